@@ -1,0 +1,51 @@
+# Every target works on a fresh machine: the virtual environment and the Debian tools the
+# integration tests start (prometheus, promtool, alertmanager, amtool, pushgateway) are set up
+# on demand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBIAN_TOOLS := prometheus prometheus-alertmanager prometheus-pushgateway
+PYTEST_ARGS ?=
+
+.PHONY: test unit lint demo bench generate venv tools clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Installs the Debian packages only when one of their binaries is missing.
+tools:
+	@missing=0; for b in prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway; do \
+	  command -v $$b >/dev/null 2>&1 || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing $(DEBIAN_TOOLS)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS) >/dev/null; \
+	fi
+
+test: venv tools lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/python -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check exporter tests benchmarks
+
+generate: venv
+	$(BIN)/inferwatch generate --out .
+
+demo: venv tools
+	$(BIN)/inferwatch demo
+
+bench: venv
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,195 @@
+"""The metric catalogue: every metric inferwatch exposes, in one place.
+
+The instrumentation renders from it, the generators build dashboards and rules
+from it, and the README's metric table is checked against it, so a name changes
+in one place only.
+
+>>> CATALOGUE["inferwatch_requests_total"].kind
+'counter'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "inferwatch_"
+MODEL_LABELS = ("model", "model_version")
+OTHER = "__other__"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its name as exposed, type, HELP text and labels beyond the model labels."""
+
+    name: str
+    kind: str  # counter | gauge | histogram | summary | info
+    help: str
+    labels: tuple[str, ...] = ()
+    per_model: bool = True
+    source: str = "instrumentation"  # instrumentation | exporter
+
+    @property
+    def family(self) -> str:
+        """The family name prometheus_client uses (counters drop `_total`)."""
+        if self.kind == "counter" and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        return self.name
+
+    @property
+    def all_labels(self) -> tuple[str, ...]:
+        return (MODEL_LABELS if self.per_model else ()) + self.labels
+
+
+def _specs(*specs: MetricSpec) -> dict[str, MetricSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+_I = "instrumentation"
+_E = "exporter"
+
+CATALOGUE: dict[str, MetricSpec] = _specs(
+    # --- identity -------------------------------------------------------------------------
+    MetricSpec("inferwatch_model_info", "gauge",
+               "Always 1: which model version serves, with its static metadata.",
+               ("framework", "task")),
+    MetricSpec("inferwatch_model_loaded_timestamp_seconds", "gauge",
+               "Unix time in seconds when this model version started serving."),
+    MetricSpec("inferwatch_model_trained_timestamp_seconds", "gauge",
+               "Unix time in seconds when this model version was trained."),
+    MetricSpec("inferwatch_dependency_info", "gauge",
+               "Always 1: version of an ML package loaded in the serving process.",
+               ("package", "package_version"), per_model=False),
+    # --- operational ----------------------------------------------------------------------
+    MetricSpec("inferwatch_requests_total", "counter",
+               "Prediction calls, by outcome (ok or error).", ("outcome",)),
+    MetricSpec("inferwatch_errors_total", "counter",
+               "Failed prediction calls, by exception class.", ("error_type",)),
+    MetricSpec("inferwatch_request_duration_seconds", "histogram",
+               "End-to-end latency of a prediction call in seconds."),
+    MetricSpec("inferwatch_stage_duration_seconds", "histogram",
+               "Latency of one stage of a prediction request in seconds.", ("stage",)),
+    MetricSpec("inferwatch_requests_in_flight", "gauge",
+               "Prediction calls currently running."),
+    MetricSpec("inferwatch_batch_size", "histogram",
+               "Rows per prediction call."),
+    # --- predictions ----------------------------------------------------------------------
+    MetricSpec("inferwatch_prediction", "summary",
+               "Rolling-window quantiles of predicted values (unit of the model output).",
+               ("output",)),
+    MetricSpec("inferwatch_prediction_value", "histogram",
+               "Predicted values (unit of the model output), aggregatable across replicas.",
+               ("output",)),
+    MetricSpec("inferwatch_predicted_class_total", "counter",
+               "Predictions by predicted class.", ("class",)),
+    MetricSpec("inferwatch_prediction_confidence", "summary",
+               "Rolling-window quantiles of the top-class probability (ratio 0..1)."),
+    MetricSpec("inferwatch_invalid_predictions_total", "counter",
+               "Predicted values that cannot be right, by reason (nan, inf, out_of_range).",
+               ("reason",)),
+    MetricSpec("inferwatch_actions_total", "counter",
+               "What the system did with a prediction, by action.", ("action",)),
+    # --- data quality and drift -----------------------------------------------------------
+    MetricSpec("inferwatch_feature_missing_total", "counter",
+               "Feature values that were None or NaN.", ("feature",)),
+    MetricSpec("inferwatch_feature_out_of_range_total", "counter",
+               "Feature values outside the reference range.", ("feature",)),
+    MetricSpec("inferwatch_feature_unseen_category_total", "counter",
+               "Categorical feature values absent from the reference.", ("feature",)),
+    MetricSpec("inferwatch_input_errors_total", "counter",
+               "Inputs that violate the reference schema, by reason.", ("reason",)),
+    MetricSpec("inferwatch_feature_drift", "gauge",
+               "Drift of the rolling window of a feature against the reference (psi, js, ks).",
+               ("feature", "method")),
+    MetricSpec("inferwatch_prediction_drift", "gauge",
+               "Drift of the rolling window of a prediction output against the reference.",
+               ("output", "method")),
+    MetricSpec("inferwatch_drift_window_observations", "gauge",
+               "Rows in the drift window."),
+    # --- ground truth ---------------------------------------------------------------------
+    MetricSpec("inferwatch_outcomes_total", "counter",
+               "Classification outcomes joined with their prediction, by result.", ("result",)),
+    MetricSpec("inferwatch_outcome_error", "histogram",
+               "Absolute error of regression predictions once ground truth arrives (output unit)."),
+    MetricSpec("inferwatch_outcome_delay_seconds", "histogram",
+               "Label lag in seconds: outcome time minus prediction time."),
+    MetricSpec("inferwatch_outcomes_unmatched_total", "counter",
+               "Outcomes with no prediction to join, by reason.", ("reason",)),
+    # --- inferwatch itself ----------------------------------------------------------------
+    MetricSpec("inferwatch_internal_errors_total", "counter",
+               "Faults inside inferwatch, swallowed so the caller never sees them.",
+               ("component",), per_model=False),
+    MetricSpec("inferwatch_series_overflow_total", "counter",
+               "Label values folded into __other__ by a cardinality cap.",
+               ("metric",), per_model=False),
+    MetricSpec("inferwatch_events_dropped_total", "counter",
+               "Prediction events not written to the event log, by reason.",
+               ("reason",), per_model=False),
+    # --- standalone exporter --------------------------------------------------------------
+    MetricSpec("inferwatch_exporter_build_info", "gauge",
+               "Always 1: the exporter's version.", ("version", "python_version"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_exporter_collector_success", "gauge",
+               "1 when the collector's last scrape succeeded, else 0.", ("collector",),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_exporter_collector_duration_seconds", "gauge",
+               "Seconds the collector took in the last scrape.", ("collector",),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_info", "gauge",
+               "Always 1: a GPU's name, driver version and uuid.",
+               ("gpu", "uuid", "name", "driver_version"), per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_up", "gauge",
+               "1 when the GPU answers NVML, 0 when it is lost or unreadable.",
+               ("gpu", "uuid"), per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_utilization_ratio", "gauge",
+               "Fraction of time (0..1) a kernel ran on the GPU.",
+               ("gpu", "uuid"), per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_memory_utilization_ratio", "gauge",
+               "Fraction of time (0..1) device memory was read or written.",
+               ("gpu", "uuid"), per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_memory_used_bytes", "gauge",
+               "Framebuffer memory in use, bytes.", ("gpu", "uuid"), per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_memory_total_bytes", "gauge",
+               "Framebuffer memory installed, bytes.", ("gpu", "uuid"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_temperature_celsius", "gauge",
+               "GPU core temperature, degrees celsius.", ("gpu", "uuid"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_power_watts", "gauge",
+               "GPU power draw, watts.", ("gpu", "uuid"), per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_power_limit_watts", "gauge",
+               "GPU power management limit, watts.", ("gpu", "uuid"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_energy_joules_total", "counter",
+               "Energy used by the GPU since the driver loaded, joules.", ("gpu", "uuid"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_xid_errors_total", "counter",
+               "Xid errors reported by the driver since the exporter started.",
+               ("gpu", "uuid", "xid"), per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_clock_hertz", "gauge",
+               "Current GPU clock, hertz.", ("gpu", "uuid", "clock"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_gpu_process_memory_bytes", "gauge",
+               "GPU memory used by one process, bytes (opt-in).", ("gpu", "uuid", "pid"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_process_cpu_seconds_total", "counter",
+               "CPU time of the watched serving process, seconds.", ("pid", "process"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_process_resident_memory_bytes", "gauge",
+               "Resident memory of the watched serving process, bytes.", ("pid", "process"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_process_threads", "gauge",
+               "Threads of the watched serving process.", ("pid", "process"),
+               per_model=False, source=_E),
+    MetricSpec("inferwatch_process_open_fds", "gauge",
+               "Open file descriptors of the watched serving process.", ("pid", "process"),
+               per_model=False, source=_E),
+)
+
+
+def spec(name: str) -> MetricSpec:
+    """Look a metric up by its exposed name.
+
+    >>> spec("inferwatch_batch_size").kind
+    'histogram'
+    """
+    return CATALOGUE[name]

@@ -1,0 +1,62 @@
+"""The `inferwatch` command: one subcommand per module, imported only when it runs.
+
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+
+>>> sorted(SUBCOMMANDS)[:2]
+['demo', 'events']
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ._version import __version__
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("inferwatch.generate.cli", "write Grafana dashboards and Prometheus rules"),
+    "profile": ("inferwatch.profile_cli", "build a reference profile from training data"),
+    "demo": ("inferwatch.demo.cli", "run the demo model, traffic and monitoring stack"),
+    "events": ("inferwatch.events.cli", "read the prediction event log"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inferwatch", description="Monitoring for machine-learning models in production."
+    )
+    parser.add_argument("--version", action="version", version=f"inferwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        child.set_defaults(_module=module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            child.set_defaults(_unavailable=True)
+            continue
+        module.add_arguments(child)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    >>> main(["--version"])  # doctest: +SKIP
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    if getattr(args, "_unavailable", False):
+        parser.error(f"the '{args.command}' command is not available in this installation")
+    module = importlib.import_module(args._module)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

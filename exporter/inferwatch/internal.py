@@ -1,0 +1,74 @@
+"""Faults inside inferwatch: counted, logged at most once a minute, never raised.
+
+inferwatch runs inside someone else's model server, so every entry point that could
+fail on our side is wrapped by :func:`guard` or calls :func:`record` directly.
+
+>>> record("example")
+>>> internal_error_counts()["example"] >= 1
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+log = logging.getLogger("inferwatch")
+
+LOG_INTERVAL_SECONDS = 60.0
+# Components are names from our own code, never user data, so this cap is only a safety net.
+_MAX_COMPONENTS = 64
+
+_lock = threading.Lock()
+_counts: dict[str, int] = {}
+_last_logged: dict[str, float] = {}
+
+T = TypeVar("T")
+
+
+def record(component: str, exc: BaseException | None = None) -> None:
+    """Count one swallowed fault of `component` and log it, rate-limited per component."""
+    try:
+        now = time.monotonic()
+        with _lock:
+            if component not in _counts and len(_counts) >= _MAX_COMPONENTS:
+                component = "__other__"
+            _counts[component] = _counts.get(component, 0) + 1
+            last = _last_logged.get(component)
+            should_log = last is None or now - last >= LOG_INTERVAL_SECONDS
+            if should_log:
+                _last_logged[component] = now
+        if should_log:
+            log.warning(
+                "inferwatch: internal fault in %s (counted in inferwatch_internal_errors_total;"
+                " further faults here are logged at most once a minute)",
+                component,
+                exc_info=exc,
+            )
+    except Exception:  # pragma: no cover - logging itself failed; nothing left to do
+        pass
+
+
+def internal_error_counts() -> dict[str, int]:
+    """A copy of the fault counts by component."""
+    with _lock:
+        return dict(_counts)
+
+
+def guard(component: str, fn: Callable[..., T], *args: object, default: T | None = None,
+          **kwargs: object) -> T | None:
+    """Call `fn`, turning any exception into a counted internal fault.
+
+    >>> guard("example", int, "12")
+    12
+    >>> guard("example", int, "not a number") is None
+    True
+    """
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        record(component, exc)
+        return default
