@@ -1,0 +1,41 @@
+"""`python -m benchmarks [--quick] [NAME ...]`: run every benchmark module and print its table."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .common import print_table
+
+# module -> table title; each module exposes run(quick) -> list[Row]
+MODULES = {
+    "bench_hot_path": "Hot path: instrument() vs a naive prometheus_client wrapper",
+    "bench_quantiles": "Rolling quantiles: accuracy and memory",
+    "bench_drift": "Drift: PSI + JS + KS",
+    "bench_exposition": "Exposition: scrape of a realistic deployment",
+    "bench_middleware": "ASGI middleware vs prometheus-fastapi-instrumentator",
+    "bench_multiproc": "Multi-worker: merge and render",
+    "bench_events": "Prediction event log",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    parser.add_argument("names", nargs="*", help="modules to run (default: all present)")
+    args = parser.parse_args(argv)
+    names = args.names or list(MODULES)
+    for name in names:
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"benchmarks.{name}":
+                continue
+            raise
+        print_table(MODULES.get(name, name), module.run(quick=args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
