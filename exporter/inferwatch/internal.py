@@ -29,14 +29,14 @@ _last_logged: dict[str, float] = {}
 T = TypeVar("T")
 
 
-def record(component: str, exc: BaseException | None = None) -> None:
-    """Count one swallowed fault of `component` and log it, rate-limited per component."""
+def record(component: str, exc: BaseException | None = None, count: int = 1) -> None:
+    """Count `count` swallowed faults of `component`; log them, rate-limited per component."""
     try:
         now = time.monotonic()
         with _lock:
             if component not in _counts and len(_counts) >= _MAX_COMPONENTS:
                 component = "__other__"
-            _counts[component] = _counts.get(component, 0) + 1
+            _counts[component] = _counts.get(component, 0) + count
             last = _last_logged.get(component)
             should_log = last is None or now - last >= LOG_INTERVAL_SECONDS
             if should_log:

@@ -1,0 +1,268 @@
+"""``instrument()``: wrap a model object, a function or an async function.
+
+The wrappers are the request path. Each call does two clock reads, one
+``next()`` on an ``itertools.count`` (for the in-flight gauge) and one ``list.append``;
+the exception path re-raises the caller's exception object untouched.
+
+>>> import inferwatch
+>>> from inferwatch.registry import Registry
+>>> predict = inferwatch.instrument(lambda x: x * 2.0, name="double", version="1",
+...                                 registry=Registry())
+>>> predict(2.0)
+4.0
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .monitor import Monitor, Settings
+from .registry import Registry, default_registry
+from .request import current_request
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
+_SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
+
+
+def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
+    pending = monitor._proba_calls if probabilities else monitor._calls
+    append = pending.append
+    errors = monitor._errors
+    append_error = errors.append
+    started = monitor._started
+    dropped = monitor._dropped
+    limit = monitor.settings.max_pending
+    clock = time.perf_counter
+
+    @functools.wraps(fn)
+    def instrumented(*args: Any, **kwargs: Any) -> Any:
+        if monitor.active_requests:
+            request = current_request()
+            if request is not None and request.monitor is monitor:
+                return _in_request(request, fn, probabilities, args, kwargs)
+        next(started)
+        start = clock()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            if len(errors) < limit:
+                append_error((clock() - start, exc.__class__))
+            else:
+                next(dropped)
+            raise
+        if len(pending) < limit:
+            append((clock() - start, result))
+        else:
+            next(dropped)
+        return result
+
+    return instrumented
+
+
+def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
+    pending = monitor._proba_calls if probabilities else monitor._calls
+    append = pending.append
+    errors = monitor._errors
+    append_error = errors.append
+    started = monitor._started
+    dropped = monitor._dropped
+    limit = monitor.settings.max_pending
+    clock = time.perf_counter
+
+    @functools.wraps(fn)
+    async def instrumented(*args: Any, **kwargs: Any) -> Any:
+        if monitor.active_requests:
+            request = current_request()
+            if request is not None and request.monitor is monitor:
+                start = clock()
+                try:
+                    result = await fn(*args, **kwargs)
+                finally:
+                    request.record.stages.append(("inference", clock() - start))
+                if not request.record.has_prediction:
+                    request.prediction(result, probabilities=probabilities)
+                return result
+        next(started)
+        start = clock()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            if len(errors) < limit:
+                append_error((clock() - start, exc.__class__))
+            else:
+                next(dropped)
+            raise
+        if len(pending) < limit:
+            append((clock() - start, result))
+        else:
+            next(dropped)
+        return result
+
+    return instrumented
+
+
+def _in_request(request: Any, fn: Callable, probabilities: bool, args: tuple,
+                kwargs: dict) -> Any:
+    start = time.perf_counter()
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        request.record.stages.append(("inference", time.perf_counter() - start))
+    if not request.record.has_prediction:
+        request.prediction(result, probabilities=probabilities)
+    return result
+
+
+def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:
+    """The instrumented version of one callable, sync or async."""
+    if inspect.iscoroutinefunction(fn):
+        return _async_wrapper(fn, monitor, probabilities)
+    return _sync_wrapper(fn, monitor, probabilities)
+
+
+class InstrumentedModel:
+    """A transparent proxy: ``predict``, ``predict_proba`` and ``__call__`` are recorded.
+
+    Every other attribute reads and writes through to the wrapped model, ``isinstance``
+    sees the model's class, and pickling stores the model with its instrument() options.
+    """
+
+    def __init__(self, model: Any, monitor: Monitor, options: dict[str, Any]) -> None:
+        d = self.__dict__
+        d["__wrapped__"] = model
+        d["_inferwatch_monitor"] = monitor
+        d["_inferwatch_options"] = options
+        for method_name, probabilities in WRAPPED_METHODS:
+            method = getattr(model, method_name, None)
+            if callable(method):
+                # Stored in the instance dict so the hot path finds them without __getattr__.
+                d[method_name] = wrap_callable(method, monitor, probabilities)
+        d["_inferwatch_call"] = wrap_callable(model, monitor) if callable(model) else None
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(proxy, type(model)) holds
+        return type(self.__dict__["__wrapped__"])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        call = self.__dict__["_inferwatch_call"]
+        if call is None:
+            raise TypeError(f"'{type(self.__wrapped__).__name__}' object is not callable")
+        return call(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["__wrapped__"], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.__dict__["__wrapped__"], name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self.__dict__["__wrapped__"], name)
+
+    def __dir__(self) -> list[str]:
+        return dir(self.__dict__["__wrapped__"])
+
+    def __repr__(self) -> str:
+        return repr(self.__dict__["__wrapped__"])
+
+    def __str__(self) -> str:
+        return str(self.__dict__["__wrapped__"])
+
+    def __len__(self) -> int:
+        return len(self.__dict__["__wrapped__"])
+
+    def __iter__(self) -> Any:
+        return iter(self.__dict__["__wrapped__"])
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.__dict__["__wrapped__"][key]
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        return (_restore, (self.__dict__["__wrapped__"], self.__dict__["_inferwatch_options"]))
+
+
+def _restore(model: Any, options: dict[str, Any]) -> Any:
+    return instrument(model, **options)
+
+
+def _timestamp(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        return value.timestamp()
+    if isinstance(value, _dt.date):
+        return _dt.datetime(value.year, value.month, value.day,
+                            tzinfo=_dt.timezone.utc).timestamp()
+    if isinstance(value, str):
+        return _timestamp(_dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+    return float(value)
+
+
+def _framework(target: Any, is_function: bool) -> str:
+    """The top-level package of the model's class: sklearn, torch, xgboost, ..."""
+    if is_function:
+        return "python"
+    return (type(target).__module__ or "unknown").split(".")[0]
+
+
+def instrument(target: Any = None, /, *, name: str, version: str = "unversioned",
+               trained_at: Any = None, registry: Registry | None = None,
+               **options: Any) -> Any:
+    """Record latency, errors, versions and predictions of a model or function.
+
+    `target` is a model object (its ``predict``, ``predict_proba`` and ``__call__`` are
+    wrapped), a plain or ``async`` function, or omitted to get a decorator.
+    `trained_at` is a datetime, an ISO date string or Unix seconds. Other keyword
+    options are :class:`~inferwatch.monitor.Settings` fields (``task``, ``quantiles``,
+    ``output_range``, ``max_classes``, ...).
+
+    >>> from inferwatch.registry import Registry
+    >>> @instrument(name="scorer", version="2", registry=Registry())
+    ... def score(x):
+    ...     return 0.5
+    >>> score(1)
+    0.5
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("inferwatch.instrument: name must be a non-empty string")
+    unknown = sorted(set(options) - _SETTINGS_FIELDS)
+    if unknown:
+        raise TypeError(f"inferwatch.instrument: unknown option(s) {', '.join(unknown)}; "
+                        f"valid options: {', '.join(sorted(_SETTINGS_FIELDS))}")
+    if target is None:
+        def decorator(fn: F) -> F:
+            return instrument(fn, name=name, version=version, trained_at=trained_at,
+                              registry=registry, **options)
+        return decorator
+    if isinstance(target, type):
+        raise TypeError("inferwatch.instrument: pass a model instance or a function, "
+                        f"not the class {target.__name__}")
+    user_metadata = dict(options.pop("metadata", None) or {})
+    is_function = inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(
+        target) or isinstance(target, functools.partial) or inspect.iscoroutinefunction(target)
+    settings = Settings(**options, metadata={"framework": _framework(target, is_function),
+                                             **user_metadata})
+    registry = registry or default_registry()
+    try:
+        trained = _timestamp(trained_at)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"inferwatch.instrument: trained_at {trained_at!r} is not a datetime, "
+                         "ISO date string or Unix timestamp") from exc
+    monitor = registry.monitor(
+        name, str(version), settings, trained_at=trained,
+        class_names=None if is_function else (lambda: getattr(target, "classes_", None)),
+    )
+    if is_function:
+        return wrap_callable(target, monitor)
+    pickled_options = {"name": name, "version": version, "trained_at": trained_at, **options}
+    if user_metadata:
+        pickled_options["metadata"] = user_metadata
+    return InstrumentedModel(target, monitor, pickled_options)

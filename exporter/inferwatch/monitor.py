@@ -1,0 +1,376 @@
+"""The Monitor behind one model version: cheap recording now, aggregation later.
+
+On the request path a call costs two clock reads and one ``list.append`` of a tuple.
+Everything else (bucketing, sketches, class counts, cardinality caps) happens when the
+pending calls are drained: by a background thread once a second, and before every
+scrape. Draining takes a prefix of each pending list with a slice and deletes it with
+one ``del``; both are single operations under the GIL, so appends racing with a drain
+land in the next drain and no call is lost or counted twice.
+
+>>> from inferwatch.registry import Registry
+>>> mon = Registry().monitor("fraud", "1.4.2")
+>>> mon.record_call(0.003, 0.91)
+>>> mon.drain(); mon.state.counters["inferwatch_requests_total"][("ok",)]
+1.0
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import internal
+from .labels import LabelCap, clean_label_value
+from .predictions import Prediction, normalize
+from .state import ModelState, SummarySettings
+
+if TYPE_CHECKING:
+    from .request import Request
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                   1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
+VALUE_BUCKETS = (-1.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
+                 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 10000.0)
+TASKS = ("auto", "classification", "regression")
+MAX_METADATA_LABELS = 8
+RESERVED_LABELS = ("model", "model_version", "job", "instance")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+_FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
+_CLASS_SCALARS = frozenset({int, bool, str, np.int64, np.int32, np.int16, np.int8,
+                            np.uint64, np.uint32, np.uint16, np.uint8, np.bool_, np.str_})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-model options; every label that users can grow has a cap here."""
+
+    quantiles: tuple[float, ...] = (0.5, 0.9, 0.99)
+    window_seconds: float = 600.0
+    age_buckets: int = 5
+    relative_accuracy: float = 0.01
+    latency_buckets: tuple[float, ...] = LATENCY_BUCKETS
+    batch_buckets: tuple[float, ...] = BATCH_BUCKETS
+    value_buckets: tuple[float, ...] = VALUE_BUCKETS
+    output_range: tuple[float, float] | None = None
+    task: str = "auto"
+    max_classes: int = 50
+    max_outputs: int = 20
+    max_error_types: int = 20
+    max_actions: int = 20
+    max_stages: int = 20
+    # Calls waiting to be drained; past this the oldest work is still safe, new calls are
+    # dropped and counted, so a stalled drain can never grow memory without bound.
+    max_pending: int = 200_000
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
+            problems.append(f"quantiles must be in [0, 1], got {self.quantiles!r}")
+        if self.window_seconds <= 0:
+            problems.append(f"window_seconds must be positive, got {self.window_seconds!r}")
+        if self.age_buckets < 1:
+            problems.append(f"age_buckets must be at least 1, got {self.age_buckets!r}")
+        if not 0.0 < self.relative_accuracy < 1.0:
+            problems.append(f"relative_accuracy must be in (0, 1), got {self.relative_accuracy!r}")
+        if self.task not in TASKS:
+            problems.append(f"task must be one of {TASKS}, got {self.task!r}")
+        for name in ("latency_buckets", "batch_buckets", "value_buckets"):
+            bounds = getattr(self, name)
+            if not bounds or list(bounds) != sorted(set(bounds)):
+                problems.append(f"{name} must be a non-empty increasing sequence")
+        if self.output_range is not None and not self.output_range[0] <= self.output_range[1]:
+            problems.append(f"output_range must be (low, high), got {self.output_range!r}")
+        for name in ("max_classes", "max_outputs", "max_error_types", "max_actions",
+                     "max_stages", "max_pending"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if len(self.metadata) > MAX_METADATA_LABELS or not all(
+                _LABEL_NAME.fullmatch(str(k)) and not str(k).startswith("__")
+                and k not in RESERVED_LABELS for k in self.metadata):
+            problems.append(f"metadata must have at most {MAX_METADATA_LABELS} keys that are "
+                            f"valid Prometheus label names other than {RESERVED_LABELS}")
+        if problems:
+            raise ValueError("inferwatch: invalid settings: " + "; ".join(problems))
+
+    @property
+    def summary(self) -> SummarySettings:
+        return SummarySettings(tuple(self.quantiles), self.window_seconds, self.age_buckets,
+                               self.relative_accuracy)
+
+
+@dataclass
+class RequestRecord:
+    """What one ``mon.request()`` block saw, handed to the drain when the block ends."""
+
+    duration: float
+    request_id: str | None = None
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    prediction: object = None
+    probabilities: bool = False
+    has_prediction: bool = False
+    features: object = None
+    action: str | None = None
+    error_type: type | None = None
+
+
+def _take(pending: list) -> list:
+    n = len(pending)
+    if not n:
+        return []
+    taken = pending[:n]
+    del pending[:n]
+    return taken
+
+
+def _count_value(counter: itertools.count) -> int:
+    # itertools.count exposes its next value only through repr: "count(17)".
+    return int(repr(counter)[6:-1])
+
+
+class Monitor:
+    """Records calls of one model version and aggregates them into a :class:`ModelState`."""
+
+    def __init__(self, name: str, version: str, settings: Settings | None = None, *,
+                 trained_at: float | None = None,
+                 class_names: Callable[[], Sequence[object] | None] | None = None) -> None:
+        self.name = name
+        self.version = version
+        self.settings = settings or Settings()
+        self.state = ModelState(name, version, summary_settings=self.settings.summary)
+        self.state.loaded_at = time.time()
+        if trained_at is not None:
+            self.state.trained_at = float(trained_at)
+        self.state.info = {"task": self.settings.task,
+                           **{k: clean_label_value(v) for k, v in self.settings.metadata.items()}}
+        self._class_names = class_names
+        self._lock = threading.Lock()
+        # Pending work, appended to on the request path.
+        self._calls: list[tuple[float, object]] = []
+        self._proba_calls: list[tuple[float, object]] = []
+        self._errors: list[tuple[float, type]] = []
+        self._requests: list[RequestRecord] = []
+        self._started = itertools.count()
+        self._dropped = itertools.count()
+        self._finished = 0
+        self._dropped_reported = 0
+        # Open ``mon.request()`` blocks; instrumented calls check it to join their request.
+        self.active_requests = 0
+        s = self.settings
+        self._caps = {
+            "inferwatch_errors_total": LabelCap(s.max_error_types),
+            "inferwatch_predicted_class_total": LabelCap(s.max_classes),
+            "inferwatch_prediction": LabelCap(s.max_outputs),
+            "inferwatch_actions_total": LabelCap(s.max_actions),
+            "inferwatch_stage_duration_seconds": LabelCap(s.max_stages),
+        }
+
+    # --- the request path ---------------------------------------------------------------
+    def request(self, request_id: str | None = None) -> Request:
+        """A per-request context: ``with mon.request(request_id="r-17") as r: ...``."""
+        from .request import Request
+
+        return Request(self, None if request_id is None else str(request_id))
+
+    def record_call(self, duration: float, result: object, probabilities: bool = False) -> None:
+        """Record a finished call; what the instrument() wrappers do inline."""
+        next(self._started)
+        (self._proba_calls if probabilities else self._calls).append((duration, result))
+
+    def record_error(self, duration: float, error_type: type) -> None:
+        next(self._started)
+        self._errors.append((duration, error_type))
+
+    def pending(self) -> int:
+        return len(self._calls) + len(self._proba_calls) + len(self._errors) + len(self._requests)
+
+    def in_flight(self) -> int:
+        """Calls started and not yet finished."""
+        with self._lock:
+            return self.in_flight_locked()
+
+    def in_flight_locked(self) -> int:
+        done = self._finished + self.pending() + _count_value(self._dropped)
+        return max(0, _count_value(self._started) - done)
+
+    # --- draining ---------------------------------------------------------------------------
+    def drain(self, now: float | None = None) -> None:
+        """Fold pending calls into the state. Never raises."""
+        try:
+            with self._lock:
+                self._drain_locked(time.time() if now is None else now)
+        except Exception as exc:
+            internal.record("drain", exc)
+
+    def _drain_locked(self, now: float) -> None:
+        calls = _take(self._calls)
+        proba_calls = _take(self._proba_calls)
+        errors = _take(self._errors)
+        requests = _take(self._requests)
+        total = len(calls) + len(proba_calls) + len(errors) + len(requests)
+        self._report_dropped()
+        if not total:
+            return
+        self._finished += total
+        state = self.state
+        durations: list[float] = []
+        predictions = _PredictionBatch(self)
+        if calls:
+            call_durations, results = zip(*calls)
+            durations.extend(call_durations)
+            predictions.add_results(results, probabilities=False)
+        if proba_calls:
+            call_durations, results = zip(*proba_calls)
+            durations.extend(call_durations)
+            predictions.add_results(results, probabilities=True)
+        ok = len(calls) + len(proba_calls)
+        error_counts: dict[str, float] = {}
+        for duration, error_type in errors:
+            durations.append(duration)
+            key = error_type.__name__
+            error_counts[key] = error_counts.get(key, 0) + 1
+        for record in requests:
+            durations.append(record.duration)
+            if record.error_type is not None:
+                key = record.error_type.__name__
+                error_counts[key] = error_counts.get(key, 0) + 1
+            else:
+                ok += 1
+            self._drain_request(record, predictions)
+        n_errors = len(durations) - ok
+        if ok:
+            state.inc("inferwatch_requests_total", ("ok",), ok)
+        if n_errors:
+            state.inc("inferwatch_requests_total", ("error",), n_errors)
+            cap = self._caps["inferwatch_errors_total"]
+            for key, count in cap.fold_counts(error_counts).items():
+                state.inc("inferwatch_errors_total", (key,), count)
+        state.histogram("inferwatch_request_duration_seconds", (),
+                        self.settings.latency_buckets).observe(np.asarray(durations))
+        predictions.flush(state, now)
+
+    def _report_dropped(self) -> None:
+        dropped = _count_value(self._dropped)
+        if dropped > self._dropped_reported:
+            internal.record("backlog", count=dropped - self._dropped_reported)
+            self._dropped_reported = dropped
+
+    def _drain_request(self, record: RequestRecord, predictions: _PredictionBatch) -> None:
+        state = self.state
+        stage_cap = self._caps["inferwatch_stage_duration_seconds"]
+        for stage, seconds in record.stages:
+            state.histogram("inferwatch_stage_duration_seconds", (stage_cap.fold(stage),),
+                            self.settings.latency_buckets).observe_one(seconds)
+        if record.action is not None:
+            action = self._caps["inferwatch_actions_total"].fold(record.action)
+            state.inc("inferwatch_actions_total", (action,))
+        if record.has_prediction:
+            predictions.add_results((record.prediction,), probabilities=record.probabilities)
+
+    def overflow_counts(self) -> dict[str, int]:
+        return {metric: cap.overflowed for metric, cap in self._caps.items() if cap.overflowed}
+
+    def class_names(self) -> Sequence[object] | None:
+        if self._class_names is None:
+            return None
+        try:
+            names = self._class_names()
+            return None if names is None else list(names)
+        except Exception:
+            return None
+
+
+class _PredictionBatch:
+    """Gathers the predictions of one drain, then records them in one vectorised pass."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.batch_sizes: list[int] = []
+        self.values: dict[str, list[np.ndarray]] = {}
+        self.classes: list[np.ndarray] = []
+        self.confidence: list[np.ndarray] = []
+        self.invalid: dict[str, int] = {}
+
+    def add_results(self, results: Sequence[object], probabilities: bool) -> None:
+        task = self.monitor.settings.task
+        kinds = set(map(type, results))
+        if not probabilities and kinds <= _FLOAT_SCALARS and task != "classification":
+            self._add_float_scalars(results)
+            return
+        if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
+            self.batch_sizes.extend(itertools.repeat(1, len(results)))
+            self.classes.append(np.asarray([str(r) for r in results], dtype=object))
+            return
+        class_names = self.monitor.class_names() if probabilities else None
+        for result in results:
+            try:
+                self._add(normalize(result, probabilities=probabilities,
+                                    class_names=class_names, task=task))
+            except Exception as exc:
+                internal.record("prediction", exc)
+
+    def _add_float_scalars(self, results: Sequence[object]) -> None:
+        values = np.asarray(results, dtype=np.float64)
+        self.batch_sizes.extend(itertools.repeat(1, len(results)))
+        finite = np.isfinite(values)
+        if not finite.all():
+            self._invalid("nan", int(np.isnan(values).sum()))
+            self._invalid("inf", int(np.isinf(values).sum()))
+            values = values[finite]
+        self.values.setdefault("value", []).append(values)
+
+    def _add(self, prediction: Prediction) -> None:
+        self.batch_sizes.append(prediction.rows)
+        for name, values in prediction.values.items():
+            self.values.setdefault(name, []).append(values)
+        if prediction.classes is not None:
+            self.classes.append(prediction.classes)
+        if prediction.confidence is not None:
+            self.confidence.append(prediction.confidence)
+        for reason, count in prediction.invalid.items():
+            self._invalid(reason, count)
+
+    def _invalid(self, reason: str, count: int) -> None:
+        if count:
+            self.invalid[reason] = self.invalid.get(reason, 0) + count
+
+    def flush(self, state: ModelState, now: float) -> None:
+        settings = self.monitor.settings
+        caps = self.monitor._caps
+        if self.batch_sizes:
+            state.histogram("inferwatch_batch_size", (), settings.batch_buckets).observe(
+                np.asarray(self.batch_sizes, dtype=np.float64))
+        output_cap = caps["inferwatch_prediction"]
+        merged: dict[str, list[np.ndarray]] = {}
+        for name, chunks in self.values.items():
+            merged.setdefault(output_cap.fold(name), []).extend(chunks)
+        low, high = settings.output_range or (-math.inf, math.inf)
+        for output, chunks in merged.items():
+            values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            state.summary("inferwatch_prediction", (output,)).observe(values, now)
+            state.histogram("inferwatch_prediction_value", (output,),
+                            settings.value_buckets).observe(values)
+            if settings.output_range is not None:
+                self._invalid("out_of_range", int(((values < low) | (values > high)).sum()))
+        if self.classes:
+            labels = np.concatenate(self.classes) if len(self.classes) > 1 else self.classes[0]
+            unique, counts = np.unique(labels.astype(str), return_counts=True)
+            class_cap = caps["inferwatch_predicted_class_total"]
+            folded = class_cap.fold_counts(dict(zip(unique.tolist(), counts.tolist())))
+            state.inc_many("inferwatch_predicted_class_total",
+                           {(label,): count for label, count in folded.items()})
+        if self.confidence:
+            state.summary("inferwatch_prediction_confidence", ()).observe(
+                np.concatenate(self.confidence), now)
+        for reason, count in self.invalid.items():
+            state.inc("inferwatch_invalid_predictions_total", (reason,), count)

@@ -1,0 +1,157 @@
+"""Metric families from model states: the one place the exposition is built.
+
+Both a single process and the merged multi-worker view render through
+:func:`model_families` and :func:`process_families`, so the two cannot disagree.
+
+>>> from inferwatch.state import ModelState
+>>> state = ModelState("fraud", "1.4.2")
+>>> state.inc("inferwatch_requests_total", ("ok",), 3)
+>>> [f.name for f in model_families([state], now=0.0) if f.samples]
+['inferwatch_requests']
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+
+from prometheus_client.core import Metric
+from prometheus_client.utils import floatToGoString
+
+from .catalogue import CATALOGUE, MODEL_LABELS, MetricSpec
+from .state import ModelState
+
+# Packages whose version change is a deploy worth seeing; only those already imported.
+ML_PACKAGES = ("numpy", "scipy", "pandas", "sklearn", "torch", "tensorflow", "keras", "jax",
+               "xgboost", "lightgbm", "catboost", "onnxruntime", "transformers", "statsmodels")
+_DISTRIBUTIONS = {"sklearn": "scikit-learn"}
+_version_cache: dict[str, str] = {}
+
+_PER_MODEL = [s for s in CATALOGUE.values() if s.per_model and s.source == "instrumentation"]
+
+
+def _family(spec: MetricSpec) -> Metric:
+    return Metric(spec.family, spec.help, "gauge" if spec.kind == "info" else spec.kind)
+
+
+def describe_families() -> list[Metric]:
+    """Empty families for every in-process metric, for ``Collector.describe()``."""
+    names = ("inferwatch_internal_errors_total", "inferwatch_series_overflow_total",
+             "inferwatch_dependency_info", "inferwatch_events_dropped_total")
+    return [_family(s) for s in _PER_MODEL] + [_family(CATALOGUE[n]) for n in names]
+
+
+def model_families(states: Iterable[ModelState], now: float) -> list[Metric]:
+    """One family per per-model catalogue metric, holding every state's series."""
+    families = {spec.name: _family(spec) for spec in _PER_MODEL}
+    for state in states:
+        base = {"model": state.model, "model_version": state.version}
+        _identity(families, state, base)
+        for metric, series in state.counters.items():
+            family, spec = families.get(metric), CATALOGUE.get(metric)
+            if family is None or spec is None:
+                continue
+            for labels, value in series.items():
+                family.add_sample(metric, {**base, **dict(zip(spec.labels, labels))}, value)
+        for metric, series in state.gauges.items():
+            family, spec = families.get(metric), CATALOGUE.get(metric)
+            if family is None or spec is None:
+                continue
+            for labels, value in series.items():
+                family.add_sample(metric, {**base, **dict(zip(spec.labels, labels))}, value)
+        for metric, hist_series in state.histograms.items():
+            family, spec = families.get(metric), CATALOGUE.get(metric)
+            if family is None or spec is None:
+                continue
+            for labels, hist in hist_series.items():
+                _histogram(family, metric, {**base, **dict(zip(spec.labels, labels))}, hist)
+        for metric, summary_series in state.summaries.items():
+            family, spec = families.get(metric), CATALOGUE.get(metric)
+            if family is None or spec is None:
+                continue
+            quantiles = state.summary_settings.quantiles
+            for labels, summary in summary_series.items():
+                _summary(family, metric, {**base, **dict(zip(spec.labels, labels))}, summary,
+                         quantiles, now)
+    return [f for f in families.values() if f.samples]
+
+
+def _identity(families: dict[str, Metric], state: ModelState, base: dict[str, str]) -> None:
+    families["inferwatch_model_info"].add_sample(
+        "inferwatch_model_info", {**base, **state.info}, 1.0)
+    if not math.isnan(state.loaded_at):
+        families["inferwatch_model_loaded_timestamp_seconds"].add_sample(
+            "inferwatch_model_loaded_timestamp_seconds", base, state.loaded_at)
+    if not math.isnan(state.trained_at):
+        families["inferwatch_model_trained_timestamp_seconds"].add_sample(
+            "inferwatch_model_trained_timestamp_seconds", base, state.trained_at)
+
+
+def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:
+    cumulative = 0
+    for bound, count in zip(hist.bounds.tolist(), hist.counts[:-1].tolist()):
+        cumulative += count
+        family.add_sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, cumulative)
+    cumulative += int(hist.counts[-1])
+    family.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, cumulative)
+    family.add_sample(name + "_count", labels, cumulative)
+    family.add_sample(name + "_sum", labels, hist.sum)
+
+
+def _summary(family: Metric, name: str, labels: dict[str, str], summary, quantiles,
+             now: float) -> None:
+    values = summary.sketch.quantiles(quantiles, now)
+    for q, value in zip(quantiles, values):
+        family.add_sample(name, {**labels, "quantile": floatToGoString(q)}, value)
+    family.add_sample(name + "_count", labels, summary.count)
+    family.add_sample(name + "_sum", labels, summary.sum)
+
+
+def process_families(internal_errors: Mapping[str, float], overflow: Mapping[str, float],
+                     events_dropped: Mapping[str, float],
+                     dependencies: Mapping[str, str]) -> Iterator[Metric]:
+    """Process-wide families: inferwatch's own faults, folds, drops and the ML stack."""
+    for name, key, values in (
+        ("inferwatch_internal_errors_total", "component", internal_errors),
+        ("inferwatch_series_overflow_total", "metric", overflow),
+        ("inferwatch_events_dropped_total", "reason", events_dropped),
+    ):
+        family = _family(CATALOGUE[name])
+        for value_label, count in sorted(values.items()):
+            family.add_sample(name, {key: value_label}, float(count))
+        yield family
+    family = _family(CATALOGUE["inferwatch_dependency_info"])
+    for package, version in sorted(dependencies.items()):
+        family.add_sample("inferwatch_dependency_info",
+                          {"package": package, "package_version": version}, 1.0)
+    yield family
+
+
+def loaded_ml_packages() -> dict[str, str]:
+    """Versions of the ML packages this process has imported (never imports one)."""
+    found: dict[str, str] = {}
+    for package in ML_PACKAGES:
+        module = sys.modules.get(package)
+        if module is None:
+            continue
+        version = _version_cache.get(package)
+        if version is None:
+            version = str(getattr(module, "__version__", "") or _distribution_version(package))
+            _version_cache[package] = version
+        if version:
+            found[_DISTRIBUTIONS.get(package, package)] = version
+    return found
+
+
+def _distribution_version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(_DISTRIBUTIONS.get(package, package))
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+__all__ = ["MODEL_LABELS", "describe_families", "loaded_ml_packages", "model_families",
+           "process_families"]
