@@ -1,0 +1,401 @@
+"""Relative-error quantile sketch (DDSketch) backing the rolling prediction summaries.
+
+prometheus_client's Summary exposes no quantiles, so inferwatch keeps its own. A value
+``x`` goes to the logarithmic bin ``ceil(log(|x|) / log(gamma))`` with
+``gamma = (1 + alpha) / (1 - alpha)``; every value in a bin lies within ``alpha``
+relative error of the bin's representative value, so every quantile does too. Positive
+and negative values have their own store, values too small to index count as zero.
+Stores are dense int64 arrays capped at ``max_bins`` bins: past the cap the bins closest
+to zero fold together, so memory never depends on how many values were added, and two
+sketches merge by adding aligned arrays, which is what lets worker processes combine.
+
+Not thread-safe: the caller serialises access (sketches are filled when data is collected,
+not on the request path).
+
+>>> sketch = DDSketch()
+>>> sketch.add([1.0, 2.0, 3.0, 4.0, 100.0])
+>>> [round(v, 1) for v in sketch.quantiles([0.0, 0.5, 1.0])]  # each within 1%
+[1.0, 3.0, 100.5]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+DEFAULT_RELATIVE_ACCURACY = 0.01
+DEFAULT_MAX_BINS = 2048
+# Upper bounds keep keys, counts and arrays from malformed or hostile input within int64.
+MAX_MAX_BINS = 1 << 20
+MIN_RELATIVE_ACCURACY = 1e-6
+_MAX_TOTAL_COUNT = 1 << 61
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _check_relative_accuracy(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"relative_accuracy must be a number in (0, 1), got {value!r}")
+    if not MIN_RELATIVE_ACCURACY <= float(value) < 1.0:
+        raise ValueError(
+            f"relative_accuracy must be in [{MIN_RELATIVE_ACCURACY}, 1), got {value!r}"
+        )
+    return float(value)
+
+
+def _check_max_bins(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"max_bins must be an integer, got {value!r}")
+    if not 1 <= int(value) <= MAX_MAX_BINS:
+        raise ValueError(f"max_bins must be in [1, {MAX_MAX_BINS}], got {value!r}")
+    return int(value)
+
+
+class _Store:
+    """Counts per bin key for one sign: a dense array whose first cell is key `offset`.
+
+    `min_key`/`max_key` bound the non-empty bins (meaningless while `total` is 0). When the
+    span of keys would exceed `max_bins`, every key below ``max_key - max_bins + 1`` folds
+    into that key. The result depends only on the multiset of keys added, not their order,
+    so merging stores equals adding everything to one.
+    """
+
+    __slots__ = ("bins", "max_bins", "max_key", "min_key", "offset", "total")
+
+    def __init__(self, max_bins: int) -> None:
+        self.max_bins = max_bins
+        self.bins = np.zeros(0, dtype=np.int64)
+        self.offset = 0
+        self.min_key = 0
+        self.max_key = -1
+        self.total = 0
+
+    def add_keys(self, keys: np.ndarray) -> None:
+        lo = int(keys.min())
+        hi = int(keys.max())
+        if hi - lo >= self.max_bins:
+            lo = hi - self.max_bins + 1
+            keys = np.maximum(keys, lo)
+        self.add_dense(lo, np.bincount(keys - lo))
+
+    def add_dense(self, lo: int, counts: np.ndarray) -> None:
+        """Add `counts[i]` to key ``lo + i``; the first and last counts must be non-zero."""
+        hi = lo + counts.size - 1
+        if self.total:
+            new_lo, new_hi = min(lo, self.min_key), max(hi, self.max_key)
+        else:
+            new_lo, new_hi = lo, hi
+        if new_hi - new_lo >= self.max_bins:
+            new_lo = new_hi - self.max_bins + 1
+        self._make_room(new_lo, new_hi)
+        added = int(counts.sum())
+        if lo < new_lo:
+            cut = new_lo - lo
+            self.bins[new_lo - self.offset] += counts[:cut].sum()
+            counts = counts[cut:]
+            lo = new_lo
+        start = lo - self.offset
+        self.bins[start : start + counts.size] += counts
+        self.total += added
+        self.min_key, self.max_key = new_lo, new_hi
+
+    def _make_room(self, new_lo: int, new_hi: int) -> None:
+        """Make the array cover [new_lo, new_hi], folding existing keys below new_lo."""
+        bins, offset = self.bins, self.offset
+        if offset <= new_lo and new_hi < offset + bins.size:
+            if self.total and self.min_key < new_lo:
+                cut = new_lo - offset
+                folded = bins[:cut].sum()
+                bins[:cut] = 0
+                bins[cut] += folded
+            return
+        span = new_hi - new_lo + 1
+        # Slack on both sides so a slowly widening range does not reallocate on every add.
+        length = min(self.max_bins, span + max(64, span // 2))
+        start = new_lo - (length - span) // 2
+        grown = np.zeros(length, dtype=np.int64)
+        if self.total:
+            keep_lo = max(self.min_key, new_lo)
+            if keep_lo <= self.max_key:
+                grown[keep_lo - start : self.max_key - start + 1] = bins[
+                    keep_lo - offset : self.max_key - offset + 1
+                ]
+            if self.min_key < new_lo:
+                fold_end = min(new_lo, self.max_key + 1) - offset
+                grown[new_lo - start] += bins[self.min_key - offset : fold_end].sum()
+        self.bins, self.offset = grown, start
+
+    def used(self) -> np.ndarray:
+        """The counts from min_key to max_key (a view)."""
+        if not self.total:
+            return self.bins[:0]
+        return self.bins[self.min_key - self.offset : self.max_key - self.offset + 1]
+
+    def copy(self) -> _Store:
+        other = _Store(self.max_bins)
+        other.bins = self.bins.copy()
+        other.offset, other.min_key, other.max_key = self.offset, self.min_key, self.max_key
+        other.total = self.total
+        return other
+
+
+class DDSketch:
+    """Quantiles within `relative_accuracy` relative error, in memory bounded by `max_bins`.
+
+    >>> import numpy as np
+    >>> values = np.random.default_rng(0).lognormal(size=10_000)
+    >>> sketch = DDSketch(relative_accuracy=0.01)
+    >>> sketch.add(values)
+    >>> exact = np.quantile(values, 0.99, method="lower")
+    >>> bool(abs(sketch.quantiles([0.99])[0] - exact) <= 0.01 * exact)
+    True
+    """
+
+    __slots__ = ("_log_gamma", "_max_bins", "_min_indexable", "_multiplier", "_negative",
+                 "_positive", "_relative_accuracy", "_sum", "_zero_count")
+
+    def __init__(
+        self,
+        relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
+        max_bins: int = DEFAULT_MAX_BINS,
+    ) -> None:
+        self._relative_accuracy = _check_relative_accuracy(relative_accuracy)
+        self._max_bins = _check_max_bins(max_bins)
+        gamma = (1.0 + self._relative_accuracy) / (1.0 - self._relative_accuracy)
+        self._log_gamma = math.log(gamma)
+        self._multiplier = 1.0 / self._log_gamma
+        # Below this the lowest bin's bounds would be subnormal; such values count as zero.
+        self._min_indexable = float(np.finfo(np.float64).tiny) * gamma
+        self._positive = _Store(self._max_bins)
+        self._negative = _Store(self._max_bins)
+        self._zero_count = 0
+        self._sum = 0.0
+
+    @property
+    def relative_accuracy(self) -> float:
+        return self._relative_accuracy
+
+    @property
+    def max_bins(self) -> int:
+        return self._max_bins
+
+    @property
+    def min_indexable(self) -> float:
+        """Values with a smaller magnitude are counted as zero."""
+        return self._min_indexable
+
+    @property
+    def count(self) -> int:
+        """Number of finite values added."""
+        return self._positive.total + self._negative.total + self._zero_count
+
+    @property
+    def sum(self) -> float:
+        """Sum of the finite values added."""
+        return self._sum
+
+    @property
+    def is_empty(self) -> bool:
+        return self.count == 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the bin arrays (what grows with the data; bounded by max_bins)."""
+        return int(self._positive.bins.nbytes + self._negative.bins.nbytes)
+
+    def _keys(self, magnitudes: np.ndarray) -> np.ndarray:
+        return np.ceil(np.log(magnitudes) * self._multiplier).astype(np.int64)
+
+    def _key_value(self, keys: np.ndarray) -> np.ndarray:
+        # The bin (gamma^(k-1), gamma^k] is represented by gamma^(k-1) * (1 + alpha): within
+        # alpha of both ends. Clipping at the float maximum keeps that bound for the top bin.
+        lower = np.exp((keys.astype(np.float64) - 1.0) * self._log_gamma)
+        return np.minimum(lower * (1.0 + self._relative_accuracy), _FLOAT_MAX)
+
+    def add(self, values: Sequence[float] | np.ndarray) -> None:
+        """Add values; nan and ±inf are ignored (callers count them on their own).
+
+        >>> s = DDSketch()
+        >>> s.add([0.5, -2.0, 0.0, float("nan")])
+        >>> s.count, s.sum
+        (3, -1.5)
+        """
+        array = np.asarray(values, dtype=np.float64).ravel()
+        if not array.size:
+            return
+        finite = np.isfinite(array)
+        if not finite.all():
+            array = array[finite]
+            if not array.size:
+                return
+        with np.errstate(over="ignore", invalid="ignore"):
+            # A sum past the float range is +-inf, as in prometheus_client; never a warning.
+            self._sum += float(array.sum())
+        indexable = np.abs(array) >= self._min_indexable
+        positive = array > 0.0
+        positive &= indexable
+        if positive.all():
+            self._positive.add_keys(self._keys(array))
+            return
+        negative = array < 0.0
+        negative &= indexable
+        if positive.any():
+            self._positive.add_keys(self._keys(array[positive]))
+        if negative.any():
+            self._negative.add_keys(self._keys(-array[negative]))
+        self._zero_count += int(array.size - np.count_nonzero(indexable))
+
+    def merge(self, other: DDSketch) -> None:
+        """Add every value of `other` into this sketch.
+
+        >>> a, b = DDSketch(), DDSketch()
+        >>> a.add([1.0, 2.0]); b.add([3.0])
+        >>> a.merge(b); a.count
+        3
+        """
+        if not isinstance(other, DDSketch):
+            raise TypeError(f"can only merge a DDSketch, got {type(other).__name__}")
+        if other._relative_accuracy != self._relative_accuracy:
+            raise ValueError(
+                "cannot merge sketches with different relative_accuracy: "
+                f"{self._relative_accuracy} and {other._relative_accuracy}"
+            )
+        if other is self:
+            other = other.copy()
+        for mine, theirs in ((self._positive, other._positive), (self._negative, other._negative)):
+            if theirs.total:
+                mine.add_dense(theirs.min_key, theirs.used())
+        self._zero_count += other._zero_count
+        self._sum += other._sum
+
+    def quantiles(self, qs: Sequence[float]) -> list[float]:
+        """Values at quantiles `qs` (each in [0, 1]); nan for every q when empty.
+
+        The rank of q is ``floor(q * (count - 1))``, as numpy's ``method="lower"``.
+
+        >>> s = DDSketch()
+        >>> s.add([-3.0, 0.0, 5.0])
+        >>> [round(v, 2) for v in s.quantiles([0.0, 0.5, 1.0])]
+        [-2.97, 0.0, 5.0]
+        """
+        q = np.asarray(qs, dtype=np.float64).ravel()
+        if not np.all((q >= 0.0) & (q <= 1.0)):
+            raise ValueError(f"quantiles must be in [0, 1], got {list(qs)!r}")
+        count = self.count
+        if count == 0:
+            return [math.nan] * q.size
+        ranks = np.floor(q * (count - 1)).astype(np.int64)
+        result = np.zeros(q.size, dtype=np.float64)
+        negatives = self._negative.total
+        below_positive = negatives + self._zero_count
+        in_negative = ranks < negatives
+        if in_negative.any():
+            # The r-th smallest value is the (negatives - 1 - r)-th smallest magnitude.
+            magnitude_ranks = negatives - 1 - ranks[in_negative]
+            result[in_negative] = -self._value_at(self._negative, magnitude_ranks)
+        in_positive = ranks >= below_positive
+        if in_positive.any():
+            positive_ranks = ranks[in_positive] - below_positive
+            result[in_positive] = self._value_at(self._positive, positive_ranks)
+        return result.tolist()
+
+    def _value_at(self, store: _Store, ranks: np.ndarray) -> np.ndarray:
+        cumulative = np.cumsum(store.used())
+        index = np.searchsorted(cumulative, ranks, side="right")
+        return self._key_value(index + store.min_key)
+
+    def copy(self) -> DDSketch:
+        """An independent copy."""
+        other = DDSketch.__new__(DDSketch)
+        for name in ("_log_gamma", "_max_bins", "_min_indexable", "_multiplier",
+                     "_relative_accuracy", "_sum", "_zero_count"):
+            setattr(other, name, getattr(self, name))
+        other._positive = self._positive.copy()
+        other._negative = self._negative.copy()
+        return other
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form: plain ints, floats and lists of the non-empty bin range.
+
+        >>> s = DDSketch(); s.add([1.0, 1.0])
+        >>> DDSketch.from_dict(s.to_dict()).count
+        2
+        """
+        return {
+            "format": FORMAT_VERSION,
+            "relative_accuracy": self._relative_accuracy,
+            "max_bins": self._max_bins,
+            "zero_count": self._zero_count,
+            "sum": self._sum,
+            "positive": _store_to_dict(self._positive),
+            "negative": _store_to_dict(self._negative),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> DDSketch:
+        """Rebuild a sketch from :meth:`to_dict` output; ValueError naming the bad field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"sketch must be a dict, got {type(data).__name__}")
+        if type(data.get("format")) is not int or data["format"] != FORMAT_VERSION:
+            raise ValueError(f"sketch format must be {FORMAT_VERSION}, got {data.get('format')!r}")
+        sketch = cls(_field(data, "relative_accuracy"), _field(data, "max_bins"))
+        zero_count = _field(data, "zero_count")
+        if isinstance(zero_count, bool) or not isinstance(zero_count, int) or not (
+            0 <= zero_count <= _MAX_TOTAL_COUNT
+        ):
+            raise ValueError(f"sketch zero_count must be a count, got {zero_count!r}")
+        total_sum = _field(data, "sum")
+        if isinstance(total_sum, bool) or not isinstance(total_sum, (int, float)):
+            raise ValueError(f"sketch sum must be a number, got {total_sum!r}")
+        sketch._zero_count = zero_count
+        sketch._sum = float(total_sum)
+        lowest = int(sketch._keys(np.array([sketch._min_indexable]))[0])
+        highest = int(sketch._keys(np.array([_FLOAT_MAX]))[0])
+        for name, store in (("positive", sketch._positive), ("negative", sketch._negative)):
+            _store_from_dict(store, _field(data, name), name, lowest, highest)
+        if sketch.count > _MAX_TOTAL_COUNT:
+            raise ValueError(f"sketch counts add up to more than {_MAX_TOTAL_COUNT}")
+        return sketch
+
+    def __repr__(self) -> str:
+        return (f"DDSketch(relative_accuracy={self._relative_accuracy}, "
+                f"max_bins={self._max_bins}, count={self.count})")
+
+
+def _field(data: dict[str, Any], name: str) -> Any:
+    if name not in data:
+        raise ValueError(f"sketch is missing the field {name!r}")
+    return data[name]
+
+
+def _store_to_dict(store: _Store) -> dict[str, Any]:
+    return {"offset": store.min_key if store.total else 0, "counts": store.used().tolist()}
+
+
+def _store_from_dict(store: _Store, data: object, name: str, lowest: int, highest: int) -> None:
+    if not isinstance(data, dict) or set(data) != {"offset", "counts"}:
+        raise ValueError(f"sketch field {name!r} must be a dict with 'offset' and 'counts'")
+    offset, counts = data["offset"], data["counts"]
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ValueError(f"sketch {name}.offset must be an integer, got {offset!r}")
+    if not isinstance(counts, list):
+        raise ValueError(f"sketch {name}.counts must be a list, got {type(counts).__name__}")
+    if not counts:
+        return
+    if len(counts) > store.max_bins:
+        raise ValueError(f"sketch {name}.counts has {len(counts)} bins, more than max_bins")
+    if not lowest <= offset <= highest - len(counts) + 1:
+        raise ValueError(f"sketch {name}: bin keys out of the indexable range")
+    if any(isinstance(c, bool) or not isinstance(c, int) for c in counts):
+        raise ValueError(f"sketch {name}.counts must hold integers only")
+    array = np.array(counts, dtype=object)
+    if array.min() < 0 or array.sum() > _MAX_TOTAL_COUNT:
+        raise ValueError(f"sketch {name}.counts must be non-negative, in total <= 2**61")
+    array = array.astype(np.int64)
+    if array[0] == 0 or array[-1] == 0:
+        raise ValueError(f"sketch {name}.counts must start and end with a non-empty bin")
+    store.add_dense(offset, array)
