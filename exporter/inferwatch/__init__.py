@@ -18,10 +18,10 @@ from ._version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {
-    "instrument": "inferwatch.instrument",
+    "instrument": "inferwatch.instrumentation",
     "monitor": "inferwatch.api",
-    "Monitor": "inferwatch.monitor",
-    "Settings": "inferwatch.monitor",
+    "Monitor": "inferwatch.monitors",
+    "Settings": "inferwatch.monitors",
     "Registry": "inferwatch.registry",
     "serve": "inferwatch.server",
     "make_asgi_app": "inferwatch.exposition",
@@ -49,8 +49,8 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from .api import monitor
     from .exposition import make_asgi_app, make_wsgi_app
-    from .instrument import instrument
-    from .monitor import Monitor, Settings
+    from .instrumentation import instrument
+    from .monitors import Monitor, Settings
     from .reference import Reference
     from .registry import Registry
     from .server import serve

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from .monitor import Monitor
+from .monitors import Monitor
 from .registry import Registry, default_registry
 
 

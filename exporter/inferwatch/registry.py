@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from . import internal
 from .catalogue import OTHER
 from .labels import LabelCap, clean_label_value
-from .monitor import Monitor, Settings
+from .monitors import Monitor, Settings
 
 DRAIN_INTERVAL_SECONDS = 1.0
 MAX_VERSIONS_PER_MODEL = 10

@@ -20,10 +20,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import internal
-from .monitor import RequestRecord
+from .monitors import RequestRecord
 
 if TYPE_CHECKING:
-    from .monitor import Monitor
+    from .monitors import Monitor
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "inferwatch_request", default=None)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .monitor import Monitor, Settings
+from .monitors import Monitor, Settings
 from .registry import Registry, default_registry
 from .request import current_request
 
@@ -221,7 +221,7 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     `target` is a model object (its ``predict``, ``predict_proba`` and ``__call__`` are
     wrapped), a plain or ``async`` function, or omitted to get a decorator.
     `trained_at` is a datetime, an ISO date string or Unix seconds. Other keyword
-    options are :class:`~inferwatch.monitor.Settings` fields (``task``, ``quantiles``,
+    options are :class:`~inferwatch.monitors.Settings` fields (``task``, ``quantiles``,
     ``output_range``, ``max_classes``, ...).
 
     >>> from inferwatch.registry import Registry

@@ -1,0 +1,70 @@
+"""Shared fixtures: an isolated inferwatch registry and a scrape helper per test."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # so tests can import the benchmarks package
+
+
+class Scraper:
+    """Renders an isolated registry the way /metrics does and indexes the samples."""
+
+    def __init__(self) -> None:
+        from inferwatch.collector import InferwatchCollector
+        from inferwatch.registry import Registry
+
+        self.registry = Registry()
+        self.prometheus = CollectorRegistry()
+        self.prometheus.register(InferwatchCollector(self.registry))
+
+    def text(self) -> str:
+        return generate_latest(self.prometheus).decode()
+
+    def samples(self) -> list:
+        return [s for family in text_string_to_metric_families(self.text()) for s in family.samples]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The value of the one sample named `name` whose labels include `labels`."""
+        matches = [s.value for s in self.samples()
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+        if not matches:
+            return None
+        assert len(matches) == 1, f"{name}{labels} matches {len(matches)} samples"
+        return matches[0]
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum over every sample named `name` whose labels include `labels`."""
+        return sum(s.value for s in self.samples()
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    def series(self, name: str) -> list[dict[str, str]]:
+        return [s.labels for s in self.samples() if s.name == name]
+
+
+@pytest.fixture
+def scraper() -> Scraper:
+    scraper = Scraper()
+    yield scraper
+    scraper.registry.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; `make test` installs it (apt-get install)")
+    return path

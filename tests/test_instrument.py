@@ -1,0 +1,283 @@
+"""instrument(): objects, functions, async functions, decorators, and what each records."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import sys
+import traceback
+
+import numpy as np
+import pytest
+
+import inferwatch
+
+
+class PlainModel:
+    """A model with only predict, an attribute, and an unwrapped method."""
+
+    threshold = 0.5
+
+    def predict(self, rows):
+        return np.asarray(rows, dtype=float).sum(axis=1)
+
+    def explain(self):
+        return "weights"
+
+
+class TorchStyle:
+    """A callable model, as torch modules are."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return np.asarray(x, dtype=float) * 2
+
+
+def test_object_predict_records_latency_rows_and_values(scraper):
+    model = inferwatch.instrument(PlainModel(), name="fraud", version="1.4.2",
+                                  registry=scraper.registry)
+    out = model.predict([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    assert out.tolist() == [3.0, 7.0, 11.0]
+    labels = {"model": "fraud", "model_version": "1.4.2"}
+    assert scraper.value("inferwatch_requests_total", outcome="ok", **labels) == 1
+    assert scraper.value("inferwatch_request_duration_seconds_count", **labels) == 1
+    assert scraper.value("inferwatch_batch_size_sum", **labels) == 3
+    assert scraper.value("inferwatch_prediction_count", output="value", **labels) == 3
+    assert scraper.value("inferwatch_prediction_sum", output="value", **labels) == 21
+    assert scraper.value("inferwatch_prediction", output="value", quantile="0.5",
+                         **labels) == pytest.approx(7.0, rel=0.01)
+    assert scraper.value("inferwatch_model_info", framework=__name__.split(".")[0],
+                         **labels) == 1
+    assert scraper.value("inferwatch_model_loaded_timestamp_seconds", **labels) > 1.6e9
+
+
+def test_proxy_is_transparent(scraper):
+    original = PlainModel()
+    model = inferwatch.instrument(original, name="m", version="1", registry=scraper.registry)
+    assert isinstance(model, PlainModel)
+    assert model.threshold == 0.5
+    assert model.explain() == "weights"
+    model.threshold = 0.9
+    assert original.threshold == 0.9
+    assert "explain" in dir(model)
+    assert repr(model) == repr(original)
+    with pytest.raises(TypeError, match="not callable"):
+        model(1)
+    with pytest.raises(AttributeError):
+        _ = model.predict_proba
+
+
+def test_pickling_keeps_model_and_instrumentation(scraper):
+    model = inferwatch.instrument(PlainModel(), name="pickled", version="3")
+    restored = pickle.loads(pickle.dumps(model))
+    assert isinstance(restored, PlainModel)
+    assert restored.predict([[1.0, 1.0]]).tolist() == [2.0]
+    mon = inferwatch.monitor("pickled", "3")
+    mon.drain()
+    assert mon.state.counters["inferwatch_requests_total"][("ok",)] == 1
+
+
+def test_sklearn_classifier_predict_and_proba(scraper):
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = np.where(X[:, 0] > 0, "fraud", "legit")
+    clf = LogisticRegression().fit(X, y)
+    model = inferwatch.instrument(clf, name="clf", version="7", registry=scraper.registry)
+    assert isinstance(model, LogisticRegression)
+    assert model.get_params()["C"] == 1.0
+    predicted = model.predict(X[:50])
+    proba = model.predict_proba(X[:20])
+    assert np.array_equal(predicted, clf.predict(X[:50]))
+    expected_classes = {c: int((predicted == c).sum() + (clf.classes_[proba.argmax(1)] == c).sum())
+                        for c in clf.classes_}
+    for cls, count in expected_classes.items():
+        assert scraper.value("inferwatch_predicted_class_total", model="clf",
+                             **{"class": cls}) == count
+    assert scraper.value("inferwatch_prediction_confidence_count", model="clf") == 20
+    # predict_proba columns are named by model.classes_
+    assert scraper.value("inferwatch_prediction_count", model="clf", output="fraud") == 20
+    assert scraper.value("inferwatch_requests_total", model="clf", outcome="ok") == 2
+
+
+def test_callable_model(scraper):
+    model = inferwatch.instrument(TorchStyle(), name="net", version="1",
+                                  registry=scraper.registry)
+    assert model([1.0, 2.0]).tolist() == [2.0, 4.0]
+    assert model.calls == 1
+    assert scraper.value("inferwatch_prediction_sum", model="net", output="value") == 6.0
+
+
+def test_plain_function_and_decorator(scraper):
+    predict = inferwatch.instrument(lambda x: x + 1.0, name="f", version="1",
+                                    registry=scraper.registry)
+
+    @inferwatch.instrument(name="g", version="2", registry=scraper.registry)
+    def score(x: float) -> float:
+        """Doc kept."""
+        return x * 3.0
+
+    assert predict(1.0) == 2.0
+    assert score(2.0) == 6.0
+    assert score.__doc__ == "Doc kept." and score.__name__ == "score"
+    assert scraper.value("inferwatch_requests_total", model="f", outcome="ok") == 1
+    assert scraper.value("inferwatch_prediction_sum", model="g", output="value") == 6.0
+
+
+def test_async_function(scraper):
+    @inferwatch.instrument(name="a", version="1", registry=scraper.registry)
+    async def predict(x: float) -> float:
+        await asyncio.sleep(0.01)
+        return x / 2
+
+    @inferwatch.instrument(name="a", version="1", registry=scraper.registry)
+    async def broken(x: float) -> float:
+        raise TimeoutError("upstream")
+
+    async def main():
+        results = await asyncio.gather(*(predict(float(i)) for i in range(10)))
+        with pytest.raises(TimeoutError):
+            await broken(1.0)
+        return results
+
+    assert asyncio.run(main()) == [i / 2 for i in range(10)]
+    assert scraper.value("inferwatch_requests_total", model="a", outcome="ok") == 10
+    assert scraper.value("inferwatch_errors_total", model="a", error_type="TimeoutError") == 1
+    # The sleep is inside the timed region: awaited time counts as latency.
+    assert scraper.value("inferwatch_request_duration_seconds_sum", model="a") >= 0.1
+
+
+def test_canary_versions_are_separate_series(scraper):
+    stable = inferwatch.instrument(lambda x: 0.1, name="fraud", version="1.4.2",
+                                   registry=scraper.registry)
+    canary = inferwatch.instrument(lambda x: 0.9, name="fraud", version="1.5.0",
+                                   registry=scraper.registry)
+    for _ in range(9):
+        stable(0)
+    canary(0)
+    assert scraper.value("inferwatch_requests_total", model="fraud", model_version="1.4.2") == 9
+    assert scraper.value("inferwatch_requests_total", model="fraud", model_version="1.5.0") == 1
+    versions = {s["model_version"] for s in scraper.series("inferwatch_model_info")}
+    assert versions == {"1.4.2", "1.5.0"}
+
+
+def test_trained_at_accepts_datetime_iso_and_epoch(scraper):
+    import datetime as dt
+
+    inferwatch.instrument(lambda x: x, name="a", version="1", registry=scraper.registry,
+                          trained_at=dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc))
+    inferwatch.instrument(lambda x: x, name="b", version="1", registry=scraper.registry,
+                          trained_at="2026-01-02T00:00:00Z")
+    inferwatch.instrument(lambda x: x, name="c", version="1", registry=scraper.registry,
+                          trained_at=1767312000)
+    for name in "abc":
+        assert scraper.value("inferwatch_model_trained_timestamp_seconds",
+                             model=name) == 1767312000.0
+    with pytest.raises(ValueError, match="trained_at"):
+        inferwatch.instrument(lambda x: x, name="d", trained_at="last tuesday",
+                              registry=scraper.registry)
+
+
+def test_bad_configuration_is_a_clear_error(scraper):
+    with pytest.raises(TypeError, match=r"unknown option.*quantile_list"):
+        inferwatch.instrument(lambda x: x, name="m", quantile_list=[0.5])
+    with pytest.raises(ValueError, match="quantiles must be in"):
+        inferwatch.instrument(lambda x: x, name="m", quantiles=(1.5,), registry=scraper.registry)
+    with pytest.raises(ValueError, match="task must be one of"):
+        inferwatch.instrument(lambda x: x, name="m", task="ranking", registry=scraper.registry)
+    with pytest.raises(ValueError, match="name must be"):
+        inferwatch.instrument(lambda x: x, name="")
+    with pytest.raises(TypeError, match="not the class"):
+        inferwatch.instrument(PlainModel, name="m")
+    with pytest.raises(ValueError, match="metadata"):
+        inferwatch.instrument(lambda x: x, name="m", metadata={"bad-key": 1},
+                              registry=scraper.registry)
+
+
+# --- reliability requirement 1: exceptions pass through untouched, counted once -----------
+
+def test_exception_is_reraised_unchanged_and_counted_once(scraper):
+    error = ValueError("model exploded")
+
+    def predict(x):
+        raise error
+
+    wrapped = inferwatch.instrument(predict, name="boom", version="1", registry=scraper.registry)
+    with pytest.raises(ValueError) as caught:
+        wrapped(1)
+    assert caught.value is error
+    frames = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert frames[-1] == "predict"  # the model's own frame is still the origin
+    assert scraper.value("inferwatch_errors_total", model="boom", error_type="ValueError") == 1
+    assert scraper.value("inferwatch_requests_total", model="boom", outcome="error") == 1
+    assert scraper.value("inferwatch_request_duration_seconds_count", model="boom") == 1
+    assert scraper.value("inferwatch_requests_in_flight", model="boom") == 0
+
+
+def test_in_flight_counts_running_calls(scraper):
+    import threading
+
+    release = threading.Event()
+    entered = threading.Barrier(4)
+
+    def slow(x):
+        entered.wait()
+        release.wait(5)
+        return 1.0
+
+    wrapped = inferwatch.instrument(slow, name="slow", version="1", registry=scraper.registry)
+    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    entered.wait()
+    assert scraper.value("inferwatch_requests_in_flight", model="slow") == 3
+    release.set()
+    for t in threads:
+        t.join()
+    assert scraper.value("inferwatch_requests_in_flight", model="slow") == 0
+
+
+def test_thread_safety_exact_counts(scraper):
+    import threading
+
+    wrapped = inferwatch.instrument(lambda x: 0.5, name="threads", version="1",
+                                    registry=scraper.registry)
+    scraper.registry.drain_interval = 0.001  # the drain races the callers constantly
+
+    def work():
+        for i in range(10_000):
+            wrapped(i)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        scraper.registry.drain()
+    for t in threads:
+        t.join()
+    assert scraper.value("inferwatch_requests_total", model="threads", outcome="ok") == 80_000
+    assert scraper.value("inferwatch_request_duration_seconds_count", model="threads") == 80_000
+    assert scraper.value("inferwatch_prediction_count", model="threads") == 80_000
+    assert scraper.value("inferwatch_requests_in_flight", model="threads") == 0
+
+
+def test_public_api_is_lazy_and_small():
+    import subprocess
+
+    code = (
+        "import sys, inferwatch\n"
+        "heavy = {'grafanalib', 'yaml', 'pynvml', 'inferwatch.exporter', 'inferwatch.server',"
+        " 'inferwatch.cli', 'inferwatch.generate', 'inferwatch.exposition'}\n"
+        "inferwatch.instrument(lambda x: x, name='m')(1)\n"
+        "loaded = heavy & set(sys.modules)\n"
+        "print(sorted(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+    assert set(inferwatch.__all__) >= {"instrument", "serve", "monitor", "make_asgi_app",
+                                       "make_wsgi_app", "Reference"}

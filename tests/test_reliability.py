@@ -1,0 +1,243 @@
+"""Reliability requirements 2, 3, 4 and 8: faults swallowed, caps hold, output safe."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+import inferwatch
+from conftest import Scraper, require_binary
+from inferwatch import internal
+from inferwatch.catalogue import OTHER
+from inferwatch.labels import clean_label_value
+from inferwatch.state import HistogramState
+
+
+class Unconvertible:
+    """A prediction object that numpy cannot turn into an array."""
+
+    def __array__(self, *args, **kwargs):
+        raise RuntimeError("no array for you")
+
+    def __len__(self):
+        raise RuntimeError("no len either")
+
+
+def _internal(component: str) -> int:
+    return internal.internal_error_counts().get(component, 0)
+
+
+# --- requirement 2: a fault inside inferwatch never reaches the caller --------------------
+
+def test_strange_prediction_is_counted_not_raised(scraper):
+    weird = Unconvertible()
+    wrapped = inferwatch.instrument(lambda x: weird, name="m", version="1",
+                                    registry=scraper.registry)
+    before = _internal("prediction")
+    assert wrapped(1) is weird
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
+    assert _internal("prediction") == before + 1
+    assert scraper.value("inferwatch_internal_errors_total", component="prediction") == before + 1
+
+
+def test_bug_of_ours_is_swallowed_and_logged_at_most_once_a_minute(scraper, monkeypatch,
+                                                                   caplog):
+    wrapped = inferwatch.instrument(lambda x: x * 2.0, name="m", version="1",
+                                    registry=scraper.registry)
+
+    def broken_observe(self, values):
+        raise ZeroDivisionError("bug in bucketing")
+
+    monkeypatch.setattr(HistogramState, "observe", broken_observe)
+    monkeypatch.setattr(internal, "_last_logged", {})
+    before = _internal("drain")
+    with caplog.at_level(logging.WARNING, logger="inferwatch"):
+        results = []
+        for i in range(5):
+            results.append(wrapped(float(i)))
+            scraper.registry.drain()
+    assert results == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert _internal("drain") == before + 5
+    drain_logs = [r for r in caplog.records if "internal fault in drain" in r.getMessage()]
+    assert len(drain_logs) == 1
+    # The scrape itself still answers, with the fault visible.
+    assert scraper.value("inferwatch_internal_errors_total", component="drain") == before + 5
+
+
+def test_collect_fault_still_serves_process_metrics(scraper, monkeypatch):
+    import inferwatch.collector as collector
+
+    def broken(states, now):
+        raise RuntimeError("render bug")
+
+    inferwatch.instrument(lambda x: 1.0, name="m", registry=scraper.registry)(0)
+    monkeypatch.setattr(collector, "model_families", broken)
+    before = _internal("collect")
+    text = scraper.text()
+    assert "inferwatch_internal_errors_total" in text
+    assert _internal("collect") == before + 1
+
+
+# --- requirement 3: caps on growable labels, no count lost ------------------------------
+
+def _assert_capped(scraper, metric, label, cap, observations):
+    series = [s for s in scraper.samples() if s.name == metric]
+    values = {s.labels[label] for s in series}
+    assert len(values) <= cap + 1, f"{metric}: {len(values)} series for a cap of {cap}"
+    assert OTHER in values
+    assert sum(s.value for s in series) == observations
+    family = metric.removesuffix("_count").removesuffix("_total")
+    overflow = {s.labels["metric"]: s.value for s in scraper.samples()
+                if s.name == "inferwatch_series_overflow_total"}
+    assert any(family in name for name in overflow), overflow
+
+
+def test_ten_thousand_error_types_are_capped(scraper):
+    classes = [type(f"Error{i}", (Exception,), {}) for i in range(10_000)]
+
+    def predict(i):
+        raise classes[i]()
+
+    wrapped = inferwatch.instrument(predict, name="m", version="1", max_error_types=20,
+                                    registry=scraper.registry)
+    for i in range(10_000):
+        with pytest.raises(Exception):  # noqa: B017 - every class is distinct on purpose
+            wrapped(i)
+    _assert_capped(scraper, "inferwatch_errors_total", "error_type", 20, 10_000)
+    assert scraper.value("inferwatch_requests_total", outcome="error") == 10_000
+
+
+def test_ten_thousand_classes_actions_stages_and_outputs_are_capped(scraper):
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    for i in range(10_000):
+        with mon.request() as r:
+            with r.stage(f"stage-{i}"):
+                pass
+            r.action(f"action-{i}")
+            r.prediction(f"class-{i}")
+    wrapped = inferwatch.instrument(lambda i: {f"out-{i}": 1.0}, name="m", version="1",
+                                    registry=scraper.registry)
+    for i in range(10_000):
+        wrapped(i)
+    _assert_capped(scraper, "inferwatch_predicted_class_total", "class", 50, 10_000)
+    _assert_capped(scraper, "inferwatch_actions_total", "action", 20, 10_000)
+    _assert_capped(scraper, "inferwatch_stage_duration_seconds_count", "stage", 20, 10_000)
+    _assert_capped(scraper, "inferwatch_prediction_count", "output", 20, 10_000)
+
+
+def test_ten_thousand_versions_and_models_are_capped(scraper):
+    for i in range(10_000):
+        inferwatch.instrument(lambda x: 1.0, name="m", version=f"v{i}",
+                              registry=scraper.registry)(0)
+    requests = [s for s in scraper.samples() if s.name == "inferwatch_requests_total"]
+    assert len(requests) <= 11
+    assert sum(s.value for s in requests) == 10_000
+    assert any(s.labels["model_version"] == OTHER for s in requests)
+
+
+def test_pending_calls_are_bounded_when_draining_stalls(scraper):
+    wrapped = inferwatch.instrument(lambda x: 1.0, name="m", version="1", max_pending=1000,
+                                    registry=scraper.registry)
+    scraper.registry.close()  # no background drain
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    with mon._lock:  # a stalled drain: scrapes cannot take the lock either
+        for i in range(5000):
+            assert wrapped(i) == 1.0
+        assert mon.pending() == 1000
+    before = _internal("backlog")
+    mon.drain()
+    assert _internal("backlog") == before + 4000
+    assert mon.in_flight() == 0
+
+
+# --- requirement 4: no raw input ever reaches /metrics -----------------------------------
+
+MARK = "Qx7"  # keeps generated strings from matching ordinary exposition text
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=5))
+def test_raw_inputs_never_appear_in_metrics(texts):
+    scraper = Scraper()
+    secrets = [MARK + t for t in texts]
+
+    def predict(text, request_id=None):
+        if len(text) % 3 == 0:
+            raise ValueError(f"cannot score {text}")
+        return float(len(text))
+
+    wrapped = inferwatch.instrument(predict, name="m", version="1", registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    for secret in secrets:
+        try:
+            wrapped(secret, request_id=secret)
+        except ValueError:
+            pass
+        with mon.request(request_id=secret) as r:
+            r.features({"comment": secret, "amount": 3.0})
+            r.prediction(0.5)
+    body = scraper.text()
+    scraper.registry.close()
+    for secret in secrets:
+        assert secret not in body
+        assert clean_label_value(secret)[:20] not in body or len(secret) < 4
+
+
+# --- requirement 8: hostile label values round-trip and pass promtool ----------------------
+
+hostile = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40
+) | st.sampled_from(['"', "\\", "\n", 'a"b\\c\nd', "ünïcödé ✓", "\\n", "} x{", "le"])
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=hostile, version=hostile, label=hostile)
+def test_hostile_label_values_round_trip(model, version, label):
+    scraper = Scraper()
+    mon = inferwatch.monitor(model, version, registry=scraper.registry)
+    with mon.request() as r:
+        with r.stage(label):
+            pass
+        r.action(label)
+        r.prediction({label: np.array([0.5])})
+    wrapped = inferwatch.instrument(lambda x: x, name=model, version=version,
+                                    registry=scraper.registry)
+    wrapped(label)
+    families = list(text_string_to_metric_families(scraper.text()))
+    scraper.registry.close()
+    samples = [s for f in families for s in f.samples]
+    expected = clean_label_value(label)
+    actions = [s for s in samples if s.name == "inferwatch_actions_total"]
+    assert [s.labels["action"] for s in actions] == [expected]
+    assert actions[0].labels["model"] == clean_label_value(model)
+    assert actions[0].labels["model_version"] == clean_label_value(version)
+    classes = {s.labels["class"] for s in samples if s.name == "inferwatch_predicted_class_total"}
+    assert classes == {expected}
+
+
+def test_exposition_passes_promtool_check_metrics(scraper):
+    promtool = require_binary("promtool")
+    for name in ['we"ird\\model\nname', "ünïcödé", "plain"]:
+        mon = inferwatch.monitor(name, 'v"1\n', registry=scraper.registry)
+        with mon.request() as r:
+            with r.stage("pre\\process"):
+                pass
+            r.action('bl"ock\n')
+            r.prediction(np.array([[0.2, 0.8], [0.6, 0.4]]))
+        wrapped = inferwatch.instrument(lambda x: x, name=name, version="2",
+                                        registry=scraper.registry)
+        wrapped(np.array([1.0, np.nan, 2.0]))
+        wrapped({"a\nb": [0.1]})
+        with pytest.raises(KeyError):
+            inferwatch.instrument(lambda x: {}[x], name=name, registry=scraper.registry)("k")
+    text = scraper.text()
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == ""
