@@ -1,0 +1,74 @@
+"""ModelState: histogram bucketing, merging and serialisation (the multi-worker contract)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from inferwatch.state import HistogramState, ModelState
+
+BOUNDS = (-1.0, 0.0, 0.1, 0.5, 1.0, 10.0)
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@settings(max_examples=100, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(0, 1500), elements=finite | st.sampled_from(BOUNDS)))
+def test_histogram_buckets_follow_le_semantics(values):
+    hist = HistogramState(BOUNDS)
+    hist.observe(values)
+    edges = np.asarray(BOUNDS)
+    expected = [int((values <= edges[0]).sum())]
+    expected += [int(((values > lo) & (values <= hi)).sum()) for lo, hi in zip(edges, edges[1:])]
+    expected.append(int((values > edges[-1]).sum()))
+    assert hist.counts.tolist() == expected
+    for value in values[:50]:
+        one = HistogramState(BOUNDS)
+        one.observe_one(float(value))
+        assert one.counts[np.searchsorted(edges, value, side="left")] == 1
+
+
+def _state(seed: int, now: float) -> ModelState:
+    rng = np.random.default_rng(seed)
+    state = ModelState("fraud", "1.4.2", info={"framework": "sklearn"}, loaded_at=100.0 + seed)
+    state.inc("inferwatch_requests_total", ("ok",), 10 + seed)
+    state.inc("inferwatch_errors_total", ("KeyError",), seed)
+    state.histogram("inferwatch_request_duration_seconds", (), BOUNDS).observe(rng.random(100))
+    state.summary("inferwatch_prediction", ("value",)).observe(rng.random(1000), now)
+    state.set_gauge("inferwatch_requests_in_flight", (), 2)
+    return state
+
+
+def test_merge_sums_counters_histograms_sketches_and_declared_gauges():
+    now = 1_000_000.0
+    a, b = _state(1, now), _state(2, now)
+    expected_hist = (a.histograms["inferwatch_request_duration_seconds"][()].counts
+                     + b.histograms["inferwatch_request_duration_seconds"][()].counts)
+    a.merge(b)
+    assert a.counters["inferwatch_requests_total"][("ok",)] == 23
+    assert a.counters["inferwatch_errors_total"][("KeyError",)] == 3
+    assert a.histograms["inferwatch_request_duration_seconds"][()].counts.tolist() == \
+        expected_hist.tolist()
+    summary = a.summaries["inferwatch_prediction"][("value",)]
+    assert summary.count == 2000
+    assert a.gauges["inferwatch_requests_in_flight"][()] == 4  # in-flight adds up
+    assert a.loaded_at == 101.0  # the version started serving with its first worker
+
+
+def test_round_trip_through_json_preserves_everything():
+    now = 1_000_000.0
+    state = _state(3, now)
+    restored = ModelState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert restored.counters == state.counters
+    assert restored.gauges == state.gauges
+    assert restored.info == state.info and restored.loaded_at == state.loaded_at
+    q = (0.5, 0.9, 0.99)
+    assert restored.summaries["inferwatch_prediction"][("value",)].sketch.quantiles(q, now) == \
+        state.summaries["inferwatch_prediction"][("value",)].sketch.quantiles(q, now)
+    hist = restored.histograms["inferwatch_request_duration_seconds"][()]
+    assert hist.counts.tolist() == \
+        state.histograms["inferwatch_request_duration_seconds"][()].counts.tolist()
