@@ -67,7 +67,7 @@ class HistogramState:
             # side="left": a value equal to a bound belongs to that bucket (Prometheus' `le`).
             index = np.searchsorted(self.bounds, values, side="left")
             self.counts += np.bincount(index, minlength=self.counts.shape[0])
-        self.sum += float(values.sum())
+        self.sum += _finite_sum(values)
 
     def observe_one(self, value: float) -> None:
         self.counts[int(np.searchsorted(self.bounds, value, side="left"))] += 1
@@ -116,7 +116,7 @@ class SummaryState:
             return
         self.sketch.add(values, now)
         self.count += int(values.size)
-        self.sum += float(values.sum())
+        self.sum += _finite_sum(values)
 
     def merge(self, other: SummaryState) -> None:
         self.sketch.merge(other.sketch)
@@ -255,6 +255,12 @@ class ModelState:
                                  lambda d: SummaryState.from_dict(d, settings)),
             gauges=_series_in(data.get("gauges", {}), float),
         )
+
+
+def _finite_sum(values: np.ndarray) -> float:
+    # A sum past the float range is +-inf, as prometheus_client would report; not a warning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(values.sum())
 
 
 def _nanmin(a: float, b: float) -> float:
