@@ -54,7 +54,7 @@ class Collector:
     ...         metrics.add("inferwatch_exporter_build_info", {"version": "x"}, 1)
     ...         return metrics.families()
     >>> [sample.value for family in Hello().collect() for sample in family.samples]
-    [1]
+    [1.0]
     """
 
     name: ClassVar[str] = ""

@@ -4,9 +4,10 @@ The processes are chosen each scrape, so restarts are followed: by pid, by pidfi
 (re-read every scrape) or by name. A name matches the process name, or the base name of
 any command-line argument that is not an option, so ``gunicorn`` finds
 ``python /venv/bin/gunicorn app:app`` and ``python -m uvicorn app:app``. The exporter
-never matches itself by name. Descendants of every chosen process are included by
-default (gunicorn and uvicorn workers are children of a master). A process that
-vanishes between listing and reading is left out, never an error.
+never watches itself unless its pid is given explicitly. Descendants of every chosen
+process are included by default (gunicorn and uvicorn workers are children of a
+master). A process that vanishes between listing and reading is left out, never an
+error.
 
 >>> ProcessCollector(pids=[1]).name
 'process'
@@ -131,8 +132,8 @@ class ProcessCollector(Collector):
                 roots.setdefault(pid, psutil.Process(pid))
             except _GONE:
                 continue
+        own = os.getpid()
         if self.names:
-            own = os.getpid()
             for process in psutil.process_iter(["name", "cmdline"]):
                 info = process.info
                 if process.pid == own or process.pid in roots:
@@ -148,7 +149,8 @@ class ProcessCollector(Collector):
                 except (*_GONE, psutil.AccessDenied):
                     continue
                 for child in descendants:
-                    watched.setdefault(child.pid, child)
+                    if child.pid != own:
+                        watched.setdefault(child.pid, child)
         if len(watched) > MAX_PROCESSES:
             log.warning("watching %d processes, exposing the first %d by pid",
                         len(watched), MAX_PROCESSES)
