@@ -1,0 +1,247 @@
+"""Data-quality checks: counts against an independent computation, every container, bad input."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from inferwatch import internal
+from inferwatch.quality import REASONS, BatchChecker, BatchResult
+from inferwatch.reference import OTHER, Reference
+
+RNG = np.random.default_rng(42)
+NUMERIC_REF = Reference.from_data(RNG.normal(size=(5000, 4)), feature_names=["a", "b", "c", "d"])
+MIXED_REF = Reference.from_data({
+    "age": RNG.integers(18, 90, 1000).astype(float),
+    "city": RNG.choice(["Berlin", "Paris", "Rome"], 1000),
+    "score": RNG.random(1000),
+}, predictions={"proba": RNG.random(1000), "label": RNG.choice(["yes", "no"], 1000)})
+
+
+def expected_numeric(ref: Reference, X: np.ndarray, tolerance: float = 0.0) -> dict:
+    """The same counts, one feature and one value at a time."""
+    missing, out_of_range, bins, non_finite = [], [], [], 0
+    for j, name in enumerate(ref.feature_names):
+        profile = ref.features[name]
+        col = X[:, j]
+        present = col[~np.isnan(col)]
+        slack = tolerance * (profile.max - profile.min)
+        missing.append(int(np.isnan(col).sum()))
+        out_of_range.append(sum(1 for v in present
+                                if v < profile.min - slack or v > profile.max + slack))
+        non_finite += int(np.isinf(present).sum())
+        bins.append(np.bincount(np.digitize(present, profile.edges), minlength=profile.n_bins))
+    return {"missing": missing, "out_of_range": out_of_range, "bins": bins,
+            "non_finite": non_finite}
+
+
+def numeric_batch(n: int = 2000) -> np.ndarray:
+    X = RNG.normal(0.2, 1.3, size=(n, 4))
+    X[RNG.random((n, 4)) < 0.05] = np.nan
+    X[3, 1], X[4, 2] = np.inf, -np.inf
+    return X
+
+
+def assert_same(result: BatchResult, other: BatchResult) -> None:
+    assert result.rows == other.rows
+    assert result.missing.tolist() == other.missing.tolist()
+    assert result.out_of_range.tolist() == other.out_of_range.tolist()
+    assert result.unseen_category.tolist() == other.unseen_category.tolist()
+    assert result.flat_bin_counts.tolist() == other.flat_bin_counts.tolist()
+    assert result.input_errors == other.input_errors
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.25])
+def test_numeric_matrix_counts_equal_a_value_by_value_computation(tolerance):
+    X = numeric_batch()
+    result = BatchChecker(NUMERIC_REF, range_tolerance=tolerance).check(X)
+    expected = expected_numeric(NUMERIC_REF, X, tolerance)
+    assert result.rows == len(X)
+    assert result.missing.tolist() == expected["missing"]
+    assert result.out_of_range.tolist() == expected["out_of_range"]
+    assert [b.tolist() for b in result.bin_counts] == [b.tolist() for b in expected["bins"]]
+    assert result.input_errors == {"non_finite": expected["non_finite"]}
+    assert result.unseen_category.tolist() == [0, 0, 0, 0]
+
+
+def test_every_container_gives_the_same_counts():
+    X = numeric_batch(300)
+    names = NUMERIC_REF.feature_names
+    checker = BatchChecker(NUMERIC_REF)
+    reference_result = checker.check(X)
+    frame = pd.DataFrame(X, columns=names)
+    rows = [dict(zip(names, row)) for row in X.tolist()]
+    assert_same(checker.check(frame), reference_result)
+    assert_same(checker.check({n: X[:, j] for j, n in enumerate(names)}), reference_result)
+    assert_same(checker.check({n: X[:, j].tolist() for j, n in enumerate(names)}), reference_result)
+    assert_same(checker.check(rows), reference_result)
+    assert_same(checker.check(X.tolist()), reference_result)
+    one_at_a_time = checker.empty_result()
+    for row, array_row in zip(rows, X):
+        one_at_a_time.add(checker.check(row))
+        one_at_a_time.add(checker.check(array_row))
+    doubled = checker.check(np.vstack([X, X]))
+    assert_same(one_at_a_time, doubled)
+
+
+def test_mixed_reference_counts_unseen_categories_into_other():
+    checker = BatchChecker(MIXED_REF)
+    frame = pd.DataFrame({"age": [30.0, None, 200.0, 40.0],
+                          "city": ["Paris", "Tokyo", None, "Tokyo"],
+                          "score": [0.5, 0.5, 0.5, 0.5]})
+    result = checker.check(frame)
+    assert result.missing.tolist() == [1, 1, 0]
+    assert result.out_of_range.tolist() == [1, 0, 0]
+    assert result.unseen_category.tolist() == [0, 2, 0]
+    city = MIXED_REF.features["city"]
+    city_bins = result.bin_counts[1]
+    assert city_bins[city.categories.index("Paris")] == 1
+    assert city_bins[city.categories.index(OTHER)] == 2
+    assert result.input_errors == {}
+
+
+def test_a_mixed_list_row_is_parsed_column_by_column():
+    checker = BatchChecker(MIXED_REF)
+    result = checker.check([[30.0, "Paris", 0.2], [31.0, "Rome", "high"]])
+    assert result.rows == 2
+    assert result.input_errors == {"wrong_type": 1}
+    assert result.unseen_category.tolist() == [0, 0, 0]
+    assert int(result.bin_counts[2].sum()) == 1
+
+
+@pytest.mark.parametrize(("batch", "errors", "rows"), [
+    ({"a": 1.0, "b": 2.0, "c": 3.0}, {"missing_column": 1}, 1),
+    ({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0, "e": 5.0, "f": 6.0}, {"extra_column": 2}, 1),
+    ({"a": "x", "b": object(), "c": 1 + 2j, "d": b"4"}, {"wrong_type": 4}, 1),
+    ([{"a": [1, 2], "b": {"k": 1}, "c": "3", "d": 4}], {"wrong_type": 3}, 1),
+    ([{"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}, 7, "row"], {"wrong_type": 2}, 1),
+    (np.ones((5, 3)), {"wrong_width": 1}, 0),
+    (np.ones((2, 4, 1)), {"wrong_shape": 1}, 0),
+    ([[1.0, 2.0, 3.0, 4.0], [1.0]], {"wrong_shape": 1}, 0),
+    ({"a": [1.0, 2.0], "b": [1.0], "c": [1.0], "d": [1.0]}, {"wrong_shape": 1}, 0),
+    ({"a": [1.0, 2.0], "b": 3.0, "c": [1.0, 2.0], "d": [1.0, 2.0]}, {"wrong_shape": 1}, 0),
+    (np.empty((0, 4)), {"empty_batch": 1}, 0),
+    ([], {"empty_batch": 1}, 0),
+    ({}, {"empty_batch": 1}, 0),
+    (pd.DataFrame(columns=["a", "b", "c", "d"]), {"empty_batch": 1}, 0),
+    (None, {"wrong_type": 1}, 0),
+    ("a,b,c,d", {"wrong_type": 1}, 0),
+    (42, {"wrong_type": 1}, 0),
+    (np.array([[np.inf, 1.0, 1.0, -np.inf]]), {"non_finite": 2}, 1),
+    (pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0], "z": [0, 0]}), {"missing_column": 4,
+                                                                    "extra_column": 2}, 2),
+])
+def test_bad_input_is_counted_under_a_bounded_reason(batch, errors, rows):
+    before = internal.internal_error_counts().get("quality", 0)
+    result = BatchChecker(NUMERIC_REF).check(batch)
+    assert result.input_errors == errors
+    assert set(result.input_errors) <= set(REASONS)
+    assert result.rows == rows
+    assert internal.internal_error_counts().get("quality", 0) == before
+
+
+def test_a_single_feature_reference_reads_a_1d_array_as_a_column():
+    checker = BatchChecker(Reference.from_data(np.arange(100.0)))
+    result = checker.check(np.array([1.0, 2.0, 500.0]))
+    assert result.rows == 3 and result.out_of_range.tolist() == [1]
+
+
+def test_long_batches_are_checked_in_slices_with_the_same_counts():
+    X = numeric_batch(1000)
+    whole = BatchChecker(NUMERIC_REF).check(X)
+    sliced = BatchChecker(NUMERIC_REF, max_pending_rows=64)
+    assert_same(sliced.check(X), whole)
+    frame = pd.DataFrame(X, columns=NUMERIC_REF.feature_names)
+    assert_same(sliced.check(frame), whole)
+    rows = frame.to_dict("records")
+    assert_same(sliced.check(rows), whole)
+
+
+def test_ten_thousand_distinct_categories_do_not_grow_memory():
+    checker = BatchChecker(MIXED_REF)
+    lookup_size = len(checker._columns[1].lookup)
+
+    def batch(start: int) -> dict:
+        cities = [f"city-{i}" for i in range(start, start + 10_000)]
+        return {"age": np.full(10_000, 40.0), "city": cities, "score": np.full(10_000, 0.5)}
+
+    checker.check(batch(0))  # warm up caches
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        for start in range(10_000, 60_000, 10_000):
+            result = checker.check(batch(start))
+            assert result.unseen_category.tolist() == [0, 10_000, 0]
+        del result
+        grown = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert len(checker._columns[1].lookup) == lookup_size
+    assert grown < 64 * 1024
+
+
+def test_check_predictions_bins_each_output():
+    checker = BatchChecker(MIXED_REF)
+    proba = np.array([0.05, 0.5, 0.95, np.nan])
+    counts = checker.check_predictions({"proba": proba, "label": ["yes", "maybe"], "extra": [1]})
+    assert set(counts) == {"proba", "label"}
+    profile = MIXED_REF.outputs["proba"]
+    expected = np.bincount(np.digitize(proba[:3], profile.edges), minlength=profile.n_bins)
+    assert counts["proba"].tolist() == expected.tolist()
+    label = MIXED_REF.outputs["label"]
+    assert counts["label"][label.categories.index("yes")] == 1
+    assert counts["label"][-1] == 1
+    assert all(c.sum() == 0 for c in checker.check_predictions("nonsense").values())
+
+
+def test_range_tolerance_must_be_non_negative():
+    with pytest.raises(ValueError, match="range_tolerance"):
+        BatchChecker(NUMERIC_REF, range_tolerance=-0.1)
+
+
+# --- property tests: any input, never an exception, never an internal fault -----------------
+
+SCALARS = (st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers()
+           | st.text(max_size=5) | st.booleans() | st.binary(max_size=3)
+           | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=2),
+                                                                     st.integers(), max_size=1))
+NAMES = st.sampled_from(["age", "city", "score", "other", "", "__other__"])
+ROWS = st.dictionaries(NAMES, SCALARS, max_size=5)
+ARRAYS = hnp.arrays(
+    dtype=st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.dtype("U3"),
+                           np.dtype(object)]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))
+BATCHES = (ROWS | st.lists(ROWS, max_size=8) | ARRAYS
+           | st.dictionaries(NAMES, st.lists(SCALARS, min_size=2, max_size=2), max_size=4)
+           | st.lists(st.lists(SCALARS, max_size=4), max_size=4) | SCALARS)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(BATCHES)
+def test_any_batch_is_counted_without_raising(batch):
+    checker = BatchChecker(MIXED_REF)
+    before = internal.internal_error_counts().get("quality", 0)
+    result = checker.check(batch)
+    assert internal.internal_error_counts().get("quality", 0) == before
+    assert set(result.input_errors) <= set(REASONS)
+    assert all(v > 0 for v in result.input_errors.values())
+    for counts, missing in zip(result.bin_counts, result.missing):
+        assert counts.min() >= 0
+        assert counts.sum() + missing <= result.rows
+
+
+@settings(max_examples=100, deadline=None)
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 50), st.just(4)),
+                  elements=st.floats(allow_nan=True, allow_infinity=True)))
+def test_numeric_arrays_bin_every_present_value(X):
+    result = BatchChecker(NUMERIC_REF).check(X)
+    expected = expected_numeric(NUMERIC_REF, X)
+    assert result.missing.tolist() == expected["missing"]
+    assert [b.tolist() for b in result.bin_counts] == [b.tolist() for b in expected["bins"]]
+    assert (result.missing + [b.sum() for b in result.bin_counts]).tolist() == [len(X)] * 4

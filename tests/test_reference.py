@@ -1,0 +1,236 @@
+"""Reference profiles: binning, categories, inputs, files and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from inferwatch.reference import OTHER, Reference, ReferenceError, profile_column
+
+
+def test_continuous_column_gets_equal_quantile_bins():
+    values = np.random.default_rng(0).normal(size=10_000)
+    profile = profile_column("x", values, bins=10)
+    assert profile.kind == "numeric" and profile.n_bins == 10
+    np.testing.assert_allclose(profile.fractions, 0.1, atol=0.001)
+    assert profile.min == values.min() and profile.max == values.max()
+    assert profile.missing_rate == 0.0 and profile.count == 10_000
+    assert list(profile.edges) == sorted(set(profile.edges))
+
+
+def test_discrete_column_gets_one_bin_per_value_and_no_empty_bins():
+    values = np.repeat([0, 1, 2], [500, 300, 200])
+    profile = profile_column("n", values, bins=10)
+    assert profile.edges == (1.0, 2.0)
+    assert profile.fractions == (0.5, 0.3, 0.2)
+
+
+def test_constant_column_keeps_open_bins_either_side():
+    profile = profile_column("c", np.full(50, 3.0))
+    assert profile.fractions == (0.0, 1.0, 0.0)
+    assert profile.bin_index(2.9) == 0 and profile.bin_index(3.0) == 1
+    assert profile.bin_index(3.1) == 2
+
+
+def test_missing_values_are_excluded_from_fractions_and_counted():
+    profile = profile_column("m", [1.0, None, np.nan, 2.0, 3.0, np.inf], bins=3)
+    assert profile.missing_rate == pytest.approx(3 / 6)
+    assert sum(profile.fractions) == pytest.approx(1.0)
+    assert profile.max == 3.0
+
+
+def test_all_missing_column_profiles_and_saves(tmp_path):
+    ref = Reference.from_data({"empty": [np.nan, np.nan]})
+    profile = ref.features["empty"]
+    assert profile.fractions == (0.0,) and profile.min is None and profile.missing_rate == 1.0
+    ref.save(tmp_path / "r.json")
+    assert Reference.load(tmp_path / "r.json") == ref
+
+
+def test_categories_are_capped_with_the_rest_in_other():
+    values = ["a"] * 50 + ["b"] * 30 + ["c"] * 10 + ["d"] * 6 + ["e"] * 4
+    profile = profile_column("cat", values, max_categories=2)
+    assert profile.kind == "categorical"
+    assert profile.categories == ("a", "b", OTHER)
+    assert profile.fractions == (0.5, 0.3, 0.2)
+
+
+def test_category_ties_are_broken_by_name_so_files_are_deterministic():
+    profile = profile_column("cat", ["z", "y", "x", "y", "z", "x"], max_categories=2)
+    assert profile.categories == ("x", "y", OTHER)
+
+
+def test_dtype_decides_the_kind_unless_named_categorical():
+    ref = Reference.from_data(pd.DataFrame({
+        "num": [1.0, 2.0, 3.0, 4.0],
+        "flag": [True, False, True, True],
+        "text": ["a", "b", "a", None],
+        "code": pd.Categorical(["x", "y", "x", "x"]),
+        "zip": [10115, 10117, 10115, 10115],
+        "nullable": pd.array([1, None, 3, 4], dtype="Int64"),
+    }), categorical=["zip"])
+    kinds = {name: p.kind for name, p in ref.features.items()}
+    assert kinds == {"num": "numeric", "flag": "categorical", "text": "categorical",
+                     "code": "categorical", "zip": "categorical", "nullable": "numeric"}
+    assert ref.features["flag"].categories == ("True", "False", OTHER)
+    assert ref.features["zip"].categories == ("10115", "10117", OTHER)
+    assert ref.features["text"].missing_rate == 0.25
+    assert ref.features["nullable"].missing_rate == 0.25
+
+
+def test_array_dict_and_dataframe_inputs_give_the_same_reference():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 3))
+    names = ["a", "b", "c"]
+    from_array = Reference.from_data(X, feature_names=names)
+    from_dict = Reference.from_data({n: X[:, i] for i, n in enumerate(names)})
+    from_frame = Reference.from_data(pd.DataFrame(X, columns=names))
+    assert from_array == from_dict == from_frame
+    assert Reference.from_data(X).feature_names == ["x0", "x1", "x2"]
+    assert Reference.from_data(X[:, 0]).feature_names == ["x0"]
+
+
+def test_feature_names_select_columns_of_a_frame():
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "label": [0, 1]})
+    assert Reference.from_data(frame, feature_names=["b", "a"]).feature_names == ["b", "a"]
+    with pytest.raises(ReferenceError, match=r"no column named \['zz'\]"):
+        Reference.from_data(frame, feature_names=["zz"])
+
+
+def test_prediction_shapes():
+    X = np.zeros((4, 1))
+    assert Reference.from_data(X, predictions=np.arange(4.0)).output_names == ["value"]
+    proba = np.array([[0.1, 0.9], [0.8, 0.2], [0.5, 0.5], [0.3, 0.7]])
+    assert Reference.from_data(X, predictions=proba).output_names == ["0", "1"]
+    named = Reference.from_data(X, predictions=proba, prediction_names=["legit", "fraud"])
+    assert named.output_names == ["legit", "fraud"]
+    assert named.predictions["fraud"].max == 0.9
+    labels = Reference.from_data(X, predictions={"label": ["a", "b", "a", "a"]})
+    assert labels.outputs["label"].kind == "categorical"
+    with pytest.raises(ReferenceError, match="predictions have 3 rows but X has 4"):
+        Reference.from_data(X, predictions=np.arange(3.0))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"bins": 0}, "bins must be a positive integer"),
+    ({"max_categories": 0}, "max_categories must be a positive integer"),
+    ({"categorical": ["nope"]}, r"categorical names unknown columns: \['nope'\]"),
+    ({"feature_names": ["only_one"]}, "1 names for 2 columns"),
+])
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ReferenceError, match=message):
+        Reference.from_data(np.zeros((3, 2)), **kwargs)
+
+
+def test_bad_containers_are_named():
+    with pytest.raises(ReferenceError, match="different lengths"):
+        Reference.from_data({"a": [1, 2], "b": [1]})
+    with pytest.raises(ReferenceError, match="expected 1-D or 2-D data"):
+        Reference.from_data(np.zeros((2, 2, 2)))
+
+
+def test_check_features():
+    ref = Reference.from_data({"a": [1.0], "b": [2.0]})
+    ref.check_features(["b", "a"])
+    with pytest.raises(ReferenceError, match=r"missing \['b'\]; not in the reference \['c'\]"):
+        ref.check_features(["a", "c"])
+    with pytest.raises(ReferenceError, match="order differs"):
+        ref.check_features(["b", "a"], ordered=True)
+
+
+# --- files ----------------------------------------------------------------------------------
+
+def mixed_reference() -> Reference:
+    rng = np.random.default_rng(2)
+    return Reference.from_data(
+        {"age": rng.normal(40, 10, 500), "city": rng.choice(["Köln", "Paris", "Lyon"], 500)},
+        predictions=rng.random((500, 2)), prediction_names=["no", "yes"])
+
+
+def test_save_load_round_trip_and_format(tmp_path):
+    ref = mixed_reference()
+    path = tmp_path / "reference.json"
+    ref.save(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["format"] == "inferwatch.reference" and data["version"] == 1
+    assert [f["name"] for f in data["features"]] == ["age", "city"]
+    loaded = Reference.load(path)
+    assert loaded == ref
+    assert loaded.features["age"].edges == ref.features["age"].edges
+
+
+def test_save_is_deterministic(tmp_path):
+    mixed_reference().save(tmp_path / "one.json")
+    mixed_reference().save(tmp_path / "two.json")
+    assert (tmp_path / "one.json").read_bytes() == (tmp_path / "two.json").read_bytes()
+
+
+def write_modified(tmp_path, change) -> str:
+    data = mixed_reference().to_dict()
+    change(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d.update(version=2), "key 'version' is 2"),
+    (lambda d: d.update(format="other"), "key 'format' is 'other'"),
+    (lambda d: d["features"][0].update(fractions=[1.0]),
+     r"features\[0\] \('age'\): key 'fractions' has 1"),
+    (lambda d: d["features"][0].update(edges=[3.0, 1.0, *d["features"][0]["edges"][2:]]),
+     r"\('age'\): key 'edges' must be strictly increasing"),
+    (lambda d: d["features"][1].update(categories=["a", "b", "c", "d"]),
+     r"\('city'\): key 'categories' must be distinct and end with '__other__'"),
+    (lambda d: d["features"][1].update(kind="text"), r"\('city'\): key 'kind' is 'text'"),
+    (lambda d: d["outputs"][1].update(name="no"), r"outputs\[1\]: duplicate name 'no'"),
+    (lambda d: d["outputs"][0].update(fractions=[0.5] * len(d["outputs"][0]["fractions"])),
+     r"outputs\[0\] \('no'\): key 'fractions' sums to"),
+    (lambda d: d["features"][0].update(missing_rate=2), r"key 'missing_rate'"),
+    (lambda d: d.update(features="age"), "key 'features' must be a list"),
+])
+def test_load_names_the_file_key_and_feature(tmp_path, change, message):
+    path = write_modified(tmp_path, change)
+    with pytest.raises(ReferenceError, match=message) as info:
+        Reference.load(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_load_missing_or_corrupt_file(tmp_path):
+    with pytest.raises(ReferenceError, match="reference file not found"):
+        Reference.load(tmp_path / "absent.json")
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"format": "inferwatch.reference", "vers', encoding="utf-8")
+    with pytest.raises(ReferenceError, match=r"corrupt.json: not valid JSON \(line 1"):
+        Reference.load(corrupt)
+    corrupt.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ReferenceError, match="expected a JSON object"):
+        Reference.load(corrupt)
+
+
+@settings(max_examples=80, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(1, 300),
+                  elements=st.floats(-1e9, 1e9) | st.just(np.nan) | st.sampled_from([0.0, 1.0])),
+       st.integers(1, 20))
+def test_profile_properties_for_any_numeric_column(values, bins):
+    profile = profile_column("x", values, bins=bins)
+    finite = values[np.isfinite(values)]
+    assert profile.n_bins <= bins + 2
+    assert profile.missing_rate == pytest.approx(1 - len(finite) / len(values))
+    if len(finite):
+        assert sum(profile.fractions) == pytest.approx(1.0)
+        # The fractions are exactly where searchsorted puts the training values.
+        index = np.searchsorted(profile.edges, finite, side="right")
+        np.testing.assert_allclose(np.bincount(index, minlength=profile.n_bins) / len(finite),
+                                   profile.fractions)
+        if profile.min != profile.max:
+            assert profile.fractions[0] > 0  # no edge at the minimum
+    restored = Reference.from_dict(json.loads(json.dumps(Reference({"x": profile}).to_dict())))
+    assert restored.features["x"] == profile
