@@ -160,6 +160,26 @@ def test_unknown_paths_404_and_other_methods_405(server):
     assert request(server, "/-/healthy", method="DELETE")[0] == 405
 
 
+def test_telemetry_path_moves_the_metrics():
+    with serve(port=0, addr="127.0.0.1", registry=demo_registry(),
+               telemetry_path="/custom/metrics") as server:
+        moved = request(server, "/custom/metrics")
+        old = request(server, "/metrics")
+        landing = request(server, "/")
+        url = server.url
+
+    assert moved[0] == 200 and b"demo_scrapes_total 5.0" in moved[2]
+    assert old[0] == 404
+    assert b'href="/custom/metrics"' in landing[2]
+    assert url.endswith("/custom/metrics")
+
+
+@pytest.mark.parametrize("path", ["metrics", "/", "/-/healthy", "/a b", "/m?x=1"])
+def test_telemetry_path_must_be_a_free_path(path):
+    with pytest.raises(ValueError, match="telemetry_path"):
+        serve(port=0, addr="127.0.0.1", registry=demo_registry(), telemetry_path=path)
+
+
 def test_keep_alive_serves_several_requests_on_one_connection(server):
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=HANG_GUARD)
     try:

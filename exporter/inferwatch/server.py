@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import html
 import logging
 import ssl
 import threading
@@ -45,12 +46,12 @@ WRITE_TIMEOUT_SECONDS = 60.0
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 RETRY_AFTER_SECONDS = 1
 WARNING_INTERVAL_SECONDS = 60.0
-ROUTES = ("/", "/metrics", "/-/healthy", "/-/ready")
+HEALTH_ROUTES = ("/-/healthy", "/-/ready")
 
 _TEXT = "text/plain; charset=utf-8"
-_LANDING_PAGE = b"""<!DOCTYPE html>
+_LANDING_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>inferwatch</title></head>
-<body><h1>inferwatch</h1><p><a href="/metrics">Metrics</a></p></body></html>
+<body><h1>inferwatch</h1><p><a href="{path}">Metrics</a></p></body></html>
 """
 T = TypeVar("T")
 
@@ -68,9 +69,13 @@ class MetricsServer:
     def __init__(self, registry: Collector, addr: str, port: int, *,
                  ssl_context: ssl.SSLContext | None, web_config: WebConfig | None,
                  max_concurrency: int, max_connections: int, read_timeout: float,
-                 idle_timeout: float, collect_timeout: float | None) -> None:
+                 idle_timeout: float, collect_timeout: float | None,
+                 telemetry_path: str = "/metrics") -> None:
         self.addr = addr
         self.port = port
+        self.telemetry_path = telemetry_path
+        self._routes = {telemetry_path, "/", *HEALTH_ROUTES}
+        self._landing_page = _LANDING_PAGE.format(path=html.escape(telemetry_path)).encode()
         self._registry = registry
         self._ssl_context = ssl_context
         self._web_config = web_config
@@ -96,12 +101,12 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        """The /metrics URL, with a wildcard address replaced by loopback."""
+        """The metrics URL, with a wildcard address replaced by loopback."""
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.addr, self.addr)
         if ":" in host:
             host = f"[{host}]"
         scheme = "https" if self._ssl_context is not None else "http"
-        return f"{scheme}://{host}:{self.port}/metrics"
+        return f"{scheme}://{host}:{self.port}{self.telemetry_path}"
 
     def start(self) -> None:
         """Bind and start serving in a daemon thread; raise OSError naming the address."""
@@ -276,15 +281,16 @@ class MetricsServer:
             return 401, b"unauthorized\n", {
                 "Content-Type": _TEXT, "WWW-Authenticate": 'Basic realm="inferwatch"'}
         path = request.path
-        if path not in ROUTES:
-            return 404, b"not found; the metrics are at /metrics\n", {"Content-Type": _TEXT}
+        if path not in self._routes:
+            return 404, f"not found; the metrics are at {self.telemetry_path}\n".encode(), {
+                "Content-Type": _TEXT}
         if request.method not in ("GET", "HEAD"):
             return 405, f"method {request.method} not allowed\n".encode(), {
                 "Content-Type": _TEXT, "Allow": "GET, HEAD"}
-        if path == "/metrics":
+        if path == self.telemetry_path:
             return await self._scrape(request)
         if path == "/":
-            return 200, _LANDING_PAGE, {"Content-Type": "text/html; charset=utf-8"}
+            return 200, self._landing_page, {"Content-Type": "text/html; charset=utf-8"}
         return 200, b"OK", {"Content-Type": _TEXT}
 
     async def _authorized(self, header: str | None) -> bool:
@@ -357,7 +363,8 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
           certfile: str | None = None, keyfile: str | None = None,
           web_config_file: str | None = None, max_concurrency: int = 4,
           max_connections: int = 512, read_timeout: float = 10.0,
-          collect_timeout: float | None = None, idle_timeout: float = 60.0) -> MetricsServer:
+          collect_timeout: float | None = None, idle_timeout: float = 60.0,
+          telemetry_path: str = "/metrics") -> MetricsServer:
     """Serve /metrics from a background daemon thread; returns once the socket is bound.
 
     `port=0` picks a free port (read it from `.port`). TLS comes from `certfile` and
@@ -365,7 +372,8 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     gives basic auth). At most `max_concurrency` scrapes render at once, the rest get a fast
     503; `collect_timeout` bounds how long a scrape waits for a render; `read_timeout`
     bounds reading a request head and a TLS handshake; `idle_timeout` closes quiet
-    keep-alive connections. Raises OSError naming the address when it cannot bind,
+    keep-alive connections; `telemetry_path` moves the metrics (node_exporter's
+    --web.telemetry-path). Raises OSError naming the address when it cannot bind,
     ValueError or WebConfigError for bad settings.
 
     >>> from prometheus_client import CollectorRegistry
@@ -380,6 +388,10 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     if web_config_file is not None and (certfile or keyfile):
         raise ValueError("inferwatch.serve: give either certfile/keyfile or web_config_file, "
                          "not both")
+    if (not telemetry_path.startswith("/") or telemetry_path in ("/", *HEALTH_ROUTES)
+            or "?" in telemetry_path or any(c.isspace() for c in telemetry_path)):
+        raise ValueError(f"inferwatch.serve: telemetry_path must be a path like /metrics, other "
+                         f"than / and {' and '.join(HEALTH_ROUTES)}; got {telemetry_path!r}")
     if bool(certfile) != bool(keyfile):
         raise ValueError("inferwatch.serve: certfile and keyfile go together")
     web_config = load_web_config(web_config_file) if web_config_file is not None else None
@@ -392,7 +404,8 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     server = MetricsServer(
         resolve_registry(registry), addr, port, ssl_context=ssl_context, web_config=web_config,
         max_concurrency=max_concurrency, max_connections=max_connections,
-        read_timeout=read_timeout, idle_timeout=idle_timeout, collect_timeout=collect_timeout)
+        read_timeout=read_timeout, idle_timeout=idle_timeout, collect_timeout=collect_timeout,
+        telemetry_path=telemetry_path)
     server.start()
     return server
 
