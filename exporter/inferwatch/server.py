@@ -4,6 +4,8 @@ Why asyncio: an idle TCP connection, a TLS client that never finishes its handsh
 slow sender costs one small object and a timer rather than a thread, so none of them can
 starve a real scrape. Rendering runs in threads, at most `max_concurrency` at once; a scrape
 beyond that gets an immediate 503 with Retry-After instead of queueing behind a slow collector.
+A TLS connection counts toward `max_connections` once its handshake completes; before that,
+`read_timeout` (the handshake timeout) bounds how long it can be held.
 
 >>> import urllib.request
 >>> from prometheus_client import CollectorRegistry, Counter
