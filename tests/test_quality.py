@@ -245,3 +245,11 @@ def test_numeric_arrays_bin_every_present_value(X):
     assert result.missing.tolist() == expected["missing"]
     assert [b.tolist() for b in result.bin_counts] == [b.tolist() for b in expected["bins"]]
     assert (result.missing + [b.sum() for b in result.bin_counts]).tolist() == [len(X)] * 4
+
+
+def test_whole_float_codes_match_integer_categories():
+    ref = Reference.from_data({"zip": np.array([10115, 75001, 10115])}, categorical=["zip"])
+    checker = BatchChecker(ref)
+    result = checker.check({"zip": np.array([10115.0, 75001.0, 99999.0])})
+    assert result.unseen_category.tolist() == [1]
+    assert checker.check([{"zip": "10115"}, {"zip": 75001}]).unseen_category.tolist() == [0]

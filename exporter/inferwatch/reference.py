@@ -82,7 +82,7 @@ class Profile:
         """The bin a single value falls in (for reading profiles; batches use quality.py)."""
         if self.is_numeric:
             return int(np.searchsorted(np.asarray(self.edges), float(value), side="right"))
-        key = str(value)
+        key = category_key(value)
         return self.categories.index(key) if key in self.categories[:-1] else self.n_bins - 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -367,10 +367,10 @@ def is_missing(v: Any) -> bool:
 
 
 def category_keys(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Category keys (``str(value)``) of a column and the mask of non-missing values.
+    """Category keys (text) of a column and the mask of non-missing values.
 
-    The same conversion serves the reference and the checks, so a value matches its
-    category whichever container it arrives in.
+    The same conversion (:func:`category_key`) serves the reference and the checks, so a
+    value matches its category whichever container it arrives in.
 
     >>> keys, present = category_keys(np.array(["a", None, 1], dtype=object))
     >>> keys.tolist(), present.tolist()
@@ -383,17 +383,28 @@ def category_keys(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return col.astype(str), np.ones(len(col), dtype=bool)
     if kind == "f":
         present = ~np.isnan(col)
-        return _str_of_numbers(col), present
+        return np.array([category_key(v) for v in col.tolist()], dtype=object), present
     if kind in "iub":
-        return _str_of_numbers(col), np.ones(len(col), dtype=bool)
+        return np.array([str(v) for v in col.tolist()], dtype=object), \
+            np.ones(len(col), dtype=bool)
     present = np.fromiter((not is_missing(v) for v in col), dtype=bool, count=len(col))
-    keys = np.array(["" if not ok else str(v) for v, ok in zip(col, present)], dtype=object)
+    keys = np.array(["" if not ok else category_key(v) for v, ok in zip(col, present)],
+                    dtype=object)
     return keys, present
 
 
-def _str_of_numbers(col: np.ndarray) -> np.ndarray:
-    # str() of each value, as a Python scalar, so 1.0 gives '1.0' and True gives 'True'.
-    return np.array([str(v) for v in col.tolist()], dtype=object)
+def category_key(value: Any) -> str:
+    """The category a value stands for: its text, with whole floats written as integers.
+
+    A code read as 10115.0 from one source and 10115 from another is the same category.
+
+    >>> category_key(10115.0), category_key(10115), category_key(0.5), category_key(True)
+    ('10115', '10115', '0.5', 'True')
+    """
+    if isinstance(value, (float, np.floating)) and float(value).is_integer() \
+            and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
 
 
 def _floats(values: np.ndarray) -> tuple[float, ...]:
