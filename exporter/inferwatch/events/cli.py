@@ -1,0 +1,172 @@
+"""`inferwatch events tail|query PATH`: read the prediction event log back as JSON lines.
+
+PATH is what the log was configured with: ``events.jsonl`` (its per-process files beside
+it are read together), a directory of ``.jsonl`` files, one file, or an SQLite ``.db``.
+
+    inferwatch events tail logs/events.jsonl -n 20 --follow
+    inferwatch events query events.db --model fraud --since 1h --errors
+    inferwatch events query events.db --request-id r-17
+    inferwatch events query events.db --since 2024-05-01T08:00:00+02:00 --until 2024-05-01T09:00
+
+Times are Unix seconds, ISO 8601 (without an offset: UTC), or an age such as ``90s``,
+``15m``, ``2h``, ``7d`` (that long ago).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sinks import ReadStats
+
+FOLLOW_POLL_SECONDS = 0.5
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """Unix seconds from Unix seconds, ISO 8601 or an age (``15m``: fifteen minutes ago).
+
+    >>> parse_time("1700000000.5"), parse_time("2023-11-14T22:13:20Z")
+    (1700000000.5, 1700000000.0)
+    >>> parse_time("2h", now=10_000.0)
+    2800.0
+    """
+    text = text.strip()
+    age = _AGE.fullmatch(text)
+    if age:
+        now = time.time() if now is None else now
+        return now - float(age.group(1)) * _UNIT_SECONDS[age.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use Unix seconds, ISO 8601 (2024-05-01T08:00:00Z) "
+            "or an age such as 15m, 2h, 7d") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``tail`` and ``query`` actions to the ``events`` subcommand's parser."""
+    actions = parser.add_subparsers(dest="events_action", metavar="ACTION", required=True)
+    tail = actions.add_parser("tail", help="the latest events",
+                              description="Print the latest events, oldest first.")
+    tail.add_argument("path", metavar="PATH", help="the event log (.jsonl, directory or .db)")
+    tail.add_argument("-n", "--lines", type=_count, default=10, metavar="N",
+                      help="how many events (default 10)")
+    tail.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing new events until interrupted")
+    query = actions.add_parser("query", help="events matching filters",
+                               description="Print matching events, oldest first.")
+    query.add_argument("path", metavar="PATH", help="the event log (.jsonl, directory or .db)")
+    query.add_argument("--request-id", metavar="ID", help="only this request")
+    query.add_argument("--model", metavar="NAME", help="only this model")
+    query.add_argument("--since", type=parse_time, metavar="TIME",
+                       help="only events at or after TIME")
+    query.add_argument("--until", type=parse_time, metavar="TIME",
+                       help="only events at or before TIME")
+    query.add_argument("--errors", action="store_true", help="only failed predictions")
+    query.add_argument("--limit", type=_count, metavar="N", help="at most N events")
+    for sub in (tail, query):
+        sub.add_argument("--format", choices=("jsonl", "sqlite"),
+                         help="the log's format (default: from PATH's suffix)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the requested events as JSON lines; 2 for a missing log or bad flags."""
+    from .sinks import Query, ReadStats, infer_format
+
+    path = Path(args.path)
+    try:
+        fmt = infer_format(path, args.format)
+    except ValueError as exc:
+        return _fail(f"{exc} (use --format)")
+    if not _exists(path, fmt):
+        return _fail(f"no event log at {path}")
+    stats = ReadStats()
+    try:
+        if args.events_action == "tail":
+            _tail(path, fmt, args.lines, args.follow, stats)
+        else:
+            if args.since is not None and args.until is not None and args.since > args.until:
+                return _fail("--since is later than --until")
+            query = Query(request_id=args.request_id, model=args.model, since=args.since,
+                          until=args.until, errors_only=args.errors, limit=args.limit)
+            from .sinks import query_events
+
+            _print(query_events(path, query, fmt, stats))
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `| head`: the reader is gone, which is fine
+        sys.stderr.close()
+        return 0
+    except OSError as exc:
+        return _fail(f"cannot read {path}: {exc}")
+    if stats.unreadable:
+        print(f"inferwatch events: skipped {stats.unreadable} unreadable lines",
+              file=sys.stderr)
+    return 0
+
+
+def _exists(path: Path, fmt: str) -> bool:
+    if fmt == "sqlite":
+        return path.is_file()
+    from .jsonl import exists
+
+    return exists(path)
+
+
+def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> None:
+    if fmt == "sqlite":
+        from .sqlite import follow_sqlite, last_id, tail_sqlite
+
+        after = last_id(path)
+        _print(tail_sqlite(path, count))
+        while follow:
+            time.sleep(FOLLOW_POLL_SECONDS)
+            lines, after = follow_sqlite(path, after)
+            _print(lines)
+        return
+    from .jsonl import follow_jsonl, tail_jsonl
+
+    offsets: dict = {}
+    _print(tail_jsonl(path, count, stats, offsets))
+    while follow:
+        time.sleep(FOLLOW_POLL_SECONDS)
+        _print(follow_jsonl(path, offsets, stats))
+
+
+def _print(lines: Iterable[bytes]) -> None:
+    out = sys.stdout.buffer
+    for line in lines:
+        out.write(line + b"\n")
+    out.flush()
+
+
+def _fail(message: str) -> int:
+    print(f"inferwatch events: {message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,335 @@
+"""The JSON lines sink: one file per process, size-based rotation, a bound on total size.
+
+A log configured as ``logs/events.jsonl`` writes ``logs/events.<start-ns>.<pid>.jsonl``: each
+process appends to its own file, so records of several workers never interleave, and a
+file is replaced by a new one when it would pass ``rotate_bytes``. Before each write, under
+an advisory lock shared by every process (``logs/.events.jsonl.lock``), the oldest files of
+the log (least recently written first, whichever process wrote them) are deleted until the
+files of the log, the new bytes included, fit in ``max_bytes``. A writer whose file was
+deleted by another process notices on its next write and starts a new file.
+
+A failed write (a full disk, say) is cut back to the last complete record, so a record is
+never left torn in the middle of a file; readers skip an incomplete last line.
+
+>>> import tempfile
+>>> from inferwatch.events.sinks import Record
+>>> base = Path(tempfile.mkdtemp()) / "events.jsonl"
+>>> sink = JsonlSink(base, max_bytes=1 << 20, rotate_bytes=1 << 16)
+>>> sink.write([Record(1.0, "m", None, "r-1", None, None, b'{"ts":1.0}')]); sink.close()
+>>> [p.read_bytes() for p in event_files(base)]
+[b'{"ts":1.0}\\n']
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .sinks import Query, ReadStats, Record, SinkError
+
+_READ_BLOCK = 1 << 16
+# Large chunks go out in pieces so that a disk filling up mid-chunk still keeps
+# every record that fitted.
+_WRITE_BLOCK = 1 << 16
+
+
+class _Partial(Exception):
+    def __init__(self, records: int, cause: OSError) -> None:
+        super().__init__(records, cause)
+        self.records = records
+        self.cause = cause
+
+
+class JsonlSink:
+    """Appends records to this process's current file of the log at `path`."""
+
+    def __init__(self, path: Path, *, max_bytes: int, rotate_bytes: int) -> None:
+        self.directory = path.parent
+        self.stem = path.stem
+        self.max_bytes = max_bytes
+        self.rotate_bytes = rotate_bytes
+        self._pattern = _file_pattern(self.stem)
+        self._lock_path = self.directory / f".{self.stem}.jsonl.lock"
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._file: Path | None = None
+        self._size = 0
+
+    def write(self, records: list[Record]) -> None:
+        """Append `records`; raises SinkError saying how many were stored before a failure."""
+        written = 0
+        try:
+            lines = [r.line + b"\n" for r in records]
+            self._open_lock()
+            assert self._lock_fd is not None
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                total = self._total_size()
+                while written < len(lines):
+                    self._ensure_file()
+                    chunk, count = self._next_chunk(lines, written)
+                    if not count:  # the next line does not fit in what is left of this file
+                        self._close_file()
+                        continue
+                    total = self._make_room(total, len(chunk))
+                    self._ensure_file()
+                    try:
+                        self._append(chunk)
+                    except _Partial as partial:
+                        written += partial.records
+                        raise
+                    total += len(chunk)
+                    written += count
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        except _Partial as partial:
+            raise SinkError(written, partial.cause) from partial.cause
+        except Exception as exc:
+            raise SinkError(written, exc) from exc
+
+    def close(self) -> None:
+        """Close the current file and the lock; the next write opens new ones."""
+        self._close_file()
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's descriptors without touching its lock."""
+        # Closing drops only this process's reference to the lock; LOCK_UN would release
+        # the lock for the parent as well, since both share one open file description.
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._lock_fd = self._file = None
+
+    def _open_lock(self) -> None:
+        if self._lock_fd is None:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                                    0o600)
+
+    def _ensure_file(self) -> None:
+        if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+            self._close_file()  # retention in another process deleted it
+        if self._fd is None:
+            name = f"{self.stem}.{time.time_ns():020d}.{os.getpid()}.jsonl"
+            path = self.directory / name
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+            self._fd = os.open(path, flags, 0o600)
+            self._file, self._size = path, 0
+
+    def _next_chunk(self, lines: list[bytes], start: int) -> tuple[bytes, int]:
+        room = self.rotate_bytes - self._size
+        size = 0
+        end = start
+        while end < len(lines) and size + len(lines[end]) <= room:
+            size += len(lines[end])
+            end += 1
+        if end == start and self._size == 0:
+            end = start + 1  # a line longer than a whole file still gets a file of its own
+        return b"".join(lines[start:end]), end - start
+
+    def _append(self, chunk: bytes) -> None:
+        """Write `chunk`; on failure keep its complete records, raise _Partial saying how many."""
+        assert self._fd is not None
+        start = self._size
+        done = 0
+        try:
+            while done < len(chunk):
+                done += os.write(self._fd, chunk[done:done + _WRITE_BLOCK])
+        except OSError as exc:
+            keep = chunk.rfind(b"\n", 0, done) + 1
+            try:
+                if keep < done:
+                    os.ftruncate(self._fd, start + keep)  # never leave half a record behind
+            except OSError:
+                self._close_file()  # could not cut it back: later records go to a new file
+            self._size = start + keep
+            raise _Partial(chunk.count(b"\n", 0, keep), exc) from exc
+        self._size += len(chunk)
+
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            fd, self._fd, self._file = self._fd, None, None
+            os.close(fd)
+
+    def _files(self) -> list[tuple[float, str, int]]:
+        found = []
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if self._pattern.fullmatch(entry.name):
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue
+                    found.append((st.st_mtime, entry.name, st.st_size))
+        return found
+
+    def _total_size(self) -> int:
+        return sum(size for _, _, size in self._files())
+
+    def _make_room(self, total: int, incoming: int) -> int:
+        if total + incoming <= self.max_bytes:
+            return total
+        files = sorted(self._files())
+        total = sum(size for _, _, size in files)
+        for _, name, size in files:
+            if total + incoming <= self.max_bytes:
+                break
+            if self._file is not None and name == self._file.name:
+                self._close_file()
+            try:
+                os.unlink(self.directory / name)
+            except FileNotFoundError:
+                pass
+            total -= size
+        return total
+
+
+def _file_pattern(stem: str) -> re.Pattern[str]:
+    return re.compile(re.escape(stem) + r"\.\d{20}\.\d+\.jsonl")
+
+
+def event_files(path: Path) -> list[Path]:
+    """The files holding the log at `path`, least recently written first.
+
+    `path` is the configured log path (``logs/events.jsonl``), one of its files, or a
+    directory (every ``*.jsonl`` file in it).
+    """
+    if path.is_dir():
+        candidates = [p for p in path.iterdir() if p.suffix == ".jsonl" and p.is_file()]
+    elif path.is_file():
+        return [path]
+    else:
+        pattern = _file_pattern(path.stem)
+        parent = path.parent if path.parent.is_dir() else None
+        candidates = [p for p in parent.iterdir() if pattern.fullmatch(p.name)] if parent else []
+    stamped = []
+    for p in candidates:
+        try:
+            stamped.append((p.stat().st_mtime, p.name, p))
+        except FileNotFoundError:
+            continue
+    return [p for _, _, p in sorted(stamped)]
+
+
+def exists(path: Path) -> bool:
+    """Whether there is anything to read at `path`."""
+    return path.exists() or bool(event_files(path))
+
+
+def _read_lines(path: Path, start: int, stats: ReadStats) -> tuple[list[bytes], int]:
+    """Complete lines from byte `start` on, and the offset just after the last of them."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read()
+    except FileNotFoundError:
+        return [], start
+    end = data.rfind(b"\n") + 1
+    lines = [line for line in data[:end].split(b"\n") if line]
+    return lines, start + end
+
+
+def _decode(line: bytes, stats: ReadStats) -> dict | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        stats.unreadable += 1
+        return None
+    if not isinstance(event, dict):
+        stats.unreadable += 1
+        return None
+    return event
+
+
+def _ts(event: dict) -> float:
+    ts = event.get("ts")
+    return float(ts) if isinstance(ts, (int, float)) else 0.0
+
+
+def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
+    """Lines of the log at `path` matching `query`, oldest first."""
+    needles = [json.dumps(v, ensure_ascii=False).encode("utf-8")
+               for v in (query.request_id, query.model) if v is not None]
+    found = []
+    for file in event_files(path):
+        lines, _ = _read_lines(file, 0, stats)
+        for line in lines:
+            if any(needle not in line for needle in needles):
+                continue  # cheap pre-filter: the value must appear as written
+            event = _decode(line, stats)
+            if event is not None and query.matches(event):
+                found.append((_ts(event), line))
+    found.sort(key=lambda item: item[0])
+    if query.limit is not None:
+        found = found[: query.limit]
+    return iter([line for _, line in found])
+
+
+def tail_jsonl(path: Path, count: int, stats: ReadStats,
+               offsets: dict[Path, int] | None = None) -> list[bytes]:
+    """The last `count` lines by ``ts``; fills `offsets` with where each file was read to.
+
+    Files are read newest first and reading stops once `count` events are newer than the
+    last write of every file left (an event is written after its ``ts``).
+    """
+    files = list(reversed(event_files(path)))
+    found: list[tuple[float, bytes]] = []
+    for index, file in enumerate(files):
+        lines, end = _read_lines(file, 0, stats)
+        if offsets is not None:
+            offsets[file] = end
+        for line in lines:
+            event = _decode(line, stats)
+            if event is not None:
+                found.append((_ts(event), line))
+        found.sort(key=lambda item: item[0])
+        rest = files[index + 1:]
+        if count and len(found) >= count and rest:
+            try:
+                newest_left = rest[0].stat().st_mtime
+            except FileNotFoundError:
+                newest_left = float("inf")
+            if found[-count][0] >= newest_left:
+                if offsets is not None:
+                    for other in rest:
+                        offsets[other] = _complete_end(other)
+                break
+    return [line for _, line in found[-count:]] if count else []
+
+
+def _complete_end(path: Path) -> int:
+    """The offset just after the last newline of `path` (0 when none)."""
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            while end > 0:
+                start = max(0, end - _READ_BLOCK)
+                f.seek(start)
+                block = f.read(end - start)
+                found = block.rfind(b"\n")
+                if found >= 0:
+                    return start + found + 1
+                end = start
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def follow_jsonl(path: Path, offsets: dict[Path, int], stats: ReadStats) -> list[bytes]:
+    """Lines written since `offsets` (updated in place), in file order."""
+    new: list[bytes] = []
+    current = event_files(path)
+    for file in current:
+        lines, offsets[file] = _read_lines(file, offsets.get(file, 0), stats)
+        new.extend(lines)
+    for gone in set(offsets) - set(current):
+        del offsets[gone]
+    return new

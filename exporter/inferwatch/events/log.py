@@ -1,0 +1,371 @@
+"""The event log: `emit()` on the request path, everything else on a background writer thread.
+
+``emit(event)`` samples, then appends the event dict to a bounded queue: it never blocks,
+never raises and never touches the disk. A daemon writer thread wakes every 50 ms, encodes
+what is queued (:class:`~inferwatch.events.sinks.Encoder`: clean, redact, bound the size)
+and hands it to the sink. A full queue, a failing disk or a bad event costs only that
+event, counted by reason in ``inferwatch_events_dropped_total{reason}``; after a write error
+the sink is reopened and writing resumes, backing off while the failures last.
+
+The event dict is read later, on the writer thread: emit a fresh dict and do not change
+the objects it holds afterwards.
+
+After ``os.fork`` (gunicorn, multiprocessing) the child starts with an empty queue, zeroed
+counts and its own writer thread, file and database connection. At interpreter exit,
+queued events are flushed (for up to ``ATEXIT_FLUSH_SECONDS``).
+
+>>> import tempfile
+>>> log = EventLog(Path(tempfile.mkdtemp()) / "events.jsonl", redact=["inputs.ssn"])
+>>> log.emit({"model": "fraud", "request_id": "r-1", "inputs": {"ssn": "123", "age": 41}})
+>>> log.flush(5.0), log.dropped_counts()["queue_full"]
+(True, 0)
+>>> log.close()
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..catalogue import CATALOGUE
+from .redact import Redaction
+from .sinks import Encoder, Record, SinkError, TooLarge, infer_format, open_sink
+
+MiB = 1 << 20
+KiB = 1 << 10
+DEFAULT_ROTATE_BYTES = 10 * MiB
+DEFAULT_MAX_EVENT_BYTES = 64 * KiB
+SECRET_ENV = "INFERWATCH_EVENT_SECRET"
+# Why an event never reached the sink. Sampling is a choice, not a loss, so it is not here.
+REASONS = ("queue_full", "write_error", "too_large", "serialize_error", "closed")
+POLL_SECONDS = 0.05
+MAX_BATCH = 1_000
+BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+ATEXIT_FLUSH_SECONDS = 2.0
+LOG_INTERVAL_SECONDS = 60.0
+METRIC = CATALOGUE["inferwatch_events_dropped_total"]
+
+log = logging.getLogger("inferwatch")
+
+_registry_lock = threading.Lock()
+_live: weakref.WeakSet[EventLog] = weakref.WeakSet()
+_process_totals = dict.fromkeys(REASONS, 0)
+# Sinks inherited across a fork: kept referenced so that nothing in the child ever closes
+# (or, for SQLite, finalises) what the parent still uses.
+_abandoned: list[object] = []
+
+
+class _Flush:
+    """A marker in the queue: set once everything queued before it has been handled."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class EventLog:
+    """A bounded, redacted, off-request-path log of one event per prediction.
+
+    `sink` is a ``.jsonl`` path (per-process files beside it) or an SQLite ``.db`` path.
+    `redact` drops fields and `hash_fields` replaces them with a keyed HMAC (paths like
+    ``inputs.ssn``, see :mod:`inferwatch.events.redact`); hashing needs `secret` or the
+    ``INFERWATCH_EVENT_SECRET`` environment variable. `max_bytes` bounds everything the log
+    keeps on disk, `rotate_bytes` one JSONL file or one SQLite transaction (default
+    10 MiB, or a tenth of `max_bytes` when that is less), `max_event_bytes` one event
+    (default 64 KiB, at most `rotate_bytes`), `queue_size` the events waiting for the writer.
+    Exception messages are stored only with ``error_messages=True``: they often quote
+    user data.
+
+    >>> EventLog("events.txt")
+    Traceback (most recent call last):
+    ...
+    ValueError: format: cannot tell the format of 'events.txt' from its suffix; use a suffix \
+among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 'sqlite'
+    """
+
+    def __init__(self, sink: str | Path, *, format: str | None = None,
+                 sample_rate: float = 1.0, redact: Sequence[str] = (),
+                 hash_fields: Sequence[str] = (), secret: bytes | str | None = None,
+                 max_bytes: int = 100 * MiB, rotate_bytes: int | None = None,
+                 queue_size: int = 10_000, max_event_bytes: int | None = None,
+                 error_messages: bool = False) -> None:
+        self.path = Path(sink)
+        self.format = infer_format(self.path, format)
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError(f"sample_rate: expected a number from 0 to 1, got {sample_rate!r}")
+        _positive(max_bytes=max_bytes, queue_size=queue_size)
+        if rotate_bytes is None:
+            rotate_bytes = max(1, min(DEFAULT_ROTATE_BYTES, max_bytes // 10))
+        if max_event_bytes is None:
+            max_event_bytes = min(DEFAULT_MAX_EVENT_BYTES, rotate_bytes)
+        _positive(rotate_bytes=rotate_bytes, max_event_bytes=max_event_bytes)
+        if rotate_bytes > max_bytes:
+            raise ValueError(f"rotate_bytes ({rotate_bytes}) cannot exceed max_bytes "
+                             f"({max_bytes})")
+        if max_event_bytes > rotate_bytes:
+            raise ValueError(f"max_event_bytes ({max_event_bytes}) cannot exceed rotate_bytes "
+                             f"({rotate_bytes})")
+        if secret is None:
+            secret = os.environ.get(SECRET_ENV) or None
+        encoder = Encoder(Redaction(redact, hash_fields, secret),
+                          max_event_bytes=max_event_bytes, error_messages=error_messages)
+        self.sample_rate = float(sample_rate)
+        self.queue_size = queue_size
+        self._encoder = encoder
+        self._new_sink = lambda: open_sink(self.path, self.format, max_bytes=max_bytes,
+                                           rotate_bytes=rotate_bytes)
+        self._new_sink().close()  # configuration errors (a too small SQLite bound) show now
+        self._closed = False
+        self._random = random.random
+        self._start()
+        with _registry_lock:
+            _live.add(self)
+
+    # --- the request path ------------------------------------------------------------------
+
+    def emit(self, event: dict) -> None:
+        """Queue one prediction event; never blocks, never raises.
+
+        Events whose ``"error"`` is set are always kept; others are kept with probability
+        `sample_rate`.
+        """
+        try:
+            if self.sample_rate < 1.0 and not event.get("error") and \
+                    self._random() >= self.sample_rate:
+                return
+            queue = self._queue
+            if len(queue) < self.queue_size and not self._closed:
+                queue.append(event)
+            else:
+                self._count("closed" if self._closed else "queue_full")
+        except Exception:
+            self._count("serialize_error")
+
+    # --- control ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """Wait until every event emitted so far is written or dropped; False on timeout."""
+        if not self._thread.is_alive():
+            return not self._queue
+        marker = _Flush()
+        self._queue.append(marker)  # past the size bound on purpose: it must get in
+        self._wake.set()
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Flush, stop the writer and close the sink; later events count as dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        with _registry_lock:
+            _live.discard(self)
+
+    def dropped_counts(self) -> dict[str, int]:
+        """Events this log lost in this process, by reason (every reason present, maybe 0).
+
+        >>> import tempfile
+        >>> log = EventLog(Path(tempfile.mkdtemp()) / "e.jsonl", queue_size=1)
+        >>> log._wake.clear(); log.close(); log.emit({"model": "m"})
+        >>> log.dropped_counts()["closed"]
+        1
+        """
+        with self._counts_lock:
+            return dict(self._dropped)
+
+    # --- the writer thread -----------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._queue: deque[dict | _Flush] = deque()
+        self._wake = threading.Event()
+        self._counts_lock = threading.Lock()
+        self._dropped = dict.fromkeys(REASONS, 0)
+        self._stopping = False
+        self._retry_at = 0.0
+        self._failures = 0
+        self._last_logged = -LOG_INTERVAL_SECONDS
+        self._sink_holder: list = [None]
+        self._thread = threading.Thread(target=_writer_main,
+                                        args=(weakref.ref(self), self._sink_holder),
+                                        name="inferwatch-events", daemon=True)
+        self._thread.start()
+
+    def _restart_in_child(self) -> None:
+        # The parent's queue, locks, thread and open files are the parent's: start afresh.
+        inherited = self._sink_holder[0]
+        if inherited is not None:
+            _abandoned.append(inherited)
+            inherited.forget_after_fork()
+        if self._closed:
+            self._counts_lock = threading.Lock()
+            self._dropped = dict.fromkeys(REASONS, 0)
+        else:
+            self._start()
+
+    def _count(self, reason: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self._dropped[reason] += n
+        with _registry_lock:
+            _process_totals[reason] += n
+
+    def _drain(self) -> tuple[list[dict], list[_Flush]]:
+        events: list[dict] = []
+        markers: list[_Flush] = []
+        queue = self._queue
+        while queue and len(events) < MAX_BATCH:
+            item = queue.popleft()
+            if type(item) is _Flush:
+                markers.append(item)
+                break  # answer the flush as soon as what came before it is written
+            events.append(item)  # type: ignore[arg-type]
+        return events, markers
+
+    def _write(self, sink_holder: list, events: list[dict]) -> None:
+        records: list[Record] = []
+        now = time.time()
+        for event in events:
+            try:
+                records.append(self._encoder.encode(event, now))
+            except TooLarge:
+                self._count("too_large")
+            except Exception:
+                self._count("serialize_error")
+        if not records:
+            return
+        if time.monotonic() < self._retry_at:
+            self._count("write_error", len(records))  # the sink is failing: spare the disk
+            return
+        try:
+            if sink_holder[0] is None:
+                sink_holder[0] = self._new_sink()
+            sink_holder[0].write(records)
+            self._failures = 0
+        except Exception as exc:
+            written = exc.written if isinstance(exc, SinkError) else 0
+            self._count("write_error", len(records) - written)
+            self._after_failure(sink_holder, exc.cause if isinstance(exc, SinkError) else exc)
+
+    def _after_failure(self, sink_holder: list, cause: BaseException) -> None:
+        _close_quietly(sink_holder[0])
+        sink_holder[0] = None
+        delay = BACKOFF_SECONDS[min(self._failures, len(BACKOFF_SECONDS) - 1)]
+        self._failures += 1
+        now = time.monotonic()
+        self._retry_at = now + delay
+        if now - self._last_logged >= LOG_INTERVAL_SECONDS:
+            self._last_logged = now
+            log.warning("inferwatch: cannot write prediction events to %s (%s); dropping them "
+                        "(counted in inferwatch_events_dropped_total{reason=\"write_error\"}) "
+                        "and retrying; logged at most once a minute", self.path, cause)
+
+
+def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
+    """The writer loop; holds the log only weakly between rounds so it can be collected."""
+    try:
+        while True:
+            log_ = ref()
+            if log_ is None:
+                return
+            if log_._thread is not threading.current_thread():
+                return  # replaced after a fork
+            events, markers = log_._drain()
+            if events:
+                log_._write(sink_holder, events)
+            for marker in markers:
+                marker.done.set()
+            if events or markers:
+                continue
+            if log_._stopping:
+                return
+            wake = log_._wake
+            del log_
+            wake.wait(POLL_SECONDS)
+            wake.clear()
+    except Exception as exc:  # pragma: no cover - a bug of ours; never take the server down
+        from .. import internal
+
+        internal.record("events", exc)
+    finally:
+        _close_quietly(sink_holder[0])
+
+
+def _close_quietly(sink: object) -> None:
+    if sink is not None:
+        try:
+            sink.close()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+
+
+def _positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+
+def dropped_totals() -> dict[str, int]:
+    """Events lost by every event log of this process since it started, by reason.
+
+    >>> set(dropped_totals()) == set(REASONS)
+    True
+    """
+    with _registry_lock:
+        return dict(_process_totals)
+
+
+class DroppedEventsCollector:
+    """A prometheus_client collector for ``inferwatch_events_dropped_total{reason}``.
+
+    >>> from prometheus_client import CollectorRegistry, generate_latest
+    >>> registry = CollectorRegistry(); registry.register(DroppedEventsCollector())
+    >>> b'inferwatch_events_dropped_total{reason="queue_full"}' in generate_latest(registry)
+    True
+    """
+
+    def collect(self) -> Iterable[object]:
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(METRIC.family, METRIC.help, labels=list(METRIC.labels))
+        for reason, count in dropped_totals().items():
+            family.add_metric([reason], float(count))
+        yield family
+
+    def describe(self) -> Iterable[object]:
+        return self.collect()
+
+
+def _flush_all_at_exit() -> None:
+    with _registry_lock:
+        logs = list(_live)
+    deadline = time.monotonic() + ATEXIT_FLUSH_SECONDS
+    for event_log in logs:
+        try:
+            event_log.flush(max(0.0, deadline - time.monotonic()))
+        except Exception:
+            pass
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for reason in REASONS:
+        _process_totals[reason] = 0
+    for event_log in list(_live):
+        event_log._restart_in_child()
+
+
+atexit.register(_flush_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,224 @@
+"""Making a prediction event safe to store: plain JSON values, no control characters, redacted.
+
+:func:`clean` turns whatever a model server hands over (numpy arrays and scalars, tuples,
+enums, datetimes, objects) into plain JSON values and strips control characters from every
+string and key, so no input can start a new line or forge a record in a plain-text tool.
+
+:class:`Redaction` then drops fields or replaces them with a keyed hash. Field paths are
+dotted: ``inputs.ssn`` is the key ``ssn`` inside ``inputs``. A list met on the way is
+crossed element by element, so ``inputs.ssn`` also covers a batch of records given as a
+list, and ``*`` matches every key at its level (``inputs.*.email``). Keys that themselves
+contain a dot can only be reached with ``*``.
+
+>>> policy = Redaction(drop=["inputs.ssn"], hash_fields=["request_id"],
+...                    secret=b"0123456789abcdef")
+>>> event = policy.apply(clean({"request_id": "r-1", "inputs": {"ssn": "1\\n2", "age": 41}}))
+>>> event["inputs"], event["request_id"][:12]
+({'age': 41}, 'hmac-sha256:')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+HASH_PREFIX = "hmac-sha256:"
+MIN_SECRET_BYTES = 16
+MAX_DEPTH = 32
+MAX_ITEMS = 100_000
+
+# C0 and C1 controls (CR, LF, ESC, NUL, NEL...), DEL, the Unicode line and paragraph
+# separators (str.splitlines and JavaScript treat them as line breaks) and lone surrogates
+# (they cannot be encoded as UTF-8, so they would break the write, not just the line).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` without control characters, line separators or lone surrogates.
+
+    >>> clean_text('ok\\r\\n{"forged": 1}\\x1b[2J')
+    'ok{"forged": 1}[2J'
+    """
+    return _UNSAFE.sub("", text)
+
+
+def clean(value: object, *, max_array_bytes: int = 1 << 20, _depth: int = 0) -> object:
+    """A copy of `value` made of plain JSON values (dict, list, str, int, float, bool, None).
+
+    Strings and keys lose their control characters; NaN and infinities become the strings
+    ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (strict JSON has no such numbers); arrays
+    larger than `max_array_bytes`, containers nested deeper than 32 levels or holding more
+    than 100,000 items are replaced by a small marker saying what was there.
+
+    >>> import numpy as np
+    >>> clean({"x": np.array([1.5, np.nan]), 3: np.int64(7), "t\\n": ("a\\rb",)})
+    {'x': [1.5, 'NaN'], '3': 7, 't': ['ab']}
+    """
+    kind = type(value)
+    if kind is str:
+        return _UNSAFE.sub("", value)  # type: ignore[arg-type]
+    if value is None or kind is bool or kind is int:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else _non_finite(value)  # type: ignore[arg-type]
+    if _depth >= MAX_DEPTH:
+        return {"truncated": "depth"}
+    depth = _depth + 1
+    if isinstance(value, Mapping):
+        if len(value) > MAX_ITEMS:
+            return {"truncated": "mapping", "length": len(value)}
+        return {_clean_key(k): clean(v, max_array_bytes=max_array_bytes, _depth=depth)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if len(value) > MAX_ITEMS:
+            return {"truncated": "list", "length": len(value)}
+        return [clean(v, max_array_bytes=max_array_bytes, _depth=depth) for v in value]
+    return _clean_other(value, max_array_bytes, depth)
+
+
+def _clean_other(value: object, max_array_bytes: int, depth: int) -> object:
+    # Subclasses first (bool is an int, IntEnum is an int, str subclasses carry no surprises).
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return clean(float(value))
+    if isinstance(value, str):
+        return _UNSAFE.sub("", str(value))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        if len(data) > max_array_bytes:
+            return {"truncated": "bytes", "length": len(data)}
+        return _UNSAFE.sub("", data.decode("utf-8", "backslashreplace"))
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int) and nbytes > max_array_bytes:
+        shape = getattr(value, "shape", None)
+        return {"truncated": "array", "nbytes": nbytes,
+                "shape": list(shape) if isinstance(shape, tuple) else None,
+                "dtype": _UNSAFE.sub("", str(getattr(value, "dtype", "")))}
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, pandas Series
+    if callable(tolist):
+        return clean(tolist(), max_array_bytes=max_array_bytes, _depth=depth)
+    isoformat = getattr(value, "isoformat", None)  # datetime, date, time, pandas Timestamp
+    if callable(isoformat):
+        return _UNSAFE.sub("", str(isoformat()))
+    return _UNSAFE.sub("", str(value))
+
+
+def _clean_key(key: object) -> str:
+    return _UNSAFE.sub("", key if type(key) is str else str(key))  # type: ignore[arg-type]
+
+
+def _non_finite(number: float) -> str:
+    if math.isnan(number):
+        return "NaN"
+    return "Infinity" if number > 0 else "-Infinity"
+
+
+def canonical_bytes(value: object) -> bytes:
+    """The bytes a value is hashed as: UTF-8 for a string, compact sorted JSON otherwise.
+
+    >>> canonical_bytes("4111"), canonical_bytes({"b": 1, "a": [1.0, None]})
+    (b'4111', b'{"a":[1.0,null],"b":1}')
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode("utf-8")
+
+
+def hash_value(secret: bytes | str, value: object) -> str:
+    """The stored form of a hashed field: ``"hmac-sha256:"`` + hex HMAC-SHA256 of the value.
+
+    Use it to find the events of a known value without storing that value.
+
+    >>> key = b"0123456789abcdef"
+    >>> hash_value(key, "4111") == HASH_PREFIX + hmac.new(key, b"4111", "sha256").hexdigest()
+    True
+    """
+    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    digest = hmac.new(key, canonical_bytes(value), hashlib.sha256).hexdigest()
+    return HASH_PREFIX + digest
+
+
+def parse_path(path: str, option: str) -> tuple[str, ...]:
+    """Split a dotted field path; a malformed one is a configuration error naming `option`.
+
+    >>> parse_path("inputs.*.email", "redact")
+    ('inputs', '*', 'email')
+    """
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{option}: field paths must be non-empty strings, got {path!r}")
+    segments = tuple(path.split("."))
+    if any(not segment for segment in segments):
+        raise ValueError(f"{option}: empty segment in field path {path!r}")
+    return segments
+
+
+class Redaction:
+    """Which fields to drop and which to hash, with the secret the hashes are keyed by.
+
+    >>> Redaction(hash_fields=["inputs.email"])
+    Traceback (most recent call last):
+    ...
+    ValueError: hash_fields needs a secret: pass secret=... or set INFERWATCH_EVENT_SECRET
+    """
+
+    def __init__(self, drop: Sequence[str] = (), hash_fields: Sequence[str] = (),
+                 secret: bytes | str | None = None) -> None:
+        if isinstance(drop, str) or isinstance(hash_fields, str):
+            raise ValueError("redact and hash_fields take a list of field paths, not a string")
+        self.drop = [parse_path(p, "redact") for p in drop]
+        self.hash = [parse_path(p, "hash_fields") for p in hash_fields]
+        both = set(self.drop) & set(self.hash)
+        if both:
+            names = ", ".join(sorted(".".join(p) for p in both))
+            raise ValueError(f"fields both in redact and hash_fields: {names}")
+        self._key = b""
+        if self.hash:
+            if secret is None or len(secret) == 0:
+                raise ValueError("hash_fields needs a secret: pass secret=... or set "
+                                 "INFERWATCH_EVENT_SECRET")
+            self._key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+            if len(self._key) < MIN_SECRET_BYTES:
+                raise ValueError(f"secret: at least {MIN_SECRET_BYTES} bytes are needed so "
+                                 f"hashed values cannot be guessed, got {len(self._key)}")
+
+    def __bool__(self) -> bool:
+        return bool(self.drop or self.hash)
+
+    def apply(self, event: dict) -> dict:
+        """Drop, then hash, the configured fields of a cleaned event, in place; returns it."""
+        for path in self.drop:
+            _visit(event, path, _delete)
+        for path in self.hash:
+            _visit(event, path, self._replace_with_hash)
+        return event
+
+    def _replace_with_hash(self, parent: dict, key: str) -> None:
+        parent[key] = hash_value(self._key, parent[key])
+
+
+def _delete(parent: dict, key: str) -> None:
+    del parent[key]
+
+
+def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], None]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _visit(item, path, action)
+        return
+    if not isinstance(node, dict):
+        return
+    head, rest = path[0], path[1:]
+    keys = list(node) if head == "*" else ([head] if head in node else [])
+    for key in keys:
+        if rest:
+            _visit(node[key], rest, action)
+        else:
+            action(node, key)

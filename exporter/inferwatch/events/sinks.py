@@ -1,0 +1,247 @@
+"""The record both sinks store, how an event becomes one, and how a sink is chosen.
+
+An event becomes a :class:`Record`: one line of compact JSON (no newline inside, no control
+character anywhere) plus the columns SQLite indexes. :class:`Encoder` does the work on the
+writer thread: error normalisation, :func:`~inferwatch.events.redact.clean`, redaction, and
+the size bound (bulky fields are replaced by ``{"truncated_bytes": n}`` and listed under
+``"truncated"`` until the record fits).
+
+>>> record = Encoder(max_event_bytes=1024).encode(
+...     {"ts": 1.0, "model": "fraud", "error": ValueError("card 4111"), "inputs": [1, 2]})
+>>> record.line.decode(), record.error
+('{"ts":1.0,"model":"fraud","error":{"type":"ValueError"},"inputs":[1,2]}', 'ValueError')
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from .redact import Redaction, clean, clean_text
+
+FORMATS = ("jsonl", "sqlite")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".log")
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+# Identity fields stay whole when an event is truncated; they are capped instead.
+IDENTITY_FIELDS = ("ts", "model", "model_version", "request_id", "trace_id", "error", "truncated")
+MAX_IDENTITY_CHARS = 256
+
+
+class Record(NamedTuple):
+    """One encoded event: the JSON line (without its newline) and its indexed columns."""
+
+    ts: float
+    model: str | None
+    model_version: str | None
+    request_id: str | None
+    trace_id: str | None
+    error: str | None
+    line: bytes
+
+
+class TooLarge(Exception):
+    """An event that stays above max_event_bytes even with its bulky fields truncated."""
+
+
+class SinkError(Exception):
+    """A write that failed after `written` of the records were stored."""
+
+    def __init__(self, written: int, cause: BaseException) -> None:
+        super().__init__(f"{written} records written before: {cause!r}")
+        self.written = written
+        self.cause = cause
+
+
+class Sink(Protocol):
+    def write(self, records: list[Record]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def forget_after_fork(self) -> None: ...
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def normalize_error(error: object, keep_message: bool) -> dict | None:
+    """The stored form of an event's error: its type, and its message only when opted in.
+
+    Exception messages often quote user data, hence the opt-in.
+
+    >>> normalize_error(KeyError("alice@example.com"), keep_message=False)
+    {'type': 'KeyError'}
+    """
+    if error is None or error is False:
+        return None
+    message = None
+    if isinstance(error, BaseException):
+        kind, message = type(error).__qualname__, str(error)
+    elif isinstance(error, type) and issubclass(error, BaseException):
+        kind = error.__qualname__
+    elif isinstance(error, dict):
+        kind = str(error.get("type", "Error"))
+        message = error.get("message")
+    else:  # a bare string or flag names the type
+        kind = "Error" if error is True else str(error)
+    out: dict = {"type": clean_text(kind)[:MAX_IDENTITY_CHARS]}
+    if keep_message and message is not None:
+        out["message"] = str(message)
+    return out
+
+
+class Encoder:
+    """Turns a raw event dict into a :class:`Record`; runs on the writer thread only."""
+
+    def __init__(self, redaction: Redaction | None = None, *, max_event_bytes: int = 64 * 1024,
+                 error_messages: bool = False) -> None:
+        self.redaction = redaction if redaction else None
+        self.max_event_bytes = max_event_bytes
+        self.error_messages = error_messages
+
+    def encode(self, event: dict, now: float | None = None) -> Record:
+        """Clean, redact and size-bound `event`; raises TypeError for a non-dict, TooLarge."""
+        if not isinstance(event, dict):
+            raise TypeError(f"an event is a dict, got {type(event).__name__}")
+        raw = dict(event)
+        if "error" in raw:
+            raw["error"] = normalize_error(raw["error"], self.error_messages)
+        obj = clean(raw, max_array_bytes=self.max_event_bytes)
+        assert isinstance(obj, dict)
+        ts = obj.get("ts")
+        if type(ts) not in (int, float):
+            ts = time.time() if now is None else now
+        obj["ts"] = ts
+        for key in ("model", "model_version", "request_id", "trace_id"):
+            value = obj.get(key)
+            if isinstance(value, str) and len(value) > MAX_IDENTITY_CHARS:
+                obj[key] = value[:MAX_IDENTITY_CHARS]
+        if self.redaction is not None:
+            self.redaction.apply(obj)
+        line = _dumps(obj)
+        if len(line) > self.max_event_bytes:
+            line = self._shrink(obj)
+        error = obj.get("error")
+        return Record(float(ts), _text(obj.get("model")), _text(obj.get("model_version")),
+                      _text(obj.get("request_id")), _text(obj.get("trace_id")),
+                      _text(error.get("type")) if isinstance(error, dict) else _text(error),
+                      line)
+
+    def _shrink(self, obj: dict) -> bytes:
+        sizes = sorted(((len(_dumps(v)), k) for k, v in obj.items()
+                        if k not in IDENTITY_FIELDS), reverse=True)
+        truncated: list[str] = []
+        for size, key in sizes:
+            obj[key] = {"truncated_bytes": size}
+            truncated.append(key)
+            obj["truncated"] = truncated
+            line = _dumps(obj)
+            if len(line) <= self.max_event_bytes:
+                return line
+        raise TooLarge(f"event above {self.max_event_bytes} bytes after truncation")
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else _dumps(value).decode("utf-8")
+
+
+def infer_format(path: Path, format: str | None = None) -> str:
+    """`format` when given, else the format the path's suffix names (a directory is JSONL).
+
+    >>> infer_format(Path("events.db")), infer_format(Path("logs/events.jsonl"))
+    ('sqlite', 'jsonl')
+    """
+    if format is not None:
+        if format not in FORMATS:
+            raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
+        return format
+    suffix = path.suffix.lower()
+    if suffix in SQLITE_SUFFIXES:
+        return "sqlite"
+    if suffix in JSONL_SUFFIXES or path.is_dir():
+        return "jsonl"
+    raise ValueError(f"format: cannot tell the format of {str(path)!r} from its suffix; use a "
+                     f"suffix among {', '.join(JSONL_SUFFIXES + SQLITE_SUFFIXES)} or pass "
+                     "format='jsonl' or 'sqlite'")
+
+
+def open_sink(path: Path, format: str, *, max_bytes: int, rotate_bytes: int) -> Sink:
+    """A sink for `path`; nothing is touched on disk until the first write."""
+    if format == "sqlite":
+        from .sqlite import SqliteSink
+
+        return SqliteSink(path, max_bytes=max_bytes, chunk_bytes=rotate_bytes)
+    from .jsonl import JsonlSink
+
+    return JsonlSink(path, max_bytes=max_bytes, rotate_bytes=rotate_bytes)
+
+
+@dataclass
+class Query:
+    """Filters for reading events back; every field left as None matches everything."""
+
+    request_id: str | None = None
+    model: str | None = None
+    since: float | None = None
+    until: float | None = None
+    errors_only: bool = False
+    limit: int | None = None
+
+    def matches(self, event: dict) -> bool:
+        """Whether a decoded event passes every filter.
+
+        >>> Query(model="fraud", errors_only=True).matches({"model": "fraud", "error": None})
+        False
+        """
+        if self.request_id is not None and event.get("request_id") != self.request_id:
+            return False
+        if self.model is not None and event.get("model") != self.model:
+            return False
+        ts = event.get("ts")
+        if self.since is not None or self.until is not None:
+            if not isinstance(ts, (int, float)):
+                return False
+            if self.since is not None and ts < self.since:
+                return False
+            if self.until is not None and ts > self.until:
+                return False
+        return not (self.errors_only and not event.get("error"))
+
+
+@dataclass
+class ReadStats:
+    """What a read skipped: lines that are not a complete JSON object (a torn tail)."""
+
+    unreadable: int = 0
+
+
+def query_events(path: Path, query: Query, format: str | None = None,
+                 stats: ReadStats | None = None) -> Iterator[bytes]:
+    """The stored lines matching `query`, oldest first by ``ts``."""
+    if infer_format(path, format) == "sqlite":
+        from .sqlite import query_sqlite
+
+        return query_sqlite(path, query)
+    from .jsonl import query_jsonl
+
+    return query_jsonl(path, query, stats or ReadStats())
+
+
+def tail_events(path: Path, count: int, format: str | None = None,
+                stats: ReadStats | None = None) -> list[bytes]:
+    """The last `count` stored lines by ``ts``, oldest first."""
+    if infer_format(path, format) == "sqlite":
+        from .sqlite import tail_sqlite
+
+        return tail_sqlite(path, count)
+    from .jsonl import tail_jsonl
+
+    return tail_jsonl(path, count, stats or ReadStats())

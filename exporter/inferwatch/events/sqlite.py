@@ -1,0 +1,257 @@
+"""The SQLite sink: one row per prediction, indexed for ad-hoc queries, bounded in size.
+
+Table ``events(id, ts, model, model_version, request_id, trace_id, error, body)``: ``body``
+is the whole event as one JSON line, the other columns copy the fields worth indexing
+(``error`` holds the error type). Indexes: ``ts``, ``(model, ts)``, ``request_id``.
+
+Several processes share one database: WAL mode lets readers run beside the writer, and each
+batch is one ``BEGIN IMMEDIATE`` transaction, waited for up to ``busy_timeout``. Size: the
+write-ahead log is capped by ``journal_size_limit`` and checkpointed early; inside the same
+transaction as each insert, the oldest rows are deleted and their pages returned to the file
+system (``auto_vacuum = INCREMENTAL``) until database, log and shared-memory index fit in
+``max_bytes``.
+
+>>> import tempfile
+>>> from inferwatch.events.sinks import Record
+>>> db = Path(tempfile.mkdtemp()) / "events.db"
+>>> sink = SqliteSink(db, max_bytes=1 << 20)
+>>> sink.write([Record(1.0, "fraud", "1", "r-1", None, None, b'{"ts":1.0}')]); sink.close()
+>>> list(query_sqlite(db, Query(request_id="r-1")))
+[b'{"ts":1.0}']
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from .sinks import Query, Record, SinkError
+
+BUSY_TIMEOUT_MS = 5_000
+MIN_MAX_BYTES = 256 * 1024
+# Room kept for the shared-memory WAL index (32 KiB per ~4,000 log frames).
+_SHM_ALLOWANCE = 64 * 1024
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        model TEXT,
+        model_version TEXT,
+        request_id TEXT,
+        trace_id TEXT,
+        error TEXT,
+        body TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)",
+    "CREATE INDEX IF NOT EXISTS events_model_ts ON events (model, ts)",
+    "CREATE INDEX IF NOT EXISTS events_request_id ON events (request_id)",
+)
+_INSERT = ("INSERT INTO events (ts, model, model_version, request_id, trace_id, error, body)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+class SqliteSink:
+    """Inserts records into the database at `path`, deleting the oldest to stay in bounds."""
+
+    def __init__(self, path: Path, *, max_bytes: int, chunk_bytes: int = 1 << 20) -> None:
+        if max_bytes < MIN_MAX_BYTES:
+            raise ValueError(f"max_bytes: an SQLite event log needs at least {MIN_MAX_BYTES} "
+                             f"bytes, got {max_bytes}")
+        self.path = path
+        self.max_bytes = max_bytes
+        self.wal_bytes = max(64 * 1024, min(max_bytes // 16, 4 << 20))
+        # The log may pass its limit by about one transaction before the checkpoint.
+        self.db_budget = max_bytes - 2 * self.wal_bytes - _SHM_ALLOWANCE
+        # One transaction's pages must fit in the log with room to spare.
+        self.chunk_bytes = min(chunk_bytes, self.wal_bytes // 4)
+        self._conn: sqlite3.Connection | None = None
+        self._inherited: sqlite3.Connection | None = None
+
+    def write(self, records: list[Record]) -> None:
+        """Insert `records` in size-bounded transactions; SinkError says how many committed."""
+        written = 0
+        try:
+            conn = self._connect()
+            for chunk in _chunks(records, self.chunk_bytes):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_INSERT, [(r.ts, r.model, r.model_version, r.request_id,
+                                                r.trace_id, r.error, r.line.decode("utf-8"))
+                                               for r in chunk])
+                    self._enforce_bound(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                written += len(chunk)
+                self._bound_wal(conn)
+        except Exception as exc:
+            self.close()  # reconnect next time: the file may have moved or come back
+            raise SinkError(written, exc) from exc
+
+    def close(self) -> None:
+        """Close the connection; the next write opens a new one."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: stop using the parent's connection without closing it.
+
+        SQLite connections must not cross a fork; closing one in the child could touch the
+        parent's locks, so it is kept referenced and never used again.
+        """
+        self._inherited, self._conn = self._conn, None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Create the file ourselves so it is private; SQLite gives -wal and -shm the same mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                               isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA journal_size_limit = {self.wal_bytes}")
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, self.wal_bytes // page_size // 2)}")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _enforce_bound(self, conn: sqlite3.Connection) -> None:
+        """Delete the oldest rows once live pages pass the budget; give back excess file."""
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        high = self.db_budget - self.chunk_bytes
+        low = high - self.wal_bytes // 4  # free pages left over absorb the next inserts
+        used = self._used_bytes(conn, page_size)
+        if used > high:
+            while used > low:
+                rows = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+                if rows == 0:
+                    raise OSError("an empty event table does not fit in max_bytes")
+                # Small steps: every page a deletion touches goes through the write-ahead log.
+                step = max(1, int(rows * (used - low) / used))
+                conn.execute("DELETE FROM events WHERE id IN "
+                             "(SELECT id FROM events ORDER BY id LIMIT ?)", (step,))
+                used = self._used_bytes(conn, page_size)
+        excess = conn.execute("PRAGMA page_count").fetchone()[0] - self.db_budget // page_size
+        if excess > 0:
+            conn.execute(f"PRAGMA incremental_vacuum({int(excess)})")
+
+    @staticmethod
+    def _used_bytes(conn: sqlite3.Connection, page_size: int) -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * page_size
+
+    def _bound_wal(self, conn: sqlite3.Connection) -> None:
+        try:
+            size = os.stat(f"{self.path}-wal").st_size
+        except FileNotFoundError:
+            return
+        if size > self.wal_bytes:
+            # Passive automatic checkpoints never shrink the file; this one empties it
+            # (or gives up after busy_timeout when readers hold on to old pages).
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _chunks(records: list[Record], limit: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    size = 0
+    for record in records:
+        if chunk and size + len(record.line) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(record)
+        size += len(record.line)
+    if chunk:
+        yield chunk
+
+
+def _reader(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise FileNotFoundError(f"no event database at {path}")
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
+    """Bodies of the events at `path` matching `query`, oldest first."""
+    where, params = [], []
+    for column, value in (("request_id", query.request_id), ("model", query.model)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.since is not None:
+        where.append("ts >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        where.append("ts <= ?")
+        params.append(query.until)
+    if query.errors_only:
+        where.append("error IS NOT NULL")
+    sql = "SELECT body FROM events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY ts, id"
+    if query.limit is not None:
+        sql += " LIMIT ?"
+        params.append(query.limit)
+    conn = _reader(path)
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+    return iter([body.encode("utf-8") for (body,) in rows])
+
+
+def tail_sqlite(path: Path, count: int) -> list[bytes]:
+    """The last `count` event bodies by ``ts``, oldest first."""
+    conn = _reader(path)
+    try:
+        rows = conn.execute("SELECT body FROM events ORDER BY ts DESC, id DESC LIMIT ?",
+                            (count,)).fetchall()
+    finally:
+        conn.close()
+    return [body.encode("utf-8") for (body,) in reversed(rows)]
+
+
+def last_id(path: Path) -> int:
+    """The highest row id at `path`: where following starts."""
+    conn = _reader(path)
+    try:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def follow_sqlite(path: Path, after_id: int) -> tuple[list[bytes], int]:
+    """Bodies of rows inserted after `after_id`, and the new highest id."""
+    conn = _reader(path)
+    try:
+        rows = conn.execute("SELECT id, body FROM events WHERE id > ? ORDER BY id",
+                            (after_id,)).fetchall()
+    finally:
+        conn.close()
+    if rows:
+        after_id = rows[-1][0]
+    return [body.encode("utf-8") for _, body in rows], after_id
