@@ -191,9 +191,8 @@ def test_raw_inputs_never_appear_in_metrics(texts):
 
 # --- requirement 8: hostile label values round-trip and pass promtool ----------------------
 
-hostile = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40
-) | st.sampled_from(['"', "\\", "\n", 'a"b\\c\nd', "ünïcödé ✓", "\\n", "} x{", "le"])
+hostile = st.text(min_size=1, max_size=40) | st.sampled_from(
+    ['"', "\\", "\n", 'a"b\\c\nd', "ünïcödé ✓", "\\n", "} x{", "le", "\ud800 lone surrogate"])
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

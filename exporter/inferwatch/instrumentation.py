@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .monitors import Monitor, Settings
+from . import internal
+from .monitors import Monitor, RequestRecord, Settings
 from .registry import Registry, default_registry
 from .request import current_request
 
@@ -29,6 +30,66 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
+
+
+class _CallRecorder:
+    """The slow path: a call that carries a request id, features or an event.
+
+    Used inside ``mon.request()`` (the call becomes that request's inference stage), when
+    the call passes ``request_id=``, and when the monitor has a reference profile, an id
+    function or an event log. It builds a :class:`RequestRecord` for the drain.
+    """
+
+    __slots__ = ("fn", "monitor", "probabilities", "takes_request_id")
+
+    def __init__(self, fn: Callable, monitor: Monitor, probabilities: bool) -> None:
+        self.fn = fn
+        self.monitor = monitor
+        self.probabilities = probabilities
+        self.takes_request_id = _accepts_keyword(fn, "request_id")
+
+    def begin(self, args: tuple, kwargs: dict) -> RequestRecord | None:
+        """Prepare the record (None when the call joins an open request instead)."""
+        monitor = self.monitor
+        if monitor.active_requests:
+            request = current_request()
+            if request is not None and request.monitor is monitor:
+                return None
+        request_id = None
+        if "request_id" in kwargs:
+            request_id = kwargs["request_id"] if self.takes_request_id else kwargs.pop(
+                "request_id")
+        elif monitor.request_id_fn is not None:
+            try:
+                request_id = monitor.request_id_fn(*args, **kwargs)
+            except Exception as exc:
+                internal.record("request_id", exc)
+        record = RequestRecord(0.0, request_id=None if request_id is None else str(request_id),
+                               started_at=time.time())
+        if monitor.keeps_inputs:
+            record.features = args[0] if args else next(iter(kwargs.values()), None)
+        next(monitor._started)
+        return record
+
+    def finish(self, record: RequestRecord, duration: float, result: Any,
+               error: BaseException | None) -> None:
+        record.duration = duration
+        if error is not None:
+            record.error_type = error.__class__
+        else:
+            record.prediction = result
+            record.has_prediction = True
+            record.probabilities = self.probabilities
+        monitor = self.monitor
+        if len(monitor._requests) < monitor.settings.max_pending:
+            monitor._requests.append(record)
+        else:
+            next(monitor._dropped)
+
+    def join_open_request(self, duration: float, result: Any) -> None:
+        request = current_request()
+        if request is not None:
+            request.add_inference(duration, result, self.probabilities)
 
 
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
@@ -40,13 +101,12 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     dropped = monitor._dropped
     limit = monitor.settings.max_pending
     clock = time.perf_counter
+    slow = _CallRecorder(fn, monitor, probabilities)
 
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
-        if monitor.active_requests:
-            request = current_request()
-            if request is not None and request.monitor is monitor:
-                return _in_request(request, fn, probabilities, args, kwargs)
+        if kwargs or monitor.slow_path:
+            return _slow_call(slow, args, kwargs)
         next(started)
         start = clock()
         try:
@@ -66,6 +126,24 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     return instrumented
 
 
+def _slow_call(slow: _CallRecorder, args: tuple, kwargs: dict) -> Any:
+    record = slow.begin(args, kwargs)
+    start = time.perf_counter()
+    try:
+        result = slow.fn(*args, **kwargs)
+    except BaseException as exc:
+        if record is None:
+            slow.join_open_request(time.perf_counter() - start, None)
+        else:
+            slow.finish(record, time.perf_counter() - start, None, exc)
+        raise
+    if record is None:
+        slow.join_open_request(time.perf_counter() - start, result)
+    else:
+        slow.finish(record, time.perf_counter() - start, result, None)
+    return result
+
+
 def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
     pending = monitor._proba_calls if probabilities else monitor._calls
     append = pending.append
@@ -75,20 +153,26 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
     dropped = monitor._dropped
     limit = monitor.settings.max_pending
     clock = time.perf_counter
+    slow = _CallRecorder(fn, monitor, probabilities)
 
     @functools.wraps(fn)
     async def instrumented(*args: Any, **kwargs: Any) -> Any:
-        if monitor.active_requests:
-            request = current_request()
-            if request is not None and request.monitor is monitor:
-                start = clock()
-                try:
-                    result = await fn(*args, **kwargs)
-                finally:
-                    request.record.stages.append(("inference", clock() - start))
-                if not request.record.has_prediction:
-                    request.prediction(result, probabilities=probabilities)
-                return result
+        if kwargs or monitor.slow_path:
+            record = slow.begin(args, kwargs)
+            start = clock()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                if record is None:
+                    slow.join_open_request(clock() - start, None)
+                else:
+                    slow.finish(record, clock() - start, None, exc)
+                raise
+            if record is None:
+                slow.join_open_request(clock() - start, result)
+            else:
+                slow.finish(record, clock() - start, result, None)
+            return result
         next(started)
         start = clock()
         try:
@@ -108,16 +192,12 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
     return instrumented
 
 
-def _in_request(request: Any, fn: Callable, probabilities: bool, args: tuple,
-                kwargs: dict) -> Any:
-    start = time.perf_counter()
+def _accepts_keyword(fn: Callable, name: str) -> bool:
     try:
-        result = fn(*args, **kwargs)
-    finally:
-        request.record.stages.append(("inference", time.perf_counter() - start))
-    if not request.record.has_prediction:
-        request.prediction(result, probabilities=probabilities)
-    return result
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:

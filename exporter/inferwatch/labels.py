@@ -23,6 +23,9 @@ MAX_LABEL_VALUE_LENGTH = 128
 def clean_label_value(value: object) -> str:
     """A label value from arbitrary data: a string, shortened to a bounded length."""
     text = value if isinstance(value, str) else str(value)
+    if not text.isascii():
+        # A lone surrogate cannot be encoded as UTF-8 and would break every scrape.
+        text = text.encode("utf-8", "replace").decode("utf-8")
     if len(text) > MAX_LABEL_VALUE_LENGTH:
         text = text[: MAX_LABEL_VALUE_LENGTH - 3] + "..."
     return text

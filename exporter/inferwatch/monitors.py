@@ -21,6 +21,7 @@ import math
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ import numpy as np
 
 from . import internal
 from .labels import LabelCap, clean_label_value
+from .outcomes import OutcomeJoiner
 from .predictions import Prediction, normalize
 from .state import ModelState, SummarySettings
 
@@ -40,6 +42,10 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 VALUE_BUCKETS = (-1.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
                  2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 10000.0)
+OUTCOME_ERROR_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 100.0,
+                         1000.0)
+OUTCOME_DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0,
+                         3 * 86400.0, 7 * 86400.0, 30 * 86400.0)
 TASKS = ("auto", "classification", "regression")
 MAX_METADATA_LABELS = 8
 RESERVED_LABELS = ("model", "model_version", "job", "instance")
@@ -68,6 +74,11 @@ class Settings:
     max_error_types: int = 20
     max_actions: int = 20
     max_stages: int = 20
+    outcome_error_buckets: tuple[float, ...] = OUTCOME_ERROR_BUCKETS
+    outcome_delay_buckets: tuple[float, ...] = OUTCOME_DELAY_BUCKETS
+    # Predictions kept for joining delayed ground truth (about 200 bytes each).
+    outcome_cache_size: int = 50_000
+    outcome_ttl_seconds: float = 7 * 86400.0
     # Calls waiting to be drained; past this the oldest work is still safe, new calls are
     # dropped and counted, so a stalled drain can never grow memory without bound.
     max_pending: int = 200_000
@@ -85,14 +96,18 @@ class Settings:
             problems.append(f"relative_accuracy must be in (0, 1), got {self.relative_accuracy!r}")
         if self.task not in TASKS:
             problems.append(f"task must be one of {TASKS}, got {self.task!r}")
-        for name in ("latency_buckets", "batch_buckets", "value_buckets"):
+        if not self.outcome_ttl_seconds > 0:
+            problems.append(
+                f"outcome_ttl_seconds must be positive, got {self.outcome_ttl_seconds!r}")
+        for name in ("latency_buckets", "batch_buckets", "value_buckets", "outcome_error_buckets",
+                     "outcome_delay_buckets"):
             bounds = getattr(self, name)
             if not bounds or list(bounds) != sorted(set(bounds)):
                 problems.append(f"{name} must be a non-empty increasing sequence")
         if self.output_range is not None and not self.output_range[0] <= self.output_range[1]:
             problems.append(f"output_range must be (low, high), got {self.output_range!r}")
         for name in ("max_classes", "max_outputs", "max_error_types", "max_actions",
-                     "max_stages", "max_pending"):
+                     "max_stages", "max_pending", "outcome_cache_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         if len(self.metadata) > MAX_METADATA_LABELS or not all(
@@ -115,6 +130,7 @@ class RequestRecord:
 
     duration: float
     request_id: str | None = None
+    started_at: float = 0.0  # wall-clock time, for the label delay of outcomes
     stages: list[tuple[str, float]] = field(default_factory=list)
     prediction: object = None
     probabilities: bool = False
@@ -166,7 +182,13 @@ class Monitor:
         self._dropped_reported = 0
         # Open ``mon.request()`` blocks; instrumented calls check it to join their request.
         self.active_requests = 0
+        # Non-zero sends instrumented calls down the slow path (see instrumentation.py):
+        # one for each open request plus one while inputs, ids or events are wanted.
+        self.slow_path = 0
+        self.keeps_inputs = False
+        self.request_id_fn: Callable[..., object] | None = None
         s = self.settings
+        self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds)
         self._caps = {
             "inferwatch_errors_total": LabelCap(s.max_error_types),
             "inferwatch_predicted_class_total": LabelCap(s.max_classes),
@@ -181,6 +203,40 @@ class Monitor:
         from .request import Request
 
         return Request(self, None if request_id is None else str(request_id))
+
+    def record_outcome(self, request_id: object, y_true: object, at: float | None = None) -> None:
+        """Join delayed ground truth with the prediction made for `request_id`. Never raises.
+
+        Classifiers count ``inferwatch_outcomes_total{result}``; regressors observe the
+        absolute error in ``inferwatch_outcome_error``; both observe the label delay.
+        """
+        try:
+            when = time.time() if at is None else float(at)
+            rid = str(request_id)
+            joined = self.outcomes.join(rid, y_true, when)
+            if joined.unmatched == "unknown_id":
+                self.drain()  # the prediction may still be waiting in the pending lists
+                joined = self.outcomes.join(rid, y_true, when)
+            with self._lock:
+                self._record_join(joined)
+        except Exception as exc:
+            internal.record("outcome", exc)
+
+    def _record_join(self, joined) -> None:
+        state, s = self.state, self.settings
+        if joined.unmatched is not None:
+            state.inc("inferwatch_outcomes_unmatched_total", (joined.unmatched,))
+            return
+        if joined.correct:
+            state.inc("inferwatch_outcomes_total", ("correct",), joined.correct)
+        if joined.incorrect:
+            state.inc("inferwatch_outcomes_total", ("incorrect",), joined.incorrect)
+        if joined.errors:
+            state.histogram("inferwatch_outcome_error", (), s.outcome_error_buckets).observe(
+                np.asarray(joined.errors, dtype=np.float64))
+        if joined.delay is not None:
+            state.histogram("inferwatch_outcome_delay_seconds", (),
+                            s.outcome_delay_buckets).observe_one(joined.delay)
 
     def record_call(self, duration: float, result: object, probabilities: bool = False) -> None:
         """Record a finished call; what the instrument() wrappers do inline."""
@@ -274,8 +330,21 @@ class Monitor:
         if record.action is not None:
             action = self._caps["inferwatch_actions_total"].fold(record.action)
             state.inc("inferwatch_actions_total", (action,))
-        if record.has_prediction:
+        if not record.has_prediction:
+            return
+        if record.request_id is None:
             predictions.add_results((record.prediction,), probabilities=record.probabilities)
+            return
+        prediction = predictions.add_one(record.prediction, record.probabilities)
+        if prediction is not None:
+            first_values = next(iter(prediction.values.values()), None)
+            self.outcomes.remember(
+                record.request_id,
+                None if prediction.classes is None else tuple(prediction.classes.tolist()),
+                None if first_values is None or prediction.classes is not None
+                else tuple(first_values[:64].tolist()),
+                at=record.started_at,
+            )
 
     def overflow_counts(self) -> dict[str, int]:
         return {metric: cap.overflowed for metric, cap in self._caps.items() if cap.overflowed}
@@ -290,6 +359,9 @@ class Monitor:
             return None
 
 
+_UNSET = object()
+
+
 class _PredictionBatch:
     """Gathers the predictions of one drain, then records them in one vectorised pass."""
 
@@ -300,10 +372,15 @@ class _PredictionBatch:
         self.classes: list[np.ndarray] = []
         self.confidence: list[np.ndarray] = []
         self.invalid: dict[str, int] = {}
+        self._class_names: object = _UNSET
 
     def add_results(self, results: Sequence[object], probabilities: bool) -> None:
         task = self.monitor.settings.task
         kinds = set(map(type, results))
+        if len(kinds) == 1 and len(results) > 1 and not probabilities and \
+                issubclass(next(iter(kinds)), np.ndarray):
+            self._add_arrays(results, task)
+            return
         if not probabilities and kinds <= _FLOAT_SCALARS and task != "classification":
             self._add_float_scalars(results)
             return
@@ -311,13 +388,41 @@ class _PredictionBatch:
             self.batch_sizes.extend(itertools.repeat(1, len(results)))
             self.classes.append(np.asarray([str(r) for r in results], dtype=object))
             return
-        class_names = self.monitor.class_names() if probabilities else None
         for result in results:
-            try:
-                self._add(normalize(result, probabilities=probabilities,
-                                    class_names=class_names, task=task))
-            except Exception as exc:
-                internal.record("prediction", exc)
+            self.add_one(result, probabilities)
+
+    def _add_arrays(self, results: Sequence[np.ndarray], task: str) -> None:
+        """Many calls that each returned a 1-D array: one concatenation, not one pass each."""
+        dtypes = {r.dtype.kind for r in results}
+        if all(r.ndim == 1 for r in results) and (dtypes <= {"f"} and task != "classification"):
+            self.batch_sizes.extend(r.shape[0] for r in results)
+            values = np.concatenate(results).astype(np.float64, copy=False)
+            finite = np.isfinite(values)
+            if not finite.all():
+                self._invalid("nan", int(np.isnan(values).sum()))
+                self._invalid("inf", int(np.isinf(values).sum()))
+                values = values[finite]
+            self.values.setdefault("value", []).append(values)
+            return
+        for result in results:
+            self.add_one(result, False)
+
+    def _class_names_once(self) -> Sequence[object] | None:
+        if self._class_names is _UNSET:
+            self._class_names = self.monitor.class_names()
+        return self._class_names
+
+    def add_one(self, result: object, probabilities: bool) -> Prediction | None:
+        """Record one call's result; returns its normalised form (None if it could not be)."""
+        try:
+            prediction = normalize(
+                result, probabilities=probabilities, task=self.monitor.settings.task,
+                class_names=self._class_names_once() if probabilities else None)
+        except Exception as exc:
+            internal.record("prediction", exc)
+            return None
+        self._add(prediction)
+        return prediction
 
     def _add_float_scalars(self, results: Sequence[object]) -> None:
         values = np.asarray(results, dtype=np.float64)
@@ -364,9 +469,14 @@ class _PredictionBatch:
                 self._invalid("out_of_range", int(((values < low) | (values > high)).sum()))
         if self.classes:
             labels = np.concatenate(self.classes) if len(self.classes) > 1 else self.classes[0]
-            unique, counts = np.unique(labels.astype(str), return_counts=True)
+            if labels.dtype == object:
+                # Python strings: numpy's fixed-width str dtype would drop trailing NULs.
+                class_counts = dict(Counter(map(str, labels.tolist())))
+            else:
+                unique, counts = np.unique(labels.astype(str), return_counts=True)
+                class_counts = dict(zip(unique.tolist(), counts.tolist()))
             class_cap = caps["inferwatch_predicted_class_total"]
-            folded = class_cap.fold_counts(dict(zip(unique.tolist(), counts.tolist())))
+            folded = class_cap.fold_counts(class_counts)
             state.inc_many("inferwatch_predicted_class_total",
                            {(label,): count for label, count in folded.items()})
         if self.confidence:

@@ -126,8 +126,9 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         _extend(prediction.values, name, values)
     elif kind in "iubUSO":
         if kind == "O":
-            flat = np.array([_class_label(v) for v in flat], dtype=object)
-        labels = flat.astype(str)
+            labels = np.array([str(_class_label(v)) for v in flat], dtype=object)
+        else:
+            labels = flat.astype(str)
         prediction.classes = labels if prediction.classes is None else np.concatenate(
             [prediction.classes, labels]
         )

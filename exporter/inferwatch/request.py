@@ -75,8 +75,10 @@ class Request:
         monitor = self.monitor
         with _active_lock:
             monitor.active_requests += 1
+            monitor.slow_path += 1
         next(monitor._started)
         self._token = _current.set(self)
+        self.record.started_at = time.time()
         self._start = time.perf_counter()
         return self
 
@@ -94,6 +96,7 @@ class Request:
         monitor._requests.append(record)
         with _active_lock:
             monitor.active_requests -= 1
+            monitor.slow_path -= 1
         return False
 
     async def __aenter__(self) -> Request:

@@ -1,0 +1,126 @@
+"""Delayed ground truth: join an outcome with the prediction made for the same request id.
+
+Predictions with a request id are remembered in a bounded, insertion-ordered cache with a
+time-to-live. Memory is bounded by `max_entries` (about 200 bytes per single-row entry,
+so the default 50,000 entries hold about 10 MB) whatever the traffic; the oldest entry
+makes room for a new one. Ids that were already joined are remembered in a second
+bounded set so an outcome that arrives twice is reported, not counted twice.
+
+>>> joiner = OutcomeJoiner()
+>>> joiner.remember("r-1", ("fraud",), None, at=100.0)
+>>> joiner.join("r-1", "fraud", at=160.0)
+Join(correct=1, incorrect=0, errors=(), delay=60.0, unmatched=None)
+>>> joiner.join("r-1", "fraud", at=170.0).unmatched
+'duplicate'
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MAX_ENTRIES = 50_000
+DEFAULT_TTL_SECONDS = 7 * 86400.0
+# Rows kept per request id: a batch call with one id joins row by row up to this many.
+MAX_ROWS_PER_ENTRY = 64
+UNMATCHED_REASONS = ("unknown_id", "expired", "duplicate", "shape_mismatch")
+
+
+@dataclass(frozen=True)
+class Join:
+    """The result of one outcome: counts for classifiers, absolute errors for regressors."""
+
+    correct: int = 0
+    incorrect: int = 0
+    errors: tuple[float, ...] = ()
+    delay: float | None = None
+    unmatched: str | None = None
+
+
+class OutcomeJoiner:
+    """A bounded cache of recent predictions by request id."""
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES,
+                 ttl_seconds: float = DEFAULT_TTL_SECONDS) -> None:
+        if max_entries < 1:
+            raise ValueError(f"outcome cache max_entries must be at least 1, got {max_entries}")
+        if not ttl_seconds > 0:
+            raise ValueError(f"outcome ttl_seconds must be positive, got {ttl_seconds}")
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self._lock = threading.Lock()
+        # request id -> (predicted classes or None, predicted values or None, time)
+        self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float]] = OrderedDict()
+        self._joined: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def remember(self, request_id: str, classes: tuple[str, ...] | None,
+                 values: tuple[float, ...] | None, at: float) -> None:
+        """Keep a prediction until its outcome arrives (or it is evicted or expires)."""
+        entry = (classes[:MAX_ROWS_PER_ENTRY] if classes else None,
+                 values[:MAX_ROWS_PER_ENTRY] if values else None, at)
+        with self._lock:
+            self._pending[request_id] = entry
+            self._pending.move_to_end(request_id)
+            while len(self._pending) > self.max_entries:
+                self._pending.popitem(last=False)
+
+    def join(self, request_id: str, y_true: Any, at: float) -> Join:
+        """Join `y_true` with the prediction remembered for `request_id`."""
+        with self._lock:
+            entry = self._pending.pop(request_id, None)
+            if entry is None:
+                duplicate = request_id in self._joined
+                return Join(unmatched="duplicate" if duplicate else "unknown_id")
+            self._joined[request_id] = None
+            while len(self._joined) > self.max_entries:
+                self._joined.popitem(last=False)
+        classes, values, predicted_at = entry
+        if at - predicted_at > self.ttl_seconds:
+            return Join(unmatched="expired")
+        truth = _as_rows(y_true)
+        delay = max(0.0, at - predicted_at)
+        if classes is not None:
+            if len(truth) != len(classes) and len(truth) != 1:
+                return Join(unmatched="shape_mismatch")
+            correct = sum(1 for p, t in zip(classes, _broadcast(truth, len(classes)))
+                          if p == _class_text(t))
+            return Join(correct=correct, incorrect=len(classes) - correct, delay=delay)
+        if values is not None:
+            if len(truth) != len(values) and len(truth) != 1:
+                return Join(unmatched="shape_mismatch")
+            errors = []
+            for p, t in zip(values, _broadcast(truth, len(values))):
+                try:
+                    error = abs(float(p) - float(t))
+                except (TypeError, ValueError):
+                    return Join(unmatched="shape_mismatch")
+                if math.isfinite(error):
+                    errors.append(error)
+            return Join(errors=tuple(errors), delay=delay)
+        return Join(delay=delay)
+
+
+def _as_rows(y_true: Any) -> list:
+    if isinstance(y_true, (str, bytes)) or np.ndim(y_true) == 0:
+        return [y_true]
+    return list(np.asarray(y_true).reshape(-1)[:MAX_ROWS_PER_ENTRY])
+
+
+def _broadcast(rows: list, n: int) -> list:
+    return rows * n if len(rows) == 1 else rows
+
+
+def _class_text(value: Any) -> str:
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a label 1.0 from a float column matches class "1"
+    return str(value)

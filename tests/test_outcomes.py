@@ -1,0 +1,119 @@
+"""Delayed ground truth: joins by request id, bounded memory, bad and late outcomes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+from inferwatch.outcomes import OutcomeJoiner
+
+
+def test_classification_outcomes_from_the_request_api(scraper):
+    mon = inferwatch.monitor("fraud", "1", registry=scraper.registry)
+    for i, proba in enumerate([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]):
+        with mon.request(request_id=f"r-{i}") as r:
+            r.prediction(np.array([proba]))
+    mon.drain()
+    mon.record_outcome("r-0", 0, at=mon.outcomes._pending["r-0"][2] + 30.0)
+    mon.record_outcome("r-1", 0)
+    mon.record_outcome("r-2", "0")
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 2
+    assert scraper.value("inferwatch_outcomes_total", result="incorrect") == 1
+    assert scraper.value("inferwatch_outcome_delay_seconds_count") == 3
+    assert scraper.value("inferwatch_outcome_delay_seconds_bucket", le="60.0") == 3
+
+
+def test_regression_outcomes_from_request_id_keyword(scraper):
+    def predict(x):
+        return np.array([2.0 * x])
+
+    wrapped = inferwatch.instrument(predict, name="eta", version="1", registry=scraper.registry)
+    assert wrapped(3.0, request_id="a").tolist() == [6.0]  # the model never sees request_id
+    wrapped(5.0, request_id="b")
+    mon = inferwatch.monitor("eta", "1", registry=scraper.registry)
+    mon.record_outcome("a", 7.0)
+    mon.record_outcome("b", [10.0])
+    assert scraper.value("inferwatch_outcome_error_count") == 2
+    assert scraper.value("inferwatch_outcome_error_sum") == pytest.approx(1.0)
+
+
+def test_request_id_passes_through_when_the_model_takes_it(scraper):
+    seen = []
+
+    def predict(x, request_id=None):
+        seen.append(request_id)
+        return 1.0
+
+    wrapped = inferwatch.instrument(predict, name="m", version="1", registry=scraper.registry)
+    wrapped(1, request_id="keep-me")
+    assert seen == ["keep-me"]
+    inferwatch.monitor("m", "1", registry=scraper.registry).record_outcome("keep-me", 1.0)
+    assert scraper.value("inferwatch_outcome_error_sum") == 0.0
+
+
+def test_request_id_function(scraper):
+    wrapped = inferwatch.instrument(lambda payload: payload["score"], name="m", version="1",
+                                    registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    mon.request_id_fn = lambda payload: payload["id"]
+    mon.slow_path += 1
+    wrapped({"id": "x-1", "score": 0.25})
+    mon.record_outcome("x-1", 0.5)
+    assert scraper.value("inferwatch_outcome_error_sum") == 0.25
+
+
+def test_unmatched_outcomes_by_reason(scraper):
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    with mon.request(request_id="once") as r:
+        r.prediction("cat")
+    mon.record_outcome("never-seen", "cat")
+    mon.record_outcome("once", "cat")
+    mon.record_outcome("once", "cat")  # twice
+    with mon.request(request_id="old") as r:
+        r.prediction("cat")
+    mon.drain()
+    mon.record_outcome("old", "cat", at=mon.outcomes._pending["old"][2] + 30 * 86400)
+    with mon.request(request_id="batch") as r:
+        r.prediction(np.array(["a", "b", "c"]))
+    mon.record_outcome("batch", ["a", "b"])  # two labels for three rows
+    for reason in ("unknown_id", "duplicate", "expired", "shape_mismatch"):
+        assert scraper.value("inferwatch_outcomes_unmatched_total", reason=reason) == 1, reason
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 1
+
+
+def test_cache_memory_is_bounded():
+    joiner = OutcomeJoiner(max_entries=1000)
+    for i in range(100_000):
+        joiner.remember(f"id-{i}", ("a",), None, at=float(i))
+    assert len(joiner) == 1000
+    assert joiner.join("id-0", "a", at=1e5).unmatched == "unknown_id"  # evicted
+    assert joiner.join("id-99999", "a", at=1e5).correct == 1
+    for i in range(5000):
+        joiner.join(f"gone-{i}", "a", at=1e5)
+    assert len(joiner._joined) <= 1000
+
+
+@settings(max_examples=200, deadline=None)
+@given(y_true=st.one_of(st.none(), st.text(), st.floats(), st.integers(),
+                        st.lists(st.floats(), max_size=5), st.dictionaries(st.text(), st.text())),
+       classes=st.booleans())
+def test_any_outcome_value_is_counted_never_raised(y_true, classes):
+    joiner = OutcomeJoiner()
+    joiner.remember("r", ("a",) if classes else None, None if classes else (1.0,), at=0.0)
+    joined = joiner.join("r", y_true, at=1.0)
+    assert joined.unmatched in (None, "shape_mismatch")
+
+
+def test_record_outcome_never_raises(scraper):
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+
+    class Hostile:
+        def __str__(self):
+            raise RuntimeError("no string")
+
+    mon.record_outcome(Hostile(), object())
+    mon.record_outcome(None, None, at="not a time")
+    assert scraper.total("inferwatch_internal_errors_total") >= 1
