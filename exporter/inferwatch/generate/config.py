@@ -1,0 +1,509 @@
+"""The generator config: defaults in code, overrides from one YAML file.
+
+Every leaf is typed and checked when loaded, and a bad value is reported with its
+dotted key (``slo.availability``) and the file it came from, so a typo fails loudly
+instead of silently keeping a default.
+
+>>> cfg = from_dict({"latency": {"p99_seconds": 0.25}})
+>>> cfg.latency.p99_seconds, cfg.slo.availability
+(0.25, 0.999)
+>>> from_dict({"latency": {"p99": 1}})
+Traceback (most recent call last):
+...
+inferwatch.generate.config.ConfigError: latency.p99: unknown key (expected one of: p99_seconds)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import string
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SEVERITIES = ("critical", "warning", "info")
+DRIFT_METHODS = ("psi", "js", "ks")
+DEFAULT_RUNBOOK_URL = "https://github.com/inferwatch/inferwatch/blob/main/docs/runbooks.md#{anchor}"
+
+_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+# One PromQL label matcher, e.g. job="x" or namespace=~"ml-.*"; values may contain escaped quotes.
+_MATCHER = r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
+_SELECTOR = re.compile(rf"^{_MATCHER}(?:,{_MATCHER})*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; ``key`` is its dotted path."""
+
+    def __init__(self, key: str, problem: str, source: str | None = None) -> None:
+        self.key = key
+        self.problem = problem
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: {problem}")
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a Prometheus duration.
+
+    >>> duration_seconds("1h30m")
+    5400.0
+    """
+    return float(sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text)))
+
+
+# --- checks: each returns a problem string, or None when the value is fine ------------------
+
+
+def _duration(value: Any) -> str | None:
+    if not _DURATION.match(value) or duration_seconds(value) <= 0:
+        return f"must be a Prometheus duration such as 5m, 1h or 30d, got {value!r}"
+    return None
+
+
+def _ratio(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else f"must be between 0 and 1, got {value!r}"
+
+
+def _open_ratio(value: Any) -> str | None:
+    return None if 0 < value < 1 else f"must be between 0 and 1 (both excluded), got {value!r}"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else f"must be zero or more, got {value!r}"
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else f"must be more than zero, got {value!r}"
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+
+    return check
+
+
+def _selector(value: Any) -> str | None:
+    if _SELECTOR.match(value):
+        return None
+    return f'must be PromQL label matchers such as job="model", got {value!r}'
+
+
+def _url(value: Any) -> str | None:
+    if re.match(r"^https?://[^\s{}]+$", value):
+        return None
+    return f"must be an http(s) URL without spaces or braces, got {value!r}"
+
+
+def _runbook_pattern(value: Any) -> str | None:
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as exc:
+        return f"is not a valid pattern ({exc})"
+    if fields != {"anchor"}:
+        return f"must contain {{anchor}} and no other placeholder, got {value!r}"
+    return _url(value.replace("{anchor}", "x"))
+
+
+def _k8s_name(value: Any) -> str | None:
+    if _K8S_NAME.match(value) and len(value) <= 63:
+        return None
+    return f"must be a Kubernetes name (lower-case letters, digits, '-'), got {value!r}"
+
+
+def _path(value: Any) -> str | None:
+    return None if value.startswith("/") else f"must start with '/', got {value!r}"
+
+
+def _uid_prefix(value: Any) -> str | None:
+    if re.match(r"^[A-Za-z0-9_-]{1,30}$", value):
+        return None
+    return f"must be 1 to 30 letters, digits, '-' or '_', got {value!r}"
+
+
+def _not_empty(value: Any) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _label_map(value: Any) -> str | None:
+    for key in value:
+        if not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", key):
+            return f"has an invalid Kubernetes label name {key!r}"
+    return None
+
+
+def _setting(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    """A config leaf: its default, the line the reference documents, and its check."""
+    return field(default=default, metadata=_meta(help, check))
+
+
+def _meta(help: str, check: Callable[[Any], str | None] | None = None) -> dict[str, Any]:
+    """Field metadata: the line the reference documents, and the value's check."""
+    return {"help": help, "check": check}
+
+
+# --- the config ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selectors:
+    model: str = _setting('job="inferwatch-model"', "label matchers of the model services' series "
+                          "(they carry model and model_version)", _selector)
+    exporter: str = _setting('job="inferwatch-exporter"', "label matchers of the standalone "
+                             "exporter's series (GPU, process, collectors)", _selector)
+
+
+@dataclass(frozen=True)
+class Windows:
+    rate: str = _setting("5m", "rate window of the recording rules and the alerts built on them "
+                         "(at least 4x the scrape interval)", _duration)
+    no_traffic_lookback: str = _setting("1h", "how far back a model must have had traffic for "
+                                        "InferwatchNoTraffic to fire", _duration)
+
+
+@dataclass(frozen=True)
+class BurnRate:
+    long_window: str = _setting("1h", "long window: the budget is really burning", _duration)
+    short_window: str = _setting("5m", "short window: it is still burning now (resets fast)",
+                                 _duration)
+    factor: float = _setting(14.4, "burn rate: multiple of the error budget's even spend",
+                             _positive)
+
+
+def _slow_burn() -> BurnRate:
+    return BurnRate(long_window="6h", short_window="30m", factor=6.0)
+
+
+@dataclass(frozen=True)
+class Slo:
+    availability: float = _setting(0.999, "target ratio of calls with outcome ok; the error "
+                                   "budget is 1 - availability", _open_ratio)
+    fast_burn: BurnRate = field(default_factory=BurnRate, metadata=_meta(
+        "InferwatchErrorBudgetBurnFast: 2% of a 30-day budget in 1h"))
+    slow_burn: BurnRate = field(default_factory=_slow_burn, metadata=_meta(
+        "InferwatchErrorBudgetBurnSlow: 5% of a 30-day budget in 6h"))
+
+
+@dataclass(frozen=True)
+class Latency:
+    p99_seconds: float = _setting(0.5, "p99 end-to-end latency above which "
+                                  "InferwatchLatencyHigh fires", _positive)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    invalid_ratio: float = _setting(0.001, "invalid predicted values (nan, inf, out of range) "
+                                    "per row above which InferwatchInvalidPredictions fires",
+                                    _ratio)
+    max_versions: int = _setting(1, "versions of one model expected to serve at once; more "
+                                 "fires InferwatchTooManyVersionsServing", _positive)
+    max_model_age: str = _setting("30d", "age of the training run above which "
+                                  "InferwatchModelStale fires", _duration)
+
+
+@dataclass(frozen=True)
+class DataQuality:
+    missing_ratio: float = _setting(0.05, "missing values per row of one feature above which "
+                                    "InferwatchMissingValuesSpike fires", _ratio)
+    out_of_range_ratio: float = _setting(0.05, "out-of-range values per row of one feature above "
+                                         "which InferwatchOutOfRangeSpike fires", _ratio)
+
+
+@dataclass(frozen=True)
+class Drift:
+    method: str = _setting("psi", "drift statistic the alerts read (psi, js or ks)",
+                           _one_of(*DRIFT_METHODS))
+    feature_threshold: float = _setting(0.2, "feature drift above which InferwatchFeatureDrift "
+                                        "fires (PSI 0.2 is a significant shift)", _non_negative)
+    prediction_threshold: float = _setting(0.2, "prediction drift above which "
+                                           "InferwatchPredictionDrift fires", _non_negative)
+    min_observations: int = _setting(1000, "rows the drift window must hold before a drift alert "
+                                     "may fire", _positive)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    window: str = _setting("1h", "window over which outcomes are counted", _duration)
+    min_ratio: float = _setting(0.9, "accuracy below which InferwatchAccuracyDrop fires", _ratio)
+    min_outcomes: int = _setting(100, "outcomes the window must hold before the accuracy alert "
+                                 "may fire", _positive)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    memory_used_ratio: float = _setting(0.95, "used / total framebuffer above which "
+                                        "InferwatchGpuMemoryNearFull fires", _ratio)
+    temperature_celsius: float = _setting(85.0, "temperature above which "
+                                          "InferwatchGpuTemperatureHigh fires", _positive)
+
+
+@dataclass(frozen=True)
+class Internal:
+    errors_per_second: float = _setting(0.0, "rate of faults inside inferwatch above which "
+                                        "InferwatchInternalErrors fires", _non_negative)
+
+
+@dataclass(frozen=True)
+class AlertOverride:
+    severity: str | None = field(default=None, metadata=_meta(
+        "critical (page), warning (ticket) or info", _one_of(*SEVERITIES)))
+    for_: str | None = field(default=None, metadata=_meta(
+        "how long the condition must hold before the alert fires", _duration))
+
+
+@dataclass(frozen=True)
+class Links:
+    grafana_url: str = _setting("http://localhost:3000", "Grafana base URL used in every "
+                                "alert's dashboard_url", _url)
+    runbook_url: str = _setting(DEFAULT_RUNBOOK_URL, "runbook link pattern; {anchor} becomes the "
+                                "lower-case alert name", _runbook_pattern)
+
+
+@dataclass(frozen=True)
+class Dashboards:
+    uid_prefix: str = _setting("inferwatch", "prefix of the dashboard uids (uid = prefix-name)",
+                               _uid_prefix)
+    title_prefix: str = _setting("Inferwatch / ", "prefix of the dashboard titles", None)
+    datasource: str = _setting("Prometheus", "default of the datasource variable", _not_empty)
+    refresh: str = _setting("30s", "auto-refresh interval", _duration)
+    time_from: str = _setting("now-6h", "start of the default time range", _not_empty)
+    tags: list = field(default_factory=lambda: ["inferwatch"],
+                       metadata=_meta("tags of every dashboard"))
+
+
+@dataclass(frozen=True)
+class Kubernetes:
+    namespace: str = _setting("monitoring", "namespace of the generated manifests", _k8s_name)
+    rule_name: str = _setting("inferwatch", "name of the PrometheusRule, ServiceMonitor and "
+                              "PodMonitor", _k8s_name)
+    labels: dict = field(
+        default_factory=lambda: {"app.kubernetes.io/part-of": "inferwatch"},
+        metadata=_meta("labels on every manifest (add the one your Prometheus Operator "
+                       "selects on)", _label_map))
+    model_match_labels: dict = field(
+        default_factory=lambda: {"inferwatch.io/scrape": "model"},
+        metadata=_meta("labels selecting the model Services to scrape", _label_map))
+    exporter_match_labels: dict = field(
+        default_factory=lambda: {"app.kubernetes.io/name": "inferwatch-exporter"},
+        metadata=_meta("labels selecting the exporter Pods", _label_map))
+    model_job: str = _setting("inferwatch-model", "job label given to model targets (keep "
+                              "selectors.model matching it)", _not_empty)
+    exporter_job: str = _setting("inferwatch-exporter", "job label given to exporter targets "
+                                 "(keep selectors.exporter matching it)", _not_empty)
+    port: str = _setting("metrics", "name of the container / Service port serving /metrics",
+                         _not_empty)
+    path: str = _setting("/metrics", "HTTP path of the metrics", _path)
+    scrape_interval: str = _setting("15s", "scrape interval of both monitors", _duration)
+
+
+@dataclass(frozen=True)
+class Config:
+    selectors: Selectors = field(default_factory=Selectors, metadata=_meta(
+        "which series the rules and dashboards read"))
+    windows: Windows = field(default_factory=Windows, metadata=_meta(
+        "rate and lookback windows"))
+    slo: Slo = field(default_factory=Slo, metadata=_meta(
+        "availability SLO and its multi-window, multi-burn-rate alerts"))
+    latency: Latency = field(default_factory=Latency, metadata=_meta("latency threshold"))
+    predictions: Predictions = field(default_factory=Predictions, metadata=_meta(
+        "prediction validity and model identity"))
+    data_quality: DataQuality = field(default_factory=DataQuality, metadata=_meta(
+        "missing and out-of-range inputs"))
+    drift: Drift = field(default_factory=Drift, metadata=_meta("feature and prediction drift"))
+    accuracy: Accuracy = field(default_factory=Accuracy, metadata=_meta(
+        "accuracy from delayed ground truth"))
+    gpu: Gpu = field(default_factory=Gpu, metadata=_meta("GPU thresholds"))
+    internal: Internal = field(default_factory=Internal, metadata=_meta(
+        "faults inside inferwatch"))
+    alerts: dict = field(default_factory=dict, metadata=_meta(
+        "per-alert overrides: {AlertName: {severity, for}}"))
+    links: Links = field(default_factory=Links, metadata=_meta(
+        "dashboard and runbook URLs in alert annotations"))
+    dashboards: Dashboards = field(default_factory=Dashboards, metadata=_meta(
+        "dashboard identity and defaults"))
+    kubernetes: Kubernetes = field(default_factory=Kubernetes, metadata=_meta(
+        "PrometheusRule, ServiceMonitor, PodMonitor"))
+
+
+DEFAULT = Config()
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _yaml_key(name: str) -> str:
+    # `for` is a Python keyword, so the field is for_ and the YAML key is for.
+    return name.rstrip("_")
+
+
+def _type_name(kind: Any) -> str:
+    names = {str: "a string", float: "a number", int: "an integer", dict: "a mapping",
+             list: "a list"}
+    if dataclasses.is_dataclass(kind):
+        return "a mapping"
+    return names.get(kind, str(kind))
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None:
+            return None
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    ok = {
+        str: isinstance(value, str),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        dict: isinstance(value, Mapping),
+        list: isinstance(value, list),
+    }.get(kind, isinstance(value, Mapping))
+    if not ok:
+        raise ConfigError(key, f"must be {_type_name(kind)}, got {type(value).__name__} "
+                          f"{value!r}")
+    if kind is float:
+        if not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
+        return float(value)
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix.rstrip(".") or "(top level)", f"must be a mapping, got "
+                          f"{type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {_yaml_key(f.name): f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for raw_key, raw in data.items():
+        key = f"{prefix}{raw_key}"
+        if raw_key not in fields:
+            raise ConfigError(key, f"unknown key (expected one of: {', '.join(fields)})")
+        spec = fields[raw_key]
+        kind = hints[spec.name]
+        if dataclasses.is_dataclass(kind):
+            default = getattr(cls(), spec.name)
+            values[spec.name] = _merge(default, raw, f"{key}.")
+            continue
+        value = _coerce(raw, kind, key)
+        values[spec.name] = _check_leaf(cls, spec, value, key)
+    return cls(**values)
+
+
+def _merge(default: Any, data: Any, prefix: str) -> Any:
+    # A nested section starts from its own default (slow_burn differs from fast_burn).
+    built = _build(type(default), data, prefix)
+    given = {_yaml_key(name) for name in data}
+    kept = {f.name: getattr(default, f.name) for f in dataclasses.fields(default)
+            if _yaml_key(f.name) not in given}
+    return dataclasses.replace(built, **kept)
+
+
+def _check_leaf(cls: type, spec: dataclasses.Field, value: Any, key: str) -> Any:
+    if cls is Config and spec.name == "alerts":
+        return _build_alert_overrides(value, key)
+    if isinstance(value, dict):
+        for item_key, item in value.items():
+            if not isinstance(item_key, str) or not isinstance(item, str):
+                raise ConfigError(f"{key}.{item_key}", "keys and values must be strings")
+    if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+        raise ConfigError(key, "must be a list of strings")
+    check = spec.metadata.get("check")
+    problem = check(value) if check and value is not None else None
+    if problem:
+        raise ConfigError(key, problem)
+    return value
+
+
+def _build_alert_overrides(data: Mapping, key: str) -> dict[str, AlertOverride]:
+    from .rules import ALERT_NAMES  # rules needs this module; import late to avoid a cycle
+
+    overrides = {}
+    for name, raw in data.items():
+        if name not in ALERT_NAMES:
+            raise ConfigError(f"{key}.{name}", "unknown alert (see docs/runbooks.md for the list)")
+        overrides[name] = _build(AlertOverride, raw, f"{key}.{name}.")
+    return dict(sorted(overrides.items()))
+
+
+def _check_cross_fields(cfg: Config) -> None:
+    budget = 1 - cfg.slo.availability
+    for name in ("fast_burn", "slow_burn"):
+        burn: BurnRate = getattr(cfg.slo, name)
+        if burn.factor * budget > 1:
+            raise ConfigError(f"slo.{name}.factor", f"{burn.factor} x the error budget "
+                              f"{budget:g} exceeds an error ratio of 1, so the alert could never "
+                              f"fire")
+        if duration_seconds(burn.short_window) >= duration_seconds(burn.long_window):
+            raise ConfigError(f"slo.{name}.short_window", "must be shorter than long_window")
+
+
+def from_dict(data: Mapping | None, source: str | None = None) -> Config:
+    """Build a config from parsed YAML, checking every key; missing keys keep their defaults.
+
+    >>> from_dict({"drift": {"method": "js"}}).drift.method
+    'js'
+    """
+    try:
+        cfg = _build(Config, data or {}, "")
+        _check_cross_fields(cfg)
+    except ConfigError as exc:
+        if source and not exc.source:
+            raise ConfigError(exc.key, exc.problem, source) from None
+        raise
+    return cfg
+
+
+def load(path: str | Path | None) -> Config:
+    """Load a YAML config file (``None``: the defaults).
+
+    >>> load(None) == DEFAULT
+    True
+    """
+    if path is None:
+        return DEFAULT
+    import yaml  # only the CLI pays for the YAML parser
+
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("(file)", f"cannot be read: {exc.strerror}", source) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("(file)", f"is not valid YAML: {exc}", source) from None
+    return from_dict(data, source)
+
+
+def leaves(obj: Any = DEFAULT, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """Every leaf setting as (dotted key, field, value), in declaration order.
+
+    >>> next(leaves())[0]
+    'selectors.model'
+    """
+    for spec in dataclasses.fields(obj):
+        value = getattr(obj, spec.name)
+        key = f"{prefix}{_yaml_key(spec.name)}"
+        if dataclasses.is_dataclass(value):
+            yield from leaves(value, f"{key}.")
+        else:
+            yield key, spec, value
+
+
+def alert_setting(cfg: Config, alert: str, name: str, default: str) -> str:
+    """An alert's severity or for duration: the config override, else the table default.
+
+    >>> alert_setting(DEFAULT, "InferwatchGpuLost", "severity", "critical")
+    'critical'
+    """
+    override = cfg.alerts.get(alert)
+    value = getattr(override, name, None) if override else None
+    return value if value is not None else default

@@ -1,0 +1,381 @@
+"""The three Grafana dashboards, each a short function of the config.
+
+Panels on recording rules show the model across its replicas; panels on raw series follow
+the job and instance variables too.
+
+>>> from inferwatch.generate.config import DEFAULT
+>>> sorted(render(DEFAULT))
+['model-overview.json', 'model-quality.json', 'resources.json']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from grafanalib import core as g
+
+from . import promql as q
+from .config import Config, duration_seconds
+from .panels import (
+    DATASOURCE,
+    Cell,
+    bargauge,
+    dashboard_json,
+    datasource_variable,
+    heatmap,
+    layout,
+    query_variable,
+    stat,
+    state_timeline,
+    table,
+    target,
+    timeseries,
+    up_down_mappings,
+)
+from .promql import exporter_sel, model_sel, number, selector
+from .rules import dashboard_uid
+
+RATE = "$__rate_interval"
+JOB = 'job=~"$job"'
+INSTANCE = 'instance=~"$instance"'
+MODEL = 'model=~"$model"'
+ERRORS = 'outcome="error"'
+RECORDED = selector('model=~"$model"', 'model_version=~"$model_version"')
+MV = "{{model}} {{model_version}}"
+SCHEMA_VERSION = 39
+
+
+def _raw(cfg: Config, *extra: str) -> str:
+    """Selector of raw model series narrowed by every dashboard variable."""
+    return model_sel(cfg, JOB, INSTANCE, MODEL, 'model_version=~"$model_version"', *extra)
+
+
+def _exp(cfg: Config) -> str:
+    return exporter_sel(cfg, 'instance=~"$exporter_instance"')
+
+
+def _variables(cfg: Config, exporter: bool = False) -> list[dict[str, Any]]:
+    info = "inferwatch_model_info"
+    m = cfg.selectors.model
+    variables = [
+        datasource_variable(cfg.dashboards.datasource),
+        query_variable("job", "Job", f"label_values({info}{selector(m)}, job)"),
+        query_variable("instance", "Instance",
+                       f"label_values({info}{selector(m, JOB)}, instance)"),
+        query_variable("model", "Model", f"label_values({info}"
+                       f"{selector(m, JOB, INSTANCE)}, model)"),
+        query_variable("model_version", "Version", f"label_values({info}"
+                       f"{selector(m, JOB, INSTANCE, MODEL)}"
+                       f", model_version)"),
+    ]
+    if exporter:
+        variables.append(query_variable(
+            "exporter_instance", "Exporter",
+            f"label_values(inferwatch_exporter_build_info{exporter_sel(cfg)}, instance)"))
+    return variables
+
+
+def _deploy_annotations(cfg: Config) -> list[dict[str, Any]]:
+    info = f"count by (model) (max by (model, model_version) (inferwatch_model_info{_raw(cfg)}))"
+    return [
+        {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+         "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+         "name": "Annotations & Alerts", "type": "dashboard"},
+        # The value is the load time itself, so the marker sits where the version started.
+        {"name": "Model loaded", "datasource": DATASOURCE, "enable": True,
+         "iconColor": "blue", "step": "60s", "useValueForTime": True,
+         "expr": (f"max by ({q.MODEL_LABELS}) "
+                  f"(inferwatch_model_loaded_timestamp_seconds{_raw(cfg)}) * 1000"),
+         "titleFormat": "{{model}} {{model_version}} loaded", "tagKeys": "model,model_version",
+         "textFormat": ""},
+        {"name": "Versions serving changed", "datasource": DATASOURCE, "enable": True,
+         "iconColor": "purple", "step": "60s",
+         "expr": f"changes(({info})[5m:1m]) > 0",
+         "titleFormat": "{{model}}: versions serving changed", "tagKeys": "model",
+         "textFormat": ""},
+    ]
+
+
+def _dashboard(cfg: Config, key: str, title: str, description: str, panels: list[Cell] | Any,
+               exporter: bool = False, annotations: list[dict[str, Any]] | None = None
+               ) -> dict[str, Any]:
+    d = cfg.dashboards
+    dashboard = g.Dashboard(
+        title=f"{d.title_prefix}{title}", description=description,
+        uid=dashboard_uid(cfg, key), tags=list(d.tags), refresh=d.refresh,
+        time=g.Time(d.time_from, "now"), timezone="browser", schemaVersion=SCHEMA_VERSION,
+        graphTooltip=g.GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR, editable=True,
+        panels=layout(panels), templating=g.Templating(list=_variables(cfg, exporter)),
+        annotations=g.Annotations(list=annotations or _deploy_annotations(cfg)),
+    )
+    return dashboard_json(dashboard)
+
+
+def model_overview(cfg: Config) -> dict[str, Any]:
+    """Traffic, errors, latency, in-flight, batch size, versions serving and deploys."""
+    raw, rec, w = _raw(cfg), RECORDED, cfg.windows.rate
+    budget = 1 - cfg.slo.availability
+    traffic = [
+        Cell(stat("Calls / s", [target(f"sum({q.requests_rate(cfg)}{rec})")], "reqps",
+                  f"All calls of the selected models, over {w}."), 6, 4),
+        Cell(stat("Error ratio", [target(f"sum by (model) (rate(inferwatch_requests_total"
+                                         f"{_raw(cfg, ERRORS)}[{RATE}])) / sum by "
+                                         f"(model) (rate(inferwatch_requests_total{raw}[{RATE}]))",
+                                         "{{model}}")],
+                  "percentunit", "Failed calls / all calls.", limit=budget), 6, 4),
+        Cell(stat("In flight", [target(f"sum(inferwatch_requests_in_flight{raw})")], "short",
+                  "Calls running now."), 6, 4),
+        Cell(stat("p99 latency", [target(f"max({q.latency_quantile(cfg, 99)}{rec})")], "s",
+                  f"Worst p99 of the selected versions over {w}.",
+                  limit=cfg.latency.p99_seconds), 6, 4),
+        Cell(timeseries("Calls per second by outcome", [target(
+            f"sum by ({q.MODEL_LABELS}, outcome) (rate(inferwatch_requests_total{raw}[{RATE}]))",
+            MV + " {{outcome}}")], "reqps", stack=True)),
+        Cell(timeseries("Error ratio", [target(f"{q.error_ratio(w)}{rec}", MV)], "percentunit",
+                        f"Dashed line: the error budget of the {number(cfg.slo.availability)} "
+                        f"availability SLO.", limit=budget)),
+        Cell(timeseries("Errors by type", [target(
+            f"sum by (model, error_type) (rate(inferwatch_errors_total{raw}[{RATE}]))",
+            "{{model}} {{error_type}}")], "reqps", stack=True), 24),
+    ]
+    latency = [
+        Cell(timeseries("Latency quantiles", [
+            target(f"{q.latency_quantile(cfg, n)}{rec}", f"p{n} {MV}") for n in (50, 90, 99)],
+            "s", "From the latency histogram, across replicas. Dashed line: the p99 "
+                 "threshold of InferwatchLatencyHigh.", limit=cfg.latency.p99_seconds)),
+        Cell(heatmap("Latency distribution",
+                     f"sum by (le) (increase(inferwatch_request_duration_seconds_bucket{raw}"
+                     f"[{RATE}]))", "s")),
+        Cell(timeseries("Stage latency p99", [target(
+            f"{q.stage_latency_quantile(cfg, 99)}{rec}", MV + " {{stage}}")], "s",
+            "p99 of each stage (preprocess, inference, postprocess, ...).")),
+        Cell(timeseries("In-flight calls", [target(
+            f"sum by (model, instance) (inferwatch_requests_in_flight{raw})",
+            "{{model}} {{instance}}")])),
+        Cell(timeseries("Batch size", [
+            target(f"sum by (model) (rate(inferwatch_batch_size_sum{raw}[{RATE}])) / sum by "
+                   f"(model) (rate(inferwatch_batch_size_count{raw}[{RATE}]))", "mean {{model}}"),
+            target(f"histogram_quantile(0.99, sum by (model, le) "
+                   f"(rate(inferwatch_batch_size_bucket{raw}[{RATE}])))", "p99 {{model}}")],
+            "short", "Rows per call.")),
+        Cell(timeseries("Rows per second", [target(f"{q.rows_rate(cfg)}{rec}", MV)], "short",
+                        "Rows predicted per second (sum of batch sizes).")),
+    ]
+    versions = [
+        Cell(table("Versions serving", [target(
+            f"count by (model, model_version, framework, task) (inferwatch_model_info{raw})",
+            instant=True, fmt="table")], "Versions with at least one live replica.",
+            hide=("Time",)), 12, 7),
+        Cell(state_timeline("Replicas per version", [target(
+            f"count by ({q.MODEL_LABELS}) (inferwatch_model_info{raw})", MV)],
+            "How many replicas serve each version: a rollout shows as a handover."), 12, 7),
+        Cell(stat("Model age", [target(
+            f"time() - max by ({q.MODEL_LABELS}) "
+            f"(inferwatch_model_trained_timestamp_seconds{raw})", MV)], "s",
+            f"Time since training; red beyond {cfg.predictions.max_model_age}.",
+            limit=duration_seconds(cfg.predictions.max_model_age)), 8, 5),
+        Cell(stat("Serving since", [target(
+            f"max by ({q.MODEL_LABELS}) (inferwatch_model_loaded_timestamp_seconds{raw}) * 1000",
+            MV)], "dateTimeFromNow", "When each version started serving."), 8, 5),
+        Cell(table("ML stack", [target(
+            f"count by (package, package_version) (inferwatch_dependency_info"
+            f"{model_sel(cfg, JOB, INSTANCE)})",
+            instant=True, fmt="table")], "Versions of ML packages in the serving processes; "
+            "a change is a deploy.", hide=("Time",)), 8, 5),
+    ]
+    return _dashboard(cfg, "overview", "Model overview",
+                      "Traffic, errors, latency and versions of the models inferwatch watches.",
+                      [("Traffic and errors", traffic), ("Latency and load", latency),
+                       ("Versions and deploys", versions)])
+
+
+def model_quality(cfg: Config) -> dict[str, Any]:
+    """Predictions, class mix, confidence, data quality, drift and ground truth."""
+    raw, rec, w = _raw(cfg), RECORDED, cfg.windows.rate
+    method = f'method="{cfg.drift.method}"'
+    predictions = [
+        Cell(timeseries("Prediction quantiles", [
+            target(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, output, le) "
+                   f"(rate(inferwatch_prediction_value_bucket{raw}[{RATE}])))",
+                   f"p{n} {MV} {{{{output}}}}") for n in (50, 90, 99)],
+            "short", "From the prediction histogram, across replicas.")),
+        Cell(timeseries("Rolling prediction quantiles per replica", [target(
+            f"inferwatch_prediction{raw}",
+            "{{instance}} " + MV + " {{output}} q{{quantile}}")], "short",
+            "Rolling-window quantiles each replica computes exactly (not aggregatable).")),
+        Cell(heatmap("Prediction distribution",
+                     f"sum by (le) (increase(inferwatch_prediction_value_bucket{raw}[{RATE}]))",
+                     "short")),
+        Cell(bargauge("Class mix", [target(
+            f"sum by (class) (increase(inferwatch_predicted_class_total{raw}[$__range])) / "
+            f"scalar(sum(increase(inferwatch_predicted_class_total{raw}[$__range])))",
+            "{{class}}", instant=True)], "percentunit",
+            "Share of each predicted class over the time range.", max_value=1)),
+        Cell(timeseries("Class mix over time", [target(
+            f"sum by (model, class) (rate(inferwatch_predicted_class_total{raw}[{RATE}])) / "
+            f"on (model) group_left sum by (model) "
+            f"(rate(inferwatch_predicted_class_total{raw}[{RATE}]))",
+            "{{model}} {{class}}")], "percentunit", stack=True, max_value=1)),
+        Cell(timeseries("Confidence", [target(
+            f"inferwatch_prediction_confidence{raw}", "{{instance}} " + MV + " q{{quantile}}")],
+            "percentunit", "Rolling quantiles of the top-class probability.", max_value=1)),
+        Cell(timeseries("Invalid predictions", [
+            target(f"{q.invalid_ratio(cfg)}{rec}", "ratio " + MV)], "percentunit",
+            f"Invalid values per row over {w}; dashed line: alert threshold.",
+            limit=cfg.predictions.invalid_ratio)),
+        Cell(timeseries("Invalid predictions by reason", [target(
+            f"sum by (model, reason) (rate(inferwatch_invalid_predictions_total{raw}[{RATE}]))",
+            "{{model}} {{reason}}")], "short", stack=True)),
+        Cell(timeseries("Actions taken", [target(
+            f"sum by (model, action) (rate(inferwatch_actions_total{raw}[{RATE}]))",
+            "{{model}} {{action}}")], "short", "What the system did with predictions, per "
+            "second.", stack=True), 24),
+    ]
+    quality = [
+        Cell(timeseries("Missing values per row", [target(
+            f"{q.feature_ratio(cfg, 'inferwatch_feature_missing')}{rec}",
+            MV + " {{feature}}")], "percentunit", "Dashed line: alert threshold.",
+            limit=cfg.data_quality.missing_ratio)),
+        Cell(timeseries("Out-of-range values per row", [target(
+            f"{q.feature_ratio(cfg, 'inferwatch_feature_out_of_range')}{rec}",
+            MV + " {{feature}}")], "percentunit", "Outside the reference range. Dashed line: "
+            "alert threshold.", limit=cfg.data_quality.out_of_range_ratio)),
+        Cell(timeseries("Unseen categories", [target(
+            f"sum by (model, feature) (rate(inferwatch_feature_unseen_category_total{raw}"
+            f"[{RATE}]))", "{{model}} {{feature}}")], "short",
+            "Categories absent from the reference, per second.")),
+        Cell(timeseries("Input errors", [target(
+            f"sum by (model, reason) (rate(inferwatch_input_errors_total{raw}[{RATE}]))",
+            "{{model}} {{reason}}")], "short", "Schema violations per second.")),
+    ]
+    drift = [
+        Cell(bargauge(f"Feature drift now ({cfg.drift.method})", [target(
+            f"max by (model, feature) (inferwatch_feature_drift{_raw(cfg, method)})",
+            "{{model}} {{feature}}", instant=True)], "short",
+            "Worst replica per feature; red above the alert threshold.",
+            limit=cfg.drift.feature_threshold), 8, 10),
+        Cell(timeseries(f"Feature drift ({cfg.drift.method})", [target(
+            f"max by (model, feature) (inferwatch_feature_drift{_raw(cfg, method)})",
+            "{{model}} {{feature}}")], "short", limit=cfg.drift.feature_threshold), 16, 10),
+        Cell(timeseries(f"Prediction drift ({cfg.drift.method})", [target(
+            f"max by (model, output) (inferwatch_prediction_drift{_raw(cfg, method)})",
+            "{{model}} {{output}}")], "short", limit=cfg.drift.prediction_threshold)),
+        Cell(timeseries("Drift window rows", [target(
+            f"min by (model, model_version) (inferwatch_drift_window_observations{raw})", MV)],
+            "short", f"Drift alerts need at least {number(cfg.drift.min_observations)} rows.",
+            limit=cfg.drift.min_observations)),
+    ]
+    truth = [
+        Cell(timeseries(f"Accuracy ({cfg.accuracy.window})", [target(
+            f"{q.accuracy(cfg)}{rec}", MV)], "percentunit",
+            f"Correct outcomes / all outcomes; the alert needs "
+            f"{number(cfg.accuracy.min_outcomes)} outcomes.",
+            limit=cfg.accuracy.min_ratio, max_value=1)),
+        Cell(timeseries("Outcomes by result", [target(
+            f"sum by (model, result) (rate(inferwatch_outcomes_total{raw}[{RATE}]))",
+            "{{model}} {{result}}")], "short", "Ground truth joined per second.", stack=True)),
+        Cell(timeseries("Label delay", [
+            target(f"histogram_quantile({n / 100}, sum by (model, le) "
+                   f"(rate(inferwatch_outcome_delay_seconds_bucket{raw}[{RATE}])))",
+                   f"p{n} {{{{model}}}}") for n in (50, 90)], "s",
+            "Time from prediction to ground truth.")),
+        Cell(timeseries("Regression error", [
+            target(f"histogram_quantile({n / 100}, sum by (model, le) "
+                   f"(rate(inferwatch_outcome_error_bucket{raw}[{RATE}])))",
+                   f"p{n} {{{{model}}}}") for n in (50, 90)], "short",
+            "Absolute error once ground truth arrives.")),
+        Cell(timeseries("Unmatched outcomes", [target(
+            f"sum by (model, reason) (rate(inferwatch_outcomes_unmatched_total{raw}[{RATE}]))",
+            "{{model}} {{reason}}")], "short", "Outcomes with no prediction to join.",
+            stack=True), 24),
+    ]
+    return _dashboard(cfg, "quality", "Model quality",
+                      "What the models predict, on what data, and how right they are.",
+                      [("Predictions", predictions), ("Data quality", quality),
+                       ("Drift against the training reference", drift),
+                       ("Ground truth", truth)])
+
+
+def resources(cfg: Config) -> dict[str, Any]:
+    """GPU devices, serving processes, exporter health and cost per prediction."""
+    e, raw = _exp(cfg), _raw(cfg)
+    gpu = "{{instance}} gpu {{gpu}}"
+    per_model = (f"on () group_right sum by (model) "
+                 f"(rate(inferwatch_requests_total{raw}[{RATE}]))")
+    devices = [
+        Cell(state_timeline("GPU up", [target(f"inferwatch_gpu_up{e}", gpu)],
+                            "Red: the device is lost or unreadable.", up_down_mappings()), 12, 6),
+        Cell(table("GPUs", [target(f"inferwatch_gpu_info{e}", instant=True, fmt="table")],
+                   "Name, driver and uuid of each device.", hide=("Time", "Value", "__name__")),
+             12, 6),
+        Cell(timeseries("GPU utilization", [target(f"inferwatch_gpu_utilization_ratio{e}", gpu)],
+                        "percentunit", max_value=1)),
+        Cell(timeseries("GPU memory used", [target(f"{q.gpu_memory_ratio()}{e}", gpu)],
+                        "percentunit", "Dashed line: InferwatchGpuMemoryNearFull threshold.",
+                        limit=cfg.gpu.memory_used_ratio, max_value=1)),
+        Cell(timeseries("GPU memory", [
+            target(f"inferwatch_gpu_memory_used_bytes{e}", "used " + gpu),
+            target(f"inferwatch_gpu_memory_total_bytes{e}", "total " + gpu)], "bytes")),
+        Cell(timeseries("GPU temperature", [target(f"inferwatch_gpu_temperature_celsius{e}",
+                                                   gpu)], "celsius",
+                        limit=cfg.gpu.temperature_celsius)),
+        Cell(timeseries("GPU power", [
+            target(f"inferwatch_gpu_power_watts{e}", "draw " + gpu),
+            target(f"inferwatch_gpu_power_limit_watts{e}", "limit " + gpu)], "watt")),
+        Cell(timeseries("GPU memory bandwidth utilization", [target(
+            f"inferwatch_gpu_memory_utilization_ratio{e}", gpu)], "percentunit", max_value=1)),
+    ]
+    process = [
+        Cell(timeseries("Process CPU", [target(
+            f"rate(inferwatch_process_cpu_seconds_total{e}[{RATE}])",
+            "{{instance}} {{process}} {{pid}}")], "short", "CPU cores used.")),
+        Cell(timeseries("Process memory", [target(
+            f"inferwatch_process_resident_memory_bytes{e}",
+            "{{instance}} {{process}} {{pid}}")], "bytes", "Resident set size.")),
+    ]
+    exporter = [
+        Cell(state_timeline("Collector health", [target(
+            f"inferwatch_exporter_collector_success{e}", "{{instance}} {{collector}}")],
+            "Red: the collector failed its last scrape.", up_down_mappings("ok", "failed"))),
+        Cell(timeseries("Collector duration", [target(
+            f"inferwatch_exporter_collector_duration_seconds{e}", "{{instance}} {{collector}}")],
+            "s")),
+        Cell(timeseries("inferwatch internal errors", [target(
+            f"sum by (instance, component) (rate(inferwatch_internal_errors_total"
+            f"{model_sel(cfg, JOB, INSTANCE)}[{RATE}]))",
+            "{{instance}} {{component}}")], "short", "Faults swallowed inside inferwatch, "
+            "per second.", limit=cfg.internal.errors_per_second)),
+        Cell(timeseries("Label values folded by caps", [target(
+            f"sum by (metric) (rate(inferwatch_series_overflow_total"
+            f"{model_sel(cfg, JOB, INSTANCE)}[{RATE}]))",
+            "{{metric}}")], "short", "Values folded into __other__ by cardinality caps.")),
+    ]
+    cost = [
+        Cell(timeseries("CPU seconds per 1,000 predictions", [target(
+            f"1000 * sum(rate(inferwatch_process_cpu_seconds_total{e}[{RATE}])) / {per_model}",
+            "{{model}}")], "s", "CPU time of the watched processes on the selected exporter "
+            "instances per 1,000 calls of each model. Select the exporter next to a model's "
+            "serving process to attribute its cost.")),
+        Cell(timeseries("GPU energy per 1,000 predictions", [target(
+            f"1000 * sum(rate(inferwatch_gpu_energy_joules_total{e}[{RATE}])) / {per_model}",
+            "{{model}}")], "joule", "GPU energy on the selected exporter instances per 1,000 "
+            "calls of each model.")),
+    ]
+    return _dashboard(cfg, "resources", "Resources",
+                      "GPUs, serving processes, exporter health and the cost of predictions.",
+                      [("GPU devices", devices), ("Serving processes", process),
+                       ("Exporter and inferwatch health", exporter),
+                       ("Cost per prediction", cost)], exporter=True)
+
+
+DASHBOARDS: dict[str, Callable[[Config], dict[str, Any]]] = {
+    "model-overview.json": model_overview,
+    "model-quality.json": model_quality,
+    "resources.json": resources,
+}
+
+
+def render(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Every dashboard as JSON data, by file name."""
+    return {name: build(cfg) for name, build in DASHBOARDS.items()}

@@ -1,0 +1,74 @@
+"""Prometheus Operator manifests: the rules as a PrometheusRule, and the scrape monitors.
+
+A ServiceMonitor scrapes the model Services, a PodMonitor the exporter Pods (usually a
+DaemonSet without a Service). Both set the ``job`` label the rule selectors expect.
+
+>>> from inferwatch.generate.config import DEFAULT
+>>> prometheus_rule(DEFAULT)["kind"]
+'PrometheusRule'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Config
+from .rules import alerting_groups, recording_groups
+
+API_VERSION = "monitoring.coreos.com/v1"
+
+
+def _metadata(cfg: Config, name: str) -> dict[str, Any]:
+    return {"name": name, "namespace": cfg.kubernetes.namespace,
+            "labels": dict(cfg.kubernetes.labels)}
+
+
+def _endpoint(cfg: Config, job: str) -> dict[str, Any]:
+    k = cfg.kubernetes
+    return {
+        "port": k.port,
+        "path": k.path,
+        "interval": k.scrape_interval,
+        # The rules select on job; without this the operator names it after the Service/Pod.
+        "relabelings": [{"action": "replace", "targetLabel": "job", "replacement": job}],
+    }
+
+
+def prometheus_rule(cfg: Config) -> dict[str, Any]:
+    """The recording and alerting rules wrapped in a PrometheusRule."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "PrometheusRule",
+        "metadata": _metadata(cfg, cfg.kubernetes.rule_name),
+        "spec": {"groups": recording_groups(cfg) + alerting_groups(cfg)},
+    }
+
+
+def service_monitor(cfg: Config) -> dict[str, Any]:
+    """A ServiceMonitor scraping the model Services in every namespace."""
+    k = cfg.kubernetes
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ServiceMonitor",
+        "metadata": _metadata(cfg, f"{k.rule_name}-model"),
+        "spec": {
+            "namespaceSelector": {"any": True},
+            "selector": {"matchLabels": dict(k.model_match_labels)},
+            "endpoints": [_endpoint(cfg, k.model_job)],
+        },
+    }
+
+
+def pod_monitor(cfg: Config) -> dict[str, Any]:
+    """A PodMonitor scraping the standalone exporter Pods in every namespace."""
+    k = cfg.kubernetes
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "PodMonitor",
+        "metadata": _metadata(cfg, f"{k.rule_name}-exporter"),
+        "spec": {
+            "namespaceSelector": {"any": True},
+            "selector": {"matchLabels": dict(k.exporter_match_labels)},
+            "podMetricsEndpoints": [_endpoint(cfg, k.exporter_job)],
+        },
+    }

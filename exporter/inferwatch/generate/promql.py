@@ -1,0 +1,88 @@
+"""Small PromQL builders shared by the rules and the dashboards.
+
+>>> selector('job="m"', 'outcome="error"')
+'{job="m", outcome="error"}'
+>>> number(0.5), number(2592000.0)
+('0.5', '2592000')
+"""
+
+from __future__ import annotations
+
+from .config import Config
+
+MODEL_LABELS = "model, model_version"
+
+
+def selector(*matchers: str) -> str:
+    """Join label matcher strings into one ``{...}`` selector, skipping empty ones."""
+    return "{" + ", ".join(m.strip() for m in matchers if m and m.strip()) + "}"
+
+
+def number(value: float) -> str:
+    """A PromQL number literal without a trailing ``.0``."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def model_sel(cfg: Config, *extra: str) -> str:
+    """Selector of model-service series."""
+    return selector(cfg.selectors.model, *extra)
+
+
+def exporter_sel(cfg: Config, *extra: str) -> str:
+    """Selector of standalone-exporter series."""
+    return selector(cfg.selectors.exporter, *extra)
+
+
+def record_name(level: str, metric: str, operation: str) -> str:
+    """A recording rule name in the level:metric:operation convention.
+
+    >>> record_name("model", "inferwatch_requests", "rate5m")
+    'model:inferwatch_requests:rate5m'
+    """
+    return f"{level}:{metric}:{operation}"
+
+
+# Recording rule names, one function each so rules and dashboards agree on them.
+
+
+def requests_rate(cfg: Config) -> str:
+    return record_name("model", "inferwatch_requests", f"rate{cfg.windows.rate}")
+
+
+def error_ratio(window: str) -> str:
+    return record_name("model", "inferwatch_requests", f"error_ratio_rate{window}")
+
+
+def latency_quantile(cfg: Config, quantile: int) -> str:
+    return record_name("model", "inferwatch_request_duration_seconds",
+                       f"p{quantile}_{cfg.windows.rate}")
+
+
+def stage_latency_quantile(cfg: Config, quantile: int) -> str:
+    return record_name("model_stage", "inferwatch_stage_duration_seconds",
+                       f"p{quantile}_{cfg.windows.rate}")
+
+
+def rows_rate(cfg: Config) -> str:
+    return record_name("model", "inferwatch_batch_size_sum", f"rate{cfg.windows.rate}")
+
+
+def invalid_ratio(cfg: Config) -> str:
+    return record_name("model", "inferwatch_invalid_predictions", f"ratio_rate{cfg.windows.rate}")
+
+
+def feature_ratio(cfg: Config, counter: str) -> str:
+    return record_name("model_feature", counter, f"ratio_rate{cfg.windows.rate}")
+
+
+def accuracy(cfg: Config) -> str:
+    return record_name("model", "inferwatch_outcomes", f"accuracy_rate{cfg.accuracy.window}")
+
+
+def outcomes_increase(cfg: Config) -> str:
+    return record_name("model", "inferwatch_outcomes", f"increase{cfg.accuracy.window}")
+
+
+def gpu_memory_ratio() -> str:
+    return record_name("instance_gpu", "inferwatch_gpu_memory_used", "ratio")

@@ -1,0 +1,381 @@
+"""The generated files: committed copies are fresh, every config value reaches the output,
+the dashboards use the current Grafana schema, and every alert has its runbook."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from inferwatch.catalogue import CATALOGUE
+from inferwatch.generate import render
+from inferwatch.generate.config import DEFAULT, Config, from_dict, leaves
+from inferwatch.generate.rules import ALERTS, alerting_groups, anchor, recording_names
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED_GLOBS = ("dashboards/*.json", "alerts/*.yml", "alerts/kubernetes/*.yaml")
+CURRENT_PANEL_TYPES = {"timeseries", "stat", "table", "bargauge", "heatmap", "state-timeline",
+                       "row"}
+VARIABLES = {"datasource", "job", "instance", "model", "model_version"}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, str]:
+    return render(DEFAULT)
+
+
+@pytest.fixture(scope="module")
+def dashboards(files: dict[str, str]) -> dict[str, dict[str, Any]]:
+    return {path: json.loads(text) for path, text in files.items() if path.endswith(".json")}
+
+
+# --- committed output -------------------------------------------------------------------------
+
+
+def test_committed_files_equal_a_fresh_render_of_the_defaults(files: dict[str, str]) -> None:
+    committed = {str(p.relative_to(ROOT)) for pattern in GENERATED_GLOBS
+                 for p in ROOT.glob(pattern)}
+    assert committed == set(files), "run `make generate`: generated files were added or removed"
+    stale = [path for path, text in files.items()
+             if (ROOT / path).read_text(encoding="utf-8") != text]
+    assert not stale, f"run `make generate`: stale {stale}"
+
+
+def test_rendering_is_deterministic(files: dict[str, str]) -> None:
+    assert render(from_dict({})) == files
+    for path, text in files.items():
+        if path.endswith(".json"):
+            assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+# --- sentinel: every config value shows up in the output --------------------------------------
+
+SENTINELS: dict[str, Any] = {
+    "selectors.model": 'job="sentinel-model", cluster="c-sentinel"',
+    "selectors.exporter": 'job="sentinel-exporter"',
+    "windows.rate": "7m",
+    "windows.no_traffic_lookback": "97m",
+    "slo.availability": 0.987,
+    "slo.fast_burn.long_window": "77m",
+    "slo.fast_burn.short_window": "3m",
+    "slo.fast_burn.factor": 2.5,
+    "slo.slow_burn.long_window": "7h",
+    "slo.slow_burn.short_window": "43m",
+    "slo.slow_burn.factor": 1.75,
+    "latency.p99_seconds": 0.321,
+    "predictions.invalid_ratio": 0.0123,
+    "predictions.max_versions": 611,
+    "predictions.max_model_age": "47d",
+    "data_quality.missing_ratio": 0.0456,
+    "data_quality.out_of_range_ratio": 0.0789,
+    "drift.method": "js",
+    "drift.feature_threshold": 0.345,
+    "drift.prediction_threshold": 0.567,
+    "drift.min_observations": 4321,
+    "accuracy.window": "131m",
+    "accuracy.min_ratio": 0.876,
+    "accuracy.min_outcomes": 765,
+    "gpu.memory_used_ratio": 0.912,
+    "gpu.temperature_celsius": 77.5,
+    "internal.errors_per_second": 0.0042,
+    "links.grafana_url": "https://grafana.sentinel.example",
+    "links.runbook_url": "https://wiki.sentinel.example/ml/runbooks#{anchor}",
+    "dashboards.uid_prefix": "sntl",
+    "dashboards.title_prefix": "Sentinel board: ",
+    "dashboards.datasource": "SentinelDS",
+    "dashboards.refresh": "41s",
+    "dashboards.time_from": "now-13h",
+    "dashboards.tags": ["sentinel-tag"],
+    "kubernetes.namespace": "sentinel-ns",
+    "kubernetes.rule_name": "sentinel-rules",
+    "kubernetes.labels": {"sentinel.io/team": "sentinel-team"},
+    "kubernetes.model_match_labels": {"sentinel.io/role": "sentinel-model-pods"},
+    "kubernetes.exporter_match_labels": {"sentinel.io/agent": "sentinel-exporter-pods"},
+    "kubernetes.model_job": "sentinel-model-job",
+    "kubernetes.exporter_job": "sentinel-exporter-job",
+    "kubernetes.port": "sentinel-port",
+    "kubernetes.path": "/sentinel-metrics",
+    "kubernetes.scrape_interval": "29s",
+}
+# A distinct `for` per alert and the other severity, so a hard-coded one shows.
+ALERT_SENTINELS = {alert.name: {"for": f"{101 + i}m",
+                                "severity": "warning" if alert.severity == "critical"
+                                else "critical"}
+                   for i, alert in enumerate(ALERTS)}
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _texts(value: Any) -> list[str]:
+    """How a config value reads in the output."""
+    if isinstance(value, dict):
+        return [text for pair in value.items() for text in pair]
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, float):
+        return [repr(value)]
+    if isinstance(value, str) and "{anchor}" in value:
+        return [value.split("{anchor}")[0]]
+    return [str(value)]
+
+
+def _sentinel_config() -> Config:
+    return from_dict({**_nested(SENTINELS), "alerts": ALERT_SENTINELS})
+
+
+def test_every_config_key_has_a_sentinel() -> None:
+    keys = {key for key, _, _ in leaves()} - {"alerts"}
+    assert keys == set(SENTINELS), "add a sentinel for each new config key"
+    assert set(ALERT_SENTINELS) == {alert.name for alert in ALERTS}
+
+
+def test_every_config_value_reaches_the_output(files: dict[str, str]) -> None:
+    default_output = "\n".join(files.values())
+    output = "\n".join(render(_sentinel_config()).values())
+    for key, value in SENTINELS.items():
+        for text in _texts(value):
+            assert text not in default_output, f"sentinel {text!r} of {key} is not distinctive"
+            assert text in output, f"{key}: {text!r} does not reach the output"
+
+
+def test_alert_overrides_and_links_reach_every_rule() -> None:
+    cfg = _sentinel_config()
+    rules = {rule["alert"]: rule for group in alerting_groups(cfg) for rule in group["rules"]}
+    for name, override in ALERT_SENTINELS.items():
+        rule = rules[name]
+        assert rule["for"] == override["for"]
+        assert rule["labels"]["severity"] == override["severity"]
+        assert rule["annotations"]["runbook_url"] == (
+            f"https://wiki.sentinel.example/ml/runbooks#{anchor(name)}")
+        assert rule["annotations"]["dashboard_url"].startswith(
+            "https://grafana.sentinel.example/d/sntl-")
+
+
+def test_thresholds_reach_the_alert_expressions() -> None:
+    """Each threshold sits in the expression of the alert it belongs to, not only in text."""
+    cfg = _sentinel_config()
+    exprs = {r["alert"]: r["expr"] for g in alerting_groups(cfg) for r in g["rules"]}
+    expected = {
+        "InferwatchLatencyHigh": ["0.321", "p99_7m"],
+        "InferwatchInvalidPredictions": ["0.0123"],
+        "InferwatchTooManyVersionsServing": ["611"],
+        "InferwatchModelStale": [str(47 * 86400)],
+        "InferwatchMissingValuesSpike": ["0.0456"],
+        "InferwatchOutOfRangeSpike": ["0.0789"],
+        "InferwatchFeatureDrift": ["0.345", "4321", 'method="js"'],
+        "InferwatchPredictionDrift": ["0.567", "4321", 'method="js"'],
+        "InferwatchAccuracyDrop": ["0.876", "765", "accuracy_rate131m"],
+        "InferwatchGpuMemoryNearFull": ["0.912"],
+        "InferwatchGpuTemperatureHigh": ["77.5", 'job="sentinel-exporter"'],
+        "InferwatchInternalErrors": ["0.0042", "[7m]"],
+        "InferwatchErrorBudgetBurnFast": ["2.5", "0.987", "rate77m", "rate3m"],
+        "InferwatchErrorBudgetBurnSlow": ["1.75", "0.987", "rate7h", "rate43m"],
+        "InferwatchNoTraffic": ["offset 97m", "rate7m"],
+        "InferwatchTargetDown": ['cluster="c-sentinel"'],
+        "InferwatchExporterDown": ['job="sentinel-exporter"'],
+        "InferwatchGpuLost": ['job="sentinel-exporter"'],
+        "InferwatchCollectorFailing": ['job="sentinel-exporter"'],
+    }
+    assert set(expected) == set(exprs)
+    for name, parts in expected.items():
+        for part in parts:
+            assert part in exprs[name], f"{name}: {part!r} not in {exprs[name]!r}"
+
+
+# --- dashboards -------------------------------------------------------------------------------
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    panels = []
+    for panel in dashboard["panels"]:
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))
+    return panels
+
+
+def test_three_dashboards_with_stable_uids(dashboards: dict[str, dict[str, Any]]) -> None:
+    uids = {path: d["uid"] for path, d in dashboards.items()}
+    assert uids == {"dashboards/model-overview.json": "inferwatch-overview",
+                    "dashboards/model-quality.json": "inferwatch-quality",
+                    "dashboards/resources.json": "inferwatch-resources"}
+    for d in dashboards.values():
+        assert d["schemaVersion"] >= 36
+        assert d["id"] is None  # Grafana assigns ids; a fixed one would clash on import
+
+
+def test_panels_use_current_types_and_the_datasource_variable(
+        dashboards: dict[str, dict[str, Any]]) -> None:
+    for path, d in dashboards.items():
+        panels = _panels(d)
+        types = {p["type"] for p in panels}
+        assert types <= CURRENT_PANEL_TYPES, f"{path}: {types - CURRENT_PANEL_TYPES}"
+        ids = [p["id"] for p in panels]
+        assert len(ids) == len(set(ids)), f"{path}: duplicate panel ids"
+        for p in panels:
+            pos = p["gridPos"]
+            assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, f"{path}: {p['title']}"
+            if p["type"] == "row":
+                continue
+            assert p["datasource"] == DATASOURCE, f"{path}: {p['title']}"
+            assert p["targets"], f"{path}: {p['title']} has no query"
+            for t in p["targets"]:
+                assert t["datasource"] == DATASOURCE, f"{path}: {p['title']}"
+                assert t["expr"].strip()
+            ref_ids = [t["refId"] for t in p["targets"]]
+            assert len(ref_ids) == len(set(ref_ids))
+
+
+def test_dashboards_cover_the_required_panel_kinds(
+        dashboards: dict[str, dict[str, Any]]) -> None:
+    used = {p["type"] for d in dashboards.values() for p in _panels(d)}
+    assert used == CURRENT_PANEL_TYPES
+
+
+def test_every_dashboard_has_the_five_variables(dashboards: dict[str, dict[str, Any]]) -> None:
+    for path, d in dashboards.items():
+        variables = {v["name"]: v for v in d["templating"]["list"]}
+        assert set(variables) >= VARIABLES, path
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        for name in VARIABLES - {"datasource"}:
+            assert variables[name]["datasource"] == DATASOURCE
+            assert f", {name})" in variables[name]["definition"]
+
+
+def test_overview_has_deploy_annotations(dashboards: dict[str, dict[str, Any]]) -> None:
+    annotations = dashboards["dashboards/model-overview.json"]["annotations"]["list"]
+    exprs = " ".join(a.get("expr", "") for a in annotations)
+    assert "inferwatch_model_loaded_timestamp_seconds" in exprs
+    assert "inferwatch_model_info" in exprs
+
+
+def dashboard_expressions(dashboards: dict[str, dict[str, Any]]) -> list[str]:
+    """Every PromQL expression of the dashboards: panels, variables and annotations."""
+    exprs = [t["expr"] for d in dashboards.values() for p in _panels(d)
+             for t in p.get("targets", [])]
+    for d in dashboards.values():
+        # label_values(<series selector>, <label>): the selector is the PromQL part
+        exprs += [re.fullmatch(r"label_values\((.*), *\w+\)", v["definition"]).group(1)
+                  for v in d["templating"]["list"] if v["type"] == "query"]
+        exprs += [a["expr"] for a in d["annotations"]["list"] if "expr" in a]
+    return exprs
+
+
+_KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan", "group_left", "group_right"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The series an expression reads: what is left once matchers, label lists, ranges and
+    function calls are taken out."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", " ", expr)
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ",
+                  expr)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])([a-zA-Z_:][\w:]*)(\s*\()?", expr):
+        name, call = match.groups()
+        if not call and name.lower() not in _KEYWORDS:
+            names.add(name)
+    return names
+
+
+def test_metric_names_reads_series_only() -> None:
+    expr = ('histogram_quantile(0.99, sum by (model, le) (rate(a_bucket{job=~"x|y", le="+Inf"}'
+            '[$__rate_interval]))) / on (model) group_left b:c:d offset 1h and time() - e')
+    assert metric_names(expr) == {"a_bucket", "b:c:d", "e"}
+
+
+def _known_series() -> set[str]:
+    names = {"up"}
+    for spec in CATALOGUE.values():
+        names.add(spec.name)
+        if spec.kind in ("histogram", "summary"):
+            names.update({f"{spec.name}_bucket", f"{spec.name}_sum", f"{spec.name}_count"})
+    return names | set(recording_names(DEFAULT))
+
+
+def test_dashboard_metrics_exist_in_the_catalogue_or_the_rules(
+        dashboards: dict[str, dict[str, Any]]) -> None:
+    known = _known_series()
+    used = set().union(*(metric_names(expr) for expr in dashboard_expressions(dashboards)))
+    unknown = used - known
+    assert not unknown, f"dashboards read unknown series: {sorted(unknown)}"
+    # the extractor really sees the series (a regex that matched nothing would pass above)
+    assert {"inferwatch_requests_total", "model:inferwatch_requests:rate5m",
+            "inferwatch_gpu_up"} <= used
+
+
+def test_rule_metrics_exist_in_the_catalogue_or_the_rules(files: dict[str, str]) -> None:
+    known = _known_series()
+    for path in ("alerts/recording-rules.yml", "alerts/alerting-rules.yml"):
+        groups = yaml.safe_load(files[path])["groups"]
+        for rule in (r for g in groups for r in g["rules"]):
+            names = metric_names(rule["expr"])
+            assert names, rule
+            assert names <= known, f"{rule}: {names - known}"
+
+
+# --- alerts, runbooks and manifests -----------------------------------------------------------
+
+
+def test_every_alert_has_labels_annotations_and_naming(files: dict[str, str]) -> None:
+    groups = yaml.safe_load(files["alerts/alerting-rules.yml"])["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    assert len(rules) == len(ALERTS)
+    for rule in rules:
+        assert re.fullmatch(r"Inferwatch(?:[A-Z][a-z0-9]+)+", rule["alert"]), rule["alert"]
+        assert rule["labels"]["severity"] in ("critical", "warning")
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url",
+                                            "dashboard_url"}
+        uids = {d.split("/d/")[1].split("?")[0] for d in [rule["annotations"]["dashboard_url"]]}
+        assert uids <= {"inferwatch-overview", "inferwatch-quality", "inferwatch-resources"}
+
+
+def test_recording_rules_follow_level_metric_operation(files: dict[str, str]) -> None:
+    groups = yaml.safe_load(files["alerts/recording-rules.yml"])["groups"]
+    for rule in (r for g in groups for r in g["rules"]):
+        level, metric, operation = rule["record"].split(":")
+        assert level and operation and metric.startswith("inferwatch_"), rule["record"]
+        if level == "model":
+            assert "by (model, model_version" in rule["expr"] or rule["expr"].count(":") >= 2
+
+
+def test_runbooks_have_one_section_per_alert() -> None:
+    text = (ROOT / "docs" / "runbooks.md").read_text(encoding="utf-8")
+    sections = re.findall(r"^## (\S+)\s*$", text, flags=re.M)
+    assert sorted(sections) == sorted(alert.name for alert in ALERTS)
+    for body in re.split(r"^## \S+\s*$", text, flags=re.M)[1:]:
+        assert "**Check first:**" in body
+    assert DEFAULT.links.runbook_url.startswith(
+        "https://github.com/inferwatch/inferwatch/blob/main/docs/runbooks.md#")
+
+
+def test_kubernetes_manifests(files: dict[str, str]) -> None:
+    rule = yaml.safe_load(files["alerts/kubernetes/prometheusrule.yaml"])
+    plain = [g for path in ("alerts/recording-rules.yml", "alerts/alerting-rules.yml")
+             for g in yaml.safe_load(files[path])["groups"]]
+    assert rule["kind"] == "PrometheusRule"
+    assert rule["spec"]["groups"] == plain
+    service = yaml.safe_load(files["alerts/kubernetes/servicemonitor.yaml"])
+    pod = yaml.safe_load(files["alerts/kubernetes/podmonitor.yaml"])
+    assert service["kind"] == "ServiceMonitor" and pod["kind"] == "PodMonitor"
+    relabel = service["spec"]["endpoints"][0]["relabelings"][0]
+    assert relabel["replacement"] == DEFAULT.kubernetes.model_job
+    assert f'job="{relabel["replacement"]}"' == DEFAULT.selectors.model
+    relabel = pod["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
+    assert f'job="{relabel["replacement"]}"' == DEFAULT.selectors.exporter

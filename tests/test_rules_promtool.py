@@ -1,0 +1,129 @@
+"""The rules through the real promtool: they load, every alert fires when it should and
+stays quiet when it should, and every PromQL expression we generate parses."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inferwatch.generate import render
+from inferwatch.generate.config import DEFAULT, from_dict
+from inferwatch.generate.rules import ALERTS
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+TESTS = sorted((ROOT / "alerts" / "tests").glob("*.yml"))
+# Grafana's own variables, replaced by what they expand to so Prometheus' parser sees PromQL.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__range": "1h", "$__interval": "1m"}
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd)
+
+
+def check_rules(*paths: Path) -> None:
+    result = promtool("check", "rules", *map(str, paths))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_committed_rule_files_pass_promtool_check() -> None:
+    files = sorted((ROOT / "alerts").glob("*.yml"))
+    assert [f.name for f in files] == ["alerting-rules.yml", "recording-rules.yml"]
+    check_rules(*files)
+
+
+def test_every_alert_fires_and_stays_quiet_in_promtool_tests() -> None:
+    assert TESTS
+    result = promtool("test", "rules", *map(str, TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for path in TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {alert.name for alert in ALERTS}
+    assert names - firing == set(), "alerts without a firing case"
+    assert names - quiet == set(), "alerts without a quiet case"
+    assert (firing | quiet) <= names, "tests name alerts that do not exist"
+
+
+def test_promtool_tests_fail_against_other_thresholds(tmp_path: Path) -> None:
+    """The unit tests check the generated rules, not something that always passes."""
+    cfg = from_dict({"latency": {"p99_seconds": 2}, "gpu": {"temperature_celsius": 95}})
+    for relative, text in render(cfg).items():
+        if relative.startswith("alerts/") and relative.endswith(".yml"):
+            (tmp_path / Path(relative).name).write_text(text)
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    for path in TESTS:
+        shutil.copy(path, tests / path.name)
+    result = promtool("test", "rules", str(tests / "availability.yml"),
+                      str(tests / "resources.yml"))
+    assert result.returncode != 0
+    assert "InferwatchLatencyHigh" in result.stdout + result.stderr
+    assert "InferwatchGpuTemperatureHigh" in result.stdout + result.stderr
+
+
+def _write_rule_files(files: dict[str, str], directory: Path) -> list[Path]:
+    paths = []
+    for relative, text in files.items():
+        if relative.startswith("alerts/") and relative.endswith(".yml"):
+            path = directory / Path(relative).name
+            path.write_text(text)
+            paths.append(path)
+    return paths
+
+
+def test_rules_from_a_config_with_every_value_changed_pass_promtool(tmp_path: Path) -> None:
+    from test_generate_outputs import ALERT_SENTINELS, SENTINELS, _nested
+
+    cfg = from_dict({**_nested(SENTINELS), "alerts": ALERT_SENTINELS})
+    check_rules(*_write_rule_files(render(cfg), tmp_path))
+
+
+def test_prometheus_rule_manifest_groups_pass_promtool(tmp_path: Path) -> None:
+    manifest = yaml.safe_load(render(DEFAULT)["alerts/kubernetes/prometheusrule.yaml"])
+    path = tmp_path / "from-manifest.yml"
+    path.write_text(yaml.safe_dump({"groups": manifest["spec"]["groups"]}))
+    check_rules(path)
+
+
+def test_every_dashboard_expression_parses(tmp_path: Path) -> None:
+    from test_generate_outputs import dashboard_expressions
+
+    dashboards = {path: json.loads(text) for path, text in render(DEFAULT).items()
+                  if path.endswith(".json")}
+    exprs = dashboard_expressions(dashboards)
+    assert len(exprs) > 50
+    rules = []
+    for number, expr in enumerate(exprs):
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        assert not re.search(r"\$__\w+", expr), f"unexpanded Grafana variable in {expr}"
+        rules.append({"record": f"dashboard:expression:n{number}", "expr": expr})
+    path = tmp_path / "dashboard-expressions.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    check_rules(path)
+
+
+def test_promtool_rejects_a_broken_expression(tmp_path: Path) -> None:
+    """The parse checks above can fail."""
+    path = tmp_path / "broken.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [
+        {"record": "a:b:c", "expr": "sum by (model (rate(x[5m]))"}]}]}))
+    result = promtool("check", "rules", str(path))
+    assert result.returncode != 0
