@@ -17,8 +17,6 @@ from typing import Any
 import attr
 from grafanalib import core as g
 
-from .promql import number
-
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 
@@ -38,7 +36,8 @@ def _with_ref_ids(targets: list[g.Target]) -> list[g.Target]:
 def thresholds(*limits: tuple[str, float]) -> list[dict[str, Any]]:
     """Threshold steps: green below the first limit, then each (color, value) in order."""
     return [{"color": "green", "value": None}] + [
-        {"color": color, "value": float(number(value))} for color, value in limits
+        # 12 significant digits hide float noise such as 1 - 0.999 = 0.0010000000000000009
+        {"color": color, "value": float(f"{value:.12g}")} for color, value in limits
     ]
 
 
@@ -68,6 +67,7 @@ def stat(title: str, targets: list[g.Target], unit: str = "short", description: 
     return g.Stat(
         title=title, description=description, dataSource=DATASOURCE,
         targets=_with_ref_ids(targets), format=unit, reduceCalc=calc, graphMode="area",
+        color={"mode": "thresholds"},
         colorMode="value", noValue="no data", thresholds="",
         extraJson={"fieldConfig": {"defaults": {"thresholds": {"mode": "absolute",
                                                                "steps": steps}}}},
