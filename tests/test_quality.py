@@ -41,7 +41,7 @@ def expected_numeric(ref: Reference, X: np.ndarray, tolerance: float = 0.0) -> d
             "non_finite": non_finite}
 
 
-def numeric_batch(n: int = 2000) -> np.ndarray:
+def numeric_batch(n: int = 5000) -> np.ndarray:
     X = RNG.normal(0.2, 1.3, size=(n, 4))
     X[RNG.random((n, 4)) < 0.05] = np.nan
     X[3, 1], X[4, 2] = np.inf, -np.inf
@@ -81,6 +81,9 @@ def test_every_container_gives_the_same_counts():
     assert_same(checker.check({n: X[:, j] for j, n in enumerate(names)}), reference_result)
     assert_same(checker.check({n: X[:, j].tolist() for j, n in enumerate(names)}), reference_result)
     assert_same(checker.check(rows), reference_result)
+    # None instead of NaN takes the value-by-value path: the counts must not change.
+    with_none = [{k: None if v != v else v for k, v in row.items()} for row in rows]
+    assert_same(checker.check(with_none), reference_result)
     assert_same(checker.check(X.tolist()), reference_result)
     one_at_a_time = checker.empty_result()
     for row, array_row in zip(rows, X):
@@ -253,3 +256,16 @@ def test_whole_float_codes_match_integer_categories():
     result = checker.check({"zip": np.array([10115.0, 75001.0, 99999.0])})
     assert result.unseen_category.tolist() == [1]
     assert checker.check([{"zip": "10115"}, {"zip": 75001}]).unseen_category.tolist() == [0]
+
+
+NUMERIC_ROWS = st.lists(st.fixed_dictionaries(
+    {n: st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 5) | st.none()
+     for n in "abcd"}), min_size=1, max_size=10)
+
+
+@settings(max_examples=100, deadline=None)
+@given(NUMERIC_ROWS)
+def test_numeric_rows_count_the_same_as_the_matrix_they_make(rows):
+    X = np.array([[np.nan if r[n] is None else float(r[n]) for n in "abcd"] for r in rows])
+    checker = BatchChecker(NUMERIC_REF)
+    assert_same(checker.check(rows), checker.check(X))
