@@ -60,7 +60,7 @@ def clean(value: object, *, max_array_bytes: int = 1 << 20, _depth: int = 0) -> 
     """
     kind = type(value)
     if kind is str:
-        return _UNSAFE.sub("", value)  # type: ignore[arg-type]
+        return value if value.isprintable() else _UNSAFE.sub("", value)  # type: ignore
     if value is None or kind is bool or kind is int:
         return value
     if kind is float:
@@ -71,8 +71,20 @@ def clean(value: object, *, max_array_bytes: int = 1 << 20, _depth: int = 0) -> 
     if isinstance(value, Mapping):
         if len(value) > MAX_ITEMS:
             return {"truncated": "mapping", "length": len(value)}
-        return {_clean_key(k): clean(v, max_array_bytes=max_array_bytes, _depth=depth)
-                for k, v in value.items()}
+        out = {}
+        for key, item in value.items():
+            # Plain scalars inline: this loop is most of the writer's time.
+            if type(key) is not str or not key.isprintable():
+                key = _clean_key(key)
+            kind = type(item)
+            if kind is str:
+                out[key] = item if item.isprintable() else _UNSAFE.sub("", item)
+            elif kind is int or kind is bool or item is None or (
+                    kind is float and math.isfinite(item)):
+                out[key] = item
+            else:
+                out[key] = clean(item, max_array_bytes=max_array_bytes, _depth=depth)
+        return out
     if isinstance(value, (list, tuple, set, frozenset)):
         if len(value) > MAX_ITEMS:
             return {"truncated": "list", "length": len(value)}
