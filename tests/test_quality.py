@@ -269,3 +269,25 @@ def test_numeric_rows_count_the_same_as_the_matrix_they_make(rows):
     X = np.array([[np.nan if r[n] is None else float(r[n]) for n in "abcd"] for r in rows])
     checker = BatchChecker(NUMERIC_REF)
     assert_same(checker.check(rows), checker.check(X))
+
+
+def test_check_predictions_takes_a_probability_matrix_or_a_single_output_array():
+    ref = Reference.from_data(np.zeros(100), predictions=RNG.dirichlet([1, 1, 1], 100),
+                              prediction_names=["a", "b", "c"])
+    checker = BatchChecker(ref)
+    proba = RNG.dirichlet([1, 1, 1], 20)
+    by_name = checker.check_predictions({n: proba[:, i] for i, n in enumerate("abc")})
+    from_matrix = checker.check_predictions(proba)
+    assert {n: c.tolist() for n, c in by_name.items()} == \
+        {n: c.tolist() for n, c in from_matrix.items()}
+    assert sum(c.sum() for c in from_matrix.values()) == 60
+    for wrong in (proba[:, :2], [[0.1], [0.2, 0.3]], proba[:, 0]):
+        assert all(c.sum() == 0 for c in checker.check_predictions(wrong).values())
+    single = BatchChecker(Reference.from_data(np.zeros(10), predictions=np.arange(10.0)))
+    assert single.check_predictions([1.0, 2.0, np.nan])["value"].sum() == 2
+
+
+def test_a_reference_without_features_counts_a_wrong_width():
+    checker = BatchChecker(Reference({}))
+    assert checker.check(np.ones((2, 2))).input_errors == {"wrong_width": 1}
+    assert checker.feature_layout.total == 0 and checker.empty_result().bin_counts == []

@@ -49,7 +49,7 @@ class BinLayout:
         if np.any(sizes_arr < 1):
             raise ValueError(f"every feature needs at least one bin, got {sizes_arr.tolist()}")
         self.sizes = sizes_arr
-        self.starts = np.concatenate(([0], np.cumsum(sizes_arr)[:-1])).astype(np.int64)
+        self.starts = np.concatenate(([0], np.cumsum(sizes_arr)))[:-1].astype(np.int64)
         self.total = int(sizes_arr.sum())
 
     @classmethod

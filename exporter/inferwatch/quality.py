@@ -159,11 +159,13 @@ class BatchChecker:
             result = self.empty_result()
         return result
 
-    def check_predictions(self, values_by_output: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def check_predictions(self, values_by_output: Any) -> dict[str, np.ndarray]:
         """Bin counts per reference output for a dict of output name -> values.
 
-        Every reference output gets an array (zeros when absent); unknown names, missing
-        and wrongly typed values are skipped.
+        An array also works: 1-D for a reference with one output, 2-D with one column per
+        output in reference order (a probability matrix). Every reference output gets an
+        array (zeros when absent); unknown names, missing and wrongly typed values, and
+        arrays of another shape are skipped.
 
         >>> from inferwatch.reference import Reference
         >>> ref = Reference.from_data(np.zeros(11), predictions=np.linspace(0, 1, 11), bins=2)
@@ -173,7 +175,7 @@ class BatchChecker:
         out = {name: np.zeros(c.n_bins, dtype=np.int64) for name, c in self._outputs.items()}
         try:
             if not isinstance(values_by_output, Mapping):
-                return out
+                values_by_output = self._outputs_of_array(values_by_output)
             for name, values in values_by_output.items():
                 column = self._outputs.get(name)
                 arr = _as_column(values)
@@ -185,6 +187,20 @@ class BatchChecker:
         except Exception as exc:
             internal.record("quality", exc)
         return out
+
+    def _outputs_of_array(self, values: Any) -> dict[str, Any]:
+        if not isinstance(values, (np.ndarray, list, tuple)):
+            return {}
+        try:
+            arr = np.asarray(values)
+        except (ValueError, TypeError):  # ragged
+            return {}
+        names = list(self._outputs)
+        if arr.ndim == 1 and len(names) == 1:
+            return {names[0]: arr}
+        if arr.ndim == 2 and arr.shape[1] == len(names):
+            return {name: arr[:, i] for i, name in enumerate(names)}
+        return {}
 
     # --- containers ---------------------------------------------------------------------
 
