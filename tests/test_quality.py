@@ -226,9 +226,9 @@ BATCHES = (ROWS | st.lists(ROWS, max_size=8) | ARRAYS
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(BATCHES)
-def test_any_batch_is_counted_without_raising(batch):
-    checker = BatchChecker(MIXED_REF)
+@given(BATCHES, st.sampled_from([MIXED_REF, NUMERIC_REF]))
+def test_any_batch_is_counted_without_raising(batch, reference):
+    checker = BatchChecker(reference)
     before = internal.internal_error_counts().get("quality", 0)
     result = checker.check(batch)
     assert internal.internal_error_counts().get("quality", 0) == before
