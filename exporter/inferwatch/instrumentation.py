@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
+_FEATURE_OPTIONS = frozenset({"range_tolerance", "drift_window_seconds", "drift_age_buckets"})
 
 
 class _CallRecorder:
@@ -294,15 +296,20 @@ def _framework(target: Any, is_function: bool) -> str:
 
 
 def instrument(target: Any = None, /, *, name: str, version: str = "unversioned",
-               trained_at: Any = None, registry: Registry | None = None,
-               **options: Any) -> Any:
+               trained_at: Any = None, reference: Any = None, request_id: Any = None,
+               events: Any = None, registry: Registry | None = None, **options: Any) -> Any:
     """Record latency, errors, versions and predictions of a model or function.
 
     `target` is a model object (its ``predict``, ``predict_proba`` and ``__call__`` are
     wrapped), a plain or ``async`` function, or omitted to get a decorator.
-    `trained_at` is a datetime, an ISO date string or Unix seconds. Other keyword
-    options are :class:`~inferwatch.monitors.Settings` fields (``task``, ``quantiles``,
-    ``output_range``, ``max_classes``, ...).
+    `trained_at` is a datetime, an ISO date string or Unix seconds. `reference` (a
+    :class:`~inferwatch.Reference` or the path of a saved one) switches on data-quality
+    counters and drift; `request_id` is a function of the call's arguments returning the id
+    that ``record_outcome`` joins on; `events` (an ``EventLog`` or a path ending in
+    ``.jsonl`` / ``.sqlite``) logs every prediction. ``range_tolerance``,
+    ``drift_window_seconds`` and ``drift_age_buckets`` tune the reference checks. Other
+    keyword options are :class:`~inferwatch.monitors.Settings` fields (``task``,
+    ``quantiles``, ``output_range``, ``max_classes``, ...).
 
     >>> from inferwatch.registry import Registry
     >>> @instrument(name="scorer", version="2", registry=Registry())
@@ -313,18 +320,21 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     """
     if not isinstance(name, str) or not name:
         raise ValueError("inferwatch.instrument: name must be a non-empty string")
-    unknown = sorted(set(options) - _SETTINGS_FIELDS)
+    unknown = sorted(set(options) - _SETTINGS_FIELDS - _FEATURE_OPTIONS)
     if unknown:
+        valid = sorted(_SETTINGS_FIELDS | _FEATURE_OPTIONS)
         raise TypeError(f"inferwatch.instrument: unknown option(s) {', '.join(unknown)}; "
-                        f"valid options: {', '.join(sorted(_SETTINGS_FIELDS))}")
+                        f"valid options: {', '.join(valid)}")
     if target is None:
         def decorator(fn: F) -> F:
             return instrument(fn, name=name, version=version, trained_at=trained_at,
+                              reference=reference, request_id=request_id, events=events,
                               registry=registry, **options)
         return decorator
     if isinstance(target, type):
         raise TypeError("inferwatch.instrument: pass a model instance or a function, "
                         f"not the class {target.__name__}")
+    feature_options = {k: options.pop(k) for k in list(options) if k in _FEATURE_OPTIONS}
     user_metadata = dict(options.pop("metadata", None) or {})
     is_function = inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(
         target) or isinstance(target, functools.partial) or inspect.iscoroutinefunction(target)
@@ -340,9 +350,17 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
         name, str(version), settings, trained_at=trained,
         class_names=None if is_function else (lambda: getattr(target, "classes_", None)),
     )
+    if reference is not None or request_id is not None or events is not None:
+        monitor.configure(reference=reference, request_id=request_id, events=events,
+                          **feature_options)
     if is_function:
         return wrap_callable(target, monitor)
-    pickled_options = {"name": name, "version": version, "trained_at": trained_at, **options}
+    pickled_options = {"name": name, "version": version, "trained_at": trained_at,
+                       "reference": reference, "request_id": request_id,
+                       # a live event log (a thread and open files) is not picklable: its path is
+                       "events": events if events is None or isinstance(events, (str, os.PathLike))
+                       else getattr(events, "path", None),
+                       **options, **feature_options}
     if user_metadata:
         pickled_options["metadata"] = user_metadata
     return InstrumentedModel(target, monitor, pickled_options)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import threading
 import time
@@ -29,13 +30,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import internal
+from .features import DEFAULT_DRIFT_AGE_BUCKETS, DEFAULT_DRIFT_WINDOW_SECONDS, FeatureTracker
 from .labels import LabelCap, clean_label_value
 from .outcomes import OutcomeJoiner
 from .predictions import Prediction, normalize
 from .state import ModelState, SummarySettings
 
 if TYPE_CHECKING:
+    from .events import EventLog
+    from .reference import Reference
     from .request import Request
+
+_slow_lock = threading.Lock()
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0)
@@ -136,8 +142,32 @@ class RequestRecord:
     probabilities: bool = False
     has_prediction: bool = False
     features: object = None
+    inputs: object = None
+    stage_outputs: dict[str, object] | None = None
     action: str | None = None
     error_type: type | None = None
+    trace_id: str | None = None
+
+    def event(self, model: str, version: str) -> dict[str, object]:
+        """The event-log entry for this request (the log redacts and bounds it)."""
+        event: dict[str, object] = {
+            "ts": self.started_at, "model": model, "model_version": version,
+            "request_id": self.request_id, "trace_id": self.trace_id,
+            # Without a separate raw input, the call's argument is the input: logged once.
+            "inputs": self.inputs if self.inputs is not None else self.features,
+            "stages": {name: seconds for name, seconds in self.stages},
+            "duration_seconds": self.duration, "action": self.action,
+        }
+        if self.inputs is not None and self.features is not None:
+            event["features"] = self.features
+        if self.stage_outputs:
+            event["stage_outputs"] = self.stage_outputs
+        if self.error_type is not None:
+            event["error"] = {"type": self.error_type.__name__}
+        elif self.has_prediction:
+            key = "probabilities" if self.probabilities else "prediction"
+            event[key] = self.prediction
+        return event
 
 
 def _take(pending: list) -> list:
@@ -187,6 +217,8 @@ class Monitor:
         self.slow_path = 0
         self.keeps_inputs = False
         self.request_id_fn: Callable[..., object] | None = None
+        self.features: FeatureTracker | None = None
+        self.events: EventLog | None = None
         s = self.settings
         self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds)
         self._caps = {
@@ -196,6 +228,46 @@ class Monitor:
             "inferwatch_actions_total": LabelCap(s.max_actions),
             "inferwatch_stage_duration_seconds": LabelCap(s.max_stages),
         }
+
+    def configure(self, *, reference: Reference | str | os.PathLike | None = None,
+                  request_id: Callable[..., object] | None = None,
+                  events: EventLog | str | os.PathLike | None = None,
+                  range_tolerance: float = 0.0,
+                  drift_window_seconds: float = DEFAULT_DRIFT_WINDOW_SECONDS,
+                  drift_age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS) -> Monitor:
+        """Switch on data quality and drift, request ids from a function, or the event log.
+
+        Each of these needs the call's inputs or an event per call, so instrumented calls
+        of this model take the slow path (still append-only; the checks run at drain time).
+        """
+        from .reference import Reference
+
+        slow_before = bool(self.features or self.events or self.request_id_fn)
+        if reference is not None:
+            if not isinstance(reference, Reference):
+                reference = Reference.load(reference)
+            tracker = FeatureTracker(reference, range_tolerance=range_tolerance,
+                                     window_seconds=drift_window_seconds,
+                                     age_buckets=drift_age_buckets)
+            with self._lock:
+                self.features = tracker
+                self.state.extras["drift"] = tracker.drift
+        if request_id is not None:
+            if not callable(request_id):
+                raise TypeError("inferwatch: request_id must be a function of the call's "
+                                f"arguments, got {type(request_id).__name__}")
+            self.request_id_fn = request_id
+        if events is not None:
+            if not hasattr(events, "emit"):
+                from .events import EventLog
+
+                events = EventLog(events)
+            self.events = events
+        self.keeps_inputs = self.features is not None or self.events is not None
+        if not slow_before and (self.features or self.events or self.request_id_fn):
+            with _slow_lock:
+                self.slow_path += 1
+        return self
 
     # --- the request path ---------------------------------------------------------------
     def request(self, request_id: str | None = None) -> Request:
@@ -219,6 +291,10 @@ class Monitor:
                 joined = self.outcomes.join(rid, y_true, when)
             with self._lock:
                 self._record_join(joined)
+            if self.events is not None:
+                self.events.emit({"ts": when, "model": self.name, "model_version": self.version,
+                                  "request_id": rid, "outcome": y_true,
+                                  "outcome_match": joined.unmatched or "joined"})
         except Exception as exc:
             internal.record("outcome", exc)
 
@@ -313,7 +389,37 @@ class Monitor:
                 state.inc("inferwatch_errors_total", (key,), count)
         state.histogram("inferwatch_request_duration_seconds", (),
                         self.settings.latency_buckets).observe(np.asarray(durations))
+        tracker = self.features
+        if tracker is not None:
+            self._check_features(tracker, requests, predictions, now)
         predictions.flush(state, now)
+        if self.events is not None and requests:
+            self._emit_events(requests)
+
+    def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
+                        predictions: _PredictionBatch, now: float) -> None:
+        inputs = [r.features for r in requests if r.features is not None]
+        if inputs:
+            result = tracker.check_inputs(inputs, now)
+            state = self.state
+            names = tracker.reference.feature_names
+            for metric, counts in (("inferwatch_feature_missing_total", result.missing),
+                                   ("inferwatch_feature_out_of_range_total", result.out_of_range),
+                                   ("inferwatch_feature_unseen_category_total",
+                                    result.unseen_category)):
+                for index in np.flatnonzero(counts).tolist():
+                    state.inc(metric, (names[index],), int(counts[index]))
+            for reason, count in result.input_errors.items():
+                if count:
+                    state.inc("inferwatch_input_errors_total", (reason,), count)
+        values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+                  for name, chunks in predictions.values.items()}
+        tracker.check_predictions(values, sum(predictions.batch_sizes), now)
+
+    def _emit_events(self, requests: list[RequestRecord]) -> None:
+        emit = self.events.emit
+        for record in requests:
+            emit(record.event(self.name, self.version))
 
     def _report_dropped(self) -> None:
         dropped = _count_value(self._dropped)
@@ -463,8 +569,10 @@ class _PredictionBatch:
         for output, chunks in merged.items():
             values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
             state.summary("inferwatch_prediction", (output,)).observe(values, now)
-            state.histogram("inferwatch_prediction_value", (output,),
-                            settings.value_buckets).observe(values)
+            tracker = self.monitor.features
+            bounds = (tracker.value_buckets(output) if tracker is not None else None) or \
+                settings.value_buckets
+            state.histogram("inferwatch_prediction_value", (output,), bounds).observe(values)
             if settings.output_range is not None:
                 self._invalid("out_of_range", int(((values < low) | (values > high)).sum()))
         if self.classes:

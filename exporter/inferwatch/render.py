@@ -48,6 +48,9 @@ def model_families(states: Iterable[ModelState], now: float) -> list[Metric]:
     for state in states:
         base = {"model": state.model, "model_version": state.version}
         _identity(families, state, base)
+        drift = state.extras.get("drift")
+        if drift is not None:
+            _drift(families, drift, base, now)
         for metric, series in state.counters.items():
             family, spec = families.get(metric), CATALOGUE.get(metric)
             if family is None or spec is None:
@@ -86,6 +89,18 @@ def _identity(families: dict[str, Metric], state: ModelState, base: dict[str, st
     if not math.isnan(state.trained_at):
         families["inferwatch_model_trained_timestamp_seconds"].add_sample(
             "inferwatch_model_trained_timestamp_seconds", base, state.trained_at)
+
+
+def _drift(families: dict[str, Metric], drift, base: dict[str, str], now: float) -> None:
+    feature_scores, output_scores, rows = drift.scores(now)
+    families["inferwatch_drift_window_observations"].add_sample(
+        "inferwatch_drift_window_observations", base, float(rows))
+    for (feature, method), value in feature_scores.items():
+        families["inferwatch_feature_drift"].add_sample(
+            "inferwatch_feature_drift", {**base, "feature": feature, "method": method}, value)
+    for (output, method), value in output_scores.items():
+        families["inferwatch_prediction_drift"].add_sample(
+            "inferwatch_prediction_drift", {**base, "output": output, "method": method}, value)
 
 
 def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:

@@ -14,20 +14,18 @@
 from __future__ import annotations
 
 import contextvars
-import threading
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import internal
-from .monitors import RequestRecord
+from .monitors import RequestRecord, _slow_lock
 
 if TYPE_CHECKING:
     from .monitors import Monitor
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "inferwatch_request", default=None)
-_active_lock = threading.Lock()
 
 INFERENCE_STAGE = "inference"
 
@@ -73,7 +71,7 @@ class Request:
 
     def __enter__(self) -> Request:
         monitor = self.monitor
-        with _active_lock:
+        with _slow_lock:
             monitor.active_requests += 1
             monitor.slow_path += 1
         next(monitor._started)
@@ -94,7 +92,7 @@ class Request:
         except ValueError:  # exited in another context than entered (rare async misuse)
             internal.record("request")
         monitor._requests.append(record)
-        with _active_lock:
+        with _slow_lock:
             monitor.active_requests -= 1
             monitor.slow_path -= 1
         return False
@@ -113,6 +111,17 @@ class Request:
     def features(self, features: object) -> None:
         """The model's input features for this request (data quality, drift, event log)."""
         self.record.features = features
+
+    def inputs(self, inputs: object) -> None:
+        """The raw input of this request, for the event log (features are what the model saw)."""
+        self.record.inputs = inputs
+
+    def stage_output(self, stage: str, output: object) -> None:
+        """An intermediate result worth keeping in the event log (candidates, embeddings...)."""
+        outputs = self.record.stage_outputs
+        if outputs is None:
+            outputs = self.record.stage_outputs = {}
+        outputs[str(stage)] = output
 
     def prediction(self, prediction: object, *, probabilities: bool | None = None) -> None:
         """The model output for this request; `probabilities` marks a predict_proba matrix."""
