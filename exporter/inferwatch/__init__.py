@@ -27,7 +27,7 @@ _EXPORTS = {
     "make_asgi_app": "inferwatch.exposition",
     "make_wsgi_app": "inferwatch.exposition",
     "Reference": "inferwatch.reference",
-    "push": "inferwatch.push",
+    "push": "inferwatch.pushgateway",
     "InstrumentMiddleware": "inferwatch.middleware",
 }
 
