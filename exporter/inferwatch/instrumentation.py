@@ -26,12 +26,14 @@ from . import internal
 from .monitors import Monitor, RequestRecord, Settings
 from .registry import Registry, default_registry
 from .request import current_request
+from .tracing import current_trace_id, otel_loaded
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 _FEATURE_OPTIONS = frozenset({"range_tolerance", "drift_window_seconds", "drift_age_buckets"})
+_TRACE_OPTIONS = frozenset({"exemplars", "trace_stages"})
 
 
 class _CallRecorder:
@@ -70,6 +72,8 @@ class _CallRecorder:
                                started_at=time.time())
         if monitor.keeps_inputs:
             record.features = args[0] if args else next(iter(kwargs.values()), None)
+        if monitor.traces:
+            record.trace_id = current_trace_id()
         next(monitor._started)
         return record
 
@@ -307,7 +311,10 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     counters and drift; `request_id` is a function of the call's arguments returning the id
     that ``record_outcome`` joins on; `events` (an ``EventLog`` or a path ending in
     ``.jsonl`` / ``.sqlite``) logs every prediction. ``range_tolerance``,
-    ``drift_window_seconds`` and ``drift_age_buckets`` tune the reference checks. Other
+    ``drift_window_seconds`` and ``drift_age_buckets`` tune the reference checks. When the
+    application uses OpenTelemetry, each call's trace id becomes an exemplar on the latency
+    histogram and goes into the event log (``exemplars=False`` turns that off,
+    ``trace_stages=True`` adds a span per ``r.stage()``). Other
     keyword options are :class:`~inferwatch.monitors.Settings` fields (``task``,
     ``quantiles``, ``output_range``, ``max_classes``, ...).
 
@@ -320,9 +327,9 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     """
     if not isinstance(name, str) or not name:
         raise ValueError("inferwatch.instrument: name must be a non-empty string")
-    unknown = sorted(set(options) - _SETTINGS_FIELDS - _FEATURE_OPTIONS)
+    unknown = sorted(set(options) - _SETTINGS_FIELDS - _FEATURE_OPTIONS - _TRACE_OPTIONS)
     if unknown:
-        valid = sorted(_SETTINGS_FIELDS | _FEATURE_OPTIONS)
+        valid = sorted(_SETTINGS_FIELDS | _FEATURE_OPTIONS | _TRACE_OPTIONS)
         raise TypeError(f"inferwatch.instrument: unknown option(s) {', '.join(unknown)}; "
                         f"valid options: {', '.join(valid)}")
     if target is None:
@@ -335,6 +342,7 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
         raise TypeError("inferwatch.instrument: pass a model instance or a function, "
                         f"not the class {target.__name__}")
     feature_options = {k: options.pop(k) for k in list(options) if k in _FEATURE_OPTIONS}
+    trace_options = {k: options.pop(k) for k in list(options) if k in _TRACE_OPTIONS}
     user_metadata = dict(options.pop("metadata", None) or {})
     is_function = inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(
         target) or isinstance(target, functools.partial) or inspect.iscoroutinefunction(target)
@@ -350,6 +358,9 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
         name, str(version), settings, trained_at=trained,
         class_names=None if is_function else (lambda: getattr(target, "classes_", None)),
     )
+    exemplars = trace_options.get("exemplars")
+    if exemplars or (exemplars is None and otel_loaded()):
+        monitor.configure(traces=True, trace_stages=bool(trace_options.get("trace_stages")))
     if reference is not None or request_id is not None or events is not None:
         monitor.configure(reference=reference, request_id=request_id, events=events,
                           **feature_options)
@@ -360,7 +371,7 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
                        # a live event log (a thread and open files) is not picklable: its path is
                        "events": events if events is None or isinstance(events, (str, os.PathLike))
                        else getattr(events, "path", None),
-                       **options, **feature_options}
+                       **options, **feature_options, **trace_options}
     if user_metadata:
         pickled_options["metadata"] = user_metadata
     return InstrumentedModel(target, monitor, pickled_options)

@@ -219,6 +219,8 @@ class Monitor:
         self.request_id_fn: Callable[..., object] | None = None
         self.features: FeatureTracker | None = None
         self.events: EventLog | None = None
+        self.traces = False
+        self.trace_stages = False
         s = self.settings
         self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds)
         self._caps = {
@@ -234,7 +236,8 @@ class Monitor:
                   events: EventLog | str | os.PathLike | None = None,
                   range_tolerance: float = 0.0,
                   drift_window_seconds: float = DEFAULT_DRIFT_WINDOW_SECONDS,
-                  drift_age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS) -> Monitor:
+                  drift_age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS,
+                  traces: bool | None = None, trace_stages: bool | None = None) -> Monitor:
         """Switch on data quality and drift, request ids from a function, or the event log.
 
         Each of these needs the call's inputs or an event per call, so instrumented calls
@@ -242,7 +245,11 @@ class Monitor:
         """
         from .reference import Reference
 
-        slow_before = bool(self.features or self.events or self.request_id_fn)
+        slow_before = self._wants_slow_path()
+        if traces is not None:
+            self.traces = bool(traces)
+        if trace_stages is not None:
+            self.trace_stages = bool(trace_stages)
         if reference is not None:
             if not isinstance(reference, Reference):
                 reference = Reference.load(reference)
@@ -264,10 +271,14 @@ class Monitor:
                 events = EventLog(events)
             self.events = events
         self.keeps_inputs = self.features is not None or self.events is not None
-        if not slow_before and (self.features or self.events or self.request_id_fn):
+        slow_after = self._wants_slow_path()
+        if slow_after != slow_before:
             with _slow_lock:
-                self.slow_path += 1
+                self.slow_path += 1 if slow_after else -1
         return self
+
+    def _wants_slow_path(self) -> bool:
+        return bool(self.features or self.events or self.request_id_fn or self.traces)
 
     # --- the request path ---------------------------------------------------------------
     def request(self, request_id: str | None = None) -> Request:
@@ -387,8 +398,12 @@ class Monitor:
             cap = self._caps["inferwatch_errors_total"]
             for key, count in cap.fold_counts(error_counts).items():
                 state.inc("inferwatch_errors_total", (key,), count)
-        state.histogram("inferwatch_request_duration_seconds", (),
-                        self.settings.latency_buckets).observe(np.asarray(durations))
+        latency = state.histogram("inferwatch_request_duration_seconds", (),
+                                  self.settings.latency_buckets)
+        latency.observe(np.asarray(durations))
+        for record in requests:
+            if record.trace_id is not None:
+                latency.exemplar(record.duration, record.trace_id, record.started_at)
         tracker = self.features
         if tracker is not None:
             self._check_features(tracker, requests, predictions, now)

@@ -16,7 +16,7 @@ import math
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 
-from prometheus_client.core import Metric
+from prometheus_client.core import Exemplar, Metric
 from prometheus_client.utils import floatToGoString
 
 from .catalogue import CATALOGUE, MODEL_LABELS, MetricSpec
@@ -105,13 +105,23 @@ def _drift(families: dict[str, Metric], drift, base: dict[str, str], now: float)
 
 def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:
     cumulative = 0
-    for bound, count in zip(hist.bounds.tolist(), hist.counts[:-1].tolist()):
+    exemplars = hist.exemplars
+    for index, (bound, count) in enumerate(zip(hist.bounds.tolist(), hist.counts[:-1].tolist())):
         cumulative += count
-        family.add_sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, cumulative)
+        family.add_sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, cumulative,
+                          exemplar=_exemplar(exemplars.get(index)))
     cumulative += int(hist.counts[-1])
-    family.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, cumulative)
+    family.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, cumulative,
+                      exemplar=_exemplar(exemplars.get(len(hist.bounds))))
     family.add_sample(name + "_count", labels, cumulative)
     family.add_sample(name + "_sum", labels, hist.sum)
+
+
+def _exemplar(exemplar: tuple[str, float, float] | None) -> Exemplar | None:
+    if exemplar is None:
+        return None
+    trace_id, value, at = exemplar
+    return Exemplar({"trace_id": trace_id}, value, at)
 
 
 def _summary(family: Metric, name: str, labels: dict[str, str], summary, quantiles,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from . import internal
 from .monitors import RequestRecord, _slow_lock
+from .tracing import current_trace_id, stage_span
 
 if TYPE_CHECKING:
     from .monitors import Monitor
@@ -38,19 +39,34 @@ def current_request() -> Request | None:
 class Stage:
     """Times one named stage of a request; records even when the stage raises."""
 
-    __slots__ = ("_name", "_request", "_start")
+    __slots__ = ("_name", "_request", "_span", "_start")
 
     def __init__(self, request: Request, name: str) -> None:
         self._request = request
         self._name = name
         self._start = 0.0
+        self._span = None
 
     def __enter__(self) -> Stage:
+        monitor = self._request.monitor
+        if monitor.trace_stages:
+            try:
+                self._span = stage_span(self._name, {"inferwatch.model": monitor.name,
+                                                     "inferwatch.model_version": monitor.version})
+                self._span.__enter__()
+            except Exception as exc:
+                self._span = None
+                internal.record("tracing", exc)
         self._start = time.perf_counter()
         return self
 
     def __exit__(self, *exc_info: object) -> bool:
         self._request.record.stages.append((self._name, time.perf_counter() - self._start))
+        if self._span is not None:
+            try:
+                self._span.__exit__(*exc_info)
+            except Exception as exc:
+                internal.record("tracing", exc)
         return False
 
 
@@ -77,6 +93,8 @@ class Request:
         next(monitor._started)
         self._token = _current.set(self)
         self.record.started_at = time.time()
+        if monitor.traces:
+            self.record.trace_id = current_trace_id()
         self._start = time.perf_counter()
         return self
 

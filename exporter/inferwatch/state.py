@@ -47,12 +47,19 @@ class SummarySettings:
 class HistogramState:
     """Bucket counts (not cumulative; the last bucket is +Inf) and the sum of observations."""
 
-    __slots__ = ("bounds", "counts", "sum")
+    __slots__ = ("bounds", "counts", "exemplars", "sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = np.asarray(bounds, dtype=np.float64)
         self.counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)
         self.sum = 0.0
+        # bucket index -> (trace id, observed value, unix time): the latest one per bucket
+        self.exemplars: dict[int, tuple[str, float, float]] = {}
+
+    def exemplar(self, value: float, trace_id: str, at: float) -> None:
+        """Link the bucket holding `value` to a trace (its latest one wins)."""
+        index = int(np.searchsorted(self.bounds, value, side="left"))
+        self.exemplars[index] = (trace_id, float(value), float(at))
 
     def observe(self, values: np.ndarray) -> None:
         if values.size == 0:
@@ -82,9 +89,16 @@ class HistogramState:
             raise ValueError("cannot merge histograms with different buckets")
         self.counts += other.counts
         self.sum += other.sum
+        for index, exemplar in other.exemplars.items():
+            mine = self.exemplars.get(index)
+            if mine is None or exemplar[2] > mine[2]:
+                self.exemplars[index] = exemplar
 
     def to_dict(self) -> dict:
-        return {"bounds": self.bounds.tolist(), "counts": self.counts.tolist(), "sum": self.sum}
+        data = {"bounds": self.bounds.tolist(), "counts": self.counts.tolist(), "sum": self.sum}
+        if self.exemplars:
+            data["exemplars"] = [[i, *e] for i, e in sorted(self.exemplars.items())]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> HistogramState:
@@ -94,6 +108,9 @@ class HistogramState:
             raise ValueError("histogram counts do not match its buckets")
         state.counts = counts
         state.sum = float(data["sum"])
+        for index, trace_id, value, at in data.get("exemplars", []):
+            if 0 <= int(index) < counts.shape[0]:
+                state.exemplars[int(index)] = (str(trace_id), float(value), float(at))
         return state
 
 

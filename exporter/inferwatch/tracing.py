@@ -1,0 +1,42 @@
+"""OpenTelemetry links: the active trace id for exemplars and events, and stage spans.
+
+OpenTelemetry is an optional extra (``pip install inferwatch[otel]``). inferwatch never
+imports it on its own: it reads the active span only when the application has already
+imported ``opentelemetry.trace``.
+
+>>> current_trace_id() is None  # no span is active here
+True
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+TRACER_NAME = "inferwatch"
+
+
+def otel_loaded() -> bool:
+    """True when the application uses OpenTelemetry (it imported the tracing API)."""
+    return "opentelemetry.trace" in sys.modules
+
+
+def current_trace_id() -> str | None:
+    """The active span's trace id as 32 hex digits, or None without a sampled span."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x")
+
+
+def stage_span(stage: str, attributes: dict[str, Any]) -> AbstractContextManager:
+    """A span for one stage of a request, or a no-op without OpenTelemetry."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return nullcontext()
+    tracer = trace.get_tracer(TRACER_NAME)
+    return tracer.start_as_current_span(f"inferwatch.{stage}", attributes=attributes)
