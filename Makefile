@@ -45,6 +45,7 @@ demo: venv tools
 	$(BIN)/inferwatch demo
 
 bench: venv
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:
