@@ -72,3 +72,29 @@ def test_round_trip_through_json_preserves_everything():
     hist = restored.histograms["inferwatch_request_duration_seconds"][()]
     assert hist.counts.tolist() == \
         state.histograms["inferwatch_request_duration_seconds"][()].counts.tolist()
+
+
+def test_drift_windows_travel_in_snapshots_and_merge():
+    from inferwatch.features import FeatureTracker
+    from inferwatch.reference import Reference
+
+    rng = np.random.default_rng(0)
+    ref = Reference.from_data({"x": rng.normal(size=1000)}, predictions=rng.random(1000))
+    now = 1_000_000.0
+    states = []
+    for shift in (0.0, 3.0):
+        tracker = FeatureTracker(ref)
+        tracker.check_inputs([{"x": v} for v in rng.normal(shift, 1, 200)], now)
+        state = ModelState("m", "1")
+        state.extras["drift"] = tracker.drift
+        states.append(ModelState.from_dict(json.loads(json.dumps(state.to_dict()))))
+    merged = ModelState("m", "1")
+    for state in states:
+        merged.merge(state)
+    feature_scores, _, rows = merged.extras["drift"].scores(now)
+    assert rows == 400
+    combined = list(states[0].extras["drift"].features.flat_counts(now)[0] +
+                    states[1].extras["drift"].features.flat_counts(now)[0])
+    assert merged.extras["drift"].features.flat_counts(now)[0].tolist() == combined
+    assert states[0].extras["drift"].rows(now) == 200  # merging copied, never aliased
+    assert feature_scores[("x", "psi")] > 0.2

@@ -16,6 +16,7 @@ gauge declares its rule in :data:`GAUGE_MERGE`.
 from __future__ import annotations
 
 import copy
+import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ from .window import RollingSketch
 Labels = tuple[str, ...]
 
 _SORT_THRESHOLD = 256
+
+# Mergeable parts beyond counters, histograms and sketches: name -> "module:Class", each
+# with merge(), to_dict() and from_dict(); imported only when a snapshot holds one.
+EXTRA_TYPES: dict[str, str] = {"drift": "inferwatch.features:DriftState"}
 
 # How each per-model gauge combines across worker processes.
 GAUGE_MERGE: dict[str, str] = {
@@ -253,6 +258,8 @@ class ModelState:
             "histograms": _series_out(self.histograms, HistogramState.to_dict),
             "summaries": _series_out(self.summaries, SummaryState.to_dict),
             "gauges": _series_out(self.gauges, float),
+            "extras": {name: extra.to_dict() for name, extra in self.extras.items()
+                       if name in EXTRA_TYPES},
         }
 
     @classmethod
@@ -271,7 +278,14 @@ class ModelState:
             summaries=_series_in(data.get("summaries", {}),
                                  lambda d: SummaryState.from_dict(d, settings)),
             gauges=_series_in(data.get("gauges", {}), float),
+            extras={name: _extra_type(name).from_dict(extra)
+                    for name, extra in data.get("extras", {}).items() if name in EXTRA_TYPES},
         )
+
+
+def _extra_type(name: str) -> type:
+    module_name, _, class_name = EXTRA_TYPES[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def _finite_sum(values: np.ndarray) -> float:
