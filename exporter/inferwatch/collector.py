@@ -43,6 +43,10 @@ class InferwatchCollector(Collector):
         return describe_families()
 
     def collect(self) -> Iterator[Metric]:
+        if self.registry.multiproc is not None:
+            # Multi-worker mode: every worker's snapshot merged, this one's included.
+            yield from self.registry.multiproc.collect()
+            return
         try:
             registry = self.registry
             registry.drain()

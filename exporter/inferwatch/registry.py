@@ -15,11 +15,15 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from . import internal
 from .catalogue import OTHER
 from .labels import LabelCap, clean_label_value
 from .monitors import Monitor, Settings
+
+if TYPE_CHECKING:
+    from .multiproc import Publisher
 
 DRAIN_INTERVAL_SECONDS = 1.0
 MAX_VERSIONS_PER_MODEL = 10
@@ -44,6 +48,8 @@ class Registry:
         self._drainer: threading.Thread | None = None
         self._drainer_pid = 0
         self._stop = threading.Event()
+        # Multi-worker mode (inferwatch.multiproc.attach): publishes after each drain.
+        self.multiproc: Publisher | None = None
         _live_registries.add(self)
 
     def monitor(self, name: str, version: str | None = None, settings: Settings | None = None,
@@ -122,10 +128,17 @@ class Registry:
         self._stop.set()
 
     def _after_fork(self) -> None:
+        was_draining = self._drainer is not None and not self._stop.is_set()
         self._lock = threading.Lock()
         self._drainer = None
         for monitor in self._monitors.values():
             monitor._lock = threading.Lock()
+        if self.multiproc is not None:
+            self.multiproc.after_fork()
+        if was_draining:
+            # A pre-forked worker (gunicorn --preload) records calls but may never create
+            # a monitor itself; without its own drain thread nothing would drain them.
+            self.ensure_drainer()
 
 
 def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, interval: float) -> None:
@@ -135,7 +148,9 @@ def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, interval: flo
             return
         try:
             registry.drain()
-        except Exception as exc:  # drain() already guards; this is the last line
+            if registry.multiproc is not None:
+                registry.multiproc.tick()
+        except Exception as exc:  # drain() and tick() already guard; this is the last line
             internal.record("drain", exc)
         del registry
 
@@ -154,10 +169,24 @@ _default_lock = threading.Lock()
 
 
 def default_registry() -> Registry:
-    """The process-wide registry that ``inferwatch.instrument()`` uses by default."""
+    """The process-wide registry that ``inferwatch.instrument()`` uses by default.
+
+    With ``INFERWATCH_MULTIPROC_DIR`` set it runs in multi-worker mode; a directory that
+    is missing or not writable raises ``inferwatch.multiproc.MultiprocError`` here, at
+    startup, rather than serving one worker's counts as if they were everyone's.
+    """
     global _default
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = Registry()
+                registry = Registry()
+                if os.environ.get("INFERWATCH_MULTIPROC_DIR") is not None:
+                    from .multiproc import attach
+
+                    try:
+                        attach(registry)
+                    except BaseException:
+                        registry.close()
+                        raise
+                _default = registry
     return _default

@@ -17,6 +17,7 @@ import importlib
 MODULES: tuple[str, ...] = (
     "gpu",
     "process",
+    "multiproc",
 )
 
 

@@ -1,0 +1,226 @@
+"""Multi-worker mode against a real gunicorn with 4 workers (sync and uvicorn workers).
+
+Reliability requirement 9: counters stay exact and never go backwards across worker
+restarts; files in the shared directory stay bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import free_port
+from inferwatch.multiproc_store import ARCHIVE, SnapshotDirectory
+
+pytestmark = pytest.mark.integration
+
+APPS = Path(__file__).parent / "apps"
+WORKERS = 4
+SYNC = "sync"
+UVICORN = "uvicorn.workers.UvicornWorker"
+
+
+class Server:
+    """A running gunicorn: its base URL, master process and metrics path."""
+
+    def __init__(self, url: str, process: subprocess.Popen, metrics_path: str,
+                 directory: Path, log: Path) -> None:
+        self.url = url
+        self.process = process
+        self.metrics_path = metrics_path
+        self.directory = directory
+        self.log = log
+
+    def get(self, path: str, timeout: float = 10.0) -> bytes:
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+            return response.read()
+
+    def predict(self, value: float) -> int:
+        """Call the model once; returns the pid of the worker that answered."""
+        body = self.get(f"/predict?value={value!r}")
+        return int(body.decode().split(":")[1].strip(" }\n"))
+
+    def samples(self) -> list:
+        text = self.get(self.metrics_path).decode()
+        return [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+    def value(self, name: str, **labels: str) -> float:
+        return metric_value(self.samples(), name, **labels)
+
+    def workers(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children()
+
+    def wait_for(self, name: str, expected: float, timeout: float = 15.0, **labels: str) -> float:
+        """Poll until the merged `name` equals `expected` (workers publish once a second)."""
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            value = self.value(name, **labels)
+            if value == expected:
+                return value
+            time.sleep(0.1)
+        pytest.fail(f"{name}{labels} is {value}, expected {expected}\n{self.log.read_text()}")
+
+
+def metric_value(samples: list, name: str, **labels: str) -> float:
+    return sum(s.value for s in samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def snapshot_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name != ".fold.lock")
+
+
+@contextlib.contextmanager
+def gunicorn(tmp_path: Path, app: str, worker_class: str = SYNC, *, preload: bool = False,
+             env: dict[str, str] | None = None) -> Iterator[Server]:
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class",
+               worker_class, "--bind", f"127.0.0.1:{port}", "--chdir", str(APPS),
+               "--graceful-timeout", "5", "--log-level", "warning", app]
+    if preload:
+        command.insert(3, "--preload")
+    environment = {**os.environ, "INFERWATCH_MULTIPROC_DIR": str(directory),
+                   "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(command, env=environment, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    metrics_path = "/metrics/" if worker_class != SYNC else "/metrics"
+    server = Server(f"http://127.0.0.1:{port}", process, metrics_path, directory, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(OSError):
+                server.get(metrics_path, timeout=2)
+                if len(server.workers()) == WORKERS:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"gunicorn did not become ready:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM gunicorn (its workers exit gracefully), SIGKILL the group if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: only what it started
+    process.wait(timeout=5)
+
+
+@pytest.mark.parametrize(("app", "worker_class"), [("wsgi_app:app", SYNC),
+                                                   ("asgi_app:app", UVICORN)])
+def test_n_requests_count_exactly_n_and_the_merged_p99_is_the_p99_of_all(tmp_path, app,
+                                                                          worker_class):
+    values = np.random.default_rng(7).lognormal(mean=0.0, sigma=1.0, size=600).round(6)
+    with gunicorn(tmp_path, app, worker_class) as server:
+        with ThreadPoolExecutor(8) as pool:
+            pids = list(pool.map(server.predict, values.tolist()))
+        assert len(set(pids)) > 1, "every request went to one worker: nothing was merged"
+        n = float(len(values))
+        server.wait_for("inferwatch_requests_total", n, outcome="ok")
+        time.sleep(1.5)  # every worker has published again: still exactly n, never more
+        samples = server.samples()
+        assert metric_value(samples, "inferwatch_requests_total", outcome="ok") == n
+        assert metric_value(samples, "inferwatch_request_duration_seconds_count") == n
+        assert metric_value(samples, "inferwatch_prediction_value_count", output="value") == n
+        assert metric_value(samples, "inferwatch_prediction_count", output="value") == n
+        for q in ("0.5", "0.9", "0.99"):
+            merged = metric_value(samples, "inferwatch_prediction", output="value", quantile=q)
+            exact = float(np.quantile(values, float(q), method="lower"))
+            assert merged == pytest.approx(exact, rel=0.01), q
+        assert sum(name.startswith("worker-") for name in snapshot_files(server.directory)) \
+            == len(set(pids) | {p.pid for p in server.workers()})
+    # Stopped: each worker folded its final snapshot into the archive at exit (the uvicorn
+    # app does it in its lifespan shutdown).
+    assert snapshot_files(server.directory) == [ARCHIVE]
+    view = SnapshotDirectory(str(server.directory)).read_view(time.time())
+    assert view.states[0].counters["inferwatch_requests_total"][("ok",)] == n
+
+
+def test_kill_9_never_loses_published_counts_and_50_restarts_keep_the_directory_bounded(
+        tmp_path):
+    rng = random.Random(3)
+    # --preload: the master calls the model once before forking; the workers must not
+    # count that call again, however often they are forked.
+    with gunicorn(tmp_path, "wsgi_app:app", preload=True, env={"WARMUP": "1"}) as server:
+        sent = 1
+        server.wait_for("inferwatch_requests_total", sent, outcome="ok")
+        with ThreadPoolExecutor(4) as pool:
+            # Published counts of a killed worker stay, before and after it is folded.
+            for _ in range(5):
+                sent += len(list(pool.map(server.predict, [0.5] * 8)))
+                server.wait_for("inferwatch_requests_total", sent, outcome="ok")
+                victim = rng.choice(server.workers())
+                victim.kill()
+                assert server.value("inferwatch_requests_total", outcome="ok") == sent
+                dead = f"worker-{victim.pid}-"
+                wait_until(lambda dead=dead: not any(name.startswith(dead)
+                                                     for name in snapshot_files(server.directory)))
+                assert server.value("inferwatch_requests_total", outcome="ok") == sent
+                wait_until(lambda: live_workers(server) == WORKERS)
+            # Rapid restarts: a kill may lose what the worker had not yet published, but
+            # the merged counters never go backwards and never count a call twice.
+            last_total, most_files = float(sent), 0
+            for _ in range(50):
+                sent += len(list(pool.map(server.predict, [0.5] * 4)))
+                total = server.value("inferwatch_requests_total", outcome="ok")
+                assert last_total <= total <= sent, "counters went backwards or double counted"
+                last_total = total
+                rng.choice(server.workers()).kill()
+                most_files = max(most_files, len(snapshot_files(server.directory)))
+                wait_until(lambda: live_workers(server) == WORKERS)
+        time.sleep(1.5)
+        assert last_total <= server.value("inferwatch_requests_total", outcome="ok") <= sent
+
+        # Dead workers are folded within a second or two: one file per live process.
+        def only_live_files() -> bool:
+            live = {str(p.pid) for p in [psutil.Process(server.process.pid), *server.workers()]}
+            files = snapshot_files(server.directory)
+            return all(name.split("-")[1] in live for name in files
+                       if name.startswith("worker-")) and not any(".tmp-" in n for n in files)
+
+        wait_until(only_live_files)
+        files = snapshot_files(server.directory)
+        workers = [name for name in files if name.startswith("worker-")]
+        assert len(workers) <= WORKERS + 1  # the workers and the preloading master
+        assert set(files) - set(workers) == {ARCHIVE}
+        assert most_files <= 2 * WORKERS + 4, f"{most_files} files after 55 restarts"
+
+
+def live_workers(server: Server) -> int:
+    return sum(1 for p in server.workers() if p.status() != psutil.STATUS_ZOMBIE)
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
