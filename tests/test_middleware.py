@@ -1,0 +1,429 @@
+"""Web middleware: FastAPI, Starlette and Flask apps through their test clients, plus real
+uvicorn and gunicorn servers (one of them with two workers in multi-worker mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi import BackgroundTasks, FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
+from fastapi.testclient import TestClient
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import inferwatch
+from conftest import free_port
+from inferwatch import internal
+from inferwatch.middleware import (
+    InstrumentMiddleware,
+    WSGIInstrumentMiddleware,
+    clean_request_id,
+    compile_template,
+    trace_id_from_traceparent,
+)
+
+APPS = Path(__file__).parent / "apps"
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+class FraudModel:
+    classes_ = ("legit", "fraud")
+
+    def predict_proba(self, rows):
+        return [[0.25, 0.75] for _ in rows]
+
+
+@pytest.fixture
+def fraud(scraper):
+    return inferwatch.instrument(FraudModel(), name="fraud", version="1.4.2",
+                                 registry=scraper.registry)
+
+
+def fastapi_app(fraud_model, registry, **options) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/score/{user_id}")
+    def score(user_id: int) -> dict:  # a sync endpoint: FastAPI runs it in a thread
+        return {"proba": fraud_model.predict_proba([[float(user_id)]])[0]}
+
+    @app.get("/fail")
+    async def fail() -> dict:
+        raise ValueError("no such user")
+
+    @app.get("/unavailable")
+    async def unavailable() -> dict:
+        raise HTTPException(503)
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks():
+            for _ in range(3):
+                await asyncio.sleep(0.05)
+                yield b"chunk\n"
+        return StreamingResponse(chunks())
+
+    @app.get("/later")
+    async def later(tasks: BackgroundTasks) -> dict:
+        tasks.add_task(asyncio.sleep, 0.3)
+        return {}
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {}
+
+    app.add_middleware(InstrumentMiddleware, registry=registry, **options)
+    app.mount("/metrics", inferwatch.make_asgi_app(registry=None))
+    return app
+
+
+def test_fastapi_route_template_request_id_and_prediction_join(scraper, fraud):
+    app = fastapi_app(fraud, scraper.registry, routes={"/score/{user_id:int}": "fraud"})
+    client = TestClient(app)
+    for i in range(3):
+        response = client.get(f"/score/{i}", headers={"X-Request-ID": f"req-{i}"})
+        assert response.json() == {"proba": [0.25, 0.75]}
+    assert client.get("/health").status_code == 200  # no model's route
+    # The endpoint's model call joined the HTTP request: one request per HTTP call, not two.
+    assert scraper.value("inferwatch_requests_total", model="fraud", outcome="ok") == 3
+    assert scraper.value("inferwatch_stage_duration_seconds_count", stage="inference") == 3
+    assert scraper.value("inferwatch_predicted_class_total", **{"class": "fraud"}) == 3
+    # The header's request id is what delayed ground truth joins on.
+    inferwatch.monitor("fraud", registry=scraper.registry).record_outcome("req-1", "fraud")
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 1
+    assert "req-1" not in scraper.text()
+
+
+def test_errors_5xx_and_4xx(scraper, fraud):
+    app = fastapi_app(fraud, scraper.registry, model="fraud")
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.get("/fail").status_code == 500
+    assert client.get("/unavailable").status_code == 503
+    assert client.get("/score/not-a-number").status_code == 422
+    assert client.get("/nowhere").status_code == 404
+    assert scraper.value("inferwatch_errors_total", error_type="ValueError") == 1
+    assert scraper.value("inferwatch_errors_total", error_type="HTTP503") == 1
+    assert scraper.value("inferwatch_requests_total", outcome="error") == 2
+    # Client errors are the service rejecting input, not the model failing.
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 2
+
+
+def test_exceptions_reach_the_app_unchanged(scraper, fraud):
+    client = TestClient(fastapi_app(fraud, scraper.registry, model="fraud"))
+    with pytest.raises(ValueError, match="no such user"):
+        client.get("/fail")
+
+
+def test_metrics_route_is_left_out_of_its_own_metrics(scraper, fraud):
+    client = TestClient(fastapi_app(fraud, scraper.registry, model="fraud"))
+    client.get("/score/1")
+    for _ in range(3):
+        assert client.get("/metrics").status_code == 200
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
+
+
+def test_streaming_ends_at_last_chunk_and_excludes_background_tasks(scraper, fraud):
+    client = TestClient(fastapi_app(fraud, scraper.registry, model="fraud"))
+    assert client.get("/stream").text == "chunk\n" * 3
+    streamed = scraper.value("inferwatch_request_duration_seconds_sum")
+    assert streamed >= 0.15  # three chunks 50 ms apart: the request lasted until the last
+    client.get("/later")
+    both = scraper.value("inferwatch_request_duration_seconds_sum")
+    assert both - streamed < 0.3  # the 300 ms background task ran after the response
+
+
+def test_traceparent_header_gives_the_trace_id(scraper, fraud, tmp_path):
+    events = tmp_path / "events.jsonl"
+    inferwatch.monitor("fraud", registry=scraper.registry).configure(events=str(events))
+    client = TestClient(fastapi_app(fraud, scraper.registry, model="fraud"))
+    client.get("/score/1", headers={"traceparent": TRACEPARENT, "X-Request-ID": "r-9"})
+    monitor = inferwatch.monitor("fraud", registry=scraper.registry)
+    monitor.drain()
+    monitor.events.flush()
+    # The JSONL sink names its files per process: read whichever it wrote.
+    text = "".join(path.read_text() for path in tmp_path.glob("events*.jsonl"))
+    assert '"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"' in text.replace(" ", "")
+    assert '"request_id":"r-9"' in text.replace(" ", "")
+
+
+def test_starlette_routes_function_and_custom_header(scraper, fraud):
+    def score(request):
+        return PlainTextResponse(str(fraud.predict_proba([[1.0]])[0][1]))
+
+    def pick(scope):
+        return ("fraud", "1.4.2") if scope["path"].startswith("/v2/") else None
+
+    app = Starlette(routes=[Route("/v2/score", score), Route("/v1/score", score)])
+    app.add_middleware(InstrumentMiddleware, routes=pick, request_id_header="X-Correlation-ID",
+                       registry=scraper.registry)
+    client = TestClient(app)
+    assert client.get("/v2/score", headers={"X-Correlation-ID": "c-1"}).text == "0.75"
+    client.get("/v1/score")  # not a model route: its call is recorded as a plain call
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 2
+    assert scraper.value("inferwatch_stage_duration_seconds_count", stage="inference") == 1
+    inferwatch.monitor("fraud", registry=scraper.registry).record_outcome("c-1", "fraud")
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 1
+
+
+def test_uninstrumented_model_passes_through_without_creating_a_monitor(scraper):
+    app = Starlette(routes=[Route("/score", lambda request: PlainTextResponse("x"))])
+    app.add_middleware(InstrumentMiddleware, model="not-loaded-yet", registry=scraper.registry)
+    assert TestClient(app).get("/score").text == "x"
+    assert scraper.registry.monitors() == []
+
+
+def test_fault_in_routes_function_is_counted_never_raised(scraper, fraud):
+    def broken(scope):
+        raise RuntimeError("bug in the routes function")
+
+    app = Starlette(routes=[Route("/score", lambda request: PlainTextResponse("x"))])
+    app.add_middleware(InstrumentMiddleware, routes=broken, registry=scraper.registry)
+    before = internal.internal_error_counts().get("middleware", 0)
+    assert TestClient(app).get("/score").text == "x"
+    assert internal.internal_error_counts()["middleware"] == before + 1
+
+
+def test_bad_configuration_names_the_problem():
+    with pytest.raises(ValueError, match="routes="):
+        InstrumentMiddleware(lambda *a: None)
+    with pytest.raises(TypeError, match=r"routes\['/score'\]"):
+        InstrumentMiddleware(lambda *a: None, routes={"/score": ("fraud",)})
+    with pytest.raises(TypeError, match="exclude_paths"):
+        WSGIInstrumentMiddleware(lambda *a: [], model="fraud", exclude_paths="/metrics")
+
+
+def test_template_compilation_matches_like_the_frameworks():
+    assert compile_template("/u/{id}/score").fullmatch("/u/abc/score")
+    assert not compile_template("/u/{id}/score").fullmatch("/u/a/b/score")
+    assert compile_template("/u/{id:int}").fullmatch("/u/12")
+    assert not compile_template("/u/{id:int}").fullmatch("/u/x")
+    assert compile_template("/f/{p:path}").fullmatch("/f/a/b")
+    assert compile_template("/u/<int:id>").fullmatch("/u/12")
+    assert compile_template("/u/<name>").fullmatch("/u/ann")
+    assert compile_template("/a.b").fullmatch("/a.b") and not compile_template("/a.b").fullmatch(
+        "/axb")
+
+
+@given(st.text(max_size=300))
+def test_request_ids_are_bounded_printable_ascii(raw):
+    cleaned = clean_request_id(raw)
+    assert cleaned is None or (0 < len(cleaned) <= 128 and cleaned.isascii()
+                               and cleaned.isprintable())
+
+
+@given(st.text(max_size=80))
+def test_malformed_traceparent_never_gives_a_trace_id(raw):
+    trace_id = trace_id_from_traceparent(raw)
+    assert trace_id is None or (len(trace_id) == 32 and trace_id != "0" * 32)
+
+
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(request_id=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126),
+                          min_size=8, max_size=60))
+def test_request_ids_never_reach_metrics(scraper, fraud, request_id):
+    async def app(scope, receive, send):
+        fraud.predict_proba([[1.0]])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    wrapped = InstrumentMiddleware(app, model="fraud", registry=scraper.registry)
+    asyncio.run(call_asgi(wrapped, "/score", [(b"x-request-id", request_id.encode())]))
+    assert request_id not in scraper.text()
+
+
+async def call_asgi(app, path: str, headers: list) -> list[dict]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "path": path, "method": "GET", "headers": headers,
+               "query_string": b""}, receive, send)
+    return sent
+
+
+# --- Flask -----------------------------------------------------------------------------------
+def flask_app(model, registry, *, testing: bool) -> Flask:
+    app = Flask(__name__)
+    app.testing = testing
+
+    @app.get("/score/<int:user_id>")
+    def score(user_id: int) -> dict:
+        return {"proba": model.predict_proba([[float(user_id)]])[0]}
+
+    @app.get("/fail")
+    def fail() -> dict:
+        raise LookupError("no such user")
+
+    @app.get("/stream")
+    def stream():
+        def chunks():
+            for _ in range(3):
+                time.sleep(0.05)
+                yield "chunk\n"
+        return app.response_class(chunks())
+
+    app.wsgi_app = WSGIInstrumentMiddleware(
+        app.wsgi_app, routes={"/score/<int:user_id>": "fraud", "/fail": "fraud",
+                              "/stream": "fraud"}, registry=registry)
+    return app
+
+
+def test_flask_routes_errors_and_request_id(scraper, fraud):
+    client = flask_app(fraud, scraper.registry, testing=False).test_client()
+    assert client.get("/score/3", headers={"X-Request-ID": "f-3"}).json == {
+        "proba": [0.25, 0.75]}
+    assert client.get("/score/abc").status_code == 404  # the template matches ints only
+    # Flask answers the exception with a 500 itself; it is still counted by its class.
+    # (A WSGI request ends once the server has read its body: .data reads it.)
+    failed = client.get("/fail")
+    assert failed.status_code == 500 and failed.data
+    assert scraper.value("inferwatch_errors_total", error_type="LookupError") == 1
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
+    assert scraper.value("inferwatch_stage_duration_seconds_count", stage="inference") == 1
+    inferwatch.monitor("fraud", registry=scraper.registry).record_outcome("f-3", "legit")
+    assert scraper.value("inferwatch_outcomes_total", result="incorrect") == 1
+
+
+def test_flask_testing_mode_propagates_the_same_exception(scraper, fraud):
+    client = flask_app(fraud, scraper.registry, testing=True).test_client()
+    with pytest.raises(LookupError, match="no such user"):
+        client.get("/fail")
+    assert scraper.value("inferwatch_errors_total", error_type="LookupError") == 1
+
+
+def test_flask_streaming_ends_when_the_body_is_consumed(scraper, fraud):
+    client = flask_app(fraud, scraper.registry, testing=False).test_client()
+    assert client.get("/stream").text == "chunk\n" * 3
+    assert scraper.value("inferwatch_request_duration_seconds_sum") >= 0.15
+    assert scraper.value("inferwatch_requests_in_flight") == 0
+
+
+# --- real servers ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def server(args: list[str], port: int, tmp_path: Path, env: dict | None = None) -> Iterator[str]:
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, cwd=APPS, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONPATH": str(APPS), **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                get(url + "/health")
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"server did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def scrape(url: str, name: str, **labels: str) -> float:
+    text = get(url + "/metrics/")[1].decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def exercise(url: str) -> None:
+    for i in range(5):
+        assert get(f"{url}/score/{i}", {"X-Request-ID": f"r-{i}"})[0] == 200
+    assert get(url + "/fail")[0] == 500
+    for _ in range(3):
+        get(url + "/metrics/")
+        get(url + "/health")
+
+
+@pytest.mark.integration
+def test_uvicorn_serves_fastapi_with_the_middleware(tmp_path):
+    port = free_port()
+    args = [sys.executable, "-m", "uvicorn", "web_fastapi:app", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning"]
+    with server(args, port, tmp_path) as url:
+        exercise(url)
+        assert get(url + "/stream")[1].count(b"\n") == 3
+        # /health is a model route here (model= covers every route); /metrics is not.
+        # Every route is a model route here (model=), /metrics excepted: 5 scores, the
+        # readiness check, 3 health checks and the stream.
+        assert scrape(url, "inferwatch_requests_total", outcome="ok") == 5 + 1 + 3 + 1
+        assert scrape(url, "inferwatch_errors_total", error_type="KeyError") == 1
+        assert scrape(url, "inferwatch_stage_duration_seconds_count", stage="inference") == 5 + 3
+
+
+@pytest.mark.integration
+def test_gunicorn_serves_flask_with_the_middleware(tmp_path):
+    port = free_port()
+    args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+            "--log-level", "warning", "web_flask:app"]
+    with server(args, port, tmp_path) as url:
+        exercise(url)
+        assert scrape(url, "inferwatch_requests_total", outcome="ok") == 5
+        assert scrape(url, "inferwatch_errors_total", error_type="KeyError") == 1
+        assert scrape(url, "inferwatch_predicted_class_total", **{"class": "legit"}) == 5
+
+
+@pytest.mark.integration
+def test_two_uvicorn_workers_under_gunicorn_serve_the_merged_view(tmp_path):
+    pytest.importorskip("inferwatch.multiproc")
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    port = free_port()
+    args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+            "--worker-class", "uvicorn.workers.UvicornWorker", "--log-level", "warning",
+            "web_fastapi:app"]
+    with server(args, port, tmp_path, {"INFERWATCH_MULTIPROC_DIR": str(directory)}) as url:
+        pids: set[bytes] = set()
+        calls = 0
+        with ThreadPoolExecutor(8) as pool:
+            # Concurrent calls until both workers have answered some.
+            while len(pids) < 2 and calls < 800:
+                for status, body in pool.map(get, [f"{url}/score/{i}" for i in range(40)]):
+                    assert status == 200
+                    pids.add(body.split(b'"pid":')[1].split(b",")[0])
+                calls += 40
+        assert len(pids) == 2, "one worker answered every call"
+        # Workers publish once a second: every scrape, whichever worker serves it, must
+        # settle at the sum over both workers.
+        deadline = time.monotonic() + 15
+        while scrape(url, "inferwatch_stage_duration_seconds_count", stage="inference") != calls:
+            assert time.monotonic() < deadline, "the merged count never reached the calls made"
+            time.sleep(0.2)
+        for _ in range(6):
+            assert scrape(url, "inferwatch_stage_duration_seconds_count",
+                          stage="inference") == calls
