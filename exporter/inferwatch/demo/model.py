@@ -1,0 +1,315 @@
+"""The demo model service: a real classifier, instrumented, behind a small JSON API.
+
+At start it trains a logistic regression on scikit-learn's bundled breast cancer dataset
+(no download), plus a synthetic categorical ``channel`` (how the request arrived), profiles
+the training data and the predicted probabilities as the drift reference, and serves:
+
+- ``POST /predict`` ``{"request_id": "r-1", "instances": [{"mean radius": 14.2, ...}]}``
+- ``POST /outcome`` ``{"request_id": "r-1", "label": "malignant"}``: delayed ground truth
+- ``POST /faults`` ``{"error_ratio": 0.3, "slow_ratio": 0.1, "slow_seconds": 0.6}``: what the
+  scenario injects (a flaky feature store); demo only, never expose it
+- ``GET /healthz``
+
+and ``/metrics`` on its own port through :func:`inferwatch.serve`.
+
+    python -m inferwatch.demo.model --listen 127.0.0.1:8080 --metrics-listen 127.0.0.1:8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+MODEL_NAME = "breast-cancer"
+MODEL_VERSION = "1.0.0"
+CHANNELS = ("web", "app", "branch")
+CHANNEL_SHARES = (0.6, 0.3, 0.1)
+MAX_BODY_BYTES = 1 << 20
+
+
+@dataclass
+class Dataset:
+    """The bundled dataset as named numeric columns, a channel per row, and string labels."""
+
+    feature_names: list[str]
+    numeric: np.ndarray  # rows x numeric features
+    channel: np.ndarray  # one of CHANNELS per row
+    labels: np.ndarray  # "malignant" / "benign"
+
+    def instances(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """Rows as the JSON objects the API takes."""
+        out = []
+        for i in rows:
+            item = dict(zip(self.feature_names, self.numeric[i].tolist()))
+            item["channel"] = str(self.channel[i])
+            out.append(item)
+        return out
+
+
+def load_dataset(seed: int = 0) -> Dataset:
+    """scikit-learn's breast cancer data (569 rows, 30 features) plus a random channel.
+
+    >>> data = load_dataset()
+    >>> data.numeric.shape, sorted(set(data.labels.tolist()))
+    ((569, 30), ['benign', 'malignant'])
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    rng = np.random.default_rng(seed)
+    channel = rng.choice(np.array(CHANNELS), size=len(bunch.target), p=CHANNEL_SHARES)
+    return Dataset([str(n) for n in bunch.feature_names], np.asarray(bunch.data, dtype=float),
+                   channel, np.asarray(bunch.target_names)[bunch.target])
+
+
+def encode(numeric: np.ndarray, channel: np.ndarray) -> np.ndarray:
+    """The model matrix: numeric features plus one-hot channels (unseen channels: all 0)."""
+    one_hot = (np.asarray(channel)[:, None] == np.array(CHANNELS)[None, :]).astype(float)
+    return np.hstack([numeric, one_hot])
+
+
+def train(data: Dataset) -> Any:
+    """A standardised logistic regression fitted on the whole dataset."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return model.fit(encode(data.numeric, data.channel), data.labels)
+
+
+def columns(data: Dataset, numeric: np.ndarray, channel: np.ndarray) -> dict[str, Any]:
+    """Named feature columns, the shape the reference profile and the checks expect."""
+    cols: dict[str, Any] = {name: numeric[:, j] for j, name in enumerate(data.feature_names)}
+    cols["channel"] = np.asarray(channel, dtype=object)
+    return cols
+
+
+def build_model(seed: int = 0, **instrument_options: Any) -> tuple[Any, Dataset]:
+    """Train, profile and instrument the demo model; returns (instrumented model, data)."""
+    import inferwatch
+
+    data = load_dataset(seed)
+    model = train(data)
+    matrix = encode(data.numeric, data.channel)
+    reference = inferwatch.Reference.from_data(
+        columns(data, data.numeric, data.channel), predictions=model.predict_proba(matrix),
+        prediction_names=[str(c) for c in model.classes_], categorical=["channel"])
+    instrumented = inferwatch.instrument(
+        model, name=MODEL_NAME, version=MODEL_VERSION, trained_at=time.time(),
+        task="classification", reference=reference,
+        metadata={"dataset": "sklearn-breast-cancer"}, **instrument_options)
+    return instrumented, data
+
+
+@dataclass
+class Faults:
+    """What the scenario asks the service to inject; read on every call."""
+
+    error_ratio: float = 0.0
+    slow_ratio: float = 0.0
+    slow_seconds: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+
+    def update(self, values: dict[str, Any]) -> None:
+        for key in ("error_ratio", "slow_ratio", "slow_seconds"):
+            value = float(values.get(key, 0.0))
+            if not 0.0 <= value <= (60.0 if key == "slow_seconds" else 1.0):
+                raise ValueError(f"{key} out of range: {value}")
+            setattr(self, key, value)
+
+
+class FeatureStoreTimeout(TimeoutError):
+    """The simulated feature store did not answer in time."""
+
+
+class InvalidInstance(ValueError):
+    """A request instance misses a feature or carries a value that is not a number."""
+
+
+class ModelService:
+    """Prediction logic behind the HTTP handler: one `mon.request()` per call."""
+
+    def __init__(self, model: Any, data: Dataset) -> None:
+        import inferwatch
+
+        self.model = model
+        self.data = data
+        self.monitor = inferwatch.monitor(MODEL_NAME)
+        self.faults = Faults()
+        self._lock = threading.Lock()
+
+    def predict(self, request_id: str | None, instances: list[dict[str, Any]]) -> dict[str, Any]:
+        names = self.data.feature_names
+        with self.monitor.request(request_id=request_id) as r:
+            with r.stage("preprocess"):
+                numeric = np.full((len(instances), len(names)), np.nan)
+                channel = np.empty(len(instances), dtype=object)
+                missing = set()
+                for i, item in enumerate(instances):
+                    for j, name in enumerate(names):
+                        if name in item:
+                            numeric[i, j] = _number(item[name], name)
+                        else:
+                            missing.add(name)
+                    channel[i] = str(item.get("channel", ""))
+                features = columns(self.data, numeric, channel)
+                for name in missing:
+                    del features[name]
+                r.features(features)
+                if missing:
+                    raise InvalidInstance(f"missing features: {sorted(missing)[:3]}")
+            with r.stage("feature_store"):
+                self._feature_store()
+            proba = self.model.predict_proba(encode(numeric, channel))
+            with r.stage("postprocess"):
+                classes = [str(c) for c in self.model.classes_]
+                malignant = proba[:, classes.index("malignant")]
+                r.action("refer" if malignant.max() >= 0.5 else "routine")
+        return {"request_id": request_id,
+                "predictions": [classes[k] for k in proba.argmax(axis=1)],
+                "probabilities": proba.round(6).tolist()}
+
+    def _feature_store(self) -> None:
+        faults = self.faults
+        with self._lock:
+            fail = faults.rng.random() < faults.error_ratio
+            slow = faults.rng.random() < faults.slow_ratio
+        if slow:
+            time.sleep(faults.slow_seconds)
+        if fail:
+            raise FeatureStoreTimeout("feature store did not answer")
+
+    def outcome(self, request_id: str, label: str) -> None:
+        self.monitor.record_outcome(request_id, label)
+
+
+def _number(value: Any, name: str) -> float:
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInstance(f"feature {name!r} is not a number")
+    return float(value)
+
+
+def make_handler(service: ModelService) -> type[BaseHTTPRequestHandler]:
+    """The request handler class bound to `service`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "inferwatch-demo"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: the demo prints
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                self._reply(HTTPStatus.OK, {"status": "ok"})
+            else:
+                self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            try:
+                body = self._body()
+                if self.path == "/predict":
+                    instances = body.get("instances")
+                    if not isinstance(instances, list) or not instances or not all(
+                            isinstance(i, dict) for i in instances):
+                        raise InvalidInstance("instances must be a non-empty list of objects")
+                    rid = body.get("request_id")
+                    self._reply(HTTPStatus.OK, service.predict(
+                        None if rid is None else str(rid), instances))
+                elif self.path == "/outcome":
+                    service.outcome(str(body["request_id"]), str(body["label"]))
+                    self._reply(HTTPStatus.OK, {"status": "recorded"})
+                elif self.path == "/faults":
+                    service.faults.update(body)
+                    self._reply(HTTPStatus.OK, {"status": "set"})
+                else:
+                    self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            except (InvalidInstance, KeyError, ValueError, TypeError) as exc:
+                self._reply(HTTPStatus.BAD_REQUEST, {"error": type(exc).__name__})
+            except FeatureStoreTimeout as exc:
+                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": type(exc).__name__})
+
+        def _body(self) -> dict[str, Any]:
+            length = int(self.headers.get("Content-Length") or 0)
+            if not 0 < length <= MAX_BODY_BYTES:
+                raise InvalidInstance("missing or oversized body")
+            body = json.loads(self.rfile.read(length))
+            if not isinstance(body, dict):
+                raise InvalidInstance("the body must be a JSON object")
+            return body
+
+        def _reply(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``:PORT`` for every interface) as (host, port).
+
+    >>> split_address("127.0.0.1:8080"), split_address(":8000")
+    (('127.0.0.1', 8080), ('0.0.0.0', 8000))
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the demo model until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.model",
+                                     description="The inferwatch demo model service.")
+    parser.add_argument("--listen", type=split_address, default=("127.0.0.1", 8080),
+                        help="HOST:PORT of the prediction API (default 127.0.0.1:8080)")
+    parser.add_argument("--metrics-listen", type=split_address, default=("127.0.0.1", 8000),
+                        help="HOST:PORT of /metrics (default 127.0.0.1:8000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic channel")
+    parser.add_argument("--drift-window", type=float, default=300.0, metavar="SECONDS",
+                        help="rolling window the drift gauges compare (default 300)")
+    args = parser.parse_args(argv)
+
+    import inferwatch
+
+    model, data = build_model(args.seed, drift_window_seconds=args.drift_window)
+    service = ModelService(model, data)
+    metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
+    httpd = ThreadingHTTPServer(args.listen, make_handler(service))
+    httpd.daemon_threads = True
+
+    def stop(signum: int, frame: Any) -> None:
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"model {MODEL_NAME} {MODEL_VERSION} serving http://{args.listen[0]}:"
+          f"{httpd.server_address[1]}/predict, metrics {metrics.url}", flush=True)
+    try:
+        httpd.serve_forever(poll_interval=0.2)
+    finally:
+        httpd.server_close()
+        metrics.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

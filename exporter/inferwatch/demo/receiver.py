@@ -1,0 +1,148 @@
+"""A tiny Alertmanager webhook receiver that prints every page it gets.
+
+The demo runs it in-process; the compose stack runs it as the default receiver, so pages
+show up in ``docker compose logs pager`` until a real Slack, PagerDuty, email or webhook
+receiver is configured.
+
+>>> import json, urllib.request
+>>> lines = []
+>>> with PageReceiver(port=0, out=lines.append) as receiver:
+...     body = json.dumps({"alerts": [{"status": "firing", "labels": {
+...         "alertname": "InferwatchFeatureDrift", "severity": "warning", "model": "fraud"},
+...         "annotations": {"summary": "Feature amount of fraud 1.4.2 drifts"}}]}).encode()
+...     _ = urllib.request.urlopen(urllib.request.Request(receiver.url, data=body)).read()
+>>> print(lines[0])
+PAGE FIRING   warning  InferwatchFeatureDrift {model="fraud"}: Feature amount of fraud 1.4.2 drifts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+MAX_BODY_BYTES = 1 << 20
+# Labels shown after the alert name; the rest stay in the stored alert.
+SHOWN_LABELS = ("model", "model_version", "feature", "output", "instance", "gpu", "collector")
+
+
+def format_alert(alert: dict[str, Any]) -> str:
+    """One line per alert: status, severity, name, the identifying labels and the summary.
+
+    >>> format_alert({"status": "resolved", "labels": {"alertname": "X", "severity": "info"}})
+    'PAGE RESOLVED info     X'
+    """
+    labels = alert.get("labels") or {}
+    shown = ", ".join(f'{k}="{labels[k]}"' for k in SHOWN_LABELS if k in labels)
+    summary = (alert.get("annotations") or {}).get("summary", "")
+    line = (f"PAGE {str(alert.get('status', '?')).upper():<8} "
+            f"{labels.get('severity', '?'):<8} {labels.get('alertname', '?')}")
+    if shown:
+        line += f" {{{shown}}}"
+    if summary:
+        line += f": {summary}"
+    return line
+
+
+class PageReceiver:
+    """Receives Alertmanager webhooks on `host:port` (port 0 picks a free one).
+
+    Each alert is printed through `out` and kept (the last `keep` of them) in `alerts`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 out: Callable[[str], None] | None = None, keep: int = 1000) -> None:
+        self.out = out or (lambda line: print(line, flush=True))
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="inferwatch-demo-receiver")
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def names(self, status: str = "firing") -> set[str]:
+        """Alert names received with `status`."""
+        with self._lock:
+            return {a.get("labels", {}).get("alertname", "") for a in self.alerts
+                    if a.get("status") == status}
+
+    def received(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.alerts)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> PageReceiver:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _accept(self, payload: Any) -> None:
+        alerts = payload.get("alerts") if isinstance(payload, dict) else None
+        if not isinstance(alerts, list):
+            raise ValueError("not an Alertmanager webhook payload")
+        for alert in alerts:
+            if isinstance(alert, dict):
+                with self._lock:
+                    self.alerts.append(alert)
+                self.out(format_alert(alert))
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    if not 0 < length <= MAX_BODY_BYTES:
+                        raise ValueError("missing or oversized body")
+                    receiver._accept(json.loads(self.rfile.read(length)))
+                    status = HTTPStatus.OK
+                except ValueError:
+                    status = HTTPStatus.BAD_REQUEST
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print pages until SIGTERM or SIGINT (the compose stack's default receiver)."""
+    parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.receiver",
+                                     description="Print every Alertmanager page received.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9095)
+    args = parser.parse_args(argv)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    with PageReceiver(args.host, args.port) as receiver:
+        print(f"printing pages sent to {receiver.url}", flush=True)
+        done.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The demo run: start everything, print where to look and a live summary, stop cleanly.
+
+Order of start: the page receiver (in this process), the model service, the exporter
+watching it, Alertmanager, Prometheus with the rules rendered for the scenario's speed,
+then the traffic (a thread here). Ctrl-C or SIGTERM stops the traffic first, then every
+child process, newest first.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .receiver import PageReceiver
+from .scenario import Phase, drift_window_seconds, rule_config, scenario
+from .stack import Stack, StackError, alertmanager_config, free_port, prometheus_config, query
+from .stack import write_yaml as _write_yaml
+
+
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM, so it unwinds like Ctrl-C."""
+
+
+class Demo:
+    """One demo run; `run()` blocks until Ctrl-C, SIGTERM or (with `once`) the end."""
+
+    def __init__(self, *, scenario: str = "default", speed: float = 1.0, rate: float = 10.0,
+                 host: str = "127.0.0.1", workdir: Path | None = None,
+                 with_stack: bool = True, gpu: bool = False, once: bool = False,
+                 preferred_ports: Mapping[str, int] | None = None,
+                 out: Any = None) -> None:
+        self.phases = _scenario(scenario, speed)
+        self.speed = speed
+        self.rate = rate
+        self.host = host
+        self.keep_workdir = workdir is not None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
+        self.with_stack = with_stack
+        self.gpu = gpu
+        self.once = once
+        preferred = dict(preferred_ports or {})
+        self.ports = {name: free_port(host, preferred.get(name, 0))
+                      for name in ("api", "metrics", "exporter", "prometheus", "alertmanager",
+                                   "receiver")}
+        self.out = out or (lambda line: print(line, flush=True))
+        self.started = time.monotonic()
+        self.phase_name = ""
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        from .traffic import TrafficGenerator
+
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        signal.signal(signal.SIGTERM, _raise_stop)
+        stack = Stack(self.workdir)
+        receiver = None
+        generator = None
+        thread = None
+        try:
+            if self.with_stack:
+                receiver = PageReceiver(self.host, self.ports["receiver"],
+                                        out=lambda line: self.out(f"{self._clock()} {line}"))
+            self._start_processes(stack, receiver)
+            self._banner()
+            generator = TrafficGenerator(
+                f"http://{self.host}:{self.ports['api']}", self.phases, rate=self.rate,
+                keep_going=not self.once, on_phase=self._announce)
+            thread = threading.Thread(target=generator.run, name="inferwatch-demo-traffic",
+                                      daemon=True)
+            thread.start()
+            interval = max(2.0, 10.0 / self.speed)
+            while thread.is_alive():
+                thread.join(interval)
+                self.out(self._summary(generator))
+            self.out(f"{self._clock()} scenario finished")
+            return 0
+        except (KeyboardInterrupt, _Stop):
+            self.out(f"{self._clock()} stopping")
+            return 0
+        finally:
+            # A second Ctrl-C must not cut the cleanup short and leave children behind.
+            signal.signal(signal.SIGTERM, _ignore)
+            signal.signal(signal.SIGINT, _ignore)
+            if generator is not None:
+                generator.stop()
+            if thread is not None:
+                thread.join(15)
+            stack.close()
+            if receiver is not None:
+                receiver.close()
+            if not self.keep_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.out("stopped: every demo process has exited")
+
+    def _start_processes(self, stack: Stack, receiver: PageReceiver | None) -> None:
+        from ..generate import write
+        from ..generate.config import from_dict
+
+        host, ports = self.host, self.ports
+        self.out(f"training the demo model (logs in {self.workdir})")
+        model = stack.start_model("model", host, ports["api"], ports["metrics"],
+                                  drift_window=drift_window_seconds(self.speed, self.rate))
+        stack.start_exporter(host, ports["exporter"], [model.pid], gpu=self.gpu)
+        if receiver is None:
+            return
+        config = rule_config(self.speed)
+        _write_yaml(self.workdir / "inferwatch.yaml", config)
+        write(self.workdir, from_dict(config, source=str(self.workdir / "inferwatch.yaml")))
+        am_config = _write_yaml(self.workdir / "alertmanager.yml", alertmanager_config(
+            receiver.url, group_interval=f"{max(1, round(5 / self.speed))}s"))
+        stack.start_alertmanager(am_config, host, ports["alertmanager"])
+        prom_config = _write_yaml(self.workdir / "prometheus.yml", prometheus_config(
+            model_targets=[f"{host}:{ports['metrics']}"],
+            exporter_targets=[f"{host}:{ports['exporter']}"],
+            alertmanager=f"{host}:{ports['alertmanager']}",
+            rule_files=[str(self.workdir / "alerts" / "*.yml")]))
+        stack.start_prometheus("prometheus", prom_config, host, ports["prometheus"])
+
+    # --- output ----------------------------------------------------------------------------
+
+    def _url(self, name: str, path: str = "") -> str:
+        return f"http://{self.host}:{self.ports[name]}{path}"
+
+    def _banner(self) -> None:
+        total = sum(p.seconds for p in self.phases)
+        lines = ["", "inferwatch demo running; Ctrl-C stops everything.",
+                 f"  model API      {self._url('api', '/predict')}",
+                 f"  model metrics  {self._url('metrics', '/metrics')}",
+                 f"  exporter       {self._url('exporter', '/metrics')}"]
+        if self.with_stack:
+            lines += [f"  Prometheus     {self._url('prometheus', '/alerts')}",
+                      f"  Alertmanager   {self._url('alertmanager')}",
+                      f"  pages          printed here as PAGE lines "
+                      f"(webhook {self._url('receiver', '/')})",
+                      f"  rules          {self.workdir / 'alerts'} "
+                      f"(windows and `for:` scaled, see {self.workdir / 'inferwatch.yaml'})"]
+        lines.append(f"  scenario       {' -> '.join(p.name for p in self.phases)} "
+                     f"({total:.0f}s)")
+        lines.append("")
+        for line in lines:
+            self.out(line)
+
+    def _announce(self, phase: Phase) -> None:
+        self.phase_name = phase.name
+        self.out(f"{self._clock()} phase {phase.name} ({phase.seconds:.0f}s): "
+                 f"{phase.description}")
+
+    def _clock(self) -> str:
+        seconds = int(time.monotonic() - self.started)
+        return f"[{seconds // 60:02d}:{seconds % 60:02d}]"
+
+    def _summary(self, generator: Any) -> str:
+        stats = generator.stats
+        line = (f"{self._clock()} {self.phase_name or '-'}: sent {stats.sent}, "
+                f"ok {stats.ok}, failed {stats.failed}")
+        if not self.with_stack:
+            return line
+        window = f"{max(10, round(60 / self.speed))}s"
+        prom = self._url("prometheus")
+        queries = {
+            "calls/s": f"sum(rate(inferwatch_requests_total[{window}]))",
+            "errors": f'sum(rate(inferwatch_requests_total{{outcome="error"}}[{window}])) / '
+                      f"sum(rate(inferwatch_requests_total[{window}]))",
+            "p99": "histogram_quantile(0.99, sum by (le) "
+                   f"(rate(inferwatch_request_duration_seconds_bucket[{window}])))",
+            "drift": 'max(inferwatch_feature_drift{method="psi"})',
+        }
+        values = {}
+        try:
+            for key, promql in queries.items():
+                result = query(prom, promql, timeout=2)
+                values[key] = float(result[0]["value"][1]) if result else None
+            firing = sorted({r["metric"].get("alertname", "") for r in query(
+                prom, 'ALERTS{alertstate="firing"}', timeout=2)})
+        except StackError:
+            return line + " | Prometheus not answering"
+        parts = [_fmt(values["calls/s"], "{:.1f} calls/s"), _fmt(values["errors"], "errors {:.1%}"),
+                 _fmt(values["p99"], "p99 {:.3f}s"), _fmt(values["drift"], "max psi {:.2f}")]
+        shown = ", ".join(p for p in parts if p)
+        if shown:
+            line += f" | {shown}"
+        return line + f" | firing: {', '.join(firing) if firing else 'none'}"
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    if value is None or value != value:  # no data or NaN (no calls in the window)
+        return ""
+    return pattern.format(value)
+
+
+def _scenario(name: str, speed: float) -> list[Phase]:
+    try:
+        return scenario(name, speed)
+    except ValueError as exc:
+        raise StackError(str(exc)) from exc
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _Stop()
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass

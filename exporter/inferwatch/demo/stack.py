@@ -1,0 +1,294 @@
+"""Start and stop the demo's processes: the model, the exporter, Prometheus, Alertmanager.
+
+Every process is a child started in its own session (so a Ctrl-C reaches only the demo,
+which stops the children in order) and, on Linux, asked to receive SIGTERM if the demo
+dies without cleaning up. :class:`Stack` stops everything it started, newest first.
+
+>>> with Stack() as stack:
+...     proc = stack.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+...     proc.alive()
+True
+>>> proc.alive()
+False
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+STOP_TIMEOUT_SECONDS = 10.0
+PROMETHEUS = "prometheus"
+ALERTMANAGER = "prometheus-alertmanager"
+_PR_SET_PDEATHSIG = 1
+
+
+class StackError(RuntimeError):
+    """A process did not start or did not become ready; the message says which and why."""
+
+
+def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
+    """`preferred` when it can be bound on `host`, else a free port chosen by the kernel."""
+    for port in ((preferred, 0) if preferred else (0,)):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise StackError(f"no free port on {host}")
+
+
+def find_alertmanager() -> str | None:
+    """The Alertmanager binary: Debian's name first, then upstream's."""
+    return shutil.which(ALERTMANAGER) or shutil.which("alertmanager")
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+class Process:
+    """One child process with its log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            self.popen = subprocess.Popen(
+                self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=env,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        except OSError as exc:
+            self._log.close()
+            raise StackError(f"cannot start {name} ({self.argv[0]}): {exc}") from exc
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit status."""
+        try:
+            if self.popen.poll() is None:
+                self.popen.terminate()
+                try:
+                    self.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.popen.kill()
+                    self.popen.wait(timeout)
+            return self.popen.returncode
+        finally:
+            self._log.close()
+
+
+class Stack:
+    """The processes of one demo or test run, all stopped by `close()` (newest first)."""
+
+    def __init__(self, workdir: str | os.PathLike[str] | None = None) -> None:
+        if workdir is None:
+            import tempfile
+
+            workdir = tempfile.mkdtemp(prefix="inferwatch-demo-")
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.processes: list[Process] = []
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None
+              ) -> Process:
+        """Start `argv` with its output in ``<workdir>/<name>.log``."""
+        process = Process(name, argv, self.workdir / f"{name}.log", env)
+        self.processes.append(process)
+        return process
+
+    def wait_ready(self, process: Process, url: str, timeout: float = 60.0) -> None:
+        """Poll `url` until it answers 200; fail early when the process exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not process.alive():
+                raise StackError(f"{process.name} exited with status {process.popen.returncode}"
+                                 f"; last log lines:\n{process.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.2)
+        raise StackError(f"{process.name} not ready at {url} after {timeout:.0f}s; "
+                         f"last log lines:\n{process.log_tail()}")
+
+    # --- the components ----------------------------------------------------------------
+
+    def start_model(self, name: str, host: str, api_port: int, metrics_port: int, *,
+                    drift_window: float = 300.0) -> Process:
+        process = self.start(name, [sys.executable, "-m", "inferwatch.demo.model",
+                                    "--listen", f"{host}:{api_port}",
+                                    "--metrics-listen", f"{host}:{metrics_port}",
+                                    f"--drift-window={drift_window:g}"])
+        self.wait_ready(process, f"http://{host}:{api_port}/healthz")
+        return process
+
+    def start_exporter(self, host: str, port: int, pids: Sequence[int], *, gpu: bool = False
+                       ) -> Process:
+        argv = [sys.executable, "-m", "inferwatch.exporter.cli",
+                f"--web.listen-address={host}:{port}",
+                "--collector.gpu" if gpu else "--no-collector.gpu"]
+        argv += [f"--process.pid={pid}" for pid in pids]
+        process = self.start("exporter", argv)
+        self.wait_ready(process, f"http://{host}:{port}/metrics")
+        return process
+
+    def start_prometheus(self, name: str, config: Path, host: str, port: int,
+                         extra: Sequence[str] = ()) -> Process:
+        binary = shutil.which(PROMETHEUS)
+        if binary is None:
+            raise StackError("prometheus is not on PATH (Debian: apt-get install prometheus)")
+        data = self.workdir / f"{name}-data"
+        data.mkdir(exist_ok=True)
+        process = self.start(name, [binary, f"--config.file={config}",
+                                    f"--storage.tsdb.path={data}",
+                                    f"--web.listen-address={host}:{port}",
+                                    "--enable-feature=exemplar-storage", *extra])
+        self.wait_ready(process, f"http://{host}:{port}/-/ready")
+        return process
+
+    def start_alertmanager(self, config: Path, host: str, port: int) -> Process:
+        binary = find_alertmanager()
+        if binary is None:
+            raise StackError("prometheus-alertmanager is not on PATH "
+                             "(Debian: apt-get install prometheus-alertmanager)")
+        data = self.workdir / "alertmanager-data"
+        data.mkdir(exist_ok=True)
+        process = self.start("alertmanager", [binary, f"--config.file={config}",
+                                              f"--storage.path={data}",
+                                              f"--web.listen-address={host}:{port}",
+                                              "--cluster.listen-address="])
+        self.wait_ready(process, f"http://{host}:{port}/-/ready")
+        return process
+
+    def close(self) -> None:
+        """Stop every process, newest first; safe to call twice."""
+        while self.processes:
+            self.processes.pop().stop()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+# --- configuration files ---------------------------------------------------------------------
+
+
+def prometheus_config(*, model_targets: Sequence[str], exporter_targets: Sequence[str],
+                      alertmanager: str | None, rule_files: Sequence[str],
+                      interval: str = "1s", model_job: str = "inferwatch-model",
+                      exporter_job: str = "inferwatch-exporter",
+                      remote_write: str | None = None) -> dict[str, Any]:
+    """A Prometheus config scraping the models and exporters under the generated jobs.
+
+    >>> cfg = prometheus_config(model_targets=["127.0.0.1:8000"], exporter_targets=[],
+    ...                         alertmanager=None, rule_files=[])
+    >>> [job["job_name"] for job in cfg["scrape_configs"]]
+    ['inferwatch-model', 'inferwatch-exporter']
+    """
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval,
+                   "scrape_timeout": interval},
+        "rule_files": list(rule_files),
+        "scrape_configs": [
+            {"job_name": model_job, "static_configs": [{"targets": list(model_targets)}]},
+            {"job_name": exporter_job, "static_configs": [{"targets": list(exporter_targets)}]},
+        ],
+    }
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [
+            {"targets": [alertmanager]}]}]}
+    if remote_write:
+        # Raw series only: the receiver evaluates the recording rules itself, over every
+        # shard's data, so recorded series and alert states must not arrive twice.
+        config["remote_write"] = [{
+            "url": remote_write,
+            "write_relabel_configs": [{"source_labels": ["__name__"], "action": "drop",
+                                       "regex": ".+:.+|ALERTS|ALERTS_FOR_STATE"}],
+            "queue_config": {"batch_send_deadline": "1s", "min_backoff": "100ms",
+                             "max_backoff": "1s"}}]
+    return config
+
+
+def alertmanager_config(webhook_url: str, *, group_wait: str = "1s",
+                        group_interval: str = "5s") -> dict[str, Any]:
+    """An Alertmanager config sending every alert, and its resolution, to `webhook_url`.
+
+    >>> alertmanager_config("http://127.0.0.1:9095/")["route"]["receiver"]
+    'print-pages'
+    """
+    return {
+        "route": {"receiver": "print-pages", "group_by": ["alertname", "model"],
+                  "group_wait": group_wait, "group_interval": group_interval,
+                  "repeat_interval": "4h"},
+        "receivers": [{"name": "print-pages", "webhook_configs": [
+            {"url": webhook_url, "send_resolved": True}]}],
+    }
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def query(prometheus_url: str, promql: str, at: float | None = None,
+          timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Run an instant query; returns the result vector (raises StackError on an error)."""
+    params = {"query": promql}
+    if at is not None:
+        params["time"] = f"{at:.3f}"
+    url = f"{prometheus_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+    except (OSError, ValueError) as exc:
+        raise StackError(f"query failed: {promql}: {exc}") from exc
+    if body.get("status") != "success":
+        raise StackError(f"query failed: {promql}: {body.get('error', body)}")
+    result = body["data"]["result"]
+    if body["data"]["resultType"] == "scalar":
+        return [{"metric": {}, "value": result}]
+    return result

@@ -1,0 +1,212 @@
+"""The demo traffic generator: plays a scenario against the model service.
+
+Requests go out at a steady rate from a small thread pool (so a slow call does not slow the
+traffic down), each a row drawn from the bundled dataset. During a drift phase a few
+features are shifted and a new channel appears; at each phase start the model service is
+told which faults to inject. Ground truth follows each prediction a few seconds later, the
+way labels arrive in production.
+
+    python -m inferwatch.demo.traffic --model-url http://127.0.0.1:8080 --scenario short
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .model import Dataset, load_dataset
+from .scenario import SCENARIOS, Phase, scenario
+
+# Features the drift phase shifts; the tumour-size features also move the predictions.
+DRIFTED_FEATURES = ("mean radius", "mean texture", "mean area", "worst perimeter")
+UNSEEN_CHANNEL = "partner-api"
+LABEL_DELAY_SECONDS = (1.0, 4.0)
+# One outcome in this many names a request this replica never served (a restarted peer's).
+UNKNOWN_OUTCOME_EVERY = 100
+REQUEST_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class TrafficStats:
+    """Counts of what the generator sent and got back (read by the live summary)."""
+
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    outcomes: int = 0
+    phase: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+
+class TrafficGenerator:
+    """Sends scenario traffic to one model service until the phases end or `stop()`.
+
+    `on_phase(phase)` is called as each phase starts. With `loop`, the scenario repeats;
+    otherwise the last phase's traffic goes on after the scenario ends when `keep_going`.
+    """
+
+    def __init__(self, model_url: str, phases: Sequence[Phase], *, rate: float = 10.0,
+                 seed: int = 0, loop: bool = False, keep_going: bool = False,
+                 on_phase: Callable[[Phase], None] | None = None,
+                 data: Dataset | None = None) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be more than zero, got {rate!r}")
+        self.model_url = model_url.rstrip("/")
+        self.phases = list(phases)
+        self.rate = rate
+        self.loop = loop
+        self.keep_going = keep_going
+        self.on_phase = on_phase
+        self.data = data or load_dataset()
+        self.stats = TrafficStats()
+        self._rng = np.random.default_rng(seed)
+        self._stop = threading.Event()
+        self._ids = itertools.count(1)
+        self._labels: list[tuple[float, str, str]] = []  # (due, request id, label)
+        self._labels_lock = threading.Lock()
+        self._std = self.data.numeric.std(axis=0)
+        self._drift_columns = [self.data.feature_names.index(n) for n in DRIFTED_FEATURES]
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="demo-traffic")
+        self._pending = threading.BoundedSemaphore(64)
+
+    def stop(self) -> None:
+        """Ask `run()` to return; in-flight requests finish or time out."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Play the scenario (blocking)."""
+        try:
+            while not self._stop.is_set():
+                for phase in self.phases:
+                    self._play(phase, phase.seconds)
+                    if self._stop.is_set():
+                        return
+                if not self.loop:
+                    break
+            if self.keep_going and not self._stop.is_set():
+                self._play(self.phases[-1], float("inf"))
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _play(self, phase: Phase, seconds: float) -> None:
+        self.stats.phase = phase.name
+        self._post("/faults", phase.faults)
+        if self.on_phase is not None:
+            self.on_phase(phase)
+        start = time.monotonic()
+        for tick in itertools.count():
+            due = start + tick / self.rate
+            if due - start >= seconds:
+                return
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return
+            self._send_outcomes()
+            if self._pending.acquire(blocking=False):  # never queue without bound
+                self._pool.submit(self._predict, *self._draw(phase))
+
+    def _draw(self, phase: Phase) -> tuple[str, dict[str, Any], str, float]:
+        """The next request: (request id, instance, true label, label delay); one thread."""
+        rng = self._rng
+        row = int(rng.integers(len(self.data.labels)))
+        instance = self.data.instances([row])[0]
+        if phase.drift:
+            for j in self._drift_columns:
+                instance[self.data.feature_names[j]] += phase.drift * float(self._std[j])
+            if rng.random() < 0.3:
+                instance["channel"] = UNSEEN_CHANNEL
+        if phase.malformed_ratio and rng.random() < phase.malformed_ratio:
+            # Half miss the column (a schema violation), half send null (a missing value).
+            if rng.random() < 0.5:
+                del instance[DRIFTED_FEATURES[0]]
+            else:
+                instance[DRIFTED_FEATURES[-1]] = None
+        low, high = LABEL_DELAY_SECONDS
+        delay = low + (high - low) * float(rng.random())
+        return f"demo-{next(self._ids)}", instance, str(self.data.labels[row]), delay
+
+    def _predict(self, rid: str, instance: dict[str, Any], label: str, delay: float) -> None:
+        try:
+            self.stats.count("sent")
+            status = self._post("/predict", {"request_id": rid, "instances": [instance]})
+            if status == 200:
+                self.stats.count("ok")
+                with self._labels_lock:
+                    heapq.heappush(self._labels, (time.monotonic() + delay, rid, label))
+            elif status is None:
+                self.stats.count("unreachable")
+            else:
+                self.stats.count("failed")
+        finally:
+            self._pending.release()
+
+    def _send_outcomes(self) -> None:
+        now = time.monotonic()
+        due = []
+        with self._labels_lock:
+            while self._labels and self._labels[0][0] <= now:
+                due.append(heapq.heappop(self._labels))
+        for _, rid, label in due:
+            self.stats.count("outcomes")
+            if self.stats.outcomes % UNKNOWN_OUTCOME_EVERY == 0:
+                rid = f"restarted-peer-{rid}"
+            self._pool.submit(self._post, "/outcome", {"request_id": rid, "label": label})
+
+    def _post(self, path: str, payload: dict[str, Any]) -> int | None:
+        request = urllib.request.Request(
+            self.model_url + path, data=json.dumps(payload).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as exc:
+            exc.read()
+            return exc.code
+        except (OSError, ValueError):
+            return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Play a scenario against a model service (the compose stack's traffic container)."""
+    parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.traffic",
+                                     description="Scenario traffic for the demo model.")
+    parser.add_argument("--model-url", default="http://127.0.0.1:8080")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
+    parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    parser.add_argument("--loop", action="store_true", help="repeat the scenario forever")
+    args = parser.parse_args(argv)
+    phases = scenario(args.scenario, args.speed)
+
+    def announce(phase: Phase) -> None:
+        print(f"phase {phase.name} ({phase.seconds:.0f}s): {phase.description}", flush=True)
+
+    generator = TrafficGenerator(args.model_url, phases, rate=args.rate, loop=args.loop,
+                                 on_phase=announce)
+    try:
+        generator.run()
+    except KeyboardInterrupt:
+        generator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
