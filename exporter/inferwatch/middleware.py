@@ -41,11 +41,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import internal
+from .request import Request
 
 if TYPE_CHECKING:
     from .monitors import Monitor
     from .registry import Registry
-    from .request import Request
 
 Target = str | tuple[str, str]
 RouteMap = Mapping[str, Target] | Callable[[Mapping[str, Any]], Target | None]
@@ -56,6 +56,8 @@ MAX_REQUEST_ID_LENGTH = 128
 ERROR_TYPE_ENVIRON_KEY = "inferwatch.error_type"
 
 _COMPONENT = "middleware"
+_RESOLVE_SECONDS = 1.0
+_MAX_CACHED_TARGETS = 1024
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 # Path converters of Starlette ({name:conv}) and werkzeug (<conv:name>) as regular expressions.
 _CONVERTERS = {
@@ -150,7 +152,7 @@ class _Routes:
         self._excluded = frozenset(p.rstrip("/") or "/" for p in exclude_paths)
         self._excluded_prefixes = tuple(p.rstrip("/") + "/" for p in exclude_paths)
         self._registry = registry
-        self._known: set[tuple[str, str | None]] = set()
+        self._cache: dict[tuple[str, str | None], tuple[Monitor | None, float]] = {}
 
     def target(self, path: str, scope: Mapping[str, Any]) -> tuple[str, str | None] | None:
         if path in self._excluded or path.startswith(self._excluded_prefixes):
@@ -170,20 +172,27 @@ class _Routes:
     def monitor(self, target: tuple[str, str | None]) -> Monitor | None:
         """The model's monitor; None while it is not instrumented (never creates one).
 
-        Creating it here would fix its settings before ``instrument()`` gives them.
+        Creating it here would fix its settings before ``instrument()`` gives them. The
+        answer is kept for a second, so a newly instrumented version serves within one.
         """
+        now = time.monotonic()
+        cached = self._cache.get(target)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         registry = self._registry
         if registry is None:
             from .registry import default_registry
 
             registry = self._registry = default_registry()
-        if target not in self._known:
-            name, version = target
-            if not any(m.name == name and (version is None or m.version == version)
-                       for m in registry.monitors()):
-                return None
-            self._known.add(target)
-        return registry.monitor(*target)
+        name, version = target
+        monitor = None
+        if any(m.name == name and (version is None or m.version == version)
+               for m in registry.monitors()):
+            monitor = registry.monitor(name, version)
+        if len(self._cache) >= _MAX_CACHED_TARGETS:
+            self._cache.clear()  # targets from a routes function could be many
+        self._cache[target] = (monitor, now + _RESOLVE_SECONDS)
+        return monitor
 
 
 def _target(value: object, default_version: str | None, where: str) -> tuple[str, str | None]:
@@ -282,7 +291,7 @@ class InstrumentMiddleware:
                     request_id = clean_request_id(value.decode("latin-1"))
                 elif name == b"traceparent":
                     trace_id = trace_id_from_traceparent(value.decode("latin-1"))
-            request = monitor.request(request_id).__enter__()
+            request = Request(monitor, request_id).__enter__()
             if trace_id is not None and request.record.trace_id is None:
                 request.record.trace_id = trace_id
             return request
@@ -344,7 +353,7 @@ class WSGIInstrumentMiddleware:
                 return None
             raw_id = environ.get(self._id_key)
             request_id = None if raw_id is None else clean_request_id(raw_id)
-            request = monitor.request(request_id).__enter__()
+            request = Request(monitor, request_id).__enter__()
             traceparent = environ.get("HTTP_TRACEPARENT")
             if traceparent and request.record.trace_id is None:
                 request.record.trace_id = trace_id_from_traceparent(traceparent)
