@@ -35,6 +35,7 @@ import numpy as np
 
 from . import internal
 from .state import ModelState
+from .window import RollingSketch
 
 FORMAT_VERSION = 1
 MAGIC = b"IWSNAP\n"
@@ -101,7 +102,8 @@ def encode(snapshot: Snapshot) -> bytes:
     header = {
         "format": FORMAT_VERSION,
         "written_at": snapshot.written_at,
-        "models": [_pack_model(data, blob_parts) for data in snapshot.models],
+        "models": [_pack_model(data, blob_parts, snapshot.written_at)
+                   for data in snapshot.models],
         "internal_errors": snapshot.internal_errors,
         "overflow": snapshot.overflow,
         "events_dropped": snapshot.events_dropped,
@@ -109,9 +111,7 @@ def encode(snapshot: Snapshot) -> bytes:
         "folded": snapshot.folded,
     }
     counts = np.concatenate(blob_parts) if blob_parts else np.zeros(0, dtype=np.int64)
-    # Most bin counts fit 32 bits; half the bytes to read on every merged scrape.
-    wide = counts.size and int(counts.max()) >= 1 << 32
-    header["dtype"] = "<i8" if wide else "<u4"
+    header["dtype"] = _narrowest(counts)
     blob = counts.astype(header["dtype"]).tobytes()
     head = json.dumps(header, separators=(",", ":")).encode()
     body = MAGIC + _LENGTHS.pack(FORMAT_VERSION, len(head), len(blob)) + head + blob
@@ -129,27 +129,76 @@ def model_dict(state: ModelState) -> dict[str, Any]:
     return data
 
 
-def _pack_model(data: dict[str, Any], blob_parts: list[np.ndarray]) -> dict[str, Any]:
+def _narrowest(counts: np.ndarray) -> str:
+    """The smallest little-endian type holding every count: fewer bytes for every scrape."""
+    largest = int(counts.max()) if counts.size else 0
+    for dtype, limit in (("<u1", 1 << 8), ("<u2", 1 << 16), ("<u4", 1 << 32)):
+        if largest < limit:
+            return dtype
+    return "<i8"
+
+
+def _pack_model(data: dict[str, Any], blob_parts: list[np.ndarray],
+                written_at: float) -> dict[str, Any]:
     return {**data, "summaries": {
-        metric: [_pack_summary(labels, summary, blob_parts) for labels, summary in rows]
+        metric: [_pack_summary(labels, summary, blob_parts, written_at)
+                 for labels, summary in rows]
         for metric, rows in data["summaries"].items()
     }}
 
 
-def _pack_summary(labels: list[str], summary: dict, blob_parts: list[np.ndarray]) -> list:
+def _pack_summary(labels: list[str], summary: dict, blob_parts: list[np.ndarray],
+                  written_at: float) -> list:
     rolling = summary["sketch"]
-    buckets = []
-    for bucket_id, sketch in rolling["buckets"]:
-        positive, negative = sketch["positive"], sketch["negative"]
-        for store in (positive, negative):
-            if store["counts"]:
-                blob_parts.append(np.asarray(store["counts"], dtype=np.int64))
-        buckets.append([bucket_id, sketch["zero_count"], sketch["sum"],
-                        positive["offset"], len(positive["counts"]),
-                        negative["offset"], len(negative["counts"])])
     config = [rolling["max_age_seconds"], rolling["age_buckets"], rolling["relative_accuracy"],
               rolling["max_bins"]]
-    return [labels, summary["count"], summary["sum"], config, buckets]
+    newest = _bucket_id(config, written_at)
+    buckets, in_window = [], []
+    for bucket_id, sketch in rolling["buckets"]:
+        positive, negative = sketch["positive"], sketch["negative"]
+        arrays = []
+        for store in (positive, negative):
+            array = np.asarray(store["counts"], dtype=np.int64)
+            arrays.append(array)
+            if array.size:
+                blob_parts.append(array)
+        buckets.append([bucket_id, sketch["zero_count"], sketch["sum"],
+                        positive["offset"], arrays[0].size, negative["offset"], arrays[1].size])
+        if newest - config[1] < bucket_id <= newest:
+            in_window.append((sketch, positive["offset"], arrays[0], negative["offset"],
+                              arrays[1]))
+    return [labels, summary["count"], summary["sum"], config, buckets,
+            _pack_window(newest, in_window, config[3], blob_parts)]
+
+
+def _pack_window(newest: int, in_window: list, max_bins: int,
+                 blob_parts: list[np.ndarray]) -> list | None:
+    """The buckets of the window ending at `newest`, merged: what a reader at the same
+    moment needs instead of every bucket."""
+    if not in_window:
+        return None
+    packed = [newest, sum(entry[0]["zero_count"] for entry in in_window),
+              sum(entry[0]["sum"] for entry in in_window)]
+    for offset_at, array_at in ((1, 2), (3, 4)):
+        dense = dense_bins([(entry[offset_at], entry[array_at]) for entry in in_window],
+                           max_bins)
+        if dense is None:
+            packed += [0, 0]
+        else:
+            blob_parts.append(dense[1])
+            packed += [dense[0], int(dense[1].size)]
+    return packed
+
+
+_templates: dict[tuple, RollingSketch] = {}
+
+
+def _bucket_id(config: list, now: float) -> int:
+    key = tuple(config)
+    template = _templates.get(key)
+    if template is None:
+        template = _templates[key] = RollingSketch(*config)
+    return template.bucket_id(now)
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -178,6 +227,8 @@ def decode(data: bytes) -> RawSnapshot:
             raise ValueError("bad format or dtype")
         counts = np.frombuffer(data, dtype=dtype, count=blob_len // dtype.itemsize,
                                offset=fixed + head_len)
+        if counts.size * dtype.itemsize != blob_len or (counts.size and counts.min() < 0):
+            raise ValueError("the bin counts are not whole non-negative integers")
         if not isinstance(header.get("models"), list):
             raise ValueError("models is not a list")
     except (ValueError, KeyError, TypeError) as exc:
@@ -206,7 +257,7 @@ def _model_cursors(raw: RawSnapshot) -> list[int]:
         cursors.append(position)
         for rows in model["summaries"].values():
             for row in rows:
-                for bucket in row[4]:
+                for bucket in [*row[4], *([row[5]] if row[5] is not None else [])]:
                     position += int(bucket[4]) + int(bucket[6])
     if position != raw.counts.size:
         raise SnapshotError(f"snapshot header describes {position} bin counts, "
@@ -218,7 +269,7 @@ def _exact_model(model: dict, counts: np.ndarray, position: int) -> ModelState:
     summaries = {}
     for metric, rows in model["summaries"].items():
         out_rows = []
-        for labels, count, total, config, buckets in rows:
+        for labels, count, total, config, buckets, window in rows:
             max_age, age_buckets, accuracy, max_bins = config
             sketch_buckets = []
             for bucket_id, zero, sketch_sum, pos_offset, pos_n, neg_offset, neg_n in buckets:
@@ -232,6 +283,8 @@ def _exact_model(model: dict, counts: np.ndarray, position: int) -> ModelState:
                     "positive": {"offset": pos_offset, "counts": positive},
                     "negative": {"offset": neg_offset, "counts": negative},
                 }])
+            if window is not None:  # a merged copy of some buckets above: skipped here
+                position += int(window[4]) + int(window[6])
             rolling = {"format": 1, "max_age_seconds": max_age, "age_buckets": age_buckets,
                        "relative_accuracy": accuracy, "max_bins": max_bins,
                        "buckets": sketch_buckets}
@@ -258,3 +311,32 @@ def decode_extras(extras: object) -> dict[str, object]:
             continue
         decoded[name] = decoder(data)
     return decoded
+
+
+def dense_bins(segments: list[tuple[int, np.ndarray]],
+               max_bins: int) -> tuple[int, np.ndarray] | None:
+    """Bin segments (first key, counts) summed into one run: (first key, counts), or None.
+
+    Past `max_bins` keys the lowest ones fold into the lowest kept key, as the sketch's
+    own store does, so the result does not depend on how values were split across workers
+    (and nothing larger than `max_bins` is ever allocated).
+
+    >>> dense_bins([(3, np.array([1, 2])), (4, np.array([5]))], max_bins=10)
+    (3, array([1, 7]))
+    """
+    segments = [(offset, counts) for offset, counts in segments if counts.size]
+    if not segments:
+        return None
+    high = max(offset + counts.size - 1 for offset, counts in segments)
+    low = max(min(offset for offset, _ in segments), high - max_bins + 1)
+    dense = np.zeros(high - low + 1, dtype=np.int64)
+    for offset, counts in segments:
+        if offset < low:
+            cut = min(low - offset, counts.size)
+            dense[0] += int(counts[:cut].sum())
+            counts, offset = counts[cut:], low
+        dense[offset - low:offset - low + counts.size] += counts
+    nonzero = np.flatnonzero(dense)
+    if not nonzero.size:
+        return None
+    return low + int(nonzero[0]), dense[nonzero[0]:nonzero[-1] + 1]

@@ -17,6 +17,7 @@ variable) turns it on.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -27,7 +28,12 @@ from ... import internal
 from ...multiproc import ENV_VAR, MultiprocError, check_directory
 from ...multiproc_store import SnapshotDirectory
 from ...render import describe_families
-from ..registry import Collector, register
+from ..registry import Collector, CollectorError, register
+
+log = logging.getLogger("inferwatch.exporter.multiproc")
+
+_NO_DIRECTORY = (f"no snapshot directory: pass --multiproc.dir=DIR or set {ENV_VAR} to the "
+                 "directory the workers write to")
 
 
 @register
@@ -39,8 +45,8 @@ class MultiprocCollector(Collector):
     help = ("the merged model metrics of a multi-worker server, read from its snapshot "
             f"directory (--multiproc.dir or {ENV_VAR})")
 
-    def __init__(self, directory: str) -> None:
-        self.directory = SnapshotDirectory(directory)
+    def __init__(self, directory: str | None) -> None:
+        self.directory = None if directory is None else SnapshotDirectory(directory)
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
@@ -55,8 +61,10 @@ class MultiprocCollector(Collector):
         if directory is None:
             directory, source = os.environ.get(ENV_VAR), ENV_VAR
         if directory is None:
-            raise ValueError(f"argument --collector.multiproc: needs --multiproc.dir or "
-                             f"{ENV_VAR} naming the workers' snapshot directory")
+            # Enabled with no directory at all: every scrape reports collector_success 0
+            # with this reason; a directory given but unusable is refused at startup below.
+            log.error("collector multiproc: %s", _NO_DIRECTORY)
+            return cls(None)
         try:
             return cls(check_directory(directory, source=source, writable=False))
         except MultiprocError as exc:
@@ -66,6 +74,8 @@ class MultiprocCollector(Collector):
         return describe_families()
 
     def collect(self) -> Iterable[Metric]:
+        if self.directory is None:
+            raise CollectorError(_NO_DIRECTORY)
         now = time.time()
         view = self.directory.read_view(now)
         # Damaged files this exporter skipped are its own faults, added to the workers'.
