@@ -241,14 +241,21 @@ class Publisher:
         self._baseline = self._process_counts(registry)
 
     def close(self) -> None:
-        """Publish a final snapshot and fold it into the archive (at exit). Never raises."""
+        """Publish a final snapshot and fold it into the archive (at exit), once.
+
+        Never raises; nothing is published after it.
+        """
         try:
             registry = self._registry()
             if registry is not None:
                 registry.drain()
-            self.publish(force=True)
             with self._lock:
-                self._closed = True
+                if self._closed:
+                    return
+                try:
+                    self._publish_locked(time.monotonic(), force=True)
+                finally:
+                    self._closed = True
             self.directory.fold(self.worker, also=[self.worker.name],
                                 timeout=EXIT_FOLD_TIMEOUT_SECONDS)
         except Exception as exc:

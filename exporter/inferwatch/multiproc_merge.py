@@ -141,6 +141,8 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
                 mine.sketch_sum += part.sketch_sum
                 mine.positive.extend(part.positive)
                 mine.negative.extend(part.negative)
+            elif on_error is not None:  # a worker with other quantile settings (a rollout)
+                on_error(ValueError(f"summary {key} has different settings across workers"))
         header = raw.header
         _add_counts(view.internal_errors, header.get("internal_errors"))
         _add_counts(view.overflow, header.get("overflow"))

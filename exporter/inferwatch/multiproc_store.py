@@ -263,8 +263,11 @@ class SnapshotDirectory:
                 target = states.get(state.key)
                 if target is None:
                     states[state.key] = state
-                else:
+                    continue
+                try:
                     target.merge(state)
+                except ValueError as exc:  # other buckets than the archive's (a rollout)
+                    internal.record("multiproc_fold", exc)
             for field in ("internal_errors", "overflow", "events_dropped"):
                 _add(getattr(archive, field), raw.header.get(field))
         for state in states.values():
