@@ -100,3 +100,14 @@ def test_exemplars_reach_a_real_prometheus(scraper, tmp_path):
             assert found and found <= trace_ids
     finally:
         server.shutdown()
+
+
+def test_importing_the_api_alone_keeps_the_fast_path(monkeypatch):
+    from opentelemetry.trace import ProxyTracerProvider
+
+    import inferwatch.tracing as tracing
+
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: ProxyTracerProvider())
+    assert not tracing.otel_configured()
+    monkeypatch.undo()
+    assert tracing.otel_configured()  # the SDK provider this module installed

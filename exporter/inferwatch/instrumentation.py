@@ -26,7 +26,7 @@ from . import internal
 from .monitors import Monitor, RequestRecord, Settings
 from .registry import Registry, default_registry
 from .request import current_request
-from .tracing import current_trace_id, otel_loaded
+from .tracing import current_trace_id, otel_configured
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -312,7 +312,8 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     that ``record_outcome`` joins on; `events` (an ``EventLog`` or a path ending in
     ``.jsonl`` / ``.sqlite``) logs every prediction. ``range_tolerance``,
     ``drift_window_seconds`` and ``drift_age_buckets`` tune the reference checks. When the
-    application uses OpenTelemetry, each call's trace id becomes an exemplar on the latency
+    application has configured OpenTelemetry tracing (an SDK tracer provider) before this
+    call, or with ``exemplars=True``, each call's trace id becomes an exemplar on the latency
     histogram and goes into the event log (``exemplars=False`` turns that off,
     ``trace_stages=True`` adds a span per ``r.stage()``). Other
     keyword options are :class:`~inferwatch.monitors.Settings` fields (``task``,
@@ -359,7 +360,7 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
         class_names=None if is_function else (lambda: getattr(target, "classes_", None)),
     )
     exemplars = trace_options.get("exemplars")
-    if exemplars or (exemplars is None and otel_loaded()):
+    if exemplars or (exemplars is None and otel_configured()):
         monitor.configure(traces=True, trace_stages=bool(trace_options.get("trace_stages")))
     if reference is not None or request_id is not None or events is not None:
         monitor.configure(reference=reference, request_id=request_id, events=events,

@@ -389,7 +389,8 @@ class Monitor:
                 error_counts[key] = error_counts.get(key, 0) + 1
             else:
                 ok += 1
-            self._drain_request(record, predictions)
+        if requests:
+            self._drain_requests(requests, predictions)
         n_errors = len(durations) - ok
         if ok:
             state.inc("inferwatch_requests_total", ("ok",), ok)
@@ -442,30 +443,34 @@ class Monitor:
             internal.record("backlog", count=dropped - self._dropped_reported)
             self._dropped_reported = dropped
 
-    def _drain_request(self, record: RequestRecord, predictions: _PredictionBatch) -> None:
+    def _drain_requests(self, requests: list[RequestRecord],
+                        predictions: _PredictionBatch) -> None:
+        """Stages, actions and predictions of request records, one vectorised pass each."""
         state = self.state
+        stage_times: dict[str, list[float]] = {}
+        actions: dict[str, float] = {}
+        by_kind: dict[bool, list[RequestRecord]] = {False: [], True: []}
+        for record in requests:
+            for stage, seconds in record.stages:
+                stage_times.setdefault(stage, []).append(seconds)
+            if record.action is not None:
+                actions[record.action] = actions.get(record.action, 0) + 1
+            if record.has_prediction:
+                by_kind[record.probabilities].append(record)
         stage_cap = self._caps["inferwatch_stage_duration_seconds"]
-        for stage, seconds in record.stages:
+        for stage, times in stage_times.items():
             state.histogram("inferwatch_stage_duration_seconds", (stage_cap.fold(stage),),
-                            self.settings.latency_buckets).observe_one(seconds)
-        if record.action is not None:
-            action = self._caps["inferwatch_actions_total"].fold(record.action)
-            state.inc("inferwatch_actions_total", (action,))
-        if not record.has_prediction:
-            return
-        if record.request_id is None:
-            predictions.add_results((record.prediction,), probabilities=record.probabilities)
-            return
-        prediction = predictions.add_one(record.prediction, record.probabilities)
-        if prediction is not None:
-            first_values = next(iter(prediction.values.values()), None)
-            self.outcomes.remember(
-                record.request_id,
-                None if prediction.classes is None else tuple(prediction.classes.tolist()),
-                None if first_values is None or prediction.classes is not None
-                else tuple(first_values[:64].tolist()),
-                at=record.started_at,
-            )
+                            self.settings.latency_buckets).observe(np.asarray(times))
+        for action, count in self._caps["inferwatch_actions_total"].fold_counts(actions).items():
+            state.inc("inferwatch_actions_total", (action,), count)
+        for probabilities, records in by_kind.items():
+            if not records:
+                continue
+            rows = predictions.add_records([r.prediction for r in records], probabilities)
+            for record, row in zip(records, rows):
+                if record.request_id is not None and row is not None:
+                    self.outcomes.remember(record.request_id, row[0], row[1],
+                                           at=record.started_at)
 
     def overflow_counts(self) -> dict[str, int]:
         return {metric: cap.overflowed for metric, cap in self._caps.items() if cap.overflowed}
@@ -481,6 +486,22 @@ class Monitor:
 
 
 _UNSET = object()
+
+
+def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
+        tuple[tuple | None, tuple | None] | None]:
+    """Per-call (classes, values) of a prediction made of several calls' rows."""
+    classes = prediction.classes
+    values = None if classes is not None else next(iter(prediction.values.values()), None)
+    column = classes if classes is not None else values
+    if column is None or len(column) != sum(sizes):
+        return [None] * len(sizes)  # rows were dropped as invalid: no safe per-call split
+    rows, offset = [], 0
+    for size in sizes:
+        part = tuple(column[offset:offset + size][:64].tolist())
+        rows.append((part, None) if classes is not None else (None, part))
+        offset += size
+    return rows
 
 
 class _PredictionBatch:
@@ -528,6 +549,30 @@ class _PredictionBatch:
         for result in results:
             self.add_one(result, False)
 
+    def add_records(self, results: Sequence[object], probabilities: bool) -> list[
+            tuple[tuple | None, tuple | None] | None]:
+        """Record many results, returning each one's classes or values (for outcome joins).
+
+        Many small 2-D float arrays of one width (one probability matrix per request) are
+        normalised as one matrix and split again by rows.
+        """
+        if len(results) > 1 and all(isinstance(r, np.ndarray) and r.ndim == 2 and
+                                    r.dtype.kind == "f" for r in results) and \
+                len({r.shape[1] for r in results}) == 1:
+            sizes = [r.shape[0] for r in results]
+            try:
+                prediction = normalize(
+                    np.concatenate(results), probabilities=probabilities,
+                    task=self.monitor.settings.task,
+                    class_names=self._class_names_once() if probabilities else None)
+            except Exception as exc:
+                internal.record("prediction", exc)
+                return [None] * len(results)
+            self._add(prediction, sizes)
+            return _split_rows(prediction, sizes)
+        return [None if p is None else _split_rows(p, [p.rows])[0]
+                for p in (self.add_one(result, probabilities) for result in results)]
+
     def _class_names_once(self) -> Sequence[object] | None:
         if self._class_names is _UNSET:
             self._class_names = self.monitor.class_names()
@@ -555,8 +600,11 @@ class _PredictionBatch:
             values = values[finite]
         self.values.setdefault("value", []).append(values)
 
-    def _add(self, prediction: Prediction) -> None:
-        self.batch_sizes.append(prediction.rows)
+    def _add(self, prediction: Prediction, sizes: Sequence[int] | None = None) -> None:
+        if sizes is None:
+            self.batch_sizes.append(prediction.rows)
+        else:
+            self.batch_sizes.extend(sizes)
         for name, values in prediction.values.items():
             self.values.setdefault(name, []).append(values)
         if prediction.classes is not None:

@@ -17,9 +17,17 @@ from typing import Any
 TRACER_NAME = "inferwatch"
 
 
-def otel_loaded() -> bool:
-    """True when the application uses OpenTelemetry (it imported the tracing API)."""
-    return "opentelemetry.trace" in sys.modules
+def otel_configured() -> bool:
+    """True when the application has set up OpenTelemetry tracing (an SDK tracer provider).
+
+    Importing the API is not enough: web frameworks import it whether or not anyone
+    traces, and following a trace that cannot exist would only cost every call.
+    """
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return False
+    provider = trace.get_tracer_provider()
+    return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider")
 
 
 def current_trace_id() -> str | None:
