@@ -30,8 +30,9 @@ import numpy as np
 from .model import Dataset, load_dataset
 from .scenario import SCENARIOS, Phase, scenario
 
-# Features the drift phase shifts; the tumour-size features also move the predictions.
-DRIFTED_FEATURES = ("mean radius", "mean texture", "mean area", "worst perimeter")
+# Features the drift phase shifts: size, texture and concavity, so the predictions move too.
+DRIFTED_FEATURES = ("mean radius", "mean texture", "mean area", "mean concave points",
+                    "worst concave points", "worst perimeter")
 UNSEEN_CHANNEL = "partner-api"
 LABEL_DELAY_SECONDS = (1.0, 4.0)
 # One outcome in this many names a request this replica never served (a restarted peer's).
