@@ -381,3 +381,47 @@ def test_clear_directory_removes_only_inferwatch_files(tmp_path):
     (tmp_path / "keep.txt").write_text("not ours")
     assert clear_directory(str(tmp_path)) == 1
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_drift_is_scored_from_summed_worker_counts_not_averaged_scores():
+    from inferwatch.features import FeatureTracker
+    from inferwatch.reference import Reference
+
+    rng = np.random.default_rng(3)
+    ref = Reference.from_data({"x": rng.normal(size=2000)}, predictions=rng.random(2000))
+    states, single = [], FeatureTracker(ref)
+    # One worker sees reference-like traffic, the other a shifted sliver of it.
+    for rows in (rng.normal(0, 1, 900), rng.normal(4, 1, 100)):
+        tracker = FeatureTracker(ref)
+        batch = [{"x": float(v)} for v in rows]
+        tracker.check_inputs(batch, NOW)
+        single.check_inputs(batch, NOW)
+        state = ModelState("fraud", "1")
+        state.extras["drift"] = tracker.drift
+        states.append(state)
+    raws = [decode(encode(Snapshot(models=[model_dict(s)], written_at=NOW))) for s in states]
+    view = merge_view(raws, NOW)
+    merged_scores, _, rows = view.states[0].extras["drift"].scores(NOW)
+    expected_scores, _, _ = single.drift.scores(NOW)
+    assert rows == 1000
+    assert merged_scores == pytest.approx(expected_scores)
+    worker_psi = [s.extras["drift"].scores(NOW)[0][("x", "psi")] for s in states]
+    assert merged_scores[("x", "psi")] != pytest.approx(sum(worker_psi) / 2)
+
+
+def test_a_forked_worker_keeps_its_drift_window_but_not_the_masters_counts():
+    from inferwatch.features import FeatureTracker
+    from inferwatch.monitors import Monitor
+    from inferwatch.reference import Reference
+
+    ref = Reference.from_data({"x": np.arange(100.0)})
+    monitor = Monitor("m", "1").configure(reference=ref)
+    assert isinstance(monitor.features, FeatureTracker)
+    monitor.features.check_inputs([{"x": 1.0}], time.time())
+    monitor.state.inc("inferwatch_requests_total", ("ok",), 5)
+    monitor.reset_after_fork()
+    assert monitor.state.counters == {}
+    drift = monitor.state.extras["drift"]
+    assert drift is monitor.features.drift and drift.rows(time.time()) == 0
+    monitor.features.check_inputs([{"x": 2.0}], time.time())
+    assert monitor.state.extras["drift"].rows(time.time()) == 1

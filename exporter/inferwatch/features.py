@@ -60,6 +60,11 @@ class DriftState:
         return (_finite(feature_scorer.scores(feature_counts)),
                 _finite(output_scorer.scores(output_counts)), rows)
 
+    def reset(self) -> None:
+        """Empty both windows (a forked worker starts from zero)."""
+        self.features = _empty_like(self.features)
+        self.outputs = _empty_like(self.outputs)
+
     def merge(self, other: DriftState) -> None:
         self.features.merge(other.features)
         self.outputs.merge(other.outputs)
@@ -79,6 +84,11 @@ class DriftState:
 
     def __deepcopy__(self, memo: dict) -> DriftState:
         return DriftState.from_dict(self.to_dict())
+
+
+def _empty_like(window: DriftWindow) -> DriftWindow:
+    return DriftWindow(window.layout, max_age_seconds=window.max_age_seconds,
+                       age_buckets=window.age_buckets)
 
 
 def _finite(scores: dict) -> dict:

@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,16 @@ def record(component: str, exc: BaseException | None = None, count: int = 1) -> 
             )
     except Exception:  # pragma: no cover - logging itself failed; nothing left to do
         pass
+
+
+def _reset_lock_after_fork() -> None:
+    # A fork while another thread held the lock would otherwise deadlock the child.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
 
 
 def internal_error_counts() -> dict[str, int]:

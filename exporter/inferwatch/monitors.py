@@ -472,6 +472,28 @@ class Monitor:
                     self.outcomes.remember(record.request_id, row[0], row[1],
                                            at=record.started_at)
 
+    def reset_after_fork(self) -> None:
+        """Zero what this monitor counted, keeping what it is (identity, settings, caps).
+
+        A worker forked from a master that already served calls must not publish the
+        master's counts a second time.
+        """
+        self._lock = threading.Lock()
+        for pending in (self._calls, self._proba_calls, self._errors, self._requests):
+            del pending[:]  # the wrappers hold these very lists: empty them in place
+        dropped = _count_value(self._dropped)
+        self._finished = _count_value(self._started) - dropped
+        self._dropped_reported = dropped
+        state = self.state
+        for part in (state.counters, state.histograms, state.summaries, state.gauges):
+            part.clear()
+        for name, extra in list(state.extras.items()):
+            reset = getattr(extra, "reset", None)
+            if callable(reset):
+                reset()
+            else:
+                del state.extras[name]
+
     def overflow_counts(self) -> dict[str, int]:
         return {metric: cap.overflowed for metric, cap in self._caps.items() if cap.overflowed}
 

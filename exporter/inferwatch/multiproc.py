@@ -42,7 +42,6 @@ from .multiproc_store import SnapshotDirectory, WorkerId
 from .render import loaded_ml_packages, process_families
 
 if TYPE_CHECKING:
-    from .monitors import Monitor
     from .registry import Registry
 
 ENV_VAR = "INFERWATCH_MULTIPROC_DIR"
@@ -236,7 +235,7 @@ class Publisher:
         if registry is None:
             return
         for monitor in registry.monitors():
-            _reset_monitor(monitor)
+            monitor.reset_after_fork()
         self._baseline = {}
         self._baseline = self._process_counts(registry)
 
@@ -260,26 +259,6 @@ class Publisher:
                                 timeout=EXIT_FOLD_TIMEOUT_SECONDS)
         except Exception as exc:
             internal.record("multiproc_fold", exc)
-
-
-def _reset_monitor(monitor: Monitor) -> None:
-    """Zero what a monitor counted, keeping what it is (identity, settings, caps)."""
-    from .monitors import _count_value
-
-    for pending in (monitor._calls, monitor._proba_calls, monitor._errors, monitor._requests):
-        del pending[:]  # the wrappers hold these very lists: empty them in place
-    dropped = _count_value(monitor._dropped)
-    monitor._finished = _count_value(monitor._started) - dropped
-    monitor._dropped_reported = dropped
-    state = monitor.state
-    for part in (state.counters, state.histograms, state.summaries, state.gauges):
-        part.clear()
-    for name, extra in list(state.extras.items()):
-        reset = getattr(extra, "reset", None)
-        if callable(reset):
-            reset()
-        else:
-            del state.extras[name]
 
 
 def shutdown() -> None:

@@ -27,14 +27,13 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import internal
-from .state import ModelState
+from .state import EXTRA_TYPES, ModelState
+from .state import register_extra as state_register_extra
 from .window import RollingSketch
 
 FORMAT_VERSION = 1
@@ -45,27 +44,15 @@ _CRC = struct.Struct(">I")
 MAX_HEADER_BYTES = 256 << 20
 MAX_BLOB_BYTES = 2 << 30
 
-# Decoders of ModelState.extras entries by name: the extra's to_dict() output -> the object.
-# Extras with no decoder registered are left out of snapshots (and counted when read).
-EXTRA_DECODERS: dict[str, Callable[[dict], object]] = {}
+# Extras travel through ModelState.to_dict()/from_dict(); these are that same registry.
+EXTRA_DECODERS = EXTRA_TYPES
+register_extra = state_register_extra
 
 
 class SnapshotError(ValueError):
     """A snapshot file that is not a complete, valid snapshot of this format."""
 
 
-def register_extra(name: str, from_dict: Callable[[dict], object]) -> None:
-    """Let ``ModelState.extras[name]`` travel in snapshots.
-
-    The extra must have ``to_dict()`` (JSON-serialisable), ``merge(other)``, and
-    `from_dict` must rebuild it from that dict.
-
-    >>> register_extra("doc_example", dict)
-    >>> "doc_example" in EXTRA_DECODERS
-    True
-    >>> _ = EXTRA_DECODERS.pop("doc_example")
-    """
-    EXTRA_DECODERS[name] = from_dict
 
 
 @dataclass
@@ -119,14 +106,11 @@ def encode(snapshot: Snapshot) -> bytes:
 
 
 def model_dict(state: ModelState) -> dict[str, Any]:
-    """What a snapshot stores of one model version: ``state.to_dict()`` and its extras.
+    """What a snapshot stores of one model version: ``state.to_dict()``, extras included.
 
     Called with the state's lock held; the rest of :func:`encode` needs no lock.
     """
-    data = state.to_dict()
-    data["extras"] = {name: extra.to_dict() for name, extra in state.extras.items()
-                      if name in EXTRA_DECODERS and callable(getattr(extra, "to_dict", None))}
-    return data
+    return state.to_dict()
 
 
 def _narrowest(counts: np.ndarray) -> str:
@@ -290,27 +274,7 @@ def _exact_model(model: dict, counts: np.ndarray, position: int) -> ModelState:
                        "buckets": sketch_buckets}
             out_rows.append([labels, {"sketch": rolling, "count": count, "sum": total}])
         summaries[metric] = out_rows
-    state = ModelState.from_dict({**model, "summaries": summaries})
-    state.extras = decode_extras(model.get("extras", {}))
-    return state
-
-
-def decode_extras(extras: object) -> dict[str, object]:
-    """Rebuild the extras a snapshot carries.
-
-    An extra whose decoder is not registered in this process (a reader that never imported
-    the module defining it) is left out and counted as an internal error.
-    """
-    if not isinstance(extras, dict):
-        raise SnapshotError("snapshot extras must be a dict")
-    decoded = {}
-    for name, data in extras.items():
-        decoder = EXTRA_DECODERS.get(name)
-        if decoder is None:
-            internal.record("multiproc_extra")
-            continue
-        decoded[name] = decoder(data)
-    return decoded
+    return ModelState.from_dict({**model, "summaries": summaries})
 
 
 def dense_bins(segments: list[tuple[int, np.ndarray]],

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client.core import Metric
 
-from .multiproc_format import RawSnapshot, SnapshotError, decode_extras, dense_bins
+from .multiproc_format import RawSnapshot, SnapshotError, dense_bins
 from .render import model_families, process_families
 from .sketch import DDSketch
 from .state import HistogramState, ModelState, SummarySettings, SummaryState
@@ -203,7 +203,6 @@ def _parse(raw: RawSnapshot, windows: _Windows) -> _Parsed:
         # Histograms are summed here as lists: a HistogramState per worker and series costs
         # more than the rest of the merge.
         state = ModelState.from_dict({**model, "summaries": {}, "histograms": {}})
-        state.extras = decode_extras(model.get("extras", {}))
         parsed.models.append(state)
         for metric, rows in model["histograms"].items():
             for labels, data in rows:

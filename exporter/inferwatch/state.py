@@ -18,20 +18,43 @@ from __future__ import annotations
 import copy
 import importlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import internal
 from .window import RollingSketch
 
 Labels = tuple[str, ...]
 
 _SORT_THRESHOLD = 256
 
-# Mergeable parts beyond counters, histograms and sketches: name -> "module:Class", each
-# with merge(), to_dict() and from_dict(); imported only when a snapshot holds one.
-EXTRA_TYPES: dict[str, str] = {"drift": "inferwatch.features:DriftState"}
+# Mergeable parts beyond counters, histograms and sketches, by name: "module:Class" (with
+# a from_dict classmethod, imported only when a snapshot holds one) or a decoder function.
+# Each extra has merge(other) and to_dict(); reset() if it should survive a fork.
+EXTRA_TYPES: dict[str, str | Callable[[dict], object]] = {
+    "drift": "inferwatch.features:DriftState",
+}
+
+
+def register_extra(name: str, from_dict: str | Callable[[dict], object]) -> None:
+    """Let ``ModelState.extras[name]`` travel in worker snapshots and merge.
+
+    >>> register_extra("doc_example", dict)
+    >>> decode_extra("doc_example", {"a": 1})
+    {'a': 1}
+    >>> _ = EXTRA_TYPES.pop("doc_example")
+    """
+    EXTRA_TYPES[name] = from_dict
+
+
+def decode_extra(name: str, data: dict) -> object:
+    decoder = EXTRA_TYPES[name]
+    if isinstance(decoder, str):
+        module_name, _, class_name = decoder.partition(":")
+        decoder = getattr(importlib.import_module(module_name), class_name).from_dict
+    return decoder(data)
 
 # How each per-model gauge combines across worker processes.
 GAUGE_MERGE: dict[str, str] = {
@@ -278,14 +301,24 @@ class ModelState:
             summaries=_series_in(data.get("summaries", {}),
                                  lambda d: SummaryState.from_dict(d, settings)),
             gauges=_series_in(data.get("gauges", {}), float),
-            extras={name: _extra_type(name).from_dict(extra)
-                    for name, extra in data.get("extras", {}).items() if name in EXTRA_TYPES},
+            extras=_decode_extras(data.get("extras", {})),
         )
 
 
-def _extra_type(name: str) -> type:
-    module_name, _, class_name = EXTRA_TYPES[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+def _decode_extras(extras: object) -> dict[str, object]:
+    """Extras of a snapshot; one this process cannot decode is left out and counted."""
+    if not isinstance(extras, dict):
+        raise ValueError("snapshot extras must be a dict")
+    decoded = {}
+    for name, data in extras.items():
+        if name not in EXTRA_TYPES:
+            internal.record("snapshot_extra")
+            continue
+        try:
+            decoded[name] = decode_extra(name, data)
+        except Exception as exc:
+            internal.record("snapshot_extra", exc)
+    return decoded
 
 
 def _finite_sum(values: np.ndarray) -> float:
