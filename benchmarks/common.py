@@ -24,7 +24,8 @@ class Row:
     met: bool
 
 
-def alternate(a: Callable[[], float], b: Callable[[], float], rounds: int = 7) -> tuple[float, float]:
+def alternate(a: Callable[[], float], b: Callable[[], float],
+              rounds: int = 7) -> tuple[float, float]:
     """Run `a` and `b` alternately `rounds` times each; return their median results.
 
     Each callable runs one timed trial and returns its measurement (seconds per op, say).
@@ -63,8 +64,8 @@ def fmt_seconds(seconds: float) -> str:
 
 def print_table(title: str, rows: list[Row]) -> None:
     headers = ("case", "inferwatch", "baseline", "ratio", "target", "met")
-    cells = [(r.case, r.inferwatch, r.baseline, f"{r.ratio:.3g}", r.target, "yes" if r.met else "NO")
-             for r in rows]
+    cells = [(r.case, r.inferwatch, r.baseline, f"{r.ratio:.3g}", r.target,
+              "yes" if r.met else "NO") for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
               for i, h in enumerate(headers)]
     print(f"\n## {title}\n")

@@ -65,14 +65,10 @@ NEVER_DATA = {
     ("resources", "inferwatch internal errors"): "the series appears with the first fault "
                                                  "inside inferwatch, and there is none",
     ("resources", "Label values folded by caps"): "no label reaches its cap in the demo",
-    ("model-quality", "Invalid predictions"): "a working probability model returns no "
-                                              "invalid values",
-    ("model-quality", "Invalid predictions by reason"): "as above",
     ("model-quality", "Regression error"): "the demo model is a classifier",
 }
 # Panels that a clean baseline leaves empty and the incident fills.
 AFTER_INCIDENT = {
-    ("model-overview", "Error ratio"): "no call fails in the baseline",
     ("model-overview", "Errors by type"): "no call fails in the baseline",
     ("model-quality", "Missing values per row"): "the incident sends null features",
     ("model-quality", "Out-of-range values per row"): "drifted inputs leave the reference range",

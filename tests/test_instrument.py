@@ -159,8 +159,8 @@ def test_canary_versions_are_separate_series(scraper):
     for _ in range(9):
         stable(0)
     canary(0)
-    assert scraper.value("inferwatch_requests_total", model="fraud", model_version="1.4.2") == 9
-    assert scraper.value("inferwatch_requests_total", model="fraud", model_version="1.5.0") == 1
+    assert scraper.total("inferwatch_requests_total", model="fraud", model_version="1.4.2") == 9
+    assert scraper.total("inferwatch_requests_total", model="fraud", model_version="1.5.0") == 1
     versions = {s["model_version"] for s in scraper.series("inferwatch_model_info")}
     assert versions == {"1.4.2", "1.5.0"}
 
@@ -281,3 +281,20 @@ def test_public_api_is_lazy_and_small():
     assert out == "[]"
     assert set(inferwatch.__all__) >= {"instrument", "serve", "monitor", "make_asgi_app",
                                        "make_wsgi_app", "Reference"}
+
+
+def test_a_model_failing_inside_a_request_is_one_error_and_no_prediction(scraper):
+    def predict(x):
+        raise ValueError("bad row")
+
+    model = inferwatch.instrument(predict, name="m", version="1", registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    with pytest.raises(ValueError), mon.request() as r:
+        with r.stage("preprocess"):
+            pass
+        model([None])
+    assert scraper.value("inferwatch_errors_total", error_type="ValueError") == 1
+    assert scraper.value("inferwatch_requests_total", outcome="error") == 1
+    assert scraper.value("inferwatch_stage_duration_seconds_count", stage="inference") == 1
+    assert scraper.total("inferwatch_invalid_predictions_total") == 0
+    assert scraper.value("inferwatch_batch_size_count") is None

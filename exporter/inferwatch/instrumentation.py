@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from . import internal
 from .monitors import Monitor, RequestRecord, Settings
 from .registry import Registry, default_registry
-from .request import current_request
+from .request import INFERENCE_STAGE, current_request
 from .tracing import current_trace_id, otel_configured
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,9 +92,15 @@ class _CallRecorder:
         else:
             next(monitor._dropped)
 
-    def join_open_request(self, duration: float, result: Any) -> None:
+    def join_open_request(self, duration: float, result: Any = None, failed: bool = False) -> None:
+        """Record the call as the open request's inference stage; a failed call has no
+        prediction (its exception reaches the request's ``with`` block, which counts it)."""
         request = current_request()
-        if request is not None:
+        if request is None:
+            return
+        if failed:
+            request.record.stages.append((INFERENCE_STAGE, duration))
+        else:
             request.add_inference(duration, result, self.probabilities)
 
 
@@ -139,7 +145,7 @@ def _slow_call(slow: _CallRecorder, args: tuple, kwargs: dict) -> Any:
         result = slow.fn(*args, **kwargs)
     except BaseException as exc:
         if record is None:
-            slow.join_open_request(time.perf_counter() - start, None)
+            slow.join_open_request(time.perf_counter() - start, failed=True)
         else:
             slow.finish(record, time.perf_counter() - start, None, exc)
         raise
@@ -170,7 +176,7 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
                 if record is None:
-                    slow.join_open_request(clock() - start, None)
+                    slow.join_open_request(clock() - start, failed=True)
                 else:
                     slow.finish(record, clock() - start, None, exc)
                 raise

@@ -222,6 +222,12 @@ class Monitor:
         self.traces = False
         self.trace_stages = False
         s = self.settings
+        # Series that alerts and dashboards divide by exist from the start, at zero, so a
+        # ratio reads 0 rather than "no data" before the first failure.
+        self.state.inc("inferwatch_requests_total", ("ok",), 0)
+        self.state.inc("inferwatch_requests_total", ("error",), 0)
+        for reason in ("nan", "inf") + (("out_of_range",) if s.output_range else ()):
+            self.state.inc("inferwatch_invalid_predictions_total", (reason,), 0)
         self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds)
         self._caps = {
             "inferwatch_errors_total": LabelCap(s.max_error_types),
@@ -485,7 +491,10 @@ class Monitor:
         self._finished = _count_value(self._started) - dropped
         self._dropped_reported = dropped
         state = self.state
-        for part in (state.counters, state.histograms, state.summaries, state.gauges):
+        for series in state.counters.values():
+            for labels in series:
+                series[labels] = 0.0
+        for part in (state.histograms, state.summaries, state.gauges):
             part.clear()
         for name, extra in list(state.extras.items()):
             reset = getattr(extra, "reset", None)
