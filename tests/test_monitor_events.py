@@ -80,3 +80,15 @@ def test_event_log_from_a_path(scraper, tmp_path):
     with sqlite3.connect(tmp_path / "events.db") as db:
         assert db.execute("select count(*) from events").fetchone()[0] == 20
     mon.events.close()
+
+
+def test_dropped_events_are_counted_in_metrics(scraper, tmp_path):
+    log = EventLog(tmp_path / "events.jsonl")
+    model = inferwatch.instrument(lambda x: 1.0, name="m", version="1", events=log,
+                                  registry=scraper.registry)
+    log.close()
+    before = scraper.total("inferwatch_events_dropped_total", reason="closed")
+    for i in range(3):
+        assert model(i) == 1.0
+    scraper.registry.drain()
+    assert scraper.total("inferwatch_events_dropped_total", reason="closed") == before + 3

@@ -27,10 +27,6 @@ from .registry import Registry, default_registry
 from .render import describe_families, loaded_ml_packages, model_families, process_families
 
 
-def _no_events_dropped() -> dict[str, int]:
-    return {}
-
-
 class InferwatchCollector(Collector):
     """Drains pending calls, then renders every monitor of `registry`."""
 
@@ -82,8 +78,7 @@ def _events_dropped_counts() -> dict[str, int]:
     events = sys.modules.get("inferwatch.events")
     if events is None:
         return {}
-    counter = getattr(events, "dropped_counts", None)
-    return counter() if callable(counter) else {}
+    return events.dropped_totals()
 
 
 _prometheus_registry: CollectorRegistry | None = None
