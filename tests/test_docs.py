@@ -19,3 +19,11 @@ def test_readme_types_match_the_catalogue():
     rows = re.findall(r"^\| `(inferwatch_[a-z_]+)` \| (\w+) \|", README, flags=re.M)
     for name, kind in rows:
         assert CATALOGUE[name].kind == kind, name
+
+
+def test_readme_alert_list_is_the_generated_alert_list():
+    from inferwatch.generate.rules import ALERTS
+
+    listed = re.findall(r"^\| \[`(Inferwatch\w+)`\]\(docs/runbooks\.md#(\w+)\) \| (\w+) \| (\w+) \|",
+                        README, flags=re.M)
+    assert [(a.name, a.name.lower(), a.severity, a.for_) for a in ALERTS] == listed

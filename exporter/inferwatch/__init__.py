@@ -29,6 +29,7 @@ _EXPORTS = {
     "Reference": "inferwatch.reference",
     "push": "inferwatch.pushgateway",
     "InstrumentMiddleware": "inferwatch.middleware",
+    "WSGIInstrumentMiddleware": "inferwatch.middleware",
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Reference",
     "Registry",
     "Settings",
+    "WSGIInstrumentMiddleware",
     "__version__",
     "instrument",
     "make_asgi_app",
@@ -50,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api import monitor
     from .exposition import make_asgi_app, make_wsgi_app
     from .instrumentation import instrument
+    from .middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
     from .monitors import Monitor, Settings
     from .reference import Reference
     from .registry import Registry
