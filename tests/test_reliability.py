@@ -240,3 +240,18 @@ def test_exposition_passes_promtool_check_metrics(scraper):
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "" and result.stderr.strip() == ""
+
+
+def test_pending_requests_are_bounded_when_draining_stalls(scraper):
+    from inferwatch.monitors import Settings
+
+    mon = scraper.registry.monitor("m", "1", Settings(max_pending=100))
+    scraper.registry.close()
+    with mon._lock:
+        for i in range(1000):
+            with mon.request(request_id=str(i)) as r:
+                r.prediction(0.5)
+        assert mon.pending() == 100
+    mon.drain()
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 100
+    assert mon.in_flight() == 0

@@ -130,7 +130,7 @@ class Settings:
                                self.relative_accuracy)
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestRecord:
     """What one ``mon.request()`` block saw, handed to the drain when the block ends."""
 

@@ -109,7 +109,10 @@ class Request:
                 _current.reset(self._token)
         except ValueError:  # exited in another context than entered (rare async misuse)
             internal.record("request")
-        monitor._requests.append(record)
+        if len(monitor._requests) < monitor.settings.max_pending:
+            monitor._requests.append(record)
+        else:  # the drain has stalled: drop and count rather than grow
+            next(monitor._dropped)
         with _slow_lock:
             monitor.active_requests -= 1
             monitor.slow_path -= 1
