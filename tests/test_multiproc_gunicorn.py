@@ -212,7 +212,9 @@ def test_kill_9_never_loses_published_counts_and_50_restarts_keep_the_directory_
         workers = [name for name in files if name.startswith("worker-")]
         assert len(workers) <= WORKERS + 1  # the workers and the preloading master
         assert set(files) - set(workers) == {ARCHIVE}
-        assert most_files <= 2 * WORKERS + 4, f"{most_files} files after 55 restarts"
+        # While kills outpace the once-a-second fold, a few dead workers' files wait their
+        # turn; what matters is that they never pile up with the number of restarts (55 here).
+        assert most_files <= 4 * WORKERS + 4, f"{most_files} files during 55 restarts"
 
 
 def live_workers(server: Server) -> int:
