@@ -106,15 +106,30 @@ def _drift(families: dict[str, Metric], drift, base: dict[str, str], now: float)
 def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:
     cumulative = 0
     exemplars = hist.exemplars
-    for index, (bound, count) in enumerate(zip(hist.bounds.tolist(), hist.counts[:-1].tolist())):
+    bucket = name + "_bucket"
+    for index, (le, count) in enumerate(zip(_le_strings(hist.bounds), hist.counts[:-1].tolist())):
         cumulative += count
-        family.add_sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, cumulative,
-                          exemplar=_exemplar(exemplars.get(index)))
+        family.add_sample(bucket, {**labels, "le": le}, cumulative,
+                          exemplar=_exemplar(exemplars.get(index)) if exemplars else None)
     cumulative += int(hist.counts[-1])
     family.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, cumulative,
                       exemplar=_exemplar(exemplars.get(len(hist.bounds))))
     family.add_sample(name + "_count", labels, cumulative)
     family.add_sample(name + "_sum", labels, hist.sum)
+
+
+_le_cache: dict[bytes, list[str]] = {}
+
+
+def _le_strings(bounds) -> list[str]:
+    """`le` label values of a histogram's bounds; every series of a metric shares them."""
+    key = bounds.tobytes()
+    strings = _le_cache.get(key)
+    if strings is None:
+        if len(_le_cache) > 256:  # reference profiles give each output its own bounds
+            _le_cache.clear()
+        strings = _le_cache[key] = [floatToGoString(b) for b in bounds.tolist()]
+    return strings
 
 
 def _exemplar(exemplar: tuple[str, float, float] | None) -> Exemplar | None:
