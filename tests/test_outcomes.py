@@ -58,8 +58,7 @@ def test_request_id_function(scraper):
     wrapped = inferwatch.instrument(lambda payload: payload["score"], name="m", version="1",
                                     registry=scraper.registry)
     mon = inferwatch.monitor("m", "1", registry=scraper.registry)
-    mon.request_id_fn = lambda payload: payload["id"]
-    mon.slow_path += 1
+    mon.configure(request_id=lambda payload: payload["id"])
     wrapped({"id": "x-1", "score": 0.25})
     mon.record_outcome("x-1", 0.5)
     assert scraper.value("inferwatch_outcome_error_sum") == 0.25

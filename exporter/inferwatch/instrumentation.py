@@ -26,6 +26,7 @@ from . import internal
 from .monitors import Monitor, RequestRecord, Settings
 from .registry import Registry, default_registry
 from .request import INFERENCE_STAGE, current_request
+from .request import _current as open_request
 from .tracing import current_trace_id, otel_configured
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,10 +56,9 @@ class _CallRecorder:
     def begin(self, args: tuple, kwargs: dict) -> RequestRecord | None:
         """Prepare the record (None when the call joins an open request instead)."""
         monitor = self.monitor
-        if monitor.active_requests:
-            request = current_request()
-            if request is not None and request.monitor is monitor:
-                return None
+        request = current_request()
+        if request is not None and request.monitor is monitor:
+            return None
         request_id = None
         if "request_id" in kwargs:
             request_id = kwargs["request_id"] if self.takes_request_id else kwargs.pop(
@@ -114,10 +114,11 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     limit = monitor.settings.max_pending
     clock = time.perf_counter
     slow = _CallRecorder(fn, monitor, probabilities)
+    in_request = open_request.get  # a C call: cheap enough for the fast path
 
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
-        if kwargs or monitor.slow_path:
+        if kwargs or monitor.slow_path or in_request() is not None:
             return _slow_call(slow, args, kwargs)
         next(started)
         start = clock()
@@ -166,10 +167,11 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
     limit = monitor.settings.max_pending
     clock = time.perf_counter
     slow = _CallRecorder(fn, monitor, probabilities)
+    in_request = open_request.get  # a C call: cheap enough for the fast path
 
     @functools.wraps(fn)
     async def instrumented(*args: Any, **kwargs: Any) -> Any:
-        if kwargs or monitor.slow_path:
+        if kwargs or monitor.slow_path or in_request() is not None:
             record = slow.begin(args, kwargs)
             start = clock()
             try:

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from .reference import Reference
     from .request import Request
 
-_slow_lock = threading.Lock()
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0)
@@ -211,11 +210,10 @@ class Monitor:
         self._dropped = itertools.count()
         self._finished = 0
         self._dropped_reported = 0
-        # Open ``mon.request()`` blocks; instrumented calls check it to join their request.
-        self.active_requests = 0
-        # Non-zero sends instrumented calls down the slow path (see instrumentation.py):
-        # one for each open request plus one while inputs, ids or events are wanted.
-        self.slow_path = 0
+        # True sends every instrumented call down the slow path (see instrumentation.py):
+        # inputs, request ids, events or traces are wanted. Calls inside an open
+        # ``mon.request()`` take it too; they find the request through a context variable.
+        self.slow_path = False
         self.keeps_inputs = False
         self.request_id_fn: Callable[..., object] | None = None
         self.features: FeatureTracker | None = None
@@ -252,7 +250,6 @@ class Monitor:
         """
         from .reference import Reference
 
-        slow_before = self._wants_slow_path()
         if traces is not None:
             self.traces = bool(traces)
         if trace_stages is not None:
@@ -278,10 +275,7 @@ class Monitor:
                 events = EventLog(events)
             self.events = events
         self.keeps_inputs = self.features is not None or self.events is not None
-        slow_after = self._wants_slow_path()
-        if slow_after != slow_before:
-            with _slow_lock:
-                self.slow_path += 1 if slow_after else -1
+        self.slow_path = self._wants_slow_path()
         return self
 
     def _wants_slow_path(self) -> bool:

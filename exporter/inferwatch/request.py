@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import internal
-from .monitors import RequestRecord, _slow_lock
+from .monitors import RequestRecord
 from .tracing import current_trace_id, stage_span
 
 if TYPE_CHECKING:
@@ -87,9 +87,6 @@ class Request:
 
     def __enter__(self) -> Request:
         monitor = self.monitor
-        with _slow_lock:
-            monitor.active_requests += 1
-            monitor.slow_path += 1
         next(monitor._started)
         self._token = _current.set(self)
         self.record.started_at = time.time()
@@ -113,9 +110,6 @@ class Request:
             monitor._requests.append(record)
         else:  # the drain has stalled: drop and count rather than grow
             next(monitor._dropped)
-        with _slow_lock:
-            monitor.active_requests -= 1
-            monitor.slow_path -= 1
         return False
 
     async def __aenter__(self) -> Request:
