@@ -92,6 +92,14 @@ class _CallRecorder:
         else:
             next(monitor._dropped)
 
+    def end(self, record: RequestRecord | None, duration: float, result: Any = None,
+            error: BaseException | None = None) -> None:
+        """Hand the finished call to the drain, or to the request it ran inside."""
+        if record is None:
+            self.join_open_request(duration, result, failed=error is not None)
+        else:
+            self.finish(record, duration, result, error)
+
     def join_open_request(self, duration: float, result: Any = None, failed: bool = False) -> None:
         """Record the call as the open request's inference stage; a failed call has no
         prediction (its exception reaches the request's ``with`` block, which counts it)."""
@@ -145,15 +153,9 @@ def _slow_call(slow: _CallRecorder, args: tuple, kwargs: dict) -> Any:
     try:
         result = slow.fn(*args, **kwargs)
     except BaseException as exc:
-        if record is None:
-            slow.join_open_request(time.perf_counter() - start, failed=True)
-        else:
-            slow.finish(record, time.perf_counter() - start, None, exc)
+        slow.end(record, time.perf_counter() - start, error=exc)
         raise
-    if record is None:
-        slow.join_open_request(time.perf_counter() - start, result)
-    else:
-        slow.finish(record, time.perf_counter() - start, result, None)
+    slow.end(record, time.perf_counter() - start, result)
     return result
 
 
@@ -177,15 +179,9 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                if record is None:
-                    slow.join_open_request(clock() - start, failed=True)
-                else:
-                    slow.finish(record, clock() - start, None, exc)
+                slow.end(record, clock() - start, error=exc)
                 raise
-            if record is None:
-                slow.join_open_request(clock() - start, result)
-            else:
-                slow.finish(record, clock() - start, result, None)
+            slow.end(record, clock() - start, result)
             return result
         next(started)
         start = clock()
