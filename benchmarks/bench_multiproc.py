@@ -135,8 +135,12 @@ def _hot_path_row(quick: bool) -> Row:
         for registry in (off, on):
             for state in realistic_states(0, now):
                 registry.monitor(state.model, state.version).state.merge(state)
-        plain = instrument(lambda x: 0.5, name="bench", version="1", registry=off)
-        published = instrument(lambda x: 0.5, name="bench", version="1", registry=on)
+        # Room for every call between two drains, even while a publish holds the GIL: a
+        # dropped call would skip the append and flatter the measured side.
+        plain = instrument(lambda x: 0.5, name="bench", version="1", registry=off,
+                           max_pending=5_000_000)
+        published = instrument(lambda x: 0.5, name="bench", version="1", registry=on,
+                               max_pending=5_000_000)
         writes_before = publisher._last_publish
 
         def timed(fn) -> float:
@@ -145,6 +149,11 @@ def _hot_path_row(quick: bool) -> Row:
         off_cost, on_cost = alternate(lambda: timed(plain), lambda: timed(published),
                                       rounds=5 if quick else 9)
         assert publisher._last_publish != writes_before, "the drain thread never published"
+        from inferwatch.monitors import _count_value
+
+        for registry in (off, on):
+            dropped = _count_value(registry.monitor("bench", "1")._dropped)
+            assert dropped == 0, f"{dropped} calls dropped: the measurement skipped their append"
     finally:
         off.close()
         on.close()
