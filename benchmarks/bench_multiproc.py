@@ -30,7 +30,7 @@ CLASSES = [f"class-{i}" for i in range(10)]
 
 def realistic_states(seed: int, now: float) -> list:
     """One worker's states: MODELS models, each with OUTPUTS outputs."""
-    from inferwatch.monitors import LATENCY_BUCKETS, VALUE_BUCKETS
+    from inferwatch.settings import LATENCY_BUCKETS, VALUE_BUCKETS
     from inferwatch.state import ModelState, SummarySettings
 
     rng = np.random.default_rng(seed)

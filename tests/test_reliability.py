@@ -243,7 +243,7 @@ def test_exposition_passes_promtool_check_metrics(scraper):
 
 
 def test_pending_requests_are_bounded_when_draining_stalls(scraper):
-    from inferwatch.monitors import Settings
+    from inferwatch.settings import Settings
 
     mon = scraper.registry.monitor("m", "1", Settings(max_pending=100))
     scraper.registry.close()

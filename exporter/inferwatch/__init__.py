@@ -21,7 +21,7 @@ _EXPORTS = {
     "instrument": "inferwatch.instrumentation",
     "monitor": "inferwatch.api",
     "Monitor": "inferwatch.monitors",
-    "Settings": "inferwatch.monitors",
+    "Settings": "inferwatch.settings",
     "Registry": "inferwatch.registry",
     "serve": "inferwatch.server",
     "make_asgi_app": "inferwatch.exposition",
@@ -53,10 +53,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .exposition import make_asgi_app, make_wsgi_app
     from .instrumentation import instrument
     from .middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
-    from .monitors import Monitor, Settings
+    from .monitors import Monitor
     from .reference import Reference
     from .registry import Registry
     from .server import serve
+    from .settings import Settings
 
 
 def __getattr__(name: str) -> Any:

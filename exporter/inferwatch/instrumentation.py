@@ -23,10 +23,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import internal
-from .monitors import Monitor, RequestRecord, Settings
+from .monitors import Monitor, RequestRecord
 from .registry import Registry, default_registry
 from .request import INFERENCE_STAGE, current_request
 from .request import _current as open_request
+from .settings import Settings
 from .tracing import current_trace_id, otel_configured
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -320,7 +321,7 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     call, or with ``exemplars=True``, each call's trace id becomes an exemplar on the latency
     histogram and goes into the event log (``exemplars=False`` turns that off,
     ``trace_stages=True`` adds a span per ``r.stage()``). Other
-    keyword options are :class:`~inferwatch.monitors.Settings` fields (``task``,
+    keyword options are :class:`~inferwatch.settings.Settings` fields (``task``,
     ``quantiles``, ``output_range``, ``max_classes``, ...).
 
     >>> from inferwatch.registry import Registry

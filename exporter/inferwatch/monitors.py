@@ -17,12 +17,9 @@ land in the next drain and no call is lost or counted twice.
 from __future__ import annotations
 
 import itertools
-import math
 import os
-import re
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -30,104 +27,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import internal
+from .drain_batch import PredictionBatch
 from .features import DEFAULT_DRIFT_AGE_BUCKETS, DEFAULT_DRIFT_WINDOW_SECONDS, FeatureTracker
 from .labels import LabelCap, clean_label_value
 from .outcomes import OutcomeJoiner
-from .predictions import Prediction, normalize
-from .state import ModelState, SummarySettings
+from .settings import Settings
+from .state import ModelState
 
 if TYPE_CHECKING:
     from .events import EventLog
     from .reference import Reference
     from .request import Request
 
-
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                   1.0, 2.5, 5.0, 10.0, 30.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
-# Twelve series per output: quantiles come from the summary, so this histogram only needs
-# to be coarse enough to aggregate across replicas (a reference profile sets its own edges).
-VALUE_BUCKETS = (-1.0, 0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 10.0, 100.0, 1000.0)
-OUTCOME_ERROR_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 100.0,
-                         1000.0)
-OUTCOME_DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0,
-                         3 * 86400.0, 7 * 86400.0, 30 * 86400.0)
-TASKS = ("auto", "classification", "regression")
-MAX_METADATA_LABELS = 8
-RESERVED_LABELS = ("model", "model_version", "job", "instance")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-_FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
-_CLASS_SCALARS = frozenset({int, bool, str, np.int64, np.int32, np.int16, np.int8,
-                            np.uint64, np.uint32, np.uint16, np.uint8, np.bool_, np.str_})
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Per-model options; every label that users can grow has a cap here."""
-
-    quantiles: tuple[float, ...] = (0.5, 0.9, 0.99)
-    window_seconds: float = 600.0
-    age_buckets: int = 5
-    relative_accuracy: float = 0.01
-    latency_buckets: tuple[float, ...] = LATENCY_BUCKETS
-    batch_buckets: tuple[float, ...] = BATCH_BUCKETS
-    value_buckets: tuple[float, ...] = VALUE_BUCKETS
-    output_range: tuple[float, float] | None = None
-    task: str = "auto"
-    max_classes: int = 50
-    max_outputs: int = 20
-    max_error_types: int = 20
-    max_actions: int = 20
-    max_stages: int = 20
-    outcome_error_buckets: tuple[float, ...] = OUTCOME_ERROR_BUCKETS
-    outcome_delay_buckets: tuple[float, ...] = OUTCOME_DELAY_BUCKETS
-    # Predictions kept for joining delayed ground truth (about 200 bytes each).
-    outcome_cache_size: int = 50_000
-    outcome_ttl_seconds: float = 7 * 86400.0
-    # Calls waiting to be drained; past this the oldest work is still safe, new calls are
-    # dropped and counted, so a stalled drain can never grow memory without bound.
-    max_pending: int = 200_000
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
-            problems.append(f"quantiles must be in [0, 1], got {self.quantiles!r}")
-        if self.window_seconds <= 0:
-            problems.append(f"window_seconds must be positive, got {self.window_seconds!r}")
-        if self.age_buckets < 1:
-            problems.append(f"age_buckets must be at least 1, got {self.age_buckets!r}")
-        if not 0.0 < self.relative_accuracy < 1.0:
-            problems.append(f"relative_accuracy must be in (0, 1), got {self.relative_accuracy!r}")
-        if self.task not in TASKS:
-            problems.append(f"task must be one of {TASKS}, got {self.task!r}")
-        if not self.outcome_ttl_seconds > 0:
-            problems.append(
-                f"outcome_ttl_seconds must be positive, got {self.outcome_ttl_seconds!r}")
-        for name in ("latency_buckets", "batch_buckets", "value_buckets", "outcome_error_buckets",
-                     "outcome_delay_buckets"):
-            bounds = getattr(self, name)
-            if not bounds or list(bounds) != sorted(set(bounds)):
-                problems.append(f"{name} must be a non-empty increasing sequence")
-        if self.output_range is not None and not self.output_range[0] <= self.output_range[1]:
-            problems.append(f"output_range must be (low, high), got {self.output_range!r}")
-        for name in ("max_classes", "max_outputs", "max_error_types", "max_actions",
-                     "max_stages", "max_pending", "outcome_cache_size"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1")
-        if len(self.metadata) > MAX_METADATA_LABELS or not all(
-                _LABEL_NAME.fullmatch(str(k)) and not str(k).startswith("__")
-                and k not in RESERVED_LABELS for k in self.metadata):
-            problems.append(f"metadata must have at most {MAX_METADATA_LABELS} keys that are "
-                            f"valid Prometheus label names other than {RESERVED_LABELS}")
-        if problems:
-            raise ValueError("inferwatch: invalid settings: " + "; ".join(problems))
-
-    @property
-    def summary(self) -> SummarySettings:
-        return SummarySettings(tuple(self.quantiles), self.window_seconds, self.age_buckets,
-                               self.relative_accuracy)
 
 
 @dataclass(slots=True)
@@ -368,7 +279,7 @@ class Monitor:
         self._finished += total
         state = self.state
         durations: list[float] = []
-        predictions = _PredictionBatch(self)
+        predictions = PredictionBatch(self)
         if calls:
             call_durations, results = zip(*calls)
             durations.extend(call_durations)
@@ -414,7 +325,7 @@ class Monitor:
             self._emit_events(requests)
 
     def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
-                        predictions: _PredictionBatch, now: float) -> None:
+                        predictions: PredictionBatch, now: float) -> None:
         inputs = [r.features for r in requests if r.features is not None]
         if inputs:
             result = tracker.check_inputs(inputs, now)
@@ -445,7 +356,7 @@ class Monitor:
             self._dropped_reported = dropped
 
     def _drain_requests(self, requests: list[RequestRecord],
-                        predictions: _PredictionBatch) -> None:
+                        predictions: PredictionBatch) -> None:
         """Stages, actions and predictions of request records, one vectorised pass each."""
         state = self.state
         stage_times: dict[str, list[float]] = {}
@@ -509,175 +420,3 @@ class Monitor:
             return None if names is None else list(names)
         except Exception:
             return None
-
-
-_UNSET = object()
-
-
-def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
-        tuple[tuple | None, tuple | None] | None]:
-    """Per-call (classes, values) of a prediction made of several calls' rows."""
-    classes = prediction.classes
-    values = None if classes is not None else next(iter(prediction.values.values()), None)
-    column = classes if classes is not None else values
-    if column is None or len(column) != sum(sizes):
-        return [None] * len(sizes)  # rows were dropped as invalid: no safe per-call split
-    rows, offset = [], 0
-    for size in sizes:
-        part = tuple(column[offset:offset + size][:64].tolist())
-        rows.append((part, None) if classes is not None else (None, part))
-        offset += size
-    return rows
-
-
-class _PredictionBatch:
-    """Gathers the predictions of one drain, then records them in one vectorised pass."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
-        self.batch_sizes: list[int] = []
-        self.values: dict[str, list[np.ndarray]] = {}
-        self.classes: list[np.ndarray] = []
-        self.confidence: list[np.ndarray] = []
-        self.invalid: dict[str, int] = {}
-        self._class_names: object = _UNSET
-
-    def add_results(self, results: Sequence[object], probabilities: bool) -> None:
-        task = self.monitor.settings.task
-        kinds = set(map(type, results))
-        if len(kinds) == 1 and len(results) > 1 and not probabilities and \
-                issubclass(next(iter(kinds)), np.ndarray):
-            self._add_arrays(results, task)
-            return
-        if not probabilities and kinds <= _FLOAT_SCALARS and task != "classification":
-            self._add_float_scalars(results)
-            return
-        if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
-            self.batch_sizes.extend(itertools.repeat(1, len(results)))
-            self.classes.append(np.asarray([str(r) for r in results], dtype=object))
-            return
-        for result in results:
-            self.add_one(result, probabilities)
-
-    def _add_arrays(self, results: Sequence[np.ndarray], task: str) -> None:
-        """Many calls that each returned a 1-D array: one concatenation, not one pass each."""
-        dtypes = {r.dtype.kind for r in results}
-        if all(r.ndim == 1 for r in results) and (dtypes <= {"f"} and task != "classification"):
-            self.batch_sizes.extend(r.shape[0] for r in results)
-            values = np.concatenate(results).astype(np.float64, copy=False)
-            finite = np.isfinite(values)
-            if not finite.all():
-                self._invalid("nan", int(np.isnan(values).sum()))
-                self._invalid("inf", int(np.isinf(values).sum()))
-                values = values[finite]
-            self.values.setdefault("value", []).append(values)
-            return
-        for result in results:
-            self.add_one(result, False)
-
-    def add_records(self, results: Sequence[object], probabilities: bool) -> list[
-            tuple[tuple | None, tuple | None] | None]:
-        """Record many results, returning each one's classes or values (for outcome joins).
-
-        Many small 2-D float arrays of one width (one probability matrix per request) are
-        normalised as one matrix and split again by rows.
-        """
-        if len(results) > 1 and all(isinstance(r, np.ndarray) and r.ndim == 2 and
-                                    r.dtype.kind == "f" for r in results) and \
-                len({r.shape[1] for r in results}) == 1:
-            sizes = [r.shape[0] for r in results]
-            try:
-                prediction = normalize(
-                    np.concatenate(results), probabilities=probabilities,
-                    task=self.monitor.settings.task,
-                    class_names=self._class_names_once() if probabilities else None)
-            except Exception as exc:
-                internal.record("prediction", exc)
-                return [None] * len(results)
-            self._add(prediction, sizes)
-            return _split_rows(prediction, sizes)
-        return [None if p is None else _split_rows(p, [p.rows])[0]
-                for p in (self.add_one(result, probabilities) for result in results)]
-
-    def _class_names_once(self) -> Sequence[object] | None:
-        if self._class_names is _UNSET:
-            self._class_names = self.monitor.class_names()
-        return self._class_names
-
-    def add_one(self, result: object, probabilities: bool) -> Prediction | None:
-        """Record one call's result; returns its normalised form (None if it could not be)."""
-        try:
-            prediction = normalize(
-                result, probabilities=probabilities, task=self.monitor.settings.task,
-                class_names=self._class_names_once() if probabilities else None)
-        except Exception as exc:
-            internal.record("prediction", exc)
-            return None
-        self._add(prediction)
-        return prediction
-
-    def _add_float_scalars(self, results: Sequence[object]) -> None:
-        values = np.asarray(results, dtype=np.float64)
-        self.batch_sizes.extend(itertools.repeat(1, len(results)))
-        finite = np.isfinite(values)
-        if not finite.all():
-            self._invalid("nan", int(np.isnan(values).sum()))
-            self._invalid("inf", int(np.isinf(values).sum()))
-            values = values[finite]
-        self.values.setdefault("value", []).append(values)
-
-    def _add(self, prediction: Prediction, sizes: Sequence[int] | None = None) -> None:
-        if sizes is None:
-            self.batch_sizes.append(prediction.rows)
-        else:
-            self.batch_sizes.extend(sizes)
-        for name, values in prediction.values.items():
-            self.values.setdefault(name, []).append(values)
-        if prediction.classes is not None:
-            self.classes.append(prediction.classes)
-        if prediction.confidence is not None:
-            self.confidence.append(prediction.confidence)
-        for reason, count in prediction.invalid.items():
-            self._invalid(reason, count)
-
-    def _invalid(self, reason: str, count: int) -> None:
-        if count:
-            self.invalid[reason] = self.invalid.get(reason, 0) + count
-
-    def flush(self, state: ModelState, now: float) -> None:
-        settings = self.monitor.settings
-        caps = self.monitor._caps
-        if self.batch_sizes:
-            state.histogram("inferwatch_batch_size", (), settings.batch_buckets).observe(
-                np.asarray(self.batch_sizes, dtype=np.float64))
-        output_cap = caps["inferwatch_prediction"]
-        merged: dict[str, list[np.ndarray]] = {}
-        for name, chunks in self.values.items():
-            merged.setdefault(output_cap.fold(name), []).extend(chunks)
-        low, high = settings.output_range or (-math.inf, math.inf)
-        for output, chunks in merged.items():
-            values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-            state.summary("inferwatch_prediction", (output,)).observe(values, now)
-            tracker = self.monitor.features
-            bounds = (tracker.value_buckets(output) if tracker is not None else None) or \
-                settings.value_buckets
-            state.histogram("inferwatch_prediction_value", (output,), bounds).observe(values)
-            if settings.output_range is not None:
-                self._invalid("out_of_range", int(((values < low) | (values > high)).sum()))
-        if self.classes:
-            labels = np.concatenate(self.classes) if len(self.classes) > 1 else self.classes[0]
-            if labels.dtype == object:
-                # Python strings: numpy's fixed-width str dtype would drop trailing NULs.
-                class_counts = dict(Counter(map(str, labels.tolist())))
-            else:
-                unique, counts = np.unique(labels.astype(str), return_counts=True)
-                class_counts = dict(zip(unique.tolist(), counts.tolist()))
-            class_cap = caps["inferwatch_predicted_class_total"]
-            folded = class_cap.fold_counts(class_counts)
-            state.inc_many("inferwatch_predicted_class_total",
-                           {(label,): count for label, count in folded.items()})
-        if self.confidence:
-            state.summary("inferwatch_prediction_confidence", ()).observe(
-                np.concatenate(self.confidence), now)
-        for reason, count in self.invalid.items():
-            state.inc("inferwatch_invalid_predictions_total", (reason,), count)

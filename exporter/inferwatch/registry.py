@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from . import internal
 from .catalogue import OTHER
 from .labels import LabelCap, clean_label_value
-from .monitors import Monitor, Settings
+from .monitors import Monitor
+from .settings import Settings
 
 if TYPE_CHECKING:
     from .multiproc import Publisher
