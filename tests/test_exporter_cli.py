@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import doctest
-import inspect
 import json
 import logging
 import os
@@ -110,18 +109,6 @@ def test_bad_flags_exit_2_naming_the_flag(argv: list[str], flag: str,
         cli.build_parser().parse_args(argv)
     assert exit_info.value.code == 2
     assert flag in capsys.readouterr().err
-
-
-def test_unsupported_telemetry_path_is_refused_naming_the_flag(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    from inferwatch.server import serve
-
-    if "telemetry_path" in inspect.signature(serve).parameters:
-        pytest.skip("this server serves any telemetry path")
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["--web.telemetry-path=/custom", "--web.listen-address=127.0.0.1:0"])
-    assert exit_info.value.code == 2
-    assert "--web.telemetry-path" in capsys.readouterr().err
 
 
 # --- the collector framework ---------------------------------------------------------------
@@ -365,6 +352,19 @@ def test_real_exporter_serves_and_exits_cleanly(tmp_path: Path, exporters: list,
     lines = [json.loads(line) for line in exporter.log_path.read_text().splitlines()]
     assert {"ts", "level", "logger", "msg"} <= set(lines[0])
     assert any(line["msg"] == "shutting down" for line in lines)
+
+
+@pytest.mark.integration
+def test_real_exporter_serves_at_the_telemetry_path(tmp_path: Path, exporters: list) -> None:
+    exporter = Exporter(tmp_path, "--web.telemetry-path=/custom/metrics", "--no-collector.gpu")
+    exporters.append(exporter)
+    assert exporter.url.endswith("/custom/metrics")
+    status, text = exporter.get()
+    assert status == 200 and success_of(text) == {"process": 1}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(exporter.url.replace("/custom/metrics", "/metrics"), timeout=5)
+    assert refused.value.code == 404
+    assert exporter.stop() == 0
 
 
 @pytest.mark.integration

@@ -12,7 +12,6 @@ Logs are structured (logfmt or JSON) on stderr; SIGTERM and SIGINT stop it clean
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import signal
@@ -150,13 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         print(f"inferwatch-exporter: the HTTP server is not available: {exc}", file=sys.stderr)
         return 1
-    options = {}
-    if args.telemetry_path != DEFAULT_PATH:
-        # Passed on only to a server that can serve another path.
-        if "telemetry_path" not in inspect.signature(serve).parameters:
-            parser.error(f"argument --web.telemetry-path: this version serves metrics only at "
-                         f"{DEFAULT_PATH}, got {args.telemetry_path!r}")
-        options["telemetry_path"] = args.telemetry_path
     configure_logging(args.log_level, args.log_format)
     from prometheus_client import CollectorRegistry
 
@@ -168,14 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = serve(port, host, registry=registry, web_config_file=args.web_config_file,
                        max_concurrency=args.max_requests,
                        collect_timeout=args.scrape_timeout + SERVER_TIMEOUT_MARGIN_SECONDS,
-                       **options)
+                       telemetry_path=args.telemetry_path)
     except WebConfigError as exc:
         parser.error(f"argument --web.config.file: {exc}")
     except OSError as exc:
         log.error("cannot listen (--web.listen-address): %s", exc)
         return 1
     log.info("inferwatch-exporter %s serving %s with collectors: %s", __version__,
-             server.url.replace(DEFAULT_PATH, args.telemetry_path),
+             server.url,
              ", ".join(c.name for c in enabled) or "none")
     try:
         while not stop.wait(1.0):
