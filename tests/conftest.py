@@ -18,11 +18,11 @@ sys.path.insert(0, str(ROOT))  # so tests can import the benchmarks package
 class Scraper:
     """Renders an isolated registry the way /metrics does and indexes the samples."""
 
-    def __init__(self) -> None:
+    def __init__(self, drain_interval: float = 1.0) -> None:
         from inferwatch.collector import InferwatchCollector
         from inferwatch.registry import Registry
 
-        self.registry = Registry()
+        self.registry = Registry(drain_interval=drain_interval)
         self.prometheus = CollectorRegistry()
         self.prometheus.register(InferwatchCollector(self.registry))
 

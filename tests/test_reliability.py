@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import inferwatch
 from conftest import Scraper, require_binary
 from inferwatch import internal
 from inferwatch.catalogue import OTHER
+from inferwatch.collector import InferwatchCollector
 from inferwatch.labels import clean_label_value
 from inferwatch.state import HistogramState
 
@@ -73,15 +76,59 @@ def test_bug_of_ours_is_swallowed_and_logged_at_most_once_a_minute(scraper, monk
 def test_collect_fault_still_serves_process_metrics(scraper, monkeypatch):
     import inferwatch.collector as collector
 
-    def broken(states, now):
+    def broken(family_lists):
         raise RuntimeError("render bug")
 
     inferwatch.instrument(lambda x: 1.0, name="m", registry=scraper.registry)(0)
-    monkeypatch.setattr(collector, "model_families", broken)
+    monkeypatch.setattr(collector, "combine", broken)
     before = _internal("collect")
     text = scraper.text()
     assert "inferwatch_internal_errors_total" in text
     assert _internal("collect") == before + 1
+
+
+def test_scrapes_racing_the_background_drain_never_fault():
+    import threading
+
+    scraper = Scraper(drain_interval=0.0005)  # the background drain races every scrape
+    wrapped = inferwatch.instrument(lambda i: float(i), name="m", version="1",
+                                    registry=scraper.registry)
+    before = _internal("collect")
+    stop = threading.Event()
+    scrapes, mismatches = [0], []
+
+    def scrape_forever():
+        # Rendered under the monitor's lock, one scrape is one consistent state: every call
+        # in the request counter is in the latency histogram too.
+        collector = InferwatchCollector(scraper.registry)
+        while not stop.is_set():
+            samples = [s for family in collector.collect() for s in family.samples]
+            scrapes[0] += 1
+            requests = sum(s.value for s in samples if s.name == "inferwatch_requests_total")
+            latency = sum(s.value for s in samples
+                          if s.name == "inferwatch_request_duration_seconds_count")
+            if requests != latency:
+                mismatches.append((requests, latency))
+
+    scraping = threading.Thread(target=scrape_forever)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often enough to land inside a render
+    calls = 0
+    scraping.start()
+    try:
+        deadline = time.monotonic() + 20
+        while scrapes[0] < 300 and time.monotonic() < deadline:
+            wrapped(calls)
+            calls += 1
+    finally:
+        stop.set()
+        scraping.join()
+        sys.setswitchinterval(interval)
+    assert scrapes[0] >= 300
+    assert _internal("collect") == before
+    assert mismatches == []
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == calls
+    scraper.registry.close()
 
 
 # --- requirement 3: caps on growable labels, no count lost ------------------------------

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from . import internal
 from .registry import Registry, default_registry
-from .render import describe_families, loaded_ml_packages, model_families, process_families
+from .render import combine, describe_families, loaded_ml_packages, process_families
 
 
 class InferwatchCollector(Collector):
@@ -46,14 +46,8 @@ class InferwatchCollector(Collector):
         try:
             registry = self.registry
             registry.drain()
-            monitors = registry.monitors()
-            states = []
-            for monitor in monitors:
-                with monitor._lock:
-                    monitor.state.set_gauge("inferwatch_requests_in_flight", (),
-                                            monitor.in_flight_locked())
-                states.append(monitor.state)
-            families = model_families(states, now=time.time())
+            now = time.time()
+            families = combine(monitor.families(now) for monitor in registry.monitors())
         except Exception as exc:
             internal.record("collect", exc)
             families = []

@@ -249,6 +249,15 @@ class Monitor:
     def pending(self) -> int:
         return len(self._calls) + len(self._proba_calls) + len(self._errors) + len(self._requests)
 
+    def families(self, now: float) -> list:
+        """This monitor's metric families, rendered under its lock so a concurrent drain
+        cannot change the state mid-render."""
+        from .render import model_families
+
+        with self._lock:
+            self.state.set_gauge("inferwatch_requests_in_flight", (), self.in_flight_locked())
+            return model_families([self.state], now=now)
+
     def in_flight(self) -> int:
         """Calls started and not yet finished."""
         with self._lock:

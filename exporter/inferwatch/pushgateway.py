@@ -40,7 +40,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import default_handler, push_to_gateway
 
 from . import internal
-from .render import model_families
+from .render import combine
 
 if TYPE_CHECKING:
     from .monitors import Monitor
@@ -200,18 +200,8 @@ class _ModelCollector:
         self._monitors = monitors
 
     def collect(self) -> Iterator[Metric]:
-        merged: dict[str, Metric] = {}
         now = time.time()
-        for monitor in self._monitors:
-            with monitor._lock:
-                monitor.state.set_gauge("inferwatch_requests_in_flight", (),
-                                        monitor.in_flight_locked())
-                families = model_families([monitor.state], now=now)
-            for family in families:
-                into = merged.setdefault(family.name, family)
-                if into is not family:
-                    into.samples.extend(family.samples)
-        yield from merged.values()
+        yield from combine(monitor.families(now) for monitor in self._monitors)
 
 
 def _by_model(registry: Registry) -> dict[str, list[Monitor]]:

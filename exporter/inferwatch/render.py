@@ -80,6 +80,19 @@ def model_families(states: Iterable[ModelState], now: float) -> list[Metric]:
     return [f for f in families.values() if f.samples]
 
 
+def combine(family_lists: Iterable[list[Metric]]) -> list[Metric]:
+    """One family per name from several lists (one per monitor), samples concatenated."""
+    merged: dict[str, Metric] = {}
+    for families in family_lists:
+        for family in families:
+            into = merged.get(family.name)
+            if into is None:
+                merged[family.name] = family
+            else:
+                into.samples.extend(family.samples)
+    return list(merged.values())
+
+
 def _identity(families: dict[str, Metric], state: ModelState, base: dict[str, str]) -> None:
     families["inferwatch_model_info"].add_sample(
         "inferwatch_model_info", {**base, **state.info}, 1.0)
