@@ -345,3 +345,27 @@ def test_memory_is_bounded_for_a_million_values_over_twenty_orders_of_magnitude(
         assert abs(exact) < kept / gamma
         assert abs(exact) <= abs(got) <= kept * (1 + SLACK)
         assert np.sign(got) == np.sign(exact)
+
+
+def test_from_bins_equals_the_sketch_it_was_read_from():
+    values = np.random.default_rng(5).normal(0, 10, 5000)
+    source = DDSketch()
+    source.add(values)
+    data = source.to_dict()
+
+    def run(store):
+        return (store["offset"], np.asarray(store["counts"], dtype=np.int64)) \
+            if store["counts"] else None
+
+    rebuilt = DDSketch.from_bins(source.relative_accuracy, source.max_bins,
+                                 positive=run(data["positive"]), negative=run(data["negative"]),
+                                 zero_count=data["zero_count"], total=source.sum)
+    qs = [0.01, 0.5, 0.9, 0.99]
+    assert rebuilt.quantiles(qs) == source.quantiles(qs)
+    assert rebuilt.count == source.count and rebuilt.sum == source.sum
+    with pytest.raises(ValueError, match="non-negative"):
+        DDSketch.from_bins(0.01, 2048, positive=(0, np.array([1, -1])))
+    with pytest.raises(ValueError, match="non-negative"):
+        DDSketch.from_bins(0.01, 2048, negative=(0, np.array([0.5])))
+    wide = DDSketch.from_bins(0.01, 64, positive=(-10_000, np.ones(20_000, dtype=np.int64)))
+    assert wide.nbytes <= 64 * 8 * 2 and wide.count == 20_000

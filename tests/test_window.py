@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inferwatch import window as window_module
+from inferwatch.sketch import DDSketch
 from inferwatch.window import RollingSketch
 
 settings.register_profile("window", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -244,3 +245,13 @@ def _bucket_sketch_with(key: str, value: object) -> dict[str, object]:
 def test_malformed_dict_raises_value_error_naming_the_problem(data: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RollingSketch.from_dict(data)
+
+
+def test_put_holds_a_sketch_of_the_same_configuration():
+    rolling = RollingSketch(max_age_seconds=600, age_buckets=5)
+    sketch = DDSketch()
+    sketch.add([1.0, 2.0, 3.0])
+    rolling.put(rolling.bucket_id(1_000.0), sketch)
+    assert rolling.window(1_000.0).count == 3
+    with pytest.raises(ValueError, match="relative_accuracy and max_bins"):
+        rolling.put(0, DDSketch(relative_accuracy=0.02))

@@ -241,7 +241,7 @@ def _summary(part: _Series, windows: _Windows, settings: SummarySettings) -> Sum
     max_age, age_buckets, accuracy, max_bins = part.config
     rolling = RollingSketch(max_age, age_buckets, accuracy, max_bins)
     if part.positive or part.negative or part.zero:
-        rolling._buckets[windows.bounds(part.config)[1]] = _sketch_from_bins(part)
+        rolling.put(windows.bounds(part.config)[1], _sketch_from_bins(part))
     summary = SummaryState(settings)
     summary.sketch, summary.count, summary.sum = rolling, part.count, part.sum
     return summary
@@ -251,21 +251,15 @@ def _sketch_from_bins(part: _Series) -> DDSketch:
     """A sketch holding the summed bins, built from the arrays directly.
 
     ``DDSketch.from_dict`` checks every bin in Python: about 50 ms per scrape for 8
-    workers' realistic state, half the budget. These bins were checked as a whole when
-    the file was decoded (a checksum, non-negative integers), and the store's own
-    ``add_dense`` bounds the span to ``max_bins``, so nothing is trusted that could grow
-    memory or break the quantiles.
+    workers' realistic state, half the budget. ``from_bins`` checks whole arrays and
+    bounds the span to ``max_bins``, so nothing is trusted that could grow memory or
+    break the quantiles.
     """
     _, _, accuracy, max_bins = part.config
-    sketch = DDSketch(accuracy, max_bins)
-    for store, segments in ((sketch._positive, part.positive),
-                            (sketch._negative, part.negative)):
-        dense = dense_bins(segments, max_bins)
-        if dense is not None:
-            store.add_dense(*dense)
-    sketch._zero_count = part.zero
-    sketch._sum = part.sketch_sum
-    return sketch
+    return DDSketch.from_bins(accuracy, max_bins,
+                              positive=dense_bins(part.positive, max_bins),
+                              negative=dense_bins(part.negative, max_bins),
+                              zero_count=part.zero, total=part.sketch_sum)
 
 
 def _add_counts(total: dict[str, float], counts: object) -> None:

@@ -96,6 +96,19 @@ class RollingSketch:
             raise ValueError(f"now must be a finite time in seconds, got {now!r}")
         return math.floor(now / self._width)
 
+    def put(self, bucket_id: int, sketch: DDSketch) -> None:
+        """Hold `sketch` as the bucket `bucket_id` (a merged view builds windows this way).
+
+        >>> rolling = RollingSketch(max_age_seconds=600, age_buckets=5)
+        >>> rolling.put(rolling.bucket_id(1_000.0), DDSketch())
+        >>> rolling.bucket_ids
+        [8]
+        """
+        if (sketch.relative_accuracy, sketch.max_bins) != (self._relative_accuracy,
+                                                           self._max_bins):
+            raise ValueError("the sketch's relative_accuracy and max_bins differ from the window's")
+        self._buckets[int(bucket_id)] = sketch
+
     def _new_sketch(self) -> DDSketch:
         return DDSketch(self._relative_accuracy, self._max_bins)
 
