@@ -30,6 +30,16 @@ def wait_ready(url: str, timeout: float = 30.0, process: subprocess.Popen | None
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
+def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Prometheus:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -76,10 +86,5 @@ def prometheus(tmp_path: Path, targets: Sequence[str], *, flags: Sequence[str] =
         wait_ready(f"{url}/-/ready", process=process)
         yield Prometheus(url)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()

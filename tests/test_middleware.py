@@ -37,6 +37,7 @@ from inferwatch.middleware import (
     compile_template,
     trace_id_from_traceparent,
 )
+from processes import stop
 
 APPS = Path(__file__).parent / "apps"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -339,12 +340,7 @@ def server(args: list[str], port: int, tmp_path: Path, env: dict | None = None) 
                 time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import inferwatch
 from conftest import free_port, require_binary
 from inferwatch.pushgateway import PushError
+from processes import stop
 
 
 class Classifier:
@@ -62,12 +63,7 @@ def gateway(tmp_path) -> Iterator[Gateway]:
                 time.sleep(0.05)
         yield Gateway(address)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture
