@@ -79,13 +79,7 @@ class PredictionBatch:
         dtypes = {r.dtype.kind for r in results}
         if all(r.ndim == 1 for r in results) and (dtypes <= {"f"} and task != "classification"):
             self.batch_sizes.extend(r.shape[0] for r in results)
-            values = np.concatenate(results).astype(np.float64, copy=False)
-            finite = np.isfinite(values)
-            if not finite.all():
-                self._invalid("nan", int(np.isnan(values).sum()))
-                self._invalid("inf", int(np.isinf(values).sum()))
-                values = values[finite]
-            self.values.setdefault("value", []).append(values)
+            self._add_values(np.concatenate(results).astype(np.float64, copy=False))
             return
         for result in results:
             self.add_one(result, False)
@@ -132,8 +126,11 @@ class PredictionBatch:
         return prediction
 
     def _add_float_scalars(self, results: Sequence[object]) -> None:
-        values = np.asarray(results, dtype=np.float64)
         self.batch_sizes.extend(itertools.repeat(1, len(results)))
+        self._add_values(np.asarray(results, dtype=np.float64))
+
+    def _add_values(self, values: np.ndarray) -> None:
+        """Values of the default output; nan and inf are counted, never recorded."""
         finite = np.isfinite(values)
         if not finite.all():
             self._invalid("nan", int(np.isnan(values).sum()))
