@@ -229,6 +229,12 @@ def test_hung_collector_is_not_restarted_and_concurrent_scrapes_share_a_run() ->
     for thread in scrapers:
         thread.start()
     assert gated.entered.wait(10)
+    # Release only once all three scrapes are parked on the one running collect(): a scrape
+    # that arrives after a run has finished rightly starts a new one.
+    deadline = time.monotonic() + 30
+    while scraper.scrapes_sharing("gated") < 3:
+        assert time.monotonic() < deadline, "the scrapes never met on one run"
+        time.sleep(0.005)
     gated.release.set()
     for thread in scrapers:
         thread.join(30)

@@ -50,9 +50,9 @@ class Server:
         with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
             return response.read()
 
-    def predict(self, value: float) -> int:
+    def predict(self, value: float, hold: bool = False) -> int:
         """Call the model once; returns the pid of the worker that answered."""
-        body = self.get(f"/predict?value={value!r}")
+        body = self.get(f"/predict?value={value!r}" + ("&hold=1" if hold else ""), timeout=90)
         return int(body.decode().split(":")[1].strip(" }\n"))
 
     def samples(self) -> list:
@@ -140,10 +140,25 @@ def stop(process: subprocess.Popen) -> None:
 def test_n_requests_count_exactly_n_and_the_merged_p99_is_the_p99_of_all(tmp_path, app,
                                                                           worker_class):
     values = np.random.default_rng(7).lognormal(mean=0.0, sigma=1.0, size=600).round(6)
-    with gunicorn(tmp_path, app, worker_class) as server:
-        with ThreadPoolExecutor(8) as pool:
-            pids = list(pool.map(server.predict, values.tolist()))
-        assert len(set(pids)) > 1, "every request went to one worker: nothing was merged"
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
+    env = {"HOLD_DIR": str(arrived), "HOLD_FOR": str(WORKERS)}
+    with gunicorn(tmp_path, app, worker_class, env=env) as server:
+        with ThreadPoolExecutor(WORKERS * 8) as pool:
+            # Holding calls first, a new one each 50 ms until every worker has served one
+            # and sits blocked: then the merge covers all workers by construction.
+            held, sent = [], 0
+            deadline = time.monotonic() + 60
+            while len(list(arrived.iterdir())) < WORKERS:
+                assert time.monotonic() < deadline, f"{list(arrived.iterdir())} arrived"
+                if sent < WORKERS * 8 - 1:
+                    held.append(pool.submit(server.predict, float(values[sent]), hold=True))
+                    sent += 1
+                time.sleep(0.05)
+            pids = [future.result() for future in held]
+            pids += pool.map(server.predict, values[sent:].tolist())
+        assert {int(p.name) for p in arrived.iterdir()} <= set(pids)
+        assert len(set(pids)) == WORKERS
         n = float(len(values))
         server.wait_for("inferwatch_requests_total", n, outcome="ok")
         time.sleep(1.5)  # every worker has published again: still exactly n, never more

@@ -1,7 +1,7 @@
 """A FastAPI model server for the multi-worker tests: ``gunicorn -k <uvicorn worker> asgi_app:app``.
 
 ``GET /predict?value=X`` awaits the instrumented async model on X; ``/metrics/`` serves
-inferwatch's merged view. The lifespan shutdown publishes the worker's final counts:
+inferwatch's merged view; ``&hold=1`` then holds the worker (see ``barrier``). The lifespan shutdown publishes the worker's final counts:
 uvicorn workers end by re-raising SIGTERM, so exit handlers never run.
 """
 
@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 import inferwatch
 import inferwatch.multiproc
+from barrier import hold_until_every_worker_arrived
 
 
 @inferwatch.instrument(name="echo", version="1")
@@ -32,8 +33,12 @@ app = FastAPI(lifespan=lifespan)
 
 
 @app.get("/predict")
-async def handle_predict(value: float) -> dict:
+async def handle_predict(value: float, hold: bool = False) -> dict:
     await predict(value)
+    if hold:
+        # Blocking on purpose: a worker whose event loop is stuck here accepts no other
+        # connection, so the next one must go to a worker that has not arrived yet.
+        hold_until_every_worker_arrived()
     return {"pid": os.getpid()}
 
 

@@ -1,7 +1,7 @@
 """A Flask model server for the multi-worker tests: ``gunicorn wsgi_app:app``.
 
 ``GET /predict?value=X`` runs the instrumented model on X; ``/metrics`` serves inferwatch's
-merged view. With ``WARMUP=1`` the model is called once at import, which under
+merged view. ``&hold=1`` then holds the worker (see ``barrier``). With ``WARMUP=1`` the model is called once at import, which under
 ``--preload`` happens in the gunicorn master, before the workers are forked.
 """
 
@@ -13,6 +13,7 @@ from flask import Flask, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import inferwatch
+from barrier import hold_until_every_worker_arrived
 
 
 def identity(value: float) -> float:
@@ -29,6 +30,8 @@ app = Flask(__name__)
 @app.get("/predict")
 def handle_predict() -> dict:
     predict(float(request.args["value"]))
+    if request.args.get("hold"):
+        hold_until_every_worker_arrived()
     return {"pid": os.getpid()}
 
 

@@ -160,6 +160,7 @@ class _Run:
         self.families: list[Metric] = []
         self.error: BaseException | None = None
         self.duration = 0.0
+        self.scrapes = 1  # scrapes waiting on this run; written under the slot's lock
         self.thread = threading.Thread(
             target=self._run, name=f"inferwatch-collector-{collector.name}", daemon=True
         )
@@ -239,9 +240,25 @@ class Scraper:
             run = slot.run
             if run is not None and not run.finished.is_set():
                 hung = time.monotonic() - run.started >= self.timeout
+                run.scrapes += 1
                 return run, hung
             slot.run = _Run(slot.collector)
             return slot.run, False
+
+    def scrapes_sharing(self, name: str) -> int:
+        """How many scrapes are waiting on the unfinished run of collector `name` (0 if none).
+
+        For diagnosis: a number that keeps growing means the collector is hung.
+
+        >>> Scraper([], timeout=1.0).scrapes_sharing("gpu")
+        0
+        """
+        for slot in self._slots:
+            if slot.collector.name == name:
+                with slot.lock:
+                    run = slot.run
+                    return run.scrapes if run is not None and not run.finished.is_set() else 0
+        return 0
 
     def _finish(
         self, slot: _Slot, started: tuple[_Run, bool], deadline: float
