@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from inferwatch.drift import DriftScorer, DriftWindow
-from inferwatch.quality import BatchChecker
-from inferwatch.reference import Reference
+from inferwatch.quality.checks import BatchChecker
+from inferwatch.quality.drift import DriftScorer, DriftWindow
+from inferwatch.quality.reference import Reference
 
 from .common import Row, alternate, fmt_seconds, per_call
 

@@ -17,8 +17,8 @@ from prometheus_client import start_http_server as prometheus_http_server
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from benchmarks.common import Row, alternate, fmt_seconds, per_call
-from inferwatch.exposition import render
-from inferwatch.server import serve
+from inferwatch.serving.exposition import render
+from inferwatch.serving.server import serve
 
 MODELS = 5
 FEATURES = 50

@@ -64,9 +64,9 @@ def _rotate(trials: dict[str, Callable[[], float]], rounds: int) -> dict[str, fl
 
 
 def run(quick: bool = False) -> list[Row]:
-    from inferwatch.collector import InferwatchCollector
-    from inferwatch.instrumentation import instrument
-    from inferwatch.registry import Registry
+    from inferwatch.core.instrument import instrument
+    from inferwatch.core.registry import Registry
+    from inferwatch.serving.bridge import InferwatchCollector
 
     calls = 20_000 if quick else 100_000
     rounds = 5 if quick else 11

@@ -56,9 +56,9 @@ def build_apps():
     from prometheus_fastapi_instrumentator import Instrumentator
 
     import inferwatch
-    from inferwatch.collector import InferwatchCollector
-    from inferwatch.middleware import InstrumentMiddleware
-    from inferwatch.registry import Registry
+    from inferwatch.core.registry import Registry
+    from inferwatch.serving.bridge import InferwatchCollector
+    from inferwatch.serving.middleware import InstrumentMiddleware
 
     bare = _app(_Model())
     # Drained by the benchmark itself, between timed rounds, so its cost is measured apart.

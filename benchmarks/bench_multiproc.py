@@ -30,8 +30,8 @@ CLASSES = [f"class-{i}" for i in range(10)]
 
 def realistic_states(seed: int, now: float) -> list:
     """One worker's states: MODELS models, each with OUTPUTS outputs."""
-    from inferwatch.settings import LATENCY_BUCKETS, VALUE_BUCKETS
-    from inferwatch.state import ModelState, SummarySettings
+    from inferwatch.core.options import LATENCY_BUCKETS, VALUE_BUCKETS
+    from inferwatch.core.state import ModelState, SummarySettings
 
     rng = np.random.default_rng(seed)
     settings = SummarySettings()
@@ -71,9 +71,9 @@ class _Families:
 
 
 def _merge_rows(quick: bool) -> list[Row]:
-    from inferwatch.multiproc_format import Snapshot, encode, model_dict
-    from inferwatch.multiproc_store import SnapshotDirectory, WorkerId
-    from inferwatch.render import model_families, process_families
+    from inferwatch.core.render import model_families, process_families
+    from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
+    from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
 
     now = time.time()
     directory = tempfile.mkdtemp(prefix="inferwatch-bench-")
@@ -119,9 +119,9 @@ def _merge_rows(quick: bool) -> list[Row]:
 
 
 def _hot_path_row(quick: bool) -> Row:
-    from inferwatch.instrumentation import instrument
-    from inferwatch.multiproc import attach
-    from inferwatch.registry import Registry
+    from inferwatch.core.instrument import instrument
+    from inferwatch.core.registry import Registry
+    from inferwatch.multiproc.worker import attach
 
     calls = 500_000 if quick else 1_000_000
     directory = tempfile.mkdtemp(prefix="inferwatch-bench-")
@@ -149,7 +149,7 @@ def _hot_path_row(quick: bool) -> Row:
         off_cost, on_cost = alternate(lambda: timed(plain), lambda: timed(published),
                                       rounds=5 if quick else 9)
         assert publisher._last_publish != writes_before, "the drain thread never published"
-        from inferwatch.monitors import _count_value
+        from inferwatch.core.monitor import _count_value
 
         for registry in (off, on):
             dropped = _count_value(registry.monitor("bench", "1")._dropped)

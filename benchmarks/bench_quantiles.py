@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from prometheus_client import CollectorRegistry, Summary
 
-from inferwatch.window import RollingSketch
+from inferwatch.core.rolling_sketch import RollingSketch
 
 from .common import Row, alternate, fmt_seconds, per_call
 

@@ -19,8 +19,8 @@ class Scraper:
     """Renders an isolated registry the way /metrics does and indexes the samples."""
 
     def __init__(self, drain_interval: float = 1.0) -> None:
-        from inferwatch.collector import InferwatchCollector
-        from inferwatch.registry import Registry
+        from inferwatch.core.registry import Registry
+        from inferwatch.serving.bridge import InferwatchCollector
 
         self.registry = Registry(drain_interval=drain_interval)
         self.prometheus = CollectorRegistry()

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp
 
-from inferwatch.drift import (
+from inferwatch.quality.checks import BatchChecker
+from inferwatch.quality.drift import (
     EPSILON,
     BinLayout,
     DriftScorer,
@@ -22,8 +23,7 @@ from inferwatch.drift import (
     ks_distance,
     psi,
 )
-from inferwatch.quality import BatchChecker
-from inferwatch.reference import Reference
+from inferwatch.quality.reference import Reference
 
 
 def independent_psi(p: np.ndarray, counts: np.ndarray, eps: float = EPSILON) -> float:

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import inferwatch.exporter
-import inferwatch.exporter.collectors
-from inferwatch.exporter import cli, registry
-from inferwatch.exporter.collectors import MODULES, gpu, process
-from inferwatch.exporter.registry import (
+import inferwatch.standalone
+import inferwatch.standalone.collectors
+from inferwatch.standalone import cli, scrape
+from inferwatch.standalone.collectors import MODULES, gpu, process
+from inferwatch.standalone.scrape import (
     Collector,
     CollectorError,
     MetricSet,
@@ -117,11 +117,11 @@ def test_every_listed_module_registers_a_collector_of_its_own_name() -> None:
     # What adding a collector takes: a module named after it, listed in MODULES.
     found = registered_collectors()
     for module in MODULES:
-        assert found[module].__module__ == f"inferwatch.exporter.collectors.{module}"
+        assert found[module].__module__ == f"inferwatch.standalone.collectors.{module}"
 
 
 def test_a_new_collector_gets_its_flags_and_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    monkeypatch.setattr(scrape, "_REGISTERED", dict(scrape._REGISTERED))
 
     @register
     class Sample(Collector):
@@ -208,7 +208,7 @@ def test_a_raising_collector_costs_only_itself_and_logs_rate_limited(
     expected.name = "unavailable"
     own = process.ProcessCollector(pids=[os.getpid()])
     scraper = Scraper([bug, expected, own], timeout=5)
-    with caplog.at_level(logging.WARNING, logger="inferwatch.exporter"):
+    with caplog.at_level(logging.WARNING, logger="inferwatch.standalone"):
         for _ in range(3):
             text = scrape_text(scraper)
     assert success_of(text) == {"raising": 0, "unavailable": 0, "process": 1}
@@ -270,7 +270,7 @@ def test_describe_does_no_collecting() -> None:
 @given(message=st.text(max_size=80))
 def test_log_lines_stay_one_line_and_round_trip_as_json(message: str) -> None:
     record = logging.makeLogRecord({"msg": message, "levelno": logging.WARNING,
-                                    "levelname": "WARNING", "name": "inferwatch.exporter"})
+                                    "levelname": "WARNING", "name": "inferwatch.standalone"})
     line = cli.LogfmtFormatter().format(record)
     assert "\n" not in line and "\r" not in line
     assert " level=warn " in line
@@ -278,7 +278,7 @@ def test_log_lines_stay_one_line_and_round_trip_as_json(message: str) -> None:
 
 
 def test_doctests() -> None:
-    for module in (inferwatch.exporter, inferwatch.exporter.collectors, registry, cli, gpu,
+    for module in (inferwatch.standalone, inferwatch.standalone.collectors, scrape, cli, gpu,
                    process):
         result = doctest.testmod(module)
         assert result.failed == 0, module.__name__
@@ -293,7 +293,7 @@ class Exporter:
         self.log_path = tmp_path / "exporter.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "inferwatch.exporter.cli",
+            [sys.executable, "-m", "inferwatch.standalone.cli",
              "--web.listen-address=127.0.0.1:0", *argv],
             stdout=self._log, stderr=subprocess.STDOUT)
         self.url = self._wait_for_url()
@@ -394,7 +394,7 @@ def test_real_exporter_rejects_a_bad_web_config_naming_the_flag(tmp_path: Path) 
     config = tmp_path / "web.yml"
     config.write_text("basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n")
     finished = subprocess.run(
-        [sys.executable, "-m", "inferwatch.exporter.cli", "--web.listen-address=127.0.0.1:0",
+        [sys.executable, "-m", "inferwatch.standalone.cli", "--web.listen-address=127.0.0.1:0",
          f"--web.config.file={config}"], capture_output=True, text=True, timeout=60)
     assert finished.returncode == 2
     assert "--web.config.file" in finished.stderr
@@ -407,7 +407,7 @@ def test_real_exporter_reports_a_busy_port(tmp_path: Path, exporters: list) -> N
     exporters.append(first)
     port = first.url.split(":")[2].split("/")[0]
     finished = subprocess.run(
-        [sys.executable, "-m", "inferwatch.exporter.cli",
+        [sys.executable, "-m", "inferwatch.standalone.cli",
          f"--web.listen-address=127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
     assert finished.returncode == 1
     assert "--web.listen-address" in finished.stderr

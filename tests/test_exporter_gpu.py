@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fake_nvml import FakeGpu, FakeMigInstance, FakeNVML
-from inferwatch.exporter.collectors.gpu import GpuCollector
-from inferwatch.exporter.collectors.process import ProcessCollector
-from inferwatch.exporter.registry import Scraper
+from inferwatch.standalone.collectors.gpu import GpuCollector
+from inferwatch.standalone.collectors.process import ProcessCollector
+from inferwatch.standalone.scrape import Scraper
 
 GIB = 2**30
 

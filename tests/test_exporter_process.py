@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inferwatch.exporter.collectors.process import ProcessCollector, matches_name, read_pidfile
-from inferwatch.exporter.registry import Scraper
+from inferwatch.standalone.collectors.process import ProcessCollector, matches_name, read_pidfile
+from inferwatch.standalone.scrape import Scraper
 
 SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
 

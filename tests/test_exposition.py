@@ -22,7 +22,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from inferwatch.exposition import make_asgi_app, make_wsgi_app, metrics_response, render
+from inferwatch.serving.exposition import make_asgi_app, make_wsgi_app, metrics_response, render
 
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
                      "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")

@@ -14,7 +14,7 @@ from scipy.spatial.distance import jensenshannon
 
 import inferwatch
 from conftest import Scraper
-from inferwatch.quality import REASONS
+from inferwatch.quality.checks import REASONS
 
 RNG = np.random.default_rng(7)
 TRAIN = pd.DataFrame({

@@ -270,8 +270,9 @@ def test_public_api_is_lazy_and_small():
 
     code = (
         "import sys, inferwatch\n"
-        "heavy = {'grafanalib', 'yaml', 'pynvml', 'inferwatch.exporter', 'inferwatch.server',"
-        " 'inferwatch.cli', 'inferwatch.generate', 'inferwatch.exposition'}\n"
+        "heavy = {'grafanalib', 'yaml', 'pynvml', 'inferwatch.standalone',"
+        " 'inferwatch.serving.server', 'inferwatch.cli', 'inferwatch.generate',"
+        " 'inferwatch.serving.exposition'}\n"
         "inferwatch.instrument(lambda x: x, name='m')(1)\n"
         "loaded = heavy & set(sys.modules)\n"
         "print(sorted(loaded))\n"

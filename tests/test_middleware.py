@@ -29,8 +29,8 @@ from starlette.routing import Route
 
 import inferwatch
 from conftest import free_port
-from inferwatch import internal
-from inferwatch.middleware import (
+from inferwatch import faults
+from inferwatch.serving.middleware import (
     InstrumentMiddleware,
     WSGIInstrumentMiddleware,
     clean_request_id,
@@ -194,9 +194,9 @@ def test_fault_in_routes_function_is_counted_never_raised(scraper, fraud):
 
     app = Starlette(routes=[Route("/score", lambda request: PlainTextResponse("x"))])
     app.add_middleware(InstrumentMiddleware, routes=broken, registry=scraper.registry)
-    before = internal.internal_error_counts().get("middleware", 0)
+    before = faults.internal_error_counts().get("middleware", 0)
     assert TestClient(app).get("/score").text == "x"
-    assert internal.internal_error_counts()["middleware"] == before + 1
+    assert faults.internal_error_counts()["middleware"] == before + 1
 
 
 def test_bad_configuration_names_the_problem():

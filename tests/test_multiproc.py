@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inferwatch import internal
-from inferwatch.collector import InferwatchCollector
-from inferwatch.exporter.cli import build_parser
-from inferwatch.exporter.collectors.multiproc import MultiprocCollector
-from inferwatch.exporter.registry import CollectorError
+from inferwatch import faults
+from inferwatch.core.registry import Registry
+from inferwatch.core.render import model_families
+from inferwatch.core.state import ModelState
 from inferwatch.multiproc import MultiprocError, attach, check_directory, clear_directory
-from inferwatch.multiproc_format import (
+from inferwatch.multiproc.merge import merge_view
+from inferwatch.multiproc.snapshot_format import (
     EXTRA_DECODERS,
     Snapshot,
     SnapshotError,
@@ -33,11 +33,11 @@ from inferwatch.multiproc_format import (
     model_dict,
     register_extra,
 )
-from inferwatch.multiproc_merge import merge_view
-from inferwatch.multiproc_store import ARCHIVE, SnapshotDirectory, WorkerId
-from inferwatch.registry import Registry
-from inferwatch.render import model_families
-from inferwatch.state import ModelState
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId
+from inferwatch.serving.bridge import InferwatchCollector
+from inferwatch.standalone.cli import build_parser
+from inferwatch.standalone.collectors.multiproc import MultiprocCollector
+from inferwatch.standalone.scrape import CollectorError
 
 NOW = 1_700_000_000.0
 BOUNDS = (0.1, 0.5, 1.0, 5.0)
@@ -231,7 +231,7 @@ def test_a_damaged_file_is_skipped_and_counted_never_a_failed_scrape(tmp_path):
     a, b = WorkerId(os.getpid(), 1), WorkerId(os.getpid(), 2)
     publish(directory, a, [worker_state(np.ones(10))])
     publish(directory, b, [worker_state(np.ones(5))])
-    before = internal.internal_error_counts().get("multiproc_read", 0)
+    before = faults.internal_error_counts().get("multiproc_read", 0)
     assert sample(directory.read_view(NOW).families(NOW), "inferwatch_requests_total",
                   outcome="ok") == 15
     # b's next write is cut short: its last good version stands in for it.
@@ -242,7 +242,7 @@ def test_a_damaged_file_is_skipped_and_counted_never_a_failed_scrape(tmp_path):
     # A reader that never saw a good version of it skips it.
     families = SnapshotDirectory(str(tmp_path)).read_view(NOW).families(NOW)
     assert sample(families, "inferwatch_requests_total", outcome="ok") == 10
-    assert internal.internal_error_counts()["multiproc_read"] >= before + 2
+    assert faults.internal_error_counts()["multiproc_read"] >= before + 2
 
 
 # --- folding dead workers ---------------------------------------------------------------------
@@ -384,8 +384,8 @@ def test_clear_directory_removes_only_inferwatch_files(tmp_path):
 
 
 def test_drift_is_scored_from_summed_worker_counts_not_averaged_scores():
-    from inferwatch.features import FeatureTracker
-    from inferwatch.reference import Reference
+    from inferwatch.quality.reference import Reference
+    from inferwatch.quality.tracker import FeatureTracker
 
     rng = np.random.default_rng(3)
     ref = Reference.from_data({"x": rng.normal(size=2000)}, predictions=rng.random(2000))
@@ -410,9 +410,9 @@ def test_drift_is_scored_from_summed_worker_counts_not_averaged_scores():
 
 
 def test_a_forked_worker_keeps_its_drift_window_but_not_the_masters_counts():
-    from inferwatch.features import FeatureTracker
-    from inferwatch.monitors import Monitor
-    from inferwatch.reference import Reference
+    from inferwatch.core.monitor import Monitor
+    from inferwatch.quality.reference import Reference
+    from inferwatch.quality.tracker import FeatureTracker
 
     ref = Reference.from_data({"x": np.arange(100.0)})
     monitor = Monitor("m", "1").configure(reference=ref)

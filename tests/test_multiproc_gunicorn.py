@@ -25,7 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import free_port
-from inferwatch.multiproc_store import ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
 
 pytestmark = pytest.mark.integration
 

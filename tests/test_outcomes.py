@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.outcomes import OutcomeJoiner
+from inferwatch.core.outcomes import OutcomeJoiner
 
 
 def test_classification_outcomes_from_the_request_api(scraper):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import inferwatch
-from inferwatch.predictions import normalize
+from inferwatch.core.predictions import normalize
 
 
 @pytest.mark.parametrize(

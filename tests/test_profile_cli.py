@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inferwatch import profile_cli
-from inferwatch.reference import Reference
+from inferwatch.quality import profile_cli
+from inferwatch.quality.reference import Reference
 
 
 def run_profile(argv: list[str]) -> int:
@@ -168,7 +168,7 @@ def test_registered_subcommand_runs_through_the_inferwatch_command(training, tmp
 
 
 def test_importing_the_subcommand_loads_no_heavy_modules():
-    code = ("import sys, inferwatch.profile_cli; "
+    code = ("import sys, inferwatch.quality.profile_cli; "
             "print(sorted(m for m in ('pandas', 'pyarrow', 'numpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)

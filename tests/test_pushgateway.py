@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch
 from conftest import free_port, require_binary
-from inferwatch.pushgateway import PushError
+from inferwatch.serving.pushgateway import PushError
 from processes import stop
 
 
@@ -180,7 +180,7 @@ def test_plain_push_to_a_gateway_that_is_down_names_it(models):
 def test_on_exit_never_loses_the_jobs_result_to_a_gateway_that_is_down(models, caplog):
     registry, fraud, _ = models
     address = f"127.0.0.1:{free_port()}"
-    caplog.set_level(logging.WARNING, logger="inferwatch.pushgateway")
+    caplog.set_level(logging.WARNING, logger="inferwatch.serving.pushgateway")
     with inferwatch.push.on_exit(address, "nightly", registry=registry, timeout=2):
         result = fraud.predict_proba([[1.0]])
     assert result == [[0.4, 0.6]]

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from inferwatch import internal
-from inferwatch.quality import REASONS, BatchChecker, BatchResult
-from inferwatch.reference import OTHER, Reference
+from inferwatch import faults
+from inferwatch.quality.checks import REASONS, BatchChecker, BatchResult
+from inferwatch.quality.reference import OTHER, Reference
 
 RNG = np.random.default_rng(42)
 NUMERIC_REF = Reference.from_data(RNG.normal(size=(5000, 4)), feature_names=["a", "b", "c", "d"])
@@ -141,12 +141,12 @@ def test_a_mixed_list_row_is_parsed_column_by_column():
                                                                     "extra_column": 2}, 2),
 ])
 def test_bad_input_is_counted_under_a_bounded_reason(batch, errors, rows):
-    before = internal.internal_error_counts().get("quality", 0)
+    before = faults.internal_error_counts().get("quality", 0)
     result = BatchChecker(NUMERIC_REF).check(batch)
     assert result.input_errors == errors
     assert set(result.input_errors) <= set(REASONS)
     assert result.rows == rows
-    assert internal.internal_error_counts().get("quality", 0) == before
+    assert faults.internal_error_counts().get("quality", 0) == before
 
 
 def test_a_single_feature_reference_reads_a_1d_array_as_a_column():
@@ -229,9 +229,9 @@ BATCHES = (ROWS | st.lists(ROWS, max_size=8) | ARRAYS
 @given(BATCHES, st.sampled_from([MIXED_REF, NUMERIC_REF]))
 def test_any_batch_is_counted_without_raising(batch, reference):
     checker = BatchChecker(reference)
-    before = internal.internal_error_counts().get("quality", 0)
+    before = faults.internal_error_counts().get("quality", 0)
     result = checker.check(batch)
-    assert internal.internal_error_counts().get("quality", 0) == before
+    assert faults.internal_error_counts().get("quality", 0) == before
     assert set(result.input_errors) <= set(REASONS)
     assert all(v > 0 for v in result.input_errors.values())
     for counts, missing in zip(result.bin_counts, result.missing):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from inferwatch.reference import OTHER, Reference, ReferenceError, profile_column
+from inferwatch.quality.reference import OTHER, Reference, ReferenceError, profile_column
 
 
 def test_continuous_column_gets_equal_quantile_bins():

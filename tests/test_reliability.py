@@ -15,11 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch
 from conftest import Scraper, require_binary
-from inferwatch import internal
+from inferwatch import faults
 from inferwatch.catalogue import OTHER
-from inferwatch.collector import InferwatchCollector
-from inferwatch.labels import clean_label_value
-from inferwatch.state import HistogramState
+from inferwatch.core.label_caps import clean_label_value
+from inferwatch.core.state import HistogramState
+from inferwatch.serving.bridge import InferwatchCollector
 
 
 class Unconvertible:
@@ -33,7 +33,7 @@ class Unconvertible:
 
 
 def _internal(component: str) -> int:
-    return internal.internal_error_counts().get(component, 0)
+    return faults.internal_error_counts().get(component, 0)
 
 
 # --- requirement 2: a fault inside inferwatch never reaches the caller --------------------
@@ -58,7 +58,7 @@ def test_bug_of_ours_is_swallowed_and_logged_at_most_once_a_minute(scraper, monk
         raise ZeroDivisionError("bug in bucketing")
 
     monkeypatch.setattr(HistogramState, "observe", broken_observe)
-    monkeypatch.setattr(internal, "_last_logged", {})
+    monkeypatch.setattr(faults, "_last_logged", {})
     before = _internal("drain")
     with caplog.at_level(logging.WARNING, logger="inferwatch"):
         results = []
@@ -74,7 +74,7 @@ def test_bug_of_ours_is_swallowed_and_logged_at_most_once_a_minute(scraper, monk
 
 
 def test_collect_fault_still_serves_process_metrics(scraper, monkeypatch):
-    import inferwatch.collector as collector
+    import inferwatch.serving.bridge as collector
 
     def broken(family_lists):
         raise RuntimeError("render bug")
@@ -290,7 +290,7 @@ def test_exposition_passes_promtool_check_metrics(scraper):
 
 
 def test_pending_requests_are_bounded_when_draining_stalls(scraper):
-    from inferwatch.settings import Settings
+    from inferwatch.core.options import Settings
 
     mon = scraper.registry.monitor("m", "1", Settings(max_pending=100))
     scraper.registry.close()

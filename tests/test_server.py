@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from inferwatch.server import serve
+from inferwatch.serving.server import serve
 
 # Upper bound on any wait in these tests: reached only when the server is broken (hung).
 HANG_GUARD = 30.0
@@ -256,7 +256,7 @@ def test_bad_settings_raise_a_clear_value_error(kwargs, message):
 
 
 def test_port_zero_url_and_shutdown_frees_the_port(caplog):
-    caplog.set_level(logging.INFO, logger="inferwatch.server")
+    caplog.set_level(logging.INFO, logger="inferwatch.serving.server")
     server = serve(port=0, addr="0.0.0.0", registry=demo_registry())
     port = server.port
     assert server.url == f"http://127.0.0.1:{port}/metrics"

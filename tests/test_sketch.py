@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from inferwatch import sketch as sketch_module
-from inferwatch.sketch import DDSketch
+from inferwatch.core import ddsketch as sketch_module
+from inferwatch.core.ddsketch import DDSketch
 
 # Enough bins for every finite double at alpha >= 0.5%: nothing collapses, so the accuracy
 # bound must hold for any input.

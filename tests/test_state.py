@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from inferwatch.state import HistogramState, ModelState
+from inferwatch.core.state import HistogramState, ModelState
 
 BOUNDS = (-1.0, 0.0, 0.1, 0.5, 1.0, 10.0)
 
@@ -75,8 +75,8 @@ def test_round_trip_through_json_preserves_everything():
 
 
 def test_drift_windows_travel_in_snapshots_and_merge():
-    from inferwatch.features import FeatureTracker
-    from inferwatch.reference import Reference
+    from inferwatch.quality.reference import Reference
+    from inferwatch.quality.tracker import FeatureTracker
 
     rng = np.random.default_rng(0)
     ref = Reference.from_data({"x": rng.normal(size=1000)}, predictions=rng.random(1000))

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import inferwatch
-from inferwatch.tracing import current_trace_id
+from inferwatch.core.tracing import current_trace_id
 
 SPANS = InMemorySpanExporter()
 
@@ -105,7 +105,7 @@ def test_exemplars_reach_a_real_prometheus(scraper, tmp_path):
 def test_importing_the_api_alone_keeps_the_fast_path(monkeypatch):
     from opentelemetry.trace import ProxyTracerProvider
 
-    import inferwatch.tracing as tracing
+    import inferwatch.core.tracing as tracing
 
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: ProxyTracerProvider())
     assert not tracing.otel_configured()

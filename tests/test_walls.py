@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-HOT_PATH = ["inferwatch.instrumentation", "inferwatch.monitors", "inferwatch.request",
-            "inferwatch.registry", "inferwatch.drain_batch"]
+HOT_PATH = ["inferwatch.core.instrument", "inferwatch.core.monitor", "inferwatch.core.request",
+            "inferwatch.core.registry", "inferwatch.core.prediction_batch"]
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -19,10 +19,10 @@ def _loaded_after(code: str) -> set[str]:
 
 def test_the_exporter_never_loads_the_instrumentation_hot_path():
     loaded = _loaded_after(
-        "import inferwatch.exporter.cli\n"
-        "from inferwatch.exporter import collectors\n"
+        "import inferwatch.standalone.cli\n"
+        "from inferwatch.standalone import collectors\n"
         "collectors.load_all()\n")
-    assert "inferwatch.exporter.collectors.multiproc" in loaded
+    assert "inferwatch.standalone.collectors.multiproc" in loaded
     assert not loaded & set(HOT_PATH)
 
 
@@ -31,7 +31,7 @@ def test_the_generators_are_pure_functions_of_the_config():
         "from inferwatch.generate import render\n"
         "render()\n")
     assert not loaded & set(HOT_PATH)
-    assert not {"inferwatch.exporter", "inferwatch.server", "pynvml"} & loaded
+    assert not {"inferwatch.standalone", "inferwatch.serving.server", "pynvml"} & loaded
     from inferwatch.generate import render
 
     assert render() == render()  # no clock, no state: the same config, the same files

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inferwatch.webconfig import WebConfig, WebConfigError, load_web_config
+from inferwatch.serving.web_config import WebConfig, WebConfigError, load_web_config
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_an_empty_file_means_no_tls_and_no_auth(tmp_path):
 
 
 def test_go_only_tls_keys_are_ignored_with_a_logged_note(cert_dir, caplog):
-    caplog.set_level(logging.WARNING, logger="inferwatch.webconfig")
+    caplog.set_level(logging.WARNING, logger="inferwatch.serving.web_config")
     path = write(cert_dir.parent, (
         "tls_server_config:\n  cert_file: certs/server.crt\n  key_file: certs/server.key\n"
         "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n"

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inferwatch import window as window_module
-from inferwatch.sketch import DDSketch
-from inferwatch.window import RollingSketch
+from inferwatch.core import rolling_sketch as window_module
+from inferwatch.core.ddsketch import DDSketch
+from inferwatch.core.rolling_sketch import RollingSketch
 
 settings.register_profile("window", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("window")

@@ -14,22 +14,22 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from inferwatch._version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {
-    "instrument": "inferwatch.instrumentation",
-    "monitor": "inferwatch.api",
-    "Monitor": "inferwatch.monitors",
-    "Settings": "inferwatch.settings",
-    "Registry": "inferwatch.registry",
-    "serve": "inferwatch.server",
-    "make_asgi_app": "inferwatch.exposition",
-    "make_wsgi_app": "inferwatch.exposition",
-    "Reference": "inferwatch.reference",
-    "push": "inferwatch.pushgateway",
-    "InstrumentMiddleware": "inferwatch.middleware",
-    "WSGIInstrumentMiddleware": "inferwatch.middleware",
+    "instrument": "inferwatch.core.instrument",
+    "monitor": "inferwatch.core.registry",
+    "Monitor": "inferwatch.core.monitor",
+    "Settings": "inferwatch.core.options",
+    "Registry": "inferwatch.core.registry",
+    "serve": "inferwatch.serving.server",
+    "make_asgi_app": "inferwatch.serving.exposition",
+    "make_wsgi_app": "inferwatch.serving.exposition",
+    "Reference": "inferwatch.quality.reference",
+    "push": "inferwatch.serving.pushgateway",
+    "InstrumentMiddleware": "inferwatch.serving.middleware",
+    "WSGIInstrumentMiddleware": "inferwatch.serving.middleware",
 }
 
 __all__ = [
@@ -49,15 +49,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import monitor
-    from .exposition import make_asgi_app, make_wsgi_app
-    from .instrumentation import instrument
-    from .middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
-    from .monitors import Monitor
-    from .reference import Reference
-    from .registry import Registry
-    from .server import serve
-    from .settings import Settings
+    from inferwatch.core.instrument import instrument
+    from inferwatch.core.monitor import Monitor
+    from inferwatch.core.options import Settings
+    from inferwatch.core.registry import Registry, monitor
+    from inferwatch.quality.reference import Reference
+    from inferwatch.serving.exposition import make_asgi_app, make_wsgi_app
+    from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
+    from inferwatch.serving.server import serve
 
 
 def __getattr__(name: str) -> Any:

@@ -13,12 +13,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ._version import __version__
+from inferwatch._version import __version__
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("inferwatch.generate.cli", "write Grafana dashboards and Prometheus rules"),
-    "profile": ("inferwatch.profile_cli", "build a reference profile from training data"),
+    "profile": ("inferwatch.quality.profile_cli", "build a reference profile from training data"),
     "demo": ("inferwatch.demo.cli", "run the demo model, traffic and monitoring stack"),
     "events": ("inferwatch.events.cli", "read the prediction event log"),
 }

@@ -1,8 +1,9 @@
 """A FastAPI model server for the multi-worker tests: ``gunicorn -k <uvicorn worker> asgi_app:app``.
 
-``GET /predict?value=X`` awaits the instrumented async model on X; ``/metrics/`` serves
-inferwatch's merged view; ``&hold=1`` then holds the worker (see ``barrier``). The lifespan shutdown publishes the worker's final counts:
-uvicorn workers end by re-raising SIGTERM, so exit handlers never run.
+``GET /predict?value=X`` awaits the instrumented async model on X (``&hold=1`` then holds
+the worker: see ``barrier``); ``/metrics/`` serves inferwatch's merged view. The lifespan
+shutdown publishes the worker's final counts: uvicorn workers end by re-raising SIGTERM, so
+exit handlers never run.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from barrier import hold_until_every_worker_arrived
 from fastapi import FastAPI
 
 import inferwatch
 import inferwatch.multiproc
-from barrier import hold_until_every_worker_arrived
 
 
 @inferwatch.instrument(name="echo", version="1")

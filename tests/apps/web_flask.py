@@ -13,7 +13,7 @@ from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import inferwatch
-from inferwatch.middleware import WSGIInstrumentMiddleware
+from inferwatch.serving.middleware import WSGIInstrumentMiddleware
 
 
 class FraudModel:

@@ -1,19 +1,20 @@
 """A Flask model server for the multi-worker tests: ``gunicorn wsgi_app:app``.
 
-``GET /predict?value=X`` runs the instrumented model on X; ``/metrics`` serves inferwatch's
-merged view. ``&hold=1`` then holds the worker (see ``barrier``). With ``WARMUP=1`` the model is called once at import, which under
-``--preload`` happens in the gunicorn master, before the workers are forked.
+``GET /predict?value=X`` runs the instrumented model on X (``&hold=1`` then holds the
+worker: see ``barrier``); ``/metrics`` serves inferwatch's merged view. With ``WARMUP=1``
+the model is called once at import, which under ``--preload`` happens in the gunicorn
+master, before the workers are forked.
 """
 
 from __future__ import annotations
 
 import os
 
+from barrier import hold_until_every_worker_arrived
 from flask import Flask, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import inferwatch
-from barrier import hold_until_every_worker_arrived
 
 
 def identity(value: float) -> float:

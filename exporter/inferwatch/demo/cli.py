@@ -29,7 +29,7 @@ def _speed(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the flags of `inferwatch demo`."""
-    from .scenario import SCENARIOS  # light: no numpy, no scikit-learn
+    from inferwatch.demo.scenario import SCENARIOS  # light: no numpy, no scikit-learn
 
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default",
                         help="default: about 10 minutes; short: about 3 (default: default)")
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
-    from .runner import Demo
-    from .stack import StackError, find_alertmanager
+    from inferwatch.demo.runner import Demo
+    from inferwatch.demo.stack import StackError, find_alertmanager
 
     if args.rate <= 0:
         print("inferwatch demo: --rate must be more than zero", file=sys.stderr)

@@ -17,10 +17,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .receiver import PageReceiver
-from .scenario import Phase, drift_window_seconds, rule_config, scenario
-from .stack import Stack, StackError, alertmanager_config, free_port, prometheus_config, query
-from .stack import write_yaml as _write_yaml
+from inferwatch.demo.receiver import PageReceiver
+from inferwatch.demo.scenario import Phase, drift_window_seconds, rule_config, scenario
+from inferwatch.demo.stack import (
+    Stack,
+    StackError,
+    alertmanager_config,
+    free_port,
+    prometheus_config,
+    query,
+)
+from inferwatch.demo.stack import write_yaml as _write_yaml
 
 
 class _Stop(Exception):
@@ -55,7 +62,7 @@ class Demo:
     # --- running ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        from .traffic import TrafficGenerator
+        from inferwatch.demo.traffic import TrafficGenerator
 
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         signal.signal(signal.SIGTERM, _raise_stop)
@@ -102,8 +109,8 @@ class Demo:
             self.out("stopped: every demo process has exited")
 
     def _start_processes(self, stack: Stack, receiver: PageReceiver | None) -> None:
-        from ..generate import write
-        from ..generate.config import from_dict
+        from inferwatch.generate import write
+        from inferwatch.generate.config import from_dict
 
         host, ports = self.host, self.ports
         self.out(f"training the demo model (logs in {self.workdir})")

@@ -163,7 +163,7 @@ class Stack:
 
     def start_exporter(self, host: str, port: int, pids: Sequence[int], *, gpu: bool = False
                        ) -> Process:
-        argv = [sys.executable, "-m", "inferwatch.exporter.cli",
+        argv = [sys.executable, "-m", "inferwatch.standalone.cli",
                 f"--web.listen-address={host}:{port}",
                 "--collector.gpu" if gpu else "--no-collector.gpu"]
         argv += [f"--process.pid={pid}" for pid in pids]

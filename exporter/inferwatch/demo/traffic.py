@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .model import Dataset, load_dataset
-from .scenario import SCENARIOS, Phase, scenario
+from inferwatch.demo.model import Dataset, load_dataset
+from inferwatch.demo.scenario import SCENARIOS, Phase, scenario
 
 # Features the drift phase shifts: size, texture and concavity, so the predictions move too.
 DRIFTED_FEATURES = ("mean radius", "mean texture", "mean area", "mean concave points",

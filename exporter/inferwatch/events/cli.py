@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .sinks import ReadStats
+    from inferwatch.events.sinks import ReadStats
 
 FOLLOW_POLL_SECONDS = 0.5
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the requested events as JSON lines; 2 for a missing log or bad flags."""
-    from .sinks import Query, ReadStats, infer_format
+    from inferwatch.events.sinks import Query, ReadStats, infer_format
 
     path = Path(args.path)
     try:
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 return _fail("--since is later than --until")
             query = Query(request_id=args.request_id, model=args.model, since=args.since,
                           until=args.until, errors_only=args.errors, limit=args.limit)
-            from .sinks import query_events
+            from inferwatch.events.sinks import query_events
 
             _print(query_events(path, query, fmt, stats))
     except KeyboardInterrupt:
@@ -135,14 +135,14 @@ def run(args: argparse.Namespace) -> int:
 def _exists(path: Path, fmt: str) -> bool:
     if fmt == "sqlite":
         return path.is_file()
-    from .jsonl import exists
+    from inferwatch.events.jsonl import exists
 
     return exists(path)
 
 
 def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> None:
     if fmt == "sqlite":
-        from .sqlite import follow_sqlite, last_id, tail_sqlite
+        from inferwatch.events.sqlite import follow_sqlite, last_id, tail_sqlite
 
         after = last_id(path)
         _print(tail_sqlite(path, count))
@@ -151,7 +151,7 @@ def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> N
             lines, after = follow_sqlite(path, after)
             _print(lines)
         return
-    from .jsonl import follow_jsonl, tail_jsonl
+    from inferwatch.events.jsonl import follow_jsonl, tail_jsonl
 
     offsets: dict = {}
     _print(tail_jsonl(path, count, stats, offsets))

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .sinks import Query, ReadStats, Record, SinkError
+from inferwatch.events.sinks import Query, ReadStats, Record, SinkError
 
 _READ_BLOCK = 1 << 16
 # Large chunks go out in pieces so that a disk filling up mid-chunk still keeps

@@ -35,9 +35,9 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..catalogue import CATALOGUE
-from .redact import Redaction
-from .sinks import Encoder, Record, SinkError, TooLarge, infer_format, open_sink
+from inferwatch.catalogue import CATALOGUE
+from inferwatch.events.redact import Redaction
+from inferwatch.events.sinks import Encoder, Record, SinkError, TooLarge, infer_format, open_sink
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -294,9 +294,9 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
             wake.wait(POLL_SECONDS)
             wake.clear()
     except Exception as exc:  # pragma: no cover - a bug of ours; never take the server down
-        from .. import internal
+        from inferwatch import faults
 
-        internal.record("events", exc)
+        faults.record("events", exc)
     finally:
         _close_quietly(sink_holder[0])
 

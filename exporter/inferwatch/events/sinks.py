@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from .redact import Redaction, clean, clean_text
+from inferwatch.events.redact import Redaction, clean, clean_text
 
 FORMATS = ("jsonl", "sqlite")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".log")
@@ -176,10 +176,10 @@ def infer_format(path: Path, format: str | None = None) -> str:
 def open_sink(path: Path, format: str, *, max_bytes: int, rotate_bytes: int) -> Sink:
     """A sink for `path`; nothing is touched on disk until the first write."""
     if format == "sqlite":
-        from .sqlite import SqliteSink
+        from inferwatch.events.sqlite import SqliteSink
 
         return SqliteSink(path, max_bytes=max_bytes, chunk_bytes=rotate_bytes)
-    from .jsonl import JsonlSink
+    from inferwatch.events.jsonl import JsonlSink
 
     return JsonlSink(path, max_bytes=max_bytes, rotate_bytes=rotate_bytes)
 
@@ -227,10 +227,10 @@ def query_events(path: Path, query: Query, format: str | None = None,
                  stats: ReadStats | None = None) -> Iterator[bytes]:
     """The stored lines matching `query`, oldest first by ``ts``."""
     if infer_format(path, format) == "sqlite":
-        from .sqlite import query_sqlite
+        from inferwatch.events.sqlite import query_sqlite
 
         return query_sqlite(path, query)
-    from .jsonl import query_jsonl
+    from inferwatch.events.jsonl import query_jsonl
 
     return query_jsonl(path, query, stats or ReadStats())
 
@@ -239,9 +239,9 @@ def tail_events(path: Path, count: int, format: str | None = None,
                 stats: ReadStats | None = None) -> list[bytes]:
     """The last `count` stored lines by ``ts``, oldest first."""
     if infer_format(path, format) == "sqlite":
-        from .sqlite import tail_sqlite
+        from inferwatch.events.sqlite import tail_sqlite
 
         return tail_sqlite(path, count)
-    from .jsonl import tail_jsonl
+    from inferwatch.events.jsonl import tail_jsonl
 
     return tail_jsonl(path, count, stats or ReadStats())

@@ -27,7 +27,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from .sinks import Query, Record, SinkError
+from inferwatch.events.sinks import Query, Record, SinkError
 
 BUSY_TIMEOUT_MS = 5_000
 MIN_MAX_BYTES = 256 * 1024

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import DEFAULT, Config, ConfigError, load
+from inferwatch.generate.config import DEFAULT, Config, ConfigError, load
 
 __all__ = ["DEFAULT", "Config", "ConfigError", "load", "render", "write"]
 
@@ -48,7 +48,7 @@ def render(cfg: Config | None = None) -> dict[str, str]:
     """
     import json
 
-    from . import dashboards, kubernetes, rules
+    from inferwatch.generate import dashboards, kubernetes, rules
 
     cfg = cfg or DEFAULT
     files = {

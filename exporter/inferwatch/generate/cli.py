@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     """Render and write (or with --check, compare) every generated file; returns the status."""
     from pathlib import Path
 
-    from . import render, write
-    from .config import ConfigError, load
+    from inferwatch.generate import render, write
+    from inferwatch.generate.config import ConfigError, load
 
     try:
         cfg = load(args.config)

@@ -423,7 +423,9 @@ def _check_leaf(cls: type, spec: dataclasses.Field, value: Any, key: str) -> Any
 
 
 def _build_alert_overrides(data: Mapping, key: str) -> dict[str, AlertOverride]:
-    from .rules import ALERT_NAMES  # rules needs this module; import late to avoid a cycle
+    from inferwatch.generate.rules import (
+        ALERT_NAMES,  # rules needs this module; import late to avoid a cycle
+    )
 
     overrides = {}
     for name, raw in data.items():

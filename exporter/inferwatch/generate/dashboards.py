@@ -15,9 +15,9 @@ from typing import Any
 
 from grafanalib import core as g
 
-from . import promql as q
-from .config import Config, duration_seconds
-from .panels import (
+from inferwatch.generate import promql as q
+from inferwatch.generate.config import Config, duration_seconds
+from inferwatch.generate.panels import (
     DATASOURCE,
     Cell,
     bargauge,
@@ -33,8 +33,8 @@ from .panels import (
     timeseries,
     up_down_mappings,
 )
-from .promql import exporter_sel, model_sel, number, selector
-from .rules import dashboard_uid
+from inferwatch.generate.promql import exporter_sel, model_sel, number, selector
+from inferwatch.generate.rules import dashboard_uid
 
 RATE = "$__rate_interval"
 JOB = 'job=~"$job"'

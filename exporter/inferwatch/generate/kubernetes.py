@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Config
-from .rules import alerting_groups, recording_groups
+from inferwatch.generate.config import Config
+from inferwatch.generate.rules import alerting_groups, recording_groups
 
 API_VERSION = "monitoring.coreos.com/v1"
 

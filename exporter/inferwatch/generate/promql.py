@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from .config import Config
+from inferwatch.generate.config import Config
 
 MODEL_LABELS = "model, model_version"
 

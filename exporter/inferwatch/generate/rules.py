@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import promql as q
-from .config import Config, alert_setting, duration_seconds
-from .promql import MODEL_LABELS, exporter_sel, model_sel, number
+from inferwatch.generate import promql as q
+from inferwatch.generate.config import Config, alert_setting, duration_seconds
+from inferwatch.generate.promql import MODEL_LABELS, exporter_sel, model_sel, number
 
 # Prometheus template snippets used in annotations.
 MODEL = "{{ $labels.model }} {{ $labels.model_version }}"

@@ -1,0 +1,66 @@
+"""Cardinality caps for label values that users can grow.
+
+A value seen before, or new while there is room, keeps its own series; past the cap it
+folds into ``__other__``. Folding happens where counts are aggregated, so the sum over
+series always equals the number of observations.
+
+>>> cap = LabelCap(2)
+>>> [cap.fold(v) for v in ["a", "b", "c", "a"]]
+['a', 'b', '__other__', 'a']
+>>> cap.overflowed
+1
+"""
+
+from __future__ import annotations
+
+import threading
+
+from inferwatch.catalogue import OTHER
+
+MAX_LABEL_VALUE_LENGTH = 128
+
+
+def clean_label_value(value: object) -> str:
+    """A label value from arbitrary data: a string, shortened to a bounded length."""
+    text = value if isinstance(value, str) else str(value)
+    if not text.isascii():
+        # A lone surrogate cannot be encoded as UTF-8 and would break every scrape.
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    if len(text) > MAX_LABEL_VALUE_LENGTH:
+        text = text[: MAX_LABEL_VALUE_LENGTH - 3] + "..."
+    return text
+
+
+class LabelCap:
+    """Admits at most `limit` distinct values; the rest fold into ``__other__``."""
+
+    __slots__ = ("_lock", "_seen", "limit", "overflowed")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"label cap must be at least 1, got {limit}")
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self.overflowed = 0
+
+    def fold(self, value: object) -> str:
+        text = clean_label_value(value)
+        if text in self._seen:
+            return text
+        with self._lock:
+            if text in self._seen:
+                return text
+            if len(self._seen) < self.limit and text != OTHER:
+                self._seen.add(text)
+                return text
+            self.overflowed += 1
+            return OTHER
+
+    def fold_counts(self, counts: dict[str, float]) -> dict[str, float]:
+        """Fold a dict of value -> count, conserving the total."""
+        folded: dict[str, float] = {}
+        for value, count in counts.items():
+            key = self.fold(value)
+            folded[key] = folded.get(key, 0) + count
+        return folded

@@ -1,0 +1,435 @@
+"""The Monitor behind one model version: cheap recording now, aggregation later.
+
+On the request path a call costs two clock reads and one ``list.append`` of a tuple.
+Everything else (bucketing, sketches, class counts, cardinality caps) happens when the
+pending calls are drained: by a background thread once a second, and before every
+scrape. Draining takes a prefix of each pending list with a slice and deletes it with
+one ``del``; both are single operations under the GIL, so appends racing with a drain
+land in the next drain and no call is lost or counted twice.
+
+>>> from inferwatch.core.registry import Registry
+>>> mon = Registry().monitor("fraud", "1.4.2")
+>>> mon.record_call(0.003, 0.91)
+>>> mon.drain(); mon.state.counters["inferwatch_requests_total"][("ok",)]
+1.0
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.core.label_caps import LabelCap, clean_label_value
+from inferwatch.core.options import Settings
+from inferwatch.core.outcomes import OutcomeJoiner
+from inferwatch.core.prediction_batch import PredictionBatch
+from inferwatch.core.state import ModelState
+from inferwatch.quality.tracker import (
+    DEFAULT_DRIFT_AGE_BUCKETS,
+    DEFAULT_DRIFT_WINDOW_SECONDS,
+    FeatureTracker,
+)
+
+if TYPE_CHECKING:
+    from inferwatch.core.request import Request
+    from inferwatch.events import EventLog
+    from inferwatch.quality.reference import Reference
+
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What one ``mon.request()`` block saw, handed to the drain when the block ends."""
+
+    duration: float
+    request_id: str | None = None
+    started_at: float = 0.0  # wall-clock time, for the label delay of outcomes
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    prediction: object = None
+    probabilities: bool = False
+    has_prediction: bool = False
+    features: object = None
+    inputs: object = None
+    stage_outputs: dict[str, object] | None = None
+    action: str | None = None
+    error_type: type | None = None
+    trace_id: str | None = None
+
+    def event(self, model: str, version: str) -> dict[str, object]:
+        """The event-log entry for this request (the log redacts and bounds it)."""
+        event: dict[str, object] = {
+            "ts": self.started_at, "model": model, "model_version": version,
+            "request_id": self.request_id, "trace_id": self.trace_id,
+            # Without a separate raw input, the call's argument is the input: logged once.
+            "inputs": self.inputs if self.inputs is not None else self.features,
+            "stages": {name: seconds for name, seconds in self.stages},
+            "duration_seconds": self.duration, "action": self.action,
+        }
+        if self.inputs is not None and self.features is not None:
+            event["features"] = self.features
+        if self.stage_outputs:
+            event["stage_outputs"] = self.stage_outputs
+        if self.error_type is not None:
+            event["error"] = {"type": self.error_type.__name__}
+        elif self.has_prediction:
+            key = "probabilities" if self.probabilities else "prediction"
+            event[key] = self.prediction
+        return event
+
+
+def _take(pending: list) -> list:
+    n = len(pending)
+    if not n:
+        return []
+    taken = pending[:n]
+    del pending[:n]
+    return taken
+
+
+def _count_value(counter: itertools.count) -> int:
+    # itertools.count exposes its next value only through repr: "count(17)".
+    return int(repr(counter)[6:-1])
+
+
+class Monitor:
+    """Records calls of one model version and aggregates them into a :class:`ModelState`."""
+
+    def __init__(self, name: str, version: str, settings: Settings | None = None, *,
+                 trained_at: float | None = None,
+                 class_names: Callable[[], Sequence[object] | None] | None = None) -> None:
+        self.name = name
+        self.version = version
+        self.settings = settings or Settings()
+        self.state = ModelState(name, version, summary_settings=self.settings.summary)
+        self.state.loaded_at = time.time()
+        if trained_at is not None:
+            self.state.trained_at = float(trained_at)
+        self.state.info = {"task": self.settings.task,
+                           **{k: clean_label_value(v) for k, v in self.settings.metadata.items()}}
+        self._class_names = class_names
+        self._lock = threading.Lock()
+        # Pending work, appended to on the request path.
+        self._calls: list[tuple[float, object]] = []
+        self._proba_calls: list[tuple[float, object]] = []
+        self._errors: list[tuple[float, type]] = []
+        self._requests: list[RequestRecord] = []
+        self._started = itertools.count()
+        self._dropped = itertools.count()
+        self._finished = 0
+        self._dropped_reported = 0
+        # True sends every instrumented call down the slow path (see instrument.py):
+        # inputs, request ids, events or traces are wanted. Calls inside an open
+        # ``mon.request()`` take it too; they find the request through a context variable.
+        self.slow_path = False
+        self.keeps_inputs = False
+        self.request_id_fn: Callable[..., object] | None = None
+        self.features: FeatureTracker | None = None
+        self.events: EventLog | None = None
+        self.traces = False
+        self.trace_stages = False
+        s = self.settings
+        # Series that alerts and dashboards divide by exist from the start, at zero, so a
+        # ratio reads 0 rather than "no data" before the first failure.
+        self.state.inc("inferwatch_requests_total", ("ok",), 0)
+        self.state.inc("inferwatch_requests_total", ("error",), 0)
+        for reason in ("nan", "inf") + (("out_of_range",) if s.output_range else ()):
+            self.state.inc("inferwatch_invalid_predictions_total", (reason,), 0)
+        self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds)
+        self._caps = {
+            "inferwatch_errors_total": LabelCap(s.max_error_types),
+            "inferwatch_predicted_class_total": LabelCap(s.max_classes),
+            "inferwatch_prediction": LabelCap(s.max_outputs),
+            "inferwatch_actions_total": LabelCap(s.max_actions),
+            "inferwatch_stage_duration_seconds": LabelCap(s.max_stages),
+        }
+
+    def configure(self, *, reference: Reference | str | os.PathLike | None = None,
+                  request_id: Callable[..., object] | None = None,
+                  events: EventLog | str | os.PathLike | None = None,
+                  range_tolerance: float = 0.0,
+                  drift_window_seconds: float = DEFAULT_DRIFT_WINDOW_SECONDS,
+                  drift_age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS,
+                  traces: bool | None = None, trace_stages: bool | None = None) -> Monitor:
+        """Switch on data quality and drift, request ids from a function, or the event log.
+
+        Each of these needs the call's inputs or an event per call, so instrumented calls
+        of this model take the slow path (still append-only; the checks run at drain time).
+        """
+        from inferwatch.quality.reference import Reference
+
+        if traces is not None:
+            self.traces = bool(traces)
+        if trace_stages is not None:
+            self.trace_stages = bool(trace_stages)
+        if reference is not None:
+            if not isinstance(reference, Reference):
+                reference = Reference.load(reference)
+            tracker = FeatureTracker(reference, range_tolerance=range_tolerance,
+                                     window_seconds=drift_window_seconds,
+                                     age_buckets=drift_age_buckets)
+            with self._lock:
+                self.features = tracker
+                self.state.extras["drift"] = tracker.drift
+        if request_id is not None:
+            if not callable(request_id):
+                raise TypeError("inferwatch: request_id must be a function of the call's "
+                                f"arguments, got {type(request_id).__name__}")
+            self.request_id_fn = request_id
+        if events is not None:
+            if not hasattr(events, "emit"):
+                from inferwatch.events import EventLog
+
+                events = EventLog(events)
+            self.events = events
+        self.keeps_inputs = self.features is not None or self.events is not None
+        self.slow_path = self._wants_slow_path()
+        return self
+
+    def _wants_slow_path(self) -> bool:
+        return bool(self.features or self.events or self.request_id_fn or self.traces)
+
+    # --- the request path ---------------------------------------------------------------
+    def request(self, request_id: str | None = None) -> Request:
+        """A per-request context: ``with mon.request(request_id="r-17") as r: ...``."""
+        from inferwatch.core.request import Request
+
+        return Request(self, None if request_id is None else str(request_id))
+
+    def record_outcome(self, request_id: object, y_true: object, at: float | None = None) -> None:
+        """Join delayed ground truth with the prediction made for `request_id`. Never raises.
+
+        Classifiers count ``inferwatch_outcomes_total{result}``; regressors observe the
+        absolute error in ``inferwatch_outcome_error``; both observe the label delay.
+        """
+        try:
+            when = time.time() if at is None else float(at)
+            rid = str(request_id)
+            joined = self.outcomes.join(rid, y_true, when)
+            if joined.unmatched == "unknown_id":
+                self.drain()  # the prediction may still be waiting in the pending lists
+                joined = self.outcomes.join(rid, y_true, when)
+            with self._lock:
+                self._record_join(joined)
+            if self.events is not None:
+                self.events.emit({"ts": when, "model": self.name, "model_version": self.version,
+                                  "request_id": rid, "outcome": y_true,
+                                  "outcome_match": joined.unmatched or "joined"})
+        except Exception as exc:
+            faults.record("outcome", exc)
+
+    def _record_join(self, joined) -> None:
+        state, s = self.state, self.settings
+        if joined.unmatched is not None:
+            state.inc("inferwatch_outcomes_unmatched_total", (joined.unmatched,))
+            return
+        if joined.correct:
+            state.inc("inferwatch_outcomes_total", ("correct",), joined.correct)
+        if joined.incorrect:
+            state.inc("inferwatch_outcomes_total", ("incorrect",), joined.incorrect)
+        if joined.errors:
+            state.histogram("inferwatch_outcome_error", (), s.outcome_error_buckets).observe(
+                np.asarray(joined.errors, dtype=np.float64))
+        if joined.delay is not None:
+            state.histogram("inferwatch_outcome_delay_seconds", (),
+                            s.outcome_delay_buckets).observe_one(joined.delay)
+
+    def record_call(self, duration: float, result: object, probabilities: bool = False) -> None:
+        """Record a finished call; what the instrument() wrappers do inline."""
+        next(self._started)
+        (self._proba_calls if probabilities else self._calls).append((duration, result))
+
+    def record_error(self, duration: float, error_type: type) -> None:
+        next(self._started)
+        self._errors.append((duration, error_type))
+
+    def pending(self) -> int:
+        return len(self._calls) + len(self._proba_calls) + len(self._errors) + len(self._requests)
+
+    def families(self, now: float) -> list:
+        """This monitor's metric families, rendered under its lock so a concurrent drain
+        cannot change the state mid-render."""
+        from inferwatch.core.render import model_families
+
+        with self._lock:
+            self.state.set_gauge("inferwatch_requests_in_flight", (), self.in_flight_locked())
+            return model_families([self.state], now=now)
+
+    def in_flight(self) -> int:
+        """Calls started and not yet finished."""
+        with self._lock:
+            return self.in_flight_locked()
+
+    def in_flight_locked(self) -> int:
+        done = self._finished + self.pending() + _count_value(self._dropped)
+        return max(0, _count_value(self._started) - done)
+
+    # --- draining ---------------------------------------------------------------------------
+    def drain(self, now: float | None = None) -> None:
+        """Fold pending calls into the state. Never raises."""
+        try:
+            with self._lock:
+                self._drain_locked(time.time() if now is None else now)
+        except Exception as exc:
+            faults.record("drain", exc)
+
+    def _drain_locked(self, now: float) -> None:
+        calls = _take(self._calls)
+        proba_calls = _take(self._proba_calls)
+        errors = _take(self._errors)
+        requests = _take(self._requests)
+        total = len(calls) + len(proba_calls) + len(errors) + len(requests)
+        self._report_dropped()
+        if not total:
+            return
+        self._finished += total
+        state = self.state
+        durations: list[float] = []
+        predictions = PredictionBatch(self)
+        if calls:
+            call_durations, results = zip(*calls)
+            durations.extend(call_durations)
+            predictions.add_results(results, probabilities=False)
+        if proba_calls:
+            call_durations, results = zip(*proba_calls)
+            durations.extend(call_durations)
+            predictions.add_results(results, probabilities=True)
+        ok = len(calls) + len(proba_calls)
+        error_counts: dict[str, float] = {}
+        for duration, error_type in errors:
+            durations.append(duration)
+            key = error_type.__name__
+            error_counts[key] = error_counts.get(key, 0) + 1
+        for record in requests:
+            durations.append(record.duration)
+            if record.error_type is not None:
+                key = record.error_type.__name__
+                error_counts[key] = error_counts.get(key, 0) + 1
+            else:
+                ok += 1
+        if requests:
+            self._drain_requests(requests, predictions)
+        n_errors = len(durations) - ok
+        if ok:
+            state.inc("inferwatch_requests_total", ("ok",), ok)
+        if n_errors:
+            state.inc("inferwatch_requests_total", ("error",), n_errors)
+            cap = self._caps["inferwatch_errors_total"]
+            for key, count in cap.fold_counts(error_counts).items():
+                state.inc("inferwatch_errors_total", (key,), count)
+        latency = state.histogram("inferwatch_request_duration_seconds", (),
+                                  self.settings.latency_buckets)
+        latency.observe(np.asarray(durations))
+        for record in requests:
+            if record.trace_id is not None:
+                latency.exemplar(record.duration, record.trace_id, record.started_at)
+        tracker = self.features
+        if tracker is not None:
+            self._check_features(tracker, requests, predictions, now)
+        predictions.flush(state, now)
+        if self.events is not None and requests:
+            self._emit_events(requests)
+
+    def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
+                        predictions: PredictionBatch, now: float) -> None:
+        inputs = [r.features for r in requests if r.features is not None]
+        if inputs:
+            result = tracker.check_inputs(inputs, now)
+            state = self.state
+            names = tracker.reference.feature_names
+            for metric, counts in (("inferwatch_feature_missing_total", result.missing),
+                                   ("inferwatch_feature_out_of_range_total", result.out_of_range),
+                                   ("inferwatch_feature_unseen_category_total",
+                                    result.unseen_category)):
+                for index in np.flatnonzero(counts).tolist():
+                    state.inc(metric, (names[index],), int(counts[index]))
+            for reason, count in result.input_errors.items():
+                if count:
+                    state.inc("inferwatch_input_errors_total", (reason,), count)
+        values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+                  for name, chunks in predictions.values.items()}
+        tracker.check_predictions(values, sum(predictions.batch_sizes), now)
+
+    def _emit_events(self, requests: list[RequestRecord]) -> None:
+        emit = self.events.emit
+        for record in requests:
+            emit(record.event(self.name, self.version))
+
+    def _report_dropped(self) -> None:
+        dropped = _count_value(self._dropped)
+        if dropped > self._dropped_reported:
+            faults.record("backlog", count=dropped - self._dropped_reported)
+            self._dropped_reported = dropped
+
+    def _drain_requests(self, requests: list[RequestRecord],
+                        predictions: PredictionBatch) -> None:
+        """Stages, actions and predictions of request records, one vectorised pass each."""
+        state = self.state
+        stage_times: dict[str, list[float]] = {}
+        actions: dict[str, float] = {}
+        by_kind: dict[bool, list[RequestRecord]] = {False: [], True: []}
+        for record in requests:
+            for stage, seconds in record.stages:
+                stage_times.setdefault(stage, []).append(seconds)
+            if record.action is not None:
+                actions[record.action] = actions.get(record.action, 0) + 1
+            if record.has_prediction:
+                by_kind[record.probabilities].append(record)
+        stage_cap = self._caps["inferwatch_stage_duration_seconds"]
+        for stage, times in stage_times.items():
+            state.histogram("inferwatch_stage_duration_seconds", (stage_cap.fold(stage),),
+                            self.settings.latency_buckets).observe(np.asarray(times))
+        for action, count in self._caps["inferwatch_actions_total"].fold_counts(actions).items():
+            state.inc("inferwatch_actions_total", (action,), count)
+        for probabilities, records in by_kind.items():
+            if not records:
+                continue
+            rows = predictions.add_records([r.prediction for r in records], probabilities)
+            for record, row in zip(records, rows):
+                if record.request_id is not None and row is not None:
+                    self.outcomes.remember(record.request_id, row[0], row[1],
+                                           at=record.started_at)
+
+    def reset_after_fork(self) -> None:
+        """Zero what this monitor counted, keeping what it is (identity, settings, caps).
+
+        A worker forked from a master that already served calls must not publish the
+        master's counts a second time.
+        """
+        self._lock = threading.Lock()
+        for pending in (self._calls, self._proba_calls, self._errors, self._requests):
+            del pending[:]  # the wrappers hold these very lists: empty them in place
+        dropped = _count_value(self._dropped)
+        self._finished = _count_value(self._started) - dropped
+        self._dropped_reported = dropped
+        state = self.state
+        for series in state.counters.values():
+            for labels in series:
+                series[labels] = 0.0
+        for part in (state.histograms, state.summaries, state.gauges):
+            part.clear()
+        for name, extra in list(state.extras.items()):
+            reset = getattr(extra, "reset", None)
+            if callable(reset):
+                reset()
+            else:
+                del state.extras[name]
+
+    def overflow_counts(self) -> dict[str, int]:
+        return {metric: cap.overflowed for metric, cap in self._caps.items() if cap.overflowed}
+
+    def class_names(self) -> Sequence[object] | None:
+        if self._class_names is None:
+            return None
+        try:
+            names = self._class_names()
+            return None if names is None else list(names)
+        except Exception:
+            return None

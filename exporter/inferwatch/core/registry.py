@@ -1,0 +1,201 @@
+"""Where monitors live: one per (model, model_version), plus the background drain.
+
+A process normally uses the default registry; tests and embedders inject their own.
+
+>>> registry = Registry()
+>>> registry.monitor("fraud", "1.4.2") is registry.monitor("fraud", "1.4.2")
+True
+>>> [m.version for m in registry.monitors()]
+['1.4.2']
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from inferwatch import faults
+from inferwatch.catalogue import OTHER
+from inferwatch.core.label_caps import LabelCap, clean_label_value
+from inferwatch.core.monitor import Monitor
+from inferwatch.core.options import Settings
+
+if TYPE_CHECKING:
+    from inferwatch.multiproc.worker import Publisher
+
+DRAIN_INTERVAL_SECONDS = 1.0
+MAX_VERSIONS_PER_MODEL = 10
+MAX_MODELS = 100
+
+_live_registries: weakref.WeakSet[Registry] = weakref.WeakSet()
+
+
+class Registry:
+    """Monitors by (model, model_version), with caps on both labels."""
+
+    def __init__(self, *, max_models: int = MAX_MODELS,
+                 max_versions_per_model: int = MAX_VERSIONS_PER_MODEL,
+                 drain_interval: float = DRAIN_INTERVAL_SECONDS) -> None:
+        self._lock = threading.Lock()
+        self._monitors: dict[tuple[str, str], Monitor] = {}
+        self._latest: dict[str, Monitor] = {}
+        self._model_cap = LabelCap(max_models)
+        self._version_caps: dict[str, LabelCap] = {}
+        self._max_versions = max_versions_per_model
+        self.drain_interval = drain_interval
+        self._drainer: threading.Thread | None = None
+        self._drainer_pid = 0
+        self._stop = threading.Event()
+        # Multi-worker mode (inferwatch.multiproc.attach): publishes after each drain.
+        self.multiproc: Publisher | None = None
+        _live_registries.add(self)
+
+    def monitor(self, name: str, version: str | None = None, settings: Settings | None = None,
+                *, trained_at: float | None = None,
+                class_names: Callable[[], Sequence[object] | None] | None = None) -> Monitor:
+        """The monitor of `name` / `version`, created on first use.
+
+        Without a version: the version instrumented last under `name`, or "unversioned".
+        """
+        with self._lock:
+            name = self._model_cap.fold(name)
+            if version is None:
+                latest = self._latest.get(name)
+                if latest is not None:
+                    return latest
+                version = "unversioned"
+            cap = self._version_caps.setdefault(name, LabelCap(self._max_versions))
+            version = cap.fold(clean_label_value(version))
+            key = (name, version)
+            monitor = self._monitors.get(key)
+            if monitor is None:
+                monitor = Monitor(name, version, settings, trained_at=trained_at,
+                                  class_names=class_names)
+                self._monitors[key] = monitor
+            elif trained_at is not None:
+                monitor.state.trained_at = trained_at
+            if version != OTHER:
+                self._latest[name] = monitor
+        self.ensure_drainer()
+        return monitor
+
+    def monitors(self) -> list[Monitor]:
+        with self._lock:
+            return list(self._monitors.values())
+
+    def overflow_counts(self) -> dict[str, int]:
+        """Label values folded by every cap in this registry, by metric."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            if self._model_cap.overflowed:
+                counts["inferwatch_model_info"] = self._model_cap.overflowed
+            version_folds = sum(cap.overflowed for cap in self._version_caps.values())
+            monitors = list(self._monitors.values())
+        if version_folds:
+            counts["inferwatch_model_info"] = counts.get("inferwatch_model_info", 0) + version_folds
+        for monitor in monitors:
+            for metric, n in monitor.overflow_counts().items():
+                counts[metric] = counts.get(metric, 0) + n
+        return counts
+
+    def drain(self) -> None:
+        """Fold every monitor's pending calls into its state (what a scrape does first)."""
+        for monitor in self.monitors():
+            monitor.drain()
+
+    # --- the background drain -----------------------------------------------------------
+    def ensure_drainer(self) -> None:
+        """Start the drain thread, again in a forked child (threads do not survive fork)."""
+        pid = os.getpid()
+        if self._drainer is not None and self._drainer_pid == pid and self._drainer.is_alive():
+            return
+        with self._lock:
+            if self._drainer is not None and self._drainer_pid == pid and \
+                    self._drainer.is_alive():
+                return
+            self._stop = threading.Event()
+            # The thread holds only a weak reference, so a dropped registry stops its thread.
+            thread = threading.Thread(target=_drain_loop,
+                                      args=(weakref.ref(self), self._stop, self.drain_interval),
+                                      name="inferwatch-drain", daemon=True)
+            self._drainer, self._drainer_pid = thread, pid
+            thread.start()
+
+    def close(self) -> None:
+        """Stop the drain thread (the monitors and their state stay readable)."""
+        self._stop.set()
+
+    def _after_fork(self) -> None:
+        was_draining = self._drainer is not None and not self._stop.is_set()
+        self._lock = threading.Lock()
+        self._drainer = None
+        for monitor in self._monitors.values():
+            monitor._lock = threading.Lock()
+        if self.multiproc is not None:
+            self.multiproc.after_fork()
+        if was_draining:
+            # A pre-forked worker (gunicorn --preload) records calls but may never create
+            # a monitor itself; without its own drain thread nothing would drain them.
+            self.ensure_drainer()
+
+
+def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        registry = ref()
+        if registry is None:
+            return
+        try:
+            registry.drain()
+            if registry.multiproc is not None:
+                registry.multiproc.tick()
+        except Exception as exc:  # drain() and tick() already guard; this is the last line
+            faults.record("drain", exc)
+        del registry
+
+
+def _reset_after_fork() -> None:
+    for registry in list(_live_registries):
+        registry._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+_default: Registry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> Registry:
+    """The process-wide registry that ``inferwatch.instrument()`` uses by default.
+
+    With ``INFERWATCH_MULTIPROC_DIR`` set it runs in multi-worker mode; a directory that
+    is missing or not writable raises ``inferwatch.multiproc.MultiprocError`` here, at
+    startup, rather than serving one worker's counts as if they were everyone's.
+    """
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                registry = Registry()
+                if os.environ.get("INFERWATCH_MULTIPROC_DIR") is not None:
+                    from inferwatch.multiproc.worker import attach
+
+                    try:
+                        attach(registry)
+                    except BaseException:
+                        registry.close()
+                        raise
+                _default = registry
+    return _default
+
+
+def monitor(name: str, version: str | None = None, *, registry: Registry | None = None) -> Monitor:
+    """The Monitor behind a model name (and version), created on first use.
+
+    Without `version`, the version most recently instrumented under `name`.
+    """
+    return (registry or default_registry()).monitor(name, version)

@@ -1,0 +1,210 @@
+"""Metric families from model states: the one place the exposition is built.
+
+Both a single process and the merged multi-worker view render through
+:func:`model_families` and :func:`process_families`, so the two cannot disagree.
+
+>>> from inferwatch.core.state import ModelState
+>>> state = ModelState("fraud", "1.4.2")
+>>> state.inc("inferwatch_requests_total", ("ok",), 3)
+>>> [f.name for f in model_families([state], now=0.0) if f.samples]
+['inferwatch_requests']
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+
+from prometheus_client.core import Exemplar, Metric
+from prometheus_client.utils import floatToGoString
+
+from inferwatch.catalogue import CATALOGUE, MODEL_LABELS, MetricSpec
+from inferwatch.core.state import ModelState
+
+# Packages whose version change is a deploy worth seeing; only those already imported.
+ML_PACKAGES = ("numpy", "scipy", "pandas", "sklearn", "torch", "tensorflow", "keras", "jax",
+               "xgboost", "lightgbm", "catboost", "onnxruntime", "transformers", "statsmodels")
+_DISTRIBUTIONS = {"sklearn": "scikit-learn"}
+_version_cache: dict[str, str] = {}
+
+_PER_MODEL = [s for s in CATALOGUE.values() if s.per_model and s.source == "instrumentation"]
+
+
+def _family(spec: MetricSpec) -> Metric:
+    return Metric(spec.family, spec.help, "gauge" if spec.kind == "info" else spec.kind)
+
+
+def describe_families() -> list[Metric]:
+    """Empty families for every in-process metric, for ``Collector.describe()``."""
+    names = ("inferwatch_internal_errors_total", "inferwatch_series_overflow_total",
+             "inferwatch_dependency_info", "inferwatch_events_dropped_total")
+    return [_family(s) for s in _PER_MODEL] + [_family(CATALOGUE[n]) for n in names]
+
+
+def model_families(states: Iterable[ModelState], now: float) -> list[Metric]:
+    """One family per per-model catalogue metric, holding every state's series."""
+    families = {spec.name: _family(spec) for spec in _PER_MODEL}
+    for state in states:
+        base = {"model": state.model, "model_version": state.version}
+        _identity(families, state, base)
+        drift = state.extras.get("drift")
+        if drift is not None:
+            _drift(families, drift, base, now)
+        for metric, series in state.counters.items():
+            family, spec = families.get(metric), CATALOGUE.get(metric)
+            if family is None or spec is None:
+                continue
+            for labels, value in series.items():
+                family.add_sample(metric, {**base, **dict(zip(spec.labels, labels))}, value)
+        for metric, series in state.gauges.items():
+            family, spec = families.get(metric), CATALOGUE.get(metric)
+            if family is None or spec is None:
+                continue
+            for labels, value in series.items():
+                family.add_sample(metric, {**base, **dict(zip(spec.labels, labels))}, value)
+        for metric, hist_series in state.histograms.items():
+            family, spec = families.get(metric), CATALOGUE.get(metric)
+            if family is None or spec is None:
+                continue
+            for labels, hist in hist_series.items():
+                _histogram(family, metric, {**base, **dict(zip(spec.labels, labels))}, hist)
+        for metric, summary_series in state.summaries.items():
+            family, spec = families.get(metric), CATALOGUE.get(metric)
+            if family is None or spec is None:
+                continue
+            quantiles = state.summary_settings.quantiles
+            for labels, summary in summary_series.items():
+                _summary(family, metric, {**base, **dict(zip(spec.labels, labels))}, summary,
+                         quantiles, now)
+    return [f for f in families.values() if f.samples]
+
+
+def combine(family_lists: Iterable[list[Metric]]) -> list[Metric]:
+    """One family per name from several lists (one per monitor), samples concatenated."""
+    merged: dict[str, Metric] = {}
+    for families in family_lists:
+        for family in families:
+            into = merged.get(family.name)
+            if into is None:
+                merged[family.name] = family
+            else:
+                into.samples.extend(family.samples)
+    return list(merged.values())
+
+
+def _identity(families: dict[str, Metric], state: ModelState, base: dict[str, str]) -> None:
+    families["inferwatch_model_info"].add_sample(
+        "inferwatch_model_info", {**base, **state.info}, 1.0)
+    if not math.isnan(state.loaded_at):
+        families["inferwatch_model_loaded_timestamp_seconds"].add_sample(
+            "inferwatch_model_loaded_timestamp_seconds", base, state.loaded_at)
+    if not math.isnan(state.trained_at):
+        families["inferwatch_model_trained_timestamp_seconds"].add_sample(
+            "inferwatch_model_trained_timestamp_seconds", base, state.trained_at)
+
+
+def _drift(families: dict[str, Metric], drift, base: dict[str, str], now: float) -> None:
+    feature_scores, output_scores, rows = drift.scores(now)
+    families["inferwatch_drift_window_observations"].add_sample(
+        "inferwatch_drift_window_observations", base, float(rows))
+    for (feature, method), value in feature_scores.items():
+        families["inferwatch_feature_drift"].add_sample(
+            "inferwatch_feature_drift", {**base, "feature": feature, "method": method}, value)
+    for (output, method), value in output_scores.items():
+        families["inferwatch_prediction_drift"].add_sample(
+            "inferwatch_prediction_drift", {**base, "output": output, "method": method}, value)
+
+
+def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:
+    cumulative = 0
+    exemplars = hist.exemplars
+    bucket = name + "_bucket"
+    for index, (le, count) in enumerate(zip(_le_strings(hist.bounds), hist.counts[:-1].tolist())):
+        cumulative += count
+        family.add_sample(bucket, {**labels, "le": le}, cumulative,
+                          exemplar=_exemplar(exemplars.get(index)) if exemplars else None)
+    cumulative += int(hist.counts[-1])
+    family.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, cumulative,
+                      exemplar=_exemplar(exemplars.get(len(hist.bounds))))
+    family.add_sample(name + "_count", labels, cumulative)
+    family.add_sample(name + "_sum", labels, hist.sum)
+
+
+_le_cache: dict[bytes, list[str]] = {}
+
+
+def _le_strings(bounds) -> list[str]:
+    """`le` label values of a histogram's bounds; every series of a metric shares them."""
+    key = bounds.tobytes()
+    strings = _le_cache.get(key)
+    if strings is None:
+        if len(_le_cache) > 256:  # reference profiles give each output its own bounds
+            _le_cache.clear()
+        strings = _le_cache[key] = [floatToGoString(b) for b in bounds.tolist()]
+    return strings
+
+
+def _exemplar(exemplar: tuple[str, float, float] | None) -> Exemplar | None:
+    if exemplar is None:
+        return None
+    trace_id, value, at = exemplar
+    return Exemplar({"trace_id": trace_id}, value, at)
+
+
+def _summary(family: Metric, name: str, labels: dict[str, str], summary, quantiles,
+             now: float) -> None:
+    values = summary.sketch.quantiles(quantiles, now)
+    for q, value in zip(quantiles, values):
+        family.add_sample(name, {**labels, "quantile": floatToGoString(q)}, value)
+    family.add_sample(name + "_count", labels, summary.count)
+    family.add_sample(name + "_sum", labels, summary.sum)
+
+
+def process_families(internal_errors: Mapping[str, float], overflow: Mapping[str, float],
+                     events_dropped: Mapping[str, float],
+                     dependencies: Mapping[str, str]) -> Iterator[Metric]:
+    """Process-wide families: inferwatch's own faults, folds, drops and the ML stack."""
+    for name, key, values in (
+        ("inferwatch_internal_errors_total", "component", internal_errors),
+        ("inferwatch_series_overflow_total", "metric", overflow),
+        ("inferwatch_events_dropped_total", "reason", events_dropped),
+    ):
+        family = _family(CATALOGUE[name])
+        for value_label, count in sorted(values.items()):
+            family.add_sample(name, {key: value_label}, float(count))
+        yield family
+    family = _family(CATALOGUE["inferwatch_dependency_info"])
+    for package, version in sorted(dependencies.items()):
+        family.add_sample("inferwatch_dependency_info",
+                          {"package": package, "package_version": version}, 1.0)
+    yield family
+
+
+def loaded_ml_packages() -> dict[str, str]:
+    """Versions of the ML packages this process has imported (never imports one)."""
+    found: dict[str, str] = {}
+    for package in ML_PACKAGES:
+        module = sys.modules.get(package)
+        if module is None:
+            continue
+        version = _version_cache.get(package)
+        if version is None:
+            version = str(getattr(module, "__version__", "") or _distribution_version(package))
+            _version_cache[package] = version
+        if version:
+            found[_DISTRIBUTIONS.get(package, package)] = version
+    return found
+
+
+def _distribution_version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(_DISTRIBUTIONS.get(package, package))
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+__all__ = ["MODEL_LABELS", "describe_families", "loaded_ml_packages", "model_families",
+           "process_families"]

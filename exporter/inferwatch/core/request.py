@@ -1,0 +1,155 @@
+"""The per-request API: stages, features, prediction, action, request id.
+
+>>> from inferwatch.core.registry import Registry
+>>> mon = Registry().monitor("fraud", "1.4.2")
+>>> with mon.request(request_id="r-17") as r:
+...     with r.stage("preprocess"):
+...         x = [1.0, 2.0]
+...     r.prediction([[0.1, 0.9]])
+...     r.action("blocked")
+>>> mon.drain(); mon.state.counters["inferwatch_actions_total"]
+{('blocked',): 1.0}
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from inferwatch import faults
+from inferwatch.core.monitor import RequestRecord
+from inferwatch.core.tracing import current_trace_id, stage_span
+
+if TYPE_CHECKING:
+    from inferwatch.core.monitor import Monitor
+
+_current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "inferwatch_request", default=None)
+
+INFERENCE_STAGE = "inference"
+
+
+def current_request() -> Request | None:
+    """The innermost open ``mon.request()`` block in this thread or task, if any."""
+    return _current.get()
+
+
+class Stage:
+    """Times one named stage of a request; records even when the stage raises."""
+
+    __slots__ = ("_name", "_request", "_span", "_start")
+
+    def __init__(self, request: Request, name: str) -> None:
+        self._request = request
+        self._name = name
+        self._start = 0.0
+        self._span = None
+
+    def __enter__(self) -> Stage:
+        monitor = self._request.monitor
+        if monitor.trace_stages:
+            try:
+                self._span = stage_span(self._name, {"inferwatch.model": monitor.name,
+                                                     "inferwatch.model_version": monitor.version})
+                self._span.__enter__()
+            except Exception as exc:
+                self._span = None
+                faults.record("tracing", exc)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> bool:
+        self._request.record.stages.append((self._name, time.perf_counter() - self._start))
+        if self._span is not None:
+            try:
+                self._span.__exit__(*exc_info)
+            except Exception as exc:
+                faults.record("tracing", exc)
+        return False
+
+
+class Request:
+    """One prediction request; use as ``with mon.request() as r:`` (or ``async with``)."""
+
+    __slots__ = ("_start", "_token", "monitor", "record")
+
+    def __init__(self, monitor: Monitor, request_id: str | None = None) -> None:
+        self.monitor = monitor
+        self.record = RequestRecord(duration=0.0, request_id=request_id)
+        self._token: contextvars.Token | None = None
+        self._start = 0.0
+
+    @property
+    def request_id(self) -> str | None:
+        return self.record.request_id
+
+    def __enter__(self) -> Request:
+        monitor = self.monitor
+        next(monitor._started)
+        self._token = _current.set(self)
+        self.record.started_at = time.time()
+        if monitor.traces:
+            self.record.trace_id = current_trace_id()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        record = self.record
+        record.duration = time.perf_counter() - self._start
+        record.error_type = exc_type
+        monitor = self.monitor
+        try:
+            if self._token is not None:
+                _current.reset(self._token)
+        except ValueError:  # exited in another context than entered (rare async misuse)
+            faults.record("request")
+        if len(monitor._requests) < monitor.settings.max_pending:
+            monitor._requests.append(record)
+        else:  # the drain has stalled: drop and count rather than grow
+            next(monitor._dropped)
+        return False
+
+    async def __aenter__(self) -> Request:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        return self.__exit__(exc_type, exc, tb)
+
+    def stage(self, name: str) -> Stage:
+        """Time a stage: ``with r.stage("preprocess"): ...``."""
+        return Stage(self, str(name))
+
+    def features(self, features: object) -> None:
+        """The model's input features for this request (data quality, drift, event log)."""
+        self.record.features = features
+
+    def inputs(self, inputs: object) -> None:
+        """The raw input of this request, for the event log (features are what the model saw)."""
+        self.record.inputs = inputs
+
+    def stage_output(self, stage: str, output: object) -> None:
+        """An intermediate result worth keeping in the event log (candidates, embeddings...)."""
+        outputs = self.record.stage_outputs
+        if outputs is None:
+            outputs = self.record.stage_outputs = {}
+        outputs[str(stage)] = output
+
+    def prediction(self, prediction: object, *, probabilities: bool | None = None) -> None:
+        """The model output for this request; `probabilities` marks a predict_proba matrix."""
+        self.record.prediction = prediction
+        self.record.has_prediction = True
+        self.record.probabilities = bool(probabilities)
+
+    def action(self, action: str) -> None:
+        """What the system did with the prediction ("shown", "blocked", ...)."""
+        self.record.action = str(action)
+
+    def add_inference(self, duration: float, result: object, probabilities: bool) -> None:
+        """Called by an instrumented model invoked inside this request."""
+        self.record.stages.append((INFERENCE_STAGE, duration))
+        if not self.record.has_prediction:
+            self.prediction(result, probabilities=probabilities)

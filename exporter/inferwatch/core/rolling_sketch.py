@@ -1,0 +1,224 @@
+"""A sliding time window of DDSketches, as the Go client's Summary keeps one.
+
+``max_age_seconds`` is split into ``age_buckets`` buckets of equal width. A bucket's id is
+``floor(now / width)``: aligned to the epoch, so the buckets of different worker processes
+line up and merge by id. Values go into the bucket of the time they are added; the window
+at ``now`` merges the buckets with ids in ``(current - age_buckets, current]``, so it covers
+between ``max_age - width`` and ``max_age`` seconds of data. Older buckets are dropped, and
+so are buckets more than a window ahead (a clock stepped back), so at most
+``2 * age_buckets`` buckets are ever held.
+
+Time is always passed in (seconds since the epoch), which keeps the class deterministic.
+
+>>> window = RollingSketch(max_age_seconds=600, age_buckets=5)
+>>> window.add([1.0, 2.0, 3.0], now=1_000.0)
+>>> window.window(now=1_000.0).count, window.window(now=1_000.0 + 600).count
+(3, 0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from inferwatch.core.ddsketch import DEFAULT_MAX_BINS, DEFAULT_RELATIVE_ACCURACY, DDSketch
+
+FORMAT_VERSION = 1
+DEFAULT_MAX_AGE_SECONDS = 600.0
+DEFAULT_AGE_BUCKETS = 5
+MAX_AGE_BUCKETS = 1000
+
+
+class RollingSketch:
+    """Quantiles over the last `max_age_seconds`, kept in `age_buckets` epoch-aligned buckets.
+
+    >>> rolling = RollingSketch()
+    >>> rolling.add([10.0, 20.0, 30.0], now=1_700_000_000.0)
+    >>> [round(v, 1) for v in rolling.quantiles([0.5], now=1_700_000_060.0)]
+    [19.9]
+    """
+
+    __slots__ = ("_age_buckets", "_buckets", "_max_age", "_max_bins", "_relative_accuracy",
+                 "_width")
+
+    def __init__(
+        self,
+        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+        age_buckets: int = DEFAULT_AGE_BUCKETS,
+        relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
+        max_bins: int = DEFAULT_MAX_BINS,
+    ) -> None:
+        if isinstance(max_age_seconds, bool) or not isinstance(max_age_seconds, (int, float)):
+            raise ValueError(f"max_age_seconds must be a number, got {max_age_seconds!r}")
+        if not (math.isfinite(max_age_seconds) and max_age_seconds > 0):
+            raise ValueError(f"max_age_seconds must be positive, got {max_age_seconds!r}")
+        if isinstance(age_buckets, bool) or not isinstance(age_buckets, (int, np.integer)):
+            raise ValueError(f"age_buckets must be an integer, got {age_buckets!r}")
+        if not 1 <= age_buckets <= MAX_AGE_BUCKETS:
+            raise ValueError(f"age_buckets must be in [1, {MAX_AGE_BUCKETS}], got {age_buckets!r}")
+        # Validates relative_accuracy and max_bins, naming them, before any bucket exists.
+        DDSketch(relative_accuracy, max_bins)
+        self._max_age = float(max_age_seconds)
+        self._age_buckets = int(age_buckets)
+        self._width = self._max_age / self._age_buckets
+        self._relative_accuracy = float(relative_accuracy)
+        self._max_bins = int(max_bins)
+        self._buckets: dict[int, DDSketch] = {}
+
+    @property
+    def max_age_seconds(self) -> float:
+        return self._max_age
+
+    @property
+    def age_buckets(self) -> int:
+        return self._age_buckets
+
+    @property
+    def bucket_ids(self) -> list[int]:
+        """Ids of the buckets held, oldest first."""
+        return sorted(self._buckets)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the bin arrays of every bucket."""
+        return sum(sketch.nbytes for sketch in self._buckets.values())
+
+    def bucket_id(self, now: float) -> int:
+        """The id of the bucket that holds time `now` (seconds since the epoch).
+
+        >>> RollingSketch(max_age_seconds=600, age_buckets=5).bucket_id(1_000.0)
+        8
+        """
+        if not math.isfinite(now):
+            raise ValueError(f"now must be a finite time in seconds, got {now!r}")
+        return math.floor(now / self._width)
+
+    def put(self, bucket_id: int, sketch: DDSketch) -> None:
+        """Hold `sketch` as the bucket `bucket_id` (a merged view builds windows this way).
+
+        >>> rolling = RollingSketch(max_age_seconds=600, age_buckets=5)
+        >>> rolling.put(rolling.bucket_id(1_000.0), DDSketch())
+        >>> rolling.bucket_ids
+        [8]
+        """
+        if (sketch.relative_accuracy, sketch.max_bins) != (self._relative_accuracy,
+                                                           self._max_bins):
+            raise ValueError("the sketch's relative_accuracy and max_bins differ from the window's")
+        self._buckets[int(bucket_id)] = sketch
+
+    def _new_sketch(self) -> DDSketch:
+        return DDSketch(self._relative_accuracy, self._max_bins)
+
+    def _expire(self, current: int) -> None:
+        oldest, newest = current - self._age_buckets, current + self._age_buckets
+        for bucket in [b for b in self._buckets if b <= oldest or b > newest]:
+            del self._buckets[bucket]
+
+    def add(self, values: Sequence[float] | np.ndarray, now: float) -> None:
+        """Add values observed at time `now`; non-finite values are ignored."""
+        current = self.bucket_id(now)
+        self._expire(current)
+        sketch = self._buckets.get(current)
+        if sketch is None:
+            sketch = self._buckets[current] = self._new_sketch()
+        sketch.add(values)
+
+    def window(self, now: float) -> DDSketch:
+        """A new sketch merging the buckets in the window ending at `now`; drops expired ones."""
+        current = self.bucket_id(now)
+        self._expire(current)
+        merged = self._new_sketch()
+        for bucket, sketch in self._buckets.items():
+            if bucket <= current:
+                merged.merge(sketch)
+        return merged
+
+    def quantiles(self, qs: Sequence[float], now: float) -> list[float]:
+        """Quantiles of the window ending at `now` (nan when it is empty).
+
+        >>> r = RollingSketch(); r.add([1.0, 2.0, 3.0], now=0.0)
+        >>> r.quantiles([0.5], now=0.0) == r.window(now=0.0).quantiles([0.5])
+        True
+        """
+        return self.window(now).quantiles(qs)
+
+    def _config(self) -> tuple[float, int, float, int]:
+        return (self._max_age, self._age_buckets, self._relative_accuracy, self._max_bins)
+
+    def merge(self, other: RollingSketch) -> None:
+        """Merge `other` bucket by bucket (ids are epoch-aligned, so workers line up).
+
+        >>> a, b = RollingSketch(), RollingSketch()
+        >>> a.add([1.0], now=0.0); b.add([2.0], now=0.0)
+        >>> a.merge(b); a.window(now=0.0).count
+        2
+        """
+        if not isinstance(other, RollingSketch):
+            raise TypeError(f"can only merge a RollingSketch, got {type(other).__name__}")
+        if other._config() != self._config():
+            raise ValueError(
+                "cannot merge rolling sketches with different (max_age_seconds, age_buckets, "
+                f"relative_accuracy, max_bins): {self._config()} and {other._config()}"
+            )
+        for bucket, sketch in list(other._buckets.items()):
+            mine = self._buckets.get(bucket)
+            if mine is None:
+                self._buckets[bucket] = sketch.copy()
+            else:
+                mine.merge(sketch)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form: the config and each bucket's sketch, by id.
+
+        >>> r = RollingSketch(); r.add([1.0], now=0.0)
+        >>> RollingSketch.from_dict(r.to_dict()).window(now=0.0).count
+        1
+        """
+        return {
+            "format": FORMAT_VERSION,
+            "max_age_seconds": self._max_age,
+            "age_buckets": self._age_buckets,
+            "relative_accuracy": self._relative_accuracy,
+            "max_bins": self._max_bins,
+            "buckets": [[bucket, self._buckets[bucket].to_dict()] for bucket in self.bucket_ids],
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> RollingSketch:
+        """Rebuild from :meth:`to_dict` output; ValueError naming the bad field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"rolling sketch must be a dict, got {type(data).__name__}")
+        if type(data.get("format")) is not int or data["format"] != FORMAT_VERSION:
+            raise ValueError(
+                f"rolling sketch format must be {FORMAT_VERSION}, got {data.get('format')!r}"
+            )
+        fields = ("max_age_seconds", "age_buckets", "relative_accuracy", "max_bins", "buckets")
+        missing = [name for name in fields if name not in data]
+        if missing:
+            raise ValueError(f"rolling sketch is missing the field(s) {missing}")
+        rolling = cls(data["max_age_seconds"], data["age_buckets"], data["relative_accuracy"],
+                      data["max_bins"])
+        buckets = data["buckets"]
+        if not isinstance(buckets, list):
+            raise ValueError("rolling sketch buckets must be a list of [id, sketch] pairs")
+        for entry in buckets:
+            if not (isinstance(entry, list) and len(entry) == 2):
+                raise ValueError(f"rolling sketch bucket must be an [id, sketch] pair: {entry!r}")
+            bucket, sketch_data = entry
+            if isinstance(bucket, bool) or not isinstance(bucket, int):
+                raise ValueError(f"rolling sketch bucket id must be an integer, got {bucket!r}")
+            if bucket in rolling._buckets:
+                raise ValueError(f"rolling sketch bucket id {bucket} appears twice")
+            sketch = DDSketch.from_dict(sketch_data)
+            if (sketch.relative_accuracy, sketch.max_bins) != (rolling._relative_accuracy,
+                                                               rolling._max_bins):
+                raise ValueError(f"rolling sketch bucket {bucket} has a different sketch config")
+            rolling._buckets[bucket] = sketch
+        return rolling
+
+    def __repr__(self) -> str:
+        return (f"RollingSketch(max_age_seconds={self._max_age}, age_buckets={self._age_buckets},"
+                f" buckets={self.bucket_ids})")

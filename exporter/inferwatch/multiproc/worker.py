@@ -1,0 +1,293 @@
+"""Multi-worker mode: every worker publishes its state, every ``/metrics`` serves the sum.
+
+Set ``INFERWATCH_MULTIPROC_DIR`` to an existing, writable, otherwise empty directory
+before the workers start (gunicorn, ``uvicorn --workers``, pre-fork pools). Each worker's
+background drain thread then writes the worker's complete state there at most once a
+second, and once more at exit; any worker's ``/metrics`` (and the exporter's ``multiproc``
+collector) reads every snapshot and serves the merged view. Dead workers are folded into
+one archive, so counters never go backwards and the directory holds one file per live
+worker. See docs/multiprocess.md.
+
+Calls on the request path are unchanged: an append, as in a single process.
+
+>>> import tempfile
+>>> from inferwatch.core.registry import Registry
+>>> registry = Registry()
+>>> publisher = attach(registry, tempfile.mkdtemp())
+>>> registry.monitor("fraud", "1").record_call(0.01, 0.3)
+>>> registry.drain(); publisher.publish(force=True)
+True
+>>> view = publisher.directory.read_view(now=0.0)
+>>> view.states[0].counters["inferwatch_requests_total"][("ok",)]
+1.0
+>>> publisher.close()
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import tempfile
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import Metric
+
+from inferwatch import faults
+from inferwatch.core.render import loaded_ml_packages, process_families
+from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
+from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
+
+if TYPE_CHECKING:
+    from inferwatch.core.registry import Registry
+
+ENV_VAR = "INFERWATCH_MULTIPROC_DIR"
+PUBLISH_INTERVAL_SECONDS = 1.0
+# An idle worker rewrites its unchanged snapshot this often, so its file's age says it lives.
+REFRESH_SECONDS = 30.0
+EXIT_FOLD_TIMEOUT_SECONDS = 2.0
+TICK_SLACK = 0.8
+
+
+class MultiprocError(RuntimeError):
+    """The multi-worker directory is misconfigured: raised at startup, naming the problem."""
+
+
+def directory_from_env() -> str | None:
+    """The directory named by ``INFERWATCH_MULTIPROC_DIR``, checked; None when unset.
+
+    >>> import os
+    >>> os.environ.pop(ENV_VAR, None) and None
+    >>> directory_from_env() is None
+    True
+    """
+    value = os.environ.get(ENV_VAR)
+    if value is None:
+        return None
+    return check_directory(value, source=ENV_VAR)
+
+
+def check_directory(path: str, *, source: str = ENV_VAR, writable: bool = True) -> str:
+    """`path` made absolute, or MultiprocError saying why it cannot hold snapshots.
+
+    >>> check_directory("/nonexistent/inferwatch")
+    Traceback (most recent call last):
+    ...
+    inferwatch.multiproc.MultiprocError: INFERWATCH_MULTIPROC_DIR='/nonexistent/inferwatch': \
+the directory does not exist; create it before the workers start
+    """
+    where = f"{source}={path!r}"
+    if not path.strip():
+        raise MultiprocError(f"{where}: is empty; set it to a directory or unset it")
+    if not os.path.exists(path):
+        raise MultiprocError(f"{where}: the directory does not exist; create it before the "
+                             "workers start")
+    if not os.path.isdir(path):
+        raise MultiprocError(f"{where}: is not a directory")
+    if writable:
+        # Permission bits do not tell the whole story (root, read-only mounts): try it.
+        try:
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".inferwatch-probe-"):
+                pass
+        except OSError as exc:
+            raise MultiprocError(f"{where}: cannot create files in it ({exc.strerror}); "
+                                 "every worker must be able to write there") from exc
+    elif not os.access(path, os.R_OK | os.X_OK):
+        raise MultiprocError(f"{where}: cannot read it")
+    return os.path.abspath(path)
+
+
+def attach(registry: Registry, directory: str | None = None) -> Publisher:
+    """Put `registry` in multi-worker mode, publishing to `directory` (default: the env var).
+
+    Raises MultiprocError when the directory is missing, not a directory or not writable.
+    """
+    path = check_directory(directory) if directory is not None else directory_from_env()
+    if path is None:
+        raise MultiprocError(f"{ENV_VAR} is not set and no directory was given")
+    publisher = Publisher(registry, path)
+    registry.multiproc = publisher
+    ref = weakref.ref(publisher)
+    atexit.register(_close_at_exit, ref)
+    return publisher
+
+
+def _close_at_exit(ref: weakref.ref[Publisher]) -> None:
+    publisher = ref()
+    if publisher is not None:
+        publisher.close()
+
+
+class Publisher:
+    """Publishes one registry's state as this process's snapshot; serves the merged view."""
+
+    def __init__(self, registry: Registry, directory: str,
+                 interval: float = PUBLISH_INTERVAL_SECONDS) -> None:
+        self._registry = weakref.ref(registry)
+        self.directory = SnapshotDirectory(directory)
+        self.interval = interval
+        self.worker = WorkerId.current()
+        self._lock = threading.Lock()
+        self._last_publish = -math.inf
+        self._last_fingerprint: tuple | None = None
+        self._closed = False
+        # Process-wide counts inherited through fork belong to the parent's snapshot.
+        self._baseline: dict[str, dict[str, float]] = {}
+
+    # --- publishing (the drain thread, a scrape, exit) ---------------------------------------
+    def tick(self) -> None:
+        """What the background drain does after each drain: publish if due, fold the dead."""
+        # Ticks come once a drain interval, give or take the thread's wake-up jitter; a tick
+        # slightly early must not wait for the next one.
+        self.publish(min_interval=self.interval * TICK_SLACK)
+        self.fold_dead()
+
+    def publish(self, force: bool = False, min_interval: float | None = None) -> bool:
+        """Write this process's snapshot if a second has passed (or `force`). Never raises."""
+        try:
+            with self._lock:
+                if self._closed:
+                    return False
+                now = time.monotonic()
+                wait = self.interval if min_interval is None else min_interval
+                if not force and now - self._last_publish < wait:
+                    return False
+                return self._publish_locked(now, force)
+        except Exception as exc:
+            faults.record("multiproc_write", exc)
+            return False
+
+    def _publish_locked(self, now: float, force: bool) -> bool:
+        registry = self._registry()
+        if registry is None:
+            return False
+        models, fingerprint = [], []
+        for monitor in registry.monitors():
+            with monitor._lock:
+                in_flight = monitor.in_flight_locked()
+                monitor.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
+                models.append(model_dict(monitor.state))
+                fingerprint.append((monitor.name, monitor.version, monitor._finished, in_flight))
+        counts = self._process_counts(registry)
+        key = (tuple(fingerprint), repr(counts))
+        if not force and key == self._last_fingerprint and \
+                now - self._last_publish < REFRESH_SECONDS:
+            return False  # nothing changed: no write
+        snapshot = Snapshot(models=models, written_at=time.time(),
+                            dependencies=faults.guard("multiproc_write", loaded_ml_packages,
+                                                        default={}) or {},
+                            **counts)
+        self.directory.write(self.worker.name, encode(snapshot), self.worker)
+        self._last_publish, self._last_fingerprint = now, key
+        return True
+
+    def _process_counts(self, registry: Registry) -> dict[str, dict[str, float]]:
+        from inferwatch.serving.bridge import _events_dropped_counts
+
+        current = {
+            "internal_errors": faults.internal_error_counts(),
+            "overflow": registry.overflow_counts(),
+            "events_dropped": faults.guard("multiproc_write", _events_dropped_counts,
+                                             default={}) or {},
+        }
+        return {kind: {name: value - self._baseline.get(kind, {}).get(name, 0)
+                       for name, value in counts.items()
+                       if value - self._baseline.get(kind, {}).get(name, 0) > 0}
+                for kind, counts in current.items()}
+
+    def fold_dead(self) -> None:
+        """Fold snapshots of dead workers into the archive, unless another process is."""
+        try:
+            self.directory.fold(self.worker)
+        except Exception as exc:
+            faults.record("multiproc_fold", exc)
+
+    # --- the merged view ----------------------------------------------------------------------
+    def collect(self) -> list[Metric]:
+        """Every worker's metrics merged (this one's state published first if due)."""
+        registry = self._registry()
+        if registry is not None:
+            registry.drain()
+        self.publish()
+        now = time.time()
+        try:
+            return self.directory.read_view(now).families(now)
+        except Exception as exc:
+            faults.record("multiproc_read", exc)
+            return list(process_families(faults.internal_error_counts(), {}, {}, {}))
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def after_fork(self) -> None:
+        """In a forked child: a new identity, and none of the parent's counts.
+
+        The parent keeps publishing what it recorded before the fork; a child that kept
+        it too would count it twice.
+        """
+        self._lock = threading.Lock()
+        self.worker = WorkerId.current()
+        self._last_publish = -math.inf
+        self._last_fingerprint = None
+        self.directory = SnapshotDirectory(self.directory.path)
+        registry = self._registry()
+        if registry is None:
+            return
+        for monitor in registry.monitors():
+            monitor.reset_after_fork()
+        self._baseline = {}
+        self._baseline = self._process_counts(registry)
+
+    def close(self) -> None:
+        """Publish a final snapshot and fold it into the archive (at exit), once.
+
+        Never raises; nothing is published after it.
+        """
+        try:
+            registry = self._registry()
+            if registry is not None:
+                registry.drain()
+            with self._lock:
+                if self._closed:
+                    return
+                try:
+                    self._publish_locked(time.monotonic(), force=True)
+                finally:
+                    self._closed = True
+            self.directory.fold(self.worker, also=[self.worker.name],
+                                timeout=EXIT_FOLD_TIMEOUT_SECONDS)
+        except Exception as exc:
+            faults.record("multiproc_fold", exc)
+
+
+def shutdown() -> None:
+    """Publish this worker's final snapshot and fold it into the archive, now.
+
+    Exit handlers do this when the worker exits normally (gunicorn's sync, gthread and
+    gevent workers). uvicorn re-raises SIGTERM once it has shut down, so its workers die
+    without running exit handlers: call this from the app's lifespan shutdown. Does
+    nothing outside multi-worker mode.
+
+    >>> shutdown()
+    """
+    from inferwatch.core.registry import default_registry
+
+    publisher = default_registry().multiproc
+    if publisher is not None:
+        publisher.close()
+
+
+def clear_directory(directory: str | None = None) -> int:
+    """Delete inferwatch's files from the directory (default: the env var); returns how many.
+
+    Call it once before the workers start (gunicorn's ``on_starting`` hook) so a new
+    server does not carry the previous run's counts.
+
+    >>> clear_directory(tempfile.mkdtemp())
+    0
+    """
+    path = check_directory(directory) if directory is not None else directory_from_env()
+    if path is None:
+        raise MultiprocError(f"{ENV_VAR} is not set and no directory was given")
+    return SnapshotDirectory(path).clear()

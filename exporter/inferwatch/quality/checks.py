@@ -1,0 +1,514 @@
+"""Data-quality checks of input batches against a reference, vectorised with numpy.
+
+A :class:`BatchChecker` is compiled once from a :class:`~inferwatch.quality.reference.Reference`
+and then checks batches in any common container. For every feature it counts missing
+values, values outside the reference range and categories the reference never saw, and
+it bins the values on the reference bins for drift. It never raises on bad input: each
+problem is counted under one of the bounded :data:`REASONS`.
+
+>>> import numpy as np
+>>> from inferwatch.quality.reference import Reference
+>>> ref = Reference.from_data({"age": np.arange(100.0), "colour": ["red", "blue"] * 50}, bins=4)
+>>> checker = BatchChecker(ref)
+>>> result = checker.check([{"age": 30.0, "colour": "green"}, {"age": None, "colour": "red"},
+...                         {"age": "old", "colour": "red", "zip": 1}])
+>>> result.rows, result.missing.tolist(), result.unseen_category.tolist()
+(3, [1, 0], [0, 1])
+>>> result.input_errors
+{'wrong_type': 1, 'extra_column': 1}
+>>> [c.tolist() for c in result.bin_counts]
+[[0, 1, 0, 0], [0, 2, 1]]
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.quality.drift import BinLayout
+from inferwatch.quality.reference import Profile, Reference, category_keys, is_dataframe, is_missing
+
+# Every reason an input can be rejected or partly rejected; the label set of
+# inferwatch_input_errors_total, so it must stay closed.
+REASONS = ("missing_column", "extra_column", "wrong_type", "wrong_width", "wrong_shape",
+           "empty_batch", "non_finite")
+
+DEFAULT_MAX_PENDING_ROWS = 65_536
+# Rows per block of a numeric matrix: 2,048 rows of 50 float64 features is 800 KB.
+_BLOCK_ROWS = 2048
+_ABSENT = object()
+
+
+@dataclass
+class BatchResult:
+    """Counts from one or more checked batches; arrays align with ``reference.feature_names``.
+
+    ``input_errors`` counts cells for cell problems (wrong_type, non_finite), rows times
+    columns for column problems (missing_column, extra_column) and batches for batch
+    problems (wrong_width, wrong_shape, empty_batch, a container that is not a batch).
+    """
+
+    layout: BinLayout
+    rows: int = 0
+    missing: np.ndarray = field(default=None)  # type: ignore[assignment]
+    out_of_range: np.ndarray = field(default=None)  # type: ignore[assignment]
+    unseen_category: np.ndarray = field(default=None)  # type: ignore[assignment]
+    flat_bin_counts: np.ndarray = field(default=None)  # type: ignore[assignment]
+    input_errors: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.layout)
+        for name in ("missing", "out_of_range", "unseen_category"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(n, dtype=np.int64))
+        if self.flat_bin_counts is None:
+            self.flat_bin_counts = np.zeros(self.layout.total, dtype=np.int64)
+
+    @property
+    def bin_counts(self) -> list[np.ndarray]:
+        """Bin counts per feature (views into ``flat_bin_counts``)."""
+        return self.layout.split(self.flat_bin_counts)
+
+    def error(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.input_errors[reason] = self.input_errors.get(reason, 0) + int(count)
+
+    def add(self, other: BatchResult) -> BatchResult:
+        """Accumulate `other` into this result (same reference); returns self."""
+        self.rows += other.rows
+        self.missing += other.missing
+        self.out_of_range += other.out_of_range
+        self.unseen_category += other.unseen_category
+        self.flat_bin_counts += other.flat_bin_counts
+        for reason, count in other.input_errors.items():
+            self.error(reason, count)
+        return self
+
+
+class BatchChecker:
+    """Checks input batches against a reference; build once, call :meth:`check` per batch.
+
+    `range_tolerance` widens the reference range by that fraction of its span on each side
+    before a value counts as out of range. Batches longer than `max_pending_rows` are
+    checked in slices of that many rows, which bounds the temporary memory of one call.
+
+    >>> from inferwatch.quality.reference import Reference
+    >>> checker = BatchChecker(Reference.from_data(np.arange(10.0)), range_tolerance=0.1)
+    >>> checker.check(np.array([[-0.5], [9.5], [11.0], [np.inf]])).out_of_range.tolist()
+    [2]
+    """
+
+    def __init__(self, reference: Reference, *, range_tolerance: float = 0.0,
+                 max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS) -> None:
+        if not range_tolerance >= 0:
+            raise ValueError(f"range_tolerance must be >= 0, got {range_tolerance!r}")
+        if max_pending_rows < 1:
+            raise ValueError(f"max_pending_rows must be >= 1, got {max_pending_rows!r}")
+        self.reference = reference
+        self.range_tolerance = float(range_tolerance)
+        self.max_pending_rows = int(max_pending_rows)
+        self.feature_names = reference.feature_names
+        self._index = {name: j for j, name in enumerate(self.feature_names)}
+        self.feature_layout = BinLayout.of(reference.features)
+        self.output_layout = BinLayout.of(reference.outputs)
+        self._columns = [_CompiledColumn(p, self.range_tolerance)
+                         for p in reference.features.values()]
+        self._outputs = {name: _CompiledColumn(p, self.range_tolerance)
+                         for name, p in reference.outputs.items()}
+        numeric = [c for c in self._columns if c.numeric]
+        self._all_numeric = len(numeric) == len(self._columns) and bool(numeric)
+        if self._all_numeric:
+            self._lo = np.array([c.lo for c in numeric])
+            self._hi = np.array([c.hi for c in numeric])
+            width = max(len(c.edges) for c in numeric)
+            self._edge_matrix = np.full((len(numeric), width), np.nan)
+            for j, c in enumerate(numeric):
+                self._edge_matrix[j, : len(c.edges)] = c.edges
+            # The smallest index type that holds every bin plus the spare missing slot.
+            self._index_dtype = np.min_scalar_type(self.feature_layout.total + 1)
+            self._starts = self.feature_layout.starts.astype(self._index_dtype)
+
+    # --- public -------------------------------------------------------------------------
+
+    def empty_result(self) -> BatchResult:
+        """A result with every count at zero, to accumulate into."""
+        return BatchResult(self.feature_layout)
+
+    def check(self, batch: Any) -> BatchResult:
+        """Check one batch: a row dict, a list of row dicts, a 1-D array (one row), a 2-D
+        array (columns in reference order), a pandas DataFrame or a dict of columns.
+
+        >>> from inferwatch.quality.reference import Reference
+        >>> checker = BatchChecker(Reference.from_data({"a": [1.0, 2.0], "b": [3.0, 4.0]}))
+        >>> checker.check(np.ones((5, 3))).input_errors
+        {'wrong_width': 1}
+        >>> checker.check({"a": [1.0, np.nan], "b": [3.0, 9.0]}).out_of_range.tolist()
+        [0, 1]
+        """
+        result = self.empty_result()
+        try:
+            self._dispatch(batch, result)
+        except Exception as exc:
+            # A fault of ours on some input nobody foresaw: the caller still gets counts.
+            faults.record("quality", exc)
+            result = self.empty_result()
+        return result
+
+    def check_predictions(self, values_by_output: Any) -> dict[str, np.ndarray]:
+        """Bin counts per reference output for a dict of output name -> values.
+
+        An array also works: 1-D for a reference with one output, 2-D with one column per
+        output in reference order (a probability matrix). Every reference output gets an
+        array (zeros when absent); unknown names, missing and wrongly typed values, and
+        arrays of another shape are skipped.
+
+        >>> from inferwatch.quality.reference import Reference
+        >>> ref = Reference.from_data(np.zeros(11), predictions=np.linspace(0, 1, 11), bins=2)
+        >>> BatchChecker(ref).check_predictions({"value": [0.1, 0.9, 0.95]})["value"].tolist()
+        [1, 2]
+        """
+        out = {name: np.zeros(c.n_bins, dtype=np.int64) for name, c in self._outputs.items()}
+        try:
+            if not isinstance(values_by_output, Mapping):
+                values_by_output = self._outputs_of_array(values_by_output)
+            for name, values in values_by_output.items():
+                column = self._outputs.get(name)
+                arr = _as_column(values)
+                if column is None or arr is None:
+                    continue
+                scratch = _ColumnCounts()
+                column.count(arr, scratch)
+                out[name] += scratch.bins
+        except Exception as exc:
+            faults.record("quality", exc)
+        return out
+
+    def _outputs_of_array(self, values: Any) -> dict[str, Any]:
+        if not isinstance(values, (np.ndarray, list, tuple)):
+            return {}
+        try:
+            arr = np.asarray(values)
+        except (ValueError, TypeError):  # ragged
+            return {}
+        names = list(self._outputs)
+        if arr.ndim == 1 and len(names) == 1:
+            return {names[0]: arr}
+        if arr.ndim == 2 and arr.shape[1] == len(names):
+            return {name: arr[:, i] for i, name in enumerate(names)}
+        return {}
+
+    # --- containers ---------------------------------------------------------------------
+
+    def _dispatch(self, batch: Any, result: BatchResult) -> None:
+        if is_dataframe(batch):
+            self._sliced(batch, len(batch), lambda i, j: batch.iloc[i:j], self._frame, result)
+        elif isinstance(batch, Mapping):
+            self._mapping(batch, result)
+        elif isinstance(batch, (list, tuple)):
+            self._sequence(batch, result)
+        elif isinstance(batch, np.ndarray) or hasattr(batch, "__array__"):
+            self._array(np.asarray(batch), result)
+        else:
+            result.error("wrong_type")
+
+    def _sliced(self, batch: Any, n: int, cut: Any, check: Any, result: BatchResult) -> None:
+        if n == 0:
+            result.error("empty_batch")
+            return
+        step = self.max_pending_rows
+        for start in range(0, n, step):
+            check(batch if n <= step else cut(start, start + step), result)
+
+    def _mapping(self, batch: Mapping[Any, Any], result: BatchResult) -> None:
+        values = list(batch.values())
+        if not values:
+            result.error("empty_batch")
+            return
+        lengths = [_length(v) for v in values]
+        if all(n is None for n in lengths):
+            self._rows([batch], result)
+            return
+        if any(n is None for n in lengths) or len(set(lengths)) != 1:
+            result.error("wrong_shape")
+            return
+        columns = {str(k): v for k, v in batch.items()}
+        self._sliced(columns, lengths[0],
+                     lambda i, j: {k: v[i:j] for k, v in columns.items()},
+                     self._column_dict, result)
+
+    def _sequence(self, batch: list[Any] | tuple[Any, ...], result: BatchResult) -> None:
+        if len(batch) == 0:
+            result.error("empty_batch")
+            return
+        if any(isinstance(row, Mapping) for row in batch):
+            rows = [row for row in batch if isinstance(row, Mapping)]
+            result.error("wrong_type", len(batch) - len(rows))
+            self._sliced(rows, len(rows), lambda i, j: rows[i:j], self._rows, result)
+            return
+        try:
+            arr = np.asarray(batch)
+        except (ValueError, TypeError):  # ragged rows
+            result.error("wrong_shape")
+            return
+        self._array(arr, result)
+
+    def _array(self, arr: np.ndarray, result: BatchResult) -> None:
+        n_features = len(self._columns)
+        if arr.ndim == 0:
+            arr = arr.reshape(1, 1)
+        elif arr.ndim == 1:
+            # One row; with a single feature, a 1-D array is that feature's column.
+            arr = arr.reshape(-1, 1) if n_features == 1 else arr.reshape(1, -1)
+        if arr.ndim != 2:
+            result.error("wrong_shape")
+            return
+        if arr.shape[0] == 0:
+            result.error("empty_batch")
+            return
+        if arr.shape[1] != n_features:
+            result.error("wrong_width")
+            return
+        self._sliced(arr, arr.shape[0], lambda i, j: arr[i:j], self._matrix, result)
+
+    # --- checking -----------------------------------------------------------------------
+
+    def _matrix(self, arr: np.ndarray, result: BatchResult) -> None:
+        result.rows += arr.shape[0]
+        if self._all_numeric and arr.dtype.kind in "fiub":
+            self._numeric_matrix(arr, result)
+            return
+        for j, column in enumerate(self._columns):
+            self._count_column(j, column, arr[:, j], result)
+
+    def _numeric_matrix(self, arr: np.ndarray, result: BatchResult) -> None:
+        # Blocks of rows keep every temporary in cache, which more than pays for the loop.
+        for start in range(0, arr.shape[0], _BLOCK_ROWS):
+            self._numeric_block(arr[start:start + _BLOCK_ROWS], result)
+
+    def _numeric_block(self, block: np.ndarray, result: BatchResult) -> None:
+        # Column-major: comparing against one edge per feature then runs down contiguous
+        # columns, and the loop is over edge positions (about `bins`), never over values.
+        values = np.asarray(block, dtype=np.float64, order="F")
+        nan = np.isnan(values)
+        result.missing += nan.sum(axis=0)
+        result.error("non_finite", int(np.isinf(values).sum()))
+        result.out_of_range += ((values < self._lo) | (values > self._hi)).sum(axis=0)
+        # bin = number of edges <= value, what searchsorted(side="right") gives; the edge
+        # matrix is padded with NaN, which compares False.
+        index = np.zeros(values.shape, dtype=self._index_dtype, order="F")
+        at_or_above = np.empty(values.shape, dtype=bool, order="F")
+        for k in range(self._edge_matrix.shape[1]):
+            np.greater_equal(values, self._edge_matrix[:, k], out=at_or_above)
+            index += at_or_above
+        index += self._starts
+        total = self.feature_layout.total
+        if nan.any():
+            index[nan] = total  # one spare slot collects missing values
+        counts = np.bincount(index.ravel(order="K"), minlength=total + 1)
+        result.flat_bin_counts += counts[:total]
+
+    def _frame(self, frame: Any, result: BatchResult) -> None:
+        columns = {str(c): frame[c] for c in frame.columns}
+        if len(columns) != frame.shape[1]:
+            result.error("wrong_shape")  # duplicate column names
+            return
+        self._column_dict(columns, result)
+
+    def _column_dict(self, columns: Mapping[str, Any], result: BatchResult) -> None:
+        n = _length(next(iter(columns.values())))
+        result.rows += n
+        result.error("extra_column", n * sum(1 for k in columns if k not in self._index))
+        for j, column in enumerate(self._columns):
+            values = columns.get(column.name, _ABSENT)
+            if values is _ABSENT:
+                result.error("missing_column", n)
+                continue
+            arr = _as_column(values, numeric=column.numeric)
+            if arr is None:
+                result.error("wrong_shape")
+                continue
+            self._count_column(j, column, arr, result)
+
+    def _rows(self, rows: list[Mapping[Any, Any]], result: BatchResult) -> None:
+        if self._all_numeric and self._numeric_rows(rows, result):
+            return
+        result.rows += len(rows)
+        present_total = 0
+        for j, column in enumerate(self._columns):
+            cells = [row.get(column.name, _ABSENT) for row in rows]
+            present = [v for v in cells if v is not _ABSENT]
+            present_total += len(present)
+            result.error("missing_column", len(cells) - len(present))
+            if present:
+                arr = np.fromiter(present, dtype=object, count=len(present))
+                self._count_column(j, column, arr, result)
+        result.error("extra_column", sum(len(row) for row in rows) - present_total)
+
+    def _numeric_rows(self, rows: list[Mapping[Any, Any]], result: BatchResult) -> bool:
+        """The common case, rows holding exactly the features as numbers, as one matrix."""
+        width = len(self.feature_names)
+        try:
+            matrix = np.array([[row[name] for name in self.feature_names] for row in rows])
+        except (KeyError, ValueError, TypeError):
+            return False
+        # Any None, text or odd object makes another dtype: those take the careful path.
+        if matrix.dtype.kind not in "fiub" or matrix.shape != (len(rows), width) \
+                or any(len(row) != width for row in rows):
+            return False
+        self._matrix(matrix, result)
+        return True
+
+    def _count_column(self, j: int, column: _CompiledColumn, values: np.ndarray,
+                      result: BatchResult) -> None:
+        counts = _ColumnCounts()
+        column.count(values, counts)
+        result.missing[j] += counts.missing
+        result.out_of_range[j] += counts.out_of_range
+        result.unseen_category[j] += counts.unseen
+        result.error("wrong_type", counts.wrong_type)
+        result.error("non_finite", counts.non_finite)
+        start = self.feature_layout.starts[j]
+        result.flat_bin_counts[start:start + column.n_bins] += counts.bins
+
+
+class _ColumnCounts:
+    __slots__ = ("bins", "missing", "non_finite", "out_of_range", "unseen", "wrong_type")
+
+    def __init__(self) -> None:
+        self.missing = self.out_of_range = self.unseen = self.wrong_type = self.non_finite = 0
+        self.bins: np.ndarray | int = 0
+
+
+class _CompiledColumn:
+    """One feature's profile turned into the arrays and lookups the checks need."""
+
+    def __init__(self, profile: Profile, tolerance: float) -> None:
+        self.name = profile.name
+        self.numeric = profile.is_numeric
+        self.n_bins = profile.n_bins
+        self.edges = np.asarray(profile.edges, dtype=np.float64)
+        if profile.min is None or profile.max is None:
+            self.lo, self.hi = -np.inf, np.inf
+        else:
+            slack = tolerance * (profile.max - profile.min)
+            self.lo, self.hi = profile.min - slack, profile.max + slack
+        self.lookup = {c: i for i, c in enumerate(profile.categories[:-1])}
+        self.other = self.n_bins - 1
+
+    def count(self, values: np.ndarray, out: _ColumnCounts) -> None:
+        if self.numeric:
+            self._count_numeric(values, out)
+        else:
+            self._count_categorical(values, out)
+
+    def _count_numeric(self, values: np.ndarray, out: _ColumnCounts) -> None:
+        floats, n_wrong = _to_float(values)
+        out.wrong_type = n_wrong
+        nan = np.isnan(floats)
+        out.missing = int(nan.sum()) - n_wrong
+        if nan.any():
+            floats = floats[~nan]
+        out.non_finite = int(np.isinf(floats).sum())
+        out.out_of_range = int(((floats < self.lo) | (floats > self.hi)).sum())
+        index = np.searchsorted(self.edges, floats, side="right")
+        out.bins = np.bincount(index, minlength=self.n_bins)
+
+    def _count_categorical(self, values: np.ndarray, out: _ColumnCounts) -> None:
+        keys, present = category_keys(values)
+        out.missing = len(values) - int(present.sum())
+        keys = keys[present]
+        if len(keys) == 0:
+            out.bins = np.zeros(self.n_bins, dtype=np.int64)
+            return
+        # Look up each distinct value once; the batch's distinct values are dropped after
+        # the call, so unseen categories never accumulate.
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        per_distinct = np.bincount(inverse.ravel(), minlength=len(distinct))
+        bin_of = np.fromiter((self.lookup.get(k, self.other) for k in distinct.tolist()),
+                             dtype=np.intp, count=len(distinct))
+        out.bins = np.bincount(bin_of, weights=per_distinct, minlength=self.n_bins).astype(np.int64)
+        unseen = bin_of == self.other
+        out.unseen = int(per_distinct[unseen].sum())
+
+
+def _to_float(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Float64 values with NaN for missing and for wrong types, and the wrong-type count.
+
+    Numbers (bool included) are accepted; in object columns anything else is a wrong type.
+    Text columns (numpy turns a mixed list into text) are parsed, unparseable text is wrong.
+    """
+    kind = values.dtype.kind
+    if kind in "fiub":
+        return values.astype(np.float64, copy=False), 0
+    if kind in "US":
+        try:
+            return values.astype(np.float64), 0
+        except ValueError:
+            pass
+    elif kind == "O" and not any(isinstance(v, (str, bytes)) for v in values):
+        try:
+            return values.astype(np.float64), 0
+        except (ValueError, TypeError):
+            pass  # pandas NA, sequences, arbitrary objects: sorted out one by one below
+    out = np.empty(len(values), dtype=np.float64)
+    wrong = 0
+    for i, v in enumerate(values.tolist() if kind != "O" else values):
+        if is_missing(v):
+            out[i] = np.nan
+            continue
+        number = _number(v, text=kind in "US")
+        if number is None:
+            wrong += 1
+            out[i] = np.nan
+        else:
+            out[i] = number
+    return out, wrong
+
+
+def _number(v: Any, *, text: bool) -> float | None:
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if text:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _length(values: Any) -> int | None:
+    """Length of a column-like value; None for a scalar (strings and bytes are scalars)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        return None
+    if getattr(values, "ndim", 1) == 0:
+        return None
+    try:
+        return len(values)
+    except TypeError:
+        return None
+
+
+def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
+    """A 1-D array from a column (list, array, pandas Series); None when it is not 1-D."""
+    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+        if numeric:
+            try:
+                return values.to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError):
+                pass
+        values = values.to_numpy()
+    if isinstance(values, (str, bytes)):
+        return None
+    if not isinstance(values, np.ndarray):
+        if not hasattr(values, "__len__"):
+            return None
+        # Object dtype keeps each value's own type, so "3" stays text in a numeric column.
+        values = np.fromiter(values, dtype=object, count=len(values))
+    if values.ndim != 1:
+        return None
+    return values

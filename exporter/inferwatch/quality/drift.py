@@ -1,0 +1,434 @@
+"""Drift of binned counts against reference fractions: PSI, Jensen-Shannon and KS distances.
+
+All features are scored at once: their bins sit end to end in one flat array described by
+a :class:`BinLayout`, so every statistic is a handful of numpy operations whatever the
+number of features. :class:`DriftWindow` keeps those flat counts over a rolling window in
+epoch-aligned age buckets, so windows from several worker processes merge bucket by bucket.
+
+>>> ref = np.array([0.25, 0.25, 0.25, 0.25])
+>>> round(psi(ref, np.array([25, 25, 25, 25])), 6)
+0.0
+>>> round(js_distance(ref, np.array([50, 50, 0, 0])), 4)
+0.5579
+>>> ks_distance(ref, np.array([50, 50, 0, 0]))
+0.5
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+METHODS = ("psi", "js", "ks")
+# PSI divides by bin shares; an empty bin (in the reference or the window) counts as this
+# share instead of zero, the usual convention (and Evidently's value).
+EPSILON = 1e-4
+WINDOW_FORMAT = "inferwatch.drift_window"
+WINDOW_VERSION = 1
+
+
+class BinLayout:
+    """Where each feature's bins sit in one flat array of counts.
+
+    >>> layout = BinLayout([3, 2])
+    >>> layout.starts.tolist(), layout.total
+    ([0, 3], 5)
+    >>> [part.tolist() for part in layout.split(np.arange(5))]
+    [[0, 1, 2], [3, 4]]
+    """
+
+    __slots__ = ("sizes", "starts", "total")
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        sizes_arr = np.asarray(list(sizes), dtype=np.int64).reshape(-1)
+        if np.any(sizes_arr < 1):
+            raise ValueError(f"every feature needs at least one bin, got {sizes_arr.tolist()}")
+        self.sizes = sizes_arr
+        self.starts = np.concatenate(([0], np.cumsum(sizes_arr)))[:-1].astype(np.int64)
+        self.total = int(sizes_arr.sum())
+
+    @classmethod
+    def of(cls, profiles: Any) -> BinLayout:
+        """The layout of a mapping (or sequence) of reference profiles."""
+        items = profiles.values() if isinstance(profiles, Mapping) else profiles
+        return cls([p.n_bins for p in items])
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BinLayout) and np.array_equal(self.sizes, other.sizes)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"BinLayout({self.sizes.tolist()})"
+
+    def split(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Per-feature views into a flat array."""
+        return np.split(flat, self.starts[1:]) if len(self.sizes) else []
+
+    def join(self, counts: Any) -> np.ndarray:
+        """A flat array from per-feature arrays (or a flat array, checked for length)."""
+        if isinstance(counts, np.ndarray) and counts.ndim == 1 and counts.dtype != object:
+            flat = counts
+        else:
+            parts = [np.asarray(c).reshape(-1) for c in counts]
+            if len(parts) != len(self.sizes):
+                raise ValueError(f"expected counts for {len(self.sizes)} features,"
+                                 f" got {len(parts)}")
+            for i, (part, size) in enumerate(zip(parts, self.sizes)):
+                if len(part) != size:
+                    raise ValueError(f"feature {i}: expected {size} bin counts, got {len(part)}")
+            flat = np.concatenate(parts) if parts else np.zeros(0)
+        if len(flat) != self.total:
+            raise ValueError(f"expected {self.total} bin counts in all, got {len(flat)}")
+        return flat
+
+
+# --- statistics on flat arrays ---------------------------------------------------------------
+
+def _shares(flat: np.ndarray, layout: BinLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Each bin's share of its feature's total, and the totals (NaN shares when empty)."""
+    flat = flat.astype(np.float64, copy=False)
+    totals = np.add.reduceat(flat, layout.starts) if layout.total else np.zeros(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = flat / np.repeat(totals, layout.sizes)
+    return shares, totals
+
+
+def _psi(p: np.ndarray, q: np.ndarray, layout: BinLayout, epsilon: float) -> np.ndarray:
+    p = np.maximum(p, epsilon)
+    q = np.maximum(q, epsilon)
+    return np.add.reduceat((q - p) * np.log(q / p), layout.starts)
+
+
+def _js(p: np.ndarray, q: np.ndarray, layout: BinLayout) -> np.ndarray:
+    m = 0.5 * (p + q)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # 0 * log(0 / m) is 0; m > 0 wherever p > 0 or q > 0.
+        terms = np.where(p > 0, p * np.log2(p / m), 0.0) + np.where(q > 0, q * np.log2(q / m), 0.0)
+    divergence = 0.5 * np.add.reduceat(terms, layout.starts)
+    return np.sqrt(np.clip(divergence, 0.0, 1.0))
+
+
+def _ks(p: np.ndarray, q: np.ndarray, layout: BinLayout, ordered: np.ndarray) -> np.ndarray:
+    diff = p - q
+    running = np.cumsum(diff)
+    before = np.concatenate(([0.0], running))[layout.starts]
+    cdf_gap = np.maximum.reduceat(np.abs(running - np.repeat(before, layout.sizes)), layout.starts)
+    total_variation = 0.5 * np.add.reduceat(np.abs(diff), layout.starts)
+    return np.where(ordered, cdf_gap, total_variation)
+
+
+def _scores(ref_shares: np.ndarray, ref_totals: np.ndarray, counts: np.ndarray,
+            layout: BinLayout, ordered: np.ndarray, methods: Sequence[str],
+            epsilon: float) -> dict[str, np.ndarray]:
+    q, totals = _shares(counts, layout)
+    empty = (totals <= 0) | (ref_totals <= 0)
+    q = np.nan_to_num(q, nan=0.0)
+    out: dict[str, np.ndarray] = {}
+    for method in methods:
+        if method == "psi":
+            values = _psi(ref_shares, q, layout, epsilon)
+        elif method == "js":
+            values = _js(ref_shares, q, layout)
+        elif method == "ks":
+            values = _ks(ref_shares, q, layout, ordered)
+        else:
+            raise ValueError(f"unknown drift method {method!r}; choose from {METHODS}")
+        values[empty] = np.nan
+        out[method] = values
+    return out
+
+
+def _pairs(ref_fractions: Any, counts: Any) -> tuple[bool, BinLayout, np.ndarray, np.ndarray]:
+    single = len(ref_fractions) > 0 and np.ndim(ref_fractions[0]) == 0
+    refs = [ref_fractions] if single else list(ref_fractions)
+    cnts = [counts] if single else list(counts)
+    if len(refs) != len(cnts):
+        raise ValueError(f"{len(refs)} reference distributions but {len(cnts)} count arrays")
+    layout = BinLayout([len(r) for r in refs])
+    return single, layout, layout.join([np.asarray(r, dtype=np.float64) for r in refs]), \
+        layout.join(cnts)
+
+
+def _one_method(method: str, ref_fractions: Any, counts: Any, ordered: Any = True,
+                epsilon: float = EPSILON) -> Any:
+    single, layout, ref_flat, count_flat = _pairs(ref_fractions, counts)
+    ref_shares, ref_totals = _shares(ref_flat, layout)
+    ordered_mask = np.broadcast_to(np.asarray(ordered, dtype=bool), (len(layout),))
+    values = _scores(np.nan_to_num(ref_shares), ref_totals, count_flat, layout, ordered_mask,
+                     (method,), epsilon)[method]
+    return float(values[0]) if single else values
+
+
+def psi(ref_fractions: Any, counts: Any, *, epsilon: float = EPSILON) -> Any:
+    """Population stability index: sum over bins of (q - p) * ln(q / p).
+
+    `p` are the reference fractions, `q` the window's counts as shares; shares below
+    `epsilon` count as `epsilon`. One feature (1-D arrays) gives a float; a sequence of
+    per-feature arrays gives an array with one value per feature (NaN when empty).
+
+    >>> round(psi([0.5, 0.5], [90, 10]), 4)
+    0.8789
+    >>> psi([[0.5, 0.5], [1.0]], [[50, 50], [7]]).tolist()
+    [0.0, 0.0]
+    """
+    return _one_method("psi", ref_fractions, counts, epsilon=epsilon)
+
+
+def js_distance(ref_fractions: Any, counts: Any) -> Any:
+    """Jensen-Shannon distance, base 2 (in [0, 1]), between the reference and the window.
+
+    Equal to ``scipy.spatial.distance.jensenshannon(p, q, base=2)``.
+
+    >>> js_distance([1.0, 0.0], [0, 10])
+    1.0
+    """
+    return _one_method("js", ref_fractions, counts)
+
+
+def ks_distance(ref_fractions: Any, counts: Any, *, ordered: Any = True) -> Any:
+    """Largest gap between the cumulative distributions over the ordered bins.
+
+    For unordered (categorical) bins, pass ``ordered=False`` (or one flag per feature): the
+    result is then the total variation distance, half the sum of absolute differences,
+    which is the largest gap over every set of categories.
+
+    >>> ks_distance([0.5, 0.5, 0.0], [0, 5, 5])
+    0.5
+    >>> ks_distance([0.5, 0.5, 0.0], [0, 5, 5], ordered=False)
+    0.5
+    """
+    return _one_method("ks", ref_fractions, counts, ordered=ordered)
+
+
+# --- scoring against a reference -------------------------------------------------------------
+
+class DriftScorer:
+    """Drift of window counts against a set of profiles, compiled once for scrape time.
+
+    `profiles` is ``reference.features``, ``reference.outputs`` or a Reference (its features).
+
+    >>> from inferwatch.quality.reference import Reference
+    >>> ref = Reference.from_data({"a": np.arange(100.0)}, bins=4)
+    >>> scorer = DriftScorer(ref)
+    >>> scorer.scores([np.array([0, 0, 0, 10])])[("a", "ks")]
+    0.75
+    """
+
+    def __init__(self, profiles: Any, *, methods: Sequence[str] = METHODS,
+                 epsilon: float = EPSILON) -> None:
+        profiles = getattr(profiles, "features", profiles)
+        for method in methods:
+            if method not in METHODS:
+                raise ValueError(f"unknown drift method {method!r}; choose from {METHODS}")
+        self.names = list(profiles)
+        self.methods = tuple(methods)
+        self.epsilon = float(epsilon)
+        self.layout = BinLayout.of(profiles)
+        ref_flat = np.concatenate([np.asarray(p.fractions, dtype=np.float64)
+                                   for p in profiles.values()]) if self.names else np.zeros(0)
+        shares, self._ref_totals = _shares(ref_flat, self.layout)
+        self._ref_shares = np.nan_to_num(shares)
+        self.ordered = np.array([p.is_numeric for p in profiles.values()], dtype=bool)
+
+    def arrays(self, counts: Any) -> dict[str, np.ndarray]:
+        """method -> one value per profile, in profile order (NaN where nothing was counted)."""
+        if not self.names:
+            return {m: np.zeros(0) for m in self.methods}
+        flat = self._flat(counts)
+        return _scores(self._ref_shares, self._ref_totals, flat, self.layout, self.ordered,
+                       self.methods, self.epsilon)
+
+    def scores(self, counts: Any) -> dict[tuple[str, str], float]:
+        """(name, method) -> drift, for counts given flat, per profile, or by name."""
+        arrays = self.arrays(counts)
+        out: dict[tuple[str, str], float] = {}
+        for method, values in arrays.items():
+            for name, value in zip(self.names, values.tolist()):
+                out[(name, method)] = value
+        return out
+
+    def _flat(self, counts: Any) -> np.ndarray:
+        if isinstance(counts, Mapping):
+            counts = [counts.get(name, np.zeros(size)) for name, size in
+                      zip(self.names, self.layout.sizes.tolist())]
+        return self.layout.join(counts)
+
+
+def drift_scores(reference: Any, window_counts: Any, *, methods: Sequence[str] = METHODS,
+                 epsilon: float = EPSILON) -> dict[tuple[str, str], float]:
+    """(name, method) -> drift of `window_counts` against a reference.
+
+    `reference` is a Reference (scores its features) or a mapping of profiles such as
+    ``reference.outputs`` (scores predictions). `window_counts` is what
+    :meth:`DriftWindow.counts` returns first: per-profile bin counts (or a flat array, or a
+    dict by name). Compile a :class:`DriftScorer` once instead when scoring repeatedly.
+
+    >>> from inferwatch.quality.reference import Reference
+    >>> ref = Reference.from_data({"a": np.arange(100.0)}, bins=4)
+    >>> drift_scores(ref, [np.array([25, 25, 25, 25])])
+    {('a', 'psi'): 0.0, ('a', 'js'): 0.0, ('a', 'ks'): 0.0}
+    """
+    return DriftScorer(reference, methods=methods, epsilon=epsilon).scores(window_counts)
+
+
+# --- the rolling window ---------------------------------------------------------------------
+
+class DriftWindow:
+    """Bin counts over the last `max_age_seconds`, in `age_buckets` epoch-aligned buckets.
+
+    A bucket's id is ``floor(now / (max_age_seconds / age_buckets))``, the same in every
+    process, so windows merge bucket by bucket. The window holds the current bucket and the
+    ``age_buckets - 1`` before it, so it spans between ``(age_buckets - 1) / age_buckets``
+    and all of `max_age_seconds`. Memory is ``age_buckets`` rows of counts, whatever the
+    traffic.
+
+    >>> window = DriftWindow([2, 3], max_age_seconds=60, age_buckets=6)
+    >>> window.add([np.array([1, 0]), np.array([0, 0, 1])], rows=1, now=1000.0)
+    True
+    >>> counts, rows = window.counts(now=1030.0)
+    >>> [c.tolist() for c in counts], rows
+    ([[1, 0], [0, 0, 1]], 1)
+    >>> window.counts(now=1100.0)[1]
+    0
+    """
+
+    def __init__(self, n_bins_per_feature: BinLayout | Sequence[int],
+                 max_age_seconds: float = 3600.0, age_buckets: int = 6) -> None:
+        if not (isinstance(max_age_seconds, (int, float)) and math.isfinite(max_age_seconds)
+                and max_age_seconds > 0):
+            raise ValueError(f"max_age_seconds must be a positive number, got {max_age_seconds!r}")
+        if not isinstance(age_buckets, int) or isinstance(age_buckets, bool) or age_buckets < 1:
+            raise ValueError(f"age_buckets must be a positive integer, got {age_buckets!r}")
+        self.layout = (n_bins_per_feature if isinstance(n_bins_per_feature, BinLayout)
+                       else BinLayout(n_bins_per_feature))
+        self.max_age_seconds = float(max_age_seconds)
+        self.age_buckets = age_buckets
+        self.bucket_seconds = self.max_age_seconds / age_buckets
+        self._ids = np.full(age_buckets, -1, dtype=np.int64)
+        self._counts = np.zeros((age_buckets, self.layout.total), dtype=np.int64)
+        self._rows = np.zeros(age_buckets, dtype=np.int64)
+        self._lock = threading.Lock()
+
+    def bucket_id(self, now: float) -> int:
+        return math.floor(now / self.bucket_seconds)
+
+    def add(self, bin_counts: Any, rows: int, now: float | None = None) -> bool:
+        """Add counts (flat or per feature) and `rows`; False when `now` is already too old."""
+        flat = self.layout.join(bin_counts)
+        if rows < 0 or (len(flat) and flat.min() < 0):
+            raise ValueError("counts and rows must be non-negative")
+        bucket = self.bucket_id(time.time() if now is None else now)
+        slot = bucket % self.age_buckets
+        with self._lock:
+            if self._ids[slot] > bucket:
+                return False  # its bucket has already been recycled for newer data
+            if self._ids[slot] != bucket:
+                self._ids[slot] = bucket
+                self._counts[slot] = 0
+                self._rows[slot] = 0
+            self._counts[slot] += flat.astype(np.int64, copy=False)
+            self._rows[slot] += int(rows)
+        return True
+
+    def flat_counts(self, now: float | None = None) -> tuple[np.ndarray, int]:
+        """(all features' bin counts end to end, rows) inside the window at `now`."""
+        current = self.bucket_id(time.time() if now is None else now)
+        with self._lock:
+            live = (self._ids > current - self.age_buckets) & (self._ids <= current)
+            counts = self._counts[live].sum(axis=0)
+            rows = int(self._rows[live].sum())
+        return counts, rows
+
+    def counts(self, now: float | None = None) -> tuple[list[np.ndarray], int]:
+        """(per-feature bin counts, rows) inside the window at `now` (default: the clock)."""
+        flat, rows = self.flat_counts(now)
+        return self.layout.split(flat), rows
+
+    def merge(self, other: DriftWindow) -> DriftWindow:
+        """Add another window's buckets (same layout and bucket size) into this one."""
+        if other.layout != self.layout:
+            raise ValueError(f"cannot merge windows with different bins: {self.layout} and"
+                             f" {other.layout}")
+        if (other.bucket_seconds, other.age_buckets) != (self.bucket_seconds, self.age_buckets):
+            raise ValueError("cannot merge windows with different max_age_seconds or age_buckets")
+        with other._lock:
+            ids, counts, rows = other._ids.copy(), other._counts.copy(), other._rows.copy()
+        with self._lock:
+            for bucket, bucket_counts, bucket_rows in zip(ids.tolist(), counts, rows.tolist()):
+                if bucket < 0:
+                    continue
+                slot = bucket % self.age_buckets
+                if self._ids[slot] == bucket:
+                    self._counts[slot] += bucket_counts
+                    self._rows[slot] += bucket_rows
+                elif self._ids[slot] < bucket:
+                    self._ids[slot] = bucket
+                    self._counts[slot] = bucket_counts
+                    self._rows[slot] = bucket_rows
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot (only buckets that were used)."""
+        with self._lock:
+            order = np.argsort(self._ids)
+            buckets = [{"id": int(self._ids[s]), "rows": int(self._rows[s]),
+                        "counts": self._counts[s].tolist()}
+                       for s in order.tolist() if self._ids[s] >= 0]
+        return {"format": WINDOW_FORMAT, "version": WINDOW_VERSION,
+                "bins": self.layout.sizes.tolist(), "max_age_seconds": self.max_age_seconds,
+                "age_buckets": self.age_buckets, "buckets": buckets}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DriftWindow:
+        """Rebuild a window from :meth:`to_dict`; a malformed snapshot is a ValueError."""
+        if not isinstance(data, dict):
+            raise ValueError("drift window: expected an object")
+        if data.get("format") != WINDOW_FORMAT or data.get("version") != WINDOW_VERSION:
+            raise ValueError(f"drift window: keys 'format'/'version' are"
+                             f" {data.get('format')!r}/{data.get('version')!r},"
+                             f" expected {WINDOW_FORMAT!r}/{WINDOW_VERSION}")
+        bins = data.get("bins")
+        if not isinstance(bins, list) or not all(_is_int(b) and b >= 1 for b in bins):
+            raise ValueError("drift window: key 'bins' must be a list of positive integers")
+        try:
+            window = cls(bins, max_age_seconds=data.get("max_age_seconds"),
+                         age_buckets=data.get("age_buckets"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"drift window: {exc}") from None
+        buckets = data.get("buckets")
+        if not isinstance(buckets, list) or len(buckets) > window.age_buckets:
+            raise ValueError(f"drift window: key 'buckets' must be a list of at most"
+                             f" {window.age_buckets} buckets")
+        for i, bucket in enumerate(buckets):
+            where = f"drift window: buckets[{i}]"
+            if not isinstance(bucket, dict):
+                raise ValueError(f"{where}: expected an object")
+            bucket_id, rows, counts = bucket.get("id"), bucket.get("rows"), bucket.get("counts")
+            if not _is_int(bucket_id) or bucket_id < 0:
+                raise ValueError(f"{where}: key 'id' must be a non-negative integer")
+            if not _is_int(rows) or rows < 0:
+                raise ValueError(f"{where}: key 'rows' must be a non-negative integer")
+            if (not isinstance(counts, list) or len(counts) != window.layout.total
+                    or not all(_is_int(c) and c >= 0 for c in counts)):
+                raise ValueError(f"{where}: key 'counts' must be {window.layout.total}"
+                                 " non-negative integers")
+            slot = bucket_id % window.age_buckets
+            if window._ids[slot] >= 0:
+                raise ValueError(f"{where}: id {bucket_id} shares a slot with another bucket")
+            window._ids[slot] = bucket_id
+            window._counts[slot] = counts
+            window._rows[slot] = rows
+        return window
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,259 @@
+"""`inferwatch profile DATA -o reference.json`: a reference profile from training data.
+
+Reads CSV with the standard library (a column is numeric when every non-empty value
+parses as a number) and Parquet with pyarrow and pandas. Every column except those given
+with ``--predictions-column`` or ``--ignore`` becomes a feature.
+
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="inferwatch profile")
+>>> add_arguments(parser)
+>>> parser.parse_args(["train.csv", "-o", "ref.json", "--categorical", "a,b"]).categorical
+['a,b']
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+# Values read as missing in CSV cells (as pandas reads them by default, a common subset).
+MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "#N/A"})
+# Without --progress, a bar appears only on a terminal and only for files at least this big.
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+class ProfileError(Exception):
+    """A problem with the command's input: printed as one line, exit status 2."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `profile` options to `parser`."""
+    parser.add_argument("data", metavar="DATA", help="training data: a .csv or .parquet file")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="where to write the reference profile (JSON)")
+    parser.add_argument("--categorical", action="append", default=[], metavar="COLS",
+                        help="comma-separated columns to profile as categories even if numeric")
+    parser.add_argument("--predictions-column", action="append", default=[], metavar="COL",
+                        help="a column holding model predictions (repeatable, or comma-separated)")
+    parser.add_argument("--ignore", action="append", default=[], metavar="COLS",
+                        help="comma-separated columns to leave out (ids, labels)")
+    parser.add_argument("--bins", type=_positive_int, default=10,
+                        help="quantile bins per numeric column (default 10)")
+    parser.add_argument("--max-categories", type=_positive_int, default=50, metavar="N",
+                        help="categories kept per column; the rest fold into __other__"
+                             " (default 50)")
+    parser.add_argument("--format", choices=("csv", "parquet"), default=None,
+                        help="input format (default: from the file name)")
+    parser.add_argument("--progress", action="store_true",
+                        help="show a progress bar on stderr even when it is not a terminal")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Profile `args.data` into `args.output`; 0 on success, 2 on a usage or input error."""
+    try:
+        return _run(args)
+    except ProfileError as exc:
+        print(f"inferwatch profile: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from inferwatch.quality.reference import Reference, ReferenceError
+
+    path = args.data
+    if not os.path.isfile(path):
+        raise ProfileError(f"DATA file not found: {path}")
+    fmt = args.format or ("parquet" if path.lower().endswith(PARQUET_SUFFIXES) else "csv")
+    size = os.path.getsize(path)
+    show = args.progress or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES)
+    progress = Progress(f"reading {os.path.basename(path)}", enabled=show)
+    if fmt == "parquet":
+        columns = read_parquet(path, progress)
+    else:
+        columns = read_csv(path, progress, text_columns=set(_split(args.categorical)))
+    progress.close()
+
+    names = list(columns)
+    ignored = _column_list(args.ignore, names, "--ignore")
+    outputs = _column_list(args.predictions_column, names, "--predictions-column")
+    categorical = _column_list(args.categorical, names, "--categorical")
+    features = {n: columns[n] for n in names if n not in set(ignored) | set(outputs)}
+    if not features:
+        raise ProfileError(f"{path}: no feature columns left to profile")
+    try:
+        reference = Reference.from_data(
+            features, predictions={n: columns[n] for n in outputs} or None,
+            categorical=[n for n in categorical if n in features or n in outputs],
+            bins=args.bins, max_categories=args.max_categories)
+    except ReferenceError as exc:
+        raise ProfileError(str(exc)) from None
+    try:
+        reference.save(args.output)
+    except OSError as exc:
+        raise ProfileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    n_categorical = sum(1 for p in reference.features.values() if not p.is_numeric)
+    print(f"wrote {args.output}: {reference.rows} rows, {len(reference.features)} features"
+          f" ({n_categorical} categorical), {len(reference.outputs)} prediction outputs")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _split(values: list[str]) -> list[str]:
+    return [n.strip() for value in values for n in value.split(",") if n.strip()]
+
+
+def _column_list(values: list[str], known: list[str], flag: str) -> list[str]:
+    names = _split(values)
+    unknown = [n for n in names if n not in set(known)]
+    if unknown:
+        shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+        raise ProfileError(f"unknown column {unknown[0]!r} in {flag} (columns: {shown})")
+    return list(dict.fromkeys(names))
+
+
+# --- reading --------------------------------------------------------------------------------
+
+def read_csv(path: str, progress: Progress, *,
+             text_columns: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Columns of a CSV file with a header row: float arrays where every value is a number,
+    object arrays of text (None for missing) otherwise and for `text_columns`.
+    """
+    import csv
+
+    import numpy as np
+
+    total = os.path.getsize(path)
+    with open(path, "rb") as raw:
+        reader = csv.reader(_decoded_lines(raw, total, progress))
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ProfileError(f"{path}: empty file (expected a header row)")
+            rows = [row for row in reader if row]
+        except csv.Error as exc:
+            raise ProfileError(f"{path}: line {reader.line_num}: {exc}") from None
+        except UnicodeDecodeError:
+            raise ProfileError(f"{path}: not UTF-8 text (is it a Parquet file? use"
+                               " --format parquet)") from None
+    header = [h.strip() for h in header]
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise ProfileError(f"{path}: duplicate column names {duplicates}")
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            raise ProfileError(f"{path}: data row {i + 1} has {len(row)} fields, expected"
+                               f" {len(header)}")
+    if not rows:
+        raise ProfileError(f"{path}: no data rows")
+    cells = list(zip(*rows))
+    return {name: _typed(values, np, text=name in text_columns)
+            for name, values in zip(header, cells)}
+
+
+def _typed(values: tuple[str, ...], np: Any, *, text: bool) -> Any:
+    if not text:
+        try:
+            return np.array(values, dtype=np.float64)
+        except ValueError:
+            pass
+    cleaned = [None if v.strip() in MISSING_TOKENS else v for v in values]
+    if not text:
+        try:
+            return np.array([np.nan if v is None else float(v) for v in cleaned])
+        except ValueError:
+            pass
+    # Kept as written: codes such as "01234" stay themselves.
+    return np.fromiter(cleaned, dtype=object, count=len(cleaned))
+
+
+def _decoded_lines(raw: IO[bytes], total: int, progress: Progress) -> Iterator[str]:
+    done = 0
+    first = True
+    for line in raw:
+        done += len(line)
+        progress.update(done, total)
+        text = line.decode("utf-8")
+        if first:
+            text = text.removeprefix("\ufeff")
+            first = False
+        yield text
+
+
+def read_parquet(path: str, progress: Progress) -> dict[str, Any]:
+    """Columns of a Parquet file, read batch by batch (pandas and pyarrow required)."""
+    try:
+        import pandas  # noqa: F401  (to_pandas below needs it)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ProfileError("reading Parquet needs pandas and pyarrow:"
+                           " pip install 'inferwatch[parquet]'") from None
+    try:
+        parquet = pq.ParquetFile(path)
+        total = parquet.metadata.num_rows
+        batches = []
+        done = 0
+        for batch in parquet.iter_batches(batch_size=65_536):
+            batches.append(batch)
+            done += batch.num_rows
+            progress.update(done, total)
+        frame = pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise ProfileError(f"{path}: cannot read as Parquet: {exc}") from None
+    if frame.empty:
+        raise ProfileError(f"{path}: no data rows")
+    names = [str(c) for c in frame.columns]
+    if len(set(names)) != len(names):
+        raise ProfileError(f"{path}: duplicate column names")
+    return {name: frame[c].to_numpy() for name, c in zip(names, frame.columns)}
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, label: str, *, enabled: bool, stream: IO[str] | None = None,
+                 width: int = 30) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self._last = 0.0
+        self._fraction = 0.0
+        self._shown = False
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        self._fraction = min(done / total, 1.0)
+        now = time.monotonic()
+        if now - self._last >= 0.1:
+            self._last = now
+            self._draw()
+
+    def close(self) -> None:
+        if self.enabled and self._shown:
+            self._fraction = 1.0
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        filled = int(self._fraction * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {self._fraction:4.0%}")
+        self.stream.flush()
+        self._shown = True

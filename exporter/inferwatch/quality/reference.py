@@ -1,0 +1,526 @@
+"""Reference profiles: what the training data looked like, binned for drift and quality checks.
+
+A :class:`Reference` holds one :class:`Profile` per input feature and per prediction output.
+Numeric profiles keep quantile bin edges, the fraction of rows in each bin, the range and the
+missing rate; categorical profiles keep the most frequent categories (the rest fold into
+``__other__``). Profiles are built once, offline, and saved as versioned JSON.
+
+>>> import numpy as np
+>>> ref = Reference.from_data({"age": np.arange(100.0), "colour": ["red", "blue"] * 50},
+...                           predictions=np.linspace(0, 1, 100), bins=4)
+>>> ref.feature_names
+['age', 'colour']
+>>> ref.features["age"].edges
+(25.0, 50.0, 75.0)
+>>> ref.features["colour"].categories
+('blue', 'red', '__other__')
+>>> ref.outputs["value"].kind
+'numeric'
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import numbers
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inferwatch.catalogue import OTHER
+
+FORMAT = "inferwatch.reference"
+VERSION = 1
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+# Fractions must sum to one; JSON round-trips floats exactly, so this only absorbs
+# hand-edited files and the rounding of the sum itself.
+_SUM_TOLERANCE = 1e-6
+
+
+class ReferenceError(ValueError):
+    """A reference that cannot be used: wrong file, wrong version, or mismatched features."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The reference distribution of one feature or prediction output.
+
+    Numeric: ``edges`` are the inner cut points; bin ``i`` holds values ``v`` with
+    ``edges[i-1] <= v < edges[i]`` and the outer bins are open-ended, so ``len(edges) + 1``
+    bins cover every value. Categorical: ``categories`` name the bins, the last one always
+    ``__other__``. ``fractions`` are shares of the non-missing values, one per bin.
+
+    >>> p = Profile("x", NUMERIC, fractions=(0.5, 0.5), edges=(1.0,), min=0.0, max=2.0)
+    >>> p.n_bins, p.bin_index(1.0)
+    (2, 1)
+    """
+
+    name: str
+    kind: str
+    fractions: tuple[float, ...]
+    edges: tuple[float, ...] = ()
+    categories: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    missing_rate: float = 0.0
+    count: int = 0
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.fractions)
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind == NUMERIC
+
+    def bin_index(self, value: Any) -> int:
+        """The bin a single value falls in (for reading profiles; batches use checks.py)."""
+        if self.is_numeric:
+            return int(np.searchsorted(np.asarray(self.edges), float(value), side="right"))
+        key = category_key(value)
+        return self.categories.index(key) if key in self.categories[:-1] else self.n_bins - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
+        if self.is_numeric:
+            out["edges"] = list(self.edges)
+            out["min"] = self.min
+            out["max"] = self.max
+        else:
+            out["categories"] = list(self.categories)
+        out["fractions"] = list(self.fractions)
+        out["missing_rate"] = self.missing_rate
+        out["count"] = self.count
+        return out
+
+
+class Reference:
+    """Profiles of the features and prediction outputs of a model's training data."""
+
+    def __init__(self, features: Mapping[str, Profile],
+                 outputs: Mapping[str, Profile] | None = None, *, rows: int = 0) -> None:
+        self.features: dict[str, Profile] = dict(features)
+        self.outputs: dict[str, Profile] = dict(outputs or {})
+        self.rows = rows
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.outputs)
+
+    @property
+    def predictions(self) -> dict[str, Profile]:
+        """The prediction output profiles (the same mapping as ``outputs``)."""
+        return self.outputs
+
+    def __repr__(self) -> str:
+        return (f"Reference({len(self.features)} features, {len(self.outputs)} outputs,"
+                f" {self.rows} rows)")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Reference):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # --- building -----------------------------------------------------------------------
+
+    @classmethod
+    def from_data(cls, X: Any, predictions: Any = None, *,
+                  feature_names: Sequence[str] | None = None,
+                  categorical: Iterable[str] | None = None, bins: int = 10,
+                  max_categories: int = 50,
+                  prediction_names: Sequence[str] | None = None) -> Reference:
+        """Profile training data.
+
+        `X` is a 2-D array (columns are features; 1-D means one feature), a pandas DataFrame
+        or a dict of columns. `predictions` is a 1-D array (one output named ``value``), a
+        2-D probability matrix (outputs named by `prediction_names` or column index) or a
+        dict of named outputs. Columns of text, bool or object dtype, and features or outputs
+        named in `categorical`, are profiled as categories; the rest get `bins` quantile bins.
+
+        >>> ref = Reference.from_data([[1, "a"], [2, "b"], [3, "a"]], bins=2,
+        ...                           feature_names=["n", "c"], categorical=["c"])
+        >>> ref.features["c"].fractions
+        (0.6666666666666666, 0.3333333333333333, 0.0)
+        """
+        if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+            raise ReferenceError(f"bins must be a positive integer, got {bins!r}")
+        if not isinstance(max_categories, int) or max_categories < 1:
+            raise ReferenceError("max_categories must be a positive integer,"
+                                 f" got {max_categories!r}")
+        columns = _columns(X, feature_names, default_prefix="x", what="X")
+        out_cols: dict[str, np.ndarray] = {}
+        if predictions is not None:
+            out_cols = _columns(predictions, prediction_names, default_prefix="",
+                                what="predictions", one_d_name="value")
+        lengths = {len(c) for c in (*columns.values(), *out_cols.values())}
+        if len(lengths) > 1:
+            raise ReferenceError(f"predictions have {len(next(iter(out_cols.values())))} rows"
+                                 f" but X has {len(next(iter(columns.values())))}")
+        forced = set(categorical or ())
+        unknown = forced - set(columns) - set(out_cols)
+        if unknown:
+            raise ReferenceError(f"categorical names unknown columns: {sorted(unknown)}"
+                                 f" (features: {list(columns)}, outputs: {list(out_cols)})")
+        features, outputs = (
+            {name: profile_column(name, col, bins=bins, max_categories=max_categories,
+                                  categorical=name in forced)
+             for name, col in group.items()}
+            for group in (columns, out_cols))
+        rows = len(next(iter(columns.values()))) if columns else 0
+        return cls(features, outputs, rows=rows)
+
+    # --- checking -----------------------------------------------------------------------
+
+    def check_features(self, names: Iterable[str], *, ordered: bool = False) -> None:
+        """Raise :class:`ReferenceError` unless `names` are this reference's features.
+
+        >>> ref = Reference.from_data({"a": [1.0], "b": [2.0]})
+        >>> ref.check_features(["b", "a"])
+        >>> try:
+        ...     ref.check_features(["a", "c"])
+        ... except ReferenceError as exc:
+        ...     print(exc)
+        features do not match the reference: missing ['b']; not in the reference ['c']
+        """
+        given = [str(n) for n in names]
+        missing = [n for n in self.features if n not in set(given)]
+        extra = [n for n in given if n not in self.features]
+        problems = []
+        if missing:
+            problems.append(f"missing {missing}")
+        if extra:
+            problems.append(f"not in the reference {extra}")
+        if not problems and ordered and given != self.feature_names:
+            problems.append(f"order differs: expected {self.feature_names}, got {given}")
+        if problems:
+            raise ReferenceError("features do not match the reference: " + "; ".join(problems))
+
+    # --- files --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "rows": self.rows,
+            "features": [p.to_dict() for p in self.features.values()],
+            "outputs": [p.to_dict() for p in self.outputs.values()],
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the reference as JSON (deterministic: the same data gives the same bytes).
+
+        >>> import tempfile, os
+        >>> ref = Reference.from_data({"a": [1.0, 2.0]})
+        >>> path = os.path.join(tempfile.mkdtemp(), "reference.json")
+        >>> ref.save(path); Reference.load(path) == ref
+        True
+        """
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False, ensure_ascii=False)
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Reference:
+        """Read a reference written by :meth:`save`; any problem is a :class:`ReferenceError`."""
+        where = os.fspath(path)
+        try:
+            with open(where, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ReferenceError(f"{where}: reference file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ReferenceError(f"{where}: cannot read reference file: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ReferenceError(f"{where}: not valid JSON (line {exc.lineno}: {exc.msg})"
+                                 ) from None
+        return cls.from_dict(data, source=where)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "reference") -> Reference:
+        """Build from the dict :meth:`to_dict` returns, validating every key."""
+        if not isinstance(data, dict):
+            raise ReferenceError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT:
+            raise ReferenceError(f"{source}: key 'format' is {data.get('format')!r},"
+                                 f" expected {FORMAT!r}")
+        if data.get("version") != VERSION:
+            raise ReferenceError(f"{source}: key 'version' is {data.get('version')!r}; this"
+                                 f" inferwatch reads version {VERSION}"
+                                 " (re-run `inferwatch profile`)")
+        rows = data.get("rows", 0)
+        if not isinstance(rows, int) or rows < 0:
+            raise ReferenceError(f"{source}: key 'rows' must be a non-negative integer")
+        groups = {}
+        for key in ("features", "outputs"):
+            items = data.get(key, [])
+            if not isinstance(items, list):
+                raise ReferenceError(f"{source}: key {key!r} must be a list")
+            profiles: dict[str, Profile] = {}
+            for i, item in enumerate(items):
+                profile = _profile_from_dict(item, f"{source}: {key}[{i}]")
+                if profile.name in profiles:
+                    raise ReferenceError(f"{source}: {key}[{i}]: duplicate name {profile.name!r}")
+                profiles[profile.name] = profile
+            groups[key] = profiles
+        return cls(groups["features"], groups["outputs"], rows=rows)
+
+
+# --- profiling one column -------------------------------------------------------------------
+
+def profile_column(name: str, values: Any, *, bins: int = 10, max_categories: int = 50,
+                   categorical: bool = False) -> Profile:
+    """Profile one column: quantile bins when numeric, category frequencies otherwise.
+
+    >>> profile_column("n", [0, 0, 1, 1, None]).fractions
+    (0.5, 0.5)
+    >>> profile_column("n", [0, 0, 1, 1, None]).missing_rate
+    0.2
+    """
+    col = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if col.ndim == 2 and col.shape[1] == 1:
+        col = col[:, 0]
+    if col.ndim != 1:
+        raise ReferenceError(f"feature {name!r}: expected a 1-D column, got shape {col.shape}")
+    numeric = None if categorical else numeric_column(col)
+    if numeric is None:
+        return _profile_categorical(name, col, max_categories)
+    return _profile_numeric(name, numeric, bins)
+
+
+def numeric_column(col: np.ndarray) -> np.ndarray | None:
+    """`col` as float64 (missing as NaN) when every value is a number, else None."""
+    if col.dtype.kind in "iuf":
+        return col.astype(np.float64, copy=False)
+    if col.dtype.kind != "O":
+        return None
+    out = np.empty(len(col), dtype=np.float64)
+    for i, v in enumerate(col):
+        if is_missing(v):
+            out[i] = np.nan
+        elif isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+            out[i] = float(v)
+        else:
+            return None
+    return out
+
+
+def _profile_numeric(name: str, values: np.ndarray, bins: int) -> Profile:
+    n = len(values)
+    finite = values[np.isfinite(values)]
+    missing_rate = (n - len(finite)) / n if n else 0.0
+    if len(finite) == 0:
+        return Profile(name, NUMERIC, fractions=(0.0,), missing_rate=missing_rate, count=n)
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo == hi:
+        # A constant: one bin for the value itself, open bins either side catch any change.
+        edges = np.array([lo, np.nextafter(lo, np.inf)])
+    else:
+        # "higher" takes edges from the data itself: discrete data then gets one bin per
+        # value instead of empty bins between values; its repeats are removed, and an
+        # edge at the minimum would leave bin 0 empty.
+        cuts = np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1], method="higher")
+        edges = np.unique(cuts)
+        edges = edges[edges > lo]
+    counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
+    fractions = counts / len(finite)
+    return Profile(name, NUMERIC, fractions=_floats(fractions), edges=_floats(edges),
+                   min=lo, max=hi, missing_rate=missing_rate, count=n)
+
+
+def _profile_categorical(name: str, col: np.ndarray, max_categories: int) -> Profile:
+    keys, present = category_keys(col)
+    n = len(col)
+    n_present = int(present.sum())
+    missing_rate = (n - n_present) / n if n else 0.0
+    uniques, counts = np.unique(keys[present], return_counts=True)
+    # Most frequent first; ties by name, so the same data always gives the same file.
+    order = np.lexsort((uniques, -counts))
+    kept = [i for i in order if uniques[i] != OTHER][:max_categories]
+    categories = (*(str(uniques[i]) for i in kept), OTHER)
+    kept_counts = counts[kept].astype(np.float64)
+    other = n_present - kept_counts.sum()
+    fractions = np.append(kept_counts, other) / n_present if n_present else np.zeros(len(kept) + 1)
+    return Profile(name, CATEGORICAL, fractions=_floats(fractions), categories=categories,
+                   missing_rate=missing_rate, count=n)
+
+
+def is_missing(v: Any) -> bool:
+    """None, a float NaN, or a pandas NA / NaT."""
+    if v is None:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return v != v
+    return type(v).__name__ in ("NAType", "NaTType")
+
+
+def category_keys(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Category keys (text) of a column and the mask of non-missing values.
+
+    The same conversion (:func:`category_key`) serves the reference and the checks, so a
+    value matches its category whichever container it arrives in.
+
+    >>> keys, present = category_keys(np.array(["a", None, 1], dtype=object))
+    >>> keys.tolist(), present.tolist()
+    (['a', '', '1'], [True, False, True])
+    """
+    kind = col.dtype.kind
+    if kind == "U":
+        return col, np.ones(len(col), dtype=bool)
+    if kind == "S":
+        return col.astype(str), np.ones(len(col), dtype=bool)
+    if kind == "f":
+        present = ~np.isnan(col)
+        return np.array([category_key(v) for v in col.tolist()], dtype=object), present
+    if kind in "iub":
+        return np.array([str(v) for v in col.tolist()], dtype=object), \
+            np.ones(len(col), dtype=bool)
+    present = np.fromiter((not is_missing(v) for v in col), dtype=bool, count=len(col))
+    keys = np.array(["" if not ok else category_key(v) for v, ok in zip(col, present)],
+                    dtype=object)
+    return keys, present
+
+
+def category_key(value: Any) -> str:
+    """The category a value stands for: its text, with whole floats written as integers.
+
+    A code read as 10115.0 from one source and 10115 from another is the same category.
+
+    >>> category_key(10115.0), category_key(10115), category_key(0.5), category_key(True)
+    ('10115', '10115', '0.5', 'True')
+    """
+    if isinstance(value, (float, np.floating)) and float(value).is_integer() \
+            and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
+
+
+def _floats(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+# --- input containers -----------------------------------------------------------------------
+
+def is_dataframe(obj: Any) -> bool:
+    """True for a pandas DataFrame, checked without importing pandas."""
+    return type(obj).__module__.startswith("pandas") and hasattr(obj, "columns") \
+        and hasattr(obj, "iloc") and getattr(obj, "ndim", 0) == 2
+
+
+def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, what: str,
+             one_d_name: str | None = None) -> dict[str, np.ndarray]:
+    if is_dataframe(data):
+        cols = {str(c): data[c].to_numpy() for c in data.columns}
+        return _select(cols, names, what)
+    if isinstance(data, Mapping):
+        cols = {str(k): np.asarray(v) if not isinstance(v, np.ndarray) else v
+                for k, v in data.items()}
+        for k, v in cols.items():
+            if v.ndim != 1:
+                raise ReferenceError(f"{what}: column {k!r} is not 1-D (shape {v.shape})")
+        if len({len(v) for v in cols.values()}) > 1:
+            lengths = {k: len(v) for k, v in cols.items()}
+            raise ReferenceError(f"{what}: columns have different lengths {lengths}")
+        return _select(cols, names, what)
+    try:
+        arr = np.asarray(data)
+    except ValueError as exc:
+        raise ReferenceError(f"{what}: cannot read as an array ({exc})") from None
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+        if names is None and one_d_name is not None:
+            names = [one_d_name]
+    if arr.ndim != 2:
+        raise ReferenceError(f"{what}: expected 1-D or 2-D data, got shape {arr.shape}")
+    if names is None:
+        names = [f"{default_prefix}{i}" for i in range(arr.shape[1])]
+    names = [str(n) for n in names]
+    if len(names) != arr.shape[1]:
+        raise ReferenceError(f"{what}: {len(names)} names for {arr.shape[1]} columns")
+    if len(set(names)) != len(names):
+        raise ReferenceError(f"{what}: duplicate names in {names}")
+    return {name: arr[:, i] for i, name in enumerate(names)}
+
+
+def _select(cols: dict[str, np.ndarray], names: Sequence[str] | None,
+            what: str) -> dict[str, np.ndarray]:
+    if names is None:
+        return cols
+    missing = [str(n) for n in names if str(n) not in cols]
+    if missing:
+        raise ReferenceError(f"{what}: no column named {missing} (columns: {list(cols)})")
+    return {str(n): cols[str(n)] for n in names}
+
+
+# --- reading files --------------------------------------------------------------------------
+
+def _profile_from_dict(item: Any, where: str) -> Profile:
+    if not isinstance(item, dict):
+        raise ReferenceError(f"{where}: expected an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise ReferenceError(f"{where}: key 'name' must be a non-empty string")
+    where = f"{where} ({name!r})"
+    kind = item.get("kind")
+    if kind not in (NUMERIC, CATEGORICAL):
+        raise ReferenceError(f"{where}: key 'kind' is {kind!r}, expected 'numeric' or"
+                             " 'categorical'")
+    fractions = _number_list(item, "fractions", where)
+    if any(f < 0 for f in fractions) or not fractions:
+        raise ReferenceError(f"{where}: key 'fractions' must be non-negative and non-empty")
+    total = sum(fractions)
+    if total != 0 and abs(total - 1.0) > _SUM_TOLERANCE:
+        raise ReferenceError(f"{where}: key 'fractions' sums to {total}, expected 1")
+    missing_rate = item.get("missing_rate", 0.0)
+    if not _is_number(missing_rate) or not 0.0 <= missing_rate <= 1.0:
+        raise ReferenceError(f"{where}: key 'missing_rate' must be a number in [0, 1]")
+    count = item.get("count", 0)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ReferenceError(f"{where}: key 'count' must be a non-negative integer")
+    if kind == NUMERIC:
+        edges = _number_list(item, "edges", where)
+        if any(b <= a for a, b in itertools.pairwise(edges)):
+            raise ReferenceError(f"{where}: key 'edges' must be strictly increasing")
+        if len(fractions) != len(edges) + 1:
+            raise ReferenceError(f"{where}: key 'fractions' has {len(fractions)} entries,"
+                                 f" expected {len(edges) + 1} (one more than 'edges')")
+        lo, hi = item.get("min"), item.get("max")
+        for key, v in (("min", lo), ("max", hi)):
+            if v is not None and not _is_number(v):
+                raise ReferenceError(f"{where}: key {key!r} must be a number or null")
+        return Profile(name, NUMERIC, fractions=tuple(fractions), edges=tuple(edges),
+                       min=None if lo is None else float(lo), max=None if hi is None else float(hi),
+                       missing_rate=float(missing_rate), count=count)
+    categories = item.get("categories")
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        raise ReferenceError(f"{where}: key 'categories' must be a list of strings")
+    if not categories or categories[-1] != OTHER or len(set(categories)) != len(categories):
+        raise ReferenceError(f"{where}: key 'categories' must be distinct and end with {OTHER!r}")
+    if len(fractions) != len(categories):
+        raise ReferenceError(f"{where}: key 'fractions' has {len(fractions)} entries,"
+                             f" expected {len(categories)} (one per category)")
+    return Profile(name, CATEGORICAL, fractions=tuple(fractions), categories=tuple(categories),
+                   missing_rate=float(missing_rate), count=count)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _number_list(item: dict[str, Any], key: str, where: str) -> list[float]:
+    values = item.get(key)
+    if not isinstance(values, list) or not all(_is_number(v) for v in values):
+        raise ReferenceError(f"{where}: key {key!r} must be a list of finite numbers")
+    return [float(v) for v in values]

@@ -1,0 +1,156 @@
+"""Data quality and drift for one model: inputs and predictions against a reference profile.
+
+A :class:`DriftState` is the mergeable part (the rolling windows of bin counts plus the
+reference they are scored against); it lives in ``ModelState.extras["drift"]`` so that
+worker processes publish it and the merged view scores drift from summed counts, never
+from averaged scores. :class:`FeatureTracker` runs the checks while pending calls are
+drained, off the request path.
+
+>>> import numpy as np
+>>> from inferwatch.quality.reference import Reference
+>>> ref = Reference.from_data({"amount": np.arange(100.0)}, predictions=np.linspace(0, 1, 100))
+>>> tracker = FeatureTracker(ref)
+>>> result = tracker.check_inputs([{"amount": 5.0}, {"amount": None}], now=1000.0)
+>>> int(result.missing[0]), tracker.drift.rows(1000.0)
+(1, 2)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.quality.checks import BatchChecker, BatchResult
+from inferwatch.quality.drift import DriftScorer, DriftWindow
+from inferwatch.quality.reference import Reference
+
+DEFAULT_DRIFT_WINDOW_SECONDS = 3600.0
+DEFAULT_DRIFT_AGE_BUCKETS = 6
+
+
+class DriftState:
+    """Rolling bin counts of inputs and predictions, scored against the reference on demand."""
+
+    def __init__(self, reference: Reference, window_seconds: float = DEFAULT_DRIFT_WINDOW_SECONDS,
+                 age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS,
+                 checker: BatchChecker | None = None) -> None:
+        self.reference = reference
+        checker = checker or BatchChecker(reference)
+        self.features = DriftWindow(checker.feature_layout, max_age_seconds=window_seconds,
+                                    age_buckets=age_buckets)
+        self.outputs = DriftWindow(checker.output_layout, max_age_seconds=window_seconds,
+                                   age_buckets=age_buckets)
+        self._scorers: tuple[DriftScorer, DriftScorer] | None = None
+
+    def rows(self, now: float) -> int:
+        return self.features.flat_counts(now)[1]
+
+    def scores(self, now: float) -> tuple[dict, dict, int]:
+        """(feature scores, prediction scores, rows in the window); NaN scores are left out."""
+        if self._scorers is None:
+            self._scorers = (DriftScorer(self.reference.features),
+                             DriftScorer(self.reference.outputs))
+        feature_scorer, output_scorer = self._scorers
+        feature_counts, rows = self.features.flat_counts(now)
+        output_counts, _ = self.outputs.flat_counts(now)
+        return (_finite(feature_scorer.scores(feature_counts)),
+                _finite(output_scorer.scores(output_counts)), rows)
+
+    def reset(self) -> None:
+        """Empty both windows (a forked worker starts from zero)."""
+        self.features = _empty_like(self.features)
+        self.outputs = _empty_like(self.outputs)
+
+    def merge(self, other: DriftState) -> None:
+        self.features.merge(other.features)
+        self.outputs.merge(other.outputs)
+
+    def to_dict(self) -> dict:
+        return {"reference": self.reference.to_dict(), "features": self.features.to_dict(),
+                "outputs": self.outputs.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DriftState:
+        state = cls.__new__(cls)
+        state.reference = Reference.from_dict(data["reference"], source="worker snapshot")
+        state.features = DriftWindow.from_dict(data["features"])
+        state.outputs = DriftWindow.from_dict(data["outputs"])
+        state._scorers = None
+        return state
+
+    def __deepcopy__(self, memo: dict) -> DriftState:
+        return DriftState.from_dict(self.to_dict())
+
+
+def _empty_like(window: DriftWindow) -> DriftWindow:
+    return DriftWindow(window.layout, max_age_seconds=window.max_age_seconds,
+                       age_buckets=window.age_buckets)
+
+
+def _finite(scores: dict) -> dict:
+    return {key: value for key, value in scores.items() if not math.isnan(value)}
+
+
+class FeatureTracker:
+    """Checks inputs and predictions of one model against its reference."""
+
+    def __init__(self, reference: Reference, *, range_tolerance: float = 0.0,
+                 window_seconds: float = DEFAULT_DRIFT_WINDOW_SECONDS,
+                 age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS) -> None:
+        self.reference = reference
+        self.checker = BatchChecker(reference, range_tolerance=range_tolerance)
+        self.drift = DriftState(reference, window_seconds, age_buckets, checker=self.checker)
+
+    def check_inputs(self, inputs: Sequence[Any], now: float) -> BatchResult:
+        """Check the inputs of many calls, batched where their shapes allow."""
+        total = self.checker.empty_result()
+        for batch in _batches(inputs):
+            try:
+                result = self.checker.check(batch)
+            except Exception as exc:  # the checker counts bad input itself; this is a bug
+                faults.record("quality", exc)
+                continue
+            total.add(result)
+        if total.rows:
+            self.drift.features.add(total.flat_bin_counts, total.rows, now=now)
+        return total
+
+    def check_predictions(self, values: dict[str, np.ndarray], rows: int, now: float) -> None:
+        if not values or not rows or not self.reference.output_names:
+            return
+        counts = self.checker.check_predictions(values)
+        self.drift.outputs.add([counts[name] for name in self.reference.output_names], rows,
+                               now=now)
+
+    def value_buckets(self, output: str) -> tuple[float, ...] | None:
+        """Histogram bounds for a prediction output: the reference's bin edges, if numeric."""
+        profile = self.reference.outputs.get(output)
+        if profile is None or not profile.is_numeric:
+            return None
+        edges = sorted({float(e) for e in np.asarray(profile.edges).tolist() if math.isfinite(e)})
+        return tuple(edges) or None
+
+
+def _batches(inputs: Sequence[Any]) -> list[Any]:
+    """Group per-call inputs: row dicts into one list, same-width 2-D arrays into one array."""
+    batches: list[Any] = []
+    rows: list[dict] = []
+    arrays: list[np.ndarray] = []
+    for item in inputs:
+        if isinstance(item, dict) and not any(isinstance(v, (list, tuple, np.ndarray))
+                                              for v in item.values()):
+            rows.append(item)
+        elif isinstance(item, np.ndarray) and item.ndim == 2 and item.dtype.kind in "fiub" and (
+                not arrays or arrays[0].shape[1] == item.shape[1]):
+            arrays.append(item)
+        else:
+            batches.append(item)
+    if rows:
+        batches.append(rows)
+    if arrays:
+        batches.append(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+    return batches

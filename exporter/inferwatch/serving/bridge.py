@@ -1,0 +1,96 @@
+"""The prometheus_client collector that exposes a :class:`~inferwatch.core.registry.Registry`.
+
+It yields fresh metric families on every scrape and implements ``describe()`` so
+registering it does no work.
+
+>>> from prometheus_client import CollectorRegistry, generate_latest
+>>> from inferwatch.core.registry import Registry
+>>> monitors = Registry()
+>>> prom = CollectorRegistry()
+>>> prom.register(InferwatchCollector(monitors))
+>>> b"inferwatch_internal_errors_total" in generate_latest(prom)
+True
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from inferwatch import faults
+from inferwatch.core.registry import Registry, default_registry
+from inferwatch.core.render import combine, describe_families, loaded_ml_packages, process_families
+
+
+class InferwatchCollector(Collector):
+    """Drains pending calls, then renders every monitor of `registry`."""
+
+    def __init__(self, registry: Registry | None = None,
+                 events_dropped: Callable[[], dict[str, int]] | None = None) -> None:
+        self.registry = registry or default_registry()
+        self._events_dropped = events_dropped or _events_dropped_counts
+
+    def describe(self) -> list[Metric]:
+        return describe_families()
+
+    def collect(self) -> Iterator[Metric]:
+        if self.registry.multiproc is not None:
+            # Multi-worker mode: every worker's snapshot merged, this one's included.
+            yield from self.registry.multiproc.collect()
+            return
+        try:
+            registry = self.registry
+            registry.drain()
+            now = time.time()
+            families = combine(monitor.families(now) for monitor in registry.monitors())
+        except Exception as exc:
+            faults.record("collect", exc)
+            families = []
+        yield from families
+        yield from process_families(faults.internal_error_counts(),
+                                    self.registry.overflow_counts(),
+                                    _guarded(self._events_dropped),
+                                    _guarded(loaded_ml_packages))
+
+
+def _guarded(fn: Callable[[], dict]) -> dict:
+    try:
+        return fn()
+    except Exception as exc:
+        faults.record("collect", exc)
+        return {}
+
+
+def _events_dropped_counts() -> dict[str, int]:
+    import sys
+
+    events = sys.modules.get("inferwatch.events")
+    if events is None:
+        return {}
+    return events.dropped_totals()
+
+
+_prometheus_registry: CollectorRegistry | None = None
+_prometheus_lock = threading.Lock()
+
+
+def prometheus_registry() -> CollectorRegistry:
+    """The prometheus_client registry that serves inferwatch's metrics by default.
+
+    That is prometheus_client's global ``REGISTRY`` with inferwatch's collector added
+    once, so the application's own prometheus_client metrics are served alongside.
+    """
+    global _prometheus_registry
+    if _prometheus_registry is None:
+        with _prometheus_lock:
+            if _prometheus_registry is None:
+                from prometheus_client import REGISTRY
+
+                REGISTRY.register(InferwatchCollector())
+                _prometheus_registry = REGISTRY
+    return _prometheus_registry

@@ -1,0 +1,266 @@
+"""Rendering /metrics: content negotiation, gzip, and WSGI / ASGI apps serving it.
+
+Content negotiation is prometheus_client's own (`choose_encoder`), so Prometheus gets
+OpenMetrics when it asks for it and the classic text format otherwise.
+
+>>> from prometheus_client import CollectorRegistry, Counter
+>>> registry = CollectorRegistry()
+>>> Counter("example_calls", "Calls made.", registry=registry).inc()
+>>> body, headers = render(registry, accept=None, accept_encoding=None)
+>>> headers["Content-Type"]
+'text/plain; version=0.0.4; charset=utf-8'
+>>> b"example_calls_total 1.0" in body
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs
+
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+log = logging.getLogger("inferwatch.serving.exposition")
+
+# zlib's default level: level 9 costs several times more CPU for a few percent less.
+GZIP_LEVEL = 6
+ALLOWED_METHODS = "GET, HEAD"
+FAILURE_LOG_INTERVAL_SECONDS = 60.0
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+AsgiApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
+     Callable[[dict[str, Any]], Awaitable[None]]],
+    Awaitable[None],
+]
+
+_failure_lock = threading.Lock()
+_last_failure_logged = -FAILURE_LOG_INTERVAL_SECONDS
+
+
+def resolve_registry(registry: Collector | None) -> Collector:
+    """`registry`, or inferwatch's own registry when None (imported only when needed)."""
+    if registry is not None:
+        return registry
+    from inferwatch.serving.bridge import prometheus_registry
+
+    return prometheus_registry()
+
+
+def render(registry: Collector, accept: str | None, accept_encoding: str | None, *,
+           names: Iterable[str] | None = None) -> tuple[bytes, dict[str, str]]:
+    """Render `registry` in the format `accept` asks for, gzipped when `accept_encoding` allows.
+
+    Returns the body and the response headers (Content-Type, and Content-Encoding when
+    gzipped). `names` restricts the output to those metric names, like prometheus_client's
+    `?name[]=` query parameter. Raises whatever a collector raises.
+
+    >>> from prometheus_client import CollectorRegistry, Gauge
+    >>> registry = CollectorRegistry()
+    >>> Gauge("example_temperature_celsius", "Temperature in celsius.", registry=registry).set(21)
+    >>> body, headers = render(registry, "application/openmetrics-text; version=1.0.0", "gzip")
+    >>> headers["Content-Type"].split(";")[0], headers["Content-Encoding"]
+    ('application/openmetrics-text', 'gzip')
+    >>> gzip.decompress(body).endswith(b"# EOF\\n")
+    True
+    """
+    encoder, content_type = choose_encoder(accept or "")
+    if names is not None and isinstance(registry, CollectorRegistry):
+        registry = registry.restricted_registry(list(names))
+    try:
+        body = encoder(registry)
+    except UnicodeEncodeError:
+        # A label value holding a lone surrogate cannot be UTF-8 encoded and would fail every
+        # scrape from then on; re-render with such characters replaced instead.
+        body = encoder(_Utf8SafeView(registry))
+    headers = {"Content-Type": content_type}
+    if gzip_accepted(accept_encoding or ""):
+        body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    return body, headers
+
+
+def metrics_response(registry: Collector, accept: str | None, accept_encoding: str | None,
+                     query: str = "") -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers for one scrape; a failing collector gives 500, never raises.
+
+    `query` is the raw query string (`name[]=a&name[]=b` restricts the output).
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> status, body, headers = metrics_response(CollectorRegistry(), None, None)
+    >>> status, body
+    (200, b'')
+    """
+    names = parse_qs(query).get("name[]") if query else None
+    try:
+        body, headers = render(registry, accept, accept_encoding, names=names)
+    except Exception as exc:
+        _log_render_failure(exc)
+        message = f"metrics collection failed: {type(exc).__name__}\n".encode()
+        return 500, message, {"Content-Type": "text/plain; charset=utf-8"}
+    return 200, body, headers
+
+
+def make_wsgi_app(registry: CollectorRegistry | None = None) -> WsgiApp:
+    """A WSGI app serving the metrics of `registry` (inferwatch's registry when None).
+
+    Mount it wherever the metrics should live (Flask: DispatcherMiddleware at /metrics);
+    it answers GET and HEAD on any path and 405 otherwise.
+
+    >>> from wsgiref.util import setup_testing_defaults
+    >>> from prometheus_client import CollectorRegistry
+    >>> environ = {}
+    >>> setup_testing_defaults(environ)
+    >>> app = make_wsgi_app(CollectorRegistry())
+    >>> seen = []
+    >>> b"".join(app(environ, lambda status, headers: seen.append(status)))
+    b''
+    >>> seen
+    ['200 OK']
+    """
+    source = resolve_registry(registry)
+
+    def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            status, body, headers = _method_not_allowed(method)
+        else:
+            status, body, headers = metrics_response(
+                source, environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"),
+                environ.get("QUERY_STRING", ""))
+        headers["Content-Length"] = str(len(body))
+        start_response(_status_line(status), list(headers.items()))
+        return [] if method == "HEAD" else [body]
+
+    return metrics_app
+
+
+def make_asgi_app(registry: CollectorRegistry | None = None) -> AsgiApp:
+    """An ASGI app serving the metrics of `registry` (inferwatch's registry when None).
+
+    Rendering runs in a worker thread, so a slow collector never blocks the event loop
+    that serves the model's own requests.
+
+    >>> import asyncio
+    >>> from prometheus_client import CollectorRegistry
+    >>> sent = []
+    >>> async def receive():
+    ...     return {"type": "http.request", "body": b"", "more_body": False}
+    >>> async def send(message):
+    ...     sent.append(message)
+    >>> scope = {"type": "http", "method": "GET", "headers": [], "query_string": b""}
+    >>> asyncio.run(make_asgi_app(CollectorRegistry())(scope, receive, send))
+    >>> sent[0]["status"]
+    200
+    """
+    source = resolve_registry(registry)
+
+    async def metrics_app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                          send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] == "lifespan":
+            await _answer_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # websockets: returning without accepting makes the server close it
+        if not await _drain_request_body(receive):
+            return  # the client went away
+        method = scope.get("method", "GET")
+        if method not in ("GET", "HEAD"):
+            status, body, headers = _method_not_allowed(method)
+        else:
+            accept = _joined_header(scope, b"accept")
+            accept_encoding = _joined_header(scope, b"accept-encoding")
+            query = scope.get("query_string", b"").decode("latin-1")
+            loop = asyncio.get_running_loop()
+            status, body, headers = await loop.run_in_executor(
+                None, metrics_response, source, accept, accept_encoding, query)
+        headers["Content-Length"] = str(len(body))
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                        for k, v in headers.items()],
+        })
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    return metrics_app
+
+
+class _Utf8SafeView:
+    """The metrics of a collector with every string made encodable as UTF-8."""
+
+    def __init__(self, source: Collector) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._source.collect():
+            clean = Metric(family.name, _utf8_safe(family.documentation), family.type,
+                           _utf8_safe(family.unit))
+            for sample in family.samples:
+                labels = {k: _utf8_safe(v) for k, v in sample.labels.items()}
+                exemplar = sample.exemplar
+                if exemplar is not None:
+                    exemplar = exemplar._replace(
+                        labels={k: _utf8_safe(v) for k, v in exemplar.labels.items()})
+                clean.samples.append(sample._replace(labels=labels, exemplar=exemplar))
+            yield clean
+
+
+def _utf8_safe(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _log_render_failure(exc: Exception) -> None:
+    # A broken collector fails every scrape; one log line a minute is enough to find it.
+    global _last_failure_logged
+    now = time.monotonic()
+    with _failure_lock:
+        if now - _last_failure_logged < FAILURE_LOG_INTERVAL_SECONDS:
+            return
+        _last_failure_logged = now
+    log.error("event=render_failed error=%s (logged at most once a minute)",
+              type(exc).__name__, exc_info=exc)
+
+
+def _method_not_allowed(method: str) -> tuple[int, bytes, dict[str, str]]:
+    body = f"method {method} not allowed; use GET or HEAD\n".encode("latin-1", "replace")
+    return 405, body, {"Content-Type": "text/plain; charset=utf-8", "Allow": ALLOWED_METHODS}
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
+
+
+def _joined_header(scope: dict[str, Any], name: bytes) -> str:
+    return ",".join(value.decode("latin-1") for key, value in scope.get("headers", ())
+                    if key.lower() == name)
+
+
+async def _drain_request_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return False
+        if not message.get("more_body", False):
+            return True
+
+
+async def _answer_lifespan(receive: Callable[[], Awaitable[dict[str, Any]]],
+                           send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    # Served alone (`uvicorn module:app`), the app gets lifespan events and must answer them.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

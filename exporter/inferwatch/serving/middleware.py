@@ -1,0 +1,434 @@
+"""Web middleware: each HTTP request to a model's route becomes one ``mon.request()``.
+
+``InstrumentMiddleware`` is pure ASGI (FastAPI, Starlette, any ASGI app);
+``WSGIInstrumentMiddleware`` wraps a WSGI app (Flask: ``app.wsgi_app``). Both map a route
+to a model, open ``mon.request(request_id=<X-Request-ID>)`` around the request, and end it
+when the last body chunk has been sent. The endpoint's instrumented model calls join that
+request as its ``inference`` stage and give it its prediction, so latency, outcome, stages,
+predictions, drift and the event log describe whole HTTP requests.
+
+Outcomes: an exception is an error of its class; a 5xx response without one is an error
+of type ``HTTP<status>`` (``HTTP500`` .. ``HTTP599``, so at most 100 values before the
+error-type cap); anything else, 4xx included, is ok: a rejected input is the service
+working, not the model failing. Paths that match no model (and ``exclude_paths``, by
+default ``/metrics``) pass straight through. A fault of ours never reaches the app: it is
+counted in ``inferwatch_internal_errors_total{component="middleware"}``.
+
+>>> import asyncio
+>>> from inferwatch.core.registry import Registry
+>>> registry = Registry()
+>>> model = registry.monitor("fraud", "1.4.2")
+>>> async def app(scope, receive, send):
+...     await send({"type": "http.response.start", "status": 200, "headers": []})
+...     await send({"type": "http.response.body", "body": b"ok"})
+>>> wrapped = InstrumentMiddleware(app, routes={"/score/{id}": "fraud"}, registry=registry)
+>>> async def receive():
+...     return {"type": "http.request", "body": b""}
+>>> async def send(message):
+...     pass
+>>> scope = {"type": "http", "path": "/score/7", "headers": [(b"x-request-id", b"r-17")]}
+>>> asyncio.run(wrapped(scope, receive, send))
+>>> model.drain(); model.state.counters["inferwatch_requests_total"]
+{('ok',): 1.0}
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from inferwatch import faults
+from inferwatch.core.request import Request
+
+if TYPE_CHECKING:
+    from inferwatch.core.monitor import Monitor
+    from inferwatch.core.registry import Registry
+
+Target = str | tuple[str, str]
+RouteMap = Mapping[str, Target] | Callable[[Mapping[str, Any]], Target | None]
+
+MAX_REQUEST_ID_LENGTH = 128
+# Set by a WSGI framework (or by the Flask hook below) when it turned an exception into a
+# 5xx response itself, so the request is counted under the exception class.
+ERROR_TYPE_ENVIRON_KEY = "inferwatch.error_type"
+
+_COMPONENT = "middleware"
+_RESOLVE_SECONDS = 1.0
+_MAX_CACHED_TARGETS = 1024
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+# Path converters of Starlette ({name:conv}) and werkzeug (<conv:name>) as regular expressions.
+_CONVERTERS = {
+    "str": r"[^/]+", "string": r"[^/]+", "int": r"[0-9]+", "float": r"[0-9]+(?:\.[0-9]+)?",
+    "path": r".+", "uuid": r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+    r"[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}",
+}
+_PARAMETER = re.compile(r"\{(?P<s_name>[^}:]+)(?::(?P<s_conv>[^}]+))?\}"
+                        r"|<(?:(?P<w_conv>[^>:(]+)(?:\([^>]*\))?:)?(?P<w_name>[^>:]+)>")
+_http_error_types: dict[int, type] = {}
+
+
+def _http_error_type(status: int) -> type:
+    """A class named ``HTTP<status>`` standing for a 5xx response in ``error_type``."""
+    status = status if 500 <= status <= 599 else 500
+    error_type = _http_error_types.get(status)
+    if error_type is None:
+        error_type = type(f"HTTP{status}", (Exception,), {"__module__": __name__})
+        _http_error_types[status] = error_type
+    return error_type
+
+
+def compile_template(template: str) -> re.Pattern[str]:
+    """A regular expression matching the paths of a Starlette or werkzeug route template.
+
+    >>> bool(compile_template("/users/{user_id:int}/score").fullmatch("/users/42/score"))
+    True
+    >>> bool(compile_template("/files/<path:name>").fullmatch("/files/a/b.csv"))
+    True
+    >>> bool(compile_template("/users/<int:user_id>").fullmatch("/users/me"))
+    False
+    """
+    pattern, end = [], 0
+    for parameter in _PARAMETER.finditer(template):
+        pattern.append(re.escape(template[end:parameter.start()]))
+        converter = parameter.group("s_conv") or parameter.group("w_conv") or "str"
+        pattern.append(f"(?:{_CONVERTERS.get(converter.strip(), _CONVERTERS['str'])})")
+        end = parameter.end()
+    pattern.append(re.escape(template[end:]))
+    return re.compile("".join(pattern))
+
+
+def clean_request_id(value: str) -> str | None:
+    """A request id from a header: printable ASCII, at most 128 characters, None if empty.
+
+    >>> clean_request_id("  r-17  "), clean_request_id("a\\r\\nb"), clean_request_id("")
+    ('r-17', 'ab', None)
+    """
+    value = value.strip()
+    if not (value.isascii() and value.isprintable()):
+        value = "".join(c for c in value if c.isascii() and c.isprintable())
+    return value[:MAX_REQUEST_ID_LENGTH] or None
+
+
+def trace_id_from_traceparent(value: str) -> str | None:
+    """The trace id of a W3C ``traceparent`` header (32 hex digits), None when malformed.
+
+    >>> trace_id_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    '4bf92f3577b34da6a3ce929d0e0e4736'
+    """
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or not _TRACE_ID.fullmatch(parts[1]):
+        return None
+    return None if parts[1] == "0" * 32 else parts[1]
+
+
+class _Routes:
+    """Path -> (model, version): exclusions, exact paths, templates, a function, a default."""
+
+    def __init__(self, routes: RouteMap | None, model: str | None, version: str | None,
+                 exclude_paths: Sequence[str], registry: Registry | None) -> None:
+        if routes is None and model is None:
+            raise ValueError("inferwatch middleware: give routes= (a mapping or a function) "
+                             "and/or model= (the model of every route)")
+        self._exact: dict[str, tuple[str, str | None]] = {}
+        self._templates: list[tuple[re.Pattern[str], tuple[str, str | None]]] = []
+        self._function: Callable[[Mapping[str, Any]], Target | None] | None = None
+        if callable(routes):
+            self._function = routes
+        elif routes is not None:
+            for path, target in routes.items():
+                resolved = _target(target, version, f"routes[{path!r}]")
+                if "{" in path or "<" in path:
+                    self._templates.append((compile_template(path), resolved))
+                else:
+                    self._exact[path] = resolved
+        self._default = None if model is None else _target(model, version, "model")
+        self._version = version
+        if isinstance(exclude_paths, str):
+            raise TypeError("inferwatch middleware: exclude_paths is a sequence of paths, "
+                            f"got the string {exclude_paths!r}")
+        self._excluded = frozenset(p.rstrip("/") or "/" for p in exclude_paths)
+        self._excluded_prefixes = tuple(p.rstrip("/") + "/" for p in exclude_paths)
+        self._registry = registry
+        self._cache: dict[tuple[str, str | None], tuple[Monitor | None, float]] = {}
+
+    def target(self, path: str, scope: Mapping[str, Any]) -> tuple[str, str | None] | None:
+        if path in self._excluded or path.startswith(self._excluded_prefixes):
+            return None
+        target = self._exact.get(path)
+        if target is not None:
+            return target
+        for pattern, candidate in self._templates:
+            if pattern.fullmatch(path):
+                return candidate
+        if self._function is not None:
+            found = self._function(scope)
+            if found is not None:
+                return _target(found, self._version, "the routes function's result")
+        return self._default
+
+    def monitor(self, target: tuple[str, str | None]) -> Monitor | None:
+        """The model's monitor; None while it is not instrumented (never creates one).
+
+        Creating it here would fix its settings before ``instrument()`` gives them. The
+        answer is kept for a second, so a newly instrumented version serves within one.
+        """
+        now = time.monotonic()
+        cached = self._cache.get(target)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        registry = self._registry
+        if registry is None:
+            from inferwatch.core.registry import default_registry
+
+            registry = self._registry = default_registry()
+        name, version = target
+        monitor = None
+        if any(m.name == name and (version is None or m.version == version)
+               for m in registry.monitors()):
+            monitor = registry.monitor(name, version)
+        if len(self._cache) >= _MAX_CACHED_TARGETS:
+            self._cache.clear()  # targets from a routes function could be many
+        self._cache[target] = (monitor, now + _RESOLVE_SECONDS)
+        return monitor
+
+
+def _target(value: object, default_version: str | None, where: str) -> tuple[str, str | None]:
+    if isinstance(value, str) and value:
+        return value, default_version
+    if isinstance(value, tuple) and len(value) == 2 and all(
+            isinstance(v, str) and v for v in value):
+        return value[0], value[1]
+    raise TypeError(f"inferwatch middleware: {where} must be a model name or a "
+                    f"(model, version) pair of non-empty strings, got {value!r}")
+
+
+def _finish(request: Request, error_type: type | None, ended_at: float | None) -> None:
+    """End the request as of `ended_at` (the last body chunk), outside the app's code path."""
+    try:
+        if ended_at is not None:
+            # The request ends when its response has been sent, not after background tasks.
+            request._start += time.perf_counter() - ended_at
+        request.__exit__(error_type, None, None)
+    except Exception as exc:
+        faults.record(_COMPONENT, exc)
+
+
+def _outcome(status: int) -> type | None:
+    return _http_error_type(status) if status >= 500 or status == 0 else None
+
+
+class InstrumentMiddleware:
+    """ASGI middleware recording each request to a model's route as one model request.
+
+    `routes` maps exact paths or route templates (``/score/{id}``, ``/files/{p:path}``) to
+    a model name or a ``(model, version)`` pair, or is a function of the ASGI scope that
+    returns one (or None). `model` is the model of every other route. Without a version,
+    the version instrumented last under that name. The request id comes from
+    `request_id_header`; a W3C ``traceparent`` header gives the trace id when OpenTelemetry
+    does not. Paths under `exclude_paths` are never recorded.
+
+    >>> from fastapi import FastAPI
+    >>> app = FastAPI()
+    >>> app.add_middleware(InstrumentMiddleware, routes={"/predict": ("fraud", "1.4.2")})
+    """
+
+    def __init__(self, app: Callable[..., Any], *, routes: RouteMap | None = None,
+                 model: str | None = None, version: str | None = None,
+                 request_id_header: str = "X-Request-ID",
+                 exclude_paths: Sequence[str] = ("/metrics",),
+                 registry: Registry | None = None) -> None:
+        self.app = app
+        self._routes = _Routes(routes, model, version, exclude_paths, registry)
+        self._id_header = request_id_header.lower().encode("latin-1")
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any],
+                       send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = self._begin(scope)
+        if request is None:
+            await self.app(scope, receive, send)
+            return
+        status = 0
+        ended_at = None
+
+        async def send_and_watch(message: dict[str, Any]) -> None:
+            nonlocal status, ended_at
+            await send(message)
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message["status"]
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                ended_at = time.perf_counter()
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        except BaseException as exc:
+            _finish(request, exc.__class__, ended_at)
+            raise
+        _finish(request, _outcome(status), ended_at)
+
+    def _begin(self, scope: dict[str, Any]) -> Request | None:
+        try:
+            path = scope["path"]
+            root_path = scope.get("root_path")
+            if root_path and path.startswith(root_path):
+                path = path[len(root_path):]
+            target = self._routes.target(path, scope)
+            if target is None:
+                return None
+            monitor = self._routes.monitor(target)
+            if monitor is None:
+                return None
+            request_id = trace_id = None
+            id_header = self._id_header
+            for name, value in scope.get("headers", ()):
+                if name == id_header:
+                    request_id = clean_request_id(value.decode("latin-1"))
+                elif name == b"traceparent":
+                    trace_id = trace_id_from_traceparent(value.decode("latin-1"))
+            request = Request(monitor, request_id).__enter__()
+            if trace_id is not None and request.record.trace_id is None:
+                request.record.trace_id = trace_id
+            return request
+        except Exception as exc:
+            faults.record(_COMPONENT, exc)
+            return None
+
+
+class WSGIInstrumentMiddleware:
+    """WSGI middleware with the options of :class:`InstrumentMiddleware`; the routes
+    function receives the WSGI environ. Templates use werkzeug's ``<int:id>`` or
+    Starlette's ``{id}`` syntax. For Flask, exceptions that Flask turns into a 500 are
+    still counted under their class.
+
+    >>> from flask import Flask
+    >>> app = Flask(__name__)
+    >>> app.wsgi_app = WSGIInstrumentMiddleware(app.wsgi_app, routes={"/predict": "fraud"})
+    """
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], *,
+                 routes: RouteMap | None = None, model: str | None = None,
+                 version: str | None = None, request_id_header: str = "X-Request-ID",
+                 exclude_paths: Sequence[str] = ("/metrics",),
+                 registry: Registry | None = None) -> None:
+        self.app = wsgi_app
+        self._routes = _Routes(routes, model, version, exclude_paths, registry)
+        self._id_key = "HTTP_" + request_id_header.upper().replace("-", "_")
+        _hook_flask_exceptions(wsgi_app)
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = self._begin(environ)
+        if request is None:
+            return self.app(environ, start_response)
+        status = [0]
+
+        def start_and_watch(status_line: str, headers: list, exc_info: Any = None) -> Any:
+            try:
+                status[0] = int(status_line[:3])
+            except ValueError:
+                status[0] = 0
+            return start_response(status_line, headers, exc_info)
+
+        try:
+            body = self.app(environ, start_and_watch)
+        except BaseException as exc:
+            _finish(request, exc.__class__, None)
+            raise
+        return _WatchedBody(body, request, environ, status)
+
+    def _begin(self, environ: dict[str, Any]) -> Request | None:
+        try:
+            path = environ.get("PATH_INFO") or "/"
+            target = self._routes.target(path, environ)
+            if target is None:
+                return None
+            monitor = self._routes.monitor(target)
+            if monitor is None:
+                return None
+            raw_id = environ.get(self._id_key)
+            request_id = None if raw_id is None else clean_request_id(raw_id)
+            request = Request(monitor, request_id).__enter__()
+            traceparent = environ.get("HTTP_TRACEPARENT")
+            if traceparent and request.record.trace_id is None:
+                request.record.trace_id = trace_id_from_traceparent(traceparent)
+            return request
+        except Exception as exc:
+            faults.record(_COMPONENT, exc)
+            return None
+
+
+class _WatchedBody:
+    """The app's response body; the request ends when the server has taken the last chunk."""
+
+    __slots__ = ("_body", "_environ", "_request", "_status")
+
+    def __init__(self, body: Iterable[bytes], request: Request, environ: dict[str, Any],
+                 status: list[int]) -> None:
+        self._body = body
+        self._request: Request | None = request
+        self._environ = environ
+        self._status = status
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._body
+        except BaseException as exc:
+            self._end(exc.__class__)
+            raise
+        self._end(None)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._end(None)
+
+    def _end(self, error_type: type | None) -> None:
+        request, self._request = self._request, None
+        if request is None:
+            return
+        if error_type is None:
+            error_type = _outcome(self._status[0])
+            if error_type is not None:
+                error_type = self._environ.get(ERROR_TYPE_ENVIRON_KEY) or error_type
+        _finish(request, error_type, None)
+
+
+def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> None:
+    """Flask answers an endpoint's exception with a 500 itself; note the exception's class."""
+    flask = sys.modules.get("flask")
+    if flask is None:
+        return
+    owner: Any = wsgi_app
+    # Through a few layers of other WSGI middleware (DispatcherMiddleware keeps `.app`).
+    for _ in range(8):
+        if isinstance(owner, flask.Flask):
+            break
+        bound_to = getattr(owner, "__self__", None)
+        owner = bound_to if isinstance(bound_to, flask.Flask) else getattr(owner, "app", None)
+        if owner is None:
+            return
+    if not isinstance(owner, flask.Flask):
+        return
+    from flask import request as flask_request
+    from flask.signals import got_request_exception
+
+    def note_exception(sender: object, exception: BaseException, **extra: object) -> None:
+        try:
+            flask_request.environ[ERROR_TYPE_ENVIRON_KEY] = exception.__class__
+        except Exception as exc:
+            faults.record(_COMPONENT, exc)
+
+    got_request_exception.connect(note_exception, owner, weak=False)
+
+
+__all__ = ["InstrumentMiddleware", "WSGIInstrumentMiddleware", "clean_request_id",
+           "compile_template", "trace_id_from_traceparent"]

@@ -1,0 +1,246 @@
+"""Batch jobs: push each model's metrics to a Prometheus Pushgateway.
+
+A scoring job may end before Prometheus ever scrapes it, so it pushes instead. Each model
+is its own group, ``{job, model}`` plus any `grouping_key` labels (``instance``, say), and
+each push replaces that group (HTTP PUT, prometheus_client's ``push_to_gateway``), so the
+gateway holds the last run of every model of every job.
+
+Two forms:
+
+- ``inferwatch.push(gateway, job)`` pushes now and raises :class:`PushError`, naming the
+  gateway, when a push fails: the caller asked for exactly this push.
+- ``with inferwatch.push.on_exit(gateway, job): ...`` and ``@inferwatch.push.on_exit(...)``
+  push when the block or function ends, however it ends. A failing job is recorded first
+  (see :meth:`JobPush.__exit__`) and its exception re-raised unchanged. A failing push is
+  only logged: the job's own result must not be lost because the gateway is down.
+
+>>> import inferwatch
+>>> from inferwatch.core.registry import Registry
+>>> registry = Registry()
+>>> score = inferwatch.instrument(lambda x: 0.5, name="churn", version="3", registry=registry)
+>>> with push.on_exit("127.0.0.1:1", "nightly", registry=registry, timeout=0.5):
+...     score([1.0])   # the gateway is down: the push is logged, the block's result stands
+0.5
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.exposition import default_handler, push_to_gateway
+
+from inferwatch import faults
+from inferwatch.core.render import combine
+
+if TYPE_CHECKING:
+    from inferwatch.core.monitor import Monitor
+    from inferwatch.core.registry import Registry
+
+log = logging.getLogger("inferwatch.serving.pushgateway")
+
+F = TypeVar("F", bound=Callable[..., Any])
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_RESERVED_GROUPING_LABELS = ("job", "model")
+
+
+class PushError(RuntimeError):
+    """A push to the Pushgateway failed; the message names the gateway, job and models."""
+
+
+def push(gateway: str, job: str, *, registry: Registry | None = None,
+         grouping_key: Mapping[str, str] | None = None, timeout: float = 10.0,
+         handler: Callable[..., Any] | None = None) -> list[dict[str, str]]:
+    """Push every model's metrics now, one group per model; returns the groups pushed.
+
+    `gateway` is ``host:port`` or a URL; `grouping_key` adds labels to every group (not
+    ``job`` or ``model``); `handler` is a prometheus_client push handler (basic auth, TLS).
+    Every model is attempted; then :class:`PushError` is raised if any push failed.
+
+    >>> from inferwatch.core.registry import Registry
+    >>> push("127.0.0.1:9091", "nightly", registry=Registry())  # no model: nothing to push
+    []
+    """
+    key = _check(gateway, job, grouping_key)
+    from inferwatch.core.registry import default_registry
+
+    registry = registry or default_registry()
+    registry.drain()
+    pushed: list[dict[str, str]] = []
+    failures: list[str] = []
+    for model, monitors in _by_model(registry).items():
+        group = {"model": model, **key}
+        source = CollectorRegistry(auto_describe=False)
+        source.register(_ModelCollector(monitors))
+        try:
+            push_to_gateway(gateway, job, source, grouping_key=group, timeout=timeout,
+                            handler=handler or default_handler)
+        except Exception as exc:
+            failures.append(f"model {model!r}: {type(exc).__name__}: {exc}")
+            continue
+        pushed.append({"job": job, **group})
+    if failures:
+        raise PushError(f"inferwatch.push: could not push job {job!r} to the Pushgateway at "
+                        f"{gateway}: " + "; ".join(failures))
+    return pushed
+
+
+class JobPush:
+    """Pushes when a block or a decorated function ends; made by ``push.on_exit(...)``."""
+
+    def __init__(self, gateway: str, job: str, *, registry: Registry | None = None,
+                 grouping_key: Mapping[str, str] | None = None, timeout: float = 10.0,
+                 handler: Callable[..., Any] | None = None) -> None:
+        _check(gateway, job, grouping_key)
+        self.gateway = gateway
+        self.job = job
+        self._options = {"registry": registry, "grouping_key": grouping_key,
+                         "timeout": timeout, "handler": handler}
+
+    def __enter__(self) -> JobPush:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        """Record a failed job, push, and let the job's exception propagate unchanged.
+
+        A job fails by an exception other than ``SystemExit(0)``. Unless the exception came
+        out of an instrumented model call (which counted it already), each model in the
+        registry counts one error of that exception's class, with zero latency, so the
+        failure shows in the pushed ``inferwatch_errors_total`` and the error alerts.
+        """
+        if exc is not None and _job_failed(exc):
+            self._record_failure(exc)
+        self.push_quietly()
+        return False
+
+    async def __aenter__(self) -> JobPush:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        if exc is not None and _job_failed(exc):
+            self._record_failure(exc)
+        await asyncio.to_thread(self.push_quietly)  # the push blocks; the loop must not
+        return False
+
+    def __call__(self, fn: F) -> F:
+        """Decorate a job function: push after every call of it."""
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                async with self:
+                    return await fn(*args, **kwargs)
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return fn(*args, **kwargs)
+        return run  # type: ignore[return-value]
+
+    def push_quietly(self) -> bool:
+        """Push now; a failure is logged, never raised. True when every group was pushed."""
+        try:
+            push(self.gateway, self.job, **self._options)
+            return True
+        except PushError as exc:
+            log.warning("%s (the job's own result is unaffected)", exc)
+        except Exception as exc:
+            faults.record("pushgateway", exc)
+        return False
+
+    def _record_failure(self, exc: BaseException) -> None:
+        try:
+            if _counted_by_instrumented_call(exc):
+                return
+            from inferwatch.core.registry import default_registry
+
+            registry = self._options["registry"] or default_registry()
+            for monitor in registry.monitors():
+                monitor.record_error(0.0, exc.__class__)
+        except Exception as fault:
+            faults.record("pushgateway", fault)
+
+
+def on_exit(gateway: str, job: str, *, registry: Registry | None = None,
+            grouping_key: Mapping[str, str] | None = None, timeout: float = 10.0,
+            handler: Callable[..., Any] | None = None) -> JobPush:
+    """A context manager and decorator that pushes when the job ends, success or failure.
+
+    Also ``inferwatch.push.on_exit``. Options as for :func:`push`.
+
+    >>> from inferwatch.core.registry import Registry
+    >>> @on_exit("127.0.0.1:9091", "nightly", registry=Registry())
+    ... def main():
+    ...     return "scored"
+    >>> main()   # nothing instrumented in this registry: nothing to push
+    'scored'
+    """
+    return JobPush(gateway, job, registry=registry, grouping_key=grouping_key,
+                   timeout=timeout, handler=handler)
+
+
+push.on_exit = on_exit  # type: ignore[attr-defined]
+
+
+class _ModelCollector:
+    """The series of one model (all its versions), rendered like /metrics renders them."""
+
+    def __init__(self, monitors: list[Monitor]) -> None:
+        self._monitors = monitors
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        yield from combine(monitor.families(now) for monitor in self._monitors)
+
+
+def _by_model(registry: Registry) -> dict[str, list[Monitor]]:
+    models: dict[str, list[Monitor]] = {}
+    for monitor in registry.monitors():
+        models.setdefault(monitor.name, []).append(monitor)
+    return models
+
+
+def _check(gateway: str, job: str, grouping_key: Mapping[str, str] | None) -> dict[str, str]:
+    if not isinstance(gateway, str) or not gateway:
+        raise ValueError(f"inferwatch.push: gateway must be 'host:port' or a URL, got {gateway!r}")
+    if not isinstance(job, str) or not job:
+        raise ValueError(f"inferwatch.push: job must be a non-empty string, got {job!r}")
+    key = {str(k): str(v) for k, v in (grouping_key or {}).items()}
+    for name in key:
+        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            raise ValueError(f"inferwatch.push: grouping_key label {name!r} is not a valid "
+                             "Prometheus label name")
+        if name in _RESERVED_GROUPING_LABELS:
+            raise ValueError(f"inferwatch.push: grouping_key cannot set {name!r}: the job is "
+                             "the job argument and each model is pushed as its own group")
+    return key
+
+
+def _job_failed(exc: BaseException) -> bool:
+    return not (isinstance(exc, SystemExit) and exc.code in (0, None))
+
+
+def _counted_by_instrumented_call(exc: BaseException) -> bool:
+    """Whether `exc` passed through an instrumented call, which counted it already."""
+    from inferwatch.core import instrument as instrumentation
+
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == instrumentation.__file__:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+__all__ = ["JobPush", "PushError", "on_exit", "push"]

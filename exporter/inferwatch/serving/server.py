@@ -1,0 +1,540 @@
+"""The hardened /metrics server: an asyncio event loop in a daemon thread.
+
+Why asyncio: an idle TCP connection, a TLS client that never finishes its handshake or a
+slow sender costs one small object and a timer rather than a thread, so none of them can
+starve a real scrape. Rendering runs in threads, at most `max_concurrency` at once; a scrape
+beyond that gets an immediate 503 with Retry-After instead of queueing behind a slow collector.
+A TLS connection counts toward `max_connections` once its handshake completes; before that,
+`read_timeout` (the handshake timeout) bounds how long it can be held.
+
+>>> import urllib.request
+>>> from prometheus_client import CollectorRegistry, Counter
+>>> registry = CollectorRegistry()
+>>> Counter("example_scrapes", "Scrapes.", registry=registry).inc()
+>>> with serve(port=0, addr="127.0.0.1", registry=registry) as server:
+...     body = urllib.request.urlopen(server.url).read()
+>>> b"example_scrapes_total 1.0" in body
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import html
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, TypeVar
+
+from prometheus_client.registry import Collector
+
+from inferwatch.faults import record
+from inferwatch.serving.exposition import metrics_response, resolve_registry
+from inferwatch.serving.web_config import WebConfig, load_web_config
+
+log = logging.getLogger("inferwatch.serving.server")
+
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_LINES = 100
+MAX_BODY_BYTES = 64 * 1024
+# Generous: Prometheus on a slow link still reads a large scrape within this.
+WRITE_TIMEOUT_SECONDS = 60.0
+SHUTDOWN_TIMEOUT_SECONDS = 5.0
+RETRY_AFTER_SECONDS = 1
+WARNING_INTERVAL_SECONDS = 60.0
+HEALTH_ROUTES = ("/-/healthy", "/-/ready")
+
+_TEXT = "text/plain; charset=utf-8"
+_LANDING_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>inferwatch</title></head>
+<body><h1>inferwatch</h1><p><a href="{path}">Metrics</a></p></body></html>
+"""
+T = TypeVar("T")
+
+
+class MetricsServer:
+    """A running /metrics server; `serve` starts one. Stop it with `shutdown` or a `with` block.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> server = serve(port=0, addr="127.0.0.1", registry=CollectorRegistry())
+    >>> server.url.startswith("http://127.0.0.1:")
+    True
+    >>> server.shutdown()
+    """
+
+    def __init__(self, registry: Collector, addr: str, port: int, *,
+                 ssl_context: ssl.SSLContext | None, web_config: WebConfig | None,
+                 max_concurrency: int, max_connections: int, read_timeout: float,
+                 idle_timeout: float, collect_timeout: float | None,
+                 telemetry_path: str = "/metrics") -> None:
+        self.addr = addr
+        self.port = port
+        self.telemetry_path = telemetry_path
+        self._routes = {telemetry_path, "/", *HEALTH_ROUTES}
+        self._landing_page = _LANDING_PAGE.format(path=html.escape(telemetry_path)).encode()
+        self._registry = registry
+        self._ssl_context = ssl_context
+        self._web_config = web_config
+        self._extra_headers = dict(web_config.headers) if web_config else {}
+        self._max_concurrency = max_concurrency
+        self._max_connections = max_connections
+        self._read_timeout = read_timeout
+        self._idle_timeout = idle_timeout
+        self._collect_timeout = collect_timeout
+        # Touched only from the loop thread, so plain ints need no lock.
+        self._open_connections = 0
+        self._rendering = 0
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._last_warned: dict[str, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._auth_lock: asyncio.Lock | None = None
+        self._startup_error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"inferwatch-metrics-{port}",
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The metrics URL, with a wildcard address replaced by loopback."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.addr, self.addr)
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self.port}{self.telemetry_path}"
+
+    def start(self) -> None:
+        """Bind and start serving in a daemon thread; raise OSError naming the address."""
+        self._thread.start()
+        self._ready.wait()
+        error = self._startup_error
+        if error is not None:
+            if isinstance(error, OSError):
+                raise OSError(error.errno, f"inferwatch: cannot listen on "
+                              f"{_host_port(self.addr, self.port)}: {error.strerror or error}"
+                              ) from error
+            raise error
+
+    def shutdown(self) -> None:
+        """Stop accepting, close every connection and stop the thread. Safe to call twice."""
+        loop = self._loop
+        if loop is None or self._closing or loop.is_closed():
+            return
+        self._closing = True
+        try:
+            asyncio.run_coroutine_threadsafe(self._close_all(), loop).result(
+                SHUTDOWN_TIMEOUT_SECONDS)
+            loop.call_soon_threadsafe(loop.stop)
+        except Exception as exc:  # the loop already stopped: nothing left to close
+            log.debug("event=shutdown_incomplete error=%r", exc)
+        self._thread.join(SHUTDOWN_TIMEOUT_SECONDS)
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"MetricsServer(url={self.url!r})"
+
+    # The loop thread.
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            try:
+                self._server = loop.run_until_complete(self._listen())
+            except BaseException as exc:
+                self._startup_error = exc
+                return
+            self.port = self._server.sockets[0].getsockname()[1]
+            log.info("event=listening address=%s tls=%s basic_auth=%s max_concurrency=%d "
+                     "max_connections=%d", _host_port(self.addr, self.port),
+                     self._ssl_context is not None,
+                     bool(self._web_config and self._web_config.auth_required),
+                     self._max_concurrency, self._max_connections)
+            self._ready.set()
+            loop.run_forever()
+        finally:
+            self._ready.set()
+            _cancel_remaining_tasks(loop)
+            loop.close()
+
+    async def _listen(self) -> asyncio.AbstractServer:
+        self._auth_lock = asyncio.Lock()
+        tls: dict[str, Any] = {}
+        if self._ssl_context is not None:
+            # Bounds what a client that connects and never sends a ClientHello can hold.
+            tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": self._read_timeout}
+        return await asyncio.start_server(
+            self._on_connection, self.addr, self.port, limit=MAX_HEADER_BYTES,
+            backlog=min(self._max_connections, 4096), reuse_address=True, **tls)
+
+    async def _close_all(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+
+    async def _on_connection(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        transport = writer.transport
+        if self._open_connections >= self._max_connections:
+            self._warn("max_connections", "event=connection_refused reason=max_connections "
+                       "limit=%d", self._max_connections)
+            transport.abort()
+            return
+        if self._web_config is not None and not self._web_config.allows_client_certificate(
+                writer.get_extra_info("peercert")):
+            log.info("event=connection_refused reason=client_allowed_sans peer=%s",
+                     _peer(writer))
+            transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._open_connections += 1
+        self._handlers.add(task)
+        try:
+            await self._serve_requests(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError):
+            pass  # the client went away or stalled mid-request: nobody to answer
+        except Exception as exc:
+            record("server", exc)
+        finally:
+            self._open_connections -= 1
+            self._handlers.discard(task)
+            if self._closing:
+                transport.abort()
+            else:
+                writer.close()
+
+    async def _serve_requests(self, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
+        first = True
+        while not self._closing:
+            try:
+                head = await self._read_head(reader, first)
+                if head is None:
+                    return
+                started = time.perf_counter()
+                request = _parse_head(head)
+                await self._discard_body(reader, request)
+                status, body, headers = await self._route(request)
+                keep_alive = request.keep_alive
+                head_only = request.method == "HEAD"
+            except _HttpError as error:
+                status, body, headers = error.status, error.body, {"Content-Type": _TEXT}
+                keep_alive, head_only, request, started = False, False, None, time.perf_counter()
+            keep_alive = keep_alive and not self._closing
+            await self._send(writer, status, headers, body, keep_alive=keep_alive,
+                             head_only=head_only)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("event=request peer=%s method=%s path=%r status=%d bytes=%d "
+                          "duration_ms=%.1f", _peer(writer), request.method if request else "-",
+                          request.path if request else "-", status, len(body),
+                          (time.perf_counter() - started) * 1000)
+            if not keep_alive:
+                return
+            first = False
+
+    async def _read_head(self, reader: asyncio.StreamReader, first: bool) -> bytes | None:
+        """The request line and headers, or None when the client closed or went quiet."""
+        try:
+            if first:
+                return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._read_timeout)
+            # Between keep-alive requests a client may stay silent up to idle_timeout; once it
+            # starts a request, the rest of the head must arrive within read_timeout.
+            start = await asyncio.wait_for(reader.readexactly(1), self._idle_timeout)
+            rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._read_timeout)
+            return start + rest
+        except asyncio.LimitOverrunError:
+            raise _HttpError(431, "request head too large") from None
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError):
+            return None
+
+    async def _discard_body(self, reader: asyncio.StreamReader, request: _Request) -> None:
+        if "transfer-encoding" in request.headers:
+            raise _HttpError(501, "request bodies with Transfer-Encoding are not supported")
+        length = request.headers.get("content-length")
+        if length is None:
+            return
+        if not length.isdigit():
+            raise _HttpError(400, "invalid Content-Length")
+        if int(length) > MAX_BODY_BYTES:
+            raise _HttpError(413, "request body too large")
+        if int(length):
+            await asyncio.wait_for(reader.readexactly(int(length)), self._read_timeout)
+
+    async def _route(self, request: _Request) -> tuple[int, bytes, dict[str, str]]:
+        # Authentication comes first, as in exporter-toolkit, so a stranger learns nothing.
+        if not await self._authorized(request.headers.get("authorization")):
+            return 401, b"unauthorized\n", {
+                "Content-Type": _TEXT, "WWW-Authenticate": 'Basic realm="inferwatch"'}
+        path = request.path
+        if path not in self._routes:
+            return 404, f"not found; the metrics are at {self.telemetry_path}\n".encode(), {
+                "Content-Type": _TEXT}
+        if request.method not in ("GET", "HEAD"):
+            return 405, f"method {request.method} not allowed\n".encode(), {
+                "Content-Type": _TEXT, "Allow": "GET, HEAD"}
+        if path == self.telemetry_path:
+            return await self._scrape(request)
+        if path == "/":
+            return 200, self._landing_page, {"Content-Type": "text/html; charset=utf-8"}
+        return 200, b"OK", {"Content-Type": _TEXT}
+
+    async def _authorized(self, header: str | None) -> bool:
+        config = self._web_config
+        if config is None or not config.auth_required:
+            return True
+        cached = config.check_basic_auth_cached(header)
+        if cached is not None:
+            return cached
+        assert self._auth_lock is not None
+
+        async def check() -> bool:
+            async with self._auth_lock:  # type: ignore[union-attr]
+                return await _in_daemon_thread(functools.partial(config.check_basic_auth, header))
+
+        try:
+            return await asyncio.wait_for(check(), self._read_timeout)
+        except asyncio.TimeoutError:
+            self._warn("auth_backlog", "event=auth_backlog note=password checks queued longer "
+                       "than read_timeout=%ss", self._read_timeout)
+            raise _HttpError(503, "too many password checks queued; retry later") from None
+        except Exception as exc:  # a broken bcrypt install refuses access, it does not crash
+            record("server.auth", exc)
+            return False
+
+    async def _scrape(self, request: _Request) -> tuple[int, bytes, dict[str, str]]:
+        busy_headers = {"Content-Type": _TEXT, "Retry-After": str(RETRY_AFTER_SECONDS)}
+        if self._rendering >= self._max_concurrency:
+            self._warn("max_concurrency", "event=scrape_rejected reason=max_concurrency "
+                       "rendering=%d", self._rendering)
+            return 503, b"busy: too many scrapes in progress; retry later\n", busy_headers
+        self._rendering += 1
+        render = functools.partial(
+            metrics_response, self._registry, request.headers.get("accept"),
+            request.headers.get("accept-encoding"), request.query)
+        # The slot is released when the render thread really ends, not when we stop waiting:
+        # renders stuck in a hung collector keep counting, so they cannot pile up.
+        rendered = _in_daemon_thread(render, on_done=self._render_finished)
+        try:
+            return await asyncio.wait_for(rendered, self._collect_timeout)
+        except asyncio.TimeoutError:
+            self._warn("collect_timeout", "event=scrape_timeout collect_timeout=%ss",
+                       self._collect_timeout)
+            return 503, (f"metrics collection took longer than {self._collect_timeout}s\n"
+                         .encode()), busy_headers
+
+    def _render_finished(self) -> None:
+        self._rendering -= 1
+
+    async def _send(self, writer: asyncio.StreamWriter, status: int, headers: dict[str, str],
+                    body: bytes, *, keep_alive: bool, head_only: bool) -> None:
+        fields = {**self._extra_headers, **headers, "Content-Length": str(len(body)),
+                  "Connection": "keep-alive" if keep_alive else "close"}
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+        lines += [f"{name}: {value}" for name, value in fields.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if not head_only:
+            writer.write(body)
+        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_SECONDS)
+
+    def _warn(self, key: str, message: str, *args: object) -> None:
+        # These fire once per rejected request; one line a minute per kind tells the story.
+        now = time.monotonic()
+        if now - self._last_warned.get(key, -WARNING_INTERVAL_SECONDS) >= WARNING_INTERVAL_SECONDS:
+            self._last_warned[key] = now
+            log.warning(message + " (logged at most once a minute)", *args)
+
+
+def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None = None,
+          certfile: str | None = None, keyfile: str | None = None,
+          web_config_file: str | None = None, max_concurrency: int = 4,
+          max_connections: int = 512, read_timeout: float = 10.0,
+          collect_timeout: float | None = None, idle_timeout: float = 60.0,
+          telemetry_path: str = "/metrics") -> MetricsServer:
+    """Serve /metrics from a background daemon thread; returns once the socket is bound.
+
+    `port=0` picks a free port (read it from `.port`). TLS comes from `certfile` and
+    `keyfile` or from `web_config_file` (node_exporter's web-config format, which also
+    gives basic auth). At most `max_concurrency` scrapes render at once, the rest get a fast
+    503; `collect_timeout` bounds how long a scrape waits for a render; `read_timeout`
+    bounds reading a request head and a TLS handshake; `idle_timeout` closes quiet
+    keep-alive connections; `telemetry_path` moves the metrics (node_exporter's
+    --web.telemetry-path). Raises OSError naming the address when it cannot bind,
+    ValueError or WebConfigError for bad settings.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> with serve(port=0, addr="127.0.0.1", registry=CollectorRegistry()) as server:
+    ...     server.port > 0
+    True
+    """
+    _check_positive(max_concurrency=max_concurrency, max_connections=max_connections,
+                    read_timeout=read_timeout, idle_timeout=idle_timeout)
+    if collect_timeout is not None:
+        _check_positive(collect_timeout=collect_timeout)
+    if web_config_file is not None and (certfile or keyfile):
+        raise ValueError("inferwatch.serve: give either certfile/keyfile or web_config_file, "
+                         "not both")
+    if (not telemetry_path.startswith("/") or telemetry_path in ("/", *HEALTH_ROUTES)
+            or "?" in telemetry_path or any(c.isspace() for c in telemetry_path)):
+        raise ValueError(f"inferwatch.serve: telemetry_path must be a path like /metrics, other "
+                         f"than / and {' and '.join(HEALTH_ROUTES)}; got {telemetry_path!r}")
+    if bool(certfile) != bool(keyfile):
+        raise ValueError("inferwatch.serve: certfile and keyfile go together")
+    web_config = load_web_config(web_config_file) if web_config_file is not None else None
+    if web_config is not None:
+        ssl_context = web_config.ssl_context()
+    elif certfile and keyfile:
+        ssl_context = _ssl_context(certfile, keyfile)
+    else:
+        ssl_context = None
+    server = MetricsServer(
+        resolve_registry(registry), addr, port, ssl_context=ssl_context, web_config=web_config,
+        max_concurrency=max_concurrency, max_connections=max_connections,
+        read_timeout=read_timeout, idle_timeout=idle_timeout, collect_timeout=collect_timeout,
+        telemetry_path=telemetry_path)
+    server.start()
+    return server
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+    @property
+    def query(self) -> str:
+        return self.target.partition("?")[2]
+
+    @property
+    def keep_alive(self) -> bool:
+        tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
+        if self.version == "HTTP/1.1":
+            return "close" not in tokens
+        return "keep-alive" in tokens
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = f"{message}\n".encode()
+
+
+def _parse_head(head: bytes) -> _Request:
+    lines = head[:-4].split(b"\r\n")
+    if len(lines) > MAX_HEADER_LINES:
+        raise _HttpError(431, "too many header lines")
+    try:
+        request_line = lines[0].decode("ascii")
+    except UnicodeDecodeError:
+        raise _HttpError(400, "request line is not ASCII") from None
+    parts = request_line.split(" ")
+    if len(parts) != 3 or not parts[0].isalpha() or not parts[1]:
+        raise _HttpError(400, "malformed request line")
+    method, target, version = parts
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        status = 505 if version.startswith("HTTP/") else 400
+        raise _HttpError(status, "only HTTP/1.0 and HTTP/1.1 are served")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip() or b" " in name:
+            raise _HttpError(400, "malformed header line")
+        key = name.decode("latin-1").lower()
+        text = value.strip().decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return _Request(method, target, version, headers)
+
+
+def _in_daemon_thread(fn: Callable[[], T], on_done: Callable[[], None] | None = None
+                      ) -> asyncio.Future[T]:
+    """Run `fn` in a new daemon thread; its result arrives as a future of the running loop.
+
+    Daemon threads, not an executor: a collector hung forever must not block interpreter exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if on_done is not None:
+            on_done()
+        if future.done():
+            return  # the waiter gave up (timeout, shutdown)
+        if failed:
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def work() -> None:
+        try:
+            outcome, failed = fn(), False
+        except BaseException as exc:
+            outcome, failed = exc, True
+        try:
+            loop.call_soon_threadsafe(settle, outcome, failed)
+        except RuntimeError:
+            pass  # the loop closed while we worked: the server is gone
+
+    threading.Thread(target=work, name="inferwatch-metrics-render", daemon=True).start()
+    return future
+
+
+def _cancel_remaining_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    # Pending TLS handshakes live in tasks of their own; cancelling them closes their sockets.
+    async def cancel_all() -> None:
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)  # let aborted transports drop their sockets
+
+    loop.run_until_complete(cancel_all())
+    loop.run_until_complete(loop.shutdown_asyncgens())
+
+
+def _ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"inferwatch.serve: cannot load certfile={certfile!r} "
+                         f"keyfile={keyfile!r}: {exc}") from exc
+    return context
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"inferwatch.serve: {name} must be positive, got {value!r}")
+
+
+def _host_port(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "-"

@@ -1,0 +1,394 @@
+"""TLS and basic auth from a web-config file in the Prometheus exporter-toolkit format.
+
+The same file node_exporter takes with ``--web.config.file``::
+
+    tls_server_config:
+      cert_file: server.crt        # relative paths resolve against this file's directory
+      key_file: server.key
+    basic_auth_users:
+      prometheus: $2y$10$...       # bcrypt hash, e.g. from `htpasswd -nBC 10 "" | tr -d ':\\n'`
+
+Differences from exporter-toolkit, each explained where it applies: the file is read once
+when the server starts (restart to reload it); `cipher_suites`, `curve_preferences` and
+`http2` are accepted and ignored with a logged note; inline `cert` / `key` and `rate_limit`
+are refused with a clear error; `RequestClientCert` and `RequireAnyClientCert` need a
+`client_ca_file`, because OpenSSL cannot ask for a client certificate without verifying it.
+
+>>> import os, tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "web.yml")
+>>> _ = open(path, "w").write("http_server_config:\\n  headers:\\n    X-Frame-Options: deny\\n")
+>>> config = load_web_config(path)
+>>> config.ssl_context() is None, config.check_basic_auth(None), config.headers
+(True, True, {'X-Frame-Options': 'deny'})
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import importlib.util
+import logging
+import os
+import re
+import ssl
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("inferwatch.serving.web_config")
+
+_TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+# exporter-toolkit's client_auth_type values (Go's tls.ClientAuthType) and what OpenSSL can do.
+_CLIENT_AUTH = {
+    "": ssl.CERT_NONE,
+    "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_OPTIONAL,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "RequireClientCert": ssl.CERT_REQUIRED,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+# exporter-toolkit allows only these response headers, some with fixed values.
+_ALLOWED_HEADERS: dict[str, tuple[str, ...]] = {
+    "Strict-Transport-Security": (),
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": (),
+    "Content-Security-Policy": (),
+}
+_TLS_KEYS = {"cert_file", "key_file", "client_auth_type", "client_ca_file", "client_ca",
+             "client_allowed_sans", "min_version", "max_version", "cipher_suites",
+             "prefer_server_cipher_suites", "curve_preferences", "cert", "key"}
+_IGNORED_TLS_KEYS = {
+    "cipher_suites": "Go cipher suite names; OpenSSL's defaults for the TLS versions apply",
+    "curve_preferences": "OpenSSL's default curves apply",
+}
+_HTTP_KEYS = {"http2", "headers"}
+_TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}
+_BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}$")
+
+
+class WebConfigError(ValueError):
+    """A web-config file that cannot be used; the message names the file and the key."""
+
+
+@dataclass
+class WebConfig:
+    """A parsed web-config file: TLS settings, extra response headers, basic auth users.
+
+    >>> config = WebConfig(path="inline")
+    >>> config.tls_enabled, config.auth_required
+    (False, False)
+    """
+
+    path: str
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_auth_type: str = "NoClientCert"
+    client_ca_file: str | None = None
+    client_ca: str | None = None
+    client_allowed_sans: list[str] | None = None
+    min_version: str = "TLS12"
+    max_version: str = "TLS13"
+    prefer_server_cipher_suites: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+    _secret: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
+    _verified: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
+    _bcrypt_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _decoy_hash: bytes | None = field(default=None, repr=False)
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when the file configures TLS."""
+        return self.cert_file is not None
+
+    @property
+    def auth_required(self) -> bool:
+        """True when `basic_auth_users` is not empty."""
+        return bool(self.users)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A server-side SSL context for `tls_server_config`, or None when TLS is off.
+
+        Raises WebConfigError naming the key whose file is missing or unusable.
+        """
+        if self.cert_file is None or self.key_file is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = _TLS_VERSIONS[self.min_version]
+        context.maximum_version = _TLS_VERSIONS[self.max_version]
+        if self.prefer_server_cipher_suites:
+            context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise self._error("tls_server_config.cert_file / key_file",
+                              f"cannot load {self.cert_file} with {self.key_file}: {exc}") from exc
+        context.verify_mode = _CLIENT_AUTH[self.client_auth_type]
+        if self.client_ca_file is not None or self.client_ca is not None:
+            key = "client_ca_file" if self.client_ca_file is not None else "client_ca"
+            try:
+                context.load_verify_locations(cafile=self.client_ca_file, cadata=self.client_ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise self._error(f"tls_server_config.{key}", f"cannot load: {exc}") from exc
+        return context
+
+    def allows_client_certificate(self, peercert: dict[str, Any] | None) -> bool:
+        """Whether a verified client certificate carries one of `client_allowed_sans`.
+
+        >>> WebConfig(path="inline", client_allowed_sans=["scraper"]).allows_client_certificate(
+        ...     {"subjectAltName": (("DNS", "scraper"),)})
+        True
+        """
+        if not self.client_allowed_sans:
+            return True
+        names = {value for _kind, value in (peercert or {}).get("subjectAltName", ())}
+        return any(allowed in names for allowed in self.client_allowed_sans)
+
+    def check_basic_auth_cached(self, authorization_header: str | None) -> bool | None:
+        """True or False when the answer needs no bcrypt; None when `check_basic_auth` must run.
+
+        Cheap enough for an event loop; the server calls it first and runs the full check in a
+        thread only on a miss.
+        """
+        if not self.users:
+            return True
+        credentials = _parse_basic(authorization_header)
+        if credentials is None:
+            return False
+        user, password = credentials
+        stored = self.users.get(user)
+        if stored is None:
+            return None  # still pays bcrypt (against a decoy) so unknown users take as long
+        known = self._verified.get((user, stored))
+        if known is not None and hmac.compare_digest(known, self._fingerprint(password)):
+            return True
+        return None
+
+    def check_basic_auth(self, authorization_header: str | None) -> bool:
+        """Whether an Authorization header holds valid Basic credentials (True without users).
+
+        A password accepted once is remembered (as a keyed digest, compared in constant
+        time) per (user, password hash), so later scrapes do not pay bcrypt again.
+
+        >>> WebConfig(path="inline").check_basic_auth("Basic " + "x" * 8)
+        True
+        """
+        cached = self.check_basic_auth_cached(authorization_header)
+        if cached is not None:
+            return cached
+        credentials = _parse_basic(authorization_header)
+        assert credentials is not None  # a None parse already returned False above
+        user, password = credentials
+        stored = self.users.get(user)
+        import bcrypt
+
+        # One bcrypt at a time, as exporter-toolkit does: each costs tens of milliseconds of
+        # CPU, and a stream of wrong passwords must not take every core from the model.
+        with self._bcrypt_lock:
+            candidate = stored.encode() if stored is not None else self._decoy(bcrypt)
+            try:
+                matched = bcrypt.checkpw(password, candidate)
+            except ValueError:  # password longer than bcrypt's 72 bytes, or a malformed hash
+                matched = False
+        if matched and stored is not None:
+            self._verified[(user, stored)] = self._fingerprint(password)
+            return True
+        return False
+
+    def _fingerprint(self, password: bytes) -> bytes:
+        return hmac.new(self._secret, password, hashlib.sha256).digest()
+
+    def _decoy(self, bcrypt: Any) -> bytes:
+        if self._decoy_hash is None:
+            cost = max(int(_BCRYPT_HASH.match(h).group(1)) for h in self.users.values())  # type: ignore[union-attr]
+            self._decoy_hash = bcrypt.hashpw(os.urandom(16).hex().encode(),
+                                             bcrypt.gensalt(rounds=cost))
+        return self._decoy_hash
+
+    def _error(self, key: str, problem: str) -> WebConfigError:
+        return WebConfigError(f"web config {self.path}: {key}: {problem}")
+
+
+def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
+    """Read and check a web-config file; raise WebConfigError naming the file and the key.
+
+    >>> try:
+    ...     load_web_config("/nonexistent/web.yml")
+    ... except WebConfigError as exc:
+    ...     print(exc)
+    web config /nonexistent/web.yml: cannot read the file: No such file or directory
+    """
+    import yaml
+
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+    except OSError as exc:
+        raise WebConfigError(f"web config {path}: cannot read the file: {exc.strerror}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise WebConfigError(f"web config {path}: not valid YAML: {exc}") from exc
+    config = WebConfig(path=path)
+    top = _mapping(config, "top level", document)
+    _reject_unknown(config, "", top, _TOP_KEYS)
+    if top.get("rate_limit") is not None:
+        raise config._error("rate_limit", "not supported; rate-limit scrapes in a proxy instead")
+    _apply_tls(config, _mapping(config, "tls_server_config", top.get("tls_server_config")))
+    _apply_http(config, _mapping(config, "http_server_config", top.get("http_server_config")))
+    _apply_users(config, _mapping(config, "basic_auth_users", top.get("basic_auth_users")))
+    config.ssl_context()  # loads the certificate now, so a bad one fails at startup
+    for note in config.ignored:
+        log.warning("event=web_config_key_ignored file=%s %s", path, note)
+    return config
+
+
+def _apply_tls(config: WebConfig, tls: dict[str, Any]) -> None:
+    _reject_unknown(config, "tls_server_config.", tls, _TLS_KEYS)
+    for inline in ("cert", "key"):
+        if tls.get(inline) is not None:
+            raise config._error(f"tls_server_config.{inline}",
+                                f"inline PEM is not supported; use {inline}_file")
+    base = os.path.dirname(os.path.abspath(config.path))
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        value = _string(config, f"tls_server_config.{key}", tls.get(key))
+        setattr(config, key, os.path.join(base, value) if value else None)
+    config.client_ca = _string(config, "tls_server_config.client_ca", tls.get("client_ca"))
+    if not tls:
+        return
+    if config.cert_file is None:
+        raise config._error("tls_server_config.cert_file", "missing (TLS needs a certificate)")
+    if config.key_file is None:
+        raise config._error("tls_server_config.key_file", "missing (TLS needs a private key)")
+    for key in ("min_version", "max_version"):
+        value = _string(config, f"tls_server_config.{key}", tls.get(key))
+        if value is not None:
+            if value not in _TLS_VERSIONS:
+                raise config._error(f"tls_server_config.{key}",
+                                    f"{value!r} is not one of {', '.join(_TLS_VERSIONS)}")
+            setattr(config, key, value)
+    if _TLS_VERSIONS[config.min_version] > _TLS_VERSIONS[config.max_version]:
+        raise config._error("tls_server_config.min_version", "is above max_version")
+    auth = _string(config, "tls_server_config.client_auth_type", tls.get("client_auth_type"))
+    if auth is not None:
+        if auth not in _CLIENT_AUTH:
+            raise config._error("tls_server_config.client_auth_type",
+                                f"{auth!r} is not one of {', '.join(k for k in _CLIENT_AUTH if k)}")
+        config.client_auth_type = auth or "NoClientCert"
+    has_ca = config.client_ca_file is not None or config.client_ca is not None
+    verifies = _CLIENT_AUTH[config.client_auth_type] != ssl.CERT_NONE
+    if has_ca and not verifies:
+        raise config._error("tls_server_config.client_ca_file",
+                            "set without a client_auth_type that asks for client certificates")
+    if verifies and not has_ca:
+        raise config._error("tls_server_config.client_ca_file",
+                            f"required with client_auth_type {config.client_auth_type}: "
+                            "client certificates are verified against it")
+    sans = tls.get("client_allowed_sans")
+    if sans is not None:
+        if not isinstance(sans, list) or not all(isinstance(s, str) for s in sans):
+            raise config._error("tls_server_config.client_allowed_sans",
+                                "must be a list of strings")
+        if _CLIENT_AUTH[config.client_auth_type] != ssl.CERT_REQUIRED:
+            raise config._error("tls_server_config.client_allowed_sans",
+                                "needs client_auth_type RequireAndVerifyClientCert")
+        config.client_allowed_sans = list(sans)
+    prefer = tls.get("prefer_server_cipher_suites")
+    if prefer is not None:
+        if not isinstance(prefer, bool):
+            raise config._error("tls_server_config.prefer_server_cipher_suites",
+                                "must be a boolean")
+        config.prefer_server_cipher_suites = prefer
+    for key, why in _IGNORED_TLS_KEYS.items():
+        if tls.get(key):
+            config.ignored.append(f"key=tls_server_config.{key} note=ignored: {why}")
+
+
+def _apply_http(config: WebConfig, http: dict[str, Any]) -> None:
+    _reject_unknown(config, "http_server_config.", http, _HTTP_KEYS)
+    if http.get("http2") is not None:
+        if not isinstance(http["http2"], bool):
+            raise config._error("http_server_config.http2", "must be a boolean")
+        if http["http2"]:
+            config.ignored.append("key=http_server_config.http2 note=ignored: served over HTTP/1.1")
+    headers = _mapping(config, "http_server_config.headers", http.get("headers"))
+    for name, value in headers.items():
+        key = f"http_server_config.headers.{name}"
+        if name not in _ALLOWED_HEADERS:
+            raise config._error(
+                key, f"cannot be configured; allowed: {', '.join(_ALLOWED_HEADERS)}")
+        value = _string(config, key, value) or ""
+        allowed = _ALLOWED_HEADERS[name]
+        if allowed and value not in allowed:
+            raise config._error(key, f"{value!r} is not one of {', '.join(allowed)}")
+        if any(c in value for c in "\r\n\0"):
+            raise config._error(key, "contains a line break")
+        if value:
+            config.headers[name] = value
+
+
+def _apply_users(config: WebConfig, users: dict[str, Any]) -> None:
+    for user, hashed in users.items():
+        key = f"basic_auth_users.{user}"
+        if not isinstance(user, str) or not user or ":" in user:
+            raise config._error(key, "user names must be non-empty strings without ':'")
+        if not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
+            raise config._error(
+                key, "not a bcrypt hash (expected $2y$10$ followed by 53 characters)")
+        config.users[user] = hashed
+    if config.users and importlib.util.find_spec("bcrypt") is None:
+        raise config._error(
+            "basic_auth_users",
+            "checking passwords needs the bcrypt package: pip install 'inferwatch[auth]'")
+
+
+def _parse_basic(header: str | None) -> tuple[str, bytes] | None:
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(b":")
+    if not sep:
+        return None
+    try:
+        return user.decode("utf-8"), password
+    except UnicodeDecodeError:
+        return None
+
+
+def _mapping(config: WebConfig, key: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise config._error(key, f"must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _string(config: WebConfig, key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise config._error(key, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def _reject_unknown(config: WebConfig, prefix: str, section: dict[str, Any],
+                    known: set[str]) -> None:
+    for key in section:
+        if key not in known:
+            raise config._error(f"{prefix}{key}",
+                                f"unknown key; expected one of {', '.join(sorted(known))}")

@@ -1,0 +1,247 @@
+"""``inferwatch-exporter``: the standalone exporter, with node_exporter's flag style.
+
+Every registered collector gets ``--collector.<name>`` / ``--no-collector.<name>``;
+collectors add their own flags (``--collector.gpu.process-memory``, ``--process.pid``).
+Logs are structured (logfmt or JSON) on stderr; SIGTERM and SIGINT stop it cleanly.
+
+>>> args = build_parser().parse_args(["--web.listen-address=127.0.0.1:9500", "--no-collector.gpu"])
+>>> args.listen_address, args.collector_gpu
+(('127.0.0.1', 9500), False)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from inferwatch._version import __version__
+from inferwatch.standalone.scrape import Collector, Scraper, registered_collectors
+
+log = logging.getLogger("inferwatch.standalone")
+
+DEFAULT_PORT = 9400
+DEFAULT_PATH = "/metrics"
+# The HTTP server's own deadline sits just past the scraper's, so the scraper's partial
+# answer (with collector_success 0) is what Prometheus sees, not a 503.
+SERVER_TIMEOUT_MARGIN_SECONDS = 1.0
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+              "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``host:port``, ``:port`` (every interface) or ``[v6]:port``, as node_exporter takes it.
+
+    >>> listen_address(":9400"), listen_address("[::1]:9401")
+    (('', 9400), ('::1', 9401))
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT or :PORT with a port from 0 to 65535, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise argparse.ArgumentTypeError(f"put an IPv6 address in brackets ([::1]:9400), "
+                                         f"got {text!r}")
+    return host, int(port)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text.removesuffix("s"))
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def _telemetry_path(text: str) -> str:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must start with '/', got {text!r}")
+    return text
+
+
+def build_parser(collectors: dict[str, type[Collector]] | None = None) -> argparse.ArgumentParser:
+    """The full command line, with a flag group per registered collector."""
+    collectors = registered_collectors() if collectors is None else collectors
+    parser = argparse.ArgumentParser(
+        prog="inferwatch-exporter",
+        description="Prometheus exporter for the machines that serve ML models: GPUs through "
+                    "NVML, the serving processes, and the exporter's own health.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"inferwatch-exporter {__version__}")
+    web = parser.add_argument_group("web")
+    web.add_argument("--web.listen-address", dest="listen_address", type=listen_address,
+                     default=("", DEFAULT_PORT), metavar="[HOST]:PORT",
+                     help=f"address to listen on (default: :{DEFAULT_PORT}, every interface)")
+    web.add_argument("--web.telemetry-path", dest="telemetry_path", type=_telemetry_path,
+                     default=DEFAULT_PATH, metavar="PATH",
+                     help=f"path of the metrics (default: {DEFAULT_PATH})")
+    web.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                     help="node_exporter web-config file: TLS and basic auth")
+    web.add_argument("--web.max-requests", dest="max_requests", type=_positive_int, default=4,
+                     metavar="N", help="scrapes rendered at once; more get a fast 503 "
+                                       "(default: 4)")
+    parser.add_argument("--scrape.timeout", dest="scrape_timeout", type=_seconds, default=5.0,
+                        metavar="SECONDS",
+                        help="how long a scrape waits for each collector; a slower one is "
+                             "reported with collector_success 0 (default: 5)")
+    logs = parser.add_argument_group("logging")
+    logs.add_argument("--log.level", dest="log_level", choices=sorted(LOG_LEVELS),
+                      default="info", help="default: info")
+    logs.add_argument("--log.format", dest="log_format", choices=("logfmt", "json"),
+                      default="logfmt", help="default: logfmt")
+    parser.add_argument("--collector.disable-defaults", dest="disable_defaults",
+                        action="store_true",
+                        help="enable only the collectors named with --collector.<name>")
+    for name, cls in collectors.items():
+        group = parser.add_argument_group(f"collector {name}", cls.help or None)
+        group.add_argument(f"--collector.{name}", dest=f"collector_{name}", default=None,
+                           action=argparse.BooleanOptionalAction,
+                           help=f"enable the {name} collector (default: "
+                                f"{'on' if cls.default_enabled else 'off'})")
+        cls.add_arguments(group)
+    return parser
+
+
+def enabled_collectors(args: argparse.Namespace,
+                       collectors: dict[str, type[Collector]]) -> list[Collector]:
+    """Instances of the collectors the flags enable; ValueError names a bad flag."""
+    enabled = []
+    for name, cls in collectors.items():
+        chosen = getattr(args, f"collector_{name}", None)
+        if chosen is None:
+            chosen = cls.default_enabled and not args.disable_defaults
+        if chosen:
+            enabled.append(cls.from_args(args))
+    return enabled
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the exporter until SIGTERM or SIGINT; returns the exit status.
+
+    >>> main(["--web.listen-address=127.0.0.1:0"])  # doctest: +SKIP
+    """
+    collectors = registered_collectors()
+    parser = build_parser(collectors)
+    args = parser.parse_args(argv)
+    try:
+        enabled = enabled_collectors(args, collectors)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        from inferwatch.serving.server import serve
+        from inferwatch.serving.web_config import WebConfigError
+    except ImportError as exc:
+        print(f"inferwatch-exporter: the HTTP server is not available: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(args.log_level, args.log_format)
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    registry.register(Scraper(enabled, timeout=args.scrape_timeout))
+    host, port = args.listen_address
+    stop = _stop_on_signals()
+    try:
+        server = serve(port, host, registry=registry, web_config_file=args.web_config_file,
+                       max_concurrency=args.max_requests,
+                       collect_timeout=args.scrape_timeout + SERVER_TIMEOUT_MARGIN_SECONDS,
+                       telemetry_path=args.telemetry_path)
+    except WebConfigError as exc:
+        parser.error(f"argument --web.config.file: {exc}")
+    except OSError as exc:
+        log.error("cannot listen (--web.listen-address): %s", exc)
+        return 1
+    log.info("inferwatch-exporter %s serving %s with collectors: %s", __version__,
+             server.url,
+             ", ".join(c.name for c in enabled) or "none")
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        log.info("shutting down")
+        server.shutdown()
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+# --- structured logs ------------------------------------------------------------------------
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Send every logger's records to stderr as logfmt or JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(LOG_LEVELS[level])
+
+
+def _fields(record: logging.LogRecord) -> dict[str, str]:
+    fields = {
+        "ts": datetime.fromtimestamp(record.created, timezone.utc)
+        .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": "warn" if record.levelno == logging.WARNING else record.levelname.lower(),
+        "logger": str(record.name),
+        "msg": record.getMessage(),
+    }
+    if record.exc_info:
+        fields["err"] = logging.Formatter().formatException(record.exc_info)
+    return fields
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=... level=info logger=... msg="..."``, one record per line.
+
+    >>> record = logging.makeLogRecord({"msg": 'say "hi"', "levelno": 20, "levelname": "INFO",
+    ...                                 "name": "inferwatch"})
+    >>> print(LogfmtFormatter().format(record).split(" ", 1)[1])
+    level=info logger=inferwatch msg="say \\"hi\\""
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in _fields(record).items())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with ts, level, logger, msg (and err)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), ensure_ascii=False)
+
+
+def _logfmt_value(value: str) -> str:
+    if value and not any(c in value for c in ' "=\\') and value.isprintable():
+        return value
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+               .replace("\r", "\\r").replace("\t", "\\t"))
+    return f'"{escaped}"'
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The model metrics of a multi-worker server, merged from its snapshot directory.
+
+The workers (``INFERWATCH_MULTIPROC_DIR`` set) publish snapshots; this collector reads the
+same directory and serves the merged view, exactly what any worker's ``/metrics`` serves,
+so Prometheus can scrape the exporter instead of a worker. It only reads: it never
+writes, folds or deletes, so it may run as another user with read access only.
+
+Off by default; ``--collector.multiproc --multiproc.dir=DIR`` (or the environment
+variable) turns it on.
+
+>>> import tempfile
+>>> collector = MultiprocCollector(tempfile.mkdtemp())
+>>> sorted(f.name for f in collector.collect())[0]
+'inferwatch_dependency_info'
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Iterable
+
+from prometheus_client.metrics_core import Metric
+
+from inferwatch import faults
+from inferwatch.core.render import describe_families
+from inferwatch.multiproc.store import SnapshotDirectory
+from inferwatch.multiproc.worker import ENV_VAR, MultiprocError, check_directory
+from inferwatch.standalone.scrape import Collector, CollectorError, register
+
+log = logging.getLogger("inferwatch.standalone.multiproc")
+
+_NO_DIRECTORY = (f"no snapshot directory: pass --multiproc.dir=DIR or set {ENV_VAR} to the "
+                 "directory the workers write to")
+
+
+@register
+class MultiprocCollector(Collector):
+    """Every worker's model metrics, summed as the workers' own ``/metrics`` sums them."""
+
+    name = "multiproc"
+    default_enabled = False
+    help = ("the merged model metrics of a multi-worker server, read from its snapshot "
+            f"directory (--multiproc.dir or {ENV_VAR})")
+
+    def __init__(self, directory: str | None) -> None:
+        self.directory = None if directory is None else SnapshotDirectory(directory)
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--multiproc.dir", dest="multiproc_dir", metavar="DIR",
+                           default=None,
+                           help=f"the workers' snapshot directory (default: ${ENV_VAR})")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> MultiprocCollector:
+        directory = getattr(args, "multiproc_dir", None)
+        source = "--multiproc.dir"
+        if directory is None:
+            directory, source = os.environ.get(ENV_VAR), ENV_VAR
+        if directory is None:
+            # Enabled with no directory at all: every scrape reports collector_success 0
+            # with this reason; a directory given but unusable is refused at startup below.
+            log.error("collector multiproc: %s", _NO_DIRECTORY)
+            return cls(None)
+        try:
+            return cls(check_directory(directory, source=source, writable=False))
+        except MultiprocError as exc:
+            raise ValueError(f"argument {source}: {exc}") from exc
+
+    def describe(self) -> Iterable[Metric]:
+        return describe_families()
+
+    def collect(self) -> Iterable[Metric]:
+        if self.directory is None:
+            raise CollectorError(_NO_DIRECTORY)
+        now = time.time()
+        view = self.directory.read_view(now)
+        # Damaged files this exporter skipped are its own faults, added to the workers'.
+        return view.families(now, extra_internal_errors=faults.internal_error_counts())

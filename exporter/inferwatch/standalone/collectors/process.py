@@ -1,0 +1,201 @@
+"""CPU, memory, threads and file descriptors of the model-serving processes (psutil).
+
+The processes are chosen each scrape, so restarts are followed: by pid, by pidfile
+(re-read every scrape) or by name. A name matches the process name, or the base name of
+any command-line argument that is not an option, so ``gunicorn`` finds
+``python /venv/bin/gunicorn app:app`` and ``python -m uvicorn app:app``. The exporter
+never watches itself unless its pid is given explicitly. Descendants of every chosen
+process are included by default (gunicorn and uvicorn workers are children of a
+master). A process that vanishes between listing and reading is left out, never an
+error.
+
+>>> ProcessCollector(pids=[1]).name
+'process'
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Iterable, Sequence
+
+import psutil
+from prometheus_client.metrics_core import Metric
+
+from inferwatch.standalone.scrape import Collector, MetricSet, register
+
+log = logging.getLogger("inferwatch.standalone.process")
+
+# A runaway fork loop under a watched master must not become a cardinality explosion.
+MAX_PROCESSES = 512
+_GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
+
+
+def read_pidfile(path: str) -> int | None:
+    """The pid in a pidfile, or None while it is missing or not yet written.
+
+    >>> read_pidfile("/nonexistent/pidfile") is None
+    True
+    """
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            text = handle.read(64).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def matches_name(name: str, process_name: str, cmdline: Sequence[str]) -> bool:
+    """Whether `name` is the process name or the base name of a non-option argument.
+
+    >>> matches_name("gunicorn", "python3", ["python3", "/venv/bin/gunicorn", "app:app"])
+    True
+    >>> matches_name("gunicorn", "python3", ["python3", "--process.name=gunicorn"])
+    False
+    """
+    if process_name == name:
+        return True
+    return any(
+        not arg.startswith("-") and os.path.basename(arg) == name for arg in cmdline
+    )
+
+
+@register
+class ProcessCollector(Collector):
+    """Per process (labels ``pid``, ``process`` = the process name).
+
+    >>> collector = ProcessCollector(pids=[os.getpid()])
+    >>> [s.labels["pid"] for f in collector.collect() for s in f.samples][0] == str(os.getpid())
+    True
+    """
+
+    name = "process"
+    help = "CPU seconds, resident memory, threads and open fds of the serving processes"
+    metric_names = (
+        "inferwatch_process_cpu_seconds_total",
+        "inferwatch_process_resident_memory_bytes",
+        "inferwatch_process_threads",
+        "inferwatch_process_open_fds",
+    )
+
+    def __init__(
+        self,
+        *,
+        pids: Sequence[int] = (),
+        pidfiles: Sequence[str] = (),
+        names: Sequence[str] = (),
+        children: bool = True,
+    ) -> None:
+        self.pids = tuple(pids)
+        self.pidfiles = tuple(pidfiles)
+        self.names = tuple(names)
+        self.children = children
+        self._warned_pidfiles: set[str] = set()
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--process.pid", dest="process_pids", type=_pid, action="append",
+                           default=[], metavar="PID", help="watch this pid (repeatable)")
+        group.add_argument("--process.pidfile", dest="process_pidfiles", action="append",
+                           default=[], metavar="FILE",
+                           help="watch the pid written in FILE, re-read every scrape "
+                                "(repeatable)")
+        group.add_argument("--process.name", dest="process_names", action="append",
+                           default=[], metavar="NAME",
+                           help="watch processes named NAME, or run as NAME "
+                                "(python -m NAME, /path/NAME) (repeatable)")
+        group.add_argument("--process.children", dest="process_children",
+                           action=argparse.BooleanOptionalAction, default=True,
+                           help="also watch every descendant of a watched process, "
+                                "e.g. gunicorn workers (default: on)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ProcessCollector:
+        return cls(
+            pids=getattr(args, "process_pids", ()),
+            pidfiles=getattr(args, "process_pidfiles", ()),
+            names=getattr(args, "process_names", ()),
+            children=getattr(args, "process_children", True),
+        )
+
+    def collect(self) -> Iterable[Metric]:
+        metrics = MetricSet()
+        for process in self._watched():
+            self._read(process, metrics)
+        return metrics.families()
+
+    def _watched(self) -> list[psutil.Process]:
+        roots: dict[int, psutil.Process] = {}
+        for pid in self._root_pids():
+            try:
+                roots.setdefault(pid, psutil.Process(pid))
+            except _GONE:
+                continue
+        own = os.getpid()
+        if self.names:
+            for process in psutil.process_iter(["name", "cmdline"]):
+                info = process.info
+                if process.pid == own or process.pid in roots:
+                    continue
+                if any(matches_name(name, info.get("name") or "", info.get("cmdline") or ())
+                       for name in self.names):
+                    roots[process.pid] = process
+        watched = dict(roots)
+        if self.children:
+            for root in roots.values():
+                try:
+                    descendants = root.children(recursive=True)
+                except (*_GONE, psutil.AccessDenied):
+                    continue
+                for child in descendants:
+                    if child.pid != own:
+                        watched.setdefault(child.pid, child)
+        if len(watched) > MAX_PROCESSES:
+            log.warning("watching %d processes, exposing the first %d by pid",
+                        len(watched), MAX_PROCESSES)
+        return [watched[pid] for pid in sorted(watched)[:MAX_PROCESSES]]
+
+    def _root_pids(self) -> list[int]:
+        pids = list(self.pids)
+        for path in self.pidfiles:
+            pid = read_pidfile(path)
+            if pid is None:
+                if path not in self._warned_pidfiles:
+                    self._warned_pidfiles.add(path)
+                    log.warning("pidfile %s is missing or holds no pid; skipped until it does",
+                                path)
+                continue
+            self._warned_pidfiles.discard(path)
+            pids.append(pid)
+        return pids
+
+    @staticmethod
+    def _read(process: psutil.Process, metrics: MetricSet) -> None:
+        """Add one process's samples; a process gone mid-read adds nothing at all."""
+        samples: list[tuple[str, float]] = []
+        try:
+            with process.oneshot():
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    return  # exited, not yet reaped by its parent: gone for our purposes
+                name = process.name()
+                times = process.cpu_times()
+                samples.append(("inferwatch_process_cpu_seconds_total", times.user + times.system))
+                samples.append(("inferwatch_process_resident_memory_bytes",
+                                process.memory_info().rss))
+                samples.append(("inferwatch_process_threads", process.num_threads()))
+                try:
+                    samples.append(("inferwatch_process_open_fds", process.num_fds()))
+                except psutil.AccessDenied:
+                    pass  # another user's process: the other fields are still readable
+        except (*_GONE, psutil.AccessDenied):
+            return
+        labels = {"pid": str(process.pid), "process": name}
+        for metric, value in samples:
+            metrics.add(metric, labels, value)
+
+
+def _pid(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
+    return int(text)

@@ -1,0 +1,310 @@
+"""Collectors by name, and the scrape that runs them each under a deadline.
+
+A collector is a class with a ``name``, decorated with :func:`register`; the CLI turns
+every registered name into ``--collector.<name>`` / ``--no-collector.<name>``. The
+:class:`Scraper` is the one prometheus_client collector the exporter registers: on each
+scrape it runs every enabled collector in its own worker thread, waits at most the
+scrape timeout, and reports ``inferwatch_exporter_collector_success`` and
+``inferwatch_exporter_collector_duration_seconds`` per collector. A collector that
+raises or hangs costs its own series, never the scrape.
+
+>>> from prometheus_client import CollectorRegistry, generate_latest
+>>> registry = CollectorRegistry()
+>>> registry.register(Scraper([], timeout=1.0))
+>>> b"inferwatch_exporter_build_info" in generate_latest(registry)
+True
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import ClassVar, TypeVar
+
+from prometheus_client.metrics_core import Metric
+
+from inferwatch._version import __version__
+from inferwatch.catalogue import CATALOGUE
+
+log = logging.getLogger("inferwatch.standalone")
+
+FAILURE_LOG_INTERVAL_SECONDS = 60.0
+
+
+class CollectorError(Exception):
+    """An expected failure (no driver, unreadable source): logged as one line, no traceback."""
+
+
+class Collector:
+    """Base class of the exporter's collectors; subclasses set ``name`` and ``collect()``.
+
+    ``describe()`` lists the metric names without reading anything, so registering a
+    collector costs nothing. ``collect()`` runs in a worker thread, never two at once
+    for the same collector, and yields fresh families on every call.
+
+    >>> class Hello(Collector):
+    ...     name = "hello"
+    ...     metric_names = ("inferwatch_exporter_build_info",)
+    ...     def collect(self):
+    ...         metrics = MetricSet()
+    ...         metrics.add("inferwatch_exporter_build_info", {"version": "x"}, 1)
+    ...         return metrics.families()
+    >>> [sample.value for family in Hello().collect() for sample in family.samples]
+    [1.0]
+    """
+
+    name: ClassVar[str] = ""
+    default_enabled: ClassVar[bool] = True
+    help: ClassVar[str] = ""
+    # Catalogue names this collector may expose: describe() answers from them.
+    metric_names: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        """Add this collector's own flags (``--<name>.<option>``) to the CLI."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Collector:
+        """Build the collector from parsed CLI flags; raise ``ValueError`` naming a bad flag."""
+        return cls()
+
+    def describe(self) -> Iterable[Metric]:
+        return describe_families(self.metric_names)
+
+    def collect(self) -> Iterable[Metric]:
+        raise NotImplementedError
+
+
+C = TypeVar("C", bound=type[Collector])
+_REGISTERED: dict[str, type[Collector]] = {}
+
+
+def register(cls: C) -> C:
+    """Class decorator: make a collector available as ``--collector.<cls.name>``.
+
+    >>> @register
+    ... class Example(Collector):
+    ...     name = "example_doc"
+    >>> registered_collectors()["example_doc"] is Example
+    True
+    >>> _ = _REGISTERED.pop("example_doc")
+    """
+    name = cls.name
+    if not name or not name.replace("_", "").isalnum() or name != name.lower():
+        raise ValueError(f"collector name {name!r} must be lower-case letters, digits and _")
+    existing = _REGISTERED.get(name)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"collector {name!r} is already registered by {existing.__qualname__}")
+    _REGISTERED[name] = cls
+    return cls
+
+
+def registered_collectors() -> dict[str, type[Collector]]:
+    """Every known collector by name (imports the modules listed in ``collectors``)."""
+    from inferwatch.standalone import collectors
+
+    collectors.load_all()
+    return dict(sorted(_REGISTERED.items()))
+
+
+# --- metric families from the catalogue -------------------------------------------------------
+
+def _new_family(name: str) -> Metric:
+    spec = CATALOGUE[name]
+    return Metric(spec.family, spec.help, spec.kind)
+
+
+def describe_families(names: Iterable[str]) -> list[Metric]:
+    """Empty families (name, HELP, type) for catalogue names: what ``describe()`` returns."""
+    return [_new_family(name) for name in names]
+
+
+class MetricSet:
+    """Samples gathered during one collect, grouped into families in first-seen order.
+
+    Labels are a dict per sample, so one family may carry an extra label on some series
+    (a MIG ``gpu_instance``) without a second family.
+
+    >>> metrics = MetricSet()
+    >>> metrics.add("inferwatch_gpu_up", {"gpu": "0", "uuid": "GPU-1"}, 1)
+    >>> metrics.families()[0].samples[0].value
+    1.0
+    """
+
+    def __init__(self) -> None:
+        self._families: dict[str, Metric] = {}
+
+    def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        family = self._families.get(name)
+        if family is None:
+            family = self._families[name] = _new_family(name)
+        family.add_sample(name, dict(labels), float(value))
+
+    def families(self) -> list[Metric]:
+        return list(self._families.values())
+
+
+# --- running collectors under a deadline ----------------------------------------------------
+
+class _Run:
+    """One collect() of one collector in a daemon thread; the result lands here."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.started = time.monotonic()
+        self.finished = threading.Event()
+        self.families: list[Metric] = []
+        self.error: BaseException | None = None
+        self.duration = 0.0
+        self.scrapes = 1  # scrapes waiting on this run; written under the slot's lock
+        self.thread = threading.Thread(
+            target=self._run, name=f"inferwatch-collector-{collector.name}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.families = list(self.collector.collect())
+        except BaseException as exc:  # a collector bug must not kill the thread silently
+            self.error = exc
+        finally:
+            self.duration = time.monotonic() - self.started
+            self.finished.set()
+
+
+class _Slot:
+    """At most one run per collector: concurrent scrapes share it, a hung one is not restarted."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.lock = threading.Lock()
+        self.run: _Run | None = None
+        self.healthy = True
+        self.last_logged = float("-inf")
+        self.suppressed = 0
+
+
+class Scraper:
+    """The prometheus_client collector that runs the enabled collectors on each scrape.
+
+    Every collector runs in parallel in its own thread; the scrape waits for each at most
+    until ``timeout`` seconds after it began. A collector still running from an earlier
+    scrape past its deadline is reported at once with success 0 and is not started again
+    until it returns, so a hung driver call costs one parked thread, never a pile-up.
+
+    >>> scraper = Scraper([], timeout=2.0)
+    >>> sorted(family.name for family in scraper.describe())[0]
+    'inferwatch_exporter_build_info'
+    """
+
+    def __init__(self, collectors: Sequence[Collector], timeout: float = 5.0) -> None:
+        if timeout <= 0:
+            raise ValueError(f"scrape timeout must be positive, got {timeout}")
+        names = [collector.name for collector in collectors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"collector names must be unique, got {names}")
+        self.timeout = timeout
+        self._slots = [_Slot(collector) for collector in collectors]
+
+    def describe(self) -> Iterator[Metric]:
+        yield from describe_families(_HEALTH_METRICS)
+        for slot in self._slots:
+            yield from slot.collector.describe()
+
+    def collect(self) -> Iterator[Metric]:
+        deadline = time.monotonic() + self.timeout
+        runs = [(slot, self._start(slot)) for slot in self._slots]
+        health = MetricSet()
+        health.add(
+            "inferwatch_exporter_build_info",
+            {"version": __version__, "python_version": platform.python_version()},
+            1,
+        )
+        families: list[Metric] = []
+        for slot, run in runs:
+            ok, duration, collected = self._finish(slot, run, deadline)
+            labels = {"collector": slot.collector.name}
+            health.add("inferwatch_exporter_collector_success", labels, 1 if ok else 0)
+            health.add("inferwatch_exporter_collector_duration_seconds", labels, duration)
+            families.extend(collected)
+        yield from health.families()
+        yield from families
+
+    def _start(self, slot: _Slot) -> tuple[_Run, bool]:
+        """The run this scrape waits on, and whether it was already hung before the scrape."""
+        with slot.lock:
+            run = slot.run
+            if run is not None and not run.finished.is_set():
+                hung = time.monotonic() - run.started >= self.timeout
+                run.scrapes += 1
+                return run, hung
+            slot.run = _Run(slot.collector)
+            return slot.run, False
+
+    def scrapes_sharing(self, name: str) -> int:
+        """How many scrapes are waiting on the unfinished run of collector `name` (0 if none).
+
+        For diagnosis: a number that keeps growing means the collector is hung.
+
+        >>> Scraper([], timeout=1.0).scrapes_sharing("gpu")
+        0
+        """
+        for slot in self._slots:
+            if slot.collector.name == name:
+                with slot.lock:
+                    run = slot.run
+                    return run.scrapes if run is not None and not run.finished.is_set() else 0
+        return 0
+
+    def _finish(
+        self, slot: _Slot, started: tuple[_Run, bool], deadline: float
+    ) -> tuple[bool, float, list[Metric]]:
+        run, already_hung = started
+        if not already_hung:
+            run.finished.wait(max(0.0, deadline - time.monotonic()))
+        duration = time.monotonic() - run.started
+        if not run.finished.is_set():
+            reason = (
+                "is still running from an earlier scrape; not started again until it returns"
+                if already_hung
+                else f"did not finish within the scrape timeout of {self.timeout:g}s"
+            )
+            self._failed(slot, reason, None)
+            return False, duration, []
+        duration = run.duration
+        if run.error is not None:
+            self._failed(slot, "failed", run.error)
+            return False, duration, []
+        if not slot.healthy:
+            slot.healthy = True
+            log.info("collector %s recovered", slot.collector.name)
+        return True, duration, run.families
+
+    def _failed(self, slot: _Slot, reason: str, error: BaseException | None) -> None:
+        """Log a collector failure at most once per interval per collector."""
+        slot.healthy = False
+        now = time.monotonic()
+        if now - slot.last_logged < FAILURE_LOG_INTERVAL_SECONDS:
+            slot.suppressed += 1
+            return
+        suppressed, slot.suppressed, slot.last_logged = slot.suppressed, 0, now
+        extra = f" ({suppressed} similar failures not logged)" if suppressed else ""
+        name = slot.collector.name
+        if error is None:
+            log.warning("collector %s %s%s", name, reason, extra)
+        elif isinstance(error, CollectorError):
+            log.warning("collector %s failed: %s%s", name, error, extra)
+        else:
+            log.error("collector %s raised %s%s", name, type(error).__name__, extra,
+                      exc_info=error)
+
+
+_HEALTH_METRICS = (
+    "inferwatch_exporter_build_info",
+    "inferwatch_exporter_collector_success",
+    "inferwatch_exporter_collector_duration_seconds",
+)
