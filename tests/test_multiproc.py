@@ -20,18 +20,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from inferwatch import faults
 from inferwatch.core.registry import Registry
 from inferwatch.core.render import model_families
-from inferwatch.core.state import ModelState
+from inferwatch.core.state import EXTRA_TYPES, ModelState, register_extra
 from inferwatch.multiproc import MultiprocError, attach, check_directory, clear_directory
 from inferwatch.multiproc.merge import merge_view
 from inferwatch.multiproc.snapshot_format import (
-    EXTRA_DECODERS,
     Snapshot,
     SnapshotError,
     decode,
     encode,
     exact_models,
     model_dict,
-    register_extra,
 )
 from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId
 from inferwatch.serving.bridge import InferwatchCollector
@@ -178,7 +176,7 @@ def test_extras_travel_through_a_registered_decoder():
         view = merge_view(raws, NOW)
         assert view.states[0].extras["test_bins"].counts == [11, 22]
     finally:
-        EXTRA_DECODERS.pop("test_bins")
+        EXTRA_TYPES.pop("test_bins")
 
 
 # --- the merged view --------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PREFIX = "inferwatch_"
+from prometheus_client.metrics_core import Metric
+
 MODEL_LABELS = ("model", "model_version")
 OTHER = "__other__"
 
@@ -22,7 +23,7 @@ class MetricSpec:
     """One metric: its name as exposed, type, HELP text and labels beyond the model labels."""
 
     name: str
-    kind: str  # counter | gauge | histogram | summary | info
+    kind: str  # counter | gauge | histogram | summary
     help: str
     labels: tuple[str, ...] = ()
     per_model: bool = True
@@ -35,16 +36,11 @@ class MetricSpec:
             return self.name[: -len("_total")]
         return self.name
 
-    @property
-    def all_labels(self) -> tuple[str, ...]:
-        return (MODEL_LABELS if self.per_model else ()) + self.labels
-
 
 def _specs(*specs: MetricSpec) -> dict[str, MetricSpec]:
     return {spec.name: spec for spec in specs}
 
 
-_I = "instrumentation"
 _E = "exporter"
 
 CATALOGUE: dict[str, MetricSpec] = _specs(
@@ -72,6 +68,8 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                "Prediction calls currently running."),
     MetricSpec("inferwatch_batch_size", "histogram",
                "Rows per prediction call."),
+    MetricSpec("inferwatch_calls_dropped_total", "counter",
+               "Calls not recorded because the drain fell max_pending calls behind."),
     # --- predictions ----------------------------------------------------------------------
     MetricSpec("inferwatch_prediction", "summary",
                "Rolling-window quantiles of predicted values (unit of the model output).",
@@ -193,3 +191,13 @@ def spec(name: str) -> MetricSpec:
     'histogram'
     """
     return CATALOGUE[name]
+
+
+def empty_family(name: str) -> Metric:
+    """An empty prometheus_client family (name, HELP, type) for catalogue metric `name`.
+
+    >>> empty_family("inferwatch_requests_total").name
+    'inferwatch_requests'
+    """
+    spec = CATALOGUE[name]
+    return Metric(spec.family, spec.help, spec.kind)

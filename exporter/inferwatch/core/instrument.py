@@ -1,8 +1,9 @@
 """``instrument()``: wrap a model object, a function or an async function.
 
 The wrappers are the request path. Each call does two clock reads, one
-``next()`` on an ``itertools.count`` (for the in-flight gauge) and one ``list.append``;
-the exception path re-raises the caller's exception object untouched.
+``next()`` on an ``itertools.count`` (for the in-flight gauge) and one ``list.append``
+(the appenders come bound from :meth:`Monitor.fast_path`); the exception path re-raises
+the caller's exception object untouched.
 
 >>> import inferwatch
 >>> from inferwatch.core.registry import Registry
@@ -20,13 +21,13 @@ import inspect
 import os
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from inferwatch import faults
-from inferwatch.core.monitor import Monitor, RequestRecord
+from inferwatch.core.monitor import Monitor
 from inferwatch.core.options import Settings
 from inferwatch.core.registry import Registry, default_registry
-from inferwatch.core.request import INFERENCE_STAGE, current_request
+from inferwatch.core.request import INFERENCE_STAGE, RequestRecord, current_request
 from inferwatch.core.request import _current as open_request
 from inferwatch.core.tracing import current_trace_id, otel_configured
 
@@ -34,8 +35,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
-_FEATURE_OPTIONS = frozenset({"range_tolerance", "drift_window_seconds", "drift_age_buckets"})
-_TRACE_OPTIONS = frozenset({"exemplars", "trace_stages"})
 
 
 class _CallRecorder:
@@ -53,6 +52,28 @@ class _CallRecorder:
         self.monitor = monitor
         self.probabilities = probabilities
         self.takes_request_id = _accepts_keyword(fn, "request_id")
+
+    def call(self, args: tuple, kwargs: dict) -> Any:
+        record = self.begin(args, kwargs)
+        start = time.perf_counter()
+        try:
+            result = self.fn(*args, **kwargs)
+        except BaseException as exc:
+            self.end(record, time.perf_counter() - start, error=exc)
+            raise
+        self.end(record, time.perf_counter() - start, result)
+        return result
+
+    async def call_async(self, args: tuple, kwargs: dict) -> Any:
+        record = self.begin(args, kwargs)
+        start = time.perf_counter()
+        try:
+            result = await self.fn(*args, **kwargs)
+        except BaseException as exc:
+            self.end(record, time.perf_counter() - start, error=exc)
+            raise
+        self.end(record, time.perf_counter() - start, result)
+        return result
 
     def begin(self, args: tuple, kwargs: dict) -> RequestRecord | None:
         """Prepare the record (None when the call joins an open request instead)."""
@@ -75,7 +96,7 @@ class _CallRecorder:
             record.features = args[0] if args else next(iter(kwargs.values()), None)
         if monitor.traces:
             record.trace_id = current_trace_id()
-        next(monitor._started)
+        monitor.call_started()
         return record
 
     def finish(self, record: RequestRecord, duration: float, result: Any,
@@ -87,11 +108,7 @@ class _CallRecorder:
             record.prediction = result
             record.has_prediction = True
             record.probabilities = self.probabilities
-        monitor = self.monitor
-        if len(monitor._requests) < monitor.settings.max_pending:
-            monitor._requests.append(record)
-        else:
-            next(monitor._dropped)
+        self.monitor.submit(record)
 
     def end(self, record: RequestRecord | None, duration: float, result: Any = None,
             error: BaseException | None = None) -> None:
@@ -114,13 +131,8 @@ class _CallRecorder:
 
 
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
-    pending = monitor._proba_calls if probabilities else monitor._calls
-    append = pending.append
-    errors = monitor._errors
-    append_error = errors.append
-    started = monitor._started
-    dropped = monitor._dropped
-    limit = monitor.settings.max_pending
+    started, pending, append, errors, append_error, limit, hand_off, _, _ = monitor.fast_path(
+        probabilities)
     clock = time.perf_counter
     slow = _CallRecorder(fn, monitor, probabilities)
     in_request = open_request.get  # a C call: cheap enough for the fast path
@@ -128,7 +140,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
         if kwargs or monitor.slow_path or in_request() is not None:
-            return _slow_call(slow, args, kwargs)
+            return slow.call(args, kwargs)
         next(started)
         start = clock()
         try:
@@ -137,67 +149,36 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             if len(errors) < limit:
                 append_error((clock() - start, exc.__class__))
             else:
-                next(dropped)
+                hand_off(errors, (clock() - start, exc.__class__))
             raise
         if len(pending) < limit:
             append((clock() - start, result))
         else:
-            next(dropped)
+            hand_off(pending, (clock() - start, result))
         return result
 
     return instrumented
 
 
-def _slow_call(slow: _CallRecorder, args: tuple, kwargs: dict) -> Any:
-    record = slow.begin(args, kwargs)
-    start = time.perf_counter()
-    try:
-        result = slow.fn(*args, **kwargs)
-    except BaseException as exc:
-        slow.end(record, time.perf_counter() - start, error=exc)
-        raise
-    slow.end(record, time.perf_counter() - start, result)
-    return result
-
-
 def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
-    pending = monitor._proba_calls if probabilities else monitor._calls
-    append = pending.append
-    errors = monitor._errors
-    append_error = errors.append
-    started = monitor._started
-    dropped = monitor._dropped
-    limit = monitor.settings.max_pending
+    fast = monitor.fast_path(probabilities)
+    started, finished, failed = fast.started, fast.finished, fast.failed
     clock = time.perf_counter
     slow = _CallRecorder(fn, monitor, probabilities)
-    in_request = open_request.get  # a C call: cheap enough for the fast path
+    in_request = open_request.get
 
     @functools.wraps(fn)
     async def instrumented(*args: Any, **kwargs: Any) -> Any:
         if kwargs or monitor.slow_path or in_request() is not None:
-            record = slow.begin(args, kwargs)
-            start = clock()
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                slow.end(record, clock() - start, error=exc)
-                raise
-            slow.end(record, clock() - start, result)
-            return result
+            return await slow.call_async(args, kwargs)
         next(started)
         start = clock()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            if len(errors) < limit:
-                append_error((clock() - start, exc.__class__))
-            else:
-                next(dropped)
+            failed(clock() - start, exc.__class__)
             raise
-        if len(pending) < limit:
-            append((clock() - start, result))
-        else:
-            next(dropped)
+        finished(clock() - start, result)
         return result
 
     return instrumented
@@ -225,11 +206,11 @@ class InstrumentedModel:
     sees the model's class, and pickling stores the model with its instrument() options.
     """
 
-    def __init__(self, model: Any, monitor: Monitor, options: dict[str, Any]) -> None:
+    def __init__(self, model: Any, monitor: Monitor, spec: _Spec) -> None:
         d = self.__dict__
         d["__wrapped__"] = model
         d["_inferwatch_monitor"] = monitor
-        d["_inferwatch_options"] = options
+        d["_inferwatch_spec"] = spec
         for method_name, probabilities in WRAPPED_METHODS:
             method = getattr(model, method_name, None)
             if callable(method):
@@ -275,11 +256,24 @@ class InstrumentedModel:
         return self.__dict__["__wrapped__"][key]
 
     def __reduce_ex__(self, protocol: int) -> tuple:
-        return (_restore, (self.__dict__["__wrapped__"], self.__dict__["_inferwatch_options"]))
+        return (_restore, (self.__dict__["__wrapped__"], self.__dict__["_inferwatch_spec"]))
 
 
-def _restore(model: Any, options: dict[str, Any]) -> Any:
-    return instrument(model, **options)
+class _Spec(NamedTuple):
+    """Everything instrument() was given besides the model: what a pickle stores."""
+
+    name: str
+    version: str
+    settings: Settings
+    trained_at: float | None = None
+    reference: Any = None
+    request_id: Callable[..., object] | None = None
+    # a live event log (a thread and open files) is not picklable: its path is
+    events: str | os.PathLike | None = None
+
+
+def _restore(model: Any, spec: _Spec) -> Any:
+    return _instrument(model, spec, is_function=False, registry=None)
 
 
 def _timestamp(value: Any) -> float | None:
@@ -333,11 +327,10 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     """
     if not isinstance(name, str) or not name:
         raise ValueError("inferwatch.instrument: name must be a non-empty string")
-    unknown = sorted(set(options) - _SETTINGS_FIELDS - _FEATURE_OPTIONS - _TRACE_OPTIONS)
+    unknown = sorted(set(options) - _SETTINGS_FIELDS)
     if unknown:
-        valid = sorted(_SETTINGS_FIELDS | _FEATURE_OPTIONS | _TRACE_OPTIONS)
         raise TypeError(f"inferwatch.instrument: unknown option(s) {', '.join(unknown)}; "
-                        f"valid options: {', '.join(valid)}")
+                        f"valid options: {', '.join(sorted(_SETTINGS_FIELDS))}")
     if target is None:
         def decorator(fn: F) -> F:
             return instrument(fn, name=name, version=version, trained_at=trained_at,
@@ -347,37 +340,39 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     if isinstance(target, type):
         raise TypeError("inferwatch.instrument: pass a model instance or a function, "
                         f"not the class {target.__name__}")
-    feature_options = {k: options.pop(k) for k in list(options) if k in _FEATURE_OPTIONS}
-    trace_options = {k: options.pop(k) for k in list(options) if k in _TRACE_OPTIONS}
-    user_metadata = dict(options.pop("metadata", None) or {})
     is_function = inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(
         target) or isinstance(target, functools.partial) or inspect.iscoroutinefunction(target)
-    settings = Settings(**options, metadata={"framework": _framework(target, is_function),
-                                             **user_metadata})
-    registry = registry or default_registry()
+    metadata = {"framework": _framework(target, is_function), **(options.pop("metadata", None)
+                                                                  or {})}
     try:
         trained = _timestamp(trained_at)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"inferwatch.instrument: trained_at {trained_at!r} is not a datetime, "
                          "ISO date string or Unix timestamp") from exc
+    if events is not None and not isinstance(events, (str, os.PathLike)) and \
+            not hasattr(events, "emit"):
+        raise TypeError("inferwatch.instrument: events must be an EventLog or a path, "
+                        f"got {type(events).__name__}")
+    spec = _Spec(name, str(version), Settings(**options, metadata=metadata), trained,
+                 reference, request_id, events)
+    return _instrument(target, spec, is_function=is_function, registry=registry)
+
+
+def _instrument(target: Any, spec: _Spec, *, is_function: bool,
+                registry: Registry | None) -> Any:
+    registry = registry or default_registry()
     monitor = registry.monitor(
-        name, str(version), settings, trained_at=trained,
+        spec.name, spec.version, spec.settings, trained_at=spec.trained_at,
         class_names=None if is_function else (lambda: getattr(target, "classes_", None)),
     )
-    exemplars = trace_options.get("exemplars")
+    exemplars = spec.settings.exemplars
     if exemplars or (exemplars is None and otel_configured()):
-        monitor.configure(traces=True, trace_stages=bool(trace_options.get("trace_stages")))
-    if reference is not None or request_id is not None or events is not None:
-        monitor.configure(reference=reference, request_id=request_id, events=events,
-                          **feature_options)
+        monitor.configure(traces=True)
+    if spec.reference is not None or spec.request_id is not None or spec.events is not None:
+        monitor.configure(reference=spec.reference, request_id=spec.request_id,
+                          events=spec.events)
     if is_function:
         return wrap_callable(target, monitor)
-    pickled_options = {"name": name, "version": version, "trained_at": trained_at,
-                       "reference": reference, "request_id": request_id,
-                       # a live event log (a thread and open files) is not picklable: its path is
-                       "events": events if events is None or isinstance(events, (str, os.PathLike))
-                       else getattr(events, "path", None),
-                       **options, **feature_options, **trace_options}
-    if user_metadata:
-        pickled_options["metadata"] = user_metadata
-    return InstrumentedModel(target, monitor, pickled_options)
+    if spec.events is not None and not isinstance(spec.events, (str, os.PathLike)):
+        spec = spec._replace(events=getattr(spec.events, "path", None))
+    return InstrumentedModel(target, monitor, spec)

@@ -44,6 +44,10 @@ class LabelCap:
         self._lock = threading.Lock()
         self.overflowed = 0
 
+    def renew_lock(self) -> None:
+        """A new lock in a forked child (one held at fork time would never be released)."""
+        self._lock = threading.Lock()
+
     def fold(self, value: object) -> str:
         text = clean_label_value(value)
         if text in self._seen:

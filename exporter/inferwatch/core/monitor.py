@@ -7,6 +7,11 @@ scrape. Draining takes a prefix of each pending list with a slice and deletes it
 one ``del``; both are single operations under the GIL, so appends racing with a drain
 land in the next drain and no call is lost or counted twice.
 
+The Monitor is the only writer of its state and of its pending lists. The request path
+gets its bound appenders from :meth:`Monitor.fast_path`, request records go through
+:meth:`Monitor.submit`, and a list that fills up between two drains is handed to the
+drain whole (:meth:`Monitor.hand_off`), so a fast caller never loses a count.
+
 >>> from inferwatch.core.registry import Registry
 >>> mon = Registry().monitor("fraud", "1.4.2")
 >>> mon.record_call(0.003, 0.91)
@@ -16,13 +21,13 @@ land in the next drain and no call is lost or counted twice.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -32,57 +37,32 @@ from inferwatch.core.options import Settings
 from inferwatch.core.outcomes import OutcomeJoiner
 from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.state import ModelState
-from inferwatch.quality.tracker import (
-    DEFAULT_DRIFT_AGE_BUCKETS,
-    DEFAULT_DRIFT_WINDOW_SECONDS,
-    FeatureTracker,
-)
 
 if TYPE_CHECKING:
-    from inferwatch.core.request import Request
+    from inferwatch.core.request import Request, RequestRecord
     from inferwatch.events import EventLog
     from inferwatch.quality.reference import Reference
+    from inferwatch.quality.tracker import FeatureTracker
+
+T = TypeVar("T")
 
 
+class FastPath(NamedTuple):
+    """What an instrumented call touches, bound once when the wrapper is built."""
 
-@dataclass(slots=True)
-class RequestRecord:
-    """What one ``mon.request()`` block saw, handed to the drain when the block ends."""
+    started: itertools.count  # next() on it when a call starts (the in-flight gauge)
+    pending: list  # finished calls: (duration, result)
+    append: Callable[[Any], None]
+    errors: list  # failed calls: (duration, exception class)
+    append_error: Callable[[Any], None]
+    limit: int  # append while len(list) < limit, else hand_off(list, item)
+    hand_off: Callable[[list, Any], None]
+    # The same two steps as functions, where one more call costs nothing (async calls).
+    finished: Callable[[float, object], None]
+    failed: Callable[[float, type], None]
 
-    duration: float
-    request_id: str | None = None
-    started_at: float = 0.0  # wall-clock time, for the label delay of outcomes
-    stages: list[tuple[str, float]] = field(default_factory=list)
-    prediction: object = None
-    probabilities: bool = False
-    has_prediction: bool = False
-    features: object = None
-    inputs: object = None
-    stage_outputs: dict[str, object] | None = None
-    action: str | None = None
-    error_type: type | None = None
-    trace_id: str | None = None
 
-    def event(self, model: str, version: str) -> dict[str, object]:
-        """The event-log entry for this request (the log redacts and bounds it)."""
-        event: dict[str, object] = {
-            "ts": self.started_at, "model": model, "model_version": version,
-            "request_id": self.request_id, "trace_id": self.trace_id,
-            # Without a separate raw input, the call's argument is the input: logged once.
-            "inputs": self.inputs if self.inputs is not None else self.features,
-            "stages": {name: seconds for name, seconds in self.stages},
-            "duration_seconds": self.duration, "action": self.action,
-        }
-        if self.inputs is not None and self.features is not None:
-            event["features"] = self.features
-        if self.stage_outputs:
-            event["stage_outputs"] = self.stage_outputs
-        if self.error_type is not None:
-            event["error"] = {"type": self.error_type.__name__}
-        elif self.has_prediction:
-            key = "probabilities" if self.probabilities else "prediction"
-            event[key] = self.prediction
-        return event
+_NOTHING = object()
 
 
 def _take(pending: list) -> list:
@@ -121,10 +101,18 @@ class Monitor:
         self._proba_calls: list[tuple[float, object]] = []
         self._errors: list[tuple[float, type]] = []
         self._requests: list[RequestRecord] = []
+        # Lists that filled up between two drains, handed over whole: (source list, items).
+        # Taking from the pending lists happens only under this lock, so a hand-off and a
+        # drain never take the same prefix twice.
+        self._take_lock = threading.Lock()
+        self._handed_off: list[tuple[list, list]] = []
+        self._handed_off_calls = 0
         self._started = itertools.count()
         self._dropped = itertools.count()
         self._finished = 0
         self._dropped_reported = 0
+        # Set by the registry: wakes its drain thread at once when a list is handed off.
+        self.wake_drain: Callable[[], None] | None = None
         # True sends every instrumented call down the slow path (see instrument.py):
         # inputs, request ids, events or traces are wanted. Calls inside an open
         # ``mon.request()`` take it too; they find the request through a context variable.
@@ -140,6 +128,7 @@ class Monitor:
         # ratio reads 0 rather than "no data" before the first failure.
         self.state.inc("inferwatch_requests_total", ("ok",), 0)
         self.state.inc("inferwatch_requests_total", ("error",), 0)
+        self.state.inc("inferwatch_calls_dropped_total", (), 0)
         for reason in ("nan", "inf") + (("out_of_range",) if s.output_range else ()):
             self.state.inc("inferwatch_invalid_predictions_total", (reason,), 0)
         self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds)
@@ -154,27 +143,34 @@ class Monitor:
     def configure(self, *, reference: Reference | str | os.PathLike | None = None,
                   request_id: Callable[..., object] | None = None,
                   events: EventLog | str | os.PathLike | None = None,
-                  range_tolerance: float = 0.0,
-                  drift_window_seconds: float = DEFAULT_DRIFT_WINDOW_SECONDS,
-                  drift_age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS,
-                  traces: bool | None = None, trace_stages: bool | None = None) -> Monitor:
+                  traces: bool | None = None, **options: Any) -> Monitor:
         """Switch on data quality and drift, request ids from a function, or the event log.
 
         Each of these needs the call's inputs or an event per call, so instrumented calls
         of this model take the slow path (still append-only; the checks run at drain time).
-        """
-        from inferwatch.quality.reference import Reference
+        `options` are :class:`~inferwatch.core.options.Settings` fields that take effect
+        from here on (``range_tolerance``, ``drift_window_seconds``, ``trace_stages``, ...).
 
+        >>> from inferwatch.core.registry import Registry
+        >>> mon = Registry().monitor("m", "1").configure(drift_window_seconds=60)
+        >>> mon.settings.drift_window_seconds
+        60
+        """
+        if options:
+            self.settings = dataclasses.replace(self.settings, **options)
         if traces is not None:
             self.traces = bool(traces)
-        if trace_stages is not None:
-            self.trace_stages = bool(trace_stages)
+        self.trace_stages = self.settings.trace_stages
         if reference is not None:
+            from inferwatch.quality.reference import Reference
+            from inferwatch.quality.tracker import FeatureTracker
+
             if not isinstance(reference, Reference):
                 reference = Reference.load(reference)
-            tracker = FeatureTracker(reference, range_tolerance=range_tolerance,
-                                     window_seconds=drift_window_seconds,
-                                     age_buckets=drift_age_buckets)
+            s = self.settings
+            tracker = FeatureTracker(reference, range_tolerance=s.range_tolerance,
+                                     window_seconds=s.drift_window_seconds,
+                                     age_buckets=s.drift_age_buckets)
             with self._lock:
                 self.features = tracker
                 self.state.extras["drift"] = tracker.drift
@@ -244,14 +240,88 @@ class Monitor:
     def record_call(self, duration: float, result: object, probabilities: bool = False) -> None:
         """Record a finished call; what the instrument() wrappers do inline."""
         next(self._started)
-        (self._proba_calls if probabilities else self._calls).append((duration, result))
+        pending = self._proba_calls if probabilities else self._calls
+        if len(pending) < self.settings.pending_chunk:
+            pending.append((duration, result))
+        else:
+            self.hand_off(pending, (duration, result))
 
     def record_error(self, duration: float, error_type: type) -> None:
+        """Record a failed call of `duration` seconds that raised `error_type`."""
         next(self._started)
-        self._errors.append((duration, error_type))
+        if len(self._errors) < self.settings.pending_chunk:
+            self._errors.append((duration, error_type))
+        else:
+            self.hand_off(self._errors, (duration, error_type))
+
+    def fast_path(self, probabilities: bool) -> FastPath:
+        """The bound appenders an instrumented call uses, for ``predict`` or ``predict_proba``.
+
+        >>> from inferwatch.core.registry import Registry
+        >>> fast = Registry().monitor("m", "1").fast_path(probabilities=False)
+        >>> fast.limit > 0
+        True
+        """
+        pending = self._proba_calls if probabilities else self._calls
+        append, errors, append_error = pending.append, self._errors, self._errors.append
+        limit, hand_off = self.settings.pending_chunk, self.hand_off
+
+        def finished(duration: float, result: object) -> None:
+            if len(pending) < limit:
+                append((duration, result))
+            else:
+                hand_off(pending, (duration, result))
+
+        def failed(duration: float, error_type: type) -> None:
+            if len(errors) < limit:
+                append_error((duration, error_type))
+            else:
+                hand_off(errors, (duration, error_type))
+
+        return FastPath(self._started, pending, append, errors, append_error, limit, hand_off,
+                        finished, failed)
+
+    def call_started(self) -> None:
+        """A call or request began (what the in-flight gauge counts)."""
+        next(self._started)
+
+    def submit(self, record: RequestRecord) -> None:
+        """Hand a finished request record to the drain."""
+        requests = self._requests
+        if len(requests) < self.settings.pending_chunk:
+            requests.append(record)
+        else:
+            self.hand_off(requests, record)
+
+    def hand_off(self, pending: list, item: object) -> None:
+        """`pending` is full: give its calls to the drain whole, start it anew with `item`.
+
+        Only when the drain has fallen behind by ``max_pending`` calls in all is `item`
+        dropped, and counted. Never raises: this runs on the caller's request path.
+        """
+        try:
+            with self._take_lock:
+                if len(pending) >= self.settings.pending_chunk:
+                    s = self.settings
+                    if self._handed_off_calls + len(pending) + s.pending_chunk > s.max_pending:
+                        next(self._dropped)
+                        item = _NOTHING
+                    else:
+                        taken = _take(pending)
+                        self._handed_off.append((pending, taken))
+                        self._handed_off_calls += len(taken)
+                if item is not _NOTHING:
+                    pending.append(item)
+            wake = self.wake_drain
+            if wake is not None:
+                wake()
+        except Exception as exc:
+            faults.record("backlog", exc)
 
     def pending(self) -> int:
-        return len(self._calls) + len(self._proba_calls) + len(self._errors) + len(self._requests)
+        """Calls finished and not yet drained."""
+        return (len(self._calls) + len(self._proba_calls) + len(self._errors)
+                + len(self._requests) + self._handed_off_calls)
 
     def families(self, now: float) -> list:
         """This monitor's metric families, rendered under its lock so a concurrent drain
@@ -261,6 +331,14 @@ class Monitor:
         with self._lock:
             self.state.set_gauge("inferwatch_requests_in_flight", (), self.in_flight_locked())
             return model_families([self.state], now=now)
+
+    def publishable(self, encode: Callable[[ModelState], T]) -> tuple[T, tuple]:
+        """This monitor's state encoded for a worker file, and a fingerprint that changes
+        whenever a call finishes or starts, both taken under its lock."""
+        with self._lock:
+            in_flight = self.in_flight_locked()
+            self.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
+            return encode(self.state), (self.name, self.version, self._finished, in_flight)
 
     def in_flight(self) -> int:
         """Calls started and not yet finished."""
@@ -280,11 +358,19 @@ class Monitor:
         except Exception as exc:
             faults.record("drain", exc)
 
+    def _take_pending(self) -> tuple[list, list, list, list]:
+        with self._take_lock:
+            handed_off, self._handed_off, self._handed_off_calls = self._handed_off, [], 0
+            taken = []
+            for pending in (self._calls, self._proba_calls, self._errors, self._requests):
+                chunks = [items for source, items in handed_off if source is pending]
+                chunks.append(_take(pending))
+                taken.append(chunks[0] if len(chunks) == 1 else
+                             [item for chunk in chunks for item in chunk])
+        return taken[0], taken[1], taken[2], taken[3]
+
     def _drain_locked(self, now: float) -> None:
-        calls = _take(self._calls)
-        proba_calls = _take(self._proba_calls)
-        errors = _take(self._errors)
-        requests = _take(self._requests)
+        calls, proba_calls, errors, requests = self._take_pending()
         total = len(calls) + len(proba_calls) + len(errors) + len(requests)
         self._report_dropped()
         if not total:
@@ -292,7 +378,7 @@ class Monitor:
         self._finished += total
         state = self.state
         durations: list[float] = []
-        predictions = PredictionBatch(self)
+        predictions = PredictionBatch(self.settings, self._caps, self.features, self.class_names)
         if calls:
             call_durations, results = zip(*calls)
             durations.extend(call_durations)
@@ -365,6 +451,7 @@ class Monitor:
     def _report_dropped(self) -> None:
         dropped = _count_value(self._dropped)
         if dropped > self._dropped_reported:
+            self.state.inc("inferwatch_calls_dropped_total", (), dropped - self._dropped_reported)
             faults.record("backlog", count=dropped - self._dropped_reported)
             self._dropped_reported = dropped
 
@@ -397,15 +484,27 @@ class Monitor:
                     self.outcomes.remember(record.request_id, row[0], row[1],
                                            at=record.started_at)
 
+    def renew_locks(self) -> None:
+        """New locks in a forked child: a lock held by another thread at fork time would
+        otherwise stay held forever there."""
+        self._lock = threading.Lock()
+        self._take_lock = threading.Lock()
+        self.outcomes.renew_lock()
+        for cap in self._caps.values():
+            cap.renew_lock()
+        if self.features is not None:
+            self.features.renew_locks()
+
     def reset_after_fork(self) -> None:
         """Zero what this monitor counted, keeping what it is (identity, settings, caps).
 
         A worker forked from a master that already served calls must not publish the
         master's counts a second time.
         """
-        self._lock = threading.Lock()
+        self.renew_locks()
         for pending in (self._calls, self._proba_calls, self._errors, self._requests):
             del pending[:]  # the wrappers hold these very lists: empty them in place
+        self._handed_off, self._handed_off_calls = [], 0
         dropped = _count_value(self._dropped)
         self._finished = _count_value(self._started) - dropped
         self._dropped_reported = dropped

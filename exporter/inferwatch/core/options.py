@@ -1,14 +1,20 @@
-"""Per-model options and default histogram buckets.
+"""Per-model options and default histogram buckets: one frozen object per model.
 
-Every label that users can grow has a cap here; a bad value is a clear error naming it.
+Every option ``instrument()`` takes (buckets, caps, the drift window, tracing) lives in
+:class:`Settings`, so a model's configuration is one value that compares, hashes and
+pickles as itself. Every label that users can grow has a cap here; a bad value is a clear
+error naming it.
 
 >>> Settings(task="regression").summary.quantiles
 (0.5, 0.9, 0.99)
+>>> Settings(metadata={"team": "risk"}).metadata["team"]
+'risk'
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from inferwatch.core.state import SummarySettings
@@ -27,6 +33,47 @@ TASKS = ("auto", "classification", "regression")
 MAX_METADATA_LABELS = 8
 RESERVED_LABELS = ("model", "model_version", "job", "instance")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# The drift window's defaults; quality/tracker.py has the same values for standalone use
+# (the quality package does not import the hot path), and a test keeps them equal.
+DRIFT_WINDOW_SECONDS = 3600.0
+DRIFT_AGE_BUCKETS = 6
+_TUPLE_FIELDS = ("quantiles", "latency_buckets", "batch_buckets", "value_buckets",
+                 "outcome_error_buckets", "outcome_delay_buckets")
+
+
+class FrozenLabels(Mapping[str, str]):
+    """A read-only mapping of label names to values: hashable, and it pickles as itself.
+
+    >>> labels = FrozenLabels({"team": "risk"})
+    >>> dict(labels), hash(labels) == hash(FrozenLabels({"team": "risk"}))
+    ({'team': 'risk'}, True)
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items = dict(items or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self) == dict(other)
+
+    def __repr__(self) -> str:
+        return f"FrozenLabels({self._items!r})"
+
+    def __reduce__(self) -> tuple:
+        return (FrozenLabels, (self._items,))
 
 
 @dataclass(frozen=True)
@@ -52,12 +99,34 @@ class Settings:
     # Predictions kept for joining delayed ground truth (about 200 bytes each).
     outcome_cache_size: int = 50_000
     outcome_ttl_seconds: float = 7 * 86400.0
-    # Calls waiting to be drained; past this the oldest work is still safe, new calls are
-    # dropped and counted, so a stalled drain can never grow memory without bound.
-    max_pending: int = 200_000
-    metadata: dict[str, str] = field(default_factory=dict)
+    # Calls waiting to be drained, in all. A request path that fills its current list
+    # (max_pending / 8 calls) hands it to the drain and starts a new one, so a fast caller
+    # never loses a count; only past max_pending in all (a stalled drain) are calls dropped,
+    # counted in inferwatch_calls_dropped_total, so memory stays bounded (about 100 bytes
+    # a call).
+    max_pending: int = 1_000_000
+    metadata: Mapping[str, str] = field(default_factory=FrozenLabels)
+    # Data quality and drift, when a reference is given.
+    range_tolerance: float = 0.0
+    drift_window_seconds: float = DRIFT_WINDOW_SECONDS
+    drift_age_buckets: int = DRIFT_AGE_BUCKETS
+    # Trace ids as exemplars: None follows whether OpenTelemetry tracing is configured.
+    exemplars: bool | None = None
+    trace_stages: bool = False
 
     def __post_init__(self) -> None:
+        # Frozen all the way down: a list or dict handed in is copied into an immutable one.
+        for name in _TUPLE_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, tuple) and value is not None:
+                try:
+                    object.__setattr__(self, name, tuple(value))
+                except TypeError:
+                    pass  # not iterable: reported below
+        if self.output_range is not None and not isinstance(self.output_range, tuple):
+            object.__setattr__(self, "output_range", tuple(self.output_range))
+        if not isinstance(self.metadata, FrozenLabels):
+            object.__setattr__(self, "metadata", FrozenLabels(self.metadata))
         problems = []
         if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
             problems.append(f"quantiles must be in [0, 1], got {self.quantiles!r}")
@@ -80,9 +149,16 @@ class Settings:
         if self.output_range is not None and not self.output_range[0] <= self.output_range[1]:
             problems.append(f"output_range must be (low, high), got {self.output_range!r}")
         for name in ("max_classes", "max_outputs", "max_error_types", "max_actions",
-                     "max_stages", "max_pending", "outcome_cache_size"):
+                     "max_stages", "outcome_cache_size", "drift_age_buckets"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        if self.max_pending < 8:
+            problems.append("max_pending must be at least 8")
+        if not self.drift_window_seconds > 0:
+            problems.append(
+                f"drift_window_seconds must be positive, got {self.drift_window_seconds!r}")
+        if not self.range_tolerance >= 0:
+            problems.append(f"range_tolerance must be >= 0, got {self.range_tolerance!r}")
         if len(self.metadata) > MAX_METADATA_LABELS or not all(
                 _LABEL_NAME.fullmatch(str(k)) and not str(k).startswith("__")
                 and k not in RESERVED_LABELS for k in self.metadata):
@@ -90,6 +166,11 @@ class Settings:
                             f"valid Prometheus label names other than {RESERVED_LABELS}")
         if problems:
             raise ValueError("inferwatch: invalid settings: " + "; ".join(problems))
+
+    @property
+    def pending_chunk(self) -> int:
+        """Calls a request path appends before it hands its list to the drain."""
+        return max(1, self.max_pending // 8)
 
     @property
     def summary(self) -> SummarySettings:

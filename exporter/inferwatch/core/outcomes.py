@@ -28,7 +28,6 @@ DEFAULT_MAX_ENTRIES = 50_000
 DEFAULT_TTL_SECONDS = 7 * 86400.0
 # Rows kept per request id: a batch call with one id joins row by row up to this many.
 MAX_ROWS_PER_ENTRY = 64
-UNMATCHED_REASONS = ("unknown_id", "expired", "duplicate", "shape_mismatch")
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,10 @@ class OutcomeJoiner:
         # request id -> (predicted classes or None, predicted values or None, time)
         self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float]] = OrderedDict()
         self._joined: OrderedDict[str, None] = OrderedDict()
+
+    def renew_lock(self) -> None:
+        """A new lock in a forked child (one held at fork time would never be released)."""
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._pending)

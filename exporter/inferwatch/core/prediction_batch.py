@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +20,9 @@ from inferwatch.core.predictions import Prediction, normalize
 from inferwatch.core.state import ModelState
 
 if TYPE_CHECKING:
-    from inferwatch.core.monitor import Monitor
+    from inferwatch.core.label_caps import LabelCap
+    from inferwatch.core.options import Settings
+    from inferwatch.quality.tracker import FeatureTracker
 
 _FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
 _CLASS_SCALARS = frozenset({int, bool, str, np.int64, np.int32, np.int16, np.int8,
@@ -48,8 +50,13 @@ def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
 class PredictionBatch:
     """Gathers the predictions of one drain, then records them in one vectorised pass."""
 
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
+    def __init__(self, settings: Settings, caps: Mapping[str, LabelCap],
+                 features: FeatureTracker | None,
+                 class_names: Callable[[], Sequence[object] | None]) -> None:
+        self.settings = settings
+        self.caps = caps
+        self.features = features
+        self.read_class_names = class_names
         self.batch_sizes: list[int] = []
         self.values: dict[str, list[np.ndarray]] = {}
         self.classes: list[np.ndarray] = []
@@ -58,7 +65,7 @@ class PredictionBatch:
         self._class_names: object = _UNSET
 
     def add_results(self, results: Sequence[object], probabilities: bool) -> None:
-        task = self.monitor.settings.task
+        task = self.settings.task
         kinds = set(map(type, results))
         if len(kinds) == 1 and len(results) > 1 and not probabilities and \
                 issubclass(next(iter(kinds)), np.ndarray):
@@ -98,7 +105,7 @@ class PredictionBatch:
             try:
                 prediction = normalize(
                     np.concatenate(results), probabilities=probabilities,
-                    task=self.monitor.settings.task,
+                    task=self.settings.task,
                     class_names=self._class_names_once() if probabilities else None)
             except Exception as exc:
                 faults.record("prediction", exc)
@@ -110,14 +117,14 @@ class PredictionBatch:
 
     def _class_names_once(self) -> Sequence[object] | None:
         if self._class_names is _UNSET:
-            self._class_names = self.monitor.class_names()
+            self._class_names = self.read_class_names()
         return self._class_names
 
     def add_one(self, result: object, probabilities: bool) -> Prediction | None:
         """Record one call's result; returns its normalised form (None if it could not be)."""
         try:
             prediction = normalize(
-                result, probabilities=probabilities, task=self.monitor.settings.task,
+                result, probabilities=probabilities, task=self.settings.task,
                 class_names=self._class_names_once() if probabilities else None)
         except Exception as exc:
             faults.record("prediction", exc)
@@ -157,8 +164,8 @@ class PredictionBatch:
             self.invalid[reason] = self.invalid.get(reason, 0) + count
 
     def flush(self, state: ModelState, now: float) -> None:
-        settings = self.monitor.settings
-        caps = self.monitor._caps
+        settings = self.settings
+        caps = self.caps
         if self.batch_sizes:
             state.histogram("inferwatch_batch_size", (), settings.batch_buckets).observe(
                 np.asarray(self.batch_sizes, dtype=np.float64))
@@ -170,7 +177,7 @@ class PredictionBatch:
         for output, chunks in merged.items():
             values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
             state.summary("inferwatch_prediction", (output,)).observe(values, now)
-            tracker = self.monitor.features
+            tracker = self.features
             bounds = (tracker.value_buckets(output) if tracker is not None else None) or \
                 settings.value_buckets
             state.histogram("inferwatch_prediction_value", (output,), bounds).observe(values)

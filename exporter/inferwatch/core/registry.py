@@ -49,6 +49,8 @@ class Registry:
         self._drainer: threading.Thread | None = None
         self._drainer_pid = 0
         self._stop = threading.Event()
+        # Set when a monitor hands off a full pending list: the drain runs at once.
+        self._wake = threading.Event()
         # Multi-worker mode (inferwatch.multiproc.attach): publishes after each drain.
         self.multiproc: Publisher | None = None
         _live_registries.add(self)
@@ -74,6 +76,7 @@ class Registry:
             if monitor is None:
                 monitor = Monitor(name, version, settings, trained_at=trained_at,
                                   class_names=class_names)
+                monitor.wake_drain = self._wake_drainer
                 self._monitors[key] = monitor
             elif trained_at is not None:
                 monitor.state.trained_at = trained_at
@@ -119,7 +122,8 @@ class Registry:
             self._stop = threading.Event()
             # The thread holds only a weak reference, so a dropped registry stops its thread.
             thread = threading.Thread(target=_drain_loop,
-                                      args=(weakref.ref(self), self._stop, self.drain_interval),
+                                      args=(weakref.ref(self), self._stop, self._wake,
+                                            self.drain_interval),
                                       name="inferwatch-drain", daemon=True)
             self._drainer, self._drainer_pid = thread, pid
             thread.start()
@@ -127,13 +131,21 @@ class Registry:
     def close(self) -> None:
         """Stop the drain thread (the monitors and their state stay readable)."""
         self._stop.set()
+        self._wake.set()
+
+    def _wake_drainer(self) -> None:
+        self._wake.set()
 
     def _after_fork(self) -> None:
         was_draining = self._drainer is not None and not self._stop.is_set()
         self._lock = threading.Lock()
         self._drainer = None
+        self._wake = threading.Event()
+        self._model_cap.renew_lock()
+        for cap in self._version_caps.values():
+            cap.renew_lock()
         for monitor in self._monitors.values():
-            monitor._lock = threading.Lock()
+            monitor.renew_locks()
         if self.multiproc is not None:
             self.multiproc.after_fork()
         if was_draining:
@@ -142,8 +154,13 @@ class Registry:
             self.ensure_drainer()
 
 
-def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, interval: float) -> None:
-    while not stop.wait(interval):
+def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threading.Event,
+                interval: float) -> None:
+    while True:
+        wake.wait(interval)
+        wake.clear()
+        if stop.is_set():
+            return
         registry = ref()
         if registry is None:
             return

@@ -12,6 +12,7 @@ Both a single process and the merged multi-worker view render through
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from prometheus_client.core import Exemplar, Metric
 from prometheus_client.utils import floatToGoString
 
-from inferwatch.catalogue import CATALOGUE, MODEL_LABELS, MetricSpec
+from inferwatch.catalogue import CATALOGUE, MODEL_LABELS, MetricSpec, empty_family
 from inferwatch.core.state import ModelState
 
 # Packages whose version change is a deploy worth seeing; only those already imported.
@@ -32,7 +33,7 @@ _PER_MODEL = [s for s in CATALOGUE.values() if s.per_model and s.source == "inst
 
 
 def _family(spec: MetricSpec) -> Metric:
-    return Metric(spec.family, spec.help, "gauge" if spec.kind == "info" else spec.kind)
+    return empty_family(spec.name)
 
 
 def describe_families() -> list[Metric]:
@@ -51,32 +52,15 @@ def model_families(states: Iterable[ModelState], now: float) -> list[Metric]:
         drift = state.extras.get("drift")
         if drift is not None:
             _drift(families, drift, base, now)
-        for metric, series in state.counters.items():
-            family, spec = families.get(metric), CATALOGUE.get(metric)
-            if family is None or spec is None:
-                continue
-            for labels, value in series.items():
-                family.add_sample(metric, {**base, **dict(zip(spec.labels, labels))}, value)
-        for metric, series in state.gauges.items():
-            family, spec = families.get(metric), CATALOGUE.get(metric)
-            if family is None or spec is None:
-                continue
-            for labels, value in series.items():
-                family.add_sample(metric, {**base, **dict(zip(spec.labels, labels))}, value)
-        for metric, hist_series in state.histograms.items():
-            family, spec = families.get(metric), CATALOGUE.get(metric)
-            if family is None or spec is None:
-                continue
-            for labels, hist in hist_series.items():
-                _histogram(family, metric, {**base, **dict(zip(spec.labels, labels))}, hist)
-        for metric, summary_series in state.summaries.items():
-            family, spec = families.get(metric), CATALOGUE.get(metric)
-            if family is None or spec is None:
-                continue
-            quantiles = state.summary_settings.quantiles
-            for labels, summary in summary_series.items():
-                _summary(family, metric, {**base, **dict(zip(spec.labels, labels))}, summary,
-                         quantiles, now)
+        summary = functools.partial(_summary, quantiles=state.summary_settings.quantiles, now=now)
+        for part, add in ((state.counters, _value), (state.gauges, _value),
+                          (state.histograms, _histogram), (state.summaries, summary)):
+            for metric, series in part.items():
+                family, spec = families.get(metric), CATALOGUE.get(metric)
+                if family is None or spec is None:
+                    continue
+                for labels, item in series.items():
+                    add(family, metric, {**base, **dict(zip(spec.labels, labels))}, item)
     return [f for f in families.values() if f.samples]
 
 
@@ -116,6 +100,10 @@ def _drift(families: dict[str, Metric], drift, base: dict[str, str], now: float)
             "inferwatch_prediction_drift", {**base, "output": output, "method": method}, value)
 
 
+def _value(family: Metric, name: str, labels: dict[str, str], value: float) -> None:
+    family.add_sample(name, labels, value)
+
+
 def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:
     cumulative = 0
     exemplars = hist.exemplars
@@ -152,7 +140,7 @@ def _exemplar(exemplar: tuple[str, float, float] | None) -> Exemplar | None:
     return Exemplar({"trace_id": trace_id}, value, at)
 
 
-def _summary(family: Metric, name: str, labels: dict[str, str], summary, quantiles,
+def _summary(family: Metric, name: str, labels: dict[str, str], summary, *, quantiles,
              now: float) -> None:
     values = summary.sketch.quantiles(quantiles, now)
     for q, value in zip(quantiles, values):

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextvars
 import time
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
-from inferwatch.core.monitor import RequestRecord
 from inferwatch.core.tracing import current_trace_id, stage_span
 
 if TYPE_CHECKING:
@@ -34,6 +34,46 @@ INFERENCE_STAGE = "inference"
 def current_request() -> Request | None:
     """The innermost open ``mon.request()`` block in this thread or task, if any."""
     return _current.get()
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What one ``mon.request()`` block saw, handed to the drain when the block ends."""
+
+    duration: float
+    request_id: str | None = None
+    started_at: float = 0.0  # wall-clock time, for the label delay of outcomes
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    prediction: object = None
+    probabilities: bool = False
+    has_prediction: bool = False
+    features: object = None
+    inputs: object = None
+    stage_outputs: dict[str, object] | None = None
+    action: str | None = None
+    error_type: type | None = None
+    trace_id: str | None = None
+
+    def event(self, model: str, version: str) -> dict[str, object]:
+        """The event-log entry for this request (the log redacts and bounds it)."""
+        event: dict[str, object] = {
+            "ts": self.started_at, "model": model, "model_version": version,
+            "request_id": self.request_id, "trace_id": self.trace_id,
+            # Without a separate raw input, the call's argument is the input: logged once.
+            "inputs": self.inputs if self.inputs is not None else self.features,
+            "stages": {name: seconds for name, seconds in self.stages},
+            "duration_seconds": self.duration, "action": self.action,
+        }
+        if self.inputs is not None and self.features is not None:
+            event["features"] = self.features
+        if self.stage_outputs:
+            event["stage_outputs"] = self.stage_outputs
+        if self.error_type is not None:
+            event["error"] = {"type": self.error_type.__name__}
+        elif self.has_prediction:
+            key = "probabilities" if self.probabilities else "prediction"
+            event[key] = self.prediction
+        return event
 
 
 class Stage:
@@ -87,7 +127,7 @@ class Request:
 
     def __enter__(self) -> Request:
         monitor = self.monitor
-        next(monitor._started)
+        monitor.call_started()
         self._token = _current.set(self)
         self.record.started_at = time.time()
         if monitor.traces:
@@ -106,10 +146,7 @@ class Request:
                 _current.reset(self._token)
         except ValueError:  # exited in another context than entered (rare async misuse)
             faults.record("request")
-        if len(monitor._requests) < monitor.settings.max_pending:
-            monitor._requests.append(record)
-        else:  # the drain has stalled: drop and count rather than grow
-            next(monitor._dropped)
+        monitor.submit(record)
         return False
 
     async def __aenter__(self) -> Request:

@@ -234,14 +234,3 @@ def query_events(path: Path, query: Query, format: str | None = None,
 
     return query_jsonl(path, query, stats or ReadStats())
 
-
-def tail_events(path: Path, count: int, format: str | None = None,
-                stats: ReadStats | None = None) -> list[bytes]:
-    """The last `count` stored lines by ``ts``, oldest first."""
-    if infer_format(path, format) == "sqlite":
-        from inferwatch.events.sqlite import tail_sqlite
-
-        return tail_sqlite(path, count)
-    from inferwatch.events.jsonl import tail_jsonl
-
-    return tail_jsonl(path, count, stats or ReadStats())

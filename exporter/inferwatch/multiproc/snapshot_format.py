@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch.core.rolling_sketch import RollingSketch
-from inferwatch.core.state import EXTRA_TYPES, ModelState
-from inferwatch.core.state import register_extra as state_register_extra
+from inferwatch.core.state import ModelState
 
 FORMAT_VERSION = 1
 MAGIC = b"IWSNAP\n"
@@ -43,10 +42,6 @@ _CRC = struct.Struct(">I")
 # A header past this is not ours (or is damaged); refusing it bounds what a read allocates.
 MAX_HEADER_BYTES = 256 << 20
 MAX_BLOB_BYTES = 2 << 30
-
-# Extras travel through ModelState.to_dict()/from_dict(); these are that same registry.
-EXTRA_DECODERS = EXTRA_TYPES
-register_extra = state_register_extra
 
 
 class SnapshotError(ValueError):

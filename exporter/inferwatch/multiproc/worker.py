@@ -166,11 +166,9 @@ class Publisher:
             return False
         models, fingerprint = [], []
         for monitor in registry.monitors():
-            with monitor._lock:
-                in_flight = monitor.in_flight_locked()
-                monitor.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
-                models.append(model_dict(monitor.state))
-                fingerprint.append((monitor.name, monitor.version, monitor._finished, in_flight))
+            model, mark = monitor.publishable(model_dict)
+            models.append(model)
+            fingerprint.append(mark)
         counts = self._process_counts(registry)
         key = (tuple(fingerprint), repr(counts))
         if not force and key == self._last_fingerprint and \

@@ -318,6 +318,10 @@ class DriftWindow:
         self._rows = np.zeros(age_buckets, dtype=np.int64)
         self._lock = threading.Lock()
 
+
+    def renew_lock(self) -> None:
+        """A new lock in a forked child (one held at fork time would never be released)."""
+        self._lock = threading.Lock()
     def bucket_id(self, now: float) -> int:
         return math.floor(now / self.bucket_seconds)
 

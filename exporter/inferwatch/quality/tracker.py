@@ -105,6 +105,11 @@ class FeatureTracker:
         self.checker = BatchChecker(reference, range_tolerance=range_tolerance)
         self.drift = DriftState(reference, window_seconds, age_buckets, checker=self.checker)
 
+    def renew_locks(self) -> None:
+        """New locks for the drift windows in a forked child."""
+        self.drift.features.renew_lock()
+        self.drift.outputs.renew_lock()
+
     def check_inputs(self, inputs: Sequence[Any], now: float) -> BatchResult:
         """Check the inputs of many calls, batched where their shapes allow."""
         total = self.checker.empty_result()

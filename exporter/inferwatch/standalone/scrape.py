@@ -28,7 +28,7 @@ from typing import ClassVar, TypeVar
 from prometheus_client.metrics_core import Metric
 
 from inferwatch._version import __version__
-from inferwatch.catalogue import CATALOGUE
+from inferwatch.catalogue import empty_family
 
 log = logging.getLogger("inferwatch.standalone")
 
@@ -113,14 +113,9 @@ def registered_collectors() -> dict[str, type[Collector]]:
 
 # --- metric families from the catalogue -------------------------------------------------------
 
-def _new_family(name: str) -> Metric:
-    spec = CATALOGUE[name]
-    return Metric(spec.family, spec.help, spec.kind)
-
-
 def describe_families(names: Iterable[str]) -> list[Metric]:
     """Empty families (name, HELP, type) for catalogue names: what ``describe()`` returns."""
-    return [_new_family(name) for name in names]
+    return [empty_family(name) for name in names]
 
 
 class MetricSet:
@@ -141,7 +136,7 @@ class MetricSet:
     def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
         family = self._families.get(name)
         if family is None:
-            family = self._families[name] = _new_family(name)
+            family = self._families[name] = empty_family(name)
         family.add_sample(name, dict(labels), float(value))
 
     def families(self) -> list[Metric]:
