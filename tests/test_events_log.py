@@ -363,7 +363,11 @@ def test_several_processes_lose_and_tear_nothing(tmp_path, make_log):
 def _worker(event_log: EventLog, worker: int, count: int) -> None:
     for i in range(count):
         event_log.emit({"request_id": f"w{worker}-{i}", "inputs": {"v": "x" * (i % 300)}})
-    ok = event_log.flush(30) and event_log.dropped_counts() == dict.fromkeys(log.REASONS, 0)
+    flushed = event_log.flush(30)
+    dropped = event_log.dropped_counts()
+    ok = flushed and dropped == dict.fromkeys(log.REASONS, 0)
+    if not ok:  # say why in the test output: the parent sees only the exit code
+        os.write(2, f"worker {worker}: flushed={flushed} dropped={dropped}\n".encode())
     os._exit(0 if ok else 1)
 
 

@@ -57,7 +57,7 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                ("package", "package_version"), per_model=False),
     # --- operational ----------------------------------------------------------------------
     MetricSpec("inferwatch_requests_total", "counter",
-               "Prediction calls, by outcome (ok or error).", ("outcome",)),
+               "Prediction calls, by outcome (ok, error or cancelled).", ("outcome",)),
     MetricSpec("inferwatch_errors_total", "counter",
                "Failed prediction calls, by exception class.", ("error_type",)),
     MetricSpec("inferwatch_request_duration_seconds", "histogram",

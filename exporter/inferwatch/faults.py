@@ -53,14 +53,14 @@ def record(component: str, exc: BaseException | None = None, count: int = 1) -> 
         pass
 
 
-def _reset_lock_after_fork() -> None:
+def _reset_after_fork() -> None:
     # A fork while another thread held the lock would otherwise deadlock the child.
     global _lock
     _lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_lock_after_fork)
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def internal_error_counts() -> dict[str, int]:
@@ -83,3 +83,21 @@ def guard(component: str, fn: Callable[..., T], *args: object, default: T | None
     except Exception as exc:
         record(component, exc)
         return default
+
+
+def text_of(value: object, component: str) -> str | None:
+    """``str(value)`` of user data, or None (a counted fault) when its ``__str__`` raises.
+
+    >>> class Hostile:
+    ...     def __str__(self):
+    ...         raise RuntimeError("no")
+    >>> text_of(17, "example"), text_of(Hostile(), "example")
+    ('17', None)
+    """
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception as exc:
+        record(component, exc)
+        return None

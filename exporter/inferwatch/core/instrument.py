@@ -34,6 +34,7 @@ from inferwatch.core.tracing import current_trace_id, otel_configured
 F = TypeVar("F", bound=Callable[..., Any])
 
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
+UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
@@ -54,7 +55,7 @@ class _CallRecorder:
         self.takes_request_id = _accepts_keyword(fn, "request_id")
 
     def call(self, args: tuple, kwargs: dict) -> Any:
-        record = self.begin(args, kwargs)
+        record = self.guarded_begin(args, kwargs)
         start = time.perf_counter()
         try:
             result = self.fn(*args, **kwargs)
@@ -65,7 +66,7 @@ class _CallRecorder:
         return result
 
     async def call_async(self, args: tuple, kwargs: dict) -> Any:
-        record = self.begin(args, kwargs)
+        record = self.guarded_begin(args, kwargs)
         start = time.perf_counter()
         try:
             result = await self.fn(*args, **kwargs)
@@ -74,6 +75,16 @@ class _CallRecorder:
             raise
         self.end(record, time.perf_counter() - start, result)
         return result
+
+    def guarded_begin(self, args: tuple, kwargs: dict) -> RequestRecord | object | None:
+        """begin(), or UNRECORDED when it fails: the call must go through regardless."""
+        try:
+            return self.begin(args, kwargs)
+        except Exception as exc:
+            if not self.takes_request_id:
+                kwargs.pop("request_id", None)  # never hand the model what it does not take
+            faults.record("request", exc)
+            return UNRECORDED
 
     def begin(self, args: tuple, kwargs: dict) -> RequestRecord | None:
         """Prepare the record (None when the call joins an open request instead)."""
@@ -90,8 +101,9 @@ class _CallRecorder:
                 request_id = monitor.request_id_fn(*args, **kwargs)
             except Exception as exc:
                 faults.record("request_id", exc)
-        record = RequestRecord(0.0, request_id=None if request_id is None else str(request_id),
-                               started_at=time.time())
+        if request_id is not None:
+            request_id = faults.text_of(request_id, "request_id")
+        record = RequestRecord(0.0, request_id=request_id, started_at=time.time())
         if monitor.keeps_inputs:
             record.features = args[0] if args else next(iter(kwargs.values()), None)
         if monitor.traces:
@@ -110,13 +122,19 @@ class _CallRecorder:
             record.probabilities = self.probabilities
         self.monitor.submit(record)
 
-    def end(self, record: RequestRecord | None, duration: float, result: Any = None,
+    def end(self, record: RequestRecord | object | None, duration: float, result: Any = None,
             error: BaseException | None = None) -> None:
-        """Hand the finished call to the drain, or to the request it ran inside."""
-        if record is None:
-            self.join_open_request(duration, result, failed=error is not None)
-        else:
-            self.finish(record, duration, result, error)
+        """Hand the finished call to the drain, or to the request it ran inside. Never raises:
+        the caller's result or exception must come through unchanged."""
+        try:
+            if record is UNRECORDED:
+                return
+            if record is None:
+                self.join_open_request(duration, result, failed=error is not None)
+            else:
+                self.finish(record, duration, result, error)
+        except Exception as exc:
+            faults.record("request", exc)
 
     def join_open_request(self, duration: float, result: Any = None, failed: bool = False) -> None:
         """Record the call as the open request's inference stage; a failed call has no

@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import threading
 
+from inferwatch import faults
 from inferwatch.catalogue import OTHER
 
 MAX_LABEL_VALUE_LENGTH = 128
 
 
 def clean_label_value(value: object) -> str:
-    """A label value from arbitrary data: a string, shortened to a bounded length."""
-    text = value if isinstance(value, str) else str(value)
+    """A label value from arbitrary data: a string, shortened to a bounded length.
+
+    A value whose ``__str__`` raises becomes ``__other__`` (and a counted fault).
+    """
+    text = faults.text_of(value, "label")
+    if text is None:
+        return OTHER
     if not text.isascii():
         # A lone surrogate cannot be encoded as UTF-8 and would break every scrape.
         text = text.encode("utf-8", "replace").decode("utf-8")

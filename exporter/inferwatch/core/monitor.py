@@ -21,6 +21,8 @@ drain whole (:meth:`Monitor.hand_off`), so a fast caller never loses a count.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import itertools
 import os
@@ -63,6 +65,9 @@ class FastPath(NamedTuple):
 
 
 _NOTHING = object()
+# A caller that gave up (a client timeout, a disconnect) is not a model failure: these are
+# counted as outcome="cancelled", never as errors that burn the error budget.
+CANCELLATIONS = (asyncio.CancelledError, concurrent.futures.CancelledError)
 
 
 def _take(pending: list) -> list:
@@ -128,6 +133,7 @@ class Monitor:
         # ratio reads 0 rather than "no data" before the first failure.
         self.state.inc("inferwatch_requests_total", ("ok",), 0)
         self.state.inc("inferwatch_requests_total", ("error",), 0)
+        self.state.inc("inferwatch_requests_total", ("cancelled",), 0)
         self.state.inc("inferwatch_calls_dropped_total", (), 0)
         for reason in ("nan", "inf") + (("out_of_range",) if s.output_range else ()):
             self.state.inc("inferwatch_invalid_predictions_total", (reason,), 0)
@@ -197,7 +203,8 @@ class Monitor:
         """A per-request context: ``with mon.request(request_id="r-17") as r: ...``."""
         from inferwatch.core.request import Request
 
-        return Request(self, None if request_id is None else str(request_id))
+        return Request(self, None if request_id is None else faults.text_of(request_id,
+                                                                            "request_id"))
 
     def record_outcome(self, request_id: object, y_true: object, at: float | None = None) -> None:
         """Join delayed ground truth with the prediction made for `request_id`. Never raises.
@@ -389,22 +396,30 @@ class Monitor:
             predictions.add_results(results, probabilities=True)
         ok = len(calls) + len(proba_calls)
         error_counts: dict[str, float] = {}
+        cancelled = 0
         for duration, error_type in errors:
             durations.append(duration)
-            key = error_type.__name__
-            error_counts[key] = error_counts.get(key, 0) + 1
+            if issubclass(error_type, CANCELLATIONS):
+                cancelled += 1
+            else:
+                key = error_type.__name__
+                error_counts[key] = error_counts.get(key, 0) + 1
         for record in requests:
             durations.append(record.duration)
-            if record.error_type is not None:
+            if record.error_type is None:
+                ok += 1
+            elif issubclass(record.error_type, CANCELLATIONS):
+                cancelled += 1
+            else:
                 key = record.error_type.__name__
                 error_counts[key] = error_counts.get(key, 0) + 1
-            else:
-                ok += 1
         if requests:
             self._drain_requests(requests, predictions)
-        n_errors = len(durations) - ok
+        n_errors = len(durations) - ok - cancelled
         if ok:
             state.inc("inferwatch_requests_total", ("ok",), ok)
+        if cancelled:
+            state.inc("inferwatch_requests_total", ("cancelled",), cancelled)
         if n_errors:
             state.inc("inferwatch_requests_total", ("error",), n_errors)
             cap = self._caps["inferwatch_errors_total"]

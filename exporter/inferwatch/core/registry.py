@@ -76,7 +76,9 @@ class Registry:
             if monitor is None:
                 monitor = Monitor(name, version, settings, trained_at=trained_at,
                                   class_names=class_names)
-                monitor.wake_drain = self._wake_drainer
+                # The event's own method, not the registry's: a monitor must not keep its
+                # registry (and its drain thread) alive through a reference cycle.
+                monitor.wake_drain = self._wake.set
                 self._monitors[key] = monitor
             elif trained_at is not None:
                 monitor.state.trained_at = trained_at
@@ -133,8 +135,6 @@ class Registry:
         self._stop.set()
         self._wake.set()
 
-    def _wake_drainer(self) -> None:
-        self._wake.set()
 
     def _after_fork(self) -> None:
         was_draining = self._drainer is not None and not self._stop.is_set()
@@ -146,6 +146,7 @@ class Registry:
             cap.renew_lock()
         for monitor in self._monitors.values():
             monitor.renew_locks()
+            monitor.wake_drain = self._wake.set
         if self.multiproc is not None:
             self.multiproc.after_fork()
         if was_draining:
@@ -174,6 +175,8 @@ def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threadi
 
 
 def _reset_after_fork() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
     for registry in list(_live_registries):
         registry._after_fork()
 

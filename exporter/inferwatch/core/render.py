@@ -169,6 +169,18 @@ def process_families(internal_errors: Mapping[str, float], overflow: Mapping[str
     yield family
 
 
+def events_dropped_counts() -> dict[str, int]:
+    """Events lost by this process's event logs, by reason ({} unless the event log is used).
+
+    >>> isinstance(events_dropped_counts(), dict)
+    True
+    """
+    events = sys.modules.get("inferwatch.events")
+    if events is None:
+        return {}
+    return events.dropped_totals()
+
+
 def loaded_ml_packages() -> dict[str, str]:
     """Versions of the ML packages this process has imported (never imports one)."""
     found: dict[str, str] = {}
@@ -194,5 +206,5 @@ def _distribution_version(package: str) -> str:
         return ""
 
 
-__all__ = ["MODEL_LABELS", "describe_families", "loaded_ml_packages", "model_families",
-           "process_families"]
+__all__ = ["MODEL_LABELS", "describe_families", "events_dropped_counts", "loaded_ml_packages",
+           "model_families", "process_families"]

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
+from inferwatch.catalogue import OTHER
 from inferwatch.core.tracing import current_trace_id, stage_span
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class Request:
 
     def stage(self, name: str) -> Stage:
         """Time a stage: ``with r.stage("preprocess"): ...``."""
-        return Stage(self, str(name))
+        return Stage(self, faults.text_of(name, "request") or OTHER)
 
     def features(self, features: object) -> None:
         """The model's input features for this request (data quality, drift, event log)."""
@@ -173,7 +174,7 @@ class Request:
         outputs = self.record.stage_outputs
         if outputs is None:
             outputs = self.record.stage_outputs = {}
-        outputs[str(stage)] = output
+        outputs[faults.text_of(stage, "request") or OTHER] = output
 
     def prediction(self, prediction: object, *, probabilities: bool | None = None) -> None:
         """The model output for this request; `probabilities` marks a predict_proba matrix."""
@@ -183,7 +184,7 @@ class Request:
 
     def action(self, action: str) -> None:
         """What the system did with the prediction ("shown", "blocked", ...)."""
-        self.record.action = str(action)
+        self.record.action = faults.text_of(action, "request") or OTHER
 
     def add_inference(self, duration: float, result: object, probabilities: bool) -> None:
         """Called by an instrumented model invoked inside this request."""

@@ -321,8 +321,9 @@ def dropped_totals() -> dict[str, int]:
     >>> set(dropped_totals()) == set(REASONS)
     True
     """
-    with _registry_lock:
-        return dict(_process_totals)
+    # No lock: copying a dict is one step under the GIL, and a forked child's hooks (which
+    # may run before this module renews its lock) can call this safely.
+    return dict(_process_totals)
 
 
 class DroppedEventsCollector:

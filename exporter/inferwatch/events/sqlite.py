@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from inferwatch.events.sinks import Query, Record, SinkError
 
 BUSY_TIMEOUT_MS = 5_000
+LOCKED_RETRIES = 5
+LOCKED_BACKOFF_SECONDS = 0.05
+T = TypeVar("T")
 MIN_MAX_BYTES = 256 * 1024
 # Room kept for the shared-memory WAL index (32 KiB per ~4,000 log frames).
 _SHM_ALLOWANCE = 64 * 1024
@@ -70,23 +75,26 @@ class SqliteSink:
         self._conn: sqlite3.Connection | None = None
         self._inherited: sqlite3.Connection | None = None
 
+    def _insert(self, conn: sqlite3.Connection, chunk: list[Record]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT, [(r.ts, r.model, r.model_version, r.request_id,
+                                        r.trace_id, r.error, r.line.decode("utf-8"))
+                                       for r in chunk])
+            self._enforce_bound(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
     def write(self, records: list[Record]) -> None:
         """Insert `records` in size-bounded transactions; SinkError says how many committed."""
         written = 0
         try:
-            conn = self._connect()
+            conn = _when_unlocked(self._connect)
             for chunk in _chunks(records, self.chunk_bytes):
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(_INSERT, [(r.ts, r.model, r.model_version, r.request_id,
-                                                r.trace_id, r.error, r.line.decode("utf-8"))
-                                               for r in chunk])
-                    self._enforce_bound(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                _when_unlocked(self._insert, conn, chunk)
                 written += len(chunk)
                 self._bound_wal(conn)
         except Exception as exc:
@@ -115,12 +123,17 @@ class SqliteSink:
             return self._conn
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file ourselves so it is private; SQLite gives -wal and -shm the same mode.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            new_file = os.fstat(fd).st_size == 0
+        finally:
+            os.close(fd)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                isolation_level=None, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
+            if new_file:  # takes effect on a new file only, and would contend for its lock
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA journal_size_limit = {self.wal_bytes}")
@@ -171,6 +184,23 @@ class SqliteSink:
             # Passive automatic checkpoints never shrink the file; this one empties it
             # (or gives up after busy_timeout when readers hold on to old pages).
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _when_unlocked(step: Callable[..., T], *args: object) -> T:
+    """Run `step`, again after a short wait while SQLite says the database is locked.
+
+    SQLite answers "locked" at once, without its busy handler, where waiting could deadlock
+    (several processes opening or checkpointing one log); the writer thread, never the
+    request path, waits here before the batch counts as a write error.
+    """
+    for attempt in range(LOCKED_RETRIES):
+        try:
+            return step(*args)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(LOCKED_BACKOFF_SECONDS * (attempt + 1))
+    return step(*args)
 
 
 def _chunks(records: list[Record], limit: int) -> Iterator[list[Record]]:

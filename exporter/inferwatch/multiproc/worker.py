@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import Metric
 
 from inferwatch import faults
-from inferwatch.core.render import loaded_ml_packages, process_families
+from inferwatch.core.render import events_dropped_counts, loaded_ml_packages, process_families
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
 
@@ -183,12 +183,10 @@ class Publisher:
         return True
 
     def _process_counts(self, registry: Registry) -> dict[str, dict[str, float]]:
-        from inferwatch.serving.bridge import _events_dropped_counts
-
         current = {
             "internal_errors": faults.internal_error_counts(),
             "overflow": registry.overflow_counts(),
-            "events_dropped": faults.guard("multiproc_write", _events_dropped_counts,
+            "events_dropped": faults.guard("multiproc_write", events_dropped_counts,
                                              default={}) or {},
         }
         return {kind: {name: value - self._baseline.get(kind, {}).get(name, 0)

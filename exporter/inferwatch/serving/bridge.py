@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,13 @@ from prometheus_client.registry import Collector
 
 from inferwatch import faults
 from inferwatch.core.registry import Registry, default_registry
-from inferwatch.core.render import combine, describe_families, loaded_ml_packages, process_families
+from inferwatch.core.render import (
+    combine,
+    describe_families,
+    events_dropped_counts,
+    loaded_ml_packages,
+    process_families,
+)
 
 
 class InferwatchCollector(Collector):
@@ -33,7 +40,7 @@ class InferwatchCollector(Collector):
     def __init__(self, registry: Registry | None = None,
                  events_dropped: Callable[[], dict[str, int]] | None = None) -> None:
         self.registry = registry or default_registry()
-        self._events_dropped = events_dropped or _events_dropped_counts
+        self._events_dropped = events_dropped or events_dropped_counts
 
     def describe(self) -> list[Metric]:
         return describe_families()
@@ -66,17 +73,18 @@ def _guarded(fn: Callable[[], dict]) -> dict:
         return {}
 
 
-def _events_dropped_counts() -> dict[str, int]:
-    import sys
-
-    events = sys.modules.get("inferwatch.events")
-    if events is None:
-        return {}
-    return events.dropped_totals()
-
-
 _prometheus_registry: CollectorRegistry | None = None
 _prometheus_lock = threading.Lock()
+
+
+def _renew_lock_after_fork() -> None:
+    # A lock held by another thread at fork time would never be released in the child.
+    global _prometheus_lock
+    _prometheus_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_lock_after_fork)
 
 
 def prometheus_registry() -> CollectorRegistry:

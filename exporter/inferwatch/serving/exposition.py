@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -44,6 +45,16 @@ AsgiApp = Callable[
 ]
 
 _failure_lock = threading.Lock()
+
+
+def _renew_lock_after_fork() -> None:
+    # A lock held by another thread at fork time would never be released in the child.
+    global _failure_lock
+    _failure_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_lock_after_fork)
 _last_failure_logged = -FAILURE_LOG_INTERVAL_SECONDS
 
 

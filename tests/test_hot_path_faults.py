@@ -1,0 +1,198 @@
+"""The hot path under hostile user objects, cancellation and forks (reliability 2 and 16)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import sys
+import threading
+import types
+
+import numpy as np
+import pytest
+
+import inferwatch
+from inferwatch import faults
+from inferwatch.core.registry import Registry
+
+
+class HostileText:
+    """A value whose ``__str__`` raises: a request id, stage or action from user code."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class Pipeline:
+    def predict(self, x, request_id=None):
+        return [0.5 for _ in x]
+
+
+@pytest.fixture
+def registry():
+    registry = Registry()
+    yield registry
+    registry.close()
+
+
+def faults_of(component: str) -> int:
+    return faults.internal_error_counts().get(component, 0)
+
+
+def test_a_request_id_whose_str_raises_never_stops_the_call(registry):
+    model = inferwatch.instrument(Pipeline(), name="m", registry=registry)
+    before = faults_of("request_id")
+    assert model.predict([1.0, 2.0], request_id=HostileText()) == [0.5, 0.5]
+    assert faults_of("request_id") == before + 1
+
+    by_function = inferwatch.instrument(lambda x: 0.25, name="f", registry=registry,
+                                        request_id=lambda x: HostileText())
+    assert by_function(1.0) == 0.25
+
+    mon = inferwatch.monitor("m", registry=registry)
+    with mon.request(request_id=HostileText()) as r:
+        with r.stage(HostileText()):
+            pass
+        r.action(HostileText())
+        r.stage_output(HostileText(), [1])
+        r.prediction(0.5)
+    mon.drain()
+    counters = mon.state.counters
+    assert counters["inferwatch_requests_total"][("ok",)] == 2
+    assert counters["inferwatch_actions_total"] == {("__other__",): 1.0}
+    assert sum(inferwatch.monitor("f", registry=registry).state.counters[
+        "inferwatch_requests_total"].values()) == 0  # drained later: the call itself went through
+
+
+def test_a_failing_record_step_leaves_the_result_and_the_exception_untouched(registry,
+                                                                            monkeypatch):
+    predict = inferwatch.instrument(lambda x: x * 2, name="m", registry=registry,
+                                    request_id=lambda x: "r")
+    mon = inferwatch.monitor("m", registry=registry)
+
+    def broken(record):
+        raise RuntimeError("drain queue broke")
+
+    monkeypatch.setattr(mon, "submit", broken)
+    before = faults_of("request")
+    assert predict(21) == 42
+    error = ValueError("the model's own")
+
+    def failing(x):
+        raise error
+
+    failing_predict = inferwatch.instrument(failing, name="m", registry=registry)
+    with pytest.raises(ValueError) as raised:
+        failing_predict(1)
+    assert raised.value is error
+    assert faults_of("request") == before + 2
+
+
+def test_client_cancellation_is_its_own_outcome_never_an_error(registry):
+    @inferwatch.instrument(name="slow", registry=registry)
+    async def slow(x):
+        await asyncio.sleep(10)
+        return x
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(slow(1.0), 0.01)
+        with inferwatch.monitor("slow", registry=registry).request() as r:
+            r.prediction(0.5)
+        try:
+            async with inferwatch.monitor("slow", registry=registry).request():
+                raise asyncio.CancelledError
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    mon = inferwatch.monitor("slow", registry=registry)
+    mon.drain()
+    requests = mon.state.counters["inferwatch_requests_total"]
+    assert requests == {("ok",): 1.0, ("error",): 0.0, ("cancelled",): 2.0}
+    assert "inferwatch_errors_total" not in mon.state.counters
+    latency = mon.state.histograms["inferwatch_request_duration_seconds"][()]
+    assert int(latency.counts.sum()) == 3  # a cancelled call still took its time
+
+
+# --- every lock inferwatch owns is renewed after fork ------------------------------------------
+
+def _locks_in(namespace: dict, owner: object) -> list[tuple[object, str]]:
+    lock_types = (type(threading.Lock()), type(threading.RLock()))
+    return [(owner, name) for name, value in namespace.items() if isinstance(value, lock_types)]
+
+
+def _owned_locks() -> list[tuple[object, str]]:
+    """Every lock held in an attribute of an inferwatch object or module, found by walking
+    the live objects: a lock added tomorrow is found without editing this test."""
+    found: list[tuple[object, str]] = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("inferwatch") and isinstance(module, types.ModuleType):
+            found += _locks_in(vars(module), module)
+    for obj in gc.get_objects():
+        module = type(obj).__dict__.get("__module__") if not isinstance(obj, type) else None
+        if not isinstance(module, str) or not module.startswith("inferwatch"):
+            continue
+        namespace = dict(getattr(obj, "__dict__", {}))
+        for slot in getattr(type(obj), "__slots__", ()):
+            if hasattr(obj, slot):
+                namespace[slot] = getattr(obj, slot)
+        found += _locks_in(namespace, obj)
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_every_lock_inferwatch_owns_is_renewed_in_a_forked_child(tmp_path):
+    import inferwatch.multiproc
+    import inferwatch.serving.bridge
+    import inferwatch.serving.exposition
+    from inferwatch.events import EventLog
+
+    registry = Registry()
+    (tmp_path / "workers").mkdir()
+    inferwatch.multiproc.attach(registry, str(tmp_path / "workers"))
+    reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(50, 3)))
+    events = EventLog(tmp_path / "events.jsonl")
+    model = inferwatch.instrument(lambda x: 0.5, name="m", registry=registry, events=events,
+                                  reference=reference, request_id=lambda x: "r-1")
+    model(np.ones((1, 3)))
+    registry.drain()
+    inferwatch.monitor("m", registry=registry).record_outcome("r-1", 0.5)
+    locks = _owned_locks()
+    kinds = {type(owner).__name__ for owner, _ in locks}
+    assert {"Monitor", "Registry", "LabelCap", "OutcomeJoiner", "DriftWindow", "EventLog",
+            "Publisher", "module"} <= kinds, kinds
+    held = []
+    for owner, name in locks:  # as if other threads held every one of them at fork time
+        lock = getattr(owner, name)
+        if lock.acquire(blocking=False):
+            held.append(lock)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(60)  # a deadlocked child must end, and fail the test
+            stuck = []
+            for owner, name in locks:
+                lock = getattr(owner, name)
+                if lock.acquire(blocking=False):
+                    lock.release()
+                else:
+                    stuck.append(f"{type(owner).__name__}.{name}")
+            # The child also really works: records, drains and joins an outcome.
+            try:
+                model(np.ones((1, 3)))
+                inferwatch.monitor("m", registry=registry).record_outcome("r-1", 0.5)
+                registry.drain()
+            except BaseException:
+                os._exit(3)
+            os.write(2, ("stuck: " + ", ".join(stuck) + "\n").encode() if stuck else b"")
+            os._exit(1 if stuck else 0)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for lock in held:
+            lock.release()
+        registry.close()
+        events.close()
+    assert os.waitstatus_to_exitcode(status) == 0
