@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_TOOLS := prometheus prometheus-alertmanager prometheus-pushgateway
 PYTEST_ARGS ?=
 
-.PHONY: test unit lint demo bench generate venv tools clean
+.PHONY: test unit lint demo bench generate grafana-schema venv tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: venv
 
 generate: venv
 	$(BIN)/inferwatch generate --out .
+
+# Regenerates tests/schema/grafana-dashboard.schema.json from the pinned @grafana/schema
+# (needs node and npm; the tests do not).
+grafana-schema:
+	tests/schema/build.sh
 
 demo: venv tools
 	$(BIN)/inferwatch demo

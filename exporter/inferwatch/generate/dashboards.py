@@ -417,7 +417,7 @@ def slo(cfg: Config) -> dict[str, Any]:
     remaining = f"1 - ({errors}) / {budget}"
     p99 = number(cfg.latency.p99_seconds)
     # Prometheus 3 writes classic bucket bounds as floats (le="1.0"), 2.x as scraped ("1").
-    bound = 'le=~"' + p99.replace(".", "\\.") + '(\\.0+)?"'
+    bound = 'le=~"' + p99.replace(".", "\\\\.") + '(\\\\.0+)?"'
     within = (f"sum by (model) (increase(inferwatch_request_duration_seconds_bucket"
               f"{_raw(cfg, bound)}[{period}])) / sum by (model) (increase("
               f"inferwatch_request_duration_seconds_count{raw}[{period}]))")
