@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_TOOLS := prometheus prometheus-alertmanager prometheus-pushgateway
 PYTEST_ARGS ?=
 
-.PHONY: test unit lint demo bench generate grafana-schema venv tools clean
+.PHONY: test unit lint demo bench generate grafana-schema pictures venv tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ generate: venv
 # (needs node and npm; the tests do not).
 grafana-schema:
 	tests/schema/build.sh
+
+# Redraws docs/images/*.svg, the README's pictures of the dashboards, from a live demo.
+pictures: venv tools
+	$(BIN)/python -m inferwatch.demo.snapshot --dashboards dashboards --out docs/images
 
 demo: venv tools
 	$(BIN)/inferwatch demo
