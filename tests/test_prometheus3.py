@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from e2e_dashboards import panels
-from inferwatch.catalogue import CATALOGUE
+from inferwatch.catalogue import CATALOGUE, MODEL_LABELS
 from inferwatch.generate import dashboards, rules
 from inferwatch.generate.config import DEFAULT, from_dict
 from inferwatch.serving.exposition import render
@@ -109,7 +109,7 @@ def test_no_negative_regex_relies_on_dot_stopping_at_newlines() -> None:
 def test_every_name_needs_no_quoting_on_either_version() -> None:
     names = set(CATALOGUE) | set(rules.recording_names(DEFAULT))
     assert [n for n in names if not LEGACY_METRIC_NAME.match(n)] == []
-    labels = {label for spec in CATALOGUE.values() for label in spec.all_labels}
+    labels = set(MODEL_LABELS) | {label for spec in CATALOGUE.values() for label in spec.labels}
     labels |= {label for group in rules.alerting_groups(DEFAULT) for rule in group["rules"]
                for label in (*rule["labels"], *rule["annotations"])}
     assert [n for n in labels if not LEGACY_LABEL_NAME.match(n)] == []
