@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_TOOLS := prometheus prometheus-alertmanager prometheus-pushgateway
 PYTEST_ARGS ?=
 
-.PHONY: test unit lint demo bench generate venv tools clean
+.PHONY: test unit lint demo bench generate grafana-schema pictures venv tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ lint: venv
 
 generate: venv
 	$(BIN)/inferwatch generate --out .
+
+# Regenerates tests/schema/grafana-dashboard.schema.json from the pinned @grafana/schema
+# (needs node and npm; the tests do not).
+grafana-schema:
+	tests/schema/build.sh
+
+# Redraws docs/images/*.svg, the README's pictures of the dashboards, from a live demo.
+pictures: venv tools
+	$(BIN)/python -m inferwatch.demo.snapshot --dashboards dashboards --out docs/images
 
 demo: venv tools
 	$(BIN)/inferwatch demo

@@ -279,7 +279,7 @@ def test_grafana_provisions_the_generated_dashboards_from_the_mounted_path() -> 
     assert mounted.resolve() == (ROOT / "dashboards").resolve()
     dashboards = sorted(mounted.glob("*.json"))
     assert [d.name for d in dashboards] == ["model-overview.json", "model-quality.json",
-                                            "resources.json"]
+                                            "resources.json", "slo.json"]
     for path in dashboards:
         templating = json.loads(path.read_text())["templating"]["list"]
         datasource = next(v for v in templating if v["type"] == "datasource")

@@ -74,6 +74,7 @@ AFTER_INCIDENT = {
     ("model-quality", "Out-of-range values per row"): "drifted inputs leave the reference range",
     ("model-quality", "Unseen categories"): "drifted requests come from a new channel",
     ("model-quality", "Input errors"): "the incident sends requests missing a column",
+    ("slo", "Firing inferwatch alerts"): "the clean baseline fires no alert",
 }
 INCIDENT_ALERTS = {"InferwatchErrorBudgetBurnFast", "InferwatchFeatureDrift"}
 

@@ -207,11 +207,12 @@ def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return panels
 
 
-def test_three_dashboards_with_stable_uids(dashboards: dict[str, dict[str, Any]]) -> None:
+def test_four_dashboards_with_stable_uids(dashboards: dict[str, dict[str, Any]]) -> None:
     uids = {path: d["uid"] for path, d in dashboards.items()}
     assert uids == {"dashboards/model-overview.json": "inferwatch-overview",
                     "dashboards/model-quality.json": "inferwatch-quality",
-                    "dashboards/resources.json": "inferwatch-resources"}
+                    "dashboards/resources.json": "inferwatch-resources",
+                    "dashboards/slo.json": "inferwatch-slo"}
     for d in dashboards.values():
         assert d["schemaVersion"] >= 36
         assert d["id"] is None  # Grafana assigns ids; a fixed one would clash on import
@@ -253,12 +254,12 @@ def test_every_dashboard_has_the_five_variables(dashboards: dict[str, dict[str, 
         assert variables["datasource"]["query"] == "prometheus"
         for name in VARIABLES - {"datasource"}:
             assert variables[name]["datasource"] == DATASOURCE
-            assert f", {name})" in variables[name]["definition"]
+            assert f", {name})" in variables[name]["query"]["query"]
 
 
 def test_overview_has_deploy_annotations(dashboards: dict[str, dict[str, Any]]) -> None:
     annotations = dashboards["dashboards/model-overview.json"]["annotations"]["list"]
-    exprs = " ".join(a.get("expr", "") for a in annotations)
+    exprs = " ".join(a["target"]["expr"] for a in annotations if "target" in a)
     assert "inferwatch_model_loaded_timestamp_seconds" in exprs
     assert "inferwatch_model_info" in exprs
 
@@ -269,9 +270,9 @@ def dashboard_expressions(dashboards: dict[str, dict[str, Any]]) -> list[str]:
              for t in p.get("targets", [])]
     for d in dashboards.values():
         # label_values(<series selector>, <label>): the selector is the PromQL part
-        exprs += [re.fullmatch(r"label_values\((.*), *\w+\)", v["definition"]).group(1)
+        exprs += [re.fullmatch(r"label_values\((.*), *\w+\)", v["query"]["query"]).group(1)
                   for v in d["templating"]["list"] if v["type"] == "query"]
-        exprs += [a["expr"] for a in d["annotations"]["list"] if "expr" in a]
+        exprs += [a["target"]["expr"] for a in d["annotations"]["list"] if "target" in a]
     return exprs
 
 
@@ -301,7 +302,7 @@ def test_metric_names_reads_series_only() -> None:
 
 
 def _known_series() -> set[str]:
-    names = {"up"}
+    names = {"up", "ALERTS"}  # Prometheus' own: target health and the alerts it evaluates
     for spec in CATALOGUE.values():
         names.add(spec.name)
         if spec.kind in ("histogram", "summary"):
@@ -316,7 +317,7 @@ def test_dashboard_metrics_exist_in_the_catalogue_or_the_rules(
     unknown = used - known
     assert not unknown, f"dashboards read unknown series: {sorted(unknown)}"
     # the extractor really sees the series (a regex that matched nothing would pass above)
-    assert {"inferwatch_requests_total", "model:inferwatch_requests:rate5m",
+    assert {"inferwatch_requests_total", "instance_gpu:inferwatch_gpu_memory_used:ratio",
             "inferwatch_gpu_up"} <= used
 
 

@@ -1,30 +1,36 @@
-"""The three Grafana dashboards, each a short function of the config.
+"""The Grafana dashboards, each a short function of the config.
 
-Panels on recording rules show the model across its replicas; panels on raw series follow
-the job and instance variables too.
+Every panel follows every variable: the job, instance, model and version selections. Panels
+that show what a recording rule computes run the rule's own expression on the raw series,
+narrowed by the variables (the rules aggregate job and instance away), so they agree with
+the rules and alerts when every variable is All.
 
 >>> from inferwatch.generate.config import DEFAULT
 >>> sorted(render(DEFAULT))
-['model-overview.json', 'model-quality.json', 'resources.json']
+['model-overview.json', 'model-quality.json', 'resources.json', 'slo.json']
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from grafanalib import core as g
 
 from inferwatch.generate import promql as q
+from inferwatch.generate import rules
 from inferwatch.generate.config import Config, duration_seconds
 from inferwatch.generate.panels import (
-    DATASOURCE,
+    SCHEMA_VERSION,
     Cell,
     bargauge,
+    builtin_annotation,
     dashboard_json,
     datasource_variable,
     heatmap,
     layout,
+    prometheus_annotation,
     query_variable,
     stat,
     state_timeline,
@@ -40,19 +46,46 @@ RATE = "$__rate_interval"
 JOB = 'job=~"$job"'
 INSTANCE = 'instance=~"$instance"'
 MODEL = 'model=~"$model"'
+VERSION = 'model_version=~"$model_version"'
 ERRORS = 'outcome="error"'
-RECORDED = selector('model=~"$model"', 'model_version=~"$model_version"')
 MV = "{{model}} {{model_version}}"
-SCHEMA_VERSION = 39
 
 
 def _raw(cfg: Config, *extra: str) -> str:
     """Selector of raw model series narrowed by every dashboard variable."""
-    return model_sel(cfg, JOB, INSTANCE, MODEL, 'model_version=~"$model_version"', *extra)
+    return model_sel(cfg, JOB, INSTANCE, MODEL, VERSION, *extra)
 
 
 def _exp(cfg: Config) -> str:
     return exporter_sel(cfg, 'instance=~"$exporter_instance"')
+
+
+def _recorded(cfg: Config, name: str) -> str:
+    """The expression of recording rule `name`, on raw series narrowed by the variables.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> _recorded(DEFAULT, "model:inferwatch_batch_size_sum:rate5m")
+    'sum by (model, model_version) (rate(inferwatch_batch_size_sum{job="inferwatch-model", \
+job=~"$job", instance=~"$instance", model=~"$model", model_version=~"$model_version"}[5m]))'
+    """
+    expr = {rule["record"]: rule["expr"] for group in rules.recording_groups(cfg)
+            for rule in group["rules"]}[name]
+    narrowed = _narrow(expr, cfg.selectors.model, (JOB, INSTANCE, MODEL, VERSION))
+    return _narrow(narrowed, cfg.selectors.exporter, ('instance=~"$exporter_instance"',))
+
+
+def _narrow(expr: str, matchers: str, extra: tuple[str, ...]) -> str:
+    # Every selector the rules build starts with the configured matchers (promql.selector).
+    opening = "{" + matchers.strip()
+    return re.sub(re.escape(opening) + r"(?=[,}])",
+                  lambda _: opening + ", " + ", ".join(extra), expr)
+
+
+def _scrape_note(cfg: Config) -> str:
+    return (f" Reads the model services' series matching {{{cfg.selectors.model}}} and the "
+            f"exporter's matching {{{cfg.selectors.exporter}}}; set selectors.model and "
+            f"selectors.exporter in the inferwatch config and regenerate to match your scrape "
+            f"jobs.")
 
 
 def _variables(cfg: Config, exporter: bool = False) -> list[dict[str, Any]]:
@@ -79,21 +112,15 @@ def _variables(cfg: Config, exporter: bool = False) -> list[dict[str, Any]]:
 def _deploy_annotations(cfg: Config) -> list[dict[str, Any]]:
     info = f"count by (model) (max by (model, model_version) (inferwatch_model_info{_raw(cfg)}))"
     return [
-        {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-         "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
-         "name": "Annotations & Alerts", "type": "dashboard"},
+        builtin_annotation(),
         # The value is the load time itself, so the marker sits where the version started.
-        {"name": "Model loaded", "datasource": DATASOURCE, "enable": True,
-         "iconColor": "blue", "step": "60s", "useValueForTime": True,
-         "expr": (f"max by ({q.MODEL_LABELS}) "
-                  f"(inferwatch_model_loaded_timestamp_seconds{_raw(cfg)}) * 1000"),
-         "titleFormat": "{{model}} {{model_version}} loaded", "tagKeys": "model,model_version",
-         "textFormat": ""},
-        {"name": "Versions serving changed", "datasource": DATASOURCE, "enable": True,
-         "iconColor": "purple", "step": "60s",
-         "expr": f"changes(({info})[5m:1m]) > 0",
-         "titleFormat": "{{model}}: versions serving changed", "tagKeys": "model",
-         "textFormat": ""},
+        prometheus_annotation(
+            "Model loaded", f"max by ({q.MODEL_LABELS}) "
+            f"(inferwatch_model_loaded_timestamp_seconds{_raw(cfg)}) * 1000", "blue",
+            "{{model}} {{model_version}} loaded", "model,model_version", value_is_time=True),
+        prometheus_annotation(
+            "Versions serving changed", f"changes(({info})[5m:1m]) > 0", "purple",
+            "{{model}}: versions serving changed", "model"),
     ]
 
 
@@ -102,7 +129,7 @@ def _dashboard(cfg: Config, key: str, title: str, description: str, panels: list
                ) -> dict[str, Any]:
     d = cfg.dashboards
     dashboard = g.Dashboard(
-        title=f"{d.title_prefix}{title}", description=description,
+        title=f"{d.title_prefix}{title}", description=description + _scrape_note(cfg),
         uid=dashboard_uid(cfg, key), tags=list(d.tags), refresh=d.refresh,
         time=g.Time(d.time_from, "now"), timezone="browser", schemaVersion=SCHEMA_VERSION,
         graphTooltip=g.GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR, editable=True,
@@ -114,11 +141,11 @@ def _dashboard(cfg: Config, key: str, title: str, description: str, panels: list
 
 def model_overview(cfg: Config) -> dict[str, Any]:
     """Traffic, errors, latency, in-flight, batch size, versions serving and deploys."""
-    raw, rec, w = _raw(cfg), RECORDED, cfg.windows.rate
+    raw, w = _raw(cfg), cfg.windows.rate
     budget = 1 - cfg.slo.availability
     traffic = [
-        Cell(stat("Calls / s", [target(f"sum({q.requests_rate(cfg)}{rec})")], "reqps",
-                  f"All calls of the selected models, over {w}."), 6, 4),
+        Cell(stat("Calls / s", [target(f"sum({_recorded(cfg, q.requests_rate(cfg))})")],
+                  "reqps", f"All calls of the selected models, over {w}."), 6, 4),
         Cell(stat("Error ratio", [target(f"sum by (model) (rate(inferwatch_requests_total"
                                          f"{_raw(cfg, ERRORS)}[{RATE}])) / sum by "
                                          f"(model) (rate(inferwatch_requests_total{raw}[{RATE}]))",
@@ -126,29 +153,29 @@ def model_overview(cfg: Config) -> dict[str, Any]:
                   "percentunit", "Failed calls / all calls.", limit=budget), 6, 4),
         Cell(stat("In flight", [target(f"sum(inferwatch_requests_in_flight{raw})")], "short",
                   "Calls running now."), 6, 4),
-        Cell(stat("p99 latency", [target(f"max({q.latency_quantile(cfg, 99)}{rec})")], "s",
-                  f"Worst p99 of the selected versions over {w}.",
+        Cell(stat("p99 latency", [target(f"max({_recorded(cfg, q.latency_quantile(cfg, 99))})")],
+                  "s", f"Worst p99 of the selected versions over {w}.",
                   limit=cfg.latency.p99_seconds), 6, 4),
         Cell(timeseries("Calls per second by outcome", [target(
             f"sum by ({q.MODEL_LABELS}, outcome) (rate(inferwatch_requests_total{raw}[{RATE}]))",
             MV + " {{outcome}}")], "reqps", stack=True)),
-        Cell(timeseries("Error ratio", [target(f"{q.error_ratio(w)}{rec}", MV)], "percentunit",
-                        f"Dashed line: the error budget of the {number(cfg.slo.availability)} "
-                        f"availability SLO.", limit=budget)),
+        Cell(timeseries("Error ratio", [target(_recorded(cfg, q.error_ratio(w)), MV)],
+                        "percentunit", f"Dashed line: the error budget of the "
+                        f"{number(cfg.slo.availability)} availability SLO.", limit=budget)),
         Cell(timeseries("Errors by type", [target(
             f"sum by (model, error_type) (rate(inferwatch_errors_total{raw}[{RATE}]))",
             "{{model}} {{error_type}}")], "reqps", stack=True), 24),
     ]
     latency = [
         Cell(timeseries("Latency quantiles", [
-            target(f"{q.latency_quantile(cfg, n)}{rec}", f"p{n} {MV}") for n in (50, 90, 99)],
+            target(_recorded(cfg, q.latency_quantile(cfg, n)), f"p{n} {MV}") for n in (50, 90, 99)],
             "s", "From the latency histogram, across replicas. Dashed line: the p99 "
                  "threshold of InferwatchLatencyHigh.", limit=cfg.latency.p99_seconds)),
         Cell(heatmap("Latency distribution",
                      f"sum by (le) (increase(inferwatch_request_duration_seconds_bucket{raw}"
                      f"[{RATE}]))", "s")),
         Cell(timeseries("Stage latency p99", [target(
-            f"{q.stage_latency_quantile(cfg, 99)}{rec}", MV + " {{stage}}")], "s",
+            _recorded(cfg, q.stage_latency_quantile(cfg, 99)), MV + " {{stage}}")], "s",
             "p99 of each stage (preprocess, inference, postprocess, ...).")),
         Cell(timeseries("In-flight calls", [target(
             f"sum by (model, instance) (inferwatch_requests_in_flight{raw})",
@@ -159,7 +186,7 @@ def model_overview(cfg: Config) -> dict[str, Any]:
             target(f"histogram_quantile(0.99, sum by (model, le) "
                    f"(rate(inferwatch_batch_size_bucket{raw}[{RATE}])))", "p99 {{model}}")],
             "short", "Rows per call.")),
-        Cell(timeseries("Rows per second", [target(f"{q.rows_rate(cfg)}{rec}", MV)], "short",
+        Cell(timeseries("Rows per second", [target(_recorded(cfg, q.rows_rate(cfg)), MV)], "short",
                         "Rows predicted per second (sum of batch sizes).")),
     ]
     versions = [
@@ -192,7 +219,7 @@ def model_overview(cfg: Config) -> dict[str, Any]:
 
 def model_quality(cfg: Config) -> dict[str, Any]:
     """Predictions, class mix, confidence, data quality, drift and ground truth."""
-    raw, rec, w = _raw(cfg), RECORDED, cfg.windows.rate
+    raw, w = _raw(cfg), cfg.windows.rate
     method = f'method="{cfg.drift.method}"'
     predictions = [
         Cell(timeseries("Prediction quantiles", [
@@ -221,7 +248,7 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             f"inferwatch_prediction_confidence{raw}", "{{instance}} " + MV + " q{{quantile}}")],
             "percentunit", "Rolling quantiles of the top-class probability.", max_value=1)),
         Cell(timeseries("Invalid predictions", [
-            target(f"{q.invalid_ratio(cfg)}{rec}", "ratio " + MV)], "percentunit",
+            target(_recorded(cfg, q.invalid_ratio(cfg)), "ratio " + MV)], "percentunit",
             f"Invalid values per row over {w}; dashed line: alert threshold.",
             limit=cfg.predictions.invalid_ratio)),
         Cell(timeseries("Invalid predictions by reason", [target(
@@ -234,11 +261,11 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     ]
     quality = [
         Cell(timeseries("Missing values per row", [target(
-            f"{q.feature_ratio(cfg, 'inferwatch_feature_missing')}{rec}",
+            _recorded(cfg, q.feature_ratio(cfg, 'inferwatch_feature_missing')),
             MV + " {{feature}}")], "percentunit", "Dashed line: alert threshold.",
             limit=cfg.data_quality.missing_ratio)),
         Cell(timeseries("Out-of-range values per row", [target(
-            f"{q.feature_ratio(cfg, 'inferwatch_feature_out_of_range')}{rec}",
+            _recorded(cfg, q.feature_ratio(cfg, 'inferwatch_feature_out_of_range')),
             MV + " {{feature}}")], "percentunit", "Outside the reference range. Dashed line: "
             "alert threshold.", limit=cfg.data_quality.out_of_range_ratio)),
         Cell(timeseries("Unseen categories", [target(
@@ -268,7 +295,7 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     ]
     truth = [
         Cell(timeseries(f"Accuracy ({cfg.accuracy.window})", [target(
-            f"{q.accuracy(cfg)}{rec}", MV)], "percentunit",
+            _recorded(cfg, q.accuracy(cfg)), MV)], "percentunit",
             f"Correct outcomes / all outcomes; the alert needs "
             f"{number(cfg.accuracy.min_outcomes)} outcomes.",
             limit=cfg.accuracy.min_ratio, max_value=1)),
@@ -369,10 +396,81 @@ def resources(cfg: Config) -> dict[str, Any]:
                        ("Cost per prediction", cost)], exporter=True)
 
 
+# The SLO period: the burn-rate factors of the config are multiples of a 30-day budget.
+SLO_PERIOD = "30d"
+
+
+def _alert_history(cfg: Config) -> list[dict[str, Any]]:
+    firing = 'ALERTS{alertname=~"Inferwatch.+", alertstate="firing", ' + MODEL + "}"
+    return [builtin_annotation(), prometheus_annotation(
+        "inferwatch alerts", firing, "red", "{{alertname}} {{model}}",
+        "alertname,severity,model")]
+
+
+def slo(cfg: Config) -> dict[str, Any]:
+    """Availability and latency SLOs, error budget, burn rates and the inferwatch alerts."""
+    raw, period = _raw(cfg), SLO_PERIOD
+    budget = number(1 - cfg.slo.availability)
+    errors = (f"sum by (model) (increase(inferwatch_requests_total{_raw(cfg, ERRORS)}"
+              f"[{period}])) / sum by (model) (increase(inferwatch_requests_total{raw}"
+              f"[{period}]))")
+    remaining = f"1 - ({errors}) / {budget}"
+    p99 = number(cfg.latency.p99_seconds)
+    # Prometheus 3 writes classic bucket bounds as floats (le="1.0"), 2.x as scraped ("1").
+    bound = 'le=~"' + p99.replace(".", "\\\\.") + '(\\\\.0+)?"'
+    within = (f"sum by (model) (increase(inferwatch_request_duration_seconds_bucket"
+              f"{_raw(cfg, bound)}[{period}])) / sum by (model) (increase("
+              f"inferwatch_request_duration_seconds_count{raw}[{period}]))")
+    availability = [
+        Cell(stat(f"Availability over {period}", [target(f"1 - ({errors})", "{{model}}")],
+                  "percentunit", f"Calls with outcome ok; SLO {number(cfg.slo.availability)}.",
+                  floor=cfg.slo.availability), 8, 5),
+        Cell(stat(f"Error budget remaining ({period})", [target(remaining, "{{model}}")],
+                  "percentunit", f"Share of the {period} error budget ({budget} of calls) not "
+                  f"yet spent.", floor=0), 8, 5),
+        Cell(stat(f"Calls within {p99}s over {period}", [target(within, "{{model}}")],
+                  "percentunit", f"Latency SLO: 99% of calls within the p99 threshold "
+                  f"({p99}s). Needs a latency bucket at {p99}.", floor=0.99), 8, 5),
+        Cell(timeseries(f"Error budget remaining ({period})", [target(remaining, "{{model}}")],
+                        "percentunit", "Dashed line: the budget is spent.", limit=0), 24),
+    ]
+    burns = [
+        Cell(timeseries(f"{title} burn rate ({burn.long_window} / {burn.short_window})", [
+            target(f"{_recorded(cfg, q.error_ratio(window))} / {budget}",
+                   f"{{{{model}}}} {{{{model_version}}}} {window}")
+            for window in (burn.long_window, burn.short_window)], "short",
+            f"Error ratio / error budget over the windows of {alert}; it fires when both "
+            f"exceed {number(burn.factor)} (dashed line).", limit=burn.factor))
+        for title, alert, burn in (
+            ("Fast", "InferwatchErrorBudgetBurnFast", cfg.slo.fast_burn),
+            ("Slow", "InferwatchErrorBudgetBurnSlow", cfg.slo.slow_burn))
+    ]
+    latency = [
+        Cell(timeseries("p99 latency", [target(
+            _recorded(cfg, q.latency_quantile(cfg, 99)), MV)], "s",
+            "Dashed line: the threshold of InferwatchLatencyHigh.",
+            limit=cfg.latency.p99_seconds), 24),
+    ]
+    alerts = [
+        Cell(table("Firing inferwatch alerts", [target(
+            'ALERTS{alertname=~"Inferwatch.+", alertstate="firing", ' + MODEL + "}",
+            instant=True, fmt="table")], "Alerts firing now, from Prometheus' ALERTS series; "
+            "the annotations mark their history.",
+            hide=("Time", "Value", "__name__", "alertstate")), 24, 8),
+    ]
+    return _dashboard(cfg, "slo", "SLOs and alerts",
+                      "Availability and latency SLOs per model, error budget, burn rates and "
+                      "the inferwatch alerts, from the same config as the burn-rate alerts.",
+                      [("Service level objectives", availability),
+                       ("Burn rates", burns), ("Latency", latency),
+                       ("Alerts", alerts)], annotations=_alert_history(cfg))
+
+
 DASHBOARDS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "model-overview.json": model_overview,
     "model-quality.json": model_quality,
     "resources.json": resources,
+    "slo.json": slo,
 }
 
 

@@ -1,130 +1,229 @@
 """Panel, variable and layout helpers, so each dashboard reads as a list of its panels.
 
-Every panel and query reads from the ``$datasource`` variable; ids and grid positions are
-assigned by :func:`layout`, in order, so the output is stable.
+Panels are grafanalib panels in the shape of the Grafana that the compose stack pins
+(:data:`GRAFANA_VERSION`): each plugin's own ``options`` and ``fieldConfig``, and nothing
+from the Grafana 6 panel model that grafanalib still writes. :func:`current_shape` is the
+one place that drops those legacy and null keys; the helpers below set the options. Every
+panel and query reads from the ``$datasource`` variable; ids and grid positions are assigned
+by :func:`layout`, in order, so the output is stable.
 
->>> p = timeseries("Calls", [target("sum(up)", "up")], unit="reqps")
->>> p.to_json_data()["datasource"]["uid"]
-'${datasource}'
+>>> p = timeseries("Calls", [target("sum(up)", "up")], unit="reqps").to_json_data()
+>>> p["datasource"]["uid"], p["pluginVersion"] == GRAFANA_VERSION, "span" in p
+('${datasource}', True, False)
 """
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import dataclass
 from typing import Any
 
 import attr
 from grafanalib import core as g
+from grafanalib._gen import DashboardEncoder
 
+# The Grafana release the compose stack pins; every panel declares it as its pluginVersion,
+# and tests/schema validates the dashboards against that release's own types.
+GRAFANA_VERSION = "12.4.11"
+# The dashboard schema version Grafana 12.4 writes, so it runs no migration on load.
+SCHEMA_VERSION = 42
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
+
+# What a panel and a Prometheus query hold in the current model; everything else that
+# grafanalib writes (editable, error, height, span, minSpan, null cacheTimeout, interval,
+# repeat, timeFrom, ..., and a query's metric, step and target) is legacy.
+_PANEL_KEYS = ("collapsed", "datasource", "description", "fieldConfig", "gridPos", "id",
+               "options", "panels", "pluginVersion", "targets", "title", "transformations",
+               "type")
+_ROW_KEYS = ("collapsed", "gridPos", "id", "panels", "title", "type")
+_TARGET_KEYS = ("datasource", "editorMode", "expr", "format", "instant", "legendFormat",
+                "range", "refId")
+
+
+def _plain(value: Any) -> Any:
+    """grafanalib objects as plain JSON data."""
+    return json.loads(json.dumps(value, cls=DashboardEncoder))
+
+
+def current_shape(legacy: dict[str, Any]) -> dict[str, Any]:
+    """A panel as grafanalib writes it, reduced to the keys of Grafana's current model.
+
+    >>> current_shape({"type": "row", "title": "A", "span": None, "editable": True,
+    ...                "panels": [], "collapsed": False, "datasource": None})
+    {'collapsed': False, 'panels': [], 'title': 'A', 'type': 'row'}
+    """
+    data = _plain(legacy)
+    keys = _ROW_KEYS if data.get("type") == "row" else _PANEL_KEYS
+    panel = {key: data[key] for key in keys if data.get(key) is not None}
+    if "targets" in panel:
+        panel["targets"] = [{key: t[key] for key in _TARGET_KEYS if key in t}
+                            for t in panel["targets"]]
+    if not panel.get("transformations"):
+        panel.pop("transformations", None)
+    return panel
+
+
+@attr.s
+class CurrentPanel(g.Panel):
+    """A panel of one plugin in the current model: its options and field config defaults."""
+
+    type = attr.ib(default="timeseries", validator=attr.validators.instance_of(str))
+    options = attr.ib(factory=dict, validator=attr.validators.instance_of(dict))
+    defaults = attr.ib(factory=dict, validator=attr.validators.instance_of(dict))
+
+    def to_json_data(self) -> dict[str, Any]:
+        data = self.panel_json({"type": self.type, "pluginVersion": GRAFANA_VERSION,
+                                "options": self.options})
+        # Replaced rather than merged: grafanalib's field config defaults are legacy.
+        data["fieldConfig"] = {"defaults": self.defaults, "overrides": []}
+        return current_shape(data)
+
+
+@attr.s
+class CurrentRow(g.RowPanel):
+    """A row header in the current model (no targets, datasource or field config)."""
+
+    def to_json_data(self) -> dict[str, Any]:
+        return current_shape(super().to_json_data())
 
 
 def target(expr: str, legend: str = "", instant: bool = False,
            fmt: str = "time_series") -> g.Target:
     """One Prometheus query of a panel (its refId is set by the panel helper)."""
     return g.Target(expr=expr, legendFormat=legend, instant=instant, format=fmt,
-                    datasource=DATASOURCE, intervalFactor=1)
+                    datasource=DATASOURCE)
 
 
-def _with_ref_ids(targets: list[g.Target]) -> list[g.Target]:
+def _queries(targets: list[g.Target]) -> list[dict[str, Any]]:
+    # Stored as the current query editor stores a query typed as code.
     letters = string.ascii_uppercase
-    return [t if t.refId else attr.evolve(t, refId=letters[i]) for i, t in enumerate(targets)]
+    return [{"datasource": t.datasource, "editorMode": "code", "expr": t.expr,
+             "format": t.format, "instant": t.instant, "legendFormat": t.legendFormat,
+             "range": not t.instant, "refId": t.refId or letters[i]}
+            for i, t in enumerate(targets)]
 
 
-def thresholds(*limits: tuple[str, float]) -> list[dict[str, Any]]:
-    """Threshold steps: green below the first limit, then each (color, value) in order."""
-    return [{"color": "green", "value": None}] + [
+def thresholds(*limits: tuple[str, float]) -> dict[str, Any]:
+    """Absolute threshold steps: green below the first limit, then each (color, value)."""
+    return {"mode": "absolute", "steps": [{"color": "green", "value": None}] + [
         # 12 significant digits hide float noise such as 1 - 0.999 = 0.0010000000000000009
-        {"color": color, "value": float(f"{value:.12g}")} for color, value in limits
-    ]
+        {"color": color, "value": float(f"{value:.12g}")} for color, value in limits]}
 
 
-def _threshold_line(limit: float | None) -> dict[str, Any]:
-    if limit is None:
-        return {}
-    return {"thresholds": thresholds(("red", limit)), "thresholdsStyleMode": "dashed"}
+def _limit_steps(limit: float | None) -> dict[str, Any]:
+    return thresholds(("red", limit)) if limit is not None else thresholds()
+
+
+def _panel(kind: str, title: str, description: str, targets: list[g.Target],
+           options: dict[str, Any], defaults: dict[str, Any],
+           transformations: list[dict[str, Any]] | None = None) -> CurrentPanel:
+    return CurrentPanel(type=kind, title=title, description=description or None,
+                        dataSource=DATASOURCE, targets=_queries(targets), options=options,
+                        defaults=defaults, transformations=transformations or [])
+
+
+def _legend(shown: bool = True, calcs: tuple[str, ...] = (), table: bool = False
+            ) -> dict[str, Any]:
+    return {"calcs": list(calcs), "displayMode": "table" if table else "list",
+            "placement": "bottom", "showLegend": shown}
+
+
+def _reduce(calc: str) -> dict[str, Any]:
+    return {"calcs": [calc], "fields": "", "values": False}
 
 
 def timeseries(title: str, targets: list[g.Target], unit: str = "short",
                description: str = "", limit: float | None = None, stack: bool = False,
-               max_value: int | None = None) -> g.TimeSeries:
+               max_value: int | None = None) -> CurrentPanel:
     """A time series panel; `limit` draws the alert threshold as a dashed red line."""
-    return g.TimeSeries(
-        title=title, description=description, dataSource=DATASOURCE,
-        targets=_with_ref_ids(targets), unit=unit, fillOpacity=10 if stack else 0,
-        stacking={"mode": "normal", "group": "A"} if stack else {"mode": "none"},
-        legendDisplayMode="table", legendPlacement="bottom", legendCalcs=["lastNotNull", "max"],
-        tooltipMode="multi", valueMin=0, valueMax=max_value, **_threshold_line(limit),
-    )
+    custom = {
+        "drawStyle": "line", "lineWidth": 1, "lineInterpolation": "linear",
+        "fillOpacity": 10 if stack else 0, "gradientMode": "none", "showPoints": "never",
+        "pointSize": 4, "spanNulls": False, "axisPlacement": "auto",
+        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+        "thresholdsStyle": {"mode": "dashed" if limit is not None else "off"},
+    }
+    defaults = {"unit": unit, "min": 0, "color": {"mode": "palette-classic"},
+                "thresholds": _limit_steps(limit), "custom": custom}
+    if max_value is not None:
+        defaults["max"] = max_value
+    options = {"legend": _legend(calcs=("lastNotNull", "max"), table=True),
+               "tooltip": {"mode": "multi", "sort": "desc"}}
+    return _panel("timeseries", title, description, targets, options, defaults)
 
 
 def stat(title: str, targets: list[g.Target], unit: str = "short", description: str = "",
-         limit: float | None = None, calc: str = "lastNotNull") -> g.Stat:
-    """A single-value panel; `limit` turns the value red above it."""
-    steps = thresholds(("red", limit)) if limit is not None else thresholds()
-    return g.Stat(
-        title=title, description=description, dataSource=DATASOURCE,
-        targets=_with_ref_ids(targets), format=unit, reduceCalc=calc, graphMode="area",
-        color={"mode": "thresholds"},
-        colorMode="value", noValue="no data", thresholds="",
-        extraJson={"fieldConfig": {"defaults": {"thresholds": {"mode": "absolute",
-                                                               "steps": steps}}}},
-    )
+         limit: float | None = None, calc: str = "lastNotNull", floor: float | None = None
+         ) -> CurrentPanel:
+    """A single-value panel; `limit` turns the value red above it, `floor` red below it."""
+    options = {"colorMode": "value", "graphMode": "area", "justifyMode": "auto",
+               "orientation": "auto", "percentChangeColorMode": "standard",
+               "reduceOptions": _reduce(calc), "showPercentChange": False, "textMode": "auto",
+               "wideLayout": True}
+    steps = _limit_steps(limit)
+    if floor is not None:
+        steps = {"mode": "absolute", "steps": [{"color": "red", "value": None},
+                                               {"color": "green", "value": floor}]}
+    defaults = {"unit": unit, "noValue": "no data", "color": {"mode": "thresholds"},
+                "thresholds": steps}
+    return _panel("stat", title, description, targets, options, defaults)
 
 
 def table(title: str, targets: list[g.Target], description: str = "",
-          hide: tuple[str, ...] = ("Time", "Value")) -> g.Table:
+          hide: tuple[str, ...] = ("Time", "Value")) -> CurrentPanel:
     """A table of instant query results, label columns only by default."""
-    return g.Table(
-        title=title, description=description, dataSource=DATASOURCE,
-        targets=_with_ref_ids(targets),
-        transformations=[{"id": "organize", "options": {
-            "excludeByName": {name: True for name in hide}}}],
-    )
+    options = {"cellHeight": "sm", "frameIndex": 0, "showHeader": True}
+    defaults = {"custom": {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
+                "thresholds": thresholds()}
+    organize = {"id": "organize", "options": {"excludeByName": {name: True for name in hide}}}
+    return _panel("table", title, description, targets, options, defaults, [organize])
 
 
 def bargauge(title: str, targets: list[g.Target], unit: str = "short", description: str = "",
-             limit: float | None = None, max_value: float | None = None) -> g.BarGauge:
+             limit: float | None = None, max_value: float | None = None) -> CurrentPanel:
     """Horizontal bars of the last values, one per series."""
-    steps = thresholds(("red", limit)) if limit is not None else thresholds()
-    return g.BarGauge(
-        title=title, description=description, dataSource=DATASOURCE,
-        targets=_with_ref_ids(targets), displayMode=g.GAUGE_DISPLAY_MODE_GRADIENT,
-        orientation=g.ORIENTATION_HORIZONTAL, format=unit, thresholds=steps,
-        max=max_value, min=0, calc="lastNotNull",
-        extraJson={
-            "fieldConfig": {"defaults": {
-                "unit": unit, "min": 0, "max": max_value,
-                "thresholds": {"mode": "absolute", "steps": steps}}, "overrides": []},
-            "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
-                                          "values": False},
-                        "showUnfilled": True},
-        },
-    )
+    options = {"displayMode": "gradient", "legend": _legend(shown=False),
+               "maxVizHeight": 300, "minVizHeight": 16, "minVizWidth": 8,
+               "namePlacement": "auto", "orientation": "horizontal",
+               "reduceOptions": _reduce("lastNotNull"), "showUnfilled": True,
+               "sizing": "auto", "valueMode": "color"}
+    defaults = {"unit": unit, "min": 0, "color": {"mode": "thresholds"},
+                "thresholds": _limit_steps(limit)}
+    if max_value is not None:
+        defaults["max"] = max_value
+    return _panel("bargauge", title, description, targets, options, defaults)
 
 
-def heatmap(title: str, expr: str, unit: str, description: str = "") -> g.Heatmap:
+def heatmap(title: str, expr: str, unit: str, description: str = "") -> CurrentPanel:
     """A heatmap of pre-bucketed histogram data (``le`` buckets, no recalculation)."""
-    return g.Heatmap(
-        title=title, description=description, dataSource=DATASOURCE, dataFormat="tsbuckets",
-        targets=_with_ref_ids([target(expr, "{{le}}", fmt="heatmap")]),
-        extraJson={"options": {
-            "calculate": False, "cellGap": 1, "yAxis": {"unit": unit, "axisPlacement": "left"},
-            "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
-            "rowsFrame": {"layout": "auto"}, "tooltip": {"show": True, "yHistogram": True},
-            "legend": {"show": True}}},
-    )
+    options = {
+        "calculate": False, "cellGap": 1,
+        "color": {"exponent": 0.5, "fill": "dark-orange", "mode": "scheme", "reverse": False,
+                  "scale": "exponential", "scheme": "Oranges", "steps": 64},
+        "exemplars": {"color": "rgba(255,0,255,0.7)"}, "filterValues": {"le": 1e-9},
+        "legend": {"show": True}, "rowsFrame": {"layout": "auto"}, "selectionMode": "x",
+        "showValue": "auto",
+        "tooltip": {"mode": "single", "showColorScale": False, "yHistogram": True},
+        "yAxis": {"axisPlacement": "left", "unit": unit},
+    }
+    defaults = {"custom": {"hideFrom": {"legend": False, "tooltip": False, "viz": False},
+                           "scaleDistribution": {"type": "linear"}}}
+    return _panel("heatmap", title, description, [target(expr, "{{le}}", fmt="heatmap")],
+                  options, defaults)
 
 
 def state_timeline(title: str, targets: list[g.Target], description: str = "",
-                   mappings: list[dict[str, Any]] | None = None) -> g.StateTimeline:
+                   mappings: list[dict[str, Any]] | None = None) -> CurrentPanel:
     """A state timeline, one lane per series."""
-    return g.StateTimeline(
-        title=title, description=description, dataSource=DATASOURCE,
-        targets=_with_ref_ids(targets), mappings=mappings or [],
-    )
+    options = {"alignValue": "left", "legend": _legend(), "mergeValues": True,
+               "rowHeight": 0.9, "showValue": "auto",
+               "tooltip": {"mode": "single", "sort": "none"}}
+    defaults = {"custom": {"fillOpacity": 70, "lineWidth": 0},
+                "color": {"mode": "thresholds"}, "thresholds": thresholds(),
+                "mappings": mappings or []}
+    return _panel("state-timeline", title, description, targets, options, defaults)
 
 
 def up_down_mappings(up: str = "up", down: str = "down") -> list[dict[str, Any]]:
@@ -132,11 +231,6 @@ def up_down_mappings(up: str = "up", down: str = "down") -> list[dict[str, Any]]
     return [{"type": "value", "options": {
         "0": {"text": down, "color": "red", "index": 0},
         "1": {"text": up, "color": "green", "index": 1}}}]
-
-
-def row(title: str) -> g.RowPanel:
-    """A row header."""
-    return g.RowPanel(title=title)
 
 
 @dataclass(frozen=True)
@@ -153,7 +247,7 @@ def layout(sections: list[tuple[str, list[Cell]]]) -> list[g.Panel]:
     placed: list[g.Panel] = []
     y = 0
     for title, cells in sections:
-        placed.append(_place(row(title), len(placed) + 1, 0, y, GRID_WIDTH, 1))
+        placed.append(_place(CurrentRow(title=title), len(placed) + 1, 0, y, GRID_WIDTH, 1))
         y += 1
         x, line_height = 0, 0
         for cell in cells:
@@ -184,20 +278,47 @@ def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
     """A multi-select label_values variable with an All option matching every value."""
     return {
         "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
-        "definition": query, "query": {"query": query, "refId": f"{name}-query"},
+        # qryType 1: a label_values query, as the Prometheus variable editor stores it.
+        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-"
+                  "VariableQuery"},
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "includeAll": True, "allValue": ".*", "multi": True, "refresh": 2, "sort": 1,
         "hide": 0, "regex": "", "options": [],
     }
 
 
+def prometheus_annotation(name: str, expr: str, color: str, title: str, tags: str,
+                          text: str = "", value_is_time: bool = False) -> dict[str, Any]:
+    """An annotation from a Prometheus query, in the shape the current editor stores.
+
+    The query and its step go in ``target``; title, tags and text stay at the top level,
+    where the Prometheus data source reads them.
+    """
+    annotation = {"name": name, "datasource": DATASOURCE, "enable": True, "iconColor": color,
+                  "target": {"datasource": DATASOURCE, "expr": expr, "interval": "60s",
+                             "refId": "Anno"},
+                  "titleFormat": title, "tagKeys": tags, "textFormat": text}
+    if value_is_time:
+        annotation["useValueForTime"] = True
+    return annotation
+
+
+def builtin_annotation() -> dict[str, Any]:
+    """Grafana's own annotations and alerts, which every dashboard carries."""
+    return {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+            "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+            "name": "Annotations & Alerts", "type": "dashboard"}
+
+
+# Dashboard keys of the Grafana 6 model that grafanalib still writes.
+_LEGACY_DASHBOARD_KEYS = ("__inputs", "rows", "hideControls", "sharedCrosshair", "style",
+                          "gnetId")
+
+
 def dashboard_json(dashboard: g.Dashboard) -> dict[str, Any]:
-    """The dashboard as plain JSON data, without the keys the current schema dropped."""
-    import json
-
-    from grafanalib._gen import DashboardEncoder
-
-    data = json.loads(json.dumps(dashboard.to_json_data(), cls=DashboardEncoder))
-    for legacy in ("rows", "hideControls", "sharedCrosshair", "style"):
+    """The dashboard as plain JSON data in the current model."""
+    data = _plain(dashboard.to_json_data())
+    for legacy in _LEGACY_DASHBOARD_KEYS:
         data.pop(legacy, None)
+    data["timepicker"] = {"refresh_intervals": data["timepicker"]["refresh_intervals"]}
     return data

@@ -30,7 +30,8 @@ PERCENT = "{{ $value | humanizePercentage }}"
 DURATION = "{{ $value | humanizeDuration }}"
 
 # Dashboards an alert can link to: key -> uid suffix (the dashboards module uses the same keys).
-DASHBOARD_SUFFIXES = {"overview": "overview", "quality": "quality", "resources": "resources"}
+DASHBOARD_SUFFIXES = {"overview": "overview", "quality": "quality", "resources": "resources",
+                      "slo": "slo"}
 
 
 @dataclass(frozen=True)
