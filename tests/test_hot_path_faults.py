@@ -196,3 +196,45 @@ def test_every_lock_inferwatch_owns_is_renewed_in_a_forked_child(tmp_path):
         registry.close()
         events.close()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --- feature and output names follow the label rules -----------------------------------------
+
+def test_feature_names_are_capped_truncated_and_cleaned(scraper):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from inferwatch.serving.bridge import InferwatchCollector
+
+    rng = np.random.default_rng(1)
+    names = [f"f{i}" for i in range(1_000)] + ["x" * 3_000, "bad\udcff"]
+    data = rng.normal(size=(40, len(names)))
+    reference = inferwatch.Reference.from_data(data, feature_names=names)
+    predict = inferwatch.instrument(lambda x: 0.5, name="wide", registry=scraper.registry,
+                                    reference=reference, max_features=50)
+    rows = data[:3].copy()
+    rows[:, :] = np.nan  # every feature missing in every row
+    predict(rows)
+    scraper.registry.drain()
+    samples = scraper.samples()
+    missing = [s for s in samples if s.name == "inferwatch_feature_missing_total"]
+    assert len(missing) == 51  # the first 50 names, and __other__
+    assert sum(s.value for s in missing) == 3 * len(names)  # no count lost by the fold
+    drift = {s.labels["feature"] for s in samples if s.name == "inferwatch_feature_drift"}
+    assert len(drift) <= 50 and "__other__" not in drift
+    overflow = {s.labels["metric"]: s.value for s in samples
+                if s.name == "inferwatch_series_overflow_total"}
+    assert overflow["inferwatch_feature_drift"] == len(names) - 50
+
+    wide = inferwatch.instrument(lambda x: 0.5, name="long", registry=scraper.registry,
+                                 reference=reference, max_features=2_000)
+    wide(rows)
+    scraper.registry.drain()
+    labels = {s.labels["feature"] for s in scraper.samples()
+              if s.name == "inferwatch_feature_missing_total" and s.labels["model"] == "long"}
+    assert max(len(label) for label in labels) <= 128
+    assert "bad\udcff" not in labels and "bad?" in labels
+    prometheus = CollectorRegistry()
+    prometheus.register(InferwatchCollector(scraper.registry))
+    text = generate_latest(prometheus).decode()  # a lone surrogate must not break the scrape
+    assert list(text_string_to_metric_families(text))

@@ -10,12 +10,14 @@ in one place only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
 MODEL_LABELS = ("model", "model_version")
 OTHER = "__other__"
+MAX_LABEL_VALUE_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -201,3 +203,47 @@ def empty_family(name: str) -> Metric:
     """
     spec = CATALOGUE[name]
     return Metric(spec.family, spec.help, spec.kind)
+
+
+def clean_label_value(value: object) -> str:
+    """A label value from arbitrary data: a string, shortened to a bounded length.
+
+    A value whose ``__str__`` raises becomes ``__other__`` (and a counted fault).
+
+    >>> clean_label_value("a" * 200)[-5:], clean_label_value("\\udcff")
+    ('aa...', '?')
+    """
+    from inferwatch import faults
+
+    text = faults.text_of(value, "label")
+    if text is None:
+        return OTHER
+    if not text.isascii():
+        # A lone surrogate cannot be encoded as UTF-8 and would break every scrape.
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    if len(text) > MAX_LABEL_VALUE_LENGTH:
+        text = text[: MAX_LABEL_VALUE_LENGTH - 3] + "..."
+    return text
+
+
+def distinct_labels(names: Sequence[object], limit: int) -> list[str | None]:
+    """A label value per name, for names fixed in advance (a reference's features).
+
+    Cleaned like every label value; the first `limit` distinct values keep their own
+    series, the rest (and any name that cleans to a value already taken) get None: their
+    counts fold into ``__other__`` and they get no gauge of their own.
+
+    >>> labels = distinct_labels(["age", "age", "x" * 300, "y"], limit=2)
+    >>> labels[:2], len(labels[2]), labels[3]
+    (['age', None], 128, None)
+    """
+    seen: set[str] = set()
+    labels: list[str | None] = []
+    for name in names:
+        label = clean_label_value(name)
+        if label in seen or label == OTHER or len(seen) >= limit:
+            labels.append(None)
+        else:
+            seen.add(label)
+            labels.append(label)
+    return labels

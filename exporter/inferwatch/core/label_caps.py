@@ -15,27 +15,9 @@ from __future__ import annotations
 
 import threading
 
-from inferwatch import faults
-from inferwatch.catalogue import OTHER
+from inferwatch.catalogue import OTHER, clean_label_value
 
-MAX_LABEL_VALUE_LENGTH = 128
-
-
-def clean_label_value(value: object) -> str:
-    """A label value from arbitrary data: a string, shortened to a bounded length.
-
-    A value whose ``__str__`` raises becomes ``__other__`` (and a counted fault).
-    """
-    text = faults.text_of(value, "label")
-    if text is None:
-        return OTHER
-    if not text.isascii():
-        # A lone surrogate cannot be encoded as UTF-8 and would break every scrape.
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    if len(text) > MAX_LABEL_VALUE_LENGTH:
-        text = text[: MAX_LABEL_VALUE_LENGTH - 3] + "..."
-    return text
-
+__all__ = ["LabelCap", "clean_label_value"]
 
 class LabelCap:
     """Admits at most `limit` distinct values; the rest fold into ``__other__``."""

@@ -176,7 +176,8 @@ class Monitor:
             s = self.settings
             tracker = FeatureTracker(reference, range_tolerance=s.range_tolerance,
                                      window_seconds=s.drift_window_seconds,
-                                     age_buckets=s.drift_age_buckets)
+                                     age_buckets=s.drift_age_buckets,
+                                     max_labels=s.max_features)
             with self._lock:
                 self.features = tracker
                 self.state.extras["drift"] = tracker.drift
@@ -444,7 +445,7 @@ class Monitor:
         if inputs:
             result = tracker.check_inputs(inputs, now)
             state = self.state
-            names = tracker.reference.feature_names
+            names = tracker.feature_labels
             for metric, counts in (("inferwatch_feature_missing_total", result.missing),
                                    ("inferwatch_feature_out_of_range_total", result.out_of_range),
                                    ("inferwatch_feature_unseen_category_total",
@@ -537,7 +538,12 @@ class Monitor:
                 del state.extras[name]
 
     def overflow_counts(self) -> dict[str, int]:
-        return {metric: cap.overflowed for metric, cap in self._caps.items() if cap.overflowed}
+        """Label values folded into ``__other__`` by each cap of this monitor, by metric."""
+        counts = {metric: cap.overflowed for metric, cap in self._caps.items() if cap.overflowed}
+        tracker = self.features
+        if tracker is not None and tracker.drift.folded():
+            counts["inferwatch_feature_drift"] = tracker.drift.folded()
+        return counts
 
     def class_names(self) -> Sequence[object] | None:
         if self._class_names is None:

@@ -94,6 +94,8 @@ class Settings:
     max_error_types: int = 20
     max_actions: int = 20
     max_stages: int = 20
+    # Reference features and outputs with series of their own (quality counters, drift).
+    max_features: int = 200
     outcome_error_buckets: tuple[float, ...] = OUTCOME_ERROR_BUCKETS
     outcome_delay_buckets: tuple[float, ...] = OUTCOME_DELAY_BUCKETS
     # Predictions kept for joining delayed ground truth (about 200 bytes each).
@@ -149,7 +151,7 @@ class Settings:
         if self.output_range is not None and not self.output_range[0] <= self.output_range[1]:
             problems.append(f"output_range must be (low, high), got {self.output_range!r}")
         for name in ("max_classes", "max_outputs", "max_error_types", "max_actions",
-                     "max_stages", "outcome_cache_size", "drift_age_buckets"):
+                     "max_stages", "outcome_cache_size", "drift_age_buckets", "max_features"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         if self.max_pending < 8:

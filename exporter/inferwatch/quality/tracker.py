@@ -24,12 +24,15 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.catalogue import OTHER, distinct_labels
 from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import DriftScorer, DriftWindow
 from inferwatch.quality.reference import Reference
 
 DEFAULT_DRIFT_WINDOW_SECONDS = 3600.0
 DEFAULT_DRIFT_AGE_BUCKETS = 6
+# Features (and outputs) with a series of their own; the rest fold into __other__.
+DEFAULT_MAX_FEATURE_LABELS = 200
 
 
 class DriftState:
@@ -37,14 +40,29 @@ class DriftState:
 
     def __init__(self, reference: Reference, window_seconds: float = DEFAULT_DRIFT_WINDOW_SECONDS,
                  age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS,
-                 checker: BatchChecker | None = None) -> None:
+                 checker: BatchChecker | None = None,
+                 max_labels: int = DEFAULT_MAX_FEATURE_LABELS) -> None:
         self.reference = reference
+        self.max_labels = max_labels
         checker = checker or BatchChecker(reference)
         self.features = DriftWindow(checker.feature_layout, max_age_seconds=window_seconds,
                                     age_buckets=age_buckets)
         self.outputs = DriftWindow(checker.output_layout, max_age_seconds=window_seconds,
                                    age_buckets=age_buckets)
         self._scorers: tuple[DriftScorer, DriftScorer] | None = None
+        self._labels: tuple[dict, dict] | None = None
+
+    def labels(self) -> tuple[dict[str, str | None], dict[str, str | None]]:
+        """Label values of the reference's features and outputs (None: folded, no gauge)."""
+        if self._labels is None:
+            ref = self.reference
+            self._labels = tuple(dict(zip(names, distinct_labels(names, self.max_labels)))
+                                 for names in (ref.feature_names, ref.output_names))
+        return self._labels
+
+    def folded(self) -> int:
+        """Features and outputs past the label cap (or colliding once cleaned)."""
+        return sum(label is None for labels in self.labels() for label in labels.values())
 
     def rows(self, now: float) -> int:
         return self.features.flat_counts(now)[1]
@@ -57,8 +75,9 @@ class DriftState:
         feature_scorer, output_scorer = self._scorers
         feature_counts, rows = self.features.flat_counts(now)
         output_counts, _ = self.outputs.flat_counts(now)
-        return (_finite(feature_scorer.scores(feature_counts)),
-                _finite(output_scorer.scores(output_counts)), rows)
+        feature_labels, output_labels = self.labels()
+        return (_labelled(feature_scorer.scores(feature_counts), feature_labels),
+                _labelled(output_scorer.scores(output_counts), output_labels), rows)
 
     def reset(self) -> None:
         """Empty both windows (a forked worker starts from zero)."""
@@ -71,7 +90,7 @@ class DriftState:
 
     def to_dict(self) -> dict:
         return {"reference": self.reference.to_dict(), "features": self.features.to_dict(),
-                "outputs": self.outputs.to_dict()}
+                "outputs": self.outputs.to_dict(), "max_labels": self.max_labels}
 
     @classmethod
     def from_dict(cls, data: dict) -> DriftState:
@@ -79,7 +98,9 @@ class DriftState:
         state.reference = Reference.from_dict(data["reference"], source="worker snapshot")
         state.features = DriftWindow.from_dict(data["features"])
         state.outputs = DriftWindow.from_dict(data["outputs"])
+        state.max_labels = int(data.get("max_labels", DEFAULT_MAX_FEATURE_LABELS))
         state._scorers = None
+        state._labels = None
         return state
 
     def __deepcopy__(self, memo: dict) -> DriftState:
@@ -91,8 +112,14 @@ def _empty_like(window: DriftWindow) -> DriftWindow:
                        age_buckets=window.age_buckets)
 
 
-def _finite(scores: dict) -> dict:
-    return {key: value for key, value in scores.items() if not math.isnan(value)}
+def _labelled(scores: dict, labels: dict[str, str | None]) -> dict:
+    """Scores keyed by (label, method): NaN scores and folded names left out."""
+    out = {}
+    for (name, method), value in scores.items():
+        label = labels.get(name)
+        if label is not None and not math.isnan(value):
+            out[(label, method)] = value
+    return out
 
 
 class FeatureTracker:
@@ -100,10 +127,15 @@ class FeatureTracker:
 
     def __init__(self, reference: Reference, *, range_tolerance: float = 0.0,
                  window_seconds: float = DEFAULT_DRIFT_WINDOW_SECONDS,
-                 age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS) -> None:
+                 age_buckets: int = DEFAULT_DRIFT_AGE_BUCKETS,
+                 max_labels: int = DEFAULT_MAX_FEATURE_LABELS) -> None:
         self.reference = reference
         self.checker = BatchChecker(reference, range_tolerance=range_tolerance)
-        self.drift = DriftState(reference, window_seconds, age_buckets, checker=self.checker)
+        self.drift = DriftState(reference, window_seconds, age_buckets, checker=self.checker,
+                                max_labels=max_labels)
+        labels = self.drift.labels()[0]
+        # Per reference column: what the quality counters use as the `feature` label.
+        self.feature_labels = [labels[name] or OTHER for name in reference.feature_names]
 
     def renew_locks(self) -> None:
         """New locks for the drift windows in a forked child."""
