@@ -238,3 +238,26 @@ def test_feature_names_are_capped_truncated_and_cleaned(scraper):
     prometheus.register(InferwatchCollector(scraper.registry))
     text = generate_latest(prometheus).decode()  # a lone surrogate must not break the scrape
     assert list(text_string_to_metric_families(text))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_from_zero_without_multi_worker_mode():
+    registry = Registry()
+    try:
+        predict = inferwatch.instrument(lambda x: x, name="m", registry=registry)
+        for _ in range(5):
+            predict(0.5)
+        mon = inferwatch.monitor("m", registry=registry)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(60)
+            predict(0.5)
+            mon.drain()
+            ok = mon.state.counters["inferwatch_requests_total"][("ok",)] == 1
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child re-exported the parent's calls"
+        mon.drain()
+        assert mon.state.counters["inferwatch_requests_total"][("ok",)] == 5
+    finally:
+        registry.close()

@@ -149,6 +149,12 @@ class Registry:
             monitor.wake_drain = self._wake.set
         if self.multiproc is not None:
             self.multiproc.after_fork()
+        else:
+            # A forked child serving its own /metrics starts from zero, as a worker does in
+            # multi-worker mode: re-exporting the parent's counts from every child would
+            # count each call once per process.
+            for monitor in self._monitors.values():
+                monitor.reset_after_fork()
         if was_draining:
             # A pre-forked worker (gunicorn --preload) records calls but may never create
             # a monitor itself; without its own drain thread nothing would drain them.
