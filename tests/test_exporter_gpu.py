@@ -286,6 +286,22 @@ def test_unknown_on_registration_keeps_the_device_and_rebuilds_the_event_set(
     assert value(third, "inferwatch_gpu_xid_errors_total", **B, xid="43") == 1
 
 
+def test_a_device_whose_registration_keeps_failing_does_not_starve_the_others(
+        fake: FakeNVML) -> None:
+    fake.gpus[0].fail = {"nvmlDeviceRegisterEvents": pynvml.NVMLError_Unknown}
+    collector = GpuCollector()
+    counted = 0.0
+    for _ in range(12):
+        fake.emit_xid(1, 43)
+        result = scrape(collector)
+        assert value(result, "inferwatch_gpu_up", **A) == 1
+        counted = result.get(("inferwatch_gpu_xid_errors_total",
+                              frozenset({**B, "xid": "43"}.items())), 0.0)
+    # Device 1's Xids get through on most scrapes; device 0 is retried ever more rarely.
+    assert counted >= 6
+    assert fake.calls["nvmlDeviceRegisterEvents"] < 12
+
+
 def test_a_failed_wait_is_counted_and_the_set_rebuilt(fake: FakeNVML) -> None:
     collector = GpuCollector()
     scrape(collector)

@@ -28,6 +28,9 @@ log = logging.getLogger("inferwatch.standalone.gpu")
 MAX_EVENTS_PER_SCRAPE = 1000
 # Xid codes are small driver-defined numbers; the cap is a safety net for a bad driver.
 MAX_XID_SERIES = 512
+# A device whose registration keeps breaking the set is tried again after 1, 2, 4, ...
+# scrapes, so that the other devices' Xids are still counted in between.
+MAX_RETRY_SCRAPES = 64
 
 
 class XidWatcher:
@@ -39,6 +42,9 @@ class XidWatcher:
         self._unavailable = ""  # why the event set itself cannot exist here
         self._registered: dict[int, int | None] = {}  # index -> handle address
         self._skipped: dict[int, str] = {}  # index -> why it cannot deliver events
+        self._scrape = 0
+        self._retry: dict[int, tuple[int, int]] = {}  # index -> (next scrape, wait)
+        self._logged: set[tuple[str, str, str]] = set()
         self.counts: dict[tuple[str, str, str], int] = {}
         self.failures: list[tuple[str, str]] = []  # (field, reason) since the last take
 
@@ -79,6 +85,7 @@ class XidWatcher:
 
     def prepare(self, nvml: ModuleType) -> None:
         """Rebuild a broken set, or create the first one."""
+        self._scrape += 1
         if self._broken:
             self.reset(nvml)
             log.info("NVML event set rebuilt for Xid errors")
@@ -108,12 +115,17 @@ class XidWatcher:
         if self._set is None or self._broken:
             return
         if index not in self._registered:
+            next_try, wait = self._retry.get(index, (0, 0))
+            if self._scrape < next_try:
+                return  # its last registration broke the set: the others go first
             try:
                 nvml.nvmlDeviceRegisterEvents(handle, nvml.nvmlEventTypeXidCriticalError,
                                               self._set)
             except nvml.NVMLError as exc:
                 why = UNAVAILABLE.get(type(exc).__name__)
                 if why is None:
+                    wait = min(max(1, wait * 2), MAX_RETRY_SCRAPES)
+                    self._retry[index] = (self._scrape + wait, wait)
                     self._break("xid_events", exc, gpu=str(index))
                     reading.errors.append(("xid_events", reason(exc)))
                     return
@@ -121,6 +133,7 @@ class XidWatcher:
                 reading.unavailable("xid_events", why)
                 return
             self._registered[index] = address(handle)
+            self._retry.pop(index, None)
         reading.available["xid_events"] = ""
 
     def take_failures(self) -> list[tuple[str, str]]:
@@ -131,5 +144,8 @@ class XidWatcher:
         self._broken = True
         if not gpu:
             self.failures.append((field, reason(exc)))
-        log.warning("NVML event set failed (%s%s: %s); rebuilding it on the next scrape",
-                    field, f" on GPU {gpu}" if gpu else "", exc)
+        key = (field, gpu, reason(exc))
+        level = logging.DEBUG if key in self._logged else logging.WARNING
+        self._logged.add(key)
+        log.log(level, "NVML event set failed (%s%s: %s); rebuilding it on the next scrape",
+                field, f" on GPU {gpu}" if gpu else "", exc)
