@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import doctest
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fake_nvml import NOT_MIG, PROCESS_RECORD, FakeGpu, FakeMigInstance, FakeNVML
 from inferwatch.standalone.collectors import gpu as gpu_module
+from inferwatch.standalone.collectors import nvml_read, nvml_xid
 from inferwatch.standalone.collectors.gpu import GpuCollector
 from inferwatch.standalone.collectors.process import ProcessCollector
 from inferwatch.standalone.scrape import Scraper
@@ -772,3 +774,9 @@ def test_any_device_strings_round_trip_through_the_exposition(
         result = scrape(GpuCollector())
     assert value(result, "inferwatch_gpu_info", gpu="0", uuid=uuid, name=name,
                  driver_version=driver, pci_bus_id="00000000:3B:00.0") == 1
+
+
+def test_doctests() -> None:
+    for module in (nvml_read, nvml_xid):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

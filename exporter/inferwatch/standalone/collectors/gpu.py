@@ -164,7 +164,10 @@ class GpuCollector(Collector):
             return metrics.families()
 
     def close(self) -> None:
-        """Release NVML (the event set and the init reference) if it is held."""
+        """Release NVML (the event set and the init reference) if it is held.
+
+        >>> GpuCollector().close()  # nothing held yet: nothing to release
+        """
         with self._lock:
             if self._nvml is not None:
                 self._release(self._nvml)

@@ -69,7 +69,11 @@ def reason(exc: BaseException) -> str:
 
 
 def text(value: str | bytes) -> str:
-    """NVML strings as text (older bindings return bytes)."""
+    """NVML strings as text (older bindings return bytes).
+
+    >>> text(b"NVIDIA L4"), text("550.54.15")
+    ('NVIDIA L4', '550.54.15')
+    """
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
@@ -87,7 +91,15 @@ def address(handle: object) -> int | None:
 
 @dataclass
 class Reading:
-    """What one scrape learned about one device: samples, unavailable fields, failures."""
+    """What one scrape learned about one device: samples, unavailable fields, failures.
+
+    >>> import pynvml
+    >>> reading = Reading(pynvml, {"gpu": "0"})  # no nvmlInit: every call is refused
+    >>> reading.call("power", "nvmlDeviceGetPowerUsage", None), reading.errors
+    (None, [('power', 'uninitialized')])
+    >>> reading.call("fans", "nvmlDeviceGetNoSuchThing", None), reading.available
+    (None, {'fans': 'not in this nvidia-ml-py'})
+    """
 
     nvml: ModuleType
     labels: dict[str, str]
@@ -139,7 +151,14 @@ class Reading:
 
 def read_device(nvml: ModuleType, handle: object, labels: dict[str, str], *,
                 process_memory: bool, process_names: dict[int, str]) -> Reading:
-    """Every field of one device; raises :class:`DeviceLost` when it is gone."""
+    """Every field of one device; raises :class:`DeviceLost` when it is gone.
+
+    >>> import pynvml
+    >>> reading = read_device(pynvml, None, {"gpu": "0"}, process_memory=False,
+    ...                       process_names={})  # no nvmlInit: each field fails alone
+    >>> sorted({field for field, _ in reading.errors})[:3], reading.samples
+    (['clocks', 'energy', 'memory'], [])
+    """
     reading = Reading(nvml, labels)
     mig_mode = reading.call("mig_mode", "nvmlDeviceGetMigMode", handle)
     mig_enabled = bool(mig_mode) and mig_mode[0] == nvml.NVML_DEVICE_MIG_ENABLE
@@ -147,8 +166,8 @@ def read_device(nvml: ModuleType, handle: object, labels: dict[str, str], *,
     if utilization is not None:
         reading.add("inferwatch_gpu_utilization_ratio", utilization.gpu / 100)
         reading.add("inferwatch_gpu_memory_utilization_ratio", utilization.memory / 100)
-    total = read_memory(reading, handle, reading.labels)
-    temperature = read_temperature(reading, handle)
+    total = _read_memory(reading, handle, reading.labels)
+    temperature = _read_temperature(reading, handle)
     if temperature is not None:
         reading.add("inferwatch_gpu_temperature_celsius", temperature)
     for name, metric, function in (
@@ -165,13 +184,13 @@ def read_device(nvml: ModuleType, handle: object, labels: dict[str, str], *,
         if megahertz is not None:
             reading.add("inferwatch_gpu_clock_hertz", megahertz * 1e6, clock=clock)
     if mig_enabled:
-        read_mig_devices(reading, handle)
+        _read_mig_devices(reading, handle)
     if process_memory:
-        read_processes(reading, handle, mig_enabled, total, process_names)
+        _read_processes(reading, handle, mig_enabled, total, process_names)
     return reading
 
 
-def read_memory(reading: Reading, handle: object, labels: dict[str, str]) -> int | None:
+def _read_memory(reading: Reading, handle: object, labels: dict[str, str]) -> int | None:
     """Used (allocated, as nvidia-smi shows it), reserved and total; returns the total.
 
     The v2 call splits out what the driver reserves; the v1 call counts it as used, so
@@ -194,7 +213,7 @@ def read_memory(reading: Reading, handle: object, labels: dict[str, str]) -> int
     return int(memory.total)
 
 
-def read_temperature(reading: Reading, handle: object) -> int | None:
+def _read_temperature(reading: Reading, handle: object) -> int | None:
     """``nvmlDeviceGetTemperatureV`` where the binding and driver have it, else the old call.
 
     ``nvmlDeviceGetTemperature`` is deprecated in NVML 13 and will leave the binding.
@@ -207,7 +226,7 @@ def read_temperature(reading: Reading, handle: object) -> int | None:
         return reading.call("temperature", "nvmlDeviceGetTemperature", handle, sensor)
 
 
-def read_mig_devices(reading: Reading, handle: object) -> None:
+def _read_mig_devices(reading: Reading, handle: object) -> None:
     """Memory of each MIG device, labelled by GPU instance and compute instance.
 
     A MIG device handle is a compute instance: two in one GPU instance would share the
@@ -241,12 +260,12 @@ def read_mig_devices(reading: Reading, handle: object) -> None:
                   "compute_instance": str(compute_instance), "mig_uuid": text(uuid or ""),
                   "mig_profile": name.rpartition(" MIG ")[2] if " MIG " in name else ""}
         instance_reading = Reading(nvml, labels)
-        read_memory(instance_reading, instance, labels)
+        _read_memory(instance_reading, instance, labels)
         reading.samples += instance_reading.samples
         reading.errors += [("mig_memory", why) for _, why in instance_reading.errors]
 
 
-def read_processes(reading: Reading, handle: object, mig_enabled: bool, total: int | None,
+def _read_processes(reading: Reading, handle: object, mig_enabled: bool, total: int | None,
                    process_names: dict[int, str]) -> None:
     """GPU memory per process, only when every record is plausible.
 
@@ -277,7 +296,7 @@ def read_processes(reading: Reading, handle: object, mig_enabled: bool, total: i
             key = (pid, "", "")
         used_by[key] = used_by.get(key, 0) + int(used)
     for (pid, gpu_instance, compute_instance), used in sorted(used_by.items()):
-        extra = {"pid": str(pid), "process": process_name(reading.nvml, pid, process_names)}
+        extra = {"pid": str(pid), "process": _process_name(reading.nvml, pid, process_names)}
         if gpu_instance:
             extra |= {"gpu_instance": gpu_instance, "compute_instance": compute_instance}
         reading.add("inferwatch_gpu_process_memory_bytes", used, **extra)
@@ -287,7 +306,7 @@ def read_processes(reading: Reading, handle: object, mig_enabled: bool, total: i
 MAX_PROCESS_NAME = 64
 
 
-def process_name(nvml: ModuleType, pid: int, cache: dict[int, str]) -> str:
+def _process_name(nvml: ModuleType, pid: int, cache: dict[int, str]) -> str:
     """The name NVML gives a host pid ("" outside the host's pid namespace), cached by pid."""
     if pid not in cache:
         try:
