@@ -709,7 +709,8 @@ def test_identity_is_read_once_and_again_only_after_a_loss(fake: FakeNVML) -> No
 
 def test_hanging_nvml_call_costs_only_the_gpu_collector(fake: FakeNVML) -> None:
     hang = fake.hang("nvmlDeviceGetTemperatureV")
-    scraper = Scraper([GpuCollector(), ProcessCollector(pids=[os.getpid()])], timeout=0.3)
+    # The deadline leaves the healthy collector ample time even on a loaded machine.
+    scraper = Scraper([GpuCollector(), ProcessCollector(pids=[os.getpid()])], timeout=2.0)
     registry = CollectorRegistry()
     registry.register(scraper)
     result = samples(generate_latest(registry).decode())
@@ -717,7 +718,7 @@ def test_hanging_nvml_call_costs_only_the_gpu_collector(fake: FakeNVML) -> None:
     assert success(result, "gpu") == 0
     assert success(result, "process") == 1
     assert value(result, "inferwatch_exporter_collector_duration_seconds",
-                 collector="gpu") >= 0.3
+                 collector="gpu") >= 2.0
     assert not any(name.startswith("inferwatch_gpu_") for name in names(result))
 
     # Still hung: reported at once, and not started a second time.

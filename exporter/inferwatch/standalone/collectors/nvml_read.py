@@ -138,7 +138,7 @@ class Reading:
         except UnicodeDecodeError:  # the binding decodes C strings strictly
             self.errors.append((name, "undecodable"))
             return None
-        self.available.setdefault(name, "")
+        self.available[name] = ""  # one answer is enough (the sm clock but not memory's)
         return value
 
     def unavailable(self, name: str, why: str) -> None:
