@@ -527,6 +527,27 @@ def test_a_host_without_gpus_is_not_a_failure(
     assert fake.refcount == (0 if devices is None else 1)
 
 
+@pytest.mark.parametrize("devices", [None, []], ids=["no library", "no devices"])
+def test_a_host_without_gpus_is_said_once_at_start_up(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        devices: list | None) -> None:
+    FakeNVML(devices or [], library=devices is not None).install(monkeypatch)
+    gpu = GpuCollector()
+    with caplog.at_level(logging.INFO, logger="inferwatch.standalone.gpu"):
+        gpu.start()
+        for _ in range(1000):  # until the probe thread has spoken (bounded)
+            said = [r for r in caplog.records if "does not apply" in r.getMessage()]
+            if said:
+                break
+            time.sleep(0.01)
+        result = scrape(gpu)
+    said = [r for r in caplog.records if "does not apply" in r.getMessage()]
+    assert [(r.levelno, r.threadName) for r in said] == [(logging.INFO, "inferwatch-gpu-probe")]
+    assert success(result, "gpu") == 1
+    assert value(result, "inferwatch_gpu_devices") == 0
+    gpu.close()
+
+
 def test_a_driver_installed_later_is_picked_up_after_the_backoff(
         monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeNVML(two_gpus(), library=False).install(monkeypatch)

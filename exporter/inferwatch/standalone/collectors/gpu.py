@@ -163,6 +163,22 @@ class GpuCollector(Collector):
             self._retry_delay = self._retry_initial
             return metrics.families()
 
+    def start(self) -> None:
+        """Look for NVML once, in the background, so that the log says at start-up what
+        this collector will report (a host without GPUs, say). A hung driver parks only
+        this thread; the first scrape then waits on it under the scrape deadline.
+
+        >>> GpuCollector().start  # doctest: +ELLIPSIS
+        <bound method GpuCollector.start of ...>
+        """
+        threading.Thread(target=self._probe, name="inferwatch-gpu-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        with self._lock, contextlib.suppress(CollectorError):
+            nvml = self._ensure_init()
+            if nvml is not None:
+                self._device_count(nvml)  # says so when NVML sees no GPU
+
     def close(self) -> None:
         """Release NVML (the event set and the init reference) if it is held.
 
