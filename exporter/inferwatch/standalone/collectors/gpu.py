@@ -168,8 +168,7 @@ class GpuCollector(Collector):
         this collector will report (a host without GPUs, say). A hung driver parks only
         this thread; the first scrape then waits on it under the scrape deadline.
 
-        >>> GpuCollector().start  # doctest: +ELLIPSIS
-        <bound method GpuCollector.start of ...>
+        >>> GpuCollector().start()  # returns at once; the probe runs in its own thread
         """
         threading.Thread(target=self._probe, name="inferwatch-gpu-probe", daemon=True).start()
 
