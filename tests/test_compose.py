@@ -123,6 +123,8 @@ def test_gpu_exporter_is_an_opt_in_profile_on_the_nvidia_runtime() -> None:
     gpu = SERVICES["exporter-gpu"]
     assert gpu["profiles"] == ["gpu"] and gpu["runtime"] == "nvidia"
     assert "--collector.gpu" in gpu["command"]
+    # NVML reports host pids: per-process GPU memory needs the host's pid namespace.
+    assert gpu["pid"] == "host"
     assert "--no-collector.gpu" in SERVICES["exporter"]["command"]
     assert all("profiles" not in s for n, s in SERVICES.items() if n != "exporter-gpu")
 

@@ -60,7 +60,7 @@ NEVER_DATA = {
     ("resources", "GPU memory"): "no GPU",
     ("resources", "GPU temperature"): "no GPU",
     ("resources", "GPU power"): "no GPU",
-    ("resources", "GPU memory bandwidth utilization"): "no GPU",
+    ("resources", "GPU memory busy time"): "no GPU",
     ("resources", "GPU energy per 1,000 predictions"): "no GPU",
     ("resources", "inferwatch internal errors"): "the series appears with the first fault "
                                                  "inside inferwatch, and there is none",

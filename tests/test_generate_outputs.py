@@ -188,6 +188,7 @@ def test_thresholds_reach_the_alert_expressions() -> None:
         "InferwatchTargetDown": ['cluster="c-sentinel"'],
         "InferwatchExporterDown": ['job="sentinel-exporter"'],
         "InferwatchGpuLost": ['job="sentinel-exporter"'],
+        "InferwatchGpuReadErrors": ['job="sentinel-exporter"', "[7m]"],
         "InferwatchCollectorFailing": ['job="sentinel-exporter"'],
     }
     assert set(expected) == set(exprs)

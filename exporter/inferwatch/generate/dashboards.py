@@ -337,7 +337,8 @@ def resources(cfg: Config) -> dict[str, Any]:
                    "Name, driver and uuid of each device.", hide=("Time", "Value", "__name__")),
              12, 6),
         Cell(timeseries("GPU utilization", [target(f"inferwatch_gpu_utilization_ratio{e}", gpu)],
-                        "percentunit", max_value=1)),
+                        "percentunit", "Share of time a kernel ran. NVML reports none for a "
+                        "MIG-enabled GPU, so such a GPU has no line here.", max_value=1)),
         Cell(timeseries("GPU memory used", [target(f"{q.gpu_memory_ratio()}{e}", gpu)],
                         "percentunit", "Dashed line: InferwatchGpuMemoryNearFull threshold.",
                         limit=cfg.gpu.memory_used_ratio, max_value=1)),
@@ -350,8 +351,10 @@ def resources(cfg: Config) -> dict[str, Any]:
         Cell(timeseries("GPU power", [
             target(f"inferwatch_gpu_power_watts{e}", "draw " + gpu),
             target(f"inferwatch_gpu_power_limit_watts{e}", "limit " + gpu)], "watt")),
-        Cell(timeseries("GPU memory bandwidth utilization", [target(
-            f"inferwatch_gpu_memory_utilization_ratio{e}", gpu)], "percentunit", max_value=1)),
+        Cell(timeseries("GPU memory busy time", [target(
+            f"inferwatch_gpu_memory_utilization_ratio{e}", gpu)], "percentunit",
+            "Share of time device memory was being read or written: busy time, not "
+            "bandwidth. None for a MIG-enabled GPU.", max_value=1)),
     ]
     process = [
         Cell(timeseries("Process CPU", [target(

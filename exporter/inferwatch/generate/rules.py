@@ -225,6 +225,18 @@ ALERTS: tuple[AlertDef, ...] = (
                   f"fell off the bus or the driver failed.",
     ),
     AlertDef(
+        "InferwatchGpuReadErrors", "warning", "15m", "resources", "resources", False,
+        lambda c: (f"sum by (job, instance, gpu, uuid, field, reason) "
+                   f"(rate(inferwatch_gpu_nvml_errors_total{exporter_sel(c)}[{c.windows.rate}]))"
+                   f" > 0"),
+        "NVML reads of {{ $labels.field }} fail on GPU {{ $labels.gpu }} on "
+        "{{ $labels.instance }}",
+        lambda c: f"Reading {{{{ $labels.field }}}} of GPU {{{{ $labels.gpu }}}} "
+                  f"({{{{ $labels.uuid }}}}) on {INSTANCE} keeps failing with "
+                  f"{{{{ $labels.reason }}}} (selector {c.selectors.exporter}); the GPU still "
+                  f"answers, but that field is missing.",
+    ),
+    AlertDef(
         "InferwatchCollectorFailing", "warning", "10m", "resources", "resources", False,
         lambda c: f"inferwatch_exporter_collector_success{exporter_sel(c)} == 0",
         "inferwatch collector {{ $labels.collector }} fails on {{ $labels.instance }}",

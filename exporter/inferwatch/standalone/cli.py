@@ -169,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("inferwatch-exporter %s serving %s with collectors: %s", __version__,
              server.url,
              ", ".join(c.name for c in enabled) or "none")
+    for collector in enabled:
+        collector.start()
     try:
         while not stop.wait(1.0):
             pass

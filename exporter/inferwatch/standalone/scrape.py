@@ -78,6 +78,12 @@ class Collector:
     def collect(self) -> Iterable[Metric]:
         raise NotImplementedError
 
+    def start(self) -> None:
+        """Called once when the exporter starts, after logging is set up; must not block.
+
+        >>> Collector().start()  # most collectors have nothing to say before a scrape
+        """
+
 
 C = TypeVar("C", bound=type[Collector])
 _REGISTERED: dict[str, type[Collector]] = {}

@@ -1,11 +1,20 @@
 """GPU metrics from NVML (the ``nvidia-ml-py`` binding, imported as ``pynvml``).
 
-Failures stay as small as they can: no library or driver costs this collector's
-success (and init is retried with backoff); a lost or unreadable device costs that
-device (``inferwatch_gpu_up 0``); a field the device does not support is left out.
+Failures stay as small as they can:
 
-Units follow the catalogue: NVML's percentages become ratios, milliwatts watts,
-millijoules joules and megahertz hertz.
+- no NVML library, or NVML sees no device: the collector does not apply. It says so once
+  in the log, reports success with ``inferwatch_gpu_devices 0``, and looks again now and
+  then (with backoff) in case a driver arrives;
+- NVML present and failing (init or the device count fails): the collector fails, shuts
+  NVML down and retries with backoff;
+- a lost device (GPU_IS_LOST, RESET_REQUIRED, or no handle / uuid at all): that device's
+  ``inferwatch_gpu_up 0``, the others unchanged;
+- any other failed read: that field is left out and counted in
+  ``inferwatch_gpu_nvml_errors_total{field, reason}``; the device stays up;
+- a field the device does not offer: left out, with ``inferwatch_gpu_field_available 0``.
+
+Handles, uuids, names and PCI bus ids are cached per device and dropped on re-init or a
+lost device. Reading a device lives in :mod:`.nvml_read`, Xid events in :mod:`.nvml_xid`.
 
 >>> GpuCollector().name
 'gpu'
@@ -15,51 +24,50 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
 from inferwatch.catalogue import OTHER
+from inferwatch.standalone.collectors.nvml_read import (
+    FIELDS,
+    DeviceLost,
+    Reading,
+    read_device,
+    text,
+)
+from inferwatch.standalone.collectors.nvml_xid import XidWatcher
 from inferwatch.standalone.scrape import Collector, CollectorError, MetricSet, register
 
 log = logging.getLogger("inferwatch.standalone.gpu")
 
-# What a device may answer for a field it does not have; anything else means the device is in
-# trouble. FunctionNotFound: a driver older than the binding.
-_SKIPPED_ERRORS = ("NVMLError_NotSupported", "NVMLError_NoPermission",
-                   "NVMLError_FunctionNotFound")
-# NVML's "not a MIG process" marker in process records.
-_NO_GPU_INSTANCE = 0xFFFFFFFF
-# An Xid storm must not keep the scrape busy; the rest are read on the next scrape.
-MAX_EVENTS_PER_SCRAPE = 1000
-# Xid codes are small driver-defined numbers; the cap is a safety net for a bad driver.
-MAX_XID_SERIES = 512
-
-Sample = tuple[str, dict[str, str], float]
+# (gpu, uuid, field, reason) is bounded by devices x fields x NVML's error codes; the cap
+# is a safety net should uuids churn.
+MAX_ERROR_SERIES = 1024
+# Per-process series fold into pid="__other__" past this many in one scrape.
+MAX_PROCESS_SERIES = 512
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+@dataclass(frozen=True)
+class _Device:
+    """What does not change while NVML stays initialized and the device stays on the bus."""
 
-
-def _address(handle: object) -> int | None:
-    """The pointer value of an NVML handle: how an event names its device."""
-    try:
-        return ctypes.cast(handle, ctypes.c_void_p).value
-    except (TypeError, ctypes.ArgumentError):
-        return None
+    handle: object
+    uuid: str
+    name: str
+    pci_bus_id: str
 
 
 @register
 class GpuCollector(Collector):
-    """Per device (labels ``gpu`` = index, ``uuid``; MIG instances add ``gpu_instance``).
+    """Per device (labels ``gpu`` = index, ``uuid``; MIG devices add ``gpu_instance``,
+    ``compute_instance``, ``mig_uuid`` and ``mig_profile``).
 
     >>> sorted(GpuCollector().describe(), key=lambda f: f.name)[0].name
     'inferwatch_gpu_clock_hertz'
@@ -68,11 +76,13 @@ class GpuCollector(Collector):
     name = "gpu"
     help = "NVIDIA GPUs through NVML: utilization, memory, power, energy, clocks, Xid errors"
     metric_names = (
+        "inferwatch_gpu_devices",
         "inferwatch_gpu_up",
         "inferwatch_gpu_info",
         "inferwatch_gpu_utilization_ratio",
         "inferwatch_gpu_memory_utilization_ratio",
         "inferwatch_gpu_memory_used_bytes",
+        "inferwatch_gpu_memory_reserved_bytes",
         "inferwatch_gpu_memory_total_bytes",
         "inferwatch_gpu_temperature_celsius",
         "inferwatch_gpu_power_watts",
@@ -81,6 +91,8 @@ class GpuCollector(Collector):
         "inferwatch_gpu_clock_hertz",
         "inferwatch_gpu_xid_errors_total",
         "inferwatch_gpu_process_memory_bytes",
+        "inferwatch_gpu_field_available",
+        "inferwatch_gpu_nvml_errors_total",
     )
 
     def __init__(
@@ -100,21 +112,24 @@ class GpuCollector(Collector):
         self._nvml: ModuleType | None = None
         self._next_init = float("-inf")
         self._init_error = ""
+        self._applies = True
+        self._said_no_devices = False
         self._driver_version = ""
-        self._events: Any = None
-        self._xid_registered: set[int] = set()
-        self._index_by_address: dict[int, int] = {}
-        self._xid_counts: dict[tuple[str, str, str], int] = {}
+        self._devices: dict[int, _Device] = {}
         # Last uuid seen per index: a lost device keeps the labels of its series.
         self._uuids: dict[int, str] = {}
         self._down: set[int] = set()
+        self._errors: dict[tuple[str, str, str, str], int] = {}
+        self._said: set[tuple[int, str, str]] = set()  # unavailable fields already logged
+        self._process_names: dict[int, str] = {}
+        self._xid = XidWatcher()
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--collector.gpu.process-memory", dest="gpu_process_memory", action="store_true",
             help="also expose GPU memory per process (inferwatch_gpu_process_memory_bytes, "
-                 "label pid); off by default because pids churn",
+                 "labels pid and process); off by default because pids churn",
         )
 
     @classmethod
@@ -123,29 +138,65 @@ class GpuCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
-            nvml = self._ensure_init()
-            try:
-                count = nvml.nvmlDeviceGetCount()
-            except nvml.NVMLError as exc:
-                # The driver went away under us: start over on the next scrape.
-                self._shutdown(nvml)
-                raise CollectorError(f"nvmlDeviceGetCount failed: {exc}") from exc
             metrics = MetricSet()
+            nvml = self._ensure_init()
+            if nvml is None:
+                metrics.add("inferwatch_gpu_devices", {}, 0)
+                return metrics.families()
+            count = self._device_count(nvml)
+            metrics.add("inferwatch_gpu_devices", {}, count)
+            self._xid.drain(nvml, self._uuids)
+            self._xid.prepare(nvml)
+            for failed_field, why in self._xid.take_failures():
+                self._count_error("", "", failed_field, why)
+            process_series: list[tuple[dict[str, str], float]] = []
             for index in range(count):
-                self._collect_device(nvml, index, metrics)
-            self._drain_xid_events(nvml)
-            for (gpu, uuid, xid), total in sorted(self._xid_counts.items()):
+                self._collect_device(nvml, index, metrics, process_series)
+            self._add_process_series(metrics, process_series)
+            for (gpu, uuid, xid), total in sorted(self._xid.counts.items()):
                 metrics.add("inferwatch_gpu_xid_errors_total",
                             {"gpu": gpu, "uuid": uuid, "xid": xid}, total)
+            for (gpu, uuid, failed_field, why), total in sorted(self._errors.items()):
+                metrics.add("inferwatch_gpu_nvml_errors_total",
+                            {"gpu": gpu, "uuid": uuid, "field": failed_field, "reason": why},
+                            total)
+            self._retry_delay = self._retry_initial
             return metrics.families()
+
+    def start(self) -> None:
+        """Look for NVML once, in the background, so that the log says at start-up what
+        this collector will report (a host without GPUs, say). A hung driver parks only
+        this thread; the first scrape then waits on it under the scrape deadline.
+
+        >>> GpuCollector().start()  # returns at once; the probe runs in its own thread
+        """
+        threading.Thread(target=self._probe, name="inferwatch-gpu-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        with self._lock, contextlib.suppress(CollectorError):
+            nvml = self._ensure_init()
+            if nvml is not None:
+                self._device_count(nvml)  # says so when NVML sees no GPU
+
+    def close(self) -> None:
+        """Release NVML (the event set and the init reference) if it is held.
+
+        >>> GpuCollector().close()  # nothing held yet: nothing to release
+        """
+        with self._lock:
+            if self._nvml is not None:
+                self._release(self._nvml)
 
     # --- library lifecycle ----------------------------------------------------------------
 
-    def _ensure_init(self) -> ModuleType:
+    def _ensure_init(self) -> ModuleType | None:
+        """The initialized binding; None when this host has no NVML library."""
         if self._nvml is not None:
             return self._nvml
         now = self._clock()
         if now < self._next_init:
+            if not self._applies:
+                return None
             raise CollectorError(
                 f"NVML unavailable ({self._init_error}); next attempt in "
                 f"{self._next_init - now:.0f}s"
@@ -157,176 +208,162 @@ class GpuCollector(Collector):
         try:
             nvml.nvmlInit()
         except nvml.NVMLError as exc:
-            raise self._init_failed(now, f"nvmlInit: {exc}") from exc
-        self._retry_delay = self._retry_initial
-        self._driver_version = _text(self._optional(nvml, nvml.nvmlSystemGetDriverVersion) or "")
-        self._events = self._optional(nvml, nvml.nvmlEventSetCreate)
+            if type(exc).__name__ == "NVMLError_LibraryNotFound":
+                self._not_applicable(now)
+                return None
+            raise self._init_failed(now, f"nvmlInit: {_explain(exc)}") from exc
+        reading = Reading(nvml, {})
+        try:
+            version = reading.call("driver", "nvmlSystemGetDriverVersion")
+        except DeviceLost as exc:
+            reading.errors.append(("driver", str(exc)))
+            version = None
+        if reading.errors:
+            # A failure after a successful init must release it, or NVML's init count grows
+            # on every scrape.
+            with contextlib.suppress(nvml.NVMLError):
+                nvml.nvmlShutdown()
+            raise self._init_failed(now, f"nvmlSystemGetDriverVersion: {reading.errors[0][1]}")
+        self._driver_version = text(version or "")
+        self._applies = True
         self._nvml = nvml
         log.info("NVML initialized (driver %s)", self._driver_version or "unknown")
         return nvml
 
-    def _init_failed(self, now: float, reason: str) -> CollectorError:
-        self._init_error = reason
-        self._next_init = now + self._retry_delay
-        delay, self._retry_delay = self._retry_delay, min(self._retry_delay * 2, self._retry_max)
-        return CollectorError(f"NVML unavailable ({reason}); next attempt in {delay:.0f}s")
+    def _device_count(self, nvml: ModuleType) -> int:
+        try:
+            count = int(nvml.nvmlDeviceGetCount())
+        except nvml.NVMLError as exc:
+            # The driver went away or fails: release NVML and start over after a backoff.
+            self._release(nvml)
+            raise self._init_failed(self._clock(), f"nvmlDeviceGetCount: {_explain(exc)}") \
+                from exc
+        if count == 0 and not self._said_no_devices:
+            self._said_no_devices = True
+            log.info("NVML sees no GPU: the gpu collector does not apply on this host and "
+                     "reports inferwatch_gpu_devices 0")
+        return count
 
-    def _shutdown(self, nvml: ModuleType) -> None:
+    def _not_applicable(self, now: float) -> None:
+        if self._applies or not self._init_error:
+            log.info("no NVML library (libnvidia-ml.so.1), so no NVIDIA driver on this host: "
+                     "the gpu collector does not apply and reports inferwatch_gpu_devices 0")
+        self._applies = False
+        self._init_error = "no NVML library"
+        self._schedule_retry(now)
+
+    def _init_failed(self, now: float, why: str) -> CollectorError:
+        self._applies = True
+        self._init_error = why
+        delay = self._schedule_retry(now)
+        return CollectorError(f"NVML unavailable ({why}); next attempt in {delay:.0f}s")
+
+    def _schedule_retry(self, now: float) -> float:
+        delay = self._retry_delay
+        self._next_init = now + delay
+        self._retry_delay = min(delay * 2, self._retry_max)
+        return delay
+
+    def _release(self, nvml: ModuleType) -> None:
         # Release what we hold; a driver that already went away has nothing to release.
-        if self._events is not None:
-            with contextlib.suppress(nvml.NVMLError):
-                nvml.nvmlEventSetFree(self._events)
+        self._xid.reset(nvml)
         with contextlib.suppress(nvml.NVMLError):
             nvml.nvmlShutdown()
         self._nvml = None
-        self._events = None
-        self._xid_registered.clear()
-        self._index_by_address.clear()
-
-    @staticmethod
-    def _optional(nvml: ModuleType, call: Callable[..., Any], *args: object) -> Any:
-        """The call's answer, or None when the device does not offer this field."""
-        try:
-            return call(*args)
-        except nvml.NVMLError as exc:
-            if type(exc).__name__ in _SKIPPED_ERRORS:
-                return None
-            raise
+        self._devices.clear()
 
     # --- one device -----------------------------------------------------------------------
 
-    def _collect_device(self, nvml: ModuleType, index: int, metrics: MetricSet) -> None:
+    def _device(self, nvml: ModuleType, index: int) -> _Device:
+        """The cached identity of device `index`; NVMLError when it cannot be reached."""
+        device = self._devices.get(index)
+        if device is not None:
+            return device
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        uuid = text(nvml.nvmlDeviceGetUUID(handle))
+        identity = Reading(nvml, {})
+        name = identity.call("name", "nvmlDeviceGetName", handle)
+        pci = identity.call("pci", "nvmlDeviceGetPciInfo", handle)
+        device = _Device(handle, uuid, text(name or ""),
+                         text(pci.busId) if pci is not None else "")
+        for failed_field, why in identity.errors:
+            self._count_error(str(index), uuid, failed_field, why)
+        if not identity.errors:  # a read that failed is tried again on the next scrape
+            self._devices[index] = device
+        return device
+
+    def _collect_device(self, nvml: ModuleType, index: int, metrics: MetricSet,
+                        process_series: list[tuple[dict[str, str], float]]) -> None:
         gpu = str(index)
         try:
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-            self._uuids[index] = uuid
-            labels = {"gpu": gpu, "uuid": uuid}
-            # Staged so that a device failing half-way leaves only its gpu_up 0.
-            samples = self._read_device(nvml, handle, labels)
-            self._register_xid(nvml, index, handle)
-        except nvml.NVMLError as exc:
+            device = self._device(nvml, index)
+            self._uuids[index] = device.uuid
+            labels = {"gpu": gpu, "uuid": device.uuid}
+            reading = read_device(nvml, device.handle, labels,
+                                  process_memory=self.process_memory,
+                                  process_names=self._process_names)
+            self._xid.register(nvml, index, device.handle, reading)
+        except (nvml.NVMLError, DeviceLost) as exc:
+            self._devices.pop(index, None)
             metrics.add("inferwatch_gpu_up", {"gpu": gpu, "uuid": self._uuids.get(index, "")}, 0)
             if index not in self._down:
                 self._down.add(index)
-                log.warning("GPU %s unreadable, reported as down: %s", gpu, exc)
+                log.warning("GPU %s is lost or cannot be reached, reported as down: %s",
+                            gpu, exc)
             return
         if index in self._down:
             self._down.discard(index)
             log.info("GPU %s readable again", gpu)
         metrics.add("inferwatch_gpu_up", labels, 1)
-        for name, sample_labels, value in samples:
-            metrics.add(name, sample_labels, value)
-
-    def _read_device(self, nvml: ModuleType, handle: object,
-                     labels: dict[str, str]) -> list[Sample]:
-        def optional(call: Callable[..., Any], *args: object) -> Any:
-            return self._optional(nvml, call, handle, *args)
-
-        name = optional(nvml.nvmlDeviceGetName)
-        samples: list[Sample] = [("inferwatch_gpu_info", {
-            **labels, "name": _text(name or ""), "driver_version": self._driver_version}, 1)]
-        samples += self._usage(nvml, handle, labels)
-        temperature = optional(nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU)
-        if temperature is not None:
-            samples.append(("inferwatch_gpu_temperature_celsius", labels, temperature))
-        for metric, call, scale in (
-            ("inferwatch_gpu_power_watts", nvml.nvmlDeviceGetPowerUsage, 1e-3),
-            ("inferwatch_gpu_power_limit_watts", nvml.nvmlDeviceGetEnforcedPowerLimit, 1e-3),
-            ("inferwatch_gpu_energy_joules_total", nvml.nvmlDeviceGetTotalEnergyConsumption, 1e-3),
-        ):
-            value = optional(call)
-            if value is not None:
-                samples.append((metric, labels, value * scale))
-        for clock, clock_type in (("sm", nvml.NVML_CLOCK_SM), ("memory", nvml.NVML_CLOCK_MEM)):
-            megahertz = optional(nvml.nvmlDeviceGetClockInfo, clock_type)
-            if megahertz is not None:
-                samples.append(("inferwatch_gpu_clock_hertz", {**labels, "clock": clock},
-                                megahertz * 1e6))
-        mig_mode = optional(nvml.nvmlDeviceGetMigMode)
-        mig_enabled = bool(mig_mode) and mig_mode[0] == nvml.NVML_DEVICE_MIG_ENABLE
-        if mig_enabled:
-            samples += self._mig_instances(nvml, handle, labels)
-        if self.process_memory:
-            samples += self._process_memory(nvml, handle, labels, mig_enabled)
-        return samples
-
-    def _usage(self, nvml: ModuleType, handle: object, labels: dict[str, str]) -> list[Sample]:
-        """Utilization and memory: what both whole GPUs and MIG instances report."""
-        samples: list[Sample] = []
-        utilization = self._optional(nvml, nvml.nvmlDeviceGetUtilizationRates, handle)
-        if utilization is not None:
-            samples.append(("inferwatch_gpu_utilization_ratio", labels, utilization.gpu / 100))
-            samples.append(
-                ("inferwatch_gpu_memory_utilization_ratio", labels, utilization.memory / 100))
-        memory = self._optional(nvml, nvml.nvmlDeviceGetMemoryInfo, handle)
-        if memory is not None:
-            samples.append(("inferwatch_gpu_memory_used_bytes", labels, memory.used))
-            samples.append(("inferwatch_gpu_memory_total_bytes", labels, memory.total))
-        return samples
-
-    def _mig_instances(self, nvml: ModuleType, handle: object,
-                       labels: dict[str, str]) -> list[Sample]:
-        samples: list[Sample] = []
-        for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
-            try:
-                instance = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
-            except nvml.NVMLError_NotFound:
-                continue  # an empty slot: fewer instances than the maximum
-            gpu_instance = str(nvml.nvmlDeviceGetGpuInstanceId(instance))
-            samples += self._usage(nvml, instance, {**labels, "gpu_instance": gpu_instance})
-        return samples
-
-    def _process_memory(self, nvml: ModuleType, handle: object, labels: dict[str, str],
-                        mig_enabled: bool) -> list[Sample]:
-        processes = self._optional(nvml, nvml.nvmlDeviceGetComputeRunningProcesses, handle)
-        used_by: dict[tuple[str, str], int] = {}
-        for process in processes or ():
-            used = getattr(process, "usedGpuMemory", None)
-            if used is None:
-                continue  # NVML cannot tell (e.g. under WDDM)
-            instance = getattr(process, "gpuInstanceId", _NO_GPU_INSTANCE)
-            gpu_instance = str(instance) if mig_enabled and instance != _NO_GPU_INSTANCE else ""
-            key = (str(process.pid), gpu_instance)
-            used_by[key] = used_by.get(key, 0) + used
-        samples: list[Sample] = []
-        for (pid, gpu_instance), used in sorted(used_by.items()):
-            sample_labels = {**labels, "pid": pid}
-            if gpu_instance:
-                sample_labels["gpu_instance"] = gpu_instance
-            samples.append(("inferwatch_gpu_process_memory_bytes", sample_labels, used))
-        return samples
-
-    # --- Xid errors -----------------------------------------------------------------------
-
-    def _register_xid(self, nvml: ModuleType, index: int, handle: object) -> None:
-        if self._events is None or index in self._xid_registered:
-            return
-        self._optional(nvml, nvml.nvmlDeviceRegisterEvents, handle,
-                       nvml.nvmlEventTypeXidCriticalError, self._events)
-        self._xid_registered.add(index)
-        address = _address(handle)
-        if address is not None:
-            self._index_by_address[address] = index
-
-    def _drain_xid_events(self, nvml: ModuleType) -> None:
-        if self._events is None:
-            return
-        for _ in range(MAX_EVENTS_PER_SCRAPE):
-            try:
-                event = nvml.nvmlEventSetWait(self._events, 0)
-            except nvml.NVMLError_Timeout:
-                return  # no more pending events
-            except nvml.NVMLError as exc:
-                # A lost GPU in the set makes the wait fail; its device is already reported down.
-                log.debug("nvmlEventSetWait: %s", exc)
-                return
-            if not event.eventType & nvml.nvmlEventTypeXidCriticalError:
+        metrics.add("inferwatch_gpu_info", {**labels, "name": device.name,
+                                            "driver_version": self._driver_version,
+                                            "pci_bus_id": device.pci_bus_id}, 1)
+        for name, sample_labels, value in reading.samples:
+            if name == "inferwatch_gpu_process_memory_bytes":
+                process_series.append((sample_labels, value))
+            else:
+                metrics.add(name, sample_labels, value)
+        for failed_field, why in reading.errors:
+            self._count_error(gpu, device.uuid, failed_field, why)
+        for field in FIELDS:
+            if field == "processes" and not self.process_memory:
                 continue
-            index = self._index_by_address.get(_address(event.device) or -1)
-            gpu = str(index) if index is not None else "unknown"
-            uuid = self._uuids.get(index, "") if index is not None else ""
-            key = (gpu, uuid, str(event.eventData))
-            if key not in self._xid_counts and len(self._xid_counts) >= MAX_XID_SERIES:
-                key = (gpu, uuid, OTHER)
-            self._xid_counts[key] = self._xid_counts.get(key, 0) + 1
+            why = reading.available.get(field)
+            if why is None:
+                continue  # failed this time: counted above, no verdict on availability
+            metrics.add("inferwatch_gpu_field_available", {**labels, "field": field},
+                        0 if why else 1)
+            if why and (index, field, why) not in self._said:
+                self._said.add((index, field, why))
+                log.info("GPU %s: %s is not available (%s)", gpu, field.replace("_", " "), why)
+
+    def _add_process_series(self, metrics: MetricSet,
+                            series: list[tuple[dict[str, str], float]]) -> None:
+        """At most MAX_PROCESS_SERIES per-process series; the rest summed into __other__."""
+        overflow: dict[tuple[str, str], float] = {}
+        for position, (labels, value) in enumerate(series):
+            if position < MAX_PROCESS_SERIES:
+                metrics.add("inferwatch_gpu_process_memory_bytes", labels, value)
+            else:
+                key = (labels["gpu"], labels["uuid"])
+                overflow[key] = overflow.get(key, 0) + value
+        for (gpu, uuid), value in sorted(overflow.items()):
+            metrics.add("inferwatch_gpu_process_memory_bytes",
+                        {"gpu": gpu, "uuid": uuid, "pid": OTHER, "process": OTHER}, value)
+        seen = {int(labels["pid"]) for labels, _ in series if labels["pid"].isdigit()}
+        for pid in list(self._process_names):
+            if pid not in seen:
+                del self._process_names[pid]
+
+    def _count_error(self, gpu: str, uuid: str, failed_field: str, why: str) -> None:
+        key = (gpu, uuid, failed_field, why)
+        if key not in self._errors and len(self._errors) >= MAX_ERROR_SERIES:
+            key = (gpu, uuid, failed_field, OTHER)
+        self._errors[key] = self._errors.get(key, 0) + 1
+
+
+def _explain(exc: BaseException) -> str:
+    if type(exc).__name__ == "NVMLError_LibRmVersionMismatch":
+        return (f"{exc}: the driver was upgraded while this exporter ran; load the new "
+                f"kernel module and restart the exporter")
+    return str(exc)

@@ -1,0 +1,316 @@
+"""Reading one GPU through the ``pynvml`` binding, with every NVML answer sorted.
+
+An NVML call can answer in four ways, and each goes its own way:
+
+- a value: converted to the catalogue's base units;
+- the field does not exist here (``NotSupported``, ``NoPermission``, or a driver or
+  binding without the function): the field is left out and marked unavailable;
+- the device is gone (``GpuIsLost``, ``ResetRequired``): :class:`DeviceLost`, and the
+  device is reported down;
+- anything else (``Unknown``, ``Timeout``, a binding/driver mismatch, ...): that field is
+  left out and the failure is counted by field and reason; the device stays up.
+
+Binding functions are looked up by name, so a binding that dropped one (deprecated
+calls go away) costs that field, never the collector.
+
+>>> reason(ValueError("x"))
+'other'
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+# What a device answers for a field it does not offer, named for the log and the docs.
+UNAVAILABLE = {"NVMLError_NotSupported": "not supported",
+               "NVMLError_NoPermission": "no permission",
+               "NVMLError_FunctionNotFound": "not in this driver"}
+# The only answers that mean the device itself is gone.
+GONE = ("NVMLError_GpuIsLost", "NVMLError_ResetRequired")
+# NVML's "not a MIG process" marker in process records.
+NOT_MIG = 0xFFFFFFFF
+# Linux's PID_MAX_LIMIT: a larger pid in a process record is a misread record.
+PID_MAX = 4_194_304
+# MIG has at most 8 GPU instances and 8 compute instances per GPU.
+MAX_MIG_ID = 64
+# Fields whose availability is exported (inferwatch_gpu_field_available).
+FIELDS = ("utilization", "memory", "temperature", "power", "power_limit", "energy",
+          "clocks", "processes", "xid_events")
+
+Sample = tuple[str, dict[str, str], float]
+
+
+class DeviceLost(Exception):
+    """The device answered GPU_IS_LOST or RESET_REQUIRED: it is down until it answers again."""
+
+
+class Missing(Exception):
+    """The binding or the driver lacks this function: the caller has an older one to try."""
+
+
+def reason(exc: BaseException) -> str:
+    """A short, bounded label value for a failure: the NVML error name in snake case.
+
+    >>> import pynvml
+    >>> reason(pynvml.NVMLError_Unknown()), reason(pynvml.NVMLLibraryMismatchError("x"))
+    ('unknown', 'library_mismatch')
+    """
+    name = type(exc).__name__
+    if name == "NVMLLibraryMismatchError":
+        return "library_mismatch"
+    if not name.startswith("NVMLError_"):
+        return "other"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.removeprefix("NVMLError_")).lower()
+
+
+def text(value: str | bytes) -> str:
+    """NVML strings as text (older bindings return bytes).
+
+    >>> text(b"NVIDIA L4"), text("550.54.15")
+    ('NVIDIA L4', '550.54.15')
+    """
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def address(handle: object) -> int | None:
+    """The pointer value of an NVML handle: how an event names its device.
+
+    >>> address(None) is None
+    True
+    """
+    try:
+        return ctypes.cast(handle, ctypes.c_void_p).value
+    except (TypeError, ctypes.ArgumentError):
+        return None
+
+
+@dataclass
+class Reading:
+    """What one scrape learned about one device: samples, unavailable fields, failures.
+
+    >>> import pynvml
+    >>> reading = Reading(pynvml, {"gpu": "0"})  # no nvmlInit: every call is refused
+    >>> reading.call("power", "nvmlDeviceGetPowerUsage", None), reading.errors
+    (None, [('power', 'uninitialized')])
+    >>> reading.call("fans", "nvmlDeviceGetNoSuchThing", None), reading.available
+    (None, {'fans': 'not in this nvidia-ml-py'})
+    """
+
+    nvml: ModuleType
+    labels: dict[str, str]
+    samples: list[Sample] = field(default_factory=list)
+    available: dict[str, str] = field(default_factory=dict)  # field -> "" or why not
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (field, reason)
+
+    def call(self, name: str, function: str, *args: object, fallback: bool = False) -> Any:
+        """``pynvml.<function>(*args)``, or None when the field cannot be read this time.
+
+        With ``fallback``, a function the binding or driver lacks raises :class:`Missing`
+        instead, so that the caller can try the older call.
+        """
+        call: Callable[..., Any] | None = getattr(self.nvml, function, None)
+        if call is None:
+            if fallback:
+                raise Missing(function)
+            self.unavailable(name, "not in this nvidia-ml-py")
+            return None
+        try:
+            value = call(*args)
+        except self.nvml.NVMLError as exc:
+            kind = type(exc).__name__
+            if kind in GONE:
+                raise DeviceLost(f"{function}: {exc}") from exc
+            if fallback and kind == "NVMLError_FunctionNotFound":
+                raise Missing(function) from exc
+            if kind in UNAVAILABLE:
+                self.unavailable(name, UNAVAILABLE[kind])
+            else:
+                self.errors.append((name, reason(exc)))
+            return None
+        except getattr(self.nvml, "NVMLLibraryMismatchError", ()) as exc:
+            self.errors.append((name, reason(exc)))
+            return None
+        except UnicodeDecodeError:  # the binding decodes C strings strictly
+            self.errors.append((name, "undecodable"))
+            return None
+        self.available[name] = ""  # one answer is enough (the sm clock but not memory's)
+        return value
+
+    def unavailable(self, name: str, why: str) -> None:
+        if self.available.get(name) != "":
+            self.available[name] = why
+
+    def add(self, metric: str, value: float, **extra: str) -> None:
+        self.samples.append((metric, {**self.labels, **extra} if extra else self.labels, value))
+
+
+def read_device(nvml: ModuleType, handle: object, labels: dict[str, str], *,
+                process_memory: bool, process_names: dict[int, str]) -> Reading:
+    """Every field of one device; raises :class:`DeviceLost` when it is gone.
+
+    >>> import pynvml
+    >>> reading = read_device(pynvml, None, {"gpu": "0"}, process_memory=False,
+    ...                       process_names={})  # no nvmlInit: each field fails alone
+    >>> sorted({field for field, _ in reading.errors})[:3], reading.samples
+    (['clocks', 'energy', 'memory'], [])
+    """
+    reading = Reading(nvml, labels)
+    mig_mode = reading.call("mig_mode", "nvmlDeviceGetMigMode", handle)
+    mig_enabled = bool(mig_mode) and mig_mode[0] == nvml.NVML_DEVICE_MIG_ENABLE
+    utilization = reading.call("utilization", "nvmlDeviceGetUtilizationRates", handle)
+    if utilization is not None:
+        reading.add("inferwatch_gpu_utilization_ratio", utilization.gpu / 100)
+        reading.add("inferwatch_gpu_memory_utilization_ratio", utilization.memory / 100)
+    total = _read_memory(reading, handle, reading.labels)
+    temperature = _read_temperature(reading, handle)
+    if temperature is not None:
+        reading.add("inferwatch_gpu_temperature_celsius", temperature)
+    for name, metric, function in (
+        ("power", "inferwatch_gpu_power_watts", "nvmlDeviceGetPowerUsage"),
+        ("power_limit", "inferwatch_gpu_power_limit_watts", "nvmlDeviceGetEnforcedPowerLimit"),
+        ("energy", "inferwatch_gpu_energy_joules_total", "nvmlDeviceGetTotalEnergyConsumption"),
+    ):
+        value = reading.call(name, function, handle)
+        if value is not None:
+            reading.add(metric, value * 1e-3)  # milliwatts, millijoules
+    for clock, clock_type in (("sm", "NVML_CLOCK_SM"), ("memory", "NVML_CLOCK_MEM")):
+        megahertz = reading.call("clocks", "nvmlDeviceGetClockInfo", handle,
+                                 getattr(nvml, clock_type))
+        if megahertz is not None:
+            reading.add("inferwatch_gpu_clock_hertz", megahertz * 1e6, clock=clock)
+    if mig_enabled:
+        _read_mig_devices(reading, handle)
+    if process_memory:
+        _read_processes(reading, handle, mig_enabled, total, process_names)
+    return reading
+
+
+def _read_memory(reading: Reading, handle: object, labels: dict[str, str]) -> int | None:
+    """Used (allocated, as nvidia-smi shows it), reserved and total; returns the total.
+
+    The v2 call splits out what the driver reserves; the v1 call counts it as used, so
+    it is the fallback only where v2 is missing (drivers before 510, older bindings).
+    """
+    version = getattr(reading.nvml, "nvmlMemory_v2", None)
+    try:
+        if version is None:
+            raise Missing("nvmlMemory_v2")
+        memory = reading.call("memory", "nvmlDeviceGetMemoryInfo", handle, version,
+                              fallback=True)
+    except Missing:
+        memory = reading.call("memory", "nvmlDeviceGetMemoryInfo", handle)
+    if memory is None:
+        return None
+    reading.samples.append(("inferwatch_gpu_memory_used_bytes", labels, memory.used))
+    reading.samples.append(("inferwatch_gpu_memory_total_bytes", labels, memory.total))
+    if hasattr(memory, "reserved"):
+        reading.samples.append(("inferwatch_gpu_memory_reserved_bytes", labels, memory.reserved))
+    return int(memory.total)
+
+
+def _read_temperature(reading: Reading, handle: object) -> int | None:
+    """``nvmlDeviceGetTemperatureV`` where the binding and driver have it, else the old call.
+
+    ``nvmlDeviceGetTemperature`` is deprecated in NVML 13 and will leave the binding.
+    """
+    sensor = reading.nvml.NVML_TEMPERATURE_GPU
+    try:
+        return reading.call("temperature", "nvmlDeviceGetTemperatureV", handle, sensor,
+                            fallback=True)
+    except Missing:
+        return reading.call("temperature", "nvmlDeviceGetTemperature", handle, sensor)
+
+
+def _read_mig_devices(reading: Reading, handle: object) -> None:
+    """Memory of each MIG device, labelled by GPU instance and compute instance.
+
+    A MIG device handle is a compute instance: two in one GPU instance would share the
+    ``gpu_instance`` label, so ``compute_instance`` tells them apart. Empty slots answer
+    NotFound, InvalidArgument or NotSupported depending on the driver (as go-nvlib skips).
+    """
+    nvml = reading.nvml
+    slots = reading.call("mig_devices", "nvmlDeviceGetMaxMigDeviceCount", handle) or 0
+    empty = tuple(getattr(nvml, name) for name in (
+        "NVMLError_NotFound", "NVMLError_InvalidArgument", "NVMLError_NotSupported"))
+    for slot in range(slots):
+        try:
+            instance = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except empty:
+            continue
+        except nvml.NVMLError as exc:
+            if type(exc).__name__ in GONE:
+                raise DeviceLost(f"nvmlDeviceGetMigDeviceHandleByIndex: {exc}") from exc
+            reading.errors.append(("mig_devices", reason(exc)))
+            continue
+        probe = Reading(nvml, {})
+        gpu_instance = probe.call("mig_devices", "nvmlDeviceGetGpuInstanceId", instance)
+        compute_instance = probe.call("mig_devices", "nvmlDeviceGetComputeInstanceId", instance)
+        uuid = probe.call("mig_devices", "nvmlDeviceGetUUID", instance)
+        name = probe.call("mig_devices", "nvmlDeviceGetName", instance)
+        reading.errors += probe.errors
+        if gpu_instance is None or compute_instance is None:
+            continue  # without its ids the instance cannot have series of its own
+        name = text(name or "")
+        labels = {**reading.labels, "gpu_instance": str(gpu_instance),
+                  "compute_instance": str(compute_instance), "mig_uuid": text(uuid or ""),
+                  "mig_profile": name.rpartition(" MIG ")[2] if " MIG " in name else ""}
+        instance_reading = Reading(nvml, labels)
+        _read_memory(instance_reading, instance, labels)
+        reading.samples += instance_reading.samples
+        reading.errors += [("mig_memory", why) for _, why in instance_reading.errors]
+
+
+def _read_processes(reading: Reading, handle: object, mig_enabled: bool, total: int | None,
+                   process_names: dict[int, str]) -> None:
+    """GPU memory per process, only when every record is plausible.
+
+    A binding and driver that disagree on the record layout (nvidia-ml-py 12.535.77's 32
+    bytes against the driver's 24, or the 535.43-535.86 drivers' 32 against 24) misread
+    every record after the first, so one implausible record discards the whole list.
+    """
+    records = reading.call("processes", "nvmlDeviceGetComputeRunningProcesses", handle)
+    if records is None:
+        return
+    ceiling = total if total else 2**50
+    used_by: dict[tuple[int, str, str], int] = {}
+    for record in records:
+        pid = int(record.pid)
+        used = record.usedGpuMemory
+        gpu_instance = int(getattr(record, "gpuInstanceId", NOT_MIG))
+        compute_instance = int(getattr(record, "computeInstanceId", NOT_MIG))
+        if not (0 < pid <= PID_MAX and (used is None or 0 <= used <= ceiling)
+                and all(i == NOT_MIG or i < MAX_MIG_ID
+                        for i in (gpu_instance, compute_instance))):
+            reading.errors.append(("processes", "implausible_record"))
+            return
+        if used is None:
+            continue  # NVML cannot tell (e.g. under WDDM): left out rather than 0
+        if mig_enabled and gpu_instance != NOT_MIG:
+            key = (pid, str(gpu_instance), str(compute_instance))
+        else:
+            key = (pid, "", "")
+        used_by[key] = used_by.get(key, 0) + int(used)
+    for (pid, gpu_instance, compute_instance), used in sorted(used_by.items()):
+        extra = {"pid": str(pid), "process": _process_name(reading.nvml, pid, process_names)}
+        if gpu_instance:
+            extra |= {"gpu_instance": gpu_instance, "compute_instance": compute_instance}
+        reading.add("inferwatch_gpu_process_memory_bytes", used, **extra)
+
+
+# A process name is a label value: capped like every other label.
+MAX_PROCESS_NAME = 64
+
+
+def _process_name(nvml: ModuleType, pid: int, cache: dict[int, str]) -> str:
+    """The name NVML gives a host pid ("" outside the host's pid namespace), cached by pid."""
+    if pid not in cache:
+        try:
+            cache[pid] = text(nvml.nvmlSystemGetProcessName(pid))[:MAX_PROCESS_NAME]
+        except (getattr(nvml, "NVMLError", OSError), AttributeError, UnicodeDecodeError):
+            cache[pid] = ""
+    return cache[pid]
