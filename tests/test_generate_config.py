@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inferwatch.generate import cli
+from inferwatch.generate.alert_names import ALERT_NAMES
 from inferwatch.generate.config import (
     DEFAULT,
     ConfigError,
@@ -21,7 +24,7 @@ from inferwatch.generate.config import (
     leaves,
     load,
 )
-from inferwatch.generate.rules import ALERT_NAMES, ALERTS
+from inferwatch.generate.rules import ALERTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,10 +153,10 @@ def test_configuration_reference_documents_every_key_and_alert() -> None:
             continue
         assert f"`{key}`" in doc, f"docs/configuration.md lacks {key}"
         shown = repr(value) if isinstance(value, float) else str(value)
-        if isinstance(value, (dict, list)):
-            import json
-
-            shown = json.dumps(value)
+        if isinstance(value, Mapping):
+            shown = json.dumps(dict(value))
+        elif isinstance(value, tuple):
+            shown = json.dumps(list(value))
         assert shown.replace("|", "\\|") in doc, f"docs/configuration.md lacks the default of {key}"
     for name in ALERT_NAMES:
         assert f"`{name}`" in doc
@@ -232,3 +235,21 @@ def test_loading_the_generators_does_not_load_grafanalib_or_yaml() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=120)
     assert result.stdout.strip() == ""
+
+
+def test_the_config_is_frozen_all_the_way_down() -> None:
+    """No default can be changed in place and leak into every later config."""
+    loaded = from_dict({"kubernetes": {"labels": {"team": "ml"}}, "dashboards": {"tags": ["a"]},
+                        "alerts": {"InferwatchGpuLost": {"for": "2m"}}})
+    for cfg in (DEFAULT, loaded):
+        for key, _, value in leaves(cfg):
+            assert not isinstance(value, (list, dict, set)), f"{key} is mutable: {value!r}"
+            if isinstance(value, Mapping):
+                with pytest.raises(TypeError):
+                    value["x"] = "y"  # type: ignore[index]
+    assert loaded.dashboards.tags == ("a",)
+    assert DEFAULT.kubernetes.labels == {"app.kubernetes.io/part-of": "inferwatch"}
+
+
+def test_the_alert_names_are_the_rule_table() -> None:
+    assert tuple(alert.name for alert in ALERTS) == ALERT_NAMES

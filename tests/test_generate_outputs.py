@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import yaml
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.generate import render
 from inferwatch.generate.config import DEFAULT, Config, from_dict, leaves
-from inferwatch.generate.rules import ALERTS, alerting_groups, anchor, recording_names
+from inferwatch.generate.rules import ALERTS, alerting_groups, anchor, recording_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED_GLOBS = ("dashboards/*.json", "alerts/*.yml", "alerts/kubernetes/*.yaml")
@@ -122,9 +123,9 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 
 def _texts(value: Any) -> list[str]:
     """How a config value reads in the output."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return [text for pair in value.items() for text in pair]
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return list(value)
     if isinstance(value, float):
         return [repr(value)]
@@ -307,7 +308,8 @@ def _known_series() -> set[str]:
         names.add(spec.name)
         if spec.kind in ("histogram", "summary"):
             names.update({f"{spec.name}_bucket", f"{spec.name}_sum", f"{spec.name}_count"})
-    return names | set(recording_names(DEFAULT))
+    return names | {rule["record"] for group in recording_groups(DEFAULT)
+                     for rule in group["rules"]}
 
 
 def test_dashboard_metrics_exist_in_the_catalogue_or_the_rules(

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferwatch.generate.alert_names import ALERT_NAMES
+
 SEVERITIES = ("critical", "warning", "info")
 DRIFT_METHODS = ("psi", "js", "ks")
 DEFAULT_RUNBOOK_URL = "https://github.com/inferwatch/inferwatch/blob/main/docs/runbooks.md#{anchor}"
@@ -143,7 +145,15 @@ def _label_map(value: Any) -> str | None:
 
 def _setting(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
     """A config leaf: its default, the line the reference documents, and its check."""
+    if isinstance(default, Mapping):
+        # dataclasses refuse unhashable defaults; the read-only proxy itself is safe to share.
+        return field(default_factory=lambda: default, metadata=_meta(help, check))
     return field(default=default, metadata=_meta(help, check))
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    """A read-only mapping, so a default can be shared by every config without being changed."""
+    return types.MappingProxyType(dict(mapping))
 
 
 def _meta(help: str, check: Callable[[Any], str | None] | None = None) -> dict[str, Any]:
@@ -276,8 +286,7 @@ class Dashboards:
     datasource: str = _setting("Prometheus", "default of the datasource variable", _not_empty)
     refresh: str = _setting("30s", "auto-refresh interval", _duration)
     time_from: str = _setting("now-6h", "start of the default time range", _not_empty)
-    tags: list = field(default_factory=lambda: ["inferwatch"],
-                       metadata=_meta("tags of every dashboard"))
+    tags: tuple = _setting(("inferwatch",), "tags of every dashboard")
 
 
 @dataclass(frozen=True)
@@ -285,16 +294,15 @@ class Kubernetes:
     namespace: str = _setting("monitoring", "namespace of the generated manifests", _k8s_name)
     rule_name: str = _setting("inferwatch", "name of the PrometheusRule, ServiceMonitor and "
                               "PodMonitor", _k8s_name)
-    labels: dict = field(
-        default_factory=lambda: {"app.kubernetes.io/part-of": "inferwatch"},
-        metadata=_meta("labels on every manifest (add the one your Prometheus Operator "
-                       "selects on)", _label_map))
-    model_match_labels: dict = field(
-        default_factory=lambda: {"inferwatch.io/scrape": "model"},
-        metadata=_meta("labels selecting the model Services to scrape", _label_map))
-    exporter_match_labels: dict = field(
-        default_factory=lambda: {"app.kubernetes.io/name": "inferwatch-exporter"},
-        metadata=_meta("labels selecting the exporter Pods", _label_map))
+    labels: Mapping = _setting(_frozen({"app.kubernetes.io/part-of": "inferwatch"}),
+                               "labels on every manifest (add the one your Prometheus Operator "
+                               "selects on)", _label_map)
+    model_match_labels: Mapping = _setting(_frozen({"inferwatch.io/scrape": "model"}),
+                                           "labels selecting the model Services to scrape",
+                                           _label_map)
+    exporter_match_labels: Mapping = _setting(
+        _frozen({"app.kubernetes.io/name": "inferwatch-exporter"}),
+        "labels selecting the exporter Pods", _label_map)
     model_job: str = _setting("inferwatch-model", "job label given to model targets (keep "
                               "selectors.model matching it)", _not_empty)
     exporter_job: str = _setting("inferwatch-exporter", "job label given to exporter targets "
@@ -324,8 +332,7 @@ class Config:
     gpu: Gpu = field(default_factory=Gpu, metadata=_meta("GPU thresholds"))
     internal: Internal = field(default_factory=Internal, metadata=_meta(
         "faults inside inferwatch"))
-    alerts: dict = field(default_factory=dict, metadata=_meta(
-        "per-alert overrides: {AlertName: {severity, for}}"))
+    alerts: Mapping = _setting(_frozen({}), "per-alert overrides: {AlertName: {severity, for}}")
     links: Links = field(default_factory=Links, metadata=_meta(
         "dashboard and runbook URLs in alert annotations"))
     dashboards: Dashboards = field(default_factory=Dashboards, metadata=_meta(
@@ -346,8 +353,8 @@ def _yaml_key(name: str) -> str:
 
 
 def _type_name(kind: Any) -> str:
-    names = {str: "a string", float: "a number", int: "an integer", dict: "a mapping",
-             list: "a list"}
+    names = {str: "a string", float: "a number", int: "an integer", Mapping: "a mapping",
+             tuple: "a list"}
     if dataclasses.is_dataclass(kind):
         return "a mapping"
     return names.get(kind, str(kind))
@@ -362,8 +369,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         str: isinstance(value, str),
         float: isinstance(value, (int, float)) and not isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
-        dict: isinstance(value, Mapping),
-        list: isinstance(value, list),
+        Mapping: isinstance(value, Mapping),
+        tuple: isinstance(value, list),
     }.get(kind, isinstance(value, Mapping))
     if not ok:
         raise ConfigError(key, f"must be {_type_name(kind)}, got {type(value).__name__} "
@@ -372,6 +379,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         if not math.isfinite(value):
             raise ConfigError(key, f"must be a finite number, got {value!r}")
         return float(value)
+    if kind is tuple:
+        return tuple(value)
     return value
 
 
@@ -409,11 +418,12 @@ def _merge(default: Any, data: Any, prefix: str) -> Any:
 def _check_leaf(cls: type, spec: dataclasses.Field, value: Any, key: str) -> Any:
     if cls is Config and spec.name == "alerts":
         return _build_alert_overrides(value, key)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         for item_key, item in value.items():
             if not isinstance(item_key, str) or not isinstance(item, str):
                 raise ConfigError(f"{key}.{item_key}", "keys and values must be strings")
-    if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+        value = _frozen(value)
+    if isinstance(value, tuple) and not all(isinstance(item, str) for item in value):
         raise ConfigError(key, "must be a list of strings")
     check = spec.metadata.get("check")
     problem = check(value) if check and value is not None else None
@@ -422,17 +432,13 @@ def _check_leaf(cls: type, spec: dataclasses.Field, value: Any, key: str) -> Any
     return value
 
 
-def _build_alert_overrides(data: Mapping, key: str) -> dict[str, AlertOverride]:
-    from inferwatch.generate.rules import (
-        ALERT_NAMES,  # rules needs this module; import late to avoid a cycle
-    )
-
+def _build_alert_overrides(data: Mapping, key: str) -> Mapping[str, AlertOverride]:
     overrides = {}
     for name, raw in data.items():
         if name not in ALERT_NAMES:
             raise ConfigError(f"{key}.{name}", "unknown alert (see docs/runbooks.md for the list)")
         overrides[name] = _build(AlertOverride, raw, f"{key}.{name}.")
-    return dict(sorted(overrides.items()))
+    return _frozen(dict(sorted(overrides.items())))
 
 
 def _check_cross_fields(cfg: Config) -> None:

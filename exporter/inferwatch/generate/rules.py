@@ -84,169 +84,211 @@ def _no_traffic_expr(cfg: Config) -> str:
 ALERTS: tuple[AlertDef, ...] = (
     # --- availability -------------------------------------------------------------------------
     AlertDef(
-        "InferwatchTargetDown", "critical", "5m", "availability", "overview", False,
-        lambda c: f"up{model_sel(c)} == 0",
-        f"Model target {INSTANCE} is down",
-        lambda c: f"Prometheus cannot scrape {INSTANCE} (selector {c.selectors.model}): the "
-                  f"model service is down or its /metrics endpoint fails.",
+        name="InferwatchTargetDown", severity="critical", for_="5m", group="availability",
+        dashboard="overview", per_model=False,
+        expr=lambda c: f"up{model_sel(c)} == 0",
+        summary=f"Model target {INSTANCE} is down",
+        description=lambda c: (
+            f"Prometheus cannot scrape {INSTANCE} (selector {c.selectors.model}): the "
+            f"model service is down or its /metrics endpoint fails."),
     ),
     AlertDef(
-        "InferwatchExporterDown", "warning", "5m", "availability", "resources", False,
-        lambda c: f"up{exporter_sel(c)} == 0",
-        f"inferwatch exporter {INSTANCE} is down",
-        lambda c: f"Prometheus cannot scrape the exporter {INSTANCE} (selector "
-                  f"{c.selectors.exporter}): GPU and process metrics are missing.",
+        name="InferwatchExporterDown", severity="warning", for_="5m", group="availability",
+        dashboard="resources", per_model=False,
+        expr=lambda c: f"up{exporter_sel(c)} == 0",
+        summary=f"inferwatch exporter {INSTANCE} is down",
+        description=lambda c: (
+            f"Prometheus cannot scrape the exporter {INSTANCE} (selector "
+            f"{c.selectors.exporter}): GPU and process metrics are missing."),
     ),
     AlertDef(
-        "InferwatchNoTraffic", "warning", "15m", "availability", "overview", True,
-        _no_traffic_expr,
-        "Model {{ $labels.model }} receives no traffic",
-        lambda c: f"Model {{{{ $labels.model }}}} served no calls in the last {c.windows.rate} "
-                  f"but did {c.windows.no_traffic_lookback} ago.",
+        name="InferwatchNoTraffic", severity="warning", for_="15m", group="availability",
+        dashboard="overview", per_model=True,
+        expr=_no_traffic_expr,
+        summary="Model {{ $labels.model }} receives no traffic",
+        description=lambda c: (
+            f"Model {{{{ $labels.model }}}} served no calls in the last {c.windows.rate} "
+            f"but did {c.windows.no_traffic_lookback} ago."),
     ),
     AlertDef(
-        "InferwatchErrorBudgetBurnFast", "critical", "2m", "availability", "overview", True,
-        lambda c: _burn_expr(c, "fast_burn"),
-        f"Model {MODEL} burns its error budget fast",
-        lambda c: _burn_text(c, "fast_burn"),
+        name="InferwatchErrorBudgetBurnFast", severity="critical", for_="2m", group="availability",
+        dashboard="overview", per_model=True,
+        expr=lambda c: _burn_expr(c, "fast_burn"),
+        summary=f"Model {MODEL} burns its error budget fast",
+        description=lambda c: _burn_text(c, "fast_burn"),
     ),
     AlertDef(
-        "InferwatchErrorBudgetBurnSlow", "critical", "15m", "availability", "overview", True,
-        lambda c: _burn_expr(c, "slow_burn"),
-        f"Model {MODEL} burns its error budget",
-        lambda c: _burn_text(c, "slow_burn"),
+        name="InferwatchErrorBudgetBurnSlow", severity="critical", for_="15m", group="availability",
+        dashboard="overview", per_model=True,
+        expr=lambda c: _burn_expr(c, "slow_burn"),
+        summary=f"Model {MODEL} burns its error budget",
+        description=lambda c: _burn_text(c, "slow_burn"),
     ),
     AlertDef(
-        "InferwatchLatencyHigh", "warning", "10m", "availability", "overview", True,
-        lambda c: f"{q.latency_quantile(c, 99)} > {number(c.latency.p99_seconds)}",
-        f"Model {MODEL} p99 latency is high",
-        lambda c: f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
-                  f"threshold of {number(c.latency.p99_seconds)}s.",
+        name="InferwatchLatencyHigh", severity="warning", for_="10m", group="availability",
+        dashboard="overview", per_model=True,
+        expr=lambda c: f"{q.latency_quantile(c, 99)} > {number(c.latency.p99_seconds)}",
+        summary=f"Model {MODEL} p99 latency is high",
+        description=lambda c: (
+            f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
+            f"threshold of {number(c.latency.p99_seconds)}s."),
     ),
     # --- predictions and model identity -------------------------------------------------------
     AlertDef(
-        "InferwatchInvalidPredictions", "critical", "5m", "predictions", "quality", True,
-        lambda c: f"{q.invalid_ratio(c)} > {number(c.predictions.invalid_ratio)}",
-        f"Model {MODEL} returns invalid predictions",
-        lambda c: f"{PERCENT} of the rows {MODEL} predicted were invalid (nan, inf or out of "
-                  f"range) over {c.windows.rate}; threshold "
-                  f"{number(c.predictions.invalid_ratio)}.",
+        name="InferwatchInvalidPredictions", severity="critical", for_="5m", group="predictions",
+        dashboard="quality", per_model=True,
+        expr=lambda c: f"{q.invalid_ratio(c)} > {number(c.predictions.invalid_ratio)}",
+        summary=f"Model {MODEL} returns invalid predictions",
+        description=lambda c: (
+            f"{PERCENT} of the rows {MODEL} predicted were invalid (nan, inf or out of "
+            f"range) over {c.windows.rate}; threshold "
+            f"{number(c.predictions.invalid_ratio)}."),
     ),
     AlertDef(
-        "InferwatchModelStale", "warning", "1h", "predictions", "overview", True,
-        lambda c: (f"time() - max by ({MODEL_LABELS}) "
-                   f"(inferwatch_model_trained_timestamp_seconds{model_sel(c)})"
-                   f" > {number(duration_seconds(c.predictions.max_model_age))}"),
-        f"Model {MODEL} is stale",
-        lambda c: f"{MODEL} was trained {DURATION} ago, longer than the "
-                  f"{c.predictions.max_model_age} allowed.",
+        name="InferwatchModelStale", severity="warning", for_="1h", group="predictions",
+        dashboard="overview", per_model=True,
+        expr=lambda c: (
+            f"time() - max by ({MODEL_LABELS}) "
+            f"(inferwatch_model_trained_timestamp_seconds{model_sel(c)})"
+            f" > {number(duration_seconds(c.predictions.max_model_age))}"),
+        summary=f"Model {MODEL} is stale",
+        description=lambda c: (
+            f"{MODEL} was trained {DURATION} ago, longer than the "
+            f"{c.predictions.max_model_age} allowed."),
     ),
     AlertDef(
-        "InferwatchTooManyVersionsServing", "warning", "1h", "predictions", "overview", True,
-        lambda c: (f"count by (model) (max by ({MODEL_LABELS}) "
-                   f"(inferwatch_model_info{model_sel(c)}))"
-                   f" > {number(c.predictions.max_versions)}"),
-        "Model {{ $labels.model }} serves {{ $value }} versions",
-        lambda c: f"{{{{ $value }}}} versions of model {{{{ $labels.model }}}} serve at once; "
-                  f"at most {number(c.predictions.max_versions)} expected. A rollout or canary "
-                  f"may be stuck.",
+        name="InferwatchTooManyVersionsServing", severity="warning", for_="1h", group="predictions",
+        dashboard="overview", per_model=True,
+        expr=lambda c: (
+            f"count by (model) (max by ({MODEL_LABELS}) "
+            f"(inferwatch_model_info{model_sel(c)}))"
+            f" > {number(c.predictions.max_versions)}"),
+        summary="Model {{ $labels.model }} serves {{ $value }} versions",
+        description=lambda c: (
+            f"{{{{ $value }}}} versions of model {{{{ $labels.model }}}} serve at once; "
+            f"at most {number(c.predictions.max_versions)} expected. A rollout or canary "
+            f"may be stuck."),
     ),
     # --- data quality and drift ---------------------------------------------------------------
     AlertDef(
-        "InferwatchMissingValuesSpike", "warning", "15m", "quality", "quality", True,
-        lambda c: (f"{q.feature_ratio(c, 'inferwatch_feature_missing')}"
-                   f" > {number(c.data_quality.missing_ratio)}"),
-        f"Feature {{{{ $labels.feature }}}} of {MODEL} is often missing",
-        lambda c: f"Feature {{{{ $labels.feature }}}} is missing in {PERCENT} of the rows "
-                  f"{MODEL} received over {c.windows.rate}; threshold "
-                  f"{number(c.data_quality.missing_ratio)}.",
+        name="InferwatchMissingValuesSpike", severity="warning", for_="15m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: (
+            f"{q.feature_ratio(c, 'inferwatch_feature_missing')}"
+            f" > {number(c.data_quality.missing_ratio)}"),
+        summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often missing",
+        description=lambda c: (
+            f"Feature {{{{ $labels.feature }}}} is missing in {PERCENT} of the rows "
+            f"{MODEL} received over {c.windows.rate}; threshold "
+            f"{number(c.data_quality.missing_ratio)}."),
     ),
     AlertDef(
-        "InferwatchOutOfRangeSpike", "warning", "15m", "quality", "quality", True,
-        lambda c: (f"{q.feature_ratio(c, 'inferwatch_feature_out_of_range')}"
-                   f" > {number(c.data_quality.out_of_range_ratio)}"),
-        f"Feature {{{{ $labels.feature }}}} of {MODEL} is often out of range",
-        lambda c: f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
-                  f"{PERCENT} of the rows {MODEL} received over {c.windows.rate}; threshold "
-                  f"{number(c.data_quality.out_of_range_ratio)}.",
+        name="InferwatchOutOfRangeSpike", severity="warning", for_="15m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: (
+            f"{q.feature_ratio(c, 'inferwatch_feature_out_of_range')}"
+            f" > {number(c.data_quality.out_of_range_ratio)}"),
+        summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often out of range",
+        description=lambda c: (
+            f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
+            f"{PERCENT} of the rows {MODEL} received over {c.windows.rate}; threshold "
+            f"{number(c.data_quality.out_of_range_ratio)}."),
     ),
     AlertDef(
-        "InferwatchFeatureDrift", "warning", "30m", "quality", "quality", True,
-        lambda c: _drift_expr(c, "inferwatch_feature_drift", "feature",
-                              c.drift.feature_threshold),
-        f"Feature {{{{ $labels.feature }}}} of {MODEL} drifts",
-        lambda c: f"{c.drift.method} drift of feature {{{{ $labels.feature }}}} is {VALUE} "
-                  f"against the training reference (threshold "
-                  f"{number(c.drift.feature_threshold)}, windows of at least "
-                  f"{number(c.drift.min_observations)} rows).",
+        name="InferwatchFeatureDrift", severity="warning", for_="30m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: (
+            _drift_expr(c, "inferwatch_feature_drift", "feature",
+                        c.drift.feature_threshold)),
+        summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} drifts",
+        description=lambda c: (
+            f"{c.drift.method} drift of feature {{{{ $labels.feature }}}} is {VALUE} "
+            f"against the training reference (threshold "
+            f"{number(c.drift.feature_threshold)}, windows of at least "
+            f"{number(c.drift.min_observations)} rows)."),
     ),
     AlertDef(
-        "InferwatchPredictionDrift", "warning", "30m", "quality", "quality", True,
-        lambda c: _drift_expr(c, "inferwatch_prediction_drift", "output",
-                              c.drift.prediction_threshold),
-        f"Predictions {{{{ $labels.output }}}} of {MODEL} drift",
-        lambda c: f"{c.drift.method} drift of output {{{{ $labels.output }}}} is {VALUE} "
-                  f"against the training reference (threshold "
-                  f"{number(c.drift.prediction_threshold)}, windows of at least "
-                  f"{number(c.drift.min_observations)} rows).",
+        name="InferwatchPredictionDrift", severity="warning", for_="30m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: (
+            _drift_expr(c, "inferwatch_prediction_drift", "output",
+                        c.drift.prediction_threshold)),
+        summary=f"Predictions {{{{ $labels.output }}}} of {MODEL} drift",
+        description=lambda c: (
+            f"{c.drift.method} drift of output {{{{ $labels.output }}}} is {VALUE} "
+            f"against the training reference (threshold "
+            f"{number(c.drift.prediction_threshold)}, windows of at least "
+            f"{number(c.drift.min_observations)} rows)."),
     ),
     AlertDef(
-        "InferwatchAccuracyDrop", "warning", "30m", "quality", "quality", True,
-        lambda c: (f"{q.accuracy(c)} < {number(c.accuracy.min_ratio)}\n"
-                   f"and\n"
-                   f"{q.outcomes_increase(c)} >= {number(c.accuracy.min_outcomes)}"),
-        f"Accuracy of {MODEL} dropped",
-        lambda c: f"{MODEL} was right in {PERCENT} of the outcomes of the last "
-                  f"{c.accuracy.window}, below {number(c.accuracy.min_ratio)} (windows of at "
-                  f"least {number(c.accuracy.min_outcomes)} outcomes).",
+        name="InferwatchAccuracyDrop", severity="warning", for_="30m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: (
+            f"{q.accuracy(c)} < {number(c.accuracy.min_ratio)}\n"
+            f"and\n"
+            f"{q.outcomes_increase(c)} >= {number(c.accuracy.min_outcomes)}"),
+        summary=f"Accuracy of {MODEL} dropped",
+        description=lambda c: (
+            f"{MODEL} was right in {PERCENT} of the outcomes of the last "
+            f"{c.accuracy.window}, below {number(c.accuracy.min_ratio)} (windows of at "
+            f"least {number(c.accuracy.min_outcomes)} outcomes)."),
     ),
     # --- resources and inferwatch itself ------------------------------------------------------
     AlertDef(
-        "InferwatchGpuMemoryNearFull", "warning", "10m", "resources", "resources", False,
-        lambda c: f"{q.gpu_memory_ratio()} > {number(c.gpu.memory_used_ratio)}",
-        f"{GPU} memory is nearly full",
-        lambda c: f"{GPU} uses {PERCENT} of its memory, above "
-                  f"{number(c.gpu.memory_used_ratio)}; the next batch may fail with out of "
-                  f"memory.",
+        name="InferwatchGpuMemoryNearFull", severity="warning", for_="10m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: f"{q.gpu_memory_ratio()} > {number(c.gpu.memory_used_ratio)}",
+        summary=f"{GPU} memory is nearly full",
+        description=lambda c: (
+            f"{GPU} uses {PERCENT} of its memory, above "
+            f"{number(c.gpu.memory_used_ratio)}; the next batch may fail with out of "
+            f"memory."),
     ),
     AlertDef(
-        "InferwatchGpuTemperatureHigh", "warning", "10m", "resources", "resources", False,
-        lambda c: (f"inferwatch_gpu_temperature_celsius{exporter_sel(c)}"
-                   f" > {number(c.gpu.temperature_celsius)}"),
-        f"{GPU} runs hot",
-        lambda c: f"{GPU} is at {VALUE} degrees celsius, above "
-                  f"{number(c.gpu.temperature_celsius)}; it will throttle.",
+        name="InferwatchGpuTemperatureHigh", severity="warning", for_="10m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: (
+            f"inferwatch_gpu_temperature_celsius{exporter_sel(c)}"
+            f" > {number(c.gpu.temperature_celsius)}"),
+        summary=f"{GPU} runs hot",
+        description=lambda c: (
+            f"{GPU} is at {VALUE} degrees celsius, above "
+            f"{number(c.gpu.temperature_celsius)}; it will throttle."),
     ),
     AlertDef(
-        "InferwatchGpuLost", "critical", "1m", "resources", "resources", False,
-        lambda c: f"inferwatch_gpu_up{exporter_sel(c)} == 0",
-        f"{GPU} is lost",
-        lambda c: f"{GPU} no longer answers NVML (selector {c.selectors.exporter}): the device "
-                  f"fell off the bus or the driver failed.",
+        name="InferwatchGpuLost", severity="critical", for_="1m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: f"inferwatch_gpu_up{exporter_sel(c)} == 0",
+        summary=f"{GPU} is lost",
+        description=lambda c: (
+            f"{GPU} no longer answers NVML (selector {c.selectors.exporter}): the device "
+            f"fell off the bus or the driver failed."),
     ),
     AlertDef(
-        "InferwatchCollectorFailing", "warning", "10m", "resources", "resources", False,
-        lambda c: f"inferwatch_exporter_collector_success{exporter_sel(c)} == 0",
-        "inferwatch collector {{ $labels.collector }} fails on {{ $labels.instance }}",
-        lambda c: f"The {{{{ $labels.collector }}}} collector of exporter {INSTANCE} has failed "
-                  f"every scrape for a while (selector {c.selectors.exporter}); its metrics "
-                  f"are missing.",
+        name="InferwatchCollectorFailing", severity="warning", for_="10m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: f"inferwatch_exporter_collector_success{exporter_sel(c)} == 0",
+        summary="inferwatch collector {{ $labels.collector }} fails on {{ $labels.instance }}",
+        description=lambda c: (
+            f"The {{{{ $labels.collector }}}} collector of exporter {INSTANCE} has failed "
+            f"every scrape for a while (selector {c.selectors.exporter}); its metrics "
+            f"are missing."),
     ),
     AlertDef(
-        "InferwatchInternalErrors", "warning", "15m", "resources", "resources", False,
-        lambda c: (f"sum by (job, instance, component) "
-                   f"(rate(inferwatch_internal_errors_total{model_sel(c)}[{c.windows.rate}]))"
-                   f" > {number(c.internal.errors_per_second)}"),
-        "inferwatch component {{ $labels.component }} fails on {{ $labels.instance }}",
-        lambda c: f"inferwatch swallowed {VALUE} faults per second in "
-                  f"{{{{ $labels.component }}}} on {INSTANCE} over {c.windows.rate} (threshold "
-                  f"{number(c.internal.errors_per_second)}); predictions still run but some "
-                  f"metrics may be missing.",
+        name="InferwatchInternalErrors", severity="warning", for_="15m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: (
+            f"sum by (job, instance, component) "
+            f"(rate(inferwatch_internal_errors_total{model_sel(c)}[{c.windows.rate}]))"
+            f" > {number(c.internal.errors_per_second)}"),
+        summary="inferwatch component {{ $labels.component }} fails on {{ $labels.instance }}",
+        description=lambda c: (
+            f"inferwatch swallowed {VALUE} faults per second in "
+            f"{{{{ $labels.component }}}} on {INSTANCE} over {c.windows.rate} (threshold "
+            f"{number(c.internal.errors_per_second)}); predictions still run but some "
+            f"metrics may be missing."),
     ),
 )
-
-ALERT_NAMES: frozenset[str] = frozenset(alert.name for alert in ALERTS)
-
 
 def anchor(alert_name: str) -> str:
     """The runbook section anchor of an alert.
@@ -355,7 +397,3 @@ def recording_groups(cfg: Config) -> list[dict[str, Any]]:
     rules = [{"record": name, "expr": expr} for name, expr in _recording_rules(cfg)]
     return [{"name": "inferwatch-recording", "rules": rules}]
 
-
-def recording_names(cfg: Config) -> list[str]:
-    """Names of the recording rules for a config."""
-    return [name for name, _ in _recording_rules(cfg)]
