@@ -13,6 +13,8 @@ ALERT_NAMES: tuple[str, ...] = (
     # availability
     "InferwatchTargetDown",
     "InferwatchExporterDown",
+    "InferwatchTargetMissing",
+    "InferwatchPushgatewayGroupStale",
     "InferwatchNoTraffic",
     "InferwatchErrorBudgetBurnFast",
     "InferwatchErrorBudgetBurnSlow",
@@ -31,6 +33,17 @@ ALERT_NAMES: tuple[str, ...] = (
     "InferwatchGpuMemoryNearFull",
     "InferwatchGpuTemperatureHigh",
     "InferwatchGpuLost",
+    "InferwatchGpuXidErrors",
     "InferwatchCollectorFailing",
     "InferwatchInternalErrors",
+    "InferwatchSeriesOverflow",
 )
+
+# Alerts whose series carry a model, so a `models:` entry may change their severity and `for`.
+MODEL_ALERT_NAMES: frozenset[str] = frozenset({
+    "InferwatchNoTraffic", "InferwatchErrorBudgetBurnFast", "InferwatchErrorBudgetBurnSlow",
+    "InferwatchLatencyHigh", "InferwatchInvalidPredictions", "InferwatchModelStale",
+    "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
+    "InferwatchOutOfRangeSpike", "InferwatchFeatureDrift", "InferwatchPredictionDrift",
+    "InferwatchAccuracyDrop",
+})
