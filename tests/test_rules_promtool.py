@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from inferwatch.generate import render
-from inferwatch.generate.config import DEFAULT, from_dict
+from inferwatch.generate.config import DEFAULT, from_dict, load
 from inferwatch.generate.rules import ALERTS
 
 pytestmark = pytest.mark.integration
@@ -127,3 +127,46 @@ def test_promtool_rejects_a_broken_expression(tmp_path: Path) -> None:
         {"record": "a:b:c", "expr": "sum by (model (rate(x[5m]))"}]}]}))
     result = promtool("check", "rules", str(path))
     assert result.returncode != 0
+
+
+OVERRIDES = ROOT / "alerts" / "tests" / "overrides"
+
+
+def _failing_alerts(output: str) -> set[tuple[str, str]]:
+    """(alert name, model) of every alert promtool expected but did not get, or the reverse."""
+    found = set()
+    for name, block in re.findall(r"alertname: (\w+), time: \w+, \n(.*?)\]\n\n",
+                                  output + "\n\n", re.S):
+        expected, _, got = block.partition("got:[")
+        labels = [set(re.findall(r"Labels:\{(.*?)\}", part)) for part in (expected, got)]
+        for label_set in labels[0] ^ labels[1]:
+            found.update((name, model) for model in re.findall(r'model="([^"]*)"', label_set))
+    return found
+
+
+@pytest.mark.parametrize("key", ["latency.p99_seconds", "accuracy.min_ratio",
+                                 "slo.availability", "drift.feature_threshold"])
+def test_changing_one_models_objective_changes_only_that_model(tmp_path: Path, key: str) -> None:
+    """Mutation: fraud loses one objective; only fraud's alerts of that family change."""
+    data = yaml.safe_load((OVERRIDES / "inferwatch.yaml").read_text())
+    section, name = key.split(".")
+    del data["models"]["fraud"][section][name]
+    rules = tmp_path / "overrides" / "alerts"
+    rules.mkdir(parents=True)
+    _write_rule_files(render(from_dict(data)), rules)
+    shutil.copy(ROOT / "alerts" / "tests" / "overrides.yml", tmp_path / "overrides.yml")
+    result = promtool("test", "rules", str(tmp_path / "overrides.yml"))
+    assert result.returncode != 0, "the override test cannot tell fraud's objective apart"
+    failing = _failing_alerts(result.stdout + result.stderr)
+    assert failing, result.stdout
+    assert {model for _, model in failing} == {"fraud"}, failing
+
+
+def test_a_model_override_changes_that_model_only_in_prometheus_terms(tmp_path: Path) -> None:
+    """The committed override rules are a fresh render of their config and pass promtool."""
+    cfg = load(OVERRIDES / "inferwatch.yaml")
+    for relative, text in render(cfg).items():
+        if relative.startswith("alerts/") and relative.count("/") == 1:
+            assert (OVERRIDES / relative).read_text() == text, (
+                f"run `make generate`: {OVERRIDES / relative} is stale")
+    check_rules(*sorted((OVERRIDES / "alerts").glob("*.yml")))

@@ -111,6 +111,11 @@ def _pushgateway_expr(cfg: Config) -> str:
     return "\nor\n".join(terms)
 
 
+def _periods(cfg: Config) -> str:
+    jobs = [f"{job} {period}" for job, period in cfg.pushgateway.jobs.items()]
+    return ", ".join([*jobs, f"default {cfg.pushgateway.max_age}"])
+
+
 def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -159,8 +164,8 @@ ALERTS: tuple[AlertDef, ...] = (
         summary="Pushed group {{ $labels.job }} {{ $labels.model }} is stale",
         description=lambda c: (
             f"The group {{{{ $labels.job }}}} {{{{ $labels.model }}}} was last pushed to the "
-            f"Pushgateway {DURATION} ago, longer than its job's expected period (default "
-            f"{c.pushgateway.max_age}): the batch job stopped running or cannot push."),
+            f"Pushgateway {DURATION} ago, longer than its job's expected period "
+            f"({_periods(c)}): the batch job stopped running or cannot push."),
     ),
     AlertDef(
         name="InferwatchNoTraffic", severity="warning", for_="15m", group="availability",
