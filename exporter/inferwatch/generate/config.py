@@ -318,12 +318,23 @@ class ModelOverride:
     """The settings of the models whose name matches `pattern` and no earlier pattern.
 
     Patterns are anchored regexes, as in PromQL's ``=~``: a plain name matches only itself.
+    `earlier` holds the earlier patterns that may match a model this one matches (two plain
+    names never do), so the rules leave those models out.
     """
 
     pattern: str
     earlier: tuple[str, ...]
     values: Mapping[str, Any]
     alerts: Mapping[str, AlertOverride]
+
+    @property
+    def is_name(self) -> bool:
+        """Whether the pattern is a plain model name rather than a regex."""
+        return _is_name(self.pattern)
+
+
+def _is_name(pattern: str) -> bool:
+    return not _REGEX_SYNTAX & set(pattern)
 
 
 @dataclass(frozen=True)
@@ -577,12 +588,16 @@ def _build_model_overrides(data: Any, base: Config) -> Mapping[str, ModelOverrid
         problem = _model_pattern(pattern)
         if problem:
             raise ConfigError(f"models.{pattern}", problem)
-        if not _REGEX_SYNTAX & set(pattern):
+        if _is_name(pattern):
             for earlier in overrides:
                 if re.fullmatch(earlier, pattern):
                     raise ConfigError(f"models.{pattern}", f"never applies: models.{earlier} "
                                       f"matches it first (list the name before the regex)")
-        overrides[pattern] = _build_model_override(pattern, raw, tuple(overrides), base)
+            overlapping: tuple[str, ...] = ()
+        else:
+            overlapping = tuple(earlier for earlier in overrides
+                                if not _is_name(earlier) or re.fullmatch(pattern, earlier))
+        overrides[pattern] = _build_model_override(pattern, raw, overlapping, base)
     return _frozen(overrides)
 
 

@@ -48,10 +48,15 @@ def scope(cfg: Config, override: ModelOverride) -> str:
     """Selector of the models an override applies to: its pattern, no earlier one's.
 
     >>> from inferwatch.generate.config import from_dict
-    >>> cfg = from_dict({"models": {"fraud": {}, "fr.*": {}}})
+    >>> cfg = from_dict({"models": {"fraud": {}, "fr.*": {}, "ranker": {}}})
     >>> scope(cfg, cfg.models["fr.*"])
     '{job="inferwatch-model", model=~"fr.*", model!~"(?:fraud)"}'
+    >>> scope(cfg, cfg.models["ranker"])
+    '{job="inferwatch-model", model="ranker"}'
     """
+    if override.is_name:
+        # An equality matcher is an index lookup; a plain name never overlaps another.
+        return model_sel(cfg, f'model="{_regex(override.pattern)}"')
     matchers = [f'model=~"{_regex(override.pattern)}"']
     if override.earlier:
         earlier = "|".join(f"(?:{pattern})" for pattern in override.earlier)
@@ -81,12 +86,19 @@ def objective_rules(cfg: Config) -> list[tuple[str, str]]:
     """
     rules = []
     for key in OBJECTIVE_KEYS:
-        terms = [f"{models_in(cfg, override)} * 0 + {number(_value(override.values[key]))}"
+        terms = [_objective_term(cfg, override, number(_value(override.values[key])))
                  for override in cfg.models.values() if key in override.values]
         terms.append(f"group by (model) (inferwatch_model_info{model_sel(cfg)}) * 0 + "
                      f"{number(_value(setting(cfg, key)))}")
         rules.append((q.objective(key), "\nor\n".join(terms)))
     return rules
+
+
+def _objective_term(cfg: Config, override: ModelOverride, value: str) -> str:
+    if override.is_name:
+        # A constant series: no index lookup or aggregation, so a hundred names stay cheap.
+        return f'label_replace(vector({value}), "model", "{_regex(override.pattern)}", "", "")'
+    return f"{models_in(cfg, override)} * 0 + {value}"
 
 
 def compare(cfg: Config, lhs: str, op: str, key: str,
