@@ -11,12 +11,8 @@ scoped to its models, while the default rule leaves them out.
 >>> compare(DEFAULT, "p99", ">", "latency.p99_seconds")
 'p99 > 0.5'
 >>> cfg = from_dict({"models": {"fraud": {"latency": {"p99_seconds": 0.05}}}})
->>> print(compare(cfg, "p99", ">", "latency.p99_seconds"))
-(
-  p99 > on (model) group_left () model:inferwatch_objective:latency_p99_seconds
-  or
-  (p99 unless on (model) model:inferwatch_objective:latency_p99_seconds) > 0.5
-)
+>>> compare(cfg, "p99", ">", "latency.p99_seconds")
+'p99 > on (model) group_left () model:inferwatch_objective:latency_p99_seconds'
 """
 
 from __future__ import annotations
@@ -106,19 +102,15 @@ def compare(cfg: Config, lhs: str, op: str, key: str,
     """``lhs op threshold``, the threshold being each model's own where some model has one.
 
     `limit` turns the objective into what `lhs` is compared with (an error budget from an SLO).
-    A model that exports no ``inferwatch_model_info`` has no objective series and keeps the
-    default.
+    Every instrumented model exports ``inferwatch_model_info``, so every model has an
+    objective series. There is deliberately no fallback to the default for a model without
+    one: before the objectives' first evaluation it would judge every model by the default,
+    and page for the ones whose own objective is laxer.
     """
-    default = limit(number(_value(setting(cfg, key))))
     if not is_overridden(cfg, key):
-        return f"{lhs} {op} {default}"
-    objective = q.objective(key)
+        return f"{lhs} {op} {limit(number(_value(setting(cfg, key))))}"
     side = f"({lhs})" if "\n" in lhs or " " in lhs.strip() else lhs
-    return (f"(\n"
-            f"  {side} {op} on (model) group_left () {limit(objective)}\n"
-            f"  or\n"
-            f"  ({side} unless on (model) {objective}) {op} {default}\n"
-            f")")
+    return f"{side} {op} on (model) group_left () {limit(q.objective(key))}"
 
 
 def threshold_text(cfg: Config, key: str, literal: str | None = None,

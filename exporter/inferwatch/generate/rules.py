@@ -40,8 +40,6 @@ VALUE = '{{ printf "%.3g" $value }}'
 PERCENT = "{{ $value | humanizePercentage }}"
 DURATION = "{{ $value | humanizeDuration }}"
 
-OBJECTIVES_INTERVAL = "1m"
-
 # Dashboards an alert can link to: key -> uid suffix (the dashboards module uses the same keys).
 DASHBOARD_SUFFIXES = {"overview": "overview", "quality": "quality", "resources": "resources",
                       "slo": "slo"}
@@ -561,9 +559,6 @@ def recording_groups(cfg: Config) -> list[dict[str, Any]]:
     model's objectives."""
     rules = [{"record": name, "expr": expr} for name, expr in _recording_rules(cfg)]
     objectives = [{"record": name, "expr": expr} for name, expr in objective_rules(cfg)]
-    # Objectives are constants: once a minute keeps their series fresh (within the 5m
-    # lookback) at a fraction of the cost of the evaluation interval, however many there are.
     return [{"name": "inferwatch-recording", "rules": rules},
-            {"name": "inferwatch-objectives", "interval": OBJECTIVES_INTERVAL,
-             "rules": objectives}]
+            {"name": "inferwatch-objectives", "rules": objectives}]
 
