@@ -457,3 +457,22 @@ def test_kubernetes_manifests(files: dict[str, str]) -> None:
     assert f'job="{relabel["replacement"]}"' == DEFAULT.selectors.model
     relabel = pod["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
     assert f'job="{relabel["replacement"]}"' == DEFAULT.selectors.exporter
+
+
+def test_latency_error_and_accuracy_panels_draw_each_models_own_objective(
+        dashboards: dict[str, dict[str, Any]]) -> None:
+    wanted = {("dashboards/model-overview.json", "Latency quantiles"):
+              "model:inferwatch_objective:latency_p99_seconds",
+              ("dashboards/model-overview.json", "Error ratio"):
+              "model:inferwatch_objective:slo_availability",
+              ("dashboards/model-quality.json", "Accuracy (1h)"):
+              "model:inferwatch_objective:accuracy_min_ratio"}
+    found = set()
+    for path, dashboard in dashboards.items():
+        for panel in dashboard["panels"]:
+            series = wanted.get((path, panel.get("title")))
+            if series and panel["type"] == "timeseries":
+                exprs = [t["expr"] for t in panel["targets"]]
+                assert any(series in e and 'model=~"$model"' in e for e in exprs), exprs
+                found.add((path, panel["title"]))
+    assert found == set(wanted)
