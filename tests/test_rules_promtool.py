@@ -8,12 +8,16 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inferwatch.generate import render
 from inferwatch.generate.config import DEFAULT, from_dict, load
+from inferwatch.generate.promql import objective
 from inferwatch.generate.rules import ALERTS
 
 pytestmark = pytest.mark.integration
@@ -89,9 +93,19 @@ def _write_rule_files(files: dict[str, str], directory: Path) -> list[Path]:
 
 
 def test_rules_from_a_config_with_every_value_changed_pass_promtool(tmp_path: Path) -> None:
-    from test_generate_outputs import ALERT_SENTINELS, SENTINELS, _nested
+    from test_generate_outputs import (
+        ALERT_SENTINELS,
+        MODEL_ALERT_SENTINELS,
+        MODEL_PATTERN,
+        MODEL_SENTINELS,
+        SENTINELS,
+        _nested,
+    )
 
-    cfg = from_dict({**_nested(SENTINELS), "alerts": ALERT_SENTINELS})
+    models = {"fraud": {"latency": {"p99_seconds": 0.05}},
+              MODEL_PATTERN: {**_nested(MODEL_SENTINELS), "alerts": MODEL_ALERT_SENTINELS},
+              'odd "name"': {"accuracy": {"min_ratio": 0.5}}}
+    cfg = from_dict({**_nested(SENTINELS), "alerts": ALERT_SENTINELS, "models": models})
     check_rules(*_write_rule_files(render(cfg), tmp_path))
 
 
@@ -170,3 +184,47 @@ def test_a_model_override_changes_that_model_only_in_prometheus_terms(tmp_path: 
             assert (OVERRIDES / relative).read_text() == text, (
                 f"run `make generate`: {OVERRIDES / relative} is stale")
     check_rules(*sorted((OVERRIDES / "alerts").glob("*.yml")))
+
+
+_names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1,
+                 max_size=12).filter(lambda n: n.strip() and not set(n) & set(".^$*+?{}[]\\|()"))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.dictionaries(_names, st.floats(0.001, 100, allow_nan=False), min_size=1, max_size=5),
+       st.sampled_from(["", "rest-.*"]))
+def test_each_model_gets_its_own_objective_in_promtool(thresholds: dict[str, float],
+                                                       regex: str) -> None:
+    """Any model names (quotes, spaces, unicode): promtool evaluates each one's own value."""
+    import tempfile
+
+    models: dict[str, Any] = {name: {"latency": {"p99_seconds": value}}
+                              for name, value in thresholds.items()}
+    if regex:
+        models[regex] = {"latency": {"p99_seconds": 123}}
+    cfg = from_dict({"models": models})
+    served = [*thresholds, "rest-a", "other"]
+    expected = {name: thresholds.get(name, 123 if regex and name == "rest-a" else 0.5)
+                for name in served}
+
+    def quoted(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    test = {"rule_files": ["recording-rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": f'inferwatch_model_info{{job="inferwatch-model", '
+                                    f'model={quoted(name)}}}', "values": "1x5"}
+                         for name in served],
+        "promql_expr_test": [{
+            "expr": f"{objective('latency.p99_seconds')}{{model={quoted(name)}}}",
+            "eval_time": "2m",
+            "exp_samples": [{"labels": f"{objective('latency.p99_seconds')}"
+                                       f"{{model={quoted(name)}}}", "value": value}]}
+            for name, value in expected.items()],
+    }]}
+    with tempfile.TemporaryDirectory() as directory:
+        _write_rule_files(render(cfg), Path(directory))
+        path = Path(directory) / "test.yml"
+        path.write_text(yaml.safe_dump(test, allow_unicode=True))
+        result = promtool("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -9,11 +9,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import inferwatch
 
 
-def model(name: str, seconds: float):  # noqa: ANN201 - instrument() keeps the signature
+def model(name: str, seconds: float) -> Callable[[float], float]:
     @inferwatch.instrument(name=name, version="1")
     def predict(x: float) -> float:
         time.sleep(seconds)
@@ -22,7 +23,7 @@ def model(name: str, seconds: float):  # noqa: ANN201 - instrument() keeps the s
     return predict
 
 
-def keep_calling(predict, stop: threading.Event) -> None:  # noqa: ANN001
+def keep_calling(predict: Callable[[float], float], stop: threading.Event) -> None:
     while not stop.is_set():
         predict(1.0)
 
