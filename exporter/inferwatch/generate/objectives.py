@@ -1,11 +1,12 @@
 """Each model judged by its own values: objective series, joined thresholds, rule scopes.
 
 A ``models:`` entry's objectives (thresholds, the SLO) become data, not rules: one recording
-rule per objective gives every model its own value, the first matching entry's or the default,
-and the alert compares on ``model`` against it. A thousand overrides add no alert rule, and
-the dashboards can draw each model's line from the same series. Only an entry that changes
-an alert's shape (a window, a burn factor, ``for`` or severity) gets its own copy of that alert,
-scoped to its models, while the default rule leaves them out.
+rule per objective gives every model its own value (the first matching entry's, or the
+default when that entry leaves it out), and the alert compares on ``model`` against it. A
+thousand overrides add no alert rule, and the dashboards draw each model's line from the same
+series. Only an entry that changes an alert's shape (a window, a burn factor, ``for`` or
+severity) gets its own copy of that alert, scoped to its models, while the default rule
+leaves them out.
 
 >>> from inferwatch.generate.config import DEFAULT, from_dict
 >>> compare(DEFAULT, "p99", ">", "latency.p99_seconds")
@@ -117,10 +118,9 @@ def threshold_text(cfg: Config, key: str, literal: str | None = None,
                    pipe: str = 'printf "%g"') -> str:
     """An objective in alert text: the number, or a query of the model's own where it has one.
 
-    >>> from inferwatch.generate.config import DEFAULT
-
     `literal` is the text when no model has its own value; `pipe` formats the queried one.
 
+    >>> from inferwatch.generate.config import DEFAULT
     >>> threshold_text(DEFAULT, "latency.p99_seconds")
     '0.5'
     """

@@ -448,15 +448,7 @@ def shaped_configs(cfg: Config) -> list[tuple[ModelOverride, Config]]:
 
 
 def _block(expr: str) -> str:
-    """`expr` as one parenthesised block (as it is when it already is one)."""
-    depth = 0
-    for position, char in enumerate(expr):
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth == 0 and position < len(expr) - 1:
-            break
-    else:
-        if expr.startswith("(\n"):
-            return expr
+    """`expr` in parentheses, indented, to combine with a set operator."""
     return "(\n" + "\n".join(f"  {line}" for line in expr.splitlines()) + "\n)"
 
 
