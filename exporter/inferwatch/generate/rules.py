@@ -150,7 +150,10 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchTargetMissing", severity="warning", for_="10m", group="availability",
         dashboard="overview", per_model=False,
-        expr=lambda c: f"absent(up{model_sel(c)})\nor\nabsent(up{exporter_sel(c)})",
+        # Only while Prometheus scrapes something at all: right after it starts, before its
+        # first scrapes, every job is absent.
+        expr=lambda c: (f"(\n  absent(up{model_sel(c)})\n  or\n  absent(up{exporter_sel(c)})\n)"
+                        f"\nand on ()\ncount(up)"),
         summary="No target of {{ $labels.job }} is discovered",
         description=lambda c: (
             f"Prometheus has no scrape target at all for {{{{ $labels.job }}}} (selectors "
