@@ -40,6 +40,8 @@ lint: venv
 
 generate: venv
 	$(BIN)/inferwatch generate --out .
+	$(BIN)/inferwatch generate --config alerts/tests/overrides/inferwatch.yaml \
+		--out alerts/tests/overrides --rules-only
 
 # Regenerates tests/schema/grafana-dashboard.schema.json from the pinned @grafana/schema
 # (needs node and npm; the tests do not).

@@ -139,6 +139,12 @@ def _dashboard(cfg: Config, key: str, title: str, description: str, panels: list
     return dashboard_json(dashboard)
 
 
+def _objective(key: str, around: str = "max by (model) ({})") -> g.Target:
+    """Each selected model's own objective (its `models:` override, else the default)."""
+    series = q.objective(key) + selector('model=~"$model"')
+    return target(around.format(series), "objective {{model}}")
+
+
 def model_overview(cfg: Config) -> dict[str, Any]:
     """Traffic, errors, latency, in-flight, batch size, versions serving and deploys."""
     raw, w = _raw(cfg), cfg.windows.rate
@@ -159,18 +165,24 @@ def model_overview(cfg: Config) -> dict[str, Any]:
         Cell(timeseries("Calls per second by outcome", [target(
             f"sum by ({q.MODEL_LABELS}, outcome) (rate(inferwatch_requests_total{raw}[{RATE}]))",
             MV + " {{outcome}}")], "reqps", stack=True)),
-        Cell(timeseries("Error ratio", [target(_recorded(cfg, q.error_ratio(w)), MV)],
-                        "percentunit", f"Dashed line: the error budget of the "
-                        f"{number(cfg.slo.availability)} availability SLO.", limit=budget)),
+        Cell(timeseries("Error ratio", [
+            target(_recorded(cfg, q.error_ratio(w)), MV),
+            _objective("slo.availability", "1 - max by (model) ({})")],
+            "percentunit", f"Dashed line: the error budget of the "
+            f"{number(cfg.slo.availability)} availability SLO; objective: each model's own "
+            f"budget.", limit=budget)),
         Cell(timeseries("Errors by type", [target(
             f"sum by (model, error_type) (rate(inferwatch_errors_total{raw}[{RATE}]))",
             "{{model}} {{error_type}}")], "reqps", stack=True), 24),
     ]
     latency = [
         Cell(timeseries("Latency quantiles", [
-            target(_recorded(cfg, q.latency_quantile(cfg, n)), f"p{n} {MV}") for n in (50, 90, 99)],
-            "s", "From the latency histogram, across replicas. Dashed line: the p99 "
-                 "threshold of InferwatchLatencyHigh.", limit=cfg.latency.p99_seconds)),
+            *(target(_recorded(cfg, q.latency_quantile(cfg, n)), f"p{n} {MV}")
+              for n in (50, 90, 99)),
+            _objective("latency.p99_seconds")],
+            "s", "From the latency histogram, across replicas. Dashed line: the default p99 "
+                 "threshold of InferwatchLatencyHigh; objective: each model's own.",
+            limit=cfg.latency.p99_seconds)),
         Cell(heatmap("Latency distribution",
                      f"sum by (le) (increase(inferwatch_request_duration_seconds_bucket{raw}"
                      f"[{RATE}]))", "s")),
@@ -294,10 +306,12 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             limit=cfg.drift.min_observations)),
     ]
     truth = [
-        Cell(timeseries(f"Accuracy ({cfg.accuracy.window})", [target(
-            _recorded(cfg, q.accuracy(cfg)), MV)], "percentunit",
-            f"Correct outcomes / all outcomes; the alert needs "
-            f"{number(cfg.accuracy.min_outcomes)} outcomes.",
+        Cell(timeseries(f"Accuracy ({cfg.accuracy.window})", [
+            target(_recorded(cfg, q.accuracy(cfg)), MV),
+            _objective("accuracy.min_ratio")],
+            "percentunit", f"Correct outcomes / all outcomes; the alert needs "
+            f"{number(cfg.accuracy.min_outcomes)} outcomes. Objective: each model's own "
+            f"minimum.",
             limit=cfg.accuracy.min_ratio, max_value=1)),
         Cell(timeseries("Outcomes by result", [target(
             f"sum by (model, result) (rate(inferwatch_outcomes_total{raw}[{RATE}]))",

@@ -86,3 +86,12 @@ def outcomes_increase(cfg: Config) -> str:
 
 def gpu_memory_ratio() -> str:
     return record_name("instance_gpu", "inferwatch_gpu_memory_used", "ratio")
+
+
+def objective(key: str) -> str:
+    """The recording rule holding every model's own value of an objective.
+
+    >>> objective("latency.p99_seconds")
+    'model:inferwatch_objective:latency_p99_seconds'
+    """
+    return record_name("model", "inferwatch_objective", key.replace(".", "_"))
