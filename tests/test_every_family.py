@@ -24,6 +24,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 import inferwatch
+from conftest import require_binary
 from inferwatch import faults
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.core.options import Settings
@@ -32,8 +33,6 @@ from inferwatch.core.render import model_families
 from inferwatch.core.state import ModelState
 from inferwatch.serving.bridge import InferwatchCollector
 from inferwatch.serving.exposition import render
-
-from conftest import require_binary
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
