@@ -67,6 +67,20 @@ def test_every_registered_collector_can_be_switched() -> None:
     assert enabled("--collector.disable-defaults") == []
 
 
+def test_multiproc_collector_is_on_when_a_directory_is_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inferwatch.multiproc.worker import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert "multiproc" not in enabled()
+    assert "multiproc" in enabled(f"--multiproc.dir={tmp_path}")
+    assert "multiproc" not in enabled(f"--multiproc.dir={tmp_path}", "--no-collector.multiproc")
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    assert sorted(enabled()) == ["gpu", "multiproc", "process"]
+    assert "multiproc" not in enabled("--no-collector.multiproc")
+    assert enabled("--collector.disable-defaults", "--collector.process") == ["process"]
+
+
 def test_collector_flags_reach_the_collectors() -> None:
     args = parse("--collector.gpu.process-memory", "--process.pid=12", "--process.pid", "34",
                  "--process.pidfile=/run/app.pid", "--process.name=gunicorn",
@@ -93,6 +107,12 @@ def test_listen_addresses(address: str, expected: tuple[str, int]) -> None:
     (["--web.listen-address=:99999"], "--web.listen-address"),
     (["--web.listen-address=::1:9400"], "--web.listen-address"),
     (["--web.telemetry-path=metrics"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/-/healthy"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/-/ready"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/metrics?x=1"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/metrics#top"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/my metrics"], "--web.telemetry-path"),
     (["--scrape.timeout=0"], "--scrape.timeout"),
     (["--scrape.timeout=soon"], "--scrape.timeout"),
     (["--process.pid=abc"], "--process.pid"),
