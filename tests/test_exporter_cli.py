@@ -422,6 +422,23 @@ def test_real_exporter_rejects_a_bad_web_config_naming_the_flag(tmp_path: Path) 
 
 
 @pytest.mark.integration
+def test_real_exporter_refuses_tls_below_1_2_at_startup(tmp_path: Path) -> None:
+    config = tmp_path / "web.yml"
+    for name in ("server.crt", "server.key"):
+        (tmp_path / name).write_text("unused: the version is refused before files are read\n")
+    config.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                      "  min_version: TLS10\n")
+    finished = subprocess.run(
+        [sys.executable, "-m", "inferwatch.standalone.cli", "--web.listen-address=127.0.0.1:0",
+         "--no-collector.gpu", f"--web.config.file={config}"],
+        capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert "--web.config.file" in finished.stderr
+    assert "min_version: TLS10 is below TLS 1.2" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+@pytest.mark.integration
 def test_real_exporter_reports_a_busy_port(tmp_path: Path, exporters: list) -> None:
     first = Exporter(tmp_path, "--no-collector.gpu")
     exporters.append(first)
