@@ -17,6 +17,7 @@ MODULES = {
     "bench_middleware": "ASGI middleware vs prometheus-fastapi-instrumentator",
     "bench_multiproc": "Multi-worker: merge and render",
     "bench_events": "Prediction event log",
+    "bench_outcome_cache": "Outcome cache: memory per entry and the byte bound",
 }
 
 
