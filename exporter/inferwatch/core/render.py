@@ -7,7 +7,7 @@ Both a single process and the merged multi-worker view render through
 >>> state = ModelState("fraud", "1.4.2")
 >>> state.inc("inferwatch_requests_total", ("ok",), 3)
 >>> [f.name for f in model_families([state], now=0.0) if f.samples]
-['inferwatch_requests']
+['inferwatch_model_info', 'inferwatch_requests']
 """
 
 from __future__ import annotations
