@@ -218,7 +218,8 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
         [sys.executable, "-m", "inferwatch.cli", "demo", "--scenario", "short", "--speed", "3",
          "--rate", "15"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True).start()
+    reader = threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True)
+    reader.start()
     seen: list[str] = []
     children: list[psutil.Process] = []
     try:
@@ -249,7 +250,7 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
         if demo.poll() is None:
             demo.kill()
             demo.wait(10)
-    time.sleep(0.5)
+    reader.join(30)  # the demo has exited: its output ends, and so does the reader
     while not lines.empty():
         seen.append(lines.get())
     assert seen[-1] == "stopped: every demo process has exited", seen[-5:]

@@ -268,10 +268,13 @@ def test_hung_collector_is_not_restarted_and_concurrent_scrapes_share_a_run() ->
     assert hung.started == 1
     assert sum(t.name == "inferwatch-collector-gated" for t in threading.enumerate()) == 1
     hung.release.set()
-    for _ in range(200):
-        if not any(t.name == "inferwatch-collector-gated" for t in threading.enumerate()):
-            break
+    deadline = time.monotonic() + 60  # a safety net: the condition ends the wait
+    while any(t.name == "inferwatch-collector-gated" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the released collector thread never ended"
         time.sleep(0.02)
+    # The run finished: the next scrape starts a new one. Its own deadline is raised so
+    # that a slow machine cannot turn the new run into a timeout.
+    short.timeout = 30.0
     assert success_of(scrape_text(short)) == {"gated": 1}
     assert hung.started == 2
 
@@ -319,7 +322,8 @@ class Exporter:
         self.url = self._wait_for_url()
 
     def _wait_for_url(self) -> str:
-        for _ in range(600):
+        deadline = time.monotonic() + 60  # a safety net: the log line ends the wait
+        while time.monotonic() < deadline:
             match = re.search(r"serving (http\S+)", self.log_path.read_text())
             if match:
                 return match.group(1)
