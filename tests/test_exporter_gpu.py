@@ -221,7 +221,8 @@ def test_not_supported_fields_are_skipped(fake: FakeNVML) -> None:
 
 def test_hanging_nvml_call_costs_only_the_gpu_collector(fake: FakeNVML) -> None:
     hang = fake.hang("nvmlDeviceGetTemperature")
-    scraper = Scraper([GpuCollector(), ProcessCollector(pids=[os.getpid()])], timeout=0.3)
+    # Long enough that the healthy process collector finishes on a busy machine too.
+    scraper = Scraper([GpuCollector(), ProcessCollector(pids=[os.getpid()])], timeout=2.0)
     registry = CollectorRegistry()
     registry.register(scraper)
     result = samples(generate_latest(registry).decode())
@@ -229,7 +230,7 @@ def test_hanging_nvml_call_costs_only_the_gpu_collector(fake: FakeNVML) -> None:
     assert success(result, "gpu") == 0
     assert success(result, "process") == 1
     assert value(result, "inferwatch_exporter_collector_duration_seconds",
-                 collector="gpu") >= 0.3
+                 collector="gpu") >= 2.0
     assert not any(name.startswith("inferwatch_gpu_") for name, _ in result)
 
     # Still hung: reported at once, and not started a second time.
