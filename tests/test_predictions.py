@@ -201,3 +201,15 @@ def test_complex_outputs_and_inputs_print_nothing_on_the_applications_stderr():
     assert finished.returncode == 0, finished.stderr
     assert finished.stderr == ""
     assert int(finished.stdout) == 3 * 5  # every complex output counted as unsupported
+
+
+def test_merged_workers_show_the_task_any_of_them_detected():
+    from inferwatch.core.state import ModelState
+
+    for order in ((0, 1), (1, 0)):
+        states = [ModelState("m", "1"), ModelState("m", "1")]
+        states[0].info = {"task": "auto", "framework": "python"}
+        states[1].info = {"task": "classification", "framework": "python"}
+        merged = states[order[0]]
+        merged.merge(states[order[1]])
+        assert merged.info == {"task": "classification", "framework": "python"}
