@@ -7,6 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_TOOLS := prometheus prometheus-alertmanager prometheus-pushgateway
 PYTEST_ARGS ?=
+# A failure must be readable from CI's output alone: every failing test's name and reason
+# (-rfE), short tracebacks with the captured output and logs of the test (--show-capture;
+# tests/conftest.py adds the tail of every log file the test's processes wrote), the
+# slowest tests, and a JUnit XML report kept beside the log that .ci/run writes.
+PYTEST_REPORT := -rfE --tb=short --show-capture=all --durations=15 \
+	--junitxml=.ci/logs/junit.xml
 
 .PHONY: test unit lint demo bench generate grafana-schema pictures venv tools clean
 
@@ -30,10 +36,11 @@ tools:
 	fi
 
 test: venv tools lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_REPORT) $(PYTEST_ARGS)
 
 unit: venv
-	$(BIN)/python -m pytest -q -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" $(PYTEST_REPORT) \
+		$(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check exporter tests benchmarks

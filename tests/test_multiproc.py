@@ -347,7 +347,16 @@ def test_a_forked_child_starts_from_zero_and_the_parent_keeps_its_counts(tmp_pat
         try:
             monitor.record_call(0.001, 0.5)
             monitor.record_call(0.001, 0.5)
-            time.sleep(0.3)
+            directory = SnapshotDirectory(str(tmp_path))
+
+            def published() -> bool:
+                view = directory.read_view(time.time())
+                return bool(view.states) and \
+                    view.states[0].counters["inferwatch_requests_total"][("ok",)] == 3
+
+            deadline = time.monotonic() + 60  # until the restarted drain thread published
+            while not published() and time.monotonic() < deadline:
+                time.sleep(0.01)
             status = 0 if registry.multiproc.worker.pid == os.getpid() else 2
         finally:
             os._exit(status)

@@ -116,3 +116,38 @@ def test_record_outcome_never_raises(scraper):
     mon.record_outcome(Hostile(), object())
     mon.record_outcome(None, None, at="not a time")
     assert scraper.total("inferwatch_internal_errors_total") >= 1
+
+
+@pytest.mark.parametrize("kind, rows", [("class", 1), ("value", 1), ("class", 64),
+                                        ("value", 64)])
+def test_cache_memory_measured_by_tracemalloc_stays_under_max_bytes(kind, rows):
+    from benchmarks.bench_outcome_cache import measure
+
+    bound = 1 << 20
+    measured, estimated, kept = measure(kind, rows, 5000, max_bytes=bound)
+    assert measured <= estimated  # the estimate never falls short of the real memory
+    assert measured * kept <= bound
+    if rows == 64:
+        assert kept < 5000  # the bytes, not the entry count, stopped the cache
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=st.lists(st.tuples(st.booleans(), st.integers(0, 30), st.integers(1, 70)),
+                      max_size=200),
+       max_bytes=st.integers(1, 20_000))
+def test_estimated_bytes_stay_within_max_bytes(steps, max_bytes):
+    from inferwatch.core.outcomes import _entry_bytes
+
+    joiner = OutcomeJoiner(max_entries=25, max_bytes=max_bytes)
+    for remember, key, rows in steps:
+        rid = f"r-{key}"
+        if remember:
+            joiner.remember(rid, tuple("a" * rows), None, at=0.0)
+        else:
+            joiner.join(rid, "a", at=1.0)
+        pending = sum(entry[3] for entry in joiner._pending.values())
+        assert joiner.estimated_bytes == pending + sum(joiner._joined.values())
+        largest = max((entry[3] for entry in joiner._pending.values()), default=0)
+        assert joiner.estimated_bytes <= max(max_bytes, largest)  # one entry is always kept
+        assert len(joiner) <= 25 and len(joiner._joined) <= 25
+    assert _entry_bytes("r", ("a",), None) > 0

@@ -264,7 +264,9 @@ def test_hostile_label_values_round_trip(model, version, label):
     actions = [s for s in samples if s.name == "inferwatch_actions_total"]
     assert [s.labels["action"] for s in actions] == [expected]
     assert actions[0].labels["model"] == clean_label_value(model)
-    assert actions[0].labels["model_version"] == clean_label_value(version)
+    # A blank version is the default one, like no version at all.
+    assert actions[0].labels["model_version"] == (clean_label_value(version)
+                                                  if version.strip() else "unversioned")
     classes = {s.labels["class"] for s in samples if s.name == "inferwatch_predicted_class_total"}
     assert classes == {expected}
 

@@ -98,7 +98,8 @@ class Settings:
     max_features: int = 200
     outcome_error_buckets: tuple[float, ...] = OUTCOME_ERROR_BUCKETS
     outcome_delay_buckets: tuple[float, ...] = OUTCOME_DELAY_BUCKETS
-    # Predictions kept for joining delayed ground truth (about 200 bytes each).
+    # Predictions kept for joining delayed ground truth (about 350 bytes each for one row;
+    # the cache also stops at DEFAULT_MAX_BYTES, see core/outcomes.py).
     outcome_cache_size: int = 50_000
     outcome_ttl_seconds: float = 7 * 86400.0
     # Calls waiting to be drained, in all. A request path that fills its current list

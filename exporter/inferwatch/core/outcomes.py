@@ -1,10 +1,13 @@
 """Delayed ground truth: join an outcome with the prediction made for the same request id.
 
 Predictions with a request id are remembered in a bounded, insertion-ordered cache with a
-time-to-live. Memory is bounded by `max_entries` (about 200 bytes per single-row entry,
-so the default 50,000 entries hold about 10 MB) whatever the traffic; the oldest entry
-makes room for a new one. Ids that were already joined are remembered in a second
-bounded set so an outcome that arrives twice is reported, not counted twice.
+time-to-live. Memory is bounded twice, whatever the traffic: by `max_entries` and by
+`max_bytes` (what each entry holds, estimated from the objects it keeps); the oldest entry
+makes room for a new one. A single-row entry takes about 350 bytes and a 64-row batch entry
+about 3 KB (``benchmarks/bench_outcome_cache.py`` measures both), so the default 50,000
+entries of single rows take about 18 MB and batch entries stop at the 32 MiB default.
+Ids that were already joined are remembered in a second bounded set, inside the same byte
+budget, so an outcome that arrives twice is reported, not counted twice.
 
 >>> joiner = OutcomeJoiner()
 >>> joiner.remember("r-1", ("fraud",), None, at=100.0)
@@ -17,6 +20,7 @@ Join(correct=1, incorrect=0, errors=(), delay=60.0, unmatched=None)
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,6 +29,12 @@ from typing import Any
 import numpy as np
 
 DEFAULT_MAX_ENTRIES = 50_000
+DEFAULT_MAX_BYTES = 32 * 2**20
+# Per cached id beyond the objects sys.getsizeof sees: the ordered dict's slot (with the slack
+# its table keeps after evictions) and link node, and the entry tuple with its timestamp
+# (calibrated with tracemalloc in the benchmark).
+_ENTRY_OVERHEAD_BYTES = 250
+_JOINED_OVERHEAD_BYTES = 100
 DEFAULT_TTL_SECONDS = 7 * 86400.0
 # Rows kept per request id: a batch call with one id joins row by row up to this many.
 MAX_ROWS_PER_ENTRY = 64
@@ -45,17 +55,23 @@ class OutcomeJoiner:
     """A bounded cache of recent predictions by request id."""
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 ttl_seconds: float = DEFAULT_TTL_SECONDS) -> None:
+                 ttl_seconds: float = DEFAULT_TTL_SECONDS, *,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if max_entries < 1:
             raise ValueError(f"outcome cache max_entries must be at least 1, got {max_entries}")
+        if max_bytes < 1:
+            raise ValueError(f"outcome cache max_bytes must be at least 1, got {max_bytes}")
         if not ttl_seconds > 0:
             raise ValueError(f"outcome ttl_seconds must be positive, got {ttl_seconds}")
         self.max_entries = max_entries
         self.ttl_seconds = ttl_seconds
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        # request id -> (predicted classes or None, predicted values or None, time)
-        self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float]] = OrderedDict()
-        self._joined: OrderedDict[str, None] = OrderedDict()
+        # request id -> (predicted classes or None, predicted values or None, time, bytes)
+        self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float, int]] = \
+            OrderedDict()
+        self._joined: OrderedDict[str, int] = OrderedDict()  # request id -> bytes
+        self._bytes = 0  # the estimate for both, kept under max_bytes
 
     def renew_lock(self) -> None:
         """A new lock in a forked child (one held at fork time would never be released)."""
@@ -64,16 +80,33 @@ class OutcomeJoiner:
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def estimated_bytes(self) -> int:
+        """What the cache holds now, by the estimate that `max_bytes` bounds."""
+        return self._bytes
+
     def remember(self, request_id: str, classes: tuple[str, ...] | None,
                  values: tuple[float, ...] | None, at: float) -> None:
         """Keep a prediction until its outcome arrives (or it is evicted or expires)."""
-        entry = (classes[:MAX_ROWS_PER_ENTRY] if classes else None,
-                 values[:MAX_ROWS_PER_ENTRY] if values else None, at)
+        classes = classes[:MAX_ROWS_PER_ENTRY] if classes else None
+        values = values[:MAX_ROWS_PER_ENTRY] if values else None
+        size = _entry_bytes(request_id, classes, values)
         with self._lock:
-            self._pending[request_id] = entry
-            self._pending.move_to_end(request_id)
+            old = self._pending.pop(request_id, None)
+            if old is not None:
+                self._bytes -= old[3]
+            self._pending[request_id] = (classes, values, at, size)
+            self._bytes += size
             while len(self._pending) > self.max_entries:
-                self._pending.popitem(last=False)
+                self._bytes -= self._pending.popitem(last=False)[1][3]
+            self._make_room()
+
+    def _make_room(self) -> None:
+        # Joined ids only catch duplicates: they go before any prediction still waiting.
+        while self._bytes > self.max_bytes and self._joined:
+            self._bytes -= self._joined.popitem(last=False)[1]
+        while self._bytes > self.max_bytes and len(self._pending) > 1:
+            self._bytes -= self._pending.popitem(last=False)[1][3]
 
     def join(self, request_id: str, y_true: Any, at: float) -> Join:
         """Join `y_true` with the prediction remembered for `request_id`."""
@@ -82,10 +115,15 @@ class OutcomeJoiner:
             if entry is None:
                 duplicate = request_id in self._joined
                 return Join(unmatched="duplicate" if duplicate else "unknown_id")
-            self._joined[request_id] = None
+            self._bytes -= entry[3]
+            if request_id not in self._joined:
+                size = sys.getsizeof(request_id) + _JOINED_OVERHEAD_BYTES
+                self._joined[request_id] = size
+                self._bytes += size
             while len(self._joined) > self.max_entries:
-                self._joined.popitem(last=False)
-        classes, values, predicted_at = entry
+                self._bytes -= self._joined.popitem(last=False)[1]
+            self._make_room()
+        classes, values, predicted_at, _ = entry
         if at - predicted_at > self.ttl_seconds:
             return Join(unmatched="expired")
         truth = _as_rows(y_true)
@@ -109,6 +147,20 @@ class OutcomeJoiner:
                     errors.append(error)
             return Join(errors=tuple(errors), delay=delay)
         return Join(delay=delay)
+
+
+def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -> int:
+    """The memory one cached prediction holds: its id, its classes or values, the overhead.
+
+    >>> _entry_bytes("r-1", ("fraud",), None) > _entry_bytes("r-1", None, (0.5,))
+    True
+    """
+    size = _ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id)
+    if classes is not None:
+        size += sys.getsizeof(classes) + sum(sys.getsizeof(c) for c in classes)
+    if values is not None:
+        size += sys.getsizeof(values) + sum(sys.getsizeof(v) for v in values)
+    return size
 
 
 def _as_rows(y_true: Any) -> list:

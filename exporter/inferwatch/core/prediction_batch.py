@@ -166,6 +166,10 @@ class PredictionBatch:
     def flush(self, state: ModelState, now: float) -> None:
         settings = self.settings
         caps = self.caps
+        if state.info.get("task") == "auto" and (self.classes or self.values):
+            # inferwatch_model_info shows what the first predictions turned out to be.
+            detected = "classification" if self.classes else "regression"
+            state.info = {**state.info, "task": detected}
         if self.batch_sizes:
             state.histogram("inferwatch_batch_size", (), settings.batch_buckets).observe(
                 np.asarray(self.batch_sizes, dtype=np.float64))

@@ -52,7 +52,11 @@ def to_array(obj: object) -> np.ndarray:
     numpy_method = getattr(obj, "numpy", None)
     if numpy_method is not None and not isinstance(obj, (list, tuple)):  # tf / jax tensors
         return np.asarray(numpy_method())
-    return np.asarray(obj)
+    array = np.asarray(obj)
+    if array.dtype.kind == "U" and isinstance(obj, (str, list, tuple)):
+        # numpy's fixed-width str dtype drops trailing NULs, merging "a\x00" into "a".
+        return np.array(obj, dtype=object)
+    return array
 
 
 def _is_dataframe(obj: object) -> bool:
@@ -144,6 +148,11 @@ def _class_label(value: object) -> object:
 
 def _add_probabilities(prediction: Prediction, array: np.ndarray,
                        class_names: Sequence[object] | None) -> None:
+    if array.dtype.kind == "c":
+        # Casting would drop the imaginary part, and numpy would warn about it on the
+        # application's stderr from the drain thread: such output is not probabilities.
+        prediction.count_invalid("unsupported_type", array.shape[0] if array.ndim == 2 else 1)
+        return
     matrix = array.astype(np.float64, copy=False)
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)

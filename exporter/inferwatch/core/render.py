@@ -7,7 +7,7 @@ Both a single process and the merged multi-worker view render through
 >>> state = ModelState("fraud", "1.4.2")
 >>> state.inc("inferwatch_requests_total", ("ok",), 3)
 >>> [f.name for f in model_families([state], now=0.0) if f.samples]
-['inferwatch_requests']
+['inferwatch_model_info', 'inferwatch_requests']
 """
 
 from __future__ import annotations
@@ -115,8 +115,11 @@ def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:
     cumulative += int(hist.counts[-1])
     family.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, cumulative,
                       exemplar=_exemplar(exemplars.get(len(hist.bounds))))
-    family.add_sample(name + "_count", labels, cumulative)
-    family.add_sample(name + "_sum", labels, hist.sum)
+    if (not len(hist.bounds) or hist.bounds[0] >= 0) and hist.sum >= 0:
+        # OpenMetrics forbids a _sum that is or could be negative (beside a negative bucket)
+        # and a _count without a _sum; the +Inf bucket still counts every value.
+        family.add_sample(name + "_count", labels, cumulative)
+        family.add_sample(name + "_sum", labels, hist.sum)
 
 
 _le_cache: dict[bytes, list[str]] = {}

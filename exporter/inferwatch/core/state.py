@@ -232,6 +232,8 @@ class ModelState:
     def merge(self, other: ModelState) -> None:
         """Fold `other` (the same model version from another process) into this state."""
         self.info = {**other.info, **self.info}
+        if self.info.get("task") == "auto" and other.info.get("task", "auto") != "auto":
+            self.info["task"] = other.info["task"]  # a worker that has seen predictions knows
         self.loaded_at = _nanmin(self.loaded_at, other.loaded_at)
         self.trained_at = _nanmax(self.trained_at, other.trained_at)
         for metric, series in other.counters.items():

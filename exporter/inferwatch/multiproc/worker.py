@@ -76,8 +76,9 @@ def check_directory(path: str, *, source: str = ENV_VAR, writable: bool = True) 
     >>> check_directory("/nonexistent/inferwatch")
     Traceback (most recent call last):
     ...
-    inferwatch.multiproc.MultiprocError: INFERWATCH_MULTIPROC_DIR='/nonexistent/inferwatch': \
-the directory does not exist; create it before the workers start
+    inferwatch.multiproc.worker.MultiprocError: \
+INFERWATCH_MULTIPROC_DIR='/nonexistent/inferwatch': the directory does not exist; \
+create it before the workers start
     """
     where = f"{source}={path!r}"
     if not path.strip():

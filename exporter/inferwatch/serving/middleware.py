@@ -29,7 +29,7 @@ counted in ``inferwatch_internal_errors_total{component="middleware"}``.
 >>> scope = {"type": "http", "path": "/score/7", "headers": [(b"x-request-id", b"r-17")]}
 >>> asyncio.run(wrapped(scope, receive, send))
 >>> model.drain(); model.state.counters["inferwatch_requests_total"]
-{('ok',): 1.0}
+{('ok',): 1.0, ('error',): 0.0, ('cancelled',): 0.0}
 """
 
 from __future__ import annotations

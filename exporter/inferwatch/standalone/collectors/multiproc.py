@@ -5,8 +5,8 @@ same directory and serves the merged view, exactly what any worker's ``/metrics`
 so Prometheus can scrape the exporter instead of a worker. It only reads: it never
 writes, folds or deletes, so it may run as another user with read access only.
 
-Off by default; ``--collector.multiproc --multiproc.dir=DIR`` (or the environment
-variable) turns it on.
+On when a directory is given (``--multiproc.dir=DIR`` or the environment variable), off
+otherwise; ``--no-collector.multiproc`` switches it off even then.
 
 >>> import tempfile
 >>> collector = MultiprocCollector(tempfile.mkdtemp())
@@ -53,6 +53,11 @@ class MultiprocCollector(Collector):
         group.add_argument("--multiproc.dir", dest="multiproc_dir", metavar="DIR",
                            default=None,
                            help=f"the workers' snapshot directory (default: ${ENV_VAR})")
+
+    @classmethod
+    def enabled_by_arguments(cls, args: argparse.Namespace) -> bool:
+        """A user who names the snapshot directory means the collector to read it."""
+        return bool(getattr(args, "multiproc_dir", None) or os.environ.get(ENV_VAR))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> MultiprocCollector:
