@@ -61,6 +61,7 @@ class Encoder:
 
     def __init__(self) -> None:
         self._cache: dict[tuple, object] = {}
+        self._entries = 0  # series rendered into the cache since it was last emptied
 
     def page(self, *, openmetrics: bool = False,
              escaping: str = openmetrics.UNDERSCORES) -> Page:
@@ -68,8 +69,9 @@ class Encoder:
         return Page(self, openmetrics, escaping)
 
     def _finished(self, used: int) -> None:
-        if len(self._cache) > used + _CACHE_SLACK:
+        if self._entries > used + _CACHE_SLACK:
             self._cache = {}
+            self._entries = 0
 
 
 class Page:
@@ -170,33 +172,39 @@ class Page:
         lines[name] = [prefix + go_float(float(rows)) + "\n"]
         for name, label, scores in (("inferwatch_feature_drift", "feature", feature_scores),
                                     ("inferwatch_prediction_drift", "output", output_scores)):
-            if not scores:
-                continue
-            out = lines[name] = []
-            cache = self._cache
-            for (value_label, method), value in scores.items():
-                cache_key = (self._format, name, *key, value_label, method)
-                prefix = cache.get(cache_key)
-                if prefix is None:
-                    prefix = self._prefixes(
-                        (name, *key, value_label, method),
-                        [(name, {**base, label: value_label, "method": method})])[0]
-                else:
-                    self._used += 1
-                out.append(prefix + go_float(value) + "\n")
+            if scores:
+                lines[name] = self._lines(name, key, scores, lambda labels, label=label: {
+                    **base, label: labels[0], "method": labels[1]})
 
     def _values(self, out: list[str], metric: str, series: dict, base: dict[str, str],
                 key: tuple) -> None:
         names = CATALOGUE[metric].labels
-        cache = self._cache
-        for labels, value in series.items():
-            prefix = cache.get((self._format, metric, *key, labels))
+        out.extend(self._lines(metric, key, series,
+                               lambda labels: {**base, **dict(zip(names, labels))}))
+
+    def _lines(self, metric: str, key: tuple, values: dict, labels_of) -> list[str]:
+        """One line per (labels, value) of `values`, a float each."""
+        prefixes = self._series_cache(metric, key)
+        get = prefixes.get
+        out = []
+        for labels, value in values.items():
+            prefix = get(labels)
             if prefix is None:
-                prefix = self._prefixes((metric, *key, labels),
-                                        [(metric, {**base, **dict(zip(names, labels))})])[0]
-            else:
-                self._used += 1
-            out.append(prefix + go_float(value) + "\n")
+                prefix = prefixes[labels] = _render_prefixes(
+                    [(metric, labels_of(labels))], self._openmetrics, self._escaping)[0]
+                self._encoder._entries += 1
+            # go_float() inlined: this loop is most of a scrape's samples.
+            text = repr(float(value)) if -_INF < value < 1e6 else floatToGoString(value)
+            out.append(prefix + text + "\n")
+        self._used += len(values)
+        return out
+
+    def _series_cache(self, metric: str, key: tuple) -> dict:
+        cache_key = (self._format, metric, key)
+        found = self._cache.get(cache_key)
+        if found is None:
+            found = self._cache[cache_key] = {}
+        return found
 
     def _histograms(self, out: list[str], metric: str, series: dict, base: dict[str, str],
                     key: tuple) -> None:
@@ -273,6 +281,7 @@ class Page:
 
     def _store(self, key: tuple, value: object) -> None:
         self._cache[key] = value
+        self._encoder._entries += 1
         self._used += 1
 
     def _header(self, name: str) -> str:

@@ -317,11 +317,13 @@ class DriftWindow:
         self._counts = np.zeros((age_buckets, self.layout.total), dtype=np.int64)
         self._rows = np.zeros(age_buckets, dtype=np.int64)
         self._lock = threading.Lock()
-
+        # Bumped by every add and merge: scores computed for one value still hold.
+        self.changes = 0
 
     def renew_lock(self) -> None:
         """A new lock in a forked child (one held at fork time would never be released)."""
         self._lock = threading.Lock()
+
     def bucket_id(self, now: float) -> int:
         return math.floor(now / self.bucket_seconds)
 
@@ -341,6 +343,7 @@ class DriftWindow:
                 self._rows[slot] = 0
             self._counts[slot] += flat.astype(np.int64, copy=False)
             self._rows[slot] += int(rows)
+            self.changes += 1
         return True
 
     def flat_counts(self, now: float | None = None) -> tuple[np.ndarray, int]:
@@ -378,6 +381,7 @@ class DriftWindow:
                     self._ids[slot] = bucket
                     self._counts[slot] = bucket_counts
                     self._rows[slot] = bucket_rows
+            self.changes += 1
         return self
 
     def to_dict(self) -> dict[str, Any]:
