@@ -28,7 +28,7 @@ RATIO_TARGET = 0.3
 
 
 def realistic_deployment(models: int = MODELS, features: int = FEATURES, *, calls: int = 40,
-                         rows: int = 16):
+                         rows: int = 16, seed: int = 11):
     """A CollectorRegistry serving `models` instrumented models, each with a reference of
     `features` features, next to one of the application's own counters; and its monitors."""
     from inferwatch.core.instrument import instrument
@@ -36,12 +36,12 @@ def realistic_deployment(models: int = MODELS, features: int = FEATURES, *, call
     from inferwatch.quality.reference import Reference
     from inferwatch.serving.bridge import InferwatchCollector
 
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(seed)
     monitors = Registry(drain_interval=3600)
     registry = CollectorRegistry()
     Counter("app_requests", "The application's own requests.", registry=registry).inc(7)
     registry.register(InferwatchCollector(monitors, events_dropped=dict))
-    train = rng.normal(size=(2000, features))
+    train = np.random.default_rng(0).normal(size=(2000, features))  # every worker's reference
     reference = Reference.from_data({f"feature_{i}": train[:, i] for i in range(features)},
                                     predictions=np.abs(train[:, 0]))
     for m in range(models):

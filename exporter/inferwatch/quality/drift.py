@@ -425,17 +425,35 @@ class DriftWindow:
                 raise ValueError(f"{where}: key 'id' must be a non-negative integer")
             if not _is_int(rows) or rows < 0:
                 raise ValueError(f"{where}: key 'rows' must be a non-negative integer")
-            if (not isinstance(counts, list) or len(counts) != window.layout.total
-                    or not all(_is_int(c) and c >= 0 for c in counts)):
+            array = _count_array(counts, window.layout.total)
+            if array is None:
                 raise ValueError(f"{where}: key 'counts' must be {window.layout.total}"
                                  " non-negative integers")
             slot = bucket_id % window.age_buckets
             if window._ids[slot] >= 0:
                 raise ValueError(f"{where}: id {bucket_id} shares a slot with another bucket")
             window._ids[slot] = bucket_id
-            window._counts[slot] = counts
+            window._counts[slot] = array
             window._rows[slot] = rows
         return window
+
+
+def _count_array(counts: Any, size: int) -> np.ndarray | None:
+    """`counts` as int64 when it is `size` non-negative integers (no bools), else None.
+
+    Checked whole-array: a merged scrape decodes two windows per model and worker.
+    """
+    if not isinstance(counts, list) or len(counts) != size:
+        return None
+    if size and not set(map(type, counts)) <= {int}:
+        return None
+    try:
+        array = np.asarray(counts, dtype=np.int64)
+    except OverflowError:
+        return None
+    if array.size and array.min() < 0:
+        return None
+    return array
 
 
 def _is_int(value: Any) -> bool:

@@ -111,17 +111,35 @@ class DriftState:
     @classmethod
     def from_dict(cls, data: dict) -> DriftState:
         state = cls.__new__(cls)
-        state.reference = Reference.from_dict(data["reference"], source="worker snapshot")
+        state.reference, state._scorers = _decoded_reference(data["reference"])
         state.features = DriftWindow.from_dict(data["features"])
         state.outputs = DriftWindow.from_dict(data["outputs"])
         state.max_labels = int(data.get("max_labels", DEFAULT_MAX_FEATURE_LABELS))
-        state._scorers = None
         state._labels = None
         state._scored = None
         return state
 
     def __deepcopy__(self, memo: dict) -> DriftState:
         return DriftState.from_dict(self.to_dict())
+
+
+# id(reference data) -> (that data, its Reference, its scorers). Worker snapshots hand out
+# one parsed object per distinct reference text (snapshot_format's shared documents), so a
+# merged scrape validates and compiles each reference once, not once per worker and model.
+_decoded: dict[int, tuple[dict, Reference, tuple[DriftScorer, DriftScorer]]] = {}
+MAX_DECODED_REFERENCES = 64
+
+
+def _decoded_reference(data: dict) -> tuple[Reference, tuple[DriftScorer, DriftScorer]]:
+    found = _decoded.get(id(data))
+    if found is not None and found[0] is data:
+        return found[1], found[2]
+    reference = Reference.from_dict(data, source="worker snapshot")
+    scorers = (DriftScorer(reference.features), DriftScorer(reference.outputs))
+    if len(_decoded) >= MAX_DECODED_REFERENCES:
+        _decoded.clear()
+    _decoded[id(data)] = (data, reference, scorers)  # holding `data` keeps its id unique
+    return reference, scorers
 
 
 def _empty_like(window: DriftWindow) -> DriftWindow:
