@@ -9,7 +9,9 @@ growth is linear or better; the target leaves room for the machine's noise.
 
 from __future__ import annotations
 
+import gc
 import shutil
+import statistics
 import tempfile
 import time
 from functools import partial
@@ -19,29 +21,43 @@ from benchmarks.common import Row, fmt_seconds, per_call
 GROWTH_TARGET = 1.5  # cost per unit at the largest size, over the smallest's
 
 
+def _round_robin(measures: list, rounds: int) -> list[float]:
+    """The median of each measurement, taken in turn round after round (noise hits all)."""
+    results: list[list[float]] = [[] for _ in measures]
+    for r in range(rounds):
+        for index in range(len(measures)):
+            index = (index + r) % len(measures)
+            gc.collect()
+            results[index].append(measures[index]())
+    return [statistics.median(values) for values in results]
+
+
 def _scrape_rows(quick: bool) -> list[Row]:
     from benchmarks.bench_encoding import realistic_deployment
     from inferwatch.serving.exposition import render
 
-    cases = [("models", m, 10) for m in (1, 10, 100)] + [("features", 1, f)
-                                                         for f in (10, 100, 500)]
-    rows: list[Row] = []
-    first: dict[str, float] = {}
-    for axis, models, features in cases:
-        registry, monitors = realistic_deployment(models, features, calls=10 if quick else 20)
-        try:
+    cases = [(m, 10) for m in (1, 10, 100)] + [(1, f) for f in (100, 500)]
+    deployments, samples = [], []
+    try:
+        for models, features in cases:
+            registry, monitors = realistic_deployment(models, features,
+                                                      calls=10 if quick else 20)
+            deployments.append((registry, monitors))
             body, _ = render(registry, None, None)  # fill the label cache
-            samples = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
-            spent = min(per_call(partial(render, registry, None, None), 3)
-                        for _ in range(3 if quick else 5))
-        finally:
+            samples.append(sum(1 for line in body.split(b"\n")
+                               if line and not line.startswith(b"#")))
+        spent = _round_robin([partial(per_call, partial(render, registry, None, None), 2)
+                              for registry, _ in deployments], 3 if quick else 7)
+    finally:
+        for _, monitors in deployments:
             monitors.close()
-        per_sample = spent / samples
-        base = first.setdefault(axis, per_sample)
-        ratio = per_sample / base
-        rows.append(Row(f"scrape, {models} models x {features} features ({samples} samples)",
-                        f"{fmt_seconds(spent)} ({fmt_seconds(per_sample)}/sample)",
-                        f"smallest by {axis}: {fmt_seconds(base)}/sample", ratio,
+    rows: list[Row] = []
+    base = spent[0] / samples[0]  # 1 model x 10 features starts both axes
+    for (models, features), time_spent, count in zip(cases, spent, samples):
+        ratio = time_spent / count / base
+        rows.append(Row(f"scrape, {models} models x {features} features ({count} samples)",
+                        f"{fmt_seconds(time_spent)} ({fmt_seconds(time_spent / count)}/sample)",
+                        f"1 model x 10 features: {fmt_seconds(base)}/sample", ratio,
                         f"<= {GROWTH_TARGET} per sample", ratio <= GROWTH_TARGET))
     return rows
 
@@ -51,21 +67,24 @@ def _worker_rows(quick: bool) -> list[Row]:
 
     now = time.time()
     blobs = _worker_snapshots(2, now)
-    rows, base = [], None
-    for workers in (1, 2, 4, 8, 16, 32):
-        directory = tempfile.mkdtemp(prefix="inferwatch-growth-")
-        try:
-            _write_workers(directory, blobs, workers)
-            _merged_scrape(directory, now)
-            spent = min(per_call(partial(_merged_scrape, directory, now), 2)
-                        for _ in range(3 if quick else 5))
-        finally:
+    counts = (1, 2, 4, 8, 16, 32)
+    directories = []
+    try:
+        for workers in counts:
+            directories.append(tempfile.mkdtemp(prefix="inferwatch-growth-"))
+            _write_workers(directories[-1], blobs, workers)
+            _merged_scrape(directories[-1], now)
+        spent = _round_robin([partial(per_call, partial(_merged_scrape, d, now), 1)
+                              for d in directories], 3 if quick else 7)
+    finally:
+        for directory in directories:
             shutil.rmtree(directory, ignore_errors=True)
-        per_worker = spent / workers
-        base = base or per_worker
-        ratio = per_worker / base
+    rows = []
+    base = spent[0]
+    for workers, time_spent in zip(counts, spent):
+        ratio = time_spent / workers / base
         rows.append(Row(f"merged scrape, {workers} workers (5 models x 50 features each)",
-                        f"{fmt_seconds(spent)} ({fmt_seconds(per_worker)}/worker)",
+                        f"{fmt_seconds(time_spent)} ({fmt_seconds(time_spent / workers)}/worker)",
                         f"1 worker: {fmt_seconds(base)}", ratio,
                         f"<= {GROWTH_TARGET} per worker", ratio <= GROWTH_TARGET))
     return rows
