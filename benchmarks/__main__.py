@@ -13,9 +13,11 @@ MODULES = {
     "bench_hot_path": "Hot path: instrument() vs a naive prometheus_client wrapper",
     "bench_quantiles": "Rolling quantiles: accuracy and memory",
     "bench_drift": "Drift: PSI + JS + KS",
+    "bench_encoding": "Encoding: inferwatch's encoder vs prometheus_client's generate_latest",
     "bench_exposition": "Exposition: scrape of a realistic deployment",
     "bench_middleware": "ASGI middleware vs prometheus-fastapi-instrumentator",
     "bench_multiproc": "Multi-worker: merge and render",
+    "bench_growth": "How cost grows",
     "bench_events": "Prediction event log",
     "bench_gpu": "GPU collector: NVML calls per scrape",
 }
