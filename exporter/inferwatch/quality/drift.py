@@ -405,10 +405,11 @@ class DriftWindow:
                              f" {data.get('format')!r}/{data.get('version')!r},"
                              f" expected {WINDOW_FORMAT!r}/{WINDOW_VERSION}")
         bins = data.get("bins")
-        if not isinstance(bins, list) or not all(_is_int(b) and b >= 1 for b in bins):
+        if (not isinstance(bins, list) or not set(map(type, bins)) <= {int}
+                or (bins and min(bins) < 1)):
             raise ValueError("drift window: key 'bins' must be a list of positive integers")
         try:
-            window = cls(bins, max_age_seconds=data.get("max_age_seconds"),
+            window = cls(_layout_of(tuple(bins)), max_age_seconds=data.get("max_age_seconds"),
                          age_buckets=data.get("age_buckets"))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"drift window: {exc}") from None
@@ -436,6 +437,19 @@ class DriftWindow:
             window._counts[slot] = array
             window._rows[slot] = rows
         return window
+
+
+_layouts: dict[tuple[int, ...], BinLayout] = {}
+
+
+def _layout_of(bins: tuple[int, ...]) -> BinLayout:
+    """One BinLayout per distinct bin list: a merged scrape decodes many windows alike."""
+    layout = _layouts.get(bins)
+    if layout is None:
+        if len(_layouts) >= 64:
+            _layouts.clear()
+        layout = _layouts[bins] = BinLayout(bins)
+    return layout
 
 
 def _count_array(counts: Any, size: int) -> np.ndarray | None:
