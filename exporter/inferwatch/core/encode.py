@@ -35,8 +35,9 @@ from inferwatch.core.render import PER_MODEL
 from inferwatch.core.state import ModelState
 
 _INF = math.inf
-# The cache holds the series of the last scrapes; past this many entries beyond what
-# one page used, the series it holds are mostly gone (old versions) and it starts again.
+# The cache holds the series of recent scrapes, in each format asked for. Past four times
+# what one page used (two formats, with room), plus this slack, most of what it holds is
+# gone (old model versions, folded labels) and it starts again.
 _CACHE_SLACK = 4096
 
 
@@ -69,7 +70,7 @@ class Encoder:
         return Page(self, openmetrics, escaping)
 
     def _finished(self, used: int) -> None:
-        if self._entries > used + _CACHE_SLACK:
+        if self._entries > 4 * used + _CACHE_SLACK:
             self._cache = {}
             self._entries = 0
 
