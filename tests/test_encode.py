@@ -307,3 +307,24 @@ def test_the_cache_does_not_grow_past_the_series_served():
         page.text()
 
     assert 200 <= encoder._entries < 30 * 200  # the live version's series, not all thirty
+
+
+@pytest.mark.parametrize("accept", [None, OPENMETRICS])
+def test_a_lone_surrogate_in_inferwatch_labels_does_not_break_the_scrape(accept):
+    monitors = Registry(drain_interval=3600)
+    registry = CollectorRegistry()
+    registry.register(InferwatchCollector(monitors, events_dropped=dict))
+    try:
+        for name, calls in (("bad \ud800 model", 2), ("good", 3)):
+            model = instrument(lambda x: x, name=name, version="1", registry=monitors)
+            for _ in range(calls):
+                model(0.5)
+
+        body, _ = render(registry, accept, None)
+    finally:
+        monitors.close()
+
+    parse = parse_openmetrics if accept else parse_text
+    values = {s.labels["model"]: s.value for f in parse(body.decode()) for s in f.samples
+              if s.name == "inferwatch_requests_total" and s.labels["outcome"] == "ok"}
+    assert values == {"bad ? model": 2.0, "good": 3.0}
