@@ -79,7 +79,6 @@ class InferwatchCollector(Collector):
                                     _guarded(self._events_dropped),
                                     _guarded(loaded_ml_packages))
 
-
     def _fill(self, page: Page) -> None:
         """The same samples as collect() gives, written into `page`."""
         if self.registry.multiproc is not None:
