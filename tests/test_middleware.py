@@ -433,3 +433,18 @@ def test_two_uvicorn_workers_under_gunicorn_serve_the_merged_view(tmp_path):
         for _ in range(6):
             assert scrape(url, "inferwatch_stage_duration_seconds_count",
                           stage="inference") == calls
+
+
+def test_template_matches_are_remembered_per_path_and_boundedly():
+    from inferwatch.serving.middleware import _MAX_CACHED_TARGETS, _Routes
+
+    routes = _Routes({"/score/{user_id}": "fraud", "/files/{p:path}": ("files", "2")},
+                     "default", None, ("/score/internal",), None)
+
+    for i in range(3 * _MAX_CACHED_TARGETS):
+        assert routes.target(f"/score/{i}", {}) == ("fraud", None)
+        assert routes.target(f"/score/{i}", {}) == ("fraud", None)  # the remembered answer
+    assert routes.target("/files/a/b", {}) == ("files", "2")
+    assert routes.target("/score/internal", {}) is None  # exclusions come first, always
+    assert routes.target("/other", {}) == ("default", None)
+    assert len(routes._matched) <= _MAX_CACHED_TARGETS

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client.core import Metric
@@ -31,6 +32,9 @@ from inferwatch.core.render import model_families, process_families
 from inferwatch.core.rolling_sketch import RollingSketch
 from inferwatch.core.state import HistogramState, ModelState, SummarySettings, SummaryState
 from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError, dense_bins
+
+if TYPE_CHECKING:
+    from inferwatch.core.encode import Page
 
 SeriesKey = tuple[tuple[str, str], str, tuple[str, ...]]
 
@@ -54,6 +58,14 @@ class MergedView:
         return [*model_families(self.states, now),
                 *process_families(internal_errors, self.overflow, self.events_dropped,
                                   self.dependencies)]
+
+
+    def encode_into(self, page: Page, now: float) -> None:
+        """Every family of the view written into `page`, the same samples as families()."""
+        for state in self.states:
+            page.add(state, now)
+        page.add_process(self.internal_errors, self.overflow, self.events_dropped,
+                         self.dependencies)
 
 
 class _Series:

@@ -42,6 +42,7 @@ from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
 
 if TYPE_CHECKING:
+    from inferwatch.core.encode import Page
     from inferwatch.core.registry import Registry
 
 ENV_VAR = "INFERWATCH_MULTIPROC_DIR"
@@ -215,6 +216,21 @@ class Publisher:
         except Exception as exc:
             faults.record("multiproc_read", exc)
             return list(process_families(faults.internal_error_counts(), {}, {}, {}))
+
+    def encode_into(self, page: Page) -> None:
+        """What :meth:`collect` gives, written into an exposition page."""
+        registry = self._registry()
+        if registry is not None:
+            registry.drain()
+        self.publish()
+        now = time.time()
+        try:
+            self.directory.read_view(now).encode_into(page, now)
+        except Exception as exc:
+            faults.record("multiproc_read", exc)
+            page.clear()
+            page.clear_process()
+            page.add_process(faults.internal_error_counts(), {}, {}, {})
 
     # --- lifecycle ----------------------------------------------------------------------------
     def after_fork(self) -> None:

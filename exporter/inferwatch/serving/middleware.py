@@ -153,6 +153,7 @@ class _Routes:
         self._excluded_prefixes = tuple(p.rstrip("/") + "/" for p in exclude_paths)
         self._registry = registry
         self._cache: dict[tuple[str, str | None], tuple[Monitor | None, float]] = {}
+        self._matched: dict[str, tuple[str, str | None]] = {}  # path -> its template's target
 
     def target(self, path: str, scope: Mapping[str, Any]) -> tuple[str, str | None] | None:
         if path in self._excluded or path.startswith(self._excluded_prefixes):
@@ -160,8 +161,15 @@ class _Routes:
         target = self._exact.get(path)
         if target is not None:
             return target
+        target = self._matched.get(path)
+        if target is not None:
+            return target
         for pattern, candidate in self._templates:
             if pattern.fullmatch(path):
+                # Paths of a template repeat (ids, names): match each once, boundedly.
+                if len(self._matched) >= _MAX_CACHED_TARGETS:
+                    self._matched.clear()
+                self._matched[path] = candidate
                 return candidate
         if self._function is not None:
             found = self._function(scope)
