@@ -18,6 +18,7 @@ MODULES = {
     "bench_multiproc": "Multi-worker: merge and render",
     "bench_events": "Prediction event log",
     "bench_gpu": "GPU collector: NVML calls per scrape",
+    "bench_streams": "Streams: per item, time to first item, memory",
 }
 
 

@@ -123,6 +123,14 @@ ALERTS: tuple[AlertDef, ...] = (
         lambda c: f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
                   f"threshold of {number(c.latency.p99_seconds)}s.",
     ),
+    AlertDef(
+        "InferwatchStreamFirstItemSlow", "warning", "10m", "availability", "overview", True,
+        lambda c: f"{q.first_item_quantile(c, 99)} > {number(c.latency.first_item_p99_seconds)}",
+        f"Model {MODEL} is slow to start its streams",
+        lambda c: f"p99 time to first item of {MODEL} streams is {DURATION} over "
+                  f"{c.windows.rate}, above the objective of "
+                  f"{number(c.latency.first_item_p99_seconds)}s.",
+    ),
     # --- predictions and model identity -------------------------------------------------------
     AlertDef(
         "InferwatchInvalidPredictions", "critical", "5m", "predictions", "quality", True,
@@ -336,6 +344,10 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
         rules.append((q.latency_quantile(cfg, quantile),
                       f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, le) "
                       f"(rate(inferwatch_request_duration_seconds_bucket{m}[{w}])))"))
+    for quantile in (50, 99):
+        rules.append((q.first_item_quantile(cfg, quantile),
+                      f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, le) "
+                      f"(rate(inferwatch_stream_first_item_seconds_bucket{m}[{w}])))"))
     for quantile in (50, 99):
         rules.append((q.stage_latency_quantile(cfg, quantile),
                       f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, stage, le) "
