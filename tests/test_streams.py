@@ -40,7 +40,7 @@ def test_sync_generator_yields_the_same_items_and_records_the_whole_stream(scrap
                                    registry=scraper.registry)
     received = list(stream())
     assert all(a is b for a, b in zip(received, items, strict=True))  # no copy
-    assert outcomes(scraper) == {"ok": 1.0, "error": 0.0}
+    assert outcomes(scraper) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0}
     assert scraper.value("inferwatch_stream_items_count") == 1
     assert scraper.value("inferwatch_stream_items_sum") == 5
     assert scraper.value("inferwatch_stream_first_item_seconds_count") == 1
@@ -96,7 +96,7 @@ def test_an_error_mid_stream_is_counted_and_reraised_untouched(scraper, fail_at)
             received.append(item)
     assert caught.value is error
     assert len(received) == fail_at
-    assert outcomes(scraper) == {"ok": 0.0, "error": 1.0}
+    assert outcomes(scraper) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0}
     assert scraper.value("inferwatch_errors_total", error_type="KeyError") == 1
     assert scraper.value("inferwatch_stream_items_sum") == fail_at
     assert (scraper.value("inferwatch_stream_first_item_seconds_count") or 0) == min(fail_at, 1)
@@ -111,7 +111,7 @@ def test_an_error_after_the_last_item_is_an_error(scraper):
                                    registry=scraper.registry)
     with pytest.raises(ValueError):
         list(stream())
-    assert outcomes(scraper) == {"ok": 0.0, "error": 1.0}
+    assert outcomes(scraper) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0}
     assert scraper.value("inferwatch_stream_items_sum") == 1
 
 
@@ -268,7 +268,7 @@ def test_slow_path_events_carry_item_and_token_counts_and_bounded_text(scraper, 
     assert "prediction" not in ok
     failed = next(e for e in events if e["stream"]["outcome"] == "error")
     assert failed["error"] == {"type": "KeyError"} and failed["stream"]["items"] == 1
-    assert outcomes(scraper) == {"ok": 1.0, "error": 1.0}
+    assert outcomes(scraper) == {"ok": 1.0, "error": 1.0, "cancelled": 0.0}
     assert scraper.value("inferwatch_tokens_total", kind="output") == 7
 
 
