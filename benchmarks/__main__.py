@@ -22,6 +22,7 @@ MODULES = {
     "bench_gpu": "GPU collector: NVML calls per scrape",
     "bench_rules": "Rule evaluation: 100 models with their own objectives, on Prometheus",
     "bench_outcome_cache": "Outcome cache: memory per entry and the byte bound",
+    "bench_streams": "Streams: per item, time to first item, memory",
 }
 
 

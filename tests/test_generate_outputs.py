@@ -78,6 +78,7 @@ SENTINELS: dict[str, Any] = {
     "slo.slow_burn.short_window": "43m",
     "slo.slow_burn.factor": 1.75,
     "latency.p99_seconds": 0.321,
+    "latency.first_item_p99_seconds": 0.654,
     "predictions.invalid_ratio": 0.0123,
     "predictions.max_versions": 611,
     "predictions.max_model_age": "47d",
@@ -237,6 +238,7 @@ def test_thresholds_reach_the_alert_expressions() -> None:
     exprs = {r["alert"]: r["expr"] for g in alerting_groups(cfg) for r in g["rules"]}
     expected = {
         "InferwatchLatencyHigh": ["0.321", "p99_7m"],
+        "InferwatchStreamFirstItemSlow": ["0.654", "inferwatch_stream_first_item_seconds:p99_7m"],
         "InferwatchInvalidPredictions": ["0.0123"],
         "InferwatchTooManyVersionsServing": ["611"],
         "InferwatchModelStale": [str(47 * 86400)],

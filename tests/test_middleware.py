@@ -329,7 +329,9 @@ def server(args: list[str], port: int, tmp_path: Path, env: dict | None = None) 
                                    env={**os.environ, "PYTHONPATH": str(APPS), **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        # A generous safety deadline: with both cores busy, importing FastAPI alone can take
+        # longer than 20 s. The wait ends as soon as the server answers.
+        deadline = time.monotonic() + 120
         while True:
             try:
                 get(url + "/health")

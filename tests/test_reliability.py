@@ -169,7 +169,7 @@ def test_ten_thousand_classes_actions_stages_and_outputs_are_capped(scraper):
             with r.stage(f"stage-{i}"):
                 pass
             r.action(f"action-{i}")
-            r.prediction(f"class-{i}")
+            r.prediction(np.array([f"class-{i}"]))  # a lone str is text
     wrapped = inferwatch.instrument(lambda i: {f"out-{i}": 1.0}, name="m", version="1",
                                     registry=scraper.registry)
     for i in range(10_000):
@@ -256,7 +256,7 @@ def test_hostile_label_values_round_trip(model, version, label):
         r.prediction({label: np.array([0.5])})
     wrapped = inferwatch.instrument(lambda x: x, name=model, version=version,
                                     registry=scraper.registry)
-    wrapped(label)
+    wrapped(np.array([label], dtype=object))  # a lone str would be text, never a label
     families = list(text_string_to_metric_families(scraper.text()))
     scraper.registry.close()
     samples = [s for f in families for s in f.samples]

@@ -59,7 +59,8 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                ("package", "package_version"), per_model=False),
     # --- operational ----------------------------------------------------------------------
     MetricSpec("inferwatch_requests_total", "counter",
-               "Prediction calls, by outcome (ok, error or cancelled).", ("outcome",)),
+               "Prediction calls, by outcome (ok, error, or cancelled: stopped before it "
+               "finished).", ("outcome",)),
     MetricSpec("inferwatch_errors_total", "counter",
                "Failed prediction calls, by exception class.", ("error_type",)),
     MetricSpec("inferwatch_request_duration_seconds", "histogram",
@@ -72,6 +73,19 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                "Rows per prediction call."),
     MetricSpec("inferwatch_calls_dropped_total", "counter",
                "Calls not recorded because the drain fell max_pending calls behind."),
+    # --- streams and generative calls -----------------------------------------------------
+    MetricSpec("inferwatch_stream_first_item_seconds", "histogram",
+               "Time from a streaming call to its first item in seconds."),
+    MetricSpec("inferwatch_stream_items", "histogram",
+               "Items per streamed result (count); its _sum counts every item."),
+    MetricSpec("inferwatch_stream_item_interval_seconds", "histogram",
+               "Time between two consecutive items of a streamed result in seconds."),
+    MetricSpec("inferwatch_output_characters", "histogram",
+               "Length of text outputs in characters (a streamed text: all its items)."),
+    MetricSpec("inferwatch_tokens_total", "counter",
+               "Tokens of generative calls, by kind (input or output).", ("kind",)),
+    MetricSpec("inferwatch_output_tokens_per_second", "histogram",
+               "Output tokens per second of call duration (tokens/s), per generative call."),
     # --- predictions ----------------------------------------------------------------------
     MetricSpec("inferwatch_prediction", "summary",
                "Rolling-window quantiles of predicted values (unit of the model output).",

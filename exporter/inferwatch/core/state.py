@@ -108,6 +108,11 @@ class HistogramState:
         self.counts[int(np.searchsorted(self.bounds, value, side="left"))] += 1
         self.sum += value
 
+    def add_counts(self, counts: Sequence[int], total: float) -> None:
+        """Add bucket counts kept elsewhere (the same bounds, +Inf last) and their sum."""
+        self.counts += np.asarray(counts, dtype=np.int64)
+        self.sum += float(total)
+
     @property
     def count(self) -> int:
         return int(self.counts.sum())

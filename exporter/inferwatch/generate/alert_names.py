@@ -19,6 +19,7 @@ ALERT_NAMES: tuple[str, ...] = (
     "InferwatchErrorBudgetBurnFast",
     "InferwatchErrorBudgetBurnSlow",
     "InferwatchLatencyHigh",
+    "InferwatchStreamFirstItemSlow",
     # predictions and model identity
     "InferwatchInvalidPredictions",
     "InferwatchModelStale",

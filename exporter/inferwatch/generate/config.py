@@ -215,6 +215,9 @@ class Slo:
 class Latency:
     p99_seconds: float = _setting(0.5, "p99 end-to-end latency above which "
                                   "InferwatchLatencyHigh fires", _positive)
+    first_item_p99_seconds: float = _setting(1.0, "p99 time to first item of streaming calls "
+                                             "above which InferwatchStreamFirstItemSlow fires",
+                                             _positive)
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,30 @@ def model_overview(cfg: Config) -> dict[str, Any]:
         Cell(timeseries("Rows per second", [target(_recorded(cfg, q.rows_rate(cfg)), MV)], "short",
                         "Rows predicted per second (sum of batch sizes).")),
     ]
+    cancelled = _raw(cfg, 'outcome="cancelled"')
+    streams = [
+        Cell(timeseries("Time to first item", [
+            target(_recorded(cfg, q.first_item_quantile(cfg, n)), f"p{n} {MV}") for n in (50, 99)],
+            "s", "Streaming calls: from the call (or the request) to the first item or body "
+                 "byte. Dashed line: the p99 objective of InferwatchStreamFirstItemSlow.",
+            limit=cfg.latency.first_item_p99_seconds)),
+        Cell(timeseries("Items and tokens per second", [
+            target(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_stream_items_sum{raw}"
+                   f"[{RATE}]))", "items " + MV),
+            target(f"sum by ({q.MODEL_LABELS}, kind) (rate(inferwatch_tokens_total{raw}"
+                   f"[{RATE}]))", "{{kind}} tokens " + MV)],
+            "short", "Items of finished streams, and input and output tokens, per second.")),
+        Cell(timeseries("Cancelled streams", [target(
+            f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{cancelled}[{RATE}])) / "
+            f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{raw}[{RATE}]))", MV)],
+            "percentunit", "Calls whose consumer stopped early (a client gone, a closed "
+            "stream) / all calls.", max_value=1)),
+        Cell(timeseries("Output tokens per second of a call", [target(
+            f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
+            f"(rate(inferwatch_output_tokens_per_second_bucket{raw}[{RATE}])))",
+            f"p{n} {MV}") for n in (50, 10)], "short",
+            "Generation speed of single calls; p10 is the slow tail.")),
+    ]
     versions = [
         Cell(table("Versions serving", [target(
             f"count by (model, model_version, framework, task) (inferwatch_model_info{raw})",
@@ -226,7 +250,7 @@ def model_overview(cfg: Config) -> dict[str, Any]:
     return _dashboard(cfg, "overview", "Model overview",
                       "Traffic, errors, latency and versions of the models inferwatch watches.",
                       [("Traffic and errors", traffic), ("Latency and load", latency),
-                       ("Versions and deploys", versions)])
+                       ("Streams", streams), ("Versions and deploys", versions)])
 
 
 def model_quality(cfg: Config) -> dict[str, Any]:

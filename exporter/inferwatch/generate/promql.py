@@ -59,6 +59,11 @@ def latency_quantile(cfg: Config, quantile: int) -> str:
                        f"p{quantile}_{cfg.windows.rate}")
 
 
+def first_item_quantile(cfg: Config, quantile: int) -> str:
+    return record_name("model", "inferwatch_stream_first_item_seconds",
+                       f"p{quantile}_{cfg.windows.rate}")
+
+
 def stage_latency_quantile(cfg: Config, quantile: int) -> str:
     return record_name("model_stage", "inferwatch_stage_duration_seconds",
                        f"p{quantile}_{cfg.windows.rate}")

@@ -202,6 +202,17 @@ ALERTS: tuple[AlertDef, ...] = (
             f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
             f"threshold of {threshold_text(c, 'latency.p99_seconds')}s."),
     ),
+    AlertDef(
+        name="InferwatchStreamFirstItemSlow", severity="warning", for_="10m",
+        group="availability", dashboard="overview", per_model=True,
+        expr=lambda c: (f"{q.first_item_quantile(c, 99)}"
+                        f" > {number(c.latency.first_item_p99_seconds)}"),
+        summary=f"Model {MODEL} is slow to start its streams",
+        description=lambda c: (
+            f"p99 time to first item of {MODEL} streams is {DURATION} over "
+            f"{c.windows.rate}, above the objective of "
+            f"{number(c.latency.first_item_p99_seconds)}s."),
+    ),
     # --- predictions and model identity -------------------------------------------------------
     AlertDef(
         name="InferwatchInvalidPredictions", severity="critical", for_="5m", group="predictions",
@@ -528,6 +539,10 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
         rules.append((q.latency_quantile(cfg, quantile),
                       f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, le) "
                       f"(rate(inferwatch_request_duration_seconds_bucket{m}[{w}])))"))
+    for quantile in (50, 99):
+        rules.append((q.first_item_quantile(cfg, quantile),
+                      f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, le) "
+                      f"(rate(inferwatch_stream_first_item_seconds_bucket{m}[{w}])))"))
     for quantile in (50, 99):
         rules.append((q.stage_latency_quantile(cfg, quantile),
                       f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, stage, le) "
