@@ -9,12 +9,11 @@ Every accepted socket counts toward one connection budget from the moment it is 
 TLS handshakes included (the handshake runs inside the connection's own task): the budget
 is `max_connections`, lowered at start-up to a quarter of the process's open-file limit
 (``RLIMIT_NOFILE``), so the host application always keeps most of its descriptors; the
-server never holds more sockets. From half the budget on, each new connection evicts the
-least recently active one that is not rendering: connections that never completed a good
-request (idle, half-open, slow, never-handshaking) go first, oldest first. Connections
-younger than half a second are spared (they have not had time to send a request), so a
-newcomer is refused only when the whole budget was opened in the last half second: a
-flood, not clients holding sockets, who can never lock a newcomer out.
+server never holds more sockets. At the budget, a new connection evicts the least recently
+active one that is not rendering: connections that never completed a good request (idle,
+half-open, slow, never-handshaking) go first, oldest first, and one with request bytes
+waiting unread (a newcomer that has just sent its request) is spared while any other can
+go. Clients holding sockets can never lock a newcomer out.
 
 >>> import urllib.request
 >>> from prometheus_client import CollectorRegistry, Counter
@@ -29,15 +28,18 @@ True
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import html
 import logging
 import re
 import resource
 import ssl
+import sys
+import termios
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
@@ -64,8 +66,6 @@ HEALTH_ROUTES = ("/-/healthy", "/-/ready")
 # so a tiny limit still leaves room for a scrape and a few attackers to evict.
 DESCRIPTOR_SHARE = 4
 MIN_CONNECTION_BUDGET = 8
-# A connection this young is not evicted: it has had no time to send its request.
-EVICTION_GRACE_SECONDS = 0.5
 # ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses.
 _DECIMAL = re.compile(r"[0-9]{1,18}")
 # RFC 9110 token characters: what a header name or method may hold.
@@ -109,7 +109,6 @@ class MetricsServer:
         self._idle_timeout = idle_timeout
         self._collect_timeout = collect_timeout
         self.connection_budget = connection_budget(max_connections)
-        self.eviction_threshold = max(1, self.connection_budget // 2)
         # Touched only from the loop thread, so they need no lock. In accept order.
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._evicted = 0
@@ -183,11 +182,10 @@ class MetricsServer:
                 return
             self.port = self._server.sockets[0].getsockname()[1]
             log.info("event=listening address=%s tls=%s basic_auth=%s max_concurrency=%d "
-                     "max_connections=%d connection_budget=%d eviction_threshold=%d",
+                     "max_connections=%d connection_budget=%d",
                      _host_port(self.addr, self.port), self._ssl_context is not None,
                      bool(self._web_config and self._web_config.auth_required),
-                     self._max_concurrency, self._max_connections, self.connection_budget,
-                     self.eviction_threshold)
+                     self._max_concurrency, self._max_connections, self.connection_budget)
             self._ready.set()
             loop.run_forever()
         finally:
@@ -210,27 +208,28 @@ class MetricsServer:
         # No ssl= here: the handshake runs in the connection's task (start_tls), so a
         # socket counts toward the budget from accept, not from a finished handshake.
         # The backlog is also how many sockets one accept round takes: keep it small.
-        return await asyncio.start_server(
-            self._on_connection, self.addr, self.port, limit=MAX_HEADER_BYTES,
-            backlog=min(self.connection_budget, 128), reuse_address=True)
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:  # asyncio.start_server's, our reader
+            return asyncio.StreamReaderProtocol(_Reader(MAX_HEADER_BYTES, loop=loop),
+                                                self._on_connection, loop=loop)
+
+        return await loop.create_server(protocol, self.addr, self.port,
+                                        backlog=min(self.connection_budget, 128),
+                                        reuse_address=True)
 
     def _make_room(self) -> bool:
-        """Whether a newcomer may stay, evicting one connection to make room if needed.
-
-        From half the budget on, each newcomer evicts one settled connection; with none
-        settled (all just arrived, or rendering), it is admitted until the whole budget is
-        held, and refused after that.
-        """
-        held = len(self._connections)
-        if held < self.eviction_threshold:
+        """Evict one connection if the budget is full; False when none can go."""
+        if len(self._connections) < self.connection_budget:
             return True
-        settled = time.monotonic() - EVICTION_GRACE_SECONDS
-        victims = [c for c in self._connections.values()
-                   if not c.busy and c.accepted <= settled]
-        if not victims:
-            return held < self.connection_budget
-        # Never-proven connections before proven ones, then least recently active first.
-        victim = min(victims, key=lambda c: (c.trusted, c.last_active))
+        # Unproven before proven (a good answer makes a connection proven), then least
+        # recently active first; one whose request is waiting unread is spared while
+        # any other can go: a newcomer has not yet been read, an idle socket never will.
+        candidates = sorted((c for c in self._connections.values() if not c.busy),
+                            key=lambda c: (c.trusted, c.last_active))
+        if not candidates:
+            return False
+        victim = next((c for c in candidates if not c.has_unread_bytes()), candidates[0])
         del self._connections[victim.task]
         self._evicted += 1
         victim.transport.abort()  # its pending read fails; its task ends on its own
@@ -250,14 +249,13 @@ class MetricsServer:
                              writer: asyncio.StreamWriter) -> None:
         if not self._make_room():
             self._warn("max_connections", "event=connection_refused reason=connection_budget "
-                       "budget=%d note=every connection is rendering or just arrived",
-                       self.connection_budget)
+                       "budget=%d note=every connection is rendering", self.connection_budget)
             writer.transport.abort()
             return
         task = asyncio.current_task()
         assert task is not None
-        now = time.monotonic()
-        connection = _Connection(task, writer.transport, accepted=now, last_active=now)
+        connection = _Connection(task, writer.transport, reader,  # type: ignore[arg-type]
+                                 last_active=time.monotonic())
         self._connections[task] = connection
         self._handlers.add(task)
         try:
@@ -305,7 +303,8 @@ class MetricsServer:
         first = True
         while not self._closing:
             try:
-                head = await self._read_head(reader, first)
+                head = await self._read_head(reader, first, connection)
+                connection.unhandled = False
                 if head is None:
                     return
                 started = time.perf_counter()
@@ -335,15 +334,19 @@ class MetricsServer:
                 return
             first = False
 
-    async def _read_head(self, reader: asyncio.StreamReader, first: bool) -> bytes | None:
+    async def _read_head(self, reader: asyncio.StreamReader, first: bool,
+                         connection: _Connection) -> bytes | None:
         """The request line and headers, or None when the client closed or went quiet."""
         try:
             if first:
-                return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._read_timeout)
+                return await asyncio.wait_for(_unhandled(reader.readuntil(b"\r\n\r\n"),
+                                                         connection), self._read_timeout)
             # Between keep-alive requests a client may stay silent up to idle_timeout; once it
             # starts a request, the rest of the head must arrive within read_timeout.
-            start = await asyncio.wait_for(reader.readexactly(1), self._idle_timeout)
-            rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._read_timeout)
+            start = await asyncio.wait_for(_unhandled(reader.readexactly(1), connection),
+                                           self._idle_timeout)
+            rest = await asyncio.wait_for(_unhandled(reader.readuntil(b"\r\n\r\n"),
+                                                     connection), self._read_timeout)
             return start + rest
         except asyncio.LimitOverrunError:
             raise _HttpError(431, "request head too large") from None
@@ -498,6 +501,21 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     return server
 
 
+class _Reader(asyncio.StreamReader):
+    """A StreamReader that tells whether bytes it received wait unparsed."""
+
+    def buffered(self) -> int:
+        return len(self._buffer)  # type: ignore[attr-defined]
+
+
+async def _unhandled(read: Awaitable[T], connection: _Connection) -> T:
+    """`read`, marking the connection once it returns: wait_for runs it as a task of its
+    own, and the bytes it took are in no buffer until the caller resumes."""
+    data = await read
+    connection.unhandled = True
+    return data
+
+
 def connection_budget(max_connections: int) -> int:
     """How many sockets one server may hold: `max_connections`, but at most a quarter of
     this process's open-file limit (read now), so the host keeps its descriptors.
@@ -519,10 +537,24 @@ class _Connection:
 
     task: asyncio.Task[None]
     transport: asyncio.BaseTransport
-    accepted: float  # monotonic seconds
-    last_active: float  # accepted, or last answered
+    reader: _Reader
+    last_active: float  # accepted, or last answered (monotonic seconds)
     trusted: bool = False  # answered a request without error: a real client
     busy: bool = False  # rendering or checking a password: not evictable
+    unhandled: bool = False  # read a request (or its first byte) not yet handled
+
+    def has_unread_bytes(self) -> bool:
+        """Whether the peer sent bytes not handled yet: in the socket (FIONREAD), in the
+        stream's buffer, or read by a task whose caller has not resumed yet.
+        """
+        if self.unhandled or self.reader.buffered():
+            return True
+        sock = self.transport.get_extra_info("socket")
+        try:
+            waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, AttributeError, ValueError):
+            return False  # closed already: nothing to spare
+        return int.from_bytes(waiting, sys.byteorder) > 0
 
 
 @dataclass
