@@ -463,7 +463,9 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     gives basic auth). At most `max_concurrency` scrapes render at once, the rest get a fast
     503; `collect_timeout` bounds how long a scrape waits for a render; `read_timeout`
     bounds reading a request head and a TLS handshake; `idle_timeout` closes quiet
-    keep-alive connections; `telemetry_path` moves the metrics (node_exporter's
+    keep-alive connections; `max_connections` bounds the sockets held (TLS handshakes
+    included; at most a quarter of the open-file limit), the oldest idle one making room
+    for a newcomer; `telemetry_path` moves the metrics (node_exporter's
     --web.telemetry-path). Raises OSError naming the address when it cannot bind,
     ValueError or WebConfigError for bad settings.
 
