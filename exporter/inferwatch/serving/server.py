@@ -504,10 +504,11 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
 
 
 class _Reader(asyncio.StreamReader):
-    """A StreamReader that tells whether bytes it received wait unparsed."""
+    """A StreamReader that tells whether a whole request head waits in it, unparsed."""
 
-    def buffered(self) -> int:
-        return len(self._buffer)  # type: ignore[attr-defined]
+    def has_request(self) -> bool:
+        # A partial head (a slow sender's) does not count: it may never end.
+        return b"\r\n\r\n" in self._buffer  # type: ignore[attr-defined]
 
 
 async def _unhandled(read: Awaitable[T], connection: _Connection) -> T:
@@ -546,10 +547,11 @@ class _Connection:
     unhandled: bool = False  # read a request (or its first byte) not yet handled
 
     def has_unread_bytes(self) -> bool:
-        """Whether the peer sent bytes not handled yet: in the socket (FIONREAD), in the
-        stream's buffer, or read by a task whose caller has not resumed yet.
+        """Whether the peer sent bytes not handled yet: in the socket (FIONREAD), a whole
+        request head in the stream's buffer, or one read by a task whose caller has not
+        resumed yet.
         """
-        if self.unhandled or self.reader.buffered():
+        if self.unhandled or self.reader.has_request():
             return True
         sock = self.transport.get_extra_info("socket")
         try:
