@@ -233,8 +233,10 @@ def test_emit_never_raises_on_bad_events(tmp_path, make_log):
     event_log.emit(None)  # type: ignore[arg-type]
     event_log.emit({"inputs": Unprintable(), "error": "E"})
     assert event_log.flush(10)
-    assert event_log.dropped_counts()["serialize_error"] == 3
-    assert read_events(tmp_path / "events.jsonl") == []
+    assert event_log.dropped_counts()["serialize_error"] == 2
+    # An input with no JSON form costs only that value: the event is kept, with a marker.
+    stored = read_events(tmp_path / "events.jsonl")
+    assert [e["inputs"]["dropped"] for e in stored] == ["unsupported_type"]
 
 
 def test_sampling_keeps_every_error(tmp_path, make_log):

@@ -138,6 +138,14 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
     MetricSpec("inferwatch_events_dropped_total", "counter",
                "Prediction events not written to the event log, by reason.",
                ("reason",), per_model=False),
+    MetricSpec("inferwatch_event_values_dropped_total", "counter",
+               "Values (inputs, outputs, fields) replaced by a marker in stored events "
+               "because they have no named-field form, by reason; unit: values.",
+               ("reason",), per_model=False),
+    MetricSpec("inferwatch_multiproc_files_skipped_total", "counter",
+               "Entries of the multi-worker directory skipped instead of read or removed "
+               "(each time one is met), by reason; unit: directory entries.",
+               ("reason",), per_model=False),
     # --- standalone exporter --------------------------------------------------------------
     MetricSpec("inferwatch_exporter_build_info", "gauge",
                "Always 1: the exporter's version.", ("version", "python_version"),

@@ -48,6 +48,11 @@ _CRC = struct.Struct(">I")
 # A header past this is not ours (or is damaged); refusing it bounds what a read allocates.
 MAX_HEADER_BYTES = 256 << 20
 MAX_BLOB_BYTES = 2 << 30
+# The largest file a valid frame can be: readers never read past it (a FIFO, /dev/zero).
+MAX_SNAPSHOT_BYTES = len(MAGIC) + _LENGTHS.size + MAX_HEADER_BYTES + MAX_BLOB_BYTES + _CRC.size
+# Process-wide counters a snapshot carries besides the model states, summed across files.
+PROCESS_COUNTERS = ("internal_errors", "overflow", "events_dropped", "event_values_dropped",
+                    "files_skipped")
 
 
 class SnapshotError(ValueError):
@@ -64,6 +69,8 @@ class Snapshot:
     internal_errors: dict[str, float] = field(default_factory=dict)
     overflow: dict[str, float] = field(default_factory=dict)
     events_dropped: dict[str, float] = field(default_factory=dict)
+    event_values_dropped: dict[str, float] = field(default_factory=dict)
+    files_skipped: dict[str, float] = field(default_factory=dict)
     dependencies: dict[str, str] = field(default_factory=dict)
     # Archive only: names of the worker snapshots already folded in (see multiproc_store).
     folded: list[str] = field(default_factory=list)
@@ -97,6 +104,8 @@ def encode(snapshot: Snapshot) -> bytes:
         "internal_errors": snapshot.internal_errors,
         "overflow": snapshot.overflow,
         "events_dropped": snapshot.events_dropped,
+        "event_values_dropped": snapshot.event_values_dropped,
+        "files_skipped": snapshot.files_skipped,
         "dependencies": snapshot.dependencies,
         "folded": snapshot.folded,
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,6 +79,9 @@ class InferwatchCollector(Collector):
                                     self.registry.overflow_counts(),
                                     _guarded(self._events_dropped),
                                     _guarded(loaded_ml_packages))
+        events = sys.modules.get("inferwatch.events.log")
+        if events is not None:  # only a process with an event log has values to report
+            yield events.values_dropped_family(_guarded(events.values_dropped_totals))
 
     def _fill(self, page: Page) -> None:
         """The same samples as collect() gives, written into `page`."""

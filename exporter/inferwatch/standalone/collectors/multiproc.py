@@ -26,7 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from inferwatch import faults
 from inferwatch.core.render import describe_families
-from inferwatch.multiproc.store import SnapshotDirectory
+from inferwatch.multiproc.store import SnapshotDirectory, skipped_counts
 from inferwatch.multiproc.worker import ENV_VAR, MultiprocError, check_directory
 from inferwatch.standalone.scrape import Collector, CollectorError, register
 
@@ -83,5 +83,6 @@ class MultiprocCollector(Collector):
             raise CollectorError(_NO_DIRECTORY)
         now = time.time()
         view = self.directory.read_view(now)
-        # Damaged files this exporter skipped are its own faults, added to the workers'.
-        return view.families(now, extra_internal_errors=faults.internal_error_counts())
+        # Damaged or hostile files this exporter skipped are its own, added to the workers'.
+        return view.families(now, extra_internal_errors=faults.internal_error_counts(),
+                             extra_files_skipped=skipped_counts())
