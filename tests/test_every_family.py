@@ -36,7 +36,9 @@ from inferwatch.serving.exposition import render
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
-IN_PROCESS = {spec.family for spec in CATALOGUE.values() if spec.source == "instrumentation"}
+# Worker files are skipped only in multi-worker mode (tests/test_security_multiproc.py).
+IN_PROCESS = {spec.family for spec in CATALOGUE.values() if spec.source == "instrumentation"
+              } - {"inferwatch_multiproc_files_skipped"}
 
 
 def _span() -> NonRecordingSpan:
@@ -85,11 +87,29 @@ def _regressor(registry: Registry) -> None:
     mon.record_outcome("p-1", 4.5)
 
 
+def _streamer(registry: Registry, tmp_path) -> None:
+    from inferwatch.events import EventLog
+
+    def chat(prompt):
+        yield "Hello"
+        yield ", world"
+        yield {"usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+
+    events = EventLog(tmp_path / "events.jsonl")
+    stream = inferwatch.instrument(chat, name="chat", version="1", registry=registry,
+                                   usage=True, events=events)
+    assert list(stream(object())) == ["Hello", ", world",
+                                      {"usage": {"prompt_tokens": 3, "completion_tokens": 2}}]
+    assert events.flush(30)  # an input with no plain form: a counted dropped value
+    events.close()
+
+
 @pytest.fixture(scope="module")
-def collector_registry():
+def collector_registry(tmp_path_factory):
     registry = Registry()
     _classifier(registry)
     _regressor(registry)
+    _streamer(registry, tmp_path_factory.mktemp("events"))
     faults.record("every_family_test")
     prom = CollectorRegistry()
     prom.register(InferwatchCollector(registry, events_dropped=lambda: {"queue_full": 2}))

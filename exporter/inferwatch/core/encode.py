@@ -5,9 +5,9 @@ its labels on every scrape, about 5 us a sample. Here the part of each line befo
 value (name, labels, the space) is made once per series, by prometheus_client's own
 encoder, and kept; a scrape formats only the values. The lines are those prometheus_client
 writes for :func:`inferwatch.core.render.model_families` and ``process_families`` of the
-same states, in the same order (a property test compares them byte for byte), with one
-rule of the OpenMetrics format applied: a histogram with a negative bucket bound has no
-``_sum`` (and so no ``_count``, which needs one); its ``+Inf`` bucket holds the count.
+same states, in the same order (a property test compares them byte for byte), so
+render.py's OpenMetrics rule holds here too: a histogram with a negative bucket bound (or
+sum) has no ``_sum`` and no ``_count``, in either format; its ``+Inf`` bucket holds the count.
 
 >>> from inferwatch.core.state import ModelState
 >>> state = ModelState("fraud", "1.4.2")
@@ -134,6 +134,13 @@ class Page:
                                     [(name, {"package": package, "package_version": version})])
             self._process.append(prefix[0] + "1.0\n")
 
+    def add_families(self, families: Iterable[Metric]) -> None:
+        """More process-wide families, written by prometheus_client as they are (these are
+        few and small: the event values dropped, worker files skipped)."""
+        families = [family for family in families if family is not None]
+        if families:
+            self._process.append(_encode(families, self._openmetrics, self._escaping))
+
     def clear(self) -> None:
         """Drop the model families added so far (a failed collection serves none of them)."""
         self._families = {}
@@ -225,8 +232,10 @@ class Page:
             else:
                 out.extend([prefix + go_float(total) + "\n"
                             for prefix, total in zip(buckets, cumulative)])
-            if openmetrics_format and negative:
-                continue  # OpenMetrics: no _sum with negative buckets, and no _count alone
+            if negative or not hist.sum >= 0:  # NaN too
+                # render.py's rule, in both formats: OpenMetrics forbids a _sum that is or
+                # could be negative, and a _count without a _sum; +Inf still counts all.
+                continue
             out.append(count_prefix + go_float(cumulative[-1]) + "\n")
             out.append(sum_prefix + go_float(hist.sum) + "\n")
 

@@ -131,6 +131,9 @@ def _merge_part(mine: dict, key: object, part: object,
             page.add(state, now)
         page.add_process(self.internal_errors, self.overflow, self.events_dropped,
                          self.dependencies)
+        page.add_families([
+            _counter_family("inferwatch_event_values_dropped_total", self.event_values_dropped),
+            _counter_family("inferwatch_multiproc_files_skipped_total", self.files_skipped)])
 
 
 class _Series:

@@ -100,6 +100,10 @@ class InferwatchCollector(Collector):
             page.clear()
         page.add_process(faults.internal_error_counts(), self.registry.overflow_counts(),
                          _guarded(self._events_dropped), _guarded(loaded_ml_packages))
+        events = sys.modules.get("inferwatch.events.log")
+        if events is not None:  # as collect(): only a process with an event log reports these
+            page.add_families([events.values_dropped_family(
+                _guarded(events.values_dropped_totals))])
 
 
 def _guarded(fn: Callable[[], dict]) -> dict:
