@@ -234,7 +234,7 @@ def test_the_foundation_sdk_loads_every_dashboard_with_typed_panels(
 
 # --- every query follows the variables --------------------------------------------------------
 
-_SELECTOR = re.compile(r"(\w*)\{([^{}]*)\}")
+_SELECTOR = re.compile(r"([\w:]*)\{([^{}]*)\}")
 _MODEL_VARIABLES = ('job=~"$job"', 'instance=~"$instance"')
 _PER_MODEL_VARIABLES = ('model=~"$model"', 'model_version=~"$model_version"')
 
