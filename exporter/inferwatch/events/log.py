@@ -352,8 +352,9 @@ def values_dropped_totals() -> dict[str, int]:
     >>> set(values_dropped_totals()) == set(VALUE_REASONS)
     True
     """
-    with _registry_lock:
-        return dict(_process_value_totals)
+    # No lock, as dropped_totals(): a forked child's hooks may call this before this module
+    # renews its lock.
+    return dict(_process_value_totals)
 
 
 class DroppedEventsCollector:
