@@ -65,6 +65,16 @@ class MergedView:
                 _counter_family("inferwatch_multiproc_files_skipped_total",
                                 _plus(self.files_skipped, extra_files_skipped))]
 
+    def encode_into(self, page: Page, now: float) -> None:
+        """Every family of the view written into `page`, the same samples as families()."""
+        for state in self.states:
+            page.add(state, now)
+        page.add_process(self.internal_errors, self.overflow, self.events_dropped,
+                         self.dependencies)
+        page.add_families([
+            _counter_family("inferwatch_event_values_dropped_total", self.event_values_dropped),
+            _counter_family("inferwatch_multiproc_files_skipped_total", self.files_skipped)])
+
 
 def _plus(counts: Mapping[str, float], extra: Mapping[str, float] | None) -> dict[str, float]:
     total = dict(counts)
@@ -124,16 +134,6 @@ def _merge_part(mine: dict, key: object, part: object,
         if on_error is not None:
             on_error(exc)
 
-
-    def encode_into(self, page: Page, now: float) -> None:
-        """Every family of the view written into `page`, the same samples as families()."""
-        for state in self.states:
-            page.add(state, now)
-        page.add_process(self.internal_errors, self.overflow, self.events_dropped,
-                         self.dependencies)
-        page.add_families([
-            _counter_family("inferwatch_event_values_dropped_total", self.event_values_dropped),
-            _counter_family("inferwatch_multiproc_files_skipped_total", self.files_skipped)])
 
 
 class _Series:
