@@ -112,7 +112,8 @@ def test_any_numeric_array_is_normalised_without_error(array):
 # --- identity and labels a new user sees ---------------------------------------------------
 
 @pytest.mark.parametrize(("result", "detected"), [
-    (0.5, "regression"), (np.array([1.5, 2.5]), "regression"), ("fraud", "classification"),
+    (0.5, "regression"), (np.array([1.5, 2.5]), "regression"), ("fraud", "generation"),
+    (np.array(["fraud"]), "classification"), (iter([1, 2]), "generation"),
     (np.array([1, 0]), "classification"), ([[0.2, 0.8]], "classification"),
 ])
 def test_model_info_shows_the_detected_task_not_auto(scraper, result, detected):

@@ -14,7 +14,8 @@ sum) has no ``_sum`` and no ``_count``, in either format; its ``+Inf`` bucket ho
 >>> state.inc("inferwatch_requests_total", ("ok",), 3)
 >>> page = Encoder().page()
 >>> page.add(state, now=0.0)
->>> print(page.text().splitlines()[2])
+>>> print(next(line for line in page.text().splitlines()
+...            if line.startswith("inferwatch_requests_total{")))
 inferwatch_requests_total{model="fraud",model_version="1.4.2",outcome="ok"} 3.0
 """
 

@@ -509,6 +509,10 @@ class Monitor:
     def _drain_streams(self, streams: list[StreamRecord]) -> None:
         """Time to first item, items, the time between items, text length and tokens."""
         state, s = self.state, self.settings
+        if state.info.get("task") == "auto":
+            # Text and streams are what a generative model returns; a class label in a
+            # lone str is classified only when the model declares task="classification".
+            state.info = {**state.info, "task": "generation"}
         first = [r.first_item for r in streams if r.first_item is not None]
         if first:
             state.histogram("inferwatch_stream_first_item_seconds", (),

@@ -10,7 +10,7 @@ instead of silently keeping a default.
 >>> from_dict({"latency": {"p99": 1}})
 Traceback (most recent call last):
 ...
-inferwatch.generate.config.ConfigError: latency.p99: unknown key (expected one of: p99_seconds)
+inferwatch.generate.config.ConfigError: latency.p99: unknown key (expected one of: p99_seconds, ...)
 """
 
 from __future__ import annotations
