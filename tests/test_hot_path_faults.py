@@ -160,9 +160,6 @@ def _wait_or_kill(pid: int, limit: float = 120.0) -> int:
         time.sleep(0.05)
 
 
-@pytest.mark.xfail(reason="known open defect: a multi-worker at-fork hook still takes a lock "
-                   "that another thread may hold (found by this test; see the closing note)",
-                   strict=False)
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_every_lock_inferwatch_owns_is_renewed_in_a_forked_child(tmp_path):
     import inferwatch.multiproc
