@@ -20,6 +20,7 @@ from inferwatch._version import __version__
 _EXPORTS = {
     "instrument": "inferwatch.core.instrument",
     "monitor": "inferwatch.core.registry",
+    "shadow": "inferwatch.core.shadow",
     "Monitor": "inferwatch.core.monitor",
     "Settings": "inferwatch.core.options",
     "Registry": "inferwatch.core.registry",
@@ -46,6 +47,7 @@ __all__ = [
     "monitor",
     "push",
     "serve",
+    "shadow",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from inferwatch.core.monitor import Monitor
     from inferwatch.core.options import Settings
     from inferwatch.core.registry import Registry, monitor
+    from inferwatch.core.shadow import shadow
     from inferwatch.quality.reference import Reference
     from inferwatch.serving.exposition import make_asgi_app, make_wsgi_app
     from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware

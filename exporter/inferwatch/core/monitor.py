@@ -130,6 +130,10 @@ class Monitor:
         self.events: EventLog | None = None
         self.traces = False
         self.trace_stages = False
+        # Shadow models (core/shadow.py) listen here: a champion passes each outcome it is
+        # given to its challengers, and a challenger folds its comparisons in before a drain.
+        self.outcome_listeners: tuple[Callable[[str, object, float], None], ...] = ()
+        self.drain_listeners: tuple[Callable[[], None], ...] = ()
         s = self.settings
         # Series that alerts and dashboards divide by exist from the start, at zero, so a
         # ratio reads 0 rather than "no data" before the first failure.
@@ -228,6 +232,8 @@ class Monitor:
                 self.events.emit({"ts": when, "model": self.name, "model_version": self.version,
                                   "request_id": rid, "outcome": y_true,
                                   "outcome_match": joined.unmatched or "joined"})
+            for listener in self.outcome_listeners:
+                listener(rid, y_true, when)
         except Exception as exc:
             faults.record("outcome", exc)
 
@@ -365,6 +371,22 @@ class Monitor:
             self.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
             return encode(self.state), (self.name, self.version, self._finished, in_flight)
 
+    def update_state(self, change: Callable[[ModelState], None]) -> None:
+        """Run `change` on this monitor's state under its lock (what a shadow's comparisons
+        use to write their series). Never raises.
+
+        >>> from inferwatch.core.registry import Registry
+        >>> mon = Registry().monitor("m", "1")
+        >>> mon.update_state(lambda state: state.inc("inferwatch_requests_total", ("ok",), 2))
+        >>> mon.state.counters["inferwatch_requests_total"][("ok",)]
+        2.0
+        """
+        try:
+            with self._lock:
+                change(self.state)
+        except Exception as exc:
+            faults.record("shadow", exc)
+
     def in_flight(self) -> int:
         """Calls started and not yet finished."""
         with self._lock:
@@ -377,6 +399,8 @@ class Monitor:
     # --- draining ---------------------------------------------------------------------------
     def drain(self, now: float | None = None) -> None:
         """Fold pending calls into the state. Never raises."""
+        for listener in self.drain_listeners:
+            listener()  # each one guards itself
         try:
             with self._lock:
                 self._drain_locked(time.time() if now is None else now)

@@ -58,11 +58,13 @@ class Registry:
 
     def monitor(self, name: str, version: str | None = None, settings: Settings | None = None,
                 *, trained_at: float | None = None,
-                class_names: Callable[[], Sequence[object] | None] | None = None) -> Monitor:
+                class_names: Callable[[], Sequence[object] | None] | None = None,
+                latest: bool = True) -> Monitor:
         """The monitor of `name` / `version`, created on first use.
 
         Without a version: the version instrumented last under `name`, or "unversioned".
-        An empty or blank version is "unversioned" too.
+        An empty or blank version is "unversioned" too. ``latest=False`` (a shadow model)
+        leaves which version that is unchanged.
         """
         with self._lock:
             name = self._model_cap.fold(name)
@@ -87,7 +89,7 @@ class Registry:
                 self._monitors[key] = monitor
             elif trained_at is not None:
                 monitor.state.trained_at = trained_at
-            if version != OTHER:
+            if version != OTHER and (latest or name not in self._latest):
                 self._latest[name] = monitor
         self.ensure_drainer()
         return monitor
