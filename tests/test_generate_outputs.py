@@ -91,6 +91,14 @@ SENTINELS: dict[str, Any] = {
     "accuracy.window": "131m",
     "accuracy.min_ratio": 0.876,
     "accuracy.min_outcomes": 765,
+    "shadow.window": "113m",
+    "shadow.min_agreement": 0.8123,
+    "shadow.min_compared": 4567,
+    "shadow.max_error_ratio": 0.0719,
+    "shadow.max_drop_ratio": 0.0237,
+    "shadow.outcome_window": "17h",
+    "shadow.min_outcomes": 3721,
+    "shadow.min_accuracy_gain": 0.0433,
     "gpu.memory_used_ratio": 0.912,
     "gpu.temperature_celsius": 77.5,
     "internal.errors_per_second": 0.0042,
@@ -265,6 +273,10 @@ def test_thresholds_reach_the_alert_expressions() -> None:
         "InferwatchGpuLost": ['job="sentinel-exporter"'],
         "InferwatchGpuReadErrors": ['job="sentinel-exporter"', "[7m]"],
         "InferwatchCollectorFailing": ['job="sentinel-exporter"'],
+        "InferwatchShadowFailing": ["0.0719", "error_ratio_rate7m", 'role="shadow"'],
+        "InferwatchShadowAgreementLow": ["0.8123", "4567", "ratio_rate113m", "increase113m"],
+        "InferwatchShadowDropping": ["0.0237", "ratio_rate7m"],
+        "InferwatchShadowBetter": ["0.0433", "3721", "accuracy_rate17h", "increase17h"],
     }
     assert set(expected) == set(exprs)
     for name, parts in expected.items():
@@ -283,12 +295,13 @@ def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return panels
 
 
-def test_four_dashboards_with_stable_uids(dashboards: dict[str, dict[str, Any]]) -> None:
+def test_five_dashboards_with_stable_uids(dashboards: dict[str, dict[str, Any]]) -> None:
     uids = {path: d["uid"] for path, d in dashboards.items()}
     assert uids == {"dashboards/model-overview.json": "inferwatch-overview",
                     "dashboards/model-quality.json": "inferwatch-quality",
                     "dashboards/resources.json": "inferwatch-resources",
-                    "dashboards/slo.json": "inferwatch-slo"}
+                    "dashboards/slo.json": "inferwatch-slo",
+                    "dashboards/champion-challenger.json": "inferwatch-shadow"}
     for d in dashboards.values():
         assert d["schemaVersion"] >= 36
         assert d["id"] is None  # Grafana assigns ids; a fixed one would clash on import
@@ -418,11 +431,13 @@ def test_every_alert_has_labels_annotations_and_naming(files: dict[str, str]) ->
     assert len(rules) == len(ALERTS)
     for rule in rules:
         assert re.fullmatch(r"Inferwatch(?:[A-Z][a-z0-9]+)+", rule["alert"]), rule["alert"]
-        assert rule["labels"]["severity"] in ("critical", "warning")
+        # info: an event worth knowing that needs no action (a better shadow model)
+        assert rule["labels"]["severity"] in ("critical", "warning", "info")
         assert set(rule["annotations"]) == {"summary", "description", "runbook_url",
                                             "dashboard_url"}
         uids = {d.split("/d/")[1].split("?")[0] for d in [rule["annotations"]["dashboard_url"]]}
-        assert uids <= {"inferwatch-overview", "inferwatch-quality", "inferwatch-resources"}
+        assert uids <= {"inferwatch-overview", "inferwatch-quality", "inferwatch-resources",
+                        "inferwatch-shadow"}
 
 
 def test_recording_rules_follow_level_metric_operation(files: dict[str, str]) -> None:

@@ -30,6 +30,11 @@ ALERT_NAMES: tuple[str, ...] = (
     "InferwatchFeatureDrift",
     "InferwatchPredictionDrift",
     "InferwatchAccuracyDrop",
+    # shadow models
+    "InferwatchShadowFailing",
+    "InferwatchShadowAgreementLow",
+    "InferwatchShadowDropping",
+    "InferwatchShadowBetter",
     # resources and inferwatch itself
     "InferwatchGpuMemoryNearFull",
     "InferwatchGpuTemperatureHigh",
@@ -47,5 +52,6 @@ MODEL_ALERT_NAMES: frozenset[str] = frozenset({
     "InferwatchLatencyHigh", "InferwatchInvalidPredictions", "InferwatchModelStale",
     "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
     "InferwatchOutOfRangeSpike", "InferwatchFeatureDrift", "InferwatchPredictionDrift",
-    "InferwatchAccuracyDrop",
+    "InferwatchAccuracyDrop", "InferwatchShadowFailing", "InferwatchShadowAgreementLow",
+    "InferwatchShadowDropping", "InferwatchShadowBetter",
 })

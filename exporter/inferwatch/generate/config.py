@@ -260,6 +260,30 @@ class Accuracy:
 
 
 @dataclass(frozen=True)
+class Shadow:
+    window: str = _setting("1h", "window over which shadow comparisons and drops are counted",
+                           _duration)
+    min_agreement: float = _setting(0.9, "share of compared rows where a shadow model predicts "
+                                    "its champion's class, below which "
+                                    "InferwatchShadowAgreementLow fires", _ratio)
+    min_compared: int = _setting(100, "compared rows the window must hold before the agreement "
+                                 "alert may fire", _positive)
+    max_error_ratio: float = _setting(0.05, "failed calls of a shadow model (errors, timeouts, "
+                                      "crashes) per call above which InferwatchShadowFailing "
+                                      "fires", _ratio)
+    max_drop_ratio: float = _setting(0.01, "sampled calls dropped by the shadow queue (full, "
+                                     "incomparable, shut down) per sampled call above which "
+                                     "InferwatchShadowDropping fires", _ratio)
+    outcome_window: str = _setting("6h", "window over which shared outcomes of champion and "
+                                   "shadow are counted", _duration)
+    min_outcomes: int = _setting(200, "shared outcomes the window must hold before "
+                                 "InferwatchShadowBetter may fire", _positive)
+    min_accuracy_gain: float = _setting(0.01, "how much more often the shadow model must be "
+                                        "right than its champion, on shared outcomes, for "
+                                        "InferwatchShadowBetter to fire", _ratio)
+
+
+@dataclass(frozen=True)
 class Gpu:
     memory_used_ratio: float = _setting(0.95, "used / total framebuffer above which "
                                         "InferwatchGpuMemoryNearFull fires", _ratio)
@@ -399,6 +423,8 @@ class Config:
     drift: Drift = field(default_factory=Drift, metadata=_meta("feature and prediction drift"))
     accuracy: Accuracy = field(default_factory=Accuracy, metadata=_meta(
         "accuracy from delayed ground truth"))
+    shadow: Shadow = field(default_factory=Shadow, metadata=_meta(
+        "shadow models compared with their champion"))
     gpu: Gpu = field(default_factory=Gpu, metadata=_meta("GPU thresholds"))
     internal: Internal = field(default_factory=Internal, metadata=_meta(
         "faults inside inferwatch"))

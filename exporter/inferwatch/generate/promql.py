@@ -89,6 +89,32 @@ def outcomes_increase(cfg: Config) -> str:
     return record_name("model", "inferwatch_outcomes", f"increase{cfg.accuracy.window}")
 
 
+SHADOW_PAIR = "model, model_version, champion_version"
+
+
+def shadow_agreement(cfg: Config) -> str:
+    return record_name("model", "inferwatch_shadow_agreement", f"ratio_rate{cfg.shadow.window}")
+
+
+def shadow_compared(cfg: Config) -> str:
+    return record_name("model", "inferwatch_shadow_agreement", f"increase{cfg.shadow.window}")
+
+
+def shadow_drop_ratio(cfg: Config) -> str:
+    return record_name("model_reason", "inferwatch_shadow_dropped",
+                       f"ratio_rate{cfg.windows.rate}")
+
+
+def shadow_outcomes(cfg: Config) -> str:
+    return record_name("model", "inferwatch_shadow_outcomes", f"increase{cfg.shadow.outcome_window}")
+
+
+def shadow_accuracy(cfg: Config, side: str) -> str:
+    """Accuracy of one side ("champion" or "shadow") on the outcomes both models saw."""
+    return record_name("model", "inferwatch_shadow_outcomes",
+                       f"{side}_accuracy_rate{cfg.shadow.outcome_window}")
+
+
 def gpu_memory_ratio() -> str:
     return record_name("instance_gpu", "inferwatch_gpu_memory_used", "ratio")
 

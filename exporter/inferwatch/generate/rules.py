@@ -42,7 +42,12 @@ DURATION = "{{ $value | humanizeDuration }}"
 
 # Dashboards an alert can link to: key -> uid suffix (the dashboards module uses the same keys).
 DASHBOARD_SUFFIXES = {"overview": "overview", "quality": "quality", "resources": "resources",
-                      "slo": "slo"}
+                      "slo": "slo", "shadow": "shadow"}
+SHADOW_ROLE, NOT_SHADOW_ROLE = 'role="shadow"', 'role!="shadow"'
+# Drops that are the challenger failing have an alert of their own (InferwatchShadowFailing).
+QUEUE_DROPS = '{reason!~"error|timeout|crashed"}'
+CHALLENGER = "{{ $labels.model }} {{ $labels.model_version }}"
+CHAMPION = "{{ $labels.model }} {{ $labels.champion_version }}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,21 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _shadow_info(cfg: Config) -> str:
+    return f"max by ({MODEL_LABELS}) (inferwatch_model_info{model_sel(cfg, SHADOW_ROLE)})"
+
+
+def _primary(cfg: Config, expr: str) -> str:
+    """`expr` without shadow models: a challenger has alerts of its own and never pages."""
+    return f"{_block(expr)}\nunless on ({MODEL_LABELS})\n{_shadow_info(cfg)}"
+
+
+def _shadow_better_expr(cfg: Config) -> str:
+    gain = (f"{q.shadow_accuracy(cfg, 'shadow')}\n-\n{q.shadow_accuracy(cfg, 'champion')}\n"
+            f"> {number(cfg.shadow.min_accuracy_gain)}")
+    return f"{_block(gain)}\nand\n{q.shadow_outcomes(cfg)} >= {number(cfg.shadow.min_outcomes)}"
+
+
 def _no_traffic_expr(cfg: Config) -> str:
     rate = q.requests_rate(cfg)
     return (f"sum by (model) ({rate}) == 0\n"
@@ -182,21 +202,22 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchErrorBudgetBurnFast", severity="critical", for_="2m", group="availability",
         dashboard="overview", per_model=True,
-        expr=lambda c: _burn_expr(c, "fast_burn"),
+        expr=lambda c: _primary(c, _burn_expr(c, "fast_burn")),
         summary=f"Model {MODEL} burns its error budget fast",
         description=lambda c: _burn_text(c, "fast_burn"),
     ),
     AlertDef(
         name="InferwatchErrorBudgetBurnSlow", severity="critical", for_="15m", group="availability",
         dashboard="overview", per_model=True,
-        expr=lambda c: _burn_expr(c, "slow_burn"),
+        expr=lambda c: _primary(c, _burn_expr(c, "slow_burn")),
         summary=f"Model {MODEL} burns its error budget",
         description=lambda c: _burn_text(c, "slow_burn"),
     ),
     AlertDef(
         name="InferwatchLatencyHigh", severity="warning", for_="10m", group="availability",
         dashboard="overview", per_model=True,
-        expr=lambda c: compare(c, q.latency_quantile(c, 99), ">", "latency.p99_seconds"),
+        expr=lambda c: _primary(c, compare(c, q.latency_quantile(c, 99), ">",
+                                           "latency.p99_seconds")),
         summary=f"Model {MODEL} p99 latency is high",
         description=lambda c: (
             f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
@@ -217,7 +238,8 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchInvalidPredictions", severity="critical", for_="5m", group="predictions",
         dashboard="quality", per_model=True,
-        expr=lambda c: compare(c, q.invalid_ratio(c), ">", "predictions.invalid_ratio"),
+        expr=lambda c: _primary(c, compare(c, q.invalid_ratio(c), ">",
+                                           "predictions.invalid_ratio")),
         summary=f"Model {MODEL} returns invalid predictions",
         description=lambda c: (
             f"{PERCENT} of the rows {MODEL} predicted were invalid (nan, inf or out of "
@@ -242,7 +264,7 @@ ALERTS: tuple[AlertDef, ...] = (
         dashboard="overview", per_model=True,
         expr=lambda c: compare(
             c, f"count by (model) (max by ({MODEL_LABELS}) "
-               f"(inferwatch_model_info{model_sel(c)}))",
+               f"(inferwatch_model_info{model_sel(c, NOT_SHADOW_ROLE)}))",
             ">", "predictions.max_versions"),
         summary="Model {{ $labels.model }} serves {{ $value }} versions",
         description=lambda c: (
@@ -301,15 +323,62 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchAccuracyDrop", severity="warning", for_="30m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: (
+        expr=lambda c: _primary(c, (
             f"{compare(c, q.accuracy(c), '<', 'accuracy.min_ratio')}\n"
             f"and\n"
-            f"{compare(c, q.outcomes_increase(c), '>=', 'accuracy.min_outcomes')}"),
+            f"{compare(c, q.outcomes_increase(c), '>=', 'accuracy.min_outcomes')}")),
         summary=f"Accuracy of {MODEL} dropped",
         description=lambda c: (
             f"{MODEL} was right in {PERCENT} of the outcomes of the last "
             f"{c.accuracy.window}, below {threshold_text(c, 'accuracy.min_ratio')} (windows of "
             f"at least {threshold_text(c, 'accuracy.min_outcomes')} outcomes)."),
+    ),
+    # --- shadow models -----------------------------------------------------------------------
+    AlertDef(
+        name="InferwatchShadowFailing", severity="warning", for_="15m", group="shadow",
+        dashboard="shadow", per_model=True,
+        expr=lambda c: (f"{q.error_ratio(c.windows.rate)} > {number(c.shadow.max_error_ratio)}"
+                        f"\nand on ({MODEL_LABELS})\n{_shadow_info(c)}"),
+        summary=f"Shadow model {CHALLENGER} is failing",
+        description=lambda c: (
+            f"Shadow model {CHALLENGER} failed {PERCENT} of its calls over {c.windows.rate} "
+            f"(errors, timeouts and crashes; threshold {number(c.shadow.max_error_ratio)}). "
+            f"Its champion is not affected, but the comparison is missing those calls."),
+    ),
+    AlertDef(
+        name="InferwatchShadowAgreementLow", severity="warning", for_="30m", group="shadow",
+        dashboard="shadow", per_model=True,
+        expr=lambda c: (f"{q.shadow_agreement(c)} < {number(c.shadow.min_agreement)}\nand\n"
+                        f"{q.shadow_compared(c)} >= {number(c.shadow.min_compared)}"),
+        summary=f"Shadow model {CHALLENGER} disagrees with its champion",
+        description=lambda c: (
+            f"Shadow model {CHALLENGER} predicted the class of its champion {CHAMPION} in "
+            f"only {PERCENT} of the rows compared over {c.shadow.window} (threshold "
+            f"{number(c.shadow.min_agreement)}, windows of at least "
+            f"{number(c.shadow.min_compared)} rows)."),
+    ),
+    AlertDef(
+        name="InferwatchShadowDropping", severity="warning", for_="15m", group="shadow",
+        dashboard="shadow", per_model=True,
+        expr=lambda c: (f"{q.shadow_drop_ratio(c)}{QUEUE_DROPS}"
+                        f" > {number(c.shadow.max_drop_ratio)}"),
+        summary=f"The shadow queue of {CHALLENGER} drops work ({{{{ $labels.reason }}}})",
+        description=lambda c: (
+            f"{PERCENT} of the calls sampled for shadow model {CHALLENGER} were dropped "
+            f"({{{{ $labels.reason }}}}) over {c.windows.rate} (threshold "
+            f"{number(c.shadow.max_drop_ratio)}): the challenger cannot keep up with the "
+            f"sample rate, or its outputs cannot be compared with the champion's."),
+    ),
+    AlertDef(
+        name="InferwatchShadowBetter", severity="info", for_="1h", group="shadow",
+        dashboard="shadow", per_model=True,
+        expr=_shadow_better_expr,
+        summary=f"Shadow model {CHALLENGER} is right more often than {CHAMPION}",
+        description=lambda c: (
+            f"On the outcomes both saw over {c.shadow.outcome_window} (at least "
+            f"{number(c.shadow.min_outcomes)}), shadow model {CHALLENGER} was right "
+            f"{{{{ $value | humanizePercentage }}}} more often than its champion {CHAMPION} "
+            f"(threshold {number(c.shadow.min_accuracy_gain)}): a candidate for promotion."),
     ),
     # --- resources and inferwatch itself ------------------------------------------------------
     AlertDef(
@@ -564,9 +633,37 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
                       f"{by_model} (rate(inferwatch_outcomes_total{m}[{a}]))"))
         rules.append((q.outcomes_increase(own),
                       f"{by_model} (increase(inferwatch_outcomes_total{m}[{a}]))"))
+    rules.extend(_shadow_rules(cfg))
     e = exporter_sel(cfg)
     rules.append((q.gpu_memory_ratio(),
                   f"inferwatch_gpu_memory_used_bytes{e}\n/\ninferwatch_gpu_memory_total_bytes{e}"))
+    return rules
+
+
+def _shadow_rules(cfg: Config) -> list[tuple[str, str]]:
+    """Agreement, drops and shared-outcome accuracy of each (champion, shadow) pair."""
+    m, w, s = model_sel(cfg), cfg.shadow.window, cfg.shadow
+    by_pair = f"sum by ({q.SHADOW_PAIR})"
+    agree = model_sel(cfg, 'result="agree"')
+    rules = [
+        (q.shadow_agreement(cfg),
+         f"{by_pair} (rate(inferwatch_shadow_agreement_total{agree}[{w}]))\n/\n"
+         f"{by_pair} (rate(inferwatch_shadow_agreement_total{m}[{w}]))"),
+        (q.shadow_compared(cfg),
+         f"{by_pair} (increase(inferwatch_shadow_agreement_total{m}[{w}]))"),
+        (q.shadow_drop_ratio(cfg),
+         f"sum by ({q.SHADOW_PAIR}, reason) (rate(inferwatch_shadow_dropped_total{m}"
+         f"[{cfg.windows.rate}]))\n/ on ({q.SHADOW_PAIR}) group_left\n"
+         f"{by_pair} (rate(inferwatch_shadow_sampled_total{m}[{cfg.windows.rate}]))"),
+        (q.shadow_outcomes(cfg),
+         f"{by_pair} (increase(inferwatch_shadow_outcomes_total{m}[{s.outcome_window}]))"),
+    ]
+    for side in ("champion", "shadow"):
+        right = model_sel(cfg, f'{side}_result="correct"')
+        rules.append((q.shadow_accuracy(cfg, side),
+                      f"{by_pair} (rate(inferwatch_shadow_outcomes_total{right}"
+                      f"[{s.outcome_window}]))\n/\n"
+                      f"{by_pair} (rate(inferwatch_shadow_outcomes_total{m}[{s.outcome_window}]))"))
     return rules
 
 
