@@ -6,8 +6,9 @@ narrowed by the variables (the rules aggregate job and instance away), so they a
 the rules and alerts when every variable is All.
 
 >>> from inferwatch.generate.config import DEFAULT
->>> sorted(render(DEFAULT))
-['champion-challenger.json', 'model-overview.json', 'model-quality.json', 'resources.json', 'slo.json']
+>>> sorted(render(DEFAULT))  # doctest: +NORMALIZE_WHITESPACE
+['champion-challenger.json', 'model-overview.json', 'model-quality.json',
+ 'resources.json', 'slo.json']
 """
 
 from __future__ import annotations

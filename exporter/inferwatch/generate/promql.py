@@ -106,7 +106,8 @@ def shadow_drop_ratio(cfg: Config) -> str:
 
 
 def shadow_outcomes(cfg: Config) -> str:
-    return record_name("model", "inferwatch_shadow_outcomes", f"increase{cfg.shadow.outcome_window}")
+    return record_name("model", "inferwatch_shadow_outcomes",
+                       f"increase{cfg.shadow.outcome_window}")
 
 
 def shadow_accuracy(cfg: Config, side: str) -> str:
