@@ -130,12 +130,14 @@ class Shadow:
                 return
             if self._started_pid != os.getpid():
                 self._start_workers()
-            request_id = None
+            request_id = features = None
+            request = current_request()
+            if request is not None and request.record.features is not None:
+                features = request.record.features  # r.features(): what drift checks read
             if "request_id" in kwargs:
                 kwargs = dict(kwargs)
                 request_id = kwargs.pop("request_id")
             else:
-                request = current_request()
                 if request is not None:
                     request_id = request.record.request_id
                 elif self.champion_monitor.request_id_fn is not None:
@@ -147,7 +149,7 @@ class Shadow:
                 request_id = faults.text_of(request_id, "request_id")
             # What the call saw: a caller may reuse its input and output buffers.
             queue.append((method, tuple(_copy(a) for a in args), kwargs, _copy(result),
-                          request_id, time.time()))
+                          request_id, time.time(), features))
             next(self._queued)
             if self._idle:
                 self._wake.set()
@@ -178,12 +180,14 @@ class Shadow:
 
     def run_one(self, item: tuple, runner: Any) -> None:
         """Call the challenger on one queued call, record it, hand the pair on."""
-        method, args, kwargs, champion_result, request_id, at = item
+        method, args, kwargs, champion_result, request_id, at, features = item
         monitor = self.monitor
         monitor.call_started()
         record = RequestRecord(0.0, request_id=request_id, started_at=at)
         if monitor.keeps_inputs:
-            record.features = args[0] if args else None
+            # The features the champion's request declared, else the call's input.
+            record.features = features if features is not None else (args[0] if args
+                                                                      else None)
         status, value, duration = self._call(method, args, kwargs, runner)
         record.duration = duration
         if status == "ok" and duration > self.timeout:

@@ -276,8 +276,8 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchMissingValuesSpike", severity="warning", for_="15m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: compare(c, q.feature_ratio(c, "inferwatch_feature_missing"), ">",
-                               "data_quality.missing_ratio"),
+        expr=lambda c: _primary(c, compare(c, q.feature_ratio(c, "inferwatch_feature_missing"), ">",
+                               "data_quality.missing_ratio")),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often missing",
         description=lambda c: (
             f"Feature {{{{ $labels.feature }}}} is missing in {PERCENT} of the rows "
@@ -287,8 +287,8 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchOutOfRangeSpike", severity="warning", for_="15m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: compare(c, q.feature_ratio(c, "inferwatch_feature_out_of_range"), ">",
-                               "data_quality.out_of_range_ratio"),
+        expr=lambda c: _primary(c, compare(c, q.feature_ratio(c, "inferwatch_feature_out_of_range"), ">",
+                               "data_quality.out_of_range_ratio")),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often out of range",
         description=lambda c: (
             f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
@@ -298,8 +298,8 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchFeatureDrift", severity="warning", for_="30m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: (
-            _drift_expr(c, "inferwatch_feature_drift", "feature", "drift.feature_threshold")),
+        expr=lambda c: _primary(c, (
+            _drift_expr(c, "inferwatch_feature_drift", "feature", "drift.feature_threshold"))),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} drifts",
         description=lambda c: (
             f"{c.drift.method} drift of feature {{{{ $labels.feature }}}} is {VALUE} "
@@ -310,9 +310,9 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchPredictionDrift", severity="warning", for_="30m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: (
+        expr=lambda c: _primary(c, (
             _drift_expr(c, "inferwatch_prediction_drift", "output",
-                        "drift.prediction_threshold")),
+                        "drift.prediction_threshold"))),
         summary=f"Predictions {{{{ $labels.output }}}} of {MODEL} drift",
         description=lambda c: (
             f"{c.drift.method} drift of output {{{{ $labels.output }}}} is {VALUE} "

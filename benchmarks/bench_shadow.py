@@ -1,0 +1,163 @@
+"""Shadow models: what a challenger costs its champion's callers, and what the background
+path sustains.
+
+- Hot path: an instrumented scikit-learn classifier answering single rows, with a shadow
+  at sample 1.0 and 0.1 against none, alternated in one process. In thread mode the
+  challenger's work competes for the GIL with the caller, so that row shows the whole
+  process's cost; the process-mode row shows the request path itself (an input copy and a
+  deque append; the challenger runs in another process).
+- Background throughput: calls a second per worker thread, against calling the challenger
+  directly in a loop (what the same thread could do with no queue at all).
+- Memory: a challenger 100x slower than its champion; traced memory after 4x the calls
+  must stay where it was (the queue is bounded; the rest is dropped and counted).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+
+import numpy as np
+
+import inferwatch
+from inferwatch.core.registry import Registry
+
+from .common import Row, alternate, fmt_seconds, per_call
+
+HOT_PATH_TARGET = 1.1
+
+
+def _classifier():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 8))
+    return LogisticRegression().fit(X, (X[:, 0] > 0).astype(int)), X
+
+
+def _champion(model, registry):
+    import pickle
+
+    return inferwatch.instrument(pickle.loads(pickle.dumps(model)), name="bench",
+                                 version="1", registry=registry)
+
+
+def hot_path(quick: bool) -> list[Row]:
+    model, X = _classifier()
+    row = X[:1]
+    calls = 500 if quick else 3000
+    rows = []
+    for mode, sample in (("thread", 1.0), ("thread", 0.1), ("process", 1.0)):
+        alone_registry, shadowed_registry = Registry(), Registry()
+        alone = _champion(model, alone_registry)
+        shadowed = _champion(model, shadowed_registry)
+        handle = inferwatch.shadow(shadowed, model, version="2", sample=sample, mode=mode,
+                                   queue_size=100_000, timeout=60.0,
+                                   registry=shadowed_registry)
+        shadowed.predict(row)
+        handle.flush(120)  # a process-mode child is started and warm
+
+        def with_shadow() -> float:
+            seconds = per_call(lambda: shadowed.predict(row), calls)
+            handle.flush(300)  # the next trial starts with an empty queue (not timed)
+            return seconds
+
+        ours, base = alternate(with_shadow, lambda: per_call(lambda: alone.predict(row), calls),
+                               rounds=3 if quick else 7)
+        shadowed_registry.drain()
+        dropped = sum(handle.monitor.state.counters["inferwatch_shadow_dropped_total"].values())
+        ratio = ours / base
+        rows.append(Row(f"champion predict, 1 row, shadow {mode} sample {sample}",
+                        fmt_seconds(ours), fmt_seconds(base) + " (no shadow)", ratio,
+                        f"<= {HOT_PATH_TARGET}x" + (f" ({dropped:.0f} dropped)" if dropped
+                                                     else ""),
+                        ratio <= HOT_PATH_TARGET))
+        handle.close()
+        alone_registry.close()
+        shadowed_registry.close()
+    return rows
+
+
+def throughput(quick: bool) -> list[Row]:
+    model, X = _classifier()
+    row = X[:1]
+    n = 1000 if quick else 5000
+    rows = []
+    for workers in (1, 2):
+        registry = Registry()
+        champion = _champion(model, registry)
+        handle = inferwatch.shadow(champion, model, version="2", queue_size=n + 1,
+                                   workers=workers, timeout=60.0, registry=registry)
+
+        def background() -> float:
+            for _ in range(n):
+                handle.offer("predict", (row,), {}, np.array([0]))
+            start = time.perf_counter()
+            handle.flush(600)
+            return n / (time.perf_counter() - start)
+
+        def direct() -> float:
+            return 1.0 / per_call(lambda: model.predict(row), n)
+
+        ours, base = alternate(background, direct, rounds=3 if quick else 5)
+        registry.drain()
+        rows.append(Row(f"background comparisons/s, {workers} thread(s), before drops",
+                        f"{ours:,.0f}/s", f"{base:,.0f}/s (challenger called directly)",
+                        ours / base, ">= 0.5 of a bare loop", ours / base >= 0.5))
+        handle.close()
+        registry.close()
+    return rows
+
+
+class _Fast:
+    def predict(self, rows):
+        return [sum(r) for r in rows]
+
+
+class _Slow:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def predict(self, rows):
+        time.sleep(self.seconds)
+        return [sum(r) for r in rows]
+
+
+def memory(quick: bool) -> list[Row]:
+    registry = Registry()
+    fast = inferwatch.instrument(_Fast(), name="mem", version="1", registry=registry)
+    champion_seconds = per_call(lambda: fast.predict([[1.0, 2.0]]), 20_000)
+    slow = _Slow(100 * champion_seconds)
+    handle = inferwatch.shadow(fast, slow, version="2", queue_size=1000, timeout=60.0,
+                               registry=registry)
+    batch = 20_000 if quick else 100_000
+    sizes = []
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(4):
+            for _ in range(batch):
+                fast.predict([[1.0, 2.0]])
+            registry.drain()
+            gc.collect()
+            sizes.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    registry.drain()
+    counters = handle.monitor.state.counters
+    dropped = counters["inferwatch_shadow_dropped_total"][("1", "queue_full")]
+    sampled = counters["inferwatch_shadow_sampled_total"][("1",)]
+    handle.close()
+    registry.close()
+    growth = sizes[-1] / sizes[0]
+    return [Row(f"memory, challenger 100x slower ({fmt_seconds(slow.seconds)} a call), "
+                f"{4 * batch:,} calls",
+                f"{sizes[-1] / 2**20:.2f} MiB after {4 * batch:,}",
+                f"{sizes[0] / 2**20:.2f} MiB after {batch:,}", growth,
+                f"<= 1.1x ({dropped:,.0f} of {sampled:,.0f} dropped, counted)",
+                growth <= 1.1)]
+
+
+def run(quick: bool = False) -> list[Row]:
+    return hot_path(quick) + throughput(quick) + memory(quick)
