@@ -43,71 +43,70 @@ def _champion(model, registry):
                                  version="1", registry=registry)
 
 
+def _hot_path_case(model, row, mode: str, sample: float, quick: bool) -> Row:
+    calls = 500 if quick else 3000
+    alone_registry, shadowed_registry = Registry(), Registry()
+    alone = _champion(model, alone_registry)
+    shadowed = _champion(model, shadowed_registry)
+    handle = inferwatch.shadow(shadowed, model, version="2", sample=sample, mode=mode,
+                               queue_size=100_000, timeout=60.0, registry=shadowed_registry)
+    shadowed.predict(row)
+    handle.flush(120)  # a process-mode child is started and warm
+
+    def with_shadow() -> float:
+        seconds = per_call(lambda: shadowed.predict(row), calls)
+        handle.flush(300)  # the next trial starts with an empty queue (not timed)
+        return seconds
+
+    ours, base = alternate(with_shadow, lambda: per_call(lambda: alone.predict(row), calls),
+                           rounds=3 if quick else 7)
+    shadowed_registry.drain()
+    dropped = sum(handle.monitor.state.counters["inferwatch_shadow_dropped_total"].values())
+    handle.close()
+    alone_registry.close()
+    shadowed_registry.close()
+    ratio = ours / base
+    return Row(f"champion predict, 1 row, shadow {mode} sample {sample}", fmt_seconds(ours),
+               fmt_seconds(base) + " (no shadow)", ratio,
+               f"<= {HOT_PATH_TARGET}x" + (f" ({dropped:.0f} dropped)" if dropped else ""),
+               ratio <= HOT_PATH_TARGET)
+
+
 def hot_path(quick: bool) -> list[Row]:
     model, X = _classifier()
-    row = X[:1]
-    calls = 500 if quick else 3000
-    rows = []
-    for mode, sample in (("thread", 1.0), ("thread", 0.1), ("process", 1.0)):
-        alone_registry, shadowed_registry = Registry(), Registry()
-        alone = _champion(model, alone_registry)
-        shadowed = _champion(model, shadowed_registry)
-        handle = inferwatch.shadow(shadowed, model, version="2", sample=sample, mode=mode,
-                                   queue_size=100_000, timeout=60.0,
-                                   registry=shadowed_registry)
-        shadowed.predict(row)
-        handle.flush(120)  # a process-mode child is started and warm
+    return [_hot_path_case(model, X[:1], mode, sample, quick)
+            for mode, sample in (("thread", 1.0), ("thread", 0.1), ("process", 1.0))]
 
-        def with_shadow() -> float:
-            seconds = per_call(lambda: shadowed.predict(row), calls)
-            handle.flush(300)  # the next trial starts with an empty queue (not timed)
-            return seconds
 
-        ours, base = alternate(with_shadow, lambda: per_call(lambda: alone.predict(row), calls),
-                               rounds=3 if quick else 7)
-        shadowed_registry.drain()
-        dropped = sum(handle.monitor.state.counters["inferwatch_shadow_dropped_total"].values())
-        ratio = ours / base
-        rows.append(Row(f"champion predict, 1 row, shadow {mode} sample {sample}",
-                        fmt_seconds(ours), fmt_seconds(base) + " (no shadow)", ratio,
-                        f"<= {HOT_PATH_TARGET}x" + (f" ({dropped:.0f} dropped)" if dropped
-                                                     else ""),
-                        ratio <= HOT_PATH_TARGET))
-        handle.close()
-        alone_registry.close()
-        shadowed_registry.close()
-    return rows
+def _throughput_case(model, row, workers: int, quick: bool) -> Row:
+    n = 1000 if quick else 5000
+    registry = Registry()
+    champion = _champion(model, registry)
+    handle = inferwatch.shadow(champion, model, version="2", queue_size=n + 1,
+                               workers=workers, timeout=60.0, registry=registry)
+
+    def background() -> float:
+        for _ in range(n):
+            handle.offer("predict", (row,), {}, np.array([0]))
+        start = time.perf_counter()
+        handle.flush(600)
+        return n / (time.perf_counter() - start)
+
+    def direct() -> float:
+        return 1.0 / per_call(lambda: model.predict(row), n)
+
+    ours, base = alternate(background, direct, rounds=3 if quick else 5)
+    registry.drain()
+    handle.close()
+    registry.close()
+    return Row(f"background comparisons/s, {workers} thread(s), before drops",
+               f"{ours:,.0f}/s", f"{base:,.0f}/s (challenger called directly)",
+               ours / base, ">= 0.5 of a bare loop", ours / base >= 0.5)
 
 
 def throughput(quick: bool) -> list[Row]:
     model, X = _classifier()
-    row = X[:1]
-    n = 1000 if quick else 5000
-    rows = []
-    for workers in (1, 2):
-        registry = Registry()
-        champion = _champion(model, registry)
-        handle = inferwatch.shadow(champion, model, version="2", queue_size=n + 1,
-                                   workers=workers, timeout=60.0, registry=registry)
-
-        def background() -> float:
-            for _ in range(n):
-                handle.offer("predict", (row,), {}, np.array([0]))
-            start = time.perf_counter()
-            handle.flush(600)
-            return n / (time.perf_counter() - start)
-
-        def direct() -> float:
-            return 1.0 / per_call(lambda: model.predict(row), n)
-
-        ours, base = alternate(background, direct, rounds=3 if quick else 5)
-        registry.drain()
-        rows.append(Row(f"background comparisons/s, {workers} thread(s), before drops",
-                        f"{ours:,.0f}/s", f"{base:,.0f}/s (challenger called directly)",
-                        ours / base, ">= 0.5 of a bare loop", ours / base >= 0.5))
-        handle.close()
-        registry.close()
-    return rows
+    return [_throughput_case(model, X[:1], workers, quick) for workers in (1, 2)]
 
 
 class _Fast:

@@ -287,8 +287,9 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchOutOfRangeSpike", severity="warning", for_="15m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: _primary(c, compare(c, q.feature_ratio(c, "inferwatch_feature_out_of_range"), ">",
-                               "data_quality.out_of_range_ratio")),
+        expr=lambda c: _primary(c, compare(
+            c, q.feature_ratio(c, "inferwatch_feature_out_of_range"), ">",
+            "data_quality.out_of_range_ratio")),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often out of range",
         description=lambda c: (
             f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
