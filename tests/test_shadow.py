@@ -22,6 +22,7 @@ from inferwatch.core.registry import Registry
 from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.state import ModelState
 from shadow_models import Gated, Raising, Segfaulting, Sleeping
+from test_pushgateway import gateway  # noqa: F401  (a fixture)
 
 N_CALLS = 40
 
@@ -396,3 +397,28 @@ def test_agreement_and_confusion_count_every_row_under_any_class_cap(pairs, cap)
     champion_classes = {k[1] for k in confusion} - {"__other__"}
     assert len(champion_classes) <= cap
     assert state.counters["inferwatch_shadow_compared_total"] == {("1",): compared}
+
+
+@pytest.mark.integration
+def test_a_batch_job_pushes_both_models_and_the_comparison(data, gateway):  # noqa: F811
+    X, _, model, shifted, _, _ = data
+    registry = Registry()
+    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
+                                     registry=registry)
+    handle = inferwatch.shadow(champion, _clone(shifted), version="2", registry=registry,
+                               timeout=60.0)
+    for start in range(0, 100, 10):
+        champion.predict(X[start:start + 10])
+    assert handle.flush(60)  # what a batch job does before it pushes
+    inferwatch.push(gateway.address, "nightly", registry=registry)
+    disagree = int(np.sum(model.predict(X[:100]) != shifted.predict(X[:100])))
+    assert gateway.value("inferwatch_shadow_agreement_total", model="fraud", model_version="2",
+                         champion_version="1", result="disagree") == disagree
+    assert gateway.value("inferwatch_shadow_compared_total", model="fraud",
+                         model_version="2") == 10
+    assert gateway.value("inferwatch_requests_total", model="fraud", model_version="1",
+                         outcome="ok") == 10
+    assert gateway.value("inferwatch_model_info", model="fraud", model_version="2",
+                         role="shadow") == 1
+    handle.close()
+    registry.close()
