@@ -422,3 +422,34 @@ def test_a_batch_job_pushes_both_models_and_the_comparison(data, gateway):  # no
                          role="shadow") == 1
     handle.close()
     registry.close()
+
+
+def _forked_child_compares(champion, handle, rows, conn) -> None:
+    champion.predict(rows)
+    handle.flush(60)
+    handle.monitor.drain()
+    conn.send(dict(handle.monitor.state.counters["inferwatch_shadow_agreement_total"]))
+
+
+def test_a_forked_worker_starts_its_own_shadow_workers_and_counts_only_its_calls(data,
+                                                                                 registry):
+    import multiprocessing
+
+    X, _, model, shifted, _, _ = data
+    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
+                                     registry=registry)
+    handle = inferwatch.shadow(champion, _clone(shifted), version="2", registry=registry,
+                               timeout=60.0)
+    champion.predict(X[:30])  # the parent's own call, compared in the parent
+    assert handle.flush(60)
+    context = multiprocessing.get_context("fork")
+    parent_end, child_end = context.Pipe()
+    child = context.Process(target=_forked_child_compares,
+                            args=(champion, handle, X[30:50], child_end))
+    child.start()
+    assert parent_end.poll(120), "the forked child never answered"
+    counts = parent_end.recv()
+    child.join(30)
+    expected = int(np.sum(model.predict(X[30:50]) != shifted.predict(X[30:50])))
+    assert counts == {("1", "agree"): 20 - expected, ("1", "disagree"): expected}
+    handle.close()

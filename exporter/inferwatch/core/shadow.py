@@ -123,9 +123,11 @@ class Shadow:
     def offer(self, method: str, args: tuple, kwargs: dict, result: object) -> None:
         """Queue one sampled call for the challenger. Never raises, never blocks."""
         try:
+            if self.closed:
+                return  # a closed shadow samples nothing
             next(self._sampled)
             queue = self._queue
-            if len(queue) >= self.queue_size or self.closed:
+            if len(queue) >= self.queue_size:
                 next(self._full)
                 return
             if self._started_pid != os.getpid():

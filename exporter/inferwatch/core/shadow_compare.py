@@ -73,8 +73,10 @@ class Comparison:
         self.ttl_seconds = ttl_seconds
 
     def renew_lock(self) -> None:
-        """A new lock in a forked child."""
+        """A new lock in a forked child, which starts with nothing pending: what the parent
+        had not folded yet is the parent's to count."""
         self._lock = threading.Lock()
+        self._pairs, self._scored, self._drops, self._sampled = [], [], {}, 0
 
     # --- fed by the shadow's workers (any thread) -------------------------------------------
     def add(self, method: str, champion: object, shadow: object, request_id: str | None,
