@@ -397,6 +397,16 @@ def test_agreement_and_confusion_count_every_row_under_any_class_cap(pairs, cap)
     champion_classes = {k[1] for k in confusion} - {"__other__"}
     assert len(champion_classes) <= cap
     assert state.counters["inferwatch_shadow_compared_total"] == {("1",): compared}
+    # Calls folded one at a time count exactly what calls folded together count.
+    one_by_one, alone = ModelState("m", "2"), Comparison("1", max_classes=cap)
+    for champion, challenger in pairs:
+        n = min(len(champion), len(challenger))
+        alone.add("predict", np.array(champion[:n], dtype=object),
+                  np.array(challenger[:n], dtype=object), None, at=0.0)
+        alone.fold_into(one_by_one, now=0.0)
+    for metric in ("inferwatch_shadow_agreement_total", "inferwatch_shadow_compared_total"):
+        assert {k: v for k, v in one_by_one.counters[metric].items() if v} == \
+            {k: v for k, v in state.counters[metric].items() if v}
 
 
 @pytest.mark.integration

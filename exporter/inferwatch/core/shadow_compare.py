@@ -28,7 +28,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -149,18 +149,23 @@ class Comparison:
         agreement = {"agree": 0, "disagree": 0}
         confusion: dict[tuple[str, str], int] = {}
         compared = 0
-        for method, champion_result, shadow_result, request_id, at in pairs:
+        for batch in _batches(pairs):
             try:
-                champion, shadow = self._normalize(method, champion_result, shadow_result)
+                champion, shadow = self._normalize(batch.method, batch.champion, batch.shadow)
             except Exception:
                 champion = shadow = None
-            if champion is None or champion.rows != shadow.rows or not champion.rows:
-                drops["incomparable"] = drops.get("incomparable", 0) + 1
+            if champion is None or champion.rows != shadow.rows or not champion.rows or \
+                    batch.rows not in (None, champion.rows):
+                drops["incomparable"] = drops.get("incomparable", 0) + len(batch.calls)
                 continue
-            compared += 1
+            compared += len(batch.calls)
             remembered = self._compare(champion, shadow, agreement, confusion, differences)
-            if request_id is not None and remembered is not None:
-                self._remember(request_id, remembered[0], remembered[1], at)
+            if remembered is None:
+                continue
+            for (request_id, at), start, stop in batch.calls:
+                if request_id is not None:
+                    self._remember(request_id, remembered[0][start:stop][:MAX_ROWS_SCORED],
+                                   remembered[1][start:stop][:MAX_ROWS_SCORED], at)
         if compared:
             state.inc("inferwatch_shadow_compared_total", (version,), compared)
         for reason, count in drops.items():
@@ -215,17 +220,20 @@ class Comparison:
         return champion, shadow
 
     def _compare(self, champion: Prediction, shadow: Prediction, agreement: dict,
-                 confusion: dict, differences: dict) -> tuple[tuple, tuple] | None:
-        """Fold one pair; returns what an outcome needs (both sides' rows) or None."""
+                 confusion: dict, differences: dict) -> tuple[list, list] | None:
+        """Fold one batch; returns what outcomes need (both sides' rows) or None."""
         remembered = None
         if champion.classes is not None and shadow.classes is not None:
-            champion_classes = [str(c) for c in champion.classes.tolist()]
-            shadow_classes = [str(c) for c in shadow.classes.tolist()]
-            for c, s in zip(champion_classes, shadow_classes):
-                agreement["agree" if c == s else "disagree"] += 1
-                confusion[(c, s)] = confusion.get((c, s), 0) + 1
-            remembered = (tuple(champion_classes[:MAX_ROWS_SCORED]),
-                          tuple(shadow_classes[:MAX_ROWS_SCORED]))
+            ours = champion.classes.astype(str)
+            theirs = shadow.classes.astype(str)
+            same = int(np.count_nonzero(ours == theirs))
+            agreement["agree"] += same
+            agreement["disagree"] += len(ours) - same
+            pairs, counts = np.unique(np.stack([ours, theirs], axis=1), axis=0,
+                                      return_counts=True)
+            for (c, s), n in zip(pairs.tolist(), counts.tolist()):
+                confusion[(c, s)] = confusion.get((c, s), 0) + n
+            remembered = (ours.tolist(), theirs.tolist())
         for output, values in champion.values.items():
             other = shadow.values.get(output)
             if other is None or len(other) != len(values):
@@ -233,18 +241,73 @@ class Comparison:
             differences.setdefault(output, []).append(
                 np.asarray(other, dtype=np.float64) - np.asarray(values, dtype=np.float64))
             if remembered is None and len(champion.values) == 1:
-                remembered = (tuple(float(v) for v in values[:MAX_ROWS_SCORED]),
-                              tuple(float(v) for v in other[:MAX_ROWS_SCORED]))
+                remembered = (np.asarray(values, dtype=np.float64).tolist(),
+                              np.asarray(other, dtype=np.float64).tolist())
         return remembered
 
-    def _remember(self, request_id: str, champion: tuple, shadow: tuple, at: float) -> None:
+    def _remember(self, request_id: str, champion: list, shadow: list, at: float) -> None:
         if not champion or not shadow:
             return
         with self._lock:
             self._cache.pop(request_id, None)
-            self._cache[request_id] = (champion, shadow, at)
+            self._cache[request_id] = (tuple(champion), tuple(shadow), at)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+
+
+class _Batch(NamedTuple):
+    """Calls whose results stack into one array per side: compared in one pass."""
+
+    method: str
+    champion: object
+    shadow: object
+    rows: int | None
+    calls: list  # ((request id, time), first row, end row) per call
+
+
+def _stackable(result: object) -> bool:
+    return isinstance(result, np.ndarray) and result.ndim in (1, 2) and len(result) > 0 \
+        and result.dtype.kind in "biufUSO"
+
+
+def _batches(pairs: list) -> list[_Batch]:
+    """Consecutive calls of one method whose results are arrays of one shape per row go
+    together (one normalize per side for all of them); anything else goes alone."""
+    batches: list[_Batch] = []
+    group: list = []
+    key = None
+
+    def close() -> None:
+        if not group:
+            return
+        if len(group) == 1:
+            method, champion, shadow, request_id, at = group[0]
+            # One call: its rows are what normalize finds (None checks nothing more).
+            batches.append(_Batch(method, champion, shadow, None, [((request_id, at), 0, None)]))
+        else:
+            calls, start = [], 0
+            for _, champion, _, request_id, at in group:
+                calls.append(((request_id, at), start, start + len(champion)))
+                start += len(champion)
+            batches.append(_Batch(group[0][0], np.concatenate([g[1] for g in group]),
+                                  np.concatenate([g[2] for g in group]), start, calls))
+        group.clear()
+
+    for pair in pairs:
+        method, champion, shadow = pair[0], pair[1], pair[2]
+        if _stackable(champion) and _stackable(shadow) and len(champion) == len(shadow):
+            this = (method, champion.shape[1:], champion.dtype.kind, shadow.shape[1:],
+                    shadow.dtype.kind)
+        else:
+            this = None
+        if this is None or this != key:
+            close()
+        key = this
+        group.append(pair)
+        if this is None:
+            close()
+    close()
+    return batches
 
 
 def _names(read: Callable[[], object]) -> list | None:
