@@ -15,7 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inferwatch.generate import render
+from inferwatch.generate import render, rules
 from inferwatch.generate.config import DEFAULT, from_dict, load
 from inferwatch.generate.promql import objective
 from inferwatch.generate.rules import ALERTS
@@ -228,3 +228,24 @@ def test_each_model_gets_its_own_objective_in_promtool(thresholds: dict[str, flo
         path.write_text(yaml.safe_dump(test, allow_unicode=True))
         result = promtool("test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_says_which_scrape_job_it_reads_and_follows_a_renamed_job() -> None:
+    renamed = from_dict({"selectors": {"model": 'job="ml-serving"', "exporter": 'job="ml-gpu"'}})
+    for cfg in (DEFAULT, renamed):
+        selectors = {cfg.selectors.model, cfg.selectors.exporter, cfg.pushgateway.selector}
+        for group in rules.alerting_groups(cfg):
+            for rule in group["rules"]:
+                note = re.search(r"Reads series matching (.*) \((.*) in the inferwatch config",
+                                 rule["annotations"]["description"])
+                assert note, rule["alert"]
+                named = re.findall(r"\{(.*?)\}(?: and |$)", note.group(1))
+                assert named and set(named) <= selectors, (rule["alert"], named)
+                assert all(m in rule["expr"] or _recorded_from(cfg, rule["expr"], m)
+                           for m in named), rule["alert"]
+    assert "ml-serving" not in str(rules.alerting_groups(DEFAULT))
+
+
+def _recorded_from(cfg, expr: str, matcher: str) -> bool:
+    return any(r["record"] in expr and matcher in r["expr"]
+               for group in rules.recording_groups(cfg) for r in group["rules"])

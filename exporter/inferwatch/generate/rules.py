@@ -437,16 +437,45 @@ def dashboard_url(cfg: Config, alert: AlertDef) -> str:
     return url
 
 
+def scrape_note(cfg: Config, expr: str) -> str:
+    """The sentence that tells the person paged which scrape jobs an alert reads, and where
+    to change them: a renamed job otherwise silences an alert without a trace.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> scrape_note(DEFAULT, 'up{job="inferwatch-model"} == 0')
+    ' Reads series matching {job="inferwatch-model"} (selectors.model in the inferwatch config; regenerate the rules after changing it).'
+    """
+    recorded = dict(_recording_rules(cfg))
+    read, pending = expr, [expr]
+    while pending:  # an alert on a recording rule reads what that rule reads
+        text = pending.pop()
+        for name, body in recorded.items():
+            if name in text and body not in read:
+                read += "\n" + body
+                pending.append(body)
+    keys = [("selectors.model", cfg.selectors.model),
+            ("selectors.exporter", cfg.selectors.exporter),
+            ("pushgateway.selector", cfg.pushgateway.selector)]
+    used = [(key, value) for key, value in keys if value in read]
+    if not used:
+        return ""
+    matchers = " and ".join(f"{{{value}}}" for _, value in used)
+    settings = " and ".join(key for key, _ in used)
+    return (f" Reads series matching {matchers} ({settings} in the inferwatch config; "
+            f"regenerate the rules after changing it).")
+
+
 def alert_rule(cfg: Config, alert: AlertDef) -> dict[str, Any]:
     """The Prometheus rule of one alert, with its severity, `for` and links."""
+    expr = alert.expr(cfg)
     return {
         "alert": alert.name,
-        "expr": alert.expr(cfg),
+        "expr": expr,
         "for": alert_setting(cfg, alert.name, "for_", alert.for_),
         "labels": {"severity": alert_setting(cfg, alert.name, "severity", alert.severity)},
         "annotations": {
             "summary": alert.summary,
-            "description": alert.description(cfg),
+            "description": alert.description(cfg) + scrape_note(cfg, expr),
             "runbook_url": runbook_url(cfg, alert.name),
             "dashboard_url": dashboard_url(cfg, alert),
         },
