@@ -442,8 +442,8 @@ def scrape_note(cfg: Config, expr: str) -> str:
     to change them: a renamed job otherwise silences an alert without a trace.
 
     >>> from inferwatch.generate.config import DEFAULT
-    >>> scrape_note(DEFAULT, 'up{job="inferwatch-model"} == 0')
-    ' Reads series matching {job="inferwatch-model"} (selectors.model in the inferwatch config; regenerate the rules after changing it).'
+    >>> print(scrape_note(DEFAULT, 'up{job="inferwatch-model"} == 0'))
+     Reads series matching {job="inferwatch-model"} (selectors.model in the inferwatch config; ...
     """
     recorded = dict(_recording_rules(cfg))
     read, pending = expr, [expr]
