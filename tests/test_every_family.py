@@ -52,7 +52,8 @@ def _classifier(registry: Registry) -> None:
     fraud = rng.uniform(size=300)
     reference = inferwatch.Reference.from_data(
         {"amount": rng.normal(size=300), "country": rng.choice(["fr", "de"], size=300)},
-        predictions=np.column_stack([1 - fraud, fraud]), prediction_names=["0", "1"])
+        predictions=np.column_stack([1 - fraud, fraud]), prediction_names=["0", "1"],
+        y_true=(fraud > rng.uniform(size=300)).astype(int))
     mon = registry.monitor("fraud", "1.4.2", Settings(max_error_types=1, task="classification"),
                            trained_at=1.7e9)
     mon.configure(reference=reference, traces=True)

@@ -91,6 +91,7 @@ SENTINELS: dict[str, Any] = {
     "accuracy.window": "131m",
     "accuracy.min_ratio": 0.876,
     "accuracy.min_outcomes": 765,
+    "accuracy.max_drop": 0.0317,
     "gpu.memory_used_ratio": 0.912,
     "gpu.temperature_celsius": 77.5,
     "internal.errors_per_second": 0.0042,
@@ -175,6 +176,7 @@ MODEL_SENTINELS: dict[str, Any] = {
     "accuracy.window": "139m",
     "accuracy.min_ratio": 0.8761,
     "accuracy.min_outcomes": 766,
+    "accuracy.max_drop": 0.0319,
     "windows.no_traffic_lookback": "193m",
 }
 MODEL_ALERT_SENTINELS = {"InferwatchLatencyHigh": {"for": "151m", "severity": "info"}}

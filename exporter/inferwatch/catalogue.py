@@ -54,6 +54,9 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                "Unix time in seconds when this model version started serving."),
     MetricSpec("inferwatch_model_trained_timestamp_seconds", "gauge",
                "Unix time in seconds when this model version was trained."),
+    MetricSpec("inferwatch_reference_validation", "gauge",
+               "The model's score on its validation data, from its reference profile: "
+               "accuracy, or mean_absolute_error for a regressor.", ("metric",)),
     MetricSpec("inferwatch_dependency_info", "gauge",
                "Always 1: version of an ML package loaded in the serving process.",
                ("package", "package_version"), per_model=False),

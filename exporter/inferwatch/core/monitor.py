@@ -183,6 +183,9 @@ class Monitor:
             with self._lock:
                 self.features = tracker
                 self.state.extras["drift"] = tracker.drift
+                validation = reference.validation
+                self.state.validation = {} if validation is None else {
+                    validation.metric: validation.value}
         if request_id is not None:
             if not callable(request_id):
                 raise TypeError("inferwatch: request_id must be a function of the call's "

@@ -257,6 +257,9 @@ class Accuracy:
     min_ratio: float = _setting(0.9, "accuracy below which InferwatchAccuracyDrop fires", _ratio)
     min_outcomes: int = _setting(100, "outcomes the window must hold before the accuracy alert "
                                  "may fire", _positive)
+    max_drop: float = _setting(0.05, "how far live accuracy may fall below the validation "
+                               "accuracy in the model's reference before InferwatchAccuracyDrop "
+                               "fires (models without one are held to min_ratio)", _ratio)
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,7 @@ OBJECTIVE_KEYS = (
     "slo.availability", "latency.p99_seconds", "predictions.invalid_ratio",
     "predictions.max_versions", "predictions.max_model_age", "data_quality.missing_ratio",
     "data_quality.out_of_range_ratio", "drift.feature_threshold", "drift.prediction_threshold",
-    "drift.min_observations", "accuracy.min_ratio", "accuracy.min_outcomes",
+    "drift.min_observations", "accuracy.min_ratio", "accuracy.min_outcomes", "accuracy.max_drop",
 )
 RULE_KEYS = (
     "windows.no_traffic_lookback", "slo.fast_burn.long_window", "slo.fast_burn.short_window",
