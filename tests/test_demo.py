@@ -256,3 +256,20 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
     assert seen[-1] == "stopped: every demo process has exited", seen[-5:]
     assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] \
         == []
+
+
+def test_lines_from_many_threads_never_share_a_line(capsys) -> None:
+    from inferwatch.demo.console import say
+
+    def write(thread: int) -> None:
+        for i in range(300):
+            say(f"PAGE FIRING thread-{thread} line-{i}")
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(lines) == sorted(f"PAGE FIRING thread-{t} line-{i}"
+                                   for t in range(8) for i in range(300))

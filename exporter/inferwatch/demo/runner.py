@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from inferwatch.demo.console import say
 from inferwatch.demo.receiver import PageReceiver
 from inferwatch.demo.scenario import Phase, drift_window_seconds, rule_config, scenario
 from inferwatch.demo.stack import (
@@ -55,7 +56,7 @@ class Demo:
         self.ports = {name: free_port(host, preferred.get(name, 0))
                       for name in ("api", "metrics", "exporter", "prometheus", "alertmanager",
                                    "receiver")}
-        self.out = out or (lambda line: print(line, flush=True))
+        self.out = out or say
         self.started = time.monotonic()
         self.traffic_started: float | None = None
         self.receiver: PageReceiver | None = None
