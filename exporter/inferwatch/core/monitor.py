@@ -98,6 +98,7 @@ class Monitor:
         self.state.loaded_at = time.time()
         if trained_at is not None:
             self.state.trained_at = float(trained_at)
+        self.state.objectives = dict(self.settings.objectives)
         self.state.info = {"task": self.settings.task,
                            **{k: clean_label_value(v) for k, v in self.settings.metadata.items()}}
         self._class_names = class_names
@@ -166,6 +167,7 @@ class Monitor:
         """
         if options:
             self.settings = dataclasses.replace(self.settings, **options)
+            self.state.objectives = dict(self.settings.objectives)
         if traces is not None:
             self.traces = bool(traces)
         self.trace_stages = self.settings.trace_stages
