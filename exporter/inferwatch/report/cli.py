@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     title = args.title or f"Drift report: {os.path.basename(args.data)}"
     report = from_data(reference, columns, predictions, title=title)
     report.save_html(args.output)
-    firing = [f.detail for f in report.flags if f.state == "firing"]
+    firing = [f"{f.alert} ({f.detail})" for f in report.flags if f.state == "firing"]
     print(f"wrote {args.output}: {report.rows} rows, {len(report.features)} features"
           + "".join(f"; {detail}" for detail in firing), file=sys.stderr)
     return 0

@@ -18,10 +18,10 @@ import datetime
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
-from html import escape
 from urllib.parse import urlencode
 
 from inferwatch.report import svg
+from inferwatch.report.svg import escape
 from inferwatch.report.flags import FIRING, NO_DATA
 from inferwatch.report.model import Distribution, Flag, Live, ModelReport
 

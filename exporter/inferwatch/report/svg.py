@@ -10,8 +10,32 @@ True
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
-from html import escape
+from html import escape as _html_escape
+
+# Characters XML forbids (and HTML reads as errors): C0 controls but tab, newline and
+# carriage return, DEL, lone surrogates and the two noncharacters.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean(value: object) -> str:
+    """`value` as text with the characters XML forbids replaced by U+FFFD.
+
+    >>> clean("a\x00b")
+    'a\ufffdb'
+    """
+    return _FORBIDDEN.sub("\ufffd", str(value))
+
+
+def escape(value: object) -> str:
+    """`value` safe as HTML or SVG text and as a quoted attribute value.
+
+    >>> escape('</svg><b a="1">')
+    '&lt;/svg&gt;&lt;b a=&quot;1&quot;&gt;'
+    """
+    return _html_escape(clean(value), quote=True)
+
 
 REFERENCE_FILL = "#9aa5b1"
 LIVE_STROKE = "#c2410c"
