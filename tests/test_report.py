@@ -118,7 +118,7 @@ def test_a_status_page_of_hostile_names_is_inert(model, version, feature, error)
         monitor.record_call(0.01, 0.5)
         monitor.record_error(0.02, type(error.strip() or "E", (Exception,), {}))
         pages = StatusPages(registry)
-        status, index, headers = pages.respond("")
+        status, index, _headers = pages.respond("")
         assert status == 200
         assert_inert(index.decode())
         state = registry.states()[0]

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlencode
 
 from inferwatch.report import svg
-from inferwatch.report.svg import escape
 from inferwatch.report.flags import FIRING, NO_DATA
 from inferwatch.report.model import Distribution, Flag, Live, ModelReport
+from inferwatch.report.svg import escape
 
 RUNBOOKS = "https://github.com/inferwatch/inferwatch/blob/main/docs/runbooks.md#{anchor}"
 
