@@ -116,7 +116,7 @@ def test_a_status_page_of_hostile_names_is_inert(model, version, feature, error)
         reference = Reference.from_data({feature: np.arange(100.0)})
         monitor = registry.monitor(model, version).configure(reference=reference)
         monitor.record_call(0.01, 0.5)
-        monitor.record_error(0.02, type(error.strip() or "E", (Exception,), {}))
+        monitor.record_error(0.02, type(error.replace("\x00", "").strip() or "E", (Exception,), {}))
         pages = StatusPages(registry)
         status, index, _headers = pages.respond("")
         assert status == 200
@@ -271,3 +271,19 @@ def test_inferwatch_report_cli_writes_a_report(tmp_path, capsys):
     assert "InferwatchFeatureDrift" in capsys.readouterr().err
     assert main(["report", "--reference", str(tmp_path / "missing.json"), str(data),
                  "-o", str(out)]) == 2
+
+
+def test_the_readme_pictures_show_the_current_layout():
+    """docs/images/status-page.png and drift-report.png are screenshots taken by
+    tests/test_browser.py (``make pictures``); they carry the layout's fingerprint."""
+    from pathlib import Path
+
+    from inferwatch.report.page import layout_fingerprint
+
+    images = Path(__file__).resolve().parents[1] / "docs" / "images"
+    assert (images / "status-pages.fingerprint").read_text().strip() == layout_fingerprint(), (
+        "the status page or report layout changed: run `make pictures`")
+    readme = (images.parents[1] / "README.md").read_text()
+    for name in ("status-page.png", "drift-report.png"):
+        assert (images / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"docs/images/{name}" in readme

@@ -142,8 +142,9 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                                   f"{_pct(t.accuracy_min_ratio)}"))
         age = now - live.trained_at if math.isfinite(live.trained_at) else math.nan
         flags.append(_flag("InferwatchModelStale", age, t.max_model_age_seconds, above=True,
-                           detail=f"trained {age / 86400:.1f} days ago, at most "
-                                  f"{t.max_model_age_seconds / 86400:g} allowed"))
+                           detail=(f"trained {age / 86400:.1f} days ago, at most "
+                                   f"{t.max_model_age_seconds / 86400:g} allowed")
+                           if math.isfinite(age) else "no training time given"))
     rows = report.live.drift_window_rows if report.live is not None else report.rows
     for alert, items, limit in (("InferwatchFeatureDrift", report.features, t.drift_feature),
                                 ("InferwatchPredictionDrift", report.outputs,

@@ -36,6 +36,7 @@ class Distribution:
     reference: tuple[float, ...]
     live: tuple[float, ...]
     scores: Mapping[str, float]
+    edges: tuple[float, ...] = ()  # numeric: the inner cut points between the bins
 
     @property
     def rows(self) -> float:
@@ -149,7 +150,8 @@ def distributions(profiles: Mapping[str, Profile], counts: list[np.ndarray],
             name, profile.kind, bin_labels(profile), tuple(float(f) for f in profile.fractions),
             tuple(float(c) for c in np.asarray(live).tolist()),
             {method: float(scores.get((name, method), math.nan))
-             for method in ("psi", "js", "ks")}))
+             for method in ("psi", "js", "ks")},
+            tuple(float(e) for e in profile.edges) if profile.is_numeric else ()))
     return sorted(out, key=drift_order)
 
 

@@ -28,7 +28,7 @@ from inferwatch.report.svg import escape
 RUNBOOKS = "https://github.com/inferwatch/inferwatch/blob/main/docs/runbooks.md#{anchor}"
 
 CSS = """
-.iw{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;color:#111827;max-width:1100px;
+.iw{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;color:#111827;max-width:1180px;
 margin:0 auto;padding:12px 20px;line-height:1.35}
 .iw h1{font-size:1.5em;margin:.2em 0}.iw h2{font-size:1.15em;margin:1.2em 0 .4em;
 border-bottom:1px solid #e5e7eb}.iw h3{font-size:1em;margin:1em 0 .2em}
@@ -41,8 +41,9 @@ vertical-align:top}.iw td.n{text-align:right;font-variant-numeric:tabular-nums}
 .iw .cards{display:flex;flex-wrap:wrap;gap:10px}
 .iw .card{border:1px solid #e5e7eb;border-radius:6px;padding:6px 10px;min-width:170px}
 .iw .big{font-size:1.4em;font-weight:600}.iw .muted{color:#6b7280;font-size:.85em}
-.iw .feature{display:inline-block;vertical-align:top;margin:0 14px 10px 0}
+.iw .feature{margin:0 0 10px 0}
 .iw a{color:#1d4ed8}
+.iw .cols{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
 """
 _CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 # No script, font, frame, form or connection anywhere; the one style sheet by its hash;
@@ -88,17 +89,24 @@ def report_body(report: ModelReport, *, index_link: str | None = None) -> str:
     if report.flags:
         parts.append(_flags(report.flags))
     if report.live is not None:
-        parts.append(_live(report.live))
+        parts.append(_calls(report.live))
+    # Tables beside the distributions, so the most drifted features' charts are in view.
+    parts.append('<div class="cols"><div>')
     parts.append(_drift_table("Feature drift", "feature_drift", report.features))
     if report.outputs:
         parts.append(_drift_table("Prediction drift", "prediction_drift", report.outputs))
-    parts.append(_quality(report))
+    parts.append("</div><div>")
     if report.features or report.outputs:
         parts.append("<h2>Distributions against the reference</h2>")
         for item in report.features:
             parts.append(_distribution(item, "feature_drift"))
         for item in report.outputs:
             parts.append(_distribution(item, "prediction_drift"))
+    parts.append("</div></div>")
+    parts.append('<h2>Details</h2><div class="cards">')
+    if report.live is not None:
+        parts.append(_live_details(report.live))
+    parts.append(f'<div class="card">{_quality(report)}</div></div>')
     return "".join(parts)
 
 
@@ -154,8 +162,8 @@ def _flags(flags: Iterable[Flag]) -> str:
             + "".join(rows) + "</table>")
 
 
-def _live(live: Live) -> str:
-    minutes = live.window_seconds / 60
+def _calls(live: Live) -> str:
+    window = _duration(live.window_seconds)
     cards = []
     for label, value, text, line in (
             ("calls per second", live.calls_per_second, _num(live.calls_per_second),
@@ -165,12 +173,16 @@ def _live(live: Live) -> str:
             ("p99 latency", live.latency_p99, _seconds(live.latency_p99), "p99 latency (s)")):
         cards.append(
             f'<div class="card"><div class="muted">{escape(label)} '
-            f"(last {minutes:.3g} min)</div>"
+            f"(last {escape(window)})</div>"
             f'<div class="big" data-key="{escape(label)}" data-value="{value!r}">'
             f"{escape(text)}</div>"
             + svg.sparkline(live.sparklines.get(line, []), title=f"{line}, last hour")
             + "</div>")
-    parts = ['<h2>Calls</h2><div class="cards">', *cards, "</div>"]
+    return "".join(['<h2>Calls</h2><div class="cards">', *cards, "</div>"])
+
+
+def _live_details(live: Live) -> str:
+    parts = []
     parts.append(_table("Calls by outcome (total)", ["outcome", "calls"],
                         [(k, v) for k, v in sorted(live.requests.items())], "requests"))
     if live.prediction_quantiles:
@@ -201,7 +213,7 @@ def _live(live: Live) -> str:
     parts.append(f'<p>Accuracy: <b data-key="accuracy" data-value="{live.accuracy!r}">'
                  f"{_pct(live.accuracy)}</b>; median label delay: "
                  f"<b>{_seconds(live.label_delay_p50)}</b>.</p>")
-    return "".join(parts)
+    return "".join(f'<div class="card">{part}</div>' for part in parts)
 
 
 def _drift_table(title: str, key: str, items: Sequence[Distribution]) -> str:
@@ -232,7 +244,7 @@ def _quality(report: ModelReport) -> str:
         rows.append(f"<tr><td>{escape(feature)}</td>{cells}</tr>")
     errors = "".join(f"<li>{escape(reason)}: {count:g}</li>"
                      for reason, count in sorted(report.input_errors.items()))
-    return ("<h2>Data quality</h2>"
+    return ("<h3>Data quality (total)</h3>"
             "<table><tr><th>feature</th><th>missing</th><th>out of range</th>"
             "<th>unseen category</th></tr>"
             + ("".join(rows) or '<tr><td colspan="4">No problem counted.</td></tr>')
@@ -243,7 +255,7 @@ def _distribution(item: Distribution, key: str) -> str:
     scores = ", ".join(f"{m.upper()} {_num(item.scores.get(m, math.nan))}"
                        for m in ("psi", "js", "ks"))
     chart = svg.overlaid_histogram(item.bins, item.reference, item.live_shares,
-                                   title=f"{item.name}: reference and live")
+                                   title=f"{item.name}: reference and live", edges=item.edges)
     return (f'<div class="feature {key}" id="{_anchor(key, item.name)}">'
             f"<h3>{escape(item.name)}</h3><div class=\"muted\">{escape(scores)}; "
             f"{item.rows:g} rows</div>{chart}</div>")
@@ -279,7 +291,41 @@ def _pct(value: float) -> str:
     return f"{value * 100:.3g}%" if math.isfinite(value) else "n/a"
 
 
+def _duration(seconds: float) -> str:
+    """
+    >>> _duration(12.3), _duration(300.0), _duration(float("nan"))
+    ('12 s', '5 min', 'n/a')
+    """
+    if not math.isfinite(seconds):
+        return "n/a"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.3g} min"
+
+
 def _seconds(value: float) -> str:
     if not math.isfinite(value):
         return "n/a"
     return f"{value * 1000:.3g} ms" if value < 1 else f"{value:.3g} s"
+
+
+def layout_fingerprint() -> str:
+    """A hash of the pages this module draws for fixed sample data: it changes when the
+    layout, the style sheet or the charts change, not with live numbers (the README's
+    pictures carry it, and a test tells when they are older than the layout).
+
+    >>> layout_fingerprint() == layout_fingerprint()
+    True
+    """
+    from inferwatch.report.model import Distribution, Flag, Live
+
+    features = [Distribution("a", "numeric", ("< 1", ">= 1"), (0.5, 0.5), (10.0, 30.0),
+                             {"psi": 0.2, "js": 0.1, "ks": 0.25}),
+                Distribution("b", "categorical", ("x", "__other__"), (0.9, 0.1), (5.0, 5.0),
+                             {"psi": 0.9, "js": 0.3, "ks": 0.4})]
+    live = Live(300.0, {"ok": 9.0, "error": 1.0}, 2.0, 0.1, 0.01, 0.2,
+                {"calls per second": [1.0, 2.0]}, {"value": {"0.5": 0.3}}, {"1": 4.0},
+                {"0.5": 0.8}, {"nan": 0.0}, {}, {"correct": 3.0}, 0.75, 12.0, {}, 0.0, 0.0, 40)
+    report = ModelReport("m 1", "m", "1", 0.0, 40, features, features[:1],
+                         {"a": {"missing": 1.0}}, {}, live,
+                         [Flag("InferwatchLatencyHigh", "ok", 0.2, 0.5, "detail")])
+    text = report_page(report, index_link="?") + index_page([report], lambda r: "?x")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -22,8 +22,8 @@ _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\ufff
 def clean(value: object) -> str:
     """`value` as text with the characters XML forbids replaced by U+FFFD.
 
-    >>> clean("a\x00b")
-    'a\ufffdb'
+    >>> clean("a" + chr(0) + "b") == "a" + chr(0xFFFD) + "b"
+    True
     """
     return _FORBIDDEN.sub("\ufffd", str(value))
 
@@ -91,9 +91,11 @@ def sparkline(values: Sequence[float], *, title: str, width: int = 160,
 
 def overlaid_histogram(labels: Sequence[str], reference: Sequence[float],
                        live: Sequence[float], *, title: str, width: int = 420,
-                       height: int = 150) -> str:
+                       height: int = 150, edges: Sequence[float] = ()) -> str:
     """Reference shares as grey bars with the live window's shares drawn over them, one slot
-    per reference bin; each bar carries its numbers in a tooltip (<title>).
+    per reference bin; each bar carries its numbers in a tooltip (<title>). Numeric bins
+    (`edges` given: the cut points between them) are labelled with the cut points at the
+    bin boundaries, categories under their bars.
 
     >>> chart = overlaid_histogram(["a", "b"], [0.5, 0.5], [0.9, 0.1], title="x")
     >>> chart.count("<rect"), "live 90.0%" in chart
@@ -126,11 +128,20 @@ def overlaid_histogram(labels: Sequence[str], reference: Sequence[float],
             f'width="{_number(max(slot * 0.5, 1))}" height="{_number(live_height)}" '
             f'fill="{LIVE_FILL}" fill-opacity="0.75" stroke="{LIVE_STROKE}">'
             f"<title>{escape(label)}: live {_percent(now)}</title></rect>")
-        if n <= 12 or i % math.ceil(n / 12) == 0:
+        if not edges and (n <= 12 or i % math.ceil(n / 12) == 0):
             parts.append(
                 f'<text x="{_number(x + slot / 2)}" y="{height - bottom + 14}" '
                 f'font-size="9" text-anchor="middle" fill="{AXIS}">'
                 f"{escape(_shorten(label, max(int(slot / 5), 4)))}</text>")
+    every = max(1, math.ceil(len(edges) / 6))
+    for i, edge in enumerate(edges):
+        if i % every:
+            continue
+        x = (i + 1) * slot
+        parts.append(f'<line x1="{_number(x)}" y1="{top + plot_height}" x2="{_number(x)}" '
+                     f'y2="{top + plot_height + 4}" stroke="{AXIS}" stroke-width="0.5"/>')
+        parts.append(f'<text x="{_number(x)}" y="{height - bottom + 14}" font-size="9" '
+                     f'text-anchor="middle" fill="{AXIS}">{escape(f"{edge:.3g}")}</text>')
     parts.append(f'<line x1="0" y1="{top + plot_height}" x2="{width}" '
                  f'y2="{top + plot_height}" stroke="{AXIS}" stroke-width="0.5"/>')
     parts.append(f'<text x="2" y="{height - 4}" font-size="9" fill="{AXIS}">grey: reference, '
