@@ -63,7 +63,7 @@ def parsed(html: str) -> _Page:
 
 
 ALLOWED_TAGS = {"html", "head", "meta", "link", "title", "style", "body", "div", "h1", "h2",
-                "h3", "p", "a", "span", "b", "code", "table", "tr", "th", "td", "ul", "li",
+                "h3", "p", "a", "span", "b", "code", "section", "table", "tr", "th", "td", "ul", "li",
                 "svg", "line", "polyline", "circle", "rect", "text"}
 
 

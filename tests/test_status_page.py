@@ -269,3 +269,38 @@ def test_multi_worker_mode_shows_the_merged_view(tmp_path):
         registry.close()
     assert status == 200
     assert float(parsed(body.decode()).data_values["requests|ok"]) == 7.0
+
+
+def test_inferwatch_report_from_a_running_process(tmp_path, capsys):
+    from inferwatch.cli import main
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    registry = Registry()
+    busy_model(registry)
+    registry.monitor("churn-model", "2").record_call(0.01, 0.5)
+    out = tmp_path / "report.html"
+    with inferwatch.serve(port=0, addr="127.0.0.1", registry=CollectorRegistry(),
+                          status_page=registry, web_config_file=str(config)) as server:
+        plain = f"http://127.0.0.1:{server.port}/"
+        with_password = f"http://prometheus:s3cret@127.0.0.1:{server.port}/"
+        refused = main(["report", "--metrics", plain, "-o", str(out)])
+        written = main(["report", "--metrics", with_password, "--model", "fraud",
+                        "-o", str(out)])
+        live = parsed(authorised_page(server, "fraud", "1.4.2"))
+    registry.close()
+    assert refused == 2 and "401" in capsys.readouterr().err
+    assert written == 0
+    report = assert_inert(out.read_text(encoding="utf-8"))
+    assert "churn-model" not in "".join(report.text)
+    for key in ("requests|ok", "requests|error", "feature_drift|amount|psi", "class|1",
+                "missing|amount", "outcomes|correct"):
+        assert report.data_values[key] == live.data_values[key], key
+
+
+def authorised_page(server, model: str, version: str) -> str:
+    status, _, body = request(server, "/" + model_link(model, version),
+                              headers=basic("prometheus", "s3cret"))
+    assert status == 200
+    return body.decode()

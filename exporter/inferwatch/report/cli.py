@@ -1,5 +1,8 @@
 """`inferwatch report --reference reference.json DATA -o report.html`: a self-contained HTML
 drift report of a data file (CSV or Parquet) against a reference profile, without a server.
+`inferwatch report --metrics URL -o report.html` writes the same report of a running process
+from its status page's snapshot (``URL?format=json``; ``http://user:password@host:8000/``
+for basic auth).
 
 Columns named like the reference's prediction outputs (or given with
 ``--predictions-column``) are compared with the prediction profiles; the others with the
@@ -24,9 +27,14 @@ PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `report` options to `parser`."""
-    parser.add_argument("data", metavar="DATA", help="rows to compare: a .csv or .parquet file")
-    parser.add_argument("--reference", required=True, metavar="FILE",
+    parser.add_argument("data", metavar="DATA", nargs="?",
+                        help="rows to compare: a .csv or .parquet file")
+    parser.add_argument("--reference", metavar="FILE",
                         help="the reference profile (from `inferwatch profile`)")
+    parser.add_argument("--metrics", metavar="URL",
+                        help="instead of DATA: the status page of a running process (its / on "
+                             "the metrics port); one section per model version")
+    parser.add_argument("--model", default=None, help="with --metrics: only this model")
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="where to write the report (HTML)")
     parser.add_argument("--predictions-column", action="append", default=[], metavar="COL",
@@ -43,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from inferwatch.quality.reference import Reference, ReferenceError
     from inferwatch.report.model import from_data
 
+    if args.metrics is not None:
+        if args.data is not None or args.reference is not None:
+            return _error("give either --metrics URL or --reference FILE with DATA, not both")
+        return _from_metrics(args)
+    if args.data is None or args.reference is None:
+        return _error("give --reference FILE and DATA (or --metrics URL)")
     try:
         reference = Reference.load(args.reference)
     except ReferenceError as exc:
@@ -70,6 +84,48 @@ def run(args: argparse.Namespace) -> int:
     firing = [f"{f.alert} ({f.detail})" for f in report.flags if f.state == "firing"]
     print(f"wrote {args.output}: {report.rows} rows, {len(report.features)} features"
           + "".join(f"; {detail}" for detail in firing), file=sys.stderr)
+    return 0
+
+
+def _from_metrics(args: argparse.Namespace) -> int:
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    from inferwatch.report.live import from_state
+    from inferwatch.report.page import document, report_body
+    from inferwatch.report.status import read_snapshot
+
+    parts = urllib.parse.urlsplit(args.metrics)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return _error(f"--metrics must be an http(s) URL, got {args.metrics!r}")
+    query = {"format": "json", **({"model": args.model} if args.model else {})}
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    if ":" in parts.hostname:
+        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/",
+                                   urllib.parse.urlencode(query), ""))
+    request = urllib.request.Request(url)
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            generated_at, states = read_snapshot(response.read())
+    except (OSError, ValueError) as exc:
+        return _error(f"cannot read the status snapshot at {url}: {exc}")
+    if not states:
+        return _error(f"{url} holds no model version" + (
+            f" named {args.model!r}" if args.model else ""))
+    reports = [from_state(state, None, generated_at) for state in
+               sorted(states, key=lambda s: (s.model, s.version))]
+    title = args.title or f"inferwatch report: {netloc}"
+    body = "".join(f"<section>{report_body(report)}</section>" for report in reports)
+    with open(args.output, "w", encoding="utf-8", errors="replace") as out:
+        out.write(document(title, body))
+    print(f"wrote {args.output}: {len(reports)} model versions", file=sys.stderr)
     return 0
 
 

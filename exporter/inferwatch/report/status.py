@@ -15,6 +15,7 @@ scrape reads (the merged view in multi-worker mode) and the drain's ring of rece
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,6 +27,7 @@ from inferwatch.report.live import from_state
 from inferwatch.report.page import CSP_HEADER, index_page, model_link, report_page
 
 HTML = "text/html; charset=utf-8"
+SNAPSHOT_FORMAT = "inferwatch.status_snapshot/1"
 
 
 def page_headers() -> dict[str, str]:
@@ -70,6 +72,10 @@ class StatusPages:
         version = params.get("version", [None])[0]
         now = time.time()
         states = self.registry.states()
+        if params.get("format") == ["json"]:
+            return 200, snapshot_json(states, model, version), {
+                "Content-Type": "application/json", "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff"}
         if model is None:
             reports = [self._report(state, now) for state in
                        sorted(states, key=lambda s: (s.model, s.version))]
@@ -85,6 +91,39 @@ class StatusPages:
     def _report(self, state, now: float):
         return from_state(state, self.history, now,
                           thresholds=Thresholds.for_model(state.model, self._config))
+
+
+def snapshot_json(states: list, model: str | None = None, version: str | None = None) -> bytes:
+    """The states a page is drawn from, as JSON (``?format=json``): what
+    ``inferwatch report --metrics URL`` draws the same report from, elsewhere."""
+    chosen = [s.to_dict() for s in states
+              if (model is None or s.model == model) and (version is None or s.version == version)]
+    return json.dumps({"format": SNAPSHOT_FORMAT, "generated_at": time.time(),
+                       "states": chosen}, default=_json_default).encode()
+
+
+def read_snapshot(data: bytes) -> tuple[float, list]:
+    """(generated_at, ModelStates) from :func:`snapshot_json`'s bytes; ValueError if not one."""
+    from inferwatch.core.state import ModelState
+
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a status snapshot (not JSON: {exc})") from None
+    if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError("not a status snapshot (expected "
+                         f"format {SNAPSHOT_FORMAT!r}; is the URL a status page?)")
+    try:
+        return float(document["generated_at"]), [ModelState.from_dict(s)
+                                                 for s in document["states"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed status snapshot: {exc!r}") from None
+
+
+def _json_default(value: object) -> object:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def _encode(text: str) -> bytes:
