@@ -63,8 +63,8 @@ def parsed(html: str) -> _Page:
 
 
 ALLOWED_TAGS = {"html", "head", "meta", "link", "title", "style", "body", "div", "h1", "h2",
-                "h3", "p", "a", "span", "b", "code", "section", "table", "tr", "th", "td", "ul", "li",
-                "svg", "line", "polyline", "circle", "rect", "text"}
+                "h3", "p", "a", "span", "b", "code", "section", "table", "tr", "th", "td",
+                "ul", "li", "svg", "line", "polyline", "circle", "rect", "text"}
 
 
 def assert_inert(html: str) -> _Page:
