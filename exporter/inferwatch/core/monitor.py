@@ -373,8 +373,9 @@ class Monitor:
             return read(self.state)
 
     def copy_state(self) -> ModelState:
-        """A copy of this monitor's state, taken under its lock."""
-        return self.read_state(lambda state: ModelState.from_dict(state.to_dict()))
+        """A copy of this monitor's state: read under its lock, rebuilt outside it, so a
+        reader holds the lock (and the drain waits) only as long as a scrape does."""
+        return ModelState.from_dict(self.read_state(ModelState.to_dict))
 
     def in_flight(self) -> int:
         """Calls started and not yet finished."""
