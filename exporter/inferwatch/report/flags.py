@@ -36,6 +36,8 @@ class Thresholds:
     availability: float
     fast_burn_factor: float
     fast_burn_long_seconds: float
+    slow_burn_factor: float
+    slow_burn_long_seconds: float
     latency_p99_seconds: float
     invalid_ratio: float
     max_model_age_seconds: float
@@ -76,6 +78,8 @@ class Thresholds:
             availability=cfg.slo.availability,
             fast_burn_factor=cfg.slo.fast_burn.factor,
             fast_burn_long_seconds=seconds(cfg.slo.fast_burn.long_window),
+            slow_burn_factor=cfg.slo.slow_burn.factor,
+            slow_burn_long_seconds=seconds(cfg.slo.slow_burn.long_window),
             latency_p99_seconds=float(cfg.latency.p99_seconds),
             invalid_ratio=cfg.predictions.invalid_ratio,
             max_model_age_seconds=seconds(cfg.predictions.max_model_age),
@@ -97,6 +101,7 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
              delta: dict[str, float] | None = None, feature_base: Sample | None = None,
              start: float | None = None) -> list[Flag]:
     """The flags of one page: live ones when `state` is given, drift ones always."""
+    from inferwatch.report.model import Flag
 
     now = time.time() if now is None else now
     flags: list[Flag] = []
@@ -113,6 +118,10 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                                   f"{t.fast_burn_long_seconds / 3600:g}h and {_pct(short)} over "
                                   f"{t.rate_window_seconds / 60:g}m, budget x "
                                   f"{t.fast_burn_factor:g} = {_pct(budget)}"))
+        flags.append(Flag("InferwatchErrorBudgetBurnSlow", NO_DATA, math.nan,
+                          t.slow_burn_factor * (1 - t.availability),
+                          f"needs {t.slow_burn_long_seconds / 3600:g}h of history; this "
+                          "process keeps 1h: see Prometheus"))
         flags.append(_flag("InferwatchLatencyHigh", live.latency_p99, t.latency_p99_seconds,
                            above=True, detail=f"p99 latency {live.latency_p99:.3g}s, "
                                               f"threshold {t.latency_p99_seconds:g}s"))
