@@ -370,6 +370,18 @@ class Monitor:
             self.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
             return encode(self.state), (self.name, self.version, self._finished, in_flight)
 
+    def read_state(self, read: Callable[[ModelState], T]) -> T:
+        """`read(state)` under this monitor's lock, with its in-flight gauge set: a
+        consistent view for readers other than a scrape (the status page's history)."""
+        with self._lock:
+            self.state.set_gauge("inferwatch_requests_in_flight", (), self.in_flight_locked())
+            return read(self.state)
+
+    def copy_state(self) -> ModelState:
+        """A copy of this monitor's state: read under its lock, rebuilt outside it, so a
+        reader holds the lock (and the drain waits) only as long as a scrape does."""
+        return ModelState.from_dict(self.read_state(ModelState.to_dict))
+
     def in_flight(self) -> int:
         """Calls started and not yet finished."""
         with self._lock:

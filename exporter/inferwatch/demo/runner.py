@@ -147,6 +147,7 @@ class Demo:
         lines = ["", "inferwatch demo running; Ctrl-C stops everything.",
                  f"  model API      {self._url('api', '/predict')}",
                  f"  model metrics  {self._url('metrics', '/metrics')}",
+                 f"  status page    {self._url('metrics', '/')}",
                  f"  exporter       {self._url('exporter', '/metrics')}"]
         if self.with_stack:
             lines += [f"  Prometheus     {self._url('prometheus', '/alerts')}",

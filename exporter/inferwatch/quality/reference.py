@@ -227,6 +227,24 @@ class Reference:
         if problems:
             raise ReferenceError("features do not match the reference: " + "; ".join(problems))
 
+    # --- reports ------------------------------------------------------------------------
+
+    def compare(self, data: Any, predictions: Any = None, *, range_tolerance: float = 0.0,
+                title: str | None = None) -> Any:
+        """A drift report of `data` (DataFrame, column dict, row dicts or 2-D array) against
+        this reference: features ranked by PSI with their distributions, quality counts and,
+        given `predictions`, prediction drift. In Jupyter it renders itself; ``.save_html(path)``
+        writes a self-contained HTML file (:mod:`inferwatch.report`, loaded only here).
+
+        >>> ref = Reference.from_data({"amount": np.arange(500.0)})
+        >>> report = ref.compare({"amount": np.arange(500.0) * 2})
+        >>> report.features[0].name, "<svg" in report._repr_html_()
+        ('amount', True)
+        """
+        from inferwatch.report.model import from_data
+
+        return from_data(self, data, predictions, range_tolerance=range_tolerance, title=title)
+
     # --- files --------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
