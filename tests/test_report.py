@@ -287,3 +287,33 @@ def test_the_readme_pictures_show_the_current_layout():
     for name in ("status-page.png", "drift-report.png"):
         assert (images / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"docs/images/{name}" in readme
+
+
+def test_flags_judge_accuracy_by_the_validation_score_and_declared_objectives_first(tmp_path):
+    """The page agrees with the rules: a model's validation accuracy less max_drop replaces
+    the floor, and with objectives.from_code a declared objective wins over the config."""
+    from inferwatch.core.state import ModelState
+
+    config = tmp_path / "inferwatch.yaml"
+    config.write_text("objectives:\n  from_code: true\nlatency:\n  p99_seconds: 0.001\n")
+
+    def flags(validation: dict, objectives: dict) -> dict[str, str]:
+        state = ModelState("m", "1", loaded_at=0.0, validation=validation,
+                           objectives=objectives)
+        state.inc("inferwatch_requests_total", ("ok",), 10)
+        state.histogram("inferwatch_request_duration_seconds", (), [0.01, 0.1]).observe(
+            np.full(10, 0.05))
+        state.inc("inferwatch_outcomes_total", ("correct",), 910)
+        state.inc("inferwatch_outcomes_total", ("incorrect",), 90)
+        report = from_state(state, None, 100.0,
+                            thresholds=Thresholds.for_model("m", str(config)))
+        return {f.alert: f.state for f in report.flags}
+
+    # 91% accurate: above the 0.9 floor, but more than 0.05 under a 97% validation score.
+    assert flags({}, {})["InferwatchAccuracyDrop"] == OK
+    assert flags({"accuracy": 0.97}, {})["InferwatchAccuracyDrop"] == FIRING
+    assert flags({"accuracy": 0.93}, {})["InferwatchAccuracyDrop"] == OK
+    assert flags({"accuracy": 0.97}, {"accuracy.max_drop": 0.1})["InferwatchAccuracyDrop"] == OK
+    # p99 of about 0.1 s: over the config's 1 ms, under a declared 0.5 s.
+    assert flags({}, {})["InferwatchLatencyHigh"] == FIRING
+    assert flags({}, {"latency.p99_seconds": 0.5})["InferwatchLatencyHigh"] == OK

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from inferwatch.generate import config as generator_config
@@ -51,6 +51,20 @@ class Thresholds:
     accuracy_min_outcomes: int
     accuracy_window_seconds: float
     rate_window_seconds: float
+    accuracy_max_drop: float = 0.05
+    from_code: bool = False  # objectives.from_code: what the model declares comes first
+
+    def declared(self, objectives: dict[str, float]) -> Thresholds:
+        """These thresholds with the model's objectives declared in code applied, as the rules
+        apply them under ``objectives.from_code`` (code, then the config, then the default).
+
+        >>> Thresholds.for_model("m").declared({"latency.p99_seconds": 0.05}).latency_p99_seconds
+        0.5
+        """
+        if not self.from_code:
+            return self
+        known = {key: field for key, field in _DECLARED_FIELDS.items() if key in objectives}
+        return replace(self, **{field: objectives[key] for key, field in known.items()})
 
     @classmethod
     def for_model(cls, model: str, config: Any = None) -> Thresholds:
@@ -93,7 +107,23 @@ class Thresholds:
             accuracy_min_outcomes=cfg.accuracy.min_outcomes,
             accuracy_window_seconds=seconds(cfg.accuracy.window),
             rate_window_seconds=seconds(cfg.windows.rate),
+            accuracy_max_drop=cfg.accuracy.max_drop,
+            from_code=cfg.objectives.from_code,
         )
+
+
+# Objective keys (catalogue.OBJECTIVE_KEYS) a page evaluates, by the field that holds them.
+_DECLARED_FIELDS = {
+    "slo.availability": "availability", "latency.p99_seconds": "latency_p99_seconds",
+    "predictions.invalid_ratio": "invalid_ratio",
+    "predictions.max_model_age": "max_model_age_seconds",
+    "data_quality.missing_ratio": "missing_ratio",
+    "data_quality.out_of_range_ratio": "out_of_range_ratio",
+    "drift.feature_threshold": "drift_feature", "drift.prediction_threshold": "drift_prediction",
+    "drift.min_observations": "drift_min_observations",
+    "accuracy.min_ratio": "accuracy_min_ratio", "accuracy.min_outcomes": "accuracy_min_outcomes",
+    "accuracy.max_drop": "accuracy_max_drop",
+}
 
 
 def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = None,
@@ -106,6 +136,8 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
     now = time.time() if now is None else now
     flags: list[Flag] = []
     live = report.live
+    if state is not None:
+        t = t.declared(state.objectives)
     if live is not None and state is not None and delta is not None:
         budget = t.fast_burn_factor * (1 - t.availability)
         long_base = history.before(state.key, now - t.fast_burn_long_seconds) \
@@ -144,11 +176,16 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
         outcomes = _windowed(state, accuracy_base, "outcomes")
         accuracy = _windowed_ratio(state, accuracy_base, "correct", "outcomes")
         enough = outcomes >= t.accuracy_min_outcomes
+        validated = state.validation.get("accuracy")
+        # As the rule: the model's own validation accuracy less max_drop, else the floor.
+        floor = t.accuracy_min_ratio if validated is None else validated - t.accuracy_max_drop
+        against = "" if validated is None else (
+            f" (validation accuracy {_pct(validated)} less {t.accuracy_max_drop:g})")
         flags.append(_flag("InferwatchAccuracyDrop", accuracy if enough else math.nan,
-                           t.accuracy_min_ratio, above=False,
+                           floor, above=False,
                            detail=f"accuracy {_pct(accuracy)} on {outcomes:g} outcomes "
                                   f"(at least {t.accuracy_min_outcomes} needed), threshold "
-                                  f"{_pct(t.accuracy_min_ratio)}"))
+                                  f"{_pct(floor)}{against}"))
         age = now - live.trained_at if math.isfinite(live.trained_at) else math.nan
         flags.append(_flag("InferwatchModelStale", age, t.max_model_age_seconds, above=True,
                            detail=(f"trained {age / 86400:.1f} days ago, at most "
