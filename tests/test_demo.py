@@ -241,8 +241,10 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
             output
         assert "Prometheus     http://127.0.0.1:" in output
         assert any("firing:" in line for line in seen), output
-        # model, exporter, Alertmanager, Prometheus
-        assert len(children) >= 4, [c.cmdline() for c in children]
+        assert "streaming      http://127.0.0.1:" in output
+        # model, streaming model, exporter, Alertmanager, Prometheus
+        assert len(children) >= 5, [c.cmdline() for c in children]
+        assert any("inferwatch.demo.streaming" in " ".join(c.cmdline()) for c in children)
 
         demo.send_signal(signal.SIGINT)
         assert demo.wait(30) == 0
