@@ -233,7 +233,7 @@ def test_the_asgi_app_mounted_in_fastapi_under_uvicorn():
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # a safety net: the start ends the wait
         while not server.started:
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)

@@ -62,6 +62,10 @@ _INSERT = ("INSERT INTO events (ts, model, model_version, request_id, trace_id, 
 class SqliteSink:
     """Inserts records into the database at `path`, deleting the oldest to stay in bounds."""
 
+    # SQLite's per-process lock bookkeeping must not be copied into a forked child with the
+    # connection open: the event log closes it before every fork (events/log.py).
+    closes_before_fork = True
+
     def __init__(self, path: Path, *, max_bytes: int, chunk_bytes: int = 1 << 20) -> None:
         if max_bytes < MIN_MAX_BYTES:
             raise ValueError(f"max_bytes: an SQLite event log needs at least {MIN_MAX_BYTES} "
