@@ -24,6 +24,7 @@ MODULES = {
     "bench_outcome_cache": "Outcome cache: memory per entry and the byte bound",
     "bench_streams": "Streams: per item, time to first item, memory",
     "bench_shadow": "Shadow models: the champion's cost, background throughput, memory",
+    "bench_report": "Drift report and status page: inferwatch vs Evidently 0.7",
 }
 
 
