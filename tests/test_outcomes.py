@@ -66,6 +66,7 @@ def test_request_id_function(scraper):
 
 def test_unmatched_outcomes_by_reason(scraper):
     mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    mon.configure(classes=["cat", "a", "b", "c"])  # strings become labels only when declared
     with mon.request(request_id="once") as r:
         r.prediction("cat")
     mon.record_outcome("never-seen", "cat")

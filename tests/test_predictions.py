@@ -59,7 +59,8 @@ def test_probability_matrix_gives_classes_confidence_and_columns(scraper):
 
 
 def test_class_label_arrays_and_scalars(scraper):
-    wrapped = inferwatch.instrument(lambda x: x, name="m", version="1", registry=scraper.registry)
+    wrapped = inferwatch.instrument(lambda x: x, name="m", version="1", classes=["cat", "dog"],
+                                    registry=scraper.registry)
     wrapped(np.array(["cat", "dog", "cat"]))
     wrapped("dog")
     wrapped(np.array([1, 0, 1]))

@@ -202,12 +202,33 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
     return instrumented
 
 
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
 def _accepts_keyword(fn: Callable, name: str) -> bool:
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    """Whether `fn` names the keyword `name` in its own signature.
+
+    A catch-all ``**kwargs`` does not count: scikit-learn's Pipeline hands ``**params`` to
+    its last step, statsmodels and ``nn.Module.__call__`` to methods that reject unknown
+    keywords, so only a parameter spelled out by name receives it.
+
+    >>> _accepts_keyword(lambda x, request_id=None: x, "request_id")
+    True
+    >>> _accepts_keyword(lambda x, **params: x, "request_id")
+    False
+    """
+    targets = [fn]
+    forward = getattr(fn, "forward", None)
+    if callable(forward) and not inspect.isroutine(fn):
+        targets.append(forward)  # a torch module's __call__ runs forward(*args, **kwargs)
+    for target in targets:
+        try:
+            parameter = inspect.signature(target).parameters.get(name)
+        except (TypeError, ValueError):
+            continue
+        if parameter is not None and parameter.kind in _NAMED:
+            return True
+    return False
 
 
 def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:

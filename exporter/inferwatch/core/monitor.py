@@ -477,14 +477,14 @@ class Monitor:
         state = self.state
         stage_times: dict[str, list[float]] = {}
         actions: dict[str, float] = {}
-        by_kind: dict[bool, list[RequestRecord]] = {False: [], True: []}
+        by_kind: dict[bool | None, list[RequestRecord]] = {}
         for record in requests:
             for stage, seconds in record.stages:
                 stage_times.setdefault(stage, []).append(seconds)
             if record.action is not None:
                 actions[record.action] = actions.get(record.action, 0) + 1
             if record.has_prediction:
-                by_kind[record.probabilities].append(record)
+                by_kind.setdefault(record.probabilities, []).append(record)
         stage_cap = self._caps["inferwatch_stage_duration_seconds"]
         for stage, times in stage_times.items():
             state.histogram("inferwatch_stage_duration_seconds", (stage_cap.fold(stage),),

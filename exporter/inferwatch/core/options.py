@@ -38,7 +38,7 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DRIFT_WINDOW_SECONDS = 3600.0
 DRIFT_AGE_BUCKETS = 6
 _TUPLE_FIELDS = ("quantiles", "latency_buckets", "batch_buckets", "value_buckets",
-                 "outcome_error_buckets", "outcome_delay_buckets")
+                 "outcome_error_buckets", "outcome_delay_buckets", "classes")
 
 
 class FrozenLabels(Mapping[str, str]):
@@ -89,6 +89,9 @@ class Settings:
     value_buckets: tuple[float, ...] = VALUE_BUCKETS
     output_range: tuple[float, float] | None = None
     task: str = "auto"
+    # The class labels a model may predict, besides its ``classes_``: only these strings
+    # (and bools and small integers) become ``class`` label values.
+    classes: tuple[str, ...] | None = None
     max_classes: int = 50
     max_outputs: int = 20
     max_error_types: int = 20
@@ -120,13 +123,15 @@ class Settings:
         # Frozen all the way down: a list or dict handed in is copied into an immutable one.
         for name in _TUPLE_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, tuple) and value is not None:
+            if not isinstance(value, (tuple, str)) and value is not None:
                 try:
                     object.__setattr__(self, name, tuple(value))
                 except TypeError:
                     pass  # not iterable: reported below
         if self.output_range is not None and not isinstance(self.output_range, tuple):
             object.__setattr__(self, "output_range", tuple(self.output_range))
+        if isinstance(self.classes, tuple):
+            object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         if not isinstance(self.metadata, FrozenLabels):
             object.__setattr__(self, "metadata", FrozenLabels(self.metadata))
         problems = []
@@ -138,6 +143,8 @@ class Settings:
             problems.append(f"age_buckets must be at least 1, got {self.age_buckets!r}")
         if not 0.0 < self.relative_accuracy < 1.0:
             problems.append(f"relative_accuracy must be in (0, 1), got {self.relative_accuracy!r}")
+        if self.classes is not None and not isinstance(self.classes, tuple):
+            problems.append(f"classes must be a list of class labels, got {self.classes!r}")
         if self.task not in TASKS:
             problems.append(f"task must be one of {TASKS}, got {self.task!r}")
         if not self.outcome_ttl_seconds > 0:

@@ -46,7 +46,7 @@ class RequestRecord:
     started_at: float = 0.0  # wall-clock time, for the label delay of outcomes
     stages: list[tuple[str, float]] = field(default_factory=list)
     prediction: object = None
-    probabilities: bool = False
+    probabilities: bool | None = False
     has_prediction: bool = False
     features: object = None
     inputs: object = None
@@ -180,7 +180,8 @@ class Request:
         """The model output for this request; `probabilities` marks a predict_proba matrix."""
         self.record.prediction = prediction
         self.record.has_prediction = True
-        self.record.probabilities = bool(probabilities)
+        # None: tell by its shape (see predictions.normalize)
+        self.record.probabilities = None if probabilities is None else bool(probabilities)
 
     def action(self, action: str) -> None:
         """What the system did with the prediction ("shown", "blocked", ...)."""
