@@ -37,7 +37,7 @@ test: venv tools lint
 TORCH_SPEC ?= torch==2.13.0
 test-torch: venv
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet '$(TORCH_SPEC)'
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m torch tests/test_conformance.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m torch tests/test_conformance.py tests/test_call_shapes.py
 
 unit: venv
 	$(BIN)/python -m pytest -q -m "not integration" $(PYTEST_ARGS)

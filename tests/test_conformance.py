@@ -134,10 +134,6 @@ def _statsmodels():
     return sm.OLS(y, exog).fit(), exog[:40], exog[:1]
 
 
-class _OnnxModel:
-    """An ONNX Runtime session behind a predict(): what serving code around ``run`` does."""
-
-
 def _onnx_session():
     pytest.importorskip("onnxruntime")
     skl2onnx = pytest.importorskip("skl2onnx")
@@ -156,7 +152,7 @@ def _onnx_session():
 
 def _torch_module():
     torch = pytest.importorskip("torch")
-    x, y = _iris()
+    x, _ = _iris()
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1)).eval()
     tensor = torch.tensor(x, dtype=torch.float32)

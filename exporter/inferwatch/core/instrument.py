@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
+
 from inferwatch import faults
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.options import Settings
@@ -35,6 +37,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
 UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded
+# Arrays up to this size are copied when the call returns, so that a runtime refilling one
+# output buffer (or a caller reusing one input buffer) is recorded as each call saw it.
+# A copy of 64 KiB costs about what reading it in the drain costs; larger arrays are read
+# at drain time (docs/shapes.md).
+COPY_LIMIT_BYTES = 64 * 1024
+_ndarray = np.ndarray
+
+
+def snapshot(value: Any) -> Any:
+    """What the drain will read for `value`: a copy of a small numpy array, else itself.
+
+    >>> buffer = np.zeros(3); seen = snapshot(buffer); buffer[:] = 1.0
+    >>> seen.tolist()
+    [0.0, 0.0, 0.0]
+    """
+    if value.__class__ is _ndarray and value.nbytes <= COPY_LIMIT_BYTES:
+        return value.copy()
+    return value
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
@@ -105,7 +125,7 @@ class _CallRecorder:
             request_id = faults.text_of(request_id, "request_id")
         record = RequestRecord(0.0, request_id=request_id, started_at=time.time())
         if monitor.keeps_inputs:
-            record.features = args[0] if args else next(iter(kwargs.values()), None)
+            record.features = snapshot(args[0] if args else next(iter(kwargs.values()), None))
         if monitor.traces:
             record.trace_id = current_trace_id()
         monitor.call_started()
@@ -117,7 +137,7 @@ class _CallRecorder:
         if error is not None:
             record.error_type = error.__class__
         else:
-            record.prediction = result
+            record.prediction = snapshot(result)
             record.has_prediction = True
             record.probabilities = self.probabilities
         self.monitor.submit(record)
@@ -145,7 +165,7 @@ class _CallRecorder:
         if failed:
             request.record.stages.append((INFERENCE_STAGE, duration))
         else:
-            request.add_inference(duration, result, self.probabilities)
+            request.add_inference(duration, snapshot(result), self.probabilities)
 
 
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
@@ -154,6 +174,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     clock = time.perf_counter
     slow = _CallRecorder(fn, monitor, probabilities)
     in_request = open_request.get  # a C call: cheap enough for the fast path
+    ndarray, copy_limit = _ndarray, COPY_LIMIT_BYTES
 
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
@@ -169,10 +190,12 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             else:
                 hand_off(errors, (clock() - start, exc.__class__))
             raise
+        seen = result.copy() if result.__class__ is ndarray and result.nbytes <= copy_limit \
+            else result
         if len(pending) < limit:
-            append((clock() - start, result))
+            append((clock() - start, seen))
         else:
-            hand_off(pending, (clock() - start, result))
+            hand_off(pending, (clock() - start, seen))
         return result
 
     return instrumented
@@ -196,7 +219,7 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
         except BaseException as exc:
             failed(clock() - start, exc.__class__)
             raise
-        finished(clock() - start, result)
+        finished(clock() - start, snapshot(result))
         return result
 
     return instrumented
@@ -268,7 +291,11 @@ class InstrumentedModel:
         return call(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["__wrapped__"], name)
+        model = self.__dict__["__wrapped__"]
+        value = getattr(model, name)
+        if inspect.ismethod(value) and value.__self__ is model:
+            return _Chained(value, model, self)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self.__dict__["__wrapped__"], name, value)
@@ -296,6 +323,35 @@ class InstrumentedModel:
 
     def __reduce_ex__(self, protocol: int) -> tuple:
         return (_restore, (self.__dict__["__wrapped__"], self.__dict__["_inferwatch_spec"]))
+
+
+class _Chained:
+    """A method of the wrapped model whose ``self`` result comes back as the wrapper, so
+    ``instrument(net).eval()``, ``.to("cpu")``, ``.fit(...)`` and ``.set_params(...)`` keep
+    recording."""
+
+    __slots__ = ("__wrapped__", "_model", "_proxy")
+
+    def __init__(self, method: Callable, model: Any, proxy: InstrumentedModel) -> None:
+        self.__wrapped__ = method
+        self._model = model
+        self._proxy = proxy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.__wrapped__(*args, **kwargs)
+        return self._proxy if result is self._model else result
+
+    def __getattr__(self, name: str) -> Any:  # __name__, __doc__, __func__, ...
+        return getattr(self.__wrapped__, name)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+    def __eq__(self, other: object) -> bool:
+        return self.__wrapped__ == (other.__wrapped__ if isinstance(other, _Chained) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.__wrapped__)
 
 
 class _Spec(NamedTuple):
@@ -330,11 +386,28 @@ def _timestamp(value: Any) -> float | None:
     return float(value)
 
 
+# Packages whose classes a user's model subclasses; the first one in the class's bases wins.
+FRAMEWORKS = ("sklearn", "torch", "xgboost", "lightgbm", "catboost", "statsmodels",
+              "onnxruntime", "tensorflow", "keras", "jax", "flax", "transformers")
+
+
 def _framework(target: Any, is_function: bool) -> str:
-    """The top-level package of the model's class: sklearn, torch, xgboost, ..."""
+    """The package the model comes from: sklearn, torch, xgboost, ...
+
+    Read from the class and its bases, so that a user's ``nn.Module`` subclass defined in
+    ``__main__`` is ``torch``; a class with no known base gives its own top-level package.
+
+    >>> _framework(len, is_function=True)
+    'python'
+    """
     if is_function:
         return "python"
-    return (type(target).__module__ or "unknown").split(".")[0]
+    own = (type(target).__module__ or "unknown").split(".")[0]
+    for base in type(target).__mro__:
+        package = (getattr(base, "__module__", None) or "").split(".")[0]
+        if package in FRAMEWORKS:
+            return package
+    return own
 
 
 def instrument(target: Any = None, /, *, name: str, version: str = "unversioned",

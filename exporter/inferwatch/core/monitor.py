@@ -441,7 +441,9 @@ class Monitor:
 
     def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
                         predictions: PredictionBatch, now: float) -> None:
-        inputs = [r.features for r in requests if r.features is not None]
+        # A call that raised made no prediction: its input stays out of the drift window.
+        inputs = [r.features for r in requests
+                  if r.features is not None and r.error_type is None]
         if inputs:
             result = tracker.check_inputs(inputs, now)
             state = self.state

@@ -175,6 +175,7 @@ def normalize(
                         prefix=f"{j}:")
     else:
         _add_output(prediction, DEFAULT_OUTPUT, array, task, known_classes)
+    prediction.rows += missing  # a pd.NA row is a row the model returned
     return prediction
 
 

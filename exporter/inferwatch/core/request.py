@@ -188,7 +188,8 @@ class Request:
         self.record.action = faults.text_of(action, "request") or OTHER
 
     def add_inference(self, duration: float, result: object, probabilities: bool) -> None:
-        """Called by an instrumented model invoked inside this request."""
+        """Called by an instrumented model invoked inside this request (with `result` as
+        the call saw it: see ``instrument.snapshot``)."""
         self.record.stages.append((INFERENCE_STAGE, duration))
         if not self.record.has_prediction:
             self.prediction(result, probabilities=probabilities)
