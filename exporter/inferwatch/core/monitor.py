@@ -137,7 +137,8 @@ class Monitor:
         self.state.inc("inferwatch_calls_dropped_total", (), 0)
         for reason in ("nan", "inf") + (("out_of_range",) if s.output_range else ()):
             self.state.inc("inferwatch_invalid_predictions_total", (reason,), 0)
-        self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds)
+        self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds,
+                                      s.outcome_cache_bytes)
         self._caps = {
             "inferwatch_errors_total": LabelCap(s.max_error_types),
             "inferwatch_predicted_class_total": LabelCap(s.max_classes),
@@ -234,6 +235,9 @@ class Monitor:
         if joined.unmatched is not None:
             state.inc("inferwatch_outcomes_unmatched_total", (joined.unmatched,))
             return
+        if joined.rows_over_bound:
+            state.inc("inferwatch_outcomes_unmatched_total", ("rows_over_bound",),
+                      joined.rows_over_bound)
         if joined.correct:
             state.inc("inferwatch_outcomes_total", ("correct",), joined.correct)
         if joined.incorrect:
@@ -359,7 +363,15 @@ class Monitor:
 
     # --- draining ---------------------------------------------------------------------------
     def drain(self, now: float | None = None) -> None:
-        """Fold pending calls into the state. Never raises."""
+        """Fold pending calls into the state. Never raises.
+
+        A monitor with nothing new returns at once, taking no lock: a process with many
+        models pays for the ones that were called. (A dropped call leaves its full list
+        pending, so a drop is never missed here.)
+        """
+        if not (self._calls or self._proba_calls or self._errors or self._requests
+                or self._handed_off):
+            return
         try:
             with self._lock:
                 self._drain_locked(time.time() if now is None else now)

@@ -103,6 +103,8 @@ class Settings:
     outcome_delay_buckets: tuple[float, ...] = OUTCOME_DELAY_BUCKETS
     # Predictions kept for joining delayed ground truth (about 200 bytes each).
     outcome_cache_size: int = 50_000
+    # ... and their memory bound, rows included (every row of a batch call is joined).
+    outcome_cache_bytes: int = 64 * 1024 * 1024
     outcome_ttl_seconds: float = 7 * 86400.0
     # Calls waiting to be drained, in all. A request path that fills its current list
     # (max_pending / 8 calls) hands it to the drain and starts a new one, so a fast caller
@@ -161,6 +163,8 @@ class Settings:
                      "max_stages", "outcome_cache_size", "drift_age_buckets", "max_features"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        if self.outcome_cache_bytes < 1024:
+            problems.append("outcome_cache_bytes must be at least 1024")
         if self.max_pending < 8:
             problems.append("max_pending must be at least 8")
         if not self.drift_window_seconds > 0:
