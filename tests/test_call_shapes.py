@@ -322,3 +322,18 @@ def test_torch_single_sample_tuple_outputs_and_chaining(scraper):
                                   registry=scraper.registry)
     heads(torch.ones((6, 3)))
     assert scraper.value("inferwatch_batch_size_sum", model="heads") == 6
+
+
+def test_xgboost_margins_have_their_own_output(scraper):
+    xgb = pytest.importorskip("xgboost")
+    x, y = _data()
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=y),
+                        num_boost_round=5)
+    model = inferwatch.instrument(booster, name="m", version="1", registry=scraper.registry)
+    dm = xgb.DMatrix(x[:8])
+    np.testing.assert_array_equal(model.predict(dm), booster.predict(dm))
+    np.testing.assert_array_equal(model.predict(dm, output_margin=True),
+                                  booster.predict(dm, output_margin=True))
+    assert scraper.value("inferwatch_prediction_count", output="value") == 8
+    assert scraper.value("inferwatch_prediction_count", output="margin") == 8
+    assert scraper.value("inferwatch_batch_size_sum") == 16

@@ -58,6 +58,19 @@ def snapshot(value: Any) -> Any:
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
+# Keywords with which xgboost (output_margin) and LightGBM (raw_score) return raw scores
+# instead of probabilities: recorded under their own output, never mixed with probabilities.
+MARGIN_KEYWORDS = ("output_margin", "raw_score")
+MARGIN_OUTPUT = "margin"
+
+
+def _asks_for_margins(kwargs: dict) -> bool:
+    try:
+        return any(kwargs.get(k) is True for k in MARGIN_KEYWORDS)
+    except Exception:  # a hostile mapping: record the call as a plain prediction
+        return False
+
+
 class _CallRecorder:
     """The slow path: a call that carries a request id, features or an event.
 
@@ -76,24 +89,28 @@ class _CallRecorder:
 
     def call(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
+        margins = _asks_for_margins(kwargs)
         start = time.perf_counter()
         try:
             result = self.fn(*args, **kwargs)
         except BaseException as exc:
             self.end(record, time.perf_counter() - start, error=exc)
             raise
-        self.end(record, time.perf_counter() - start, result)
+        self.end(record, time.perf_counter() - start,
+                 {MARGIN_OUTPUT: result} if margins else result)
         return result
 
     async def call_async(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
+        margins = _asks_for_margins(kwargs)
         start = time.perf_counter()
         try:
             result = await self.fn(*args, **kwargs)
         except BaseException as exc:
             self.end(record, time.perf_counter() - start, error=exc)
             raise
-        self.end(record, time.perf_counter() - start, result)
+        self.end(record, time.perf_counter() - start,
+                 {MARGIN_OUTPUT: result} if margins else result)
         return result
 
     def guarded_begin(self, args: tuple, kwargs: dict) -> RequestRecord | object | None:

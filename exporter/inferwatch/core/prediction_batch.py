@@ -80,7 +80,7 @@ class PredictionBatch:
         kinds = set(map(type, results))
         if len(kinds) == 1 and len(results) > 1 and issubclass(next(iter(kinds)), np.ndarray):
             if probabilities:
-                self.add_records(results, True)
+                self.add_records(results, True, split=False)
             else:
                 self._add_arrays(results, task)
             return
@@ -133,9 +133,10 @@ class PredictionBatch:
         for result in results:
             self.add_one(result, False)
 
-    def add_records(self, results: Sequence[object], probabilities: bool | None) -> list[
-            tuple[tuple | None, tuple | None] | None]:
-        """Record many results, returning each one's classes or values (for outcome joins).
+    def add_records(self, results: Sequence[object], probabilities: bool | None,
+                    split: bool = True) -> list[tuple[tuple | None, tuple | None] | None]:
+        """Record many results, returning each one's classes or values (for outcome joins;
+        with `split` False, calls that no outcome joins, nothing).
 
         Many small 2-D float arrays of one width (one probability matrix per call) are
         normalised as one stacked matrix and split again by rows.
@@ -153,7 +154,7 @@ class PredictionBatch:
                 faults.record("prediction", exc)
                 return [None] * len(results)
             self._add(prediction, sizes)
-            return _split_rows(prediction, sizes)
+            return _split_rows(prediction, sizes) if split else []
         return [None if p is None else _split_rows(p, [p.rows])[0]
                 for p in (self.add_one(result, probabilities) for result in results)]
 
