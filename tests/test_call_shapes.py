@@ -201,6 +201,8 @@ def test_inputs_of_failed_calls_stay_out_of_the_drift_window(scraper):
     mon = inferwatch.monitor("m", "1", registry=scraper.registry)
     mon.drain()
     assert mon.features.drift.rows(now=time.time()) == 3
+    # ... while its missing values are still counted: bad input is what made it fail
+    assert scraper.value("inferwatch_feature_missing_total", feature="x0") == 4
 
 
 # --- chaining and framework ---------------------------------------------------------------

@@ -453,25 +453,30 @@ class Monitor:
 
     def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
                         predictions: PredictionBatch, now: float) -> None:
-        # A call that raised made no prediction: its input stays out of the drift window.
-        inputs = [r.features for r in requests
-                  if r.features is not None and r.error_type is None]
-        if inputs:
-            result = tracker.check_inputs(inputs, now)
-            state = self.state
-            names = tracker.feature_labels
-            for metric, counts in (("inferwatch_feature_missing_total", result.missing),
-                                   ("inferwatch_feature_out_of_range_total", result.out_of_range),
-                                   ("inferwatch_feature_unseen_category_total",
-                                    result.unseen_category)):
-                for index in np.flatnonzero(counts).tolist():
-                    state.inc(metric, (names[index],), int(counts[index]))
-            for reason, count in result.input_errors.items():
-                if count:
-                    state.inc("inferwatch_input_errors_total", (reason,), count)
+        # A call that raised made no prediction: its input is checked (missing values,
+        # ranges, schema) but stays out of the drift window.
+        ok = [r.features for r in requests if r.features is not None and r.error_type is None]
+        failed = [r.features for r in requests
+                  if r.features is not None and r.error_type is not None]
+        for inputs, window in ((ok, True), (failed, False)):
+            if inputs:
+                self._count_input_checks(tracker.check_inputs(inputs, now, window=window))
         values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
                   for name, chunks in predictions.values.items()}
         tracker.check_predictions(values, sum(predictions.batch_sizes), now)
+
+    def _count_input_checks(self, result) -> None:
+        state = self.state
+        names = self.features.feature_labels
+        for metric, counts in (("inferwatch_feature_missing_total", result.missing),
+                               ("inferwatch_feature_out_of_range_total", result.out_of_range),
+                               ("inferwatch_feature_unseen_category_total",
+                                result.unseen_category)):
+            for index in np.flatnonzero(counts).tolist():
+                state.inc(metric, (names[index],), int(counts[index]))
+        for reason, count in result.input_errors.items():
+            if count:
+                state.inc("inferwatch_input_errors_total", (reason,), count)
 
     def _emit_events(self, requests: list[RequestRecord]) -> None:
         emit = self.events.emit
