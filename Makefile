@@ -7,6 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_TOOLS := prometheus prometheus-alertmanager prometheus-pushgateway
 PYTEST_ARGS ?=
+# A failure must be readable from CI's output alone: every failing test's name and reason
+# (-rfE), short tracebacks with the captured output and logs of the test (--show-capture;
+# tests/conftest.py adds the tail of every log file the test's processes wrote), the
+# slowest tests, and a JUnit XML report kept beside the log that .ci/run writes.
+PYTEST_REPORT := -rfE --tb=short --show-capture=all --durations=15 \
+	--junitxml=.ci/logs/junit.xml
 
 .PHONY: test test-torch unit lint demo bench generate grafana-schema pictures venv tools clean
 
@@ -30,7 +36,7 @@ tools:
 	fi
 
 test: venv tools lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_REPORT) $(PYTEST_ARGS)
 
 # The torch cases of the conformance matrix. TORCH_SPEC names the build to install; the
 # default pin is the CPU build this machine keeps on disk (a plain `torch` pulls CUDA).
@@ -40,13 +46,16 @@ test-torch: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m torch tests/test_conformance.py tests/test_call_shapes.py
 
 unit: venv
-	$(BIN)/python -m pytest -q -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" $(PYTEST_REPORT) \
+		$(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check exporter tests benchmarks
 
 generate: venv
 	$(BIN)/inferwatch generate --out .
+	$(BIN)/inferwatch generate --config alerts/tests/overrides/inferwatch.yaml \
+		--out alerts/tests/overrides --rules-only
 
 # Regenerates tests/schema/grafana-dashboard.schema.json from the pinned @grafana/schema
 # (needs node and npm; the tests do not).

@@ -14,11 +14,16 @@ MODULES = {
     "bench_shapes": "Per call shape: instrument() vs a naive prometheus_client wrapper",
     "bench_quantiles": "Rolling quantiles: accuracy and memory",
     "bench_drift": "Drift: PSI + JS + KS",
+    "bench_encoding": "Encoding: inferwatch's encoder vs prometheus_client's generate_latest",
     "bench_exposition": "Exposition: scrape of a realistic deployment",
     "bench_middleware": "ASGI middleware vs prometheus-fastapi-instrumentator",
     "bench_multiproc": "Multi-worker: merge and render",
+    "bench_growth": "How cost grows",
     "bench_events": "Prediction event log",
     "bench_gpu": "GPU collector: NVML calls per scrape",
+    "bench_rules": "Rule evaluation: 100 models with their own objectives, on Prometheus",
+    "bench_outcome_cache": "Outcome cache: memory per entry and the byte bound",
+    "bench_streams": "Streams: per item, time to first item, memory",
 }
 
 

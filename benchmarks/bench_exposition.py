@@ -3,7 +3,9 @@
 The registry holds the series of 5 models with 50 features each, named as in the
 catalogue: latency and stage histograms, drift gauges per feature and method, data-quality
 counters per feature, class mix and prediction quantiles. The same registry is rendered by
-prometheus_client directly and through inferwatch, alternately in one process.
+prometheus_client directly and through inferwatch, alternately in one process (render()
+must add nothing to a registry without inferwatch's collector). The HTTP scrape serves
+``bench_encoding``'s deployment, recorded through ``instrument()`` with references.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import start_http_server as prometheus_http_server
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
+from benchmarks.bench_encoding import realistic_deployment
 from benchmarks.common import Row, alternate, fmt_seconds, per_call
 from inferwatch.serving.exposition import render
 from inferwatch.serving.server import serve
@@ -24,10 +27,9 @@ MODELS = 5
 FEATURES = 50
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 SCRAPE_TARGET_SECONDS = 0.050
+HTTP_SCRAPE_TARGET_SECONDS = 0.010
 # render() adds negotiation and a dict; anything above this means it does real extra work.
 RENDER_RATIO_TARGET = 1.1
-# The hardened server parses HTTP itself and hops to a render thread per scrape.
-SERVER_RATIO_TARGET = 1.5
 
 
 def realistic_registry(models: int = MODELS, features: int = FEATURES) -> CollectorRegistry:
@@ -111,10 +113,14 @@ def run(quick: bool) -> list[Row]:
                     zipped / plain, f"< {fmt_seconds(SCRAPE_TARGET_SECONDS)}",
                     zipped < SCRAPE_TARGET_SECONDS))
 
+    # The realistic deployment as inferwatch serves it (its encoder), against
+    # prometheus_client's own server on the same registry (inferwatch's families encoded by
+    # prometheus_client, as every scrape was before the encoder).
+    deployment, monitors = realistic_deployment()
     baseline_server, baseline_thread = prometheus_http_server(0, addr="127.0.0.1",
-                                                              registry=registry)
+                                                              registry=deployment)
     try:
-        with serve(port=0, addr="127.0.0.1", registry=registry) as server:
+        with serve(port=0, addr="127.0.0.1", registry=deployment) as server:
             ours, theirs = alternate(
                 partial(_scrape_over, server.port, OPENMETRICS, calls),
                 partial(_scrape_over, baseline_server.server_port, OPENMETRICS, calls), rounds)
@@ -122,8 +128,9 @@ def run(quick: bool) -> list[Row]:
         baseline_server.shutdown()
         baseline_server.server_close()
         baseline_thread.join()
-    rows.append(Row(f"HTTP scrape, {MODELS} models x {FEATURES} features", fmt_seconds(ours),
-                    f"start_http_server {fmt_seconds(theirs)}", ours / theirs,
-                    f"<= {SERVER_RATIO_TARGET}x and < {fmt_seconds(SCRAPE_TARGET_SECONDS)}",
-                    ours / theirs <= SERVER_RATIO_TARGET and ours < SCRAPE_TARGET_SECONDS))
+        monitors.close()
+    rows.append(Row(f"HTTP scrape, {MODELS} models x {FEATURES} features with references",
+                    fmt_seconds(ours), f"start_http_server {fmt_seconds(theirs)}",
+                    ours / theirs, f"< {fmt_seconds(HTTP_SCRAPE_TARGET_SECONDS)}",
+                    ours < HTTP_SCRAPE_TARGET_SECONDS))
     return rows

@@ -1,18 +1,25 @@
-"""Multi-worker mode: a merged scrape of 8 workers, a worker's snapshot write, the hot path.
+"""Multi-worker mode: merged scrapes against prometheus_client's multiprocess mode, the hot path.
 
-Each worker holds a realistic state: 5 models, each with 50 outputs (rolling-quantile
-summaries with values in every age bucket, value histograms), 10 classes, latency and
-stage histograms. The merged scrape reads the 8 snapshot files, merges them and renders
-``/metrics`` text, as any worker's ``/metrics`` does; its baseline is one process
-rendering one worker's state. The hot path is timed with multi-worker mode on and off,
-alternately, while the background thread publishes that realistic state every second.
+Each worker holds the realistic deployment of ``bench_encoding``: 5 models with 50
+features each and a reference (drift windows, data-quality counters, histograms, rolling
+quantiles), recorded through ``instrument()``. A merged scrape reads every worker's
+snapshot file (a new reader, so every file counts as changed), merges them and encodes
+``/metrics`` text, as any worker's ``/metrics`` does. Its baselines, alternately in the
+same run: prometheus_client's multiprocess mode with the same series written by as many
+real worker processes, and one process encoding the same (merged) data. The hot path is
+timed with multi-worker mode on and off while the drain thread publishes a state.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from functools import partial
 
 import numpy as np
 from prometheus_client import generate_latest
@@ -22,7 +29,9 @@ from benchmarks.common import Row, alternate, fmt_seconds, per_call
 MODELS = 5
 OUTPUTS = 50
 WORKERS = 8
-MERGE_TARGET_SECONDS = 0.100
+WORKER_COUNTS = (2, 8, 32)
+MULTIPROCESS_RATIO_TARGET = 0.5
+ONE_PROCESS_RATIO_TARGET = 1.3
 # Within the noise of alternate runs: the publish happens in the drain thread.
 HOT_PATH_RATIO_TARGET = 1.1
 CLASSES = [f"class-{i}" for i in range(10)]
@@ -70,52 +79,166 @@ class _Families:
         return self._families
 
 
-def _merge_rows(quick: bool) -> list[Row]:
-    from inferwatch.core.render import model_families, process_families
+def _worker_snapshots(distinct: int, now: float) -> list[bytes]:
+    """`distinct` worker snapshots of the realistic deployment with references."""
+    from benchmarks.bench_encoding import realistic_deployment
     from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
+
+    blobs = []
+    for seed in range(distinct):
+        _, monitors = realistic_deployment(seed=seed)
+        try:
+            states = [monitor.state for monitor in monitors.monitors()]
+            blobs.append(encode(Snapshot(models=[model_dict(s) for s in states],
+                                         written_at=now)))
+        finally:
+            monitors.close()
+    return blobs
+
+
+def _write_workers(directory: str, blobs: list[bytes], workers: int) -> None:
     from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
 
+    store = SnapshotDirectory(directory)
+    for worker in range(workers):
+        owner = WorkerId(10_000 + worker, 1)
+        store.write(owner.name, blobs[worker % len(blobs)], owner)
+
+
+def _prometheus_workers(directory: str, families: list, workers: int) -> None:
+    """`workers` real processes in prometheus_client's multiprocess mode, same series."""
+    from benchmarks.multiproc_baseline import spec_of
+
+    spec = os.path.join(directory, "spec.json")
+    with open(spec, "w") as handle:
+        json.dump(spec_of(families), handle)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for start in range(0, workers, 8):
+        running = [subprocess.Popen([sys.executable, "-m", "benchmarks.multiproc_baseline", spec],
+                                    env=env, cwd=root)
+                   for _ in range(min(8, workers - start))]
+        for process in running:
+            if process.wait(timeout=300) != 0:
+                raise RuntimeError("a prometheus_client worker failed")
+    os.unlink(spec)
+
+
+_ENCODER = None
+
+
+def _encoder():
+    global _ENCODER
+    if _ENCODER is None:
+        from inferwatch.core.encode import Encoder
+
+        _ENCODER = Encoder()
+    return _ENCODER
+
+
+def _merged_scrape(directory: str, now: float) -> bytes:
+    from inferwatch.multiproc.store import SnapshotDirectory
+
+    view = SnapshotDirectory(directory).read_view(now)  # a new reader: every file is read
+    page = _encoder().page()
+    view.encode_into(page, now)
+    return page.text().encode()
+
+
+def _merge_rows(quick: bool) -> list[Row]:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from inferwatch.core.render import model_families
+    from inferwatch.multiproc.store import SnapshotDirectory
+
     now = time.time()
-    directory = tempfile.mkdtemp(prefix="inferwatch-bench-")
-    try:
-        one_worker = []
-        write_times = []
-        for worker in range(WORKERS):
-            states = realistic_states(worker, now)
-            one_worker = one_worker or states
-            start = time.perf_counter()
-            data = encode(Snapshot(models=[model_dict(s) for s in states], written_at=now))
-            write_times.append(time.perf_counter() - start)
-            SnapshotDirectory(directory).write(WorkerId(10_000 + worker, 1).name, data,
-                                               WorkerId(10_000 + worker, 1))
+    blobs = _worker_snapshots(2 if quick else 4, now)
+    rounds = 5 if quick else 9
+    rows = []
+    for workers in WORKER_COUNTS:
+        ours_dir = tempfile.mkdtemp(prefix="inferwatch-bench-")
+        theirs_dir = tempfile.mkdtemp(prefix="inferwatch-bench-prom-")
+        try:
+            _write_workers(ours_dir, blobs, workers)
+            view = SnapshotDirectory(ours_dir).read_view(now)
+            one_worker = SnapshotDirectory(ours_dir)
+            _write_workers(theirs_dir, blobs[:1], 1)
+            families = model_families(one_worker.read_view(now).states, now)
+            shutil.rmtree(theirs_dir)
+            os.makedirs(theirs_dir)
+            _prometheus_workers(theirs_dir, families, workers)
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=theirs_dir)
+            calls = 2 if workers >= 8 else 4
+            ours, theirs = alternate(
+                partial(per_call, partial(_merged_scrape, ours_dir, now), calls),
+                partial(per_call, partial(generate_latest, registry), calls), rounds)
+            our_samples = _merged_scrape(ours_dir, now).count(b"\n")
+            their_samples = generate_latest(registry).count(b"\n")
+            rows.append(Row(
+                f"merge {workers} workers + render, every file changed "
+                f"({MODELS} models x 50 features, references)", fmt_seconds(ours),
+                f"multiprocess mode {fmt_seconds(theirs)} ({their_samples} vs {our_samples} "
+                "lines)", ours / theirs, f"<= {MULTIPROCESS_RATIO_TARGET}x",
+                ours / theirs <= MULTIPROCESS_RATIO_TARGET))
+            if workers == 8:
+                rows.append(_one_process_row(ours_dir, view.states, now, calls, rounds))
+                rows.extend(_merge_parts(ours_dir, now, calls))
+        finally:
+            shutil.rmtree(ours_dir, ignore_errors=True)
+            shutil.rmtree(theirs_dir, ignore_errors=True)
+    return rows
 
-        def merged_scrape() -> float:
-            def scrape() -> bytes:
-                view = SnapshotDirectory(directory).read_view(now)  # no cache: cold
-                return generate_latest(_Families(view.families(now)))
-            return per_call(scrape, 2)
 
-        def single_scrape() -> float:
-            def scrape() -> bytes:
-                families = [*model_families(one_worker, now),
-                            *process_families({}, {}, {}, {})]
-                return generate_latest(_Families(families))
-            return per_call(scrape, 2)
+def _one_process_row(directory: str, states: list, now: float, calls: int,
+                     rounds: int) -> Row:
+    """The merged scrape against one process holding the same (merged) data."""
 
-        merged, single = alternate(merged_scrape, single_scrape, rounds=5 if quick else 9)
-        encode_time = float(np.median(write_times))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    return [
-        Row(f"merge {WORKERS} workers' snapshots + render /metrics "
-            f"({MODELS} models x {OUTPUTS} outputs)",
-            fmt_seconds(merged), fmt_seconds(single), merged / single,
-            f"< {MERGE_TARGET_SECONDS * 1000:.0f} ms (baseline: one process, one worker's "
-            "state)", merged < MERGE_TARGET_SECONDS),
-        Row("encode one worker's snapshot (drain thread, once a second)",
-            fmt_seconds(encode_time), fmt_seconds(single), encode_time / single,
-            "off the request path (baseline: a one-process scrape)", True),
-    ]
+    def one_process() -> bytes:
+        page = _encoder().page()
+        for state in states:
+            drift = state.extras.get("drift")
+            if drift is not None:
+                drift._scored = None  # a process with traffic scores its new rows every scrape
+            page.add(state, now)
+        page.add_process({}, {}, {}, {})
+        return page.text().encode()
+
+    merged, single = alternate(partial(per_call, partial(_merged_scrape, directory, now), calls),
+                               partial(per_call, one_process, calls), rounds)
+    return Row("merge 8 workers + render vs one process with the same data",
+               fmt_seconds(merged), f"one process {fmt_seconds(single)}", merged / single,
+               f"<= {ONE_PROCESS_RATIO_TARGET}x", merged / single <= ONE_PROCESS_RATIO_TARGET)
+
+
+def _merge_parts(directory: str, now: float, calls: int) -> list[Row]:
+    """Where a merged scrape's time goes: reading and decoding, merging, drift, encoding."""
+    from inferwatch.multiproc.merge import merge_view
+    from inferwatch.multiproc.store import SnapshotDirectory
+
+    whole = per_call(partial(_merged_scrape, directory, now), calls)
+    read = per_call(lambda: SnapshotDirectory(directory).read_raws(), calls)
+    raws = SnapshotDirectory(directory).read_raws()
+    merge = per_call(lambda: merge_view(raws, now), calls)
+    views = [merge_view(raws, now) for _ in range(calls)]
+
+    def score() -> None:
+        view = views.pop()
+        for state in view.states:
+            drift = state.extras.get("drift")
+            if drift is not None:
+                drift.scores(now)
+
+    drift = per_call(score, calls)
+    rows = []
+    for label, spent in (("read + decode files", read), ("merge (decoded)", merge),
+                         ("drift scoring", drift),
+                         ("encode", max(0.0, whole - read - merge - drift))):
+        rows.append(Row(f"  of which {label}", fmt_seconds(spent),
+                        f"whole merged scrape {fmt_seconds(whole)}", spent / whole,
+                        "(decomposition)", True))
+    return rows
 
 
 def _hot_path_row(quick: bool) -> Row:

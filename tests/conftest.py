@@ -68,3 +68,34 @@ def require_binary(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed; `make test` installs it (apt-get install)")
     return path
+
+
+# --- failures diagnosable from CI's output alone ----------------------------------------------
+
+LOG_TAIL_LINES = 40
+LOG_SUFFIXES = (".log", ".out", ".err")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, add the last lines of every log file the test's processes wrote.
+
+    Integration tests send the output of Prometheus, Alertmanager, gunicorn and the exporter
+    to files under the test's ``tmp_path``; CI's output then shows why they failed.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if tmp_path is None:
+        return
+    for log in sorted(Path(tmp_path).rglob("*")):
+        if log.suffix not in LOG_SUFFIXES or not log.is_file():
+            continue
+        try:
+            lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        except OSError:
+            continue
+        report.sections.append((f"last {len(lines)} lines of {log.relative_to(tmp_path)}",
+                                "\n".join(lines)))

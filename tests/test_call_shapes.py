@@ -98,12 +98,12 @@ def test_user_data_in_outputs_is_not_a_label(scraper):
     wrapped(1)
     generator = inferwatch.instrument(lambda x: (i for i in range(3)), name="g", version="1",
                                       registry=scraper.registry)
-    generator(1)
+    assert list(generator(1)) == [0, 1, 2]  # a generator is a stream, never a label
     assert scraper.series("inferwatch_predicted_class_total") == []
     assert scraper.value("inferwatch_invalid_predictions_total", model="m",
                          reason="unsupported_type") == 2
-    assert scraper.value("inferwatch_invalid_predictions_total", model="g",
-                         reason="unsupported_type") == 1
+    assert scraper.value("inferwatch_requests_total", model="g", outcome="ok") == 1
+    assert scraper.value("inferwatch_stream_items_sum", model="g") == 3
     assert scraper.value("inferwatch_prediction_sum", output="score") == pytest.approx(0.7)
     assert "alice" not in scraper.text()
 

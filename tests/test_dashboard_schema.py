@@ -234,7 +234,7 @@ def test_the_foundation_sdk_loads_every_dashboard_with_typed_panels(
 
 # --- every query follows the variables --------------------------------------------------------
 
-_SELECTOR = re.compile(r"(\w*)\{([^{}]*)\}")
+_SELECTOR = re.compile(r"([\w:]*)\{([^{}]*)\}")
 _MODEL_VARIABLES = ('job=~"$job"', 'instance=~"$instance"')
 _PER_MODEL_VARIABLES = ('model=~"$model"', 'model_version=~"$model_version"')
 
@@ -250,14 +250,16 @@ def _queries(dashboard: dict[str, Any]) -> Iterator[str]:
 
 def test_every_query_carries_the_selected_variables(rendered: dict[str, dict[str, Any]]) -> None:
     """Every model series is narrowed by job, instance and (when per model) model and
-    version; every exporter series by the exporter instance; ALERTS by the model."""
+    version; every exporter series by the exporter instance; ALERTS and the per-model
+    objectives by the model."""
     checked = 0
     for name, dashboard in rendered.items():
         for expr in _queries(dashboard):
             selectors = _SELECTOR.findall(expr)
             assert selectors, f"{name}: a query that selects nothing: {expr}"
             for metric, matchers in selectors:
-                if metric == "ALERTS":
+                if metric == "ALERTS" or metric.startswith("model:inferwatch_objective:"):
+                    # Alerts and objectives come from the rules, not a scrape: no job.
                     assert 'model=~"$model"' in matchers, expr
                 elif DEFAULT.selectors.model in matchers:
                     wanted = _MODEL_VARIABLES

@@ -23,7 +23,18 @@ from hypothesis import strategies as st
 from conftest import require_binary
 from inferwatch.demo import cli
 from inferwatch.demo.receiver import PageReceiver, format_alert
-from inferwatch.demo.scenario import SCENARIOS, duration, rule_config, scenario
+from inferwatch.demo.runner import rate_window_seconds
+from inferwatch.demo.scenario import (
+    _WINDOWS,
+    DRIFT_WINDOW_SECONDS,
+    SCENARIOS,
+    check_speed,
+    drift_window_seconds,
+    duration,
+    max_speed,
+    rule_config,
+    scenario,
+)
 from inferwatch.generate import render
 from inferwatch.generate.config import duration_seconds, from_dict
 from inferwatch.generate.rules import ALERTS
@@ -117,6 +128,79 @@ def test_receiver_prints_each_alert_and_rejects_other_payloads() -> None:
     assert len(lines) == 2 and lines[0].startswith("PAGE FIRING")
 
 
+def test_receiver_prints_an_alert_when_it_fires_and_resolves_and_counts_repeats() -> None:
+    lines: list[str] = []
+    drift = {"alertname": "InferwatchFeatureDrift", "severity": "warning", "feature": "a"}
+    burn = {"alertname": "InferwatchErrorBudgetBurnFast", "severity": "critical"}
+    with PageReceiver(port=0, out=lines.append) as receiver:
+        # What Alertmanager sends: every alert of the group again on each notification.
+        for alerts in ([("firing", drift)], [("firing", drift), ("firing", burn)],
+                       [("firing", drift), ("firing", burn)], [("resolved", drift),
+                                                               ("firing", burn)],
+                       [("resolved", drift), ("firing", burn)], [("firing", drift)]):
+            receiver._accept({"alerts": [{"status": status, "labels": labels}
+                                         for status, labels in alerts]})
+        assert [line.split()[1:4] for line in lines] == [
+            ["FIRING", "warning", "InferwatchFeatureDrift"],
+            ["FIRING", "critical", "InferwatchErrorBudgetBurnFast"],
+            ["RESOLVED", "warning", "InferwatchFeatureDrift"],
+            ["FIRING", "warning", "InferwatchFeatureDrift"],
+        ]
+        assert receiver.repeats == 6
+        assert receiver.digest() == ("pages: InferwatchErrorBudgetBurnFast, InferwatchFeatureDrift"
+                                     " firing, 0 resolved, 6 repeats not shown")
+
+
+@given(rate=st.floats(1.0, 1000.0), fraction=st.floats(0.01, 1.0))
+def test_every_window_and_for_scales_with_any_allowed_speed(rate: float, fraction: float) -> None:
+    speed = max_speed(rate) * fraction
+    check_speed(speed, rate)
+    cfg = from_dict(rule_config(speed))
+    scaled = {"rate": cfg.windows.rate, "no_traffic_lookback": cfg.windows.no_traffic_lookback,
+              "fast_burn.long": cfg.slo.fast_burn.long_window,
+              "fast_burn.short": cfg.slo.fast_burn.short_window,
+              "slow_burn.long": cfg.slo.slow_burn.long_window,
+              "slow_burn.short": cfg.slo.slow_burn.short_window,
+              "accuracy": cfg.accuracy.window,
+              "for": rule_config(speed)["alerts"]["InferwatchFeatureDrift"]["for"]}
+    for name, (seconds, _floor) in _WINDOWS.items():
+        assert abs(duration_seconds(scaled[name]) - seconds / speed) <= 0.5, name
+    assert drift_window_seconds(speed, rate) == DRIFT_WINDOW_SECONDS / speed
+
+
+@given(rate=st.floats(1.0, 1000.0), factor=st.floats(1.01, 50.0))
+def test_speeds_past_the_story_are_refused(rate: float, factor: float) -> None:
+    with pytest.raises(ValueError, match="--speed"):
+        check_speed(max_speed(rate) * factor, rate)
+
+
+def test_the_cli_refuses_speed_4_at_10_requests_a_second(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.run(parse("--speed", "4", "--rate", "10", "--no-stack")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--speed 4" in err and "--speed 2 or less" in err
+
+
+def test_demo_without_scikit_learn_says_which_extra_to_install() -> None:
+    code = ("import sys; sys.modules['sklearn'] = None; from inferwatch.cli import main; "
+            "sys.exit(main(['demo', '--no-stack']))")
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+    assert finished.returncode == 1
+    assert finished.stdout == ""
+    assert finished.stderr.count("\n") == 1, finished.stderr
+    assert "pip install 'inferwatch[demo]'" in finished.stderr
+
+
+@given(elapsed=st.floats(0.0, 1e5), speed=st.floats(0.05, 6.0))
+def test_the_calls_per_second_window_never_reaches_before_the_traffic(elapsed: float,
+                                                                       speed: float) -> None:
+    window = rate_window_seconds(elapsed, speed)
+    assert 2 <= window <= max(2.0, elapsed)
+    if elapsed >= 600 / speed:
+        assert window == max(10, round(60 / speed))
+
+
 # --- a real run ------------------------------------------------------------------------------
 
 
@@ -134,7 +218,8 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
         [sys.executable, "-m", "inferwatch.cli", "demo", "--scenario", "short", "--speed", "3",
          "--rate", "15"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True).start()
+    reader = threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True)
+    reader.start()
     seen: list[str] = []
     children: list[psutil.Process] = []
     try:
@@ -165,7 +250,7 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
         if demo.poll() is None:
             demo.kill()
             demo.wait(10)
-    time.sleep(0.5)
+    reader.join(30)  # the demo has exited: its output ends, and so does the reader
     while not lines.empty():
         seen.append(lines.get())
     assert seen[-1] == "stopped: every demo process has exited", seen[-5:]

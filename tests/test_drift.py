@@ -278,3 +278,35 @@ def test_window_memory_does_not_grow_with_traffic():
         window.add(np.ones(500, dtype=np.int64), rows=1, now=float(t))
     assert window._counts.nbytes == before == 6 * 500 * 8
     assert len(window.to_dict()["buckets"]) <= 6
+
+
+def test_drift_is_scored_once_per_window_content():
+    from inferwatch.quality.reference import Reference
+    from inferwatch.quality.tracker import DriftState
+
+    rng = np.random.default_rng(5)
+    reference = Reference.from_data({"x": rng.normal(size=1000)})
+    state = DriftState(reference, window_seconds=600, age_buckets=6)
+    profile = reference.features["x"]
+    now = 1_000_000.0
+
+    def add(values):
+        counts = np.bincount([profile.bin_index(v) for v in values], minlength=profile.n_bins)
+        state.features.add([counts], rows=len(values), now=now)
+
+    add(rng.normal(size=500))
+    first = state.scores(now)
+    assert state.scores(now + 1) is first  # nothing new: the same result, not scored again
+
+    add(rng.normal(loc=3.0, size=500))  # shifted rows arrive: the score must move
+    second = state.scores(now + 1)
+    assert second is not first
+    assert second[0][("x", "psi")] > first[0][("x", "psi")]
+    assert second[2] == 1000
+
+    later = state.scores(now + 600)  # the window moved past every row
+    assert later[2] == 0
+
+    merged = DriftState.from_dict(state.to_dict())
+    merged.merge(DriftState.from_dict(state.to_dict()))
+    assert merged.scores(now + 1)[2] == 2000

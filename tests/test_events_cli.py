@@ -122,6 +122,28 @@ def test_missing_log_and_unknown_suffix(tmp_path, capsys):
     assert "use --format" in capsys.readouterr().err
 
 
+def _foreign_databases(tmp_path: Path) -> list[Path]:
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:  # SQLite, but some other application's
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    not_sqlite = tmp_path / "notes.db"
+    not_sqlite.write_text("plain text, not a database at all\n" * 100)
+    return [other, not_sqlite]
+
+
+@pytest.mark.parametrize("action", [["tail"], ["tail", "-n", "3"], ["query"],
+                                    ["query", "--request-id", "r-1"]])
+def test_a_db_that_is_not_an_event_log_is_one_line(tmp_path, capsys, action):
+    for path in _foreign_databases(tmp_path):
+        assert main(["events", action[0], str(path), *action[1:]]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"{path} is not an inferwatch event log" in err
+
+
 def test_parse_time_forms():
     assert parse_time("1700000000") == T0
     assert parse_time("2023-11-14T22:13:20") == T0  # no offset: UTC

@@ -9,12 +9,14 @@ import fcntl
 import hmac
 import json
 import os
+import queue
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -68,12 +70,16 @@ def read_events(path: Path) -> list[dict]:
 
 
 def all_bytes(directory: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file())
+    # The link at the configured path would count its target's bytes twice.
+    return b"".join(p.read_bytes() for p in sorted(directory.rglob("*"))
+                    if p.is_file() and not p.is_symlink())
 
 
 def dir_size(directory: Path) -> int:
     total = 0
     for p in directory.iterdir():
+        if p.is_symlink():
+            continue
         with contextlib.suppress(FileNotFoundError):
             total += p.stat().st_size
     return total
@@ -227,8 +233,10 @@ def test_emit_never_raises_on_bad_events(tmp_path, make_log):
     event_log.emit(None)  # type: ignore[arg-type]
     event_log.emit({"inputs": Unprintable(), "error": "E"})
     assert event_log.flush(10)
-    assert event_log.dropped_counts()["serialize_error"] == 3
-    assert read_events(tmp_path / "events.jsonl") == []
+    assert event_log.dropped_counts()["serialize_error"] == 2
+    # An input with no JSON form costs only that value: the event is kept, with a marker.
+    stored = read_events(tmp_path / "events.jsonl")
+    assert [e["inputs"]["dropped"] for e in stored] == ["unsupported_type"]
 
 
 def test_sampling_keeps_every_error(tmp_path, make_log):
@@ -481,3 +489,66 @@ def test_secret_from_the_environment(tmp_path, make_log, monkeypatch):
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --- the configured path works with ordinary tools --------------------------------------------
+
+def test_the_configured_path_links_to_the_newest_file(tmp_path, make_log):
+    path = tmp_path / "events.jsonl"
+    event_log = make_log(path, rotate_bytes=1024, max_bytes=1 << 20)
+    for i in range(40):
+        event_log.emit({"request_id": f"r-{i}", "inputs": {"text": "x" * 60}})
+    assert event_log.flush(10)
+    files = event_files(path)
+    assert len(files) > 3  # several rotations happened
+    assert path.is_symlink() and path.resolve() == files[-1].resolve()
+    assert os.readlink(path) == files[-1].name  # relative: the directory may move
+    assert b'"request_id":"r-39"' in path.read_bytes()
+    assert event_files(tmp_path) == files  # the link is not read twice
+    assert [e["request_id"] for e in read_events(path)] == [f"r-{i}" for i in range(40)]
+
+
+def test_a_regular_file_at_the_configured_path_is_never_replaced(tmp_path, make_log):
+    path = tmp_path / "events.jsonl"
+    path.write_text("the user's own notes\n")
+    event_log = make_log(path)
+    event_log.emit({"request_id": "r-1"})
+    assert event_log.flush(10)
+    assert not path.is_symlink() and path.read_text() == "the user's own notes\n"
+
+
+@pytest.mark.integration
+def test_tail_F_on_the_configured_path_follows_rotations(tmp_path, make_log):
+    path = tmp_path / "events.jsonl"
+    event_log = make_log(path, rotate_bytes=2048, max_bytes=1 << 20)
+    event_log.emit({"request_id": "batch-0-0"})
+    assert event_log.flush(10)
+    tail = subprocess.Popen(["tail", "-F", "-n", "+1", "-s", "0.2", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in tail.stdout],
+                     daemon=True).start()
+    seen: set[str] = set()
+
+    def wait_for(request_id: str) -> None:
+        deadline = time.monotonic() + 60  # a safety net only: the condition ends the wait
+        while request_id not in seen:
+            assert time.monotonic() < deadline, f"tail -F never printed {request_id}"
+            try:
+                seen.add(json.loads(lines.get(timeout=1))["request_id"])
+            except queue.Empty:
+                continue
+
+    try:
+        wait_for("batch-0-0")
+        # Each event is over half a file: every one starts a new file and moves the link.
+        # The next is written once tail has printed this one (tail -F, like any reader
+        # of a renamed log, only promises what was written before the name moved on).
+        for batch in range(1, 8):
+            event_log.emit({"request_id": f"batch-{batch}-0", "inputs": "y" * 1200})
+            assert event_log.flush(10)
+            wait_for(f"batch-{batch}-0")
+        assert len(event_files(path)) >= 7  # the link moved at least six times
+    finally:
+        tail.kill()
+        tail.wait()

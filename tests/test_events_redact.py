@@ -80,11 +80,22 @@ def test_clean_converts_what_model_servers_pass():
     assert cleaned["tuple"] == [1, "ab"]
     assert cleaned["enum"] == 1 and type(cleaned["enum"]) is int
     assert cleaned["when"] == "2024-05-01T08:00:00+00:00"
-    assert cleaned["bytes"] == "\\xffok"
+    # Bytes that are not text and objects with no JSON form are never written raw.
+    assert cleaned["bytes"] == {"dropped": "binary", "type": "builtins.bytes"}
     assert cleaned["7"] == {"k": True}
     assert cleaned["huge"] == {"truncated": "array", "nbytes": 8000, "shape": [1000],
                                "dtype": "float64"}
-    assert cleaned["object"] == "<class 'object'>"
+    assert cleaned["object"] == {"dropped": "unsupported_type", "type": "builtins.type"}
+
+
+def test_clean_keeps_unstructured_values_as_text_only_when_asked():
+    dropped: dict = {}
+    value = {"bytes": b"\xff\x00ok", "object": object}
+    assert clean(value, keep_unstructured=True, dropped=dropped) == {
+        "bytes": "\\xffok", "object": "<class 'object'>"}
+    assert dropped == {}
+    clean(value, dropped=dropped)
+    assert dropped == {"binary": 1, "unsupported_type": 1}
 
 
 def test_clean_bounds_depth_of_self_referencing_structures():

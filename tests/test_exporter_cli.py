@@ -67,6 +67,20 @@ def test_every_registered_collector_can_be_switched() -> None:
     assert enabled("--collector.disable-defaults") == []
 
 
+def test_multiproc_collector_is_on_when_a_directory_is_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inferwatch.multiproc.worker import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert "multiproc" not in enabled()
+    assert "multiproc" in enabled(f"--multiproc.dir={tmp_path}")
+    assert "multiproc" not in enabled(f"--multiproc.dir={tmp_path}", "--no-collector.multiproc")
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    assert sorted(enabled()) == ["gpu", "multiproc", "process"]
+    assert "multiproc" not in enabled("--no-collector.multiproc")
+    assert enabled("--collector.disable-defaults", "--collector.process") == ["process"]
+
+
 def test_collector_flags_reach_the_collectors() -> None:
     args = parse("--collector.gpu.process-memory", "--process.pid=12", "--process.pid", "34",
                  "--process.pidfile=/run/app.pid", "--process.name=gunicorn",
@@ -93,6 +107,12 @@ def test_listen_addresses(address: str, expected: tuple[str, int]) -> None:
     (["--web.listen-address=:99999"], "--web.listen-address"),
     (["--web.listen-address=::1:9400"], "--web.listen-address"),
     (["--web.telemetry-path=metrics"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/-/healthy"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/-/ready"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/metrics?x=1"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/metrics#top"], "--web.telemetry-path"),
+    (["--web.telemetry-path=/my metrics"], "--web.telemetry-path"),
     (["--scrape.timeout=0"], "--scrape.timeout"),
     (["--scrape.timeout=soon"], "--scrape.timeout"),
     (["--process.pid=abc"], "--process.pid"),
@@ -248,10 +268,13 @@ def test_hung_collector_is_not_restarted_and_concurrent_scrapes_share_a_run() ->
     assert hung.started == 1
     assert sum(t.name == "inferwatch-collector-gated" for t in threading.enumerate()) == 1
     hung.release.set()
-    for _ in range(200):
-        if not any(t.name == "inferwatch-collector-gated" for t in threading.enumerate()):
-            break
+    deadline = time.monotonic() + 60  # a safety net: the condition ends the wait
+    while any(t.name == "inferwatch-collector-gated" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the released collector thread never ended"
         time.sleep(0.02)
+    # The run finished: the next scrape starts a new one. Its own deadline is raised so
+    # that a slow machine cannot turn the new run into a timeout.
+    short.timeout = 30.0
     assert success_of(scrape_text(short)) == {"gated": 1}
     assert hung.started == 2
 
@@ -299,7 +322,8 @@ class Exporter:
         self.url = self._wait_for_url()
 
     def _wait_for_url(self) -> str:
-        for _ in range(600):
+        deadline = time.monotonic() + 60  # a safety net: the log line ends the wait
+        while time.monotonic() < deadline:
             match = re.search(r"serving (http\S+)", self.log_path.read_text())
             if match:
                 return match.group(1)
@@ -402,6 +426,23 @@ def test_real_exporter_rejects_a_bad_web_config_naming_the_flag(tmp_path: Path) 
     assert finished.returncode == 2
     assert "--web.config.file" in finished.stderr
     assert str(config) in finished.stderr
+
+
+@pytest.mark.integration
+def test_real_exporter_refuses_tls_below_1_2_at_startup(tmp_path: Path) -> None:
+    config = tmp_path / "web.yml"
+    for name in ("server.crt", "server.key"):
+        (tmp_path / name).write_text("unused: the version is refused before files are read\n")
+    config.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                      "  min_version: TLS10\n")
+    finished = subprocess.run(
+        [sys.executable, "-m", "inferwatch.standalone.cli", "--web.listen-address=127.0.0.1:0",
+         "--no-collector.gpu", f"--web.config.file={config}"],
+        capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert "--web.config.file" in finished.stderr
+    assert "min_version: TLS10 is below TLS 1.2" in finished.stderr
+    assert "Traceback" not in finished.stderr
 
 
 @pytest.mark.integration

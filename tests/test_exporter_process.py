@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inferwatch.standalone.collectors.process import ProcessCollector, matches_name, read_pidfile
+from inferwatch.standalone.collectors import process as process_module
+from inferwatch.standalone.collectors.process import (
+    ProcessCollector,
+    descendants,
+    matches_name,
+    read_pidfile,
+)
 from inferwatch.standalone.scrape import Scraper
 
 SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
@@ -140,8 +146,71 @@ def test_read_pidfile_rejects_non_numbers(tmp_path: Path) -> None:
 
 def _wait_zombie(pid: int) -> None:
     process = psutil.Process(pid)
-    for _ in range(500):
+    deadline = time.monotonic() + 60  # a safety net: the condition ends the wait
+    while time.monotonic() < deadline:
         if process.status() == psutil.STATUS_ZOMBIE:
             return
         time.sleep(0.01)
     raise AssertionError(f"process {pid} did not exit")
+
+
+MASTER = """\
+import subprocess, sys, time
+if "--worker" in sys.argv:
+    print("ready", flush=True)
+else:
+    workers = [subprocess.Popen([sys.executable, __file__, "--worker"], stdout=subprocess.PIPE,
+                                text=True) for _ in range(5)]
+    for worker in workers:
+        worker.stdout.readline()
+    print(" ".join(str(worker.pid) for worker in workers), flush=True)
+time.sleep(60)
+"""
+
+
+def test_one_process_table_pass_per_scrape_however_many_processes_match(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every worker matches the name, like gunicorn's: walking the table once per matched
+    # process made a scrape quadratic in their number.
+    program = tmp_path / "fake-model-server"
+    program.write_text(MASTER)
+    master = subprocess.Popen([sys.executable, str(program)], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in master.stdout.readline().split()]
+    passes = []
+    real_iter = psutil.process_iter
+    monkeypatch.setattr(process_module.psutil, "process_iter",
+                        lambda *a, **k: passes.append(1) or real_iter(*a, **k))
+    monkeypatch.setattr(psutil.Process, "children",
+                        lambda *a, **k: pytest.fail("a table walk per process"))
+    try:
+        collector = ProcessCollector(names=["fake-model-server"])
+        for scrapes in (1, 2):
+            assert set(scrape(collector)) == {str(master.pid), *map(str, workers)}
+            assert len(passes) == scrapes
+    finally:
+        for pid in workers:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.NoSuchProcess:
+                pass
+        master.kill()
+        master.wait()
+
+
+def _naive_descendants(root: int, parents: dict[int, int], seen: set[int]) -> set[int]:
+    found = set()
+    for pid, ppid in parents.items():
+        if ppid == root and pid != root and pid not in seen:
+            seen.add(pid)
+            found |= {pid} | _naive_descendants(pid, parents, seen)
+    return found
+
+
+@given(parents=st.dictionaries(st.integers(1, 40), st.integers(0, 40), max_size=40),
+       roots=st.sets(st.integers(0, 40), max_size=5))
+def test_descendants_match_a_walk_from_every_root(parents: dict[int, int],
+                                                  roots: set[int]) -> None:
+    expected: set[int] = set()
+    for root in roots:
+        expected |= _naive_descendants(root, parents, set())
+    assert descendants(roots, parents) == expected

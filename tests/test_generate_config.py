@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inferwatch.generate import cli
+from inferwatch.generate.alert_names import ALERT_NAMES
 from inferwatch.generate.config import (
     DEFAULT,
     ConfigError,
@@ -21,7 +24,7 @@ from inferwatch.generate.config import (
     leaves,
     load,
 )
-from inferwatch.generate.rules import ALERT_NAMES, ALERTS
+from inferwatch.generate.rules import ALERTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,6 +93,32 @@ def test_empty_and_missing_config_are_the_defaults(tmp_path: Path) -> None:
     ({"slo": {"availability": 0.5, "fast_burn": {"factor": 14.4}}}, "slo.fast_burn.factor",
      "never fire"),
     ([1, 2], "(top level)", "must be a mapping"),
+    ({"models": [1]}, "models", "must be a mapping"),
+    ({"models": {"fraud": 1}}, "models.fraud", "must be a mapping"),
+    ({"models": {"fraud": {"latncy": {}}}}, "models.fraud.latncy", "unknown key"),
+    ({"models": {"fraud": {"latency": {"p99": 1}}}}, "models.fraud.latency.p99", "unknown key"),
+    ({"models": {"fraud": {"gpu": {"temperature_celsius": 80}}}}, "models.fraud.gpu",
+     "not a per-model setting"),
+    ({"models": {"fraud": {"drift": {"method": "js"}}}}, "models.fraud.drift.method",
+     "not a per-model setting"),
+    ({"models": {"fraud": {"windows": {"rate": "1m"}}}}, "models.fraud.windows.rate",
+     "not a per-model setting"),
+    ({"models": {"fraud": {"latency": {"p99_seconds": -1}}}},
+     "models.fraud.latency.p99_seconds", "more than zero"),
+    ({"models": {"fraud": {"accuracy": {"window": "soon"}}}}, "models.fraud.accuracy.window",
+     "Prometheus duration"),
+    ({"models": {"fraud": {"slo": {"availability": 0.5}}}}, "models.fraud.slo.fast_burn.factor",
+     "never fire"),
+    ({"models": {"fraud": {"alerts": {"InferwatchNope": {}}}}},
+     "models.fraud.alerts.InferwatchNope", "unknown alert"),
+    ({"models": {"fraud": {"alerts": {"InferwatchGpuLost": {"for": "1m"}}}}},
+     "models.fraud.alerts.InferwatchGpuLost", "not judged per model"),
+    ({"models": {"fraud": {"alerts": {"InferwatchLatencyHigh": {"severity": "page"}}}}},
+     "models.fraud.alerts.InferwatchLatencyHigh.severity", "one of critical"),
+    ({"models": {"fr(": {}}}, "models.fr(", "not a valid regex"),
+    ({"models": {"(?!fraud).*": {}}}, "models.(?!fraud).*", "RE2"),
+    ({"models": {"": {}}}, "models.", "non-empty"),
+    ({"models": {"fr.*": {}, "fraud": {}}}, "models.fraud", "never applies"),
 ])
 def test_invalid_values_name_their_key(data: object, key: str, words: str) -> None:
     error = error_for(data)
@@ -150,10 +179,10 @@ def test_configuration_reference_documents_every_key_and_alert() -> None:
             continue
         assert f"`{key}`" in doc, f"docs/configuration.md lacks {key}"
         shown = repr(value) if isinstance(value, float) else str(value)
-        if isinstance(value, (dict, list)):
-            import json
-
-            shown = json.dumps(value)
+        if isinstance(value, Mapping):
+            shown = json.dumps(dict(value))
+        elif isinstance(value, tuple):
+            shown = json.dumps(list(value))
         assert shown.replace("|", "\\|") in doc, f"docs/configuration.md lacks the default of {key}"
     for name in ALERT_NAMES:
         assert f"`{name}`" in doc
@@ -167,15 +196,26 @@ _scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6),
 _values = st.recursive(_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
     max_leaves=8)
-_sections = st.sampled_from([key.split(".")[0] for key, _, _ in leaves()] + ["alerts"])
+_sections = st.sampled_from([key.split(".")[0] for key, _, _ in leaves()])
 _fields = st.sampled_from([key.split(".")[-1] for key, _, _ in leaves()] + ["for", "severity"])
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.dictionaries(_sections, st.one_of(
+_section_bodies = st.one_of(
     _values, st.dictionaries(st.one_of(_fields, st.sampled_from(sorted(ALERT_NAMES))),
-                             _values, max_size=4)), max_size=4))
-def test_any_input_loads_or_names_a_key(data: dict) -> None:
+                             _values, max_size=4))
+_patterns = st.one_of(st.sampled_from(["fraud", "fr.*", "rec-[0-9]+", "(", "a\\1", ""]),
+                      st.text(max_size=6))
+_model_bodies = st.dictionaries(
+    st.sampled_from(["latency", "slo", "accuracy", "drift", "windows", "alerts", "gpu", "x"]),
+    _section_bodies, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_sections, _section_bodies, max_size=4),
+       st.one_of(st.none(), _values, st.dictionaries(_patterns, _model_bodies, max_size=3)))
+def test_any_input_loads_or_names_a_key(data: dict, models: object) -> None:
+    if models is not None:
+        data = {**data, "models": models}
     try:
         cfg = from_dict(data)
     except ConfigError as exc:
@@ -232,3 +272,52 @@ def test_loading_the_generators_does_not_load_grafanalib_or_yaml() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=120)
     assert result.stdout.strip() == ""
+
+
+def test_the_config_is_frozen_all_the_way_down() -> None:
+    """No default can be changed in place and leak into every later config."""
+    loaded = from_dict({"kubernetes": {"labels": {"team": "ml"}}, "dashboards": {"tags": ["a"]},
+                        "alerts": {"InferwatchGpuLost": {"for": "2m"}}})
+    for cfg in (DEFAULT, loaded):
+        for key, _, value in leaves(cfg):
+            assert not isinstance(value, (list, dict, set)), f"{key} is mutable: {value!r}"
+            if isinstance(value, Mapping):
+                with pytest.raises(TypeError):
+                    value["x"] = "y"  # type: ignore[index]
+    assert loaded.dashboards.tags == ("a",)
+    assert DEFAULT.kubernetes.labels == {"app.kubernetes.io/part-of": "inferwatch"}
+
+
+def test_the_alert_names_are_the_rule_table() -> None:
+    assert tuple(alert.name for alert in ALERTS) == ALERT_NAMES
+
+
+def test_model_overrides_keep_their_order_and_the_defaults() -> None:
+    cfg = from_dict({"models": {"fraud": {"latency": {"p99_seconds": 0.05}},
+                                "rec-.*": {"accuracy": {"window": "2h"}}}})
+    assert list(cfg.models) == ["fraud", "rec-.*"]
+    assert cfg.models["fraud"].values == {"latency.p99_seconds": 0.05}
+    assert cfg.models["rec-.*"].earlier == ()  # no plain name it could also match
+    # the top level is untouched by a model's values
+    assert cfg.latency == DEFAULT.latency and cfg.accuracy == DEFAULT.accuracy
+    assert from_dict({"models": None}) == DEFAULT
+
+
+def test_objectives_for_many_models_add_no_alert_rule() -> None:
+    """The rule count stays bounded: objectives are data; only reshaping overrides copy."""
+    from inferwatch.generate.rules import alerting_groups, recording_groups
+
+    def counts(data: dict) -> tuple[int, int]:
+        cfg = from_dict(data)
+        return (sum(len(g["rules"]) for g in alerting_groups(cfg)),
+                sum(len(g["rules"]) for g in recording_groups(cfg)))
+
+    base = counts({})
+    objectives = {f"model-{i}": {"latency": {"p99_seconds": 0.01 * (i + 1)},
+                                 "accuracy": {"min_ratio": 0.5 + i / 400},
+                                 "slo": {"availability": 0.99}} for i in range(100)}
+    assert counts({"models": objectives}) == base
+    reshaped = {f"model-{i}": {"alerts": {"InferwatchLatencyHigh": {"for": f"{i + 11}m"}}}
+                for i in range(100)}
+    alerts, recording = counts({"models": reshaped})
+    assert (alerts, recording) == (base[0] + 100, base[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,17 @@ import yaml
 
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.generate import render
-from inferwatch.generate.config import DEFAULT, Config, from_dict, leaves
-from inferwatch.generate.rules import ALERTS, alerting_groups, anchor, recording_names
+from inferwatch.generate.config import (
+    DEFAULT,
+    OBJECTIVE_KEYS,
+    RULE_KEYS,
+    Config,
+    duration_seconds,
+    from_dict,
+    leaves,
+)
+from inferwatch.generate.promql import number
+from inferwatch.generate.rules import ALERTS, alerting_groups, anchor, recording_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED_GLOBS = ("dashboards/*.json", "alerts/*.yml", "alerts/kubernetes/*.yaml")
@@ -68,6 +78,7 @@ SENTINELS: dict[str, Any] = {
     "slo.slow_burn.short_window": "43m",
     "slo.slow_burn.factor": 1.75,
     "latency.p99_seconds": 0.321,
+    "latency.first_item_p99_seconds": 0.654,
     "predictions.invalid_ratio": 0.0123,
     "predictions.max_versions": 611,
     "predictions.max_model_age": "47d",
@@ -83,6 +94,11 @@ SENTINELS: dict[str, Any] = {
     "gpu.memory_used_ratio": 0.912,
     "gpu.temperature_celsius": 77.5,
     "internal.errors_per_second": 0.0042,
+    "internal.overflow_window": "83m",
+    "gpu.xid_window": "67m",
+    "pushgateway.selector": 'instance="sentinel-pushgateway"',
+    "pushgateway.max_age": "29h",
+    "pushgateway.jobs": {"sentinel-batch-job": "31h"},
     "links.grafana_url": "https://grafana.sentinel.example",
     "links.runbook_url": "https://wiki.sentinel.example/ml/runbooks#{anchor}",
     "dashboards.uid_prefix": "sntl",
@@ -122,9 +138,9 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 
 def _texts(value: Any) -> list[str]:
     """How a config value reads in the output."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return [text for pair in value.items() for text in pair]
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return list(value)
     if isinstance(value, float):
         return [repr(value)]
@@ -137,8 +153,40 @@ def _sentinel_config() -> Config:
     return from_dict({**_nested(SENTINELS), "alerts": ALERT_SENTINELS})
 
 
+# One model entry setting every per-model key to a value found nowhere else.
+MODEL_PATTERN = "sentinel-model-.*"
+MODEL_SENTINELS: dict[str, Any] = {
+    "slo.availability": 0.9871,
+    "slo.fast_burn.long_window": "79m",
+    "slo.fast_burn.short_window": "11m",
+    "slo.fast_burn.factor": 2.25,
+    "slo.slow_burn.long_window": "9h",
+    "slo.slow_burn.short_window": "47m",
+    "slo.slow_burn.factor": 1.25,
+    "latency.p99_seconds": 0.0321,
+    "predictions.invalid_ratio": 0.00123,
+    "predictions.max_versions": 613,
+    "predictions.max_model_age": "53d",
+    "data_quality.missing_ratio": 0.0457,
+    "data_quality.out_of_range_ratio": 0.0781,
+    "drift.feature_threshold": 0.3451,
+    "drift.prediction_threshold": 0.5671,
+    "drift.min_observations": 4322,
+    "accuracy.window": "139m",
+    "accuracy.min_ratio": 0.8761,
+    "accuracy.min_outcomes": 766,
+    "windows.no_traffic_lookback": "193m",
+}
+MODEL_ALERT_SENTINELS = {"InferwatchLatencyHigh": {"for": "151m", "severity": "info"}}
+
+
+def _model_sentinel_config() -> Config:
+    return from_dict({"models": {MODEL_PATTERN: {**_nested(MODEL_SENTINELS),
+                                                 "alerts": MODEL_ALERT_SENTINELS}}})
+
+
 def test_every_config_key_has_a_sentinel() -> None:
-    keys = {key for key, _, _ in leaves()} - {"alerts"}
+    keys = {key for key, _, _ in leaves()} - {"alerts", "models"}
     assert keys == set(SENTINELS), "add a sentinel for each new config key"
     assert set(ALERT_SENTINELS) == {alert.name for alert in ALERTS}
 
@@ -150,6 +198,25 @@ def test_every_config_value_reaches_the_output(files: dict[str, str]) -> None:
         for text in _texts(value):
             assert text not in default_output, f"sentinel {text!r} of {key} is not distinctive"
             assert text in output, f"{key}: {text!r} does not reach the output"
+
+
+def test_every_model_value_reaches_the_output(files: dict[str, str]) -> None:
+    """The sentinel for `models:`: each per-model value shows up, as the rules compare it."""
+    assert set(MODEL_SENTINELS) == set(OBJECTIVE_KEYS) | set(RULE_KEYS)
+    default_output = "\n".join(files.values())
+    output = "\n".join(render(_model_sentinel_config()).values())
+    for key, value in MODEL_SENTINELS.items():
+        if key in OBJECTIVE_KEYS:
+            text = number(duration_seconds(value) if isinstance(value, str) else value)
+        else:
+            text = number(value) if isinstance(value, float) else value
+        assert text not in default_output, f"sentinel {text!r} of {key} is not distinctive"
+        assert text in output, f"models.{MODEL_PATTERN}.{key}: {text!r} does not reach the output"
+    assert f'model=~"{MODEL_PATTERN}"' in output
+    rules = [r for g in alerting_groups(_model_sentinel_config()) for r in g["rules"]
+             if r["alert"] == "InferwatchLatencyHigh"]
+    own = [r for r in rules if r["labels"].get("model_override") == MODEL_PATTERN]
+    assert [(r["for"], r["labels"]["severity"]) for r in own] == [("151m", "info")]
 
 
 def test_alert_overrides_and_links_reach_every_rule() -> None:
@@ -171,6 +238,7 @@ def test_thresholds_reach_the_alert_expressions() -> None:
     exprs = {r["alert"]: r["expr"] for g in alerting_groups(cfg) for r in g["rules"]}
     expected = {
         "InferwatchLatencyHigh": ["0.321", "p99_7m"],
+        "InferwatchStreamFirstItemSlow": ["0.654", "inferwatch_stream_first_item_seconds:p99_7m"],
         "InferwatchInvalidPredictions": ["0.0123"],
         "InferwatchTooManyVersionsServing": ["611"],
         "InferwatchModelStale": [str(47 * 86400)],
@@ -182,6 +250,13 @@ def test_thresholds_reach_the_alert_expressions() -> None:
         "InferwatchGpuMemoryNearFull": ["0.912"],
         "InferwatchGpuTemperatureHigh": ["77.5", 'job="sentinel-exporter"'],
         "InferwatchInternalErrors": ["0.0042", "[7m]"],
+        "InferwatchSeriesOverflow": ["[83m]", "offset 83m", 'cluster="c-sentinel"'],
+        "InferwatchGpuXidErrors": ["[67m]", "offset 67m", 'job="sentinel-exporter"'],
+        "InferwatchPushgatewayGroupStale": [
+            'instance="sentinel-pushgateway", job="sentinel-batch-job"', str(31 * 3600),
+            'job!="sentinel-batch-job"', str(29 * 3600)],
+        "InferwatchTargetMissing": ['absent(up{job="sentinel-model"', 'cluster="c-sentinel"',
+                                    'absent(up{job="sentinel-exporter"})'],
         "InferwatchErrorBudgetBurnFast": ["2.5", "0.987", "rate77m", "rate3m"],
         "InferwatchErrorBudgetBurnSlow": ["1.75", "0.987", "rate7h", "rate43m"],
         "InferwatchNoTraffic": ["offset 97m", "rate7m"],
@@ -303,12 +378,14 @@ def test_metric_names_reads_series_only() -> None:
 
 
 def _known_series() -> set[str]:
-    names = {"up", "ALERTS"}  # Prometheus' own: target health and the alerts it evaluates
+    # Prometheus' own (target health, the alerts it evaluates) and the Pushgateway's
+    names = {"up", "ALERTS", "push_time_seconds"}
     for spec in CATALOGUE.values():
         names.add(spec.name)
         if spec.kind in ("histogram", "summary"):
             names.update({f"{spec.name}_bucket", f"{spec.name}_sum", f"{spec.name}_count"})
-    return names | set(recording_names(DEFAULT))
+    return names | {rule["record"] for group in recording_groups(DEFAULT)
+                     for rule in group["rules"]}
 
 
 def test_dashboard_metrics_exist_in_the_catalogue_or_the_rules(
@@ -353,7 +430,9 @@ def test_recording_rules_follow_level_metric_operation(files: dict[str, str]) ->
     for rule in (r for g in groups for r in g["rules"]):
         level, metric, operation = rule["record"].split(":")
         assert level and operation and metric.startswith("inferwatch_"), rule["record"]
-        if level == "model":
+        if rule["record"].startswith("model:inferwatch_objective:"):
+            assert rule["expr"].startswith("group by (model) (inferwatch_model_info"), rule
+        elif level == "model":
             assert "by (model, model_version" in rule["expr"] or rule["expr"].count(":") >= 2
 
 
@@ -381,3 +460,22 @@ def test_kubernetes_manifests(files: dict[str, str]) -> None:
     assert f'job="{relabel["replacement"]}"' == DEFAULT.selectors.model
     relabel = pod["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
     assert f'job="{relabel["replacement"]}"' == DEFAULT.selectors.exporter
+
+
+def test_latency_error_and_accuracy_panels_draw_each_models_own_objective(
+        dashboards: dict[str, dict[str, Any]]) -> None:
+    wanted = {("dashboards/model-overview.json", "Latency quantiles"):
+              "model:inferwatch_objective:latency_p99_seconds",
+              ("dashboards/model-overview.json", "Error ratio"):
+              "model:inferwatch_objective:slo_availability",
+              ("dashboards/model-quality.json", "Accuracy (1h)"):
+              "model:inferwatch_objective:accuracy_min_ratio"}
+    found = set()
+    for path, dashboard in dashboards.items():
+        for panel in dashboard["panels"]:
+            series = wanted.get((path, panel.get("title")))
+            if series and panel["type"] == "timeseries":
+                exprs = [t["expr"] for t in panel["targets"]]
+                assert any(series in e and 'model=~"$model"' in e for e in exprs), exprs
+                found.add((path, panel["title"]))
+    assert found == set(wanted)

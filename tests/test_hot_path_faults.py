@@ -143,6 +143,23 @@ def _owned_locks() -> list[tuple[object, str]]:
     return found
 
 
+def _wait_or_kill(pid: int, limit: float = 120.0) -> int:
+    """The child's wait status; a child deadlocked in its at-fork hooks (before its own alarm
+    is set) is killed after `limit` seconds, so the suite fails instead of hanging."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child deadlocked (in an at-fork hook?)")
+        time.sleep(0.05)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_every_lock_inferwatch_owns_is_renewed_in_a_forked_child(tmp_path):
     import inferwatch.multiproc
@@ -189,7 +206,7 @@ def test_every_lock_inferwatch_owns_is_renewed_in_a_forked_child(tmp_path):
                 os._exit(3)
             os.write(2, ("stuck: " + ", ".join(stuck) + "\n").encode() if stuck else b"")
             os._exit(1 if stuck else 0)
-        _, status = os.waitpid(pid, 0)
+        status = _wait_or_kill(pid)
     finally:
         for lock in held:
             lock.release()

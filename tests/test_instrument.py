@@ -226,7 +226,7 @@ def test_in_flight_counts_running_calls(scraper):
 
     def slow(x):
         entered.wait()
-        release.wait(5)
+        release.wait(60)  # a safety net: the test sets it once it has looked
         return 1.0
 
     wrapped = inferwatch.instrument(slow, name="slow", version="1", registry=scraper.registry)

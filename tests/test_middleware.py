@@ -329,7 +329,9 @@ def server(args: list[str], port: int, tmp_path: Path, env: dict | None = None) 
                                    env={**os.environ, "PYTHONPATH": str(APPS), **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        # A generous safety deadline: with both cores busy, importing FastAPI alone can take
+        # longer than 20 s. The wait ends as soon as the server answers.
+        deadline = time.monotonic() + 120
         while True:
             try:
                 get(url + "/health")
@@ -343,10 +345,10 @@ def server(args: list[str], port: int, tmp_path: Path, env: dict | None = None) 
         stop(process)
 
 
-def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+def get(url: str, headers: dict | None = None, timeout: float = 10) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -404,23 +406,47 @@ def test_two_uvicorn_workers_under_gunicorn_serve_the_merged_view(tmp_path):
     args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
             "--worker-class", "uvicorn.workers.UvicornWorker", "--log-level", "warning",
             "web_fastapi:app"]
-    with server(args, port, tmp_path, {"INFERWATCH_MULTIPROC_DIR": str(directory)}) as url:
-        pids: set[bytes] = set()
-        calls = 0
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
+    env = {"INFERWATCH_MULTIPROC_DIR": str(directory), "HOLD_DIR": str(arrived), "HOLD_FOR": "2"}
+    with server(args, port, tmp_path, env) as url:
         with ThreadPoolExecutor(8) as pool:
-            # Concurrent calls until both workers have answered some.
-            while len(pids) < 2 and calls < 800:
-                for status, body in pool.map(get, [f"{url}/score/{i}" for i in range(40)]):
-                    assert status == 200
-                    pids.add(body.split(b'"pid":')[1].split(b",")[0])
-                calls += 40
+            # Holding calls first, a new one each 50 ms until both workers have served one
+            # and sit blocked (see apps/barrier.py): the spread is certain, not scheduled.
+            held = []
+            deadline = time.monotonic() + 60
+            while len(list(arrived.iterdir())) < 2:
+                assert time.monotonic() < deadline, f"{list(arrived.iterdir())} arrived"
+                if len(held) < 7:
+                    held.append(pool.submit(get, f"{url}/score/{len(held)}?hold=1", None, 90))
+                time.sleep(0.05)
+            answers = [future.result() for future in held]
+            answers += pool.map(get, [f"{url}/score/{i}" for i in range(40)])
+        calls = len(answers)
+        assert all(status == 200 for status, _ in answers), answers
+        pids = {body.split(b'"pid":')[1].split(b",")[0] for _, body in answers}
         assert len(pids) == 2, "one worker answered every call"
         # Workers publish once a second: every scrape, whichever worker serves it, must
         # settle at the sum over both workers.
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a safety net: the condition ends the wait
         while scrape(url, "inferwatch_stage_duration_seconds_count", stage="inference") != calls:
             assert time.monotonic() < deadline, "the merged count never reached the calls made"
             time.sleep(0.2)
         for _ in range(6):
             assert scrape(url, "inferwatch_stage_duration_seconds_count",
                           stage="inference") == calls
+
+
+def test_template_matches_are_remembered_per_path_and_boundedly():
+    from inferwatch.serving.middleware import _MAX_CACHED_TARGETS, _Routes
+
+    routes = _Routes({"/score/{user_id}": "fraud", "/files/{p:path}": ("files", "2")},
+                     "default", None, ("/score/internal",), None)
+
+    for i in range(3 * _MAX_CACHED_TARGETS):
+        assert routes.target(f"/score/{i}", {}) == ("fraud", None)
+        assert routes.target(f"/score/{i}", {}) == ("fraud", None)  # the remembered answer
+    assert routes.target("/files/a/b", {}) == ("files", "2")
+    assert routes.target("/score/internal", {}) is None  # exclusions come first, always
+    assert routes.target("/other", {}) == ("default", None)
+    assert len(routes._matched) <= _MAX_CACHED_TARGETS

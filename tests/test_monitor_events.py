@@ -15,7 +15,8 @@ from inferwatch.events import EventLog
 def _read(directory: Path) -> list[dict]:
     lines = []
     for path in sorted(directory.glob("*.jsonl")):
-        lines.extend(path.read_text().splitlines())
+        if not path.is_symlink():  # the link at the configured path names a file read here
+            lines.extend(path.read_text().splitlines())
     return [json.loads(line) for line in lines]
 
 

@@ -347,7 +347,16 @@ def test_a_forked_child_starts_from_zero_and_the_parent_keeps_its_counts(tmp_pat
         try:
             monitor.record_call(0.001, 0.5)
             monitor.record_call(0.001, 0.5)
-            time.sleep(0.3)
+            directory = SnapshotDirectory(str(tmp_path))
+
+            def published() -> bool:
+                view = directory.read_view(time.time())
+                return bool(view.states) and \
+                    view.states[0].counters["inferwatch_requests_total"][("ok",)] == 3
+
+            deadline = time.monotonic() + 60  # until the restarted drain thread published
+            while not published() and time.monotonic() < deadline:
+                time.sleep(0.01)
             status = 0 if registry.multiproc.worker.pid == os.getpid() else 2
         finally:
             os._exit(status)
@@ -423,3 +432,59 @@ def test_a_forked_worker_keeps_its_drift_window_but_not_the_masters_counts():
     assert drift is monitor.features.drift and drift.rows(time.time()) == 0
     monitor.features.check_inputs([{"x": 2.0}], time.time())
     assert monitor.state.extras["drift"].rows(time.time()) == 1
+
+
+def _monitor_with_reference(name: str, version: str, reference, rows: np.ndarray):
+    from inferwatch.core.monitor import Monitor
+
+    monitor = Monitor(name, version).configure(reference=reference)
+    tracker = monitor.state.extras["drift"]
+    profile = reference.features["x"]
+    counts = np.bincount([profile.bin_index(v) for v in rows], minlength=profile.n_bins)
+    tracker.features.add([counts], rows=len(rows), now=NOW)
+    return monitor
+
+
+def test_a_reference_is_stored_once_per_snapshot_and_decoded_once_per_process():
+    import json
+
+    from inferwatch.quality.reference import Reference
+
+    rng = np.random.default_rng(8)
+    reference = Reference.from_data({"x": rng.normal(size=500)})
+    states = [_monitor_with_reference("fraud", version, reference, rng.normal(size=50)).state
+              for version in ("1", "2")]
+    data = encode(Snapshot(models=[model_dict(s) for s in states]))
+    reference_json = json.dumps(reference.to_dict(), separators=(",", ":"))
+    assert data.count(json.dumps(reference_json).encode()) == 1  # one copy, not one per model
+
+    first, second = decode(data), decode(data)
+    merged = [merge_view([raw], now=NOW) for raw in (first, second)]
+
+    trackers = [s.extras["drift"] for view in merged for s in view.states]
+    assert len(trackers) == 4
+    assert all(t.reference is trackers[0].reference for t in trackers)  # validated once
+    assert trackers[0].reference == reference
+    assert [t.rows(NOW) for t in trackers] == [50, 50, 50, 50]
+    assert trackers[0].scores(NOW) == states[0].extras["drift"].scores(NOW)
+
+
+def test_a_snapshot_pointing_at_a_missing_shared_reference_is_refused():
+    import json
+    import zlib
+
+    from inferwatch.multiproc.snapshot_format import _CRC, _LENGTHS, MAGIC
+    from inferwatch.quality.reference import Reference
+
+    rng = np.random.default_rng(9)
+    reference = Reference.from_data({"x": rng.normal(size=500)})
+    state = _monitor_with_reference("fraud", "1", reference, rng.normal(size=20)).state
+    raw = decode(encode(Snapshot(models=[model_dict(state)])))
+    header = raw.header
+    header["shared"] = []
+    header["models"][0]["extras"]["drift"]["reference"] = {"shared": 3}
+    head = json.dumps(header).encode()
+    blob = raw.counts.tobytes()
+    body = MAGIC + _LENGTHS.pack(1, len(head), len(blob)) + head + blob
+    with pytest.raises(SnapshotError, match="shared"):
+        decode(body + _CRC.pack(zlib.crc32(body)))

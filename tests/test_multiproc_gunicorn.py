@@ -165,7 +165,9 @@ def test_n_requests_count_exactly_n_and_the_merged_p99_is_the_p99_of_all(tmp_pat
         samples = server.samples()
         assert metric_value(samples, "inferwatch_requests_total", outcome="ok") == n
         assert metric_value(samples, "inferwatch_request_duration_seconds_count") == n
-        assert metric_value(samples, "inferwatch_prediction_value_count", output="value") == n
+        # Default value buckets start below zero: no _count (OpenMetrics), the +Inf bucket.
+        assert metric_value(samples, "inferwatch_prediction_value_bucket", output="value",
+                            le="+Inf") == n
         assert metric_value(samples, "inferwatch_prediction_count", output="value") == n
         for q in ("0.5", "0.9", "0.99"):
             merged = metric_value(samples, "inferwatch_prediction", output="value", quantile=q)

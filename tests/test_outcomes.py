@@ -132,15 +132,51 @@ def test_every_row_of_a_batch_joins(scraper):
 
 
 def test_rows_past_the_memory_bound_are_counted_unmatched():
-    from inferwatch.core.outcomes import ENTRY_BYTES, ROW_BYTES
+    from inferwatch.core.outcomes import _entry_bytes
 
-    joiner = OutcomeJoiner(max_bytes=ENTRY_BYTES + 100 * ROW_BYTES)
+    hundred_rows = _entry_bytes("big", tuple("1" * 100), None)
+    joiner = OutcomeJoiner(max_bytes=hundred_rows)
     joiner.remember("big", tuple("1" * 150), None, at=0.0)
+    assert joiner.estimated_bytes <= joiner.max_bytes
     joined = joiner.join("big", ["1"] * 150, at=1.0)
     assert (joined.correct, joined.rows_over_bound) == (100, 50)
-    assert joiner.bytes == 0
     for i in range(50):
         joiner.remember(f"r-{i}", ("1",) * 10, None, at=0.0)
-    assert joiner.bytes <= joiner.max_bytes
+    assert joiner.estimated_bytes <= joiner.max_bytes
     assert joiner.join("r-49", ["1"] * 10, at=1.0).correct == 10
     assert joiner.join("r-0", ["1"] * 10, at=1.0).unmatched == "unknown_id"  # evicted
+
+
+@pytest.mark.parametrize("kind, rows", [("class", 1), ("value", 1), ("class", 64),
+                                        ("value", 64)])
+def test_cache_memory_measured_by_tracemalloc_stays_under_max_bytes(kind, rows):
+    from benchmarks.bench_outcome_cache import measure
+
+    bound = 1 << 20
+    measured, estimated, kept = measure(kind, rows, 5000, max_bytes=bound)
+    assert measured <= estimated  # the estimate never falls short of the real memory
+    assert measured * kept <= bound
+    if rows == 64:
+        assert kept < 5000  # the bytes, not the entry count, stopped the cache
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=st.lists(st.tuples(st.booleans(), st.integers(0, 30), st.integers(1, 70)),
+                      max_size=200),
+       max_bytes=st.integers(1, 20_000))
+def test_estimated_bytes_stay_within_max_bytes(steps, max_bytes):
+    from inferwatch.core.outcomes import _entry_bytes
+
+    joiner = OutcomeJoiner(max_entries=25, max_bytes=max_bytes)
+    for remember, key, rows in steps:
+        rid = f"r-{key}"
+        if remember:
+            joiner.remember(rid, tuple("a" * rows), None, at=0.0)
+        else:
+            joiner.join(rid, "a", at=1.0)
+        pending = sum(entry[3] for entry in joiner._pending.values())
+        assert joiner.estimated_bytes == pending + sum(joiner._joined.values())
+        largest = max((entry[3] for entry in joiner._pending.values()), default=0)
+        assert joiner.estimated_bytes <= max(max_bytes, largest)  # one entry is always kept
+        assert len(joiner) <= 25 and len(joiner._joined) <= 25
+    assert _entry_bytes("r", ("a",), None) > 0

@@ -59,7 +59,10 @@ def test_probability_matrix_gives_classes_confidence_and_columns(scraper):
 
 
 def test_class_label_arrays_and_scalars(scraper):
-    wrapped = inferwatch.instrument(lambda x: x, name="m", version="1", classes=["cat", "dog"],
+    # A lone string is a class label only when the model says it classifies (else: text),
+    # and only a declared class (or one from classes_) becomes a label.
+    wrapped = inferwatch.instrument(lambda x: x, name="m", version="1", task="classification",
+                                    classes=["cat", "dog"],
                                     registry=scraper.registry)
     wrapped(np.array(["cat", "dog", "cat"]))
     wrapped("dog")
@@ -106,3 +109,128 @@ def test_any_numeric_array_is_normalised_without_error(array):
     classes = 0 if prediction.classes is None else prediction.classes.size
     invalid = sum(prediction.invalid.values())
     assert recorded + classes + invalid >= min(array.size, 1) or array.size == 0
+
+
+# --- identity and labels a new user sees ---------------------------------------------------
+
+@pytest.mark.parametrize(("result", "detected"), [
+    (0.5, "regression"), (np.array([1.5, 2.5]), "regression"), ("fraud", "generation"),
+    (np.array(["fraud"]), "classification"), (iter([1, 2]), "generation"),
+    (np.array([1, 0]), "classification"),
+    # A float matrix from a function with no classes_ is values (docs/shapes.md), and
+    # strings that are not declared classes are withheld but still classify.
+    ([[0.2, 0.8]], "regression"), (np.array(["alice@example.com"]), "classification"),
+])
+def test_model_info_shows_the_detected_task_not_auto(scraper, result, detected):
+    wrapped = inferwatch.instrument(lambda x: result, name="m", version="1",
+                                    registry=scraper.registry)
+    wrapped(1)
+    assert [s["task"] for s in scraper.series("inferwatch_model_info")] == [detected]
+
+
+def test_model_info_shows_probabilities_as_classification(scraper):
+    class Model:
+        classes_ = np.array([0, 1])
+
+        def predict_proba(self, x):
+            return np.array([[0.2, 0.8]])
+
+    model = inferwatch.instrument(Model(), name="m", version="1", registry=scraper.registry)
+    model.predict_proba(1)
+    assert [s["task"] for s in scraper.series("inferwatch_model_info")] == ["classification"]
+
+
+def test_a_declared_task_is_shown_as_declared(scraper):
+    wrapped = inferwatch.instrument(lambda x: 1, name="m", version="1", task="regression",
+                                    registry=scraper.registry)
+    wrapped(1)
+    assert [s["task"] for s in scraper.series("inferwatch_model_info")] == ["regression"]
+
+
+@pytest.mark.parametrize("version", ["", " ", "\t"])
+def test_an_empty_version_is_exported_as_unversioned(scraper, version):
+    wrapped = inferwatch.instrument(lambda x: 0.5, name="m", version=version,
+                                    registry=scraper.registry)
+    wrapped(1)
+    assert {s["model_version"] for s in scraper.series("inferwatch_requests_total")} == \
+        {"unversioned"}
+    assert inferwatch.monitor("m", version, registry=scraper.registry).version == "unversioned"
+
+
+@given(label=st.text(min_size=1, max_size=5).filter(lambda t: t.strip("\x00")))
+@settings(max_examples=30, deadline=None)
+def test_class_labels_differing_by_trailing_nuls_stay_apart(label):
+    from conftest import Scraper
+
+    scraper = Scraper()
+    try:
+        for shape in (lambda x: x, lambda x: [x], lambda x: [[x]], lambda x: (x,)):
+            wrapped = inferwatch.instrument(shape, name="m", version="1", task="classification",
+                                            classes=[label, label + "\x00"],
+                                            registry=scraper.registry)
+            wrapped(label + "\x00")
+            wrapped(label)
+        classes = {s.labels["class"]: s.value for s in scraper.samples()
+                   if s.name == "inferwatch_predicted_class_total"}
+        assert classes == {label + "\x00": 4, label: 4}
+    finally:
+        scraper.registry.close()
+
+
+COMPLEX_OUTPUTS = """
+import time
+import numpy as np
+import inferwatch
+from inferwatch.core.registry import Registry
+
+registry = Registry(drain_interval=0.05)
+ref = inferwatch.Reference.from_data({"a": np.arange(100.0), "b": np.arange(100.0)},
+                                     predictions=np.linspace(0, 1, 100))
+
+class Model:
+    def predict(self, x):
+        return np.array([1 + 2j])
+
+    def predict_proba(self, x):
+        return np.array([[0.5 + 1j, 0.5]])
+
+plain = inferwatch.instrument(Model(), name="plain", version="1", registry=registry)
+checked = inferwatch.instrument(Model(), name="checked", version="1", registry=registry,
+                                reference=ref)
+scalar = inferwatch.instrument(lambda x: 1 + 2j, name="scalar", version="1", registry=registry)
+for _ in range(3):
+    plain.predict(1); plain.predict_proba(1); scalar(1)
+    checked.predict({"a": 1 + 1j, "b": np.complex64(2)})
+    checked.predict_proba(np.array([[1 + 1j, 2.0]]))
+deadline = time.monotonic() + 60
+while any(m.pending() for m in registry.monitors()):  # the drain thread takes them
+    assert time.monotonic() < deadline, "the drain thread never ran"
+    time.sleep(0.01)
+registry.drain()
+invalid = sum(m.state.counters["inferwatch_invalid_predictions_total"].get(("unsupported_type",), 0)
+              for m in registry.monitors())
+print(int(invalid))
+"""
+
+
+def test_complex_outputs_and_inputs_print_nothing_on_the_applications_stderr():
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-W", "default", "-c", COMPLEX_OUTPUTS],
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stderr == ""
+    assert int(finished.stdout) == 3 * 5  # every complex output counted as unsupported
+
+
+def test_merged_workers_show_the_task_any_of_them_detected():
+    from inferwatch.core.state import ModelState
+
+    for order in ((0, 1), (1, 0)):
+        states = [ModelState("m", "1"), ModelState("m", "1")]
+        states[0].info = {"task": "auto", "framework": "python"}
+        states[1].info = {"task": "classification", "framework": "python"}
+        merged = states[order[0]]
+        merged.merge(states[order[1]])
+        assert merged.info == {"task": "classification", "framework": "python"}

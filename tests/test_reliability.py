@@ -170,7 +170,7 @@ def test_ten_thousand_classes_actions_stages_and_outputs_are_capped(scraper):
             with r.stage(f"stage-{i}"):
                 pass
             r.action(f"action-{i}")
-            r.prediction(f"class-{i}")
+            r.prediction(np.array([f"class-{i}"]))  # a lone str is text
     wrapped = inferwatch.instrument(lambda i: {f"out-{i}": 1.0}, name="m", version="1",
                                     registry=scraper.registry)
     for i in range(10_000):
@@ -258,7 +258,7 @@ def test_hostile_label_values_round_trip(model, version, label):
     mon.configure(classes=[label])  # a declared class: the only strings that become labels
     wrapped = inferwatch.instrument(lambda x: x, name=model, version=version,
                                     registry=scraper.registry)
-    wrapped(label)
+    wrapped(np.array([label], dtype=object))  # a lone str would be text, never a label
     families = list(text_string_to_metric_families(scraper.text()))
     scraper.registry.close()
     samples = [s for f in families for s in f.samples]
@@ -266,7 +266,9 @@ def test_hostile_label_values_round_trip(model, version, label):
     actions = [s for s in samples if s.name == "inferwatch_actions_total"]
     assert [s.labels["action"] for s in actions] == [expected]
     assert actions[0].labels["model"] == clean_label_value(model)
-    assert actions[0].labels["model_version"] == clean_label_value(version)
+    # A blank version is the default one, like no version at all.
+    assert actions[0].labels["model_version"] == (clean_label_value(version)
+                                                  if version.strip() else "unversioned")
     classes = {s.labels["class"] for s in samples if s.name == "inferwatch_predicted_class_total"}
     assert classes == {expected}
 

@@ -8,12 +8,16 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inferwatch.generate import render
-from inferwatch.generate.config import DEFAULT, from_dict
+from inferwatch.generate.config import DEFAULT, from_dict, load
+from inferwatch.generate.promql import objective
 from inferwatch.generate.rules import ALERTS
 
 pytestmark = pytest.mark.integration
@@ -89,9 +93,19 @@ def _write_rule_files(files: dict[str, str], directory: Path) -> list[Path]:
 
 
 def test_rules_from_a_config_with_every_value_changed_pass_promtool(tmp_path: Path) -> None:
-    from test_generate_outputs import ALERT_SENTINELS, SENTINELS, _nested
+    from test_generate_outputs import (
+        ALERT_SENTINELS,
+        MODEL_ALERT_SENTINELS,
+        MODEL_PATTERN,
+        MODEL_SENTINELS,
+        SENTINELS,
+        _nested,
+    )
 
-    cfg = from_dict({**_nested(SENTINELS), "alerts": ALERT_SENTINELS})
+    models = {"fraud": {"latency": {"p99_seconds": 0.05}},
+              MODEL_PATTERN: {**_nested(MODEL_SENTINELS), "alerts": MODEL_ALERT_SENTINELS},
+              'odd "name"': {"accuracy": {"min_ratio": 0.5}}}
+    cfg = from_dict({**_nested(SENTINELS), "alerts": ALERT_SENTINELS, "models": models})
     check_rules(*_write_rule_files(render(cfg), tmp_path))
 
 
@@ -127,3 +141,90 @@ def test_promtool_rejects_a_broken_expression(tmp_path: Path) -> None:
         {"record": "a:b:c", "expr": "sum by (model (rate(x[5m]))"}]}]}))
     result = promtool("check", "rules", str(path))
     assert result.returncode != 0
+
+
+OVERRIDES = ROOT / "alerts" / "tests" / "overrides"
+
+
+def _failing_alerts(output: str) -> set[tuple[str, str]]:
+    """(alert name, model) of every alert promtool expected but did not get, or the reverse."""
+    found = set()
+    for name, block in re.findall(r"alertname: (\w+), time: \w+, \n(.*?)\]\n\n",
+                                  output + "\n\n", re.S):
+        expected, _, got = block.partition("got:[")
+        labels = [set(re.findall(r"Labels:\{(.*?)\}", part)) for part in (expected, got)]
+        for label_set in labels[0] ^ labels[1]:
+            found.update((name, model) for model in re.findall(r'model="([^"]*)"', label_set))
+    return found
+
+
+@pytest.mark.parametrize("key", ["latency.p99_seconds", "accuracy.min_ratio",
+                                 "slo.availability", "drift.feature_threshold"])
+def test_changing_one_models_objective_changes_only_that_model(tmp_path: Path, key: str) -> None:
+    """Mutation: fraud loses one objective; only fraud's alerts of that family change."""
+    data = yaml.safe_load((OVERRIDES / "inferwatch.yaml").read_text())
+    section, name = key.split(".")
+    del data["models"]["fraud"][section][name]
+    rules = tmp_path / "overrides" / "alerts"
+    rules.mkdir(parents=True)
+    _write_rule_files(render(from_dict(data)), rules)
+    shutil.copy(ROOT / "alerts" / "tests" / "overrides.yml", tmp_path / "overrides.yml")
+    result = promtool("test", "rules", str(tmp_path / "overrides.yml"))
+    assert result.returncode != 0, "the override test cannot tell fraud's objective apart"
+    failing = _failing_alerts(result.stdout + result.stderr)
+    assert failing, result.stdout
+    assert {model for _, model in failing} == {"fraud"}, failing
+
+
+def test_a_model_override_changes_that_model_only_in_prometheus_terms(tmp_path: Path) -> None:
+    """The committed override rules are a fresh render of their config and pass promtool."""
+    cfg = load(OVERRIDES / "inferwatch.yaml")
+    for relative, text in render(cfg).items():
+        if relative.startswith("alerts/") and relative.count("/") == 1:
+            assert (OVERRIDES / relative).read_text() == text, (
+                f"run `make generate`: {OVERRIDES / relative} is stale")
+    check_rules(*sorted((OVERRIDES / "alerts").glob("*.yml")))
+
+
+_names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1,
+                 max_size=12).filter(lambda n: n.strip() and not set(n) & set(".^$*+?{}[]\\|()"))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.dictionaries(_names, st.floats(0.001, 100, allow_nan=False), min_size=1, max_size=5),
+       st.sampled_from(["", "rest-.*"]))
+def test_each_model_gets_its_own_objective_in_promtool(thresholds: dict[str, float],
+                                                       regex: str) -> None:
+    """Any model names (quotes, spaces, unicode): promtool evaluates each one's own value."""
+    import tempfile
+
+    models: dict[str, Any] = {name: {"latency": {"p99_seconds": value}}
+                              for name, value in thresholds.items()}
+    if regex:
+        models[regex] = {"latency": {"p99_seconds": 123}}
+    cfg = from_dict({"models": models})
+    served = [*thresholds, "rest-a", "other"]
+    expected = {name: thresholds.get(name, 123 if regex and name == "rest-a" else 0.5)
+                for name in served}
+
+    def quoted(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    test = {"rule_files": ["recording-rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": f'inferwatch_model_info{{job="inferwatch-model", '
+                                    f'model={quoted(name)}}}', "values": "1x5"}
+                         for name in served],
+        "promql_expr_test": [{
+            "expr": f"{objective('latency.p99_seconds')}{{model={quoted(name)}}}",
+            "eval_time": "2m",
+            "exp_samples": [{"labels": f"{objective('latency.p99_seconds')}"
+                                       f"{{model={quoted(name)}}}", "value": value}]}
+            for name, value in expected.items()],
+    }]}
+    with tempfile.TemporaryDirectory() as directory:
+        _write_rule_files(render(cfg), Path(directory))
+        path = Path(directory) / "test.yml"
+        path.write_text(yaml.safe_dump(test, allow_unicode=True))
+        result = promtool("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr

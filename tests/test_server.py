@@ -344,30 +344,6 @@ def test_an_idle_keep_alive_connection_is_closed_after_idle_timeout():
         assert closed_by_server(sock)
 
 
-def test_connections_above_max_connections_are_closed():
-    with serve(port=0, addr="127.0.0.1", registry=demo_registry(), max_connections=3,
-               read_timeout=60) as server:
-        held = [socket.create_connection(("127.0.0.1", server.port), timeout=HANG_GUARD)
-                for _ in range(3)]
-        try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=HANG_GUARD) as extra:
-                extra.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
-                assert closed_by_server(extra)
-            held.pop().close()
-            # a slot frees once the server sees the close; retry until it has
-            for _ in range(100):
-                try:
-                    if request(server, "/-/healthy")[0] == 200:
-                        break
-                except (ConnectionError, http.client.RemoteDisconnected):
-                    time.sleep(0.05)
-            else:
-                pytest.fail("no connection slot came back after a client left")
-        finally:
-            for sock in held:
-                sock.close()
-
-
 class HangingCollector:
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -388,9 +364,10 @@ def test_a_hanging_collector_gives_503_after_collect_timeout_and_other_routes_wo
         # The hung render still holds the only slot: no second thread piles up behind it.
         busy = request(server)
         collector.release.set()
-        for _ in range(100):
+        deadline = time.monotonic() + 60  # a safety net: the condition ends the wait
+        while True:
             recovered = request(server)
-            if recovered[0] == 200:
+            if recovered[0] == 200 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
 

@@ -67,7 +67,10 @@ def test_stage_spans_and_trace_id_in_events(scraper, tmp_path):
     assert stage_span.attributes["inferwatch.model"] == "m"
     import json
 
-    events = [json.loads(line) for p in tmp_path.glob("*.jsonl")
+    from inferwatch.events.jsonl import event_files
+
+    # The log's files, not the link at its configured path to the newest of them.
+    events = [json.loads(line) for p in event_files(tmp_path / "events.jsonl")
               for line in p.read_text().splitlines()]
     assert [e["trace_id"] for e in events] == [trace_id]
     log.close()

@@ -95,6 +95,12 @@ BAD_CONFIGS = [
     ("tls_server_config:\n  cert_file: certs/server.crt\n  key_file: certs/server.key\n"
      "  min_version: TLS13\n  max_version: TLS12\n", "tls_server_config.min_version"),
     ("tls_server_config:\n  cert_file: certs/server.crt\n  key_file: certs/server.key\n"
+     "  min_version: TLS10\n", "tls_server_config.min_version: TLS10 is below TLS 1.2"),
+    ("tls_server_config:\n  cert_file: certs/server.crt\n  key_file: certs/server.key\n"
+     "  min_version: TLS11\n", "tls_server_config.min_version: TLS11 is below TLS 1.2"),
+    ("tls_server_config:\n  cert_file: certs/server.crt\n  key_file: certs/server.key\n"
+     "  max_version: TLS11\n", "tls_server_config.max_version: TLS11 is below TLS 1.2"),
+    ("tls_server_config:\n  cert_file: certs/server.crt\n  key_file: certs/server.key\n"
      "  client_auth_type: Sometimes\n", "tls_server_config.client_auth_type"),
     ("tls_server_config:\n  cert_file: certs/server.crt\n  key_file: certs/server.key\n"
      "  client_ca_file: certs/server.crt\n", "tls_server_config.client_ca_file"),

@@ -59,7 +59,8 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                ("package", "package_version"), per_model=False),
     # --- operational ----------------------------------------------------------------------
     MetricSpec("inferwatch_requests_total", "counter",
-               "Prediction calls, by outcome (ok, error or cancelled).", ("outcome",)),
+               "Prediction calls, by outcome (ok, error, or cancelled: stopped before it "
+               "finished).", ("outcome",)),
     MetricSpec("inferwatch_errors_total", "counter",
                "Failed prediction calls, by exception class.", ("error_type",)),
     MetricSpec("inferwatch_request_duration_seconds", "histogram",
@@ -72,6 +73,19 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                "Rows per prediction call."),
     MetricSpec("inferwatch_calls_dropped_total", "counter",
                "Calls not recorded because the drain fell max_pending calls behind."),
+    # --- streams and generative calls -----------------------------------------------------
+    MetricSpec("inferwatch_stream_first_item_seconds", "histogram",
+               "Time from a streaming call to its first item in seconds."),
+    MetricSpec("inferwatch_stream_items", "histogram",
+               "Items per streamed result (count); its _sum counts every item."),
+    MetricSpec("inferwatch_stream_item_interval_seconds", "histogram",
+               "Time between two consecutive items of a streamed result in seconds."),
+    MetricSpec("inferwatch_output_characters", "histogram",
+               "Length of text outputs in characters (a streamed text: all its items)."),
+    MetricSpec("inferwatch_tokens_total", "counter",
+               "Tokens of generative calls, by kind (input or output).", ("kind",)),
+    MetricSpec("inferwatch_output_tokens_per_second", "histogram",
+               "Output tokens per second of call duration (tokens/s), per generative call."),
     # --- predictions ----------------------------------------------------------------------
     MetricSpec("inferwatch_prediction", "summary",
                "Rolling-window quantiles of predicted values (unit of the model output).",
@@ -123,6 +137,14 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                ("metric",), per_model=False),
     MetricSpec("inferwatch_events_dropped_total", "counter",
                "Prediction events not written to the event log, by reason.",
+               ("reason",), per_model=False),
+    MetricSpec("inferwatch_event_values_dropped_total", "counter",
+               "Values (inputs, outputs, fields) replaced by a marker in stored events "
+               "because they have no named-field form, by reason; unit: values.",
+               ("reason",), per_model=False),
+    MetricSpec("inferwatch_multiproc_files_skipped_total", "counter",
+               "Entries of the multi-worker directory skipped instead of read or removed "
+               "(each time one is met), by reason; unit: directory entries.",
                ("reason",), per_model=False),
     # --- standalone exporter --------------------------------------------------------------
     MetricSpec("inferwatch_exporter_build_info", "gauge",

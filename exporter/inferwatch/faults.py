@@ -65,8 +65,8 @@ if hasattr(os, "register_at_fork"):
 
 def internal_error_counts() -> dict[str, int]:
     """A copy of the fault counts by component."""
-    with _lock:
-        return dict(_counts)
+    # No lock, as multiproc.store.skipped_counts(): a forked child's hooks read it.
+    return dict(_counts)
 
 
 def guard(component: str, fn: Callable[..., T], *args: object, default: T | None = None,

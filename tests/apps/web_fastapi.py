@@ -1,6 +1,7 @@
 """A FastAPI model server for the middleware tests: ``uvicorn web_fastapi:app``.
 
-``GET /score/{user_id}`` scores with the instrumented ``fraud`` classifier, ``/fail``
+``GET /score/{user_id}`` scores with the instrumented ``fraud`` classifier (``?hold=1`` first
+holds the worker until every worker has arrived: see ``barrier``), ``/fail``
 raises, ``/stream`` streams its answer, ``/health`` is no model's route, and ``/metrics``
 serves inferwatch (and is left out of its own metrics).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from barrier import hold_until_every_worker_arrived
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
@@ -27,7 +29,9 @@ app = FastAPI()
 
 
 @app.get("/score/{user_id}")
-async def score(user_id: int) -> dict:
+async def score(user_id: int, hold: bool = False) -> dict:
+    if hold:
+        hold_until_every_worker_arrived()  # blocks this worker's event loop on purpose
     return {"pid": os.getpid(), "proba": model.predict_proba([[float(user_id)]])[0]}
 
 

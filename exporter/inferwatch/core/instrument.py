@@ -31,6 +31,7 @@ from inferwatch.core.options import Settings
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.core.request import INFERENCE_STAGE, RequestRecord, current_request
 from inferwatch.core.request import _current as open_request
+from inferwatch.core.streams import UNFOLLOWED, Follower
 from inferwatch.core.tracing import current_trace_id, otel_configured
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,6 +56,8 @@ def snapshot(value: Any) -> Any:
     if value.__class__ is _ndarray and value.nbytes <= COPY_LIMIT_BYTES:
         return value.copy()
     return value
+
+
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
@@ -79,13 +82,15 @@ class _CallRecorder:
     function or an event log. It builds a :class:`RequestRecord` for the drain.
     """
 
-    __slots__ = ("fn", "monitor", "probabilities", "takes_request_id")
+    __slots__ = ("fn", "follow", "monitor", "probabilities", "takes_request_id")
 
-    def __init__(self, fn: Callable, monitor: Monitor, probabilities: bool) -> None:
+    def __init__(self, fn: Callable, monitor: Monitor, probabilities: bool,
+                 follow: Follower) -> None:
         self.fn = fn
         self.monitor = monitor
         self.probabilities = probabilities
         self.takes_request_id = _accepts_keyword(fn, "request_id")
+        self.follow = follow
 
     def call(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
@@ -96,8 +101,12 @@ class _CallRecorder:
         except BaseException as exc:
             self.end(record, time.perf_counter() - start, error=exc)
             raise
+        if result.__class__ not in self.follow.plain:
+            followed = self.follow(result, start, args, record, slow=True)
+            if followed is not UNFOLLOWED:
+                return followed
         self.end(record, time.perf_counter() - start,
-                 {MARGIN_OUTPUT: result} if margins else result)
+                 {MARGIN_OUTPUT: snapshot(result)} if margins else result)
         return result
 
     async def call_async(self, args: tuple, kwargs: dict) -> Any:
@@ -109,8 +118,12 @@ class _CallRecorder:
         except BaseException as exc:
             self.end(record, time.perf_counter() - start, error=exc)
             raise
+        if result.__class__ not in self.follow.plain:
+            followed = self.follow(result, start, args, record, slow=True)
+            if followed is not UNFOLLOWED:
+                return followed
         self.end(record, time.perf_counter() - start,
-                 {MARGIN_OUTPUT: result} if margins else result)
+                 {MARGIN_OUTPUT: snapshot(result)} if margins else result)
         return result
 
     def guarded_begin(self, args: tuple, kwargs: dict) -> RequestRecord | object | None:
@@ -189,7 +202,9 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     started, pending, append, errors, append_error, limit, hand_off, _, _ = monitor.fast_path(
         probabilities)
     clock = time.perf_counter
-    slow = _CallRecorder(fn, monitor, probabilities)
+    follow = Follower(monitor)  # streams and text; `plain` holds the classes that are neither
+    plain = follow.plain
+    slow = _CallRecorder(fn, monitor, probabilities, follow)
     in_request = open_request.get  # a C call: cheap enough for the fast path
     ndarray, copy_limit = _ndarray, COPY_LIMIT_BYTES
 
@@ -207,6 +222,10 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             else:
                 hand_off(errors, (clock() - start, exc.__class__))
             raise
+        if result.__class__ not in plain:
+            followed = follow(result, start, args)
+            if followed is not UNFOLLOWED:
+                return followed
         seen = result.copy() if result.__class__ is ndarray and result.nbytes <= copy_limit \
             else result
         if len(pending) < limit:
@@ -222,7 +241,9 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
     fast = monitor.fast_path(probabilities)
     started, finished, failed = fast.started, fast.finished, fast.failed
     clock = time.perf_counter
-    slow = _CallRecorder(fn, monitor, probabilities)
+    follow = Follower(monitor)
+    plain = follow.plain
+    slow = _CallRecorder(fn, monitor, probabilities, follow)
     in_request = open_request.get
 
     @functools.wraps(fn)
@@ -236,6 +257,10 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
         except BaseException as exc:
             failed(clock() - start, exc.__class__)
             raise
+        if result.__class__ not in plain:
+            followed = follow(result, start, args)
+            if followed is not UNFOLLOWED:
+                return followed
         finished(clock() - start, snapshot(result))
         return result
 

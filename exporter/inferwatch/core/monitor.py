@@ -42,6 +42,7 @@ from inferwatch.core.state import ModelState
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request, RequestRecord
+    from inferwatch.core.streams import StreamRecord
     from inferwatch.events import EventLog
     from inferwatch.quality.reference import Reference
     from inferwatch.quality.tracker import FeatureTracker
@@ -106,6 +107,7 @@ class Monitor:
         self._proba_calls: list[tuple[float, object]] = []
         self._errors: list[tuple[float, type]] = []
         self._requests: list[RequestRecord] = []
+        self._streams: list[StreamRecord] = []
         # Lists that filled up between two drains, handed over whole: (source list, items).
         # Taking from the pending lists happens only under this lock, so a hand-off and a
         # drain never take the same prefix twice.
@@ -138,7 +140,7 @@ class Monitor:
         for reason in ("nan", "inf") + (("out_of_range",) if s.output_range else ()):
             self.state.inc("inferwatch_invalid_predictions_total", (reason,), 0)
         self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds,
-                                      s.outcome_cache_bytes)
+                                      max_bytes=s.outcome_cache_bytes)
         self._caps = {
             "inferwatch_errors_total": LabelCap(s.max_error_types),
             "inferwatch_predicted_class_total": LabelCap(s.max_classes),
@@ -305,6 +307,21 @@ class Monitor:
         else:
             self.hand_off(requests, record)
 
+    def submit_stream(self, record: StreamRecord) -> None:
+        """Hand a finished stream (or text result) to the drain.
+
+        A record that does not count the call (a request record counts it) still passes
+        through the drain's count of finished calls, so it counts itself as started here:
+        the in-flight gauge stays exact.
+        """
+        if not record.counts_call:
+            next(self._started)
+        streams = self._streams
+        if len(streams) < self.settings.pending_chunk:
+            streams.append(record)
+        else:
+            self.hand_off(streams, record)
+
     def hand_off(self, pending: list, item: object) -> None:
         """`pending` is full: give its calls to the drain whole, start it anew with `item`.
 
@@ -333,7 +350,7 @@ class Monitor:
     def pending(self) -> int:
         """Calls finished and not yet drained."""
         return (len(self._calls) + len(self._proba_calls) + len(self._errors)
-                + len(self._requests) + self._handed_off_calls)
+                + len(self._requests) + len(self._streams) + self._handed_off_calls)
 
     def families(self, now: float) -> list:
         """This monitor's metric families, rendered under its lock so a concurrent drain
@@ -370,7 +387,7 @@ class Monitor:
         pending, so a drop is never missed here.)
         """
         if not (self._calls or self._proba_calls or self._errors or self._requests
-                or self._handed_off):
+                or self._streams or self._handed_off):
             return
         try:
             with self._lock:
@@ -378,20 +395,21 @@ class Monitor:
         except Exception as exc:
             faults.record("drain", exc)
 
-    def _take_pending(self) -> tuple[list, list, list, list]:
+    def _take_pending(self) -> tuple[list, list, list, list, list]:
         with self._take_lock:
             handed_off, self._handed_off, self._handed_off_calls = self._handed_off, [], 0
             taken = []
-            for pending in (self._calls, self._proba_calls, self._errors, self._requests):
+            for pending in (self._calls, self._proba_calls, self._errors, self._requests,
+                            self._streams):
                 chunks = [items for source, items in handed_off if source is pending]
                 chunks.append(_take(pending))
                 taken.append(chunks[0] if len(chunks) == 1 else
                              [item for chunk in chunks for item in chunk])
-        return taken[0], taken[1], taken[2], taken[3]
+        return taken[0], taken[1], taken[2], taken[3], taken[4]
 
     def _drain_locked(self, now: float) -> None:
-        calls, proba_calls, errors, requests = self._take_pending()
-        total = len(calls) + len(proba_calls) + len(errors) + len(requests)
+        calls, proba_calls, errors, requests, streams = self._take_pending()
+        total = len(calls) + len(proba_calls) + len(errors) + len(requests) + len(streams)
         self._report_dropped()
         if not total:
             return
@@ -417,17 +435,34 @@ class Monitor:
             else:
                 key = error_type.__name__
                 error_counts[key] = error_counts.get(key, 0) + 1
+        for stream in streams:
+            if not stream.counts_call:
+                continue
+            durations.append(stream.duration)
+            if stream.outcome == "cancelled":
+                cancelled += 1
+            elif stream.error_type is not None:
+                key = stream.error_type.__name__
+                error_counts[key] = error_counts.get(key, 0) + 1
+            else:
+                ok += 1
         for record in requests:
             durations.append(record.duration)
-            if record.error_type is None:
+            if record.cancelled:
+                cancelled += 1
+            elif record.error_type is None:
                 ok += 1
             elif issubclass(record.error_type, CANCELLATIONS):
                 cancelled += 1
             else:
                 key = record.error_type.__name__
                 error_counts[key] = error_counts.get(key, 0) + 1
+            if record.stream is not None:  # counted just above, as its request
+                streams.append(record.stream)
         if requests:
             self._drain_requests(requests, predictions)
+        if streams:
+            self._drain_streams(streams)
         n_errors = len(durations) - ok - cancelled
         if ok:
             state.inc("inferwatch_requests_total", ("ok",), ok)
@@ -490,6 +525,42 @@ class Monitor:
             faults.record("backlog", count=dropped - self._dropped_reported)
             self._dropped_reported = dropped
 
+    def _drain_streams(self, streams: list[StreamRecord]) -> None:
+        """Time to first item, items, the time between items, text length and tokens."""
+        state, s = self.state, self.settings
+        if state.info.get("task") == "auto":
+            # Text and streams are what a generative model returns; a class label in a
+            # lone str is classified only when the model declares task="classification" (or
+            # its classes=).
+            state.info = {**state.info, "task": "generation"}
+        first = [r.first_item for r in streams if r.first_item is not None]
+        if first:
+            state.histogram("inferwatch_stream_first_item_seconds", (),
+                            s.latency_buckets).observe(np.asarray(first))
+        items = [r.items for r in streams if r.items is not None]
+        if items:
+            state.histogram("inferwatch_stream_items", (), s.stream_item_buckets).observe(
+                np.asarray(items, dtype=np.float64))
+        gaps = [r for r in streams if r.gaps is not None and r.items]
+        if gaps:
+            interval = state.histogram("inferwatch_stream_item_interval_seconds", (),
+                                       s.stream_interval_buckets)
+            interval.add_counts(np.sum([r.gaps for r in gaps], axis=0),
+                                sum(r.gap_sum for r in gaps))
+        chars = [r.chars for r in streams if r.chars is not None]
+        if chars:
+            state.histogram("inferwatch_output_characters", (), s.text_length_buckets).observe(
+                np.asarray(chars, dtype=np.float64))
+        input_tokens = sum(r.input_tokens for r in streams if r.input_tokens is not None)
+        output = [(r.output_tokens, r.duration) for r in streams if r.output_tokens is not None]
+        if input_tokens:
+            state.inc("inferwatch_tokens_total", ("input",), input_tokens)
+        if output:
+            state.inc("inferwatch_tokens_total", ("output",), sum(n for n, _ in output))
+            speeds = [n / seconds for n, seconds in output if seconds > 0]
+            state.histogram("inferwatch_output_tokens_per_second", (),
+                            s.tokens_per_second_buckets).observe(np.asarray(speeds))
+
     def _drain_requests(self, requests: list[RequestRecord],
                         predictions: PredictionBatch) -> None:
         """Stages, actions and predictions of request records, one vectorised pass each."""
@@ -537,7 +608,8 @@ class Monitor:
         master's counts a second time.
         """
         self.renew_locks()
-        for pending in (self._calls, self._proba_calls, self._errors, self._requests):
+        for pending in (self._calls, self._proba_calls, self._errors, self._requests,
+                        self._streams):
             del pending[:]  # the wrappers hold these very lists: empty them in place
         self._handed_off, self._handed_off_calls = [], 0
         dropped = _count_value(self._dropped)

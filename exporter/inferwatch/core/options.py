@@ -14,9 +14,10 @@ error naming it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from inferwatch.core.outcomes import DEFAULT_MAX_BYTES as DEFAULT_OUTCOME_CACHE_BYTES
 from inferwatch.core.state import SummarySettings
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -27,6 +28,12 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536
 VALUE_BUCKETS = (-1.0, 0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 10.0, 100.0, 1000.0)
 OUTCOME_ERROR_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 100.0,
                          1000.0)
+# Streams: items per stream, seconds between two items, characters of text, tokens per second.
+STREAM_ITEM_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
+STREAM_INTERVAL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                           0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+TEXT_LENGTH_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 OUTCOME_DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0,
                          3 * 86400.0, 7 * 86400.0, 30 * 86400.0)
 TASKS = ("auto", "classification", "regression")
@@ -37,8 +44,10 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # (the quality package does not import the hot path), and a test keeps them equal.
 DRIFT_WINDOW_SECONDS = 3600.0
 DRIFT_AGE_BUCKETS = 6
-_TUPLE_FIELDS = ("quantiles", "latency_buckets", "batch_buckets", "value_buckets",
-                 "outcome_error_buckets", "outcome_delay_buckets", "classes")
+_BUCKET_FIELDS = ("latency_buckets", "batch_buckets", "value_buckets", "outcome_error_buckets",
+                  "outcome_delay_buckets", "stream_item_buckets", "stream_interval_buckets",
+                  "text_length_buckets", "tokens_per_second_buckets")
+_TUPLE_FIELDS = ("quantiles", *_BUCKET_FIELDS, "classes")
 
 
 class FrozenLabels(Mapping[str, str]):
@@ -101,10 +110,10 @@ class Settings:
     max_features: int = 200
     outcome_error_buckets: tuple[float, ...] = OUTCOME_ERROR_BUCKETS
     outcome_delay_buckets: tuple[float, ...] = OUTCOME_DELAY_BUCKETS
-    # Predictions kept for joining delayed ground truth (about 200 bytes each).
+    # Predictions kept for joining delayed ground truth (about 350 bytes each for one row),
+    # and their memory bound in bytes, every row of a batch call included (core/outcomes.py).
     outcome_cache_size: int = 50_000
-    # ... and their memory bound, rows included (every row of a batch call is joined).
-    outcome_cache_bytes: int = 64 * 1024 * 1024
+    outcome_cache_bytes: int = DEFAULT_OUTCOME_CACHE_BYTES
     outcome_ttl_seconds: float = 7 * 86400.0
     # Calls waiting to be drained, in all. A request path that fills its current list
     # (max_pending / 8 calls) hands it to the drain and starts a new one, so a fast caller
@@ -120,6 +129,19 @@ class Settings:
     # Trace ids as exemplars: None follows whether OpenTelemetry tracing is configured.
     exemplars: bool | None = None
     trace_stages: bool = False
+    # Streams and generative models (see core/streams.py). count_tokens(text) -> int counts
+    # the tokens of a text input (the first argument) and of each text output or item;
+    # usage(result) -> (input, output) reads them from a result or a stream's last item
+    # (True: the ready-made reader of usage.prompt_tokens / usage.completion_tokens).
+    count_tokens: Callable[[object], int] | None = None
+    usage: Callable[[object], tuple[int | None, int | None] | None] | bool | None = None
+    stream_item_buckets: tuple[float, ...] = STREAM_ITEM_BUCKETS
+    stream_interval_buckets: tuple[float, ...] = STREAM_INTERVAL_BUCKETS
+    text_length_buckets: tuple[float, ...] = TEXT_LENGTH_BUCKETS
+    tokens_per_second_buckets: tuple[float, ...] = TOKENS_PER_SECOND_BUCKETS
+    # Characters of a streamed or text output kept in its event (0: counts only); the event
+    # log redacts and bounds them like any input ("output_text").
+    event_text_chars: int = 0
 
     def __post_init__(self) -> None:
         # Frozen all the way down: a list or dict handed in is copied into an immutable one.
@@ -152,8 +174,7 @@ class Settings:
         if not self.outcome_ttl_seconds > 0:
             problems.append(
                 f"outcome_ttl_seconds must be positive, got {self.outcome_ttl_seconds!r}")
-        for name in ("latency_buckets", "batch_buckets", "value_buckets", "outcome_error_buckets",
-                     "outcome_delay_buckets"):
+        for name in _BUCKET_FIELDS:
             bounds = getattr(self, name)
             if not bounds or list(bounds) != sorted(set(bounds)):
                 problems.append(f"{name} must be a non-empty increasing sequence")
@@ -163,8 +184,9 @@ class Settings:
                      "max_stages", "outcome_cache_size", "drift_age_buckets", "max_features"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
-        if self.outcome_cache_bytes < 1024:
-            problems.append("outcome_cache_bytes must be at least 1024")
+        if not isinstance(self.outcome_cache_bytes, int) or self.outcome_cache_bytes < 1024:
+            problems.append(
+                f"outcome_cache_bytes must be an int >= 1024, got {self.outcome_cache_bytes!r}")
         if self.max_pending < 8:
             problems.append("max_pending must be at least 8")
         if not self.drift_window_seconds > 0:
@@ -177,6 +199,16 @@ class Settings:
                 and k not in RESERVED_LABELS for k in self.metadata):
             problems.append(f"metadata must have at most {MAX_METADATA_LABELS} keys that are "
                             f"valid Prometheus label names other than {RESERVED_LABELS}")
+        if self.count_tokens is not None and not callable(self.count_tokens):
+            problems.append("count_tokens must be a function of a text returning its number "
+                            f"of tokens, got {type(self.count_tokens).__name__}")
+        if self.usage is not None and not isinstance(self.usage, bool) and \
+                not callable(self.usage):
+            problems.append("usage must be True (read usage.prompt_tokens / "
+                            "usage.completion_tokens) or a function of a result returning "
+                            f"(input_tokens, output_tokens), got {type(self.usage).__name__}")
+        if not isinstance(self.event_text_chars, int) or self.event_text_chars < 0:
+            problems.append(f"event_text_chars must be an int >= 0, got {self.event_text_chars!r}")
         if problems:
             raise ValueError("inferwatch: invalid settings: " + "; ".join(problems))
 

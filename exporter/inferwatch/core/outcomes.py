@@ -2,12 +2,15 @@
 
 Predictions with a request id are remembered in a bounded, insertion-ordered cache with a
 time-to-live. Memory is bounded twice, whatever the traffic: by `max_entries` and by
-`max_bytes` (an entry is counted as ``ENTRY_BYTES`` plus ``ROW_BYTES`` per row); the oldest
-entries make room for a new one. Every row of a batch call is kept and joined; only a
-single batch larger than `max_bytes` keeps its first rows, and an outcome for the rows it
-could not keep counts them as unmatched with the reason ``rows_over_bound``. Ids that were
-already joined are remembered in a second bounded set so an outcome that arrives twice is
-reported, not counted twice.
+`max_bytes` (``Settings.outcome_cache_bytes``: what each entry holds, estimated from the
+objects it keeps); the oldest entries make room for a new one. Every row of a batch call is
+kept and joined; only a single batch larger than the whole of `max_bytes` keeps its first
+rows, and an outcome for the rows it could not keep counts them as unmatched with the reason
+``rows_over_bound``. A single-row entry takes about 350 bytes and a 64-row batch entry about
+3 KB (``benchmarks/bench_outcome_cache.py`` measures both), so the default 50,000 entries of
+single rows take about 18 MB and batch entries stop at the 32 MiB default. Ids that were
+already joined are remembered in a second bounded set, inside the same byte budget, so an
+outcome that arrives twice is reported, not counted twice.
 
 >>> joiner = OutcomeJoiner()
 >>> joiner.remember("r-1", ("fraud",), None, at=100.0)
@@ -19,7 +22,9 @@ Join(correct=1, incorrect=0, errors=(), delay=60.0, unmatched=None, rows_over_bo
 
 from __future__ import annotations
 
+import itertools
 import math
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -28,12 +33,14 @@ from typing import Any
 import numpy as np
 
 DEFAULT_MAX_ENTRIES = 50_000
+DEFAULT_MAX_BYTES = 32 * 2**20
+# Per cached id beyond the objects sys.getsizeof sees: the ordered dict's slot (with the slack
+# its table keeps after evictions) and link node, and the entry tuple with its timestamp
+# (calibrated with tracemalloc in the benchmark).
+_ENTRY_OVERHEAD_BYTES = 250
+_JOINED_OVERHEAD_BYTES = 100
+_TUPLE_SLOT_BYTES = 8  # a tuple's pointer to each row's object
 DEFAULT_TTL_SECONDS = 7 * 86400.0
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-# What one entry costs in memory: the dict slot, key and tuples, plus a Python object per
-# row (a short str label or a float), measured with sys.getsizeof on CPython 3.11.
-ENTRY_BYTES = 300
-ROW_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -52,24 +59,23 @@ class OutcomeJoiner:
     """A bounded cache of recent predictions by request id."""
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 ttl_seconds: float = DEFAULT_TTL_SECONDS,
+                 ttl_seconds: float = DEFAULT_TTL_SECONDS, *,
                  max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if max_entries < 1:
             raise ValueError(f"outcome cache max_entries must be at least 1, got {max_entries}")
+        if max_bytes < 1:
+            raise ValueError(f"outcome cache max_bytes must be at least 1, got {max_bytes}")
         if not ttl_seconds > 0:
             raise ValueError(f"outcome ttl_seconds must be positive, got {ttl_seconds}")
-        if max_bytes < ENTRY_BYTES + ROW_BYTES:
-            raise ValueError(f"outcome cache max_bytes must be at least "
-                             f"{ENTRY_BYTES + ROW_BYTES}, got {max_bytes}")
         self.max_entries = max_entries
         self.ttl_seconds = ttl_seconds
         self.max_bytes = max_bytes
-        self.bytes = 0
         self._lock = threading.Lock()
-        # request id -> (classes or None, values or None, time, rows the call returned)
-        self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float, int]] = \
+        # request id -> (classes or None, values or None, time, bytes, rows the call returned)
+        self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float, int, int]] = \
             OrderedDict()
-        self._joined: OrderedDict[str, None] = OrderedDict()
+        self._joined: OrderedDict[str, int] = OrderedDict()  # request id -> bytes
+        self._bytes = 0  # the estimate for both, kept under max_bytes
 
     def renew_lock(self) -> None:
         """A new lock in a forked child (one held at fork time would never be released)."""
@@ -78,23 +84,33 @@ class OutcomeJoiner:
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def estimated_bytes(self) -> int:
+        """What the cache holds now, by the estimate that `max_bytes` bounds."""
+        return self._bytes
+
     def remember(self, request_id: str, classes: tuple[str, ...] | None,
                  values: tuple[float, ...] | None, at: float) -> None:
         """Keep a prediction until its outcome arrives (or it is evicted or expires)."""
         rows = len(classes or values or ())
-        fit = max(1, (self.max_bytes - ENTRY_BYTES) // ROW_BYTES)
-        entry = (classes[:fit] if classes else None, values[:fit] if values else None, at,
-                 rows)
+        classes, values, size = _fitted(request_id, classes or None, values or None,
+                                        self.max_bytes)
         with self._lock:
-            previous = self._pending.pop(request_id, None)
-            if previous is not None:
-                self.bytes -= _entry_bytes(previous)
-            self._pending[request_id] = entry
-            self.bytes += _entry_bytes(entry)
-            while len(self._pending) > self.max_entries or (
-                    self.bytes > self.max_bytes and len(self._pending) > 1):
-                _, evicted = self._pending.popitem(last=False)
-                self.bytes -= _entry_bytes(evicted)
+            old = self._pending.pop(request_id, None)
+            if old is not None:
+                self._bytes -= old[3]
+            self._pending[request_id] = (classes, values, at, size, rows)
+            self._bytes += size
+            while len(self._pending) > self.max_entries:
+                self._bytes -= self._pending.popitem(last=False)[1][3]
+            self._make_room()
+
+    def _make_room(self) -> None:
+        # Joined ids only catch duplicates: they go before any prediction still waiting.
+        while self._bytes > self.max_bytes and self._joined:
+            self._bytes -= self._joined.popitem(last=False)[1]
+        while self._bytes > self.max_bytes and len(self._pending) > 1:
+            self._bytes -= self._pending.popitem(last=False)[1][3]
 
     def join(self, request_id: str, y_true: Any, at: float) -> Join:
         """Join `y_true` with the prediction remembered for `request_id`."""
@@ -103,11 +119,15 @@ class OutcomeJoiner:
             if entry is None:
                 duplicate = request_id in self._joined
                 return Join(unmatched="duplicate" if duplicate else "unknown_id")
-            self.bytes -= _entry_bytes(entry)
-            self._joined[request_id] = None
+            self._bytes -= entry[3]
+            if request_id not in self._joined:
+                size = sys.getsizeof(request_id) + _JOINED_OVERHEAD_BYTES
+                self._joined[request_id] = size
+                self._bytes += size
             while len(self._joined) > self.max_entries:
-                self._joined.popitem(last=False)
-        classes, values, predicted_at, rows = entry
+                self._bytes -= self._joined.popitem(last=False)[1]
+            self._make_room()
+        classes, values, predicted_at, _, rows = entry
         if at - predicted_at > self.ttl_seconds:
             return Join(unmatched="expired")
         truth = _as_rows(y_true)
@@ -136,9 +156,42 @@ class OutcomeJoiner:
         return Join(delay=delay)
 
 
-def _entry_bytes(entry: tuple) -> int:
-    classes, values = entry[0], entry[1]
-    return ENTRY_BYTES + ROW_BYTES * len(classes or values or ())
+def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -> int:
+    """The memory one cached prediction holds: its id, its classes or values, the overhead.
+
+    >>> _entry_bytes("r-1", ("fraud",), None) > _entry_bytes("r-1", None, (0.5,))
+    True
+    """
+    size = _ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id)
+    for rows in (classes, values):
+        if rows is not None:
+            size += sys.getsizeof(rows) + sum(map(sys.getsizeof, rows))
+    return size
+
+
+def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
+            max_bytes: int) -> tuple[tuple | None, tuple | None, int]:
+    """(classes, values, bytes) of an entry within `max_bytes`: a batch larger than the whole
+    bound keeps the first rows that fit (at least one).
+
+    >>> classes, _, size = _fitted("r", tuple("ab" * 500), None, max_bytes=4096)
+    >>> 1 <= len(classes) < 1000 and size <= 4096
+    True
+    """
+    size = _entry_bytes(request_id, classes, values)
+    if size <= max_bytes:
+        return classes, values, size
+    rows = classes if classes is not None else values
+    if not rows:
+        return classes, values, size
+    # The fixed part, then each row's object and its slot in the tuple, until the bound.
+    budget = max_bytes - (_ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id) + sys.getsizeof(()))
+    costs = itertools.accumulate(sys.getsizeof(row) + _TUPLE_SLOT_BYTES for row in rows)
+    fit = max(1, sum(1 for _ in itertools.takewhile(lambda cost: cost <= budget, costs)))
+    kept = rows[:fit]
+    if classes is not None:
+        return kept, None, _entry_bytes(request_id, kept, None)
+    return None, kept, _entry_bytes(request_id, None, kept)
 
 
 def _as_rows(y_true: Any) -> list:

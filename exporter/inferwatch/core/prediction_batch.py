@@ -72,6 +72,7 @@ class PredictionBatch:
         self.classes: list[np.ndarray] = []
         self.confidence: list[np.ndarray] = []
         self.invalid: dict[str, int] = {}
+        self.class_like = False  # class-kind outputs seen, labels admitted or not
         self._class_names: object = _UNSET
         self._known: frozenset[str] | None = None
 
@@ -103,6 +104,7 @@ class PredictionBatch:
             self.add_one(result, probabilities)
 
     def _add_classes(self, labels: np.ndarray) -> None:
+        self.class_like = True
         holder = Prediction()
         admitted = admit_classes(holder, labels, self._known_classes())
         if admitted is not None and admitted.size:
@@ -197,6 +199,8 @@ class PredictionBatch:
             self.values.setdefault(name, []).append(values)
         if prediction.classes is not None:
             self.classes.append(prediction.classes)
+        if prediction.class_like:
+            self.class_like = True
         if prediction.confidence is not None:
             self.confidence.append(prediction.confidence)
         for reason, count in prediction.invalid.items():
@@ -209,6 +213,13 @@ class PredictionBatch:
     def flush(self, state: ModelState, now: float) -> None:
         settings = self.settings
         caps = self.caps
+        if state.info.get("task") == "auto" and (self.classes or self.values or
+                                                 self.class_like):
+            # inferwatch_model_info shows what the first predictions turned out to be: a
+            # model whose labels were all withheld (not plausible classes) still classifies.
+            detected = "classification" if self.classes or (
+                self.class_like and not self.values) else "regression"
+            state.info = {**state.info, "task": detected}
         if self.batch_sizes:
             state.histogram("inferwatch_batch_size", (), settings.batch_buckets).observe(
                 np.asarray(self.batch_sizes, dtype=np.float64))

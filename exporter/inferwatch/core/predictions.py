@@ -44,6 +44,9 @@ class Prediction:
     classes: np.ndarray | None = None
     confidence: np.ndarray | None = None
     invalid: dict[str, int] = field(default_factory=dict)
+    # Outputs of a class kind (ints, bools, strings) were seen, labels admitted or not:
+    # model_info then shows the task as classification.
+    class_like: bool = False
 
     def count_invalid(self, reason: str, n: int) -> None:
         if n:
@@ -86,7 +89,11 @@ def to_array(obj: object) -> np.ndarray:
     numpy_method = getattr(obj, "numpy", None)
     if numpy_method is not None and not isinstance(obj, (list, tuple)):  # tf / jax tensors
         return np.asarray(numpy_method())
-    return np.asarray(obj)
+    array = np.asarray(obj)
+    if array.dtype.kind == "U" and isinstance(obj, (str, list, tuple)):
+        # numpy's fixed-width str dtype drops trailing NULs, merging "a\x00" into "a".
+        return np.array(obj, dtype=object)
+    return array
 
 
 def _is_tensor(obj: object) -> bool:
@@ -226,6 +233,7 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
     if task == "classification" and kind == "f" and name == DEFAULT_OUTPUT:
         # The declared task wins: a classifier's predict may return 0.0 / 1.0.
         labels = _float_classes(prediction, flat)
+        prediction.class_like = True
     elif kind == "f" or (kind in "iu" and task == "regression"):
         values = flat.astype(np.float64, copy=False)
         finite = np.isfinite(values)
@@ -237,6 +245,7 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         return
     else:
         labels = admit_classes(prediction, flat, known_classes)
+        prediction.class_like = True
     if labels is not None and labels.size:
         prediction.add_classes(_prefixed(labels, prefix) if prefix else labels)
 
@@ -314,6 +323,11 @@ def _object_class(value: object, known_classes: Collection[str]) -> str | None:
 
 def _add_probabilities(prediction: Prediction, array: np.ndarray,
                        class_names: Sequence[object] | None, prefix: str = "") -> None:
+    if array.dtype.kind == "c":
+        # Casting would drop the imaginary part, and numpy would warn about it on the
+        # application's stderr from the drain thread: such output is not probabilities.
+        prediction.count_invalid("unsupported_type", array.shape[0] if array.ndim == 2 else 1)
+        return
     matrix = array.astype(np.float64, copy=False)
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 DRAIN_INTERVAL_SECONDS = 1.0
 MAX_VERSIONS_PER_MODEL = 10
 MAX_MODELS = 100
+UNVERSIONED = "unversioned"
 
 _live_registries: weakref.WeakSet[Registry] = weakref.WeakSet()
 
@@ -61,6 +62,7 @@ class Registry:
         """The monitor of `name` / `version`, created on first use.
 
         Without a version: the version instrumented last under `name`, or "unversioned".
+        An empty or blank version is "unversioned" too.
         """
         with self._lock:
             name = self._model_cap.fold(name)
@@ -68,9 +70,12 @@ class Registry:
                 latest = self._latest.get(name)
                 if latest is not None:
                     return latest
-                version = "unversioned"
+                version = UNVERSIONED
             cap = self._version_caps.setdefault(name, LabelCap(self._max_versions))
-            version = cap.fold(clean_label_value(version))
+            # An empty version (an unset environment variable, say) would export
+            # model_version="", which reads as no label at all: fold it to the default.
+            version = clean_label_value(version)
+            version = cap.fold(version if version.strip() else UNVERSIONED)
             key = (name, version)
             monitor = self._monitors.get(key)
             if monitor is None:

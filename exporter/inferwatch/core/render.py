@@ -7,7 +7,7 @@ Both a single process and the merged multi-worker view render through
 >>> state = ModelState("fraud", "1.4.2")
 >>> state.inc("inferwatch_requests_total", ("ok",), 3)
 >>> [f.name for f in model_families([state], now=0.0) if f.samples]
-['inferwatch_requests']
+['inferwatch_model_info', 'inferwatch_requests']
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ ML_PACKAGES = ("numpy", "scipy", "pandas", "sklearn", "torch", "tensorflow", "ke
 _DISTRIBUTIONS = {"sklearn": "scikit-learn"}
 _version_cache: dict[str, str] = {}
 
-_PER_MODEL = [s for s in CATALOGUE.values() if s.per_model and s.source == "instrumentation"]
+# Per-model catalogue metrics, in the order their families are rendered.
+PER_MODEL = [s for s in CATALOGUE.values() if s.per_model and s.source == "instrumentation"]
 
 
 def _family(spec: MetricSpec) -> Metric:
@@ -40,12 +41,12 @@ def describe_families() -> list[Metric]:
     """Empty families for every in-process metric, for ``Collector.describe()``."""
     names = ("inferwatch_internal_errors_total", "inferwatch_series_overflow_total",
              "inferwatch_dependency_info", "inferwatch_events_dropped_total")
-    return [_family(s) for s in _PER_MODEL] + [_family(CATALOGUE[n]) for n in names]
+    return [_family(s) for s in PER_MODEL] + [_family(CATALOGUE[n]) for n in names]
 
 
 def model_families(states: Iterable[ModelState], now: float) -> list[Metric]:
     """One family per per-model catalogue metric, holding every state's series."""
-    families = {spec.name: _family(spec) for spec in _PER_MODEL}
+    families = {spec.name: _family(spec) for spec in PER_MODEL}
     for state in states:
         base = {"model": state.model, "model_version": state.version}
         _identity(families, state, base)
@@ -115,8 +116,11 @@ def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:
     cumulative += int(hist.counts[-1])
     family.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, cumulative,
                       exemplar=_exemplar(exemplars.get(len(hist.bounds))))
-    family.add_sample(name + "_count", labels, cumulative)
-    family.add_sample(name + "_sum", labels, hist.sum)
+    if (not len(hist.bounds) or hist.bounds[0] >= 0) and hist.sum >= 0:
+        # OpenMetrics forbids a _sum that is or could be negative (beside a negative bucket)
+        # and a _count without a _sum; the +Inf bucket still counts every value.
+        family.add_sample(name + "_count", labels, cumulative)
+        family.add_sample(name + "_sum", labels, hist.sum)
 
 
 _le_cache: dict[bytes, list[str]] = {}

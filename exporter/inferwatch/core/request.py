@@ -25,6 +25,7 @@ from inferwatch.core.tracing import current_trace_id, stage_span
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
+    from inferwatch.core.streams import StreamRecord
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "inferwatch_request", default=None)
@@ -53,7 +54,10 @@ class RequestRecord:
     stage_outputs: dict[str, object] | None = None
     action: str | None = None
     error_type: type | None = None
+    # A consumer that stopped a streamed result early: its own outcome, not an error.
+    cancelled: bool = False
     trace_id: str | None = None
+    stream: StreamRecord | None = None  # a streamed or text result's figures
 
     def event(self, model: str, version: str) -> dict[str, object]:
         """The event-log entry for this request (the log redacts and bounds it)."""
@@ -69,6 +73,10 @@ class RequestRecord:
             event["features"] = self.features
         if self.stage_outputs:
             event["stage_outputs"] = self.stage_outputs
+        if self.stream is not None:
+            event["stream"] = self.stream.event_fields()
+            if self.stream.text is not None:
+                event["output_text"] = self.stream.text
         if self.error_type is not None:
             event["error"] = {"type": self.error_type.__name__}
         elif self.has_prediction:
@@ -126,6 +134,11 @@ class Request:
     def request_id(self) -> str | None:
         return self.record.request_id
 
+    @property
+    def is_open(self) -> bool:
+        """Entered and not yet exited (a stream ending later joins it only while open)."""
+        return self._token is not None
+
     def __enter__(self) -> Request:
         monitor = self.monitor
         monitor.call_started()
@@ -144,7 +157,8 @@ class Request:
         monitor = self.monitor
         try:
             if self._token is not None:
-                _current.reset(self._token)
+                token, self._token = self._token, None
+                _current.reset(token)
         except ValueError:  # exited in another context than entered (rare async misuse)
             faults.record("request")
         monitor.submit(record)

@@ -108,6 +108,11 @@ class HistogramState:
         self.counts[int(np.searchsorted(self.bounds, value, side="left"))] += 1
         self.sum += value
 
+    def add_counts(self, counts: Sequence[int], total: float) -> None:
+        """Add bucket counts kept elsewhere (the same bounds, +Inf last) and their sum."""
+        self.counts += np.asarray(counts, dtype=np.int64)
+        self.sum += float(total)
+
     @property
     def count(self) -> int:
         return int(self.counts.sum())
@@ -232,6 +237,8 @@ class ModelState:
     def merge(self, other: ModelState) -> None:
         """Fold `other` (the same model version from another process) into this state."""
         self.info = {**other.info, **self.info}
+        if self.info.get("task") == "auto" and other.info.get("task", "auto") != "auto":
+            self.info["task"] = other.info["task"]  # a worker that has seen predictions knows
         self.loaded_at = _nanmin(self.loaded_at, other.loaded_at)
         self.trained_at = _nanmax(self.trained_at, other.trained_at)
         for metric, series in other.counters.items():

@@ -27,6 +27,14 @@ def _speed(text: str) -> float:
     return value
 
 
+def _has_scikit_learn() -> bool:
+    try:
+        import sklearn  # noqa: F401 - the demo trains its model with it
+    except ImportError:
+        return False
+    return True
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the flags of `inferwatch demo`."""
     from inferwatch.demo.scenario import SCENARIOS  # light: no numpy, no scikit-learn
@@ -34,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default",
                         help="default: about 10 minutes; short: about 3 (default: default)")
     parser.add_argument("--speed", type=_speed, default=1.0,
-                        help="play phases, rule windows and `for:` this many times faster")
+                        help="play phases, rule windows and `for:` this many times faster; "
+                             "at most --rate / 5 (and 6), so alerts stay in step with phases")
     parser.add_argument("--rate", type=float, default=10.0,
                         help="requests per second sent to the model (default: 10)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -56,11 +65,21 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from inferwatch.demo.runner import Demo
+    from inferwatch.demo.scenario import check_speed
     from inferwatch.demo.stack import StackError, find_alertmanager
 
     if args.rate <= 0:
         print("inferwatch demo: --rate must be more than zero", file=sys.stderr)
         return 2
+    try:
+        check_speed(args.speed, args.rate)
+    except ValueError as exc:
+        print(f"inferwatch demo: --speed {args.speed:g}: {exc}", file=sys.stderr)
+        return 2
+    if not _has_scikit_learn():
+        print("inferwatch demo: the demo model needs scikit-learn; install it with "
+              "pip install 'inferwatch[demo]'", file=sys.stderr)
+        return 1
     missing = [] if args.no_stack else [
         name for name, found in (("prometheus", shutil.which("prometheus")),
                                  ("prometheus-alertmanager", find_alertmanager()))

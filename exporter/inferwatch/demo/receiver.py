@@ -1,4 +1,7 @@
-"""A tiny Alertmanager webhook receiver that prints every page it gets.
+"""A tiny Alertmanager webhook receiver that prints each alert as it fires and resolves.
+
+Alertmanager repeats an alert in every notification of its group (on each group change and
+each repeat interval); those repeats are counted, not printed, so every printed line is news.
 
 The demo runs it in-process; the compose stack runs it as the default receiver, so pages
 show up in ``docker compose logs pager`` until a real Slack, PagerDuty, email or webhook
@@ -22,7 +25,7 @@ import json
 import signal
 import sys
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +65,9 @@ class PageReceiver:
                  out: Callable[[str], None] | None = None, keep: int = 1000) -> None:
         self.out = out or (lambda line: print(line, flush=True))
         self.alerts: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.repeats = 0
+        self._keep = keep
+        self._status: OrderedDict[str, str] = OrderedDict()  # alert identity -> last status
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
@@ -84,6 +90,24 @@ class PageReceiver:
         with self._lock:
             return list(self.alerts)
 
+    def digest(self) -> str:
+        """One line: what is firing now, what resolved, and how many repeats were not shown.
+
+        >>> with PageReceiver(port=0, out=lambda line: None) as receiver:
+        ...     for status in ("firing", "firing", "resolved"):
+        ...         receiver._accept({"alerts": [{"status": status, "labels": {"alertname": "X"}}]})
+        ...     receiver.digest()
+        'pages: none firing, 1 resolved, 1 repeat not shown'
+        """
+        with self._lock:
+            firing = sorted({json.loads(key).get("alertname", "?")
+                             for key, status in self._status.items() if status == "firing"})
+            resolved = sum(1 for status in self._status.values() if status == "resolved")
+            repeats = self.repeats
+        now = ", ".join(firing) if firing else "none"
+        return (f"pages: {now} firing, {resolved} resolved, {repeats} repeat"
+                f"{'' if repeats == 1 else 's'} not shown")
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
@@ -100,10 +124,24 @@ class PageReceiver:
         if not isinstance(alerts, list):
             raise ValueError("not an Alertmanager webhook payload")
         for alert in alerts:
-            if isinstance(alert, dict):
-                with self._lock:
-                    self.alerts.append(alert)
+            if isinstance(alert, dict) and self._is_news(alert):
                 self.out(format_alert(alert))
+
+    def _is_news(self, alert: dict[str, Any]) -> bool:
+        """Keep the alert; True when its status changed since it was last received."""
+        labels = alert.get("labels")
+        key = json.dumps(labels if isinstance(labels, dict) else {}, sort_keys=True)
+        status = str(alert.get("status", "?"))
+        with self._lock:
+            self.alerts.append(alert)
+            if self._status.get(key) == status:
+                self.repeats += 1
+                return False
+            self._status[key] = status
+            self._status.move_to_end(key)
+            if len(self._status) > self._keep:
+                self._status.popitem(last=False)
+            return True
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self

@@ -57,6 +57,8 @@ class Demo:
                                    "receiver")}
         self.out = out or (lambda line: print(line, flush=True))
         self.started = time.monotonic()
+        self.traffic_started: float | None = None
+        self.receiver: PageReceiver | None = None
         self.phase_name = ""
 
     # --- running ---------------------------------------------------------------------------
@@ -72,8 +74,9 @@ class Demo:
         thread = None
         try:
             if self.with_stack:
-                receiver = PageReceiver(self.host, self.ports["receiver"],
-                                        out=lambda line: self.out(f"{self._clock()} {line}"))
+                receiver = self.receiver = PageReceiver(
+                    self.host, self.ports["receiver"],
+                    out=lambda line: self.out(f"{self._clock()} {line}"))
             self._start_processes(stack, receiver)
             self._banner()
             generator = TrafficGenerator(
@@ -81,6 +84,7 @@ class Demo:
                 keep_going=not self.once, on_phase=self._announce)
             thread = threading.Thread(target=generator.run, name="inferwatch-demo-traffic",
                                       daemon=True)
+            self.traffic_started = time.monotonic()
             thread.start()
             interval = max(2.0, 10.0 / self.speed)
             while thread.is_alive():
@@ -171,7 +175,8 @@ class Demo:
                 f"ok {stats.ok}, failed {stats.failed}")
         if not self.with_stack:
             return line
-        window = f"{max(10, round(60 / self.speed))}s"
+        elapsed = time.monotonic() - (self.traffic_started or self.started)
+        window = f"{rate_window_seconds(elapsed, self.speed)}s"
         prom = self._url("prometheus")
         queries = {
             "calls/s": f"sum(rate(inferwatch_requests_total[{window}]))",
@@ -195,7 +200,24 @@ class Demo:
         shown = ", ".join(p for p in parts if p)
         if shown:
             line += f" | {shown}"
-        return line + f" | firing: {', '.join(firing) if firing else 'none'}"
+        line += f" | firing: {', '.join(firing) if firing else 'none'}"
+        if self.receiver is not None and self.receiver.repeats:
+            line += f" | {self.receiver.digest()}"
+        return line
+
+
+def rate_window_seconds(elapsed: float, speed: float) -> int:
+    """The window of the live calls/s figure: a minute (scaled by `speed`), but never
+    longer than the traffic has run.
+
+    A rate over a window reaching back before the first request divides the calls made so
+    far by the whole window, so a steady 10 calls/s would read 1.0 and climb for a minute.
+
+    >>> rate_window_seconds(3.4, 1.0), rate_window_seconds(600, 1.0), rate_window_seconds(600, 6)
+    (3, 60, 10)
+    """
+    full = max(10, round(60 / speed))
+    return max(2, min(full, int(elapsed)))
 
 
 def _fmt(value: float | None, pattern: str) -> str:

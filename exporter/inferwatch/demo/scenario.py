@@ -62,6 +62,8 @@ SCRAPE_INTERVAL_SECONDS = 1.0
 # Rows a drift window needs before the drift alerts may fire. The maximum PSI over ~30
 # features of rows drawn from the training data itself stays under 0.2 from about 300 rows.
 MIN_DRIFT_OBSERVATIONS = 300
+# The drift window at speed 1: one phase of the default scenario.
+DRIFT_WINDOW_SECONDS = 120.0
 
 
 def drift_window_seconds(speed: float = 1.0, rate: float = 10.0) -> float:
@@ -71,7 +73,7 @@ def drift_window_seconds(speed: float = 1.0, rate: float = 10.0) -> float:
     >>> drift_window_seconds(1.0), drift_window_seconds(20.0)
     (120.0, 60.0)
     """
-    return max(120.0 / speed, 2 * MIN_DRIFT_OBSERVATIONS / rate)
+    return max(DRIFT_WINDOW_SECONDS / speed, 2 * MIN_DRIFT_OBSERVATIONS / rate)
 
 
 def scenario(name: str = "default", speed: float = 1.0) -> list[Phase]:
@@ -98,11 +100,59 @@ def duration(seconds: float, floor: float = 1.0) -> str:
     return f"{whole // 60}m" if whole % 60 == 0 else f"{whole}s"
 
 
+# Rule windows as (production seconds, floor seconds). Each is divided by the speed, but no
+# window may drop under its floor (ten scrapes for a rate, more for the long burn windows).
+_RATE_FLOOR = 10 * SCRAPE_INTERVAL_SECONDS
+_WINDOWS = {
+    "rate": (60.0, _RATE_FLOOR),
+    "no_traffic_lookback": (600.0, 3 * _RATE_FLOOR),
+    "fast_burn.long": (300.0, 3 * _RATE_FLOOR),
+    "fast_burn.short": (60.0, _RATE_FLOOR),
+    "slow_burn.long": (1800.0, 6 * _RATE_FLOOR),
+    "slow_burn.short": (300.0, 2 * _RATE_FLOOR),
+    "accuracy": (300.0, _RATE_FLOOR),
+    "for": (30.0, 2.0),
+}
+
+
+def max_speed(rate: float = 10.0) -> float:
+    """The fastest speed at which every window and ``for:`` still shrinks with the phases.
+
+    Past it a floor holds a window at its minimum, so an alert outlives the phase that
+    caused it (drift still firing during recovery). The drift window must also hold twice
+    the rows the drift alerts need, which takes longer at a lower `rate`.
+
+    >>> max_speed(10.0), max_speed(15.0), max_speed(100.0)
+    (2.0, 3.0, 6.0)
+    """
+    limits = [seconds / floor for seconds, floor in _WINDOWS.values()]
+    limits.append(DRIFT_WINDOW_SECONDS * rate / (2 * MIN_DRIFT_OBSERVATIONS))
+    return min(limits)
+
+
+def check_speed(speed: float, rate: float) -> None:
+    """Raise ValueError, saying what to change, when `speed` is past :func:`max_speed`.
+
+    >>> check_speed(4, rate=10)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: at 10 requests/s the story can be told at speed 2 at most (...
+    """
+    fastest = max_speed(rate)
+    if speed > fastest + 1e-9:
+        raise ValueError(
+            f"at {rate:g} requests/s the story can be told at speed {fastest:g} at most (the "
+            f"drift window needs {2 * MIN_DRIFT_OBSERVATIONS / rate:g} s to hold "
+            f"{2 * MIN_DRIFT_OBSERVATIONS} rows, and other windows have floors); use "
+            f"--speed {fastest:g} or less, or raise --rate")
+
+
 def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000") -> dict:
     """The `inferwatch generate` config the demo renders its rules and dashboards with.
 
     Windows and ``for:`` durations are the production defaults scaled from hours to
-    minutes, then divided by `speed`; the rate window stays at least ten scrapes.
+    minutes, then divided by `speed`; each keeps a floor (the rate window at least ten
+    scrapes), reached only past :func:`max_speed`, which the demo refuses.
 
     >>> cfg = rule_config(speed=6)
     >>> cfg["windows"]["rate"], cfg["slo"]["fast_burn"], cfg["alerts"]["InferwatchFeatureDrift"]
@@ -110,21 +160,19 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
     """
     from inferwatch.generate.rules import ALERTS
 
-    rate_floor = 10 * SCRAPE_INTERVAL_SECONDS
-
-    def window(seconds: float, floor: float = rate_floor) -> str:
+    def window(name: str) -> str:
+        seconds, floor = _WINDOWS[name]
         return duration(seconds / speed, floor=floor)
 
-    # Long burn windows keep a floor above the short ones so the config stays valid.
     return {
-        "windows": {"rate": window(60), "no_traffic_lookback": window(600, 3 * rate_floor)},
-        "slo": {"fast_burn": {"long_window": window(300, 3 * rate_floor),
-                              "short_window": window(60)},
-                "slow_burn": {"long_window": window(1800, 6 * rate_floor),
-                              "short_window": window(300, 2 * rate_floor)}},
+        "windows": {"rate": window("rate"), "no_traffic_lookback": window("no_traffic_lookback")},
+        "slo": {"fast_burn": {"long_window": window("fast_burn.long"),
+                              "short_window": window("fast_burn.short")},
+                "slow_burn": {"long_window": window("slow_burn.long"),
+                              "short_window": window("slow_burn.short")}},
         "latency": {"p99_seconds": 0.25},
         "drift": {"min_observations": MIN_DRIFT_OBSERVATIONS},
-        "accuracy": {"window": window(300), "min_outcomes": 50},
+        "accuracy": {"window": window("accuracy"), "min_outcomes": 50},
         "links": {"grafana_url": grafana_url},
-        "alerts": {alert.name: {"for": duration(30 / speed, floor=2)} for alert in ALERTS},
+        "alerts": {alert.name: {"for": window("for")} for alert in ALERTS},
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import Iterable
@@ -124,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `| head`: the reader is gone, which is fine
         sys.stderr.close()
         return 0
+    except sqlite3.DatabaseError as exc:  # not SQLite at all, or SQLite without our table
+        return _fail(f"{path} is not an inferwatch event log ({exc})")
     except OSError as exc:
         return _fail(f"cannot read {path}: {exc}")
     if stats.unreadable:

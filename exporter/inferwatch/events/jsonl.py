@@ -2,7 +2,10 @@
 
 A log configured as ``logs/events.jsonl`` writes ``logs/events.<start-ns>.<pid>.jsonl``: each
 process appends to its own file, so records of several workers never interleave, and a
-file is replaced by a new one when it would pass ``rotate_bytes``. Before each write, under
+file is replaced by a new one when it would pass ``rotate_bytes``. The configured path itself
+is a symbolic link to the file opened last, so ``tail -F logs/events.jsonl`` follows the log
+across rotations and restarts, and ``cat``, ``grep`` or ``jq`` read its newest file (a
+regular file already at that path is left alone, without a link). Before each write, under
 an advisory lock shared by every process (``logs/.events.jsonl.lock``), the oldest files of
 the log (least recently written first, whichever process wrote them) are deleted until the
 files of the log, the new bytes included, fit in ``max_bytes``. A writer whose file was
@@ -51,6 +54,7 @@ class JsonlSink:
     def __init__(self, path: Path, *, max_bytes: int, rotate_bytes: int) -> None:
         self.directory = path.parent
         self.stem = path.stem
+        self.link_name = path.name
         self.max_bytes = max_bytes
         self.rotate_bytes = rotate_bytes
         self._pattern = _file_pattern(self.stem)
@@ -123,6 +127,21 @@ class JsonlSink:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
             self._fd = os.open(path, flags, 0o600)
             self._file, self._size = path, 0
+            self._point_link(name)
+
+    def _point_link(self, name: str) -> None:
+        """Make the configured path a link to `name` (atomically; held under the log's lock)."""
+        link = self.directory / self.link_name
+        if os.path.lexists(link) and not link.is_symlink():
+            return  # someone's own file: never replace it
+        temporary = self.directory / f".{self.link_name}.{os.getpid()}.tmp"
+        try:
+            if os.path.lexists(temporary):
+                os.unlink(temporary)
+            os.symlink(name, temporary)  # relative: the directory may be moved or mounted
+            os.replace(temporary, link)
+        except OSError:
+            pass  # a convenience for readers: the log itself is written all the same
 
     def _next_chunk(self, lines: list[bytes], start: int) -> tuple[bytes, int]:
         room = self.rotate_bytes - self._size
@@ -199,12 +218,13 @@ def _file_pattern(stem: str) -> re.Pattern[str]:
 def event_files(path: Path) -> list[Path]:
     """The files holding the log at `path`, least recently written first.
 
-    `path` is the configured log path (``logs/events.jsonl``), one of its files, or a
-    directory (every ``*.jsonl`` file in it).
+    `path` is the configured log path (``logs/events.jsonl``, a link to the newest file),
+    one of its files, or a directory (every ``*.jsonl`` file in it, links left out).
     """
     if path.is_dir():
-        candidates = [p for p in path.iterdir() if p.suffix == ".jsonl" and p.is_file()]
-    elif path.is_file():
+        candidates = [p for p in path.iterdir()
+                      if p.suffix == ".jsonl" and p.is_file() and not p.is_symlink()]
+    elif path.is_file() and not path.is_symlink():
         return [path]
     else:
         pattern = _file_pattern(path.stem)

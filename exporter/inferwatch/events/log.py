@@ -46,18 +46,24 @@ DEFAULT_MAX_EVENT_BYTES = 64 * KiB
 SECRET_ENV = "INFERWATCH_EVENT_SECRET"
 # Why an event never reached the sink. Sampling is a choice, not a loss, so it is not here.
 REASONS = ("queue_full", "write_error", "too_large", "serialize_error", "closed")
+# Why a value inside a stored event was replaced by a marker (see events.fields): no JSON
+# form (unsupported_type), bytes that are not text (binary), a failing conversion, or text
+# where a redacted path names a field (unstructured).
+VALUE_REASONS = ("unsupported_type", "binary", "conversion_error", "unstructured")
 POLL_SECONDS = 0.05
 MAX_BATCH = 1_000
 BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 ATEXIT_FLUSH_SECONDS = 2.0
 LOG_INTERVAL_SECONDS = 60.0
 METRIC = CATALOGUE["inferwatch_events_dropped_total"]
+VALUES_METRIC = CATALOGUE["inferwatch_event_values_dropped_total"]
 
 log = logging.getLogger("inferwatch")
 
 _registry_lock = threading.Lock()
 _live: weakref.WeakSet[EventLog] = weakref.WeakSet()
 _process_totals = dict.fromkeys(REASONS, 0)
+_process_value_totals = dict.fromkeys(VALUE_REASONS, 0)
 # Sinks inherited across a fork: kept referenced so that nothing in the child ever closes
 # (or, for SQLite, finalises) what the parent still uses.
 _abandoned: list[object] = []
@@ -83,7 +89,11 @@ class EventLog:
     10 MiB, or a tenth of `max_bytes` when that is less), `max_event_bytes` one event
     (default 64 KiB, at most `rotate_bytes`), `queue_size` the events waiting for the writer.
     Exception messages are stored only with ``error_messages=True``: they often quote
-    user data.
+    user data. Inputs and outputs are stored as named fields (DataFrames, dataclasses,
+    pydantic models, structured arrays, JSON text: see :mod:`inferwatch.events.fields`);
+    a value with no such form is replaced by a marker and counted in
+    ``inferwatch_event_values_dropped_total{reason}``, never written as its ``str()``,
+    unless ``keep_unstructured=True``.
 
     >>> EventLog("events.txt")
     Traceback (most recent call last):
@@ -97,7 +107,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                  hash_fields: Sequence[str] = (), secret: bytes | str | None = None,
                  max_bytes: int = 100 * MiB, rotate_bytes: int | None = None,
                  queue_size: int = 10_000, max_event_bytes: int | None = None,
-                 error_messages: bool = False) -> None:
+                 error_messages: bool = False, keep_unstructured: bool = False) -> None:
         self.path = Path(sink)
         self.format = infer_format(self.path, format)
         if not 0.0 <= sample_rate <= 1.0:
@@ -117,7 +127,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         if secret is None:
             secret = os.environ.get(SECRET_ENV) or None
         encoder = Encoder(Redaction(redact, hash_fields, secret),
-                          max_event_bytes=max_event_bytes, error_messages=error_messages)
+                          max_event_bytes=max_event_bytes, error_messages=error_messages,
+                          keep_unstructured=bool(keep_unstructured))
         self.sample_rate = float(sample_rate)
         self.queue_size = queue_size
         self._encoder = encoder
@@ -220,6 +231,14 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         with _registry_lock:
             _process_totals[reason] += n
 
+    def _count_values(self, dropped: dict[str, int]) -> None:
+        if not dropped:
+            return
+        with _registry_lock:
+            for reason, n in dropped.items():
+                _process_value_totals[reason] = _process_value_totals.get(reason, 0) + n
+        dropped.clear()
+
     def _drain(self) -> tuple[list[dict], list[_Flush]]:
         events: list[dict] = []
         markers: list[_Flush] = []
@@ -242,6 +261,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 self._count("too_large")
             except Exception:
                 self._count("serialize_error")
+        self._count_values(self._encoder.values_dropped)
         if not records:
             return
         if time.monotonic() < self._retry_at:
@@ -326,8 +346,20 @@ def dropped_totals() -> dict[str, int]:
     return dict(_process_totals)
 
 
+def values_dropped_totals() -> dict[str, int]:
+    """Values left out of stored events by every event log of this process, by reason.
+
+    >>> set(values_dropped_totals()) == set(VALUE_REASONS)
+    True
+    """
+    # No lock, as dropped_totals(): a forked child's hooks may call this before this module
+    # renews its lock.
+    return dict(_process_value_totals)
+
+
 class DroppedEventsCollector:
-    """A prometheus_client collector for ``inferwatch_events_dropped_total{reason}``.
+    """A prometheus_client collector for ``inferwatch_events_dropped_total{reason}`` and
+    ``inferwatch_event_values_dropped_total{reason}``.
 
     >>> from prometheus_client import CollectorRegistry, generate_latest
     >>> registry = CollectorRegistry(); registry.register(DroppedEventsCollector())
@@ -342,9 +374,25 @@ class DroppedEventsCollector:
         for reason, count in dropped_totals().items():
             family.add_metric([reason], float(count))
         yield family
+        yield values_dropped_family(values_dropped_totals())
 
     def describe(self) -> Iterable[object]:
         return self.collect()
+
+
+def values_dropped_family(counts: dict[str, int]) -> object:
+    """The ``inferwatch_event_values_dropped_total`` family holding `counts`.
+
+    >>> values_dropped_family({"binary": 2}).samples[0].value
+    2.0
+    """
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily(VALUES_METRIC.family, VALUES_METRIC.help,
+                                 labels=list(VALUES_METRIC.labels))
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], float(count))
+    return family
 
 
 def _flush_all_at_exit() -> None:
@@ -363,6 +411,8 @@ def _after_fork_in_child() -> None:
     _registry_lock = threading.Lock()
     for reason in REASONS:
         _process_totals[reason] = 0
+    for reason in VALUE_REASONS:
+        _process_value_totals[reason] = 0
     for event_log in list(_live):
         event_log._restart_in_child()
 

@@ -26,6 +26,14 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 
+from inferwatch.events.fields import (
+    NotConverted,
+    Unstructured,
+    named_fields,
+    parse_json_text,
+    type_name,
+)
+
 HASH_PREFIX = "hmac-sha256:"
 MIN_SECRET_BYTES = 16
 MAX_DEPTH = 32
@@ -35,6 +43,8 @@ MAX_ITEMS = 100_000
 # separators (str.splitlines and JavaScript treat them as line breaks) and lone surrogates
 # (they cannot be encoded as UTF-8, so they would break the write, not just the line).
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# First characters of text that may hold a JSON object or array (white space may lead).
+_JSON_FIRST = frozenset("{[ \t\r\n")
 
 
 def clean_text(text: str) -> str:
@@ -46,80 +56,135 @@ def clean_text(text: str) -> str:
     return _UNSAFE.sub("", text)
 
 
-def clean(value: object, *, max_array_bytes: int = 1 << 20, _depth: int = 0) -> object:
+def clean(value: object, *, max_array_bytes: int = 1 << 20, keep_unstructured: bool = False,
+          dropped: dict[str, int] | None = None) -> object:
     """A copy of `value` made of plain JSON values (dict, list, str, int, float, bool, None).
 
-    Strings and keys lose their control characters; NaN and infinities become the strings
-    ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (strict JSON has no such numbers); arrays
-    larger than `max_array_bytes`, containers nested deeper than 32 levels or holding more
-    than 100,000 items are replaced by a small marker saying what was there.
+    Containers become named fields first (a DataFrame, a dataclass, a pydantic model, a
+    structured array, JSON text or UTF-8 bytes: see :mod:`inferwatch.events.fields`), so
+    redaction can find them. Strings and keys lose their control characters; NaN and
+    infinities become the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (strict JSON
+    has no such numbers); arrays larger than `max_array_bytes`, containers nested deeper
+    than 32 levels or holding more than 100,000 items are replaced by a small marker saying
+    what was there. A value with no JSON form (an arbitrary object, non-UTF-8 bytes) is
+    replaced by ``{"dropped": reason, "type": ...}`` and counted by reason in `dropped`,
+    unless `keep_unstructured` asks for its ``str()`` instead.
 
     >>> import numpy as np
     >>> clean({"x": np.array([1.5, np.nan]), 3: np.int64(7), "t\\n": ("a\\rb",)})
     {'x': [1.5, 'NaN'], '3': 7, 't': ['ab']}
+    >>> clean({"raw": b'{"ssn": "1"}', "obj": object()})
+    {'raw': {'ssn': '1'}, 'obj': {'dropped': 'unsupported_type', 'type': 'builtins.object'}}
     """
-    kind = type(value)
-    if kind is str:
-        return value if value.isprintable() else _UNSAFE.sub("", value)  # type: ignore
-    if value is None or kind is bool or kind is int:
-        return value
-    if kind is float:
-        return value if math.isfinite(value) else _non_finite(value)  # type: ignore[arg-type]
-    if _depth >= MAX_DEPTH:
-        return {"truncated": "depth"}
-    depth = _depth + 1
-    if isinstance(value, Mapping):
-        if len(value) > MAX_ITEMS:
-            return {"truncated": "mapping", "length": len(value)}
-        out = {}
-        for key, item in value.items():
-            # Plain scalars inline: this loop is most of the writer's time.
-            if type(key) is not str or not key.isprintable():
-                key = _clean_key(key)
-            kind = type(item)
-            if kind is str:
-                out[key] = item if item.isprintable() else _UNSAFE.sub("", item)
-            elif kind is int or kind is bool or item is None or (
-                    kind is float and math.isfinite(item)):
-                out[key] = item
-            else:
-                out[key] = clean(item, max_array_bytes=max_array_bytes, _depth=depth)
-        return out
-    if isinstance(value, (list, tuple, set, frozenset)):
-        if len(value) > MAX_ITEMS:
-            return {"truncated": "list", "length": len(value)}
-        return [clean(v, max_array_bytes=max_array_bytes, _depth=depth) for v in value]
-    return _clean_other(value, max_array_bytes, depth)
+    return _Cleaner(max_array_bytes, keep_unstructured, dropped).clean(value, 0)
 
 
-def _clean_other(value: object, max_array_bytes: int, depth: int) -> object:
-    # Subclasses first (bool is an int, IntEnum is an int, str subclasses carry no surprises).
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return clean(float(value))
-    if isinstance(value, str):
-        return _UNSAFE.sub("", str(value))
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        data = bytes(value)
-        if len(data) > max_array_bytes:
-            return {"truncated": "bytes", "length": len(data)}
-        return _UNSAFE.sub("", data.decode("utf-8", "backslashreplace"))
-    nbytes = getattr(value, "nbytes", None)
-    if isinstance(nbytes, int) and nbytes > max_array_bytes:
-        shape = getattr(value, "shape", None)
-        return {"truncated": "array", "nbytes": nbytes,
-                "shape": list(shape) if isinstance(shape, tuple) else None,
-                "dtype": _UNSAFE.sub("", str(getattr(value, "dtype", "")))}
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, pandas Series
-    if callable(tolist):
-        return clean(tolist(), max_array_bytes=max_array_bytes, _depth=depth)
-    isoformat = getattr(value, "isoformat", None)  # datetime, date, time, pandas Timestamp
-    if callable(isoformat):
-        return _UNSAFE.sub("", str(isoformat()))
-    return _UNSAFE.sub("", str(value))
+class _Cleaner:
+    __slots__ = ("dropped", "keep_unstructured", "max_array_bytes")
+
+    def __init__(self, max_array_bytes: int, keep_unstructured: bool,
+                 dropped: dict[str, int] | None) -> None:
+        self.max_array_bytes = max_array_bytes
+        self.keep_unstructured = keep_unstructured
+        self.dropped = dropped
+
+    def clean(self, value: object, depth: int) -> object:
+        kind = type(value)
+        if kind is str:
+            if value[:1] in _JSON_FIRST:  # type: ignore[index]
+                parsed = parse_json_text(value, self.max_array_bytes)  # type: ignore[arg-type]
+                if parsed is not None:
+                    return self.clean(parsed, depth)
+            return value if value.isprintable() else _UNSAFE.sub("", value)  # type: ignore
+        if value is None or kind is bool or kind is int:
+            return value
+        if kind is float:
+            return value if math.isfinite(value) else _non_finite(value)  # type: ignore
+        if depth >= MAX_DEPTH:
+            return {"truncated": "depth"}
+        depth += 1
+        if isinstance(value, Mapping):
+            if len(value) > MAX_ITEMS:
+                return {"truncated": "mapping", "length": len(value)}
+            out = {}
+            for key, item in value.items():
+                # Plain scalars inline: this loop is most of the writer's time.
+                if type(key) is not str or not key.isprintable():
+                    key = _clean_key(key)
+                kind = type(item)
+                if kind is str and item[:1] not in _JSON_FIRST:
+                    out[key] = item if item.isprintable() else _UNSAFE.sub("", item)
+                elif kind is int or kind is bool or item is None or (
+                        kind is float and math.isfinite(item)):
+                    out[key] = item
+                else:
+                    out[key] = self.clean(item, depth)
+            return out
+        if isinstance(value, (list, tuple, set, frozenset)) and \
+                not hasattr(kind, "_fields"):  # a namedtuple keeps its field names
+            if len(value) > MAX_ITEMS:
+                return {"truncated": "list", "length": len(value)}
+            return [self.clean(v, depth) for v in value]
+        return self._other(value, depth)
+
+    def _other(self, value: object, depth: int) -> object:
+        # Subclasses first (bool is an int, IntEnum is an int, str subclasses carry no surprises).
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return self.clean(float(value), depth)
+        if isinstance(value, str):
+            return self.clean(str(value), depth)
+        too_large = self._too_large(value)
+        if too_large is not None:
+            return too_large
+        try:
+            return self.clean(named_fields(value, self.max_array_bytes), depth)
+        except NotConverted:
+            pass
+        except Unstructured as exc:
+            return self._unstructured(value, exc.reason)
+        except Exception:  # the user's own conversion (model_dump, to_dict) failed
+            return self._unstructured(value, "conversion_error")
+        tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+        if callable(tolist):
+            try:
+                return self.clean(tolist(), depth)
+            except Exception:
+                return self._unstructured(value, "conversion_error")
+        return self._unstructured(value, "unsupported_type")
+
+    def _too_large(self, value: object) -> dict | None:
+        limit = self.max_array_bytes
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            size = len(bytes(value)) if isinstance(value, memoryview) else len(value)
+            return {"truncated": "bytes", "length": size} if size > limit else None
+        nbytes = getattr(value, "nbytes", None)
+        if nbytes is None and callable(getattr(value, "memory_usage", None)):  # a DataFrame
+            try:
+                nbytes = int(value.memory_usage(index=False).sum())  # type: ignore[attr-defined]
+            except Exception:
+                nbytes = None
+        if isinstance(nbytes, int) and nbytes > limit:
+            shape = getattr(value, "shape", None)
+            return {"truncated": "array", "nbytes": nbytes,
+                    "shape": list(shape) if isinstance(shape, tuple) else None,
+                    "dtype": _UNSAFE.sub("", str(getattr(value, "dtype", "")))}
+        return None
+
+    def _unstructured(self, value: object, reason: str) -> object:
+        if self.keep_unstructured:
+            try:
+                if isinstance(value, (bytes, bytearray, memoryview)):
+                    return _UNSAFE.sub("", bytes(value).decode("utf-8", "backslashreplace"))
+                return _UNSAFE.sub("", str(value))
+            except Exception:
+                reason = "conversion_error"
+        if self.dropped is not None:
+            self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        return {"dropped": reason, "type": _UNSAFE.sub("", type_name(value))}
 
 
 def _clean_key(key: object) -> str:
@@ -204,33 +269,61 @@ class Redaction:
     def __bool__(self) -> bool:
         return bool(self.drop or self.hash)
 
-    def apply(self, event: dict) -> dict:
-        """Drop, then hash, the configured fields of a cleaned event, in place; returns it."""
+    def apply(self, event: dict, dropped: dict[str, int] | None = None) -> dict:
+        """Drop, then hash, the configured fields of a cleaned event, in place; returns it.
+
+        Redaction fails closed: where a path names a field but meets text (inputs given as
+        free text, not named fields), the whole text is dropped (a ``redact`` path, counted
+        as ``unstructured`` in `dropped`) or hashed (a ``hash_fields`` path), since the
+        field may be inside it.
+
+        >>> Redaction(drop=["inputs.ssn"]).apply({"inputs": "ssn 123-45-6789", "id": 1})
+        {'inputs': {'dropped': 'unstructured'}, 'id': 1}
+        """
+        def drop_text(parent: dict | list, key: str | int) -> None:
+            parent[key] = {"dropped": "unstructured"}  # type: ignore[index]
+            if dropped is not None:
+                dropped["unstructured"] = dropped.get("unstructured", 0) + 1
+
         for path in self.drop:
-            _visit(event, path, _delete)
+            _visit(event, path, _delete, drop_text)
         for path in self.hash:
-            _visit(event, path, self._replace_with_hash)
+            _visit(event, path, self._replace_with_hash, self._replace_with_hash)
         return event
 
-    def _replace_with_hash(self, parent: dict, key: str) -> None:
-        parent[key] = hash_value(self._key, parent[key])
+    def _replace_with_hash(self, parent: dict | list, key: str | int) -> None:
+        parent[key] = hash_value(self._key, parent[key])  # type: ignore[index]
 
 
 def _delete(parent: dict, key: str) -> None:
     del parent[key]
 
 
-def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], None]) -> None:
+def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], None],
+           on_text: Callable[[dict | list, str | int], None], named: bool = True) -> None:
+    """Apply `action` to every field `path` reaches under `node`.
+
+    `on_text` gets text met where `path` still names a field below it (reached by a
+    literal segment, `named`): the field may hide inside. Text reached through ``*``
+    holds no field the path names, and is left alone.
+    """
     if isinstance(node, list):
-        for item in node:
-            _visit(item, path, action)
+        for index, item in enumerate(node):
+            if isinstance(item, str):
+                if named:
+                    on_text(node, index)
+            else:
+                _visit(item, path, action, on_text, named)
         return
     if not isinstance(node, dict):
         return
     head, rest = path[0], path[1:]
     keys = list(node) if head == "*" else ([head] if head in node else [])
     for key in keys:
-        if rest:
-            _visit(node[key], rest, action)
-        else:
+        if not rest:
             action(node, key)
+        elif isinstance(node[key], str):
+            if head != "*":
+                on_text(node, key)
+        else:
+            _visit(node[key], rest, action, on_text, head != "*")

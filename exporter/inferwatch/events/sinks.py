@@ -100,10 +100,13 @@ class Encoder:
     """Turns a raw event dict into a :class:`Record`; runs on the writer thread only."""
 
     def __init__(self, redaction: Redaction | None = None, *, max_event_bytes: int = 64 * 1024,
-                 error_messages: bool = False) -> None:
+                 error_messages: bool = False, keep_unstructured: bool = False) -> None:
         self.redaction = redaction if redaction else None
         self.max_event_bytes = max_event_bytes
         self.error_messages = error_messages
+        self.keep_unstructured = keep_unstructured
+        # Values left out of encoded events, by reason; the caller reads and resets it.
+        self.values_dropped: dict[str, int] = {}
 
     def encode(self, event: dict, now: float | None = None) -> Record:
         """Clean, redact and size-bound `event`; raises TypeError for a non-dict, TooLarge."""
@@ -112,7 +115,8 @@ class Encoder:
         raw = dict(event)
         if "error" in raw:
             raw["error"] = normalize_error(raw["error"], self.error_messages)
-        obj = clean(raw, max_array_bytes=self.max_event_bytes)
+        obj = clean(raw, max_array_bytes=self.max_event_bytes,
+                    keep_unstructured=self.keep_unstructured, dropped=self.values_dropped)
         assert isinstance(obj, dict)
         ts = obj.get("ts")
         if type(ts) not in (int, float):
@@ -123,7 +127,7 @@ class Encoder:
             if isinstance(value, str) and len(value) > MAX_IDENTITY_CHARS:
                 obj[key] = value[:MAX_IDENTITY_CHARS]
         if self.redaction is not None:
-            self.redaction.apply(obj)
+            self.redaction.apply(obj, self.values_dropped)
         line = _dumps(obj)
         if len(line) > self.max_event_bytes:
             line = self._shrink(obj)

@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML config overriding the defaults (default: none)")
     parser.add_argument("--out", metavar="DIR", default=".",
                         help="directory receiving dashboards/ and alerts/ (default: .)")
+    parser.add_argument("--rules-only", action="store_true",
+                        help="write (or check) only alerts/*.yml, the Prometheus rule files")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 when the files under --out differ")
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     """Render and write (or with --check, compare) every generated file; returns the status."""
     from pathlib import Path
 
-    from inferwatch.generate import render, write
+    from inferwatch.generate import render, rule_files, write
     from inferwatch.generate.config import ConfigError, load
 
     try:
@@ -40,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"inferwatch generate: --out {out} is not a directory", file=sys.stderr)
         return 2
     if args.check:
-        stale = [path for path, content in render(cfg).items()
+        files = rule_files(render(cfg)) if args.rules_only else render(cfg)
+        stale = [path for path, content in files.items()
                  if not (out / path).is_file()
                  or (out / path).read_text(encoding="utf-8") != content]
         for path in stale:
             print(f"stale: {out / path}", file=sys.stderr)
         return 1 if stale else 0
-    for path in write(out, cfg):
+    for path in write(out, cfg, rules_only=args.rules_only):
         print(path)
     return 0

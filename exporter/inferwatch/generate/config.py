@@ -10,7 +10,7 @@ instead of silently keeping a default.
 >>> from_dict({"latency": {"p99": 1}})
 Traceback (most recent call last):
 ...
-inferwatch.generate.config.ConfigError: latency.p99: unknown key (expected one of: p99_seconds)
+inferwatch.generate.config.ConfigError: latency.p99: unknown key (expected one of: p99_seconds, ...)
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from inferwatch.generate.alert_names import ALERT_NAMES, MODEL_ALERT_NAMES
 
 SEVERITIES = ("critical", "warning", "info")
 DRIFT_METHODS = ("psi", "js", "ks")
@@ -141,9 +143,25 @@ def _label_map(value: Any) -> str | None:
     return None
 
 
+def _duration_map(value: Any) -> str | None:
+    for name, text in value.items():
+        problem = _duration(text)
+        if problem:
+            return f"{name} {problem}"
+    return None
+
+
 def _setting(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
     """A config leaf: its default, the line the reference documents, and its check."""
+    if isinstance(default, Mapping):
+        # dataclasses refuse unhashable defaults; the read-only proxy itself is safe to share.
+        return field(default_factory=lambda: default, metadata=_meta(help, check))
     return field(default=default, metadata=_meta(help, check))
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    """A read-only mapping, so a default can be shared by every config without being changed."""
+    return types.MappingProxyType(dict(mapping))
 
 
 def _meta(help: str, check: Callable[[Any], str | None] | None = None) -> dict[str, Any]:
@@ -197,6 +215,9 @@ class Slo:
 class Latency:
     p99_seconds: float = _setting(0.5, "p99 end-to-end latency above which "
                                   "InferwatchLatencyHigh fires", _positive)
+    first_item_p99_seconds: float = _setting(1.0, "p99 time to first item of streaming calls "
+                                             "above which InferwatchStreamFirstItemSlow fires",
+                                             _positive)
 
 
 @dataclass(frozen=True)
@@ -244,12 +265,27 @@ class Gpu:
                                         "InferwatchGpuMemoryNearFull fires", _ratio)
     temperature_celsius: float = _setting(85.0, "temperature above which "
                                           "InferwatchGpuTemperatureHigh fires", _positive)
+    xid_window: str = _setting("1h", "how long one Xid error keeps InferwatchGpuXidErrors "
+                               "firing", _duration)
 
 
 @dataclass(frozen=True)
 class Internal:
     errors_per_second: float = _setting(0.0, "rate of faults inside inferwatch above which "
                                         "InferwatchInternalErrors fires", _non_negative)
+    overflow_window: str = _setting("1h", "how long one label value folded by a cardinality cap "
+                                    "keeps InferwatchSeriesOverflow firing", _duration)
+
+
+@dataclass(frozen=True)
+class Pushgateway:
+    selector: str = _setting('job!=""', "label matchers of the pushed groups' push_time_seconds "
+                             "(the Pushgateway is scraped with honor_labels, so job is the "
+                             "pushing job)", _selector)
+    max_age: str = _setting("1d", "age of a group's last push above which "
+                            "InferwatchPushgatewayGroupStale fires", _duration)
+    jobs: Mapping = _setting(_frozen({}), "expected period of a pushing job where it differs "
+                             "from max_age, e.g. {nightly-scoring: 26h}", _duration_map)
 
 
 @dataclass(frozen=True)
@@ -258,6 +294,50 @@ class AlertOverride:
         "critical (page), warning (ticket) or info", _one_of(*SEVERITIES)))
     for_: str | None = field(default=None, metadata=_meta(
         "how long the condition must hold before the alert fires", _duration))
+
+
+# Settings a `models:` entry may override. Objectives are numbers a series is compared with: the
+# rules read each model's own value from one recording rule per objective, so overriding them
+# for any number of models adds no alert rule. Rule settings (windows, burn factors) change the
+# shape of an alert's expression, so a model that overrides one gets its own copy of that alert.
+OBJECTIVE_KEYS = (
+    "slo.availability", "latency.p99_seconds", "predictions.invalid_ratio",
+    "predictions.max_versions", "predictions.max_model_age", "data_quality.missing_ratio",
+    "data_quality.out_of_range_ratio", "drift.feature_threshold", "drift.prediction_threshold",
+    "drift.min_observations", "accuracy.min_ratio", "accuracy.min_outcomes",
+)
+RULE_KEYS = (
+    "windows.no_traffic_lookback", "slo.fast_burn.long_window", "slo.fast_burn.short_window",
+    "slo.fast_burn.factor", "slo.slow_burn.long_window", "slo.slow_burn.short_window",
+    "slo.slow_burn.factor", "accuracy.window",
+)
+_REGEX_SYNTAX = set(".^$*+?{}[]\\|()")
+# Go's RE2, which Prometheus uses, has neither lookaround nor back-references.
+_NOT_RE2 = re.compile(r"\(\?[=!<]|\\[1-9]")
+
+
+@dataclass(frozen=True)
+class ModelOverride:
+    """The settings of the models whose name matches `pattern` and no earlier pattern.
+
+    Patterns are anchored regexes, as in PromQL's ``=~``: a plain name matches only itself.
+    `earlier` holds the earlier patterns that may match a model this one matches (two plain
+    names never do), so the rules leave those models out.
+    """
+
+    pattern: str
+    earlier: tuple[str, ...]
+    values: Mapping[str, Any]
+    alerts: Mapping[str, AlertOverride]
+
+    @property
+    def is_name(self) -> bool:
+        """Whether the pattern is a plain model name rather than a regex."""
+        return _is_name(self.pattern)
+
+
+def _is_name(pattern: str) -> bool:
+    return not _REGEX_SYNTAX & set(pattern)
 
 
 @dataclass(frozen=True)
@@ -276,8 +356,7 @@ class Dashboards:
     datasource: str = _setting("Prometheus", "default of the datasource variable", _not_empty)
     refresh: str = _setting("30s", "auto-refresh interval", _duration)
     time_from: str = _setting("now-6h", "start of the default time range", _not_empty)
-    tags: list = field(default_factory=lambda: ["inferwatch"],
-                       metadata=_meta("tags of every dashboard"))
+    tags: tuple = _setting(("inferwatch",), "tags of every dashboard")
 
 
 @dataclass(frozen=True)
@@ -285,16 +364,15 @@ class Kubernetes:
     namespace: str = _setting("monitoring", "namespace of the generated manifests", _k8s_name)
     rule_name: str = _setting("inferwatch", "name of the PrometheusRule, ServiceMonitor and "
                               "PodMonitor", _k8s_name)
-    labels: dict = field(
-        default_factory=lambda: {"app.kubernetes.io/part-of": "inferwatch"},
-        metadata=_meta("labels on every manifest (add the one your Prometheus Operator "
-                       "selects on)", _label_map))
-    model_match_labels: dict = field(
-        default_factory=lambda: {"inferwatch.io/scrape": "model"},
-        metadata=_meta("labels selecting the model Services to scrape", _label_map))
-    exporter_match_labels: dict = field(
-        default_factory=lambda: {"app.kubernetes.io/name": "inferwatch-exporter"},
-        metadata=_meta("labels selecting the exporter Pods", _label_map))
+    labels: Mapping = _setting(_frozen({"app.kubernetes.io/part-of": "inferwatch"}),
+                               "labels on every manifest (add the one your Prometheus Operator "
+                               "selects on)", _label_map)
+    model_match_labels: Mapping = _setting(_frozen({"inferwatch.io/scrape": "model"}),
+                                           "labels selecting the model Services to scrape",
+                                           _label_map)
+    exporter_match_labels: Mapping = _setting(
+        _frozen({"app.kubernetes.io/name": "inferwatch-exporter"}),
+        "labels selecting the exporter Pods", _label_map)
     model_job: str = _setting("inferwatch-model", "job label given to model targets (keep "
                               "selectors.model matching it)", _not_empty)
     exporter_job: str = _setting("inferwatch-exporter", "job label given to exporter targets "
@@ -324,8 +402,11 @@ class Config:
     gpu: Gpu = field(default_factory=Gpu, metadata=_meta("GPU thresholds"))
     internal: Internal = field(default_factory=Internal, metadata=_meta(
         "faults inside inferwatch"))
-    alerts: dict = field(default_factory=dict, metadata=_meta(
-        "per-alert overrides: {AlertName: {severity, for}}"))
+    pushgateway: Pushgateway = field(default_factory=Pushgateway, metadata=_meta(
+        "groups pushed by batch jobs"))
+    alerts: Mapping = _setting(_frozen({}), "per-alert overrides: {AlertName: {severity, for}}")
+    models: Mapping = _setting(_frozen({}), "per-model overrides: {model name or regex: {section: "
+                               "{key: value}, alerts: {AlertName: {severity, for}}}}")
     links: Links = field(default_factory=Links, metadata=_meta(
         "dashboard and runbook URLs in alert annotations"))
     dashboards: Dashboards = field(default_factory=Dashboards, metadata=_meta(
@@ -346,8 +427,8 @@ def _yaml_key(name: str) -> str:
 
 
 def _type_name(kind: Any) -> str:
-    names = {str: "a string", float: "a number", int: "an integer", dict: "a mapping",
-             list: "a list"}
+    names = {str: "a string", float: "a number", int: "an integer", Mapping: "a mapping",
+             tuple: "a list"}
     if dataclasses.is_dataclass(kind):
         return "a mapping"
     return names.get(kind, str(kind))
@@ -362,8 +443,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         str: isinstance(value, str),
         float: isinstance(value, (int, float)) and not isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
-        dict: isinstance(value, Mapping),
-        list: isinstance(value, list),
+        Mapping: isinstance(value, Mapping),
+        tuple: isinstance(value, list),
     }.get(kind, isinstance(value, Mapping))
     if not ok:
         raise ConfigError(key, f"must be {_type_name(kind)}, got {type(value).__name__} "
@@ -372,6 +453,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         if not math.isfinite(value):
             raise ConfigError(key, f"must be a finite number, got {value!r}")
         return float(value)
+    if kind is tuple:
+        return tuple(value)
     return value
 
 
@@ -409,11 +492,12 @@ def _merge(default: Any, data: Any, prefix: str) -> Any:
 def _check_leaf(cls: type, spec: dataclasses.Field, value: Any, key: str) -> Any:
     if cls is Config and spec.name == "alerts":
         return _build_alert_overrides(value, key)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         for item_key, item in value.items():
             if not isinstance(item_key, str) or not isinstance(item, str):
                 raise ConfigError(f"{key}.{item_key}", "keys and values must be strings")
-    if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+        value = _frozen(value)
+    if isinstance(value, tuple) and not all(isinstance(item, str) for item in value):
         raise ConfigError(key, "must be a list of strings")
     check = spec.metadata.get("check")
     problem = check(value) if check and value is not None else None
@@ -422,17 +506,133 @@ def _check_leaf(cls: type, spec: dataclasses.Field, value: Any, key: str) -> Any
     return value
 
 
-def _build_alert_overrides(data: Mapping, key: str) -> dict[str, AlertOverride]:
-    from inferwatch.generate.rules import (
-        ALERT_NAMES,  # rules needs this module; import late to avoid a cycle
-    )
-
+def _build_alert_overrides(data: Mapping, key: str) -> Mapping[str, AlertOverride]:
     overrides = {}
     for name, raw in data.items():
         if name not in ALERT_NAMES:
             raise ConfigError(f"{key}.{name}", "unknown alert (see docs/runbooks.md for the list)")
         overrides[name] = _build(AlertOverride, raw, f"{key}.{name}.")
-    return dict(sorted(overrides.items()))
+    return _frozen(dict(sorted(overrides.items())))
+
+
+def _model_pattern(pattern: Any) -> str | None:
+    if not isinstance(pattern, str) or not pattern.strip():
+        return "a model name or regex must be a non-empty string"
+    if _NOT_RE2.search(pattern):
+        return "uses lookaround or a back-reference, which Prometheus regexes (RE2) lack"
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"is not a valid regex ({exc})"
+    return None
+
+
+def _schema_field(dotted: str) -> tuple[type, dataclasses.Field, Any]:
+    """The dataclass, field and type hint behind a dotted key of the config."""
+    cls: type = Config
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        cls = typing.get_type_hints(cls)[part]
+    spec = next(f for f in dataclasses.fields(cls) if f.name == leaf)
+    return cls, spec, typing.get_type_hints(cls)[leaf]
+
+
+def _flatten(data: Any, prefix: str, key: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key below the model, raw value) for every leaf of one model's overrides."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(key, f"must be a mapping, got {type(data).__name__}")
+    for name, value in data.items():
+        dotted = f"{prefix}{name}"
+        here = f"{key}.{name}"
+        if dotted in OBJECTIVE_KEYS or dotted in RULE_KEYS:
+            yield dotted, value
+        elif any(k.startswith(f"{dotted}.") for k in (*OBJECTIVE_KEYS, *RULE_KEYS)):
+            yield from _flatten(value, f"{dotted}.", here)
+        elif any(k == dotted or k.startswith(f"{dotted}.") for k, _, _ in leaves()):
+            raise ConfigError(here, "is not a per-model setting; set it at the top level")
+        else:
+            choices = sorted({k[len(prefix):].split(".")[0]
+                              for k in (*OBJECTIVE_KEYS, *RULE_KEYS) if k.startswith(prefix)}
+                             | ({"alerts"} if not prefix else set()))
+            raise ConfigError(here, f"unknown key (per-model keys here: {', '.join(choices)})")
+
+
+def _build_model_override(pattern: str, raw: Any, earlier: tuple[str, ...],
+                          base: Config) -> ModelOverride:
+    key = f"models.{pattern}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(key, f"must be a mapping, got {type(raw).__name__}")
+    raw_alerts = raw.get("alerts") or {}
+    if not isinstance(raw_alerts, Mapping):
+        raise ConfigError(f"{key}.alerts", f"must be a mapping, got {type(raw_alerts).__name__}")
+    alerts = _build_alert_overrides(raw_alerts, f"{key}.alerts")
+    for name in alerts:
+        if name not in MODEL_ALERT_NAMES:
+            raise ConfigError(f"{key}.alerts.{name}", "is not judged per model; override it under "
+                              "the top-level alerts instead")
+    values: dict[str, Any] = {}
+    settings = {name: value for name, value in raw.items() if name != "alerts"}
+    for dotted, value in _flatten(settings, "", key):
+        cls, spec, hint = _schema_field(dotted)
+        values[dotted] = _check_leaf(cls, spec, _coerce(value, hint, f"{key}.{dotted}"),
+                                     f"{key}.{dotted}")
+    try:
+        _check_cross_fields(with_values(base, values))
+    except ConfigError as exc:
+        raise ConfigError(f"{key}.{exc.key}", exc.problem) from None
+    return ModelOverride(pattern, earlier, _frozen(values), alerts)
+
+
+def _build_model_overrides(data: Any, base: Config) -> Mapping[str, ModelOverride]:
+    if not isinstance(data, Mapping):
+        raise ConfigError("models", f"must be a mapping, got {type(data).__name__}")
+    overrides: dict[str, ModelOverride] = {}
+    for pattern, raw in data.items():
+        problem = _model_pattern(pattern)
+        if problem:
+            raise ConfigError(f"models.{pattern}", problem)
+        if _is_name(pattern):
+            for earlier in overrides:
+                if re.fullmatch(earlier, pattern):
+                    raise ConfigError(f"models.{pattern}", f"never applies: models.{earlier} "
+                                      f"matches it first (list the name before the regex)")
+            overlapping: tuple[str, ...] = ()
+        else:
+            overlapping = tuple(earlier for earlier in overrides
+                                if not _is_name(earlier) or re.fullmatch(pattern, earlier))
+        overrides[pattern] = _build_model_override(pattern, raw, overlapping, base)
+    return _frozen(overrides)
+
+
+def with_values(cfg: Any, values: Mapping[str, Any]) -> Any:
+    """`cfg` with the settings at the given dotted keys replaced.
+
+    >>> with_values(DEFAULT, {"slo.fast_burn.factor": 10.0}).slo.fast_burn.factor
+    10.0
+    """
+    changes: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for dotted, value in values.items():
+        head, _, rest = dotted.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            changes[head] = value
+    for head, inner in nested.items():
+        changes[head] = with_values(getattr(cfg, head), inner)
+    return dataclasses.replace(cfg, **changes)
+
+
+def setting(cfg: Config, dotted: str) -> Any:
+    """The value at a dotted key.
+
+    >>> setting(DEFAULT, "slo.fast_burn.factor")
+    14.4
+    """
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def _check_cross_fields(cfg: Config) -> None:
@@ -453,9 +653,17 @@ def from_dict(data: Mapping | None, source: str | None = None) -> Config:
     >>> from_dict({"drift": {"method": "js"}}).drift.method
     'js'
     """
+    data = data or {}
     try:
-        cfg = _build(Config, data or {}, "")
+        models = None
+        if isinstance(data, Mapping) and "models" in data:
+            # Each model's values are checked together with the top-level ones they replace.
+            models = data["models"] or {}
+            data = {key: value for key, value in data.items() if key != "models"}
+        cfg = _build(Config, data, "")
         _check_cross_fields(cfg)
+        if models is not None:
+            cfg = dataclasses.replace(cfg, models=_build_model_overrides(models, cfg))
     except ConfigError as exc:
         if source and not exc.source:
             raise ConfigError(exc.key, exc.problem, source) from None

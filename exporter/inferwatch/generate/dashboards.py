@@ -139,6 +139,12 @@ def _dashboard(cfg: Config, key: str, title: str, description: str, panels: list
     return dashboard_json(dashboard)
 
 
+def _objective(key: str, around: str = "max by (model) ({})") -> g.Target:
+    """Each selected model's own objective (its `models:` override, else the default)."""
+    series = q.objective(key) + selector('model=~"$model"')
+    return target(around.format(series), "objective {{model}}")
+
+
 def model_overview(cfg: Config) -> dict[str, Any]:
     """Traffic, errors, latency, in-flight, batch size, versions serving and deploys."""
     raw, w = _raw(cfg), cfg.windows.rate
@@ -159,18 +165,24 @@ def model_overview(cfg: Config) -> dict[str, Any]:
         Cell(timeseries("Calls per second by outcome", [target(
             f"sum by ({q.MODEL_LABELS}, outcome) (rate(inferwatch_requests_total{raw}[{RATE}]))",
             MV + " {{outcome}}")], "reqps", stack=True)),
-        Cell(timeseries("Error ratio", [target(_recorded(cfg, q.error_ratio(w)), MV)],
-                        "percentunit", f"Dashed line: the error budget of the "
-                        f"{number(cfg.slo.availability)} availability SLO.", limit=budget)),
+        Cell(timeseries("Error ratio", [
+            target(_recorded(cfg, q.error_ratio(w)), MV),
+            _objective("slo.availability", "1 - max by (model) ({})")],
+            "percentunit", f"Dashed line: the error budget of the "
+            f"{number(cfg.slo.availability)} availability SLO; objective: each model's own "
+            f"budget.", limit=budget)),
         Cell(timeseries("Errors by type", [target(
             f"sum by (model, error_type) (rate(inferwatch_errors_total{raw}[{RATE}]))",
             "{{model}} {{error_type}}")], "reqps", stack=True), 24),
     ]
     latency = [
         Cell(timeseries("Latency quantiles", [
-            target(_recorded(cfg, q.latency_quantile(cfg, n)), f"p{n} {MV}") for n in (50, 90, 99)],
-            "s", "From the latency histogram, across replicas. Dashed line: the p99 "
-                 "threshold of InferwatchLatencyHigh.", limit=cfg.latency.p99_seconds)),
+            *(target(_recorded(cfg, q.latency_quantile(cfg, n)), f"p{n} {MV}")
+              for n in (50, 90, 99)),
+            _objective("latency.p99_seconds")],
+            "s", "From the latency histogram, across replicas. Dashed line: the default p99 "
+                 "threshold of InferwatchLatencyHigh; objective: each model's own.",
+            limit=cfg.latency.p99_seconds)),
         Cell(heatmap("Latency distribution",
                      f"sum by (le) (increase(inferwatch_request_duration_seconds_bucket{raw}"
                      f"[{RATE}]))", "s")),
@@ -188,6 +200,30 @@ def model_overview(cfg: Config) -> dict[str, Any]:
             "short", "Rows per call.")),
         Cell(timeseries("Rows per second", [target(_recorded(cfg, q.rows_rate(cfg)), MV)], "short",
                         "Rows predicted per second (sum of batch sizes).")),
+    ]
+    cancelled = _raw(cfg, 'outcome="cancelled"')
+    streams = [
+        Cell(timeseries("Time to first item", [
+            target(_recorded(cfg, q.first_item_quantile(cfg, n)), f"p{n} {MV}") for n in (50, 99)],
+            "s", "Streaming calls: from the call (or the request) to the first item or body "
+                 "byte. Dashed line: the p99 objective of InferwatchStreamFirstItemSlow.",
+            limit=cfg.latency.first_item_p99_seconds)),
+        Cell(timeseries("Items and tokens per second", [
+            target(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_stream_items_sum{raw}"
+                   f"[{RATE}]))", "items " + MV),
+            target(f"sum by ({q.MODEL_LABELS}, kind) (rate(inferwatch_tokens_total{raw}"
+                   f"[{RATE}]))", "{{kind}} tokens " + MV)],
+            "short", "Items of finished streams, and input and output tokens, per second.")),
+        Cell(timeseries("Cancelled streams", [target(
+            f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{cancelled}[{RATE}])) / "
+            f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{raw}[{RATE}]))", MV)],
+            "percentunit", "Calls whose consumer stopped early (a client gone, a closed "
+            "stream) / all calls.", max_value=1)),
+        Cell(timeseries("Output tokens per second of a call", [target(
+            f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
+            f"(rate(inferwatch_output_tokens_per_second_bucket{raw}[{RATE}])))",
+            f"p{n} {MV}") for n in (50, 10)], "short",
+            "Generation speed of single calls; p10 is the slow tail.")),
     ]
     versions = [
         Cell(table("Versions serving", [target(
@@ -214,7 +250,7 @@ def model_overview(cfg: Config) -> dict[str, Any]:
     return _dashboard(cfg, "overview", "Model overview",
                       "Traffic, errors, latency and versions of the models inferwatch watches.",
                       [("Traffic and errors", traffic), ("Latency and load", latency),
-                       ("Versions and deploys", versions)])
+                       ("Streams", streams), ("Versions and deploys", versions)])
 
 
 def model_quality(cfg: Config) -> dict[str, Any]:
@@ -294,10 +330,12 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             limit=cfg.drift.min_observations)),
     ]
     truth = [
-        Cell(timeseries(f"Accuracy ({cfg.accuracy.window})", [target(
-            _recorded(cfg, q.accuracy(cfg)), MV)], "percentunit",
-            f"Correct outcomes / all outcomes; the alert needs "
-            f"{number(cfg.accuracy.min_outcomes)} outcomes.",
+        Cell(timeseries(f"Accuracy ({cfg.accuracy.window})", [
+            target(_recorded(cfg, q.accuracy(cfg)), MV),
+            _objective("accuracy.min_ratio")],
+            "percentunit", f"Correct outcomes / all outcomes; the alert needs "
+            f"{number(cfg.accuracy.min_outcomes)} outcomes. Objective: each model's own "
+            f"minimum.",
             limit=cfg.accuracy.min_ratio, max_value=1)),
         Cell(timeseries("Outcomes by result", [target(
             f"sum by (model, result) (rate(inferwatch_outcomes_total{raw}[{RATE}]))",

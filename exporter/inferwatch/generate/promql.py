@@ -59,6 +59,11 @@ def latency_quantile(cfg: Config, quantile: int) -> str:
                        f"p{quantile}_{cfg.windows.rate}")
 
 
+def first_item_quantile(cfg: Config, quantile: int) -> str:
+    return record_name("model", "inferwatch_stream_first_item_seconds",
+                       f"p{quantile}_{cfg.windows.rate}")
+
+
 def stage_latency_quantile(cfg: Config, quantile: int) -> str:
     return record_name("model_stage", "inferwatch_stage_duration_seconds",
                        f"p{quantile}_{cfg.windows.rate}")
@@ -86,3 +91,12 @@ def outcomes_increase(cfg: Config) -> str:
 
 def gpu_memory_ratio() -> str:
     return record_name("instance_gpu", "inferwatch_gpu_memory_used", "ratio")
+
+
+def objective(key: str) -> str:
+    """The recording rule holding every model's own value of an objective.
+
+    >>> objective("latency.p99_seconds")
+    'model:inferwatch_objective:latency_p99_seconds'
+    """
+    return record_name("model", "inferwatch_objective", key.replace(".", "_"))

@@ -13,12 +13,23 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from inferwatch.generate import promql as q
-from inferwatch.generate.config import Config, alert_setting, duration_seconds
+from inferwatch.generate.config import (
+    RULE_KEYS,
+    AlertOverride,
+    Config,
+    ModelOverride,
+    alert_setting,
+    duration_seconds,
+    with_values,
+)
+from inferwatch.generate.objectives import compare, models_in, objective_rules, threshold_text
 from inferwatch.generate.promql import MODEL_LABELS, exporter_sel, model_sel, number
 
 # Prometheus template snippets used in annotations.
@@ -51,27 +62,62 @@ class AlertDef:
 
 def _burn_expr(cfg: Config, which: str) -> str:
     burn = getattr(cfg.slo, which)
-    limit = f"({number(burn.factor)} * (1 - {number(cfg.slo.availability)}))"
-    return (f"{q.error_ratio(burn.long_window)} > {limit}\n"
+
+    def limit(availability: str) -> str:
+        return f"({number(burn.factor)} * (1 - {availability}))"
+
+    return (f"{compare(cfg, q.error_ratio(burn.long_window), '>', 'slo.availability', limit)}\n"
             f"and\n"
-            f"{q.error_ratio(burn.short_window)} > {limit}")
+            f"{compare(cfg, q.error_ratio(burn.short_window), '>', 'slo.availability', limit)}")
 
 
 def _burn_text(cfg: Config, which: str) -> str:
     burn = getattr(cfg.slo, which)
+    slo = threshold_text(cfg, "slo.availability", f"{cfg.slo.availability * 100:.10g}%",
+                         "humanizePercentage")
     return (f"{MODEL} failed {PERCENT} of calls over {burn.long_window} and still fails "
             f"over {burn.short_window}: more than {number(burn.factor)}x the error budget of "
-            f"the {cfg.slo.availability * 100:.10g}% availability SLO.")
+            f"the {slo} availability SLO.")
 
 
-def _drift_expr(cfg: Config, metric: str, label: str, threshold: float) -> str:
+def _drift_expr(cfg: Config, metric: str, label: str, key: str) -> str:
     method = f'method="{cfg.drift.method}"'
-    return (f"max by ({MODEL_LABELS}, {label}) (\n"
-            f"  {metric}{model_sel(cfg, method)}\n"
-            f"  and on (job, instance, {MODEL_LABELS})\n"
-            f"  inferwatch_drift_window_observations{model_sel(cfg)}"
-            f" >= {number(cfg.drift.min_observations)}\n"
-            f") > {number(threshold)}")
+    observations = compare(cfg, f"inferwatch_drift_window_observations{model_sel(cfg)}", ">=",
+                           "drift.min_observations")
+    drift = (f"max by ({MODEL_LABELS}, {label}) (\n"
+             f"  {metric}{model_sel(cfg, method)}\n"
+             f"  and on (job, instance, {MODEL_LABELS})\n"
+             f"  {observations}\n"
+             f")")
+    return compare(cfg, drift, ">", key)
+
+
+def _fresh_increase(series: str, by: str, window: str) -> str:
+    # increase() needs two samples, so a series born at its first count would never show it:
+    # a series absent one window ago counts as new as well.
+    return (f"sum by ({by}) (increase({series}[{window}])) > 0\n"
+            f"or\n"
+            f"sum by ({by}) ({series} unless {series} offset {window}) > 0")
+
+
+def _pushgateway_expr(cfg: Config) -> str:
+    p = cfg.pushgateway
+    age = "time() - push_time_seconds{}"
+    terms = [f"{age.format(q.selector(p.selector, f'job={_quoted(job)}'))}"
+             f" > {number(duration_seconds(period))}" for job, period in p.jobs.items()]
+    others = [f"job!={_quoted(job)}" for job in p.jobs]
+    terms.append(f"{age.format(q.selector(p.selector, *others))}"
+                 f" > {number(duration_seconds(p.max_age))}")
+    return "\nor\n".join(terms)
+
+
+def _periods(cfg: Config) -> str:
+    jobs = [f"{job} {period}" for job, period in cfg.pushgateway.jobs.items()]
+    return ", ".join([*jobs, f"default {cfg.pushgateway.max_age}"])
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _no_traffic_expr(cfg: Config) -> str:
@@ -84,180 +130,279 @@ def _no_traffic_expr(cfg: Config) -> str:
 ALERTS: tuple[AlertDef, ...] = (
     # --- availability -------------------------------------------------------------------------
     AlertDef(
-        "InferwatchTargetDown", "critical", "5m", "availability", "overview", False,
-        lambda c: f"up{model_sel(c)} == 0",
-        f"Model target {INSTANCE} is down",
-        lambda c: f"Prometheus cannot scrape {INSTANCE} (selector {c.selectors.model}): the "
-                  f"model service is down or its /metrics endpoint fails.",
+        name="InferwatchTargetDown", severity="critical", for_="5m", group="availability",
+        dashboard="overview", per_model=False,
+        expr=lambda c: f"up{model_sel(c)} == 0",
+        summary=f"Model target {INSTANCE} is down",
+        description=lambda c: (
+            f"Prometheus cannot scrape {INSTANCE} (selector {c.selectors.model}): the "
+            f"model service is down or its /metrics endpoint fails."),
     ),
     AlertDef(
-        "InferwatchExporterDown", "warning", "5m", "availability", "resources", False,
-        lambda c: f"up{exporter_sel(c)} == 0",
-        f"inferwatch exporter {INSTANCE} is down",
-        lambda c: f"Prometheus cannot scrape the exporter {INSTANCE} (selector "
-                  f"{c.selectors.exporter}): GPU and process metrics are missing.",
+        name="InferwatchExporterDown", severity="warning", for_="5m", group="availability",
+        dashboard="resources", per_model=False,
+        expr=lambda c: f"up{exporter_sel(c)} == 0",
+        summary=f"inferwatch exporter {INSTANCE} is down",
+        description=lambda c: (
+            f"Prometheus cannot scrape the exporter {INSTANCE} (selector "
+            f"{c.selectors.exporter}): GPU and process metrics are missing."),
     ),
     AlertDef(
-        "InferwatchNoTraffic", "warning", "15m", "availability", "overview", True,
-        _no_traffic_expr,
-        "Model {{ $labels.model }} receives no traffic",
-        lambda c: f"Model {{{{ $labels.model }}}} served no calls in the last {c.windows.rate} "
-                  f"but did {c.windows.no_traffic_lookback} ago.",
+        name="InferwatchTargetMissing", severity="warning", for_="10m", group="availability",
+        dashboard="overview", per_model=False,
+        # Only while Prometheus scrapes something at all: right after it starts, before its
+        # first scrapes, every job is absent.
+        expr=lambda c: (f"(\n  absent(up{model_sel(c)})\n  or\n  absent(up{exporter_sel(c)})\n)"
+                        f"\nand on ()\ncount(up)"),
+        summary="No target of {{ $labels.job }} is discovered",
+        description=lambda c: (
+            f"Prometheus has no scrape target at all for {{{{ $labels.job }}}} (selectors "
+            f"{c.selectors.model} and {c.selectors.exporter}): service discovery lost it, so "
+            f"InferwatchTargetDown cannot fire for it either."),
     ),
     AlertDef(
-        "InferwatchErrorBudgetBurnFast", "critical", "2m", "availability", "overview", True,
-        lambda c: _burn_expr(c, "fast_burn"),
-        f"Model {MODEL} burns its error budget fast",
-        lambda c: _burn_text(c, "fast_burn"),
+        name="InferwatchPushgatewayGroupStale", severity="warning", for_="5m",
+        group="availability", dashboard="overview", per_model=False,
+        expr=_pushgateway_expr,
+        summary="Pushed group {{ $labels.job }} {{ $labels.model }} is stale",
+        description=lambda c: (
+            f"The group {{{{ $labels.job }}}} {{{{ $labels.model }}}} was last pushed to the "
+            f"Pushgateway {DURATION} ago, longer than its job's expected period "
+            f"({_periods(c)}): the batch job stopped running or cannot push."),
     ),
     AlertDef(
-        "InferwatchErrorBudgetBurnSlow", "critical", "15m", "availability", "overview", True,
-        lambda c: _burn_expr(c, "slow_burn"),
-        f"Model {MODEL} burns its error budget",
-        lambda c: _burn_text(c, "slow_burn"),
+        name="InferwatchNoTraffic", severity="warning", for_="15m", group="availability",
+        dashboard="overview", per_model=True,
+        expr=_no_traffic_expr,
+        summary="Model {{ $labels.model }} receives no traffic",
+        description=lambda c: (
+            f"Model {{{{ $labels.model }}}} served no calls in the last {c.windows.rate} "
+            f"but did {c.windows.no_traffic_lookback} ago."),
     ),
     AlertDef(
-        "InferwatchLatencyHigh", "warning", "10m", "availability", "overview", True,
-        lambda c: f"{q.latency_quantile(c, 99)} > {number(c.latency.p99_seconds)}",
-        f"Model {MODEL} p99 latency is high",
-        lambda c: f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
-                  f"threshold of {number(c.latency.p99_seconds)}s.",
+        name="InferwatchErrorBudgetBurnFast", severity="critical", for_="2m", group="availability",
+        dashboard="overview", per_model=True,
+        expr=lambda c: _burn_expr(c, "fast_burn"),
+        summary=f"Model {MODEL} burns its error budget fast",
+        description=lambda c: _burn_text(c, "fast_burn"),
+    ),
+    AlertDef(
+        name="InferwatchErrorBudgetBurnSlow", severity="critical", for_="15m", group="availability",
+        dashboard="overview", per_model=True,
+        expr=lambda c: _burn_expr(c, "slow_burn"),
+        summary=f"Model {MODEL} burns its error budget",
+        description=lambda c: _burn_text(c, "slow_burn"),
+    ),
+    AlertDef(
+        name="InferwatchLatencyHigh", severity="warning", for_="10m", group="availability",
+        dashboard="overview", per_model=True,
+        expr=lambda c: compare(c, q.latency_quantile(c, 99), ">", "latency.p99_seconds"),
+        summary=f"Model {MODEL} p99 latency is high",
+        description=lambda c: (
+            f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
+            f"threshold of {threshold_text(c, 'latency.p99_seconds')}s."),
+    ),
+    AlertDef(
+        name="InferwatchStreamFirstItemSlow", severity="warning", for_="10m",
+        group="availability", dashboard="overview", per_model=True,
+        expr=lambda c: (f"{q.first_item_quantile(c, 99)}"
+                        f" > {number(c.latency.first_item_p99_seconds)}"),
+        summary=f"Model {MODEL} is slow to start its streams",
+        description=lambda c: (
+            f"p99 time to first item of {MODEL} streams is {DURATION} over "
+            f"{c.windows.rate}, above the objective of "
+            f"{number(c.latency.first_item_p99_seconds)}s."),
     ),
     # --- predictions and model identity -------------------------------------------------------
     AlertDef(
-        "InferwatchInvalidPredictions", "critical", "5m", "predictions", "quality", True,
-        lambda c: f"{q.invalid_ratio(c)} > {number(c.predictions.invalid_ratio)}",
-        f"Model {MODEL} returns invalid predictions",
-        lambda c: f"{PERCENT} of the rows {MODEL} predicted were invalid (nan, inf or out of "
-                  f"range) over {c.windows.rate}; threshold "
-                  f"{number(c.predictions.invalid_ratio)}.",
+        name="InferwatchInvalidPredictions", severity="critical", for_="5m", group="predictions",
+        dashboard="quality", per_model=True,
+        expr=lambda c: compare(c, q.invalid_ratio(c), ">", "predictions.invalid_ratio"),
+        summary=f"Model {MODEL} returns invalid predictions",
+        description=lambda c: (
+            f"{PERCENT} of the rows {MODEL} predicted were invalid (nan, inf or out of "
+            f"range) over {c.windows.rate}; threshold "
+            f"{threshold_text(c, 'predictions.invalid_ratio')}."),
     ),
     AlertDef(
-        "InferwatchModelStale", "warning", "1h", "predictions", "overview", True,
-        lambda c: (f"time() - max by ({MODEL_LABELS}) "
-                   f"(inferwatch_model_trained_timestamp_seconds{model_sel(c)})"
-                   f" > {number(duration_seconds(c.predictions.max_model_age))}"),
-        f"Model {MODEL} is stale",
-        lambda c: f"{MODEL} was trained {DURATION} ago, longer than the "
-                  f"{c.predictions.max_model_age} allowed.",
+        name="InferwatchModelStale", severity="warning", for_="1h", group="predictions",
+        dashboard="overview", per_model=True,
+        expr=lambda c: compare(
+            c, f"time() - max by ({MODEL_LABELS}) "
+               f"(inferwatch_model_trained_timestamp_seconds{model_sel(c)})",
+            ">", "predictions.max_model_age"),
+        summary=f"Model {MODEL} is stale",
+        description=lambda c: (
+            f"{MODEL} was trained {DURATION} ago, longer than the " + threshold_text(
+                c, "predictions.max_model_age", c.predictions.max_model_age, "humanizeDuration")
+            + " allowed."),
     ),
     AlertDef(
-        "InferwatchTooManyVersionsServing", "warning", "1h", "predictions", "overview", True,
-        lambda c: (f"count by (model) (max by ({MODEL_LABELS}) "
-                   f"(inferwatch_model_info{model_sel(c)}))"
-                   f" > {number(c.predictions.max_versions)}"),
-        "Model {{ $labels.model }} serves {{ $value }} versions",
-        lambda c: f"{{{{ $value }}}} versions of model {{{{ $labels.model }}}} serve at once; "
-                  f"at most {number(c.predictions.max_versions)} expected. A rollout or canary "
-                  f"may be stuck.",
+        name="InferwatchTooManyVersionsServing", severity="warning", for_="1h", group="predictions",
+        dashboard="overview", per_model=True,
+        expr=lambda c: compare(
+            c, f"count by (model) (max by ({MODEL_LABELS}) "
+               f"(inferwatch_model_info{model_sel(c)}))",
+            ">", "predictions.max_versions"),
+        summary="Model {{ $labels.model }} serves {{ $value }} versions",
+        description=lambda c: (
+            f"{{{{ $value }}}} versions of model {{{{ $labels.model }}}} serve at once; "
+            f"at most {threshold_text(c, 'predictions.max_versions')} expected. A rollout or "
+            f"canary may be stuck."),
     ),
     # --- data quality and drift ---------------------------------------------------------------
     AlertDef(
-        "InferwatchMissingValuesSpike", "warning", "15m", "quality", "quality", True,
-        lambda c: (f"{q.feature_ratio(c, 'inferwatch_feature_missing')}"
-                   f" > {number(c.data_quality.missing_ratio)}"),
-        f"Feature {{{{ $labels.feature }}}} of {MODEL} is often missing",
-        lambda c: f"Feature {{{{ $labels.feature }}}} is missing in {PERCENT} of the rows "
-                  f"{MODEL} received over {c.windows.rate}; threshold "
-                  f"{number(c.data_quality.missing_ratio)}.",
+        name="InferwatchMissingValuesSpike", severity="warning", for_="15m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: compare(c, q.feature_ratio(c, "inferwatch_feature_missing"), ">",
+                               "data_quality.missing_ratio"),
+        summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often missing",
+        description=lambda c: (
+            f"Feature {{{{ $labels.feature }}}} is missing in {PERCENT} of the rows "
+            f"{MODEL} received over {c.windows.rate}; threshold "
+            f"{threshold_text(c, 'data_quality.missing_ratio')}."),
     ),
     AlertDef(
-        "InferwatchOutOfRangeSpike", "warning", "15m", "quality", "quality", True,
-        lambda c: (f"{q.feature_ratio(c, 'inferwatch_feature_out_of_range')}"
-                   f" > {number(c.data_quality.out_of_range_ratio)}"),
-        f"Feature {{{{ $labels.feature }}}} of {MODEL} is often out of range",
-        lambda c: f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
-                  f"{PERCENT} of the rows {MODEL} received over {c.windows.rate}; threshold "
-                  f"{number(c.data_quality.out_of_range_ratio)}.",
+        name="InferwatchOutOfRangeSpike", severity="warning", for_="15m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: compare(c, q.feature_ratio(c, "inferwatch_feature_out_of_range"), ">",
+                               "data_quality.out_of_range_ratio"),
+        summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often out of range",
+        description=lambda c: (
+            f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
+            f"{PERCENT} of the rows {MODEL} received over {c.windows.rate}; threshold "
+            f"{threshold_text(c, 'data_quality.out_of_range_ratio')}."),
     ),
     AlertDef(
-        "InferwatchFeatureDrift", "warning", "30m", "quality", "quality", True,
-        lambda c: _drift_expr(c, "inferwatch_feature_drift", "feature",
-                              c.drift.feature_threshold),
-        f"Feature {{{{ $labels.feature }}}} of {MODEL} drifts",
-        lambda c: f"{c.drift.method} drift of feature {{{{ $labels.feature }}}} is {VALUE} "
-                  f"against the training reference (threshold "
-                  f"{number(c.drift.feature_threshold)}, windows of at least "
-                  f"{number(c.drift.min_observations)} rows).",
+        name="InferwatchFeatureDrift", severity="warning", for_="30m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: (
+            _drift_expr(c, "inferwatch_feature_drift", "feature", "drift.feature_threshold")),
+        summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} drifts",
+        description=lambda c: (
+            f"{c.drift.method} drift of feature {{{{ $labels.feature }}}} is {VALUE} "
+            f"against the training reference (threshold "
+            f"{threshold_text(c, 'drift.feature_threshold')}, windows of at least "
+            f"{threshold_text(c, 'drift.min_observations')} rows)."),
     ),
     AlertDef(
-        "InferwatchPredictionDrift", "warning", "30m", "quality", "quality", True,
-        lambda c: _drift_expr(c, "inferwatch_prediction_drift", "output",
-                              c.drift.prediction_threshold),
-        f"Predictions {{{{ $labels.output }}}} of {MODEL} drift",
-        lambda c: f"{c.drift.method} drift of output {{{{ $labels.output }}}} is {VALUE} "
-                  f"against the training reference (threshold "
-                  f"{number(c.drift.prediction_threshold)}, windows of at least "
-                  f"{number(c.drift.min_observations)} rows).",
+        name="InferwatchPredictionDrift", severity="warning", for_="30m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: (
+            _drift_expr(c, "inferwatch_prediction_drift", "output",
+                        "drift.prediction_threshold")),
+        summary=f"Predictions {{{{ $labels.output }}}} of {MODEL} drift",
+        description=lambda c: (
+            f"{c.drift.method} drift of output {{{{ $labels.output }}}} is {VALUE} "
+            f"against the training reference (threshold "
+            f"{threshold_text(c, 'drift.prediction_threshold')}, windows of at least "
+            f"{threshold_text(c, 'drift.min_observations')} rows)."),
     ),
     AlertDef(
-        "InferwatchAccuracyDrop", "warning", "30m", "quality", "quality", True,
-        lambda c: (f"{q.accuracy(c)} < {number(c.accuracy.min_ratio)}\n"
-                   f"and\n"
-                   f"{q.outcomes_increase(c)} >= {number(c.accuracy.min_outcomes)}"),
-        f"Accuracy of {MODEL} dropped",
-        lambda c: f"{MODEL} was right in {PERCENT} of the outcomes of the last "
-                  f"{c.accuracy.window}, below {number(c.accuracy.min_ratio)} (windows of at "
-                  f"least {number(c.accuracy.min_outcomes)} outcomes).",
+        name="InferwatchAccuracyDrop", severity="warning", for_="30m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: (
+            f"{compare(c, q.accuracy(c), '<', 'accuracy.min_ratio')}\n"
+            f"and\n"
+            f"{compare(c, q.outcomes_increase(c), '>=', 'accuracy.min_outcomes')}"),
+        summary=f"Accuracy of {MODEL} dropped",
+        description=lambda c: (
+            f"{MODEL} was right in {PERCENT} of the outcomes of the last "
+            f"{c.accuracy.window}, below {threshold_text(c, 'accuracy.min_ratio')} (windows of "
+            f"at least {threshold_text(c, 'accuracy.min_outcomes')} outcomes)."),
     ),
     # --- resources and inferwatch itself ------------------------------------------------------
     AlertDef(
-        "InferwatchGpuMemoryNearFull", "warning", "10m", "resources", "resources", False,
-        lambda c: f"{q.gpu_memory_ratio()} > {number(c.gpu.memory_used_ratio)}",
-        f"{GPU} memory is nearly full",
-        lambda c: f"{GPU} uses {PERCENT} of its memory, above "
-                  f"{number(c.gpu.memory_used_ratio)}; the next batch may fail with out of "
-                  f"memory.",
+        name="InferwatchGpuMemoryNearFull", severity="warning", for_="10m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: f"{q.gpu_memory_ratio()} > {number(c.gpu.memory_used_ratio)}",
+        summary=f"{GPU} memory is nearly full",
+        description=lambda c: (
+            f"{GPU} uses {PERCENT} of its memory, above "
+            f"{number(c.gpu.memory_used_ratio)}; the next batch may fail with out of "
+            f"memory."),
     ),
     AlertDef(
-        "InferwatchGpuTemperatureHigh", "warning", "10m", "resources", "resources", False,
-        lambda c: (f"inferwatch_gpu_temperature_celsius{exporter_sel(c)}"
-                   f" > {number(c.gpu.temperature_celsius)}"),
-        f"{GPU} runs hot",
-        lambda c: f"{GPU} is at {VALUE} degrees celsius, above "
-                  f"{number(c.gpu.temperature_celsius)}; it will throttle.",
+        name="InferwatchGpuTemperatureHigh", severity="warning", for_="10m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: (
+            f"inferwatch_gpu_temperature_celsius{exporter_sel(c)}"
+            f" > {number(c.gpu.temperature_celsius)}"),
+        summary=f"{GPU} runs hot",
+        description=lambda c: (
+            f"{GPU} is at {VALUE} degrees celsius, above "
+            f"{number(c.gpu.temperature_celsius)}; it will throttle."),
     ),
     AlertDef(
-        "InferwatchGpuLost", "critical", "1m", "resources", "resources", False,
-        lambda c: f"inferwatch_gpu_up{exporter_sel(c)} == 0",
-        f"{GPU} is lost",
-        lambda c: f"{GPU} no longer answers NVML (selector {c.selectors.exporter}): the device "
-                  f"fell off the bus or the driver failed.",
+        name="InferwatchGpuLost", severity="critical", for_="1m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: f"inferwatch_gpu_up{exporter_sel(c)} == 0",
+        summary=f"{GPU} is lost",
+        description=lambda c: (
+            f"{GPU} no longer answers NVML (selector {c.selectors.exporter}): the device "
+            f"fell off the bus or the driver failed."),
     ),
     AlertDef(
-        "InferwatchGpuReadErrors", "warning", "15m", "resources", "resources", False,
-        lambda c: (f"sum by (job, instance, gpu, uuid, field, reason) "
-                   f"(rate(inferwatch_gpu_nvml_errors_total{exporter_sel(c)}[{c.windows.rate}]))"
-                   f" > 0"),
-        "NVML reads of {{ $labels.field }} fail on GPU {{ $labels.gpu }} on "
-        "{{ $labels.instance }}",
-        lambda c: f"Reading {{{{ $labels.field }}}} of GPU {{{{ $labels.gpu }}}} "
-                  f"({{{{ $labels.uuid }}}}) on {INSTANCE} keeps failing with "
-                  f"{{{{ $labels.reason }}}} (selector {c.selectors.exporter}); the GPU still "
-                  f"answers, but that field is missing.",
+        name="InferwatchGpuReadErrors", severity="warning", for_="15m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: (
+            f"sum by (job, instance, gpu, uuid, field, reason) "
+            f"(rate(inferwatch_gpu_nvml_errors_total{exporter_sel(c)}[{c.windows.rate}]))"
+            f" > 0"),
+        summary=("NVML reads of {{ $labels.field }} fail on GPU {{ $labels.gpu }} on "
+                 "{{ $labels.instance }}"),
+        description=lambda c: (
+            f"Reading {{{{ $labels.field }}}} of GPU {{{{ $labels.gpu }}}} "
+            f"({{{{ $labels.uuid }}}}) on {INSTANCE} keeps failing with "
+            f"{{{{ $labels.reason }}}} (selector {c.selectors.exporter}); the GPU still "
+            f"answers, but that field is missing."),
     ),
     AlertDef(
-        "InferwatchCollectorFailing", "warning", "10m", "resources", "resources", False,
-        lambda c: f"inferwatch_exporter_collector_success{exporter_sel(c)} == 0",
-        "inferwatch collector {{ $labels.collector }} fails on {{ $labels.instance }}",
-        lambda c: f"The {{{{ $labels.collector }}}} collector of exporter {INSTANCE} has failed "
-                  f"every scrape for a while (selector {c.selectors.exporter}); its metrics "
-                  f"are missing.",
+        name="InferwatchGpuXidErrors", severity="warning", for_="0m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: _fresh_increase(f"inferwatch_gpu_xid_errors_total{exporter_sel(c)}",
+                                       "job, instance, gpu, uuid, xid", c.gpu.xid_window),
+        summary=f"{GPU} reports Xid {{{{ $labels.xid }}}} errors",
+        description=lambda c: (
+            f"{GPU} reported {VALUE} Xid {{{{ $labels.xid }}}} errors in the last "
+            f"{c.gpu.xid_window}: the driver saw a GPU fault (memory, bus or a stuck kernel)."),
     ),
     AlertDef(
-        "InferwatchInternalErrors", "warning", "15m", "resources", "resources", False,
-        lambda c: (f"sum by (job, instance, component) "
-                   f"(rate(inferwatch_internal_errors_total{model_sel(c)}[{c.windows.rate}]))"
-                   f" > {number(c.internal.errors_per_second)}"),
-        "inferwatch component {{ $labels.component }} fails on {{ $labels.instance }}",
-        lambda c: f"inferwatch swallowed {VALUE} faults per second in "
-                  f"{{{{ $labels.component }}}} on {INSTANCE} over {c.windows.rate} (threshold "
-                  f"{number(c.internal.errors_per_second)}); predictions still run but some "
-                  f"metrics may be missing.",
+        name="InferwatchCollectorFailing", severity="warning", for_="10m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: f"inferwatch_exporter_collector_success{exporter_sel(c)} == 0",
+        summary="inferwatch collector {{ $labels.collector }} fails on {{ $labels.instance }}",
+        description=lambda c: (
+            f"The {{{{ $labels.collector }}}} collector of exporter {INSTANCE} has failed "
+            f"every scrape for a while (selector {c.selectors.exporter}); its metrics "
+            f"are missing."),
+    ),
+    AlertDef(
+        name="InferwatchInternalErrors", severity="warning", for_="15m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: (
+            f"sum by (job, instance, component) "
+            f"(rate(inferwatch_internal_errors_total{model_sel(c)}[{c.windows.rate}]))"
+            f" > {number(c.internal.errors_per_second)}"),
+        summary="inferwatch component {{ $labels.component }} fails on {{ $labels.instance }}",
+        description=lambda c: (
+            f"inferwatch swallowed {VALUE} faults per second in "
+            f"{{{{ $labels.component }}}} on {INSTANCE} over {c.windows.rate} (threshold "
+            f"{number(c.internal.errors_per_second)}); predictions still run but some "
+            f"metrics may be missing."),
+    ),
+    AlertDef(
+        name="InferwatchSeriesOverflow", severity="warning", for_="0m", group="resources",
+        dashboard="resources", per_model=False,
+        expr=lambda c: _fresh_increase(f"inferwatch_series_overflow_total{model_sel(c)}",
+                                       "job, instance, metric", c.internal.overflow_window),
+        summary="{{ $labels.metric }} folds label values on {{ $labels.instance }}",
+        description=lambda c: (
+            f"A cardinality cap folded {VALUE} label values of {{{{ $labels.metric }}}} into "
+            f"__other__ on {INSTANCE} in the last {c.internal.overflow_window}: a class, "
+            f"feature or error type is no longer told apart."),
     ),
 )
-
-ALERT_NAMES: frozenset[str] = frozenset(alert.name for alert in ALERTS)
 
 
 def anchor(alert_name: str) -> str:
@@ -308,18 +453,76 @@ def alert_rule(cfg: Config, alert: AlertDef) -> dict[str, Any]:
     }
 
 
+def _own_alert(base: AlertOverride | None, own: AlertOverride) -> AlertOverride:
+    # A model's severity or `for` wins; what it leaves unset comes from the top-level override.
+    base = base or AlertOverride()
+    return AlertOverride(severity=own.severity or base.severity, for_=own.for_ or base.for_)
+
+
+def shaped_configs(cfg: Config) -> list[tuple[ModelOverride, Config]]:
+    """Each model override with the config its own alert copies are rendered from.
+
+    Only rule settings and alert overrides are applied: objectives stay joined from their
+    series, so they never make a copy.
+    """
+    shaped = []
+    for override in cfg.models.values():
+        own = with_values(cfg, {key: value for key, value in override.values.items()
+                                if key in RULE_KEYS})
+        alerts = dict(cfg.alerts)
+        for name, alert in override.alerts.items():
+            alerts[name] = _own_alert(cfg.alerts.get(name), alert)
+        shaped.append((override, dataclasses.replace(own, alerts=types.MappingProxyType(alerts))))
+    return shaped
+
+
+def _block(expr: str) -> str:
+    """`expr` in parentheses, indented, to combine with a set operator."""
+    return "(\n" + "\n".join(f"  {line}" for line in expr.splitlines()) + "\n)"
+
+
+def alert_rules(cfg: Config, alert: AlertDef) -> list[dict[str, Any]]:
+    """An alert's rules: the default, then a copy for each model override that reshapes it.
+
+    A copy is kept to its override's models, and the default leaves those models out, so
+    every model is judged by exactly one rule.
+    """
+    default = alert_rule(cfg, alert)
+    if not alert.per_model:
+        return [default]
+    copies = []
+    for override, shaped in shaped_configs(cfg):
+        rule = alert_rule(shaped, alert)
+        if rule != default:
+            rule["expr"] = f"{_block(rule['expr'])}\nand on (model)\n{models_in(cfg, override)}"
+            # Tells the copies apart in Alertmanager (and for promtool's duplicate-rule lint).
+            rule["labels"]["model_override"] = override.pattern
+            copies.append((override, rule))
+    if copies:
+        reshaped = "\nor\n".join(models_in(cfg, override) for override, _ in copies)
+        default["expr"] = f"{_block(default['expr'])}\nunless on (model)\n{_block(reshaped)}"
+    return [default, *(rule for _, rule in copies)]
+
+
 def alerting_groups(cfg: Config) -> list[dict[str, Any]]:
     """Alert rule groups, one per area, in table order."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for alert in ALERTS:
-        groups.setdefault(alert.group, []).append(alert_rule(cfg, alert))
+        groups.setdefault(alert.group, []).extend(alert_rules(cfg, alert))
     return [{"name": f"inferwatch-{name}", "rules": rules} for name, rules in groups.items()]
 
 
-def _windows(cfg: Config) -> list[str]:
-    windows = {cfg.windows.rate, cfg.slo.fast_burn.short_window, cfg.slo.fast_burn.long_window,
-               cfg.slo.slow_burn.short_window, cfg.slo.slow_burn.long_window}
+def _sorted_windows(windows: set[str]) -> list[str]:
     return sorted(windows, key=lambda w: (duration_seconds(w), w))
+
+
+def _windows(cfg: Config) -> list[str]:
+    """Error-ratio windows: the rate window and every burn window, a model's own included."""
+    windows = {cfg.windows.rate}
+    for c in (cfg, *(shaped for _, shaped in shaped_configs(cfg))):
+        windows |= {c.slo.fast_burn.short_window, c.slo.fast_burn.long_window,
+                    c.slo.slow_burn.short_window, c.slo.slow_burn.long_window}
+    return _sorted_windows(windows)
 
 
 def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
@@ -337,6 +540,10 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
                       f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, le) "
                       f"(rate(inferwatch_request_duration_seconds_bucket{m}[{w}])))"))
     for quantile in (50, 99):
+        rules.append((q.first_item_quantile(cfg, quantile),
+                      f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, le) "
+                      f"(rate(inferwatch_stream_first_item_seconds_bucket{m}[{w}])))"))
+    for quantile in (50, 99):
         rules.append((q.stage_latency_quantile(cfg, quantile),
                       f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, stage, le) "
                       f"(rate(inferwatch_stage_duration_seconds_bucket{m}[{w}])))"))
@@ -348,26 +555,35 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
         rules.append((q.feature_ratio(cfg, counter),
                       f"sum by ({MODEL_LABELS}, feature) (rate({counter}_total{m}[{w}]))\n"
                       f"/ on ({MODEL_LABELS}) group_left\n{rows}"))
-    a = cfg.accuracy.window
     correct = model_sel(cfg, 'result="correct"')
-    rules.append((q.accuracy(cfg),
-                  f"{by_model} (rate(inferwatch_outcomes_total{correct}[{a}]))\n"
-                  f"/\n"
-                  f"{by_model} (rate(inferwatch_outcomes_total{m}[{a}]))"))
-    rules.append((q.outcomes_increase(cfg),
-                  f"{by_model} (increase(inferwatch_outcomes_total{m}[{a}]))"))
+    for own in _accuracy_configs(cfg):
+        a = own.accuracy.window
+        rules.append((q.accuracy(own),
+                      f"{by_model} (rate(inferwatch_outcomes_total{correct}[{a}]))\n"
+                      f"/\n"
+                      f"{by_model} (rate(inferwatch_outcomes_total{m}[{a}]))"))
+        rules.append((q.outcomes_increase(own),
+                      f"{by_model} (increase(inferwatch_outcomes_total{m}[{a}]))"))
     e = exporter_sel(cfg)
     rules.append((q.gpu_memory_ratio(),
                   f"inferwatch_gpu_memory_used_bytes{e}\n/\ninferwatch_gpu_memory_total_bytes{e}"))
     return rules
 
 
+def _accuracy_configs(cfg: Config) -> list[Config]:
+    """One config per accuracy window in use: the default's, then each model's own."""
+    by_window = {cfg.accuracy.window: cfg}
+    for _, shaped in shaped_configs(cfg):
+        by_window.setdefault(shaped.accuracy.window, shaped)
+    return [by_window[w] for w in [cfg.accuracy.window,
+                                   *_sorted_windows(set(by_window) - {cfg.accuracy.window})]]
+
+
 def recording_groups(cfg: Config) -> list[dict[str, Any]]:
-    """The recording rule group: every expression the alerts and dashboards reuse."""
+    """The recording rule groups: every expression the alerts and dashboards reuse, and every
+    model's objectives."""
     rules = [{"record": name, "expr": expr} for name, expr in _recording_rules(cfg)]
-    return [{"name": "inferwatch-recording", "rules": rules}]
+    objectives = [{"record": name, "expr": expr} for name, expr in objective_rules(cfg)]
+    return [{"name": "inferwatch-recording", "rules": rules},
+            {"name": "inferwatch-objectives", "rules": objectives}]
 
-
-def recording_names(cfg: Config) -> list[str]:
-    """Names of the recording rules for a config."""
-    return [name for name, _ in _recording_rules(cfg)]

@@ -22,15 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 
+from inferwatch.catalogue import CATALOGUE
 from inferwatch.core.ddsketch import DDSketch
 from inferwatch.core.render import model_families, process_families
 from inferwatch.core.rolling_sketch import RollingSketch
 from inferwatch.core.state import HistogramState, ModelState, SummarySettings, SummaryState
 from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError, dense_bins
+
+if TYPE_CHECKING:
+    from inferwatch.core.encode import Page
 
 SeriesKey = tuple[tuple[str, str], str, tuple[str, ...]]
 
@@ -43,17 +48,92 @@ class MergedView:
     internal_errors: dict[str, float] = field(default_factory=dict)
     overflow: dict[str, float] = field(default_factory=dict)
     events_dropped: dict[str, float] = field(default_factory=dict)
+    event_values_dropped: dict[str, float] = field(default_factory=dict)
+    files_skipped: dict[str, float] = field(default_factory=dict)
     dependencies: dict[str, str] = field(default_factory=dict)
 
     def families(self, now: float, *,
-                 extra_internal_errors: Mapping[str, float] | None = None) -> list[Metric]:
+                 extra_internal_errors: Mapping[str, float] | None = None,
+                 extra_files_skipped: Mapping[str, float] | None = None) -> list[Metric]:
         """Every metric family of the view, rendered the one way a single process is."""
-        internal_errors = dict(self.internal_errors)
-        for component, count in (extra_internal_errors or {}).items():
-            internal_errors[component] = internal_errors.get(component, 0) + count
+        internal_errors = _plus(self.internal_errors, extra_internal_errors)
         return [*model_families(self.states, now),
                 *process_families(internal_errors, self.overflow, self.events_dropped,
-                                  self.dependencies)]
+                                  self.dependencies),
+                _counter_family("inferwatch_event_values_dropped_total",
+                                self.event_values_dropped),
+                _counter_family("inferwatch_multiproc_files_skipped_total",
+                                _plus(self.files_skipped, extra_files_skipped))]
+
+    def encode_into(self, page: Page, now: float) -> None:
+        """Every family of the view written into `page`, the same samples as families()."""
+        for state in self.states:
+            page.add(state, now)
+        page.add_process(self.internal_errors, self.overflow, self.events_dropped,
+                         self.dependencies)
+        page.add_families([
+            _counter_family("inferwatch_event_values_dropped_total", self.event_values_dropped),
+            _counter_family("inferwatch_multiproc_files_skipped_total", self.files_skipped)])
+
+
+def _plus(counts: Mapping[str, float], extra: Mapping[str, float] | None) -> dict[str, float]:
+    total = dict(counts)
+    for name, count in (extra or {}).items():
+        total[name] = total.get(name, 0) + count
+    return total
+
+
+def _counter_family(name: str, counts: Mapping[str, float]) -> Metric:
+    """A one-label counter family of the catalogue holding `counts`."""
+    spec = CATALOGUE[name]
+    family = CounterMetricFamily(spec.family, spec.help, labels=list(spec.labels))
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], float(count))
+    return family
+
+
+def merge_model(target: ModelState, other: ModelState,
+                on_error: Callable[[Exception], None] | None = None) -> None:
+    """Fold `other` into `target` series by series: a series whose layout differs (other
+    histogram buckets, quantile settings or drift bins: a rollout, or references profiled
+    on other data) is skipped and passed to `on_error`; every other series still merges.
+
+    `other` is consumed (its histograms, summaries and extras are moved out of it).
+
+    >>> a, b = ModelState("m", "1"), ModelState("m", "1")
+    >>> a.histogram("h", (), [1.0]).observe(np.array([0.5]))
+    >>> b.histogram("h", (), [2.0]).observe(np.array([0.5])); b.inc("c", (), 2)
+    >>> errors = []; merge_model(a, b, errors.append)
+    >>> a.counters["c"][()], a.histograms["h"][()].count, len(errors)
+    (2.0, 1, 1)
+    """
+    histograms, summaries, extras = other.histograms, other.summaries, other.extras
+    other.histograms, other.summaries, other.extras = {}, {}, {}
+    target.merge(other)  # counters, gauges, identity: these cannot mismatch
+    for metric, series in histograms.items():
+        mine = target.histograms.setdefault(metric, {})
+        for labels, hist in series.items():
+            _merge_part(mine, labels, hist, on_error)
+    for metric, series in summaries.items():
+        mine = target.summaries.setdefault(metric, {})
+        for labels, summary in series.items():
+            _merge_part(mine, labels, summary, on_error)
+    for name, extra in extras.items():
+        _merge_part(target.extras, name, extra, on_error)
+
+
+def _merge_part(mine: dict, key: object, part: object,
+                on_error: Callable[[Exception], None] | None) -> None:
+    existing = mine.get(key)
+    if existing is None:
+        mine[key] = part  # moved, not copied: `part` belongs to a decoded throwaway state
+        return
+    try:
+        existing.merge(part)
+    except ValueError as exc:
+        if on_error is not None:
+            on_error(exc)
+
 
 
 class _Series:
@@ -119,7 +199,7 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
             if target is None:
                 states[state.key] = state
             else:
-                target.merge(state)
+                merge_model(target, state, on_error)
         for key, hist in parsed.histograms:
             mine_h = histograms.get(key)
             if mine_h is None:
@@ -147,6 +227,8 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
         _add_counts(view.internal_errors, header.get("internal_errors"))
         _add_counts(view.overflow, header.get("overflow"))
         _add_counts(view.events_dropped, header.get("events_dropped"))
+        _add_counts(view.event_values_dropped, header.get("event_values_dropped"))
+        _add_counts(view.files_skipped, header.get("files_skipped"))
         dependencies = header.get("dependencies")
         if isinstance(dependencies, dict):
             view.dependencies.update({str(k): str(v) for k, v in dependencies.items()})

@@ -14,6 +14,12 @@ The frame::
 The CRC covers everything before it, so a truncated or damaged file (a full disk, a copy
 cut short) is detected and skipped rather than misread.
 
+A drift reference (tens of kilobytes of JSON) is the same in every model version that uses
+it and in every worker: the header keeps each distinct one once, as a JSON string in
+``shared``, and an extra points at it (``{"shared": index}``). A reader parses a given
+reference text once per process and hands out the same parsed object, which decoders
+treat as read-only and may memoise on (``DriftState.from_dict`` does).
+
 >>> from inferwatch.core.state import ModelState
 >>> state = ModelState("fraud", "1")
 >>> state.summary("inferwatch_prediction", ("value",)).observe(np.array([0.2, 0.4]), now=0.0)
@@ -42,6 +48,11 @@ _CRC = struct.Struct(">I")
 # A header past this is not ours (or is damaged); refusing it bounds what a read allocates.
 MAX_HEADER_BYTES = 256 << 20
 MAX_BLOB_BYTES = 2 << 30
+# The largest file a valid frame can be: readers never read past it (a FIFO, /dev/zero).
+MAX_SNAPSHOT_BYTES = len(MAGIC) + _LENGTHS.size + MAX_HEADER_BYTES + MAX_BLOB_BYTES + _CRC.size
+# Process-wide counters a snapshot carries besides the model states, summed across files.
+PROCESS_COUNTERS = ("internal_errors", "overflow", "events_dropped", "event_values_dropped",
+                    "files_skipped")
 
 
 class SnapshotError(ValueError):
@@ -58,6 +69,8 @@ class Snapshot:
     internal_errors: dict[str, float] = field(default_factory=dict)
     overflow: dict[str, float] = field(default_factory=dict)
     events_dropped: dict[str, float] = field(default_factory=dict)
+    event_values_dropped: dict[str, float] = field(default_factory=dict)
+    files_skipped: dict[str, float] = field(default_factory=dict)
     dependencies: dict[str, str] = field(default_factory=dict)
     # Archive only: names of the worker snapshots already folded in (see multiproc_store).
     folded: list[str] = field(default_factory=list)
@@ -81,14 +94,18 @@ class RawSnapshot:
 def encode(snapshot: Snapshot) -> bytes:
     """The snapshot as one self-checking byte string."""
     blob_parts: list[np.ndarray] = []
+    shared: dict[str, int] = {}
     header = {
         "format": FORMAT_VERSION,
         "written_at": snapshot.written_at,
-        "models": [_pack_model(data, blob_parts, snapshot.written_at)
+        "models": [_pack_model(data, blob_parts, snapshot.written_at, shared)
                    for data in snapshot.models],
+        "shared": list(shared),
         "internal_errors": snapshot.internal_errors,
         "overflow": snapshot.overflow,
         "events_dropped": snapshot.events_dropped,
+        "event_values_dropped": snapshot.event_values_dropped,
+        "files_skipped": snapshot.files_skipped,
         "dependencies": snapshot.dependencies,
         "folded": snapshot.folded,
     }
@@ -117,13 +134,23 @@ def _narrowest(counts: np.ndarray) -> str:
     return "<i8"
 
 
-def _pack_model(data: dict[str, Any], blob_parts: list[np.ndarray],
-                written_at: float) -> dict[str, Any]:
-    return {**data, "summaries": {
+def _pack_model(data: dict[str, Any], blob_parts: list[np.ndarray], written_at: float,
+                shared: dict[str, int]) -> dict[str, Any]:
+    return {**data, "extras": {name: _share_reference(extra, shared)
+                               for name, extra in data.get("extras", {}).items()},
+            "summaries": {
         metric: [_pack_summary(labels, summary, blob_parts, written_at)
                  for labels, summary in rows]
         for metric, rows in data["summaries"].items()
     }}
+
+
+def _share_reference(extra: Any, shared: dict[str, int]) -> Any:
+    reference = extra.get("reference") if isinstance(extra, dict) else None
+    if not isinstance(reference, dict):
+        return extra
+    text = json.dumps(reference, separators=(",", ":"))
+    return {**extra, "reference": {"shared": shared.setdefault(text, len(shared))}}
 
 
 def _pack_summary(labels: list[str], summary: dict, blob_parts: list[np.ndarray],
@@ -210,9 +237,44 @@ def decode(data: bytes) -> RawSnapshot:
             raise ValueError("the bin counts are not whole non-negative integers")
         if not isinstance(header.get("models"), list):
             raise ValueError("models is not a list")
+        _resolve_shared(header)
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"snapshot header is invalid: {exc}") from exc
     return RawSnapshot(header, counts)
+
+
+# reference text -> its parsed JSON, shared by every snapshot that holds the same text
+_shared_documents: dict[str, Any] = {}
+MAX_SHARED_DOCUMENTS = 64
+
+
+def _resolve_shared(header: dict[str, Any]) -> None:
+    """Put each parsed shared document where the models point at it."""
+    texts = header.get("shared", [])
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("shared is not a list of strings")
+    documents = [_shared_document(text) for text in texts]
+    for model in header["models"]:
+        extras = model.get("extras") if isinstance(model, dict) else None
+        if not isinstance(extras, dict):
+            continue
+        for name, extra in extras.items():
+            pointer = extra.get("reference") if isinstance(extra, dict) else None
+            if isinstance(pointer, dict) and set(pointer) == {"shared"}:
+                index = pointer["shared"]
+                if type(index) is not int or not 0 <= index < len(documents):
+                    raise ValueError(f"extra {name!r} points at no shared document")
+                extras[name] = {**extra, "reference": documents[index]}
+
+
+def _shared_document(text: str) -> Any:
+    document = _shared_documents.get(text)
+    if document is None:
+        document = json.loads(text)
+        if len(_shared_documents) >= MAX_SHARED_DOCUMENTS:
+            _shared_documents.clear()  # model versions come and go; the live ones return
+        _shared_documents[text] = document
+    return document
 
 
 def exact_models(raw: RawSnapshot) -> list[ModelState]:

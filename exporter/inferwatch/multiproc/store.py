@@ -11,10 +11,16 @@ Files in the directory (anything else there is ignored):
 - ``.fold.lock``: ``flock``-ed by the one process folding at a time.
 
 Every file is replaced with ``os.replace``, so a reader sees an old or a new version,
-never half of one. Folding writes the archive (listing the folded names) before it
-deletes their snapshots, and readers skip snapshots the archive lists, so readers need no
-lock: a reader that lists a snapshot, reads an archive without it and then finds the
-snapshot gone has raced a fold, and reads again.
+never half of one. Anyone able to write to the directory can put anything there, so every
+entry is opened with ``O_NOFOLLOW | O_NONBLOCK``, read only when ``fstat`` says it is a
+regular file owned by this process's user or the directory's owner, and never past the
+largest size the format allows; what is skipped (and what a fold cannot delete) is counted
+by reason in ``inferwatch_multiproc_files_skipped_total``.
+
+Folding writes the archive (listing the folded names) before it deletes their snapshots,
+and readers skip snapshots the archive lists, so readers need no lock: a reader that
+lists a snapshot, reads an archive without it and then finds the snapshot gone has raced
+a fold, and reads again.
 
 >>> import tempfile
 >>> directory = SnapshotDirectory(tempfile.mkdtemp())
@@ -25,9 +31,12 @@ snapshot gone has raced a fold, and reads again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
+import stat
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,8 +45,10 @@ import psutil
 
 from inferwatch import faults
 from inferwatch.core.state import ModelState
-from inferwatch.multiproc.merge import MergedView, merge_view
+from inferwatch.multiproc.merge import MergedView, merge_model, merge_view
 from inferwatch.multiproc.snapshot_format import (
+    MAX_SNAPSHOT_BYTES,
+    PROCESS_COUNTERS,
     RawSnapshot,
     Snapshot,
     SnapshotError,
@@ -56,6 +67,89 @@ CORRUPT_ARCHIVE = "archive.snapshot.corrupt"
 # stepped (psutil adds the boot time, which moves with it); a reused pid is never that quick.
 START_TOLERANCE_CENTISECONDS = 200
 READ_ATTEMPTS = 5
+# Why an entry was skipped rather than read or removed.
+SKIP_REASONS = ("symlink", "not_regular", "foreign_owner", "too_large", "undeletable")
+
+_skipped_lock = threading.Lock()
+_skipped = dict.fromkeys(SKIP_REASONS, 0)
+
+
+def skipped_counts() -> dict[str, int]:
+    """Directory entries this process skipped, by reason (every reason present).
+
+    >>> set(skipped_counts()) == set(SKIP_REASONS)
+    True
+    """
+    # No lock: copying a dict of str to int is atomic under the GIL, and a forked child's
+    # hooks (the registry's, registered before this module's) read it before the lock
+    # is renewed.
+    return dict(_skipped)
+
+
+def _count_skip(reason: str) -> None:
+    with _skipped_lock:
+        _skipped[reason] += 1
+
+
+def _reset_after_fork() -> None:
+    global _skipped_lock
+    _skipped_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+class Skipped(Exception):
+    """An entry that is not a snapshot this process may read; `reason` is in SKIP_REASONS."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_entry(path: str, trusted_uids: frozenset[int],
+               unchanged: tuple[int, int, int] | None = None
+               ) -> tuple[bytes | None, tuple[int, int, int]]:
+    """The bytes of the regular file at `path` and its (inode, mtime, size) key; no bytes
+    (None) when the key equals `unchanged`: the caller has them already.
+
+    Raises :class:`Skipped` for a symlink, anything but a regular file (a FIFO, a device,
+    a directory), a file owned by a user not in `trusted_uids`, or one larger than any
+    snapshot can be; OSError (FileNotFoundError included) for the rest. Never blocks.
+
+    >>> import tempfile
+    >>> read_entry(tempfile.mkdtemp(), frozenset({os.geteuid()}))
+    Traceback (most recent call last):
+    ...
+    inferwatch.multiproc.store.Skipped: not_regular
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Skipped("symlink") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Skipped("not_regular")
+        if info.st_uid not in trusted_uids:
+            raise Skipped("foreign_owner")
+        if info.st_size > MAX_SNAPSHOT_BYTES:
+            raise Skipped("too_large")
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        if key == unchanged:
+            return None, key
+        chunks, left = [], MAX_SNAPSHOT_BYTES + 1  # it may grow after fstat
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 24))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:
+            raise Skipped("too_large")
+        return b"".join(chunks), key
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -111,6 +205,12 @@ class SnapshotDirectory:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # Whose files are read: this process's user, and the directory's owner (the
+        # workers' user, when the exporter reads as another one).
+        owners = {os.geteuid()}
+        with contextlib.suppress(OSError):
+            owners.add(os.stat(path).st_uid)
+        self.trusted_uids = frozenset(owners)
         # name -> (stat key, decoded): unchanged files are not read again, and a file that
         # turns out damaged is replaced by its last good version for that scrape.
         self._cache: dict[str, tuple[tuple[int, int, int], RawSnapshot]] = {}
@@ -122,8 +222,12 @@ class SnapshotDirectory:
     def write(self, name: str, data: bytes, owner: WorkerId) -> None:
         """Replace `name` with `data` atomically; raises OSError (the old file stays)."""
         temp = self._file(f"{name}.tmp-{owner.pid}-{owner.start}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)  # a link or FIFO planted under our temp name is not followed
         try:
-            with open(temp, "wb") as handle:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644)
+            with open(fd, "wb") as handle:
                 handle.write(data)
             os.replace(temp, self._file(name))
         except BaseException:
@@ -132,12 +236,16 @@ class SnapshotDirectory:
             raise
 
     # --- reading ------------------------------------------------------------------------
-    def read_raws(self) -> list[RawSnapshot]:
-        """The archive and every snapshot not yet folded into it, as one consistent set."""
+    def read_raws(self, own: tuple[str, RawSnapshot] | None = None) -> list[RawSnapshot]:
+        """The archive and every snapshot not yet folded into it, as one consistent set.
+
+        `own` replaces one snapshot by a version in memory: a process that cannot write
+        its file still serves its own current counts.
+        """
         raws: list[RawSnapshot] = []
         for _ in range(READ_ATTEMPTS):
             names = self._names()
-            raws, complete = self._read_consistent(names)
+            raws, complete = self._read_consistent(names, own)
             if complete:
                 self._cache = {k: v for k, v in self._cache.items() if k in names}
                 return raws
@@ -148,8 +256,12 @@ class SnapshotDirectory:
         return {name for name in os.listdir(self.path)
                 if name == ARCHIVE or _WORKER.fullmatch(name)}
 
-    def _read_consistent(self, names: set[str]) -> tuple[list[RawSnapshot], bool]:
+    def _read_consistent(self, names: set[str], own: tuple[str, RawSnapshot] | None = None
+                         ) -> tuple[list[RawSnapshot], bool]:
         raws: list[RawSnapshot] = []
+        if own is not None:
+            names = names - {own[0]}
+            raws.append(own[1])
         folded: set[str] = set()
         if ARCHIVE in names:
             archive = self._load(ARCHIVE)
@@ -167,16 +279,17 @@ class SnapshotDirectory:
         return raws, True
 
     def _load(self, name: str) -> RawSnapshot | None:
+        cached = self._cache.get(name)
         try:
-            with open(self._file(name), "rb") as handle:
-                stat = os.fstat(handle.fileno())
-                key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-                cached = self._cache.get(name)
-                if cached is not None and cached[0] == key:
-                    return cached[1]
-                data = handle.read()
+            data, key = read_entry(self._file(name), self.trusted_uids,
+                                   None if cached is None else cached[0])
+            if data is None:
+                return cached[1]  # type: ignore[index]
         except FileNotFoundError:
             return _VANISHED
+        except Skipped as skipped:
+            _count_skip(skipped.reason)
+            return self._last_good(name)
         except OSError as exc:
             faults.record("multiproc_read", exc)
             return self._last_good(name)
@@ -192,15 +305,16 @@ class SnapshotDirectory:
         cached = self._cache.get(name)
         return None if cached is None else cached[1]
 
-    def read_view(self, now: float) -> MergedView:
+    def read_view(self, now: float, own: tuple[str, RawSnapshot] | None = None) -> MergedView:
         """Everything in the directory merged: what ``/metrics`` serves in this mode."""
-        return merge_view(self.read_raws(), now,
+        return merge_view(self.read_raws(own), now,
                           on_error=lambda exc: faults.record("multiproc_read", exc))
 
     # --- folding ------------------------------------------------------------------------
     @contextlib.contextmanager
     def _fold_lock(self, timeout: float) -> Iterator[bool]:
-        fd = os.open(self._file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self._file(LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC, 0o644)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -240,21 +354,38 @@ class SnapshotDirectory:
             if dead:
                 self._fold_locked(me, dead, time.time() if now is None else now)
             for name in orphans:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._file(name))
+                self._remove(name)
             return dead
+
+    def _remove(self, name: str) -> None:
+        """Delete one entry; one that cannot go (a directory, no permission) is counted."""
+        try:
+            os.unlink(self._file(name))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            _count_skip("undeletable")
 
     def _fold_locked(self, me: WorkerId, dead: list[str], now: float) -> None:
         archive, archived_states = self._read_archive()
         already = set(archive.folded)
+        if already.issuperset(dead):
+            # Folded before, not deleted (a fold died, or an entry cannot be removed):
+            # delete what can go; rewriting the archive would change nothing.
+            for name in dead:
+                self._remove(name)
+            return
         states = {state.key: state for state in archived_states}
         for name in dead:
             if name in already:
                 continue  # folded by a fold that died before deleting it
             try:
-                with open(self._file(name), "rb") as handle:
-                    raw = decode(handle.read())
+                data, _ = read_entry(self._file(name), self.trusted_uids)
+                raw = decode(data)  # type: ignore[arg-type]
                 models = exact_models(raw)
+            except Skipped as skipped:
+                _count_skip(skipped.reason)  # not a snapshot: removed below, never read
+                continue
             except (OSError, SnapshotError) as exc:
                 faults.record("multiproc_fold", exc)  # unreadable: its counts are lost
                 continue
@@ -263,12 +394,10 @@ class SnapshotDirectory:
                 target = states.get(state.key)
                 if target is None:
                     states[state.key] = state
-                    continue
-                try:
-                    target.merge(state)
-                except ValueError as exc:  # other buckets than the archive's (a rollout)
-                    faults.record("multiproc_fold", exc)
-            for field in ("internal_errors", "overflow", "events_dropped"):
+                else:  # a series laid out otherwise (a rollout) is skipped and counted
+                    merge_model(target, state,
+                                lambda exc: faults.record("multiproc_fold", exc))
+            for field in PROCESS_COUNTERS:
                 _add(getattr(archive, field), raw.header.get(field))
         for state in states.values():
             for series in state.summaries.values():
@@ -280,22 +409,23 @@ class SnapshotDirectory:
         archive.written_at = now
         self.write(ARCHIVE, encode(archive), me)
         for name in dead:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._file(name))
+            self._remove(name)
 
     def _read_archive(self) -> tuple[Snapshot, list[ModelState]]:
         """The archive's process counters and folded names, and its model states."""
         try:
-            with open(self._file(ARCHIVE), "rb") as handle:
-                raw = decode(handle.read())
+            data, _ = read_entry(self._file(ARCHIVE), self.trusted_uids)
+            raw = decode(data)  # type: ignore[arg-type]
             archive = Snapshot(folded=raw.folded)
             states = exact_models(raw)
-            for field in ("internal_errors", "overflow", "events_dropped"):
+            for field in PROCESS_COUNTERS:
                 _add(getattr(archive, field), raw.header.get(field))
             return archive, states
         except FileNotFoundError:
             return Snapshot(), []
-        except (OSError, SnapshotError) as exc:
+        except (OSError, SnapshotError, Skipped) as exc:
+            if isinstance(exc, Skipped):
+                _count_skip(exc.reason)
             # Keeping a damaged archive would stop every later fold; its counts restart.
             faults.record("multiproc_archive", exc)
             with contextlib.suppress(OSError):
@@ -308,9 +438,13 @@ class SnapshotDirectory:
         for name in os.listdir(self.path):
             if name in (ARCHIVE, CORRUPT_ARCHIVE, LOCK) or _WORKER.fullmatch(name) \
                     or _TEMP.fullmatch(name):
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(self._file(name))
                     removed += 1
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    _count_skip("undeletable")
         self._cache.clear()
         return removed
 

@@ -38,10 +38,11 @@ from prometheus_client.core import Metric
 
 from inferwatch import faults
 from inferwatch.core.render import events_dropped_counts, loaded_ml_packages, process_families
-from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
-from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
+from inferwatch.multiproc.snapshot_format import RawSnapshot, Snapshot, decode, encode, model_dict
+from inferwatch.multiproc.store import SnapshotDirectory, WorkerId, skipped_counts
 
 if TYPE_CHECKING:
+    from inferwatch.core.encode import Page
     from inferwatch.core.registry import Registry
 
 ENV_VAR = "INFERWATCH_MULTIPROC_DIR"
@@ -76,8 +77,9 @@ def check_directory(path: str, *, source: str = ENV_VAR, writable: bool = True) 
     >>> check_directory("/nonexistent/inferwatch")
     Traceback (most recent call last):
     ...
-    inferwatch.multiproc.MultiprocError: INFERWATCH_MULTIPROC_DIR='/nonexistent/inferwatch': \
-the directory does not exist; create it before the workers start
+    inferwatch.multiproc.worker.MultiprocError: \
+INFERWATCH_MULTIPROC_DIR='/nonexistent/inferwatch': the directory does not exist; \
+create it before the workers start
     """
     where = f"{source}={path!r}"
     if not path.strip():
@@ -134,6 +136,10 @@ class Publisher:
         self._last_publish = -math.inf
         self._last_fingerprint: tuple | None = None
         self._closed = False
+        # True while this process's file on disk is behind its state (the last write
+        # failed: a read-only or full directory): its own /metrics then merges the state
+        # from memory instead, so its counts and the write faults still show.
+        self._unpublished = False
         # Process-wide counts inherited through fork belong to the parent's snapshot.
         self._baseline: dict[str, dict[str, float]] = {}
 
@@ -164,6 +170,21 @@ class Publisher:
         registry = self._registry()
         if registry is None:
             return False
+        snapshot, key = self._snapshot(registry)
+        if not force and key == self._last_fingerprint and not self._unpublished and \
+                now - self._last_publish < REFRESH_SECONDS:
+            return False  # nothing changed: no write
+        try:
+            self.directory.write(self.worker.name, encode(snapshot), self.worker)
+        except BaseException:
+            self._unpublished = True
+            raise
+        self._unpublished = False
+        self._last_publish, self._last_fingerprint = now, key
+        return True
+
+    def _snapshot(self, registry: Registry) -> tuple[Snapshot, tuple]:
+        """This process's snapshot now, and a fingerprint telling whether it changed."""
         models, fingerprint = [], []
         for monitor in registry.monitors():
             model, mark = monitor.publishable(model_dict)
@@ -171,16 +192,11 @@ class Publisher:
             fingerprint.append(mark)
         counts = self._process_counts(registry)
         key = (tuple(fingerprint), repr(counts))
-        if not force and key == self._last_fingerprint and \
-                now - self._last_publish < REFRESH_SECONDS:
-            return False  # nothing changed: no write
         snapshot = Snapshot(models=models, written_at=time.time(),
                             dependencies=faults.guard("multiproc_write", loaded_ml_packages,
                                                         default={}) or {},
                             **counts)
-        self.directory.write(self.worker.name, encode(snapshot), self.worker)
-        self._last_publish, self._last_fingerprint = now, key
-        return True
+        return snapshot, key
 
     def _process_counts(self, registry: Registry) -> dict[str, dict[str, float]]:
         current = {
@@ -188,6 +204,9 @@ class Publisher:
             "overflow": registry.overflow_counts(),
             "events_dropped": faults.guard("multiproc_write", events_dropped_counts,
                                              default={}) or {},
+            "event_values_dropped": faults.guard("multiproc_write", _event_values_dropped,
+                                                   default={}) or {},
+            "files_skipped": skipped_counts(),
         }
         return {kind: {name: value - self._baseline.get(kind, {}).get(name, 0)
                        for name, value in counts.items()
@@ -210,10 +229,36 @@ class Publisher:
         self.publish()
         now = time.time()
         try:
-            return self.directory.read_view(now).families(now)
+            own = self._own_snapshot() if self._unpublished else None
+            return self.directory.read_view(now, own).families(now)
         except Exception as exc:
             faults.record("multiproc_read", exc)
             return list(process_families(faults.internal_error_counts(), {}, {}, {}))
+
+    def encode_into(self, page: Page) -> None:
+        """What :meth:`collect` gives, written into an exposition page."""
+        registry = self._registry()
+        if registry is not None:
+            registry.drain()
+        self.publish()
+        now = time.time()
+        try:
+            own = self._own_snapshot() if self._unpublished else None
+            self.directory.read_view(now, own).encode_into(page, now)
+        except Exception as exc:
+            faults.record("multiproc_read", exc)
+            page.clear()
+            page.clear_process()
+            page.add_process(faults.internal_error_counts(), {}, {}, {})
+
+    def _own_snapshot(self) -> tuple[str, RawSnapshot] | None:
+        """This process's state from memory, as its file would hold it."""
+        registry = self._registry()
+        if registry is None:
+            return None
+        with self._lock:
+            snapshot, _ = self._snapshot(registry)
+        return self.worker.name, decode(encode(snapshot))
 
     # --- lifecycle ----------------------------------------------------------------------------
     def after_fork(self) -> None:
@@ -255,6 +300,13 @@ class Publisher:
                                 timeout=EXIT_FOLD_TIMEOUT_SECONDS)
         except Exception as exc:
             faults.record("multiproc_fold", exc)
+
+
+def _event_values_dropped() -> dict[str, int]:
+    import sys
+
+    events = sys.modules.get("inferwatch.events.log")
+    return {} if events is None else events.values_dropped_totals()
 
 
 def shutdown() -> None:

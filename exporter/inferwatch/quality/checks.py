@@ -450,7 +450,8 @@ def _to_float(values: np.ndarray) -> tuple[np.ndarray, int]:
             return values.astype(np.float64), 0
         except ValueError:
             pass
-    elif kind == "O" and not any(isinstance(v, (str, bytes)) for v in values):
+    elif kind == "O" and not any(isinstance(v, (str, bytes, complex, np.complexfloating))
+                                 for v in values):  # complex: numpy would cast and warn
         try:
             return values.astype(np.float64), 0
         except (ValueError, TypeError):

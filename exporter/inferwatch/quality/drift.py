@@ -317,11 +317,13 @@ class DriftWindow:
         self._counts = np.zeros((age_buckets, self.layout.total), dtype=np.int64)
         self._rows = np.zeros(age_buckets, dtype=np.int64)
         self._lock = threading.Lock()
-
+        # Bumped by every add and merge: scores computed for one value still hold.
+        self.changes = 0
 
     def renew_lock(self) -> None:
         """A new lock in a forked child (one held at fork time would never be released)."""
         self._lock = threading.Lock()
+
     def bucket_id(self, now: float) -> int:
         return math.floor(now / self.bucket_seconds)
 
@@ -341,6 +343,7 @@ class DriftWindow:
                 self._rows[slot] = 0
             self._counts[slot] += flat.astype(np.int64, copy=False)
             self._rows[slot] += int(rows)
+            self.changes += 1
         return True
 
     def flat_counts(self, now: float | None = None) -> tuple[np.ndarray, int]:
@@ -378,6 +381,7 @@ class DriftWindow:
                     self._ids[slot] = bucket
                     self._counts[slot] = bucket_counts
                     self._rows[slot] = bucket_rows
+            self.changes += 1
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -401,10 +405,11 @@ class DriftWindow:
                              f" {data.get('format')!r}/{data.get('version')!r},"
                              f" expected {WINDOW_FORMAT!r}/{WINDOW_VERSION}")
         bins = data.get("bins")
-        if not isinstance(bins, list) or not all(_is_int(b) and b >= 1 for b in bins):
+        if (not isinstance(bins, list) or not set(map(type, bins)) <= {int}
+                or (bins and min(bins) < 1)):
             raise ValueError("drift window: key 'bins' must be a list of positive integers")
         try:
-            window = cls(bins, max_age_seconds=data.get("max_age_seconds"),
+            window = cls(_layout_of(tuple(bins)), max_age_seconds=data.get("max_age_seconds"),
                          age_buckets=data.get("age_buckets"))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"drift window: {exc}") from None
@@ -421,17 +426,48 @@ class DriftWindow:
                 raise ValueError(f"{where}: key 'id' must be a non-negative integer")
             if not _is_int(rows) or rows < 0:
                 raise ValueError(f"{where}: key 'rows' must be a non-negative integer")
-            if (not isinstance(counts, list) or len(counts) != window.layout.total
-                    or not all(_is_int(c) and c >= 0 for c in counts)):
+            array = _count_array(counts, window.layout.total)
+            if array is None:
                 raise ValueError(f"{where}: key 'counts' must be {window.layout.total}"
                                  " non-negative integers")
             slot = bucket_id % window.age_buckets
             if window._ids[slot] >= 0:
                 raise ValueError(f"{where}: id {bucket_id} shares a slot with another bucket")
             window._ids[slot] = bucket_id
-            window._counts[slot] = counts
+            window._counts[slot] = array
             window._rows[slot] = rows
         return window
+
+
+_layouts: dict[tuple[int, ...], BinLayout] = {}
+
+
+def _layout_of(bins: tuple[int, ...]) -> BinLayout:
+    """One BinLayout per distinct bin list: a merged scrape decodes many windows alike."""
+    layout = _layouts.get(bins)
+    if layout is None:
+        if len(_layouts) >= 64:
+            _layouts.clear()
+        layout = _layouts[bins] = BinLayout(bins)
+    return layout
+
+
+def _count_array(counts: Any, size: int) -> np.ndarray | None:
+    """`counts` as int64 when it is `size` non-negative integers (no bools), else None.
+
+    Checked whole-array: a merged scrape decodes two windows per model and worker.
+    """
+    if not isinstance(counts, list) or len(counts) != size:
+        return None
+    if size and not set(map(type, counts)) <= {int}:
+        return None
+    try:
+        array = np.asarray(counts, dtype=np.int64)
+    except OverflowError:
+        return None
+    if array.size and array.min() < 0:
+        return None
+    return array
 
 
 def _is_int(value: Any) -> bool:

@@ -51,6 +51,7 @@ class DriftState:
                                    age_buckets=age_buckets)
         self._scorers: tuple[DriftScorer, DriftScorer] | None = None
         self._labels: tuple[dict, dict] | None = None
+        self._scored: tuple[tuple, tuple[dict, dict, int]] | None = None
 
     def labels(self) -> tuple[dict[str, str | None], dict[str, str | None]]:
         """Label values of the reference's features and outputs (None: folded, no gauge)."""
@@ -68,7 +69,21 @@ class DriftState:
         return self.features.flat_counts(now)[1]
 
     def scores(self, now: float) -> tuple[dict, dict, int]:
-        """(feature scores, prediction scores, rows in the window); NaN scores are left out."""
+        """(feature scores, prediction scores, rows in the window); NaN scores are left out.
+
+        Scored once per window content: until a row arrives or the window moves on, every
+        scrape gets the same (shared, read-only) result.
+        """
+        version = (self.features.bucket_id(now), self.features, self.features.changes,
+                   self.outputs, self.outputs.changes)
+        scored = self._scored
+        if scored is not None and scored[0] == version:
+            return scored[1]
+        result = self._score(now)
+        self._scored = (version, result)
+        return result
+
+    def _score(self, now: float) -> tuple[dict, dict, int]:
         if self._scorers is None:
             self._scorers = (DriftScorer(self.reference.features),
                              DriftScorer(self.reference.outputs))
@@ -83,6 +98,7 @@ class DriftState:
         """Empty both windows (a forked worker starts from zero)."""
         self.features = _empty_like(self.features)
         self.outputs = _empty_like(self.outputs)
+        self._scored = None
 
     def merge(self, other: DriftState) -> None:
         self.features.merge(other.features)
@@ -95,16 +111,35 @@ class DriftState:
     @classmethod
     def from_dict(cls, data: dict) -> DriftState:
         state = cls.__new__(cls)
-        state.reference = Reference.from_dict(data["reference"], source="worker snapshot")
+        state.reference, state._scorers = _decoded_reference(data["reference"])
         state.features = DriftWindow.from_dict(data["features"])
         state.outputs = DriftWindow.from_dict(data["outputs"])
         state.max_labels = int(data.get("max_labels", DEFAULT_MAX_FEATURE_LABELS))
-        state._scorers = None
         state._labels = None
+        state._scored = None
         return state
 
     def __deepcopy__(self, memo: dict) -> DriftState:
         return DriftState.from_dict(self.to_dict())
+
+
+# id(reference data) -> (that data, its Reference, its scorers). Worker snapshots hand out
+# one parsed object per distinct reference text (snapshot_format's shared documents), so a
+# merged scrape validates and compiles each reference once, not once per worker and model.
+_decoded: dict[int, tuple[dict, Reference, tuple[DriftScorer, DriftScorer]]] = {}
+MAX_DECODED_REFERENCES = 64
+
+
+def _decoded_reference(data: dict) -> tuple[Reference, tuple[DriftScorer, DriftScorer]]:
+    found = _decoded.get(id(data))
+    if found is not None and found[0] is data:
+        return found[1], found[2]
+    reference = Reference.from_dict(data, source="worker snapshot")
+    scorers = (DriftScorer(reference.features), DriftScorer(reference.outputs))
+    if len(_decoded) >= MAX_DECODED_REFERENCES:
+        _decoded.clear()
+    _decoded[id(data)] = (data, reference, scorers)  # holding `data` keeps its id unique
+    return reference, scorers
 
 
 def _empty_like(window: DriftWindow) -> DriftWindow:

@@ -14,7 +14,9 @@ True
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from inferwatch import faults
+from inferwatch.core.encode import Encoder, Page
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.core.render import (
     combine,
@@ -32,20 +35,33 @@ from inferwatch.core.render import (
     loaded_ml_packages,
     process_families,
 )
+from inferwatch.serving.exposition import Prerendered, prerender_format
 
 
 class InferwatchCollector(Collector):
-    """Drains pending calls, then renders every monitor of `registry`."""
+    """Drains pending calls, then renders every monitor of `registry`.
+
+    Scraped through inferwatch's own :func:`~inferwatch.serving.exposition.render`, it
+    writes the exposition text itself (:mod:`inferwatch.core.encode`); any other reader of
+    ``collect()`` gets prometheus_client families with the same samples.
+    """
 
     def __init__(self, registry: Registry | None = None,
                  events_dropped: Callable[[], dict[str, int]] | None = None) -> None:
         self.registry = registry or default_registry()
         self._events_dropped = events_dropped or events_dropped_counts
+        self._encoder = Encoder()
 
     def describe(self) -> list[Metric]:
         return describe_families()
 
     def collect(self) -> Iterator[Metric]:
+        wanted = prerender_format()
+        if wanted is not None:
+            page = self._encoder.page(openmetrics=wanted.openmetrics, escaping=wanted.escaping)
+            self._fill(page)
+            yield Prerendered(page.text())
+            return
         if self.registry.multiproc is not None:
             # Multi-worker mode: every worker's snapshot merged, this one's included.
             yield from self.registry.multiproc.collect()
@@ -63,6 +79,31 @@ class InferwatchCollector(Collector):
                                     self.registry.overflow_counts(),
                                     _guarded(self._events_dropped),
                                     _guarded(loaded_ml_packages))
+        events = sys.modules.get("inferwatch.events.log")
+        if events is not None:  # only a process with an event log has values to report
+            yield events.values_dropped_family(_guarded(events.values_dropped_totals))
+
+    def _fill(self, page: Page) -> None:
+        """The same samples as collect() gives, written into `page`."""
+        if self.registry.multiproc is not None:
+            self.registry.multiproc.encode_into(page)
+            return
+        try:
+            registry = self.registry
+            registry.drain()
+            now = time.time()
+            for monitor in registry.monitors():
+                # Under the monitor's lock, with its in-flight gauge set, as families() is.
+                monitor.publishable(functools.partial(page.add, now=now))
+        except Exception as exc:
+            faults.record("collect", exc)
+            page.clear()
+        page.add_process(faults.internal_error_counts(), self.registry.overflow_counts(),
+                         _guarded(self._events_dropped), _guarded(loaded_ml_packages))
+        events = sys.modules.get("inferwatch.events.log")
+        if events is not None:  # as collect(): only a process with an event log reports these
+            page.add_families([events.values_dropped_family(
+                _guarded(events.values_dropped_totals))])
 
 
 def _guarded(fn: Callable[[], dict]) -> dict:

@@ -16,18 +16,22 @@ True
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import logging
 import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextvars import ContextVar
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
+from prometheus_client import exposition as text_format
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import Collector, CollectorRegistry
 
 log = logging.getLogger("inferwatch.serving.exposition")
@@ -56,6 +60,38 @@ def _renew_lock_after_fork() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_lock_after_fork)
 _last_failure_logged = -FAILURE_LOG_INTERVAL_SECONDS
+_EOF = b"# EOF\n"
+
+
+class Format(NamedTuple):
+    """The exposition format a scrape asked for: OpenMetrics or text, and name escaping."""
+
+    openmetrics: bool
+    escaping: str
+
+
+class Prerendered(Metric):
+    """Families a collector has already written in the scrape's format, as one stand-in.
+
+    A collector yields one only when :func:`prerender_format` says the scrape in progress
+    takes them; any other consumer of ``collect()`` gets ordinary families.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__("prerendered", "", "unknown")
+        self.text = text
+
+
+_prerender: ContextVar[Format | None] = ContextVar("inferwatch_prerender", default=None)
+
+
+def prerender_format() -> Format | None:
+    """The format to pre-render in, while :func:`render` collects; None otherwise.
+
+    >>> prerender_format() is None
+    True
+    """
+    return _prerender.get()
 
 
 def resolve_registry(registry: Collector | None) -> Collector:
@@ -85,10 +121,12 @@ def render(registry: Collector, accept: str | None, accept_encoding: str | None,
     True
     """
     encoder, content_type = choose_encoder(accept or "")
+    wanted = _format_of(encoder)
     if names is not None and isinstance(registry, CollectorRegistry):
         registry = registry.restricted_registry(list(names))
+        wanted = None  # the restriction filters samples, which a pre-rendered text has none of
     try:
-        body = encoder(registry)
+        body = encoder(registry) if wanted is None else _render_mixed(registry, encoder, wanted)
     except UnicodeEncodeError:
         # A label value holding a lone surrogate cannot be UTF-8 encoded and would fail every
         # scrape from then on; re-render with such characters replaced instead.
@@ -204,6 +242,57 @@ def make_asgi_app(registry: CollectorRegistry | None = None) -> AsgiApp:
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
     return metrics_app
+
+
+def _format_of(encoder: Callable[[Collector], bytes]) -> Format | None:
+    """The format `encoder` (from ``choose_encoder``) writes, when it is one we pre-render."""
+    func, keywords = encoder, {}
+    if isinstance(encoder, functools.partial):
+        func, keywords = encoder.func, encoder.keywords
+    if func is text_format.generate_latest:
+        return Format(False, keywords.get("escaping", openmetrics_format.UNDERSCORES))
+    if func is openmetrics_format.generate_latest:
+        return Format(True, keywords.get("escaping", openmetrics_format.UNDERSCORES))
+    return None
+
+
+def _render_mixed(registry: Collector, encoder: Callable[[Collector], bytes],
+                  wanted: Format) -> bytes:
+    """The body, pre-rendered families as they are and the others through `encoder`.
+
+    Families keep the registry's order; OpenMetrics' single ``# EOF`` ends the whole body.
+    """
+    parts: list[bytes] = []
+    pending: list[Metric] = []
+
+    def flush() -> None:
+        if pending:
+            body = encoder(_Families(list(pending)))
+            parts.append(body[:-len(_EOF)] if wanted.openmetrics else body)
+            pending.clear()
+
+    token = _prerender.set(wanted)
+    try:
+        for family in registry.collect():
+            if isinstance(family, Prerendered):
+                flush()
+                parts.append(family.text.encode("utf-8"))
+            else:
+                pending.append(family)
+    finally:
+        _prerender.reset(token)
+    flush()
+    if wanted.openmetrics:
+        parts.append(_EOF)
+    return b"".join(parts)
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
 
 
 class _Utf8SafeView:

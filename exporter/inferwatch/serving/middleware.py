@@ -14,6 +14,11 @@ working, not the model failing. Paths that match no model (and ``exclude_paths``
 default ``/metrics``) pass straight through. A fault of ours never reaches the app: it is
 counted in ``inferwatch_internal_errors_total{component="middleware"}``.
 
+Streaming responses (an ASGI body sent in several messages, server-sent events, a WSGI body
+that is an iterator rather than a list) are also recorded as streams: time to first body byte
+(``inferwatch_stream_first_item_seconds``), body chunks and the time between them. A client
+that disconnects before the last chunk makes the request ``cancelled``, not an error.
+
 >>> import asyncio
 >>> from inferwatch.core.registry import Registry
 >>> registry = Registry()
@@ -29,7 +34,7 @@ counted in ``inferwatch_internal_errors_total{component="middleware"}``.
 >>> scope = {"type": "http", "path": "/score/7", "headers": [(b"x-request-id", b"r-17")]}
 >>> asyncio.run(wrapped(scope, receive, send))
 >>> model.drain(); model.state.counters["inferwatch_requests_total"]
-{('ok',): 1.0}
+{('ok',): 1.0, ('error',): 0.0, ('cancelled',): 0.0}
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
 from inferwatch.core.request import Request
+from inferwatch.core.streams import CANCELLED, ERROR, OK, ItemClock
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -153,6 +159,7 @@ class _Routes:
         self._excluded_prefixes = tuple(p.rstrip("/") + "/" for p in exclude_paths)
         self._registry = registry
         self._cache: dict[tuple[str, str | None], tuple[Monitor | None, float]] = {}
+        self._matched: dict[str, tuple[str, str | None]] = {}  # path -> its template's target
 
     def target(self, path: str, scope: Mapping[str, Any]) -> tuple[str, str | None] | None:
         if path in self._excluded or path.startswith(self._excluded_prefixes):
@@ -160,8 +167,15 @@ class _Routes:
         target = self._exact.get(path)
         if target is not None:
             return target
+        target = self._matched.get(path)
+        if target is not None:
+            return target
         for pattern, candidate in self._templates:
             if pattern.fullmatch(path):
+                # Paths of a template repeat (ids, names): match each once, boundedly.
+                if len(self._matched) >= _MAX_CACHED_TARGETS:
+                    self._matched.clear()
+                self._matched[path] = candidate
                 return candidate
         if self._function is not None:
             found = self._function(scope)
@@ -195,6 +209,12 @@ class _Routes:
         return monitor
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    import asyncio
+
+    return isinstance(exc, asyncio.CancelledError)
+
+
 def _target(value: object, default_version: str | None, where: str) -> tuple[str, str | None]:
     if isinstance(value, str) and value:
         return value, default_version
@@ -218,6 +238,19 @@ def _finish(request: Request, error_type: type | None, ended_at: float | None) -
 
 def _outcome(status: int) -> type | None:
     return _http_error_type(status) if status >= 500 or status == 0 else None
+
+
+def _stream_end(request: Request, body: ItemClock | None, cancelled: bool,
+                error_type: type | None) -> None:
+    """Mark a request whose client went away as cancelled; attach a streamed body's figures."""
+    try:
+        record = request.record
+        record.cancelled = cancelled
+        if body is not None and record.stream is None:  # else a model's stream fed the body
+            outcome = CANCELLED if cancelled else OK if error_type is None else ERROR
+            record.stream = body.record(outcome, error_type)
+    except Exception as exc:
+        faults.record(_COMPONENT, exc)
 
 
 class InstrumentMiddleware:
@@ -255,22 +288,49 @@ class InstrumentMiddleware:
             return
         status = 0
         ended_at = None
+        disconnected = False
+        body: ItemClock | None = None  # set once the body comes in more than one message
+
+        async def receive_and_watch() -> dict[str, Any]:
+            nonlocal disconnected
+            message = await receive()
+            if message.get("type") == "http.disconnect" and ended_at is None:
+                disconnected = True
+            return message
 
         async def send_and_watch(message: dict[str, Any]) -> None:
-            nonlocal status, ended_at
-            await send(message)
+            nonlocal status, ended_at, body, disconnected
             kind = message["type"]
+            if kind == "http.response.body":
+                if body is None and message.get("more_body", False):
+                    body = ItemClock(request._start,
+                                     request.monitor.settings.stream_interval_buckets)
+                if body is not None and message.get("body"):
+                    body.item()  # as the app hands it over: the first is the first byte
+            try:
+                await send(message)
+            except OSError:
+                disconnected = disconnected or ended_at is None
+                raise
             if kind == "http.response.start":
                 status = message["status"]
             elif kind == "http.response.body" and not message.get("more_body", False):
                 ended_at = time.perf_counter()
 
         try:
-            await self.app(scope, receive, send_and_watch)
+            await self.app(scope, receive_and_watch, send_and_watch)
         except BaseException as exc:
-            _finish(request, exc.__class__, ended_at)
+            # A client gone mid-response, or the request's task cancelled: not the app's error.
+            cancelled = ended_at is None and (disconnected or _is_cancellation(exc))
+            error_type = None if cancelled else exc.__class__
+            _stream_end(request, body, cancelled, error_type)
+            _finish(request, error_type, ended_at)
             raise
-        _finish(request, _outcome(status), ended_at)
+        # Returned before its last body chunk: the server stopped it (a client disconnect).
+        cancelled = ended_at is None and (disconnected or status != 0)
+        error_type = None if cancelled else _outcome(status)
+        _stream_end(request, body, cancelled, error_type)
+        _finish(request, error_type, ended_at)
 
     def _begin(self, scope: dict[str, Any]) -> Request | None:
         try:
@@ -366,7 +426,7 @@ class WSGIInstrumentMiddleware:
 class _WatchedBody:
     """The app's response body; the request ends when the server has taken the last chunk."""
 
-    __slots__ = ("_body", "_environ", "_request", "_status")
+    __slots__ = ("_body", "_clock", "_environ", "_exhausted", "_request", "_status")
 
     def __init__(self, body: Iterable[bytes], request: Request, environ: dict[str, Any],
                  status: list[int]) -> None:
@@ -374,13 +434,24 @@ class _WatchedBody:
         self._request: Request | None = request
         self._environ = environ
         self._status = status
+        self._exhausted = False
+        # An iterator body (a generator, a Flask stream_with_context) may be a stream.
+        self._clock = None if isinstance(body, (list, tuple)) else ItemClock(
+            request._start, request.monitor.settings.stream_interval_buckets)
 
     def __iter__(self) -> Iterator[bytes]:
+        clock = self._clock
         try:
-            yield from self._body
+            for chunk in self._body:
+                if clock is not None and chunk:
+                    clock.item()
+                yield chunk
+        except GeneratorExit:
+            raise  # the server stopped iterating: close() tells
         except BaseException as exc:
             self._end(exc.__class__)
             raise
+        self._exhausted = True
         self._end(None)
 
     def close(self) -> None:
@@ -389,16 +460,21 @@ class _WatchedBody:
             if close is not None:
                 close()
         finally:
-            self._end(None)
+            # Closed before the body ran out: the server gave up on a client that went away.
+            self._end(None, cancelled=not self._exhausted and self._clock is not None)
 
-    def _end(self, error_type: type | None) -> None:
+    def _end(self, error_type: type | None, cancelled: bool = False) -> None:
         request, self._request = self._request, None
         if request is None:
             return
-        if error_type is None:
+        if error_type is None and not cancelled:
             error_type = _outcome(self._status[0])
             if error_type is not None:
                 error_type = self._environ.get(ERROR_TYPE_ENVIRON_KEY) or error_type
+        clock = self._clock
+        # Streamed: several chunks (werkzeug wraps even a one-chunk body in an iterator).
+        streamed = clock is not None and (clock.items > 1 or cancelled)
+        _stream_end(request, clock if streamed else None, cancelled, error_type)
         _finish(request, error_type, None)
 
 

@@ -4,8 +4,16 @@ Why asyncio: an idle TCP connection, a TLS client that never finishes its handsh
 slow sender costs one small object and a timer rather than a thread, so none of them can
 starve a real scrape. Rendering runs in threads, at most `max_concurrency` at once; a scrape
 beyond that gets an immediate 503 with Retry-After instead of queueing behind a slow collector.
-A TLS connection counts toward `max_connections` once its handshake completes; before that,
-`read_timeout` (the handshake timeout) bounds how long it can be held.
+
+Every accepted socket counts toward one connection budget from the moment it is accepted,
+TLS handshakes included (the handshake runs inside the connection's own task): the budget
+is `max_connections`, lowered at start-up to a quarter of the process's open-file limit
+(``RLIMIT_NOFILE``), so the host application always keeps most of its descriptors; the
+server never holds more sockets. At the budget, a new connection evicts the least recently
+active one that is not rendering: connections that never completed a good request (idle,
+half-open, slow, never-handshaking) go first, oldest first, and one with request bytes
+waiting unread (a newcomer that has just sent its request) is spared while any other can
+go. Clients holding sockets can never lock a newcomer out.
 
 >>> import urllib.request
 >>> from prometheus_client import CollectorRegistry, Counter
@@ -20,13 +28,18 @@ True
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import html
 import logging
+import re
+import resource
 import ssl
+import sys
+import termios
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
@@ -49,6 +62,14 @@ SHUTDOWN_TIMEOUT_SECONDS = 5.0
 RETRY_AFTER_SECONDS = 1
 WARNING_INTERVAL_SECONDS = 60.0
 HEALTH_ROUTES = ("/-/healthy", "/-/ready")
+# The share of the process's open-file limit one server may hold in sockets, and a floor
+# so a tiny limit still leaves room for a scrape and a few attackers to evict.
+DESCRIPTOR_SHARE = 4
+MIN_CONNECTION_BUDGET = 8
+# ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses.
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+# RFC 9110 token characters: what a header name or method may hold.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _TEXT = "text/plain; charset=utf-8"
 _LANDING_PAGE = """<!DOCTYPE html>
@@ -87,8 +108,10 @@ class MetricsServer:
         self._read_timeout = read_timeout
         self._idle_timeout = idle_timeout
         self._collect_timeout = collect_timeout
-        # Touched only from the loop thread, so plain ints need no lock.
-        self._open_connections = 0
+        self.connection_budget = connection_budget(max_connections)
+        # Touched only from the loop thread, so they need no lock. In accept order.
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
+        self._evicted = 0
         self._rendering = 0
         self._handlers: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -159,10 +182,10 @@ class MetricsServer:
                 return
             self.port = self._server.sockets[0].getsockname()[1]
             log.info("event=listening address=%s tls=%s basic_auth=%s max_concurrency=%d "
-                     "max_connections=%d", _host_port(self.addr, self.port),
-                     self._ssl_context is not None,
+                     "max_connections=%d connection_budget=%d",
+                     _host_port(self.addr, self.port), self._ssl_context is not None,
                      bool(self._web_config and self._web_config.auth_required),
-                     self._max_concurrency, self._max_connections)
+                     self._max_concurrency, self._max_connections, self.connection_budget)
             self._ready.set()
             loop.run_forever()
         finally:
@@ -170,15 +193,49 @@ class MetricsServer:
             _cancel_remaining_tasks(loop)
             loop.close()
 
+    @property
+    def open_connections(self) -> int:
+        """Sockets this server holds now, TLS handshakes in progress included."""
+        return len(self._connections)
+
+    @property
+    def evicted_connections(self) -> int:
+        """Connections closed so far to make room for a newer one."""
+        return self._evicted
+
     async def _listen(self) -> asyncio.AbstractServer:
         self._auth_lock = asyncio.Lock()
-        tls: dict[str, Any] = {}
-        if self._ssl_context is not None:
-            # Bounds what a client that connects and never sends a ClientHello can hold.
-            tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": self._read_timeout}
-        return await asyncio.start_server(
-            self._on_connection, self.addr, self.port, limit=MAX_HEADER_BYTES,
-            backlog=min(self._max_connections, 4096), reuse_address=True, **tls)
+        # No ssl= here: the handshake runs in the connection's task (start_tls), so a
+        # socket counts toward the budget from accept, not from a finished handshake.
+        # The backlog is also how many sockets one accept round takes: keep it small.
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:  # asyncio.start_server's, our reader
+            return asyncio.StreamReaderProtocol(_Reader(MAX_HEADER_BYTES, loop=loop),
+                                                self._on_connection, loop=loop)
+
+        return await loop.create_server(protocol, self.addr, self.port,
+                                        backlog=min(self.connection_budget, 128),
+                                        reuse_address=True)
+
+    def _make_room(self) -> bool:
+        """Evict one connection if the budget is full; False when none can go."""
+        if len(self._connections) < self.connection_budget:
+            return True
+        # Unproven before proven (a good answer makes a connection proven), then least
+        # recently active first; one whose request is waiting unread is spared while
+        # any other can go: a newcomer has not yet been read, an idle socket never will.
+        candidates = sorted((c for c in self._connections.values() if not c.busy),
+                            key=lambda c: (c.trusted, c.last_active))
+        if not candidates:
+            return False
+        victim = next((c for c in candidates if not c.has_unread_bytes()), candidates[0])
+        del self._connections[victim.task]
+        self._evicted += 1
+        victim.transport.abort()  # its pending read fails; its task ends on its own
+        self._warn("evicted", "event=connection_evicted reason=connection_budget budget=%d",
+                   self.connection_budget)
+        return True
 
     async def _close_all(self) -> None:
         if self._server is not None:
@@ -190,48 +247,74 @@ class MetricsServer:
 
     async def _on_connection(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
-        transport = writer.transport
-        if self._open_connections >= self._max_connections:
-            self._warn("max_connections", "event=connection_refused reason=max_connections "
-                       "limit=%d", self._max_connections)
-            transport.abort()
-            return
-        if self._web_config is not None and not self._web_config.allows_client_certificate(
-                writer.get_extra_info("peercert")):
-            log.info("event=connection_refused reason=client_allowed_sans peer=%s",
-                     _peer(writer))
-            transport.abort()
+        if not self._make_room():
+            self._warn("max_connections", "event=connection_refused reason=connection_budget "
+                       "budget=%d note=every connection is rendering", self.connection_budget)
+            writer.transport.abort()
             return
         task = asyncio.current_task()
         assert task is not None
-        self._open_connections += 1
+        connection = _Connection(task, writer.transport, reader,  # type: ignore[arg-type]
+                                 last_active=time.monotonic())
+        self._connections[task] = connection
         self._handlers.add(task)
         try:
-            await self._serve_requests(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError):
-            pass  # the client went away or stalled mid-request: nobody to answer
+            if self._ssl_context is not None:
+                # Bounds what a client that connects and never sends a ClientHello can hold.
+                if not await self._handshake(writer):
+                    return
+                connection.transport = writer.transport
+                if self._web_config is not None and \
+                        not self._web_config.allows_client_certificate(
+                            writer.get_extra_info("peercert")):
+                    log.info("event=connection_refused reason=client_allowed_sans peer=%s",
+                             _peer(writer))
+                    return
+            await self._serve_requests(reader, writer, connection)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError):
+            pass  # the client went away, stalled or was evicted: nobody to answer
         except Exception as exc:
             record("server", exc)
         finally:
-            self._open_connections -= 1
+            if self._connections.get(task) is connection:
+                del self._connections[task]
             self._handlers.discard(task)
             if self._closing:
-                transport.abort()
+                writer.transport.abort()
             else:
                 writer.close()
 
+    async def _handshake(self, writer: asyncio.StreamWriter) -> bool:
+        """Upgrade to TLS within read_timeout; False when the peer left during it."""
+        plain = writer.transport
+        try:
+            await writer.start_tls(self._ssl_context, ssl_handshake_timeout=self._read_timeout)
+        except AttributeError:
+            pass  # asyncio (3.11) when the socket closed with no error mid-handshake
+        if writer.transport is None:
+            # asyncio handed back no TLS transport: keep the closed plain one, so closing
+            # the writer stays safe.
+            writer._transport = plain  # type: ignore[attr-defined]
+            return False
+        return True
+
     async def _serve_requests(self, reader: asyncio.StreamReader,
-                              writer: asyncio.StreamWriter) -> None:
+                              writer: asyncio.StreamWriter, connection: _Connection) -> None:
         first = True
         while not self._closing:
             try:
-                head = await self._read_head(reader, first)
+                head = await self._read_head(reader, first, connection)
+                connection.unhandled = False
                 if head is None:
                     return
                 started = time.perf_counter()
                 request = _parse_head(head)
                 await self._discard_body(reader, request)
-                status, body, headers = await self._route(request)
+                connection.busy = True
+                try:
+                    status, body, headers = await self._route(request)
+                finally:
+                    connection.busy = False
                 keep_alive = request.keep_alive
                 head_only = request.method == "HEAD"
             except _HttpError as error:
@@ -240,6 +323,8 @@ class MetricsServer:
             keep_alive = keep_alive and not self._closing
             await self._send(writer, status, headers, body, keep_alive=keep_alive,
                              head_only=head_only)
+            connection.last_active = time.monotonic()
+            connection.trusted = connection.trusted or status < 400
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("event=request peer=%s method=%s path=%r status=%d bytes=%d "
                           "duration_ms=%.1f", _peer(writer), request.method if request else "-",
@@ -249,15 +334,19 @@ class MetricsServer:
                 return
             first = False
 
-    async def _read_head(self, reader: asyncio.StreamReader, first: bool) -> bytes | None:
+    async def _read_head(self, reader: asyncio.StreamReader, first: bool,
+                         connection: _Connection) -> bytes | None:
         """The request line and headers, or None when the client closed or went quiet."""
         try:
             if first:
-                return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._read_timeout)
+                return await asyncio.wait_for(_unhandled(reader.readuntil(b"\r\n\r\n"),
+                                                         connection), self._read_timeout)
             # Between keep-alive requests a client may stay silent up to idle_timeout; once it
             # starts a request, the rest of the head must arrive within read_timeout.
-            start = await asyncio.wait_for(reader.readexactly(1), self._idle_timeout)
-            rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._read_timeout)
+            start = await asyncio.wait_for(_unhandled(reader.readexactly(1), connection),
+                                           self._idle_timeout)
+            rest = await asyncio.wait_for(_unhandled(reader.readuntil(b"\r\n\r\n"),
+                                                     connection), self._read_timeout)
             return start + rest
         except asyncio.LimitOverrunError:
             raise _HttpError(431, "request head too large") from None
@@ -270,7 +359,7 @@ class MetricsServer:
         length = request.headers.get("content-length")
         if length is None:
             return
-        if not length.isdigit():
+        if not _DECIMAL.fullmatch(length):
             raise _HttpError(400, "invalid Content-Length")
         if int(length) > MAX_BODY_BYTES:
             raise _HttpError(413, "request body too large")
@@ -374,7 +463,9 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     gives basic auth). At most `max_concurrency` scrapes render at once, the rest get a fast
     503; `collect_timeout` bounds how long a scrape waits for a render; `read_timeout`
     bounds reading a request head and a TLS handshake; `idle_timeout` closes quiet
-    keep-alive connections; `telemetry_path` moves the metrics (node_exporter's
+    keep-alive connections; `max_connections` bounds the sockets held (TLS handshakes
+    included; at most a quarter of the open-file limit), the oldest idle one making room
+    for a newcomer; `telemetry_path` moves the metrics (node_exporter's
     --web.telemetry-path). Raises OSError naming the address when it cannot bind,
     ValueError or WebConfigError for bad settings.
 
@@ -410,6 +501,64 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
         telemetry_path=telemetry_path)
     server.start()
     return server
+
+
+class _Reader(asyncio.StreamReader):
+    """A StreamReader that tells whether a whole request head waits in it, unparsed."""
+
+    def has_request(self) -> bool:
+        # A partial head (a slow sender's) does not count: it may never end.
+        return b"\r\n\r\n" in self._buffer  # type: ignore[attr-defined]
+
+
+async def _unhandled(read: Awaitable[T], connection: _Connection) -> T:
+    """`read`, marking the connection once it returns: wait_for runs it as a task of its
+    own, and the bytes it took are in no buffer until the caller resumes."""
+    data = await read
+    connection.unhandled = True
+    return data
+
+
+def connection_budget(max_connections: int) -> int:
+    """How many sockets one server may hold: `max_connections`, but at most a quarter of
+    this process's open-file limit (read now), so the host keeps its descriptors.
+
+    >>> import resource
+    >>> soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    >>> connection_budget(10**9) <= max(soft // 4, 8)
+    True
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    return max(1, min(max_connections, max(soft // DESCRIPTOR_SHARE, MIN_CONNECTION_BUDGET)))
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One accepted socket, as eviction sees it."""
+
+    task: asyncio.Task[None]
+    transport: asyncio.BaseTransport
+    reader: _Reader
+    last_active: float  # accepted, or last answered (monotonic seconds)
+    trusted: bool = False  # answered a request without error: a real client
+    busy: bool = False  # rendering or checking a password: not evictable
+    unhandled: bool = False  # read a request (or its first byte) not yet handled
+
+    def has_unread_bytes(self) -> bool:
+        """Whether the peer sent bytes not handled yet: in the socket (FIONREAD), a whole
+        request head in the stream's buffer, or one read by a task whose caller has not
+        resumed yet.
+        """
+        if self.unhandled or self.reader.has_request():
+            return True
+        sock = self.transport.get_extra_info("socket")
+        try:
+            waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, AttributeError, ValueError):
+            return False  # closed already: nothing to spare
+        return int.from_bytes(waiting, sys.byteorder) > 0
 
 
 @dataclass
@@ -451,7 +600,8 @@ def _parse_head(head: bytes) -> _Request:
     except UnicodeDecodeError:
         raise _HttpError(400, "request line is not ASCII") from None
     parts = request_line.split(" ")
-    if len(parts) != 3 or not parts[0].isalpha() or not parts[1]:
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0].encode()) or not parts[1] \
+            or not parts[1].isprintable():
         raise _HttpError(400, "malformed request line")
     method, target, version = parts
     if version not in ("HTTP/1.0", "HTTP/1.1"):
@@ -460,7 +610,7 @@ def _parse_head(head: bytes) -> _Request:
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip() or b" " in name:
+        if not sep or not _TOKEN.fullmatch(name):
             raise _HttpError(400, "malformed header line")
         key = name.decode("latin-1").lower()
         text = value.strip().decode("latin-1")

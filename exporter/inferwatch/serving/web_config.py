@@ -45,6 +45,9 @@ _TLS_VERSIONS = {
     "TLS12": ssl.TLSVersion.TLSv1_2,
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
+# Older versions are named so that the error can say what they are: OpenSSL's default
+# security level refuses their handshakes, so a server allowing them only resets clients.
+_LOWEST_TLS_VERSION = "TLS12"
 # exporter-toolkit's client_auth_type values (Go's tls.ClientAuthType) and what OpenSSL can do.
 _CLIENT_AUTH = {
     "": ssl.CERT_NONE,
@@ -275,6 +278,10 @@ def _apply_tls(config: WebConfig, tls: dict[str, Any]) -> None:
             if value not in _TLS_VERSIONS:
                 raise config._error(f"tls_server_config.{key}",
                                     f"{value!r} is not one of {', '.join(_TLS_VERSIONS)}")
+            if _TLS_VERSIONS[value] < _TLS_VERSIONS[_LOWEST_TLS_VERSION]:
+                raise config._error(f"tls_server_config.{key}",
+                                    f"{value} is below TLS 1.2, which is refused; use TLS12 "
+                                    "or TLS13")
             setattr(config, key, value)
     if _TLS_VERSIONS[config.min_version] > _TLS_VERSIONS[config.max_version]:
         raise config._error("tls_server_config.min_version", "is above max_version")

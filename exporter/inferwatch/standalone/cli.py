@@ -68,9 +68,28 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+# Paths the server answers itself; metrics there would shadow them or be shadowed.
+RESERVED_PATHS = ("/", "/-/healthy", "/-/ready")
+
+
 def _telemetry_path(text: str) -> str:
+    """A path for the metrics: absolute, without a query, not one the server keeps.
+
+    >>> _telemetry_path("/custom/metrics")
+    '/custom/metrics'
+    >>> _telemetry_path("/-/ready")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: '/-/ready' is served by the exporter itself; pick another path
+    """
     if not text.startswith("/"):
         raise argparse.ArgumentTypeError(f"must start with '/', got {text!r}")
+    if text in RESERVED_PATHS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is served by the exporter itself; pick another path")
+    if any(c in text for c in "?#") or any(c.isspace() or not c.isprintable() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"must be a plain path without '?', '#' or spaces, got {text!r}")
     return text
 
 
@@ -113,9 +132,15 @@ def build_parser(collectors: dict[str, type[Collector]] | None = None) -> argpar
         group.add_argument(f"--collector.{name}", dest=f"collector_{name}", default=None,
                            action=argparse.BooleanOptionalAction,
                            help=f"enable the {name} collector (default: "
-                                f"{'on' if cls.default_enabled else 'off'})")
+                                f"{_default_text(cls)})")
         cls.add_arguments(group)
     return parser
+
+
+def _default_text(cls: type[Collector]) -> str:
+    if cls.default_enabled:
+        return "on"
+    return "on when its directory is given" if hasattr(cls, "enabled_by_arguments") else "off"
 
 
 def enabled_collectors(args: argparse.Namespace,
@@ -125,7 +150,10 @@ def enabled_collectors(args: argparse.Namespace,
     for name, cls in collectors.items():
         chosen = getattr(args, f"collector_{name}", None)
         if chosen is None:
-            chosen = cls.default_enabled and not args.disable_defaults
+            # A collector may turn itself on from its own flags (multiproc: a directory given).
+            wanted = getattr(cls, "enabled_by_arguments", None)
+            default = cls.default_enabled or (wanted is not None and wanted(args))
+            chosen = default and not args.disable_defaults
         if chosen:
             enabled.append(cls.from_args(args))
     return enabled

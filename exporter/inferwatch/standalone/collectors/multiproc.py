@@ -5,8 +5,8 @@ same directory and serves the merged view, exactly what any worker's ``/metrics`
 so Prometheus can scrape the exporter instead of a worker. It only reads: it never
 writes, folds or deletes, so it may run as another user with read access only.
 
-Off by default; ``--collector.multiproc --multiproc.dir=DIR`` (or the environment
-variable) turns it on.
+On when a directory is given (``--multiproc.dir=DIR`` or the environment variable), off
+otherwise; ``--no-collector.multiproc`` switches it off even then.
 
 >>> import tempfile
 >>> collector = MultiprocCollector(tempfile.mkdtemp())
@@ -26,7 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from inferwatch import faults
 from inferwatch.core.render import describe_families
-from inferwatch.multiproc.store import SnapshotDirectory
+from inferwatch.multiproc.store import SnapshotDirectory, skipped_counts
 from inferwatch.multiproc.worker import ENV_VAR, MultiprocError, check_directory
 from inferwatch.standalone.scrape import Collector, CollectorError, register
 
@@ -55,6 +55,11 @@ class MultiprocCollector(Collector):
                            help=f"the workers' snapshot directory (default: ${ENV_VAR})")
 
     @classmethod
+    def enabled_by_arguments(cls, args: argparse.Namespace) -> bool:
+        """A user who names the snapshot directory means the collector to read it."""
+        return bool(getattr(args, "multiproc_dir", None) or os.environ.get(ENV_VAR))
+
+    @classmethod
     def from_args(cls, args: argparse.Namespace) -> MultiprocCollector:
         directory = getattr(args, "multiproc_dir", None)
         source = "--multiproc.dir"
@@ -78,5 +83,6 @@ class MultiprocCollector(Collector):
             raise CollectorError(_NO_DIRECTORY)
         now = time.time()
         view = self.directory.read_view(now)
-        # Damaged files this exporter skipped are its own faults, added to the workers'.
-        return view.families(now, extra_internal_errors=faults.internal_error_counts())
+        # Damaged or hostile files this exporter skipped are its own, added to the workers'.
+        return view.families(now, extra_internal_errors=faults.internal_error_counts(),
+                             extra_files_skipped=skipped_counts())

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import psutil
 from prometheus_client.metrics_core import Metric
@@ -59,6 +59,28 @@ def matches_name(name: str, process_name: str, cmdline: Sequence[str]) -> bool:
     return any(
         not arg.startswith("-") and os.path.basename(arg) == name for arg in cmdline
     )
+
+
+def descendants(roots: Iterable[int], parents: Mapping[int, int]) -> set[int]:
+    """Every pid below `roots` in the tree that `parents` (pid -> parent pid) describes.
+
+    Linear in the size of `parents`: the links are inverted once, then walked once.
+
+    >>> sorted(descendants([1], {2: 1, 3: 2, 4: 1, 5: 9}))
+    [2, 3, 4]
+    """
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        if pid != ppid:
+            children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    stack = list(roots)
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
 
 
 @register
@@ -126,35 +148,38 @@ class ProcessCollector(Collector):
         return metrics.families()
 
     def _watched(self) -> list[psutil.Process]:
-        roots: dict[int, psutil.Process] = {}
-        for pid in self._root_pids():
-            try:
-                roots.setdefault(pid, psutil.Process(pid))
-            except _GONE:
-                continue
+        # One pass over the process table per scrape finds named roots and every parent
+        # link; asking psutil for each root's children would walk the table once per root.
         own = os.getpid()
-        if self.names:
-            for process in psutil.process_iter(["name", "cmdline"]):
-                info = process.info
-                if process.pid == own or process.pid in roots:
-                    continue
-                if any(matches_name(name, info.get("name") or "", info.get("cmdline") or ())
-                       for name in self.names):
-                    roots[process.pid] = process
-        watched = dict(roots)
-        if self.children:
-            for root in roots.values():
+        table: dict[int, psutil.Process] = {}
+        parents: dict[int, int] = {}
+        if self.names or self.children:
+            for process in psutil.process_iter(["name", "cmdline", "ppid"]):
+                table[process.pid] = process
+                ppid = process.info.get("ppid")
+                if ppid is not None:
+                    parents[process.pid] = ppid
+        roots: set[int] = set()
+        for pid in self._root_pids():
+            if pid not in table:
                 try:
-                    descendants = root.children(recursive=True)
-                except (*_GONE, psutil.AccessDenied):
+                    table[pid] = psutil.Process(pid)
+                except _GONE:
                     continue
-                for child in descendants:
-                    if child.pid != own:
-                        watched.setdefault(child.pid, child)
+            roots.add(pid)
+        for name in self.names:
+            for pid, process in table.items():
+                info = getattr(process, "info", None) or {}
+                if pid != own and matches_name(name, info.get("name") or "",
+                                               info.get("cmdline") or ()):
+                    roots.add(pid)
+        watched = set(roots)
+        if self.children:
+            watched |= descendants(roots, parents) - {own}
         if len(watched) > MAX_PROCESSES:
             log.warning("watching %d processes, exposing the first %d by pid",
                         len(watched), MAX_PROCESSES)
-        return [watched[pid] for pid in sorted(watched)[:MAX_PROCESSES]]
+        return [table[pid] for pid in sorted(watched)[:MAX_PROCESSES]]
 
     def _root_pids(self) -> list[int]:
         pids = list(self.pids)

@@ -1,0 +1,344 @@
+"""Exposition bytes straight from model states: each series' label string is rendered once.
+
+prometheus_client's encoders build a sample object per sample and sort, escape and format
+its labels on every scrape, about 5 us a sample. Here the part of each line before the
+value (name, labels, the space) is made once per series, by prometheus_client's own
+encoder, and kept; a scrape formats only the values. The lines are those prometheus_client
+writes for :func:`inferwatch.core.render.model_families` and ``process_families`` of the
+same states, in the same order (a property test compares them byte for byte), so
+render.py's OpenMetrics rule holds here too: a histogram with a negative bucket bound (or
+sum) has no ``_sum`` and no ``_count``, in either format; its ``+Inf`` bucket holds the count.
+
+>>> from inferwatch.core.state import ModelState
+>>> state = ModelState("fraud", "1.4.2")
+>>> state.inc("inferwatch_requests_total", ("ok",), 3)
+>>> page = Encoder().page()
+>>> page.add(state, now=0.0)
+>>> print(next(line for line in page.text().splitlines()
+...            if line.startswith("inferwatch_requests_total{")))
+inferwatch_requests_total{model="fraud",model_version="1.4.2",outcome="ok"} 3.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from itertools import accumulate
+
+import numpy as np
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest as text_latest
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.utils import floatToGoString
+
+from inferwatch.catalogue import CATALOGUE, empty_family
+from inferwatch.core.render import PER_MODEL
+from inferwatch.core.state import ModelState
+
+_INF = math.inf
+# The cache holds the series of recent scrapes, in each format asked for. Past four times
+# what one page used (two formats, with room), plus this slack, most of what it holds is
+# gone (old model versions, folded labels) and it starts again.
+_CACHE_SLACK = 4096
+
+
+def go_float(value: float) -> str:
+    """A sample value as prometheus_client writes it (``floatToGoString``), quicker.
+
+    >>> [go_float(v) for v in (1.0, 0.5, -2.0, 1234567.0, float("inf"), float("nan"))]
+    ['1.0', '0.5', '-2.0', '1.234567e+06', '+Inf', 'NaN']
+    """
+    # repr() is Go's format below 1e6; infinities, NaN and exponents take the full path.
+    if -_INF < value < 1e6:
+        return repr(float(value))
+    return floatToGoString(value)
+
+
+class Encoder:
+    """Keeps rendered label strings across scrapes; :meth:`page` starts one scrape.
+
+    Safe to share between threads: pages only add to the cache, and a page that sees it
+    reset renders the series again.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, object] = {}
+        self._entries = 0  # series rendered into the cache since it was last emptied
+
+    def page(self, *, openmetrics: bool = False,
+             escaping: str = openmetrics.UNDERSCORES) -> Page:
+        """A new scrape's output in the text format, or OpenMetrics (without ``# EOF``)."""
+        return Page(self, openmetrics, escaping)
+
+    def _finished(self, used: int) -> None:
+        if self._entries > 4 * used + _CACHE_SLACK:
+            self._cache = {}
+            self._entries = 0
+
+
+class Page:
+    """The families of one scrape, filled by :meth:`add` and read by :meth:`text`."""
+
+    def __init__(self, encoder: Encoder, openmetrics_format: bool, escaping: str) -> None:
+        self._encoder = encoder
+        self._cache = encoder._cache
+        self._openmetrics = openmetrics_format
+        self._escaping = escaping
+        self._format = (openmetrics_format, escaping)
+        # Families in the order they first get a sample, as render.combine() keeps them.
+        self._families: dict[str, list[str]] = {}
+        self._process: list[str] = []
+        self._used = 0
+
+    # --- filling ---------------------------------------------------------------------------
+    def add(self, state: ModelState, now: float) -> None:
+        """Every series of `state`, in the order ``model_families`` gives them."""
+        lines: dict[str, list[str]] = {}
+        base = {"model": state.model, "model_version": state.version}
+        key = (state.model, state.version)
+        self._identity(lines, state, base, key)
+        drift = state.extras.get("drift")
+        if drift is not None:
+            self._drift(lines, drift, base, key, now)
+        for part, add in ((state.counters, self._values), (state.gauges, self._values),
+                          (state.histograms, self._histograms)):
+            for metric, series in part.items():
+                if metric in PER_MODEL_NAMES and series:
+                    add(lines.setdefault(metric, []), metric, series, base, key)
+        for metric, series in state.summaries.items():
+            if metric in PER_MODEL_NAMES and series:
+                self._summaries(lines.setdefault(metric, []), metric, series, base, key,
+                                state.summary_settings.quantiles, now)
+        for spec in PER_MODEL:
+            found = lines.get(spec.name)
+            if found:
+                self._families.setdefault(spec.name, []).extend(found)
+
+    def add_process(self, internal_errors: Mapping[str, float], overflow: Mapping[str, float],
+                    events_dropped: Mapping[str, float],
+                    dependencies: Mapping[str, str]) -> None:
+        """The process-wide families, as ``process_families`` gives them."""
+        for name, label, values in (
+            ("inferwatch_internal_errors_total", "component", internal_errors),
+            ("inferwatch_series_overflow_total", "metric", overflow),
+            ("inferwatch_events_dropped_total", "reason", events_dropped),
+        ):
+            self._process.append(self._header(name))
+            for value_label, count in sorted(values.items()):
+                prefix = self._prefixes(("process", name, value_label),
+                                        [(name, {label: value_label})])[0]
+                self._process.append(prefix + go_float(float(count)) + "\n")
+        name = "inferwatch_dependency_info"
+        self._process.append(self._header(name))
+        for package, version in sorted(dependencies.items()):
+            prefix = self._prefixes(("process", name, package, version),
+                                    [(name, {"package": package, "package_version": version})])
+            self._process.append(prefix[0] + "1.0\n")
+
+    def add_families(self, families: Iterable[Metric]) -> None:
+        """More process-wide families, written by prometheus_client as they are (these are
+        few and small: the event values dropped, worker files skipped)."""
+        families = [family for family in families if family is not None]
+        if families:
+            self._process.append(_encode(families, self._openmetrics, self._escaping))
+
+    def clear(self) -> None:
+        """Drop the model families added so far (a failed collection serves none of them)."""
+        self._families = {}
+
+    def clear_process(self) -> None:
+        """Drop the process-wide families added so far."""
+        self._process = []
+
+    def text(self) -> str:
+        """Every family added so far (headers included), in prometheus_client's layout."""
+        out = []
+        for name, lines in self._families.items():
+            out.append(self._header(name))
+            out.extend(lines)
+        out.extend(self._process)
+        self._encoder._finished(self._used)
+        return "".join(out)
+
+    # --- the parts of a state --------------------------------------------------------------
+    def _identity(self, lines: dict[str, list[str]], state: ModelState, base: dict[str, str],
+                  key: tuple) -> None:
+        name = "inferwatch_model_info"
+        labels = {**base, **state.info}
+        prefix = self._prefixes((name, *key, tuple(labels.items())), [(name, labels)])[0]
+        lines[name] = [prefix + "1.0\n"]
+        for name, value in (("inferwatch_model_loaded_timestamp_seconds", state.loaded_at),
+                            ("inferwatch_model_trained_timestamp_seconds", state.trained_at)):
+            if not math.isnan(value):
+                prefix = self._prefixes((name, *key), [(name, base)])[0]
+                lines[name] = [prefix + go_float(value) + "\n"]
+
+    def _drift(self, lines: dict[str, list[str]], drift, base: dict[str, str], key: tuple,
+               now: float) -> None:
+        feature_scores, output_scores, rows = drift.scores(now)
+        name = "inferwatch_drift_window_observations"
+        prefix = self._prefixes((name, *key), [(name, base)])[0]
+        lines[name] = [prefix + go_float(float(rows)) + "\n"]
+        for name, label, scores in (("inferwatch_feature_drift", "feature", feature_scores),
+                                    ("inferwatch_prediction_drift", "output", output_scores)):
+            if scores:
+                lines[name] = self._lines(name, key, scores, lambda labels, label=label: {
+                    **base, label: labels[0], "method": labels[1]})
+
+    def _values(self, out: list[str], metric: str, series: dict, base: dict[str, str],
+                key: tuple) -> None:
+        names = CATALOGUE[metric].labels
+        out.extend(self._lines(metric, key, series,
+                               lambda labels: {**base, **dict(zip(names, labels))}))
+
+    def _lines(self, metric: str, key: tuple, values: dict, labels_of) -> list[str]:
+        """One line per (labels, value) of `values`, a float each."""
+        prefixes = self._series_cache(metric, key)
+        get = prefixes.get
+        out = []
+        for labels, value in values.items():
+            prefix = get(labels)
+            if prefix is None:
+                prefix = prefixes[labels] = _render_prefixes(
+                    [(metric, labels_of(labels))], self._openmetrics, self._escaping)[0]
+                self._encoder._entries += 1
+            # go_float() inlined: this loop is most of a scrape's samples.
+            text = repr(float(value)) if -_INF < value < 1e6 else floatToGoString(value)
+            out.append(prefix + text + "\n")
+        self._used += len(values)
+        return out
+
+    def _series_cache(self, metric: str, key: tuple) -> dict:
+        cache_key = (self._format, metric, key)
+        found = self._cache.get(cache_key)
+        if found is None:
+            found = self._cache[cache_key] = {}
+        return found
+
+    def _histograms(self, out: list[str], metric: str, series: dict, base: dict[str, str],
+                    key: tuple) -> None:
+        names = CATALOGUE[metric].labels
+        openmetrics_format = self._openmetrics
+        for labels, hist in series.items():
+            bounds = hist.bounds
+            rendered = self._histogram_prefixes(metric, key, labels, bounds, names, base)
+            buckets, count_prefix, sum_prefix, negative = rendered
+            cumulative = list(accumulate(hist.counts.tolist()))
+            exemplars = hist.exemplars if openmetrics_format else None
+            if exemplars:
+                for index, (prefix, total) in enumerate(zip(buckets, cumulative)):
+                    exemplar = exemplars.get(index)
+                    tail = "\n" if exemplar is None else _exemplar(exemplar) + "\n"
+                    out.append(prefix + go_float(total) + tail)
+            else:
+                out.extend([prefix + go_float(total) + "\n"
+                            for prefix, total in zip(buckets, cumulative)])
+            if negative or not hist.sum >= 0:  # NaN too
+                # render.py's rule, in both formats: OpenMetrics forbids a _sum that is or
+                # could be negative, and a _count without a _sum; +Inf still counts all.
+                continue
+            out.append(count_prefix + go_float(cumulative[-1]) + "\n")
+            out.append(sum_prefix + go_float(hist.sum) + "\n")
+
+    def _histogram_prefixes(self, metric: str, key: tuple, labels: tuple, bounds: np.ndarray,
+                            names: tuple, base: dict[str, str]) -> tuple:
+        # Reference profiles give each output its own bounds; a rollout can change them.
+        cache_key = (self._format, metric, *key, labels, bounds.tobytes())
+        found = self._cache.get(cache_key)
+        if found is not None:
+            self._used += 1
+            return found
+        series_labels = {**base, **dict(zip(names, labels))}
+        les = [floatToGoString(b) for b in bounds.tolist()] + ["+Inf"]
+        samples = [(metric + "_bucket", {**series_labels, "le": le}) for le in les]
+        samples += [(metric + "_count", series_labels), (metric + "_sum", series_labels)]
+        prefixes = _render_prefixes(samples, self._openmetrics, self._escaping)
+        found = (prefixes[:-2], prefixes[-2], prefixes[-1], bool(bounds.size and bounds[0] < 0))
+        self._store(cache_key, found)
+        return found
+
+    def _summaries(self, out: list[str], metric: str, series: dict, base: dict[str, str],
+                   key: tuple, quantiles: tuple[float, ...], now: float) -> None:
+        names = CATALOGUE[metric].labels
+        for labels, summary in series.items():
+            cache_key = (self._format, metric, *key, labels, quantiles)
+            prefixes = self._cache.get(cache_key)
+            if prefixes is None:
+                series_labels = {**base, **dict(zip(names, labels))}
+                samples = [(metric, {**series_labels, "quantile": floatToGoString(q)})
+                           for q in quantiles]
+                samples += [(metric + "_count", series_labels), (metric + "_sum", series_labels)]
+                prefixes = _render_prefixes(samples, self._openmetrics, self._escaping)
+                self._store(cache_key, prefixes)
+            else:
+                self._used += 1
+            values = summary.sketch.quantiles(quantiles, now)
+            values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+            values += [float(summary.count), summary.sum]
+            out.extend([prefix + go_float(value) + "\n" for prefix, value in zip(prefixes, values)])
+
+    # --- rendering what is cached ------------------------------------------------------------
+    def _prefixes(self, key: tuple, samples: list[tuple[str, dict[str, str]]]) -> list[str]:
+        cache_key = (self._format, *key)
+        found = self._cache.get(cache_key)
+        if found is None:
+            found = _render_prefixes(samples, self._openmetrics, self._escaping)
+            if len(found) == 1:
+                found = found[0]
+            self._store(cache_key, found)
+        else:
+            self._used += 1
+        return [found] if isinstance(found, str) else found
+
+    def _store(self, key: tuple, value: object) -> None:
+        self._cache[key] = value
+        self._encoder._entries += 1
+        self._used += 1
+
+    def _header(self, name: str) -> str:
+        cache_key = (self._format, "header", name)
+        found = self._cache.get(cache_key)
+        if found is None:
+            found = _encode([empty_family(name)], self._openmetrics, self._escaping)
+            self._store(cache_key, found)
+        return found
+
+
+PER_MODEL_NAMES = frozenset(spec.name for spec in PER_MODEL)
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def _encode(families: list[Metric], openmetrics_format: bool, escaping: str) -> str:
+    """prometheus_client's own output for `families` (OpenMetrics without ``# EOF``)."""
+    if openmetrics_format:
+        text = openmetrics.generate_latest(_Families(families), escaping=escaping).decode()
+        return text[:-len("# EOF\n")]
+    return text_latest(_Families(families), escaping=escaping).decode()
+
+
+def _render_prefixes(samples: Iterable[tuple[str, dict[str, str]]], openmetrics_format: bool,
+                     escaping: str) -> list[str]:
+    """What prometheus_client writes before the value of each sample: name, labels, space."""
+    family = Metric("prefix", "", "unknown")
+    for name, labels in samples:
+        family.add_sample(name, labels, 0.0)
+    lines = _encode([family], openmetrics_format, escaping).split("\n")
+    # Lines are split on "\n" only: label values may hold "\r" and other line breaks, which
+    # prometheus_client leaves as they are.
+    return [line[:-len("0.0")] for line in lines if line and not line.startswith("#")]
+
+
+def _exemplar(exemplar: tuple[str, float, float]) -> str:
+    trace_id, value, at = exemplar
+    escaped = trace_id.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return f' # {{trace_id="{escaped}"}} {floatToGoString(value)} {at}'
+
+
+__all__ = ["Encoder", "Page", "go_float"]

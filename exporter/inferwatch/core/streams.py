@@ -1,0 +1,509 @@
+"""Streams and text: what an instrumented call returns when it is not a prediction.
+
+A call that returns a generator, an async generator or another iterator is not over when
+it returns: the caller gets a wrapper that yields the very same items and records, when the
+stream ends, its time to first item, total duration, item count, the time between items
+(as bucket counts kept in the wrapper, so memory stays constant however long the stream),
+text length and tokens, and how it ended:
+
+- ``ok``: exhausted;
+- ``error``: the stream raised; the exception is counted under its class and re-raised
+  untouched;
+- ``cancelled``: the consumer stopped early, by ``close()`` / ``aclose()``, an early
+  ``break``, asyncio cancellation, or by dropping it (garbage collection, a client
+  disconnect), started or not.
+
+``send()`` and ``throw()`` pass through to the wrapped generator. A call that returns text
+(``str``) records the text's length, never the text (unless the model declares
+``task="classification"``, when a string is a class label). With ``count_tokens=`` or
+``usage=`` a model is generative: its results are read for token counts and are never
+recorded as predictions.
+
+Everything recorded goes to the Monitor as one :class:`StreamRecord` per call
+(:meth:`Monitor.submit_stream`), or on the call's request record when the call has one.
+
+>>> from inferwatch.core.registry import Registry
+>>> import inferwatch
+>>> registry = Registry()
+>>> tokens = inferwatch.instrument(lambda n: (str(i) for i in range(n)), name="gen",
+...                                registry=registry)
+>>> "".join(tokens(3))
+'012'
+>>> mon = registry.monitor("gen", "unversioned"); mon.drain()
+>>> mon.state.counters["inferwatch_requests_total"][("ok",)]
+1.0
+>>> int(mon.state.histograms["inferwatch_stream_items"][()].sum)
+3
+"""
+
+from __future__ import annotations
+
+import asyncio
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from time import perf_counter
+from typing import TYPE_CHECKING, NamedTuple
+
+from inferwatch import faults
+
+if TYPE_CHECKING:
+    from inferwatch.core.monitor import Monitor
+    from inferwatch.core.options import Settings
+    from inferwatch.core.request import Request, RequestRecord
+
+OK, ERROR, CANCELLED = "ok", "error", "cancelled"
+# What a wrapper hands back when the result is an ordinary prediction.
+UNFOLLOWED = object()
+# Result classes a wrapper has seen to be plain predictions; beyond this many it stops
+# remembering new ones (they still work, through the slower check).
+MAX_PLAIN_CLASSES = 256
+_FAULT = "stream"
+
+
+@dataclass(slots=True)
+class StreamRecord:
+    """What one streamed (or text, or token-counted) call produced, for the drain.
+
+    `items` is None for a single result (text, or a response read for its usage);
+    `gaps` holds bucket counts of the time between items (``stream_interval_buckets``,
+    the last bucket is +Inf). `counts_call` is False when a request record already counts
+    the call (a stream consumed inside ``mon.request()`` or a web request).
+    """
+
+    duration: float
+    outcome: str = OK
+    error_type: type | None = None
+    first_item: float | None = None
+    items: int | None = None
+    gaps: list[int] | None = None
+    gap_sum: float = 0.0
+    chars: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    text: str | None = None
+    counts_call: bool = True
+
+    def event_fields(self) -> dict[str, object]:
+        """The event-log view: counts, never the items (the joined text only if kept)."""
+        fields: dict[str, object] = {"outcome": self.outcome}
+        for name in ("items", "first_item", "chars", "input_tokens", "output_tokens"):
+            value = getattr(self, name)
+            if value is not None:
+                fields["first_item_seconds" if name == "first_item" else name] = value
+        return fields
+
+
+def usage_tokens(result: object) -> tuple[int | None, int | None] | None:
+    """Input and output tokens from a result's ``usage``, as hosted LLM clients return them.
+
+    Reads ``usage.prompt_tokens`` / ``usage.completion_tokens`` (OpenAI and compatible
+    servers) or ``usage.input_tokens`` / ``usage.output_tokens`` (Anthropic), as attributes
+    or mapping keys. None when the result carries no usage (a stream's other chunks).
+
+    >>> usage_tokens({"usage": {"prompt_tokens": 12, "completion_tokens": 30}})
+    (12, 30)
+    >>> usage_tokens("no usage here") is None
+    True
+    """
+    usage = result.get("usage") if isinstance(result, Mapping) else getattr(result, "usage", None)
+    if usage is None:
+        return None
+    found = []
+    for names in (("prompt_tokens", "input_tokens"), ("completion_tokens", "output_tokens")):
+        value = None
+        for name in names:
+            value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
+            if value is not None:
+                break
+        found.append(_count(value))
+    return None if found == [None, None] else (found[0], found[1])
+
+
+def _count(value: object) -> int | None:
+    """A token count from user code: a non-negative int, or None when it is not one."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number >= 0 and number == value else None
+
+
+def _kind(cls: type) -> str:
+    """How a result class is followed: 'generator' (send and throw pass through), 'iterator',
+    'async', 'text' (str), or 'plain' (a prediction)."""
+    if issubclass(cls, (str, bytes, bytearray, memoryview)):
+        return "text" if issubclass(cls, str) else "plain"
+    if hasattr(cls, "__next__") and hasattr(cls, "__iter__"):
+        return "generator" if hasattr(cls, "send") and hasattr(cls, "throw") else "iterator"
+    if hasattr(cls, "__anext__") and hasattr(cls, "__aiter__"):
+        return "async"
+    return "plain"
+
+
+class _Plan(NamedTuple):
+    """What a model's settings say about its results, worked out once per settings object."""
+
+    bounds: tuple[float, ...]
+    count_tokens: Callable[[object], int] | None
+    usage: Callable[[object], tuple | None] | None
+    generative: bool
+    text_is_label: bool
+    keep_chars: int
+
+
+def _plan(settings: Settings) -> _Plan:
+    usage = usage_tokens if settings.usage is True else (settings.usage or None)
+    return _Plan(settings.stream_interval_buckets, settings.count_tokens, usage,
+                 settings.count_tokens is not None or usage is not None,
+                 _text_is_label(settings), settings.event_text_chars)
+
+
+def _text_is_label(settings: Settings) -> bool:
+    """A lone ``str`` result is a class label when the model says it classifies: by
+    ``task="classification"``, or under task auto by declaring its ``classes=``."""
+    return settings.task == "classification" or (
+        settings.task == "auto" and settings.classes is not None)
+
+
+class Follower:
+    """Turns the results of one instrumented callable into streams and text records.
+
+    The wrappers in ``instrument.py`` check ``result.__class__ in follower.plain`` (one set
+    lookup) and call the follower only for other classes. It answers :data:`UNFOLLOWED`
+    for an ordinary prediction, which the wrapper then records as usual.
+    """
+
+    __slots__ = ("kinds", "monitor", "plain", "plan", "settings")
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.plain: set[type] = set()
+        self.kinds: dict[type, str] = {}
+        self.settings = monitor.settings
+        self.plan = _plan(self.settings)
+
+    def __call__(self, result: object, start: float, args: tuple,
+                 record: RequestRecord | None = None, slow: bool = False) -> object:
+        """Follow `result` of a call that began at `start` (perf_counter seconds).
+
+        On the slow path (`slow`), `record` is the call's own request record, or None when
+        the call joined an open ``mon.request()``. Never raises into the caller.
+        """
+        tracker = None
+        try:
+            cls = result.__class__
+            kind = self.kinds.get(cls)
+            if kind is None:
+                kind = _kind(cls)
+                if len(self.kinds) < MAX_PLAIN_CLASSES:
+                    self.kinds[cls] = kind
+            monitor = self.monitor
+            if monitor.settings is not self.settings:  # configure() replaced them
+                self.settings = monitor.settings
+                self.plan = _plan(self.settings)
+            plan = self.plan
+            if kind == "plain" or (kind == "text" and plan.text_is_label):
+                if not plan.generative:
+                    if len(self.plain) < MAX_PLAIN_CLASSES:
+                        self.plain.add(cls)
+                    return UNFOLLOWED
+                if kind == "text":
+                    return UNFOLLOWED
+            tracker = _Tracker(monitor, plan, start)
+            if slow:
+                tracker.on_slow_path(record)
+            if plan.count_tokens is not None and args and isinstance(args[0], str):
+                tracker.input_tokens = tracker.tokens_of(args[0])
+            if kind == "generator" or kind == "iterator":
+                return _follow_sync(result, tracker, kind == "generator")
+            if kind == "async":
+                return _follow_async(result, tracker)
+            tracker.single(result)
+            return result
+        except Exception as exc:
+            faults.record(_FAULT, exc)
+            if tracker is not None:
+                tracker.done = True  # the wrapper records the call itself, once
+            return UNFOLLOWED
+
+
+class _Tracker:
+    """One stream's bookkeeping; it also ends the stream as cancelled if it is collected
+    before it ever started (a generator's frame is not run, so nothing else would)."""
+
+    # What every stream sets lives in slots; the rest keeps these class defaults until a slow
+    # path call or a token count sets it (in the instance dict, made only then): the fewer
+    # stores here, the less the wrapper adds to the time to first item.
+    __slots__ = ("__dict__", "done", "monitor", "plan", "start")
+    slow = False
+    record: RequestRecord | None = None
+    request: Request | None = None
+    input_tokens: int | None = None
+    text: list[str] | None = None
+    text_room = 0
+
+    def __init__(self, monitor: Monitor, plan: _Plan, start: float) -> None:
+        self.monitor = monitor
+        self.plan = plan
+        self.start = start
+        self.done = False
+
+    def on_slow_path(self, record: RequestRecord | None) -> None:
+        """The call has its own request record, or (None) joined an open request."""
+        self.slow = True
+        self.record = record
+        if record is None:
+            from inferwatch.core.request import current_request
+
+            self.request = current_request()
+        elif self.monitor.events is not None and self.plan.keep_chars:
+            self.text = []
+            self.text_room = self.plan.keep_chars
+
+    def tokens_of(self, value: object) -> int | None:
+        try:
+            return _count(self.plan.count_tokens(value))  # type: ignore[misc]
+        except Exception as exc:
+            faults.record("tokens", exc)
+            return None
+
+    def keep_text(self, item: str) -> None:
+        """Join text items for the event log, up to ``event_text_chars``."""
+        room = self.text_room
+        if room > 0 and self.text is not None:
+            self.text.append(item[:room])
+            self.text_room = room - len(item)
+
+    def single(self, result: object) -> None:
+        """A call that returned one text or one response: no items, no first item."""
+        chars = len(result) if isinstance(result, str) else None
+        output = None
+        if chars is not None:
+            if self.plan.count_tokens is not None:
+                output = self.tokens_of(result)
+            if self.text is not None:
+                self.keep_text(result)
+        self.end(OK, None, None, None, None, 0.0, chars, output, result)
+
+    def end(self, outcome: str, error: BaseException | None, first_item: float | None,
+            items: int | None, gaps: list[int] | None, gap_sum: float, chars: int | None,
+            output_tokens: int | None, last: object = None) -> None:
+        """Hand the finished stream to the drain (once). Never raises."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            duration = perf_counter() - self.start
+            input_tokens = self.input_tokens
+            usage = self.plan.usage
+            if usage is not None and outcome == OK and last is not None:
+                try:
+                    read = usage(last)
+                except Exception as exc:
+                    faults.record("tokens", exc)
+                    read = None
+                if read is not None:
+                    input_tokens = _count(read[0]) if read[0] is not None else input_tokens
+                    output_tokens = _count(read[1]) if read[1] is not None else output_tokens
+            stream = StreamRecord(
+                duration, outcome, None if error is None else error.__class__,
+                None if first_item is None else first_item - self.start, items, gaps, gap_sum,
+                chars, input_tokens, output_tokens,
+                None if not self.text else "".join(self.text))
+            self._submit(stream)
+        except Exception as exc:
+            faults.record(_FAULT, exc)
+
+    def _submit(self, stream: StreamRecord) -> None:
+        monitor = self.monitor
+        if not self.slow:
+            monitor.submit_stream(stream)
+            return
+        record = self.record
+        if record is not None:  # the call's own request record, finished now
+            record.duration = stream.duration
+            record.error_type = stream.error_type
+            record.cancelled = stream.outcome == CANCELLED
+            record.stream = stream
+            monitor.submit(record)
+            return
+        # Joined an open request: it counts the call. While it is open, the stream is its
+        # inference stage and its figures; once it has ended, the figures go on their own.
+        from inferwatch.core.request import INFERENCE_STAGE
+
+        request = self.request
+        if request is not None and request.is_open and request.record.stream is None:
+            request.record.stages.append((INFERENCE_STAGE, stream.duration))
+            request.record.stream = stream
+            return
+        stream.counts_call = False
+        monitor.submit_stream(stream)
+
+    def __del__(self) -> None:
+        if not self.done:
+            try:
+                self.end(CANCELLED, None, None, 0, None, 0.0, None, None)
+            except BaseException:  # at interpreter shutdown, with modules half torn down
+                pass
+
+
+def _follow_sync(stream: Iterator, tracker: _Tracker, is_generator: bool) -> Iterator:
+    """Yield `stream`'s items unchanged; record what happened when it ends."""
+    clock = perf_counter
+    bounds = tracker.plan.bounds
+    gaps = [0] * (len(bounds) + 1)
+    gap_sum = 0.0
+    items = 0
+    chars = None
+    output = None
+    count_tokens = tracker.plan.count_tokens
+    keep_text = tracker.text is not None
+    first = None
+    advance = stream.send if is_generator else None  # type: ignore[attr-defined]
+    step = stream.__next__
+    item = None
+    try:
+        item = step()
+        first = last = clock()
+        while True:
+            items += 1
+            if item.__class__ is str:
+                chars = len(item) if chars is None else chars + len(item)
+                if keep_text:
+                    tracker.keep_text(item)
+            if count_tokens is not None:
+                counted = tracker.tokens_of(item)
+                if counted is not None:
+                    output = counted if output is None else output + counted
+            try:
+                sent = yield item
+            except GeneratorExit:
+                tracker.end(CANCELLED, None, first, items, gaps, gap_sum, chars, output)
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+                raise
+            except BaseException as thrown:
+                if not is_generator:
+                    raise
+                item = stream.throw(thrown)  # type: ignore[attr-defined]
+            else:
+                item = step() if sent is None or advance is None else advance(sent)
+            now = clock()
+            gap = now - last
+            last = now
+            gap_sum += gap
+            gaps[bisect_left(bounds, gap)] += 1
+    except StopIteration as stop:
+        tracker.end(OK, None, first, items, gaps, gap_sum, chars, output, item)
+        return stop.value
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        tracker.end(_outcome_of(exc), exc, first, items, gaps, gap_sum, chars, output)
+        raise
+
+
+async def _follow_async(stream: AsyncIterator, tracker: _Tracker) -> AsyncIterator:
+    """The async twin of :func:`_follow_sync` (``asend``/``athrow``/``aclose`` pass through)."""
+    clock = perf_counter
+    bounds = tracker.plan.bounds
+    gaps = [0] * (len(bounds) + 1)
+    gap_sum = 0.0
+    items = 0
+    chars = None
+    output = None
+    count_tokens = tracker.plan.count_tokens
+    keep_text = tracker.text is not None
+    first = None
+    advance = getattr(stream, "asend", None)
+    step = stream.__anext__
+    item = None
+    try:
+        item = await step()
+        first = last = clock()
+        while True:
+            items += 1
+            if item.__class__ is str:
+                chars = len(item) if chars is None else chars + len(item)
+                if keep_text:
+                    tracker.keep_text(item)
+            if count_tokens is not None:
+                counted = tracker.tokens_of(item)
+                if counted is not None:
+                    output = counted if output is None else output + counted
+            try:
+                sent = yield item
+            except GeneratorExit:
+                tracker.end(CANCELLED, None, first, items, gaps, gap_sum, chars, output)
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                raise
+            except BaseException as thrown:
+                athrow = getattr(stream, "athrow", None)
+                if athrow is None:
+                    raise
+                item = await athrow(thrown)
+            else:
+                item = await (step() if sent is None or advance is None else advance(sent))
+            now = clock()
+            gap = now - last
+            last = now
+            gap_sum += gap
+            gaps[bisect_left(bounds, gap)] += 1
+    except StopAsyncIteration:
+        tracker.end(OK, None, first, items, gaps, gap_sum, chars, output, item)
+        return
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        tracker.end(_outcome_of(exc), exc, first, items, gaps, gap_sum, chars, output)
+        raise
+
+
+def _outcome_of(exc: BaseException) -> str:
+    """asyncio cancellation (a task cancelled, a client gone) is not the stream's error."""
+    return CANCELLED if isinstance(exc, asyncio.CancelledError) else ERROR
+
+
+
+class ItemClock:
+    """Times the items of a stream that is not a generator we wrap (a web response body).
+
+    >>> clock = ItemClock(perf_counter(), (0.5, 1.0))
+    >>> clock.item(); clock.item()
+    >>> record = clock.record(OK, None); record.items, record.counts_call
+    (2, False)
+    """
+
+    __slots__ = ("bounds", "first", "gap_sum", "gaps", "items", "last", "start")
+
+    def __init__(self, start: float, bounds: tuple[float, ...]) -> None:
+        self.start = start
+        self.bounds = bounds
+        self.first: float | None = None
+        self.last = 0.0
+        self.items = 0
+        self.gaps = [0] * (len(bounds) + 1)
+        self.gap_sum = 0.0
+
+    def item(self) -> None:
+        now = perf_counter()
+        if self.items:
+            gap = now - self.last
+            self.gap_sum += gap
+            self.gaps[bisect_left(self.bounds, gap)] += 1
+        else:
+            self.first = now
+        self.last = now
+        self.items += 1
+
+    def record(self, outcome: str, error_type: type | None) -> StreamRecord:
+        """The figures so far, for a request record (which counts the call itself)."""
+        first = None if self.first is None else self.first - self.start
+        return StreamRecord(perf_counter() - self.start, outcome, error_type, first,
+                            self.items, self.gaps, self.gap_sum, counts_call=False)

@@ -1,0 +1,150 @@
+"""Turning what a model server passes into named fields, so redaction can find them.
+
+Redaction works on field paths (``inputs.ssn``), so an input must be a mapping (or a list
+of mappings) before it is redacted: written as the ``str()`` of a DataFrame, a field would
+escape every rule. :func:`named_fields` converts the containers model servers use:
+
+- pandas DataFrame: a list of row records; Series: a mapping of its index to its values
+- dataclass, attrs class, namedtuple, pydantic model (v1 or v2): a mapping of its fields
+- numpy structured array or record: row records (a plain array stays a list of numbers)
+- bytes in UTF-8, and text holding a JSON object or array: the parsed value
+
+Anything else with no plain JSON form (an arbitrary object, bytes that are not UTF-8) is
+*unstructured*: :func:`named_fields` raises :class:`Unstructured`, and the event keeps a
+small marker in its place rather than its ``str()``, unless the log is told to keep it.
+
+>>> import dataclasses
+>>> @dataclasses.dataclass
+... class Applicant:
+...     ssn: str
+...     age: int
+>>> named_fields(Applicant("123-45-6789", 41))
+{'ssn': '123-45-6789', 'age': 41}
+>>> named_fields(b'{"ssn": "123"}')
+{'ssn': '123'}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import pathlib
+import re
+import sys
+import uuid
+
+# A JSON object or array, perhaps after white space: the only text worth parsing.
+_JSON_CONTAINER = re.compile(r"\s*[\[{]")
+
+
+class Unstructured(Exception):
+    """A value with no plain JSON form; `reason` says why, `kind` names its type."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(f"{reason}: {kind}")
+        self.reason = reason
+        self.kind = kind
+
+
+class NotConverted(Exception):
+    """Not a container this module converts: the caller handles the value itself."""
+
+
+def parse_json_text(text: str, max_chars: int) -> object | None:
+    """The object or array `text` holds as JSON, or None for any other text.
+
+    >>> parse_json_text(' [1, {"a": 2}]', 100), parse_json_text("hello", 100)
+    ([1, {'a': 2}], None)
+    """
+    if len(text) > max_chars or not _JSON_CONTAINER.match(text):
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, (dict, list)) else None
+
+
+def type_name(value: object) -> str:
+    """The qualified name of `value`'s type, as markers and counts show it.
+
+    >>> type_name(object())
+    'builtins.object'
+    """
+    kind = type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def named_fields(value: object, max_bytes: int = 1 << 20) -> object:
+    """`value` as plain containers: mappings of named fields, lists, strings and numbers.
+
+    The result may still hold non-JSON leaves (numpy scalars, nested objects): the caller
+    cleans it recursively. Raises :class:`Unstructured` for bytes that are not UTF-8 text
+    and :class:`NotConverted` for a value this module does not know.
+
+    >>> import numpy as np
+    >>> people = np.array([("ann", 41)], dtype=[("name", "U8"), ("age", "i4")])
+    >>> [sorted(row) for row in named_fields(people)]
+    [['age', 'name']]
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unstructured("binary", type_name(value)) from None
+        parsed = parse_json_text(text, max_bytes)
+        return text if parsed is None else parsed
+    if isinstance(value, tuple) and hasattr(type(value), "_fields"):  # namedtuple
+        return dict(zip(type(value)._fields, value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    attributes = getattr(type(value), "__attrs_attrs__", None)
+    if attributes is not None and not isinstance(value, type):
+        return {a.name: getattr(value, a.name) for a in attributes}
+    converted = _from_library(value)
+    if converted is not NotImplemented:
+        return converted
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, (uuid.UUID, decimal.Decimal, pathlib.PurePath)):
+        return str(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    raise NotConverted(type_name(value))
+
+
+def _from_library(value: object) -> object:
+    # Only libraries already imported can have made `value`: nothing is imported here.
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.void)) \
+            and value.dtype.names:
+        return _records(value)
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        if isinstance(value, pandas.DataFrame):
+            return value.to_dict(orient="records")
+        if isinstance(value, pandas.Series):
+            return value.to_dict()
+        if value is pandas.NA or value is pandas.NaT:
+            return None
+        if isinstance(value, pandas.Timestamp):
+            return value.isoformat()
+    for module in ("pydantic", "pydantic.v1"):
+        pydantic = sys.modules.get(module)
+        base = getattr(pydantic, "BaseModel", None)
+        if base is not None and isinstance(value, base):
+            dump = getattr(value, "model_dump", None)
+            return dump() if callable(dump) else value.dict()  # type: ignore[attr-defined]
+    return NotImplemented
+
+
+def _records(value: object) -> object:
+    """A structured numpy array as row records (nested fields stay named)."""
+    names = value.dtype.names  # type: ignore[attr-defined]
+    if value.ndim == 0:  # type: ignore[attr-defined]
+        return {name: value[name] for name in names}  # type: ignore[index]
+    return [{name: row[name] for name in names} for row in value.reshape(-1)]  # type: ignore

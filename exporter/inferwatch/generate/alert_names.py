@@ -1,0 +1,51 @@
+"""The names of the generated alerts, in rule-file order.
+
+The config checks per-alert overrides against these names and the rules module builds one
+alert per name; both import them from here, so neither imports the other to learn them.
+
+>>> ALERT_NAMES[0], "InferwatchGpuLost" in ALERT_NAMES
+('InferwatchTargetDown', True)
+"""
+
+from __future__ import annotations
+
+ALERT_NAMES: tuple[str, ...] = (
+    # availability
+    "InferwatchTargetDown",
+    "InferwatchExporterDown",
+    "InferwatchTargetMissing",
+    "InferwatchPushgatewayGroupStale",
+    "InferwatchNoTraffic",
+    "InferwatchErrorBudgetBurnFast",
+    "InferwatchErrorBudgetBurnSlow",
+    "InferwatchLatencyHigh",
+    "InferwatchStreamFirstItemSlow",
+    # predictions and model identity
+    "InferwatchInvalidPredictions",
+    "InferwatchModelStale",
+    "InferwatchTooManyVersionsServing",
+    # data quality and drift
+    "InferwatchMissingValuesSpike",
+    "InferwatchOutOfRangeSpike",
+    "InferwatchFeatureDrift",
+    "InferwatchPredictionDrift",
+    "InferwatchAccuracyDrop",
+    # resources and inferwatch itself
+    "InferwatchGpuMemoryNearFull",
+    "InferwatchGpuTemperatureHigh",
+    "InferwatchGpuLost",
+    "InferwatchGpuReadErrors",
+    "InferwatchGpuXidErrors",
+    "InferwatchCollectorFailing",
+    "InferwatchInternalErrors",
+    "InferwatchSeriesOverflow",
+)
+
+# Alerts whose series carry a model, so a `models:` entry may change their severity and `for`.
+MODEL_ALERT_NAMES: frozenset[str] = frozenset({
+    "InferwatchNoTraffic", "InferwatchErrorBudgetBurnFast", "InferwatchErrorBudgetBurnSlow",
+    "InferwatchLatencyHigh", "InferwatchInvalidPredictions", "InferwatchModelStale",
+    "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
+    "InferwatchOutOfRangeSpike", "InferwatchFeatureDrift", "InferwatchPredictionDrift",
+    "InferwatchAccuracyDrop",
+})

@@ -1,0 +1,132 @@
+"""Each model judged by its own values: objective series, joined thresholds, rule scopes.
+
+A ``models:`` entry's objectives (thresholds, the SLO) become data, not rules: one recording
+rule per objective gives every model its own value (the first matching entry's, or the
+default when that entry leaves it out), and the alert compares on ``model`` against it. A
+thousand overrides add no alert rule, and the dashboards draw each model's line from the same
+series. Only an entry that changes an alert's shape (a window, a burn factor, ``for`` or
+severity) gets its own copy of that alert, scoped to its models, while the default rule
+leaves them out.
+
+>>> from inferwatch.generate.config import DEFAULT, from_dict
+>>> compare(DEFAULT, "p99", ">", "latency.p99_seconds")
+'p99 > 0.5'
+>>> cfg = from_dict({"models": {"fraud": {"latency": {"p99_seconds": 0.05}}}})
+>>> compare(cfg, "p99", ">", "latency.p99_seconds")
+'p99 > on (model) group_left () model:inferwatch_objective:latency_p99_seconds'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from inferwatch.generate import promql as q
+from inferwatch.generate.config import (
+    OBJECTIVE_KEYS,
+    Config,
+    ModelOverride,
+    duration_seconds,
+    setting,
+)
+from inferwatch.generate.promql import model_sel, number
+
+
+def _value(value: object) -> float:
+    """An objective as the number the rules compare with (durations in seconds)."""
+    return duration_seconds(value) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+
+
+def _regex(pattern: str) -> str:
+    """A pattern inside a double-quoted PromQL string."""
+    return pattern.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def scope(cfg: Config, override: ModelOverride) -> str:
+    """Selector of the models an override applies to: its pattern, no earlier one's.
+
+    >>> from inferwatch.generate.config import from_dict
+    >>> cfg = from_dict({"models": {"fraud": {}, "fr.*": {}, "ranker": {}}})
+    >>> scope(cfg, cfg.models["fr.*"])
+    '{job="inferwatch-model", model=~"fr.*", model!~"(?:fraud)"}'
+    >>> scope(cfg, cfg.models["ranker"])
+    '{job="inferwatch-model", model="ranker"}'
+    """
+    if override.is_name:
+        # An equality matcher is an index lookup; a plain name never overlaps another.
+        return model_sel(cfg, f'model="{_regex(override.pattern)}"')
+    matchers = [f'model=~"{_regex(override.pattern)}"']
+    if override.earlier:
+        earlier = "|".join(f"(?:{pattern})" for pattern in override.earlier)
+        matchers.append(f'model!~"{_regex(earlier)}"')
+    return model_sel(cfg, *matchers)
+
+
+def models_in(cfg: Config, override: ModelOverride) -> str:
+    """One series per model the override applies to, labelled only by model."""
+    return f"group by (model) (inferwatch_model_info{scope(cfg, override)})"
+
+
+def is_overridden(cfg: Config, key: str) -> bool:
+    """Whether some model has its own value for an objective."""
+    return any(key in override.values for override in cfg.models.values())
+
+
+def objective_rules(cfg: Config) -> list[tuple[str, str]]:
+    """One recording rule per objective: every serving model's own value.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> name, expr = objective_rules(DEFAULT)[1]
+    >>> name
+    'model:inferwatch_objective:latency_p99_seconds'
+    >>> expr
+    'group by (model) (inferwatch_model_info{job="inferwatch-model"}) * 0 + 0.5'
+    """
+    rules = []
+    for key in OBJECTIVE_KEYS:
+        terms = [_objective_term(cfg, override, number(_value(override.values[key])))
+                 for override in cfg.models.values() if key in override.values]
+        terms.append(f"group by (model) (inferwatch_model_info{model_sel(cfg)}) * 0 + "
+                     f"{number(_value(setting(cfg, key)))}")
+        rules.append((q.objective(key), "\nor\n".join(terms)))
+    return rules
+
+
+def _objective_term(cfg: Config, override: ModelOverride, value: str) -> str:
+    if override.is_name:
+        # A constant series: no index lookup or aggregation, so a hundred names stay cheap.
+        return f'label_replace(vector({value}), "model", "{_regex(override.pattern)}", "", "")'
+    return f"{models_in(cfg, override)} * 0 + {value}"
+
+
+def compare(cfg: Config, lhs: str, op: str, key: str,
+            limit: Callable[[str], str] = lambda threshold: threshold) -> str:
+    """``lhs op threshold``, the threshold being each model's own where some model has one.
+
+    `limit` turns the objective into what `lhs` is compared with (an error budget from an SLO).
+    Every instrumented model exports ``inferwatch_model_info``, so every model has an
+    objective series. There is deliberately no fallback to the default for a model without
+    one: before the objectives' first evaluation it would judge every model by the default,
+    and page for the ones whose own objective is laxer.
+    """
+    if not is_overridden(cfg, key):
+        return f"{lhs} {op} {limit(number(_value(setting(cfg, key))))}"
+    side = f"({lhs})" if "\n" in lhs or " " in lhs.strip() else lhs
+    return f"{side} {op} on (model) group_left () {limit(q.objective(key))}"
+
+
+def threshold_text(cfg: Config, key: str, literal: str | None = None,
+                   pipe: str = 'printf "%g"') -> str:
+    """An objective in alert text: the number, or a query of the model's own where it has one.
+
+    `literal` is the text when no model has its own value; `pipe` formats the queried one.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> threshold_text(DEFAULT, "latency.p99_seconds")
+    '0.5'
+    """
+    default = literal if literal is not None else number(_value(setting(cfg, key)))
+    if not is_overridden(cfg, key):
+        return default
+    query = q.objective(key) + "{model=%q}"
+    return (f"{{{{ with printf `{query}` $labels.model | query }}}}"
+            f"{{{{ . | first | value | {pipe} }}}}{{{{ else }}}}{default}{{{{ end }}}}")
