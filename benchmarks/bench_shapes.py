@@ -2,7 +2,8 @@
 
 One row per shape: a float function, a numpy scalar, ``predict`` on 1 and 100 rows,
 ``predict_proba`` on 1 and 100 rows, dict outputs, a 50-feature reference, and 1, 10 and
-100 models. For each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
+100 models, and one 10-million-row batch (how long the monitor lock is held at a time). For
+each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
 as the background drain does at 1,000 calls/s, and a scrape every 15,000 calls) as ratios
 of the naive wrapper's, and the drain's own cost per call, so that a slow shape shows at
 once. Everything is measured alternately in one process (``_rotate``).
@@ -23,6 +24,8 @@ DRAIN_EVERY_CALLS = 1000
 HOT_TARGET = 0.3
 TOTAL_TARGET = 0.5
 MANY_MODELS_TARGET = 1.0
+HUGE_BATCH_ROWS = 10_000_000
+HUGE_WAIT_TARGET = 0.1  # the longest wait for the monitor lock, as a share of the drain
 
 
 class _Model:
@@ -198,6 +201,49 @@ def _many_models(models: int, calls_per_drain: int, rounds: int) -> Row:
                ratio, f"<= {target}x", ratio <= target)
 
 
+def _huge_batch(kind: str, rows: int) -> Row:
+    """One call returning `rows` labels or values: how long a thread taking the monitor's
+    lock (a scrape, a ``record_outcome`` caller) waits at most while the drain folds it."""
+    import threading
+
+    from inferwatch.core.instrument import instrument
+    from inferwatch.core.monitor import SLICE_ROWS
+    from inferwatch.core.registry import Registry
+
+    monitors = Registry(drain_interval=3600)
+    wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+    monitor = monitors.monitor("huge", "1")
+    batch = np.arange(rows) % 7 if kind == "class labels" else \
+        np.random.default_rng(0).random(rows)
+    wrapped(batch)
+    waits: list[float] = []
+    done = threading.Event()
+
+    def scrape_like() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            with monitor._lock:
+                pass
+            waits.append(time.perf_counter() - start)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=scrape_like)
+    thread.start()
+    start = time.perf_counter()
+    monitor.drain()
+    drained = time.perf_counter() - start
+    done.set()
+    thread.join()
+    monitors.close()
+    longest = max(waits, default=0.0)
+    # A wait spans at most about one slice; a small batch has few slices to share it.
+    target = max(HUGE_WAIT_TARGET, 2 * SLICE_ROWS / rows)
+    return Row(f"{rows:,}-row batch of {kind}: longest lock wait (drain "
+               f"{drained * 1e9 / rows:.0f} ns/row)", fmt_seconds(longest),
+               fmt_seconds(drained) + " (whole drain)", longest / drained,
+               f"<= {target:.2g}", longest / drained <= target)
+
+
 def run(quick: bool = False) -> list[Row]:
     calls = 15_000 if quick else 45_000
     rounds = 3 if quick else 7
@@ -206,4 +252,6 @@ def run(quick: bool = False) -> list[Row]:
         rows.extend(_one_shape(name, make, x, calls, rounds))
     for models in (1, 10, 100):
         rows.append(_many_models(models, 10, rounds))
+    for kind in ("class labels", "float values"):
+        rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 1)))
     return rows
