@@ -73,6 +73,7 @@ class PredictionBatch:
         self.confidence: list[np.ndarray] = []
         self.invalid: dict[str, int] = {}
         self.class_like = False  # class-kind outputs seen, labels admitted or not
+        self.probability_outputs: set[str] = set()
         self._class_names: object = _UNSET
         self._known: frozenset[str] | None = None
 
@@ -201,6 +202,8 @@ class PredictionBatch:
             self.classes.append(prediction.classes)
         if prediction.class_like:
             self.class_like = True
+        if prediction.probability_outputs:
+            self.probability_outputs.update(prediction.probability_outputs)
         if prediction.confidence is not None:
             self.confidence.append(prediction.confidence)
         for reason, count in prediction.invalid.items():
@@ -225,12 +228,17 @@ class PredictionBatch:
                 np.asarray(self.batch_sizes, dtype=np.float64))
         output_cap = caps["inferwatch_prediction"]
         merged: dict[str, list[np.ndarray]] = {}
+        probabilities: set[str] = set()  # outputs of class probabilities, as folded
         for name, chunks in self.values.items():
-            merged.setdefault(output_cap.fold(name), []).extend(chunks)
+            folded = output_cap.fold(name)
+            merged.setdefault(folded, []).extend(chunks)
+            if name in self.probability_outputs:
+                probabilities.add(folded)
         low, high = settings.output_range or (-math.inf, math.inf)
         for output, chunks in merged.items():
             values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-            state.summary("inferwatch_prediction", (output,)).observe(values, now)
+            state.summary("inferwatch_prediction", (output,),
+                          probabilities=output in probabilities).observe(values, now)
             tracker = self.features
             bounds = (tracker.value_buckets(output) if tracker is not None else None) or \
                 settings.value_buckets
@@ -244,7 +252,7 @@ class PredictionBatch:
             state.inc_many("inferwatch_predicted_class_total",
                            {(label,): count for label, count in folded.items()})
         if self.confidence:
-            state.summary("inferwatch_prediction_confidence", ()).observe(
+            state.summary("inferwatch_prediction_confidence", (), probabilities=True).observe(
                 np.concatenate(self.confidence), now)
         for reason, count in self.invalid.items():
             state.inc("inferwatch_invalid_predictions_total", (reason,), count)

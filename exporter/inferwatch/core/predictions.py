@@ -47,6 +47,8 @@ class Prediction:
     # Outputs of a class kind (ints, bools, strings) were seen, labels admitted or not:
     # model_info then shows the task as classification.
     class_like: bool = False
+    # Outputs that hold class probabilities: their quantiles are sketched to 0.001 absolute.
+    probability_outputs: set[str] = field(default_factory=set)
 
     def count_invalid(self, reason: str, n: int) -> None:
         if n:
@@ -357,6 +359,7 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
         [prediction.confidence, confidence])
     for j, name in enumerate(names):
         _extend(prediction.values, name, matrix[:, j])
+    prediction.probability_outputs.update(names)
 
 
 def _column_names(width: int, class_names: Sequence[object] | None) -> list[str]:
