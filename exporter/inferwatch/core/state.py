@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.ddsketch import quiet_sum
 from inferwatch.core.rolling_sketch import RollingSketch
 from inferwatch.core.unit_sketch import (
     PROBABILITY_MAX_BINS,
@@ -106,7 +107,7 @@ class HistogramState:
             self.counts[-1] += values.size - int(cumulative[-1])
         else:
             # side="left": a value equal to a bound belongs to that bucket (Prometheus' `le`).
-            index = np.searchsorted(self.bounds, values, side="left")
+            index = self.bounds.searchsorted(values, "left")  # the method: no dispatch wrapper
             self.counts += np.bincount(index, minlength=self.counts.shape[0])
         self.sum += _finite_sum(values)
 
@@ -364,8 +365,7 @@ def _decode_extras(extras: object) -> dict[str, object]:
 
 def _finite_sum(values: np.ndarray) -> float:
     # A sum past the float range is +-inf, as prometheus_client would report; not a warning.
-    with np.errstate(over="ignore", invalid="ignore"):
-        return float(values.sum())
+    return quiet_sum(values)
 
 
 def _nanmin(a: float, b: float) -> float:
