@@ -52,8 +52,10 @@ def _classifier(registry: Registry) -> None:
     fraud = rng.uniform(size=300)
     reference = inferwatch.Reference.from_data(
         {"amount": rng.normal(size=300), "country": rng.choice(["fr", "de"], size=300)},
-        predictions=np.column_stack([1 - fraud, fraud]), prediction_names=["0", "1"])
-    mon = registry.monitor("fraud", "1.4.2", Settings(max_error_types=1, task="classification"),
+        predictions=np.column_stack([1 - fraud, fraud]), prediction_names=["0", "1"],
+        y_true=(fraud > rng.uniform(size=300)).astype(int))
+    mon = registry.monitor("fraud", "1.4.2", Settings(max_error_types=1, task="classification",
+                                                      objectives={"latency_p99": 0.05}),
                            trained_at=1.7e9)
     mon.configure(reference=reference, traces=True)
     with trace.use_span(_span()):

@@ -91,6 +91,8 @@ SENTINELS: dict[str, Any] = {
     "accuracy.window": "131m",
     "accuracy.min_ratio": 0.876,
     "accuracy.min_outcomes": 765,
+    "accuracy.max_drop": 0.0317,
+    "objectives.from_code": True,
     "gpu.memory_used_ratio": 0.912,
     "gpu.temperature_celsius": 77.5,
     "internal.errors_per_second": 0.0042,
@@ -136,6 +138,10 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
+# A switch reads in the output as what it switches on.
+SWITCH_OUTPUTS = {"objectives.from_code": ["inferwatch_model_objective"]}
+
+
 def _texts(value: Any) -> list[str]:
     """How a config value reads in the output."""
     if isinstance(value, Mapping):
@@ -175,6 +181,7 @@ MODEL_SENTINELS: dict[str, Any] = {
     "accuracy.window": "139m",
     "accuracy.min_ratio": 0.8761,
     "accuracy.min_outcomes": 766,
+    "accuracy.max_drop": 0.0319,
     "windows.no_traffic_lookback": "193m",
 }
 MODEL_ALERT_SENTINELS = {"InferwatchLatencyHigh": {"for": "151m", "severity": "info"}}
@@ -195,7 +202,7 @@ def test_every_config_value_reaches_the_output(files: dict[str, str]) -> None:
     default_output = "\n".join(files.values())
     output = "\n".join(render(_sentinel_config()).values())
     for key, value in SENTINELS.items():
-        for text in _texts(value):
+        for text in SWITCH_OUTPUTS.get(key) or _texts(value):
             assert text not in default_output, f"sentinel {text!r} of {key} is not distinctive"
             assert text in output, f"{key}: {text!r} does not reach the output"
 
@@ -234,7 +241,12 @@ def test_alert_overrides_and_links_reach_every_rule() -> None:
 
 def test_thresholds_reach_the_alert_expressions() -> None:
     """Each threshold sits in the expression of the alert it belongs to, not only in text."""
-    cfg = _sentinel_config()
+    import dataclasses
+
+    # With objectives from code every threshold moves into the objective recording rules.
+    cfg = dataclasses.replace(_sentinel_config(),
+                              objectives=dataclasses.replace(DEFAULT.objectives,
+                                                             from_code=False))
     exprs = {r["alert"]: r["expr"] for g in alerting_groups(cfg) for r in g["rules"]}
     expected = {
         "InferwatchLatencyHigh": ["0.321", "p99_7m"],

@@ -26,6 +26,8 @@ _EXPORTS = {
     "serve": "inferwatch.serving.server",
     "make_asgi_app": "inferwatch.serving.exposition",
     "make_wsgi_app": "inferwatch.serving.exposition",
+    "make_status_asgi_app": "inferwatch.serving.status_apps",
+    "make_status_wsgi_app": "inferwatch.serving.status_apps",
     "Reference": "inferwatch.quality.reference",
     "push": "inferwatch.serving.pushgateway",
     "InstrumentMiddleware": "inferwatch.serving.middleware",
@@ -42,6 +44,8 @@ __all__ = [
     "__version__",
     "instrument",
     "make_asgi_app",
+    "make_status_asgi_app",
+    "make_status_wsgi_app",
     "make_wsgi_app",
     "monitor",
     "push",
@@ -57,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from inferwatch.serving.exposition import make_asgi_app, make_wsgi_app
     from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
     from inferwatch.serving.server import serve
+    from inferwatch.serving.status_apps import make_status_asgi_app, make_status_wsgi_app
 
 
 def __getattr__(name: str) -> Any:

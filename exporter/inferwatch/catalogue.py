@@ -45,6 +45,17 @@ def _specs(*specs: MetricSpec) -> dict[str, MetricSpec]:
 
 _E = "exporter"
 
+# Objectives a model may declare in code (instrument(objectives=...)), by the config key the
+# generated rules judge it with; the short names are what a model owner would type.
+OBJECTIVE_KEYS = (
+    "slo.availability", "latency.p99_seconds", "predictions.invalid_ratio",
+    "predictions.max_versions", "predictions.max_model_age", "data_quality.missing_ratio",
+    "data_quality.out_of_range_ratio", "drift.feature_threshold", "drift.prediction_threshold",
+    "drift.min_observations", "accuracy.min_ratio", "accuracy.min_outcomes", "accuracy.max_drop",
+)
+OBJECTIVE_ALIASES = {"availability": "slo.availability", "latency_p99": "latency.p99_seconds",
+                     "accuracy": "accuracy.min_ratio"}
+
 CATALOGUE: dict[str, MetricSpec] = _specs(
     # --- identity -------------------------------------------------------------------------
     MetricSpec("inferwatch_model_info", "gauge",
@@ -54,6 +65,13 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                "Unix time in seconds when this model version started serving."),
     MetricSpec("inferwatch_model_trained_timestamp_seconds", "gauge",
                "Unix time in seconds when this model version was trained."),
+    MetricSpec("inferwatch_model_objective", "gauge",
+               "An objective the model declares in code (instrument(objectives=...)), by the "
+               "config key it stands for; the generated rules prefer it over the config.",
+               ("objective",)),
+    MetricSpec("inferwatch_reference_validation", "gauge",
+               "The model's score on its validation data, from its reference profile: "
+               "accuracy, or mean_absolute_error for a regressor.", ("metric",)),
     MetricSpec("inferwatch_dependency_info", "gauge",
                "Always 1: version of an ML package loaded in the serving process.",
                ("package", "package_version"), per_model=False),

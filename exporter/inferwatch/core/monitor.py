@@ -138,6 +138,7 @@ class Monitor:
         self.state.loaded_at = time.time()
         if trained_at is not None:
             self.state.trained_at = float(trained_at)
+        self.state.objectives = dict(self.settings.objectives)
         self.state.info = {"task": self.settings.task,
                            **{k: clean_label_value(v) for k, v in self.settings.metadata.items()}}
         self._class_names = class_names
@@ -208,6 +209,7 @@ class Monitor:
         """
         if options:
             self.settings = dataclasses.replace(self.settings, **options)
+            self.state.objectives = dict(self.settings.objectives)
         if traces is not None:
             self.traces = bool(traces)
         self.trace_stages = self.settings.trace_stages
@@ -225,6 +227,9 @@ class Monitor:
             with self._lock:
                 self.features = tracker
                 self.state.extras["drift"] = tracker.drift
+                validation = reference.validation
+                self.state.validation = {} if validation is None else {
+                    validation.metric: validation.value}
         if request_id is not None:
             if not callable(request_id):
                 raise TypeError("inferwatch: request_id must be a function of the call's "
@@ -410,6 +415,18 @@ class Monitor:
             self.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
             return encode(self.state), (self.name, self.version, self._finished, in_flight,
                                         self._slices_drained)
+
+    def read_state(self, read: Callable[[ModelState], T]) -> T:
+        """`read(state)` under this monitor's lock, with its in-flight gauge set: a
+        consistent view for readers other than a scrape (the status page's history)."""
+        with self._lock:
+            self.state.set_gauge("inferwatch_requests_in_flight", (), self.in_flight_locked())
+            return read(self.state)
+
+    def copy_state(self) -> ModelState:
+        """A copy of this monitor's state: read under its lock, rebuilt outside it, so a
+        reader holds the lock (and the drain waits) only as long as a scrape does."""
+        return ModelState.from_dict(self.read_state(ModelState.to_dict))
 
     def in_flight(self) -> int:
         """Calls started and not yet finished."""

@@ -170,7 +170,10 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
                               "short_window": window("fast_burn.short")},
                 "slow_burn": {"long_window": window("slow_burn.long"),
                               "short_window": window("slow_burn.short")}},
-        "latency": {"p99_seconds": 0.25},
+        "latency": {"p99_seconds": 0.25, "first_item_p99_seconds": 0.25},
+        # A whole stream of toy-llm takes longer than one prediction; its first token is
+        # what its regression moves.
+        "models": {"toy-llm": {"latency": {"p99_seconds": 2}}},
         "drift": {"min_observations": MIN_DRIFT_OBSERVATIONS},
         "accuracy": {"window": window("accuracy"), "min_outcomes": 50},
         "links": {"grafana_url": grafana_url},

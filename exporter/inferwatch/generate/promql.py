@@ -85,6 +85,11 @@ def accuracy(cfg: Config) -> str:
     return record_name("model", "inferwatch_outcomes", f"accuracy_rate{cfg.accuracy.window}")
 
 
+def validation_accuracy() -> str:
+    """Each model version's accuracy on its validation data, from its reference profile."""
+    return record_name("model", "inferwatch_reference_validation", "accuracy")
+
+
 def outcomes_increase(cfg: Config) -> str:
     return record_name("model", "inferwatch_outcomes", f"increase{cfg.accuracy.window}")
 

@@ -29,7 +29,13 @@ from inferwatch.generate.config import (
     duration_seconds,
     with_values,
 )
-from inferwatch.generate.objectives import compare, models_in, objective_rules, threshold_text
+from inferwatch.generate.objectives import (
+    compare,
+    is_overridden,
+    models_in,
+    objective_rules,
+    threshold_text,
+)
 from inferwatch.generate.promql import MODEL_LABELS, exporter_sel, model_sel, number
 
 # Prometheus template snippets used in annotations.
@@ -69,6 +75,24 @@ def _burn_expr(cfg: Config, which: str) -> str:
     return (f"{compare(cfg, q.error_ratio(burn.long_window), '>', 'slo.availability', limit)}\n"
             f"and\n"
             f"{compare(cfg, q.error_ratio(burn.short_window), '>', 'slo.availability', limit)}")
+
+
+def _accuracy_drop_expr(cfg: Config) -> str:
+    """Live accuracy against the model's own validation accuracy less `accuracy.max_drop`,
+    or, for a model whose reference carries none, against the fixed `accuracy.min_ratio`."""
+    accuracy, validation = q.accuracy(cfg), q.validation_accuracy()
+    if is_overridden(cfg, "accuracy.max_drop"):
+        drop = f"on (model) group_left () {q.objective('accuracy.max_drop')}"
+    else:
+        drop = number(cfg.accuracy.max_drop)
+    return (f"(\n"
+            f"  {accuracy} < ({validation} - {drop})\n"
+            f"  or\n"
+            f"  ({compare(cfg, accuracy, '<', 'accuracy.min_ratio')}\n"
+            f"   unless on ({MODEL_LABELS}) {validation})\n"
+            f")\n"
+            f"and\n"
+            f"{compare(cfg, q.outcomes_increase(cfg), '>=', 'accuracy.min_outcomes')}")
 
 
 def _burn_text(cfg: Config, which: str) -> str:
@@ -301,14 +325,16 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchAccuracyDrop", severity="warning", for_="30m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: (
-            f"{compare(c, q.accuracy(c), '<', 'accuracy.min_ratio')}\n"
-            f"and\n"
-            f"{compare(c, q.outcomes_increase(c), '>=', 'accuracy.min_outcomes')}"),
+        expr=_accuracy_drop_expr,
         summary=f"Accuracy of {MODEL} dropped",
         description=lambda c: (
             f"{MODEL} was right in {PERCENT} of the outcomes of the last "
-            f"{c.accuracy.window}, below {threshold_text(c, 'accuracy.min_ratio')} (windows of "
+            f"{c.accuracy.window}, "
+            f"{{{{ with printf `{q.validation_accuracy()}{{model=%q,model_version=%q}}` "
+            f"$labels.model $labels.model_version | query }}}}more than "
+            f"{threshold_text(c, 'accuracy.max_drop')} below its validation accuracy of "
+            f"{{{{ . | first | value | humanizePercentage }}}}{{{{ else }}}}below "
+            f"{threshold_text(c, 'accuracy.min_ratio')}{{{{ end }}}} (windows of "
             f"at least {threshold_text(c, 'accuracy.min_outcomes')} outcomes)."),
     ),
     # --- resources and inferwatch itself ------------------------------------------------------
@@ -437,16 +463,45 @@ def dashboard_url(cfg: Config, alert: AlertDef) -> str:
     return url
 
 
+def scrape_note(cfg: Config, expr: str) -> str:
+    """The sentence that tells the person paged which scrape jobs an alert reads, and where
+    to change them: a renamed job otherwise silences an alert without a trace.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> print(scrape_note(DEFAULT, 'up{job="inferwatch-model"} == 0'))
+     Reads series matching {job="inferwatch-model"} (selectors.model in the inferwatch config; ...
+    """
+    recorded = dict(_recording_rules(cfg))
+    read, pending = expr, [expr]
+    while pending:  # an alert on a recording rule reads what that rule reads
+        text = pending.pop()
+        for name, body in recorded.items():
+            if name in text and body not in read:
+                read += "\n" + body
+                pending.append(body)
+    keys = [("selectors.model", cfg.selectors.model),
+            ("selectors.exporter", cfg.selectors.exporter),
+            ("pushgateway.selector", cfg.pushgateway.selector)]
+    used = [(key, value) for key, value in keys if value in read]
+    if not used:
+        return ""
+    matchers = " and ".join(f"{{{value}}}" for _, value in used)
+    settings = " and ".join(key for key, _ in used)
+    return (f" Reads series matching {matchers} ({settings} in the inferwatch config; "
+            f"regenerate the rules after changing it).")
+
+
 def alert_rule(cfg: Config, alert: AlertDef) -> dict[str, Any]:
     """The Prometheus rule of one alert, with its severity, `for` and links."""
+    expr = alert.expr(cfg)
     return {
         "alert": alert.name,
-        "expr": alert.expr(cfg),
+        "expr": expr,
         "for": alert_setting(cfg, alert.name, "for_", alert.for_),
         "labels": {"severity": alert_setting(cfg, alert.name, "severity", alert.severity)},
         "annotations": {
             "summary": alert.summary,
-            "description": alert.description(cfg),
+            "description": alert.description(cfg) + scrape_note(cfg, expr),
             "runbook_url": runbook_url(cfg, alert.name),
             "dashboard_url": dashboard_url(cfg, alert),
         },
@@ -555,6 +610,9 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
         rules.append((q.feature_ratio(cfg, counter),
                       f"sum by ({MODEL_LABELS}, feature) (rate({counter}_total{m}[{w}]))\n"
                       f"/ on ({MODEL_LABELS}) group_left\n{rows}"))
+    scored = model_sel(cfg, 'metric="accuracy"')
+    rules.append((q.validation_accuracy(),
+                  f"max by ({MODEL_LABELS}) (inferwatch_reference_validation{scored})"))
     correct = model_sel(cfg, 'result="correct"')
     for own in _accuracy_configs(cfg):
         a = own.accuracy.window
