@@ -62,6 +62,9 @@ log = logging.getLogger("inferwatch")
 
 _registry_lock = threading.Lock()
 _live: weakref.WeakSet[EventLog] = weakref.WeakSet()
+# Closed logs still count what is emitted to them (as "closed") under their counts lock, so a
+# forked child renews that lock too (nothing else of theirs: their sinks are closed).
+_closed: weakref.WeakSet[EventLog] = weakref.WeakSet()
 _process_totals = dict.fromkeys(REASONS, 0)
 _process_value_totals = dict.fromkeys(VALUE_REASONS, 0)
 # Sinks inherited across a fork: kept referenced so that nothing in the child ever closes
@@ -183,6 +186,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             self._thread.join(timeout)
         with _registry_lock:
             _live.discard(self)
+            _closed.add(self)
 
     def dropped_counts(self) -> dict[str, int]:
         """Events this log lost in this process, by reason (every reason present, maybe 0).
@@ -415,6 +419,8 @@ def _after_fork_in_child() -> None:
         _process_value_totals[reason] = 0
     for event_log in list(_live):
         event_log._restart_in_child()
+    for event_log in list(_closed):
+        event_log._counts_lock = threading.Lock()
 
 
 atexit.register(_flush_all_at_exit)
