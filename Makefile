@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 PYTEST_REPORT := -rfE --tb=short --show-capture=all --durations=15 \
 	--junitxml=.ci/logs/junit.xml
 
-.PHONY: test unit lint demo bench generate grafana-schema pictures venv tools clean
+.PHONY: test test-torch unit lint demo bench generate grafana-schema pictures venv tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ tools:
 
 test: venv tools lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_REPORT) $(PYTEST_ARGS)
+
+# The torch cases of the conformance matrix. TORCH_SPEC names the build to install; the
+# default pin is the CPU build this machine keeps on disk (a plain `torch` pulls CUDA).
+TORCH_SPEC ?= torch==2.13.0
+test-torch: venv
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet '$(TORCH_SPEC)'
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m torch tests/test_conformance.py tests/test_call_shapes.py
 
 unit: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" $(PYTEST_REPORT) \

@@ -11,6 +11,7 @@ from .common import print_table
 # module -> table title; each module exposes run(quick) -> list[Row]
 MODULES = {
     "bench_hot_path": "Hot path: instrument() vs a naive prometheus_client wrapper",
+    "bench_shapes": "Per call shape: instrument() vs a naive prometheus_client wrapper",
     "bench_quantiles": "Rolling quantiles: accuracy and memory",
     "bench_drift": "Drift: PSI + JS + KS",
     "bench_encoding": "Encoding: inferwatch's encoder vs prometheus_client's generate_latest",

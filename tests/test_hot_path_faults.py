@@ -172,6 +172,8 @@ def test_every_lock_inferwatch_owns_is_renewed_in_a_forked_child(tmp_path):
     inferwatch.multiproc.attach(registry, str(tmp_path / "workers"))
     reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(50, 3)))
     events = EventLog(tmp_path / "events.jsonl")
+    closed = EventLog(tmp_path / "closed.jsonl")  # a closed log still counts what it is sent
+    closed.close()
     model = inferwatch.instrument(lambda x: 0.5, name="m", registry=registry, events=events,
                                   reference=reference, request_id=lambda x: "r-1")
     model(np.ones((1, 3)))
@@ -200,6 +202,7 @@ def test_every_lock_inferwatch_owns_is_renewed_in_a_forked_child(tmp_path):
             # The child also really works: records, drains and joins an outcome.
             try:
                 model(np.ones((1, 3)))
+                closed.emit({"model": "m"})
                 inferwatch.monitor("m", registry=registry).record_outcome("r-1", 0.5)
                 registry.drain()
             except BaseException:

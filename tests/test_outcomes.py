@@ -66,6 +66,7 @@ def test_request_id_function(scraper):
 
 def test_unmatched_outcomes_by_reason(scraper):
     mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    mon.configure(classes=["cat", "a", "b", "c"])  # strings become labels only when declared
     with mon.request(request_id="once") as r:
         r.prediction("cat")
     mon.record_outcome("never-seen", "cat")
@@ -116,6 +117,34 @@ def test_record_outcome_never_raises(scraper):
     mon.record_outcome(Hostile(), object())
     mon.record_outcome(None, None, at="not a time")
     assert scraper.total("inferwatch_internal_errors_total") >= 1
+
+
+def test_every_row_of_a_batch_joins(scraper):
+    wrapped = inferwatch.instrument(lambda x: np.arange(150) % 2, name="m", version="1",
+                                    registry=scraper.registry)
+    wrapped(1, request_id="batch")
+    truth = np.arange(150) % 2
+    truth[:10] = 1 - truth[:10]
+    inferwatch.monitor("m", "1", registry=scraper.registry).record_outcome("batch", truth)
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 140
+    assert scraper.value("inferwatch_outcomes_total", result="incorrect") == 10
+    assert scraper.total("inferwatch_outcomes_unmatched_total") == 0
+
+
+def test_rows_past_the_memory_bound_are_counted_unmatched():
+    from inferwatch.core.outcomes import _entry_bytes
+
+    hundred_rows = _entry_bytes("big", tuple("1" * 100), None)
+    joiner = OutcomeJoiner(max_bytes=hundred_rows)
+    joiner.remember("big", tuple("1" * 150), None, at=0.0)
+    assert joiner.estimated_bytes <= joiner.max_bytes
+    joined = joiner.join("big", ["1"] * 150, at=1.0)
+    assert (joined.correct, joined.rows_over_bound) == (100, 50)
+    for i in range(50):
+        joiner.remember(f"r-{i}", ("1",) * 10, None, at=0.0)
+    assert joiner.estimated_bytes <= joiner.max_bytes
+    assert joiner.join("r-49", ["1"] * 10, at=1.0).correct == 10
+    assert joiner.join("r-0", ["1"] * 10, at=1.0).unmatched == "unknown_id"  # evicted
 
 
 @pytest.mark.parametrize("kind, rows", [("class", 1), ("value", 1), ("class", 64),

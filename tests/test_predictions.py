@@ -59,8 +59,10 @@ def test_probability_matrix_gives_classes_confidence_and_columns(scraper):
 
 
 def test_class_label_arrays_and_scalars(scraper):
-    # A lone string is a class label only when the model says it classifies (else: text).
+    # A lone string is a class label only when the model says it classifies (else: text),
+    # and only a declared class (or one from classes_) becomes a label.
     wrapped = inferwatch.instrument(lambda x: x, name="m", version="1", task="classification",
+                                    classes=["cat", "dog"],
                                     registry=scraper.registry)
     wrapped(np.array(["cat", "dog", "cat"]))
     wrapped("dog")
@@ -114,13 +116,28 @@ def test_any_numeric_array_is_normalised_without_error(array):
 @pytest.mark.parametrize(("result", "detected"), [
     (0.5, "regression"), (np.array([1.5, 2.5]), "regression"), ("fraud", "generation"),
     (np.array(["fraud"]), "classification"), (iter([1, 2]), "generation"),
-    (np.array([1, 0]), "classification"), ([[0.2, 0.8]], "classification"),
+    (np.array([1, 0]), "classification"),
+    # A float matrix from a function with no classes_ is values (docs/shapes.md), and
+    # strings that are not declared classes are withheld but still classify.
+    ([[0.2, 0.8]], "regression"), (np.array(["alice@example.com"]), "classification"),
 ])
 def test_model_info_shows_the_detected_task_not_auto(scraper, result, detected):
     wrapped = inferwatch.instrument(lambda x: result, name="m", version="1",
                                     registry=scraper.registry)
     wrapped(1)
     assert [s["task"] for s in scraper.series("inferwatch_model_info")] == [detected]
+
+
+def test_model_info_shows_probabilities_as_classification(scraper):
+    class Model:
+        classes_ = np.array([0, 1])
+
+        def predict_proba(self, x):
+            return np.array([[0.2, 0.8]])
+
+    model = inferwatch.instrument(Model(), name="m", version="1", registry=scraper.registry)
+    model.predict_proba(1)
+    assert [s["task"] for s in scraper.series("inferwatch_model_info")] == ["classification"]
 
 
 def test_a_declared_task_is_shown_as_declared(scraper):
@@ -149,6 +166,7 @@ def test_class_labels_differing_by_trailing_nuls_stay_apart(label):
     try:
         for shape in (lambda x: x, lambda x: [x], lambda x: [[x]], lambda x: (x,)):
             wrapped = inferwatch.instrument(shape, name="m", version="1", task="classification",
+                                            classes=[label, label + "\x00"],
                                             registry=scraper.registry)
             wrapped(label + "\x00")
             wrapped(label)

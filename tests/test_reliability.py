@@ -164,6 +164,7 @@ def test_ten_thousand_error_types_are_capped(scraper):
 
 def test_ten_thousand_classes_actions_stages_and_outputs_are_capped(scraper):
     mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    mon.configure(classes=[f"class-{i}" for i in range(10_000)])  # each one a declared class
     for i in range(10_000):
         with mon.request() as r:
             with r.stage(f"stage-{i}"):
@@ -254,6 +255,7 @@ def test_hostile_label_values_round_trip(model, version, label):
             pass
         r.action(label)
         r.prediction({label: np.array([0.5])})
+    mon.configure(classes=[label])  # a declared class: the only strings that become labels
     wrapped = inferwatch.instrument(lambda x: x, name=model, version=version,
                                     registry=scraper.registry)
     wrapped(np.array([label], dtype=object))  # a lone str would be text, never a label

@@ -22,7 +22,8 @@ PACKAGES = sorted(m.name for m in pkgutil.iter_modules(inferwatch.__path__) if m
 RUNTIME = {"core", "quality", "serving", "multiproc", "standalone", "events", "demo"}
 # The part of inferwatch.core a merged multi-worker view is made of (no recording code).
 STATE_MODEL = {"inferwatch.core", "inferwatch.core.state", "inferwatch.core.render",
-               "inferwatch.core.rolling_sketch", "inferwatch.core.ddsketch"}
+               "inferwatch.core.rolling_sketch", "inferwatch.core.ddsketch",
+               "inferwatch.core.unit_sketch"}
 
 
 def _loaded_after(code: str) -> set[str]:

@@ -283,7 +283,7 @@ class Page:
                 self._store(cache_key, prefixes)
             else:
                 self._used += 1
-            values = summary.sketch.quantiles(quantiles, now)
+            values = summary.quantiles(quantiles, now)
             values = values.tolist() if isinstance(values, np.ndarray) else list(values)
             values += [float(summary.count), summary.sum]
             out.extend([prefix + go_float(value) + "\n" for prefix, value in zip(prefixes, values)])

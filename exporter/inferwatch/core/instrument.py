@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
+
 from inferwatch import faults
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.options import Settings
@@ -36,7 +38,40 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
 UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded
+# Arrays up to this size are copied when the call returns, so that a runtime refilling one
+# output buffer (or a caller reusing one input buffer) is recorded as each call saw it.
+# A copy of 64 KiB costs about what reading it in the drain costs; larger arrays are read
+# at drain time (docs/shapes.md).
+COPY_LIMIT_BYTES = 64 * 1024
+_ndarray = np.ndarray
+
+
+def snapshot(value: Any) -> Any:
+    """What the drain will read for `value`: a copy of a small numpy array, else itself.
+
+    >>> buffer = np.zeros(3); seen = snapshot(buffer); buffer[:] = 1.0
+    >>> seen.tolist()
+    [0.0, 0.0, 0.0]
+    """
+    if value.__class__ is _ndarray and value.nbytes <= COPY_LIMIT_BYTES:
+        return value.copy()
+    return value
+
+
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
+
+
+# Keywords with which xgboost (output_margin) and LightGBM (raw_score) return raw scores
+# instead of probabilities: recorded under their own output, never mixed with probabilities.
+MARGIN_KEYWORDS = ("output_margin", "raw_score")
+MARGIN_OUTPUT = "margin"
+
+
+def _asks_for_margins(kwargs: dict) -> bool:
+    try:
+        return any(kwargs.get(k) is True for k in MARGIN_KEYWORDS)
+    except Exception:  # a hostile mapping: record the call as a plain prediction
+        return False
 
 
 class _CallRecorder:
@@ -59,6 +94,7 @@ class _CallRecorder:
 
     def call(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
+        margins = _asks_for_margins(kwargs)
         start = time.perf_counter()
         try:
             result = self.fn(*args, **kwargs)
@@ -69,11 +105,13 @@ class _CallRecorder:
             followed = self.follow(result, start, args, record, slow=True)
             if followed is not UNFOLLOWED:
                 return followed
-        self.end(record, time.perf_counter() - start, result)
+        self.end(record, time.perf_counter() - start,
+                 {MARGIN_OUTPUT: snapshot(result)} if margins else result)
         return result
 
     async def call_async(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
+        margins = _asks_for_margins(kwargs)
         start = time.perf_counter()
         try:
             result = await self.fn(*args, **kwargs)
@@ -84,7 +122,8 @@ class _CallRecorder:
             followed = self.follow(result, start, args, record, slow=True)
             if followed is not UNFOLLOWED:
                 return followed
-        self.end(record, time.perf_counter() - start, result)
+        self.end(record, time.perf_counter() - start,
+                 {MARGIN_OUTPUT: snapshot(result)} if margins else result)
         return result
 
     def guarded_begin(self, args: tuple, kwargs: dict) -> RequestRecord | object | None:
@@ -116,7 +155,7 @@ class _CallRecorder:
             request_id = faults.text_of(request_id, "request_id")
         record = RequestRecord(0.0, request_id=request_id, started_at=time.time())
         if monitor.keeps_inputs:
-            record.features = args[0] if args else next(iter(kwargs.values()), None)
+            record.features = snapshot(args[0] if args else next(iter(kwargs.values()), None))
         if monitor.traces:
             record.trace_id = current_trace_id()
         monitor.call_started()
@@ -128,7 +167,7 @@ class _CallRecorder:
         if error is not None:
             record.error_type = error.__class__
         else:
-            record.prediction = result
+            record.prediction = snapshot(result)
             record.has_prediction = True
             record.probabilities = self.probabilities
         self.monitor.submit(record)
@@ -156,7 +195,7 @@ class _CallRecorder:
         if failed:
             request.record.stages.append((INFERENCE_STAGE, duration))
         else:
-            request.add_inference(duration, result, self.probabilities)
+            request.add_inference(duration, snapshot(result), self.probabilities)
 
 
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
@@ -167,6 +206,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     plain = follow.plain
     slow = _CallRecorder(fn, monitor, probabilities, follow)
     in_request = open_request.get  # a C call: cheap enough for the fast path
+    ndarray, copy_limit = _ndarray, COPY_LIMIT_BYTES
 
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
@@ -186,10 +226,12 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             followed = follow(result, start, args)
             if followed is not UNFOLLOWED:
                 return followed
+        seen = result.copy() if result.__class__ is ndarray and result.nbytes <= copy_limit \
+            else result
         if len(pending) < limit:
-            append((clock() - start, result))
+            append((clock() - start, seen))
         else:
-            hand_off(pending, (clock() - start, result))
+            hand_off(pending, (clock() - start, seen))
         return result
 
     return instrumented
@@ -219,18 +261,39 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
             followed = follow(result, start, args)
             if followed is not UNFOLLOWED:
                 return followed
-        finished(clock() - start, result)
+        finished(clock() - start, snapshot(result))
         return result
 
     return instrumented
 
 
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
 def _accepts_keyword(fn: Callable, name: str) -> bool:
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    """Whether `fn` names the keyword `name` in its own signature.
+
+    A catch-all ``**kwargs`` does not count: scikit-learn's Pipeline hands ``**params`` to
+    its last step, statsmodels and ``nn.Module.__call__`` to methods that reject unknown
+    keywords, so only a parameter spelled out by name receives it.
+
+    >>> _accepts_keyword(lambda x, request_id=None: x, "request_id")
+    True
+    >>> _accepts_keyword(lambda x, **params: x, "request_id")
+    False
+    """
+    targets = [fn]
+    forward = getattr(fn, "forward", None)
+    if callable(forward) and not inspect.isroutine(fn):
+        targets.append(forward)  # a torch module's __call__ runs forward(*args, **kwargs)
+    for target in targets:
+        try:
+            parameter = inspect.signature(target).parameters.get(name)
+        except (TypeError, ValueError):
+            continue
+        if parameter is not None and parameter.kind in _NAMED:
+            return True
+    return False
 
 
 def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:
@@ -270,7 +333,11 @@ class InstrumentedModel:
         return call(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["__wrapped__"], name)
+        model = self.__dict__["__wrapped__"]
+        value = getattr(model, name)
+        if inspect.ismethod(value) and value.__self__ is model:
+            return _Chained(value, model, self)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self.__dict__["__wrapped__"], name, value)
@@ -298,6 +365,35 @@ class InstrumentedModel:
 
     def __reduce_ex__(self, protocol: int) -> tuple:
         return (_restore, (self.__dict__["__wrapped__"], self.__dict__["_inferwatch_spec"]))
+
+
+class _Chained:
+    """A method of the wrapped model whose ``self`` result comes back as the wrapper, so
+    ``instrument(net).eval()``, ``.to("cpu")``, ``.fit(...)`` and ``.set_params(...)`` keep
+    recording."""
+
+    __slots__ = ("__wrapped__", "_model", "_proxy")
+
+    def __init__(self, method: Callable, model: Any, proxy: InstrumentedModel) -> None:
+        self.__wrapped__ = method
+        self._model = model
+        self._proxy = proxy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.__wrapped__(*args, **kwargs)
+        return self._proxy if result is self._model else result
+
+    def __getattr__(self, name: str) -> Any:  # __name__, __doc__, __func__, ...
+        return getattr(self.__wrapped__, name)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+    def __eq__(self, other: object) -> bool:
+        return self.__wrapped__ == (other.__wrapped__ if isinstance(other, _Chained) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.__wrapped__)
 
 
 class _Spec(NamedTuple):
@@ -332,11 +428,28 @@ def _timestamp(value: Any) -> float | None:
     return float(value)
 
 
+# Packages whose classes a user's model subclasses; the first one in the class's bases wins.
+FRAMEWORKS = ("sklearn", "torch", "xgboost", "lightgbm", "catboost", "statsmodels",
+              "onnxruntime", "tensorflow", "keras", "jax", "flax", "transformers")
+
+
 def _framework(target: Any, is_function: bool) -> str:
-    """The top-level package of the model's class: sklearn, torch, xgboost, ..."""
+    """The package the model comes from: sklearn, torch, xgboost, ...
+
+    Read from the class and its bases, so that a user's ``nn.Module`` subclass defined in
+    ``__main__`` is ``torch``; a class with no known base gives its own top-level package.
+
+    >>> _framework(len, is_function=True)
+    'python'
+    """
     if is_function:
         return "python"
-    return (type(target).__module__ or "unknown").split(".")[0]
+    own = (type(target).__module__ or "unknown").split(".")[0]
+    for base in type(target).__mro__:
+        package = (getattr(base, "__module__", None) or "").split(".")[0]
+        if package in FRAMEWORKS:
+            return package
+    return own
 
 
 def instrument(target: Any = None, /, *, name: str, version: str = "unversioned",

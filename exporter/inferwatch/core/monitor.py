@@ -69,6 +69,46 @@ _NOTHING = object()
 # A caller that gave up (a client timeout, a disconnect) is not a model failure: these are
 # counted as outcome="cancelled", never as errors that burn the error budget.
 CANCELLATIONS = (asyncio.CancelledError, concurrent.futures.CancelledError)
+# A numpy result with more rows than this is drained in slices of this many rows, each under
+# the monitor lock on its own, so a scrape or a record_outcome caller waits for one slice
+# (tens of milliseconds), never for the whole batch (seconds for 10 million rows). The call
+# and its batch size are counted with its first slice.
+SLICE_ROWS = 1 << 18
+_ndarray = np.ndarray
+
+
+class _Rest(NamedTuple):
+    """The slices after the first of a huge batch, drained after the lock was let go."""
+
+    probabilities: bool
+    slices: list
+
+
+def _first_slices(results: Sequence[object], probabilities: bool,
+                  rest: list[_Rest]) -> tuple[Sequence[object], dict[int, int]]:
+    """`results` with each huge numpy array cut to its first slice (the others go to `rest`),
+    and {index: rows of the whole array} for the ones cut.
+
+    >>> rest = []
+    >>> cut, rows = _first_slices([np.zeros(SLICE_ROWS * 2 + 1), 1.0], False, rest)
+    >>> [len(c) if isinstance(c, np.ndarray) else c for c in cut], rows == {0: 2 * SLICE_ROWS + 1}
+    ([262144, 1.0], True)
+    >>> [len(s) for s in rest[0].slices] == [SLICE_ROWS, 1]
+    True
+    """
+    whole: dict[int, int] = {}
+    for index, result in enumerate(results):
+        if result.__class__ is _ndarray and result.ndim and result.shape[0] > SLICE_ROWS:
+            whole[index] = result.shape[0]
+    if not whole:
+        return results, whole
+    cut = list(results)
+    for index, rows in whole.items():
+        array = cut[index]
+        cut[index] = array[:SLICE_ROWS]
+        rest.append(_Rest(probabilities, [array[start:start + SLICE_ROWS]
+                                          for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
+    return cut, whole
 
 
 def _take(pending: list) -> list:
@@ -118,6 +158,7 @@ class Monitor:
         self._started = itertools.count()
         self._dropped = itertools.count()
         self._finished = 0
+        self._slices_drained = 0  # slices of huge batches drained (see SLICE_ROWS)
         self._dropped_reported = 0
         # Set by the registry: wakes its drain thread at once when a list is handed off.
         self.wake_drain: Callable[[], None] | None = None
@@ -144,7 +185,8 @@ class Monitor:
         self.state.inc("inferwatch_calls_dropped_total", (), 0)
         for reason in ("nan", "inf") + (("out_of_range",) if s.output_range else ()):
             self.state.inc("inferwatch_invalid_predictions_total", (reason,), 0)
-        self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds)
+        self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds,
+                                      max_bytes=s.outcome_cache_bytes)
         self._caps = {
             "inferwatch_errors_total": LabelCap(s.max_error_types),
             "inferwatch_predicted_class_total": LabelCap(s.max_classes),
@@ -247,6 +289,9 @@ class Monitor:
         if joined.unmatched is not None:
             state.inc("inferwatch_outcomes_unmatched_total", (joined.unmatched,))
             return
+        if joined.rows_over_bound:
+            state.inc("inferwatch_outcomes_unmatched_total", ("rows_over_bound",),
+                      joined.rows_over_bound)
         if joined.correct:
             state.inc("inferwatch_outcomes_total", ("correct",), joined.correct)
         if joined.incorrect:
@@ -374,7 +419,8 @@ class Monitor:
         with self._lock:
             in_flight = self.in_flight_locked()
             self.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
-            return encode(self.state), (self.name, self.version, self._finished, in_flight)
+            return encode(self.state), (self.name, self.version, self._finished, in_flight,
+                                        self._slices_drained)
 
     def update_state(self, change: Callable[[ModelState], None]) -> None:
         """Run `change` on this monitor's state under its lock (what a shadow's comparisons
@@ -391,6 +437,7 @@ class Monitor:
                 change(self.state)
         except Exception as exc:
             faults.record("shadow", exc)
+
     def read_state(self, read: Callable[[ModelState], T]) -> T:
         """`read(state)` under this monitor's lock, with its in-flight gauge set: a
         consistent view for readers other than a scrape (the status page's history)."""
@@ -414,14 +461,42 @@ class Monitor:
 
     # --- draining ---------------------------------------------------------------------------
     def drain(self, now: float | None = None) -> None:
-        """Fold pending calls into the state. Never raises."""
+        """Fold pending calls into the state. Never raises.
+
+        A monitor with nothing new returns at once, taking no lock: a process with many
+        models pays for the ones that were called. (A dropped call leaves its full list
+        pending, so a drop is never missed here.) Drain listeners (a shadow's comparisons)
+        run first, each guarding itself.
+        """
         for listener in self.drain_listeners:
-            listener()  # each one guards itself
+            listener()
+        if not (self._calls or self._proba_calls or self._errors or self._requests
+                or self._streams or self._handed_off):
+            return
         try:
+            when = time.time() if now is None else now
+            rest: list[_Rest] = []
             with self._lock:
-                self._drain_locked(time.time() if now is None else now)
+                self._drain_locked(when, rest)
+            for part in rest:
+                for piece in part.slices:
+                    time.sleep(0)  # a scrape or caller waiting for the lock gets it now
+                    with self._lock:
+                        self._drain_slice(piece, part.probabilities, when)
         except Exception as exc:
             faults.record("drain", exc)
+
+    def _drain_slice(self, rows: np.ndarray, probabilities: bool, now: float) -> None:
+        """Rows of a huge batch after its first slice: values, classes and drift only (the
+        call, its latency and its batch size were counted with the first slice)."""
+        predictions = PredictionBatch(self.settings, self._caps, self.features, self.class_names)
+        predictions.add_results([rows], probabilities=probabilities)
+        tracker = self.features
+        if tracker is not None:
+            self._check_predictions(tracker, predictions, now)
+        predictions.batch_sizes.clear()
+        predictions.flush(self.state, now)
+        self._slices_drained += 1  # the state changed with no call finishing: publish it
 
     def _take_pending(self) -> tuple[list, list, list, list, list]:
         with self._take_lock:
@@ -435,7 +510,9 @@ class Monitor:
                              [item for chunk in chunks for item in chunk])
         return taken[0], taken[1], taken[2], taken[3], taken[4]
 
-    def _drain_locked(self, now: float) -> None:
+    def _drain_locked(self, now: float, rest: list[_Rest] | None = None) -> None:
+        """Fold what is pending into the state; with `rest`, huge numpy results are cut to
+        their first slice here and the other slices appended to `rest` for the caller."""
         calls, proba_calls, errors, requests, streams = self._take_pending()
         total = len(calls) + len(proba_calls) + len(errors) + len(requests) + len(streams)
         self._report_dropped()
@@ -445,14 +522,19 @@ class Monitor:
         state = self.state
         durations: list[float] = []
         predictions = PredictionBatch(self.settings, self._caps, self.features, self.class_names)
-        if calls:
-            call_durations, results = zip(*calls)
+        cut: list[tuple[int, dict[int, int]]] = []  # (first batch size index, whole rows)
+        for pending, probabilities in ((calls, False), (proba_calls, True)):
+            if not pending:
+                continue
+            call_durations, results = zip(*pending)
             durations.extend(call_durations)
-            predictions.add_results(results, probabilities=False)
-        if proba_calls:
-            call_durations, results = zip(*proba_calls)
-            durations.extend(call_durations)
-            predictions.add_results(results, probabilities=True)
+            whole: dict[int, int] = {}
+            if rest is not None:
+                results, whole = _first_slices(results, probabilities, rest)
+            first = len(predictions.batch_sizes)
+            predictions.add_results(results, probabilities=probabilities)
+            if whole and len(predictions.batch_sizes) == first + len(results):
+                cut.append((first, whole))
         ok = len(calls) + len(proba_calls)
         error_counts: dict[str, float] = {}
         cancelled = 0
@@ -510,29 +592,44 @@ class Monitor:
         tracker = self.features
         if tracker is not None:
             self._check_features(tracker, requests, predictions, now)
+        for first, whole in cut:  # a sliced call's batch size is all its rows
+            for index, rows in whole.items():
+                predictions.batch_sizes[first + index] = rows
         predictions.flush(state, now)
         if self.events is not None and requests:
             self._emit_events(requests)
 
     def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
                         predictions: PredictionBatch, now: float) -> None:
-        inputs = [r.features for r in requests if r.features is not None]
-        if inputs:
-            result = tracker.check_inputs(inputs, now)
-            state = self.state
-            names = tracker.feature_labels
-            for metric, counts in (("inferwatch_feature_missing_total", result.missing),
-                                   ("inferwatch_feature_out_of_range_total", result.out_of_range),
-                                   ("inferwatch_feature_unseen_category_total",
-                                    result.unseen_category)):
-                for index in np.flatnonzero(counts).tolist():
-                    state.inc(metric, (names[index],), int(counts[index]))
-            for reason, count in result.input_errors.items():
-                if count:
-                    state.inc("inferwatch_input_errors_total", (reason,), count)
+        # A call that raised made no prediction: its input is checked (missing values,
+        # ranges, schema) but stays out of the drift window.
+        ok = [r.features for r in requests if r.features is not None and r.error_type is None]
+        failed = [r.features for r in requests
+                  if r.features is not None and r.error_type is not None]
+        for inputs, window in ((ok, True), (failed, False)):
+            if inputs:
+                self._count_input_checks(tracker.check_inputs(inputs, now, window=window))
+        self._check_predictions(tracker, predictions, now)
+
+    @staticmethod
+    def _check_predictions(tracker: FeatureTracker, predictions: PredictionBatch,
+                           now: float) -> None:
         values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
                   for name, chunks in predictions.values.items()}
         tracker.check_predictions(values, sum(predictions.batch_sizes), now)
+
+    def _count_input_checks(self, result) -> None:
+        state = self.state
+        names = self.features.feature_labels
+        for metric, counts in (("inferwatch_feature_missing_total", result.missing),
+                               ("inferwatch_feature_out_of_range_total", result.out_of_range),
+                               ("inferwatch_feature_unseen_category_total",
+                                result.unseen_category)):
+            for index in np.flatnonzero(counts).tolist():
+                state.inc(metric, (names[index],), int(counts[index]))
+        for reason, count in result.input_errors.items():
+            if count:
+                state.inc("inferwatch_input_errors_total", (reason,), count)
 
     def _emit_events(self, requests: list[RequestRecord]) -> None:
         emit = self.events.emit
@@ -551,7 +648,8 @@ class Monitor:
         state, s = self.state, self.settings
         if state.info.get("task") == "auto":
             # Text and streams are what a generative model returns; a class label in a
-            # lone str is classified only when the model declares task="classification".
+            # lone str is classified only when the model declares task="classification" (or
+            # its classes=).
             state.info = {**state.info, "task": "generation"}
         first = [r.first_item for r in streams if r.first_item is not None]
         if first:
@@ -587,14 +685,14 @@ class Monitor:
         state = self.state
         stage_times: dict[str, list[float]] = {}
         actions: dict[str, float] = {}
-        by_kind: dict[bool, list[RequestRecord]] = {False: [], True: []}
+        by_kind: dict[bool | None, list[RequestRecord]] = {}
         for record in requests:
             for stage, seconds in record.stages:
                 stage_times.setdefault(stage, []).append(seconds)
             if record.action is not None:
                 actions[record.action] = actions.get(record.action, 0) + 1
             if record.has_prediction:
-                by_kind[record.probabilities].append(record)
+                by_kind.setdefault(record.probabilities, []).append(record)
         stage_cap = self._caps["inferwatch_stage_duration_seconds"]
         for stage, times in stage_times.items():
             state.histogram("inferwatch_stage_duration_seconds", (stage_cap.fold(stage),),

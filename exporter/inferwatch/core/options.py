@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from inferwatch.catalogue import OBJECTIVE_ALIASES, OBJECTIVE_KEYS
+from inferwatch.core.outcomes import DEFAULT_MAX_BYTES as DEFAULT_OUTCOME_CACHE_BYTES
 from inferwatch.core.state import SummarySettings
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -48,7 +49,7 @@ DRIFT_AGE_BUCKETS = 6
 _BUCKET_FIELDS = ("latency_buckets", "batch_buckets", "value_buckets", "outcome_error_buckets",
                   "outcome_delay_buckets", "stream_item_buckets", "stream_interval_buckets",
                   "text_length_buckets", "tokens_per_second_buckets")
-_TUPLE_FIELDS = ("quantiles", *_BUCKET_FIELDS)
+_TUPLE_FIELDS = ("quantiles", *_BUCKET_FIELDS, "classes")
 
 
 class FrozenLabels(Mapping[str, str]):
@@ -99,6 +100,9 @@ class Settings:
     value_buckets: tuple[float, ...] = VALUE_BUCKETS
     output_range: tuple[float, float] | None = None
     task: str = "auto"
+    # The class labels a model may predict, besides its ``classes_``: only these strings
+    # (and bools and small integers) become ``class`` label values.
+    classes: tuple[str, ...] | None = None
     max_classes: int = 50
     max_outputs: int = 20
     max_error_types: int = 20
@@ -108,9 +112,10 @@ class Settings:
     max_features: int = 200
     outcome_error_buckets: tuple[float, ...] = OUTCOME_ERROR_BUCKETS
     outcome_delay_buckets: tuple[float, ...] = OUTCOME_DELAY_BUCKETS
-    # Predictions kept for joining delayed ground truth (about 350 bytes each for one row;
-    # the cache also stops at DEFAULT_MAX_BYTES, see core/outcomes.py).
+    # Predictions kept for joining delayed ground truth (about 350 bytes each for one row),
+    # and their memory bound in bytes, every row of a batch call included (core/outcomes.py).
     outcome_cache_size: int = 50_000
+    outcome_cache_bytes: int = DEFAULT_OUTCOME_CACHE_BYTES
     outcome_ttl_seconds: float = 7 * 86400.0
     # Calls waiting to be drained, in all. A request path that fills its current list
     # (max_pending / 8 calls) hands it to the drain and starts a new one, so a fast caller
@@ -148,13 +153,15 @@ class Settings:
         # Frozen all the way down: a list or dict handed in is copied into an immutable one.
         for name in _TUPLE_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, tuple) and value is not None:
+            if not isinstance(value, (tuple, str)) and value is not None:
                 try:
                     object.__setattr__(self, name, tuple(value))
                 except TypeError:
                     pass  # not iterable: reported below
         if self.output_range is not None and not isinstance(self.output_range, tuple):
             object.__setattr__(self, "output_range", tuple(self.output_range))
+        if isinstance(self.classes, tuple):
+            object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         if not isinstance(self.metadata, FrozenLabels):
             object.__setattr__(self, "metadata", FrozenLabels(self.metadata))
         problems = []
@@ -170,6 +177,8 @@ class Settings:
             problems.append(f"age_buckets must be at least 1, got {self.age_buckets!r}")
         if not 0.0 < self.relative_accuracy < 1.0:
             problems.append(f"relative_accuracy must be in (0, 1), got {self.relative_accuracy!r}")
+        if self.classes is not None and not isinstance(self.classes, tuple):
+            problems.append(f"classes must be a list of class labels, got {self.classes!r}")
         if self.task not in TASKS:
             problems.append(f"task must be one of {TASKS}, got {self.task!r}")
         if not self.outcome_ttl_seconds > 0:
@@ -185,6 +194,9 @@ class Settings:
                      "max_stages", "outcome_cache_size", "drift_age_buckets", "max_features"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        if not isinstance(self.outcome_cache_bytes, int) or self.outcome_cache_bytes < 1024:
+            problems.append(
+                f"outcome_cache_bytes must be an int >= 1024, got {self.outcome_cache_bytes!r}")
         if self.max_pending < 8:
             problems.append("max_pending must be at least 8")
         if not self.drift_window_seconds > 0:

@@ -2,23 +2,27 @@
 
 Predictions with a request id are remembered in a bounded, insertion-ordered cache with a
 time-to-live. Memory is bounded twice, whatever the traffic: by `max_entries` and by
-`max_bytes` (what each entry holds, estimated from the objects it keeps); the oldest entry
-makes room for a new one. A single-row entry takes about 350 bytes and a 64-row batch entry
-about 3 KB (``benchmarks/bench_outcome_cache.py`` measures both), so the default 50,000
-entries of single rows take about 18 MB and batch entries stop at the 32 MiB default.
-Ids that were already joined are remembered in a second bounded set, inside the same byte
-budget, so an outcome that arrives twice is reported, not counted twice.
+`max_bytes` (``Settings.outcome_cache_bytes``: what each entry holds, estimated from the
+objects it keeps); the oldest entries make room for a new one. Every row of a batch call is
+kept and joined; only a single batch larger than the whole of `max_bytes` keeps its first
+rows, and an outcome for the rows it could not keep counts them as unmatched with the reason
+``rows_over_bound``. A single-row entry takes about 350 bytes and a 64-row batch entry about
+3 KB (``benchmarks/bench_outcome_cache.py`` measures both), so the default 50,000 entries of
+single rows take about 18 MB and batch entries stop at the 32 MiB default. Ids that were
+already joined are remembered in a second bounded set, inside the same byte budget, so an
+outcome that arrives twice is reported, not counted twice.
 
 >>> joiner = OutcomeJoiner()
 >>> joiner.remember("r-1", ("fraud",), None, at=100.0)
 >>> joiner.join("r-1", "fraud", at=160.0)
-Join(correct=1, incorrect=0, errors=(), delay=60.0, unmatched=None)
+Join(correct=1, incorrect=0, errors=(), delay=60.0, unmatched=None, rows_over_bound=0)
 >>> joiner.join("r-1", "fraud", at=170.0).unmatched
 'duplicate'
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import threading
@@ -35,9 +39,8 @@ DEFAULT_MAX_BYTES = 32 * 2**20
 # (calibrated with tracemalloc in the benchmark).
 _ENTRY_OVERHEAD_BYTES = 250
 _JOINED_OVERHEAD_BYTES = 100
+_TUPLE_SLOT_BYTES = 8  # a tuple's pointer to each row's object
 DEFAULT_TTL_SECONDS = 7 * 86400.0
-# Rows kept per request id: a batch call with one id joins row by row up to this many.
-MAX_ROWS_PER_ENTRY = 64
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Join:
     errors: tuple[float, ...] = ()
     delay: float | None = None
     unmatched: str | None = None
+    rows_over_bound: int = 0  # outcome rows past what the memory bound let the entry keep
 
 
 class OutcomeJoiner:
@@ -67,8 +71,8 @@ class OutcomeJoiner:
         self.ttl_seconds = ttl_seconds
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        # request id -> (predicted classes or None, predicted values or None, time, bytes)
-        self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float, int]] = \
+        # request id -> (classes or None, values or None, time, bytes, rows the call returned)
+        self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float, int, int]] = \
             OrderedDict()
         self._joined: OrderedDict[str, int] = OrderedDict()  # request id -> bytes
         self._bytes = 0  # the estimate for both, kept under max_bytes
@@ -88,14 +92,14 @@ class OutcomeJoiner:
     def remember(self, request_id: str, classes: tuple[str, ...] | None,
                  values: tuple[float, ...] | None, at: float) -> None:
         """Keep a prediction until its outcome arrives (or it is evicted or expires)."""
-        classes = classes[:MAX_ROWS_PER_ENTRY] if classes else None
-        values = values[:MAX_ROWS_PER_ENTRY] if values else None
-        size = _entry_bytes(request_id, classes, values)
+        rows = len(classes or values or ())
+        classes, values, size = _fitted(request_id, classes or None, values or None,
+                                        self.max_bytes)
         with self._lock:
             old = self._pending.pop(request_id, None)
             if old is not None:
                 self._bytes -= old[3]
-            self._pending[request_id] = (classes, values, at, size)
+            self._pending[request_id] = (classes, values, at, size, rows)
             self._bytes += size
             while len(self._pending) > self.max_entries:
                 self._bytes -= self._pending.popitem(last=False)[1][3]
@@ -123,20 +127,23 @@ class OutcomeJoiner:
             while len(self._joined) > self.max_entries:
                 self._bytes -= self._joined.popitem(last=False)[1]
             self._make_room()
-        classes, values, predicted_at, _ = entry
+        classes, values, predicted_at, _, rows = entry
         if at - predicted_at > self.ttl_seconds:
             return Join(unmatched="expired")
         truth = _as_rows(y_true)
         delay = max(0.0, at - predicted_at)
+        if len(truth) != rows and len(truth) != 1 and (classes is not None or
+                                                        values is not None):
+            return Join(unmatched="shape_mismatch")
+        kept = len(classes or values or ())
+        over = rows - kept if len(truth) == rows else 0
+        truth = truth[:kept]
         if classes is not None:
-            if len(truth) != len(classes) and len(truth) != 1:
-                return Join(unmatched="shape_mismatch")
             correct = sum(1 for p, t in zip(classes, _broadcast(truth, len(classes)))
                           if p == _class_text(t))
-            return Join(correct=correct, incorrect=len(classes) - correct, delay=delay)
+            return Join(correct=correct, incorrect=len(classes) - correct, delay=delay,
+                        rows_over_bound=over)
         if values is not None:
-            if len(truth) != len(values) and len(truth) != 1:
-                return Join(unmatched="shape_mismatch")
             errors = []
             for p, t in zip(values, _broadcast(truth, len(values))):
                 try:
@@ -145,7 +152,7 @@ class OutcomeJoiner:
                     return Join(unmatched="shape_mismatch")
                 if math.isfinite(error):
                     errors.append(error)
-            return Join(errors=tuple(errors), delay=delay)
+            return Join(errors=tuple(errors), delay=delay, rows_over_bound=over)
         return Join(delay=delay)
 
 
@@ -156,17 +163,41 @@ def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -
     True
     """
     size = _ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id)
-    if classes is not None:
-        size += sys.getsizeof(classes) + sum(sys.getsizeof(c) for c in classes)
-    if values is not None:
-        size += sys.getsizeof(values) + sum(sys.getsizeof(v) for v in values)
+    for rows in (classes, values):
+        if rows is not None:
+            size += sys.getsizeof(rows) + sum(map(sys.getsizeof, rows))
     return size
+
+
+def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
+            max_bytes: int) -> tuple[tuple | None, tuple | None, int]:
+    """(classes, values, bytes) of an entry within `max_bytes`: a batch larger than the whole
+    bound keeps the first rows that fit (at least one).
+
+    >>> classes, _, size = _fitted("r", tuple("ab" * 500), None, max_bytes=4096)
+    >>> 1 <= len(classes) < 1000 and size <= 4096
+    True
+    """
+    size = _entry_bytes(request_id, classes, values)
+    if size <= max_bytes:
+        return classes, values, size
+    rows = classes if classes is not None else values
+    if not rows:
+        return classes, values, size
+    # The fixed part, then each row's object and its slot in the tuple, until the bound.
+    budget = max_bytes - (_ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id) + sys.getsizeof(()))
+    costs = itertools.accumulate(sys.getsizeof(row) + _TUPLE_SLOT_BYTES for row in rows)
+    fit = max(1, sum(1 for _ in itertools.takewhile(lambda cost: cost <= budget, costs)))
+    kept = rows[:fit]
+    if classes is not None:
+        return kept, None, _entry_bytes(request_id, kept, None)
+    return None, kept, _entry_bytes(request_id, None, kept)
 
 
 def _as_rows(y_true: Any) -> list:
     if isinstance(y_true, (str, bytes)) or np.ndim(y_true) == 0:
         return [y_true]
-    return list(np.asarray(y_true).reshape(-1)[:MAX_ROWS_PER_ENTRY])
+    return list(np.asarray(y_true).reshape(-1))
 
 
 def _broadcast(rows: list, n: int) -> list:

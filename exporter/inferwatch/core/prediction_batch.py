@@ -1,8 +1,9 @@
 """One drain's predictions, gathered and then recorded in one vectorised pass.
 
 Results of many calls are grouped by kind: plain floats become one array, class labels
-one count, same-width probability matrices one stacked matrix; anything else is
-normalised call by call.
+one count (integer labels stay integers until only the distinct ones are turned into
+text), same-width 1-D arrays and same-width probability matrices one stacked array each;
+anything else is normalised call by call.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.predictions import Prediction, normalize
+from inferwatch.core.predictions import (
+    NO_CLASSES,
+    Prediction,
+    admit_classes,
+    class_labels,
+    known_class_set,
+    normalize,
+)
 from inferwatch.core.state import ModelState
 
 if TYPE_CHECKING:
@@ -25,8 +33,9 @@ if TYPE_CHECKING:
     from inferwatch.quality.tracker import FeatureTracker
 
 _FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
-_CLASS_SCALARS = frozenset({int, bool, str, np.int64, np.int32, np.int16, np.int8,
-                            np.uint64, np.uint32, np.uint16, np.uint8, np.bool_, np.str_})
+_INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
+                          np.uint16, np.uint8})
+_CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 
 _UNSET = object()
 
@@ -41,7 +50,8 @@ def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
         return [None] * len(sizes)  # rows were dropped as invalid: no safe per-call split
     rows, offset = [], 0
     for size in sizes:
-        part = tuple(column[offset:offset + size][:64].tolist())
+        part = column[offset:offset + size]
+        part = tuple(class_labels(part) if classes is not None else part.tolist())
         rows.append((part, None) if classes is not None else (None, part))
         offset += size
     return rows
@@ -62,41 +72,77 @@ class PredictionBatch:
         self.classes: list[np.ndarray] = []
         self.confidence: list[np.ndarray] = []
         self.invalid: dict[str, int] = {}
+        self.class_like = False  # class-kind outputs seen, labels admitted or not
+        self.probability_outputs: set[str] = set()
         self._class_names: object = _UNSET
+        self._known: frozenset[str] | None = None
 
     def add_results(self, results: Sequence[object], probabilities: bool) -> None:
         task = self.settings.task
         kinds = set(map(type, results))
-        if len(kinds) == 1 and len(results) > 1 and not probabilities and \
-                issubclass(next(iter(kinds)), np.ndarray):
-            self._add_arrays(results, task)
+        if len(kinds) == 1 and len(results) > 1 and issubclass(next(iter(kinds)), np.ndarray):
+            if probabilities:
+                self.add_records(results, True, split=False)
+            else:
+                self._add_arrays(results, task)
             return
         if not probabilities and kinds <= _FLOAT_SCALARS and task != "classification":
             self._add_float_scalars(results)
             return
         if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
             self.batch_sizes.extend(itertools.repeat(1, len(results)))
-            self.classes.append(np.asarray([str(r) for r in results], dtype=object))
+            labels = None
+            if kinds <= _INT_SCALARS:
+                try:
+                    labels = np.fromiter(results, dtype=np.int64, count=len(results))
+                except OverflowError:
+                    pass  # past int64: each one is judged as a Python int below
+            if labels is None:
+                labels = np.asarray(results, dtype=object)
+            self._add_classes(labels)
             return
         for result in results:
             self.add_one(result, probabilities)
 
+    def _add_classes(self, labels: np.ndarray) -> None:
+        self.class_like = True
+        holder = Prediction()
+        admitted = admit_classes(holder, labels, self._known_classes())
+        if admitted is not None and admitted.size:
+            self.classes.append(admitted)
+        for reason, count in holder.invalid.items():
+            self._invalid(reason, count)
+
+    def _known_classes(self) -> frozenset[str]:
+        if self._known is None:
+            declared = self.settings.classes
+            names = self._class_names_once()
+            self._known = NO_CLASSES if names is None and declared is None else \
+                known_class_set(names, declared)
+        return self._known
+
     def _add_arrays(self, results: Sequence[np.ndarray], task: str) -> None:
         """Many calls that each returned a 1-D array: one concatenation, not one pass each."""
         dtypes = {r.dtype.kind for r in results}
-        if all(r.ndim == 1 for r in results) and (dtypes <= {"f"} and task != "classification"):
-            self.batch_sizes.extend(r.shape[0] for r in results)
-            self._add_values(np.concatenate(results).astype(np.float64, copy=False))
-            return
+        if all(r.ndim == 1 for r in results):
+            if dtypes <= {"f"} and task != "classification":
+                self.batch_sizes.extend(r.shape[0] for r in results)
+                self._add_values(np.concatenate(results).astype(np.float64, copy=False))
+                return
+            if dtypes <= {"i", "u"} and task != "regression":
+                self.batch_sizes.extend(r.shape[0] for r in results)
+                self._add_classes(np.concatenate(results))
+                return
         for result in results:
             self.add_one(result, False)
 
-    def add_records(self, results: Sequence[object], probabilities: bool) -> list[
-            tuple[tuple | None, tuple | None] | None]:
-        """Record many results, returning each one's classes or values (for outcome joins).
+    def add_records(self, results: Sequence[object], probabilities: bool | None,
+                    split: bool = True) -> list[tuple[tuple | None, tuple | None] | None]:
+        """Record many results, returning each one's classes or values (for outcome joins;
+        with `split` False, calls that no outcome joins, nothing).
 
-        Many small 2-D float arrays of one width (one probability matrix per request) are
-        normalised as one matrix and split again by rows.
+        Many small 2-D float arrays of one width (one probability matrix per call) are
+        normalised as one stacked matrix and split again by rows.
         """
         if len(results) > 1 and all(isinstance(r, np.ndarray) and r.ndim == 2 and
                                     r.dtype.kind == "f" for r in results) and \
@@ -105,13 +151,13 @@ class PredictionBatch:
             try:
                 prediction = normalize(
                     np.concatenate(results), probabilities=probabilities,
-                    task=self.settings.task,
-                    class_names=self._class_names_once() if probabilities else None)
+                    task=self.settings.task, class_names=self._class_names_once(),
+                    known_classes=self._known_classes())
             except Exception as exc:
                 faults.record("prediction", exc)
                 return [None] * len(results)
             self._add(prediction, sizes)
-            return _split_rows(prediction, sizes)
+            return _split_rows(prediction, sizes) if split else []
         return [None if p is None else _split_rows(p, [p.rows])[0]
                 for p in (self.add_one(result, probabilities) for result in results)]
 
@@ -120,12 +166,12 @@ class PredictionBatch:
             self._class_names = self.read_class_names()
         return self._class_names
 
-    def add_one(self, result: object, probabilities: bool) -> Prediction | None:
+    def add_one(self, result: object, probabilities: bool | None) -> Prediction | None:
         """Record one call's result; returns its normalised form (None if it could not be)."""
         try:
             prediction = normalize(
                 result, probabilities=probabilities, task=self.settings.task,
-                class_names=self._class_names_once() if probabilities else None)
+                class_names=self._class_names_once(), known_classes=self._known_classes())
         except Exception as exc:
             faults.record("prediction", exc)
             return None
@@ -154,6 +200,10 @@ class PredictionBatch:
             self.values.setdefault(name, []).append(values)
         if prediction.classes is not None:
             self.classes.append(prediction.classes)
+        if prediction.class_like:
+            self.class_like = True
+        if prediction.probability_outputs:
+            self.probability_outputs.update(prediction.probability_outputs)
         if prediction.confidence is not None:
             self.confidence.append(prediction.confidence)
         for reason, count in prediction.invalid.items():
@@ -166,21 +216,29 @@ class PredictionBatch:
     def flush(self, state: ModelState, now: float) -> None:
         settings = self.settings
         caps = self.caps
-        if state.info.get("task") == "auto" and (self.classes or self.values):
-            # inferwatch_model_info shows what the first predictions turned out to be.
-            detected = "classification" if self.classes else "regression"
+        if state.info.get("task") == "auto" and (self.classes or self.values or
+                                                 self.class_like):
+            # inferwatch_model_info shows what the first predictions turned out to be: a
+            # model whose labels were all withheld (not plausible classes) still classifies.
+            detected = "classification" if self.classes or (
+                self.class_like and not self.values) else "regression"
             state.info = {**state.info, "task": detected}
         if self.batch_sizes:
             state.histogram("inferwatch_batch_size", (), settings.batch_buckets).observe(
                 np.asarray(self.batch_sizes, dtype=np.float64))
         output_cap = caps["inferwatch_prediction"]
         merged: dict[str, list[np.ndarray]] = {}
+        probabilities: set[str] = set()  # outputs of class probabilities, as folded
         for name, chunks in self.values.items():
-            merged.setdefault(output_cap.fold(name), []).extend(chunks)
+            folded = output_cap.fold(name)
+            merged.setdefault(folded, []).extend(chunks)
+            if name in self.probability_outputs:
+                probabilities.add(folded)
         low, high = settings.output_range or (-math.inf, math.inf)
         for output, chunks in merged.items():
             values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-            state.summary("inferwatch_prediction", (output,)).observe(values, now)
+            state.summary("inferwatch_prediction", (output,),
+                          probabilities=output in probabilities).observe(values, now)
             tracker = self.features
             bounds = (tracker.value_buckets(output) if tracker is not None else None) or \
                 settings.value_buckets
@@ -188,19 +246,30 @@ class PredictionBatch:
             if settings.output_range is not None:
                 self._invalid("out_of_range", int(((values < low) | (values > high)).sum()))
         if self.classes:
-            labels = np.concatenate(self.classes) if len(self.classes) > 1 else self.classes[0]
-            if labels.dtype == object:
-                # Python strings: numpy's fixed-width str dtype would drop trailing NULs.
-                class_counts = dict(Counter(map(str, labels.tolist())))
-            else:
-                unique, counts = np.unique(labels.astype(str), return_counts=True)
-                class_counts = dict(zip(unique.tolist(), counts.tolist()))
+            class_counts = _count_classes(self.classes)
             class_cap = caps["inferwatch_predicted_class_total"]
             folded = class_cap.fold_counts(class_counts)
             state.inc_many("inferwatch_predicted_class_total",
                            {(label,): count for label, count in folded.items()})
         if self.confidence:
-            state.summary("inferwatch_prediction_confidence", ()).observe(
+            state.summary("inferwatch_prediction_confidence", (), probabilities=True).observe(
                 np.concatenate(self.confidence), now)
         for reason, count in self.invalid.items():
             state.inc("inferwatch_invalid_predictions_total", (reason,), count)
+
+
+def _count_classes(chunks: list[np.ndarray]) -> dict[str, int]:
+    """Counts by label text. Integer and bool labels are counted as numbers and only the
+    distinct values become text, so they cost about what floats cost per row."""
+    counts: Counter[str] = Counter()
+    for kind in ("i", "b"):
+        numeric = [c for c in chunks if c.dtype.kind == kind]
+        if numeric:
+            merged = np.concatenate(numeric) if len(numeric) > 1 else numeric[0]
+            unique, n = np.unique(merged, return_counts=True)
+            counts.update(dict(zip(class_labels(unique), n.tolist())))
+    for chunk in chunks:
+        if chunk.dtype.kind not in "ib":
+            # Python strings: numpy's fixed-width str dtype would drop trailing NULs.
+            counts.update(map(str, chunk.tolist()))
+    return dict(counts)

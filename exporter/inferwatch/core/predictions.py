@@ -1,18 +1,24 @@
 """Turning what a model returns into numbers to record.
 
 Models return Python and numpy scalars, 1-D score arrays, 2-D probability matrices,
-lists, dicts of named outputs, pandas objects and tensors. `normalize` reduces each to
-a :class:`Prediction`: values per output, predicted classes, top-class confidence and
-the number of rows. It runs when pending calls are drained, never on the request path.
+lists, tuples and dicts of named outputs, pandas objects and tensors. `normalize` reduces
+each to a :class:`Prediction`: values per output, predicted classes, top-class confidence
+and the number of rows. It runs when pending calls are drained, never on the request path.
+
+Which values become ``class`` labels (they are label values, so they must be plausible
+classes, never user data): bools, integers with ``|v| < 65,536``, strings listed in the
+model's ``classes_`` or the declared ``classes=``, and, with ``task="classification"``,
+integer-valued floats. Anything else in a class position is counted as
+``invalid_predictions_total{reason="unsupported_type"}`` and never becomes a label.
 
 >>> p = normalize([[0.2, 0.8], [0.9, 0.1]], probabilities=True)
->>> p.rows, p.classes.tolist(), p.confidence.round(2).tolist()
+>>> p.rows, class_labels(p.classes), p.confidence.round(2).tolist()
 (2, ['1', '0'], [0.8, 0.9])
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,23 +26,56 @@ import numpy as np
 DEFAULT_OUTPUT = "value"
 # Rows of a probability matrix may drift from 1 by float error; more than this is a fault.
 PROBABILITY_SUM_TOLERANCE = 1e-3
-
-_EMPTY = np.empty(0, dtype=np.float64)
+# Integer class ids are plausible below this magnitude; larger ones look like ids or amounts.
+SMALL_INTEGER_LIMIT = 65_536
+NO_CLASSES: frozenset[str] = frozenset()
 
 
 @dataclass
 class Prediction:
-    """One call's predictions, flattened per output."""
+    """One call's predictions, flattened per output.
+
+    `classes` is an integer or bool array (kept numeric so that counting stays cheap) or an
+    object array of ``str`` labels; :func:`class_labels` gives the labels as text.
+    """
 
     rows: int = 0
     values: dict[str, np.ndarray] = field(default_factory=dict)
-    classes: np.ndarray | None = None  # str labels, one per row
+    classes: np.ndarray | None = None
     confidence: np.ndarray | None = None
     invalid: dict[str, int] = field(default_factory=dict)
+    # Outputs of a class kind (ints, bools, strings) were seen, labels admitted or not:
+    # model_info then shows the task as classification.
+    class_like: bool = False
+    # Outputs that hold class probabilities: their quantiles are sketched to 0.001 absolute.
+    probability_outputs: set[str] = field(default_factory=set)
 
     def count_invalid(self, reason: str, n: int) -> None:
         if n:
             self.invalid[reason] = self.invalid.get(reason, 0) + int(n)
+
+    def add_classes(self, labels: np.ndarray) -> None:
+        if self.classes is None:
+            self.classes = labels
+        elif self.classes.dtype.kind == labels.dtype.kind == "i":
+            self.classes = np.concatenate([self.classes, labels])
+        else:
+            self.classes = np.concatenate([_as_text(self.classes), _as_text(labels)])
+
+
+def class_labels(classes: np.ndarray) -> list[str]:
+    """Class labels as text, whatever array kind holds them.
+
+    >>> class_labels(np.array([1, 0])), class_labels(np.array([True]))
+    (['1', '0'], ['True'])
+    """
+    return _as_text(classes).tolist()
+
+
+def _as_text(classes: np.ndarray) -> np.ndarray:
+    if classes.dtype == object:
+        return classes
+    return np.array([str(v) for v in classes.tolist()], dtype=object)
 
 
 def to_array(obj: object) -> np.ndarray:
@@ -59,55 +98,127 @@ def to_array(obj: object) -> np.ndarray:
     return array
 
 
+def _is_tensor(obj: object) -> bool:
+    return hasattr(obj, "detach") and hasattr(obj, "cpu") and hasattr(obj, "ndim")
+
+
+def _without_missing(obj: object) -> tuple[object, int]:
+    """A pandas nullable column (``Int64``, ``boolean``, ...) without its ``pd.NA`` rows,
+    in its numpy type, and how many were missing; anything else as it is."""
+    dtype = getattr(obj, "dtype", None)
+    if getattr(dtype, "na_value", None) is None or not hasattr(obj, "isna"):
+        return obj, 0
+    missing = np.asarray(obj.isna(), dtype=bool)
+    kept = obj[~missing] if missing.any() else obj
+    numpy_dtype = getattr(dtype, "numpy_dtype", None)
+    try:
+        array = kept.to_numpy(dtype=numpy_dtype) if numpy_dtype is not None else kept.to_numpy()
+    except (TypeError, ValueError):
+        array = kept.to_numpy()
+    return array, int(missing.sum())
+
+
 def _is_dataframe(obj: object) -> bool:
     return hasattr(obj, "columns") and hasattr(obj, "to_numpy") and hasattr(obj, "items")
+
+
+def _is_output_list(result: object) -> bool:
+    """A tuple or list of arrays / tensors: several outputs, not a matrix of rows."""
+    return isinstance(result, (tuple, list)) and bool(result) and all(
+        getattr(part, "ndim", 0) >= 1 for part in result)
 
 
 def normalize(
     result: object,
     *,
-    probabilities: bool = False,
+    probabilities: bool | None = False,
     class_names: Sequence[object] | None = None,
     task: str = "auto",
+    known_classes: Collection[str] = NO_CLASSES,
 ) -> Prediction:
     """Reduce a model's return value to a :class:`Prediction`.
 
     `probabilities` says the value came from ``predict_proba`` (2-D rows are class
-    probabilities); `class_names` labels its columns (``model.classes_``); `task` is
-    ``auto``, ``classification`` or ``regression`` and decides what a 1-D array means.
+    probabilities); None means "tell by its shape" (a matrix handed to ``r.prediction()``).
+    `class_names` is the model's ``classes_``; `task` is ``auto``, ``classification`` or
+    ``regression``; `known_classes` are the strings that may become class labels.
 
     >>> normalize(0.7).values["value"].tolist()
     [0.7]
     >>> normalize({"price": [1.0, 2.0]}).values["price"].tolist()
     [1.0, 2.0]
-    >>> normalize(np.array([1, 0, 1]), task="auto").classes.tolist()
+    >>> class_labels(normalize(np.array([1, 0, 1]), task="auto").classes)
     ['1', '0', '1']
+    >>> normalize("alice@example.com").invalid
+    {'unsupported_type': 1}
     """
     prediction = Prediction()
     if isinstance(result, Mapping) or _is_dataframe(result):
-        items = result.items()
-        for name, column in items:
-            _add_output(prediction, str(name), to_array(column), task)
+        for name, column in result.items():
+            _add_named(prediction, str(name), column, task, known_classes)
         return prediction
-    array = to_array(result)
-    if probabilities or _looks_like_probabilities(array, task):
+    if _is_output_list(result):
+        if probabilities:
+            # One probability matrix per output (scikit-learn's MultiOutputClassifier).
+            names = _per_output(class_names, len(result))
+            for j, part in enumerate(result):
+                _add_probabilities(prediction, to_array(part), names[j], prefix=f"{j}:")
+        else:
+            for j, part in enumerate(result):
+                _add_named(prediction, str(j), part, task, known_classes)
+        return prediction
+    tensor = _is_tensor(result)
+    column, missing = _without_missing(result)
+    array = to_array(column)
+    prediction.count_invalid("nan", missing)
+    if tensor and array.ndim == 1:
+        array = array.reshape(1, -1)  # a 1-D tensor is one unbatched sample, not n rows
+    if probabilities or _looks_like_probabilities(array, task, class_names,
+                                                  by_shape=probabilities is None):
         _add_probabilities(prediction, array, class_names)
     elif array.ndim == 2 and array.shape[1] > 1:
-        # Multi-output regression: one output per column.
+        # Several outputs per row: one output (or class column) per column.
         prediction.rows = array.shape[0]
         for j in range(array.shape[1]):
-            _add_output(prediction, str(j), array[:, j], task, count_rows=False)
+            _add_output(prediction, str(j), array[:, j], task, known_classes, count_rows=False,
+                        prefix=f"{j}:")
     else:
-        _add_output(prediction, DEFAULT_OUTPUT, array, task)
+        _add_output(prediction, DEFAULT_OUTPUT, array, task, known_classes)
+    prediction.rows += missing  # a pd.NA row is a row the model returned
     return prediction
 
 
-def _looks_like_probabilities(array: np.ndarray, task: str) -> bool:
-    """2-D float rows in [0, 1] that sum to 1 are class probabilities (softmax outputs)."""
+def _per_output(class_names: Sequence[object] | None, outputs: int) -> list:
+    if class_names is not None and len(class_names) == outputs and all(
+            np.ndim(names) == 1 for names in class_names):
+        return list(class_names)
+    return [None] * outputs
+
+
+def _add_named(prediction: Prediction, name: str, column: object, task: str,
+               known_classes: Collection[str]) -> None:
+    """One named output of a dict, DataFrame or tuple: its rows are its first dimension."""
+    column, missing = _without_missing(column)
+    array = to_array(column)
+    prediction.count_invalid("nan", missing)
+    rows = (array.shape[0] if array.ndim else 1) + missing
+    prediction.rows = max(prediction.rows, rows)
+    _add_output(prediction, name, array, task, known_classes, count_rows=False)
+
+
+def _looks_like_probabilities(array: np.ndarray, task: str,
+                              class_names: Sequence[object] | None, by_shape: bool) -> bool:
+    """2-D float rows in [0, 1] that sum to 1 are class probabilities when the task says
+    classification, or (task auto) when the model's ``classes_`` has one class per column
+    or the matrix was handed over as a prediction with no method to go by. A multi-output
+    regressor whose outputs happen to sum to 1 is therefore not taken for a classifier."""
     if task == "regression" or array.ndim != 2 or array.shape[1] < 2 or array.dtype.kind != "f":
         return False
     if task == "classification":
         return True
+    if not by_shape and (class_names is None or len(class_names) != array.shape[1]
+                         or np.ndim(class_names[0]) != 0):
+        return False
     with np.errstate(invalid="ignore"):
         in_unit = bool(((array >= 0) & (array <= 1)).all())
         sums_to_one = bool((np.abs(array.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE).all())
@@ -115,12 +226,17 @@ def _looks_like_probabilities(array: np.ndarray, task: str) -> bool:
 
 
 def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
-                count_rows: bool = True) -> None:
+                known_classes: Collection[str], count_rows: bool = True,
+                prefix: str = "") -> None:
     flat = array.reshape(-1) if array.ndim != 1 else array
     if count_rows:
         prediction.rows = max(prediction.rows, flat.shape[0])
     kind = flat.dtype.kind
-    if kind == "f" or (kind in "iu" and task == "regression"):
+    if task == "classification" and kind == "f" and name == DEFAULT_OUTPUT:
+        # The declared task wins: a classifier's predict may return 0.0 / 1.0.
+        labels = _float_classes(prediction, flat)
+        prediction.class_like = True
+    elif kind == "f" or (kind in "iu" and task == "regression"):
         values = flat.astype(np.float64, copy=False)
         finite = np.isfinite(values)
         if not finite.all():
@@ -128,26 +244,87 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
             prediction.count_invalid("inf", int(np.isinf(values).sum()))
             values = values[finite]
         _extend(prediction.values, name, values)
-    elif kind in "iubUSO":
-        if kind == "O":
-            labels = np.array([str(_class_label(v)) for v in flat], dtype=object)
-        else:
-            labels = flat.astype(str)
-        prediction.classes = labels if prediction.classes is None else np.concatenate(
-            [prediction.classes, labels]
-        )
+        return
     else:
-        prediction.count_invalid("unsupported_type", flat.shape[0])
+        labels = admit_classes(prediction, flat, known_classes)
+        prediction.class_like = True
+    if labels is not None and labels.size:
+        prediction.add_classes(_prefixed(labels, prefix) if prefix else labels)
 
 
-def _class_label(value: object) -> object:
-    if isinstance(value, float) and not np.isfinite(value):
+def _prefixed(labels: np.ndarray, prefix: str) -> np.ndarray:
+    return np.array([prefix + label for label in class_labels(labels)], dtype=object)
+
+
+def _float_classes(prediction: Prediction, flat: np.ndarray) -> np.ndarray:
+    """Float labels of a declared classifier (``predict`` returning 0.0 / 1.0)."""
+    values = flat.astype(np.float64, copy=False)
+    nan = np.isnan(values)
+    prediction.count_invalid("nan", int(nan.sum()))
+    with np.errstate(invalid="ignore"):
+        whole = ~nan & (np.abs(values) < SMALL_INTEGER_LIMIT) & (np.floor(values) == values)
+    prediction.count_invalid("unsupported_type", int((~nan & ~whole).sum()))
+    return values[whole].astype(np.int64)
+
+
+def admit_classes(prediction: Prediction, labels: np.ndarray,
+                  known_classes: Collection[str]) -> np.ndarray | None:
+    """The labels that are plausible classes; the rest are counted as unsupported_type.
+
+    >>> p = Prediction()
+    >>> admit_classes(p, np.array([3, 10**9]), NO_CLASSES).tolist(), p.invalid
+    ([3], {'unsupported_type': 1})
+    >>> class_labels(admit_classes(p, np.array(["cat", "x@y.z"]), {"cat"}))
+    ['cat']
+    """
+    kind = labels.dtype.kind
+    if kind == "b":
+        return labels
+    if kind in "iu":
+        small = labels < SMALL_INTEGER_LIMIT
+        if kind == "i":
+            small &= labels > -SMALL_INTEGER_LIMIT
+        if not small.all():
+            prediction.count_invalid("unsupported_type", int((~small).sum()))
+            labels = labels[small]
+        return labels.astype(np.int64, copy=False)
+    if kind in "US":
+        text = labels.tolist()
+        if kind == "S":
+            text = [raw.decode("utf-8", "replace") for raw in text]
+        kept = [label for label in text if label in known_classes]
+        prediction.count_invalid("unsupported_type", len(text) - len(kept))
+        return np.asarray(kept, dtype=object)
+    if kind == "O":
+        kept = []
+        for value in labels.tolist():
+            label = _object_class(value, known_classes)
+            if label is None:
+                prediction.count_invalid("unsupported_type", 1)
+            elif label == "nan":
+                prediction.count_invalid("nan", 1)
+            else:
+                kept.append(label)
+        return np.asarray(kept, dtype=object)
+    prediction.count_invalid("unsupported_type", labels.shape[0])
+    return None
+
+
+def _object_class(value: object, known_classes: Collection[str]) -> str | None:
+    """The label of one Python value, or None when it is not a plausible class."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value)) if abs(int(value)) < SMALL_INTEGER_LIMIT else None
+    if isinstance(value, str):
+        return value if value in known_classes else None
+    if isinstance(value, float) and value != value:
         return "nan"
-    return value
+    return None
 
 
 def _add_probabilities(prediction: Prediction, array: np.ndarray,
-                       class_names: Sequence[object] | None) -> None:
+                       class_names: Sequence[object] | None, prefix: str = "") -> None:
     if array.dtype.kind == "c":
         # Casting would drop the imaginary part, and numpy would warn about it on the
         # application's stderr from the drain thread: such output is not probabilities.
@@ -160,7 +337,7 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
         prediction.count_invalid("bad_shape", 1)
         return
     rows, width = matrix.shape
-    prediction.rows = rows
+    prediction.rows = max(prediction.rows, rows)
     if rows == 0 or width == 0:
         return
     finite_rows = np.isfinite(matrix).all(axis=1)
@@ -174,18 +351,42 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     prediction.count_invalid("probability_out_of_range", int(out_of_unit.sum()))
     bad_sum = np.abs(matrix.sum(axis=1) - 1.0) > PROBABILITY_SUM_TOLERANCE
     prediction.count_invalid("probability_sum", int(bad_sum.sum()))
-    names = _column_names(width, class_names)
+    names = [prefix + name for name in _column_names(width, class_names)]
     top = matrix.argmax(axis=1)
-    prediction.classes = np.asarray(names, dtype=object)[top].astype(str)
-    prediction.confidence = matrix[np.arange(matrix.shape[0]), top]
+    prediction.add_classes(np.asarray(names, dtype=object)[top])
+    confidence = matrix[np.arange(matrix.shape[0]), top]
+    prediction.confidence = confidence if prediction.confidence is None else np.concatenate(
+        [prediction.confidence, confidence])
     for j, name in enumerate(names):
         _extend(prediction.values, name, matrix[:, j])
+    prediction.probability_outputs.update(names)
 
 
 def _column_names(width: int, class_names: Sequence[object] | None) -> list[str]:
-    if class_names is not None and len(class_names) == width:
-        return [str(c) for c in class_names]
+    if class_names is not None and len(class_names) == width and all(
+            np.ndim(c) == 0 for c in class_names):
+        return [str(c.item() if isinstance(c, np.generic) else c) for c in class_names]
     return [str(j) for j in range(width)]
+
+
+def known_class_set(class_names: Sequence[object] | None,
+                    declared: Sequence[object] | None) -> frozenset[str]:
+    """The strings that may become class labels: ``classes_`` and the declared classes,
+    flattened (a multi-output model's ``classes_`` is a list of arrays).
+
+    >>> sorted(known_class_set([np.array(["a", "b"]), np.array(["c"])], ("d",)))
+    ['a', 'b', 'c', 'd']
+    """
+    known: set[str] = set()
+    for source in (class_names, declared):
+        if source is None:
+            continue
+        for item in source:
+            if np.ndim(item) == 0:
+                known.add(str(item.item() if isinstance(item, np.generic) else item))
+            else:
+                known.update(str(v) for v in np.asarray(item).reshape(-1).tolist())
+    return frozenset(known)
 
 
 def _extend(values: dict[str, np.ndarray], name: str, array: np.ndarray) -> None:

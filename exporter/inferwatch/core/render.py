@@ -152,7 +152,7 @@ def _exemplar(exemplar: tuple[str, float, float] | None) -> Exemplar | None:
 
 def _summary(family: Metric, name: str, labels: dict[str, str], summary, *, quantiles,
              now: float) -> None:
-    values = summary.sketch.quantiles(quantiles, now)
+    values = summary.quantiles(quantiles, now)
     for q, value in zip(quantiles, values):
         family.add_sample(name, {**labels, "quantile": floatToGoString(q)}, value)
     family.add_sample(name + "_count", labels, summary.count)

@@ -47,7 +47,7 @@ class RequestRecord:
     started_at: float = 0.0  # wall-clock time, for the label delay of outcomes
     stages: list[tuple[str, float]] = field(default_factory=list)
     prediction: object = None
-    probabilities: bool = False
+    probabilities: bool | None = False
     has_prediction: bool = False
     features: object = None
     inputs: object = None
@@ -194,14 +194,16 @@ class Request:
         """The model output for this request; `probabilities` marks a predict_proba matrix."""
         self.record.prediction = prediction
         self.record.has_prediction = True
-        self.record.probabilities = bool(probabilities)
+        # None: tell by its shape (see predictions.normalize)
+        self.record.probabilities = None if probabilities is None else bool(probabilities)
 
     def action(self, action: str) -> None:
         """What the system did with the prediction ("shown", "blocked", ...)."""
         self.record.action = faults.text_of(action, "request") or OTHER
 
     def add_inference(self, duration: float, result: object, probabilities: bool) -> None:
-        """Called by an instrumented model invoked inside this request."""
+        """Called by an instrumented model invoked inside this request (with `result` as
+        the call saw it: see ``instrument.snapshot``)."""
         self.record.stages.append((INFERENCE_STAGE, duration))
         if not self.record.has_prediction:
             self.prediction(result, probabilities=probabilities)

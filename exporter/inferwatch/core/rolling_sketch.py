@@ -77,6 +77,10 @@ class RollingSketch:
         return self._age_buckets
 
     @property
+    def max_bins(self) -> int:
+        return self._max_bins
+
+    @property
     def bucket_ids(self) -> list[int]:
         """Ids of the buckets held, oldest first."""
         return sorted(self._buckets)

@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.ddsketch import quiet_sum
 from inferwatch.core.rolling_sketch import RollingSketch
+from inferwatch.core.unit_sketch import (
+    PROBABILITY_MAX_BINS,
+    PROBABILITY_RELATIVE_ACCURACY,
+    from_sketch,
+    to_sketch,
+)
 
 Labels = tuple[str, ...]
 
@@ -100,7 +107,7 @@ class HistogramState:
             self.counts[-1] += values.size - int(cumulative[-1])
         else:
             # side="left": a value equal to a bound belongs to that bucket (Prometheus' `le`).
-            index = np.searchsorted(self.bounds, values, side="left")
+            index = self.bounds.searchsorted(values, "left")  # the method: no dispatch wrapper
             self.counts += np.bincount(index, minlength=self.counts.shape[0])
         self.sum += _finite_sum(values)
 
@@ -148,25 +155,50 @@ class HistogramState:
 
 
 class SummaryState:
-    """Cumulative count and sum plus a rolling-window sketch for the quantiles."""
+    """Cumulative count and sum plus a rolling-window sketch for the quantiles.
+
+    With `probabilities`, the sketch has an absolute error of at most 0.001 on [0, 1]
+    (``core/unit_sketch.py``) instead of the settings' relative accuracy.
+
+    >>> s = SummaryState(SummarySettings(), probabilities=True)
+    >>> s.observe(np.array([0.9986, 0.99997, 0.999999]), now=0.0)
+    >>> [round(v, 4) for v in s.quantiles([0.0, 0.5, 1.0], now=0.0)]
+    [0.9986, 1.0, 1.0]
+    >>> s.quantiles([0.5], now=0.0)[0] < 0.99998
+    True
+    """
 
     __slots__ = ("count", "sketch", "sum")
 
-    def __init__(self, settings: SummarySettings) -> None:
+    def __init__(self, settings: SummarySettings, probabilities: bool = False) -> None:
         self.sketch = RollingSketch(
             max_age_seconds=settings.max_age_seconds,
             age_buckets=settings.age_buckets,
-            relative_accuracy=settings.relative_accuracy,
+            relative_accuracy=PROBABILITY_RELATIVE_ACCURACY if probabilities
+            else settings.relative_accuracy,
+            **({"max_bins": PROBABILITY_MAX_BINS} if probabilities else {}),
         )
         self.count = 0
         self.sum = 0.0
 
+    @property
+    def probabilities(self) -> bool:
+        """Whether the sketch holds probabilities (its bin budget says so, in every copy)."""
+        return self.sketch.max_bins == PROBABILITY_MAX_BINS
+
     def observe(self, values: np.ndarray, now: float) -> None:
         if values.size == 0:
             return
-        self.sketch.add(values, now)
+        self.sketch.add(to_sketch(values) if self.probabilities else values, now)
         self.count += int(values.size)
         self.sum += _finite_sum(values)
+
+    def quantiles(self, quantiles: Sequence[float], now: float) -> list[float]:
+        """The window's quantiles at `now`, in the unit of the observed values."""
+        values = self.sketch.quantiles(quantiles, now)
+        if self.probabilities:
+            return from_sketch(np.asarray(values)).tolist()
+        return values
 
     def merge(self, other: SummaryState) -> None:
         self.sketch.merge(other.sketch)
@@ -225,11 +257,13 @@ class ModelState:
             state = series[labels] = HistogramState(bounds)
         return state
 
-    def summary(self, metric: str, labels: Labels = ()) -> SummaryState:
+    def summary(self, metric: str, labels: Labels = (),
+                probabilities: bool = False) -> SummaryState:
+        """The series' summary; a new one sketches probabilities when `probabilities`."""
         series = self.summaries.setdefault(metric, {})
         state = series.get(labels)
         if state is None:
-            state = series[labels] = SummaryState(self.summary_settings)
+            state = series[labels] = SummaryState(self.summary_settings, probabilities)
         return state
 
     def set_gauge(self, metric: str, labels: Labels, value: float) -> None:
@@ -259,7 +293,8 @@ class ModelState:
             for labels, summ in series.items():
                 target = mine_s.get(labels)
                 if target is None:
-                    target = mine_s[labels] = SummaryState(self.summary_settings)
+                    target = mine_s[labels] = SummaryState(self.summary_settings,
+                                                           summ.probabilities)
                 target.merge(summ)
         for metric, series in other.gauges.items():
             rule = GAUGE_MERGE.get(metric, "max")
@@ -338,8 +373,7 @@ def _decode_extras(extras: object) -> dict[str, object]:
 
 def _finite_sum(values: np.ndarray) -> float:
     # A sum past the float range is +-inf, as prometheus_client would report; not a warning.
-    with np.errstate(over="ignore", invalid="ignore"):
-        return float(values.sum())
+    return quiet_sum(values)
 
 
 def _nanmin(a: float, b: float) -> float:

@@ -158,7 +158,14 @@ def _plan(settings: Settings) -> _Plan:
     usage = usage_tokens if settings.usage is True else (settings.usage or None)
     return _Plan(settings.stream_interval_buckets, settings.count_tokens, usage,
                  settings.count_tokens is not None or usage is not None,
-                 settings.task == "classification", settings.event_text_chars)
+                 _text_is_label(settings), settings.event_text_chars)
+
+
+def _text_is_label(settings: Settings) -> bool:
+    """A lone ``str`` result is a class label when the model says it classifies: by
+    ``task="classification"``, or under task auto by declaring its ``classes=``."""
+    return settings.task == "classification" or (
+        settings.task == "auto" and settings.classes is not None)
 
 
 class Follower:

@@ -10,10 +10,21 @@ PAGE FIRING example
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
 _lock = threading.Lock()
+
+
+def _renew_lock_after_fork() -> None:
+    # A fork while another thread was printing would otherwise leave the child's lock held.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_lock_after_fork)
 
 
 def say(line: str) -> None:

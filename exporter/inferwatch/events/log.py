@@ -63,7 +63,8 @@ log = logging.getLogger("inferwatch")
 
 _registry_lock = threading.Lock()
 _live: weakref.WeakSet[EventLog] = weakref.WeakSet()
-# Closed ones too: a forked child renews the locks of every log it may still be asked about.
+# Closed ones too: a closed log still counts what is emitted to it (as "closed"), so a forked
+# child renews the locks of every log it may still be asked about.
 _every: weakref.WeakSet[EventLog] = weakref.WeakSet()
 _process_totals = dict.fromkeys(REASONS, 0)
 _process_value_totals = dict.fromkeys(VALUE_REASONS, 0)

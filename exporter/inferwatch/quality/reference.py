@@ -427,8 +427,9 @@ def category_keys(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     kind = col.dtype.kind
     if kind == "U":
         return col, np.ones(len(col), dtype=bool)
-    if kind == "S":
-        return col.astype(str), np.ones(len(col), dtype=bool)
+    if kind == "S":  # bytes: decoded as UTF-8 (astype(str) raises on anything past ASCII)
+        return np.array([raw.decode("utf-8", "replace") for raw in col.tolist()],
+                        dtype=object), np.ones(len(col), dtype=bool)
     if kind == "f":
         present = ~np.isnan(col)
         return np.array([category_key(v) for v in col.tolist()], dtype=object), present

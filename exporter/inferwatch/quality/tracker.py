@@ -177,8 +177,10 @@ class FeatureTracker:
         self.drift.features.renew_lock()
         self.drift.outputs.renew_lock()
 
-    def check_inputs(self, inputs: Sequence[Any], now: float) -> BatchResult:
-        """Check the inputs of many calls, batched where their shapes allow."""
+    def check_inputs(self, inputs: Sequence[Any], now: float, window: bool = True) -> BatchResult:
+        """Check the inputs of many calls, batched where their shapes allow; with `window`
+        False (inputs of calls that raised) they are counted but kept out of the drift
+        window."""
         total = self.checker.empty_result()
         for batch in _batches(inputs):
             try:
@@ -187,7 +189,7 @@ class FeatureTracker:
                 faults.record("quality", exc)
                 continue
             total.add(result)
-        if total.rows:
+        if total.rows and window:
             self.drift.features.add(total.flat_bin_counts, total.rows, now=now)
         return total
 

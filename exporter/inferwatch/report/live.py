@@ -160,7 +160,7 @@ def _quantiles(state: ModelState, metric: str, now: float) -> dict[str, dict[str
     out: dict[str, dict[str, float]] = {}
     quantiles = state.summary_settings.quantiles
     for labels, summary in state.summaries.get(metric, {}).items():
-        values = summary.sketch.quantiles(quantiles, now)
+        values = summary.quantiles(quantiles, now)
         out[labels[0] if labels else ""] = {f"{q:g}": float(v) for q, v in
                                            zip(quantiles, values)}
     return out

@@ -1,0 +1,266 @@
+"""instrument()'s cost per call shape against the naive prometheus_client wrapper.
+
+One row per shape: a float function, a numpy scalar, ``predict`` on 1 and 100 rows,
+``predict_proba`` on 1 and 100 rows, dict outputs, a 50-feature reference, and 1, 10 and
+100 models, and one 10-million-row batch (how long the monitor lock is held at a time). For
+each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
+as the background drain does at 1,000 calls/s, and a scrape every 15,000 calls) as ratios
+of the naive wrapper's, and the drain's own cost per call, so that a slow shape shows at
+once. Everything is measured alternately in one process (``_rotate``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+
+from benchmarks.bench_hot_path import SCRAPE_EVERY_CALLS, _naive, _rotate
+from benchmarks.common import Row, fmt_seconds
+
+DRAIN_EVERY_CALLS = 1000
+HOT_TARGET = 0.3
+TOTAL_TARGET = 0.5
+MANY_MODELS_TARGET = 1.0
+HUGE_BATCH_ROWS = 10_000_000
+HUGE_WAIT_TARGET = 0.1  # the longest wait for the monitor lock, as a share of the drain
+
+
+class _Model:
+    """A model whose work is free: what is left is the cost of recording its result."""
+
+    def __init__(self, result: object, proba: object = None) -> None:
+        self.result = result
+        self.proba = proba
+
+    def predict(self, x: object) -> object:
+        return self.result
+
+    def predict_proba(self, x: object) -> object:
+        return self.proba
+
+
+def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
+    """name -> (make(): (the callable to wrap, instrument options), the call's input)."""
+    rng = np.random.default_rng(0)
+    one, hundred = rng.random((1, 2)), rng.random((100, 2))
+    proba_one = np.array([[0.3, 0.7]])
+    proba_hundred = np.column_stack([hundred[:, 0], 1 - hundred[:, 0]])
+    features = rng.normal(size=(1, 50))
+
+    def reference():
+        from inferwatch.quality.reference import Reference
+
+        return Reference.from_data(rng.normal(size=(2000, 50)))
+
+    def fn_of(value):
+        def fn(x):
+            return value
+        return fn
+
+    return {
+        "float function": (lambda: (fn_of(0.5), {}), 1),
+        "numpy scalar": (lambda: (fn_of(np.float64(0.5)), {}), 1),
+        "predict, 1 row": (lambda: (_Model(one[:, 0]).predict, {}), one),
+        "predict, 100 rows": (lambda: (_Model(hundred[:, 0]).predict, {}), hundred),
+        "predict_proba, 1 row": (lambda: (_Model(None, proba_one).predict_proba, {}), one),
+        "predict_proba, 100 rows": (
+            lambda: (_Model(None, proba_hundred).predict_proba, {}), hundred),
+        "dict outputs": (lambda: (fn_of({"price": 10.0, "eta": 30.0}), {}), 1),
+        "float function, 50-feature reference": (
+            lambda: (fn_of(0.5), {"reference": reference()}), features),
+    }
+
+
+def _one_shape(name: str, make: Callable, x: object, calls: int, rounds: int) -> list[Row]:
+    from inferwatch.core.instrument import instrument
+    from inferwatch.core.registry import Registry
+    from inferwatch.serving.bridge import InferwatchCollector
+
+    fn, options = make()
+    monitors = Registry(drain_interval=3600)
+    prom = CollectorRegistry()
+    prom.register(InferwatchCollector(monitors))
+    naive_registry = CollectorRegistry()
+    naive = _naive(fn, naive_registry)
+    wrapped = instrument(fn, name="bench", version="1", registry=monitors, **options)
+    drain_seconds: list[float] = []
+
+    def loop(target: Callable, n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            target(x)
+        return time.perf_counter() - start
+
+    def bare() -> float:
+        return loop(fn, calls) / calls
+
+    def naive_hot() -> float:
+        return loop(naive, calls) / calls
+
+    def iw_hot() -> float:
+        elapsed = loop(wrapped, calls)
+        monitors.drain()
+        return elapsed / calls
+
+    def naive_total() -> float:
+        start = time.perf_counter()
+        for done in range(0, calls, SCRAPE_EVERY_CALLS):
+            loop(naive, min(SCRAPE_EVERY_CALLS, calls - done))
+            generate_latest(naive_registry)
+        return (time.perf_counter() - start) / calls
+
+    def iw_total() -> float:
+        start = time.perf_counter()
+        drained = 0.0
+        for done in range(0, calls, SCRAPE_EVERY_CALLS):
+            chunk = min(SCRAPE_EVERY_CALLS, calls - done)
+            for part in range(0, chunk, DRAIN_EVERY_CALLS):
+                loop(wrapped, min(DRAIN_EVERY_CALLS, chunk - part))
+                t = time.perf_counter()
+                monitors.drain()
+                drained += time.perf_counter() - t
+            generate_latest(prom)
+        drain_seconds.append(drained / calls)
+        return (time.perf_counter() - start) / calls
+
+    medians = _rotate({"bare": bare, "naive_hot": naive_hot, "iw_hot": iw_hot,
+                       "naive_total": naive_total, "iw_total": iw_total}, rounds)
+    monitors.close()
+    naive_overhead = medians["naive_hot"] - medians["bare"]
+    hot = (medians["iw_hot"] - medians["bare"]) / naive_overhead
+    total = (medians["iw_total"] - medians["bare"]) / (medians["naive_total"] - medians["bare"])
+    drain = sorted(drain_seconds)[len(drain_seconds) // 2]
+    return [
+        Row(f"{name}: hot path", fmt_seconds(medians["iw_hot"] - medians["bare"]),
+            fmt_seconds(naive_overhead), hot, f"<= {HOT_TARGET}x", hot <= HOT_TARGET),
+        Row(f"{name}: total (drain {fmt_seconds(drain)}/call)",
+            fmt_seconds(medians["iw_total"] - medians["bare"]),
+            fmt_seconds(medians["naive_total"] - medians["bare"]), total,
+            f"<= {TOTAL_TARGET}x", total <= TOTAL_TARGET),
+    ]
+
+
+def _many_models(models: int, calls_per_drain: int, rounds: int) -> Row:
+    """`models` float models, each called `calls_per_drain` times between two drains."""
+    from inferwatch.core.instrument import instrument
+    from inferwatch.core.registry import Registry
+    from inferwatch.serving.bridge import InferwatchCollector
+
+    def fn(x):
+        return 0.5
+
+    monitors = Registry(drain_interval=3600)
+    prom = CollectorRegistry()
+    prom.register(InferwatchCollector(monitors))
+    naive_registry = CollectorRegistry()
+    from prometheus_client import Counter, Histogram
+
+    hist = Histogram("naive_latency_seconds", "latency", ["model"], registry=naive_registry)
+    count = Counter("naive_requests", "requests", ["model"], registry=naive_registry)
+    naive, wrapped = [], []
+    for m in range(models):
+        observe, inc = hist.labels(str(m)).observe, count.labels(str(m)).inc
+
+        def one(x, observe=observe, inc=inc):
+            start = time.perf_counter()
+            result = fn(x)
+            observe(time.perf_counter() - start)
+            inc()
+            return result
+
+        naive.append(one)
+        wrapped.append(instrument(fn, name=f"m{m}", version="1", registry=monitors))
+    drains = max(1, SCRAPE_EVERY_CALLS // (models * calls_per_drain))
+    calls = drains * models * calls_per_drain
+
+    def run(targets: list, drain: Callable[[], None], scrape: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        for _ in range(drains):
+            for target in targets:
+                for i in range(calls_per_drain):
+                    target(i)
+            drain()
+        scrape()
+        return (time.perf_counter() - start) / calls
+
+    bare_targets = [fn] * models
+    drains_seconds: list[float] = []
+
+    def timed_drain() -> None:
+        start = time.perf_counter()
+        monitors.drain()
+        drains_seconds.append(time.perf_counter() - start)
+
+    medians = _rotate({
+        "bare": lambda: run(bare_targets, lambda: None, lambda: None),
+        "naive": lambda: run(naive, lambda: None, lambda: generate_latest(naive_registry)),
+        "iw": lambda: run(wrapped, timed_drain, lambda: generate_latest(prom)),
+    }, rounds)
+    per_monitor = sorted(drains_seconds)[len(drains_seconds) // 2] / models
+    monitors.close()
+    naive_overhead = medians["naive"] - medians["bare"]
+    ratio = (medians["iw"] - medians["bare"]) / naive_overhead
+    target = MANY_MODELS_TARGET if models >= 100 else TOTAL_TARGET
+    return Row(f"{models} model(s), {calls_per_drain} calls each per drain: total (drain "
+               f"{fmt_seconds(per_monitor)}/monitor)",
+               fmt_seconds(medians["iw"] - medians["bare"]), fmt_seconds(naive_overhead),
+               ratio, f"<= {target}x", ratio <= target)
+
+
+def _huge_batch(kind: str, rows: int) -> Row:
+    """One call returning `rows` labels or values: how long a thread taking the monitor's
+    lock (a scrape, a ``record_outcome`` caller) waits at most while the drain folds it."""
+    import threading
+
+    from inferwatch.core.instrument import instrument
+    from inferwatch.core.monitor import SLICE_ROWS
+    from inferwatch.core.registry import Registry
+
+    monitors = Registry(drain_interval=3600)
+    wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+    monitor = monitors.monitor("huge", "1")
+    batch = np.arange(rows) % 7 if kind == "class labels" else \
+        np.random.default_rng(0).random(rows)
+    wrapped(batch)
+    waits: list[float] = []
+    done = threading.Event()
+
+    def scrape_like() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            with monitor._lock:
+                pass
+            waits.append(time.perf_counter() - start)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=scrape_like)
+    thread.start()
+    start = time.perf_counter()
+    monitor.drain()
+    drained = time.perf_counter() - start
+    done.set()
+    thread.join()
+    monitors.close()
+    longest = max(waits, default=0.0)
+    # A wait spans at most about one slice; a small batch has few slices to share it.
+    target = max(HUGE_WAIT_TARGET, 2 * SLICE_ROWS / rows)
+    return Row(f"{rows:,}-row batch of {kind}: longest lock wait (drain "
+               f"{drained * 1e9 / rows:.0f} ns/row)", fmt_seconds(longest),
+               fmt_seconds(drained) + " (whole drain)", longest / drained,
+               f"<= {target:.2g}", longest / drained <= target)
+
+
+def run(quick: bool = False) -> list[Row]:
+    calls = 15_000 if quick else 45_000
+    rounds = 3 if quick else 7
+    rows: list[Row] = []
+    for name, (make, x) in _shapes().items():
+        rows.extend(_one_shape(name, make, x, calls, rounds))
+    for models in (1, 10, 100):
+        rows.append(_many_models(models, 10, rounds))
+    for kind in ("class labels", "float values"):
+        rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 1)))
+    return rows

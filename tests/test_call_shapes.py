@@ -1,0 +1,341 @@
+"""Call shapes that real models have: what reaches the model, and what becomes a label."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+from inferwatch.core.predictions import SMALL_INTEGER_LIMIT, class_labels, normalize
+
+
+def _data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(60, 3))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    return x, y
+
+
+# --- request_id reaches a model only when its signature names it ------------------------
+
+def test_pipeline_predict_proba_with_request_id(scraper):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _data()
+    pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+    model = inferwatch.instrument(pipe, name="pipe", version="1", registry=scraper.registry)
+    out = model.predict_proba(x[:1], request_id="r-17")
+    np.testing.assert_array_equal(out, pipe.predict_proba(x[:1]))
+    inferwatch.monitor("pipe", registry=scraper.registry).record_outcome("r-17", int(out.argmax()))
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 1
+
+
+def test_statsmodels_results_predict_with_request_id(scraper):
+    sm = pytest.importorskip("statsmodels.api")
+    x, y = _data()
+    results = sm.OLS(y.astype(float), sm.add_constant(x)).fit()
+    model = inferwatch.instrument(results, name="ols", version="1", registry=scraper.registry)
+    exog = sm.add_constant(x)[:4]
+    np.testing.assert_array_equal(model.predict(exog, request_id="r-1"), results.predict(exog))
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
+
+
+def test_keyword_catch_all_does_not_receive_request_id(scraper):
+    seen = []
+
+    def predict(x, **params):
+        seen.append(params)
+        return 0.5
+
+    def named(x, request_id=None):
+        seen.append({"request_id": request_id})
+        return 0.5
+
+    inferwatch.instrument(predict, name="a", registry=scraper.registry)(1, request_id="r-1")
+    inferwatch.instrument(named, name="b", registry=scraper.registry)(1, request_id="r-2")
+    assert seen == [{}, {"request_id": "r-2"}]
+
+
+class _Forward:
+    """A module-like object whose __call__ hands everything to forward()."""
+
+    def __init__(self, takes_id: bool) -> None:
+        self.seen = []
+        self.forward = self._with_id if takes_id else self._plain
+
+    def _plain(self, x):
+        self.seen.append(None)
+        return 0.5
+
+    def _with_id(self, x, request_id=None):
+        self.seen.append(request_id)
+        return 0.5
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+
+@pytest.mark.parametrize("takes_id", [False, True])
+def test_forward_signature_decides_for_callable_modules(scraper, takes_id):
+    net = _Forward(takes_id)
+    model = inferwatch.instrument(net, name="net", registry=scraper.registry)
+    model(1.0, request_id="r-9")
+    assert net.seen == ["r-9" if takes_id else None]
+
+
+# --- only plausible classes become labels (issue 11, item 2) -----------------------------
+
+def test_user_data_in_outputs_is_not_a_label(scraper):
+    wrapped = inferwatch.instrument(
+        lambda x: {"request_id": "r-1", "user": "alice@example.com", "score": 0.7},
+        name="m", version="1", registry=scraper.registry)
+    wrapped(1)
+    generator = inferwatch.instrument(lambda x: (i for i in range(3)), name="g", version="1",
+                                      registry=scraper.registry)
+    assert list(generator(1)) == [0, 1, 2]  # a generator is a stream, never a label
+    assert scraper.series("inferwatch_predicted_class_total") == []
+    assert scraper.value("inferwatch_invalid_predictions_total", model="m",
+                         reason="unsupported_type") == 2
+    assert scraper.value("inferwatch_requests_total", model="g", outcome="ok") == 1
+    assert scraper.value("inferwatch_stream_items_sum", model="g") == 3
+    assert scraper.value("inferwatch_prediction_sum", output="score") == pytest.approx(0.7)
+    assert "alice" not in scraper.text()
+
+
+def test_classes_from_classes_attribute_and_declared_list(scraper):
+    class Model:
+        classes_ = np.array(["fraud", "legit"])
+
+        def predict(self, x):
+            return np.array(["fraud", "legit", "alice@example.com"])
+
+    model = inferwatch.instrument(Model(), name="m", version="1", registry=scraper.registry)
+    model.predict(None)
+    declared = inferwatch.instrument(lambda x: x, name="d", version="1", classes=["cat"],
+                                     registry=scraper.registry)
+    declared("cat")
+    declared("dog")
+    labels = {(s["model"], s["class"]) for s in scraper.series("inferwatch_predicted_class_total")}
+    assert labels == {("m", "fraud"), ("m", "legit"), ("d", "cat")}
+    assert scraper.value("inferwatch_invalid_predictions_total", model="m",
+                         reason="unsupported_type") == 1
+    assert scraper.value("inferwatch_invalid_predictions_total", model="d",
+                         reason="unsupported_type") == 1
+
+
+def test_small_integers_and_bools_are_classes_large_ones_are_not(scraper):
+    wrapped = inferwatch.instrument(lambda x: x, name="m", version="1", registry=scraper.registry)
+    wrapped(np.array([1, 0, -1, SMALL_INTEGER_LIMIT, 4_111_111_111_111]))
+    wrapped(True)
+    wrapped(7)
+    wrapped(10**30)
+    assert {s["class"] for s in scraper.series("inferwatch_predicted_class_total")} == {
+        "1", "0", "-1", "True", "7"}
+    assert scraper.value("inferwatch_invalid_predictions_total",
+                         reason="unsupported_type") == 3
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=st.one_of(st.text(), st.integers(), st.booleans(), st.floats(), st.binary(),
+                       st.lists(st.integers(), max_size=5),
+                       st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3)))
+def test_a_label_is_always_a_plausible_class(value):
+    known = {"cat", "dog"}
+    prediction = normalize(value, known_classes=known)
+    if prediction.classes is None:
+        return
+    for label in class_labels(prediction.classes):
+        plausible = label in known or label in ("True", "False") or (
+            label.lstrip("-").isdigit() and abs(int(label)) < SMALL_INTEGER_LIMIT)
+        assert plausible, label
+
+
+# --- what is recorded is what the call saw ------------------------------------------------
+
+def test_refilled_output_buffer_is_recorded_per_call(scraper):
+    buffer = np.zeros(1)
+
+    def model(i):
+        buffer[0] = i / 1000.0  # a runtime that refills one output array on every call
+        return buffer
+
+    wrapped = inferwatch.instrument(model, name="m", version="1", registry=scraper.registry)
+    for i in range(1000):
+        wrapped(i)
+    assert scraper.value("inferwatch_prediction_sum", output="value") == pytest.approx(499.5)
+    assert scraper.value("inferwatch_prediction", output="value",
+                         quantile="0.5") == pytest.approx(0.4995, rel=0.02)
+
+
+def test_reused_input_buffer_keeps_each_calls_missing_values(scraper):
+    reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(50, 2)))
+    wrapped = inferwatch.instrument(lambda x: 0.5, name="m", version="1", reference=reference,
+                                    registry=scraper.registry)
+    buffer = np.zeros((1, 2))
+    for i in range(10):
+        buffer[0, 0] = np.nan if i % 2 else 1.0  # the caller refills one input array
+        wrapped(buffer)
+    buffer[0, 0] = 1.0
+    assert scraper.value("inferwatch_feature_missing_total", feature="x0") == 5
+
+
+def test_inputs_of_failed_calls_stay_out_of_the_drift_window(scraper):
+    reference = inferwatch.Reference.from_data(np.zeros((20, 1)))
+
+    def model(x):
+        if np.isnan(x).any():
+            raise ValueError("missing input")
+        return 0.5
+
+    wrapped = inferwatch.instrument(model, name="m", version="1", reference=reference,
+                                    registry=scraper.registry)
+    wrapped(np.zeros((3, 1)))
+    with pytest.raises(ValueError):
+        wrapped(np.full((4, 1), np.nan))
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    mon.drain()
+    assert mon.features.drift.rows(now=time.time()) == 3
+    # ... while its missing values are still counted: bad input is what made it fail
+    assert scraper.value("inferwatch_feature_missing_total", feature="x0") == 4
+
+
+# --- chaining and framework ---------------------------------------------------------------
+
+def test_methods_returning_self_return_the_wrapper(scraper):
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _data()
+    model = inferwatch.instrument(LogisticRegression(), name="m", version="1",
+                                  registry=scraper.registry)
+    fitted = model.set_params(C=0.5).fit(x, y)
+    assert fitted is model
+    fitted.predict(x[:5])
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
+    assert model.get_params()["C"] == 0.5  # other methods still answer as the model's
+
+
+def test_framework_comes_from_the_base_classes(scraper):
+    from sklearn.base import BaseEstimator
+
+    class MyEstimator(BaseEstimator):
+        def predict(self, x):
+            return np.zeros(len(x))
+
+    MyEstimator.__module__ = "__main__"
+    inferwatch.instrument(MyEstimator(), name="m", version="1", registry=scraper.registry)
+    assert scraper.value("inferwatch_model_info", framework="sklearn") == 1
+
+
+# --- more shapes ----------------------------------------------------------------------------
+
+def test_declared_classification_counts_float_labels_as_classes(scraper):
+    wrapped = inferwatch.instrument(lambda x: np.array([0.0, 1.0, 1.0]), name="m", version="1",
+                                    task="classification", registry=scraper.registry)
+    wrapped(1)
+    assert {s["class"] for s in scraper.series("inferwatch_predicted_class_total")} == {"0", "1"}
+    assert scraper.value("inferwatch_predicted_class_total", **{"class": "1"}) == 2
+    assert scraper.value("inferwatch_prediction_count", output="value") is None
+
+
+def test_multi_output_classifier(scraper):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multioutput import MultiOutputClassifier
+
+    x, y = _data()
+    ys = np.column_stack([y, 1 - y])
+    clf = MultiOutputClassifier(LogisticRegression()).fit(x, ys)
+    model = inferwatch.instrument(clf, name="m", version="1", registry=scraper.registry)
+    model.predict_proba(x[:7])
+    model.predict(x[:7])
+    assert scraper.value("inferwatch_batch_size_sum") == 14
+    assert scraper.total("inferwatch_invalid_predictions_total") == 0
+    labels = {s["class"] for s in scraper.series("inferwatch_predicted_class_total")}
+    assert labels <= {"0:0", "0:1", "1:0", "1:1"}
+    assert scraper.total("inferwatch_predicted_class_total") == 4 * 7  # 2 calls x 2 outputs
+
+
+def test_multi_output_regressor_in_unit_range_is_not_a_classifier(scraper):
+    from sklearn.linear_model import LinearRegression
+
+    x, _ = _data()
+    shares = np.column_stack([np.full(60, 0.3), np.full(60, 0.7)])
+    model = inferwatch.instrument(LinearRegression().fit(x, shares), name="m", version="1",
+                                  registry=scraper.registry)
+    model.predict(x[:5])
+    assert scraper.series("inferwatch_predicted_class_total") == []
+    assert scraper.value("inferwatch_prediction_count", output="1") == 5
+
+
+def test_nullable_integer_series_are_classes_with_missing_counted(scraper):
+    pd = pytest.importorskip("pandas")
+    wrapped = inferwatch.instrument(lambda x: pd.Series([1, pd.NA, 0, 1], dtype="Int64"),
+                                    name="m", version="1", registry=scraper.registry)
+    wrapped(1)
+    assert scraper.value("inferwatch_predicted_class_total", **{"class": "1"}) == 2
+    assert scraper.value("inferwatch_predicted_class_total", **{"class": "0"}) == 1
+    assert scraper.value("inferwatch_invalid_predictions_total", reason="nan") == 1
+    assert scraper.value("inferwatch_batch_size_sum") == 4
+
+
+def test_tuple_and_dict_outputs_count_rows_once(scraper):
+    wrapped = inferwatch.instrument(
+        lambda x: (np.zeros((5, 3)), np.ones((5, 8))), name="t", version="1",
+        registry=scraper.registry)
+    wrapped(1)
+    named = inferwatch.instrument(
+        lambda x: {"logits": np.zeros((5, 3)), "embedding": np.ones((5, 8))}, name="d",
+        version="1", registry=scraper.registry)
+    named(1)
+    assert scraper.value("inferwatch_batch_size_sum", model="t") == 5
+    assert scraper.value("inferwatch_batch_size_sum", model="d") == 5
+
+
+@pytest.mark.torch
+def test_torch_single_sample_tuple_outputs_and_chaining(scraper):
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.linear(x)
+
+    Net.__module__ = "__main__"
+    net = inferwatch.instrument(Net(), name="net", version="1", registry=scraper.registry)
+    assert net.eval() is net and net.to("cpu") is net and net.train(False) is net
+    net(torch.zeros(3))  # one unbatched sample
+    net(torch.zeros((4, 3)))
+    assert scraper.value("inferwatch_batch_size_sum") == 5
+    assert scraper.value("inferwatch_model_info", framework="torch") == 1
+
+    class TwoHeads(torch.nn.Module):
+        def forward(self, x):
+            return x.sum(dim=1), x * 2
+
+    heads = inferwatch.instrument(TwoHeads(), name="heads", version="1",
+                                  registry=scraper.registry)
+    heads(torch.ones((6, 3)))
+    assert scraper.value("inferwatch_batch_size_sum", model="heads") == 6
+
+
+def test_xgboost_margins_have_their_own_output(scraper):
+    xgb = pytest.importorskip("xgboost")
+    x, y = _data()
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=y),
+                        num_boost_round=5)
+    model = inferwatch.instrument(booster, name="m", version="1", registry=scraper.registry)
+    dm = xgb.DMatrix(x[:8])
+    np.testing.assert_array_equal(model.predict(dm), booster.predict(dm))
+    np.testing.assert_array_equal(model.predict(dm, output_margin=True),
+                                  booster.predict(dm, output_margin=True))
+    assert scraper.value("inferwatch_prediction_count", output="value") == 8
+    assert scraper.value("inferwatch_prediction_count", output="margin") == 8
+    assert scraper.value("inferwatch_batch_size_sum") == 16

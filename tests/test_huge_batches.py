@@ -1,0 +1,134 @@
+"""A huge batch is drained in slices, each under the monitor lock on its own, with exact counts."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+from inferwatch.core import monitor as monitor_module
+
+
+class CountingLock:
+    """The monitor's lock, counting how often it was taken and what the state held then."""
+
+    def __init__(self, on_enter=None) -> None:
+        self._lock = threading.Lock()
+        self.entered = 0
+        self.on_enter = on_enter
+
+    def __enter__(self):
+        self._lock.acquire()
+        self.entered += 1
+        if self.on_enter is not None:
+            self.on_enter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+    def acquire(self, *args, **kwargs) -> bool:
+        return self._lock.acquire(*args, **kwargs)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+@pytest.fixture
+def small_slices(monkeypatch):
+    monkeypatch.setattr(monitor_module, "SLICE_ROWS", 100)
+    return 100
+
+
+def test_a_huge_batch_of_class_labels_is_drained_slice_by_slice(scraper, small_slices):
+    model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    labels = np.arange(1234) % 3
+    model(labels)
+    mon._lock = lock = CountingLock()
+    mon.drain()
+    assert lock.entered == 13  # the first slice with the call, then 12 more, each on its own
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
+    assert scraper.value("inferwatch_batch_size_count") == 1
+    assert scraper.value("inferwatch_batch_size_sum") == 1234
+    for label in (0, 1, 2):
+        assert scraper.value("inferwatch_predicted_class_total", **{"class": str(label)}) == \
+            int((labels == label).sum())
+
+
+def test_a_scrape_between_slices_sees_the_call_counted_once(scraper, small_slices):
+    model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    values = np.linspace(0.0, 1.0, 450)
+    model(values)
+    seen = []
+
+    def look() -> None:  # what a scrape taking the lock between two slices would read
+        requests = mon.state.counters.get("inferwatch_requests_total", {}).get(("ok",), 0)
+        summary = mon.state.summaries.get("inferwatch_prediction", {}).get(("value",))
+        seen.append((requests, 0 if summary is None else summary.count))
+
+    mon._lock = CountingLock(on_enter=look)
+    mon.drain()
+    assert seen == [(0, 0), (1, 100), (1, 200), (1, 300), (1, 400)]
+    assert scraper.value("inferwatch_prediction_count", output="value") == 450
+    assert scraper.value("inferwatch_prediction_sum", output="value") == pytest.approx(225.0)
+
+
+def test_huge_probability_matrices_and_a_reference_are_sliced_exactly(scraper, small_slices):
+    from inferwatch.quality.reference import Reference
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(500, 2))
+    proba = rng.dirichlet([1.0, 1.0], size=250)
+
+    class Model:
+        classes_ = np.array(["a", "b"])
+
+        def predict(self, rows):
+            return rows[:, 0]
+
+        def predict_proba(self, rows):
+            return proba
+
+    reference = Reference.from_data(x, x[:, 0])
+    model = inferwatch.instrument(Model(), name="m", version="1", reference=reference,
+                                  registry=scraper.registry)
+    model.predict(x)
+    model.predict_proba(x[:250])
+    inferwatch.monitor("m", "1", registry=scraper.registry).drain()
+    assert scraper.value("inferwatch_batch_size_count") == 2
+    assert scraper.value("inferwatch_batch_size_sum") == 750
+    top = np.where(proba[:, 0] >= proba[:, 1], "a", "b")
+    assert scraper.value("inferwatch_predicted_class_total", **{"class": "a"}) == \
+        int((top == "a").sum())
+    assert scraper.value("inferwatch_prediction_confidence_count") == 250
+    assert scraper.value("inferwatch_prediction_sum", output="value") == \
+        pytest.approx(x[:, 0].sum())
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(0, 350), min_size=1, max_size=6),
+       integers=st.booleans())
+def test_sliced_counts_equal_the_rows_of_every_call(small_slices, sizes, integers):
+    from conftest import Scraper
+
+    scraper = Scraper()
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1",
+                                      registry=scraper.registry)
+        rows = [np.arange(n) % 5 if integers else np.full(n, 0.5) for n in sizes]
+        for array in rows:
+            model(array)
+        assert scraper.value("inferwatch_requests_total", outcome="ok") == len(sizes)
+        assert scraper.value("inferwatch_batch_size_sum") == sum(sizes)
+        recorded = scraper.total("inferwatch_predicted_class_total") if integers else \
+            (scraper.value("inferwatch_prediction_count", output="value") or 0)
+        assert recorded == sum(sizes)
+    finally:
+        scraper.registry.close()
