@@ -370,8 +370,8 @@ def test_bad_options_name_the_problem(data, registry):
                           registry=registry)
 
 
-labels = st.lists(st.sampled_from(["a", "b", "c", "d", "e", "\n", 'q"uote']), min_size=1,
-                  max_size=40)
+LABELS = ["a", "b", "c", "d", "e", "\n", 'q"uote']
+labels = st.lists(st.sampled_from(LABELS), min_size=1, max_size=40)
 
 
 @settings(max_examples=60, deadline=None)
@@ -379,7 +379,8 @@ labels = st.lists(st.sampled_from(["a", "b", "c", "d", "e", "\n", 'q"uote']), mi
        cap=st.integers(1, 8))
 def test_agreement_and_confusion_count_every_row_under_any_class_cap(pairs, cap):
     state = ModelState("m", "2")
-    comparison = Comparison("1", max_classes=cap)
+    # Strings become classes only when declared or in classes_, as in a model's own series.
+    comparison = Comparison("1", max_classes=cap, declared_classes=LABELS)
     expected_agree = rows = compared = 0
     for champion, challenger in pairs:
         n = min(len(champion), len(challenger))
@@ -398,7 +399,8 @@ def test_agreement_and_confusion_count_every_row_under_any_class_cap(pairs, cap)
     assert len(champion_classes) <= cap
     assert state.counters["inferwatch_shadow_compared_total"] == {("1",): compared}
     # Calls folded one at a time count exactly what calls folded together count.
-    one_by_one, alone = ModelState("m", "2"), Comparison("1", max_classes=cap)
+    one_by_one = ModelState("m", "2")
+    alone = Comparison("1", max_classes=cap, declared_classes=LABELS)
     for champion, challenger in pairs:
         n = min(len(champion), len(challenger))
         alone.add("predict", np.array(champion[:n], dtype=object),
@@ -463,3 +465,14 @@ def test_a_forked_worker_starts_its_own_shadow_workers_and_counts_only_its_calls
     expected = int(np.sum(model.predict(X[30:50]) != shifted.predict(X[30:50])))
     assert counts == {("1", "agree"): 20 - expected, ("1", "disagree"): expected}
     handle.close()
+
+
+def test_undeclared_strings_are_not_compared_as_classes():
+    """A plain function's strings are not class labels (issue 11): nothing to agree on."""
+    state = ModelState("m", "2")
+    comparison = Comparison("1", max_classes=10)
+    comparison.add("predict", np.array(["secret-1"], dtype=object),
+                   np.array(["secret-2"], dtype=object), None, at=0.0)
+    comparison.fold_into(state, now=0.0)
+    assert not any(state.counters.get("inferwatch_shadow_confusion_total", {}).values())
+    assert "secret" not in str(state.counters)

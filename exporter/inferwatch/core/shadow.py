@@ -455,7 +455,8 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
         outcome_error_buckets=settings.outcome_error_buckets,
         cache_size=settings.outcome_cache_size, ttl_seconds=settings.outcome_ttl_seconds,
         champion_classes=lambda: getattr(wrapped, "classes_", None),
-        shadow_classes=lambda: getattr(challenger, "classes_", None))
+        shadow_classes=lambda: getattr(challenger, "classes_", None),
+        declared_classes=settings.classes)
     handle = Shadow(champion_monitor, challenger, monitor, sample=float(sample),
                     timeout=float(timeout), queue_size=int(queue_size), mode=mode,
                     workers=int(workers), comparison=comparison,

@@ -10,7 +10,7 @@ It runs on the drain thread, never on the request path.
 
 >>> from inferwatch.core.state import ModelState
 >>> state = ModelState("fraud", "2")
->>> comparison = Comparison("1", max_classes=10)
+>>> comparison = Comparison("1", max_classes=10, declared_classes=["a", "b"])
 >>> comparison.add("predict", ["a", "b"], ["a", "a"], "r-1", at=0.0)
 >>> comparison.fold_into(state, now=0.0)
 >>> sorted(state.counters["inferwatch_shadow_agreement_total"].items())
@@ -35,7 +35,7 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core.label_caps import LabelCap
 from inferwatch.core.outcomes import _as_rows, _class_text
-from inferwatch.core.predictions import Prediction, normalize
+from inferwatch.core.predictions import Prediction, known_class_set, normalize
 
 # Shadow minus champion: symmetric around zero, fine near it (probabilities, small scores).
 DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1,
@@ -52,13 +52,17 @@ class Comparison:
                  outcome_error_buckets: Sequence[float] = (0.01, 0.1, 1.0),
                  cache_size: int = 50_000, ttl_seconds: float = 7 * 86400.0,
                  champion_classes: Callable[[], object] = lambda: None,
-                 shadow_classes: Callable[[], object] = lambda: None) -> None:
+                 shadow_classes: Callable[[], object] = lambda: None,
+                 declared_classes: Sequence[object] | None = None) -> None:
         self.champion_version = champion_version
         self.task = task
         self.difference_buckets = tuple(difference_buckets)
         self.outcome_error_buckets = tuple(outcome_error_buckets)
         self._champion_cap = LabelCap(max_classes)
         self._shadow_cap = LabelCap(max_classes)
+        # Strings become class labels only when a model names them (classes_) or the
+        # settings declare them (classes=), as in the model's own series.
+        self.declared_classes = declared_classes
         self._champion_classes = champion_classes
         self._shadow_classes = shadow_classes
         self._lock = threading.Lock()
@@ -212,11 +216,18 @@ class Comparison:
     def _normalize(self, method: str, champion_result: object,
                    shadow_result: object) -> tuple[Prediction, Prediction]:
         probabilities = method == "predict_proba"
+        champion_names = _names(self._champion_classes)
+        shadow_names = _names(self._shadow_classes)
+        # Either side's classes are plausible labels for both: a challenger that answers a
+        # class the champion never does is exactly what the confusion counts should show.
+        known = known_class_set([*(champion_names or ()), *(shadow_names or ())],
+                                self.declared_classes)
         champion = normalize(champion_result, probabilities=probabilities, task=self.task,
-                             class_names=_names(self._champion_classes) if probabilities
-                             else None)
+                             class_names=champion_names if probabilities else None,
+                             known_classes=known)
         shadow = normalize(shadow_result, probabilities=probabilities, task=self.task,
-                           class_names=_names(self._shadow_classes) if probabilities else None)
+                           class_names=shadow_names if probabilities else None,
+                           known_classes=known)
         return champion, shadow
 
     def _compare(self, champion: Prediction, shadow: Prediction, agreement: dict,
