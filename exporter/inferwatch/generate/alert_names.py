@@ -39,6 +39,16 @@ ALERT_NAMES: tuple[str, ...] = (
     "InferwatchCollectorFailing",
     "InferwatchInternalErrors",
     "InferwatchSeriesOverflow",
+    # adaptive baselines
+    "InferwatchTrafficAnomaly",
+    "InferwatchErrorRatioAnomaly",
+    "InferwatchLatencyAnomaly",
+    "InferwatchBatchSizeAnomaly",
+    "InferwatchPredictionShift",
+    "InferwatchClassMixShift",
+    "InferwatchConfidenceDrop",
+    "InferwatchMissingRateAnomaly",
+    "InferwatchOutOfRangeAnomaly",
 )
 
 # Alerts whose series carry a model, so a `models:` entry may change their severity and `for`.
@@ -47,5 +57,8 @@ MODEL_ALERT_NAMES: frozenset[str] = frozenset({
     "InferwatchLatencyHigh", "InferwatchInvalidPredictions", "InferwatchModelStale",
     "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
     "InferwatchOutOfRangeSpike", "InferwatchFeatureDrift", "InferwatchPredictionDrift",
-    "InferwatchAccuracyDrop",
+    "InferwatchAccuracyDrop", "InferwatchTrafficAnomaly", "InferwatchErrorRatioAnomaly",
+    "InferwatchLatencyAnomaly", "InferwatchBatchSizeAnomaly", "InferwatchPredictionShift",
+    "InferwatchClassMixShift", "InferwatchConfidenceDrop", "InferwatchMissingRateAnomaly",
+    "InferwatchOutOfRangeAnomaly",
 })

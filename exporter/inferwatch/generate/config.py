@@ -288,6 +288,90 @@ class Pushgateway:
                              "from max_age, e.g. {nightly-scoring: 26h}", _duration_map)
 
 
+def _durations(value: Any) -> str | None:
+    for text in value:
+        problem = _duration(text)
+        if problem:
+            return problem
+    return None
+
+
+def _quantiles(value: Any) -> str | None:
+    for text in value:
+        try:
+            number = float(text)
+        except ValueError:
+            number = -1.0
+        if not 0 < number < 1:
+            return f"must be quantiles between 0 and 1 as written in the quantile label, got {text!r}"
+    return None
+
+
+def _label_values(value: Any) -> str | None:
+    return None if all(text.strip() for text in value) else "must not hold an empty name"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One adaptive-baseline signal: its switch, its sensitivity and its windows."""
+
+    enabled: bool = _setting(True, "whether the signal gets baseline rules and its alert")
+    k: float = _setting(3.0, "the alert fires outside expected +- k x sigma", _positive)
+    window: str = _setting("10m", "window of the short value compared with the band", _duration)
+    baseline_window: str = _setting("1d", "trailing window of the mean and the standard "
+                                    "deviation", _duration)
+    baseline_offset: str = _setting("3h", "the trailing statistics end this long before now, "
+                                    "so a fault building up for hours is not yet learned as "
+                                    "normal", _duration)
+    min_history: str = _setting("1d", "how long ago the short value must already have been "
+                                "recorded before the alert may fire", _duration)
+    min_traffic: float = _setting(0.1, "calls per second of the model (over the short window) "
+                                  "below which the signal means nothing and the alert stays "
+                                  "quiet", _non_negative)
+    sigma_floor: float = _setting(0.0, "smallest sigma, in the signal's unit, so a flat series "
+                                  "does not page on a wobble", _non_negative)
+    sigma_floor_ratio: float = _setting(0.05, "smallest sigma as a share of the expected "
+                                        "value", _non_negative)
+
+
+def _signal(**defaults: Any) -> Any:
+    return field(default_factory=lambda: Signal(**defaults), metadata=_meta(
+        "one signal's baseline: enabled, k, window, baseline_window, baseline_offset, "
+        "min_history, min_traffic, sigma_floor, sigma_floor_ratio"))
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """Adaptive baselines: each signal against its own trailing and seasonal history."""
+
+    evaluation_interval: str = _setting("5m", "interval of the baseline rule groups; each "
+                                        "trailing statistic reads one sample per interval",
+                                        _duration)
+    seasonal_offsets: tuple = _setting(("1w", "1d"), "the same time this long ago is the "
+                                       "expected value, the first offset with history wins; "
+                                       "without any, the trailing mean", _durations)
+    seasonal_window: str = _setting("1h", "window, centred on the seasonal offset, the "
+                                    "seasonal value is averaged over", _duration)
+    features: tuple = _setting((), "features that get per-feature baselines (empty: every "
+                               "feature)", _label_values)
+    latency_quantiles: tuple = _setting(("0.5", "0.99"), "latency quantiles with a baseline",
+                                        _quantiles)
+    prediction_quantiles: tuple = _setting(("0.5", "0.9"), "rolling prediction quantiles "
+                                           "(quantile label of inferwatch_prediction) with a "
+                                           "baseline", _quantiles)
+    confidence_quantiles: tuple = _setting(("0.5",), "rolling confidence quantiles with a "
+                                           "baseline", _quantiles)
+    traffic: Signal = _signal(sigma_floor=0.01, sigma_floor_ratio=0.05)
+    errors: Signal = _signal(sigma_floor=0.005, sigma_floor_ratio=0.25)
+    latency: Signal = _signal(sigma_floor=0.005, sigma_floor_ratio=0.1)
+    predictions: Signal = _signal(sigma_floor=0.001, sigma_floor_ratio=0.05)
+    classes: Signal = _signal(sigma_floor=0.01, sigma_floor_ratio=0.1)
+    confidence: Signal = _signal(sigma_floor=0.01, sigma_floor_ratio=0.02)
+    missing: Signal = _signal(sigma_floor=0.002, sigma_floor_ratio=0.25)
+    out_of_range: Signal = _signal(sigma_floor=0.002, sigma_floor_ratio=0.25)
+    batch_size: Signal = _signal(sigma_floor=0.5, sigma_floor_ratio=0.1)
+
+
 @dataclass(frozen=True)
 class AlertOverride:
     severity: str | None = field(default=None, metadata=_meta(
@@ -404,6 +488,8 @@ class Config:
         "faults inside inferwatch"))
     pushgateway: Pushgateway = field(default_factory=Pushgateway, metadata=_meta(
         "groups pushed by batch jobs"))
+    baselines: Baselines = field(default_factory=Baselines, metadata=_meta(
+        "adaptive baselines: alerts when a signal leaves its own expected band"))
     alerts: Mapping = _setting(_frozen({}), "per-alert overrides: {AlertName: {severity, for}}")
     models: Mapping = _setting(_frozen({}), "per-model overrides: {model name or regex: {section: "
                                "{key: value}, alerts: {AlertName: {severity, for}}}}")
@@ -428,7 +514,7 @@ def _yaml_key(name: str) -> str:
 
 def _type_name(kind: Any) -> str:
     names = {str: "a string", float: "a number", int: "an integer", Mapping: "a mapping",
-             tuple: "a list"}
+             tuple: "a list", bool: "true or false"}
     if dataclasses.is_dataclass(kind):
         return "a mapping"
     return names.get(kind, str(kind))
@@ -445,6 +531,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         int: isinstance(value, int) and not isinstance(value, bool),
         Mapping: isinstance(value, Mapping),
         tuple: isinstance(value, list),
+        bool: isinstance(value, bool),
     }.get(kind, isinstance(value, Mapping))
     if not ok:
         raise ConfigError(key, f"must be {_type_name(kind)}, got {type(value).__name__} "
@@ -645,6 +732,22 @@ def _check_cross_fields(cfg: Config) -> None:
                               f"fire")
         if duration_seconds(burn.short_window) >= duration_seconds(burn.long_window):
             raise ConfigError(f"slo.{name}.short_window", "must be shorter than long_window")
+    _check_baselines(cfg.baselines)
+
+
+def _check_baselines(baselines: Baselines) -> None:
+    half_window = duration_seconds(baselines.seasonal_window) / 2
+    for offset in baselines.seasonal_offsets:
+        if duration_seconds(offset) <= half_window:
+            raise ConfigError("baselines.seasonal_offsets", f"{offset} must be longer than half "
+                              f"of seasonal_window ({baselines.seasonal_window}), which is "
+                              f"centred on it")
+    for spec in dataclasses.fields(baselines):
+        signal = getattr(baselines, spec.name)
+        if isinstance(signal, Signal) and (duration_seconds(signal.window)
+                                           >= duration_seconds(signal.baseline_window)):
+            raise ConfigError(f"baselines.{spec.name}.window", "must be shorter than "
+                              "baseline_window")
 
 
 def from_dict(data: Mapping | None, source: str | None = None) -> Config:

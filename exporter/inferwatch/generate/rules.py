@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from inferwatch.generate import baselines
 from inferwatch.generate import promql as q
 from inferwatch.generate.config import (
     RULE_KEYS,
@@ -58,6 +59,8 @@ class AlertDef:
     expr: Callable[[Config], str]
     summary: str
     description: Callable[[Config], str]
+    # Whether the config generates the alert at all (a baseline signal can be switched off).
+    enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
 
 
 def _burn_expr(cfg: Config, which: str) -> str:
@@ -405,6 +408,21 @@ ALERTS: tuple[AlertDef, ...] = (
 )
 
 
+def _baseline_alert(spec: baselines.SignalSpec) -> AlertDef:
+    return AlertDef(
+        name=spec.alert, severity="warning", for_="30m", group="baselines",
+        dashboard=spec.dashboard, per_model=True,
+        expr=lambda c: baselines.alert_expr(c, spec),
+        summary=baselines.alert_summary(spec),
+        description=lambda c: baselines.alert_description(c, spec),
+        enabled=lambda c: baselines.settings(c, spec).enabled,
+    )
+
+
+# Adaptive baselines: a ticket when a signal leaves the band its own history draws.
+ALERTS += tuple(_baseline_alert(spec) for spec in baselines.SIGNALS.values())
+
+
 def anchor(alert_name: str) -> str:
     """The runbook section anchor of an alert.
 
@@ -508,8 +526,12 @@ def alerting_groups(cfg: Config) -> list[dict[str, Any]]:
     """Alert rule groups, one per area, in table order."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for alert in ALERTS:
-        groups.setdefault(alert.group, []).extend(alert_rules(cfg, alert))
-    return [{"name": f"inferwatch-{name}", "rules": rules} for name, rules in groups.items()]
+        if alert.enabled(cfg):
+            groups.setdefault(alert.group, []).extend(alert_rules(cfg, alert))
+    # The baseline alerts read series recorded at the baseline interval, so they run at it.
+    intervals = {"baselines": {"interval": cfg.baselines.evaluation_interval}}
+    return [{"name": f"inferwatch-{name}", **intervals.get(name, {}), "rules": rules}
+            for name, rules in groups.items()]
 
 
 def _sorted_windows(windows: set[str]) -> list[str]:
@@ -585,5 +607,6 @@ def recording_groups(cfg: Config) -> list[dict[str, Any]]:
     rules = [{"record": name, "expr": expr} for name, expr in _recording_rules(cfg)]
     objectives = [{"record": name, "expr": expr} for name, expr in objective_rules(cfg)]
     return [{"name": "inferwatch-recording", "rules": rules},
-            {"name": "inferwatch-objectives", "rules": objectives}]
+            {"name": "inferwatch-objectives", "rules": objectives},
+            *baselines.recording_groups(cfg)]
 
