@@ -109,8 +109,10 @@ def _summary(metric: str, labels: str, quantiles: tuple[str, ...]) -> Callable[[
     def values(cfg: Config, window: str) -> list[str]:
         # The mean of the replicas' rolling quantiles: not a quantile of the merged stream,
         # but stable, and what moves when the model's outputs move.
-        selected = model_sel(cfg, f"quantile=~{_regex_of(getattr(cfg.baselines, quantiles))}")
-        return [f"avg by ({labels}) (avg_over_time({metric}{selected}[{window}]))"]
+        chosen = getattr(cfg.baselines, quantiles)
+        selected = model_sel(cfg, f"quantile=~{_regex_of(chosen)}")
+        return [f"# quantiles {', '.join(chosen)}\n"
+                f"avg by ({labels}) (avg_over_time({metric}{selected}[{window}]))"]
 
     return values  # type: ignore[return-value]
 
@@ -191,8 +193,9 @@ def value_name(cfg: Config, spec: SignalSpec) -> str:
 def _seasonal(cfg: Config, value: str) -> str | None:
     window = cfg.baselines.seasonal_window
     half = duration_seconds(window) / 2
+    # PromQL comments say which seasonal offset each term is: the window is centred on it.
     terms = [f"avg_over_time({value}[{window}] offset {_duration(duration_seconds(o) - half)})"
-             for o in cfg.baselines.seasonal_offsets]
+             f"  # {o} ago" for o in cfg.baselines.seasonal_offsets]
     return "\nor\n".join(terms) if terms else None
 
 

@@ -735,7 +735,16 @@ def _check_cross_fields(cfg: Config) -> None:
     _check_baselines(cfg.baselines)
 
 
+# Prometheus' default lookback: an alert group reading the baseline series of another group
+# at the same interval sees the latest sample only while it is younger than this.
+LOOKBACK_SECONDS = 300
+
+
 def _check_baselines(baselines: Baselines) -> None:
+    if duration_seconds(baselines.evaluation_interval) > LOOKBACK_SECONDS:
+        raise ConfigError("baselines.evaluation_interval", "must be 5m or less: the baseline "
+                          "alerts read the series recorded at the previous evaluation, which "
+                          "Prometheus only sees for 5m")
     half_window = duration_seconds(baselines.seasonal_window) / 2
     for offset in baselines.seasonal_offsets:
         if duration_seconds(offset) <= half_window:

@@ -522,16 +522,31 @@ def alert_rules(cfg: Config, alert: AlertDef) -> list[dict[str, Any]]:
     return [default, *(rule for _, rule in copies)]
 
 
-def alerting_groups(cfg: Config) -> list[dict[str, Any]]:
-    """Alert rule groups, one per area, in table order."""
+def _alert_groups(cfg: Config, baseline: bool) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for alert in ALERTS:
-        if alert.enabled(cfg):
+        if alert.enabled(cfg) and (alert.group == "baselines") == baseline:
             groups.setdefault(alert.group, []).extend(alert_rules(cfg, alert))
     # The baseline alerts read series recorded at the baseline interval, so they run at it.
     intervals = {"baselines": {"interval": cfg.baselines.evaluation_interval}}
     return [{"name": f"inferwatch-{name}", **intervals.get(name, {}), "rules": rules}
             for name, rules in groups.items()]
+
+
+def alerting_groups(cfg: Config) -> list[dict[str, Any]]:
+    """Alert rule groups, one per area, in table order (the baseline alerts apart)."""
+    return _alert_groups(cfg, baseline=False)
+
+
+def baseline_alerting_groups(cfg: Config) -> list[dict[str, Any]]:
+    """The adaptive-baseline alerts: one group, at the baseline interval (none when every
+    signal is off)."""
+    return _alert_groups(cfg, baseline=True)
+
+
+def baseline_recording_groups(cfg: Config) -> list[dict[str, Any]]:
+    """The adaptive-baseline recording rules: one group, at the baseline interval."""
+    return baselines.recording_groups(cfg)
 
 
 def _sorted_windows(windows: set[str]) -> list[str]:
@@ -607,6 +622,5 @@ def recording_groups(cfg: Config) -> list[dict[str, Any]]:
     rules = [{"record": name, "expr": expr} for name, expr in _recording_rules(cfg)]
     objectives = [{"record": name, "expr": expr} for name, expr in objective_rules(cfg)]
     return [{"name": "inferwatch-recording", "rules": rules},
-            {"name": "inferwatch-objectives", "rules": objectives},
-            *baselines.recording_groups(cfg)]
+            {"name": "inferwatch-objectives", "rules": objectives}]
 
