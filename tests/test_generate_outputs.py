@@ -14,6 +14,7 @@ import yaml
 
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.generate import render
+from inferwatch.generate.baselines import SIGNALS
 from inferwatch.generate.config import (
     DEFAULT,
     OBJECTIVE_KEYS,
@@ -24,7 +25,6 @@ from inferwatch.generate.config import (
     leaves,
 )
 from inferwatch.generate.promql import number
-from inferwatch.generate.baselines import SIGNALS
 from inferwatch.generate.rules import (
     ALERTS,
     alerting_groups,
@@ -305,7 +305,7 @@ def test_thresholds_reach_the_alert_expressions() -> None:
         "InferwatchGpuReadErrors": ['job="sentinel-exporter"', "[7m]"],
         "InferwatchCollectorFailing": ['job="sentinel-exporter"'],
     }
-    for i, spec in enumerate(SIGNALS.values()):
+    for spec in SIGNALS.values():
         signal = {key.rsplit(".", 1)[1]: value for key, value in SENTINELS.items()
                   if key.startswith(f"baselines.{spec.key}.")}
         # Traffic guards on its own trailing mean; the others on the model's calls.

@@ -45,8 +45,9 @@ def _yaml(data: object) -> str:
 def render(cfg: Config | None = None) -> dict[str, str]:
     """Every generated file as {relative path: content}, for `cfg` (default: the defaults).
 
-    >>> sorted(render())[:3]
-    ['alerts/alerting-rules.yml', 'alerts/baseline-alerting-rules.yml', 'alerts/baseline-recording-rules.yml']
+    >>> sorted(render())[:3]  # doctest: +NORMALIZE_WHITESPACE
+    ['alerts/alerting-rules.yml', 'alerts/baseline-alerting-rules.yml',
+     'alerts/baseline-recording-rules.yml']
     """
     import json
 
@@ -57,8 +58,10 @@ def render(cfg: Config | None = None) -> dict[str, str]:
         f"{RULES_DIR}/recording-rules.yml": _yaml({"groups": rules.recording_groups(cfg)}),
         f"{RULES_DIR}/alerting-rules.yml": _yaml({"groups": rules.alerting_groups(cfg)}),
         # Apart, so a deployment can leave the adaptive baselines out by leaving out two files.
-        f"{RULES_DIR}/{BASELINE_RECORDING}": _yaml({"groups": rules.baseline_recording_groups(cfg)}),
-        f"{RULES_DIR}/{BASELINE_ALERTING}": _yaml({"groups": rules.baseline_alerting_groups(cfg)}),
+        f"{RULES_DIR}/{BASELINE_RECORDING}": _yaml(
+            {"groups": rules.baseline_recording_groups(cfg)}),
+        f"{RULES_DIR}/{BASELINE_ALERTING}": _yaml(
+            {"groups": rules.baseline_alerting_groups(cfg)}),
         f"{KUBERNETES_DIR}/prometheusrule.yaml": _yaml(kubernetes.prometheus_rule(cfg)),
         f"{KUBERNETES_DIR}/servicemonitor.yaml": _yaml(kubernetes.service_monitor(cfg)),
         f"{KUBERNETES_DIR}/podmonitor.yaml": _yaml(kubernetes.pod_monitor(cfg)),

@@ -303,7 +303,8 @@ def _quantiles(value: Any) -> str | None:
         except ValueError:
             number = -1.0
         if not 0 < number < 1:
-            return f"must be quantiles between 0 and 1 as written in the quantile label, got {text!r}"
+            return (f"must be quantiles between 0 and 1 as written in the quantile label, "
+                    f"got {text!r}")
     return None
 
 
@@ -334,10 +335,13 @@ class Signal:
                                         "value", _non_negative)
 
 
-def _signal(**defaults: Any) -> Any:
-    return field(default_factory=lambda: Signal(**defaults), metadata=_meta(
-        "one signal's baseline: enabled, k, window, baseline_window, baseline_offset, "
-        "min_history, min_traffic, sigma_floor, sigma_floor_ratio"))
+_SIGNAL_HELP = _meta("one signal's baseline: enabled, k, window, baseline_window, "
+                     "baseline_offset, min_history, min_traffic, sigma_floor, sigma_floor_ratio")
+
+
+def _floors(floor: float, ratio: float) -> Callable[[], Signal]:
+    """A signal's defaults: the same keys, its own sigma floors (they are in its unit)."""
+    return lambda: Signal(sigma_floor=floor, sigma_floor_ratio=ratio)
 
 
 @dataclass(frozen=True)
@@ -361,15 +365,15 @@ class Baselines:
                                            "baseline", _quantiles)
     confidence_quantiles: tuple = _setting(("0.5",), "rolling confidence quantiles with a "
                                            "baseline", _quantiles)
-    traffic: Signal = _signal(sigma_floor=0.01, sigma_floor_ratio=0.05)
-    errors: Signal = _signal(sigma_floor=0.005, sigma_floor_ratio=0.25)
-    latency: Signal = _signal(sigma_floor=0.005, sigma_floor_ratio=0.1)
-    predictions: Signal = _signal(sigma_floor=0.001, sigma_floor_ratio=0.05)
-    classes: Signal = _signal(sigma_floor=0.01, sigma_floor_ratio=0.1)
-    confidence: Signal = _signal(sigma_floor=0.01, sigma_floor_ratio=0.02)
-    missing: Signal = _signal(sigma_floor=0.002, sigma_floor_ratio=0.25)
-    out_of_range: Signal = _signal(sigma_floor=0.002, sigma_floor_ratio=0.25)
-    batch_size: Signal = _signal(sigma_floor=0.5, sigma_floor_ratio=0.1)
+    traffic: Signal = field(default_factory=_floors(0.01, 0.05), metadata=_SIGNAL_HELP)
+    errors: Signal = field(default_factory=_floors(0.005, 0.25), metadata=_SIGNAL_HELP)
+    latency: Signal = field(default_factory=_floors(0.005, 0.1), metadata=_SIGNAL_HELP)
+    predictions: Signal = field(default_factory=_floors(0.001, 0.05), metadata=_SIGNAL_HELP)
+    classes: Signal = field(default_factory=_floors(0.01, 0.1), metadata=_SIGNAL_HELP)
+    confidence: Signal = field(default_factory=_floors(0.01, 0.02), metadata=_SIGNAL_HELP)
+    missing: Signal = field(default_factory=_floors(0.002, 0.25), metadata=_SIGNAL_HELP)
+    out_of_range: Signal = field(default_factory=_floors(0.002, 0.25), metadata=_SIGNAL_HELP)
+    batch_size: Signal = field(default_factory=_floors(0.5, 0.1), metadata=_SIGNAL_HELP)
 
 
 @dataclass(frozen=True)
