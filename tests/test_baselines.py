@@ -218,3 +218,27 @@ def test_changing_a_window_changes_what_promtool_sees(tmp_path: Path) -> None:
     assert re.search(r"alertname: InferwatchMissingRateAnomaly, time: 1d1h50m, \n\s+exp:\[\s*0:",
                      output)
     assert "got:[]" in output
+
+
+# --- dashboards -----------------------------------------------------------------------------
+
+
+def test_main_dashboards_shade_each_signals_expected_band() -> None:
+    import json
+
+    files = render(DEFAULT)
+    shaded = {}
+    for name in ("dashboards/model-overview.json", "dashboards/model-quality.json"):
+        for panel in json.loads(files[name])["panels"]:
+            fills = [p for o in panel.get("fieldConfig", {}).get("overrides", [])
+                     for p in o["properties"] if p["id"] == "custom.fillBelowTo"]
+            if fills:
+                exprs = " ".join(t["expr"] for t in panel["targets"])
+                shaded[panel["title"]] = exprs
+                assert panel["repeat"] == "model"
+                assert ":lower" in exprs and ":upper" in exprs and ":value_10m" in exprs
+    signals = {re.search(r":inferwatch_baseline_(\w+):", e).group(1) for e in shaded.values()}
+    assert signals == {"traffic", "errors", "latency", "batch_size", "predictions",
+                       "confidence"}
+    switched = render(from_dict({"baselines": {"traffic": {"enabled": False}}}))
+    assert "inferwatch_baseline_traffic" not in switched["dashboards/model-overview.json"]

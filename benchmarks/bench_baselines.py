@@ -1,0 +1,194 @@
+"""Adaptive baselines: rule evaluation cost on a real Prometheus, and detection delays.
+
+Cost. One synthetic target exposes live series of 100 models x 50 features (calls by
+outcome, latency histograms, batch sizes, prediction and confidence quantiles, class
+counters, missing and out-of-range counters). Prometheus scrapes it and evaluates every
+generated rule group, the baselines included, and the table reports
+``prometheus_rule_group_last_duration_seconds`` of the baseline groups and of all groups
+together, the median over evaluation cycles once the trailing windows are full.
+
+A day of history cannot be waited for, so time is scaled: what a trailing statistic costs
+is the number of samples it reads, so the run evaluates every second with windows holding
+as many samples as the defaults do at their 5m interval (a 1d window: 288 samples; the 10m
+short window at a 15s scrape: 40 samples). The seasonal offsets are scaled the same way;
+the week-ago term finds no history in the run (as in a deployment's first week), the
+day-ago term does.
+
+Detection. The simulated two days of tests/test_baselines.py, run through promtool: how
+long after each fault its alert fired, against the time stated for it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from benchmarks.bench_rules import _free_port, _prometheus
+from benchmarks.common import Row, fmt_seconds
+from inferwatch.generate import render, rule_files
+from inferwatch.generate.baselines import SIGNALS
+from inferwatch.generate.config import from_dict
+
+MODELS = 100
+FEATURES = 50
+TARGET_SECONDS = 1.0
+# Samples a window holds at the default 5m baseline interval, and at a 15s scrape.
+DAY_SAMPLES, OFFSET_SAMPLES, SEASON_SAMPLES, SHORT_SAMPLES = 288, 36, 12, 40
+
+
+def scaled_config(quick: bool) -> dict:
+    """The default baselines with every window as many 1s samples as it holds by default."""
+    day = 60 if quick else DAY_SAMPLES
+    signal = {"window": f"{SHORT_SAMPLES}s", "baseline_window": f"{day}s",
+              "baseline_offset": f"{OFFSET_SAMPLES}s", "min_history": f"{day}s"}
+    return {"baselines": {"evaluation_interval": "1s", "seasonal_window": f"{SEASON_SAMPLES}s",
+                          "seasonal_offsets": [f"{7 * day}s", f"{day}s"],
+                          **{name: signal for name in SIGNALS}}}
+
+
+def _registry(models: int, features: int) -> tuple[CollectorRegistry, object]:
+    registry = CollectorRegistry()
+    base = ["model", "model_version"]
+    requests = Counter("inferwatch_requests", "Calls.", [*base, "outcome"], registry=registry)
+    latency = Histogram("inferwatch_request_duration_seconds", "Latency.", base,
+                        registry=registry)
+    batch = Histogram("inferwatch_batch_size", "Rows.", base, buckets=(1, 8, 64),
+                      registry=registry)
+    prediction = Gauge("inferwatch_prediction", "Quantiles.", [*base, "output", "quantile"],
+                       registry=registry)
+    confidence = Gauge("inferwatch_prediction_confidence", "Quantiles.", [*base, "quantile"],
+                       registry=registry)
+    classes = Counter("inferwatch_predicted_class", "Classes.", [*base, "class"],
+                      registry=registry)
+    missing = Counter("inferwatch_feature_missing", "Missing.", [*base, "feature"],
+                      registry=registry)
+    out_of_range = Counter("inferwatch_feature_out_of_range", "Out of range.",
+                           [*base, "feature"], registry=registry)
+    info = Gauge("inferwatch_model_info", "Info.", base, registry=registry)
+    names = [f"model-{i:03d}" for i in range(models)]
+    step = [0]
+    for name in names:
+        info.labels(name, "1").set(1)
+
+    def tick() -> None:
+        step[0] += 1
+        wobble = 1 + 0.02 * ((step[0] * 7919) % 13 - 6) / 6
+        for i, name in enumerate(names):
+            requests.labels(name, "1", "ok").inc(50)
+            requests.labels(name, "1", "error").inc(i % 2)
+            latency.labels(name, "1").observe(0.01 * (1 + i % 50) * wobble)
+            batch.labels(name, "1").observe(4)
+            for quantile, value in (("0.5", 0.3), ("0.9", 0.7), ("0.99", 0.9)):
+                prediction.labels(name, "1", "score", quantile).set(value * wobble)
+                confidence.labels(name, "1", quantile).set(min(1.0, value + 0.1) * wobble)
+            classes.labels(name, "1", "1").inc(40)
+            classes.labels(name, "1", "0").inc(160)
+            for f in range(features):
+                missing.labels(name, "1", f"f{f:02d}").inc((step[0] + f) % 3)
+                out_of_range.labels(name, "1", f"f{f:02d}").inc((step[0] + f) % 2)
+
+    return registry, tick
+
+
+def _durations(url: str) -> dict[str, float]:
+    """prometheus_rule_group_last_duration_seconds of every group, by group name."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("prometheus_rule_group_last_duration_seconds{"):
+            labels, value = line.rsplit(" ", 1)
+            group = labels.split('rule_group="', 1)[1].split('"', 1)[0].rsplit(";", 1)[-1]
+            found[group] = float(value)
+    return found
+
+
+def _count(url: str, selector: str) -> float:
+    """How many series a selector matches now."""
+    import json
+    import urllib.parse
+
+    query = urllib.parse.quote(f"count({selector})")
+    with urllib.request.urlopen(f"{url}/api/v1/query?query={query}", timeout=30) as response:
+        result = json.load(response)["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def measure_cost(quick: bool) -> list[Row]:
+    registry, tick = _registry(MODELS, FEATURES)
+    port = _free_port()
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.wait(1.0):
+            tick()
+
+    threading.Thread(target=traffic, daemon=True).start()
+    files = rule_files(render(from_dict(scaled_config(quick))))
+    day = 60 if quick else DAY_SAMPLES
+    baseline: list[float] = []
+    total: list[float] = []
+    try:
+        with tempfile.TemporaryDirectory() as directory, \
+                _prometheus(Path(directory), f"127.0.0.1:{port}", files) as url:
+            # Full windows: a day of samples, the offset and the short window before it.
+            warm = day + OFFSET_SAMPLES + SHORT_SAMPLES + 5
+            deadline = time.monotonic() + warm
+            while time.monotonic() < deadline:
+                time.sleep(5)
+                print(f"  warming up: {deadline - time.monotonic():.0f}s left", file=sys.stderr)
+            for _ in range(10 if quick else 40):
+                groups = _durations(url)
+                baseline.append(sum(v for k, v in groups.items() if "baseline" in k))
+                total.append(sum(groups.values()))
+                time.sleep(1.5)
+            series = _count(url, '{__name__=~".+:inferwatch_baseline_.+"}')
+    finally:
+        stop.set()
+        server.shutdown()
+    rows = []
+    for what, values in ((f"baseline groups ({series:.0f} series)", baseline),
+                         ("all rule groups", total)):
+        median = statistics.median(values)
+        rows.append(Row(f"{what}, {MODELS} models x {FEATURES} features, one evaluation "
+                        f"(median of {len(values)})", fmt_seconds(median),
+                        fmt_seconds(TARGET_SECONDS) + " (target)", median / TARGET_SECONDS,
+                        f"< {fmt_seconds(TARGET_SECONDS)}", median < TARGET_SECONDS))
+    return rows
+
+
+def detection_rows() -> list[Row]:
+    """The simulated two days through promtool; one row per fault."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tests"))
+    import baseline_simulator as sim
+    from test_baselines import _write_rules, run_simulated_week
+
+    with tempfile.TemporaryDirectory() as directory:
+        names = _write_rules({}, Path(directory))
+        outcome, _ = run_simulated_week(Path(directory), names)
+    from test_baselines import FAULT_START
+
+    rows = []
+    for key, fault in sim.expected_delays(sim.faulty_models(FAULT_START)).items():
+        delay = outcome.delays.get(key, float("inf"))
+        rows.append(Row(f"{fault.name}: {fault.alert}", fmt_seconds(delay),
+                        fmt_seconds(fault.bound) + " (stated)", delay / fault.bound,
+                        f"<= {fmt_seconds(fault.bound)}", delay <= fault.bound))
+    quiet = not outcome.failures
+    rows.append(Row("clean models and fixed-threshold alerts over 2d6h: alerts fired",
+                    "0" if quiet else str(len(outcome.failures)), "0", 0.0 if quiet else 1.0,
+                    "none", quiet))
+    return rows
+
+
+def run(quick: bool = False) -> list[Row]:
+    return detection_rows() + measure_cost(quick)
