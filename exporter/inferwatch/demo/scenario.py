@@ -175,4 +175,9 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
         "accuracy": {"window": window("accuracy"), "min_outcomes": 50},
         "links": {"grafana_url": grafana_url},
         "alerts": {alert.name: {"for": window("for")} for alert in ALERTS},
+        # The baseline groups run at 5m in production, 5s here, so the signals of the
+        # expected-band panels show from the start. Their bands and alerts still need the
+        # default day of history, which no demo run reaches: they never fire here.
+        "baselines": {"evaluation_interval": duration(5.0 / speed,
+                                                      floor=2 * SCRAPE_INTERVAL_SECONDS)},
     }

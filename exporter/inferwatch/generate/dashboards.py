@@ -18,9 +18,8 @@ from typing import Any
 
 from grafanalib import core as g
 
-from inferwatch.generate import baselines
+from inferwatch.generate import baselines, rules
 from inferwatch.generate import promql as q
-from inferwatch.generate import rules
 from inferwatch.generate.config import Config, duration_seconds
 from inferwatch.generate.panels import (
     BAND_HIGH,
@@ -157,6 +156,12 @@ def _baseline(cfg: Config, key: str, operation: str, *matchers: str) -> str:
     return name + selector(MODEL, *matchers)
 
 
+_BAND_TITLES = {"traffic": "Calls per second", "errors": "Error ratio", "latency": "Latency",
+                "batch_size": "Mean batch size", "predictions": "Prediction",
+                "confidence": "Confidence", "classes": "Class shares",
+                "missing": "Missing values per row", "out_of_range": "Out-of-range values per row"}
+
+
 def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
     """One shaded band per enabled signal, repeated per selected model: what its alert saw."""
     cells = []
@@ -166,21 +171,18 @@ def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
         if not own.enabled:
             continue
         matchers: tuple[str, ...] = ()
-        picked = ""
-        if key == "latency":
-            matchers = (f'quantile="{cfg.baselines.latency_quantiles[-1]}"',)
-            picked = f" (quantile {cfg.baselines.latency_quantiles[-1]})"
-        elif key == "predictions":
-            matchers = (f'quantile="{cfg.baselines.prediction_quantiles[0]}"',)
-            picked = f" (quantile {cfg.baselines.prediction_quantiles[0]})"
-        elif key == "confidence":
-            matchers = (f'quantile="{cfg.baselines.confidence_quantiles[0]}"',)
-            picked = f" (quantile {cfg.baselines.confidence_quantiles[0]})"
+        title = _BAND_TITLES[key]
+        quantiles = {"latency": cfg.baselines.latency_quantiles[-1],
+                     "predictions": cfg.baselines.prediction_quantiles[0],
+                     "confidence": cfg.baselines.confidence_quantiles[0]}
+        if key in quantiles:
+            matchers = (f'quantile="{quantiles[key]}"',)
+            title += f" p{float(quantiles[key]) * 100:g}"
         if spec.labels and key in ("classes", "missing", "out_of_range"):
             # Several bands per model (one per class or feature): dashed edges, no fill.
             label = spec.labels[0]
             cells.append(Cell(timeseries(
-                f"{spec.what.split(' {{')[0]} and expected band: $model", [
+                f"{title} and expected bands: $model", [
                     target(_baseline(cfg, key, "value"), f"{{{{{label}}}}}"),
                     target(_baseline(cfg, key, "lower"), f"low {{{{{label}}}}}"),
                     target(_baseline(cfg, key, "upper"), f"high {{{{{label}}}}}")],
@@ -188,7 +190,7 @@ def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
                 f"+- {number(own.k)} sigma of its own {own.baseline_window} history.")))
             continue
         cells.append(Cell(band(
-            f"{spec.what.split(' {{')[0]}{picked}: $model",
+            f"{title} and expected band: $model",
             target(f"max by (model) ({_baseline(cfg, key, 'value', *matchers)})",
                    "{{model}}"),
             target(f"min by (model) ({_baseline(cfg, key, 'lower', *matchers)})", BAND_LOW),
