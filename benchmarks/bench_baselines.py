@@ -28,8 +28,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
 from benchmarks.bench_rules import _free_port, _prometheus
 from benchmarks.common import Row, fmt_seconds
 from inferwatch.generate import render, rule_files
@@ -53,48 +51,76 @@ def scaled_config(quick: bool) -> dict:
                           **{name: signal for name in SIGNALS}}}
 
 
-def _registry(models: int, features: int) -> tuple[CollectorRegistry, object]:
-    registry = CollectorRegistry()
-    base = ["model", "model_version"]
-    requests = Counter("inferwatch_requests", "Calls.", [*base, "outcome"], registry=registry)
-    latency = Histogram("inferwatch_request_duration_seconds", "Latency.", base,
-                        registry=registry)
-    batch = Histogram("inferwatch_batch_size", "Rows.", base, buckets=(1, 8, 64),
-                      registry=registry)
-    prediction = Gauge("inferwatch_prediction", "Quantiles.", [*base, "output", "quantile"],
-                       registry=registry)
-    confidence = Gauge("inferwatch_prediction_confidence", "Quantiles.", [*base, "quantile"],
-                       registry=registry)
-    classes = Counter("inferwatch_predicted_class", "Classes.", [*base, "class"],
-                      registry=registry)
-    missing = Counter("inferwatch_feature_missing", "Missing.", [*base, "feature"],
-                      registry=registry)
-    out_of_range = Counter("inferwatch_feature_out_of_range", "Out of range.",
-                           [*base, "feature"], registry=registry)
-    info = Gauge("inferwatch_model_info", "Info.", base, registry=registry)
-    names = [f"model-{i:03d}" for i in range(models)]
-    step = [0]
-    for name in names:
-        info.labels(name, "1").set(1)
+class Target:
+    """Live series of many models, rendered once a second into one exposition body.
 
-    def tick() -> None:
-        step[0] += 1
-        wobble = 1 + 0.02 * ((step[0] * 7919) % 13 - 6) / 6
-        for i, name in enumerate(names):
-            requests.labels(name, "1", "ok").inc(50)
-            requests.labels(name, "1", "error").inc(i % 2)
-            latency.labels(name, "1").observe(0.01 * (1 + i % 50) * wobble)
-            batch.labels(name, "1").observe(4)
+    prometheus_client would render 13,000 series on every scrape in the scraping thread;
+    on a busy machine that falls behind a 1s scrape. Here a ticker advances the counters
+    and renders the text once, and every scrape returns the latest text.
+    """
+
+    def __init__(self, models: int, features: int) -> None:
+        self.names = [f"model-{i:03d}" for i in range(models)]
+        self.features = [f"f{f:02d}" for f in range(features)]
+        self.step = 0
+        self.body = b""
+        self.tick()
+
+    def tick(self) -> None:
+        self.step += 1
+        n = self.step
+        wobble = 1 + 0.02 * ((n * 7919) % 13 - 6) / 6
+        lines = []
+        for i, name in enumerate(self.names):
+            m = f'model="{name}",model_version="1"'
+            lines.append(f"inferwatch_model_info{{{m}}} 1")
+            lines.append(f'inferwatch_requests_total{{{m},outcome="ok"}} {50 * n}')
+            lines.append(f'inferwatch_requests_total{{{m},outcome="error"}} {(i % 2) * n}')
+            seconds = 0.01 * (1 + i % 50) * wobble
+            for le in (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0):
+                count = 50 * n if seconds <= le else 0
+                lines.append(f'inferwatch_request_duration_seconds_bucket{{{m},le="{le}"}} '
+                             f"{count}")
+            lines.append(f'inferwatch_request_duration_seconds_bucket{{{m},le="+Inf"}} '
+                         f"{50 * n}")
+            lines.append(f"inferwatch_request_duration_seconds_count{{{m}}} {50 * n}")
+            lines.append(f"inferwatch_batch_size_sum{{{m}}} {200 * n}")
+            lines.append(f"inferwatch_batch_size_count{{{m}}} {50 * n}")
             for quantile, value in (("0.5", 0.3), ("0.9", 0.7), ("0.99", 0.9)):
-                prediction.labels(name, "1", "score", quantile).set(value * wobble)
-                confidence.labels(name, "1", quantile).set(min(1.0, value + 0.1) * wobble)
-            classes.labels(name, "1", "1").inc(40)
-            classes.labels(name, "1", "0").inc(160)
-            for f in range(features):
-                missing.labels(name, "1", f"f{f:02d}").inc((step[0] + f) % 3)
-                out_of_range.labels(name, "1", f"f{f:02d}").inc((step[0] + f) % 2)
+                lines.append(f'inferwatch_prediction{{{m},output="score",quantile="{quantile}"}} '
+                             f"{value * wobble:.4f}")
+                lines.append(f'inferwatch_prediction_confidence{{{m},quantile="{quantile}"}} '
+                             f"{min(1.0, value + 0.1) * wobble:.4f}")
+            lines.append(f'inferwatch_predicted_class_total{{{m},class="1"}} {40 * n}')
+            lines.append(f'inferwatch_predicted_class_total{{{m},class="0"}} {160 * n}')
+            for f, feature in enumerate(self.features):
+                lines.append(f'inferwatch_feature_missing_total{{{m},feature="{feature}"}} '
+                             f"{n + (n + f) // 3}")
+                lines.append(f'inferwatch_feature_out_of_range_total{{{m},feature="{feature}"}} '
+                             f"{(n + f) // 2}")
+        self.body = ("\n".join(lines) + "\n").encode()
 
-    return registry, tick
+    def serve(self, port: int) -> object:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = target.body
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
 
 
 def _durations(url: str) -> dict[str, float]:
@@ -122,14 +148,14 @@ def _count(url: str, selector: str) -> float:
 
 
 def measure_cost(quick: bool) -> list[Row]:
-    registry, tick = _registry(MODELS, FEATURES)
+    target = Target(MODELS, FEATURES)
     port = _free_port()
-    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    server = target.serve(port)
     stop = threading.Event()
 
     def traffic() -> None:
         while not stop.wait(1.0):
-            tick()
+            target.tick()
 
     threading.Thread(target=traffic, daemon=True).start()
     files = rule_files(render(from_dict(scaled_config(quick))))
