@@ -242,3 +242,13 @@ def test_main_dashboards_shade_each_signals_expected_band() -> None:
                        "confidence"}
     switched = render(from_dict({"baselines": {"traffic": {"enabled": False}}}))
     assert "inferwatch_baseline_traffic" not in switched["dashboards/model-overview.json"]
+
+
+def test_a_models_own_for_and_severity_reach_its_baseline_alert_only() -> None:
+    cfg = from_dict({"models": {"fraud": {"alerts": {"InferwatchTrafficAnomaly": {
+        "for": "2h", "severity": "critical"}}}}})
+    rules = [r for g in baseline_alerting_groups(cfg) for r in g["rules"]
+             if r["alert"] == "InferwatchTrafficAnomaly"]
+    assert [(r["for"], r["labels"]["severity"]) for r in rules] == [("30m", "warning"),
+                                                                   ("2h", "critical")]
+    assert 'model="fraud"' in rules[1]["expr"] and "unless on (model)" in rules[0]["expr"]
