@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_TOOLS := prometheus prometheus-alertmanager prometheus-pushgateway
+# The headless browser the status page and report tests drive (tests/test_browser.py).
+BROWSER_TOOLS := chromium chromium-driver
 PYTEST_ARGS ?=
 # A failure must be readable from CI's output alone: every failing test's name and reason
 # (-rfE), short tracebacks with the captured output and logs of the test (--show-capture;
@@ -34,6 +36,14 @@ tools:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS) >/dev/null; \
 	fi
+	@missing=0; for b in chromium chromedriver; do \
+	  command -v $$b >/dev/null 2>&1 || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing $(BROWSER_TOOLS)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(BROWSER_TOOLS) >/dev/null; \
+	fi
 
 test: venv tools lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_REPORT) $(PYTEST_ARGS)
@@ -55,9 +65,11 @@ generate: venv
 grafana-schema:
 	tests/schema/build.sh
 
-# Redraws docs/images/*.svg, the README's pictures of the dashboards, from a live demo.
+# Redraws docs/images/*.svg, the README's pictures of the dashboards, from a live demo, and
+# the screenshots of the status page and a drift report, taken by the browser test.
 pictures: venv tools
 	$(BIN)/python -m inferwatch.demo.snapshot --dashboards dashboards --out docs/images
+	INFERWATCH_PICTURES=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py
 
 demo: venv tools
 	$(BIN)/inferwatch demo

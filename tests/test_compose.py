@@ -280,8 +280,8 @@ def test_grafana_provisions_the_generated_dashboards_from_the_mounted_path() -> 
     mounted = host_path("grafana", provider["options"]["path"])
     assert mounted.resolve() == (ROOT / "dashboards").resolve()
     dashboards = sorted(mounted.glob("*.json"))
-    assert [d.name for d in dashboards] == ["model-overview.json", "model-quality.json",
-                                            "resources.json", "slo.json"]
+    assert [d.name for d in dashboards] == ["champion-challenger.json", "model-overview.json",
+                                            "model-quality.json", "resources.json", "slo.json"]
     for path in dashboards:
         templating = json.loads(path.read_text())["templating"]["list"]
         datasource = next(v for v in templating if v["type"] == "datasource")

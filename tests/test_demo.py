@@ -241,8 +241,10 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
             output
         assert "Prometheus     http://127.0.0.1:" in output
         assert any("firing:" in line for line in seen), output
-        # model, exporter, Alertmanager, Prometheus
-        assert len(children) >= 4, [c.cmdline() for c in children]
+        assert "streaming      http://127.0.0.1:" in output
+        # model, streaming model, exporter, Alertmanager, Prometheus
+        assert len(children) >= 5, [c.cmdline() for c in children]
+        assert any("inferwatch.demo.streaming" in " ".join(c.cmdline()) for c in children)
 
         demo.send_signal(signal.SIGINT)
         assert demo.wait(30) == 0
@@ -256,3 +258,20 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
     assert seen[-1] == "stopped: every demo process has exited", seen[-5:]
     assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] \
         == []
+
+
+def test_lines_from_many_threads_never_share_a_line(capsys) -> None:
+    from inferwatch.demo.console import say
+
+    def write(thread: int) -> None:
+        for i in range(300):
+            say(f"PAGE FIRING thread-{thread} line-{i}")
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(lines) == sorted(f"PAGE FIRING thread-{t} line-{i}"
+                                   for t in range(8) for i in range(300))

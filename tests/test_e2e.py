@@ -28,6 +28,7 @@ import pytest
 
 from conftest import require_binary
 from e2e_dashboards import panel_queries, panels, resolve_variables, substitute
+from inferwatch.demo.model import MODEL_VERSION
 from inferwatch.demo.receiver import PageReceiver
 from inferwatch.demo.scenario import MIN_DRIFT_OBSERVATIONS, Phase, rule_config
 from inferwatch.demo.stack import (
@@ -50,6 +51,7 @@ SPEED = 6  # rule windows of 10 s, `for:` of 5 s
 RATES = {"replica-a": 15.0, "replica-b": 10.0}  # requests per second
 DRIFT_WINDOW_SECONDS = 50  # holds more than MIN_DRIFT_OBSERVATIONS rows at either rate
 HOST = "127.0.0.1"
+CHAMPION = f'model_version="{MODEL_VERSION}"'  # the shadow's calls are not the replica's traffic
 GRAFANA_BUILTINS = {"__rate_interval": "10s", "__interval": "2s", "__range": "1m"}
 
 # Panels with no data in any run here, and why. Everything else must return data.
@@ -67,6 +69,8 @@ NEVER_DATA = {
                                                  "inside inferwatch, and there is none",
     ("resources", "Label values folded by caps"): "no label reaches its cap in the demo",
     ("model-quality", "Regression error"): "the demo model is a classifier",
+    ("champion-challenger", "Mean absolute error on shared outcomes"):
+        "the demo model is a classifier",
     **{("model-overview", title): "the demo model does not stream; test_stream_dashboards.py "
                                   "runs these against a streaming model"
        # The cancelled ratio reads 0, not "no data": the series starts at zero with the model.
@@ -75,6 +79,7 @@ NEVER_DATA = {
 # Panels that a clean baseline leaves empty and the incident fills.
 AFTER_INCIDENT = {
     ("model-overview", "Errors by type"): "no call fails in the baseline",
+    ("champion-challenger", "Errors by type and version"): "no call fails in the baseline",
     ("model-quality", "Missing values per row"): "the incident sends null features",
     ("model-quality", "Missing values per row and expected bands: $model"):
         "the incident sends null features",
@@ -83,7 +88,9 @@ AFTER_INCIDENT = {
     ("model-quality", "Input errors"): "the incident sends requests missing a column",
     ("slo", "Firing inferwatch alerts"): "the clean baseline fires no alert",
 }
-INCIDENT_ALERTS = {"InferwatchErrorBudgetBurnFast", "InferwatchFeatureDrift"}
+# The shadow was retrained on the shifted inputs: on them it disagrees with its champion.
+INCIDENT_ALERTS = {"InferwatchErrorBudgetBurnFast", "InferwatchFeatureDrift",
+                   "InferwatchShadowAgreementLow"}
 
 
 @dataclass
@@ -176,7 +183,8 @@ def _wait_for_full_windows(e2e: E2E, timeout: float = 90.0) -> None:
     rate window is full of baseline traffic, and outcomes have been joined."""
     deadline = time.monotonic() + timeout
     guard = (f"min(inferwatch_drift_window_observations) >= {MIN_DRIFT_OBSERVATIONS} "
-             "and on () count(inferwatch_drift_window_observations) == 2 "
+             # two replicas, each with the champion and its shadow
+             "and on () count(inferwatch_drift_window_observations) == 4 "
              "and on () sum(inferwatch_outcomes_total) >= 100")
     while time.monotonic() < deadline:
         if query(e2e.prometheus, guard):
@@ -243,8 +251,9 @@ def test_recording_rules_aggregate_both_replicas_on_the_receiving_prometheus(e2e
         at = time.time() - 5
         per_replica = {r["metric"]["instance"]: float(r["value"][1]) for r in query(
             e2e.central, f'sum by (instance) (rate(inferwatch_requests_total'
-                         f'{{job="inferwatch-model"}}[{rate}]))', at)}
-        recorded = query(e2e.central, f"model:inferwatch_requests:rate{rate}", at)
+                         f'{{job="inferwatch-model", {CHAMPION}}}[{rate}]))', at)}
+        recorded = query(e2e.central, f"model:inferwatch_requests:rate{rate}{{{CHAMPION}}}",
+                         at)
         if set(per_replica) == set(e2e.metrics.values()) and recorded:
             break
         assert time.monotonic() < deadline, f"remote_write never delivered: {per_replica}"
@@ -256,8 +265,8 @@ def test_recording_rules_aggregate_both_replicas_on_the_receiving_prometheus(e2e
     assert total == pytest.approx(sum(RATES.values()), rel=0.2)
     assert total > 1.3 * max(per_replica.values())
     # The same rule on the scraping Prometheus agrees with the central one.
-    local = float(query(e2e.prometheus, f"model:inferwatch_requests:rate{rate}", at)[0]
-                  ["value"][1])
+    local = float(query(e2e.prometheus, f"model:inferwatch_requests:rate{rate}{{{CHAMPION}}}",
+                        at)[0]["value"][1])
     assert total == pytest.approx(local, rel=0.15)
 
 

@@ -52,8 +52,10 @@ def _classifier(registry: Registry) -> None:
     fraud = rng.uniform(size=300)
     reference = inferwatch.Reference.from_data(
         {"amount": rng.normal(size=300), "country": rng.choice(["fr", "de"], size=300)},
-        predictions=np.column_stack([1 - fraud, fraud]), prediction_names=["0", "1"])
-    mon = registry.monitor("fraud", "1.4.2", Settings(max_error_types=1, task="classification"),
+        predictions=np.column_stack([1 - fraud, fraud]), prediction_names=["0", "1"],
+        y_true=(fraud > rng.uniform(size=300)).astype(int))
+    mon = registry.monitor("fraud", "1.4.2", Settings(max_error_types=1, task="classification",
+                                                      objectives={"latency_p99": 0.05}),
                            trained_at=1.7e9)
     mon.configure(reference=reference, traces=True)
     with trace.use_span(_span()):
@@ -104,12 +106,48 @@ def _streamer(registry: Registry, tmp_path) -> None:
     events.close()
 
 
+class _Scorer:
+    """Class probabilities and a score: a shadow compares both (classes and differences)."""
+
+    def __init__(self, shift: float) -> None:
+        self.shift = shift
+        self.classes_ = np.array(["no", "yes"])
+
+    def predict_proba(self, rows):
+        p = np.clip(np.asarray(rows, dtype=np.float64)[:, :1] + self.shift, 0.0, 1.0)
+        return np.hstack([1.0 - p, p])
+
+    def predict(self, rows):
+        return np.asarray(rows, dtype=np.float64)[:, 0] * 10.0 + self.shift
+
+
+def _shadowed(registry: Registry) -> None:
+    champion = inferwatch.instrument(_Scorer(0.0), name="scorer", version="1",
+                                     registry=registry, task="classification")
+    handle = inferwatch.shadow(champion, _Scorer(0.3), version="2", registry=registry,
+                               timeout=60.0)
+    champion.predict_proba(np.array([[0.1], [0.6]]), request_id="s-1")
+    assert handle.flush(60)
+    champion.__dict__["_inferwatch_monitor"].record_outcome("s-1", ["no", "yes"])
+    price = inferwatch.instrument(_Scorer(0.0), name="price-shadowed", version="1",
+                                  registry=registry, task="regression")
+    price_handle = inferwatch.shadow(price, _Scorer(0.5), version="2", registry=registry,
+                                     timeout=60.0)
+    price.predict(np.array([[0.2]]), request_id="p-1")
+    assert price_handle.flush(60)
+    price.__dict__["_inferwatch_monitor"].record_outcome("p-1", 2.2)
+    registry.drain()
+    handle.close()
+    price_handle.close()
+
+
 @pytest.fixture(scope="module")
 def collector_registry(tmp_path_factory):
     registry = Registry()
     _classifier(registry)
     _regressor(registry)
     _streamer(registry, tmp_path_factory.mktemp("events"))
+    _shadowed(registry)
     faults.record("every_family_test")
     prom = CollectorRegistry()
     prom.register(InferwatchCollector(registry, events_dropped=lambda: {"queue_full": 2}))

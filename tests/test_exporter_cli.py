@@ -251,7 +251,7 @@ def test_hung_collector_is_not_restarted_and_concurrent_scrapes_share_a_run() ->
     assert gated.entered.wait(10)
     # Release only once all three scrapes are parked on the one running collect(): a scrape
     # that arrives after a run has finished rightly starts a new one.
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a safety net: the condition ends the wait
     while scraper.scrapes_sharing("gated") < 3:
         assert time.monotonic() < deadline, "the scrapes never met on one run"
         time.sleep(0.005)

@@ -183,6 +183,8 @@ def test_configuration_reference_documents_every_key_and_alert() -> None:
             shown = json.dumps(dict(value))
         elif isinstance(value, tuple):
             shown = json.dumps(list(value))
+        elif isinstance(value, bool):
+            shown = json.dumps(value)  # written as YAML spells it
         assert shown.replace("|", "\\|") in doc, f"docs/configuration.md lacks the default of {key}"
     for name in ALERT_NAMES:
         assert f"`{name}`" in doc

@@ -106,6 +106,16 @@ SENTINELS: dict[str, Any] = {
     "accuracy.window": "131m",
     "accuracy.min_ratio": 0.876,
     "accuracy.min_outcomes": 765,
+    "shadow.window": "113m",
+    "shadow.min_agreement": 0.8123,
+    "shadow.min_compared": 4567,
+    "shadow.max_error_ratio": 0.0719,
+    "shadow.max_drop_ratio": 0.0237,
+    "shadow.outcome_window": "17h",
+    "shadow.min_outcomes": 3721,
+    "shadow.min_accuracy_gain": 0.0433,
+    "accuracy.max_drop": 0.0317,
+    "objectives.from_code": True,
     "gpu.memory_used_ratio": 0.912,
     "gpu.temperature_celsius": 77.5,
     "internal.errors_per_second": 0.0042,
@@ -173,6 +183,10 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
+# A switch reads in the output as what it switches on.
+SWITCH_OUTPUTS = {"objectives.from_code": ["inferwatch_model_objective"]}
+
+
 def _texts(value: Any) -> list[str]:
     """How a config value reads in the output."""
     if isinstance(value, Mapping):
@@ -212,6 +226,7 @@ MODEL_SENTINELS: dict[str, Any] = {
     "accuracy.window": "139m",
     "accuracy.min_ratio": 0.8761,
     "accuracy.min_outcomes": 766,
+    "accuracy.max_drop": 0.0319,
     "windows.no_traffic_lookback": "193m",
 }
 MODEL_ALERT_SENTINELS = {"InferwatchLatencyHigh": {"for": "151m", "severity": "info"}}
@@ -232,9 +247,9 @@ def test_every_config_value_reaches_the_output(files: dict[str, str]) -> None:
     default_output = "\n".join(files.values())
     output = "\n".join(render(_sentinel_config()).values())
     for key, value in SENTINELS.items():
-        if isinstance(value, bool):
-            continue  # a switch shows as rules present or absent: test_baseline_switches
-        for text in _texts(value):
+        if isinstance(value, bool) and key not in SWITCH_OUTPUTS:
+            continue  # a baseline switch shows as rules present or absent: test_baselines.py
+        for text in SWITCH_OUTPUTS.get(key) or _texts(value):
             assert text not in default_output, f"sentinel {text!r} of {key} is not distinctive"
             assert text in output, f"{key}: {text!r} does not reach the output"
 
@@ -273,7 +288,12 @@ def test_alert_overrides_and_links_reach_every_rule() -> None:
 
 def test_thresholds_reach_the_alert_expressions() -> None:
     """Each threshold sits in the expression of the alert it belongs to, not only in text."""
-    cfg = _sentinel_config()
+    import dataclasses
+
+    # With objectives from code every threshold moves into the objective recording rules.
+    cfg = dataclasses.replace(_sentinel_config(),
+                              objectives=dataclasses.replace(DEFAULT.objectives,
+                                                             from_code=False))
     exprs = {r["alert"]: r["expr"] for r in all_alert_rules(cfg)}
     expected = {
         "InferwatchLatencyHigh": ["0.321", "p99_7m"],
@@ -304,6 +324,10 @@ def test_thresholds_reach_the_alert_expressions() -> None:
         "InferwatchGpuLost": ['job="sentinel-exporter"'],
         "InferwatchGpuReadErrors": ['job="sentinel-exporter"', "[7m]"],
         "InferwatchCollectorFailing": ['job="sentinel-exporter"'],
+        "InferwatchShadowFailing": ["0.0719", "error_ratio_rate7m", 'role="shadow"'],
+        "InferwatchShadowAgreementLow": ["0.8123", "4567", "ratio_rate113m", "increase113m"],
+        "InferwatchShadowDropping": ["0.0237", "ratio_rate7m"],
+        "InferwatchShadowBetter": ["0.0433", "3721", "accuracy_rate17h", "increase17h"],
     }
     for spec in SIGNALS.values():
         signal = {key.rsplit(".", 1)[1]: value for key, value in SENTINELS.items()
@@ -331,12 +355,13 @@ def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return panels
 
 
-def test_four_dashboards_with_stable_uids(dashboards: dict[str, dict[str, Any]]) -> None:
+def test_five_dashboards_with_stable_uids(dashboards: dict[str, dict[str, Any]]) -> None:
     uids = {path: d["uid"] for path, d in dashboards.items()}
     assert uids == {"dashboards/model-overview.json": "inferwatch-overview",
                     "dashboards/model-quality.json": "inferwatch-quality",
                     "dashboards/resources.json": "inferwatch-resources",
-                    "dashboards/slo.json": "inferwatch-slo"}
+                    "dashboards/slo.json": "inferwatch-slo",
+                    "dashboards/champion-challenger.json": "inferwatch-shadow"}
     for d in dashboards.values():
         assert d["schemaVersion"] >= 36
         assert d["id"] is None  # Grafana assigns ids; a fixed one would clash on import
@@ -468,11 +493,13 @@ def test_every_alert_has_labels_annotations_and_naming(files: dict[str, str]) ->
     assert len(rules) == len(ALERTS)
     for rule in rules:
         assert re.fullmatch(r"Inferwatch(?:[A-Z][a-z0-9]+)+", rule["alert"]), rule["alert"]
-        assert rule["labels"]["severity"] in ("critical", "warning")
+        # info: an event worth knowing that needs no action (a better shadow model)
+        assert rule["labels"]["severity"] in ("critical", "warning", "info")
         assert set(rule["annotations"]) == {"summary", "description", "runbook_url",
                                             "dashboard_url"}
         uids = {d.split("/d/")[1].split("?")[0] for d in [rule["annotations"]["dashboard_url"]]}
-        assert uids <= {"inferwatch-overview", "inferwatch-quality", "inferwatch-resources"}
+        assert uids <= {"inferwatch-overview", "inferwatch-quality", "inferwatch-resources",
+                        "inferwatch-shadow"}
 
 
 def test_recording_rules_follow_level_metric_operation(files: dict[str, str]) -> None:

@@ -106,7 +106,9 @@ def gunicorn(tmp_path: Path, app: str, worker_class: str = SYNC, *, preload: boo
     metrics_path = "/metrics/" if worker_class != SYNC else "/metrics"
     server = Server(f"http://127.0.0.1:{port}", process, metrics_path, directory, log)
     try:
-        deadline = time.monotonic() + 30
+        # A safety limit, not a speed check: with both cores busy, starting workers that
+        # import numpy, FastAPI and inferwatch has taken over 30 s here.
+        deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
                 pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")

@@ -7,6 +7,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.options import FrozenLabels, Settings
@@ -84,3 +86,45 @@ def test_the_drift_defaults_agree_with_the_quality_package():
     settings = Settings()
     assert settings.drift_window_seconds == tracker.DEFAULT_DRIFT_WINDOW_SECONDS
     assert settings.drift_age_buckets == tracker.DEFAULT_DRIFT_AGE_BUCKETS
+
+
+# --- objectives declared in code ------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.one_of(st.sampled_from(["availability", "latency_p99", "accuracy",
+                                                  "slo.availability", "accuracy.max_drop"]),
+                                 st.text(max_size=12)),
+                       st.one_of(st.floats(allow_nan=True), st.integers(-5, 5), st.booleans(),
+                                 st.text(max_size=3)), max_size=4))
+def test_objectives_are_accepted_under_their_config_keys_or_refused_by_name(given_objectives):
+    from inferwatch.catalogue import OBJECTIVE_ALIASES, OBJECTIVE_KEYS
+
+    names = [OBJECTIVE_ALIASES.get(k, k) for k in given_objectives]
+    valid = all(name in OBJECTIVE_KEYS for name in names) and len(set(names)) == len(names) \
+        and all(not isinstance(v, (bool, str)) and v == v and abs(v) != float("inf") and v >= 0
+                for v in given_objectives.values())
+    if valid:
+        objectives = Settings(objectives=given_objectives).objectives
+        assert dict(objectives) == {OBJECTIVE_ALIASES.get(k, k): float(v)
+                                    for k, v in given_objectives.items()}
+    else:
+        with pytest.raises(ValueError, match="objectives"):
+            Settings(objectives=given_objectives)
+
+
+def test_declared_objectives_are_exported_and_survive_a_snapshot(scraper):
+    import json
+
+    import inferwatch
+    from inferwatch.core.state import ModelState
+
+    model = inferwatch.instrument(lambda x: 1, name="fraud", version="3",
+                                  registry=scraper.registry,
+                                  objectives={"latency_p99": 0.05, "availability": 0.9995})
+    model(1)
+    found = {s.labels["objective"]: s.value for s in scraper.samples()
+             if s.name == "inferwatch_model_objective"}
+    assert found == {"latency.p99_seconds": 0.05, "slo.availability": 0.9995}
+    state = scraper.registry.monitor("fraud", "3").state
+    copy = ModelState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert copy.objectives == found

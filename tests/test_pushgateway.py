@@ -52,7 +52,7 @@ def gateway(tmp_path) -> Iterator[Gateway]:
          f"--persistence.file={tmp_path / 'pushgateway.data'}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a safety net: readiness ends the wait
         while True:
             try:
                 urllib.request.urlopen(f"http://{address}/-/ready", timeout=1).close()

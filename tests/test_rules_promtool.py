@@ -15,7 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inferwatch.generate import render
+from inferwatch.generate import render, rules
 from inferwatch.generate.config import DEFAULT, from_dict, load
 from inferwatch.generate.promql import objective
 from inferwatch.generate.rules import ALERTS
@@ -229,3 +229,78 @@ def test_each_model_gets_its_own_objective_in_promtool(thresholds: dict[str, flo
         path.write_text(yaml.safe_dump(test, allow_unicode=True))
         result = promtool("test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_says_which_scrape_job_it_reads_and_follows_a_renamed_job() -> None:
+    renamed = from_dict({"selectors": {"model": 'job="ml-serving"', "exporter": 'job="ml-gpu"'}})
+    for cfg in (DEFAULT, renamed):
+        selectors = {cfg.selectors.model, cfg.selectors.exporter, cfg.pushgateway.selector}
+        for group in rules.alerting_groups(cfg):
+            for rule in group["rules"]:
+                note = re.search(r"Reads series matching (.*) \((.*) in the inferwatch config",
+                                 rule["annotations"]["description"])
+                assert note, rule["alert"]
+                named = re.findall(r"\{(.*?)\}(?: and |$)", note.group(1))
+                assert named and set(named) <= selectors, (rule["alert"], named)
+                assert all(m in rule["expr"] or _recorded_from(cfg, rule["expr"], m)
+                           for m in named), rule["alert"]
+    assert "ml-serving" not in str(rules.alerting_groups(DEFAULT))
+
+
+def _recorded_from(cfg, expr: str, matcher: str) -> bool:
+    return any(r["record"] in expr and matcher in r["expr"]
+               for group in rules.recording_groups(cfg) for r in group["rules"])
+
+
+def test_objectives_in_code_win_over_the_config_which_wins_over_the_default(
+        tmp_path: Path) -> None:
+    """Every combination: neither, config only, code only, both (code wins), two versions
+    declaring different values (the larger counts, as documented), and the switch off (code
+    ignored), judged by promtool on the objective series and on the alert's expression."""
+    config = {"models": {"configured": {"latency": {"p99_seconds": 0.3}},
+                         "both": {"latency": {"p99_seconds": 0.3}}}}
+    declared = {"declared": {"1": 0.45}, "both": {"1": 0.6}, "two-versions": {"1": 0.2, "2": 0.7}}
+    served = ["plain", "configured", "declared", "both", "two-versions"]
+    cases = {True: {"plain": 0.5, "configured": 0.3, "declared": 0.45, "both": 0.6,
+                    "two-versions": 0.7},
+             False: {"plain": 0.5, "configured": 0.3, "declared": 0.5, "both": 0.3,
+                     "two-versions": 0.5}}
+    p99 = 0.4975  # every model: 100 calls a minute between 0.25 s and 0.5 s
+    series = []
+    for name in served:
+        for version in declared.get(name, {"1": None}):
+            labels = (f'job="inferwatch-model", instance="m:1", model="{name}", '
+                      f'model_version="{version}"')
+            series.append({"series": f"inferwatch_model_info{{{labels}}}", "values": "1x40"})
+            for le, per_minute in (("0.25", 0), ("0.5", 100), ("+Inf", 100)):
+                series.append({"series": f'inferwatch_request_duration_seconds_bucket'
+                                         f'{{{labels}, le="{le}"}}',
+                               "values": f"0+{per_minute}x40"})
+            value = declared.get(name, {}).get(version)
+            if value is not None:
+                series.append({"series": f'inferwatch_model_objective{{{labels}, '
+                                         f'objective="latency.p99_seconds"}}',
+                               "values": f"{value}x40"})
+    for from_code, expected in cases.items():
+        cfg = from_dict({**config, "objectives": {"from_code": from_code}})
+        [alert] = [rule for group in rules.alerting_groups(cfg) for rule in group["rules"]
+                   if rule["alert"] == "InferwatchLatencyHigh"]
+        firing = [{"labels": f'{{model="{name}", model_version="1"}}', "value": 1}
+                  for name, limit in expected.items() if p99 > limit]
+        assert 0 < len(firing) < len(served)  # the case tells the models apart
+        key = objective("latency.p99_seconds")
+        test = {"rule_files": ["recording-rules.yml"], "evaluation_interval": "1m", "tests": [{
+            "interval": "1m", "input_series": series,
+            "promql_expr_test": [
+                *({"expr": f'{key}{{model="{name}"}}', "eval_time": "20m",
+                   "exp_samples": [{"labels": f'{key}{{model="{name}"}}', "value": limit}]}
+                  for name, limit in expected.items()),
+                {"expr": f"count by (model, model_version) ({alert['expr']})",
+                 "eval_time": "20m", "exp_samples": firing}]}]}
+        directory = tmp_path / str(from_code)
+        directory.mkdir()
+        _write_rule_files(render(cfg), directory)
+        path = directory / "test.yml"
+        path.write_text(yaml.safe_dump(test))
+        result = promtool("test", "rules", str(path))
+        assert result.returncode == 0, (from_code, result.stdout + result.stderr)

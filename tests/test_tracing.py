@@ -89,7 +89,7 @@ def test_exemplars_reach_a_real_prometheus(scraper, tmp_path):
         with prometheus(tmp_path, [f"127.0.0.1:{server.port}"],
                         flags=["--enable-feature=exemplar-storage"]) as prom:
             start = time.time()
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90  # a safety net: the first exemplar ends the wait
             found: set[str] = set()
             while time.monotonic() < deadline and not found:
                 with tracer.start_as_current_span("predict"):

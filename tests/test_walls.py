@@ -43,7 +43,7 @@ def _modules_of(package: str) -> list[str]:
 
 
 def test_the_layout_is_the_documented_one():
-    assert set(PACKAGES) == RUNTIME | {"generate"}
+    assert set(PACKAGES) == RUNTIME | {"generate", "report"}
 
 
 def test_import_inferwatch_loads_only_the_version():

@@ -20,12 +20,15 @@ from inferwatch._version import __version__
 _EXPORTS = {
     "instrument": "inferwatch.core.instrument",
     "monitor": "inferwatch.core.registry",
+    "shadow": "inferwatch.core.shadow",
     "Monitor": "inferwatch.core.monitor",
     "Settings": "inferwatch.core.options",
     "Registry": "inferwatch.core.registry",
     "serve": "inferwatch.serving.server",
     "make_asgi_app": "inferwatch.serving.exposition",
     "make_wsgi_app": "inferwatch.serving.exposition",
+    "make_status_asgi_app": "inferwatch.serving.status_apps",
+    "make_status_wsgi_app": "inferwatch.serving.status_apps",
     "Reference": "inferwatch.quality.reference",
     "push": "inferwatch.serving.pushgateway",
     "InstrumentMiddleware": "inferwatch.serving.middleware",
@@ -42,10 +45,13 @@ __all__ = [
     "__version__",
     "instrument",
     "make_asgi_app",
+    "make_status_asgi_app",
+    "make_status_wsgi_app",
     "make_wsgi_app",
     "monitor",
     "push",
     "serve",
+    "shadow",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,10 +59,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from inferwatch.core.monitor import Monitor
     from inferwatch.core.options import Settings
     from inferwatch.core.registry import Registry, monitor
+    from inferwatch.core.shadow import shadow
     from inferwatch.quality.reference import Reference
     from inferwatch.serving.exposition import make_asgi_app, make_wsgi_app
     from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
     from inferwatch.serving.server import serve
+    from inferwatch.serving.status_apps import make_status_asgi_app, make_status_wsgi_app
 
 
 def __getattr__(name: str) -> Any:

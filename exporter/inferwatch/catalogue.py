@@ -45,15 +45,34 @@ def _specs(*specs: MetricSpec) -> dict[str, MetricSpec]:
 
 _E = "exporter"
 
+# Objectives a model may declare in code (instrument(objectives=...)), by the config key the
+# generated rules judge it with; the short names are what a model owner would type.
+OBJECTIVE_KEYS = (
+    "slo.availability", "latency.p99_seconds", "predictions.invalid_ratio",
+    "predictions.max_versions", "predictions.max_model_age", "data_quality.missing_ratio",
+    "data_quality.out_of_range_ratio", "drift.feature_threshold", "drift.prediction_threshold",
+    "drift.min_observations", "accuracy.min_ratio", "accuracy.min_outcomes", "accuracy.max_drop",
+)
+OBJECTIVE_ALIASES = {"availability": "slo.availability", "latency_p99": "latency.p99_seconds",
+                     "accuracy": "accuracy.min_ratio"}
+
 CATALOGUE: dict[str, MetricSpec] = _specs(
     # --- identity -------------------------------------------------------------------------
     MetricSpec("inferwatch_model_info", "gauge",
-               "Always 1: which model version serves, with its static metadata.",
-               ("framework", "task")),
+               "Always 1: which model version serves, with its static metadata (role: "
+               "primary or shadow, when a shadow model is attached).",
+               ("framework", "task", "role")),
     MetricSpec("inferwatch_model_loaded_timestamp_seconds", "gauge",
                "Unix time in seconds when this model version started serving."),
     MetricSpec("inferwatch_model_trained_timestamp_seconds", "gauge",
                "Unix time in seconds when this model version was trained."),
+    MetricSpec("inferwatch_model_objective", "gauge",
+               "An objective the model declares in code (instrument(objectives=...)), by the "
+               "config key it stands for; the generated rules prefer it over the config.",
+               ("objective",)),
+    MetricSpec("inferwatch_reference_validation", "gauge",
+               "The model's score on its validation data, from its reference profile: "
+               "accuracy, or mean_absolute_error for a regressor.", ("metric",)),
     MetricSpec("inferwatch_dependency_info", "gauge",
                "Always 1: version of an ML package loaded in the serving process.",
                ("package", "package_version"), per_model=False),
@@ -128,6 +147,36 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                "Label lag in seconds: outcome time minus prediction time."),
     MetricSpec("inferwatch_outcomes_unmatched_total", "counter",
                "Outcomes with no prediction to join, by reason.", ("reason",)),
+    # --- shadow models: a challenger against its champion, on the challenger's series -----
+    MetricSpec("inferwatch_shadow_sampled_total", "counter",
+               "Champion calls sampled for this shadow model (calls).", ("champion_version",)),
+    MetricSpec("inferwatch_shadow_compared_total", "counter",
+               "Sampled calls whose champion and shadow predictions were compared (calls).",
+               ("champion_version",)),
+    MetricSpec("inferwatch_shadow_dropped_total", "counter",
+               "Sampled calls not compared, by reason (queue_full, timeout, error, crashed, "
+               "incomparable, shutdown); unit: calls.", ("champion_version", "reason")),
+    MetricSpec("inferwatch_shadow_agreement_total", "counter",
+               "Compared rows where shadow and champion predicted the same class (agree) or "
+               "not (disagree); unit: rows.", ("champion_version", "result")),
+    MetricSpec("inferwatch_shadow_confusion_total", "counter",
+               "Compared rows by champion class and shadow class (each capped); unit: rows.",
+               ("champion_version", "champion_class", "shadow_class")),
+    MetricSpec("inferwatch_shadow_absolute_difference", "summary",
+               "Rolling-window quantiles of the absolute difference between shadow and "
+               "champion prediction, per output (unit of the model output).",
+               ("champion_version", "output")),
+    MetricSpec("inferwatch_shadow_difference", "histogram",
+               "Shadow minus champion prediction per output (unit of the model output; "
+               "signed), aggregatable across replicas.", ("champion_version", "output")),
+    MetricSpec("inferwatch_shadow_outcomes_total", "counter",
+               "Classification outcomes of requests both models predicted, by each one's "
+               "result (correct, incorrect); unit: rows.",
+               ("champion_version", "champion_result", "shadow_result")),
+    MetricSpec("inferwatch_shadow_outcome_error", "histogram",
+               "Absolute error of regression predictions on requests both models predicted, "
+               "by side (champion, shadow); unit of the model output.",
+               ("champion_version", "side")),
     # --- inferwatch itself ----------------------------------------------------------------
     MetricSpec("inferwatch_internal_errors_total", "counter",
                "Faults inside inferwatch, swallowed so the caller never sees them.",

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("inferwatch.quality.profile_cli", "build a reference profile from training data"),
     "demo": ("inferwatch.demo.cli", "run the demo model, traffic and monitoring stack"),
     "events": ("inferwatch.events.cli", "read the prediction event log"),
+    "report": ("inferwatch.report.cli", "write an HTML drift report of a data file"),
 }
 
 

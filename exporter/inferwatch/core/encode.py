@@ -172,6 +172,17 @@ class Page:
             if not math.isnan(value):
                 prefix = self._prefixes((name, *key), [(name, base)])[0]
                 lines[name] = [prefix + go_float(value) + "\n"]
+        if state.objectives:
+            name = "inferwatch_model_objective"
+            lines[name] = [
+                self._prefixes((name, *key, objective),
+                               [(name, {**base, "objective": objective})])[0]
+                + go_float(value) + "\n" for objective, value in state.objectives.items()]
+        if state.validation:
+            name = "inferwatch_reference_validation"
+            lines[name] = [
+                self._prefixes((name, *key, metric), [(name, {**base, "metric": metric})])[0]
+                + go_float(value) + "\n" for metric, value in state.validation.items()]
 
     def _drift(self, lines: dict[str, list[str]], drift, base: dict[str, str], key: tuple,
                now: float) -> None:

@@ -98,6 +98,7 @@ class Monitor:
         self.state.loaded_at = time.time()
         if trained_at is not None:
             self.state.trained_at = float(trained_at)
+        self.state.objectives = dict(self.settings.objectives)
         self.state.info = {"task": self.settings.task,
                            **{k: clean_label_value(v) for k, v in self.settings.metadata.items()}}
         self._class_names = class_names
@@ -130,6 +131,10 @@ class Monitor:
         self.events: EventLog | None = None
         self.traces = False
         self.trace_stages = False
+        # Shadow models (core/shadow.py) listen here: a champion passes each outcome it is
+        # given to its challengers, and a challenger folds its comparisons in before a drain.
+        self.outcome_listeners: tuple[Callable[[str, object, float], None], ...] = ()
+        self.drain_listeners: tuple[Callable[[], None], ...] = ()
         s = self.settings
         # Series that alerts and dashboards divide by exist from the start, at zero, so a
         # ratio reads 0 rather than "no data" before the first failure.
@@ -166,6 +171,7 @@ class Monitor:
         """
         if options:
             self.settings = dataclasses.replace(self.settings, **options)
+            self.state.objectives = dict(self.settings.objectives)
         if traces is not None:
             self.traces = bool(traces)
         self.trace_stages = self.settings.trace_stages
@@ -183,6 +189,9 @@ class Monitor:
             with self._lock:
                 self.features = tracker
                 self.state.extras["drift"] = tracker.drift
+                validation = reference.validation
+                self.state.validation = {} if validation is None else {
+                    validation.metric: validation.value}
         if request_id is not None:
             if not callable(request_id):
                 raise TypeError("inferwatch: request_id must be a function of the call's "
@@ -228,6 +237,8 @@ class Monitor:
                 self.events.emit({"ts": when, "model": self.name, "model_version": self.version,
                                   "request_id": rid, "outcome": y_true,
                                   "outcome_match": joined.unmatched or "joined"})
+            for listener in self.outcome_listeners:
+                listener(rid, y_true, when)
         except Exception as exc:
             faults.record("outcome", exc)
 
@@ -365,6 +376,33 @@ class Monitor:
             self.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
             return encode(self.state), (self.name, self.version, self._finished, in_flight)
 
+    def update_state(self, change: Callable[[ModelState], None]) -> None:
+        """Run `change` on this monitor's state under its lock (what a shadow's comparisons
+        use to write their series). Never raises.
+
+        >>> from inferwatch.core.registry import Registry
+        >>> mon = Registry().monitor("m", "1")
+        >>> mon.update_state(lambda state: state.inc("inferwatch_requests_total", ("ok",), 2))
+        >>> mon.state.counters["inferwatch_requests_total"][("ok",)]
+        2.0
+        """
+        try:
+            with self._lock:
+                change(self.state)
+        except Exception as exc:
+            faults.record("shadow", exc)
+    def read_state(self, read: Callable[[ModelState], T]) -> T:
+        """`read(state)` under this monitor's lock, with its in-flight gauge set: a
+        consistent view for readers other than a scrape (the status page's history)."""
+        with self._lock:
+            self.state.set_gauge("inferwatch_requests_in_flight", (), self.in_flight_locked())
+            return read(self.state)
+
+    def copy_state(self) -> ModelState:
+        """A copy of this monitor's state: read under its lock, rebuilt outside it, so a
+        reader holds the lock (and the drain waits) only as long as a scrape does."""
+        return ModelState.from_dict(self.read_state(ModelState.to_dict))
+
     def in_flight(self) -> int:
         """Calls started and not yet finished."""
         with self._lock:
@@ -377,6 +415,8 @@ class Monitor:
     # --- draining ---------------------------------------------------------------------------
     def drain(self, now: float | None = None) -> None:
         """Fold pending calls into the state. Never raises."""
+        for listener in self.drain_listeners:
+            listener()  # each one guards itself
         try:
             with self._lock:
                 self._drain_locked(time.time() if now is None else now)

@@ -13,10 +13,12 @@ error naming it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from inferwatch.catalogue import OBJECTIVE_ALIASES, OBJECTIVE_KEYS
 from inferwatch.core.state import SummarySettings
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -117,6 +119,10 @@ class Settings:
     # a call).
     max_pending: int = 1_000_000
     metadata: Mapping[str, str] = field(default_factory=FrozenLabels)
+    # Objectives the model owner declares ({"latency_p99": 0.05, "availability": 0.9995,
+    # "accuracy": 0.97} or any key of catalogue.OBJECTIVE_KEYS): exported as
+    # inferwatch_model_objective, which the generated rules prefer over the config.
+    objectives: Mapping[str, float] = field(default_factory=FrozenLabels)
     # Data quality and drift, when a reference is given.
     range_tolerance: float = 0.0
     drift_window_seconds: float = DRIFT_WINDOW_SECONDS
@@ -152,6 +158,10 @@ class Settings:
         if not isinstance(self.metadata, FrozenLabels):
             object.__setattr__(self, "metadata", FrozenLabels(self.metadata))
         problems = []
+        objectives, problem = _objectives(self.objectives)
+        object.__setattr__(self, "objectives", objectives)
+        if problem:
+            problems.append(problem)
         if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
             problems.append(f"quantiles must be in [0, 1], got {self.quantiles!r}")
         if self.window_seconds <= 0:
@@ -209,3 +219,29 @@ class Settings:
     def summary(self) -> SummarySettings:
         return SummarySettings(tuple(self.quantiles), self.window_seconds, self.age_buckets,
                                self.relative_accuracy)
+
+
+def _objectives(given: object) -> tuple[FrozenLabels, str | None]:
+    """Objectives under their config keys, and what is wrong with them (None if nothing).
+
+    >>> _objectives({"latency_p99": 0.05, "accuracy.min_outcomes": 50})[0]
+    FrozenLabels({'latency.p99_seconds': 0.05, 'accuracy.min_outcomes': 50.0})
+    >>> _objectives({"p99": 1})[1]
+    "objectives: unknown key 'p99' (expected availability, latency_p99, accuracy or one of ..."
+    """
+    if not isinstance(given, Mapping):
+        return FrozenLabels(), f"objectives must be a mapping, got {type(given).__name__}"
+    found: dict[str, float] = {}
+    for key, value in given.items():
+        name = OBJECTIVE_ALIASES.get(key, key)
+        if name not in OBJECTIVE_KEYS:
+            return FrozenLabels(), (
+                f"objectives: unknown key {key!r} (expected {', '.join(OBJECTIVE_ALIASES)} "
+                f"or one of {', '.join(OBJECTIVE_KEYS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or value < 0:
+            return FrozenLabels(), f"objectives: {key} must be a number >= 0, got {value!r}"
+        if name in found:
+            return FrozenLabels(), f"objectives: {name} is given twice"
+        found[name] = float(value)
+    return FrozenLabels(found), None

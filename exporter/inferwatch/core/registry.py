@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER
+from inferwatch.core.history import History
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.options import Settings
@@ -54,15 +56,19 @@ class Registry:
         self._wake = threading.Event()
         # Multi-worker mode (inferwatch.multiproc.attach): publishes after each drain.
         self.multiproc: Publisher | None = None
+        # The status page's ring of recent totals (enable_history): sampled by the drain.
+        self.history: History | None = None
         _live_registries.add(self)
 
     def monitor(self, name: str, version: str | None = None, settings: Settings | None = None,
                 *, trained_at: float | None = None,
-                class_names: Callable[[], Sequence[object] | None] | None = None) -> Monitor:
+                class_names: Callable[[], Sequence[object] | None] | None = None,
+                latest: bool = True) -> Monitor:
         """The monitor of `name` / `version`, created on first use.
 
         Without a version: the version instrumented last under `name`, or "unversioned".
-        An empty or blank version is "unversioned" too.
+        An empty or blank version is "unversioned" too. ``latest=False`` (a shadow model)
+        leaves which version that is unchanged.
         """
         with self._lock:
             name = self._model_cap.fold(name)
@@ -87,7 +93,7 @@ class Registry:
                 self._monitors[key] = monitor
             elif trained_at is not None:
                 monitor.state.trained_at = trained_at
-            if version != OTHER:
+            if version != OTHER and (latest or name not in self._latest):
                 self._latest[name] = monitor
         self.ensure_drainer()
         return monitor
@@ -115,6 +121,41 @@ class Registry:
         """Fold every monitor's pending calls into its state (what a scrape does first)."""
         for monitor in self.monitors():
             monitor.drain()
+
+    def enable_history(self) -> History:
+        """Keep a bounded ring of recent totals per model version (the status page's
+        sparklines), sampled by the background drain; returns it. Idempotent.
+
+        >>> registry = Registry()
+        >>> registry.enable_history() is registry.enable_history()
+        True
+        >>> registry.close()
+        """
+        with self._lock:
+            if self.history is None:
+                self.history = History()
+            history = self.history
+        self.ensure_drainer()
+        return history
+
+    def states(self) -> list:
+        """Copies of every model state as a scrape sees them: the merged view of every
+        worker in multi-worker mode, else this process's monitors (drained first)."""
+        if self.multiproc is not None:
+            return self.multiproc.merged_view().states
+        self.drain()
+        return [monitor.copy_state() for monitor in self.monitors()]
+
+    def sample_history(self, now: float) -> None:
+        """One history sample per model version, when one is due (the drain calls this)."""
+        history = self.history
+        if history is None or not history.due(now):
+            return
+        if self.multiproc is not None:
+            history.record(self.multiproc.merged_view().states, now)
+            return
+        for monitor in self.monitors():
+            monitor.read_state(lambda state: history.record_one(state, now))
 
     # --- the background drain -----------------------------------------------------------
     def ensure_drainer(self) -> None:
@@ -149,6 +190,8 @@ class Registry:
         self._model_cap.renew_lock()
         for cap in self._version_caps.values():
             cap.renew_lock()
+        if self.history is not None:
+            self.history.renew_lock()
         for monitor in self._monitors.values():
             monitor.renew_locks()
             monitor.wake_drain = self._wake.set
@@ -180,6 +223,7 @@ def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threadi
             registry.drain()
             if registry.multiproc is not None:
                 registry.multiproc.tick()
+            registry.sample_history(time.time())
         except Exception as exc:  # drain() and tick() already guard; this is the last line
             faults.record("drain", exc)
         del registry

@@ -87,6 +87,12 @@ def _identity(families: dict[str, Metric], state: ModelState, base: dict[str, st
     if not math.isnan(state.trained_at):
         families["inferwatch_model_trained_timestamp_seconds"].add_sample(
             "inferwatch_model_trained_timestamp_seconds", base, state.trained_at)
+    for objective, value in state.objectives.items():
+        families["inferwatch_model_objective"].add_sample(
+            "inferwatch_model_objective", {**base, "objective": objective}, value)
+    for metric, value in state.validation.items():
+        families["inferwatch_reference_validation"].add_sample(
+            "inferwatch_reference_validation", {**base, "metric": metric}, value)
 
 
 def _drift(families: dict[str, Metric], drift, base: dict[str, str], now: float) -> None:

@@ -194,6 +194,8 @@ class ModelState:
     info: dict[str, str] = field(default_factory=dict)
     loaded_at: float = math.nan
     trained_at: float = math.nan
+    validation: dict[str, float] = field(default_factory=dict)  # metric -> reference score
+    objectives: dict[str, float] = field(default_factory=dict)  # config key -> declared value
     summary_settings: SummarySettings = field(default_factory=SummarySettings)
     counters: dict[str, dict[Labels, float]] = field(default_factory=dict)
     histograms: dict[str, dict[Labels, HistogramState]] = field(default_factory=dict)
@@ -241,6 +243,8 @@ class ModelState:
             self.info["task"] = other.info["task"]  # a worker that has seen predictions knows
         self.loaded_at = _nanmin(self.loaded_at, other.loaded_at)
         self.trained_at = _nanmax(self.trained_at, other.trained_at)
+        self.validation = {**other.validation, **self.validation}
+        self.objectives = {**other.objectives, **self.objectives}
         for metric, series in other.counters.items():
             self.inc_many(metric, series)
         for metric, series in other.histograms.items():
@@ -282,6 +286,8 @@ class ModelState:
             "info": dict(self.info),
             "loaded_at": _json_float(self.loaded_at),
             "trained_at": _json_float(self.trained_at),
+            "validation": dict(self.validation),
+            "objectives": dict(self.objectives),
             "summary_settings": [list(s.quantiles), s.max_age_seconds, s.age_buckets,
                                  s.relative_accuracy],
             "counters": _series_out(self.counters, float),
@@ -302,6 +308,8 @@ class ModelState:
             info={str(k): str(v) for k, v in data.get("info", {}).items()},
             loaded_at=_from_json_float(data.get("loaded_at")),
             trained_at=_from_json_float(data.get("trained_at")),
+            validation={str(k): float(v) for k, v in data.get("validation", {}).items()},
+            objectives={str(k): float(v) for k, v in data.get("objectives", {}).items()},
             summary_settings=settings,
             counters=_series_in(data.get("counters", {}), float),
             histograms=_series_in(data.get("histograms", {}), HistogramState.from_dict),

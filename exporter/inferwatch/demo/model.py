@@ -33,6 +33,8 @@ import numpy as np
 
 MODEL_NAME = "breast-cancer"
 MODEL_VERSION = "1.0.0"
+# The shadow model: retrained on the training data plus the shifted inputs of the new client.
+CHALLENGER_VERSION = "1.1.0-rc1"
 CHANNELS = ("web", "app", "branch")
 CHANNEL_SHARES = (0.6, 0.3, 0.1)
 MAX_BODY_BYTES = 1 << 20
@@ -96,8 +98,33 @@ def columns(data: Dataset, numeric: np.ndarray, channel: np.ndarray) -> dict[str
     return cols
 
 
-def build_model(seed: int = 0, **instrument_options: Any) -> tuple[Any, Dataset]:
-    """Train, profile and instrument the demo model; returns (instrumented model, data)."""
+def retrain_with_shifted_inputs(data: Dataset, seed: int = 0) -> Any:
+    """The challenger: the same pipeline fitted on the training rows and on the same rows as
+    the new client sends them (shifted features, an unseen channel), with their labels.
+
+    It predicts what the champion predicts on the training distribution and stays right on
+    the shifted one, where the champion is not: the demo's shadow story.
+    """
+    from inferwatch.demo.scenario import DRIFT_SIGMAS
+    from inferwatch.demo.traffic import DRIFTED_FEATURES, UNSEEN_CHANNEL
+
+    rng = np.random.default_rng(seed)
+    columns_shifted = [data.feature_names.index(n) for n in DRIFTED_FEATURES]
+    shifted = data.numeric.copy()
+    shifted[:, columns_shifted] += DRIFT_SIGMAS * data.numeric.std(axis=0)[columns_shifted]
+    channel = data.channel.copy()
+    channel[rng.random(len(channel)) < 0.3] = UNSEEN_CHANNEL
+    both = Dataset(data.feature_names, np.vstack([data.numeric, shifted]),
+                   np.concatenate([data.channel, channel]),
+                   np.concatenate([data.labels, data.labels]))
+    return train(both)
+
+
+def build_model(seed: int = 0, shadow: bool = True,
+                **instrument_options: Any) -> tuple[Any, Dataset]:
+    """Train, profile and instrument the demo model; returns (instrumented model, data).
+
+    With `shadow`, a retrained challenger scores every call in the background."""
     import inferwatch
 
     data = load_dataset(seed)
@@ -110,6 +137,9 @@ def build_model(seed: int = 0, **instrument_options: Any) -> tuple[Any, Dataset]
         model, name=MODEL_NAME, version=MODEL_VERSION, trained_at=time.time(),
         task="classification", reference=reference,
         metadata={"dataset": "sklearn-breast-cancer"}, **instrument_options)
+    if shadow:
+        inferwatch.shadow(instrumented, retrain_with_shifted_inputs(data, seed),
+                          version=CHALLENGER_VERSION, sample=1.0)
     return instrumented, data
 
 

@@ -32,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from inferwatch.demo.console import say
+
 MAX_BODY_BYTES = 1 << 20
 # Labels shown after the alert name; the rest stay in the stored alert.
 SHOWN_LABELS = ("model", "model_version", "feature", "output", "instance", "gpu", "collector")
@@ -63,7 +65,7 @@ class PageReceiver:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  out: Callable[[str], None] | None = None, keep: int = 1000) -> None:
-        self.out = out or (lambda line: print(line, flush=True))
+        self.out = out or say
         self.alerts: deque[dict[str, Any]] = deque(maxlen=keep)
         self.repeats = 0
         self._keep = keep
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     with PageReceiver(args.host, args.port) as receiver:
-        print(f"printing pages sent to {receiver.url}", flush=True)
+        say(f"printing pages sent to {receiver.url}")
         done.wait()
     return 0
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from inferwatch.demo.console import say
 from inferwatch.demo.receiver import PageReceiver
 from inferwatch.demo.scenario import Phase, drift_window_seconds, rule_config, scenario
 from inferwatch.demo.stack import (
@@ -53,9 +54,9 @@ class Demo:
         self.once = once
         preferred = dict(preferred_ports or {})
         self.ports = {name: free_port(host, preferred.get(name, 0))
-                      for name in ("api", "metrics", "exporter", "prometheus", "alertmanager",
-                                   "receiver")}
-        self.out = out or (lambda line: print(line, flush=True))
+                      for name in ("api", "metrics", "streaming", "exporter", "prometheus",
+                                   "alertmanager", "receiver")}
+        self.out = out or say
         self.started = time.monotonic()
         self.traffic_started: float | None = None
         self.receiver: PageReceiver | None = None
@@ -120,7 +121,8 @@ class Demo:
         self.out(f"training the demo model (logs in {self.workdir})")
         model = stack.start_model("model", host, ports["api"], ports["metrics"],
                                   drift_window=drift_window_seconds(self.speed, self.rate))
-        stack.start_exporter(host, ports["exporter"], [model.pid], gpu=self.gpu)
+        streaming = stack.start_streaming_model(host, ports["streaming"], speed=self.speed)
+        stack.start_exporter(host, ports["exporter"], [model.pid, streaming.pid], gpu=self.gpu)
         if receiver is None:
             return
         config = rule_config(self.speed)
@@ -130,7 +132,7 @@ class Demo:
             receiver.url, group_interval=f"{max(1, round(5 / self.speed))}s"))
         stack.start_alertmanager(am_config, host, ports["alertmanager"])
         prom_config = _write_yaml(self.workdir / "prometheus.yml", prometheus_config(
-            model_targets=[f"{host}:{ports['metrics']}"],
+            model_targets=[f"{host}:{ports['metrics']}", f"{host}:{ports['streaming']}"],
             exporter_targets=[f"{host}:{ports['exporter']}"],
             alertmanager=f"{host}:{ports['alertmanager']}",
             rule_files=[str(self.workdir / "alerts" / "*.yml")]))
@@ -146,6 +148,9 @@ class Demo:
         lines = ["", "inferwatch demo running; Ctrl-C stops everything.",
                  f"  model API      {self._url('api', '/predict')}",
                  f"  model metrics  {self._url('metrics', '/metrics')}",
+                 f"  status page    {self._url('metrics', '/')}",
+                 f"  streaming      {self._url('streaming', '/metrics')} (toy-llm, a token "
+                 f"generator whose time to first token regresses and recovers, in a loop)",
                  f"  exporter       {self._url('exporter', '/metrics')}"]
         if self.with_stack:
             lines += [f"  Prometheus     {self._url('prometheus', '/alerts')}",

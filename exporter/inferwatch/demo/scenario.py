@@ -45,10 +45,13 @@ class Phase:
                 "slow_seconds": self.slow_seconds}
 
 
+# How far the new client's inputs are shifted, in standard deviations of each feature.
+DRIFT_SIGMAS = 3.0
+
 _STORY = (
     Phase("baseline", 1.0, "inputs look like the training data; no faults"),
     Phase("feature-drift", 1.0, "a new client sends shifted inputs and an unseen channel",
-          drift=3.0),
+          drift=DRIFT_SIGMAS),
     Phase("error-burst", 0.75, "the feature store times out for a third of the calls",
           error_ratio=0.3, malformed_ratio=0.05),
     Phase("latency-regression", 1.0, "one call in ten waits 0.6 s on the feature store",
@@ -170,9 +173,15 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
                               "short_window": window("fast_burn.short")},
                 "slow_burn": {"long_window": window("slow_burn.long"),
                               "short_window": window("slow_burn.short")}},
-        "latency": {"p99_seconds": 0.25},
+        "latency": {"p99_seconds": 0.25, "first_item_p99_seconds": 0.25},
+        # A whole stream of toy-llm takes longer than one prediction; its first token is
+        # what its regression moves.
+        "models": {"toy-llm": {"latency": {"p99_seconds": 2}}},
         "drift": {"min_observations": MIN_DRIFT_OBSERVATIONS},
         "accuracy": {"window": window("accuracy"), "min_outcomes": 50},
+        # The challenger equals the champion on clean traffic: only the shift sets it apart.
+        "shadow": {"window": window("accuracy"), "outcome_window": window("accuracy"),
+                   "min_compared": 50, "min_outcomes": 50, "min_accuracy_gain": 0.05},
         "links": {"grafana_url": grafana_url},
         "alerts": {alert.name: {"for": window("for")} for alert in ALERTS},
         # The baseline groups run at 5m in production, 5s here, so the signals of the

@@ -161,6 +161,14 @@ class Stack:
         self.wait_ready(process, f"http://{host}:{api_port}/healthz")
         return process
 
+    def start_streaming_model(self, host: str, metrics_port: int, *, speed: float) -> Process:
+        """The toy token generator, looping its time-to-first-token story."""
+        process = self.start("streaming", [sys.executable, "-m", "inferwatch.demo.streaming",
+                                           "--metrics-listen", f"{host}:{metrics_port}",
+                                           f"--speed={speed:g}", "--loop"])
+        self.wait_ready(process, f"http://{host}:{metrics_port}/metrics")
+        return process
+
     def start_exporter(self, host: str, port: int, pids: Sequence[int], *, gpu: bool = False
                        ) -> Process:
         argv = [sys.executable, "-m", "inferwatch.standalone.cli",

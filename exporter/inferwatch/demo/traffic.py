@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from inferwatch.demo.console import say
 from inferwatch.demo.model import Dataset, load_dataset
 from inferwatch.demo.scenario import SCENARIOS, Phase, scenario
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     phases = scenario(args.scenario, args.speed)
 
     def announce(phase: Phase) -> None:
-        print(f"phase {phase.name} ({phase.seconds:.0f}s): {phase.description}", flush=True)
+        say(f"phase {phase.name} ({phase.seconds:.0f}s): {phase.description}")
 
     generator = TrafficGenerator(args.model_url, phases, rate=args.rate, loop=args.loop,
                                  on_phase=announce)

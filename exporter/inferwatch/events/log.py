@@ -41,6 +41,7 @@ from inferwatch.events.sinks import Encoder, Record, SinkError, TooLarge, infer_
 
 MiB = 1 << 20
 KiB = 1 << 10
+FORK_WAIT_SECONDS = 15.0
 DEFAULT_ROTATE_BYTES = 10 * MiB
 DEFAULT_MAX_EVENT_BYTES = 64 * KiB
 SECRET_ENV = "INFERWATCH_EVENT_SECRET"
@@ -62,6 +63,8 @@ log = logging.getLogger("inferwatch")
 
 _registry_lock = threading.Lock()
 _live: weakref.WeakSet[EventLog] = weakref.WeakSet()
+# Closed ones too: a forked child renews the locks of every log it may still be asked about.
+_every: weakref.WeakSet[EventLog] = weakref.WeakSet()
 _process_totals = dict.fromkeys(REASONS, 0)
 _process_value_totals = dict.fromkeys(VALUE_REASONS, 0)
 # Sinks inherited across a fork: kept referenced so that nothing in the child ever closes
@@ -140,6 +143,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._start()
         with _registry_lock:
             _live.add(self)
+            _every.add(self)
 
     # --- the request path ------------------------------------------------------------------
 
@@ -208,6 +212,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._failures = 0
         self._last_logged = -LOG_INTERVAL_SECONDS
         self._sink_holder: list = [None]
+        # Held while the sink writes, and across a fork (see _before_fork).
+        self._sink_lock = threading.Lock()
         self._thread = threading.Thread(target=_writer_main,
                                         args=(weakref.ref(self), self._sink_holder),
                                         name="inferwatch-events", daemon=True)
@@ -221,9 +227,21 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             inherited.forget_after_fork()
         if self._closed:
             self._counts_lock = threading.Lock()
+            self._sink_lock = threading.Lock()
             self._dropped = dict.fromkeys(REASONS, 0)
         else:
             self._start()
+
+    def _quiesce_for_fork(self) -> bool:
+        """Before a fork: wait for a batch in flight and close a sink that cannot cross a
+        fork; True when the sink lock is held (released after the fork)."""
+        sink = self._sink_holder[0]
+        if sink is None or not getattr(sink, "closes_before_fork", False):
+            return False
+        if not self._sink_lock.acquire(timeout=FORK_WAIT_SECONDS):
+            return False  # a write stuck this long: fork anyway, as without this hook
+        _close_quietly(sink)  # the writer reconnects on its next batch
+        return True
 
     def _count(self, reason: str, n: int = 1) -> None:
         with self._counts_lock:
@@ -268,9 +286,10 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             self._count("write_error", len(records))  # the sink is failing: spare the disk
             return
         try:
-            if sink_holder[0] is None:
-                sink_holder[0] = self._new_sink()
-            sink_holder[0].write(records)
+            with self._sink_lock:
+                if sink_holder[0] is None:
+                    sink_holder[0] = self._new_sink()
+                sink_holder[0].write(records)
             self._failures = 0
         except Exception as exc:
             written = exc.written if isinstance(exc, SinkError) else 0
@@ -406,17 +425,40 @@ def _flush_all_at_exit() -> None:
             pass
 
 
+_quiesced: list[EventLog] = []
+
+
+def _before_fork() -> None:
+    # SQLite keeps each process's locks on a file in memory that a fork copies: a child whose
+    # parent had the database open (or was mid-transaction) finds it "locked" for good. So
+    # no SQLite connection is open across a fork; the forking thread waits for a batch in
+    # flight (at most FORK_WAIT_SECONDS), which happens when workers start, never per call.
+    for event_log in list(_live):
+        try:
+            if event_log._quiesce_for_fork():
+                _quiesced.append(event_log)
+        except Exception:
+            pass
+
+
+def _after_fork_in_parent() -> None:
+    while _quiesced:
+        _quiesced.pop()._sink_lock.release()
+
+
 def _after_fork_in_child() -> None:
     global _registry_lock
+    _quiesced.clear()  # the child renews every log's locks below
     _registry_lock = threading.Lock()
     for reason in REASONS:
         _process_totals[reason] = 0
     for reason in VALUE_REASONS:
         _process_value_totals[reason] = 0
-    for event_log in list(_live):
+    for event_log in list(_every):
         event_log._restart_in_child()
 
 
 atexit.register(_flush_all_at_exit)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)

@@ -22,6 +22,7 @@ system (``auto_vacuum = INCREMENTAL``) until database, log and shared-memory ind
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import time
@@ -32,8 +33,8 @@ from typing import TypeVar
 from inferwatch.events.sinks import Query, Record, SinkError
 
 BUSY_TIMEOUT_MS = 5_000
-LOCKED_RETRIES = 5
-LOCKED_BACKOFF_SECONDS = 0.05
+LOCKED_WAIT_SECONDS = 10.0  # as long as a busy wait, twice: the writer thread may wait
+LOCKED_BACKOFF_SECONDS = (0.01, 0.05, 0.1, 0.2)
 T = TypeVar("T")
 MIN_MAX_BYTES = 256 * 1024
 # Room kept for the shared-memory WAL index (32 KiB per ~4,000 log frames).
@@ -60,6 +61,10 @@ _INSERT = ("INSERT INTO events (ts, model, model_version, request_id, trace_id, 
 
 class SqliteSink:
     """Inserts records into the database at `path`, deleting the oldest to stay in bounds."""
+
+    # SQLite's per-process lock bookkeeping must not be copied into a forked child with the
+    # connection open: the event log closes it before every fork (events/log.py).
+    closes_before_fork = True
 
     def __init__(self, path: Path, *, max_bytes: int, chunk_bytes: int = 1 << 20) -> None:
         if max_bytes < MIN_MAX_BYTES:
@@ -182,8 +187,14 @@ class SqliteSink:
             return
         if size > self.wal_bytes:
             # Passive automatic checkpoints never shrink the file; this one empties it
-            # (or gives up after busy_timeout when readers hold on to old pages).
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            # (or gives up after busy_timeout when readers hold on to old pages). The batch
+            # is committed already: a checkpoint another process holds is left to the next
+            # batch, not counted as a failed write.
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
 
 
 def _when_unlocked(step: Callable[..., T], *args: object) -> T:
@@ -193,14 +204,15 @@ def _when_unlocked(step: Callable[..., T], *args: object) -> T:
     (several processes opening or checkpointing one log); the writer thread, never the
     request path, waits here before the batch counts as a write error.
     """
-    for attempt in range(LOCKED_RETRIES):
+    deadline = time.monotonic() + LOCKED_WAIT_SECONDS
+    for attempt in itertools.count():
         try:
             return step(*args)
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
+            if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(LOCKED_BACKOFF_SECONDS * (attempt + 1))
-    return step(*args)
+            time.sleep(LOCKED_BACKOFF_SECONDS[min(attempt, len(LOCKED_BACKOFF_SECONDS) - 1)])
+    raise AssertionError("unreachable")
 
 
 def _chunks(records: list[Record], limit: int) -> Iterator[list[Record]]:

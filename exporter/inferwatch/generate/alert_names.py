@@ -30,6 +30,11 @@ ALERT_NAMES: tuple[str, ...] = (
     "InferwatchFeatureDrift",
     "InferwatchPredictionDrift",
     "InferwatchAccuracyDrop",
+    # shadow models
+    "InferwatchShadowFailing",
+    "InferwatchShadowAgreementLow",
+    "InferwatchShadowDropping",
+    "InferwatchShadowBetter",
     # resources and inferwatch itself
     "InferwatchGpuMemoryNearFull",
     "InferwatchGpuTemperatureHigh",
@@ -57,8 +62,9 @@ MODEL_ALERT_NAMES: frozenset[str] = frozenset({
     "InferwatchLatencyHigh", "InferwatchInvalidPredictions", "InferwatchModelStale",
     "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
     "InferwatchOutOfRangeSpike", "InferwatchFeatureDrift", "InferwatchPredictionDrift",
-    "InferwatchAccuracyDrop", "InferwatchTrafficAnomaly", "InferwatchErrorRatioAnomaly",
-    "InferwatchLatencyAnomaly", "InferwatchBatchSizeAnomaly", "InferwatchPredictionShift",
-    "InferwatchClassMixShift", "InferwatchConfidenceDrop", "InferwatchMissingRateAnomaly",
-    "InferwatchOutOfRangeAnomaly",
+    "InferwatchAccuracyDrop", "InferwatchShadowFailing", "InferwatchShadowAgreementLow",
+    "InferwatchShadowDropping", "InferwatchShadowBetter", "InferwatchTrafficAnomaly",
+    "InferwatchErrorRatioAnomaly", "InferwatchLatencyAnomaly", "InferwatchBatchSizeAnomaly",
+    "InferwatchPredictionShift", "InferwatchClassMixShift", "InferwatchConfidenceDrop",
+    "InferwatchMissingRateAnomaly", "InferwatchOutOfRangeAnomaly",
 })

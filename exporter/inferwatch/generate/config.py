@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferwatch.catalogue import OBJECTIVE_KEYS as CATALOGUE_OBJECTIVE_KEYS
 from inferwatch.generate.alert_names import ALERT_NAMES, MODEL_ALERT_NAMES
 
 SEVERITIES = ("critical", "warning", "info")
@@ -257,6 +258,33 @@ class Accuracy:
     min_ratio: float = _setting(0.9, "accuracy below which InferwatchAccuracyDrop fires", _ratio)
     min_outcomes: int = _setting(100, "outcomes the window must hold before the accuracy alert "
                                  "may fire", _positive)
+    max_drop: float = _setting(0.05, "how far live accuracy may fall below the validation "
+                               "accuracy in the model's reference before InferwatchAccuracyDrop "
+                               "fires (models without one are held to min_ratio)", _ratio)
+
+
+@dataclass(frozen=True)
+class Shadow:
+    window: str = _setting("1h", "window over which shadow comparisons and drops are counted",
+                           _duration)
+    min_agreement: float = _setting(0.9, "share of compared rows where a shadow model predicts "
+                                    "its champion's class, below which "
+                                    "InferwatchShadowAgreementLow fires", _ratio)
+    min_compared: int = _setting(100, "compared rows the window must hold before the agreement "
+                                 "alert may fire", _positive)
+    max_error_ratio: float = _setting(0.05, "failed calls of a shadow model (errors, timeouts, "
+                                      "crashes) per call above which InferwatchShadowFailing "
+                                      "fires", _ratio)
+    max_drop_ratio: float = _setting(0.01, "sampled calls dropped by the shadow queue (full, "
+                                     "incomparable, shut down) per sampled call above which "
+                                     "InferwatchShadowDropping fires", _ratio)
+    outcome_window: str = _setting("6h", "window over which shared outcomes of champion and "
+                                   "shadow are counted", _duration)
+    min_outcomes: int = _setting(200, "shared outcomes the window must hold before "
+                                 "InferwatchShadowBetter may fire", _positive)
+    min_accuracy_gain: float = _setting(0.01, "how much more often the shadow model must be "
+                                        "right than its champion, on shared outcomes, for "
+                                        "InferwatchShadowBetter to fire", _ratio)
 
 
 @dataclass(frozen=True)
@@ -275,6 +303,15 @@ class Internal:
                                         "InferwatchInternalErrors fires", _non_negative)
     overflow_window: str = _setting("1h", "how long one label value folded by a cardinality cap "
                                     "keeps InferwatchSeriesOverflow firing", _duration)
+
+
+@dataclass(frozen=True)
+class Objectives:
+    from_code: bool = _setting(False, "judge each model first by the objectives it declares in "
+                               "code (instrument(objectives=...), exported as "
+                               "inferwatch_model_objective), then by its models: entry, then "
+                               "by the defaults; every objective alert then joins each model's "
+                               "own value", None)
 
 
 @dataclass(frozen=True)
@@ -388,12 +425,7 @@ class AlertOverride:
 # rules read each model's own value from one recording rule per objective, so overriding them
 # for any number of models adds no alert rule. Rule settings (windows, burn factors) change the
 # shape of an alert's expression, so a model that overrides one gets its own copy of that alert.
-OBJECTIVE_KEYS = (
-    "slo.availability", "latency.p99_seconds", "predictions.invalid_ratio",
-    "predictions.max_versions", "predictions.max_model_age", "data_quality.missing_ratio",
-    "data_quality.out_of_range_ratio", "drift.feature_threshold", "drift.prediction_threshold",
-    "drift.min_observations", "accuracy.min_ratio", "accuracy.min_outcomes",
-)
+OBJECTIVE_KEYS = CATALOGUE_OBJECTIVE_KEYS  # one list: models declare the same keys in code
 RULE_KEYS = (
     "windows.no_traffic_lookback", "slo.fast_burn.long_window", "slo.fast_burn.short_window",
     "slo.fast_burn.factor", "slo.slow_burn.long_window", "slo.slow_burn.short_window",
@@ -487,6 +519,10 @@ class Config:
     drift: Drift = field(default_factory=Drift, metadata=_meta("feature and prediction drift"))
     accuracy: Accuracy = field(default_factory=Accuracy, metadata=_meta(
         "accuracy from delayed ground truth"))
+    shadow: Shadow = field(default_factory=Shadow, metadata=_meta(
+        "shadow models compared with their champion"))
+    objectives: Objectives = field(default_factory=Objectives, metadata=_meta(
+        "objectives declared in code"))
     gpu: Gpu = field(default_factory=Gpu, metadata=_meta("GPU thresholds"))
     internal: Internal = field(default_factory=Internal, metadata=_meta(
         "faults inside inferwatch"))
@@ -533,6 +569,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         str: isinstance(value, str),
         float: isinstance(value, (int, float)) and not isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
         Mapping: isinstance(value, Mapping),
         tuple: isinstance(value, list),
         bool: isinstance(value, bool),

@@ -2,7 +2,10 @@
 
 A ``models:`` entry's objectives (thresholds, the SLO) become data, not rules: one recording
 rule per objective gives every model its own value (the first matching entry's, or the
-default when that entry leaves it out), and the alert compares on ``model`` against it. A
+default when that entry leaves it out), and the alert compares on ``model`` against it.
+With ``objectives.from_code``, a value the model declares in code
+(``inferwatch_model_objective``) comes first: code, then the config's entry, then the
+default. A
 thousand overrides add no alert rule, and the dashboards draw each model's line from the same
 series. Only an entry that changes an alert's shape (a window, a burn factor, ``for`` or
 severity) gets its own copy of that alert, scoped to its models, while the default rule
@@ -67,8 +70,10 @@ def models_in(cfg: Config, override: ModelOverride) -> str:
 
 
 def is_overridden(cfg: Config, key: str) -> bool:
-    """Whether some model has its own value for an objective."""
-    return any(key in override.values for override in cfg.models.values())
+    """Whether some model has (or, with objectives declared in code, may have) its own value
+    for an objective."""
+    return cfg.objectives.from_code or any(key in override.values
+                                           for override in cfg.models.values())
 
 
 def objective_rules(cfg: Config) -> list[tuple[str, str]]:
@@ -85,6 +90,10 @@ def objective_rules(cfg: Config) -> list[tuple[str, str]]:
     for key in OBJECTIVE_KEYS:
         terms = [_objective_term(cfg, override, number(_value(override.values[key])))
                  for override in cfg.models.values() if key in override.values]
+        if cfg.objectives.from_code:
+            # `or` keeps the left side's series: what the model declares wins.
+            declared = model_sel(cfg, f'objective="{key}"')
+            terms.insert(0, f"max by (model) (inferwatch_model_objective{declared})")
         terms.append(f"group by (model) (inferwatch_model_info{model_sel(cfg)}) * 0 + "
                      f"{number(_value(setting(cfg, key)))}")
         rules.append((q.objective(key), "\nor\n".join(terms)))

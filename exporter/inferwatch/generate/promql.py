@@ -85,8 +85,40 @@ def accuracy(cfg: Config) -> str:
     return record_name("model", "inferwatch_outcomes", f"accuracy_rate{cfg.accuracy.window}")
 
 
+def validation_accuracy() -> str:
+    """Each model version's accuracy on its validation data, from its reference profile."""
+    return record_name("model", "inferwatch_reference_validation", "accuracy")
+
+
 def outcomes_increase(cfg: Config) -> str:
     return record_name("model", "inferwatch_outcomes", f"increase{cfg.accuracy.window}")
+
+
+SHADOW_PAIR = "model, model_version, champion_version"
+
+
+def shadow_agreement(cfg: Config) -> str:
+    return record_name("model", "inferwatch_shadow_agreement", f"ratio_rate{cfg.shadow.window}")
+
+
+def shadow_compared(cfg: Config) -> str:
+    return record_name("model", "inferwatch_shadow_agreement", f"increase{cfg.shadow.window}")
+
+
+def shadow_drop_ratio(cfg: Config) -> str:
+    return record_name("model_reason", "inferwatch_shadow_dropped",
+                       f"ratio_rate{cfg.windows.rate}")
+
+
+def shadow_outcomes(cfg: Config) -> str:
+    return record_name("model", "inferwatch_shadow_outcomes",
+                       f"increase{cfg.shadow.outcome_window}")
+
+
+def shadow_accuracy(cfg: Config, side: str) -> str:
+    """Accuracy of one side ("champion" or "shadow") on the outcomes both models saw."""
+    return record_name("model", "inferwatch_shadow_outcomes",
+                       f"{side}_accuracy_rate{cfg.shadow.outcome_window}")
 
 
 def gpu_memory_ratio() -> str:

@@ -30,7 +30,13 @@ from inferwatch.generate.config import (
     duration_seconds,
     with_values,
 )
-from inferwatch.generate.objectives import compare, models_in, objective_rules, threshold_text
+from inferwatch.generate.objectives import (
+    compare,
+    is_overridden,
+    models_in,
+    objective_rules,
+    threshold_text,
+)
 from inferwatch.generate.promql import MODEL_LABELS, exporter_sel, model_sel, number
 
 # Prometheus template snippets used in annotations.
@@ -43,7 +49,12 @@ DURATION = "{{ $value | humanizeDuration }}"
 
 # Dashboards an alert can link to: key -> uid suffix (the dashboards module uses the same keys).
 DASHBOARD_SUFFIXES = {"overview": "overview", "quality": "quality", "resources": "resources",
-                      "slo": "slo"}
+                      "slo": "slo", "shadow": "shadow"}
+SHADOW_ROLE, NOT_SHADOW_ROLE = 'role="shadow"', 'role!="shadow"'
+# Drops that are the challenger failing have an alert of their own (InferwatchShadowFailing).
+QUEUE_DROPS = '{reason!~"error|timeout|crashed"}'
+CHALLENGER = "{{ $labels.model }} {{ $labels.model_version }}"
+CHAMPION = "{{ $labels.model }} {{ $labels.champion_version }}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,24 @@ def _burn_expr(cfg: Config, which: str) -> str:
     return (f"{compare(cfg, q.error_ratio(burn.long_window), '>', 'slo.availability', limit)}\n"
             f"and\n"
             f"{compare(cfg, q.error_ratio(burn.short_window), '>', 'slo.availability', limit)}")
+
+
+def _accuracy_drop_expr(cfg: Config) -> str:
+    """Live accuracy against the model's own validation accuracy less `accuracy.max_drop`,
+    or, for a model whose reference carries none, against the fixed `accuracy.min_ratio`."""
+    accuracy, validation = q.accuracy(cfg), q.validation_accuracy()
+    if is_overridden(cfg, "accuracy.max_drop"):
+        drop = f"on (model) group_left () {q.objective('accuracy.max_drop')}"
+    else:
+        drop = number(cfg.accuracy.max_drop)
+    return (f"(\n"
+            f"  {accuracy} < ({validation} - {drop})\n"
+            f"  or\n"
+            f"  ({compare(cfg, accuracy, '<', 'accuracy.min_ratio')}\n"
+            f"   unless on ({MODEL_LABELS}) {validation})\n"
+            f")\n"
+            f"and\n"
+            f"{compare(cfg, q.outcomes_increase(cfg), '>=', 'accuracy.min_outcomes')}")
 
 
 def _burn_text(cfg: Config, which: str) -> str:
@@ -121,6 +150,21 @@ def _periods(cfg: Config) -> str:
 
 def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _shadow_info(cfg: Config) -> str:
+    return f"max by ({MODEL_LABELS}) (inferwatch_model_info{model_sel(cfg, SHADOW_ROLE)})"
+
+
+def _primary(cfg: Config, expr: str) -> str:
+    """`expr` without shadow models: a challenger has alerts of its own and never pages."""
+    return f"{_block(expr)}\nunless on ({MODEL_LABELS})\n{_shadow_info(cfg)}"
+
+
+def _shadow_better_expr(cfg: Config) -> str:
+    gain = (f"{q.shadow_accuracy(cfg, 'shadow')}\n-\n{q.shadow_accuracy(cfg, 'champion')}\n"
+            f"> {number(cfg.shadow.min_accuracy_gain)}")
+    return f"{_block(gain)}\nand\n{q.shadow_outcomes(cfg)} >= {number(cfg.shadow.min_outcomes)}"
 
 
 def _no_traffic_expr(cfg: Config) -> str:
@@ -185,21 +229,22 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchErrorBudgetBurnFast", severity="critical", for_="2m", group="availability",
         dashboard="overview", per_model=True,
-        expr=lambda c: _burn_expr(c, "fast_burn"),
+        expr=lambda c: _primary(c, _burn_expr(c, "fast_burn")),
         summary=f"Model {MODEL} burns its error budget fast",
         description=lambda c: _burn_text(c, "fast_burn"),
     ),
     AlertDef(
         name="InferwatchErrorBudgetBurnSlow", severity="critical", for_="15m", group="availability",
         dashboard="overview", per_model=True,
-        expr=lambda c: _burn_expr(c, "slow_burn"),
+        expr=lambda c: _primary(c, _burn_expr(c, "slow_burn")),
         summary=f"Model {MODEL} burns its error budget",
         description=lambda c: _burn_text(c, "slow_burn"),
     ),
     AlertDef(
         name="InferwatchLatencyHigh", severity="warning", for_="10m", group="availability",
         dashboard="overview", per_model=True,
-        expr=lambda c: compare(c, q.latency_quantile(c, 99), ">", "latency.p99_seconds"),
+        expr=lambda c: _primary(c, compare(c, q.latency_quantile(c, 99), ">",
+                                           "latency.p99_seconds")),
         summary=f"Model {MODEL} p99 latency is high",
         description=lambda c: (
             f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
@@ -220,7 +265,8 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchInvalidPredictions", severity="critical", for_="5m", group="predictions",
         dashboard="quality", per_model=True,
-        expr=lambda c: compare(c, q.invalid_ratio(c), ">", "predictions.invalid_ratio"),
+        expr=lambda c: _primary(c, compare(c, q.invalid_ratio(c), ">",
+                                           "predictions.invalid_ratio")),
         summary=f"Model {MODEL} returns invalid predictions",
         description=lambda c: (
             f"{PERCENT} of the rows {MODEL} predicted were invalid (nan, inf or out of "
@@ -245,7 +291,7 @@ ALERTS: tuple[AlertDef, ...] = (
         dashboard="overview", per_model=True,
         expr=lambda c: compare(
             c, f"count by (model) (max by ({MODEL_LABELS}) "
-               f"(inferwatch_model_info{model_sel(c)}))",
+               f"(inferwatch_model_info{model_sel(c, NOT_SHADOW_ROLE)}))",
             ">", "predictions.max_versions"),
         summary="Model {{ $labels.model }} serves {{ $value }} versions",
         description=lambda c: (
@@ -257,8 +303,8 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchMissingValuesSpike", severity="warning", for_="15m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: compare(c, q.feature_ratio(c, "inferwatch_feature_missing"), ">",
-                               "data_quality.missing_ratio"),
+        expr=lambda c: _primary(c, compare(c, q.feature_ratio(c, "inferwatch_feature_missing"), ">",
+                               "data_quality.missing_ratio")),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often missing",
         description=lambda c: (
             f"Feature {{{{ $labels.feature }}}} is missing in {PERCENT} of the rows "
@@ -268,8 +314,9 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchOutOfRangeSpike", severity="warning", for_="15m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: compare(c, q.feature_ratio(c, "inferwatch_feature_out_of_range"), ">",
-                               "data_quality.out_of_range_ratio"),
+        expr=lambda c: _primary(c, compare(
+            c, q.feature_ratio(c, "inferwatch_feature_out_of_range"), ">",
+            "data_quality.out_of_range_ratio")),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often out of range",
         description=lambda c: (
             f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
@@ -279,8 +326,8 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchFeatureDrift", severity="warning", for_="30m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: (
-            _drift_expr(c, "inferwatch_feature_drift", "feature", "drift.feature_threshold")),
+        expr=lambda c: _primary(c, (
+            _drift_expr(c, "inferwatch_feature_drift", "feature", "drift.feature_threshold"))),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} drifts",
         description=lambda c: (
             f"{c.drift.method} drift of feature {{{{ $labels.feature }}}} is {VALUE} "
@@ -291,9 +338,9 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchPredictionDrift", severity="warning", for_="30m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: (
+        expr=lambda c: _primary(c, (
             _drift_expr(c, "inferwatch_prediction_drift", "output",
-                        "drift.prediction_threshold")),
+                        "drift.prediction_threshold"))),
         summary=f"Predictions {{{{ $labels.output }}}} of {MODEL} drift",
         description=lambda c: (
             f"{c.drift.method} drift of output {{{{ $labels.output }}}} is {VALUE} "
@@ -304,15 +351,64 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchAccuracyDrop", severity="warning", for_="30m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: (
-            f"{compare(c, q.accuracy(c), '<', 'accuracy.min_ratio')}\n"
-            f"and\n"
-            f"{compare(c, q.outcomes_increase(c), '>=', 'accuracy.min_outcomes')}"),
+        expr=lambda c: _primary(c, _accuracy_drop_expr(c)),
         summary=f"Accuracy of {MODEL} dropped",
         description=lambda c: (
             f"{MODEL} was right in {PERCENT} of the outcomes of the last "
-            f"{c.accuracy.window}, below {threshold_text(c, 'accuracy.min_ratio')} (windows of "
+            f"{c.accuracy.window}, "
+            f"{{{{ with printf `{q.validation_accuracy()}{{model=%q,model_version=%q}}` "
+            f"$labels.model $labels.model_version | query }}}}more than "
+            f"{threshold_text(c, 'accuracy.max_drop')} below its validation accuracy of "
+            f"{{{{ . | first | value | humanizePercentage }}}}{{{{ else }}}}below "
+            f"{threshold_text(c, 'accuracy.min_ratio')}{{{{ end }}}} (windows of "
             f"at least {threshold_text(c, 'accuracy.min_outcomes')} outcomes)."),
+    ),
+    # --- shadow models -----------------------------------------------------------------------
+    AlertDef(
+        name="InferwatchShadowFailing", severity="warning", for_="15m", group="shadow",
+        dashboard="shadow", per_model=True,
+        expr=lambda c: (f"{q.error_ratio(c.windows.rate)} > {number(c.shadow.max_error_ratio)}"
+                        f"\nand on ({MODEL_LABELS})\n{_shadow_info(c)}"),
+        summary=f"Shadow model {CHALLENGER} is failing",
+        description=lambda c: (
+            f"Shadow model {CHALLENGER} failed {PERCENT} of its calls over {c.windows.rate} "
+            f"(errors, timeouts and crashes; threshold {number(c.shadow.max_error_ratio)}). "
+            f"Its champion is not affected, but the comparison is missing those calls."),
+    ),
+    AlertDef(
+        name="InferwatchShadowAgreementLow", severity="warning", for_="30m", group="shadow",
+        dashboard="shadow", per_model=True,
+        expr=lambda c: (f"{q.shadow_agreement(c)} < {number(c.shadow.min_agreement)}\nand\n"
+                        f"{q.shadow_compared(c)} >= {number(c.shadow.min_compared)}"),
+        summary=f"Shadow model {CHALLENGER} disagrees with its champion",
+        description=lambda c: (
+            f"Shadow model {CHALLENGER} predicted the class of its champion {CHAMPION} in "
+            f"only {PERCENT} of the rows compared over {c.shadow.window} (threshold "
+            f"{number(c.shadow.min_agreement)}, windows of at least "
+            f"{number(c.shadow.min_compared)} rows)."),
+    ),
+    AlertDef(
+        name="InferwatchShadowDropping", severity="warning", for_="15m", group="shadow",
+        dashboard="shadow", per_model=True,
+        expr=lambda c: (f"{q.shadow_drop_ratio(c)}{QUEUE_DROPS}"
+                        f" > {number(c.shadow.max_drop_ratio)}"),
+        summary=f"The shadow queue of {CHALLENGER} drops work ({{{{ $labels.reason }}}})",
+        description=lambda c: (
+            f"{PERCENT} of the calls sampled for shadow model {CHALLENGER} were dropped "
+            f"({{{{ $labels.reason }}}}) over {c.windows.rate} (threshold "
+            f"{number(c.shadow.max_drop_ratio)}): the challenger cannot keep up with the "
+            f"sample rate, or its outputs cannot be compared with the champion's."),
+    ),
+    AlertDef(
+        name="InferwatchShadowBetter", severity="info", for_="1h", group="shadow",
+        dashboard="shadow", per_model=True,
+        expr=_shadow_better_expr,
+        summary=f"Shadow model {CHALLENGER} is right more often than {CHAMPION}",
+        description=lambda c: (
+            f"On the outcomes both saw over {c.shadow.outcome_window} (at least "
+            f"{number(c.shadow.min_outcomes)}), shadow model {CHALLENGER} was right "
+            f"{{{{ $value | humanizePercentage }}}} more often than its champion {CHAMPION} "
+            f"(threshold {number(c.shadow.min_accuracy_gain)}): a candidate for promotion."),
     ),
     # --- resources and inferwatch itself ------------------------------------------------------
     AlertDef(
@@ -455,16 +551,45 @@ def dashboard_url(cfg: Config, alert: AlertDef) -> str:
     return url
 
 
+def scrape_note(cfg: Config, expr: str) -> str:
+    """The sentence that tells the person paged which scrape jobs an alert reads, and where
+    to change them: a renamed job otherwise silences an alert without a trace.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> print(scrape_note(DEFAULT, 'up{job="inferwatch-model"} == 0'))
+     Reads series matching {job="inferwatch-model"} (selectors.model in the inferwatch config; ...
+    """
+    recorded = dict(_recording_rules(cfg))
+    read, pending = expr, [expr]
+    while pending:  # an alert on a recording rule reads what that rule reads
+        text = pending.pop()
+        for name, body in recorded.items():
+            if name in text and body not in read:
+                read += "\n" + body
+                pending.append(body)
+    keys = [("selectors.model", cfg.selectors.model),
+            ("selectors.exporter", cfg.selectors.exporter),
+            ("pushgateway.selector", cfg.pushgateway.selector)]
+    used = [(key, value) for key, value in keys if value in read]
+    if not used:
+        return ""
+    matchers = " and ".join(f"{{{value}}}" for _, value in used)
+    settings = " and ".join(key for key, _ in used)
+    return (f" Reads series matching {matchers} ({settings} in the inferwatch config; "
+            f"regenerate the rules after changing it).")
+
+
 def alert_rule(cfg: Config, alert: AlertDef) -> dict[str, Any]:
     """The Prometheus rule of one alert, with its severity, `for` and links."""
+    expr = alert.expr(cfg)
     return {
         "alert": alert.name,
-        "expr": alert.expr(cfg),
+        "expr": expr,
         "for": alert_setting(cfg, alert.name, "for_", alert.for_),
         "labels": {"severity": alert_setting(cfg, alert.name, "severity", alert.severity)},
         "annotations": {
             "summary": alert.summary,
-            "description": alert.description(cfg),
+            "description": alert.description(cfg) + scrape_note(cfg, expr),
             "runbook_url": runbook_url(cfg, alert.name),
             "dashboard_url": dashboard_url(cfg, alert),
         },
@@ -592,6 +717,9 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
         rules.append((q.feature_ratio(cfg, counter),
                       f"sum by ({MODEL_LABELS}, feature) (rate({counter}_total{m}[{w}]))\n"
                       f"/ on ({MODEL_LABELS}) group_left\n{rows}"))
+    scored = model_sel(cfg, 'metric="accuracy"')
+    rules.append((q.validation_accuracy(),
+                  f"max by ({MODEL_LABELS}) (inferwatch_reference_validation{scored})"))
     correct = model_sel(cfg, 'result="correct"')
     for own in _accuracy_configs(cfg):
         a = own.accuracy.window
@@ -601,9 +729,37 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
                       f"{by_model} (rate(inferwatch_outcomes_total{m}[{a}]))"))
         rules.append((q.outcomes_increase(own),
                       f"{by_model} (increase(inferwatch_outcomes_total{m}[{a}]))"))
+    rules.extend(_shadow_rules(cfg))
     e = exporter_sel(cfg)
     rules.append((q.gpu_memory_ratio(),
                   f"inferwatch_gpu_memory_used_bytes{e}\n/\ninferwatch_gpu_memory_total_bytes{e}"))
+    return rules
+
+
+def _shadow_rules(cfg: Config) -> list[tuple[str, str]]:
+    """Agreement, drops and shared-outcome accuracy of each (champion, shadow) pair."""
+    m, w, s = model_sel(cfg), cfg.shadow.window, cfg.shadow
+    by_pair = f"sum by ({q.SHADOW_PAIR})"
+    agree = model_sel(cfg, 'result="agree"')
+    rules = [
+        (q.shadow_agreement(cfg),
+         f"{by_pair} (rate(inferwatch_shadow_agreement_total{agree}[{w}]))\n/\n"
+         f"{by_pair} (rate(inferwatch_shadow_agreement_total{m}[{w}]))"),
+        (q.shadow_compared(cfg),
+         f"{by_pair} (increase(inferwatch_shadow_agreement_total{m}[{w}]))"),
+        (q.shadow_drop_ratio(cfg),
+         f"sum by ({q.SHADOW_PAIR}, reason) (rate(inferwatch_shadow_dropped_total{m}"
+         f"[{cfg.windows.rate}]))\n/ on ({q.SHADOW_PAIR}) group_left\n"
+         f"{by_pair} (rate(inferwatch_shadow_sampled_total{m}[{cfg.windows.rate}]))"),
+        (q.shadow_outcomes(cfg),
+         f"{by_pair} (increase(inferwatch_shadow_outcomes_total{m}[{s.outcome_window}]))"),
+    ]
+    for side in ("champion", "shadow"):
+        right = model_sel(cfg, f'{side}_result="correct"')
+        rules.append((q.shadow_accuracy(cfg, side),
+                      f"{by_pair} (rate(inferwatch_shadow_outcomes_total{right}"
+                      f"[{s.outcome_window}]))\n/\n"
+                      f"{by_pair} (rate(inferwatch_shadow_outcomes_total{m}[{s.outcome_window}]))"))
     return rules
 
 

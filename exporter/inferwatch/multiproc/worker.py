@@ -44,6 +44,7 @@ from inferwatch.multiproc.store import SnapshotDirectory, WorkerId, skipped_coun
 if TYPE_CHECKING:
     from inferwatch.core.encode import Page
     from inferwatch.core.registry import Registry
+    from inferwatch.multiproc.merge import MergedView
 
 ENV_VAR = "INFERWATCH_MULTIPROC_DIR"
 PUBLISH_INTERVAL_SECONDS = 1.0
@@ -234,6 +235,16 @@ class Publisher:
         except Exception as exc:
             faults.record("multiproc_read", exc)
             return list(process_families(faults.internal_error_counts(), {}, {}, {}))
+
+    def merged_view(self) -> MergedView:
+        """Every worker's states merged, this one's included (what a scrape reads)."""
+        registry = self._registry()
+        if registry is not None:
+            registry.drain()
+        self.publish()
+        now = time.time()
+        own = self._own_snapshot() if self._unpublished else None
+        return self.directory.read_view(now, own)
 
     def encode_into(self, page: Page) -> None:
         """What :meth:`collect` gives, written into an exposition page."""

@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated columns to profile as categories even if numeric")
     parser.add_argument("--predictions-column", action="append", default=[], metavar="COL",
                         help="a column holding model predictions (repeatable, or comma-separated)")
+    parser.add_argument("--target", default=None, metavar="COL",
+                        help="the column of true labels (or values): the predictions are "
+                             "scored on it and the score kept in the reference for the "
+                             "accuracy alert; never profiled as a feature")
     parser.add_argument("--ignore", action="append", default=[], metavar="COLS",
                         help="comma-separated columns to leave out (ids, labels)")
     parser.add_argument("--bins", type=_positive_int, default=10,
@@ -82,14 +86,22 @@ def _run(args: argparse.Namespace) -> int:
     ignored = _column_list(args.ignore, names, "--ignore")
     outputs = _column_list(args.predictions_column, names, "--predictions-column")
     categorical = _column_list(args.categorical, names, "--categorical")
-    features = {n: columns[n] for n in names if n not in set(ignored) | set(outputs)}
+    target = _column_list([args.target] if args.target else [], names, "--target")
+    if target and not outputs:
+        raise ProfileError("--target needs --predictions-column: the score compares the "
+                           "predictions with the target")
+    if set(target) & set(outputs):
+        raise ProfileError(f"--target {target[0]!r} is also a --predictions-column")
+    features = {n: columns[n] for n in names
+                if n not in set(ignored) | set(outputs) | set(target)}
     if not features:
         raise ProfileError(f"{path}: no feature columns left to profile")
     try:
         reference = Reference.from_data(
             features, predictions={n: columns[n] for n in outputs} or None,
             categorical=[n for n in categorical if n in features or n in outputs],
-            bins=args.bins, max_categories=args.max_categories)
+            bins=args.bins, max_categories=args.max_categories,
+            y_true=columns[target[0]] if target else None)
     except ReferenceError as exc:
         raise ProfileError(str(exc)) from None
     try:
@@ -98,7 +110,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ProfileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     n_categorical = sum(1 for p in reference.features.values() if not p.is_numeric)
     print(f"wrote {args.output}: {reference.rows} rows, {len(reference.features)} features"
-          f" ({n_categorical} categorical), {len(reference.outputs)} prediction outputs")
+          f" ({n_categorical} categorical), {len(reference.outputs)} prediction outputs"
+          + ("" if reference.validation is None else
+             f", validation {reference.validation.metric} {reference.validation.value:.4g}"))
     return 0
 
 

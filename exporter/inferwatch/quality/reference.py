@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch.catalogue import OTHER
+from inferwatch.quality.validation import Validation, ValidationError, score
 
 FORMAT = "inferwatch.reference"
 VERSION = 1
@@ -103,10 +104,12 @@ class Reference:
     """Profiles of the features and prediction outputs of a model's training data."""
 
     def __init__(self, features: Mapping[str, Profile],
-                 outputs: Mapping[str, Profile] | None = None, *, rows: int = 0) -> None:
+                 outputs: Mapping[str, Profile] | None = None, *, rows: int = 0,
+                 validation: Validation | None = None) -> None:
         self.features: dict[str, Profile] = dict(features)
         self.outputs: dict[str, Profile] = dict(outputs or {})
         self.rows = rows
+        self.validation = validation
 
     @property
     def feature_names(self) -> list[str]:
@@ -122,8 +125,10 @@ class Reference:
         return self.outputs
 
     def __repr__(self) -> str:
+        scored = "" if self.validation is None else (
+            f", validation {self.validation.metric} {self.validation.value:.4g}")
         return (f"Reference({len(self.features)} features, {len(self.outputs)} outputs,"
-                f" {self.rows} rows)")
+                f" {self.rows} rows{scored})")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Reference):
@@ -139,15 +144,22 @@ class Reference:
                   feature_names: Sequence[str] | None = None,
                   categorical: Iterable[str] | None = None, bins: int = 10,
                   max_categories: int = 50,
-                  prediction_names: Sequence[str] | None = None) -> Reference:
-        """Profile training data.
+                  prediction_names: Sequence[str] | None = None,
+                  y_true: Any = None) -> Reference:
+        """Profile training (or validation) data.
 
         `X` is a 2-D array (columns are features; 1-D means one feature), a pandas DataFrame
         or a dict of columns. `predictions` is a 1-D array (one output named ``value``), a
         2-D probability matrix (outputs named by `prediction_names` or column index) or a
         dict of named outputs. Columns of text, bool or object dtype, and features or outputs
         named in `categorical`, are profiled as categories; the rest get `bins` quantile bins.
+        With `y_true`, the labels of these rows, the predictions are scored too
+        (:mod:`inferwatch.quality.validation`: accuracy, or mean absolute error for a
+        regressor), and the model exports the score for the accuracy alert to judge by.
 
+        >>> Reference.from_data([[1], [2], [3], [4]], predictions=[1, 0, 1, 1],
+        ...                     y_true=[1, 0, 0, 1]).validation.value
+        0.75
         >>> ref = Reference.from_data([[1, "a"], [2, "b"], [3, "a"]], bins=2,
         ...                           feature_names=["n", "c"], categorical=["c"])
         >>> ref.features["c"].fractions
@@ -178,7 +190,16 @@ class Reference:
              for name, col in group.items()}
             for group in (columns, out_cols))
         rows = len(next(iter(columns.values()))) if columns else 0
-        return cls(features, outputs, rows=rows)
+        validation = None
+        if y_true is not None:
+            if not out_cols:
+                raise ReferenceError("y_true needs the predictions of the same rows, to score "
+                                     "them: pass predictions= as well")
+            try:
+                validation = score(out_cols, y_true)
+            except ValidationError as exc:
+                raise ReferenceError(f"y_true: {exc}") from None
+        return cls(features, outputs, rows=rows, validation=validation)
 
     # --- checking -----------------------------------------------------------------------
 
@@ -206,16 +227,37 @@ class Reference:
         if problems:
             raise ReferenceError("features do not match the reference: " + "; ".join(problems))
 
+    # --- reports ------------------------------------------------------------------------
+
+    def compare(self, data: Any, predictions: Any = None, *, range_tolerance: float = 0.0,
+                title: str | None = None) -> Any:
+        """A drift report of `data` (DataFrame, column dict, row dicts or 2-D array) against
+        this reference: features ranked by PSI with their distributions, quality counts and,
+        given `predictions`, prediction drift. In Jupyter it renders itself; ``.save_html(path)``
+        writes a self-contained HTML file (:mod:`inferwatch.report`, loaded only here).
+
+        >>> ref = Reference.from_data({"amount": np.arange(500.0)})
+        >>> report = ref.compare({"amount": np.arange(500.0) * 2})
+        >>> report.features[0].name, "<svg" in report._repr_html_()
+        ('amount', True)
+        """
+        from inferwatch.report.model import from_data
+
+        return from_data(self, data, predictions, range_tolerance=range_tolerance, title=title)
+
     # --- files --------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": FORMAT,
             "version": VERSION,
             "rows": self.rows,
             "features": [p.to_dict() for p in self.features.values()],
             "outputs": [p.to_dict() for p in self.outputs.values()],
         }
+        if self.validation is not None:  # absent, not null: older files stay byte-identical
+            data["validation"] = self.validation.to_dict()
+        return data
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the reference as JSON (deterministic: the same data gives the same bytes).
@@ -275,7 +317,13 @@ class Reference:
                     raise ReferenceError(f"{source}: {key}[{i}]: duplicate name {profile.name!r}")
                 profiles[profile.name] = profile
             groups[key] = profiles
-        return cls(groups["features"], groups["outputs"], rows=rows)
+        validation = None
+        if "validation" in data:
+            try:
+                validation = Validation.from_dict(data["validation"], f"{source}: validation")
+            except ValidationError as exc:
+                raise ReferenceError(str(exc)) from None
+        return cls(groups["features"], groups["outputs"], rows=rows, validation=validation)
 
 
 # --- profiling one column -------------------------------------------------------------------

@@ -93,13 +93,15 @@ class MetricsServer:
                  ssl_context: ssl.SSLContext | None, web_config: WebConfig | None,
                  max_concurrency: int, max_connections: int, read_timeout: float,
                  idle_timeout: float, collect_timeout: float | None,
-                 telemetry_path: str = "/metrics") -> None:
+                 telemetry_path: str = "/metrics", status_pages: Any = None) -> None:
         self.addr = addr
         self.port = port
         self.telemetry_path = telemetry_path
         self._routes = {telemetry_path, "/", *HEALTH_ROUTES}
         self._landing_page = _LANDING_PAGE.format(path=html.escape(telemetry_path)).encode()
         self._registry = registry
+        # inferwatch.report.status.StatusPages, or None: "/" is then a plain landing page.
+        self._status_pages = status_pages
         self._ssl_context = ssl_context
         self._web_config = web_config
         self._extra_headers = dict(web_config.headers) if web_config else {}
@@ -381,6 +383,9 @@ class MetricsServer:
         if path == self.telemetry_path:
             return await self._scrape(request)
         if path == "/":
+            if self._status_pages is not None:
+                return await self._render_in_slot(
+                    functools.partial(self._status_pages.respond, request.query), "page")
             return 200, self._landing_page, {"Content-Type": "text/html; charset=utf-8"}
         return 200, b"OK", {"Content-Type": _TEXT}
 
@@ -408,23 +413,29 @@ class MetricsServer:
             return False
 
     async def _scrape(self, request: _Request) -> tuple[int, bytes, dict[str, str]]:
-        busy_headers = {"Content-Type": _TEXT, "Retry-After": str(RETRY_AFTER_SECONDS)}
-        if self._rendering >= self._max_concurrency:
-            self._warn("max_concurrency", "event=scrape_rejected reason=max_concurrency "
-                       "rendering=%d", self._rendering)
-            return 503, b"busy: too many scrapes in progress; retry later\n", busy_headers
-        self._rendering += 1
         render = functools.partial(
             metrics_response, self._registry, request.headers.get("accept"),
             request.headers.get("accept-encoding"), request.query)
+        return await self._render_in_slot(render, "scrape")
+
+    async def _render_in_slot(self, render: Callable[[], tuple[int, bytes, dict[str, str]]],
+                              what: str) -> tuple[int, bytes, dict[str, str]]:
+        """Run `render` in a thread under the one concurrency cap that scrapes and status
+        pages share; above it, a fast 503."""
+        busy_headers = {"Content-Type": _TEXT, "Retry-After": str(RETRY_AFTER_SECONDS)}
+        if self._rendering >= self._max_concurrency:
+            self._warn("max_concurrency", "event=%s_rejected reason=max_concurrency "
+                       "rendering=%d", what, self._rendering)
+            return 503, b"busy: too many scrapes in progress; retry later\n", busy_headers
+        self._rendering += 1
         # The slot is released when the render thread really ends, not when we stop waiting:
         # renders stuck in a hung collector keep counting, so they cannot pile up.
         rendered = _in_daemon_thread(render, on_done=self._render_finished)
         try:
             return await asyncio.wait_for(rendered, self._collect_timeout)
         except asyncio.TimeoutError:
-            self._warn("collect_timeout", "event=scrape_timeout collect_timeout=%ss",
-                       self._collect_timeout)
+            self._warn("collect_timeout", "event=%s_timeout collect_timeout=%ss",
+                       what, self._collect_timeout)
             return 503, (f"metrics collection took longer than {self._collect_timeout}s\n"
                          .encode()), busy_headers
 
@@ -455,7 +466,8 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
           web_config_file: str | None = None, max_concurrency: int = 4,
           max_connections: int = 512, read_timeout: float = 10.0,
           collect_timeout: float | None = None, idle_timeout: float = 60.0,
-          telemetry_path: str = "/metrics") -> MetricsServer:
+          telemetry_path: str = "/metrics", status_page: Any = None,
+          status_config: Any = None) -> MetricsServer:
     """Serve /metrics from a background daemon thread; returns once the socket is bound.
 
     `port=0` picks a free port (read it from `.port`). TLS comes from `certfile` and
@@ -468,6 +480,13 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     for a newcomer; `telemetry_path` moves the metrics (node_exporter's
     --web.telemetry-path). Raises OSError naming the address when it cannot bind,
     ValueError or WebConfigError for bad settings.
+
+    `/` answers the status page (:mod:`inferwatch.report.status`), behind the same TLS,
+    basic auth and concurrency cap as the metrics: on by default when the metrics are
+    inferwatch's own (`registry` None), off with `status_page=False`; given a custom
+    `registry`, pass the :class:`~inferwatch.core.registry.Registry` to show as
+    `status_page`. `status_config` is the generator config (a YAML path or Config) whose
+    thresholds the page's alert conditions use; the defaults otherwise.
 
     >>> from prometheus_client import CollectorRegistry
     >>> with serve(port=0, addr="127.0.0.1", registry=CollectorRegistry()) as server:
@@ -494,13 +513,25 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
         ssl_context = _ssl_context(certfile, keyfile)
     else:
         ssl_context = None
+    pages = _status_pages(status_page, registry, status_config, telemetry_path)
     server = MetricsServer(
         resolve_registry(registry), addr, port, ssl_context=ssl_context, web_config=web_config,
         max_concurrency=max_concurrency, max_connections=max_connections,
         read_timeout=read_timeout, idle_timeout=idle_timeout, collect_timeout=collect_timeout,
-        telemetry_path=telemetry_path)
+        telemetry_path=telemetry_path, status_pages=pages)
     server.start()
     return server
+
+
+def _status_pages(status_page: Any, registry: Collector | None, config: Any,
+                  telemetry_path: str) -> Any:
+    """The status pages to serve at "/", or None (see serve)."""
+    if status_page is False or (status_page is None and registry is not None):
+        return None
+    from inferwatch.report.status import StatusPages
+
+    source = None if status_page in (None, True) else status_page
+    return StatusPages(source, config=config, metrics_link=telemetry_path.lstrip("/"))
 
 
 class _Reader(asyncio.StreamReader):

@@ -1,0 +1,170 @@
+"""A small ring of recent totals per model version, for the status page's sparklines.
+
+The background drain takes one :class:`Sample` per model version every
+``interval_seconds`` (never a call on the request path); the ring keeps ``span_seconds`` of
+them, so its memory is bounded whatever the traffic: a handful of totals and one array of
+latency bucket counts per sample. Per-feature quality counts, which grow with the number of
+features, are kept only on samples of the last ``feature_span_seconds``, at most one a minute.
+
+A window's numbers are the difference between the state now and the newest sample at least
+the window's length old (or zero, before the first sample: since the start), as Prometheus'
+``increase()`` would read them from two scrapes.
+
+>>> from inferwatch.core.state import ModelState
+>>> history = History(interval_seconds=10, span_seconds=60)
+>>> state = ModelState("fraud", "1")
+>>> state.inc("inferwatch_requests_total", ("ok",), 5)
+>>> history.record([state], now=100.0)
+>>> state.inc("inferwatch_requests_total", ("ok",), 20)
+>>> now_totals = totals_of(state)
+>>> before = history.before(("fraud", "1"), 100.0 + 30)
+>>> now_totals["requests"] - before.totals["requests"]
+20.0
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from inferwatch.core.state import ModelState
+
+DEFAULT_INTERVAL_SECONDS = 10.0
+DEFAULT_SPAN_SECONDS = 3600.0
+FEATURE_INTERVAL_SECONDS = 60.0
+FEATURE_SPAN_SECONDS = 600.0
+# Model versions the ring follows; the registry caps them too (100 models x 10 versions),
+# this keeps the ring small even then: the least recently seen go first.
+MAX_KEYS = 200
+
+LATENCY = "inferwatch_request_duration_seconds"
+QUALITY_COUNTERS = ("inferwatch_feature_missing_total", "inferwatch_feature_out_of_range_total")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The totals of one model version at time ``at`` (unix seconds)."""
+
+    at: float
+    totals: dict[str, float]
+    latency: np.ndarray | None  # non-cumulative bucket counts, +Inf last
+    features: dict[str, dict[str, float]] | None = None  # metric -> feature -> count
+
+
+def totals_of(state: ModelState) -> dict[str, float]:
+    """The scalar totals a sample keeps: calls by outcome, rows predicted, invalid
+    predictions and outcomes.
+
+    >>> state = ModelState("m", "1")
+    >>> state.inc("inferwatch_requests_total", ("error",), 2)
+    >>> totals_of(state)["errors"]
+    2.0
+    """
+    requests = state.counters.get("inferwatch_requests_total", {})
+    outcomes = state.counters.get("inferwatch_outcomes_total", {})
+    batch = state.histograms.get("inferwatch_batch_size", {}).get(())
+    return {
+        "requests": float(sum(requests.values())),
+        "errors": float(requests.get(("error",), 0.0)),
+        "rows": float(batch.sum) if batch is not None else 0.0,
+        "invalid": float(sum(state.counters.get("inferwatch_invalid_predictions_total",
+                                                {}).values())),
+        "correct": float(outcomes.get(("correct",), 0.0)),
+        "outcomes": float(sum(outcomes.values())),
+    }
+
+
+def feature_counts_of(state: ModelState) -> dict[str, dict[str, float]]:
+    """Per-feature quality totals: metric -> feature -> count."""
+    return {metric: {labels[0]: value for labels, value in
+                     state.counters.get(metric, {}).items()}
+            for metric in QUALITY_COUNTERS}
+
+
+class History:
+    """Rings of :class:`Sample` by (model, model_version); thread-safe, bounded."""
+
+    def __init__(self, interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
+                 span_seconds: float = DEFAULT_SPAN_SECONDS) -> None:
+        if not interval_seconds > 0 or not span_seconds >= interval_seconds:
+            raise ValueError("History: interval_seconds must be positive and at most "
+                             f"span_seconds, got {interval_seconds!r} and {span_seconds!r}")
+        self.interval_seconds = float(interval_seconds)
+        self.span_seconds = float(span_seconds)
+        self._length = int(span_seconds // interval_seconds) + 1
+        self._rings: dict[tuple[str, str], deque[Sample]] = {}
+        self._last_features: dict[tuple[str, str], float] = {}
+        self._last_record = float("-inf")
+        self._lock = threading.Lock()
+
+    def renew_lock(self) -> None:
+        """A new lock in a forked child (the parent's may have been held at fork)."""
+        self._lock = threading.Lock()
+
+    def due(self, now: float) -> bool:
+        """Whether a sample is due: the drain asks once per round."""
+        return now - self._last_record >= self.interval_seconds
+
+    def record(self, states: Iterable[ModelState], now: float) -> None:
+        """Append one sample per state. Call with states nobody writes meanwhile (a copy,
+        or under the monitor's lock)."""
+        with self._lock:
+            self._last_record = now
+            for state in states:
+                self._record_one(state, now)
+
+    def record_one(self, state: ModelState, now: float) -> None:
+        """Append one sample of `state` (read under its monitor's lock by the caller)."""
+        with self._lock:
+            self._last_record = now
+            self._record_one(state, now)
+
+    def _record_one(self, state: ModelState, now: float) -> None:
+        key = state.key
+        ring = self._rings.pop(key, None)  # re-inserted last: the dict keeps recency order
+        if ring is None:
+            ring = deque(maxlen=self._length)
+            if len(self._rings) >= MAX_KEYS:
+                oldest = next(iter(self._rings))
+                del self._rings[oldest]
+                self._last_features.pop(oldest, None)
+        self._rings[key] = ring
+        latency = state.histograms.get(LATENCY, {}).get(())
+        features = None
+        if now - self._last_features.get(key, float("-inf")) >= FEATURE_INTERVAL_SECONDS:
+            features = feature_counts_of(state)
+            self._last_features[key] = now
+        ring.append(Sample(now, totals_of(state),
+                           None if latency is None else latency.counts.copy(), features))
+        # Per-feature counts are kept for the recent past only: older samples drop them.
+        cutoff = now - FEATURE_SPAN_SECONDS
+        for i, sample in enumerate(ring):
+            if sample.at >= cutoff:
+                break
+            if sample.features is not None:
+                ring[i] = Sample(sample.at, sample.totals, sample.latency, None)
+
+    def samples(self, key: tuple[str, str]) -> list[Sample]:
+        """The samples of one model version, oldest first."""
+        with self._lock:
+            ring = self._rings.get(key)
+            return list(ring) if ring is not None else []
+
+    def before(self, key: tuple[str, str], at: float, *,
+               features: bool = False) -> Sample | None:
+        """The newest sample taken at or before `at` (with feature counts when asked)."""
+        found = None
+        for sample in self.samples(key):
+            if sample.at > at:
+                break
+            if not features or sample.features is not None:
+                found = sample
+        return found
+
+    def keys(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._rings)

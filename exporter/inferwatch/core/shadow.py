@@ -1,0 +1,496 @@
+"""``inferwatch.shadow()``: a challenger model scores sampled inputs next to the champion.
+
+The champion's instrumented methods are wrapped once more: after the champion's call has
+returned (an exception passes straight through, untouched), a sampled call puts its input
+and the champion's result on a bounded queue. That is the whole cost on the request path:
+a random draw, and for a sampled call an input copy and a deque append. Worker threads
+take the queue, call the challenger (in the thread, or in a child process with
+``mode="process"``), record it as a model in its own right (its ``model_version``, its
+latency, errors and predictions) and hand both results to a :class:`Comparison`, which
+the challenger's drain folds into the comparison series.
+
+A full queue drops the call, a call past `timeout` is dropped too (in process mode its
+child is killed), and every drop is counted by reason. ``role`` goes into
+``inferwatch_model_info`` only (primary or shadow), so no other series grows a label.
+
+>>> import inferwatch
+>>> from inferwatch.core.registry import Registry
+>>> class Model:
+...     def predict(self, rows):
+...         return [sum(row) for row in rows]
+>>> registry = Registry()
+>>> champion = inferwatch.instrument(Model(), name="m", version="1", registry=registry)
+>>> handle = shadow(champion, Model(), version="2", registry=registry)
+>>> champion.predict([[1.0, 2.0]])
+[3.0]
+>>> handle.flush()
+True
+>>> registry.drain()
+>>> handle.monitor.state.counters["inferwatch_shadow_compared_total"]
+{('1',): 1.0}
+>>> handle.close()
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import pickle
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.core.monitor import Monitor, _count_value
+from inferwatch.core.registry import Registry, default_registry
+from inferwatch.core.request import RequestRecord, current_request
+from inferwatch.core.shadow_compare import DIFFERENCE_BUCKETS, DROP_REASONS, Comparison
+
+SHADOWED_METHODS = ("predict", "predict_proba", "_inferwatch_call")
+MODES = ("thread", "process")
+IDLE_WAKE_SECONDS = 1.0
+
+_live_shadows: weakref.WeakSet[Shadow] = weakref.WeakSet()
+
+
+class ShadowTimeout(Exception):
+    """A shadow model's call took longer than its timeout (recorded as its error type)."""
+
+
+class ShadowCrashed(Exception):
+    """A shadow model's child process died during a call (recorded as its error type)."""
+
+
+_FAILURES = {"timeout": ShadowTimeout, "crashed": ShadowCrashed}
+_error_types: dict[str, type] = {}
+
+
+def _error_type(name: str) -> type:
+    """An exception class named like the one the child process raised (bounded)."""
+    found = _error_types.get(name)
+    if found is None:
+        if len(_error_types) >= 64:
+            return Exception
+        found = _error_types[name] = type(name, (Exception,), {})
+    return found
+
+
+class Shadow:
+    """One challenger behind one champion: its queue, its workers and its comparison."""
+
+    def __init__(self, champion_monitor: Monitor, challenger: Any, monitor: Monitor, *,
+                 sample: float, timeout: float, queue_size: int, mode: str, workers: int,
+                 comparison: Comparison, events: Any = None) -> None:
+        self.champion_monitor = champion_monitor
+        self.challenger = challenger
+        self.monitor = monitor
+        self.sample = sample
+        self.timeout = timeout
+        self.queue_size = queue_size
+        self.mode = mode
+        self.workers = workers
+        self.comparison = comparison
+        self.events = events
+        self._model_bytes = pickle.dumps(challenger) if mode == "process" else b""
+        self._reset_runtime()
+        _live_shadows.add(self)
+
+    def _reset_runtime(self) -> None:
+        self._queue: deque = deque()
+        self._sampled = itertools.count()
+        self._sampled_reported = 0
+        self._full = itertools.count()
+        self._full_reported = 0
+        self._queued = itertools.count()
+        self._done = 0
+        self._done_lock = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._idle = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._runners: list[Any] = []
+        self._started_pid = 0
+        self.closed = False
+
+    # --- the request path -------------------------------------------------------------------
+    def offer(self, method: str, args: tuple, kwargs: dict, result: object) -> None:
+        """Queue one sampled call for the challenger. Never raises, never blocks."""
+        try:
+            if self.closed:
+                return  # a closed shadow samples nothing
+            next(self._sampled)
+            queue = self._queue
+            if len(queue) >= self.queue_size:
+                next(self._full)
+                return
+            if self._started_pid != os.getpid():
+                self._start_workers()
+            request_id = features = None
+            request = current_request()
+            if request is not None and request.record.features is not None:
+                features = request.record.features  # r.features(): what drift checks read
+            if "request_id" in kwargs:
+                kwargs = dict(kwargs)
+                request_id = kwargs.pop("request_id")
+            else:
+                if request is not None:
+                    request_id = request.record.request_id
+                elif self.champion_monitor.request_id_fn is not None:
+                    try:
+                        request_id = self.champion_monitor.request_id_fn(*args, **kwargs)
+                    except Exception as exc:
+                        faults.record("request_id", exc)
+            if request_id is not None:
+                request_id = faults.text_of(request_id, "request_id")
+            # What the call saw: a caller may reuse its input and output buffers.
+            queue.append((method, tuple(_copy(a) for a in args), kwargs, _copy(result),
+                          request_id, time.time(), features))
+            next(self._queued)
+            if self._idle:
+                self._wake.set()
+        except Exception as exc:
+            faults.record("shadow", exc)
+
+    # --- the workers ------------------------------------------------------------------------
+    def _start_workers(self) -> None:
+        with self._done_lock:
+            if self._started_pid == os.getpid():
+                return
+            self._stop = threading.Event()
+            self._threads = []
+            self._runners = []
+            for index in range(self.workers):
+                runner = None
+                if self.mode == "process":
+                    from inferwatch.core.shadow_process import ProcessRunner
+
+                    runner = ProcessRunner(self._model_bytes)
+                    self._runners.append(runner)
+                thread = threading.Thread(target=_work, args=(weakref.ref(self), runner,
+                                                              self._stop),
+                                          name=f"inferwatch-shadow-{index}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._started_pid = os.getpid()
+
+    def run_one(self, item: tuple, runner: Any) -> None:
+        """Call the challenger on one queued call, record it, hand the pair on."""
+        method, args, kwargs, champion_result, request_id, at, features = item
+        monitor = self.monitor
+        monitor.call_started()
+        record = RequestRecord(0.0, request_id=request_id, started_at=at)
+        if monitor.keeps_inputs:
+            # The features the champion's request declared, else the call's input.
+            record.features = features if features is not None else (args[0] if args
+                                                                      else None)
+        status, value, duration = self._call(method, args, kwargs, runner)
+        record.duration = duration
+        if status == "ok" and duration > self.timeout:
+            status = "timeout"  # a thread cannot be stopped: its late answer is not used
+        if status == "ok":
+            record.prediction = value
+            record.has_prediction = True
+            record.probabilities = method == "predict_proba"
+            self.comparison.add(method, champion_result, value, request_id, at)
+            self._log_event(method, champion_result, value, request_id, at)
+        else:
+            if status == "error":
+                record.error_type = value if isinstance(value, type) else _error_type(value)
+            else:
+                record.error_type = _FAILURES[status]
+            self.comparison.dropped(status)
+        monitor.submit(record)
+
+    def _call(self, method: str, args: tuple, kwargs: dict,
+              runner: Any) -> tuple[str, Any, float]:
+        if runner is not None:
+            name = "__call__" if method == "_inferwatch_call" else method
+            return runner.call(name, args, kwargs, self.timeout)
+        target = self.challenger if method == "_inferwatch_call" else getattr(self.challenger,
+                                                                              method)
+        start = time.perf_counter()
+        try:
+            return "ok", target(*args, **kwargs), time.perf_counter() - start
+        except BaseException as exc:  # the challenger's failure is its own, never ours
+            return "error", type(exc), time.perf_counter() - start
+
+    def _log_event(self, method: str, champion_result: object, result: object,
+                   request_id: str | None, at: float) -> None:
+        events = self.events
+        if events is None:
+            return
+        key = "probabilities" if method == "predict_proba" else "prediction"
+        events.emit({"ts": at, "model": self.monitor.name,
+                     "model_version": self.monitor.version, "role": "shadow",
+                     "champion_version": self.champion_monitor.version,
+                     "request_id": request_id, key: result, "champion_" + key: champion_result})
+
+    def finished_one(self) -> None:
+        with self._done_lock:
+            self._done += 1
+            self._done_lock.notify_all()
+
+    # --- the challenger's drain -------------------------------------------------------------
+    def before_drain(self) -> None:
+        """Fold the request path's counts and the new comparisons into the state."""
+        try:
+            sampled = _count_value(self._sampled)
+            full = _count_value(self._full)
+            new_sampled, self._sampled_reported = sampled - self._sampled_reported, sampled
+            new_full, self._full_reported = full - self._full_reported, full
+            if new_sampled:
+                self.comparison.sampled(new_sampled)
+            if new_full:
+                self.comparison.dropped("queue_full", new_full)
+            self.monitor.update_state(lambda state: self.comparison.fold_into(state,
+                                                                              time.time()))
+        except Exception as exc:
+            faults.record("shadow", exc)
+
+    def on_outcome(self, request_id: str, y_true: object, when: float) -> None:
+        """The champion got an outcome: score the challenger on it too, if it saw the call."""
+        try:
+            if not self.comparison.knows(request_id):
+                self.monitor.drain()  # the comparison may still be waiting for the drain
+            if self.comparison.score(request_id, y_true, when) is not None:
+                self.monitor.record_outcome(request_id, y_true, at=when)
+        except Exception as exc:
+            faults.record("shadow", exc)
+
+    # --- control ----------------------------------------------------------------------------
+    def queued(self) -> int:
+        """Calls waiting for the challenger now."""
+        return len(self._queue)
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every call queued so far is answered (or dropped); False on timeout.
+
+        A batch job calls this before pushing its metrics.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        target = _count_value(self._queued)
+        with self._done_lock:
+            while self._done < target:
+                self._wake.set()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._done_lock.wait(0.05 if left is None else min(0.05, left))
+        return True
+
+    def close(self) -> None:
+        """Stop the workers (and child processes); calls still queued count as dropped."""
+        self.closed = True
+        self._stop.set()
+        self._wake.set()
+        left = len(self._queue)
+        self._queue.clear()
+        if left:
+            self.comparison.dropped("shutdown", left)
+        for runner in self._runners:
+            runner.close()
+        for listeners, listener in ((self.champion_monitor, self.on_outcome),
+                                    (self.monitor, self.before_drain)):
+            attribute = "outcome_listeners" if listeners is self.champion_monitor else \
+                "drain_listeners"
+            setattr(listeners, attribute,
+                    tuple(x for x in getattr(listeners, attribute) if x != listener))
+        self.before_drain()
+
+    def after_fork(self) -> None:
+        """A forked child starts with an empty queue and starts its own workers on use."""
+        for runner in self._runners:
+            runner.forget()
+        self._reset_runtime()
+        self.comparison.renew_lock()
+
+
+def _work(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        shadow = ref()
+        if shadow is None:
+            return
+        try:
+            item = shadow._queue.popleft()
+        except IndexError:
+            shadow._idle = True
+            if not shadow._queue:
+                wake = shadow._wake
+                del shadow
+                wake.wait(IDLE_WAKE_SECONDS)
+                wake.clear()
+                shadow = ref()
+                if shadow is not None:
+                    shadow._idle = False
+            continue
+        try:
+            shadow.run_one(item, runner)
+        except Exception as exc:
+            faults.record("shadow", exc)
+        finally:
+            shadow.finished_one()
+        del shadow, item
+
+
+def _copy(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return list(value)
+    copy = getattr(value, "copy", None)
+    if copy is not None and hasattr(value, "columns"):  # a pandas DataFrame
+        return copy()
+    return value
+
+
+def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
+    offer, draw, sample = shadow.offer, random.random, shadow.sample
+
+    @functools.wraps(inner)
+    def shadowed(*args: Any, **kwargs: Any) -> Any:
+        result = inner(*args, **kwargs)
+        if draw() < sample:
+            offer(method, args, kwargs, result)
+        return result
+
+    shadowed.__inferwatch_shadowed__ = inner  # type: ignore[attr-defined]
+    return shadowed
+
+
+def _after_fork() -> None:
+    for shadow in list(_live_shadows):
+        shadow.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
+           sample: float = 1.0, timeout: float = 5.0, queue_size: int = 1000,
+           mode: str = "thread", workers: int = 1, max_classes: int = 20,
+           difference_buckets: Sequence[float] = DIFFERENCE_BUCKETS, reference: Any = None,
+           registry: Registry | None = None) -> Any:
+    """Run `challenger` in the shadow of `champion` (a model from ``inferwatch.instrument``).
+
+    A share `sample` (0..1] of the champion's ``predict`` / ``predict_proba`` / ``__call__``
+    calls is handed, after the champion has answered, to the challenger in the background:
+    ``mode="thread"`` calls it in `workers` threads, ``mode="process"`` in as many child
+    processes (for CPU-bound models, and ones that may hang or crash: a call past `timeout`
+    seconds kills its child). At most `queue_size` calls wait; more are dropped and counted.
+    The challenger is recorded as the champion's model name under its own `version`, with
+    ``role="shadow"`` in ``inferwatch_model_info`` (the champion gets ``role="primary"``);
+    the comparison series (``inferwatch_shadow_*``) carry ``champion_version``.
+    `challenger` may be a list, with a list of versions. Outcomes given to the champion's
+    ``record_outcome`` score every challenger that saw the request. The champion's input
+    reference (or `reference`) makes drift of both comparable.
+
+    Returns the :class:`Shadow` (``flush()``, ``close()``), or a list of them.
+
+    >>> import inferwatch
+    >>> from inferwatch.core.registry import Registry
+    >>> registry = Registry()
+    >>> class Scorer:
+    ...     def predict(self, rows):
+    ...         return [0.5 for _ in rows]
+    >>> champion = inferwatch.instrument(Scorer(), name="s", version="1", registry=registry)
+    >>> handle = shadow(champion, Scorer(), version="2", sample=0.5, registry=registry)
+    >>> handle.monitor.state.info["role"], registry.monitor("s").version
+    ('shadow', '1')
+    >>> handle.close()
+    """
+    if isinstance(challenger, (list, tuple)):
+        versions = [version] * len(challenger) if isinstance(version, str) else list(version)
+        if len(versions) != len(challenger) or len(set(versions)) != len(versions):
+            raise ValueError("inferwatch.shadow: version must be a list of distinct versions, "
+                             "one per challenger")
+        return [shadow(champion, one, version=v, sample=sample, timeout=timeout,
+                       queue_size=queue_size, mode=mode, workers=workers,
+                       max_classes=max_classes, difference_buckets=difference_buckets,
+                       reference=reference, registry=registry)
+                for one, v in zip(challenger, versions)]
+    champion_monitor = getattr(champion, "__dict__", {}).get("_inferwatch_monitor")
+    if champion_monitor is None:
+        raise TypeError("inferwatch.shadow: champion must be a model returned by "
+                        "inferwatch.instrument(model, ...)")
+    _check(version=version, sample=sample, timeout=timeout, queue_size=queue_size, mode=mode,
+           workers=workers, max_classes=max_classes)
+    if str(version) == champion_monitor.version:
+        raise ValueError(f"inferwatch.shadow: version {version!r} is the champion's version; "
+                         "a challenger needs a version of its own")
+    methods = [m for m in SHADOWED_METHODS if callable(champion.__dict__.get(m))
+               and (callable(challenger) if m == "_inferwatch_call"
+                    else callable(getattr(challenger, m, None)))]
+    if not methods:
+        raise TypeError("inferwatch.shadow: challenger has none of the champion's methods "
+                        "(predict, predict_proba, __call__)")
+    if mode == "process":
+        try:
+            pickle.dumps(challenger)
+        except Exception as exc:
+            raise TypeError(f"inferwatch.shadow: mode='process' needs a picklable challenger "
+                            f"({exc})") from exc
+    registry = registry or default_registry()
+    settings = champion_monitor.settings
+    monitor = registry.monitor(champion_monitor.name, str(version), settings, latest=False,
+                               class_names=lambda: getattr(challenger, "classes_", None))
+    tracker = champion_monitor.features
+    reference = reference if reference is not None else (
+        tracker.reference if tracker is not None else None)
+    if reference is not None:
+        monitor.configure(reference=reference)
+    champion_monitor.update_state(lambda state: state.info.update(role="primary"))
+    monitor.update_state(lambda state: state.info.update(role="shadow"))
+    wrapped = champion.__dict__["__wrapped__"]
+    comparison = Comparison(
+        champion_monitor.version, max_classes=max_classes, task=settings.task,
+        difference_buckets=difference_buckets,
+        outcome_error_buckets=settings.outcome_error_buckets,
+        cache_size=settings.outcome_cache_size, ttl_seconds=settings.outcome_ttl_seconds,
+        champion_classes=lambda: getattr(wrapped, "classes_", None),
+        shadow_classes=lambda: getattr(challenger, "classes_", None))
+    handle = Shadow(champion_monitor, challenger, monitor, sample=float(sample),
+                    timeout=float(timeout), queue_size=int(queue_size), mode=mode,
+                    workers=int(workers), comparison=comparison,
+                    events=champion_monitor.events)
+    monitor.drain_listeners = (*monitor.drain_listeners, handle.before_drain)
+    champion_monitor.outcome_listeners = (*champion_monitor.outcome_listeners,
+                                          handle.on_outcome)
+    monitor.update_state(lambda state: _zero_series(state, champion_monitor.version))
+    for method in methods:
+        champion.__dict__[method] = _shadowed(champion.__dict__[method], handle, method)
+    return handle
+
+
+def _zero_series(state: Any, champion_version: str) -> None:
+    # Ratios read 0, not "no data", before the first comparison or drop.
+    state.inc("inferwatch_shadow_sampled_total", (champion_version,), 0)
+    state.inc("inferwatch_shadow_compared_total", (champion_version,), 0)
+    for reason in DROP_REASONS:
+        state.inc("inferwatch_shadow_dropped_total", (champion_version, reason), 0)
+    for result in ("agree", "disagree"):
+        state.inc("inferwatch_shadow_agreement_total", (champion_version, result), 0)
+
+
+def _check(**options: Any) -> None:
+    problems = []
+    if not isinstance(options["version"], str) or not options["version"].strip():
+        problems.append("version must be a non-empty string")
+    if not 0.0 < options["sample"] <= 1.0:
+        problems.append(f"sample must be in (0, 1], got {options['sample']!r}")
+    if not options["timeout"] > 0:
+        problems.append(f"timeout must be positive, got {options['timeout']!r}")
+    for name in ("queue_size", "workers", "max_classes"):
+        if not isinstance(options[name], int) or options[name] < 1:
+            problems.append(f"{name} must be an int >= 1, got {options[name]!r}")
+    if options["mode"] not in MODES:
+        problems.append(f"mode must be one of {MODES}, got {options['mode']!r}")
+    if problems:
+        raise ValueError("inferwatch.shadow: " + "; ".join(problems))

@@ -1,0 +1,319 @@
+"""Comparing a shadow model's predictions with its champion's, and scoring both on outcomes.
+
+A :class:`Comparison` receives pairs of results for the same input (champion first) and
+writes the comparison series into the shadow model's state: agreement and a confusion
+count for classes, the distribution of the difference for values and probabilities. For a
+request with an id it keeps both predictions in a bounded cache, so that an outcome scores
+the two models on exactly the same requests.
+
+It runs on the drain thread, never on the request path.
+
+>>> from inferwatch.core.state import ModelState
+>>> state = ModelState("fraud", "2")
+>>> comparison = Comparison("1", max_classes=10)
+>>> comparison.add("predict", ["a", "b"], ["a", "a"], "r-1", at=0.0)
+>>> comparison.fold_into(state, now=0.0)
+>>> sorted(state.counters["inferwatch_shadow_agreement_total"].items())
+[(('1', 'agree'), 1.0), (('1', 'disagree'), 1.0)]
+>>> comparison.score("r-1", ["a", "b"], at=5.0)
+(2, 2)
+>>> comparison.fold_into(state, now=5.0)
+>>> sorted(state.counters["inferwatch_shadow_outcomes_total"].items())
+[(('1', 'correct', 'correct'), 1.0), (('1', 'correct', 'incorrect'), 1.0)]
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.core.label_caps import LabelCap
+from inferwatch.core.outcomes import _as_rows, _class_text
+from inferwatch.core.predictions import Prediction, normalize
+
+# Shadow minus champion: symmetric around zero, fine near it (probabilities, small scores).
+DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1,
+                      0.25, 0.5, 1.0, 10.0)
+DROP_REASONS = ("queue_full", "timeout", "error", "crashed", "incomparable", "shutdown")
+MAX_ROWS_SCORED = 64  # rows per request id kept for outcomes, as the champion's own cache
+
+
+class Comparison:
+    """Pairs of predictions in, comparison series out (see the module docstring)."""
+
+    def __init__(self, champion_version: str, *, max_classes: int = 20,
+                 task: str = "auto", difference_buckets: Sequence[float] = DIFFERENCE_BUCKETS,
+                 outcome_error_buckets: Sequence[float] = (0.01, 0.1, 1.0),
+                 cache_size: int = 50_000, ttl_seconds: float = 7 * 86400.0,
+                 champion_classes: Callable[[], object] = lambda: None,
+                 shadow_classes: Callable[[], object] = lambda: None) -> None:
+        self.champion_version = champion_version
+        self.task = task
+        self.difference_buckets = tuple(difference_buckets)
+        self.outcome_error_buckets = tuple(outcome_error_buckets)
+        self._champion_cap = LabelCap(max_classes)
+        self._shadow_cap = LabelCap(max_classes)
+        self._champion_classes = champion_classes
+        self._shadow_classes = shadow_classes
+        self._lock = threading.Lock()
+        self._pairs: list[tuple[str, Any, Any, str | None, float]] = []
+        self._scored: list[tuple[list[bool] | None, list[bool] | None,
+                                 list[float] | None, list[float] | None]] = []
+        self._drops: dict[str, int] = {}
+        self._sampled = 0
+        # request id -> (champion rows, shadow rows, time): both sides, for shared outcomes
+        self._cache: OrderedDict[str, tuple[tuple, tuple, float]] = OrderedDict()
+        self.cache_size = cache_size
+        self.ttl_seconds = ttl_seconds
+
+    def renew_lock(self) -> None:
+        """A new lock in a forked child, which starts with nothing pending: what the parent
+        had not folded yet is the parent's to count."""
+        self._lock = threading.Lock()
+        self._pairs, self._scored, self._drops, self._sampled = [], [], {}, 0
+
+    # --- fed by the shadow's workers (any thread) -------------------------------------------
+    def add(self, method: str, champion: object, shadow: object, request_id: str | None,
+            at: float) -> None:
+        """One sampled call that both models answered."""
+        with self._lock:
+            self._pairs.append((method, champion, shadow, request_id, at))
+
+    def dropped(self, reason: str, count: int = 1) -> None:
+        """A sampled call that will not be compared, and why."""
+        with self._lock:
+            self._drops[reason] = self._drops.get(reason, 0) + count
+
+    def sampled(self, count: int) -> None:
+        with self._lock:
+            self._sampled += count
+
+    def pending(self) -> int:
+        """Pairs waiting to be folded into the state."""
+        return len(self._pairs)
+
+    # --- outcomes ---------------------------------------------------------------------------
+    def knows(self, request_id: str) -> bool:
+        return request_id in self._cache
+
+    def score(self, request_id: str, y_true: object, at: float) -> tuple[int, int] | None:
+        """Score both predictions made for `request_id`: (rows, rows the champion got right)
+        for classes, (rows, 0) for values; None when the request was not compared."""
+        with self._lock:
+            entry = self._cache.pop(request_id, None)
+        if entry is None:
+            return None
+        champion, shadow, predicted_at = entry
+        if at - predicted_at > self.ttl_seconds:
+            return None
+        truth = _as_rows(y_true)
+        n = min(len(champion), len(shadow))
+        if len(truth) == 1:
+            truth = truth * n
+        if len(truth) != n:
+            return None
+        if isinstance(champion[0], str):
+            truth_text = [_class_text(t) for t in truth]
+            champion_right = [p == t for p, t in zip(champion, truth_text)]
+            shadow_right = [p == t for p, t in zip(shadow, truth_text)]
+            with self._lock:
+                self._scored.append((champion_right, shadow_right, None, None))
+            return n, sum(champion_right)
+        try:
+            champion_error = [abs(float(p) - float(t)) for p, t in zip(champion, truth)]
+            shadow_error = [abs(float(p) - float(t)) for p, t in zip(shadow, truth)]
+        except (TypeError, ValueError):
+            return None
+        with self._lock:
+            self._scored.append((None, None, champion_error, shadow_error))
+        return n, 0
+
+    # --- on the drain thread ----------------------------------------------------------------
+    def fold_into(self, state: Any, now: float) -> None:
+        """Compare what arrived since the last fold and write it into `state`."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+            scored, self._scored = self._scored, []
+            drops, self._drops = self._drops, {}
+            sampled, self._sampled = self._sampled, 0
+        version = self.champion_version
+        if sampled:
+            state.inc("inferwatch_shadow_sampled_total", (version,), sampled)
+        differences: dict[str, list[np.ndarray]] = {}
+        agreement = {"agree": 0, "disagree": 0}
+        confusion: dict[tuple[str, str], int] = {}
+        compared = 0
+        for batch in _batches(pairs):
+            try:
+                champion, shadow = self._normalize(batch.method, batch.champion, batch.shadow)
+            except Exception:
+                champion = shadow = None
+            if champion is None or champion.rows != shadow.rows or not champion.rows or \
+                    batch.rows not in (None, champion.rows):
+                drops["incomparable"] = drops.get("incomparable", 0) + len(batch.calls)
+                continue
+            compared += len(batch.calls)
+            remembered = self._compare(champion, shadow, agreement, confusion, differences)
+            if remembered is None:
+                continue
+            for (request_id, at), start, stop in batch.calls:
+                if request_id is not None:
+                    self._remember(request_id, remembered[0][start:stop][:MAX_ROWS_SCORED],
+                                   remembered[1][start:stop][:MAX_ROWS_SCORED], at)
+        if compared:
+            state.inc("inferwatch_shadow_compared_total", (version,), compared)
+        for reason, count in drops.items():
+            state.inc("inferwatch_shadow_dropped_total", (version, reason), count)
+        for result, count in agreement.items():
+            if count:
+                state.inc("inferwatch_shadow_agreement_total", (version, result), count)
+        for (champion_class, shadow_class), count in confusion.items():
+            state.inc("inferwatch_shadow_confusion_total",
+                      (version, self._champion_cap.fold(champion_class),
+                       self._shadow_cap.fold(shadow_class)), count)
+        for output, chunks in differences.items():
+            values = np.concatenate(chunks)
+            values = values[np.isfinite(values)]
+            if not len(values):
+                continue
+            # OpenMetrics has no negative quantiles: the summary holds how far apart the
+            # two are, the histogram which way.
+            state.summary("inferwatch_shadow_absolute_difference", (version, output)).observe(
+                np.abs(values), now)
+            state.histogram("inferwatch_shadow_difference", (version, output),
+                            self.difference_buckets).observe(values)
+        self._fold_scores(state, scored)
+
+    def _fold_scores(self, state: Any, scored: list) -> None:
+        version = self.champion_version
+        table: dict[tuple[str, str], int] = {}
+        for champion_right, shadow_right, champion_error, shadow_error in scored:
+            if champion_right is not None:
+                for c, s in zip(champion_right, shadow_right):
+                    key = ("correct" if c else "incorrect", "correct" if s else "incorrect")
+                    table[key] = table.get(key, 0) + 1
+            else:
+                for side, errors in (("champion", champion_error), ("shadow", shadow_error)):
+                    finite = [e for e in errors if math.isfinite(e)]
+                    if finite:
+                        state.histogram("inferwatch_shadow_outcome_error", (version, side),
+                                        self.outcome_error_buckets).observe(
+                            np.asarray(finite, dtype=np.float64))
+        for (champion_result, shadow_result), count in table.items():
+            state.inc("inferwatch_shadow_outcomes_total",
+                      (version, champion_result, shadow_result), count)
+
+    def _normalize(self, method: str, champion_result: object,
+                   shadow_result: object) -> tuple[Prediction, Prediction]:
+        probabilities = method == "predict_proba"
+        champion = normalize(champion_result, probabilities=probabilities, task=self.task,
+                             class_names=_names(self._champion_classes) if probabilities
+                             else None)
+        shadow = normalize(shadow_result, probabilities=probabilities, task=self.task,
+                           class_names=_names(self._shadow_classes) if probabilities else None)
+        return champion, shadow
+
+    def _compare(self, champion: Prediction, shadow: Prediction, agreement: dict,
+                 confusion: dict, differences: dict) -> tuple[list, list] | None:
+        """Fold one batch; returns what outcomes need (both sides' rows) or None."""
+        remembered = None
+        if champion.classes is not None and shadow.classes is not None:
+            ours = champion.classes.astype(str)
+            theirs = shadow.classes.astype(str)
+            same = int(np.count_nonzero(ours == theirs))
+            agreement["agree"] += same
+            agreement["disagree"] += len(ours) - same
+            pairs, counts = np.unique(np.stack([ours, theirs], axis=1), axis=0,
+                                      return_counts=True)
+            for (c, s), n in zip(pairs.tolist(), counts.tolist()):
+                confusion[(c, s)] = confusion.get((c, s), 0) + n
+            remembered = (ours.tolist(), theirs.tolist())
+        for output, values in champion.values.items():
+            other = shadow.values.get(output)
+            if other is None or len(other) != len(values):
+                continue
+            differences.setdefault(output, []).append(
+                np.asarray(other, dtype=np.float64) - np.asarray(values, dtype=np.float64))
+            if remembered is None and len(champion.values) == 1:
+                remembered = (np.asarray(values, dtype=np.float64).tolist(),
+                              np.asarray(other, dtype=np.float64).tolist())
+        return remembered
+
+    def _remember(self, request_id: str, champion: list, shadow: list, at: float) -> None:
+        if not champion or not shadow:
+            return
+        with self._lock:
+            self._cache.pop(request_id, None)
+            self._cache[request_id] = (tuple(champion), tuple(shadow), at)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+
+class _Batch(NamedTuple):
+    """Calls whose results stack into one array per side: compared in one pass."""
+
+    method: str
+    champion: object
+    shadow: object
+    rows: int | None
+    calls: list  # ((request id, time), first row, end row) per call
+
+
+def _stackable(result: object) -> bool:
+    return isinstance(result, np.ndarray) and result.ndim in (1, 2) and len(result) > 0 \
+        and result.dtype.kind in "biufUSO"
+
+
+def _batches(pairs: list) -> list[_Batch]:
+    """Consecutive calls of one method whose results are arrays of one shape per row go
+    together (one normalize per side for all of them); anything else goes alone."""
+    batches: list[_Batch] = []
+    group: list = []
+    key = None
+
+    def close() -> None:
+        if not group:
+            return
+        if len(group) == 1:
+            method, champion, shadow, request_id, at = group[0]
+            # One call: its rows are what normalize finds (None checks nothing more).
+            batches.append(_Batch(method, champion, shadow, None, [((request_id, at), 0, None)]))
+        else:
+            calls, start = [], 0
+            for _, champion, _, request_id, at in group:
+                calls.append(((request_id, at), start, start + len(champion)))
+                start += len(champion)
+            batches.append(_Batch(group[0][0], np.concatenate([g[1] for g in group]),
+                                  np.concatenate([g[2] for g in group]), start, calls))
+        group.clear()
+
+    for pair in pairs:
+        method, champion, shadow = pair[0], pair[1], pair[2]
+        if _stackable(champion) and _stackable(shadow) and len(champion) == len(shadow):
+            this = (method, champion.shape[1:], champion.dtype.kind, shadow.shape[1:],
+                    shadow.dtype.kind)
+        else:
+            this = None
+        if this is None or this != key:
+            close()
+        key = this
+        group.append(pair)
+        if this is None:
+            close()
+    close()
+    return batches
+
+
+def _names(read: Callable[[], object]) -> list | None:
+    try:
+        names = read()
+        return None if names is None else list(names)
+    except Exception as exc:
+        faults.record("shadow", exc)
+        return None

@@ -1,0 +1,113 @@
+"""The model's own score on its validation data, kept in its reference profile.
+
+A fixed accuracy floor cannot suit a fraud model validated at 99% and a recommender at 60%.
+With the validation score in the reference, the accuracy alert judges live accuracy against
+what this model achieved before it shipped. The score is computed from the same predictions
+that profile the outputs:
+
+- one output of labels (ints, bools, strings, or floats that are all whole numbers) is a
+  classifier: the score is **accuracy**, the share of rows whose prediction equals the label
+  (compared as :func:`~inferwatch.quality.reference.category_key` strings, as live outcomes
+  are);
+- one output of continuous floats is a regressor: the score is the **mean absolute error**;
+- several outputs are class probabilities: the predicted class is the column with the
+  highest probability, named by the output, and the score is accuracy.
+
+Rows whose label is missing are left out; a score needs at least one row.
+
+>>> import numpy as np
+>>> score(np.array([1, 0, 1, 1]), np.array([1, 0, 0, 1]))
+Validation(metric='accuracy', value=0.75, rows=4)
+>>> score(np.array([1.5, 2.0]), np.array([1.0, 3.0]))
+Validation(metric='mean_absolute_error', value=0.75, rows=2)
+>>> score({"no": np.array([0.9, 0.2]), "yes": np.array([0.1, 0.8])}, np.array(["no", "no"]))
+Validation(metric='accuracy', value=0.5, rows=2)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+METRICS = ("accuracy", "mean_absolute_error")
+
+
+class ValidationError(ValueError):
+    """Labels that cannot be scored against the predictions."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One validation score: `metric` (accuracy or mean_absolute_error) over `rows` rows."""
+
+    metric: str
+    value: float
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": self.value, "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Validation:
+        """Read :meth:`to_dict`'s output, naming the first bad key."""
+        if not isinstance(data, dict) or set(data) != {"metric", "value", "rows"}:
+            raise ValidationError(f"{where}: expected keys metric, value and rows")
+        metric, value, rows = data["metric"], data["value"], data["rows"]
+        if metric not in METRICS:
+            raise ValidationError(f"{where}: metric must be one of {', '.join(METRICS)}, "
+                                  f"got {metric!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or value < 0 or (metric == "accuracy" and value > 1):
+            raise ValidationError(f"{where}: value {value!r} is not a valid {metric}")
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValidationError(f"{where}: rows must be a positive integer, got {rows!r}")
+        return cls(metric, float(value), rows)
+
+
+def score(predictions: Any, y_true: Any) -> Validation:
+    """Score `predictions` (a 1-D array, or a dict of named probability columns) on `y_true`.
+
+    >>> score(np.array(["cat", "dog"]), ["cat", None])
+    Validation(metric='accuracy', value=1.0, rows=1)
+    """
+    # Imported here: reference.py imports this module at its top.
+    from inferwatch.quality.reference import category_key, is_missing
+
+    labels = np.asarray(y_true, dtype=object).reshape(-1)
+    columns = predictions if isinstance(predictions, dict) else {"value": predictions}
+    columns = {str(name): np.asarray(col).reshape(-1) for name, col in columns.items()}
+    if any(len(col) != len(labels) for col in columns.values()):
+        raise ValidationError(f"y_true has {len(labels)} rows but the predictions have "
+                              f"{len(next(iter(columns.values())))}")
+    keep = np.array([not is_missing(v) for v in labels], dtype=bool)
+    if not keep.any():
+        raise ValidationError("y_true has no row with a label")
+    labels = labels[keep]
+    columns = {name: col[keep] for name, col in columns.items()}
+    if len(columns) > 1:
+        names = np.array(list(columns), dtype=object)
+        matrix = np.column_stack([col.astype(np.float64) for col in columns.values()])
+        predicted = names[np.argmax(matrix, axis=1)]
+        return _accuracy(predicted, labels, category_key)
+    (predicted,) = columns.values()
+    if predicted.dtype.kind == "f" and not _whole(predicted):
+        truth = np.asarray(labels, dtype=np.float64)
+        pairs = np.isfinite(truth) & np.isfinite(predicted)
+        if not pairs.any():
+            raise ValidationError("no row has both a finite prediction and a finite label")
+        error = float(np.mean(np.abs(predicted[pairs] - truth[pairs])))
+        return Validation("mean_absolute_error", error, int(pairs.sum()))
+    return _accuracy(predicted, labels, category_key)
+
+
+def _whole(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values)]
+    return bool(finite.size) and bool(np.all(finite == np.round(finite)))
+
+
+def _accuracy(predicted: np.ndarray, labels: np.ndarray, key) -> Validation:
+    hits = sum(key(p) == key(y) for p, y in zip(predicted.tolist(), labels.tolist()))
+    return Validation("accuracy", hits / len(labels), len(labels))

@@ -1,0 +1,134 @@
+"""`inferwatch report --reference reference.json DATA -o report.html`: a self-contained HTML
+drift report of a data file (CSV or Parquet) against a reference profile, without a server.
+`inferwatch report --metrics URL -o report.html` writes the same report of a running process
+from its status page's snapshot (``URL?format=json``; ``http://user:password@host:8000/``
+for basic auth).
+
+Columns named like the reference's prediction outputs (or given with
+``--predictions-column``) are compared with the prediction profiles; the others with the
+feature profiles. Reads files as ``inferwatch profile`` does.
+
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="inferwatch report")
+>>> add_arguments(parser)
+>>> args = parser.parse_args(["--reference", "ref.json", "live.csv", "-o", "out.html"])
+>>> args.reference, args.data, args.output
+('ref.json', 'live.csv', 'out.html')
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `report` options to `parser`."""
+    parser.add_argument("data", metavar="DATA", nargs="?",
+                        help="rows to compare: a .csv or .parquet file")
+    parser.add_argument("--reference", metavar="FILE",
+                        help="the reference profile (from `inferwatch profile`)")
+    parser.add_argument("--metrics", metavar="URL",
+                        help="instead of DATA: the status page of a running process (its / on "
+                             "the metrics port); one section per model version")
+    parser.add_argument("--model", default=None, help="with --metrics: only this model")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="where to write the report (HTML)")
+    parser.add_argument("--predictions-column", action="append", default=[], metavar="COL",
+                        help="a column holding predictions, compared with the reference "
+                             "output of the same name (default: columns named like them)")
+    parser.add_argument("--title", default=None, help="the report's title")
+    parser.add_argument("--format", choices=("csv", "parquet"), default=None,
+                        help="input format (default: from the file name)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the report; 0 on success, 2 on a usage or input error."""
+    from inferwatch.quality.profile_cli import Progress, read_csv, read_parquet
+    from inferwatch.quality.reference import Reference, ReferenceError
+    from inferwatch.report.model import from_data
+
+    if args.metrics is not None:
+        if args.data is not None or args.reference is not None:
+            return _error("give either --metrics URL or --reference FILE with DATA, not both")
+        return _from_metrics(args)
+    if args.data is None or args.reference is None:
+        return _error("give --reference FILE and DATA (or --metrics URL)")
+    try:
+        reference = Reference.load(args.reference)
+    except ReferenceError as exc:
+        return _error(str(exc))
+    if not os.path.isfile(args.data):
+        return _error(f"DATA file not found: {args.data}")
+    fmt = args.format or ("parquet" if args.data.lower().endswith(PARQUET_SUFFIXES) else "csv")
+    progress = Progress("reading", enabled=False)
+    categorical = {n for n, p in reference.features.items() if not p.is_numeric}
+    try:
+        columns = (read_parquet(args.data, progress) if fmt == "parquet"
+                   else read_csv(args.data, progress, text_columns=categorical))
+    except Exception as exc:  # a malformed file: one line, not a traceback
+        return _error(f"cannot read {args.data}: {exc}")
+    wanted = [n.strip() for value in args.predictions_column for n in value.split(",")
+              if n.strip()]
+    unknown = [n for n in wanted if n not in columns]
+    if unknown:
+        return _error(f"--predictions-column {unknown[0]!r} is not a column of {args.data}")
+    output_names = wanted or [n for n in reference.output_names if n in columns]
+    predictions = {n: columns.pop(n) for n in output_names} or None
+    title = args.title or f"Drift report: {os.path.basename(args.data)}"
+    report = from_data(reference, columns, predictions, title=title)
+    report.save_html(args.output)
+    firing = [f"{f.alert} ({f.detail})" for f in report.flags if f.state == "firing"]
+    print(f"wrote {args.output}: {report.rows} rows, {len(report.features)} features"
+          + "".join(f"; {detail}" for detail in firing), file=sys.stderr)
+    return 0
+
+
+def _from_metrics(args: argparse.Namespace) -> int:
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    from inferwatch.report.live import from_state
+    from inferwatch.report.page import document, report_body
+    from inferwatch.report.status import read_snapshot
+
+    parts = urllib.parse.urlsplit(args.metrics)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return _error(f"--metrics must be an http(s) URL, got {args.metrics!r}")
+    query = {"format": "json", **({"model": args.model} if args.model else {})}
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    if ":" in parts.hostname:
+        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/",
+                                   urllib.parse.urlencode(query), ""))
+    request = urllib.request.Request(url)
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            generated_at, states = read_snapshot(response.read())
+    except (OSError, ValueError) as exc:
+        return _error(f"cannot read the status snapshot at {url}: {exc}")
+    if not states:
+        return _error(f"{url} holds no model version" + (
+            f" named {args.model!r}" if args.model else ""))
+    reports = [from_state(state, None, generated_at) for state in
+               sorted(states, key=lambda s: (s.model, s.version))]
+    title = args.title or f"inferwatch report: {netloc}"
+    body = "".join(f"<section>{report_body(report)}</section>" for report in reports)
+    with open(args.output, "w", encoding="utf-8", errors="replace") as out:
+        out.write(document(title, body))
+    print(f"wrote {args.output}: {len(reports)} model versions", file=sys.stderr)
+    return 0
+
+
+def _error(message: str) -> int:
+    print(f"inferwatch report: error: {message}", file=sys.stderr)
+    return 2

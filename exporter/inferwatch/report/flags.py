@@ -1,0 +1,256 @@
+"""Status flags: the conditions of the alert rules, evaluated on a page's numbers with the
+thresholds of the same config the rules are generated from (``inferwatch generate``), so the
+page and the pages agree.
+
+A flag says whether the condition holds now; Prometheus fires the alert once it has held
+for the rule's ``for:``. Conditions that need more history than the process's ring holds
+(the 6-hour slow burn) say "no data" rather than guess.
+
+>>> thresholds = Thresholds.for_model("fraud")
+>>> thresholds.latency_p99_seconds, thresholds.drift_feature
+(0.5, 0.2)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from inferwatch.generate import config as generator_config
+
+if TYPE_CHECKING:
+    from inferwatch.core.history import History, Sample
+    from inferwatch.core.state import ModelState
+    from inferwatch.report.model import Flag, ModelReport
+
+FIRING, OK, NO_DATA = "firing", "ok", "no data"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The config values the model alerts compare with, for one model."""
+
+    availability: float
+    fast_burn_factor: float
+    fast_burn_long_seconds: float
+    slow_burn_factor: float
+    slow_burn_long_seconds: float
+    latency_p99_seconds: float
+    invalid_ratio: float
+    max_model_age_seconds: float
+    missing_ratio: float
+    out_of_range_ratio: float
+    drift_method: str
+    drift_feature: float
+    drift_prediction: float
+    drift_min_observations: int
+    accuracy_min_ratio: float
+    accuracy_min_outcomes: int
+    accuracy_window_seconds: float
+    rate_window_seconds: float
+    accuracy_max_drop: float = 0.05
+    from_code: bool = False  # objectives.from_code: what the model declares comes first
+
+    def declared(self, objectives: dict[str, float]) -> Thresholds:
+        """These thresholds with the model's objectives declared in code applied, as the rules
+        apply them under ``objectives.from_code`` (code, then the config, then the default).
+
+        >>> Thresholds.for_model("m").declared({"latency.p99_seconds": 0.05}).latency_p99_seconds
+        0.5
+        """
+        if not self.from_code:
+            return self
+        known = {key: field for key, field in _DECLARED_FIELDS.items() if key in objectives}
+        return replace(self, **{field: objectives[key] for key, field in known.items()})
+
+    @classmethod
+    def for_model(cls, model: str, config: Any = None) -> Thresholds:
+        """The thresholds of `model` in `config` (a generator Config, a YAML path, or None for
+        the defaults), its ``models:`` override applied as the rules apply it.
+
+        >>> cfg = generator_config.from_dict({"models": {"fraud": {"latency": {"p99_seconds": 2}}}})
+        >>> Thresholds.for_model("fraud", cfg).latency_p99_seconds
+        2.0
+        >>> Thresholds.for_model("other", cfg).latency_p99_seconds
+        0.5
+        """
+        if config is None:
+            cfg = generator_config.DEFAULT
+        elif isinstance(config, generator_config.Config):
+            cfg = config
+        else:
+            cfg = generator_config.load(config)
+        for pattern, override in cfg.models.items():
+            if re.fullmatch(pattern, model):
+                cfg = generator_config.with_values(cfg, override.values)
+                break
+        seconds = generator_config.duration_seconds
+        return cls(
+            availability=cfg.slo.availability,
+            fast_burn_factor=cfg.slo.fast_burn.factor,
+            fast_burn_long_seconds=seconds(cfg.slo.fast_burn.long_window),
+            slow_burn_factor=cfg.slo.slow_burn.factor,
+            slow_burn_long_seconds=seconds(cfg.slo.slow_burn.long_window),
+            latency_p99_seconds=float(cfg.latency.p99_seconds),
+            invalid_ratio=cfg.predictions.invalid_ratio,
+            max_model_age_seconds=seconds(cfg.predictions.max_model_age),
+            missing_ratio=cfg.data_quality.missing_ratio,
+            out_of_range_ratio=cfg.data_quality.out_of_range_ratio,
+            drift_method=cfg.drift.method,
+            drift_feature=cfg.drift.feature_threshold,
+            drift_prediction=cfg.drift.prediction_threshold,
+            drift_min_observations=cfg.drift.min_observations,
+            accuracy_min_ratio=cfg.accuracy.min_ratio,
+            accuracy_min_outcomes=cfg.accuracy.min_outcomes,
+            accuracy_window_seconds=seconds(cfg.accuracy.window),
+            rate_window_seconds=seconds(cfg.windows.rate),
+            accuracy_max_drop=cfg.accuracy.max_drop,
+            from_code=cfg.objectives.from_code,
+        )
+
+
+# Objective keys (catalogue.OBJECTIVE_KEYS) a page evaluates, by the field that holds them.
+_DECLARED_FIELDS = {
+    "slo.availability": "availability", "latency.p99_seconds": "latency_p99_seconds",
+    "predictions.invalid_ratio": "invalid_ratio",
+    "predictions.max_model_age": "max_model_age_seconds",
+    "data_quality.missing_ratio": "missing_ratio",
+    "data_quality.out_of_range_ratio": "out_of_range_ratio",
+    "drift.feature_threshold": "drift_feature", "drift.prediction_threshold": "drift_prediction",
+    "drift.min_observations": "drift_min_observations",
+    "accuracy.min_ratio": "accuracy_min_ratio", "accuracy.min_outcomes": "accuracy_min_outcomes",
+    "accuracy.max_drop": "accuracy_max_drop",
+}
+
+
+def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = None,
+             history: History | None = None, now: float | None = None,
+             delta: dict[str, float] | None = None, feature_base: Sample | None = None,
+             start: float | None = None) -> list[Flag]:
+    """The flags of one page: live ones when `state` is given, drift ones always."""
+    from inferwatch.report.model import Flag
+
+    now = time.time() if now is None else now
+    flags: list[Flag] = []
+    live = report.live
+    if state is not None:
+        t = t.declared(state.objectives)
+    if live is not None and state is not None and delta is not None:
+        budget = t.fast_burn_factor * (1 - t.availability)
+        long_base = history.before(state.key, now - t.fast_burn_long_seconds) \
+            if history is not None else None
+        long_ratio = _windowed_ratio(state, long_base, "errors", "requests")
+        short = live.error_ratio
+        flags.append(_flag("InferwatchErrorBudgetBurnFast", _both(long_ratio, short),
+                           budget, above=True,
+                           detail=f"error ratio {_pct(long_ratio)} over "
+                                  f"{t.fast_burn_long_seconds / 3600:g}h and {_pct(short)} over "
+                                  f"{t.rate_window_seconds / 60:g}m, budget x "
+                                  f"{t.fast_burn_factor:g} = {_pct(budget)}"))
+        flags.append(Flag("InferwatchErrorBudgetBurnSlow", NO_DATA, math.nan,
+                          t.slow_burn_factor * (1 - t.availability),
+                          f"needs {t.slow_burn_long_seconds / 3600:g}h of history; this "
+                          "process keeps 1h: see Prometheus"))
+        flags.append(_flag("InferwatchLatencyHigh", live.latency_p99, t.latency_p99_seconds,
+                           above=True, detail=f"p99 latency {live.latency_p99:.3g}s, "
+                                              f"threshold {t.latency_p99_seconds:g}s"))
+        invalid = delta["invalid"] / delta["rows"] if delta["rows"] > 0 else math.nan
+        flags.append(_flag("InferwatchInvalidPredictions", invalid, t.invalid_ratio, above=True,
+                           detail=f"{_pct(invalid)} of rows invalid, threshold "
+                                  f"{_pct(t.invalid_ratio)}"))
+        for alert, metric, limit in (
+                ("InferwatchMissingValuesSpike", "inferwatch_feature_missing_total",
+                 t.missing_ratio),
+                ("InferwatchOutOfRangeSpike", "inferwatch_feature_out_of_range_total",
+                 t.out_of_range_ratio)):
+            rows = _windowed(state, feature_base, "rows")
+            worst, name = _worst_feature(state, feature_base, metric, rows)
+            flags.append(_flag(alert, worst, limit, above=True,
+                               detail=f"worst feature {name!r}: {_pct(worst)} of rows, "
+                                      f"threshold {_pct(limit)}" if name else "no rows"))
+        accuracy_base = history.before(state.key, now - t.accuracy_window_seconds) \
+            if history is not None else None
+        outcomes = _windowed(state, accuracy_base, "outcomes")
+        accuracy = _windowed_ratio(state, accuracy_base, "correct", "outcomes")
+        enough = outcomes >= t.accuracy_min_outcomes
+        validated = state.validation.get("accuracy")
+        # As the rule: the model's own validation accuracy less max_drop, else the floor.
+        floor = t.accuracy_min_ratio if validated is None else validated - t.accuracy_max_drop
+        against = "" if validated is None else (
+            f" (validation accuracy {_pct(validated)} less {t.accuracy_max_drop:g})")
+        flags.append(_flag("InferwatchAccuracyDrop", accuracy if enough else math.nan,
+                           floor, above=False,
+                           detail=f"accuracy {_pct(accuracy)} on {outcomes:g} outcomes "
+                                  f"(at least {t.accuracy_min_outcomes} needed), threshold "
+                                  f"{_pct(floor)}{against}"))
+        age = now - live.trained_at if math.isfinite(live.trained_at) else math.nan
+        flags.append(_flag("InferwatchModelStale", age, t.max_model_age_seconds, above=True,
+                           detail=(f"trained {age / 86400:.1f} days ago, at most "
+                                   f"{t.max_model_age_seconds / 86400:g} allowed")
+                           if math.isfinite(age) else "no training time given"))
+    rows = report.live.drift_window_rows if report.live is not None else report.rows
+    for alert, items, limit in (("InferwatchFeatureDrift", report.features, t.drift_feature),
+                                ("InferwatchPredictionDrift", report.outputs,
+                                 t.drift_prediction)):
+        if not items:
+            continue
+        scored = [(d.scores.get(t.drift_method, math.nan), d.name) for d in items]
+        scored = [(v, n) for v, n in scored if not math.isnan(v)]
+        worst, name = max(scored) if scored else (math.nan, "")
+        enough = rows >= t.drift_min_observations
+        flags.append(_flag(alert, worst if enough else math.nan, limit, above=True,
+                           detail=f"largest {t.drift_method} {worst:.3g} ({name!r}) on {rows} "
+                                  f"rows (at least {t.drift_min_observations} needed), "
+                                  f"threshold {limit:g}"))
+    return flags
+
+
+def _flag(alert: str, value: float, threshold: float, *, above: bool, detail: str) -> Flag:
+    from inferwatch.report.model import Flag
+
+    if math.isnan(value):
+        state = NO_DATA
+    elif (value > threshold) if above else (value < threshold):
+        state = FIRING
+    else:
+        state = OK
+    return Flag(alert, state, value, threshold, detail)
+
+
+def _both(long_ratio: float, short_ratio: float) -> float:
+    """The burn-rate condition holds when both windows exceed: the smaller one decides."""
+    if math.isnan(long_ratio) or math.isnan(short_ratio):
+        return math.nan
+    return min(long_ratio, short_ratio)
+
+
+def _windowed(state: ModelState, base: Sample | None, key: str) -> float:
+    from inferwatch.core.history import totals_of
+
+    now_value = totals_of(state)[key]
+    return now_value - (base.totals.get(key, 0.0) if base is not None else 0.0)
+
+
+def _windowed_ratio(state: ModelState, base: Sample | None, part: str, whole: str) -> float:
+    denominator = _windowed(state, base, whole)
+    return _windowed(state, base, part) / denominator if denominator > 0 else math.nan
+
+
+def _worst_feature(state: ModelState, base: Sample | None, metric: str,
+                   rows: float) -> tuple[float, str]:
+    if rows <= 0:
+        return math.nan, ""
+    before = (base.features or {}).get(metric, {}) if base is not None else {}
+    worst, name = 0.0, ""
+    for labels, value in state.counters.get(metric, {}).items():
+        ratio = (value - before.get(labels[0], 0.0)) / rows
+        if ratio > worst or not name:
+            worst, name = ratio, labels[0]
+    return (worst, name) if name else (0.0, "(none)")
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.3g}%" if math.isfinite(value) else "n/a"

@@ -1,0 +1,196 @@
+"""A :class:`~inferwatch.report.model.ModelReport` of a running model version, from its state
+(the numbers a scrape renders) and the drain's ring of recent totals.
+
+Windowed numbers follow the recording rules: calls per second, error ratio and latency
+quantiles over the last 5 minutes (``windows.rate``), read as the difference between the
+state now and the ring's sample from the start of the window; before the ring reaches back
+that far, since the process started. Quantiles of a histogram are Prometheus'
+``histogram_quantile``: linear within the bucket, the last finite bound for +Inf.
+
+>>> from inferwatch.core.state import ModelState
+>>> state = ModelState("fraud", "1", loaded_at=0.0)
+>>> state.inc("inferwatch_requests_total", ("ok",), 90)
+>>> state.inc("inferwatch_requests_total", ("error",), 10)
+>>> report = from_state(state, None, now=100.0)
+>>> report.live.calls_per_second, report.live.error_ratio
+(1.0, 0.1)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from inferwatch.core.history import History, Sample, feature_counts_of, totals_of
+from inferwatch.core.state import ModelState
+from inferwatch.quality.drift import DriftScorer
+from inferwatch.report.flags import Thresholds, evaluate
+from inferwatch.report.model import Live, ModelReport, distributions
+
+LATENCY = "inferwatch_request_duration_seconds"
+
+
+def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float]) -> float:
+    """Prometheus' histogram_quantile over non-cumulative `counts` (+Inf bucket last).
+
+    >>> histogram_quantile(0.5, [1.0, 2.0], [0, 10, 0])
+    1.5
+    >>> histogram_quantile(0.99, [1.0, 2.0], [0, 0, 5])
+    2.0
+    >>> math.isnan(histogram_quantile(0.5, [1.0], [0, 0]))
+    True
+    """
+    cumulative = np.cumsum(np.asarray(counts, dtype=np.float64))
+    total = float(cumulative[-1]) if len(cumulative) else 0.0
+    if total <= 0 or not len(bounds):
+        return math.nan
+    rank = q * total
+    index = int(np.searchsorted(cumulative, rank, side="left"))
+    if index >= len(bounds):  # the +Inf bucket
+        return float(bounds[-1])
+    upper = float(bounds[index])
+    lower = float(bounds[index - 1]) if index > 0 else 0.0
+    if index == 0 and upper <= 0:
+        return upper
+    below = float(cumulative[index - 1]) if index > 0 else 0.0
+    in_bucket = float(cumulative[index]) - below
+    if in_bucket <= 0:
+        return upper
+    return lower + (upper - lower) * (rank - below) / in_bucket
+
+
+def from_state(state: ModelState, history: History | None, now: float, *,
+               thresholds: Thresholds | None = None, window_seconds: float = 300.0
+               ) -> ModelReport:
+    """The page of one model version; `state` must not change meanwhile (a copy)."""
+    key = state.key
+    thresholds = thresholds or Thresholds.for_model(state.model)
+    totals = totals_of(state)
+    latency = state.histograms.get(LATENCY, {}).get(())
+    start = _start(state, now)
+    base = history.before(key, now - window_seconds) if history is not None else None
+    window = now - (base.at if base is not None else start)
+    delta = _delta(totals, base)
+    bounds = latency.bounds.tolist() if latency is not None else []
+    latency_window = _latency_delta(latency, base)
+    requests = {labels[0]: value for labels, value in
+                state.counters.get("inferwatch_requests_total", {}).items()}
+    live = Live(
+        window_seconds=window,
+        requests=requests,
+        calls_per_second=delta["requests"] / window if window > 0 else math.nan,
+        error_ratio=_ratio(delta["errors"], delta["requests"]),
+        latency_p50=histogram_quantile(0.5, bounds, latency_window),
+        latency_p99=histogram_quantile(0.99, bounds, latency_window),
+        sparklines=_sparklines(history.samples(key) if history is not None else [],
+                               totals, latency, bounds, now),
+        prediction_quantiles=_quantiles(state, "inferwatch_prediction", now),
+        classes={labels[0]: value for labels, value in
+                 state.counters.get("inferwatch_predicted_class_total", {}).items()},
+        confidence=_quantiles(state, "inferwatch_prediction_confidence", now).get("", {}),
+        invalid={labels[0]: value for labels, value in
+                 state.counters.get("inferwatch_invalid_predictions_total", {}).items()},
+        input_errors={labels[0]: value for labels, value in
+                      state.counters.get("inferwatch_input_errors_total", {}).items()},
+        outcomes={labels[0]: value for labels, value in
+                  state.counters.get("inferwatch_outcomes_total", {}).items()},
+        accuracy=_ratio(totals["correct"], totals["outcomes"]),
+        label_delay_p50=_histogram_p50(state, "inferwatch_outcome_delay_seconds"),
+        info=dict(state.info),
+        loaded_at=state.loaded_at,
+        trained_at=state.trained_at,
+        drift_window_rows=0,
+    )
+    features, outputs = [], []
+    drift = state.extras.get("drift")
+    if drift is not None:
+        reference = drift.reference
+        feature_counts, rows = drift.features.counts(now)
+        output_counts, _ = drift.outputs.counts(now)
+        live.drift_window_rows = int(rows)
+        features = distributions(reference.features, feature_counts,
+                                 DriftScorer(reference.features).scores(feature_counts))
+        outputs = distributions(reference.outputs, output_counts,
+                                DriftScorer(reference.outputs).scores(output_counts))
+    quality: dict[str, dict[str, float]] = {}
+    for metric, series in feature_counts_of(state).items():
+        kind = metric.removeprefix("inferwatch_feature_").removesuffix("_total")
+        for feature, value in series.items():
+            quality.setdefault(feature, {})[kind] = value
+    for labels, value in state.counters.get("inferwatch_feature_unseen_category_total",
+                                            {}).items():
+        quality.setdefault(labels[0], {})["unseen_category"] = value
+    report = ModelReport(title=f"{state.model} {state.version}", model=state.model,
+                         version=state.version, generated_at=now,
+                         rows=int(totals["rows"]), features=features, outputs=outputs,
+                         quality=quality, live=live)
+    feature_base = (history.before(key, now - window_seconds, features=True)
+                    if history is not None else None)
+    report.flags = evaluate(report, thresholds, state=state, history=history, now=now,
+                            delta=delta, feature_base=feature_base, start=start)
+    return report
+
+
+def _start(state: ModelState, now: float) -> float:
+    return state.loaded_at if math.isfinite(state.loaded_at) else now
+
+
+def _delta(totals: dict[str, float], base: Sample | None) -> dict[str, float]:
+    if base is None:
+        return dict(totals)
+    return {k: v - base.totals.get(k, 0.0) for k, v in totals.items()}
+
+
+def _latency_delta(latency, base: Sample | None) -> list[float]:
+    if latency is None:
+        return []
+    counts = latency.counts.astype(np.float64)
+    if base is not None and base.latency is not None and base.latency.shape == counts.shape:
+        counts = counts - base.latency
+    return counts.tolist()
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else math.nan
+
+
+def _quantiles(state: ModelState, metric: str, now: float) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    quantiles = state.summary_settings.quantiles
+    for labels, summary in state.summaries.get(metric, {}).items():
+        values = summary.sketch.quantiles(quantiles, now)
+        out[labels[0] if labels else ""] = {f"{q:g}": float(v) for q, v in
+                                           zip(quantiles, values)}
+    return out
+
+
+def _histogram_p50(state: ModelState, metric: str) -> float:
+    hist = state.histograms.get(metric, {}).get(())
+    if hist is None:
+        return math.nan
+    return histogram_quantile(0.5, hist.bounds.tolist(), hist.counts.tolist())
+
+
+def _sparklines(samples: list[Sample], totals: dict[str, float], latency, bounds: list[float],
+                now: float) -> dict[str, list[float]]:
+    """Per interval between consecutive samples (and from the last one to now)."""
+    points = [(s.at, s.totals, s.latency) for s in samples]
+    points.append((now, totals, latency.counts.astype(np.float64) if latency is not None
+                   else None))
+    lines: dict[str, list[float]] = {"calls per second": [], "error ratio": [],
+                                     "p50 latency (s)": [], "p99 latency (s)": []}
+    for (t0, a, la), (t1, b, lb) in zip(points, points[1:]):
+        span = t1 - t0
+        calls = b["requests"] - a["requests"]
+        lines["calls per second"].append(calls / span if span > 0 else math.nan)
+        lines["error ratio"].append(_ratio(b["errors"] - a["errors"], calls))
+        if la is not None and lb is not None and la.shape == lb.shape:
+            counts = (lb - la).tolist()
+            lines["p50 latency (s)"].append(histogram_quantile(0.5, bounds, counts))
+            lines["p99 latency (s)"].append(histogram_quantile(0.99, bounds, counts))
+        else:
+            lines["p50 latency (s)"].append(math.nan)
+            lines["p99 latency (s)"].append(math.nan)
+    return lines

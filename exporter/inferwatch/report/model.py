@@ -1,0 +1,201 @@
+"""What a report or a status page shows, as plain data: distributions against the reference,
+quality counts, live numbers and status flags. The HTML (:mod:`inferwatch.report.page`) is a
+function of these objects only.
+
+>>> import numpy as np
+>>> from inferwatch.quality.reference import Reference
+>>> ref = Reference.from_data({"amount": np.arange(1000.0)}, bins=4)
+>>> report = from_data(ref, {"amount": np.arange(1000.0) + 600})
+>>> report.rows, report.features[0].name, round(report.features[0].scores["ks"], 2)
+(1000, 'amount', 0.6)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inferwatch.quality.checks import BatchChecker
+from inferwatch.quality.drift import DriftScorer
+from inferwatch.quality.reference import Profile, Reference
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One feature or prediction output: reference shares and live counts per reference bin,
+    and the drift scores between them (psi, js, ks; NaN without live rows)."""
+
+    name: str
+    kind: str
+    bins: tuple[str, ...]
+    reference: tuple[float, ...]
+    live: tuple[float, ...]
+    scores: Mapping[str, float]
+    edges: tuple[float, ...] = ()  # numeric: the inner cut points between the bins
+
+    @property
+    def rows(self) -> float:
+        return float(sum(self.live))
+
+    @property
+    def live_shares(self) -> tuple[float, ...]:
+        total = self.rows
+        return tuple(c / total if total else math.nan for c in self.live)
+
+    @property
+    def psi(self) -> float:
+        return self.scores.get("psi", math.nan)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One alert's condition evaluated on this page's numbers, with the config's threshold.
+
+    ``state`` is "firing" (the condition holds now; the alert fires once it has held for
+    the rule's ``for:``), "ok", or "no data" (too few rows, outcomes or history).
+    """
+
+    alert: str
+    state: str
+    value: float
+    threshold: float
+    detail: str
+
+
+@dataclass
+class Live:
+    """Numbers only a running process has: calls, latency, predictions, outcomes."""
+
+    window_seconds: float
+    requests: dict[str, float]
+    calls_per_second: float
+    error_ratio: float
+    latency_p50: float
+    latency_p99: float
+    sparklines: dict[str, list[float]]
+    prediction_quantiles: dict[str, dict[str, float]]
+    classes: dict[str, float]
+    confidence: dict[str, float]
+    invalid: dict[str, float]
+    input_errors: dict[str, float]
+    outcomes: dict[str, float]
+    accuracy: float
+    label_delay_p50: float
+    info: dict[str, str]
+    loaded_at: float
+    trained_at: float
+    drift_window_rows: int
+
+
+@dataclass
+class ModelReport:
+    """Everything one page shows about one model version (or one data file)."""
+
+    title: str
+    model: str
+    version: str
+    generated_at: float
+    rows: int
+    features: list[Distribution]
+    outputs: list[Distribution]
+    # feature -> {"missing": n, "out_of_range": n, "unseen_category": n}
+    quality: dict[str, dict[str, float]]
+    input_errors: dict[str, float] = field(default_factory=dict)
+    live: Live | None = None
+    flags: list[Flag] = field(default_factory=list)
+
+    def html(self) -> str:
+        """The whole page as one self-contained HTML document."""
+        from inferwatch.report.page import report_page
+
+        return report_page(self)
+
+    def save_html(self, path: Any) -> None:
+        """Write :meth:`html` to `path` (UTF-8)."""
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(self.html())
+
+    def _repr_html_(self) -> str:
+        from inferwatch.report.page import report_fragment
+
+        return report_fragment(self)
+
+
+def bin_labels(profile: Profile) -> tuple[str, ...]:
+    """Readable names of a profile's bins.
+
+    >>> bin_labels(Profile("x", "numeric", (0.2, 0.5, 0.3), edges=(1.0, 2.5)))
+    ('< 1', '[1, 2.5)', '>= 2.5')
+    """
+    if not profile.is_numeric:
+        return tuple(profile.categories)
+    edges = [f"{e:.4g}" for e in profile.edges]
+    if not edges:
+        return ("all",)
+    middle = [f"[{a}, {b})" for a, b in zip(edges, edges[1:])]
+    return (f"< {edges[0]}", *middle, f">= {edges[-1]}")
+
+
+def distributions(profiles: Mapping[str, Profile], counts: list[np.ndarray],
+                  scores: Mapping[tuple[str, str], float]) -> list[Distribution]:
+    """One Distribution per profile, most drifted (by PSI) first; NaN PSI last."""
+    out = []
+    for (name, profile), live in zip(profiles.items(), counts):
+        out.append(Distribution(
+            name, profile.kind, bin_labels(profile), tuple(float(f) for f in profile.fractions),
+            tuple(float(c) for c in np.asarray(live).tolist()),
+            {method: float(scores.get((name, method), math.nan))
+             for method in ("psi", "js", "ks")},
+            tuple(float(e) for e in profile.edges) if profile.is_numeric else ()))
+    return sorted(out, key=drift_order)
+
+
+def drift_order(distribution: Distribution) -> tuple[bool, float, str]:
+    """Sort key: scored before unscored, higher PSI first, then by name."""
+    psi = distribution.psi
+    return (math.isnan(psi), -psi if not math.isnan(psi) else 0.0, distribution.name)
+
+
+def from_data(reference: Reference, data: Any, predictions: Any = None, *,
+              range_tolerance: float = 0.0, title: str | None = None) -> ModelReport:
+    """Compare a batch of rows (a DataFrame, column dict, row dicts or 2-D array) with a
+    reference: distributions on the reference bins, drift scores and quality counts.
+
+    `predictions` (optional) are compared with the reference's prediction outputs.
+
+    >>> ref = Reference.from_data({"x": np.arange(100.0)}, predictions=np.arange(100.0))
+    >>> report = from_data(ref, {"x": [1.0, None, 500.0]}, predictions=[3.0, 4.0, 5.0])
+    >>> report.quality["x"]["missing"], report.quality["x"]["out_of_range"]
+    (1.0, 1.0)
+    >>> report.outputs[0].rows
+    3.0
+    """
+    checker = BatchChecker(reference, range_tolerance=range_tolerance)
+    result = checker.check(data)
+    feature_scores = DriftScorer(reference.features).scores(result.flat_bin_counts)
+    features = distributions(reference.features, result.bin_counts, feature_scores)
+    outputs: list[Distribution] = []
+    if predictions is not None and reference.outputs:
+        counts_by_output = checker.check_predictions(predictions)
+        counts = [np.asarray(counts_by_output.get(name, np.zeros(p.n_bins)))
+                  for name, p in reference.outputs.items()]
+        flat = np.concatenate(counts) if counts else np.zeros(0)
+        output_scores = DriftScorer(reference.outputs).scores(flat)
+        outputs = distributions(reference.outputs, counts, output_scores)
+    quality = {name: {"missing": float(result.missing[j]),
+                      "out_of_range": float(result.out_of_range[j]),
+                      "unseen_category": float(result.unseen_category[j])}
+               for j, name in enumerate(reference.feature_names)}
+    report = ModelReport(title=title or "Drift report", model="", version="",
+                         generated_at=time.time(), rows=int(result.rows), features=features,
+                         outputs=outputs, quality=quality,
+                         input_errors={k: float(v) for k, v in result.input_errors.items()})
+    from inferwatch.report.flags import Thresholds, evaluate
+
+    report.flags = evaluate(report, Thresholds.for_model(""))
+    return report

@@ -1,0 +1,331 @@
+"""HTML of reports and status pages: self-contained, static, every string escaped.
+
+One inline style sheet (allowed by its hash in the Content-Security-Policy, nothing else
+is), charts as inline SVG, no script: the page reads the same with JavaScript off. Every
+number a test compares with ``/metrics`` carries ``data-key`` and ``data-value`` attributes
+with its exact value.
+
+>>> from inferwatch.report.model import ModelReport
+>>> page = report_page(ModelReport("t<1>", "", "", 0.0, 0, [], [], {}))
+>>> "t&lt;1&gt;" in page and "<script" not in page
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Sequence
+from urllib.parse import urlencode
+
+from inferwatch.report import svg
+from inferwatch.report.flags import FIRING, NO_DATA
+from inferwatch.report.model import Distribution, Flag, Live, ModelReport
+from inferwatch.report.svg import escape
+
+RUNBOOKS = "https://github.com/inferwatch/inferwatch/blob/main/docs/runbooks.md#{anchor}"
+
+CSS = """
+.iw{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;color:#111827;max-width:1180px;
+margin:0 auto;padding:12px 20px;line-height:1.35}
+.iw h1{font-size:1.5em;margin:.2em 0}.iw h2{font-size:1.15em;margin:1.2em 0 .4em;
+border-bottom:1px solid #e5e7eb}.iw h3{font-size:1em;margin:1em 0 .2em}
+.iw table{border-collapse:collapse;font-size:.9em;margin:.3em 0}
+.iw th,.iw td{border-bottom:1px solid #e5e7eb;padding:3px 8px;text-align:left;
+vertical-align:top}.iw td.n{text-align:right;font-variant-numeric:tabular-nums}
+.iw .firing{color:#fff;background:#b91c1c;padding:1px 6px;border-radius:3px}
+.iw .ok{color:#fff;background:#15803d;padding:1px 6px;border-radius:3px}
+.iw .nodata{color:#374151;background:#e5e7eb;padding:1px 6px;border-radius:3px}
+.iw .cards{display:flex;flex-wrap:wrap;gap:10px}
+.iw .card{border:1px solid #e5e7eb;border-radius:6px;padding:6px 10px;min-width:170px}
+.iw .big{font-size:1.4em;font-weight:600}.iw .muted{color:#6b7280;font-size:.85em}
+.iw .feature{margin:0 0 10px 0}
+.iw a{color:#1d4ed8}
+.iw .cols{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
+"""
+_CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+# No script, font, frame, form or connection anywhere; the one style sheet by its hash;
+# images only inline (the favicon is an empty data: URL, so the browser asks for none).
+CONTENT_SECURITY_POLICY = (f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; "
+                           "img-src data:; base-uri 'none'; form-action 'none'")
+# The header form may also forbid framing, which a <meta> policy cannot.
+CSP_HEADER = CONTENT_SECURITY_POLICY + "; frame-ancestors 'none'"
+
+
+def document(title: str, body: str) -> str:
+    """A whole HTML document around `body`, with the policy in a <meta> as well (a report
+    opened from disk gets no header)."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<link rel="icon" href="data:,">'
+            f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+            f'<body><div class="iw">{body}</div></body></html>\n')
+
+
+def report_page(report: ModelReport, *, index_link: str | None = None) -> str:
+    """One model version or one data file, as a whole document."""
+    return document(report.title, report_body(report, index_link=index_link))
+
+
+def report_fragment(report: ModelReport) -> str:
+    """The same content for embedding (Jupyter): the style sheet and a <div>."""
+    return f'<style>{CSS}</style><div class="iw">{report_body(report)}</div>'
+
+
+def report_body(report: ModelReport, *, index_link: str | None = None) -> str:
+    parts = []
+    if index_link is not None:
+        parts.append(f'<p><a href="{escape(index_link)}">All models</a></p>')
+    parts.append(f"<h1>{escape(report.title)}</h1>")
+    stamp = datetime.datetime.fromtimestamp(report.generated_at, datetime.timezone.utc)
+    rows = report.live.drift_window_rows if report.live is not None else report.rows
+    what = "rows in the drift window" if report.live is not None else "rows compared"
+    parts.append(f'<p class="muted">Generated {escape(stamp.strftime("%Y-%m-%d %H:%M:%S"))} '
+                 f'UTC; <span data-key="drift_rows" data-value="{rows}">{rows}</span> '
+                 f"{what}.</p>")
+    if report.flags:
+        parts.append(_flags(report.flags))
+    if report.live is not None:
+        parts.append(_calls(report.live))
+    # Tables beside the distributions, so the most drifted features' charts are in view.
+    parts.append('<div class="cols"><div>')
+    parts.append(_drift_table("Feature drift", "feature_drift", report.features))
+    if report.outputs:
+        parts.append(_drift_table("Prediction drift", "prediction_drift", report.outputs))
+    parts.append("</div><div>")
+    if report.features or report.outputs:
+        parts.append("<h2>Distributions against the reference</h2>")
+        for item in report.features:
+            parts.append(_distribution(item, "feature_drift"))
+        for item in report.outputs:
+            parts.append(_distribution(item, "prediction_drift"))
+    parts.append("</div></div>")
+    parts.append('<h2>Details</h2><div class="cards">')
+    if report.live is not None:
+        parts.append(_live_details(report.live))
+    parts.append(f'<div class="card">{_quality(report)}</div></div>')
+    return "".join(parts)
+
+
+def index_page(reports: Sequence[ModelReport], link: Callable[[ModelReport], str], *,
+               metrics_link: str | None = None) -> str:
+    """The list of model versions, each linked to its page (``link(report)``)."""
+    rows = []
+    for report in reports:
+        firing = [f.alert for f in report.flags if f.state == FIRING]
+        flags = ", ".join(escape(a) for a in firing) or "none"
+        live = report.live
+        rows.append(
+            f'<tr><td><a href="{escape(link(report))}">{escape(report.model)}</a></td>'
+            f"<td>{escape(report.version)}</td>"
+            f'<td class="n">{_num(live.calls_per_second if live else math.nan)}</td>'
+            f'<td class="n">{_pct(live.error_ratio if live else math.nan)}</td>'
+            f'<td class="{"firing" if firing else "ok"}">{flags}</td></tr>')
+    body = ("<h1>inferwatch</h1><p class=\"muted\">Model versions served by this process "
+            "(in multi-worker mode: all workers merged)."
+            + (f' Metrics: <a href="{escape(metrics_link)}">{escape(metrics_link)}</a>.'
+               if metrics_link else "") + "</p>"
+            "<table><tr><th>model</th><th>version</th><th>calls/s (5m)</th>"
+            "<th>error ratio</th><th>conditions holding</th></tr>"
+            + ("".join(rows) or '<tr><td colspan="5">No model recorded yet.</td></tr>')
+            + "</table>")
+    return document("inferwatch", body)
+
+
+def model_link(model: str, version: str) -> str:
+    """A link relative to wherever the page is mounted.
+
+    >>> model_link("a b", "1&2")
+    '?model=a+b&version=1%262'
+    """
+    return "?" + urlencode({"model": model, "version": version})
+
+
+# --- sections ------------------------------------------------------------------------------
+
+def _flags(flags: Iterable[Flag]) -> str:
+    rows = []
+    for flag in flags:
+        css = {FIRING: "firing", NO_DATA: "nodata"}.get(flag.state, "ok")
+        anchor = flag.alert.lower()
+        rows.append(
+            f'<tr><td><a href="{escape(RUNBOOKS.format(anchor=anchor))}">'
+            f"{escape(flag.alert)}</a></td><td><span class=\"{css}\">{escape(flag.state)}"
+            f"</span></td><td>{escape(flag.detail)}</td></tr>")
+    return ("<h2>Alert conditions</h2><p class=\"muted\">Each alert rule's condition on "
+            "these numbers, with the thresholds the rules are generated from; an alert "
+            "fires once its condition has held for the rule's <code>for</code>.</p>"
+            "<table><tr><th>alert</th><th>now</th><th>detail</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _calls(live: Live) -> str:
+    window = _duration(live.window_seconds)
+    cards = []
+    for label, value, text, line in (
+            ("calls per second", live.calls_per_second, _num(live.calls_per_second),
+             "calls per second"),
+            ("error ratio", live.error_ratio, _pct(live.error_ratio), "error ratio"),
+            ("p50 latency", live.latency_p50, _seconds(live.latency_p50), "p50 latency (s)"),
+            ("p99 latency", live.latency_p99, _seconds(live.latency_p99), "p99 latency (s)")):
+        cards.append(
+            f'<div class="card"><div class="muted">{escape(label)} '
+            f"(last {escape(window)})</div>"
+            f'<div class="big" data-key="{escape(label)}" data-value="{value!r}">'
+            f"{escape(text)}</div>"
+            + svg.sparkline(live.sparklines.get(line, []), title=f"{line}, last hour")
+            + "</div>")
+    return "".join(['<h2>Calls</h2><div class="cards">', *cards, "</div>"])
+
+
+def _live_details(live: Live) -> str:
+    parts = []
+    parts.append(_table("Calls by outcome (total)", ["outcome", "calls"],
+                        [(k, v) for k, v in sorted(live.requests.items())], "requests"))
+    if live.prediction_quantiles:
+        rows = []
+        for output, quantiles in sorted(live.prediction_quantiles.items()):
+            rows.extend((f"{output} q{q}", v, f"quantile|{output}|{q}")
+                        for q, v in quantiles.items())
+        parts.append(_keyed_table("Prediction quantiles (rolling window)",
+                                  ["output and quantile", "value"], rows))
+    if live.classes:
+        labels = sorted(live.classes)
+        parts.append("<h3>Class mix</h3>" + svg.bars(labels, [live.classes[c] for c in labels],
+                                                     title="predicted classes"))
+        parts.append(_table("", ["class", "predictions"],
+                            [(c, live.classes[c]) for c in labels], "class"))
+    if live.confidence:
+        parts.append(_table("Confidence (top-class probability, rolling window)",
+                            ["quantile", "value"], sorted(live.confidence.items()),
+                            "confidence"))
+    parts.append(_table("Invalid predictions (total)", ["reason", "rows"],
+                        sorted(live.invalid.items()), "invalid"))
+    if live.input_errors:
+        parts.append(_table("Input errors (total)", ["reason", "count"],
+                            sorted(live.input_errors.items()), "input_errors"))
+    outcome_rows = [(k, v) for k, v in sorted(live.outcomes.items())]
+    parts.append(_table("Outcomes (ground truth, total)", ["result", "outcomes"], outcome_rows,
+                        "outcomes"))
+    parts.append(f'<p>Accuracy: <b data-key="accuracy" data-value="{live.accuracy!r}">'
+                 f"{_pct(live.accuracy)}</b>; median label delay: "
+                 f"<b>{_seconds(live.label_delay_p50)}</b>.</p>")
+    return "".join(f'<div class="card">{part}</div>' for part in parts)
+
+
+def _drift_table(title: str, key: str, items: Sequence[Distribution]) -> str:
+    if not items:
+        return f"<h2>{escape(title)}</h2><p>No reference profile: no drift to show.</p>"
+    rows = []
+    for item in items:
+        anchor = _anchor(key, item.name)
+        cells = "".join(
+            f'<td class="n" data-key="{escape(f"{key}|{item.name}|{m}")}" '
+            f'data-value="{item.scores.get(m, math.nan)!r}">{_num(item.scores.get(m, math.nan))}'
+            "</td>" for m in ("psi", "js", "ks"))
+        rows.append(f'<tr class="{key}"><td><a href="#{anchor}">{escape(item.name)}</a></td>'
+                    f"{cells}<td class=\"n\">{item.rows:g}</td></tr>")
+    return (f"<h2>{escape(title)}</h2><p class=\"muted\">Sorted by PSI, most drifted first.</p>"
+            "<table><tr><th>name</th><th>PSI</th><th>JS</th><th>KS</th><th>rows</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _quality(report: ModelReport) -> str:
+    rows = []
+    for feature in sorted(report.quality):
+        counts = report.quality[feature]
+        cells = "".join(
+            f'<td class="n" data-key="{escape(f"{kind}|{feature}")}" '
+            f'data-value="{counts.get(kind, 0.0)!r}">{counts.get(kind, 0.0):g}</td>'
+            for kind in ("missing", "out_of_range", "unseen_category"))
+        rows.append(f"<tr><td>{escape(feature)}</td>{cells}</tr>")
+    errors = "".join(f"<li>{escape(reason)}: {count:g}</li>"
+                     for reason, count in sorted(report.input_errors.items()))
+    return ("<h3>Data quality (total)</h3>"
+            "<table><tr><th>feature</th><th>missing</th><th>out of range</th>"
+            "<th>unseen category</th></tr>"
+            + ("".join(rows) or '<tr><td colspan="4">No problem counted.</td></tr>')
+            + "</table>" + (f"<p>Input errors:</p><ul>{errors}</ul>" if errors else ""))
+
+
+def _distribution(item: Distribution, key: str) -> str:
+    scores = ", ".join(f"{m.upper()} {_num(item.scores.get(m, math.nan))}"
+                       for m in ("psi", "js", "ks"))
+    chart = svg.overlaid_histogram(item.bins, item.reference, item.live_shares,
+                                   title=f"{item.name}: reference and live", edges=item.edges)
+    return (f'<div class="feature {key}" id="{_anchor(key, item.name)}">'
+            f"<h3>{escape(item.name)}</h3><div class=\"muted\">{escape(scores)}; "
+            f"{item.rows:g} rows</div>{chart}</div>")
+
+
+def _table(title: str, header: Sequence[str], rows: Iterable[tuple[str, float]],
+           key: str) -> str:
+    return _keyed_table(title, header, [(name, value, f"{key}|{name}") for name, value in rows])
+
+
+def _keyed_table(title: str, header: Sequence[str],
+                 rows: Iterable[tuple[str, float, str]]) -> str:
+    body = "".join(f'<tr><td>{escape(name)}</td><td class="n" data-key="{escape(key)}" '
+                   f'data-value="{value!r}">{_num(value)}</td></tr>' for name, value, key in rows)
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    heading = f"<h3>{escape(title)}</h3>" if title else ""
+    return f"{heading}<table><tr>{head}</tr>{body or '<tr><td>none</td></tr>'}</table>"
+
+
+def _anchor(prefix: str, name: str) -> str:
+    # An id from the name's bytes: unique, and safe whatever the name holds.
+    raw = name.encode("utf-8", "surrogatepass")
+    return f"{prefix}-{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
+def _num(value: float) -> str:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.4g}"
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.3g}%" if math.isfinite(value) else "n/a"
+
+
+def _duration(seconds: float) -> str:
+    """
+    >>> _duration(12.3), _duration(300.0), _duration(float("nan"))
+    ('12 s', '5 min', 'n/a')
+    """
+    if not math.isfinite(seconds):
+        return "n/a"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.3g} min"
+
+
+def _seconds(value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value * 1000:.3g} ms" if value < 1 else f"{value:.3g} s"
+
+
+def layout_fingerprint() -> str:
+    """A hash of the pages this module draws for fixed sample data: it changes when the
+    layout, the style sheet or the charts change, not with live numbers (the README's
+    pictures carry it, and a test tells when they are older than the layout).
+
+    >>> layout_fingerprint() == layout_fingerprint()
+    True
+    """
+    from inferwatch.report.model import Distribution, Flag, Live
+
+    features = [Distribution("a", "numeric", ("< 1", ">= 1"), (0.5, 0.5), (10.0, 30.0),
+                             {"psi": 0.2, "js": 0.1, "ks": 0.25}),
+                Distribution("b", "categorical", ("x", "__other__"), (0.9, 0.1), (5.0, 5.0),
+                             {"psi": 0.9, "js": 0.3, "ks": 0.4})]
+    live = Live(300.0, {"ok": 9.0, "error": 1.0}, 2.0, 0.1, 0.01, 0.2,
+                {"calls per second": [1.0, 2.0]}, {"value": {"0.5": 0.3}}, {"1": 4.0},
+                {"0.5": 0.8}, {"nan": 0.0}, {}, {"correct": 3.0}, 0.75, 12.0, {}, 0.0, 0.0, 40)
+    report = ModelReport("m 1", "m", "1", 0.0, 40, features, features[:1],
+                         {"a": {"missing": 1.0}}, {}, live,
+                         [Flag("InferwatchLatencyHigh", "ok", 0.2, 0.5, "detail")])
+    text = report_page(report, index_link="?") + index_page([report], lambda r: "?x")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

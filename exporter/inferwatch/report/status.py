@@ -1,0 +1,131 @@
+"""The status pages a server answers at ``/``: an index of model versions and one page per
+version (``/?model=NAME&version=VERSION``), rendered on request from the same states a
+scrape reads (the merged view in multi-worker mode) and the drain's ring of recent totals.
+
+>>> from inferwatch.core.registry import Registry
+>>> registry = Registry()
+>>> registry.monitor("fraud", "1.4.2").record_call(0.01, 0.9)
+>>> status, body, headers = StatusPages(registry).respond("")
+>>> status, b"fraud" in body, headers["Content-Security-Policy"].startswith("default-src")
+(200, True, True)
+>>> StatusPages(registry).respond("model=fraud&version=9")[0]
+404
+>>> registry.close()
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from inferwatch import faults
+from inferwatch.core.registry import Registry, default_registry
+from inferwatch.report.flags import Thresholds
+from inferwatch.report.live import from_state
+from inferwatch.report.page import CSP_HEADER, index_page, model_link, report_page
+
+HTML = "text/html; charset=utf-8"
+SNAPSHOT_FORMAT = "inferwatch.status_snapshot/1"
+
+
+def page_headers() -> dict[str, str]:
+    """Headers of every status page: the policy, no sniffing, no caching, no referrer."""
+    return {"Content-Type": HTML, "Content-Security-Policy": CSP_HEADER,
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer"}
+
+
+class StatusPages:
+    """Renders the index and model pages of `registry` (inferwatch's default when None).
+
+    `config` is what :class:`~inferwatch.report.flags.Thresholds` takes: a generator
+    Config, the path of the YAML file the rules were generated from, or None (defaults).
+    Creating it starts the registry's ring of recent totals.
+    """
+
+    def __init__(self, registry: Registry | None = None, *, config: Any = None,
+                 metrics_link: str | None = "metrics") -> None:
+        self.registry = registry or default_registry()
+        self.history = self.registry.enable_history()
+        self.metrics_link = metrics_link
+        if config is not None and not hasattr(config, "models"):
+            from inferwatch.generate.config import load
+
+            config = load(config)  # fails at start-up, naming the bad key, not per page
+        self._config = config
+
+    def respond(self, query: str) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body and headers for one request with query string `query`; a fault
+        while rendering is counted and answered 500, never raised."""
+        try:
+            return self._respond(query)
+        except Exception as exc:
+            faults.record("status_page", exc)
+            return 500, b"status page failed; see inferwatch_internal_errors_total\n", {
+                "Content-Type": "text/plain; charset=utf-8"}
+
+    def _respond(self, query: str) -> tuple[int, bytes, dict[str, str]]:
+        params = parse_qs(query)
+        model = params.get("model", [None])[0]
+        version = params.get("version", [None])[0]
+        now = time.time()
+        states = self.registry.states()
+        if params.get("format") == ["json"]:
+            return 200, snapshot_json(states, model, version), {
+                "Content-Type": "application/json", "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff"}
+        if model is None:
+            reports = [self._report(state, now) for state in
+                       sorted(states, key=lambda s: (s.model, s.version))]
+            body = index_page(reports, lambda r: model_link(r.model, r.version),
+                              metrics_link=self.metrics_link)
+            return 200, _encode(body), page_headers()
+        for state in states:
+            if state.model == model and (version is None or state.version == version):
+                page = report_page(self._report(state, now), index_link="?")
+                return 200, _encode(page), page_headers()
+        return 404, b"no such model version\n", {"Content-Type": "text/plain; charset=utf-8"}
+
+    def _report(self, state, now: float):
+        return from_state(state, self.history, now,
+                          thresholds=Thresholds.for_model(state.model, self._config))
+
+
+def snapshot_json(states: list, model: str | None = None, version: str | None = None) -> bytes:
+    """The states a page is drawn from, as JSON (``?format=json``): what
+    ``inferwatch report --metrics URL`` draws the same report from, elsewhere."""
+    chosen = [s.to_dict() for s in states
+              if (model is None or s.model == model) and (version is None or s.version == version)]
+    return json.dumps({"format": SNAPSHOT_FORMAT, "generated_at": time.time(),
+                       "states": chosen}, default=_json_default).encode()
+
+
+def read_snapshot(data: bytes) -> tuple[float, list]:
+    """(generated_at, ModelStates) from :func:`snapshot_json`'s bytes; ValueError if not one."""
+    from inferwatch.core.state import ModelState
+
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a status snapshot (not JSON: {exc})") from None
+    if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError("not a status snapshot (expected "
+                         f"format {SNAPSHOT_FORMAT!r}; is the URL a status page?)")
+    try:
+        return float(document["generated_at"]), [ModelState.from_dict(s)
+                                                 for s in document["states"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed status snapshot: {exc!r}") from None
+
+
+def _json_default(value: object) -> object:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _encode(text: str) -> bytes:
+    # A label holding a lone surrogate must not fail the page.
+    return text.encode("utf-8", "replace")
