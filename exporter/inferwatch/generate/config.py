@@ -572,7 +572,6 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         bool: isinstance(value, bool),
         Mapping: isinstance(value, Mapping),
         tuple: isinstance(value, list),
-        bool: isinstance(value, bool),
     }.get(kind, isinstance(value, Mapping))
     if not ok:
         raise ConfigError(key, f"must be {_type_name(kind)}, got {type(value).__name__} "
