@@ -24,6 +24,8 @@ MODULES = {
     "bench_rules": "Rule evaluation: 100 models with their own objectives, on Prometheus",
     "bench_outcome_cache": "Outcome cache: memory per entry and the byte bound",
     "bench_streams": "Streams: per item, time to first item, memory",
+    "bench_baselines": "Adaptive baselines: detection delay (promtool) and rule evaluation "
+                       "(Prometheus, 100 models x 50 features)",
     "bench_shadow": "Shadow models: the champion's cost, background throughput, memory",
     "bench_report": "Drift report and status page: inferwatch vs Evidently 0.7",
 }

@@ -258,7 +258,8 @@ def test_every_query_carries_the_selected_variables(rendered: dict[str, dict[str
             selectors = _SELECTOR.findall(expr)
             assert selectors, f"{name}: a query that selects nothing: {expr}"
             for metric, matchers in selectors:
-                if metric == "ALERTS" or metric.startswith("model:inferwatch_objective:"):
+                if (metric == "ALERTS" or metric.startswith("model:inferwatch_objective:")
+                        or ":inferwatch_baseline_" in metric):
                     # Alerts and objectives come from the rules, not a scrape: no job.
                     assert 'model=~"$model"' in matchers, expr
                 elif DEFAULT.selectors.model in matchers:

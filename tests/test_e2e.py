@@ -81,6 +81,8 @@ AFTER_INCIDENT = {
     ("model-overview", "Errors by type"): "no call fails in the baseline",
     ("champion-challenger", "Errors by type and version"): "no call fails in the baseline",
     ("model-quality", "Missing values per row"): "the incident sends null features",
+    ("model-quality", "Missing values per row and expected bands: $model"):
+        "the incident sends null features",
     ("model-quality", "Out-of-range values per row"): "drifted inputs leave the reference range",
     ("model-quality", "Unseen categories"): "drifted requests come from a new channel",
     ("model-quality", "Input errors"): "the incident sends requests missing a column",

@@ -14,6 +14,7 @@ import yaml
 
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.generate import render
+from inferwatch.generate.baselines import SIGNALS
 from inferwatch.generate.config import (
     DEFAULT,
     OBJECTIVE_KEYS,
@@ -24,10 +25,24 @@ from inferwatch.generate.config import (
     leaves,
 )
 from inferwatch.generate.promql import number
-from inferwatch.generate.rules import ALERTS, alerting_groups, anchor, recording_groups
+from inferwatch.generate.rules import (
+    ALERTS,
+    alerting_groups,
+    anchor,
+    baseline_alerting_groups,
+    baseline_recording_groups,
+    recording_groups,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED_GLOBS = ("dashboards/*.json", "alerts/*.yml", "alerts/kubernetes/*.yaml")
+RULE_FILES = ("alerts/recording-rules.yml", "alerts/alerting-rules.yml",
+              "alerts/baseline-recording-rules.yml", "alerts/baseline-alerting-rules.yml")
+
+
+def all_alert_rules(cfg: Config) -> list[dict[str, Any]]:
+    """Every alert rule, the adaptive-baseline ones included."""
+    return [r for g in alerting_groups(cfg) + baseline_alerting_groups(cfg) for r in g["rules"]]
 CURRENT_PANEL_TYPES = {"timeseries", "stat", "table", "bargauge", "heatmap", "state-timeline",
                        "row"}
 VARIABLES = {"datasource", "job", "instance", "model", "model_version"}
@@ -128,6 +143,28 @@ SENTINELS: dict[str, Any] = {
     "kubernetes.path": "/sentinel-metrics",
     "kubernetes.scrape_interval": "29s",
 }
+# Each baseline signal's settings, distinct per signal and from every default.
+for _i, _signal in enumerate(SIGNALS):
+    SENTINELS.update({
+        f"baselines.{_signal}.enabled": True,
+        f"baselines.{_signal}.k": round(2.0131 + 0.0001 * _i, 4),
+        f"baselines.{_signal}.window": f"{601 + _i}s",
+        f"baselines.{_signal}.baseline_window": f"{1501 + _i}m",
+        f"baselines.{_signal}.baseline_offset": f"{181 + _i}m",
+        f"baselines.{_signal}.min_history": f"{1601 + _i}m",
+        f"baselines.{_signal}.min_traffic": round(0.1113 + 0.0001 * _i, 4),
+        f"baselines.{_signal}.sigma_floor": round(0.00311 + 0.00001 * _i, 5),
+        f"baselines.{_signal}.sigma_floor_ratio": round(0.0611 + 0.0001 * _i, 4),
+    })
+SENTINELS.update({
+    "baselines.evaluation_interval": "270s",
+    "baselines.seasonal_offsets": ["8d", "2d"],
+    "baselines.seasonal_window": "71m",
+    "baselines.features": ["sentinel_feature_a", "sentinel_feature_b"],
+    "baselines.latency_quantiles": ["0.37", "0.993"],
+    "baselines.prediction_quantiles": ["0.61"],
+    "baselines.confidence_quantiles": ["0.47"],
+})
 # A distinct `for` per alert and the other severity, so a hard-coded one shows.
 ALERT_SENTINELS = {alert.name: {"for": f"{101 + i}m",
                                 "severity": "warning" if alert.severity == "critical"
@@ -210,6 +247,8 @@ def test_every_config_value_reaches_the_output(files: dict[str, str]) -> None:
     default_output = "\n".join(files.values())
     output = "\n".join(render(_sentinel_config()).values())
     for key, value in SENTINELS.items():
+        if isinstance(value, bool) and key not in SWITCH_OUTPUTS:
+            continue  # a baseline switch shows as rules present or absent: test_baselines.py
         for text in SWITCH_OUTPUTS.get(key) or _texts(value):
             assert text not in default_output, f"sentinel {text!r} of {key} is not distinctive"
             assert text in output, f"{key}: {text!r} does not reach the output"
@@ -228,7 +267,7 @@ def test_every_model_value_reaches_the_output(files: dict[str, str]) -> None:
         assert text not in default_output, f"sentinel {text!r} of {key} is not distinctive"
         assert text in output, f"models.{MODEL_PATTERN}.{key}: {text!r} does not reach the output"
     assert f'model=~"{MODEL_PATTERN}"' in output
-    rules = [r for g in alerting_groups(_model_sentinel_config()) for r in g["rules"]
+    rules = [r for r in all_alert_rules(_model_sentinel_config())
              if r["alert"] == "InferwatchLatencyHigh"]
     own = [r for r in rules if r["labels"].get("model_override") == MODEL_PATTERN]
     assert [(r["for"], r["labels"]["severity"]) for r in own] == [("151m", "info")]
@@ -236,7 +275,7 @@ def test_every_model_value_reaches_the_output(files: dict[str, str]) -> None:
 
 def test_alert_overrides_and_links_reach_every_rule() -> None:
     cfg = _sentinel_config()
-    rules = {rule["alert"]: rule for group in alerting_groups(cfg) for rule in group["rules"]}
+    rules = {rule["alert"]: rule for rule in all_alert_rules(cfg)}
     for name, override in ALERT_SENTINELS.items():
         rule = rules[name]
         assert rule["for"] == override["for"]
@@ -255,7 +294,7 @@ def test_thresholds_reach_the_alert_expressions() -> None:
     cfg = dataclasses.replace(_sentinel_config(),
                               objectives=dataclasses.replace(DEFAULT.objectives,
                                                              from_code=False))
-    exprs = {r["alert"]: r["expr"] for g in alerting_groups(cfg) for r in g["rules"]}
+    exprs = {r["alert"]: r["expr"] for r in all_alert_rules(cfg)}
     expected = {
         "InferwatchLatencyHigh": ["0.321", "p99_7m"],
         "InferwatchStreamFirstItemSlow": ["0.654", "inferwatch_stream_first_item_seconds:p99_7m"],
@@ -290,6 +329,15 @@ def test_thresholds_reach_the_alert_expressions() -> None:
         "InferwatchShadowDropping": ["0.0237", "ratio_rate7m"],
         "InferwatchShadowBetter": ["0.0433", "3721", "accuracy_rate17h", "increase17h"],
     }
+    for spec in SIGNALS.values():
+        signal = {key.rsplit(".", 1)[1]: value for key, value in SENTINELS.items()
+                  if key.startswith(f"baselines.{spec.key}.")}
+        # Traffic guards on its own trailing mean; the others on the model's calls.
+        traffic = (f"mean_{signal['baseline_window']}" if spec.key == "traffic"
+                   else 'cluster="c-sentinel"')
+        expected[spec.alert] = [f"value_{signal['window']}", f"[{signal['window']}]",
+                                f"offset {signal['min_history']}",
+                                number(signal["min_traffic"]), traffic]
     assert set(expected) == set(exprs)
     for name, parts in expected.items():
         for part in parts:
@@ -384,6 +432,7 @@ def metric_names(expr: str) -> set[str]:
     """The series an expression reads: what is left once matchers, label lists, ranges and
     function calls are taken out."""
     expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"#[^\n]*", " ", expr)  # PromQL comments
     expr = re.sub(r"\{[^}]*\}", " ", expr)
     expr = re.sub(r"\[[^\]]*\]", " ", expr)
     expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ",
@@ -410,7 +459,7 @@ def _known_series() -> set[str]:
         if spec.kind in ("histogram", "summary"):
             names.update({f"{spec.name}_bucket", f"{spec.name}_sum", f"{spec.name}_count"})
     return names | {rule["record"] for group in recording_groups(DEFAULT)
-                     for rule in group["rules"]}
+                     + baseline_recording_groups(DEFAULT) for rule in group["rules"]}
 
 
 def test_dashboard_metrics_exist_in_the_catalogue_or_the_rules(
@@ -426,7 +475,7 @@ def test_dashboard_metrics_exist_in_the_catalogue_or_the_rules(
 
 def test_rule_metrics_exist_in_the_catalogue_or_the_rules(files: dict[str, str]) -> None:
     known = _known_series()
-    for path in ("alerts/recording-rules.yml", "alerts/alerting-rules.yml"):
+    for path in RULE_FILES:
         groups = yaml.safe_load(files[path])["groups"]
         for rule in (r for g in groups for r in g["rules"]):
             names = metric_names(rule["expr"])
@@ -438,7 +487,8 @@ def test_rule_metrics_exist_in_the_catalogue_or_the_rules(files: dict[str, str])
 
 
 def test_every_alert_has_labels_annotations_and_naming(files: dict[str, str]) -> None:
-    groups = yaml.safe_load(files["alerts/alerting-rules.yml"])["groups"]
+    groups = [g for path in ("alerts/alerting-rules.yml", "alerts/baseline-alerting-rules.yml")
+              for g in yaml.safe_load(files[path])["groups"]]
     rules = [r for g in groups for r in g["rules"]]
     assert len(rules) == len(ALERTS)
     for rule in rules:
@@ -453,11 +503,15 @@ def test_every_alert_has_labels_annotations_and_naming(files: dict[str, str]) ->
 
 
 def test_recording_rules_follow_level_metric_operation(files: dict[str, str]) -> None:
-    groups = yaml.safe_load(files["alerts/recording-rules.yml"])["groups"]
+    groups = [g for path in ("alerts/recording-rules.yml", "alerts/baseline-recording-rules.yml")
+              for g in yaml.safe_load(files[path])["groups"]]
     for rule in (r for g in groups for r in g["rules"]):
         level, metric, operation = rule["record"].split(":")
         assert level and operation and metric.startswith("inferwatch_"), rule["record"]
-        if rule["record"].startswith("model:inferwatch_objective:"):
+        if metric.startswith("inferwatch_baseline_"):
+            # Baselines aggregate versions away: a deploy keeps its model's history.
+            assert "model_version" not in rule["expr"], rule
+        elif rule["record"].startswith("model:inferwatch_objective:"):
             assert rule["expr"].startswith("group by (model) (inferwatch_model_info"), rule
         elif level == "model":
             assert "by (model, model_version" in rule["expr"] or rule["expr"].count(":") >= 2
@@ -475,8 +529,7 @@ def test_runbooks_have_one_section_per_alert() -> None:
 
 def test_kubernetes_manifests(files: dict[str, str]) -> None:
     rule = yaml.safe_load(files["alerts/kubernetes/prometheusrule.yaml"])
-    plain = [g for path in ("alerts/recording-rules.yml", "alerts/alerting-rules.yml")
-             for g in yaml.safe_load(files[path])["groups"]]
+    plain = [g for path in RULE_FILES for g in yaml.safe_load(files[path])["groups"]]
     assert rule["kind"] == "PrometheusRule"
     assert rule["spec"]["groups"] == plain
     service = yaml.safe_load(files["alerts/kubernetes/servicemonitor.yaml"])

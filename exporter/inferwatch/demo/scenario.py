@@ -184,4 +184,10 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
                    "min_compared": 50, "min_outcomes": 50, "min_accuracy_gain": 0.05},
         "links": {"grafana_url": grafana_url},
         "alerts": {alert.name: {"for": window("for")} for alert in ALERTS},
+        # The baseline groups run at 5m in production, 5s here, so the signals of the
+        # expected-band panels show from the start. Their bands and alerts still need the
+        # default day of history, which no demo run reaches: they never fire here.
+        # (At most the production 5m, the longest the baseline alerts allow.)
+        "baselines": {"evaluation_interval": duration(min(5.0 / speed, 300.0),
+                                                      floor=2 * SCRAPE_INTERVAL_SECONDS)},
     }

@@ -98,9 +98,12 @@ def run(dashboards_dir: Path, out: Path, baseline: float = 90.0, incident: float
     from inferwatch.demo.stack import Stack, free_port, prometheus_config, write_yaml
     from inferwatch.demo.traffic import TrafficGenerator
     from inferwatch.generate import write
+    from inferwatch.generate.config import from_dict
 
     workdir = Path(tempfile.mkdtemp(prefix="inferwatch-snapshot-"))
-    write(workdir)  # the default rules, as committed
+    # The default rules, as committed, but for the baseline groups' interval (5m): at 15s
+    # the expected-band panels show their signals within the run.
+    write(workdir, from_dict({"baselines": {"evaluation_interval": "15s"}}))
     generators: list[TrafficGenerator] = []
     with Stack(workdir) as stack:
         replicas, metrics, pids = [], [], []

@@ -44,6 +44,16 @@ ALERT_NAMES: tuple[str, ...] = (
     "InferwatchCollectorFailing",
     "InferwatchInternalErrors",
     "InferwatchSeriesOverflow",
+    # adaptive baselines
+    "InferwatchTrafficAnomaly",
+    "InferwatchErrorRatioAnomaly",
+    "InferwatchLatencyAnomaly",
+    "InferwatchBatchSizeAnomaly",
+    "InferwatchPredictionShift",
+    "InferwatchClassMixShift",
+    "InferwatchConfidenceDrop",
+    "InferwatchMissingRateAnomaly",
+    "InferwatchOutOfRangeAnomaly",
 )
 
 # Alerts whose series carry a model, so a `models:` entry may change their severity and `for`.
@@ -53,5 +63,8 @@ MODEL_ALERT_NAMES: frozenset[str] = frozenset({
     "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
     "InferwatchOutOfRangeSpike", "InferwatchFeatureDrift", "InferwatchPredictionDrift",
     "InferwatchAccuracyDrop", "InferwatchShadowFailing", "InferwatchShadowAgreementLow",
-    "InferwatchShadowDropping", "InferwatchShadowBetter",
+    "InferwatchShadowDropping", "InferwatchShadowBetter", "InferwatchTrafficAnomaly",
+    "InferwatchErrorRatioAnomaly", "InferwatchLatencyAnomaly", "InferwatchBatchSizeAnomaly",
+    "InferwatchPredictionShift", "InferwatchClassMixShift", "InferwatchConfidenceDrop",
+    "InferwatchMissingRateAnomaly", "InferwatchOutOfRangeAnomaly",
 })

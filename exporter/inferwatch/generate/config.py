@@ -325,6 +325,94 @@ class Pushgateway:
                              "from max_age, e.g. {nightly-scoring: 26h}", _duration_map)
 
 
+def _durations(value: Any) -> str | None:
+    for text in value:
+        problem = _duration(text)
+        if problem:
+            return problem
+    return None
+
+
+def _quantiles(value: Any) -> str | None:
+    for text in value:
+        try:
+            number = float(text)
+        except ValueError:
+            number = -1.0
+        if not 0 < number < 1:
+            return (f"must be quantiles between 0 and 1 as written in the quantile label, "
+                    f"got {text!r}")
+    return None
+
+
+def _label_values(value: Any) -> str | None:
+    return None if all(text.strip() for text in value) else "must not hold an empty name"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One adaptive-baseline signal: its switch, its sensitivity and its windows."""
+
+    enabled: bool = _setting(True, "whether the signal gets baseline rules and its alert")
+    k: float = _setting(3.0, "the alert fires outside expected +- k x sigma", _positive)
+    window: str = _setting("10m", "window of the short value compared with the band", _duration)
+    baseline_window: str = _setting("1d", "trailing window of the mean and the standard "
+                                    "deviation", _duration)
+    baseline_offset: str = _setting("3h", "the trailing statistics end this long before now, "
+                                    "so a fault building up for hours is not yet learned as "
+                                    "normal", _duration)
+    min_history: str = _setting("1d", "how long ago the short value must already have been "
+                                "recorded before the alert may fire", _duration)
+    min_traffic: float = _setting(0.1, "calls per second of the model (over the short window) "
+                                  "below which the signal means nothing and the alert stays "
+                                  "quiet", _non_negative)
+    sigma_floor: float = _setting(0.0, "smallest sigma, in the signal's unit, so a flat series "
+                                  "does not page on a wobble", _non_negative)
+    sigma_floor_ratio: float = _setting(0.05, "smallest sigma as a share of the expected "
+                                        "value", _non_negative)
+
+
+_SIGNAL_HELP = _meta("one signal's baseline: enabled, k, window, baseline_window, "
+                     "baseline_offset, min_history, min_traffic, sigma_floor, sigma_floor_ratio")
+
+
+def _floors(floor: float, ratio: float) -> Callable[[], Signal]:
+    """A signal's defaults: the same keys, its own sigma floors (they are in its unit)."""
+    return lambda: Signal(sigma_floor=floor, sigma_floor_ratio=ratio)
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """Adaptive baselines: each signal against its own trailing and seasonal history."""
+
+    evaluation_interval: str = _setting("5m", "interval of the baseline rule groups; each "
+                                        "trailing statistic reads one sample per interval",
+                                        _duration)
+    seasonal_offsets: tuple = _setting(("1w", "1d"), "the same time this long ago is the "
+                                       "expected value, the first offset with history wins; "
+                                       "without any, the trailing mean", _durations)
+    seasonal_window: str = _setting("1h", "window, centred on the seasonal offset, the "
+                                    "seasonal value is averaged over", _duration)
+    features: tuple = _setting((), "features that get per-feature baselines (empty: every "
+                               "feature)", _label_values)
+    latency_quantiles: tuple = _setting(("0.5", "0.99"), "latency quantiles with a baseline",
+                                        _quantiles)
+    prediction_quantiles: tuple = _setting(("0.5", "0.9"), "rolling prediction quantiles "
+                                           "(quantile label of inferwatch_prediction) with a "
+                                           "baseline", _quantiles)
+    confidence_quantiles: tuple = _setting(("0.5",), "rolling confidence quantiles with a "
+                                           "baseline", _quantiles)
+    traffic: Signal = field(default_factory=_floors(0.01, 0.05), metadata=_SIGNAL_HELP)
+    errors: Signal = field(default_factory=_floors(0.005, 0.25), metadata=_SIGNAL_HELP)
+    latency: Signal = field(default_factory=_floors(0.005, 0.1), metadata=_SIGNAL_HELP)
+    predictions: Signal = field(default_factory=_floors(0.001, 0.05), metadata=_SIGNAL_HELP)
+    classes: Signal = field(default_factory=_floors(0.01, 0.1), metadata=_SIGNAL_HELP)
+    confidence: Signal = field(default_factory=_floors(0.01, 0.02), metadata=_SIGNAL_HELP)
+    missing: Signal = field(default_factory=_floors(0.002, 0.25), metadata=_SIGNAL_HELP)
+    out_of_range: Signal = field(default_factory=_floors(0.002, 0.25), metadata=_SIGNAL_HELP)
+    batch_size: Signal = field(default_factory=_floors(0.5, 0.1), metadata=_SIGNAL_HELP)
+
+
 @dataclass(frozen=True)
 class AlertOverride:
     severity: str | None = field(default=None, metadata=_meta(
@@ -440,6 +528,8 @@ class Config:
         "faults inside inferwatch"))
     pushgateway: Pushgateway = field(default_factory=Pushgateway, metadata=_meta(
         "groups pushed by batch jobs"))
+    baselines: Baselines = field(default_factory=Baselines, metadata=_meta(
+        "adaptive baselines: alerts when a signal leaves its own expected band"))
     alerts: Mapping = _setting(_frozen({}), "per-alert overrides: {AlertName: {severity, for}}")
     models: Mapping = _setting(_frozen({}), "per-model overrides: {model name or regex: {section: "
                                "{key: value}, alerts: {AlertName: {severity, for}}}}")
@@ -682,6 +772,31 @@ def _check_cross_fields(cfg: Config) -> None:
                               f"fire")
         if duration_seconds(burn.short_window) >= duration_seconds(burn.long_window):
             raise ConfigError(f"slo.{name}.short_window", "must be shorter than long_window")
+    _check_baselines(cfg.baselines)
+
+
+# Prometheus' default lookback: an alert group reading the baseline series of another group
+# at the same interval sees the latest sample only while it is younger than this.
+LOOKBACK_SECONDS = 300
+
+
+def _check_baselines(baselines: Baselines) -> None:
+    if duration_seconds(baselines.evaluation_interval) > LOOKBACK_SECONDS:
+        raise ConfigError("baselines.evaluation_interval", "must be 5m or less: the baseline "
+                          "alerts read the series recorded at the previous evaluation, which "
+                          "Prometheus only sees for 5m")
+    half_window = duration_seconds(baselines.seasonal_window) / 2
+    for offset in baselines.seasonal_offsets:
+        if duration_seconds(offset) <= half_window:
+            raise ConfigError("baselines.seasonal_offsets", f"{offset} must be longer than half "
+                              f"of seasonal_window ({baselines.seasonal_window}), which is "
+                              f"centred on it")
+    for spec in dataclasses.fields(baselines):
+        signal = getattr(baselines, spec.name)
+        if isinstance(signal, Signal) and (duration_seconds(signal.window)
+                                           >= duration_seconds(signal.baseline_window)):
+            raise ConfigError(f"baselines.{spec.name}.window", "must be shorter than "
+                              "baseline_window")
 
 
 def from_dict(data: Mapping | None, source: str | None = None) -> Config:

@@ -19,12 +19,15 @@ from typing import Any
 
 from grafanalib import core as g
 
+from inferwatch.generate import baselines, rules
 from inferwatch.generate import promql as q
-from inferwatch.generate import rules
 from inferwatch.generate.config import Config, duration_seconds
 from inferwatch.generate.panels import (
+    BAND_HIGH,
+    BAND_LOW,
     SCHEMA_VERSION,
     Cell,
+    band,
     bargauge,
     builtin_annotation,
     dashboard_json,
@@ -146,6 +149,59 @@ def _objective(key: str, around: str = "max by (model) ({})") -> g.Target:
     return target(around.format(series), "objective {{model}}")
 
 
+def _baseline(cfg: Config, key: str, operation: str, *matchers: str) -> str:
+    """A baseline series of the selected models (recorded per model, versions aggregated)."""
+    spec = baselines.SIGNALS[key]
+    name = (baselines.value_name(cfg, spec) if operation == "value"
+            else baselines.record(spec, operation))
+    return name + selector(MODEL, *matchers)
+
+
+_BAND_TITLES = {"traffic": "Calls per second", "errors": "Error ratio", "latency": "Latency",
+                "batch_size": "Mean batch size", "predictions": "Prediction",
+                "confidence": "Confidence", "classes": "Class shares",
+                "missing": "Missing values per row", "out_of_range": "Out-of-range values per row"}
+
+
+def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
+    """One shaded band per enabled signal, repeated per selected model: what its alert saw."""
+    cells = []
+    for key in keys:
+        spec = baselines.SIGNALS[key]
+        own = baselines.settings(cfg, spec)
+        if not own.enabled:
+            continue
+        matchers: tuple[str, ...] = ()
+        title = _BAND_TITLES[key]
+        quantiles = {"latency": cfg.baselines.latency_quantiles[-1],
+                     "predictions": cfg.baselines.prediction_quantiles[0],
+                     "confidence": cfg.baselines.confidence_quantiles[0]}
+        if key in quantiles:
+            matchers = (f'quantile="{quantiles[key]}"',)
+            title += f" p{float(quantiles[key]) * 100:g}"
+        if spec.labels and key in ("classes", "missing", "out_of_range"):
+            # Several bands per model (one per class or feature): dashed edges, no fill.
+            label = spec.labels[0]
+            cells.append(Cell(timeseries(
+                f"{title} and expected bands: $model", [
+                    target(_baseline(cfg, key, "value"), f"{{{{{label}}}}}"),
+                    target(_baseline(cfg, key, "lower"), f"low {{{{{label}}}}}"),
+                    target(_baseline(cfg, key, "upper"), f"high {{{{{label}}}}}")],
+                spec.unit, f"{spec.alert} fires when a value leaves its band: expected "
+                f"+- {number(own.k)} sigma of its own {own.baseline_window} history.")))
+            continue
+        cells.append(Cell(band(
+            f"{title} and expected band: $model",
+            target(f"max by (model) ({_baseline(cfg, key, 'value', *matchers)})",
+                   "{{model}}"),
+            target(f"min by (model) ({_baseline(cfg, key, 'lower', *matchers)})", BAND_LOW),
+            target(f"max by (model) ({_baseline(cfg, key, 'upper', *matchers)})", BAND_HIGH),
+            spec.unit, f"Shaded: the expected band of {spec.alert}, expected +- "
+            f"{number(own.k)} sigma of the model's own {own.baseline_window} history and "
+            f"the same time a week (or a day) ago. Empty until a day of history exists.")))
+    return cells
+
+
 def model_overview(cfg: Config) -> dict[str, Any]:
     """Traffic, errors, latency, in-flight, batch size, versions serving and deploys."""
     raw, w = _raw(cfg), cfg.windows.rate
@@ -250,7 +306,10 @@ def model_overview(cfg: Config) -> dict[str, Any]:
     ]
     return _dashboard(cfg, "overview", "Model overview",
                       "Traffic, errors, latency and versions of the models inferwatch watches.",
-                      [("Traffic and errors", traffic), ("Latency and load", latency),
+                      [("Traffic and errors", traffic),
+                       ("Expected bands (adaptive baselines)",
+                        _band_cells(cfg, ("traffic", "errors", "latency", "batch_size"))),
+                       ("Latency and load", latency),
                        ("Streams", streams), ("Versions and deploys", versions)])
 
 
@@ -358,7 +417,10 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     ]
     return _dashboard(cfg, "quality", "Model quality",
                       "What the models predict, on what data, and how right they are.",
-                      [("Predictions", predictions), ("Data quality", quality),
+                      [("Predictions", predictions),
+                       ("Expected bands (adaptive baselines)", _band_cells(
+                           cfg, ("predictions", "confidence", "classes", "missing"))),
+                       ("Data quality", quality),
                        ("Drift against the training reference", drift),
                        ("Ground truth", truth)])
 

@@ -13,7 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from inferwatch.generate.config import Config
-from inferwatch.generate.rules import alerting_groups, recording_groups
+from inferwatch.generate.rules import (
+    alerting_groups,
+    baseline_alerting_groups,
+    baseline_recording_groups,
+    recording_groups,
+)
 
 API_VERSION = "monitoring.coreos.com/v1"
 
@@ -40,7 +45,8 @@ def prometheus_rule(cfg: Config) -> dict[str, Any]:
         "apiVersion": API_VERSION,
         "kind": "PrometheusRule",
         "metadata": _metadata(cfg, cfg.kubernetes.rule_name),
-        "spec": {"groups": recording_groups(cfg) + alerting_groups(cfg)},
+        "spec": {"groups": recording_groups(cfg) + alerting_groups(cfg)
+                 + baseline_recording_groups(cfg) + baseline_alerting_groups(cfg)},
     }
 
 

@@ -35,8 +35,8 @@ GRID_WIDTH = 24
 # grafanalib writes (editable, error, height, span, minSpan, null cacheTimeout, interval,
 # repeat, timeFrom, ..., and a query's metric, step and target) is legacy.
 _PANEL_KEYS = ("collapsed", "datasource", "description", "fieldConfig", "gridPos", "id",
-               "options", "panels", "pluginVersion", "targets", "title", "transformations",
-               "type")
+               "maxPerRow", "options", "panels", "pluginVersion", "repeat", "repeatDirection",
+               "targets", "title", "transformations", "type")
 _ROW_KEYS = ("collapsed", "gridPos", "id", "panels", "title", "type")
 _TARGET_KEYS = ("datasource", "editorMode", "expr", "format", "instant", "legendFormat",
                 "range", "refId")
@@ -72,12 +72,16 @@ class CurrentPanel(g.Panel):
     type = attr.ib(default="timeseries", validator=attr.validators.instance_of(str))
     options = attr.ib(factory=dict, validator=attr.validators.instance_of(dict))
     defaults = attr.ib(factory=dict, validator=attr.validators.instance_of(dict))
+    overrides = attr.ib(factory=list, validator=attr.validators.instance_of(list))
+    repeat_over = attr.ib(default=None)  # a variable: one panel per selected value
 
     def to_json_data(self) -> dict[str, Any]:
         data = self.panel_json({"type": self.type, "pluginVersion": GRAFANA_VERSION,
                                 "options": self.options})
         # Replaced rather than merged: grafanalib's field config defaults are legacy.
-        data["fieldConfig"] = {"defaults": self.defaults, "overrides": []}
+        data["fieldConfig"] = {"defaults": self.defaults, "overrides": self.overrides}
+        if self.repeat_over:
+            data.update(repeat=self.repeat_over, repeatDirection="h", maxPerRow=2)
         return current_shape(data)
 
 
@@ -152,6 +156,37 @@ def timeseries(title: str, targets: list[g.Target], unit: str = "short",
     options = {"legend": _legend(calcs=("lastNotNull", "max"), table=True),
                "tooltip": {"mode": "multi", "sort": "desc"}}
     return _panel("timeseries", title, description, targets, options, defaults)
+
+
+BAND_LOW, BAND_HIGH = "expected low", "expected high"
+
+
+def band(title: str, value: g.Target, lower: g.Target, upper: g.Target, unit: str = "short",
+         description: str = "", repeat_over: str = "model") -> CurrentPanel:
+    """A signal with its expected band shaded behind it, one panel per value of a variable.
+
+    The band's edges are drawn without lines; the upper edge fills down to the lower one.
+    `lower` and `upper` must carry the legends :data:`BAND_LOW` and :data:`BAND_HIGH` (one
+    band per panel: that is why the panel repeats per model).
+
+    >>> p = band("Calls", target("v", "calls"), target("l", BAND_LOW), target("u", BAND_HIGH))
+    >>> p.to_json_data()["fieldConfig"]["overrides"][1]["properties"][0]["value"]
+    'expected low'
+    """
+    panel = timeseries(title, [value, lower, upper], unit, description)
+    edge = [{"id": "custom.lineWidth", "value": 0},
+            {"id": "color", "value": {"mode": "fixed", "fixedColor": "#8AB8FF"}},
+            {"id": "custom.hideFrom", "value": {"legend": False, "tooltip": False,
+                                                "viz": False}}]
+    overrides = [
+        {"matcher": {"id": "byName", "options": BAND_LOW}, "properties": edge},
+        {"matcher": {"id": "byName", "options": BAND_HIGH}, "properties": [
+            {"id": "custom.fillBelowTo", "value": BAND_LOW},
+            {"id": "custom.fillOpacity", "value": 25}, *edge]},
+    ]
+    defaults = dict(panel.defaults, min=None)
+    defaults.pop("min")  # a band may reach below zero; the axis follows the data
+    return attr.evolve(panel, overrides=overrides, repeat_over=repeat_over, defaults=defaults)
 
 
 def stat(title: str, targets: list[g.Target], unit: str = "short", description: str = "",

@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from inferwatch.generate import baselines
 from inferwatch.generate import promql as q
 from inferwatch.generate.config import (
     RULE_KEYS,
@@ -69,6 +70,8 @@ class AlertDef:
     expr: Callable[[Config], str]
     summary: str
     description: Callable[[Config], str]
+    # Whether the config generates the alert at all (a baseline signal can be switched off).
+    enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
 
 
 def _burn_expr(cfg: Config, which: str) -> str:
@@ -501,6 +504,21 @@ ALERTS: tuple[AlertDef, ...] = (
 )
 
 
+def _baseline_alert(spec: baselines.SignalSpec) -> AlertDef:
+    return AlertDef(
+        name=spec.alert, severity="warning", for_="30m", group="baselines",
+        dashboard=spec.dashboard, per_model=True,
+        expr=lambda c: baselines.alert_expr(c, spec),
+        summary=baselines.alert_summary(spec),
+        description=lambda c: baselines.alert_description(c, spec),
+        enabled=lambda c: baselines.settings(c, spec).enabled,
+    )
+
+
+# Adaptive baselines: a ticket when a signal leaves the band its own history draws.
+ALERTS += tuple(_baseline_alert(spec) for spec in baselines.SIGNALS.values())
+
+
 def anchor(alert_name: str) -> str:
     """The runbook section anchor of an alert.
 
@@ -629,12 +647,31 @@ def alert_rules(cfg: Config, alert: AlertDef) -> list[dict[str, Any]]:
     return [default, *(rule for _, rule in copies)]
 
 
-def alerting_groups(cfg: Config) -> list[dict[str, Any]]:
-    """Alert rule groups, one per area, in table order."""
+def _alert_groups(cfg: Config, baseline: bool) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for alert in ALERTS:
-        groups.setdefault(alert.group, []).extend(alert_rules(cfg, alert))
-    return [{"name": f"inferwatch-{name}", "rules": rules} for name, rules in groups.items()]
+        if alert.enabled(cfg) and (alert.group == "baselines") == baseline:
+            groups.setdefault(alert.group, []).extend(alert_rules(cfg, alert))
+    # The baseline alerts read series recorded at the baseline interval, so they run at it.
+    intervals = {"baselines": {"interval": cfg.baselines.evaluation_interval}}
+    return [{"name": f"inferwatch-{name}", **intervals.get(name, {}), "rules": rules}
+            for name, rules in groups.items()]
+
+
+def alerting_groups(cfg: Config) -> list[dict[str, Any]]:
+    """Alert rule groups, one per area, in table order (the baseline alerts apart)."""
+    return _alert_groups(cfg, baseline=False)
+
+
+def baseline_alerting_groups(cfg: Config) -> list[dict[str, Any]]:
+    """The adaptive-baseline alerts: one group, at the baseline interval (none when every
+    signal is off)."""
+    return _alert_groups(cfg, baseline=True)
+
+
+def baseline_recording_groups(cfg: Config) -> list[dict[str, Any]]:
+    """The adaptive-baseline recording rules: one group, at the baseline interval."""
+    return baselines.recording_groups(cfg)
 
 
 def _sorted_windows(windows: set[str]) -> list[str]:

@@ -1,0 +1,321 @@
+"""Adaptive baselines: each signal judged against its own history, in recording rules.
+
+Fixed thresholds catch step changes; a model without a reference profile can shift its
+predictions, swing its class mix or lose half its traffic at peak without crossing any.
+For every signal (calls per second, error ratio, latency quantiles, rolling prediction and
+confidence quantiles, class shares, per-feature missing and out-of-range ratios, mean batch
+size) the rules record, per model (versions are aggregated, so a deploy keeps its history):
+
+- ``value_<window>``: the short-window value the alert looks at;
+- ``mean_<baseline_window>``: its trailing mean (every trailing statistic ends
+  ``baseline_offset`` before now, so a fault building up for hours is not learned as normal
+  while it builds);
+- ``seasonal``: its average around the same time one seasonal offset ago (a week ago where a
+  week of history exists, else a day ago), absent without such history;
+- ``residual``: value minus seasonal, the part the season does not explain;
+- ``expected``: once the residual covers half the baseline window, the seasonal value plus
+  the residual's trailing mean (a day that is busier all along is not an anomaly every
+  hour); before that, the trailing mean;
+- ``stddev_<baseline_window>``: the trailing standard deviation of the residual once it
+  covers half the window, else of the value itself;
+- ``sigma``: that standard deviation, floored (absolutely and as a share of the expected
+  value) so a flat series does not page on a wobble;
+- ``lower`` and ``upper``: the expected band, expected -+ k x sigma, which the alerts compare
+  with and the dashboards shade.
+
+An alert fires when the value leaves the band on its side, the value was already recorded
+``min_history`` ago (a ``count_over_time`` guard), and the model serves at least
+``min_traffic`` calls per second.
+
+>>> from inferwatch.generate.config import DEFAULT
+>>> record(SIGNALS["traffic"], "upper")
+'model:inferwatch_baseline_traffic:upper'
+>>> value_name(DEFAULT, SIGNALS["missing"])
+'model_feature:inferwatch_baseline_missing:value_10m'
+>>> len(recording_rules(DEFAULT))  # 9 signals x 8 statistics, and 10 values (p50 and p99)
+82
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from inferwatch.generate.config import Config, Signal, duration_seconds
+from inferwatch.generate.promql import model_sel, number, record_name
+
+# The seasonal model (seasonal value plus the residual's trailing mean and deviation) takes
+# over once the residual (which needs seasonal history) covers this share of the baseline
+# window: before that, a few hours of residual would give a sigma too small to trust.
+RESIDUAL_COVERAGE = 0.5
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """One signal: where its short value comes from and which way its alert looks."""
+
+    key: str  # its section under `baselines` in the config
+    alert: str
+    level: str  # the level part of its recording rule names
+    labels: tuple[str, ...]  # labels beyond model that tell its series apart
+    direction: str  # above, below or both: where leaving the band is a fault
+    unit: str  # Grafana unit of its panel
+    what: str  # how the alert text names it
+    dashboard: str
+    # The short value over a window: expressions, each with the labels its rule adds.
+    values: Callable[[Config, str], list[Any]]
+
+    @property
+    def by(self) -> str:
+        """The labels of one series of this signal."""
+        return ", ".join(("model", *self.labels))
+
+
+def _regex_of(values: tuple[str, ...]) -> str:
+    """Label values as one anchored PromQL regex string (quoted, metacharacters escaped)."""
+    escaped = []
+    for value in values:
+        text = "".join(f"\\{c}" if c in ".^$*+?{}[]\\|()" else c for c in value)
+        escaped.append(text.replace("\\", "\\\\").replace('"', '\\"'))
+    return '"' + "|".join(escaped) + '"'
+
+
+def _rate(cfg: Config, counter: str, window: str, by: str = "model", *extra: str) -> str:
+    return f"sum by ({by}) (rate({counter}{model_sel(cfg, *extra)}[{window}]))"
+
+
+def _traffic(cfg: Config, window: str) -> list[str]:
+    return [_rate(cfg, "inferwatch_requests_total", window)]
+
+
+def _errors(cfg: Config, window: str) -> list[str]:
+    calls = _rate(cfg, "inferwatch_requests_total", window)
+    errors = _rate(cfg, "inferwatch_requests_total", window, "model", 'outcome="error"')
+    # A model that never failed has no error series: its ratio is 0, not absent, so its
+    # history starts with its traffic.
+    return [f"(\n  {errors}\n  or\n  {calls} * 0\n)\n/\n{calls}"]
+
+
+def _latency(cfg: Config, window: str) -> list[Any]:
+    buckets = _rate(cfg, "inferwatch_request_duration_seconds_bucket", window, "model, le")
+    # One rule per quantile, told apart by a rule label (promtool's lint sees those).
+    return [(f"histogram_quantile({q}, {buckets})", {"quantile": q})
+            for q in cfg.baselines.latency_quantiles]
+
+
+def _summary(metric: str, labels: str, quantiles: tuple[str, ...]) -> Callable[[Config, str],
+                                                                                   list[str]]:
+    def values(cfg: Config, window: str) -> list[str]:
+        # The mean of the replicas' rolling quantiles: not a quantile of the merged stream,
+        # but stable, and what moves when the model's outputs move.
+        chosen = getattr(cfg.baselines, quantiles)
+        selected = model_sel(cfg, f"quantile=~{_regex_of(chosen)}")
+        return [f"# quantiles {', '.join(chosen)}\n"
+                f"avg by ({labels}) (avg_over_time({metric}{selected}[{window}]))"]
+
+    return values  # type: ignore[return-value]
+
+
+def _class_shares(cfg: Config, window: str) -> list[str]:
+    counter = "inferwatch_predicted_class_total"
+    return [f"{_rate(cfg, counter, window, 'model, class')}\n/ on (model) group_left\n"
+            f"{_rate(cfg, counter, window)}"]
+
+
+def _feature_ratio(counter: str) -> Callable[[Config, str], list[str]]:
+    def values(cfg: Config, window: str) -> list[str]:
+        features = cfg.baselines.features
+        allowed = (f"feature=~{_regex_of(features)}",) if features else ()
+        rows = _rate(cfg, "inferwatch_batch_size_sum", window)
+        return [f"{_rate(cfg, counter, window, 'model, feature', *allowed)}\n"
+                f"/ on (model) group_left\n{rows}"]
+
+    return values
+
+
+def _batch_size(cfg: Config, window: str) -> list[str]:
+    return [f"{_rate(cfg, 'inferwatch_batch_size_sum', window)}\n/\n"
+            f"{_rate(cfg, 'inferwatch_batch_size_count', window)}"]
+
+
+SIGNALS: dict[str, SignalSpec] = {spec.key: spec for spec in (
+    SignalSpec("traffic", "InferwatchTrafficAnomaly", "model", (), "both", "reqps",
+               "Calls per second", "overview", _traffic),
+    SignalSpec("errors", "InferwatchErrorRatioAnomaly", "model", (), "above", "percentunit",
+               "Error ratio", "overview", _errors),
+    SignalSpec("latency", "InferwatchLatencyAnomaly", "model", ("quantile",), "above", "s",
+               "Latency quantile {{ $labels.quantile }}", "overview", _latency),
+    SignalSpec("batch_size", "InferwatchBatchSizeAnomaly", "model", (), "both", "short",
+               "Mean batch size", "overview", _batch_size),
+    SignalSpec("predictions", "InferwatchPredictionShift", "model_output",
+               ("output", "quantile"), "both", "short",
+               "Prediction quantile {{ $labels.quantile }} of output {{ $labels.output }}",
+               "quality", _summary("inferwatch_prediction", "model, output, quantile",
+                                   "prediction_quantiles")),
+    SignalSpec("classes", "InferwatchClassMixShift", "model_class", ("class",), "both",
+               "percentunit", "Share of class {{ $labels.class }}", "quality", _class_shares),
+    SignalSpec("confidence", "InferwatchConfidenceDrop", "model", ("quantile",), "below",
+               "percentunit", "Confidence quantile {{ $labels.quantile }}", "quality",
+               _summary("inferwatch_prediction_confidence", "model, quantile",
+                        "confidence_quantiles")),
+    SignalSpec("missing", "InferwatchMissingRateAnomaly", "model_feature", ("feature",),
+               "above", "percentunit", "Missing rate of feature {{ $labels.feature }}",
+               "quality", _feature_ratio("inferwatch_feature_missing_total")),
+    SignalSpec("out_of_range", "InferwatchOutOfRangeAnomaly", "model_feature", ("feature",),
+               "above", "percentunit", "Out-of-range rate of feature {{ $labels.feature }}",
+               "quality", _feature_ratio("inferwatch_feature_out_of_range_total")),
+)}
+
+GROUP = "inferwatch-baseline-recording"
+
+
+def settings(cfg: Config, spec: SignalSpec) -> Signal:
+    """The config section of one signal."""
+    return getattr(cfg.baselines, spec.key)
+
+
+def enabled(cfg: Config) -> list[SignalSpec]:
+    """The signals switched on, in table order."""
+    return [spec for spec in SIGNALS.values() if settings(cfg, spec).enabled]
+
+
+def record(spec: SignalSpec, operation: str) -> str:
+    """A baseline recording rule name of a signal."""
+    return record_name(spec.level, f"inferwatch_baseline_{spec.key}", operation)
+
+
+def value_name(cfg: Config, spec: SignalSpec) -> str:
+    """The recording rule of a signal's short value."""
+    return record(spec, f"value_{settings(cfg, spec).window}")
+
+
+def _seasonal(cfg: Config, value: str) -> str | None:
+    window = cfg.baselines.seasonal_window
+    half = duration_seconds(window) / 2
+    # PromQL comments say which seasonal offset each term is: the window is centred on it.
+    terms = [f"avg_over_time({value}[{window}] offset {_duration(duration_seconds(o) - half)})"
+             f"  # {o} ago" for o in cfg.baselines.seasonal_offsets]
+    return "\nor\n".join(terms) if terms else None
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a Prometheus duration (whole seconds, largest units first).
+
+    >>> _duration(604800 - 1800)
+    '6d23h30m'
+    """
+    seconds = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str]]:
+    """The recording rules of one signal, in evaluation order, as (name, expression)."""
+    return [(name, expr) for name, expr, _ in _signal_rules(cfg, spec)]
+
+
+def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[str, str]]]:
+    own = settings(cfg, spec)
+    value, bw = value_name(cfg, spec), own.baseline_window
+    mean, stddev = record(spec, f"mean_{bw}"), record(spec, f"stddev_{bw}")
+    seasonal, expected, residual = (record(spec, name) for name in
+                                    ("seasonal", "expected", "residual"))
+    sigma = record(spec, "sigma")
+    lag = f" offset {own.baseline_offset}"
+    values = [v if isinstance(v, tuple) else (v, {}) for v in spec.values(cfg, own.window)]
+    rules = [(value, expr) for expr, _ in values]
+    rules.append((mean, f"avg_over_time({value}[{bw}]{lag})"))
+    seasonal_expr = _seasonal(cfg, value)
+    plain_stddev = f"stddev_over_time({value}[{bw}]{lag})"
+    if seasonal_expr:
+        # The residual was already recorded half a baseline window before the window ends:
+        # it covers enough of the window to trust (a look at one short window, not a count
+        # over a day).
+        half = _duration(duration_seconds(bw) * RESIDUAL_COVERAGE
+                         + duration_seconds(own.baseline_offset))
+        covered = f"count_over_time({residual}[{own.window}] offset {half}) > 0"
+        rules += [
+            (seasonal, seasonal_expr),
+            (residual, f"{value} - {seasonal}"),
+            # The seasonal value plus the residual's trailing mean: a day busier than the
+            # same day last week all along is not an anomaly at every hour of it.
+            (expected, f"(\n  {seasonal} + avg_over_time({residual}[{bw}]{lag})\n  and\n"
+                       f"  {covered}\n)\nor\n{mean}"),
+            (stddev, f"(\n  stddev_over_time({residual}[{bw}]{lag})\n  and\n  {covered}\n)\n"
+                     f"or\n{plain_stddev}"),
+        ]
+    else:
+        rules += [(expected, mean), (stddev, plain_stddev)]
+    floor_share = f"{number(own.sigma_floor_ratio)} * abs({expected})"
+    rules += [
+        (sigma, f"clamp_min(\n  ({stddev} >= {floor_share})\n  or\n  {floor_share},\n"
+                f"  {number(own.sigma_floor)}\n)"),
+        (record(spec, "lower"), f"{expected} - {number(own.k)} * {sigma}"),
+        (record(spec, "upper"), f"{expected} + {number(own.k)} * {sigma}"),
+    ]
+    labels = [extra for _, extra in values] + [{}] * (len(rules) - len(values))
+    return [(name, expr, extra) for (name, expr), extra in zip(rules, labels)]
+
+
+def recording_rules(cfg: Config) -> list[tuple[str, str]]:
+    """Every enabled signal's recording rules."""
+    return [rule for spec in enabled(cfg) for rule in signal_rules(cfg, spec)]
+
+
+def recording_groups(cfg: Config) -> list[dict[str, object]]:
+    """The baseline recording group, evaluated at its own interval (none when all are off)."""
+    rules = [{"record": name, "expr": expr, **({"labels": labels} if labels else {})}
+             for spec in enabled(cfg) for name, expr, labels in _signal_rules(cfg, spec)]
+    if not rules:
+        return []
+    return [{"name": GROUP, "interval": cfg.baselines.evaluation_interval, "rules": rules}]
+
+
+def alert_expr(cfg: Config, spec: SignalSpec) -> str:
+    """The alert of a signal: outside its band, with enough history and traffic."""
+    own = settings(cfg, spec)
+    value = value_name(cfg, spec)
+    outside = {"above": [f"{value} > {record(spec, 'upper')}"],
+               "below": [f"{value} < {record(spec, 'lower')}"],
+               "both": [f"{value} < {record(spec, 'lower')}",
+                        f"{value} > {record(spec, 'upper')}"]}[spec.direction]
+    band = outside[0] if len(outside) == 1 else "(\n  " + "\n  or\n  ".join(outside) + "\n)"
+    history = f"count_over_time({value}[{own.window}] offset {own.min_history}) > 0"
+    if spec.key == "traffic":
+        # Traffic guards itself on its history: a drop to nothing must still fire.
+        traffic = f"{record(spec, f'mean_{own.baseline_window}')} >= {number(own.min_traffic)}"
+    else:
+        calls = _rate(cfg, "inferwatch_requests_total", own.window)
+        traffic = f"{calls} >= {number(own.min_traffic)}"
+    return (f"{band}\nand on ({spec.by})\n{history}\n"
+            f"and on (model)\n{traffic}")
+
+
+def _query(spec: SignalSpec, operation: str) -> str:
+    """Alert text that queries a baseline series of the alert's own labels."""
+    matchers = ", ".join(f"{label}=%q" for label in ("model", *spec.labels))
+    args = " ".join(f"$labels.{label}" for label in ("model", *spec.labels))
+    return (f"{{{{ with printf `{record(spec, operation)}{{{matchers}}}` {args} | query }}}}"
+            f'{{{{ . | first | value | printf "%.3g" }}}}{{{{ end }}}}')
+
+
+def alert_description(cfg: Config, spec: SignalSpec) -> str:
+    """What the alert says: the value and its expected band, from the series it compared."""
+    own = settings(cfg, spec)
+    side = {"above": "above", "below": "below", "both": "outside"}[spec.direction]
+    return (f"{spec.what} of model {{{{ $labels.model }}}} is "
+            f'{{{{ printf "%.3g" $value }}}} over {own.window}, {side} its expected band '
+            f"{_query(spec, 'lower')} to {_query(spec, 'upper')} (expected "
+            f"{_query(spec, 'expected')} +- {number(own.k)} sigma of its own "
+            f"{own.baseline_window} history).")
+
+
+def alert_summary(spec: SignalSpec) -> str:
+    """The one-line summary of a signal's alert."""
+    side = {"above": "rose above", "below": "fell below", "both": "left"}[spec.direction]
+    return f"{spec.what} of model {{{{ $labels.model }}}} {side} its expected band"

@@ -1,0 +1,254 @@
+"""Adaptive baselines: the config section, the generated rules, and promtool runs on a
+simulated noisy two days with faults that fixed thresholds miss."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import baseline_simulator as sim
+from inferwatch.catalogue import CATALOGUE
+from inferwatch.generate import render, rule_files
+from inferwatch.generate.baselines import SIGNALS, recording_rules
+from inferwatch.generate.config import DEFAULT, ConfigError, from_dict
+from inferwatch.generate.rules import baseline_alerting_groups, baseline_recording_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+HAND_WRITTEN = ROOT / "alerts" / "tests" / "baselines.yml"
+
+
+def _write_rules(cfg_data: dict, directory: Path) -> list[str]:
+    names = []
+    for relative, text in rule_files(render(from_dict(cfg_data))).items():
+        (directory / Path(relative).name).write_text(text)
+        names.append(Path(relative).name)
+    return names
+
+
+def _group_order(directory: Path, names: list[str]) -> list[str]:
+    # Recording groups first, so each alert reads what the same evaluation recorded.
+    ordered = sorted(names, key=lambda n: ("alerting" in n, n))
+    return [g["name"] for name in ordered
+            for g in yaml.safe_load((directory / name).read_text())["groups"]]
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def test_every_signal_has_a_section_with_its_own_floors() -> None:
+    sections = {name for name in SIGNALS}
+    assert {name for name in vars(DEFAULT.baselines) if not name.startswith("_")} >= sections
+    floors = {(getattr(DEFAULT.baselines, name).sigma_floor,
+               getattr(DEFAULT.baselines, name).sigma_floor_ratio) for name in sections}
+    assert len(floors) > 3, "each unit has its own floor"
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"baselines": {"traffic": {"kk": 3}}}, "baselines.traffic.kk"),
+    ({"baselines": {"classes": {"k": -1}}}, "baselines.classes.k"),
+    ({"baselines": {"errors": {"enabled": "yes"}}}, "baselines.errors.enabled"),
+    ({"baselines": {"latency": {"window": "2d"}}}, "baselines.latency.window"),
+    ({"baselines": {"missing": {"min_history": "a day"}}}, "baselines.missing.min_history"),
+    ({"baselines": {"evaluation_interval": "10m"}}, "baselines.evaluation_interval"),
+    ({"baselines": {"seasonal_offsets": ["20m"]}}, "baselines.seasonal_offsets"),
+    ({"baselines": {"prediction_quantiles": ["median"]}}, "baselines.prediction_quantiles"),
+    ({"baselines": {"features": [""]}}, "baselines.features"),
+    ({"baselines": {"signals": {}}}, "baselines.signals"),
+])
+def test_bad_baseline_settings_name_their_key(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        from_dict(data)
+    assert error.value.key == key
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**5), st.floats(),
+                    st.text(max_size=6), st.sampled_from(["5m", "1d", "0.5", "3h"]),
+                    st.lists(st.sampled_from(["1w", "0.9", "x", ""]), max_size=3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from([*SIGNALS, "evaluation_interval", "seasonal_offsets",
+                                        "seasonal_window", "features", "latency_quantiles",
+                                        "prediction_quantiles", "k"]),
+                       st.one_of(_values, st.dictionaries(
+                           st.sampled_from(["enabled", "k", "window", "baseline_window",
+                                            "baseline_offset", "min_history", "min_traffic",
+                                            "sigma_floor", "sigma_floor_ratio", "for"]),
+                           _values, max_size=3)), max_size=3))
+def test_any_baselines_section_loads_or_names_a_key(section: dict) -> None:
+    try:
+        cfg = from_dict({"baselines": section})
+    except ConfigError as exc:
+        assert exc.key.startswith("baselines")
+        return
+    assert baseline_recording_groups(cfg) or not any(
+        getattr(cfg.baselines, name).enabled for name in SIGNALS)
+
+
+def test_a_switched_off_signal_has_no_rules_and_no_alert() -> None:
+    cfg = from_dict({"baselines": {"classes": {"enabled": False}}})
+    records = {name for name, _ in recording_rules(cfg)}
+    alerts = {r["alert"] for g in baseline_alerting_groups(cfg) for r in g["rules"]}
+    assert not any("inferwatch_baseline_classes" in name for name in records)
+    assert "InferwatchClassMixShift" not in alerts
+    assert any("inferwatch_baseline_traffic" in name for name in records)
+    assert len(alerts) == len(SIGNALS) - 1
+    everything_off = from_dict({"baselines": {name: {"enabled": False} for name in SIGNALS}})
+    assert baseline_recording_groups(everything_off) == []
+    assert baseline_alerting_groups(everything_off) == []
+
+
+def test_the_feature_allow_list_restricts_per_feature_baselines() -> None:
+    cfg = from_dict({"baselines": {"features": ["amount", 'odd "name".*']}})
+    exprs = [expr for name, expr in recording_rules(cfg) if name.startswith("model_feature:")
+             and name.endswith(":value_10m")]
+    assert len(exprs) == 2
+    for expr in exprs:
+        assert 'feature=~"amount|odd \\"name\\"\\\\.\\\\*"' in expr
+    assert all("feature=~" not in expr for _, expr in recording_rules(DEFAULT))
+
+
+def test_baselines_aggregate_versions_away() -> None:
+    for _, expr in recording_rules(DEFAULT):
+        assert "model_version" not in expr
+
+
+# --- the simulator --------------------------------------------------------------------------
+
+
+def test_the_simulator_writes_only_catalogue_metrics() -> None:
+    series = sim.simulate(sim.Model("m"), 3600, 60, seed=1)
+    known = {"up"}
+    for spec in CATALOGUE.values():
+        known |= {spec.name, f"{spec.name}_bucket", f"{spec.name}_sum", f"{spec.name}_count"}
+    names = {re.match(r"[a-z_:]+", s).group(0) for s in series}
+    assert names <= known
+    assert len(names) >= 10
+    for values in series.values():
+        assert len(values.split()) == 61
+
+
+def test_the_simulated_traffic_is_diurnal_and_noisy() -> None:
+    series = sim.simulate(sim.Model("m"), sim.DAY, 60, seed=3)
+    text = next(v for k, v in series.items() if 'outcome="ok"' in k)
+    calls = [int(v) for v in text.split()]
+    per_hour = [calls[i + 60] - calls[i] for i in range(0, len(calls) - 60, 60)]
+    assert max(per_hour) > 3 * min(per_hour)  # a daily cycle
+    assert len(set(per_hour)) == len(per_hour)  # Poisson noise
+
+
+# --- promtool -------------------------------------------------------------------------------
+
+
+def _promtool(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.integration
+def test_a_clean_two_days_stay_quiet_and_each_fault_is_caught_in_time(tmp_path: Path) -> None:
+    """Two clean models and two faulty ones over 2 days 6 hours, scraped every minute.
+
+    promtool asserts that nothing fires before the faults start (warm-up included), that no
+    alert at all, new or fixed-threshold, fires on the clean models, that no fixed-threshold
+    alert fires on the faulty ones either, and that each fault's alert fires within its
+    bound. The delays are printed (`pytest -s`; `make bench` prints the same table)."""
+    names = _write_rules({}, tmp_path)
+    outcome, table = run_simulated_week(tmp_path, names)
+    print("\n" + table)
+    assert outcome.failures == [], "\n".join(outcome.failures[:10])
+    expected = sim.expected_delays(sim.faulty_models(FAULT_START))
+    assert set(outcome.delays) == set(expected), outcome.output[-2000:]
+    for key, fault in expected.items():
+        assert 0 < outcome.delays[key] <= fault.bound, (key, outcome.delays[key])
+
+
+FAULT_START = sim.DAY + 20 * sim.HOUR
+# promtool's own evaluation is slow (about 1 ms a rule); every 10 minutes keeps the run short.
+SIMULATED_EVALUATION = "10m"
+
+
+def run_simulated_week(directory: Path, names: list[str]) -> tuple[sim.Outcome, str]:
+    """The simulated run and its detection-delay table (markdown)."""
+    models = [sim.Model("clean"), sim.Model("clean-busy", calls_per_second=40, peak_hour=9),
+              *sim.faulty_models(FAULT_START)]
+    test = sim.scenario(models, 2 * sim.DAY + 6 * sim.HOUR, 60, SIMULATED_EVALUATION, names,
+                        _group_order(directory, names))
+    outcome = sim.run(test, directory, PROMTOOL)
+    rows = ["| fault | alert | detected after | stated bound |", "|---|---|---|---|"]
+    for key, fault in sim.expected_delays(models).items():
+        delay = outcome.delays.get(key)
+        shown = "not caught" if delay is None or delay == float("inf") else f"{delay / 60:.0f} min"
+        rows.append(f"| {fault.name} | {fault.alert} | {shown} | {fault.bound / 60:.0f} min |")
+    return outcome, "\n".join(rows)
+
+
+def _mutated_run(tmp_path: Path, data: dict) -> str:
+    rules = tmp_path / "alerts"
+    (rules / "tests").mkdir(parents=True)
+    _write_rules(data, rules)
+    shutil.copy(HAND_WRITTEN, rules / "tests" / HAND_WRITTEN.name)
+    result = _promtool(rules / "tests" / HAND_WRITTEN.name)
+    assert result.returncode != 0, "the baseline tests cannot tell the change apart"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_changing_k_changes_what_promtool_sees(tmp_path: Path) -> None:
+    """k 10 widens the traffic band past the drop to 4 calls/s: its firing case fails,
+    and no other alert's does."""
+    output = _mutated_run(tmp_path, {"baselines": {"traffic": {"k": 10}}})
+    assert set(re.findall(r"alertname: (\w+)", output)) == {"InferwatchTrafficAnomaly"}
+
+
+@pytest.mark.integration
+def test_changing_a_window_changes_what_promtool_sees(tmp_path: Path) -> None:
+    """A 2h short window averages the jump to 3% missing with the 0.5% before it: 50m after
+    the shift the missing-rate alert is still pending, and only that case fails."""
+    output = _mutated_run(tmp_path, {"baselines": {"missing": {"window": "2h"}}})
+    assert set(re.findall(r"alertname: (\w+)", output)) == {"InferwatchMissingRateAnomaly"}
+    assert re.search(r"alertname: InferwatchMissingRateAnomaly, time: 1d1h50m, \n\s+exp:\[\s*0:",
+                     output)
+    assert "got:[]" in output
+
+
+# --- dashboards -----------------------------------------------------------------------------
+
+
+def test_main_dashboards_shade_each_signals_expected_band() -> None:
+    import json
+
+    files = render(DEFAULT)
+    shaded = {}
+    for name in ("dashboards/model-overview.json", "dashboards/model-quality.json"):
+        for panel in json.loads(files[name])["panels"]:
+            fills = [p for o in panel.get("fieldConfig", {}).get("overrides", [])
+                     for p in o["properties"] if p["id"] == "custom.fillBelowTo"]
+            if fills:
+                exprs = " ".join(t["expr"] for t in panel["targets"])
+                shaded[panel["title"]] = exprs
+                assert panel["repeat"] == "model"
+                assert ":lower" in exprs and ":upper" in exprs and ":value_10m" in exprs
+    signals = {re.search(r":inferwatch_baseline_(\w+):", e).group(1) for e in shaded.values()}
+    assert signals == {"traffic", "errors", "latency", "batch_size", "predictions",
+                       "confidence"}
+    switched = render(from_dict({"baselines": {"traffic": {"enabled": False}}}))
+    assert "inferwatch_baseline_traffic" not in switched["dashboards/model-overview.json"]
+
+
+def test_a_models_own_for_and_severity_reach_its_baseline_alert_only() -> None:
+    cfg = from_dict({"models": {"fraud": {"alerts": {"InferwatchTrafficAnomaly": {
+        "for": "2h", "severity": "critical"}}}}})
+    rules = [r for g in baseline_alerting_groups(cfg) for r in g["rules"]
+             if r["alert"] == "InferwatchTrafficAnomaly"]
+    assert [(r["for"], r["labels"]["severity"]) for r in rules] == [("30m", "warning"),
+                                                                   ("2h", "critical")]
+    assert 'model="fraud"' in rules[1]["expr"] and "unless on (model)" in rules[0]["expr"]
