@@ -177,7 +177,9 @@ def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
                      "predictions": cfg.baselines.prediction_quantiles[0],
                      "confidence": cfg.baselines.confidence_quantiles[0]}
         if key in quantiles:
-            matchers = (f'quantile="{quantiles[key]}"',)
+            # A regex that takes either spelling of the bound (Prometheus 3 may write 0.50).
+            escaped = quantiles[key].replace(".", "\\\\.")
+            matchers = (f'quantile=~"{escaped}0*"',)
             title += f" p{float(quantiles[key]) * 100:g}"
         if spec.labels and key in ("classes", "missing", "out_of_range"):
             # Several bands per model (one per class or feature): dashed edges, no fill.
