@@ -124,16 +124,23 @@ def _locks_in(namespace: dict, owner: object) -> list[tuple[object, str]]:
     return [(owner, name) for name, value in namespace.items() if isinstance(value, lock_types)]
 
 
+def _in_a_model_server(module: str) -> bool:
+    """inferwatch code that runs inside a forking model server; the standalone exporter is a
+    process of its own that never forks (an earlier test's exporter collectors may still be
+    alive in this process when the walk runs)."""
+    return module.startswith("inferwatch") and not module.startswith("inferwatch.standalone")
+
+
 def _owned_locks() -> list[tuple[object, str]]:
     """Every lock held in an attribute of an inferwatch object or module, found by walking
     the live objects: a lock added tomorrow is found without editing this test."""
     found: list[tuple[object, str]] = []
     for name, module in list(sys.modules.items()):
-        if name.startswith("inferwatch") and isinstance(module, types.ModuleType):
+        if _in_a_model_server(name) and isinstance(module, types.ModuleType):
             found += _locks_in(vars(module), module)
     for obj in gc.get_objects():
         module = type(obj).__dict__.get("__module__") if not isinstance(obj, type) else None
-        if not isinstance(module, str) or not module.startswith("inferwatch"):
+        if not isinstance(module, str) or not _in_a_model_server(module):
             continue
         namespace = dict(getattr(obj, "__dict__", {}))
         for slot in getattr(type(obj), "__slots__", ()):
