@@ -252,3 +252,54 @@ def test_a_models_own_for_and_severity_reach_its_baseline_alert_only() -> None:
     assert [(r["for"], r["labels"]["severity"]) for r in rules] == [("30m", "warning"),
                                                                    ("2h", "critical")]
     assert 'model="fraud"' in rules[1]["expr"] and "unless on (model)" in rules[0]["expr"]
+
+
+# --- per-model sensitivity ------------------------------------------------------------------
+
+TOLERANT = "tolerant"
+
+
+def _two_models_run(tmp_path: Path, ks: dict[str, float]) -> subprocess.CompletedProcess[str]:
+    """The hand-written firing case with a second model, `tolerant`, seeing fraud's very
+    series; `ks` are tolerant's own k per signal (models: tolerant: baselines: ...). The
+    expected alerts stay fraud's alone."""
+    data = {"models": {TOLERANT: {"baselines": {key: {"k": k} for key, k in ks.items()}}}}
+    rules = tmp_path / "alerts"
+    (rules / "tests").mkdir(parents=True)
+    names = _write_rules(data, rules)
+    test = yaml.safe_load(HAND_WRITTEN.read_text())
+    firing = test["tests"][0]
+    firing["input_series"] += [
+        {**entry, "series": entry["series"].replace('model="fraud"', f'model="{TOLERANT}"')}
+        for entry in firing["input_series"] if 'model="fraud"' in entry["series"]]
+    test["tests"] = [firing]
+    test["rule_files"] = [f"../{name}" for name in names]
+    # The objectives first: at promtool's 10m steps the last cycle's would be past lookback.
+    order = _group_order(rules, names)
+    test["group_eval_order"] = sorted(order, key=lambda group: group != "inferwatch-objectives")
+    path = rules / "tests" / "two-models.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    return _promtool(path)
+
+
+@pytest.mark.integration
+def test_each_model_is_judged_by_its_own_k(tmp_path: Path) -> None:
+    """Two models, the same series: with a k of 1000 for every signal, tolerant's bands hold
+    the shift that pages fraud on all nine signals, and it stays quiet on each."""
+    result = _two_models_run(tmp_path, {key: 1000 for key in SIGNALS})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("left_alone", ["traffic", "classes", "missing"])
+def test_changing_one_models_k_changes_only_that_model_and_signal(tmp_path: Path,
+                                                                  left_alone: str) -> None:
+    """Mutation: tolerant keeps the default k for one signal (model-level, per class, per
+    feature); exactly that signal's alert now fires for tolerant, and nothing of fraud's
+    changes."""
+    from test_rules_promtool import _failing_alerts
+
+    result = _two_models_run(tmp_path, {key: 1000 for key in SIGNALS if key != left_alone})
+    assert result.returncode != 0, "the two-model case cannot tell tolerant's k apart"
+    failing = _failing_alerts(result.stdout + result.stderr)
+    assert failing == {(SIGNALS[left_alone].alert, TOLERANT)}, failing

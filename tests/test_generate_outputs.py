@@ -16,6 +16,7 @@ from inferwatch.catalogue import CATALOGUE
 from inferwatch.generate import render
 from inferwatch.generate.baselines import SIGNALS
 from inferwatch.generate.config import (
+    BASELINE_OBJECTIVE_KEYS,
     DEFAULT,
     OBJECTIVE_KEYS,
     RULE_KEYS,
@@ -228,6 +229,7 @@ MODEL_SENTINELS: dict[str, Any] = {
     "accuracy.min_outcomes": 766,
     "accuracy.max_drop": 0.0319,
     "windows.no_traffic_lookback": "193m",
+    **{key: 4.0 + (n + 1) / 1000 for n, key in enumerate(BASELINE_OBJECTIVE_KEYS)},
 }
 MODEL_ALERT_SENTINELS = {"InferwatchLatencyHigh": {"for": "151m", "severity": "info"}}
 

@@ -43,7 +43,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferwatch.generate.config import Config, Signal, duration_seconds
-from inferwatch.generate.promql import model_sel, number, record_name
+from inferwatch.generate.objectives import is_overridden, threshold_text
+from inferwatch.generate.promql import model_sel, number, objective, record_name
 
 # The seasonal model (seasonal value plus the residual's trailing mean and deviation) takes
 # over once the residual (which needs seasonal history) covers this share of the baseline
@@ -252,14 +253,28 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
     else:
         rules += [(expected, mean), (stddev, plain_stddev)]
     floor_share = f"{number(own.sigma_floor_ratio)} * abs({expected})"
+    width = _band_width(cfg, spec, sigma)
     rules += [
         (sigma, f"clamp_min(\n  ({stddev} >= {floor_share})\n  or\n  {floor_share},\n"
                 f"  {number(own.sigma_floor)}\n)"),
-        (record(spec, "lower"), f"{expected} - {number(own.k)} * {sigma}"),
-        (record(spec, "upper"), f"{expected} + {number(own.k)} * {sigma}"),
+        (record(spec, "lower"), f"{expected} - {width}"),
+        (record(spec, "upper"), f"{expected} + {width}"),
     ]
     labels = [extra for _, extra in values] + [{}] * (len(rules) - len(values))
     return [(name, expr, extra) for (name, expr), extra in zip(rules, labels)]
+
+
+def k_key(spec: SignalSpec) -> str:
+    """The config key of a signal's sensitivity, which a `models:` entry may override."""
+    return f"baselines.{spec.key}.k"
+
+
+def _band_width(cfg: Config, spec: SignalSpec, sigma: str) -> str:
+    """k x sigma: k a number, or each model's own from its objective series where some model
+    overrides it (one join, however many models do)."""
+    if not is_overridden(cfg, k_key(spec)):
+        return f"{number(settings(cfg, spec).k)} * {sigma}"
+    return f"{sigma} * on (model) group_left () {objective(k_key(spec))}"
 
 
 def recording_rules(cfg: Config) -> list[tuple[str, str]]:
@@ -311,7 +326,7 @@ def alert_description(cfg: Config, spec: SignalSpec) -> str:
     return (f"{spec.what} of model {{{{ $labels.model }}}} is "
             f'{{{{ printf "%.3g" $value }}}} over {own.window}, {side} its expected band '
             f"{_query(spec, 'lower')} to {_query(spec, 'upper')} (expected "
-            f"{_query(spec, 'expected')} +- {number(own.k)} sigma of its own "
+            f"{_query(spec, 'expected')} +- {threshold_text(cfg, k_key(spec))} sigma of its own "
             f"{own.baseline_window} history).")
 
 

@@ -425,7 +425,13 @@ class AlertOverride:
 # rules read each model's own value from one recording rule per objective, so overriding them
 # for any number of models adds no alert rule. Rule settings (windows, burn factors) change the
 # shape of an alert's expression, so a model that overrides one gets its own copy of that alert.
-OBJECTIVE_KEYS = CATALOGUE_OBJECTIVE_KEYS  # one list: models declare the same keys in code
+# Each baseline signal's sensitivity, per model: config-only (a model does not declare how
+# its own anomalies are judged), and the rules join it only where some model overrides it.
+BASELINE_OBJECTIVE_KEYS = tuple(f"baselines.{spec.name}.k" for spec in dataclasses.fields(Baselines)
+                                if spec.default_factory is not dataclasses.MISSING
+                                and isinstance(spec.default_factory(), Signal))
+# Models declare the catalogue's keys in code too (instrument(objectives=...)).
+OBJECTIVE_KEYS = (*CATALOGUE_OBJECTIVE_KEYS, *BASELINE_OBJECTIVE_KEYS)
 RULE_KEYS = (
     "windows.no_traffic_lookback", "slo.fast_burn.long_window", "slo.fast_burn.short_window",
     "slo.fast_burn.factor", "slo.slow_burn.long_window", "slo.slow_burn.short_window",

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from inferwatch.catalogue import OBJECTIVE_KEYS as DECLARABLE_IN_CODE
 from inferwatch.generate import promql as q
 from inferwatch.generate.config import (
+    BASELINE_OBJECTIVE_KEYS,
     OBJECTIVE_KEYS,
     Config,
     ModelOverride,
@@ -72,8 +74,8 @@ def models_in(cfg: Config, override: ModelOverride) -> str:
 def is_overridden(cfg: Config, key: str) -> bool:
     """Whether some model has (or, with objectives declared in code, may have) its own value
     for an objective."""
-    return cfg.objectives.from_code or any(key in override.values
-                                           for override in cfg.models.values())
+    from_code = cfg.objectives.from_code and key in DECLARABLE_IN_CODE
+    return from_code or any(key in override.values for override in cfg.models.values())
 
 
 def objective_rules(cfg: Config) -> list[tuple[str, str]]:
@@ -88,9 +90,11 @@ def objective_rules(cfg: Config) -> list[tuple[str, str]]:
     """
     rules = []
     for key in OBJECTIVE_KEYS:
+        if key in BASELINE_OBJECTIVE_KEYS and not is_overridden(cfg, key):
+            continue  # the baseline rules then hold the one k as a number
         terms = [_objective_term(cfg, override, number(_value(override.values[key])))
                  for override in cfg.models.values() if key in override.values]
-        if cfg.objectives.from_code:
+        if cfg.objectives.from_code and key in DECLARABLE_IN_CODE:
             # `or` keeps the left side's series: what the model declares wins.
             declared = model_sel(cfg, f'objective="{key}"')
             terms.insert(0, f"max by (model) (inferwatch_model_objective{declared})")
