@@ -39,7 +39,9 @@ from inferwatch.generate import render
 from inferwatch.generate.config import duration_seconds, from_dict
 from inferwatch.generate.rules import ALERTS
 
-EXPECTED_PAGES = {"InferwatchErrorBudgetBurnFast", "InferwatchFeatureDrift"}
+# The incident's pages, and price-estimate's quiet shift, which only its adaptive baseline sees.
+EXPECTED_PAGES = {"InferwatchErrorBudgetBurnFast", "InferwatchFeatureDrift",
+                  "InferwatchPredictionShift"}
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -242,9 +244,14 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
         assert "Prometheus     http://127.0.0.1:" in output
         assert any("firing:" in line for line in seen), output
         assert "streaming      http://127.0.0.1:" in output
-        # model, streaming model, exporter, Alertmanager, Prometheus
-        assert len(children) >= 5, [c.cmdline() for c in children]
-        assert any("inferwatch.demo.streaming" in " ".join(c.cmdline()) for c in children)
+        assert "quiet shift    http://127.0.0.1:" in output
+        shift = [line for line in seen
+                 if " PAGE FIRING " in line and "InferwatchPredictionShift" in line]
+        assert all('model="price-estimate"' in line for line in shift), shift
+        # model, streaming model, quiet-shift model, exporter, Alertmanager, Prometheus
+        assert len(children) >= 6, [c.cmdline() for c in children]
+        for module in ("inferwatch.demo.streaming", "inferwatch.demo.quiet_shift"):
+            assert any(module in " ".join(c.cmdline()) for c in children), module
 
         demo.send_signal(signal.SIGINT)
         assert demo.wait(30) == 0

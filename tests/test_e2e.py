@@ -105,6 +105,7 @@ class E2E:
     metrics: dict[str, str]  # name -> host:port of /metrics
     generators: list[TrafficGenerator]
     threads: list[Any]
+    quiet_shift: Any  # the price-estimate process, which shifts on SIGUSR1
 
     def play(self, phase: Phase) -> None:
         """Replace the running traffic with `phase`, on every replica."""
@@ -147,6 +148,9 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
                                           drift_window=DRIFT_WINDOW_SECONDS).pid)
             replicas[name] = f"http://{HOST}:{api}"
             metrics[name] = f"{HOST}:{port}"
+        quiet_port = free_port(HOST)
+        quiet = stack.start_quiet_shift_model(HOST, quiet_port, speed=SPEED, on_signal=True)
+        pids.append(quiet.pid)
         exporter = free_port(HOST)
         stack.start_exporter(HOST, exporter, pids)
         am_port = free_port(HOST)
@@ -160,14 +164,15 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         prom_port = free_port(HOST)
         stack.start_prometheus("prometheus", write_yaml(workdir / "prometheus.yml",
             prometheus_config(
-                model_targets=list(metrics.values()), exporter_targets=[f"{HOST}:{exporter}"],
+                model_targets=[*metrics.values(), f"{HOST}:{quiet_port}"],
+                exporter_targets=[f"{HOST}:{exporter}"],
                 alertmanager=f"{HOST}:{am_port}",
                 rule_files=[str(workdir / "alerts" / "*.yml")],
                 remote_write=f"http://{HOST}:{central_port}/api/v1/write")),
             HOST, prom_port)
         e2e = E2E(f"http://{HOST}:{prom_port}", f"http://{HOST}:{central_port}",
                   f"http://{HOST}:{am_port}", receiver, dashboards, config, replicas, metrics,
-                  [], [])
+                  [], [], quiet)
         e2e.play(Phase("baseline", math.inf, "clean traffic"))
         _wait_for_full_windows(e2e)
         yield e2e
@@ -290,3 +295,35 @@ def test_incident_alerts_reach_the_webhook_and_fill_the_remaining_panels(e2e: E2
 
     has_data = _evaluate(e2e)
     assert [k for k in AFTER_INCIDENT if not has_data[k]] == []
+
+
+def test_a_quiet_shift_without_a_reference_reaches_the_webhook(e2e: E2E) -> None:
+    """price-estimate has no reference profile, so no drift score or fixed threshold watches
+    its outputs. Its upstream's unit change raises every estimate by about half while every
+    call succeeds; the prediction band learned from its own history catches it."""
+    import signal
+
+    from inferwatch.demo.quiet_shift import MODEL_NAME
+
+    assert not query(e2e.prometheus, f'inferwatch_drift_score{{model="{MODEL_NAME}"}}')
+    e2e.quiet_shift.popen.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 90
+
+    def shifted() -> list[dict[str, Any]]:
+        return [a for a in e2e.receiver.received()
+                if a["labels"]["alertname"] == "InferwatchPredictionShift"
+                and a["labels"].get("model") == MODEL_NAME and a["status"] == "firing"]
+
+    while time.monotonic() < deadline and not shifted():
+        time.sleep(1)
+    pages = shifted()
+    assert pages, e2e.receiver.received()
+    page = pages[0]
+    assert page["labels"]["severity"] == "warning"
+    assert page["labels"]["output"] and page["labels"]["quantile"] in {"0.5", "0.9"}
+    assert "outside its expected band" in page["annotations"]["description"]
+    assert page["annotations"]["runbook_url"].endswith("#inferwatchpredictionshift")
+    # Nothing else about price-estimate pages: the shift is invisible to every other alert.
+    others = {a["labels"]["alertname"] for a in e2e.receiver.received()
+              if a["labels"].get("model") == MODEL_NAME}
+    assert others == {"InferwatchPredictionShift"}

@@ -86,6 +86,8 @@ def _panel(panel: dict[str, Any], series: list[Series]) -> str:
     box = (x + 6, y + TITLE + 4, w - 12, h - TITLE - 10)
     draw = {"timeseries": _lines, "state-timeline": _bands, "stat": _stat,
             "bargauge": _bars, "heatmap": _cells, "table": _rows}.get(kind, _nothing)
+    if any(t.get("id") == "groupingToMatrix" for t in panel.get("transformations", [])):
+        draw = _matrix
     body = draw(box, series, panel) if series else _text(
         box[0] + box[2] / 2, box[1] + box[3] / 2, "no data", 12, "#8e8e8e", anchor="middle")
     return "\n".join([
@@ -275,3 +277,32 @@ def _rows(box: tuple[float, ...], series: list[Series], panel: dict[str, Any]) -
     lines = [s.legend for s in series[: max(int(h / 14), 1)]]
     return "\n".join(_text(x, y + 12 + 14 * i, line[:int(w / 6)], 10)
                      for i, line in enumerate(lines))
+
+
+def _matrix(box: tuple[float, ...], series: list[Series], panel: dict[str, Any]) -> str:
+    """A table grouped to a matrix: row and column values from each legend ("row x column"),
+    cells shaded by value."""
+    x, y, w, h = box
+    cells = {}
+    for s in series:
+        row, _, column = s.legend.partition(" x ")
+        cells[(row, column)] = _last(s)
+    rows = sorted({r for r, _ in cells})
+    columns = sorted({c for _, c in cells})
+    high = max((v for v in cells.values() if _drawable(v)), default=0.0) or 1.0
+    cell_w, cell_h = w / (len(columns) + 1), min(h / (len(rows) + 1), 40.0)
+    parts = [_text(x + (j + 1.5) * cell_w, y + cell_h * 0.6, c[:12], 10, anchor="middle")
+             for j, c in enumerate(columns)]
+    for i, r in enumerate(rows):
+        top = y + (i + 1) * cell_h
+        parts.append(_text(x + 4, top + cell_h * 0.6, r[:12], 10))
+        for j, c in enumerate(columns):
+            value = cells.get((r, c), 0.0)
+            shade = 0.1 + 0.9 * value / high if _drawable(value) else 0.0
+            left = x + (j + 1) * cell_w
+            parts.append(f'<rect x="{left:.1f}" y="{top:.1f}" width="{cell_w - 2:.1f}" '
+                         f'height="{cell_h - 2:.1f}" fill="#ff780a" '
+                         f'fill-opacity="{shade:.2f}"/>')
+            parts.append(_text(left + cell_w / 2, top + cell_h * 0.6,
+                               format_value(value, "short"), 10, anchor="middle"))
+    return "\n".join(parts)

@@ -54,8 +54,8 @@ class Demo:
         self.once = once
         preferred = dict(preferred_ports or {})
         self.ports = {name: free_port(host, preferred.get(name, 0))
-                      for name in ("api", "metrics", "streaming", "exporter", "prometheus",
-                                   "alertmanager", "receiver")}
+                      for name in ("api", "metrics", "streaming", "quiet-shift", "exporter",
+                                   "prometheus", "alertmanager", "receiver")}
         self.out = out or say
         self.started = time.monotonic()
         self.traffic_started: float | None = None
@@ -122,7 +122,9 @@ class Demo:
         model = stack.start_model("model", host, ports["api"], ports["metrics"],
                                   drift_window=drift_window_seconds(self.speed, self.rate))
         streaming = stack.start_streaming_model(host, ports["streaming"], speed=self.speed)
-        stack.start_exporter(host, ports["exporter"], [model.pid, streaming.pid], gpu=self.gpu)
+        quiet = stack.start_quiet_shift_model(host, ports["quiet-shift"], speed=self.speed)
+        stack.start_exporter(host, ports["exporter"], [model.pid, streaming.pid, quiet.pid],
+                             gpu=self.gpu)
         if receiver is None:
             return
         config = rule_config(self.speed)
@@ -132,7 +134,8 @@ class Demo:
             receiver.url, group_interval=f"{max(1, round(5 / self.speed))}s"))
         stack.start_alertmanager(am_config, host, ports["alertmanager"])
         prom_config = _write_yaml(self.workdir / "prometheus.yml", prometheus_config(
-            model_targets=[f"{host}:{ports['metrics']}", f"{host}:{ports['streaming']}"],
+            model_targets=[f"{host}:{ports[name]}"
+                           for name in ("metrics", "streaming", "quiet-shift")],
             exporter_targets=[f"{host}:{ports['exporter']}"],
             alertmanager=f"{host}:{ports['alertmanager']}",
             rule_files=[str(self.workdir / "alerts" / "*.yml")]))
@@ -151,6 +154,9 @@ class Demo:
                  f"  status page    {self._url('metrics', '/')}",
                  f"  streaming      {self._url('streaming', '/metrics')} (toy-llm, a token "
                  f"generator whose time to first token regresses and recovers, in a loop)",
+                 f"  quiet shift    {self._url('quiet-shift', '/metrics')} (price-estimate, "
+                 f"no reference profile: its outputs quietly rise by half and come back, "
+                 f"in a loop)",
                  f"  exporter       {self._url('exporter', '/metrics')}"]
         if self.with_stack:
             lines += [f"  Prometheus     {self._url('prometheus', '/alerts')}",

@@ -115,6 +115,12 @@ _WINDOWS = {
     "slow_burn.short": (300.0, 2 * _RATE_FLOOR),
     "accuracy": (300.0, _RATE_FLOOR),
     "for": (30.0, 2.0),
+    # The prediction baseline of price-estimate (demo/quiet_shift.py): its short value, and
+    # its trailing history, which ends as long before now (its offset) and must exist as long
+    # before the alert may fire.
+    "baseline.window": (30.0, 3 * SCRAPE_INTERVAL_SECONDS),
+    "baseline.history": (60.0, 6 * SCRAPE_INTERVAL_SECONDS),
+    "baseline.min_history": (120.0, 12 * SCRAPE_INTERVAL_SECONDS),
 }
 
 
@@ -176,7 +182,11 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
         "latency": {"p99_seconds": 0.25, "first_item_p99_seconds": 0.25},
         # A whole stream of toy-llm takes longer than one prediction; its first token is
         # what its regression moves.
-        "models": {"toy-llm": {"latency": {"p99_seconds": 2}}},
+        "models": {"toy-llm": {"latency": {"p99_seconds": 2}},
+                   # Its drift alerts judge the classifier against its reference; the demo's
+                   # prediction band, learned from a minute of history, is for price-estimate,
+                   # which has no reference (a per-model k: 20 sigma is as good as off).
+                   "breast-cancer": {"baselines": {"predictions": {"k": 20}}}},
         "drift": {"min_observations": MIN_DRIFT_OBSERVATIONS},
         "accuracy": {"window": window("accuracy"), "min_outcomes": 50},
         # The challenger equals the champion on clean traffic: only the shift sets it apart.
@@ -185,9 +195,16 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
         "links": {"grafana_url": grafana_url},
         "alerts": {alert.name: {"for": window("for")} for alert in ALERTS},
         # The baseline groups run at 5m in production, 5s here, so the signals of the
-        # expected-band panels show from the start. Their bands and alerts still need the
-        # default day of history, which no demo run reaches: they never fire here.
-        # (At most the production 5m, the longest the baseline alerts allow.)
+        # expected-band panels show from the start. Most bands and alerts still need the
+        # default day of history, which no demo run reaches: they never fire here. The
+        # prediction signal learns from a minute (no season in a demo), so price-estimate's
+        # quiet shift pages as InferwatchPredictionShift. (The interval is at most the
+        # production 5m, the longest the baseline alerts allow.)
         "baselines": {"evaluation_interval": duration(min(5.0 / speed, 300.0),
-                                                      floor=2 * SCRAPE_INTERVAL_SECONDS)},
+                                                      floor=2 * SCRAPE_INTERVAL_SECONDS),
+                      "seasonal_offsets": [],
+                      "predictions": {"window": window("baseline.window"),
+                                      "baseline_window": window("baseline.history"),
+                                      "baseline_offset": window("baseline.history"),
+                                      "min_history": window("baseline.min_history")}},
     }

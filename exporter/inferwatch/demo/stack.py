@@ -169,6 +169,17 @@ class Stack:
         self.wait_ready(process, f"http://{host}:{metrics_port}/metrics")
         return process
 
+    def start_quiet_shift_model(self, host: str, metrics_port: int, *, speed: float,
+                                on_signal: bool = False) -> Process:
+        """The model without a reference, looping its quiet output-shift story (or, with
+        `on_signal`, shifting once after SIGUSR1)."""
+        process = self.start("quiet-shift", [sys.executable, "-m", "inferwatch.demo.quiet_shift",
+                                             "--metrics-listen", f"{host}:{metrics_port}",
+                                             f"--speed={speed:g}",
+                                             "--shift-on-signal" if on_signal else "--loop"])
+        self.wait_ready(process, f"http://{host}:{metrics_port}/metrics")
+        return process
+
     def start_exporter(self, host: str, port: int, pids: Sequence[int], *, gpu: bool = False
                        ) -> Process:
         argv = [sys.executable, "-m", "inferwatch.standalone.cli",

@@ -34,6 +34,7 @@ from inferwatch.generate.panels import (
     datasource_variable,
     heatmap,
     layout,
+    matrix,
     prometheus_annotation,
     query_variable,
     stat,
@@ -606,11 +607,12 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
             _recorded(cfg, q.shadow_agreement(cfg)), PAIR)], "percentunit",
             f"Dashed line: InferwatchShadowAgreementLow fires below it (with at least "
             f"{number(sh.min_compared)} rows compared).", limit=sh.min_agreement, max_value=1)),
-        Cell(table("Confusion: champion class x shadow class", [target(
+        Cell(matrix("Confusion: champion class x shadow class", target(
             f"sum by (champion_class, shadow_class) (increase(inferwatch_shadow_confusion_total"
-            f"{raw}[$__range]))", instant=True, fmt="table")],
-            "Compared rows over the time range, by the champion's class and the shadow's.",
-            hide=("Time",))),
+            f"{raw}[$__range]))", "{{champion_class}} x {{shadow_class}}", instant=True,
+            fmt="table"), "champion_class", "shadow_class",
+            "Compared rows over the time range: one row per champion class, one column per "
+            "shadow class; off the diagonal, the two disagree.")),
     ]
     differences = [
         Cell(timeseries("Difference quantiles (shadow - champion)", [target(

@@ -216,6 +216,25 @@ def table(title: str, targets: list[g.Target], description: str = "",
     return _panel("table", title, description, targets, options, defaults, [organize])
 
 
+def matrix(title: str, query: g.Target, rows: str, columns: str, description: str = ""
+           ) -> CurrentPanel:
+    """A heatmap of two labels: one row per value of `rows`, one column per value of
+    `columns`, each cell coloured by the instant value (Grafana's grouping-to-matrix)."""
+    options = {"cellHeight": "sm", "frameIndex": 0, "showHeader": True}
+    defaults = {"custom": {"align": "center", "inspect": False,
+                           "cellOptions": {"type": "color-background", "mode": "gradient"}},
+                "color": {"mode": "continuous-GrYlRd"}, "min": 0, "thresholds": thresholds()}
+    grouping = {"id": "groupingToMatrix", "options": {
+        "rowField": rows, "columnField": columns, "valueField": "Value",
+        "emptyValue": "zero"}}
+    # The matrix names its row header "<rows>\<columns>": plain cells, not coloured ones.
+    header = {"matcher": {"id": "byName", "options": f"{rows}\\{columns}"},
+              "properties": [{"id": "custom.cellOptions", "value": {"type": "auto"}}]}
+    panel = _panel("table", title, description, [query], options, defaults, [grouping])
+    panel.overrides = [header]
+    return panel
+
+
 def bargauge(title: str, targets: list[g.Target], unit: str = "short", description: str = "",
              limit: float | None = None, max_value: float | None = None) -> CurrentPanel:
     """Horizontal bars of the last values, one per series."""
