@@ -39,9 +39,10 @@ from inferwatch.generate import render
 from inferwatch.generate.config import duration_seconds, from_dict
 from inferwatch.generate.rules import ALERTS
 
-# The incident's pages, and price-estimate's quiet shift, which only its adaptive baseline sees.
+# The incident's pages; the retrained challenger, right more often on the shifted inputs
+# (informational); and price-estimate's quiet shift, which only its adaptive baseline sees.
 EXPECTED_PAGES = {"InferwatchErrorBudgetBurnFast", "InferwatchFeatureDrift",
-                  "InferwatchPredictionShift"}
+                  "InferwatchShadowBetter", "InferwatchPredictionShift"}
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -248,6 +249,10 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
         shift = [line for line in seen
                  if " PAGE FIRING " in line and "InferwatchPredictionShift" in line]
         assert all('model="price-estimate"' in line for line in shift), shift
+        better = [line for line in seen
+                  if " PAGE FIRING " in line and "InferwatchShadowBetter" in line]
+        assert all(" info " in line and 'model_version="1.1.0-rc1"' in line
+                   for line in better), better
         # model, streaming model, quiet-shift model, exporter, Alertmanager, Prometheus
         assert len(children) >= 6, [c.cmdline() for c in children]
         for module in ("inferwatch.demo.streaming", "inferwatch.demo.quiet_shift"):
