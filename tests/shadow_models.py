@@ -49,3 +49,18 @@ class Gated:
         self.entered.set()
         self.gate.wait()
         return self.model.predict(rows)
+
+
+class AsyncModel:
+    """An async server's model: `predict` is a coroutine function around a fitted model."""
+
+    def __init__(self, model, seconds: float = 0.0) -> None:
+        self.model = model
+        self.seconds = seconds
+        self.classes_ = getattr(model, "classes_", None)
+
+    async def predict(self, rows):
+        import asyncio
+
+        await asyncio.sleep(self.seconds)
+        return self.model.predict(rows)

@@ -21,7 +21,7 @@ import inferwatch
 from inferwatch.core.registry import Registry
 from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.state import ModelState
-from shadow_models import Gated, Raising, Segfaulting, Sleeping
+from shadow_models import AsyncModel, Gated, Raising, Segfaulting, Sleeping
 from test_pushgateway import gateway  # noqa: F401  (a fixture)
 
 N_CALLS = 40
@@ -476,3 +476,56 @@ def test_undeclared_strings_are_not_compared_as_classes():
     comparison.fold_into(state, now=0.0)
     assert not any(state.counters.get("inferwatch_shadow_confusion_total", {}).values())
     assert "secret" not in str(state.counters)
+
+
+@pytest.mark.parametrize("mode", ["thread", pytest.param("process", marks=pytest.mark.integration)])
+def test_an_async_champion_is_shadowed_by_sync_and_async_challengers(data, registry, mode):
+    """An async server's model: the challenger sees the awaited result, never a coroutine,
+    and an async challenger is awaited in the background (in its child, in process mode)."""
+    import asyncio
+
+    X, _, model, shifted, _, _ = data
+    champion = inferwatch.instrument(AsyncModel(_clone(model)), name="fraud", version="1",
+                                     registry=registry)
+    plain = inferwatch.shadow(champion, _clone(shifted), version="2", mode=mode,
+                              timeout=60.0, registry=registry)
+    awaited = inferwatch.shadow(champion, AsyncModel(_clone(shifted)), version="3", mode=mode,
+                                timeout=60.0, registry=registry)
+
+    async def serve() -> list:
+        return [await champion.predict(row.reshape(1, -1)) for row in X[:30]]
+
+    answers = asyncio.run(serve())
+    assert [int(a[0]) for a in answers] == model.predict(X[:30]).tolist()
+    assert plain.flush(120) and awaited.flush(120)
+    registry.drain()
+    disagree = int(np.sum(model.predict(X[:30]) != shifted.predict(X[:30])))
+    assert disagree > 0
+    for handle in (plain, awaited):
+        counters = handle.monitor.state.counters
+        assert counters["inferwatch_shadow_compared_total"] == {("1",): 30}
+        assert counters["inferwatch_shadow_agreement_total"][("1", "disagree")] == disagree
+        assert counters["inferwatch_requests_total"][("ok",)] == 30
+        assert not counters.get("inferwatch_errors_total")
+    champion_calls = registry.monitor("fraud", "1").state.counters["inferwatch_requests_total"]
+    assert {k: v for k, v in champion_calls.items() if v} == {("ok",): 30}
+    plain.close()
+    awaited.close()
+
+
+def test_an_async_challenger_past_its_timeout_is_cancelled_and_counted(data, registry):
+    import asyncio
+
+    X, _, model, _, _, _ = data
+    champion = inferwatch.instrument(AsyncModel(_clone(model)), name="fraud", version="1",
+                                     registry=registry)
+    handle = inferwatch.shadow(champion, AsyncModel(_clone(model), seconds=30.0), version="2",
+                               timeout=0.05, registry=registry)
+    for row in X[:3]:
+        asyncio.run(champion.predict(row.reshape(1, -1)))
+    assert handle.flush(30)  # three timeouts of 0.05 s, not three sleeps of 30 s
+    registry.drain()
+    counters = handle.monitor.state.counters
+    assert counters["inferwatch_shadow_dropped_total"][("1", "timeout")] == 3
+    assert counters["inferwatch_errors_total"] == {("ShadowTimeout",): 3}
+    handle.close()

@@ -33,7 +33,9 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import itertools
 import os
 import pickle
@@ -217,7 +219,12 @@ class Shadow:
                                                                               method)
         start = time.perf_counter()
         try:
-            return "ok", target(*args, **kwargs), time.perf_counter() - start
+            result = target(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = _awaited(result, self.timeout)
+            return "ok", result, time.perf_counter() - start
+        except asyncio.TimeoutError:
+            return "timeout", None, time.perf_counter() - start
         except BaseException as exc:  # the challenger's failure is its own, never ours
             return "error", type(exc), time.perf_counter() - start
 
@@ -353,6 +360,18 @@ def _copy(value: object) -> object:
 def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
     offer, draw, sample = shadow.offer, random.random, shadow.sample
 
+    if inspect.iscoroutinefunction(inner):
+        # An async champion: the challenger sees the awaited result, never the coroutine.
+        @functools.wraps(inner)
+        async def shadowed_async(*args: Any, **kwargs: Any) -> Any:
+            result = await inner(*args, **kwargs)
+            if draw() < sample:
+                offer(method, args, kwargs, result)
+            return result
+
+        shadowed_async.__inferwatch_shadowed__ = inner  # type: ignore[attr-defined]
+        return shadowed_async
+
     @functools.wraps(inner)
     def shadowed(*args: Any, **kwargs: Any) -> Any:
         result = inner(*args, **kwargs)
@@ -362,6 +381,18 @@ def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
 
     shadowed.__inferwatch_shadowed__ = inner  # type: ignore[attr-defined]
     return shadowed
+
+
+_loops = threading.local()
+
+
+def _awaited(awaitable: Any, timeout: float) -> Any:
+    """An async challenger's result, awaited on the worker thread's own event loop; past
+    `timeout` it is cancelled (unlike a thread, a coroutine can be stopped)."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(asyncio.wait_for(awaitable, timeout))
 
 
 def _after_fork() -> None:

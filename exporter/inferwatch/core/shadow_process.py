@@ -14,6 +14,8 @@ reported as crashed. Either way the next call starts a fresh child.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import multiprocessing
 import pickle
 import time
@@ -37,7 +39,10 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
         start = time.perf_counter()
         try:
             target = model if method == "__call__" else getattr(model, method)
-            reply = ("ok", target(*args, **kwargs))
+            result = target(*args, **kwargs)
+            if inspect.isawaitable(result):  # an async challenger: the parent's timeout
+                result = asyncio.run(_awaitable(result))  # kills the child if it hangs
+            reply = ("ok", result)
         except BaseException as exc:  # the parent records it as the shadow's error
             reply = ("error", type(exc).__name__)
         duration = time.perf_counter() - start
@@ -45,6 +50,10 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
             conn.send((*reply, duration))
         except Exception as exc:  # an unpicklable result
             conn.send(("error", type(exc).__name__, duration))
+
+
+async def _awaitable(awaitable: Any) -> Any:
+    return await awaitable
 
 
 class ProcessRunner:
