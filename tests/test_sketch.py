@@ -369,3 +369,28 @@ def test_from_bins_equals_the_sketch_it_was_read_from():
         DDSketch.from_bins(0.01, 2048, negative=(0, np.array([0.5])))
     wide = DDSketch.from_bins(0.01, 64, positive=(-10_000, np.ones(20_000, dtype=np.int64)))
     assert wide.nbytes <= 64 * 8 * 2 and wide.count == 20_000
+
+
+@given(any_floats, st.sampled_from([8, 64, NO_COLLAPSE_BINS]),
+       st.integers(1, 70))
+def test_a_drains_few_values_land_in_the_bins_numpy_gives_them(values: np.ndarray,
+                                                              max_bins: int,
+                                                              chunk: int) -> None:
+    """Small batches take the Python path, large ones numpy's: the bins are the same."""
+    import inferwatch.core.ddsketch as module
+
+    chunked = DDSketch(max_bins=max_bins)
+    for start in range(0, len(values), chunk):
+        chunked.add(values[start:start + chunk])
+    saved = module._FEW_VALUES
+    module._FEW_VALUES = 0  # numpy's path for every batch
+    try:
+        whole = DDSketch(max_bins=max_bins)
+        for start in range(0, len(values), chunk):
+            whole.add(values[start:start + chunk])
+    finally:
+        module._FEW_VALUES = saved
+    assert bins_of(chunked) == bins_of(whole)
+    assert chunked.count == whole.count
+    assert chunked.sum == whole.sum or (math.isnan(chunked.sum) and math.isnan(whole.sum)) \
+        or math.isclose(chunked.sum, whole.sum, rel_tol=1e-9, abs_tol=1e-9)

@@ -38,6 +38,9 @@ _FLOAT_MAX = float(np.finfo(np.float64).max)
 # Up to this many values are summed as Python floats: saving and restoring numpy's error
 # state (np.errstate) costs more than the sum of a drain's few values.
 _PYTHON_SUM_MAX = 64
+# Up to this many values are added by :meth:`DDSketch._add_few`: a drain often brings a
+# handful, and numpy's fixed cost per call is most of the cost of adding them.
+_FEW_VALUES = 64
 
 
 def quiet_sum(values: np.ndarray) -> float:
@@ -97,6 +100,25 @@ class _Store:
             lo = hi - self.max_bins + 1
             keys = np.maximum(keys, lo)
         self.add_dense(lo, np.bincount(keys - lo))
+
+    def add_key_list(self, keys: list[int]) -> None:
+        """:meth:`add_keys` for a few keys as Python ints (a drain's handful of values): one
+        store per key costs less than numpy's fixed cost per call. The same bins result."""
+        lo, hi = min(keys), max(keys)
+        if hi - lo >= self.max_bins:
+            lo = hi - self.max_bins + 1
+        if self.total:
+            new_lo, new_hi = min(lo, self.min_key), max(hi, self.max_key)
+        else:
+            new_lo, new_hi = lo, hi
+        if new_hi - new_lo >= self.max_bins:
+            new_lo = new_hi - self.max_bins + 1
+        self._make_room(new_lo, new_hi)
+        bins, offset = self.bins, self.offset
+        for key in keys:  # keys below the kept range fold into its lowest bin
+            bins[(key if key >= new_lo else new_lo) - offset] += 1
+        self.total += len(keys)
+        self.min_key, self.max_key = new_lo, new_hi
 
     def add_dense(self, lo: int, counts: np.ndarray) -> None:
         """Add `counts[i]` to key ``lo + i``; the first and last counts must be non-zero."""
@@ -274,6 +296,9 @@ class DDSketch:
         array = np.asarray(values, dtype=np.float64).ravel()
         if not array.size:
             return
+        if array.size <= _FEW_VALUES:
+            self._add_few(array)
+            return
         finite = np.isfinite(array)
         if not finite.all():
             array = array[finite]
@@ -293,6 +318,33 @@ class DDSketch:
         if negative.any():
             self._negative.add_keys(self._keys(-array[negative]))
         self._zero_count += int(array.size - np.count_nonzero(indexable))
+
+    def _add_few(self, array: np.ndarray) -> None:
+        """:meth:`add` for a few values, sorted in Python; keys still come from numpy's log,
+        so a value lands in the same bin whichever path adds it."""
+        positive: list[float] = []
+        negative: list[float] = []
+        finite: list[float] = []
+        zeros = 0
+        smallest = self._min_indexable
+        for value in array.tolist():
+            if value - value != 0.0:  # nan, or inf (inf - inf is nan)
+                continue
+            finite.append(value)
+            if value >= smallest:
+                positive.append(value)
+            elif value <= -smallest:
+                negative.append(-value)
+            else:
+                zeros += 1
+        if not finite:
+            return
+        self._sum += float(sum(finite))  # what quiet_sum gives for this many values
+        if positive:
+            self._positive.add_key_list(self._keys(np.array(positive)).tolist())
+        if negative:
+            self._negative.add_key_list(self._keys(np.array(negative)).tolist())
+        self._zero_count += zeros
 
     def merge(self, other: DDSketch) -> None:
         """Add every value of `other` into this sketch.
