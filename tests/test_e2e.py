@@ -11,7 +11,9 @@ One traffic baseline, then one incident (an error burst and a feature drift):
   listed below with the reason;
 - the clean baseline raises no alert at all;
 - the incident's alerts reach the webhook;
-- the recording rules aggregate across the replicas on the receiving Prometheus.
+- the recording rules aggregate across the replicas on the receiving Prometheus;
+- a model served without a reference (price-estimate) quietly shifts its outputs on a
+  signal, and only its adaptive baseline alert, InferwatchPredictionShift, reaches the webhook.
 """
 
 from __future__ import annotations
