@@ -320,6 +320,13 @@ class Shadow:
 
 
 def _work(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:
+    try:
+        _serve(ref, runner, stop)
+    finally:
+        _close_thread_loop()
+
+
+def _serve(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:
     while not stop.is_set():
         shadow = ref()
         if shadow is None:
@@ -383,19 +390,36 @@ def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
     return shadowed
 
 
-_loops = threading.local()
+# Each worker thread's event loop for async challengers, by thread id, closed when the
+# thread ends: left to the garbage collector, a loop may be finalised after its own sockets,
+# and fail. A forked child keeps its parent's loops referenced and never closes them: their
+# epoll instance is shared with the parent, whose registrations closing would remove.
+_loops: dict[int, asyncio.AbstractEventLoop] = {}
+_inherited_loops: list[asyncio.AbstractEventLoop] = []
+
+
+def _close_thread_loop() -> None:
+    loop = _loops.pop(threading.get_ident(), None)
+    if loop is not None:
+        try:
+            loop.close()
+        except Exception as exc:
+            faults.record("shadow", exc)
 
 
 def _awaited(awaitable: Any, timeout: float) -> Any:
     """An async challenger's result, awaited on the worker thread's own event loop; past
     `timeout` it is cancelled (unlike a thread, a coroutine can be stopped)."""
-    loop = getattr(_loops, "loop", None)
+    ident = threading.get_ident()
+    loop = _loops.get(ident)
     if loop is None or loop.is_closed():
-        loop = _loops.loop = asyncio.new_event_loop()
+        loop = _loops[ident] = asyncio.new_event_loop()
     return loop.run_until_complete(asyncio.wait_for(awaitable, timeout))
 
 
 def _after_fork() -> None:
+    _inherited_loops.extend(_loops.values())  # the parent's worker threads do not run here
+    _loops.clear()
     for shadow in list(_live_shadows):
         shadow.after_fork()
 
