@@ -445,7 +445,9 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     the comparison series (``inferwatch_shadow_*``) carry ``champion_version``.
     `challenger` may be a list, with a list of versions. Outcomes given to the champion's
     ``record_outcome`` score every challenger that saw the request. The champion's input
-    reference (or `reference`) makes drift of both comparable.
+    reference (or `reference`) makes drift of both comparable. An ``async def`` champion
+    hands on its awaited result; an async challenger is awaited in the background (cancelled
+    past `timeout`).
 
     Returns the :class:`Shadow` (``flush()``, ``close()``), or a list of them.
 
