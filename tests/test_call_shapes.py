@@ -339,3 +339,47 @@ def test_xgboost_margins_have_their_own_output(scraper):
     assert scraper.value("inferwatch_prediction_count", output="value") == 8
     assert scraper.value("inferwatch_prediction_count", output="margin") == 8
     assert scraper.value("inferwatch_batch_size_sum") == 16
+
+
+def _matrices(probabilities: bool):
+    rows = st.integers(1, 3)
+    width = st.integers(1, 4)
+
+    def build(shape, seed):
+        values = np.random.default_rng(seed).random(shape)
+        if probabilities:
+            values = values / values.sum(axis=1, keepdims=True)
+        return values
+
+    return st.tuples(width, st.integers(2, 20), st.integers(0, 2**32 - 1), rows).map(
+        lambda t: [build((t[3], t[0]), t[2] + i) for i in range(t[1])])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.booleans().flatmap(_matrices))
+def test_2d_results_of_a_function_record_the_same_stacked_as_one_by_one(results) -> None:
+    """A plain function returning a 2-D float matrix per call (probabilities or several
+    outputs): the drain normalises the calls as one stacked matrix; what it records equals
+    draining after every call."""
+    from inferwatch.core.registry import Registry
+
+    def record(drain_each: bool):
+        registry = Registry(drain_interval=3600)
+        answers = iter(results)
+        fn = inferwatch.instrument(lambda x: next(answers), name="m", version="1",
+                                   registry=registry)
+        for _ in results:
+            fn(0)
+            if drain_each:
+                registry.drain()
+        registry.drain()
+        state = registry.monitor("m", "1").state
+        histograms = {(metric, key): h.counts.tolist() if "duration" in metric
+                      else (h.counts.tolist(), round(h.sum, 9))  # latency: its own timing
+                      for metric, series in state.histograms.items()
+                      for key, h in series.items()}
+        counters = {metric: dict(series) for metric, series in state.counters.items()}
+        registry.close()
+        return counters, histograms
+
+    assert record(drain_each=False) == record(drain_each=True)

@@ -133,8 +133,9 @@ class PredictionBatch:
                 self.batch_sizes.extend(r.shape[0] for r in results)
                 self._add_classes(np.concatenate(results))
                 return
-        for result in results:
-            self.add_one(result, False)
+        # Many 2-D float results of one width (a function returning a probability or output
+        # matrix per call): normalised as one stacked matrix, not one call at a time.
+        self.add_records(results, False, split=False)
 
     def add_records(self, results: Sequence[object], probabilities: bool | None,
                     split: bool = True) -> list[tuple[tuple | None, tuple | None] | None]:
