@@ -383,3 +383,45 @@ def test_2d_results_of_a_function_record_the_same_stacked_as_one_by_one(results)
         return counters, histograms
 
     assert record(drain_each=False) == record(drain_each=True)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(st.sampled_from(["price", "eta", "score"]),
+                                st.floats(allow_nan=True, allow_infinity=True),
+                                min_size=1, max_size=3), min_size=2, max_size=15),
+       st.sampled_from(["auto", "regression"]))
+def test_dict_results_record_the_same_stacked_as_one_by_one(results, task) -> None:
+    """Dicts of named float outputs, one per call: the drain records them as one dict of
+    columns when all have the same names, and what it records equals draining after every
+    call (nan and inf counted as invalid either way)."""
+    from inferwatch.core.registry import Registry
+
+    def record(drain_each: bool):
+        registry = Registry(drain_interval=3600)
+        answers = iter(results)
+        fn = inferwatch.instrument(lambda x: next(answers), name="m", version="1",
+                                   task=task, registry=registry)
+        for _ in results:
+            fn(0)
+            if drain_each:
+                registry.drain()
+        registry.drain()
+        state = registry.monitor("m", "1").state
+        histograms = {(metric, key): h.counts.tolist() if "duration" in metric
+                      else (h.counts.tolist(), h.sum)
+                      for metric, series in state.histograms.items()
+                      for key, h in series.items()}
+        counters = {metric: dict(series) for metric, series in state.counters.items()}
+        registry.close()
+        return counters, histograms
+
+    stacked, one_by_one = record(drain_each=False), record(drain_each=True)
+    assert stacked[0] == one_by_one[0]
+    assert stacked[1].keys() == one_by_one[1].keys()
+    for key, value in stacked[1].items():
+        other = one_by_one[1][key]
+        if isinstance(value, tuple):
+            assert value[0] == other[0], key
+            assert value[1] == pytest.approx(other[1], rel=1e-9, abs=1e-9, nan_ok=True), key
+        else:
+            assert value == other, key

@@ -89,6 +89,8 @@ class PredictionBatch:
         if not probabilities and kinds <= _FLOAT_SCALARS and task != "classification":
             self._add_float_scalars(results)
             return
+        if kinds == {dict} and len(results) > 1 and self._add_float_dicts(results):
+            return
         if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
             self.batch_sizes.extend(itertools.repeat(1, len(results)))
             labels = None
@@ -103,6 +105,26 @@ class PredictionBatch:
             return
         for result in results:
             self.add_one(result, probabilities)
+
+    def _add_float_dicts(self, results: Sequence[dict]) -> bool:
+        """Many dicts of the same named float outputs (one row each): normalised as one dict
+        of columns. False, recording nothing, when they are not all of that shape."""
+        names = results[0].keys()
+        if not all(r.keys() == names for r in results) or not all(
+                value.__class__ is float for r in results for value in r.values()):
+            return False
+        count = len(results)
+        columns = {name: np.fromiter((r[name] for r in results), np.float64, count)
+                   for name in names}
+        try:
+            prediction = normalize(columns, probabilities=False, task=self.settings.task,
+                                   class_names=self._class_names_once(),
+                                   known_classes=self._known_classes())
+        except Exception as exc:
+            faults.record("prediction", exc)
+            return True  # as one call at a time: each would have failed the same way
+        self._add(prediction, [1] * count)
+        return True
 
     def _add_classes(self, labels: np.ndarray) -> None:
         self.class_like = True
