@@ -4,15 +4,17 @@ Cost. One synthetic target exposes live series of 100 models x 50 features (call
 outcome, latency histograms, batch sizes, prediction and confidence quantiles, class
 counters, missing and out-of-range counters). Prometheus scrapes it and evaluates the two
 baseline groups, and the table reports ``prometheus_rule_group_last_duration_seconds`` of
-those groups together, the median over evaluation cycles once the trailing windows are
-full; the slowest rules go to stderr.
+those groups together once the trailing windows are full, measured at a production-like
+pace (below); the slowest rules and the time at the warm-up's cadence go to stderr.
 
 A day of history cannot be waited for, so time is scaled: what a trailing statistic costs
 is the number of samples it reads, so the run evaluates every second with windows holding
 as many samples as the defaults do at their 5m interval (a 1d window: 288 samples; the 10m
 short window at a 15s scrape: 40 samples). The seasonal offsets are scaled the same way;
 the week-ago term finds no history in the run (as in a deployment's first week), the
-day-ago term does.
+day-ago term does. The 1s cadence also writes every baseline series every second, 300 times
+the production write rate, so the measured evaluations come after a config reload to a 15s
+interval: the same windows, read between quiet gaps.
 
 Detection. The simulated two days of tests/test_baselines.py, run through promtool: how
 long after each fault its alert fired, against the time stated for it.
