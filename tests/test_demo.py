@@ -165,7 +165,11 @@ def test_every_window_and_for_scales_with_any_allowed_speed(rate: float, fractio
               "slow_burn.long": cfg.slo.slow_burn.long_window,
               "slow_burn.short": cfg.slo.slow_burn.short_window,
               "accuracy": cfg.accuracy.window,
-              "for": rule_config(speed)["alerts"]["InferwatchFeatureDrift"]["for"]}
+              "for": rule_config(speed)["alerts"]["InferwatchFeatureDrift"]["for"],
+              "baseline.window": cfg.baselines.predictions.window,
+              "baseline.history": cfg.baselines.predictions.baseline_window,
+              "baseline.min_history": cfg.baselines.predictions.min_history}
+    assert cfg.baselines.predictions.baseline_offset == cfg.baselines.predictions.baseline_window
     for name, (seconds, _floor) in _WINDOWS.items():
         assert abs(duration_seconds(scaled[name]) - seconds / speed) <= 0.5, name
     assert drift_window_seconds(speed, rate) == DRIFT_WINDOW_SECONDS / speed
