@@ -130,17 +130,22 @@ class Target:
         return server
 
 
-def _durations(url: str) -> dict[str, float]:
-    """prometheus_rule_group_last_duration_seconds of every group, by group name."""
+def _by_group(url: str, metric: str) -> dict[str, float]:
+    """A per-rule-group metric of Prometheus' own /metrics, by group name."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
         text = response.read().decode()
     found = {}
     for line in text.splitlines():
-        if line.startswith("prometheus_rule_group_last_duration_seconds{"):
+        if line.startswith(metric + "{"):
             labels, value = line.rsplit(" ", 1)
             group = labels.split('rule_group="', 1)[1].split('"', 1)[0].rsplit(";", 1)[-1]
             found[group] = float(value)
     return found
+
+
+def _durations(url: str) -> dict[str, float]:
+    """prometheus_rule_group_last_duration_seconds of every group, by group name."""
+    return _by_group(url, "prometheus_rule_group_last_duration_seconds")
 
 
 def _rule_groups(url: str) -> list[dict]:
@@ -206,16 +211,9 @@ def _at_production_pace(url: str, directory: Path, files: dict[str, str]) -> lis
 
 def _evaluations(url: str) -> dict[str, float]:
     """When each baseline group last evaluated, by group name."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    found = {}
-    for line in text.splitlines():
-        if line.startswith("prometheus_rule_group_last_evaluation_timestamp_seconds{"):
-            labels, value = line.rsplit(" ", 1)
-            group = labels.split('rule_group="', 1)[1].split('"', 1)[0].rsplit(";", 1)[-1]
-            if "baseline" in group:
-                found[group] = float(value)
-    return found
+    return {group: at for group, at in
+            _by_group(url, "prometheus_rule_group_last_evaluation_timestamp_seconds").items()
+            if "baseline" in group}
 
 
 def measure_cost(quick: bool, features: int | None = None) -> list[Row]:

@@ -341,6 +341,42 @@ def test_xgboost_margins_have_their_own_output(scraper):
     assert scraper.value("inferwatch_batch_size_sum") == 16
 
 
+def _recorded(results: list, drain_each: bool, **options) -> tuple[dict, dict]:
+    """Counters and histograms of a function answering `results` in turn, drained once at the
+    end or after every call (latency histograms: counts only, their sums are timings)."""
+    from inferwatch.core.registry import Registry
+
+    registry = Registry(drain_interval=3600)
+    answers = iter(results)
+    fn = inferwatch.instrument(lambda x: next(answers), name="m", version="1",
+                               registry=registry, **options)
+    for _ in results:
+        fn(0)
+        if drain_each:
+            registry.drain()
+    registry.drain()
+    state = registry.monitor("m", "1").state
+    histograms = {(metric, key): h.counts.tolist() if "duration" in metric
+                  else (h.counts.tolist(), h.sum)
+                  for metric, series in state.histograms.items()
+                  for key, h in series.items()}
+    counters = {metric: dict(series) for metric, series in state.counters.items()}
+    registry.close()
+    return counters, histograms
+
+
+def _assert_same_records(stacked: tuple[dict, dict], one_by_one: tuple[dict, dict]) -> None:
+    assert stacked[0] == one_by_one[0]
+    assert stacked[1].keys() == one_by_one[1].keys()
+    for key, value in stacked[1].items():
+        other = one_by_one[1][key]
+        if isinstance(value, tuple):
+            assert value[0] == other[0], key
+            assert value[1] == pytest.approx(other[1], rel=1e-9, abs=1e-9, nan_ok=True), key
+        else:
+            assert value == other, key
+
+
 def _matrices(probabilities: bool):
     rows = st.integers(1, 3)
     width = st.integers(1, 4)
@@ -361,29 +397,8 @@ def test_2d_results_of_a_function_record_the_same_stacked_as_one_by_one(results)
     """A plain function returning a 2-D float matrix per call (probabilities or several
     outputs): the drain normalises the calls as one stacked matrix; what it records equals
     draining after every call."""
-    from inferwatch.core.registry import Registry
-
-    def record(drain_each: bool):
-        registry = Registry(drain_interval=3600)
-        answers = iter(results)
-        fn = inferwatch.instrument(lambda x: next(answers), name="m", version="1",
-                                   registry=registry)
-        for _ in results:
-            fn(0)
-            if drain_each:
-                registry.drain()
-        registry.drain()
-        state = registry.monitor("m", "1").state
-        histograms = {(metric, key): h.counts.tolist() if "duration" in metric
-                      else (h.counts.tolist(), round(h.sum, 9))  # latency: its own timing
-                      for metric, series in state.histograms.items()
-                      for key, h in series.items()}
-        counters = {metric: dict(series) for metric, series in state.counters.items()}
-        registry.close()
-        return counters, histograms
-
-    assert record(drain_each=False) == record(drain_each=True)
-
+    _assert_same_records(_recorded(results, drain_each=False),
+                         _recorded(results, drain_each=True))
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.dictionaries(st.sampled_from(["price", "eta", "score"]),
@@ -394,34 +409,5 @@ def test_dict_results_record_the_same_stacked_as_one_by_one(results, task) -> No
     """Dicts of named float outputs, one per call: the drain records them as one dict of
     columns when all have the same names, and what it records equals draining after every
     call (nan and inf counted as invalid either way)."""
-    from inferwatch.core.registry import Registry
-
-    def record(drain_each: bool):
-        registry = Registry(drain_interval=3600)
-        answers = iter(results)
-        fn = inferwatch.instrument(lambda x: next(answers), name="m", version="1",
-                                   task=task, registry=registry)
-        for _ in results:
-            fn(0)
-            if drain_each:
-                registry.drain()
-        registry.drain()
-        state = registry.monitor("m", "1").state
-        histograms = {(metric, key): h.counts.tolist() if "duration" in metric
-                      else (h.counts.tolist(), h.sum)
-                      for metric, series in state.histograms.items()
-                      for key, h in series.items()}
-        counters = {metric: dict(series) for metric, series in state.counters.items()}
-        registry.close()
-        return counters, histograms
-
-    stacked, one_by_one = record(drain_each=False), record(drain_each=True)
-    assert stacked[0] == one_by_one[0]
-    assert stacked[1].keys() == one_by_one[1].keys()
-    for key, value in stacked[1].items():
-        other = one_by_one[1][key]
-        if isinstance(value, tuple):
-            assert value[0] == other[0], key
-            assert value[1] == pytest.approx(other[1], rel=1e-9, abs=1e-9, nan_ok=True), key
-        else:
-            assert value == other, key
+    _assert_same_records(_recorded(results, drain_each=False, task=task),
+                         _recorded(results, drain_each=True, task=task))

@@ -104,15 +104,7 @@ class _Store:
     def add_key_list(self, keys: list[int]) -> None:
         """:meth:`add_keys` for a few keys as Python ints (a drain's handful of values): one
         store per key costs less than numpy's fixed cost per call. The same bins result."""
-        lo, hi = min(keys), max(keys)
-        if hi - lo >= self.max_bins:
-            lo = hi - self.max_bins + 1
-        if self.total:
-            new_lo, new_hi = min(lo, self.min_key), max(hi, self.max_key)
-        else:
-            new_lo, new_hi = lo, hi
-        if new_hi - new_lo >= self.max_bins:
-            new_lo = new_hi - self.max_bins + 1
+        new_lo, new_hi = self._kept_range(min(keys), max(keys))
         self._make_room(new_lo, new_hi)
         bins, offset = self.bins, self.offset
         for key in keys:  # keys below the kept range fold into its lowest bin
@@ -122,13 +114,7 @@ class _Store:
 
     def add_dense(self, lo: int, counts: np.ndarray) -> None:
         """Add `counts[i]` to key ``lo + i``; the first and last counts must be non-zero."""
-        hi = lo + counts.size - 1
-        if self.total:
-            new_lo, new_hi = min(lo, self.min_key), max(hi, self.max_key)
-        else:
-            new_lo, new_hi = lo, hi
-        if new_hi - new_lo >= self.max_bins:
-            new_lo = new_hi - self.max_bins + 1
+        new_lo, new_hi = self._kept_range(lo, lo + counts.size - 1)
         self._make_room(new_lo, new_hi)
         added = int(counts.sum())
         if lo < new_lo:
@@ -140,6 +126,15 @@ class _Store:
         self.bins[start : start + counts.size] += counts
         self.total += added
         self.min_key, self.max_key = new_lo, new_hi
+
+    def _kept_range(self, lo: int, hi: int) -> tuple[int, int]:
+        """The key range after adding keys lo..hi: with the stored ones, at most max_bins wide
+        (the lowest keys fold into its first bin)."""
+        if self.total:
+            lo, hi = min(lo, self.min_key), max(hi, self.max_key)
+        if hi - lo >= self.max_bins:
+            lo = hi - self.max_bins + 1
+        return lo, hi
 
     def _make_room(self, new_lo: int, new_hi: int) -> None:
         """Make the array cover [new_lo, new_hi], folding existing keys below new_lo."""
