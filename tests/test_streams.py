@@ -221,6 +221,41 @@ def test_async_function_returning_an_async_generator(scraper):
     assert scraper.value("inferwatch_output_characters_sum") == 2
 
 
+def test_a_generator_function_called_wrongly_is_an_error_raised_untouched(scraper):
+    stream = inferwatch.instrument(tokens_gen, name="gen", version="1", registry=scraper.registry)
+    with pytest.raises(TypeError) as caught:
+        stream()  # n is missing: the call itself fails, before any stream exists
+    with pytest.raises(TypeError) as bare:
+        tokens_gen()
+    assert str(caught.value) == str(bare.value)
+    assert outcomes(scraper) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0}
+    assert scraper.value("inferwatch_errors_total", error_type="TypeError") == 1
+    assert scraper.value("inferwatch_requests_in_flight") == 0
+
+
+def test_throw_before_the_first_item_and_a_one_item_stream(scraper):
+    stream = inferwatch.instrument(tokens_gen, name="gen", version="1", registry=scraper.registry)
+    gen = stream(3)
+    error = ValueError("thrown before any item")
+    with pytest.raises(ValueError) as caught:
+        gen.throw(error)  # as into a bare generator not yet started: it comes straight back
+    assert caught.value is error
+    assert list(stream(1)) == ["tok0 "]
+    assert outcomes(scraper) == {"ok": 1.0, "error": 1.0, "cancelled": 0.0}
+    # One item has no gap between items: the interval series is there, at zero.
+    assert scraper.value("inferwatch_stream_item_interval_seconds_count") == 0
+    assert scraper.value("inferwatch_stream_first_item_seconds_count") == 1
+
+
+def test_settings_changed_after_instrumenting_reach_a_generator_function(scraper):
+    stream = inferwatch.instrument(tokens_gen, name="gen", version="1", registry=scraper.registry)
+    assert len(list(stream(2))) == 2
+    monitor_of(scraper).configure(count_tokens=lambda text: len(text.split()))
+    assert len(list(stream(3))) == 3
+    assert scraper.value("inferwatch_tokens_total", kind="output") == 3
+    assert outcomes(scraper)["ok"] == 2
+
+
 def test_nested_instrumented_streams_are_each_recorded(scraper):
     inner = inferwatch.instrument(lambda n: (f"w{i}" for i in range(n)), name="inner",
                                   version="1", registry=scraper.registry)

@@ -312,9 +312,11 @@ class Monitor:
         else:
             self.hand_off(pending, (duration, result))
 
-    def record_error(self, duration: float, error_type: type) -> None:
-        """Record a failed call of `duration` seconds that raised `error_type`."""
-        next(self._started)
+    def record_error(self, duration: float, error_type: type, started: bool = False) -> None:
+        """Record a failed call of `duration` seconds that raised `error_type`; `started`
+        when the call has already counted itself in flight (:meth:`call_started`)."""
+        if not started:
+            next(self._started)
         if len(self._errors) < self.settings.pending_chunk:
             self._errors.append((duration, error_type))
         else:
@@ -659,12 +661,14 @@ class Monitor:
         if items:
             state.histogram("inferwatch_stream_items", (), s.stream_item_buckets).observe(
                 np.asarray(items, dtype=np.float64))
-        gaps = [r for r in streams if r.gaps is not None and r.items]
-        if gaps:
+        # A stream of one item has no gaps (None): it still shows the series, at zero.
+        itemised = [r for r in streams if r.items]
+        if itemised:
             interval = state.histogram("inferwatch_stream_item_interval_seconds", (),
                                        s.stream_interval_buckets)
-            interval.add_counts(np.sum([r.gaps for r in gaps], axis=0),
-                                sum(r.gap_sum for r in gaps))
+            gaps = [r.gaps for r in itemised if r.gaps is not None]
+            if gaps:
+                interval.add_counts(np.sum(gaps, axis=0), sum(r.gap_sum for r in itemised))
         chars = [r.chars for r in streams if r.chars is not None]
         if chars:
             state.histogram("inferwatch_output_characters", (), s.text_length_buckets).observe(

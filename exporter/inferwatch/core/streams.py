@@ -43,6 +43,7 @@ from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from time import perf_counter
+from types import GeneratorType
 from typing import TYPE_CHECKING, NamedTuple
 
 from inferwatch import faults
@@ -176,14 +177,19 @@ class Follower:
     for an ordinary prediction, which the wrapper then records as usual.
     """
 
-    __slots__ = ("kinds", "monitor", "plain", "plan", "settings")
+    __slots__ = ("kinds", "lean_plan", "monitor", "plain", "plan", "settings")
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.plain: set[type] = set()
         self.kinds: dict[type, str] = {}
-        self.settings = monitor.settings
-        self.plan = _plan(self.settings)
+        self._use(monitor.settings)
+
+    def _use(self, settings: Settings) -> None:
+        self.settings = settings
+        self.plan = _plan(settings)
+        # The plan of a stream that needs only counts (no token counting), else None.
+        self.lean_plan = self.plan if self.plan.count_tokens is None else None
 
     def __call__(self, result: object, start: float, args: tuple,
                  record: RequestRecord | None = None, slow: bool = False) -> object:
@@ -195,16 +201,19 @@ class Follower:
         tracker = None
         try:
             cls = result.__class__
+            monitor = self.monitor
+            if monitor.settings is not self.settings:  # configure() replaced them
+                self._use(monitor.settings)
+            plan = self.plan
+            # The common stream first, with nothing to work out: its time to first item
+            # is what this path adds.
+            if cls is GeneratorType and not slow and plan.count_tokens is None:
+                return _open_sync(result, None, monitor, plan, start)
             kind = self.kinds.get(cls)
             if kind is None:
                 kind = _kind(cls)
                 if len(self.kinds) < MAX_PLAIN_CLASSES:
                     self.kinds[cls] = kind
-            monitor = self.monitor
-            if monitor.settings is not self.settings:  # configure() replaced them
-                self.settings = monitor.settings
-                self.plan = _plan(self.settings)
-            plan = self.plan
             if kind == "plain" or (kind == "text" and plan.text_is_label):
                 if not plan.generative:
                     if len(self.plain) < MAX_PLAIN_CLASSES:
@@ -212,13 +221,14 @@ class Follower:
                     return UNFOLLOWED
                 if kind == "text":
                     return UNFOLLOWED
-            tracker = _Tracker(monitor, plan, start)
-            if slow:
-                tracker.on_slow_path(record)
-            if plan.count_tokens is not None and args and isinstance(args[0], str):
-                tracker.input_tokens = tracker.tokens_of(args[0])
+            if slow or plan.count_tokens is not None or kind in ("async", "text", "plain"):
+                tracker = _Tracker(monitor, plan, start)
+                if slow:
+                    tracker.on_slow_path(record)
+                if plan.count_tokens is not None and args and isinstance(args[0], str):
+                    tracker.input_tokens = tracker.tokens_of(args[0])
             if kind == "generator" or kind == "iterator":
-                return _follow_sync(result, tracker, kind == "generator")
+                return _open_sync(result, tracker, monitor, plan, start)
             if kind == "async":
                 return _follow_async(result, tracker)
             tracker.single(result)
@@ -231,8 +241,9 @@ class Follower:
 
 
 class _Tracker:
-    """One stream's bookkeeping; it also ends the stream as cancelled if it is collected
-    before it ever started (a generator's frame is not run, so nothing else would)."""
+    """One stream's bookkeeping, for the streams that need more than counts (the slow path,
+    token counts, async streams). It also ends an async stream as cancelled if it is
+    collected before it ever started (its frame is not run, so nothing else would)."""
 
     # What every stream sets lives in slots; the rest keeps these class defaults until a slow
     # path call or a token count sets it (in the instance dict, made only then): the fewer
@@ -350,61 +361,104 @@ class _Tracker:
                 pass
 
 
-def _follow_sync(stream: Iterator, tracker: _Tracker, is_generator: bool) -> Iterator:
-    """Yield `stream`'s items unchanged; record what happened when it ends."""
-    clock = perf_counter
-    bounds = tracker.plan.bounds
-    gaps = [0] * (len(bounds) + 1)
-    gap_sum = 0.0
+def _open_sync(stream: Iterator, tracker: _Tracker | None, monitor: Monitor, plan: _Plan,
+               start: float) -> Iterator:
+    """The caller's wrapper for a sync stream, primed: run up to its first ``yield``.
+
+    A started generator is closed when it is collected, so a stream dropped before its
+    first item still ends, as cancelled, with no finaliser object to make per call.
+    """
+    follower = follow_sync(stream, None, None, tracker, monitor, plan, start)
+    next(follower)
+    return follower
+
+
+def follow_sync(source: object, args: tuple | None, kwargs: dict | None,
+                tracker: _Tracker | None, monitor: Monitor, plan: _Plan,
+                start: float) -> Iterator:
+    """Yield a stream's items unchanged; record what happened when it ends.
+
+    The stream is `source` itself or, when `args` is not None, what calling `source`
+    returns: a generator function's wrapper makes its call here, so that one primed
+    generator does both (``instrument.py``). The call has counted itself as started; its
+    exception is counted and re-raised untouched. `tracker` is None for a stream that needs
+    only counts; one is made when it ends. The first ``yield`` (of None) is the priming one
+    that the opener takes. Until the first item is out, this does as little as it can: the
+    rest is set up on the way to the second.
+    """
+    if args is not None:
+        start = perf_counter()
+        try:
+            stream = source(*args, **kwargs)  # type: ignore[operator,arg-type]
+        except BaseException as exc:
+            monitor.record_error(perf_counter() - start, exc.__class__, started=True)
+            raise
+    else:
+        stream = source
+    step = stream.__next__  # type: ignore[attr-defined]
+    count_tokens = plan.count_tokens
+    keep_text = tracker is not None and tracker.text is not None
     items = 0
-    chars = None
-    output = None
-    count_tokens = tracker.plan.count_tokens
-    keep_text = tracker.text is not None
-    first = None
-    advance = stream.send if is_generator else None  # type: ignore[attr-defined]
-    step = stream.__next__
-    item = None
+    item = first = last = gaps = bounds = chars = output = None
+    gap_sum = 0.0
     try:
-        item = step()
-        first = last = clock()
         while True:
-            items += 1
-            if item.__class__ is str:
-                chars = len(item) if chars is None else chars + len(item)
-                if keep_text:
-                    tracker.keep_text(item)
-            if count_tokens is not None:
-                counted = tracker.tokens_of(item)
-                if counted is not None:
-                    output = counted if output is None else output + counted
             try:
                 sent = yield item
             except GeneratorExit:
-                tracker.end(CANCELLED, None, first, items, gaps, gap_sum, chars, output)
+                _end(tracker, monitor, plan, start, CANCELLED, None, first, items, gaps,
+                     gap_sum, chars, output)
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
                 raise
             except BaseException as thrown:
-                if not is_generator:
+                if _kind(stream.__class__) != "generator":
                     raise
                 item = stream.throw(thrown)  # type: ignore[attr-defined]
             else:
-                item = step() if sent is None or advance is None else advance(sent)
-            now = clock()
-            gap = now - last
+                if sent is None:
+                    item = step()
+                elif _kind(stream.__class__) == "generator":
+                    item = stream.send(sent)  # type: ignore[attr-defined]
+                else:
+                    item = step()
+            now = perf_counter()
+            if items:
+                if items == 1:
+                    bounds = plan.bounds
+                    gaps = [0] * (len(bounds) + 1)
+                gap = now - last  # type: ignore[operator]
+                gap_sum += gap
+                gaps[bisect_left(bounds, gap)] += 1  # type: ignore[index,arg-type]
+            else:
+                first = now
             last = now
-            gap_sum += gap
-            gaps[bisect_left(bounds, gap)] += 1
+            items += 1
+            if item.__class__ is str:
+                chars = len(item) if chars is None else chars + len(item)
+                if keep_text:
+                    tracker.keep_text(item)  # type: ignore[union-attr]
+            if count_tokens is not None:
+                counted = tracker.tokens_of(item)  # type: ignore[union-attr]
+                if counted is not None:
+                    output = counted if output is None else output + counted
     except StopIteration as stop:
-        tracker.end(OK, None, first, items, gaps, gap_sum, chars, output, item)
+        _end(tracker, monitor, plan, start, OK, None, first, items, gaps, gap_sum, chars,
+             output, item)
         return stop.value
     except GeneratorExit:
         raise
     except BaseException as exc:
-        tracker.end(_outcome_of(exc), exc, first, items, gaps, gap_sum, chars, output)
+        _end(tracker, monitor, plan, start, _outcome_of(exc), exc, first, items, gaps,
+             gap_sum, chars, output)
         raise
+
+
+def _end(tracker: _Tracker | None, monitor: Monitor, plan: _Plan, start: float,
+         *figures: object) -> None:
+    """End a sync stream through its tracker, made now if the stream needed none until here."""
+    (tracker if tracker is not None else _Tracker(monitor, plan, start)).end(*figures)
 
 
 async def _follow_async(stream: AsyncIterator, tracker: _Tracker) -> AsyncIterator:
