@@ -41,6 +41,35 @@ def alternate(a: Callable[[], float], b: Callable[[], float],
     return statistics.median(a_runs), statistics.median(b_runs)
 
 
+def paired_ratios(a: Callable[[], float], b: Callable[[], float],
+                  rounds: int) -> tuple[list[float], float, float]:
+    """Run `a` and `b` back to back `rounds` times (in alternating order); return each
+    round's ratio a / b and the median results of `a` and `b`.
+
+    The median of per-round ratios is steadier than a ratio of medians on a shared machine:
+    a slow spell slows both halves of a round alike.
+    """
+    ratios: list[float] = []
+    a_runs: list[float] = []
+    b_runs: list[float] = []
+    for i in range(rounds):
+        gc.collect()
+        if i % 2 == 0:
+            first, second = a(), b()
+        else:
+            second, first = b(), a()
+        a_runs.append(first)
+        b_runs.append(second)
+        ratios.append(first / second)
+    return ratios, statistics.median(a_runs), statistics.median(b_runs)
+
+
+def iqr(values: list[float]) -> tuple[float, float]:
+    """The first and third quartiles of `values`: the noise beside their median."""
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q1, q3
+
+
 def per_call(fn: Callable[[], object], calls: int) -> float:
     """Seconds per call of `fn`, timed over `calls` calls with gc off."""
     gc_was_enabled = gc.isenabled()

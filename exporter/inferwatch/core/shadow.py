@@ -132,7 +132,7 @@ class Shadow:
             if len(queue) >= self.queue_size:
                 next(self._full)
                 return
-            if self._started_pid != os.getpid():
+            if self._started_pid != _pid:
                 self._start_workers()
             request_id = features = None
             request = current_request()
@@ -152,7 +152,7 @@ class Shadow:
             if request_id is not None:
                 request_id = faults.text_of(request_id, "request_id")
             # What the call saw: a caller may reuse its input and output buffers.
-            queue.append((method, tuple(_copy(a) for a in args), kwargs, _copy(result),
+            queue.append((method, tuple(map(_copy, args)), kwargs, _copy(result),
                           request_id, time.time(), features))
             next(self._queued)
             if self._idle:
@@ -417,7 +417,14 @@ def _awaited(awaitable: Any, timeout: float) -> Any:
     return loop.run_until_complete(asyncio.wait_for(awaitable, timeout))
 
 
+# This process's id, kept by the fork hook: os.getpid() is a system call, too dear for the
+# request path.
+_pid = os.getpid()
+
+
 def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
     _inherited_loops.extend(_loops.values())  # the parent's worker threads do not run here
     _loops.clear()
     for shadow in list(_live_shadows):
