@@ -253,7 +253,7 @@ def _generator_wrapper(fn: Callable, monitor: Monitor, follow: Follower, started
                 monitor.settings is not follow.settings:
             return general(*args, **kwargs)
         next(started)
-        follower = follow_sync(fn, args, kwargs, None, monitor, plan, 0.0)
+        follower = follow_sync(fn, args, None, monitor, plan, 0.0)
         next(follower)
         return follower
 

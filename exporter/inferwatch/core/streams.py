@@ -368,18 +368,18 @@ def _open_sync(stream: Iterator, tracker: _Tracker | None, monitor: Monitor, pla
     A started generator is closed when it is collected, so a stream dropped before its
     first item still ends, as cancelled, with no finaliser object to make per call.
     """
-    follower = follow_sync(stream, None, None, tracker, monitor, plan, start)
+    follower = follow_sync(stream, None, tracker, monitor, plan, start)
     next(follower)
     return follower
 
 
-def follow_sync(source: object, args: tuple | None, kwargs: dict | None,
-                tracker: _Tracker | None, monitor: Monitor, plan: _Plan,
-                start: float) -> Iterator:
+def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
+                monitor: Monitor, plan: _Plan, start: float) -> Iterator:
     """Yield a stream's items unchanged; record what happened when it ends.
 
-    The stream is `source` itself or, when `args` is not None, what calling `source`
-    returns: a generator function's wrapper makes its call here, so that one primed
+    The stream is `source` itself or, when `args` is not None, what calling `source` with
+    them returns (positional only: a call with keywords takes the general wrapper): a
+    generator function's wrapper makes its call here, so that one primed
     generator does both (``instrument.py``). The call has counted itself as started; its
     exception is counted and re-raised untouched. `tracker` is None for a stream that needs
     only counts; one is made when it ends. The first ``yield`` (of None) is the priming one
@@ -389,7 +389,7 @@ def follow_sync(source: object, args: tuple | None, kwargs: dict | None,
     if args is not None:
         start = perf_counter()
         try:
-            stream = source(*args, **kwargs)  # type: ignore[operator,arg-type]
+            stream = source(*args)  # type: ignore[operator]
         except BaseException as exc:
             monitor.record_error(perf_counter() - start, exc.__class__, started=True)
             raise
