@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -203,6 +204,35 @@ def test_inputs_of_failed_calls_stay_out_of_the_drift_window(scraper):
     assert mon.features.drift.rows(now=time.time()) == 3
     # ... while its missing values are still counted: bad input is what made it fail
     assert scraper.value("inferwatch_feature_missing_total", feature="x0") == 4
+
+
+def test_a_reference_keeps_calls_on_the_fast_path_with_their_inputs(scraper):
+    from inferwatch.core.monitor import SLOW, WITH_INPUTS
+
+    reference = inferwatch.Reference.from_data(np.zeros((20, 1)))
+
+    async def scored(x):
+        return 0.5
+
+    def tokens(x):
+        yield from ("a", "b")
+
+    plain = inferwatch.instrument(lambda x: 0.5, name="m", version="1", reference=reference,
+                                  registry=scraper.registry)
+    awaited = inferwatch.instrument(scored, name="m", version="1", registry=scraper.registry)
+    streamed = inferwatch.instrument(lambda x: tokens(x), name="m", version="1",
+                                     registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    assert mon.path is WITH_INPUTS
+    missing = np.full((2, 1), np.nan)
+    plain(missing)                      # fast path, input kept
+    plain(missing, request_id="r-1")    # slow path, in the same drain
+    asyncio.run(awaited(missing))       # async fast path
+    assert list(streamed(missing)) == ["a", "b"]  # a stream keeps its input too
+    assert scraper.value("inferwatch_feature_missing_total", feature="x0") == 8
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 4
+    mon.configure(request_id=lambda x: "fixed")
+    assert mon.path is SLOW  # request ids need the slow path's record
 
 
 # --- chaining and framework ---------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.monitor import Monitor
+from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor
 from inferwatch.core.options import Settings
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.core.request import INFERENCE_STAGE, RequestRecord, current_request
@@ -161,6 +161,13 @@ class _CallRecorder:
         monitor.call_started()
         return record
 
+    def record_with(self, features: object) -> RequestRecord:
+        """The record of a fast-path call that kept its input and returned a stream: the
+        stream finishes it, as on the slow path (the call has counted itself started)."""
+        record = RequestRecord(0.0, started_at=time.time())
+        record.features = features
+        return record
+
     def finish(self, record: RequestRecord, duration: float, result: Any,
                error: BaseException | None) -> None:
         record.duration = duration
@@ -210,28 +217,36 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
 
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
-        if kwargs or monitor.slow_path or in_request() is not None:
+        path = monitor.path
+        if kwargs or path is SLOW or in_request() is not None:
             return slow.call(args, kwargs)
+        # With a reference profile the input goes with the call, for the drain to check.
+        seen_input = snapshot(args[0]) if path is WITH_INPUTS and args else None
         next(started)
         start = clock()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
+            failure = (clock() - start, exc.__class__) if seen_input is None else (
+                clock() - start, exc.__class__, seen_input)
             if len(errors) < limit:
-                append_error((clock() - start, exc.__class__))
+                append_error(failure)
             else:
-                hand_off(errors, (clock() - start, exc.__class__))
+                hand_off(errors, failure)
             raise
         if result.__class__ not in plain:
-            followed = follow(result, start, args)
+            followed = follow(result, start, args) if seen_input is None else follow(
+                result, start, args, slow.record_with(seen_input), slow=True)
             if followed is not UNFOLLOWED:
                 return followed
         seen = result.copy() if result.__class__ is ndarray and result.nbytes <= copy_limit \
             else result
+        done = (clock() - start, seen) if seen_input is None else (
+            clock() - start, seen, seen_input)
         if len(pending) < limit:
-            append((clock() - start, seen))
+            append(done)
         else:
-            hand_off(pending, (clock() - start, seen))
+            hand_off(pending, done)
         return result
 
     if inspect.isgeneratorfunction(fn):
@@ -249,7 +264,7 @@ def _generator_wrapper(fn: Callable, monitor: Monitor, follow: Follower, started
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
         plan = follow.lean_plan
-        if kwargs or plan is None or monitor.slow_path or in_request() is not None or \
+        if kwargs or plan is None or monitor.path is not FAST or in_request() is not None or \
                 monitor.settings is not follow.settings:
             return general(*args, **kwargs)
         next(started)
@@ -271,20 +286,23 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
 
     @functools.wraps(fn)
     async def instrumented(*args: Any, **kwargs: Any) -> Any:
-        if kwargs or monitor.slow_path or in_request() is not None:
+        path = monitor.path
+        if kwargs or path is SLOW or in_request() is not None:
             return await slow.call_async(args, kwargs)
+        seen_input = snapshot(args[0]) if path is WITH_INPUTS and args else None
         next(started)
         start = clock()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            failed(clock() - start, exc.__class__)
+            failed(clock() - start, exc.__class__, seen_input)
             raise
         if result.__class__ not in plain:
-            followed = follow(result, start, args)
+            followed = follow(result, start, args) if seen_input is None else follow(
+                result, start, args, slow.record_with(seen_input), slow=True)
             if followed is not UNFOLLOWED:
                 return followed
-        finished(clock() - start, snapshot(result))
+        finished(clock() - start, snapshot(result), seen_input)
         return result
 
     return instrumented

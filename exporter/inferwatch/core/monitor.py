@@ -66,6 +66,8 @@ class FastPath(NamedTuple):
 
 
 _NOTHING = object()
+# The paths an instrumented call can take (Monitor.path).
+FAST, WITH_INPUTS, SLOW = "fast", "with_inputs", "slow"
 # A caller that gave up (a client timeout, a disconnect) is not a model failure: these are
 # counted as outcome="cancelled", never as errors that burn the error budget.
 CANCELLATIONS = (asyncio.CancelledError, concurrent.futures.CancelledError)
@@ -162,10 +164,11 @@ class Monitor:
         self._dropped_reported = 0
         # Set by the registry: wakes its drain thread at once when a list is handed off.
         self.wake_drain: Callable[[], None] | None = None
-        # True sends every instrumented call down the slow path (see instrument.py):
-        # inputs, request ids, events or traces are wanted. Calls inside an open
-        # ``mon.request()`` take it too; they find the request through a context variable.
-        self.slow_path = False
+        # Which path instrumented calls take (see instrument.py): SLOW when request ids,
+        # events or traces are wanted; WITH_INPUTS with a reference profile (the fast path,
+        # its calls carrying their inputs for the drain to check); else FAST. Calls inside
+        # an open ``mon.request()`` take the slow path; they find it in a context variable.
+        self.path = FAST
         self.keeps_inputs = False
         self.request_id_fn: Callable[..., object] | None = None
         self.features: FeatureTracker | None = None
@@ -246,11 +249,11 @@ class Monitor:
                 events = EventLog(events)
             self.events = events
         self.keeps_inputs = self.features is not None or self.events is not None
-        self.slow_path = self._wants_slow_path()
+        if self.events or self.request_id_fn or self.traces:
+            self.path = SLOW
+        else:
+            self.path = FAST if self.features is None else WITH_INPUTS
         return self
-
-    def _wants_slow_path(self) -> bool:
-        return bool(self.features or self.events or self.request_id_fn or self.traces)
 
     # --- the request path ---------------------------------------------------------------
     def request(self, request_id: str | None = None) -> Request:
@@ -334,17 +337,20 @@ class Monitor:
         append, errors, append_error = pending.append, self._errors, self._errors.append
         limit, hand_off = self.settings.pending_chunk, self.hand_off
 
-        def finished(duration: float, result: object) -> None:
+        def finished(duration: float, result: object, seen_input: object = None) -> None:
+            done = (duration, result) if seen_input is None else (duration, result, seen_input)
             if len(pending) < limit:
-                append((duration, result))
+                append(done)
             else:
-                hand_off(pending, (duration, result))
+                hand_off(pending, done)
 
-        def failed(duration: float, error_type: type) -> None:
+        def failed(duration: float, error_type: type, seen_input: object = None) -> None:
+            failure = (duration, error_type) if seen_input is None else (
+                duration, error_type, seen_input)
             if len(errors) < limit:
-                append_error((duration, error_type))
+                append_error(failure)
             else:
-                hand_off(errors, (duration, error_type))
+                hand_off(errors, failure)
 
         return FastPath(self._started, pending, append, errors, append_error, limit, hand_off,
                         finished, failed)
@@ -525,10 +531,18 @@ class Monitor:
         durations: list[float] = []
         predictions = PredictionBatch(self.settings, self._caps, self.features, self.class_names)
         cut: list[tuple[int, dict[int, int]]] = []  # (first batch size index, whole rows)
+        inputs: list = []  # of fast-path calls with a reference profile: ok, then failed
+        failed_inputs: list = []
         for pending, probabilities in ((calls, False), (proba_calls, True)):
             if not pending:
                 continue
-            call_durations, results = zip(*pending)
+            # (duration, result) or, with the call's input, (duration, result, input).
+            columns = tuple(zip(*pending))
+            call_durations, results = columns[0], columns[1]
+            if len(columns) > 2:
+                inputs.extend(columns[2])
+            elif self.features is not None:
+                inputs.extend(call[2] for call in pending if len(call) > 2)
             durations.extend(call_durations)
             whole: dict[int, int] = {}
             if rest is not None:
@@ -540,7 +554,10 @@ class Monitor:
         ok = len(calls) + len(proba_calls)
         error_counts: dict[str, float] = {}
         cancelled = 0
-        for duration, error_type in errors:
+        for failure in errors:
+            duration, error_type = failure[0], failure[1]
+            if len(failure) > 2:
+                failed_inputs.append(failure[2])
             durations.append(duration)
             if issubclass(error_type, CANCELLATIONS):
                 cancelled += 1
@@ -593,7 +610,7 @@ class Monitor:
                 latency.exemplar(record.duration, record.trace_id, record.started_at)
         tracker = self.features
         if tracker is not None:
-            self._check_features(tracker, requests, predictions, now)
+            self._check_features(tracker, requests, predictions, now, inputs, failed_inputs)
         for first, whole in cut:  # a sliced call's batch size is all its rows
             for index, rows in whole.items():
                 predictions.batch_sizes[first + index] = rows
@@ -602,12 +619,15 @@ class Monitor:
             self._emit_events(requests)
 
     def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
-                        predictions: PredictionBatch, now: float) -> None:
+                        predictions: PredictionBatch, now: float, inputs: list,
+                        failed_inputs: list) -> None:
         # A call that raised made no prediction: its input is checked (missing values,
         # ranges, schema) but stays out of the drift window.
         ok = [r.features for r in requests if r.features is not None and r.error_type is None]
         failed = [r.features for r in requests
                   if r.features is not None and r.error_type is not None]
+        ok += inputs
+        failed += failed_inputs
         for inputs, window in ((ok, True), (failed, False)):
             if inputs:
                 self._count_input_checks(tracker.check_inputs(inputs, now, window=window))
