@@ -272,7 +272,11 @@ class DDSketch:
         return int(self._positive.bins.nbytes + self._negative.bins.nbytes)
 
     def _keys(self, magnitudes: np.ndarray) -> np.ndarray:
-        return np.ceil(np.log(magnitudes) * self._multiplier).astype(np.int64)
+        # In place on one temporary: a big batch pays for its rows, not for copies of them.
+        logs = np.log(magnitudes)
+        logs *= self._multiplier
+        np.ceil(logs, out=logs)
+        return logs.astype(np.int64)
 
     def _key_value(self, keys: np.ndarray) -> np.ndarray:
         # The bin (gamma^(k-1), gamma^k] is represented by gamma^(k-1) * (1 + alpha): within
