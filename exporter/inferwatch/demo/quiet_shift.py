@@ -23,12 +23,13 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from inferwatch.demo.stories import announce, play_story, scaled, stop_on_signals
 
 MODEL_NAME = "price-estimate"
 MODEL_VERSION = "2.3.0"
@@ -82,9 +83,7 @@ def phases(speed: float = 1.0) -> list[ShiftPhase]:
     >>> [p.seconds for p in phases(speed=3)]
     [60.0, 30.0, 30.0]
     """
-    if not speed > 0:
-        raise ValueError(f"speed must be more than zero, got {speed!r}")
-    return [ShiftPhase(p.name, p.seconds / speed, p.description, p.grams) for p in STORY]
+    return scaled(STORY, speed)
 
 
 def instrument_estimate(speed: float = 1.0, **options: Any) -> Callable[[np.ndarray], Any]:
@@ -105,23 +104,10 @@ def play(predict: Callable[[np.ndarray], Any], story: Sequence[ShiftPhase], *,
 
     With `hold`, the first phase also lasts until `hold` is set (a test decides when the
     shift starts)."""
-    stop = stop or threading.Event()
     rng = np.random.default_rng(seed)
-    calls = 0
-    for index, phase in enumerate(story):
-        if on_phase is not None:
-            on_phase(phase)
-        ends = time.monotonic() + phase.seconds
-        held = hold if index == 0 and hold is not None else None
-        while (time.monotonic() < ends or (held is not None and not held.is_set())) \
-                and not stop.is_set():
-            started = time.monotonic()
-            predict(sample_rows(rng, ROWS_PER_CALL, grams=phase.grams))
-            calls += 1
-            stop.wait(max(0.0, 1.0 / calls_per_second - (time.monotonic() - started)))
-        if stop.is_set():
-            break
-    return calls
+    return play_story(story, lambda phase: predict(sample_rows(rng, ROWS_PER_CALL,
+                                                               grams=phase.grams)),
+                      per_second=calls_per_second, stop=stop, on_phase=on_phase, hold=hold)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     predict = instrument_estimate(args.speed)
     metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    stop = stop_on_signals()
     hold = None
     if args.shift_on_signal:
         hold = threading.Event()
@@ -161,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seed = 0
         while not stop.is_set():
-            play(predict, story, stop=stop, seed=seed, hold=hold,
-                 on_phase=lambda p: print(f"phase {p.name}: {p.description}", flush=True))
+            play(predict, story, stop=stop, seed=seed, hold=hold, on_phase=announce)
             seed += 1
             if not args.loop:
                 break

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from inferwatch.demo.stories import announce, play_story, scaled, stop_on_signals
 
 MODEL_NAME = "toy-llm"
 MODEL_VERSION = "0.1.0"
@@ -105,10 +106,7 @@ def phases(speed: float = 1.0) -> list[StreamPhase]:
     >>> [p.seconds for p in phases(speed=4)]
     [15.0, 15.0, 15.0]
     """
-    if not speed > 0:
-        raise ValueError(f"speed must be more than zero, got {speed!r}")
-    return [StreamPhase(p.name, p.seconds / speed, p.description, p.slow_ratio,
-                        p.slow_first_item_seconds) for p in STORY]
+    return scaled(STORY, speed)
 
 
 def play(toy: ToyGenerator, generate: Callable[..., Iterator[str]],
@@ -117,23 +115,18 @@ def play(toy: ToyGenerator, generate: Callable[..., Iterator[str]],
          on_phase: Callable[[StreamPhase], None] | None = None) -> int:
     """Consume streams at `streams_per_second` through every phase; returns the number
     of streams. Each stream is read to its end, as a chat client would."""
-    stop = stop or threading.Event()
-    played = 0
-    for phase in story:
+    def entering(phase: StreamPhase) -> None:
         if on_phase is not None:
             on_phase(phase)
         toy.slow_ratio = phase.slow_ratio
         toy.slow_first_item_seconds = phase.slow_first_item_seconds
-        ends = time.monotonic() + phase.seconds
-        while time.monotonic() < ends and not stop.is_set():
-            started = time.monotonic()
-            for _ in generate("tell me about monitoring", max_tokens=12):
-                pass
-            played += 1
-            stop.wait(max(0.0, 1.0 / streams_per_second - (time.monotonic() - started)))
-        if stop.is_set():
-            break
-    return played
+
+    def consume(phase: StreamPhase) -> None:
+        for _ in generate("tell me about monitoring", max_tokens=12):
+            pass
+
+    return play_story(story, consume, per_second=streams_per_second, stop=stop,
+                      on_phase=entering)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,14 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     toy = ToyGenerator()
     generate = instrument_generator(toy)
     metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    stop = stop_on_signals()
     print(f"model {MODEL_NAME} {MODEL_VERSION} streaming, metrics {metrics.url}", flush=True)
     try:
         while not stop.is_set():
-            play(toy, generate, story, stop=stop,
-                 on_phase=lambda p: print(f"phase {p.name}: {p.description}", flush=True))
+            play(toy, generate, story, stop=stop, on_phase=announce)
             if not args.loop:
                 break
     finally:
