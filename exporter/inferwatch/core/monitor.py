@@ -73,9 +73,9 @@ FAST, WITH_INPUTS, SLOW = "fast", "with_inputs", "slow"
 CANCELLATIONS = (asyncio.CancelledError, concurrent.futures.CancelledError)
 # A numpy result with more rows than this is drained in slices of this many rows, each under
 # the monitor lock on its own, so a scrape or a record_outcome caller waits for one slice
-# (tens of milliseconds), never for the whole batch (seconds for 10 million rows). The call
+# (a few milliseconds), never for the whole batch (seconds for 10 million rows). The call
 # and its batch size are counted with its first slice.
-SLICE_ROWS = 1 << 18
+SLICE_ROWS = 1 << 17
 _ndarray = np.ndarray
 
 
@@ -94,7 +94,7 @@ def _first_slices(results: Sequence[object], probabilities: bool,
     >>> rest = []
     >>> cut, rows = _first_slices([np.zeros(SLICE_ROWS * 2 + 1), 1.0], False, rest)
     >>> [len(c) if isinstance(c, np.ndarray) else c for c in cut], rows == {0: 2 * SLICE_ROWS + 1}
-    ([262144, 1.0], True)
+    ([131072, 1.0], True)
     >>> [len(s) for s in rest[0].slices] == [SLICE_ROWS, 1]
     True
     """
