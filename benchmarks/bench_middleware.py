@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from .common import Row, fmt_seconds
+from .common import Row, fmt_seconds, iqr
 
 TARGET_RATIO = 0.2
 _MATRIX = np.random.default_rng(0).random((60, 60))
@@ -132,7 +132,7 @@ def _series_names(source) -> list[str]:
 
 def _iqr(values: list[float]) -> str:
     """The interquartile range of per-round differences: the noise beside a median."""
-    q1, _, q3 = statistics.quantiles(values, n=4)
+    q1, q3 = iqr(values)
     return f"{fmt_seconds(q1)} .. {fmt_seconds(q3)}"
 
 

@@ -417,12 +417,9 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
                     raise
                 item = stream.throw(thrown)  # type: ignore[attr-defined]
             else:
-                if sent is None:
-                    item = step()
-                elif _kind(stream.__class__) == "generator":
-                    item = stream.send(sent)  # type: ignore[attr-defined]
-                else:
-                    item = step()
+                # send() reaches a generator; an iterator has none, and takes a next().
+                item = step() if sent is None or _kind(stream.__class__) != "generator" \
+                    else stream.send(sent)  # type: ignore[attr-defined]
             now = perf_counter()
             if items:
                 if items == 1:
