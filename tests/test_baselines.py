@@ -236,7 +236,8 @@ def test_main_dashboards_shade_each_signals_expected_band() -> None:
                 exprs = " ".join(t["expr"] for t in panel["targets"])
                 shaded[panel["title"]] = exprs
                 assert panel["repeat"] == "model"
-                assert ":lower" in exprs and ":upper" in exprs and ":value_10m" in exprs
+                assert ":expected" in exprs and ":sigma" in exprs and ":value_10m" in exprs
+                assert " - 3 * " in exprs and " + 3 * " in exprs  # both band edges
     signals = {re.search(r":inferwatch_baseline_(\w+):", e).group(1) for e in shaded.values()}
     assert signals == {"traffic", "errors", "latency", "batch_size", "predictions",
                        "confidence"}

@@ -335,8 +335,8 @@ def test_thresholds_reach_the_alert_expressions() -> None:
         signal = {key.rsplit(".", 1)[1]: value for key, value in SENTINELS.items()
                   if key.startswith(f"baselines.{spec.key}.")}
         # Traffic guards on its own trailing mean; the others on the model's calls.
-        traffic = (f"mean_{signal['baseline_window']}" if spec.key == "traffic"
-                   else 'cluster="c-sentinel"')
+        traffic = (f"[{signal['baseline_window']}] offset {signal['baseline_offset']}"
+                   if spec.key == "traffic" else 'cluster="c-sentinel"')
         expected[spec.alert] = [f"value_{signal['window']}", f"[{signal['window']}]",
                                 f"offset {signal['min_history']}",
                                 number(signal["min_traffic"]), traffic]

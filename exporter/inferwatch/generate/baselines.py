@@ -7,33 +7,34 @@ confidence quantiles, class shares, per-feature missing and out-of-range ratios,
 size) the rules record, per model (versions are aggregated, so a deploy keeps its history):
 
 - ``value_<window>``: the short-window value the alert looks at;
-- ``mean_<baseline_window>``: its trailing mean (every trailing statistic ends
-  ``baseline_offset`` before now, so a fault building up for hours is not learned as normal
-  while it builds);
 - ``seasonal``: its average around the same time one seasonal offset ago (a week ago where a
   week of history exists, else a day ago), absent without such history;
 - ``residual``: value minus seasonal, the part the season does not explain;
 - ``expected``: once the residual covers half the baseline window, the seasonal value plus
-  the residual's trailing mean (a day that is busier all along is not an anomaly every
-  hour); before that, the trailing mean;
-- ``stddev_<baseline_window>``: the trailing standard deviation of the residual once it
-  covers half the window, else of the value itself;
-- ``sigma``: that standard deviation, floored (absolutely and as a share of the expected
-  value) so a flat series does not page on a wobble;
-- ``lower`` and ``upper``: the expected band, expected -+ k x sigma, which the alerts compare
-  with and the dashboards shade.
+  the residual's trailing mean over ``baseline_window`` (a day that is busier all along is
+  not an anomaly every hour); before that, the value's trailing mean. Every trailing
+  statistic ends ``baseline_offset`` before now, so a fault building up for hours is not
+  learned as normal while it builds;
+- ``sigma``: the trailing standard deviation of the residual once it covers half the window,
+  else of the value itself, floored (absolutely and as a share of the expected value) so a
+  flat series does not page on a wobble.
+
+The band, expected -+ k x sigma, is not recorded: the alerts and the dashboards compute its
+edges from those two series (:func:`band_edge`). Rule evaluation costs about the same per
+recorded series as per operation, and the per-feature signals are most of the series, so
+each band records five series (value, seasonal, residual, expected, sigma) rather than nine.
 
 An alert fires when the value leaves the band on its side, the value was already recorded
 ``min_history`` ago (a ``count_over_time`` guard), and the model serves at least
 ``min_traffic`` calls per second.
 
 >>> from inferwatch.generate.config import DEFAULT
->>> record(SIGNALS["traffic"], "upper")
-'model:inferwatch_baseline_traffic:upper'
+>>> record(SIGNALS["traffic"], "expected")
+'model:inferwatch_baseline_traffic:expected'
 >>> value_name(DEFAULT, SIGNALS["missing"])
 'model_feature:inferwatch_baseline_missing:value_10m'
->>> len(recording_rules(DEFAULT))  # 9 signals x 8 statistics, and 10 values (p50 and p99)
-82
+>>> len(recording_rules(DEFAULT))  # 9 signals x 4 statistics, and 10 values (p50 and p99)
+46
 """
 
 from __future__ import annotations
@@ -223,16 +224,14 @@ def signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str]]:
 def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[str, str]]]:
     own = settings(cfg, spec)
     value, bw = value_name(cfg, spec), own.baseline_window
-    mean, stddev = record(spec, f"mean_{bw}"), record(spec, f"stddev_{bw}")
     seasonal, expected, residual = (record(spec, name) for name in
                                     ("seasonal", "expected", "residual"))
-    sigma = record(spec, "sigma")
     lag = f" offset {own.baseline_offset}"
     values = [v if isinstance(v, tuple) else (v, {}) for v in spec.values(cfg, own.window)]
     rules = [(value, expr) for expr, _ in values]
-    rules.append((mean, f"avg_over_time({value}[{bw}]{lag})"))
+    mean = trailing_mean(cfg, spec)
+    stddev = f"stddev_over_time({value}[{bw}]{lag})"
     seasonal_expr = _seasonal(cfg, value)
-    plain_stddev = f"stddev_over_time({value}[{bw}]{lag})"
     if seasonal_expr:
         # The residual was already recorded half a baseline window before the window ends:
         # it covers enough of the window to trust (a look at one short window, not a count
@@ -247,21 +246,41 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
             # same day last week all along is not an anomaly at every hour of it.
             (expected, f"(\n  {seasonal} + avg_over_time({residual}[{bw}]{lag})\n  and\n"
                        f"  {covered}\n)\nor\n{mean}"),
-            (stddev, f"(\n  stddev_over_time({residual}[{bw}]{lag})\n  and\n  {covered}\n)\n"
-                     f"or\n{plain_stddev}"),
         ]
+        stddev = (f"(\n  stddev_over_time({residual}[{bw}]{lag})\n  and\n  {covered}\n)\n"
+                  f"or\n{stddev}")
     else:
-        rules += [(expected, mean), (stddev, plain_stddev)]
+        rules.append((expected, mean))
     floor_share = f"{number(own.sigma_floor_ratio)} * abs({expected})"
-    width = _band_width(cfg, spec, sigma)
-    rules += [
-        (sigma, f"clamp_min(\n  ({stddev} >= {floor_share})\n  or\n  {floor_share},\n"
-                f"  {number(own.sigma_floor)}\n)"),
-        (record(spec, "lower"), f"{expected} - {width}"),
-        (record(spec, "upper"), f"{expected} + {width}"),
-    ]
+    rules.append((record(spec, "sigma"),
+                  f"clamp_min(\n  (\n    {_indent(stddev, 4)}\n  ) >= {floor_share}\n  or\n"
+                  f"  {floor_share},\n  {number(own.sigma_floor)}\n)"))
     labels = [extra for _, extra in values] + [{}] * (len(rules) - len(values))
     return [(name, expr, extra) for (name, expr), extra in zip(rules, labels)]
+
+
+def _indent(text: str, spaces: int) -> str:
+    return text.replace("\n", "\n" + " " * spaces)
+
+
+def trailing_mean(cfg: Config, spec: SignalSpec) -> str:
+    """The value's mean over the baseline window, ending ``baseline_offset`` ago."""
+    own = settings(cfg, spec)
+    return (f"avg_over_time({value_name(cfg, spec)}[{own.baseline_window}] "
+            f"offset {own.baseline_offset})")
+
+
+def band_edge(cfg: Config, spec: SignalSpec, side: str, selector: str = "") -> str:
+    """The lower or upper edge of a signal's band, expected -+ k x sigma, of the series
+    `selector` picks (a PromQL label selector, braces included).
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> band_edge(DEFAULT, SIGNALS["traffic"], "upper")
+    '(model:inferwatch_baseline_traffic:expected + 3 * model:inferwatch_baseline_traffic:sigma)'
+    """
+    sign = {"lower": "-", "upper": "+"}[side]
+    expected, sigma = (record(spec, name) + selector for name in ("expected", "sigma"))
+    return f"({expected} {sign} {_band_width(cfg, spec, sigma)})"
 
 
 def k_key(spec: SignalSpec) -> str:
@@ -295,15 +314,15 @@ def alert_expr(cfg: Config, spec: SignalSpec) -> str:
     """The alert of a signal: outside its band, with enough history and traffic."""
     own = settings(cfg, spec)
     value = value_name(cfg, spec)
-    outside = {"above": [f"{value} > {record(spec, 'upper')}"],
-               "below": [f"{value} < {record(spec, 'lower')}"],
-               "both": [f"{value} < {record(spec, 'lower')}",
-                        f"{value} > {record(spec, 'upper')}"]}[spec.direction]
+    lower, upper = (band_edge(cfg, spec, side) for side in ("lower", "upper"))
+    outside = {"above": [f"{value} > {upper}"],
+               "below": [f"{value} < {lower}"],
+               "both": [f"{value} < {lower}", f"{value} > {upper}"]}[spec.direction]
     band = outside[0] if len(outside) == 1 else "(\n  " + "\n  or\n  ".join(outside) + "\n)"
     history = f"count_over_time({value}[{own.window}] offset {own.min_history}) > 0"
     if spec.key == "traffic":
         # Traffic guards itself on its history: a drop to nothing must still fire.
-        traffic = f"{record(spec, f'mean_{own.baseline_window}')} >= {number(own.min_traffic)}"
+        traffic = f"{trailing_mean(cfg, spec)} >= {number(own.min_traffic)}"
     else:
         calls = _rate(cfg, "inferwatch_requests_total", own.window)
         traffic = f"{calls} >= {number(own.min_traffic)}"
@@ -311,11 +330,13 @@ def alert_expr(cfg: Config, spec: SignalSpec) -> str:
             f"and on (model)\n{traffic}")
 
 
-def _query(spec: SignalSpec, operation: str) -> str:
-    """Alert text that queries a baseline series of the alert's own labels."""
-    matchers = ", ".join(f"{label}=%q" for label in ("model", *spec.labels))
+def _query(spec: SignalSpec, expression: Callable[[str], str]) -> str:
+    """Alert text that queries `expression` (a function of a label selector) for the series
+    of the alert's own labels."""
+    matchers = "{" + ", ".join(f"{label}=%q" for label in ("model", *spec.labels)) + "}"
+    text = expression(matchers)
     args = " ".join(f"$labels.{label}" for label in ("model", *spec.labels))
-    return (f"{{{{ with printf `{record(spec, operation)}{{{matchers}}}` {args} | query }}}}"
+    return (f"{{{{ with printf `{text}` {' '.join([args] * text.count(matchers))} | query }}}}"
             f'{{{{ . | first | value | printf "%.3g" }}}}{{{{ end }}}}')
 
 
@@ -325,8 +346,10 @@ def alert_description(cfg: Config, spec: SignalSpec) -> str:
     side = {"above": "above", "below": "below", "both": "outside"}[spec.direction]
     return (f"{spec.what} of model {{{{ $labels.model }}}} is "
             f'{{{{ printf "%.3g" $value }}}} over {own.window}, {side} its expected band '
-            f"{_query(spec, 'lower')} to {_query(spec, 'upper')} (expected "
-            f"{_query(spec, 'expected')} +- {threshold_text(cfg, k_key(spec))} sigma of its own "
+            f"{_query(spec, lambda sel: band_edge(cfg, spec, 'lower', sel))} to "
+            f"{_query(spec, lambda sel: band_edge(cfg, spec, 'upper', sel))} (expected "
+            f"{_query(spec, lambda sel: record(spec, 'expected') + sel)} +- "
+            f"{threshold_text(cfg, k_key(spec))} sigma of its own "
             f"{own.baseline_window} history).")
 
 

@@ -151,8 +151,11 @@ def _objective(key: str, around: str = "max by (model) ({})") -> g.Target:
 
 
 def _baseline(cfg: Config, key: str, operation: str, *matchers: str) -> str:
-    """A baseline series of the selected models (recorded per model, versions aggregated)."""
+    """A baseline series of the selected models (recorded per model, versions aggregated):
+    its value, or an edge of its band (`lower`, `upper`: computed from expected and sigma)."""
     spec = baselines.SIGNALS[key]
+    if operation in ("lower", "upper"):
+        return baselines.band_edge(cfg, spec, operation, selector(MODEL, *matchers))
     name = (baselines.value_name(cfg, spec) if operation == "value"
             else baselines.record(spec, operation))
     return name + selector(MODEL, *matchers)
