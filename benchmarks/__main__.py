@@ -41,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             module = importlib.import_module(f"benchmarks.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"benchmarks.{name}":
-                continue
-            raise
+            if exc.name != f"benchmarks.{name}":
+                raise
+            if args.names:  # asked for by name: a typo must not pass for an empty run
+                parser.error(f"no benchmark module {name!r}; known: {', '.join(MODULES)}")
+            continue
         print_table(MODULES.get(name, name), module.run(quick=args.quick))
     return 0
 
