@@ -45,9 +45,14 @@ TARGET_SECONDS = 1.0
 DAY_SAMPLES, OFFSET_SAMPLES, SEASON_SAMPLES, SHORT_SAMPLES = 288, 36, 12, 40
 
 
-def scaled_config(quick: bool, features: int | None = None) -> dict:
+PER_FEATURE = ("missing", "out_of_range")
+
+
+def scaled_config(quick: bool, features: int | None = None,
+                  seasonal_features: bool = True) -> dict:
     """The default baselines with every window as many 1s samples as it holds by default;
-    `features`: per-feature baselines for that many features only (`baselines.features`)."""
+    `features`: per-feature baselines for that many features only (`baselines.features`);
+    `seasonal_features` False: the per-feature signals without their seasonal model."""
     day = 60 if quick else DAY_SAMPLES
     signal = {"window": f"{SHORT_SAMPLES}s", "baseline_window": f"{day}s",
               "baseline_offset": f"{OFFSET_SAMPLES}s", "min_history": f"{day}s"}
@@ -55,7 +60,8 @@ def scaled_config(quick: bool, features: int | None = None) -> dict:
     return {"baselines": {**allowed, "evaluation_interval": "1s",
                           "seasonal_window": f"{SEASON_SAMPLES}s",
                           "seasonal_offsets": [f"{7 * day}s", f"{day}s"],
-                          **{name: signal for name in SIGNALS}}}
+                          **{name: {**signal, "seasonal": seasonal_features
+                                    or name not in PER_FEATURE} for name in SIGNALS}}}
 
 
 class Target:
@@ -216,7 +222,8 @@ def _evaluations(url: str) -> dict[str, float]:
             if "baseline" in group}
 
 
-def measure_cost(quick: bool, features: int | None = None) -> list[Row]:
+def measure_cost(quick: bool, features: int | None = None,
+                 seasonal_features: bool = True) -> list[Row]:
     target = Target(MODELS, FEATURES)
     port = _free_port()
     server = target.serve(port)
@@ -229,7 +236,8 @@ def measure_cost(quick: bool, features: int | None = None) -> list[Row]:
     threading.Thread(target=traffic, daemon=True).start()
     # Only the baseline files: the time-scaled run evaluates every second, and the other
     # groups at that pace would only add their own contention to what is measured.
-    rendered = rule_files(render(from_dict(scaled_config(quick, features))))
+    rendered = rule_files(render(from_dict(scaled_config(quick, features,
+                                                         seasonal_features))))
     files = {path: text for path, text in rendered.items() if "baseline" in path}
     day = 60 if quick else DAY_SAMPLES
     baseline: list[float] = []
@@ -258,6 +266,8 @@ def measure_cost(quick: bool, features: int | None = None) -> list[Row]:
         server.shutdown()
     rows = []
     allowed = f" (baselines for {features})" if features else ""
+    if not seasonal_features:
+        allowed += " (per-feature: seasonal off)"
     print(f"  at the warm-up's 1s cadence: median {fmt_seconds(statistics.median(warm_cadence))}"
           f" per evaluation", file=sys.stderr)
     for what, values in ((f"baseline groups ({series:.0f} series)", baseline),):
@@ -295,4 +305,5 @@ def detection_rows() -> list[Row]:
 
 
 def run(quick: bool = False) -> list[Row]:
-    return detection_rows() + measure_cost(quick) + measure_cost(quick, features=5)
+    return (detection_rows() + measure_cost(quick)
+            + measure_cost(quick, seasonal_features=False) + measure_cost(quick, features=5))

@@ -116,6 +116,32 @@ def test_the_feature_allow_list_restricts_per_feature_baselines() -> None:
     assert all("feature=~" not in expr for _, expr in recording_rules(DEFAULT))
 
 
+def test_a_signal_without_its_seasonal_model_records_three_series() -> None:
+    cfg = from_dict({"baselines": {"missing": {"seasonal": False}}})
+    records = dict(recording_rules(cfg))
+    missing = {name.rsplit(":", 1)[1]: expr for name, expr in records.items()
+               if ":inferwatch_baseline_missing:" in name}
+    assert set(missing) == {"value_10m", "expected", "sigma"}
+    assert missing["expected"] == ("avg_over_time(model_feature:inferwatch_baseline_missing:"
+                                   "value_10m[1d] offset 3h)")
+    assert "residual" not in missing["sigma"] and "stddev_over_time(" in missing["sigma"]
+    # The other signals keep theirs.
+    assert "model_feature:inferwatch_baseline_out_of_range:seasonal" in records
+    assert len(recording_rules(cfg)) == len(recording_rules(DEFAULT)) - 2
+
+
+@pytest.mark.integration
+def test_the_hand_written_cases_hold_without_any_seasonal_model(tmp_path: Path) -> None:
+    """Every firing and quiet case of alerts/tests/baselines.yml holds with the trailing
+    mean alone: the seasonal model refines the band, it is not what catches these faults."""
+    rules = tmp_path / "alerts"
+    (rules / "tests").mkdir(parents=True)
+    _write_rules({"baselines": {name: {"seasonal": False} for name in SIGNALS}}, rules)
+    shutil.copy(HAND_WRITTEN, rules / "tests" / HAND_WRITTEN.name)
+    result = _promtool(rules / "tests" / HAND_WRITTEN.name)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_baselines_aggregate_versions_away() -> None:
     for _, expr in recording_rules(DEFAULT):
         assert "model_version" not in expr

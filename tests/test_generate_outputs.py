@@ -156,6 +156,7 @@ for _i, _signal in enumerate(SIGNALS):
         f"baselines.{_signal}.min_traffic": round(0.1113 + 0.0001 * _i, 4),
         f"baselines.{_signal}.sigma_floor": round(0.00311 + 0.00001 * _i, 5),
         f"baselines.{_signal}.sigma_floor_ratio": round(0.0611 + 0.0001 * _i, 4),
+        f"baselines.{_signal}.seasonal": True,
     })
 SENTINELS.update({
     "baselines.evaluation_interval": "270s",

@@ -231,7 +231,7 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
     rules = [(value, expr) for expr, _ in values]
     mean = trailing_mean(cfg, spec)
     stddev = f"stddev_over_time({value}[{bw}]{lag})"
-    seasonal_expr = _seasonal(cfg, value)
+    seasonal_expr = _seasonal(cfg, value) if own.seasonal else None
     if seasonal_expr:
         # The residual was already recorded half a baseline window before the window ends:
         # it covers enough of the window to trust (a look at one short window, not a count

@@ -370,10 +370,14 @@ class Signal:
                                   "does not page on a wobble", _non_negative)
     sigma_floor_ratio: float = _setting(0.05, "smallest sigma as a share of the expected "
                                         "value", _non_negative)
+    seasonal: bool = _setting(True, "whether the band follows the same time a week (or a day) "
+                              "ago (seasonal_offsets); off, expected is the trailing mean alone "
+                              "and the band costs 3 series instead of 5")
 
 
 _SIGNAL_HELP = _meta("one signal's baseline: enabled, k, window, baseline_window, "
-                     "baseline_offset, min_history, min_traffic, sigma_floor, sigma_floor_ratio")
+                     "baseline_offset, min_history, min_traffic, sigma_floor, sigma_floor_ratio, "
+                     "seasonal")
 
 
 def _floors(floor: float, ratio: float) -> Callable[[], Signal]:

@@ -203,8 +203,9 @@ def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
             target(f"min by (model) ({_baseline(cfg, key, 'lower', *matchers)})", BAND_LOW),
             target(f"max by (model) ({_baseline(cfg, key, 'upper', *matchers)})", BAND_HIGH),
             spec.unit, f"Shaded: the expected band of {spec.alert}, expected +- "
-            f"{number(own.k)} sigma of the model's own {own.baseline_window} history and "
-            f"the same time a week (or a day) ago. Empty until a day of history exists.")))
+            f"{number(own.k)} sigma of the model's own {own.baseline_window} history"
+            f"{' and the same time a week (or a day) ago' if own.seasonal else ''}. Empty "
+            "until a day of history exists.")))
     return cells
 
 
