@@ -20,9 +20,8 @@ size) the rules record, per model (versions are aggregated, so a deploy keeps it
   flat series does not page on a wobble.
 
 The band, expected -+ k x sigma, is not recorded: the alerts and the dashboards compute its
-edges from those two series (:func:`band_edge`). Rule evaluation costs about the same per
-recorded series as per operation, and the per-feature signals are most of the series, so
-each band records five series (value, seasonal, residual, expected, sigma) rather than nine.
+edges from those two series (:func:`band_edge`), so each band keeps five series in
+Prometheus' memory (value, seasonal, residual, expected, sigma) rather than nine.
 
 An alert fires when the value leaves the band on its side, the value was already recorded
 ``min_history`` ago (a ``count_over_time`` guard), and the model serves at least
