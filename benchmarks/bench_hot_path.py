@@ -47,6 +47,11 @@ def _time_calls(fn: Callable, calls: int) -> float:
 
 def _rotate(trials: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
     """Run every trial once per round in a rotating order; return medians."""
+    return {name: statistics.median(values) for name, values in _rounds(trials, rounds).items()}
+
+
+def _rounds(trials: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run every trial once per round in a rotating order; return every round's result."""
     import gc
 
     names = list(trials)
@@ -60,7 +65,7 @@ def _rotate(trials: dict[str, Callable[[], float]], rounds: int) -> dict[str, fl
                 results[name].append(trials[name]())
             finally:
                 gc.enable()
-    return {name: statistics.median(values) for name, values in results.items()}
+    return results
 
 
 def run(quick: bool = False) -> list[Row]:

@@ -256,6 +256,24 @@ def test_settings_changed_after_instrumenting_reach_a_generator_function(scraper
     assert outcomes(scraper)["ok"] == 2
 
 
+def test_a_generator_function_follows_every_later_reconfiguration(scraper, tmp_path):
+    stream = inferwatch.instrument(tokens_gen, name="gen", version="1", registry=scraper.registry)
+    assert len(list(stream(2))) == 2
+    mon = monitor_of(scraper)
+    mon.configure(stream_interval_buckets=(1e-9,))  # new settings, still the fast path
+    assert len(list(stream(3))) == 3
+    assert scraper.value("inferwatch_stream_item_interval_seconds_bucket", le="1e-09") == 0
+    assert scraper.value("inferwatch_stream_item_interval_seconds_bucket", le="+Inf") == 3
+    mon.configure(events=str(tmp_path / "events.jsonl"))  # same settings, the slow path
+    assert len(list(stream(4))) == 4
+    mon.drain()
+    assert mon.events.flush(10.0)
+    events = [json.loads(line)
+              for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["stream"]["items"] for e in events] == [4]
+    assert outcomes(scraper)["ok"] == 3
+
+
 def test_nested_instrumented_streams_are_each_recorded(scraper):
     inner = inferwatch.instrument(lambda n: (f"w{i}" for i in range(n)), name="inner",
                                   version="1", registry=scraper.registry)

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor
+from inferwatch.core.monitor import SLOW, WITH_INPUTS, Monitor
 from inferwatch.core.options import Settings
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.core.request import INFERENCE_STAGE, RequestRecord, current_request
@@ -263,12 +263,13 @@ def _generator_wrapper(fn: Callable, monitor: Monitor, follow: Follower, started
 
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
-        plan = follow.lean_plan
-        if kwargs or plan is None or monitor.path is not FAST or in_request() is not None or \
-                monitor.settings is not follow.settings:
+        # One identity check stands for three: the monitor is on its fast path, its settings
+        # are the ones the follower planned for, and they need no token counting.
+        if kwargs or monitor.fast_settings is not follow.lean_settings or \
+                in_request() is not None:
             return general(*args, **kwargs)
         next(started)
-        follower = follow_sync(fn, args, None, monitor, plan, 0.0)
+        follower = follow_sync(fn, args, None, monitor, follow.plan, 0.0)
         next(follower)
         return follower
 

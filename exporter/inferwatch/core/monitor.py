@@ -169,6 +169,9 @@ class Monitor:
         # its calls carrying their inputs for the drain to check); else FAST. Calls inside
         # an open ``mon.request()`` take the slow path; they find it in a context variable.
         self.path = FAST
+        # The settings while the path is FAST, else None: a generator function's wrapper
+        # checks this one attribute (see Follower.lean_settings in streams.py).
+        self.fast_settings: Settings | None = self.settings
         self.keeps_inputs = False
         self.request_id_fn: Callable[..., object] | None = None
         self.features: FeatureTracker | None = None
@@ -253,6 +256,7 @@ class Monitor:
             self.path = SLOW
         else:
             self.path = FAST if self.features is None else WITH_INPUTS
+        self.fast_settings = self.settings if self.path is FAST else None
         return self
 
     # --- the request path ---------------------------------------------------------------
@@ -686,9 +690,15 @@ class Monitor:
         if itemised:
             interval = state.histogram("inferwatch_stream_item_interval_seconds", (),
                                        s.stream_interval_buckets)
-            gaps = [r.gaps for r in itemised if r.gaps is not None]
-            if gaps:
-                interval.add_counts(np.sum(gaps, axis=0), sum(r.gap_sum for r in itemised))
+            # Streams share their bounds' tuple unless the buckets were reconfigured while
+            # some were open: one sum per bounds, then folded into the series' own.
+            by_bounds: dict[tuple[float, ...] | None, list[list[int]]] = {}
+            for r in itemised:
+                if r.gaps is not None:
+                    by_bounds.setdefault(r.gap_bounds, []).append(r.gaps)
+            for bounds, gaps in by_bounds.items():
+                interval.add_counts(np.sum(gaps, axis=0), 0.0, bounds)
+            interval.sum += sum(r.gap_sum for r in itemised)
         chars = [r.chars for r in streams if r.chars is not None]
         if chars:
             state.histogram("inferwatch_output_characters", (), s.text_length_buckets).observe(

@@ -115,9 +115,26 @@ class HistogramState:
         self.counts[int(np.searchsorted(self.bounds, value, side="left"))] += 1
         self.sum += value
 
-    def add_counts(self, counts: Sequence[int], total: float) -> None:
-        """Add bucket counts kept elsewhere (the same bounds, +Inf last) and their sum."""
-        self.counts += np.asarray(counts, dtype=np.int64)
+    def add_counts(self, counts: Sequence[int], total: float,
+                   bounds: Sequence[float] | None = None) -> None:
+        """Add bucket counts kept elsewhere (+Inf last) and their sum.
+
+        The counts are for this histogram's bounds, or for `bounds` (a stream that began
+        before its buckets were reconfigured). Counts under other bounds move to the lowest
+        of these bounds at or above their own: an ``le`` that still holds, at the coarser
+        of the two resolutions.
+
+        >>> h = HistogramState((1.0, 2.0))
+        >>> h.add_counts([1, 1, 1, 0], 2.0, bounds=(0.5, 1.5, 3.0))
+        >>> h.counts.tolist()
+        [1, 1, 1]
+        """
+        counts = np.asarray(counts, dtype=np.int64)
+        if bounds is not None and not np.array_equal(bounds, self.bounds):
+            moved = np.searchsorted(self.bounds, np.asarray(bounds, dtype=np.float64), "left")
+            counts = np.bincount(np.append(moved, len(self.bounds)), weights=counts,
+                                 minlength=len(self.counts)).astype(np.int64)
+        self.counts += counts
         self.sum += float(total)
 
     @property

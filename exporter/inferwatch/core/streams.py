@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from inferwatch.core.request import Request, RequestRecord
 
 OK, ERROR, CANCELLED = "ok", "error", "cancelled"
+_NOT_LEAN = object()
 # What a wrapper hands back when the result is an ordinary prediction.
 UNFOLLOWED = object()
 # Result classes a wrapper has seen to be plain predictions; beyond this many it stops
@@ -67,9 +68,10 @@ class StreamRecord:
     """What one streamed (or text, or token-counted) call produced, for the drain.
 
     `items` is None for a single result (text, or a response read for its usage);
-    `gaps` holds bucket counts of the time between items (``stream_interval_buckets``,
-    the last bucket is +Inf). `counts_call` is False when a request record already counts
-    the call (a stream consumed inside ``mon.request()`` or a web request).
+    `gaps` holds bucket counts of the time between items under `gap_bounds` (the
+    ``stream_interval_buckets`` when the stream began; the last bucket is +Inf).
+    `counts_call` is False when a request record already counts the call (a stream
+    consumed inside ``mon.request()`` or a web request).
     """
 
     duration: float
@@ -84,6 +86,7 @@ class StreamRecord:
     output_tokens: int | None = None
     text: str | None = None
     counts_call: bool = True
+    gap_bounds: tuple[float, ...] | None = None
 
     def event_fields(self) -> dict[str, object]:
         """The event-log view: counts, never the items (the joined text only if kept)."""
@@ -177,7 +180,7 @@ class Follower:
     for an ordinary prediction, which the wrapper then records as usual.
     """
 
-    __slots__ = ("kinds", "lean_plan", "monitor", "plain", "plan", "settings")
+    __slots__ = ("kinds", "lean_settings", "monitor", "plain", "plan", "settings")
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
@@ -188,8 +191,10 @@ class Follower:
     def _use(self, settings: Settings) -> None:
         self.settings = settings
         self.plan = _plan(settings)
-        # The plan of a stream that needs only counts (no token counting), else None.
-        self.lean_plan = self.plan if self.plan.count_tokens is None else None
+        # A generator function's wrapper takes its one-generator path while this is the
+        # monitor's `fast_settings`: streams need only counts (no token counting), the
+        # monitor is on its fast path, and nothing has been reconfigured since.
+        self.lean_settings = settings if self.plan.count_tokens is None else _NOT_LEAN
 
     def __call__(self, result: object, start: float, args: tuple,
                  record: RequestRecord | None = None, slow: bool = False) -> object:
@@ -253,6 +258,7 @@ class _Tracker:
     record: RequestRecord | None = None
     request: Request | None = None
     input_tokens: int | None = None
+    output_tokens: int | None = None
     text: list[str] | None = None
     text_room = 0
 
@@ -281,6 +287,16 @@ class _Tracker:
             faults.record("tokens", exc)
             return None
 
+    def on_item(self, item: object) -> None:
+        """Count an item's tokens and keep its text, as the model's settings ask."""
+        if self.text is not None and isinstance(item, str):
+            self.keep_text(item)
+        if self.plan.count_tokens is not None:
+            counted = self.tokens_of(item)
+            if counted is not None:
+                output = self.output_tokens
+                self.output_tokens = counted if output is None else output + counted
+
     def keep_text(self, item: str) -> None:
         """Join text items for the event log, up to ``event_text_chars``."""
         room = self.text_room
@@ -291,24 +307,20 @@ class _Tracker:
     def single(self, result: object) -> None:
         """A call that returned one text or one response: no items, no first item."""
         chars = len(result) if isinstance(result, str) else None
-        output = None
         if chars is not None:
-            if self.plan.count_tokens is not None:
-                output = self.tokens_of(result)
-            if self.text is not None:
-                self.keep_text(result)
-        self.end(OK, None, None, None, None, 0.0, chars, output, result)
+            self.on_item(result)
+        self.end(OK, None, None, None, None, 0.0, chars, result)
 
     def end(self, outcome: str, error: BaseException | None, first_item: float | None,
             items: int | None, gaps: list[int] | None, gap_sum: float, chars: int | None,
-            output_tokens: int | None, last: object = None) -> None:
+            last: object = None) -> None:
         """Hand the finished stream to the drain (once). Never raises."""
         if self.done:
             return
         self.done = True
         try:
             duration = perf_counter() - self.start
-            input_tokens = self.input_tokens
+            input_tokens, output_tokens = self.input_tokens, self.output_tokens
             usage = self.plan.usage
             if usage is not None and outcome == OK and last is not None:
                 try:
@@ -323,7 +335,7 @@ class _Tracker:
                 duration, outcome, None if error is None else error.__class__,
                 None if first_item is None else first_item - self.start, items, gaps, gap_sum,
                 chars, input_tokens, output_tokens,
-                None if not self.text else "".join(self.text))
+                None if not self.text else "".join(self.text), gap_bounds=self.plan.bounds)
             self._submit(stream)
         except Exception as exc:
             faults.record(_FAULT, exc)
@@ -356,7 +368,7 @@ class _Tracker:
     def __del__(self) -> None:
         if not self.done:
             try:
-                self.end(CANCELLED, None, None, 0, None, 0.0, None, None)
+                self.end(CANCELLED, None, None, 0, None, 0.0, None)
             except BaseException:  # at interpreter shutdown, with modules half torn down
                 pass
 
@@ -383,8 +395,8 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
     generator does both (``instrument.py``). The call has counted itself as started; its
     exception is counted and re-raised untouched. `tracker` is None for a stream that needs
     only counts; one is made when it ends. The first ``yield`` (of None) is the priming one
-    that the opener takes. Until the first item is out, this does as little as it can: the
-    rest is set up on the way to the second.
+    that the opener takes. Per item this does only what every stream needs (the clock, the
+    counts, text length); token counting and kept text are the tracker's, when there is one.
     """
     if args is not None:
         start = perf_counter()
@@ -395,11 +407,8 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
             raise
     else:
         stream = source
-    step = stream.__next__  # type: ignore[attr-defined]
-    count_tokens = plan.count_tokens
-    keep_text = tracker is not None and tracker.text is not None
     items = 0
-    item = first = last = gaps = bounds = chars = output = None
+    item = first = last = gaps = bounds = chars = None
     gap_sum = 0.0
     try:
         while True:
@@ -407,7 +416,7 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
                 sent = yield item
             except GeneratorExit:
                 _end(tracker, monitor, plan, start, CANCELLED, None, first, items, gaps,
-                     gap_sum, chars, output)
+                     gap_sum, chars)
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
@@ -417,8 +426,10 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
                     raise
                 item = stream.throw(thrown)  # type: ignore[attr-defined]
             else:
+                # next(), not stream.__next__: the builtin reaches the stream's own slot
+                # without a method wrapper per item, and keeps a generator's return value.
                 # send() reaches a generator; an iterator has none, and takes a next().
-                item = step() if sent is None or _kind(stream.__class__) != "generator" \
+                item = next(stream) if sent is None or _kind(stream.__class__) != "generator" \
                     else stream.send(sent)  # type: ignore[attr-defined]
             now = perf_counter()
             if items:
@@ -434,21 +445,17 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
             items += 1
             if item.__class__ is str:
                 chars = len(item) if chars is None else chars + len(item)
-                if keep_text:
-                    tracker.keep_text(item)  # type: ignore[union-attr]
-            if count_tokens is not None:
-                counted = tracker.tokens_of(item)  # type: ignore[union-attr]
-                if counted is not None:
-                    output = counted if output is None else output + counted
+            if tracker is not None:
+                tracker.on_item(item)
     except StopIteration as stop:
         _end(tracker, monitor, plan, start, OK, None, first, items, gaps, gap_sum, chars,
-             output, item)
+             item)
         return stop.value
     except GeneratorExit:
         raise
     except BaseException as exc:
         _end(tracker, monitor, plan, start, _outcome_of(exc), exc, first, items, gaps,
-             gap_sum, chars, output)
+             gap_sum, chars)
         raise
 
 
@@ -466,9 +473,6 @@ async def _follow_async(stream: AsyncIterator, tracker: _Tracker) -> AsyncIterat
     gap_sum = 0.0
     items = 0
     chars = None
-    output = None
-    count_tokens = tracker.plan.count_tokens
-    keep_text = tracker.text is not None
     first = None
     advance = getattr(stream, "asend", None)
     step = stream.__anext__
@@ -480,16 +484,11 @@ async def _follow_async(stream: AsyncIterator, tracker: _Tracker) -> AsyncIterat
             items += 1
             if item.__class__ is str:
                 chars = len(item) if chars is None else chars + len(item)
-                if keep_text:
-                    tracker.keep_text(item)
-            if count_tokens is not None:
-                counted = tracker.tokens_of(item)
-                if counted is not None:
-                    output = counted if output is None else output + counted
+            tracker.on_item(item)
             try:
                 sent = yield item
             except GeneratorExit:
-                tracker.end(CANCELLED, None, first, items, gaps, gap_sum, chars, output)
+                tracker.end(CANCELLED, None, first, items, gaps, gap_sum, chars)
                 aclose = getattr(stream, "aclose", None)
                 if aclose is not None:
                     await aclose()
@@ -507,12 +506,12 @@ async def _follow_async(stream: AsyncIterator, tracker: _Tracker) -> AsyncIterat
             gap_sum += gap
             gaps[bisect_left(bounds, gap)] += 1
     except StopAsyncIteration:
-        tracker.end(OK, None, first, items, gaps, gap_sum, chars, output, item)
+        tracker.end(OK, None, first, items, gaps, gap_sum, chars, item)
         return
     except GeneratorExit:
         raise
     except BaseException as exc:
-        tracker.end(_outcome_of(exc), exc, first, items, gaps, gap_sum, chars, output)
+        tracker.end(_outcome_of(exc), exc, first, items, gaps, gap_sum, chars)
         raise
 
 
@@ -557,4 +556,5 @@ class ItemClock:
         """The figures so far, for a request record (which counts the call itself)."""
         first = None if self.first is None else self.first - self.start
         return StreamRecord(perf_counter() - self.start, outcome, error_type, first,
-                            self.items, self.gaps, self.gap_sum, counts_call=False)
+                            self.items, self.gaps, self.gap_sum, counts_call=False,
+                            gap_bounds=self.bounds)
