@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from inferwatch.core.state import HistogramState, ModelState
+from inferwatch.core.state import HistogramState, ModelState, float_array
 
 BOUNDS = (-1.0, 0.0, 0.1, 0.5, 1.0, 10.0)
 
@@ -98,3 +99,34 @@ def test_drift_windows_travel_in_snapshots_and_merge():
     assert merged.extras["drift"].features.flat_counts(now)[0].tolist() == combined
     assert states[0].extras["drift"].rows(now) == 200  # merging copied, never aliased
     assert feature_scores[("x", "psi")] > 0.2
+
+
+_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**70), 2**70),
+    st.booleans(), st.floats(width=32).map(np.float32), st.integers(-100, 100).map(np.int64))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(_NUMBERS, max_size=40), as_tuple=st.booleans())
+def test_float_array_is_numpys_own_conversion(values, as_tuple):
+    """The fast packing gives numpy's float64 array bit for bit, writable, for any numbers."""
+    seq = tuple(values) if as_tuple else values
+    fast, numpy = float_array(seq), np.asarray(seq, dtype=np.float64)
+    assert fast.dtype == np.float64 and fast.shape == numpy.shape
+    assert fast.tobytes() == numpy.tobytes() or np.array_equal(fast, numpy, equal_nan=True)
+    fast[:] = 0.0  # writable, as numpy's is
+
+
+@pytest.mark.parametrize("bad", [["x", 1.0], [None], [object()]])
+def test_float_array_raises_as_numpy_does_on_what_is_not_a_number(bad):
+    with pytest.raises((TypeError, ValueError)) as expected:
+        np.asarray(bad, dtype=np.float64)
+    with pytest.raises(expected.type):
+        float_array(bad)
+
+
+def test_observe_repeated_is_that_many_observations():
+    once, repeated = HistogramState((0.5, 1.0, 2.0)), HistogramState((0.5, 1.0, 2.0))
+    once.observe(np.ones(7))
+    repeated.observe_repeated(1.0, 7)
+    assert once.counts.tolist() == repeated.counts.tolist() and once.sum == repeated.sum

@@ -38,7 +38,7 @@ from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.options import Settings
 from inferwatch.core.outcomes import OutcomeJoiner
 from inferwatch.core.prediction_batch import PredictionBatch
-from inferwatch.core.state import ModelState
+from inferwatch.core.state import ModelState, float_array
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request, RequestRecord
@@ -99,6 +99,8 @@ def _first_slices(results: Sequence[object], probabilities: bool,
     True
     """
     whole: dict[int, int] = {}
+    if _ndarray not in set(map(type, results)):  # in C: most drains hold no array at all
+        return results, whole
     for index, result in enumerate(results):
         if result.__class__ is _ndarray and result.ndim and result.shape[0] > SLICE_ROWS:
             whole[index] = result.shape[0]
@@ -507,6 +509,7 @@ class Monitor:
         if tracker is not None:
             self._check_predictions(tracker, predictions, now)
         predictions.batch_sizes.clear()
+        predictions.single_rows = 0
         predictions.flush(self.state, now)
         self._slices_drained += 1  # the state changed with no call finishing: publish it
 
@@ -608,7 +611,7 @@ class Monitor:
                 state.inc("inferwatch_errors_total", (key,), count)
         latency = state.histogram("inferwatch_request_duration_seconds", (),
                                   self.settings.latency_buckets)
-        latency.observe(np.asarray(durations))
+        latency.observe(float_array(durations))
         for record in requests:
             if record.trace_id is not None:
                 latency.exemplar(record.duration, record.trace_id, record.started_at)
@@ -642,7 +645,7 @@ class Monitor:
                            now: float) -> None:
         values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
                   for name, chunks in predictions.values.items()}
-        tracker.check_predictions(values, sum(predictions.batch_sizes), now)
+        tracker.check_predictions(values, predictions.rows(), now)
 
     def _count_input_checks(self, result) -> None:
         state = self.state

@@ -8,7 +8,6 @@ anything else is normalised call by call.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +24,7 @@ from inferwatch.core.predictions import (
     known_class_set,
     normalize,
 )
-from inferwatch.core.state import ModelState
+from inferwatch.core.state import ModelState, float_array
 
 if TYPE_CHECKING:
     from inferwatch.core.label_caps import LabelCap
@@ -67,7 +66,10 @@ class PredictionBatch:
         self.caps = caps
         self.features = features
         self.read_class_names = class_names
+        # Rows per call, in call order; calls of one row each in a drain of scalars are
+        # only counted (`single_rows`): the same histogram, without a list of ones.
         self.batch_sizes: list[int] = []
+        self.single_rows = 0
         self.values: dict[str, list[np.ndarray]] = {}
         self.classes: list[np.ndarray] = []
         self.confidence: list[np.ndarray] = []
@@ -92,7 +94,7 @@ class PredictionBatch:
         if kinds == {dict} and len(results) > 1 and self._add_float_dicts(results):
             return
         if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
-            self.batch_sizes.extend(itertools.repeat(1, len(results)))
+            self.single_rows += len(results)
             labels = None
             if kinds <= _INT_SCALARS:
                 try:
@@ -123,7 +125,8 @@ class PredictionBatch:
         except Exception as exc:
             faults.record("prediction", exc)
             return True  # as one call at a time: each would have failed the same way
-        self._add(prediction, [1] * count)
+        self._add(prediction, ())
+        self.single_rows += count
         return True
 
     def _add_classes(self, labels: np.ndarray) -> None:
@@ -202,8 +205,12 @@ class PredictionBatch:
         return prediction
 
     def _add_float_scalars(self, results: Sequence[object]) -> None:
-        self.batch_sizes.extend(itertools.repeat(1, len(results)))
-        self._add_values(np.asarray(results, dtype=np.float64))
+        self.single_rows += len(results)
+        self._add_values(float_array(results))
+
+    def rows(self) -> int:
+        """Rows of every call gathered so far."""
+        return sum(self.batch_sizes) + self.single_rows
 
     def _add_values(self, values: np.ndarray) -> None:
         """Values of the default output; nan and inf are counted, never recorded."""
@@ -246,9 +253,12 @@ class PredictionBatch:
             detected = "classification" if self.classes or (
                 self.class_like and not self.values) else "regression"
             state.info = {**state.info, "task": detected}
-        if self.batch_sizes:
-            state.histogram("inferwatch_batch_size", (), settings.batch_buckets).observe(
-                np.asarray(self.batch_sizes, dtype=np.float64))
+        if self.batch_sizes or self.single_rows:
+            sizes = state.histogram("inferwatch_batch_size", (), settings.batch_buckets)
+            if self.batch_sizes:
+                sizes.observe(np.asarray(self.batch_sizes, dtype=np.float64))
+            if self.single_rows:
+                sizes.observe_repeated(1.0, self.single_rows)
         output_cap = caps["inferwatch_prediction"]
         merged: dict[str, list[np.ndarray]] = {}
         probabilities: set[str] = set()  # outputs of class probabilities, as folded

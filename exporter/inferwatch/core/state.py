@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +44,26 @@ _SORT_THRESHOLD = 256
 EXTRA_TYPES: dict[str, str | Callable[[dict], object]] = {
     "drift": "inferwatch.quality.tracker:DriftState",
 }
+
+
+def float_array(values: Sequence[float]) -> np.ndarray:
+    """A float64 array of a drain's Python numbers (durations, float results).
+
+    Packing them as C doubles is about three times faster than ``np.asarray`` on a tuple
+    or list of floats; anything that is not a number takes numpy's own conversion (and
+    raises as it would).
+
+    >>> float_array((0.5, 2, float("nan"))).tolist()[:2]
+    [0.5, 2.0]
+    >>> float_array([]).shape
+    (0,)
+    """
+    try:
+        # A bytearray, not bytes: the array stays writable, as numpy's own would be.
+        return np.frombuffer(bytearray(struct.pack(f"{len(values)}d", *values)),
+                             dtype=np.float64)
+    except (struct.error, TypeError, OverflowError, ValueError):
+        return np.asarray(values, dtype=np.float64)
 
 
 def register_extra(name: str, from_dict: str | Callable[[dict], object]) -> None:
@@ -110,6 +131,11 @@ class HistogramState:
             index = self.bounds.searchsorted(values, "left")  # the method: no dispatch wrapper
             self.counts += np.bincount(index, minlength=self.counts.shape[0])
         self.sum += _finite_sum(values)
+
+    def observe_repeated(self, value: float, times: int) -> None:
+        """`times` observations of one value (a drain's calls of one row each)."""
+        self.counts[int(np.searchsorted(self.bounds, value, side="left"))] += times
+        self.sum += value * times
 
     def observe_one(self, value: float) -> None:
         self.counts[int(np.searchsorted(self.bounds, value, side="left"))] += 1
