@@ -117,12 +117,17 @@ def test_float_array_is_numpys_own_conversion(values, as_tuple):
     fast[:] = 0.0  # writable, as numpy's is
 
 
-@pytest.mark.parametrize("bad", [["x", 1.0], [None], [object()]])
+@pytest.mark.parametrize("bad", [["x", 1.0], [object()], [1.0, [2.0]]])
 def test_float_array_raises_as_numpy_does_on_what_is_not_a_number(bad):
     with pytest.raises((TypeError, ValueError)) as expected:
         np.asarray(bad, dtype=np.float64)
     with pytest.raises(expected.type):
         float_array(bad)
+
+
+def test_float_array_takes_numpys_conversion_for_what_numpy_converts():
+    assert np.isnan(float_array([None, 1.0])[0])  # numpy reads None as NaN
+    assert float_array(["2.5", 1]).tolist() == [2.5, 1.0]  # and numeric text as its number
 
 
 def test_observe_repeated_is_that_many_observations():
