@@ -163,6 +163,9 @@ class Monitor:
         self._dropped = itertools.count()
         self._finished = 0
         self._slices_drained = 0  # slices of huge batches drained (see SLICE_ROWS)
+        # When the background drain first left this monitor's pending calls waiting
+        # (monotonic seconds), or None: see drain_due().
+        self._waiting_since: float | None = None
         self._dropped_reported = 0
         # Set by the registry: wakes its drain thread at once when a list is handed off.
         self.wake_drain: Callable[[], None] | None = None
@@ -474,6 +477,39 @@ class Monitor:
         return max(0, _count_value(self._started) - done)
 
     # --- draining ---------------------------------------------------------------------------
+    def drain_due(self, clock: float) -> bool:
+        """The background drain's pass: fold the pending calls if they are due.
+
+        They are due once ``drain_min_calls`` wait (or a full list was handed off), or once
+        some have waited ``drain_max_wait_seconds`` since a pass first found them; `clock` is
+        monotonic seconds. A monitor with nothing new costs a few list lengths. Readers
+        (a scrape, ``record_outcome``, a worker's snapshot) call :meth:`drain`, which takes
+        everything. Returns whether it drained. Never raises.
+
+        >>> from inferwatch.core.registry import Registry
+        >>> registry = Registry(drain_interval=3600)  # no background pass meanwhile
+        >>> mon = registry.monitor("m", "1").configure(drain_max_wait_seconds=5)
+        >>> mon.record_call(0.01, 0.5)
+        >>> mon.drain_due(clock=100.0), mon.drain_due(clock=104.0), mon.drain_due(clock=105.0)
+        (False, False, True)
+        """
+        try:
+            waiting = self.pending()
+            if not waiting:
+                self._waiting_since = None
+                return False
+            settings = self.settings
+            if waiting < settings.drain_min_calls and not self._handed_off:
+                since = self._waiting_since
+                if since is None:
+                    self._waiting_since = since = clock
+                if clock - since < settings.drain_max_wait_seconds:
+                    return False
+        except Exception as exc:
+            faults.record("drain", exc)
+        self.drain()
+        return True
+
     def drain(self, now: float | None = None) -> None:
         """Fold pending calls into the state. Never raises.
 
@@ -487,6 +523,7 @@ class Monitor:
         if not (self._calls or self._proba_calls or self._errors or self._requests
                 or self._streams or self._handed_off):
             return
+        self._waiting_since = None
         try:
             when = time.time() if now is None else now
             rest: list[_Rest] = []
@@ -767,6 +804,7 @@ class Monitor:
                         self._streams):
             del pending[:]  # the wrappers hold these very lists: empty them in place
         self._handed_off, self._handed_off_calls = [], 0
+        self._waiting_since = None
         dropped = _count_value(self._dropped)
         self._finished = _count_value(self._started) - dropped
         self._dropped_reported = dropped

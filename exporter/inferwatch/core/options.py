@@ -123,6 +123,12 @@ class Settings:
     # counted in inferwatch_calls_dropped_total, so memory stays bounded (about 100 bytes
     # a call).
     max_pending: int = 1_000_000
+    # The background drain folds a monitor's pending calls once this many wait, or once
+    # some have waited drain_max_wait_seconds; a scrape (and every other reader) drains
+    # everything first, so what it sees is never late. Folding a few calls costs about as
+    # much as folding hundreds: a process with many lightly used models pays it less often.
+    drain_min_calls: int = 256
+    drain_max_wait_seconds: float = 5.0
     metadata: Mapping[str, str] = field(default_factory=FrozenLabels)
     # Objectives the model owner declares ({"latency_p99": 0.05, "availability": 0.9995,
     # "accuracy": 0.97} or any key of catalogue.OBJECTIVE_KEYS): exported as
@@ -199,6 +205,14 @@ class Settings:
                 f"outcome_cache_bytes must be an int >= 1024, got {self.outcome_cache_bytes!r}")
         if self.max_pending < 8:
             problems.append("max_pending must be at least 8")
+        if isinstance(self.drain_min_calls, bool) or not isinstance(self.drain_min_calls, int) \
+                or self.drain_min_calls < 1:
+            problems.append(f"drain_min_calls must be a whole number of at least 1, "
+                            f"got {self.drain_min_calls!r}")
+        if not isinstance(self.drain_max_wait_seconds, (int, float)) or \
+                not 0 <= self.drain_max_wait_seconds < math.inf:
+            problems.append(f"drain_max_wait_seconds must be a finite number of seconds >= 0, "
+                            f"got {self.drain_max_wait_seconds!r}")
         if not self.drift_window_seconds > 0:
             problems.append(
                 f"drift_window_seconds must be positive, got {self.drift_window_seconds!r}")

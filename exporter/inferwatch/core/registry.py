@@ -122,6 +122,19 @@ class Registry:
         for monitor in self.monitors():
             monitor.drain()
 
+    def drain_due(self, clock: float | None = None) -> int:
+        """The background drain's pass: each monitor folds its pending calls if they are
+        due (:meth:`Monitor.drain_due`); returns how many did. `clock` is monotonic seconds.
+
+        >>> registry = Registry(drain_interval=3600)  # no background pass meanwhile
+        >>> registry.monitor("m", "1").record_call(0.01, 0.5)
+        >>> registry.drain_due(clock=0.0), registry.drain_due(clock=60.0)
+        (0, 1)
+        >>> registry.close()
+        """
+        clock = time.monotonic() if clock is None else clock
+        return sum(monitor.drain_due(clock) for monitor in self.monitors())
+
     def enable_history(self) -> History:
         """Keep a bounded ring of recent totals per model version (the status page's
         sparklines), sampled by the background drain; returns it. Idempotent.
@@ -155,6 +168,7 @@ class Registry:
             history.record(self.multiproc.merged_view().states, now)
             return
         for monitor in self.monitors():
+            monitor.drain()  # a sample counts every call, deferred ones included
             monitor.read_state(lambda state: history.record_one(state, now))
 
     # --- the background drain -----------------------------------------------------------
@@ -220,7 +234,12 @@ def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threadi
         if registry is None:
             return
         try:
-            registry.drain()
+            if registry.multiproc is None:
+                registry.drain_due()
+            else:
+                # A worker's snapshot is what other workers' scrapes read: it folds
+                # everything before it publishes, as a scrape of its own would.
+                registry.drain()
             if registry.multiproc is not None:
                 registry.multiproc.tick()
             registry.sample_history(time.time())

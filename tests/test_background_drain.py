@@ -1,0 +1,161 @@
+"""The background drain folds a monitor's calls once enough wait or they have waited long
+enough; every reader (a scrape, a history sample) sees every call at once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import inferwatch
+from inferwatch.core.options import Settings
+from inferwatch.core.registry import Registry
+from inferwatch.serving.bridge import InferwatchCollector
+
+
+@pytest.fixture
+def registry():
+    registry = Registry(drain_interval=3600)  # no background pass unless a test asks
+    yield registry
+    registry.close()
+
+
+def ok_in(state) -> float:
+    return state.counters.get("inferwatch_requests_total", {}).get(("ok",), 0.0)
+
+
+def requests_ok(monitor) -> float:
+    return ok_in(monitor.state)
+
+
+def scraped_ok(registry) -> float:
+    return sum(s.value for family in InferwatchCollector(registry).collect()
+               for s in family.samples
+               if s.name == "inferwatch_requests_total" and s.labels.get("outcome") == "ok")
+
+
+def test_a_few_calls_wait_for_drain_max_wait_seconds_then_fold(registry):
+    predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+    monitor = inferwatch.monitor("m", "1", registry=registry).configure(
+        drain_max_wait_seconds=5.0)
+    for _ in range(3):
+        predict(1.0)
+    assert registry.drain_due(clock=100.0) == 0  # the first pass only notes they wait
+    assert registry.drain_due(clock=104.9) == 0
+    assert requests_ok(monitor) == 0
+    assert registry.drain_due(clock=105.0) == 1
+    assert requests_ok(monitor) == 3
+    predict(1.0)
+    assert registry.drain_due(clock=106.0) == 0  # a new wait starts from this pass
+    assert registry.drain_due(clock=110.9) == 0
+    assert registry.drain_due(clock=111.0) == 1
+    assert requests_ok(monitor) == 4
+
+
+def test_a_scrape_sees_every_call_however_few(registry):
+    predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+    predict(1.0)
+    assert registry.drain_due(clock=0.0) == 0
+    predict(1.0)
+    assert scraped_ok(registry) == 2  # the scrape drained both, waiting or not
+    assert registry.drain_due(clock=60.0) == 0  # nothing left to fold
+
+
+def test_drain_min_calls_waiting_fold_at_the_next_pass(registry):
+    predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+    monitor = inferwatch.monitor("m", "1", registry=registry).configure(drain_min_calls=10)
+    for _ in range(9):
+        predict(1.0)
+    assert registry.drain_due(clock=0.0) == 0
+    predict(1.0)
+    assert registry.drain_due(clock=0.0) == 1
+    assert requests_ok(monitor) == 10
+
+
+def test_every_kind_of_pending_call_counts_toward_drain_min_calls(registry):
+    def model(x):
+        if x < 0:
+            raise ValueError("negative")
+        return (f"t{i}" for i in range(2)) if x > 1 else 0.5
+
+    predict = inferwatch.instrument(model, name="m", version="1", registry=registry)
+    monitor = inferwatch.monitor("m", "1", registry=registry).configure(drain_min_calls=3)
+    predict(1.0)
+    with pytest.raises(ValueError):
+        predict(-1.0)
+    assert registry.drain_due(clock=0.0) == 0
+    assert list(predict(2.0)) == ["t0", "t1"]  # a finished stream is the third
+    assert registry.drain_due(clock=0.0) == 1
+    counters = monitor.state.counters["inferwatch_requests_total"]
+    assert (counters[("ok",)], counters[("error",)]) == (2, 1)
+
+
+def test_a_handed_off_list_folds_at_the_next_pass(registry):
+    monitor = inferwatch.monitor("m", "1", registry=registry).configure(max_pending=16)
+    predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+    for _ in range(3):  # the pending list holds 2: the third call hands it to the drain
+        predict(1.0)
+    assert monitor.pending() == 3 < monitor.settings.drain_min_calls
+    assert registry.drain_due(clock=0.0) == 1
+    assert requests_ok(monitor) == 3
+
+
+def test_drain_min_calls_of_one_folds_at_every_pass(registry):
+    predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+    monitor = inferwatch.monitor("m", "1", registry=registry).configure(drain_min_calls=1)
+    for expected in (1, 2, 3):
+        predict(1.0)
+        assert registry.drain_due(clock=0.0) == 1
+        assert requests_ok(monitor) == expected
+
+
+def test_a_monitor_with_nothing_pending_is_not_drained(registry):
+    inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+    assert [registry.drain_due(clock=t) for t in (0.0, 10.0, 20.0)] == [0, 0, 0]
+
+
+def test_a_history_sample_counts_the_calls_still_waiting(registry):
+    history = registry.enable_history()
+    predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+    for _ in range(4):
+        predict(1.0)
+    assert registry.drain_due(clock=0.0) == 0
+    registry.sample_history(time.time())
+    (sample,) = history.samples(("m", "1"))
+    assert sample.totals["requests"] == 4 and sample.totals["rows"] == 4
+
+
+def test_the_background_thread_folds_waiting_calls_after_the_wait():
+    registry = Registry(drain_interval=0.01)
+    try:
+        predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
+                                        registry=registry)
+        monitor = inferwatch.monitor("m", "1", registry=registry).configure(
+            drain_max_wait_seconds=0.2)
+        called = time.monotonic()
+        for _ in range(3):
+            predict(1.0)
+        deadline = called + 60  # a safety net for a loaded machine; it takes about 0.2 s
+        while monitor.pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        folded = time.monotonic()
+        assert monitor.pending() == 0
+        # No pass folds them before they waited 0.2 s from the first pass that saw them,
+        # which came after the calls.
+        assert folded - called >= 0.2
+        assert monitor.read_state(ok_in) == 3
+    finally:
+        registry.close()
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"drain_min_calls": 0}, "drain_min_calls"),
+    ({"drain_min_calls": 2.5}, "drain_min_calls"),
+    ({"drain_min_calls": True}, "drain_min_calls"),
+    ({"drain_max_wait_seconds": -1}, "drain_max_wait_seconds"),
+    ({"drain_max_wait_seconds": float("inf")}, "drain_max_wait_seconds"),
+    ({"drain_max_wait_seconds": "5"}, "drain_max_wait_seconds"),
+])
+def test_bad_drain_options_are_clear_errors(options, named):
+    with pytest.raises(ValueError, match=named):
+        Settings(**options)
