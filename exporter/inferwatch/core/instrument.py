@@ -38,8 +38,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
 UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded
-# Arrays up to this size are copied when the call returns, so that a runtime refilling one
-# output buffer (or a caller reusing one input buffer) is recorded as each call saw it.
+# Arrays up to this size are copied when the call returns (their bytes, or the array when it
+# holds Python objects), so that a runtime refilling one output buffer (or a caller reusing
+# one input buffer) is recorded as each call saw it.
 # A copy of 64 KiB costs about what reading it in the drain costs; larger arrays are read
 # at drain time (docs/shapes.md).
 COPY_LIMIT_BYTES = 64 * 1024
@@ -239,10 +240,17 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                 result, start, args, slow.record_with(seen_input), slow=True)
             if followed is not UNFOLLOWED:
                 return followed
-        seen = result.copy() if result.__class__ is ndarray and result.nbytes <= copy_limit \
-            else result
-        done = (clock() - start, seen) if seen_input is None else (
-            clock() - start, seen, seen_input)
+        if result.__class__ is ndarray and result.nbytes <= copy_limit:
+            if not result.dtype.hasobject:
+                # Its bytes as the call returned them, read in the drain with the array's
+                # dtype and shape: about a third of what a copy costs here.
+                done = (clock() - start, result, seen_input, result.tobytes())
+            else:
+                done = (clock() - start, result.copy()) if seen_input is None else (
+                    clock() - start, result.copy(), seen_input)
+        else:
+            done = (clock() - start, result) if seen_input is None else (
+                clock() - start, result, seen_input)
         if len(pending) < limit:
             append(done)
         else:

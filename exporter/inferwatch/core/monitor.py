@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import itertools
+import operator
 import os
 import threading
 import time
@@ -79,6 +80,10 @@ SLICE_ROWS = 1 << 17
 _ndarray = np.ndarray
 
 
+_SHAPE = operator.attrgetter("shape")
+_DTYPE = operator.attrgetter("dtype")
+
+
 class _Rest(NamedTuple):
     """The slices after the first of a huge batch, drained after the lock was let go."""
 
@@ -99,8 +104,12 @@ def _first_slices(results: Sequence[object], probabilities: bool,
     True
     """
     whole: dict[int, int] = {}
-    if _ndarray not in set(map(type, results)):  # in C: most drains hold no array at all
+    kinds = set(map(type, results))
+    if _ndarray not in kinds:  # in C: most drains hold no array at all
         return results, whole
+    arrays = results if len(kinds) == 1 else [r for r in results if r.__class__ is _ndarray]
+    if all(not shape or shape[0] <= SLICE_ROWS for shape in set(map(_SHAPE, arrays))):
+        return results, whole  # one look per distinct shape, not per array
     for index, result in enumerate(results):
         if result.__class__ is _ndarray and result.ndim and result.shape[0] > SLICE_ROWS:
             whole[index] = result.shape[0]
@@ -113,6 +122,57 @@ def _first_slices(results: Sequence[object], probabilities: bool,
         rest.append(_Rest(probabilities, [array[start:start + SLICE_ROWS]
                                           for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
     return cut, whole
+
+
+def _call_columns(pending: list[tuple]) -> tuple[Sequence[float], Sequence[object], Sequence,
+                                               tuple[np.ndarray, tuple] | None]:
+    """Durations, results and kept inputs of fast-path calls, and (stacked, one call's
+    shape) when every call returned an array of one shape and dtype.
+
+    A call is (duration, result), (duration, result, input), or, for a small array,
+    (duration, the array, input or None, its bytes when the call returned): the result is
+    read from those bytes, as the call saw it (a runtime may have refilled the array since).
+
+    >>> a = np.array([1.0]); calls = [(0.1, a, None, a.tobytes())]; a[0] = 9.0
+    >>> _, results, _, (stacked, shape) = _call_columns(calls * 2)
+    >>> stacked.tolist(), shape
+    ([1.0, 1.0], (1,))
+    """
+    lengths = set(map(len, pending))
+    if len(lengths) == 1:
+        width = lengths.pop()
+        columns = tuple(zip(*pending))
+        if width == 2:
+            return columns[0], columns[1], (), None
+        if width == 3:
+            return columns[0], columns[1], columns[2], None
+        arrays, raws = columns[1], columns[3]
+        kept = [i for i in columns[2] if i is not None]
+        dtypes, shapes = set(map(_DTYPE, arrays)), set(map(_SHAPE, arrays))
+        if len(dtypes) == 1 and len(shapes) == 1:
+            (dtype,), (shape,) = dtypes, shapes
+            if shape and shape[0]:
+                # bytearray: a writable array, as a copy would be.
+                stacked = np.frombuffer(bytearray(b"".join(raws)), dtype=dtype)
+                return columns[0], (), kept, (stacked.reshape((-1, *shape[1:])), shape)
+        return columns[0], list(map(_from_bytes, arrays, raws)), kept, None
+    durations, results, kept = [], [], []
+    for call in pending:  # calls of several kinds in one drain: one at a time
+        durations.append(call[0])
+        if len(call) == 4:
+            results.append(_from_bytes(call[1], call[3]))
+            if call[2] is not None:
+                kept.append(call[2])
+        else:
+            results.append(call[1])
+            if len(call) == 3:
+                kept.append(call[2])
+    return durations, results, kept, None
+
+
+def _from_bytes(template: np.ndarray, raw: bytes) -> np.ndarray:
+    """The array `template` was when its bytes `raw` were taken."""
+    return np.frombuffer(bytearray(raw), dtype=template.dtype).reshape(template.shape)
 
 
 def _take(pending: list) -> list:
@@ -546,7 +606,7 @@ class Monitor:
         if tracker is not None:
             self._check_predictions(tracker, predictions, now)
         predictions.batch_sizes.clear()
-        predictions.single_rows = 0
+        predictions.repeated_sizes.clear()
         predictions.flush(self.state, now)
         self._slices_drained += 1  # the state changed with no call finishing: publish it
 
@@ -580,19 +640,21 @@ class Monitor:
         for pending, probabilities in ((calls, False), (proba_calls, True)):
             if not pending:
                 continue
-            # (duration, result) or, with the call's input, (duration, result, input).
-            columns = tuple(zip(*pending))
-            call_durations, results = columns[0], columns[1]
-            if len(columns) > 2:
-                inputs.extend(columns[2])
-            elif self.features is not None:
-                inputs.extend(call[2] for call in pending if len(call) > 2)
+            call_durations, results, kept, stacked = _call_columns(pending)
+            inputs.extend(kept)
             durations.extend(call_durations)
+            if stacked is not None:  # arrays of one shape and dtype: already one array
+                array, shape = stacked
+                if rest is None or shape[0] <= SLICE_ROWS:
+                    predictions.add_stacked(array, shape, len(pending), probabilities)
+                    continue
+                results = list(array.reshape((len(pending), *shape)))  # to be sliced
             whole: dict[int, int] = {}
             if rest is not None:
                 results, whole = _first_slices(results, probabilities, rest)
             first = len(predictions.batch_sizes)
-            predictions.add_results(results, probabilities=probabilities)
+            predictions.add_results(results, probabilities=probabilities,
+                                    sizes_in_order=bool(whole))
             if whole and len(predictions.batch_sizes) == first + len(results):
                 cut.append((first, whole))
         ok = len(calls) + len(proba_calls)

@@ -9,6 +9,7 @@ anything else is normalised call by call.
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -37,6 +38,8 @@ _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64,
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 
 _UNSET = object()
+_SHAPE = operator.attrgetter("shape")
+_DTYPE = operator.attrgetter("dtype")
 
 
 def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
@@ -66,10 +69,10 @@ class PredictionBatch:
         self.caps = caps
         self.features = features
         self.read_class_names = class_names
-        # Rows per call, in call order; calls of one row each in a drain of scalars are
-        # only counted (`single_rows`): the same histogram, without a list of ones.
+        # Rows per call, in call order; the calls of a drain of scalars, or of arrays of one
+        # shape, are only counted ({rows: calls}): the same histogram, without the list.
         self.batch_sizes: list[int] = []
-        self.single_rows = 0
+        self.repeated_sizes: dict[int, int] = {}
         self.values: dict[str, list[np.ndarray]] = {}
         self.classes: list[np.ndarray] = []
         self.confidence: list[np.ndarray] = []
@@ -79,10 +82,15 @@ class PredictionBatch:
         self._class_names: object = _UNSET
         self._known: frozenset[str] | None = None
 
-    def add_results(self, results: Sequence[object], probabilities: bool) -> None:
+    def add_results(self, results: Sequence[object], probabilities: bool,
+                    sizes_in_order: bool = False) -> None:
+        """Record the results of many calls. With `sizes_in_order`, every call's batch size
+        is listed in call order (the drain then corrects the calls it cut into slices)."""
         task = self.settings.task
         kinds = set(map(type, results))
         if len(kinds) == 1 and len(results) > 1 and issubclass(next(iter(kinds)), np.ndarray):
+            if not sizes_in_order and self._add_uniform_arrays(results, probabilities, task):
+                return
             if probabilities:
                 self.add_records(results, True, split=False)
             else:
@@ -94,7 +102,7 @@ class PredictionBatch:
         if kinds == {dict} and len(results) > 1 and self._add_float_dicts(results):
             return
         if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
-            self.single_rows += len(results)
+            self.repeat_size(1, len(results))
             labels = None
             if kinds <= _INT_SCALARS:
                 try:
@@ -126,7 +134,7 @@ class PredictionBatch:
             faults.record("prediction", exc)
             return True  # as one call at a time: each would have failed the same way
         self._add(prediction, ())
-        self.single_rows += count
+        self.repeat_size(1, count)
         return True
 
     def _add_classes(self, labels: np.ndarray) -> None:
@@ -145,6 +153,62 @@ class PredictionBatch:
             self._known = NO_CLASSES if names is None and declared is None else \
                 known_class_set(names, declared)
         return self._known
+
+    def repeat_size(self, rows: int, calls: int) -> None:
+        """`calls` calls of `rows` rows each, for the batch-size histogram."""
+        self.repeated_sizes[rows] = self.repeated_sizes.get(rows, 0) + calls
+
+    def _add_uniform_arrays(self, results: Sequence[np.ndarray], probabilities: bool,
+                            task: str) -> bool:
+        """Calls that returned arrays of one shape and dtype (a model's usual output, or one
+        reused buffer copied per call): one concatenation and one repeated batch size, with
+        no look at each array in Python. False, recording nothing, when they differ or are
+        not a shape this path knows (the general paths take them)."""
+        shapes = set(map(_SHAPE, results))
+        if len(shapes) != 1:
+            return False
+        dtypes = set(map(_DTYPE, results))
+        if len(dtypes) != 1:
+            return False
+        (shape,), (dtype,) = shapes, dtypes
+        if not self._stackable(shape, dtype, probabilities):
+            return False
+        self.add_stacked(np.concatenate(results), shape, len(results), probabilities)
+        return True
+
+    def _stackable(self, shape: tuple, dtype: np.dtype, probabilities: bool) -> bool:
+        """Whether :meth:`add_stacked` records calls of this shape and dtype."""
+        if not 1 <= len(shape) <= 2 or not shape[0]:
+            return False
+        task, kind = self.settings.task, dtype.kind
+        if len(shape) == 2:
+            return kind == "f"
+        return not probabilities and ((kind == "f" and task != "classification") or
+                                      (kind in "iu" and task != "regression"))
+
+    def add_stacked(self, stacked: np.ndarray, shape: tuple, calls: int,
+                    probabilities: bool) -> None:
+        """Record `calls` calls that each returned an array of `shape`, stacked along the
+        first axis as `stacked`: in one pass, or call by call for a shape or dtype that one
+        pass does not take."""
+        if not self._stackable(shape, stacked.dtype, probabilities):
+            self.add_results(list(stacked.reshape((calls, *shape))), probabilities)
+            return
+        if len(shape) == 1:
+            if stacked.dtype.kind == "f":
+                self._add_values(stacked.astype(np.float64, copy=False))
+            else:
+                self._add_classes(stacked)
+        else:
+            try:
+                prediction = normalize(
+                    stacked, probabilities=probabilities, task=self.settings.task,
+                    class_names=self._class_names_once(), known_classes=self._known_classes())
+            except Exception as exc:
+                faults.record("prediction", exc)
+                return  # as the general path: each call would have failed the same way
+            self._add(prediction, ())
+        self.repeat_size(shape[0], calls)
 
     def _add_arrays(self, results: Sequence[np.ndarray], task: str) -> None:
         """Many calls that each returned a 1-D array: one concatenation, not one pass each."""
@@ -205,12 +269,13 @@ class PredictionBatch:
         return prediction
 
     def _add_float_scalars(self, results: Sequence[object]) -> None:
-        self.single_rows += len(results)
+        self.repeat_size(1, len(results))
         self._add_values(float_array(results))
 
     def rows(self) -> int:
         """Rows of every call gathered so far."""
-        return sum(self.batch_sizes) + self.single_rows
+        return sum(self.batch_sizes) + sum(
+            rows * calls for rows, calls in self.repeated_sizes.items())
 
     def _add_values(self, values: np.ndarray) -> None:
         """Values of the default output; nan and inf are counted, never recorded."""
@@ -253,12 +318,12 @@ class PredictionBatch:
             detected = "classification" if self.classes or (
                 self.class_like and not self.values) else "regression"
             state.info = {**state.info, "task": detected}
-        if self.batch_sizes or self.single_rows:
+        if self.batch_sizes or self.repeated_sizes:
             sizes = state.histogram("inferwatch_batch_size", (), settings.batch_buckets)
             if self.batch_sizes:
                 sizes.observe(np.asarray(self.batch_sizes, dtype=np.float64))
-            if self.single_rows:
-                sizes.observe_repeated(1.0, self.single_rows)
+            for rows, calls in self.repeated_sizes.items():
+                sizes.observe_repeated(float(rows), calls)
         output_cap = caps["inferwatch_prediction"]
         merged: dict[str, list[np.ndarray]] = {}
         probabilities: set[str] = set()  # outputs of class probabilities, as folded
