@@ -507,7 +507,8 @@ def _replayed(results: list, through_wrapper: bool, proba: bool):
             mon = inferwatch.monitor("m", "1", registry=scraper.registry)
             for result in results:
                 mon.record_call(0.001, result, probabilities=proba)
-        return sorted((s.name, tuple(sorted(s.labels.items())), s.value)
+        return sorted((s.name, tuple(sorted(s.labels.items())),
+                       "nan" if s.value != s.value else s.value)  # NaN == NaN here
                       for s in scraper.samples()
                       if "duration" not in s.name and "timestamp" not in s.name
                       and s.name not in _NOT_COMPARED)
