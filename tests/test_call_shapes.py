@@ -395,7 +395,8 @@ def test_xgboost_margins_have_their_own_output(scraper):
 
 def _recorded(results: list, drain_each: bool, **options) -> tuple[dict, dict]:
     """Counters and histograms of a function answering `results` in turn, drained once at the
-    end or after every call (latency histograms: counts only, their sums are timings)."""
+    end or after every call (latency histograms: their total count only; which bucket a call
+    lands in, and their sums, are timings)."""
     from inferwatch.core.registry import Registry
 
     registry = Registry(drain_interval=3600)
@@ -408,7 +409,7 @@ def _recorded(results: list, drain_each: bool, **options) -> tuple[dict, dict]:
             registry.drain()
     registry.drain()
     state = registry.monitor("m", "1").state
-    histograms = {(metric, key): h.counts.tolist() if "duration" in metric
+    histograms = {(metric, key): h.count if "duration" in metric
                   else (h.counts.tolist(), h.sum)
                   for metric, series in state.histograms.items()
                   for key, h in series.items()}

@@ -126,12 +126,8 @@ class PredictionBatch:
         count = len(results)
         columns = {name: np.fromiter((r[name] for r in results), np.float64, count)
                    for name in names}
-        try:
-            prediction = normalize(columns, probabilities=False, task=self.settings.task,
-                                   class_names=self._class_names_once(),
-                                   known_classes=self._known_classes())
-        except Exception as exc:
-            faults.record("prediction", exc)
+        prediction = self._normalized(columns, False)
+        if prediction is None:
             return True  # as one call at a time: each would have failed the same way
         self._add(prediction, ())
         self.repeat_size(1, count)
@@ -200,12 +196,8 @@ class PredictionBatch:
             else:
                 self._add_classes(stacked)
         else:
-            try:
-                prediction = normalize(
-                    stacked, probabilities=probabilities, task=self.settings.task,
-                    class_names=self._class_names_once(), known_classes=self._known_classes())
-            except Exception as exc:
-                faults.record("prediction", exc)
+            prediction = self._normalized(stacked, probabilities)
+            if prediction is None:
                 return  # as the general path: each call would have failed the same way
             self._add(prediction, ())
         self.repeat_size(shape[0], calls)
@@ -238,13 +230,8 @@ class PredictionBatch:
                                     r.dtype.kind == "f" for r in results) and \
                 len({r.shape[1] for r in results}) == 1:
             sizes = [r.shape[0] for r in results]
-            try:
-                prediction = normalize(
-                    np.concatenate(results), probabilities=probabilities,
-                    task=self.settings.task, class_names=self._class_names_once(),
-                    known_classes=self._known_classes())
-            except Exception as exc:
-                faults.record("prediction", exc)
+            prediction = self._normalized(np.concatenate(results), probabilities)
+            if prediction is None:
                 return [None] * len(results)
             self._add(prediction, sizes)
             return _split_rows(prediction, sizes) if split else []
@@ -256,14 +243,21 @@ class PredictionBatch:
             self._class_names = self.read_class_names()
         return self._class_names
 
-    def add_one(self, result: object, probabilities: bool | None) -> Prediction | None:
-        """Record one call's result; returns its normalised form (None if it could not be)."""
+    def _normalized(self, value: object, probabilities: bool | None) -> Prediction | None:
+        """`value` normalised with this model's task and classes; None, counted as an
+        internal error, when it cannot be."""
         try:
-            prediction = normalize(
-                result, probabilities=probabilities, task=self.settings.task,
-                class_names=self._class_names_once(), known_classes=self._known_classes())
+            return normalize(value, probabilities=probabilities, task=self.settings.task,
+                             class_names=self._class_names_once(),
+                             known_classes=self._known_classes())
         except Exception as exc:
             faults.record("prediction", exc)
+            return None
+
+    def add_one(self, result: object, probabilities: bool | None) -> Prediction | None:
+        """Record one call's result; returns its normalised form (None if it could not be)."""
+        prediction = self._normalized(result, probabilities)
+        if prediction is None:
             return None
         self._add(prediction)
         return prediction
