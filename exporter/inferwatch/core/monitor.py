@@ -25,7 +25,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import itertools
-import operator
 import os
 import threading
 import time
@@ -38,7 +37,7 @@ from inferwatch import faults
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.options import Settings
 from inferwatch.core.outcomes import OutcomeJoiner
-from inferwatch.core.prediction_batch import PredictionBatch
+from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF, PredictionBatch
 from inferwatch.core.state import ModelState, float_array
 
 if TYPE_CHECKING:
@@ -80,10 +79,6 @@ SLICE_ROWS = 1 << 17
 _ndarray = np.ndarray
 
 
-_SHAPE = operator.attrgetter("shape")
-_DTYPE = operator.attrgetter("dtype")
-
-
 class _Rest(NamedTuple):
     """The slices after the first of a huge batch, drained after the lock was let go."""
 
@@ -108,7 +103,7 @@ def _first_slices(results: Sequence[object], probabilities: bool,
     if _ndarray not in kinds:  # in C: most drains hold no array at all
         return results, whole
     arrays = results if len(kinds) == 1 else [r for r in results if r.__class__ is _ndarray]
-    if all(not shape or shape[0] <= SLICE_ROWS for shape in set(map(_SHAPE, arrays))):
+    if all(not shape or shape[0] <= SLICE_ROWS for shape in set(map(SHAPE_OF, arrays))):
         return results, whole  # one look per distinct shape, not per array
     for index, result in enumerate(results):
         if result.__class__ is _ndarray and result.ndim and result.shape[0] > SLICE_ROWS:
@@ -148,7 +143,7 @@ def _call_columns(pending: list[tuple]) -> tuple[Sequence[float], Sequence[objec
             return columns[0], columns[1], columns[2], None
         arrays, raws = columns[1], columns[3]
         kept = [i for i in columns[2] if i is not None]
-        dtypes, shapes = set(map(_DTYPE, arrays)), set(map(_SHAPE, arrays))
+        dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
         if len(dtypes) == 1 and len(shapes) == 1:
             (dtype,), (shape,) = dtypes, shapes
             if shape and shape[0]:

@@ -38,8 +38,9 @@ _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64,
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 
 _UNSET = object()
-_SHAPE = operator.attrgetter("shape")
-_DTYPE = operator.attrgetter("dtype")
+# An array's shape and dtype, read in C over many arrays (``set(map(SHAPE_OF, arrays))``).
+SHAPE_OF = operator.attrgetter("shape")
+DTYPE_OF = operator.attrgetter("dtype")
 
 
 def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
@@ -89,7 +90,7 @@ class PredictionBatch:
         task = self.settings.task
         kinds = set(map(type, results))
         if len(kinds) == 1 and len(results) > 1 and issubclass(next(iter(kinds)), np.ndarray):
-            if not sizes_in_order and self._add_uniform_arrays(results, probabilities, task):
+            if not sizes_in_order and self._add_uniform_arrays(results, probabilities):
                 return
             if probabilities:
                 self.add_records(results, True, split=False)
@@ -154,16 +155,15 @@ class PredictionBatch:
         """`calls` calls of `rows` rows each, for the batch-size histogram."""
         self.repeated_sizes[rows] = self.repeated_sizes.get(rows, 0) + calls
 
-    def _add_uniform_arrays(self, results: Sequence[np.ndarray], probabilities: bool,
-                            task: str) -> bool:
+    def _add_uniform_arrays(self, results: Sequence[np.ndarray], probabilities: bool) -> bool:
         """Calls that returned arrays of one shape and dtype (a model's usual output, or one
         reused buffer copied per call): one concatenation and one repeated batch size, with
         no look at each array in Python. False, recording nothing, when they differ or are
         not a shape this path knows (the general paths take them)."""
-        shapes = set(map(_SHAPE, results))
+        shapes = set(map(SHAPE_OF, results))
         if len(shapes) != 1:
             return False
-        dtypes = set(map(_DTYPE, results))
+        dtypes = set(map(DTYPE_OF, results))
         if len(dtypes) != 1:
             return False
         (shape,), (dtype,) = shapes, dtypes
