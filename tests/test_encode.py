@@ -32,7 +32,7 @@ from inferwatch.serving.exposition import render
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 HOSTILE = ['quote " inside', "back\\slash", "new\nline", "carriage\rreturn", "ünïcödé ✓",
            "emoji 🚀", "", "{braces}=", "# not a comment", "tab\there", "\\", '"', "\n\n",
-           "line\u2028separator", "le", "+Inf"]
+           "line\u2028separator", "le", "+Inf", "100%", "%d %s %(x)s %%"]
 label_text = st.one_of(st.sampled_from(HOSTILE),
                        st.text(st.characters(blacklist_categories=("Cs",)), max_size=20))
 label_name = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
@@ -150,7 +150,8 @@ def test_the_same_bytes_as_prometheus_client_for_any_states(states, process, ope
 
 
 def hostile_state() -> ModelState:
-    state = ModelState('fr"aud\\', "1\n4", info={"framework": "sk\"learn\n"}, loaded_at=NOW)
+    # "%" in a label: the encoder writes integral bucket counts through %-format strings.
+    state = ModelState('fr"aud\\', "1\n4 %d%%", info={"framework": "sk\"learn\n"}, loaded_at=NOW)
     for value in HOSTILE:
         state.inc("inferwatch_errors_total", (value,), 1)
         state.set_gauge("inferwatch_requests_in_flight", (), math.nan)
@@ -161,6 +162,9 @@ def hostile_state() -> ModelState:
     hist.observe(np.array([-2.0, -0.5, 0.5, 3.0, math.inf]))
     latency = state.histogram("inferwatch_request_duration_seconds", (), [0.1, 1.0])
     latency.observe(np.array([0.05, 0.5, 2.0]))
+    state.histogram("inferwatch_batch_size", (), [1.0, 8.0]).observe(np.array([1.0, 4.0, 9.0]))
+    large = state.histogram("inferwatch_prediction_value", ("large %s",), [0.0, 1.0])
+    large.counts[:] = [999_999, 1, 5]  # the +Inf bucket passes 1e6: Go writes an exponent
     latency.exemplar(0.5, 'trace "quoted"\n\\', NOW)
     latency.exemplar(2.0, "abc123", NOW + 0.25)
     state.summary("inferwatch_prediction", ("score",)).observe(np.array([0.1, 0.9]), NOW)

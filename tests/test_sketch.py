@@ -394,3 +394,41 @@ def test_a_drains_few_values_land_in_the_bins_numpy_gives_them(values: np.ndarra
     assert chunked.count == whole.count
     assert chunked.sum == whole.sum or (math.isnan(chunked.sum) and math.isnan(whole.sum)) \
         or math.isclose(chunked.sum, whole.sum, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@given(st.lists(any_floats, min_size=1, max_size=5), st.sampled_from([8, 64, 2048]),
+       st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6))
+def test_quantiles_of_many_sketches_are_those_of_their_merge(
+    parts: list[np.ndarray], max_bins: int, qs: list[float]
+) -> None:
+    # merged_quantiles sums the bins in place of a merge; where the merge would fold bins
+    # (few max_bins, wide values) it merges. Either way, the same floats.
+    sketches = []
+    for values in parts:
+        sketch = DDSketch(0.01, max_bins)
+        sketch.add(values)
+        sketches.append(sketch)
+    merged = DDSketch(0.01, max_bins)
+    for sketch in sketches:
+        merged.merge(sketch)
+
+    expected = merged.quantiles(qs)
+
+    assert np.array_equal(DDSketch.merged_quantiles(sketches, qs), expected, equal_nan=True)
+    assert np.array_equal(DDSketch.merged_quantiles(sketches[:1], qs),
+                          sketches[0].quantiles(qs), equal_nan=True)
+
+
+def test_bin_values_are_remembered_as_numpy_computes_them() -> None:
+    # A scrape reads the same bins again and again; the remembered values must be the very
+    # floats the vectorised formula gives, or two paths to one quantile would disagree.
+    sketch = DDSketch(0.02)
+    values = np.random.default_rng(5).lognormal(sigma=3.0, size=5_000)
+    sketch.add(values)
+    first = sketch.quantiles(np.linspace(0.0, 1.0, 101))
+    sketch_module._KEY_VALUES.clear()
+    keys = np.arange(-200, 200, dtype=np.int64)
+    direct = sketch._key_value(keys).tolist()
+
+    assert sketch.quantiles(np.linspace(0.0, 1.0, 101)) == first
+    assert [sketch._value_at((int(key), np.array([1]), 1), [0])[0] for key in keys] == direct

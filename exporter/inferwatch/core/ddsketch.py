@@ -33,6 +33,10 @@ DEFAULT_MAX_BINS = 2048
 MAX_MAX_BINS = 1 << 20
 MIN_RELATIVE_ACCURACY = 1e-6
 _MAX_TOTAL_COUNT = 1 << 61
+# Bin key -> representative value, per relative accuracy; emptied when it reaches the bound
+# (a sketch spans at most max_bins keys, so a window's quantiles use few of them).
+_KEY_VALUES: dict[float, dict[int, float]] = {}
+_KEY_VALUES_MAX = 1 << 14
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 # Up to this many values are summed as Python floats: saving and restoring numpy's error
@@ -41,6 +45,8 @@ _PYTHON_SUM_MAX = 64
 # Up to this many values are added by :meth:`DDSketch._add_few`: a drain often brings a
 # handful, and numpy's fixed cost per call is most of the cost of adding them.
 _FEW_VALUES = 64
+# Up to this many keys are counted one by one in Python; more take one numpy bincount.
+_KEY_LIST_MAX = 16
 
 
 def quiet_sum(values: np.ndarray) -> float:
@@ -296,6 +302,18 @@ class DDSketch:
         if not array.size:
             return
         if array.size <= _FEW_VALUES:
+            values = array.tolist()
+            total = float(sum(values))  # what quiet_sum gives for this many values
+            # The usual batch: every value finite (a nan or inf makes the sum so) and positive
+            # beyond the zero bin. Its keys go in as they are, without sorting by sign.
+            if total - total == 0.0 and min(values) >= self._min_indexable:
+                self._sum += total
+                keys = self._keys(array)
+                if array.size <= _KEY_LIST_MAX:
+                    self._positive.add_key_list(keys.tolist())
+                else:
+                    self._positive.add_keys(keys)
+                return
             self._add_few(array)
             return
         finite = np.isfinite(array)
@@ -378,31 +396,82 @@ class DDSketch:
         >>> [round(v, 2) for v in s.quantiles([0.0, 0.5, 1.0])]
         [-2.97, 0.0, 5.0]
         """
-        q = np.asarray(qs, dtype=np.float64).ravel()
-        if not np.all((q >= 0.0) & (q <= 1.0)):
-            raise ValueError(f"quantiles must be in [0, 1], got {list(qs)!r}")
-        count = self.count
-        if count == 0:
-            return [math.nan] * q.size
-        ranks = np.floor(q * (count - 1)).astype(np.int64)
-        result = np.zeros(q.size, dtype=np.float64)
-        negatives = self._negative.total
-        below_positive = negatives + self._zero_count
-        in_negative = ranks < negatives
-        if in_negative.any():
-            # The r-th smallest value is the (negatives - 1 - r)-th smallest magnitude.
-            magnitude_ranks = negatives - 1 - ranks[in_negative]
-            result[in_negative] = -self._value_at(self._negative, magnitude_ranks)
-        in_positive = ranks >= below_positive
-        if in_positive.any():
-            positive_ranks = ranks[in_positive] - below_positive
-            result[in_positive] = self._value_at(self._positive, positive_ranks)
-        return result.tolist()
+        return self._quantiles(qs, _run(self._negative), self._zero_count, _run(self._positive))
 
-    def _value_at(self, store: _Store, ranks: np.ndarray) -> np.ndarray:
-        cumulative = np.cumsum(store.used())
-        index = np.searchsorted(cumulative, ranks, side="right")
-        return self._key_value(index + store.min_key)
+    @staticmethod
+    def merged_quantiles(sketches: Sequence[DDSketch], qs: Sequence[float]) -> list[float]:
+        """:meth:`quantiles` of all `sketches` together (one accuracy and bin budget), what
+        merging them into a new sketch would give, without building it when their bins fit.
+
+        >>> a, b = DDSketch(), DDSketch()
+        >>> a.add([1.0, 2.0]); b.add([-3.0, 4.0])
+        >>> merged = DDSketch(); merged.merge(a); merged.merge(b)
+        >>> DDSketch.merged_quantiles([a, b], [0.0, 1.0]) == merged.quantiles([0.0, 1.0])
+        True
+        """
+        first = sketches[0]
+        runs = []
+        for sign in ("_negative", "_positive"):
+            stores = [store for store in (getattr(s, sign) for s in sketches) if store.total]
+            if not stores:
+                runs.append(_EMPTY_RUN)
+                continue
+            lo = min(store.min_key for store in stores)
+            hi = max(store.max_key for store in stores)
+            if hi - lo >= first._max_bins:  # the merge would fold bins: let it
+                merged = DDSketch(first._relative_accuracy, first._max_bins)
+                for sketch in sketches:
+                    merged.merge(sketch)
+                return merged.quantiles(qs)
+            counts = np.zeros(hi - lo + 1, dtype=np.int64)
+            for store in stores:
+                counts[store.min_key - lo : store.max_key - lo + 1] += store.used()
+            runs.append((lo, counts, sum(store.total for store in stores)))
+        zeros = sum(sketch._zero_count for sketch in sketches)
+        return first._quantiles(qs, runs[0], zeros, runs[1])
+
+    def _quantiles(self, qs: Sequence[float], negative: tuple[int, np.ndarray, int],
+                   zero_count: int, positive: tuple[int, np.ndarray, int]) -> list[float]:
+        # Plain Python for the handful of quantiles a scrape asks for: numpy's fixed cost per
+        # call was most of a summary's scrape. The values still come from numpy's exp.
+        wanted = [float(q) for q in (qs.ravel().tolist() if isinstance(qs, np.ndarray) else qs)]
+        if not all(0.0 <= q <= 1.0 for q in wanted):  # nan fails too
+            raise ValueError(f"quantiles must be in [0, 1], got {list(qs)!r}")
+        negatives = negative[2]
+        below_positive = negatives + zero_count
+        count = below_positive + positive[2]
+        if count == 0:
+            return [math.nan] * len(wanted)
+        ranks = [math.floor(q * (count - 1)) for q in wanted]
+        result = [0.0] * len(ranks)
+        in_negative = [i for i, rank in enumerate(ranks) if rank < negatives]
+        if in_negative:
+            # The r-th smallest value is the (negatives - 1 - r)-th smallest magnitude.
+            magnitudes = self._value_at(negative, [negatives - 1 - ranks[i] for i in in_negative])
+            for i, value in zip(in_negative, magnitudes):
+                result[i] = -value
+        in_positive = [i for i, rank in enumerate(ranks) if rank >= below_positive]
+        if in_positive:
+            values = self._value_at(positive, [ranks[i] - below_positive for i in in_positive])
+            for i, value in zip(in_positive, values):
+                result[i] = value
+        return result
+
+    def _value_at(self, run: tuple[int, np.ndarray, int], ranks: list[int]) -> list[float]:
+        """The values at `ranks` (0 the smallest) of a run (first key, counts, total)."""
+        cumulative = run[1].cumsum()
+        keys = (cumulative.searchsorted(ranks, side="right") + run[0]).tolist()
+        # A scrape asks for the same few bins again and again: their values are remembered
+        # per accuracy, as numpy computed them, so every path gives the same floats.
+        memo = _KEY_VALUES.setdefault(self._relative_accuracy, {})
+        found = [memo.get(key) for key in keys]
+        if None not in found:
+            return found  # type: ignore[return-value]
+        fresh = dict(zip(keys, self._key_value(np.array(keys, dtype=np.int64)).tolist()))
+        if len(memo) >= _KEY_VALUES_MAX:
+            memo.clear()
+        memo.update(fresh)
+        return [fresh[key] for key in keys]
 
     def copy(self) -> DDSketch:
         """An independent copy."""
@@ -460,6 +529,14 @@ class DDSketch:
     def __repr__(self) -> str:
         return (f"DDSketch(relative_accuracy={self._relative_accuracy}, "
                 f"max_bins={self._max_bins}, count={self.count})")
+
+
+_EMPTY_RUN: tuple[int, np.ndarray, int] = (0, np.zeros(0, dtype=np.int64), 0)
+
+
+def _run(store: _Store) -> tuple[int, np.ndarray, int]:
+    """A store's non-empty bins as (first key, counts, total)."""
+    return (store.min_key, store.used(), store.total)
 
 
 def _field(data: dict[str, Any], name: str) -> Any:

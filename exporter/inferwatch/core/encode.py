@@ -109,10 +109,11 @@ class Page:
             if metric in PER_MODEL_NAMES and series:
                 self._summaries(lines.setdefault(metric, []), metric, series, base, key,
                                 state.summary_settings.quantiles, now)
-        for spec in PER_MODEL:
-            found = lines.get(spec.name)
+        families = self._families
+        for name in sorted(lines, key=_FAMILY_ORDER.__getitem__):
+            found = lines[name]
             if found:
-                self._families.setdefault(spec.name, []).extend(found)
+                families.setdefault(name, []).extend(found)
 
     def add_process(self, internal_errors: Mapping[str, float], overflow: Mapping[str, float],
                     events_dropped: Mapping[str, float],
@@ -233,23 +234,32 @@ class Page:
         for labels, hist in series.items():
             bounds = hist.bounds
             rendered = self._histogram_prefixes(metric, key, labels, bounds, names, base)
-            buckets, count_prefix, sum_prefix, negative = rendered
+            buckets, count_prefix, sum_prefix, negative, lines, with_count = rendered
             cumulative = list(accumulate(hist.counts.tolist()))
+            # render.py's rule, in both formats: OpenMetrics forbids a _sum that is or could
+            # be negative, and a _count without a _sum; +Inf still counts all.
+            summed = not negative and hist.sum >= 0  # NaN is not
             exemplars = hist.exemplars if openmetrics_format else None
             if exemplars:
                 for index, (prefix, total) in enumerate(zip(buckets, cumulative)):
                     exemplar = exemplars.get(index)
                     tail = "\n" if exemplar is None else _exemplar(exemplar) + "\n"
                     out.append(prefix + go_float(total) + tail)
+            elif cumulative[-1] < 1e6:
+                # Counts are integers, and below 1e6 Go writes an integral float as "%d.0":
+                # one format call writes every bucket (and the count) at once.
+                if summed:
+                    out.append(with_count % (*cumulative, cumulative[-1]))
+                    out.append(sum_prefix + go_float(hist.sum) + "\n")
+                else:
+                    out.append(lines % tuple(cumulative))
+                continue
             else:
                 out.extend([prefix + go_float(total) + "\n"
                             for prefix, total in zip(buckets, cumulative)])
-            if negative or not hist.sum >= 0:  # NaN too
-                # render.py's rule, in both formats: OpenMetrics forbids a _sum that is or
-                # could be negative, and a _count without a _sum; +Inf still counts all.
-                continue
-            out.append(count_prefix + go_float(cumulative[-1]) + "\n")
-            out.append(sum_prefix + go_float(hist.sum) + "\n")
+            if summed:
+                out.append(count_prefix + go_float(cumulative[-1]) + "\n")
+                out.append(sum_prefix + go_float(hist.sum) + "\n")
 
     def _histogram_prefixes(self, metric: str, key: tuple, labels: tuple, bounds: np.ndarray,
                             names: tuple, base: dict[str, str]) -> tuple:
@@ -264,7 +274,9 @@ class Page:
         samples = [(metric + "_bucket", {**series_labels, "le": le}) for le in les]
         samples += [(metric + "_count", series_labels), (metric + "_sum", series_labels)]
         prefixes = _render_prefixes(samples, self._openmetrics, self._escaping)
-        found = (prefixes[:-2], prefixes[-2], prefixes[-1], bool(bounds.size and bounds[0] < 0))
+        lines = "".join(_integral(prefix) for prefix in prefixes[:-2])
+        found = (prefixes[:-2], prefixes[-2], prefixes[-1], bool(bounds.size and bounds[0] < 0),
+                 lines, lines + _integral(prefixes[-2]))
         self._store(cache_key, found)
         return found
 
@@ -316,6 +328,9 @@ class Page:
 
 
 PER_MODEL_NAMES = frozenset(spec.name for spec in PER_MODEL)
+# A family's place in model_families' order: a page sorts the few families a state has
+# rather than walk the whole catalogue for each state.
+_FAMILY_ORDER = {spec.name: index for index, spec in enumerate(PER_MODEL)}
 
 
 class _Families:
@@ -344,6 +359,11 @@ def _render_prefixes(samples: Iterable[tuple[str, dict[str, str]]], openmetrics_
     # Lines are split on "\n" only: label values may hold "\r" and other line breaks, which
     # prometheus_client leaves as they are.
     return [line[:-len("0.0")] for line in lines if line and not line.startswith("#")]
+
+
+def _integral(prefix: str) -> str:
+    """A %-format line writing an integer after `prefix` as Go writes it below 1e6."""
+    return prefix.replace("%", "%%") + "%d.0\n"
 
 
 def _exemplar(exemplar: tuple[str, float, float]) -> str:

@@ -147,7 +147,15 @@ class RollingSketch:
         >>> r.quantiles([0.5], now=0.0) == r.window(now=0.0).quantiles([0.5])
         True
         """
-        return self.window(now).quantiles(qs)
+        current = self.bucket_id(now)
+        self._expire(current)
+        inside = [sketch for bucket, sketch in self._buckets.items() if bucket <= current]
+        if len(inside) == 1:
+            # One bucket is the whole window: no merged copy to build (quantiles only read).
+            return inside[0].quantiles(qs)
+        if not inside:
+            return self._new_sketch().quantiles(qs)
+        return DDSketch.merged_quantiles(inside, qs)
 
     def _config(self) -> tuple[float, int, float, int]:
         return (self._max_age, self._age_buckets, self._relative_accuracy, self._max_bins)
