@@ -208,6 +208,38 @@ def test_pending_calls_are_bounded_when_draining_stalls(scraper):
     assert mon.in_flight() == 0
 
 
+@pytest.mark.parametrize("later_max_pending", [800, 4000])
+def test_a_max_pending_configured_after_instrument_bounds_the_calls_already_wrapped(
+        scraper, later_max_pending):
+    # The wrappers keep their pending limit as a local; configure() pushes the new one to
+    # every live wrapper, sync and async, whichever way it moves.
+    import asyncio
+
+    wrapped = inferwatch.instrument(lambda x: 1.0, name="m", version="1", max_pending=1000,
+                                    registry=scraper.registry)
+
+    async def predict(x):
+        return 1.0
+
+    wrapped_async = inferwatch.instrument(predict, name="m", version="1",
+                                          registry=scraper.registry)
+    scraper.registry.close()  # no background drain
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry).configure(
+        max_pending=later_max_pending)
+
+    async def calls(n):
+        for i in range(n):
+            await wrapped_async(i)
+
+    with mon._lock:  # a stalled drain
+        for i in range(3000):
+            wrapped(i)
+        asyncio.run(calls(3000))
+        assert mon.pending() == min(later_max_pending, 6000)
+    mon.drain()
+    assert mon.pending() == 0
+
+
 # --- requirement 4: no raw input ever reaches /metrics -----------------------------------
 
 MARK = "Qx7"  # keeps generated strings from matching ordinary exposition text

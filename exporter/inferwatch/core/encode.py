@@ -206,19 +206,27 @@ class Page:
     def _lines(self, metric: str, key: tuple, values: dict, labels_of) -> list[str]:
         """One line per (labels, value) of `values`, a float each."""
         prefixes = self._series_cache(metric, key)
-        get = prefixes.get
-        out = []
-        for labels, value in values.items():
-            prefix = get(labels)
-            if prefix is None:
-                prefix = prefixes[labels] = _render_prefixes(
-                    [(metric, labels_of(labels))], self._openmetrics, self._escaping)[0]
-                self._encoder._entries += 1
-            # go_float() inlined: this loop is most of a scrape's samples.
-            text = repr(float(value)) if -_INF < value < 1e6 else floatToGoString(value)
-            out.append(prefix + text + "\n")
-        self._used += len(values)
-        return out
+        order = tuple(values)
+        # The series of one family and model rarely change between scrapes: their lines are
+        # kept as one %-format, and a scrape formats only the values into it.
+        block = prefixes.get(None)
+        if block is None or block[0] != order:
+            get = prefixes.get
+            template = []
+            for labels in order:
+                prefix = get(labels)
+                if prefix is None:
+                    prefix = prefixes[labels] = _render_prefixes(
+                        [(metric, labels_of(labels))], self._openmetrics, self._escaping)[0]
+                    self._encoder._entries += 1
+                template.append(prefix.replace("%", "%%") + "%s\n")
+            block = prefixes[None] = (order, "".join(template))
+        floats = list(map(float, values.values()))
+        self._used += len(floats)
+        # repr() is Go's format below 1e6; infinities, NaN and exponents take the full path.
+        if all(-_INF < value < 1e6 for value in floats):
+            return [block[1] % tuple(map(repr, floats))]
+        return [block[1] % tuple(map(go_float, floats))]
 
     def _series_cache(self, metric: str, key: tuple) -> dict:
         cache_key = (self._format, metric, key)

@@ -207,7 +207,7 @@ class _CallRecorder:
 
 
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
-    started, pending, append, errors, append_error, limit, hand_off, _, _ = monitor.fast_path(
+    started, pending, append, errors, append_error, limit, hand_off, *_ = monitor.fast_path(
         probabilities)
     clock = time.perf_counter
     follow = Follower(monitor)  # streams and text; `plain` holds the classes that are neither
@@ -257,6 +257,11 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             hand_off(pending, done)
         return result
 
+    def set_limit(new_limit: int) -> None:
+        nonlocal limit
+        limit = new_limit
+
+    monitor.follow_pending_chunk(instrumented, set_limit)
     if inspect.isgeneratorfunction(fn):
         return _generator_wrapper(fn, monitor, follow, started, instrumented)
     return instrumented
@@ -314,6 +319,7 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
         finished(clock() - start, snapshot(result), seen_input)
         return result
 
+    monitor.follow_pending_chunk(instrumented, fast.set_limit)
     return instrumented
 
 

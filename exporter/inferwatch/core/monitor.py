@@ -28,6 +28,7 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -63,6 +64,9 @@ class FastPath(NamedTuple):
     # The same two steps as functions, where one more call costs nothing (async calls).
     finished: Callable[[float, object], None]
     failed: Callable[[float, type], None]
+    # Sets the limit `finished` and `failed` use; configure() calls it through
+    # Monitor.follow_pending_chunk when max_pending changes.
+    set_limit: Callable[[int], None]
 
 
 _NOTHING = object()
@@ -214,6 +218,9 @@ class Monitor:
         self._take_lock = threading.Lock()
         self._handed_off: list[tuple[list, list]] = []
         self._handed_off_calls = 0
+        # wrapper -> how to give it a new pending_chunk (weak: a dropped wrapper leaves).
+        self._limit_setters: weakref.WeakKeyDictionary[Callable, Callable[[int], None]] = (
+            weakref.WeakKeyDictionary())
         self._started = itertools.count()
         self._dropped = itertools.count()
         self._finished = 0
@@ -278,8 +285,12 @@ class Monitor:
         60
         """
         if options:
+            chunk = self.settings.pending_chunk
             self.settings = dataclasses.replace(self.settings, **options)
             self.state.objectives = dict(self.settings.objectives)
+            if self.settings.pending_chunk != chunk:
+                for set_limit in list(self._limit_setters.values()):
+                    set_limit(self.settings.pending_chunk)
         if traces is not None:
             self.traces = bool(traces)
         self.trace_stages = self.settings.trace_stages
@@ -416,8 +427,27 @@ class Monitor:
             else:
                 hand_off(errors, failure)
 
+        def set_limit(new_limit: int) -> None:
+            nonlocal limit
+            limit = new_limit
+
         return FastPath(self._started, pending, append, errors, append_error, limit, hand_off,
-                        finished, failed)
+                        finished, failed, set_limit)
+
+    def follow_pending_chunk(self, wrapper: Callable, set_limit: Callable[[int], None]) -> None:
+        """Call `set_limit` with the new ``pending_chunk`` whenever :meth:`configure` changes
+        it, for as long as `wrapper` lives: a wrapper holds its limit as a local, which costs
+        its calls nothing to read, so a new ``max_pending`` must be pushed to it.
+
+        >>> from inferwatch.core.registry import Registry
+        >>> mon, seen = Registry().monitor("m", "1"), []
+        >>> def wrapper(): pass
+        >>> mon.follow_pending_chunk(wrapper, seen.append)
+        >>> _ = mon.configure(max_pending=800)
+        >>> seen
+        [100]
+        """
+        self._limit_setters[wrapper] = set_limit
 
     def call_started(self) -> None:
         """A call or request began (what the in-flight gauge counts)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import Counter
+from itertools import chain
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from inferwatch.quality.tracker import FeatureTracker
 
 _FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
+_FLOAT_ONLY = {float}
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
                           np.uint16, np.uint8})
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
@@ -120,13 +122,23 @@ class PredictionBatch:
     def _add_float_dicts(self, results: Sequence[dict]) -> bool:
         """Many dicts of the same named float outputs (one row each): normalised as one dict
         of columns. False, recording nothing, when they are not all of that shape."""
-        names = results[0].keys()
-        if not all(r.keys() == names for r in results) or not all(
-                value.__class__ is float for r in results for value in r.values()):
-            return False
         count = len(results)
-        columns = {name: np.fromiter((r[name] for r in results), np.float64, count)
-                   for name in names}
+        values = chain.from_iterable(map(dict.values, results))
+        if len(set(map(tuple, results))) == 1:  # one key order: every value in one pass, in C
+            if set(map(type, values)) != _FLOAT_ONLY:
+                return False
+            names = tuple(results[0])
+            flat = np.fromiter(chain.from_iterable(map(dict.values, results)), np.float64,
+                               count * len(names))
+            by_output = np.ascontiguousarray(flat.reshape(count, len(names)).T)
+            columns = dict(zip(names, by_output))
+        else:
+            keys = results[0].keys()
+            if not all(r.keys() == keys for r in results) or set(map(type, values)) != \
+                    _FLOAT_ONLY:
+                return False
+            columns = {name: np.fromiter((r[name] for r in results), np.float64, count)
+                       for name in keys}
         prediction = self._normalized(columns, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
