@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import operator
 from collections import Counter
-from itertools import chain
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
