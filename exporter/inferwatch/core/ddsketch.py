@@ -316,6 +316,11 @@ class DDSketch:
                 return
             self._add_few(array)
             return
+        total = quiet_sum(array)
+        if total - total == 0.0 and array.min() >= self._min_indexable:  # as just above
+            self._sum += total
+            self._positive.add_keys(self._keys(array))
+            return
         finite = np.isfinite(array)
         if not finite.all():
             array = array[finite]
