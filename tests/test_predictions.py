@@ -234,3 +234,35 @@ def test_merged_workers_show_the_task_any_of_them_detected():
         merged = states[order[0]]
         merged.merge(states[order[1]])
         assert merged.info == {"task": "classification", "framework": "python"}
+
+
+class_name_lists = st.one_of(
+    st.none(),
+    st.lists(st.integers(-70_000, 70_000), min_size=2, max_size=5, unique=True),
+    st.lists(st.sampled_from(["0", "1", "01", "-0", " 2", "+3", "cat", "True", "1.0", "٣"]),
+             min_size=2, max_size=5, unique=True),
+    st.lists(st.booleans(), min_size=2, max_size=2, unique=True),
+    st.lists(st.floats(-5, 5, allow_nan=False), min_size=2, max_size=5, unique=True),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(class_name_lists, st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_predicted_classes_of_probabilities_are_the_top_columns_names(names, rows, seed):
+    # Integer names are kept as numbers and counted in one pass; any other name as text.
+    # Either way the counts are those of each row's top column, by the column's name.
+    from collections import Counter
+
+    from inferwatch.core.prediction_batch import _count_classes
+    from inferwatch.core.predictions import _column_names, class_labels
+
+    width = 3 if names is None else len(names)
+    matrix = np.random.default_rng(seed).dirichlet(np.ones(width), size=rows)
+    class_names = None if names is None else np.array(names, dtype=object if isinstance(
+        names[0], str) else None)
+    prediction = normalize(matrix, probabilities=True, class_names=class_names)
+
+    labels = _column_names(width, class_names)
+    expected = Counter(labels[i] for i in matrix.argmax(axis=1))
+    assert _count_classes([prediction.classes]) == dict(expected)
+    assert class_labels(prediction.classes) == [labels[i] for i in matrix.argmax(axis=1)]

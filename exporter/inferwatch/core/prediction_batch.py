@@ -20,6 +20,7 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core.predictions import (
     NO_CLASSES,
+    SMALL_INTEGER_LIMIT,
     Prediction,
     admit_classes,
     class_labels,
@@ -370,6 +371,16 @@ def _count_classes(chunks: list[np.ndarray]) -> dict[str, int]:
         numeric = [c for c in chunks if c.dtype.kind == kind]
         if numeric:
             merged = np.concatenate(numeric) if len(numeric) > 1 else numeric[0]
+            if kind == "i" and merged.size:
+                low = int(merged.min())
+                if int(merged.max()) - low < SMALL_INTEGER_LIMIT:
+                    # Labels in a small range (all that admit_classes lets in): counted in
+                    # one pass, without np.unique's sort.
+                    per_label = np.bincount(merged - low)
+                    present = np.flatnonzero(per_label)
+                    counts.update(dict(zip(class_labels(present + low),
+                                           per_label[present].tolist())))
+                    continue
             unique, n = np.unique(merged, return_counts=True)
             counts.update(dict(zip(class_labels(unique), n.tolist())))
     for chunk in chunks:

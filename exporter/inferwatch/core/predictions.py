@@ -18,6 +18,7 @@ integer-valued floats. Anything else in a class position is counted as
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -353,13 +354,37 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     prediction.count_invalid("probability_sum", int(bad_sum.sum()))
     names = [prefix + name for name in _column_names(width, class_names)]
     top = matrix.argmax(axis=1)
-    prediction.add_classes(np.asarray(names, dtype=object)[top])
+    codes = _integer_labels(tuple(names))
+    # Integer class names (sklearn's 0 and 1, or column numbers) stay numbers, which a drain
+    # counts in one pass; any other name is text.
+    prediction.add_classes(codes[top] if codes is not None else
+                           np.asarray(names, dtype=object)[top])
     confidence = matrix[np.arange(matrix.shape[0]), top]
     prediction.confidence = confidence if prediction.confidence is None else np.concatenate(
         [prediction.confidence, confidence])
     for j, name in enumerate(names):
         _extend(prediction.values, name, matrix[:, j])
     prediction.probability_outputs.update(names)
+
+
+@functools.lru_cache(maxsize=256)
+def _integer_labels(names: tuple[str, ...]) -> np.ndarray | None:
+    """`names` as an int64 array when each is exactly how Python writes an integer (so the
+    label text comes back unchanged), else None. Never to be written to: it is shared.
+
+    >>> _integer_labels(("0", "1", "-3")).tolist(), _integer_labels(("1", "01"))
+    ([0, 1, -3], None)
+    """
+    try:
+        values = [int(name) for name in names]
+    except ValueError:
+        return None
+    if any(str(value) != name or not -SMALL_INTEGER_LIMIT < value < SMALL_INTEGER_LIMIT
+           for value, name in zip(values, names)):
+        return None
+    codes = np.array(values, dtype=np.int64)
+    codes.flags.writeable = False
+    return codes
 
 
 def _column_names(width: int, class_names: Sequence[object] | None) -> list[str]:
