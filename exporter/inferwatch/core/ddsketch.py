@@ -301,25 +301,24 @@ class DDSketch:
         array = np.asarray(values, dtype=np.float64).ravel()
         if not array.size:
             return
-        if array.size <= _FEW_VALUES:
+        few = array.size <= _FEW_VALUES
+        if few:
             values = array.tolist()
-            total = float(sum(values))  # what quiet_sum gives for this many values
-            # The usual batch: every value finite (a nan or inf makes the sum so) and positive
-            # beyond the zero bin. Its keys go in as they are, without sorting by sign.
-            if total - total == 0.0 and min(values) >= self._min_indexable:
-                self._sum += total
-                keys = self._keys(array)
-                if array.size <= _KEY_LIST_MAX:
-                    self._positive.add_key_list(keys.tolist())
-                else:
-                    self._positive.add_keys(keys)
-                return
-            self._add_few(array)
-            return
-        total = quiet_sum(array)
-        if total - total == 0.0 and array.min() >= self._min_indexable:  # as just above
+            total, smallest = float(sum(values)), min(values)  # sum: as quiet_sum does
+        else:
+            total, smallest = quiet_sum(array), array.min()
+        # The usual batch: every value finite (a nan or inf makes the sum so) and positive
+        # beyond the zero bin. Its keys go in as they are, without sorting by sign.
+        if total - total == 0.0 and smallest >= self._min_indexable:
             self._sum += total
-            self._positive.add_keys(self._keys(array))
+            keys = self._keys(array)
+            if array.size <= _KEY_LIST_MAX:
+                self._positive.add_key_list(keys.tolist())
+            else:
+                self._positive.add_keys(keys)
+            return
+        if few:
+            self._add_few(array)
             return
         finite = np.isfinite(array)
         if not finite.all():

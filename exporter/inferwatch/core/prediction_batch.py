@@ -123,20 +123,17 @@ class PredictionBatch:
     def _add_float_dicts(self, results: Sequence[dict]) -> bool:
         """Many dicts of the same named float outputs (one row each): normalised as one dict
         of columns. False, recording nothing, when they are not all of that shape."""
+        if not set(map(type, chain.from_iterable(map(dict.values, results)))) <= _FLOAT_ONLY:
+            return False
         count = len(results)
-        values = chain.from_iterable(map(dict.values, results))
         if len(set(map(tuple, results))) == 1:  # one key order: every value in one pass, in C
-            if set(map(type, values)) != _FLOAT_ONLY:
-                return False
             names = tuple(results[0])
             flat = np.fromiter(chain.from_iterable(map(dict.values, results)), np.float64,
                                count * len(names))
-            by_output = np.ascontiguousarray(flat.reshape(count, len(names)).T)
-            columns = dict(zip(names, by_output))
+            columns = dict(zip(names, np.ascontiguousarray(flat.reshape(count, len(names)).T)))
         else:
             keys = results[0].keys()
-            if not all(r.keys() == keys for r in results) or set(map(type, values)) != \
-                    _FLOAT_ONLY:
+            if not all(r.keys() == keys for r in results):
                 return False
             columns = {name: np.fromiter((r[name] for r in results), np.float64, count)
                        for name in keys}

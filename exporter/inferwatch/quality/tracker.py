@@ -18,7 +18,6 @@ drained, off the request path.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
+from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF
 from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import DriftScorer, DriftWindow
 from inferwatch.quality.reference import Reference
@@ -211,7 +211,6 @@ class FeatureTracker:
 
 
 _ARRAY_ONLY = {np.ndarray}
-_SHAPE_OF, _DTYPE_OF = operator.attrgetter("shape"), operator.attrgetter("dtype")
 
 
 def _batches(inputs: Sequence[Any]) -> list[Any]:
@@ -219,9 +218,9 @@ def _batches(inputs: Sequence[Any]) -> list[Any]:
     if inputs and set(map(type, inputs)) == _ARRAY_ONLY:
         # The usual drain: every call's input a 2-D array of one width and a numeric kind,
         # told by a look per distinct shape and dtype rather than per input.
-        shapes = set(map(_SHAPE_OF, inputs))
+        shapes = set(map(SHAPE_OF, inputs))
         if len({shape[1:] for shape in shapes}) == 1 and len(next(iter(shapes))) == 2 and \
-                all(dtype.kind in "fiub" for dtype in set(map(_DTYPE_OF, inputs))):
+                all(dtype.kind in "fiub" for dtype in set(map(DTYPE_OF, inputs))):
             return [inputs[0] if len(inputs) == 1 else np.concatenate(inputs)]
     batches: list[Any] = []
     rows: list[dict] = []
