@@ -18,6 +18,7 @@ drained, off the request path.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,6 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
-from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF
 from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import DriftScorer, DriftWindow
 from inferwatch.quality.reference import Reference
@@ -211,6 +211,9 @@ class FeatureTracker:
 
 
 _ARRAY_ONLY = {np.ndarray}
+# Data quality depends only on the catalogue and fault counting (tests/test_walls.py), so it
+# names its own attrgetters rather than import the drain's.
+SHAPE_OF, DTYPE_OF = operator.attrgetter("shape"), operator.attrgetter("dtype")
 
 
 def _batches(inputs: Sequence[Any]) -> list[Any]:
