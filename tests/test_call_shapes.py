@@ -523,3 +523,67 @@ def test_array_results_drain_to_what_the_arrays_themselves_give(results, proba):
     """The request path keeps a small array's bytes, not a copy; whatever mix of shapes,
     dtypes and scalars one drain holds, the state is the one the arrays would give."""
     assert _replayed(results, True, proba) == _replayed(results, False, proba)
+
+
+# --- inputs kept as their bytes ---------------------------------------------------------------
+
+_WIDTH = 3
+_INPUT_VALUES = st.one_of(st.floats(-4, 4), st.just(float("nan")), st.just(float("inf")))
+_INPUTS = st.one_of(
+    st.integers(0, 3).flatmap(lambda rows: st.lists(
+        st.lists(_INPUT_VALUES, min_size=_WIDTH, max_size=_WIDTH), min_size=rows,
+        max_size=rows).map(lambda rows_: np.array(rows_, dtype=np.float64).reshape(-1, _WIDTH))),
+    st.sampled_from([
+        np.array([0.1, 9.0, np.nan]),  # one row as a 1-D array
+        np.array([[1, 2, 3], [4, 5, 6]]),  # integers
+        np.array([[0.5, np.nan, 2.0]], dtype=np.float32),
+        np.array([[0.5, 1.0, 2.0]], dtype=object),
+        np.array([[0.5, 1.0]]),  # the wrong width
+        np.zeros((2, 0)),
+        np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        np.arange(12.0).reshape(2, 6)[:, ::2],  # a view that is not contiguous
+        [[1.0, np.nan, 3.0]],
+        {"x0": 1.0, "x1": float("nan"), "x2": 3.0},
+    ]))
+
+
+def _with_reference(inputs: list, results: list, fast: bool):
+    """The state after calls with `inputs` (each refilled by the caller right after its call),
+    on the fast path or, with a keyword, on the slow one."""
+    from conftest import Scraper
+
+    scraper = Scraper(drain_interval=3600)
+    calls = iter(results)
+
+    def model(x, flag=None):
+        return next(calls)
+
+    try:
+        reference = inferwatch.Reference.from_data(
+            np.random.default_rng(0).normal(size=(60, _WIDTH)))
+        wrapped = inferwatch.instrument(model, name="m", version="1", reference=reference,
+                                        registry=scraper.registry)
+        for x in inputs:
+            buffer = x.copy() if isinstance(x, (np.ndarray, list, dict)) else x
+            wrapped(buffer) if fast else wrapped(buffer, flag=1)
+            if isinstance(buffer, np.ndarray) and buffer.size and buffer.dtype != object:
+                buffer.fill(7)  # the caller reuses its buffer: the call saw the old values
+        return sorted((s.name, tuple(sorted(s.labels.items())),
+                       "nan" if s.value != s.value else s.value)
+                      for s in scraper.samples()
+                      if "duration" not in s.name and "timestamp" not in s.name
+                      and s.name not in _NOT_COMPARED)
+    finally:
+        scraper.registry.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs=st.lists(_INPUTS, min_size=1, max_size=12), data=st.data())
+def test_inputs_kept_as_bytes_check_as_the_inputs_themselves(inputs, data):
+    """A small numeric input goes to the drain as its bytes: whatever mix of shapes, dtypes
+    and kinds one drain holds, and however the caller refills its buffers after each call,
+    the quality and drift state is the one the slow path (which copies each input) gives."""
+    results = data.draw(st.lists(st.one_of(st.floats(0, 1), st.just(np.array([0.25]))),
+                                 min_size=len(inputs), max_size=len(inputs)))
+    assert _with_reference(inputs, results, fast=True) == \
+        _with_reference(inputs, results, fast=False)

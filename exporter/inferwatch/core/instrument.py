@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.monitor import SLOW, WITH_INPUTS, Monitor
+from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor, array_from_bytes
 from inferwatch.core.options import Settings
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.core.request import INFERENCE_STAGE, RequestRecord, current_request
@@ -216,41 +216,84 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     in_request = open_request.get  # a C call: cheap enough for the fast path
     ndarray, copy_limit = _ndarray, COPY_LIMIT_BYTES
 
-    @functools.wraps(fn)
-    def instrumented(*args: Any, **kwargs: Any) -> Any:
-        path = monitor.path
-        if kwargs or path is SLOW or in_request() is not None:
-            return slow.call(args, kwargs)
-        # With a reference profile the input goes with the call, for the drain to check.
-        seen_input = snapshot(args[0]) if path is WITH_INPUTS and args else None
+    def with_input(args: tuple) -> Any:
+        """A call of a model with a reference profile: its input goes with it, for the
+        drain to check, as the call saw it (a caller may refill one buffer). What it keeps
+        of the input: () for none, (input,), or for a small numeric array (the array, its
+        bytes), which the drain reads as one array (monitor._call_columns)."""
+        first = args[0] if args else None
+        if first.__class__ is ndarray and first.nbytes <= copy_limit and \
+                not first.dtype.hasobject:
+            seen: tuple = (first, first.tobytes())  # a third of what a copy costs
+        else:
+            seen = () if first is None else (snapshot(first),)
         next(started)
         start = clock()
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args)
         except BaseException as exc:
-            failure = (clock() - start, exc.__class__) if seen_input is None else (
-                clock() - start, exc.__class__, seen_input)
+            failure = (clock() - start, exc.__class__, *seen[:1]) if len(seen) < 2 else (
+                clock() - start, exc.__class__, array_from_bytes(*seen))
             if len(errors) < limit:
                 append_error(failure)
             else:
                 hand_off(errors, failure)
             raise
         if result.__class__ not in plain:
-            followed = follow(result, start, args) if seen_input is None else follow(
-                result, start, args, slow.record_with(seen_input), slow=True)
+            kept = None if not seen else seen[0] if len(seen) == 1 else array_from_bytes(*seen)
+            followed = follow(result, start, args) if kept is None else follow(
+                result, start, args, slow.record_with(kept), slow=True)
             if followed is not UNFOLLOWED:
                 return followed
         if result.__class__ is ndarray and result.nbytes <= copy_limit:
+            if not result.dtype.hasobject:  # its bytes, as on the fast path
+                done = (clock() - start, result, *seen, result.tobytes()) if len(seen) == 2 \
+                    else (clock() - start, result, *(seen or (None,)), result.tobytes())
+            else:
+                done = (clock() - start, result.copy(), *seen[:1]) if len(seen) < 2 else (
+                    clock() - start, result.copy(), array_from_bytes(*seen))
+        elif len(seen) == 2:
+            done = (clock() - start, result, *seen, None)
+        else:
+            done = (clock() - start, result, *seen)
+        if len(pending) < limit:
+            append(done)
+        else:
+            hand_off(pending, done)
+        return result
+
+    @functools.wraps(fn)
+    def instrumented(*args: Any, **kwargs: Any) -> Any:
+        path = monitor.path
+        if path is not FAST or kwargs or in_request() is not None:
+            if kwargs or path is SLOW or in_request() is not None:
+                return slow.call(args, kwargs)
+            return with_input(args)
+        next(started)
+        start = clock()
+        try:
+            result = fn(*args)  # no keywords: the ones given took the slow path
+        except BaseException as exc:
+            failure = (clock() - start, exc.__class__)
+            if len(errors) < limit:
+                append_error(failure)
+            else:
+                hand_off(errors, failure)
+            raise
+        cls = result.__class__
+        if cls not in plain:
+            followed = follow(result, start, args)
+            if followed is not UNFOLLOWED:
+                return followed
+        if cls is ndarray and result.nbytes <= copy_limit:
             if not result.dtype.hasobject:
                 # Its bytes as the call returned them, read in the drain with the array's
                 # dtype and shape: about a third of what a copy costs here.
-                done = (clock() - start, result, seen_input, result.tobytes())
+                done = (clock() - start, result, None, result.tobytes())
             else:
-                done = (clock() - start, result.copy()) if seen_input is None else (
-                    clock() - start, result.copy(), seen_input)
+                done = (clock() - start, result.copy())
         else:
-            done = (clock() - start, result) if seen_input is None else (
-                clock() - start, result, seen_input)
+            done = (clock() - start, result)
         if len(pending) < limit:
             append(done)
         else:

@@ -131,11 +131,17 @@ def _call_columns(pending: list[tuple]) -> tuple[Sequence[float], Sequence[objec
     A call is (duration, result), (duration, result, input), or, for a small array,
     (duration, the array, input or None, its bytes when the call returned): the result is
     read from those bytes, as the call saw it (a runtime may have refilled the array since).
+    A call whose input was a small numeric array keeps that array and its bytes:
+    (duration, result, input array, its bytes, the result's bytes or None).
 
     >>> a = np.array([1.0]); calls = [(0.1, a, None, a.tobytes())]; a[0] = 9.0
     >>> _, results, _, (stacked, shape) = _call_columns(calls * 2)
     >>> stacked.tolist(), shape
     ([1.0, 1.0], (1,))
+    >>> x = np.zeros((1, 2)); calls = [(0.1, 0.5, x, x.tobytes(), None)]; x[0] = 7.0
+    >>> _, results, kept, _ = _call_columns(calls * 3)
+    >>> results, kept[0].tolist()
+    ((0.5, 0.5, 0.5), [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
     """
     lengths = set(map(len, pending))
     if len(lengths) == 1:
@@ -145,31 +151,65 @@ def _call_columns(pending: list[tuple]) -> tuple[Sequence[float], Sequence[objec
             return columns[0], columns[1], (), None
         if width == 3:
             return columns[0], columns[1], columns[2], None
-        arrays, raws = columns[1], columns[3]
-        kept = [i for i in columns[2] if i is not None]
-        dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
-        if len(dtypes) == 1 and len(shapes) == 1:
-            (dtype,), (shape,) = dtypes, shapes
-            if shape and shape[0]:
-                # bytearray: a writable array, as a copy would be.
-                stacked = np.frombuffer(bytearray(b"".join(raws)), dtype=dtype)
-                return columns[0], (), kept, (stacked.reshape((-1, *shape[1:])), shape)
-        return columns[0], list(map(_from_bytes, arrays, raws)), kept, None
+        if width == 4:
+            kept = [i for i in columns[2] if i is not None]
+            return (columns[0], *_arrays_from_bytes(columns[1], columns[3], kept))
+        kept = _inputs_from_bytes(columns[2], columns[3])
+        raws = columns[4]
+        if raws.count(None) == len(raws):
+            return columns[0], columns[1], kept, None
+        if None not in raws:
+            return (columns[0], *_arrays_from_bytes(columns[1], raws, kept))
+        return columns[0], [r if raw is None else array_from_bytes(r, raw)
+                            for r, raw in zip(columns[1], raws)], kept, None
     durations, results, kept = [], [], []
     for call in pending:  # calls of several kinds in one drain: one at a time
         durations.append(call[0])
-        if len(call) == 4:
-            results.append(_from_bytes(call[1], call[3]))
+        width = len(call)
+        if width == 5:
+            results.append(call[1] if call[4] is None else array_from_bytes(call[1], call[4]))
+            kept.append(array_from_bytes(call[2], call[3]))
+        elif width == 4:
+            results.append(array_from_bytes(call[1], call[3]))
             if call[2] is not None:
                 kept.append(call[2])
         else:
             results.append(call[1])
-            if len(call) == 3:
+            if width == 3:
                 kept.append(call[2])
     return durations, results, kept, None
 
 
-def _from_bytes(template: np.ndarray, raw: bytes) -> np.ndarray:
+def _arrays_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes], kept: list
+                       ) -> tuple[Sequence[object], list, tuple[np.ndarray, tuple] | None]:
+    """Results, kept inputs and (stacked, shape) for arrays kept as their bytes: one array
+    read from the joined bytes when they share a shape and dtype."""
+    dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
+    if len(dtypes) == 1 and len(shapes) == 1:
+        (dtype,), (shape,) = dtypes, shapes
+        if shape and shape[0]:
+            # bytearray: a writable array, as a copy would be.
+            stacked = np.frombuffer(bytearray().join(raws), dtype=dtype)
+            return (), kept, (stacked.reshape((-1, *shape[1:])), shape)
+    return list(map(array_from_bytes, arrays, raws)), kept, None
+
+
+def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes]) -> list:
+    """Inputs kept as their bytes: one 2-D array read from the joined bytes when every input
+    is a 2-D array of one width and dtype (the usual drain with a reference profile), told
+    by one look per distinct shape and dtype; else each input as it was."""
+    dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
+    if len(dtypes) == 1 and all(len(shape) == 2 for shape in shapes) and \
+            len({shape[1] for shape in shapes}) == 1:
+        (dtype,) = dtypes
+        width = next(iter(shapes))[1]
+        if width:
+            joined = np.frombuffer(bytearray().join(raws), dtype=dtype)
+            return [joined.reshape((-1, width))]
+    return list(map(array_from_bytes, arrays, raws))
+
+
+def array_from_bytes(template: np.ndarray, raw: bytes) -> np.ndarray:
     """The array `template` was when its bytes `raw` were taken."""
     return np.frombuffer(bytearray(raw), dtype=template.dtype).reshape(template.shape)
 
