@@ -432,3 +432,52 @@ def test_bin_values_are_remembered_as_numpy_computes_them() -> None:
 
     assert sketch.quantiles(np.linspace(0.0, 1.0, 101)) == first
     assert [sketch._value_at((int(key), np.array([1]), 1), [0])[0] for key in keys] == direct
+
+
+# --- small batches wait, then go in as one ---------------------------------------------------
+
+_BATCHES = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 30.0, 130.0, 260.0, 1_000.0]),  # times in a few buckets
+        st.one_of(st.integers(1, 40), st.sampled_from([0, 2047, 2048, 3000])).flatmap(
+            lambda n: hnp.arrays(np.float64, n, elements=st.one_of(
+                st.floats(-1e6, 1e6), st.just(0.0), st.just(float("nan")),
+                st.just(float("inf")))))),
+    min_size=1, max_size=90)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=_BATCHES, read_every=st.integers(1, 100), max_bins=st.sampled_from([8, 2048]))
+def test_a_rolling_window_that_lets_small_batches_wait_reads_as_one_that_adds_them_at_once(
+        batches, read_every, max_bins):
+    """RollingSketch.add keeps small batches waiting (rolling_sketch.WAIT_MAX_VALUES and
+    WAIT_MAX_BATCHES); whatever the sizes, buckets and reads in between, what any reader
+    sees equals adding every batch to its bucket's sketch at once."""
+    from inferwatch.core.rolling_sketch import RollingSketch
+
+    rolling = RollingSketch(max_age_seconds=600, age_buckets=5, max_bins=max_bins)
+    eager: dict[int, DDSketch] = {}
+    for i, (now, values) in enumerate(batches):
+        rolling.add(values, now)
+        current = rolling.bucket_id(now)
+        for old in [b for b in eager if b <= current - 5 or b > current + 5]:
+            del eager[old]  # what the window drops as time moves on
+        eager.setdefault(current, DDSketch(max_bins=max_bins)).add(values)
+        if i % read_every == 0:
+            assert rolling.quantiles([0.1, 0.5, 0.99], now) == _quantiles(eager, current)
+    held = {bucket: sketch for bucket, sketch in rolling.to_dict()["buckets"]}
+    assert sorted(held) == sorted(eager)
+    for bucket, sketch in eager.items():
+        expected = sketch.to_dict()
+        assert {k: v for k, v in held[bucket].items() if k != "sum"} == \
+            {k: v for k, v in expected.items() if k != "sum"}
+        assert held[bucket]["sum"] == pytest.approx(expected["sum"], rel=1e-9, abs=1e-6,
+                                                    nan_ok=True)
+
+
+def _quantiles(buckets: dict[int, DDSketch], current: int) -> list[float]:
+    merged = DDSketch(max_bins=next(iter(buckets.values())).max_bins)
+    for bucket, sketch in buckets.items():
+        if current - 5 < bucket <= current:
+            merged.merge(sketch)
+    return merged.quantiles([0.1, 0.5, 0.99])
