@@ -677,6 +677,9 @@ class Monitor:
 
     def _take_pending(self) -> tuple[list, list, list, list, list]:
         with self._take_lock:
+            if not self._handed_off:  # the usual drain: nothing was handed off
+                return (_take(self._calls), _take(self._proba_calls), _take(self._errors),
+                        _take(self._requests), _take(self._streams))
             handed_off, self._handed_off, self._handed_off_calls = self._handed_off, [], 0
             taken = []
             for pending in (self._calls, self._proba_calls, self._errors, self._requests,
