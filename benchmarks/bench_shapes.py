@@ -13,6 +13,7 @@ times beside it are the medians of the rounds.
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
 from collections.abc import Callable
@@ -94,7 +95,14 @@ def _one_shape(name: str, make: Callable, x: object, calls: int, rounds: int) ->
     prom.register(InferwatchCollector(monitors))
     naive_registry = CollectorRegistry()
     naive = _naive(fn, naive_registry)
-    wrapped = instrument(fn, name="bench", version="1", registry=monitors, **options)
+    if inspect.ismethod(fn):
+        # A model's method: the model is instrumented and the method called on it, as users
+        # do (a bound method instrumented on its own would be a plain function to it, and
+        # predict_proba's rows would not be read as probabilities).
+        model = instrument(fn.__self__, name="bench", version="1", registry=monitors, **options)
+        wrapped = getattr(model, fn.__name__)
+    else:
+        wrapped = instrument(fn, name="bench", version="1", registry=monitors, **options)
     drain_seconds: list[float] = []
 
     def loop(target: Callable, n: int) -> float:

@@ -266,3 +266,51 @@ def test_predicted_classes_of_probabilities_are_the_top_columns_names(names, row
     expected = Counter(labels[i] for i in matrix.argmax(axis=1))
     assert _count_classes([prediction.classes]) == dict(expected)
     assert class_labels(prediction.classes) == [labels[i] for i in matrix.argmax(axis=1)]
+
+
+def _probabilities_row_by_row(matrix: np.ndarray) -> dict:
+    """What a probability matrix means, judged one row at a time in plain Python."""
+    invalid: dict[str, int] = {}
+    kept = []
+    for row in matrix.tolist():
+        if any(v != v for v in row):
+            invalid["nan"] = invalid.get("nan", 0) + 1
+        elif any(v in (float("inf"), float("-inf")) for v in row):
+            invalid["inf"] = invalid.get("inf", 0) + 1
+        else:
+            kept.append(row)
+    for row in kept:
+        if any(v < 0 or v > 1 for v in row):
+            invalid["probability_out_of_range"] = invalid.get("probability_out_of_range", 0) + 1
+        if abs(float(np.sum(np.array(row))) - 1.0) > 1e-3:
+            invalid["probability_sum"] = invalid.get("probability_sum", 0) + 1
+    top = [row.index(max(row)) for row in kept]  # the first of equal maxima, as argmax
+    return {"invalid": invalid, "top": top, "confidence": [max(row) for row in kept],
+            "columns": [[row[j] for row in kept] for j in range(matrix.shape[1])]}
+
+
+_PROBABILITY_CELLS = st.one_of(
+    st.floats(0, 1), st.sampled_from([0.0, 0.5, 1.0, 0.25]), st.floats(-2, 3),
+    st.sampled_from([float("nan"), float("inf"), float("-inf")]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 9).flatmap(lambda width: st.one_of(
+    st.integers(0, 30).map(lambda rows: np.random.default_rng(rows).dirichlet(
+        np.ones(width), size=rows)),
+    hnp.arrays(np.float64, st.tuples(st.integers(0, 30), st.just(width)),
+               elements=_PROBABILITY_CELLS))))
+def test_a_probability_matrix_reads_as_judging_each_row_on_its_own(matrix):
+    """The drain judges a probability matrix with whole-matrix checks and column-wise
+    arithmetic; every count, top class, confidence and column equals judging each row."""
+    from inferwatch.core.predictions import class_labels
+
+    prediction = normalize(matrix, probabilities=True)
+    expected = _probabilities_row_by_row(matrix)
+    assert prediction.invalid == expected["invalid"]
+    if not expected["top"]:
+        return
+    assert class_labels(prediction.classes) == [str(i) for i in expected["top"]]
+    assert prediction.confidence.tolist() == expected["confidence"]
+    for j, column in enumerate(expected["columns"]):
+        assert prediction.values[str(j)].tolist() == column

@@ -135,3 +135,23 @@ def test_observe_repeated_is_that_many_observations():
     once.observe(np.ones(7))
     repeated.observe_repeated(1.0, 7)
     assert once.counts.tolist() == repeated.counts.tolist() and once.sum == repeated.sum
+
+
+@pytest.mark.parametrize("path", ["per value", "sorted", "per bound"])
+@settings(max_examples=60, deadline=None)
+@given(values=hnp.arrays(np.float64, st.integers(0, 400), elements=finite | st.sampled_from(
+    [*BOUNDS, float("nan"), float("inf"), float("-inf"), -0.0])))
+def test_every_way_of_bucketing_a_batch_counts_the_same(path, values):
+    """A batch is bucketed per value, by sorting, or by one pass per bound, by its size;
+    each counts every value (nan and +inf in +Inf, -inf in the first bucket) alike."""
+    from inferwatch.core import state as state_module
+
+    thresholds = {"per value": (10**9, 10**9), "sorted": (0, 10**9), "per bound": (0, 0)}
+    hist = HistogramState(BOUNDS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(state_module, "_SORT_THRESHOLD", thresholds[path][0])
+        patch.setattr(state_module, "_COMPARE_PER_BOUND", thresholds[path][1])
+        hist.observe(values)
+    index = [int(np.searchsorted(np.asarray(BOUNDS), v, side="left")) if v == v else
+             len(BOUNDS) for v in values.tolist()]
+    assert hist.counts.tolist() == np.bincount(index, minlength=len(BOUNDS) + 1).tolist()

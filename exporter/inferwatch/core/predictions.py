@@ -341,30 +341,51 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     prediction.rows = max(prediction.rows, rows)
     if rows == 0 or width == 0:
         return
-    finite_rows = np.isfinite(matrix).all(axis=1)
-    if not finite_rows.all():
-        prediction.count_invalid("nan", int(np.isnan(matrix).any(axis=1).sum()))
-        prediction.count_invalid("inf", int((~finite_rows & ~np.isnan(matrix).any(axis=1)).sum()))
+    # Reductions along a row of a few columns cost numpy a loop per row: whole-matrix
+    # checks first, and per row only when one finds something.
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        finite_rows = finite.all(axis=1)
+        nan_rows = np.isnan(matrix).any(axis=1)
+        prediction.count_invalid("nan", int(nan_rows.sum()))
+        prediction.count_invalid("inf", int((~finite_rows & ~nan_rows).sum()))
         matrix = matrix[finite_rows]
     if matrix.shape[0] == 0:
         return
-    out_of_unit = ((matrix < 0) | (matrix > 1)).any(axis=1)
-    prediction.count_invalid("probability_out_of_range", int(out_of_unit.sum()))
-    bad_sum = np.abs(matrix.sum(axis=1) - 1.0) > PROBABILITY_SUM_TOLERANCE
+    if matrix.min() < 0 or matrix.max() > 1:
+        out_of_unit = ((matrix < 0) | (matrix > 1)).any(axis=1)
+        prediction.count_invalid("probability_out_of_range", int(out_of_unit.sum()))
+    bad_sum = np.abs(_row_sums(matrix) - 1.0) > PROBABILITY_SUM_TOLERANCE
     prediction.count_invalid("probability_sum", int(bad_sum.sum()))
     names = [prefix + name for name in _column_names(width, class_names)]
-    top = matrix.argmax(axis=1)
+    if width == 2:  # a binary classifier: the first column wins a tie, as argmax says
+        top = (matrix[:, 1] > matrix[:, 0]).view(np.int8)
+        confidence = np.maximum(matrix[:, 0], matrix[:, 1])
+    else:
+        top = matrix.argmax(axis=1)
+        confidence = matrix[np.arange(matrix.shape[0]), top]
     codes = _integer_labels(tuple(names))
     # Integer class names (sklearn's 0 and 1, or column numbers) stay numbers, which a drain
     # counts in one pass; any other name is text.
     prediction.add_classes(codes[top] if codes is not None else
                            np.asarray(names, dtype=object)[top])
-    confidence = matrix[np.arange(matrix.shape[0]), top]
     prediction.confidence = confidence if prediction.confidence is None else np.concatenate(
         [prediction.confidence, confidence])
     for j, name in enumerate(names):
         _extend(prediction.values, name, matrix[:, j])
     prediction.probability_outputs.update(names)
+
+
+def _row_sums(matrix: np.ndarray) -> np.ndarray:
+    """Each row's sum, added column by column as numpy adds a row of fewer than 8 values
+    (the same floats), without its loop per row; wider rows take numpy's own sum."""
+    width = matrix.shape[1]
+    if width >= 8:
+        return matrix.sum(axis=1)
+    total = matrix[:, 0].copy()
+    for j in range(1, width):
+        total += matrix[:, j]
+    return total
 
 
 @functools.lru_cache(maxsize=256)

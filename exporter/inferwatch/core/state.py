@@ -37,6 +37,9 @@ from inferwatch.core.unit_sketch import (
 Labels = tuple[str, ...]
 
 _SORT_THRESHOLD = 256
+# From this many values per bound, counting the values at or below each bound (a pass per
+# bound) beats sorting: about 2.5-4.5 ns a value at 100,000 values against 10 for the sort.
+_COMPARE_PER_BOUND = 600
 
 # Mergeable parts beyond counters, histograms and sketches, by name: "module:Class" (with
 # a from_dict classmethod, imported only when a snapshot holds one) or a decoder function.
@@ -122,8 +125,16 @@ class HistogramState:
             return
         if values.size >= _SORT_THRESHOLD:
             # Sorting once and searching the few bounds in it beats a binary search per
-            # value by about 2.5x on large batches; side="right" counts values <= bound (`le`).
-            cumulative = np.searchsorted(np.sort(values), self.bounds, side="right")
+            # value by about 2.5x on large batches; side="right" counts values <= bound (`le`),
+            # as the pass per bound does; nan is neither, so it lands in +Inf either way.
+            if values.size >= _COMPARE_PER_BOUND * self.bounds.size:
+                values = np.ascontiguousarray(values)  # a column of a matrix: read it once
+                at_or_below = np.empty(values.shape, dtype=bool)
+                cumulative = np.array(
+                    [np.count_nonzero(np.less_equal(values, bound, out=at_or_below))
+                     for bound in self.bounds.tolist()], dtype=np.int64)
+            else:
+                cumulative = np.searchsorted(np.sort(values), self.bounds, side="right")
             per_bucket = cumulative.copy()  # np.diff(prepend=0), without its concatenation
             per_bucket[1:] -= cumulative[:-1]
             self.counts[:-1] += per_bucket
