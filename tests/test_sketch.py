@@ -481,3 +481,12 @@ def _quantiles(buckets: dict[int, DDSketch], current: int) -> list[float]:
         if current - 5 < bucket <= current:
             merged.merge(sketch)
     return merged.quantiles([0.1, 0.5, 0.99])
+
+
+def test_a_batch_that_waits_is_the_values_as_they_were_added():
+    from inferwatch.core.rolling_sketch import RollingSketch
+
+    rolling, values = RollingSketch(), np.array([1.0, 2.0, 3.0])
+    rolling.add(values, now=0.0)
+    values[:] = 1000.0  # the caller reuses its array before anything reads the window
+    assert rolling.window(now=0.0).quantiles([1.0])[0] == pytest.approx(3.0, rel=0.02)

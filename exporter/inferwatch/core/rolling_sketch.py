@@ -146,14 +146,14 @@ class RollingSketch:
         3
         """
         current = self.bucket_id(now)
-        array = np.array(values, dtype=np.float64).ravel()  # a copy: it may wait
+        array = np.asarray(values, dtype=np.float64).ravel()
         if self._waiting and current != self._waiting_bucket:
             self._settle()
         if array.size >= WAIT_MAX_VALUES:
             self._settle()
             self._add_now(array, current)
             return
-        self._waiting.append(array)
+        self._waiting.append(array.copy())  # it waits: the caller may reuse its array
         self._waiting_bucket = current
         self._waiting_values += array.size
         if self._waiting_values >= WAIT_MAX_VALUES or len(self._waiting) >= WAIT_MAX_BATCHES:

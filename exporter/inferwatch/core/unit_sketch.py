@@ -30,9 +30,11 @@ _SMALLEST_COMPLEMENT = 1e-9  # 1 - p is kept from here up: p = 1 reads 0.9999999
 
 def to_sketch(probabilities: np.ndarray) -> np.ndarray:
     """What the sketch holds for `probabilities` (clipped to [0, 1])."""
-    # maximum and minimum rather than np.clip, whose checks cost more than the clipping on a
-    # drain's column: the same values (nan stays nan; -0.0 becomes 0.0, the same zero bin).
-    p = np.minimum(np.maximum(np.asarray(probabilities, dtype=np.float64), 0.0), 1.0)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.size and not (p.min() >= 0.0 and p.max() <= 1.0):  # nan fails this, stays nan
+        # maximum and minimum rather than np.clip, whose checks cost more than the clipping:
+        # the same values (-0.0 becomes 0.0, which the sketch's zero bin holds alike).
+        p = np.minimum(np.maximum(p, 0.0), 1.0)
     high = p > 0.5
     if not high.any():
         return p
