@@ -3,6 +3,7 @@ enough; every reader (a scrape, a history sample) sees every call at once."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -159,3 +160,40 @@ def test_the_background_thread_folds_waiting_calls_after_the_wait():
 def test_bad_drain_options_are_clear_errors(options, named):
     with pytest.raises(ValueError, match=named):
         Settings(**options)
+
+
+def test_a_drain_that_finds_nothing_waits_for_a_drain_still_folding(registry, monkeypatch):
+    """Another drain may have taken every call and still be folding them: a drain that
+    finds nothing pending returns only once that fold is done, so the calls are counted
+    when it returns (a reader of the state needs no lock of its own)."""
+    from inferwatch.core import monitor as monitor_module
+
+    predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+    for _ in range(1000):
+        predict(1)
+    monitor = inferwatch.monitor("m", "1", registry=registry)
+    taken, release = threading.Event(), threading.Event()
+    columns = monitor_module._call_columns
+
+    def held_call_columns(pending):
+        taken.set()
+        release.wait(10)
+        return columns(pending)
+
+    monkeypatch.setattr(monitor_module, "_call_columns", held_call_columns)
+    folding = threading.Thread(target=monitor.drain)
+    folding.start()
+    assert taken.wait(10)
+    seen = []
+
+    def drain_and_read():
+        monitor.drain()
+        seen.append(monitor.state.counters.get("inferwatch_requests_total", {}).get(("ok",)))
+
+    second = threading.Thread(target=drain_and_read)
+    second.start()
+    second.join(0.5)  # without the wait it has returned by now, having read nothing
+    release.set()
+    second.join(10)
+    folding.join(10)
+    assert seen == [1000]

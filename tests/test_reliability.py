@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import subprocess
 import sys
@@ -367,7 +368,9 @@ def test_counts_stay_exact_far_past_one_pending_list_between_drains():
             thread.join()
         monitor = inferwatch.monitor("fast", registry=registry)
         monitor.drain()
-        counters = monitor.state.counters
+        # Read under the monitor's lock, as a scrape does: the background drain may have
+        # taken the last lists just before, and still be folding them.
+        counters = monitor.read_state(lambda state: copy.deepcopy(state.counters))
         assert counters["inferwatch_requests_total"][("ok",)] == 780_000
         assert counters["inferwatch_calls_dropped_total"][()] == 0
         assert monitor.pending() == 0 and monitor.in_flight() == 0

@@ -638,15 +638,21 @@ class Monitor:
     def drain(self, now: float | None = None) -> None:
         """Fold pending calls into the state. Never raises.
 
-        A monitor with nothing new returns at once, taking no lock: a process with many
-        models pays for the ones that were called. (A dropped call leaves its full list
-        pending, so a drop is never missed here.) Drain listeners (a shadow's comparisons)
-        run first, each guarding itself.
+        A monitor with nothing new returns at once, taking no lock (unless another drain is
+        folding, which it waits for): a process with many models pays for the ones that were
+        called. (A dropped call leaves its full list pending, so a drop is never missed
+        here.) Drain listeners (a shadow's comparisons) run first, each guarding itself.
         """
         for listener in self.drain_listeners:
             listener()
         if not (self._calls or self._proba_calls or self._errors or self._requests
                 or self._streams or self._handed_off):
+            if self._lock.locked():
+                # Another drain may have just taken the calls and still be folding them:
+                # wait for it, so that every call finished before this drain is folded
+                # when it returns (a lock held by a reader costs the same short wait).
+                with self._lock:
+                    pass
             return
         self._waiting_since = None
         try:
