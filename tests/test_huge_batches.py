@@ -37,6 +37,9 @@ class CountingLock:
     def release(self) -> None:
         self._lock.release()
 
+    def locked(self) -> bool:
+        return self._lock.locked()
+
 
 @pytest.fixture
 def small_slices(monkeypatch):

@@ -647,12 +647,15 @@ class Monitor:
             listener()
         if not (self._calls or self._proba_calls or self._errors or self._requests
                 or self._streams or self._handed_off):
-            if self._lock.locked():
-                # Another drain may have just taken the calls and still be folding them:
-                # wait for it, so that every call finished before this drain is folded
-                # when it returns (a lock held by a reader costs the same short wait).
-                with self._lock:
-                    pass
+            try:
+                if self._lock.locked():
+                    # Another drain may have just taken the calls and still be folding them:
+                    # wait for it, so that every call finished before this drain is folded
+                    # when it returns (a lock held by a reader costs the same short wait).
+                    with self._lock:
+                        pass
+            except Exception as exc:
+                faults.record("drain", exc)
             return
         self._waiting_since = None
         try:
