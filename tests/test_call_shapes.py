@@ -493,6 +493,15 @@ class _Replay:
         return self.results[i]
 
 
+def _compared_samples(scraper) -> list:
+    """The samples two ways of recording must agree on, sorted (NaN == NaN here)."""
+    return sorted((s.name, tuple(sorted(s.labels.items())),
+                   "nan" if s.value != s.value else s.value)
+                  for s in scraper.samples()
+                  if "duration" not in s.name and "timestamp" not in s.name
+                  and s.name not in _NOT_COMPARED)
+
+
 def _replayed(results: list, through_wrapper: bool, proba: bool):
     from conftest import Scraper
 
@@ -508,11 +517,7 @@ def _replayed(results: list, through_wrapper: bool, proba: bool):
             mon = inferwatch.monitor("m", "1", registry=scraper.registry)
             for result in results:
                 mon.record_call(0.001, result, probabilities=proba)
-        return sorted((s.name, tuple(sorted(s.labels.items())),
-                       "nan" if s.value != s.value else s.value)  # NaN == NaN here
-                      for s in scraper.samples()
-                      if "duration" not in s.name and "timestamp" not in s.name
-                      and s.name not in _NOT_COMPARED)
+        return _compared_samples(scraper)
     finally:
         scraper.registry.close()
 
@@ -568,11 +573,7 @@ def _with_reference(inputs: list, results: list, fast: bool):
             wrapped(buffer) if fast else wrapped(buffer, flag=1)
             if isinstance(buffer, np.ndarray) and buffer.size and buffer.dtype != object:
                 buffer.fill(7)  # the caller reuses its buffer: the call saw the old values
-        return sorted((s.name, tuple(sorted(s.labels.items())),
-                       "nan" if s.value != s.value else s.value)
-                      for s in scraper.samples()
-                      if "duration" not in s.name and "timestamp" not in s.name
-                      and s.name not in _NOT_COMPARED)
+        return _compared_samples(scraper)
     finally:
         scraper.registry.close()
 
