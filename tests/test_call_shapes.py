@@ -584,7 +584,8 @@ def test_inputs_kept_as_bytes_check_as_the_inputs_themselves(inputs, data):
     """A small numeric input goes to the drain as its bytes: whatever mix of shapes, dtypes
     and kinds one drain holds, and however the caller refills its buffers after each call,
     the quality and drift state is the one the slow path (which copies each input) gives."""
-    results = data.draw(st.lists(st.one_of(st.floats(0, 1), st.just(np.array([0.25]))),
+    results = data.draw(st.lists(st.one_of(st.floats(0, 1), st.just(np.array([0.25])),
+                                           st.just(np.array(["cat"], dtype=object))),
                                  min_size=len(inputs), max_size=len(inputs)))
     assert _with_reference(inputs, results, fast=True) == \
         _with_reference(inputs, results, fast=False)

@@ -206,6 +206,13 @@ class _CallRecorder:
             request.add_inference(duration, snapshot(result), self.probabilities)
 
 
+def _kept_input(seen: tuple) -> Any:
+    """The input a with-input call kept, as an object (None when it kept none)."""
+    if not seen:
+        return None
+    return seen[0] if len(seen) == 1 else array_from_bytes(*seen)
+
+
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
     started, pending, append, errors, append_error, limit, hand_off, *_ = monitor.fast_path(
         probabilities)
@@ -232,30 +239,32 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
         try:
             result = fn(*args)
         except BaseException as exc:
-            failure = (clock() - start, exc.__class__, *seen[:1]) if len(seen) < 2 else (
-                clock() - start, exc.__class__, array_from_bytes(*seen))
+            kept = _kept_input(seen)
+            failure = (clock() - start, exc.__class__) if kept is None else (
+                clock() - start, exc.__class__, kept)
             if len(errors) < limit:
                 append_error(failure)
             else:
                 hand_off(errors, failure)
             raise
         if result.__class__ not in plain:
-            kept = None if not seen else seen[0] if len(seen) == 1 else array_from_bytes(*seen)
+            kept = _kept_input(seen)
             followed = follow(result, start, args) if kept is None else follow(
                 result, start, args, slow.record_with(kept), slow=True)
             if followed is not UNFOLLOWED:
                 return followed
+        recorded, raw = result, None  # raw: a small array's bytes, as on the fast path
         if result.__class__ is ndarray and result.nbytes <= copy_limit:
-            if not result.dtype.hasobject:  # its bytes, as on the fast path
-                done = (clock() - start, result, *seen, result.tobytes()) if len(seen) == 2 \
-                    else (clock() - start, result, *(seen or (None,)), result.tobytes())
+            if result.dtype.hasobject:
+                recorded = result.copy()
             else:
-                done = (clock() - start, result.copy(), *seen[:1]) if len(seen) < 2 else (
-                    clock() - start, result.copy(), array_from_bytes(*seen))
-        elif len(seen) == 2:
-            done = (clock() - start, result, *seen, None)
+                raw = result.tobytes()
+        if len(seen) == 2:
+            done = (clock() - start, recorded, *seen, raw)
+        elif raw is not None:
+            done = (clock() - start, recorded, *(seen or (None,)), raw)
         else:
-            done = (clock() - start, result, *seen)
+            done = (clock() - start, recorded, *seen)
         if len(pending) < limit:
             append(done)
         else:
