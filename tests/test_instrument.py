@@ -299,3 +299,39 @@ def test_a_model_failing_inside_a_request_is_one_error_and_no_prediction(scraper
     assert scraper.value("inferwatch_stage_duration_seconds_count", stage="inference") == 1
     assert scraper.total("inferwatch_invalid_predictions_total") == 0
     assert scraper.value("inferwatch_batch_size_count") is None
+
+
+def test_a_call_inside_a_request_is_its_inference_stage_and_another_models_call_its_own(
+        scraper):
+    """Inside ``mon.request()`` a call of that monitor's model becomes the request's
+    inference stage and prediction, as the call returned it (the buffer refilled after);
+    a call of another model there is that model's own call."""
+    buffer = np.zeros((1, 2))
+
+    class Classifier:
+        classes_ = np.array(["no", "yes"], dtype=object)
+
+        def predict_proba(self, x):
+            buffer[:] = [[0.25, 0.75]]
+            return buffer
+
+    def other(x):
+        return 3.0
+
+    model = inferwatch.instrument(Classifier(), name="a", version="1",
+                                  registry=scraper.registry)
+    second = inferwatch.instrument(other, name="b", version="1", registry=scraper.registry)
+    mon = inferwatch.monitor("a", "1", registry=scraper.registry)
+    with mon.request(request_id="r-1") as r:
+        assert model.predict_proba([[1.0]]) is buffer
+        buffer[:] = [[0.9, 0.1]]
+        assert second(1.0) == 3.0
+        assert r.record.prediction.tolist() == [[0.25, 0.75]]
+        assert [stage for stage, _ in r.record.stages] == ["inference"]
+    assert scraper.value("inferwatch_requests_total", model="a", outcome="ok") == 1
+    assert scraper.value("inferwatch_predicted_class_total", model="a", **{"class": "yes"}) == 1
+    assert scraper.value("inferwatch_stage_duration_seconds_count", model="a",
+                         stage="inference") == 1
+    assert scraper.value("inferwatch_requests_total", model="b", outcome="ok") == 1
+    assert scraper.value("inferwatch_prediction_sum", model="b", output="value") == 3.0
+    assert mon.outcomes._pending["r-1"][0] == ("yes",)

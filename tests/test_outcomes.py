@@ -180,3 +180,65 @@ def test_estimated_bytes_stay_within_max_bytes(steps, max_bytes):
         assert joiner.estimated_bytes <= max(max_bytes, largest)  # one entry is always kept
         assert len(joiner) <= 25 and len(joiner._joined) <= 25
     assert _entry_bytes("r", ("a",), None) > 0
+
+
+_ROWS = st.one_of(st.none(), st.lists(st.sampled_from(["a", "fraud", "é", "legit"]), max_size=40)
+                  .map(tuple), st.lists(st.floats(allow_nan=False), max_size=40).map(tuple))
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.one_of(
+           st.tuples(st.just("join"), st.integers(0, 30)),
+           st.tuples(st.just("batch"), st.lists(st.tuples(st.integers(0, 30), _ROWS),
+                                                max_size=40))), max_size=12),
+       max_entries=st.integers(1, 30), max_bytes=st.integers(1, 20_000))
+def test_remembering_many_at_once_ends_as_remembering_each_in_turn(steps, max_entries,
+                                                                    max_bytes):
+    """The drain remembers a drain's predictions in one call: the same entries, sizes,
+    evictions and byte estimate as one remember() per prediction."""
+    one_by_one = OutcomeJoiner(max_entries=max_entries, max_bytes=max_bytes)
+    at_once = OutcomeJoiner(max_entries=max_entries, max_bytes=max_bytes)
+    clock = 0.0
+    for kind, arg in steps:
+        clock += 1.0
+        if kind == "join":
+            assert one_by_one.join(f"r-{arg}", "a", clock) == at_once.join(f"r-{arg}", "a",
+                                                                          clock)
+            continue
+        entries = []
+        for key, rows in arg:
+            classes = rows if rows and isinstance(rows[0], str) else None
+            values = rows if rows and not isinstance(rows[0], str) else None
+            entries.append((f"r-{key}", classes, values, clock))
+        for entry in entries:
+            one_by_one.remember(*entry)
+        at_once.remember_many(iter(entries))
+        assert list(at_once._pending.items()) == list(one_by_one._pending.items())
+        assert list(at_once._joined.items()) == list(one_by_one._joined.items())
+        assert at_once.estimated_bytes == one_by_one.estimated_bytes
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(0, 4), min_size=1, max_size=30),
+       kind=st.sampled_from(["int", "text", "float"]))
+def test_a_drains_rows_split_back_into_each_calls_rows(sizes, kind):
+    """What each request remembers for its outcome: its own rows, whether every call had
+    one row (the one-pass split) or some had none or several."""
+    from inferwatch.core.prediction_batch import _split_rows
+    from inferwatch.core.predictions import Prediction
+
+    total = sum(sizes)
+    if kind == "float":
+        prediction = Prediction(rows=total, values={"score": np.arange(total) / 7.0})
+        cells = [float(v) for v in np.arange(total) / 7.0]
+    else:
+        labels = np.arange(total) % 3
+        prediction = Prediction(rows=total, classes=labels if kind == "int"
+                                else np.array([f"c{v}" for v in labels], dtype=object))
+        cells = [str(v) if kind == "int" else f"c{v}" for v in labels.tolist()]
+    expected, offset = [], 0
+    for size in sizes:
+        part = tuple(cells[offset:offset + size])
+        expected.append((None, part) if kind == "float" else (part, None))
+        offset += size
+    assert _split_rows(prediction, sizes) == expected

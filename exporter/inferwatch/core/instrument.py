@@ -29,7 +29,7 @@ from inferwatch import faults
 from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor, array_from_bytes
 from inferwatch.core.options import Settings
 from inferwatch.core.registry import Registry, default_registry
-from inferwatch.core.request import INFERENCE_STAGE, RequestRecord, current_request
+from inferwatch.core.request import INFERENCE_STAGE, Request, RequestRecord, current_request
 from inferwatch.core.request import _current as open_request
 from inferwatch.core.streams import UNFOLLOWED, Follower, follow_sync
 from inferwatch.core.tracing import current_trace_id, otel_configured
@@ -125,6 +125,28 @@ class _CallRecorder:
                 return followed
         self.end(record, time.perf_counter() - start,
                  {MARGIN_OUTPUT: snapshot(result)} if margins else result)
+        return result
+
+    def join(self, request: Request, args: tuple) -> Any:
+        """A call without keywords inside an open ``mon.request()`` of this monitor: the
+        request's inference stage, as :meth:`call` records it, without what only a call
+        of its own needs (a record, a request id, margins)."""
+        start = time.perf_counter()
+        try:
+            result = self.fn(*args)
+        except BaseException:
+            # Its exception reaches the request's block, which counts the failure.
+            request.record.stages.append((INFERENCE_STAGE, time.perf_counter() - start))
+            raise
+        if result.__class__ not in self.follow.plain:
+            followed = self.follow(result, start, args, None, slow=True)
+            if followed is not UNFOLLOWED:
+                return followed
+        duration = time.perf_counter() - start
+        try:
+            request.add_inference(duration, snapshot(result), self.probabilities)
+        except Exception as exc:
+            faults.record("request", exc)
         return result
 
     def guarded_begin(self, args: tuple, kwargs: dict) -> RequestRecord | object | None:
@@ -275,7 +297,10 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     def instrumented(*args: Any, **kwargs: Any) -> Any:
         path = monitor.path
         if path is not FAST or kwargs or in_request() is not None:
-            if kwargs or path is SLOW or in_request() is not None:
+            request = in_request()
+            if request is not None and not kwargs and request.monitor is monitor:
+                return slow.join(request, args)
+            if kwargs or path is SLOW or request is not None:
                 return slow.call(args, kwargs)
             return with_input(args)
         next(started)

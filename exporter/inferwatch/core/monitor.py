@@ -237,6 +237,8 @@ class Monitor:
         self.name = name
         self.version = version
         self.settings = settings or Settings()
+        # settings.pending_chunk, read on every request path (the property computes it).
+        self._chunk = self.settings.pending_chunk
         self.state = ModelState(name, version, summary_settings=self.settings.summary)
         self.state.loaded_at = time.time()
         if trained_at is not None:
@@ -327,6 +329,7 @@ class Monitor:
         if options:
             chunk = self.settings.pending_chunk
             self.settings = dataclasses.replace(self.settings, **options)
+            self._chunk = self.settings.pending_chunk
             self.state.objectives = dict(self.settings.objectives)
             if self.settings.pending_chunk != chunk:
                 for set_limit in list(self._limit_setters.values()):
@@ -425,7 +428,7 @@ class Monitor:
         """Record a finished call; what the instrument() wrappers do inline."""
         next(self._started)
         pending = self._proba_calls if probabilities else self._calls
-        if len(pending) < self.settings.pending_chunk:
+        if len(pending) < self._chunk:
             pending.append((duration, result))
         else:
             self.hand_off(pending, (duration, result))
@@ -435,7 +438,7 @@ class Monitor:
         when the call has already counted itself in flight (:meth:`call_started`)."""
         if not started:
             next(self._started)
-        if len(self._errors) < self.settings.pending_chunk:
+        if len(self._errors) < self._chunk:
             self._errors.append((duration, error_type))
         else:
             self.hand_off(self._errors, (duration, error_type))
@@ -496,7 +499,7 @@ class Monitor:
     def submit(self, record: RequestRecord) -> None:
         """Hand a finished request record to the drain."""
         requests = self._requests
-        if len(requests) < self.settings.pending_chunk:
+        if len(requests) < self._chunk:
             requests.append(record)
         else:
             self.hand_off(requests, record)
@@ -511,7 +514,7 @@ class Monitor:
         if not record.counts_call:
             next(self._started)
         streams = self._streams
-        if len(streams) < self.settings.pending_chunk:
+        if len(streams) < self._chunk:
             streams.append(record)
         else:
             self.hand_off(streams, record)
@@ -916,10 +919,10 @@ class Monitor:
             if not records:
                 continue
             rows = predictions.add_records([r.prediction for r in records], probabilities)
-            for record, row in zip(records, rows):
-                if record.request_id is not None and row is not None:
-                    self.outcomes.remember(record.request_id, row[0], row[1],
-                                           at=record.started_at)
+            self.outcomes.remember_many(
+                (record.request_id, row[0], row[1], record.started_at)
+                for record, row in zip(records, rows)
+                if record.request_id is not None and row is not None)
 
     def renew_locks(self) -> None:
         """New locks in a forked child: a lock held by another thread at fork time would

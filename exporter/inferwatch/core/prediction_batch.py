@@ -54,10 +54,16 @@ def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
     column = classes if classes is not None else values
     if column is None or len(column) != sum(sizes):
         return [None] * len(sizes)  # rows were dropped as invalid: no safe per-call split
+    # One conversion of the whole column, then slices of a list: a record's rows cost a
+    # tuple each, not a numpy slice and a conversion each.
+    cells = class_labels(column) if classes is not None else column.tolist()
+    if len(cells) == len(sizes) and 0 not in sizes:  # one row per call, the usual request
+        if classes is not None:
+            return [((cell,), None) for cell in cells]
+        return [(None, (cell,)) for cell in cells]
     rows, offset = [], 0
     for size in sizes:
-        part = column[offset:offset + size]
-        part = tuple(class_labels(part) if classes is not None else part.tolist())
+        part = tuple(cells[offset:offset + size])
         rows.append((part, None) if classes is not None else (None, part))
         offset += size
     return rows
