@@ -156,6 +156,28 @@ class Request:
         """Entered and not yet exited (a stream ending later joins it only while open)."""
         return self._token is not None
 
+    @classmethod
+    def open(cls, monitor: Monitor, request_id: str | None = None) -> Request:
+        """A new request, already entered: ``Request(monitor, request_id).__enter__()`` in
+        one step (the web middleware opens one per HTTP request; close it with
+        :meth:`close`).
+
+        >>> from inferwatch.core.registry import Registry
+        >>> mon = Registry().monitor("fraud", "1")
+        >>> request = Request.open(mon, "r-17"); request.close(None)
+        >>> mon.drain(); mon.state.counters["inferwatch_requests_total"][("ok",)]
+        1.0
+        """
+        request = cls.__new__(cls)
+        request.monitor = monitor
+        request.record = record = RequestRecord(0.0, request_id, time.time())
+        next(monitor._started)  # monitor.call_started(), one call fewer per request
+        request._token = _current.set(request)
+        if monitor.traces:
+            record.trace_id = current_trace_id()
+        request._start = time.perf_counter()
+        return request
+
     def __enter__(self) -> Request:
         monitor = self.monitor
         monitor.call_started()
@@ -168,18 +190,22 @@ class Request:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
+        self.close(exc_type)
+        return False
+
+    def close(self, error_type: type | None, ended_at: float | None = None) -> None:
+        """End the request with `error_type` as its outcome (None: ok), as of `ended_at`
+        (a ``time.perf_counter()`` reading; None: now), and hand it to the drain."""
         record = self.record
-        record.duration = time.perf_counter() - self._start
-        record.error_type = exc_type
-        monitor = self.monitor
+        record.duration = (time.perf_counter() if ended_at is None else ended_at) - self._start
+        record.error_type = error_type
         try:
             if self._token is not None:
                 token, self._token = self._token, None
                 _current.reset(token)
         except ValueError:  # exited in another context than entered (rare async misuse)
             faults.record("request")
-        monitor.submit(record)
-        return False
+        self.monitor.submit(record)
 
     async def __aenter__(self) -> Request:
         return self.__enter__()

@@ -160,6 +160,26 @@ class _Routes:
         self._registry = registry
         self._cache: dict[tuple[str, str | None], tuple[Monitor | None, float]] = {}
         self._matched: dict[str, tuple[str, str | None]] = {}  # path -> its template's target
+        # path -> (its monitor or None, until when that answer holds)
+        self._resolved: dict[str, tuple[Monitor | None, float]] = {}
+
+    def resolve(self, path: str, scope: Mapping[str, Any]) -> Monitor | None:
+        """The monitor of the model a request to `path` goes to; None to pass it through.
+
+        A path's answer is kept for a second (as :meth:`monitor` keeps a target's), unless a
+        routes function gives it: that may read more of the scope than the path.
+        """
+        now = time.monotonic()
+        hit = self._resolved.get(path)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        target = self.target(path, scope)
+        monitor = None if target is None else self.monitor(target)
+        if self._function is None:
+            if len(self._resolved) >= _MAX_CACHED_TARGETS:
+                self._resolved.clear()  # a scan of many distinct paths stays bounded
+            self._resolved[path] = (monitor, now + _RESOLVE_SECONDS)
+        return monitor
 
     def target(self, path: str, scope: Mapping[str, Any]) -> tuple[str, str | None] | None:
         if path in self._excluded or path.startswith(self._excluded_prefixes):
@@ -329,8 +349,12 @@ class InstrumentMiddleware:
         # Returned before its last body chunk: the server stopped it (a client disconnect).
         cancelled = ended_at is None and (disconnected or status != 0)
         error_type = None if cancelled else _outcome(status)
-        _stream_end(request, body, cancelled, error_type)
-        _finish(request, error_type, ended_at)
+        if cancelled or body is not None:
+            _stream_end(request, body, cancelled, error_type)
+        try:
+            request.close(error_type, ended_at)
+        except Exception as exc:
+            faults.record(_COMPONENT, exc)
 
     def _begin(self, scope: dict[str, Any]) -> Request | None:
         try:
@@ -338,10 +362,7 @@ class InstrumentMiddleware:
             root_path = scope.get("root_path")
             if root_path and path.startswith(root_path):
                 path = path[len(root_path):]
-            target = self._routes.target(path, scope)
-            if target is None:
-                return None
-            monitor = self._routes.monitor(target)
+            monitor = self._routes.resolve(path, scope)
             if monitor is None:
                 return None
             request_id = trace_id = None
@@ -351,7 +372,7 @@ class InstrumentMiddleware:
                     request_id = clean_request_id(value.decode("latin-1"))
                 elif name == b"traceparent":
                     trace_id = trace_id_from_traceparent(value.decode("latin-1"))
-            request = Request(monitor, request_id).__enter__()
+            request = Request.open(monitor, request_id)
             if trace_id is not None and request.record.trace_id is None:
                 request.record.trace_id = trace_id
             return request
@@ -405,10 +426,7 @@ class WSGIInstrumentMiddleware:
     def _begin(self, environ: dict[str, Any]) -> Request | None:
         try:
             path = environ.get("PATH_INFO") or "/"
-            target = self._routes.target(path, environ)
-            if target is None:
-                return None
-            monitor = self._routes.monitor(target)
+            monitor = self._routes.resolve(path, environ)
             if monitor is None:
                 return None
             raw_id = environ.get(self._id_key)
