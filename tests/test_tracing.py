@@ -21,7 +21,14 @@ def tracer_provider():
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(SPANS))
     trace.set_tracer_provider(provider)
-    return provider
+    yield provider
+    # OpenTelemetry sets its provider once per process; the tests of other modules expect a
+    # process without one (their monitors stay on the fast path). The reset is the one
+    # OpenTelemetry's own test utilities use (opentelemetry.test.globals_test).
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER = None
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
 
 
 def test_trace_id_is_an_exemplar_in_openmetrics_only(scraper):

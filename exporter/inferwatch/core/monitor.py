@@ -223,6 +223,24 @@ def _take(pending: list) -> list:
     return taken
 
 
+# Every monitor alive, for the at-fork hook below: a registry renews its own monitors' locks
+# in a forked child, but a monitor can outlive its registry (a model object kept at module
+# level after the registry that made it was dropped).
+_live_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
+
+
+def _renew_locks_after_fork() -> None:
+    for monitor in list(_live_monitors):
+        try:
+            monitor.renew_locks()
+        except Exception as exc:
+            faults.record("fork", exc)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_locks_after_fork)
+
+
 def _count_value(counter: itertools.count) -> int:
     # itertools.count exposes its next value only through repr: "count(17)".
     return int(repr(counter)[6:-1])
@@ -247,6 +265,7 @@ class Monitor:
         self.state.info = {"task": self.settings.task,
                            **{k: clean_label_value(v) for k, v in self.settings.metadata.items()}}
         self._class_names = class_names
+        _live_monitors.add(self)
         self._lock = threading.Lock()
         # Pending work, appended to on the request path.
         self._calls: list[tuple[float, object]] = []
