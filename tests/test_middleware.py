@@ -450,3 +450,36 @@ def test_template_matches_are_remembered_per_path_and_boundedly():
     assert routes.target("/score/internal", {}) is None  # exclusions come first, always
     assert routes.target("/other", {}) == ("default", None)
     assert len(routes._matched) <= _MAX_CACHED_TARGETS
+
+
+def test_a_paths_monitor_is_kept_a_second_and_a_routes_function_asked_every_time(scraper):
+    """The middleware's one lookup per request: a path's monitor (or its absence) holds for
+    a second, so a model instrumented later serves within one; the lookups stay bounded;
+    a routes function, which may read more of the scope than the path, is asked each time."""
+    from inferwatch.serving.middleware import _MAX_CACHED_TARGETS, _Routes
+
+    now = [100.0]
+    routes = _Routes({"/score/{user_id}": "fraud"}, None, None, ("/metrics",),
+                     scraper.registry)
+    routes.clock = lambda: now[0]
+    assert routes.resolve("/score/1", {}) is None  # not instrumented yet
+    fraud = inferwatch.monitor("fraud", "1", registry=scraper.registry)
+    now[0] += 0.99
+    assert routes.resolve("/score/1", {}) is None  # the answer holds for a second
+    now[0] += 0.02
+    assert routes.resolve("/score/1", {}) is fraud
+    assert routes.resolve("/metrics", {}) is None
+    for i in range(3 * _MAX_CACHED_TARGETS):
+        assert routes.resolve(f"/score/{i}", {}) is fraud
+    assert len(routes._resolved) <= _MAX_CACHED_TARGETS
+
+    scopes = []
+
+    def by_tenant(scope):
+        scopes.append(scope)
+        return "fraud" if scope.get("tenant") == "a" else None
+
+    dynamic = _Routes(by_tenant, None, None, (), scraper.registry)
+    assert dynamic.resolve("/score", {"tenant": "a"}) is fraud
+    assert dynamic.resolve("/score", {"tenant": "b"}) is None
+    assert len(scopes) == 2 and not dynamic._resolved

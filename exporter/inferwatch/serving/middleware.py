@@ -162,6 +162,7 @@ class _Routes:
         self._matched: dict[str, tuple[str, str | None]] = {}  # path -> its template's target
         # path -> (its monitor or None, until when that answer holds)
         self._resolved: dict[str, tuple[Monitor | None, float]] = {}
+        self.clock = time.monotonic  # when cached answers expire; a test may set its own
 
     def resolve(self, path: str, scope: Mapping[str, Any]) -> Monitor | None:
         """The monitor of the model a request to `path` goes to; None to pass it through.
@@ -169,7 +170,7 @@ class _Routes:
         A path's answer is kept for a second (as :meth:`monitor` keeps a target's), unless a
         routes function gives it: that may read more of the scope than the path.
         """
-        now = time.monotonic()
+        now = self.clock()
         hit = self._resolved.get(path)
         if hit is not None and hit[1] > now:
             return hit[0]
@@ -209,7 +210,7 @@ class _Routes:
         Creating it here would fix its settings before ``instrument()`` gives them. The
         answer is kept for a second, so a newly instrumented version serves within one.
         """
-        now = time.monotonic()
+        now = self.clock()
         cached = self._cache.get(target)
         if cached is not None and cached[1] > now:
             return cached[0]
@@ -248,10 +249,8 @@ def _target(value: object, default_version: str | None, where: str) -> tuple[str
 def _finish(request: Request, error_type: type | None, ended_at: float | None) -> None:
     """End the request as of `ended_at` (the last body chunk), outside the app's code path."""
     try:
-        if ended_at is not None:
-            # The request ends when its response has been sent, not after background tasks.
-            request._start += time.perf_counter() - ended_at
-        request.__exit__(error_type, None, None)
+        # The request ends when its response has been sent, not after background tasks.
+        request.close(error_type, ended_at)
     except Exception as exc:
         faults.record(_COMPONENT, exc)
 
@@ -351,10 +350,7 @@ class InstrumentMiddleware:
         error_type = None if cancelled else _outcome(status)
         if cancelled or body is not None:
             _stream_end(request, body, cancelled, error_type)
-        try:
-            request.close(error_type, ended_at)
-        except Exception as exc:
-            faults.record(_COMPONENT, exc)
+        _finish(request, error_type, ended_at)
 
     def _begin(self, scope: dict[str, Any]) -> Request | None:
         try:
