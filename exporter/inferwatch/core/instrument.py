@@ -144,12 +144,7 @@ class _CallRecorder:
                 return followed
         duration = time.perf_counter() - start
         try:
-            record = request.record  # request.add_inference(), one call fewer
-            record.stages.append((INFERENCE_STAGE, duration))
-            if not record.has_prediction:
-                record.prediction = snapshot(result)
-                record.has_prediction = True
-                record.probabilities = self.probabilities
+            request.add_inference(duration, snapshot(result), self.probabilities)
         except Exception as exc:
             faults.record("request", exc)
         return result

@@ -168,15 +168,7 @@ class Request:
         >>> mon.drain(); mon.state.counters["inferwatch_requests_total"][("ok",)]
         1.0
         """
-        request = cls.__new__(cls)
-        request.monitor = monitor
-        request.record = record = RequestRecord(0.0, request_id, time.time())
-        next(monitor._started)  # monitor.call_started(), one call fewer per request
-        request._token = _current.set(request)
-        if monitor.traces:
-            record.trace_id = current_trace_id()
-        request._start = time.perf_counter()
-        return request
+        return cls(monitor, request_id).__enter__()
 
     def __enter__(self) -> Request:
         monitor = self.monitor
@@ -247,6 +239,10 @@ class Request:
     def add_inference(self, duration: float, result: object, probabilities: bool) -> None:
         """Called by an instrumented model invoked inside this request (with `result` as
         the call saw it: see ``instrument.snapshot``)."""
-        self.record.stages.append((INFERENCE_STAGE, duration))
-        if not self.record.has_prediction:
-            self.prediction(result, probabilities=probabilities)
+        record = self.record
+        record.stages.append((INFERENCE_STAGE, duration))
+        if not record.has_prediction:
+            # prediction()'s fields, set directly: this runs for every joined model call.
+            record.prediction = result
+            record.has_prediction = True
+            record.probabilities = probabilities
