@@ -5,6 +5,7 @@ The gunicorn tests (test_multiproc_gunicorn.py) run the same code in real worker
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -469,22 +470,38 @@ def test_a_reference_is_stored_once_per_snapshot_and_decoded_once_per_process():
     assert trackers[0].scores(NOW) == states[0].extras["drift"].scores(NOW)
 
 
-def test_a_snapshot_pointing_at_a_missing_shared_reference_is_refused():
-    import json
+def reframed(data: bytes, **replace: bytes) -> bytes:
+    """`data` with some sections replaced (by name), in a frame whose checksum holds."""
     import zlib
 
-    from inferwatch.multiproc.snapshot_format import _CRC, _LENGTHS, MAGIC
+    from inferwatch.multiproc.snapshot_format import _CRC, _LENGTHS, MAGIC, SECTIONS
+
+    version, *lengths, _ = _LENGTHS.unpack_from(data, len(MAGIC))
+    position, sections = len(MAGIC) + _LENGTHS.size, []
+    for name, length in zip(SECTIONS, lengths):
+        sections.append(replace.get(name, data[position:position + length]))
+        position += length
+    head = MAGIC + _LENGTHS.pack(version, *map(len, sections), zlib.crc32(sections[0]))
+    rest = b"".join(sections[1:])
+    return head + sections[0] + rest + _CRC.pack(zlib.crc32(rest, zlib.crc32(head)))
+
+
+def layout_section(data: bytes) -> dict:
+    from inferwatch.multiproc.snapshot_format import _LENGTHS, MAGIC
+
+    start = len(MAGIC) + _LENGTHS.size
+    return json.loads(data[start:start + _LENGTHS.unpack_from(data, len(MAGIC))[1]])
+
+
+def test_a_snapshot_pointing_at_a_missing_shared_reference_is_refused():
     from inferwatch.quality.reference import Reference
 
     rng = np.random.default_rng(9)
     reference = Reference.from_data({"x": rng.normal(size=500)})
     state = _monitor_with_reference("fraud", "1", reference, rng.normal(size=20)).state
-    raw = decode(encode(Snapshot(models=[model_dict(state)])))
-    header = raw.header
-    header["shared"] = []
-    header["models"][0]["extras"]["drift"]["reference"] = {"shared": 3}
-    head = json.dumps(header).encode()
-    blob = raw.counts.tobytes()
-    body = MAGIC + _LENGTHS.pack(1, len(head), len(blob)) + head + blob
+    data = encode(Snapshot(models=[model_dict(state)]))
+    layout = layout_section(data)
+    layout["shared"] = []
+    layout["models"][0]["drift"]["reference"] = 3
     with pytest.raises(SnapshotError, match="shared"):
-        decode(body + _CRC.pack(zlib.crc32(body)))
+        decode(reframed(data, layout=json.dumps(layout).encode()))

@@ -39,6 +39,9 @@ _KEY_VALUES: dict[float, dict[int, float]] = {}
 _KEY_VALUES_MAX = 1 << 14
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
+_FLOAT_TINY = float(np.finfo(np.float64).tiny)
+# relative accuracy -> (lowest, highest) key of a finite value
+_KEY_RANGES: dict[float, tuple[int, int]] = {}
 # Up to this many values are summed as Python floats: saving and restoring numpy's error
 # state (np.errstate) costs more than the sum of a drain's few values.
 _PYTHON_SUM_MAX = 64
@@ -208,7 +211,7 @@ class DDSketch:
         self._log_gamma = math.log(gamma)
         self._multiplier = 1.0 / self._log_gamma
         # Below this the lowest bin's bounds would be subnormal; such values count as zero.
-        self._min_indexable = float(np.finfo(np.float64).tiny) * gamma
+        self._min_indexable = _FLOAT_TINY * gamma
         self._positive = _Store(self._max_bins)
         self._negative = _Store(self._max_bins)
         self._zero_count = 0
@@ -229,6 +232,7 @@ class DDSketch:
         4
         """
         sketch = cls(relative_accuracy, max_bins)
+        lowest, highest = sketch._key_range()
         for store, run in ((sketch._positive, positive), (sketch._negative, negative)):
             if run is None:
                 continue
@@ -238,12 +242,25 @@ class DDSketch:
             nonzero = np.flatnonzero(counts)
             if nonzero.size:  # add_dense wants non-zero first and last counts
                 lo, hi = int(nonzero[0]), int(nonzero[-1])
-                store.add_dense(first + lo, counts[lo:hi + 1].astype(np.int64))
+                if not lowest <= first + lo <= first + hi <= highest:
+                    raise ValueError(f"bin keys {first + lo}..{first + hi} are outside"
+                                     f" {lowest}..{highest}, the keys of finite values")
+                store.add_dense(first + lo, counts[lo:hi + 1].astype(np.int64, copy=False))
         if zero_count < 0:
             raise ValueError(f"zero_count must be non-negative, got {zero_count}")
         sketch._zero_count = int(zero_count)
         sketch._sum = float(total)
         return sketch
+
+    def _key_range(self) -> tuple[int, int]:
+        """The lowest and highest key a finite value can have at this accuracy."""
+        found = _KEY_RANGES.get(self._relative_accuracy)
+        if found is None:
+            found = (int(self._keys(np.array([self._min_indexable]))[0]),
+                     int(self._keys(np.array([_FLOAT_MAX]))[0]))
+            if len(_KEY_RANGES) < 64:
+                _KEY_RANGES[self._relative_accuracy] = found
+        return found
 
     @property
     def relative_accuracy(self) -> float:
@@ -522,8 +539,7 @@ class DDSketch:
             raise ValueError(f"sketch sum must be a number, got {total_sum!r}")
         sketch._zero_count = zero_count
         sketch._sum = float(total_sum)
-        lowest = int(sketch._keys(np.array([sketch._min_indexable]))[0])
-        highest = int(sketch._keys(np.array([_FLOAT_MAX]))[0])
+        lowest, highest = sketch._key_range()
         for name, store in (("positive", sketch._positive), ("negative", sketch._negative)):
             _store_from_dict(store, _field(data, name), name, lowest, highest)
         if sketch.count > _MAX_TOTAL_COUNT:

@@ -38,6 +38,9 @@ WAIT_MAX_VALUES = 2048
 WAIT_MAX_BATCHES = 64
 
 
+# (type, relative_accuracy, type, max_bins) that a DDSketch has accepted.
+_VALID_SKETCH_SETTINGS: set[tuple] = set()
+
 class RollingSketch:
     """Quantiles over the last `max_age_seconds`, kept in `age_buckets` epoch-aligned buckets.
 
@@ -65,8 +68,13 @@ class RollingSketch:
             raise ValueError(f"age_buckets must be an integer, got {age_buckets!r}")
         if not 1 <= age_buckets <= MAX_AGE_BUCKETS:
             raise ValueError(f"age_buckets must be in [1, {MAX_AGE_BUCKETS}], got {age_buckets!r}")
-        # Validates relative_accuracy and max_bins, naming them, before any bucket exists.
-        DDSketch(relative_accuracy, max_bins)
+        # Validates relative_accuracy and max_bins, naming them, before any bucket exists
+        # (once per distinct pair: a merged scrape builds a window per series).
+        settings = (type(relative_accuracy), relative_accuracy, type(max_bins), max_bins)
+        if settings not in _VALID_SKETCH_SETTINGS:
+            DDSketch(relative_accuracy, max_bins)
+            if len(_VALID_SKETCH_SETTINGS) < 64:
+                _VALID_SKETCH_SETTINGS.add(settings)
         self._max_age = float(max_age_seconds)
         self._age_buckets = int(age_buckets)
         self._width = self._max_age / self._age_buckets

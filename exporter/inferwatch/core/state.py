@@ -21,6 +21,7 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -226,7 +227,11 @@ class SummaryState:
 
     __slots__ = ("count", "sketch", "sum")
 
-    def __init__(self, settings: SummarySettings, probabilities: bool = False) -> None:
+    def __init__(self, settings: SummarySettings, probabilities: bool = False,
+                 sketch: RollingSketch | None = None) -> None:
+        if sketch is not None:  # a merged view's, built from bins
+            self.sketch, self.count, self.sum = sketch, 0, 0.0
+            return
         self.sketch = RollingSketch(
             max_age_seconds=settings.max_age_seconds,
             age_buckets=settings.age_buckets,
@@ -328,13 +333,8 @@ class ModelState:
     # --- merging --------------------------------------------------------------------------
     def merge(self, other: ModelState) -> None:
         """Fold `other` (the same model version from another process) into this state."""
-        self.info = {**other.info, **self.info}
-        if self.info.get("task") == "auto" and other.info.get("task", "auto") != "auto":
-            self.info["task"] = other.info["task"]  # a worker that has seen predictions knows
-        self.loaded_at = _nanmin(self.loaded_at, other.loaded_at)
-        self.trained_at = _nanmax(self.trained_at, other.trained_at)
-        self.validation = {**other.validation, **self.validation}
-        self.objectives = {**other.objectives, **self.objectives}
+        self._merge_identity(other.info, other.loaded_at, other.trained_at, other.validation,
+                             other.objectives)
         for metric, series in other.counters.items():
             self.inc_many(metric, series)
         for metric, series in other.histograms.items():
@@ -352,7 +352,52 @@ class ModelState:
                     target = mine_s[labels] = SummaryState(self.summary_settings,
                                                            summ.probabilities)
                 target.merge(summ)
-        for metric, series in other.gauges.items():
+        self._merge_gauges(other.gauges)
+        for name, extra in other.extras.items():
+            if name in self.extras:
+                self.extras[name].merge(extra)  # type: ignore[attr-defined]
+            else:
+                self.extras[name] = copy.deepcopy(extra)
+
+    def merge_identity_of(self, data: dict) -> None:
+        """Fold the identity fields (info, times, validation, objectives) of a
+        :meth:`to_dict`-shaped `data`, another process's view of this model version, as
+        :meth:`merge` folds them. Folding the same identity twice changes nothing.
+
+        >>> state = ModelState("m", "1", loaded_at=5.0)
+        >>> state.merge_identity_of({"loaded_at": 3.0, "info": {"task": "regression"}})
+        >>> state.loaded_at, state.info
+        (3.0, {'task': 'regression'})
+        """
+        identity = _identity_in(data)
+        self._merge_identity(identity["info"], identity["loaded_at"], identity["trained_at"],
+                             identity["validation"], identity["objectives"])
+
+    def merge_gauges_of(self, data: dict) -> None:
+        """Fold the gauges of a :meth:`to_dict`-shaped `data`, by each gauge's rule.
+
+        >>> state = ModelState("m", "1")
+        >>> for _ in range(2):
+        ...     state.merge_gauges_of({"gauges": {"inferwatch_requests_in_flight": [[[], 2.0]]}})
+        >>> state.gauges["inferwatch_requests_in_flight"][()]
+        4.0
+        """
+        gauges = data.get("gauges")
+        if gauges:
+            self._merge_gauges(_series_in(gauges, float))
+
+    def _merge_identity(self, info: dict[str, str], loaded_at: float, trained_at: float,
+                        validation: dict[str, float], objectives: dict[str, float]) -> None:
+        self.info = {**info, **self.info}
+        if self.info.get("task") == "auto" and info.get("task", "auto") != "auto":
+            self.info["task"] = info["task"]  # a worker that has seen predictions knows
+        self.loaded_at = _nanmin(self.loaded_at, loaded_at)
+        self.trained_at = _nanmax(self.trained_at, trained_at)
+        self.validation = {**validation, **self.validation}
+        self.objectives = {**objectives, **self.objectives}
+
+    def _merge_gauges(self, gauges: dict[str, dict[Labels, float]]) -> None:
+        for metric, series in gauges.items():
             rule = GAUGE_MERGE.get(metric, "max")
             mine_g = self.gauges.setdefault(metric, {})
             for labels, value in series.items():
@@ -362,11 +407,6 @@ class ModelState:
                     mine_g[labels] += value
                 else:
                     mine_g[labels] = max(mine_g[labels], value)
-        for name, extra in other.extras.items():
-            if name in self.extras:
-                self.extras[name].merge(extra)  # type: ignore[attr-defined]
-            else:
-                self.extras[name] = copy.deepcopy(extra)
 
     # --- serialisation (worker snapshots) ---------------------------------------------------
     def to_dict(self) -> dict:
@@ -396,11 +436,7 @@ class ModelState:
         return cls(
             model=str(data["model"]),
             version=str(data["version"]),
-            info={str(k): str(v) for k, v in data.get("info", {}).items()},
-            loaded_at=_from_json_float(data.get("loaded_at")),
-            trained_at=_from_json_float(data.get("trained_at")),
-            validation={str(k): float(v) for k, v in data.get("validation", {}).items()},
-            objectives={str(k): float(v) for k, v in data.get("objectives", {}).items()},
+            **_identity_in(data),
             summary_settings=settings,
             counters=_series_in(data.get("counters", {}), float),
             histograms=_series_in(data.get("histograms", {}), HistogramState.from_dict),
@@ -409,6 +445,15 @@ class ModelState:
             gauges=_series_in(data.get("gauges", {}), float),
             extras=_decode_extras(data.get("extras", {})),
         )
+
+
+def _identity_in(data: dict) -> dict[str, Any]:
+    """The identity fields of a :meth:`ModelState.to_dict`-shaped dict, typed."""
+    return {"info": {str(k): str(v) for k, v in data.get("info", {}).items()},
+            "loaded_at": _from_json_float(data.get("loaded_at")),
+            "trained_at": _from_json_float(data.get("trained_at")),
+            "validation": {str(k): float(v) for k, v in data.get("validation", {}).items()},
+            "objectives": {str(k): float(v) for k, v in data.get("objectives", {}).items()}}
 
 
 def _decode_extras(extras: object) -> dict[str, object]:

@@ -31,11 +31,31 @@ from inferwatch.catalogue import CATALOGUE
 from inferwatch.core.ddsketch import DDSketch
 from inferwatch.core.render import model_families, process_families
 from inferwatch.core.rolling_sketch import RollingSketch
-from inferwatch.core.state import HistogramState, ModelState, SummarySettings, SummaryState
-from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError, dense_bins
+from inferwatch.core.state import (
+    HistogramState,
+    ModelState,
+    SummarySettings,
+    SummaryState,
+    decode_extra,
+)
+from inferwatch.multiproc.merge_plan import MergePlan, merge_plan
+from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError
+from inferwatch.multiproc.snapshot_layout import (
+    NEG_N,
+    NEG_OFFSET,
+    NEWEST,
+    POS_N,
+    POS_OFFSET,
+    SKETCH_SUM,
+    ZERO,
+    DriftWindowLayout,
+    Layout,
+    dense_bins,
+)
 
 if TYPE_CHECKING:
     from inferwatch.core.encode import Page
+    from inferwatch.quality.drift import DriftWindow
 
 SeriesKey = tuple[tuple[str, str], str, tuple[str, ...]]
 
@@ -136,32 +156,6 @@ def _merge_part(mine: dict, key: object, part: object,
 
 
 
-class _Series:
-    """One summary series being merged: totals, and the window's bin segments per sign."""
-
-    __slots__ = ("config", "count", "negative", "positive", "sketch_sum", "sum", "zero")
-
-    def __init__(self, config: tuple) -> None:
-        self.config = config
-        self.count = 0
-        self.sum = 0.0
-        self.zero = 0
-        self.sketch_sum = 0.0
-        self.positive: list[tuple[int, np.ndarray]] = []
-        self.negative: list[tuple[int, np.ndarray]] = []
-
-    def add(self, counts: np.ndarray, position: int, zero: int, sketch_sum: float,
-            pos_offset: int, pos_n: int, neg_offset: int, neg_n: int) -> None:
-        """Add one packed sketch whose bins start at `position` in `counts`."""
-        self.zero += int(zero)
-        self.sketch_sum += float(sketch_sum)
-        if pos_n:
-            self.positive.append((int(pos_offset), counts[position:position + pos_n]))
-        if neg_n:
-            start = position + int(pos_n)
-            self.negative.append((int(neg_offset), counts[start:start + neg_n]))
-
-
 class _Windows:
     """The (oldest excluded, newest included) bucket ids of the window at `now`, by config."""
 
@@ -181,48 +175,19 @@ class _Windows:
 
 def merge_view(raws: Iterable[RawSnapshot], now: float,
                on_error: Callable[[Exception], None] | None = None) -> MergedView:
-    """Merge decoded snapshots; one that is inconsistent is skipped (and passed to on_error)."""
+    """Merge decoded snapshots into the view at `now`.
+
+    Each snapshot's additive values are added into one array at the positions its layout's
+    map gives (``merge_plan``), in the order of `raws`, so every float sum is the one that
+    merging the states in that order gives; one state per model is then built from the
+    sums. A series laid out differently across snapshots is skipped in the later ones and
+    passed to `on_error`.
+    """
     view = MergedView()
-    states: dict[tuple[str, str], ModelState] = {}
-    series: dict[SeriesKey, _Series] = {}
-    histograms: dict[HistogramKey, _Histogram] = {}
-    windows = _Windows(now)
+    raws = [raw for raw in raws if raw.layout is not None]
+    layouts: dict[int, Layout] = {}
     for raw in raws:
-        try:
-            parsed = _parse(raw, windows)
-        except (SnapshotError, ValueError, KeyError, TypeError, IndexError) as exc:
-            if on_error is not None:
-                on_error(exc)
-            continue
-        for state in parsed.models:
-            target = states.get(state.key)
-            if target is None:
-                states[state.key] = state
-            else:
-                merge_model(target, state, on_error)
-        for key, hist in parsed.histograms:
-            mine_h = histograms.get(key)
-            if mine_h is None:
-                histograms[key] = hist
-            else:
-                try:
-                    mine_h.add(hist)
-                except ValueError as exc:  # a worker running other buckets (a rollout)
-                    if on_error is not None:
-                        on_error(exc)
-        for key, part in parsed.summaries:
-            mine = series.get(key)
-            if mine is None:
-                series[key] = part
-            elif mine.config == part.config:
-                mine.count += part.count
-                mine.sum += part.sum
-                mine.zero += part.zero
-                mine.sketch_sum += part.sketch_sum
-                mine.positive.extend(part.positive)
-                mine.negative.extend(part.negative)
-            elif on_error is not None:  # a worker with other quantile settings (a rollout)
-                on_error(ValueError(f"summary {key} has different settings across workers"))
+        layouts.setdefault(raw.layout.serial, raw.layout)  # type: ignore[union-attr]
         header = raw.header
         _add_counts(view.internal_errors, header.get("internal_errors"))
         _add_counts(view.overflow, header.get("overflow"))
@@ -232,116 +197,181 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
         dependencies = header.get("dependencies")
         if isinstance(dependencies, dict):
             view.dependencies.update({str(k): str(v) for k, v in dependencies.items()})
-    for (model_key, metric, labels), hist in histograms.items():
-        states[model_key].histograms.setdefault(metric, {})[labels] = hist.state()
-    for (model_key, metric, labels), part in series.items():
-        state = states[model_key]
-        summary = _summary(part, windows, state.summary_settings)
-        state.summaries.setdefault(metric, {})[labels] = summary
-    view.states = list(states.values())
+    plan = merge_plan(list(layouts.values()))
+    # -0.0 is the additive identity for every float, -0.0 included: a series only one
+    # snapshot holds keeps its value exactly.
+    additive = np.full(plan.size, -0.0)
+    contributions: list[list[tuple[RawSnapshot, int, int, int]]] = [
+        [] for _ in range(plan.summaries)]
+    for raw in raws:
+        mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
+        additive[mapped.target] += raw.values[mapped.source]
+        for merged_index, model, offset, row_index in mapped.summaries:
+            contributions[merged_index].append((raw, model, offset, row_index))
+        if on_error is not None:
+            for conflict in mapped.conflicts:
+                on_error(ValueError(conflict))
+    numbers = additive.tolist()
+    windows = _Windows(now)
+    states = [ModelState(model.model, model.version, summary_settings=model.summary_settings)
+              for model in plan.models]
+    # Workers forked from one master share their models' identities: each distinct one
+    # is folded once (folding is idempotent), gauges every time (they add).
+    identities: list[list[tuple]] = [[] for _ in states]
+    for raw in raws:
+        mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
+        for index, merged_index in enumerate(mapped.models):
+            state, data = states[merged_index], raw.header["models"][index]
+            identity = (data.get("info"), data.get("loaded_at"), data.get("trained_at"),
+                        data.get("validation"), data.get("objectives"))
+            if identity not in identities[merged_index]:
+                identities[merged_index].append(identity)
+                state.merge_identity_of(data)
+            state.merge_gauges_of(data)
+            if data.get("extras"):
+                _merge_extras(state, data["extras"], on_error)
+    for state, model in zip(states, plan.models):
+        for metric, labels, at in model.counters:
+            state.counters.setdefault(metric, {})[labels] = numbers[at]
+        for metric, labels, bounds, at in model.histograms:
+            end = at + bounds.size + 1
+            hist = HistogramState(bounds)
+            hist.counts = additive[at:end].astype(np.int64)
+            hist.sum = numbers[end]
+            state.histograms.setdefault(metric, {})[labels] = hist
+        for metric, labels, config, at, merged_index in model.summaries:
+            summary = _summary(contributions[merged_index], config, windows,
+                               model.summary_settings, on_error)
+            summary.count, summary.sum = int(numbers[at]), numbers[at + 1]
+            state.summaries.setdefault(metric, {})[labels] = summary
+    drift_windows = _drift_windows(plan, raws)
+    for merged_index, state in enumerate(states):
+        drift = plan.models[merged_index].drift
+        if drift is not None:
+            # Loaded only where a model has a reference: the exporter stays free of it.
+            from inferwatch.quality.tracker import DriftState
+
+            features, outputs = (
+                drift_windows.get((merged_index, which)) or _empty_window(window)
+                for which, window in enumerate(drift.windows))
+            state.extras["drift"] = DriftState.from_windows(drift.reference, features, outputs,
+                                                            max_labels=drift.max_labels)
+    view.states = states
     return view
 
 
-class _Histogram:
-    """One histogram series being merged, as plain lists (cheaper than arrays per worker)."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, data: dict) -> None:
-        self.bounds = [float(b) for b in data["bounds"]]
-        self.counts = [int(c) for c in data["counts"]]
-        self.sum = float(data["sum"])
-        if len(self.counts) != len(self.bounds) + 1:
-            raise ValueError("histogram counts do not match its buckets")
-
-    def add(self, other: _Histogram) -> None:
-        if other.bounds != self.bounds:
-            raise ValueError("cannot merge histograms with different buckets")
-        self.counts = [a + b for a, b in zip(self.counts, other.counts)]
-        self.sum += other.sum
-
-    def state(self) -> HistogramState:
-        return HistogramState.from_dict({"bounds": self.bounds, "counts": self.counts,
-                                         "sum": self.sum})
+def _merge_extras(state: ModelState, extras: dict, on_error: Callable[[Exception], None] | None
+                  ) -> None:
+    """Extras other than drift (registered by name), decoded and merged one by one."""
+    for name, data in extras.items():
+        try:
+            extra = decode_extra(name, data)
+        except Exception as exc:  # an extra this process cannot read
+            if on_error is not None:
+                on_error(exc)
+            continue
+        _merge_part(state.extras, name, extra, on_error)
 
 
-HistogramKey = tuple[tuple[str, str], str, tuple[str, ...]]
+def _summary(contributions: list[tuple[RawSnapshot, int, int, int]], config: tuple,
+             windows: _Windows, settings: SummarySettings,
+             on_error: Callable[[Exception], None] | None) -> SummaryState:
+    """The merged series: the window's bins of every snapshot in one age bucket.
 
-
-@dataclass
-class _Parsed:
-    """One snapshot, validated before any of it is merged."""
-
-    models: list[ModelState] = field(default_factory=list)
-    histograms: list[tuple[HistogramKey, _Histogram]] = field(default_factory=list)
-    summaries: list[tuple[SeriesKey, _Series]] = field(default_factory=list)
-
-
-def _parse(raw: RawSnapshot, windows: _Windows) -> _Parsed:
-    counts = raw.counts
-    position = 0
-    parsed = _Parsed()
-    for model in raw.header["models"]:
-        # Histograms are summed here as lists: a HistogramState per worker and series costs
-        # more than the rest of the merge.
-        state = ModelState.from_dict({**model, "summaries": {}, "histograms": {}})
-        parsed.models.append(state)
-        for metric, rows in model["histograms"].items():
-            for labels, data in rows:
-                parsed.histograms.append(((state.key, str(metric), tuple(map(str, labels))),
-                                          _Histogram(data)))
-        for metric, rows in model["summaries"].items():
-            for labels, count, total, config, buckets, window in rows:
-                part = _Series(tuple(config))
-                part.count, part.sum = int(count), float(total)
-                oldest, newest = windows.bounds(part.config)
-                # The writer's own window, when it ends in the bucket this view ends in (the
-                # usual case: files are a second old, buckets two minutes wide), replaces
-                # its buckets: one segment to add instead of one per age bucket.
-                use_window = window is not None and window[0] == newest
-                for bucket_id, zero, sketch_sum, pos_offset, pos_n, neg_offset, neg_n in buckets:
-                    if not use_window and oldest < bucket_id <= newest:
-                        part.add(counts, position, zero, sketch_sum, pos_offset, pos_n,
-                                 neg_offset, neg_n)
-                    position += int(pos_n) + int(neg_n)
-                if window is not None:
-                    _, zero, sketch_sum, pos_offset, pos_n, neg_offset, neg_n = window
-                    if use_window:
-                        part.add(counts, position, zero, sketch_sum, pos_offset, pos_n,
-                                 neg_offset, neg_n)
-                    position += int(pos_n) + int(neg_n)
-                parsed.summaries.append(((state.key, str(metric), tuple(map(str, labels))),
-                                         part))
-    if position != counts.size:
-        raise SnapshotError(f"snapshot header describes {position} bin counts, "
-                            f"the file holds {counts.size}")
-    return parsed
-
-
-def _summary(part: _Series, windows: _Windows, settings: SummarySettings) -> SummaryState:
-    """The merged series: its totals, and the window's bins in one age bucket."""
-    max_age, age_buckets, accuracy, max_bins = part.config
-    rolling = RollingSketch(max_age, age_buckets, accuracy, max_bins)
-    if part.positive or part.negative or part.zero:
-        rolling.put(windows.bounds(part.config)[1], _sketch_from_bins(part))
-    summary = SummaryState(settings)
-    summary.sketch, summary.count, summary.sum = rolling, part.count, part.sum
-    return summary
-
-
-def _sketch_from_bins(part: _Series) -> DDSketch:
-    """A sketch holding the summed bins, built from the arrays directly.
-
-    ``DDSketch.from_dict`` checks every bin in Python: about 50 ms per scrape for 8
-    workers' realistic state, half the budget. ``from_bins`` checks whole arrays and
-    bounds the span to ``max_bins``, so nothing is trusted that could grow memory or
-    break the quantiles.
+    A snapshot's window row serves when it ends where the view's window ends (files are a
+    second old, buckets minutes wide); an older file gives its age buckets instead.
     """
-    _, _, accuracy, max_bins = part.config
-    return DDSketch.from_bins(accuracy, max_bins,
-                              positive=dense_bins(part.positive, max_bins),
-                              negative=dense_bins(part.negative, max_bins),
-                              zero_count=part.zero, total=part.sketch_sum)
+    oldest, newest = windows.bounds(config)
+    zero, sketch_sum = 0, 0.0
+    positive: list[tuple[int, np.ndarray]] = []
+    negative: list[tuple[int, np.ndarray]] = []
+
+    def add(row: list, start: int, bins: np.ndarray, row_sum: float) -> None:
+        nonlocal zero, sketch_sum
+        zero += row[ZERO]
+        sketch_sum += row_sum
+        middle = start + row[POS_N]
+        if row[POS_N]:
+            positive.append((row[POS_OFFSET], bins[start:middle]))
+        if row[NEG_N]:
+            negative.append((row[NEG_OFFSET], bins[middle:middle + row[NEG_N]]))
+
+    for raw, model, offset, row_index in contributions:
+        row = raw.windows[row_index]
+        if row[NEWEST] == newest:
+            add(row, raw.window_starts[row_index], raw.bins, raw.window_sums[row_index])
+            continue
+        try:
+            buckets = raw.exact_buckets(model, offset)
+        except SnapshotError as exc:
+            if on_error is not None:
+                on_error(exc)
+            continue
+        for bucket_row, start in buckets:
+            if oldest < bucket_row[NEWEST] <= newest:
+                add(bucket_row, start, raw.bins, bucket_row[SKETCH_SUM])
+    max_age, age_buckets, accuracy, max_bins = config
+    rolling = RollingSketch(max_age, age_buckets, accuracy, max_bins)
+    if positive or negative or zero:
+        # from_bins checks whole arrays (from_dict checks bin by bin), their keys, and
+        # bounds the span to max_bins: nothing could grow memory or break the quantiles.
+        try:
+            rolling.put(newest, DDSketch.from_bins(accuracy, max_bins,
+                                                   positive=dense_bins(positive, max_bins),
+                                                   negative=dense_bins(negative, max_bins),
+                                                   zero_count=zero, total=sketch_sum))
+        except ValueError as exc:  # a crafted file: its series shows no quantiles
+            if on_error is not None:
+                on_error(exc)
+    return SummaryState(settings, sketch=rolling)
+
+
+def _drift_windows(plan: MergePlan, raws: list[RawSnapshot]
+                   ) -> dict[tuple[int, int], DriftWindow]:
+    """Every merged model's drift windows, by (merged model, 0 features / 1 outputs).
+
+    Snapshots of one layout whose windows hold the same buckets (workers of one clock)
+    have their drift bins at the same places: each adds as one block, and the sum merges
+    into the windows once (as DriftWindow.merge adds).
+    """
+    groups: dict[tuple, list[RawSnapshot]] = {}
+    for raw in raws:
+        if raw.layout.drift_windows:  # type: ignore[union-attr]
+            groups.setdefault((raw.layout.serial, raw.drift_ids), []).append(raw)  # type: ignore[union-attr]
+    windows: dict[tuple[int, int], DriftWindow] = {}
+    for members in groups.values():
+        first = members[0]
+        start, end = first.drift_span
+        block = first.bins[start:end].astype(np.int64)
+        rows = first.drift_rows
+        for raw in members[1:]:
+            block += raw.bins[raw.drift_span[0]:raw.drift_span[1]]
+            rows = [a + b for a, b in zip(rows, raw.drift_rows)]
+        row_at = 0
+        merges = dict(plan.maps[first.layout.serial].drift)  # type: ignore[union-attr]
+        for index, model in enumerate(first.layout.models):  # type: ignore[union-attr]
+            if model.drift is None:
+                continue
+            for which, window in enumerate(model.drift.windows):
+                ids, _, bins_at = first.drift[window.at]
+                used, total = len(ids), window.total
+                if index in merges:
+                    key = (merges[index], which)
+                    merged = windows.get(key)
+                    if merged is None:
+                        merged = windows[key] = _empty_window(window)
+                    at = bins_at - start
+                    merged.merge_buckets(ids, rows[row_at:row_at + used],
+                                         block[at:at + used * total].reshape(used, total))
+                row_at += used
+    return windows
+
+
+def _empty_window(window: DriftWindowLayout) -> DriftWindow:
+    from inferwatch.quality.drift import DriftWindow, layout_of
+
+    return DriftWindow(layout_of(window.bins), max_age_seconds=window.max_age_seconds,
+                       age_buckets=window.age_buckets)
 
 
 def _add_counts(total: dict[str, float], counts: object) -> None:

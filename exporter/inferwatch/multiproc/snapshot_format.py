@@ -1,24 +1,28 @@
 """The snapshot file of one worker (or of the archive of dead ones): a versioned binary frame.
 
 A snapshot is everything a process publishes in multi-worker mode: the states of its
-model versions (``ModelState.to_dict()``) plus its process-wide counters. Sketch bin
-counts are most of the bytes, so they are moved out of the JSON into one packed array;
-parsing a list of integers in JSON costs about ten times more than reading the same
-numbers from a buffer, and a merged scrape reads every worker's file.
+model versions (``ModelState.to_dict()``) plus its process-wide counters. A merged scrape
+reads every worker's file, so the frame is laid out for reading many alike:
+
+- **layout** (JSON): the series, in order (``snapshot_layout``). Workers of one
+  deployment write the same text, which a reader parses once.
+- **state** (JSON, small): what differs per process and is not summed: identity fields,
+  gauges, process-wide counters, other extras, and how many bins each part holds.
+- **exact** (JSON): every age bucket of every summary, read only when folding a dead
+  worker or when a file is older than the window (the window rows cover the rest).
+- **values** (float64) and **table** (int64): the numbers at the positions the layout
+  fixes.
+- **bins** (the narrowest unsigned integer type): sketch and drift bin counts.
 
 The frame::
 
-    b"IWSNAP\\n"  format (1 byte)  header length (8 bytes, big-endian)  blob length (8)
-    header: UTF-8 JSON    blob: the sketch bin counts, little-endian    CRC-32 (4)
+    b"IWSNAP\\n"  format (1 byte)  six section lengths (8 bytes each, big-endian)
+    the layout's CRC-32 (4 bytes)  layout  state  exact  values  table  bins
+    CRC-32 of all but the layout (4 bytes)
 
-The CRC covers everything before it, so a truncated or damaged file (a full disk, a copy
-cut short) is detected and skipped rather than misread.
-
-A drift reference (tens of kilobytes of JSON) is the same in every model version that uses
-it and in every worker: the header keeps each distinct one once, as a JSON string in
-``shared``, and an extra points at it (``{"shared": index}``). A reader parses a given
-reference text once per process and hands out the same parsed object, which decoders
-treat as read-only and may memoise on (``DriftState.from_dict`` does).
+The last CRC covers everything but the layout, which has its own in the frame's head, so
+a truncated or damaged file (a full disk, a copy cut short) is detected and skipped rather
+than misread.
 
 >>> from inferwatch.core.state import ModelState
 >>> state = ModelState("fraud", "1")
@@ -40,16 +44,37 @@ import numpy as np
 
 from inferwatch.core.rolling_sketch import RollingSketch
 from inferwatch.core.state import ModelState
+from inferwatch.multiproc.snapshot_layout import (
+    DRIFT_WINDOWS,
+    MAX_LAYOUTS,
+    NEG_N,
+    NEG_OFFSET,
+    NEWEST,
+    POS_N,
+    POS_OFFSET,
+    SKETCH_SUM,
+    WINDOW_ROW,
+    ZERO,
+    DriftWindowLayout,
+    Layout,
+    pack_layout,
+    parse_layout,
+)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAGIC = b"IWSNAP\n"
-_LENGTHS = struct.Struct(">BQQ")
+SECTIONS = ("layout", "state", "exact", "values", "table", "bins")
+_LENGTHS = struct.Struct(">B6QI")
 _CRC = struct.Struct(">I")
-# A header past this is not ours (or is damaged); refusing it bounds what a read allocates.
+# A JSON section past this is not ours (or is damaged); refusing it bounds what a read
+# allocates.
 MAX_HEADER_BYTES = 256 << 20
 MAX_BLOB_BYTES = 2 << 30
 # The largest file a valid frame can be: readers never read past it (a FIFO, /dev/zero).
-MAX_SNAPSHOT_BYTES = len(MAGIC) + _LENGTHS.size + MAX_HEADER_BYTES + MAX_BLOB_BYTES + _CRC.size
+MAX_SNAPSHOT_BYTES = (len(MAGIC) + _LENGTHS.size + 3 * MAX_HEADER_BYTES + 3 * MAX_BLOB_BYTES
+                      + _CRC.size)
+# Counts above this are not ours (float64 holds whole numbers exactly below 2**53).
+_MAX_COUNT = float(1 << 53)
 # Process-wide counters a snapshot carries besides the model states, summed across files.
 PROCESS_COUNTERS = ("internal_errors", "overflow", "events_dropped", "event_values_dropped",
                     "files_skipped")
@@ -57,8 +82,6 @@ PROCESS_COUNTERS = ("internal_errors", "overflow", "events_dropped", "event_valu
 
 class SnapshotError(ValueError):
     """A snapshot file that is not a complete, valid snapshot of this format."""
-
-
 
 
 @dataclass
@@ -79,42 +102,67 @@ class Snapshot:
 
 @dataclass
 class RawSnapshot:
-    """A decoded file: the JSON header and the packed sketch counts it points into."""
+    """A decoded, checked file: its layout, state section and arrays, and where the bins
+    of each window row and drift window start."""
 
-    header: dict[str, Any]
-    counts: np.ndarray
+    header: dict[str, Any] = field(default_factory=dict)  # the state section
+    layout: Layout | None = None
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bins: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    windows: list[list[int]] = field(default_factory=list)  # one row per summary
+    window_sums: list[float] = field(default_factory=list)
+    window_starts: list[int] = field(default_factory=list)
+    # position of a drift window in the table -> (bucket ids, rows, where its bins start)
+    drift: dict[int, tuple[list[int], list[int], int]] = field(default_factory=dict)
+    drift_ids: tuple[int, ...] = ()  # every drift window's bucket ids, end to end
+    drift_rows: list[int] = field(default_factory=list)  # and their rows
+    drift_span: tuple[int, int] = (0, 0)  # where the drift windows' bins are
+    exact_text: bytes = b""
+    exact_start: int = 0
+    _exact: list | None = None
 
     @property
     def folded(self) -> list[str]:
         return [str(name) for name in self.header.get("folded", ())]
+
+    def exact(self) -> list[list[list[tuple[list, int]]]]:
+        """Per model, per summary: each age bucket's row and where its bins start.
+
+        Parsed on first use: only folding, and files older than the window, need it.
+        Raises SnapshotError when the section does not match the bins.
+        """
+        if self._exact is None:
+            self._exact = _parse_exact(self)
+        return self._exact
+
+    def exact_buckets(self, model: int, summary: int) -> list[tuple[list, int]]:
+        return self.exact()[model]["summaries"][summary]
 
 
 # --- writing --------------------------------------------------------------------------------
 
 def encode(snapshot: Snapshot) -> bytes:
     """The snapshot as one self-checking byte string."""
-    blob_parts: list[np.ndarray] = []
-    shared: dict[str, int] = {}
-    header = {
-        "format": FORMAT_VERSION,
-        "written_at": snapshot.written_at,
-        "models": [_pack_model(data, blob_parts, snapshot.written_at, shared)
-                   for data in snapshot.models],
-        "shared": list(shared),
-        "internal_errors": snapshot.internal_errors,
-        "overflow": snapshot.overflow,
-        "events_dropped": snapshot.events_dropped,
-        "event_values_dropped": snapshot.event_values_dropped,
-        "files_skipped": snapshot.files_skipped,
-        "dependencies": snapshot.dependencies,
-        "folded": snapshot.folded,
-    }
-    counts = np.concatenate(blob_parts) if blob_parts else np.zeros(0, dtype=np.int64)
-    header["dtype"] = _narrowest(counts)
-    blob = counts.astype(header["dtype"]).tobytes()
-    head = json.dumps(header, separators=(",", ":")).encode()
-    body = MAGIC + _LENGTHS.pack(FORMAT_VERSION, len(head), len(blob)) + head + blob
-    return body + _CRC.pack(zlib.crc32(body))
+    packed = pack_layout(snapshot.models,
+                         lambda config: _bucket_id(config, snapshot.written_at))
+    parts = packed.window_bins + packed.drift_bins + packed.exact_bins
+    counts = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    dtype = _narrowest(counts)
+    state = {"format": FORMAT_VERSION, "written_at": snapshot.written_at,
+             "models": packed.states, "dtype": dtype,
+             "exact_bins": int(sum(part.size for part in packed.exact_bins)),
+             **{name: getattr(snapshot, name) for name in PROCESS_COUNTERS},
+             "dependencies": snapshot.dependencies, "folded": snapshot.folded}
+    layout = _json(packed.layout)
+    sections = [layout, _json(state), _json(packed.exacts), packed.values.astype("<f8").tobytes(),
+                packed.table.astype("<i8").tobytes(), counts.astype(dtype).tobytes()]
+    head = MAGIC + _LENGTHS.pack(FORMAT_VERSION, *map(len, sections), zlib.crc32(layout))
+    rest = b"".join(sections[1:])
+    return head + layout + rest + _CRC.pack(zlib.crc32(rest, zlib.crc32(head)))
+
+
+def _json(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def model_dict(state: ModelState) -> dict[str, Any]:
@@ -134,68 +182,6 @@ def _narrowest(counts: np.ndarray) -> str:
     return "<i8"
 
 
-def _pack_model(data: dict[str, Any], blob_parts: list[np.ndarray], written_at: float,
-                shared: dict[str, int]) -> dict[str, Any]:
-    return {**data, "extras": {name: _share_reference(extra, shared)
-                               for name, extra in data.get("extras", {}).items()},
-            "summaries": {
-        metric: [_pack_summary(labels, summary, blob_parts, written_at)
-                 for labels, summary in rows]
-        for metric, rows in data["summaries"].items()
-    }}
-
-
-def _share_reference(extra: Any, shared: dict[str, int]) -> Any:
-    reference = extra.get("reference") if isinstance(extra, dict) else None
-    if not isinstance(reference, dict):
-        return extra
-    text = json.dumps(reference, separators=(",", ":"))
-    return {**extra, "reference": {"shared": shared.setdefault(text, len(shared))}}
-
-
-def _pack_summary(labels: list[str], summary: dict, blob_parts: list[np.ndarray],
-                  written_at: float) -> list:
-    rolling = summary["sketch"]
-    config = [rolling["max_age_seconds"], rolling["age_buckets"], rolling["relative_accuracy"],
-              rolling["max_bins"]]
-    newest = _bucket_id(config, written_at)
-    buckets, in_window = [], []
-    for bucket_id, sketch in rolling["buckets"]:
-        positive, negative = sketch["positive"], sketch["negative"]
-        arrays = []
-        for store in (positive, negative):
-            array = np.asarray(store["counts"], dtype=np.int64)
-            arrays.append(array)
-            if array.size:
-                blob_parts.append(array)
-        buckets.append([bucket_id, sketch["zero_count"], sketch["sum"],
-                        positive["offset"], arrays[0].size, negative["offset"], arrays[1].size])
-        if newest - config[1] < bucket_id <= newest:
-            in_window.append((sketch, positive["offset"], arrays[0], negative["offset"],
-                              arrays[1]))
-    return [labels, summary["count"], summary["sum"], config, buckets,
-            _pack_window(newest, in_window, config[3], blob_parts)]
-
-
-def _pack_window(newest: int, in_window: list, max_bins: int,
-                 blob_parts: list[np.ndarray]) -> list | None:
-    """The buckets of the window ending at `newest`, merged: what a reader at the same
-    moment needs instead of every bucket."""
-    if not in_window:
-        return None
-    packed = [newest, sum(entry[0]["zero_count"] for entry in in_window),
-              sum(entry[0]["sum"] for entry in in_window)]
-    for offset_at, array_at in ((1, 2), (3, 4)):
-        dense = dense_bins([(entry[offset_at], entry[array_at]) for entry in in_window],
-                           max_bins)
-        if dense is None:
-            packed += [0, 0]
-        else:
-            blob_parts.append(dense[1])
-            packed += [dense[0], int(dense[1].size)]
-    return packed
-
-
 _templates: dict[tuple, RollingSketch] = {}
 
 
@@ -210,154 +196,244 @@ def _bucket_id(config: list, now: float) -> int:
 # --- reading --------------------------------------------------------------------------------
 
 def decode(data: bytes) -> RawSnapshot:
-    """Check the frame and split it; SnapshotError says what is wrong."""
+    """Check the frame and every number the merge relies on; SnapshotError says what is
+    wrong."""
     fixed = len(MAGIC) + _LENGTHS.size
     if len(data) < fixed + _CRC.size or not data.startswith(MAGIC):
         raise SnapshotError("not an inferwatch snapshot (bad magic or too short)")
-    version, head_len, blob_len = _LENGTHS.unpack_from(data, len(MAGIC))
+    version, *lengths, layout_crc = _LENGTHS.unpack_from(data, len(MAGIC))
     if version != FORMAT_VERSION:
         raise SnapshotError(f"snapshot format {version} is not {FORMAT_VERSION}")
-    if head_len > MAX_HEADER_BYTES or blob_len > MAX_BLOB_BYTES:
+    if max(lengths[:3]) > MAX_HEADER_BYTES or max(lengths[3:]) > MAX_BLOB_BYTES:
         raise SnapshotError("snapshot lengths are out of range")
-    end = fixed + head_len + blob_len
+    end = fixed + sum(lengths)
     if len(data) != end + _CRC.size:
         raise SnapshotError(f"snapshot is {len(data)} bytes, its frame says {end + _CRC.size}"
                             " (truncated?)")
     (crc,) = _CRC.unpack_from(data, end)
-    if zlib.crc32(memoryview(data)[:end]) != crc:
+    view = memoryview(data)
+    starts = [fixed]
+    for length in lengths:
+        starts.append(starts[-1] + length)
+    # The layout has a checksum of its own (read by _layout): most of a file's bytes,
+    # compared with the copy already parsed rather than summed again.
+    if zlib.crc32(view[starts[1]:end], zlib.crc32(view[:fixed])) != crc:
         raise SnapshotError("snapshot checksum mismatch (damaged file)")
     try:
-        header = json.loads(data[fixed:fixed + head_len])
+        layout = _layout(view[starts[0]:starts[1]], layout_crc)
+        header = json.loads(view[starts[1]:starts[2]].tobytes())
+        if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+            raise ValueError("the state section is not of this format")
         dtype = np.dtype(header["dtype"])
-        if header.get("format") != FORMAT_VERSION or dtype.kind not in "iu":
-            raise ValueError("bad format or dtype")
-        counts = np.frombuffer(data, dtype=dtype, count=blob_len // dtype.itemsize,
-                               offset=fixed + head_len)
-        if counts.size * dtype.itemsize != blob_len or (counts.size and counts.min() < 0):
-            raise ValueError("the bin counts are not whole non-negative integers")
-        if not isinstance(header.get("models"), list):
-            raise ValueError("models is not a list")
-        _resolve_shared(header)
+        if dtype.kind not in "iu" or lengths[3] % 8 or lengths[4] % 8 or (
+                lengths[5] % dtype.itemsize):
+            raise ValueError("the arrays are not whole numbers of items")
+        values = np.frombuffer(data, dtype="<f8", count=lengths[3] // 8, offset=starts[3])
+        table = np.frombuffer(data, dtype="<i8", count=lengths[4] // 8, offset=starts[4])
+        bins = np.frombuffer(data, dtype=dtype, count=lengths[5] // dtype.itemsize,
+                             offset=starts[5])
+        if bins.dtype.kind == "i" and bins.size and not 0 <= bins.min() <= bins.max() < (
+                _MAX_COUNT):
+            raise ValueError("a bin count is negative or past any real count")
+        if values.size != layout.size or table.size != layout.table_size:
+            raise ValueError(f"{values.size} values and {table.size} table entries, the"
+                             f" layout places {layout.size} and {layout.table_size}")
+        counts = values[layout.counts_at]
+        if not ((counts >= 0) & (counts < _MAX_COUNT) & (counts == np.floor(counts))).all():
+            raise ValueError("a histogram's or summary's count is not a whole number")
+        models = header.get("models")
+        if not isinstance(models, list) or len(models) != len(layout.models) or not all(
+                isinstance(model, dict) for model in models):
+            raise ValueError("the state's models do not match the layout's")
+        raw = RawSnapshot(header, layout, values, bins,
+                          exact_text=view[starts[2]:starts[3]].tobytes())
+        position = _check_windows(raw, table)
+        position = _check_drift(raw, table, position)
+        exact_bins = header.get("exact_bins")
+        if type(exact_bins) is not int or position + exact_bins != bins.size:
+            raise ValueError(f"the sections describe {position} + {exact_bins!r} bin counts,"
+                             f" the file holds {bins.size}")
+        raw.exact_start = position
+    except SnapshotError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise SnapshotError(f"snapshot is invalid: {exc}") from exc
+    return raw
+
+
+# (CRC-32, length) of a layout section -> its parsed layout: finding a worker's layout
+# costs a comparison of its bytes, not a hash of them.
+_by_crc: dict[tuple[int, int], Layout] = {}
+
+
+def _layout(section: memoryview, crc: int) -> Layout:
+    found = _by_crc.get((crc, len(section)))
+    text = section.tobytes()  # bytes compare by memcmp; a memoryview item by item
+    if found is not None and found.text == text:
+        return found
+    if zlib.crc32(text) != crc:
+        raise ValueError("the layout's checksum does not match it")
+    layout = parse_layout(text)
+    if len(_by_crc) >= 2 * MAX_LAYOUTS:
+        _by_crc.clear()
+    _by_crc[(crc, len(text))] = layout
+    return layout
+
+
+def _check_windows(raw: RawSnapshot, table: np.ndarray) -> int:
+    """Check the summaries' window rows; where each one's bins start. Returns their end."""
+    layout = raw.layout
+    rows = table[:layout.summaries * WINDOW_ROW].reshape(-1, WINDOW_ROW)  # type: ignore[union-attr]
+    if (rows[:, [ZERO, POS_N, NEG_N]] < 0).any() or (rows[:, NEWEST] < -1).any():
+        raise ValueError("a summary's window row has a negative count")
+    sizes = rows[:, POS_N] + rows[:, NEG_N]
+    ends = np.cumsum(sizes)
+    raw.windows = rows.tolist()
+    raw.window_sums = raw.values[layout.additive:].tolist()  # type: ignore[union-attr]
+    raw.window_starts = (ends - sizes).tolist()
+    return int(ends[-1]) if ends.size else 0
+
+
+def _check_drift(raw: RawSnapshot, table: np.ndarray, position: int) -> int:
+    """Check each drift window's bucket ids and rows; where its bins start. Returns the end."""
+    layout = raw.layout
+    if not layout.drift_windows:  # type: ignore[union-attr]
+        return position
+    numbers = table[layout.summaries * WINDOW_ROW:].tolist()  # type: ignore[union-attr]
+    at = 0
+    first = position
+    all_ids: list[int] = []
+    for window in layout.drift_windows:  # type: ignore[union-attr]
+        size = window.age_buckets
+        ids, rows = numbers[at:at + size], numbers[at + size:at + 2 * size]
+        at += 2 * size
+        used = size - ids.count(-1)
+        live = ids[:used]
+        if (used < size and ids[used:] != [-1] * (size - used)) or not (
+                0 <= min(rows) <= max(rows) < _MAX_COUNT) or (
+                used and not 0 <= min(live) <= max(live) < _MAX_COUNT) or (
+                used > 1 and len({i % size for i in live}) != used):
+            raise ValueError("a drift window's buckets are not distinct ids with row counts")
+        raw.drift[window.at] = (live, rows[:used], position)
+        all_ids += live
+        all_ids.append(-1)  # ends each window's ids: equal keys mean equal layouts of bins
+        raw.drift_rows += rows[:used]
+        position += used * window.total
+    raw.drift_ids = tuple(all_ids)
+    raw.drift_span = (first, position)
+    return position
+
+
+def _parse_exact(raw: RawSnapshot) -> list:
+    try:
+        exact = json.loads(raw.exact_text)
+        if not isinstance(exact, list) or len(exact) != len(raw.layout.models):  # type: ignore[union-attr]
+            raise ValueError("the exact section's models do not match the layout's")
+        position = raw.exact_start
+        parsed = []
+        for model, layout in zip(exact, raw.layout.models):  # type: ignore[union-attr]
+            summaries = model["summaries"]
+            if not isinstance(summaries, list) or len(summaries) != len(layout.summaries):
+                raise ValueError("the exact section's summaries do not match the layout's")
+            placed = []
+            for rows in summaries:
+                buckets = []
+                for row in rows:
+                    if not (isinstance(row, list) and len(row) == WINDOW_ROW + 1
+                            and type(row[POS_N]) is int and type(row[NEG_N]) is int
+                            and row[POS_N] >= 0 and row[NEG_N] >= 0):
+                        raise ValueError(f"an age bucket's row {row!r} is invalid")
+                    buckets.append((row, position))
+                    position += row[POS_N] + row[NEG_N]
+                placed.append(buckets)
+            parsed.append({"summaries": placed, "exemplars": model.get("exemplars", [])})
+        if position != raw.bins.size:
+            raise ValueError(f"the exact section describes {position} bin counts, the file"
+                             f" holds {raw.bins.size}")
+        return parsed
     except (ValueError, KeyError, TypeError) as exc:
-        raise SnapshotError(f"snapshot header is invalid: {exc}") from exc
-    return RawSnapshot(header, counts)
-
-
-# reference text -> its parsed JSON, shared by every snapshot that holds the same text
-_shared_documents: dict[str, Any] = {}
-MAX_SHARED_DOCUMENTS = 64
-
-
-def _resolve_shared(header: dict[str, Any]) -> None:
-    """Put each parsed shared document where the models point at it."""
-    texts = header.get("shared", [])
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise ValueError("shared is not a list of strings")
-    documents = [_shared_document(text) for text in texts]
-    for model in header["models"]:
-        extras = model.get("extras") if isinstance(model, dict) else None
-        if not isinstance(extras, dict):
-            continue
-        for name, extra in extras.items():
-            pointer = extra.get("reference") if isinstance(extra, dict) else None
-            if isinstance(pointer, dict) and set(pointer) == {"shared"}:
-                index = pointer["shared"]
-                if type(index) is not int or not 0 <= index < len(documents):
-                    raise ValueError(f"extra {name!r} points at no shared document")
-                extras[name] = {**extra, "reference": documents[index]}
-
-
-def _shared_document(text: str) -> Any:
-    document = _shared_documents.get(text)
-    if document is None:
-        document = json.loads(text)
-        if len(_shared_documents) >= MAX_SHARED_DOCUMENTS:
-            _shared_documents.clear()  # model versions come and go; the live ones return
-        _shared_documents[text] = document
-    return document
+        raise SnapshotError(f"snapshot age buckets are invalid: {exc}") from exc
 
 
 def exact_models(raw: RawSnapshot) -> list[ModelState]:
     """Full :class:`ModelState` objects, every age bucket kept (what folding needs).
 
-    Raises SnapshotError for any inconsistency between the header and the counts.
+    Raises SnapshotError for any inconsistency between the sections.
     """
     try:
-        return [_exact_model(model, raw.counts, cursor)
-                for model, cursor in zip(raw.header["models"], _model_cursors(raw))]
+        return [ModelState.from_dict(data) for data in model_dicts(raw)]
     except SnapshotError:
         raise
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise SnapshotError(f"snapshot model state is invalid: {exc}") from exc
 
 
-def _model_cursors(raw: RawSnapshot) -> list[int]:
-    """Where each model's sketch counts start in the blob."""
-    cursors, position = [], 0
-    for model in raw.header["models"]:
-        cursors.append(position)
-        for rows in model["summaries"].values():
-            for row in rows:
-                for bucket in [*row[4], *([row[5]] if row[5] is not None else [])]:
-                    position += int(bucket[4]) + int(bucket[6])
-    if position != raw.counts.size:
-        raise SnapshotError(f"snapshot header describes {position} bin counts, "
-                            f"the file holds {raw.counts.size}")
-    return cursors
+def model_dicts(raw: RawSnapshot) -> list[dict[str, Any]]:
+    """The snapshot's models as ``ModelState.to_dict()`` wrote them."""
+    values = raw.values.tolist()
+    dicts = []
+    for layout, state, exact in zip(raw.layout.models, raw.header["models"], raw.exact()):  # type: ignore[union-attr]
+        at = layout.additive_at
+        counters: dict[str, list] = {}
+        for metric, labels in layout.counters:
+            counters.setdefault(metric, []).append([list(labels), values[at]])
+            at += 1
+        exemplars = {index: found for index, found in exact["exemplars"]}
+        histograms: dict[str, list] = {}
+        for index, (metric, labels, bounds) in enumerate(layout.histograms):
+            end = at + bounds.size + 1
+            hist = {"bounds": bounds.tolist(), "counts": [_int(v) for v in values[at:end]],
+                    "sum": values[end]}
+            if index in exemplars:
+                hist["exemplars"] = exemplars[index]
+            histograms.setdefault(metric, []).append([list(labels), hist])
+            at = end + 1
+        summaries: dict[str, list] = {}
+        for (metric, labels, config), buckets in zip(layout.summaries, exact["summaries"]):
+            rolling = {"format": 1, "max_age_seconds": config[0], "age_buckets": config[1],
+                       "relative_accuracy": config[2], "max_bins": config[3],
+                       "buckets": [[row[NEWEST], _sketch_dict(row, start, config, raw.bins)]
+                                   for row, start in buckets]}
+            summaries.setdefault(metric, []).append(
+                [list(labels), {"sketch": rolling, "count": _int(values[at]),
+                                "sum": values[at + 1]}])
+            at += 2
+        extras = dict(state.get("extras", {}))
+        if layout.drift is not None:
+            extras["drift"] = {"reference": layout.drift.reference,
+                               "max_labels": layout.drift.max_labels,
+                               **{name: _window_dict(window, raw)
+                                  for name, window in zip(DRIFT_WINDOWS, layout.drift.windows)}}
+        settings = layout.summary_settings
+        dicts.append({**state, "model": layout.model, "version": layout.version,
+                      "summary_settings": [list(settings.quantiles), settings.max_age_seconds,
+                                           settings.age_buckets, settings.relative_accuracy],
+                      "counters": counters, "histograms": histograms, "summaries": summaries,
+                      "extras": extras})
+    return dicts
 
 
-def _exact_model(model: dict, counts: np.ndarray, position: int) -> ModelState:
-    summaries = {}
-    for metric, rows in model["summaries"].items():
-        out_rows = []
-        for labels, count, total, config, buckets, window in rows:
-            max_age, age_buckets, accuracy, max_bins = config
-            sketch_buckets = []
-            for bucket_id, zero, sketch_sum, pos_offset, pos_n, neg_offset, neg_n in buckets:
-                positive = counts[position:position + pos_n].tolist()
-                position += pos_n
-                negative = counts[position:position + neg_n].tolist()
-                position += neg_n
-                sketch_buckets.append([bucket_id, {
-                    "format": 1, "relative_accuracy": accuracy, "max_bins": max_bins,
-                    "zero_count": zero, "sum": sketch_sum,
-                    "positive": {"offset": pos_offset, "counts": positive},
-                    "negative": {"offset": neg_offset, "counts": negative},
-                }])
-            if window is not None:  # a merged copy of some buckets above: skipped here
-                position += int(window[4]) + int(window[6])
-            rolling = {"format": 1, "max_age_seconds": max_age, "age_buckets": age_buckets,
-                       "relative_accuracy": accuracy, "max_bins": max_bins,
-                       "buckets": sketch_buckets}
-            out_rows.append([labels, {"sketch": rolling, "count": count, "sum": total}])
-        summaries[metric] = out_rows
-    return ModelState.from_dict({**model, "summaries": summaries})
+def _int(value: float) -> int:
+    if value != int(value):
+        raise ValueError(f"{value!r} is not a whole count")
+    return int(value)
 
 
-def dense_bins(segments: list[tuple[int, np.ndarray]],
-               max_bins: int) -> tuple[int, np.ndarray] | None:
-    """Bin segments (first key, counts) summed into one run: (first key, counts), or None.
+def _sketch_dict(row: list, start: int, config: tuple, bins: np.ndarray) -> dict:
+    middle, end = start + row[POS_N], start + row[POS_N] + row[NEG_N]
+    return {"format": 1, "relative_accuracy": config[2], "max_bins": config[3],
+            "zero_count": row[ZERO], "sum": row[SKETCH_SUM],
+            "positive": {"offset": row[POS_OFFSET], "counts": bins[start:middle].tolist()},
+            "negative": {"offset": row[NEG_OFFSET], "counts": bins[middle:end].tolist()}}
 
-    Past `max_bins` keys the lowest ones fold into the lowest kept key, as the sketch's
-    own store does, so the result does not depend on how values were split across workers
-    (and nothing larger than `max_bins` is ever allocated).
 
-    >>> dense_bins([(3, np.array([1, 2])), (4, np.array([5]))], max_bins=10)
-    (3, array([1, 7]))
-    """
-    segments = [(offset, counts) for offset, counts in segments if counts.size]
-    if not segments:
-        return None
-    high = max(offset + counts.size - 1 for offset, counts in segments)
-    low = max(min(offset for offset, _ in segments), high - max_bins + 1)
-    dense = np.zeros(high - low + 1, dtype=np.int64)
-    for offset, counts in segments:
-        if offset < low:
-            cut = min(low - offset, counts.size)
-            dense[0] += int(counts[:cut].sum())
-            counts, offset = counts[cut:], low
-        dense[offset - low:offset - low + counts.size] += counts
-    nonzero = np.flatnonzero(dense)
-    if not nonzero.size:
-        return None
-    return low + int(nonzero[0]), dense[nonzero[0]:nonzero[-1] + 1]
+def _window_dict(window: DriftWindowLayout, raw: RawSnapshot) -> dict:
+    from inferwatch.quality.drift import WINDOW_FORMAT, WINDOW_VERSION
+
+    ids, rows, start = raw.drift[window.at]
+    total = window.total
+    return {"format": WINDOW_FORMAT, "version": WINDOW_VERSION, "bins": list(window.bins),
+            "max_age_seconds": window.max_age_seconds, "age_buckets": window.age_buckets,
+            "buckets": [{"id": bucket, "rows": count,
+                         "counts": raw.bins[start + i * total:start + (i + 1) * total].tolist()}
+                        for i, (bucket, count) in enumerate(zip(ids, rows))]}

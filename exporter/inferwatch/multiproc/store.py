@@ -142,7 +142,11 @@ def read_entry(path: str, trusted_uids: frozenset[int],
         if key == unchanged:
             return None, key
         chunks, left = [], MAX_SNAPSHOT_BYTES + 1  # it may grow after fstat
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 24))):
+        # Asking for the size fstat gave (plus one, to see the end): a larger request
+        # allocates that much on every read, for every worker's file.
+        want = info.st_size + 1
+        while left > 0 and (chunk := os.read(fd, min(left, want))):
+            want = 1 << 16
             chunks.append(chunk)
             left -= len(chunk)
         if left <= 0:

@@ -369,8 +369,21 @@ class DriftWindow:
             raise ValueError("cannot merge windows with different max_age_seconds or age_buckets")
         with other._lock:
             ids, counts, rows = other._ids.copy(), other._counts.copy(), other._rows.copy()
+        self.merge_buckets(ids.tolist(), rows.tolist(), counts)
+        return self
+
+    def merge_buckets(self, ids: Sequence[int], rows: Sequence[int],
+                      counts: Sequence[np.ndarray]) -> None:
+        """Fold buckets of another window of this layout in, as :meth:`merge` does: a bucket
+        adds to the same bucket here and replaces an older one in its slot.
+
+        >>> window = DriftWindow([2], max_age_seconds=60, age_buckets=6)
+        >>> window.merge_buckets([100, -1], [3, 0], [np.array([1, 2]), np.array([0, 0])])
+        >>> window.counts(now=1000.0)[1]
+        3
+        """
         with self._lock:
-            for bucket, bucket_counts, bucket_rows in zip(ids.tolist(), counts, rows.tolist()):
+            for bucket, bucket_rows, bucket_counts in zip(ids, rows, counts):
                 if bucket < 0:
                     continue
                 slot = bucket % self.age_buckets
@@ -382,7 +395,6 @@ class DriftWindow:
                     self._counts[slot] = bucket_counts
                     self._rows[slot] = bucket_rows
             self.changes += 1
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot (only buckets that were used)."""
@@ -409,7 +421,7 @@ class DriftWindow:
                 or (bins and min(bins) < 1)):
             raise ValueError("drift window: key 'bins' must be a list of positive integers")
         try:
-            window = cls(_layout_of(tuple(bins)), max_age_seconds=data.get("max_age_seconds"),
+            window = cls(layout_of(tuple(bins)), max_age_seconds=data.get("max_age_seconds"),
                          age_buckets=data.get("age_buckets"))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"drift window: {exc}") from None
@@ -442,7 +454,7 @@ class DriftWindow:
 _layouts: dict[tuple[int, ...], BinLayout] = {}
 
 
-def _layout_of(bins: tuple[int, ...]) -> BinLayout:
+def layout_of(bins: tuple[int, ...]) -> BinLayout:
     """One BinLayout per distinct bin list: a merged scrape decodes many windows alike."""
     layout = _layouts.get(bins)
     if layout is None:

@@ -57,9 +57,7 @@ class DriftState:
     def labels(self) -> tuple[dict[str, str | None], dict[str, str | None]]:
         """Label values of the reference's features and outputs (None: folded, no gauge)."""
         if self._labels is None:
-            ref = self.reference
-            self._labels = tuple(dict(zip(names, distinct_labels(names, self.max_labels)))
-                                 for names in (ref.feature_names, ref.output_names))
+            self._labels = _labels_of(self.reference, self.max_labels)
         return self._labels
 
     def folded(self) -> int:
@@ -111,12 +109,23 @@ class DriftState:
 
     @classmethod
     def from_dict(cls, data: dict) -> DriftState:
+        return cls.from_windows(data["reference"], DriftWindow.from_dict(data["features"]),
+                                DriftWindow.from_dict(data["outputs"]),
+                                int(data.get("max_labels", DEFAULT_MAX_FEATURE_LABELS)))
+
+    @classmethod
+    def from_windows(cls, reference: dict, features: DriftWindow, outputs: DriftWindow,
+                     max_labels: int = DEFAULT_MAX_FEATURE_LABELS) -> DriftState:
+        """A state around windows already built, scored against the parsed `reference`
+        document (``Reference.to_dict()``), which is treated as read-only: it is validated
+        and compiled once per object, however many states share it."""
         state = cls.__new__(cls)
-        state.reference, state._scorers = _decoded_reference(data["reference"])
-        state.features = DriftWindow.from_dict(data["features"])
-        state.outputs = DriftWindow.from_dict(data["outputs"])
-        state.max_labels = int(data.get("max_labels", DEFAULT_MAX_FEATURE_LABELS))
-        state._labels = None
+        state.reference, state._scorers, labels = _decoded_reference(reference)
+        state.features, state.outputs = features, outputs
+        state.max_labels = max_labels
+        if max_labels not in labels:
+            labels[max_labels] = _labels_of(state.reference, max_labels)
+        state._labels = labels[max_labels]
         state._scored = None
         return state
 
@@ -124,23 +133,31 @@ class DriftState:
         return DriftState.from_dict(self.to_dict())
 
 
-# id(reference data) -> (that data, its Reference, its scorers). Worker snapshots hand out
-# one parsed object per distinct reference text (snapshot_format's shared documents), so a
+def _labels_of(reference: Reference, max_labels: int) -> tuple[dict, dict]:
+    return tuple(dict(zip(names, distinct_labels(names, max_labels)))  # type: ignore[return-value]
+                 for names in (reference.feature_names, reference.output_names))
+
+
+# Scorers, and label maps by max_labels, read-only and shared by every state of one reference.
+_Compiled = tuple[Reference, tuple[DriftScorer, DriftScorer], dict[int, tuple[dict, dict]]]
+# id(reference data) -> (that data, what it compiles to). Worker snapshots hand out one
+# parsed object per distinct reference text (the snapshot layout's shared documents), so a
 # merged scrape validates and compiles each reference once, not once per worker and model.
-_decoded: dict[int, tuple[dict, Reference, tuple[DriftScorer, DriftScorer]]] = {}
+_decoded: dict[int, tuple[dict, _Compiled]] = {}
 MAX_DECODED_REFERENCES = 64
 
 
-def _decoded_reference(data: dict) -> tuple[Reference, tuple[DriftScorer, DriftScorer]]:
+def _decoded_reference(data: dict) -> _Compiled:
     found = _decoded.get(id(data))
     if found is not None and found[0] is data:
-        return found[1], found[2]
+        return found[1]
     reference = Reference.from_dict(data, source="worker snapshot")
-    scorers = (DriftScorer(reference.features), DriftScorer(reference.outputs))
+    compiled = (reference, (DriftScorer(reference.features), DriftScorer(reference.outputs)),
+                {})
     if len(_decoded) >= MAX_DECODED_REFERENCES:
         _decoded.clear()
-    _decoded[id(data)] = (data, reference, scorers)  # holding `data` keeps its id unique
-    return reference, scorers
+    _decoded[id(data)] = (data, compiled)  # holding `data` keeps its id unique
+    return compiled
 
 
 def _empty_like(window: DriftWindow) -> DriftWindow:

@@ -1,0 +1,158 @@
+"""How the layouts of one scrape's snapshots line up: a plan, built once per set of layouts.
+
+Workers of a deployment rarely publish exactly the same series: one has seen an error
+type or a class the others have not. Each distinct layout gets a map from its additive
+values to positions in one merged array, so any mix of layouts merges by adding arrays.
+A series laid out differently in two layouts (other histogram bounds, quantile settings
+or drift bins: a rollout, or references profiled on other data) is left out of the later
+layout's map and reported, as merging the states would report it.
+
+>>> from inferwatch.core.state import ModelState
+>>> from inferwatch.multiproc.snapshot_layout import layout_of_states
+>>> a, b = ModelState("m", "1"), ModelState("m", "1")
+>>> a.inc("errors", ("ValueError",)); b.inc("errors", ("KeyError",))
+>>> plan = merge_plan([layout_of_states([a]), layout_of_states([b])])
+>>> plan.size, [labels for _, labels, _ in plan.models[0].counters]
+(2, [('ValueError',), ('KeyError',)])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inferwatch.core.state import SummarySettings
+from inferwatch.multiproc.snapshot_layout import DriftLayout, Layout
+
+# Distinct sets of layouts whose plans a reader keeps.
+MAX_PLANS = 8
+
+
+@dataclass
+class MergedModel:
+    """One model version of the merged view: each series and its position."""
+
+    model: str
+    version: str
+    summary_settings: SummarySettings
+    counters: list[tuple[str, tuple[str, ...], int]] = field(default_factory=list)
+    histograms: list[tuple[str, tuple[str, ...], np.ndarray, int]] = field(default_factory=list)
+    # (metric, labels, config, position of count and sum, index among the plan's summaries)
+    summaries: list[tuple[str, tuple[str, ...], tuple, int, int]] = field(default_factory=list)
+    drift: DriftLayout | None = None
+    _index: dict[tuple, int] = field(default_factory=dict)  # (kind, metric, labels) -> entry
+
+
+@dataclass
+class LayoutMap:
+    """Where one layout's values go in the merged view."""
+
+    source: np.ndarray  # additive positions in the layout ...
+    target: np.ndarray  # ... and where each one adds in the merged array
+    models: list[int]  # merged model of each of the layout's models
+    # (merged summary, model, offset within the model, summary index in the snapshot)
+    summaries: list[tuple[int, int, int, int]]
+    drift: list[tuple[int, int]]  # (model, merged model) whose drift windows merge
+    conflicts: list[str]  # series left out, one message each
+
+
+@dataclass
+class MergePlan:
+    models: list[MergedModel]
+    size: int  # length of the merged additive array
+    summaries: int  # summaries in the merged view
+    maps: dict[int, LayoutMap]  # by Layout.serial
+
+
+def merge_plan(layouts: list[Layout]) -> MergePlan:
+    """The plan for `layouts`, in the order their snapshots are merged (cached)."""
+    key = tuple(layout.serial for layout in layouts)
+    found = _plans.get(key)
+    if found is None:
+        if len(_plans) >= MAX_PLANS:
+            _plans.clear()
+        found = _plans[key] = _build(layouts)
+    return found
+
+
+_plans: dict[tuple[int, ...], MergePlan] = {}
+
+
+def _build(layouts: list[Layout]) -> MergePlan:
+    merged: dict[tuple[str, str], MergedModel] = {}
+    order: dict[tuple[str, str], int] = {}
+    size = 0
+    summaries = 0
+    maps = {}
+    for layout in layouts:
+        source: list[int] = []
+        target: list[int] = []
+        mapped = LayoutMap(np.zeros(0, np.intp), np.zeros(0, np.intp), [], [], [], [])
+        for index, model in enumerate(layout.models):
+            into = merged.get(model.key)
+            if into is None:
+                into = merged[model.key] = MergedModel(model.model, model.version,
+                                                       model.summary_settings)
+                order[model.key] = len(order)
+            mapped.models.append(order[model.key])
+            at = model.additive_at
+            for metric, labels in model.counters:
+                entry = into._index.get(("c", metric, labels))
+                if entry is None:
+                    entry = into._index[("c", metric, labels)] = len(into.counters)
+                    into.counters.append((metric, labels, size))
+                    size += 1
+                source.append(at)
+                target.append(into.counters[entry][2])
+                at += 1
+            for metric, labels, bounds in model.histograms:
+                width = bounds.size + 2
+                entry = into._index.get(("h", metric, labels))
+                if entry is None:
+                    entry = into._index[("h", metric, labels)] = len(into.histograms)
+                    into.histograms.append((metric, labels, bounds, size))
+                    size += width
+                _, _, mine, position = into.histograms[entry]
+                if np.array_equal(mine, bounds):
+                    source.extend(range(at, at + width))
+                    target.extend(range(position, position + width))
+                else:
+                    mapped.conflicts.append(f"cannot merge histograms with different buckets:"
+                                            f" {metric}{labels}")
+                at += width
+            for offset, (metric, labels, config) in enumerate(model.summaries):
+                entry = into._index.get(("s", metric, labels))
+                if entry is None:
+                    entry = into._index[("s", metric, labels)] = len(into.summaries)
+                    into.summaries.append((metric, labels, config, size, summaries))
+                    size += 2
+                    summaries += 1
+                _, _, mine_config, position, merged_index = into.summaries[entry]
+                if mine_config == config:
+                    source.extend((at, at + 1))
+                    target.extend((position, position + 1))
+                    mapped.summaries.append((merged_index, index, offset,
+                                             model.first_summary + offset))
+                else:
+                    mapped.conflicts.append(f"summary {metric}{labels} has different settings"
+                                            " across workers")
+                at += 2
+            if model.drift is not None:
+                if into.drift is None:
+                    into.drift = model.drift
+                if _windows_alike(into.drift, model.drift):
+                    mapped.drift.append((index, mapped.models[-1]))
+                else:
+                    mapped.conflicts.append(
+                        f"cannot merge windows with different bins: {model.key} drift")
+        mapped.source = np.array(source, dtype=np.intp)
+        mapped.target = np.array(target, dtype=np.intp)
+        maps[layout.serial] = mapped
+    return MergePlan(list(merged.values()), size, summaries, maps)
+
+
+def _windows_alike(a: DriftLayout, b: DriftLayout) -> bool:
+    return all((x.bins, x.max_age_seconds, x.age_buckets) == (y.bins, y.max_age_seconds,
+                                                                y.age_buckets)
+               for x, y in zip(a.windows, b.windows))
