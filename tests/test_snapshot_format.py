@@ -208,3 +208,30 @@ def test_the_layout_is_written_once_and_holds_no_numbers_that_change():
                for s in (one, two)]
     assert layouts[0] == layouts[1]  # other counts, the same layout: parsed once
     assert json.loads(layouts[0])["models"][0]["drift"]["reference"] == 0
+
+
+json_value = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.floats()
+                          | st.text(max_size=3),
+                          lambda inner: st.lists(inner, max_size=2)
+                          | st.dictionaries(st.text(max_size=3), inner, max_size=2),
+                          max_leaves=4)
+state_key = st.sampled_from(["info", "loaded_at", "trained_at", "validation", "objectives",
+                             "gauges", "extras"])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(state_key, json_value, min_size=1, max_size=3))
+def test_a_crafted_state_section_is_refused_or_reported_never_raised(changes):
+    state = drifting_state([(0, 4, 4)], 2)
+    state.set_gauge("inferwatch_requests_in_flight", (), 1)
+    parts = sections(encode(Snapshot(models=[model_dict(state)], written_at=NOW)))
+    header = json.loads(parts["state"])
+    header["models"][0].update(changes)
+    try:
+        raw = decode(framed({**parts, "state": json.dumps(header).encode()}))
+    except SnapshotError:
+        return
+    good = decode(encode(Snapshot(models=[model_dict(state)], written_at=NOW)))
+    (view,) = merge_view([good, raw], NOW, on_error=lambda exc: None).states
+    assert view.counters["inferwatch_requests_total"][("ok",)] == 8.0  # the rest still adds
+    assert model_families([view], NOW)

@@ -443,7 +443,7 @@ class ModelState:
             summaries=_series_in(data.get("summaries", {}),
                                  lambda d: SummaryState.from_dict(d, settings)),
             gauges=_series_in(data.get("gauges", {}), float),
-            extras=_decode_extras(data.get("extras", {})),
+            extras=decode_extras(data.get("extras", {})),
         )
 
 
@@ -456,8 +456,12 @@ def _identity_in(data: dict) -> dict[str, Any]:
             "objectives": {str(k): float(v) for k, v in data.get("objectives", {}).items()}}
 
 
-def _decode_extras(extras: object) -> dict[str, object]:
-    """Extras of a snapshot; one this process cannot decode is left out and counted."""
+def decode_extras(extras: object) -> dict[str, object]:
+    """Extras of a snapshot; one this process cannot decode is left out and counted.
+
+    >>> decode_extras({"no_such_extra": {}})
+    {}
+    """
     if not isinstance(extras, dict):
         raise ValueError("snapshot extras must be a dict")
     decoded = {}

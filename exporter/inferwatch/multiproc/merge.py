@@ -36,7 +36,7 @@ from inferwatch.core.state import (
     ModelState,
     SummarySettings,
     SummaryState,
-    decode_extra,
+    decode_extras,
 )
 from inferwatch.multiproc.merge_plan import MergePlan, merge_plan
 from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError
@@ -224,10 +224,14 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
             state, data = states[merged_index], raw.header["models"][index]
             identity = (data.get("info"), data.get("loaded_at"), data.get("trained_at"),
                         data.get("validation"), data.get("objectives"))
-            if identity not in identities[merged_index]:
-                identities[merged_index].append(identity)
-                state.merge_identity_of(data)
-            state.merge_gauges_of(data)
+            try:
+                if identity not in identities[merged_index]:
+                    state.merge_identity_of(data)
+                    identities[merged_index].append(identity)
+                state.merge_gauges_of(data)
+            except (ValueError, TypeError, AttributeError) as exc:  # a crafted state section
+                if on_error is not None:
+                    on_error(exc)
             if data.get("extras"):
                 _merge_extras(state, data["extras"], on_error)
     for state, model in zip(states, plan.models):
@@ -260,16 +264,16 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
     return view
 
 
-def _merge_extras(state: ModelState, extras: dict, on_error: Callable[[Exception], None] | None
-                  ) -> None:
+def _merge_extras(state: ModelState, extras: object,
+                  on_error: Callable[[Exception], None] | None) -> None:
     """Extras other than drift (registered by name), decoded and merged one by one."""
-    for name, data in extras.items():
-        try:
-            extra = decode_extra(name, data)
-        except Exception as exc:  # an extra this process cannot read
-            if on_error is not None:
-                on_error(exc)
-            continue
+    try:
+        decoded = decode_extras(extras)  # counts what it cannot decode
+    except ValueError as exc:
+        if on_error is not None:
+            on_error(exc)
+        return
+    for name, extra in decoded.items():
         _merge_part(state.extras, name, extra, on_error)
 
 

@@ -340,8 +340,9 @@ def _parse_exact(raw: RawSnapshot) -> list:
                 buckets = []
                 for row in rows:
                     if not (isinstance(row, list) and len(row) == WINDOW_ROW + 1
-                            and type(row[POS_N]) is int and type(row[NEG_N]) is int
-                            and row[POS_N] >= 0 and row[NEG_N] >= 0):
+                            and all(type(field) is int for field in row[:WINDOW_ROW])
+                            and type(row[SKETCH_SUM]) in (int, float)
+                            and min(row[ZERO], row[POS_N], row[NEG_N]) >= 0):
                         raise ValueError(f"an age bucket's row {row!r} is invalid")
                     buckets.append((row, position))
                     position += row[POS_N] + row[NEG_N]
