@@ -197,8 +197,7 @@ def test_kill_9_never_loses_published_counts_and_50_restarts_keep_the_directory_
             for _ in range(5):
                 sent += len(list(pool.map(server.predict, [0.5] * 8)))
                 server.wait_for("inferwatch_requests_total", sent, outcome="ok")
-                victim = rng.choice(server.workers())
-                victim.kill()
+                victim = kill_a_worker(server, rng)
                 assert server.value("inferwatch_requests_total", outcome="ok") == sent
                 dead = f"worker-{victim.pid}-"
                 wait_until(lambda dead=dead: not any(name.startswith(dead)
@@ -213,7 +212,7 @@ def test_kill_9_never_loses_published_counts_and_50_restarts_keep_the_directory_
                 total = server.value("inferwatch_requests_total", outcome="ok")
                 assert last_total <= total <= sent, "counters went backwards or double counted"
                 last_total = total
-                rng.choice(server.workers()).kill()
+                kill_a_worker(server, rng)
                 most_files = max(most_files, len(snapshot_files(server.directory)))
                 wait_until(lambda: live_workers(server) == WORKERS)
         time.sleep(1.5)
@@ -234,6 +233,27 @@ def test_kill_9_never_loses_published_counts_and_50_restarts_keep_the_directory_
         # While kills outpace the once-a-second fold, a few dead workers' files wait their
         # turn; what matters is that they never pile up with the number of restarts (55 here).
         assert most_files <= 4 * WORKERS + 4, f"{most_files} files during 55 restarts"
+
+
+def kill_a_worker(server: Server, rng: random.Random) -> psutil.Process:
+    """SIGKILL one live worker. A victim of an earlier kill may still be listed (a zombie)
+    or be reaped between the listing and the kill: another one is chosen then."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        live = []
+        for process in server.workers():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    live.append(process)
+        if live:
+            victim = rng.choice(live)
+            try:
+                victim.kill()
+                return victim
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.05)
+    raise AssertionError("no live worker to kill in 10 s")
 
 
 def live_workers(server: Server) -> int:

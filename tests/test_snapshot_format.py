@@ -216,7 +216,7 @@ json_value = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.fl
                           | st.dictionaries(st.text(max_size=3), inner, max_size=2),
                           max_leaves=4)
 state_key = st.sampled_from(["info", "loaded_at", "trained_at", "validation", "objectives",
-                             "gauges", "extras"])
+                             "gauges", "extras", "exemplars"])
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -235,3 +235,37 @@ def test_a_crafted_state_section_is_refused_or_reported_never_raised(changes):
     (view,) = merge_view([good, raw], NOW, on_error=lambda exc: None).states
     assert view.counters["inferwatch_requests_total"][("ok",)] == 8.0  # the rest still adds
     assert model_families([view], NOW)
+
+
+def test_exemplars_of_every_worker_reach_the_merged_view_the_newest_per_bucket():
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    states = []
+    for worker, (trace, at) in enumerate((("aaaa", 10.0), ("bbbb", 20.0), ("cccc", 5.0))):
+        state = ModelState("fraud", "1")
+        hist = state.histogram("inferwatch_request_duration_seconds", (), (0.1, 1.0))
+        hist.observe(np.array([0.05, 0.5]))
+        hist.exemplar(0.05, trace, at)  # the same bucket in every worker
+        if worker == 2:
+            hist.exemplar(0.5, "dddd", 1.0)  # a bucket only this worker has one for
+        states.append(state)
+    raws = [decode(encode(Snapshot(models=[model_dict(s)], written_at=NOW))) for s in states]
+    (view,) = merge_view(raws, NOW).states
+    exact = ModelState.from_dict(states[0].to_dict())
+    for other in states[1:]:
+        exact.merge(ModelState.from_dict(other.to_dict()))
+    merged = view.histograms["inferwatch_request_duration_seconds"][()]
+    assert merged.exemplars == exact.histograms["inferwatch_request_duration_seconds"][()].exemplars
+    assert merged.exemplars == {0: ("bbbb", 0.05, 20.0), 1: ("dddd", 0.5, 1.0)}
+
+    class Source:
+        def collect(self):
+            return model_families([view], NOW)
+
+    text = openmetrics(Source()).decode()
+    traces = {s.exemplar.labels["trace_id"] for f in text_string_to_metric_families(text)
+              for s in f.samples if s.exemplar}
+    assert traces == {"bbbb", "dddd"}
+    (back,) = exact_models(raws[2])  # folding a dead worker keeps its exemplars
+    assert back.histograms["inferwatch_request_duration_seconds"][()].exemplars[1][0] == "dddd"

@@ -38,7 +38,7 @@ from inferwatch.core.state import (
     SummaryState,
     decode_extras,
 )
-from inferwatch.multiproc.merge_plan import MergePlan, merge_plan
+from inferwatch.multiproc.merge_plan import LayoutMap, MergePlan, merge_plan
 from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError
 from inferwatch.multiproc.snapshot_layout import (
     NEG_N,
@@ -234,7 +234,8 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
                     on_error(exc)
             if data.get("extras"):
                 _merge_extras(state, data["extras"], on_error)
-    for state, model in zip(states, plan.models):
+    histograms: list[list[HistogramState]] = [[] for _ in states]
+    for state, model, built in zip(states, plan.models, histograms):
         for metric, labels, at in model.counters:
             state.counters.setdefault(metric, {})[labels] = numbers[at]
         for metric, labels, bounds, at in model.histograms:
@@ -243,11 +244,18 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
             hist.counts = additive[at:end].astype(np.int64)
             hist.sum = numbers[end]
             state.histograms.setdefault(metric, {})[labels] = hist
+            built.append(hist)
         for metric, labels, config, at, merged_index in model.summaries:
             summary = _summary(contributions[merged_index], config, windows,
                                model.summary_settings, on_error)
             summary.count, summary.sum = int(numbers[at]), numbers[at + 1]
             state.summaries.setdefault(metric, {})[labels] = summary
+    for raw in raws:
+        mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
+        for index, data in enumerate(raw.header["models"]):
+            if data.get("exemplars"):
+                _merge_exemplars(data["exemplars"], index, mapped,
+                                 histograms[mapped.models[index]], on_error)
     drift_windows = _drift_windows(plan, raws)
     for merged_index, state in enumerate(states):
         drift = plan.models[merged_index].drift
@@ -262,6 +270,29 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
                                                             max_labels=drift.max_labels)
     view.states = states
     return view
+
+
+def _merge_exemplars(exemplars: object, model: int, mapped: LayoutMap,
+                     histograms: list[HistogramState],
+                     on_error: Callable[[Exception], None] | None) -> None:
+    """A snapshot's exemplars into the merged histograms: per bucket the newest one, as
+    HistogramState.merge keeps."""
+    try:
+        for position, found in exemplars:  # type: ignore[attr-defined]
+            entry = mapped.histograms.get((model, position))
+            if entry is None:
+                continue  # a histogram laid out otherwise: skipped and reported already
+            hist = histograms[entry]
+            for bucket, trace_id, value, at in found:
+                if type(bucket) is not int or not 0 <= bucket <= hist.bounds.size or \
+                        not isinstance(trace_id, str):
+                    raise ValueError(f"exemplar {[bucket, trace_id]!r} is invalid")
+                mine = hist.exemplars.get(bucket)
+                if mine is None or float(at) > mine[2]:
+                    hist.exemplars[bucket] = (trace_id, float(value), float(at))
+    except (ValueError, TypeError) as exc:  # a crafted state section
+        if on_error is not None:
+            on_error(exc)
 
 
 def _merge_extras(state: ModelState, extras: object,

@@ -54,6 +54,8 @@ class LayoutMap:
     # (merged summary, model, offset within the model, summary index in the snapshot)
     summaries: list[tuple[int, int, int, int]]
     drift: list[tuple[int, int]]  # (model, merged model) whose drift windows merge
+    # (model, histogram index in the model) -> its entry in the merged model's histograms
+    histograms: dict[tuple[int, int], int]
     conflicts: list[str]  # series left out, one message each
 
 
@@ -88,7 +90,7 @@ def _build(layouts: list[Layout]) -> MergePlan:
     for layout in layouts:
         source: list[int] = []
         target: list[int] = []
-        mapped = LayoutMap(np.zeros(0, np.intp), np.zeros(0, np.intp), [], [], [], [])
+        mapped = LayoutMap(np.zeros(0, np.intp), np.zeros(0, np.intp), [], [], [], {}, [])
         for index, model in enumerate(layout.models):
             into = merged.get(model.key)
             if into is None:
@@ -106,7 +108,7 @@ def _build(layouts: list[Layout]) -> MergePlan:
                 source.append(at)
                 target.append(into.counters[entry][2])
                 at += 1
-            for metric, labels, bounds in model.histograms:
+            for position_in_model, (metric, labels, bounds) in enumerate(model.histograms):
                 width = bounds.size + 2
                 entry = into._index.get(("h", metric, labels))
                 if entry is None:
@@ -117,6 +119,7 @@ def _build(layouts: list[Layout]) -> MergePlan:
                 if np.array_equal(mine, bounds):
                     source.extend(range(at, at + width))
                     target.extend(range(position, position + width))
+                    mapped.histograms[(index, position_in_model)] = entry
                 else:
                     mapped.conflicts.append(f"cannot merge histograms with different buckets:"
                                             f" {metric}{labels}")

@@ -347,7 +347,7 @@ def _parse_exact(raw: RawSnapshot) -> list:
                     buckets.append((row, position))
                     position += row[POS_N] + row[NEG_N]
                 placed.append(buckets)
-            parsed.append({"summaries": placed, "exemplars": model.get("exemplars", [])})
+            parsed.append({"summaries": placed})
         if position != raw.bins.size:
             raise ValueError(f"the exact section describes {position} bin counts, the file"
                              f" holds {raw.bins.size}")
@@ -379,7 +379,7 @@ def model_dicts(raw: RawSnapshot) -> list[dict[str, Any]]:
         for metric, labels in layout.counters:
             counters.setdefault(metric, []).append([list(labels), values[at]])
             at += 1
-        exemplars = {index: found for index, found in exact["exemplars"]}
+        exemplars = {index: found for index, found in state.get("exemplars", ())}
         histograms: dict[str, list] = {}
         for index, (metric, labels, bounds) in enumerate(layout.histograms):
             end = at + bounds.size + 1
@@ -406,6 +406,7 @@ def model_dicts(raw: RawSnapshot) -> list[dict[str, Any]]:
                                **{name: _window_dict(window, raw)
                                   for name, window in zip(DRIFT_WINDOWS, layout.drift.windows)}}
         settings = layout.summary_settings
+        state = {key: value for key, value in state.items() if key != "exemplars"}
         dicts.append({**state, "model": layout.model, "version": layout.version,
                       "summary_settings": [list(settings.quantiles), settings.max_age_seconds,
                                            settings.age_buckets, settings.relative_accuracy],

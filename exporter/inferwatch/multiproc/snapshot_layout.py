@@ -122,8 +122,8 @@ class Packed:
     layout: dict[str, Any]
     values: np.ndarray
     table: np.ndarray
-    states: list[dict[str, Any]]  # per model: what is not summed
-    exacts: list[dict[str, Any]]  # per model: every age bucket's row, and exemplars
+    states: list[dict[str, Any]]  # per model: what is not summed, exemplars included
+    exacts: list[dict[str, Any]]  # per model: every age bucket's row
     window_bins: list[np.ndarray]
     drift_bins: list[np.ndarray]
     exact_bins: list[np.ndarray]
@@ -147,7 +147,8 @@ def pack_layout(models: list[dict[str, Any]],
         layout: dict[str, Any] = {"model": data["model"], "version": data["version"],
                                   "summary_settings": data["summary_settings"],
                                   "counters": [], "histograms": [], "summaries": []}
-        exact: dict[str, Any] = {"summaries": [], "exemplars": []}
+        exact: dict[str, Any] = {"summaries": []}
+        exemplars: list = []
         for metric, rows in data["counters"].items():
             for labels, value in rows:
                 layout["counters"].append([metric, labels])
@@ -155,7 +156,7 @@ def pack_layout(models: list[dict[str, Any]],
         for metric, rows in data["histograms"].items():
             for labels, hist in rows:
                 if hist.get("exemplars"):
-                    exact["exemplars"].append([len(layout["histograms"]), hist["exemplars"]])
+                    exemplars.append([len(layout["histograms"]), hist["exemplars"]])
                 layout["histograms"].append([metric, labels, hist["bounds"]])
                 additive.extend(hist["counts"])
                 additive.append(hist["sum"])
@@ -175,11 +176,13 @@ def pack_layout(models: list[dict[str, Any]],
                 layout["drift"] = _pack_drift(extra, shared, drift, packed.drift_bins)
             else:
                 extras[name] = extra
-        packed.states.append({"info": data.get("info", {}), "loaded_at": data.get("loaded_at"),
-                              "trained_at": data.get("trained_at"),
-                              "validation": data.get("validation", {}),
-                              "objectives": data.get("objectives", {}),
-                              "gauges": data.get("gauges", {}), "extras": extras})
+        state = {"info": data.get("info", {}), "loaded_at": data.get("loaded_at"),
+                 "trained_at": data.get("trained_at"), "validation": data.get("validation", {}),
+                 "objectives": data.get("objectives", {}), "gauges": data.get("gauges", {}),
+                 "extras": extras}
+        if exemplars:  # (histogram index, its exemplars): few, and served by the merged view
+            state["exemplars"] = exemplars
+        packed.states.append(state)
         layouts.append(layout)
         packed.exacts.append(exact)
     packed.layout = {"shared": list(shared), "models": layouts}
