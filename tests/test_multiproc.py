@@ -447,7 +447,6 @@ def _monitor_with_reference(name: str, version: str, reference, rows: np.ndarray
 
 
 def test_a_reference_is_stored_once_per_snapshot_and_decoded_once_per_process():
-    import json
 
     from inferwatch.quality.reference import Reference
 
@@ -468,40 +467,3 @@ def test_a_reference_is_stored_once_per_snapshot_and_decoded_once_per_process():
     assert trackers[0].reference == reference
     assert [t.rows(NOW) for t in trackers] == [50, 50, 50, 50]
     assert trackers[0].scores(NOW) == states[0].extras["drift"].scores(NOW)
-
-
-def reframed(data: bytes, **replace: bytes) -> bytes:
-    """`data` with some sections replaced (by name), in a frame whose checksum holds."""
-    import zlib
-
-    from inferwatch.multiproc.snapshot_format import _CRC, _LENGTHS, MAGIC, SECTIONS
-
-    version, *lengths, _ = _LENGTHS.unpack_from(data, len(MAGIC))
-    position, sections = len(MAGIC) + _LENGTHS.size, []
-    for name, length in zip(SECTIONS, lengths):
-        sections.append(replace.get(name, data[position:position + length]))
-        position += length
-    head = MAGIC + _LENGTHS.pack(version, *map(len, sections), zlib.crc32(sections[0]))
-    rest = b"".join(sections[1:])
-    return head + sections[0] + rest + _CRC.pack(zlib.crc32(rest, zlib.crc32(head)))
-
-
-def layout_section(data: bytes) -> dict:
-    from inferwatch.multiproc.snapshot_format import _LENGTHS, MAGIC
-
-    start = len(MAGIC) + _LENGTHS.size
-    return json.loads(data[start:start + _LENGTHS.unpack_from(data, len(MAGIC))[1]])
-
-
-def test_a_snapshot_pointing_at_a_missing_shared_reference_is_refused():
-    from inferwatch.quality.reference import Reference
-
-    rng = np.random.default_rng(9)
-    reference = Reference.from_data({"x": rng.normal(size=500)})
-    state = _monitor_with_reference("fraud", "1", reference, rng.normal(size=20)).state
-    data = encode(Snapshot(models=[model_dict(state)]))
-    layout = layout_section(data)
-    layout["shared"] = []
-    layout["models"][0]["drift"]["reference"] = 3
-    with pytest.raises(SnapshotError, match="shared"):
-        decode(reframed(data, layout=json.dumps(layout).encode()))

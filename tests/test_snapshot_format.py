@@ -269,3 +269,13 @@ def test_exemplars_of_every_worker_reach_the_merged_view_the_newest_per_bucket()
     assert traces == {"bbbb", "dddd"}
     (back,) = exact_models(raws[2])  # folding a dead worker keeps its exemplars
     assert back.histograms["inferwatch_request_duration_seconds"][()].exemplars[1][0] == "dddd"
+
+
+def test_a_layout_pointing_at_a_missing_shared_reference_is_refused():
+    data = encode(Snapshot(models=[model_dict(drifting_state([(0, 5, 5)], 3))], written_at=NOW))
+    parts = sections(data)
+    layout = json.loads(parts["layout"])
+    layout["shared"] = []
+    layout["models"][0]["drift"]["reference"] = 3
+    with pytest.raises(SnapshotError, match="points at no shared document"):
+        decode(framed({**parts, "layout": json.dumps(layout).encode()}))
