@@ -284,7 +284,8 @@ def _check_windows(raw: RawSnapshot, table: np.ndarray) -> int:
     """Check the summaries' window rows; where each one's bins start. Returns their end."""
     layout = raw.layout
     rows = table[:layout.summaries * WINDOW_ROW].reshape(-1, WINDOW_ROW)  # type: ignore[union-attr]
-    if (rows[:, [ZERO, POS_N, NEG_N]] < 0).any() or (rows[:, NEWEST] < -1).any():
+    lowest = rows.min(axis=0).tolist() if rows.size else [0] * WINDOW_ROW
+    if min(lowest[ZERO], lowest[POS_N], lowest[NEG_N]) < 0 or lowest[NEWEST] < -1:
         raise ValueError("a summary's window row has a negative count")
     sizes = rows[:, POS_N] + rows[:, NEG_N]
     ends = np.cumsum(sizes)
