@@ -317,3 +317,32 @@ def test_flags_judge_accuracy_by_the_validation_score_and_declared_objectives_fi
     # p99 of about 0.1 s: over the config's 1 ms, under a declared 0.5 s.
     assert flags({}, {})["InferwatchLatencyHigh"] == FIRING
     assert flags({}, {"latency.p99_seconds": 0.5})["InferwatchLatencyHigh"] == OK
+
+
+def test_the_no_traffic_flag_is_the_rule_summed_over_the_models_versions():
+    """As InferwatchNoTraffic: no call over the last 5m (every version of the model) where
+    there were calls over the 5m an hour before; no data while the ring is shorter."""
+    from inferwatch.core.state import ModelState
+
+    def flag(calls: dict[str, list[tuple[float, float]]], now: float) -> str:
+        """`calls`: per version, (time, calls so far) samples; the first version's state is
+        the page's, holding its last count."""
+        history = History(interval_seconds=10, span_seconds=4200)
+        states = {}
+        for version, points in calls.items():
+            states[version] = state = ModelState("m", version, loaded_at=0.0)
+            for at, total in points:
+                state.counters["inferwatch_requests_total"] = {("ok",): total}
+                history.record([state], now=at)
+        page = states[next(iter(calls))]
+        report = from_state(page, history, now)
+        return next(f for f in report.flags if f.alert == "InferwatchNoTraffic").state
+
+    quiet_now = [(0.0, 0.0), (600.0, 50.0), (900.0, 100.0), (3600.0, 100.0), (4300.0, 100.0)]
+    assert flag({"1": quiet_now}, 4300.0) == FIRING
+    busy_now = [*quiet_now[:-1], (4300.0, 130.0)]
+    assert flag({"1": busy_now}, 4300.0) == OK
+    never = [(at, 0.0) for at, _ in quiet_now]
+    assert flag({"1": never}, 4300.0) == OK  # no traffic an hour ago either
+    assert flag({"1": quiet_now, "2": [(3600.0, 0.0), (4300.0, 40.0)]}, 4300.0) == OK
+    assert flag({"1": quiet_now[2:]}, 4300.0) == NO_DATA  # the ring starts 57m ago

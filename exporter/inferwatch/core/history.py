@@ -34,7 +34,8 @@ import numpy as np
 from inferwatch.core.state import ModelState
 
 DEFAULT_INTERVAL_SECONDS = 10.0
-DEFAULT_SPAN_SECONDS = 3600.0
+# An hour and ten minutes: InferwatchNoTraffic compares the last 5m with the 5m an hour ago.
+DEFAULT_SPAN_SECONDS = 4200.0
 FEATURE_INTERVAL_SECONDS = 60.0
 FEATURE_SPAN_SECONDS = 600.0
 # Model versions the ring follows; the registry caps them too (100 models x 10 versions),

@@ -53,6 +53,7 @@ class Thresholds:
     rate_window_seconds: float
     accuracy_max_drop: float = 0.05
     from_code: bool = False  # objectives.from_code: what the model declares comes first
+    no_traffic_lookback_seconds: float = 3600.0
 
     def declared(self, objectives: dict[str, float]) -> Thresholds:
         """These thresholds with the model's objectives declared in code applied, as the rules
@@ -107,6 +108,7 @@ class Thresholds:
             accuracy_min_outcomes=cfg.accuracy.min_outcomes,
             accuracy_window_seconds=seconds(cfg.accuracy.window),
             rate_window_seconds=seconds(cfg.windows.rate),
+            no_traffic_lookback_seconds=seconds(cfg.windows.no_traffic_lookback),
             accuracy_max_drop=cfg.accuracy.max_drop,
             from_code=cfg.objectives.from_code,
         )
@@ -150,10 +152,12 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                                   f"{t.fast_burn_long_seconds / 3600:g}h and {_pct(short)} over "
                                   f"{t.rate_window_seconds / 60:g}m, budget x "
                                   f"{t.fast_burn_factor:g} = {_pct(budget)}"))
+        kept = history.span_seconds if history is not None else 0.0
         flags.append(Flag("InferwatchErrorBudgetBurnSlow", NO_DATA, math.nan,
                           t.slow_burn_factor * (1 - t.availability),
                           f"needs {t.slow_burn_long_seconds / 3600:g}h of history; this "
-                          "process keeps 1h: see Prometheus"))
+                          f"process keeps {kept / 60:g}m: see Prometheus"))
+        flags.append(_no_traffic(state, history, now, t))
         flags.append(_flag("InferwatchLatencyHigh", live.latency_p99, t.latency_p99_seconds,
                            above=True, detail=f"p99 latency {live.latency_p99:.3g}s, "
                                               f"threshold {t.latency_p99_seconds:g}s"))
@@ -206,6 +210,53 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                                   f"rows (at least {t.drift_min_observations} needed), "
                                   f"threshold {limit:g}"))
     return flags
+
+
+def _no_traffic(state: ModelState, history: History | None, now: float,
+                t: Thresholds) -> Flag:
+    """InferwatchNoTraffic's condition: no call over the rate window, summed over the
+    model's versions, where there were calls over the same window `lookback` ago."""
+    from inferwatch.core.history import totals_of
+    from inferwatch.report.model import Flag
+
+    window, lookback = t.rate_window_seconds, t.no_traffic_lookback_seconds
+    reach = lookback + window
+    if history is None or now - reach < _oldest_sample(history, state.model):
+        return Flag("InferwatchNoTraffic", NO_DATA, math.nan, 0.0,
+                    f"needs {reach / 60:g}m of history; this process has less")
+    recent = earlier = 0.0
+    for key in _versions(history, state.model):
+        samples = history.samples(key)
+        current = totals_of(state)["requests"] if key == state.key else (
+            samples[-1].totals["requests"] if samples else 0.0)
+        recent += current - _requests_at(history, key, now - window)
+        earlier += _requests_at(history, key, now - lookback) - _requests_at(history, key,
+                                                                               now - reach)
+    rate = recent / window
+    return Flag("InferwatchNoTraffic", FIRING if recent == 0 and earlier > 0 else OK, rate, 0.0,
+                f"{rate:.3g} calls/s over {window / 60:g}m across the model's versions, "
+                f"{earlier / window:.3g} calls/s {lookback / 60:g}m before")
+
+
+def _oldest_sample(history: History, model: str) -> float:
+    """When the model's oldest sample in the ring was taken (+inf without one)."""
+    oldest = math.inf
+    for key in _versions(history, model):
+        samples = history.samples(key)
+        if samples:
+            oldest = min(oldest, samples[0].at)
+    return oldest
+
+
+def _versions(history: History, model: str) -> list[tuple[str, str]]:
+    """The (model, version) keys of `model` that the ring holds samples of."""
+    keys = history.keys()
+    return [key for key in keys if key[0] == model]
+
+
+def _requests_at(history: History, key: tuple[str, str], at: float) -> float:
+    sample = history.before(key, at)
+    return sample.totals["requests"] if sample is not None else 0.0
 
 
 def _flag(alert: str, value: float, threshold: float, *, above: bool, detail: str) -> Flag:
