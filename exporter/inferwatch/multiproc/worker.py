@@ -224,43 +224,39 @@ class Publisher:
     # --- the merged view ----------------------------------------------------------------------
     def collect(self) -> list[Metric]:
         """Every worker's metrics merged (this one's state published first if due)."""
-        registry = self._registry()
-        if registry is not None:
-            registry.drain()
-        self.publish()
-        now = time.time()
         try:
-            own = self._own_snapshot() if self._unpublished else None
-            return self.directory.read_view(now, own).families(now)
+            view, now = self._read()
+            return view.families(now)
         except Exception as exc:
             faults.record("multiproc_read", exc)
             return list(process_families(faults.internal_error_counts(), {}, {}, {}))
 
     def merged_view(self) -> MergedView:
         """Every worker's states merged, this one's included (what a scrape reads)."""
+        return self._read()[0]
+
+    def encode_into(self, page: Page) -> None:
+        """What :meth:`collect` gives, written into an exposition page."""
+        try:
+            view, now = self._read()
+            view.encode_into(page, now)
+        except Exception as exc:
+            faults.record("multiproc_read", exc)
+            page.clear()
+            page.clear_process()
+            page.add_process(faults.internal_error_counts(), {}, {}, {})
+
+    def _read(self) -> tuple[MergedView, float]:
+        """This process's calls drained and published if due, then the directory merged
+        (with this process's state from memory while its file is behind), and the time
+        the view is for."""
         registry = self._registry()
         if registry is not None:
             registry.drain()
         self.publish()
         now = time.time()
         own = self._own_snapshot() if self._unpublished else None
-        return self.directory.read_view(now, own)
-
-    def encode_into(self, page: Page) -> None:
-        """What :meth:`collect` gives, written into an exposition page."""
-        registry = self._registry()
-        if registry is not None:
-            registry.drain()
-        self.publish()
-        now = time.time()
-        try:
-            own = self._own_snapshot() if self._unpublished else None
-            self.directory.read_view(now, own).encode_into(page, now)
-        except Exception as exc:
-            faults.record("multiproc_read", exc)
-            page.clear()
-            page.clear_process()
-            page.add_process(faults.internal_error_counts(), {}, {}, {})
+        return self.directory.read_view(now, own), now
 
     def _own_snapshot(self) -> tuple[str, RawSnapshot] | None:
         """This process's state from memory, as its file would hold it."""
