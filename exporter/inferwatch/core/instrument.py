@@ -95,36 +95,34 @@ class _CallRecorder:
 
     def call(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
-        margins = _asks_for_margins(kwargs)
         start = time.perf_counter()
         try:
             result = self.fn(*args, **kwargs)
         except BaseException as exc:
             self.end(record, time.perf_counter() - start, error=exc)
             raise
-        if result.__class__ not in self.follow.plain:
-            followed = self.follow(result, start, args, record, slow=True)
-            if followed is not UNFOLLOWED:
-                return followed
-        self.end(record, time.perf_counter() - start,
-                 {MARGIN_OUTPUT: snapshot(result)} if margins else result)
-        return result
+        return self._returned(record, result, start, args, kwargs)
 
     async def call_async(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
-        margins = _asks_for_margins(kwargs)
         start = time.perf_counter()
         try:
             result = await self.fn(*args, **kwargs)
         except BaseException as exc:
             self.end(record, time.perf_counter() - start, error=exc)
             raise
+        return self._returned(record, result, start, args, kwargs)
+
+    def _returned(self, record: Any, result: Any, start: float, args: tuple,
+                  kwargs: dict) -> Any:
+        """What a call of its own gives back once the model returned: a stream followed
+        to its end, or the result, recorded (its margins when the call asked for them)."""
         if result.__class__ not in self.follow.plain:
             followed = self.follow(result, start, args, record, slow=True)
             if followed is not UNFOLLOWED:
                 return followed
         self.end(record, time.perf_counter() - start,
-                 {MARGIN_OUTPUT: snapshot(result)} if margins else result)
+                 {MARGIN_OUTPUT: snapshot(result)} if _asks_for_margins(kwargs) else result)
         return result
 
     def join(self, request: Request, args: tuple) -> Any:
