@@ -10,7 +10,7 @@ import subprocess
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-import httpx
+import httpx2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -232,8 +232,8 @@ def test_wsgi_app_head_has_no_body_and_post_is_refused(wsgi_server):
 
 def asgi_get(app, path="/metrics", method="GET", headers=None):
     async def call():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
             return await client.request(method, path, headers=headers or {})
 
     return asyncio.run(call())
@@ -279,8 +279,8 @@ def test_asgi_app_renders_off_the_event_loop_thread():
     app = make_asgi_app(registry)
 
     async def scrape_and_report_loop_thread():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
             response = await client.get("/metrics")
         return response, threading.get_ident()
 
