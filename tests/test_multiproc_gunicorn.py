@@ -88,12 +88,13 @@ def snapshot_files(directory: Path) -> list[str]:
 
 @contextlib.contextmanager
 def gunicorn(tmp_path: Path, app: str, worker_class: str = SYNC, *, preload: bool = False,
-             env: dict[str, str] | None = None) -> Iterator[Server]:
+             env: dict[str, str] | None = None, workers: int = WORKERS) -> Iterator[Server]:
+    """gunicorn serving `app` from tests/apps in multi-worker mode, once every worker is up."""
     directory = tmp_path / "multiproc"
     directory.mkdir()
     port = free_port()
     log = tmp_path / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class",
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class",
                worker_class, "--bind", f"127.0.0.1:{port}", "--chdir", str(APPS),
                "--graceful-timeout", "5", "--log-level", "warning", app]
     if preload:
@@ -114,7 +115,7 @@ def gunicorn(tmp_path: Path, app: str, worker_class: str = SYNC, *, preload: boo
                 pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
             with contextlib.suppress(OSError):
                 server.get(metrics_path, timeout=2)
-                if len(server.workers()) == WORKERS:
+                if len(server.workers()) == workers:
                     break
             if time.monotonic() > deadline:
                 pytest.fail(f"gunicorn did not become ready:\n{log.read_text()}")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,45 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
-from test_multiproc_gunicorn import Server, metric_value, stop
+from test_multiproc_gunicorn import Server, metric_value
+from test_multiproc_gunicorn import gunicorn as multiproc_gunicorn
 
 pytestmark = pytest.mark.integration
 
-APPS = Path(__file__).parent / "apps"
 WORKERS = 2
 
 
 @contextlib.contextmanager
 def gunicorn(tmp_path: Path, env: dict[str, str]) -> Iterator[Server]:
-    directory = tmp_path / "multiproc"
-    directory.mkdir()
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--bind",
-               f"127.0.0.1:{port}", "--chdir", str(APPS), "--graceful-timeout", "5",
-               "--log-level", "warning", "wsgi_streams:app"]
-    environment = {**os.environ, "INFERWATCH_MULTIPROC_DIR": str(directory),
-                   "PYTHONPATH": os.pathsep.join(sys.path), **env}
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(command, env=environment, stdout=log_file,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", process, "/metrics", directory, log)
-    try:
-        deadline = time.monotonic() + 120  # a safety deadline only: busy cores start slowly
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(OSError):
-                server.get("/metrics", timeout=2)
-                if len(server.workers()) == WORKERS:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not become ready:\n{log.read_text()}")
-            time.sleep(0.1)
+    with multiproc_gunicorn(tmp_path, "wsgi_streams:app", env=env, workers=WORKERS) as server:
         yield server
-    finally:
-        stop(process)
 
 
 def stream(port: int, query: str) -> tuple[str, bytes]:

@@ -1,12 +1,15 @@
 """The merged view of every worker's snapshot: what a multi-worker ``/metrics`` serves.
 
-Counters and histograms add, gauges combine by their rule in ``state.GAUGE_MERGE`` (all
-through ``ModelState.merge``), process-wide counters add. Quantiles come from one sketch
-per series that holds every worker's bins inside the current window: quantiles are never
-averaged. Only the buckets of the window at `now` are merged, into one bucket, so a
-scrape does one dense addition per worker and bucket and builds one sketch per series;
-the result equals merging the full rolling sketches (a test checks they render alike).
-The view is for rendering at `now`; folding uses the full states (``exact_models``).
+Snapshots are merged by adding arrays: each layout's additive values (counters, histogram
+buckets and sums, summary counts and sums) go to their place in one merged array through
+the plan for the scrape's layouts (``merge_plan``). Identity fields and gauges fold by the
+rules of ``ModelState.merge`` (``state.GAUGE_MERGE``), process-wide counters add, and
+exemplars keep the newest per bucket. Quantiles come from one sketch per series holding
+every worker's bins inside the current window, built from each file's window row (its
+buckets of that window, merged when written): quantiles are never averaged, and the
+result equals merging the full rolling sketches (a test checks they render alike). Drift
+windows add bucket by bucket, as ``DriftWindow.merge`` does. The view is for rendering at
+`now`; folding uses the full states (``exact_models``).
 
 >>> import numpy as np
 >>> from inferwatch.multiproc.snapshot_format import Snapshot, decode, encode, model_dict
@@ -49,7 +52,6 @@ from inferwatch.multiproc.snapshot_layout import (
     SKETCH_SUM,
     ZERO,
     DriftWindowLayout,
-    Layout,
     dense_bins,
 )
 
@@ -181,13 +183,32 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
     map gives (``merge_plan``), in the order of `raws`, so every float sum is the one that
     merging the states in that order gives; one state per model is then built from the
     sums. A series laid out differently across snapshots is skipped in the later ones and
-    passed to `on_error`.
+    passed to `on_error`, as is anything a crafted file holds that cannot be merged.
     """
-    view = MergedView()
     raws = [raw for raw in raws if raw.layout is not None]
-    layouts: dict[int, Layout] = {}
+    view = _process_view(raws)
+    layouts = {raw.layout.serial: raw.layout for raw in raws}  # type: ignore[union-attr]
+    plan = merge_plan(list(layouts.values()))
+    additive, contributions = _add_values(plan, raws, on_error)
+    states = [ModelState(model.model, model.version, summary_settings=model.summary_settings)
+              for model in plan.models]
+    _merge_identities(states, plan, raws, on_error)
+    histograms = _build_series(states, plan, additive, contributions, _Windows(now), on_error)
     for raw in raws:
-        layouts.setdefault(raw.layout.serial, raw.layout)  # type: ignore[union-attr]
+        mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
+        for index, data in enumerate(raw.header["models"]):
+            if data.get("exemplars"):
+                _merge_exemplars(data["exemplars"], index, mapped,
+                                 histograms[mapped.models[index]], on_error)
+    _attach_drift(states, plan, raws)
+    view.states = states
+    return view
+
+
+def _process_view(raws: list[RawSnapshot]) -> MergedView:
+    """A view holding the snapshots' process-wide counters (and dependencies), added."""
+    view = MergedView()
+    for raw in raws:
         header = raw.header
         _add_counts(view.internal_errors, header.get("internal_errors"))
         _add_counts(view.overflow, header.get("overflow"))
@@ -197,12 +218,20 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
         dependencies = header.get("dependencies")
         if isinstance(dependencies, dict):
             view.dependencies.update({str(k): str(v) for k, v in dependencies.items()})
-    plan = merge_plan(list(layouts.values()))
+    return view
+
+
+Contribution = tuple[RawSnapshot, int, int, int]  # snapshot, model, summary in it, row
+
+
+def _add_values(plan: MergePlan, raws: list[RawSnapshot],
+                on_error: Callable[[Exception], None] | None
+                ) -> tuple[np.ndarray, list[list[Contribution]]]:
+    """The merged additive array, and each merged summary's window rows by snapshot."""
     # -0.0 is the additive identity for every float, -0.0 included: a series only one
     # snapshot holds keeps its value exactly.
     additive = np.full(plan.size, -0.0)
-    contributions: list[list[tuple[RawSnapshot, int, int, int]]] = [
-        [] for _ in range(plan.summaries)]
+    contributions: list[list[Contribution]] = [[] for _ in range(plan.summaries)]
     for raw in raws:
         mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
         additive[mapped.target] += raw.values[mapped.source]
@@ -211,12 +240,16 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
         if on_error is not None:
             for conflict in mapped.conflicts:
                 on_error(ValueError(conflict))
-    numbers = additive.tolist()
-    windows = _Windows(now)
-    states = [ModelState(model.model, model.version, summary_settings=model.summary_settings)
-              for model in plan.models]
-    # Workers forked from one master share their models' identities: each distinct one
-    # is folded once (folding is idempotent), gauges every time (they add).
+    return additive, contributions
+
+
+def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawSnapshot],
+                      on_error: Callable[[Exception], None] | None) -> None:
+    """Identity fields, gauges and extras of every snapshot into the merged states.
+
+    Workers forked from one master share their models' identities: each distinct one is
+    folded once (folding is idempotent), gauges every time (they add).
+    """
     identities: list[list[tuple]] = [[] for _ in states]
     for raw in raws:
         mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
@@ -234,6 +267,14 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
                     on_error(exc)
             if data.get("extras"):
                 _merge_extras(state, data["extras"], on_error)
+
+
+def _build_series(states: list[ModelState], plan: MergePlan, additive: np.ndarray,
+                  contributions: list[list[Contribution]], windows: _Windows,
+                  on_error: Callable[[Exception], None] | None) -> list[list[HistogramState]]:
+    """Counters, histograms and summaries of the merged states; the histograms built,
+    per state, in the order of the plan (where exemplars go)."""
+    numbers = additive.tolist()
     histograms: list[list[HistogramState]] = [[] for _ in states]
     for state, model, built in zip(states, plan.models, histograms):
         for metric, labels, at in model.counters:
@@ -250,26 +291,24 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
                                model.summary_settings, on_error)
             summary.count, summary.sum = int(numbers[at]), numbers[at + 1]
             state.summaries.setdefault(metric, {})[labels] = summary
-    for raw in raws:
-        mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
-        for index, data in enumerate(raw.header["models"]):
-            if data.get("exemplars"):
-                _merge_exemplars(data["exemplars"], index, mapped,
-                                 histograms[mapped.models[index]], on_error)
-    drift_windows = _drift_windows(plan, raws)
-    for merged_index, state in enumerate(states):
-        drift = plan.models[merged_index].drift
-        if drift is not None:
-            # Loaded only where a model has a reference: the exporter stays free of it.
-            from inferwatch.quality.tracker import DriftState
+    return histograms
 
-            features, outputs = (
-                drift_windows.get((merged_index, which)) or _empty_window(window)
-                for which, window in enumerate(drift.windows))
-            state.extras["drift"] = DriftState.from_windows(drift.reference, features, outputs,
-                                                            max_labels=drift.max_labels)
-    view.states = states
-    return view
+
+def _attach_drift(states: list[ModelState], plan: MergePlan, raws: list[RawSnapshot]) -> None:
+    """Each merged model with a reference gets its drift state from the merged windows."""
+    if not any(model.drift is not None for model in plan.models):
+        return
+    # Loaded only where a model has a reference: the exporter stays free of it.
+    from inferwatch.quality.tracker import DriftState
+
+    drift_windows = _drift_windows(plan, raws)
+    for merged_index, (state, model) in enumerate(zip(states, plan.models)):
+        if model.drift is None:
+            continue
+        features, outputs = (drift_windows.get((merged_index, which)) or _empty_window(window)
+                             for which, window in enumerate(model.drift.windows))
+        state.extras["drift"] = DriftState.from_windows(model.drift.reference, features,
+                                                        outputs, max_labels=model.drift.max_labels)
 
 
 def _merge_exemplars(exemplars: object, model: int, mapped: LayoutMap,
