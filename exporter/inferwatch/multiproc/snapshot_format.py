@@ -125,8 +125,9 @@ class RawSnapshot:
     def folded(self) -> list[str]:
         return [str(name) for name in self.header.get("folded", ())]
 
-    def exact(self) -> list[list[list[tuple[list, int]]]]:
-        """Per model, per summary: each age bucket's row and where its bins start.
+    def exact(self) -> list[dict[str, Any]]:
+        """Per model, ``{"summaries": [...]}``: per summary, each age bucket's row and
+        where its bins start.
 
         Parsed on first use: only folding, and files older than the window, need it.
         Raises SnapshotError when the section does not match the bins.
@@ -136,6 +137,7 @@ class RawSnapshot:
         return self._exact
 
     def exact_buckets(self, model: int, summary: int) -> list[tuple[list, int]]:
+        """(row, where its bins start) of each age bucket of one summary of one model."""
         return self.exact()[model]["summaries"][summary]
 
 
