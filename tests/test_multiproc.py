@@ -244,6 +244,22 @@ def test_a_damaged_file_is_skipped_and_counted_never_a_failed_scrape(tmp_path):
     assert faults.internal_error_counts()["multiproc_read"] >= before + 2
 
 
+def test_a_refused_file_is_counted_once_and_read_again_once_it_changes(tmp_path):
+    directory = SnapshotDirectory(str(tmp_path))
+    a, b = WorkerId(os.getpid(), 1), WorkerId(os.getpid(), 2)
+    publish(directory, a, [worker_state(np.ones(10))])
+    old_format = tmp_path / b.name
+    old_format.write_bytes(b"IWSNAP\n\x01" + bytes(60))  # another format's file, say
+    before = faults.internal_error_counts().get("multiproc_read", 0)
+    for _ in range(3):  # not read, decoded and counted again on every scrape
+        assert sample(directory.read_view(NOW).families(NOW), "inferwatch_requests_total",
+                      outcome="ok") == 10
+    assert faults.internal_error_counts()["multiproc_read"] == before + 1
+    publish(directory, b, [worker_state(np.ones(5))])  # rewritten: read again
+    assert sample(directory.read_view(NOW).families(NOW), "inferwatch_requests_total",
+                  outcome="ok") == 15
+
+
 # --- folding dead workers ---------------------------------------------------------------------
 
 def test_dead_workers_fold_into_one_archive_and_counters_never_go_back(tmp_path):

@@ -218,6 +218,9 @@ class SnapshotDirectory:
         # name -> (stat key, decoded): unchanged files are not read again, and a file that
         # turns out damaged is replaced by its last good version for that scrape.
         self._cache: dict[str, tuple[tuple[int, int, int], RawSnapshot]] = {}
+        # name -> stat key of a version refused (damaged, of another format): counted once,
+        # not read and decoded again on every scrape while it stays as it is.
+        self._refused: dict[str, tuple[int, int, int]] = {}
 
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -252,6 +255,7 @@ class SnapshotDirectory:
             raws, complete = self._read_consistent(names, own)
             if complete:
                 self._cache = {k: v for k, v in self._cache.items() if k in names}
+                self._refused = {k: v for k, v in self._refused.items() if k in names}
                 return raws
         faults.record("multiproc_read")  # folds kept racing: serve what was read
         return raws
@@ -284,11 +288,12 @@ class SnapshotDirectory:
 
     def _load(self, name: str) -> RawSnapshot | None:
         cached = self._cache.get(name)
+        refused = self._refused.get(name)
+        known = refused if refused is not None else (None if cached is None else cached[0])
         try:
-            data, key = read_entry(self._file(name), self.trusted_uids,
-                                   None if cached is None else cached[0])
-            if data is None:
-                return cached[1]  # type: ignore[index]
+            data, key = read_entry(self._file(name), self.trusted_uids, known)
+            if data is None:  # as it was when last read: decoded, or refused
+                return self._last_good(name) if refused is not None else cached[1]  # type: ignore[index]
         except FileNotFoundError:
             return _VANISHED
         except Skipped as skipped:
@@ -301,7 +306,9 @@ class SnapshotDirectory:
             raw = decode(data)
         except SnapshotError as exc:
             faults.record("multiproc_read", exc)
+            self._refused[name] = key
             return self._last_good(name)
+        self._refused.pop(name, None)
         self._cache[name] = (key, raw)
         return raw
 
@@ -450,6 +457,7 @@ class SnapshotDirectory:
                 except OSError:
                     _count_skip("undeletable")
         self._cache.clear()
+        self._refused.clear()
         return removed
 
 
