@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from inferwatch.core.render import model_families
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc import merge_plan as plan_module
-from inferwatch.multiproc import snapshot_format, snapshot_layout
+from inferwatch.multiproc import snapshot_format
 from inferwatch.multiproc.merge import merge_view
 from inferwatch.multiproc.snapshot_format import (
     _CRC,
@@ -137,7 +137,6 @@ def test_a_damaged_layout_is_refused_whether_or_not_it_was_parsed_before():
     for clear in (False, True):
         if clear:
             snapshot_format._by_crc.clear()
-            snapshot_layout._layouts.clear()
         else:
             decode(data)  # parsed and kept
         with pytest.raises(SnapshotError, match="checksum"):
@@ -152,13 +151,13 @@ def test_a_snapshot_of_another_format_version_is_refused_by_name():
 
 
 def test_parsed_layouts_and_merge_plans_stay_bounded_through_many_rollouts():
-    for version in range(3 * snapshot_layout.MAX_LAYOUTS):
+    for version in range(3 * snapshot_format.MAX_LAYOUTS):
         state = ModelState("fraud", str(version))
         state.inc("inferwatch_requests_total", ("ok",))
         raw = decode(encode(Snapshot(models=[model_dict(state)], written_at=NOW)))
         assert merge_view([raw], NOW).states[0].version == str(version)
-    assert len(snapshot_layout._layouts) <= snapshot_layout.MAX_LAYOUTS
-    assert len(snapshot_format._by_crc) <= 2 * snapshot_layout.MAX_LAYOUTS
+    assert len(snapshot_format._by_crc) <= snapshot_format.MAX_LAYOUTS
+    assert len(snapshot_format._templates) <= 64
     assert len(plan_module._plans) <= plan_module.MAX_PLANS
 
 

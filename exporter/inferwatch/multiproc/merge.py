@@ -42,7 +42,7 @@ from inferwatch.core.state import (
     decode_extras,
 )
 from inferwatch.multiproc.merge_plan import LayoutMap, MergePlan, merge_plan
-from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError
+from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError, bucket_id
 from inferwatch.multiproc.snapshot_layout import (
     NEG_N,
     NEG_OFFSET,
@@ -168,10 +168,8 @@ class _Windows:
     def bounds(self, config: tuple) -> tuple[int, int]:
         found = self._bounds.get(config)
         if found is None:
-            max_age, age_buckets, accuracy, max_bins = config
-            # The sketch's own arithmetic, so the window matches RollingSketch.window().
-            current = RollingSketch(max_age, age_buckets, accuracy, max_bins).bucket_id(self.now)
-            found = self._bounds[config] = (current - age_buckets, current)
+            current = bucket_id(config, self.now)  # as RollingSketch.window() counts
+            found = self._bounds[config] = (current - config[1], current)
         return found
 
 

@@ -46,7 +46,6 @@ from inferwatch.core.rolling_sketch import RollingSketch
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc.snapshot_layout import (
     DRIFT_WINDOWS,
-    MAX_LAYOUTS,
     NEG_N,
     NEG_OFFSET,
     NEWEST,
@@ -146,7 +145,7 @@ class RawSnapshot:
 def encode(snapshot: Snapshot) -> bytes:
     """The snapshot as one self-checking byte string."""
     packed = pack_layout(snapshot.models,
-                         lambda config: _bucket_id(config, snapshot.written_at))
+                         lambda config: bucket_id(config, snapshot.written_at))
     parts = packed.window_bins + packed.drift_bins + packed.exact_bins
     counts = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     dtype = _narrowest(counts)
@@ -187,10 +186,18 @@ def _narrowest(counts: np.ndarray) -> str:
 _templates: dict[tuple, RollingSketch] = {}
 
 
-def _bucket_id(config: list, now: float) -> int:
+def bucket_id(config: list | tuple, now: float) -> int:
+    """The id of the age bucket holding `now` for a summary of `config` (max age, age
+    buckets, relative accuracy, max bins), by the sketch's own arithmetic.
+
+    >>> bucket_id((600.0, 5, 0.01, 2048), 1_000.0)
+    8
+    """
     key = tuple(config)
     template = _templates.get(key)
     if template is None:
+        if len(_templates) >= 64:
+            _templates.clear()  # settings a crafted layout invents must not pile up
         template = _templates[key] = RollingSketch(*config)
     return template.bucket_id(now)
 
@@ -264,8 +271,10 @@ def decode(data: bytes) -> RawSnapshot:
 
 
 # (CRC-32, length) of a layout section -> its parsed layout: finding a worker's layout
-# costs a comparison of its bytes, not a hash of them.
+# costs a comparison of its bytes, not a hash of them. A deployment has one layout, a
+# rollout two; these are the last few.
 _by_crc: dict[tuple[int, int], Layout] = {}
+MAX_LAYOUTS = 16
 
 
 def _layout(section: memoryview, crc: int) -> Layout:
@@ -276,8 +285,8 @@ def _layout(section: memoryview, crc: int) -> Layout:
     if zlib.crc32(text) != crc:
         raise ValueError("the layout's checksum does not match it")
     layout = parse_layout(text)
-    if len(_by_crc) >= 2 * MAX_LAYOUTS:
-        _by_crc.clear()
+    if len(_by_crc) >= MAX_LAYOUTS:
+        _by_crc.clear()  # model versions come and go; the live ones return
     _by_crc[(crc, len(text))] = layout
     return layout
 

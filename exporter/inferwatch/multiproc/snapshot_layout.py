@@ -3,7 +3,7 @@
 Workers of one deployment publish the same series: the same models, label values,
 histogram bounds, quantile settings and drift references. A snapshot's layout section
 names them once, in order, and the numbers live in one float64 array whose positions the
-layout fixes. A reader parses each distinct layout text once (:func:`parse_layout` keeps
+layout fixes. A reader parses each distinct layout text once (``snapshot_format`` keeps
 the last few), so reading a worker's file costs a checksum, a small JSON document and
 array views, and workers with one layout merge by adding their arrays.
 
@@ -23,8 +23,6 @@ A snapshot's numbers, by position:
 >>> layout = parse_layout(json.dumps(packed.layout).encode())
 >>> layout.models[0].counters, packed.values[:layout.additive].tolist()
 ([('inferwatch_requests_total', ('ok',))], [3.0])
->>> layout_of_states([state]) is layout  # one parse per distinct text
-True
 """
 
 from __future__ import annotations
@@ -47,8 +45,6 @@ WINDOW_ROW = 6
 NEWEST, ZERO, POS_OFFSET, POS_N, NEG_OFFSET, NEG_N = range(WINDOW_ROW)
 SKETCH_SUM = WINDOW_ROW
 DRIFT_WINDOWS = ("features", "outputs")
-# Distinct layouts a reader keeps parsed: a deployment has one, a rollout two.
-MAX_LAYOUTS = 16
 
 
 @dataclass(frozen=True)
@@ -258,20 +254,14 @@ def layout_of_states(states: list) -> Layout:
 
 # --- reading --------------------------------------------------------------------------------
 
-_layouts: dict[bytes, Layout] = {}
-
-
 def parse_layout(text: bytes) -> Layout:
-    """The layout in `text`, parsed once per distinct text; ValueError if it is not one.
+    """The layout in `text`; ValueError if it is not one.
 
     A drift reference (tens of kilobytes of JSON) is the same in every model version that
     uses it: the layout keeps each distinct one once, as a JSON string in ``shared``, and
-    a model's drift points at it by index. Each is parsed once, into one object that
+    a model's drift points at it by index. It is parsed into one object per layout, which
     decoders treat as read-only and may memoise on (``DriftState`` does).
     """
-    found = _layouts.get(text)
-    if found is not None:
-        return found
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise ValueError("layout models is not a list")
@@ -280,9 +270,6 @@ def parse_layout(text: bytes) -> Layout:
         raise ValueError("shared is not a list of strings")
     layout = _parse(data["models"], [json.loads(t) for t in texts])
     layout.text = text
-    if len(_layouts) >= MAX_LAYOUTS:
-        _layouts.clear()  # model versions come and go; the live ones return
-    _layouts[text] = layout
     return layout
 
 
