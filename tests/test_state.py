@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -137,21 +138,36 @@ def test_observe_repeated_is_that_many_observations():
     assert once.counts.tolist() == repeated.counts.tolist() and once.sum == repeated.sum
 
 
-@pytest.mark.parametrize("path", ["per value", "sorted", "per bound"])
+@pytest.mark.parametrize("path", ["in Python", "per value", "sorted", "per bound"])
 @settings(max_examples=60, deadline=None)
 @given(values=hnp.arrays(np.float64, st.integers(0, 400), elements=finite | st.sampled_from(
     [*BOUNDS, float("nan"), float("inf"), float("-inf"), -0.0])))
 def test_every_way_of_bucketing_a_batch_counts_the_same(path, values):
-    """A batch is bucketed per value, by sorting, or by one pass per bound, by its size;
-    each counts every value (nan and +inf in +Inf, -inf in the first bucket) alike."""
+    """A batch is bucketed one value at a time in Python, per value by numpy, by sorting,
+    or by one pass per bound, by its size; each counts every value (nan and +inf in +Inf,
+    -inf in the first bucket) and sums them alike, and so do the single-value methods."""
     from inferwatch.core import state as state_module
+    from inferwatch.core.ddsketch import quiet_sum
 
-    thresholds = {"per value": (10**9, 10**9), "sorted": (0, 10**9), "per bound": (0, 0)}
+    thresholds = {"in Python": (10**9, 10**9, 10**9), "per value": (0, 10**9, 10**9),
+                  "sorted": (0, 0, 10**9), "per bound": (0, 0, 0)}
     hist = HistogramState(BOUNDS)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(state_module, "_SORT_THRESHOLD", thresholds[path][0])
-        patch.setattr(state_module, "_COMPARE_PER_BOUND", thresholds[path][1])
+        few, sort, per_bound = thresholds[path]
+        patch.setattr(state_module, "_FEW_VALUES", few)
+        patch.setattr(state_module, "_SORT_THRESHOLD", sort)
+        patch.setattr(state_module, "_COMPARE_PER_BOUND", per_bound)
         hist.observe(values)
     index = [int(np.searchsorted(np.asarray(BOUNDS), v, side="left")) if v == v else
              len(BOUNDS) for v in values.tolist()]
-    assert hist.counts.tolist() == np.bincount(index, minlength=len(BOUNDS) + 1).tolist()
+    expected = np.bincount(index, minlength=len(BOUNDS) + 1).tolist()
+    assert hist.counts.tolist() == expected
+    if values.size <= 64:  # beyond, numpy's pairwise sum and Python's may round apart
+        total = quiet_sum(values) if values.size else 0.0
+        assert hist.sum == total or (math.isnan(hist.sum) and math.isnan(total))
+    one_by_one = HistogramState(BOUNDS)
+    for value in values.tolist()[:20]:
+        one_by_one.observe_one(value)
+        one_by_one.observe_repeated(value, 2)
+    assert one_by_one.counts.tolist() == (3 * np.bincount(
+        index[:20], minlength=len(BOUNDS) + 1)).tolist()

@@ -37,6 +37,8 @@ class LabelCap:
         self._lock = threading.Lock()
 
     def fold(self, value: object) -> str:
+        if value.__class__ is str and value in self._seen:
+            return value  # a value already admitted is its own clean text
         text = clean_label_value(value)
         if text in self._seen:
             return text

@@ -41,6 +41,9 @@ _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64,
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 
 _UNSET = object()
+# Up to this many values are checked for nan and inf by their Python sum: numpy's
+# isfinite and all cost more than the few values a drain of a few calls brings.
+_FEW_VALUES = 8
 # An array's shape and dtype, read in C over many arrays (``set(map(SHAPE_OF, arrays))``).
 SHAPE_OF = operator.attrgetter("shape")
 DTYPE_OF = operator.attrgetter("dtype")
@@ -289,6 +292,11 @@ class PredictionBatch:
 
     def _add_values(self, values: np.ndarray) -> None:
         """Values of the default output; nan and inf are counted, never recorded."""
+        if values.size <= _FEW_VALUES:
+            total = sum(values.tolist())
+            if total - total == 0.0:  # every value finite (nan or inf would make it nan)
+                self.values.setdefault("value", []).append(values)
+                return
         finite = np.isfinite(values)
         if not finite.all():
             self._invalid("nan", int(np.isnan(values).sum()))
