@@ -226,13 +226,6 @@ class _CallRecorder:
             request.add_inference(duration, snapshot(result), self.probabilities)
 
 
-def _kept_input(seen: tuple) -> Any:
-    """The input a with-input call kept, as an object (None when it kept none)."""
-    if not seen:
-        return None
-    return seen[0] if len(seen) == 1 else array_from_bytes(*seen)
-
-
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
     started, pending, append, errors, append_error, limit, hand_off, *_ = monitor.fast_path(
         probabilities)
@@ -245,21 +238,22 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
 
     def with_input(args: tuple) -> Any:
         """A call of a model with a reference profile: its input goes with it, for the
-        drain to check, as the call saw it (a caller may refill one buffer). What it keeps
-        of the input: () for none, (input,), or for a small numeric array (the array, its
-        bytes), which the drain reads as one array (monitor._call_columns)."""
+        drain to check, as the call saw it (a caller may refill one buffer). A small
+        numeric array is kept with its bytes (`kept_raw`), which the drain reads as one
+        array (monitor._call_columns); any other input is kept as ``snapshot`` gives it."""
         first = args[0] if args else None
         if first.__class__ is ndarray and first.nbytes <= copy_limit and \
                 not first.dtype.hasobject:
-            seen: tuple = (first, first.tobytes())  # a third of what a copy costs
+            kept, kept_raw = first, first.tobytes()  # a third of what a copy costs
         else:
-            seen = () if first is None else (snapshot(first),)
+            kept, kept_raw = (None if first is None else snapshot(first)), None
         next(started)
         start = clock()
         try:
             result = fn(*args)
         except BaseException as exc:
-            kept = _kept_input(seen)
+            if kept_raw is not None:
+                kept = array_from_bytes(kept, kept_raw)
             failure = (clock() - start, exc.__class__) if kept is None else (
                 clock() - start, exc.__class__, kept)
             if len(errors) < limit:
@@ -268,9 +262,9 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                 hand_off(errors, failure)
             raise
         if result.__class__ not in plain:
-            kept = _kept_input(seen)
-            followed = follow(result, start, args) if kept is None else follow(
-                result, start, args, slow.record_with(kept), slow=True)
+            whole = kept if kept_raw is None else array_from_bytes(kept, kept_raw)
+            followed = follow(result, start, args) if whole is None else follow(
+                result, start, args, slow.record_with(whole), slow=True)
             if followed is not UNFOLLOWED:
                 return followed
         recorded, raw = result, None  # raw: a small array's bytes, as on the fast path
@@ -279,12 +273,15 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                 recorded = result.copy()
             else:
                 raw = result.tobytes()
-        if len(seen) == 2:
-            done = (clock() - start, recorded, *seen, raw)
+        # The shapes monitor._call_columns reads: (duration, result[, input][, raws]).
+        if kept_raw is not None:
+            done = (clock() - start, recorded, kept, kept_raw, raw)
         elif raw is not None:
-            done = (clock() - start, recorded, *(seen or (None,)), raw)
+            done = (clock() - start, recorded, kept, raw)
+        elif kept is None:
+            done = (clock() - start, recorded)
         else:
-            done = (clock() - start, recorded, *seen)
+            done = (clock() - start, recorded, kept)
         if len(pending) < limit:
             append(done)
         else:
