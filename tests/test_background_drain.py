@@ -197,3 +197,33 @@ def test_a_drain_that_finds_nothing_waits_for_a_drain_still_folding(registry, mo
     second.join(10)
     folding.join(10)
     assert seen == [1000]
+
+
+@pytest.mark.parametrize("width", [2, 3, 4, 5])
+def test_splitting_a_drains_calls_into_columns_sets_off_no_garbage_collection(width):
+    """A drain's thousand calls are split into columns without a tracked object per call
+    (zip(*calls) made an iterator each, and so a collection in every drain)."""
+    import gc
+
+    import numpy as np
+
+    from inferwatch.core import monitor as monitor_module
+
+    array = np.array([[0.3, 0.7]])
+    call = {2: (0.001, 0.5), 3: (0.001, 0.5, array), 4: (0.001, array, None, array.tobytes()),
+            5: (0.001, 0.5, array, array.tobytes(), None)}[width]
+    pending = [tuple(call) for _ in range(1000)]
+    collections = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        durations, results, _, _ = monitor_module._call_columns(pending)
+    finally:
+        gc.callbacks.remove(count)
+    assert collections == []
+    assert len(durations) == 1000 and (width == 4 or len(results) == 1000)

@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import itertools
+import operator
 import os
 import threading
 import time
@@ -123,6 +124,9 @@ def _first_slices(results: Sequence[object], probabilities: bool,
     return cut, whole
 
 
+_COLUMN_GETTERS = tuple(operator.itemgetter(i) for i in range(5))
+
+
 def _call_columns(pending: list[tuple]) -> tuple[Sequence[float], Sequence[object], Sequence,
                                                tuple[np.ndarray, tuple] | None]:
     """Durations, results and kept inputs of fast-path calls, and (stacked, one call's
@@ -141,18 +145,20 @@ def _call_columns(pending: list[tuple]) -> tuple[Sequence[float], Sequence[objec
     >>> x = np.zeros((1, 2)); calls = [(0.1, 0.5, x, x.tobytes(), None)]; x[0] = 7.0
     >>> _, results, kept, _ = _call_columns(calls * 3)
     >>> results, kept[0].tolist()
-    ((0.5, 0.5, 0.5), [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    ([0.5, 0.5, 0.5], [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
     """
     lengths = set(map(len, pending))
     if len(lengths) == 1:
         width = lengths.pop()
-        columns = tuple(zip(*pending))
+        # A map per column: zip(*pending) would make an iterator per call, and those
+        # thousand tracked objects set off a garbage collection in every drain.
+        columns = [list(map(getter, pending)) for getter in _COLUMN_GETTERS[:width]]
         if width == 2:
             return columns[0], columns[1], (), None
         if width == 3:
             return columns[0], columns[1], columns[2], None
         if width == 4:
-            kept = [i for i in columns[2] if i is not None]
+            kept = [i for i in columns[2] if i is not None]  # `is`: inputs may be DataFrames
             return (columns[0], *_arrays_from_bytes(columns[1], columns[3], kept))
         kept = _inputs_from_bytes(columns[2], columns[3])
         raws = columns[4]
