@@ -376,3 +376,23 @@ def test_counts_stay_exact_far_past_one_pending_list_between_drains():
         assert monitor.pending() == 0 and monitor.in_flight() == 0
     finally:
         registry.close()
+
+
+long_or_odd = hostile | st.text(min_size=120, max_size=300) | st.integers() | st.floats()
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(long_or_odd, min_size=1, max_size=12), limit=st.integers(1, 6))
+def test_a_cap_folds_a_value_it_admitted_as_it_folds_the_value_it_came_from(values, limit):
+    """The cap answers an admitted (clean) string at once; so folding the clean text of any
+    value gives what folding the value gave, and a raw value is never passed through."""
+    from inferwatch.catalogue import OTHER
+    from inferwatch.core.label_caps import LabelCap
+
+    cap = LabelCap(limit)
+    folded = [cap.fold(value) for value in values]
+    for value, label in zip(values, folded):
+        assert label in (clean_label_value(value), OTHER)
+        assert cap.fold(clean_label_value(value)) == label
+        assert cap.fold(label) == label
+    assert len({label for label in folded if label != OTHER}) <= limit

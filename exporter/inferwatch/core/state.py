@@ -146,9 +146,12 @@ class HistogramState:
             return
         if size <= _FEW_VALUES:
             few = values.ravel().tolist()
-            counts, bucket_of = self.counts, self._bucket_of
-            for value in few:
-                counts[bucket_of(value)] += 1
+            bounds = self._bound_list
+            if bounds is None:
+                bounds = self._bound_list = self.bounds.tolist()
+            counts, inf_bucket = self.counts, len(bounds)
+            for value in few:  # as _bucket_of, inline
+                counts[bisect_left(bounds, value) if value == value else inf_bucket] += 1
             self.sum += float(sum(few))  # as quiet_sum adds a few values
             return
         if size >= _SORT_THRESHOLD:
