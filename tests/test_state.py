@@ -108,7 +108,8 @@ _NUMBERS = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(values=st.lists(_NUMBERS, max_size=40), as_tuple=st.booleans())
+@given(values=st.lists(_NUMBERS, max_size=40) | st.lists(_NUMBERS, min_size=64, max_size=90),
+       as_tuple=st.booleans())
 def test_float_array_is_numpys_own_conversion(values, as_tuple):
     """The fast packing gives numpy's float64 array bit for bit, writable, for any numbers."""
     seq = tuple(values) if as_tuple else values
@@ -118,7 +119,8 @@ def test_float_array_is_numpys_own_conversion(values, as_tuple):
     fast[:] = 0.0  # writable, as numpy's is
 
 
-@pytest.mark.parametrize("bad", [["x", 1.0], [object()], [1.0, [2.0]]])
+@pytest.mark.parametrize("bad", [["x", 1.0], [object()], [1.0, [2.0]], ["x"] + [1.0] * 70,
+                                 [1.0] * 70 + [object()]])
 def test_float_array_raises_as_numpy_does_on_what_is_not_a_number(bad):
     with pytest.raises((TypeError, ValueError)) as expected:
         np.asarray(bad, dtype=np.float64)
