@@ -437,19 +437,20 @@ def test_two_uvicorn_workers_under_gunicorn_serve_the_merged_view(tmp_path):
                           stage="inference") == calls
 
 
-def test_template_matches_are_remembered_per_path_and_boundedly():
-    from inferwatch.serving.middleware import _MAX_CACHED_TARGETS, _Routes
+def test_a_path_finds_its_target_by_exclusion_exact_path_template_then_default():
+    from inferwatch.serving.middleware import _Routes
 
-    routes = _Routes({"/score/{user_id}": "fraud", "/files/{p:path}": ("files", "2")},
+    routes = _Routes({"/score/{user_id}": "fraud", "/files/{p:path}": ("files", "2"),
+                      "/score/special": "special"},
                      "default", None, ("/score/internal",), None)
 
-    for i in range(3 * _MAX_CACHED_TARGETS):
+    for i in range(50):
         assert routes.target(f"/score/{i}", {}) == ("fraud", None)
-        assert routes.target(f"/score/{i}", {}) == ("fraud", None)  # the remembered answer
+    assert routes.target("/score/special", {}) == ("special", None)  # exact before templates
     assert routes.target("/files/a/b", {}) == ("files", "2")
     assert routes.target("/score/internal", {}) is None  # exclusions come first, always
+    assert routes.target("/score/a/b", {}) == ("default", None)  # {user_id} is one segment
     assert routes.target("/other", {}) == ("default", None)
-    assert len(routes._matched) <= _MAX_CACHED_TARGETS
 
 
 def test_a_paths_monitor_is_kept_a_second_and_a_routes_function_asked_every_time(scraper):

@@ -159,7 +159,6 @@ class _Routes:
         self._excluded_prefixes = tuple(p.rstrip("/") + "/" for p in exclude_paths)
         self._registry = registry
         self._cache: dict[tuple[str, str | None], tuple[Monitor | None, float]] = {}
-        self._matched: dict[str, tuple[str, str | None]] = {}  # path -> its template's target
         # path -> (its monitor or None, until when that answer holds)
         self._resolved: dict[str, tuple[Monitor | None, float]] = {}
         self.clock = time.monotonic  # when cached answers expire; a test may set its own
@@ -188,15 +187,9 @@ class _Routes:
         target = self._exact.get(path)
         if target is not None:
             return target
-        target = self._matched.get(path)
-        if target is not None:
-            return target
+        # A template is matched once per path and second: resolve() keeps the answer.
         for pattern, candidate in self._templates:
             if pattern.fullmatch(path):
-                # Paths of a template repeat (ids, names): match each once, boundedly.
-                if len(self._matched) >= _MAX_CACHED_TARGETS:
-                    self._matched.clear()
-                self._matched[path] = candidate
                 return candidate
         if self._function is not None:
             found = self._function(scope)
