@@ -217,9 +217,14 @@ class HistogramState:
         self.counts += other.counts
         self.sum += other.sum
         for index, exemplar in other.exemplars.items():
-            mine = self.exemplars.get(index)
-            if mine is None or exemplar[2] > mine[2]:
-                self.exemplars[index] = exemplar
+            self.offer_exemplar(index, exemplar)
+
+    def offer_exemplar(self, index: int, exemplar: tuple[str, float, float]) -> None:
+        """Keep `exemplar` (trace id, value, unix time) for bucket `index` if it is the
+        newest seen there: how merged workers' exemplars combine."""
+        mine = self.exemplars.get(index)
+        if mine is None or exemplar[2] > mine[2]:
+            self.exemplars[index] = exemplar
 
     def to_dict(self) -> dict:
         data = {"bounds": self.bounds.tolist(), "counts": self.counts.tolist(), "sum": self.sum}

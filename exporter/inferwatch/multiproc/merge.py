@@ -312,8 +312,8 @@ def _attach_drift(states: list[ModelState], plan: MergePlan, raws: list[RawSnaps
 def _merge_exemplars(exemplars: object, model: int, mapped: LayoutMap,
                      histograms: list[HistogramState],
                      on_error: Callable[[Exception], None] | None) -> None:
-    """A snapshot's exemplars into the merged histograms: per bucket the newest one, as
-    HistogramState.merge keeps."""
+    """A snapshot's exemplars into the merged histograms: per bucket the newest one
+    (``HistogramState.offer_exemplar``, as merging states keeps)."""
     try:
         for position, found in exemplars:  # type: ignore[attr-defined]
             entry = mapped.histograms.get((model, position))
@@ -324,9 +324,7 @@ def _merge_exemplars(exemplars: object, model: int, mapped: LayoutMap,
                 if type(bucket) is not int or not 0 <= bucket <= hist.bounds.size or \
                         not isinstance(trace_id, str):
                     raise ValueError(f"exemplar {[bucket, trace_id]!r} is invalid")
-                mine = hist.exemplars.get(bucket)
-                if mine is None or float(at) > mine[2]:
-                    hist.exemplars[bucket] = (trace_id, float(value), float(at))
+                hist.offer_exemplar(bucket, (trace_id, float(value), float(at)))
     except (ValueError, TypeError) as exc:  # a crafted state section
         if on_error is not None:
             on_error(exc)
