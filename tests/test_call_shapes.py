@@ -457,11 +457,15 @@ def test_2d_results_of_a_function_record_the_same_stacked_as_one_by_one(results)
 @given(st.lists(st.dictionaries(st.sampled_from(["price", "eta", "score"]),
                                 st.floats(allow_nan=True, allow_infinity=True),
                                 min_size=1, max_size=3), min_size=2, max_size=15),
-       st.sampled_from(["auto", "regression"]))
-def test_dict_results_record_the_same_stacked_as_one_by_one(results, task) -> None:
+       st.sampled_from(["auto", "regression"]),
+       st.sampled_from([None, 3, np.float64(0.25), True]), st.integers(0, 14))
+def test_dict_results_record_the_same_stacked_as_one_by_one(results, task, odd, at) -> None:
     """Dicts of named float outputs, one per call: the drain records them as one dict of
-    columns when all have the same names, and what it records equals draining after every
-    call (nan and inf counted as invalid either way)."""
+    columns when all have the same names, in any order, and every value is a float; what it
+    records equals draining after every call (nan and inf counted as invalid either way)."""
+    if odd is not None:  # one value that is not a Python float: call by call, as it would be
+        one = results[at % len(results)]
+        one[next(iter(one))] = odd
     _assert_same_records(_recorded(results, drain_each=False, task=task),
                          _recorded(results, drain_each=True, task=task))
 

@@ -12,7 +12,6 @@ import math
 import operator
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -132,25 +131,25 @@ class PredictionBatch:
     def _add_float_dicts(self, results: Sequence[dict]) -> bool:
         """Many dicts of the same named float outputs (one row each): normalised as one dict
         of columns. False, recording nothing, when they are not all of that shape."""
-        if not set(map(type, chain.from_iterable(map(dict.values, results)))) <= _FLOAT_ONLY:
+        # One pass in C per output name (an item getter over the dicts), in any key order:
+        # the same length everywhere and every name found means the same names everywhere.
+        names = results[0]
+        if len(set(map(len, results))) != 1:
             return False
-        count = len(results)
-        if len(set(map(tuple, results))) == 1:  # one key order: every value in one pass, in C
-            names = tuple(results[0])
-            flat = np.fromiter(chain.from_iterable(map(dict.values, results)), np.float64,
-                               count * len(names))
-            columns = dict(zip(names, np.ascontiguousarray(flat.reshape(count, len(names)).T)))
-        else:
-            keys = results[0].keys()
-            if not all(r.keys() == keys for r in results):
+        columns = {}
+        for name in names:
+            try:
+                column = list(map(operator.itemgetter(name), results))
+            except KeyError:
                 return False
-            columns = {name: np.fromiter((r[name] for r in results), np.float64, count)
-                       for name in keys}
+            if not set(map(type, column)) <= _FLOAT_ONLY:
+                return False
+            columns[name] = float_array(column)
         prediction = self._normalized(columns, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
         self._add(prediction, ())
-        self.repeat_size(1, count)
+        self.repeat_size(1, len(results))
         return True
 
     def _add_classes(self, labels: np.ndarray) -> None:
