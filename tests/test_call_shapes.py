@@ -593,3 +593,60 @@ def test_inputs_kept_as_bytes_check_as_the_inputs_themselves(inputs, data):
                                  min_size=len(inputs), max_size=len(inputs)))
     assert _with_reference(inputs, results, fast=True) == \
         _with_reference(inputs, results, fast=False)
+
+
+def test_sparse_inputs_are_checked_as_the_dense_rows_they_stand_for(scraper):
+    """A model fed scipy.sparse rows (a vectoriser's output) with a reference profile: the
+    missing, out-of-range and drift counts equal those of the same rows fed dense, and the
+    rows of a call that raised stay out of the drift window."""
+    import scipy.sparse as sp
+
+    from inferwatch.quality.reference import Reference
+
+    reference = Reference.from_data(sp.random(500, 6, density=0.4, random_state=3,
+                                              format="csr"))
+    rows = sp.random(30, 6, density=0.4, random_state=4, format="lil")
+    rows[0, 1], rows[5, 2], rows[9, 0] = np.nan, np.nan, 40.0  # missing, out of range
+    rows = rows.tocsr()
+
+    def score(x):
+        if x.shape[0] == 2:
+            raise ValueError("a model that rejects this batch")
+        return np.zeros(x.shape[0])
+
+    def feed(name, convert):
+        model = inferwatch.instrument(score, name=name, version="1", reference=reference,
+                                      registry=scraper.registry)
+        for i in range(20):
+            model(convert(rows[i:i + 1]))
+        model(convert(rows[20:28]))
+        with pytest.raises(ValueError):
+            model(convert(rows[28:30]))
+
+    feed("sparse", lambda block: block)
+    feed("dense", lambda block: block.toarray())
+    for metric in ("inferwatch_feature_missing_total", "inferwatch_feature_out_of_range_total"):
+        sparse_counts = {s.labels["feature"]: s.value for s in scraper.samples()
+                         if s.name == metric and s.labels["model"] == "sparse"}
+        dense_counts = {s.labels["feature"]: s.value for s in scraper.samples()
+                        if s.name == metric and s.labels["model"] == "dense"}
+        assert sparse_counts == dense_counts and sum(sparse_counts.values()) >= 1, metric
+    for model in ("sparse", "dense"):
+        assert scraper.value("inferwatch_drift_window_observations", model=model) == 28
+        assert scraper.total("inferwatch_input_errors_total", model=model) == 0
+    drift = {(s.labels["model"], s.labels["feature"], s.labels.get("method")): s.value
+             for s in scraper.samples() if s.name == "inferwatch_feature_drift"}
+    assert drift and all(drift[("sparse", *key[1:])] == value
+                         for key, value in drift.items() if key[0] == "dense")
+
+
+def test_a_drains_sparse_inputs_of_one_width_are_checked_as_one_matrix():
+    import scipy.sparse as sp
+
+    from inferwatch.quality.tracker import _batches
+
+    one_row = [sp.csr_matrix(np.full((1, 3), float(i))) for i in range(4)]
+    other_width = sp.csr_matrix(np.ones((2, 5)))
+    batches = _batches([*one_row, other_width, sp.coo_matrix(np.ones((1, 3)))])
+    assert [b.shape for b in batches] == [(2, 5), (5, 3)]
+    assert batches[1].toarray()[:4, 0].tolist() == [0.0, 1.0, 2.0, 3.0]

@@ -291,3 +291,69 @@ def test_a_reference_without_features_counts_a_wrong_width():
     checker = BatchChecker(Reference({}))
     assert checker.check(np.ones((2, 2))).input_errors == {"wrong_width": 1}
     assert checker.feature_layout.total == 0 and checker.empty_result().bin_counts == []
+
+
+def _sparse_of(X: np.ndarray, fmt: str):
+    """`X` as a scipy.sparse matrix of format `fmt`, its zeros implicit and its NaN stored."""
+    import scipy.sparse as sp
+
+    return sp.csr_matrix(X).asformat(fmt)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 40), st.just(4)),
+                  elements=st.sampled_from([0.0, 0.0, 0.0, -1.5, 0.3, 2.0, 9.0, np.nan,
+                                            np.inf])),
+       st.sampled_from(["csr", "csc", "coo"]))
+def test_a_sparse_batch_counts_as_the_dense_matrix_it_stands_for(X, fmt):
+    """Implicit entries are zeros, a stored NaN is a missing value, inf is non-finite: the
+    counts and bins equal those of the dense matrix, in every sparse format."""
+    checker = BatchChecker(NUMERIC_REF)
+    assert_same(checker.check(_sparse_of(X, fmt)), checker.check(X))
+
+
+def test_a_wide_sparse_batch_is_checked_a_block_of_rows_at_a_time(monkeypatch):
+    """A matrix whose dense form would be large never becomes dense whole: the blocks are
+    bounded in cells, and their counts add up to the whole matrix's."""
+    import scipy.sparse as sp
+
+    import inferwatch.quality.checks as checks
+
+    width = 300
+    ref = Reference.from_data(RNG.normal(size=(400, width)))
+    X = sp.random(500, width, density=0.02, random_state=1, format="csr")
+    X.data[::7] = np.nan
+    checker = BatchChecker(ref)
+    dense = checker.check(X.toarray())
+    shapes = []
+    real = checker._matrix
+
+    def spy(block, result):
+        shapes.append(block.shape)
+        real(block, result)
+
+    monkeypatch.setattr(checker, "_matrix", spy)
+    monkeypatch.setattr(checks, "_SPARSE_BLOCK_CELLS", 10 * width)
+    assert_same(checker.check(X), dense)
+    assert shapes == [(10, width)] * 50
+    assert dense.missing.sum() == len(X.data[::7])
+
+
+def test_bad_sparse_input_is_counted_under_its_reason():
+    import scipy.sparse as sp
+
+    checker = BatchChecker(NUMERIC_REF)
+    assert checker.check(sp.csr_matrix((0, 4))).input_errors == {"empty_batch": 1}
+    assert checker.check(sp.csr_matrix(np.ones((3, 5)))).input_errors == {"wrong_width": 1}
+
+
+def test_a_reference_profiles_a_sparse_matrix_as_its_dense_form():
+    import scipy.sparse as sp
+
+    from inferwatch.quality.reference import MAX_SPARSE_CELLS, ReferenceError
+
+    X = sp.random(300, 6, density=0.3, random_state=2, format="csr")
+    assert Reference.from_data(X) == Reference.from_data(X.toarray())
+    wide = sp.csr_matrix((MAX_SPARSE_CELLS // 1000 + 1, 1000))
+    with pytest.raises(ReferenceError, match=r"sparse matrix of .* cells once dense"):
+        Reference.from_data(wide)

@@ -31,7 +31,14 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.quality.drift import BinLayout
-from inferwatch.quality.reference import Profile, Reference, category_keys, is_dataframe, is_missing
+from inferwatch.quality.reference import (
+    Profile,
+    Reference,
+    category_keys,
+    is_dataframe,
+    is_missing,
+    is_sparse,
+)
 
 # Every reason an input can be rejected or partly rejected; the label set of
 # inferwatch_input_errors_total, so it must stay closed.
@@ -41,6 +48,8 @@ REASONS = ("missing_column", "extra_column", "wrong_type", "wrong_width", "wrong
 DEFAULT_MAX_PENDING_ROWS = 65_536
 # Rows per block of a numeric matrix: 2,048 rows of 50 float64 features is 800 KB.
 _BLOCK_ROWS = 2048
+# Cells of a sparse batch made dense at a time (1 MB of float64), however wide it is.
+_SPARSE_BLOCK_CELLS = 1 << 17
 _ABSENT = object()
 
 
@@ -207,6 +216,8 @@ class BatchChecker:
     def _dispatch(self, batch: Any, result: BatchResult) -> None:
         if is_dataframe(batch):
             self._sliced(batch, len(batch), lambda i, j: batch.iloc[i:j], self._frame, result)
+        elif is_sparse(batch):
+            self._sparse(batch, result)
         elif isinstance(batch, Mapping):
             self._mapping(batch, result)
         elif isinstance(batch, (list, tuple)):
@@ -223,6 +234,22 @@ class BatchChecker:
         step = self.max_pending_rows
         for start in range(0, n, step):
             check(batch if n <= step else cut(start, start + step), result)
+
+    def _sparse(self, batch: Any, result: BatchResult) -> None:
+        """A scipy.sparse matrix: checked as the dense matrix it stands for (implicit entries
+        are zeros, a stored NaN is missing), a block of rows at a time, so a wide matrix
+        never becomes dense whole."""
+        rows, width = batch.shape
+        if rows == 0:
+            result.error("empty_batch")
+            return
+        if width != len(self._columns):
+            result.error("wrong_width")
+            return
+        csr = batch.tocsr()
+        step = max(1, _SPARSE_BLOCK_CELLS // max(width, 1))
+        for start in range(0, rows, step):
+            self._matrix(csr[start:start + step].toarray(), result)
 
     def _mapping(self, batch: Mapping[Any, Any], result: BatchResult) -> None:
         values = list(batch.values())

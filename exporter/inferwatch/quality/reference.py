@@ -148,11 +148,12 @@ class Reference:
                   y_true: Any = None) -> Reference:
         """Profile training (or validation) data.
 
-        `X` is a 2-D array (columns are features; 1-D means one feature), a pandas DataFrame
-        or a dict of columns. `predictions` is a 1-D array (one output named ``value``), a
-        2-D probability matrix (outputs named by `prediction_names` or column index) or a
-        dict of named outputs. Columns of text, bool or object dtype, and features or outputs
-        named in `categorical`, are profiled as categories; the rest get `bins` quantile bins.
+        `X` is a 2-D array (columns are features; 1-D means one feature), a scipy.sparse
+        matrix (its implicit entries are zeros), a pandas DataFrame or a dict of columns.
+        `predictions` is a 1-D array (one output named ``value``), a 2-D probability matrix
+        (outputs named by `prediction_names` or column index) or a dict of named outputs.
+        Columns of text, bool or object dtype, and features or outputs named in
+        `categorical`, are profiled as categories; the rest get `bins` quantile bins.
         With `y_true`, the labels of these rows, the predictions are scored too
         (:mod:`inferwatch.quality.validation`: accuracy, or mean absolute error for a
         regressor), and the model exports the score for the accuracy alert to judge by.
@@ -468,8 +469,31 @@ def is_dataframe(obj: Any) -> bool:
         and hasattr(obj, "iloc") and getattr(obj, "ndim", 0) == 2
 
 
+def is_sparse(obj: Any) -> bool:
+    """True for a 2-D scipy.sparse matrix or array, checked without importing scipy.
+
+    >>> is_sparse(np.zeros((2, 2)))
+    False
+    """
+    return type(obj).__module__.startswith("scipy.sparse") and hasattr(obj, "tocsr") \
+        and getattr(obj, "ndim", 0) == 2
+
+
+# Densifying a sparse matrix to profile it costs 8 bytes a cell: past this many cells
+# (400 MB) the profile asks for fewer rows or columns rather than exhaust memory.
+MAX_SPARSE_CELLS = 50_000_000
+
+
 def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, what: str,
              one_d_name: str | None = None) -> dict[str, np.ndarray]:
+    if is_sparse(data):
+        rows, width = data.shape
+        if rows * width > MAX_SPARSE_CELLS:
+            raise ReferenceError(
+                f"{what}: a sparse matrix of {rows} x {width} is {rows * width:,} cells once "
+                f"dense, more than {MAX_SPARSE_CELLS:,}: profile a sample of the rows, or the "
+                "columns a model's inputs are checked on")
+        data = data.toarray()  # implicit entries are zeros, stored NaN stays missing
     if is_dataframe(data):
         cols = {str(c): data[c].to_numpy() for c in data.columns}
         return _select(cols, names, what)

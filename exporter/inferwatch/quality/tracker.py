@@ -17,6 +17,7 @@ drained, off the request path.
 
 from __future__ import annotations
 
+import importlib
 import math
 import operator
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
 from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import DriftScorer, DriftWindow
-from inferwatch.quality.reference import Reference
+from inferwatch.quality.reference import Reference, is_sparse
 
 DEFAULT_DRIFT_WINDOW_SECONDS = 3600.0
 DEFAULT_DRIFT_AGE_BUCKETS = 6
@@ -245,6 +246,7 @@ def _batches(inputs: Sequence[Any]) -> list[Any]:
     batches: list[Any] = []
     rows: list[dict] = []
     arrays: list[np.ndarray] = []
+    sparse: list[Any] = []
     for item in inputs:
         if isinstance(item, dict) and not any(isinstance(v, (list, tuple, np.ndarray))
                                               for v in item.values()):
@@ -252,10 +254,27 @@ def _batches(inputs: Sequence[Any]) -> list[Any]:
         elif isinstance(item, np.ndarray) and item.ndim == 2 and item.dtype.kind in "fiub" and (
                 not arrays or arrays[0].shape[1] == item.shape[1]):
             arrays.append(item)
+        elif is_sparse(item) and (not sparse or sparse[0].shape[1] == item.shape[1]):
+            sparse.append(item)
         else:
             batches.append(item)
     if rows:
         batches.append(rows)
     if arrays:
         batches.append(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+    if sparse:
+        batches.extend(_stacked_sparse(sparse))
     return batches
+
+
+def _stacked_sparse(matrices: list[Any]) -> list[Any]:
+    """Sparse inputs of one width as one matrix (one check of their rows, not one a call);
+    as they are if scipy cannot stack them."""
+    if len(matrices) == 1:
+        return matrices
+    try:
+        # Loaded already: these matrices are its objects.
+        return [importlib.import_module("scipy.sparse").vstack(matrices, format="csr")]
+    except Exception as exc:
+        faults.record("quality", exc)
+        return matrices
