@@ -272,6 +272,32 @@ def test_methods_returning_self_return_the_wrapper(scraper):
     assert model.get_params()["C"] == 0.5  # other methods still answer as the model's
 
 
+def test_an_instrumented_estimator_is_fitted_when_its_model_is(scraper):
+    """scikit-learn asks ``check_is_fitted``: an instrumented estimator answers as its
+    model, so a Pipeline whose last step is one fits, predicts and records; an unfitted one
+    still raises NotFittedError, and clones are plain estimators (a grid search's scoring
+    calls are not production traffic)."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.utils.validation import check_is_fitted
+
+    x, y = _data()
+    step = inferwatch.instrument(LogisticRegression(), name="m", version="1",
+                                 registry=scraper.registry)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(step)
+    pipeline = Pipeline([("scale", StandardScaler()), ("model", step)]).fit(x, y)
+    check_is_fitted(step)
+    plain = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]).fit(x, y)
+    np.testing.assert_array_equal(pipeline.predict_proba(x[:6]), plain.predict_proba(x[:6]))
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
+    assert scraper.value("inferwatch_batch_size_sum") == 6
+    assert not hasattr(clone(step), "_inferwatch_monitor")
+
+
 def test_framework_comes_from_the_base_classes(scraper):
     from sklearn.base import BaseEstimator
 

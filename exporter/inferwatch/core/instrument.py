@@ -494,6 +494,20 @@ class InstrumentedModel:
     def __reduce_ex__(self, protocol: int) -> tuple:
         return (_restore, (self.__dict__["__wrapped__"], self.__dict__["_inferwatch_spec"]))
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether the wrapped estimator is fitted, as scikit-learn's ``check_is_fitted``
+        decides it. Without this it would look for fitted attributes (``coef_``) in the
+        wrapper's own ``vars()``, and a Pipeline whose last step is an instrumented
+        estimator would refuse to predict."""
+        model = self.__dict__["__wrapped__"]
+        own = getattr(model, "__sklearn_is_fitted__", None)
+        if own is not None:
+            return bool(own())
+        try:
+            return any(name.endswith("_") and not name.startswith("__") for name in vars(model))
+        except TypeError:  # no __dict__: nothing was fitted onto it
+            return False
+
 
 class _Chained:
     """A method of the wrapped model whose ``self`` result comes back as the wrapper, so
