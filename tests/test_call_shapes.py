@@ -208,6 +208,43 @@ def test_reused_input_buffer_keeps_each_calls_missing_values(scraper):
     assert scraper.value("inferwatch_feature_missing_total", feature="x0") == 5
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("path", ["fast", "request_id", "async"])
+def test_a_reused_cpu_tensor_input_is_checked_as_each_call_saw_it(scraper, path):
+    """Serving code refilling one staging tensor per batch: each call's input is checked as
+    it was when the call ran, on the fast path, the path of calls with a request id, and an
+    async model's."""
+    import asyncio
+
+    torch = pytest.importorskip("torch")
+    reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(50, 2)))
+
+    def model(x):
+        return x.sum(dim=1)
+
+    async def async_model(x):
+        return x.sum(dim=1)
+
+    wrapped = inferwatch.instrument(async_model if path == "async" else model, name="m",
+                                    version="1", reference=reference,
+                                    registry=scraper.registry)
+    staging = torch.zeros((2, 2), requires_grad=path == "fast")
+    for i in range(10):
+        with torch.no_grad():
+            staging[0, 0] = float("nan") if i % 2 else 1.0
+        if path == "async":
+            asyncio.run(wrapped(staging))
+        elif path == "request_id":
+            wrapped(staging, request_id=f"r{i}")
+        else:
+            wrapped(staging)
+    with torch.no_grad():
+        staging.fill_(float("nan"))  # refilled once more after the last call
+    assert scraper.value("inferwatch_feature_missing_total", feature="x0") == 5
+    assert scraper.value("inferwatch_feature_missing_total", feature="x1") is None
+    assert scraper.value("inferwatch_drift_window_observations") == 20
+
+
 def test_inputs_of_failed_calls_stay_out_of_the_drift_window(scraper):
     reference = inferwatch.Reference.from_data(np.zeros((20, 1)))
 
