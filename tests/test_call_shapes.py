@@ -713,3 +713,50 @@ def test_a_drains_sparse_inputs_of_one_width_are_checked_as_one_matrix():
     batches = _batches([*one_row, other_width, sp.coo_matrix(np.ones((1, 3)))])
     assert [b.shape for b in batches] == [(2, 5), (5, 3)]
     assert batches[1].toarray()[:4, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def _tiny_text_classifier():
+    """A Hugging Face text-classification pipeline built offline: a one-layer BERT with
+    random weights and a word-level tokenizer of eight words."""
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "good": 4, "bad": 5,
+             "movie": 6, "film": 7}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]")
+    config = transformers.BertConfig(
+        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = transformers.BertForSequenceClassification(config).eval()
+    return transformers.pipeline("text-classification", model=model, tokenizer=fast,
+                                 device="cpu")
+
+
+@pytest.mark.torch
+def test_a_hugging_face_pipeline_records_its_labels_scores_and_confidence(scraper):
+    """Its answer is a list of {"label", "score"} per text (every label's, best first, with
+    top_k=None): the classes come from the model's id2label, the scores are an output, and
+    every label's score per text is a probability row with its confidence."""
+    pytest.importorskip("torch")
+    pipe = _tiny_text_classifier()
+    texts = ["good movie", "bad film", "good", "bad bad movie"]
+    instrumented = inferwatch.instrument(pipe, name="hf", version="1",
+                                         registry=scraper.registry)
+    assert instrumented(texts) == pipe(texts)
+    assert instrumented("good film") == pipe("good film")
+    every_label = instrumented(texts, top_k=None)
+    assert every_label == pipe(texts, top_k=None)
+    top = [answer["label"] for answer in pipe(texts)] + [pipe("good film")[0]["label"]]
+    top += [max(row, key=lambda entry: entry["score"])["label"] for row in every_label]
+    classes = {s.labels["class"]: s.value for s in scraper.samples()
+               if s.name == "inferwatch_predicted_class_total"}
+    assert classes == {label: float(top.count(label)) for label in set(top)}
+    assert scraper.value("inferwatch_prediction_count", output="score") == 5
+    assert scraper.value("inferwatch_prediction_confidence_count") == 4
+    assert scraper.value("inferwatch_batch_size_sum") == 9
+    assert scraper.total("inferwatch_invalid_predictions_total") == 0
+    assert scraper.value("inferwatch_model_info", framework="transformers") == 1

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import inferwatch
-from inferwatch.core.predictions import normalize
+from inferwatch.core.predictions import class_labels, normalize
 
 
 @pytest.mark.parametrize(
@@ -314,3 +314,55 @@ def test_a_probability_matrix_reads_as_judging_each_row_on_its_own(matrix):
     assert prediction.confidence.tolist() == expected["confidence"]
     for j, column in enumerate(expected["columns"]):
         assert prediction.values[str(j)].tolist() == column
+
+
+# --- rows of dicts: what Hugging Face pipelines return ------------------------------------
+
+HF_CLASSES = ["NEGATIVE", "POSITIVE"]
+
+
+def _prediction_summary(prediction) -> tuple:
+    classes = None if prediction.classes is None else class_labels(prediction.classes)
+    values = {name: np.asarray(v).tolist() for name, v in prediction.values.items()}
+    confidence = None if prediction.confidence is None else prediction.confidence.tolist()
+    return prediction.rows, classes, values, confidence, dict(prediction.invalid)
+
+
+def test_a_pipelines_label_and_score_rows_are_classes_and_a_score_output():
+    answer = [{"label": "POSITIVE", "score": 0.9}, {"label": "NEGATIVE", "score": 0.7}]
+    seen = normalize(answer, class_names=HF_CLASSES, known_classes=set(HF_CLASSES))
+    assert _prediction_summary(seen) == (2, ["POSITIVE", "NEGATIVE"], {"score": [0.9, 0.7]},
+                                         None, {})
+    # Labels a model does not name stay out of the class label, counted, as anywhere else.
+    unnamed = normalize(answer)
+    assert unnamed.classes is None or unnamed.classes.size == 0
+    assert unnamed.invalid == {"unsupported_type": 2}
+    # Rows whose keys differ are no table: counted as one unsupported result.
+    assert normalize([{"label": "a"}, {"score": 1.0}]).invalid == {"unsupported_type": 2}
+
+
+def test_every_labels_score_per_row_is_a_probability_matrix_in_the_models_class_order():
+    answer = [[{"label": "POSITIVE", "score": 0.8}, {"label": "NEGATIVE", "score": 0.2}],
+              [{"label": "NEGATIVE", "score": 0.6}, {"label": "POSITIVE", "score": 0.4}]]
+    seen = normalize(answer, class_names=HF_CLASSES, known_classes=set(HF_CLASSES))
+    as_matrix = normalize(np.array([[0.2, 0.8], [0.6, 0.4]]), probabilities=True,
+                          class_names=HF_CLASSES, known_classes=set(HF_CLASSES))
+    assert _prediction_summary(seen) == _prediction_summary(as_matrix)
+    assert class_labels(seen.classes) == ["POSITIVE", "NEGATIVE"]
+    # Independent scores (a multi-label model's sigmoid) are one output per label.
+    multi = normalize([[{"label": "toxic", "score": 0.9}, {"label": "insult", "score": 0.7}]])
+    assert _prediction_summary(multi) == (1, None, {"insult": [0.7], "toxic": [0.9]}, None, {})
+    # A label twice in a row is no distribution: not read as one.
+    twice = [[{"label": "a", "score": 0.5}, {"label": "a", "score": 0.5}]]
+    assert normalize(twice).classes is None and not normalize(twice).confidence
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=20),
+       st.lists(st.sampled_from(HF_CLASSES), min_size=20, max_size=20))
+def test_rows_of_dicts_record_as_the_dict_of_columns_they_make(scores, labels):
+    rows = [{"label": label, "score": score} for label, score in zip(labels, scores)]
+    columns = {"label": [row["label"] for row in rows], "score": scores}
+    options = {"class_names": HF_CLASSES, "known_classes": set(HF_CLASSES)}
+    assert _prediction_summary(normalize(rows, **options)) == \
+        _prediction_summary(normalize(columns, **options))

@@ -28,6 +28,7 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor, array_from_bytes
 from inferwatch.core.options import Settings
+from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.core.request import INFERENCE_STAGE, Request, RequestRecord, current_request
 from inferwatch.core.request import _current as open_request
@@ -681,7 +682,7 @@ def _instrument(target: Any, spec: _Spec, *, is_function: bool,
     registry = registry or default_registry()
     monitor = registry.monitor(
         spec.name, spec.version, spec.settings, trained_at=spec.trained_at,
-        class_names=None if is_function else (lambda: getattr(target, "classes_", None)),
+        class_names=None if is_function else (lambda: class_names_of(target)),
     )
     exemplars = spec.settings.exemplars
     if exemplars or (exemplars is None and otel_configured()):

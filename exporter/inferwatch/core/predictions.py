@@ -21,8 +21,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from inferwatch import faults
 
 DEFAULT_OUTPUT = "value"
 # Rows of a probability matrix may drift from 1 by float error; more than this is a fault.
@@ -154,6 +157,18 @@ def normalize(
     {'unsupported_type': 1}
     """
     prediction = Prediction()
+    scored = _label_score_matrix(result, class_names)
+    if scored is not None:
+        matrix, labels = scored
+        if _looks_like_probabilities(matrix, task, labels, by_shape=True):
+            _add_probabilities(prediction, matrix, labels)
+        else:  # independent scores (a multi-label model's sigmoid): one output per label
+            for j, label in enumerate(labels):
+                _add_named(prediction, label, matrix[:, j], task, known_classes)
+        return prediction
+    records = _records_as_columns(result)
+    if records is not None:
+        result = records
     if isinstance(result, Mapping) or _is_dataframe(result):
         for name, column in result.items():
             _add_named(prediction, str(name), column, task, known_classes)
@@ -187,6 +202,92 @@ def normalize(
         _add_output(prediction, DEFAULT_OUTPUT, array, task, known_classes)
     prediction.rows += missing  # a pd.NA row is a row the model returned
     return prediction
+
+
+_LABEL_SCORE = frozenset({"label", "score"})
+
+
+def _label_score_matrix(result: object, class_names: Sequence[object] | None
+                        ) -> tuple[np.ndarray, list[str]] | None:
+    """Every label's score per row, as a Hugging Face pipeline answers with ``top_k=None``
+    (a list per input of ``{"label", "score"}`` dicts, best first), as a matrix with a
+    column per label (in the model's class order when it names the same labels); None for
+    anything else.
+
+    >>> matrix, labels = _label_score_matrix([[{"label": "b", "score": 0.7},
+    ...                                        {"label": "a", "score": 0.3}]], None)
+    >>> matrix.tolist(), labels
+    ([[0.3, 0.7]], ['a', 'b'])
+    """
+    if not isinstance(result, (list, tuple)) or not result or \
+            not isinstance(result[0], (list, tuple)):
+        return None
+    rows = []
+    for row in result:
+        if not isinstance(row, (list, tuple)) or not row:
+            return None
+        scores = {}
+        for entry in row:
+            if not isinstance(entry, Mapping) or entry.keys() != _LABEL_SCORE:
+                return None
+            scores[str(entry["label"])] = entry["score"]
+        if len(scores) != len(row):
+            return None  # a label twice: not one score per label
+        rows.append(scores)
+    labels = rows[0].keys()
+    if not all(scores.keys() == labels for scores in rows):
+        return None
+    named = [str(name) for name in class_names] if class_names is not None and \
+        np.ndim(class_names) == 1 else []
+    order = named if set(named) == set(labels) else sorted(labels)
+    try:
+        matrix = np.array([[scores[label] for label in order] for scores in rows],
+                          dtype=np.float64)
+    except (TypeError, ValueError):
+        return None  # scores that are not numbers: counted by the general path
+    return matrix, order
+
+
+def _records_as_columns(result: object) -> dict[object, list] | None:
+    """A list of dicts with the same keys, one per row (a Hugging Face pipeline's
+    ``[{"label": ..., "score": ...}]``, pandas' ``to_dict("records")``), as its columns;
+    None for anything else.
+
+    >>> _records_as_columns([{"label": "POSITIVE", "score": 0.9},
+    ...                      {"label": "NEGATIVE", "score": 0.6}])
+    {'label': ['POSITIVE', 'NEGATIVE'], 'score': [0.9, 0.6]}
+    """
+    if not isinstance(result, (list, tuple)) or not result or \
+            not isinstance(result[0], Mapping):
+        return None
+    keys = result[0].keys()
+    if not keys or not all(isinstance(row, Mapping) and row.keys() == keys for row in result):
+        return None
+    return {key: [row[key] for row in result] for key in keys}
+
+
+def class_names_of(model: Any) -> Sequence[object] | None:
+    """The classes a model names: scikit-learn's ``classes_``, or the ``id2label`` of a
+    Hugging Face model's config (of a pipeline's model), in label-id order; None when it
+    names none.
+
+    >>> class Config: id2label = {1: "POSITIVE", 0: "NEGATIVE"}
+    >>> class Pipe: model = type("Model", (), {"config": Config})()
+    >>> class_names_of(Pipe())
+    ['NEGATIVE', 'POSITIVE']
+    """
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        return classes
+    try:
+        config = getattr(getattr(model, "model", model), "config", None)
+        labels = getattr(config, "id2label", None)
+        if isinstance(labels, Mapping) and labels and all(
+                isinstance(key, int) for key in labels):
+            return [str(labels[key]) for key in sorted(labels)]
+    except Exception as exc:  # a property of the model's own that raised
+        faults.record("instrument", exc)
+    return None
 
 
 def _per_output(class_names: Sequence[object] | None, outputs: int) -> list:

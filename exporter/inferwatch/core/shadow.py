@@ -51,6 +51,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.monitor import Monitor, _count_value
+from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.core.request import RequestRecord, current_request
 from inferwatch.core.shadow_compare import DIFFERENCE_BUCKETS, DROP_REASONS, Comparison
@@ -504,7 +505,7 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     registry = registry or default_registry()
     settings = champion_monitor.settings
     monitor = registry.monitor(champion_monitor.name, str(version), settings, latest=False,
-                               class_names=lambda: getattr(challenger, "classes_", None))
+                               class_names=lambda: class_names_of(challenger))
     tracker = champion_monitor.features
     reference = reference if reference is not None else (
         tracker.reference if tracker is not None else None)
@@ -518,8 +519,8 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
         difference_buckets=difference_buckets,
         outcome_error_buckets=settings.outcome_error_buckets,
         cache_size=settings.outcome_cache_size, ttl_seconds=settings.outcome_ttl_seconds,
-        champion_classes=lambda: getattr(wrapped, "classes_", None),
-        shadow_classes=lambda: getattr(challenger, "classes_", None),
+        champion_classes=lambda: class_names_of(wrapped),
+        shadow_classes=lambda: class_names_of(challenger),
         declared_classes=settings.classes)
     handle = Shadow(champion_monitor, challenger, monitor, sample=float(sample),
                     timeout=float(timeout), queue_size=int(queue_size), mode=mode,
