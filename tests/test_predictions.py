@@ -339,6 +339,10 @@ def test_a_pipelines_label_and_score_rows_are_classes_and_a_score_output():
     assert unnamed.invalid == {"unsupported_type": 2}
     # Rows whose keys differ are no table: counted as one unsupported result.
     assert normalize([{"label": "a"}, {"score": 1.0}]).invalid == {"unsupported_type": 2}
+    # Arrays per row (a detector's boxes per image) are no table of scalars either.
+    detections = [{"boxes": np.zeros((3, 4)), "scores": np.ones(3)},
+                  {"boxes": np.zeros((5, 4)), "scores": np.ones(5)}]
+    assert normalize(detections).invalid == {"unsupported_type": 2}
 
 
 def test_every_labels_score_per_row_is_a_probability_matrix_in_the_models_class_order():

@@ -249,9 +249,9 @@ def _label_score_matrix(result: object, class_names: Sequence[object] | None
 
 
 def _records_as_columns(result: object) -> dict[object, list] | None:
-    """A list of dicts with the same keys, one per row (a Hugging Face pipeline's
-    ``[{"label": ..., "score": ...}]``, pandas' ``to_dict("records")``), as its columns;
-    None for anything else.
+    """A list of dicts with the same keys and scalar values, one per row (a Hugging Face
+    pipeline's ``[{"label": ..., "score": ...}]``, pandas' ``to_dict("records")``), as its
+    columns; None for anything else.
 
     >>> _records_as_columns([{"label": "POSITIVE", "score": 0.9},
     ...                      {"label": "NEGATIVE", "score": 0.6}])
@@ -263,7 +263,10 @@ def _records_as_columns(result: object) -> dict[object, list] | None:
     keys = result[0].keys()
     if not keys or not all(isinstance(row, Mapping) and row.keys() == keys for row in result):
         return None
-    return {key: [row[key] for row in result] for key in keys}
+    columns = {key: [row[key] for row in result] for key in keys}
+    if not all(np.ndim(value) == 0 for column in columns.values() for value in column):
+        return None  # arrays per row (a detector's boxes per image): no table of scalars
+    return columns
 
 
 def class_names_of(model: Any) -> Sequence[object] | None:
