@@ -205,6 +205,7 @@ def normalize(
 
 
 _LABEL_SCORE = frozenset({"label", "score"})
+_SCALARS = (str, int, float, np.generic, type(None))  # told without numpy's ndim
 
 
 def _label_score_matrix(result: object, class_names: Sequence[object] | None
@@ -264,7 +265,8 @@ def _records_as_columns(result: object) -> dict[object, list] | None:
     if not keys or not all(isinstance(row, Mapping) and row.keys() == keys for row in result):
         return None
     columns = {key: [row[key] for row in result] for key in keys}
-    if not all(np.ndim(value) == 0 for column in columns.values() for value in column):
+    if not all(isinstance(value, _SCALARS) or np.ndim(value) == 0
+               for column in columns.values() for value in column):
         return None  # arrays per row (a detector's boxes per image): no table of scalars
     return columns
 
