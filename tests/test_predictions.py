@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -370,3 +372,61 @@ def test_rows_of_dicts_record_as_the_dict_of_columns_they_make(scores, labels):
     options = {"class_names": HF_CLASSES, "known_classes": set(HF_CLASSES)}
     assert _prediction_summary(normalize(rows, **options)) == \
         _prediction_summary(normalize(columns, **options))
+
+
+# --- anything a model may return --------------------------------------------------------
+
+_SCALAR_OUTPUTS = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
+                            st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5))
+_ARRAY_OUTPUTS = st.builds(
+    lambda shape, scale: np.random.default_rng(sum(shape)).random(shape) * scale,
+    st.tuples(st.integers(1, 4), st.integers(1, 3)), st.sampled_from([1.0, -1.0, 1e308]))
+ANY_OUTPUT = st.recursive(
+    st.one_of(_SCALAR_OUTPUTS, _ARRAY_OUTPUTS),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
+                            st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ANY_OUTPUT, st.sampled_from([False, True, None]),
+       st.sampled_from(["auto", "classification", "regression"]))
+def test_any_output_normalises_without_raising_or_warning(result, probabilities, task):
+    """Ragged lists, text from predict_proba, huge "probabilities": counted by reason, never
+    an exception (an internal error) or a numpy warning on the application's stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prediction = normalize(result, probabilities=probabilities, task=task)
+    assert prediction.rows >= 0 and all(count >= 0 for count in prediction.invalid.values())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(ANY_OUTPUT, min_size=1, max_size=6), st.booleans(),
+       st.sampled_from(["auto", "classification", "regression"]))
+def test_a_drain_of_any_outputs_counts_every_call_and_no_internal_error(results, proba, task):
+    from inferwatch import faults
+    from inferwatch.core.registry import Registry
+
+    class Replay:
+        def __init__(self) -> None:
+            self.answers = iter(results)
+
+        def predict(self, x):
+            return next(self.answers)
+
+        def predict_proba(self, x):
+            return next(self.answers)
+
+    registry = Registry(drain_interval=3600)
+    before = faults.internal_error_counts()
+    model = inferwatch.instrument(Replay(), name="m", version="1", task=task,
+                                  registry=registry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in results:
+            (model.predict_proba if proba else model.predict)(0)
+        registry.drain()
+    state = registry.monitor("m", "1").state
+    registry.close()
+    assert faults.internal_error_counts() == before
+    assert state.counters["inferwatch_requests_total"][("ok",)] == len(results)

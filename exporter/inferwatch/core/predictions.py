@@ -95,7 +95,16 @@ def to_array(obj: object) -> np.ndarray:
     numpy_method = getattr(obj, "numpy", None)
     if numpy_method is not None and not isinstance(obj, (list, tuple)):  # tf / jax tensors
         return np.asarray(numpy_method())
-    array = np.asarray(obj)
+    try:
+        array = np.asarray(obj)
+    except ValueError:
+        if not isinstance(obj, (list, tuple)):
+            raise
+        # Ragged rows (lists of different lengths): one object per row, each counted as
+        # what it is (not a plausible class or value) rather than failing the drain.
+        array = np.empty(len(obj), dtype=object)
+        array[:] = [*obj]
+        return array
     if array.dtype.kind == "U" and isinstance(obj, (str, list, tuple)):
         # numpy's fixed-width str dtype drops trailing NULs, merging "a\x00" into "a".
         return np.array(obj, dtype=object)
@@ -265,7 +274,7 @@ def _records_as_columns(result: object) -> dict[object, list] | None:
     if not keys or not all(isinstance(row, Mapping) and row.keys() == keys for row in result):
         return None
     columns = {key: [row[key] for row in result] for key in keys}
-    if not all(isinstance(value, _SCALARS) or np.ndim(value) == 0
+    if not all(isinstance(value, _SCALARS) or _is_scalar(value)
                for column in columns.values() for value in column):
         return None  # arrays per row (a detector's boxes per image): no table of scalars
     return columns
@@ -293,6 +302,15 @@ def class_names_of(model: Any) -> Sequence[object] | None:
     except Exception as exc:  # a property of the model's own that raised
         faults.record("instrument", exc)
     return None
+
+
+def _is_scalar(value: object) -> bool:
+    if isinstance(value, (list, tuple, Mapping)):
+        return False
+    try:
+        return np.ndim(value) == 0
+    except ValueError:  # a ragged sequence of its own kind
+        return False
 
 
 def _per_output(class_names: Sequence[object] | None, outputs: int) -> list:
@@ -432,12 +450,17 @@ def _object_class(value: object, known_classes: Collection[str]) -> str | None:
 
 def _add_probabilities(prediction: Prediction, array: np.ndarray,
                        class_names: Sequence[object] | None, prefix: str = "") -> None:
+    rows = array.shape[0] if array.ndim == 2 else 1
     if array.dtype.kind == "c":
         # Casting would drop the imaginary part, and numpy would warn about it on the
         # application's stderr from the drain thread: such output is not probabilities.
-        prediction.count_invalid("unsupported_type", array.shape[0] if array.ndim == 2 else 1)
+        prediction.count_invalid("unsupported_type", rows)
         return
-    matrix = array.astype(np.float64, copy=False)
+    try:
+        matrix = array.astype(np.float64, copy=False)
+    except (TypeError, ValueError):  # text or objects from predict_proba: no probabilities
+        prediction.count_invalid("unsupported_type", rows)
+        return
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     elif matrix.ndim != 2:
@@ -461,7 +484,13 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     if matrix.min() < 0 or matrix.max() > 1:
         out_of_unit = ((matrix < 0) | (matrix > 1)).any(axis=1)
         prediction.count_invalid("probability_out_of_range", int(out_of_unit.sum()))
-    bad_sum = np.abs(_row_sums(matrix) - 1.0) > PROBABILITY_SUM_TOLERANCE
+        # Huge values can overflow a row's sum: counted below, never warned about on the
+        # application's stderr (values in [0, 1] cannot, and skip this context's cost).
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = _row_sums(matrix)
+    else:
+        sums = _row_sums(matrix)
+    bad_sum = np.abs(sums - 1.0) > PROBABILITY_SUM_TOLERANCE
     prediction.count_invalid("probability_sum", int(bad_sum.sum()))
     names = [prefix + name for name in _column_names(width, class_names)]
     if width == 2:  # a binary classifier: the first column wins a tie, as argmax says
