@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.outcomes import OutcomeJoiner
+from strategies import ANY_OUTPUT
 
 
 def test_classification_outcomes_from_the_request_api(scraper):
@@ -242,3 +243,31 @@ def test_a_drains_rows_split_back_into_each_calls_rows(sizes, kind):
         expected.append((None, part) if kind == "float" else (part, None))
         offset += size
     assert _split_rows(prediction, sizes) == expected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(ANY_OUTPUT, ANY_OUTPUT), min_size=1, max_size=5),
+       st.sampled_from(["auto", "classification", "regression"]))
+def test_any_outcome_of_any_prediction_is_joined_or_counted_never_a_fault(pairs, task):
+    """Outcomes are user data: ragged lists, dicts, text against numbers. Each is joined or
+    counted unmatched by reason, never an internal error or a warning."""
+    import warnings
+
+    from inferwatch import faults
+    from inferwatch.core.registry import Registry
+
+    registry = Registry(drain_interval=3600)
+    answers = iter([prediction for prediction, _ in pairs])
+    model = inferwatch.instrument(lambda x: next(answers), name="m", version="1", task=task,
+                                  registry=registry)
+    monitor = registry.monitor("m", "1")
+    before = faults.internal_error_counts()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(len(pairs)):
+            model(0, request_id=f"r{i}")
+        for i, (_, truth) in enumerate(pairs):
+            monitor.record_outcome(f"r{i}", truth)
+        registry.drain()
+    registry.close()
+    assert faults.internal_error_counts() == before

@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 import inferwatch
 from inferwatch.core.predictions import class_labels, normalize
+from strategies import ANY_OUTPUT
 
 
 @pytest.mark.parametrize(
@@ -376,16 +377,6 @@ def test_rows_of_dicts_record_as_the_dict_of_columns_they_make(scores, labels):
 
 # --- anything a model may return --------------------------------------------------------
 
-_SCALAR_OUTPUTS = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
-                            st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5))
-_ARRAY_OUTPUTS = st.builds(
-    lambda shape, scale: np.random.default_rng(sum(shape)).random(shape) * scale,
-    st.tuples(st.integers(1, 4), st.integers(1, 3)), st.sampled_from([1.0, -1.0, 1e308]))
-ANY_OUTPUT = st.recursive(
-    st.one_of(_SCALAR_OUTPUTS, _ARRAY_OUTPUTS),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
-                            st.dictionaries(st.text(max_size=3), inner, max_size=3)),
-    max_leaves=12)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))

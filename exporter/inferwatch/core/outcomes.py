@@ -249,9 +249,19 @@ def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
 
 
 def _as_rows(y_true: Any) -> list:
-    if isinstance(y_true, (str, bytes)) or np.ndim(y_true) == 0:
+    """The outcome's rows: a scalar is one, an array or a list one per element.
+
+    >>> _as_rows("fraud"), _as_rows([[1, 2], [3]])
+    (['fraud'], [[1, 2], [3]])
+    """
+    if isinstance(y_true, (str, bytes)):
         return [y_true]
-    return list(np.asarray(y_true).reshape(-1))
+    try:
+        if np.ndim(y_true) == 0:
+            return [y_true]
+        return list(np.asarray(y_true).reshape(-1))
+    except ValueError:  # ragged rows: each one as given, to match (or not) its prediction
+        return list(y_true)
 
 
 def _broadcast(rows: list, n: int) -> list:
