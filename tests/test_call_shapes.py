@@ -760,3 +760,58 @@ def test_a_hugging_face_pipeline_records_its_labels_scores_and_confidence(scrape
     assert scraper.value("inferwatch_batch_size_sum") == 9
     assert scraper.total("inferwatch_invalid_predictions_total") == 0
     assert scraper.value("inferwatch_model_info", framework="transformers") == 1
+
+
+def test_a_method_decorated_in_its_class_checks_its_input_not_its_instance(scraper):
+    """``@instrument`` on a method where it is defined: the call's first argument is the
+    instance, its input the second. Features, events and token counts read the input, for
+    sync, async and generator methods; a function whose first parameter is no ``self`` (a
+    static method, a nested function) still reads its first argument."""
+    import asyncio
+
+    from inferwatch.core.instrument import input_position
+
+    reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(50, 2)))
+    registry = scraper.registry
+
+    class Service:
+        @inferwatch.instrument(name="sync", version="1", reference=reference,
+                               registry=registry)
+        def predict(self, x):
+            return np.zeros(len(x))
+
+        @inferwatch.instrument(name="async", version="1", reference=reference,
+                               registry=registry)
+        async def apredict(self, x):
+            return np.zeros(len(x))
+
+        @inferwatch.instrument(name="chat", version="1", registry=registry,
+                               count_tokens=lambda text: len(text.split()))
+        def generate(self, prompt):
+            yield from prompt.split()
+
+        @staticmethod
+        @inferwatch.instrument(name="static", version="1", reference=reference,
+                               registry=registry)
+        def score(x):
+            return np.zeros(len(x))
+
+    rows = np.array([[np.nan, 0.1], [0.2, np.nan], [np.nan, 0.3]])
+    service = Service()
+    service.predict(rows)
+    service.predict(rows, request_id="r-1")  # the slow path reads it alike
+    asyncio.run(service.apredict(rows))
+    Service.score(rows)
+    assert list(service.generate("three short words")) == ["three", "short", "words"]
+    for name, calls in (("sync", 2), ("async", 1), ("static", 1)):
+        assert scraper.value("inferwatch_feature_missing_total", model=name,
+                             feature="x0") == 2 * calls
+        assert scraper.value("inferwatch_drift_window_observations", model=name) == 3 * calls
+        assert scraper.total("inferwatch_input_errors_total", model=name) == 0
+    assert scraper.value("inferwatch_tokens_total", model="chat", kind="input") == 3
+
+    def nested(self_like, x):
+        return x
+
+    assert input_position(nested) == 0
+    assert input_position(Service.__dict__["score"].__func__) == 0

@@ -105,7 +105,7 @@ class _CallRecorder:
     function or an event log. It builds a :class:`RequestRecord` for the drain.
     """
 
-    __slots__ = ("fn", "follow", "monitor", "probabilities", "takes_request_id")
+    __slots__ = ("fn", "follow", "monitor", "position", "probabilities", "takes_request_id")
 
     def __init__(self, fn: Callable, monitor: Monitor, probabilities: bool,
                  follow: Follower) -> None:
@@ -114,6 +114,7 @@ class _CallRecorder:
         self.probabilities = probabilities
         self.takes_request_id = _accepts_keyword(fn, "request_id")
         self.follow = follow
+        self.position = follow.input_position = input_position(fn)
 
     def call(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
@@ -198,7 +199,8 @@ class _CallRecorder:
             request_id = faults.text_of(request_id, "request_id")
         record = RequestRecord(0.0, request_id=request_id, started_at=time.time())
         if monitor.keeps_inputs:
-            record.features = snapshot_input(args[0] if args else
+            position = self.position
+            record.features = snapshot_input(args[position] if len(args) > position else
                                              next(iter(kwargs.values()), None))
         if monitor.traces:
             record.trace_id = current_trace_id()
@@ -258,13 +260,14 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     slow = _CallRecorder(fn, monitor, probabilities, follow)
     in_request = open_request.get  # a C call: cheap enough for the fast path
     ndarray, copy_limit = _ndarray, COPY_LIMIT_BYTES
+    position = slow.position
 
     def with_input(args: tuple) -> Any:
         """A call of a model with a reference profile: its input goes with it, for the
         drain to check, as the call saw it (a caller may refill one buffer). A small
         numeric array is kept with its bytes (`kept_raw`), which the drain reads as one
         array (monitor._call_columns); any other input is kept as ``snapshot`` gives it."""
-        first = args[0] if args else None
+        first = args[position] if len(args) > position else None
         if first.__class__ is ndarray and first.nbytes <= copy_limit and \
                 not first.dtype.hasobject:
             kept, kept_raw = first, first.tobytes()  # a third of what a copy costs
@@ -392,13 +395,15 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
     plain = follow.plain
     slow = _CallRecorder(fn, monitor, probabilities, follow)
     in_request = open_request.get
+    position = slow.position
 
     @functools.wraps(fn)
     async def instrumented(*args: Any, **kwargs: Any) -> Any:
         path = monitor.path
         if kwargs or path is SLOW or in_request() is not None:
             return await slow.call_async(args, kwargs)
-        seen_input = snapshot_input(args[0]) if path is WITH_INPUTS and args else None
+        seen_input = snapshot_input(args[position]) if path is WITH_INPUTS and \
+            len(args) > position else None
         next(started)
         start = clock()
         try:
@@ -445,6 +450,34 @@ def _accepts_keyword(fn: Callable, name: str) -> bool:
         if parameter is not None and parameter.kind in _NAMED:
             return True
     return False
+
+
+_SELF_NAMES = ("self", "cls")
+
+
+def input_position(fn: Callable) -> int:
+    """Where a call's input is among its positional arguments: second for a function
+    defined in a class body whose first parameter is ``self`` or ``cls`` (a method
+    decorated with ``@instrument`` where it is defined, so called with its instance
+    first), else first.
+
+    >>> class Service:
+    ...     def predict(self, x): return x
+    >>> input_position(Service.predict), input_position(Service().predict)
+    (1, 0)
+    """
+    parts = getattr(fn, "__qualname__", "").split(".")
+    if len(parts) < 2 or parts[-2] == "<locals>" or not inspect.isfunction(fn):
+        return 0
+    try:
+        first = next(iter(inspect.signature(fn).parameters.values()), None)
+    except (TypeError, ValueError):
+        return 0
+    return 1 if first is not None and first.name in _SELF_NAMES and \
+        first.kind in _POSITIONAL else 0
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:

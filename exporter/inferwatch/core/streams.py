@@ -180,10 +180,12 @@ class Follower:
     for an ordinary prediction, which the wrapper then records as usual.
     """
 
-    __slots__ = ("kinds", "lean_settings", "monitor", "plain", "plan", "settings")
+    __slots__ = ("input_position", "kinds", "lean_settings", "monitor", "plain", "plan",
+                 "settings")
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
+        self.input_position = 0  # of the text input, among the call's positional arguments
         self.plain: set[type] = set()
         self.kinds: dict[type, str] = {}
         self._use(monitor.settings)
@@ -230,8 +232,10 @@ class Follower:
                 tracker = _Tracker(monitor, plan, start)
                 if slow:
                     tracker.on_slow_path(record)
-                if plan.count_tokens is not None and args and isinstance(args[0], str):
-                    tracker.input_tokens = tracker.tokens_of(args[0])
+                text = args[self.input_position] if len(args) > self.input_position \
+                    else None
+                if plan.count_tokens is not None and isinstance(text, str):
+                    tracker.input_tokens = tracker.tokens_of(text)
             if kind == "generator" or kind == "iterator":
                 return _open_sync(result, tracker, monitor, plan, start)
             if kind == "async":
