@@ -193,6 +193,9 @@ def test_bad_configuration_is_a_clear_error(scraper):
         inferwatch.instrument(lambda x: x, name="")
     with pytest.raises(TypeError, match="not the class"):
         inferwatch.instrument(PlainModel, name="m")
+    for not_a_model in (3, "models/fraud.pkl", {"predict": 1}):
+        with pytest.raises(TypeError, match=f"not a {type(not_a_model).__name__}"):
+            inferwatch.instrument(not_a_model, name="m", registry=scraper.registry)
     with pytest.raises(ValueError, match="metadata"):
         inferwatch.instrument(lambda x: x, name="m", metadata={"bad-key": 1},
                               registry=scraper.registry)

@@ -694,6 +694,12 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
                         f"not the class {target.__name__}")
     is_function = inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(
         target) or isinstance(target, functools.partial) or inspect.iscoroutinefunction(target)
+    if not is_function and not callable(target) and not any(
+            callable(getattr(target, method, None)) for method, _ in WRAPPED_METHODS):
+        # Nothing would ever be recorded: a mistake (an id, a path) rather than a model.
+        raise TypeError("inferwatch.instrument: pass a model (with predict, predict_proba "
+                        "or __call__) or a function (such as an ONNX session's run), not a "
+                        f"{type(target).__name__}")
     metadata = {"framework": _framework(target, is_function), **(options.pop("metadata", None)
                                                                   or {})}
     try:
