@@ -238,10 +238,7 @@ CASES = [pytest.param(kind, method, variant, id=f"{kind.name}-{method}-{variant}
 @pytest.mark.parametrize(("kind", "method", "variant"), CASES)
 def test_matrix(scraper, tmp_path, kind, method, variant):
     model, batch, one = kind.model()
-    x_ref = batch if not hasattr(batch, "iloc") else None
-    wrapped = _instrument(kind, model, method, variant,
-                          scraper.registry, x_ref if x_ref is not None else batch.select_dtypes(
-                              "number"), tmp_path)
+    wrapped = _instrument(kind, model, method, variant, scraper.registry, batch, tmp_path)
     expected_rows = 0
     for x in (one, batch):
         got = _wrapped_call(wrapped, method, x, variant, scraper.registry)
@@ -261,7 +258,10 @@ def test_matrix(scraper, tmp_path, kind, method, variant):
     if method in ("predict_proba", "__call__") and kind.classes:
         _assert_confidence(scraper, model, method, one, batch)
     if variant == "reference":
+        # Every row was checked against the profile (no input taken for something else).
         assert scraper.total("inferwatch_feature_missing_total") == 0
+        assert scraper.value("inferwatch_drift_window_observations") == expected_rows
+        assert scraper.total("inferwatch_input_errors_total") == 0
 
 
 def _assert_confidence(scraper, model, method, one, batch) -> None:

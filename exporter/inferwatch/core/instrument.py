@@ -105,7 +105,8 @@ class _CallRecorder:
     function or an event log. It builds a :class:`RequestRecord` for the drain.
     """
 
-    __slots__ = ("fn", "follow", "monitor", "position", "probabilities", "takes_request_id")
+    __slots__ = ("fn", "follow", "monitor", "one_feed", "position", "probabilities",
+                 "takes_request_id")
 
     def __init__(self, fn: Callable, monitor: Monitor, probabilities: bool,
                  follow: Follower) -> None:
@@ -115,6 +116,7 @@ class _CallRecorder:
         self.takes_request_id = _accepts_keyword(fn, "request_id")
         self.follow = follow
         self.position = follow.input_position = input_position(fn)
+        self.one_feed = is_onnx_run(fn)
 
     def call(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
@@ -199,9 +201,9 @@ class _CallRecorder:
             request_id = faults.text_of(request_id, "request_id")
         record = RequestRecord(0.0, request_id=request_id, started_at=time.time())
         if monitor.keeps_inputs:
-            position = self.position
-            record.features = snapshot_input(args[position] if len(args) > position else
-                                             next(iter(kwargs.values()), None))
+            record.features = snapshot_input(
+                call_input(args, self.position, self.one_feed) if len(args) > self.position
+                else next(iter(kwargs.values()), None))
         if monitor.traces:
             record.trace_id = current_trace_id()
         monitor.call_started()
@@ -260,7 +262,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     slow = _CallRecorder(fn, monitor, probabilities, follow)
     in_request = open_request.get  # a C call: cheap enough for the fast path
     ndarray, copy_limit = _ndarray, COPY_LIMIT_BYTES
-    position = slow.position
+    position, one_feed = slow.position, slow.one_feed
 
     def with_input(args: tuple) -> Any:
         """A call of a model with a reference profile: its input goes with it, for the
@@ -268,6 +270,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
         numeric array is kept with its bytes (`kept_raw`), which the drain reads as one
         array (monitor._call_columns); any other input is kept as ``snapshot`` gives it."""
         first = args[position] if len(args) > position else None
+        if one_feed and first.__class__ is dict and len(first) == 1:
+            first = next(iter(first.values()))  # an ONNX session's feed of one input
         if first.__class__ is ndarray and first.nbytes <= copy_limit and \
                 not first.dtype.hasobject:
             kept, kept_raw = first, first.tobytes()  # a third of what a copy costs
@@ -395,15 +399,15 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
     plain = follow.plain
     slow = _CallRecorder(fn, monitor, probabilities, follow)
     in_request = open_request.get
-    position = slow.position
+    position, one_feed = slow.position, slow.one_feed
 
     @functools.wraps(fn)
     async def instrumented(*args: Any, **kwargs: Any) -> Any:
         path = monitor.path
         if kwargs or path is SLOW or in_request() is not None:
             return await slow.call_async(args, kwargs)
-        seen_input = snapshot_input(args[position]) if path is WITH_INPUTS and \
-            len(args) > position else None
+        seen_input = snapshot_input(call_input(args, position, one_feed)) if \
+            path is WITH_INPUTS and len(args) > position else None
         next(started)
         start = clock()
         try:
@@ -467,6 +471,8 @@ def input_position(fn: Callable) -> int:
     (1, 0)
     """
     parts = getattr(fn, "__qualname__", "").split(".")
+    if is_onnx_run(fn):
+        return 1  # run(output_names, input_feed)
     if len(parts) < 2 or parts[-2] == "<locals>" or not inspect.isfunction(fn):
         return 0
     try:
@@ -478,6 +484,27 @@ def input_position(fn: Callable) -> int:
 
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def is_onnx_run(fn: Callable) -> bool:
+    """An ONNX Runtime session's ``run(output_names, input_feed)``: its input is the feed,
+    and a feed of one input is that input's array."""
+    owner = getattr(fn, "__self__", None)
+    return inspect.ismethod(fn) and fn.__name__ == "run" and \
+        type(owner).__module__.startswith("onnxruntime")
+
+
+def call_input(args: tuple, position: int, one_feed: bool) -> Any:
+    """A call's input: its positional argument at `position` (None without one); for an
+    ONNX session's run with a feed of one input, that input's array.
+
+    >>> call_input((None, {"X": [1.0]}), 1, True), call_input(("a",), 1, False)
+    ([1.0], None)
+    """
+    value = args[position] if len(args) > position else None
+    if one_feed and value.__class__ is dict and len(value) == 1:
+        return next(iter(value.values()))
+    return value
 
 
 def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:
