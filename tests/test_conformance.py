@@ -349,3 +349,6 @@ def test_functions(scraper, tmp_path, shape, is_async, variant):
     for output, n in counts.items():
         assert scraper.value("inferwatch_prediction_count", output=output) == n
     assert scraper.value("inferwatch_batch_size_sum") == max(counts.values())
+    if variant == "reference":
+        # The call's input row was checked; the failed call's ("fail") stays out of the window.
+        assert scraper.value("inferwatch_drift_window_observations") == 1
