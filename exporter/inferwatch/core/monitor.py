@@ -91,21 +91,20 @@ class _Rest(NamedTuple):
     slices: list
 
 
-def _first_slices(results: Sequence[object], probabilities: bool,
-                  rest: list[_Rest]) -> tuple[Sequence[object], dict[int, int]]:
-    """`results` with each huge numpy array cut to its first slice (the others go to `rest`),
-    and {index: rows of the whole array} for the ones cut.
+def _first_slices(results: Sequence[object], probabilities: bool, rest: list[_Rest],
+                  kinds: set[type]) -> tuple[Sequence[object], dict[int, int]]:
+    """`results` (of the classes `kinds`) with each huge numpy array cut to its first slice
+    (the others go to `rest`), and {index: rows of the whole array} for the ones cut.
 
-    >>> rest = []
-    >>> cut, rows = _first_slices([np.zeros(SLICE_ROWS * 2 + 1), 1.0], False, rest)
+    >>> rest, results = [], [np.zeros(SLICE_ROWS * 2 + 1), 1.0]
+    >>> cut, rows = _first_slices(results, False, rest, set(map(type, results)))
     >>> [len(c) if isinstance(c, np.ndarray) else c for c in cut], rows == {0: 2 * SLICE_ROWS + 1}
     ([131072, 1.0], True)
     >>> [len(s) for s in rest[0].slices] == [SLICE_ROWS, 1]
     True
     """
     whole: dict[int, int] = {}
-    kinds = set(map(type, results))
-    if _ndarray not in kinds:  # in C: most drains hold no array at all
+    if _ndarray not in kinds:  # most drains hold no array at all
         return results, whole
     arrays = results if len(kinds) == 1 else [r for r in results if r.__class__ is _ndarray]
     if all(not shape or shape[0] <= SLICE_ROWS for shape in set(map(SHAPE_OF, arrays))):
@@ -755,11 +754,12 @@ class Monitor:
                     continue
                 results = list(array.reshape((len(pending), *shape)))  # to be sliced
             whole: dict[int, int] = {}
+            kinds = set(map(type, results))  # in C; cutting arrays keeps their class
             if rest is not None:
-                results, whole = _first_slices(results, probabilities, rest)
+                results, whole = _first_slices(results, probabilities, rest, kinds)
             first = len(predictions.batch_sizes)
             predictions.add_results(results, probabilities=probabilities,
-                                    sizes_in_order=bool(whole))
+                                    sizes_in_order=bool(whole), kinds=kinds)
             if whole and len(predictions.batch_sizes) == first + len(results):
                 cut.append((first, whole))
         ok = len(calls) + len(proba_calls)

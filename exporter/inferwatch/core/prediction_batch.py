@@ -95,11 +95,13 @@ class PredictionBatch:
         self._known: frozenset[str] | None = None
 
     def add_results(self, results: Sequence[object], probabilities: bool,
-                    sizes_in_order: bool = False) -> None:
-        """Record the results of many calls. With `sizes_in_order`, every call's batch size
-        is listed in call order (the drain then corrects the calls it cut into slices)."""
+                    sizes_in_order: bool = False, kinds: set[type] | None = None) -> None:
+        """Record the results of many calls (`kinds`: their classes, when known already).
+        With `sizes_in_order`, every call's batch size is listed in call order (the drain
+        then corrects the calls it cut into slices)."""
         task = self.settings.task
-        kinds = set(map(type, results))
+        if kinds is None:
+            kinds = set(map(type, results))
         if len(kinds) == 1 and len(results) > 1 and issubclass(next(iter(kinds)), np.ndarray):
             if not sizes_in_order and self._add_uniform_arrays(results, probabilities):
                 return
