@@ -815,3 +815,33 @@ def test_a_method_decorated_in_its_class_checks_its_input_not_its_instance(scrap
 
     assert input_position(nested) == 0
     assert input_position(Service.__dict__["score"].__func__) == 0
+
+
+def test_an_xgboost_dmatrix_input_is_checked_with_absent_values_missing(scraper):
+    """``Booster.predict(DMatrix)`` with a reference: a DMatrix keeps no missing value and
+    xgboost reads an absent one as missing, so its rows are checked as the matrix it was
+    built from, NaN included; feature names in another order are matched by name."""
+    xgb = pytest.importorskip("xgboost")
+    import pandas as pd
+
+    x, y = _data()
+    names = [f"f{j}" for j in range(x.shape[1])]
+    booster = xgb.train({"objective": "binary:logistic"},
+                        xgb.DMatrix(x, label=y, feature_names=names), num_boost_round=3)
+    reference = inferwatch.Reference.from_data(pd.DataFrame(x, columns=names))
+    model = inferwatch.instrument(booster, name="m", version="1", reference=reference,
+                                  registry=scraper.registry)
+    rows = x[:6].copy()
+    rows[0, 1], rows[3, 1], rows[4, 2] = np.nan, np.nan, np.nan
+    rows[5, 0] = 1e6  # out of range
+    model.predict(xgb.DMatrix(rows, feature_names=names))
+    reordered = pd.DataFrame(rows, columns=names)[names[::-1]]
+    booster_reordered = booster.predict(xgb.DMatrix(reordered), validate_features=False)
+    assert booster_reordered.shape == (6,)
+    model.predict(xgb.DMatrix(reordered), validate_features=False)
+    missing = {s.labels["feature"]: s.value for s in scraper.samples()
+               if s.name == "inferwatch_feature_missing_total"}
+    assert missing == {"f1": 4.0, "f2": 2.0}
+    assert scraper.value("inferwatch_feature_out_of_range_total", feature="f0") == 2
+    assert scraper.value("inferwatch_drift_window_observations") == 12
+    assert scraper.total("inferwatch_input_errors_total") == 0

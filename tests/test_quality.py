@@ -317,7 +317,7 @@ def test_a_wide_sparse_batch_is_checked_a_block_of_rows_at_a_time(monkeypatch):
     bounded in cells, and their counts add up to the whole matrix's."""
     import scipy.sparse as sp
 
-    import inferwatch.quality.checks as checks
+    import inferwatch.quality.sparse_rows as sparse_rows
 
     width = 300
     ref = Reference.from_data(RNG.normal(size=(400, width)))
@@ -333,7 +333,7 @@ def test_a_wide_sparse_batch_is_checked_a_block_of_rows_at_a_time(monkeypatch):
         real(block, result)
 
     monkeypatch.setattr(checker, "_matrix", spy)
-    monkeypatch.setattr(checks, "_SPARSE_BLOCK_CELLS", 10 * width)
+    monkeypatch.setattr(sparse_rows, "BLOCK_CELLS", 10 * width)
     assert_same(checker.check(X), dense)
     assert shapes == [(10, width)] * 50
     assert dense.missing.sum() == len(X.data[::7])

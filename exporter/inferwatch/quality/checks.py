@@ -37,7 +37,13 @@ from inferwatch.quality.reference import (
     category_keys,
     is_dataframe,
     is_missing,
+)
+from inferwatch.quality.sparse_rows import (
+    column_order,
+    dense_blocks,
+    is_dmatrix,
     is_sparse,
+    row_shape,
 )
 
 # Every reason an input can be rejected or partly rejected; the label set of
@@ -48,8 +54,6 @@ REASONS = ("missing_column", "extra_column", "wrong_type", "wrong_width", "wrong
 DEFAULT_MAX_PENDING_ROWS = 65_536
 # Rows per block of a numeric matrix: 2,048 rows of 50 float64 features is 800 KB.
 _BLOCK_ROWS = 2048
-# Cells of a sparse batch made dense at a time (1 MB of float64), however wide it is.
-_SPARSE_BLOCK_CELLS = 1 << 17
 _ABSENT = object()
 
 
@@ -216,8 +220,8 @@ class BatchChecker:
     def _dispatch(self, batch: Any, result: BatchResult) -> None:
         if is_dataframe(batch):
             self._sliced(batch, len(batch), lambda i, j: batch.iloc[i:j], self._frame, result)
-        elif is_sparse(batch):
-            self._sparse(batch, result)
+        elif is_sparse(batch) or is_dmatrix(batch):
+            self._sparse_rows(batch, result)
         elif isinstance(batch, Mapping):
             self._mapping(batch, result)
         elif isinstance(batch, (list, tuple)):
@@ -235,21 +239,18 @@ class BatchChecker:
         for start in range(0, n, step):
             check(batch if n <= step else cut(start, start + step), result)
 
-    def _sparse(self, batch: Any, result: BatchResult) -> None:
-        """A scipy.sparse matrix: checked as the dense matrix it stands for (implicit entries
-        are zeros, a stored NaN is missing), a block of rows at a time, so a wide matrix
-        never becomes dense whole."""
-        rows, width = batch.shape
+    def _sparse_rows(self, batch: Any, result: BatchResult) -> None:
+        """A scipy.sparse matrix or an xgboost DMatrix: checked as the dense rows it stands
+        for (``sparse_rows``), a bounded block at a time."""
+        rows, width = row_shape(batch)
         if rows == 0:
             result.error("empty_batch")
             return
         if width != len(self._columns):
             result.error("wrong_width")
             return
-        csr = batch.tocsr()
-        step = max(1, _SPARSE_BLOCK_CELLS // max(width, 1))
-        for start in range(0, rows, step):
-            self._matrix(csr[start:start + step].toarray(), result)
+        for block in dense_blocks(batch, column_order(batch, self.feature_names)):
+            self._matrix(block, result)
 
     def _mapping(self, batch: Mapping[Any, Any], result: BatchResult) -> None:
         values = list(batch.values())

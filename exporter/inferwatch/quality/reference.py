@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch.catalogue import OTHER
+from inferwatch.quality.sparse_rows import is_sparse
 from inferwatch.quality.validation import Validation, ValidationError, score
 
 FORMAT = "inferwatch.reference"
@@ -467,16 +468,6 @@ def is_dataframe(obj: Any) -> bool:
     """True for a pandas DataFrame, checked without importing pandas."""
     return type(obj).__module__.startswith("pandas") and hasattr(obj, "columns") \
         and hasattr(obj, "iloc") and getattr(obj, "ndim", 0) == 2
-
-
-def is_sparse(obj: Any) -> bool:
-    """True for a 2-D scipy.sparse matrix or array, checked without importing scipy.
-
-    >>> is_sparse(np.zeros((2, 2)))
-    False
-    """
-    return type(obj).__module__.startswith("scipy.sparse") and hasattr(obj, "tocsr") \
-        and getattr(obj, "ndim", 0) == 2
 
 
 # Densifying a sparse matrix to profile it costs 8 bytes a cell: past this many cells

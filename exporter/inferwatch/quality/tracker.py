@@ -29,7 +29,8 @@ from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
 from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import DriftScorer, DriftWindow
-from inferwatch.quality.reference import Reference, is_sparse
+from inferwatch.quality.reference import Reference
+from inferwatch.quality.sparse_rows import is_sparse
 
 DEFAULT_DRIFT_WINDOW_SECONDS = 3600.0
 DEFAULT_DRIFT_AGE_BUCKETS = 6
