@@ -421,3 +421,11 @@ def test_a_drain_of_any_outputs_counts_every_call_and_no_internal_error(results,
     registry.close()
     assert faults.internal_error_counts() == before
     assert state.counters["inferwatch_requests_total"][("ok",)] == len(results)
+
+
+def test_a_polars_frame_of_outputs_is_named_by_its_columns():
+    pl = pytest.importorskip("polars")
+    frame = pd.DataFrame({"price": [10.0, 20.0, np.nan], "eta": [30.0, 40.0, 50.0]})
+    assert _prediction_summary(normalize(pl.from_pandas(frame))) == \
+        _prediction_summary(normalize(frame))
+    assert set(normalize(pl.from_pandas(frame)).values) == {"price", "eta"}

@@ -357,3 +357,17 @@ def test_a_reference_profiles_a_sparse_matrix_as_its_dense_form():
     wide = sp.csr_matrix((MAX_SPARSE_CELLS // 1000 + 1, 1000))
     with pytest.raises(ReferenceError, match=r"sparse matrix of .* cells once dense"):
         Reference.from_data(wide)
+
+
+def test_a_polars_frame_counts_as_the_pandas_frame_it_equals():
+    """Columns by name in any order, nulls as missing, categories and slices of a long
+    frame: a polars DataFrame is checked as pandas' would be, and profiles alike."""
+    pl = pytest.importorskip("polars")
+    frame = pd.DataFrame({"age": [30.0, None, 200.0, 40.0] * 30,
+                          "city": ["Paris", "Tokyo", None, "Rome"] * 30,
+                          "score": [0.5, 0.1, 0.9, None] * 30})[["score", "city", "age"]]
+    checker = BatchChecker(MIXED_REF, max_pending_rows=7)  # checked in slices of 7 rows
+    assert_same(checker.check(pl.from_pandas(frame)), checker.check(frame))
+    assert checker.check(pl.from_pandas(frame)).rows == 120
+    numeric = pd.DataFrame(RNG.normal(size=(200, 4)), columns=["a", "b", "c", "d"])
+    assert Reference.from_data(pl.from_pandas(numeric)) == Reference.from_data(numeric)

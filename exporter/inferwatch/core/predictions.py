@@ -132,7 +132,9 @@ def _without_missing(obj: object) -> tuple[object, int]:
 
 
 def _is_dataframe(obj: object) -> bool:
-    return hasattr(obj, "columns") and hasattr(obj, "to_numpy") and hasattr(obj, "items")
+    """A pandas or polars DataFrame (outputs named by its columns), told without either."""
+    return hasattr(obj, "columns") and hasattr(obj, "to_numpy") and (
+        hasattr(obj, "items") or type(obj).__module__.startswith("polars"))
 
 
 def _is_output_list(result: object) -> bool:
@@ -179,7 +181,9 @@ def normalize(
     if records is not None:
         result = records
     if isinstance(result, Mapping) or _is_dataframe(result):
-        for name, column in result.items():
+        columns = result.items() if hasattr(result, "items") else (
+            (name, result[name]) for name in result.columns)  # a polars DataFrame
+        for name, column in columns:
             _add_named(prediction, str(name), column, task, known_classes)
         return prediction
     if _is_output_list(result):

@@ -35,6 +35,7 @@ from inferwatch.quality.reference import (
     Profile,
     Reference,
     category_keys,
+    frame_rows,
     is_dataframe,
     is_missing,
 )
@@ -219,7 +220,8 @@ class BatchChecker:
 
     def _dispatch(self, batch: Any, result: BatchResult) -> None:
         if is_dataframe(batch):
-            self._sliced(batch, len(batch), lambda i, j: batch.iloc[i:j], self._frame, result)
+            self._sliced(batch, len(batch), lambda i, j: frame_rows(batch, i, j), self._frame,
+                         result)
         elif is_sparse(batch) or is_dmatrix(batch):
             self._sparse_rows(batch, result)
         elif isinstance(batch, Mapping):

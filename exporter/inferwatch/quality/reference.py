@@ -465,9 +465,17 @@ def _floats(values: np.ndarray) -> tuple[float, ...]:
 # --- input containers -----------------------------------------------------------------------
 
 def is_dataframe(obj: Any) -> bool:
-    """True for a pandas DataFrame, checked without importing pandas."""
-    return type(obj).__module__.startswith("pandas") and hasattr(obj, "columns") \
-        and hasattr(obj, "iloc") and getattr(obj, "ndim", 0) == 2
+    """True for a pandas or polars DataFrame, checked without importing either: its
+    columns are read by name (``frame[name]``), never by position."""
+    module = type(obj).__module__
+    if module.startswith("pandas"):
+        return hasattr(obj, "columns") and hasattr(obj, "iloc") and getattr(obj, "ndim", 0) == 2
+    return module.startswith("polars") and hasattr(obj, "columns") and hasattr(obj, "height")
+
+
+def frame_rows(frame: Any, start: int, stop: int) -> Any:
+    """Rows `start` to `stop` of a pandas (``iloc``) or polars (slicing) DataFrame."""
+    return frame.iloc[start:stop] if hasattr(frame, "iloc") else frame[start:stop]
 
 
 # Densifying a sparse matrix to profile it costs 8 bytes a cell: past this many cells
