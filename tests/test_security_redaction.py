@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pydantic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,8 +31,8 @@ SECRET = b"s" * 32
 RULES = {"drop": ["inputs.ssn", "prediction.ssn"],
          "hash_fields": ["inputs.email", "prediction.email"]}
 
-WRAPPERS = ("dict", "records", "dataframe", "series", "dataclass", "pydantic", "namedtuple",
-            "structured", "bytes", "json_text", "json_bytes_in_list")
+WRAPPERS = ("dict", "records", "dataframe", "series", "polars", "dataclass", "pydantic",
+            "namedtuple", "structured", "bytes", "json_text", "json_bytes_in_list")
 
 
 def _wrap(kind: str, rows: list[dict]) -> object:
@@ -44,6 +45,8 @@ def _wrap(kind: str, rows: list[dict]) -> object:
         return pd.DataFrame(rows)
     if kind == "series":
         return pd.Series(rows[0])
+    if kind == "polars":
+        return pl.DataFrame(rows)
     names = list(rows[0])
     if kind == "dataclass":
         cls = dataclasses.make_dataclass("Row", names)

@@ -5,6 +5,7 @@ of mappings) before it is redacted: written as the ``str()`` of a DataFrame, a f
 escape every rule. :func:`named_fields` converts the containers model servers use:
 
 - pandas DataFrame: a list of row records; Series: a mapping of its index to its values
+- polars DataFrame: a list of row records; Series: a list of its values
 - dataclass, attrs class, namedtuple, pydantic model (v1 or v2): a mapping of its fields
 - numpy structured array or record: row records (a plain array stays a list of numbers)
 - bytes in UTF-8, and text holding a JSON object or array: the parsed value
@@ -133,6 +134,12 @@ def _from_library(value: object) -> object:
             return None
         if isinstance(value, pandas.Timestamp):
             return value.isoformat()
+    polars = sys.modules.get("polars")
+    if polars is not None:
+        if isinstance(value, polars.DataFrame):
+            return value.to_dicts()
+        if isinstance(value, polars.Series):
+            return value.to_list()
     for module in ("pydantic", "pydantic.v1"):
         pydantic = sys.modules.get(module)
         base = getattr(pydantic, "BaseModel", None)
