@@ -769,7 +769,7 @@ def test_a_method_decorated_in_its_class_checks_its_input_not_its_instance(scrap
     static method, a nested function) still reads its first argument."""
     import asyncio
 
-    from inferwatch.core.instrument import input_position
+    from inferwatch.core.call_input import input_position
 
     reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(50, 2)))
     registry = scraper.registry

@@ -26,6 +26,14 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.call_input import (
+    COPY_LIMIT_BYTES,
+    call_input,
+    input_position,
+    is_onnx_run,
+    snapshot,
+    snapshot_input,
+)
 from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor, array_from_bytes
 from inferwatch.core.options import Settings
 from inferwatch.core.predictions import class_names_of
@@ -39,48 +47,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
 UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded
-# Arrays up to this size are copied when the call returns (their bytes, or the array when it
-# holds Python objects), so that a runtime refilling one output buffer (or a caller reusing
-# one input buffer) is recorded as each call saw it.
-# A copy of 64 KiB costs about what reading it in the drain costs; larger arrays are read
-# at drain time (docs/shapes.md).
-COPY_LIMIT_BYTES = 64 * 1024
-_ndarray = np.ndarray
-
-
-def snapshot(value: Any) -> Any:
-    """What the drain will read for `value`: a copy of a small numpy array, else itself.
-
-    >>> buffer = np.zeros(3); seen = snapshot(buffer); buffer[:] = 1.0
-    >>> seen.tolist()
-    [0.0, 0.0, 0.0]
-    """
-    if value.__class__ is _ndarray and value.nbytes <= COPY_LIMIT_BYTES:
-        return value.copy()
-    return value
-
-
-def snapshot_input(value: Any) -> Any:
-    """What the drain will check for a call's input: as :func:`snapshot`, and a torch
-    tensor of at most ``COPY_LIMIT_BYTES`` on the CPU copied as well, since serving code
-    often refills one staging tensor per batch. A copy costs about 1.5 us, a tenth of the
-    smallest module's forward pass; a tensor on a GPU is read at drain time (copying it
-    here would wait for the device).
-
-    >>> snapshot_input([1.0, 2.0])
-    [1.0, 2.0]
-    """
-    if value.__class__ is _ndarray:
-        return value.copy() if value.nbytes <= COPY_LIMIT_BYTES else value
-    if type(value).__module__.startswith("torch") and hasattr(value, "requires_grad"):
-        try:
-            if value.device.type == "cpu" and value.nbytes <= COPY_LIMIT_BYTES:
-                return (value.detach() if value.requires_grad else value).clone()
-        except Exception as exc:  # a tensor subclass without storage: read at drain time
-            faults.record("instrument", exc)
-    return value
-
-
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
@@ -261,7 +227,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     plain = follow.plain
     slow = _CallRecorder(fn, monitor, probabilities, follow)
     in_request = open_request.get  # a C call: cheap enough for the fast path
-    ndarray, copy_limit = _ndarray, COPY_LIMIT_BYTES
+    ndarray, copy_limit = np.ndarray, COPY_LIMIT_BYTES
     position, one_feed = slow.position, slow.one_feed
 
     def with_input(args: tuple) -> Any:
@@ -454,57 +420,6 @@ def _accepts_keyword(fn: Callable, name: str) -> bool:
         if parameter is not None and parameter.kind in _NAMED:
             return True
     return False
-
-
-_SELF_NAMES = ("self", "cls")
-
-
-def input_position(fn: Callable) -> int:
-    """Where a call's input is among its positional arguments: second for a function
-    defined in a class body whose first parameter is ``self`` or ``cls`` (a method
-    decorated with ``@instrument`` where it is defined, so called with its instance
-    first), else first.
-
-    >>> class Service:
-    ...     def predict(self, x): return x
-    >>> input_position(Service.predict), input_position(Service().predict)
-    (1, 0)
-    """
-    parts = getattr(fn, "__qualname__", "").split(".")
-    if is_onnx_run(fn):
-        return 1  # run(output_names, input_feed)
-    if len(parts) < 2 or parts[-2] == "<locals>" or not inspect.isfunction(fn):
-        return 0
-    try:
-        first = next(iter(inspect.signature(fn).parameters.values()), None)
-    except (TypeError, ValueError):
-        return 0
-    return 1 if first is not None and first.name in _SELF_NAMES and \
-        first.kind in _POSITIONAL else 0
-
-
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-
-
-def is_onnx_run(fn: Callable) -> bool:
-    """An ONNX Runtime session's ``run(output_names, input_feed)``: its input is the feed,
-    and a feed of one input is that input's array."""
-    owner = getattr(fn, "__self__", None)
-    return inspect.ismethod(fn) and fn.__name__ == "run" and \
-        type(owner).__module__.startswith("onnxruntime")
-
-
-def call_input(args: tuple, position: int, one_feed: bool) -> Any:
-    """A call's input: its positional argument at `position` (None without one); for an
-    ONNX session's run with a feed of one input, that input's array.
-
-    >>> call_input((None, {"X": [1.0]}), 1, True), call_input(("a",), 1, False)
-    ([1.0], None)
-    """
-    value = args[position] if len(args) > position else None
-    if one_feed and value.__class__ is dict and len(value) == 1:
-        return next(iter(value.values()))
-    return value
 
 
 def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.records import label_score_matrix, records_as_columns
 
 DEFAULT_OUTPUT = "value"
 # Rows of a probability matrix may drift from 1 by float error; more than this is a fault.
@@ -168,7 +169,7 @@ def normalize(
     {'unsupported_type': 1}
     """
     prediction = Prediction()
-    scored = _label_score_matrix(result, class_names)
+    scored = label_score_matrix(result, class_names)
     if scored is not None:
         matrix, labels = scored
         if _looks_like_probabilities(matrix, task, labels, by_shape=True):
@@ -177,7 +178,7 @@ def normalize(
             for j, label in enumerate(labels):
                 _add_named(prediction, label, matrix[:, j], task, known_classes)
         return prediction
-    records = _records_as_columns(result)
+    records = records_as_columns(result)
     if records is not None:
         result = records
     if isinstance(result, Mapping) or _is_dataframe(result):
@@ -217,73 +218,6 @@ def normalize(
     return prediction
 
 
-_LABEL_SCORE = frozenset({"label", "score"})
-_SCALARS = (str, int, float, np.generic, type(None))  # told without numpy's ndim
-
-
-def _label_score_matrix(result: object, class_names: Sequence[object] | None
-                        ) -> tuple[np.ndarray, list[str]] | None:
-    """Every label's score per row, as a Hugging Face pipeline answers with ``top_k=None``
-    (a list per input of ``{"label", "score"}`` dicts, best first), as a matrix with a
-    column per label (in the model's class order when it names the same labels); None for
-    anything else.
-
-    >>> matrix, labels = _label_score_matrix([[{"label": "b", "score": 0.7},
-    ...                                        {"label": "a", "score": 0.3}]], None)
-    >>> matrix.tolist(), labels
-    ([[0.3, 0.7]], ['a', 'b'])
-    """
-    if not isinstance(result, (list, tuple)) or not result or \
-            not isinstance(result[0], (list, tuple)):
-        return None
-    rows = []
-    for row in result:
-        if not isinstance(row, (list, tuple)) or not row:
-            return None
-        scores = {}
-        for entry in row:
-            if not isinstance(entry, Mapping) or entry.keys() != _LABEL_SCORE:
-                return None
-            scores[str(entry["label"])] = entry["score"]
-        if len(scores) != len(row):
-            return None  # a label twice: not one score per label
-        rows.append(scores)
-    labels = rows[0].keys()
-    if not all(scores.keys() == labels for scores in rows):
-        return None
-    named = [str(name) for name in class_names] if class_names is not None and \
-        np.ndim(class_names) == 1 else []
-    order = named if set(named) == set(labels) else sorted(labels)
-    try:
-        matrix = np.array([[scores[label] for label in order] for scores in rows],
-                          dtype=np.float64)
-    except (TypeError, ValueError):
-        return None  # scores that are not numbers: counted by the general path
-    return matrix, order
-
-
-def _records_as_columns(result: object) -> dict[object, list] | None:
-    """A list of dicts with the same keys and scalar values, one per row (a Hugging Face
-    pipeline's ``[{"label": ..., "score": ...}]``, pandas' ``to_dict("records")``), as its
-    columns; None for anything else.
-
-    >>> _records_as_columns([{"label": "POSITIVE", "score": 0.9},
-    ...                      {"label": "NEGATIVE", "score": 0.6}])
-    {'label': ['POSITIVE', 'NEGATIVE'], 'score': [0.9, 0.6]}
-    """
-    if not isinstance(result, (list, tuple)) or not result or \
-            not isinstance(result[0], Mapping):
-        return None
-    keys = result[0].keys()
-    if not keys or not all(isinstance(row, Mapping) and row.keys() == keys for row in result):
-        return None
-    columns = {key: [row[key] for row in result] for key in keys}
-    if not all(isinstance(value, _SCALARS) or _is_scalar(value)
-               for column in columns.values() for value in column):
-        return None  # arrays per row (a detector's boxes per image): no table of scalars
-    return columns
-
-
 def class_names_of(model: Any) -> Sequence[object] | None:
     """The classes a model names: scikit-learn's ``classes_``, or the ``id2label`` of a
     Hugging Face model's config (of a pipeline's model), in label-id order; None when it
@@ -306,15 +240,6 @@ def class_names_of(model: Any) -> Sequence[object] | None:
     except Exception as exc:  # a property of the model's own that raised
         faults.record("instrument", exc)
     return None
-
-
-def _is_scalar(value: object) -> bool:
-    if isinstance(value, (list, tuple, Mapping)):
-        return False
-    try:
-        return np.ndim(value) == 0
-    except ValueError:  # a ragged sequence of its own kind
-        return False
 
 
 def _per_output(class_names: Sequence[object] | None, outputs: int) -> list:

@@ -238,7 +238,7 @@ class Request:
 
     def add_inference(self, duration: float, result: object, probabilities: bool) -> None:
         """Called by an instrumented model invoked inside this request (with `result` as
-        the call saw it: see ``instrument.snapshot``)."""
+        the call saw it: see ``call_input.snapshot``)."""
         record = self.record
         record.stages.append((INFERENCE_STAGE, duration))
         if not record.has_prediction:

@@ -1,0 +1,113 @@
+"""What a call hands the model, as the drain will read it: which argument is the input,
+and what is copied when the call runs.
+
+A call's result and input are read by the drain, later. A runtime may refill one output
+buffer on every call and a caller may reuse one input buffer, so what is small enough is
+copied now and the rest read then (docs/shapes.md says what is captured when).
+
+>>> buffer = np.zeros(2); seen = snapshot(buffer); buffer[:] = 1.0
+>>> seen.tolist(), call_input((None, {"X": buffer}), 1, True) is buffer
+([0.0, 0.0], True)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from inferwatch import faults
+
+# Arrays up to this size are copied when the call returns (their bytes, or the array when it
+# holds Python objects), so that a runtime refilling one output buffer (or a caller reusing
+# one input buffer) is recorded as each call saw it.
+# A copy of 64 KiB costs about what reading it in the drain costs; larger arrays are read
+# at drain time (docs/shapes.md).
+COPY_LIMIT_BYTES = 64 * 1024
+_ndarray = np.ndarray
+
+
+def snapshot(value: Any) -> Any:
+    """What the drain will read for `value`: a copy of a small numpy array, else itself.
+
+    >>> buffer = np.zeros(3); seen = snapshot(buffer); buffer[:] = 1.0
+    >>> seen.tolist()
+    [0.0, 0.0, 0.0]
+    """
+    if value.__class__ is _ndarray and value.nbytes <= COPY_LIMIT_BYTES:
+        return value.copy()
+    return value
+
+
+def snapshot_input(value: Any) -> Any:
+    """What the drain will check for a call's input: as :func:`snapshot`, and a torch
+    tensor of at most ``COPY_LIMIT_BYTES`` on the CPU copied as well, since serving code
+    often refills one staging tensor per batch. A copy costs about 1.5 us, a tenth of the
+    smallest module's forward pass; a tensor on a GPU is read at drain time (copying it
+    here would wait for the device).
+
+    >>> snapshot_input([1.0, 2.0])
+    [1.0, 2.0]
+    """
+    if value.__class__ is _ndarray:
+        return value.copy() if value.nbytes <= COPY_LIMIT_BYTES else value
+    if type(value).__module__.startswith("torch") and hasattr(value, "requires_grad"):
+        try:
+            if value.device.type == "cpu" and value.nbytes <= COPY_LIMIT_BYTES:
+                return (value.detach() if value.requires_grad else value).clone()
+        except Exception as exc:  # a tensor subclass without storage: read at drain time
+            faults.record("instrument", exc)
+    return value
+
+
+_SELF_NAMES = ("self", "cls")
+
+
+def input_position(fn: Callable) -> int:
+    """Where a call's input is among its positional arguments: second for a function
+    defined in a class body whose first parameter is ``self`` or ``cls`` (a method
+    decorated with ``@instrument`` where it is defined, so called with its instance
+    first), else first.
+
+    >>> class Service:
+    ...     def predict(self, x): return x
+    >>> input_position(Service.predict), input_position(Service().predict)
+    (1, 0)
+    """
+    parts = getattr(fn, "__qualname__", "").split(".")
+    if is_onnx_run(fn):
+        return 1  # run(output_names, input_feed)
+    if len(parts) < 2 or parts[-2] == "<locals>" or not inspect.isfunction(fn):
+        return 0
+    try:
+        first = next(iter(inspect.signature(fn).parameters.values()), None)
+    except (TypeError, ValueError):
+        return 0
+    return 1 if first is not None and first.name in _SELF_NAMES and \
+        first.kind in _POSITIONAL else 0
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def is_onnx_run(fn: Callable) -> bool:
+    """An ONNX Runtime session's ``run(output_names, input_feed)``: its input is the feed,
+    and a feed of one input is that input's array."""
+    owner = getattr(fn, "__self__", None)
+    return inspect.ismethod(fn) and fn.__name__ == "run" and \
+        type(owner).__module__.startswith("onnxruntime")
+
+
+def call_input(args: tuple, position: int, one_feed: bool) -> Any:
+    """A call's input: its positional argument at `position` (None without one); for an
+    ONNX session's run with a feed of one input, that input's array.
+
+    >>> call_input((None, {"X": [1.0]}), 1, True), call_input(("a",), 1, False)
+    ([1.0], None)
+    """
+    value = args[position] if len(args) > position else None
+    if one_feed and value.__class__ is dict and len(value) == 1:
+        return next(iter(value.values()))
+    return value

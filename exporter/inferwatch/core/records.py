@@ -1,0 +1,87 @@
+"""Outputs made of rows of dicts: what Hugging Face pipelines and ``to_dict("records")``
+return. ``predictions.normalize`` reads them as the tables they are.
+
+>>> records_as_columns([{"label": "spam", "score": 0.9}])
+{'label': ['spam'], 'score': [0.9]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+_LABEL_SCORE = frozenset({"label", "score"})
+_SCALARS = (str, int, float, np.generic, type(None))  # told without numpy's ndim
+
+
+def label_score_matrix(result: object, class_names: Sequence[object] | None
+                       ) -> tuple[np.ndarray, list[str]] | None:
+    """Every label's score per row, as a Hugging Face pipeline answers with ``top_k=None``
+    (a list per input of ``{"label", "score"}`` dicts, best first), as a matrix with a
+    column per label (in the model's class order when it names the same labels); None for
+    anything else.
+
+    >>> matrix, labels = label_score_matrix([[{"label": "b", "score": 0.7},
+    ...                                       {"label": "a", "score": 0.3}]], None)
+    >>> matrix.tolist(), labels
+    ([[0.3, 0.7]], ['a', 'b'])
+    """
+    if not isinstance(result, (list, tuple)) or not result or \
+            not isinstance(result[0], (list, tuple)):
+        return None
+    rows = []
+    for row in result:
+        if not isinstance(row, (list, tuple)) or not row:
+            return None
+        scores = {}
+        for entry in row:
+            if not isinstance(entry, Mapping) or entry.keys() != _LABEL_SCORE:
+                return None
+            scores[str(entry["label"])] = entry["score"]
+        if len(scores) != len(row):
+            return None  # a label twice: not one score per label
+        rows.append(scores)
+    labels = rows[0].keys()
+    if not all(scores.keys() == labels for scores in rows):
+        return None
+    named = [str(name) for name in class_names] if class_names is not None and \
+        np.ndim(class_names) == 1 else []
+    order = named if set(named) == set(labels) else sorted(labels)
+    try:
+        matrix = np.array([[scores[label] for label in order] for scores in rows],
+                          dtype=np.float64)
+    except (TypeError, ValueError):
+        return None  # scores that are not numbers: counted by the general path
+    return matrix, order
+
+
+def records_as_columns(result: object) -> dict[object, list] | None:
+    """A list of dicts with the same keys and scalar values, one per row (a Hugging Face
+    pipeline's ``[{"label": ..., "score": ...}]``, pandas' ``to_dict("records")``), as its
+    columns; None for anything else.
+
+    >>> records_as_columns([{"label": "POSITIVE", "score": 0.9},
+    ...                     {"label": "NEGATIVE", "score": 0.6}])
+    {'label': ['POSITIVE', 'NEGATIVE'], 'score': [0.9, 0.6]}
+    """
+    if not isinstance(result, (list, tuple)) or not result or \
+            not isinstance(result[0], Mapping):
+        return None
+    keys = result[0].keys()
+    if not keys or not all(isinstance(row, Mapping) and row.keys() == keys for row in result):
+        return None
+    columns = {key: [row[key] for row in result] for key in keys}
+    if not all(isinstance(value, _SCALARS) or _is_scalar(value)
+               for column in columns.values() for value in column):
+        return None  # arrays per row (a detector's boxes per image): no table of scalars
+    return columns
+
+
+def _is_scalar(value: object) -> bool:
+    if isinstance(value, (list, tuple, Mapping)):
+        return False
+    try:
+        return np.ndim(value) == 0
+    except ValueError:  # a ragged sequence of its own kind
+        return False
