@@ -120,8 +120,9 @@ class Settings:
     # Calls waiting to be drained, in all. A request path that fills its current list
     # (max_pending / 8 calls) hands it to the drain and starts a new one, so a fast caller
     # never loses a count; only past max_pending in all (a stalled drain) are calls dropped,
-    # counted in inferwatch_calls_dropped_total, so memory stays bounded (about 100 bytes
-    # a call).
+    # counted in inferwatch_calls_dropped_total, so memory stays bounded: about 100 bytes
+    # a call, plus a numpy result or input kept for it (up to COPY_LIMIT_BYTES each; the
+    # bound is in calls, not bytes).
     max_pending: int = 1_000_000
     # The background drain folds a monitor's pending calls once this many wait, or once
     # some have waited drain_max_wait_seconds; a scrape (and every other reader) drains
