@@ -76,6 +76,7 @@ def test_a_pickled_model_keeps_every_option(tmp_path):
     ("drift_age_buckets", 0, "drift_age_buckets must be at least 1"),
     ("range_tolerance", -1, "range_tolerance must be >= 0"),
     ("max_pending", 4, "max_pending must be at least 8"),
+    ("max_pending_bytes", 1000, "max_pending_bytes must be a whole number of at least 1 MiB"),
 ])
 def test_bad_drift_and_backlog_options_are_named(option, value, message):
     with pytest.raises(ValueError, match=message):

@@ -209,6 +209,40 @@ def test_pending_calls_are_bounded_when_draining_stalls(scraper):
     assert mon.in_flight() == 0
 
 
+def test_pending_calls_holding_wide_inputs_are_bounded_in_bytes(scraper):
+    """Calls of a model with a reference keep their input (64,000 bytes of 8,000 float
+    features here) until the drain. Once a drain has seen what a call holds, the bound in
+    calls shrinks to fit max_pending_bytes; calls past it are dropped and counted, and a
+    drain of lighter calls gives the whole max_pending back."""
+    width = 8000
+    reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(50, width)))
+    model = inferwatch.instrument(lambda x: 1.0, name="m", version="1", reference=reference,
+                                  max_pending_bytes=2 * 1024 * 1024, registry=scraper.registry)
+    scraper.registry.close()  # no background drain
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    row = np.zeros((1, width))
+    for _ in range(10):
+        model(row)
+    mon.drain()  # learns what a call holds: 64,000 bytes and its record
+    fits = 2 * 1024 * 1024 // (64_000 + 100)
+    with mon._lock:  # a stalled drain
+        for _ in range(1000):
+            assert model(row) == 1.0
+        assert fits - fits // 8 <= mon.pending() <= fits
+    mon.drain()
+    recorded = scraper.value("inferwatch_requests_total", outcome="ok")
+    dropped = scraper.value("inferwatch_calls_dropped_total")
+    assert recorded + dropped == 1010 and dropped >= 1000 - fits
+    # Light calls again (an input that is no array): the whole max_pending comes back
+    # after one drain of them.
+    model(1)
+    mon.drain()
+    with mon._lock:
+        for i in range(5000):
+            model(i)
+        assert mon.pending() == 5000
+
+
 @pytest.mark.parametrize("later_max_pending", [800, 4000])
 def test_a_max_pending_configured_after_instrument_bounds_the_calls_already_wrapped(
         scraper, later_max_pending):

@@ -71,6 +71,8 @@ class FastPath(NamedTuple):
 
 
 _NOTHING = object()
+# What a pending call holds besides the arrays kept for it: its tuple, a float, references.
+_CALL_BYTES = 100
 # The paths an instrumented call can take (Monitor.path).
 FAST, WITH_INPUTS, SLOW = "fast", "with_inputs", "slow"
 # A caller that gave up (a client timeout, a disconnect) is not a model failure: these are
@@ -260,8 +262,11 @@ class Monitor:
         self.name = name
         self.version = version
         self.settings = settings or Settings()
-        # settings.pending_chunk, read on every request path (the property computes it).
+        # The bound on pending calls in force (max_pending, or fewer when the calls hold
+        # large arrays: _fit_pending), and the list length that hands a list to the drain.
+        self._max_calls = self.settings.max_pending
         self._chunk = self.settings.pending_chunk
+        self._kept_per_call = 0.0  # array bytes a drained call held, in the last drain
         self.state = ModelState(name, version, summary_settings=self.settings.summary)
         self.state.loaded_at = time.time()
         if trained_at is not None:
@@ -351,13 +356,9 @@ class Monitor:
         60
         """
         if options:
-            chunk = self.settings.pending_chunk
             self.settings = dataclasses.replace(self.settings, **options)
-            self._chunk = self.settings.pending_chunk
             self.state.objectives = dict(self.settings.objectives)
-            if self.settings.pending_chunk != chunk:
-                for set_limit in list(self._limit_setters.values()):
-                    set_limit(self.settings.pending_chunk)
+            self._fit_pending()
         if traces is not None:
             self.traces = bool(traces)
         self.trace_stages = self.settings.trace_stages
@@ -477,7 +478,7 @@ class Monitor:
         """
         pending = self._proba_calls if probabilities else self._calls
         append, errors, append_error = pending.append, self._errors, self._errors.append
-        limit, hand_off = self.settings.pending_chunk, self.hand_off
+        limit, hand_off = self._chunk, self.hand_off
 
         def finished(duration: float, result: object, seen_input: object = None) -> None:
             done = (duration, result) if seen_input is None else (duration, result, seen_input)
@@ -502,9 +503,9 @@ class Monitor:
                         finished, failed, set_limit)
 
     def follow_pending_chunk(self, wrapper: Callable, set_limit: Callable[[int], None]) -> None:
-        """Call `set_limit` with the new ``pending_chunk`` whenever :meth:`configure` changes
-        it, for as long as `wrapper` lives: a wrapper holds its limit as a local, which costs
-        its calls nothing to read, so a new ``max_pending`` must be pushed to it.
+        """Call `set_limit` with the new list length whenever it changes (:meth:`configure`
+        or :meth:`_fit_pending`), for as long as `wrapper` lives: a wrapper holds its limit
+        as a local, which costs its calls nothing to read, so a new one must be pushed.
 
         >>> from inferwatch.core.registry import Registry
         >>> mon, seen = Registry().monitor("m", "1"), []
@@ -551,9 +552,8 @@ class Monitor:
         """
         try:
             with self._take_lock:
-                if len(pending) >= self.settings.pending_chunk:
-                    s = self.settings
-                    if self._handed_off_calls + len(pending) + s.pending_chunk > s.max_pending:
+                if len(pending) >= self._chunk:
+                    if self._handed_off_calls + len(pending) + self._chunk > self._max_calls:
                         next(self._dropped)
                         item = _NOTHING
                     else:
@@ -567,6 +567,20 @@ class Monitor:
                 wake()
         except Exception as exc:
             faults.record("backlog", exc)
+
+    def _fit_pending(self) -> None:
+        """The bound on pending calls in force: ``max_pending``, or fewer, so that as many
+        calls as the last drain's (about 100 bytes each and the arrays kept for them) fit in
+        ``max_pending_bytes``. Pushed to the wrappers when their list length changes."""
+        settings = self.settings
+        per_call = _CALL_BYTES + self._kept_per_call
+        self._max_calls = max(8, min(settings.max_pending,
+                                     int(settings.max_pending_bytes // per_call)))
+        chunk = max(1, self._max_calls // 8)
+        if chunk != self._chunk:
+            self._chunk = chunk
+            for set_limit in list(self._limit_setters.values()):
+                set_limit(chunk)
 
     def pending(self) -> int:
         """Calls finished and not yet drained."""
@@ -741,14 +755,17 @@ class Monitor:
         cut: list[tuple[int, dict[int, int]]] = []  # (first batch size index, whole rows)
         inputs: list = []  # of fast-path calls with a reference profile: ok, then failed
         failed_inputs: list = []
+        kept_bytes = 0  # of the arrays these calls held while they waited
         for pending, probabilities in ((calls, False), (proba_calls, True)):
             if not pending:
                 continue
             call_durations, results, kept, stacked = _call_columns(pending)
             inputs.extend(kept)
             durations.extend(call_durations)
+            kept_bytes += sum(k.nbytes for k in kept if k.__class__ is _ndarray)
             if stacked is not None:  # arrays of one shape and dtype: already one array
                 array, shape = stacked
+                kept_bytes += array.nbytes
                 if rest is None or shape[0] <= SLICE_ROWS:
                     predictions.add_stacked(array, shape, len(pending), probabilities)
                     continue
@@ -763,6 +780,9 @@ class Monitor:
             if whole and len(predictions.batch_sizes) == first + len(results):
                 cut.append((first, whole))
         ok = len(calls) + len(proba_calls)
+        if ok:
+            self._kept_per_call = kept_bytes / ok
+            self._fit_pending()
         error_counts: dict[str, float] = {}
         cancelled = 0
         for failure in errors:

@@ -121,9 +121,12 @@ class Settings:
     # (max_pending / 8 calls) hands it to the drain and starts a new one, so a fast caller
     # never loses a count; only past max_pending in all (a stalled drain) are calls dropped,
     # counted in inferwatch_calls_dropped_total, so memory stays bounded: about 100 bytes
-    # a call, plus a numpy result or input kept for it (up to COPY_LIMIT_BYTES each; the
-    # bound is in calls, not bytes).
+    # a call, plus a numpy result or input kept for it (see max_pending_bytes).
     max_pending: int = 1_000_000
+    # The same bound in bytes. A pending call holds about 100 bytes and any numpy result or
+    # input kept for it (up to COPY_LIMIT_BYTES each): after each drain, the bound in calls
+    # shrinks so that as many calls as the last drain's held fit here.
+    max_pending_bytes: int = 256 * 1024 * 1024
     # The background drain folds a monitor's pending calls once this many wait, or once
     # some have waited drain_max_wait_seconds; a scrape (and every other reader) drains
     # everything first, so what it sees is never late. A fold has a fixed cost (about 15 us)
@@ -206,6 +209,10 @@ class Settings:
                 f"outcome_cache_bytes must be an int >= 1024, got {self.outcome_cache_bytes!r}")
         if self.max_pending < 8:
             problems.append("max_pending must be at least 8")
+        if isinstance(self.max_pending_bytes, bool) or not isinstance(
+                self.max_pending_bytes, int) or self.max_pending_bytes < 1024 * 1024:
+            problems.append("max_pending_bytes must be a whole number of at least 1 MiB "
+                            f"(1048576), got {self.max_pending_bytes!r}")
         if isinstance(self.drain_min_calls, bool) or not isinstance(self.drain_min_calls, int) \
                 or self.drain_min_calls < 1:
             problems.append(f"drain_min_calls must be a whole number of at least 1, "
