@@ -52,7 +52,7 @@ def snapshot_input(value: Any) -> Any:
     [1.0, 2.0]
     """
     if value.__class__ is _ndarray:
-        return value.copy() if value.nbytes <= COPY_LIMIT_BYTES else value
+        return snapshot(value)
     if type(value).__module__.startswith("torch") and hasattr(value, "requires_grad"):
         try:
             if value.device.type == "cpu" and value.nbytes <= COPY_LIMIT_BYTES:

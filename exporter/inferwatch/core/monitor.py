@@ -73,6 +73,14 @@ class FastPath(NamedTuple):
 _NOTHING = object()
 # What a pending call holds besides the arrays kept for it: its tuple, a float, references.
 _CALL_BYTES = 100
+
+
+def _list_length(max_calls: int) -> int:
+    """Calls a request path appends before it hands its list to the drain: an eighth of the
+    bound, so that several lists can wait while a drain is late."""
+    return max(1, max_calls // 8)
+
+
 # The paths an instrumented call can take (Monitor.path).
 FAST, WITH_INPUTS, SLOW = "fast", "with_inputs", "slow"
 # A caller that gave up (a client timeout, a disconnect) is not a model failure: these are
@@ -265,7 +273,7 @@ class Monitor:
         # The bound on pending calls in force (max_pending, or fewer when the calls hold
         # large arrays: _fit_pending), and the list length that hands a list to the drain.
         self._max_calls = self.settings.max_pending
-        self._chunk = self.settings.pending_chunk
+        self._chunk = _list_length(self._max_calls)
         self._kept_per_call = 0.0  # array bytes a drained call held, in the last drain
         self.state = ModelState(name, version, summary_settings=self.settings.summary)
         self.state.loaded_at = time.time()
@@ -576,7 +584,7 @@ class Monitor:
         per_call = _CALL_BYTES + self._kept_per_call
         self._max_calls = max(8, min(settings.max_pending,
                                      int(settings.max_pending_bytes // per_call)))
-        chunk = max(1, self._max_calls // 8)
+        chunk = _list_length(self._max_calls)
         if chunk != self._chunk:
             self._chunk = chunk
             for set_limit in list(self._limit_setters.values()):

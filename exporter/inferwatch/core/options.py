@@ -245,11 +245,6 @@ class Settings:
             raise ValueError("inferwatch: invalid settings: " + "; ".join(problems))
 
     @property
-    def pending_chunk(self) -> int:
-        """Calls a request path appends before it hands its list to the drain."""
-        return max(1, self.max_pending // 8)
-
-    @property
     def summary(self) -> SummarySettings:
         return SummarySettings(tuple(self.quantiles), self.window_seconds, self.age_buckets,
                                self.relative_accuracy)
