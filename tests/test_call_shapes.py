@@ -845,3 +845,45 @@ def test_an_xgboost_dmatrix_input_is_checked_with_absent_values_missing(scraper)
     assert scraper.value("inferwatch_feature_out_of_range_total", feature="f0") == 2
     assert scraper.value("inferwatch_drift_window_observations") == 12
     assert scraper.total("inferwatch_input_errors_total") == 0
+
+
+# --- ndarray subclasses -----------------------------------------------------------------------
+
+def _matrix(array) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return np.asmatrix(array)
+
+
+@pytest.mark.parametrize("proba", [False, True])
+def test_matrix_and_masked_outputs_record_as_the_plain_arrays_they_hold(proba):
+    """np.matrix (``.todense()``, a sparse matrix's ``.mean(axis=1)``) once failed the drain
+    (its ravel() stays 2-D); a masked array's masked entries were read as their data."""
+    scores = np.array([[0.2, 0.8], [0.6, 0.4], [0.1, 0.9]])
+    masked = np.ma.masked_array(scores[:, 1], mask=[False, True, False])
+    cases = [
+        (_matrix(scores), scores),
+        (_matrix(scores[:, :1]), scores[:, :1]),
+        (masked, np.array([0.8, np.nan, 0.9])),
+        (np.ma.masked_array(scores), scores),  # nothing masked
+    ]
+    for subclass, plain in cases:
+        if proba and subclass.ndim == 1:
+            continue
+        assert _replayed([subclass] * 3, True, proba) == _replayed([plain] * 3, True, proba)
+
+
+def test_masked_input_entries_count_as_missing_against_a_reference(scraper):
+    reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(60, 3)),
+                                               feature_names=["a", "b", "c"])
+    wrapped = inferwatch.instrument(lambda x: np.zeros(len(x)), name="m", version="1",
+                                    reference=reference, registry=scraper.registry)
+    rows = np.arange(15.0).reshape(5, 3)
+    wrapped(np.ma.masked_array(rows, mask=np.eye(5, 3, dtype=bool)))
+    wrapped(_matrix(rows))
+    for feature in ("a", "b", "c"):
+        assert scraper.value("inferwatch_feature_missing_total", model="m",
+                             feature=feature) == 1
+    assert scraper.value("inferwatch_input_errors_total", model="m") in (None, 0)

@@ -102,7 +102,8 @@ class PredictionBatch:
         task = self.settings.task
         if kinds is None:
             kinds = set(map(type, results))
-        if len(kinds) == 1 and len(results) > 1 and issubclass(next(iter(kinds)), np.ndarray):
+        # Exactly ndarray: a subclass (np.matrix, a masked array) is made plain per call.
+        if len(kinds) == 1 and len(results) > 1 and next(iter(kinds)) is np.ndarray:
             if not sizes_in_order and self._add_uniform_arrays(results, probabilities):
                 return
             if probabilities:
@@ -246,7 +247,7 @@ class PredictionBatch:
         Many small 2-D float arrays of one width (one probability matrix per call) are
         normalised as one stacked matrix and split again by rows.
         """
-        if len(results) > 1 and all(isinstance(r, np.ndarray) and r.ndim == 2 and
+        if len(results) > 1 and all(r.__class__ is np.ndarray and r.ndim == 2 and
                                     r.dtype.kind == "f" for r in results) and \
                 len({r.shape[1] for r in results}) == 1:
             sizes = [r.shape[0] for r in results]

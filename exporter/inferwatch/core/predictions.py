@@ -84,9 +84,18 @@ def _as_text(classes: np.ndarray) -> np.ndarray:
 
 
 def to_array(obj: object) -> np.ndarray:
-    """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors."""
+    """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors.
+
+    >>> to_array(np.ma.masked_array([1.0, 2.0], mask=[False, True])).tolist()
+    [1.0, nan]
+    """
     if isinstance(obj, np.ndarray):
-        return obj
+        if obj.__class__ is np.ndarray:
+            return obj
+        # Loaded when first needed: instrumenting a model loads the hot path only.
+        from inferwatch.quality.plain_arrays import plain_array
+
+        return plain_array(obj)
     detach = getattr(obj, "detach", None)
     if detach is not None and hasattr(obj, "cpu"):  # torch tensors, possibly on a GPU
         return np.asarray(detach().cpu().numpy())

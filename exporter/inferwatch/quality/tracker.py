@@ -29,6 +29,7 @@ from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
 from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import DriftScorer, DriftWindow
+from inferwatch.quality.plain_arrays import plain_array
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.sparse_rows import is_sparse
 
@@ -249,6 +250,8 @@ def _batches(inputs: Sequence[Any]) -> list[Any]:
     arrays: list[np.ndarray] = []
     sparse: list[Any] = []
     for item in inputs:
+        if isinstance(item, np.ndarray) and item.__class__ is not np.ndarray:
+            item = plain_array(item)
         if isinstance(item, dict) and not any(isinstance(v, (list, tuple, np.ndarray))
                                               for v in item.values()):
             rows.append(item)
