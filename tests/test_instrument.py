@@ -80,6 +80,65 @@ def test_pickling_keeps_model_and_instrumentation(scraper):
     assert mon.state.counters["inferwatch_requests_total"][("ok",)] == 1
 
 
+def test_copies_record_into_the_same_registry_and_keep_their_own_model(scraper):
+    """copy and deepcopy went through pickling: into the default registry, not the
+    model's own."""
+    import copy
+
+    model = inferwatch.instrument(PlainModel(), name="m", version="1", registry=scraper.registry)
+    deep, shallow = copy.deepcopy(model), copy.copy(model)
+    assert isinstance(deep, PlainModel) and isinstance(shallow, PlainModel)
+    deep.threshold = 0.1
+    assert model.threshold == 0.5  # a deep copy's model is its own
+    for wrapped in (model, deep, shallow):
+        assert wrapped.predict([[1.0, 2.0]]).tolist() == [3.0]
+    assert scraper.value("inferwatch_requests_total", model="m", outcome="ok") == 3
+
+
+def test_instrumenting_a_wrapper_again_records_each_call_once(scraper):
+    """A library that instruments the model it is given, and an application that
+    instruments it too: each call is recorded once, under the name given last."""
+    inner = inferwatch.instrument(PlainModel(), name="inner", version="1",
+                                  registry=scraper.registry)
+    again = inferwatch.instrument(inner, name="inner", version="1", registry=scraper.registry)
+    renamed = inferwatch.instrument(inner, name="outer", version="1", registry=scraper.registry)
+    again.predict([[1.0]])
+    renamed.predict([[1.0]])
+    inner.predict([[1.0]])
+    assert scraper.value("inferwatch_requests_total", model="inner", outcome="ok") == 2
+    assert scraper.value("inferwatch_requests_total", model="outer", outcome="ok") == 1
+
+    @inferwatch.instrument(name="f", version="1", registry=scraper.registry)
+    @inferwatch.instrument(name="f", version="1", registry=scraper.registry)
+    def score(x):
+        return 0.5
+
+    method = inferwatch.instrument(inner.predict, name="method", version="1",
+                                   registry=scraper.registry)
+    assert score(1) == 0.5 and method([[2.0]]).tolist() == [2.0]
+    assert scraper.value("inferwatch_requests_total", model="f", outcome="ok") == 1
+    assert scraper.value("inferwatch_requests_total", model="method", outcome="ok") == 1
+    assert scraper.value("inferwatch_requests_total", model="inner", outcome="ok") == 2
+
+
+def test_a_pickled_model_loaded_in_its_process_keeps_writing_one_event_log(tmp_path):
+    """Its spec holds the log's path: opening it again made a second writer on one file."""
+    from inferwatch.core.registry import Registry
+
+    registry = Registry(drain_interval=3600)
+    path = tmp_path / "events.jsonl"
+    try:
+        model = inferwatch.instrument(PlainModel(), name="m", version="1", events=str(path),
+                                      registry=registry)
+        log = registry.monitor("m", "1").events
+        registry.monitor("m", "1").configure(events=str(path))
+        registry.monitor("m", "1").configure(events=tmp_path / "." / "events.jsonl")
+        assert registry.monitor("m", "1").events is log
+        model.predict([[1.0]])
+    finally:
+        registry.close()
+
+
 def test_sklearn_classifier_predict_and_proba(scraper):
     from sklearn.linear_model import LogisticRegression
 

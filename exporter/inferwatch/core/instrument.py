@@ -15,6 +15,7 @@ the caller's exception object untouched.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import functools
 import inspect
@@ -425,8 +426,24 @@ def _accepts_keyword(fn: Callable, name: str) -> bool:
 def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:
     """The instrumented version of one callable, sync or async."""
     if inspect.iscoroutinefunction(fn):
-        return _async_wrapper(fn, monitor, probabilities)
-    return _sync_wrapper(fn, monitor, probabilities)
+        wrapper = _async_wrapper(fn, monitor, probabilities)
+    else:
+        wrapper = _sync_wrapper(fn, monitor, probabilities)
+    wrapper._inferwatch_monitor = monitor  # type: ignore[attr-defined]  # see _unwrapped
+    return wrapper
+
+
+def _unwrapped(target: Any) -> Any:
+    """The model or function under inferwatch's own wrappers: instrumenting a wrapper
+    again (a library that instruments what it is given, and its caller) must record
+    each call once, under the name given last, not once per layer."""
+    while True:
+        if type(target) is InstrumentedModel:
+            target = target.__dict__["__wrapped__"]
+        elif inspect.isfunction(target) and "_inferwatch_monitor" in target.__dict__:
+            target = target.__wrapped__
+        else:
+            return target
 
 
 class InstrumentedModel:
@@ -436,11 +453,12 @@ class InstrumentedModel:
     sees the model's class, and pickling stores the model with its instrument() options.
     """
 
-    def __init__(self, model: Any, monitor: Monitor, spec: _Spec) -> None:
+    def __init__(self, model: Any, monitor: Monitor, spec: _Spec, registry: Registry) -> None:
         d = self.__dict__
         d["__wrapped__"] = model
         d["_inferwatch_monitor"] = monitor
         d["_inferwatch_spec"] = spec
+        d["_inferwatch_registry"] = registry
         for method_name, probabilities in WRAPPED_METHODS:
             method = getattr(model, method_name, None)
             if callable(method):
@@ -491,6 +509,19 @@ class InstrumentedModel:
 
     def __reduce_ex__(self, protocol: int) -> tuple:
         return (_restore, (self.__dict__["__wrapped__"], self.__dict__["_inferwatch_spec"]))
+
+    def __copy__(self) -> InstrumentedModel:
+        """A copy of the model, recording into the same monitor (pickling's way would
+        record into the default registry and reopen the event log)."""
+        return self._with_model(copy.copy(self.__dict__["__wrapped__"]))
+
+    def __deepcopy__(self, memo: dict) -> InstrumentedModel:
+        return self._with_model(copy.deepcopy(self.__dict__["__wrapped__"], memo))
+
+    def _with_model(self, model: Any) -> InstrumentedModel:
+        d = self.__dict__
+        return InstrumentedModel(model, d["_inferwatch_monitor"], d["_inferwatch_spec"],
+                                 d["_inferwatch_registry"])
 
     def __sklearn_is_fitted__(self) -> bool:
         """Whether the wrapped estimator is fitted, as scikit-learn's ``check_is_fitted``
@@ -634,6 +665,7 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     if isinstance(target, type):
         raise TypeError("inferwatch.instrument: pass a model instance or a function, "
                         f"not the class {target.__name__}")
+    target = _unwrapped(target)
     is_function = inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(
         target) or isinstance(target, functools.partial) or inspect.iscoroutinefunction(target)
     if not is_function and not callable(target) and not any(
@@ -675,4 +707,4 @@ def _instrument(target: Any, spec: _Spec, *, is_function: bool,
         return wrap_callable(target, monitor)
     if spec.events is not None and not isinstance(spec.events, (str, os.PathLike)):
         spec = spec._replace(events=getattr(spec.events, "path", None))
-    return InstrumentedModel(target, monitor, spec)
+    return InstrumentedModel(target, monitor, spec, registry)

@@ -392,7 +392,7 @@ class Monitor:
                 raise TypeError("inferwatch: request_id must be a function of the call's "
                                 f"arguments, got {type(request_id).__name__}")
             self.request_id_fn = request_id
-        if events is not None:
+        if events is not None and not self._logs_to(events):
             if not hasattr(events, "emit"):
                 from inferwatch.events import EventLog
 
@@ -405,6 +405,20 @@ class Monitor:
             self.path = FAST if self.features is None else WITH_INPUTS
         self.fast_settings = self.settings if self.path is FAST else None
         return self
+
+    def _logs_to(self, events: object) -> bool:
+        """Whether `events` is the log this monitor writes already (the path of its log,
+        given again when a pickled model is loaded in this process): opening a second
+        writer on one file would interleave their lines and leak the first one's thread."""
+        current = self.events
+        if current is None or hasattr(events, "emit"):
+            return current is events
+        path = getattr(current, "path", None)
+        try:
+            return path is not None and os.path.abspath(os.fspath(events)) == \
+                os.path.abspath(os.fspath(path))
+        except TypeError:
+            return False
 
     # --- the request path ---------------------------------------------------------------
     def request(self, request_id: str | None = None) -> Request:
