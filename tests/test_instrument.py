@@ -397,3 +397,74 @@ def test_a_call_inside_a_request_is_its_inference_stage_and_another_models_call_
     assert scraper.value("inferwatch_requests_total", model="b", outcome="ok") == 1
     assert scraper.value("inferwatch_prediction_sum", model="b", output="value") == 3.0
     assert mon.outcomes._pending["r-1"][0] == ("yes",)
+
+
+@pytest.mark.parametrize("how", ["task", "thread"])
+def test_a_call_after_its_request_closed_is_a_call_of_its_own(scraper, how):
+    """A task or thread started inside ``mon.request()`` keeps the request in its context
+    after the block closed: its model calls joined a record already handed to the drain,
+    and were counted nowhere."""
+    import contextvars
+    import threading
+
+    model = inferwatch.instrument(PlainModel(), name="m", version="1", registry=scraper.registry)
+    failing = inferwatch.instrument(lambda x: 1 / 0, name="m", version="1",
+                                    registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    later: list = []
+
+    def rescore() -> None:
+        later.append(model.predict([[2.0, 3.0]]).tolist())
+        with pytest.raises(ZeroDivisionError):
+            failing(1)
+
+    async def main() -> None:
+        closed = asyncio.Event()
+
+        async def after_the_request() -> None:
+            await closed.wait()
+            rescore()
+
+        async with mon.request(request_id="r-1") as r:
+            r.prediction(0.3)
+            task = asyncio.create_task(after_the_request())  # copies the open request
+            context = contextvars.copy_context()
+        if how == "task":
+            closed.set()
+            await task
+        else:
+            thread = threading.Thread(target=context.run, args=(rescore,))
+            thread.start()
+            thread.join()
+            task.cancel()
+
+    asyncio.run(main())
+    assert later == [[5.0]]
+    assert scraper.value("inferwatch_requests_total", model="m", outcome="ok") == 2
+    assert scraper.value("inferwatch_requests_total", model="m", outcome="error") == 1
+    assert scraper.value("inferwatch_errors_total", model="m",
+                         error_type="ZeroDivisionError") == 1
+    assert scraper.value("inferwatch_prediction_sum", model="m", output="value") == 5.3
+    assert scraper.value("inferwatch_requests_in_flight", model="m") == 0
+
+
+def test_an_async_call_whose_request_closes_while_it_runs_is_a_call_of_its_own(scraper):
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def predict(x):
+            await release.wait()
+            return 4.0
+
+        model = inferwatch.instrument(predict, name="m", version="1", registry=scraper.registry)
+        mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+        async with mon.request():
+            task = asyncio.create_task(model(1))
+            await asyncio.sleep(0)  # the call starts inside the request
+        release.set()
+        assert await task == 4.0
+
+    asyncio.run(main())
+    assert scraper.value("inferwatch_requests_total", model="m", outcome="ok") == 2
+    assert scraper.value("inferwatch_prediction_sum", model="m", output="value") == 4.0
+    assert scraper.value("inferwatch_requests_in_flight", model="m") == 0

@@ -120,21 +120,27 @@ class _CallRecorder:
     def join(self, request: Request, args: tuple) -> Any:
         """A call without keywords inside an open ``mon.request()`` of this monitor: the
         request's inference stage, as :meth:`call` records it, without what only a call
-        of its own needs (a record, a request id, margins)."""
+        of its own needs (a record, a request id, margins). A request that has closed
+        (seen from a task it started) is not joined: the call is one of its own."""
+        if not request.is_open:
+            return self.call(args, {})
         start = time.perf_counter()
         try:
             result = self.fn(*args)
-        except BaseException:
+        except BaseException as exc:
             # Its exception reaches the request's block, which counts the failure.
-            request.record.stages.append((INFERENCE_STAGE, time.perf_counter() - start))
+            try:
+                self.join_open_request(time.perf_counter() - start, failed=exc,
+                                       request=request)
+            except Exception as fault:
+                faults.record("request", fault)
             raise
         if result.__class__ not in self.follow.plain:
             followed = self.follow(result, start, args, None, slow=True)
             if followed is not UNFOLLOWED:
                 return followed
-        duration = time.perf_counter() - start
         try:
-            request.add_inference(duration, snapshot(result), self.probabilities)
+            self.join_open_request(time.perf_counter() - start, result, request=request)
         except Exception as exc:
             faults.record("request", exc)
         return result
@@ -202,19 +208,25 @@ class _CallRecorder:
             if record is UNRECORDED:
                 return
             if record is None:
-                self.join_open_request(duration, result, failed=error is not None)
+                self.join_open_request(duration, result, failed=error)
             else:
                 self.finish(record, duration, result, error)
         except Exception as exc:
             faults.record("request", exc)
 
-    def join_open_request(self, duration: float, result: Any = None, failed: bool = False) -> None:
+    def join_open_request(self, duration: float, result: Any = None,
+                          failed: BaseException | None = None,
+                          request: Request | None = None) -> None:
         """Record the call as the open request's inference stage; a failed call has no
-        prediction (its exception reaches the request's ``with`` block, which counts it)."""
-        request = current_request()
-        if request is None:
-            return
-        if failed:
+        prediction (its exception reaches the request's ``with`` block, which counts it).
+        When the request closed while the model ran, it went to the drain without this
+        call: the call is then recorded as one of its own."""
+        request = request or current_request()
+        if request is None or not request.is_open:
+            self.monitor.call_started()
+            own = RequestRecord(0.0, started_at=time.time() - duration)
+            self.finish(own, duration, result, failed)
+        elif failed is not None:
             request.record.stages.append((INFERENCE_STAGE, duration))
         else:
             request.add_inference(duration, snapshot(result), self.probabilities)

@@ -34,8 +34,14 @@ INFERENCE_STAGE = "inference"
 
 
 def current_request() -> Request | None:
-    """The innermost open ``mon.request()`` block in this thread or task, if any."""
-    return _current.get()
+    """The innermost open ``mon.request()`` block in this thread or task, if any.
+
+    A task or thread started inside the block keeps the block's context after it closed
+    (a fire-and-forget rescoring task): its calls are then calls of their own, since the
+    closed request went to the drain already.
+    """
+    request = _current.get()
+    return request if request is not None and request._token is not None else None
 
 
 @dataclass(slots=True, init=False)
