@@ -93,3 +93,29 @@ def test_dropped_events_are_counted_in_metrics(scraper, tmp_path):
         assert model(i) == 1.0
     scraper.registry.drain()
     assert scraper.total("inferwatch_events_dropped_total", reason="closed") == before + 3
+
+
+def test_buffers_handed_to_a_request_are_recorded_as_they_were_then(scraper, tmp_path):
+    """A server refilling one features buffer and one output buffer per request: each
+    request's event and its outcome join hold its own values."""
+    log = EventLog(tmp_path / "events.jsonl")
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry).configure(events=log)
+    features, prediction, stage = np.zeros((1, 2)), np.zeros(1), np.zeros(3)
+    for i in range(3):
+        with mon.request(request_id=f"r-{i}") as r:
+            features[:] = i
+            prediction[:] = i / 10
+            stage[:] = i
+            r.features(features)
+            r.inputs(features)
+            r.stage_output("candidates", stage)
+            r.prediction(prediction)
+    mon.drain()
+    log.flush(5)
+    seen = sorted((e["request_id"], e["inputs"], e["features"], e["prediction"],
+                   e["stage_outputs"]["candidates"]) for e in _read(tmp_path))
+    log.close()
+    assert seen == [(f"r-{i}", [[float(i)] * 2], [[float(i)] * 2], [i / 10], [float(i)] * 3)
+                    for i in range(3)]
+    mon.record_outcome("r-0", 0.0)
+    assert scraper.value("inferwatch_outcome_error_sum", model="m") == 0.0

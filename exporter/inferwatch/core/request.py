@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER
+from inferwatch.core.call_input import snapshot, snapshot_input
 from inferwatch.core.tracing import current_trace_id, stage_span
 
 if TYPE_CHECKING:
@@ -217,23 +218,27 @@ class Request:
         return Stage(self, faults.text_of(name, "request") or OTHER)
 
     def features(self, features: object) -> None:
-        """The model's input features for this request (data quality, drift, event log)."""
-        self.record.features = features
+        """The model's input features for this request (data quality, drift, event log),
+        as they are now: a small array is copied, since a server may refill one buffer
+        per request before the drain reads it (see ``call_input.snapshot``)."""
+        self.record.features = snapshot_input(features)
 
     def inputs(self, inputs: object) -> None:
-        """The raw input of this request, for the event log (features are what the model saw)."""
-        self.record.inputs = inputs
+        """The raw input of this request, for the event log (features are what the model
+        saw); a small array is copied, as by :meth:`features`."""
+        self.record.inputs = snapshot_input(inputs)
 
     def stage_output(self, stage: str, output: object) -> None:
         """An intermediate result worth keeping in the event log (candidates, embeddings...)."""
         outputs = self.record.stage_outputs
         if outputs is None:
             outputs = self.record.stage_outputs = {}
-        outputs[faults.text_of(stage, "request") or OTHER] = output
+        outputs[faults.text_of(stage, "request") or OTHER] = snapshot(output)
 
     def prediction(self, prediction: object, *, probabilities: bool | None = None) -> None:
-        """The model output for this request; `probabilities` marks a predict_proba matrix."""
-        self.record.prediction = prediction
+        """The model output for this request; `probabilities` marks a predict_proba matrix.
+        A small array is copied, as by :meth:`features`."""
+        self.record.prediction = snapshot(prediction)
         self.record.has_prediction = True
         # None: tell by its shape (see predictions.normalize)
         self.record.probabilities = None if probabilities is None else bool(probabilities)
