@@ -123,6 +123,13 @@ def test_the_exporter_collector_names_the_bad_flag(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"argument --multiproc\.dir: .*does not exist"):
         MultiprocCollector.from_args(parser.parse_args(
             ["--collector.multiproc", f"--multiproc.dir={tmp_path / 'no'}"]))
+    empty = parser.parse_args(["--multiproc.dir="])
+    assert MultiprocCollector.enabled_by_arguments(empty)
+    with pytest.raises(ValueError, match=r"argument --multiproc\.dir: is empty"):
+        MultiprocCollector.from_args(empty)
+    monkeypatch.setenv("INFERWATCH_MULTIPROC_DIR", "")
+    with pytest.raises(ValueError, match=r"argument INFERWATCH_MULTIPROC_DIR: is empty"):
+        MultiprocCollector.from_args(parser.parse_args(["--collector.multiproc"]))
     monkeypatch.setenv("INFERWATCH_MULTIPROC_DIR", str(tmp_path))
     collector = MultiprocCollector.from_args(parser.parse_args(["--collector.multiproc"]))
     assert collector.directory.path == str(tmp_path)
@@ -347,6 +354,61 @@ def test_a_worker_publishes_at_most_once_a_second_and_folds_itself_at_exit(tmp_p
         assert not publisher.publish(force=True)  # closed: nothing after the final fold
         view = SnapshotDirectory(str(tmp_path)).read_view(time.time())
         assert view.states[0].counters["inferwatch_requests_total"][("ok",)] == 4
+    finally:
+        registry.close()
+
+
+_POOL_SCRIPT = """
+import multiprocessing, sys, time
+import inferwatch
+from inferwatch.core.registry import Registry
+from inferwatch.multiproc import attach
+from inferwatch.multiproc.store import SnapshotDirectory
+
+registry = Registry(drain_interval=3600)  # no publish but the one at exit
+attach(registry, sys.argv[1])
+model = inferwatch.instrument(lambda x: 0.5, name="pool", version="1", registry=registry)
+
+def work(i):
+    return model(i)
+
+if __name__ == "__main__":
+    pool = multiprocessing.get_context("fork").Pool(2)
+    assert pool.map(work, range(20)) == [0.5] * 20
+    pool.close()
+    pool.join()
+    view = SnapshotDirectory(sys.argv[1]).read_view(time.time())
+    print(sum(s.counters["inferwatch_requests_total"][("ok",)] for s in view.states))
+"""
+
+
+def test_pool_workers_publish_their_calls_when_they_exit(tmp_path):
+    """multiprocessing's workers leave through os._exit, past atexit: their calls since
+    their last publish (all of them, in a pool that lives under a second) were lost."""
+    script = tmp_path / "pool.py"
+    script.write_text(_POOL_SCRIPT)
+    directory = tmp_path / "snapshots"
+    directory.mkdir()
+    result = subprocess.run([sys.executable, str(script), str(directory)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == 20
+
+
+def test_a_snapshot_cleared_after_it_was_published_is_written_again(tmp_path):
+    """gunicorn --preload: the master publishes its warm-up before on_starting clears the
+    directory; an unchanged state then kept its file away for 30 s."""
+    registry = Registry(drain_interval=3600)
+    try:
+        publisher = attach(registry, str(tmp_path))
+        registry.monitor("warm", "1").record_call(0.001, 0.5)
+        registry.drain()
+        assert publisher.publish(force=True)
+        assert not publisher.publish(min_interval=0)  # unchanged and there: no write
+        clear_directory(str(tmp_path))
+        assert publisher.publish(min_interval=0)
+        view = SnapshotDirectory(str(tmp_path)).read_view(time.time())
+        assert view.states[0].counters["inferwatch_requests_total"][("ok",)] == 1
     finally:
         registry.close()
 

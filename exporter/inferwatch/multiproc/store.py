@@ -226,6 +226,10 @@ class SnapshotDirectory:
         return os.path.join(self.path, name)
 
     # --- writing ------------------------------------------------------------------------
+    def holds(self, name: str) -> bool:
+        """Whether the snapshot `name` is in the directory."""
+        return os.path.lexists(self._file(name))
+
     def write(self, name: str, data: bytes, owner: WorkerId) -> None:
         """Replace `name` with `data` atomically; raises OSError (the old file stays)."""
         temp = self._file(f"{name}.tmp-{owner.pid}-{owner.start}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import multiprocessing.util
 import os
 import tempfile
 import threading
@@ -115,6 +116,10 @@ def attach(registry: Registry, directory: str | None = None) -> Publisher:
     registry.multiproc = publisher
     ref = weakref.ref(publisher)
     atexit.register(_close_at_exit, ref)
+    # A multiprocessing child (a Pool worker) leaves through os._exit, past atexit: its
+    # last calls would never be published. multiprocessing runs its own finalizers there,
+    # but clears those it inherited, so each child registers one after it forks.
+    multiprocessing.util.register_after_fork(publisher, _close_at_child_exit)
     return publisher
 
 
@@ -122,6 +127,11 @@ def _close_at_exit(ref: weakref.ref[Publisher]) -> None:
     publisher = ref()
     if publisher is not None:
         publisher.close()
+
+
+def _close_at_child_exit(publisher: Publisher) -> None:
+    multiprocessing.util.Finalize(None, _close_at_exit, args=(weakref.ref(publisher),),
+                                  exitpriority=0)
 
 
 class Publisher:
@@ -173,8 +183,11 @@ class Publisher:
             return False
         snapshot, key = self._snapshot(registry)
         if not force and key == self._last_fingerprint and not self._unpublished and \
-                now - self._last_publish < REFRESH_SECONDS:
-            return False  # nothing changed: no write
+                now - self._last_publish < REFRESH_SECONDS and \
+                self.directory.holds(self.worker.name):
+            # Nothing changed, and the file is there: a clear_directory() run after this
+            # process published (gunicorn --preload's on_starting) must not hide it for 30 s.
+            return False
         try:
             self.directory.write(self.worker.name, encode(snapshot), self.worker)
         except BaseException:

@@ -57,7 +57,8 @@ class MultiprocCollector(Collector):
     @classmethod
     def enabled_by_arguments(cls, args: argparse.Namespace) -> bool:
         """A user who names the snapshot directory means the collector to read it."""
-        return bool(getattr(args, "multiproc_dir", None) or os.environ.get(ENV_VAR))
+        # Given but empty counts as given: from_args refuses it, as the workers do.
+        return getattr(args, "multiproc_dir", None) is not None or ENV_VAR in os.environ
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> MultiprocCollector:
@@ -65,6 +66,9 @@ class MultiprocCollector(Collector):
         source = "--multiproc.dir"
         if directory is None:
             directory, source = os.environ.get(ENV_VAR), ENV_VAR
+        if directory is not None and not directory.strip():
+            raise ValueError(f"argument {source}: is empty; give the workers' snapshot "
+                             "directory, or leave it unset")
         if directory is None:
             # Enabled with no directory at all: every scrape reports collector_success 0
             # with this reason; a directory given but unusable is refused at startup below.
