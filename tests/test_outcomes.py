@@ -271,3 +271,63 @@ def test_any_outcome_of_any_prediction_is_joined_or_counted_never_a_fault(pairs,
         registry.drain()
     registry.close()
     assert faults.internal_error_counts() == before
+
+
+def test_labels_not_known_yet_are_counted_apart_never_judged(scraper):
+    """A batch's labels arrive with gaps (None, NaN, pd.NA): those rows were counted
+    incorrect for a classifier and silently dropped for a regressor."""
+    import pandas as pd
+
+    class Classifier:
+        classes_ = np.array([0, 1])
+
+        def predict(self, x):
+            return np.array([1, 1, 1, 1])
+
+    classifier = inferwatch.instrument(Classifier(), name="churn", version="1",
+                                       registry=scraper.registry)
+    regressor = inferwatch.instrument(lambda x: np.array([1.5, 2.5]), name="price",
+                                      version="1", registry=scraper.registry)
+    churn = inferwatch.monitor("churn", "1", registry=scraper.registry)
+    price = inferwatch.monitor("price", "1", registry=scraper.registry)
+    for i, labels in enumerate([np.array([1.0, 1.0, np.nan, np.nan]),
+                                pd.Series([1, pd.NA, 0, pd.NA], dtype="Int64"),
+                                [1, None, 1, None]]):
+        classifier.predict(np.zeros((4, 2)), request_id=f"b-{i}")
+        churn.record_outcome(f"b-{i}", labels)
+    regressor(0, request_id="r-1")
+    price.record_outcome("r-1", [1.0, float("nan")])
+    assert scraper.value("inferwatch_outcomes_total", model="churn", result="correct") == 5
+    assert scraper.value("inferwatch_outcomes_total", model="churn", result="incorrect") == 1
+    assert scraper.value("inferwatch_outcomes_unmatched_total", model="churn",
+                         reason="missing_label") == 6
+    assert scraper.value("inferwatch_outcome_error_count", model="price") == 1
+    assert scraper.value("inferwatch_outcome_error_sum", model="price") == 0.5
+    assert scraper.value("inferwatch_outcomes_unmatched_total", model="price",
+                         reason="missing_label") == 1
+
+
+@pytest.mark.parametrize(("predicted", "label", "options"), [
+    (np.array(["spam"]), "spam", {"task": "classification"}),  # a string not declared
+    (np.array([70001]), 70001, {"task": "classification"}),  # an id past the label bound
+    (np.array([True]), 1, {}),  # scikit-learn counts True against 1 as correct
+    (np.array([0]), False, {}),
+])
+def test_labels_no_prometheus_label_may_hold_are_still_joined(scraper, predicted, label,
+                                                               options):
+    """Such a prediction was never remembered: its outcome counted unknown_id."""
+    model = inferwatch.instrument(lambda x: predicted, name="m", version="1",
+                                  registry=scraper.registry, **options)
+    model(0, request_id="r-1")
+    inferwatch.monitor("m", "1", registry=scraper.registry).record_outcome("r-1", label)
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 1
+    assert scraper.total("inferwatch_outcomes_unmatched_total") == 0
+
+
+def test_a_prediction_with_nothing_to_compare_is_unmatched_by_that_reason(scraper):
+    model = inferwatch.instrument(lambda x: {"user": {"id": 3}}, name="m", version="1",
+                                  registry=scraper.registry)
+    model(0, request_id="r-1")
+    inferwatch.monitor("m", "1", registry=scraper.registry).record_outcome("r-1", 1)
+    assert scraper.value("inferwatch_outcomes_unmatched_total",
+                         reason="unsupported_prediction") == 1

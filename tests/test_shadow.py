@@ -270,6 +270,27 @@ def test_outcomes_give_exact_accuracy_of_both_models_on_shared_requests(data, re
     handle.close()
 
 
+def test_rows_whose_label_is_not_known_yet_are_judged_for_neither_model(data, registry):
+    X, y, model, shifted, _, _ = data
+    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
+                                     registry=registry)
+    handle = inferwatch.shadow(champion, _clone(shifted), version="2", registry=registry,
+                               timeout=60.0)
+    rows = X[:30]
+    champion.predict(rows, request_id="batch")
+    assert handle.flush(60)
+    labels = [None if i % 3 == 0 else int(label) for i, label in enumerate(y[:30])]
+    registry.monitor("fraud", "1").record_outcome("batch", labels)
+    registry.drain()
+    known = np.array([label is not None for label in labels])
+    theirs = shifted.predict(rows)[known] == y[:30][known]
+    assert handle.monitor.state.counters["inferwatch_outcomes_total"] == {
+        ("correct",): int(theirs.sum()), ("incorrect",): int((~theirs).sum())}
+    table = handle.monitor.state.counters["inferwatch_shadow_outcomes_total"]
+    assert sum(table.values()) == int(known.sum())
+    handle.close()
+
+
 def test_regression_outcomes_score_both_absolute_errors(data, registry):
     X, _, _, _, regressor, target = data
     worse = LinearRegression().fit(X[:, :1], target)  # one feature: a weaker challenger

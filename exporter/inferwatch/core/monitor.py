@@ -38,7 +38,7 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.options import Settings
-from inferwatch.core.outcomes import OutcomeJoiner
+from inferwatch.core.outcomes import OutcomeJoiner, joinable_labels
 from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF, PredictionBatch
 from inferwatch.core.state import ModelState, float_array
 
@@ -460,6 +460,9 @@ class Monitor:
         if joined.rows_over_bound:
             state.inc("inferwatch_outcomes_unmatched_total", ("rows_over_bound",),
                       joined.rows_over_bound)
+        if joined.missing_labels:
+            state.inc("inferwatch_outcomes_unmatched_total", ("missing_label",),
+                      joined.missing_labels)
         if joined.correct:
             state.inc("inferwatch_outcomes_total", ("correct",), joined.correct)
         if joined.incorrect:
@@ -987,9 +990,9 @@ class Monitor:
                 continue
             rows = predictions.add_records([r.prediction for r in records], probabilities)
             self.outcomes.remember_many(
-                (record.request_id, row[0], row[1], record.started_at)
-                for record, row in zip(records, rows)
-                if record.request_id is not None and row is not None)
+                (record.request_id, *(row or (joinable_labels(record.prediction), None)),
+                 record.started_at)
+                for record, row in zip(records, rows) if record.request_id is not None)
 
     def renew_locks(self) -> None:
         """New locks in a forked child: a lock held by another thread at fork time would

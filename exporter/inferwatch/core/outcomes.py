@@ -14,8 +14,8 @@ outcome that arrives twice is reported, not counted twice.
 
 >>> joiner = OutcomeJoiner()
 >>> joiner.remember("r-1", ("fraud",), None, at=100.0)
->>> joiner.join("r-1", "fraud", at=160.0)
-Join(correct=1, incorrect=0, errors=(), delay=60.0, unmatched=None, rows_over_bound=0)
+>>> joiner.join("r-1", "fraud", at=160.0).correct
+1
 >>> joiner.join("r-1", "fraud", at=170.0).unmatched
 'duplicate'
 """
@@ -57,6 +57,7 @@ class Join:
     delay: float | None = None
     unmatched: str | None = None
     rows_over_bound: int = 0  # outcome rows past what the memory bound let the entry keep
+    missing_labels: int = 0  # outcome rows with no label yet (None, NaN, pd.NA): not judged
 
 
 class OutcomeJoiner:
@@ -178,21 +179,28 @@ class OutcomeJoiner:
         over = rows - kept if len(truth) == rows else 0
         truth = truth[:kept]
         if classes is not None:
-            correct = sum(1 for p, t in zip(classes, _broadcast(truth, len(classes)))
-                          if p == _class_text(t))
-            return Join(correct=correct, incorrect=len(classes) - correct, delay=delay,
-                        rows_over_bound=over)
+            pairs = [(p, t) for p, t in zip(classes, _broadcast(truth, len(classes)))
+                     if not _is_missing(t)]
+            correct = sum(1 for p, t in pairs if _same_class(p, _class_text(t)))
+            return Join(correct=correct, incorrect=len(pairs) - correct, delay=delay,
+                        rows_over_bound=over, missing_labels=len(classes) - len(pairs))
         if values is not None:
-            errors = []
+            errors, missing = [], 0
             for p, t in zip(values, _broadcast(truth, len(values))):
+                if _is_missing(t):
+                    missing += 1
+                    continue
                 try:
                     error = abs(float(p) - float(t))
                 except (TypeError, ValueError):
                     return Join(unmatched="shape_mismatch")
                 if math.isfinite(error):
                     errors.append(error)
-            return Join(errors=tuple(errors), delay=delay, rows_over_bound=over)
-        return Join(delay=delay)
+            return Join(errors=tuple(errors), delay=delay, rows_over_bound=over,
+                        missing_labels=missing)
+        # Remembered with nothing to compare: every label was one no class may take (an
+        # undeclared string, a large id) and the prediction no value.
+        return Join(unmatched="unsupported_prediction")
 
 
 def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -> int:
@@ -266,6 +274,55 @@ def _as_rows(y_true: Any) -> list:
 
 def _broadcast(rows: list, n: int) -> list:
     return rows * n if len(rows) == 1 else rows
+
+
+def _is_missing(label: Any) -> bool:
+    """A label not known yet: None, a float NaN (a pandas float column's empty cell), pd.NA.
+
+    >>> [_is_missing(v) for v in (None, float("nan"), np.float32("nan"), 0, "nan")]
+    [True, True, True, False, False]
+    """
+    if label is None:
+        return True
+    if isinstance(label, (float, np.floating)):
+        return bool(label != label)
+    return type(label).__name__ == "NAType"  # pandas' NA, told without importing pandas
+
+
+# Labels a classifier's bools and 0/1 stand for alike (scikit-learn's accuracy_score
+# counts True against 1 as correct).
+_SAME_CLASSES = frozenset({("True", "1"), ("1", "True"), ("False", "0"), ("0", "False")})
+
+
+def _same_class(predicted: str, label: str) -> bool:
+    return predicted == label or (predicted, label) in _SAME_CLASSES
+
+
+MAX_JOINED_LABEL_CHARS = 256
+
+
+def joinable_labels(result: Any) -> tuple[str, ...] | None:
+    """The labels of a prediction whose classes no Prometheus label may hold (strings not
+    declared as classes, ids past the small-integer bound): kept for outcome joins only,
+    each cut to 256 characters. None when `result` is not a column of such labels.
+
+    >>> joinable_labels(np.array(["spam", "ham"])), joinable_labels([70001])
+    (('spam', 'ham'), ('70001',))
+    >>> joinable_labels(np.array([0.5])) is None
+    True
+    """
+    rows = [result] if isinstance(result, (str, int, np.str_, np.integer)) else result
+    try:
+        array = np.asarray(rows)
+    except (ValueError, TypeError):
+        return None
+    if array.ndim != 1 or array.dtype.kind not in "UiuO":
+        return None
+    labels = array.tolist()
+    if not all(isinstance(label, (str, int)) and not isinstance(label, bool)
+               for label in labels):
+        return None
+    return tuple(str(label)[:MAX_JOINED_LABEL_CHARS] for label in labels)
 
 
 def _class_text(value: Any) -> str:

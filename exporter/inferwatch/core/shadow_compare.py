@@ -34,7 +34,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.label_caps import LabelCap
-from inferwatch.core.outcomes import _as_rows, _class_text
+from inferwatch.core.outcomes import _as_rows, _class_text, _is_missing, _same_class
 from inferwatch.core.predictions import Prediction, known_class_set, normalize
 
 # Shadow minus champion: symmetric around zero, fine near it (probabilities, small scores).
@@ -122,10 +122,16 @@ class Comparison:
             truth = truth * n
         if len(truth) != n:
             return None
+        known = [i for i, t in enumerate(truth) if not _is_missing(t)]
+        if len(known) < n:  # rows whose label is not known yet are not judged
+            if not known:
+                return None
+            champion, shadow = [champion[i] for i in known], [shadow[i] for i in known]
+            truth, n = [truth[i] for i in known], len(known)
         if isinstance(champion[0], str):
             truth_text = [_class_text(t) for t in truth]
-            champion_right = [p == t for p, t in zip(champion, truth_text)]
-            shadow_right = [p == t for p, t in zip(shadow, truth_text)]
+            champion_right = [_same_class(p, t) for p, t in zip(champion, truth_text)]
+            shadow_right = [_same_class(p, t) for p, t in zip(shadow, truth_text)]
             with self._lock:
                 self._scored.append((champion_right, shadow_right, None, None))
             return n, sum(champion_right)
