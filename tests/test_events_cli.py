@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from inferwatch.cli import main
-from inferwatch.events import EventLog
+from inferwatch.events import EventLog, hash_value
 from inferwatch.events.cli import parse_time
 
 T0 = 1_700_000_000.0
@@ -170,3 +170,51 @@ def test_follow_prints_new_events_from_the_installed_command(tmp_path, name):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_log_configured_as_a_directory_is_read_back(tmp_path, capsys):
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    write_log(directory, sample_events()[:3])
+    assert [p.name for p in tmp_path.iterdir()] == ["logs"]  # nothing written beside it
+    for path in (directory, directory / "events.jsonl"):
+        _, found, _ = run_cli(capsys, "tail", str(path))
+        assert [e["request_id"] for e in found] == ["r-0", "r-1", "r-2"]
+
+
+@pytest.mark.parametrize("action", ["tail", "query"])
+def test_a_regular_file_at_the_configured_path_is_read_with_the_log(tmp_path, capsys, action):
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps({"ts": T0 - 1, "request_id": "older"}) + "\n")
+    write_log(path, sample_events()[:3])
+    assert not path.is_symlink()
+    _, found, _ = run_cli(capsys, action, str(path))
+    assert [e["request_id"] for e in found] == ["older", "r-0", "r-1", "r-2"]
+    (own,) = tmp_path.glob("events.*.jsonl")
+    _, alone, _ = run_cli(capsys, action, str(own))  # one of the log's files: only that one
+    assert [e["request_id"] for e in alone] == ["r-0", "r-1", "r-2"]
+
+
+LONG_ID = "tenant-42/session-" + "0123456789abcdef" * 70  # 1,138 characters
+
+
+def test_query_finds_a_long_request_id(tmp_path, capsys):
+    for name in ("events.jsonl", "events.db"):
+        path = tmp_path / name
+        twin = LONG_ID[:-1] + "X"  # the same first 1,137 characters
+        write_log(path, [{"ts": T0, "request_id": LONG_ID}, {"ts": T0 + 1, "request_id": twin},
+                         {"ts": T0 + 2, "request_id": LONG_ID, "outcome": 1}])
+        _, found, _ = run_cli(capsys, "query", str(path), "--request-id", LONG_ID)
+        assert [e["ts"] for e in found] == [T0, T0 + 2]
+
+
+def test_query_by_hash_value_of_a_long_request_id(tmp_path, capsys):
+    secret = "0123456789abcdef0123"
+    twin = LONG_ID[:256] + "-another-request"
+    for name in ("events.jsonl", "events.db"):
+        path = tmp_path / name
+        write_log(path, [{"ts": T0, "request_id": LONG_ID}, {"ts": T0 + 1, "request_id": twin}],
+                  hash_fields=["request_id"], secret=secret)
+        _, found, _ = run_cli(capsys, "query", str(path), "--request-id",
+                              hash_value(secret, LONG_ID))
+        assert [e["ts"] for e in found] == [T0]

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -552,3 +553,43 @@ def test_tail_F_on_the_configured_path_follows_rotations(tmp_path, make_log):
     finally:
         tail.kill()
         tail.wait()
+
+
+@pytest.mark.parametrize("name", ["logs", "logs.jsonl"])
+def test_a_directory_sink_writes_inside_it(tmp_path, make_log, name):
+    directory = tmp_path / name
+    directory.mkdir()
+    event_log = make_log(directory)
+    event_log.emit({"request_id": "r-1"})
+    assert event_log.flush(10)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    (file,) = event_files(directory)
+    assert file.parent == directory and (directory / "events.jsonl").resolve() == file
+    shutil.rmtree(directory)  # decided once: made again, never written beside
+    deadline = time.monotonic() + 60  # a safety net only: the condition ends the wait
+    while not directory.is_dir():  # the write that finds it gone fails, a retry makes it
+        assert time.monotonic() < deadline, "the directory was never made again"
+        event_log.emit({"request_id": "r-2"})
+        assert event_log.flush(10)
+        time.sleep(0.05)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert {e["request_id"] for e in read_events(directory)} == {"r-2"}
+
+
+def test_odd_values_cost_nothing_but_themselves(tmp_path, make_log):
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no str")
+
+    event_log = make_log(tmp_path / "events.jsonl")
+    before = log.values_dropped_totals()
+    event_log.emit({"request_id": "a", "inputs": {"x": np.longdouble(1.5)}})
+    event_log.emit({"request_id": "b", "inputs": {"x": 10 ** 5000}})
+    event_log.emit({"request_id": "c", "error": Unprintable()})
+    assert event_log.flush(10)
+    assert sum(event_log.dropped_counts().values()) == 0
+    stored = {e["request_id"]: e for e in read_events(tmp_path / "events.jsonl")}
+    assert stored["a"]["inputs"] == {"x": 1.5}
+    assert stored["b"]["inputs"] == {"x": {"truncated": "int", "bits": 16610}}
+    assert stored["c"]["error"] == {"type": Unprintable.__qualname__}
+    assert log.values_dropped_totals() == before

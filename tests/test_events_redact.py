@@ -193,3 +193,61 @@ def test_encoded_records_are_one_line_of_strict_json(event):
     assert text.splitlines() == [text]
     assert not UNSAFE & set(text)
     assert isinstance(json.loads(text), dict)
+
+
+def test_longdouble_is_a_number_and_clongdouble_a_counted_drop():
+    dropped: dict = {}
+    cleaned = clean({"x": np.longdouble(1.5), "xs": np.array([0.25], dtype=np.longdouble),
+                     "z": np.clongdouble(1 + 2j)}, dropped=dropped)
+    assert cleaned["x"] == 1.5 and cleaned["xs"] == [0.25]
+    assert cleaned["z"] == {"dropped": "unsupported_type", "type": "numpy.clongdouble"}
+    assert dropped == {"unsupported_type": 1}
+
+
+def test_an_int_too_long_to_write_costs_only_itself():
+    huge = 10 ** 5000
+
+    class Count(enum.IntEnum):
+        MANY = huge
+
+    bounded = 10 ** 640 - 1  # 640 digits: written and read back under any digit limit
+    cleaned = clean({"x": huge, "list": [-huge], "enum": Count.MANY, "ok": bounded})
+    marker = {"truncated": "int", "bits": huge.bit_length()}
+    assert cleaned == {"x": marker, "list": [marker], "enum": marker, "ok": bounded}
+    record = Encoder().encode({"ts": huge, "request_id": "r", "inputs": {"x": huge}}, now=3.0)
+    event = json.loads(record.line)
+    assert event["inputs"]["x"] == marker and record.ts == event["ts"] == 3.0
+    assert Encoder().encode({"ts": 10 ** 400}, now=4.0).ts == 4.0  # beyond any float
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no str")
+
+
+def test_an_error_whose_str_raises_is_kept():
+    # The message is not read when it is not kept.
+    assert normalize_error(_Unprintable(), keep_message=False) == {"type": "_Unprintable"}
+    dropped: dict = {}
+    kept = normalize_error(_Unprintable(), keep_message=True, dropped=dropped)
+    assert kept == {"type": "_Unprintable", "message": {
+        "dropped": "conversion_error", "type": f"{__name__}._Unprintable"}}
+    assert normalize_error({"type": _Unprintable()}, False, dropped) == {"type": "Error"}
+    assert dropped == {"conversion_error": 2}
+    long = normalize_error(ValueError("x" * 100_000), keep_message=True)
+    assert long == {"type": "ValueError", "message": "x" * 1024}
+
+
+def test_a_long_request_id_is_hashed_whole_and_stored_whole_or_as_a_digest():
+    stem = "tenant-42/session-" + "0" * 300
+    first, second = stem + "a", stem + "b"
+    hashing = Encoder(Redaction(hash_fields=["request_id"], secret=SECRET))
+    hashed = [hashing.encode({"request_id": rid}).request_id for rid in (first, second)]
+    assert hashed == [hash_value(SECRET, first), hash_value(SECRET, second)]
+    plain = Encoder(max_event_bytes=4096)
+    assert plain.encode({"request_id": "r" * 1024}).request_id == "r" * 1024
+    longer = "r" * 1025
+    digest = "sha256:" + hashlib.sha256(longer.encode()).hexdigest()
+    record = plain.encode({"request_id": longer, "model": "m" * 300})
+    assert record.request_id == json.loads(record.line)["request_id"] == digest
+    assert record.model == "m" * 256

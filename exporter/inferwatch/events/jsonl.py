@@ -1,6 +1,7 @@
 """The JSON lines sink: one file per process, size-based rotation, a bound on total size.
 
-A log configured as ``logs/events.jsonl`` writes ``logs/events.<start-ns>.<pid>.jsonl``: each
+A log configured as ``logs/events.jsonl`` (or as the directory ``logs``, see
+:func:`~inferwatch.events.sinks.log_file`) writes ``logs/events.<start-ns>.<pid>.jsonl``: each
 process appends to its own file, so records of several workers never interleave, and a
 file is replaced by a new one when it would pass ``rotate_bytes``. The configured path itself
 is a symbolic link to the file opened last, so ``tail -F logs/events.jsonl`` follows the log
@@ -219,17 +220,17 @@ def event_files(path: Path) -> list[Path]:
     """The files holding the log at `path`, least recently written first.
 
     `path` is the configured log path (``logs/events.jsonl``, a link to the newest file),
-    one of its files, or a directory (every ``*.jsonl`` file in it, links left out).
+    one of its files, or a directory (every ``*.jsonl`` file in it, links left out). A
+    regular file at the configured path is read together with the log's files, which the
+    log writes beside it all the same.
     """
     if path.is_dir():
         candidates = [p for p in path.iterdir()
                       if p.suffix == ".jsonl" and p.is_file() and not p.is_symlink()]
-    elif path.is_file() and not path.is_symlink():
-        return [path]
     else:
-        pattern = _file_pattern(path.stem)
-        parent = path.parent if path.parent.is_dir() else None
-        candidates = [p for p in parent.iterdir() if pattern.fullmatch(p.name)] if parent else []
+        candidates = _log_files(path)
+        if path.is_file() and not path.is_symlink():
+            candidates.append(path)
     stamped = []
     for p in candidates:
         try:
@@ -237,6 +238,13 @@ def event_files(path: Path) -> list[Path]:
         except FileNotFoundError:
             continue
     return [p for _, _, p in sorted(stamped)]
+
+
+def _log_files(path: Path) -> list[Path]:
+    """The per-process files of the log configured as `path` (none for one of those files)."""
+    pattern = _file_pattern(path.stem)
+    parent = path.parent if path.parent.is_dir() else None
+    return [p for p in parent.iterdir() if pattern.fullmatch(p.name)] if parent else []
 
 
 def exists(path: Path) -> bool:

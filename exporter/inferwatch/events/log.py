@@ -37,7 +37,15 @@ from pathlib import Path
 
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.events.redact import Redaction
-from inferwatch.events.sinks import Encoder, Record, SinkError, TooLarge, infer_format, open_sink
+from inferwatch.events.sinks import (
+    Encoder,
+    Record,
+    SinkError,
+    TooLarge,
+    infer_format,
+    log_file,
+    open_sink,
+)
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -85,7 +93,8 @@ class _Flush:
 class EventLog:
     """A bounded, redacted, off-request-path log of one event per prediction.
 
-    `sink` is a ``.jsonl`` path (per-process files beside it) or an SQLite ``.db`` path.
+    `sink` is a ``.jsonl`` path (per-process files beside it), a directory (the same files
+    inside it, as ``events.jsonl``) or an SQLite ``.db`` path.
     `redact` drops fields and `hash_fields` replaces them with a keyed HMAC (paths like
     ``inputs.ssn``, see :mod:`inferwatch.events.redact`); hashing needs `secret` or the
     ``INFERWATCH_EVENT_SECRET`` environment variable. `max_bytes` bounds everything the log
@@ -136,7 +145,9 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self.sample_rate = float(sample_rate)
         self.queue_size = queue_size
         self._encoder = encoder
-        self._new_sink = lambda: open_sink(self.path, self.format, max_bytes=max_bytes,
+        # Decided once: a directory removed later is made again, not written beside.
+        target = log_file(self.path, self.format)
+        self._new_sink = lambda: open_sink(target, self.format, max_bytes=max_bytes,
                                            rotate_bytes=rotate_bytes)
         self._new_sink().close()  # configuration errors (a too small SQLite bound) show now
         self._closed = False

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import math
+import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
 
@@ -38,6 +39,11 @@ HASH_PREFIX = "hmac-sha256:"
 MIN_SECRET_BYTES = 16
 MAX_DEPTH = 32
 MAX_ITEMS = 100_000
+# The least int_max_str_digits Python allows: an int this long is written and read back
+# under any setting; a longer one would make json.dumps raise and cost the whole event.
+MAX_INT_DIGITS = 640
+_INT_BOUND = 10 ** MAX_INT_DIGITS
+_INT_LOW = -_INT_BOUND
 
 # C0 and C1 controls (CR, LF, ESC, NUL, NEL...), DEL, the Unicode line and paragraph
 # separators (str.splitlines and JavaScript treat them as line breaks) and lone surrogates
@@ -65,10 +71,11 @@ def clean(value: object, *, max_array_bytes: int = 1 << 20, keep_unstructured: b
     redaction can find them. Strings and keys lose their control characters; NaN and
     infinities become the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (strict JSON
     has no such numbers); arrays larger than `max_array_bytes`, containers nested deeper
-    than 32 levels or holding more than 100,000 items are replaced by a small marker saying
-    what was there. A value with no JSON form (an arbitrary object, non-UTF-8 bytes) is
-    replaced by ``{"dropped": reason, "type": ...}`` and counted by reason in `dropped`,
-    unless `keep_unstructured` asks for its ``str()`` instead.
+    than 32 levels or holding more than 100,000 items, and ints of more than 640 digits are
+    replaced by a small marker saying what was there. A value with no JSON form (an
+    arbitrary object, non-UTF-8 bytes) is replaced by ``{"dropped": reason, "type": ...}``
+    and counted by reason in `dropped`, unless `keep_unstructured` asks for its ``str()``
+    instead.
 
     >>> import numpy as np
     >>> clean({"x": np.array([1.5, np.nan]), 3: np.int64(7), "t\\n": ("a\\rb",)})
@@ -96,8 +103,10 @@ class _Cleaner:
                 if parsed is not None:
                     return self.clean(parsed, depth)
             return value if value.isprintable() else _UNSAFE.sub("", value)  # type: ignore
-        if value is None or kind is bool or kind is int:
+        if value is None or kind is bool:
             return value
+        if kind is int:
+            return value if _INT_LOW < value < _INT_BOUND else _long_int(value)  # type: ignore
         if kind is float:
             return value if math.isfinite(value) else _non_finite(value)  # type: ignore
         if depth >= MAX_DEPTH:
@@ -114,8 +123,8 @@ class _Cleaner:
                 kind = type(item)
                 if kind is str and item[:1] not in _JSON_FIRST:
                     out[key] = item if item.isprintable() else _UNSAFE.sub("", item)
-                elif kind is int or kind is bool or item is None or (
-                        kind is float and math.isfinite(item)):
+                elif (kind is int and _INT_LOW < item < _INT_BOUND) or kind is bool or \
+                        item is None or (kind is float and math.isfinite(item)):
                     out[key] = item
                 else:
                     out[key] = self.clean(item, depth)
@@ -132,7 +141,7 @@ class _Cleaner:
         if isinstance(value, bool):
             return bool(value)
         if isinstance(value, int):
-            return int(value)
+            return self.clean(int(value), depth)
         if isinstance(value, float):
             return self.clean(float(value), depth)
         if isinstance(value, str):
@@ -151,10 +160,18 @@ class _Cleaner:
         tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
         if callable(tolist):
             try:
-                return self.clean(tolist(), depth)
+                plain = tolist()
+                if type(plain) is type(value):  # np.longdouble: no Python type to become
+                    return self._number(value, depth)
+                return self.clean(plain, depth)
             except Exception:
                 return self._unstructured(value, "conversion_error")
         return self._unstructured(value, "unsupported_type")
+
+    def _number(self, value: object, depth: int) -> object:
+        if isinstance(value, numbers.Real):
+            return self.clean(float(value), depth)  # type: ignore[arg-type]
+        return self._unstructured(value, "unsupported_type")  # np.clongdouble, as complex
 
     def _too_large(self, value: object) -> dict | None:
         limit = self.max_array_bytes
@@ -189,6 +206,10 @@ class _Cleaner:
 
 def _clean_key(key: object) -> str:
     return _UNSAFE.sub("", key if type(key) is str else str(key))  # type: ignore[arg-type]
+
+
+def _long_int(number: int) -> dict:
+    return {"truncated": "int", "bits": number.bit_length()}
 
 
 def _non_finite(number: float) -> str:

@@ -14,22 +14,33 @@ the size bound (bulky fields are replaced by ``{"truncated_bytes": n}`` and list
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from inferwatch.events.fields import type_name
 from inferwatch.events.redact import Redaction, clean, clean_text
 
 FORMATS = ("jsonl", "sqlite")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".log")
+# What a JSONL log configured as a directory is called inside it.
+DIRECTORY_LOG_NAME = "events.jsonl"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 # Identity fields stay whole when an event is truncated; they are capped instead.
 IDENTITY_FIELDS = ("ts", "model", "model_version", "request_id", "trace_id", "error", "truncated")
 MAX_IDENTITY_CHARS = 256
+# A request id is what events are found and joined by, so it is never cut: a longer one is
+# stored as its digest, which a query by the id computes too.
+MAX_REQUEST_ID_CHARS = 1024
+REQUEST_ID_DIGEST_PREFIX = "sha256:"
+# An error event is always kept, so its message must not push it past max_event_bytes.
+MAX_ERROR_MESSAGE_CHARS = 1024
 
 
 class Record(NamedTuple):
@@ -70,30 +81,60 @@ def _dumps(value: object) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def normalize_error(error: object, keep_message: bool) -> dict | None:
+def stored_request_id(request_id: str) -> str:
+    """The form a (cleaned) request id is stored and queried in: itself up to
+    ``MAX_REQUEST_ID_CHARS`` characters, else ``"sha256:"`` + the hex SHA-256 of its UTF-8.
+
+    >>> stored_request_id("r-17"), stored_request_id("x" * 2000)[:15]
+    ('r-17', 'sha256:5c0e0ea4')
+    """
+    if len(request_id) <= MAX_REQUEST_ID_CHARS:
+        return request_id
+    digest = hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return REQUEST_ID_DIGEST_PREFIX + digest
+
+
+def normalize_error(error: object, keep_message: bool,
+                    dropped: dict[str, int] | None = None) -> dict | None:
     """The stored form of an event's error: its type, and its message only when opted in.
 
-    Exception messages often quote user data, hence the opt-in.
+    Exception messages often quote user data, hence the opt-in. An error event is always
+    kept: a type or message whose ``str()`` raises is replaced (``"Error"``, a marker) and
+    counted as ``conversion_error`` in `dropped`.
 
     >>> normalize_error(KeyError("alice@example.com"), keep_message=False)
     {'type': 'KeyError'}
     """
     if error is None or error is False:
         return None
-    message = None
-    if isinstance(error, BaseException):
-        kind, message = type(error).__qualname__, str(error)
-    elif isinstance(error, type) and issubclass(error, BaseException):
-        kind = error.__qualname__
-    elif isinstance(error, dict):
-        kind = str(error.get("type", "Error"))
-        message = error.get("message")
-    else:  # a bare string or flag names the type
-        kind = "Error" if error is True else str(error)
-    out: dict = {"type": clean_text(kind)[:MAX_IDENTITY_CHARS]}
+    kind, message = _error_parts(error)
+    text = _str_or_none(kind, dropped)
+    out: dict = {"type": clean_text("Error" if text is None else text)[:MAX_IDENTITY_CHARS]}
     if keep_message and message is not None:
-        out["message"] = str(message)
+        text = _str_or_none(message, dropped)
+        out["message"] = text[:MAX_ERROR_MESSAGE_CHARS] if text is not None else {
+            "dropped": "conversion_error", "type": type_name(message)}
     return out
+
+
+def _error_parts(error: object) -> tuple[object, object]:
+    """The error's type name and message, the message unread: it is read only when kept."""
+    if isinstance(error, BaseException):
+        return type(error).__qualname__, error
+    if isinstance(error, type) and issubclass(error, BaseException):
+        return error.__qualname__, None
+    if isinstance(error, dict):
+        return error.get("type", "Error"), error.get("message")
+    return ("Error" if error is True else error), None  # a bare string or flag names the type
+
+
+def _str_or_none(value: object, dropped: dict[str, int] | None) -> str | None:
+    try:
+        return str(value)
+    except Exception:  # the caller's own __str__: it must not cost the error event
+        if dropped is not None:
+            dropped["conversion_error"] = dropped.get("conversion_error", 0) + 1
+        return None
 
 
 class Encoder:
@@ -114,20 +155,16 @@ class Encoder:
             raise TypeError(f"an event is a dict, got {type(event).__name__}")
         raw = dict(event)
         if "error" in raw:
-            raw["error"] = normalize_error(raw["error"], self.error_messages)
+            raw["error"] = normalize_error(raw["error"], self.error_messages,
+                                           self.values_dropped)
         obj = clean(raw, max_array_bytes=self.max_event_bytes,
                     keep_unstructured=self.keep_unstructured, dropped=self.values_dropped)
         assert isinstance(obj, dict)
-        ts = obj.get("ts")
-        if type(ts) not in (int, float):
-            ts = time.time() if now is None else now
-        obj["ts"] = ts
-        for key in ("model", "model_version", "request_id", "trace_id"):
-            value = obj.get(key)
-            if isinstance(value, str) and len(value) > MAX_IDENTITY_CHARS:
-                obj[key] = value[:MAX_IDENTITY_CHARS]
+        ts = obj["ts"] = _event_time(obj.get("ts"), now)
         if self.redaction is not None:
+            # Before any cut: a hash of a cut value would match no hash_value() of the whole.
             self.redaction.apply(obj, self.values_dropped)
+        _bound_identity(obj)
         line = _dumps(obj)
         if len(line) > self.max_event_bytes:
             line = self._shrink(obj)
@@ -149,6 +186,27 @@ class Encoder:
             if len(line) <= self.max_event_bytes:
                 return line
         raise TooLarge(f"event above {self.max_event_bytes} bytes after truncation")
+
+
+def _event_time(ts: object, now: float | None) -> float:
+    """`ts` when it is a finite number, else the write time."""
+    if type(ts) in (int, float):
+        try:
+            if math.isfinite(ts):  # type: ignore[arg-type]
+                return ts  # type: ignore[return-value]
+        except OverflowError:  # an int too large for a float
+            pass
+    return time.time() if now is None else now
+
+
+def _bound_identity(obj: dict) -> None:
+    for key in ("model", "model_version", "trace_id"):
+        value = obj.get(key)
+        if isinstance(value, str) and len(value) > MAX_IDENTITY_CHARS:
+            obj[key] = value[:MAX_IDENTITY_CHARS]
+    request_id = obj.get("request_id")
+    if isinstance(request_id, str):
+        obj["request_id"] = stored_request_id(request_id)
 
 
 def _text(value: object) -> str | None:
@@ -177,6 +235,18 @@ def infer_format(path: Path, format: str | None = None) -> str:
                      "format='jsonl' or 'sqlite'")
 
 
+def log_file(path: Path, format: str) -> Path:
+    """Where the log configured as `path` is written: a directory holds a JSONL log as
+    ``events.jsonl`` inside it, the files of every process beside that name.
+
+    >>> log_file(Path("/tmp"), "jsonl"), log_file(Path("/tmp/e.jsonl"), "jsonl")
+    (PosixPath('/tmp/events.jsonl'), PosixPath('/tmp/e.jsonl'))
+    """
+    if format == "jsonl" and path.is_dir():
+        return path / DIRECTORY_LOG_NAME
+    return path
+
+
 def open_sink(path: Path, format: str, *, max_bytes: int, rotate_bytes: int) -> Sink:
     """A sink for `path`; nothing is touched on disk until the first write."""
     if format == "sqlite":
@@ -198,6 +268,11 @@ class Query:
     until: float | None = None
     errors_only: bool = False
     limit: int | None = None
+
+    def __post_init__(self) -> None:
+        # Compared with what the encoder stored: a long id is stored as its digest.
+        if isinstance(self.request_id, str):
+            self.request_id = stored_request_id(clean_text(self.request_id))
 
     def matches(self, event: dict) -> bool:
         """Whether a decoded event passes every filter.
