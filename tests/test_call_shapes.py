@@ -130,6 +130,36 @@ def test_classes_from_classes_attribute_and_declared_list(scraper):
                          reason="unsupported_type") == 1
 
 
+def test_a_categorical_outputs_categories_are_its_classes(scraper):
+    """A pandas categorical (or polars Enum) declares its labels, as ``classes_`` does;
+    they were counted unsupported_type unless listed in ``classes=`` as well."""
+    import pandas as pd
+    import polars as pl
+
+    from inferwatch.core.predictions import MAX_DECLARED_CATEGORIES
+
+    kinds = ("cat", "dog", "cow")
+    outputs = {
+        "series": pd.Series(pd.Categorical(["cat", "dog"], categories=kinds)),
+        "frame": pd.DataFrame({"animal": pd.Categorical(["cat", "dog"], categories=kinds)}),
+        "enum": pl.Series(["cat", "dog"], dtype=pl.Enum(list(kinds))),
+        # more categories than any class list: ids, not classes
+        "ids": pd.Series(pd.Categorical(["cat", "dog"], categories=[
+            *kinds, *map(str, range(MAX_DECLARED_CATEGORIES))])),
+    }
+    for name, output in outputs.items():
+        model = inferwatch.instrument(lambda x, output=output: output, name=name, version="1",
+                                      registry=scraper.registry)
+        model(0)
+    for name in ("series", "frame", "enum"):
+        labels = {s["class"] for s in scraper.series("inferwatch_predicted_class_total")
+                  if s["model"] == name}
+        assert labels == {"cat", "dog"}, name
+        assert scraper.total("inferwatch_invalid_predictions_total", model=name) == 0, name
+    assert scraper.value("inferwatch_invalid_predictions_total", model="ids",
+                         reason="unsupported_type") == 2
+
+
 def test_small_integers_and_bools_are_classes_large_ones_are_not(scraper):
     wrapped = inferwatch.instrument(lambda x: x, name="m", version="1", registry=scraper.registry)
     wrapped(np.array([1, 0, -1, SMALL_INTEGER_LIMIT, 4_111_111_111_111]))

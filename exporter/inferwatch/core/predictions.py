@@ -83,6 +83,10 @@ def _as_text(classes: np.ndarray) -> np.ndarray:
     return np.array([str(v) for v in classes.tolist()], dtype=object)
 
 
+# A categorical column with more categories than this is taken for ids, not classes.
+MAX_DECLARED_CATEGORIES = 1000
+
+
 def to_array(obj: object) -> np.ndarray:
     """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors.
 
@@ -119,6 +123,26 @@ def to_array(obj: object) -> np.ndarray:
         # numpy's fixed-width str dtype drops trailing NULs, merging "a\x00" into "a".
         return np.array(obj, dtype=object)
     return array
+
+
+def _with_categories(column: object, known_classes: Collection[str]) -> Collection[str]:
+    """`known_classes` and the categories a pandas categorical (or polars Enum) column
+    declares: its labels are classes by declaration, as a model's ``classes_`` are.
+
+    >>> import pandas as pd
+    >>> sorted(_with_categories(pd.Series(["b"], dtype="category"), {"a"}))
+    ['a', 'b']
+    """
+    categories = getattr(getattr(column, "dtype", None), "categories", None)
+    if categories is None or isinstance(categories, (str, bytes)):
+        return known_classes
+    try:
+        declared = [str(c) for c in list(categories)[:MAX_DECLARED_CATEGORIES + 1]]
+    except Exception:
+        return known_classes
+    if not declared or len(declared) > MAX_DECLARED_CATEGORIES:
+        return known_classes  # past any class label cap: not a list of classes
+    return frozenset(known_classes) | frozenset(declared)
 
 
 def _is_tensor(obj: object) -> bool:
@@ -207,6 +231,7 @@ def normalize(
                 _add_named(prediction, str(j), part, task, known_classes)
         return prediction
     tensor = _is_tensor(result)
+    known_classes = _with_categories(result, known_classes)
     column, missing = _without_missing(result)
     array = to_array(column)
     prediction.count_invalid("nan", missing)
@@ -261,6 +286,7 @@ def _per_output(class_names: Sequence[object] | None, outputs: int) -> list:
 def _add_named(prediction: Prediction, name: str, column: object, task: str,
                known_classes: Collection[str]) -> None:
     """One named output of a dict, DataFrame or tuple: its rows are its first dimension."""
+    known_classes = _with_categories(column, known_classes)
     column, missing = _without_missing(column)
     array = to_array(column)
     prediction.count_invalid("nan", missing)
