@@ -40,6 +40,7 @@ from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.options import Settings
 from inferwatch.core.outcomes import OutcomeJoiner, joinable_labels
 from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF, PredictionBatch
+from inferwatch.core.predictions import DEFAULT_OUTPUT
 from inferwatch.core.state import ModelState, float_array
 
 if TYPE_CHECKING:
@@ -222,6 +223,35 @@ def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes]) -> l
             joined = np.frombuffer(bytearray().join(raws), dtype=dtype)
             return [joined.reshape((-1, width))]
     return list(map(array_from_bytes, arrays, raws))
+
+
+def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray]
+                        ) -> dict[str, np.ndarray]:
+    """`values` under the reference's output names. Probability columns are named by the
+    model's ``classes_`` (``"0"``, ``"1"``); a reference profiled with ``prediction_names``
+    (``["legit", "fraud"]``) names the same columns in the same order. When no name
+    matches and the counts agree, the columns are matched by position, as they were
+    profiled; prediction drift was silently never scored."""
+    names = tracker.reference.output_names
+    if len(values) != len(names) or not values or any(name in values for name in names):
+        return values
+    return dict(zip(names, values.values()))
+
+
+def _predicted_labels(tracker: FeatureTracker, classes: list[np.ndarray]) -> np.ndarray | None:
+    """A classifier's predicted labels as the reference's ``value`` output reads them (a
+    reference profiled from ``predict(X)``): a numeric profile reads labels as numbers, a
+    categorical one as text. None without such an output, or with labels of another kind."""
+    profile = tracker.reference.outputs.get(DEFAULT_OUTPUT)
+    if profile is None:
+        return None
+    labels = np.concatenate(classes) if len(classes) > 1 else classes[0]
+    if not profile.is_numeric:
+        return labels.astype(object)
+    try:
+        return labels.astype(np.float64)  # ints and bools; "0" / "1" of a predict_proba
+    except (TypeError, ValueError):
+        return None
 
 
 def array_from_bytes(template: np.ndarray, raw: bytes) -> np.ndarray:
@@ -894,7 +924,11 @@ class Monitor:
                            now: float) -> None:
         values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
                   for name, chunks in predictions.values.items()}
-        tracker.check_predictions(values, predictions.rows(), now)
+        if predictions.classes and DEFAULT_OUTPUT not in values:
+            labels = _predicted_labels(tracker, predictions.classes)
+            if labels is not None:
+                values[DEFAULT_OUTPUT] = labels
+        tracker.check_predictions(_by_reference_names(tracker, values), predictions.rows(), now)
 
     def _count_input_checks(self, result) -> None:
         state = self.state
