@@ -67,7 +67,7 @@ def test_empty_and_missing_config_are_the_defaults(tmp_path: Path) -> None:
     ({"data_quality": {"missing_ratio": -0.1}}, "data_quality.missing_ratio", "between 0 and 1"),
     ({"gpu": {"temperature_celsius": 0}}, "gpu.temperature_celsius", "more than zero"),
     ({"windows": {"rate": "5 minutes"}}, "windows.rate", "Prometheus duration"),
-    ({"windows": {"rate": "0m"}}, "windows.rate", "Prometheus duration"),
+    ({"windows": {"rate": "0m"}}, "windows.rate", "more than zero"),
     ({"windows": {"rate": 5}}, "windows.rate", "must be a string"),
     ({"drift": {"method": "kl"}}, "drift.method", "one of psi, js, ks"),
     ({"selectors": {"model": "{job=\"m\"}"}}, "selectors.model", "label matchers"),

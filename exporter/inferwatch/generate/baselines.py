@@ -44,7 +44,14 @@ from typing import Any
 
 from inferwatch.generate.config import Config, Signal, duration_seconds
 from inferwatch.generate.objectives import is_overridden, threshold_text
-from inferwatch.generate.promql import model_sel, number, objective, record_name
+from inferwatch.generate.promql import (
+    model_sel,
+    number,
+    objective,
+    offset,
+    quoted,
+    record_name,
+)
 
 # The seasonal model (seasonal value plus the residual's trailing mean and deviation) takes
 # over once the residual (which needs seasonal history) covers this share of the baseline
@@ -75,11 +82,8 @@ class SignalSpec:
 
 def _regex_of(values: tuple[str, ...]) -> str:
     """Label values as one anchored PromQL regex string (quoted, metacharacters escaped)."""
-    escaped = []
-    for value in values:
-        text = "".join(f"\\{c}" if c in ".^$*+?{}[]\\|()" else c for c in value)
-        escaped.append(text.replace("\\", "\\\\").replace('"', '\\"'))
-    return '"' + "|".join(escaped) + '"'
+    return quoted("|".join("".join(f"\\{c}" if c in ".^$*+?{}[]\\|()" else c for c in value)
+                           for value in values))
 
 
 def _rate(cfg: Config, counter: str, window: str, by: str = "model", *extra: str) -> str:
@@ -195,7 +199,7 @@ def _seasonal(cfg: Config, value: str) -> str | None:
     window = cfg.baselines.seasonal_window
     half = duration_seconds(window) / 2
     # PromQL comments say which seasonal offset each term is: the window is centred on it.
-    terms = [f"avg_over_time({value}[{window}] offset {_duration(duration_seconds(o) - half)})"
+    terms = [f"avg_over_time({value}[{window}]{offset(_duration(duration_seconds(o) - half))})"
              f"  # {o} ago" for o in cfg.baselines.seasonal_offsets]
     return "\nor\n".join(terms) if terms else None
 
@@ -225,7 +229,7 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
     value, bw = value_name(cfg, spec), own.baseline_window
     seasonal, expected, residual = (record(spec, name) for name in
                                     ("seasonal", "expected", "residual"))
-    lag = f" offset {own.baseline_offset}"
+    lag = offset(own.baseline_offset)
     values = [v if isinstance(v, tuple) else (v, {}) for v in spec.values(cfg, own.window)]
     rules = [(value, expr) for expr, _ in values]
     mean = trailing_mean(cfg, spec)
@@ -265,8 +269,8 @@ def _indent(text: str, spaces: int) -> str:
 def trailing_mean(cfg: Config, spec: SignalSpec) -> str:
     """The value's mean over the baseline window, ending ``baseline_offset`` ago."""
     own = settings(cfg, spec)
-    return (f"avg_over_time({value_name(cfg, spec)}[{own.baseline_window}] "
-            f"offset {own.baseline_offset})")
+    return (f"avg_over_time({value_name(cfg, spec)}[{own.baseline_window}]"
+            f"{offset(own.baseline_offset)})")
 
 
 def band_edge(cfg: Config, spec: SignalSpec, side: str, selector: str = "") -> str:
@@ -318,7 +322,7 @@ def alert_expr(cfg: Config, spec: SignalSpec) -> str:
                "below": [f"{value} < {lower}"],
                "both": [f"{value} < {lower}", f"{value} > {upper}"]}[spec.direction]
     band = outside[0] if len(outside) == 1 else "(\n  " + "\n  or\n  ".join(outside) + "\n)"
-    history = f"count_over_time({value}[{own.window}] offset {own.min_history}) > 0"
+    history = f"count_over_time({value}[{own.window}]{offset(own.min_history)}) > 0"
     if spec.key == "traffic":
         # Traffic guards itself on its history: a drop to nothing must still fire.
         traffic = f"{trailing_mean(cfg, spec)} >= {number(own.min_traffic)}"

@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from inferwatch.generate.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
     """Render and write (or with --check, compare) every generated file; returns the status."""
     from pathlib import Path
 
-    from inferwatch.generate import render, rule_files, write
     from inferwatch.generate.config import ConfigError, load
 
     try:
@@ -41,14 +46,32 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         print(f"inferwatch generate: --out {out} is not a directory", file=sys.stderr)
         return 2
-    if args.check:
-        files = rule_files(render(cfg)) if args.rules_only else render(cfg)
-        stale = [path for path, content in files.items()
-                 if not (out / path).is_file()
-                 or (out / path).read_text(encoding="utf-8") != content]
-        for path in stale:
-            print(f"stale: {out / path}", file=sys.stderr)
-        return 1 if stale else 0
-    for path in write(out, cfg, rules_only=args.rules_only):
+    action = _check if args.check else _write
+    try:
+        return action(cfg, out, args.rules_only)
+    except OSError as exc:
+        where = exc.filename or out
+        print(f"inferwatch generate: cannot {'read' if args.check else 'write'} {where}: "
+              f"{exc.strerror}", file=sys.stderr)
+        return 2
+
+
+def _check(cfg: Config, out: Path, rules_only: bool) -> int:
+    from inferwatch.generate import render, rule_files
+
+    files = rule_files(render(cfg)) if rules_only else render(cfg)
+    # Bytes, not text: a file that is not even UTF-8 is simply stale.
+    stale = [path for path, content in files.items()
+             if not (out / path).is_file()
+             or (out / path).read_bytes() != content.encode("utf-8")]
+    for path in stale:
+        print(f"stale: {out / path}", file=sys.stderr)
+    return 1 if stale else 0
+
+
+def _write(cfg: Config, out: Path, rules_only: bool) -> int:
+    from inferwatch.generate import write
+
+    for path in write(out, cfg, rules_only=rules_only):
         print(path)
     return 0

@@ -28,19 +28,28 @@ from typing import Any
 
 from inferwatch.catalogue import OBJECTIVE_KEYS as CATALOGUE_OBJECTIVE_KEYS
 from inferwatch.generate.alert_names import ALERT_NAMES, MODEL_ALERT_NAMES
+from inferwatch.generate.re2 import Unsupported, matches, python_regex
 
 SEVERITIES = ("critical", "warning", "info")
 DRIFT_METHODS = ("psi", "js", "ks")
 DEFAULT_RUNBOOK_URL = "https://github.com/inferwatch/inferwatch/blob/main/docs/runbooks.md#{anchor}"
 
-_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
+_DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-# One PromQL label matcher, e.g. job="x" or namespace=~"ml-.*"; values may contain escaped quotes.
-_MATCHER = r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
-_SELECTOR = re.compile(rf"^{_MATCHER}(?:,{_MATCHER})*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Prometheus takes the units largest first, each once, and counts in signed 64-bit nanoseconds.
+_UNIT_ORDER = ("y", "w", "d", "h", "m", "s", "ms")
+_UNIT_NANOSECONDS = {unit: round(seconds * 10**9) for unit, seconds in _UNIT_SECONDS.items()}
+_MAX_NANOSECONDS = 2**63 - 1
+# A PromQL string: double- or single-quoted with Go's escapes, or raw between backquotes.
+_PROMQL_ESCAPE = r"\\(?:[abfnrtv\\]|[0-7]{3}|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})"
+_PROMQL_STRING = (rf'"(?:[^"\\\n]|{_PROMQL_ESCAPE}|\\")*"'
+                  rf"|'(?:[^'\\\n]|{_PROMQL_ESCAPE}|\\')*'|`[^`]*`")
+# One PromQL label matcher, e.g. job="x" or namespace=~"ml-.*".
+_MATCHER = re.compile(rf"\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*({_PROMQL_STRING})\s*")
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_K8S_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+_K8S_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class ConfigError(ValueError):
@@ -67,9 +76,32 @@ def duration_seconds(text: str) -> float:
 
 
 def _duration(value: Any) -> str | None:
-    if not _DURATION.match(value) or duration_seconds(value) <= 0:
+    """A duration something lasts or spans: a window, an age, an interval."""
+    problem = _duration_or_zero(value)
+    if problem is None and duration_seconds(value) == 0:
+        return f"must be more than zero, got {value!r}"
+    return problem
+
+
+def _duration_or_zero(value: Any) -> str | None:
+    """A wait or an offset, which may be zero: ``for: 0m`` fires at once, and the rules leave
+    a zero offset out (Prometheus 2 refuses ``offset 0s``)."""
+    if not _DURATION.fullmatch(value):
         return f"must be a Prometheus duration such as 5m, 1h or 30d, got {value!r}"
+    units = [_UNIT_ORDER.index(unit) for _, unit in _DURATION_PART.findall(value)]
+    if units != sorted(set(units)):
+        return (f"must be a Prometheus duration, its units largest first and each once "
+                f"(y w d h m s ms), got {value!r}")
+    if _nanoseconds(value) > _MAX_NANOSECONDS:
+        return f"must be at most Prometheus' longest duration (about 292y), got {value!r}"
     return None
+
+
+def _nanoseconds(value: str) -> int:
+    parts = _DURATION_PART.findall(value)
+    if any(len(count.lstrip("0")) > 19 for count, _ in parts):
+        return _MAX_NANOSECONDS + 1  # beyond any duration, and beyond what int() may parse
+    return sum(int(count) * _UNIT_NANOSECONDS[unit] for count, unit in parts)
 
 
 def _ratio(value: Any) -> str | None:
@@ -96,13 +128,59 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
 
 
 def _selector(value: Any) -> str | None:
-    if _SELECTOR.match(value):
+    syntax = (f'must be PromQL label matchers such as job="model" (quoted values, Go string '
+              f"escapes), got {value!r}")
+    position = 0
+    while True:
+        matcher = _MATCHER.match(value, position)
+        if not matcher:
+            return syntax
+        problem = _matcher_problem(matcher)
+        if problem:
+            return problem
+        position = matcher.end()
+        if position == len(value):
+            return None
+        if value[position] != ",":
+            return syntax
+        position += 1
+
+
+def _matcher_problem(matcher: re.Match) -> str | None:
+    text = matcher.group(0).strip()
+    try:
+        string = _promql_string_value(matcher.group(2))
+    except ValueError as exc:
+        return f"has the matcher {text}, whose escape {exc} is not a valid character"
+    if matcher.group(1) not in ("=~", "!~"):
         return None
-    return f'must be PromQL label matchers such as job="model", got {value!r}'
+    try:
+        python_regex(string)
+    except Unsupported as exc:
+        return f"has the matcher {text}, whose value {exc}"
+    return None
+
+
+def _promql_string_value(literal: str) -> str:
+    """The text a PromQL string literal stands for (its escapes already checked)."""
+    if literal.startswith("`"):
+        return literal[1:-1]
+    return re.sub(r"\\(?:[0-7]{3}|x..|u....|U........|.)", _unescape, literal[1:-1])
+
+
+def _unescape(escape: re.Match) -> str:
+    text = escape.group(0)
+    if text[1] in "01234567xuU":
+        code = int(text[2:], 16) if text[1] in "xuU" else int(text[1:], 8)
+        if code > (0x10FFFF if text[1] in "uU" else 0xFF) or 0xD800 <= code < 0xE000:
+            raise ValueError(text)
+        return chr(code)
+    return {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
+            "v": "\v"}.get(text[1], text[1])
 
 
 def _url(value: Any) -> str | None:
-    if re.match(r"^https?://[^\s{}]+$", value):
+    if re.fullmatch(r"https?://[^\s{}]+", value):
         return None
     return f"must be an http(s) URL without spaces or braces, got {value!r}"
 
@@ -118,7 +196,7 @@ def _runbook_pattern(value: Any) -> str | None:
 
 
 def _k8s_name(value: Any) -> str | None:
-    if _K8S_NAME.match(value) and len(value) <= 63:
+    if _K8S_NAME.fullmatch(value) and len(value) <= 63:
         return None
     return f"must be a Kubernetes name (lower-case letters, digits, '-'), got {value!r}"
 
@@ -128,7 +206,7 @@ def _path(value: Any) -> str | None:
 
 
 def _uid_prefix(value: Any) -> str | None:
-    if re.match(r"^[A-Za-z0-9_-]{1,30}$", value):
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,30}", value):
         return None
     return f"must be 1 to 30 letters, digits, '-' or '_', got {value!r}"
 
@@ -138,10 +216,22 @@ def _not_empty(value: Any) -> str | None:
 
 
 def _label_map(value: Any) -> str | None:
-    for key in value:
-        if not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", key):
-            return f"has an invalid Kubernetes label name {key!r}"
+    for key, text in value.items():
+        if not _is_k8s_label_key(key):
+            return (f"has an invalid Kubernetes label name {key!r} (an optional DNS prefix "
+                    f"and '/', then up to 63 letters, digits, '-', '_' or '.')")
+        if len(text) > 63 or not _K8S_LABEL_VALUE.fullmatch(text):
+            return (f"has an invalid Kubernetes label value {text!r} for {key} (up to 63 "
+                    f"letters, digits, '-', '_' or '.', starting and ending with a letter or "
+                    f"digit)")
     return None
+
+
+def _is_k8s_label_key(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= 253 and _K8S_DNS_SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(_K8S_LABEL_VALUE.fullmatch(name))
 
 
 def _duration_map(value: Any) -> str | None:
@@ -334,6 +424,7 @@ def _durations(value: Any) -> str | None:
 
 
 def _quantiles(value: Any) -> str | None:
+    seen: dict[float, str] = {}
     for text in value:
         try:
             number = float(text)
@@ -342,6 +433,10 @@ def _quantiles(value: Any) -> str | None:
         if not 0 < number < 1:
             return (f"must be quantiles between 0 and 1 as written in the quantile label, "
                     f"got {text!r}")
+        if number in seen:
+            # Each quantile gets its own recording rules: twice would record one series twice.
+            return f"lists one quantile twice ({seen[number]!r} and {text!r})"
+        seen[number] = text
     return None
 
 
@@ -360,9 +455,9 @@ class Signal:
                                     "deviation", _duration)
     baseline_offset: str = _setting("3h", "the trailing statistics end this long before now, "
                                     "so a fault building up for hours is not yet learned as "
-                                    "normal", _duration)
+                                    "normal", _duration_or_zero)
     min_history: str = _setting("1d", "how long ago the short value must already have been "
-                                "recorded before the alert may fire", _duration)
+                                "recorded before the alert may fire", _duration_or_zero)
     min_traffic: float = _setting(0.1, "calls per second of the model (over the short window) "
                                   "below which the signal means nothing and the alert stays "
                                   "quiet", _non_negative)
@@ -422,7 +517,7 @@ class AlertOverride:
     severity: str | None = field(default=None, metadata=_meta(
         "critical (page), warning (ticket) or info", _one_of(*SEVERITIES)))
     for_: str | None = field(default=None, metadata=_meta(
-        "how long the condition must hold before the alert fires", _duration))
+        "how long the condition must hold before the alert fires", _duration_or_zero))
 
 
 # Settings a `models:` entry may override. Objectives are numbers a series is compared with: the
@@ -442,8 +537,6 @@ RULE_KEYS = (
     "slo.slow_burn.factor", "accuracy.window",
 )
 _REGEX_SYNTAX = set(".^$*+?{}[]\\|()")
-# Go's RE2, which Prometheus uses, has neither lookaround nor back-references.
-_NOT_RE2 = re.compile(r"\(\?[=!<]|\\[1-9]")
 
 
 @dataclass(frozen=True)
@@ -586,13 +679,23 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if not ok:
         raise ConfigError(key, f"must be {_type_name(kind)}, got {type(value).__name__} "
                           f"{value!r}")
+    if kind in (float, int):
+        _check_finite(value, key)
     if kind is float:
-        if not math.isfinite(value):
-            raise ConfigError(key, f"must be a finite number, got {value!r}")
         return float(value)
     if kind is tuple:
         return tuple(value)
     return value
+
+
+def _check_finite(value: float, key: str) -> None:
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        raise ConfigError(key, "must be a finite number, got an integer too large for "
+                          "one") from None
+    if not finite:
+        raise ConfigError(key, f"must be a finite number, got {value!r}")
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
@@ -655,12 +758,10 @@ def _build_alert_overrides(data: Mapping, key: str) -> Mapping[str, AlertOverrid
 def _model_pattern(pattern: Any) -> str | None:
     if not isinstance(pattern, str) or not pattern.strip():
         return "a model name or regex must be a non-empty string"
-    if _NOT_RE2.search(pattern):
-        return "uses lookaround or a back-reference, which Prometheus regexes (RE2) lack"
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        return f"is not a valid regex ({exc})"
+        python_regex(pattern)
+    except Unsupported as exc:
+        return str(exc)
     return None
 
 
@@ -730,13 +831,13 @@ def _build_model_overrides(data: Any, base: Config) -> Mapping[str, ModelOverrid
             raise ConfigError(f"models.{pattern}", problem)
         if _is_name(pattern):
             for earlier in overrides:
-                if re.fullmatch(earlier, pattern):
+                if matches(earlier, pattern):
                     raise ConfigError(f"models.{pattern}", f"never applies: models.{earlier} "
                                       f"matches it first (list the name before the regex)")
             overlapping: tuple[str, ...] = ()
         else:
             overlapping = tuple(earlier for earlier in overrides
-                                if not _is_name(earlier) or re.fullmatch(pattern, earlier))
+                                if not _is_name(earlier) or matches(pattern, earlier))
         overrides[pattern] = _build_model_override(pattern, raw, overlapping, base)
     return _frozen(overrides)
 
@@ -790,7 +891,20 @@ def _check_cross_fields(cfg: Config) -> None:
 LOOKBACK_SECONDS = 300
 
 
+# The signals recorded per quantile, and the lists naming their quantiles.
+SIGNAL_QUANTILES = {"latency": "latency_quantiles", "predictions": "prediction_quantiles",
+                     "confidence": "confidence_quantiles"}
+
+
+def _check_quantile_lists(baselines: Baselines) -> None:
+    for signal, listed in SIGNAL_QUANTILES.items():
+        if getattr(baselines, signal).enabled and not getattr(baselines, listed):
+            raise ConfigError(f"baselines.{listed}", f"must hold at least one quantile while "
+                              f"baselines.{signal} is enabled")
+
+
 def _check_baselines(baselines: Baselines) -> None:
+    _check_quantile_lists(baselines)
     if duration_seconds(baselines.evaluation_interval) > LOOKBACK_SECONDS:
         raise ConfigError("baselines.evaluation_interval", "must be 5m or less: the baseline "
                           "alerts read the series recorded at the previous evaluation, which "
@@ -848,11 +962,71 @@ def load(path: str | Path | None) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("(file)", f"cannot be read: {exc.strerror}", source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("(file)", f"is not UTF-8 text (byte {exc.start}: {exc.reason})",
+                          source) from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        data = _parse_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.problem, source) from None
+    except (yaml.YAMLError, ValueError) as exc:
+        # ValueError: PyYAML lets Python's own limits through (an integer of 5000 digits).
         raise ConfigError("(file)", f"is not valid YAML: {exc}", source) from None
     return from_dict(data, source)
+
+
+def _parse_yaml(text: str) -> Any:
+    """The YAML document in `text`, refusing a key given twice in one mapping (PyYAML would
+    silently keep the last one, dropping a whole section)."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(loader, node, "", set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(loader: Any, node: Any, prefix: str, visited: set[int]) -> None:
+    import yaml
+
+    if id(node) in visited:  # an alias: already checked, and perhaps its own ancestor
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(loader, item, f"{prefix.rstrip('.')}[{index}].", visited)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    lines: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        key = _mapping_key(loader, key_node)
+        dotted = f"{prefix}{key}"
+        line = key_node.start_mark.line + 1
+        if key in lines:
+            raise ConfigError(dotted, f"is given twice (lines {lines[key]} and {line}); the "
+                              f"second would silently replace the first")
+        if key is not None:
+            lines[key] = line
+        _refuse_duplicate_keys(loader, value_node, f"{dotted}.", visited)
+
+
+def _mapping_key(loader: Any, node: Any) -> Any:
+    """The key a scalar node stands for; None for merge keys (<<) and unhashable keys."""
+    import yaml
+
+    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:merge":
+        return None
+    key = loader.construct_object(node)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def leaves(obj: Any = DEFAULT, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:

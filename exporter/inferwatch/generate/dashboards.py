@@ -13,7 +13,6 @@ the rules and alerts when every variable is All.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from grafanalib import core as g
 
 from inferwatch.generate import baselines, rules
 from inferwatch.generate import promql as q
-from inferwatch.generate.config import Config, duration_seconds
+from inferwatch.generate.config import SIGNAL_QUANTILES, Config, duration_seconds, with_values
 from inferwatch.generate.panels import (
     BAND_HIGH,
     BAND_LOW,
@@ -44,7 +43,7 @@ from inferwatch.generate.panels import (
     timeseries,
     up_down_mappings,
 )
-from inferwatch.generate.promql import exporter_sel, model_sel, number, selector
+from inferwatch.generate.promql import exporter_sel, model_sel, number, percent, selector
 from inferwatch.generate.rules import dashboard_uid
 
 RATE = "$__rate_interval"
@@ -65,6 +64,14 @@ def _exp(cfg: Config) -> str:
     return exporter_sel(cfg, 'instance=~"$exporter_instance"')
 
 
+# Stand-ins for the configured selectors while a rule is rendered for a panel, so each selector
+# is narrowed by its own variables even when selectors.model and selectors.exporter are the
+# same matchers (one scrape job for everything). Reserved label names never clash with a
+# user's matchers.
+_MODEL_MARK = '__inferwatch_model_series__="1"'
+_EXPORTER_MARK = '__inferwatch_exporter_series__="1"'
+
+
 def _recorded(cfg: Config, name: str) -> str:
     """The expression of recording rule `name`, on raw series narrowed by the variables.
 
@@ -73,17 +80,18 @@ def _recorded(cfg: Config, name: str) -> str:
     'sum by (model, model_version) (rate(inferwatch_batch_size_sum{job="inferwatch-model", \
 job=~"$job", instance=~"$instance", model=~"$model", model_version=~"$model_version"}[5m]))'
     """
-    expr = {rule["record"]: rule["expr"] for group in rules.recording_groups(cfg)
+    marked = with_values(cfg, {"selectors.model": _MODEL_MARK,
+                               "selectors.exporter": _EXPORTER_MARK})
+    expr = {rule["record"]: rule["expr"] for group in rules.recording_groups(marked)
             for rule in group["rules"]}[name]
-    narrowed = _narrow(expr, cfg.selectors.model, (JOB, INSTANCE, MODEL, VERSION))
-    return _narrow(narrowed, cfg.selectors.exporter, ('instance=~"$exporter_instance"',))
+    narrowed = _narrow(expr, _MODEL_MARK, (cfg.selectors.model, JOB, INSTANCE, MODEL, VERSION))
+    return _narrow(narrowed, _EXPORTER_MARK,
+                   (cfg.selectors.exporter, 'instance=~"$exporter_instance"'))
 
 
-def _narrow(expr: str, matchers: str, extra: tuple[str, ...]) -> str:
+def _narrow(expr: str, mark: str, matchers: tuple[str, ...]) -> str:
     # Every selector the rules build starts with the configured matchers (promql.selector).
-    opening = "{" + matchers.strip()
-    return re.sub(re.escape(opening) + r"(?=[,}])",
-                  lambda _: opening + ", " + ", ".join(extra), expr)
+    return expr.replace("{" + mark, "{" + ", ".join(m.strip() for m in matchers))
 
 
 def _scrape_note(cfg: Config) -> str:
@@ -167,6 +175,21 @@ _BAND_TITLES = {"traffic": "Calls per second", "errors": "Error ratio", "latency
                 "missing": "Missing values per row", "out_of_range": "Out-of-range values per row"}
 
 
+# Which of its signal's quantiles a band panel draws: the last latency one, the first other.
+_BAND_QUANTILE_INDEX = {"latency": -1, "predictions": 0, "confidence": 0}
+
+
+def _band_quantile(cfg: Config, key: str) -> tuple[tuple[str, ...], str]:
+    """The matchers and title of a band panel: its quantile's, where the signal has them."""
+    title = _BAND_TITLES[key]
+    if key not in SIGNAL_QUANTILES:
+        return (), title
+    quantile = getattr(cfg.baselines, SIGNAL_QUANTILES[key])[_BAND_QUANTILE_INDEX[key]]
+    # A regex that takes either spelling of the bound (Prometheus 3 may write 0.50).
+    escaped = quantile.replace(".", "\\\\.")
+    return (f'quantile=~"{escaped}0*"',), f"{title} p{percent(float(quantile))}"
+
+
 def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
     """One shaded band per enabled signal, repeated per selected model: what its alert saw."""
     cells = []
@@ -175,16 +198,7 @@ def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
         own = baselines.settings(cfg, spec)
         if not own.enabled:
             continue
-        matchers: tuple[str, ...] = ()
-        title = _BAND_TITLES[key]
-        quantiles = {"latency": cfg.baselines.latency_quantiles[-1],
-                     "predictions": cfg.baselines.prediction_quantiles[0],
-                     "confidence": cfg.baselines.confidence_quantiles[0]}
-        if key in quantiles:
-            # A regex that takes either spelling of the bound (Prometheus 3 may write 0.50).
-            escaped = quantiles[key].replace(".", "\\\\.")
-            matchers = (f'quantile=~"{escaped}0*"',)
-            title += f" p{float(quantiles[key]) * 100:g}"
+        matchers, title = _band_quantile(cfg, key)
         if spec.labels and key in ("classes", "missing", "out_of_range"):
             # Several bands per model (one per class or feature): dashed edges, no fill.
             label = spec.labels[0]

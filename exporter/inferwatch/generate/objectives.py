@@ -41,11 +41,6 @@ def _value(value: object) -> float:
     return duration_seconds(value) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
 
 
-def _regex(pattern: str) -> str:
-    """A pattern inside a double-quoted PromQL string."""
-    return pattern.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def scope(cfg: Config, override: ModelOverride) -> str:
     """Selector of the models an override applies to: its pattern, no earlier one's.
 
@@ -58,11 +53,11 @@ def scope(cfg: Config, override: ModelOverride) -> str:
     """
     if override.is_name:
         # An equality matcher is an index lookup; a plain name never overlaps another.
-        return model_sel(cfg, f'model="{_regex(override.pattern)}"')
-    matchers = [f'model=~"{_regex(override.pattern)}"']
+        return model_sel(cfg, f"model={q.quoted(override.pattern)}")
+    matchers = [f"model=~{q.quoted(override.pattern)}"]
     if override.earlier:
         earlier = "|".join(f"(?:{pattern})" for pattern in override.earlier)
-        matchers.append(f'model!~"{_regex(earlier)}"')
+        matchers.append(f"model!~{q.quoted(earlier)}")
     return model_sel(cfg, *matchers)
 
 
@@ -107,7 +102,7 @@ def objective_rules(cfg: Config) -> list[tuple[str, str]]:
 def _objective_term(cfg: Config, override: ModelOverride, value: str) -> str:
     if override.is_name:
         # A constant series: no index lookup or aggregation, so a hundred names stay cheap.
-        return f'label_replace(vector({value}), "model", "{_regex(override.pattern)}", "", "")'
+        return f'label_replace(vector({value}), "model", {q.quoted(override.pattern)}, "", "")'
     return f"{models_in(cfg, override)} * 0 + {value}"
 
 

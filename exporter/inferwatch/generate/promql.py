@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
-from inferwatch.generate.config import Config
+from decimal import Decimal
+
+from inferwatch.generate.config import Config, duration_seconds
 
 MODEL_LABELS = "model, model_version"
 
@@ -18,10 +20,47 @@ def selector(*matchers: str) -> str:
     return "{" + ", ".join(m.strip() for m in matchers if m and m.strip()) + "}"
 
 
+# A PromQL string may not hold a raw newline, so control characters travel as Go escapes.
+_STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\a": "\\a", "\b": "\\b", "\f": "\\f",
+                   "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def quoted(text: str) -> str:
+    r"""`text` as a double-quoted PromQL string.
+
+    >>> print(quoted('say "hi"\n\x00'))
+    "say \"hi\"\n\x00"
+    """
+    return '"' + "".join(_STRING_ESCAPES.get(c) or (f"\\x{ord(c):02x}" if _is_control(c) else c)
+                         for c in text) + '"'
+
+
+def _is_control(c: str) -> bool:
+    return ord(c) < 0x20 or c == "\x7f"
+
+
 def number(value: float) -> str:
     """A PromQL number literal without a trailing ``.0``."""
     value = float(value)
     return str(int(value)) if value.is_integer() else repr(value)
+
+
+def offset(duration: str) -> str:
+    """`` offset <duration>``, or nothing for a zero duration, which Prometheus 2 refuses.
+
+    >>> offset("3h"), offset("0s")
+    (' offset 3h', '')
+    """
+    return f" offset {duration}" if duration_seconds(duration) else ""
+
+
+def percent(ratio: float) -> str:
+    """A ratio as a percentage with every digit it was written with (no rounding to 100).
+
+    >>> percent(0.999), percent(0.999999999999), percent(0.5)
+    ('99.9', '99.9999999999', '50')
+    """
+    return format((Decimal(repr(float(ratio))) * 100).normalize(), "f")
 
 
 def model_sel(cfg: Config, *extra: str) -> str:

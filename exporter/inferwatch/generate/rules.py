@@ -105,7 +105,7 @@ def _accuracy_drop_expr(cfg: Config) -> str:
 
 def _burn_text(cfg: Config, which: str) -> str:
     burn = getattr(cfg.slo, which)
-    slo = threshold_text(cfg, "slo.availability", f"{cfg.slo.availability * 100:.10g}%",
+    slo = threshold_text(cfg, "slo.availability", f"{q.percent(cfg.slo.availability)}%",
                          "humanizePercentage")
     return (f"{MODEL} failed {PERCENT} of calls over {burn.long_window} and still fails "
             f"over {burn.short_window}: more than {number(burn.factor)}x the error budget of "
@@ -135,9 +135,9 @@ def _fresh_increase(series: str, by: str, window: str) -> str:
 def _pushgateway_expr(cfg: Config) -> str:
     p = cfg.pushgateway
     age = "time() - push_time_seconds{}"
-    terms = [f"{age.format(q.selector(p.selector, f'job={_quoted(job)}'))}"
+    terms = [f"{age.format(q.selector(p.selector, f'job={q.quoted(job)}'))}"
              f" > {number(duration_seconds(period))}" for job, period in p.jobs.items()]
-    others = [f"job!={_quoted(job)}" for job in p.jobs]
+    others = [f"job!={q.quoted(job)}" for job in p.jobs]
     terms.append(f"{age.format(q.selector(p.selector, *others))}"
                  f" > {number(duration_seconds(p.max_age))}")
     return "\nor\n".join(terms)
@@ -146,10 +146,6 @@ def _pushgateway_expr(cfg: Config) -> str:
 def _periods(cfg: Config) -> str:
     jobs = [f"{job} {period}" for job, period in cfg.pushgateway.jobs.items()]
     return ", ".join([*jobs, f"default {cfg.pushgateway.max_age}"])
-
-
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _shadow_info(cfg: Config) -> str:
