@@ -14,7 +14,7 @@ from scipy.spatial.distance import jensenshannon
 
 import inferwatch
 from conftest import Scraper
-from inferwatch.quality.checks import REASONS
+from inferwatch.quality.checks import REASONS, BatchChecker
 
 RNG = np.random.default_rng(7)
 TRAIN = pd.DataFrame({
@@ -186,3 +186,47 @@ def test_ten_thousand_distinct_categories_keep_memory_flat(scraper, reference):
     assert grown < 200_000, grown
     assert scraper.value("inferwatch_feature_unseen_category_total", feature="country") == 40_000
     assert len(scraper.series("inferwatch_feature_unseen_category_total")) == 1
+
+
+@pytest.mark.parametrize("batch", [
+    {"amount": pd.Series([10.0, 20.0]), "age": pd.Series([30.0, 40.0]),
+     "country": pd.Series(["de", "fr"])},
+    {"amount": range(10, 12), "age": range(30, 32), "country": pd.Series(["de", "fr"])},
+])
+def test_a_dict_of_columns_counts_through_instrument_as_in_the_checker(scraper, reference,
+                                                                          batch):
+    # Row dicts are grouped by the drain; a dict of Series or ranges is no row.
+    expected = BatchChecker(reference).check(batch)
+    assert expected.rows == 2 and expected.input_errors == {}
+    model = inferwatch.instrument(_model(), name="m", version="1", reference=reference,
+                                  registry=scraper.registry)
+    model(batch)
+    model({"amount": 15.0, "age": 35.0, "country": "de"})
+    assert scraper.value("inferwatch_drift_window_observations") == 3
+    assert scraper.total("inferwatch_input_errors_total") == 0
+    assert scraper.total("inferwatch_feature_unseen_category_total") == 0
+
+
+def test_an_empty_dict_through_instrument_is_an_empty_batch(scraper, reference):
+    assert BatchChecker(reference).check({}).input_errors == {"empty_batch": 1}
+    model = inferwatch.instrument(lambda x: 0.5, name="m", version="1", reference=reference,
+                                  registry=scraper.registry)
+    model({})
+    model({"amount": 15.0, "age": 35.0, "country": "de"})
+    assert scraper.value("inferwatch_input_errors_total", reason="empty_batch") == 1
+    assert scraper.value("inferwatch_input_errors_total", reason="missing_column") is None
+    assert scraper.value("inferwatch_drift_window_observations") == 1
+
+
+def test_a_dict_with_a_misbehaving_value_costs_only_its_own_call(scraper, reference):
+    class Hostile:
+        def __len__(self):
+            raise ValueError("no length")
+
+    model = inferwatch.instrument(lambda x: 0.5, name="m", version="1", reference=reference,
+                                  registry=scraper.registry)
+    before = scraper.total("inferwatch_internal_errors_total")
+    assert model({"amount": Hostile(), "age": 1.0, "country": "de"}) == 0.5
+    model({"amount": 15.0, "age": 35.0, "country": "de"})
+    assert scraper.value("inferwatch_drift_window_observations") == 1
+    assert scraper.total("inferwatch_internal_errors_total") == before + 1

@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from inferwatch.quality import profile_cli
 from inferwatch.quality.reference import Reference
@@ -173,3 +175,62 @@ def test_importing_the_subcommand_loads_no_heavy_modules():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    (lambda path: pd.DataFrame({"age": np.arange(50.0), "country": ["de", "fr"] * 25})
+     .to_csv(path),
+     "column 1 of 3 has no name: a DataFrame written with its index?"),
+    (lambda path: path.write_text("age,country,\n1,de,\n2,fr,\n"),
+     "column 3 of 3 has no name: a trailing comma in the header?"),
+    (lambda path: path.write_text("age,,country\n1,2,de\n"), "column 2 of 3 has no name"),
+])
+def test_a_column_without_a_name_is_refused_on_one_line(tmp_path, capsys, write, message):
+    # A reference file names every profile: writing one with an empty name gave a file that
+    # no loader accepts.
+    data, out = tmp_path / "train.csv", tmp_path / "reference.json"
+    write(data)
+    assert run_profile([str(data), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"inferwatch profile: error: {data}: {message}")
+    assert err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_an_unreadable_file_is_a_one_line_error(training, tmp_path, capsys, monkeypatch):
+    _, path = training
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(profile_cli, "open", refused, raising=False)
+    assert run_profile([str(path), "-o", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"inferwatch profile: error: {path}: cannot read: Permission denied\n"
+
+
+def test_an_output_path_naming_a_directory_leaves_nothing_behind(training, tmp_path, capsys):
+    _, path = training
+    out = tmp_path / "out"
+    out.mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert run_profile([str(path), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"inferwatch profile: error: cannot write {out}: it is" \
+                                      " a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert list(out.iterdir()) == []
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(max_size=4), min_size=1, max_size=4))
+def test_whatever_profile_writes_loads(tmp_path, header):
+    data, out = tmp_path / "any.csv", tmp_path / "any.json"
+    out.unlink(missing_ok=True)
+    with data.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([[str(i + j) for j in range(len(header))] for i in range(3)])
+    if run_profile([str(data), "-o", str(out)]) == 0:
+        assert Reference.load(out).rows == 3
+    else:
+        assert not out.exists()

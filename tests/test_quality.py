@@ -371,3 +371,106 @@ def test_a_polars_frame_counts_as_the_pandas_frame_it_equals():
     assert checker.check(pl.from_pandas(frame)).rows == 120
     numeric = pd.DataFrame(RNG.normal(size=(200, 4)), columns=["a", "b", "c", "d"])
     assert Reference.from_data(pl.from_pandas(numeric)) == Reference.from_data(numeric)
+
+
+# --- one rule per value, whatever container or company it comes in ---------------------------
+
+BIG_REF = Reference.from_data({"a": np.arange(100.0), "c": np.array(["x", "y"] * 50)})
+
+
+@pytest.mark.parametrize("batch", [
+    [{"a": 10**400, "c": "x"}, {"a": None, "c": "zzz"}],
+    pd.DataFrame({"a": [10**400, None], "c": ["x", "zzz"]}),
+    {"a": [10**400, None], "c": ["x", "zzz"]},
+    np.array([[10**400, "x"], [None, "zzz"]], dtype=object),
+])
+def test_an_integer_too_large_for_a_float_is_one_value_out_of_range(batch):
+    before = faults.internal_error_counts().get("quality", 0)
+    result = BatchChecker(BIG_REF).check(batch)
+    assert faults.internal_error_counts().get("quality", 0) == before
+    # Read as +inf: out of range and in the top bin; the rest of the batch is checked.
+    assert result.rows == 2
+    assert result.missing.tolist() == [1, 0]
+    assert result.out_of_range.tolist() == [1, 0]
+    assert result.unseen_category.tolist() == [0, 1]
+    assert result.input_errors == {"non_finite": 1}
+    assert result.bin_counts[0][-1] == 1
+    negative = BatchChecker(BIG_REF).check([{"a": -(10**400), "c": "x"}])
+    assert negative.bin_counts[0][0] == 1 and negative.out_of_range.tolist() == [1, 0]
+
+
+ONE_NUMBER = Reference.from_data({"a": np.arange(100.0)})
+
+
+@pytest.mark.parametrize(("batch", "wrong"), [
+    (pd.DataFrame({"a": ["1.5", "2.5"]}), 2),
+    (pd.DataFrame({"a": ["1.5", "abc"]}), 2),
+    (pd.DataFrame({"a": pd.array(["1.5", None], dtype="string")}), 1),
+    (pd.DataFrame({"a": np.array([1.0, "1.5"], dtype=object)}), 1),
+    ({"a": ["1.5", "2.5"]}, 2),
+    ([{"a": "1.5"}, {"a": "2.5"}], 2),
+    ({"a": "1.5"}, 1),
+    # The one exception, documented: numpy text arrays (what numpy makes of a mixed list).
+    ({"a": np.array(["1.5", "abc"])}, 1),
+    ([[1.0], ["abc"]], 1),
+])
+def test_text_in_a_numeric_feature_is_wrong_type_cell_by_cell(batch, wrong):
+    assert BatchChecker(ONE_NUMBER).check(batch).input_errors == {"wrong_type": wrong}
+
+
+def test_nullable_numeric_frame_columns_are_still_numbers():
+    frame = pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64")})
+    result = BatchChecker(ONE_NUMBER).check(frame)
+    assert result.input_errors == {} and result.missing.tolist() == [1]
+    assert int(result.flat_bin_counts.sum()) == 2
+
+
+def test_dates_in_a_numeric_feature_are_wrong_type_and_nat_is_missing():
+    checker = BatchChecker(ONE_NUMBER)
+    frame = pd.DataFrame({"a": pd.to_datetime(["2020-01-01", None])})
+    rows = [{"a": np.datetime64("2020-01-01")}, {"a": np.datetime64("NaT")}]
+    for batch in (frame, rows):
+        result = checker.check(batch)
+        assert result.input_errors == {"wrong_type": 1}, batch
+        assert result.missing.tolist() == [1]
+        assert int(result.flat_bin_counts.sum()) == 0
+
+
+def test_row_dict_keys_are_matched_as_text():
+    ref = Reference.from_data(pd.DataFrame({0: np.arange(100.0), 1: np.arange(100.0)}))
+    checker = BatchChecker(ref)
+    expected = checker.check(pd.DataFrame({0: [1.0, 5.0], 1: [2.0, 6.0]}))
+    assert expected.input_errors == {}
+    assert_same(checker.check([{0: 1.0, 1: 2.0}, {0: 5.0, 1: 6.0}]), expected)
+    assert_same(checker.check([{0: 1.0, "1": 2.0}, {"0": 5.0, 1: 6.0}]), expected)
+    assert_same(checker.check({0: [1.0, 5.0], 1: [2.0, 6.0]}), expected)
+    one = checker.check({0: 1.0, 1: 2.0})
+    assert one.rows == 1 and one.input_errors == {}
+    # Two keys of one text: the one the row cannot hold is an extra column.
+    assert checker.check({0: 1.0, "0": 1.0, 1: 2.0}).input_errors == {"extra_column": 1}
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.1, float("inf")])
+@pytest.mark.parametrize("numeric_only", [True, False])
+def test_infinities_are_out_of_range_when_the_span_overflows(tolerance, numeric_only):
+    train = {"a": np.array([1.7e308, -1.7e308, 0.0])}
+    if not numeric_only:  # a categorical feature takes the column-by-column path
+        train["c"] = np.array(["x", "y", "x"])
+    checker = BatchChecker(Reference.from_data(train), range_tolerance=tolerance)
+    batch = pd.DataFrame({"a": [np.inf, -np.inf, 1e308, np.nan], "c": ["x"] * 4})
+    if numeric_only:
+        batch = batch[["a"]].to_numpy()
+    result = checker.check(batch)
+    assert result.out_of_range.tolist()[0] == 2
+    assert result.input_errors == {"non_finite": 2}
+
+
+@pytest.mark.parametrize("as_rows", [True, False])
+def test_a_feature_without_values_in_training_puts_every_live_value_out_of_range(as_rows):
+    ref = Reference.from_data({"a": np.arange(10.0), "empty": np.full(10, np.nan)})
+    batch = {"a": [1.0, 2.0, 3.0], "empty": [5.0, np.inf, np.nan]}
+    if as_rows:
+        batch = [dict(zip(batch, values)) for values in zip(*batch.values())]
+    result = BatchChecker(ref, range_tolerance=0.5).check(batch)
+    assert result.out_of_range.tolist() == [0, 2]
+    assert result.missing.tolist() == [0, 1]

@@ -234,3 +234,99 @@ def test_profile_properties_for_any_numeric_column(values, bins):
             assert profile.fractions[0] > 0  # no edge at the minimum
     restored = Reference.from_dict(json.loads(json.dumps(Reference({"x": profile}).to_dict())))
     assert restored.features["x"] == profile
+
+
+# --- inputs a profile must refuse, or read as live inputs are read --------------------------
+
+@pytest.mark.parametrize(("X", "kwargs", "message"), [
+    ({"": np.arange(3.0)}, {}, r"X: column 1 of 1 has no name"),
+    ({"a": np.arange(3.0), "": np.arange(3.0)}, {}, r"X: column 2 of 2 has no name"),
+    (np.zeros((3, 2)), {"feature_names": ["a", ""]}, r"X: column 2 of 2 has no name"),
+    (pd.DataFrame({"": np.arange(3.0), "a": np.arange(3.0)}), {},
+     r"X: column 1 of 2 has no name"),
+])
+def test_an_empty_column_name_is_refused_with_its_position(X, kwargs, message):
+    # A reference file holds no empty name: profiling one would write a file that never loads.
+    with pytest.raises(ReferenceError, match=message):
+        Reference.from_data(X, **kwargs)
+
+
+def test_an_unnamed_column_left_out_by_name_is_no_error(tmp_path):
+    frame = pd.DataFrame({"": np.arange(3.0), "a": np.arange(3.0)})
+    ref = Reference.from_data(frame, feature_names=["a"])
+    ref.save(tmp_path / "r.json")
+    assert Reference.load(tmp_path / "r.json") == ref
+
+
+def test_an_integer_too_large_for_a_float_is_a_reference_error():
+    with pytest.raises(ReferenceError, match="feature 'a': holds an integer too large"):
+        Reference.from_data({"a": np.array([10**400, 1], dtype=object)})
+    with pytest.raises(ReferenceError, match="feature 'a'"):
+        Reference.from_data(pd.DataFrame({"a": [10**400, 1]}))
+    assert Reference.from_data({"a": np.array([10**400, 1], dtype=object)},
+                               categorical=["a"]).features["a"].n_bins == 3
+
+
+def test_deeply_nested_json_is_a_reference_error(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(ReferenceError, match=r"deep\.json: not a reference file"):
+        Reference.load(deep)
+
+
+def test_a_failed_save_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "taken"
+    target.mkdir()
+    with pytest.raises(OSError):
+        mixed_reference().save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+@pytest.mark.parametrize("column", [
+    pd.to_datetime(["2020-01-01", None] * 5),
+    pd.date_range("2020-01-01", periods=10, tz="UTC"),
+    pd.to_timedelta(np.arange(10), unit="s"),
+    np.array([np.datetime64("2020-01-01")] * 10),
+])
+def test_dates_and_times_are_refused_with_what_to_do(column):
+    with pytest.raises(ReferenceError, match=r"feature 't': holds dates or times .*convert it"):
+        Reference.from_data(pd.DataFrame({"t": column, "a": np.arange(10.0)}))
+
+
+def test_dates_named_categorical_keep_nat_missing():
+    ref = Reference.from_data(pd.DataFrame({"t": pd.to_datetime(["2020-01-01", None] * 50)}),
+                              categorical=["t"])
+    profile = ref.features["t"]
+    assert profile.missing_rate == 0.5
+    assert profile.fractions == (1.0, 0.0) and len(profile.categories) == 2
+
+
+@pytest.mark.parametrize("X", [
+    pd.DataFrame({0: [1.0, 2.0], "0": [30.0, 40.0]}),
+    {0: [1.0, 2.0], "0": [30.0, 40.0]},
+    [{0: 1.0, "0": 30.0}],
+])
+def test_column_names_alike_as_text_are_refused(X):
+    # Live inputs are matched by str(name): the two would be one feature.
+    with pytest.raises(ReferenceError, match=r"columns 0 and '0' are both named '0'"):
+        Reference.from_data(X)
+
+
+def test_a_true_duplicate_column_is_named():
+    frame = pd.DataFrame([[1.0, 2.0]], columns=["a", "a"])
+    with pytest.raises(ReferenceError, match="X: duplicate column name 'a'"):
+        Reference.from_data(frame)
+
+
+def test_a_list_of_row_dicts_is_profiled_as_its_columns():
+    rng = np.random.default_rng(5)
+    columns = {"a": rng.normal(size=200), "c": rng.choice(["x", "y"], 200).astype(object)}
+    rows = [{"a": a, "c": c} for a, c in zip(columns["a"], columns["c"])]
+    assert Reference.from_data(rows, bins=4) == Reference.from_data(columns, bins=4)
+    # Keys matched as text, as live rows are; a key absent from a row is a missing value.
+    ref = Reference.from_data([{0: 1.0, "b": 2.0}, {"0": 3.0}])
+    assert ref.feature_names == ["0", "b"]
+    assert (ref.features["0"].min, ref.features["0"].max) == (1.0, 3.0)
+    assert ref.features["b"].missing_rate == 0.5
+    with pytest.raises(ReferenceError, match="X: row 1 is a list in a list of row dicts"):
+        Reference.from_data([{"a": 1.0}, [2.0]])

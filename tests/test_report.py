@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
+import inferwatch
 from inferwatch.cli import main
 from inferwatch.core.history import History
 from inferwatch.core.registry import Registry
@@ -346,3 +348,41 @@ def test_the_no_traffic_flag_is_the_rule_summed_over_the_models_versions():
     assert flag({"1": never}, 4300.0) == OK  # no traffic an hour ago either
     assert flag({"1": quiet_now, "2": [(3600.0, 0.0), (4300.0, 40.0)]}, 4300.0) == OK
     assert flag({"1": quiet_now[2:]}, 4300.0) == NO_DATA  # the ring starts 57m ago
+
+
+@pytest.mark.parametrize("case", ["missing_directory", "directory", "deep_reference"])
+def test_report_cli_misuse_is_one_line_and_exit_2(tmp_path, capsys, case):
+    Reference.from_data({"age": np.arange(50.0)}).save(tmp_path / "reference.json")
+    data = tmp_path / "live.csv"
+    data.write_text("age\n1\n2\n", encoding="utf-8")
+    reference, out = tmp_path / "reference.json", tmp_path / "report.html"
+    expected = {"missing_directory": f"cannot write {tmp_path}/no/such/report.html",
+                "directory": f"cannot write {tmp_path}",
+                "deep_reference": "deep.json: not a reference file"}[case]
+    if case == "missing_directory":
+        out = tmp_path / "no" / "such" / "report.html"
+    elif case == "directory":
+        out = tmp_path
+    else:
+        reference = tmp_path / "deep.json"
+        reference.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert main(["report", "--reference", str(reference), str(data), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("inferwatch report: error: ") and expected in err
+    assert err.count("\n") == 1
+
+
+def test_report_cli_from_metrics_names_an_unwritable_output(tmp_path, capsys):
+    registry = Registry()
+    registry.monitor("m", "1").record_call(0.01, 0.5)
+    out = tmp_path / "no" / "report.html"
+    try:
+        with inferwatch.serve(port=0, addr="127.0.0.1", registry=CollectorRegistry(),
+                              status_page=registry) as server:
+            code = main(["report", "--metrics", f"http://127.0.0.1:{server.port}/", "-o",
+                         str(out)])
+    finally:
+        registry.close()
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"inferwatch report: error: cannot write {out}: No such file" \
+                                " or directory\n"

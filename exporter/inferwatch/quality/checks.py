@@ -56,6 +56,10 @@ DEFAULT_MAX_PENDING_ROWS = 65_536
 # Rows per block of a numeric matrix: 2,048 rows of 50 float64 features is 800 KB.
 _BLOCK_ROWS = 2048
 _ABSENT = object()
+_NUMBER_KINDS = frozenset("iufb")
+# Values that numpy would turn into floats, but that are no numbers: text would be parsed,
+# complex cast with a warning, dates and times read as their ticks since the epoch.
+_CAST_ANYWAY = (str, bytes, complex, np.complexfloating, np.datetime64, np.timedelta64)
 
 
 @dataclass
@@ -259,10 +263,10 @@ class BatchChecker:
         if not values:
             result.error("empty_batch")
             return
-        lengths = [_length(v) for v in values]
-        if all(n is None for n in lengths):
+        if is_row(batch):
             self._rows([batch], result)
             return
+        lengths = [_length(v) for v in values]
         if any(n is None for n in lengths) or len(set(lengths)) != 1:
             result.error("wrong_shape")
             return
@@ -368,6 +372,11 @@ class BatchChecker:
         if self._all_numeric and self._numeric_rows(rows, result):
             return
         result.rows += len(rows)
+        given = sum(len(row) for row in rows)
+        # Keys are matched as text, as DataFrame columns are; of two keys with one text
+        # (0 and "0") the one dropped here counts as an extra column.
+        rows = [row if all(type(k) is str for k in row) else {str(k): v for k, v in row.items()}
+                for row in rows]
         present_total = 0
         for j, column in enumerate(self._columns):
             cells = [row.get(column.name, _ABSENT) for row in rows]
@@ -377,7 +386,7 @@ class BatchChecker:
             if present:
                 arr = np.fromiter(present, dtype=object, count=len(present))
                 self._count_column(j, column, arr, result)
-        result.error("extra_column", sum(len(row) for row in rows) - present_total)
+        result.error("extra_column", given - present_total)
 
     def _numeric_rows(self, rows: list[Mapping[Any, Any]], result: BatchResult) -> bool:
         """The common case, rows holding exactly the features as numbers, as one matrix."""
@@ -422,11 +431,7 @@ class _CompiledColumn:
         self.numeric = profile.is_numeric
         self.n_bins = profile.n_bins
         self.edges = np.asarray(profile.edges, dtype=np.float64)
-        if profile.min is None or profile.max is None:
-            self.lo, self.hi = -np.inf, np.inf
-        else:
-            slack = tolerance * (profile.max - profile.min)
-            self.lo, self.hi = profile.min - slack, profile.max + slack
+        self.lo, self.hi = value_range(profile, tolerance)
         self.lookup = {c: i for i, c in enumerate(profile.categories[:-1])}
         self.other = self.n_bins - 1
 
@@ -466,26 +471,57 @@ class _CompiledColumn:
         out.unseen = int(per_distinct[unseen].sum())
 
 
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def value_range(profile: Profile, tolerance: float) -> tuple[float, float]:
+    """The bounds a value of `profile` is out of range past, widened by `tolerance` times
+    the span on each side.
+
+    The bounds stay finite, so infinities are always out of range, even when the span
+    overflows. A column with no value in the reference has an empty range: every live
+    value is out of it.
+
+    >>> value_range(Profile("x", "numeric", (1.0,), min=-1.7e308, max=1.7e308), 0.1)[1]
+    1.7976931348623157e+308
+    >>> value_range(Profile("x", "numeric", (0.0,)), 0.0)
+    (inf, -inf)
+    """
+    if profile.min is None or profile.max is None:
+        return np.inf, -np.inf
+    span = profile.max - profile.min
+    # 0 * inf is NaN, and a NaN bound compares False with everything.
+    slack = tolerance * span if tolerance and span else 0.0
+    return max(profile.min - slack, -_FLOAT_MAX), min(profile.max + slack, _FLOAT_MAX)
+
+
 def _to_float(values: np.ndarray) -> tuple[np.ndarray, int]:
     """Float64 values with NaN for missing and for wrong types, and the wrong-type count.
 
-    Numbers (bool included) are accepted; in object columns anything else is a wrong type.
-    Text columns (numpy turns a mixed list into text) are parsed, unparseable text is wrong.
+    Numbers (bool included) are accepted; in object columns anything else, text included,
+    is a wrong type, and so are dates and times. Numpy text arrays (numpy turns a mixed list
+    into text) are parsed cell by cell, unparseable text is wrong. An integer too large for
+    a float64 is read as an infinity of its sign.
+
+    >>> _to_float(np.array([2, 10**400, "2", None], dtype=object))
+    (array([ 2., inf, nan, nan]), 1)
     """
     kind = values.dtype.kind
     if kind in "fiub":
         return values.astype(np.float64, copy=False), 0
+    if kind in "mM":
+        nat = np.isnat(values)
+        return np.full(len(values), np.nan), int((~nat).sum())
     if kind in "US":
         try:
             return values.astype(np.float64), 0
         except ValueError:
             pass
-    elif kind == "O" and not any(isinstance(v, (str, bytes, complex, np.complexfloating))
-                                 for v in values):  # complex: numpy would cast and warn
+    elif kind == "O" and not any(isinstance(v, _CAST_ANYWAY) for v in values):
         try:
             return values.astype(np.float64), 0
-        except (ValueError, TypeError):
-            pass  # pandas NA, sequences, arbitrary objects: sorted out one by one below
+        except (ValueError, TypeError, OverflowError):
+            pass  # pandas NA, sequences, huge ints, arbitrary objects: one by one below
     out = np.empty(len(values), dtype=np.float64)
     wrong = 0
     for i, v in enumerate(values.tolist() if kind != "O" else values):
@@ -502,14 +538,30 @@ def _to_float(values: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _number(v: Any, *, text: bool) -> float | None:
+    if isinstance(v, (np.datetime64, np.timedelta64)):
+        return None  # a numpy timedelta is an integer to Python
     if isinstance(v, numbers.Real):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:
+            return np.inf if v > 0 else -np.inf
     if text:
         try:
             return float(v)
         except (TypeError, ValueError):
             return None
     return None
+
+
+def is_row(batch: Any) -> bool:
+    """True for a non-empty dict of scalars: one row (a dict of columns holds sequences,
+    pandas Series or ranges). The checks and the drain read a dict by this one rule.
+
+    >>> is_row({"a": 1.0, "b": "x"}), is_row({"a": range(2)}), is_row({})
+    (True, False, False)
+    """
+    return isinstance(batch, Mapping) and bool(batch) and \
+        all(_length(v) is None for v in batch.values())
 
 
 def _length(values: Any) -> int | None:
@@ -527,7 +579,10 @@ def _length(values: Any) -> int | None:
 def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
     """A 1-D array from a column (list, array, pandas Series); None when it is not 1-D."""
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
-        if numeric:
+        # Only a column of a numeric dtype is read as floats at once: converting an object
+        # column would parse its text, so "1.5" would pass in one batch and be wrong in the
+        # next, beside a value that does not parse.
+        if numeric and getattr(getattr(values, "dtype", None), "kind", None) in _NUMBER_KINDS:
             try:
                 return values.to_numpy(dtype=np.float64, na_value=np.nan)
             except (TypeError, ValueError):

@@ -83,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     progress.close()
 
     names = list(columns)
+    _refuse_unnamed(path, names, csv=fmt == "csv")
     ignored = _column_list(args.ignore, names, "--ignore")
     outputs = _column_list(args.predictions_column, names, "--predictions-column")
     categorical = _column_list(args.categorical, names, "--categorical")
@@ -104,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
             y_true=columns[target[0]] if target else None)
     except ReferenceError as exc:
         raise ProfileError(str(exc)) from None
+    if os.path.isdir(args.output):  # else the OS's word for it is "Device or resource busy"
+        raise ProfileError(f"cannot write {args.output}: it is a directory")
     try:
         reference.save(args.output)
     except OSError as exc:
@@ -114,6 +117,21 @@ def _run(args: argparse.Namespace) -> int:
           + ("" if reference.validation is None else
              f", validation {reference.validation.metric} {reference.validation.value:.4g}"))
     return 0
+
+
+def _refuse_unnamed(path: str, names: list[str], *, csv: bool) -> None:
+    """A reference file names every profile, so a column without a name cannot be kept."""
+    if "" not in names:
+        return
+    at = names.index("") + 1
+    if csv and at == 1:
+        hint = ("a DataFrame written with its index? Write it with to_csv(index=False), or"
+                " name the column in the header")
+    elif csv and at == len(names):
+        hint = "a trailing comma in the header? Remove it, or name the column"
+    else:
+        hint = "name it, or leave it out of the file"
+    raise ProfileError(f"{path}: column {at} of {len(names)} has no name: {hint}")
 
 
 def _positive_int(text: str) -> int:
@@ -146,23 +164,12 @@ def read_csv(path: str, progress: Progress, *,
     """Columns of a CSV file with a header row: float arrays where every value is a number,
     object arrays of text (None for missing) otherwise and for `text_columns`.
     """
-    import csv
-
     import numpy as np
 
-    total = os.path.getsize(path)
-    with open(path, "rb") as raw:
-        reader = csv.reader(_decoded_lines(raw, total, progress))
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise ProfileError(f"{path}: empty file (expected a header row)")
-            rows = [row for row in reader if row]
-        except csv.Error as exc:
-            raise ProfileError(f"{path}: line {reader.line_num}: {exc}") from None
-        except UnicodeDecodeError:
-            raise ProfileError(f"{path}: not UTF-8 text (is it a Parquet file? use"
-                               " --format parquet)") from None
+    try:
+        header, rows = _csv_rows(path, progress)
+    except OSError as exc:  # unreadable: permissions, a device, an I/O error
+        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     header = [h.strip() for h in header]
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
@@ -176,6 +183,24 @@ def read_csv(path: str, progress: Progress, *,
     cells = list(zip(*rows))
     return {name: _typed(values, np, text=name in text_columns)
             for name, values in zip(header, cells)}
+
+
+def _csv_rows(path: str, progress: Progress) -> tuple[list[str], list[list[str]]]:
+    import csv
+
+    total = os.path.getsize(path)
+    with open(path, "rb") as raw:
+        reader = csv.reader(_decoded_lines(raw, total, progress))
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ProfileError(f"{path}: empty file (expected a header row)")
+            return header, [row for row in reader if row]
+        except csv.Error as exc:
+            raise ProfileError(f"{path}: line {reader.line_num}: {exc}") from None
+        except UnicodeDecodeError:
+            raise ProfileError(f"{path}: not UTF-8 text (is it a Parquet file? use"
+                               " --format parquet)") from None
 
 
 def _typed(values: tuple[str, ...], np: Any, *, text: bool) -> Any:

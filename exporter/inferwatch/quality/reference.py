@@ -20,6 +20,8 @@ missing rate; categorical profiles keep the most frequent categories (the rest f
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import itertools
 import json
 import math
@@ -150,7 +152,10 @@ class Reference:
         """Profile training (or validation) data.
 
         `X` is a 2-D array (columns are features; 1-D means one feature), a scipy.sparse
-        matrix (its implicit entries are zeros), a pandas DataFrame or a dict of columns.
+        matrix (its implicit entries are zeros), a pandas DataFrame, a dict of columns or a
+        list of row dicts (columns by key, a key absent from a row a missing value). Column
+        names are text (``str()``), as live inputs are matched; names that are one text
+        (``0`` and ``"0"``) or empty, and columns of dates or times, are refused.
         `predictions` is a 1-D array (one output named ``value``), a 2-D probability matrix
         (outputs named by `prediction_names` or column index) or a dict of named outputs.
         Columns of text, bool or object dtype, and features or outputs named in
@@ -272,9 +277,17 @@ class Reference:
         """
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False, ensure_ascii=False)
         tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
+        f = open(tmp, "w", encoding="utf-8")  # noqa: SIM115  (closed before the replace)
+        try:
+            with f:
+                f.write(text + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            # Only a file this call created is removed (a failed write, or a path naming a
+            # directory): nothing is left beside the target.
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Reference:
@@ -289,6 +302,9 @@ class Reference:
             raise ReferenceError(f"{where}: cannot read reference file: {exc}") from None
         except json.JSONDecodeError as exc:
             raise ReferenceError(f"{where}: not valid JSON (line {exc.lineno}: {exc.msg})"
+                                 ) from None
+        except RecursionError:
+            raise ReferenceError(f"{where}: not a reference file (JSON nested too deeply)"
                                  ) from None
         return cls.from_dict(data, source=where)
 
@@ -344,14 +360,38 @@ def profile_column(name: str, values: Any, *, bins: int = 10, max_categories: in
         col = col[:, 0]
     if col.ndim != 1:
         raise ReferenceError(f"feature {name!r}: expected a 1-D column, got shape {col.shape}")
-    numeric = None if categorical else numeric_column(col)
+    if categorical:
+        return _profile_categorical(name, col, max_categories)
+    try:
+        numeric = numeric_column(col)
+    except OverflowError:
+        raise ReferenceError(f"feature {name!r}: holds an integer too large for a 64-bit float;"
+                             " leave the column out, or name it categorical") from None
     if numeric is None:
+        _refuse_times(name, col)
         return _profile_categorical(name, col, max_categories)
     return _profile_numeric(name, numeric, bins)
 
 
+# Dates and times make no profile worth checking against: every live timestamp is later than
+# the training ones, so a numeric profile is always out of range and drifted, and a
+# categorical one (a category per timestamp) never sees a live value.
+_TIMES = (datetime.date, datetime.time, datetime.timedelta, np.datetime64, np.timedelta64)
+
+
+def _refuse_times(name: str, col: np.ndarray) -> None:
+    if col.dtype.kind in "mM" or (
+            col.dtype.kind == "O" and any(isinstance(v, _TIMES) for v in col)):
+        raise ReferenceError(
+            f"feature {name!r}: holds dates or times ({col.dtype}); convert it to the number"
+            " the model uses (epoch seconds, hour of day, age in days), leave it out, or"
+            " name it categorical")
+
+
 def numeric_column(col: np.ndarray) -> np.ndarray | None:
-    """`col` as float64 (missing as NaN) when every value is a number, else None."""
+    """`col` as float64 (missing as NaN) when every value is a number, else None.
+
+    Raises OverflowError for an integer past the range of a float64."""
     if col.dtype.kind in "iuf":
         return col.astype(np.float64, copy=False)
     if col.dtype.kind != "O":
@@ -408,11 +448,13 @@ def _profile_categorical(name: str, col: np.ndarray, max_categories: int) -> Pro
 
 
 def is_missing(v: Any) -> bool:
-    """None, a float NaN, or a pandas NA / NaT."""
+    """None, a float NaN, a pandas NA / NaT or a numpy NaT."""
     if v is None:
         return True
     if isinstance(v, (float, np.floating)):
         return v != v
+    if isinstance(v, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(v))
     return type(v).__name__ in ("NAType", "NaTType")
 
 
@@ -493,12 +535,15 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
                 f"dense, more than {MAX_SPARSE_CELLS:,}: profile a sample of the rows, or the "
                 "columns a model's inputs are checked on")
         data = data.toarray()  # implicit entries are zeros, stored NaN stays missing
+    if _is_row_list(data):
+        data = _rows_as_columns(data, what)
     if is_dataframe(data):
-        cols = {str(c): data[c].to_numpy() for c in data.columns}
+        keys = list(data.columns)
+        cols = {name: data[c].to_numpy() for name, c in zip(_text_names(keys, what), keys)}
         return _select(cols, names, what)
     if isinstance(data, Mapping):
-        cols = {str(k): np.asarray(v) if not isinstance(v, np.ndarray) else v
-                for k, v in data.items()}
+        cols = {name: np.asarray(v) if not isinstance(v, np.ndarray) else v
+                for name, v in zip(_text_names(list(data), what), data.values())}
         for k, v in cols.items():
             if v.ndim != 1:
                 raise ReferenceError(f"{what}: column {k!r} is not 1-D (shape {v.shape})")
@@ -523,17 +568,62 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         raise ReferenceError(f"{what}: {len(names)} names for {arr.shape[1]} columns")
     if len(set(names)) != len(names):
         raise ReferenceError(f"{what}: duplicate names in {names}")
+    _refuse_unnamed(names, what)
     return {name: arr[:, i] for i, name in enumerate(names)}
 
 
 def _select(cols: dict[str, np.ndarray], names: Sequence[str] | None,
             what: str) -> dict[str, np.ndarray]:
     if names is None:
+        _refuse_unnamed(list(cols), what)
         return cols
     missing = [str(n) for n in names if str(n) not in cols]
     if missing:
         raise ReferenceError(f"{what}: no column named {missing} (columns: {list(cols)})")
+    if "" in {str(n) for n in names}:
+        _refuse_unnamed(list(cols), what)
     return {str(n): cols[str(n)] for n in names}
+
+
+def _refuse_unnamed(names: list[str], what: str) -> None:
+    """A profile is found by its name, and a reference file holds no empty one."""
+    if "" in names:
+        raise ReferenceError(f"{what}: column {names.index('') + 1} of {len(names)} has no"
+                             " name (an empty string): name it, or leave it out")
+
+
+def _text_names(keys: list[Any], what: str) -> list[str]:
+    """Column names as text, as live inputs are matched; two keys with one text (0 and "0")
+    would make one profile of two columns."""
+    names = [str(k) for k in keys]
+    if len(set(names)) != len(names):
+        first: dict[str, Any] = {}
+        for key, name in zip(keys, names):
+            if name in first:
+                if repr(first[name]) == repr(key):
+                    raise ReferenceError(f"{what}: duplicate column name {name!r}")
+                raise ReferenceError(f"{what}: columns {first[name]!r} and {key!r} are both"
+                                     f" named {name!r} as text; rename one")
+            first[name] = key
+    return names
+
+
+def _is_row_list(data: Any) -> bool:
+    return isinstance(data, (list, tuple)) and any(isinstance(row, Mapping) for row in data)
+
+
+def _rows_as_columns(rows: Sequence[Any], what: str) -> dict[str, np.ndarray]:
+    """Row dicts as columns by key (text, as live rows are read); a key absent from a row is
+    a missing value of that row."""
+    keyed = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ReferenceError(f"{what}: row {i} is a {type(row).__name__} in a list of"
+                                 " row dicts")
+        keyed.append(dict(zip(_text_names(list(row), f"{what}: row {i}"), row.values())))
+    names = dict.fromkeys(name for row in keyed for name in row)
+    return {name: np.fromiter((row.get(name) for row in keyed), dtype=object, count=len(keyed))
+            for name in names}
 
 
 # --- reading files --------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
-from inferwatch.quality.checks import BatchChecker, BatchResult
+from inferwatch.quality.checks import BatchChecker, BatchResult, is_row
 from inferwatch.quality.drift import DriftScorer, DriftWindow
 from inferwatch.quality.plain_arrays import plain_array
 from inferwatch.quality.reference import Reference
@@ -237,7 +237,11 @@ SHAPE_OF, DTYPE_OF = operator.attrgetter("shape"), operator.attrgetter("dtype")
 
 
 def _batches(inputs: Sequence[Any]) -> list[Any]:
-    """Group per-call inputs: row dicts into one list, same-width 2-D arrays into one array."""
+    """Group per-call inputs: row dicts into one list, same-width 2-D arrays into one array.
+
+    A dict is a row by the checker's own rule (:func:`~inferwatch.quality.checks.is_row`);
+    an empty dict or a dict of columns is a batch of its own.
+    """
     if inputs and set(map(type, inputs)) == _ARRAY_ONLY:
         # The usual drain: every call's input a 2-D array of one width and a numeric kind,
         # told by a look per distinct shape and dtype rather than per input.
@@ -252,8 +256,7 @@ def _batches(inputs: Sequence[Any]) -> list[Any]:
     for item in inputs:
         if isinstance(item, np.ndarray) and item.__class__ is not np.ndarray:
             item = plain_array(item)
-        if isinstance(item, dict) and not any(isinstance(v, (list, tuple, np.ndarray))
-                                              for v in item.values()):
+        if isinstance(item, dict) and _is_row(item):
             rows.append(item)
         elif isinstance(item, np.ndarray) and item.ndim == 2 and item.dtype.kind in "fiub" and (
                 not arrays or arrays[0].shape[1] == item.shape[1]):
@@ -269,6 +272,15 @@ def _batches(inputs: Sequence[Any]) -> list[Any]:
     if sparse:
         batches.extend(_stacked_sparse(sparse))
     return batches
+
+
+def _is_row(item: dict) -> bool:
+    try:
+        return is_row(item)
+    except Exception:
+        # A value whose len() misbehaves: the dict goes to the checker on its own, which
+        # reads it again and counts the fault, without losing the other calls' inputs.
+        return False
 
 
 def _stacked_sparse(matrices: list[Any]) -> list[Any]:

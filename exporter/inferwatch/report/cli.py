@@ -80,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
     predictions = {n: columns.pop(n) for n in output_names} or None
     title = args.title or f"Drift report: {os.path.basename(args.data)}"
     report = from_data(reference, columns, predictions, title=title)
-    report.save_html(args.output)
+    try:
+        report.save_html(args.output)
+    except OSError as exc:
+        return _cannot_write(args.output, exc)
     firing = [f"{f.alert} ({f.detail})" for f in report.flags if f.state == "firing"]
     print(f"wrote {args.output}: {report.rows} rows, {len(report.features)} features"
           + "".join(f"; {detail}" for detail in firing), file=sys.stderr)
@@ -123,10 +126,17 @@ def _from_metrics(args: argparse.Namespace) -> int:
                sorted(states, key=lambda s: (s.model, s.version))]
     title = args.title or f"inferwatch report: {netloc}"
     body = "".join(f"<section>{report_body(report)}</section>" for report in reports)
-    with open(args.output, "w", encoding="utf-8", errors="replace") as out:
-        out.write(document(title, body))
+    try:
+        with open(args.output, "w", encoding="utf-8", errors="replace") as out:
+            out.write(document(title, body))
+    except OSError as exc:
+        return _cannot_write(args.output, exc)
     print(f"wrote {args.output}: {len(reports)} model versions", file=sys.stderr)
     return 0
+
+
+def _cannot_write(path: str, exc: OSError) -> int:
+    return _error(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _error(message: str) -> int:
