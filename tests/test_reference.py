@@ -330,3 +330,11 @@ def test_a_list_of_row_dicts_is_profiled_as_its_columns():
     assert ref.features["b"].missing_rate == 0.5
     with pytest.raises(ReferenceError, match="X: row 1 is a list in a list of row dicts"):
         Reference.from_data([{"a": 1.0}, [2.0]])
+
+
+@pytest.mark.parametrize("label", [10**400, "abc"])
+def test_a_regressors_label_that_is_no_float_is_a_reference_error(label):
+    """score() let a raw OverflowError or ValueError out of from_data."""
+    with pytest.raises(ReferenceError, match="y_true: a regressor's labels must be numbers"):
+        Reference.from_data(np.zeros((3, 1)), predictions=np.array([0.1, 0.2, 0.3]),
+                            y_true=[label, 1.0, 2.0])

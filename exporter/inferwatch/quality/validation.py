@@ -94,13 +94,26 @@ def score(predictions: Any, y_true: Any) -> Validation:
         return _accuracy(predicted, labels, category_key)
     (predicted,) = columns.values()
     if predicted.dtype.kind == "f" and not _whole(predicted):
-        truth = np.asarray(labels, dtype=np.float64)
+        try:
+            truth = np.asarray(labels, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ValidationError("a regressor's labels must be numbers that fit a float, "
+                                  f"got {repr(_first_non_number(labels))[:40]}") from None
         pairs = np.isfinite(truth) & np.isfinite(predicted)
         if not pairs.any():
             raise ValidationError("no row has both a finite prediction and a finite label")
         error = float(np.mean(np.abs(predicted[pairs] - truth[pairs])))
         return Validation("mean_absolute_error", error, int(pairs.sum()))
     return _accuracy(predicted, labels, category_key)
+
+
+def _first_non_number(labels: np.ndarray) -> object:
+    for label in labels.tolist():
+        try:
+            float(label)
+        except (TypeError, ValueError, OverflowError):
+            return label
+    return None
 
 
 def _whole(values: np.ndarray) -> bool:
