@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
-import string
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -27,30 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from inferwatch.catalogue import OBJECTIVE_KEYS as CATALOGUE_OBJECTIVE_KEYS
+from inferwatch.generate import config_checks as check
 from inferwatch.generate.alert_names import ALERT_NAMES, MODEL_ALERT_NAMES
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_yaml import DuplicateKey, parse_yaml
 from inferwatch.generate.re2 import Unsupported, matches, python_regex
 
 SEVERITIES = ("critical", "warning", "info")
 DRIFT_METHODS = ("psi", "js", "ks")
 DEFAULT_RUNBOOK_URL = "https://github.com/inferwatch/inferwatch/blob/main/docs/runbooks.md#{anchor}"
-
-_DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-# Prometheus takes the units largest first, each once, and counts in signed 64-bit nanoseconds.
-_UNIT_ORDER = ("y", "w", "d", "h", "m", "s", "ms")
-_UNIT_NANOSECONDS = {unit: round(seconds * 10**9) for unit, seconds in _UNIT_SECONDS.items()}
-_MAX_NANOSECONDS = 2**63 - 1
-# A PromQL string: double- or single-quoted with Go's escapes, or raw between backquotes.
-_PROMQL_ESCAPE = r"\\(?:[abfnrtv\\]|[0-7]{3}|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})"
-_PROMQL_STRING = (rf'"(?:[^"\\\n]|{_PROMQL_ESCAPE}|\\")*"'
-                  rf"|'(?:[^'\\\n]|{_PROMQL_ESCAPE}|\\')*'|`[^`]*`")
-# One PromQL label matcher, e.g. job="x" or namespace=~"ml-.*".
-_MATCHER = re.compile(rf"\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*({_PROMQL_STRING})\s*")
-_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_K8S_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
-_K8S_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
 
 class ConfigError(ValueError):
     """A config value that cannot be used; ``key`` is its dotted path."""
@@ -61,185 +44,6 @@ class ConfigError(ValueError):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key}: {problem}")
-
-
-def duration_seconds(text: str) -> float:
-    """Seconds in a Prometheus duration.
-
-    >>> duration_seconds("1h30m")
-    5400.0
-    """
-    return float(sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text)))
-
-
-# --- checks: each returns a problem string, or None when the value is fine ------------------
-
-
-def _duration(value: Any) -> str | None:
-    """A duration something lasts or spans: a window, an age, an interval."""
-    problem = _duration_or_zero(value)
-    if problem is None and duration_seconds(value) == 0:
-        return f"must be more than zero, got {value!r}"
-    return problem
-
-
-def _duration_or_zero(value: Any) -> str | None:
-    """A wait or an offset, which may be zero: ``for: 0m`` fires at once, and the rules leave
-    a zero offset out (Prometheus 2 refuses ``offset 0s``)."""
-    if not _DURATION.fullmatch(value):
-        return f"must be a Prometheus duration such as 5m, 1h or 30d, got {value!r}"
-    units = [_UNIT_ORDER.index(unit) for _, unit in _DURATION_PART.findall(value)]
-    if units != sorted(set(units)):
-        return (f"must be a Prometheus duration, its units largest first and each once "
-                f"(y w d h m s ms), got {value!r}")
-    if _nanoseconds(value) > _MAX_NANOSECONDS:
-        return f"must be at most Prometheus' longest duration (about 292y), got {value!r}"
-    return None
-
-
-def _nanoseconds(value: str) -> int:
-    parts = _DURATION_PART.findall(value)
-    if any(len(count.lstrip("0")) > 19 for count, _ in parts):
-        return _MAX_NANOSECONDS + 1  # beyond any duration, and beyond what int() may parse
-    return sum(int(count) * _UNIT_NANOSECONDS[unit] for count, unit in parts)
-
-
-def _ratio(value: Any) -> str | None:
-    return None if 0 <= value <= 1 else f"must be between 0 and 1, got {value!r}"
-
-
-def _open_ratio(value: Any) -> str | None:
-    return None if 0 < value < 1 else f"must be between 0 and 1 (both excluded), got {value!r}"
-
-
-def _non_negative(value: Any) -> str | None:
-    return None if value >= 0 else f"must be zero or more, got {value!r}"
-
-
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else f"must be more than zero, got {value!r}"
-
-
-def _one_of(*choices: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
-
-    return check
-
-
-def _selector(value: Any) -> str | None:
-    syntax = (f'must be PromQL label matchers such as job="model" (quoted values, Go string '
-              f"escapes), got {value!r}")
-    position = 0
-    while True:
-        matcher = _MATCHER.match(value, position)
-        if not matcher:
-            return syntax
-        problem = _matcher_problem(matcher)
-        if problem:
-            return problem
-        position = matcher.end()
-        if position == len(value):
-            return None
-        if value[position] != ",":
-            return syntax
-        position += 1
-
-
-def _matcher_problem(matcher: re.Match) -> str | None:
-    text = matcher.group(0).strip()
-    try:
-        string = _promql_string_value(matcher.group(2))
-    except ValueError as exc:
-        return f"has the matcher {text}, whose escape {exc} is not a valid character"
-    if matcher.group(1) not in ("=~", "!~"):
-        return None
-    try:
-        python_regex(string)
-    except Unsupported as exc:
-        return f"has the matcher {text}, whose value {exc}"
-    return None
-
-
-def _promql_string_value(literal: str) -> str:
-    """The text a PromQL string literal stands for (its escapes already checked)."""
-    if literal.startswith("`"):
-        return literal[1:-1]
-    return re.sub(r"\\(?:[0-7]{3}|x..|u....|U........|.)", _unescape, literal[1:-1])
-
-
-def _unescape(escape: re.Match) -> str:
-    text = escape.group(0)
-    if text[1] in "01234567xuU":
-        code = int(text[2:], 16) if text[1] in "xuU" else int(text[1:], 8)
-        if code > (0x10FFFF if text[1] in "uU" else 0xFF) or 0xD800 <= code < 0xE000:
-            raise ValueError(text)
-        return chr(code)
-    return {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
-            "v": "\v"}.get(text[1], text[1])
-
-
-def _url(value: Any) -> str | None:
-    if re.fullmatch(r"https?://[^\s{}]+", value):
-        return None
-    return f"must be an http(s) URL without spaces or braces, got {value!r}"
-
-
-def _runbook_pattern(value: Any) -> str | None:
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-    except ValueError as exc:
-        return f"is not a valid pattern ({exc})"
-    if fields != {"anchor"}:
-        return f"must contain {{anchor}} and no other placeholder, got {value!r}"
-    return _url(value.replace("{anchor}", "x"))
-
-
-def _k8s_name(value: Any) -> str | None:
-    if _K8S_NAME.fullmatch(value) and len(value) <= 63:
-        return None
-    return f"must be a Kubernetes name (lower-case letters, digits, '-'), got {value!r}"
-
-
-def _path(value: Any) -> str | None:
-    return None if value.startswith("/") else f"must start with '/', got {value!r}"
-
-
-def _uid_prefix(value: Any) -> str | None:
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,30}", value):
-        return None
-    return f"must be 1 to 30 letters, digits, '-' or '_', got {value!r}"
-
-
-def _not_empty(value: Any) -> str | None:
-    return None if value.strip() else "must not be empty"
-
-
-def _label_map(value: Any) -> str | None:
-    for key, text in value.items():
-        if not _is_k8s_label_key(key):
-            return (f"has an invalid Kubernetes label name {key!r} (an optional DNS prefix "
-                    f"and '/', then up to 63 letters, digits, '-', '_' or '.')")
-        if len(text) > 63 or not _K8S_LABEL_VALUE.fullmatch(text):
-            return (f"has an invalid Kubernetes label value {text!r} for {key} (up to 63 "
-                    f"letters, digits, '-', '_' or '.', starting and ending with a letter or "
-                    f"digit)")
-    return None
-
-
-def _is_k8s_label_key(key: str) -> bool:
-    prefix, slash, name = key.rpartition("/")
-    if slash and not (len(prefix) <= 253 and _K8S_DNS_SUBDOMAIN.fullmatch(prefix)):
-        return False
-    return 0 < len(name) <= 63 and bool(_K8S_LABEL_VALUE.fullmatch(name))
-
-
-def _duration_map(value: Any) -> str | None:
-    for name, text in value.items():
-        problem = _duration(text)
-        if problem:
-            return f"{name} {problem}"
-    return None
 
 
 def _setting(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
@@ -266,26 +70,26 @@ def _meta(help: str, check: Callable[[Any], str | None] | None = None) -> dict[s
 @dataclass(frozen=True)
 class Selectors:
     model: str = _setting('job="inferwatch-model"', "label matchers of the model services' series "
-                          "(they carry model and model_version)", _selector)
+                          "(they carry model and model_version)", check.selector)
     exporter: str = _setting('job="inferwatch-exporter"', "label matchers of the standalone "
-                             "exporter's series (GPU, process, collectors)", _selector)
+                             "exporter's series (GPU, process, collectors)", check.selector)
 
 
 @dataclass(frozen=True)
 class Windows:
     rate: str = _setting("5m", "rate window of the recording rules and the alerts built on them "
-                         "(at least 4x the scrape interval)", _duration)
+                         "(at least 4x the scrape interval)", check.duration)
     no_traffic_lookback: str = _setting("1h", "how far back a model must have had traffic for "
-                                        "InferwatchNoTraffic to fire", _duration)
+                                        "InferwatchNoTraffic to fire", check.duration)
 
 
 @dataclass(frozen=True)
 class BurnRate:
-    long_window: str = _setting("1h", "long window: the budget is really burning", _duration)
+    long_window: str = _setting("1h", "long window: the budget is really burning", check.duration)
     short_window: str = _setting("5m", "short window: it is still burning now (resets fast)",
-                                 _duration)
+                                 check.duration)
     factor: float = _setting(14.4, "burn rate: multiple of the error budget's even spend",
-                             _positive)
+                             check.positive)
 
 
 def _slow_burn() -> BurnRate:
@@ -295,7 +99,7 @@ def _slow_burn() -> BurnRate:
 @dataclass(frozen=True)
 class Slo:
     availability: float = _setting(0.999, "target ratio of calls with outcome ok; the error "
-                                   "budget is 1 - availability", _open_ratio)
+                                   "budget is 1 - availability", check.open_ratio)
     fast_burn: BurnRate = field(default_factory=BurnRate, metadata=_meta(
         "InferwatchErrorBudgetBurnFast: 2% of a 30-day budget in 1h"))
     slow_burn: BurnRate = field(default_factory=_slow_burn, metadata=_meta(
@@ -305,94 +109,96 @@ class Slo:
 @dataclass(frozen=True)
 class Latency:
     p99_seconds: float = _setting(0.5, "p99 end-to-end latency above which "
-                                  "InferwatchLatencyHigh fires", _positive)
+                                  "InferwatchLatencyHigh fires", check.positive)
     first_item_p99_seconds: float = _setting(1.0, "p99 time to first item of streaming calls "
                                              "above which InferwatchStreamFirstItemSlow fires",
-                                             _positive)
+                                             check.positive)
 
 
 @dataclass(frozen=True)
 class Predictions:
     invalid_ratio: float = _setting(0.001, "invalid predicted values (nan, inf, out of range) "
                                     "per row above which InferwatchInvalidPredictions fires",
-                                    _ratio)
+                                    check.ratio)
     max_versions: int = _setting(1, "versions of one model expected to serve at once; more "
-                                 "fires InferwatchTooManyVersionsServing", _positive)
+                                 "fires InferwatchTooManyVersionsServing", check.positive)
     max_model_age: str = _setting("30d", "age of the training run above which "
-                                  "InferwatchModelStale fires", _duration)
+                                  "InferwatchModelStale fires", check.duration)
 
 
 @dataclass(frozen=True)
 class DataQuality:
     missing_ratio: float = _setting(0.05, "missing values per row of one feature above which "
-                                    "InferwatchMissingValuesSpike fires", _ratio)
+                                    "InferwatchMissingValuesSpike fires", check.ratio)
     out_of_range_ratio: float = _setting(0.05, "out-of-range values per row of one feature above "
-                                         "which InferwatchOutOfRangeSpike fires", _ratio)
+                                         "which InferwatchOutOfRangeSpike fires", check.ratio)
 
 
 @dataclass(frozen=True)
 class Drift:
     method: str = _setting("psi", "drift statistic the alerts read (psi, js or ks)",
-                           _one_of(*DRIFT_METHODS))
+                           check.one_of(*DRIFT_METHODS))
     feature_threshold: float = _setting(0.2, "feature drift above which InferwatchFeatureDrift "
-                                        "fires (PSI 0.2 is a significant shift)", _non_negative)
+                                        "fires (PSI 0.2 is a significant shift)",
+                                        check.non_negative)
     prediction_threshold: float = _setting(0.2, "prediction drift above which "
-                                           "InferwatchPredictionDrift fires", _non_negative)
+                                           "InferwatchPredictionDrift fires", check.non_negative)
     min_observations: int = _setting(1000, "rows the drift window must hold before a drift alert "
-                                     "may fire", _positive)
+                                     "may fire", check.positive)
 
 
 @dataclass(frozen=True)
 class Accuracy:
-    window: str = _setting("1h", "window over which outcomes are counted", _duration)
-    min_ratio: float = _setting(0.9, "accuracy below which InferwatchAccuracyDrop fires", _ratio)
+    window: str = _setting("1h", "window over which outcomes are counted", check.duration)
+    min_ratio: float = _setting(0.9, "accuracy below which InferwatchAccuracyDrop fires",
+                                check.ratio)
     min_outcomes: int = _setting(100, "outcomes the window must hold before the accuracy alert "
-                                 "may fire", _positive)
+                                 "may fire", check.positive)
     max_drop: float = _setting(0.05, "how far live accuracy may fall below the validation "
                                "accuracy in the model's reference before InferwatchAccuracyDrop "
-                               "fires (models without one are held to min_ratio)", _ratio)
+                               "fires (models without one are held to min_ratio)", check.ratio)
 
 
 @dataclass(frozen=True)
 class Shadow:
     window: str = _setting("1h", "window over which shadow comparisons and drops are counted",
-                           _duration)
+                           check.duration)
     min_agreement: float = _setting(0.9, "share of compared rows where a shadow model predicts "
                                     "its champion's class, below which "
-                                    "InferwatchShadowAgreementLow fires", _ratio)
+                                    "InferwatchShadowAgreementLow fires", check.ratio)
     min_compared: int = _setting(100, "compared rows the window must hold before the agreement "
-                                 "alert may fire", _positive)
+                                 "alert may fire", check.positive)
     max_error_ratio: float = _setting(0.05, "failed calls of a shadow model (errors, timeouts, "
                                       "crashes) per call above which InferwatchShadowFailing "
-                                      "fires", _ratio)
+                                      "fires", check.ratio)
     max_drop_ratio: float = _setting(0.01, "sampled calls dropped by the shadow queue (full, "
                                      "incomparable, shut down) per sampled call above which "
-                                     "InferwatchShadowDropping fires", _ratio)
+                                     "InferwatchShadowDropping fires", check.ratio)
     outcome_window: str = _setting("6h", "window over which shared outcomes of champion and "
-                                   "shadow are counted", _duration)
+                                   "shadow are counted", check.duration)
     min_outcomes: int = _setting(200, "shared outcomes the window must hold before "
-                                 "InferwatchShadowBetter may fire", _positive)
+                                 "InferwatchShadowBetter may fire", check.positive)
     min_accuracy_gain: float = _setting(0.01, "how much more often the shadow model must be "
                                         "right than its champion, on shared outcomes, for "
-                                        "InferwatchShadowBetter to fire", _ratio)
+                                        "InferwatchShadowBetter to fire", check.ratio)
 
 
 @dataclass(frozen=True)
 class Gpu:
     memory_used_ratio: float = _setting(0.95, "used / total framebuffer above which "
-                                        "InferwatchGpuMemoryNearFull fires", _ratio)
+                                        "InferwatchGpuMemoryNearFull fires", check.ratio)
     temperature_celsius: float = _setting(85.0, "temperature above which "
-                                          "InferwatchGpuTemperatureHigh fires", _positive)
+                                          "InferwatchGpuTemperatureHigh fires", check.positive)
     xid_window: str = _setting("1h", "how long one Xid error keeps InferwatchGpuXidErrors "
-                               "firing", _duration)
+                               "firing", check.duration)
 
 
 @dataclass(frozen=True)
 class Internal:
     errors_per_second: float = _setting(0.0, "rate of faults inside inferwatch above which "
-                                        "InferwatchInternalErrors fires", _non_negative)
+                                        "InferwatchInternalErrors fires", check.non_negative)
     overflow_window: str = _setting("1h", "how long one label value folded by a cardinality cap "
-                                    "keeps InferwatchSeriesOverflow firing", _duration)
+                                    "keeps InferwatchSeriesOverflow firing", check.duration)
 
 
 @dataclass(frozen=True)
@@ -408,40 +214,11 @@ class Objectives:
 class Pushgateway:
     selector: str = _setting('job!=""', "label matchers of the pushed groups' push_time_seconds "
                              "(the Pushgateway is scraped with honor_labels, so job is the "
-                             "pushing job)", _selector)
+                             "pushing job)", check.selector)
     max_age: str = _setting("1d", "age of a group's last push above which "
-                            "InferwatchPushgatewayGroupStale fires", _duration)
+                            "InferwatchPushgatewayGroupStale fires", check.duration)
     jobs: Mapping = _setting(_frozen({}), "expected period of a pushing job where it differs "
-                             "from max_age, e.g. {nightly-scoring: 26h}", _duration_map)
-
-
-def _durations(value: Any) -> str | None:
-    for text in value:
-        problem = _duration(text)
-        if problem:
-            return problem
-    return None
-
-
-def _quantiles(value: Any) -> str | None:
-    seen: dict[float, str] = {}
-    for text in value:
-        try:
-            number = float(text)
-        except ValueError:
-            number = -1.0
-        if not 0 < number < 1:
-            return (f"must be quantiles between 0 and 1 as written in the quantile label, "
-                    f"got {text!r}")
-        if number in seen:
-            # Each quantile gets its own recording rules: twice would record one series twice.
-            return f"lists one quantile twice ({seen[number]!r} and {text!r})"
-        seen[number] = text
-    return None
-
-
-def _label_values(value: Any) -> str | None:
-    return None if all(text.strip() for text in value) else "must not hold an empty name"
+                             "from max_age, e.g. {nightly-scoring: 26h}", check.duration_map)
 
 
 @dataclass(frozen=True)
@@ -449,22 +226,23 @@ class Signal:
     """One adaptive-baseline signal: its switch, its sensitivity and its windows."""
 
     enabled: bool = _setting(True, "whether the signal gets baseline rules and its alert")
-    k: float = _setting(3.0, "the alert fires outside expected +- k x sigma", _positive)
-    window: str = _setting("10m", "window of the short value compared with the band", _duration)
+    k: float = _setting(3.0, "the alert fires outside expected +- k x sigma", check.positive)
+    window: str = _setting("10m", "window of the short value compared with the band",
+                           check.duration)
     baseline_window: str = _setting("1d", "trailing window of the mean and the standard "
-                                    "deviation", _duration)
+                                    "deviation", check.duration)
     baseline_offset: str = _setting("3h", "the trailing statistics end this long before now, "
                                     "so a fault building up for hours is not yet learned as "
-                                    "normal", _duration_or_zero)
+                                    "normal", check.duration_or_zero)
     min_history: str = _setting("1d", "how long ago the short value must already have been "
-                                "recorded before the alert may fire", _duration_or_zero)
+                                "recorded before the alert may fire", check.duration_or_zero)
     min_traffic: float = _setting(0.1, "calls per second of the model (over the short window) "
                                   "below which the signal means nothing and the alert stays "
-                                  "quiet", _non_negative)
+                                  "quiet", check.non_negative)
     sigma_floor: float = _setting(0.0, "smallest sigma, in the signal's unit, so a flat series "
-                                  "does not page on a wobble", _non_negative)
+                                  "does not page on a wobble", check.non_negative)
     sigma_floor_ratio: float = _setting(0.05, "smallest sigma as a share of the expected "
-                                        "value", _non_negative)
+                                        "value", check.non_negative)
     seasonal: bool = _setting(True, "whether the band follows the same time a week (or a day) "
                               "ago (seasonal_offsets); off, expected is the trailing mean alone "
                               "and the band costs 3 series instead of 5")
@@ -486,21 +264,21 @@ class Baselines:
 
     evaluation_interval: str = _setting("5m", "interval of the baseline rule groups; each "
                                         "trailing statistic reads one sample per interval",
-                                        _duration)
+                                        check.duration)
     seasonal_offsets: tuple = _setting(("1w", "1d"), "the same time this long ago is the "
                                        "expected value, the first offset with history wins; "
-                                       "without any, the trailing mean", _durations)
+                                       "without any, the trailing mean", check.durations)
     seasonal_window: str = _setting("1h", "window, centred on the seasonal offset, the "
-                                    "seasonal value is averaged over", _duration)
+                                    "seasonal value is averaged over", check.duration)
     features: tuple = _setting((), "features that get per-feature baselines (empty: every "
-                               "feature)", _label_values)
+                               "feature)", check.label_values)
     latency_quantiles: tuple = _setting(("0.5", "0.99"), "latency quantiles with a baseline",
-                                        _quantiles)
+                                        check.quantiles)
     prediction_quantiles: tuple = _setting(("0.5", "0.9"), "rolling prediction quantiles "
                                            "(quantile label of inferwatch_prediction) with a "
-                                           "baseline", _quantiles)
+                                           "baseline", check.quantiles)
     confidence_quantiles: tuple = _setting(("0.5",), "rolling confidence quantiles with a "
-                                           "baseline", _quantiles)
+                                           "baseline", check.quantiles)
     traffic: Signal = field(default_factory=_floors(0.01, 0.05), metadata=_SIGNAL_HELP)
     errors: Signal = field(default_factory=_floors(0.005, 0.25), metadata=_SIGNAL_HELP)
     latency: Signal = field(default_factory=_floors(0.005, 0.1), metadata=_SIGNAL_HELP)
@@ -515,9 +293,9 @@ class Baselines:
 @dataclass(frozen=True)
 class AlertOverride:
     severity: str | None = field(default=None, metadata=_meta(
-        "critical (page), warning (ticket) or info", _one_of(*SEVERITIES)))
+        "critical (page), warning (ticket) or info", check.one_of(*SEVERITIES)))
     for_: str | None = field(default=None, metadata=_meta(
-        "how long the condition must hold before the alert fires", _duration_or_zero))
+        "how long the condition must hold before the alert fires", check.duration_or_zero))
 
 
 # Settings a `models:` entry may override. Objectives are numbers a series is compared with: the
@@ -566,44 +344,44 @@ def _is_name(pattern: str) -> bool:
 @dataclass(frozen=True)
 class Links:
     grafana_url: str = _setting("http://localhost:3000", "Grafana base URL used in every "
-                                "alert's dashboard_url", _url)
+                                "alert's dashboard_url", check.url)
     runbook_url: str = _setting(DEFAULT_RUNBOOK_URL, "runbook link pattern; {anchor} becomes the "
-                                "lower-case alert name", _runbook_pattern)
+                                "lower-case alert name", check.runbook_pattern)
 
 
 @dataclass(frozen=True)
 class Dashboards:
     uid_prefix: str = _setting("inferwatch", "prefix of the dashboard uids (uid = prefix-name)",
-                               _uid_prefix)
+                               check.uid_prefix)
     title_prefix: str = _setting("Inferwatch / ", "prefix of the dashboard titles", None)
-    datasource: str = _setting("Prometheus", "default of the datasource variable", _not_empty)
-    refresh: str = _setting("30s", "auto-refresh interval", _duration)
-    time_from: str = _setting("now-6h", "start of the default time range", _not_empty)
+    datasource: str = _setting("Prometheus", "default of the datasource variable", check.not_empty)
+    refresh: str = _setting("30s", "auto-refresh interval", check.duration)
+    time_from: str = _setting("now-6h", "start of the default time range", check.not_empty)
     tags: tuple = _setting(("inferwatch",), "tags of every dashboard")
 
 
 @dataclass(frozen=True)
 class Kubernetes:
-    namespace: str = _setting("monitoring", "namespace of the generated manifests", _k8s_name)
+    namespace: str = _setting("monitoring", "namespace of the generated manifests", check.k8s_name)
     rule_name: str = _setting("inferwatch", "name of the PrometheusRule, ServiceMonitor and "
-                              "PodMonitor", _k8s_name)
+                              "PodMonitor", check.k8s_name)
     labels: Mapping = _setting(_frozen({"app.kubernetes.io/part-of": "inferwatch"}),
                                "labels on every manifest (add the one your Prometheus Operator "
-                               "selects on)", _label_map)
+                               "selects on)", check.label_map)
     model_match_labels: Mapping = _setting(_frozen({"inferwatch.io/scrape": "model"}),
                                            "labels selecting the model Services to scrape",
-                                           _label_map)
+                                           check.label_map)
     exporter_match_labels: Mapping = _setting(
         _frozen({"app.kubernetes.io/name": "inferwatch-exporter"}),
-        "labels selecting the exporter Pods", _label_map)
+        "labels selecting the exporter Pods", check.label_map)
     model_job: str = _setting("inferwatch-model", "job label given to model targets (keep "
-                              "selectors.model matching it)", _not_empty)
+                              "selectors.model matching it)", check.not_empty)
     exporter_job: str = _setting("inferwatch-exporter", "job label given to exporter targets "
-                                 "(keep selectors.exporter matching it)", _not_empty)
+                                 "(keep selectors.exporter matching it)", check.not_empty)
     port: str = _setting("metrics", "name of the container / Service port serving /metrics",
-                         _not_empty)
-    path: str = _setting("/metrics", "HTTP path of the metrics", _path)
-    scrape_interval: str = _setting("15s", "scrape interval of both monitors", _duration)
+                         check.not_empty)
+    path: str = _setting("/metrics", "HTTP path of the metrics", check.path)
+    scrape_interval: str = _setting("15s", "scrape interval of both monitors", check.duration)
 
 
 @dataclass(frozen=True)
@@ -966,67 +744,13 @@ def load(path: str | Path | None) -> Config:
         raise ConfigError("(file)", f"is not UTF-8 text (byte {exc.start}: {exc.reason})",
                           source) from None
     try:
-        data = _parse_yaml(text)
-    except ConfigError as exc:
+        data = parse_yaml(text)
+    except DuplicateKey as exc:
         raise ConfigError(exc.key, exc.problem, source) from None
     except (yaml.YAMLError, ValueError) as exc:
         # ValueError: PyYAML lets Python's own limits through (an integer of 5000 digits).
         raise ConfigError("(file)", f"is not valid YAML: {exc}", source) from None
     return from_dict(data, source)
-
-
-def _parse_yaml(text: str) -> Any:
-    """The YAML document in `text`, refusing a key given twice in one mapping (PyYAML would
-    silently keep the last one, dropping a whole section)."""
-    import yaml
-
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _refuse_duplicate_keys(loader, node, "", set())
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _refuse_duplicate_keys(loader: Any, node: Any, prefix: str, visited: set[int]) -> None:
-    import yaml
-
-    if id(node) in visited:  # an alias: already checked, and perhaps its own ancestor
-        return
-    visited.add(id(node))
-    if isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _refuse_duplicate_keys(loader, item, f"{prefix.rstrip('.')}[{index}].", visited)
-    if not isinstance(node, yaml.MappingNode):
-        return
-    lines: dict[Any, int] = {}
-    for key_node, value_node in node.value:
-        key = _mapping_key(loader, key_node)
-        dotted = f"{prefix}{key}"
-        line = key_node.start_mark.line + 1
-        if key in lines:
-            raise ConfigError(dotted, f"is given twice (lines {lines[key]} and {line}); the "
-                              f"second would silently replace the first")
-        if key is not None:
-            lines[key] = line
-        _refuse_duplicate_keys(loader, value_node, f"{dotted}.", visited)
-
-
-def _mapping_key(loader: Any, node: Any) -> Any:
-    """The key a scalar node stands for; None for merge keys (<<) and unhashable keys."""
-    import yaml
-
-    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:merge":
-        return None
-    key = loader.construct_object(node)
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
 
 
 def leaves(obj: Any = DEFAULT, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:

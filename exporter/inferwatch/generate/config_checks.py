@@ -1,0 +1,239 @@
+"""The checks of config values: each returns a problem string, or None when the value is fine.
+
+The config's fields name their check (``_setting(default, help, check.duration)``); a
+problem is reported with the field's dotted key by the loader.
+
+>>> duration("5m") is None, duration("0s")
+(True, "must be more than zero, got '0s'")
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable
+from typing import Any
+
+from inferwatch.generate.re2 import Unsupported, python_regex
+
+_DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+# Prometheus takes the units largest first, each once, and counts in signed 64-bit nanoseconds.
+_UNIT_ORDER = ("y", "w", "d", "h", "m", "s", "ms")
+_UNIT_NANOSECONDS = {unit: round(seconds * 10**9) for unit, seconds in _UNIT_SECONDS.items()}
+_MAX_NANOSECONDS = 2**63 - 1
+# A PromQL string: double- or single-quoted with Go's escapes, or raw between backquotes.
+_PROMQL_ESCAPE = r"\\(?:[abfnrtv\\]|[0-7]{3}|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})"
+_PROMQL_STRING = (rf'"(?:[^"\\\n]|{_PROMQL_ESCAPE}|\\")*"'
+                  rf"|'(?:[^'\\\n]|{_PROMQL_ESCAPE}|\\')*'|`[^`]*`")
+# One PromQL label matcher, e.g. job="x" or namespace=~"ml-.*".
+_MATCHER = re.compile(rf"\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*({_PROMQL_STRING})\s*")
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_K8S_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+_K8S_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a Prometheus duration.
+
+    >>> duration_seconds("1h30m")
+    5400.0
+    """
+    return float(sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text)))
+
+
+def duration(value: Any) -> str | None:
+    """A duration something lasts or spans: a window, an age, an interval."""
+    problem = duration_or_zero(value)
+    if problem is None and duration_seconds(value) == 0:
+        return f"must be more than zero, got {value!r}"
+    return problem
+
+
+def duration_or_zero(value: Any) -> str | None:
+    """A wait or an offset, which may be zero: ``for: 0m`` fires at once, and the rules leave
+    a zero offset out (Prometheus 2 refuses ``offset 0s``)."""
+    if not _DURATION.fullmatch(value):
+        return f"must be a Prometheus duration such as 5m, 1h or 30d, got {value!r}"
+    units = [_UNIT_ORDER.index(unit) for _, unit in _DURATION_PART.findall(value)]
+    if units != sorted(set(units)):
+        return (f"must be a Prometheus duration, its units largest first and each once "
+                f"(y w d h m s ms), got {value!r}")
+    if _nanoseconds(value) > _MAX_NANOSECONDS:
+        return f"must be at most Prometheus' longest duration (about 292y), got {value!r}"
+    return None
+
+
+def _nanoseconds(value: str) -> int:
+    parts = _DURATION_PART.findall(value)
+    if any(len(count.lstrip("0")) > 19 for count, _ in parts):
+        return _MAX_NANOSECONDS + 1  # beyond any duration, and beyond what int() may parse
+    return sum(int(count) * _UNIT_NANOSECONDS[unit] for count, unit in parts)
+
+
+def ratio(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else f"must be between 0 and 1, got {value!r}"
+
+
+def open_ratio(value: Any) -> str | None:
+    return None if 0 < value < 1 else f"must be between 0 and 1 (both excluded), got {value!r}"
+
+
+def non_negative(value: Any) -> str | None:
+    return None if value >= 0 else f"must be zero or more, got {value!r}"
+
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else f"must be more than zero, got {value!r}"
+
+
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+
+    return check
+
+
+def selector(value: Any) -> str | None:
+    syntax = (f'must be PromQL label matchers such as job="model" (quoted values, Go string '
+              f"escapes), got {value!r}")
+    position = 0
+    while True:
+        matcher = _MATCHER.match(value, position)
+        if not matcher:
+            return syntax
+        problem = _matcher_problem(matcher)
+        if problem:
+            return problem
+        position = matcher.end()
+        if position == len(value):
+            return None
+        if value[position] != ",":
+            return syntax
+        position += 1
+
+
+def _matcher_problem(matcher: re.Match) -> str | None:
+    text = matcher.group(0).strip()
+    try:
+        string = _promql_string_value(matcher.group(2))
+    except ValueError as exc:
+        return f"has the matcher {text}, whose escape {exc} is not a valid character"
+    if matcher.group(1) not in ("=~", "!~"):
+        return None
+    try:
+        python_regex(string)
+    except Unsupported as exc:
+        return f"has the matcher {text}, whose value {exc}"
+    return None
+
+
+def _promql_string_value(literal: str) -> str:
+    """The text a PromQL string literal stands for (its escapes already checked)."""
+    if literal.startswith("`"):
+        return literal[1:-1]
+    return re.sub(r"\\(?:[0-7]{3}|x..|u....|U........|.)", _unescape, literal[1:-1])
+
+
+def _unescape(escape: re.Match) -> str:
+    text = escape.group(0)
+    if text[1] in "01234567xuU":
+        code = int(text[2:], 16) if text[1] in "xuU" else int(text[1:], 8)
+        if code > (0x10FFFF if text[1] in "uU" else 0xFF) or 0xD800 <= code < 0xE000:
+            raise ValueError(text)
+        return chr(code)
+    return {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
+            "v": "\v"}.get(text[1], text[1])
+
+
+def url(value: Any) -> str | None:
+    if re.fullmatch(r"https?://[^\s{}]+", value):
+        return None
+    return f"must be an http(s) URL without spaces or braces, got {value!r}"
+
+
+def runbook_pattern(value: Any) -> str | None:
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as exc:
+        return f"is not a valid pattern ({exc})"
+    if fields != {"anchor"}:
+        return f"must contain {{anchor}} and no other placeholder, got {value!r}"
+    return url(value.replace("{anchor}", "x"))
+
+
+def k8s_name(value: Any) -> str | None:
+    if _K8S_NAME.fullmatch(value) and len(value) <= 63:
+        return None
+    return f"must be a Kubernetes name (lower-case letters, digits, '-'), got {value!r}"
+
+
+def path(value: Any) -> str | None:
+    return None if value.startswith("/") else f"must start with '/', got {value!r}"
+
+
+def uid_prefix(value: Any) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,30}", value):
+        return None
+    return f"must be 1 to 30 letters, digits, '-' or '_', got {value!r}"
+
+
+def not_empty(value: Any) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def label_map(value: Any) -> str | None:
+    for key, text in value.items():
+        if not _is_k8s_label_key(key):
+            return (f"has an invalid Kubernetes label name {key!r} (an optional DNS prefix "
+                    f"and '/', then up to 63 letters, digits, '-', '_' or '.')")
+        if len(text) > 63 or not _K8S_LABEL_VALUE.fullmatch(text):
+            return (f"has an invalid Kubernetes label value {text!r} for {key} (up to 63 "
+                    f"letters, digits, '-', '_' or '.', starting and ending with a letter or "
+                    f"digit)")
+    return None
+
+
+def _is_k8s_label_key(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= 253 and _K8S_DNS_SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(_K8S_LABEL_VALUE.fullmatch(name))
+
+
+def duration_map(value: Any) -> str | None:
+    for name, text in value.items():
+        problem = duration(text)
+        if problem:
+            return f"{name} {problem}"
+    return None
+
+
+def durations(value: Any) -> str | None:
+    for text in value:
+        problem = duration(text)
+        if problem:
+            return problem
+    return None
+
+
+def quantiles(value: Any) -> str | None:
+    seen: dict[float, str] = {}
+    for text in value:
+        try:
+            number = float(text)
+        except ValueError:
+            number = -1.0
+        if not 0 < number < 1:
+            return (f"must be quantiles between 0 and 1 as written in the quantile label, "
+                    f"got {text!r}")
+        if number in seen:
+            # Each quantile gets its own recording rules: twice would record one series twice.
+            return f"lists one quantile twice ({seen[number]!r} and {text!r})"
+        seen[number] = text
+    return None
+
+
+def label_values(value: Any) -> str | None:
+    return None if all(text.strip() for text in value) else "must not hold an empty name"

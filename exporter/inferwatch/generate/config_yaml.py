@@ -1,0 +1,72 @@
+"""Reading the config's YAML: PyYAML's safe loader, refusing a key given twice in one mapping.
+
+PyYAML keeps the last of two equal keys, so a second ``models:`` section would silently drop
+every override of the first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DuplicateKey(ValueError):
+    """A key given twice in one mapping; ``key`` is its dotted path."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def parse_yaml(text: str) -> Any:
+    """The YAML document in `text`, refusing a key given twice in one mapping (PyYAML would
+    silently keep the last one, dropping a whole section)."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(loader, node, "", set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(loader: Any, node: Any, prefix: str, visited: set[int]) -> None:
+    import yaml
+
+    if id(node) in visited:  # an alias: already checked, and perhaps its own ancestor
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(loader, item, f"{prefix.rstrip('.')}[{index}].", visited)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    lines: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        key = _mapping_key(loader, key_node)
+        dotted = f"{prefix}{key}"
+        line = key_node.start_mark.line + 1
+        if key in lines:
+            raise DuplicateKey(dotted, f"is given twice (lines {lines[key]} and {line}); the "
+                              f"second would silently replace the first")
+        if key is not None:
+            lines[key] = line
+        _refuse_duplicate_keys(loader, value_node, f"{dotted}.", visited)
+
+
+def _mapping_key(loader: Any, node: Any) -> Any:
+    """The key a scalar node stands for; None for merge keys (<<) and unhashable keys."""
+    import yaml
+
+    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:merge":
+        return None
+    key = loader.construct_object(node)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
