@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.responses import FileResponse, PlainTextResponse
 from starlette.routing import Route
 
 import inferwatch
@@ -148,6 +148,73 @@ def test_streaming_ends_at_last_chunk_and_excludes_background_tasks(scraper, fra
     assert both - streamed < 0.3  # the 300 ms background task ran after the response
 
 
+def test_a_background_task_failing_after_the_response_leaves_the_outcome_the_clients(
+        scraper, fraud):
+    def send_audit_email() -> None:
+        raise RuntimeError("smtp down")
+
+    app = FastAPI()
+
+    @app.get("/score/{user_id}")
+    async def score(user_id: int, tasks: BackgroundTasks) -> dict:
+        tasks.add_task(send_audit_email)
+        return {"proba": fraud.predict_proba([[float(user_id)]])[0]}
+
+    app.add_middleware(InstrumentMiddleware, model="fraud", registry=scraper.registry)
+    with pytest.raises(RuntimeError, match="smtp down"):  # re-raised to the server unchanged
+        TestClient(app).get("/score/1")
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
+    assert scraper.value("inferwatch_errors_total") is None
+    # An endpoint's exception still counts under its class (the 500 went out before it).
+    with pytest.raises(ValueError):
+        TestClient(fastapi_app(fraud, scraper.registry, model="fraud")).get("/fail")
+    assert scraper.value("inferwatch_errors_total", error_type="ValueError") == 1
+
+
+def drive_asgi(app, path: str, extensions: dict) -> list[dict]:
+    """One request to `app` from a server offering `extensions`, as hypercorn or granian do."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        await asyncio.sleep(3600)  # the client stays: a disconnect would end the request
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+             "http_version": "1.1", "method": "GET", "scheme": "http", "path": path,
+             "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
+             "server": ("test", 80), "client": ("client", 1), "extensions": extensions}
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_a_file_sent_by_pathsend_or_zerocopysend_ends_the_response(scraper, fraud, tmp_path):
+    path = tmp_path / "report.txt"
+    path.write_text("hello")
+
+    async def download(request):
+        fraud.predict_proba([[1.0]])
+        return FileResponse(path)
+
+    app = InstrumentMiddleware(Starlette(routes=[Route("/file", download)]), model="fraud",
+                               registry=scraper.registry)
+    sent = drive_asgi(app, "/file", {"http.response.pathsend": {}})
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.pathsend"]
+
+    async def zero_copy(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for more in (True, True, False):
+            await send({"type": "http.response.zerocopysend", "file": 3, "more_body": more})
+
+    drive_asgi(InstrumentMiddleware(zero_copy, model="fraud", registry=scraper.registry),
+               "/chunks", {"http.response.zerocopysend": {}})
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 2
+    assert scraper.value("inferwatch_requests_total", outcome="cancelled") == 0
+    assert scraper.value("inferwatch_stream_items_sum") == 3  # the chunks of the second
+
+
 def test_traceparent_header_gives_the_trace_id(scraper, fraud, tmp_path):
     events = tmp_path / "events.jsonl"
     inferwatch.monitor("fraud", registry=scraper.registry).configure(events=str(events))
@@ -225,6 +292,33 @@ def test_request_ids_are_bounded_printable_ascii(raw):
     cleaned = clean_request_id(raw)
     assert cleaned is None or (0 < len(cleaned) <= 128 and cleaned.isascii()
                                and cleaned.isprintable())
+
+
+def test_request_ids_drop_control_characters_before_trimming():
+    assert clean_request_id("r-17 \x00") == "r-17"
+    assert clean_request_id("\x1b r-17") == "r-17"
+    assert clean_request_id(" \t r 17\u00e9 ") == "r 17"
+
+
+@pytest.mark.parametrize("header", [
+    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # version ff is invalid
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # all-zero parent id
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-zz-01",
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",  # uppercase hex
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  # 00 has four fields
+    "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01extra",
+    "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+])
+def test_traceparents_that_w3c_trace_context_rejects_give_no_trace_id(header):
+    assert trace_id_from_traceparent(header) is None
+
+
+def test_a_later_traceparent_version_may_carry_more_fields():
+    assert trace_id_from_traceparent(TRACEPARENT.replace("00-", "01-", 1) + "-more") == \
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert trace_id_from_traceparent(f" {TRACEPARENT} ") == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 @given(st.text(max_size=80))

@@ -1,17 +1,21 @@
-"""Streaming responses through the web middleware: a real uvicorn, SSE, client disconnects,
-and WSGI iterable bodies."""
+"""Streaming responses through the web middleware: a real uvicorn, SSE, client disconnects
+(one of them leaving a model's sync stream open), and WSGI iterable bodies."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import socket
 import sys
 import time
 
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 
 import inferwatch
 from conftest import free_port
-from inferwatch.serving.middleware import WSGIInstrumentMiddleware
+from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
 from test_middleware import get, scrape, server
 
 TOKENS = "".join(f"tok{i} " for i in range(5))
@@ -80,6 +84,57 @@ def test_uvicorn_streaming_response_sse_and_a_client_that_disconnects(tmp_path):
             assert scrape(url, "inferwatch_requests_in_flight", model=model) == 0
         assert scrape(url, "inferwatch_stream_items_count", model="chat") == 2
         assert scrape(url, "inferwatch_stream_items_sum", model="chat") >= 5 + 3
+
+
+def test_a_sync_model_stream_left_open_by_a_disconnect_is_one_stream(scraper):
+    # Starlette iterates a sync generator in a thread and, when the client goes away,
+    # leaves it suspended: the model's stream ends only when it is collected, after the
+    # request. The request keeps its body's figures; the model adds its tokens alone.
+    @inferwatch.instrument(name="llm", version="1", count_tokens=lambda text: 1,
+                           registry=scraper.registry)
+    def tokens(n):
+        for i in range(n):
+            time.sleep(0.002)
+            yield f"t{i} "
+
+    app = FastAPI()
+
+    @app.get("/chat")
+    async def chat() -> StreamingResponse:
+        return StreamingResponse(tokens(100_000), media_type="text/plain")
+
+    app.add_middleware(InstrumentMiddleware, routes={"/chat": "llm"}, registry=scraper.registry)
+
+    async def request_then_leave() -> None:
+        three_chunks = asyncio.Event()
+        chunks = 0
+
+        async def receive() -> dict:
+            await three_chunks.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            nonlocal chunks
+            if message["type"] == "http.response.body" and message.get("body"):
+                chunks += 1
+                if chunks == 3:
+                    three_chunks.set()
+
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+                 "http_version": "1.1", "method": "GET", "scheme": "http", "path": "/chat",
+                 "raw_path": b"/chat", "root_path": "", "query_string": b"", "headers": [],
+                 "server": ("test", 80), "client": ("client", 1)}
+        await app(scope, receive, send)
+
+    asyncio.run(request_then_leave())
+    gc.collect()
+    assert scraper.value("inferwatch_requests_total", outcome="cancelled") == 1
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 0
+    assert scraper.value("inferwatch_stream_items_count") == 1
+    assert scraper.value("inferwatch_stream_items_sum") >= 3
+    assert scraper.value("inferwatch_stream_first_item_seconds_count") == 1
+    assert scraper.value("inferwatch_tokens_total", kind="output") >= 3
+    assert scraper.value("inferwatch_requests_in_flight") == 0
 
 
 def wsgi_stream(environ, start_response):

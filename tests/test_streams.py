@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.monitor import Monitor
-from inferwatch.core.streams import usage_tokens
+from inferwatch.core.streams import Follower, usage_tokens
 
 
 def monitor_of(scraper, name: str = "gen", version: str = "1") -> Monitor:
@@ -160,6 +160,62 @@ def test_send_and_throw_pass_through(scraper):
     gen.close()
     assert outcomes(scraper)["cancelled"] == 1
     assert scraper.value("inferwatch_stream_items_sum") == 4
+
+
+def echo():
+    received = None
+    while True:
+        received = yield received
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+@pytest.mark.parametrize("options", [{}, {"count_tokens": words}], ids=["counts", "tokens"])
+def test_a_send_before_the_first_item_fails_as_unwrapped_and_leaves_the_stream_usable(
+        scraper, options):
+    stream = inferwatch.instrument(lambda: echo(), name="gen", version="1",
+                                   registry=scraper.registry, **options)
+    gen = stream()
+    with pytest.raises(TypeError) as caught:
+        gen.send(5)
+    with pytest.raises(TypeError) as bare:
+        echo().send(5)
+    assert str(caught.value) == str(bare.value)
+    assert next(gen) is None
+    assert gen.send("a b") == "a b"
+    gen.close()
+    assert outcomes(scraper) == {"ok": 0.0, "error": 0.0, "cancelled": 1.0}
+    assert scraper.value("inferwatch_errors_total") is None  # the caller's misuse, not the model's
+    assert scraper.value("inferwatch_stream_items_sum") == 2
+    assert scraper.value("inferwatch_requests_in_flight") == 0
+
+
+def test_count_tokens_reads_the_prompt_from_the_first_keyword_without_a_positional(scraper):
+    # A call's input, as the request path reads it: its positional argument, else its first
+    # keyword argument (the follower is handed both, as the wrappers call it).
+    inferwatch.instrument(tokens_gen, name="gen", version="1", count_tokens=words,
+                          registry=scraper.registry)
+    mon = monitor_of(scraper)
+    follow = Follower(mon)
+    for args, kwargs in (((), {"prompt": "one two three"}), (("a b",), {"prompt": "c d e"})):
+        mon.call_started()  # as the wrapper does before the call
+        assert len(list(follow(tokens_gen(2), time.perf_counter(), args, kwargs=kwargs))) == 2
+    assert scraper.value("inferwatch_tokens_total", kind="input") == 3 + 2
+    assert scraper.value("inferwatch_tokens_total", kind="output") == 4
+    assert scraper.value("inferwatch_requests_in_flight") == 0
+
+
+def test_count_tokens_counts_a_prompt_passed_by_keyword(scraper):
+    def generate(prompt, max_tokens=2):
+        for _ in range(max_tokens):
+            yield "a b"
+
+    stream = inferwatch.instrument(generate, name="gen", version="1", count_tokens=words,
+                                   registry=scraper.registry)
+    assert len(list(stream(prompt="one two three"))) == 2
+    assert scraper.value("inferwatch_tokens_total", kind="input") == 3
 
 
 def test_async_generators_ok_error_break_aclose_and_task_cancellation(scraper):

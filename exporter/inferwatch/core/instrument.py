@@ -110,7 +110,7 @@ class _CallRecorder:
         """What a call of its own gives back once the model returned: a stream followed
         to its end, or the result, recorded (its margins when the call asked for them)."""
         if result.__class__ not in self.follow.plain:
-            followed = self.follow(result, start, args, record, slow=True)
+            followed = self.follow(result, start, args, record, slow=True, kwargs=kwargs)
             if followed is not UNFOLLOWED:
                 return followed
         self.end(record, time.perf_counter() - start,

@@ -13,11 +13,16 @@ text length and tokens, and how it ended:
   ``break``, asyncio cancellation, or by dropping it (garbage collection, a client
   disconnect), started or not.
 
-``send()`` and ``throw()`` pass through to the wrapped generator. A call that returns text
-(``str``) records the text's length, never the text (unless the model declares
-``task="classification"``, when a string is a class label). With ``count_tokens=`` or
-``usage=`` a model is generative: its results are read for token counts and are never
-recorded as predictions.
+A generator's wrapper is a generator: ``send()`` and ``throw()`` pass through, and a
+``send()`` before the first item fails as on the generator itself. Any other iterator
+object (an SDK's stream, with its context manager, attributes and ``close()``) comes back
+as a proxy that is the object to all appearances (``stream_objects.py``). A file
+(``io.IOBase``) is no stream: it comes back untouched, an ordinary result.
+
+A call that returns text (``str``) records the text's length, never the text (unless the
+model declares ``task="classification"``, when a string is a class label). With
+``count_tokens=`` or ``usage=`` a model is generative: its results are read for token
+counts and are never recorded as predictions.
 
 Everything recorded goes to the Monitor as one :class:`StreamRecord` per call
 (:meth:`Monitor.submit_stream`), or on the call's request record when the call has one.
@@ -39,11 +44,12 @@ Everything recorded goes to the Monitor as one :class:`StreamRecord` per call
 from __future__ import annotations
 
 import asyncio
+import io
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from time import perf_counter
-from types import GeneratorType
+from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, NamedTuple
 
 from inferwatch import faults
@@ -136,14 +142,19 @@ def _count(value: object) -> int | None:
 
 
 def _kind(cls: type) -> str:
-    """How a result class is followed: 'generator' (send and throw pass through), 'iterator',
-    'async', 'text' (str), or 'plain' (a prediction)."""
-    if issubclass(cls, (str, bytes, bytearray, memoryview)):
+    """How a result class is followed: 'generator' and 'async generator' (by a generator of
+    ours), 'iterator' and 'async iterator' (any other iterator object: by a proxy), 'text'
+    (str), or 'plain' (a prediction; a file, whose lines are no model's items)."""
+    if issubclass(cls, (str, bytes, bytearray, memoryview, io.IOBase)):
         return "text" if issubclass(cls, str) else "plain"
+    if cls is GeneratorType:
+        return "generator"
+    if cls is AsyncGeneratorType:
+        return "async generator"
     if hasattr(cls, "__next__") and hasattr(cls, "__iter__"):
-        return "generator" if hasattr(cls, "send") and hasattr(cls, "throw") else "iterator"
+        return "iterator"
     if hasattr(cls, "__anext__") and hasattr(cls, "__aiter__"):
-        return "async"
+        return "async iterator"
     return "plain"
 
 
@@ -181,13 +192,14 @@ class Follower:
     """
 
     __slots__ = ("input_position", "kinds", "lean_settings", "monitor", "plain", "plan",
-                 "settings")
+                 "proxies", "settings")
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.input_position = 0  # of the text input, among the call's positional arguments
         self.plain: set[type] = set()
         self.kinds: dict[type, str] = {}
+        self.proxies = _proxy_classes()
         self._use(monitor.settings)
 
     def _use(self, settings: Settings) -> None:
@@ -199,11 +211,13 @@ class Follower:
         self.lean_settings = settings if self.plan.count_tokens is None else _NOT_LEAN
 
     def __call__(self, result: object, start: float, args: tuple,
-                 record: RequestRecord | None = None, slow: bool = False) -> object:
+                 record: RequestRecord | None = None, slow: bool = False,
+                 kwargs: Mapping[str, object] | None = None) -> object:
         """Follow `result` of a call that began at `start` (perf_counter seconds).
 
         On the slow path (`slow`), `record` is the call's own request record, or None when
-        the call joined an open ``mon.request()``. Never raises into the caller.
+        the call joined an open ``mon.request()``. `kwargs` are the call's keyword
+        arguments, where its text input may be. Never raises into the caller.
         """
         tracker = None
         try:
@@ -228,31 +242,68 @@ class Follower:
                     return UNFOLLOWED
                 if kind == "text":
                     return UNFOLLOWED
-            if slow or plan.count_tokens is not None or kind in ("async", "text", "plain"):
-                tracker = _Tracker(monitor, plan, start)
-                if slow:
-                    tracker.on_slow_path(record)
-                text = args[self.input_position] if len(args) > self.input_position \
-                    else None
-                if plan.count_tokens is not None and isinstance(text, str):
-                    tracker.input_tokens = tracker.tokens_of(text)
-            if kind == "generator" or kind == "iterator":
-                return _open_sync(result, tracker, monitor, plan, start)
-            if kind == "async":
-                return _follow_async(result, tracker)
-            tracker.single(result)
-            return result
+            tracker = self._tracker(start, args, kwargs, record, slow)
+            return _follow(result, kind, tracker, self.proxies)
         except Exception as exc:
             faults.record(_FAULT, exc)
             if tracker is not None:
                 tracker.done = True  # the wrapper records the call itself, once
             return UNFOLLOWED
 
+    def _tracker(self, start: float, args: tuple, kwargs: Mapping[str, object] | None,
+                 record: RequestRecord | None, slow: bool) -> Tracker:
+        """A tracker for this call, with its input's tokens counted when the model asks."""
+        plan = self.plan
+        tracker = Tracker(self.monitor, plan, start)
+        if slow:
+            tracker.on_slow_path(record)
+        if plan.count_tokens is not None:
+            text = _text_input(args, self.input_position, kwargs)
+            if isinstance(text, str):
+                tracker.input_tokens = tracker.tokens_of(text)
+        return tracker
 
-class _Tracker:
-    """One stream's bookkeeping, for the streams that need more than counts (the slow path,
-    token counts, async streams). It also ends an async stream as cancelled if it is
-    collected before it ever started (its frame is not run, so nothing else would)."""
+
+def _text_input(args: tuple, position: int, kwargs: Mapping[str, object] | None) -> object:
+    """A call's input, as the request path reads it (``_CallRecorder.begin``): its positional
+    argument at `position`, else its first keyword argument (``gen(prompt="...")``).
+
+    >>> _text_input(("hi",), 0, None), _text_input((), 0, {"prompt": "hi", "n": 2})
+    ('hi', 'hi')
+    """
+    if len(args) > position:
+        return args[position]
+    return next(iter(kwargs.values()), None) if kwargs else None
+
+
+def _follow(result: object, kind: str, tracker: Tracker, proxies: tuple[type, type]) -> object:
+    """What the caller gets for a result of `kind` that is not an ordinary prediction;
+    `proxies` are the sync and async proxies of iterator objects."""
+    if kind == "generator":
+        return _open_sync(result, tracker, tracker.monitor, tracker.plan,  # type: ignore[arg-type]
+                          tracker.start)
+    if kind == "async generator":
+        return _follow_async(result, tracker)  # type: ignore[arg-type]
+    if kind == "iterator" or kind == "async iterator":
+        sync_proxy, async_proxy = proxies
+        return (sync_proxy if kind == "iterator" else async_proxy)(result, tracker)
+    tracker.single(result)
+    return result
+
+
+def _proxy_classes() -> tuple[type, type]:
+    """The proxies of iterator objects, sync and async. Their module builds on this one, so
+    it is imported here, once this one is loaded: when a model is instrumented, not within
+    a call's time to first item."""
+    from inferwatch.core.stream_objects import AsyncStreamProxy, StreamProxy
+
+    return StreamProxy, AsyncStreamProxy
+
+
+class Tracker:
+    """One stream's bookkeeping: what it needs beyond counts (the slow path, token counts,
+    kept text), and its ending. It also ends a stream as cancelled if it is collected before
+    it ever started (a generator's frame that never ran would not)."""
 
     # What every stream sets lives in slots; the rest keeps these class defaults until a slow
     # path call or a token count sets it (in the instance dict, made only then): the fewer
@@ -290,6 +341,12 @@ class _Tracker:
         except Exception as exc:
             faults.record("tokens", exc)
             return None
+
+    def item_hook(self) -> Callable[[object], None] | None:
+        """:meth:`on_item` when items have something for it (tokens, kept text), else None:
+        a stream that needs only counts calls nothing per item."""
+        return self.on_item if self.text is not None or self.plan.count_tokens is not None \
+            else None
 
     def on_item(self, item: object) -> None:
         """Count an item's tokens and keep its text, as the model's settings ask."""
@@ -358,7 +415,8 @@ class _Tracker:
             monitor.submit(record)
             return
         # Joined an open request: it counts the call. While it is open, the stream is its
-        # inference stage and its figures; once it has ended, the figures go on their own.
+        # inference stage and its figures; once it has ended, the figures go on their own,
+        # unless the request ended with stream figures of its own.
         from inferwatch.core.request import INFERENCE_STAGE
 
         request = self.request
@@ -366,6 +424,13 @@ class _Tracker:
             request.record.stages.append((INFERENCE_STAGE, stream.duration))
             request.record.stream = stream
             return
+        if request is not None and not request.is_open and request.record.stream is not None:
+            # A web response's body, whose client went away while this stream was open (a
+            # sync generator a server left unclosed, collected later): one stream per
+            # request, so the body's figures stand; this stream's tokens still count.
+            stream = _tokens_only(stream)  # type: ignore[assignment]
+            if stream is None:
+                return
         stream.counts_call = False
         monitor.submit_stream(stream)
 
@@ -377,31 +442,43 @@ class _Tracker:
                 pass
 
 
-def _open_sync(stream: Iterator, tracker: _Tracker | None, monitor: Monitor, plan: _Plan,
+def _tokens_only(stream: StreamRecord) -> StreamRecord | None:
+    """A stream's tokens without its items, or None when it counted none."""
+    if stream.input_tokens is None and stream.output_tokens is None:
+        return None
+    return StreamRecord(stream.duration, stream.outcome, stream.error_type,
+                        input_tokens=stream.input_tokens, output_tokens=stream.output_tokens)
+
+
+def _open_sync(stream: Iterator, tracker: Tracker | None, monitor: Monitor, plan: _Plan,
                start: float) -> Iterator:
-    """The caller's wrapper for a sync stream, primed: run up to its first ``yield``.
-
-    A started generator is closed when it is collected, so a stream dropped before its
-    first item still ends, as cancelled, with no finaliser object to make per call.
+    """The caller's wrapper for a generator, not started, as the generator is not: a
+    ``send(value)`` before the first item raises the generator's own TypeError and leaves
+    both usable. A wrapper collected unstarted never runs its frame; its tracker (made now
+    when the stream needs none before it ends) ends the stream then, as cancelled.
     """
-    follower = follow_sync(stream, None, tracker, monitor, plan, start)
-    next(follower)
-    return follower
+    if tracker is None:
+        tracker = Tracker(monitor, plan, start)
+    return follow_sync(stream, None, tracker, monitor, plan, start)
 
 
-def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
+def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
                 monitor: Monitor, plan: _Plan, start: float) -> Iterator:
-    """Yield a stream's items unchanged; record what happened when it ends.
+    """Yield a generator's items unchanged; record what happened when it ends.
 
-    The stream is `source` itself or, when `args` is not None, what calling `source` with
-    them returns (positional only: a call with keywords takes the general wrapper): a
-    generator function's wrapper makes its call here, so that one primed
-    generator does both (``instrument.py``). The call has counted itself as started; its
-    exception is counted and re-raised untouched. `tracker` is None for a stream that needs
-    only counts; one is made when it ends. The first ``yield`` (of None) is the priming one
-    that the opener takes. Per item this does only what every stream needs (the clock, the
-    counts, text length); token counting and kept text are the tracker's, when there is one.
+    The generator is `source` itself (the wrapper starts with its first item) or, when
+    `args` is not None, what calling `source` with them returns (positional only: a call
+    with keywords takes the general wrapper): a generator function's wrapper makes its call
+    here, so that one primed generator does both (``instrument.py``), and its first
+    ``yield`` (of None) is the priming one that the opener takes. The call has counted
+    itself as started; its exception is counted and re-raised untouched. `tracker` is None
+    for a stream that needs only counts (always so with `args`); one is made when it ends.
+    Per item this does only what every stream needs (the clock, the counts, text length);
+    token counting and kept text are the tracker's, when it has any.
     """
+    items = 0
+    item = first = last = gaps = bounds = chars = None
+    gap_sum = 0.0
     if args is not None:
         start = perf_counter()
         try:
@@ -409,11 +486,26 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
         except BaseException as exc:
             monitor.record_error(perf_counter() - start, exc.__class__, started=True)
             raise
+        on_item = None
     else:
+        # Not primed: this is the caller's first next(), for the first item. Taken here, not
+        # in the loop, so that the primed path above runs no more than it has to.
         stream = source
-    items = 0
-    item = first = last = gaps = bounds = chars = None
-    gap_sum = 0.0
+        on_item = None if tracker is None else tracker.item_hook()
+        try:
+            item = next(stream)
+        except StopIteration as stop:
+            _end(tracker, monitor, plan, start, OK, None, None, 0, None, 0.0, None)
+            return stop.value
+        except BaseException as exc:
+            _end(tracker, monitor, plan, start, outcome_of(exc), exc, None, 0, None, 0.0, None)
+            raise
+        first = last = perf_counter()
+        items = 1
+        if item.__class__ is str:
+            chars = len(item)
+        if on_item is not None:
+            on_item(item)
     try:
         while True:
             try:
@@ -421,20 +513,15 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
             except GeneratorExit:
                 _end(tracker, monitor, plan, start, CANCELLED, None, first, items, gaps,
                      gap_sum, chars)
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
+                stream.close()  # type: ignore[attr-defined]
                 raise
             except BaseException as thrown:
-                if _kind(stream.__class__) != "generator":
-                    raise
                 item = stream.throw(thrown)  # type: ignore[attr-defined]
             else:
-                # next(), not stream.__next__: the builtin reaches the stream's own slot
-                # without a method wrapper per item, and keeps a generator's return value.
-                # send() reaches a generator; an iterator has none, and takes a next().
-                item = next(stream) if sent is None or _kind(stream.__class__) != "generator" \
-                    else stream.send(sent)  # type: ignore[attr-defined]
+                # next(), not stream.__next__: the builtin reaches the generator's own slot
+                # without a method wrapper per item, and keeps its return value.
+                item = next(stream) if sent is None else \
+                    stream.send(sent)  # type: ignore[attr-defined]
             now = perf_counter()
             if items:
                 if items == 1:
@@ -449,8 +536,8 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
             items += 1
             if item.__class__ is str:
                 chars = len(item) if chars is None else chars + len(item)
-            if tracker is not None:
-                tracker.on_item(item)
+            if on_item is not None:
+                on_item(item)
     except StopIteration as stop:
         _end(tracker, monitor, plan, start, OK, None, first, items, gaps, gap_sum, chars,
              item)
@@ -458,19 +545,20 @@ def follow_sync(source: object, args: tuple | None, tracker: _Tracker | None,
     except GeneratorExit:
         raise
     except BaseException as exc:
-        _end(tracker, monitor, plan, start, _outcome_of(exc), exc, first, items, gaps,
+        _end(tracker, monitor, plan, start, outcome_of(exc), exc, first, items, gaps,
              gap_sum, chars)
         raise
 
 
-def _end(tracker: _Tracker | None, monitor: Monitor, plan: _Plan, start: float,
+def _end(tracker: Tracker | None, monitor: Monitor, plan: _Plan, start: float,
          *figures: object) -> None:
     """End a sync stream through its tracker, made now if the stream needed none until here."""
-    (tracker if tracker is not None else _Tracker(monitor, plan, start)).end(*figures)
+    (tracker if tracker is not None else Tracker(monitor, plan, start)).end(*figures)
 
 
-async def _follow_async(stream: AsyncIterator, tracker: _Tracker) -> AsyncIterator:
-    """The async twin of :func:`_follow_sync` (``asend``/``athrow``/``aclose`` pass through)."""
+async def _follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterator:
+    """The async twin of :func:`follow_sync`, for an async generator (``asend``, ``athrow``
+    and ``aclose`` pass through)."""
     clock = perf_counter
     bounds = tracker.plan.bounds
     gaps = [0] * (len(bounds) + 1)
@@ -515,50 +603,11 @@ async def _follow_async(stream: AsyncIterator, tracker: _Tracker) -> AsyncIterat
     except GeneratorExit:
         raise
     except BaseException as exc:
-        tracker.end(_outcome_of(exc), exc, first, items, gaps, gap_sum, chars)
+        tracker.end(outcome_of(exc), exc, first, items, gaps, gap_sum, chars)
         raise
 
 
-def _outcome_of(exc: BaseException) -> str:
-    """asyncio cancellation (a task cancelled, a client gone) is not the stream's error."""
-    return CANCELLED if isinstance(exc, asyncio.CancelledError) else ERROR
-
-
-
-class ItemClock:
-    """Times the items of a stream that is not a generator we wrap (a web response body).
-
-    >>> clock = ItemClock(perf_counter(), (0.5, 1.0))
-    >>> clock.item(); clock.item()
-    >>> record = clock.record(OK, None); record.items, record.counts_call
-    (2, False)
-    """
-
-    __slots__ = ("bounds", "first", "gap_sum", "gaps", "items", "last", "start")
-
-    def __init__(self, start: float, bounds: tuple[float, ...]) -> None:
-        self.start = start
-        self.bounds = bounds
-        self.first: float | None = None
-        self.last = 0.0
-        self.items = 0
-        self.gaps = [0] * (len(bounds) + 1)
-        self.gap_sum = 0.0
-
-    def item(self) -> None:
-        now = perf_counter()
-        if self.items:
-            gap = now - self.last
-            self.gap_sum += gap
-            self.gaps[bisect_left(self.bounds, gap)] += 1
-        else:
-            self.first = now
-        self.last = now
-        self.items += 1
-
-    def record(self, outcome: str, error_type: type | None) -> StreamRecord:
-        """The figures so far, for a request record (which counts the call itself)."""
-        first = None if self.first is None else self.first - self.start
-        return StreamRecord(perf_counter() - self.start, outcome, error_type, first,
-                            self.items, self.gaps, self.gap_sum, counts_call=False,
-                            gap_bounds=self.bounds)
+def outcome_of(exc: BaseException) -> str:
+    """asyncio cancellation (a task cancelled, a client gone), or a consumer's coroutine
+    closed while it waited for an item, is not the stream's error."""
+    return CANCELLED if isinstance(exc, (asyncio.CancelledError, GeneratorExit)) else ERROR

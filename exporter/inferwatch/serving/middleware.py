@@ -10,14 +10,23 @@ predictions, drift and the event log describe whole HTTP requests.
 Outcomes: an exception is an error of its class; a 5xx response without one is an error
 of type ``HTTP<status>`` (``HTTP500`` .. ``HTTP599``, so at most 100 values before the
 error-type cap); anything else, 4xx included, is ok: a rejected input is the service
-working, not the model failing. Paths that match no model (and ``exclude_paths``, by
-default ``/metrics``) pass straight through. A fault of ours never reaches the app: it is
+working, not the model failing. Once the last body chunk of a response below 500 has been
+sent, the outcome is what the client got: an exception after it (a Starlette background
+task that fails) is re-raised unchanged but is not the request's error. The response ends
+with its last ``http.response.body`` (or ``http.response.zerocopysend``) message, or with
+an ``http.response.pathsend`` (a file the server sends itself, where it offers that
+extension). Paths that match no model (and ``exclude_paths``, by default ``/metrics``)
+pass straight through. A fault of ours never reaches the app: it is
 counted in ``inferwatch_internal_errors_total{component="middleware"}``.
 
 Streaming responses (an ASGI body sent in several messages, server-sent events, a WSGI body
 that is an iterator rather than a list) are also recorded as streams: time to first body byte
 (``inferwatch_stream_first_item_seconds``), body chunks and the time between them. A client
-that disconnects before the last chunk makes the request ``cancelled``, not an error.
+that disconnects before the last chunk makes the request ``cancelled``, not an error. When
+the body comes from an instrumented model's stream, the request records that stream's
+figures instead; if the request ends first (a client gone while a sync generator was left
+open in a server's thread), the body's figures stand, and the model's stream adds only its
+tokens when it ends: one stream per request.
 
 >>> import asyncio
 >>> from inferwatch.core.registry import Registry
@@ -47,7 +56,8 @@ from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
 from inferwatch.core.request import Request
-from inferwatch.core.streams import CANCELLED, ERROR, OK, ItemClock
+from inferwatch.core.stream_objects import ItemClock
+from inferwatch.core.streams import CANCELLED, ERROR, OK
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -64,7 +74,12 @@ ERROR_TYPE_ENVIRON_KEY = "inferwatch.error_type"
 _COMPONENT = "middleware"
 _RESOLVE_SECONDS = 1.0
 _MAX_CACHED_TARGETS = 1024
-_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+# W3C trace context: version, trace id, parent id, flags; a later version may add fields.
+_TRACEPARENT = re.compile(r"(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})"
+                          r"-(?P<parent>[0-9a-f]{16})-[0-9a-f]{2}(?P<more>-.*)?", re.DOTALL)
+# Body messages of a response; the one without more_body is its last.
+_BODY = frozenset(("http.response.body", "http.response.zerocopysend"))
+_PATHSEND = "http.response.pathsend"
 # Path converters of Starlette ({name:conv}) and werkzeug (<conv:name>) as regular expressions.
 _CONVERTERS = {
     "str": r"[^/]+", "string": r"[^/]+", "int": r"[0-9]+", "float": r"[0-9]+(?:\.[0-9]+)?",
@@ -109,25 +124,37 @@ def compile_template(template: str) -> re.Pattern[str]:
 def clean_request_id(value: str) -> str | None:
     """A request id from a header: printable ASCII, at most 128 characters, None if empty.
 
+    Characters that are not are dropped first, so that the spaces they leave at the edges
+    are stripped too.
+
     >>> clean_request_id("  r-17  "), clean_request_id("a\\r\\nb"), clean_request_id("")
     ('r-17', 'ab', None)
+    >>> clean_request_id("r-17 \\x00")
+    'r-17'
     """
-    value = value.strip()
     if not (value.isascii() and value.isprintable()):
         value = "".join(c for c in value if c.isascii() and c.isprintable())
-    return value[:MAX_REQUEST_ID_LENGTH] or None
+    return value.strip()[:MAX_REQUEST_ID_LENGTH] or None
 
 
 def trace_id_from_traceparent(value: str) -> str | None:
-    """The trace id of a W3C ``traceparent`` header (32 hex digits), None when malformed.
+    """The trace id of a W3C ``traceparent`` header, None when it is not valid: the
+    version is two lowercase hex digits but not ``ff``, version ``00`` has exactly four
+    fields, the trace id (32) and parent id (16 lowercase hex digits) are not all zeros and
+    the flags are two hex digits.
 
     >>> trace_id_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     '4bf92f3577b34da6a3ce929d0e0e4736'
+    >>> trace_id_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01")
     """
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or not _TRACE_ID.fullmatch(parts[1]):
+    found = _TRACEPARENT.fullmatch(value.strip())
+    if found is None or found["version"] == "ff" or (
+            found["version"] == "00" and found["more"] is not None):
         return None
-    return None if parts[1] == "0" * 32 else parts[1]
+    trace = found["trace"]
+    if trace == "0" * 32 or found["parent"] == "0" * 16:
+        return None
+    return trace
 
 
 class _Routes:
@@ -252,6 +279,16 @@ def _outcome(status: int) -> type | None:
     return _http_error_type(status) if status >= 500 or status == 0 else None
 
 
+def _raised(exc: BaseException, status: int, ended_at: float | None) -> type | None:
+    """The outcome of a request whose app raised `exc`: its class, unless the client had its
+    whole answer below 500 first (a background task failed after it): then ok, as it was
+    for the client. A 5xx answer sent before the exception (Starlette's error middleware
+    answers, then re-raises) is that exception's."""
+    if ended_at is not None and status < 500:
+        return None
+    return exc.__class__
+
+
 def _stream_end(request: Request, body: ItemClock | None, cancelled: bool,
                 error_type: type | None) -> None:
     """Mark a request whose client went away as cancelled; attach a streamed body's figures."""
@@ -313,11 +350,11 @@ class InstrumentMiddleware:
         async def send_and_watch(message: dict[str, Any]) -> None:
             nonlocal status, ended_at, body, disconnected
             kind = message["type"]
-            if kind == "http.response.body":
+            if kind in _BODY:
                 if body is None and message.get("more_body", False):
                     body = ItemClock(request._start,
                                      request.monitor.settings.stream_interval_buckets)
-                if body is not None and message.get("body"):
+                if body is not None and (message.get("body") or kind != "http.response.body"):
                     body.item()  # as the app hands it over: the first is the first byte
             try:
                 await send(message)
@@ -326,7 +363,7 @@ class InstrumentMiddleware:
                 raise
             if kind == "http.response.start":
                 status = message["status"]
-            elif kind == "http.response.body" and not message.get("more_body", False):
+            elif kind == _PATHSEND or (kind in _BODY and not message.get("more_body", False)):
                 ended_at = time.perf_counter()
 
         try:
@@ -334,7 +371,7 @@ class InstrumentMiddleware:
         except BaseException as exc:
             # A client gone mid-response, or the request's task cancelled: not the app's error.
             cancelled = ended_at is None and (disconnected or _is_cancellation(exc))
-            error_type = None if cancelled else exc.__class__
+            error_type = None if cancelled else _raised(exc, status, ended_at)
             _stream_end(request, body, cancelled, error_type)
             _finish(request, error_type, ended_at)
             raise

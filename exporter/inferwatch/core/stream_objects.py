@@ -1,0 +1,237 @@
+"""Streams that are objects, not generators: timed item by item from outside.
+
+A web response's body is timed by an :class:`ItemClock` as the middleware sends it. An SDK's
+stream (an OpenAI-style ``Stream`` or ``AsyncStream``: a context manager with a
+``.response`` and a ``close()``) is more than its items. The caller gets the object itself,
+to all appearances: a proxy whose attributes, ``isinstance``, ``with`` / ``async with``,
+``close()`` / ``aclose()`` and ``send()`` / ``throw()`` (when the stream has them) are the
+stream's, and which records the stream's items as :mod:`inferwatch.core.streams` records a
+generator's. A generator itself is followed by a generator, cheaper per item.
+
+>>> import inferwatch
+>>> from inferwatch.core.registry import Registry
+>>> class Chunks:  # an SDK's stream: more to it than its items
+...     response = "HTTP 200"
+...     def __init__(self): self.rest = iter("abc")
+...     def __iter__(self): return self
+...     def __next__(self): return next(self.rest)
+>>> registry = Registry()
+>>> chat = inferwatch.instrument(lambda: Chunks(), name="chat", registry=registry)
+>>> stream = chat()
+>>> stream.response, "".join(stream), isinstance(stream, Chunks)
+('HTTP 200', 'abc', True)
+>>> mon = registry.monitor("chat", "unversioned"); mon.drain()
+>>> int(mon.state.histograms["inferwatch_stream_items"][()].sum)
+3
+"""
+
+from __future__ import annotations
+
+import inspect
+from bisect import bisect_left
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from inferwatch import faults
+from inferwatch.core.streams import CANCELLED, OK, StreamRecord, Tracker, outcome_of
+
+_FAULT = "stream"
+
+
+class ItemClock:
+    """Times the items of a stream that is not a generator we wrap: a web response body, an
+    SDK's stream object.
+
+    >>> clock = ItemClock(perf_counter(), (0.5, 1.0))
+    >>> clock.item(); clock.item()
+    >>> record = clock.record(OK, None); record.items, record.counts_call
+    (2, False)
+    """
+
+    __slots__ = ("bounds", "first", "gap_sum", "gaps", "items", "last", "start")
+
+    def __init__(self, start: float, bounds: tuple[float, ...]) -> None:
+        self.start = start
+        self.bounds = bounds
+        self.first: float | None = None
+        self.last = 0.0
+        self.items = 0
+        self.gaps = [0] * (len(bounds) + 1)
+        self.gap_sum = 0.0
+
+    def item(self) -> None:
+        now = perf_counter()
+        if self.items:
+            gap = now - self.last
+            self.gap_sum += gap
+            self.gaps[bisect_left(self.bounds, gap)] += 1
+        else:
+            self.first = now
+        self.last = now
+        self.items += 1
+
+    def record(self, outcome: str, error_type: type | None) -> StreamRecord:
+        """The figures so far, for a request record (which counts the call itself)."""
+        first = None if self.first is None else self.first - self.start
+        return StreamRecord(perf_counter() - self.start, outcome, error_type, first,
+                            self.items, self.gaps, self.gap_sum, counts_call=False,
+                            gap_bounds=self.bounds)
+
+
+class _Proxy:
+    """What both proxies share: the stream's attributes, and the figures of its items. They
+    live here, not in a generator's frame: a proxy dropped unfinished ends the stream itself,
+    as cancelled."""
+
+    __slots__ = ("_chars", "_clock", "_last", "_on_item", "_stream", "_tracker")
+    # The stream's own methods that end or advance it, recorded on the way through; looked
+    # up only when the stream has them, so that hasattr() answers as for the stream.
+    _INTERCEPTED: dict[str, Callable[..., Any]] = {}
+
+    def __init__(self, stream: Any, tracker: Tracker) -> None:
+        self._stream = stream
+        self._tracker = tracker
+        self._clock = ItemClock(tracker.start, tracker.plan.bounds)
+        self._chars: int | None = None
+        self._last: object = None
+        self._on_item = tracker.item_hook()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        # isinstance(result, openai.Stream) holds, as it does for the stream itself.
+        return self._stream.__class__
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _Proxy.__slots__:  # not set yet (a failed __init__): never the stream's
+            raise AttributeError(name)
+        value = getattr(self._stream, name)
+        wrap = self._INTERCEPTED.get(name)
+        return value if wrap is None else wrap(self, value)
+
+    def __del__(self) -> None:
+        try:
+            self._end(CANCELLED, None)
+        except BaseException:  # at interpreter shutdown, with modules half torn down
+            pass
+
+    def _item(self, item: object) -> None:
+        try:
+            self._clock.item()
+            self._last = item
+            if item.__class__ is str:
+                length = len(item)  # type: ignore[arg-type]
+                self._chars = length if self._chars is None else self._chars + length
+            if self._on_item is not None:
+                self._on_item(item)
+        except Exception as exc:
+            faults.record(_FAULT, exc)
+
+    def _end(self, outcome: str, error: BaseException | None) -> None:
+        """Hand the figures to the tracker, which keeps the first ending only."""
+        tracker = self._tracker
+        if not tracker.done:
+            clock = self._clock
+            tracker.end(outcome, error, clock.first, clock.items, clock.gaps, clock.gap_sum,
+                        self._chars, self._last if outcome == OK else None)
+
+    def _closing(self, close: Callable[..., Any]) -> Callable[..., Any]:
+        def close_recorded(*args: Any, **kwargs: Any) -> Any:
+            self._end(CANCELLED, None)
+            return close(*args, **kwargs)
+        return close_recorded
+
+    def _stepping(self, advance: Callable[..., Any]) -> Callable[..., Any]:
+        def step_recorded(*args: Any) -> Any:
+            return self._step(advance, *args)  # type: ignore[attr-defined]
+        return step_recorded
+
+
+class StreamProxy(_Proxy):
+    """A sync iterator object that is not a generator, followed item by item."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> StreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        return self._step(next, self._stream)
+
+    def __enter__(self) -> Any:
+        enter = getattr(type(self._stream), "__enter__", None)
+        entered = self._stream if enter is None else enter(self._stream)
+        # openai's Stream enters as itself, so the proxy stands in for it; any other object
+        # a stream hands out here goes to the caller as it is, as it would unwrapped.
+        return self if entered is self._stream else entered
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        self._end(CANCELLED, None)  # left before its last item: the consumer stopped
+        exit_ = getattr(type(self._stream), "__exit__", None)
+        if exit_ is not None:
+            return exit_(self._stream, *exc_info)
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+        return None
+
+    def _step(self, advance: Callable[..., Any], *args: Any) -> Any:
+        """One item from `advance` (next, send or throw), recorded; the stream's
+        StopIteration (with its value) or exception comes through as it was raised."""
+        try:
+            item = advance(*args)
+        except StopIteration:
+            self._end(OK, None)
+            raise
+        except BaseException as exc:
+            self._end(outcome_of(exc), exc)
+            raise
+        self._item(item)
+        return item
+
+    _INTERCEPTED = {"close": _Proxy._closing, "send": _Proxy._stepping,
+                    "throw": _Proxy._stepping}
+
+
+class AsyncStreamProxy(_Proxy):
+    """An async iterator object that is not an async generator, followed item by item."""
+
+    __slots__ = ()
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    def __anext__(self) -> Any:
+        return self._step(self._stream.__anext__)
+
+    async def __aenter__(self) -> Any:
+        enter = getattr(type(self._stream), "__aenter__", None)
+        entered = self._stream if enter is None else await enter(self._stream)
+        return self if entered is self._stream else entered
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        self._end(CANCELLED, None)
+        exit_ = getattr(type(self._stream), "__aexit__", None)
+        if exit_ is not None:
+            return await exit_(self._stream, *exc_info)
+        close = getattr(self._stream, "aclose", None) or getattr(self._stream, "close", None)
+        closing = None if close is None else close()
+        if inspect.isawaitable(closing):
+            await closing
+        return None
+
+    async def _step(self, advance: Callable[..., Any], *args: Any) -> Any:
+        try:
+            item = await advance(*args)
+        except StopAsyncIteration:
+            self._end(OK, None)
+            raise
+        except BaseException as exc:
+            self._end(outcome_of(exc), exc)
+            raise
+        self._item(item)
+        return item
+
+    # close() too: an async SDK stream (openai.AsyncStream) closes by `await close()`.
+    _INTERCEPTED = {"close": _Proxy._closing, "aclose": _Proxy._closing,
+                    "asend": _Proxy._stepping, "athrow": _Proxy._stepping}
