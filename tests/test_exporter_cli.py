@@ -117,6 +117,7 @@ def test_listen_addresses(address: str, expected: tuple[str, int]) -> None:
     (["--scrape.timeout=soon"], "--scrape.timeout"),
     (["--process.pid=abc"], "--process.pid"),
     (["--process.pid=0"], "--process.pid"),
+    (["--process.name="], "--process.name"),  # an unset $SERVER: it matched any process
     (["--log.format=xml"], "--log.format"),
     (["--log.level=loud"], "--log.level"),
     (["--web.max-requests=0"], "--web.max-requests"),

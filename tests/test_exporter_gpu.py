@@ -803,3 +803,45 @@ def test_doctests() -> None:
     for module in (nvml_read, nvml_xid):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+# --- values a driver misreports ----------------------------------------------------------------
+
+def test_a_negative_temperature_from_the_old_call_stays_negative(fake: FakeNVML) -> None:
+    """Drivers before R555 lack nvmlDeviceGetTemperatureV; the old call's value is read as
+    unsigned, so -5 C read as 4294967291 C."""
+    fake.missing = {"nvmlDeviceGetTemperatureV"}
+    fake.gpus[0].temperature = -5
+    assert value(scrape(GpuCollector()), "inferwatch_gpu_temperature_celsius", **A) == -5
+
+
+def test_a_utilization_past_100_percent_is_no_ratio_and_is_counted(fake: FakeNVML) -> None:
+    fake.gpus[0].utilization_gpu = 101
+    fake.gpus[1].utilization_memory = 150
+    result = scrape(GpuCollector())
+    assert not any(name.endswith("utilization_ratio") for name, _ in result)
+    assert errors(result) == {("0", "utilization", "implausible_value"): 1.0,
+                              ("1", "utilization", "implausible_value"): 1.0}
+
+
+def test_a_device_renumbered_by_a_restarted_nvml_never_wears_anothers_uuid(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPU B falls off the bus and NVML restarts: C is device 1 now. Were C's uuid read to
+    fail, its down series was labelled with B's remembered uuid."""
+    gpus = [FakeGpu(uuid="GPU-A"), FakeGpu(uuid="GPU-B"), FakeGpu(uuid="GPU-C")]
+    fake = FakeNVML(gpus).install(monkeypatch)
+    clock = Clock()
+    collector = GpuCollector(clock=clock)
+    try:
+        assert value(scrape(collector), "inferwatch_gpu_up", gpu="1", uuid="GPU-B") == 1
+        fake.fail["nvmlDeviceGetCount_v2"] = pynvml.NVMLError_Unknown
+        scrape(collector)  # NVML released
+        del fake.fail["nvmlDeviceGetCount_v2"]
+        fake.gpus = [gpus[0], gpus[2]]
+        gpus[2].fail = {"nvmlDeviceGetUUID": pynvml.NVMLError_Unknown}
+        clock.now += 3600
+        ups = {key: v for key, v in scrape(collector).items() if key[0] == "inferwatch_gpu_up"}
+        assert ("inferwatch_gpu_up", frozenset({"gpu": "1", "uuid": "GPU-B"}.items())) not in ups
+        assert ups[("inferwatch_gpu_up", frozenset({"gpu": "1", "uuid": ""}.items()))] == 0
+    finally:
+        fake.release_all()

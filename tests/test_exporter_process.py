@@ -130,6 +130,23 @@ def test_name_never_matches_the_exporter_itself() -> None:
     assert str(os.getpid()) not in result
 
 
+def test_a_wrapper_that_started_the_exporter_is_never_taken_for_the_server(
+        tmp_path: Path) -> None:
+    """Started as `timeout 60 inferwatch-exporter --process.name fake-model-server` (tini,
+    docker-init and sudo alike), the wrapper's command line holds the name as a word of its
+    own, and the wrapper was watched as the server."""
+    script = tmp_path / "exporter.py"
+    script.write_text(
+        "import json, sys\n"
+        "from inferwatch.standalone.collectors.process import ProcessCollector\n"
+        "watched = ProcessCollector(names=['fake-model-server'])._watched()\n"
+        "print(json.dumps([p.pid for p in watched]))\n")
+    wrapped = subprocess.run(["timeout", "60", sys.executable, str(script), "--process.name",
+                              "fake-model-server"], capture_output=True, text=True, timeout=60)
+    assert wrapped.returncode == 0, wrapped.stderr
+    assert wrapped.stdout.strip() == "[]"
+
+
 @given(name=st.text(min_size=1, max_size=20).filter(lambda n: "/" not in n))
 def test_option_arguments_never_match(name: str) -> None:
     cmdline = ["python3", f"--process.name={name}", f"-{name}"]

@@ -271,6 +271,9 @@ class GpuCollector(Collector):
             nvml.nvmlShutdown()
         self._nvml = None
         self._devices.clear()
+        # A restarted NVML may number the devices anew: index 1 may be another GPU.
+        self._uuids.clear()
+        self._down.clear()
 
     # --- one device -----------------------------------------------------------------------
 

@@ -164,8 +164,11 @@ def read_device(nvml: ModuleType, handle: object, labels: dict[str, str], *,
     mig_enabled = bool(mig_mode) and mig_mode[0] == nvml.NVML_DEVICE_MIG_ENABLE
     utilization = reading.call("utilization", "nvmlDeviceGetUtilizationRates", handle)
     if utilization is not None:
-        reading.add("inferwatch_gpu_utilization_ratio", utilization.gpu / 100)
-        reading.add("inferwatch_gpu_memory_utilization_ratio", utilization.memory / 100)
+        if 0 <= utilization.gpu <= 100 and 0 <= utilization.memory <= 100:
+            reading.add("inferwatch_gpu_utilization_ratio", utilization.gpu / 100)
+            reading.add("inferwatch_gpu_memory_utilization_ratio", utilization.memory / 100)
+        else:  # a percentage past 100: a driver's misreport, not a ratio to alert on
+            reading.errors.append(("utilization", "implausible_value"))
     total = _read_memory(reading, handle, reading.labels)
     temperature = _read_temperature(reading, handle)
     if temperature is not None:
@@ -220,10 +223,14 @@ def _read_temperature(reading: Reading, handle: object) -> int | None:
     """
     sensor = reading.nvml.NVML_TEMPERATURE_GPU
     try:
-        return reading.call("temperature", "nvmlDeviceGetTemperatureV", handle, sensor,
-                            fallback=True)
+        celsius = reading.call("temperature", "nvmlDeviceGetTemperatureV", handle, sensor,
+                               fallback=True)
     except Missing:
-        return reading.call("temperature", "nvmlDeviceGetTemperature", handle, sensor)
+        celsius = reading.call("temperature", "nvmlDeviceGetTemperature", handle, sensor)
+    if celsius is not None and celsius >= 2**31:
+        # The old call's value is read as unsigned: -5 C arrives as 2**32 - 5.
+        celsius -= 2**32
+    return celsius
 
 
 def _read_mig_devices(reading: Reading, handle: object) -> None:

@@ -83,6 +83,29 @@ def descendants(roots: Iterable[int], parents: Mapping[int, int]) -> set[int]:
     return found
 
 
+def _wrappers_of(own: int, table: Mapping[int, psutil.Process],
+                 parents: Mapping[int, int]) -> set[int]:
+    """The ancestors that started this exporter with its own options (``timeout``, tini,
+    ``docker run --init``, sudo): their command lines end with ours, so the name after
+    ``--process.name`` in them would match, and the wrapper be watched as the server.
+
+    >>> _wrappers_of(1, {}, {})
+    set()
+    """
+    own_process = table.get(own)
+    cmdline = list((getattr(own_process, "info", None) or {}).get("cmdline") or ())
+    options = next((i for i, arg in enumerate(cmdline) if arg.startswith("-")), None)
+    if options is None:
+        return set()
+    ours, found, pid = cmdline[options:], set(), parents.get(own)
+    while pid is not None and pid not in found and pid in table and pid != own:
+        theirs = (getattr(table[pid], "info", None) or {}).get("cmdline") or ()
+        if list(theirs[-len(ours):]) == ours:
+            found.add(pid)
+        pid = parents.get(pid)
+    return found
+
+
 @register
 class ProcessCollector(Collector):
     """Per process (labels ``pid``, ``process`` = the process name).
@@ -124,7 +147,7 @@ class ProcessCollector(Collector):
                            help="watch the pid written in FILE, re-read every scrape "
                                 "(repeatable)")
         group.add_argument("--process.name", dest="process_names", action="append",
-                           default=[], metavar="NAME",
+                           type=_name, default=[], metavar="NAME",
                            help="watch processes named NAME, or run as NAME "
                                 "(python -m NAME, /path/NAME) (repeatable)")
         group.add_argument("--process.children", dest="process_children",
@@ -167,11 +190,12 @@ class ProcessCollector(Collector):
                 except _GONE:
                     continue
             roots.add(pid)
+        ours = {own, *_wrappers_of(own, table, parents)} if self.names else {own}
         for name in self.names:
             for pid, process in table.items():
                 info = getattr(process, "info", None) or {}
-                if pid != own and matches_name(name, info.get("name") or "",
-                                               info.get("cmdline") or ()):
+                if pid not in ours and matches_name(name, info.get("name") or "",
+                                                    info.get("cmdline") or ()):
                     roots.add(pid)
         watched = set(roots)
         if self.children:
@@ -218,6 +242,13 @@ class ProcessCollector(Collector):
         labels = {"pid": str(process.pid), "process": name}
         for metric, value in samples:
             metrics.add(metric, labels, value)
+
+
+def _name(text: str) -> str:
+    if not text.strip():
+        # An unset variable in --process.name=$SERVER: '' would match unrelated processes.
+        raise argparse.ArgumentTypeError("is empty; give a process name")
+    return text
 
 
 def _pid(text: str) -> int:
