@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.call_input import COPY_LIMIT_BYTES, snapshot, snapshot_input
 from inferwatch.core.monitor import Monitor, _count_value
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry
@@ -88,11 +89,13 @@ def _error_type(name: str) -> type:
 class Shadow:
     """One challenger behind one champion: its queue, its workers and its comparison."""
 
-    def __init__(self, champion_monitor: Monitor, challenger: Any, monitor: Monitor, *,
+    def __init__(self, champion_monitor: Monitor, challenger: Any, monitor: Monitor,
+                 classes: Callable[[], object] | None = None, *,
                  sample: float, timeout: float, queue_size: int, mode: str, workers: int,
                  comparison: Comparison, events: Any = None) -> None:
         self.champion_monitor = champion_monitor
         self.challenger = challenger
+        self._classes = classes
         self.monitor = monitor
         self.sample = sample
         self.timeout = timeout
@@ -102,6 +105,7 @@ class Shadow:
         self.comparison = comparison
         self.events = events
         self._model_bytes = pickle.dumps(challenger) if mode == "process" else b""
+        self._layers: list[tuple[dict, str, Callable]] = []  # (champion's dict, method, wrapper)
         self._reset_runtime()
         _live_shadows.add(self)
 
@@ -153,8 +157,9 @@ class Shadow:
             if request_id is not None:
                 request_id = faults.text_of(request_id, "request_id")
             # What the call saw: a caller may reuse its input and output buffers.
-            queue.append((method, tuple(map(_copy, args)), kwargs, _copy(result),
-                          request_id, time.time(), features))
+            queue.append((method, tuple(map(_frozen, args)),
+                          {k: _frozen(v) for k, v in kwargs.items()} if kwargs else kwargs,
+                          _frozen(result), request_id, time.time(), features))
             next(self._queued)
             if self._idle:
                 self._wake.set()
@@ -265,10 +270,15 @@ class Shadow:
     def on_outcome(self, request_id: str, y_true: object, when: float) -> None:
         """The champion got an outcome: score the challenger on it too, if it saw the call."""
         try:
-            if not self.comparison.knows(request_id):
+            comparison = self.comparison
+            if not comparison.knows(request_id):
                 self.monitor.drain()  # the comparison may still be waiting for the drain
-            if self.comparison.score(request_id, y_true, when) is not None:
-                self.monitor.record_outcome(request_id, y_true, at=when)
+                if not comparison.knows(request_id):
+                    return  # not a call this challenger answered
+            comparison.score(request_id, y_true, when)
+            # Its own join, whatever the shared one made of the outcome (a shape mismatch,
+            # labels not known yet): the challenger's outcome series count what it says.
+            self.monitor.record_outcome(request_id, y_true, at=when)
         except Exception as exc:
             faults.record("shadow", exc)
 
@@ -285,7 +295,7 @@ class Shadow:
         deadline = None if timeout is None else time.monotonic() + timeout
         target = _count_value(self._queued)
         with self._done_lock:
-            while self._done < target:
+            while self._done < target and not self.closed:
                 self._wake.set()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -294,26 +304,44 @@ class Shadow:
         return True
 
     def close(self) -> None:
-        """Stop the workers (and child processes); calls still queued count as dropped."""
+        """Stop the workers (and child processes) and take this shadow off the champion; calls
+        still queued count as dropped. Never raises."""
+        try:
+            self._close()
+        except Exception as exc:
+            faults.record("shadow", exc)
+
+    def _close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
+        _live_shadows.discard(self)  # a fork must not bring it back to life
+        layers, self._layers = self._layers, []
+        for namespace, method, wrapper in layers:
+            _unwrap(namespace, method, wrapper)
         self._stop.set()
         self._wake.set()
         left = len(self._queue)
         self._queue.clear()
+        with self._done_lock:
+            self._done += left  # flush() waits for nothing that will never run
+            self._done_lock.notify_all()
         if left:
             self.comparison.dropped("shutdown", left)
         for runner in self._runners:
             runner.close()
-        for listeners, listener in ((self.champion_monitor, self.on_outcome),
-                                    (self.monitor, self.before_drain)):
-            attribute = "outcome_listeners" if listeners is self.champion_monitor else \
-                "drain_listeners"
-            setattr(listeners, attribute,
-                    tuple(x for x in getattr(listeners, attribute) if x != listener))
+        self.champion_monitor.outcome_listeners = tuple(
+            x for x in self.champion_monitor.outcome_listeners if x != self.on_outcome)
+        self.monitor.drain_listeners = tuple(
+            x for x in self.monitor.drain_listeners if x != self.before_drain)
         self.before_drain()
+        if isinstance(self._classes, _ChallengerClasses):
+            self._classes.release()
 
     def after_fork(self) -> None:
         """A forked child starts with an empty queue and starts its own workers on use."""
+        if self.closed:
+            return
         for runner in self._runners:
             runner.forget()
         self._reset_runtime()
@@ -328,7 +356,8 @@ def _work(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:
 
 
 def _serve(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:
-    while not stop.is_set():
+    exiting = runner.exiting if runner is not None else bool
+    while not stop.is_set() and not exiting():
         shadow = ref()
         if shadow is None:
             return
@@ -351,44 +380,130 @@ def _serve(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None
             faults.record("shadow", exc)
         finally:
             shadow.finished_one()
+            if shadow.closed:
+                shadow.before_drain()  # no drain listener is left to fold this call
         del shadow, item
 
 
-def _copy(value: object) -> object:
-    if isinstance(value, np.ndarray):
+class _ChallengerClasses:
+    """The challenger's class names, read when needed. The challenger's monitor outlives
+    a closed shadow, so on close the names are kept and the model itself let go."""
+
+    def __init__(self, model: Any) -> None:
+        self._model: Any = model
+        self._names: object = None
+
+    def __call__(self) -> object:
+        model = self._model
+        return self._names if model is None else class_names_of(model)
+
+    def release(self) -> None:
+        try:
+            self._names = class_names_of(self._model)
+        finally:
+            self._model = None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _frozen(value: object) -> object:
+    """What the call saw, for the challenger to read later: `value` copied when it holds at
+    most ``COPY_LIMIT_BYTES`` (64 KiB) of arrays, tensors and list slots; a larger one, or
+    a tensor on a GPU, is read when the challenger runs (copying it would slow the call)."""
+    if value.__class__ is np.ndarray:
+        return snapshot(value)  # the common case: one check, one copy at most
+    try:
+        return _copied(value, [COPY_LIMIT_BYTES])
+    except _TooLarge:
+        return value
+    except Exception as exc:  # an odd container: read later, as a large one is
+        faults.record("shadow", exc)
+        return value
+
+
+def _spend(budget: list[int], size: int) -> None:
+    budget[0] -= size
+    if budget[0] < 0:
+        raise _TooLarge
+
+
+def _copied(value: object, budget: list[int]) -> object:
+    kind = value.__class__
+    if kind is np.ndarray:
+        _spend(budget, value.nbytes)
         return value.copy()
-    if isinstance(value, list):
-        return list(value)
-    copy = getattr(value, "copy", None)
-    if copy is not None and hasattr(value, "columns"):  # a pandas DataFrame
-        return copy()
-    return value
+    if kind is list or kind is tuple:
+        _spend(budget, 8 * len(value))
+        return kind(_copied(item, budget) for item in value)
+    if kind is dict:
+        _spend(budget, 16 * len(value))
+        return {key: _copied(item, budget) for key, item in value.items()}
+    module = kind.__module__
+    if module.startswith("pandas") and hasattr(value, "copy") and hasattr(value, "size"):
+        _spend(budget, 8 * int(value.size))  # a Series or DataFrame, 8 bytes a cell or so
+        return value.copy()
+    if module.startswith("torch") and hasattr(value, "requires_grad"):
+        _spend(budget, int(getattr(value, "nbytes", 0)))
+        return snapshot_input(value)  # a tensor on a GPU stays as it is
+    return value  # scalars and strings cannot change; other objects are read later
 
 
 def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
-    offer, draw, sample = shadow.offer, random.random, shadow.sample
+    """`inner` with `shadow` offered each sampled call. The wrapper holds the shadow weakly
+    and calls `link[0]`, so that closing a shadow below it can take that layer out."""
+    ref, draw, sample = weakref.ref(shadow), random.random, shadow.sample
+    link = [inner]
+
+    def offer(args: tuple, kwargs: dict, result: object) -> None:
+        alive = ref()
+        if alive is not None:
+            alive.offer(method, args, kwargs, result)
 
     if inspect.iscoroutinefunction(inner):
         # An async champion: the challenger sees the awaited result, never the coroutine.
         @functools.wraps(inner)
         async def shadowed_async(*args: Any, **kwargs: Any) -> Any:
-            result = await inner(*args, **kwargs)
+            result = await link[0](*args, **kwargs)
             if draw() < sample:
-                offer(method, args, kwargs, result)
+                offer(args, kwargs, result)
             return result
 
-        shadowed_async.__inferwatch_shadowed__ = inner  # type: ignore[attr-defined]
-        return shadowed_async
+        return _linked(shadowed_async, link)
 
     @functools.wraps(inner)
     def shadowed(*args: Any, **kwargs: Any) -> Any:
-        result = inner(*args, **kwargs)
+        result = link[0](*args, **kwargs)
         if draw() < sample:
-            offer(method, args, kwargs, result)
+            offer(args, kwargs, result)
         return result
 
-    shadowed.__inferwatch_shadowed__ = inner  # type: ignore[attr-defined]
-    return shadowed
+    return _linked(shadowed, link)
+
+
+def _linked(wrapper: Any, link: list) -> Any:
+    wrapper.__inferwatch_shadowed__ = link[0]
+    wrapper.__inferwatch_link__ = link
+    return wrapper
+
+
+def _unwrap(namespace: dict, method: str, wrapper: Callable) -> None:
+    """Take `wrapper` out of the chain of shadow layers on `namespace[method]`, wherever it
+    is: shadows may be closed in any order."""
+    inner = wrapper.__inferwatch_link__[0]  # type: ignore[attr-defined]
+    current = namespace.get(method)
+    if current is wrapper:
+        namespace[method] = inner
+        return
+    while current is not None:
+        link = getattr(current, "__inferwatch_link__", None)
+        if link is None:
+            return  # replaced by someone else: nothing of ours to take out
+        if link[0] is wrapper:
+            link[0] = current.__inferwatch_shadowed__ = current.__wrapped__ = inner
+            return
+        current = link[0]
 
 
 # Each worker thread's event loop for async challengers, by thread id, closed when the
@@ -504,8 +619,10 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
                             f"({exc})") from exc
     registry = registry or default_registry()
     settings = champion_monitor.settings
+    classes = _ChallengerClasses(challenger)
     monitor = registry.monitor(champion_monitor.name, str(version), settings, latest=False,
-                               class_names=lambda: class_names_of(challenger))
+                               class_names=classes)
+    monitor._class_names = classes  # a monitor kept from an earlier challenger: this one's
     tracker = champion_monitor.features
     reference = reference if reference is not None else (
         tracker.reference if tracker is not None else None)
@@ -519,10 +636,11 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
         difference_buckets=difference_buckets,
         outcome_error_buckets=settings.outcome_error_buckets,
         cache_size=settings.outcome_cache_size, ttl_seconds=settings.outcome_ttl_seconds,
+        max_bytes=settings.outcome_cache_bytes,
         champion_classes=lambda: class_names_of(wrapped),
-        shadow_classes=lambda: class_names_of(challenger),
+        shadow_classes=classes,
         declared_classes=settings.classes)
-    handle = Shadow(champion_monitor, challenger, monitor, sample=float(sample),
+    handle = Shadow(champion_monitor, challenger, monitor, classes, sample=float(sample),
                     timeout=float(timeout), queue_size=int(queue_size), mode=mode,
                     workers=int(workers), comparison=comparison,
                     events=champion_monitor.events)
@@ -531,7 +649,9 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
                                           handle.on_outcome)
     monitor.update_state(lambda state: _zero_series(state, champion_monitor.version))
     for method in methods:
-        champion.__dict__[method] = _shadowed(champion.__dict__[method], handle, method)
+        wrapper = _shadowed(champion.__dict__[method], handle, method)
+        handle._layers.append((champion.__dict__, method, wrapper))
+        champion.__dict__[method] = wrapper
     return handle
 
 

@@ -3,8 +3,11 @@
 A :class:`Comparison` receives pairs of results for the same input (champion first) and
 writes the comparison series into the shadow model's state: agreement and a confusion
 count for classes, the distribution of the difference for values and probabilities. For a
-request with an id it keeps both predictions in a bounded cache, so that an outcome scores
-the two models on exactly the same requests.
+request with an id it keeps both predictions, every row of a batch, in a cache bounded by
+entries and by `max_bytes` (32 MiB by default, as the champion's own outcome cache: the
+estimate of :mod:`inferwatch.core.outcomes`), so that an outcome scores the two models on
+exactly the same requests. Only a single batch larger than the whole bound keeps its first
+rows; an outcome counts the others as ``rows_over_bound``.
 
 It runs on the drain thread, never on the request path.
 
@@ -34,14 +37,21 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.label_caps import LabelCap
-from inferwatch.core.outcomes import _as_rows, _class_text, _is_missing, _same_class
+from inferwatch.core.outcomes import (
+    DEFAULT_MAX_BYTES,
+    _as_rows,
+    _class_text,
+    _entry_bytes,
+    _fitted,
+    _is_missing,
+    _same_class,
+)
 from inferwatch.core.predictions import Prediction, known_class_set, normalize
 
 # Shadow minus champion: symmetric around zero, fine near it (probabilities, small scores).
 DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1,
                       0.25, 0.5, 1.0, 10.0)
 DROP_REASONS = ("queue_full", "timeout", "error", "crashed", "incomparable", "shutdown")
-MAX_ROWS_SCORED = 64  # rows per request id kept for outcomes, as the champion's own cache
 
 
 class Comparison:
@@ -51,6 +61,7 @@ class Comparison:
                  task: str = "auto", difference_buckets: Sequence[float] = DIFFERENCE_BUCKETS,
                  outcome_error_buckets: Sequence[float] = (0.01, 0.1, 1.0),
                  cache_size: int = 50_000, ttl_seconds: float = 7 * 86400.0,
+                 max_bytes: int = DEFAULT_MAX_BYTES,
                  champion_classes: Callable[[], object] = lambda: None,
                  shadow_classes: Callable[[], object] = lambda: None,
                  declared_classes: Sequence[object] | None = None) -> None:
@@ -68,12 +79,14 @@ class Comparison:
         self._lock = threading.Lock()
         self._pairs: list[tuple[str, Any, Any, str | None, float]] = []
         self._scored: list[tuple[list[bool] | None, list[bool] | None,
-                                 list[float] | None, list[float] | None]] = []
+                                 list[float] | None, list[float] | None, int]] = []
         self._drops: dict[str, int] = {}
         self._sampled = 0
-        # request id -> (champion rows, shadow rows, time): both sides, for shared outcomes
-        self._cache: OrderedDict[str, tuple[tuple, tuple, float]] = OrderedDict()
+        # request id -> (champion rows, shadow rows, time, bytes, rows the calls returned)
+        self._cache: OrderedDict[str, tuple[tuple, tuple, float, int, int]] = OrderedDict()
+        self._bytes = 0  # the estimate max_bytes bounds
         self.cache_size = cache_size
+        self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds
 
     def renew_lock(self) -> None:
@@ -111,20 +124,23 @@ class Comparison:
         for classes, (rows, 0) for values; None when the request was not compared."""
         with self._lock:
             entry = self._cache.pop(request_id, None)
+            if entry is not None:
+                self._bytes -= entry[3]
         if entry is None:
             return None
-        champion, shadow, predicted_at = entry
+        champion, shadow, predicted_at, _, rows = entry
         if at - predicted_at > self.ttl_seconds:
             return None
         truth = _as_rows(y_true)
-        n = min(len(champion), len(shadow))
-        if len(truth) == 1:
-            truth = truth * n
-        if len(truth) != n:
+        n = len(champion)
+        if len(truth) not in (1, rows):
             return None
+        over = rows - n if len(truth) == rows > 1 else 0
+        truth = truth * n if len(truth) == 1 else truth[:n]
         known = [i for i, t in enumerate(truth) if not _is_missing(t)]
         if len(known) < n:  # rows whose label is not known yet are not judged
             if not known:
+                self._note_over(over)
                 return None
             champion, shadow = [champion[i] for i in known], [shadow[i] for i in known]
             truth, n = [truth[i] for i in known], len(known)
@@ -133,7 +149,7 @@ class Comparison:
             champion_right = [_same_class(p, t) for p, t in zip(champion, truth_text)]
             shadow_right = [_same_class(p, t) for p, t in zip(shadow, truth_text)]
             with self._lock:
-                self._scored.append((champion_right, shadow_right, None, None))
+                self._scored.append((champion_right, shadow_right, None, None, over))
             return n, sum(champion_right)
         try:
             champion_error = [abs(float(p) - float(t)) for p, t in zip(champion, truth)]
@@ -141,8 +157,13 @@ class Comparison:
         except (TypeError, ValueError):
             return None
         with self._lock:
-            self._scored.append((None, None, champion_error, shadow_error))
+            self._scored.append((None, None, champion_error, shadow_error, over))
         return n, 0
+
+    def _note_over(self, over: int) -> None:
+        if over:
+            with self._lock:
+                self._scored.append((None, None, None, None, over))
 
     # --- on the drain thread ----------------------------------------------------------------
     def fold_into(self, state: Any, now: float) -> None:
@@ -164,18 +185,15 @@ class Comparison:
                 champion, shadow = self._normalize(batch.method, batch.champion, batch.shadow)
             except Exception:
                 champion = shadow = None
-            if champion is None or champion.rows != shadow.rows or not champion.rows or \
-                    batch.rows not in (None, champion.rows):
+            found = None
+            if champion is not None and champion.rows == shadow.rows and champion.rows and \
+                    batch.rows in (None, champion.rows):
+                found = self._compare(champion, shadow, agreement, confusion, differences)
+            if found is None:  # no output in common: nothing was compared
                 drops["incomparable"] = drops.get("incomparable", 0) + len(batch.calls)
                 continue
             compared += len(batch.calls)
-            remembered = self._compare(champion, shadow, agreement, confusion, differences)
-            if remembered is None:
-                continue
-            for (request_id, at), start, stop in batch.calls:
-                if request_id is not None:
-                    self._remember(request_id, remembered[0][start:stop][:MAX_ROWS_SCORED],
-                                   remembered[1][start:stop][:MAX_ROWS_SCORED], at)
+            self._remember_calls(batch.calls, found)
         if compared:
             state.inc("inferwatch_shadow_compared_total", (version,), compared)
         for reason, count in drops.items():
@@ -200,21 +218,32 @@ class Comparison:
                             self.difference_buckets).observe(values)
         self._fold_scores(state, scored)
 
+    def _remember_calls(self, calls: list, found: tuple[list, list] | tuple[()]) -> None:
+        if not found:
+            return  # compared, but no single output an outcome could score
+        for (request_id, at), start, stop in calls:
+            if request_id is not None:
+                self._remember(request_id, found[0][start:stop], found[1][start:stop], at)
+
     def _fold_scores(self, state: Any, scored: list) -> None:
         version = self.champion_version
         table: dict[tuple[str, str], int] = {}
-        for champion_right, shadow_right, champion_error, shadow_error in scored:
+        over = 0
+        for champion_right, shadow_right, champion_error, shadow_error, rows_over in scored:
+            over += rows_over
             if champion_right is not None:
                 for c, s in zip(champion_right, shadow_right):
                     key = ("correct" if c else "incorrect", "correct" if s else "incorrect")
                     table[key] = table.get(key, 0) + 1
-            else:
+            elif champion_error is not None:
                 for side, errors in (("champion", champion_error), ("shadow", shadow_error)):
                     finite = [e for e in errors if math.isfinite(e)]
                     if finite:
                         state.histogram("inferwatch_shadow_outcome_error", (version, side),
                                         self.outcome_error_buckets).observe(
                             np.asarray(finite, dtype=np.float64))
+        if over:
+            state.inc("inferwatch_outcomes_unmatched_total", ("rows_over_bound",), over)
         for (champion_result, shadow_result), count in table.items():
             state.inc("inferwatch_shadow_outcomes_total",
                       (version, champion_result, shadow_result), count)
@@ -237,12 +266,15 @@ class Comparison:
         return champion, shadow
 
     def _compare(self, champion: Prediction, shadow: Prediction, agreement: dict,
-                 confusion: dict, differences: dict) -> tuple[list, list] | None:
-        """Fold one batch; returns what outcomes need (both sides' rows) or None."""
-        remembered = None
+                 confusion: dict, differences: dict) -> tuple[list, list] | tuple[()] | None:
+        """Fold one batch: None when the two share no output, else what outcomes need (both
+        sides' rows, or () when no single output holds them)."""
+        remembered: tuple | None = None
+        compared = False
         if champion.classes is not None and shadow.classes is not None:
+            compared = True
             ours = champion.classes.astype(str)
-            theirs = shadow.classes.astype(str)
+            theirs = _in_terms_of(shadow.classes.astype(str), ours)
             same = int(np.count_nonzero(ours == theirs))
             agreement["agree"] += same
             agreement["disagree"] += len(ours) - same
@@ -255,21 +287,63 @@ class Comparison:
             other = shadow.values.get(output)
             if other is None or len(other) != len(values):
                 continue
+            compared = True
             differences.setdefault(output, []).append(
                 np.asarray(other, dtype=np.float64) - np.asarray(values, dtype=np.float64))
             if remembered is None and len(champion.values) == 1:
                 remembered = (np.asarray(values, dtype=np.float64).tolist(),
                               np.asarray(other, dtype=np.float64).tolist())
-        return remembered
+        if not compared:
+            return None
+        return remembered or ()
 
     def _remember(self, request_id: str, champion: list, shadow: list, at: float) -> None:
-        if not champion or not shadow:
+        rows = min(len(champion), len(shadow))
+        if not rows:
             return
+        champion, shadow, size = _pair_fitted(request_id, tuple(champion[:rows]),
+                                              tuple(shadow[:rows]), self.max_bytes)
         with self._lock:
-            self._cache.pop(request_id, None)
-            self._cache[request_id] = (tuple(champion), tuple(shadow), at)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            cache = self._cache
+            old = cache.pop(request_id, None)
+            if old is not None:
+                self._bytes -= old[3]
+            cache[request_id] = (champion, shadow, at, size, rows)
+            self._bytes += size
+            while len(cache) > self.cache_size or (self._bytes > self.max_bytes and
+                                                   len(cache) > 1):
+                self._bytes -= cache.popitem(last=False)[1][3]
+
+
+def _pair_fitted(request_id: str, champion: tuple, shadow: tuple,
+                 max_bytes: int) -> tuple[tuple, tuple, int]:
+    """Both sides' rows within `max_bytes`, by the outcome cache's estimate: a batch larger
+    than the whole bound keeps its first rows (at least one), each side within half."""
+    size = _entry_bytes(request_id, champion, shadow)
+    if size <= max_bytes:
+        return champion, shadow, size
+    kept = min(len(_fitted(request_id, side, None, max_bytes // 2)[0] or ())
+               for side in (champion, shadow))
+    champion, shadow = champion[:max(kept, 1)], shadow[:max(kept, 1)]
+    return champion, shadow, _entry_bytes(request_id, champion, shadow)
+
+
+_BOOL_AS_INT = {"True": "1", "False": "0"}
+_INT_AS_BOOL = {"1": "True", "0": "False"}
+
+
+def _in_terms_of(theirs: np.ndarray, ours: np.ndarray) -> np.ndarray:
+    """The challenger's labels in the champion's words where one answers bools and the
+    other 0/1: the same classes, as outcome scoring counts them (outcomes._same_class)."""
+    ours_bool = bool(np.isin(ours, ("True", "False")).any())
+    theirs_bool = bool(np.isin(theirs, ("True", "False")).any())
+    if ours_bool == theirs_bool:
+        return theirs
+    mapping = _BOOL_AS_INT if theirs_bool else _INT_AS_BOOL
+    out = theirs.astype(object)
+    for old, new in mapping.items():
+        out[theirs == old] = new
+    return out.astype(str)
 
 
 class _Batch(NamedTuple):

@@ -15,14 +15,28 @@ reported as crashed. Either way the next call starts a fresh child.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import multiprocessing
+import multiprocessing.util
 import pickle
 import time
 from typing import Any
 
 _CONTEXT = multiprocessing.get_context("spawn")
 START_TIMEOUT_SECONDS = 120.0  # a child imports the model's stack (numpy, sklearn, ...)
+_exiting = False
+
+
+def _note_exit() -> None:
+    global _exiting
+    _exiting = True
+
+
+# Registered after multiprocessing's own exit handler, so run before it: once that handler
+# has killed the children, a worker must not spawn a new one into a finalising interpreter
+# (the child fails to read its start-up data and prints a traceback).
+atexit.register(_note_exit)
 
 
 def _child_main(conn: Any, model_bytes: bytes) -> None:
@@ -84,6 +98,8 @@ class ProcessRunner:
         """("ok", result, seconds), ("error", exception class name, seconds), or
         ("timeout" | "crashed", None, seconds waited)."""
         if self._process is None or not self._process.is_alive():
+            if _exiting:
+                return "crashed", None, 0.0
             failed = self._start()
             if failed is not None:
                 return failed, None, 0.0
@@ -119,3 +135,8 @@ class ProcessRunner:
     def forget(self) -> None:
         """In a forked child: the parent's process is not ours to kill."""
         self._process = self._conn = None
+
+    @staticmethod
+    def exiting() -> bool:
+        """The interpreter is exiting: its worker stops, and no new child may start."""
+        return _exiting
