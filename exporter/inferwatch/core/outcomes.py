@@ -175,19 +175,23 @@ class OutcomeJoiner:
         if len(truth) != rows and len(truth) != 1 and (classes is not None or
                                                         values is not None):
             return Join(unmatched="shape_mismatch")
+        # Loaded on the first outcome, not with the hot path: the rule data quality reads
+        # missing values by (None, NaN, pd.NA, NaT).
+        from inferwatch.quality.reference import is_missing
+
         kept = len(classes or values or ())
         over = rows - kept if len(truth) == rows else 0
         truth = truth[:kept]
         if classes is not None:
             pairs = [(p, t) for p, t in zip(classes, _broadcast(truth, len(classes)))
-                     if not _is_missing(t)]
+                     if not is_missing(t)]
             correct = sum(1 for p, t in pairs if _same_class(p, _class_text(t)))
             return Join(correct=correct, incorrect=len(pairs) - correct, delay=delay,
                         rows_over_bound=over, missing_labels=len(classes) - len(pairs))
         if values is not None:
             errors, missing = [], 0
             for p, t in zip(values, _broadcast(truth, len(values))):
-                if _is_missing(t):
+                if is_missing(t):
                     missing += 1
                     continue
                 try:
@@ -274,19 +278,6 @@ def _as_rows(y_true: Any) -> list:
 
 def _broadcast(rows: list, n: int) -> list:
     return rows * n if len(rows) == 1 else rows
-
-
-def _is_missing(label: Any) -> bool:
-    """A label not known yet: None, a float NaN (a pandas float column's empty cell), pd.NA.
-
-    >>> [_is_missing(v) for v in (None, float("nan"), np.float32("nan"), 0, "nan")]
-    [True, True, True, False, False]
-    """
-    if label is None:
-        return True
-    if isinstance(label, (float, np.floating)):
-        return bool(label != label)
-    return type(label).__name__ == "NAType"  # pandas' NA, told without importing pandas
 
 
 # Labels a classifier's bools and 0/1 stand for alike (scikit-learn's accuracy_score

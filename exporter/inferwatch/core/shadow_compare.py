@@ -43,7 +43,6 @@ from inferwatch.core.outcomes import (
     _class_text,
     _entry_bytes,
     _fitted,
-    _is_missing,
     _same_class,
 )
 from inferwatch.core.predictions import Prediction, known_class_set, normalize
@@ -137,7 +136,9 @@ class Comparison:
             return None
         over = rows - n if len(truth) == rows > 1 else 0
         truth = truth * n if len(truth) == 1 else truth[:n]
-        known = [i for i, t in enumerate(truth) if not _is_missing(t)]
+        from inferwatch.quality.reference import is_missing  # as the champion's join reads
+
+        known = [i for i, t in enumerate(truth) if not is_missing(t)]
         if len(known) < n:  # rows whose label is not known yet are not judged
             if not known:
                 self._note_over(over)
