@@ -226,6 +226,45 @@ def test_refilled_probability_buffer_mixed_with_other_shapes_is_recorded_per_cal
     assert scraper.value("inferwatch_batch_size_sum") == 90 + 20
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+@pytest.mark.parametrize("path", ["fast", "reference", "request_id", "async"])
+@pytest.mark.parametrize("kind", ["matrix", "masked"])
+def test_refilled_ndarray_subclass_output_is_recorded_per_call(scraper, kind, path):
+    """A runtime refilling one np.matrix or masked output: each call is recorded as it
+    returned, on every path (a subclass was kept by reference and read at drain time)."""
+    buffer = np.asmatrix(np.zeros((1, 1))) if kind == "matrix" else np.ma.masked_array(
+        np.zeros(1), mask=[False])
+
+    def model(x, i):
+        buffer[0] = i / 1000.0
+        return buffer
+
+    options = {}
+    if path == "reference":
+        options["reference"] = inferwatch.Reference.from_data(
+            np.random.default_rng(0).normal(size=(50, 2)))
+    if path == "async":
+        async def async_model(x, i):
+            return model(x, i)
+        wrapped = inferwatch.instrument(async_model, name="m", version="1",
+                                        registry=scraper.registry)
+
+        async def calls():
+            for i in range(1000):
+                await wrapped(np.zeros((1, 2)), i)
+        asyncio.run(calls())
+    else:
+        wrapped = inferwatch.instrument(model, name="m", version="1",
+                                        registry=scraper.registry, **options)
+        keywords = {"request_id": "r"} if path == "request_id" else {}
+        for i in range(1000):
+            wrapped(np.zeros((1, 2)), i, **keywords)
+    buffer[0] = 5.0
+    assert scraper.value("inferwatch_prediction_sum", output="value") == pytest.approx(499.5)
+    assert scraper.value("inferwatch_prediction", output="value",
+                         quantile="0.5") == pytest.approx(0.4995, rel=0.02)
+
+
 def test_reused_input_buffer_keeps_each_calls_missing_values(scraper):
     reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(50, 2)))
     wrapped = inferwatch.instrument(lambda x: 0.5, name="m", version="1", reference=reference,
@@ -484,6 +523,13 @@ def test_xgboost_margins_have_their_own_output(scraper):
     assert scraper.value("inferwatch_prediction_count", output="value") == 8
     assert scraper.value("inferwatch_prediction_count", output="margin") == 8
     assert scraper.value("inferwatch_batch_size_sum") == 16
+    # inplace_predict, from an array as xgboost's serving code calls it, and its margins
+    np.testing.assert_array_equal(model.inplace_predict(x[:8]), booster.inplace_predict(x[:8]))
+    np.testing.assert_array_equal(model.inplace_predict(x[:8], predict_type="margin"),
+                                  booster.inplace_predict(x[:8], predict_type="margin"))
+    assert scraper.value("inferwatch_prediction_count", output="value") == 16
+    assert scraper.value("inferwatch_prediction_count", output="margin") == 16
+    assert scraper.value("inferwatch_batch_size_sum") == 32
 
 
 def _recorded(results: list, drain_each: bool, **options) -> tuple[dict, dict]:

@@ -119,6 +119,14 @@ def _xgboost_sklearn():
     return xgb.XGBClassifier(n_estimators=10).fit(x, y), x[:40], x[:1]
 
 
+def _xgboost_booster():
+    xgb = pytest.importorskip("xgboost")
+    x, y = _iris()
+    booster = xgb.train({"objective": "reg:squarederror"}, xgb.DMatrix(x, label=y),
+                        num_boost_round=5)
+    return booster, x[:40], x[:1]
+
+
 def _catboost():
     catboost = pytest.importorskip("catboost")
     x, y = _iris()
@@ -166,6 +174,8 @@ KINDS = [
     Kind("lightgbm-sklearn", _lightgbm_sklearn, ("predict", "predict_proba"), True),
     Kind("lightgbm-booster", _lightgbm_booster, ("predict",), False),
     Kind("xgboost", _xgboost_sklearn, ("predict", "predict_proba"), True),
+    # A Booster predicts from an array in place (predict wants a DMatrix).
+    Kind("xgboost-booster", _xgboost_booster, ("inplace_predict",), False),
     Kind("catboost", _catboost, ("predict_proba",), True),
     Kind("statsmodels", _statsmodels, ("predict",), False),
     # run() returns a list of output arrays: the first is recorded as output "0".

@@ -27,6 +27,7 @@ from inferwatch import faults
 # at drain time (docs/shapes.md).
 COPY_LIMIT_BYTES = 64 * 1024
 _ndarray = np.ndarray
+_NEVER_ARRAYS = frozenset({float, int, str, bool, dict, list, tuple, type(None)})
 
 
 def snapshot(value: Any) -> Any:
@@ -36,9 +37,10 @@ def snapshot(value: Any) -> Any:
     >>> seen.tolist()
     [0.0, 0.0, 0.0]
     """
-    if value.__class__ is _ndarray and value.nbytes <= COPY_LIMIT_BYTES:
-        return value.copy()
-    return value
+    cls = value.__class__
+    # A subclass too (np.matrix, a masked array, a memmap): its copy keeps its class.
+    is_array = cls is _ndarray or (cls not in _NEVER_ARRAYS and isinstance(value, _ndarray))
+    return value.copy() if is_array and value.nbytes <= COPY_LIMIT_BYTES else value
 
 
 def snapshot_input(value: Any) -> Any:

@@ -46,20 +46,24 @@ from inferwatch.core.tracing import current_trace_id, otel_configured
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-WRAPPED_METHODS = (("predict", False), ("predict_proba", True))
+# inplace_predict: xgboost's Booster predicting straight from an array (no DMatrix), as its
+# serving code does.
+WRAPPED_METHODS = (("predict", False), ("predict_proba", True), ("inplace_predict", False))
 UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
-# Keywords with which xgboost (output_margin) and LightGBM (raw_score) return raw scores
-# instead of probabilities: recorded under their own output, never mixed with probabilities.
+# Keywords with which xgboost (output_margin, or inplace_predict's predict_type="margin") and
+# LightGBM (raw_score) return raw scores instead of probabilities: recorded under their own
+# output, never mixed with probabilities.
 MARGIN_KEYWORDS = ("output_margin", "raw_score")
 MARGIN_OUTPUT = "margin"
 
 
 def _asks_for_margins(kwargs: dict) -> bool:
     try:
-        return any(kwargs.get(k) is True for k in MARGIN_KEYWORDS)
+        return any(kwargs.get(k) is True for k in MARGIN_KEYWORDS) or \
+            kwargs.get("predict_type") == "margin"
     except Exception:  # a hostile mapping: record the call as a plain prediction
         return False
 
@@ -276,7 +280,10 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                 result, start, args, slow.record_with(whole), slow=True)
             if followed is not UNFOLLOWED:
                 return followed
-        recorded, raw = result, None  # raw: a small array's bytes, as on the fast path
+            recorded = snapshot(result)  # an ndarray subclass (np.matrix, masked): copied
+        else:
+            recorded = result
+        raw = None  # a small array's bytes, as on the fast path
         if result.__class__ is ndarray and result.nbytes <= copy_limit:
             if result.dtype.hasobject:
                 recorded = result.copy()
@@ -319,10 +326,12 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                 hand_off(errors, failure)
             raise
         cls = result.__class__
+        recorded = result
         if cls not in plain:
             followed = follow(result, start, args)
             if followed is not UNFOLLOWED:
                 return followed
+            recorded = snapshot(result)  # an ndarray subclass (np.matrix, masked): copied
         if cls is ndarray and result.nbytes <= copy_limit:
             if not result.dtype.hasobject:
                 # Its bytes as the call returned them, read in the drain with the array's
@@ -331,7 +340,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             else:
                 done = (clock() - start, result.copy())
         else:
-            done = (clock() - start, result)
+            done = (clock() - start, recorded)
         if len(pending) < limit:
             append(done)
         else:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -183,6 +184,11 @@ def _text_is_label(settings: Settings) -> bool:
         settings.task == "auto" and settings.classes is not None)
 
 
+def _is_array_subclass(cls: type) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and cls is not numpy.ndarray and issubclass(cls, numpy.ndarray)
+
+
 class Follower:
     """Turns the results of one instrumented callable into streams and text records.
 
@@ -237,7 +243,9 @@ class Follower:
                     self.kinds[cls] = kind
             if kind == "plain" or (kind == "text" and plan.text_is_label):
                 if not plan.generative:
-                    if len(self.plain) < MAX_PLAIN_CLASSES:
+                    # An ndarray subclass stays out of `plain`: the wrappers copy it on
+                    # their way past this follower, as they copy an ndarray on theirs.
+                    if len(self.plain) < MAX_PLAIN_CLASSES and not _is_array_subclass(cls):
                         self.plain.add(cls)
                     return UNFOLLOWED
                 if kind == "text":
