@@ -178,3 +178,21 @@ def test_a_file_is_returned_untouched_and_recorded_as_an_unsupported_output(scra
     assert scraper.value("inferwatch_invalid_predictions_total", reason="unsupported_type") == 1
     assert scraper.value("inferwatch_stream_items_count") is None
     assert result.read() == b"RIFF....WAVE"  # the drain read none of it
+
+
+@pytest.mark.parametrize("make", [Stream, AsyncStream])
+def test_attributes_set_on_a_followed_stream_are_the_streams(scraper, make):
+    """Setting or deleting an attribute on what the call returned reaches the stream, as
+    it would unwrapped; the proxy's own figures are not the stream's to touch."""
+    client = inferwatch.instrument(lambda: make(chunks()), name="gpt", registry=scraper.registry)
+    stream = client()
+    raw = object.__getattribute__(stream, "_stream")
+    assert raw is not stream
+    stream.timeout = 2.5
+    stream.response = "replaced"
+    assert (raw.timeout, raw.response) == (2.5, "replaced")
+    assert (stream.timeout, stream.response) == (2.5, "replaced")
+    del stream.timeout
+    assert not hasattr(raw, "timeout") and not hasattr(stream, "timeout")
+    with pytest.raises(AttributeError):
+        del stream.never_set

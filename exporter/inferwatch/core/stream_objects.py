@@ -109,6 +109,20 @@ class _Proxy:
         wrap = self._INTERCEPTED.get(name)
         return value if wrap is None else wrap(self, value)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The proxy's own figures stay here; any other attribute is the stream's, as a
+        # caller setting one on the unwrapped stream (a timeout, a flag) would expect.
+        if name in _Proxy.__slots__:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._stream, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _Proxy.__slots__:
+            object.__delattr__(self, name)
+        else:
+            delattr(self._stream, name)
+
     def __del__(self) -> None:
         try:
             self._end(CANCELLED, None)
