@@ -8,6 +8,7 @@ escape every rule. :func:`named_fields` converts the containers model servers us
 - polars DataFrame: a list of row records; Series: a list of its values
 - dataclass, attrs class, namedtuple, pydantic model (v1 or v2): a mapping of its fields
 - numpy structured array or record: row records (a plain array stays a list of numbers)
+- scipy.sparse matrix or array: each row's non-zero entries, ``{column index: value}``
 - bytes in UTF-8, and text holding a JSON object or array: the parsed value
 
 Anything else with no plain JSON form (an arbitrary object, bytes that are not UTF-8) is
@@ -39,6 +40,9 @@ import uuid
 
 # A JSON object or array, perhaps after white space: the only text worth parsing.
 _JSON_CONTAINER = re.compile(r"\s*[\[{]")
+# A sparse matrix is sized as the CSR form its rows are read from, with 8-byte column
+# indices and row pointers: known from its shape and entry count before anything is built.
+SPARSE_INDEX_BYTES = 8
 
 
 class Unstructured(Exception):
@@ -83,8 +87,9 @@ def named_fields(value: object, max_bytes: int = 1 << 20) -> object:
     """`value` as plain containers: mappings of named fields, lists, strings and numbers.
 
     The result may still hold non-JSON leaves (numpy scalars, nested objects): the caller
-    cleans it recursively. Raises :class:`Unstructured` for bytes that are not UTF-8 text
-    and :class:`NotConverted` for a value this module does not know.
+    cleans it recursively. A scipy.sparse matrix larger than `max_bytes` becomes a marker
+    (see :func:`sparse_rows`). Raises :class:`Unstructured` for bytes that are not UTF-8
+    text and :class:`NotConverted` for a value this module does not know.
 
     >>> import numpy as np
     >>> people = np.array([("ann", 41)], dtype=[("name", "U8"), ("age", "i4")])
@@ -106,7 +111,7 @@ def named_fields(value: object, max_bytes: int = 1 << 20) -> object:
     attributes = getattr(type(value), "__attrs_attrs__", None)
     if attributes is not None and not isinstance(value, type):
         return {a.name: getattr(value, a.name) for a in attributes}
-    converted = _from_library(value)
+    converted = _from_library(value, max_bytes)
     if converted is not NotImplemented:
         return converted
     if isinstance(value, enum.Enum):
@@ -118,12 +123,14 @@ def named_fields(value: object, max_bytes: int = 1 << 20) -> object:
     raise NotConverted(type_name(value))
 
 
-def _from_library(value: object) -> object:
+def _from_library(value: object, max_bytes: int) -> object:
     # Only libraries already imported can have made `value`: nothing is imported here.
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, (numpy.ndarray, numpy.void)) \
             and value.dtype.names:
         return _records(value)
+    if is_sparse(value):
+        return sparse_rows(value, max_bytes)
     pandas = sys.modules.get("pandas")
     if pandas is not None:
         if isinstance(value, pandas.DataFrame):
@@ -155,3 +162,53 @@ def _records(value: object) -> object:
     if value.ndim == 0:  # type: ignore[attr-defined]
         return {name: value[name] for name in names}  # type: ignore[index]
     return [{name: row[name] for name in names} for row in value.reshape(-1)]  # type: ignore
+
+
+def is_sparse(value: object) -> bool:
+    """Whether `value` is a scipy.sparse matrix or array, told without importing scipy.
+
+    >>> is_sparse([[0.0, 1.5]])
+    False
+    """
+    # Not imported: a matrix exists only once scipy.sparse is loaded.
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and bool(sparse.issparse(value))
+
+
+def sparse_rows(matrix: object, max_bytes: int = 1 << 20) -> object:
+    """A scipy.sparse matrix or array as the non-zero entries of each row.
+
+    A 2-D matrix becomes a list with one ``{column index: value}`` mapping per row, in row
+    order (an empty mapping for a row of zeros), as a dense array becomes a list of rows; a
+    1-D array becomes one mapping. Explicit zeros are left out and duplicate entries
+    summed, as scipy reads them. The matrix is never made dense: one whose CSR form
+    (``SPARSE_INDEX_BYTES`` per column index and row pointer) passes `max_bytes` becomes
+    ``{"truncated": "sparse", "nnz": ..., "shape": [...], "dtype": ...}``. Raises
+    :class:`Unstructured` for an array of more than 2 dimensions.
+
+    >>> from scipy.sparse import csr_matrix
+    >>> sparse_rows(csr_matrix([[0.0, 1.5, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]]))
+    [{1: 1.5, 3: 2.0}, {}]
+    >>> sparse_rows(csr_matrix([[1.0] * 100]), max_bytes=1024)
+    {'truncated': 'sparse', 'nnz': 100, 'shape': [1, 100], 'dtype': 'float64'}
+    """
+    shape = [int(n) for n in matrix.shape]  # type: ignore[attr-defined]
+    if len(shape) not in (1, 2):
+        raise Unstructured("unsupported_type", type_name(matrix))
+    rows = shape[0] if len(shape) == 2 else 1
+    nnz = int(matrix.nnz)  # type: ignore[attr-defined]
+    dtype = matrix.dtype  # type: ignore[attr-defined]
+    if nnz * (dtype.itemsize + SPARSE_INDEX_BYTES) + (rows + 1) * SPARSE_INDEX_BYTES \
+            > max_bytes:
+        return {"truncated": "sparse", "nnz": nnz, "shape": shape, "dtype": str(dtype)}
+    csr = matrix.tocsr()  # type: ignore[attr-defined]
+    if not csr.has_canonical_format:
+        # Summed on a copy: the caller's matrix is read, never changed.
+        csr = csr.copy()
+        csr.sum_duplicates()
+    bounds = csr.indptr.tolist()
+    columns = csr.indices.tolist()
+    values = csr.data.tolist()
+    by_row = [{columns[k]: values[k] for k in range(start, end) if values[k] != 0}
+              for start, end in zip(bounds, bounds[1:])]
+    return by_row if len(shape) == 2 else by_row[0]

@@ -103,10 +103,10 @@ class EventLog:
     (default 64 KiB, at most `rotate_bytes`), `queue_size` the events waiting for the writer.
     Exception messages are stored only with ``error_messages=True``: they often quote
     user data. Inputs and outputs are stored as named fields (DataFrames, dataclasses,
-    pydantic models, structured arrays, JSON text: see :mod:`inferwatch.events.fields`);
-    a value with no such form is replaced by a marker and counted in
-    ``inferwatch_event_values_dropped_total{reason}``, never written as its ``str()``,
-    unless ``keep_unstructured=True``.
+    pydantic models, structured arrays, sparse matrices by column, JSON text: see
+    :mod:`inferwatch.events.fields`); a value with no such form is replaced by a marker
+    and counted in ``inferwatch_event_values_dropped_total{reason}``, never written as its
+    ``str()``, unless ``keep_unstructured=True``.
 
     >>> EventLog("events.txt")
     Traceback (most recent call last):

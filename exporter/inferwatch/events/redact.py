@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from inferwatch.events.fields import (
     NotConverted,
     Unstructured,
+    is_sparse,
     named_fields,
     parse_json_text,
     type_name,
@@ -67,15 +68,15 @@ def clean(value: object, *, max_array_bytes: int = 1 << 20, keep_unstructured: b
     """A copy of `value` made of plain JSON values (dict, list, str, int, float, bool, None).
 
     Containers become named fields first (a DataFrame, a dataclass, a pydantic model, a
-    structured array, JSON text or UTF-8 bytes: see :mod:`inferwatch.events.fields`), so
-    redaction can find them. Strings and keys lose their control characters; NaN and
-    infinities become the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (strict JSON
-    has no such numbers); arrays larger than `max_array_bytes`, containers nested deeper
-    than 32 levels or holding more than 100,000 items, and ints of more than 640 digits are
-    replaced by a small marker saying what was there. A value with no JSON form (an
-    arbitrary object, non-UTF-8 bytes) is replaced by ``{"dropped": reason, "type": ...}``
-    and counted by reason in `dropped`, unless `keep_unstructured` asks for its ``str()``
-    instead.
+    structured array, a scipy.sparse matrix, JSON text or UTF-8 bytes: see
+    :mod:`inferwatch.events.fields`), so redaction can find them. Strings and keys lose
+    their control characters; NaN and infinities become the strings ``"NaN"``,
+    ``"Infinity"`` and ``"-Infinity"`` (strict JSON has no such numbers); arrays larger than
+    `max_array_bytes`, containers nested deeper than 32 levels or holding more than 100,000
+    items, and ints of more than 640 digits are replaced by a small marker saying what was
+    there. A value with no JSON form (an arbitrary object, non-UTF-8 bytes) is replaced by
+    ``{"dropped": reason, "type": ...}`` and counted by reason in `dropped`, unless
+    `keep_unstructured` asks for its ``str()`` instead.
 
     >>> import numpy as np
     >>> clean({"x": np.array([1.5, np.nan]), 3: np.int64(7), "t\\n": ("a\\rb",)})
@@ -112,7 +113,9 @@ class _Cleaner:
         if depth >= MAX_DEPTH:
             return {"truncated": "depth"}
         depth += 1
-        if isinstance(value, Mapping):
+        # A scipy.sparse DOK matrix is a dict keyed by (row, column): read by rows, as the
+        # other sparse formats are, not as a mapping.
+        if isinstance(value, Mapping) and (kind is dict or not is_sparse(value)):
             if len(value) > MAX_ITEMS:
                 return {"truncated": "mapping", "length": len(value)}
             out = {}
