@@ -162,6 +162,7 @@ class FakeNVML:
         self.refcount = 0  # NVML's own init reference count
         self.generation = 0  # bumped by every first init: handles of older ones are stale
         self.live_sets: set[int] = set()
+        self._on_bus: list[FakeGpu] | None = None  # what plug() put there, not yet seen
         self._set_devices: dict[int, set[int]] = {}
         self._broken_sets: set[int] = set()
         self._next_set = _EVENT_SET_BASE
@@ -183,6 +184,18 @@ class FakeNVML:
         monkeypatch.setattr(pynvml, "_nvmlGetFunctionPointer_cache", {})  # type: ignore
         monkeypatch.setattr(pynvml, "_nvmlLib_refcount", 0)  # type: ignore[attr-defined]
         return self
+
+    def plug(self, gpus: list[FakeGpu]) -> None:
+        """Put these devices on the bus instead of the current ones.
+
+        NVML enumerates devices when its init count goes from 0 to 1, so the new devices
+        are seen only from the next ``nvmlInit`` after every init was shut down. Until
+        then a device taken off the bus answers GPU_IS_LOST, as a GPU that fell off it.
+        """
+        for gpu in self.gpus:
+            if all(gpu is not kept for kept in gpus):
+                gpu.lost = True
+        self._on_bus = list(gpus)
 
     def hang(self, symbol: str) -> Hang:
         """Make every call of `symbol` block until the returned hang is released."""
@@ -273,6 +286,8 @@ class FakeNVML:
             raise _error(pynvml.NVMLError_DriverNotLoaded)
         if self.refcount == 0:
             self.generation += 1
+            if self._on_bus is not None:  # enumerate the bus again
+                self.gpus, self._on_bus = self._on_bus, None
         self.refcount += 1
 
     def c_nvmlShutdown(self) -> None:

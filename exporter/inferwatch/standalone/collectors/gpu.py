@@ -4,7 +4,10 @@ Failures stay as small as they can:
 
 - no NVML library, or NVML sees no device: the collector does not apply. It says so once
   in the log, reports success with ``inferwatch_gpu_devices 0``, and looks again now and
-  then (with backoff) in case a driver arrives;
+  then (with backoff) in case a driver or a GPU arrives;
+- NVML up but no device that answers (none counted, or every one lost): NVML enumerates
+  devices only at init, so it is shut down and initialized anew on the same backoff, and
+  a GPU that arrived meanwhile is exported from the first scrape after that;
 - NVML present and failing (init or the device count fails): the collector fails, shuts
   NVML down and retries with backoff;
 - a lost device (GPU_IS_LOST, RESET_REQUIRED, or no handle / uuid at all): that device's
@@ -52,6 +55,9 @@ log = logging.getLogger("inferwatch.standalone.gpu")
 MAX_ERROR_SERIES = 1024
 # Per-process series fold into pid="__other__" past this many in one scrape.
 MAX_PROCESS_SERIES = 512
+# What nvmlShutdown answers when NVML holds no init of ours: a driver that went away, or
+# an init count already back at 0.
+NOTHING_HELD = ("NVMLError_Uninitialized", "NVMLError_DriverNotLoaded")
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,9 @@ class GpuCollector(Collector):
         self._init_error = ""
         self._applies = True
         self._said_no_devices = False
+        self._inits_held = 0  # nvmlInit calls not yet given back: 0 or 1
+        # NVML is held but no GPU answers: it is restarted at _next_init.
+        self._looking = False
         self._driver_version = ""
         self._devices: dict[int, _Device] = {}
         # Last uuid seen per index: a lost device keeps the labels of its series.
@@ -160,7 +169,8 @@ class GpuCollector(Collector):
                 metrics.add("inferwatch_gpu_nvml_errors_total",
                             {"gpu": gpu, "uuid": uuid, "field": failed_field, "reason": why},
                             total)
-            self._retry_delay = self._retry_initial
+            self._look_again_while_none_answers(
+                count, sum(index not in self._down for index in range(count)))
             return metrics.families()
 
     def start(self) -> None:
@@ -192,7 +202,12 @@ class GpuCollector(Collector):
     def _ensure_init(self) -> ModuleType | None:
         """The initialized binding; None when this host has no NVML library."""
         if self._nvml is not None:
-            return self._nvml
+            if not self._restart_due():
+                return self._nvml
+            # NVML enumerates devices only at init: a GPU that arrived since is seen only
+            # by a new one.
+            log.debug("no GPU answers NVML: restarting it to enumerate devices anew")
+            self._release(self._nvml)
         now = self._clock()
         if now < self._next_init:
             if not self._applies:
@@ -206,7 +221,7 @@ class GpuCollector(Collector):
         except ImportError as exc:
             raise self._init_failed(now, f"cannot import pynvml: {exc}") from exc
         try:
-            nvml.nvmlInit()
+            self._init(nvml)
         except nvml.NVMLError as exc:
             if type(exc).__name__ == "NVMLError_LibraryNotFound":
                 self._not_applicable(now)
@@ -221,13 +236,14 @@ class GpuCollector(Collector):
         if reading.errors:
             # A failure after a successful init must release it, or NVML's init count grows
             # on every scrape.
-            with contextlib.suppress(nvml.NVMLError):
-                nvml.nvmlShutdown()
+            self._shutdown(nvml)
             raise self._init_failed(now, f"nvmlSystemGetDriverVersion: {reading.errors[0][1]}")
         self._driver_version = text(version or "")
         self._applies = True
         self._nvml = nvml
-        log.info("NVML initialized (driver %s)", self._driver_version or "unknown")
+        # A restart that looks for GPUs recurs for as long as there are none: said quietly.
+        log.log(logging.DEBUG if self._looking else logging.INFO, "NVML initialized (driver %s)",
+                self._driver_version or "unknown")
         return nvml
 
     def _device_count(self, nvml: ModuleType) -> int:
@@ -243,6 +259,52 @@ class GpuCollector(Collector):
             log.info("NVML sees no GPU: the gpu collector does not apply on this host and "
                      "reports inferwatch_gpu_devices 0")
         return count
+
+    def _init(self, nvml: ModuleType) -> None:
+        """nvmlInit, unless an init whose shutdown failed is still held: NVML counts inits,
+        and one more on every retry would never all be given back."""
+        self._shutdown(nvml)
+        if self._inits_held == 0:
+            nvml.nvmlInit()
+            self._inits_held = 1
+
+    def _shutdown(self, nvml: ModuleType) -> None:
+        """Give back the init this collector holds. A failed shutdown leaves it held, to be
+        tried again before the next init; NVML enumerates devices anew only once every
+        init is given back."""
+        if self._inits_held == 0:
+            return
+        try:
+            nvml.nvmlShutdown()
+        except nvml.NVMLError as exc:
+            if type(exc).__name__ not in NOTHING_HELD:
+                log.warning("nvmlShutdown failed (%s); tried again before the next nvmlInit",
+                            exc)
+                return
+        self._inits_held = 0
+
+    def _restart_due(self) -> bool:
+        return self._looking and self._clock() >= self._next_init
+
+    def _look_again_while_none_answers(self, count: int, answering: int) -> None:
+        """Schedule a restart of NVML, with backoff, while no GPU answers; call it off
+        once one does. Restarting while some GPU still answers would cost its handles and
+        Xid registration for nothing, so one lost GPU among others only reads as down."""
+        if answering:
+            if self._looking:
+                log.info("NVML sees %d GPU(s) that answer", answering)
+            self._looking = False
+            self._said_no_devices = False  # should they all go, it is said again
+            self._retry_delay = self._retry_initial
+            return
+        now = self._clock()
+        if self._looking and now < self._next_init:
+            return  # a restart is already scheduled
+        delay = self._schedule_retry(now)
+        if count and not self._looking:
+            log.info("none of the %d GPU(s) NVML counts answers: NVML is restarted in "
+                     "%.0fs, and then with backoff, to enumerate devices anew", count, delay)
+        self._looking = True
 
     def _not_applicable(self, now: float) -> None:
         if self._applies or not self._init_error:
@@ -267,13 +329,13 @@ class GpuCollector(Collector):
     def _release(self, nvml: ModuleType) -> None:
         # Release what we hold; a driver that already went away has nothing to release.
         self._xid.reset(nvml)
-        with contextlib.suppress(nvml.NVMLError):
-            nvml.nvmlShutdown()
+        self._shutdown(nvml)
         self._nvml = None
         self._devices.clear()
         # A restarted NVML may number the devices anew: index 1 may be another GPU.
         self._uuids.clear()
         self._down.clear()
+        self._said.clear()
 
     # --- one device -----------------------------------------------------------------------
 
