@@ -228,3 +228,22 @@ def test_repeated_arrivals_and_departures_leak_no_init_and_no_event_set(
     assert fake.calls[INIT] == 11
     collector.close()
     assert fake.refcount == 0 and fake.live_sets == set()
+
+
+def test_a_gpu_found_by_a_restart_registers_for_xid_events_at_once(
+        monkeypatch: pytest.MonkeyPatch, clock: Clock, collector: GpuCollector) -> None:
+    """The Xid registration backoff of a device is not inherited by the GPU a restart
+    finds at its index."""
+    broken = FakeGpu(uuid="GPU-old", fail={"nvmlDeviceRegisterEvents": pynvml.NVMLError_Unknown})
+    fake = FakeNVML([broken]).install(monkeypatch)
+    for _ in range(4):  # each failed registration doubles its wait, in scrapes
+        scrape(collector)
+    fake.plug([FakeGpu(uuid="GPU-new")])
+    scrape(collector)  # every GPU lost: a restart is scheduled
+    clock.now += 10
+    result = scrape(collector)
+    assert ups(result) == {"GPU-new": 1}
+    assert fake.registered() == {0}
+    fake.emit_xid(0, 79)
+    assert scrape(collector)[("inferwatch_gpu_xid_errors_total", frozenset(
+        {"gpu": "0", "uuid": "GPU-new", "xid": "79"}.items()))] == 1

@@ -58,6 +58,9 @@ class XidWatcher:
         self._unavailable = ""
         self._registered.clear()
         self._skipped.clear()
+        # A restarted NVML may number another GPU at an index: it starts without the
+        # registration backoff of the device that held that index before.
+        self._retry.clear()
 
     def drain(self, nvml: ModuleType, uuids: dict[int, str]) -> None:
         """Count pending events; a failed wait marks the set for rebuilding."""
