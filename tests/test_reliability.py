@@ -243,6 +243,48 @@ def test_pending_calls_holding_wide_inputs_are_bounded_in_bytes(scraper):
         assert mon.pending() == 5000
 
 
+@pytest.mark.parametrize("held", ["dataframe input", "large array result", "list input"])
+def test_pending_calls_holding_objects_kept_by_reference_are_bounded_in_bytes(scraper, held):
+    """What a waiting call keeps by reference (a DataFrame input with a reference profile,
+    an array result past the copy limit, a list of rows) counts toward max_pending_bytes
+    as an array copied for it does: the bound in calls shrinks to fit."""
+    pd = pytest.importorskip("pandas")
+    columns = [f"f{i}" for i in range(40)]
+    reference = inferwatch.Reference.from_data(
+        pd.DataFrame(np.random.default_rng(0).normal(size=(50, 40)), columns=columns))
+    if held == "dataframe input":
+        frame = pd.DataFrame(np.zeros((200, 40)), columns=columns)  # 64,000 bytes of values
+        model = inferwatch.instrument(lambda x: 1.0, name="m", version="1",
+                                      reference=reference, max_pending_bytes=2 * 1024 * 1024,
+                                      registry=scraper.registry)
+        call, each = (lambda: model(frame)), 64_000
+    elif held == "list input":
+        rows = [[0.0] * 40 for _ in range(200)]  # about 64,000 bytes of Python floats and lists
+        model = inferwatch.instrument(lambda x: 1.0, name="m", version="1",
+                                      reference=reference, max_pending_bytes=2 * 1024 * 1024,
+                                      registry=scraper.registry)
+        call, each = (lambda: model(rows)), 200 * 40 * 8
+    else:
+        model = inferwatch.instrument(lambda x: np.zeros(10_000), name="m", version="1",
+                                      max_pending_bytes=2 * 1024 * 1024,
+                                      registry=scraper.registry)
+        call, each = (lambda: model(0)), 80_000
+    scraper.registry.close()  # no background drain
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    for _ in range(10):
+        call()
+    mon.drain()  # learns what a call holds
+    at_most = 2 * 1024 * 1024 // each
+    with mon._lock:  # a stalled drain
+        for _ in range(1000):
+            call()
+        assert 8 <= mon.pending() <= at_most
+    mon.drain()
+    dropped = scraper.value("inferwatch_calls_dropped_total")
+    assert scraper.value("inferwatch_requests_total", outcome="ok") + dropped == 1010
+    assert dropped >= 1000 - at_most
+
+
 @pytest.mark.parametrize("later_max_pending", [800, 4000])
 def test_a_max_pending_configured_after_instrument_bounds_the_calls_already_wrapped(
         scraper, later_max_pending):

@@ -12,8 +12,11 @@ copied now and the rest read then (docs/shapes.md says what is captured when).
 
 from __future__ import annotations
 
+import collections
 import inspect
-from collections.abc import Callable
+import operator
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,8 @@ from inferwatch import faults
 # at drain time (docs/shapes.md).
 COPY_LIMIT_BYTES = 64 * 1024
 _ndarray = np.ndarray
+_NBYTES = operator.attrgetter("nbytes")
+_SAMPLED_ITEMS = 64  # of a list, sized to stand for the rest
 _NEVER_ARRAYS = frozenset({float, int, str, bool, dict, list, tuple, type(None)})
 
 
@@ -113,3 +118,56 @@ def call_input(args: tuple, position: int, one_feed: bool) -> Any:
     if one_feed and value.__class__ is dict and len(value) == 1:
         return next(iter(value.values()))
     return value
+
+
+def held_bytes(objects: Sequence[Any], kinds: set[type] | None = None) -> int:
+    """About how many bytes `objects` (inputs and results kept until the drain) hold.
+
+    numpy arrays count exactly; of every other class one object is sized and stands for
+    the others of its class (a drain's inputs are nearly always alike), so a drain of many
+    DataFrames sizes one. What cannot be sized counts nothing. `kinds`: the classes of
+    `objects`, when the caller has them.
+
+    >>> held_bytes([np.zeros(10), np.zeros(5)])
+    120
+    >>> held_bytes([[0.5] * 10] * 3) == 3 * held_bytes([[0.5] * 10])
+    True
+    """
+    kinds = set(map(type, objects)) if kinds is None else kinds
+    if len(kinds) == 1:  # the usual drain: one object sized, in C for arrays
+        (cls,) = kinds
+        if cls is _ndarray:
+            return sum(map(_NBYTES, objects))
+        return len(objects) * _object_bytes(objects[0])
+    counts = collections.Counter(map(type, objects))  # in C, as the classes above
+    total = 0
+    for cls, count in counts.items():
+        if cls is _ndarray:
+            total += sum(map(_NBYTES, (o for o in objects if o.__class__ is _ndarray)))
+        else:
+            total += count * _object_bytes(next(o for o in objects if o.__class__ is cls))
+    return total
+
+
+def _object_bytes(value: Any, depth: int = 0) -> int:
+    """The bytes one kept object holds, for the containers inputs and results come in."""
+    try:
+        if isinstance(value, _ndarray):  # a subclass
+            return int(value.nbytes)
+        if hasattr(value, "element_size") and hasattr(value, "nelement"):  # a torch tensor
+            return int(value.element_size() * value.nelement())
+        if hasattr(value, "memory_usage") and hasattr(value, "columns"):  # pandas DataFrame
+            return int(value.memory_usage(index=True, deep=False).sum())
+        if hasattr(value, "estimated_size"):  # polars
+            return int(value.estimated_size())
+        if hasattr(value, "nbytes"):  # a pandas Series, an Arrow array
+            return int(value.nbytes)
+        if hasattr(value, "indptr") and hasattr(value, "data"):  # scipy.sparse CSR / CSC
+            return int(value.data.nbytes + value.indices.nbytes + value.indptr.nbytes)
+        if isinstance(value, (list, tuple)) and depth < 2:  # rows of numbers, one level down
+            sample = value[:_SAMPLED_ITEMS]
+            items = sum(_object_bytes(item, depth + 1) for item in sample)
+            return sys.getsizeof(value) + items * len(value) // max(1, len(sample))
+        return sys.getsizeof(value)
+    except Exception:  # a hostile or half-built object: it counts nothing rather than fail
+        return 0

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.call_input import held_bytes
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.options import Settings
 from inferwatch.core.outcomes import OutcomeJoiner, joinable_labels
@@ -817,7 +818,7 @@ class Monitor:
             call_durations, results, kept, stacked = _call_columns(pending)
             inputs.extend(kept)
             durations.extend(call_durations)
-            kept_bytes += sum(k.nbytes for k in kept if k.__class__ is _ndarray)
+            kept_bytes += held_bytes(kept)  # DataFrames and tensors too, by estimate
             if stacked is not None:  # arrays of one shape and dtype: already one array
                 array, shape = stacked
                 kept_bytes += array.nbytes
@@ -827,6 +828,9 @@ class Monitor:
                 results = list(array.reshape((len(pending), *shape)))  # to be sliced
             whole: dict[int, int] = {}
             kinds = set(map(type, results))  # in C; cutting arrays keeps their class
+            # What results held while they waited: arrays past the copy limit, frames,
+            # tensors (a drain of one kind sizes one of them).
+            kept_bytes += held_bytes(results, kinds)
             if rest is not None:
                 results, whole = _first_slices(results, probabilities, rest, kinds)
             first = len(predictions.batch_sizes)

@@ -124,7 +124,8 @@ class Settings:
     # a call, plus a numpy result or input kept for it (see max_pending_bytes).
     max_pending: int = 1_000_000
     # The same bound in bytes. A pending call holds about 100 bytes and any numpy result or
-    # input kept for it (up to COPY_LIMIT_BYTES each): after each drain, the bound in calls
+    # input kept for it (up to COPY_LIMIT_BYTES each), or kept by reference (a larger array,
+    # a DataFrame, a tensor: call_input.held_bytes): after each drain, the bound in calls
     # shrinks so that as many calls as the last drain's held fit here.
     max_pending_bytes: int = 256 * 1024 * 1024
     # The background drain folds a monitor's pending calls once this many wait, or once
