@@ -15,9 +15,11 @@ sent, the outcome is what the client got: an exception after it (a Starlette bac
 task that fails) is re-raised unchanged but is not the request's error. The response ends
 with its last ``http.response.body`` (or ``http.response.zerocopysend``) message, or with
 an ``http.response.pathsend`` (a file the server sends itself, where it offers that
-extension). Paths that match no model (and ``exclude_paths``, by default ``/metrics``)
-pass straight through. A fault of ours never reaches the app: it is
-counted in ``inferwatch_internal_errors_total{component="middleware"}``.
+extension). A WSGI body made by the server's ``wsgi.file_wrapper`` goes back to the
+server as it is, so that it still sends the file itself (gunicorn by ``os.sendfile``); that
+response ends when the server closes the body. Paths that match no model (and
+``exclude_paths``, by default ``/metrics``) pass straight through. A fault of ours never
+reaches the app: it is counted in ``inferwatch_internal_errors_total{component="middleware"}``.
 
 Streaming responses (an ASGI body sent in several messages, server-sent events, a WSGI body
 that is an iterator rather than a list) are also recorded as streams: time to first body byte
@@ -464,6 +466,8 @@ class WSGIInstrumentMiddleware:
         except BaseException as exc:
             _finish(request, exc.__class__, None)
             raise
+        if _is_server_file(body, environ) and _ServerFile.watch(body, request, environ, status):
+            return body  # the server's own object, so that it still sends the file itself
         return _WatchedBody(body, request, environ, status)
 
     def _begin(self, environ: dict[str, Any]) -> Request | None:
@@ -528,17 +532,98 @@ class _WatchedBody:
 
     def _end(self, error_type: type | None, cancelled: bool = False) -> None:
         request, self._request = self._request, None
-        if request is None:
-            return
-        if error_type is None and not cancelled:
-            error_type = _outcome(self._status[0])
-            if error_type is not None:
-                error_type = self._environ.get(ERROR_TYPE_ENVIRON_KEY) or error_type
-        clock = self._clock
-        # Streamed: several chunks (werkzeug wraps even a one-chunk body in an iterator).
-        streamed = clock is not None and (clock.items > 1 or cancelled)
-        _stream_end(request, clock if streamed else None, cancelled, error_type)
-        _finish(request, error_type, None)
+        if request is not None:
+            _end_response(request, self._status[0], self._environ, self._clock, error_type,
+                          cancelled)
+
+
+def _is_server_file(body: object, environ: Mapping[str, Any]) -> bool:
+    """Whether `body` came from the server's ``wsgi.file_wrapper``, which the server knows
+    by its class (gunicorn, wsgiref and waitress check it) and then sends itself: gunicorn
+    by ``os.sendfile``, without reading the file in Python.
+
+    >>> from wsgiref.util import FileWrapper
+    >>> import io
+    >>> environ = {"wsgi.file_wrapper": FileWrapper}
+    >>> _is_server_file(FileWrapper(io.BytesIO(b"x")), environ), _is_server_file([b"x"], environ)
+    (True, False)
+    """
+    try:
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        # Only a class tells its objects apart; what a function returns cannot be known.
+        return isinstance(file_wrapper, type) and isinstance(body, file_wrapper)
+    except Exception as exc:  # an odd __instancecheck__: the body is wrapped as any other
+        faults.record(_COMPONENT, exc)
+        return False
+
+
+class _ServerFile:
+    """Ends the request of a file the server sends itself when the server closes it.
+
+    Wrapped, the file would hide from the server, which would then read and write it in
+    Python chunks: the server gets its own object back (PEP 3333 asks middleware to pass it
+    through), and only its ``close`` is replaced, by one that closes the file and then ends
+    the request. A server calls ``close()`` once it is done with a body, whether it sent
+    the file itself, iterated it, never iterated it, or failed mid-file.
+    """
+
+    __slots__ = ("_close", "_environ", "_request", "_status")
+
+    def __init__(self, close: Callable[[], Any] | None, request: Request,
+                 environ: dict[str, Any], status: list[int]) -> None:
+        self._close = close
+        self._request: Request | None = request
+        self._environ = environ
+        self._status = status
+
+    @classmethod
+    def watch(cls, body: Any, request: Request, environ: dict[str, Any],
+              status: list[int]) -> bool:
+        """Make `body`'s ``close`` end `request`; False when `body` takes no attribute of
+        ours (a class with ``__slots__``, a C type): then it is wrapped as any other body."""
+        try:
+            watcher = cls(getattr(body, "close", None), request, environ, status)
+            body.close = watcher.close
+        except (AttributeError, TypeError):
+            return False
+        except Exception as exc:
+            faults.record(_COMPONENT, exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        # The server closes the body as an exception goes through it when sending failed
+        # (a client gone mid-file): the client did not get the whole file.
+        cancelled = _sending_failed()
+        try:
+            if self._close is not None:
+                self._close()
+        finally:
+            request, self._request = self._request, None
+            if request is not None:  # a second close() closes the file only
+                _end_response(request, self._status[0], self._environ, None, None, cancelled)
+
+
+def _sending_failed() -> bool:
+    """Whether an exception is on its way through the caller, as when a server closes a body
+    in a ``finally`` or an ``except`` after failing to send it. An iteration's end is none:
+    a server driving the body by hand closes it after a StopIteration."""
+    error = sys.exc_info()[1]
+    return error is not None and not isinstance(error, (StopIteration, StopAsyncIteration))
+
+
+def _end_response(request: Request, status: int, environ: Mapping[str, Any],
+                  clock: ItemClock | None, error_type: type | None, cancelled: bool) -> None:
+    """End a WSGI request once the server is done with its body: its outcome from `status`
+    (or `error_type`), its stream's figures when the body came in several chunks."""
+    if error_type is None and not cancelled:
+        error_type = _outcome(status)
+        if error_type is not None:
+            error_type = environ.get(ERROR_TYPE_ENVIRON_KEY) or error_type
+    # Streamed: several chunks (werkzeug wraps even a one-chunk body in an iterator).
+    streamed = clock is not None and (clock.items > 1 or cancelled)
+    _stream_end(request, clock if streamed else None, cancelled, error_type)
+    _finish(request, error_type, None)
 
 
 def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> None:
