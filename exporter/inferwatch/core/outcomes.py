@@ -12,6 +12,18 @@ single rows take about 18 MB and batch entries stop at the 32 MiB default. Ids t
 already joined are remembered in a second bounded set, inside the same byte budget, so an
 outcome that arrives twice is reported, not counted twice.
 
+A regressor of several outputs (scikit-learn's ``MultiOutputRegressor``, a model fit on a 2-D
+``y``, an ``(n, k)`` float array, a dict of named float outputs) keeps each row as a tuple of
+its k values, in the order the model returned its outputs; the byte estimate counts the
+tuple and each value (about 48 + 32k bytes a row: a 64-row batch of two outputs takes about
+7.5 KB), so the bound holds for any k. Its outcome gives k targets per row, in that order
+(a 2-D ``(n, k)`` table, or one row of k, which judges every row as one label does), and
+each target is judged against its own output: ``inferwatch_outcome_error`` observes one
+absolute error per target, so its sum over its count is the mean absolute error over every
+output. A missing target is skipped and counted as one ``missing_label``, the row's other
+targets are judged; a row of another width, or a dict of targets (outputs are joined by
+order, not by name), counts ``shape_mismatch``.
+
 >>> joiner = OutcomeJoiner()
 >>> joiner.remember("r-1", ("fraud",), None, at=100.0)
 >>> joiner.join("r-1", "fraud", at=160.0).correct
@@ -27,7 +39,7 @@ import math
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +69,9 @@ class Join:
     delay: float | None = None
     unmatched: str | None = None
     rows_over_bound: int = 0  # outcome rows past what the memory bound let the entry keep
-    missing_labels: int = 0  # outcome rows with no label yet (None, NaN, pd.NA): not judged
+    # Labels not known yet (None, NaN, pd.NA), not judged: one per row, or for a regressor
+    # of several outputs one per missing target (the row's other targets are judged).
+    missing_labels: int = 0
 
 
 class OutcomeJoiner:
@@ -76,7 +90,8 @@ class OutcomeJoiner:
         self.ttl_seconds = ttl_seconds
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        # request id -> (classes or None, values or None, time, bytes, rows the call returned)
+        # request id -> (classes or None, values or None, time, bytes, rows the call returned);
+        # values are floats, or for a prediction of several outputs a tuple of floats per row.
         self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float, int, int]] = \
             OrderedDict()
         self._joined: OrderedDict[str, int] = OrderedDict()  # request id -> bytes
@@ -95,8 +110,16 @@ class OutcomeJoiner:
         return self._bytes
 
     def remember(self, request_id: str, classes: tuple[str, ...] | None,
-                 values: tuple[float, ...] | None, at: float) -> None:
-        """Keep a prediction until its outcome arrives (or it is evicted or expires)."""
+                 values: tuple[float, ...] | tuple[tuple[float, ...], ...] | None,
+                 at: float) -> None:
+        """Keep a prediction until its outcome arrives (or it is evicted or expires): its
+        classes, or its values (a tuple of each row's outputs for several outputs).
+
+        >>> joiner = OutcomeJoiner()
+        >>> joiner.remember("r-1", None, ((1.0, 10.0), (2.0, 20.0)), at=0.0)
+        >>> joiner.join("r-1", [[1.5, 10.0], [2.0, 18.0]], at=1.0).errors
+        (0.5, 0.0, 0.0, 2.0)
+        """
         rows = len(classes or values or ())
         classes, values, size = _fitted(request_id, classes or None, values or None,
                                         self.max_bytes)
@@ -153,7 +176,21 @@ class OutcomeJoiner:
             self._bytes -= self._pending.popitem(last=False)[1][3]
 
     def join(self, request_id: str, y_true: Any, at: float) -> Join:
-        """Join `y_true` with the prediction remembered for `request_id`."""
+        """Join `y_true` with the prediction remembered for `request_id`.
+
+        A prediction of several outputs takes k targets per row, judged element-wise, in the
+        order the outputs were returned; one row of targets judges every row, as one label
+        does for a single output.
+
+        >>> joiner = OutcomeJoiner()
+        >>> joiner.remember("r-1", None, ((1.0, 10.0),), at=0.0)
+        >>> joined = joiner.join("r-1", [3.0, None], at=1.0)
+        >>> joined.errors, joined.missing_labels
+        ((2.0,), 1)
+        >>> joiner.remember("r-2", None, ((1.0, 10.0),), at=0.0)
+        >>> joiner.join("r-2", 1.0, at=1.0).unmatched  # one target for two outputs
+        'shape_mismatch'
+        """
         with self._lock:
             entry = self._pending.pop(request_id, None)
             if entry is None:
@@ -170,7 +207,10 @@ class OutcomeJoiner:
         classes, values, predicted_at, _, rows = entry
         if at - predicted_at > self.ttl_seconds:
             return Join(unmatched="expired")
-        truth = _as_rows(y_true)
+        outputs = _output_count(values)
+        truth = _as_rows(y_true) if outputs is None else _as_table(y_true, outputs)
+        if truth is None:
+            return Join(unmatched="shape_mismatch")
         delay = max(0.0, at - predicted_at)
         if len(truth) != rows and len(truth) != 1 and (classes is not None or
                                                         values is not None):
@@ -189,17 +229,13 @@ class OutcomeJoiner:
             return Join(correct=correct, incorrect=len(pairs) - correct, delay=delay,
                         rows_over_bound=over, missing_labels=len(classes) - len(pairs))
         if values is not None:
-            errors, missing = [], 0
-            for p, t in zip(values, _broadcast(truth, len(values))):
-                if is_missing(t):
-                    missing += 1
-                    continue
-                try:
-                    error = abs(float(p) - float(t))
-                except (TypeError, ValueError):
-                    return Join(unmatched="shape_mismatch")
-                if math.isfinite(error):
-                    errors.append(error)
+            pairs = zip(values, _broadcast(truth, len(values)))
+            if outputs is not None:  # each target against its own output's value
+                pairs = ((p, t) for row, targets in pairs for p, t in zip(row, targets))
+            judged = _absolute_errors(pairs, is_missing)
+            if judged is None:
+                return Join(unmatched="shape_mismatch")
+            errors, missing = judged
             return Join(errors=tuple(errors), delay=delay, rows_over_bound=over,
                         missing_labels=missing)
         # Remembered with nothing to compare: every label was one no class may take (an
@@ -207,10 +243,50 @@ class OutcomeJoiner:
         return Join(unmatched="unsupported_prediction")
 
 
+def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any], bool]
+                     ) -> tuple[list[float], int] | None:
+    """(finite absolute errors, missing labels) of (prediction, label) pairs; a missing
+    label is counted and not judged, a non-finite error dropped. None when a label is not a
+    number.
+
+    >>> _absolute_errors([(1.0, 3.0), (2.0, None), (1.0, float("inf"))], lambda t: t is None)
+    ([2.0], 1)
+    >>> _absolute_errors([(1.0, "high")], lambda t: t is None) is None
+    True
+    """
+    errors, missing = [], 0
+    for p, t in pairs:
+        if is_missing(t):
+            missing += 1
+            continue
+        try:
+            error = abs(float(p) - float(t))
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
+            return None
+        if math.isfinite(error):
+            errors.append(error)
+    return errors, missing
+
+
+def _output_count(values: tuple | None) -> int | None:
+    """How many outputs each remembered row holds when they are several (each row a tuple);
+    None for one value per row.
+
+    >>> _output_count(((1.0, 2.0, 3.0),)), _output_count((1.0,)), _output_count(None)
+    (3, None, None)
+    """
+    if values is None or values[0].__class__ is not tuple:
+        return None
+    return len(values[0])
+
+
 def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -> int:
     """The memory one cached prediction holds: its id, its classes or values, the overhead.
 
     >>> _entry_bytes("r-1", ("fraud",), None) > _entry_bytes("r-1", None, (0.5,))
+    True
+    >>> two_outputs = _entry_bytes("r-1", None, ((0.5, 1.5),))
+    >>> two_outputs - _entry_bytes("r-1", None, (0.5,)) == _sizeof((0.5, 1.5)) - _sizeof(0.5)
     True
     """
     size = _ENTRY_OVERHEAD_BYTES + _sizeof(request_id)
@@ -223,15 +299,20 @@ def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -
 
 def _sizeof(value: object) -> int:
     """``sys.getsizeof(value)``, computed for the ASCII text and floats a cache mostly holds
-    (a quarter of what the call costs).
+    (a quarter of what the call costs); a row of several outputs (a tuple) counts each
+    value it holds as well.
 
     >>> all(_sizeof(v) == sys.getsizeof(v) for v in ("", "r-17", "é", 0.5, 3, None))
+    True
+    >>> _sizeof((0.5, 1.5)) == sys.getsizeof((0.5, 1.5)) + 2 * sys.getsizeof(0.5)
     True
     """
     if value.__class__ is str and value.isascii():
         return _EMPTY_STR_BYTES + len(value)
     if value.__class__ is float:
         return _FLOAT_BYTES
+    if value.__class__ is tuple:  # checked after text and floats: they cost nothing more
+        return _EMPTY_TUPLE_BYTES + _TUPLE_SLOT_BYTES * len(value) + sum(map(_sizeof, value))
     return sys.getsizeof(value)
 
 
@@ -243,6 +324,9 @@ def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
     >>> classes, _, size = _fitted("r", tuple("ab" * 500), None, max_bytes=4096)
     >>> 1 <= len(classes) < 1000 and size <= 4096
     True
+    >>> _, values, size = _fitted("r", None, ((0.5, 1.5, 2.5),) * 100, max_bytes=4096)
+    >>> 1 <= len(values) < 100 and size <= 4096
+    True
     """
     size = _entry_bytes(request_id, classes, values)
     if size <= max_bytes:
@@ -252,7 +336,7 @@ def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
         return classes, values, size
     # The fixed part, then each row's object and its slot in the tuple, until the bound.
     budget = max_bytes - (_ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id) + sys.getsizeof(()))
-    costs = itertools.accumulate(sys.getsizeof(row) + _TUPLE_SLOT_BYTES for row in rows)
+    costs = itertools.accumulate(_sizeof(row) + _TUPLE_SLOT_BYTES for row in rows)
     fit = max(1, sum(1 for _ in itertools.takewhile(lambda cost: cost <= budget, costs)))
     kept = rows[:fit]
     if classes is not None:
@@ -274,6 +358,29 @@ def _as_rows(y_true: Any) -> list:
         return list(np.asarray(y_true).reshape(-1))
     except ValueError:  # ragged rows: each one as given, to match (or not) its prediction
         return list(y_true)
+
+
+def _as_table(y_true: Any, outputs: int) -> list | None:
+    """The outcome's rows of `outputs` targets each, for a prediction of several outputs: a
+    table with one column per output, or one row of them. None for any other shape (a
+    scalar, another width, a dict: outputs are joined by their order, not by name).
+
+    >>> _as_table([1.0, None], 2), _as_table([[1.0, 2.0], [3.0, 4.0]], 2)
+    ([[1.0, None]], [[1.0, 2.0], [3.0, 4.0]])
+    >>> [_as_table(y, 2) for y in (1.0, [1.0, 2.0, 3.0], [[1.0], [2.0]], {"a": 1, "b": 2})]
+    [None, None, None, None]
+    """
+    if isinstance(y_true, (str, bytes)):
+        return None
+    try:
+        table = np.asarray(y_true)
+    except (ValueError, TypeError):  # ragged rows: no table of one width
+        return None
+    if table.ndim == 1 and table.shape[0] == outputs:
+        return [table.tolist()]
+    if table.ndim == 2 and table.shape[1] == outputs:
+        return table.tolist()
+    return None
 
 
 def _broadcast(rows: list, n: int) -> list:

@@ -50,8 +50,18 @@ DTYPE_OF = operator.attrgetter("dtype")
 
 def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
         tuple[tuple | None, tuple | None] | None]:
-    """Per-call (classes, values) of a prediction made of several calls' rows."""
+    """Per-call (classes, values) of a prediction made of several calls' rows. Values of
+    several outputs (a multi-output regressor) are a tuple per row, of every output's value
+    in the order the outputs were returned.
+
+    >>> prediction = Prediction(rows=3, values={"a": np.array([1.0, 2.0, 3.0]),
+    ...                                         "b": np.array([10.0, 20.0, 30.0])})
+    >>> _split_rows(prediction, [1, 2])
+    [(None, ((1.0, 10.0),)), (None, ((2.0, 20.0), (3.0, 30.0)))]
+    """
     classes = prediction.classes
+    if classes is None and len(prediction.values) > 1:
+        return _split_output_rows(list(prediction.values.values()), sizes)
     values = None if classes is not None else next(iter(prediction.values.values()), None)
     column = classes if classes is not None else values
     if column is None or len(column) != sum(sizes):
@@ -67,6 +77,20 @@ def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
     for size in sizes:
         part = tuple(cells[offset:offset + size])
         rows.append((part, None) if classes is not None else (None, part))
+        offset += size
+    return rows
+
+
+def _split_output_rows(outputs: list[np.ndarray], sizes: Sequence[int]) -> list[
+        tuple[None, tuple] | None]:
+    """Per-call values of several outputs, each row a tuple of its outputs' values."""
+    if any(len(output) != sum(sizes) for output in outputs):
+        # A non-finite value was dropped from one output: which row lost it is not known.
+        return [None] * len(sizes)
+    cells = list(zip(*(output.tolist() for output in outputs)))
+    rows, offset = [], 0
+    for size in sizes:
+        rows.append((None, tuple(cells[offset:offset + size])))
         offset += size
     return rows
 

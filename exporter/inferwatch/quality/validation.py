@@ -11,9 +11,14 @@ that profile the outputs:
   are);
 - one output of continuous floats is a regressor: the score is the **mean absolute error**;
 - several outputs are class probabilities: the predicted class is the column with the
-  highest probability, named by the output, and the score is accuracy.
+  highest probability, named by the output, and the score is accuracy;
+- several float outputs with labels of one column per output (a 2-D ``y_true``, in the
+  outputs' order) are a multi-output regressor: the score is the **mean absolute error**
+  over every labelled target, as live outcomes observe one error per target (for labels
+  with no gaps, scikit-learn's ``mean_absolute_error(multioutput="uniform_average")``).
 
-Rows whose label is missing are left out; a score needs at least one row.
+Rows whose label is missing are left out (for several outputs, each missing target); a
+score needs at least one row.
 
 >>> import numpy as np
 >>> score(np.array([1, 0, 1, 1]), np.array([1, 0, 0, 1]))
@@ -22,11 +27,14 @@ Validation(metric='accuracy', value=0.75, rows=4)
 Validation(metric='mean_absolute_error', value=0.75, rows=2)
 >>> score({"no": np.array([0.9, 0.2]), "yes": np.array([0.1, 0.8])}, np.array(["no", "no"]))
 Validation(metric='accuracy', value=0.5, rows=2)
+>>> score({"0": np.array([1.0, 2.0]), "1": np.array([5.0, 6.0])}, [[1.5, 5.0], [2.0, 8.0]])
+Validation(metric='mean_absolute_error', value=0.625, rows=2)
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +76,8 @@ class Validation:
 
 
 def score(predictions: Any, y_true: Any) -> Validation:
-    """Score `predictions` (a 1-D array, or a dict of named probability columns) on `y_true`.
+    """Score `predictions` (a 1-D array, or a dict of named probability columns or of a
+    multi-output regressor's float outputs) on `y_true`.
 
     >>> score(np.array(["cat", "dog"]), ["cat", None])
     Validation(metric='accuracy', value=1.0, rows=1)
@@ -76,9 +85,12 @@ def score(predictions: Any, y_true: Any) -> Validation:
     # Imported here: reference.py imports this module at its top.
     from inferwatch.quality.reference import category_key, is_missing
 
-    labels = np.asarray(y_true, dtype=object).reshape(-1)
+    table = np.asarray(y_true, dtype=object)
     columns = predictions if isinstance(predictions, dict) else {"value": predictions}
     columns = {str(name): np.asarray(col).reshape(-1) for name, col in columns.items()}
+    if len(columns) > 1 and table.ndim == 2 and table.shape[1] == len(columns):
+        return _multi_output_error(columns, table, is_missing)
+    labels = table.reshape(-1)
     if any(len(col) != len(labels) for col in columns.values()):
         raise ValidationError(f"y_true has {len(labels)} rows but the predictions have "
                               f"{len(next(iter(columns.values())))}")
@@ -105,6 +117,41 @@ def score(predictions: Any, y_true: Any) -> Validation:
         error = float(np.mean(np.abs(predicted[pairs] - truth[pairs])))
         return Validation("mean_absolute_error", error, int(pairs.sum()))
     return _accuracy(predicted, labels, category_key)
+
+
+def _multi_output_error(columns: dict[str, np.ndarray], table: np.ndarray,
+                        is_missing: Callable[[Any], bool]) -> Validation:
+    """The mean absolute error of several float outputs over every target with a label:
+    each output against its column of `table`, in order. `rows` counts the rows with at
+    least one target scored.
+
+    >>> from inferwatch.quality.reference import is_missing
+    >>> outputs = {"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0])}
+    >>> _multi_output_error(outputs, np.array([[2.0, None], [2.0, 5.0]]), is_missing)
+    Validation(metric='mean_absolute_error', value=0.6666666666666666, rows=2)
+    """
+    if not all(col.dtype.kind == "f" for col in columns.values()):
+        raise ValidationError("labels of one column per output are scored as a multi-output "
+                              "regressor's: every output must be floats")
+    predicted = np.column_stack(list(columns.values()))
+    if table.shape[0] != predicted.shape[0]:
+        raise ValidationError(f"y_true has {table.shape[0]} rows but the predictions have "
+                              f"{predicted.shape[0]}")
+    missing = np.array([[is_missing(v) for v in row] for row in table.tolist()],
+                       dtype=bool).reshape(table.shape)
+    if missing.all():
+        raise ValidationError("y_true has no row with a label")
+    try:
+        truth = np.where(missing, np.nan, table).astype(np.float64)
+    except (TypeError, ValueError, OverflowError):
+        labels = table[~missing]
+        raise ValidationError("a regressor's labels must be numbers that fit a float, "
+                              f"got {repr(_first_non_number(labels))[:40]}") from None
+    pairs = np.isfinite(truth) & np.isfinite(predicted)
+    if not pairs.any():
+        raise ValidationError("no row has both a finite prediction and a finite label")
+    error = float(np.mean(np.abs(predicted[pairs] - truth[pairs])))
+    return Validation("mean_absolute_error", error, int(pairs.any(axis=1).sum()))
 
 
 def _first_non_number(labels: np.ndarray) -> object:
