@@ -328,7 +328,7 @@ class GpuCollector(Collector):
 
     def _release(self, nvml: ModuleType) -> None:
         # Release what we hold; a driver that already went away has nothing to release.
-        self._xid.reset(nvml)
+        self._xid.forget_devices(nvml)
         self._shutdown(nvml)
         self._nvml = None
         self._devices.clear()

@@ -58,8 +58,13 @@ class XidWatcher:
         self._unavailable = ""
         self._registered.clear()
         self._skipped.clear()
-        # A restarted NVML may number another GPU at an index: it starts without the
-        # registration backoff of the device that held that index before.
+
+    def forget_devices(self, nvml: ModuleType | None) -> None:
+        """reset(), for an NVML that is released: a restarted NVML may number another GPU
+        at an index, which starts without the registration backoff of the device that held
+        that index before (a rebuilt set keeps it, or a failing device would starve the
+        others)."""
+        self.reset(nvml)
         self._retry.clear()
 
     def drain(self, nvml: ModuleType, uuids: dict[int, str]) -> None:
