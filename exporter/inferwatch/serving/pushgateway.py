@@ -26,18 +26,21 @@ Two forms:
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import inspect
 import logging
 import re
 import time
+import urllib.error
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
-from prometheus_client.exposition import default_handler, push_to_gateway
+from prometheus_client.exposition import default_handler, generate_latest
 
 from inferwatch import faults
 from inferwatch.core.render import combine
@@ -51,6 +54,12 @@ log = logging.getLogger("inferwatch.serving.pushgateway")
 F = TypeVar("F", bound=Callable[..., Any])
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _RESERVED_GROUPING_LABELS = ("job", "model")
+# Grouping values sent as they are; any other goes base64url-encoded (see _group_url).
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:-]+")
+# The format generate_latest writes, as prometheus_client's push_to_gateway declares it.
+_TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+# Enough of a refusal's body for the gateway's explanation, not a whole echoed payload.
+_REASON_BYTES = 1024
 
 
 class PushError(RuntimeError):
@@ -64,7 +73,9 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
 
     `gateway` is ``host:port`` or a URL; `grouping_key` adds labels to every group (not
     ``job`` or ``model``); `handler` is a prometheus_client push handler (basic auth, TLS).
-    Every model is attempted; then :class:`PushError` is raised if any push failed.
+    Each group replaces the last (HTTP PUT, as prometheus_client's ``push_to_gateway``).
+    Every model is attempted; then :class:`PushError` is raised if any push failed, with
+    the gateway's own explanation of a refusal.
 
     >>> from inferwatch.core.registry import Registry
     >>> push("127.0.0.1:9091", "nightly", registry=Registry())  # no model: nothing to push
@@ -82,10 +93,11 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
         source = CollectorRegistry(auto_describe=False)
         source.register(_ModelCollector(monitors))
         try:
-            push_to_gateway(gateway, job, source, grouping_key=group, timeout=timeout,
-                            handler=handler or default_handler)
+            (handler or default_handler)(
+                url=_group_url(gateway, job, group), method="PUT", timeout=timeout,
+                headers=[("Content-Type", _TEXT_FORMAT)], data=generate_latest(source))()
         except Exception as exc:
-            failures.append(f"model {model!r}: {type(exc).__name__}: {exc}")
+            failures.append(f"model {model!r}: {_failure(exc)}")
             continue
         pushed.append({"job": job, **group})
     if failures:
@@ -202,6 +214,48 @@ class _ModelCollector:
     def collect(self) -> Iterator[Metric]:
         now = time.time()
         yield from combine(monitor.families(now) for monitor in self._monitors)
+
+
+def _group_url(gateway: str, job: str, group: Mapping[str, str]) -> str:
+    """The Pushgateway URL of one group, every value able to travel in a path segment.
+
+    A value that is not plainly safe in a path goes base64url-encoded (the Pushgateway API's
+    ``label@base64`` form): "." and ".." are dot-segments that clients and servers resolve
+    away, "/" would split the segment, an empty value would leave no segment at all.
+
+    >>> _group_url("pushgateway:9091", "nightly", {"model": "..", "instance": "host-1"})
+    'http://pushgateway:9091/metrics/job/nightly/instance/host-1/model@base64/Li4='
+    >>> _group_url("https://gw.example/", "a b", {"model": ""})
+    'https://gw.example/metrics/job@base64/YSBi/model@base64/='
+    """
+    if urlsplit(gateway).scheme not in ("http", "https"):
+        gateway = f"http://{gateway}"  # "host:port", as prometheus_client takes it
+    segments = [_path_segment("job", job)]
+    segments += [_path_segment(name, group[name]) for name in sorted(group)]
+    return f"{gateway.rstrip('/')}/metrics/" + "/".join(segments)
+
+
+def _path_segment(name: str, value: str) -> str:
+    if _PLAIN_VALUE.fullmatch(value) and value not in (".", ".."):
+        return f"{name}/{value}"
+    # The Pushgateway reads "=" as the empty value, which base64 would write as nothing.
+    encoded = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii") or "="
+    return f"{name}@base64/{encoded}"
+
+
+def _failure(exc: Exception) -> str:
+    """One failed push in words, with the gateway's explanation when it refused the push
+    (the status line alone, "400 Bad Request", does not say which label or metric is wrong).
+    """
+    reason = ""
+    if isinstance(exc, urllib.error.HTTPError):
+        try:
+            reason = exc.read(_REASON_BYTES).decode("utf-8", "replace")
+        except Exception:  # the body is a bonus; the status line stands without it
+            reason = ""
+    text = f"{type(exc).__name__}: {exc}"
+    reason = " ".join(reason.split())  # one log line, whatever the gateway wrote
+    return f"{text}: {reason}" if reason else text
 
 
 def _by_model(registry: Registry) -> dict[str, list[Monitor]]:

@@ -28,12 +28,14 @@ True
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import functools
 import html
 import logging
 import re
 import resource
+import socket
 import ssl
 import sys
 import termios
@@ -216,8 +218,11 @@ class MetricsServer:
             return asyncio.StreamReaderProtocol(_Reader(MAX_HEADER_BYTES, loop=loop),
                                                 self._on_connection, loop=loop)
 
-        return await loop.create_server(protocol, self.addr, self.port,
-                                        backlog=min(self.connection_budget, 128),
+        backlog = min(self.connection_budget, 128)
+        sock = _dual_stack_socket(self.addr, self.port, backlog)
+        if sock is not None:
+            return await loop.create_server(protocol, sock=sock, backlog=backlog)
+        return await loop.create_server(protocol, self.addr, self.port, backlog=backlog,
                                         reuse_address=True)
 
     def _make_room(self) -> bool:
@@ -693,6 +698,28 @@ def _cancel_remaining_tasks(loop: asyncio.AbstractEventLoop) -> None:
 
     loop.run_until_complete(cancel_all())
     loop.run_until_complete(loop.shutdown_asyncgens())
+
+
+def _dual_stack_socket(addr: str, port: int, backlog: int) -> socket.socket | None:
+    """One socket for IPv4 and IPv6 when `addr` means every interface ("" or "::"), else None.
+
+    Left to asyncio, "" binds an IPv4 and an IPv6 socket, and with port 0 each gets its own
+    free port (the server would report one, the other reaching nothing); "::" binds IPv6
+    only. One dual-stack socket listens on every address at one port, as Go's net.Listen
+    (node_exporter) and prometheus_client's start_http_server do for these addresses.
+
+    >>> _dual_stack_socket("127.0.0.1", 0, 8) is None
+    True
+    """
+    if addr not in ("", "::") or not socket.has_dualstack_ipv6():
+        return None
+    try:
+        return socket.create_server(("::", port), family=socket.AF_INET6, backlog=backlog,
+                                    reuse_port=False, dualstack_ipv6=True)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise
+        return None  # IPv6 switched off on this host: asyncio's sockets, as before
 
 
 def _ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:

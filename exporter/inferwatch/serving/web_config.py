@@ -29,6 +29,7 @@ import binascii
 import hashlib
 import hmac
 import importlib.util
+import ipaddress
 import logging
 import os
 import re
@@ -75,7 +76,10 @@ _IGNORED_TLS_KEYS = {
 }
 _HTTP_KEYS = {"http2", "headers"}
 _TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}
-_BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}$")
+# The prefixes the bcrypt package checks ($2$, the original, it refuses) and the costs it
+# takes (Go's bcrypt.MinCost and MaxCost, which exporter-toolkit checks at start-up).
+_BCRYPT_HASH = re.compile(r"^\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}$")
+_BCRYPT_COSTS = range(4, 32)
 
 
 class WebConfigError(ValueError):
@@ -154,7 +158,8 @@ class WebConfig:
         """
         if not self.client_allowed_sans:
             return True
-        names = {value for _kind, value in (peercert or {}).get("subjectAltName", ())}
+        sans = (peercert or {}).get("subjectAltName", ())
+        names = {_san_text(kind, value) for kind, value in sans}
         return any(allowed in names for allowed in self.client_allowed_sans)
 
     def check_basic_auth_cached(self, authorization_header: str | None) -> bool | None:
@@ -213,7 +218,7 @@ class WebConfig:
 
     def _decoy(self, bcrypt: Any) -> bytes:
         if self._decoy_hash is None:
-            cost = max(int(_BCRYPT_HASH.match(h).group(1)) for h in self.users.values())  # type: ignore[union-attr]
+            cost = max(_bcrypt_cost(h) for h in self.users.values())
             self._decoy_hash = bcrypt.hashpw(os.urandom(16).hex().encode(),
                                              bcrypt.gensalt(rounds=cost))
         return self._decoy_hash
@@ -351,11 +356,45 @@ def _apply_users(config: WebConfig, users: dict[str, Any]) -> None:
         if not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
             raise config._error(
                 key, "not a bcrypt hash (expected $2y$10$ followed by 53 characters)")
+        cost = _bcrypt_cost(hashed)
+        if cost not in _BCRYPT_COSTS:
+            # bcrypt refuses to check such a hash: every login would fail, with no log line.
+            raise config._error(key, f"bcrypt cost {cost} is outside "
+                                f"{_BCRYPT_COSTS.start}..{_BCRYPT_COSTS.stop - 1}")
         config.users[user] = hashed
     if config.users and importlib.util.find_spec("bcrypt") is None:
         raise config._error(
             "basic_auth_users",
             "checking passwords needs the bcrypt package: pip install 'inferwatch[auth]'")
+
+
+def _san_text(kind: str, value: str) -> str:
+    """A subjectAltName value as exporter-toolkit compares it: an IP address as Go's
+    net.IP.String() writes it (OpenSSL writes IPv6 in full and in upper case), else unchanged.
+
+    >>> _san_text("IP Address", "2001:DB8:0:0:0:0:0:1"), _san_text("DNS", "scraper")
+    ('2001:db8::1', 'scraper')
+    >>> _san_text("IP Address", "0:0:0:0:0:FFFF:C000:207")
+    '192.0.2.7'
+    """
+    if kind != "IP Address":
+        return value
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return value
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)  # Go prints an IPv4-mapped address as IPv4
+    return str(address)
+
+
+def _bcrypt_cost(hashed: str) -> int:
+    """The cost (log2 of the rounds) of a hash `_BCRYPT_HASH` matched.
+
+    >>> _bcrypt_cost("$2y$10$" + "a" * 53)
+    10
+    """
+    return int(hashed.split("$")[2])
 
 
 def _parse_basic(header: str | None) -> tuple[str, bytes] | None:
