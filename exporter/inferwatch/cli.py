@@ -15,6 +15,9 @@ from collections.abc import Sequence
 
 from inferwatch._version import __version__
 
+# The exit status of a command stopped by Ctrl-C, as shells report it: 128 + SIGINT.
+INTERRUPTED = 130
+
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("inferwatch.generate.cli", "write Grafana dashboards and Prometheus rules"),
@@ -44,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status.
+    """Run the command line; returns the exit status: the subcommand's, 2 for a usage
+    error, 130 (:data:`INTERRUPTED`) when stopped by Ctrl-C.
 
     >>> main(["--version"])  # doctest: +SKIP
     """
@@ -55,8 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if getattr(args, "_unavailable", False):
         parser.error(f"the '{args.command}' command is not available in this installation")
-    module = importlib.import_module(args._module)
-    return int(module.run(args) or 0)
+    try:
+        module = importlib.import_module(args._module)
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's choice, not a fault: one line and the shell's status for
+        # SIGINT, no traceback. Subcommands clean up what they started in `finally` blocks.
+        print(f"inferwatch {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`inferwatch profile DATA -o reference.json`: a reference profile from training data.
 
 Reads CSV with the standard library (a column is numeric when every non-empty value
-parses as a number) and Parquet with pyarrow and pandas. Every column except those given
-with ``--predictions-column`` or ``--ignore`` becomes a feature.
+parses as a number; gzip-compressed or not; comma-separated only) and Parquet with pyarrow
+and pandas. Every column except those given with ``--predictions-column``, ``--target`` or
+``--ignore`` becomes a feature.
 
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="inferwatch profile")
@@ -17,7 +18,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 # Values read as missing in CSV cells (as pandas reads them by default, a common subset).
@@ -25,6 +26,8 @@ MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None
 # Without --progress, a bar appears only on a terminal and only for files at least this big.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+# The first bytes of gzip data: a CSV file starting with them is read decompressed.
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class ProfileError(Exception):
@@ -33,7 +36,9 @@ class ProfileError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `profile` options to `parser`."""
-    parser.add_argument("data", metavar="DATA", help="training data: a .csv or .parquet file")
+    parser.add_argument("data", metavar="DATA",
+                        help="training data: a .csv (or gzip-compressed .csv.gz) or .parquet"
+                             " file")
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="where to write the reference profile (JSON)")
     parser.add_argument("--categorical", action="append", default=[], metavar="COLS",
@@ -187,20 +192,68 @@ def read_csv(path: str, progress: Progress, *,
 
 def _csv_rows(path: str, progress: Progress) -> tuple[list[str], list[list[str]]]:
     import csv
+    import zlib
 
     total = os.path.getsize(path)
     with open(path, "rb") as raw:
-        reader = csv.reader(_decoded_lines(raw, total, progress))
+        reader = csv.reader(_decoded_lines(_uncompressed(raw), raw.tell, total, progress))
         try:
             header = next(reader, None)
             if header is None:
                 raise ProfileError(f"{path}: empty file (expected a header row)")
+            _refuse_other_separators(path, header)
             return header, [row for row in reader if row]
         except csv.Error as exc:
             raise ProfileError(f"{path}: line {reader.line_num}: {exc}") from None
         except UnicodeDecodeError:
             raise ProfileError(f"{path}: not UTF-8 text (is it a Parquet file? use"
                                " --format parquet)") from None
+        except (EOFError, zlib.error) as exc:  # a truncated or damaged .gz
+            raise ProfileError(f"{path}: cannot read: damaged gzip data: {exc}") from None
+
+
+def _uncompressed(raw: IO[bytes]) -> IO[bytes]:
+    """`raw`, or its decompressed content when it starts as gzip data does (a ``.csv.gz``
+    export), whatever the file is called.
+
+    >>> import gzip, io
+    >>> _uncompressed(io.BytesIO(gzip.compress(b"a,b\\n1,2\\n"))).read()
+    b'a,b\\n1,2\\n'
+    >>> _uncompressed(io.BytesIO(b"a,b\\n")).read()
+    b'a,b\\n'
+    """
+    magic = raw.read(len(GZIP_MAGIC))
+    raw.seek(0)
+    if magic != GZIP_MAGIC:
+        return raw
+    import gzip
+
+    return gzip.GzipFile(fileobj=raw, mode="rb")
+
+
+def _refuse_other_separators(path: str, header: list[str]) -> None:
+    """A header that reads as one column holding semicolons or tabs is a file separated by
+    them (a spreadsheet export where the comma is the decimal mark, a TSV file): read as
+    it is, it would give one feature named by the whole header line, and a reference that
+    matches no live input.
+
+    >>> _refuse_other_separators("t.csv", ["age", "city"])
+    >>> try:
+    ...     _refuse_other_separators("t.csv", ["age;city"])
+    ... except ProfileError as exc:
+    ...     print(str(exc).split("?")[0])
+    t.csv: the header reads as one column, 'age;city': separated by semicolons
+    """
+    if len(header) != 1:
+        return
+    for separator, name, options in ((";", "semicolons", "sep=';', decimal=','"),
+                                     ("\t", "tabs", "sep='\\t'")):
+        if separator in header[0]:
+            shown = header[0] if len(header[0]) <= 60 else header[0][:57] + "..."
+            raise ProfileError(
+                f"{path}: the header reads as one column, {shown!r}: separated by {name}?"
+                " Only commas separate columns: convert it, for example with"
+                f" pandas.read_csv(path, {options}).to_csv(out, index=False)")
 
 
 def _typed(values: tuple[str, ...], np: Any, *, text: bool) -> Any:
@@ -219,12 +272,13 @@ def _typed(values: tuple[str, ...], np: Any, *, text: bool) -> Any:
     return np.fromiter(cleaned, dtype=object, count=len(cleaned))
 
 
-def _decoded_lines(raw: IO[bytes], total: int, progress: Progress) -> Iterator[str]:
-    done = 0
+def _decoded_lines(lines: IO[bytes], position: Callable[[], int], total: int,
+                   progress: Progress) -> Iterator[str]:
+    # `position` is the offset in the file as stored: it measures progress against its
+    # size when the lines are decompressed from it.
     first = True
-    for line in raw:
-        done += len(line)
-        progress.update(done, total)
+    for line in lines:
+        progress.update(position(), total)
         text = line.decode("utf-8")
         if first:
             text = text.removeprefix("\ufeff")

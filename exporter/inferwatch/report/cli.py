@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 
@@ -28,7 +29,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `report` options to `parser`."""
     parser.add_argument("data", metavar="DATA", nargs="?",
-                        help="rows to compare: a .csv or .parquet file")
+                        help="rows to compare: a .csv (or .csv.gz) or .parquet file")
     parser.add_argument("--reference", metavar="FILE",
                         help="the reference profile (from `inferwatch profile`)")
     parser.add_argument("--metrics", metavar="URL",
@@ -65,12 +66,18 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"DATA file not found: {args.data}")
     fmt = args.format or ("parquet" if args.data.lower().endswith(PARQUET_SUFFIXES) else "csv")
     progress = Progress("reading", enabled=False)
-    categorical = {n for n, p in reference.features.items() if not p.is_numeric}
+    # A CSV cell is typed by the profile it is compared with, not by its column's content:
+    # categories keep their text ("01" stays "01"), numbers are read where they parse.
+    profiles = {**reference.features, **reference.outputs}
+    categorical = {n for n, p in profiles.items() if not p.is_numeric}
     try:
         columns = (read_parquet(args.data, progress) if fmt == "parquet"
                    else read_csv(args.data, progress, text_columns=categorical))
     except Exception as exc:  # a malformed file: one line, not a traceback
         return _error(f"cannot read {args.data}: {exc}")
+    if fmt == "csv":
+        columns = {n: numbers_where_they_parse(v) if n in profiles and profiles[n].is_numeric
+                   else v for n, v in columns.items()}
     wanted = [n.strip() for value in args.predictions_column for n in value.split(",")
               if n.strip()]
     unknown = [n for n in wanted if n not in columns]
@@ -90,12 +97,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def numbers_where_they_parse(values: Any) -> Any:
+    """A CSV column of a numeric profile with its cells read as numbers where they parse.
+
+    A column with one cell that is not a number comes out of the reader as text, and the
+    checks count every text cell of a numeric feature as a wrong type: one "oops" would
+    make the whole column wrong and its drift unknown. Here only that cell stays text (one
+    ``wrong_type``); missing cells stay None. Columns the reader already made numbers pass
+    unchanged.
+
+    >>> import numpy as np
+    >>> numbers_where_they_parse(np.array(["1.5", None, "oops", "2"], dtype=object)).tolist()
+    [1.5, None, 'oops', 2.0]
+    """
+    import numpy as np
+
+    if values.dtype != object:
+        return values
+    return np.fromiter((_number_or_text(v) for v in values), dtype=object, count=len(values))
+
+
+def _number_or_text(cell: str | None) -> float | str | None:
+    if cell is None:
+        return None
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
+
+
 def _from_metrics(args: argparse.Namespace) -> int:
     import base64
     import urllib.parse
     import urllib.request
 
     from inferwatch.report.live import from_state
+    from inferwatch.report.model import write_page
     from inferwatch.report.page import document, report_body
     from inferwatch.report.status import read_snapshot
 
@@ -127,8 +164,7 @@ def _from_metrics(args: argparse.Namespace) -> int:
     title = args.title or f"inferwatch report: {netloc}"
     body = "".join(f"<section>{report_body(report)}</section>" for report in reports)
     try:
-        with open(args.output, "w", encoding="utf-8", errors="replace") as out:
-            out.write(document(title, body))
+        write_page(args.output, document(title, body))
     except OSError as exc:
         return _cannot_write(args.output, exc)
     print(f"wrote {args.output}: {len(reports)} model versions", file=sys.stderr)

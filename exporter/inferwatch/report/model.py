@@ -12,7 +12,9 @@ function of these objects only.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,14 +118,42 @@ class ModelReport:
         return report_page(self)
 
     def save_html(self, path: Any) -> None:
-        """Write :meth:`html` to `path` (UTF-8)."""
-        with open(path, "w", encoding="utf-8") as out:
-            out.write(self.html())
+        """Write :meth:`html` to `path` (UTF-8), whole or not at all (see :func:`write_page`)."""
+        write_page(path, self.html())
 
     def _repr_html_(self) -> str:
         from inferwatch.report.page import report_fragment
 
         return report_fragment(self)
+
+
+def write_page(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` (UTF-8) through a file beside it, renamed over it once whole:
+    a failed write (a full disk, a size limit) leaves the previous file as it was and
+    nothing new beside it. A path that is not a regular file (``/dev/stdout``, a pipe) is
+    written directly: there is nothing to rename over.
+
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "report.html")
+    >>> write_page(path, "<p>é</p>"); open(path, encoding="utf-8").read()
+    '<p>é</p>'
+    """
+    target = os.fspath(path)
+    if os.path.exists(target) and not os.path.isfile(target) and not os.path.isdir(target):
+        with open(target, "w", encoding="utf-8", errors="replace") as out:
+            out.write(text)
+        return
+    tmp = f"{target}.tmp"
+    out = open(tmp, "w", encoding="utf-8", errors="replace")  # noqa: SIM115  (closed below)
+    try:
+        with out:
+            out.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        # Only the file this call created is removed; the target keeps its old content.
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def bin_labels(profile: Profile) -> tuple[str, ...]:
