@@ -235,7 +235,7 @@ def test_every_alert_says_which_scrape_job_it_reads_and_follows_a_renamed_job() 
     renamed = from_dict({"selectors": {"model": 'job="ml-serving"', "exporter": 'job="ml-gpu"'}})
     for cfg in (DEFAULT, renamed):
         selectors = {cfg.selectors.model, cfg.selectors.exporter, cfg.pushgateway.selector}
-        for group in rules.alerting_groups(cfg):
+        for group in [*rules.alerting_groups(cfg), *rules.baseline_alerting_groups(cfg)]:
             for rule in group["rules"]:
                 note = re.search(r"Reads series matching (.*) \((.*) in the inferwatch config",
                                  rule["annotations"]["description"])
@@ -248,8 +248,18 @@ def test_every_alert_says_which_scrape_job_it_reads_and_follows_a_renamed_job() 
 
 
 def _recorded_from(cfg, expr: str, matcher: str) -> bool:
-    return any(r["record"] in expr and matcher in r["expr"]
-               for group in rules.recording_groups(cfg) for r in group["rules"])
+    """Whether `expr` reads `matcher` through recorded series, a baseline's included (it
+    records from recorded series in turn)."""
+    recorded = [r for group in [*rules.recording_groups(cfg),
+                                *rules.baseline_recording_groups(cfg)] for r in group["rules"]]
+    read, pending = expr, [expr]
+    while pending:
+        text = pending.pop()
+        for rule in recorded:
+            if rule["record"] in text and rule["expr"] not in read:
+                read += "\n" + rule["expr"]
+                pending.append(rule["expr"])
+    return matcher in read
 
 
 def test_objectives_in_code_win_over_the_config_which_wins_over_the_default(

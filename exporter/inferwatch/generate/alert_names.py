@@ -56,11 +56,12 @@ ALERT_NAMES: tuple[str, ...] = (
     "InferwatchOutOfRangeAnomaly",
 )
 
-# Alerts whose series carry a model, so a `models:` entry may change their severity and `for`.
+# Alerts whose series carry a model, so a `models:` entry may change their severity and `for`:
+# every alert of the rules table that is judged per model (its dashboard link names the model).
 MODEL_ALERT_NAMES: frozenset[str] = frozenset({
     "InferwatchNoTraffic", "InferwatchErrorBudgetBurnFast", "InferwatchErrorBudgetBurnSlow",
-    "InferwatchLatencyHigh", "InferwatchInvalidPredictions", "InferwatchModelStale",
-    "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
+    "InferwatchLatencyHigh", "InferwatchStreamFirstItemSlow", "InferwatchInvalidPredictions",
+    "InferwatchModelStale", "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
     "InferwatchOutOfRangeSpike", "InferwatchFeatureDrift", "InferwatchPredictionDrift",
     "InferwatchAccuracyDrop", "InferwatchShadowFailing", "InferwatchShadowAgreementLow",
     "InferwatchShadowDropping", "InferwatchShadowBetter", "InferwatchTrafficAnomaly",

@@ -525,6 +525,16 @@ def resources(cfg: Config) -> dict[str, Any]:
 SLO_PERIOD = "30d"
 
 
+def own_error_budget() -> str:
+    """Each selected model's error budget: 1 - its own availability objective (its `models:`
+    entry's, else the default), what the burn-rate alerts divide its error ratio by.
+
+    >>> print(own_error_budget())
+    (1 - max by (model) (model:inferwatch_objective:slo_availability{model=~"$model"}))
+    """
+    return f"(1 - max by (model) ({q.objective('slo.availability')}{selector(MODEL)}))"
+
+
 def _alert_history(cfg: Config) -> list[dict[str, Any]]:
     firing = 'ALERTS{alertname=~"Inferwatch.+", alertstate="firing", ' + MODEL + "}"
     return [builtin_annotation(), prometheus_annotation(
@@ -535,11 +545,13 @@ def _alert_history(cfg: Config) -> list[dict[str, Any]]:
 def slo(cfg: Config) -> dict[str, Any]:
     """Availability and latency SLOs, error budget, burn rates and the inferwatch alerts."""
     raw, period = _raw(cfg), SLO_PERIOD
-    budget = number(1 - cfg.slo.availability)
+    budget, own_budget = number(1 - cfg.slo.availability), own_error_budget()
     errors = (f"sum by (model) (increase(inferwatch_requests_total{_raw(cfg, ERRORS)}"
               f"[{period}])) / sum by (model) (increase(inferwatch_requests_total{raw}"
               f"[{period}]))")
-    remaining = f"1 - ({errors}) / {budget}"
+    # Divided by each model's own budget, as its alerts are: with the default budget, a model
+    # with a stricter objective would show a burn below the line while it pages.
+    remaining = f"1 - ({errors}) / on (model) {own_budget}"
     p99 = number(cfg.latency.p99_seconds)
     # Prometheus 3 writes classic bucket bounds as floats (le="1.0"), 2.x as scraped ("1").
     bound = 'le=~"' + p99.replace(".", "\\\\.") + '(\\\\.0+)?"'
@@ -551,8 +563,9 @@ def slo(cfg: Config) -> dict[str, Any]:
                   "percentunit", f"Calls with outcome ok; SLO {number(cfg.slo.availability)}.",
                   floor=cfg.slo.availability), 8, 5),
         Cell(stat(f"Error budget remaining ({period})", [target(remaining, "{{model}}")],
-                  "percentunit", f"Share of the {period} error budget ({budget} of calls) not "
-                  f"yet spent.", floor=0), 8, 5),
+                  "percentunit", f"Share of each model's {period} error budget (1 - its "
+                  f"availability objective; by default {budget} of calls) not yet spent.",
+                  floor=0), 8, 5),
         Cell(stat(f"Calls within {p99}s over {period}", [target(within, "{{model}}")],
                   "percentunit", f"Latency SLO: 99% of calls within the p99 threshold "
                   f"({p99}s). Needs a latency bucket at {p99}.", floor=0.99), 8, 5),
@@ -561,11 +574,12 @@ def slo(cfg: Config) -> dict[str, Any]:
     ]
     burns = [
         Cell(timeseries(f"{title} burn rate ({burn.long_window} / {burn.short_window})", [
-            target(f"{_recorded(cfg, q.error_ratio(window))} / {budget}",
+            target(f"({_recorded(cfg, q.error_ratio(window))}) / on (model) group_left () "
+                   f"{own_budget}",
                    f"{{{{model}}}} {{{{model_version}}}} {window}")
             for window in (burn.long_window, burn.short_window)], "short",
-            f"Error ratio / error budget over the windows of {alert}; it fires when both "
-            f"exceed {number(burn.factor)} (dashed line).", limit=burn.factor))
+            f"Error ratio / the model's own error budget over the windows of {alert}; it "
+            f"fires when both exceed {number(burn.factor)} (dashed line).", limit=burn.factor))
         for title, alert, burn in (
             ("Fast", "InferwatchErrorBudgetBurnFast", cfg.slo.fast_burn),
             ("Slow", "InferwatchErrorBudgetBurnSlow", cfg.slo.slow_burn))

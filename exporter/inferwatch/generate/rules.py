@@ -555,11 +555,12 @@ def scrape_note(cfg: Config, expr: str) -> str:
     >>> print(scrape_note(DEFAULT, 'up{job="inferwatch-model"} == 0'))
      Reads series matching {job="inferwatch-model"} (selectors.model in the inferwatch config; ...
     """
-    recorded = dict(_recording_rules(cfg))
+    # A list, not a dict: a baseline series has one rule per quantile under one name.
+    recorded = [*_recording_rules(cfg), *baselines.recording_rules(cfg)]
     read, pending = expr, [expr]
     while pending:  # an alert on a recording rule reads what that rule reads
         text = pending.pop()
-        for name, body in recorded.items():
+        for name, body in recorded:
             if name in text and body not in read:
                 read += "\n" + body
                 pending.append(body)
@@ -705,8 +706,11 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
         rules.append((q.stage_latency_quantile(cfg, quantile),
                       f"histogram_quantile({quantile / 100}, sum by ({MODEL_LABELS}, stage, le) "
                       f"(rate(inferwatch_stage_duration_seconds_bucket{m}[{w}])))"))
-    rows = q.rows_rate(cfg)
-    rules.append((rows, f"{by_model} (rate(inferwatch_batch_size_sum{m}[{w}]))"))
+    # The per-row ratios divide by the rows' own expression, not by the recorded rows: a panel
+    # runs a rule's text with the dashboard's variables added to each selector, and a recorded
+    # denominator would keep every job and instance while the numerator is narrowed.
+    rows = f"{by_model} (rate(inferwatch_batch_size_sum{m}[{w}]))"
+    rules.append((q.rows_rate(cfg), rows))
     rules.append((q.invalid_ratio(cfg),
                   f"{by_model} (rate(inferwatch_invalid_predictions_total{m}[{w}]))\n/\n{rows}"))
     for counter in ("inferwatch_feature_missing", "inferwatch_feature_out_of_range"):

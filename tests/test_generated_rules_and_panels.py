@@ -1,0 +1,145 @@
+"""What the generated rules and panels compute, through promtool, for configs and selections
+the committed unit tests do not exercise: a per-model override of every alert about one
+model, ratio panels narrowed to one instance, and the SLO panels of a model with its own
+availability objective."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from inferwatch.generate import dashboards, render, rules
+from inferwatch.generate.alert_names import MODEL_ALERT_NAMES
+from inferwatch.generate.config import DEFAULT, Config, from_dict
+
+pytestmark = pytest.mark.integration
+
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+MODEL = 'job="inferwatch-model"'
+
+
+def _promtool_test(cfg: Config, tests: list[dict[str, Any]], directory: Path) -> None:
+    """Run `tests` (promtool unit test cases) against the rules rendered from `cfg`."""
+    rule_files = []
+    for relative, text in render(cfg).items():
+        if relative.startswith("alerts/") and relative.count("/") == 1:
+            (directory / Path(relative).name).write_text(text)
+            rule_files.append(Path(relative).name)
+    path = directory / "test.yml"
+    path.write_text(yaml.safe_dump({"rule_files": rule_files, "evaluation_interval": "1m",
+                                    "tests": tests}))
+    result = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _panel_exprs(cfg: Config, file: str, title: str, kind: str = "timeseries") -> list[str]:
+    """The queries of one dashboard panel, by title and type."""
+    found = [panel for panel in dashboards.render(cfg)[file]["panels"]
+             if panel.get("title") == title and panel["type"] == kind]
+    assert len(found) == 1, (file, title)
+    return [t["expr"] for t in found[0]["targets"]]
+
+
+def _selected(expr: str, **values: str) -> str:
+    """A panel query as Grafana sends it: each variable replaced by its selection (All: .*)."""
+    for name in ("model_version", "exporter_instance", "instance", "model", "job"):
+        expr = expr.replace(f"${name}", values.get(name, ".*"))
+    assert not re.search(r"\$\w", expr), expr
+    return expr
+
+
+# --- per-model overrides of every alert about one model ----------------------------------
+
+
+def test_every_alert_about_one_model_accepts_a_per_model_override() -> None:
+    """An alert whose series carry a model (its dashboard link is narrowed to the model) can
+    be reshaped per model, as docs/configuration.md says of every alert about one model."""
+    per_model = {alert.name for alert in rules.ALERTS if alert.per_model}
+    assert per_model - MODEL_ALERT_NAMES == set()
+
+
+def test_a_model_gets_its_own_stream_first_item_alert(tmp_path: Path) -> None:
+    """chat pages after 2m of slow first items; summarize, as slow, keeps the default 10m."""
+    cfg = from_dict({"models": {"chat": {"alerts": {
+        "InferwatchStreamFirstItemSlow": {"for": "2m", "severity": "critical"}}}}})
+    series = []
+    for model in ("chat", "summarize"):
+        labels = f'{MODEL}, instance="m:1", model="{model}", model_version="1"'
+        series.append({"series": f"inferwatch_model_info{{{labels}}}", "values": "1x20"})
+        for le, per_minute in (("1", 0), ("2.5", 60), ("+Inf", 60)):
+            series.append({"series": f'inferwatch_stream_first_item_seconds_bucket'
+                                     f'{{{labels}, le="{le}"}}',
+                           "values": f"0+{per_minute}x20"})
+    firing = 'ALERTS{alertname="InferwatchStreamFirstItemSlow", alertstate="firing"}'
+    _promtool_test(cfg, [{"interval": "1m", "input_series": series, "promql_expr_test": [{
+        "expr": f"count by (model, severity, model_override) ({firing})", "eval_time": "5m",
+        "exp_samples": [{"labels": '{model="chat", model_override="chat", '
+                                   'severity="critical"}', "value": 1}]}]}], tmp_path)
+
+
+# --- ratio panels narrowed by the variables -----------------------------------------------
+
+
+RATIO_PANELS = (("Invalid predictions", "inferwatch_invalid_predictions_total", 'reason="nan"'),
+                ("Missing values per row", "inferwatch_feature_missing_total", 'feature="age"'),
+                ("Out-of-range values per row", "inferwatch_feature_out_of_range_total",
+                 'feature="age"'))
+
+
+@pytest.mark.parametrize(("title", "counter", "label"), RATIO_PANELS,
+                         ids=[title for title, _, _ in RATIO_PANELS])
+def test_a_ratio_panel_narrowed_to_one_instance_counts_that_instances_rows(
+        tmp_path: Path, title: str, counter: str, label: str) -> None:
+    """Two replicas predict 10 rows a second each; only a:1 sees a bad value in one row of
+    ten. With Instance a:1 the panel says 0.1, its rows alone; with All, 0.05, as the rule."""
+    series = []
+    for instance, bad in (("a:1", 60), ("b:1", 0)):
+        labels = f'{MODEL}, instance="{instance}", model="fraud", model_version="1"'
+        series += [{"series": f"inferwatch_batch_size_sum{{{labels}}}", "values": "0+600x15"},
+                   {"series": f"{counter}{{{labels}, {label}}}", "values": f"0+{bad}x15"}]
+    [expr] = _panel_exprs(DEFAULT, "model-quality.json", title)
+    wanted = '{model="fraud", model_version="1"' + (", " + label if "feature" in label else "")
+    checks = [{"expr": f"round({_selected(expr, instance=instance)}, 0.001)", "eval_time": "10m",
+               "exp_samples": [{"labels": wanted + "}", "value": value}]}
+              for instance, value in (("a:1", 0.1), ("b:1", 0), (".*", 0.05))]
+    _promtool_test(DEFAULT, [{"interval": "1m", "input_series": series,
+                              "promql_expr_test": checks}], tmp_path)
+
+
+# --- SLO panels of a model with its own availability objective -----------------------------
+
+
+def test_slo_panels_judge_each_model_by_its_own_error_budget(tmp_path: Path) -> None:
+    """fraud (99.99%) and churn (the default 99.9%) both fail 1% of their calls: fraud burns
+    its budget 100x over, churn 10x, as their burn-rate alerts see it, and the budgets left
+    are 1 - 100 and 1 - 10."""
+    cfg = from_dict({"models": {"fraud": {"slo": {"availability": 0.9999}}}})
+    series = []
+    for model in ("fraud", "churn"):
+        labels = f'{MODEL}, instance="m:1", model="{model}", model_version="1"'
+        series += [
+            {"series": f"inferwatch_model_info{{{labels}}}", "values": "1x90"},
+            {"series": f'inferwatch_requests_total{{{labels}, outcome="ok"}}',
+             "values": "0+594x90"},
+            {"series": f'inferwatch_requests_total{{{labels}, outcome="error"}}',
+             "values": "0+6x90"}]
+    burn = {"fraud": 100, "churn": 10}
+    checks = []
+    long_window, short_window = _panel_exprs(cfg, "slo.json", "Fast burn rate (1h / 5m)")
+    for expr in (long_window, short_window):
+        checks.append({"expr": f"round({_selected(expr)}, 0.001)", "eval_time": "80m",
+                       "exp_samples": [{"labels": f'{{model="{m}", model_version="1"}}',
+                                        "value": value} for m, value in burn.items()]})
+    [remaining] = _panel_exprs(cfg, "slo.json", "Error budget remaining (30d)")
+    checks.append({"expr": f"round({_selected(remaining)}, 0.001)", "eval_time": "80m",
+                   "exp_samples": [{"labels": f'{{model="{m}"}}', "value": 1 - value}
+                                   for m, value in burn.items()]})
+    _promtool_test(cfg, [{"interval": "1m", "input_series": series,
+                          "promql_expr_test": checks}], tmp_path)
