@@ -111,10 +111,7 @@ def score(predictions: Any, y_true: Any) -> Validation:
         except (TypeError, ValueError, OverflowError):
             raise ValidationError("a regressor's labels must be numbers that fit a float, "
                                   f"got {repr(_first_non_number(labels))[:40]}") from None
-        pairs = np.isfinite(truth) & np.isfinite(predicted)
-        if not pairs.any():
-            raise ValidationError("no row has both a finite prediction and a finite label")
-        error = float(np.mean(np.abs(predicted[pairs] - truth[pairs])))
+        error, pairs = _mean_absolute_error(predicted, truth)
         return Validation("mean_absolute_error", error, int(pairs.sum()))
     return _accuracy(predicted, labels, category_key)
 
@@ -147,11 +144,16 @@ def _multi_output_error(columns: dict[str, np.ndarray], table: np.ndarray,
         labels = table[~missing]
         raise ValidationError("a regressor's labels must be numbers that fit a float, "
                               f"got {repr(_first_non_number(labels))[:40]}") from None
+    error, pairs = _mean_absolute_error(predicted, truth)
+    return Validation("mean_absolute_error", error, int(pairs.any(axis=1).sum()))
+
+
+def _mean_absolute_error(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean absolute error over the places where both are finite, and those places."""
     pairs = np.isfinite(truth) & np.isfinite(predicted)
     if not pairs.any():
         raise ValidationError("no row has both a finite prediction and a finite label")
-    error = float(np.mean(np.abs(predicted[pairs] - truth[pairs])))
-    return Validation("mean_absolute_error", error, int(pairs.any(axis=1).sum()))
+    return float(np.mean(np.abs(predicted[pairs] - truth[pairs]))), pairs
 
 
 def _first_non_number(labels: np.ndarray) -> object:
