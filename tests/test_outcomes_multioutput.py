@@ -232,7 +232,7 @@ def test_the_byte_estimate_never_falls_short_of_the_memory_multi_output_rows_tak
                    tracemalloc.take_snapshot().filter_traces(here).statistics("filename"))
 
     rng = np.random.default_rng(0)
-    entries = 3000
+    entries = 3000 if rows == 1 else 300  # 19,200 batch rows: enough to tell, in a second
     gc.collect()
     tracemalloc.start()
     try:
@@ -255,7 +255,7 @@ def test_the_byte_estimate_never_falls_short_of_the_memory_multi_output_rows_tak
 _NAMES = itertools.count()
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), outputs=st.integers(2, 6), rows=st.integers(1, 12),
        as_lists=st.booleans())
