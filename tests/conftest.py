@@ -105,3 +105,20 @@ def pytest_runtest_makereport(item, call):
             continue
         report.sections.append((f"last {len(lines)} lines of {log.relative_to(tmp_path)}",
                                 "\n".join(lines)))
+
+
+@pytest.fixture
+def make_log():
+    """Opens event logs for a test (``make_log(path, **options)``) and closes them after."""
+    from inferwatch.events.log import EventLog
+
+    logs: list[EventLog] = []
+
+    def make(path, **kwargs) -> EventLog:
+        event_log = EventLog(path, **kwargs)
+        logs.append(event_log)
+        return event_log
+
+    yield make
+    for event_log in logs:
+        event_log.close()

@@ -43,20 +43,6 @@ from inferwatch.events.jsonl import JsonlSink, event_files
 SECRET = b"s3cret-key-for-tests-0123456789"
 
 
-@pytest.fixture
-def make_log():
-    logs: list[EventLog] = []
-
-    def make(path, **kwargs) -> EventLog:
-        event_log = EventLog(path, **kwargs)
-        logs.append(event_log)
-        return event_log
-
-    yield make
-    for event_log in logs:
-        event_log.close()
-
-
 def read_events(path: Path) -> list[dict]:
     if path.suffix == ".db":
         with contextlib.closing(sqlite3.connect(path)) as conn:

@@ -93,20 +93,6 @@ def instrumented(scraper, tmp_path):
         log.close()
 
 
-@pytest.fixture
-def make_log():
-    logs: list[EventLog] = []
-
-    def make(path: Path, **kwargs) -> EventLog:
-        log = EventLog(path, **kwargs)
-        logs.append(log)
-        return log
-
-    yield make
-    for log in logs:
-        log.close()
-
-
 @pytest.mark.parametrize("sink", SINKS)
 @pytest.mark.parametrize("kind", ["matrix", "array"])
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
