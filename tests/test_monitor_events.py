@@ -28,7 +28,7 @@ def test_every_call_logs_inputs_prediction_and_timings(scraper, tmp_path):
 
         def predict_proba(self, rows):
             if rows[0]["amount"] < 0:
-                raise ValueError("negative amount 12345")
+                raise ValueError("negative amount for card-secret")
             return np.array([[0.3, 0.7]])
 
     model = inferwatch.instrument(Model(), name="fraud", version="2", events=log,
@@ -56,7 +56,7 @@ def test_every_call_logs_inputs_prediction_and_timings(scraper, tmp_path):
     assert first["duration_seconds"] > 0
     failed = events[("r-2", False)]
     assert failed["error"] == {"type": "ValueError"}
-    assert "12345" not in json.dumps(failed)  # exception messages stay out
+    assert "card-secret" not in json.dumps(failed)  # exception messages stay out
     third = events[("r-3", False)]
     assert set(third["stages"]) == {"preprocess", "inference"}
     assert third["action"] == "blocked" and third["stage_outputs"] == {"preprocess": {"n": 1}}
