@@ -26,7 +26,13 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from inferwatch.serving.exposition import make_asgi_app, make_wsgi_app, metrics_response, render
+from inferwatch.serving.exposition import (
+    gzip_accepted,
+    make_asgi_app,
+    make_wsgi_app,
+    metrics_response,
+    render,
+)
 
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
                      "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
@@ -76,7 +82,10 @@ def test_prometheus_gets_openmetrics_and_a_plain_client_the_text_format():
     assert b'demo_requests_total{model="fraud"} 3.0' in text_body
 
 
-@pytest.mark.parametrize("accept_encoding", ["gzip", "GZIP", "deflate, gzip;q=0.5", "br,gzip"])
+@pytest.mark.parametrize("accept_encoding", [
+    "gzip", "GZIP", "deflate, gzip;q=0.5", "br,gzip", "*", "br;q=1, *;q=0.1", "x-gzip",
+    "gzip;q=1.000", "gzip ; q=0.001", "gzip;q=0, x-gzip;q=0.5",
+])
 def test_gzip_when_accepted(accept_encoding):
     registry = sample_registry()
     plain, _ = render(registry, None, None)
@@ -87,7 +96,13 @@ def test_gzip_when_accepted(accept_encoding):
     assert gzip.decompress(body) == plain
 
 
-@pytest.mark.parametrize("accept_encoding", [None, "", "identity", "deflate", "br"])
+@pytest.mark.parametrize("accept_encoding", [
+    None, "", "identity", "deflate", "br",
+    # Named with quality 0, or everything refused: RFC 9110 says not gzip.
+    "gzip;q=0", "gzip; q=0.000", "GZIP;Q=0", "*;q=0", "*, gzip;q=0", "x-gzip;q=0, br",
+    # An entry with a malformed quality counts as absent.
+    "gzip;q=2", "gzip;q=high", "gzip;q=0.0001",
+])
 def test_no_gzip_unless_accepted(accept_encoding):
     body, headers = render(sample_registry(), None, accept_encoding)
 
@@ -308,3 +323,12 @@ def test_asgi_app_answers_lifespan_events():
     asyncio.run(app({"type": "lifespan"}, receive, send))
 
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+@given(st.text(alphabet=st.sampled_from(list("gzipGZIP*x-,;= q.0123456789br\t")), max_size=40))
+def test_any_accept_encoding_header_is_read_without_raising(header):
+    # A client's header is user data: whatever it says, the scrape is served.
+    body, headers = render(sample_registry(), None, header)
+    plain = gzip.decompress(body) if headers.get("Content-Encoding") == "gzip" else body
+    assert plain.startswith(b"# HELP")
+    assert gzip_accepted(header) is ("Content-Encoding" in headers)

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 from prometheus_client import exposition as text_format
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -103,6 +103,47 @@ def resolve_registry(registry: Collector | None) -> Collector:
     return prometheus_registry()
 
 
+def gzip_accepted(accept_encoding: str | None) -> bool:
+    """Whether an Accept-Encoding header allows gzip, by its quality values (RFC 9110 12.5.3).
+
+    ``gzip;q=0`` and ``*;q=0`` refuse it, ``*`` allows it unless gzip is named, and
+    ``x-gzip`` is gzip. A malformed quality value makes its entry count as absent.
+
+    >>> gzip_accepted("gzip;q=0.5, br"), gzip_accepted("gzip;q=0"), gzip_accepted("*")
+    (True, False, True)
+    >>> gzip_accepted("*, gzip;q=0"), gzip_accepted(None)
+    (False, False)
+    """
+    named: float | None = None
+    anything: float | None = None
+    for entry in (accept_encoding or "").split(","):
+        coding, *parameters = entry.split(";")
+        coding = coding.strip().lower()
+        quality: float | None = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                quality = _quality(value.strip())
+        if quality is None:
+            continue
+        if coding in ("gzip", "x-gzip"):
+            named = quality if named is None else max(named, quality)
+        elif coding == "*":
+            anything = quality if anything is None else max(anything, quality)
+    if named is not None:
+        return named > 0
+    return anything is not None and anything > 0
+
+
+def _quality(text: str) -> float | None:
+    """A qvalue (0 to 1, at most three decimals); None when it is not one."""
+    if not text or len(text) > 5 or text[0] not in "01" or (len(text) > 1 and text[1] != "."):
+        return None
+    if not all(c.isdigit() for c in text[2:]) or (text[0] == "1" and text[2:].strip("0")):
+        return None
+    return float(text)
+
+
 def render(registry: Collector, accept: str | None, accept_encoding: str | None, *,
            names: Iterable[str] | None = None) -> tuple[bytes, dict[str, str]]:
     """Render `registry` in the format `accept` asks for, gzipped when `accept_encoding` allows.
@@ -132,7 +173,7 @@ def render(registry: Collector, accept: str | None, accept_encoding: str | None,
         # scrape from then on; re-render with such characters replaced instead.
         body = encoder(_Utf8SafeView(registry))
     headers = {"Content-Type": content_type}
-    if gzip_accepted(accept_encoding or ""):
+    if gzip_accepted(accept_encoding):
         body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
         headers["Content-Encoding"] = "gzip"
     return body, headers
