@@ -120,3 +120,28 @@ def test_a_file_compared_with_its_own_profile_shows_no_drift(tmp_path):
     values = data_values(out.read_text(encoding="utf-8"))
     assert abs(float(values["feature_drift|amount|psi"])) < 1e-9
     assert abs(float(values["prediction_drift|label|psi"])) < 1e-9
+
+
+def test_dash_output_pipes_the_profile_and_the_report_through_stdout(tmp_path):
+    # `-o -` is the Unix way to pipe (`inferwatch report ... -o - | gzip`); it wrote a file
+    # named "-" in the working directory instead.
+    data = tmp_path / "train.csv"
+    write_csv(data, ["amount", "label"], [[i * 0.5, f"c{i % 3}"] for i in range(300)])
+    done = subprocess.run([*COMMAND, "profile", str(data), "-o", "-",
+                           "--predictions-column", "label"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "wrote the reference to stdout: 300 rows" in done.stderr
+    reference = tmp_path / "reference.json"
+    reference.write_text(done.stdout, encoding="utf-8")
+    assert Reference.load(reference).rows == 300
+
+    done = subprocess.run([*COMMAND, "report", "--reference", str(reference), str(data),
+                           "-o", "-"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("<!DOCTYPE html>") and done.stdout.endswith("</html>\n")
+    assert abs(float(data_values(done.stdout)["feature_drift|amount|psi"])) < 1e-9
+    assert "wrote the report to stdout: 300 rows" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reference.json", "train.csv"]

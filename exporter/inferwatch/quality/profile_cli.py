@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training data: a .csv (or gzip-compressed .csv.gz) or .parquet"
                              " file")
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
-                        help="where to write the reference profile (JSON)")
+                        help="where to write the reference profile (JSON); - for stdout")
     parser.add_argument("--categorical", action="append", default=[], metavar="COLS",
                         help="comma-separated columns to profile as categories even if numeric")
     parser.add_argument("--predictions-column", action="append", default=[], metavar="COL",
@@ -110,17 +110,24 @@ def _run(args: argparse.Namespace) -> int:
             y_true=columns[target[0]] if target else None)
     except ReferenceError as exc:
         raise ProfileError(str(exc)) from None
-    if os.path.isdir(args.output):  # else the OS's word for it is "Device or resource busy"
-        raise ProfileError(f"cannot write {args.output}: it is a directory")
-    try:
-        reference.save(args.output)
-    except OSError as exc:
-        raise ProfileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    to_stdout = args.output == "-"
+    if to_stdout:
+        sys.stdout.write(reference.to_json())
+        sys.stdout.flush()
+    else:
+        if os.path.isdir(args.output):  # else the OS's word for it is "Device or resource busy"
+            raise ProfileError(f"cannot write {args.output}: it is a directory")
+        try:
+            reference.save(args.output)
+        except OSError as exc:
+            raise ProfileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     n_categorical = sum(1 for p in reference.features.values() if not p.is_numeric)
-    print(f"wrote {args.output}: {reference.rows} rows, {len(reference.features)} features"
+    where = "the reference to stdout" if to_stdout else args.output
+    print(f"wrote {where}: {reference.rows} rows, {len(reference.features)} features"
           f" ({n_categorical} categorical), {len(reference.outputs)} prediction outputs"
           + ("" if reference.validation is None else
-             f", validation {reference.validation.metric} {reference.validation.value:.4g}"))
+             f", validation {reference.validation.metric} {reference.validation.value:.4g}"),
+          file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 

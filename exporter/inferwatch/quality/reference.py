@@ -266,6 +266,14 @@ class Reference:
             data["validation"] = self.validation.to_dict()
         return data
 
+    def to_json(self) -> str:
+        """The text :meth:`save` writes: JSON, one newline at the end, deterministic.
+
+        >>> Reference.from_data({"a": [1.0, 2.0]}).to_json().endswith("}\\n")
+        True
+        """
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the reference as JSON (deterministic: the same data gives the same bytes).
 
@@ -275,12 +283,12 @@ class Reference:
         >>> ref.save(path); Reference.load(path) == ref
         True
         """
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=False, ensure_ascii=False)
+        text = self.to_json()
         tmp = f"{os.fspath(path)}.tmp"
         f = open(tmp, "w", encoding="utf-8")  # noqa: SIM115  (closed before the replace)
         try:
             with f:
-                f.write(text + "\n")
+                f.write(text)
             os.replace(tmp, path)
         except BaseException:
             # Only a file this call created is removed (a failed write, or a path naming a

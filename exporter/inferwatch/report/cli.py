@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the metrics port); one section per model version")
     parser.add_argument("--model", default=None, help="with --metrics: only this model")
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
-                        help="where to write the report (HTML)")
+                        help="where to write the report (HTML); - for stdout")
     parser.add_argument("--predictions-column", action="append", default=[], metavar="COL",
                         help="a column holding predictions, compared with the reference "
                              "output of the same name (default: columns named like them)")
@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     title = args.title or f"Drift report: {os.path.basename(args.data)}"
     report = from_data(reference, columns, predictions, title=title)
     try:
-        report.save_html(args.output)
+        _write(args.output, report.html())
     except OSError as exc:
         return _cannot_write(args.output, exc)
     firing = [f"{f.alert} ({f.detail})" for f in report.flags if f.state == "firing"]
-    print(f"wrote {args.output}: {report.rows} rows, {len(report.features)} features"
+    print(f"wrote {_where(args.output)}: {report.rows} rows, {len(report.features)} features"
           + "".join(f"; {detail}" for detail in firing), file=sys.stderr)
     return 0
 
@@ -132,7 +132,6 @@ def _from_metrics(args: argparse.Namespace) -> int:
     import urllib.request
 
     from inferwatch.report.live import from_state
-    from inferwatch.report.model import write_page
     from inferwatch.report.page import document, report_body
     from inferwatch.report.status import read_snapshot
 
@@ -164,11 +163,26 @@ def _from_metrics(args: argparse.Namespace) -> int:
     title = args.title or f"inferwatch report: {netloc}"
     body = "".join(f"<section>{report_body(report)}</section>" for report in reports)
     try:
-        write_page(args.output, document(title, body))
+        _write(args.output, document(title, body))
     except OSError as exc:
         return _cannot_write(args.output, exc)
-    print(f"wrote {args.output}: {len(reports)} model versions", file=sys.stderr)
+    print(f"wrote {_where(args.output)}: {len(reports)} model versions", file=sys.stderr)
     return 0
+
+
+def _write(output: str, page: str) -> None:
+    """The page to `output`, whole or not at all; ``-`` is stdout."""
+    from inferwatch.report.model import write_page
+
+    if output == "-":
+        sys.stdout.write(page)
+        sys.stdout.flush()
+    else:
+        write_page(output, page)
+
+
+def _where(output: str) -> str:
+    return "the report to stdout" if output == "-" else output
 
 
 def _cannot_write(path: str, exc: OSError) -> int:
