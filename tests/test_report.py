@@ -386,3 +386,27 @@ def test_report_cli_from_metrics_names_an_unwritable_output(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err == f"inferwatch report: error: cannot write {out}: No such file" \
                                 " or directory\n"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--metrics", "http://127.0.0.1:9/", "--predictions-column", "score"],
+     "--predictions-column reads DATA; with --metrics there is none"),
+    (["--metrics", "http://127.0.0.1:9/", "--format", "csv"],
+     "--format reads DATA; with --metrics there is none"),
+    (["--reference", "{reference}", "{data}", "--model", "fraud"],
+     "--model picks a model of --metrics URL; a DATA file holds one model"),
+])
+def test_report_options_of_the_other_mode_are_refused_not_ignored(tmp_path, capsys, extra,
+                                                                   expected):
+    # An option that the chosen mode does not read was silently dropped: a user asking for
+    # `--model fraud` of a file got a report that was not what they asked for.
+    Reference.from_data({"age": np.arange(50.0)}).save(tmp_path / "reference.json")
+    (tmp_path / "live.csv").write_text("age\n1\n2\n", encoding="utf-8")
+    argv = [a.format(reference=tmp_path / "reference.json", data=tmp_path / "live.csv")
+            for a in extra]
+    out = tmp_path / "report.html"
+
+    assert main(["report", *argv, "-o", str(out)]) == 2
+
+    assert capsys.readouterr().err == f"inferwatch report: error: {expected}\n"
+    assert not out.exists()

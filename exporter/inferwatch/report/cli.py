@@ -55,7 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics is not None:
         if args.data is not None or args.reference is not None:
             return _error("give either --metrics URL or --reference FILE with DATA, not both")
+        # Options of a file's report would be silently ignored: the user meant something.
+        for given, option in ((args.predictions_column, "--predictions-column"),
+                              (args.format, "--format")):
+            if given:
+                return _error(f"{option} reads DATA; with --metrics there is none")
         return _from_metrics(args)
+    if args.model is not None:
+        return _error("--model picks a model of --metrics URL; a DATA file holds one model")
     if args.data is None or args.reference is None:
         return _error("give --reference FILE and DATA (or --metrics URL)")
     try:
