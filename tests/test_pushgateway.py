@@ -174,20 +174,22 @@ def test_plain_push_to_a_gateway_that_is_down_names_it(models):
     fraud.predict_proba([[1.0]])
     address = f"127.0.0.1:{free_port()}"
     with pytest.raises(PushError, match=f"Pushgateway at {address}"):
-        inferwatch.push(address, "nightly", registry=registry, timeout=2)
+        inferwatch.push(address, "nightly", registry=registry, timeout=2, retry_delay=0.01)
 
 
 def test_on_exit_never_loses_the_jobs_result_to_a_gateway_that_is_down(models, caplog):
     registry, fraud, _ = models
     address = f"127.0.0.1:{free_port()}"
     caplog.set_level(logging.WARNING, logger="inferwatch.serving.pushgateway")
-    with inferwatch.push.on_exit(address, "nightly", registry=registry, timeout=2):
+    with inferwatch.push.on_exit(address, "nightly", registry=registry, timeout=2,
+                                 retry_delay=0.01):
         result = fraud.predict_proba([[1.0]])
     assert result == [[0.4, 0.6]]
     assert f"Pushgateway at {address}" in caplog.text
     failure = KeyError("row 17")
     with pytest.raises(KeyError) as raised, \
-            inferwatch.push.on_exit(address, "nightly", registry=registry, timeout=2):
+            inferwatch.push.on_exit(address, "nightly", registry=registry, timeout=2,
+                                    retry_delay=0.01):
         raise failure
     assert raised.value is failure  # the job's exception, not a push error
 

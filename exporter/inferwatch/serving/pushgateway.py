@@ -18,7 +18,7 @@ Two forms:
 >>> from inferwatch.core.registry import Registry
 >>> registry = Registry()
 >>> score = inferwatch.instrument(lambda x: 0.5, name="churn", version="3", registry=registry)
->>> with push.on_exit("127.0.0.1:1", "nightly", registry=registry, timeout=0.5):
+>>> with push.on_exit("127.0.0.1:1", "nightly", registry=registry, timeout=0.5, retries=0):
 ...     score([1.0])   # the gateway is down: the push is logged, the block's result stands
 0.5
 """
@@ -68,12 +68,17 @@ class PushError(RuntimeError):
 
 def push(gateway: str, job: str, *, registry: Registry | None = None,
          grouping_key: Mapping[str, str] | None = None, timeout: float = 10.0,
-         handler: Callable[..., Any] | None = None) -> list[dict[str, str]]:
+         handler: Callable[..., Any] | None = None, retries: int = 3,
+         retry_delay: float = 0.5) -> list[dict[str, str]]:
     """Push every model's metrics now, one group per model; returns the groups pushed.
 
     `gateway` is ``host:port`` or a URL; `grouping_key` adds labels to every group (not
     ``job`` or ``model``); `handler` is a prometheus_client push handler (basic auth, TLS).
-    Each group replaces the last (HTTP PUT, as prometheus_client's ``push_to_gateway``).
+    Each group replaces the last (HTTP PUT, as prometheus_client's ``push_to_gateway``), so
+    a push may be repeated: a group that failed for a reason that may pass (no connection,
+    a timeout, HTTP 408, 429 or 5xx, as while the gateway restarts) is tried again up to
+    `retries` times, `retry_delay` seconds later and twice as long each time (or after the
+    gateway's Retry-After, up to 30 s). A refusal (HTTP 400, 401, 403, 404) is not repeated.
     Every model is attempted; then :class:`PushError` is raised if any push failed, with
     the gateway's own explanation of a refusal.
 
@@ -82,28 +87,77 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
     []
     """
     key = _check(gateway, job, grouping_key)
+    _check_retries(retries, retry_delay)
     from inferwatch.core.registry import default_registry
 
     registry = registry or default_registry()
     registry.drain()
     pushed: list[dict[str, str]] = []
-    failures: list[str] = []
+    bodies = {}
     for model, monitors in _by_model(registry).items():
-        group = {"model": model, **key}
         source = CollectorRegistry(auto_describe=False)
         source.register(_ModelCollector(monitors))
-        try:
-            (handler or default_handler)(
-                url=_group_url(gateway, job, group), method="PUT", timeout=timeout,
-                headers=[("Content-Type", _TEXT_FORMAT)], data=generate_latest(source))()
-        except Exception as exc:
-            failures.append(f"model {model!r}: {_failure(exc)}")
-            continue
-        pushed.append({"job": job, **group})
-    if failures:
+        bodies[model] = generate_latest(source)  # rendered once: every attempt sends the same
+    failed: dict[str, tuple[Exception, int]] = {}
+    waiting = list(bodies)
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(_retry_wait(retry_delay, attempt, [exc for exc, _ in failed.values()]))
+        for model in waiting:
+            group = {"model": model, **key}
+            try:
+                (handler or default_handler)(
+                    url=_group_url(gateway, job, group), method="PUT", timeout=timeout,
+                    headers=[("Content-Type", _TEXT_FORMAT)], data=bodies[model])()
+            except Exception as exc:
+                failed[model] = (exc, attempt + 1)
+                continue
+            failed.pop(model, None)
+            pushed.append({"job": job, **group})
+        waiting = [model for model, (exc, _) in failed.items() if _may_pass(exc)]
+        if not waiting:
+            break
+    if failed:
         raise PushError(f"inferwatch.push: could not push job {job!r} to the Pushgateway at "
-                        f"{gateway}: " + "; ".join(failures))
+                        f"{gateway}: " + "; ".join(
+                            f"model {model!r}: {_failure(exc)}" + (
+                                f" ({tries} attempts)" if tries > 1 else "")
+                            for model, (exc, tries) in failed.items()))
     return pushed
+
+
+# HTTP statuses a later attempt may not meet: the request timed out, too many requests,
+# the gateway (or a proxy before it) failing or restarting.
+_PASSING_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER = 30.0
+
+
+def _may_pass(exc: Exception) -> bool:
+    """Whether a failed push may succeed if repeated; a refusal will not."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in _PASSING_STATUSES
+    return isinstance(exc, OSError)  # no connection, reset, timeout (URLError is an OSError)
+
+
+def _retry_wait(delay: float, attempt: int, failures: list[Exception]) -> float:
+    """Seconds before attempt `attempt` (1 for the first repeat): doubling from `delay`,
+    or the longest Retry-After (in seconds) the gateway asked for, up to 30 s."""
+    wait = delay * 2 ** (attempt - 1)
+    for exc in failures:
+        if isinstance(exc, urllib.error.HTTPError) and exc.headers is not None:
+            asked = (exc.headers.get("Retry-After") or "").strip()
+            if asked.isdigit():
+                wait = max(wait, min(float(asked), _MAX_RETRY_AFTER))
+    return wait
+
+
+def _check_retries(retries: int, retry_delay: float) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"inferwatch.push: retries must be a whole number >= 0, got {retries!r}")
+    if isinstance(retry_delay, bool) or not isinstance(retry_delay, (int, float)) or not (
+            0 <= retry_delay <= 60):
+        raise ValueError("inferwatch.push: retry_delay must be seconds from 0 to 60, got "
+                         f"{retry_delay!r}")
 
 
 class JobPush:
@@ -111,12 +165,15 @@ class JobPush:
 
     def __init__(self, gateway: str, job: str, *, registry: Registry | None = None,
                  grouping_key: Mapping[str, str] | None = None, timeout: float = 10.0,
-                 handler: Callable[..., Any] | None = None) -> None:
+                 handler: Callable[..., Any] | None = None, retries: int = 3,
+                 retry_delay: float = 0.5) -> None:
         _check(gateway, job, grouping_key)
+        _check_retries(retries, retry_delay)
         self.gateway = gateway
         self.job = job
         self._options = {"registry": registry, "grouping_key": grouping_key,
-                         "timeout": timeout, "handler": handler}
+                         "timeout": timeout, "handler": handler, "retries": retries,
+                         "retry_delay": retry_delay}
 
     def __enter__(self) -> JobPush:
         return self
@@ -186,7 +243,8 @@ class JobPush:
 
 def on_exit(gateway: str, job: str, *, registry: Registry | None = None,
             grouping_key: Mapping[str, str] | None = None, timeout: float = 10.0,
-            handler: Callable[..., Any] | None = None) -> JobPush:
+            handler: Callable[..., Any] | None = None, retries: int = 3,
+            retry_delay: float = 0.5) -> JobPush:
     """A context manager and decorator that pushes when the job ends, success or failure.
 
     Also ``inferwatch.push.on_exit``. Options as for :func:`push`.
@@ -199,7 +257,7 @@ def on_exit(gateway: str, job: str, *, registry: Registry | None = None,
     'scored'
     """
     return JobPush(gateway, job, registry=registry, grouping_key=grouping_key,
-                   timeout=timeout, handler=handler)
+                   timeout=timeout, handler=handler, retries=retries, retry_delay=retry_delay)
 
 
 push.on_exit = on_exit  # type: ignore[attr-defined]
