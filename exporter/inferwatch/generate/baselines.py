@@ -51,6 +51,7 @@ from inferwatch.generate.promql import (
     offset,
     quoted,
     record_name,
+    shadow_versions,
 )
 
 # The seasonal model (seasonal value plus the residual's trailing mean and deviation) takes
@@ -87,6 +88,17 @@ def _regex_of(values: tuple[str, ...]) -> str:
 
 
 def _rate(cfg: Config, counter: str, window: str, by: str = "model", *extra: str) -> str:
+    """The rate of `counter` summed by `by` over the versions that serve: a shadow
+    challenger scores a sample of the traffic with outputs of its own, and starting or
+    stopping one must not move the model's baselines."""
+    rates = f"rate({counter}{model_sel(cfg, *extra)}[{window}])"
+    return f"sum by ({by}) (\n  {rates}\n  unless on (model, model_version)\n  " \
+           f"{shadow_versions(cfg)}\n)"
+
+
+def _all_versions_rate(cfg: Config, counter: str, window: str, by: str, *extra: str) -> str:
+    """As :func:`_rate`, shadows included: for ratios of one version's own rows, where a
+    shadow's share of the numerator and of the denominator cancel."""
     return f"sum by ({by}) (rate({counter}{model_sel(cfg, *extra)}[{window}]))"
 
 
@@ -117,7 +129,8 @@ def _summary(metric: str, labels: str, quantiles: tuple[str, ...]) -> Callable[[
         chosen = getattr(cfg.baselines, quantiles)
         selected = model_sel(cfg, f"quantile=~{_regex_of(chosen)}")
         return [f"# quantiles {', '.join(chosen)}\n"
-                f"avg by ({labels}) (avg_over_time({metric}{selected}[{window}]))"]
+                f"avg by ({labels}) (\n  avg_over_time({metric}{selected}[{window}])\n"
+                f"  unless on (model, model_version)\n  {shadow_versions(cfg)}\n)"]
 
     return values  # type: ignore[return-value]
 
@@ -132,8 +145,11 @@ def _feature_ratio(counter: str) -> Callable[[Config, str], list[str]]:
     def values(cfg: Config, window: str) -> list[str]:
         features = cfg.baselines.features
         allowed = (f"feature=~{_regex_of(features)}",) if features else ()
-        rows = _rate(cfg, "inferwatch_batch_size_sum", window)
-        return [f"{_rate(cfg, counter, window, 'model, feature', *allowed)}\n"
+        # Per feature, 5,000 series for 100 models x 50 features: a join with the shadows
+        # would cost every evaluation more, and a shadow scoring a sample of the same inputs
+        # moves a missing or out-of-range ratio no more than the sampling does.
+        rows = _all_versions_rate(cfg, "inferwatch_batch_size_sum", window, "model")
+        return [f"{_all_versions_rate(cfg, counter, window, 'model, feature', *allowed)}\n"
                 f"/ on (model) group_left\n{rows}"]
 
     return values

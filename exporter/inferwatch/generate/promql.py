@@ -68,6 +68,17 @@ def model_sel(cfg: Config, *extra: str) -> str:
     return selector(cfg.selectors.model, *extra)
 
 
+def shadow_versions(cfg: Config) -> str:
+    """The model versions that run as shadows: one series per (model, model_version).
+
+    >>> from inferwatch.generate.config import Config
+    >>> shadow_versions(Config())
+    'max by (model, model_version) (inferwatch_model_info{job="inferwatch-model", role="shadow"})'
+    """
+    shadows = model_sel(cfg, 'role="shadow"')
+    return f"max by ({MODEL_LABELS}) (inferwatch_model_info{shadows})"
+
+
 def exporter_sel(cfg: Config, *extra: str) -> str:
     """Selector of standalone-exporter series."""
     return selector(cfg.selectors.exporter, *extra)

@@ -149,7 +149,7 @@ def _periods(cfg: Config) -> str:
 
 
 def _shadow_info(cfg: Config) -> str:
-    return f"max by ({MODEL_LABELS}) (inferwatch_model_info{model_sel(cfg, SHADOW_ROLE)})"
+    return q.shadow_versions(cfg)
 
 
 def _primary(cfg: Config, expr: str) -> str:
