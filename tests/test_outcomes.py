@@ -331,3 +331,54 @@ def test_a_prediction_with_nothing_to_compare_is_unmatched_by_that_reason(scrape
     inferwatch.monitor("m", "1", registry=scraper.registry).record_outcome("r-1", 1)
     assert scraper.value("inferwatch_outcomes_unmatched_total",
                          reason="unsupported_prediction") == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(calls=st.lists(st.tuples(st.integers(1, 3), st.sampled_from([None, "nan", "inf"])),
+                      min_size=2, max_size=12),
+       task=st.sampled_from(["classification", "regression"]))
+def test_one_call_with_nan_leaves_the_rest_of_its_drain_joinable(calls, task):
+    """The drain stacks the 2-D results of its calls; one NaN among them made every call of
+    that drain unjoinable (`unsupported_prediction`), not just its own."""
+    from conftest import Scraper
+
+    scraper = Scraper(drain_interval=3600)  # every call below waits for the same drain
+    try:
+        if task == "classification":
+            class Model:
+                classes_ = np.array(["a", "b"])
+
+                def predict_proba(self, rows, request_id=None):
+                    return rows
+            method = "predict_proba"
+        else:
+            class Model:  # a regressor of two outputs
+                def predict(self, rows, request_id=None):
+                    return rows
+            method = "predict"
+        wrapped = inferwatch.instrument(Model(), name="m", version="1",
+                                        registry=scraper.registry)
+        results = []
+        for i, (rows, bad) in enumerate(calls):
+            out = np.tile([[0.2, 0.8]], (rows, 1))
+            if bad is not None:
+                out[rows - 1, 0] = float(bad)
+            results.append(getattr(wrapped, method)(out, request_id=f"r{i}"))
+        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+        scraper.registry.drain()
+        for i, result in enumerate(results):
+            monitor.record_outcome(f"r{i}", ["b"] * len(result) if task == "classification"
+                                   else np.tile([0.2, 0.8], (len(result), 1)))
+
+        clean_rows = sum(rows for rows, bad in calls if bad is None)
+        bad_calls = sum(1 for _, bad in calls if bad is not None)
+        if task == "classification":
+            assert (scraper.value("inferwatch_outcomes_total", result="correct") or 0) == \
+                clean_rows
+        else:
+            assert (scraper.value("inferwatch_outcome_error_count") or 0) == 2 * clean_rows
+            assert (scraper.value("inferwatch_outcome_error_sum") or 0) == 0
+        assert scraper.total("inferwatch_outcomes_unmatched_total") == bad_calls
+        assert scraper.value("inferwatch_batch_size_count") == len(calls)
+    finally:
+        scraper.registry.close()

@@ -274,14 +274,33 @@ class PredictionBatch:
         if len(results) > 1 and all(r.__class__ is np.ndarray and r.ndim == 2 and
                                     r.dtype.kind == "f" for r in results) and \
                 len({r.shape[1] for r in results}) == 1:
+            stacked = np.concatenate(results)
+            if not np.isfinite(stacked).all():
+                return self._add_apart(results, probabilities, split)
             sizes = [r.shape[0] for r in results]
-            prediction = self._normalized(np.concatenate(results), probabilities)
+            prediction = self._normalized(stacked, probabilities)
             if prediction is None:
                 return [None] * len(results)
             self._add(prediction, sizes)
             return _split_rows(prediction, sizes) if split else []
-        return [None if p is None else _split_rows(p, [p.rows])[0]
-                for p in (self.add_one(result, probabilities) for result in results)]
+        return [self._add_call(result, probabilities) for result in results]
+
+    def _add_call(self, result: object, probabilities: bool | None
+                  ) -> tuple[tuple | None, tuple | None] | None:
+        prediction = self.add_one(result, probabilities)
+        return None if prediction is None else _split_rows(prediction, [prediction.rows])[0]
+
+    def _add_apart(self, results: Sequence[np.ndarray], probabilities: bool | None,
+                   split: bool) -> list[tuple[tuple | None, tuple | None] | None]:
+        """Stacked calls of which some hold NaN or inf: those are added one by one, the rest
+        stacked. A non-finite row is dropped when normalised, and which call it belonged to
+        is then lost: the rest of the drain's calls must stay joinable."""
+        finite = [bool(np.isfinite(r).all()) for r in results]
+        clean = iter(self.add_records([r for r, ok in zip(results, finite) if ok],
+                                      probabilities))
+        found = [next(clean) if ok else self._add_call(result, probabilities)
+                 for result, ok in zip(results, finite)]
+        return found if split else []
 
     def _class_names_once(self) -> Sequence[object] | None:
         if self._class_names is _UNSET:
