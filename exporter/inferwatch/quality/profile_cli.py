@@ -175,29 +175,103 @@ def read_csv(path: str, progress: Progress, *,
              text_columns: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """Columns of a CSV file with a header row: float arrays where every value is a number,
     object arrays of text (None for missing) otherwise and for `text_columns`.
+
+    Read a block of rows at a time, each block typed as it comes: the file's text is never
+    held whole (a numeric cell costs 8 bytes, not a Python string). A column that turns
+    out to hold text after blocks of numbers is read again, as text, in a second pass.
     """
     import numpy as np
 
     try:
-        header, rows = _csv_rows(path, progress)
+        blocks = _csv_blocks(path, progress)
+        header = [h.strip() for h in next(blocks)[0]]
+        duplicates = sorted({h for h in header if header.count(h) > 1})
+        if duplicates:
+            raise ProfileError(f"{path}: duplicate column names {duplicates}")
+        columns = [_Column(name in text_columns) for name in header]
+        rows = 0
+        for block in blocks:
+            for i, row in enumerate(block):
+                if len(row) != len(header):
+                    raise ProfileError(f"{path}: data row {rows + i + 1} has {len(row)} fields,"
+                                       f" expected {len(header)}")
+            rows += len(block)
+            for column, cells in zip(columns, zip(*block)):
+                column.add(cells, np)
+        if not rows:
+            raise ProfileError(f"{path}: no data rows")
+        again = [j for j, column in enumerate(columns) if column.read_again]
+        if again:
+            for block in _csv_blocks(path, progress, skip_header=True):
+                if any(len(row) != len(header) for row in block):
+                    raise ProfileError(f"{path}: the file changed while it was read")
+                for j in again:
+                    columns[j].add_text([row[j] for row in block], np)
     except OSError as exc:  # unreadable: permissions, a device, an I/O error
         raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    header = [h.strip() for h in header]
-    duplicates = sorted({h for h in header if header.count(h) > 1})
-    if duplicates:
-        raise ProfileError(f"{path}: duplicate column names {duplicates}")
-    for i, row in enumerate(rows):
-        if len(row) != len(header):
-            raise ProfileError(f"{path}: data row {i + 1} has {len(row)} fields, expected"
-                               f" {len(header)}")
-    if not rows:
-        raise ProfileError(f"{path}: no data rows")
-    cells = list(zip(*rows))
-    return {name: _typed(values, np, text=name in text_columns)
-            for name, values in zip(header, cells)}
+    return {name: column.array(np) for name, column in zip(header, columns)}
 
 
-def _csv_rows(path: str, progress: Progress) -> tuple[list[str], list[list[str]]]:
+# Cells per block of rows: the text of one block is all that is held as Python strings.
+BLOCK_CELLS = 1 << 18
+# Distinct values of a text column shared as one string each: categories repeat, ids do not.
+SHARED_TEXTS = 1 << 16
+
+
+class _Column:
+    """One CSV column, typed block by block: numbers while every cell is one."""
+
+    def __init__(self, text: bool) -> None:
+        self.numeric = not text
+        self.read_again = False  # numbers in earlier blocks, text in a later one
+        self.parts: list[Any] = []
+        self.shared: dict[str, str] | None = {}
+
+    def add(self, cells: tuple[str, ...], np: Any) -> None:
+        if self.read_again:
+            return
+        if self.numeric:
+            numbers = _numbers(cells, np)
+            if numbers is not None:
+                self.parts.append(numbers)
+                return
+            self.numeric = False
+            if self.parts:  # their text is gone: the second pass reads the column again
+                self.read_again, self.parts = True, []
+                return
+        self.add_text(cells, np)
+
+    def add_text(self, cells: Any, np: Any) -> None:
+        shared = self.shared
+        cleaned = [None if v.strip() in MISSING_TOKENS else
+                   v if shared is None else shared.setdefault(v, v) for v in cells]
+        if shared is not None and len(shared) > SHARED_TEXTS:
+            self.shared = None  # an id column: sharing would only add the dictionary
+        # Kept as written: codes such as "01234" stay themselves.
+        self.parts.append(np.fromiter(cleaned, dtype=object, count=len(cleaned)))
+
+    def array(self, np: Any) -> Any:
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return np.concatenate(self.parts)
+
+
+def _numbers(cells: tuple[str, ...], np: Any) -> Any:
+    """The cells as floats (NaN for a missing token), or None when one is not a number."""
+    try:
+        return np.array(cells, dtype=np.float64)
+    except ValueError:
+        pass
+    try:
+        return np.array([np.nan if v.strip() in MISSING_TOKENS else float(v) for v in cells])
+    except ValueError:
+        return None
+
+
+def _csv_blocks(path: str, progress: Progress, *, skip_header: bool = False
+                ) -> Iterator[list[list[str]]]:
+    """The header row alone (unless `skip_header`), then the non-empty data rows in blocks
+    of about BLOCK_CELLS cells."""
     import csv
     import zlib
 
@@ -209,7 +283,18 @@ def _csv_rows(path: str, progress: Progress) -> tuple[list[str], list[list[str]]
             if header is None:
                 raise ProfileError(f"{path}: empty file (expected a header row)")
             _refuse_other_separators(path, header)
-            return header, [row for row in reader if row]
+            if not skip_header:
+                yield [header]
+            size = max(1, BLOCK_CELLS // len(header))
+            block: list[list[str]] = []
+            for row in reader:
+                if row:
+                    block.append(row)
+                    if len(block) == size:
+                        yield block
+                        block = []
+            if block:
+                yield block
         except csv.Error as exc:
             raise ProfileError(f"{path}: line {reader.line_num}: {exc}") from None
         except UnicodeDecodeError:
@@ -261,22 +346,6 @@ def _refuse_other_separators(path: str, header: list[str]) -> None:
                 f"{path}: the header reads as one column, {shown!r}: separated by {name}?"
                 " Only commas separate columns: convert it, for example with"
                 f" pandas.read_csv(path, {options}).to_csv(out, index=False)")
-
-
-def _typed(values: tuple[str, ...], np: Any, *, text: bool) -> Any:
-    if not text:
-        try:
-            return np.array(values, dtype=np.float64)
-        except ValueError:
-            pass
-    cleaned = [None if v.strip() in MISSING_TOKENS else v for v in values]
-    if not text:
-        try:
-            return np.array([np.nan if v is None else float(v) for v in cleaned])
-        except ValueError:
-            pass
-    # Kept as written: codes such as "01234" stay themselves.
-    return np.fromiter(cleaned, dtype=object, count=len(cleaned))
 
 
 def _decoded_lines(lines: IO[bytes], position: Callable[[], int], total: int,
