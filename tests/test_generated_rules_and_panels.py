@@ -104,7 +104,9 @@ def test_a_ratio_panel_narrowed_to_one_instance_counts_that_instances_rows(
         labels = f'{MODEL}, instance="{instance}", model="fraud", model_version="1"'
         series += [{"series": f"inferwatch_batch_size_sum{{{labels}}}", "values": "0+600x15"},
                    {"series": f"{counter}{{{labels}, {label}}}", "values": f"0+{bad}x15"}]
-    [expr] = _panel_exprs(DEFAULT, "model-quality.json", title)
+    # The panel's first query; the second draws each model's objective.
+    expr, objective = _panel_exprs(DEFAULT, "model-quality.json", title)
+    assert objective.startswith("max by (model) (model:inferwatch_objective:")
     wanted = '{model="fraud", model_version="1"' + (", " + label if "feature" in label else "")
     checks = [{"expr": f"round({_selected(expr, instance=instance)}, 0.001)", "eval_time": "10m",
                "exp_samples": [{"labels": wanted + "}", "value": value}]}
@@ -141,5 +143,36 @@ def test_slo_panels_judge_each_model_by_its_own_error_budget(tmp_path: Path) -> 
     checks.append({"expr": f"round({_selected(remaining)}, 0.001)", "eval_time": "80m",
                    "exp_samples": [{"labels": f'{{model="{m}"}}', "value": 1 - value}
                                    for m, value in burn.items()]})
+    _promtool_test(cfg, [{"interval": "1m", "input_series": series,
+                          "promql_expr_test": checks}], tmp_path)
+
+
+# --- each model's own objective beside a panel's default threshold -------------------------
+
+
+OBJECTIVE_PANELS = (
+    ("Invalid predictions", "predictions.invalid_ratio", 0.002),
+    ("Missing values per row", "data_quality.missing_ratio", 0.2),
+    ("Out-of-range values per row", "data_quality.out_of_range_ratio", 0.3),
+    ("Feature drift (psi)", "drift.feature_threshold", 0.5),
+    ("Prediction drift (psi)", "drift.prediction_threshold", 0.45),
+)
+
+
+@pytest.mark.parametrize(("title", "key", "value"), OBJECTIVE_PANELS,
+                         ids=[title for title, _, _ in OBJECTIVE_PANELS])
+def test_a_threshold_panel_draws_each_models_own_objective(tmp_path: Path, title: str,
+                                                           key: str, value: float) -> None:
+    """The panels drew only the default threshold: a model whose `models:` entry allows 20%
+    missing values showed red past 5%, while its alert stayed quiet until 20%."""
+    section, name = key.split(".")
+    cfg = from_dict({"models": {"fraud": {section: {name: value}}}})
+    default = getattr(getattr(cfg, section), name)
+    series = [{"series": f'inferwatch_model_info{{{MODEL}, instance="m:1", model="{model}", '
+                         f'model_version="1"}}', "values": "1x10"} for model in ("fraud", "churn")]
+    _, objective = _panel_exprs(cfg, "model-quality.json", title)
+    checks = [{"expr": _selected(objective, model=model), "eval_time": "5m",
+               "exp_samples": [{"labels": f'{{model="{model}"}}', "value": expected}]}
+              for model, expected in (("fraud", value), ("churn", default))]
     _promtool_test(cfg, [{"interval": "1m", "input_series": series,
                           "promql_expr_test": checks}], tmp_path)

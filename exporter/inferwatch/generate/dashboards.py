@@ -152,6 +152,11 @@ def _dashboard(cfg: Config, key: str, title: str, description: str, panels: list
     return dashboard_json(dashboard)
 
 
+# What a panel with a threshold and each model's objective says of its lines.
+_OBJECTIVE_LINES = ("Dashed line: the default alert threshold; objective: each selected "
+                    "model's own (its models: entry, or what it declares in code).")
+
+
 def _objective(key: str, around: str = "max by (model) ({})") -> g.Target:
     """Each selected model's own objective (its `models:` override, else the default)."""
     series = q.objective(key) + selector('model=~"$model"')
@@ -365,8 +370,9 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             f"inferwatch_prediction_confidence{raw}", "{{instance}} " + MV + " q{{quantile}}")],
             "percentunit", "Rolling quantiles of the top-class probability.", max_value=1)),
         Cell(timeseries("Invalid predictions", [
-            target(_recorded(cfg, q.invalid_ratio(cfg)), "ratio " + MV)], "percentunit",
-            f"Invalid values per row over {w}; dashed line: alert threshold.",
+            target(_recorded(cfg, q.invalid_ratio(cfg)), "ratio " + MV),
+            _objective("predictions.invalid_ratio")], "percentunit",
+            f"Invalid values per row over {w}. {_OBJECTIVE_LINES}",
             limit=cfg.predictions.invalid_ratio)),
         Cell(timeseries("Invalid predictions by reason", [target(
             f"sum by (model, reason) (rate(inferwatch_invalid_predictions_total{raw}[{RATE}]))",
@@ -379,12 +385,13 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     quality = [
         Cell(timeseries("Missing values per row", [target(
             _recorded(cfg, q.feature_ratio(cfg, 'inferwatch_feature_missing')),
-            MV + " {{feature}}")], "percentunit", "Dashed line: alert threshold.",
-            limit=cfg.data_quality.missing_ratio)),
+            MV + " {{feature}}"), _objective("data_quality.missing_ratio")], "percentunit",
+            _OBJECTIVE_LINES, limit=cfg.data_quality.missing_ratio)),
         Cell(timeseries("Out-of-range values per row", [target(
             _recorded(cfg, q.feature_ratio(cfg, 'inferwatch_feature_out_of_range')),
-            MV + " {{feature}}")], "percentunit", "Outside the reference range. Dashed line: "
-            "alert threshold.", limit=cfg.data_quality.out_of_range_ratio)),
+            MV + " {{feature}}"), _objective("data_quality.out_of_range_ratio")],
+            "percentunit", f"Outside the reference range. {_OBJECTIVE_LINES}",
+            limit=cfg.data_quality.out_of_range_ratio)),
         Cell(timeseries("Unseen categories", [target(
             f"sum by (model, feature) (rate(inferwatch_feature_unseen_category_total{raw}"
             f"[{RATE}]))", "{{model}} {{feature}}")], "short",
@@ -397,14 +404,17 @@ def model_quality(cfg: Config) -> dict[str, Any]:
         Cell(bargauge(f"Feature drift now ({cfg.drift.method})", [target(
             f"max by (model, feature) (inferwatch_feature_drift{_raw(cfg, method)})",
             "{{model}} {{feature}}", instant=True)], "short",
-            "Worst replica per feature; red above the alert threshold.",
+            "Worst replica per feature; red above the default alert threshold (a model's own "
+            "objective is drawn in the panel beside).",
             limit=cfg.drift.feature_threshold), 8, 10),
         Cell(timeseries(f"Feature drift ({cfg.drift.method})", [target(
             f"max by (model, feature) (inferwatch_feature_drift{_raw(cfg, method)})",
-            "{{model}} {{feature}}")], "short", limit=cfg.drift.feature_threshold), 16, 10),
+            "{{model}} {{feature}}"), _objective("drift.feature_threshold")], "short",
+            _OBJECTIVE_LINES, limit=cfg.drift.feature_threshold), 16, 10),
         Cell(timeseries(f"Prediction drift ({cfg.drift.method})", [target(
             f"max by (model, output) (inferwatch_prediction_drift{_raw(cfg, method)})",
-            "{{model}} {{output}}")], "short", limit=cfg.drift.prediction_threshold)),
+            "{{model}} {{output}}"), _objective("drift.prediction_threshold")], "short",
+            _OBJECTIVE_LINES, limit=cfg.drift.prediction_threshold)),
         Cell(timeseries("Drift window rows", [target(
             f"min by (model, model_version) (inferwatch_drift_window_observations{raw})", MV)],
             "short", f"Drift alerts need at least {number(cfg.drift.min_observations)} rows.",
