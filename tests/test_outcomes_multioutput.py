@@ -322,3 +322,44 @@ def test_a_label_too_large_for_a_float_is_a_shape_mismatch_not_an_internal_error
     assert scraper.value("inferwatch_outcomes_unmatched_total", reason="shape_mismatch") == 1
     assert not scraper.value("inferwatch_outcome_error_count")  # no error observed
     assert faults.internal_error_counts() == before
+
+
+@pytest.mark.parametrize("rows", [1, 8])
+def test_a_shadow_of_a_multi_output_regressor_is_scored_on_every_target(rows):
+    """Only single-output predictions were kept for the comparison's outcomes: a shadow of a
+    multi-output regressor got no inferwatch_shadow_outcome_error at all."""
+    from inferwatch.core.registry import Registry
+
+    registry = Registry()
+    try:
+        champion_model = LinearRegression().fit(X, Y)
+        challenger_model = LinearRegression().fit(X[:, :1], Y)  # a weaker one
+
+        class FirstFeature:
+            def predict(self, rows):
+                return challenger_model.predict(np.asarray(rows)[:, :1])
+
+        champion = inferwatch.instrument(champion_model, name="m", version="1",
+                                         registry=registry)
+        handle = inferwatch.shadow(champion, FirstFeature(), version="2", registry=registry,
+                                   timeout=60.0)
+        predicted = champion.predict(X[:rows], request_id="r-1")
+        assert handle.flush(60)
+        truth = Y[:rows].copy()
+        truth[0, 1] = np.nan  # a target not known yet: neither side is judged on it
+        registry.monitor("m", "1").record_outcome("r-1", truth)
+        registry.drain()
+
+        errors = handle.monitor.state.histograms["inferwatch_shadow_outcome_error"]
+        known = ~np.isnan(truth)
+        ours = np.abs(predicted - truth)[known]
+        theirs = np.abs(challenger_model.predict(X[:rows, :1]) - truth)[known]
+        assert errors[("1", "champion")].count == rows * 3 - 1
+        assert errors[("1", "champion")].sum == pytest.approx(ours.sum())
+        assert errors[("1", "shadow")].sum == pytest.approx(theirs.sum())
+        # The challenger's own join judges the same targets.
+        assert handle.monitor.state.histograms["inferwatch_outcome_error"][()].count == \
+            rows * 3 - 1
+        handle.close()
+    finally:
+        registry.close()

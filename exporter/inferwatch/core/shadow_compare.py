@@ -40,6 +40,7 @@ from inferwatch.core.label_caps import LabelCap
 from inferwatch.core.outcomes import (
     DEFAULT_MAX_BYTES,
     _as_rows,
+    _as_table,
     _class_text,
     _entry_bytes,
     _fitted,
@@ -130,6 +131,8 @@ class Comparison:
         champion, shadow, predicted_at, _, rows = entry
         if at - predicted_at > self.ttl_seconds:
             return None
+        if champion[0].__class__ is tuple:  # several outputs: a row of targets per row
+            return self._score_outputs(champion, shadow, rows, y_true)
         truth = _as_rows(y_true)
         n = len(champion)
         if len(truth) not in (1, rows):
@@ -156,6 +159,32 @@ class Comparison:
             champion_error = [abs(float(p) - float(t)) for p, t in zip(champion, truth)]
             shadow_error = [abs(float(p) - float(t)) for p, t in zip(shadow, truth)]
         except (TypeError, ValueError):
+            return None
+        with self._lock:
+            self._scored.append((None, None, champion_error, shadow_error, over))
+        return n, 0
+
+    def _score_outputs(self, champion: tuple, shadow: tuple, rows: int,
+                       y_true: object) -> tuple[int, int] | None:
+        """Both sides of a prediction of several outputs against rows of targets, one per
+        output in the champion's order (as the champion's own join reads them): every
+        known target adds one absolute error per side."""
+        from inferwatch.quality.reference import is_missing
+
+        truth = _as_table(y_true, len(champion[0]))
+        if truth is None or len(truth) not in (1, rows):
+            return None
+        n = len(champion)
+        over = rows - n if len(truth) == rows > 1 else 0
+        truth = truth * n if len(truth) == 1 else truth[:n]
+        champion_error, shadow_error = [], []
+        try:
+            for ours, theirs, targets in zip(champion, shadow, truth):
+                for p, q, t in zip(ours, theirs, targets):
+                    if not is_missing(t):
+                        champion_error.append(abs(float(p) - float(t)))
+                        shadow_error.append(abs(float(q) - float(t)))
+        except (TypeError, ValueError, OverflowError):
             return None
         with self._lock:
             self._scored.append((None, None, champion_error, shadow_error, over))
@@ -296,6 +325,8 @@ class Comparison:
                               np.asarray(other, dtype=np.float64).tolist())
         if not compared:
             return None
+        if remembered is None and len(champion.values) > 1:
+            remembered = _output_rows(champion, shadow)
         return remembered or ()
 
     def _remember(self, request_id: str, champion: list, shadow: list, at: float) -> None:
@@ -314,6 +345,21 @@ class Comparison:
             while len(cache) > self.cache_size or (self._bytes > self.max_bytes and
                                                    len(cache) > 1):
                 self._bytes -= cache.popitem(last=False)[1][3]
+
+
+def _output_rows(champion: Prediction, shadow: Prediction) -> tuple[list, list] | None:
+    """Each row of both sides as a tuple of every output's value, in the champion's order;
+    None unless the shadow returns the same outputs, row for row (else no outcome row of
+    targets can judge both)."""
+    names = list(champion.values)
+    theirs = [shadow.values.get(name) for name in names]
+    if len(shadow.values) != len(names) or any(
+            column is None or len(column) != len(champion.values[name])
+            for name, column in zip(names, theirs)):
+        return None
+    ours = [np.asarray(champion.values[name], dtype=np.float64).tolist() for name in names]
+    return (list(zip(*ours)),
+            list(zip(*(np.asarray(column, dtype=np.float64).tolist() for column in theirs))))
 
 
 def _pair_fitted(request_id: str, champion: tuple, shadow: tuple,
