@@ -176,3 +176,26 @@ def test_a_threshold_panel_draws_each_models_own_objective(tmp_path: Path, title
               for model, expected in (("fraud", value), ("churn", default))]
     _promtool_test(cfg, [{"interval": "1m", "input_series": series,
                           "promql_expr_test": checks}], tmp_path)
+
+
+def test_lost_targets_of_regex_selectors_each_page_naming_their_selector(tmp_path: Path) -> None:
+    """absent() keeps only equality matchers: with regex job selectors both lost targets made
+    one alert with no labels, its summary "No target of  is discovered"."""
+    cfg = from_dict({"selectors": {"model": 'job=~"model-.*"',
+                                   "exporter": 'job=~"exporter-.*", env="prod"'}})
+    series = [{"series": 'up{job="model-a", instance="m:1"}', "values": "1x5"},
+              {"series": 'up{job="exporter-a", instance="e:1", env="prod"}', "values": "1x5"},
+              {"series": 'up{job="other", instance="o:1"}', "values": "1x40"}]
+    [alert] = [a for a in rules.ALERTS if a.name == "InferwatchTargetMissing"]
+    annotations = rules.alert_rule(cfg, alert)["annotations"]
+    expected = []
+    for selector, extra in (('job=~"model-.*"', {}),
+                            ('job=~"exporter-.*", env="prod"', {"env": "prod"})):
+        expected.append({
+            "exp_labels": {"severity": "warning", "selector": selector, **extra},
+            "exp_annotations": {
+                name: text.replace("{{ $labels.selector }}", selector)
+                for name, text in annotations.items()}})
+    _promtool_test(cfg, [{"interval": "1m", "input_series": series, "alert_rule_test": [
+        {"eval_time": "30m", "alertname": "InferwatchTargetMissing",
+         "exp_alerts": expected}]}], tmp_path)

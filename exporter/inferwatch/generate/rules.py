@@ -148,6 +148,16 @@ def _periods(cfg: Config) -> str:
     return ", ".join([*jobs, f"default {cfg.pushgateway.max_age}"])
 
 
+def _absent_targets(matchers: str) -> str:
+    """1 with label `selector` (the matchers' text) while no `up` series matches them.
+
+    >>> print(_absent_targets('job=~"model-.*"'))
+    label_replace(absent(up{job=~"model-.*"}), "selector", "job=~\\"model-.*\\"", "", "")
+    """
+    return (f"label_replace(absent(up{q.selector(matchers)}), \"selector\", "
+            f"{q.quoted(matchers)}, \"\", \"\")")
+
+
 def _shadow_info(cfg: Config) -> str:
     return q.shadow_versions(cfg)
 
@@ -195,13 +205,17 @@ ALERTS: tuple[AlertDef, ...] = (
         dashboard="overview", per_model=False,
         # Only while Prometheus scrapes something at all: right after it starts, before its
         # first scrapes, every job is absent.
-        expr=lambda c: (f"(\n  absent(up{model_sel(c)})\n  or\n  absent(up{exporter_sel(c)})\n)"
-                        f"\nand on ()\ncount(up)"),
-        summary="No target of {{ $labels.job }} is discovered",
+        # absent() keeps only a selector's equality matchers as labels: with a regex job or
+        # none, both sides would be the same empty label set, one alert for either, naming
+        # neither. The `selector` label says which selector has no target.
+        expr=lambda c: (f"(\n  {_absent_targets(c.selectors.model)}\n  or\n  "
+                        f"{_absent_targets(c.selectors.exporter)}\n)\nand on ()\ncount(up)"),
+        summary="No target matches {{ $labels.selector }}",
         description=lambda c: (
-            f"Prometheus has no scrape target at all for {{{{ $labels.job }}}} (selectors "
-            f"{c.selectors.model} and {c.selectors.exporter}): service discovery lost it, so "
-            f"InferwatchTargetDown cannot fire for it either."),
+            "Prometheus has no scrape target at all that matches {{ $labels.selector }} "
+            f"(selectors.model {c.selectors.model}, selectors.exporter "
+            f"{c.selectors.exporter}): service discovery lost it, so InferwatchTargetDown "
+            "cannot fire for it either."),
     ),
     AlertDef(
         name="InferwatchPushgatewayGroupStale", severity="warning", for_="5m",
