@@ -66,6 +66,15 @@ def gateway(tmp_path) -> Iterator[Gateway]:
         stop(process)
 
 
+def refuse_counters(address: str) -> None:
+    """Push `inferwatch_requests_total` as a gauge under another job: the gateway then
+    refuses (HTTP 400) any push holding the counter of that name."""
+    request = urllib.request.Request(
+        f"http://{address}/metrics/job/conflicting", method="PUT",
+        data=b"# TYPE inferwatch_requests_total gauge\ninferwatch_requests_total 1\n")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
 @pytest.fixture
 def models(scraper):
     registry = scraper.registry
@@ -199,5 +208,10 @@ def test_bad_arguments_name_the_problem():
         inferwatch.push("127.0.0.1:9091", "nightly", grouping_key={"model": "x"})
     with pytest.raises(ValueError, match="'bad-label'"):
         inferwatch.push.on_exit("127.0.0.1:9091", "nightly", grouping_key={"bad-label": "x"})
+    # A label the pushed series carry: the gateway would refuse every push, hours later.
+    with pytest.raises(ValueError, match="grouping_key cannot set 'outcome': the pushed series"):
+        inferwatch.push.on_exit("127.0.0.1:9091", "nightly", grouping_key={"outcome": "x"})
+    with pytest.raises(ValueError, match="grouping_key cannot set 'le'"):
+        inferwatch.push("127.0.0.1:9091", "nightly", grouping_key={"le": "x"})
     with pytest.raises(ValueError, match="job must be"):
         inferwatch.push("127.0.0.1:9091", "")

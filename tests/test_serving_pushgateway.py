@@ -6,7 +6,7 @@ import pytest
 
 import inferwatch
 from inferwatch.serving.pushgateway import PushError
-from test_pushgateway import Gateway, gateway  # noqa: F401 (the fixture)
+from test_pushgateway import Gateway, gateway, refuse_counters  # noqa: F401 (the fixture)
 
 # Each would be lost or mangled as a plain URL path segment: "." and ".." are dot-segments
 # that HTTP clients and servers resolve away (the Pushgateway answers 301), and a "+"
@@ -36,12 +36,12 @@ def test_a_push_the_gateway_refuses_says_why(gateway: Gateway, scraper):  # noqa
     model = inferwatch.instrument(lambda x: 0.5, name="churn", version="1", registry=registry)
     model([1.0])
 
-    # `outcome` is a label of the pushed series: the gateway refuses a group that sets it.
+    # Another job pushed a gauge of the same name: the gateway refuses the counter.
+    refuse_counters(gateway.address)
     with pytest.raises(PushError) as refused:
-        inferwatch.push(gateway.address, "nightly", registry=registry,
-                        grouping_key={"outcome": "batch"}, timeout=10)
+        inferwatch.push(gateway.address, "nightly", registry=registry, timeout=10)
 
     message = str(refused.value)
     assert "400" in message
-    assert "pushed metrics are invalid" in message  # the gateway's own explanation
+    assert "inconsistent with existing metrics" in message  # the gateway's own explanation
     assert "\n" not in message

@@ -43,6 +43,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import default_handler, generate_latest
 
 from inferwatch import faults
+from inferwatch.catalogue import CATALOGUE, MODEL_LABELS
 from inferwatch.core.render import combine
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ log = logging.getLogger("inferwatch.serving.pushgateway")
 F = TypeVar("F", bound=Callable[..., Any])
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _RESERVED_GROUPING_LABELS = ("job", "model")
+# The labels of the per-model series a push sends: a grouping key may not set them.
+_PUSHED_LABELS = frozenset({*MODEL_LABELS, "le", "quantile", *(
+    label for spec in CATALOGUE.values()
+    if spec.per_model and spec.source == "instrumentation" for label in spec.labels)})
 # Grouping values sent as they are; any other goes base64url-encoded (see _group_url).
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:-]+")
 # The format generate_latest writes, as prometheus_client's push_to_gateway declares it.
@@ -336,6 +341,10 @@ def _check(gateway: str, job: str, grouping_key: Mapping[str, str] | None) -> di
         if name in _RESERVED_GROUPING_LABELS:
             raise ValueError(f"inferwatch.push: grouping_key cannot set {name!r}: the job is "
                              "the job argument and each model is pushed as its own group")
+        if name in _PUSHED_LABELS:
+            raise ValueError(f"inferwatch.push: grouping_key cannot set {name!r}: the pushed "
+                             "series carry that label themselves, and the Pushgateway refuses"
+                             " a group that sets it")
     return key
 
 
