@@ -10,6 +10,8 @@ escape every rule. :func:`named_fields` converts the containers model servers us
 - numpy structured array or record: row records (a plain array stays a list of numbers)
 - scipy.sparse matrix or array: each row's non-zero entries, ``{column index: value}``
 - bytes in UTF-8, and text holding a JSON object or array: the parsed value
+- numpy datetime64: ISO 8601 text at its own precision; durations (``timedelta``, pandas
+  ``Timedelta``, numpy ``timedelta64``): seconds
 
 Anything else with no plain JSON form (an arbitrary object, bytes that are not UTF-8) is
 *unstructured*: :func:`named_fields` raises :class:`Unstructured`, and the event keeps a
@@ -120,15 +122,19 @@ def named_fields(value: object, max_bytes: int = 1 << 20) -> object:
         return str(value)
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
+    if isinstance(value, datetime.timedelta):  # pandas.Timedelta too
+        return value.total_seconds()
     raise NotConverted(type_name(value))
 
 
 def _from_library(value: object, max_bytes: int) -> object:
     # Only libraries already imported can have made `value`: nothing is imported here.
     numpy = sys.modules.get("numpy")
-    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.void)) \
-            and value.dtype.names:
-        return _records(value)
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
+        if value.dtype.names:
+            return _records(value)
+        if value.dtype.kind in "mM":
+            return _numpy_time(numpy, value)
     if is_sparse(value):
         return sparse_rows(value, max_bytes)
     pandas = sys.modules.get("pandas")
@@ -154,6 +160,24 @@ def _from_library(value: object, max_bytes: int) -> object:
             dump = getattr(value, "model_dump", None)
             return dump() if callable(dump) else value.dict()  # type: ignore[attr-defined]
     return NotImplemented
+
+
+def _numpy_time(numpy: object, value: object) -> object:
+    """A numpy datetime64 as ISO 8601 text at its own precision, a timedelta64 as seconds.
+
+    ``tolist()`` gives an int for units finer than microseconds (pandas' ``[ns]``) or dates
+    out of Python's range: a bare count of ticks no reader can tell is a time. NaT is None.
+    A timedelta64 in months or years has no length in seconds and raises (counted).
+    """
+    np = numpy
+    array = np.asarray(value)  # type: ignore[attr-defined]
+    missing = np.isnat(array)  # type: ignore[attr-defined]
+    if array.dtype.kind == "M":
+        plain = np.asarray(np.datetime_as_string(array), dtype=object)  # type: ignore
+    else:
+        plain = np.asarray(array / np.timedelta64(1, "s"), dtype=object)  # type: ignore
+    plain[missing] = None
+    return plain.tolist()
 
 
 def _records(value: object) -> object:

@@ -268,7 +268,7 @@ def _read_lines(path: Path, start: int, stats: ReadStats) -> tuple[list[bytes], 
 def _decode(line: bytes, stats: ReadStats) -> dict | None:
     try:
         event = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting: a foreign or damaged line
         stats.unreadable += 1
         return None
     if not isinstance(event, dict):

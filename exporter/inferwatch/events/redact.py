@@ -19,6 +19,7 @@ contain a dot can only be reached with ``*``.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import json
@@ -148,7 +149,8 @@ class _Cleaner:
         if isinstance(value, float):
             return self.clean(float(value), depth)
         if isinstance(value, str):
-            return self.clean(str(value), depth)
+            # Its text, as json.dumps writes it: str() of a str-valued enum is "Class.NAME".
+            return self.clean(str.__str__(value), depth)
         too_large = self._too_large(value)
         if too_large is not None:
             return too_large
@@ -208,7 +210,31 @@ class _Cleaner:
 
 
 def _clean_key(key: object) -> str:
-    return _UNSAFE.sub("", key if type(key) is str else str(key))  # type: ignore[arg-type]
+    """The text a key is stored as: the text its value would be, so redaction paths find it.
+
+    str() of a str-valued enum is ``"Class.NAME"`` and of bytes ``"b'...'"``: a feature
+    keyed ``Feature.SSN`` (value ``"ssn"``) or ``b"ssn"`` would escape ``redact=["inputs.ssn"]``.
+    """
+    if type(key) is str:
+        text = key
+    elif isinstance(key, str):
+        text = str.__str__(key)
+    elif isinstance(key, bool):
+        text = str(bool(key))
+    elif isinstance(key, int):
+        text = str(int(key))
+    elif isinstance(key, float):
+        text = str(float(key))
+    elif isinstance(key, enum.Enum):
+        text = key.name
+    elif isinstance(key, bytes):
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            text = str(key)
+    else:
+        text = str(key)
+    return _UNSAFE.sub("", text)
 
 
 def _long_int(number: int) -> dict:

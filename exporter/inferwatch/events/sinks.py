@@ -14,9 +14,11 @@ the size bound (bulky fields are replaced by ``{"truncated_bytes": n}`` and list
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ MAX_REQUEST_ID_CHARS = 1024
 REQUEST_ID_DIGEST_PREFIX = "sha256:"
 # An error event is always kept, so its message must not push it past max_event_bytes.
 MAX_ERROR_MESSAGE_CHARS = 1024
+# What listing the first truncated field adds to an event's line, besides the name.
+_TRUNCATED_LIST_BYTES = b',"truncated":[]'
 
 
 class Record(NamedTuple):
@@ -154,6 +158,8 @@ class Encoder:
         if not isinstance(event, dict):
             raise TypeError(f"an event is a dict, got {type(event).__name__}")
         raw = dict(event)
+        if "ts" in raw:
+            raw["ts"] = _unix_seconds(raw["ts"])
         if "error" in raw:
             raw["error"] = normalize_error(raw["error"], self.error_messages,
                                            self.values_dropped)
@@ -175,17 +181,65 @@ class Encoder:
                       line)
 
     def _shrink(self, obj: dict) -> bytes:
+        """Truncate the bulkiest fields until the line fits, each encoded once.
+
+        The line's length is kept by arithmetic, not by encoding the event again after
+        each cut: an event of thousands of small fields would otherwise hold the writer
+        thread for minutes while the queue behind it overflows. A field whose marker and
+        name would take more room than its value is left whole: cutting it cannot help.
+        """
+        obj.pop("truncated", None)  # ours to write: it lists what this method cut
+        length = len(_dumps(obj))
         sizes = sorted(((len(_dumps(v)), k) for k, v in obj.items()
                         if k not in IDENTITY_FIELDS), reverse=True)
         truncated: list[str] = []
         for size, key in sizes:
-            obj[key] = {"truncated_bytes": size}
+            marker = {"truncated_bytes": size}
+            # A name in the list, after a comma; the first one also opens the list.
+            listed = len(_dumps(key)) + (1 if truncated else len(_TRUNCATED_LIST_BYTES))
+            gain = size - len(_dumps(marker)) - listed
+            if gain <= 0:
+                continue
+            obj[key] = marker
             truncated.append(key)
-            obj["truncated"] = truncated
-            line = _dumps(obj)
-            if len(line) <= self.max_event_bytes:
-                return line
-        raise TooLarge(f"event above {self.max_event_bytes} bytes after truncation")
+            length -= gain
+            if length <= self.max_event_bytes:
+                break
+        if not truncated or length > self.max_event_bytes:
+            raise TooLarge(f"event above {self.max_event_bytes} bytes after truncation")
+        obj["truncated"] = truncated
+        line = _dumps(obj)
+        if len(line) > self.max_event_bytes:  # pragma: no cover - the arithmetic is exact
+            raise TooLarge(f"event above {self.max_event_bytes} bytes after truncation")
+        return line
+
+
+def _unix_seconds(ts: object) -> object:
+    """A datetime `ts` (Python, pandas or numpy) as Unix seconds; other values unchanged.
+
+    Cleaned, a datetime would be ISO text, which is no ``ts`` and would be replaced by the
+    write time: a replayed or backfilled event would lose its time without a word. A naive
+    datetime is UTC, as ``inferwatch events --since`` reads one; NaT is no time (None).
+    """
+    if isinstance(ts, datetime.datetime):
+        try:
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=datetime.timezone.utc)
+            return ts.timestamp()
+        except Exception:  # pandas.NaT, or the caller's own tzinfo failing
+            return None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(ts, numpy.datetime64):
+        if numpy.isnat(ts):
+            return None
+        # Whole seconds and the fraction apart: nanoseconds over 1e9 would round the sum.
+        try:
+            whole = ts.astype("datetime64[s]")
+            fraction = (ts - whole) / numpy.timedelta64(1, "s")
+            return int(whole.astype("int64")) + float(fraction)
+        except (ArithmeticError, ValueError, TypeError):  # beyond what seconds can count
+            return None
+    return ts
 
 
 def _event_time(ts: object, now: float | None) -> float:
