@@ -2,7 +2,7 @@
 
 Every registered collector gets ``--collector.<name>`` / ``--no-collector.<name>``;
 collectors add their own flags (``--collector.gpu.process-memory``, ``--process.pid``).
-Logs are structured (logfmt or JSON) on stderr; SIGTERM and SIGINT stop it cleanly.
+Logs are structured (logfmt or JSON) on stderr; SIGTERM, SIGINT and SIGHUP stop it cleanly.
 
 >>> args = build_parser().parse_args(["--web.listen-address=127.0.0.1:9500", "--no-collector.gpu"])
 >>> args.listen_address, args.collector_gpu
@@ -34,14 +34,27 @@ LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARN
               "warning": logging.WARNING, "error": logging.ERROR}
 
 
+def _ascii_digits(text: str) -> bool:
+    """Digits as a shell script writes them: ``str.isdigit`` also takes ``²`` (which ``int``
+    refuses) and ``٩`` (which it reads as 9), neither of which belongs in a flag.
+
+    >>> _ascii_digits("9400"), _ascii_digits("\u00b2"), _ascii_digits("")
+    (True, False, False)
+    """
+    return text.isascii() and text.isdigit()
+
+
 def listen_address(text: str) -> tuple[str, int]:
     """``host:port``, ``:port`` (every interface) or ``[v6]:port``, as node_exporter takes it.
+
+    A host with spaces or control characters is refused here, so that a quoting slip
+    (``" :9400"``) is a usage error naming the flag, not a failed name lookup at bind.
 
     >>> listen_address(":9400"), listen_address("[::1]:9401")
     (('', 9400), ('::1', 9401))
     """
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not _ascii_digits(port) or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(
             f"expected HOST:PORT or :PORT with a port from 0 to 65535, got {text!r}")
     if host.startswith("[") and host.endswith("]"):
@@ -49,21 +62,36 @@ def listen_address(text: str) -> tuple[str, int]:
     elif ":" in host:
         raise argparse.ArgumentTypeError(f"put an IPv6 address in brackets ([::1]:9400), "
                                          f"got {text!r}")
+    if any(c.isspace() or not c.isprintable() for c in host):
+        raise argparse.ArgumentTypeError(
+            f"the host must not hold spaces or control characters, got {text!r}")
     return host, int(port)
 
 
+# Longer than any scrape interval makes sense for, and far inside what a thread can wait
+# (threading.TIMEOUT_MAX): past that every scrape would fail with OverflowError.
+MAX_SCRAPE_TIMEOUT_SECONDS = 86400.0
+
+
 def _seconds(text: str) -> float:
+    """A scrape timeout in seconds (``5`` or ``5s``), above 0 and at most a day.
+
+    >>> _seconds("2.5s")
+    2.5
+    """
     try:
         seconds = float(text.removesuffix("s"))
     except ValueError:
         seconds = float("nan")
-    if not seconds > 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    if not 0 < seconds <= MAX_SCRAPE_TIMEOUT_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds above 0 and at most "
+            f"{MAX_SCRAPE_TIMEOUT_SECONDS:.0f}, got {text!r}")
     return seconds
 
 
 def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not _ascii_digits(text) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(text)
 
@@ -98,6 +126,9 @@ def build_parser(collectors: dict[str, type[Collector]] | None = None) -> argpar
     collectors = registered_collectors() if collectors is None else collectors
     parser = argparse.ArgumentParser(
         prog="inferwatch-exporter",
+        # A prefix of a flag is not that flag: `--web.listen=...` must be refused as
+        # unknown, and a flag added later must not turn a working prefix ambiguous.
+        allow_abbrev=False,
         description="Prometheus exporter for the machines that serve ML models: GPUs through "
                     "NVML, the serving processes, and the exporter's own health.",
     )
@@ -145,22 +176,44 @@ def _default_text(cls: type[Collector]) -> str:
 
 def enabled_collectors(args: argparse.Namespace,
                        collectors: dict[str, type[Collector]]) -> list[Collector]:
-    """Instances of the collectors the flags enable; ValueError names a bad flag."""
+    """Instances of the collectors the flags enable; ValueError names a bad flag.
+
+    A flag of a collector that is off would be silently ignored (``--process.name`` with
+    ``--collector.disable-defaults`` and no ``--collector.process``): it is refused, so
+    the user learns why the series they asked for never appear.
+    """
     enabled = []
     for name, cls in collectors.items():
-        chosen = getattr(args, f"collector_{name}", None)
+        explicit = getattr(args, f"collector_{name}", None)
+        wanted = getattr(cls, "enabled_by_arguments", None)
+        chosen = explicit
         if chosen is None:
             # A collector may turn itself on from its own flags (multiproc: a directory given).
-            wanted = getattr(cls, "enabled_by_arguments", None)
             default = cls.default_enabled or (wanted is not None and wanted(args))
             chosen = default and not args.disable_defaults
         if chosen:
             enabled.append(cls.from_args(args))
+        elif wanted is None:
+            # Multiproc's own flag is what turns it on; an explicit --no- is documented
+            # to win over it, so only the others' flags are checked.
+            why = f"--no-collector.{name}" if explicit is False else "--collector.disable-defaults"
+            given = _options_given(cls, args)
+            if given:
+                raise ValueError(f"argument {given[0]}: the {name} collector is off ({why}); "
+                                 f"add --collector.{name} or drop {given[0]}")
     return enabled
 
 
+def _options_given(cls: type[Collector], args: argparse.Namespace) -> list[str]:
+    """The collector's own flags whose parsed value differs from their default."""
+    probe = argparse.ArgumentParser(add_help=False)
+    cls.add_arguments(probe.add_argument_group(cls.name))
+    return [action.option_strings[0] for action in probe._actions
+            if getattr(args, action.dest, action.default) != action.default]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the exporter until SIGTERM or SIGINT; returns the exit status.
+    """Run the exporter until SIGTERM, SIGINT or SIGHUP; returns the exit status.
 
     >>> main(["--web.listen-address=127.0.0.1:0"])  # doctest: +SKIP
     """
@@ -203,19 +256,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         while not stop.wait(1.0):
             pass
     finally:
+        received = getattr(stop, "signal_name", "")
+        if received:
+            log.info("received %s", received)
         log.info("shutting down")
         server.shutdown()
     return 0
 
 
+# SIGHUP (a closed terminal, `kill -HUP` from a reload hook) would otherwise kill the
+# process outright: no log line, connections reset, a supervisor sees "killed by signal".
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class _StopEvent(threading.Event):
+    """Set by a stop signal; remembers which one, for the shutdown log line."""
+
+    signal_name = ""
+
+
 def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+    stop = _StopEvent()
 
     def handle(signum: int, frame: object) -> None:
+        stop.signal_name = signal.Signals(signum).name
         stop.set()
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handle)
     return stop
 
 

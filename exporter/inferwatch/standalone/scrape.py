@@ -203,8 +203,11 @@ class Scraper:
     """
 
     def __init__(self, collectors: Sequence[Collector], timeout: float = 5.0) -> None:
-        if timeout <= 0:
-            raise ValueError(f"scrape timeout must be positive, got {timeout}")
+        if not 0 < timeout < float("inf"):
+            # NaN would fail every collector at once; infinity would let a hung one hold
+            # the scrape for ever.
+            raise ValueError(f"scrape timeout must be a positive number of seconds, "
+                             f"got {timeout}")
         names = [collector.name for collector in collectors]
         if len(set(names)) != len(names):
             raise ValueError(f"collector names must be unique, got {names}")
@@ -266,7 +269,10 @@ class Scraper:
     ) -> tuple[bool, float, list[Metric]]:
         run, already_hung = started
         if not already_hung:
-            run.finished.wait(max(0.0, deadline - time.monotonic()))
+            # A wait past threading.TIMEOUT_MAX raises OverflowError, which would fail the
+            # whole scrape; no scrape lasts that long anyway.
+            run.finished.wait(min(max(0.0, deadline - time.monotonic()),
+                                  threading.TIMEOUT_MAX))
         duration = time.monotonic() - run.started
         if not run.finished.is_set():
             reason = (

@@ -86,7 +86,14 @@ class MultiprocCollector(Collector):
         if self.directory is None:
             raise CollectorError(_NO_DIRECTORY)
         now = time.time()
-        view = self.directory.read_view(now)
+        try:
+            view = self.directory.read_view(now)
+        except OSError as exc:
+            # The directory went away or became unreadable (a redeploy recreated the
+            # volume, say): an operational state for one warning line, not a bug's traceback.
+            raise CollectorError(
+                f"cannot read the snapshot directory {self.directory.path}: "
+                f"{exc.strerror or exc}") from exc
         # Damaged or hostile files this exporter skipped are its own, added to the workers'.
         return view.families(now, extra_internal_errors=faults.internal_error_counts(),
                              extra_files_skipped=skipped_counts())

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import stat
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import psutil
@@ -29,21 +31,38 @@ log = logging.getLogger("inferwatch.standalone.process")
 
 # A runaway fork loop under a watched master must not become a cardinality explosion.
 MAX_PROCESSES = 512
+CAP_WARNING_INTERVAL_SECONDS = 60.0
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
 
 
+# Linux's PID_MAX_LIMIT, the ceiling of kernel.pid_max: no process has a larger pid.
+PID_MAX_LIMIT = 4_194_304
+
+
 def read_pidfile(path: str) -> int | None:
-    """The pid in a pidfile, or None while it is missing or not yet written.
+    """The pid in a pidfile, or None while it is missing, not yet written, or not a file.
+
+    The file is opened without blocking and read only when it is a regular file: a named
+    pipe (or a device) in its place would otherwise park the collector's thread in open()
+    until some writer came, and the process collector would report nothing meanwhile.
 
     >>> read_pidfile("/nonexistent/pidfile") is None
     True
     """
     try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            text = handle.read(64).strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return None
-    return int(text) if text.isdigit() else None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, 64)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    text = data.decode("ascii", errors="replace").strip()
+    return int(text) if text.isdigit() and 0 < int(text) <= PID_MAX_LIMIT else None
 
 
 def matches_name(name: str, process_name: str, cmdline: Sequence[str]) -> bool:
@@ -137,13 +156,14 @@ class ProcessCollector(Collector):
         self.names = tuple(names)
         self.children = children
         self._warned_pidfiles: set[str] = set()
+        self._cap_said_at = float("-inf")
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
         group.add_argument("--process.pid", dest="process_pids", type=_pid, action="append",
                            default=[], metavar="PID", help="watch this pid (repeatable)")
         group.add_argument("--process.pidfile", dest="process_pidfiles", action="append",
-                           default=[], metavar="FILE",
+                           type=_pidfile, default=[], metavar="FILE",
                            help="watch the pid written in FILE, re-read every scrape "
                                 "(repeatable)")
         group.add_argument("--process.name", dest="process_names", action="append",
@@ -200,10 +220,21 @@ class ProcessCollector(Collector):
         watched = set(roots)
         if self.children:
             watched |= descendants(roots, parents) - {own}
-        if len(watched) > MAX_PROCESSES:
-            log.warning("watching %d processes, exposing the first %d by pid",
-                        len(watched), MAX_PROCESSES)
+        self._say_if_over_cap(len(watched))
         return [table[pid] for pid in sorted(watched)[:MAX_PROCESSES]]
+
+    def _say_if_over_cap(self, watched: int) -> None:
+        """Warn about the cap at most once a minute: a fork-happy server stays over it for
+        hours, and a line per scrape would bury every other log line."""
+        now = time.monotonic()
+        if watched > MAX_PROCESSES:
+            if now - self._cap_said_at >= CAP_WARNING_INTERVAL_SECONDS:
+                self._cap_said_at = now
+                log.warning("watching %d processes, exposing the first %d by pid",
+                            watched, MAX_PROCESSES)
+        elif self._cap_said_at != float("-inf"):
+            self._cap_said_at = float("-inf")
+            log.info("watching %d processes, all exposed again", watched)
 
     def _root_pids(self) -> list[int]:
         pids = list(self.pids)
@@ -251,7 +282,16 @@ def _name(text: str) -> str:
     return text
 
 
+def _pidfile(text: str) -> str:
+    if not text.strip():
+        # An unset variable in --process.pidfile=$PIDFILE: it would watch nothing, silently.
+        raise argparse.ArgumentTypeError("is empty; give the file the server writes its pid to")
+    return text
+
+
 def _pid(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
+    """A pid as the kernel can hand it out: 1 to PID_MAX_LIMIT, in ASCII digits."""
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= PID_MAX_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"not a process id (1 to {PID_MAX_LIMIT}): {text!r}")
     return int(text)
