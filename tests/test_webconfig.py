@@ -194,3 +194,39 @@ def test_any_authorization_header_is_refused_without_raising(header):
     })
 
     assert config.check_basic_auth(header) is False
+
+
+@pytest.mark.parametrize("content", [
+    "root:$6$saltsalt$hashhashhash:20228:0:99999:7:::\n",  # /etc/shadow, by mistake
+    "secret-token-value: [unclosed\n",
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC: x\n",
+])
+def test_a_wrong_file_is_refused_without_its_content_in_the_error(tmp_path, content):
+    # The error went to stderr and the logs with the file's lines in it: the whole first
+    # line as an "unknown key", or the YAML parser's quote of the lines around a mistake.
+    path = tmp_path / "web.yml"
+    path.write_text(content)
+    with pytest.raises(WebConfigError) as refused:
+        load_web_config(path)
+    message = str(refused.value)
+    assert message.startswith(f"web config {path}: ")
+    for secret in ("hashhashhash", "saltsalt", "secret-token-value", "MIIEvQIBADAN"):
+        assert secret not in message
+    assert "\n" not in message
+
+
+def test_a_typo_is_still_named():
+    # Plain names are shown: they are what a person mistypes.
+    from inferwatch.serving.web_config import _key_text
+
+    assert _key_text("tls_server_confg") == "tls_server_confg"
+
+
+def test_a_named_pipe_is_refused_at_once(tmp_path):
+    # open() of a FIFO waits for a writer: startup hung, and SIGTERM could not stop it.
+    import os
+
+    fifo = tmp_path / "web.yml"
+    os.mkfifo(fifo)
+    with pytest.raises(WebConfigError, match="cannot read the file: not a regular file"):
+        load_web_config(fifo)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import hmac
 import importlib.util
@@ -34,6 +35,7 @@ import logging
 import os
 import re
 import ssl
+import stat
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +51,8 @@ _TLS_VERSIONS = {
 # Older versions are named so that the error can say what they are: OpenSSL's default
 # security level refuses their handshakes, so a server allowing them only resets clients.
 _LOWEST_TLS_VERSION = "TLS12"
+# A web config is a few lines; a file far larger is not one (a log, a disk image).
+MAX_WEB_CONFIG_BYTES = 1 << 20
 # exporter-toolkit's client_auth_type values (Go's tls.ClientAuthType) and what OpenSSL can do.
 _CLIENT_AUTH = {
     "": ssl.CERT_NONE,
@@ -240,12 +244,14 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
 
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
+        document = yaml.safe_load(_read_regular_file(path))
     except OSError as exc:
-        raise WebConfigError(f"web config {path}: cannot read the file: {exc.strerror}") from exc
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise WebConfigError(f"web config {path}: not valid YAML: {exc}") from exc
+        raise WebConfigError(f"web config {path}: cannot read the file: "
+                             f"{exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise WebConfigError(f"web config {path}: not UTF-8 text (byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        raise WebConfigError(f"web config {path}: not valid YAML{_yaml_problem(exc)}") from exc
     config = WebConfig(path=path)
     top = _mapping(config, "top level", document)
     _reject_unknown(config, "", top, _TOP_KEYS)
@@ -436,5 +442,42 @@ def _reject_unknown(config: WebConfig, prefix: str, section: dict[str, Any],
                     known: set[str]) -> None:
     for key in section:
         if key not in known:
-            raise config._error(f"{prefix}{key}",
+            raise config._error(f"{prefix}{_key_text(key)}",
                                 f"unknown key; expected one of {', '.join(sorted(known))}")
+
+
+# A key as a person types one. Anything else is not echoed: a flag pointing at the wrong
+# file (a password file, a private key) must not put its content in the error and the logs.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+
+
+def _key_text(key: object) -> str:
+    """An unknown key as an error names it: itself when it is a plain name.
+
+    >>> _key_text("tls_server_confg"), _key_text("root:*:20228:0:99999:7:::")
+    ('tls_server_confg', '(a key that is no plain name, not shown)')
+    """
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return key
+    return "(a key that is no plain name, not shown)"
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """Where and what the YAML parser found, without the lines of the file it quotes."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return ""
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def _read_regular_file(path: str) -> str:
+    """The text of `path`, refused (OSError) unless it is a regular file: a named pipe
+    would block startup in open() until a writer came, past any stop signal."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if os.fstat(fd).st_size > MAX_WEB_CONFIG_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_WEB_CONFIG_BYTES} bytes")
+        return handle.read(MAX_WEB_CONFIG_BYTES + 1).decode("utf-8")
