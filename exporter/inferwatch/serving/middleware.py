@@ -53,7 +53,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
@@ -410,13 +410,20 @@ class InstrumentMiddleware:
             monitor = self._routes.resolve(path, scope)
             if monitor is None:
                 return None
-            request_id = trace_id = None
+            # A repeated header counts by its first value: the one the app reads
+            # (Starlette's ``request.headers``, OpenTelemetry's propagator), so that ground
+            # truth reported under the app's id joins this request.
+            raw_id = raw_trace = None
             id_header = self._id_header
             for name, value in scope.get("headers", ()):
                 if name == id_header:
-                    request_id = clean_request_id(value.decode("latin-1"))
-                elif name == b"traceparent":
-                    trace_id = trace_id_from_traceparent(value.decode("latin-1"))
+                    if raw_id is None:
+                        raw_id = value
+                elif name == b"traceparent" and raw_trace is None:
+                    raw_trace = value
+            request_id = None if raw_id is None else clean_request_id(raw_id.decode("latin-1"))
+            trace_id = None if raw_trace is None else trace_id_from_traceparent(
+                raw_trace.decode("latin-1"))
             request = Request.open(monitor, request_id)
             if trace_id is not None and request.record.trace_id is None:
                 request.record.trace_id = trace_id
@@ -468,13 +475,14 @@ class WSGIInstrumentMiddleware:
             raise
         if _is_server_file(body, environ) and _ServerFile.watch(body, request, environ, status):
             return body  # the server's own object, so that it still sends the file itself
-        return _WatchedBody(body, request, environ, status)
+        watched = _WatchedSizedBody if isinstance(body, Sized) else _WatchedBody
+        return watched(body, request, environ, status)
 
     def _begin(self, environ: dict[str, Any]) -> Request | None:
         try:
             if environ.get("REQUEST_METHOD") in _NOT_PREDICTIONS:
                 return None
-            path = environ.get("PATH_INFO") or "/"
+            path = _wsgi_path(environ.get("PATH_INFO") or "/")
             monitor = self._routes.resolve(path, environ)
             if monitor is None:
                 return None
@@ -535,6 +543,35 @@ class _WatchedBody:
         if request is not None:
             _end_response(request, self._status[0], self._environ, self._clock, error_type,
                           cancelled)
+
+
+class _WatchedSizedBody(_WatchedBody):
+    """A watched body whose own body has a length (a list of chunks): a server reads it to
+    set Content-Length when the app left it out (PEP 3333: wsgiref and waitress do, for a
+    body of one chunk), so hiding it would change the response's headers. Only such bodies
+    get ``__len__``: a server that finds one calls it."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._body)  # type: ignore[arg-type]
+
+
+def _wsgi_path(path: str) -> str:
+    """PATH_INFO as the route was written: a WSGI server hands the URL's bytes over as
+    latin-1 text (PEP 3333), so ``/modèle`` arrives as ``/modÃ¨le``; its UTF-8 reading is
+    what Flask routes on, and what ASGI's ``scope["path"]`` holds. A path that is not
+    UTF-8 (or that a server already decoded) stays as it came.
+
+    >>> _wsgi_path("/mod\u00c3\u00a8le"), _wsgi_path("/score"), _wsgi_path("/\u00ff")
+    ('/modèle', '/score', '/\xff')
+    """
+    if path.isascii():
+        return path
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return path
 
 
 def _is_server_file(body: object, environ: Mapping[str, Any]) -> bool:
