@@ -19,9 +19,10 @@ import copy
 import datetime as _dt
 import functools
 import inspect
+import numbers
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -49,6 +50,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # inplace_predict: xgboost's Booster predicting straight from an array (no DMatrix), as its
 # serving code does.
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True), ("inplace_predict", False))
+_WRAPPED_NAMES = dict(WRAPPED_METHODS)
 UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
@@ -505,10 +507,29 @@ class InstrumentedModel:
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.__dict__["__wrapped__"], name, value)
+        d = self.__dict__
+        if name in _WRAPPED_NAMES and inspect.isfunction(value) and \
+                value.__dict__.get("_inferwatch_monitor") is d["_inferwatch_monitor"]:
+            value = value.__wrapped__  # this model's own wrapper, given back: recorded once
+        setattr(d["__wrapped__"], name, value)
+        if name in _WRAPPED_NAMES:
+            self._rewrap(name)
 
     def __delattr__(self, name: str) -> None:
         delattr(self.__dict__["__wrapped__"], name)
+        if name in _WRAPPED_NAMES:
+            self._rewrap(name)
+
+    def _rewrap(self, name: str) -> None:
+        """Wrap the model's `name` method anew after it was assigned or deleted
+        (``model.predict = patched``): the instance dict holds the wrapped method for the
+        hot path, and would otherwise keep calling the replaced one."""
+        d = self.__dict__
+        method = getattr(d["__wrapped__"], name, None)
+        if callable(method):
+            d[name] = wrap_callable(method, d["_inferwatch_monitor"], _WRAPPED_NAMES[name])
+        else:
+            d.pop(name, None)  # reads pass through to the model's own attribute
 
     def __dir__(self) -> list[str]:
         return dir(self.__dict__["__wrapped__"])
@@ -644,6 +665,26 @@ def _framework(target: Any, is_function: bool) -> str:
     return own
 
 
+def _version_text(version: object) -> str:
+    """The ``model_version`` label of `version`: a string, or a number written as one.
+
+    None (an unset environment variable, ``os.environ.get("MODEL_VERSION")``) is
+    "unversioned", as an empty string is, rather than the label "None"; any other type
+    is refused, since its ``str()`` (an object's address) would change every restart.
+
+    >>> _version_text(None), _version_text(3), _version_text("1.4.2")
+    ('unversioned', '3', '1.4.2')
+    """
+    if version is None:
+        return "unversioned"
+    if isinstance(version, str):
+        return version
+    if isinstance(version, numbers.Real) and not isinstance(version, bool):
+        return str(version)
+    raise TypeError("inferwatch.instrument: version must be a string (or a number), "
+                    f"got {type(version).__name__}")
+
+
 def instrument(target: Any = None, /, *, name: str, version: str = "unversioned",
                trained_at: Any = None, reference: Any = None, request_id: Any = None,
                events: Any = None, registry: Registry | None = None, **options: Any) -> Any:
@@ -672,12 +713,41 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     0.5
     """
     if not isinstance(name, str) or not name:
-        raise ValueError("inferwatch.instrument: name must be a non-empty string")
+        raise ValueError("inferwatch.instrument: name must be a non-empty string, "
+                         f"got {name!r}")
+    version = _version_text(version)
+    if registry is not None and not isinstance(registry, Registry):
+        raise TypeError("inferwatch.instrument: registry must be an inferwatch Registry, "
+                        f"got {type(registry).__name__}")
+    if reference is not None and not isinstance(reference, (str, os.PathLike)):
+        from inferwatch.quality.reference import Reference
+
+        if not isinstance(reference, Reference):
+            raise TypeError("inferwatch.instrument: reference must be a Reference or the "
+                            f"path of a saved one, got {type(reference).__name__}")
+    metadata_given = options.get("metadata")
+    if metadata_given is not None and not isinstance(metadata_given, Mapping):
+        raise TypeError("inferwatch.instrument: metadata must be a mapping of label names "
+                        f"to values, got {type(metadata_given).__name__}")
     unknown = sorted(set(options) - _SETTINGS_FIELDS)
     if unknown:
         raise TypeError(f"inferwatch.instrument: unknown option(s) {', '.join(unknown)}; "
                         f"valid options: {', '.join(sorted(_SETTINGS_FIELDS))}")
+    try:
+        trained = _timestamp(trained_at)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"inferwatch.instrument: trained_at {trained_at!r} is not a datetime, "
+                         "ISO date string or Unix timestamp") from exc
+    if events is not None and not isinstance(events, (str, os.PathLike)) and \
+            not hasattr(events, "emit"):
+        raise TypeError("inferwatch.instrument: events must be an EventLog or a path, "
+                        f"got {type(events).__name__}")
+    if request_id is not None and not callable(request_id):
+        raise TypeError("inferwatch.instrument: request_id must be a function of the call's "
+                        f"arguments, got {type(request_id).__name__}")
     if target is None:
+        Settings(**options)  # a bad option is refused where the decorator is made
+
         def decorator(fn: F) -> F:
             return instrument(fn, name=name, version=version, trained_at=trained_at,
                               reference=reference, request_id=request_id, events=events,
@@ -697,16 +767,7 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
                         f"{type(target).__name__}")
     metadata = {"framework": _framework(target, is_function), **(options.pop("metadata", None)
                                                                   or {})}
-    try:
-        trained = _timestamp(trained_at)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"inferwatch.instrument: trained_at {trained_at!r} is not a datetime, "
-                         "ISO date string or Unix timestamp") from exc
-    if events is not None and not isinstance(events, (str, os.PathLike)) and \
-            not hasattr(events, "emit"):
-        raise TypeError("inferwatch.instrument: events must be an EventLog or a path, "
-                        f"got {type(events).__name__}")
-    spec = _Spec(name, str(version), Settings(**options, metadata=metadata), trained,
+    spec = _Spec(name, version, Settings(**options, metadata=metadata), trained,
                  reference, request_id, events)
     return _instrument(target, spec, is_function=is_function, registry=registry)
 

@@ -287,6 +287,43 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_locks_after_fork)
 
 
+_INF = float("inf")
+
+
+def _seconds(duration: object) -> float:
+    """A duration handed to :meth:`Monitor.record_call` as seconds: a finite number >= 0,
+    else 0.0 and a counted fault.
+
+    >>> _seconds(2), _seconds(float("nan"))
+    (2.0, 0.0)
+    """
+    try:
+        if not isinstance(duration, bool):
+            seconds = float(duration)  # type: ignore[arg-type]
+            if 0.0 <= seconds < _INF:
+                return seconds
+    except (TypeError, ValueError, OverflowError):
+        pass
+    faults.record("request")
+    return 0.0
+
+
+def _error_class(error: object) -> type:
+    """The exception class of what :meth:`Monitor.record_error` was given: the class of
+    an exception object, an exception class (a subclass of ``type``'s own), else
+    ``Exception`` and a counted fault.
+
+    >>> _error_class(KeyError("k")).__name__
+    'KeyError'
+    """
+    if isinstance(error, BaseException):
+        return error.__class__
+    if isinstance(error, type) and issubclass(error, BaseException):
+        return error
+    faults.record("request")
+    return Exception
+
+
 def _count_value(counter: itertools.count) -> int:
     # itertools.count exposes its next value only through repr: "count(17)".
     return int(repr(counter)[6:-1])
@@ -506,7 +543,11 @@ class Monitor:
                             s.outcome_delay_buckets).observe_one(joined.delay)
 
     def record_call(self, duration: float, result: object, probabilities: bool = False) -> None:
-        """Record a finished call; what the instrument() wrappers do inline."""
+        """Record a finished call; what the instrument() wrappers do inline. Never raises:
+        a `duration` that is not a number of seconds >= 0 is counted as a fault and
+        recorded as 0, since one NaN would make the latency ``_sum`` NaN for good."""
+        if duration.__class__ is not float or not 0.0 <= duration < _INF:
+            duration = _seconds(duration)
         next(self._started)
         pending = self._proba_calls if probabilities else self._calls
         if len(pending) < self._chunk:
@@ -516,7 +557,14 @@ class Monitor:
 
     def record_error(self, duration: float, error_type: type, started: bool = False) -> None:
         """Record a failed call of `duration` seconds that raised `error_type`; `started`
-        when the call has already counted itself in flight (:meth:`call_started`)."""
+        when the call has already counted itself in flight (:meth:`call_started`).
+        Never raises: an exception given instead of its class counts as its class, and
+        anything else as ``Exception``, so that the drain (and every other call folded
+        with this one) never fails on it."""
+        if duration.__class__ is not float or not 0.0 <= duration < _INF:
+            duration = _seconds(duration)
+        if not (error_type.__class__ is type and issubclass(error_type, BaseException)):
+            error_type = _error_class(error_type)
         if not started:
             next(self._started)
         if len(self._errors) < self._chunk:

@@ -14,9 +14,12 @@ error naming it.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from inferwatch.catalogue import OBJECTIVE_ALIASES, OBJECTIVE_KEYS
 from inferwatch.core.outcomes import DEFAULT_MAX_BYTES as DEFAULT_OUTCOME_CACHE_BYTES
@@ -50,6 +53,24 @@ _BUCKET_FIELDS = ("latency_buckets", "batch_buckets", "value_buckets", "outcome_
                   "outcome_delay_buckets", "stream_item_buckets", "stream_interval_buckets",
                   "text_length_buckets", "tokens_per_second_buckets")
 _TUPLE_FIELDS = ("quantiles", *_BUCKET_FIELDS, "classes")
+# Whole-number options: a fraction (age_buckets=2.5, max_pending=10.5) would be accepted by
+# the range checks and only fail later, in the drain, losing what it should have recorded.
+_INT_FIELDS = ("age_buckets", "max_classes", "max_outputs", "max_error_types", "max_actions",
+               "max_stages", "max_features", "outcome_cache_size", "outcome_cache_bytes",
+               "max_pending", "max_pending_bytes", "drain_min_calls", "drift_age_buckets",
+               "event_text_chars")
+# Number options (seconds, ratios, tolerances): NaN passes every ``<`` check, so it is
+# refused here rather than turning the rolling windows into NaN at drain time.
+_REAL_FIELDS = ("window_seconds", "relative_accuracy", "outcome_ttl_seconds",
+                "drain_max_wait_seconds", "drift_window_seconds", "range_tolerance")
+
+
+class SettingsTypeError(TypeError, ValueError):
+    """An option of the wrong type (a string for a count, a fraction for a whole number).
+
+    A TypeError, as Python's own argument checks raise, and a ValueError, as every other
+    invalid setting is, so that code catching either for a bad configuration catches it.
+    """
 
 
 class FrozenLabels(Mapping[str, str]):
@@ -170,11 +191,15 @@ class Settings:
                 except TypeError:
                     pass  # not iterable: reported below
         if self.output_range is not None and not isinstance(self.output_range, tuple):
-            object.__setattr__(self, "output_range", tuple(self.output_range))
+            try:
+                object.__setattr__(self, "output_range", tuple(self.output_range))
+            except TypeError:
+                pass  # not a pair: reported below
         if isinstance(self.classes, tuple):
             object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
-        if not isinstance(self.metadata, FrozenLabels):
-            object.__setattr__(self, "metadata", FrozenLabels(self.metadata))
+        wrong = self._type_problems()
+        if wrong:
+            raise SettingsTypeError("inferwatch: invalid settings: " + "; ".join(wrong))
         problems = []
         objectives, problem = _objectives(self.objectives)
         object.__setattr__(self, "objectives", objectives)
@@ -245,10 +270,71 @@ class Settings:
         if problems:
             raise ValueError("inferwatch: invalid settings: " + "; ".join(problems))
 
+    def _type_problems(self) -> list[str]:
+        """What is of the wrong type, each naming its option, with whole numbers, bools
+        and bucket bounds normalised on the way. Checked before the ranges, so that a
+        string or a fraction is a clear error at ``instrument()`` time instead of a bare
+        comparison error here or a fault in the drain, on the request path's data."""
+        problems = []
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, name, int(value))
+            else:
+                problems.append(f"{name} must be a whole number, got {value!r}")
+        for name in _REAL_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                    math.isnan(value):
+                problems.append(f"{name} must be a number, got {value!r}")
+        for name in ("trace_stages", "exemplars"):
+            value = getattr(self, name)
+            if value is None and name == "exemplars":
+                continue
+            if isinstance(value, (bool, np.bool_)):
+                object.__setattr__(self, name, bool(value))
+            else:
+                problems.append(f"{name} must be True or False, got {value!r}")
+        if not _real_tuple(self.quantiles):
+            problems.append(f"quantiles must be a list of numbers in [0, 1], "
+                            f"got {self.quantiles!r}")
+        for name in _BUCKET_FIELDS:
+            bounds = getattr(self, name)
+            if _real_tuple(bounds) and bounds and bounds[-1] == math.inf:
+                # prometheus_client's bucket lists end in +Inf; the +Inf bucket is always
+                # written, and a second one would make the exposition invalid.
+                bounds = bounds[:-1]
+                object.__setattr__(self, name, bounds)
+            if not _real_tuple(bounds) or not all(math.isfinite(b) for b in bounds):
+                problems.append(f"{name} must be a list of finite numbers, got {bounds!r}")
+        output_range = self.output_range
+        if output_range is not None and not (
+                _real_tuple(output_range) and len(output_range) == 2
+                and not any(math.isnan(v) for v in output_range)):
+            problems.append("output_range must be a pair of numbers (low, high), "
+                            f"got {output_range!r}")
+        if not isinstance(self.metadata, FrozenLabels):
+            try:
+                object.__setattr__(self, "metadata", FrozenLabels(self.metadata))
+            except (TypeError, ValueError):
+                problems.append(f"metadata must be a mapping of label names to values, "
+                                f"got {type(self.metadata).__name__}")
+        return problems
+
     @property
     def summary(self) -> SummarySettings:
         return SummarySettings(tuple(self.quantiles), self.window_seconds, self.age_buckets,
                                self.relative_accuracy)
+
+
+def _real_tuple(value: object) -> bool:
+    """Whether `value` is a tuple of real numbers (bools are not numbers here).
+
+    >>> _real_tuple((0.5, 1)), _real_tuple("abc"), _real_tuple((True,))
+    (True, False, False)
+    """
+    return isinstance(value, tuple) and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
 
 
 def _objectives(given: object) -> tuple[FrozenLabels, str | None]:

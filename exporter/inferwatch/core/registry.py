@@ -11,6 +11,7 @@ True
 
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 import time
@@ -70,6 +71,7 @@ class Registry:
         An empty or blank version is "unversioned" too. ``latest=False`` (a shadow model)
         leaves which version that is unchanged.
         """
+        _check_model(name, version)
         with self._lock:
             name = self._model_cap.fold(name)
             if version is None:
@@ -221,6 +223,26 @@ class Registry:
             # A pre-forked worker (gunicorn --preload) records calls but may never create
             # a monitor itself; without its own drain thread nothing would drain them.
             self.ensure_drainer()
+
+
+def _check_model(name: object, version: object) -> None:
+    """Refuse a model name or version that would make a meaningless series: an empty
+    name (a ``model=""`` label reads as no label), a name that is not a string (``None``
+    would become the model "None"), a version of a type whose ``str()`` changes on
+    every restart (an object's address).
+
+    >>> _check_model("fraud", 3)
+    >>> _check_model("", None)
+    Traceback (most recent call last):
+    ...
+    ValueError: inferwatch.monitor: name must be a non-empty string, got ''
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"inferwatch.monitor: name must be a non-empty string, got {name!r}")
+    if version is not None and not isinstance(version, str) and (
+            isinstance(version, bool) or not isinstance(version, numbers.Real)):
+        raise TypeError("inferwatch.monitor: version must be a string (or a number), "
+                        f"got {type(version).__name__}")
 
 
 def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threading.Event,
