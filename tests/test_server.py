@@ -255,6 +255,18 @@ def test_bad_settings_raise_a_clear_value_error(kwargs, message):
         serve(port=0, addr="127.0.0.1", registry=demo_registry(), **kwargs)
 
 
+@pytest.mark.parametrize("port", [True, -1, 70000, "8000", 8000.0, None])
+def test_a_port_that_is_no_port_number_is_a_clear_value_error(port):
+    # True bound port 1, -1 and 70000 raised OverflowError, "8000" a name lookup error.
+    with pytest.raises(ValueError, match="port must be a whole number from 0 to 65535"):
+        serve(port=port, addr="127.0.0.1", registry=demo_registry())
+
+
+def test_an_address_that_is_no_string_is_a_clear_type_error():
+    with pytest.raises(TypeError, match="addr must be a host name or address string, got int"):
+        serve(port=0, addr=5, registry=demo_registry())
+
+
 def test_port_zero_url_and_shutdown_frees_the_port(caplog):
     caplog.set_level(logging.INFO, logger="inferwatch.serving.server")
     server = serve(port=0, addr="0.0.0.0", registry=demo_registry())

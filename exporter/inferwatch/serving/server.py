@@ -484,7 +484,7 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     included; at most a quarter of the open-file limit), the oldest idle one making room
     for a newcomer; `telemetry_path` moves the metrics (node_exporter's
     --web.telemetry-path). Raises OSError naming the address when it cannot bind,
-    ValueError or WebConfigError for bad settings.
+    ValueError or WebConfigError for bad settings (TypeError for an `addr` not a string).
 
     `/` answers the status page (:mod:`inferwatch.report.status`), behind the same TLS,
     basic auth and concurrency cap as the metrics: on by default when the metrics are
@@ -498,6 +498,13 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     ...     server.port > 0
     True
     """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        # True would bind port 1, -1 raised OverflowError, "8000" a failed name lookup.
+        raise ValueError(f"inferwatch.serve: port must be a whole number from 0 to 65535, "
+                         f"got {port!r}")
+    if not isinstance(addr, str):
+        raise TypeError(f"inferwatch.serve: addr must be a host name or address string, "
+                        f"got {type(addr).__name__}")
     _check_positive(max_concurrency=max_concurrency, max_connections=max_connections,
                     read_timeout=read_timeout, idle_timeout=idle_timeout)
     if collect_timeout is not None:
