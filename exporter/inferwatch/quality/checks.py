@@ -35,6 +35,8 @@ from inferwatch.quality.reference import (
     Profile,
     Reference,
     category_keys,
+    frame_column,
+    frame_names,
     frame_rows,
     is_dataframe,
     is_missing,
@@ -180,8 +182,10 @@ class BatchChecker:
     def check_predictions(self, values_by_output: Any) -> dict[str, np.ndarray]:
         """Bin counts per reference output for a dict of output name -> values.
 
-        An array also works: 1-D for a reference with one output, 2-D with one column per
-        output in reference order (a probability matrix). Every reference output gets an
+        An array also works: 1-D (or a pandas, polars or Arrow series) for a reference with
+        one output, 2-D with one column per output in reference order (a probability
+        matrix); so does a DataFrame or Arrow table, its columns by output name (by position
+        when no name is an output's and there are as many). Every reference output gets an
         array (zeros when absent); unknown names, missing and wrongly typed values, and
         arrays of another shape are skipped.
 
@@ -192,7 +196,9 @@ class BatchChecker:
         """
         out = {name: np.zeros(c.n_bins, dtype=np.int64) for name, c in self._outputs.items()}
         try:
-            if not isinstance(values_by_output, Mapping):
+            if is_dataframe(values_by_output):
+                values_by_output = self._outputs_of_frame(values_by_output)
+            elif not isinstance(values_by_output, Mapping):
                 values_by_output = self._outputs_of_array(values_by_output)
             for name, values in values_by_output.items():
                 column = self._outputs.get(name)
@@ -206,14 +212,27 @@ class BatchChecker:
             faults.record("quality", exc)
         return out
 
+    def _outputs_of_frame(self, frame: Any) -> dict[str, Any]:
+        keys = frame_names(frame)
+        names = [str(k) for k in keys]
+        if len(set(names)) != len(names):
+            return {}
+        if not set(names) & set(self._outputs) and len(names) == len(self._outputs):
+            names = list(self._outputs)  # the order both were made in
+        return {name: frame_column(frame, key) for name, key in zip(names, keys)}
+
     def _outputs_of_array(self, values: Any) -> dict[str, Any]:
+        names = list(self._outputs)
         if not isinstance(values, (np.ndarray, list, tuple)):
+            # A pandas, polars or Arrow series keeps its own missing values (pd.NA, null).
+            if len(names) == 1 and hasattr(values, "to_numpy") and _length(values) is not None:
+                column = _as_column(values)
+                return {} if column is None else {names[0]: column}
             return {}
         try:
             arr = np.asarray(values)
         except (ValueError, TypeError):  # ragged
             return {}
-        names = list(self._outputs)
         if arr.ndim == 1 and len(names) == 1:
             return {names[0]: arr}
         if arr.ndim == 2 and arr.shape[1] == len(names):
@@ -347,14 +366,18 @@ class BatchChecker:
         result.flat_bin_counts += counts[:total]
 
     def _frame(self, frame: Any, result: BatchResult) -> None:
-        columns = {str(c): frame[c] for c in frame.columns}
-        if len(columns) != frame.shape[1]:
+        keys = frame_names(frame)
+        names = [str(c) for c in keys]
+        if len(set(names)) != len(names):
             result.error("wrong_shape")  # duplicate column names
             return
-        self._column_dict(columns, result)
+        # The frame's own length: one without columns still has rows, each missing all.
+        self._column_dict({name: frame_column(frame, c) for name, c in zip(names, keys)},
+                          result, rows=len(frame))
 
-    def _column_dict(self, columns: Mapping[str, Any], result: BatchResult) -> None:
-        n = _length(next(iter(columns.values())))
+    def _column_dict(self, columns: Mapping[str, Any], result: BatchResult,
+                     rows: int | None = None) -> None:
+        n = rows if rows is not None else _length(next(iter(columns.values())))
         result.rows += n
         result.error("extra_column", n * sum(1 for k in columns if k not in self._index))
         for j, column in enumerate(self._columns):
@@ -577,7 +600,11 @@ def _length(values: Any) -> int | None:
 
 
 def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
-    """A 1-D array from a column (list, array, pandas Series); None when it is not 1-D."""
+    """A 1-D array from a column (list, array, pandas or polars Series, Arrow array); None
+    when it is not 1-D."""
+    if type(values).__module__.startswith("pyarrow") and hasattr(values, "to_numpy"):
+        # An Arrow array copies only when asked to (any null or text needs a copy).
+        return _as_column(values.to_numpy(zero_copy_only=False))
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         # Only a column of a numeric dtype is read as floats at once: converting an object
         # column would parse its text, so "1.5" would pass in one batch and be wrong in the

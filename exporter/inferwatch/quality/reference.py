@@ -27,6 +27,7 @@ import json
 import math
 import numbers
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,12 @@ CATEGORICAL = "categorical"
 # Fractions must sum to one; JSON round-trips floats exactly, so this only absorbs
 # hand-edited files and the rounding of the sum itself.
 _SUM_TOLERANCE = 1e-6
+
+
+# Lone surrogates cannot be encoded as UTF-8; a high one before a low one reads back from
+# JSON as the single character the pair encodes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 
 
 class ReferenceError(ValueError):
@@ -174,9 +181,12 @@ class Reference:
         """
         if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
             raise ReferenceError(f"bins must be a positive integer, got {bins!r}")
-        if not isinstance(max_categories, int) or max_categories < 1:
+        if not isinstance(max_categories, int) or isinstance(max_categories, bool) \
+                or max_categories < 1:
             raise ReferenceError("max_categories must be a positive integer,"
                                  f" got {max_categories!r}")
+        feature_names, prediction_names, categorical = (
+            _name_list(v) for v in (feature_names, prediction_names, categorical))
         columns = _columns(X, feature_names, default_prefix="x", what="X")
         out_cols: dict[str, np.ndarray] = {}
         if predictions is not None:
@@ -269,10 +279,28 @@ class Reference:
     def to_json(self) -> str:
         """The text :meth:`save` writes: JSON, one newline at the end, deterministic.
 
+        Text holding lone surrogates (bytes that were not UTF-8, read with
+        ``errors="surrogateescape"``) is written with those escaped as ``\\udXXX``, so the
+        file is UTF-8 and loads back the same text.
+
         >>> Reference.from_data({"a": [1.0, 2.0]}).to_json().endswith("}\\n")
         True
+        >>> Reference.from_data({"a\\udcff": [1.0]}).to_json().count("a\\\\udcff")
+        1
         """
-        return json.dumps(self.to_dict(), indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+        if _SURROGATE.search(text) is None:
+            return text
+        for group in (self.features, self.outputs):
+            for profile in group.values():
+                for value in (profile.name, *profile.categories):
+                    if _SURROGATE_PAIR.search(value):
+                        # JSON reads an escaped pair back as the one character it encodes.
+                        raise ReferenceError(
+                            f"profile {profile.name!r}: the text {value!r} holds the two halves"
+                            " of one character apart; JSON cannot keep them apart (decode"
+                            " the data as UTF-8 first)")
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the reference as JSON (deterministic: the same data gives the same bytes).
@@ -311,6 +339,10 @@ class Reference:
         except json.JSONDecodeError as exc:
             raise ReferenceError(f"{where}: not valid JSON (line {exc.lineno}: {exc.msg})"
                                  ) from None
+        except ValueError as exc:
+            # Python refuses to parse an integer of more than 4,300 digits: no reference
+            # holds one, and the message must still name the file.
+            raise ReferenceError(f"{where}: not a reference file ({exc})") from None
         except RecursionError:
             raise ReferenceError(f"{where}: not a reference file (JSON nested too deeply)"
                                  ) from None
@@ -329,7 +361,7 @@ class Reference:
                                  f" inferwatch reads version {VERSION}"
                                  " (re-run `inferwatch profile`)")
         rows = data.get("rows", 0)
-        if not isinstance(rows, int) or rows < 0:
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
             raise ReferenceError(f"{source}: key 'rows' must be a non-negative integer")
         groups = {}
         for key in ("features", "outputs"):
@@ -424,11 +456,18 @@ def _profile_numeric(name: str, values: np.ndarray, bins: int) -> Profile:
     lo, hi = float(finite.min()), float(finite.max())
     if lo == hi:
         # A constant: one bin for the value itself, open bins either side catch any change.
-        edges = np.array([lo, np.nextafter(lo, np.inf)])
+        # Above the largest float there is no value to open a bin at (and JSON holds no
+        # infinity), so that constant gets the bin below and its own.
+        with np.errstate(over="ignore"):
+            above = np.nextafter(lo, np.inf)
+        edges = np.array([lo, above] if np.isfinite(above) else [lo])
     else:
         # "higher" takes edges from the data itself: discrete data then gets one bin per
         # value instead of empty bins between values; its repeats are removed, and an
-        # edge at the minimum would leave bin 0 empty.
+        # edge at the minimum would leave bin 0 empty. With as many bins as values every
+        # value but the minimum is already an edge, so more bins add none: capping them
+        # keeps an absurd `bins` from allocating an array per bin.
+        bins = min(bins, len(finite))
         cuts = np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1], method="higher")
         edges = np.unique(cuts)
         edges = edges[edges > lo]
@@ -515,17 +554,46 @@ def _floats(values: np.ndarray) -> tuple[float, ...]:
 # --- input containers -----------------------------------------------------------------------
 
 def is_dataframe(obj: Any) -> bool:
-    """True for a pandas or polars DataFrame, checked without importing either: its
-    columns are read by name (``frame[name]``), never by position."""
+    """True for a pandas or polars DataFrame or an Arrow table or record batch, checked
+    without importing any of them: their columns are read by name, never by position."""
     module = type(obj).__module__
     if module.startswith("pandas"):
         return hasattr(obj, "columns") and hasattr(obj, "iloc") and getattr(obj, "ndim", 0) == 2
-    return module.startswith("polars") and hasattr(obj, "columns") and hasattr(obj, "height")
+    return (module.startswith("polars") and hasattr(obj, "columns") and hasattr(obj, "height")
+            ) or _is_arrow(obj)
+
+
+def _is_arrow(obj: Any) -> bool:
+    """An Arrow Table or RecordBatch (what ``pyarrow.parquet.read_table`` returns): its
+    ``columns`` are the column arrays, its names are ``column_names``."""
+    return type(obj).__module__.startswith("pyarrow") and hasattr(obj, "column_names") \
+        and hasattr(obj, "num_rows")
+
+
+def frame_names(frame: Any) -> list[Any]:
+    """The column keys of a frame (:func:`is_dataframe`), in the frame's order."""
+    return list(frame.column_names) if _is_arrow(frame) else list(frame.columns)
+
+
+def frame_column(frame: Any, key: Any) -> Any:
+    """The column `key` of a frame: a pandas or polars Series, or for Arrow a numpy array
+    (nulls as NaN in numbers, None elsewhere, as ``to_pandas()`` gives them)."""
+    if _is_arrow(frame):
+        return frame.column(key).to_numpy(zero_copy_only=False)
+    return frame[key]
+
+
+def _to_numpy(column: Any) -> np.ndarray:
+    return column if isinstance(column, np.ndarray) else column.to_numpy()
 
 
 def frame_rows(frame: Any, start: int, stop: int) -> Any:
-    """Rows `start` to `stop` of a pandas (``iloc``) or polars (slicing) DataFrame."""
-    return frame.iloc[start:stop] if hasattr(frame, "iloc") else frame[start:stop]
+    """Rows `start` to `stop` of a pandas (``iloc``), polars (slicing) or Arrow frame."""
+    if hasattr(frame, "iloc"):
+        return frame.iloc[start:stop]
+    if _is_arrow(frame):
+        return frame.slice(start, stop - start)
+    return frame[start:stop]
 
 
 # Densifying a sparse matrix to profile it costs 8 bytes a cell: past this many cells
@@ -546,8 +614,9 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
     if _is_row_list(data):
         data = _rows_as_columns(data, what)
     if is_dataframe(data):
-        keys = list(data.columns)
-        cols = {name: data[c].to_numpy() for name, c in zip(_text_names(keys, what), keys)}
+        keys = frame_names(data)
+        cols = {name: _to_numpy(frame_column(data, c))
+                for name, c in zip(_text_names(keys, what), keys)}
         return _select(cols, names, what)
     if isinstance(data, Mapping):
         cols = {name: np.asarray(v) if not isinstance(v, np.ndarray) else v
@@ -563,6 +632,10 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         arr = np.asarray(data)
     except ValueError as exc:
         raise ReferenceError(f"{what}: cannot read as an array ({exc})") from None
+    if arr.dtype.kind == "U" and isinstance(data, (list, tuple)):
+        # numpy makes text of every cell of rows that mix numbers and text ([[1.5, "a"]]):
+        # as objects the numbers stay numbers, as they do in columns or beside a None.
+        arr = np.array(data, dtype=object)
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
         if names is None and one_d_name is not None:
@@ -578,6 +651,12 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         raise ReferenceError(f"{what}: duplicate names in {names}")
     _refuse_unnamed(names, what)
     return {name: arr[:, i] for i, name in enumerate(names)}
+
+
+def _name_list(names: Any) -> Any:
+    """One name given as text is that name: ``categorical="country"`` must not name the
+    columns ``c``, ``o``, ``u``, ... (nor profile columns ``a`` and ``b`` for ``"ab"``)."""
+    return [names] if isinstance(names, str) else names
 
 
 def _select(cols: dict[str, np.ndarray], names: Sequence[str] | None,
@@ -670,6 +749,13 @@ def _profile_from_dict(item: Any, where: str) -> Profile:
         for key, v in (("min", lo), ("max", hi)):
             if v is not None and not _is_number(v):
                 raise ReferenceError(f"{where}: key {key!r} must be a number or null")
+        # Live values are out of range below 'min' or above 'max': an inverted or half-open
+        # range would count every one of them, and page on a typo.
+        if (lo is None) != (hi is None):
+            raise ReferenceError(f"{where}: keys 'min' and 'max' must both be numbers, or"
+                                 " both null (a feature with no value in training)")
+        if lo is not None and float(lo) > float(hi):
+            raise ReferenceError(f"{where}: key 'min' ({lo}) is greater than 'max' ({hi})")
         return Profile(name, NUMERIC, fractions=tuple(fractions), edges=tuple(edges),
                        min=None if lo is None else float(lo), max=None if hi is None else float(hi),
                        missing_rate=float(missing_rate), count=count)
@@ -686,7 +772,14 @@ def _profile_from_dict(item: Any, where: str) -> Profile:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite JSON number that a float64 holds (an integer like 10**400 is refused, not
+    an OverflowError)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def _number_list(item: dict[str, Any], key: str, where: str) -> list[float]:

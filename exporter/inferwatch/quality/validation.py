@@ -34,6 +34,7 @@ Validation(metric='mean_absolute_error', value=0.625, rows=2)
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -68,11 +69,21 @@ class Validation:
             raise ValidationError(f"{where}: metric must be one of {', '.join(METRICS)}, "
                                   f"got {metric!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                not math.isfinite(value) or value < 0 or (metric == "accuracy" and value > 1):
-            raise ValidationError(f"{where}: value {value!r} is not a valid {metric}")
+                not _finite(value) or value < 0 or (metric == "accuracy" and value > 1):
+            raise ValidationError(f"{where}: value {reprlib.repr(value)} is not a valid"
+                                  f" {metric}")
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
             raise ValidationError(f"{where}: rows must be a positive integer, got {rows!r}")
         return cls(metric, float(value), rows)
+
+
+def _finite(value: int | float) -> bool:
+    """A finite number a float64 holds: a hand-edited ``10**400`` is invalid, not an
+    OverflowError."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def score(predictions: Any, y_true: Any) -> Validation:
