@@ -11,6 +11,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import tempfile
 from pathlib import Path
 
 from inferwatch.generate.config import DEFAULT, Config, ConfigError, load
@@ -85,16 +89,67 @@ def rule_files(files: dict[str, str]) -> dict[str, str]:
 def write(out_dir: str | Path, cfg: Config | None = None, rules_only: bool = False) -> list[Path]:
     """Write every generated file (or only the rule files) under `out_dir`; returns the paths.
 
+    All or nothing: each file is first written beside its target, and the targets are only
+    replaced once every file is written, so a failure (a blocked path, a full disk) leaves the
+    earlier files whole and unchanged instead of a mix of old and new rules, or a truncated one,
+    for Prometheus to load.
+
     >>> import tempfile
     >>> len(write(tempfile.mkdtemp())) == len(render())
     True
     """
     root = Path(out_dir)
-    written = []
     files = render(cfg)
-    for relative, content in (rule_files(files) if rules_only else files).items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-        written.append(path)
-    return written
+    targets = {root / relative: content
+               for relative, content in (rule_files(files) if rules_only else files).items()}
+    made: list[Path] = []
+    staged: dict[Path, Path] = {}
+    try:
+        for path, content in targets.items():
+            made.extend(_make_dirs(path.parent))
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+            staged[path] = _stage(path, content)
+        for path, temporary in staged.items():
+            os.replace(temporary, path)
+    except BaseException:
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+    return list(targets)
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """Create `directory` and its missing parents; returns those it created, outermost first."""
+    missing = [parent for parent in (directory, *directory.parents) if not parent.exists()]
+    missing.reverse()
+    for parent in missing:
+        try:
+            parent.mkdir()
+        except FileExistsError:
+            if not parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                         str(parent)) from None
+    if not directory.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
+    return missing
+
+
+def _stage(path: Path, content: str) -> Path:
+    """`content` written to a new hidden file beside `path`, ready to be renamed onto it."""
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content.encode("utf-8"))
+        # mkstemp makes the file private; a generated file is as readable as any other.
+        umask = os.umask(0)
+        os.umask(umask)
+        temporary.chmod(0o666 & ~umask)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary

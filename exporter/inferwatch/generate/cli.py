@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load(args.config)
     except ConfigError as exc:
-        print(f"inferwatch generate: invalid config: {exc}", file=sys.stderr)
+        print(f"inferwatch generate: invalid config: {one_line(str(exc))}", file=sys.stderr)
         return 2
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -50,10 +50,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         return action(cfg, out, args.rules_only)
     except OSError as exc:
-        where = exc.filename or out
+        where = one_line(str(exc.filename or out))
         print(f"inferwatch generate: cannot {'read' if args.check else 'write'} {where}: "
               f"{exc.strerror}", file=sys.stderr)
         return 2
+
+
+def one_line(text: str) -> str:
+    r"""`text` with what is not printable escaped, so an error stays one line that any terminal
+    can print: a model name or YAML key may hold a line break, or a lone surrogate from YAML's
+    ``\ud800`` escape that UTF-8 cannot encode.
+
+    >>> print(one_line("models.fraud\nranker: unknown key"))
+    models.fraud\nranker: unknown key
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _check(cfg: Config, out: Path, rules_only: bool) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -456,7 +457,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     }.get(kind, isinstance(value, Mapping))
     if not ok:
         raise ConfigError(key, f"must be {_type_name(kind)}, got {type(value).__name__} "
-                          f"{value!r}")
+                          f"{value!r}{_number_hint(value, kind)}")
     if kind in (float, int):
         _check_finite(value, key)
     if kind is float:
@@ -464,6 +465,17 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if kind is tuple:
         return tuple(value)
     return value
+
+
+def _number_hint(value: Any, kind: Any) -> str:
+    """How to write a number YAML 1.1 read as text: PyYAML takes 1e-3 for a string, and
+    only 1.0e-3 for a number."""
+    if kind is float and isinstance(value, str):
+        exponent = re.fullmatch(r"([-+]?[0-9]+)([eE][-+]?[0-9]+)", value.strip())
+        if exponent:
+            return (f" (YAML reads an exponent without a decimal point as text: write "
+                    f"{exponent[1]}.0{exponent[2]})")
+    return ""
 
 
 def _check_finite(value: float, key: str) -> None:
@@ -701,6 +713,24 @@ def _check_baselines(baselines: Baselines) -> None:
                               "baseline_window")
 
 
+def _refuse_surrogates(data: Any, key: str) -> None:
+    """Refuse text that is not Unicode: YAML's ``"\\ud800"`` escape makes a lone surrogate,
+    which no UTF-8 file can hold and which promtool refuses to read back from a rule file."""
+    if isinstance(data, str):
+        bad = next((c for c in data if 0xD800 <= ord(c) <= 0xDFFF), None)
+        if bad is not None:
+            raise ConfigError(key or "(top level)", f"holds the lone surrogate "
+                              f"{repr(bad)[1:-1]}, which is not a Unicode character")
+    elif isinstance(data, Mapping):
+        for name, value in data.items():
+            dotted = f"{key}.{name}" if key else str(name)
+            _refuse_surrogates(name, dotted)
+            _refuse_surrogates(value, dotted)
+    elif isinstance(data, list):
+        for item in data:
+            _refuse_surrogates(item, key)
+
+
 def from_dict(data: Mapping | None, source: str | None = None) -> Config:
     """Build a config from parsed YAML, checking every key; missing keys keep their defaults.
 
@@ -709,6 +739,7 @@ def from_dict(data: Mapping | None, source: str | None = None) -> Config:
     """
     data = data or {}
     try:
+        _refuse_surrogates(data, "")
         models = None
         if isinstance(data, Mapping) and "models" in data:
             # Each model's values are checked together with the top-level ones they replace.
@@ -749,8 +780,20 @@ def load(path: str | Path | None) -> Config:
         raise ConfigError(exc.key, exc.problem, source) from None
     except (yaml.YAMLError, ValueError) as exc:
         # ValueError: PyYAML lets Python's own limits through (an integer of 5000 digits).
-        raise ConfigError("(file)", f"is not valid YAML: {exc}", source) from None
+        raise ConfigError("(file)", f"is not valid YAML: {_yaml_problem(exc)}", source) from None
     return from_dict(data, source)
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """One line saying where the YAML breaks and why: PyYAML's own message spans several lines
+    and quotes the text, which buries the line number."""
+    import yaml
+
+    if isinstance(exc, yaml.MarkedYAMLError) and (exc.problem_mark or exc.context_mark):
+        mark = exc.problem_mark or exc.context_mark
+        why = "; ".join(part for part in (exc.context, exc.problem) if part)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {why}"
+    return " ".join(str(exc).split())
 
 
 def leaves(obj: Any = DEFAULT, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:

@@ -232,6 +232,11 @@ def quantiles(value: Any) -> str | None:
             # Each quantile gets its own recording rules: twice would record one series twice.
             return f"lists one quantile twice ({seen[number]!r} and {text!r})"
         seen[number] = text
+        # The rules select the quantile label by its text, and the exposition writes a
+        # quantile in (0, 1) as Python's repr does (Go's shortest form): ".9" matches nothing.
+        if text != repr(number):
+            return (f"writes the quantile {text!r} unlike its quantile label, which the rules "
+                    f"match exactly; write {repr(number)!r}")
     return None
 
 

@@ -74,6 +74,18 @@ class AlertDef:
     enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
 
 
+def shown(text: str) -> str:
+    """`text` standing for itself in an alert's labels or annotations.
+
+    Prometheus expands both as Go templates, so a ``{{`` written in a selector, a job name or
+    a model pattern would open an action and make Prometheus refuse the whole rule file.
+
+    >>> shown('job="a{{b"')
+    'job="a{{ "{{" }}b"'
+    """
+    return text.replace("{{", '{{ "{{" }}')
+
+
 def _burn_expr(cfg: Config, which: str) -> str:
     burn = getattr(cfg.slo, which)
 
@@ -144,7 +156,7 @@ def _pushgateway_expr(cfg: Config) -> str:
 
 
 def _periods(cfg: Config) -> str:
-    jobs = [f"{job} {period}" for job, period in cfg.pushgateway.jobs.items()]
+    jobs = [f"{shown(job)} {period}" for job, period in cfg.pushgateway.jobs.items()]
     return ", ".join([*jobs, f"default {cfg.pushgateway.max_age}"])
 
 
@@ -188,7 +200,7 @@ ALERTS: tuple[AlertDef, ...] = (
         expr=lambda c: f"up{model_sel(c)} == 0",
         summary=f"Model target {INSTANCE} is down",
         description=lambda c: (
-            f"Prometheus cannot scrape {INSTANCE} (selector {c.selectors.model}): the "
+            f"Prometheus cannot scrape {INSTANCE} (selector {shown(c.selectors.model)}): the "
             f"model service is down or its /metrics endpoint fails."),
     ),
     AlertDef(
@@ -198,7 +210,7 @@ ALERTS: tuple[AlertDef, ...] = (
         summary=f"inferwatch exporter {INSTANCE} is down",
         description=lambda c: (
             f"Prometheus cannot scrape the exporter {INSTANCE} (selector "
-            f"{c.selectors.exporter}): GPU and process metrics are missing."),
+            f"{shown(c.selectors.exporter)}): GPU and process metrics are missing."),
     ),
     AlertDef(
         name="InferwatchTargetMissing", severity="warning", for_="10m", group="availability",
@@ -213,8 +225,8 @@ ALERTS: tuple[AlertDef, ...] = (
         summary="No target matches {{ $labels.selector }}",
         description=lambda c: (
             "Prometheus has no scrape target at all that matches {{ $labels.selector }} "
-            f"(selectors.model {c.selectors.model}, selectors.exporter "
-            f"{c.selectors.exporter}): service discovery lost it, so InferwatchTargetDown "
+            f"(selectors.model {shown(c.selectors.model)}, selectors.exporter "
+            f"{shown(c.selectors.exporter)}): service discovery lost it, so InferwatchTargetDown "
             "cannot fire for it either."),
     ),
     AlertDef(
@@ -448,7 +460,7 @@ ALERTS: tuple[AlertDef, ...] = (
         expr=lambda c: f"inferwatch_gpu_up{exporter_sel(c)} == 0",
         summary=f"{GPU} is lost",
         description=lambda c: (
-            f"{GPU} no longer answers NVML (selector {c.selectors.exporter}): the device "
+            f"{GPU} no longer answers NVML (selector {shown(c.selectors.exporter)}): the device "
             f"fell off the bus or the driver failed."),
     ),
     AlertDef(
@@ -463,7 +475,7 @@ ALERTS: tuple[AlertDef, ...] = (
         description=lambda c: (
             f"Reading {{{{ $labels.field }}}} of GPU {{{{ $labels.gpu }}}} "
             f"({{{{ $labels.uuid }}}}) on {INSTANCE} keeps failing with "
-            f"{{{{ $labels.reason }}}} (selector {c.selectors.exporter}); the GPU still "
+            f"{{{{ $labels.reason }}}} (selector {shown(c.selectors.exporter)}); the GPU still "
             f"answers, but that field is missing."),
     ),
     AlertDef(
@@ -483,7 +495,7 @@ ALERTS: tuple[AlertDef, ...] = (
         summary="inferwatch collector {{ $labels.collector }} fails on {{ $labels.instance }}",
         description=lambda c: (
             f"The {{{{ $labels.collector }}}} collector of exporter {INSTANCE} has failed "
-            f"every scrape for a while (selector {c.selectors.exporter}); its metrics "
+            f"every scrape for a while (selector {shown(c.selectors.exporter)}); its metrics "
             f"are missing."),
     ),
     AlertDef(
@@ -584,7 +596,7 @@ def scrape_note(cfg: Config, expr: str) -> str:
     used = [(key, value) for key, value in keys if value in read]
     if not used:
         return ""
-    matchers = " and ".join(f"{{{value}}}" for _, value in used)
+    matchers = " and ".join(f"{{{shown(value)}}}" for _, value in used)
     settings = " and ".join(key for key, _ in used)
     return (f" Reads series matching {matchers} ({settings} in the inferwatch config; "
             f"regenerate the rules after changing it).")
@@ -650,7 +662,7 @@ def alert_rules(cfg: Config, alert: AlertDef) -> list[dict[str, Any]]:
         if rule != default:
             rule["expr"] = f"{_block(rule['expr'])}\nand on (model)\n{models_in(cfg, override)}"
             # Tells the copies apart in Alertmanager (and for promtool's duplicate-rule lint).
-            rule["labels"]["model_override"] = override.pattern
+            rule["labels"]["model_override"] = shown(override.pattern)
             copies.append((override, rule))
     if copies:
         reshaped = "\nor\n".join(models_in(cfg, override) for override, _ in copies)
