@@ -199,3 +199,13 @@ def test_lost_targets_of_regex_selectors_each_page_naming_their_selector(tmp_pat
     _promtool_test(cfg, [{"interval": "1m", "input_series": series, "alert_rule_test": [
         {"eval_time": "30m", "alertname": "InferwatchTargetMissing",
          "exp_alerts": expected}]}], tmp_path)
+
+
+@pytest.mark.parametrize(("availability", "shown"), [(0.999, "0.001"), (0.9995, "0.0005"),
+                                                      (0.99, "0.01")])
+def test_the_slo_panel_names_the_default_budget_as_a_person_writes_it(availability, shown):
+    # 1 - 0.999 is 0.0010000000000000009 in binary floating point; the panel said so.
+    cfg = from_dict({"slo": {"availability": availability}})
+    [panel] = [p for p in dashboards.render(cfg)["slo.json"]["panels"]
+               if p.get("title") == "Error budget remaining (30d)" and p["type"] == "stat"]
+    assert f"by default {shown} of calls" in panel["description"]

@@ -555,7 +555,8 @@ def _alert_history(cfg: Config) -> list[dict[str, Any]]:
 def slo(cfg: Config) -> dict[str, Any]:
     """Availability and latency SLOs, error budget, burn rates and the inferwatch alerts."""
     raw, period = _raw(cfg), SLO_PERIOD
-    budget, own_budget = number(1 - cfg.slo.availability), own_error_budget()
+    # For a person: 1 - 0.999 is 0.0010000000000000009 in binary floating point.
+    budget, own_budget = f"{1 - cfg.slo.availability:.6g}", own_error_budget()
     errors = (f"sum by (model) (increase(inferwatch_requests_total{_raw(cfg, ERRORS)}"
               f"[{period}])) / sum by (model) (increase(inferwatch_requests_total{raw}"
               f"[{period}]))")
