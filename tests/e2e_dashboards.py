@@ -22,6 +22,13 @@ class PanelQuery:
     dashboard: str
     panel: str
     expr: str
+    legend: str = ""
+
+    @property
+    def is_objective(self) -> bool:
+        """A line each model's objective draws (a threshold), not a measurement: it has data
+        whenever the model exists, so it says nothing of whether the panel has any."""
+        return self.legend.startswith("objective ")
 
 
 def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -34,7 +41,8 @@ def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def panel_queries(name: str, dashboard: dict[str, Any]) -> list[PanelQuery]:
-    return [PanelQuery(name, panel.get("title", ""), target["expr"])
+    return [PanelQuery(name, panel.get("title", ""), target["expr"],
+                       target.get("legendFormat", ""))
             for panel in panels(dashboard) for target in panel.get("targets", [])
             if target.get("expr")]
 
