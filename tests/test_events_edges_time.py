@@ -52,6 +52,17 @@ def test_durations_are_seconds():
                        "grid": [[1.0, 2.0]]}
 
 
+def _assert_stored_as(values: np.ndarray, expected: list) -> None:
+    """The array, and its first element as a scalar, are stored as `expected`, nothing
+    dropped."""
+    encoder = Encoder(max_event_bytes=1 << 20)
+    stored = json.loads(encoder.encode({"ts": 1.0, "array": values,
+                                        "scalar": values[0]}).line)
+    assert stored["array"] == expected
+    assert stored["scalar"] == expected[0]
+    assert not encoder.values_dropped
+
+
 @given(unit=st.sampled_from(DATETIME_UNITS),
        ticks=st.lists(st.one_of(st.integers(-(2 ** 62), 2 ** 62), st.none()),
                       min_size=1, max_size=5))
@@ -60,12 +71,7 @@ def test_any_datetime64_is_its_iso_text(unit, ticks):
                        for t in ticks], dtype=f"datetime64[{unit}]")
     expected = [None if t is None else str(np.datetime_as_string(v))
                 for t, v in zip(ticks, values)]
-    encoder = Encoder(max_event_bytes=1 << 20)
-    stored = json.loads(encoder.encode({"ts": 1.0, "array": values,
-                                        "scalar": values[0]}).line)
-    assert stored["array"] == expected
-    assert stored["scalar"] == expected[0]
-    assert not encoder.values_dropped
+    _assert_stored_as(values, expected)
 
 
 @given(unit=st.sampled_from(LINEAR_TIMEDELTA_UNITS),
@@ -76,12 +82,7 @@ def test_any_linear_timedelta64_is_seconds(unit, ticks):
                        for t in ticks], dtype=f"timedelta64[{unit}]")
     expected = [None if t is None else float(v / np.timedelta64(1, "s"))
                 for t, v in zip(ticks, values)]
-    encoder = Encoder(max_event_bytes=1 << 20)
-    stored = json.loads(encoder.encode({"ts": 1.0, "array": values,
-                                        "scalar": values[0]}).line)
-    assert stored["array"] == expected
-    assert stored["scalar"] == expected[0]
-    assert not encoder.values_dropped
+    _assert_stored_as(values, expected)
 
 
 def test_a_datetime_ts_is_kept_as_unix_seconds(tmp_path, make_log):

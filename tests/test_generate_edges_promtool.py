@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from inferwatch.generate import config_checks as check
 from inferwatch.generate import render, rule_files
 from inferwatch.generate.config import OBJECTIVE_KEYS, RULE_KEYS, ConfigError, from_dict, leaves
+from test_generate_outputs import _nested
 
 pytestmark = pytest.mark.integration
 
@@ -86,27 +87,16 @@ _LEAVES = {key: _leaf(key, spec, default) for key, spec, default in leaves()
 _PER_MODEL = sorted(key for key in (*OBJECTIVE_KEYS, *RULE_KEYS) if key in _LEAVES)
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for dotted, value in flat.items():
-        *parents, last = dotted.split(".")
-        here = nested
-        for part in parents:
-            here = here.setdefault(part, {})
-        here[last] = value
-    return nested
-
-
 @st.composite
 def _configs(draw: st.DrawFn) -> dict[str, Any]:
     keys = draw(st.lists(st.sampled_from(sorted(_LEAVES)), max_size=8, unique=True))
-    data = _nest({key: draw(_LEAVES[key]) for key in keys})
+    data = _nested({key: draw(_LEAVES[key]) for key in keys})
     patterns = draw(st.lists(st.one_of(_TEXT, st.sampled_from(["rec-[0-9]+", "a|b", "fr.*"])),
                              max_size=3, unique=True))
     models = {}
     for pattern in patterns:
         own = draw(st.lists(st.sampled_from(_PER_MODEL), max_size=3, unique=True))
-        models[pattern] = _nest({key: draw(_LEAVES[key]) for key in own})
+        models[pattern] = _nested({key: draw(_LEAVES[key]) for key in own})
     if models:
         data["models"] = models
     return data
