@@ -208,3 +208,22 @@ def test_rows_mixing_numbers_and_text_profile_the_numbers_as_numbers(rows, as_tu
     columns = {"n": [r[0] for r in rows], "c": [r[1] for r in rows], "f": [r[2] for r in rows]}
     assert ref.features["n"].kind == "numeric"
     assert ref == Reference.from_data(columns)
+
+
+@settings(max_examples=40, deadline=None)
+@given(amounts=st.lists(st.decimals(min_value=-10**6, max_value=10**6, places=2,
+                                    allow_nan=False), min_size=1, max_size=40),
+       missing=st.integers(0, 3))
+def test_a_decimal_column_is_profiled_as_the_numbers_it_holds(amounts, missing):
+    # A database's NUMERIC column arrives as decimal.Decimal: one category per amount
+    # would make every new live amount an unseen category.
+    import decimal
+
+    column = amounts + [None, decimal.Decimal("NaN"), decimal.Decimal("sNaN")][:missing]
+    profile = Reference.from_data({"amount": column}).features["amount"]
+    floats = Reference.from_data({"amount": [float(a) for a in amounts] + [None] * missing})
+    assert profile.kind == "numeric"
+    assert profile == floats.features["amount"]
+    checked = BatchChecker(Reference.from_data({"amount": column})).check(
+        {"amount": [amounts[0], None]})
+    assert checked.missing.tolist() == [1] and checked.out_of_range.tolist() == [0]

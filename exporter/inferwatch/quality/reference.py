@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import decimal
 import itertools
 import json
 import math
@@ -442,6 +443,10 @@ def numeric_column(col: np.ndarray) -> np.ndarray | None:
             out[i] = np.nan
         elif isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
             out[i] = float(v)
+        elif isinstance(v, decimal.Decimal):
+            # A database's NUMERIC column (and Parquet's decimal) arrives as Decimal: an
+            # amount, not a category per value. Its NaN (quiet or signalling) is missing.
+            out[i] = np.nan if v.is_nan() else float(v)
         else:
             return None
     return out

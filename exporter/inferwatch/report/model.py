@@ -16,7 +16,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,11 +164,25 @@ def bin_labels(profile: Profile) -> tuple[str, ...]:
     """
     if not profile.is_numeric:
         return tuple(profile.categories)
-    edges = [f"{e:.4g}" for e in profile.edges]
+    edges = edge_labels(profile.edges)
     if not edges:
         return ("all",)
     middle = [f"[{a}, {b})" for a, b in zip(edges, edges[1:])]
     return (f"< {edges[0]}", *middle, f">= {edges[-1]}")
+
+
+def edge_labels(edges: Sequence[float], digits: int = 4) -> list[str]:
+    """The cut points as short numbers, with as many significant digits as it takes for
+    neighbours to read differently (two edges 1.00001 and 1.00002 are not both "1").
+
+    >>> edge_labels([1.0, 2.5]), edge_labels([1.00001, 1.00002])
+    (['1', '2.5'], ['1.00001', '1.00002'])
+    """
+    labels = [f"{e:.{digits}g}" for e in edges]
+    while digits < 17 and any(a == b for a, b in zip(labels, labels[1:])):
+        digits += 2
+        labels = [f"{e:.{digits}g}" for e in edges]
+    return labels
 
 
 def distributions(profiles: Mapping[str, Profile], counts: list[np.ndarray],

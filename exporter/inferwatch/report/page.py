@@ -25,6 +25,10 @@ from inferwatch.report.flags import FIRING, NO_DATA
 from inferwatch.report.model import Distribution, Flag, Live, ModelReport
 from inferwatch.report.svg import escape
 
+# A chart draws this many bars at most, the last summing the rest: a column of 40,000
+# categories would otherwise draw 80,000 bars a hundredth of a pixel wide (the tables and
+# drift scores still cover every category).
+MAX_CHART_BARS = 40
 RUNBOOKS = "https://github.com/inferwatch/inferwatch/blob/main/docs/runbooks.md#{anchor}"
 
 CSS = """
@@ -194,8 +198,8 @@ def _live_details(live: Live) -> str:
                                   ["output and quantile", "value"], rows))
     if live.classes:
         labels = sorted(live.classes)
-        parts.append("<h3>Class mix</h3>" + svg.bars(labels, [live.classes[c] for c in labels],
-                                                     title="predicted classes"))
+        shown, (counts,) = folded(labels, [live.classes[c] for c in labels])
+        parts.append("<h3>Class mix</h3>" + svg.bars(shown, counts, title="predicted classes"))
         parts.append(_table("", ["class", "predictions"],
                             [(c, live.classes[c]) for c in labels], "class"))
     if live.confidence:
@@ -251,11 +255,41 @@ def _quality(report: ModelReport) -> str:
             + "</table>" + (f"<p>Input errors:</p><ul>{errors}</ul>" if errors else ""))
 
 
+def folded(labels: Sequence[str], *columns: Sequence[float],
+           limit: int = MAX_CHART_BARS) -> tuple[list[str], list[list[float]]]:
+    """At most `limit` bars: the labels with the largest value in any column, in their
+    order, then one bar summing the rest (a column with no finite value there stays NaN).
+
+    >>> folded(["a", "b", "c", "d"], [0.1, 0.5, 0.2, 0.2], limit=3)
+    (['b', 'c', '2 others'], [[0.5, 0.2, 0.30000000000000004]])
+    """
+    if len(labels) <= limit:
+        return list(labels), [list(column) for column in columns]
+
+    def largest(i: int) -> float:
+        finite = [column[i] for column in columns if math.isfinite(column[i])]
+        return max(finite, default=-math.inf)
+
+    kept = sorted(sorted(range(len(labels)), key=largest, reverse=True)[:limit - 1])
+    rest = sorted(set(range(len(labels))) - set(kept))
+    out = []
+    for column in columns:
+        finite = [column[i] for i in rest if math.isfinite(column[i])]
+        out.append([column[i] for i in kept] + [sum(finite) if finite else math.nan])
+    return [labels[i] for i in kept] + [f"{len(rest)} others"], out
+
+
 def _distribution(item: Distribution, key: str) -> str:
     scores = ", ".join(f"{m.upper()} {_num(item.scores.get(m, math.nan))}"
                        for m in ("psi", "js", "ks"))
-    chart = svg.overlaid_histogram(item.bins, item.reference, item.live_shares,
-                                   title=f"{item.name}: reference and live", edges=item.edges)
+    if item.edges:
+        chart = svg.overlaid_histogram(item.bins, item.reference, item.live_shares,
+                                       title=f"{item.name}: reference and live",
+                                       edges=item.edges)
+    else:
+        labels, (reference, live) = folded(item.bins, item.reference, item.live_shares)
+        chart = svg.overlaid_histogram(labels, reference, live,
+                                       title=f"{item.name}: reference and live")
     return (f'<div class="feature {key}" id="{_anchor(key, item.name)}">'
             f"<h3>{escape(item.name)}</h3><div class=\"muted\">{escape(scores)}; "
             f"{item.rows:g} rows</div>{chart}</div>")
