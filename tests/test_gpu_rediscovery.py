@@ -247,3 +247,64 @@ def test_a_gpu_found_by_a_restart_registers_for_xid_events_at_once(
     fake.emit_xid(0, 79)
     assert scrape(collector)[("inferwatch_gpu_xid_errors_total", frozenset(
         {"gpu": "0", "uuid": "GPU-new", "xid": "79"}.items()))] == 1
+
+
+def test_a_gpu_reset_among_healthy_ones_comes_back_after_the_backoff(
+        monkeypatch: pytest.MonkeyPatch, clock: Clock, collector: GpuCollector) -> None:
+    """A reset GPU (``nvidia-smi -r``) leaves the handles of this NVML invalid: only a
+    restarted NVML reads it again, even while the other GPUs answer."""
+    healthy = FakeGpu(uuid="GPU-a", memory_used=2**30, pci_bus_id="00000000:3B:00.0")
+    fake = FakeNVML([healthy, FakeGpu(uuid="GPU-b", pci_bus_id="00000000:86:00.0")]
+                    ).install(monkeypatch)
+    before = scrape(collector)
+    assert ups(before) == {"GPU-a": 1, "GPU-b": 1}
+    fake.plug([healthy, FakeGpu(uuid="GPU-b", pci_bus_id="00000000:86:00.0")])
+    for _ in range(2):
+        during = scrape(collector)
+        assert ups(during) == {"GPU-a": 1, "GPU-b": 0}
+        # The healthy GPU is read as before while the other is down.
+        assert {k: v for k, v in per_gpu(during).items() if ("uuid", "GPU-a") in k[1]} == {
+            k: v for k, v in per_gpu(before).items() if ("uuid", "GPU-a") in k[1]}
+        assert fake.calls[INIT] == 1
+        clock.now += 9
+    clock.now -= 8  # 10 s after the loss was first seen: the first backoff
+    after = scrape(collector)
+    assert success(after) == 1 and ups(after) == {"GPU-a": 1, "GPU-b": 1}
+    assert fake.refcount == 1 and (fake.calls[INIT], fake.calls[SHUTDOWN]) == (2, 1)
+    assert fake.registered() == {0, 1}  # both registered for Xid events again
+    fake.emit_xid(1, 79)
+    assert scrape(collector)[("inferwatch_gpu_xid_errors_total", frozenset(
+        {"gpu": "1", "uuid": "GPU-b", "xid": "79"}.items()))] == 1
+
+
+def test_a_gpu_that_stays_lost_restarts_nvml_on_the_backoff_only(
+        monkeypatch: pytest.MonkeyPatch, clock: Clock, collector: GpuCollector) -> None:
+    healthy = FakeGpu(uuid="GPU-a")
+    lost = FakeGpu(uuid="GPU-b", pci_bus_id="00000000:86:00.0")
+    fake = FakeNVML([healthy, lost]).install(monkeypatch)
+    scrape(collector)
+    lost.lost = True  # off the bus for good: every NVML answers GPU_IS_LOST for it
+    restarted_at = []
+    for second in range(200):
+        clock.now = 2000.0 + second
+        inits = fake.calls[INIT]
+        result = scrape(collector)
+        # Until the first restart the lost GPU keeps its uuid; a restarted NVML cannot
+        # tell it from a device that replaced it, so it shows uuid="" from then on.
+        lost_uuid = "GPU-b" if not restarted_at and fake.calls[INIT] == inits else ""
+        assert success(result) == 1 and ups(result) == {"GPU-a": 1, lost_uuid: 0}
+        if fake.calls[INIT] > inits:
+            restarted_at.append(second)
+    # 10 s after the loss was seen, then 20 s, then every 40 s (retry_max).
+    assert restarted_at == [10, 30, 70, 110, 150, 190]
+    assert fake.refcount == 1 and fake.calls[INIT] == fake.calls[SHUTDOWN] + 1
+    # Once every GPU answers again, the backoff starts over from its first step.
+    lost.lost = False
+    clock.now += 40
+    assert ups(scrape(collector)) == {"GPU-a": 1, "GPU-b": 1}
+    lost.lost = True
+    inits = fake.calls[INIT]
+    scrape(collector)
+    clock.now += 10
+    scrape(collector)
+    assert fake.calls[INIT] == inits + 1

@@ -5,13 +5,14 @@ Failures stay as small as they can:
 - no NVML library, or NVML sees no device: the collector does not apply. It says so once
   in the log, reports success with ``inferwatch_gpu_devices 0``, and looks again now and
   then (with backoff) in case a driver or a GPU arrives;
-- NVML up but no device that answers (none counted, or every one lost): NVML enumerates
-  devices only at init, so it is shut down and initialized anew on the same backoff, and
-  a GPU that arrived meanwhile is exported from the first scrape after that;
+- NVML up but a device that does not answer (none counted, or one lost): NVML enumerates
+  devices and hands out handles only at init, so it is shut down and initialized anew on
+  the same backoff; a GPU that arrived or was reset meanwhile is exported from the first
+  scrape after that;
 - NVML present and failing (init or the device count fails): the collector fails, shuts
   NVML down and retries with backoff;
 - a lost device (GPU_IS_LOST, RESET_REQUIRED, or no handle / uuid at all): that device's
-  ``inferwatch_gpu_up 0``, the others unchanged;
+  ``inferwatch_gpu_up 0``, the others unchanged until the restart above;
 - any other failed read: that field is left out and counted in
   ``inferwatch_gpu_nvml_errors_total{field, reason}``; the device stays up;
 - a field the device does not offer: left out, with ``inferwatch_gpu_field_available 0``.
@@ -121,7 +122,8 @@ class GpuCollector(Collector):
         self._applies = True
         self._said_no_devices = False
         self._inits_held = 0  # nvmlInit calls not yet given back: 0 or 1
-        # NVML is held but no GPU answers: it is restarted at _next_init.
+        # NVML is held but some GPU does not answer (or none is counted): it is restarted
+        # at _next_init.
         self._looking = False
         self._driver_version = ""
         self._devices: dict[int, _Device] = {}
@@ -169,7 +171,7 @@ class GpuCollector(Collector):
                 metrics.add("inferwatch_gpu_nvml_errors_total",
                             {"gpu": gpu, "uuid": uuid, "field": failed_field, "reason": why},
                             total)
-            self._look_again_while_none_answers(
+            self._restart_while_any_is_down(
                 count, sum(index not in self._down for index in range(count)))
             return metrics.families()
 
@@ -204,9 +206,9 @@ class GpuCollector(Collector):
         if self._nvml is not None:
             if not self._restart_due():
                 return self._nvml
-            # NVML enumerates devices only at init: a GPU that arrived since is seen only
-            # by a new one.
-            log.debug("no GPU answers NVML: restarting it to enumerate devices anew")
+            # NVML enumerates devices only at init: a GPU that arrived since, or one that
+            # was reset (its old handle stays invalid), is seen only by a new one.
+            log.debug("a GPU does not answer NVML: restarting it to enumerate devices anew")
             self._release(self._nvml)
         now = self._clock()
         if now < self._next_init:
@@ -286,11 +288,16 @@ class GpuCollector(Collector):
     def _restart_due(self) -> bool:
         return self._looking and self._clock() >= self._next_init
 
-    def _look_again_while_none_answers(self, count: int, answering: int) -> None:
-        """Schedule a restart of NVML, with backoff, while no GPU answers; call it off
-        once one does. Restarting while some GPU still answers would cost its handles and
-        Xid registration for nothing, so one lost GPU among others only reads as down."""
-        if answering:
+    def _restart_while_any_is_down(self, count: int, answering: int) -> None:
+        """Schedule a restart of NVML, with backoff, while no GPU is counted or one does not
+        answer; call it off once every counted GPU answers.
+
+        A GPU reset (``nvidia-smi -r``, or the driver's recovery after an Xid 79) leaves
+        the handles of this NVML invalid, so the device would read as lost until the
+        exporter restarts. Restarting NVML costs the others their cached handles and Xid
+        registration (both taken again on that scrape), hence the backoff: a GPU that stays
+        lost costs a restart every ``retry_max`` seconds at most."""
+        if count and answering == count:
             if self._looking:
                 log.info("NVML sees %d GPU(s) that answer", answering)
             self._looking = False
@@ -302,8 +309,9 @@ class GpuCollector(Collector):
             return  # a restart is already scheduled
         delay = self._schedule_retry(now)
         if count and not self._looking:
-            log.info("none of the %d GPU(s) NVML counts answers: NVML is restarted in "
-                     "%.0fs, and then with backoff, to enumerate devices anew", count, delay)
+            log.info("%d of the %d GPU(s) NVML counts do not answer: NVML is restarted in "
+                     "%.0fs, and then with backoff, to enumerate devices anew",
+                     count - answering, count, delay)
         self._looking = True
 
     def _not_applicable(self, now: float) -> None:
