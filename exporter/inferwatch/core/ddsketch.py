@@ -304,8 +304,11 @@ class DDSketch:
     def _key_value(self, keys: np.ndarray) -> np.ndarray:
         # The bin (gamma^(k-1), gamma^k] is represented by gamma^(k-1) * (1 + alpha): within
         # alpha of both ends. Clipping at the float maximum keeps that bound for the top bin.
-        lower = np.exp((keys.astype(np.float64) - 1.0) * self._log_gamma)
-        return np.minimum(lower * (1.0 + self._relative_accuracy), _FLOAT_MAX)
+        # Only the top key can overflow, to inf, which the clip brings back: no warning for
+        # it (this runs on a memo miss only, so the errstate costs a scrape nothing).
+        with np.errstate(over="ignore"):
+            lower = np.exp((keys.astype(np.float64) - 1.0) * self._log_gamma)
+            return np.minimum(lower * (1.0 + self._relative_accuracy), _FLOAT_MAX)
 
     def add(self, values: Sequence[float] | np.ndarray) -> None:
         """Add values; nan and ±inf are ignored (callers count them on their own).

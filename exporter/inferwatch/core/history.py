@@ -107,8 +107,10 @@ class History:
         self._lock = threading.Lock()
 
     def due(self, now: float) -> bool:
-        """Whether a sample is due: the drain asks once per round."""
-        return now - self._last_record >= self.interval_seconds
+        """Whether a sample is due: the drain asks once per round. A clock stepped back
+        (NTP) makes one due at once, or the ring would stop for as long as the step."""
+        elapsed = now - self._last_record
+        return elapsed >= self.interval_seconds or elapsed < 0.0
 
     def record(self, states: Iterable[ModelState], now: float) -> None:
         """Append one sample per state. Call with states nobody writes meanwhile (a copy,
@@ -134,9 +136,14 @@ class History:
                 del self._rings[oldest]
                 self._last_features.pop(oldest, None)
         self._rings[key] = ring
+        # After the clock stepped back, samples stamped later than now would leave the ring
+        # out of time order, and before() reads it in order: they go.
+        while ring and ring[-1].at > now:
+            ring.pop()
         latency = state.histograms.get(LATENCY, {}).get(())
         features = None
-        if now - self._last_features.get(key, float("-inf")) >= FEATURE_INTERVAL_SECONDS:
+        since_features = now - self._last_features.get(key, float("-inf"))
+        if since_features >= FEATURE_INTERVAL_SECONDS or since_features < 0.0:
             features = feature_counts_of(state)
             self._last_features[key] = now
         ring.append(Sample(now, totals_of(state),
