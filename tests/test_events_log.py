@@ -579,3 +579,17 @@ def test_odd_values_cost_nothing_but_themselves(tmp_path, make_log):
     assert stored["b"]["inputs"] == {"x": {"truncated": "int", "bits": 16610}}
     assert stored["c"]["error"] == {"type": Unprintable.__qualname__}
     assert log.values_dropped_totals() == before
+
+
+def test_a_removed_directory_is_made_again_by_the_next_write_without_losing_it(
+        tmp_path, make_log):
+    directory = tmp_path / "logs"
+    event_log = make_log(directory / "events.jsonl")
+    dropped = log.dropped_totals().get("write_error", 0.0)
+    event_log.emit({"request_id": "r-1"})
+    assert event_log.flush(10)
+    shutil.rmtree(directory)
+    event_log.emit({"request_id": "r-2"})
+    assert event_log.flush(10)
+    assert [e["request_id"] for e in read_events(directory / "events.jsonl")] == ["r-2"]
+    assert log.dropped_totals().get("write_error", 0.0) == dropped

@@ -114,6 +114,11 @@ class JsonlSink:
         self._fd = self._lock_fd = self._file = None
 
     def _open_lock(self) -> None:
+        if self._lock_fd is not None and os.fstat(self._lock_fd).st_nlink == 0:
+            # The directory was removed (a cleanup job, `rm -r` of old logs): a lock on the
+            # deleted file excludes nobody, and the directory must be made again before
+            # this batch is written, not after it failed.
+            self.close()
         if self._lock_fd is None:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
