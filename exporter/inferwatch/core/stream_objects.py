@@ -102,6 +102,14 @@ class _Proxy:
         # isinstance(result, openai.Stream) holds, as it does for the stream itself.
         return self._stream.__class__
 
+    # Special methods are looked up on the type, past __getattr__: the text a caller logs
+    # is the stream's, not the proxy's.
+    def __repr__(self) -> str:
+        return repr(self._stream)
+
+    def __str__(self) -> str:
+        return str(self._stream)
+
     def __getattr__(self, name: str) -> Any:
         if name in _Proxy.__slots__:  # not set yet (a failed __init__): never the stream's
             raise AttributeError(name)
@@ -132,9 +140,12 @@ class _Proxy:
     def _item(self, item: object) -> None:
         try:
             self._clock.item()
-            self._last = item
-            if item.__class__ is str:
-                length = len(item)  # type: ignore[arg-type]
+            if self._tracker.plan.usage is not None:
+                # Only a usage reader needs the last item; kept for nothing else, a huge
+                # one would outlive the stream as long as the caller holds it.
+                self._last = item
+            if item.__class__ is str or isinstance(item, str):
+                length = str.__len__(item)  # type: ignore[arg-type]
                 self._chars = length if self._chars is None else self._chars + length
             if self._on_item is not None:
                 self._on_item(item)
@@ -148,6 +159,7 @@ class _Proxy:
             clock = self._clock
             tracker.end(outcome, error, clock.first, clock.items, clock.gaps, clock.gap_sum,
                         self._chars, self._last if outcome == OK else None)
+            self._last = None
 
     def _closing(self, close: Callable[..., Any]) -> Callable[..., Any]:
         def close_recorded(*args: Any, **kwargs: Any) -> Any:

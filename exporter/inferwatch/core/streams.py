@@ -371,11 +371,11 @@ class Tracker:
         room = self.text_room
         if room > 0 and self.text is not None:
             self.text.append(item[:room])
-            self.text_room = room - len(item)
+            self.text_room = room - str.__len__(item)
 
     def single(self, result: object) -> None:
         """A call that returned one text or one response: no items, no first item."""
-        chars = len(result) if isinstance(result, str) else None
+        chars = str.__len__(result) if isinstance(result, str) else None
         if chars is not None:
             self.on_item(result)
         self.end(OK, None, None, None, None, 0.0, chars, result)
@@ -392,11 +392,7 @@ class Tracker:
             input_tokens, output_tokens = self.input_tokens, self.output_tokens
             usage = self.plan.usage
             if usage is not None and outcome == OK and last is not None:
-                try:
-                    read = usage(last)
-                except Exception as exc:
-                    faults.record("tokens", exc)
-                    read = None
+                read = _read_usage(usage, last)
                 if read is not None:
                     input_tokens = _count(read[0]) if read[0] is not None else input_tokens
                     output_tokens = _count(read[1]) if read[1] is not None else output_tokens
@@ -448,6 +444,28 @@ class Tracker:
                 self.end(CANCELLED, None, None, 0, None, 0.0, None)
             except BaseException:  # at interpreter shutdown, with modules half torn down
                 pass
+
+
+def _read_usage(usage: Callable[[object], tuple | None], result: object) -> tuple | None:
+    """`usage` of `result` as a pair, or None. A user's function that raises or answers
+    anything but a pair (a bare count, a dict) is a fault of its own: the call it read
+    still counts, without those tokens.
+
+    >>> _read_usage(lambda r: (3, 4), "x"), _read_usage(lambda r: 7, "x")
+    ((3, 4), None)
+    """
+    try:
+        read = usage(result)
+        if read is None:
+            return None
+        pair = None if isinstance(read, (str, bytes, Mapping)) else tuple(read)
+        if pair is None or len(pair) != 2:
+            raise TypeError(f"usage= returned {read.__class__.__name__}, "
+                            "not a pair (input_tokens, output_tokens)")
+        return pair
+    except Exception as exc:
+        faults.record("tokens", exc)
+        return None
 
 
 def _tokens_only(stream: StreamRecord) -> StreamRecord | None:
@@ -512,6 +530,8 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
         items = 1
         if item.__class__ is str:
             chars = len(item)
+        elif isinstance(item, str):
+            chars = _more_chars(None, item)
         if on_item is not None:
             on_item(item)
     try:
@@ -544,6 +564,8 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
             items += 1
             if item.__class__ is str:
                 chars = len(item) if chars is None else chars + len(item)
+            elif isinstance(item, str):
+                chars = _more_chars(chars, item)
             if on_item is not None:
                 on_item(item)
     except StopIteration as stop:
@@ -556,6 +578,13 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
         _end(tracker, monitor, plan, start, outcome_of(exc), exc, first, items, gaps,
              gap_sum, chars)
         raise
+
+
+def _more_chars(chars: int | None, item: str) -> int:
+    """`chars` and a str subclass's item (numpy.str_): text too, measured by str's own
+    length, never by an override of the subclass's."""
+    length = str.__len__(item)
+    return length if chars is None else chars + length
 
 
 def _end(tracker: Tracker | None, monitor: Monitor, plan: _Plan, start: float,
@@ -584,6 +613,8 @@ async def _follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterato
             items += 1
             if item.__class__ is str:
                 chars = len(item) if chars is None else chars + len(item)
+            elif isinstance(item, str):
+                chars = _more_chars(chars, item)
             tracker.on_item(item)
             try:
                 sent = yield item

@@ -1,0 +1,158 @@
+"""Streams at their edges: a usage reader that answers the wrong shape, text items that are
+str subclasses, and SDK stream objects held after their last item or written to a log."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+
+_EXAMPLES = settings(max_examples=40, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow,
+                                            HealthCheck.function_scoped_fixture])
+
+
+def _outcomes(scraper, model: str) -> dict[str, float]:
+    return {s.labels["outcome"]: s.value for s in scraper.samples()
+            if s.name == "inferwatch_requests_total" and s.labels["model"] == model}
+
+
+class Chunks:
+    """An SDK's stream object (not a generator): iterated item by item through a proxy."""
+
+    def __init__(self, items: list) -> None:
+        self._items = iter(items)
+
+    def __iter__(self) -> Chunks:
+        return self
+
+    def __next__(self) -> object:
+        return next(self._items)
+
+    def __repr__(self) -> str:
+        return "<Chunks of a chat completion>"
+
+    def __str__(self) -> str:
+        return "chat completion chunks"
+
+
+# What a user's usage= function may answer instead of (input_tokens, output_tokens).
+_NOT_A_PAIR = st.one_of(
+    st.integers(), st.floats(allow_nan=True), st.text(), st.binary(),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
+    st.lists(st.integers(0, 9), max_size=5).filter(lambda xs: len(xs) != 2).map(tuple),
+    st.just(object()))
+
+
+@_EXAMPLES
+@given(answer=_NOT_A_PAIR, items=st.integers(0, 3))
+def test_a_usage_reader_answering_no_pair_still_counts_the_call(answer, items):
+    from conftest import Scraper
+
+    scraper = Scraper()
+    try:
+        def stream(n: int):
+            yield from ({"usage": {"prompt_tokens": 1}} for _ in range(n))
+
+        gen = inferwatch.instrument(stream, name="gen", version="1", registry=scraper.registry,
+                                    usage=lambda result: answer)
+        text = inferwatch.instrument(lambda: "an answer", name="text", version="1",
+                                     registry=scraper.registry, usage=lambda result: answer)
+        assert len(list(gen(items))) == items
+        assert text() == "an answer"
+        for model in ("gen", "text"):
+            assert _outcomes(scraper, model) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0}
+            assert scraper.value("inferwatch_requests_in_flight", model=model) == 0
+        assert scraper.total("inferwatch_tokens_total") == 0
+    finally:
+        scraper.registry.close()
+
+
+class Token(str):
+    """A tokenizer's text piece: a str subclass whose len() is not its characters."""
+
+    def __len__(self) -> int:
+        raise TypeError("a token has no length")
+
+
+_KINDS = ("generator function", "generator", "iterator object", "async generator")
+
+
+def _consume(kind: str, items: list[str], registry) -> list:
+    def produce(xs: list[str]):
+        yield from xs
+
+    async def produce_async(xs: list[str]):
+        for x in xs:
+            yield x
+
+    model = {"generator function": produce, "generator": lambda xs: produce(xs),
+             "iterator object": lambda xs: Chunks(xs),
+             "async generator": lambda xs: produce_async(xs)}[kind]
+    stream = inferwatch.instrument(model, name="m", version="1", registry=registry)
+    if kind == "async generator":
+        async def gather() -> list:
+            return [x async for x in stream(items)]
+        return asyncio.run(gather())
+    return list(stream(items))
+
+
+@_EXAMPLES
+@given(texts=st.lists(st.text(max_size=20), max_size=6), kind=st.sampled_from(_KINDS),
+       make=st.sampled_from([np.str_, Token]))
+def test_text_items_that_are_str_subclasses_count_their_characters(texts, kind, make):
+    from conftest import Scraper
+
+    scraper = Scraper()
+    try:
+        items = [make(t) for t in texts]
+        received = _consume(kind, items, scraper.registry)
+        assert all(a is b for a, b in zip(received, items, strict=True))
+        assert _outcomes(scraper, "m")["ok"] == 1
+        expected = sum(str.__len__(t) for t in items)
+        if items:
+            assert scraper.value("inferwatch_output_characters_sum") == expected
+            assert scraper.value("inferwatch_output_characters_count") == 1
+    finally:
+        scraper.registry.close()
+
+
+class Tensor:
+    """A huge item (a batch of logits), to be freed as soon as the caller drops it."""
+
+
+def test_a_finished_stream_object_holds_no_item_the_caller_dropped(scraper):
+    stream = inferwatch.instrument(lambda: Chunks([Tensor(), Tensor()]), name="m",
+                                   version="1", registry=scraper.registry)
+    held = stream()
+    alive = [weakref.ref(item) for item in held]
+    gc.collect()
+    assert [ref() for ref in alive] == [None, None]
+    assert _outcomes(scraper, "m")["ok"] == 1
+    del held
+
+
+def test_a_stream_object_written_to_a_log_reads_as_the_stream(scraper):
+    stream = inferwatch.instrument(lambda: Chunks(["a"]), name="m", version="1",
+                                   registry=scraper.registry)()
+    assert repr(stream) == "<Chunks of a chat completion>"
+    assert str(stream) == f"{stream}" == "chat completion chunks"
+    assert list(stream) == ["a"]
+
+
+def test_str_subclass_items_kept_for_the_event_log_never_raise(scraper, tmp_path):
+    def produce(xs: list[str]):
+        yield from xs
+
+    items = [Token("tok0 "), Token("tok1 ")]
+    stream = inferwatch.instrument(produce, name="m", version="1", registry=scraper.registry,
+                                   events=str(tmp_path / "events.jsonl"), event_text_chars=7)
+    assert list(stream(items)) == items
+    assert _outcomes(scraper, "m") == {"ok": 1.0, "error": 0.0, "cancelled": 0.0}
+    assert scraper.value("inferwatch_output_characters_sum") == 10
