@@ -34,6 +34,7 @@ from inferwatch.quality.drift import BinLayout
 from inferwatch.quality.reference import (
     Profile,
     Reference,
+    category_key,
     category_keys,
     frame_column,
     frame_names,
@@ -185,7 +186,9 @@ class BatchChecker:
         An array also works: 1-D (or a pandas, polars or Arrow series) for a reference with
         one output, 2-D with one column per output in reference order (a probability
         matrix); so does a DataFrame or Arrow table, its columns by output name (by position
-        when no name is an output's and there are as many). Every reference output gets an
+        when no name is an output's and there are as many). One prediction works as one
+        input row does: a dict of scalars, a scalar for a reference with one output, or a
+        1-D array with one value per output. Every reference output gets an
         array (zeros when absent); unknown names, missing and wrongly typed values, and
         arrays of another shape are skipped.
 
@@ -198,6 +201,9 @@ class BatchChecker:
         try:
             if is_dataframe(values_by_output):
                 values_by_output = self._outputs_of_frame(values_by_output)
+            elif is_row(values_by_output):
+                # One prediction, by the rule that makes a dict of scalars one input row.
+                values_by_output = {name: _one_value(v) for name, v in values_by_output.items()}
             elif not isinstance(values_by_output, Mapping):
                 values_by_output = self._outputs_of_array(values_by_output)
             for name, values in values_by_output.items():
@@ -223,9 +229,12 @@ class BatchChecker:
 
     def _outputs_of_array(self, values: Any) -> dict[str, Any]:
         names = list(self._outputs)
+        if _length(values) is None:
+            # One prediction of a one-output model (a float, a label, a 0-d array).
+            return {names[0]: _one_value(values)} if len(names) == 1 else {}
         if not isinstance(values, (np.ndarray, list, tuple)):
             # A pandas, polars or Arrow series keeps its own missing values (pd.NA, null).
-            if len(names) == 1 and hasattr(values, "to_numpy") and _length(values) is not None:
+            if len(names) == 1 and hasattr(values, "to_numpy"):
                 column = _as_column(values)
                 return {} if column is None else {names[0]: column}
             return {}
@@ -235,6 +244,9 @@ class BatchChecker:
             return {}
         if arr.ndim == 1 and len(names) == 1:
             return {names[0]: arr}
+        if arr.ndim == 1 and len(arr) == len(names):
+            # One row of a probability matrix, as a 1-D input array is one row of features.
+            arr = arr.reshape(1, -1)
         if arr.ndim == 2 and arr.shape[1] == len(names):
             return {name: arr[:, i] for i, name in enumerate(names)}
         return {}
@@ -477,7 +489,12 @@ class _CompiledColumn:
         out.bins = np.bincount(index, minlength=self.n_bins)
 
     def _count_categorical(self, values: np.ndarray, out: _ColumnCounts) -> None:
-        keys, present = category_keys(values)
+        try:
+            keys, present = category_keys(values)
+        except ValueError:
+            # An integer past Python's limit on digits as text (4,300) has no text: without
+            # this, one such value would lose the counts of its whole batch.
+            keys, present = _keys_one_by_one(values)
         out.missing = len(values) - int(present.sum())
         keys = keys[present]
         if len(keys) == 0:
@@ -492,6 +509,26 @@ class _CompiledColumn:
         out.bins = np.bincount(bin_of, weights=per_distinct, minlength=self.n_bins).astype(np.int64)
         unseen = bin_of == self.other
         out.unseen = int(per_distinct[unseen].sum())
+
+
+# The key of a value without text: no profile names a category with a NUL byte in front.
+_NO_TEXT = "\x00no text"
+
+
+def _keys_one_by_one(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`category_keys` for a column some value of which has no text; those values
+    are present, under a key no category has, so they count as unseen."""
+    present = np.fromiter((not is_missing(v) for v in values), dtype=bool, count=len(values))
+    keys = np.empty(len(values), dtype=object)
+    for i, (v, ok) in enumerate(zip(values, present)):
+        if not ok:
+            keys[i] = ""
+            continue
+        try:
+            keys[i] = category_key(v)
+        except ValueError:
+            keys[i] = _NO_TEXT
+    return keys, present
 
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
@@ -597,6 +634,15 @@ def _length(values: Any) -> int | None:
         return len(values)
     except TypeError:
         return None
+
+
+def _one_value(value: Any) -> np.ndarray:
+    """A scalar as a column of one; a 0-d array as the value it holds."""
+    if isinstance(value, np.ndarray):
+        value = value.item() if value.dtype.kind != "O" else value[()]
+    column = np.empty(1, dtype=object)
+    column[0] = value
+    return column
 
 
 def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
