@@ -149,3 +149,35 @@ def test_one_row_of_a_probability_matrix_is_one_prediction():
     got = {k: v.tolist() for k, v in checker.check_predictions(row).items()}
     assert got == {k: v.tolist() for k, v in checker.check_predictions(row[None, :]).items()}
     assert all(sum(v) == 1 for v in got.values())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(calls=st.lists(st.tuples(st.integers(0, 3), st.sampled_from([3, 4]), st.booleans()),
+                      min_size=1, max_size=8),
+       keyword=st.booleans())
+def test_each_empty_or_wrongly_wide_call_counts_once_whatever_its_drain_holds(calls, keyword):
+    """empty_batch and wrong_width count calls: joined in one drain, the same calls must
+    count what each one checked alone counts (they counted once, or not at all)."""
+    import scipy.sparse as sp
+
+    import inferwatch
+    from inferwatch.core.registry import Registry
+
+    reference = Reference.from_data(np.random.default_rng(0).normal(size=(50, 3)))
+    registry = Registry(drain_interval=3600)
+    try:
+        wrapped = inferwatch.instrument(lambda x, flag=None: 0.5, name="m", version="1",
+                                        reference=reference, registry=registry)
+        expected: dict[tuple[str], float] = {}
+        for rows, width, sparse in calls:
+            x = np.ones((rows, width))
+            x = sp.csr_matrix(x) if sparse else x
+            wrapped(x, flag=1) if keyword else wrapped(x)
+            for reason, count in BatchChecker(reference).check(x).input_errors.items():
+                expected[(reason,)] = expected.get((reason,), 0.0) + count
+        registry.drain()
+        counted = registry.monitor("m", "1").state.counters.get(
+            "inferwatch_input_errors_total", {})
+        assert {k: v for k, v in counted.items() if v} == expected
+    finally:
+        registry.close()

@@ -138,10 +138,12 @@ def _first_slices(results: Sequence[object], probabilities: bool, rest: list[_Re
 _COLUMN_GETTERS = tuple(operator.itemgetter(i) for i in range(5))
 
 
-def _call_columns(pending: list[tuple]) -> tuple[Sequence[float], Sequence[object], Sequence,
-                                               tuple[np.ndarray, tuple] | None]:
+def _call_columns(pending: list[tuple], feature_count: int | None = None
+                  ) -> tuple[Sequence[float], Sequence[object], Sequence,
+                             tuple[np.ndarray, tuple] | None]:
     """Durations, results and kept inputs of fast-path calls, and (stacked, one call's
-    shape) when every call returned an array of one shape and dtype.
+    shape) when every call returned an array of one shape and dtype. `feature_count`: the
+    reference's, the width of inputs that may be joined.
 
     A call is (duration, result), (duration, result, input), or, for a small array,
     (duration, the array, input or None, its bytes when the call returned): the result is
@@ -171,7 +173,7 @@ def _call_columns(pending: list[tuple]) -> tuple[Sequence[float], Sequence[objec
         if width == 4:
             kept = [i for i in columns[2] if i is not None]  # `is`: inputs may be DataFrames
             return (columns[0], *_arrays_from_bytes(columns[1], columns[3], kept))
-        kept = _inputs_from_bytes(columns[2], columns[3])
+        kept = _inputs_from_bytes(columns[2], columns[3], feature_count)
         raws = columns[4]
         if raws.count(None) == len(raws):
             return columns[0], columns[1], kept, None
@@ -211,15 +213,19 @@ def _arrays_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes], kept
     return list(map(array_from_bytes, arrays, raws)), kept, None
 
 
-def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes]) -> list:
+def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes],
+                       width: int | None = None) -> list:
     """Inputs kept as their bytes: one 2-D array read from the joined bytes when every input
-    is a 2-D array of one width and dtype (the usual drain with a reference profile), told
-    by one look per distinct shape and dtype; else each input as it was."""
+    is a 2-D array with rows, of one dtype and of the reference's `width` (None: of one
+    width), which is the usual drain with a reference profile, told by one look per distinct
+    shape and dtype; else each input as it was, so that an empty or wrongly wide call counts
+    as a call of its own (``empty_batch``, ``wrong_width``)."""
     dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
-    if len(dtypes) == 1 and all(len(shape) == 2 for shape in shapes) and \
-            len({shape[1] for shape in shapes}) == 1:
+    widths = {shape[1] if len(shape) == 2 and shape[0] else -1 for shape in shapes}
+    if len(dtypes) == 1 and len(widths) == 1 and widths != {-1} and (
+            width is None or widths == {width}):
         (dtype,) = dtypes
-        width = next(iter(shapes))[1]
+        (width,) = widths
         if width:
             joined = np.frombuffer(bytearray().join(raws), dtype=dtype)
             return [joined.reshape((-1, width))]
@@ -860,10 +866,12 @@ class Monitor:
         inputs: list = []  # of fast-path calls with a reference profile: ok, then failed
         failed_inputs: list = []
         kept_bytes = 0  # of the arrays these calls held while they waited
+        feature_count = None if self.features is None else len(
+            self.features.checker.feature_names)
         for pending, probabilities in ((calls, False), (proba_calls, True)):
             if not pending:
                 continue
-            call_durations, results, kept, stacked = _call_columns(pending)
+            call_durations, results, kept, stacked = _call_columns(pending, feature_count)
             inputs.extend(kept)
             durations.extend(call_durations)
             kept_bytes += held_bytes(kept)  # DataFrames and tensors too, by estimate

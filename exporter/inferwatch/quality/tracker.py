@@ -203,7 +203,7 @@ class FeatureTracker:
         False (inputs of calls that raised) they are counted but kept out of the drift
         window."""
         total = self.checker.empty_result()
-        for batch in _batches(inputs):
+        for batch in _batches(inputs, len(self.checker.feature_names)):
             try:
                 result = self.checker.check(batch)
             except Exception as exc:  # the checker counts bad input itself; this is a bug
@@ -236,32 +236,41 @@ _ARRAY_ONLY = {np.ndarray}
 SHAPE_OF, DTYPE_OF = operator.attrgetter("shape"), operator.attrgetter("dtype")
 
 
-def _batches(inputs: Sequence[Any]) -> list[Any]:
-    """Group per-call inputs: row dicts into one list, same-width 2-D arrays into one array.
+def _batches(inputs: Sequence[Any], width: int | None = None) -> list[Any]:
+    """Group per-call inputs: row dicts into one list, 2-D arrays of the reference's `width`
+    (None: of the first array's) into one array.
 
     A dict is a row by the checker's own rule (:func:`~inferwatch.quality.checks.is_row`);
-    an empty dict or a dict of columns is a batch of its own.
+    an empty dict or a dict of columns is a batch of its own. So is an array or sparse
+    matrix without rows or of another width: empty_batch and wrong_width count calls, and
+    stacked they would count once (or, empty beside others, not at all).
     """
     if inputs and set(map(type, inputs)) == _ARRAY_ONLY:
-        # The usual drain: every call's input a 2-D array of one width and a numeric kind,
-        # told by a look per distinct shape and dtype rather than per input.
+        # The usual drain: every call's input a 2-D array of the reference's width and a
+        # numeric kind, told by a look per distinct shape and dtype rather than per input.
         shapes = set(map(SHAPE_OF, inputs))
-        if len({shape[1:] for shape in shapes}) == 1 and len(next(iter(shapes))) == 2 and \
+        first = inputs[0].shape
+        wide = width if width is not None else (first[1] if len(first) == 2 else -1)
+        if all(_stackable(shape, wide) for shape in shapes) and \
                 all(dtype.kind in "fiub" for dtype in set(map(DTYPE_OF, inputs))):
             return [inputs[0] if len(inputs) == 1 else np.concatenate(inputs)]
     batches: list[Any] = []
     rows: list[dict] = []
     arrays: list[np.ndarray] = []
     sparse: list[Any] = []
+    array_width = sparse_width = width
     for item in inputs:
         if isinstance(item, np.ndarray) and item.__class__ is not np.ndarray:
             item = plain_array(item)
         if isinstance(item, dict) and _is_row(item):
             rows.append(item)
-        elif isinstance(item, np.ndarray) and item.ndim == 2 and item.dtype.kind in "fiub" and (
-                not arrays or arrays[0].shape[1] == item.shape[1]):
+        elif isinstance(item, np.ndarray) and item.ndim == 2 and item.dtype.kind in "fiub" and \
+                _stackable(item.shape, item.shape[1] if array_width is None else array_width):
+            array_width = item.shape[1]
             arrays.append(item)
-        elif is_sparse(item) and (not sparse or sparse[0].shape[1] == item.shape[1]):
+        elif is_sparse(item) and _stackable(
+                item.shape, item.shape[1] if sparse_width is None else sparse_width):
+            sparse_width = item.shape[1]
             sparse.append(item)
         else:
             batches.append(item)
@@ -272,6 +281,10 @@ def _batches(inputs: Sequence[Any]) -> list[Any]:
     if sparse:
         batches.extend(_stacked_sparse(sparse))
     return batches
+
+
+def _stackable(shape: tuple[int, ...], width: int) -> bool:
+    return len(shape) == 2 and shape[1] == width and shape[0] > 0
 
 
 def _is_row(item: dict) -> bool:
