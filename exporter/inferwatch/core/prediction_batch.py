@@ -257,7 +257,14 @@ class PredictionBatch:
                 return
             if dtypes <= {"i", "u"} and task != "regression":
                 self.batch_sizes.extend(r.shape[0] for r in results)
-                self._add_classes(np.concatenate(results))
+                if len(dtypes) == 1:
+                    self._add_classes(np.concatenate(results))
+                    return
+                # numpy joins int64 and uint64 as float64, which no class label survives:
+                # signed and unsigned labels are joined apart.
+                for kind in dtypes:
+                    self._add_classes(np.concatenate(
+                        [r for r in results if r.dtype.kind == kind]))
                 return
         # Many 2-D float results of one width (a function returning a probability or output
         # matrix per call): normalised as one stacked matrix, not one call at a time.

@@ -102,13 +102,27 @@ def to_array(obj: object) -> np.ndarray:
         return plain_array(obj)
     detach = getattr(obj, "detach", None)
     if detach is not None and hasattr(obj, "cpu"):  # torch tensors, possibly on a GPU
-        return np.asarray(detach().cpu().numpy())
+        tensor = detach().cpu()
+        try:
+            return np.asarray(tensor.numpy())
+        except TypeError:
+            # numpy has no bfloat16 (nor torch's other narrow floats): their values are
+            # exact in float32.
+            return np.asarray(tensor.float().numpy())
     to_numpy = getattr(obj, "to_numpy", None)
-    if to_numpy is not None:  # pandas Series / DataFrame
-        return np.asarray(to_numpy())
+    if to_numpy is not None:  # pandas Series / DataFrame, pyarrow arrays
+        try:
+            return np.asarray(to_numpy())
+        except ValueError:
+            # A pyarrow Array with nulls refuses its default zero-copy conversion.
+            return np.asarray(to_numpy(zero_copy_only=False))
     numpy_method = getattr(obj, "numpy", None)
     if numpy_method is not None and not isinstance(obj, (list, tuple)):  # tf / jax tensors
         return np.asarray(numpy_method())
+    if hasattr(obj, "toarray") and hasattr(obj, "nnz"):
+        # A scipy.sparse matrix (a multi-label classifier's predict): np.asarray would make
+        # it one object, not its rows.
+        return np.asarray(obj.toarray())
     try:
         array = np.asarray(obj)
     except ValueError:
@@ -214,6 +228,11 @@ def normalize(
     records = records_as_columns(result)
     if records is not None:
         result = records
+    if probabilities and _is_dataframe(result):
+        # predict_proba as a DataFrame with a column per class (AutoGluon, H2O): the columns
+        # name the classes.
+        _add_probabilities(prediction, to_array(result), [str(c) for c in result.columns])
+        return prediction
     if isinstance(result, Mapping) or _is_dataframe(result):
         columns = result.items() if hasattr(result, "items") else (
             (name, result[name]) for name in result.columns)  # a polars DataFrame
@@ -235,8 +254,10 @@ def normalize(
     column, missing = _without_missing(result)
     array = to_array(column)
     prediction.count_invalid("nan", missing)
-    if tensor and array.ndim == 1:
-        array = array.reshape(1, -1)  # a 1-D tensor is one unbatched sample, not n rows
+    if tensor and array.ndim == 1 and array.dtype.kind not in "iub":
+        # A 1-D float tensor is one unbatched sample, not n rows; integer or bool labels
+        # are a batch's classes (``logits.argmax(dim=1)``, ``scores > 0.5``).
+        array = array.reshape(1, -1)
     if probabilities or _looks_like_probabilities(array, task, class_names,
                                                   by_shape=probabilities is None):
         _add_probabilities(prediction, array, class_names)
@@ -319,8 +340,13 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
                 prefix: str = "") -> None:
     flat = array.reshape(-1) if array.ndim != 1 else array
     if count_rows:
-        prediction.rows = max(prediction.rows, flat.shape[0])
+        # The first dimension: a (n, seq, k) output is n rows, not n * seq * k.
+        prediction.rows = max(prediction.rows, array.shape[0] if array.ndim else 1)
     kind = flat.dtype.kind
+    if kind == "O":
+        numbers = _object_floats(flat)
+        if numbers is not None:
+            flat, kind = numbers, "f"
     if task == "classification" and kind == "f" and name == DEFAULT_OUTPUT:
         # The declared task wins: a classifier's predict may return 0.0 / 1.0.
         labels = _float_classes(prediction, flat)
@@ -339,6 +365,38 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         prediction.class_like = True
     if labels is not None and labels.size:
         prediction.add_classes(_prefixed(labels, prefix) if prefix else labels)
+
+
+def _object_floats(flat: np.ndarray) -> np.ndarray | None:
+    """An array of Python objects that holds floats (JSON's numbers with ``null``, a list of
+    floats with None) as float64 with NaN for each missing value; None when it holds
+    anything else, or only integers (class ids), which stay classes.
+
+    >>> _object_floats(np.array([1.0, None, 2], dtype=object)).tolist()
+    [1.0, nan, 2.0]
+    >>> _object_floats(np.array([1, None], dtype=object)) is None
+    True
+    """
+    has_float = False
+    for value in flat.tolist():
+        if value is None or _is_missing(value):
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, float, np.integer, np.floating)):
+            return None
+        if isinstance(value, (float, np.floating)):
+            has_float = True
+    if not has_float:
+        return None
+    return np.array([np.nan if v is None or _is_missing(v) else float(v)
+                     for v in flat.tolist()], dtype=np.float64)
+
+
+def _is_missing(value: object) -> bool:
+    """pandas' NA and NaT, and a float NaN: a missing value in an array of objects."""
+    if isinstance(value, (float, np.floating)):
+        return bool(value != value)
+    return type(value).__name__ in ("NAType", "NaTType")
 
 
 def _prefixed(labels: np.ndarray, prefix: str) -> np.ndarray:
@@ -407,7 +465,7 @@ def _object_class(value: object, known_classes: Collection[str]) -> str | None:
         return str(int(value)) if abs(int(value)) < SMALL_INTEGER_LIMIT else None
     if isinstance(value, str):
         return value if value in known_classes else None
-    if isinstance(value, float) and value != value:
+    if value is None or _is_missing(value):  # polars' null, pandas' NA: a missing label
         return "nan"
     return None
 
@@ -428,6 +486,7 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     elif matrix.ndim != 2:
+        prediction.rows = max(prediction.rows, matrix.shape[0] if matrix.ndim else 1)
         prediction.count_invalid("bad_shape", 1)
         return
     rows, width = matrix.shape
