@@ -229,3 +229,37 @@ def test_signed_and_unsigned_labels_in_one_drain_stay_classes(calls):
     everything = [v for _, labels in calls for v in labels]
     assert counts == {str(v): float(everything.count(v)) for v in set(everything)}
     assert unsupported == 0
+
+
+@pytest.mark.torch
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.one_of(st.floats(-3, 3), st.just(float("nan")), st.just(50.0)),
+                         min_size=3, max_size=3), min_size=1, max_size=6))
+def test_bfloat16_input_tensors_are_checked_against_the_reference(rows):
+    """A model fed bfloat16 tensors, with a reference profile: the quality counts are those
+    of the same values in float32 (np.asarray refuses bfloat16, and every check was an
+    internal error)."""
+    torch = pytest.importorskip("torch")
+
+    from inferwatch.core.registry import Registry
+
+    reference = inferwatch.Reference.from_data(np.random.default_rng(0).normal(size=(100, 3)))
+    counts = []
+    before = faults.internal_error_counts().get("quality", 0)
+    for dtype in (torch.bfloat16, torch.float32):
+        registry = Registry(drain_interval=3600)
+        try:
+            model = inferwatch.instrument(lambda x: x.sum(dim=1), name="m", version="1",
+                                          reference=reference, registry=registry)
+            model(torch.tensor(rows, dtype=torch.float32).to(dtype))
+            registry.drain()
+            state = registry.monitor("m", "1").state
+            counts.append({name: state.counters.get(name, {}) for name in (
+                "inferwatch_feature_missing_total", "inferwatch_feature_out_of_range_total",
+                "inferwatch_input_errors_total")})
+        finally:
+            registry.close()
+    assert counts[0] == counts[1]
+    assert sum(counts[0]["inferwatch_feature_missing_total"].values()) == sum(
+        v != v for row in rows for v in row)
+    assert faults.internal_error_counts().get("quality", 0) == before

@@ -100,15 +100,10 @@ def to_array(obj: object) -> np.ndarray:
         from inferwatch.quality.plain_arrays import plain_array
 
         return plain_array(obj)
-    detach = getattr(obj, "detach", None)
-    if detach is not None and hasattr(obj, "cpu"):  # torch tensors, possibly on a GPU
-        tensor = detach().cpu()
-        try:
-            return np.asarray(tensor.numpy())
-        except TypeError:
-            # numpy has no bfloat16 (nor torch's other narrow floats): their values are
-            # exact in float32.
-            return np.asarray(tensor.float().numpy())
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch tensors: a GPU's, bfloat16
+        from inferwatch.quality.plain_arrays import tensor_array
+
+        return tensor_array(obj)
     to_numpy = getattr(obj, "to_numpy", None)
     if to_numpy is not None:  # pandas Series / DataFrame, pyarrow arrays
         try:

@@ -31,6 +31,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.quality.drift import BinLayout
+from inferwatch.quality.plain_arrays import is_tensor, tensor_array
 from inferwatch.quality.reference import (
     Profile,
     Reference,
@@ -263,6 +264,9 @@ class BatchChecker:
             self._mapping(batch, result)
         elif isinstance(batch, (list, tuple)):
             self._sequence(batch, result)
+        elif is_tensor(batch):
+            # np.asarray refuses a tensor on a GPU and one of bfloat16.
+            self._array(tensor_array(batch), result)
         elif isinstance(batch, np.ndarray) or hasattr(batch, "__array__"):
             self._array(np.asarray(batch), result)
         else:

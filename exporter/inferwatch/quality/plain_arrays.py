@@ -1,4 +1,4 @@
-"""numpy array subclasses as the plain arrays the drain reads.
+"""numpy array subclasses, and tensors, as the plain arrays the drain reads.
 
 A subclass keeps the methods of ndarray but not their meaning: ``np.matrix.ravel()`` stays
 2-D, and ``np.concatenate`` drops a masked array's mask. Results and inputs of such a class
@@ -26,3 +26,26 @@ def plain_array(array: np.ndarray) -> np.ndarray:
     filled = data.astype(float if data.dtype.kind in "iufb" else object)
     filled[mask] = np.nan if filled.dtype.kind == "f" else None
     return filled
+
+
+def tensor_array(tensor: object) -> np.ndarray:
+    """A torch tensor's values as a numpy array, from any device; a bfloat16 (or another
+    float numpy lacks) as float32, which holds every such value exactly.
+
+    >>> class Tensor:  # what a torch tensor offers
+    ...     def detach(self): return self
+    ...     def cpu(self): return self
+    ...     def numpy(self): return np.array([0.5, 1.5])
+    >>> tensor_array(Tensor()).tolist()
+    [0.5, 1.5]
+    """
+    values = tensor.detach().cpu()  # type: ignore[attr-defined]
+    try:
+        return np.asarray(values.numpy())
+    except TypeError:
+        return np.asarray(values.float().numpy())
+
+
+def is_tensor(value: object) -> bool:
+    """A torch tensor (or any array that must be detached and moved to the CPU first)."""
+    return hasattr(value, "detach") and hasattr(value, "cpu")
