@@ -3,7 +3,8 @@
 Files in the directory (anything else there is ignored):
 
 - ``worker-<pid>-<start>.snapshot``: the complete state of one live (or not yet folded)
-  process; ``start`` is its start time in centiseconds, so a reused pid is a new name.
+  process; ``start`` is its start time in centiseconds (on Linux counted from boot, so a
+  stepped clock does not change it), so a reused pid is a new name.
 - ``archive.snapshot``: the final state of every dead worker folded into one, plus the
   names of the snapshots folded in but possibly not yet deleted.
 - ``<name>.tmp-<pid>-<start>``: a write in progress (renamed over ``<name>`` when done);
@@ -36,6 +37,7 @@ import fcntl
 import os
 import re
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -63,10 +65,15 @@ LOCK = ".fold.lock"
 _WORKER = re.compile(r"worker-(\d+)-(\d+)\.snapshot")
 _TEMP = re.compile(r"(?:worker-\d+-\d+|archive)\.snapshot\.tmp-(\d+)-(\d+)")
 CORRUPT_ARCHIVE = "archive.snapshot.corrupt"
-# The same process's start time read twice can differ by a second when the clock is
-# stepped (psutil adds the boot time, which moves with it); a reused pid is never that quick.
-START_TOLERANCE_CENTISECONDS = 200
+# Where the kernel gives start times in ticks since boot (Linux), they are exact and
+# never move. Elsewhere psutil's start time adds the wall-clock boot time: read twice it
+# can differ by a second or so; a reused pid is never that quick.
+_PROC_STAT = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+START_TOLERANCE_CENTISECONDS = 0 if _PROC_STAT else 200
 READ_ATTEMPTS = 5
+# A fold takes milliseconds; one stuck longer must not stop a server from starting.
+CLEAR_LOCK_TIMEOUT_SECONDS = 5.0
 # Why an entry was skipped rather than read or removed.
 SKIP_REASONS = ("symlink", "not_regular", "foreign_owner", "too_large", "undeletable")
 
@@ -167,10 +174,14 @@ class WorkerId:
     """
 
     pid: int
-    start: int  # process start time, centiseconds since the epoch
+    start: int  # process start time in centiseconds: since boot on Linux, else the epoch
 
     @classmethod
     def current(cls) -> WorkerId:
+        if _PROC_STAT:
+            found = _proc_stat(os.getpid())
+            if found is not None:
+                return cls(os.getpid(), found[1])
         return cls(os.getpid(), _start_of(psutil.Process()))
 
     @classmethod
@@ -184,6 +195,15 @@ class WorkerId:
 
     def alive(self) -> bool:
         """Whether this very process still runs (a zombie has stopped: it counts as dead)."""
+        if _PROC_STAT:
+            try:
+                found = _proc_stat(self.pid)
+            except OSError:
+                return True  # it exists; never fold what might still be writing
+            if found is None:
+                return False
+            state, start = found
+            return state not in ("Z", "X", "x") and start == self.start
         try:
             process = psutil.Process(self.pid)
             if process.status() == psutil.STATUS_ZOMBIE:
@@ -197,6 +217,24 @@ class WorkerId:
 
 def _start_of(process: psutil.Process) -> int:
     return round(process.create_time() * 100)
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """The state letter and start time (centiseconds since boot) of process `pid`, from
+    ``/proc/<pid>/stat``; None when there is no such process.
+
+    A wall-clock start time (psutil's) moves when the clock is stepped (NTP, a resumed VM):
+    every live worker would then look like a dead one whose pid was reused, be folded,
+    and have what it publishes afterwards skipped as already folded.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count from its end.
+    fields = data[data.rindex(b")") + 2:].split()
+    return fields[0].decode("ascii", "replace"), round(int(fields[19]) * 100 / _CLOCK_TICKS)
 
 
 def _temp_owner(name: str) -> WorkerId | None:
@@ -327,9 +365,15 @@ class SnapshotDirectory:
 
     # --- folding ------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _fold_lock(self, timeout: float) -> Iterator[bool]:
-        fd = os.open(self._file(LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-                     | os.O_CLOEXEC, 0o644)
+    def _fold_lock(self, timeout: float, create: bool = True) -> Iterator[bool]:
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self._file(LOCK), flags | (os.O_CREAT if create else 0), 0o644)
+        except FileNotFoundError:
+            if create:
+                raise
+            yield False  # no one has ever folded here
+            return
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -367,7 +411,7 @@ class SnapshotDirectory:
                           if (worker := WorkerId.parse(name)) is not None
                           and (name in also or not worker.alive()))
             if dead:
-                self._fold_locked(me, dead, time.time() if now is None else now)
+                dead = self._fold_locked(me, dead, time.time() if now is None else now)
             for name in orphans:
                 self._remove(name)
             return dead
@@ -381,7 +425,9 @@ class SnapshotDirectory:
         except OSError:
             _count_skip("undeletable")
 
-    def _fold_locked(self, me: WorkerId, dead: list[str], now: float) -> None:
+    def _fold_locked(self, me: WorkerId, dead: list[str], now: float) -> list[str]:
+        """Fold `dead` into the archive and delete them; returns those folded (one that
+        could not be read for a passing reason stays for the next fold)."""
         archive, archived_states = self._read_archive()
         already = set(archive.folded)
         if already.issuperset(dead):
@@ -389,8 +435,9 @@ class SnapshotDirectory:
             # delete what can go; rewriting the archive would change nothing.
             for name in dead:
                 self._remove(name)
-            return
+            return dead
         states = {state.key: state for state in archived_states}
+        kept: set[str] = set()
         for name in dead:
             if name in already:
                 continue  # folded by a fold that died before deleting it
@@ -401,8 +448,16 @@ class SnapshotDirectory:
             except Skipped as skipped:
                 _count_skip(skipped.reason)  # not a snapshot: removed below, never read
                 continue
-            except (OSError, SnapshotError) as exc:
-                faults.record("multiproc_fold", exc)  # unreadable: its counts are lost
+            except FileNotFoundError:
+                continue  # gone already (a clear): nothing to fold or delete
+            except OSError as exc:
+                # Out of file descriptors, an I/O error: the file is as good as it was, and
+                # readers still count it. Deleting it now would take its counts back.
+                faults.record("multiproc_fold", exc)
+                kept.add(name)
+                continue
+            except SnapshotError as exc:
+                faults.record("multiproc_fold", exc)  # damaged: its counts are lost
                 continue
             for state in models:
                 state.gauges.clear()  # a dead process has nothing in flight
@@ -418,13 +473,15 @@ class SnapshotDirectory:
             for series in state.summaries.values():
                 for summary in series.values():
                     summary.sketch.window(now)  # drops expired age buckets: bounded archive
+        folded = [name for name in dead if name not in kept]
         remaining = {name for name in os.listdir(self.path) if name in already}
-        archive.folded = sorted(remaining | set(dead))
+        archive.folded = sorted(remaining | set(folded))
         archive.models = [model_dict(state) for state in states.values()]
         archive.written_at = now
         self.write(ARCHIVE, encode(archive), me)
-        for name in dead:
+        for name in folded:
             self._remove(name)
+        return folded
 
     def _read_archive(self) -> tuple[Snapshot, list[ModelState]]:
         """The archive's process counters and folded names, and its model states."""
@@ -438,28 +495,36 @@ class SnapshotDirectory:
             return archive, states
         except FileNotFoundError:
             return Snapshot(), []
-        except (OSError, SnapshotError, Skipped) as exc:
+        except (SnapshotError, Skipped) as exc:
             if isinstance(exc, Skipped):
                 _count_skip(exc.reason)
             # Keeping a damaged archive would stop every later fold; its counts restart.
+            # Not so for a passing error (EMFILE, EIO), which raises: the fold waits.
             faults.record("multiproc_archive", exc)
             with contextlib.suppress(OSError):
                 os.replace(self._file(ARCHIVE), self._file(CORRUPT_ARCHIVE))
             return Snapshot(), []
 
     def clear(self) -> int:
-        """Delete every inferwatch file here (before a server starts); returns how many."""
+        """Delete every inferwatch file here (before a server starts); returns how many.
+
+        Waits (a few seconds at most) for a fold in progress: a preloading gunicorn master
+        may be folding the previous run's workers, and would write the archive it read back
+        after the clear. The lock file stays: deleted while a folder held it, the next
+        folder would lock a new file under the same name, and two folds would run at once.
+        """
         removed = 0
-        for name in os.listdir(self.path):
-            if name in (ARCHIVE, CORRUPT_ARCHIVE, LOCK) or _WORKER.fullmatch(name) \
-                    or _TEMP.fullmatch(name):
-                try:
-                    os.unlink(self._file(name))
-                    removed += 1
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    _count_skip("undeletable")
+        with self._fold_lock(CLEAR_LOCK_TIMEOUT_SECONDS, create=False):
+            for name in os.listdir(self.path):
+                if name in (ARCHIVE, CORRUPT_ARCHIVE) or _WORKER.fullmatch(name) \
+                        or _TEMP.fullmatch(name):
+                    try:
+                        os.unlink(self._file(name))
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+                    except OSError:
+                        _count_skip("undeletable")
         self._cache.clear()
         self._refused.clear()
         return removed
