@@ -175,10 +175,10 @@ def test_a_drain_that_finds_nothing_waits_for_a_drain_still_folding(registry, mo
     taken, release = threading.Event(), threading.Event()
     columns = monitor_module._call_columns
 
-    def held_call_columns(pending):
+    def held_call_columns(pending, *args):
         taken.set()
         release.wait(10)
-        return columns(pending)
+        return columns(pending, *args)
 
     monkeypatch.setattr(monitor_module, "_call_columns", held_call_columns)
     folding = threading.Thread(target=monitor.drain)

@@ -156,3 +156,48 @@ def test_str_subclass_items_kept_for_the_event_log_never_raise(scraper, tmp_path
     assert list(stream(items)) == items
     assert _outcomes(scraper, "m") == {"ok": 1.0, "error": 0.0, "cancelled": 0.0}
     assert scraper.value("inferwatch_output_characters_sum") == 10
+
+
+def test_a_stream_collected_while_the_drain_takes_its_calls_never_hangs_it(monkeypatch):
+    """An abandoned stream in a reference cycle is recorded by the garbage collector, which
+    can run inside the drain's locked take (any allocation sets it off). With the pending
+    list full, recording it hands the list off under the same lock: it must not wait on
+    itself."""
+    import threading
+
+    from inferwatch.core import monitor as monitor_module
+    from inferwatch.core.registry import Registry
+
+    registry = Registry(drain_interval=3600)
+    try:
+        def tokens(x):
+            yield from ("a", "b", "c")
+
+        wrapped = inferwatch.instrument(tokens, name="llm", version="1", registry=registry)
+        monitor = registry.monitor("llm", "1")
+        monitor.configure(max_pending=800)
+        while len(monitor._streams) < monitor._chunk:
+            list(wrapped(1))
+        finished = len(monitor._streams)
+        abandoned = wrapped(1)
+        next(abandoned)
+        cycle: list = [abandoned]
+        cycle.append(cycle)
+        del abandoned, cycle
+        take = monitor_module._take
+
+        def take_after_a_collection(pending):
+            gc.collect()  # what an allocation at this point may set off
+            return take(pending)
+
+        monkeypatch.setattr(monitor_module, "_take", take_after_a_collection)
+        drain = threading.Thread(target=registry.drain, daemon=True)
+        drain.start()
+        drain.join(30)
+        assert not drain.is_alive(), "the drain waits on its own lock"
+        monkeypatch.setattr(monitor_module, "_take", take)
+        registry.drain()
+        requests = monitor.state.counters["inferwatch_requests_total"]
+        assert requests[("ok",)] == finished and requests[("cancelled",)] == 1
+    finally:
+        registry.close()

@@ -368,7 +368,10 @@ class Monitor:
         # Lists that filled up between two drains, handed over whole: (source list, items).
         # Taking from the pending lists happens only under this lock, so a hand-off and a
         # drain never take the same prefix twice.
-        self._take_lock = threading.Lock()
+        # Reentrant: a stream collected by the garbage collector while this thread holds
+        # it (an allocation inside hand_off or the drain's take) records itself through
+        # hand_off, which takes it again; a plain lock would hang this thread for good.
+        self._take_lock = threading.RLock()
         self._handed_off: list[tuple[list, list]] = []
         self._handed_off_calls = 0
         # wrapper -> how to give it a new pending_chunk (weak: a dropped wrapper leaves).
@@ -1092,7 +1095,7 @@ class Monitor:
         """New locks in a forked child: a lock held by another thread at fork time would
         otherwise stay held forever there."""
         self._lock = threading.Lock()
-        self._take_lock = threading.Lock()
+        self._take_lock = threading.RLock()
         self.outcomes.renew_lock()
         for cap in self._caps.values():
             cap.renew_lock()
