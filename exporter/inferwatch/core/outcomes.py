@@ -22,7 +22,10 @@ each target is judged against its own output: ``inferwatch_outcome_error`` obser
 absolute error per target, so its sum over its count is the mean absolute error over every
 output. A missing target is skipped and counted as one ``missing_label``, the row's other
 targets are judged; a row of another width, or a dict of targets (outputs are joined by
-order, not by name), counts ``shape_mismatch``.
+order, not by name), counts ``shape_mismatch``. A classifier of several outputs
+(scikit-learn's ``MultiOutputClassifier``: an ``(n, k)`` array of labels, or a dict of
+label columns) keeps each row as a tuple of its k labels the same way, and each label of
+an outcome row counts one ``inferwatch_outcomes_total{result}`` against its own output.
 
 >>> joiner = OutcomeJoiner()
 >>> joiner.remember("r-1", ("fraud",), None, at=100.0)
@@ -39,7 +42,7 @@ import math
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +112,8 @@ class OutcomeJoiner:
         """What the cache holds now, by the estimate that `max_bytes` bounds."""
         return self._bytes
 
-    def remember(self, request_id: str, classes: tuple[str, ...] | None,
+    def remember(self, request_id: str,
+                 classes: tuple[str, ...] | tuple[tuple[str, ...], ...] | None,
                  values: tuple[float, ...] | tuple[tuple[float, ...], ...] | None,
                  at: float) -> None:
         """Keep a prediction until its outcome arrives (or it is evicted or expires): its
@@ -175,6 +179,23 @@ class OutcomeJoiner:
         while self._bytes > self.max_bytes and len(self._pending) > 1:
             self._bytes -= self._pending.popitem(last=False)[1][3]
 
+    def kept_rows(self, request_id: str) -> tuple[int, int] | None:
+        """(rows the call returned, rows kept within the bound) of the prediction waiting
+        for `request_id`; None when none waits. A shadow's comparison reads it to count each
+        row past a bound once, not once per cache.
+
+        >>> joiner = OutcomeJoiner()
+        >>> joiner.remember("r-1", ("a", "b"), None, at=0.0)
+        >>> joiner.kept_rows("r-1"), joiner.kept_rows("r-2")
+        ((2, 2), None)
+        """
+        with self._lock:
+            entry = self._pending.get(request_id)
+        if entry is None:
+            return None
+        classes, values, _, _, rows = entry
+        return rows, len(classes or values or ())
+
     def join(self, request_id: str, y_true: Any, at: float) -> Join:
         """Join `y_true` with the prediction remembered for `request_id`.
 
@@ -207,7 +228,7 @@ class OutcomeJoiner:
         classes, values, predicted_at, _, rows = entry
         if at - predicted_at > self.ttl_seconds:
             return Join(unmatched="expired")
-        outputs = _output_count(values)
+        outputs = _output_count(classes if classes is not None else values)
         truth = _as_rows(y_true) if outputs is None else _as_table(y_true, outputs)
         if truth is None:
             return Join(unmatched="shape_mismatch")
@@ -223,11 +244,13 @@ class OutcomeJoiner:
         over = rows - kept if len(truth) == rows else 0
         truth = truth[:kept]
         if classes is not None:
-            pairs = [(p, t) for p, t in zip(classes, _broadcast(truth, len(classes)))
-                     if not is_missing(t)]
-            correct = sum(1 for p, t in pairs if _same_class(p, _class_text(t)))
-            return Join(correct=correct, incorrect=len(pairs) - correct, delay=delay,
-                        rows_over_bound=over, missing_labels=len(classes) - len(pairs))
+            pairs = list(zip(classes, _broadcast(truth, len(classes))))
+            if outputs is not None:  # each label against its own output's class
+                pairs = [(p, t) for row, targets in pairs for p, t in zip(row, targets)]
+            known = [(p, t) for p, t in pairs if not is_missing(t)]
+            correct = sum(1 for p, t in known if _same_class(p, _class_text(t)))
+            return Join(correct=correct, incorrect=len(known) - correct, delay=delay,
+                        rows_over_bound=over, missing_labels=len(pairs) - len(known))
         if values is not None:
             pairs = zip(values, _broadcast(truth, len(values)))
             if outputs is not None:  # each target against its own output's value
@@ -411,9 +434,17 @@ def joinable_labels(result: Any) -> tuple[str, ...] | None:
     """
     rows = [result] if isinstance(result, (str, int, np.str_, np.integer)) else result
     try:
+        if isinstance(rows, Mapping):  # named class outputs, joined in the order returned
+            columns = [np.asarray(column) for column in rows.values()]
+            if len(columns) < 2 or any(c.ndim != 1 or len(c) != len(columns[0])
+                                       for c in columns):
+                return None
+            rows = np.array([c.tolist() for c in columns], dtype=object).T
         array = np.asarray(rows)
     except (ValueError, TypeError):
         return None
+    if array.ndim == 2 and array.shape[1] > 1 and array.dtype.kind in "UiubO":
+        return _label_rows(array)
     if array.ndim != 1 or array.dtype.kind not in "UiuO":
         return None
     labels = array.tolist()
@@ -421,6 +452,26 @@ def joinable_labels(result: Any) -> tuple[str, ...] | None:
                for label in labels):
         return None
     return tuple(str(label)[:MAX_JOINED_LABEL_CHARS] for label in labels)
+
+
+def _label_rows(table: np.ndarray) -> tuple[tuple[str, ...], ...] | None:
+    """Each row of a multi-output classifier's ``(n, k)`` labels (scikit-learn's
+    ``MultiOutputClassifier``, a multi-label indicator matrix) as a tuple of its k labels
+    in output order, the way a regressor of several outputs keeps its values; None when a
+    cell is not a label.
+
+    >>> _label_rows(np.array([[1, 0], [0, 2]]))
+    (('1', '0'), ('0', '2'))
+    >>> _label_rows(np.array([["a", None]], dtype=object)) is None
+    True
+    """
+    rows = table.tolist()
+    # Bools are labels here, unlike in one column (whose classes the drain keeps already):
+    # a multi-label indicator table is kept nowhere else.
+    if table.dtype.kind == "O" and not all(isinstance(label, (str, int))
+                                           for row in rows for label in row):
+        return None
+    return tuple(tuple(str(label)[:MAX_JOINED_LABEL_CHARS] for label in row) for row in rows)
 
 
 def _class_text(value: Any) -> str:

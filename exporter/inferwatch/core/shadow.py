@@ -270,15 +270,21 @@ class Shadow:
     def on_outcome(self, request_id: str, y_true: object, when: float) -> None:
         """The champion got an outcome: score the challenger on it too, if it saw the call."""
         try:
-            comparison = self.comparison
-            if not comparison.knows(request_id):
-                self.monitor.drain()  # the comparison may still be waiting for the drain
-                if not comparison.knows(request_id):
-                    return  # not a call this challenger answered
-            comparison.score(request_id, y_true, when)
+            comparison, monitor = self.comparison, self.monitor
+            own = monitor.outcomes.kept_rows(request_id)
+            if own is None or not comparison.knows(request_id):
+                monitor.drain()  # either may still be waiting for the drain
+                own = monitor.outcomes.kept_rows(request_id)
+            compared = comparison.knows(request_id)
+            if not compared and own is None:
+                return  # not a call this challenger answered
+            if compared:
+                comparison.score(request_id, y_true, when, counted=own)
             # Its own join, whatever the shared one made of the outcome (a shape mismatch,
-            # labels not known yet): the challenger's outcome series count what it says.
-            self.monitor.record_outcome(request_id, y_true, at=when)
+            # labels not known yet), and for a call it answered that was not compared (an
+            # output the champion does not share): the challenger is a model in its own
+            # right, and its outcome series count what it says.
+            monitor.record_outcome(request_id, y_true, at=when)
         except Exception as exc:
             faults.record("shadow", exc)
 

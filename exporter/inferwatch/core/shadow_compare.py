@@ -119,9 +119,13 @@ class Comparison:
     def knows(self, request_id: str) -> bool:
         return request_id in self._cache
 
-    def score(self, request_id: str, y_true: object, at: float) -> tuple[int, int] | None:
+    def score(self, request_id: str, y_true: object, at: float,
+              counted: tuple[int, int] | None = None) -> tuple[int, int] | None:
         """Score both predictions made for `request_id`: (rows, rows the champion got right)
-        for classes, (rows, 0) for values; None when the request was not compared."""
+        for classes (labels, for several class outputs), (rows, 0) for values; None when the
+        request was not compared. `counted` is (rows, rows kept) of the challenger's own
+        join of the same request, whose outcome counts its rows past the bound already: only
+        rows that this cache alone lost are counted here."""
         with self._lock:
             entry = self._cache.pop(request_id, None)
             if entry is not None:
@@ -132,12 +136,12 @@ class Comparison:
         if at - predicted_at > self.ttl_seconds:
             return None
         if champion[0].__class__ is tuple:  # several outputs: a row of targets per row
-            return self._score_outputs(champion, shadow, rows, y_true)
+            return self._score_outputs(champion, shadow, rows, y_true, counted)
         truth = _as_rows(y_true)
         n = len(champion)
         if len(truth) not in (1, rows):
             return None
-        over = rows - n if len(truth) == rows > 1 else 0
+        over = _uncounted(rows - n if len(truth) == rows > 1 else 0, n, counted)
         truth = truth * n if len(truth) == 1 else truth[:n]
         from inferwatch.quality.reference import is_missing  # as the champion's join reads
 
@@ -164,8 +168,8 @@ class Comparison:
             self._scored.append((None, None, champion_error, shadow_error, over))
         return n, 0
 
-    def _score_outputs(self, champion: tuple, shadow: tuple, rows: int,
-                       y_true: object) -> tuple[int, int] | None:
+    def _score_outputs(self, champion: tuple, shadow: tuple, rows: int, y_true: object,
+                       counted: tuple[int, int] | None) -> tuple[int, int] | None:
         """Both sides of a prediction of several outputs against rows of targets, one per
         output in the champion's order (as the champion's own join reads them): every
         known target adds one absolute error per side."""
@@ -175,8 +179,19 @@ class Comparison:
         if truth is None or len(truth) not in (1, rows):
             return None
         n = len(champion)
-        over = rows - n if len(truth) == rows > 1 else 0
+        over = _uncounted(rows - n if len(truth) == rows > 1 else 0, n, counted)
         truth = truth * n if len(truth) == 1 else truth[:n]
+        if isinstance(champion[0][0], str):  # a multi-output classifier: each label alone
+            champion_right, shadow_right = [], []
+            for ours, theirs, targets in zip(champion, shadow, truth):
+                for p, q, t in zip(ours, theirs, targets):
+                    if not is_missing(t):
+                        text = _class_text(t)
+                        champion_right.append(_same_class(p, text))
+                        shadow_right.append(_same_class(q, text))
+            with self._lock:
+                self._scored.append((champion_right, shadow_right, None, None, over))
+            return len(champion_right), sum(champion_right)
         champion_error, shadow_error = [], []
         try:
             for ours, theirs, targets in zip(champion, shadow, truth):
@@ -313,6 +328,8 @@ class Comparison:
             for (c, s), n in zip(pairs.tolist(), counts.tolist()):
                 confusion[(c, s)] = confusion.get((c, s), 0) + n
             remembered = (ours.tolist(), theirs.tolist())
+            if len(ours) != champion.rows:  # several class outputs, one column after another
+                remembered = _label_rows(ours, theirs, champion.rows)
         for output, values in champion.values.items():
             other = shadow.values.get(output)
             if other is None or len(other) != len(values):
@@ -345,6 +362,44 @@ class Comparison:
             while len(cache) > self.cache_size or (self._bytes > self.max_bytes and
                                                    len(cache) > 1):
                 self._bytes -= cache.popitem(last=False)[1][3]
+
+
+def _uncounted(over: int, kept: int, counted: tuple[int, int] | None) -> int:
+    """Of `over` rows this cache could not keep (it kept `kept`), those the challenger's own
+    join (`counted`: its rows and rows kept, of the same call) does not count already: both
+    count into the challenger's one ``rows_over_bound`` series.
+
+    >>> _uncounted(300, 100, None), _uncounted(300, 100, (400, 250)), _uncounted(0, 400, (400, 250))
+    (300, 150, 0)
+    """
+    if not over or counted is None:
+        return over
+    rows, own_kept = counted
+    return max(0, over - (rows - own_kept))
+
+
+def _label_rows(ours: np.ndarray, theirs: np.ndarray, rows: int) -> tuple[list, list] | None:
+    """Each row of both sides' class labels as a tuple of every output's label, for a
+    multi-output classifier whose labels come prefixed by their output (``"0:spam"``), one
+    output's column after another; None when a column lost labels (a label no class may
+    be) and rows can no longer be told apart.
+
+    >>> _label_rows(np.array(["0:a", "0:b", "1:x", "1:y"]), np.array(["0:a", "0:a", "1:x",
+    ...                                                                "1:x"]), 2)
+    ([('a', 'x'), ('b', 'y')], [('a', 'x'), ('a', 'x')])
+    """
+    if not rows or len(ours) % rows or len(theirs) != len(ours):
+        return None
+    sides = []
+    for labels in (ours, theirs):
+        columns = []
+        for j, column in enumerate(np.asarray(labels, dtype=object).reshape(-1, rows).tolist()):
+            prefix = f"{j}:"
+            if not all(label.startswith(prefix) for label in column):
+                return None
+            columns.append([label[len(prefix):] for label in column])
+        sides.append(list(zip(*columns)))
+    return sides[0], sides[1]
 
 
 def _output_rows(champion: Prediction, shadow: Prediction) -> tuple[list, list] | None:
