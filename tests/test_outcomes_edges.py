@@ -198,3 +198,22 @@ def test_a_challenger_with_no_output_in_common_is_still_joined_on_its_own(regist
     handle.close()
     registry.monitor("m", "1").record_outcome("unsampled", Y[:1, 0])
     assert _counts(challenger, "inferwatch_outcomes_unmatched_total") == {}
+
+
+def test_named_class_outputs_with_labels_no_series_may_hold_join_every_output(registry):
+    """Labels of one output that are not classes (text not in `classes=`) are dropped from
+    the class counts; the other output's labels alone then number as many as the rows, and
+    were joined as if they were the prediction (an outcome of both outputs counted
+    shape_mismatch)."""
+
+    def predict(x):
+        return {"fraud": np.array([1, 0]), "channel": np.array(["web", "app"], dtype=object)}
+
+    wrapped = inferwatch.instrument(predict, name="m", version="1", registry=registry)
+    wrapped(X[:2], request_id="r-1")
+    mon = registry.monitor("m", "1")
+    registry.drain()
+    mon.record_outcome("r-1", [[1, "web"], [1, "app"]])
+    registry.drain()
+    assert _counts(mon, "inferwatch_outcomes_total") == {"correct": 3, "incorrect": 1}
+    assert _counts(mon, "inferwatch_outcomes_unmatched_total") == {}

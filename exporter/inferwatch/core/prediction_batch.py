@@ -64,8 +64,11 @@ def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
         return _split_output_rows(list(prediction.values.values()), sizes)
     values = None if classes is not None else next(iter(prediction.values.values()), None)
     column = classes if classes is not None else values
-    if column is None or len(column) != sum(sizes):
-        return [None] * len(sizes)  # rows were dropped as invalid: no safe per-call split
+    if column is None or len(column) != sum(sizes) or prediction.class_outputs > 1:
+        # Rows were dropped as invalid, or several outputs' labels share the column (so
+        # many dropped that as many as the rows are left, by chance): no safe per-call
+        # split. The record's own result is joined instead.
+        return [None] * len(sizes)
     # One conversion of the whole column, then slices of a list: a record's rows cost a
     # tuple each, not a numpy slice and a conversion each.
     cells = class_labels(column) if classes is not None else column.tolist()

@@ -54,6 +54,9 @@ class Prediction:
     class_like: bool = False
     # Outputs that hold class probabilities: their quantiles are sketched to 0.001 absolute.
     probability_outputs: set[str] = field(default_factory=set)
+    # How many outputs hold labels (admitted as classes or not): with more than one, which
+    # labels in `classes` are whose row cannot be told from `classes` alone.
+    class_outputs: int = 0
 
     def count_invalid(self, reason: str, n: int) -> None:
         if n:
@@ -346,6 +349,7 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         # The declared task wins: a classifier's predict may return 0.0 / 1.0.
         labels = _float_classes(prediction, flat)
         prediction.class_like = True
+        prediction.class_outputs += 1
     elif kind == "f" or (kind in "iu" and task == "regression"):
         values = flat.astype(np.float64, copy=False)
         finite = np.isfinite(values)
@@ -358,6 +362,7 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
     else:
         labels = admit_classes(prediction, flat, known_classes)
         prediction.class_like = True
+        prediction.class_outputs += 1
     if labels is not None and labels.size:
         prediction.add_classes(_prefixed(labels, prefix) if prefix else labels)
 
@@ -518,6 +523,7 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
         top = matrix.argmax(axis=1)
         confidence = matrix[np.arange(matrix.shape[0]), top]
     codes = _integer_labels(tuple(names))
+    prediction.class_outputs += 1
     # Integer class names (sklearn's 0 and 1, or column numbers) stay numbers, which a drain
     # counts in one pass; any other name is text.
     prediction.add_classes(codes[top] if codes is not None else
