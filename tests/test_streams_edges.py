@@ -8,6 +8,7 @@ import gc
 import weakref
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -199,5 +200,70 @@ def test_a_stream_collected_while_the_drain_takes_its_calls_never_hangs_it(monke
         registry.drain()
         requests = monitor.state.counters["inferwatch_requests_total"]
         assert requests[("ok",)] == finished and requests[("cancelled",)] == 1
+    finally:
+        registry.close()
+
+
+def _anthropic_events(input_tokens: int, output_tokens: int) -> list:
+    """The events of Anthropic's raw message stream (``messages.create(stream=True)``): the
+    token counts come along the way, and the last event carries none."""
+    from types import SimpleNamespace as Event
+
+    return [
+        Event(type="message_start", message=Event(
+            id="msg_1", usage=Event(input_tokens=input_tokens, output_tokens=1))),
+        Event(type="content_block_start", index=0),
+        Event(type="content_block_delta", index=0, delta=Event(type="text_delta", text="Hi")),
+        Event(type="content_block_stop", index=0),
+        Event(type="message_delta", delta=Event(stop_reason="end_turn"),
+              usage=Event(output_tokens=output_tokens)),
+        Event(type="message_stop"),
+    ]
+
+
+@pytest.mark.parametrize("shape", ["generator", "stream object", "async generator"])
+def test_usage_of_an_anthropic_stream_is_read_along_the_way(shape):
+    from inferwatch.core.registry import Registry
+
+    registry = Registry(drain_interval=3600)
+    try:
+        events = _anthropic_events(25, 15)
+
+        class Stream:  # the SDK's Stream: an iterator object with a response attached
+            def __init__(self) -> None:
+                self._events = iter(events)
+                self.response = "the HTTP response"
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                return next(self._events)
+
+        def create(**kwargs):
+            if shape == "generator":
+                return (event for event in events)
+            return Stream()
+
+        async def create_async(**kwargs):
+            for event in events:
+                yield event
+
+        if shape == "async generator":
+            client = inferwatch.instrument(create_async, name="claude", version="1",
+                                           usage=True, registry=registry)
+
+            async def consume() -> list:
+                return [event async for event in client(stream=True)]
+
+            got = asyncio.run(consume())
+        else:
+            client = inferwatch.instrument(create, name="claude", version="1", usage=True,
+                                           registry=registry)
+            got = list(client(stream=True))
+        assert got == events
+        registry.drain()
+        tokens = registry.monitor("claude", "1").state.counters["inferwatch_tokens_total"]
+        assert tokens == {("input",): 25.0, ("output",): 15.0}
     finally:
         registry.close()

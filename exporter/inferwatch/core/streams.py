@@ -351,20 +351,43 @@ class Tracker:
             return None
 
     def item_hook(self) -> Callable[[object], None] | None:
-        """:meth:`on_item` when items have something for it (tokens, kept text), else None:
-        a stream that needs only counts calls nothing per item."""
-        return self.on_item if self.text is not None or self.plan.count_tokens is not None \
-            else None
+        """:meth:`on_item` when items have something for it (tokens, kept text, usage), else
+        None: a stream that needs only counts calls nothing per item."""
+        plan = self.plan
+        return self.on_item if self.text is not None or plan.count_tokens is not None \
+            or plan.usage is usage_tokens else None
 
     def on_item(self, item: object) -> None:
         """Count an item's tokens and keep its text, as the model's settings ask."""
         if self.text is not None and isinstance(item, str):
             self.keep_text(item)
-        if self.plan.count_tokens is not None:
+        plan = self.plan
+        if plan.count_tokens is not None:
             counted = self.tokens_of(item)
             if counted is not None:
                 output = self.output_tokens
                 self.output_tokens = counted if output is None else output + counted
+        elif plan.usage is usage_tokens:
+            self.note_usage(item)
+
+    def note_usage(self, item: object) -> None:
+        """Keep the token counts an item carries (``usage=True``). Anthropic's stream says
+        them along the way, not in its last event: the input tokens in ``message_start``'s
+        ``message.usage``, the output tokens (a running total) in each ``message_delta``'s
+        ``usage``; ``message_stop`` carries none. A later count replaces an earlier one."""
+        try:
+            read = usage_tokens(item)
+            if read is None and not isinstance(item, str):
+                message = item.get("message") if isinstance(item, Mapping) else getattr(
+                    item, "message", None)
+                read = None if message is None else usage_tokens(message)
+            if read is not None:
+                if read[0] is not None:
+                    self.input_tokens = read[0]
+                if read[1] is not None:
+                    self.output_tokens = read[1]
+        except Exception as exc:
+            faults.record("tokens", exc)
 
     def keep_text(self, item: str) -> None:
         """Join text items for the event log, up to ``event_text_chars``."""
