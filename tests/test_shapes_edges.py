@@ -263,3 +263,16 @@ def test_bfloat16_input_tensors_are_checked_against_the_reference(rows):
     assert sum(counts[0]["inferwatch_feature_missing_total"].values()) == sum(
         v != v for row in rows for v in row)
     assert faults.internal_error_counts().get("quality", 0) == before
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=8),
+       st.lists(st.sampled_from([10**400, -(10**400), 2**1024]), min_size=1, max_size=3))
+def test_integers_past_the_float_range_among_floats_count_as_inf(values, huge):
+    """JSON parsed by Python keeps 1e400 written as an integer exact: among float outputs it
+    is an infinite value (it raised in the drain and lost the call)."""
+    result = [*values, *huge]
+    samples, faulted = _recorded(result)
+    assert faulted == 0
+    assert _get(samples, "inferwatch_invalid_predictions_total", reason="inf") == len(huge)
+    assert _get(samples, "inferwatch_prediction_count", output="value") == len(values)

@@ -19,6 +19,7 @@ integer-valued floats. Anything else in a class position is counted as
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -388,8 +389,17 @@ def _object_floats(flat: np.ndarray) -> np.ndarray | None:
             has_float = True
     if not has_float:
         return None
-    return np.array([np.nan if v is None or _is_missing(v) else float(v)
+    return np.array([np.nan if v is None or _is_missing(v) else _float(v)
                      for v in flat.tolist()], dtype=np.float64)
+
+
+def _float(value: int | float) -> float:
+    """`value` as a float; an integer past the float range as an infinity of its sign (it
+    counts as ``inf``, as any infinite value does)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _is_missing(value: object) -> bool:
