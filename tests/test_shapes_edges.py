@@ -269,7 +269,7 @@ def test_bfloat16_input_tensors_are_checked_against_the_reference(rows):
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=8),
        st.lists(st.sampled_from([10**400, -(10**400), 2**1024]), min_size=1, max_size=3))
 def test_integers_past_the_float_range_among_floats_count_as_inf(values, huge):
-    """JSON parsed by Python keeps 1e400 written as an integer exact: among float outputs it
+    """Python keeps a JSON body's 400-digit integer exact: among float outputs it
     is an infinite value (it raised in the drain and lost the call)."""
     result = [*values, *huge]
     samples, faulted = _recorded(result)
