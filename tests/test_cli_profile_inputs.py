@@ -192,3 +192,35 @@ def test_a_large_csv_is_never_held_as_text(tmp_path, monkeypatch):
     arrays = sum(column.nbytes for column in columns.values())
     assert arrays == rows * width * 8
     assert peak < 2.5 * arrays  # the arrays, their blocks before concatenation, one block
+
+
+@pytest.mark.parametrize("stamp", ["2024-01-05", "2024-01-05T10:30:00Z",
+                                   "2024-01-05 10:30:00.250+02:00"])
+def test_a_column_of_dates_is_refused_as_in_parquet_naming_the_flags(training, tmp_path,
+                                                                     stamp):
+    """As categories, every live date would be an unseen category (a ticket every day); a
+    Parquet or pandas column of datetimes is refused already."""
+    days = pd.date_range(stamp[:10], periods=len(training), freq="D")
+    training["signup"] = [stamp.replace(stamp[:10], str(day.date())) for day in days]
+    training.loc[3, "signup"] = ""  # a missing cell is no reason to profile the dates
+    path = tmp_path / "train.csv"
+    training.to_csv(path, index=False)
+    refused = inferwatch("profile", str(path), "-o", str(tmp_path / "ref.json"))
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "column 'signup' holds dates" in refused.stderr
+    assert "--ignore signup" in refused.stderr and "--categorical signup" in refused.stderr
+    assert not (tmp_path / "ref.json").exists()
+    for flag, kept in (("--ignore", False), ("--categorical", True)):
+        done = inferwatch("profile", str(path), "-o", str(tmp_path / "ref.json"), flag,
+                          "signup")
+        assert done.returncode == 0, done.stderr
+        assert ("signup" in Reference.load(tmp_path / "ref.json").features) is kept
+
+
+def test_a_text_column_that_only_starts_with_dates_is_profiled(training, tmp_path):
+    training["note"] = ["2024-01-05"] * 10 + ["see ticket"] * (len(training) - 10)
+    path = tmp_path / "train.csv"
+    training.to_csv(path, index=False)
+    done = inferwatch("profile", str(path), "-o", str(tmp_path / "ref.json"))
+    assert done.returncode == 0, done.stderr
+    assert Reference.load(tmp_path / "ref.json").features["note"].kind == "categorical"

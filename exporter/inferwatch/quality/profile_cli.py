@@ -102,6 +102,10 @@ def _run(args: argparse.Namespace) -> int:
                 if n not in set(ignored) | set(outputs) | set(target)}
     if not features:
         raise ProfileError(f"{path}: no feature columns left to profile")
+    if fmt == "csv":
+        for name, column in features.items():
+            if name not in categorical:
+                _refuse_dates(path, name, column)
     try:
         reference = Reference.from_data(
             features, predictions={n: columns[n] for n in outputs} or None,
@@ -129,6 +133,46 @@ def _run(args: argparse.Namespace) -> int:
              f", validation {reference.validation.metric} {reference.validation.value:.4g}"),
           file=sys.stderr if to_stdout else sys.stdout)
     return 0
+
+
+# Distinct values looked at to tell a column of dates: enough to be sure, bounded for ids.
+DATE_SAMPLE = 200
+
+
+def _refuse_dates(path: str, name: str, column: Any) -> None:
+    """A CSV column of ISO dates or date-times is refused, as a Parquet or pandas column of
+    datetimes is: as categories every live date would be unseen (a ticket every day), and
+    the number the model uses is not known here.
+
+    >>> import numpy as np
+    >>> _refuse_dates("t.csv", "city", np.array(["Oslo", None], dtype=object))
+    >>> try:
+    ...     _refuse_dates("t.csv", "day", np.array(["2024-01-05", None], dtype=object))
+    ... except ProfileError as exc:
+    ...     "holds dates" in str(exc), "--ignore day" in str(exc)
+    (True, True)
+    """
+    import datetime
+
+    if getattr(column, "dtype", None) is None or column.dtype.kind != "O":
+        return
+    seen: set[str] = set()
+    for value in column:
+        if value is None or value in seen:
+            continue
+        try:
+            datetime.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return
+        seen.add(value)
+        if len(seen) >= DATE_SAMPLE:
+            break
+    if seen:
+        raise ProfileError(
+            f"{path}: column {name!r} holds dates or times (such as {next(iter(seen))!r});"
+            f" leave it out (--ignore {name}), convert it to the number the model uses"
+            f" (epoch seconds, hour of day, age in days), or profile it as text"
+            f" (--categorical {name})")
 
 
 def _refuse_unnamed(path: str, names: list[str], *, csv: bool) -> None:
