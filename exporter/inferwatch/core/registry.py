@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
-from inferwatch.catalogue import OTHER
 from inferwatch.core.history import History
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor
@@ -53,6 +52,8 @@ class Registry:
         self._drainer: threading.Thread | None = None
         self._drainer_pid = 0
         self._stop = threading.Event()
+        # close() is final: a closed registry still answers but never drains on its own again.
+        self._closed = False
         # Set when a monitor hands off a full pending list: the drain runs at once.
         self._wake = threading.Event()
         # Multi-worker mode (inferwatch.multiproc.attach): publishes after each drain.
@@ -95,7 +96,9 @@ class Registry:
                 self._monitors[key] = monitor
             elif trained_at is not None:
                 monitor.state.trained_at = trained_at
-            if version != OTHER and (latest or name not in self._latest):
+            # A version past the cap is served and recorded by the __other__ monitor, so
+            # that is where a later monitor(name) must find its requests and outcomes.
+            if latest or name not in self._latest:
                 self._latest[name] = monitor
         self.ensure_drainer()
         return monitor
@@ -177,11 +180,12 @@ class Registry:
     def ensure_drainer(self) -> None:
         """Start the drain thread, again in a forked child (threads do not survive fork)."""
         pid = os.getpid()
-        if self._drainer is not None and self._drainer_pid == pid and self._drainer.is_alive():
+        if self._closed or (self._drainer is not None and self._drainer_pid == pid
+                            and self._drainer.is_alive()):
             return
         with self._lock:
-            if self._drainer is not None and self._drainer_pid == pid and \
-                    self._drainer.is_alive():
+            if self._closed or (self._drainer is not None and self._drainer_pid == pid
+                                and self._drainer.is_alive()):
                 return
             self._stop = threading.Event()
             # The thread holds only a weak reference, so a dropped registry stops its thread.
@@ -193,10 +197,12 @@ class Registry:
             thread.start()
 
     def close(self) -> None:
-        """Stop the drain thread (the monitors and their state stay readable)."""
-        self._stop.set()
-        self._wake.set()
-
+        """Stop the drain thread for good (the monitors and their state stay readable, and
+        a scrape still drains them); later calls never start it again."""
+        with self._lock:
+            self._closed = True
+            self._stop.set()
+            self._wake.set()
 
     def _after_fork(self) -> None:
         was_draining = self._drainer is not None and not self._stop.is_set()

@@ -1,0 +1,128 @@
+"""The registry of monitors and the label caps over a long-running server's life: rollouts
+past the version cap, close() and later calls, concurrent creation, and label values that
+churn past a cap or carry hostile text."""
+
+from __future__ import annotations
+
+import threading
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+import inferwatch
+from inferwatch.catalogue import OTHER
+from inferwatch.core.registry import Registry
+from inferwatch.serving.bridge import InferwatchCollector
+from inferwatch.serving.exposition import render
+
+
+def _expositions(registry: Registry) -> list[list]:
+    """The samples of both encoders a scrape may use: prometheus_client's and inferwatch's."""
+    prometheus = CollectorRegistry()
+    prometheus.register(InferwatchCollector(registry))
+    body, _ = render(prometheus, None, None)
+    return [[s for family in text_string_to_metric_families(text) for s in family.samples]
+            for text in (generate_latest(prometheus).decode(), body.decode())]
+
+
+def _drain_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "inferwatch-drain"}
+
+
+def test_monitor_without_version_is_the_version_rolled_out_past_the_cap():
+    """`monitor(name)` is the version most recently instrumented, also once the version cap
+    folds new versions into __other__: its requests and outcomes land where its calls do."""
+    registry = Registry(max_versions_per_model=2)
+    try:
+        for i in range(4):
+            predict = inferwatch.instrument(lambda x: x, name="m", version=f"v{i}",
+                                            registry=registry)
+        predict(0.5)
+        latest = inferwatch.monitor("m", registry=registry)
+        assert latest.version == OTHER
+        with latest.request() as r:
+            r.action("shown")
+        latest.drain()
+        counters = latest.read_state(lambda state: dict(state.counters))
+        assert counters["inferwatch_requests_total"][("ok",)] == 2  # the call and the request
+        assert counters["inferwatch_actions_total"] == {("shown",): 1.0}
+    finally:
+        registry.close()
+
+
+def test_a_closed_registry_answers_every_call_and_never_starts_a_drain_thread():
+    registry = Registry(drain_interval=3600)
+    registry.close()
+    before = _drain_threads()
+    predict = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry)
+    predict(0.5)
+    registry.monitor("other", "2")
+    registry.enable_history()
+    registry.close()
+    assert _drain_threads() <= before
+    for samples in _expositions(registry):  # a scrape still drains what was recorded
+        assert [s.value for s in samples if s.name == "inferwatch_requests_total"
+                and s.labels["model"] == "m" and s.labels["outcome"] == "ok"] == [1.0]
+
+
+def test_monitors_made_from_many_threads_at_once_are_one_per_name_and_version():
+    registry = Registry()
+    barrier = threading.Barrier(24)
+    made: list[list] = [[] for _ in range(24)]
+
+    def make(i: int) -> None:
+        barrier.wait()
+        for version in ("1", "2", "3"):
+            made[i].append(registry.monitor("m", version))
+
+    threads = [threading.Thread(target=make, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert all([id(m) for m in row] == [id(m) for m in made[0]] for row in made)
+        assert sorted(m.version for m in registry.monitors()) == ["1", "2", "3"]
+    finally:
+        registry.close()
+
+
+_hostile = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["", " ", OTHER, "a\nb", 'q"\\', "\x00", "\udcff", "x" * 400, "\x1b[0m"]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rounds=st.lists(st.lists(_hostile, min_size=1, max_size=12), min_size=1, max_size=4),
+       cap=st.integers(1, 4))
+def test_churning_label_values_fold_exactly_and_counters_never_go_back(rounds, cap):
+    """Across several drains, every exposition parses, each capped label keeps at most
+    `cap` values of its own plus __other__, the totals equal the calls made, and no
+    series ever decreases."""
+    registry = Registry(drain_interval=3600)
+    try:
+        mon = registry.monitor("m", "1", inferwatch.core.options.Settings(
+            max_actions=cap, max_stages=cap))
+        seen: dict[tuple, float] = {}
+        calls = 0
+        for values in rounds:
+            for value in values:
+                with mon.request() as r:
+                    with r.stage(value):
+                        pass
+                    r.action(value)
+                calls += 1
+            for samples in _expositions(registry):
+                for name, label in (("inferwatch_actions_total", "action"),
+                                    ("inferwatch_stage_duration_seconds_count", "stage")):
+                    series = {s.labels[label]: s.value for s in samples if s.name == name}
+                    assert len(set(series) - {OTHER}) <= cap
+                    assert sum(series.values()) == calls
+                    for key, value in series.items():
+                        assert value >= seen.get((name, key), 0.0)
+                        seen[(name, key)] = value
+    finally:
+        registry.close()
