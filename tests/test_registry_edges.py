@@ -126,3 +126,45 @@ def test_churning_label_values_fold_exactly_and_counters_never_go_back(rounds, c
                         seen[(name, key)] = value
     finally:
         registry.close()
+
+
+def test_a_dropped_model_is_freed_and_its_last_calls_keep_its_class_names():
+    """A server that loads each new version and drops the old one gets the old model's
+    memory back (the registry keeps every monitor for good, and a monitor held the model
+    through its class-name reader); calls made just before the drop still drain under the
+    model's class names."""
+    import gc
+    import weakref
+
+    import numpy as np
+
+    import inferwatch
+
+    class Model:
+        classes_ = np.array(["legit", "fraud"])
+
+        def __init__(self) -> None:
+            self.weights = bytearray(1 << 20)
+
+        def predict_proba(self, x):
+            return np.tile([0.2, 0.8], (len(x), 1))
+
+    registry = Registry(drain_interval=3600)
+    try:
+        dropped = []
+        for version in ("1", "2", "3"):
+            model = Model()
+            dropped.append(weakref.ref(model))
+            wrapped = inferwatch.instrument(model, name="fraud", version=version,
+                                            registry=registry)
+            wrapped.predict_proba(np.zeros((4, 2)))
+            del model, wrapped
+        gc.collect()
+        assert [ref() for ref in dropped] == [None, None, None]
+        registry.drain()
+        for version in ("1", "2", "3"):
+            classes = registry.monitor("fraud", version).state.counters[
+                "inferwatch_predicted_class_total"]
+            assert {k: v for k, v in classes.items() if v} == {("fraud",): 4.0}
+    finally:
+        registry.close()

@@ -22,7 +22,8 @@ import inspect
 import numbers
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -772,12 +773,48 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     return _instrument(target, spec, is_function=is_function, registry=registry)
 
 
+def _class_names_reader(target: Any) -> Callable[[], Sequence[object] | None]:
+    """What reads the model's classes at each drain, without keeping the model alive: the
+    registry keeps every monitor for the life of the process, and a server that loads a new
+    version and drops the old one must get the old one's memory back. Once the model is
+    gone, the classes last read stand (its last calls may still wait for the drain).
+
+    >>> class Model:
+    ...     classes_ = ["no", "yes"]
+    >>> model = Model(); read = _class_names_reader(model); read()
+    ['no', 'yes']
+    >>> del model; read()
+    ['no', 'yes']
+    """
+    try:
+        held = weakref.ref(target)
+    except TypeError:  # a type without weak references: held as before
+        return lambda: class_names_of(target)
+    # Read now as well: calls made just before the model is dropped are drained after.
+    last: list[Sequence[object] | None] = [_names_or_none(target)]
+
+    def read() -> Sequence[object] | None:
+        model = held()
+        if model is not None:
+            last[0] = class_names_of(model)
+        return last[0]
+
+    return read
+
+
+def _names_or_none(model: Any) -> Sequence[object] | None:
+    try:
+        return class_names_of(model)
+    except Exception:  # read again at the drain, which counts what fails
+        return None
+
+
 def _instrument(target: Any, spec: _Spec, *, is_function: bool,
                 registry: Registry | None) -> Any:
     registry = registry or default_registry()
     monitor = registry.monitor(
         spec.name, spec.version, spec.settings, trained_at=spec.trained_at,
-        class_names=None if is_function else (lambda: class_names_of(target)),
+        class_names=None if is_function else _class_names_reader(target),
     )
     exemplars = spec.settings.exemplars
     if exemplars or (exemplars is None and otel_configured()):
