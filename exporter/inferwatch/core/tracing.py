@@ -36,7 +36,9 @@ def current_trace_id() -> str | None:
     if trace is None:
         return None
     context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
+    # An unsampled span's trace is never exported: an exemplar or event pointing at it would
+    # lead to a trace that no backend holds.
+    if not context.is_valid or not context.trace_flags.sampled:
         return None
     return format(context.trace_id, "032x")
 

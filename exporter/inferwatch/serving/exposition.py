@@ -1,7 +1,8 @@
 """Rendering /metrics: content negotiation, gzip, and WSGI / ASGI apps serving it.
 
-Content negotiation is prometheus_client's own (`choose_encoder`), so Prometheus gets
-OpenMetrics when it asks for it and the classic text format otherwise.
+Content negotiation picks the Accept header's preferred range by quality value and hands
+it to prometheus_client's own `choose_encoder`, so Prometheus gets OpenMetrics when it
+prefers it and the classic text format otherwise.
 
 >>> from prometheus_client import CollectorRegistry, Counter
 >>> registry = CollectorRegistry()
@@ -20,6 +21,7 @@ import functools
 import gzip
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -144,6 +146,67 @@ def _quality(text: str) -> float | None:
     return float(text)
 
 
+def negotiate(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
+    """The encoder and Content-Type for an Accept header: prometheus_client's
+    ``choose_encoder`` for the media range the client prefers.
+
+    Ranges are tried by quality value, highest first (RFC 9110 12.5.1), so a client that
+    prefers the classic text format gets it even when it lists OpenMetrics too; ``q=0``
+    refuses a range. Media types and parameter names are case-insensitive and parameter
+    values may be quoted. A range whose version cannot be read is skipped rather than failing
+    the scrape; with nothing usable the classic text format is served.
+
+    >>> negotiate("text/plain;version=0.0.4;q=0.6,application/openmetrics-text;q=0.5")[1]
+    'text/plain; version=0.0.4; charset=utf-8'
+    >>> negotiate('application/openmetrics-text; version="1.0.0"')[1]
+    'application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores'
+    """
+    ranges: list[tuple[float, int, str, list[tuple[str, str]]]] = []
+    for position, entry in enumerate((accept or "").split(",")):
+        media, *parameters = entry.split(";")
+        quality: float | None = 1.0
+        kept: list[tuple[str, str]] = []
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            key, value = key.strip().lower(), _unquote(value.strip())
+            if key == "q":
+                quality = _quality(value)
+            elif key:
+                kept.append((key, value))
+        if quality is not None and quality > 0:
+            ranges.append((-quality, position, media.strip().lower(), kept))
+    for _, _, media, parameters in sorted(ranges):
+        if media in ("text/*", "*/*"):
+            break
+        if media not in ("application/openmetrics-text", "text/plain"):
+            continue
+        version = next((value for key, value in parameters if key == "version"), "")
+        number = _version_of(version) if version else None
+        if version and number is None:
+            continue
+        if media == "application/openmetrics-text" and number is not None and number < (1, 0, 0):
+            continue  # OpenMetrics 0.0.1 is not written by prometheus_client: try the next
+        # One range alone: choose_encoder takes the first range it can serve, whatever its q.
+        return choose_encoder(";".join([media, *(f"{k}={v}" for k, v in parameters)]))
+    return choose_encoder("")
+
+
+def _unquote(value: str) -> str:
+    """A parameter value without its quotes (an RFC 9110 quoted-string)."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def _version_of(text: str) -> tuple[int, ...] | None:
+    """A dotted version as numbers; None when a part is not a number, which
+    prometheus_client's version comparison would raise on."""
+    parts = text.split(".")
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
+
+
 def render(registry: Collector, accept: str | None, accept_encoding: str | None, *,
            names: Iterable[str] | None = None) -> tuple[bytes, dict[str, str]]:
     """Render `registry` in the format `accept` asks for, gzipped when `accept_encoding` allows.
@@ -161,7 +224,7 @@ def render(registry: Collector, accept: str | None, accept_encoding: str | None,
     >>> gzip.decompress(body).endswith(b"# EOF\\n")
     True
     """
-    encoder, content_type = choose_encoder(accept or "")
+    encoder, content_type = negotiate(accept)
     wanted = _format_of(encoder)
     if names is not None and isinstance(registry, CollectorRegistry):
         registry = registry.restricted_registry(list(names))
