@@ -59,3 +59,58 @@ def test_a_call_in_an_unsampled_span_leaves_no_exemplar(scraper):
         model(1)
     scraper.registry.drain()
     assert _exemplar_trace_ids(scraper) == [format(span.get_span_context().trace_id, "032x")]
+
+
+def test_a_tracer_provider_set_after_instrument_gives_exemplars(scraper, monkeypatch):
+    """Models instrumented at import time, OpenTelemetry set up later in main(): the
+    background pass notices the provider, and later calls carry their trace ids."""
+    from opentelemetry.trace import ProxyTracerProvider
+
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    current = [ProxyTracerProvider()]
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: current[0])
+    follows = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
+                                    registry=scraper.registry)
+    declined = inferwatch.instrument(lambda x: 0.5, name="off", version="1", exemplars=False,
+                                     registry=scraper.registry)
+    scraper.registry.follow_tracing()
+    assert not scraper.registry.monitor("m", "1").traces  # nothing set up yet
+    current[0] = provider  # trace.set_tracer_provider(provider) in main()
+    scraper.registry.follow_tracing()
+    with provider.get_tracer("test").start_as_current_span("predict") as span:
+        follows(1)
+        declined(1)
+    scraper.registry.drain()
+    assert _exemplar_trace_ids(scraper) == [format(span.get_span_context().trace_id, "032x")]
+    assert not scraper.registry.monitor("off", "1").traces
+
+
+def test_the_background_pass_follows_a_provider_set_later(monkeypatch):
+    import time
+
+    from opentelemetry.trace import ProxyTracerProvider
+
+    from inferwatch.core.registry import Registry
+
+    current = [ProxyTracerProvider()]
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: current[0])
+    registry = Registry(drain_interval=0.02)
+    try:
+        inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+        monitor = registry.monitor("m", "1")
+        current[0] = TracerProvider()
+        deadline = time.monotonic() + 30  # a safety net only: the condition ends the wait
+        while not monitor.traces:
+            assert time.monotonic() < deadline, "the background pass never looked"
+            time.sleep(0.01)
+    finally:
+        registry.close()
+
+
+@given(flags=st.integers(0, 255))
+def test_a_traceparent_gives_its_trace_id_only_when_sampled(flags):
+    from inferwatch.serving.middleware import trace_id_from_traceparent
+
+    header = f"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags:02x}"
+    assert trace_id_from_traceparent(header) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736" if flags & 1 else None)

@@ -164,6 +164,24 @@ class Registry:
         self.drain()
         return [monitor.copy_state() for monitor in self.monitors()]
 
+    def follow_tracing(self) -> None:
+        """Give trace ids to the monitors that follow OpenTelemetry (``exemplars`` left at
+        None) once tracing is set up: an application that instruments its models at import
+        time and sets its tracer provider later in ``main()`` gets exemplars all the same.
+        A look at the provider per background pass; nothing once every monitor traces.
+
+        >>> registry = Registry(drain_interval=3600)
+        >>> registry.follow_tracing()  # no tracer provider set up here: nothing changes
+        >>> registry.monitor("m", "1").traces
+        False
+        """
+        from inferwatch.core.tracing import otel_configured
+
+        waiting = [m for m in self.monitors() if not m.traces and m.settings.exemplars is None]
+        if waiting and otel_configured():
+            for monitor in waiting:
+                monitor.configure(traces=True)
+
     def sample_history(self, now: float) -> None:
         """One history sample per model version, when one is due (the drain calls this)."""
         history = self.history
@@ -271,6 +289,7 @@ def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threadi
             if registry.multiproc is not None:
                 registry.multiproc.tick()
             registry.sample_history(time.time())
+            registry.follow_tracing()
         except Exception as exc:  # drain() and tick() already guard; this is the last line
             faults.record("drain", exc)
         del registry

@@ -78,7 +78,8 @@ _RESOLVE_SECONDS = 1.0
 _MAX_CACHED_TARGETS = 1024
 # W3C trace context: version, trace id, parent id, flags; a later version may add fields.
 _TRACEPARENT = re.compile(r"(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})"
-                          r"-(?P<parent>[0-9a-f]{16})-[0-9a-f]{2}(?P<more>-.*)?", re.DOTALL)
+                          r"-(?P<parent>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})(?P<more>-.*)?",
+                          re.DOTALL)
 # Body messages of a response; the one without more_body is its last.
 _BODY = frozenset(("http.response.body", "http.response.zerocopysend"))
 _PATHSEND = "http.response.pathsend"
@@ -146,18 +147,21 @@ def trace_id_from_traceparent(value: str) -> str | None:
     """The trace id of a W3C ``traceparent`` header, None when it is not valid: the
     version is two lowercase hex digits but not ``ff``, version ``00`` has exactly four
     fields, the trace id (32) and parent id (16 lowercase hex digits) are not all zeros and
-    the flags are two hex digits.
+    the flags are two hex digits. None as well when the caller did not sample the trace
+    (flags without the ``sampled`` bit), as for an OpenTelemetry span: no backend holds
+    that trace, so an exemplar would point nowhere.
 
     >>> trace_id_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     '4bf92f3577b34da6a3ce929d0e0e4736'
     >>> trace_id_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01")
+    >>> trace_id_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
     """
     found = _TRACEPARENT.fullmatch(value.strip())
     if found is None or found["version"] == "ff" or (
             found["version"] == "00" and found["more"] is not None):
         return None
     trace = found["trace"]
-    if trace == "0" * 32 or found["parent"] == "0" * 16:
+    if trace == "0" * 32 or found["parent"] == "0" * 16 or not int(found["flags"], 16) & 1:
         return None
     return trace
 
