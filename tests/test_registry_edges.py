@@ -168,3 +168,49 @@ def test_a_dropped_model_is_freed_and_its_last_calls_keep_its_class_names():
             assert {k: v for k, v in classes.items() if v} == {("fraud",): 4.0}
     finally:
         registry.close()
+
+
+def test_settings_of_an_instrument_after_monitor_apply_until_a_call_is_recorded(caplog):
+    """``inferwatch.monitor("fraud", "1")`` at import (for ``mon.request()``), then
+    ``instrument(model, name="fraud", version="1", ...)``: its settings and the model's
+    class names were silently ignored. Once calls were recorded under the first settings,
+    a later instrument() says so in the log instead."""
+    import logging
+
+    import numpy as np
+
+    import inferwatch
+
+    class Model:
+        classes_ = np.array(["legit", "fraud"])
+
+        def predict(self, x):
+            return np.full(len(x), 5.0)
+
+        def predict_proba(self, x):
+            return np.tile([0.3, 0.7], (len(x), 1))
+
+    registry = Registry(drain_interval=3600)
+    try:
+        early = inferwatch.monitor("fraud", "1", registry=registry)
+        model = inferwatch.instrument(Model(), name="fraud", version="1", registry=registry,
+                                      output_range=(0.0, 1.0), max_classes=3)
+        assert registry.monitor("fraud", "1") is early
+        model.predict(np.zeros((2, 2)))
+        model.predict_proba(np.zeros((1, 2)))
+        registry.drain()
+        counters = early.state.counters
+        assert counters["inferwatch_invalid_predictions_total"][("out_of_range",)] == 2
+        assert {k: v for k, v in counters["inferwatch_predicted_class_total"].items()
+                if v} == {("fraud",): 1.0}
+        assert early.settings.max_classes == 3
+
+        with caplog.at_level(logging.WARNING, logger="inferwatch"):
+            for _ in range(2):
+                inferwatch.instrument(Model(), name="fraud", version="1", registry=registry,
+                                      output_range=(0.0, 10.0))
+        assert early.settings.output_range == (0.0, 1.0)
+        said = [r.getMessage() for r in caplog.records if "fraud version 1" in r.getMessage()]
+        assert len(said) == 1 and "not applied" in said[0]
+    finally:
+        registry.close()

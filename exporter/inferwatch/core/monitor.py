@@ -405,6 +405,11 @@ class Monitor:
         # given to its challengers, and a challenger folds its comparisons in before a drain.
         self.outcome_listeners: tuple[Callable[[str, object, float], None], ...] = ()
         self.drain_listeners: tuple[Callable[[], None], ...] = ()
+        self._derive_from_settings()
+
+    def _derive_from_settings(self) -> None:
+        """What the settings fix when the monitor starts: zero series, the outcome cache,
+        the label caps."""
         s = self.settings
         # Series that alerts and dashboards divide by exist from the start, at zero, so a
         # ratio reads 0 rather than "no data" before the first failure.
@@ -423,6 +428,39 @@ class Monitor:
             "inferwatch_actions_total": LabelCap(s.max_actions),
             "inferwatch_stage_duration_seconds": LabelCap(s.max_stages),
         }
+
+    def adopt(self, settings: Settings) -> bool:
+        """Take `settings` (an ``instrument()`` of a model whose monitor someone asked for
+        first, with ``inferwatch.monitor()``) while nothing has been recorded; returns
+        whether it did. Past the first call they cannot change what was counted under the
+        old ones: the caller warns instead.
+
+        >>> from inferwatch.core.options import Settings
+        >>> mon = Monitor("fraud", "1")
+        >>> mon.adopt(Settings(task="classification", output_range=(0.0, 1.0)))
+        True
+        >>> mon.state.info["task"], mon.settings.output_range
+        ('classification', (0.0, 1.0))
+        """
+        if settings == self.settings:
+            return True
+        with self._lock:
+            if self._finished or self.pending() or repr(self._started) != "count(0)":
+                return False
+            self.settings = settings
+            self._max_calls = settings.max_pending
+            self._chunk = _list_length(self._max_calls)
+            for set_limit in list(self._limit_setters.values()):
+                set_limit(self._chunk)
+            self.fast_settings = settings if self.path is FAST else None
+            state = self.state
+            state.summary_settings = settings.summary
+            state.objectives = dict(settings.objectives)
+            state.info = {"task": settings.task, **{
+                k: clean_label_value(v) for k, v in settings.metadata.items()}}
+            self._derive_from_settings()
+            self._fit_pending()
+            return True
 
     def configure(self, *, reference: Reference | str | os.PathLike | None = None,
                   request_id: Callable[..., object] | None = None,

@@ -11,6 +11,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import numbers
 import os
 import threading
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from inferwatch.multiproc.worker import Publisher
 
 DRAIN_INTERVAL_SECONDS = 1.0
+log = logging.getLogger("inferwatch")
+
 MAX_VERSIONS_PER_MODEL = 10
 MAX_MODELS = 100
 UNVERSIONED = "unversioned"
@@ -60,6 +63,8 @@ class Registry:
         self.multiproc: Publisher | None = None
         # The status page's ring of recent totals (enable_history): sampled by the drain.
         self.history: History | None = None
+        # Monitors whose settings an instrument() gave too late, said once each.
+        self._settings_refused: set[tuple[str, str]] = set()
         _live_registries.add(self)
 
     def monitor(self, name: str, version: str | None = None, settings: Settings | None = None,
@@ -94,8 +99,19 @@ class Registry:
                 # registry (and its drain thread) alive through a reference cycle.
                 monitor.wake_drain = self._wake.set
                 self._monitors[key] = monitor
-            elif trained_at is not None:
-                monitor.state.trained_at = trained_at
+            else:
+                if trained_at is not None:
+                    monitor.state.trained_at = trained_at
+                if class_names is not None and monitor._class_names is None:
+                    monitor._class_names = class_names  # asked for before it was instrumented
+                if settings is not None and not monitor.adopt(settings) and \
+                        key not in self._settings_refused:
+                    self._settings_refused.add(key)
+                    log.warning(
+                        "inferwatch: %s version %s has recorded calls under other settings "
+                        "already, so these settings are not applied; instrument() a model "
+                        "before anything else records under its name and version", name,
+                        version)
             # A version past the cap is served and recorded by the __other__ monitor, so
             # that is where a later monitor(name) must find its requests and outcomes.
             if latest or name not in self._latest:
