@@ -214,3 +214,29 @@ def test_settings_of_an_instrument_after_monitor_apply_until_a_call_is_recorded(
         assert len(said) == 1 and "not applied" in said[0]
     finally:
         registry.close()
+
+
+def test_configure_resizes_the_label_caps():
+    """``mon.configure(max_classes=...)`` changed the settings and left the cap as it was."""
+    registry = Registry(drain_interval=3600)
+    try:
+        monitor = registry.monitor("ranker", "1")
+        monitor.configure(classes=[f"c{i}" for i in range(6)])
+        for label in ("c0", "c1", "c2"):
+            monitor.record_call(0.01, label)
+        registry.drain()  # admitted as they are drained
+        monitor.configure(max_classes=2)  # lowered: what is admitted stays, no more are
+        monitor.record_call(0.01, "c3")
+        registry.drain()
+        classes = monitor.state.counters["inferwatch_predicted_class_total"]
+        assert {k: v for k, v in classes.items() if v} == {
+            ("c0",): 1.0, ("c1",): 1.0, ("c2",): 1.0, ("__other__",): 1.0}
+        monitor.configure(max_classes=5)  # raised: two more are admitted
+        for label in ("c3", "c4", "c5"):
+            monitor.record_call(0.01, label)
+        registry.drain()
+        assert {k: v for k, v in classes.items() if v} == {
+            ("c0",): 1.0, ("c1",): 1.0, ("c2",): 1.0, ("c3",): 1.0, ("c4",): 1.0,
+            ("__other__",): 2.0}
+    finally:
+        registry.close()

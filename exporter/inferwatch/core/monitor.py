@@ -335,6 +335,16 @@ def _count_value(counter: itertools.count) -> int:
     return int(repr(counter)[6:-1])
 
 
+# The label cap of each capped family, by the Settings field that sizes it.
+_CAP_OPTIONS = {
+    "inferwatch_errors_total": "max_error_types",
+    "inferwatch_predicted_class_total": "max_classes",
+    "inferwatch_prediction": "max_outputs",
+    "inferwatch_actions_total": "max_actions",
+    "inferwatch_stage_duration_seconds": "max_stages",
+}
+
+
 class Monitor:
     """Records calls of one model version and aggregates them into a :class:`ModelState`."""
 
@@ -421,13 +431,8 @@ class Monitor:
             self.state.inc("inferwatch_invalid_predictions_total", (reason,), 0)
         self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds,
                                       max_bytes=s.outcome_cache_bytes)
-        self._caps = {
-            "inferwatch_errors_total": LabelCap(s.max_error_types),
-            "inferwatch_predicted_class_total": LabelCap(s.max_classes),
-            "inferwatch_prediction": LabelCap(s.max_outputs),
-            "inferwatch_actions_total": LabelCap(s.max_actions),
-            "inferwatch_stage_duration_seconds": LabelCap(s.max_stages),
-        }
+        self._caps = {metric: LabelCap(getattr(s, option))
+                      for metric, option in _CAP_OPTIONS.items()}
 
     def adopt(self, settings: Settings) -> bool:
         """Take `settings` (an ``instrument()`` of a model whose monitor someone asked for
@@ -482,6 +487,10 @@ class Monitor:
             self.settings = dataclasses.replace(self.settings, **options)
             self.state.objectives = dict(self.settings.objectives)
             self._fit_pending()
+            for metric, option in _CAP_OPTIONS.items():
+                # Values admitted already stay (their series exist); a new limit decides
+                # whether more are.
+                self._caps[metric].limit = getattr(self.settings, option)
         if traces is not None:
             self.traces = bool(traces)
         self.trace_stages = self.settings.trace_stages
