@@ -105,6 +105,19 @@ def test_a_pid_reused_within_two_seconds_is_a_new_process() -> None:
     assert not WorkerId(live.pid, live.start + 50).alive()
 
 
+def failing_read(monkeypatch: pytest.MonkeyPatch, failing: str, error: int) -> object:
+    """Make reading the entry named `failing` fail with `error`; returns the real reader."""
+    real = store.read_entry
+
+    def read(path: str, *args: object, **kwargs: object) -> object:
+        if os.path.basename(path) == failing:
+            raise OSError(error, os.strerror(error))
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "read_entry", read)
+    return real
+
+
 def test_a_passing_error_reading_the_archive_never_discards_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An EMFILE (a busy server at its descriptor limit) reading the archive set it aside
@@ -116,14 +129,7 @@ def test_a_passing_error_reading_the_archive_never_discards_it(
     assert directory.fold(me, now=NOW) == [first]
     publish(directory, second, 5)
     assert requests_total(directory) == 12
-    real = store.read_entry
-
-    def out_of_descriptors(path: str, *args: object, **kwargs: object) -> object:
-        if os.path.basename(path) == ARCHIVE:
-            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-        return real(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store, "read_entry", out_of_descriptors)
+    real = failing_read(monkeypatch, ARCHIVE, errno.EMFILE)
     with contextlib.suppress(OSError):
         directory.fold(me, now=NOW)
     monkeypatch.setattr(store, "read_entry", real)
@@ -143,14 +149,7 @@ def test_a_passing_error_reading_a_dead_workers_file_keeps_it_for_the_next_fold(
     name = dead_name()
     publish(directory, name, 9)
     assert requests_total(directory) == 9
-    real = store.read_entry
-
-    def io_error(path: str, *args: object, **kwargs: object) -> object:
-        if os.path.basename(path) == name:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        return real(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store, "read_entry", io_error)
+    real = failing_read(monkeypatch, name, errno.EIO)
     assert directory.fold(me, now=NOW) == []
     monkeypatch.setattr(store, "read_entry", real)
     assert (tmp_path / name).exists()
