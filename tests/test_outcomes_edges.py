@@ -217,3 +217,27 @@ def test_named_class_outputs_with_labels_no_series_may_hold_join_every_output(re
     registry.drain()
     assert _counts(mon, "inferwatch_outcomes_total") == {"correct": 3, "incorrect": 1}
     assert _counts(mon, "inferwatch_outcomes_unmatched_total") == {}
+
+
+@pytest.mark.parametrize("drained", [True, False])
+def test_an_outcome_after_a_rollout_joins_the_version_that_predicted(registry, drained):
+    """Labels arrive days late: by then ``inferwatch.monitor("fraud")`` is the version
+    rolled out since, which never saw the request; the outcome counted unknown_id there and
+    the version that made the prediction was never scored."""
+    model = MultiOutputClassifier(LogisticRegression()).fit(X, Y[:, 0:1].repeat(2, axis=1))
+    old = inferwatch.instrument(model, name="fraud", version="1.4.2", registry=registry)
+    predicted = old.predict(X[:3], request_id="r-17")
+    if drained:
+        registry.drain()
+    new = inferwatch.instrument(model, name="fraud", version="1.5.0", registry=registry)
+    new.predict(X[:1], request_id="r-18")
+    latest = inferwatch.monitor("fraud", registry=registry)
+    assert latest.version == "1.5.0"
+    latest.record_outcome("r-17", predicted)
+    latest.record_outcome("r-99", predicted[:1])  # no version predicted it
+    registry.drain()
+    before = registry.monitor("fraud", "1.4.2")
+    assert _counts(before, "inferwatch_outcomes_total") == {"correct": predicted.size}
+    assert _counts(before, "inferwatch_outcomes_unmatched_total") == {}
+    assert _counts(latest, "inferwatch_outcomes_total") == {}
+    assert _counts(latest, "inferwatch_outcomes_unmatched_total") == {"unknown_id": 1}

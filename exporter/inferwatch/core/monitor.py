@@ -414,6 +414,9 @@ class Monitor:
         # Shadow models (core/shadow.py) listen here: a champion passes each outcome it is
         # given to its challengers, and a challenger folds its comparisons in before a drain.
         self.outcome_listeners: tuple[Callable[[str, object, float], None], ...] = ()
+        # Set by the registry: the other versions of this model, which an outcome this
+        # version never predicted goes to (see record_outcome).
+        self.siblings: Callable[[], list[Monitor]] | None = None
         self.drain_listeners: tuple[Callable[[], None], ...] = ()
         self._derive_from_settings()
 
@@ -556,8 +559,13 @@ class Monitor:
         """Join delayed ground truth with the prediction made for `request_id`. Never raises.
 
         Classifiers count ``inferwatch_outcomes_total{result}``; regressors observe the
-        absolute error in ``inferwatch_outcome_error``; both observe the label delay.
+        absolute error in ``inferwatch_outcome_error``; both observe the label delay. An
+        outcome for a prediction another version of this model made is that version's.
         """
+        self._record_outcome(request_id, y_true, at, forward=True)
+
+    def _record_outcome(self, request_id: object, y_true: object, at: float | None,
+                        forward: bool) -> None:
         try:
             when = time.time() if at is None else float(at)
             rid = str(request_id)
@@ -565,6 +573,9 @@ class Monitor:
             if joined.unmatched == "unknown_id":
                 self.drain()  # the prediction may still be waiting in the pending lists
                 joined = self.outcomes.join(rid, y_true, when)
+            if joined.unmatched == "unknown_id" and forward and \
+                    self._to_sibling(rid, y_true, when):
+                return
             with self._lock:
                 self._record_join(joined)
             if self.events is not None:
@@ -575,6 +586,26 @@ class Monitor:
                 listener(rid, y_true, when)
         except Exception as exc:
             faults.record("outcome", exc)
+
+    def _to_sibling(self, request_id: str, y_true: object, when: float) -> bool:
+        """Hand an outcome this version never predicted to the version of the same model
+        that did; whether one did. Labels arrive hours or days late: the version a caller
+        reaches by the model's name (``inferwatch.monitor("fraud")``, the one instrumented
+        last) may be a newer one than the version that made the prediction."""
+        siblings = self.siblings
+        # A shadow challenger (it has drain listeners) gets its outcomes from its champion,
+        # and is never given one past it.
+        if siblings is None or self.drain_listeners:
+            return False
+        for sibling in siblings():
+            if sibling is self or sibling.drain_listeners:
+                continue
+            if sibling.outcomes.kept_rows(request_id) is None and sibling.pending():
+                sibling.drain()
+            if sibling.outcomes.kept_rows(request_id) is not None:
+                sibling._record_outcome(request_id, y_true, when, forward=False)
+                return True
+        return False
 
     def _record_join(self, joined) -> None:
         state, s = self.state, self.settings

@@ -11,6 +11,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import logging
 import numbers
 import os
@@ -98,6 +99,7 @@ class Registry:
                 # The event's own method, not the registry's: a monitor must not keep its
                 # registry (and its drain thread) alive through a reference cycle.
                 monitor.wake_drain = self._wake.set
+                monitor.siblings = functools.partial(_versions_of, weakref.ref(self), name)
                 self._monitors[key] = monitor
             else:
                 if trained_at is not None:
@@ -283,6 +285,15 @@ def _check_model(name: object, version: object) -> None:
             isinstance(version, bool) or not isinstance(version, numbers.Real)):
         raise TypeError("inferwatch.monitor: version must be a string (or a number), "
                         f"got {type(version).__name__}")
+
+
+def _versions_of(ref: weakref.ref[Registry], name: str) -> list[Monitor]:
+    """Every monitored version of model `name`, newest first (a weak reference: a monitor
+    must not keep its registry alive)."""
+    registry = ref()
+    if registry is None:
+        return []
+    return [m for m in reversed(registry.monitors()) if m.name == name]
 
 
 def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threading.Event,
