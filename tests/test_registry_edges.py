@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
@@ -238,5 +239,20 @@ def test_configure_resizes_the_label_caps():
         assert {k: v for k, v in classes.items() if v} == {
             ("c0",): 1.0, ("c1",): 1.0, ("c2",): 1.0, ("c3",): 1.0, ("c4",): 1.0,
             ("__other__",): 2.0}
+    finally:
+        registry.close()
+
+
+@pytest.mark.parametrize("name", ["", " ", "\t\n", "\u3000"])
+def test_a_blank_model_name_is_refused_naming_it(name):
+    import inferwatch
+
+    registry = Registry(drain_interval=3600)
+    try:
+        with pytest.raises(ValueError, match="name must be a non-empty string"):
+            inferwatch.instrument(lambda x: 0.5, name=name, version="1", registry=registry)
+        with pytest.raises(ValueError, match="name must be a non-empty string"):
+            inferwatch.monitor(name, registry=registry)
+        assert registry.monitors() == []
     finally:
         registry.close()

@@ -279,7 +279,8 @@ def _check_model(name: object, version: object) -> None:
     ...
     ValueError: inferwatch.monitor: name must be a non-empty string, got ''
     """
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name.strip():
+        # A blank name ("  ", an unset variable padded by a template) is no name either.
         raise ValueError(f"inferwatch.monitor: name must be a non-empty string, got {name!r}")
     if version is not None and not isinstance(version, str) and (
             isinstance(version, bool) or not isinstance(version, numbers.Real)):
