@@ -15,6 +15,8 @@ Times are Unix seconds, ISO 8601 (without an offset: UTC), or an age such as ``9
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import re
 import sqlite3
 import sys
@@ -46,9 +48,13 @@ def parse_time(text: str, now: float | None = None) -> float:
         now = time.time() if now is None else now
         return now - float(age.group(1)) * _UNIT_SECONDS[age.group(2)]
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if math.isnan(seconds):  # compares false with every time: it would match nothing
+            raise argparse.ArgumentTypeError(f"{text!r} is not a time")
+        return seconds
     iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     try:
         moment = datetime.fromisoformat(iso)
@@ -145,13 +151,22 @@ def _exists(path: Path, fmt: str) -> bool:
 
 def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> None:
     if fmt == "sqlite":
-        from inferwatch.events.sqlite import follow_sqlite, last_id, tail_sqlite
+        from inferwatch.events.sqlite import follow_sqlite, tail_and_last_id
 
-        after = last_id(path)
-        _print(tail_sqlite(path, count))
+        identity = _file_identity(path)
+        lines, after = tail_and_last_id(path, count)
+        _print(lines)
         while follow:
             time.sleep(FOLLOW_POLL_SECONDS)
-            lines, after = follow_sqlite(path, after)
+            current = _file_identity(path)
+            if current is None:  # deleted: the writer makes it again, as `tail -F` waits
+                continue
+            if current != identity:  # replaced: its row ids start again from 1
+                identity, after = current, 0
+            try:
+                lines, after = follow_sqlite(path, after)
+            except FileNotFoundError:
+                continue
             _print(lines)
         return
     from inferwatch.events.jsonl import follow_jsonl, tail_jsonl
@@ -161,6 +176,17 @@ def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> N
     while follow:
         time.sleep(FOLLOW_POLL_SECONDS)
         _print(follow_jsonl(path, offsets, stats))
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The database file's identity, None while it is missing or not yet initialised."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if stat.st_size == 0:  # created, its schema not yet written
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 def _print(lines: Iterable[bytes]) -> None:

@@ -22,6 +22,7 @@ system (``auto_vacuum = INCREMENTAL``) until database, log and shared-memory ind
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sqlite3
@@ -36,6 +37,8 @@ BUSY_TIMEOUT_MS = 5_000
 LOCKED_WAIT_SECONDS = 10.0  # as long as a busy wait, twice: the writer thread may wait
 LOCKED_BACKOFF_SECONDS = (0.01, 0.05, 0.1, 0.2)
 T = TypeVar("T")
+# SQLite integers are signed 64-bit: a larger LIMIT means "no limit" anyway.
+_MAX_SQL_INT = (1 << 63) - 1
 MIN_MAX_BYTES = 256 * 1024
 # Room kept for the shared-memory WAL index (32 KiB per ~4,000 log frames).
 _SHM_ALLOWANCE = 64 * 1024
@@ -79,6 +82,9 @@ class SqliteSink:
         self.chunk_bytes = min(chunk_bytes, self.wal_bytes // 4)
         self._conn: sqlite3.Connection | None = None
         self._inherited: sqlite3.Connection | None = None
+        # The file the connection writes to: one deleted or replaced under it would swallow
+        # every later event without an error.
+        self._file_id: tuple[int, int] | None = None
 
     def _insert(self, conn: sqlite3.Connection, chunk: list[Record]) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -97,11 +103,14 @@ class SqliteSink:
         """Insert `records` in size-bounded transactions; SinkError says how many committed."""
         written = 0
         try:
+            if self._conn is not None and _file_id(self.path) != self._file_id:
+                self.close()
             conn = _when_unlocked(self._connect)
             for chunk in _chunks(records, self.chunk_bytes):
+                self._make_room(conn)
                 _when_unlocked(self._insert, conn, chunk)
                 written += len(chunk)
-                self._bound_wal(conn)
+            self._checkpoint(conn, wait=False)
         except Exception as exc:
             self.close()  # reconnect next time: the file may have moved or come back
             raise SinkError(written, exc) from exc
@@ -110,6 +119,7 @@ class SqliteSink:
         """Close the connection; the next write opens a new one."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            self._file_id = None
             try:
                 conn.close()
             except sqlite3.Error:
@@ -122,15 +132,27 @@ class SqliteSink:
         parent's locks, so it is kept referenced and never used again.
         """
         self._inherited, self._conn = self._conn, None
+        self._file_id = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file ourselves so it is private; SQLite gives -wal and -shm the same mode.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            new_file = os.fstat(fd).st_size == 0
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        else:
+            # A -wal or -shm beside a database that did not exist is a deleted one's: SQLite
+            # would replay its pages into the new file.
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+        try:
+            stat = os.fstat(fd)
+            new_file = stat.st_size == 0
+            file_id = (stat.st_dev, stat.st_ino)
         finally:
             os.close(fd)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
@@ -152,6 +174,7 @@ class SqliteSink:
             conn.close()
             raise
         self._conn = conn
+        self._file_id = file_id
         return conn
 
     def _enforce_bound(self, conn: sqlite3.Connection) -> None:
@@ -180,21 +203,46 @@ class SqliteSink:
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         return (pages - free) * page_size
 
-    def _bound_wal(self, conn: sqlite3.Connection) -> None:
+    def _wal_size(self) -> int:
         try:
-            size = os.stat(f"{self.path}-wal").st_size
+            return os.stat(f"{self.path}-wal").st_size
         except FileNotFoundError:
-            return
-        if size > self.wal_bytes:
-            # Passive automatic checkpoints never shrink the file; this one empties it
-            # (or gives up after busy_timeout when readers hold on to old pages). The batch
-            # is committed already: a checkpoint another process holds is left to the next
-            # batch, not counted as a failed write.
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise
+            return 0
+
+    def _checkpoint(self, conn: sqlite3.Connection, *, wait: bool) -> bool:
+        """Empty the write-ahead log once it passes its cap; False when readers kept it.
+
+        Passive automatic checkpoints never shrink the file; a TRUNCATE one does, unless a
+        reader still holds old pages. Without `wait` it gives up at once: after a commit the
+        batch is stored, and a reader or another process's checkpoint is left to the next
+        batch, which waits (see _make_room). Another process checkpointing is no failure.
+        """
+        if self._wal_size() <= self.wal_bytes:
+            return True
+        if not wait:
+            conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            return True
+        finally:
+            if not wait:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return not busy
+
+    def _make_room(self, conn: sqlite3.Connection) -> None:
+        """Refuse a transaction the write-ahead log has no room for.
+
+        A reader holding an old snapshot (an open ``sqlite3`` shell, a slow query) keeps
+        every later page in the log; writing on would grow it past `max_bytes` without
+        limit. The batch fails instead and is counted, and writing resumes once the reader
+        lets go.
+        """
+        if not self._checkpoint(conn, wait=True) and self._wal_size() > self.wal_bytes:
+            raise OSError(f"{self.path}-wal is full: a reader holds an old snapshot of the "
+                          "database, so the write-ahead log cannot be checkpointed")
 
 
 def _when_unlocked(step: Callable[..., T], *args: object) -> T:
@@ -215,6 +263,14 @@ def _when_unlocked(step: Callable[..., T], *args: object) -> T:
     raise AssertionError("unreachable")
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
 def _chunks(records: list[Record], limit: int) -> Iterator[list[Record]]:
     chunk: list[Record] = []
     size = 0
@@ -231,9 +287,20 @@ def _chunks(records: list[Record], limit: int) -> Iterator[list[Record]]:
 def _reader(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise FileNotFoundError(f"no event database at {path}")
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     conn.execute("PRAGMA query_only = ON")
     return conn
+
+
+def _bodies(rows: list[tuple[object]]) -> list[bytes]:
+    """The stored lines; a body that is no text means another application's table."""
+    out = []
+    for (body,) in rows:
+        if not isinstance(body, str):
+            raise sqlite3.DatabaseError(f"events.body holds {type(body).__name__}, "
+                                        "not a JSON line")
+        out.append(body.encode("utf-8"))
+    return out
 
 
 def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
@@ -257,24 +324,32 @@ def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
     sql += " ORDER BY ts, id"
     if query.limit is not None:
         sql += " LIMIT ?"
-        params.append(query.limit)
+        params.append(min(query.limit, _MAX_SQL_INT))
     conn = _reader(path)
     try:
         rows = conn.execute(sql, params).fetchall()
     finally:
         conn.close()
-    return iter([body.encode("utf-8") for (body,) in rows])
+    return iter(_bodies(rows))
 
 
 def tail_sqlite(path: Path, count: int) -> list[bytes]:
     """The last `count` event bodies by ``ts``, oldest first."""
+    return tail_and_last_id(path, count)[0]
+
+
+def tail_and_last_id(path: Path, count: int) -> tuple[list[bytes], int]:
+    """The last `count` bodies by ``ts``, oldest first, and the highest row id, read in one
+    snapshot: following from that id prints no event twice and misses none."""
     conn = _reader(path)
     try:
+        conn.execute("BEGIN")
         rows = conn.execute("SELECT body FROM events ORDER BY ts DESC, id DESC LIMIT ?",
-                            (count,)).fetchall()
+                            (min(count, _MAX_SQL_INT),)).fetchall()
+        top = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
     finally:
         conn.close()
-    return [body.encode("utf-8") for (body,) in reversed(rows)]
+    return _bodies(list(reversed(rows))), top
 
 
 def last_id(path: Path) -> int:
@@ -287,13 +362,21 @@ def last_id(path: Path) -> int:
 
 
 def follow_sqlite(path: Path, after_id: int) -> tuple[list[bytes], int]:
-    """Bodies of rows inserted after `after_id`, and the new highest id."""
+    """Bodies of rows inserted after `after_id`, and the new highest id.
+
+    Row ids start again at 1 in a database made anew (deleted, replaced, or emptied by the
+    size bound), so a highest id below `after_id` means every row is new.
+    """
     conn = _reader(path)
     try:
+        conn.execute("BEGIN")
+        top = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        if top < after_id:
+            after_id = 0
         rows = conn.execute("SELECT id, body FROM events WHERE id > ? ORDER BY id",
                             (after_id,)).fetchall()
     finally:
         conn.close()
     if rows:
         after_id = rows[-1][0]
-    return [body.encode("utf-8") for _, body in rows], after_id
+    return _bodies([(body,) for _, body in rows]), after_id
