@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 
 DEFAULT_PORTS = {"api": 8080, "metrics": 8000, "exporter": 9400, "prometheus": 9090,
@@ -24,6 +26,22 @@ def _speed(text: str) -> float:
         value = 0.0
     if not 0.0 < value <= 100.0:
         raise argparse.ArgumentTypeError(f"expected a number above 0 and at most 100, got {text!r}")
+    return value
+
+
+# Past this the traffic thread cannot keep the pace, and no speed needs more (see --speed).
+MAX_RATE = 1000.0
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # nan and inf parse as floats, but neither is a pace the traffic can keep.
+    if not (0.0 < value <= MAX_RATE):
+        raise argparse.ArgumentTypeError(
+            f"expected requests per second above 0 and at most {MAX_RATE:g}, got {text!r}")
     return value
 
 
@@ -43,8 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: about 10 minutes; short: about 3 (default: default)")
     parser.add_argument("--speed", type=_speed, default=1.0,
                         help="play phases, rule windows and `for:` this many times faster; "
-                             "at most --rate / 5 (and 6), so alerts stay in step with phases")
-    parser.add_argument("--rate", type=float, default=10.0,
+                             "at most --rate / 5 (and 6), so alerts stay in step with phases "
+                             "(default: 1)")
+    parser.add_argument("--rate", type=_rate, default=10.0,
                         help="requests per second sent to the model (default: 10)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address every component listens on (default: 127.0.0.1)")
@@ -68,13 +87,17 @@ def run(args: argparse.Namespace) -> int:
     from inferwatch.demo.scenario import check_speed
     from inferwatch.demo.stack import StackError, find_alertmanager
 
-    if args.rate <= 0:
+    if not (args.rate > 0 and math.isfinite(args.rate)):
         print("inferwatch demo: --rate must be more than zero", file=sys.stderr)
         return 2
     try:
         check_speed(args.speed, args.rate)
     except ValueError as exc:
         print(f"inferwatch demo: --speed {args.speed:g}: {exc}", file=sys.stderr)
+        return 2
+    problem = _check_host(args.host) or _check_workdir(args.workdir)
+    if problem:
+        print(f"inferwatch demo: {problem}", file=sys.stderr)
         return 2
     if not _has_scikit_learn():
         print("inferwatch demo: the demo model needs scikit-learn; install it with "
@@ -89,12 +112,44 @@ def run(args: argparse.Namespace) -> int:
               "alerts. Install them (`make tools`, or apt-get install prometheus "
               "prometheus-alertmanager), or run the compose stack "
               "(docker compose -f compose/docker-compose.yml up).", file=sys.stderr)
-    demo = Demo(scenario=args.scenario, speed=args.speed, rate=args.rate, host=args.host,
-                workdir=Path(args.workdir) if args.workdir else None,
-                with_stack=not (args.no_stack or missing), gpu=args.gpu, once=args.once,
-                preferred_ports=DEFAULT_PORTS)
     try:
+        demo = Demo(scenario=args.scenario, speed=args.speed, rate=args.rate, host=args.host,
+                    workdir=Path(args.workdir) if args.workdir else None,
+                    with_stack=not (args.no_stack or missing), gpu=args.gpu, once=args.once,
+                    preferred_ports=DEFAULT_PORTS)
         return demo.run()
     except StackError as exc:
         print(f"inferwatch demo: {exc}", file=sys.stderr)
         return 1
+
+
+def _check_host(host: str) -> str | None:
+    """Why the demo cannot listen on `host`, or None when it can."""
+    import socket
+
+    if not host.strip():
+        return "--host is empty; give an address such as 127.0.0.1 or 0.0.0.0"
+    try:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+    except (OSError, UnicodeError) as exc:
+        # The children and the URLs the demo prints speak IPv4 (host:port, no brackets).
+        return (f"--host {host}: cannot listen there ({exc}); give an IPv4 address or a name "
+                f"of this machine, such as 127.0.0.1 or 0.0.0.0")
+    return None
+
+
+def _check_workdir(workdir: str | None) -> str | None:
+    """Why the demo cannot keep its files in `workdir`, or None when it can."""
+    if workdir is None:
+        return None
+    from pathlib import Path
+
+    path = Path(workdir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"--workdir {workdir}: cannot make that directory ({exc.strerror or exc})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"--workdir {workdir}: cannot write there"
+    return None

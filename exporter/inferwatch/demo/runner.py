@@ -8,19 +8,23 @@ child process, newest first.
 
 from __future__ import annotations
 
+import errno
+import math
 import shutil
 import signal
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from inferwatch.demo.console import say
+from inferwatch.demo.model import MODEL_NAME
 from inferwatch.demo.receiver import PageReceiver
 from inferwatch.demo.scenario import Phase, drift_window_seconds, rule_config, scenario
 from inferwatch.demo.stack import (
+    PortInUse,
     Stack,
     StackError,
     alertmanager_config,
@@ -29,6 +33,13 @@ from inferwatch.demo.stack import (
     query,
 )
 from inferwatch.demo.stack import write_yaml as _write_yaml
+
+_T = TypeVar("_T")
+_PORTS = ("api", "metrics", "streaming", "quiet-shift", "exporter", "prometheus",
+          "alertmanager", "receiver")
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Tries to start a component when another program keeps taking the ports chosen for it.
+PORT_ATTEMPTS = 3
 
 
 class _Stop(Exception):
@@ -47,15 +58,19 @@ class Demo:
         self.speed = speed
         self.rate = rate
         self.host = host
+        if not (rate > 0 and math.isfinite(rate)):
+            raise StackError(f"--rate must be a number above 0, got {rate!r}")
         self.keep_workdir = workdir is not None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
+        # Absolute, because Prometheus reads the rule_files of its config relative to the
+        # config file, and every child resolves paths against the demo's working directory.
+        # The temporary one is made in run(), where a stop signal can no longer strand it.
+        self.workdir: Path | None = Path(workdir).expanduser().absolute() if workdir else None
         self.with_stack = with_stack
         self.gpu = gpu
         self.once = once
-        preferred = dict(preferred_ports or {})
-        self.ports = {name: free_port(host, preferred.get(name, 0))
-                      for name in ("api", "metrics", "streaming", "quiet-shift", "exporter",
-                                   "prometheus", "alertmanager", "receiver")}
+        self.preferred = {name: port for name, port in (preferred_ports or {}).items() if port}
+        self.ports = {name: free_port(host, self.preferred.get(name, 0)) for name in _PORTS}
+        self.moved: dict[str, int] = {}  # component -> its preferred port, found taken
         self.out = out or say
         self.started = time.monotonic()
         self.traffic_started: float | None = None
@@ -67,17 +82,24 @@ class Demo:
     def run(self) -> int:
         from inferwatch.demo.traffic import TrafficGenerator
 
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        signal.signal(signal.SIGTERM, _raise_stop)
-        stack = Stack(self.workdir)
+        previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+        # A closed terminal (SIGHUP) stops the demo as Ctrl-C does, so its temporary
+        # directory goes too.
+        for sig in _STOP_SIGNALS:
+            if sig != signal.SIGINT:
+                signal.signal(sig, _raise_stop)
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
+        stack = None
         receiver = None
         generator = None
         thread = None
         try:
+            stack = Stack(self.workdir)
             if self.with_stack:
-                receiver = self.receiver = PageReceiver(
+                receiver = self.receiver = self._on_free_port(("receiver",), lambda: PageReceiver(
                     self.host, self.ports["receiver"],
-                    out=lambda line: self.out(f"{self._clock()} {line}"))
+                    out=lambda line: self.out(f"{self._clock()} {line}")))
             self._start_processes(stack, receiver)
             self._banner()
             generator = TrafficGenerator(
@@ -98,13 +120,14 @@ class Demo:
             return 0
         finally:
             # A second Ctrl-C must not cut the cleanup short and leave children behind.
-            signal.signal(signal.SIGTERM, _ignore)
-            signal.signal(signal.SIGINT, _ignore)
+            for sig in _STOP_SIGNALS:
+                signal.signal(sig, _ignore)
             if generator is not None:
                 generator.stop()
             if thread is not None:
                 thread.join(15)
-            stack.close()
+            if stack is not None:
+                stack.close()
             if receiver is not None:
                 receiver.close()
             if not self.keep_workdir:
@@ -117,29 +140,58 @@ class Demo:
         from inferwatch.generate import write
         from inferwatch.generate.config import from_dict
 
-        host, ports = self.host, self.ports
-        self.out(f"training the demo model (logs in {self.workdir})")
-        model = stack.start_model("model", host, ports["api"], ports["metrics"],
-                                  drift_window=drift_window_seconds(self.speed, self.rate))
-        streaming = stack.start_streaming_model(host, ports["streaming"], speed=self.speed)
-        quiet = stack.start_quiet_shift_model(host, ports["quiet-shift"], speed=self.speed)
-        stack.start_exporter(host, ports["exporter"], [model.pid, streaming.pid, quiet.pid],
-                             gpu=self.gpu)
+        host, ports, workdir = self.host, self.ports, self.workdir
+        assert workdir is not None
+        self.out(f"training the demo model (logs in {workdir})")
+        model = self._on_free_port(("api", "metrics"), lambda: stack.start_model(
+            "model", host, ports["api"], ports["metrics"],
+            drift_window=drift_window_seconds(self.speed, self.rate)))
+        streaming = self._on_free_port(("streaming",), lambda: stack.start_streaming_model(
+            host, ports["streaming"], speed=self.speed))
+        quiet = self._on_free_port(("quiet-shift",), lambda: stack.start_quiet_shift_model(
+            host, ports["quiet-shift"], speed=self.speed))
+        self._on_free_port(("exporter",), lambda: stack.start_exporter(
+            host, ports["exporter"], [model.pid, streaming.pid, quiet.pid], gpu=self.gpu))
         if receiver is None:
             return
         config = rule_config(self.speed)
-        _write_yaml(self.workdir / "inferwatch.yaml", config)
-        write(self.workdir, from_dict(config, source=str(self.workdir / "inferwatch.yaml")))
-        am_config = _write_yaml(self.workdir / "alertmanager.yml", alertmanager_config(
+        _write_yaml(workdir / "inferwatch.yaml", config)
+        write(workdir, from_dict(config, source=str(workdir / "inferwatch.yaml")))
+        am_config = _write_yaml(workdir / "alertmanager.yml", alertmanager_config(
             receiver.url, group_interval=f"{max(1, round(5 / self.speed))}s"))
-        stack.start_alertmanager(am_config, host, ports["alertmanager"])
-        prom_config = _write_yaml(self.workdir / "prometheus.yml", prometheus_config(
-            model_targets=[f"{host}:{ports[name]}"
-                           for name in ("metrics", "streaming", "quiet-shift")],
-            exporter_targets=[f"{host}:{ports['exporter']}"],
-            alertmanager=f"{host}:{ports['alertmanager']}",
-            rule_files=[str(self.workdir / "alerts" / "*.yml")]))
-        stack.start_prometheus("prometheus", prom_config, host, ports["prometheus"])
+        self._on_free_port(("alertmanager",), lambda: stack.start_alertmanager(
+            am_config, host, ports["alertmanager"]))
+
+        def start_prometheus() -> Any:
+            # The config names the ports the others ended up on, so it is written each try.
+            prom_config = _write_yaml(workdir / "prometheus.yml", prometheus_config(
+                model_targets=[f"{host}:{ports[name]}"
+                               for name in ("metrics", "streaming", "quiet-shift")],
+                exporter_targets=[f"{host}:{ports['exporter']}"],
+                alertmanager=f"{host}:{ports['alertmanager']}",
+                rule_files=[str(workdir / "alerts" / "*.yml")]))
+            return stack.start_prometheus("prometheus", prom_config, host, ports["prometheus"])
+
+        self._on_free_port(("prometheus",), start_prometheus)
+
+    def _on_free_port(self, names: tuple[str, ...], start: Callable[[], _T]) -> _T:
+        """`start()`, again on fresh ports when another program took one of `names` between
+        the choice of ports and the bind (a second demo starting at the same time)."""
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                return start()
+            except (PortInUse, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno != errno.EADDRINUSE:
+                    raise
+                if attempt == PORT_ATTEMPTS - 1:
+                    taken = ", ".join(f"{name} {self.ports[name]}" for name in names)
+                    raise StackError(
+                        f"ports taken by another program as the demo started them ({taken}),"
+                        f" {PORT_ATTEMPTS} times; stop the other program (another demo?) or "
+                        f"try again") from exc
+                for name in names:
+                    self.ports[name] = free_port(self.host)
+        raise AssertionError("unreachable")
 
     # --- output ----------------------------------------------------------------------------
 
@@ -167,6 +219,14 @@ class Demo:
                       f"(windows and `for:` scaled, see {self.workdir / 'inferwatch.yaml'})"]
         lines.append(f"  scenario       {' -> '.join(p.name for p in self.phases)} "
                      f"({total:.0f}s)")
+        # Whoever opens the usual port by habit would meet the other program (often a
+        # first demo still running), so say which ports moved.
+        moved = [f"{name} {port} -> {self.ports[name]}" for name, port in self.preferred.items()
+                 if name in self.ports and self.ports[name] != port
+                 and (name != "receiver" or self.with_stack)]
+        if moved:
+            lines.append(f"  ports taken    {', '.join(moved)} (another program listens "
+                         f"there; use the addresses above)")
         lines.append("")
         for line in lines:
             self.out(line)
@@ -189,13 +249,17 @@ class Demo:
         elapsed = time.monotonic() - (self.traffic_started or self.started)
         window = f"{rate_window_seconds(elapsed, self.speed)}s"
         prom = self._url("prometheus")
+        # The traffic line is about the model the traffic reaches; the streaming and
+        # quiet-shift models serve calls of their own, which would inflate every figure.
+        model = f'model="{MODEL_NAME}"'
         queries = {
-            "calls/s": f"sum(rate(inferwatch_requests_total[{window}]))",
-            "errors": f'sum(rate(inferwatch_requests_total{{outcome="error"}}[{window}])) / '
-                      f"sum(rate(inferwatch_requests_total[{window}]))",
+            "calls/s": f"sum(rate(inferwatch_requests_total{{{model}}}[{window}]))",
+            "errors": f'sum(rate(inferwatch_requests_total{{{model},outcome="error"}}'
+                      f"[{window}])) / sum(rate(inferwatch_requests_total{{{model}}}"
+                      f"[{window}]))",
             "p99": "histogram_quantile(0.99, sum by (le) "
-                   f"(rate(inferwatch_request_duration_seconds_bucket[{window}])))",
-            "drift": 'max(inferwatch_feature_drift{method="psi"})',
+                   f"(rate(inferwatch_request_duration_seconds_bucket{{{model}}}[{window}])))",
+            "drift": f'max(inferwatch_feature_drift{{{model},method="psi"}})',
         }
         values = {}
         try:

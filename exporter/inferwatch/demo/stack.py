@@ -43,6 +43,14 @@ class StackError(RuntimeError):
     """A process did not start or did not become ready; the message says which and why."""
 
 
+class PortInUse(StackError):
+    """A process exited because another program took its port after the demo chose it."""
+
+
+# What Linux and macOS print, through Go, Python and C alike, for EADDRINUSE.
+_ADDRESS_IN_USE = "address already in use"
+
+
 def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
     """`preferred` when it can be bound on `host`, else a free port chosen by the kernel."""
     for port in ((preferred, 0) if preferred else (0,)):
@@ -118,6 +126,8 @@ class Stack:
     """The processes of one demo or test run, all stopped by `close()` (newest first)."""
 
     def __init__(self, workdir: str | os.PathLike[str] | None = None) -> None:
+        # A directory the stack made for itself is its own to remove; one it was given is not.
+        self._owns_workdir = workdir is None
         if workdir is None:
             import tempfile
 
@@ -138,8 +148,10 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not process.alive():
-                raise StackError(f"{process.name} exited with status {process.popen.returncode}"
-                                 f"; last log lines:\n{process.log_tail()}")
+                tail = process.log_tail()
+                error = PortInUse if _ADDRESS_IN_USE in tail.lower() else StackError
+                raise error(f"{process.name} exited with status {process.popen.returncode}"
+                            f"; last log lines:\n{tail}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
@@ -222,6 +234,8 @@ class Stack:
         """Stop every process, newest first; safe to call twice."""
         while self.processes:
             self.processes.pop().stop()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Stack:
         return self
