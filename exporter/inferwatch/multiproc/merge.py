@@ -260,7 +260,8 @@ def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawS
                     state.merge_identity_of(data)
                     identities[merged_index].append(identity)
                 state.merge_gauges_of(data)
-            except (ValueError, TypeError, AttributeError) as exc:  # a crafted state section
+            # A crafted state section; OverflowError: a JSON integer past any float.
+            except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
                 if on_error is not None:
                     on_error(exc)
             if data.get("extras"):
@@ -325,7 +326,7 @@ def _merge_exemplars(exemplars: object, model: int, mapped: LayoutMap,
                         not isinstance(trace_id, str):
                     raise ValueError(f"exemplar {[bucket, trace_id]!r} is invalid")
                 hist.offer_exemplar(bucket, (trace_id, float(value), float(at)))
-    except (ValueError, TypeError) as exc:  # a crafted state section
+    except (ValueError, TypeError, OverflowError) as exc:  # a crafted state section
         if on_error is not None:
             on_error(exc)
 

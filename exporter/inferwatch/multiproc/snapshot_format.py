@@ -35,6 +35,7 @@ than misread.
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -254,6 +255,7 @@ def decode(data: bytes) -> RawSnapshot:
         if not isinstance(models, list) or len(models) != len(layout.models) or not all(
                 isinstance(model, dict) for model in models):
             raise ValueError("the state's models do not match the layout's")
+        _check_header(header)
         raw = RawSnapshot(header, layout, values, bins,
                           exact_text=view[starts[2]:starts[3]].tobytes())
         position = _check_windows(raw, table)
@@ -265,9 +267,56 @@ def decode(data: bytes) -> RawSnapshot:
         raw.exact_start = position
     except SnapshotError:
         raise
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+    # OverflowError: a JSON integer too large for a float; RecursionError: JSON nested
+    # deeper than the parser's stack.
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError,
+            RecursionError) as exc:
         raise SnapshotError(f"snapshot is invalid: {exc}") from exc
     return raw
+
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# options.RESERVED_LABELS, which info may not name: the exporter reads snapshots without
+# loading the instrumentation's options (a test keeps the two equal).
+RESERVED_LABELS = frozenset(("model", "model_version", "job", "instance"))
+_EMPTY: dict[str, Any] = {}
+# Info keys already judged to be label names: a bounded set, so crafted files cannot grow it.
+_INFO_KEYS: set[str] = set()
+MAX_INFO_KEYS = 1024
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    """What the merge reads from the state section without guarding each use: process
+    counters, dependencies, folded names and the models' info labels (an info key such as
+    ``model`` would relabel the model's series, ``__name__`` break the exposition)."""
+    for name in PROCESS_COUNTERS:
+        counts = header.get(name, _EMPTY)
+        if counts is _EMPTY:
+            continue
+        if not isinstance(counts, dict) or (counts and not all(
+                type(value) in (int, float) and 0 <= value < _MAX_COUNT
+                for value in counts.values())):
+            raise ValueError(f"{name} is not a map of counts")
+    dependencies = header.get("dependencies", _EMPTY)
+    if not isinstance(dependencies, dict) or not all(
+            type(value) is str for value in dependencies.values()):
+        raise ValueError("dependencies is not a map of versions")
+    folded = header.get("folded", [])
+    if not isinstance(folded, list) or not all(type(name) is str for name in folded):
+        raise ValueError("folded is not a list of names")
+    for model in header["models"]:
+        info = model.get("info", _EMPTY)
+        if not isinstance(info, dict) or not all(type(value) is str for value in info.values()):
+            raise ValueError("a model's info is not a map of label names to strings")
+        # Workers of one deployment name the same few keys: each is judged once.
+        if not _INFO_KEYS.issuperset(info):
+            for key in info:
+                if not (type(key) is str and _LABEL_NAME.fullmatch(key)
+                        and not key.startswith("__") and key not in RESERVED_LABELS):
+                    raise ValueError(f"a model's info has the key {key!r}, which is no label"
+                                     " name of its own")
+            if len(_INFO_KEYS) < MAX_INFO_KEYS:
+                _INFO_KEYS.update(info)
 
 
 # (CRC-32, length) of a layout section -> its parsed layout: finding a worker's layout
@@ -299,6 +348,11 @@ def _check_windows(raw: RawSnapshot, table: np.ndarray) -> int:
     if min(lowest[ZERO], lowest[POS_N], lowest[NEG_N]) < 0 or lowest[NEWEST] < -1:
         raise ValueError("a summary's window row has a negative count")
     sizes = rows[:, POS_N] + rows[:, NEG_N]
+    # Runs longer than the file's bins could wrap the int64 sum below round to a total
+    # that matches, placing every later run at a wrong start (two runs past 2**62 wrap
+    # their own sum negative).
+    if sizes.size and not 0 <= sizes.min() <= sizes.max() <= raw.bins.size:
+        raise ValueError("a summary's window row has more bins than the file holds")
     ends = np.cumsum(sizes)
     raw.windows = rows.tolist()
     raw.window_sums = raw.values[layout.additive:].tolist()  # type: ignore[union-attr]
@@ -377,7 +431,7 @@ def exact_models(raw: RawSnapshot) -> list[ModelState]:
         return [ModelState.from_dict(data) for data in model_dicts(raw)]
     except SnapshotError:
         raise
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
         raise SnapshotError(f"snapshot model state is invalid: {exc}") from exc
 
 

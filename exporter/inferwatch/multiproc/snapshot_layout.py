@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from inferwatch.core.rolling_sketch import RollingSketch
+from inferwatch.core.rolling_sketch import MAX_AGE_BUCKETS, RollingSketch
 from inferwatch.core.state import SummarySettings
 
 # A summary's window row: newest bucket id (-1: none), zero count, then the positive and
@@ -277,23 +277,31 @@ def _parse(models: list, documents: list[Any]) -> Layout:
     parsed = []
     additive = 0
     summaries = 0
+    seen_models: set[tuple[str, str]] = set()
     for model in models:
         if not isinstance(model, dict):
             raise ValueError("a model's layout is not an object")
-        quantiles, max_age, age_buckets, accuracy = model["summary_settings"]
         entry = ModelLayout(_text(model["model"]), _text(model["version"]),
-                            SummarySettings(tuple(map(float, quantiles)), float(max_age),
-                                            int(age_buckets), float(accuracy)),
+                            _settings(model["summary_settings"]),
                             additive_at=additive, first_summary=summaries)
+        # A series twice in one layout would add into one merged slot once, not twice.
+        if entry.key in seen_models:
+            raise ValueError(f"model {entry.key!r} is laid out twice")
+        seen_models.add(entry.key)
+        series: set[tuple] = set()
         for metric, labels in model["counters"]:
-            entry.counters.append((_text(metric), _labels(labels)))
+            entry.counters.append(_once(series, "c", _text(metric), _labels(labels)))
         for metric, labels, bounds in model["histograms"]:
             array = np.array(bounds, dtype=np.float64)
-            if array.ndim != 1 or not np.all(np.diff(array) > 0):
+            # An infinite bound would be a second +Inf bucket.
+            if array.ndim != 1 or not np.all(np.diff(array) > 0) or not np.isfinite(
+                    array).all():
                 raise ValueError(f"histogram {metric!r} bounds are not increasing numbers")
-            entry.histograms.append((_text(metric), _labels(labels), array))
+            entry.histograms.append((*_once(series, "h", _text(metric), _labels(labels)),
+                                     array))
         for metric, labels, config in model["summaries"]:
-            entry.summaries.append((_text(metric), _labels(labels), _config(config)))
+            entry.summaries.append((*_once(series, "s", _text(metric), _labels(labels)),
+                                    _config(config)))
         additive += (len(entry.counters) + 2 * len(entry.summaries)
                      + sum(bounds.size + 2 for _, _, bounds in entry.histograms))
         summaries += len(entry.summaries)
@@ -303,9 +311,11 @@ def _parse(models: list, documents: list[Any]) -> Layout:
             if type(index) is not int or not 0 <= index < len(documents):
                 raise ValueError(f"model {entry.model!r} points at no shared document")
             windows = tuple(DriftWindowLayout(_bins(drift[name]["bins"]),
-                                              float(drift[name]["max_age_seconds"]),
-                                              _count(drift[name]["age_buckets"], 1), -1)
+                                              _seconds(drift[name]["max_age_seconds"]),
+                                              _count(drift[name]["age_buckets"], 1,
+                                                     MAX_AGE_BUCKETS), -1)
                             for name in DRIFT_WINDOWS)
+            _check_reference(documents[index], windows)
             max_labels = drift.get("max_labels")
             entry.drift = DriftLayout(documents[index], windows,  # type: ignore[arg-type]
                                       200 if max_labels is None else _count(max_labels, 0))
@@ -345,10 +355,50 @@ def _labels(labels: Any) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def _count(value: Any, least: int) -> int:
-    if type(value) is not int or value < least:
-        raise ValueError(f"expected an integer of at least {least}, got {value!r}")
+def _count(value: Any, least: int, most: float = float("inf")) -> int:
+    if type(value) is not int or not least <= value <= most:
+        raise ValueError(f"expected an integer from {least} to {most}, got {value!r}")
     return value
+
+
+def _seconds(value: Any) -> float:
+    if type(value) not in (int, float) or not 0 < value < float("inf"):
+        raise ValueError(f"expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _once(seen: set[tuple], kind: str, metric: str,
+          labels: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    if (kind, metric, labels) in seen:
+        raise ValueError(f"series {metric}{labels} is laid out twice")
+    seen.add((kind, metric, labels))
+    return metric, labels
+
+
+def _settings(settings: Any) -> SummarySettings:
+    """A model's quantile settings, checked as the sketch and the renderer need them."""
+    if not isinstance(settings, list) or len(settings) != 4:
+        raise ValueError(f"summary settings {settings!r} are not four settings")
+    quantiles, max_age, age_buckets, accuracy = settings
+    quantiles = tuple(map(float, quantiles))
+    if not all(0.0 <= q <= 1.0 for q in quantiles):
+        raise ValueError(f"quantiles must be in [0, 1], got {quantiles!r}")
+    RollingSketch(float(max_age), int(age_buckets), float(accuracy))
+    return SummarySettings(quantiles, float(max_age), int(age_buckets), float(accuracy))
+
+
+def _check_reference(document: Any, windows: tuple[DriftWindowLayout, ...]) -> None:
+    """The reference must parse, and bin features and outputs as the windows do: scoring
+    would fail otherwise, and the windows' bins (allocated for every age bucket, used or
+    not) stay in proportion to the reference text."""
+    # Loaded only where a model has a reference: the exporter stays free of it otherwise.
+    # Compiled once per parsed document, as DriftState would at merge time.
+    from inferwatch.quality.tracker import _decoded_reference
+
+    _, scorers, _ = _decoded_reference(document)
+    for scorer, window in zip(scorers, windows):
+        if tuple(scorer.layout.sizes.tolist()) != window.bins:
+            raise ValueError("a drift window's bins are not those of its reference")
 
 
 def _bins(bins: Any) -> tuple[int, ...]:
