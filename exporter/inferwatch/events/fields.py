@@ -40,8 +40,15 @@ import re
 import sys
 import uuid
 
-# A JSON object or array, perhaps after white space: the only text worth parsing.
-_JSON_CONTAINER = re.compile(r"\s*[\[{]")
+# C0 and C1 controls (CR, LF, ESC, NUL, NEL...), DEL, the Unicode line and paragraph
+# separators (str.splitlines and JavaScript treat them as line breaks) and lone surrogates
+# (they cannot be encoded as UTF-8, so they would break the write, not just the line).
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# A JSON object or array (or a JSON string holding one), perhaps after white space, a byte
+# order mark or characters that cleaning removes: the only text worth parsing. Text that
+# becomes JSON once cleaned is parsed too, or a field inside it would be stored as text
+# that `*` paths leave alone.
+_JSON_CONTAINER = re.compile("[\\s\ufeff\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]*[\\[{\"]")
 # A sparse matrix is sized as the CSR form its rows are read from, with 8-byte column
 # indices and row pointers: known from its shape and entry count before anything is built.
 SPARSE_INDEX_BYTES = 8
@@ -65,13 +72,21 @@ def parse_json_text(text: str, max_chars: int) -> object | None:
 
     >>> parse_json_text(' [1, {"a": 2}]', 100), parse_json_text("hello", 100)
     ([1, {'a': 2}], None)
+    >>> parse_json_text('\\ufeff{"a": "x\\ty"}\\x00', 100)
+    {'a': 'xy'}
     """
     if len(text) > max_chars or not _JSON_CONTAINER.match(text):
         return None
+    # What cleaning would strip anyway: the stored strings lose these characters, and a
+    # raw tab or NUL inside a string would otherwise make strict JSON refuse the whole text.
+    text = UNSAFE.sub("", text).strip().strip("\ufeff").strip()
     try:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
         return None
+    if isinstance(parsed, str) and parsed is not text and len(parsed) < len(text):
+        # JSON encoded twice (a message body sent as a JSON string): its fields are fields.
+        return parse_json_text(parsed, max_chars)
     return parsed if isinstance(parsed, (dict, list)) else None
 
 

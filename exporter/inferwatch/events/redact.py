@@ -25,10 +25,10 @@ import hmac
 import json
 import math
 import numbers
-import re
 from collections.abc import Callable, Mapping, Sequence
 
 from inferwatch.events.fields import (
+    UNSAFE,
     NotConverted,
     Unstructured,
     is_sparse,
@@ -47,12 +47,16 @@ MAX_INT_DIGITS = 640
 _INT_BOUND = 10 ** MAX_INT_DIGITS
 _INT_LOW = -_INT_BOUND
 
-# C0 and C1 controls (CR, LF, ESC, NUL, NEL...), DEL, the Unicode line and paragraph
-# separators (str.splitlines and JavaScript treat them as line breaks) and lone surrogates
-# (they cannot be encoded as UTF-8, so they would break the write, not just the line).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-# First characters of text that may hold a JSON object or array (white space may lead).
-_JSON_FIRST = frozenset("{[ \t\r\n")
+# What no stored string or key keeps (see events.fields.UNSAFE).
+_UNSAFE = UNSAFE
+# First characters of text that may hold a JSON object or array: white space, a byte order
+# mark or a character cleaning strips may lead (see events.fields.parse_json_text). A set
+# lookup on the first character either way, so plain text pays nothing for the longer list.
+_JSON_FIRST = frozenset(
+    "{[\" \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u202f\u205f\u3000\ufeff"
+    + "".join(map(chr, range(0x2000, 0x200b))) + "".join(map(chr, range(0x20)))
+    + "".join(map(chr, range(0x7f, 0xa0))) + "\u2028\u2029"
+    + "".join(map(chr, range(0xD800, 0xE000))))
 
 
 def clean_text(text: str) -> str:
@@ -214,6 +218,7 @@ def _clean_key(key: object) -> str:
 
     str() of a str-valued enum is ``"Class.NAME"`` and of bytes ``"b'...'"``: a feature
     keyed ``Feature.SSN`` (value ``"ssn"``) or ``b"ssn"`` would escape ``redact=["inputs.ssn"]``.
+    An enum whose value is a str, mixed in or not, is stored as that value.
     """
     if type(key) is str:
         text = key
@@ -226,7 +231,9 @@ def _clean_key(key: object) -> str:
     elif isinstance(key, float):
         text = str(float(key))
     elif isinstance(key, enum.Enum):
-        text = key.name
+        # A plain enum with a str value (`SSN = "ssn"`) names its field by that value, as a
+        # str-mixed one does; by name it would escape `redact=["inputs.ssn"]`.
+        text = str.__str__(key.value) if isinstance(key.value, str) else key.name
     elif isinstance(key, bytes):
         try:
             text = key.decode("utf-8")
@@ -356,6 +363,10 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
     `on_text` gets text met where `path` still names a field below it (reached by a
     literal segment, `named`): the field may hide inside. Text reached through ``*``
     holds no field the path names, and is left alone.
+
+    A key holding dots is also read as the path it spells (``"user.ssn"``, as
+    ``pandas.json_normalize`` and flattened feature stores name columns): the field
+    ``inputs.user.ssn`` is then redacted whichever way the caller nested it.
     """
     if isinstance(node, list):
         for index, item in enumerate(node):
@@ -368,7 +379,13 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
     if not isinstance(node, dict):
         return
     head, rest = path[0], path[1:]
-    keys = list(node) if head == "*" else ([head] if head in node else [])
+    # Dotted keys first: one acted on whole must not be hashed again through `*` below.
+    done = [key for key in _dotted_keys(node)
+            if _visit_dotted(node, key, path, action, on_text)]
+    if head == "*":
+        keys = [key for key in node if key not in done] if done else list(node)
+    else:
+        keys = [head] if head in node else []
     for key in keys:
         if not rest:
             action(node, key)
@@ -377,3 +394,35 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
                 on_text(node, key)
         else:
             _visit(node[key], rest, action, on_text, head != "*")
+
+
+def _dotted_keys(node: dict) -> list[str]:
+    try:
+        # One pass in C: most mappings hold no dotted key, and this runs per visited mapping.
+        if "." not in "".join(node):
+            return []
+    except TypeError:  # keys not cleaned to text yet
+        pass
+    return [key for key in node if isinstance(key, str) and "." in key]
+
+
+def _visit_dotted(node: dict, key: str, path: tuple[str, ...],
+                  action: Callable[[dict, str], None],
+                  on_text: Callable[[dict | list, str | int], None]) -> bool:
+    """Visit the dotted `key` of `node` as the path it spells; True when acted on whole."""
+    segments = key.split(".")
+    for segment, wanted in zip(segments, path):
+        if wanted != "*" and segment != wanted:
+            return False
+    if len(segments) >= len(path):
+        # The key is the field or lies inside it (``ssn.last4`` under ``ssn``).
+        action(node, key)
+        return True
+    rest = path[len(segments):]
+    named = path[len(segments) - 1] != "*"
+    if isinstance(node[key], str):
+        if named:
+            on_text(node, key)
+    else:
+        _visit(node[key], rest, action, on_text, named)
+    return False
