@@ -256,3 +256,19 @@ def test_a_blank_model_name_is_refused_naming_it(name):
         assert registry.monitors() == []
     finally:
         registry.close()
+
+
+def test_options_configured_before_instrument_stay_unless_instrument_names_them():
+    import inferwatch
+
+    registry = Registry(drain_interval=3600)
+    try:
+        monitor = inferwatch.monitor("m", "1", registry=registry).configure(
+            max_pending=16, drain_min_calls=7)
+        inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry,
+                              drain_min_calls=9, output_range=(0.0, 1.0))
+        assert monitor.settings.max_pending == 16  # configured, not named again
+        assert monitor.settings.drain_min_calls == 9  # named again: the later call wins
+        assert monitor.settings.output_range == (0.0, 1.0)
+    finally:
+        registry.close()

@@ -450,6 +450,12 @@ class Monitor:
         >>> mon.state.info["task"], mon.settings.output_range
         ('classification', (0.0, 1.0))
         """
+        # Only what `settings` sets itself: options given to configure() before, and not
+        # named again here, stay.
+        defaults = Settings()
+        settings = dataclasses.replace(self.settings, **{
+            field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)
+            if getattr(settings, field.name) != getattr(defaults, field.name)})
         if settings == self.settings:
             return True
         with self._lock:
