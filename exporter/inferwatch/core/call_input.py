@@ -58,15 +58,27 @@ def snapshot_input(value: Any) -> Any:
     >>> snapshot_input([1.0, 2.0])
     [1.0, 2.0]
     """
-    if value.__class__ is _ndarray:
+    cls = value.__class__
+    if cls is _ndarray:
         return snapshot(value)
-    if type(value).__module__.startswith("torch") and hasattr(value, "requires_grad"):
+    module = cls.__module__
+    # One test for both libraries: a list or a DataFrame pays no more than it did.
+    if not module.startswith(_COPIED_MODULES):
+        return value
+    if module.startswith("numpy"):
+        # np.matrix, a masked array, a record array: copied like a plain array, keeping
+        # their class and mask, as results are.
+        return snapshot(value) if isinstance(value, _ndarray) else value
+    if hasattr(value, "requires_grad"):
         try:
             if value.device.type == "cpu" and value.nbytes <= COPY_LIMIT_BYTES:
                 return (value.detach() if value.requires_grad else value).clone()
         except Exception as exc:  # a tensor subclass without storage: read at drain time
             faults.record("instrument", exc)
     return value
+
+
+_COPIED_MODULES = ("torch", "numpy")
 
 
 _SELF_NAMES = ("self", "cls")

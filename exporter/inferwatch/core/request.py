@@ -39,10 +39,13 @@ def current_request() -> Request | None:
 
     A task or thread started inside the block keeps the block's context after it closed
     (a fire-and-forget rescoring task): its calls are then calls of their own, since the
-    closed request went to the drain already.
+    closed request went to the drain already. A block closed out of order (a generator
+    that opened it was resumed inside another block) leaves the next open one outward.
     """
     request = _current.get()
-    return request if request is not None and request._token is not None else None
+    while request is not None and not request._open:
+        request = request._parent
+    return request
 
 
 @dataclass(slots=True, init=False)
@@ -109,6 +112,17 @@ class RequestRecord:
         return event
 
 
+def _unlink(request: Request, parent: Request | None) -> None:
+    """Take `request` (closed, about to open again under `parent`) out of the chain of
+    blocks outward of `parent`, where an earlier entry left it: the chain must not loop."""
+    node = parent
+    while node is not None:
+        if node._parent is request:
+            node._parent = request._parent
+            return
+        node = node._parent
+
+
 class Stage:
     """Times one named stage of a request; records even when the stage raises."""
 
@@ -146,12 +160,14 @@ class Stage:
 class Request:
     """One prediction request; use as ``with mon.request() as r:`` (or ``async with``)."""
 
-    __slots__ = ("_start", "_token", "monitor", "record")
+    __slots__ = ("_entered", "_open", "_parent", "_start", "monitor", "record")
 
     def __init__(self, monitor: Monitor, request_id: str | None = None) -> None:
         self.monitor = monitor
         self.record = RequestRecord(duration=0.0, request_id=request_id)
-        self._token: contextvars.Token | None = None
+        self._open = False
+        self._entered = False  # once entered, entering again starts a request of its own
+        self._parent: Request | None = None
         self._start = 0.0
 
     @property
@@ -161,7 +177,7 @@ class Request:
     @property
     def is_open(self) -> bool:
         """Entered and not yet exited (a stream ending later joins it only while open)."""
-        return self._token is not None
+        return self._open
 
     @classmethod
     def open(cls, monitor: Monitor, request_id: str | None = None) -> Request:
@@ -179,8 +195,23 @@ class Request:
 
     def __enter__(self) -> Request:
         monitor = self.monitor
+        if self._open:
+            return self  # already open: one request, counted once
+        if self._entered:
+            # A block entered again is a request of its own: the first record may still
+            # wait for the drain, and must keep what that request saw.
+            self.record = RequestRecord(duration=0.0, request_id=self.record.request_id)
         monitor.call_started()
-        self._token = _current.set(self)
+        # The parent is the block open around this one, not a closed one a task kept.
+        parent = _current.get()
+        if parent is not None and not parent._open:
+            parent = current_request()
+        if self._entered:
+            _unlink(self, parent)
+        self._entered = True
+        self._parent = parent
+        self._open = True
+        _current.set(self)
         self.record.started_at = time.time()
         if monitor.traces:
             self.record.trace_id = current_trace_id()
@@ -194,17 +225,42 @@ class Request:
 
     def close(self, error_type: type | None, ended_at: float | None = None) -> None:
         """End the request with `error_type` as its outcome (None: ok), as of `ended_at`
-        (a ``time.perf_counter()`` reading; None: now), and hand it to the drain."""
+        (a ``time.perf_counter()`` reading; None: now), and hand it to the drain. Closing
+        a request that is not open does nothing: it was counted when it closed."""
+        if not self._open:
+            return
+        self._open = False
         record = self.record
         record.duration = (time.perf_counter() if ended_at is None else ended_at) - self._start
         record.error_type = error_type
+        if error_type is GeneratorExit:
+            # A generator closed inside the block: its consumer stopped, as for a stream.
+            record.cancelled = True
+        # Not a token reset: a request may end in another task or thread than the one that
+        # opened it, or after a block opened inside it (a generator resumed elsewhere).
+        # Where this request is the innermost, the next open one outward becomes it; where
+        # another is, it stays, and current_request() passes over this closed one.
         try:
-            if self._token is not None:
-                token, self._token = self._token, None
-                _current.reset(token)
-        except ValueError:  # exited in another context than entered (rare async misuse)
-            faults.record("request")
+            if _current.get() is self:
+                parent = self._parent
+                while parent is not None and not parent._open:
+                    parent = parent._parent
+                _current.set(parent)
+        except Exception as exc:
+            faults.record("request", exc)
         self.monitor.submit(record)
+
+    def __del__(self) -> None:
+        # Never closed (opened with open() and dropped, or its task's context freed while
+        # open): counted as cancelled, or the in-flight gauge would keep it forever.
+        try:
+            if self._open:
+                self.record.cancelled = True
+                self.close(None)
+        except AttributeError:  # its __init__ failed: never entered
+            pass
+        except Exception as exc:
+            faults.record("request", exc)
 
     async def __aenter__(self) -> Request:
         return self.__enter__()
