@@ -8,6 +8,7 @@ import asyncio
 import contextvars
 import gc
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -238,3 +239,82 @@ def test_a_masked_features_buffer_refilled_after_the_request_is_checked_as_it_wa
     buffer[:] = np.ma.masked  # the next request's row: both values missing
     mon.drain()
     assert mon.state.counters.get("inferwatch_feature_missing_total", {}) == {}
+
+
+def _quality(monitor) -> dict[str, dict]:
+    counters = monitor.state.counters
+    return {name: {k[0]: v for k, v in counters.get(name, {}).items() if v}
+            for name in ("inferwatch_feature_missing_total",
+                         "inferwatch_feature_out_of_range_total")}
+
+
+_REFERENCE_ROWS = np.random.default_rng(0).normal(size=(200, 3))
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.lists(st.lists(st.one_of(st.floats(-2, 2), st.just(np.nan), st.just(50.0)),
+                              min_size=3, max_size=3), min_size=1, max_size=5),
+       keyword=st.booleans())
+def test_a_model_call_inside_a_request_is_checked_against_the_reference(rows, keyword):
+    """Calls joined to a request (every request of the web middleware) were never checked:
+    their input was not the request's features, so missing values, ranges and drift went
+    uncounted unless the caller also called r.features()."""
+    registry = Registry(drain_interval=3600)
+    try:
+        reference = inferwatch.Reference.from_data(_REFERENCE_ROWS)
+        model = inferwatch.instrument(lambda x, flag=None: np.zeros(len(x)), name="m",
+                                      version="1", reference=reference, registry=registry)
+        alone = inferwatch.instrument(lambda x: np.zeros(len(x)), name="alone", version="1",
+                                      reference=reference, registry=registry)
+        x = np.array(rows, dtype=float)
+        alone(x)  # the same input in a call of its own: what the request must count
+        with registry.monitor("m", "1").request(request_id="r-1"):
+            model(x, flag=1) if keyword else model(x)
+        registry.drain()
+        inside, outside = registry.monitor("m", "1"), registry.monitor("alone", "1")
+        assert _quality(inside) == _quality(outside)
+        now = time.time()
+        windows = [m.state.extras["drift"].rows(now) for m in (inside, outside)]
+        assert windows[0] == windows[1] == len(rows)
+    finally:
+        registry.close()
+
+
+def test_features_given_to_the_request_win_over_the_model_input(registry):
+    reference = inferwatch.Reference.from_data(_REFERENCE_ROWS)
+    model = inferwatch.instrument(lambda x: np.zeros(len(x)), name="m", version="1",
+                                  reference=reference, registry=registry)
+    with registry.monitor("m", "1").request() as r:
+        r.features(np.array([[0.0, 0.0, 0.0]]))
+        model(np.array([[np.nan, 0.0, 99.0]]))
+    registry.drain()
+    assert _quality(registry.monitor("m", "1")) == {
+        "inferwatch_feature_missing_total": {}, "inferwatch_feature_out_of_range_total": {}}
+
+
+def test_web_middleware_requests_are_checked_against_the_reference(registry):
+    from inferwatch.serving.middleware import InstrumentMiddleware
+
+    reference = inferwatch.Reference.from_data(_REFERENCE_ROWS)
+    model = inferwatch.instrument(lambda x: np.zeros(len(x)), name="fraud", version="1",
+                                  reference=reference, registry=registry)
+
+    async def app(scope, receive, send):
+        model(np.array([[np.nan, 0.0, 99.0]]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    wrapped = InstrumentMiddleware(app, routes={"/score": "fraud"}, registry=registry)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        pass
+
+    for _ in range(2):
+        asyncio.run(wrapped({"type": "http", "path": "/score", "headers": []}, receive, send))
+    registry.drain()
+    assert _quality(registry.monitor("fraud", "1")) == {
+        "inferwatch_feature_missing_total": {"x0": 2.0},
+        "inferwatch_feature_out_of_range_total": {"x2": 2.0}}

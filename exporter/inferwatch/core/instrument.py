@@ -131,6 +131,7 @@ class _CallRecorder:
         (seen from a task it started) is not joined: the call is one of its own."""
         if not request.is_open:
             return self.call(args, {})
+        self.give_input(request, args)
         start = time.perf_counter()
         try:
             result = self.fn(*args)
@@ -152,6 +153,15 @@ class _CallRecorder:
             faults.record("request", exc)
         return result
 
+    def give_input(self, request: Request, args: tuple) -> None:
+        """The call's input as the features of the request it joins, unless the request was
+        given its features (``r.features()``) or an earlier call's: with a reference profile
+        or an event log, a request (every request of the web middleware) is checked and
+        logged with what its model saw."""
+        record = request.record
+        if self.monitor.keeps_inputs and record.features is None and len(args) > self.position:
+            record.features = snapshot_input(call_input(args, self.position, self.one_feed))
+
     def guarded_begin(self, args: tuple, kwargs: dict) -> RequestRecord | object | None:
         """begin(), or UNRECORDED when it fails: the call must go through regardless."""
         try:
@@ -167,6 +177,7 @@ class _CallRecorder:
         monitor = self.monitor
         request = current_request()
         if request is not None and request.monitor is monitor:
+            self.give_input(request, args)
             return None
         request_id = None
         if "request_id" in kwargs:
