@@ -318,3 +318,22 @@ def test_web_middleware_requests_are_checked_against_the_reference(registry):
     assert _quality(registry.monitor("fraud", "1")) == {
         "inferwatch_feature_missing_total": {"x0": 2.0},
         "inferwatch_feature_out_of_range_total": {"x2": 2.0}}
+
+
+def test_a_call_of_a_model_joins_its_own_request_through_another_models_block(registry):
+    """A ranker's request opened inside the fraud model's request: a fraud call made in the
+    inner block belongs to the outer fraud request (it was counted as a call of its own,
+    and the fraud request had no inference stage)."""
+    fraud = inferwatch.instrument(lambda x: 0.5, name="fraud", version="1", registry=registry)
+    ranker = inferwatch.instrument(lambda x: 0.7, name="ranker", version="1",
+                                   registry=registry)
+    outer, inner = registry.monitor("fraud", "1"), registry.monitor("ranker", "1")
+    with outer.request(request_id="r-1"), inner.request(request_id="r-2"):
+        ranker(1)
+        fraud(1)
+    registry.drain()
+    for monitor in (outer, inner):
+        counters = monitor.state.counters
+        assert counters["inferwatch_requests_total"][("ok",)] == 1
+        stages = monitor.state.histograms["inferwatch_stage_duration_seconds"]
+        assert stages[("inference",)].count == 1

@@ -41,7 +41,12 @@ from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor, array_from
 from inferwatch.core.options import Settings
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry
-from inferwatch.core.request import INFERENCE_STAGE, Request, RequestRecord, current_request
+from inferwatch.core.request import (
+    INFERENCE_STAGE,
+    Request,
+    RequestRecord,
+    current_request_of,
+)
 from inferwatch.core.request import _current as open_request
 from inferwatch.core.streams import UNFOLLOWED, Follower, follow_sync
 from inferwatch.core.tracing import current_trace_id, otel_configured
@@ -175,8 +180,8 @@ class _CallRecorder:
     def begin(self, args: tuple, kwargs: dict) -> RequestRecord | None:
         """Prepare the record (None when the call joins an open request instead)."""
         monitor = self.monitor
-        request = current_request()
-        if request is not None and request.monitor is monitor:
+        request = current_request_of(monitor)
+        if request is not None:
             self.give_input(request, args)
             return None
         request_id = None
@@ -239,7 +244,7 @@ class _CallRecorder:
         prediction (its exception reaches the request's ``with`` block, which counts it).
         When the request closed while the model ran, it went to the drain without this
         call: the call is then recorded as one of its own."""
-        request = request or current_request()
+        request = request or current_request_of(self.monitor)
         if request is None or not request.is_open:
             self.monitor.call_started()
             own = RequestRecord(0.0, started_at=time.time() - duration)
@@ -323,8 +328,9 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
         path = monitor.path
         request = in_request()
         if path is not FAST or kwargs or request is not None:
-            if request is not None and not kwargs and request.monitor is monitor:
-                return slow.join(request, args)
+            if request is not None and not kwargs and (
+                    request.monitor is monitor or current_request_of(monitor) is not None):
+                return slow.join(current_request_of(monitor) or request, args)
             if kwargs or path is SLOW or request is not None:
                 return slow.call(args, kwargs)
             return with_input(args)

@@ -48,6 +48,18 @@ def current_request() -> Request | None:
     return request
 
 
+def current_request_of(monitor: Monitor) -> Request | None:
+    """The innermost open ``mon.request()`` block of `monitor` in this thread or task: a
+    call of model A made inside a block of model B that is itself inside A's block joins
+    A's block."""
+    request = _current.get()
+    while request is not None:
+        if request._open and request.monitor is monitor:
+            return request
+        request = request._parent
+    return None
+
+
 @dataclass(slots=True, init=False)
 class RequestRecord:
     """What one ``mon.request()`` block saw, handed to the drain when the block ends.
