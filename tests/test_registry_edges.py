@@ -243,7 +243,7 @@ def test_configure_resizes_the_label_caps():
         registry.close()
 
 
-@pytest.mark.parametrize("name", ["", " ", "\t\n", "\u3000"])
+@pytest.mark.parametrize("name", ["", " ", "\t\n", "\u3000", "\r"])
 def test_a_blank_model_name_is_refused_naming_it(name):
     import inferwatch
 
