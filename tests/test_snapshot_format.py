@@ -8,7 +8,6 @@ valid checksum) puts in the arrays is refused at decode or merged within the usu
 from __future__ import annotations
 
 import json
-import zlib
 
 import numpy as np
 import pytest
@@ -21,10 +20,8 @@ from inferwatch.multiproc import merge_plan as plan_module
 from inferwatch.multiproc import snapshot_format
 from inferwatch.multiproc.merge import merge_view
 from inferwatch.multiproc.snapshot_format import (
-    _CRC,
     _LENGTHS,
     MAGIC,
-    SECTIONS,
     Snapshot,
     SnapshotError,
     decode,
@@ -32,33 +29,11 @@ from inferwatch.multiproc.snapshot_format import (
     exact_models,
     model_dict,
 )
-from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker
+from snapshot_frames import REFERENCE, framed, sections
 
 NOW = 1_700_000_000.0
 BUCKET_SECONDS = 600.0  # the drift window's default: an hour in six buckets
-REFERENCE = Reference.from_data({"x": np.random.default_rng(3).normal(size=400),
-                                 "color": ["red", "green", "blue", "red"] * 100},
-                                predictions=np.random.default_rng(4).random(400))
-
-
-def sections(data: bytes) -> dict[str, bytes]:
-    _, *lengths, _ = _LENGTHS.unpack_from(data, len(MAGIC))
-    position, found = len(MAGIC) + _LENGTHS.size, {}
-    for name, length in zip(SECTIONS, lengths):
-        found[name] = data[position:position + length]
-        position += length
-    return found
-
-
-def framed(parts: dict[str, bytes]) -> bytes:
-    """A frame around `parts` whose checksums hold: what a crafted file looks like."""
-    ordered = [parts[name] for name in SECTIONS]
-    head = MAGIC + _LENGTHS.pack(snapshot_format.FORMAT_VERSION, *map(len, ordered),
-                                 zlib.crc32(ordered[0]))
-    rest = b"".join(ordered[1:])
-    return head + ordered[0] + rest + _CRC.pack(zlib.crc32(rest, zlib.crc32(head)))
-
 
 def drifting_state(batches: list[tuple[int, int, int]], seed: int) -> ModelState:
     """A worker whose drift windows got `batches` of (buckets ago, rows, outputs) rows."""

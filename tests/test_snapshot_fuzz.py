@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,6 @@ from inferwatch.multiproc.merge import merge_view
 from inferwatch.multiproc.snapshot_format import (
     _CRC,
     _LENGTHS,
-    FORMAT_VERSION,
     MAGIC,
     SECTIONS,
     RawSnapshot,
@@ -37,14 +35,10 @@ from inferwatch.multiproc.snapshot_format import (
     exact_models,
     model_dict,
 )
-from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker
+from snapshot_frames import REFERENCE, framed, sections
 
 NOW = 1_700_000_000.0
-REFERENCE = Reference.from_data({"x": np.random.default_rng(3).normal(size=400),
-                                 "color": ["red", "green", "blue", "red"] * 100},
-                                predictions=np.random.default_rng(4).random(400))
-
 
 def worker_state(seed: int, error_type: str = "ValueError", *, drift_rows: bool = True
                  ) -> ModelState:
@@ -77,23 +71,6 @@ def snapshot(state: ModelState) -> bytes:
 
 GOOD = (snapshot(worker_state(0)), snapshot(worker_state(1, "KeyError")))
 EMPTY_DRIFT = snapshot(worker_state(2, drift_rows=False))
-
-
-def sections(data: bytes) -> dict[str, bytes]:
-    _, *lengths, _ = _LENGTHS.unpack_from(data, len(MAGIC))
-    position, found = len(MAGIC) + _LENGTHS.size, {}
-    for name, length in zip(SECTIONS, lengths):
-        found[name] = data[position:position + length]
-        position += length
-    return found
-
-
-def framed(parts: dict[str, bytes]) -> bytes:
-    """A frame around `parts` whose checksums hold."""
-    ordered = [parts[name] for name in SECTIONS]
-    head = MAGIC + _LENGTHS.pack(FORMAT_VERSION, *map(len, ordered), zlib.crc32(ordered[0]))
-    rest = b"".join(ordered[1:])
-    return head + ordered[0] + rest + _CRC.pack(zlib.crc32(rest, zlib.crc32(head)))
 
 
 def rewritten(data: bytes, section: str, change: Callable[[Any], None]) -> bytes:
