@@ -54,6 +54,8 @@ class Thresholds:
     accuracy_max_drop: float = 0.05
     from_code: bool = False  # objectives.from_code: what the model declares comes first
     no_traffic_lookback_seconds: float = 3600.0
+    fast_burn_short_seconds: float = 300.0
+    shadow_max_error_ratio: float = 0.05
 
     def declared(self, objectives: dict[str, float]) -> Thresholds:
         """These thresholds with the model's objectives declared in code applied, as the rules
@@ -93,6 +95,8 @@ class Thresholds:
             availability=cfg.slo.availability,
             fast_burn_factor=cfg.slo.fast_burn.factor,
             fast_burn_long_seconds=seconds(cfg.slo.fast_burn.long_window),
+            fast_burn_short_seconds=seconds(cfg.slo.fast_burn.short_window),
+            shadow_max_error_ratio=cfg.shadow.max_error_ratio,
             slow_burn_factor=cfg.slo.slow_burn.factor,
             slow_burn_long_seconds=seconds(cfg.slo.slow_burn.long_window),
             latency_p99_seconds=float(cfg.latency.p99_seconds),
@@ -140,17 +144,31 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
     live = report.live
     if state is not None:
         t = t.declared(state.objectives)
-    if live is not None and state is not None and delta is not None:
+    # The rules judge a shadow model by InferwatchShadowFailing alone: every other model
+    # alert but the traffic and staleness ones leaves shadows out (`unless ... role="shadow"`).
+    shadow = state is not None and state.info.get("role") == "shadow"
+    if live is not None and state is not None and delta is not None and shadow:
+        flags.append(_flag("InferwatchShadowFailing", live.error_ratio,
+                           t.shadow_max_error_ratio, above=True,
+                           detail=f"error ratio {_pct(live.error_ratio)} over "
+                                  f"{t.rate_window_seconds / 60:g}m, threshold "
+                                  f"{_pct(t.shadow_max_error_ratio)}"))
+        flags.append(_no_traffic(state, history, now, t))
+        flags.append(_model_stale(live.trained_at, now, t))
+    elif live is not None and state is not None and delta is not None:
         budget = t.fast_burn_factor * (1 - t.availability)
         long_base = history.before(state.key, now - t.fast_burn_long_seconds) \
             if history is not None else None
         long_ratio = _windowed_ratio(state, long_base, "errors", "requests")
-        short = live.error_ratio
+        # The short window is slo.fast_burn.short_window, which need not be windows.rate.
+        short_base = history.before(state.key, now - t.fast_burn_short_seconds) \
+            if history is not None else None
+        short = _windowed_ratio(state, short_base, "errors", "requests")
         flags.append(_flag("InferwatchErrorBudgetBurnFast", _both(long_ratio, short),
                            budget, above=True,
                            detail=f"error ratio {_pct(long_ratio)} over "
                                   f"{t.fast_burn_long_seconds / 3600:g}h and {_pct(short)} over "
-                                  f"{t.rate_window_seconds / 60:g}m, budget x "
+                                  f"{t.fast_burn_short_seconds / 60:g}m, budget x "
                                   f"{t.fast_burn_factor:g} = {_pct(budget)}"))
         kept = history.span_seconds if history is not None else 0.0
         flags.append(Flag("InferwatchErrorBudgetBurnSlow", NO_DATA, math.nan,
@@ -161,7 +179,7 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
         flags.append(_flag("InferwatchLatencyHigh", live.latency_p99, t.latency_p99_seconds,
                            above=True, detail=f"p99 latency {live.latency_p99:.3g}s, "
                                               f"threshold {t.latency_p99_seconds:g}s"))
-        invalid = delta["invalid"] / delta["rows"] if delta["rows"] > 0 else math.nan
+        invalid = _rate_ratio(delta["invalid"], delta["rows"])
         flags.append(_flag("InferwatchInvalidPredictions", invalid, t.invalid_ratio, above=True,
                            detail=f"{_pct(invalid)} of rows invalid, threshold "
                                   f"{_pct(t.invalid_ratio)}"))
@@ -190,16 +208,12 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                            detail=f"accuracy {_pct(accuracy)} on {outcomes:g} outcomes "
                                   f"(at least {t.accuracy_min_outcomes} needed), threshold "
                                   f"{_pct(floor)}{against}"))
-        age = now - live.trained_at if math.isfinite(live.trained_at) else math.nan
-        flags.append(_flag("InferwatchModelStale", age, t.max_model_age_seconds, above=True,
-                           detail=(f"trained {age / 86400:.1f} days ago, at most "
-                                   f"{t.max_model_age_seconds / 86400:g} allowed")
-                           if math.isfinite(age) else "no training time given"))
+        flags.append(_model_stale(live.trained_at, now, t))
     rows = report.live.drift_window_rows if report.live is not None else report.rows
     for alert, items, limit in (("InferwatchFeatureDrift", report.features, t.drift_feature),
                                 ("InferwatchPredictionDrift", report.outputs,
                                  t.drift_prediction)):
-        if not items:
+        if not items or shadow:
             continue
         scored = [(d.scores.get(t.drift_method, math.nan), d.name) for d in items]
         scored = [(v, n) for v, n in scored if not math.isnan(v)]
@@ -210,6 +224,22 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                                   f"rows (at least {t.drift_min_observations} needed), "
                                   f"threshold {limit:g}"))
     return flags
+
+
+def _model_stale(trained_at: float, now: float, t: Thresholds) -> Flag:
+    age = now - trained_at if math.isfinite(trained_at) else math.nan
+    return _flag("InferwatchModelStale", age, t.max_model_age_seconds, above=True,
+                 detail=(f"trained {age / 86400:.1f} days ago, at most "
+                         f"{t.max_model_age_seconds / 86400:g} allowed")
+                 if math.isfinite(age) else "no training time given")
+
+
+def _rate_ratio(part: float, whole: float) -> float:
+    """`part / whole` as PromQL divides two rates: a count over no rows is +Inf (and fires
+    any `>` threshold), nothing over nothing is NaN (no data)."""
+    if whole > 0:
+        return part / whole
+    return math.inf if part > 0 else math.nan
 
 
 def _no_traffic(state: ModelState, history: History | None, now: float,
@@ -292,16 +322,20 @@ def _windowed_ratio(state: ModelState, base: Sample | None, part: str, whole: st
 
 def _worst_feature(state: ModelState, base: Sample | None, metric: str,
                    rows: float) -> tuple[float, str]:
-    if rows <= 0:
-        return math.nan, ""
     before = (base.features or {}).get(metric, {}) if base is not None else {}
     worst, name = 0.0, ""
     for labels, value in state.counters.get(metric, {}).items():
-        ratio = (value - before.get(labels[0], 0.0)) / rows
+        ratio = _rate_ratio(value - before.get(labels[0], 0.0), rows)
+        if math.isnan(ratio):
+            continue
         if ratio > worst or not name:
             worst, name = ratio, labels[0]
-    return (worst, name) if name else (0.0, "(none)")
+    if name:
+        return worst, name
+    return (0.0, "(none)") if rows > 0 else (math.nan, "")
 
 
 def _pct(value: float) -> str:
+    if value == math.inf:
+        return "+Inf"
     return f"{value * 100:.3g}%" if math.isfinite(value) else "n/a"

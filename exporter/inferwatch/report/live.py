@@ -62,11 +62,14 @@ def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float
 
 
 def from_state(state: ModelState, history: History | None, now: float, *,
-               thresholds: Thresholds | None = None, window_seconds: float = 300.0
+               thresholds: Thresholds | None = None, window_seconds: float | None = None
                ) -> ModelReport:
-    """The page of one model version; `state` must not change meanwhile (a copy)."""
+    """The page of one model version; `state` must not change meanwhile (a copy). The
+    window is the config's ``windows.rate`` unless given, as the recording rules read it."""
     key = state.key
     thresholds = thresholds or Thresholds.for_model(state.model)
+    if window_seconds is None:
+        window_seconds = thresholds.rate_window_seconds
     totals = totals_of(state)
     latency = state.histograms.get(LATENCY, {}).get(())
     start = _start(state, now)
