@@ -250,7 +250,7 @@ def test_usage_of_an_anthropic_stream_is_read_along_the_way(shape):
                 yield event
 
         if shape == "async generator":
-            client = inferwatch.instrument(create_async, name="claude", version="1",
+            client = inferwatch.instrument(create_async, name="chat", version="1",
                                            usage=True, registry=registry)
 
             async def consume() -> list:
@@ -258,12 +258,12 @@ def test_usage_of_an_anthropic_stream_is_read_along_the_way(shape):
 
             got = asyncio.run(consume())
         else:
-            client = inferwatch.instrument(create, name="claude", version="1", usage=True,
+            client = inferwatch.instrument(create, name="chat", version="1", usage=True,
                                            registry=registry)
             got = list(client(stream=True))
         assert got == events
         registry.drain()
-        tokens = registry.monitor("claude", "1").state.counters["inferwatch_tokens_total"]
+        tokens = registry.monitor("chat", "1").state.counters["inferwatch_tokens_total"]
         assert tokens == {("input",): 25.0, ("output",): 15.0}
     finally:
         registry.close()
