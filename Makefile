@@ -48,8 +48,9 @@ tools:
 test: venv tools lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_REPORT) $(PYTEST_ARGS)
 
-# The torch cases of the conformance matrix. TORCH_SPEC names the build to install; the
-# default pin is the CPU build this machine keeps on disk (a plain `torch` pulls CUDA).
+# The torch cases (the conformance matrix, call shapes, shadow inputs). TORCH_SPEC names
+# the build to install; the default pin is the CPU build this machine keeps on disk (a plain
+# `torch` pulls CUDA).
 # transformers: a text-classification pipeline built offline (tests/test_call_shapes.py).
 TORCH_SPEC ?= torch==2.13.0
 TRANSFORMERS_SPEC ?= transformers==5.24.0
@@ -57,7 +58,8 @@ test-torch: venv
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet '$(TORCH_SPEC)'
 	$(BIN)/python -c "import transformers" 2>/dev/null || \
 		$(BIN)/pip install --quiet '$(TRANSFORMERS_SPEC)'
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m torch tests/test_conformance.py tests/test_call_shapes.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m torch tests/test_conformance.py \
+		tests/test_call_shapes.py tests/test_shapes_edges.py tests/test_shadow_lifecycle.py
 
 unit: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" $(PYTEST_REPORT) \

@@ -214,7 +214,9 @@ INPUTS = {
 
 
 @pytest.mark.parametrize("keyword", [False, True])
-@pytest.mark.parametrize("shape", sorted(INPUTS))
+@pytest.mark.parametrize("shape", [
+    pytest.param(name, marks=pytest.mark.torch) if name == "tensor" else name
+    for name in sorted(INPUTS)])
 def test_the_challenger_sees_the_input_as_the_champion_call_saw_it(registry, shape, keyword):
     buffer = INPUTS[shape]()
     champion = inferwatch.instrument(Summing(), name="m", version="1", registry=registry)
