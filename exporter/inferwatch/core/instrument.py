@@ -328,9 +328,11 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
         path = monitor.path
         request = in_request()
         if path is not FAST or kwargs or request is not None:
-            if request is not None and not kwargs and (
-                    request.monitor is monitor or current_request_of(monitor) is not None):
-                return slow.join(current_request_of(monitor) or request, args)
+            if request is not None and not kwargs:
+                own = current_request_of(monitor) or (
+                    request if request.monitor is monitor else None)
+                if own is not None:
+                    return slow.join(own, args)
             if kwargs or path is SLOW or request is not None:
                 return slow.call(args, kwargs)
             return with_input(args)

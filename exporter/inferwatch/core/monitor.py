@@ -459,7 +459,7 @@ class Monitor:
         if settings == self.settings:
             return True
         with self._lock:
-            if self._finished or self.pending() or repr(self._started) != "count(0)":
+            if self._finished or self.pending() or _count_value(self._started):
                 return False
             self.settings = settings
             self._max_calls = settings.max_pending
