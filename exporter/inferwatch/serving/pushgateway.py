@@ -35,12 +35,12 @@ import time
 import urllib.error
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
-from prometheus_client.exposition import default_handler, generate_latest
+from prometheus_client.exposition import basic_auth_handler, default_handler, generate_latest
 
 from inferwatch import faults
 from inferwatch.catalogue import CATALOGUE, MODEL_LABELS
@@ -93,6 +93,14 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
     """
     key = _check(gateway, job, grouping_key)
     _check_retries(retries, retry_delay)
+    _check_timeout(timeout)
+    target = _parse_gateway(gateway)
+    if target.username is not None:
+        if handler is not None:
+            raise ValueError("inferwatch.push: give the gateway's credentials either in its URL "
+                             "or through handler=, not both")
+        handler = functools.partial(basic_auth_handler, username=target.username,
+                                    password=target.password)
     from inferwatch.core.registry import default_registry
 
     registry = registry or default_registry()
@@ -112,7 +120,7 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
             group = {"model": model, **key}
             try:
                 (handler or default_handler)(
-                    url=_group_url(gateway, job, group), method="PUT", timeout=timeout,
+                    url=_group_url(target.url, job, group), method="PUT", timeout=timeout,
                     headers=[("Content-Type", _TEXT_FORMAT)], data=bodies[model])()
             except Exception as exc:
                 failed[model] = (exc, attempt + 1)
@@ -124,7 +132,7 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
             break
     if failed:
         raise PushError(f"inferwatch.push: could not push job {job!r} to the Pushgateway at "
-                        f"{gateway}: " + "; ".join(
+                        f"{target.shown}: " + "; ".join(
                             f"model {model!r}: {_failure(exc)}" + (
                                 f" ({tries} attempts)" if tries > 1 else "")
                             for model, (exc, tries) in failed.items()))
@@ -156,6 +164,64 @@ def _retry_wait(delay: float, attempt: int, failures: list[Exception]) -> float:
     return wait
 
 
+def _check_timeout(timeout: float | None) -> None:
+    # Checked before the job runs: push.on_exit would otherwise find a bad value only when
+    # the job ends, and merely log it.
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+            0 < timeout < float("inf")):
+        raise ValueError(f"inferwatch.push: timeout must be seconds above 0, got {timeout!r}")
+
+
+class _Gateway(NamedTuple):
+    url: str  # without credentials
+    shown: str  # as messages and logs name it: any password replaced
+    username: str | None
+    password: str | None
+
+
+def _parse_gateway(gateway: str) -> _Gateway:
+    """The gateway's URL, and the basic-auth credentials an ``http://user:pass@host`` URL
+    carries (urllib would take them for part of the host name and fail to resolve it).
+
+    >>> _parse_gateway("https://batch:s3cret@gw.example:9091")
+    _Gateway(url='https://gw.example:9091', shown='https://batch:***@gw.example:9091', \
+username='batch', password='s3cret')
+    >>> _parse_gateway("pushgateway:9091").url
+    'http://pushgateway:9091'
+    """
+    problem = "must be 'host:port' or an http(s) URL"
+    if any(c.isspace() or not c.isprintable() for c in gateway):
+        raise ValueError(f"inferwatch.push: gateway {problem}, got {gateway!r} (it holds a "
+                         "space or control character)")
+    url = gateway if urlsplit(gateway).scheme in ("http", "https") else f"http://{gateway}"
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is no number)
+    except ValueError:
+        raise ValueError(f"inferwatch.push: gateway {problem}; the port of "
+                         f"{_redact(gateway)!r} is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise ValueError(f"inferwatch.push: gateway {problem}, got {_redact(gateway)!r}")
+    if parts.username is None and parts.password is None:
+        return _Gateway(url, gateway, None, None)
+    host = parts.netloc.rpartition("@")[2]
+    plain = urlunsplit(parts._replace(netloc=host))
+    return _Gateway(plain, _redact(gateway), unquote(parts.username or ""),
+                    unquote(parts.password or ""))
+
+
+def _redact(gateway: str) -> str:
+    """`gateway` with any password in it replaced, fit for a log line."""
+    before, at, host = gateway.rpartition("@")
+    if not at:
+        return gateway
+    scheme, sep, userinfo = before.rpartition("//")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}"
+
+
 def _check_retries(retries: int, retry_delay: float) -> None:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"inferwatch.push: retries must be a whole number >= 0, got {retries!r}")
@@ -174,6 +240,10 @@ class JobPush:
                  retry_delay: float = 0.5) -> None:
         _check(gateway, job, grouping_key)
         _check_retries(retries, retry_delay)
+        _check_timeout(timeout)
+        if _parse_gateway(gateway).username is not None and handler is not None:
+            raise ValueError("inferwatch.push: give the gateway's credentials either in its URL "
+                             "or through handler=, not both")
         self.gateway = gateway
         self.job = job
         self._options = {"registry": registry, "grouping_key": grouping_key,
@@ -331,6 +401,7 @@ def _by_model(registry: Registry) -> dict[str, list[Monitor]]:
 def _check(gateway: str, job: str, grouping_key: Mapping[str, str] | None) -> dict[str, str]:
     if not isinstance(gateway, str) or not gateway:
         raise ValueError(f"inferwatch.push: gateway must be 'host:port' or a URL, got {gateway!r}")
+    _parse_gateway(gateway)
     if not isinstance(job, str) or not job:
         raise ValueError(f"inferwatch.push: job must be a non-empty string, got {job!r}")
     key = {str(k): str(v) for k, v in (grouping_key or {}).items()}

@@ -139,6 +139,10 @@ class MetricsServer:
 
     def start(self) -> None:
         """Bind and start serving in a daemon thread; raise OSError naming the address."""
+        if self._thread.is_alive() or self._ready.is_set():
+            # A thread starts once; restarting a stopped server would need a new socket too.
+            raise RuntimeError(f"inferwatch: the server for {_host_port(self.addr, self.port)} "
+                               "was started already; call serve() again for a new one")
         self._thread.start()
         self._ready.wait()
         error = self._startup_error

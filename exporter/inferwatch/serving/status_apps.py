@@ -44,6 +44,15 @@ def _pages(registry: Any, config: Any) -> Any:
     return StatusPages(registry, config=config, metrics_link=None)
 
 
+def _slots(max_concurrency: int) -> threading.BoundedSemaphore:
+    # 0 would answer every request 503 forever; a negative count a bare semaphore error.
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) \
+            or max_concurrency < 1:
+        raise ValueError("inferwatch status app: max_concurrency must be a whole number >= 1, "
+                         f"got {max_concurrency!r}")
+    return threading.BoundedSemaphore(max_concurrency)
+
+
 def _capped(pages: Any, slots: threading.BoundedSemaphore
             ) -> Callable[[str], tuple[int, bytes, dict[str, str]]]:
     def respond(query: str) -> tuple[int, bytes, dict[str, str]]:
@@ -61,7 +70,7 @@ def make_status_wsgi_app(registry: Any = None, *, config: Any = None,
                          max_concurrency: int = 2) -> WsgiApp:
     """A WSGI app answering the status pages of `registry` (inferwatch's default when None);
     `config` is the generator config whose thresholds the alert conditions use."""
-    respond = _capped(_pages(registry, config), threading.BoundedSemaphore(max_concurrency))
+    respond = _capped(_pages(registry, config), _slots(max_concurrency))
 
     def status_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -80,7 +89,7 @@ def make_status_asgi_app(registry: Any = None, *, config: Any = None,
                          max_concurrency: int = 2) -> AsgiApp:
     """An ASGI app answering the status pages; rendering runs in a worker thread, so the
     event loop serving the model never waits for it."""
-    respond = _capped(_pages(registry, config), threading.BoundedSemaphore(max_concurrency))
+    respond = _capped(_pages(registry, config), _slots(max_concurrency))
 
     async def status_app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                          send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:

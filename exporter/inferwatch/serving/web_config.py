@@ -79,11 +79,14 @@ _IGNORED_TLS_KEYS = {
     "curve_preferences": "OpenSSL's default curves apply",
 }
 _HTTP_KEYS = {"http2", "headers"}
+# A header value a response can carry: visible characters, spaces, tabs, Latin-1 text.
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\xa0-\xff]*")
 _TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}
 # The prefixes the bcrypt package checks ($2$, the original, it refuses) and the costs it
 # takes (Go's bcrypt.MinCost and MaxCost, which exporter-toolkit checks at start-up).
 _BCRYPT_HASH = re.compile(r"^\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}$")
 _BCRYPT_COSTS = range(4, 32)
+_BCRYPT_MAX_PASSWORD_BYTES = 72
 
 
 class WebConfigError(ValueError):
@@ -209,8 +212,10 @@ class WebConfig:
         with self._bcrypt_lock:
             candidate = stored.encode() if stored is not None else self._decoy(bcrypt)
             try:
-                matched = bcrypt.checkpw(password, candidate)
-            except ValueError:  # password longer than bcrypt's 72 bytes, or a malformed hash
+                # Go's bcrypt (exporter-toolkit) and htpasswd use only the first 72 bytes;
+                # bcrypt >= 5 refuses longer passwords, which would lock such users out.
+                matched = bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD_BYTES], candidate)
+            except ValueError:  # a malformed hash
                 matched = False
         if matched and stored is not None:
             self._verified[(user, stored)] = self._fingerprint(password)
@@ -244,7 +249,7 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
 
     path = os.fspath(path)
     try:
-        document = yaml.safe_load(_read_regular_file(path))
+        document = yaml.load(_read_regular_file(path), Loader=_strict_loader())  # a SafeLoader
     except OSError as exc:
         raise WebConfigError(f"web config {path}: cannot read the file: "
                              f"{exc.strerror or exc}") from exc
@@ -264,6 +269,32 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     for note in config.ignored:
         log.warning("event=web_config_key_ignored file=%s %s", path, note)
     return config
+
+
+def _strict_loader() -> Any:
+    """yaml's SafeLoader refusing a key given twice in one mapping, as exporter-toolkit's
+    strict YAML does: a second `prometheus:` user would otherwise silently replace the first.
+    """
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` may be overridden key by key, as YAML allows
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    continue  # an unhashable key: SafeLoader's own error names it
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_key_text(key)}", key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
 
 
 def _apply_tls(config: WebConfig, tls: dict[str, Any]) -> None:
@@ -350,6 +381,9 @@ def _apply_http(config: WebConfig, http: dict[str, Any]) -> None:
             raise config._error(key, f"{value!r} is not one of {', '.join(allowed)}")
         if any(c in value for c in "\r\n\0"):
             raise config._error(key, "contains a line break")
+        if not _HEADER_VALUE.fullmatch(value):
+            # Header bytes are Latin-1: any other character would fail every response.
+            raise config._error(key, "may hold only printable ASCII (and Latin-1) characters")
         if value:
             config.headers[name] = value
 
