@@ -43,8 +43,10 @@ from inferwatch.standalone.collectors.nvml_read import (
     FIELDS,
     DeviceLost,
     Reading,
+    raw_text,
     read_device,
     text,
+    undecoded,
 )
 from inferwatch.standalone.collectors.nvml_xid import XidWatcher
 from inferwatch.standalone.scrape import Collector, CollectorError, MetricSet, register
@@ -209,6 +211,9 @@ class GpuCollector(Collector):
             # NVML enumerates devices only at init: a GPU that arrived since, or one that
             # was reset (its old handle stays invalid), is seen only by a new one.
             log.debug("a GPU does not answer NVML: restarting it to enumerate devices anew")
+            # Freeing the event set drops what it still holds: the Xids the healthy GPUs
+            # raised since the last scrape would never be counted.
+            self._xid.drain(self._nvml, self._uuids)
             self._release(self._nvml)
         now = self._clock()
         if now < self._next_init:
@@ -353,12 +358,17 @@ class GpuCollector(Collector):
         if device is not None:
             return device
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        uuid = text(nvml.nvmlDeviceGetUUID(handle))
+        try:
+            uuid = text(nvml.nvmlDeviceGetUUID(handle))
+        except UnicodeDecodeError as exc:
+            # The binding decodes strictly: a garbled byte must not fail every GPU's
+            # scrape. The bytes, with the garbled ones replaced, still name this device.
+            uuid = undecoded(exc)
         identity = Reading(nvml, {})
         name = identity.call("name", "nvmlDeviceGetName", handle)
         pci = identity.call("pci", "nvmlDeviceGetPciInfo", handle)
         device = _Device(handle, uuid, text(name or ""),
-                         text(pci.busId) if pci is not None else "")
+                         raw_text(pci, "busId") if pci is not None else "")
         for failed_field, why in identity.errors:
             self._count_error(str(index), uuid, failed_field, why)
         if not identity.errors:  # a read that failed is tried again on the next scrape
@@ -431,7 +441,8 @@ class GpuCollector(Collector):
     def _count_error(self, gpu: str, uuid: str, failed_field: str, why: str) -> None:
         key = (gpu, uuid, failed_field, why)
         if key not in self._errors and len(self._errors) >= MAX_ERROR_SERIES:
-            key = (gpu, uuid, failed_field, OTHER)
+            # The uuid is what churns: a fold that kept it would grow with every new GPU.
+            key = (gpu, OTHER, failed_field, OTHER)
         self._errors[key] = self._errors.get(key, 0) + 1
 
 

@@ -77,6 +77,33 @@ def text(value: str | bytes) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def undecoded(exc: UnicodeDecodeError) -> str:
+    """The string the binding failed to decode, undecodable bytes replaced.
+
+    >>> try:
+    ...     b"GPU-\\xff".decode()
+    ... except UnicodeDecodeError as exc:
+    ...     undecoded(exc) == "GPU-\\ufffd"
+    True
+    """
+    return text(bytes(exc.object))
+
+
+def raw_text(structure: ctypes.Structure, name: str) -> str:
+    """A string field of a binding structure, undecodable bytes replaced.
+
+    The binding's structures decode their byte fields strictly on every attribute read,
+    so one garbled byte would raise wherever the field is read.
+
+    >>> import pynvml
+    >>> info = pynvml.nvmlPciInfo_t()
+    >>> ctypes.Structure.__setattr__(info, "busId", b"0000:AF:00.\\xff")
+    >>> raw_text(info, "busId") == "0000:AF:00.\\ufffd"
+    True
+    """
+    return text(ctypes.Structure.__getattribute__(structure, name))
+
+
 def address(handle: object) -> int | None:
     """The pointer value of an NVML handle: how an event names its device.
 
@@ -135,9 +162,10 @@ class Reading:
         except getattr(self.nvml, "NVMLLibraryMismatchError", ()) as exc:
             self.errors.append((name, reason(exc)))
             return None
-        except UnicodeDecodeError:  # the binding decodes C strings strictly
-            self.errors.append((name, "undecodable"))
-            return None
+        except UnicodeDecodeError as exc:
+            # The binding decodes C strings strictly. A garbled byte in a name or a driver
+            # version is no failed read: the string, that byte replaced, is still the value.
+            value = undecoded(exc)
         self.available[name] = ""  # one answer is enough (the sm clock but not memory's)
         return value
 
@@ -317,7 +345,15 @@ def _process_name(nvml: ModuleType, pid: int, cache: dict[int, str]) -> str:
     """The name NVML gives a host pid ("" outside the host's pid namespace), cached by pid."""
     if pid not in cache:
         try:
-            cache[pid] = text(nvml.nvmlSystemGetProcessName(pid))[:MAX_PROCESS_NAME]
-        except (getattr(nvml, "NVMLError", OSError), AttributeError, UnicodeDecodeError):
-            cache[pid] = ""
+            name = text(nvml.nvmlSystemGetProcessName(pid))
+        except UnicodeDecodeError as exc:  # Linux process names are bytes, not UTF-8
+            name = undecoded(exc)
+        except getattr(nvml, "NVMLError", OSError) as exc:
+            if type(exc).__name__ not in ("NVMLError_NotFound", *UNAVAILABLE):
+                # A passing failure: caching "" would blank the name for the pid's life.
+                return ""
+            name = ""  # outside this pid namespace, or already exited: for good
+        except AttributeError:
+            name = ""
+        cache[pid] = name[:MAX_PROCESS_NAME]
     return cache[pid]

@@ -88,7 +88,8 @@ class XidWatcher:
             uuid = uuids.get(index, "") if index is not None else ""
             key = (gpu, uuid, str(event.eventData))
             if key not in self.counts and len(self.counts) >= MAX_XID_SERIES:
-                key = (gpu, uuid, OTHER)
+                # The uuid is what churns: a fold that kept it would grow with every GPU.
+                key = (gpu, OTHER, OTHER)
             self.counts[key] = self.counts.get(key, 0) + 1
 
     def prepare(self, nvml: ModuleType) -> None:
