@@ -31,10 +31,11 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.quality.drift import BinLayout
-from inferwatch.quality.plain_arrays import is_tensor, tensor_array
+from inferwatch.quality.plain_arrays import is_tensor, plain_array, tensor_array
 from inferwatch.quality.reference import (
     Profile,
     Reference,
+    arrow_numpy,
     category_key,
     category_keys,
     frame_column,
@@ -267,8 +268,13 @@ class BatchChecker:
         elif is_tensor(batch):
             # np.asarray refuses a tensor on a GPU and one of bfloat16.
             self._array(tensor_array(batch), result)
+        elif isinstance(batch, (np.ndarray, np.void)) and batch.dtype.names is not None:
+            self._records(batch, result)
         elif isinstance(batch, np.ndarray) or hasattr(batch, "__array__"):
-            self._array(np.asarray(batch), result)
+            # A masked array's masked entries are missing values; np.asarray would drop
+            # the mask and check the placeholder values beneath it.
+            self._array(plain_array(batch) if isinstance(batch, np.ndarray)
+                        else np.asarray(batch), result)
         else:
             result.error("wrong_type")
 
@@ -309,6 +315,18 @@ class BatchChecker:
         self._sliced(columns, lengths[0],
                      lambda i, j: {k: v[i:j] for k, v in columns.items()},
                      self._column_dict, result)
+
+    def _records(self, batch: np.ndarray | np.void, result: BatchResult) -> None:
+        """A numpy structured array (or one record): its fields are columns by name, as a
+        DataFrame's are, in any order; without this every record would be one value of a
+        single column, and a wrong_width."""
+        names = batch.dtype.names or ()
+        if batch.ndim == 0:
+            self._rows([{name: batch[name] for name in names}], result)
+        elif batch.ndim == 1 and names:
+            self._mapping({name: batch[name] for name in names}, result)
+        else:
+            result.error("wrong_shape")
 
     def _sequence(self, batch: list[Any] | tuple[Any, ...], result: BatchResult) -> None:
         if len(batch) == 0:
@@ -495,9 +513,10 @@ class _CompiledColumn:
     def _count_categorical(self, values: np.ndarray, out: _ColumnCounts) -> None:
         try:
             keys, present = category_keys(values)
-        except ValueError:
-            # An integer past Python's limit on digits as text (4,300) has no text: without
-            # this, one such value would lose the counts of its whole batch.
+        except Exception:
+            # An integer past Python's limit on digits as text (4,300), or an object whose
+            # __str__ raises, has no text: without this, one such value would lose the
+            # counts of its whole batch.
             keys, present = _keys_one_by_one(values)
         out.missing = len(values) - int(present.sum())
         keys = keys[present]
@@ -530,7 +549,7 @@ def _keys_one_by_one(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             continue
         try:
             keys[i] = category_key(v)
-        except ValueError:
+        except Exception:
             keys[i] = _NO_TEXT
     return keys, present
 
@@ -654,7 +673,7 @@ def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
     when it is not 1-D."""
     if type(values).__module__.startswith("pyarrow") and hasattr(values, "to_numpy"):
         # An Arrow array copies only when asked to (any null or text needs a copy).
-        return _as_column(values.to_numpy(zero_copy_only=False))
+        return _as_column(arrow_numpy(values))
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         # Only a column of a numeric dtype is read as floats at once: converting an object
         # column would parse its text, so "1.5" would pass in one batch and be wrong in the

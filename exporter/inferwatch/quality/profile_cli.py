@@ -323,7 +323,9 @@ def _csv_blocks(path: str, progress: Progress, *, skip_header: bool = False
     with open(path, "rb") as raw:
         reader = csv.reader(_decoded_lines(_uncompressed(raw), raw.tell, total, progress))
         try:
-            header = next(reader, None)
+            # Blank lines before the header (an export that starts with one) read as rows
+            # of no fields: the header is the first row that has any.
+            header = next((row for row in reader if row), None)
             if header is None:
                 raise ProfileError(f"{path}: empty file (expected a header row)")
             _refuse_other_separators(path, header)

@@ -331,7 +331,9 @@ class Reference:
         """Read a reference written by :meth:`save`; any problem is a :class:`ReferenceError`."""
         where = os.fspath(path)
         try:
-            with open(where, encoding="utf-8") as f:
+            # utf-8-sig: an editor that saves UTF-8 with a byte-order mark (Windows
+            # Notepad) leaves a file that is otherwise exactly what save() wrote.
+            with open(where, encoding="utf-8-sig") as f:
                 data = json.load(f)
         except FileNotFoundError:
             raise ReferenceError(f"{where}: reference file not found") from None
@@ -357,7 +359,9 @@ class Reference:
         if data.get("format") != FORMAT:
             raise ReferenceError(f"{source}: key 'format' is {data.get('format')!r},"
                                  f" expected {FORMAT!r}")
-        if data.get("version") != VERSION:
+        version = data.get("version")
+        # True == 1 and 1.0 == 1 in Python: a hand-edited `true` or `1.0` is no version.
+        if type(version) is not int or version != VERSION:
             raise ReferenceError(f"{source}: key 'version' is {data.get('version')!r}; this"
                                  f" inferwatch reads version {VERSION}"
                                  " (re-run `inferwatch profile`)")
@@ -545,10 +549,18 @@ def category_key(value: Any) -> str:
 
     >>> category_key(10115.0), category_key(10115), category_key(0.5), category_key(True)
     ('10115', '10115', '0.5', 'True')
+    >>> category_key(b"red"), category_key(np.float16(3))
+    ('red', '3')
     """
-    if isinstance(value, (float, np.floating)) and float(value).is_integer() \
-            and abs(value) < 2**53:
-        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        # As a Python float: comparing a float16 with 2**53 overflows it, with a warning.
+        number = float(value)
+        if number.is_integer() and abs(number) < 2**53:
+            return str(int(number))
+    elif isinstance(value, (bytes, bytearray)):
+        # Decoded as a numpy bytes column is: b"red" in a row dict is the category "red",
+        # not "b'red'".
+        return bytes(value).decode("utf-8", "replace")
     return str(value)
 
 
@@ -584,8 +596,21 @@ def frame_column(frame: Any, key: Any) -> Any:
     """The column `key` of a frame: a pandas or polars Series, or for Arrow a numpy array
     (nulls as NaN in numbers, None elsewhere, as ``to_pandas()`` gives them)."""
     if _is_arrow(frame):
-        return frame.column(key).to_numpy(zero_copy_only=False)
+        return arrow_numpy(frame.column(key))
     return frame[key]
+
+
+def arrow_numpy(column: Any) -> np.ndarray:
+    """An Arrow array or chunked array as numpy (nulls as NaN in numbers, None elsewhere).
+
+    A dictionary-encoded column (what a pandas category column written to Parquet reads
+    back as) is decoded first: a chunked one's ``to_numpy`` gives each null the value of
+    some other row, so a missing category would count as a present one.
+    """
+    kind = getattr(column, "type", None)
+    if hasattr(kind, "value_type") and hasattr(kind, "index_type"):
+        column = column.cast(kind.value_type)
+    return column.to_numpy(zero_copy_only=False)
 
 
 def _to_numpy(column: Any) -> np.ndarray:
@@ -618,13 +643,16 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         data = data.toarray()  # implicit entries are zeros, stored NaN stays missing
     if _is_row_list(data):
         data = _rows_as_columns(data, what)
+    if isinstance(data, np.ndarray) and data.dtype.names is not None:
+        data = record_columns(data, what)
     if is_dataframe(data):
         keys = frame_names(data)
         cols = {name: _to_numpy(frame_column(data, c))
                 for name, c in zip(_text_names(keys, what), keys)}
         return _select(cols, names, what)
     if isinstance(data, Mapping):
-        cols = {name: np.asarray(v) if not isinstance(v, np.ndarray) else v
+        cols = {name: v if isinstance(v, np.ndarray) else
+                arrow_numpy(v) if type(v).__module__.startswith("pyarrow") else np.asarray(v)
                 for name, v in zip(_text_names(list(data), what), data.values())}
         for k, v in cols.items():
             if v.ndim != 1:
@@ -656,6 +684,19 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         raise ReferenceError(f"{what}: duplicate names in {names}")
     _refuse_unnamed(names, what)
     return {name: arr[:, i] for i, name in enumerate(names)}
+
+
+def record_columns(records: np.ndarray, what: str) -> dict[str, np.ndarray]:
+    """A numpy structured array (``np.genfromtxt(..., names=True)``, a recarray) as its
+    columns by field name: each record is one row, never one value of a single column.
+
+    >>> record_columns(np.array([(1, 2.5)], dtype=[("n", "i4"), ("x", "f8")]), "X")
+    {'n': array([1], dtype=int32), 'x': array([2.5])}
+    """
+    if records.ndim != 1:
+        raise ReferenceError(f"{what}: a structured array of shape {records.shape}; expected"
+                             " one record per row (1-D)")
+    return {name: np.asarray(records[name]) for name in records.dtype.names or ()}
 
 
 def _name_list(names: Any) -> Any:
