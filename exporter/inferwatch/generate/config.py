@@ -29,7 +29,7 @@ from inferwatch.catalogue import OBJECTIVE_KEYS as CATALOGUE_OBJECTIVE_KEYS
 from inferwatch.generate import config_checks as check
 from inferwatch.generate.alert_names import ALERT_NAMES, MODEL_ALERT_NAMES
 from inferwatch.generate.config_checks import duration_seconds
-from inferwatch.generate.config_yaml import DuplicateKey, parse_yaml
+from inferwatch.generate.config_yaml import Refused, parse_yaml
 from inferwatch.generate.re2 import Unsupported, matches, python_regex
 
 SEVERITIES = ("critical", "warning", "info")
@@ -345,7 +345,7 @@ def _is_name(pattern: str) -> bool:
 @dataclass(frozen=True)
 class Links:
     grafana_url: str = _setting("http://localhost:3000", "Grafana base URL used in every "
-                                "alert's dashboard_url", check.url)
+                                "alert's dashboard_url", check.base_url)
     runbook_url: str = _setting(DEFAULT_RUNBOOK_URL, "runbook link pattern; {anchor} becomes the "
                                 "lower-case alert name", check.runbook_pattern)
 
@@ -380,7 +380,7 @@ class Kubernetes:
     exporter_job: str = _setting("inferwatch-exporter", "job label given to exporter targets "
                                  "(keep selectors.exporter matching it)", check.not_empty)
     port: str = _setting("metrics", "name of the container / Service port serving /metrics",
-                         check.not_empty)
+                         check.port_name)
     path: str = _setting("/metrics", "HTTP path of the metrics", check.path)
     scrape_interval: str = _setting("15s", "scrape interval of both monitors", check.duration)
 
@@ -456,8 +456,9 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         tuple: isinstance(value, list),
     }.get(kind, isinstance(value, Mapping))
     if not ok:
-        raise ConfigError(key, f"must be {_type_name(kind)}, got {type(value).__name__} "
-                          f"{value!r}{_number_hint(value, kind)}")
+        got = (_not_text(value) if kind is str
+               else f"{type(value).__name__} {value!r}{_number_hint(value, kind)}")
+        raise ConfigError(key, f"must be {_type_name(kind)}, got {got}")
     if kind in (float, int):
         _check_finite(value, key)
     if kind is float:
@@ -501,6 +502,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             raise ConfigError(key, f"unknown key (expected one of: {', '.join(fields)})")
         spec = fields[raw_key]
         kind = hints[spec.name]
+        if raw is None and _is_section(spec, kind):
+            # `slo:` whose keys were all deleted or commented out, as the example config
+            # invites: YAML reads it as null, and it keeps every default.
+            continue
         if dataclasses.is_dataclass(kind):
             default = getattr(cls(), spec.name)
             values[spec.name] = _merge(default, raw, f"{key}.")
@@ -508,6 +513,15 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         value = _coerce(raw, kind, key)
         values[spec.name] = _check_leaf(cls, spec, value, key)
     return cls(**values)
+
+
+def _is_section(spec: dataclasses.Field, kind: Any) -> bool:
+    """Whether a key holds a section of keys (or a mapping empty by default), which an empty
+    value leaves as it is."""
+    if dataclasses.is_dataclass(kind):
+        return True
+    return (kind is Mapping and spec.default_factory is not dataclasses.MISSING
+            and not spec.default_factory())
 
 
 def _merge(default: Any, data: Any, prefix: str) -> Any:
@@ -524,16 +538,30 @@ def _check_leaf(cls: type, spec: dataclasses.Field, value: Any, key: str) -> Any
         return _build_alert_overrides(value, key)
     if isinstance(value, Mapping):
         for item_key, item in value.items():
-            if not isinstance(item_key, str) or not isinstance(item, str):
-                raise ConfigError(f"{key}.{item_key}", "keys and values must be strings")
+            for text in (item_key, item):
+                if not isinstance(text, str):
+                    raise ConfigError(f"{key}.{item_key}", f"keys and values must be strings, "
+                                      f"got {_not_text(text)}")
         value = _frozen(value)
-    if isinstance(value, tuple) and not all(isinstance(item, str) for item in value):
-        raise ConfigError(key, "must be a list of strings")
+    if isinstance(value, tuple):
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(key, f"must be a list of strings, got {_not_text(item)} at "
+                                  f"[{index}]")
     check = spec.metadata.get("check")
     problem = check(value) if check and value is not None else None
     if problem:
         raise ConfigError(key, problem)
     return value
+
+
+def _not_text(value: Any) -> str:
+    """What YAML made of a value that should have been text, and how to keep it text: the
+    version 1.10 reads as the number 1.1, and yes, no, on and off as booleans."""
+    shown = f"{type(value).__name__} {value!r}"
+    if isinstance(value, (bool, int, float)):
+        return f"{shown} (YAML reads it unquoted as {_type_name(type(value))}: quote it)"
+    return shown
 
 
 def _build_alert_overrides(data: Mapping, key: str) -> Mapping[str, AlertOverride]:
@@ -546,7 +574,9 @@ def _build_alert_overrides(data: Mapping, key: str) -> Mapping[str, AlertOverrid
 
 
 def _model_pattern(pattern: Any) -> str | None:
-    if not isinstance(pattern, str) or not pattern.strip():
+    if not isinstance(pattern, str):
+        return f"a model name or regex must be a non-empty string, got {_not_text(pattern)}"
+    if not pattern.strip():
         return "a model name or regex must be a non-empty string"
     try:
         python_regex(pattern)
@@ -567,6 +597,8 @@ def _schema_field(dotted: str) -> tuple[type, dataclasses.Field, Any]:
 
 def _flatten(data: Any, prefix: str, key: str) -> Iterator[tuple[str, Any]]:
     """(dotted key below the model, raw value) for every leaf of one model's overrides."""
+    if data is None and prefix:
+        return  # a section left empty, as at the top level
     if not isinstance(data, Mapping):
         raise ConfigError(key, f"must be a mapping, got {type(data).__name__}")
     for name, value in data.items():
@@ -588,6 +620,7 @@ def _flatten(data: Any, prefix: str, key: str) -> Iterator[tuple[str, Any]]:
 def _build_model_override(pattern: str, raw: Any, earlier: tuple[str, ...],
                           base: Config) -> ModelOverride:
     key = f"models.{pattern}"
+    raw = {} if raw is None else raw  # an entry left empty still claims its models
     if not isinstance(raw, Mapping):
         raise ConfigError(key, f"must be a mapping, got {type(raw).__name__}")
     raw_alerts = raw.get("alerts") or {}
@@ -737,7 +770,8 @@ def from_dict(data: Mapping | None, source: str | None = None) -> Config:
     >>> from_dict({"drift": {"method": "js"}}).drift.method
     'js'
     """
-    data = data or {}
+    # Only an empty document means "all defaults": `[]`, `false` or `0` is a mistake.
+    data = {} if data is None else data
     try:
         _refuse_surrogates(data, "")
         models = None
@@ -776,12 +810,21 @@ def load(path: str | Path | None) -> Config:
                           source) from None
     try:
         data = parse_yaml(text)
-    except DuplicateKey as exc:
+    except Refused as exc:
         raise ConfigError(exc.key, exc.problem, source) from None
     except (yaml.YAMLError, ValueError) as exc:
         # ValueError: PyYAML lets Python's own limits through (an integer of 5000 digits).
         raise ConfigError("(file)", f"is not valid YAML: {_yaml_problem(exc)}", source) from None
-    return from_dict(data, source)
+    except RecursionError:
+        raise ConfigError("(file)", _TOO_DEEP, source) from None
+    try:
+        return from_dict(data, source)
+    except RecursionError:
+        raise ConfigError("(file)", _TOO_DEEP, source) from None
+
+
+# PyYAML's parser and the checks recurse once per level of nesting.
+_TOO_DEEP = "is nested too deeply (hundreds of levels) to be a config"
 
 
 def _yaml_problem(exc: Exception) -> str:

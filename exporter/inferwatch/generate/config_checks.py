@@ -153,6 +153,25 @@ def url(value: Any) -> str | None:
     return f"must be an http(s) URL without spaces or braces, got {value!r}"
 
 
+def base_url(value: Any) -> str | None:
+    """A URL that paths are appended to: a query or fragment would swallow them."""
+    problem = url(value)
+    if problem is None and re.search(r"[?#]", value):
+        return (f"must be a base URL without a query or fragment (the alerts append "
+                f"/d/<uid>?var-model=... to it), got {value!r}")
+    return problem
+
+
+def port_name(value: Any) -> str | None:
+    """A named port, which Kubernetes restricts to an IANA service name: a monitor naming any
+    other port matches none and silently scrapes nothing."""
+    if (len(value) <= 15 and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", value)
+            and re.search("[a-z]", value)):
+        return None
+    return (f"must be the name of a container / Service port (up to 15 lower-case letters, "
+            f"digits and single inner '-', at least one letter), got {value!r}")
+
+
 def runbook_pattern(value: Any) -> str | None:
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}

@@ -9,13 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 
-class DuplicateKey(ValueError):
-    """A key given twice in one mapping; ``key`` is its dotted path."""
+class Refused(ValueError):
+    """YAML that parses but cannot be a config; ``key`` is the dotted path of the problem."""
 
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
+
+
+class DuplicateKey(Refused):
+    """A key given twice in one mapping; ``key`` is its dotted path."""
+
+
+# Nodes a document may stand for once every alias is expanded. Ten aliases of ten aliases
+# of ... ("billion laughs") make a few lines expand past any memory, and every check walks the
+# expanded data; a real config has a few thousand nodes.
+MAX_EXPANDED_NODES = 100_000
 
 
 def parse_yaml(text: str) -> Any:
@@ -28,10 +38,43 @@ def parse_yaml(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
+        _refuse_alias_loops(node, "", {}, set())
         _refuse_duplicate_keys(loader, node, "", set())
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def _refuse_alias_loops(node: Any, prefix: str, sizes: dict[int, int],
+                        ancestors: set[int]) -> int:
+    """How many nodes `node` expands to, refusing an alias to its own ancestor (the data would
+    contain itself, and every walk over it recurse forever) and an expansion past
+    MAX_EXPANDED_NODES. Each node is counted once however often it is aliased."""
+    import yaml
+
+    where = prefix.rstrip(".") or "(top level)"
+    if id(node) in ancestors:
+        raise Refused(where, "is a YAML alias of a node that contains it, so the value would "
+                      "contain itself")
+    if id(node) in sizes:
+        return sizes[id(node)]
+    ancestors.add(id(node))
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            size += _refuse_alias_loops(item, f"{prefix.rstrip('.')}[{index}].", sizes,
+                                        ancestors)
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            size += _refuse_alias_loops(key_node, prefix, sizes, ancestors)
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            size += _refuse_alias_loops(value_node, f"{prefix}{key}.", sizes, ancestors)
+    ancestors.discard(id(node))
+    if size > MAX_EXPANDED_NODES:
+        raise Refused(where, f"expands to more than {MAX_EXPANDED_NODES} values through YAML "
+                      f"aliases; write the values out instead")
+    sizes[id(node)] = size
+    return size
 
 
 def _refuse_duplicate_keys(loader: Any, node: Any, prefix: str, visited: set[int]) -> None:
