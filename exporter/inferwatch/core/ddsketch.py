@@ -37,6 +37,8 @@ _MAX_TOTAL_COUNT = 1 << 61
 # (a sketch spans at most max_bins keys, so a window's quantiles use few of them).
 _KEY_VALUES: dict[float, dict[int, float]] = {}
 _KEY_VALUES_MAX = 1 << 14
+# Accuracies with a memo: every snapshot file names its own, so their number is bounded too.
+_KEY_ACCURACIES_MAX = 64
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 _FLOAT_TINY = float(np.finfo(np.float64).tiny)
@@ -68,7 +70,9 @@ def quiet_sum(values: np.ndarray) -> float:
 def _check_relative_accuracy(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"relative_accuracy must be a number in (0, 1), got {value!r}")
-    if not MIN_RELATIVE_ACCURACY <= float(value) < 1.0:
+    # Compared as it is: float() of an integer past the float range (a crafted snapshot)
+    # would raise OverflowError rather than name the field.
+    if not MIN_RELATIVE_ACCURACY <= value < 1.0:
         raise ValueError(
             f"relative_accuracy must be in [{MIN_RELATIVE_ACCURACY}, 1), got {value!r}"
         )
@@ -239,6 +243,12 @@ class DDSketch:
             first, counts = int(run[0]), np.asarray(run[1])
             if counts.ndim != 1 or counts.dtype.kind not in "iu" or (counts < 0).any():
                 raise ValueError("bin counts must be a 1-D array of non-negative integers")
+            # Bounded as from_dict bounds them: int64 bins summing past 2**63 (or uint64
+            # ones cast to int64) would wrap negative, and a positive store would then read
+            # negative quantiles. The float sum is a bound check only.
+            if counts.size and (counts.max() > _MAX_TOTAL_COUNT or
+                                counts.sum(dtype=np.float64) > _MAX_TOTAL_COUNT):
+                raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")
             nonzero = np.flatnonzero(counts)
             if nonzero.size:  # add_dense wants non-zero first and last counts
                 lo, hi = int(nonzero[0]), int(nonzero[-1])
@@ -246,9 +256,11 @@ class DDSketch:
                     raise ValueError(f"bin keys {first + lo}..{first + hi} are outside"
                                      f" {lowest}..{highest}, the keys of finite values")
                 store.add_dense(first + lo, counts[lo:hi + 1].astype(np.int64, copy=False))
-        if zero_count < 0:
-            raise ValueError(f"zero_count must be non-negative, got {zero_count}")
+        if not 0 <= zero_count <= _MAX_TOTAL_COUNT:
+            raise ValueError(f"zero_count must be a count in [0, 2**61], got {zero_count}")
         sketch._zero_count = int(zero_count)
+        if sketch.count > _MAX_TOTAL_COUNT:
+            raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")
         sketch._sum = float(total)
         return sketch
 
@@ -433,7 +445,19 @@ class DDSketch:
         >>> DDSketch.merged_quantiles([a, b], [0.0, 1.0]) == merged.quantiles([0.0, 1.0])
         True
         """
+        if not sketches:
+            return DDSketch().quantiles(qs)
         first = sketches[0]
+        # Bin keys mean values only at their own accuracy: read at another, they would be
+        # silently wrong quantiles (merge() refuses the same mix).
+        for sketch in sketches:
+            if not isinstance(sketch, DDSketch):
+                raise TypeError(f"can only merge a DDSketch, got {type(sketch).__name__}")
+            if sketch._relative_accuracy != first._relative_accuracy:
+                raise ValueError(
+                    "cannot merge sketches with different relative_accuracy: "
+                    f"{first._relative_accuracy} and {sketch._relative_accuracy}"
+                )
         runs = []
         for sign in ("_negative", "_positive"):
             stores = [store for store in (getattr(s, sign) for s in sketches) if store.total]
@@ -466,7 +490,10 @@ class DDSketch:
         count = below_positive + positive[2]
         if count == 0:
             return [math.nan] * len(wanted)
-        ranks = [math.floor(q * (count - 1)) for q in wanted]
+        # q * (count - 1) is a float: past 2**53 values it can round up to count, a rank
+        # past the last value that would read the empty bin above the largest one.
+        last = count - 1
+        ranks = [min(math.floor(q * last), last) for q in wanted]
         result = [0.0] * len(ranks)
         in_negative = [i for i, rank in enumerate(ranks) if rank < negatives]
         if in_negative:
@@ -487,7 +514,11 @@ class DDSketch:
         keys = (cumulative.searchsorted(ranks, side="right") + run[0]).tolist()
         # A scrape asks for the same few bins again and again: their values are remembered
         # per accuracy, as numpy computed them, so every path gives the same floats.
-        memo = _KEY_VALUES.setdefault(self._relative_accuracy, {})
+        memo = _KEY_VALUES.get(self._relative_accuracy)
+        if memo is None:
+            if len(_KEY_VALUES) >= _KEY_ACCURACIES_MAX:
+                _KEY_VALUES.clear()
+            memo = _KEY_VALUES.setdefault(self._relative_accuracy, {})
         found = [memo.get(key) for key in keys]
         if None not in found:
             return found  # type: ignore[return-value]
@@ -540,8 +571,11 @@ class DDSketch:
         total_sum = _field(data, "sum")
         if isinstance(total_sum, bool) or not isinstance(total_sum, (int, float)):
             raise ValueError(f"sketch sum must be a number, got {total_sum!r}")
+        try:
+            sketch._sum = float(total_sum)
+        except OverflowError:  # an integer past the float range: a crafted snapshot
+            raise ValueError("sketch sum must be a number in the float range") from None
         sketch._zero_count = zero_count
-        sketch._sum = float(total_sum)
         lowest, highest = sketch._key_range()
         for name, store in (("positive", sketch._positive), ("negative", sketch._negative)):
             _store_from_dict(store, _field(data, name), name, lowest, highest)

@@ -23,6 +23,7 @@ import numpy as np
 
 from inferwatch.catalogue import OBJECTIVE_ALIASES, OBJECTIVE_KEYS
 from inferwatch.core.outcomes import DEFAULT_MAX_BYTES as DEFAULT_OUTCOME_CACHE_BYTES
+from inferwatch.core.rolling_sketch import MAX_AGE_BUCKETS, MIN_BUCKET_SECONDS
 from inferwatch.core.state import SummarySettings
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -207,10 +208,8 @@ class Settings:
             problems.append(problem)
         if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
             problems.append(f"quantiles must be in [0, 1], got {self.quantiles!r}")
-        if self.window_seconds <= 0:
-            problems.append(f"window_seconds must be positive, got {self.window_seconds!r}")
-        if self.age_buckets < 1:
-            problems.append(f"age_buckets must be at least 1, got {self.age_buckets!r}")
+        problems += _window_problems("window_seconds", self.window_seconds, "age_buckets",
+                                     self.age_buckets, MAX_AGE_BUCKETS)
         if not 0.0 < self.relative_accuracy < 1.0:
             problems.append(f"relative_accuracy must be in (0, 1), got {self.relative_accuracy!r}")
         if self.classes is not None and not isinstance(self.classes, tuple):
@@ -227,7 +226,7 @@ class Settings:
         if self.output_range is not None and not self.output_range[0] <= self.output_range[1]:
             problems.append(f"output_range must be (low, high), got {self.output_range!r}")
         for name in ("max_classes", "max_outputs", "max_error_types", "max_actions",
-                     "max_stages", "outcome_cache_size", "drift_age_buckets", "max_features"):
+                     "max_stages", "outcome_cache_size", "max_features"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         if not isinstance(self.outcome_cache_bytes, int) or self.outcome_cache_bytes < 1024:
@@ -247,9 +246,8 @@ class Settings:
                 not 0 <= self.drain_max_wait_seconds < math.inf:
             problems.append(f"drain_max_wait_seconds must be a finite number of seconds >= 0, "
                             f"got {self.drain_max_wait_seconds!r}")
-        if not self.drift_window_seconds > 0:
-            problems.append(
-                f"drift_window_seconds must be positive, got {self.drift_window_seconds!r}")
+        problems += _window_problems("drift_window_seconds", self.drift_window_seconds,
+                                     "drift_age_buckets", self.drift_age_buckets, None)
         if not self.range_tolerance >= 0:
             problems.append(f"range_tolerance must be >= 0, got {self.range_tolerance!r}")
         if len(self.metadata) > MAX_METADATA_LABELS or not all(
@@ -335,6 +333,22 @@ def _real_tuple(value: object) -> bool:
     """
     return isinstance(value, tuple) and all(
         isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
+
+
+def _window_problems(window: str, seconds: float, buckets: str, count: int,
+                     max_buckets: int | None) -> list[str]:
+    """A rolling window's settings, checked when given: a window the sketches cannot index
+    (infinite, or buckets narrower than a microsecond) would fail every drain instead."""
+    if not 0 < seconds < math.inf:
+        return [f"{window} must be positive and finite (seconds), got {seconds!r}"]
+    if count < 1:
+        return [f"{buckets} must be at least 1, got {count!r}"]
+    if max_buckets is not None and count > max_buckets:
+        return [f"{buckets} must be at most {max_buckets}, got {count!r}"]
+    if seconds / count < MIN_BUCKET_SECONDS:
+        return [f"{window} / {buckets} must be at least {MIN_BUCKET_SECONDS} seconds, got "
+                f"{seconds!r} / {count!r}"]
+    return []
 
 
 def _objectives(given: object) -> tuple[FrozenLabels, str | None]:

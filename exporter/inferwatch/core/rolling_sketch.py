@@ -30,6 +30,9 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_AGE_SECONDS = 600.0
 DEFAULT_AGE_BUCKETS = 5
 MAX_AGE_BUCKETS = 1000
+# The narrowest age bucket: finer than any clock's resolution that a window could use.
+MIN_BUCKET_SECONDS = 1e-6
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 # Values added in small batches wait, as arrays, until this many values or batches have
 # come (or a reader, or another bucket's values): a sketch's fixed cost per add is most of
 # what a drain of a few calls costs, and one add of all of them gives the same bins. What
@@ -62,8 +65,11 @@ class RollingSketch:
     ) -> None:
         if isinstance(max_age_seconds, bool) or not isinstance(max_age_seconds, (int, float)):
             raise ValueError(f"max_age_seconds must be a number, got {max_age_seconds!r}")
-        if not (math.isfinite(max_age_seconds) and max_age_seconds > 0):
-            raise ValueError(f"max_age_seconds must be positive, got {max_age_seconds!r}")
+        # Compared as it is: math.isfinite() of an integer past the float range raises
+        # OverflowError, which would not name the option.
+        if not 0 < max_age_seconds <= _FLOAT_MAX:
+            raise ValueError(
+                f"max_age_seconds must be a positive finite number, got {max_age_seconds!r}")
         if isinstance(age_buckets, bool) or not isinstance(age_buckets, (int, np.integer)):
             raise ValueError(f"age_buckets must be an integer, got {age_buckets!r}")
         if not 1 <= age_buckets <= MAX_AGE_BUCKETS:
@@ -78,6 +84,13 @@ class RollingSketch:
         self._max_age = float(max_age_seconds)
         self._age_buckets = int(age_buckets)
         self._width = self._max_age / self._age_buckets
+        if self._width < MIN_BUCKET_SECONDS:
+            # A bucket of 0 seconds (a subnormal max_age) divided by zero on the first add,
+            # and one of 1e-300 s made every timestamp's bucket id overflow.
+            raise ValueError(
+                f"max_age_seconds / age_buckets must be at least {MIN_BUCKET_SECONDS} seconds,"
+                f" got {max_age_seconds!r} / {age_buckets!r}"
+            )
         self._relative_accuracy = float(relative_accuracy)
         self._max_bins = int(max_bins)
         self._buckets: dict[int, DDSketch] = {}
@@ -116,9 +129,13 @@ class RollingSketch:
         >>> RollingSketch(max_age_seconds=600, age_buckets=5).bucket_id(1_000.0)
         8
         """
-        if not math.isfinite(now):
+        try:
+            position = now / self._width
+        except OverflowError:  # an integer past the float range
+            position = math.inf
+        if not math.isfinite(position):
             raise ValueError(f"now must be a finite time in seconds, got {now!r}")
-        return math.floor(now / self._width)
+        return math.floor(position)
 
     def put(self, bucket_id: int, sketch: DDSketch) -> None:
         """Hold `sketch` as the bucket `bucket_id` (a merged view builds windows this way).
