@@ -54,7 +54,8 @@ def test_a_password_longer_than_72_bytes_logs_in_as_go_and_htpasswd_allow(tmp_pa
                                    f"basic_auth_users:\n  prometheus: '{hashed}'\n"))
 
     assert config.check_basic_auth(basic("prometheus", password))
-    assert not config.check_basic_auth(basic("prometheus", b"x" + password[1:]))
+    # Another first byte (whatever the drawn one was): within the 72 bytes that count.
+    assert not config.check_basic_auth(basic("prometheus", bytes([password[0] ^ 1]) + password[1:]))
 
 
 def test_a_long_password_scrapes_through_the_server(tmp_path):

@@ -784,14 +784,14 @@ class Monitor:
         return (len(self._calls) + len(self._proba_calls) + len(self._errors)
                 + len(self._requests) + len(self._streams) + self._handed_off_calls)
 
-    def families(self, now: float) -> list:
+    def families(self, now: float, *, text_format: bool = False) -> list:
         """This monitor's metric families, rendered under its lock so a concurrent drain
-        cannot change the state mid-render."""
+        cannot change the state mid-render (`text_format`: see ``render.model_families``)."""
         from inferwatch.core.render import model_families
 
         with self._lock:
             self.state.set_gauge("inferwatch_requests_in_flight", (), self.in_flight_locked())
-            return model_families([self.state], now=now)
+            return model_families([self.state], now=now, text_format=text_format)
 
     def publishable(self, encode: Callable[[ModelState], T]) -> tuple[T, tuple]:
         """This monitor's state encoded for a worker file, and a fingerprint that changes

@@ -44,9 +44,16 @@ def describe_families() -> list[Metric]:
     return [_family(s) for s in PER_MODEL] + [_family(CATALOGUE[n]) for n in names]
 
 
-def model_families(states: Iterable[ModelState], now: float) -> list[Metric]:
-    """One family per per-model catalogue metric, holding every state's series."""
+def model_families(states: Iterable[ModelState], now: float, *,
+                   text_format: bool = False) -> list[Metric]:
+    """One family per per-model catalogue metric, holding every state's series.
+
+    `text_format`: the families go out only in Prometheus' text format (a Pushgateway push),
+    which allows a negative histogram ``_sum``: every histogram keeps its ``_count`` and
+    ``_sum``, which a gateway would otherwise fill in as 0.
+    """
     families = {spec.name: _family(spec) for spec in PER_MODEL}
+    histogram = functools.partial(_histogram, all_sums=True) if text_format else _histogram
     for state in states:
         base = {"model": state.model, "model_version": state.version}
         _identity(families, state, base)
@@ -55,7 +62,7 @@ def model_families(states: Iterable[ModelState], now: float) -> list[Metric]:
             _drift(families, drift, base, now)
         summary = functools.partial(_summary, quantiles=state.summary_settings.quantiles, now=now)
         for part, add in ((state.counters, _value), (state.gauges, _value),
-                          (state.histograms, _histogram), (state.summaries, summary)):
+                          (state.histograms, histogram), (state.summaries, summary)):
             for metric, series in part.items():
                 family, spec = families.get(metric), CATALOGUE.get(metric)
                 if family is None or spec is None:
@@ -111,7 +118,8 @@ def _value(family: Metric, name: str, labels: dict[str, str], value: float) -> N
     family.add_sample(name, labels, value)
 
 
-def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:
+def _histogram(family: Metric, name: str, labels: dict[str, str], hist,
+               all_sums: bool = False) -> None:
     cumulative = 0
     exemplars = hist.exemplars
     bucket = name + "_bucket"
@@ -122,7 +130,7 @@ def _histogram(family: Metric, name: str, labels: dict[str, str], hist) -> None:
     cumulative += int(hist.counts[-1])
     family.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, cumulative,
                       exemplar=_exemplar(exemplars.get(len(hist.bounds))))
-    if (not len(hist.bounds) or hist.bounds[0] >= 0) and hist.sum >= 0:
+    if all_sums or ((not len(hist.bounds) or hist.bounds[0] >= 0) and hist.sum >= 0):
         # OpenMetrics forbids a _sum that is or could be negative (beside a negative bucket)
         # and a _count without a _sum; the +Inf bucket still counts every value.
         family.add_sample(name + "_count", labels, cumulative)

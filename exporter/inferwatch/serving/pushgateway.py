@@ -346,7 +346,9 @@ class _ModelCollector:
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
-        yield from combine(monitor.families(now) for monitor in self._monitors)
+        # Pushed as text, where a negative _sum is legal: a histogram without _count and
+        # _sum (as OpenMetrics needs where a bucket is negative) would read 0 in the gateway.
+        yield from combine(monitor.families(now, text_format=True) for monitor in self._monitors)
 
 
 def _group_url(gateway: str, job: str, group: Mapping[str, str]) -> str:
