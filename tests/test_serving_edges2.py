@@ -259,3 +259,26 @@ def test_credentials_in_the_url_and_a_handler_together_are_refused():
     with pytest.raises(ValueError, match="either in its URL or through handler="):
         inferwatch.push.on_exit("http://u:p@127.0.0.1:9091", "nightly",
                                 handler=basic_auth_handler)
+
+
+# --- retries: the doubling wait is capped --------------------------------------------------
+
+def test_many_retries_wait_at_most_thirty_seconds_each(monkeypatch):
+    from inferwatch.core.registry import Registry
+    from inferwatch.serving import pushgateway
+
+    waits: list[float] = []
+    monkeypatch.setattr(pushgateway.time, "sleep", waits.append)
+    registry = Registry()
+    try:
+        model = inferwatch.instrument(lambda x: 1.0, name="eta", version="7", registry=registry)
+        model(1.0)
+        registry.drain()
+        # A port nothing listens on: every attempt fails at once, and may pass (no connection).
+        with pytest.raises(PushError, match="1101 attempts"):
+            inferwatch.push(f"127.0.0.1:{free_port()}", "nightly", registry=registry,
+                            retries=1100, retry_delay=0.5, timeout=1)
+    finally:
+        registry.close()
+    assert waits[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert len(waits) == 1100 and max(waits) == 30.0

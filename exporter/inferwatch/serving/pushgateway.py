@@ -82,10 +82,10 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
     Each group replaces the last (HTTP PUT, as prometheus_client's ``push_to_gateway``), so
     a push may be repeated: a group that failed for a reason that may pass (no connection,
     a timeout, HTTP 408, 429 or 5xx, as while the gateway restarts) is tried again up to
-    `retries` times, `retry_delay` seconds later and twice as long each time (or after the
-    gateway's Retry-After, up to 30 s). A refusal (HTTP 400, 401, 403, 404) is not repeated.
-    Every model is attempted; then :class:`PushError` is raised if any push failed, with
-    the gateway's own explanation of a refusal.
+    `retries` times, `retry_delay` seconds later and twice as long each time up to 30 s
+    (or after the gateway's Retry-After, up to 30 s). A refusal (HTTP 400, 401, 403, 404)
+    is not repeated. Every model is attempted; then :class:`PushError` is raised if any
+    push failed, with the gateway's own explanation of a refusal.
 
     >>> from inferwatch.core.registry import Registry
     >>> push("127.0.0.1:9091", "nightly", registry=Registry())  # no model: nothing to push
@@ -153,9 +153,15 @@ def _may_pass(exc: Exception) -> bool:
 
 
 def _retry_wait(delay: float, attempt: int, failures: list[Exception]) -> float:
-    """Seconds before attempt `attempt` (1 for the first repeat): doubling from `delay`,
-    or the longest Retry-After (in seconds) the gateway asked for, up to 30 s."""
-    wait = delay * 2 ** (attempt - 1)
+    """Seconds before attempt `attempt` (1 for the first repeat): doubling from `delay` up
+    to 30 s (or `delay`, when longer), or the longest Retry-After (in seconds) the gateway
+    asked for, up to 30 s.
+
+    >>> [_retry_wait(0.5, attempt, []) for attempt in (1, 2, 3, 7, 2000)]
+    [0.5, 1.0, 2.0, 30.0, 30.0]
+    """
+    # Without the cap, retries=20 would wait days, and a large count overflow the float.
+    wait = max(delay, min(delay * 2.0 ** min(attempt - 1, 64), _MAX_RETRY_AFTER))
     for exc in failures:
         if isinstance(exc, urllib.error.HTTPError) and exc.headers is not None:
             asked = (exc.headers.get("Retry-After") or "").strip()
