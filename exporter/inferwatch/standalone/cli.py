@@ -15,8 +15,10 @@ import argparse
 import json
 import logging
 import signal
+import string
 import sys
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -65,6 +67,15 @@ def listen_address(text: str) -> tuple[str, int]:
     if any(c.isspace() or not c.isprintable() for c in host):
         raise argparse.ArgumentTypeError(
             f"the host must not hold spaces or control characters, got {text!r}")
+    try:
+        # What the socket does with a name before any lookup: an empty label (a..b, .x)
+        # or one over 63 characters raises UnicodeError there, a traceback past the
+        # handler for failed binds, so it is refused here.
+        host.encode("idna")
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(
+            f"{host!r} is not a valid host name (empty or over-long label), "
+            f"got {text!r}") from None
     return host, int(port)
 
 
@@ -103,8 +114,8 @@ RESERVED_PATHS = ("/", "/-/healthy", "/-/ready")
 def _telemetry_path(text: str) -> str:
     """A path for the metrics: absolute, without a query, not one the server keeps.
 
-    >>> _telemetry_path("/custom/metrics")
-    '/custom/metrics'
+    >>> _telemetry_path("/custom/metrics"), _telemetry_path("/m\u00e9triques")
+    ('/custom/metrics', '/m%C3%A9triques')
     >>> _telemetry_path("/-/ready")
     Traceback (most recent call last):
     ...
@@ -118,7 +129,9 @@ def _telemetry_path(text: str) -> str:
     if any(c in text for c in "?#") or any(c.isspace() or not c.isprintable() for c in text):
         raise argparse.ArgumentTypeError(
             f"must be a plain path without '?', '#' or spaces, got {text!r}")
-    return text
+    # Clients send a path as UTF-8 percent-encoded (curl, browsers, Prometheus), and the
+    # server compares the path as sent: kept raw, /métriques would answer 404 for ever.
+    return urllib.parse.quote(text, safe=string.printable)
 
 
 def build_parser(collectors: dict[str, type[Collector]] | None = None) -> argparse.ArgumentParser:
@@ -220,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     collectors = registered_collectors()
     parser = build_parser(collectors)
     args = parser.parse_args(argv)
+    # Before the collectors are built: what they log while being set up must come out in
+    # the chosen format too (a plain line breaks a JSON log pipeline).
+    configure_logging(args.log_level, args.log_format)
     try:
         enabled = enabled_collectors(args, collectors)
     except ValueError as exc:
@@ -230,7 +246,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         print(f"inferwatch-exporter: the HTTP server is not available: {exc}", file=sys.stderr)
         return 1
-    configure_logging(args.log_level, args.log_format)
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()

@@ -169,12 +169,82 @@ class _Run:
 
     def _run(self) -> None:
         try:
-            self.families = list(self.collector.collect())
+            self.families = _renderable(list(self.collector.collect()))
         except BaseException as exc:  # a collector bug must not kill the thread silently
             self.error = exc
         finally:
             self.duration = time.monotonic() - self.started
             self.finished.set()
+
+
+def _renderable(families: Sequence[Metric]) -> list[Metric]:
+    """The families as the exposition can write them; CollectorError for what it cannot.
+
+    Everything is rendered into one response, so a family that is not a Metric, or a name
+    or label that is not a string, would fail every collector's series at once: that
+    costs only this collector. Text that is not valid Unicode (lone surrogates, as
+    ``surrogateescape`` leaves bytes that are not UTF-8, from /proc or a snapshot file)
+    gets U+FFFD for them here, in the collector's own thread; left in, it would make the
+    server collect everything a second time just to replace them.
+
+    >>> family = describe_families(["inferwatch_process_threads"])[0]
+    >>> family.add_sample(family.name, {"pid": "7", "process": "bad\\udcff"}, 1.0)
+    >>> _renderable([family])[0].samples[0].labels["process"]
+    'bad\\ufffd'
+    """
+    safe = []
+    for family in families:
+        if not isinstance(family, Metric):
+            raise CollectorError(f"returned {type(family).__name__!r} where a metric family "
+                                 "belongs")
+        try:
+            # One string per sample: a join is far cheaper than a check per label.
+            texts = [family.name, family.documentation, family.unit]
+            for sample in family.samples:
+                texts.append("".join((sample.name, *sample.labels, *sample.labels.values())))
+                if sample.exemplar is not None:
+                    labels = sample.exemplar.labels
+                    texts.append("".join((*labels, *labels.values())))
+        except TypeError as exc:
+            raise CollectorError(f"returned a name or label that is not text in "
+                                 f"{family.name}: {exc}") from exc
+        safe.append(family if all(map(_encodable, texts)) else _replaced(family))
+    return safe
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8(text: str) -> str:
+    """Lone surrogates as U+FFFD: one per escaped byte, or per byte of any other surrogate.
+
+    >>> _utf8("caf\\udce9"), _utf8("\\ud800x")
+    ('caf\\ufffd', '\\ufffd\\ufffd\\ufffdx')
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate outside the escaped-byte range
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
+
+
+def _replaced(family: Metric) -> Metric:
+    clean = Metric(family.name, _utf8(family.documentation), family.type, family.unit)
+    for sample in family.samples:
+        exemplar = sample.exemplar
+        if exemplar is not None:
+            exemplar = exemplar._replace(
+                labels={_utf8(k): _utf8(v) for k, v in exemplar.labels.items()})
+        clean.samples.append(sample._replace(
+            labels={_utf8(k): _utf8(v) for k, v in sample.labels.items()}, exemplar=exemplar))
+    return clean
 
 
 class _Slot:

@@ -29,8 +29,13 @@ from inferwatch.core.render import describe_families
 from inferwatch.multiproc.store import SnapshotDirectory, skipped_counts
 from inferwatch.multiproc.worker import ENV_VAR, MultiprocError, check_directory
 from inferwatch.standalone.scrape import Collector, CollectorError, register
+from inferwatch.standalone.scrape import describe_families as catalogue_families
 
 log = logging.getLogger("inferwatch.standalone.multiproc")
+
+# What MergedView.families() exposes besides the in-process families.
+VIEW_ONLY_METRICS = ("inferwatch_event_values_dropped_total",
+                     "inferwatch_multiproc_files_skipped_total")
 
 _NO_DIRECTORY = (f"no snapshot directory: pass --multiproc.dir=DIR or set {ENV_VAR} to the "
                  "directory the workers write to")
@@ -80,7 +85,9 @@ class MultiprocCollector(Collector):
             raise ValueError(f"argument {source}: {exc}") from exc
 
     def describe(self) -> Iterable[Metric]:
-        return describe_families()
+        # The merged view adds these to the in-process families; a name missing here is
+        # one that `?name[]=` can never select, since the registry finds a collector by it.
+        return [*describe_families(), *catalogue_families(VIEW_ONLY_METRICS)]
 
     def collect(self) -> Iterable[Metric]:
         if self.directory is None:

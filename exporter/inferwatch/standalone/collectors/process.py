@@ -72,12 +72,31 @@ def matches_name(name: str, process_name: str, cmdline: Sequence[str]) -> bool:
     True
     >>> matches_name("gunicorn", "python3", ["python3", "--process.name=gunicorn"])
     False
+
+    A process title in the ``NAME: role`` form counts as NAME: with setproctitle installed,
+    gunicorn renames its master and workers ``gunicorn: master [app:app]`` and
+    ``gunicorn: worker [app:app]``, and neither the name nor any argument is then
+    ``gunicorn`` (postgres, sshd and nginx title themselves the same way).
+
+    >>> matches_name("gunicorn", "gunicorn: master [app:app]", ["gunicorn: master [app:app]"])
+    True
+    >>> matches_name("gunicorn", "gunicorn: maste", ["gunicorn:", "master", "[app:app]"])
+    True
+    >>> matches_name("gunicorn", "gunicorn-helper", ["gunicorn-helper: idle"])
+    False
     """
-    if process_name == name:
+    if process_name == name or _titled(name, process_name):
+        return True
+    if cmdline and _titled(name, cmdline[0]):
         return True
     return any(
         not arg.startswith("-") and os.path.basename(arg) == name for arg in cmdline
     )
+
+
+def _titled(name: str, title: str) -> bool:
+    # psutil splits a title without NUL separators at its spaces: "gunicorn:" alone.
+    return title == f"{name}:" or title.startswith(f"{name}: ")
 
 
 def descendants(roots: Iterable[int], parents: Mapping[int, int]) -> set[int]:
@@ -217,11 +236,13 @@ class ProcessCollector(Collector):
                 if pid not in ours and matches_name(name, info.get("name") or "",
                                                     info.get("cmdline") or ()):
                     roots.add(pid)
-        watched = set(roots)
-        if self.children:
-            watched |= descendants(roots, parents) - {own}
-        self._say_if_over_cap(len(watched))
-        return [table[pid] for pid in sorted(watched)[:MAX_PROCESSES]]
+        below = descendants(roots, parents) - roots - {own} if self.children else set()
+        self._say_if_over_cap(len(roots) + len(below))
+        # The processes asked for come first: under a fork loop (the very case the cap is
+        # for) pids wrap around, and by pid alone the master would lose its place to its
+        # own children.
+        chosen = (sorted(roots) + sorted(below))[:MAX_PROCESSES]
+        return [table[pid] for pid in chosen]
 
     def _say_if_over_cap(self, watched: int) -> None:
         """Warn about the cap at most once a minute: a fork-happy server stays over it for
@@ -230,8 +251,8 @@ class ProcessCollector(Collector):
         if watched > MAX_PROCESSES:
             if now - self._cap_said_at >= CAP_WARNING_INTERVAL_SECONDS:
                 self._cap_said_at = now
-                log.warning("watching %d processes, exposing the first %d by pid",
-                            watched, MAX_PROCESSES)
+                log.warning("watching %d processes, exposing %d: the ones asked for, then "
+                            "their descendants by pid", watched, MAX_PROCESSES)
         elif self._cap_said_at != float("-inf"):
             self._cap_said_at = float("-inf")
             log.info("watching %d processes, all exposed again", watched)
