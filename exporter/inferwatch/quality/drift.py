@@ -30,6 +30,7 @@ METHODS = ("psi", "js", "ks")
 EPSILON = 1e-4
 WINDOW_FORMAT = "inferwatch.drift_window"
 WINDOW_VERSION = 1
+_INT64_MAX = 2**63 - 1
 
 
 class BinLayout:
@@ -147,6 +148,36 @@ def _scores(ref_shares: np.ndarray, ref_totals: np.ndarray, counts: np.ndarray,
     return out
 
 
+def _checked(flat: np.ndarray, what: str) -> np.ndarray:
+    """`flat` when every value is a finite number >= 0, else a ValueError naming `what`.
+
+    A NaN, infinite or negative count or fraction has no share of a distribution: scored
+    as it is, it gives a finite number that looks like real drift (a NaN count made a
+    feature's total NaN and its other bins a PSI of 8.5).
+    """
+    if flat.dtype.kind not in "iub":
+        try:
+            bad = not bool(np.isfinite(flat).all())
+        except TypeError:
+            raise ValueError(f"{what} must be numbers, got dtype {flat.dtype}") from None
+        if bad:
+            raise ValueError(f"{what} must be finite numbers >= 0, got"
+                             f" {flat[~np.isfinite(flat)][0]!r}")
+    if flat.size and flat.min() < 0:
+        raise ValueError(f"{what} must be finite numbers >= 0, got {flat.min()!r}")
+    return flat
+
+
+def _checked_epsilon(epsilon: Any) -> float:
+    """A PSI floor in (0, 1): at 0 an empty bin is log(0) (NaN or infinite PSI), and at 1 or
+    more every share is floored to the same value, so nothing ever drifts."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating)) \
+            or not 0.0 < float(epsilon) < 1.0:
+        raise ValueError(f"epsilon must be a number between 0 and 1 (exclusive), got"
+                         f" {epsilon!r}")
+    return float(epsilon)
+
+
 def _pairs(ref_fractions: Any, counts: Any) -> tuple[bool, BinLayout, np.ndarray, np.ndarray]:
     single = len(ref_fractions) > 0 and np.ndim(ref_fractions[0]) == 0
     refs = [ref_fractions] if single else list(ref_fractions)
@@ -154,12 +185,15 @@ def _pairs(ref_fractions: Any, counts: Any) -> tuple[bool, BinLayout, np.ndarray
     if len(refs) != len(cnts):
         raise ValueError(f"{len(refs)} reference distributions but {len(cnts)} count arrays")
     layout = BinLayout([len(r) for r in refs])
-    return single, layout, layout.join([np.asarray(r, dtype=np.float64) for r in refs]), \
-        layout.join(cnts)
+    ref_flat = layout.join([np.asarray(r, dtype=np.float64) for r in refs])
+    count_flat = np.asarray(layout.join(cnts))
+    return single, layout, _checked(ref_flat, "reference fractions"), \
+        _checked(count_flat, "counts")
 
 
 def _one_method(method: str, ref_fractions: Any, counts: Any, ordered: Any = True,
                 epsilon: float = EPSILON) -> Any:
+    epsilon = _checked_epsilon(epsilon)
     single, layout, ref_flat, count_flat = _pairs(ref_fractions, counts)
     ref_shares, ref_totals = _shares(ref_flat, layout)
     ordered_mask = np.broadcast_to(np.asarray(ordered, dtype=bool), (len(layout),))
@@ -226,12 +260,15 @@ class DriftScorer:
     def __init__(self, profiles: Any, *, methods: Sequence[str] = METHODS,
                  epsilon: float = EPSILON) -> None:
         profiles = getattr(profiles, "features", profiles)
+        if isinstance(methods, str):
+            # One method by name (what the config's drift.method holds), not its letters.
+            methods = (methods,)
         for method in methods:
             if method not in METHODS:
                 raise ValueError(f"unknown drift method {method!r}; choose from {METHODS}")
         self.names = list(profiles)
         self.methods = tuple(methods)
-        self.epsilon = float(epsilon)
+        self.epsilon = _checked_epsilon(epsilon)
         self.layout = BinLayout.of(profiles)
         ref_flat = np.concatenate([np.asarray(p.fractions, dtype=np.float64)
                                    for p in profiles.values()]) if self.names else np.zeros(0)
@@ -260,7 +297,7 @@ class DriftScorer:
         if isinstance(counts, Mapping):
             counts = [counts.get(name, np.zeros(size)) for name, size in
                       zip(self.names, self.layout.sizes.tolist())]
-        return self.layout.join(counts)
+        return _checked(np.asarray(self.layout.join(counts)), "counts")
 
 
 def drift_scores(reference: Any, window_counts: Any, *, methods: Sequence[str] = METHODS,
@@ -303,7 +340,8 @@ class DriftWindow:
 
     def __init__(self, n_bins_per_feature: BinLayout | Sequence[int],
                  max_age_seconds: float = 3600.0, age_buckets: int = 6) -> None:
-        if not (isinstance(max_age_seconds, (int, float)) and math.isfinite(max_age_seconds)
+        if not (isinstance(max_age_seconds, (int, float)) and not isinstance(max_age_seconds, bool)
+                and math.isfinite(max_age_seconds)
                 and max_age_seconds > 0):
             raise ValueError(f"max_age_seconds must be a positive number, got {max_age_seconds!r}")
         if not isinstance(age_buckets, int) or isinstance(age_buckets, bool) or age_buckets < 1:
@@ -329,7 +367,20 @@ class DriftWindow:
 
     def add(self, bin_counts: Any, rows: int, now: float | None = None) -> bool:
         """Add counts (flat or per feature) and `rows`; False when `now` is already too old."""
-        flat = self.layout.join(bin_counts)
+        flat = np.asarray(self.layout.join(bin_counts))
+        if flat.dtype.kind not in "iub":
+            # Cast as they were, a NaN count became -2**63 and 2.5 became 2: a window of
+            # negative counts scores nonsense, and its snapshot no longer loads.
+            try:
+                whole = flat.astype(np.float64)
+            except (TypeError, ValueError):
+                whole = np.array([np.nan])
+            if not (np.isfinite(whole).all() and (whole == np.floor(whole)).all()):
+                raise ValueError("counts must be whole numbers >= 0")
+            flat = whole
+        if not (isinstance(rows, (int, float, np.integer, np.floating)) and math.isfinite(rows)
+                and rows == math.floor(rows)):
+            raise ValueError(f"rows must be a whole number >= 0, got {rows!r}")
         if rows < 0 or (len(flat) and flat.min() < 0):
             raise ValueError("counts and rows must be non-negative")
         bucket = self.bucket_id(time.time() if now is None else now)
@@ -434,10 +485,12 @@ class DriftWindow:
             if not isinstance(bucket, dict):
                 raise ValueError(f"{where}: expected an object")
             bucket_id, rows, counts = bucket.get("id"), bucket.get("rows"), bucket.get("counts")
-            if not _is_int(bucket_id) or bucket_id < 0:
-                raise ValueError(f"{where}: key 'id' must be a non-negative integer")
-            if not _is_int(rows) or rows < 0:
-                raise ValueError(f"{where}: key 'rows' must be a non-negative integer")
+            # Both are kept as int64: a larger one would be an OverflowError, not the
+            # ValueError a malformed snapshot promises.
+            if not _is_int(bucket_id) or not 0 <= bucket_id <= _INT64_MAX:
+                raise ValueError(f"{where}: key 'id' must be an integer from 0 to {_INT64_MAX}")
+            if not _is_int(rows) or not 0 <= rows <= _INT64_MAX:
+                raise ValueError(f"{where}: key 'rows' must be an integer from 0 to {_INT64_MAX}")
             array = _count_array(counts, window.layout.total)
             if array is None:
                 raise ValueError(f"{where}: key 'counts' must be {window.layout.total}"

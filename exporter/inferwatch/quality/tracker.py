@@ -68,7 +68,8 @@ class DriftState:
         return sum(label is None for labels in self.labels() for label in labels.values())
 
     def rows(self, now: float) -> int:
-        return self.features.flat_counts(now)[1]
+        """Rows in the window, as :meth:`scores` counts them."""
+        return self.features.flat_counts(now)[1] or self.outputs.flat_counts(now)[1]
 
     def scores(self, now: float) -> tuple[dict, dict, int]:
         """(feature scores, prediction scores, rows in the window); NaN scores are left out.
@@ -91,7 +92,12 @@ class DriftState:
                              DriftScorer(self.reference.outputs))
         feature_scorer, output_scorer = self._scorers
         feature_counts, rows = self.features.flat_counts(now)
-        output_counts, _ = self.outputs.flat_counts(now)
+        output_counts, output_rows = self.outputs.flat_counts(now)
+        if not rows:
+            # Predictions recorded without their inputs (record_call): the window holds
+            # only outputs, and no feature is scored, so the rows gauge that gates the
+            # prediction drift alert counts those, or that alert could never fire.
+            rows = output_rows
         feature_labels, output_labels = self.labels()
         return (_labelled(feature_scorer.scores(feature_counts), feature_labels),
                 _labelled(output_scorer.scores(output_counts), output_labels), rows)
@@ -251,13 +257,17 @@ def _batches(inputs: Sequence[Any], width: int | None = None) -> list[Any]:
         shapes = set(map(SHAPE_OF, inputs))
         first = inputs[0].shape
         wide = width if width is not None else (first[1] if len(first) == 2 else -1)
-        if all(_stackable(shape, wide) for shape in shapes) and \
-                all(dtype.kind in "fiub" for dtype in set(map(DTYPE_OF, inputs))):
+        dtypes = set(map(DTYPE_OF, inputs))
+        # One dtype only: stacking bools with floats makes True the number 1.0 (a seen
+        # category "1" where alone it is "True"), and int64 with floats rounds codes past
+        # 2**53, so a call's values would be read by what else its drain held.
+        if all(_stackable(shape, wide) for shape in shapes) and len(dtypes) == 1 and \
+                next(iter(dtypes)).kind in "fiub":
             return [inputs[0] if len(inputs) == 1 else np.concatenate(inputs)]
     batches: list[Any] = []
     rows: list[dict] = []
-    arrays: list[np.ndarray] = []
-    sparse: list[Any] = []
+    arrays: dict[np.dtype, list[np.ndarray]] = {}  # stacked by dtype, as above
+    sparse: dict[Any, list[Any]] = {}
     array_width = sparse_width = width
     for item in inputs:
         if isinstance(item, np.ndarray) and item.__class__ is not np.ndarray:
@@ -267,19 +277,19 @@ def _batches(inputs: Sequence[Any], width: int | None = None) -> list[Any]:
         elif isinstance(item, np.ndarray) and item.ndim == 2 and item.dtype.kind in "fiub" and \
                 _stackable(item.shape, item.shape[1] if array_width is None else array_width):
             array_width = item.shape[1]
-            arrays.append(item)
+            arrays.setdefault(item.dtype, []).append(item)
         elif is_sparse(item) and _stackable(
                 item.shape, item.shape[1] if sparse_width is None else sparse_width):
             sparse_width = item.shape[1]
-            sparse.append(item)
+            sparse.setdefault(getattr(item, "dtype", None), []).append(item)
         else:
             batches.append(item)
     if rows:
         batches.append(rows)
-    if arrays:
-        batches.append(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
-    if sparse:
-        batches.extend(_stacked_sparse(sparse))
+    for same in arrays.values():
+        batches.append(same[0] if len(same) == 1 else np.concatenate(same))
+    for same in sparse.values():
+        batches.extend(_stacked_sparse(same))
     return batches
 
 
