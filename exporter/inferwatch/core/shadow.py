@@ -37,6 +37,7 @@ import asyncio
 import functools
 import inspect
 import itertools
+import math
 import os
 import pickle
 import random
@@ -198,7 +199,11 @@ class Shadow:
             # The features the champion's request declared, else the call's input.
             record.features = features if features is not None else (args[0] if args
                                                                       else None)
-        status, value, duration = self._call(method, args, kwargs, runner)
+        try:
+            status, value, duration = self._call(method, args, kwargs, runner)
+        except Exception as exc:  # ours, not the challenger's: the call still ends, counted
+            faults.record("shadow", exc)
+            status, value, duration = "error", type(exc), 0.0
         record.duration = duration
         if status == "ok" and duration > self.timeout:
             status = "timeout"  # a thread cannot be stopped: its late answer is not used
@@ -223,6 +228,11 @@ class Shadow:
             return runner.call(name, args, kwargs, self.timeout)
         target = self.challenger if method == "_inferwatch_call" else getattr(self.challenger,
                                                                               method)
+        # The challenger gets its own copy: one that changes its input in place must change
+        # neither the caller's buffer (an input past the copy bound is the caller's own) nor
+        # what the challenger's record and drift read.
+        args = tuple(_private(a) for a in args)
+        kwargs = {k: _private(v) for k, v in kwargs.items()} if kwargs else kwargs
         start = time.perf_counter()
         try:
             result = target(*args, **kwargs)
@@ -429,6 +439,16 @@ def _frozen(value: object) -> object:
         return value
 
 
+def _private(value: object) -> object:
+    """`value` copied whatever its size, for the challenger to change as it likes; an
+    object it cannot copy is handed on as it is."""
+    try:
+        return _copied(value, [1 << 62])
+    except Exception as exc:
+        faults.record("shadow", exc)
+        return value
+
+
 def _spend(budget: list[int], size: int) -> None:
     budget[0] -= size
     if budget[0] < 0:
@@ -607,7 +627,7 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
         raise TypeError("inferwatch.shadow: champion must be a model returned by "
                         "inferwatch.instrument(model, ...)")
     _check(version=version, sample=sample, timeout=timeout, queue_size=queue_size, mode=mode,
-           workers=workers, max_classes=max_classes)
+           workers=workers, max_classes=max_classes, difference_buckets=difference_buckets)
     if str(version) == champion_monitor.version:
         raise ValueError(f"inferwatch.shadow: version {version!r} is the champion's version; "
                          "a challenger needs a version of its own")
@@ -671,18 +691,37 @@ def _zero_series(state: Any, champion_version: str) -> None:
         state.inc("inferwatch_shadow_agreement_total", (champion_version, result), 0)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
 def _check(**options: Any) -> None:
     problems = []
     if not isinstance(options["version"], str) or not options["version"].strip():
         problems.append("version must be a non-empty string")
-    if not 0.0 < options["sample"] <= 1.0:
-        problems.append(f"sample must be in (0, 1], got {options['sample']!r}")
-    if not options["timeout"] > 0:
-        problems.append(f"timeout must be positive, got {options['timeout']!r}")
+    # A number of the wrong type ("0.5" from a config file, None) is named here too, not
+    # left to a bare comparison error.
+    sample, timeout = options["sample"], options["timeout"]
+    if not _is_number(sample) or not 0.0 < sample <= 1.0:
+        problems.append(f"sample must be in (0, 1] (a number), got {sample!r}")
+    if not _is_number(timeout) or not timeout > 0:
+        problems.append(f"timeout must be a positive number of seconds, got {timeout!r}")
     for name in ("queue_size", "workers", "max_classes"):
-        if not isinstance(options[name], int) or options[name] < 1:
+        if not isinstance(options[name], int) or isinstance(options[name], bool) or \
+                options[name] < 1:
             problems.append(f"{name} must be an int >= 1, got {options[name]!r}")
     if options["mode"] not in MODES:
         problems.append(f"mode must be one of {MODES}, got {options['mode']!r}")
+    buckets = options["difference_buckets"]
+    try:
+        bounds = [float(b) for b in buckets if _is_number(b)]
+        valid = len(bounds) == len(buckets) > 0 and all(map(math.isfinite, bounds)) and \
+            all(a < b for a, b in zip(bounds, bounds[1:]))
+    except TypeError:  # not a sequence
+        valid = False
+    if not valid:
+        problems.append("difference_buckets must be finite numbers in increasing order, got "
+                        f"{buckets!r}")
     if problems:
         raise ValueError("inferwatch.shadow: " + "; ".join(problems))

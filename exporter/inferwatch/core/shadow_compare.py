@@ -51,6 +51,8 @@ from inferwatch.core.predictions import Prediction, known_class_set, normalize
 # Shadow minus champion: symmetric around zero, fine near it (probabilities, small scores).
 DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1,
                       0.25, 0.5, 1.0, 10.0)
+# A batch that lost values is compared row by row up to this many rows (on the drain thread).
+MAX_ROWS_CHECKED = 10_000
 DROP_REASONS = ("queue_full", "timeout", "error", "crashed", "incomparable", "shutdown")
 
 
@@ -226,14 +228,7 @@ class Comparison:
         confusion: dict[tuple[str, str], int] = {}
         compared = 0
         for batch in _batches(pairs):
-            try:
-                champion, shadow = self._normalize(batch.method, batch.champion, batch.shadow)
-            except Exception:
-                champion = shadow = None
-            found = None
-            if champion is not None and champion.rows == shadow.rows and champion.rows and \
-                    batch.rows in (None, champion.rows):
-                found = self._compare(champion, shadow, agreement, confusion, differences)
+            found = self._fold_batch(batch, agreement, confusion, differences)
             if found is None:  # no output in common: nothing was compared
                 drops["incomparable"] = drops.get("incomparable", 0) + len(batch.calls)
                 continue
@@ -293,15 +288,82 @@ class Comparison:
             state.inc("inferwatch_shadow_outcomes_total",
                       (version, champion_result, shadow_result), count)
 
-    def _normalize(self, method: str, champion_result: object,
-                   shadow_result: object) -> tuple[Prediction, Prediction]:
-        probabilities = method == "predict_proba"
+    def _fold_batch(self, batch: _Batch, agreement: dict, confusion: dict,
+                    differences: dict) -> tuple[list, list] | tuple[()] | None:
+        """Compare one batch into the fold's counts: what `_compare` returns, None when
+        nothing was compared. A batch that cannot be compared leaves the counts as they were
+        (the other batches of the fold are still counted)."""
+        ours: dict = {"agree": 0, "disagree": 0}
+        pairs: dict = {}
+        diffs: dict = {}
+        try:
+            names = self._names_now()
+            champion, shadow = self._normalize(batch.method, batch.champion, batch.shadow,
+                                               names)
+            rows_lost = bool(champion.invalid or shadow.invalid)
+            if rows_lost:
+                # A value one side could not hold (nan, inf, a label no class may be) left
+                # its row out of that side: rows no longer line up by position. Only rows
+                # both sides hold whole are compared, and no outcome row can be matched.
+                whole = self._whole_rows(batch, names)
+                if whole is None:
+                    return None
+                champion, shadow = whole
+            if not (champion.rows and champion.rows == shadow.rows
+                    and (rows_lost or batch.rows in (None, champion.rows))):
+                return None
+            found = self._compare(champion, shadow, ours, pairs, diffs)
+        except Exception as exc:
+            faults.record("shadow", exc)
+            return None
+        if found is None:
+            return None
+        for key, count in ours.items():
+            agreement[key] += count
+        for key, count in pairs.items():
+            confusion[key] = confusion.get(key, 0) + count
+        for output, chunks in diffs.items():
+            differences.setdefault(output, []).extend(chunks)
+        return () if rows_lost else found
+
+    def _whole_rows(self, batch: _Batch, names: tuple) -> tuple[Prediction, Prediction] | None:
+        """Both sides' predictions over the rows that neither side loses a value of; None
+        unless both are arrays of rows of one length."""
+        champion, shadow = _row_array(batch.champion), _row_array(batch.shadow)
+        if champion is None or shadow is None or len(champion) != len(shadow) or \
+                len(champion) > MAX_ROWS_CHECKED:
+            return None
+        keep = self._whole(batch.method, champion, names) & \
+            self._whole(batch.method, shadow, names)
+        if not keep.any():
+            return None
+        pair = self._normalize(batch.method, champion[keep], shadow[keep], names)
+        if pair[0].invalid or pair[1].invalid:
+            return None
+        return pair
+
+    def _whole(self, method: str, rows: np.ndarray, names: tuple) -> np.ndarray:
+        """Which rows normalize keeps every value of."""
+        if rows.dtype.kind == "f" and self.task != "classification" and \
+                method != "predict_proba":
+            return np.isfinite(rows.reshape(len(rows), -1)).all(axis=1)
+        return np.array([not self._normalize(method, rows[i:i + 1], rows[i:i + 1],
+                                             names)[0].invalid
+                         for i in range(len(rows))], dtype=bool)
+
+    def _names_now(self) -> tuple[list | None, list | None, Any]:
         champion_names = _names(self._champion_classes)
         shadow_names = _names(self._shadow_classes)
         # Either side's classes are plausible labels for both: a challenger that answers a
         # class the champion never does is exactly what the confusion counts should show.
         known = known_class_set([*(champion_names or ()), *(shadow_names or ())],
                                 self.declared_classes)
+        return champion_names, shadow_names, known
+
+    def _normalize(self, method: str, champion_result: object, shadow_result: object,
+                   names: tuple | None = None) -> tuple[Prediction, Prediction]:
+        probabilities = method == "predict_proba"
+        champion_names, shadow_names, known = names or self._names_now()
         champion = normalize(champion_result, probabilities=probabilities, task=self.task,
                              class_names=champion_names if probabilities else None,
                              known_classes=known)
@@ -316,7 +378,8 @@ class Comparison:
         sides' rows, or () when no single output holds them)."""
         remembered: tuple | None = None
         compared = False
-        if champion.classes is not None and shadow.classes is not None:
+        if champion.classes is not None and shadow.classes is not None and \
+                len(champion.classes) == len(shadow.classes):
             compared = True
             ours = champion.classes.astype(str)
             theirs = _in_terms_of(shadow.classes.astype(str), ours)
@@ -335,8 +398,9 @@ class Comparison:
             if other is None or len(other) != len(values):
                 continue
             compared = True
-            differences.setdefault(output, []).append(
-                np.asarray(other, dtype=np.float64) - np.asarray(values, dtype=np.float64))
+            with np.errstate(over="ignore", invalid="ignore"):  # far apart: not a warning
+                differences.setdefault(output, []).append(
+                    np.asarray(other, dtype=np.float64) - np.asarray(values, dtype=np.float64))
             if remembered is None and len(champion.values) == 1:
                 remembered = (np.asarray(values, dtype=np.float64).tolist(),
                               np.asarray(other, dtype=np.float64).tolist())
@@ -456,6 +520,22 @@ class _Batch(NamedTuple):
     shadow: object
     rows: int | None
     calls: list  # ((request id, time), first row, end row) per call
+
+
+def _row_array(result: object) -> np.ndarray | None:
+    """`result` as an array of rows (1-D or 2-D), or None when it is something else (a dict
+    of outputs, a list of output arrays, ragged rows)."""
+    if isinstance(result, np.ndarray):
+        array = result
+    elif isinstance(result, (list, tuple)) and result and \
+            not any(getattr(part, "ndim", 0) >= 1 for part in result):
+        try:
+            array = np.asarray(result)
+        except (ValueError, TypeError):
+            return None
+    else:
+        return None
+    return array if array.ndim in (1, 2) and len(array) else None
 
 
 def _stackable(result: object) -> bool:

@@ -21,6 +21,7 @@ import multiprocessing
 import multiprocessing.util
 import pickle
 import time
+from multiprocessing.reduction import ForkingPickler as _ForkingPickler
 from typing import Any
 
 _CONTEXT = multiprocessing.get_context("spawn")
@@ -44,9 +45,15 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
     conn.send(("ready", None, 0.0))
     while True:
         try:
-            message = conn.recv()
+            raw = conn.recv_bytes()
         except (EOFError, OSError):
             return
+        start = time.perf_counter()
+        try:
+            message = pickle.loads(raw)
+        except BaseException as exc:  # an input this process cannot rebuild: its error only
+            conn.send(("error", type(exc).__name__, time.perf_counter() - start))
+            continue
         if message is None:
             return
         method, args, kwargs = message
@@ -68,6 +75,21 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
 
 async def _awaitable(awaitable: Any) -> Any:
     return await awaitable
+
+
+POLL_SLICE_SECONDS = 86_400.0  # the most one poll may wait: the OS refuses ~25 days and up
+
+
+def _answered(conn: Any, timeout: float) -> bool:
+    """Whether `conn` has a reply within `timeout` seconds; a timeout past what one poll
+    takes (``inf`` included) is waited out in slices."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if conn.poll(max(0.0, min(left, POLL_SLICE_SECONDS))):
+            return True
+        if left <= POLL_SLICE_SECONDS:
+            return False
 
 
 class ProcessRunner:
@@ -105,20 +127,29 @@ class ProcessRunner:
                 return failed, None, 0.0
         start = time.perf_counter()
         try:
-            self._conn.send((method, args, kwargs))
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            return "error", type(exc).__name__, 0.0  # an input that cannot travel
+            # Pickled apart from the send: any input that cannot travel (a __reduce__ that
+            # raises anything, nesting past the recursion limit) is the call's error, and
+            # nothing of it has reached the pipe.
+            message = _ForkingPickler.dumps((method, args, kwargs))
+        except Exception as exc:
+            return "error", type(exc).__name__, 0.0
+        try:
+            self._conn.send_bytes(message)
         except (OSError, EOFError):
             self.close()
             return "crashed", None, time.perf_counter() - start
         try:
-            if not self._conn.poll(timeout):
+            if not _answered(self._conn, timeout):
                 self.close()
                 return "timeout", None, time.perf_counter() - start
-            status, value, duration = self._conn.recv()
+            reply = self._conn.recv_bytes()
         except (EOFError, OSError):
             self.close()
             return "crashed", None, time.perf_counter() - start
+        try:
+            status, value, duration = pickle.loads(reply)
+        except Exception as exc:  # a result this process cannot rebuild: the call's error
+            return "error", type(exc).__name__, time.perf_counter() - start
         return status, value, duration
 
     def close(self) -> None:
