@@ -50,6 +50,7 @@ tokens when it ends: one stream per request.
 
 from __future__ import annotations
 
+import numbers
 import re
 import sys
 import time
@@ -72,6 +73,10 @@ MAX_REQUEST_ID_LENGTH = 128
 # Set by a WSGI framework (or by the Flask hook below) when it turned an exception into a
 # 5xx response itself, so the request is counted under the exception class.
 ERROR_TYPE_ENVIRON_KEY = "inferwatch.error_type"
+# Set in the ASGI scope (WSGI environ) by the middleware that records the request: a second
+# instance below it (added twice, or on a mounted sub-app as well) lets it pass through, so
+# that one HTTP request stays one model request.
+RECORDED_KEY = "inferwatch.recorded"
 
 _COMPONENT = "middleware"
 _RESOLVE_SECONDS = 1.0
@@ -83,18 +88,29 @@ _TRACEPARENT = re.compile(r"(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})"
 # Body messages of a response; the one without more_body is its last.
 _BODY = frozenset(("http.response.body", "http.response.zerocopysend"))
 _PATHSEND = "http.response.pathsend"
-# Path converters of Starlette ({name:conv}) and werkzeug (<conv:name>) as regular expressions.
-_CONVERTERS = {
-    "str": r"[^/]+", "string": r"[^/]+", "int": r"[0-9]+", "float": r"[0-9]+(?:\.[0-9]+)?",
-    "path": r".+", "uuid": r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+# Path converters as regular expressions, each framework's own: a template is to match the
+# paths its framework routes to the endpoint, no fewer (those requests would go unrecorded)
+# and no more (a 404 would count as a model request).
+_STARLETTE_CONVERTERS = {
+    "str": r"[^/]+", "path": r".*", "int": r"[0-9]+", "float": r"[0-9]+(?:\.[0-9]+)?",
+    "uuid": r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
     r"[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}",
 }
+_WERKZEUG_CONVERTERS = {
+    "default": r"[^/]+", "string": r"[^/]+", "path": r"[^/].*?", "int": r"\d+",
+    "float": r"\d+\.\d+",
+    "uuid": r"[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}",
+}
+# werkzeug's int(signed=True) and float(signed=True) take a leading minus sign.
+_SIGNED = re.compile(r"\bsigned\s*=\s*True\b")
 _PARAMETER = re.compile(r"\{(?P<s_name>[^}:]+)(?::(?P<s_conv>[^}]+))?\}"
-                        r"|<(?:(?P<w_conv>[^>:(]+)(?:\([^>]*\))?:)?(?P<w_name>[^>:]+)>")
+                        r"|<(?:(?P<w_conv>[^>:(]+)(?:\((?P<w_args>[^>]*)\))?:)?(?P<w_name>[^>:]+)>")
 _http_error_types: dict[int, type] = {}
 # Methods that never reach a model: a browser's CORS preflight precedes each cross-origin
 # POST, and counted as a request it would double the traffic and halve the mean latency.
 _NOT_PREDICTIONS = frozenset({"OPTIONS"})
+# An HTTP header name (RFC 9110 token): any other never arrives, so no id would be read.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _http_error_type(status: int) -> type:
@@ -120,11 +136,30 @@ def compile_template(template: str) -> re.Pattern[str]:
     pattern, end = [], 0
     for parameter in _PARAMETER.finditer(template):
         pattern.append(re.escape(template[end:parameter.start()]))
-        converter = parameter.group("s_conv") or parameter.group("w_conv") or "str"
-        pattern.append(f"(?:{_CONVERTERS.get(converter.strip(), _CONVERTERS['str'])})")
+        if parameter.group("s_name") is not None:
+            converter = (parameter.group("s_conv") or "str").strip()
+            regex = _STARLETTE_CONVERTERS.get(converter, _STARLETTE_CONVERTERS["str"])
+        else:
+            regex = _werkzeug_regex((parameter.group("w_conv") or "default").strip(),
+                                    parameter.group("w_args"))
+        pattern.append(f"(?:{regex})")
         end = parameter.end()
     pattern.append(re.escape(template[end:]))
     return re.compile("".join(pattern))
+
+
+def _werkzeug_regex(converter: str, arguments: str | None) -> str:
+    """The regular expression of a werkzeug converter with its arguments
+    (``int(signed=True)``, ``any(cat, dog)``); another converter matches one segment."""
+    if converter == "any" and arguments:
+        items = [item.strip().strip("'\"") for item in arguments.split(",")]
+        items = [item for item in items if item and "=" not in item]
+        if items:
+            return "|".join(re.escape(item) for item in items)
+    regex = _WERKZEUG_CONVERTERS.get(converter, _WERKZEUG_CONVERTERS["default"])
+    if converter in ("int", "float") and arguments and _SIGNED.search(arguments):
+        regex = "-?" + regex
+    return regex
 
 
 def clean_request_id(value: str) -> str | None:
@@ -283,11 +318,42 @@ def _is_cancellation(exc: BaseException) -> bool:
 def _target(value: object, default_version: str | None, where: str) -> tuple[str, str | None]:
     if isinstance(value, str) and value:
         return value, default_version
-    if isinstance(value, tuple) and len(value) == 2 and all(
-            isinstance(v, str) and v for v in value):
-        return value[0], value[1]
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and value[0]:
+        version = _version(value[1])
+        if version is not None:
+            return value[0], version
     raise TypeError(f"inferwatch middleware: {where} must be a model name or a "
-                    f"(model, version) pair of non-empty strings, got {value!r}")
+                    f"(model, version) pair of non-empty strings (a version may be a "
+                    f"number), got {value!r}")
+
+
+def _version(value: object) -> str | None:
+    """A version as ``instrument()`` records it: a number is its text (``version=2`` is the
+    ``"2"`` that ``instrument(..., version=2)`` made), else a non-empty string; None if not."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _check_options(routes: RouteMap | None, version: object,
+                   request_id_header: object) -> str | None:
+    """Refuse options that would silently record nothing; the version as recorded."""
+    checked = None if version is None else _version(version)
+    if version is not None and checked is None:
+        raise TypeError("inferwatch middleware: version must be a non-empty string (or a "
+                        f"number), got {version!r}")
+    if not (isinstance(request_id_header, str) and _HEADER_NAME.fullmatch(request_id_header)):
+        raise ValueError("inferwatch middleware: request_id_header must be an HTTP header "
+                         f"name such as 'X-Request-ID', got {request_id_header!r}")
+    if routes is not None and not callable(routes):
+        for path in routes:
+            # Starlette and werkzeug refuse such a route: a request path always starts so.
+            if not (isinstance(path, str) and path.startswith("/")):
+                raise ValueError(f"inferwatch middleware: routes[{path!r}] is not a path: "
+                                 "a route starts with '/', as in the route decorator")
+    return checked
 
 
 def _finish(request: Request, error_type: type | None, ended_at: float | None) -> None:
@@ -342,11 +408,12 @@ class InstrumentMiddleware:
     """
 
     def __init__(self, app: Callable[..., Any], *, routes: RouteMap | None = None,
-                 model: str | None = None, version: str | None = None,
+                 model: str | None = None, version: str | float | None = None,
                  request_id_header: str = "X-Request-ID",
                  exclude_paths: Sequence[str] = ("/metrics",),
                  registry: Registry | None = None) -> None:
         self.app = app
+        version = _check_options(routes, version, request_id_header)
         self._routes = _Routes(routes, model, version, exclude_paths, registry)
         self._id_header = request_id_header.lower().encode("latin-1")
 
@@ -408,7 +475,7 @@ class InstrumentMiddleware:
 
     def _begin(self, scope: dict[str, Any]) -> Request | None:
         try:
-            if scope.get("method") in _NOT_PREDICTIONS:
+            if scope.get("method") in _NOT_PREDICTIONS or scope.get(RECORDED_KEY):
                 return None
             path = _within(scope["path"], scope.get("root_path"))
             monitor = self._routes.resolve(path, scope)
@@ -431,6 +498,7 @@ class InstrumentMiddleware:
             request = Request.open(monitor, request_id)
             if trace_id is not None and request.record.trace_id is None:
                 request.record.trace_id = trace_id
+            scope[RECORDED_KEY] = True
             return request
         except Exception as exc:
             faults.record(_COMPONENT, exc)
@@ -450,10 +518,11 @@ class WSGIInstrumentMiddleware:
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], *,
                  routes: RouteMap | None = None, model: str | None = None,
-                 version: str | None = None, request_id_header: str = "X-Request-ID",
+                 version: str | float | None = None, request_id_header: str = "X-Request-ID",
                  exclude_paths: Sequence[str] = ("/metrics",),
                  registry: Registry | None = None) -> None:
         self.app = wsgi_app
+        version = _check_options(routes, version, request_id_header)
         self._routes = _Routes(routes, model, version, exclude_paths, registry)
         self._id_key = "HTTP_" + request_id_header.upper().replace("-", "_")
         _hook_flask_exceptions(wsgi_app)
@@ -484,7 +553,7 @@ class WSGIInstrumentMiddleware:
 
     def _begin(self, environ: dict[str, Any]) -> Request | None:
         try:
-            if environ.get("REQUEST_METHOD") in _NOT_PREDICTIONS:
+            if environ.get("REQUEST_METHOD") in _NOT_PREDICTIONS or environ.get(RECORDED_KEY):
                 return None
             path = _wsgi_path(environ.get("PATH_INFO") or "/")
             monitor = self._routes.resolve(path, environ)
@@ -496,6 +565,7 @@ class WSGIInstrumentMiddleware:
             traceparent = environ.get("HTTP_TRACEPARENT")
             if traceparent and request.record.trace_id is None:
                 request.record.trace_id = trace_id_from_traceparent(traceparent)
+            environ[RECORDED_KEY] = True
             return request
         except Exception as exc:
             faults.record(_COMPONENT, exc)
