@@ -9,7 +9,9 @@ Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
-        child.set_defaults(_module=module_name)
+        child.set_defaults(_module=module_name, _parser=child)
         try:
             module = importlib.import_module(module_name)
         except ImportError:
@@ -52,8 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     >>> main(["--version"])  # doctest: +SKIP
     """
+    if sys.stderr is None:
+        # Started with stderr closed (`2>&-`, some service managers): Python leaves
+        # sys.stderr None, print(file=None) then writes the messages into stdout among the
+        # data, and code that calls sys.stderr's methods raises. They have nowhere to go.
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - kept for the process
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Told by the (sub)command they were given to, with its usage, which lists the flags
+        # the user meant: the top level's usage names none of them.
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -67,6 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # SIGINT, no traceback. Subcommands clean up what they started in `finally` blocks.
         print(f"inferwatch {args.command}: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:
+        # `inferwatch ... | head`: the reader took what it wanted and left, as `inferwatch
+        # events` treats it. What is still buffered for stdout goes nowhere instead of
+        # failing again, with a traceback, when Python flushes it at exit.
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

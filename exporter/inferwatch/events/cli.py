@@ -21,7 +21,7 @@ import re
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,6 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     query.add_argument("--errors", action="store_true", help="only failed predictions")
     query.add_argument("--limit", type=_count, metavar="N", help="at most N events")
     for sub in (tail, query):
+        sub.set_defaults(_parser=sub)  # the usage shown for an unknown flag (inferwatch.cli)
         sub.add_argument("--format", choices=("jsonl", "sqlite"),
                          help="the log's format (default: from PATH's suffix)")
 
@@ -127,11 +128,19 @@ def run(args: argparse.Namespace) -> int:
 
             _print(query_events(path, query, fmt, stats))
     except KeyboardInterrupt:
-        pass
+        if args.events_action == "tail" and args.follow:
+            return 0  # Ctrl-C is how --follow ends: everything asked for was printed
+        raise  # a cut-short answer must not pass for a whole one: the dispatcher's 130
     except BrokenPipeError:  # `| head`: the reader is gone, which is fine
         sys.stderr.close()
         return 0
-    except sqlite3.DatabaseError as exc:  # not SQLite at all, or SQLite without our table
+    except _OutputError as exc:  # not the log's fault: `> /dev/full`, `>&-`
+        return _fail(f"cannot write to stdout: {exc}")
+    except sqlite3.OperationalError as exc:
+        if str(exc).startswith("no such "):  # SQLite without our table or columns
+            return _fail(f"{path} is not an inferwatch event log ({exc})")
+        return _fail(f"cannot read {path}: {exc}")  # locked, unreadable: the log may be fine
+    except sqlite3.DatabaseError as exc:  # not SQLite at all, or another application's rows
         return _fail(f"{path} is not an inferwatch event log ({exc})")
     except OSError as exc:
         return _fail(f"cannot read {path}: {exc}")
@@ -189,11 +198,26 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
+class _OutputError(Exception):
+    """Stdout refused the events; the message says why."""
+
+
 def _print(lines: Iterable[bytes]) -> None:
+    if sys.stdout is None:  # started with stdout closed
+        raise _OutputError("it is closed")
     out = sys.stdout.buffer
-    for line in lines:
-        out.write(line + b"\n")
-    out.flush()
+    for line in lines:  # the log's read errors come from here: OSError, told as such
+        _write(out.write, line + b"\n")
+    _write(out.flush)
+
+
+def _write(operation: Callable[..., object], *data: bytes) -> None:
+    try:
+        operation(*data)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _OutputError(exc.strerror or str(exc)) from exc
 
 
 def _fail(message: str) -> int:

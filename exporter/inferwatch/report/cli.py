@@ -19,6 +19,7 @@ feature profiles. Reads files as ``inferwatch profile`` does.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import Any
@@ -70,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     except ReferenceError as exc:
         return _error(str(exc))
     if not os.path.isfile(args.data):
-        return _error(f"DATA file not found: {args.data}")
+        why = ("is a directory" if os.path.isdir(args.data) else "is not a regular file"
+               if os.path.exists(args.data) else "not found")
+        return _error(f"DATA file {why}: {args.data}")
     fmt = args.format or ("parquet" if args.data.lower().endswith(PARQUET_SUFFIXES) else "csv")
     progress = Progress("reading", enabled=False)
     # A CSV cell is typed by the profile it is compared with, not by its column's content:
@@ -90,12 +93,27 @@ def run(args: argparse.Namespace) -> int:
     unknown = [n for n in wanted if n not in columns]
     if unknown:
         return _error(f"--predictions-column {unknown[0]!r} is not a column of {args.data}")
-    output_names = wanted or [n for n in reference.output_names if n in columns]
-    predictions = {n: columns.pop(n) for n in output_names} or None
+    outputs = reference.output_names
+    predictions: Any
+    if wanted and len(wanted) == len(outputs) == 1:
+        # The one output of a reference profiled from a bare array is called "value", a
+        # name no CSV column has: the one column given is what it is compared with.
+        predictions = columns.pop(wanted[0])
+    else:
+        # A column matched to no output would be compared with nothing, silently.
+        stray = [n for n in wanted if n not in outputs]
+        if stray:
+            return _error(f"--predictions-column {stray[0]!r} names no prediction output of "
+                          f"{args.reference}" + (f" (its outputs: {', '.join(outputs)})"
+                                                 if outputs else " (it has none)"))
+        predictions = {n: columns.pop(n) for n in wanted or
+                       [n for n in outputs if n in columns]} or None
     title = args.title or f"Drift report: {os.path.basename(args.data)}"
     report = from_data(reference, columns, predictions, title=title)
     try:
         _write(args.output, report.html())
+    except BrokenPipeError:
+        raise  # `-o - | head`: the reader left; ends quietly, as in every command (cli.main)
     except OSError as exc:
         return _cannot_write(args.output, exc)
     firing = [f"{f.alert} ({f.detail})" for f in report.flags if f.state == "firing"]
@@ -142,13 +160,21 @@ def _from_metrics(args: argparse.Namespace) -> int:
     from inferwatch.report.page import document, report_body
     from inferwatch.report.status import read_snapshot
 
-    parts = urllib.parse.urlsplit(args.metrics)
+    try:
+        parts = urllib.parse.urlsplit(args.metrics)
+        port = parts.port  # parsed on access: a port out of range or not a number raises
+    except ValueError as exc:
+        return _error(f"--metrics {args.metrics!r} is not a URL: {exc}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return _error(f"--metrics must be an http(s) URL, got {args.metrics!r}")
-    query = {"format": "json", **({"model": args.model} if args.model else {})}
-    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    # The URL's own query stays: a model page's address (?model=fraud&version=2) names the
+    # model version the user wants, and a proxy in front may need its parameters.
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+             if k != "format" and not (args.model and k == "model")]
+    query += [("format", "json"), *([("model", args.model)] if args.model else [])]
+    netloc = parts.hostname + (f":{port}" if port else "")
     if ":" in parts.hostname:
-        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+        netloc = f"[{parts.hostname}]" + (f":{port}" if port else "")
     url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/",
                                    urllib.parse.urlencode(query), ""))
     request = urllib.request.Request(url)
@@ -171,6 +197,8 @@ def _from_metrics(args: argparse.Namespace) -> int:
     body = "".join(f"<section>{report_body(report)}</section>" for report in reports)
     try:
         _write(args.output, document(title, body))
+    except BrokenPipeError:
+        raise  # `-o - | head`: the reader left; ends quietly, as in every command (cli.main)
     except OSError as exc:
         return _cannot_write(args.output, exc)
     print(f"wrote {_where(args.output)}: {len(reports)} model versions", file=sys.stderr)
@@ -182,8 +210,13 @@ def _write(output: str, page: str) -> None:
     from inferwatch.report.model import write_page
 
     if output == "-":
-        sys.stdout.write(page)
+        if sys.stdout is None:  # started with stdout closed
+            raise OSError(errno.EBADF, "stdout is closed")
+        # The page says <meta charset="utf-8">: its bytes are UTF-8 whatever the locale's
+        # encoding (ASCII under LANG=C, Latin-1...), which could not even encode a title.
         sys.stdout.flush()
+        sys.stdout.buffer.write(page.encode("utf-8"))
+        sys.stdout.buffer.flush()
     else:
         write_page(output, page)
 
