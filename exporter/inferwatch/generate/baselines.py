@@ -247,7 +247,7 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
                                     ("seasonal", "expected", "residual"))
     lag = offset(own.baseline_offset)
     values = [v if isinstance(v, tuple) else (v, {}) for v in spec.values(cfg, own.window)]
-    rules = [(value, expr) for expr, _ in values]
+    rules = [(value, _without_nan(expr)) for expr, _ in values]
     mean = trailing_mean(cfg, spec)
     stddev = f"stddev_over_time({value}[{bw}]{lag})"
     seasonal_expr = _seasonal(cfg, value) if own.seasonal else None
@@ -276,6 +276,17 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
                   f"  {floor_share},\n  {number(own.sigma_floor)}\n)"))
     labels = [extra for _, extra in values] + [{}] * (len(rules) - len(values))
     return [(name, expr, extra) for (name, expr), extra in zip(rules, labels)]
+
+
+def _without_nan(expr: str) -> str:
+    """`expr` without its NaN samples.
+
+    A ratio or a quantile of a model with no calls in the window is 0/0, NaN, and one NaN
+    sample makes every avg_over_time and stddev_over_time over it NaN: half an hour of quiet
+    at night would leave the band NaN, and the alert blind, for a whole baseline window, and
+    the seasonal value too a week later. Left out instead, the quiet minutes are a gap.
+    """
+    return f"(\n  {_indent(expr, 2)}\n) >= -Inf"
 
 
 def _indent(text: str, spaces: int) -> str:

@@ -138,10 +138,13 @@ def _drift_expr(cfg: Config, metric: str, label: str, key: str) -> str:
 
 def _fresh_increase(series: str, by: str, window: str) -> str:
     # increase() needs two samples, so a series born at its first count would never show it:
-    # a series absent one window ago counts as new as well.
+    # a series with no sample in the window before this one counts as new as well. Not just
+    # one window ago: a scrape gap there (Prometheus restarted, the target unreachable for
+    # more than the lookback) would make every old count look new and fire once more.
     return (f"sum by ({by}) (increase({series}[{window}])) > 0\n"
             f"or\n"
-            f"sum by ({by}) ({series} unless {series} offset {window}) > 0")
+            f"sum by ({by}) ({series} unless last_over_time({series}[{window}] offset {window}))"
+            f" > 0")
 
 
 def _pushgateway_expr(cfg: Config) -> str:
@@ -166,8 +169,10 @@ def _absent_targets(matchers: str) -> str:
     >>> print(_absent_targets('job=~"model-.*"'))
     label_replace(absent(up{job=~"model-.*"}), "selector", "job=~\\"model-.*\\"", "", "")
     """
+    # label_replace expands `$name` in its replacement as a capture group (empty here), so a
+    # selector's own `$` is doubled to stand for itself.
     return (f"label_replace(absent(up{q.selector(matchers)}), \"selector\", "
-            f"{q.quoted(matchers)}, \"\", \"\")")
+            f"{q.quoted(matchers.replace('$', '$$'))}, \"\", \"\")")
 
 
 def _shadow_info(cfg: Config) -> str:
@@ -186,10 +191,29 @@ def _shadow_better_expr(cfg: Config) -> str:
 
 
 def _no_traffic_expr(cfg: Config) -> str:
-    rate = q.requests_rate(cfg)
-    return (f"sum by (model) ({rate}) == 0\n"
+    rate, lookback, m = q.requests_rate(cfg), cfg.windows.no_traffic_lookback, model_sel(cfg)
+    before = f"sum by (model) ({rate} offset {lookback})"
+    # A model whose every replica is gone (scaled to zero, evicted, pods stuck pending) has no
+    # series left at all, and no target either for InferwatchTargetDown: it serves nothing
+    # as surely as one whose counters stand still. One whose target is down is left to
+    # InferwatchTargetDown, which says why.
+    return (f"(\n"
+            f"  sum by (model) ({rate}) == 0\n"
+            f"  or\n"
+            f"  (\n"
+            f"    {before} * 0\n"
+            f"    unless on (model)\n"
+            f"    sum by (model) ({rate})\n"
+            f"    unless on (model)\n"
+            f"    group by (model) (\n"
+            f"      max_over_time(inferwatch_model_info{m}[{lookback}])\n"
+            f"      and on (job, instance)\n"
+            f"      up{m} == 0\n"
+            f"    )\n"
+            f"  )\n"
+            f")\n"
             f"and on (model)\n"
-            f"sum by (model) ({rate} offset {cfg.windows.no_traffic_lookback}) > 0")
+            f"{before} > 0")
 
 
 ALERTS: tuple[AlertDef, ...] = (
