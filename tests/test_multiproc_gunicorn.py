@@ -96,7 +96,10 @@ def gunicorn(tmp_path: Path, app: str, worker_class: str = SYNC, *, preload: boo
     log = tmp_path / "gunicorn.log"
     command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class",
                worker_class, "--bind", f"127.0.0.1:{port}", "--chdir", str(APPS),
-               "--graceful-timeout", "5", "--log-level", "warning", app]
+               "--graceful-timeout", "5", "--log-level", "warning",
+               # A worker held at a test's barrier must not be killed as hung: with both
+               # cores busy, gathering four workers there has taken past the default 30 s.
+               "--timeout", "120", app]
     if preload:
         command.insert(3, "--preload")
     environment = {**os.environ, "INFERWATCH_MULTIPROC_DIR": str(directory),

@@ -23,7 +23,7 @@ windows add bucket by bucket, as ``DriftWindow.merge`` does. The view is for ren
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -174,7 +174,8 @@ class _Windows:
 
 
 def merge_view(raws: Iterable[RawSnapshot], now: float,
-               on_error: Callable[[Exception], None] | None = None) -> MergedView:
+               on_error: Callable[[Exception], None] | None = None,
+               without_gauges: Container[int] = ()) -> MergedView:
     """Merge decoded snapshots into the view at `now`.
 
     Each snapshot's additive values are added into one array at the positions its layout's
@@ -182,6 +183,8 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
     merging the states in that order gives; one state per model is then built from the
     sums. A series laid out differently across snapshots is skipped in the later ones and
     passed to `on_error`, as is anything a crafted file holds that cannot be merged.
+    Snapshots whose ``id()`` is in `without_gauges` (the archive, exited workers') add
+    no gauges, and their identity fields yield to those of the others.
     """
     raws = [raw for raw in raws if raw.layout is not None]
     view = _process_view(raws)
@@ -190,7 +193,7 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
     additive, contributions = _add_values(plan, raws, on_error)
     states = [ModelState(model.model, model.version, summary_settings=model.summary_settings)
               for model in plan.models]
-    _merge_identities(states, plan, raws, on_error)
+    _merge_identities(states, plan, raws, on_error, without_gauges)
     histograms = _build_series(states, plan, additive, contributions, _Windows(now), on_error)
     for raw in raws:
         mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
@@ -242,15 +245,21 @@ def _add_values(plan: MergePlan, raws: list[RawSnapshot],
 
 
 def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawSnapshot],
-                      on_error: Callable[[Exception], None] | None) -> None:
+                      on_error: Callable[[Exception], None] | None,
+                      without_gauges: Container[int] = ()) -> None:
     """Identity fields, gauges and extras of every snapshot into the merged states.
 
     Workers forked from one master share their models' identities: each distinct one is
-    folded once (folding is idempotent), gauges every time (they add).
+    folded once (folding is idempotent), gauges every time (they add). The first identity
+    folded wins a conflicting info label: live workers come first, so what a redeploy
+    changed replaces what exited workers (the archive) held, instead of lingering.
     """
     identities: list[list[tuple]] = [[] for _ in states]
-    for raw in raws:
+    live = [raw for raw in raws if id(raw) not in without_gauges]
+    exited = [raw for raw in raws if id(raw) in without_gauges]
+    for raw in live + exited:
         mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
+        gauges = id(raw) not in without_gauges
         for index, merged_index in enumerate(mapped.models):
             state, data = states[merged_index], raw.header["models"][index]
             identity = (data.get("info"), data.get("loaded_at"), data.get("trained_at"),
@@ -259,7 +268,8 @@ def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawS
                 if identity not in identities[merged_index]:
                     state.merge_identity_of(data)
                     identities[merged_index].append(identity)
-                state.merge_gauges_of(data)
+                if gauges:
+                    state.merge_gauges_of(data)
             # A crafted state section; OverflowError: a JSON integer past any float.
             except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
                 if on_error is not None:

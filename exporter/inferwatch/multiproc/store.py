@@ -40,6 +40,7 @@ import stat
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -72,8 +73,16 @@ _PROC_STAT = sys.platform.startswith("linux") and os.path.exists("/proc/self/sta
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 START_TOLERANCE_CENTISECONDS = 0 if _PROC_STAT else 200
 READ_ATTEMPTS = 5
+# A snapshot written this recently has a live writer (workers rewrite theirs at least every
+# worker.REFRESH_SECONDS): only an older one is looked up in /proc.
+RECENT_WRITE_SECONDS = 60.0
+# How long a reader that folds keep racing waits to hold them off (a fold takes milliseconds).
+LOCKED_READ_TIMEOUT_SECONDS = 2.0
 # A fold takes milliseconds; one stuck longer must not stop a server from starting.
 CLEAR_LOCK_TIMEOUT_SECONDS = 5.0
+# Errors that pass (descriptors or memory short, a disk hiccup): the file is as good as it was.
+PASSING_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS,
+                            errno.EIO, errno.EAGAIN, errno.EINTR})
 # Why an entry was skipped rather than read or removed.
 SKIP_REASONS = ("symlink", "not_regular", "foreign_owner", "too_large", "undeletable")
 
@@ -101,6 +110,12 @@ def _count_skip(reason: str) -> None:
 def _reset_after_fork() -> None:
     global _skipped_lock
     _skipped_lock = threading.Lock()
+    # A scrape in another thread at fork time held its directory's read lock for good.
+    for directory in list(_directories):
+        directory._read_lock = threading.Lock()
+
+
+_directories: weakref.WeakSet[SnapshotDirectory] = weakref.WeakSet()
 
 
 if hasattr(os, "register_at_fork"):
@@ -237,6 +252,15 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0].decode("ascii", "replace"), round(int(fields[19]) * 100 / _CLOCK_TICKS)
 
 
+def _alive(name: str) -> bool:
+    """Whether the writer of the snapshot `name` still runs (never False on doubt)."""
+    worker = WorkerId.parse(name)
+    try:
+        return worker is None or worker.alive()
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return True
+
+
 def _temp_owner(name: str) -> WorkerId | None:
     match = _TEMP.fullmatch(name)
     return WorkerId(int(match[1]), int(match[2])) if match else None
@@ -259,6 +283,10 @@ class SnapshotDirectory:
         # name -> stat key of a version refused (damaged, of another format): counted once,
         # not read and decoded again on every scrape while it stays as it is.
         self._refused: dict[str, tuple[int, int, int]] = {}
+        # Concurrent scrapes of one process (gthread workers, two Prometheus servers) share
+        # the caches: one pruning them while another adds an entry failed its scrape.
+        self._read_lock = threading.Lock()
+        _directories.add(self)
 
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -285,29 +313,76 @@ class SnapshotDirectory:
             raise
 
     # --- reading ------------------------------------------------------------------------
-    def read_raws(self, own: tuple[str, RawSnapshot] | None = None) -> list[RawSnapshot]:
+    def read_raws(self, own: tuple[str, RawSnapshot] | None = None,
+                  dead: set[int] | None = None) -> list[RawSnapshot]:
         """The archive and every snapshot not yet folded into it, as one consistent set.
 
         `own` replaces one snapshot by a version in memory: a process that cannot write
-        its file still serves its own current counts.
+        its file still serves its own current counts. `dead`, when given, receives the
+        ``id()`` of the archive and of each snapshot whose writer has exited.
         """
-        raws: list[RawSnapshot] = []
-        for _ in range(READ_ATTEMPTS):
-            names = self._names()
-            raws, complete = self._read_consistent(names, own)
-            if complete:
-                self._cache = {k: v for k, v in self._cache.items() if k in names}
-                self._refused = {k: v for k, v in self._refused.items() if k in names}
-                return raws
-        faults.record("multiproc_read")  # folds kept racing: serve what was read
-        return raws
+        with self._read_lock:
+            raws: list[RawSnapshot] = []
+            for _ in range(READ_ATTEMPTS):
+                names = self._names()
+                if dead is not None:
+                    dead.clear()
+                raws, complete = self._read_consistent(names, own, dead)
+                if complete:
+                    self._cache = {k: v for k, v in self._cache.items() if k in names}
+                    self._refused = {k: v for k, v in self._refused.items() if k in names}
+                    return raws
+            # Folds kept racing this reader (many workers recycled at once): a partial read
+            # lacks what they folded, a drop Prometheus takes for a reset. One more read with
+            # folds held off is whole; without the lock, serve what was read.
+            with self._read_share(LOCKED_READ_TIMEOUT_SECONDS) as locked:
+                if locked:
+                    names = self._names()
+                    if dead is not None:
+                        dead.clear()
+                    raws, complete = self._read_consistent(names, own, dead)
+                    if complete:
+                        return raws
+            faults.record("multiproc_read")
+            return raws
+
+    @contextlib.contextmanager
+    def _read_share(self, timeout: float) -> Iterator[bool]:
+        """The fold lock held shared (folds wait, readers do not), opened read-only so an
+        exporter without write access takes it too; False when it cannot be had."""
+        try:
+            fd = os.open(self._file(LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC)
+        except OSError:
+            yield False
+            return
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.01)
+                except OSError:
+                    yield False
+                    return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def _names(self) -> set[str]:
         return {name for name in os.listdir(self.path)
                 if name == ARCHIVE or _WORKER.fullmatch(name)}
 
-    def _read_consistent(self, names: set[str], own: tuple[str, RawSnapshot] | None = None
-                         ) -> tuple[list[RawSnapshot], bool]:
+    def _read_consistent(self, names: set[str], own: tuple[str, RawSnapshot] | None = None,
+                         dead: set[int] | None = None) -> tuple[list[RawSnapshot], bool]:
         raws: list[RawSnapshot] = []
         if own is not None:
             names = names - {own[0]}
@@ -320,13 +395,25 @@ class SnapshotDirectory:
             if archive is not None:
                 raws.append(archive)
                 folded = set(archive.folded)
+                if dead is not None:
+                    dead.add(id(archive))  # the final states of exited workers
         for name in sorted(names - folded - {ARCHIVE}):
             raw = self._load(name)
             if raw is _VANISHED:
                 return raws, False  # folded since we listed: the archive we read is stale
             if raw is not None:
                 raws.append(raw)
+                if dead is not None and not self._written_lately(name) and not _alive(name):
+                    dead.add(id(raw))
         return raws, True
+
+    def _written_lately(self, name: str) -> bool:
+        """Whether the snapshot `name` was written within RECENT_WRITE_SECONDS: a live
+        worker rewrites its file at least every REFRESH_SECONDS, so its writer lives (or
+        died since, and its gauges go at a later scrape); asking /proc costs about 30 us a
+        file, on every scrape."""
+        cached = self._cache.get(name)
+        return cached is not None and time.time() - cached[0][1] / 1e9 < RECENT_WRITE_SECONDS
 
     def _load(self, name: str) -> RawSnapshot | None:
         cached = self._cache.get(name)
@@ -342,6 +429,11 @@ class SnapshotDirectory:
             _count_skip(skipped.reason)
             return self._last_good(name)
         except OSError as exc:
+            if exc.errno in PASSING_ERRNOS and (name == ARCHIVE or name not in self._cache):
+                # Without this file (or with an archive from before the latest fold, whose
+                # folded snapshots are gone) the sums would drop below the last scrape's,
+                # which Prometheus reads as a reset: fail this read, the next one recovers.
+                raise
             faults.record("multiproc_read", exc)
             return self._last_good(name)
         try:
@@ -359,9 +451,18 @@ class SnapshotDirectory:
         return None if cached is None else cached[1]
 
     def read_view(self, now: float, own: tuple[str, RawSnapshot] | None = None) -> MergedView:
-        """Everything in the directory merged: what ``/metrics`` serves in this mode."""
-        return merge_view(self.read_raws(own), now,
-                          on_error=lambda exc: faults.record("multiproc_read", exc))
+        """Everything in the directory merged: what ``/metrics`` serves in this mode.
+
+        Gauges of workers that have exited are left out: a killed worker's in-flight calls
+        ended with it, and a reader that never folds (the exporter, or every worker gone)
+        would otherwise show them forever. Their counters still add up, and their identity
+        (info labels) yields to that of the live workers.
+        """
+        dead: set[int] = set()
+        raws = self.read_raws(own, dead)
+        return merge_view(raws, now,
+                          on_error=lambda exc: faults.record("multiproc_read", exc),
+                          without_gauges=dead)
 
     # --- folding ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -465,8 +566,10 @@ class SnapshotDirectory:
                 if target is None:
                     states[state.key] = state
                 else:  # a series laid out otherwise (a rollout) is skipped and counted
+                    info = state.info
                     merge_model(target, state,
                                 lambda exc: faults.record("multiproc_fold", exc))
+                    target.info = _newer_info(target.info, info)
             for field in PROCESS_COUNTERS:
                 _add(getattr(archive, field), raw.header.get(field))
         for state in states.values():
@@ -525,12 +628,23 @@ class SnapshotDirectory:
                         pass
                     except OSError:
                         _count_skip("undeletable")
-        self._cache.clear()
-        self._refused.clear()
+        with self._read_lock:
+            self._cache.clear()
+            self._refused.clear()
         return removed
 
 
 _VANISHED = RawSnapshot({}, None)  # type: ignore[arg-type]
+
+
+def _newer_info(archived: dict[str, str], newer: dict[str, str]) -> dict[str, str]:
+    """Info labels of a model version folded later (a redeploy changed one) win over the
+    archive's, which would otherwise show the first run's for good; a known task stays
+    known when the newer worker never saw a prediction ("auto")."""
+    merged = {**archived, **newer}
+    if newer.get("task") == "auto" and archived.get("task", "auto") != "auto":
+        merged["task"] = archived["task"]
+    return merged
 
 
 def _add(total: dict[str, float], counts: object) -> None:

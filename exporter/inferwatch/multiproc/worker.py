@@ -314,6 +314,10 @@ class Publisher:
                     return
                 try:
                     self._publish_locked(time.monotonic(), force=True)
+                except Exception as exc:
+                    # A full or read-only directory: counted as the write it is; the last
+                    # snapshot written is still folded below (or by a live worker later).
+                    faults.record("multiproc_write", exc)
                 finally:
                     self._closed = True
             self.directory.fold(self.worker, also=[self.worker.name],
