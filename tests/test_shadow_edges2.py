@@ -254,3 +254,22 @@ def test_a_process_shadow_with_an_unbounded_timeout_still_compares(registry, reg
     assert _counter(handle.monitor, "inferwatch_shadow_compared_total") == {("1",): 3.0}
     assert _counter(handle.monitor, "inferwatch_shadow_dropped_total") == {}
     handle.close()
+
+
+def test_one_label_for_a_batch_past_the_byte_bound_counts_the_rows_it_could_not_keep():
+    # As the champion's own join does: one label judges every row kept, and the rows past
+    # the bound are counted, not lost because the outcome was one label.
+    from inferwatch.core.shadow_compare import Comparison
+    from inferwatch.core.state import ModelState
+
+    comparison = Comparison("1", declared_classes=["a", "b"], max_bytes=64 * 1024)
+    rows = 20_000
+    comparison.add("predict", np.array(["a"] * rows), np.array(["b"] * rows), "r", at=0.0)
+    state = ModelState("m", "2")
+    comparison.fold_into(state, now=0.0)
+    scored, _ = comparison.score("r", "a", at=1.0)
+    comparison.fold_into(state, now=1.0)
+    assert 0 < scored < rows
+    assert sum(state.counters["inferwatch_shadow_outcomes_total"].values()) == scored
+    assert state.counters["inferwatch_outcomes_unmatched_total"] == {
+        ("rows_over_bound",): rows - scored}

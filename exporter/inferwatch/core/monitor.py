@@ -345,6 +345,31 @@ _CAP_OPTIONS = {
 }
 
 
+
+def _seconds_of(at: object) -> float:
+    """When an outcome's label became known, as Unix seconds: a number, or a datetime,
+    ``pd.Timestamp`` or ``np.datetime64`` (what a labels table holds); NaN for a time that
+    is not known (``pd.NaT``), which joins with no label delay.
+
+    >>> import datetime
+    >>> _seconds_of(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc))
+    1767225600.0
+    >>> _seconds_of(np.datetime64("2026-01-01T00:00:00")), _seconds_of(np.datetime64("NaT"))
+    (1767225600.0, nan)
+    """
+    if isinstance(at, np.datetime64):
+        if np.isnat(at):
+            return float("nan")
+        return float(at.astype("datetime64[ns]").astype(np.int64)) / 1e9
+    stamp = getattr(at, "timestamp", None)
+    if callable(stamp):
+        try:
+            return float(stamp())
+        except (ValueError, OverflowError, OSError):  # pd.NaT, or a date past any clock
+            return float("nan")
+    return float(at)  # type: ignore[arg-type]
+
+
 class Monitor:
     """Records calls of one model version and aggregates them into a :class:`ModelState`."""
 
@@ -573,7 +598,7 @@ class Monitor:
     def _record_outcome(self, request_id: object, y_true: object, at: float | None,
                         forward: bool) -> None:
         try:
-            when = time.time() if at is None else float(at)
+            when = time.time() if at is None else _seconds_of(at)
             rid = str(request_id)
             joined = self.outcomes.join(rid, y_true, when)
             if joined.unmatched == "unknown_id":

@@ -42,8 +42,10 @@ import math
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -232,7 +234,9 @@ class OutcomeJoiner:
         truth = _as_rows(y_true) if outputs is None else _as_table(y_true, outputs)
         if truth is None:
             return Join(unmatched="shape_mismatch")
-        delay = max(0.0, at - predicted_at)
+        # A clock stepped back reads 0; a time not known (NaN, a missing timestamp column)
+        # is no delay at all, not a label that arrived at once.
+        delay: float | None = max(0.0, at - predicted_at) if at == at else None
         if len(truth) != rows and len(truth) != 1 and (classes is not None or
                                                         values is not None):
             return Join(unmatched="shape_mismatch")
@@ -241,7 +245,9 @@ class OutcomeJoiner:
         from inferwatch.quality.reference import is_missing
 
         kept = len(classes or values or ())
-        over = rows - kept if len(truth) == rows else 0
+        # One label for the whole batch judges every row it could keep: the rows past the
+        # bound are counted as they are for a label per row, never silently lost.
+        over = rows - kept
         truth = truth[:kept]
         if classes is not None:
             pairs = list(zip(classes, _broadcast(truth, len(classes))))
@@ -283,9 +289,13 @@ def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any
             missing += 1
             continue
         try:
-            error = abs(float(p) - float(t))
+            target = float(t)
+            error = abs(float(p) - target)
         except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
             return None
+        if target != target:  # "nan" read from a CSV, Decimal("NaN"): not known yet either
+            missing += 1
+            continue
         if math.isfinite(error):
             errors.append(error)
     return errors, missing
@@ -370,17 +380,39 @@ def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
 def _as_rows(y_true: Any) -> list:
     """The outcome's rows: a scalar is one, an array or a list one per element.
 
-    >>> _as_rows("fraud"), _as_rows([[1, 2], [3]])
-    (['fraud'], [[1, 2], [3]])
+    >>> _as_rows("fraud"), _as_rows([[1, 2], [3]]), _as_rows({"a": 1})
+    (['fraud'], [[1, 2], [3]], [])
     """
     if isinstance(y_true, (str, bytes)):
         return [y_true]
+    if isinstance(y_true, (Mapping, AbstractSet)):
+        return []  # no order to join rows by: a shape mismatch, not one label judged wrong
+    if isinstance(y_true, Iterator):  # a generator of labels: one row per label it yields
+        y_true = list(y_true)
     try:
         if np.ndim(y_true) == 0:
-            return [y_true]
+            return [_scalar(y_true)]
         return list(np.asarray(y_true).reshape(-1))
     except ValueError:  # ragged rows: each one as given, to match (or not) its prediction
         return list(y_true)
+
+
+def _scalar(value: Any) -> Any:
+    """The Python value of a 0-d array or tensor (``np.array(1.0)``, ``torch.tensor(1)``);
+    any other value as it is. Its text (``tensor(1)``) would never match a class.
+
+    >>> _scalar(np.array(1.0)), _scalar("a")
+    (1.0, 'a')
+    """
+    if isinstance(value, np.generic) or getattr(value, "ndim", None) != 0:
+        return value
+    try:
+        array = np.asarray(value)
+    except Exception:  # an object whose conversion fails: judged as it is
+        return value
+    if array.ndim != 0 or array.dtype.kind == "O":
+        return value
+    return array.item()
 
 
 def _as_table(y_true: Any, outputs: int) -> list | None:
@@ -415,11 +447,19 @@ def _broadcast(rows: list, n: int) -> list:
 _SAME_CLASSES = frozenset({("True", "1"), ("1", "True"), ("False", "0"), ("0", "False")})
 
 
-def _same_class(predicted: str, label: str) -> bool:
-    return predicted == label or (predicted, label) in _SAME_CLASSES
-
-
 MAX_JOINED_LABEL_CHARS = 256
+
+
+def _same_class(predicted: str, label: str) -> bool:
+    """Whether a label is the predicted class. A label no class was declared for was kept
+    cut to its first 256 characters: the outcome's label is read the same way.
+
+    >>> _same_class("1", "True"), _same_class("x" * 256, "x" * 300), _same_class("a", "b")
+    (True, True, False)
+    """
+    return predicted == label or (predicted, label) in _SAME_CLASSES or (
+        len(label) > MAX_JOINED_LABEL_CHARS == len(predicted) and
+        label[:MAX_JOINED_LABEL_CHARS] == predicted)
 
 
 def joinable_labels(result: Any) -> tuple[str, ...] | None:
@@ -432,7 +472,7 @@ def joinable_labels(result: Any) -> tuple[str, ...] | None:
     >>> joinable_labels(np.array([0.5])) is None
     True
     """
-    rows = [result] if isinstance(result, (str, int, np.str_, np.integer)) else result
+    rows = [result] if isinstance(result, (str, bytes, int, np.generic)) else result
     try:
         if isinstance(rows, Mapping):  # named class outputs, joined in the order returned
             columns = [np.asarray(column) for column in rows.values()]
@@ -443,15 +483,17 @@ def joinable_labels(result: Any) -> tuple[str, ...] | None:
         array = np.asarray(rows)
     except (ValueError, TypeError):
         return None
-    if array.ndim == 2 and array.shape[1] > 1 and array.dtype.kind in "UiubO":
+    if array.ndim == 2 and array.shape[1] > 1 and array.dtype.kind in "USiubO":
         return _label_rows(array)
-    if array.ndim != 1 or array.dtype.kind not in "UiuO":
+    # Bytes labels (``np.array([b"spam"])``, a model fit on labels read as bytes) are kept
+    # decoded, as an outcome's bytes labels are read.
+    if array.ndim != 1 or array.dtype.kind not in "USiuO":
         return None
     labels = array.tolist()
-    if not all(isinstance(label, (str, int)) and not isinstance(label, bool)
+    if not all(isinstance(label, (str, bytes, int)) and not isinstance(label, bool)
                for label in labels):
         return None
-    return tuple(str(label)[:MAX_JOINED_LABEL_CHARS] for label in labels)
+    return tuple(_class_text(label)[:MAX_JOINED_LABEL_CHARS] for label in labels)
 
 
 def _label_rows(table: np.ndarray) -> tuple[tuple[str, ...], ...] | None:
@@ -468,15 +510,26 @@ def _label_rows(table: np.ndarray) -> tuple[tuple[str, ...], ...] | None:
     rows = table.tolist()
     # Bools are labels here, unlike in one column (whose classes the drain keeps already):
     # a multi-label indicator table is kept nowhere else.
-    if table.dtype.kind == "O" and not all(isinstance(label, (str, int))
+    if table.dtype.kind == "O" and not all(isinstance(label, (str, bytes, int))
                                            for row in rows for label in row):
         return None
-    return tuple(tuple(str(label)[:MAX_JOINED_LABEL_CHARS] for label in row) for row in rows)
+    return tuple(tuple(_class_text(label)[:MAX_JOINED_LABEL_CHARS] for label in row)
+                 for row in rows)
 
 
 def _class_text(value: Any) -> str:
-    if isinstance(value, (np.generic,)):
-        value = value.item()
+    """A label's text as a class is kept: bytes decoded (labels read back from Kafka or
+    Redis), a whole number of any type as the integer it is.
+
+    >>> [_class_text(v) for v in (b"spam", np.bytes_(b"1"), 1.0, Decimal("2.0"), True)]
+    ['spam', '1', '1', '2', 'True']
+    """
+    if isinstance(value, np.generic) or getattr(value, "ndim", None) == 0:
+        value = _scalar(value.item() if isinstance(value, np.generic) else value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # a label 1.0 from a float column matches class "1"
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        value = int(value)  # a NUMERIC column read from a database: Decimal("1.0")
     return str(value)

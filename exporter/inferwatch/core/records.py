@@ -47,7 +47,9 @@ def label_score_matrix(result: object, class_names: Sequence[object] | None
         return None
     named = [str(name) for name in class_names] if class_names is not None and \
         np.ndim(class_names) == 1 else []
-    order = named if set(named) == set(labels) else sorted(labels)
+    # A class named twice would give its label two columns: one column per label, sorted.
+    order = named if len(named) == len(labels) and set(named) == set(labels) else \
+        sorted(labels)
     try:
         matrix = np.array([[scores[label] for label in order] for scores in rows],
                           dtype=np.float64)
@@ -83,5 +85,7 @@ def _is_scalar(value: object) -> bool:
         return False
     try:
         return np.ndim(value) == 0
-    except ValueError:  # a ragged sequence of its own kind
+    # A ragged sequence of its own kind, or an object whose array conversion raises: not
+    # a table of scalars, read by the general path as bad output rather than a fault.
+    except Exception:
         return False

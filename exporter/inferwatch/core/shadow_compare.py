@@ -143,7 +143,7 @@ class Comparison:
         n = len(champion)
         if len(truth) not in (1, rows):
             return None
-        over = _uncounted(rows - n if len(truth) == rows > 1 else 0, n, counted)
+        over = _uncounted(rows - n, n, counted)  # one label for the batch too, as the join
         truth = truth * n if len(truth) == 1 else truth[:n]
         from inferwatch.quality.reference import is_missing  # as the champion's join reads
 
@@ -181,7 +181,7 @@ class Comparison:
         if truth is None or len(truth) not in (1, rows):
             return None
         n = len(champion)
-        over = _uncounted(rows - n if len(truth) == rows > 1 else 0, n, counted)
+        over = _uncounted(rows - n, n, counted)  # one label for the batch too, as the join
         truth = truth * n if len(truth) == 1 else truth[:n]
         if isinstance(champion[0][0], str):  # a multi-output classifier: each label alone
             champion_right, shadow_right = [], []
