@@ -132,14 +132,22 @@ def usage_tokens(result: object) -> tuple[int | None, int | None] | None:
 
 
 def _count(value: object) -> int | None:
-    """A token count from user code: a non-negative int, or None when it is not one."""
-    if value is None or isinstance(value, bool):
+    """A token count from user code: a non-negative int, or None when it is not one. One
+    that is there but no count (a tokenizer's list of ids, a string, NaN, a negative
+    number) is counted as a ``tokens`` fault: its tokens are lost, and that must show."""
+    if value is None:
         return None
-    try:
-        number = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError, OverflowError):
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if number is None or number < 0 or number != value:
+        faults.record("tokens", TypeError(
+            f"a token count must be a non-negative int, got {value.__class__.__name__}"))
         return None
-    return number if number >= 0 and number == value else None
+    return number
 
 
 def _kind(cls: type) -> str:
@@ -212,9 +220,12 @@ class Follower:
         self.settings = settings
         self.plan = _plan(settings)
         # A generator function's wrapper takes its one-generator path while this is the
-        # monitor's `fast_settings`: streams need only counts (no token counting), the
-        # monitor is on its fast path, and nothing has been reconfigured since.
-        self.lean_settings = settings if self.plan.count_tokens is None else _NOT_LEAN
+        # monitor's `fast_settings`: streams need only counts (no token counting, no usage
+        # read along the way: Anthropic's events carry it before the last one), the monitor
+        # is on its fast path, and nothing has been reconfigured since.
+        plan = self.plan
+        self.lean_settings = settings if plan.count_tokens is None and \
+            plan.usage is not usage_tokens else _NOT_LEAN
 
     def __call__(self, result: object, start: float, args: tuple,
                  record: RequestRecord | None = None, slow: bool = False,
@@ -374,13 +385,18 @@ class Tracker:
         """Keep the token counts an item carries (``usage=True``). Anthropic's stream says
         them along the way, not in its last event: the input tokens in ``message_start``'s
         ``message.usage``, the output tokens (a running total) in each ``message_delta``'s
-        ``usage``; ``message_stop`` carries none. A later count replaces an earlier one."""
+        ``usage``; ``message_stop`` carries none. OpenAI's Responses API says them in its
+        ``response.completed`` event's ``response.usage``. A later count replaces an earlier
+        one."""
         try:
             read = usage_tokens(item)
             if read is None and not isinstance(item, str):
-                message = item.get("message") if isinstance(item, Mapping) else getattr(
-                    item, "message", None)
-                read = None if message is None else usage_tokens(message)
+                for name in ("message", "response"):
+                    inner = item.get(name) if isinstance(item, Mapping) else getattr(
+                        item, name, None)
+                    read = None if inner is None else usage_tokens(inner)
+                    if read is not None:
+                        break
             if read is not None:
                 if read[0] is not None:
                     self.input_tokens = read[0]

@@ -14,6 +14,8 @@ import sys
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from inferwatch import faults
+
 TRACER_NAME = "inferwatch"
 
 
@@ -26,7 +28,13 @@ def otel_configured() -> bool:
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
         return False
-    provider = trace.get_tracer_provider()
+    try:
+        provider = trace.get_tracer_provider()
+    except Exception as exc:
+        # OTEL_PYTHON_TRACER_PROVIDER naming no installed provider raises here: a tracing
+        # setup that cannot trace is no reason to fail the host's instrument() or the drain.
+        faults.record("tracing", exc)
+        return False
     return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider")
 
 
@@ -35,12 +43,18 @@ def current_trace_id() -> str | None:
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
         return None
-    context = trace.get_current_span().get_span_context()
-    # An unsampled span's trace is never exported: an exemplar or event pointing at it would
-    # lead to a trace that no backend holds.
-    if not context.is_valid or not context.trace_flags.sampled:
+    # Read at the start of every traced call and request: a span of the application's own
+    # (or a third party's) that answers no usable context must not fail the call.
+    try:
+        context = trace.get_current_span().get_span_context()
+        # An unsampled span's trace is never exported: an exemplar or event pointing at it
+        # would lead to a trace that no backend holds.
+        if not context.is_valid or not context.trace_flags.sampled:
+            return None
+        return format(context.trace_id, "032x")
+    except Exception as exc:
+        faults.record("tracing", exc)
         return None
-    return format(context.trace_id, "032x")
 
 
 def stage_span(stage: str, attributes: dict[str, Any]) -> AbstractContextManager:
