@@ -208,7 +208,14 @@ def loaded_ml_packages() -> dict[str, str]:
             continue
         version = _version_cache.get(package)
         if version is None:
-            version = str(getattr(module, "__version__", "") or _distribution_version(package))
+            try:
+                version = str(getattr(module, "__version__", "") or "")
+            except Exception:
+                # A lazy module imports on attribute access, and that import can fail: one
+                # such package must not cost the others their series (nor count a fault on
+                # every scrape). Its installed distribution still says which version it is.
+                version = ""
+            version = version or _distribution_version(package)
             _version_cache[package] = version
         if version:
             found[_DISTRIBUTIONS.get(package, package)] = version
@@ -219,8 +226,8 @@ def _distribution_version(package: str) -> str:
     from importlib import metadata
 
     try:
-        return metadata.version(_DISTRIBUTIONS.get(package, package))
-    except metadata.PackageNotFoundError:
+        return str(metadata.version(_DISTRIBUTIONS.get(package, package)) or "")
+    except Exception:  # not installed as a distribution, or its metadata is unreadable
         return ""
 
 

@@ -26,6 +26,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from inferwatch import faults
+from inferwatch.catalogue import empty_family
 from inferwatch.core.encode import Encoder, Page
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.core.render import (
@@ -36,6 +37,10 @@ from inferwatch.core.render import (
     process_families,
 )
 from inferwatch.serving.exposition import Prerendered, prerender_format
+
+# Families collect() yields beyond describe_families(): an event log's and the merged view's.
+_ALSO_YIELDED = ("inferwatch_event_values_dropped_total",
+                 "inferwatch_multiproc_files_skipped_total")
 
 
 class InferwatchCollector(Collector):
@@ -53,7 +58,10 @@ class InferwatchCollector(Collector):
         self._encoder = Encoder()
 
     def describe(self) -> list[Metric]:
-        return describe_families()
+        # prometheus_client's `?name[]=` filter asks only the collectors that describe a
+        # name, so every family collect() can yield is named here, the event log's and the
+        # multi-worker view's included.
+        return [*describe_families(), *(empty_family(name) for name in _ALSO_YIELDED)]
 
     def collect(self) -> Iterator[Metric]:
         wanted = prerender_format()
@@ -140,6 +148,22 @@ def prometheus_registry() -> CollectorRegistry:
             if _prometheus_registry is None:
                 from prometheus_client import REGISTRY
 
-                REGISTRY.register(InferwatchCollector())
+                if not _serves_default_registry(REGISTRY):
+                    try:
+                        REGISTRY.register(InferwatchCollector())
+                    except ValueError as exc:  # prometheus_client's DuplicateTimeseries
+                        raise ValueError(
+                            "inferwatch cannot add its metrics to prometheus_client's default "
+                            f"registry: the application registered metrics there under the same "
+                            f"names ({exc}); rename them, or serve a registry of your own with "
+                            "make_wsgi_app(registry=...) / serve(registry=...)") from exc
                 _prometheus_registry = REGISTRY
     return _prometheus_registry
+
+
+def _serves_default_registry(registry: CollectorRegistry) -> bool:
+    """Whether the application already registered a collector of inferwatch's own registry
+    (``REGISTRY.register(InferwatchCollector())``): a second would clash on every name."""
+    collectors = list(getattr(registry, "_collector_to_names", {}))
+    own = default_registry()
+    return any(isinstance(c, InferwatchCollector) and c.registry is own for c in collectors)

@@ -226,8 +226,10 @@ def render(registry: Collector, accept: str | None, accept_encoding: str | None,
     """
     encoder, content_type = negotiate(accept)
     wanted = _format_of(encoder)
-    if names is not None and isinstance(registry, CollectorRegistry):
-        registry = registry.restricted_registry(list(names))
+    if names is not None:
+        # A collector served as it is (`serve(registry=collector)`) has no restricted_registry.
+        registry = (registry.restricted_registry(list(names))
+                    if isinstance(registry, CollectorRegistry) else _Restricted(registry, names))
         wanted = None  # the restriction filters samples, which a pre-rendered text has none of
     try:
         body = encoder(registry) if wanted is None else _render_mixed(registry, encoder, wanted)
@@ -397,6 +399,23 @@ class _Families:
 
     def collect(self) -> list[Metric]:
         return self._families
+
+
+class _Restricted:
+    """The samples of a collector whose names are in `names`, as prometheus_client's
+    ``restricted_registry`` gives those of a registry."""
+
+    def __init__(self, source: Collector, names: Iterable[str]) -> None:
+        self._source = source
+        self._names = frozenset(names)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._source.collect():
+            samples = [sample for sample in family.samples if sample.name in self._names]
+            if samples:
+                kept = Metric(family.name, family.documentation, family.type, family.unit)
+                kept.samples = samples
+                yield kept
 
 
 class _Utf8SafeView:
