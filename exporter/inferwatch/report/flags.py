@@ -177,7 +177,7 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                           f"process keeps {kept / 60:g}m: see Prometheus"))
         flags.append(_no_traffic(state, history, now, t))
         flags.append(_flag("InferwatchLatencyHigh", live.latency_p99, t.latency_p99_seconds,
-                           above=True, detail=f"p99 latency {live.latency_p99:.3g}s, "
+                           above=True, detail=f"p99 latency {_number(live.latency_p99, 's')}, "
                                               f"threshold {t.latency_p99_seconds:g}s"))
         invalid = _rate_ratio(delta["invalid"], delta["rows"])
         flags.append(_flag("InferwatchInvalidPredictions", invalid, t.invalid_ratio, above=True,
@@ -220,9 +220,10 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
         worst, name = max(scored) if scored else (math.nan, "")
         enough = rows >= t.drift_min_observations
         flags.append(_flag(alert, worst if enough else math.nan, limit, above=True,
-                           detail=f"largest {t.drift_method} {worst:.3g} ({name!r}) on {rows} "
-                                  f"rows (at least {t.drift_min_observations} needed), "
-                                  f"threshold {limit:g}"))
+                           detail=(f"largest {t.drift_method} {worst:.3g} ({name!r})"
+                                   if name else f"no {t.drift_method} scored")
+                                  + f" on {rows} rows (at least {t.drift_min_observations} "
+                                    f"needed), threshold {limit:g}"))
     return flags
 
 
@@ -333,6 +334,15 @@ def _worst_feature(state: ModelState, base: Sample | None, metric: str,
     if name:
         return worst, name
     return (0.0, "(none)") if rows > 0 else (math.nan, "")
+
+
+def _number(value: float, unit: str = "") -> str:
+    """
+    >>> _number(0.0123, "s"), _number(float("nan"), "s")
+    ('0.0123s', 'n/a')
+    """
+    # No traffic leaves the quantiles NaN: the page says so in words, not "nans".
+    return f"{value:.3g}{unit}" if not math.isnan(value) else "n/a"
 
 
 def _pct(value: float) -> str:

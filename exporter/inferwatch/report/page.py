@@ -84,11 +84,10 @@ def report_body(report: ModelReport, *, index_link: str | None = None) -> str:
     if index_link is not None:
         parts.append(f'<p><a href="{escape(index_link)}">All models</a></p>')
     parts.append(f"<h1>{escape(report.title)}</h1>")
-    stamp = datetime.datetime.fromtimestamp(report.generated_at, datetime.timezone.utc)
     rows = report.live.drift_window_rows if report.live is not None else report.rows
     what = "rows in the drift window" if report.live is not None else "rows compared"
-    parts.append(f'<p class="muted">Generated {escape(stamp.strftime("%Y-%m-%d %H:%M:%S"))} '
-                 f'UTC; <span data-key="drift_rows" data-value="{rows}">{rows}</span> '
+    parts.append(f'<p class="muted">Generated {escape(_stamp(report.generated_at))}; '
+                 f'<span data-key="drift_rows" data-value="{rows}">{rows}</span> '
                  f"{what}.</p>")
     if report.flags:
         parts.append(_flags(report.flags))
@@ -333,6 +332,19 @@ def _duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "n/a"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.3g} min"
+
+
+def _stamp(at: float) -> str:
+    """
+    >>> _stamp(0.0), _stamp(float("nan")), _stamp(1.7e15)
+    ('1970-01-01 00:00:00 UTC', 'at an unknown time', 'at an unknown time')
+    """
+    # A time in milliseconds, NaN or infinity must not cost the whole page.
+    try:
+        stamp = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return "at an unknown time"
+    return stamp.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
 
 
 def _seconds(value: float) -> str:

@@ -15,8 +15,11 @@ scrape reads (the merged view in multi-worker mode) and the drain's ring of rece
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import time
+import zlib
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -106,18 +109,45 @@ def read_snapshot(data: bytes) -> tuple[float, list]:
     """(generated_at, ModelStates) from :func:`snapshot_json`'s bytes; ValueError if not one."""
     from inferwatch.core.state import ModelState
 
+    if data[:2] == b"\x1f\x8b":
+        # A proxy in front may gzip the answer whatever the request accepted.
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"not a status snapshot (broken gzip: {exc})") from None
     try:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
+        if _looks_like_metrics(data):
+            raise ValueError("not a status snapshot: the URL answers Prometheus metrics; "
+                             "give the status page's address (the server's root, "
+                             "http://host:port/, not /metrics)") from None
         raise ValueError(f"not a status snapshot (not JSON: {exc})") from None
     if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
         raise ValueError("not a status snapshot (expected "
                          f"format {SNAPSHOT_FORMAT!r}; is the URL a status page?)")
     try:
-        return float(document["generated_at"]), [ModelState.from_dict(s)
-                                                 for s in document["states"]]
-    except (KeyError, TypeError, ValueError) as exc:
+        generated_at = float(document["generated_at"])
+        states = [ModelState.from_dict(s) for s in document["states"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"malformed status snapshot: {exc!r}") from None
+    # The time every window and the page's stamp are read at: NaN, infinity or a year
+    # past 9999 would fail far from here, with no word about the snapshot.
+    if not _MIN_TIME <= generated_at <= _MAX_TIME:
+        raise ValueError("malformed status snapshot: generated_at is not a time "
+                         f"(got {generated_at!r})")
+    return generated_at, states
+
+
+# The Unix times a page can print (years 1970 to 9999).
+_MIN_TIME, _MAX_TIME = 0.0, 253402300799.0
+
+
+def _looks_like_metrics(data: bytes) -> bool:
+    """Whether `data` reads as the Prometheus or OpenMetrics text format."""
+    head = data[:4096].decode("utf-8", "replace").lstrip()
+    return head.startswith(("# HELP ", "# TYPE ", "# EOF")) or bool(
+        re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? \S+", head))
 
 
 def _json_default(value: object) -> object:

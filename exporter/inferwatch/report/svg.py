@@ -15,12 +15,16 @@ from collections.abc import Sequence
 from html import escape as _html_escape
 
 # Characters XML forbids (and HTML reads as errors): C0 controls but tab, newline and
-# carriage return, DEL, lone surrogates and the two noncharacters.
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+# carriage return, DEL, lone surrogates and the two noncharacters. Also the bidi
+# embeddings, overrides and isolates: unclosed in a name, they reverse the text after it
+# (a version, a threshold, a share) and the page would show numbers that are not there.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff"
+                        "\u202a-\u202e\u2066-\u2069]")
 
 
 def clean(value: object) -> str:
-    """`value` as text with the characters XML forbids replaced by U+FFFD.
+    """`value` as text with the characters XML forbids (and the bidi controls) replaced by
+    U+FFFD.
 
     >>> clean("a" + chr(0) + "b") == "a" + chr(0xFFFD) + "b"
     True
@@ -63,7 +67,9 @@ def sparkline(values: Sequence[float], *, title: str, width: int = 160,
     parts.append(f'<line x1="0" y1="{height - 1}" x2="{width}" y2="{height - 1}" '
                  f'stroke="{AXIS}" stroke-width="0.5"/>')
     if finite:
-        low, high = min([*finite, 0.0]), max(finite)
+        # Halved: the span of values near the float limits would overflow to infinity and
+        # put NaN in the coordinates.
+        low, high = min([*finite, 0.0]) / 2, max(finite) / 2
         span = high - low or 1.0
         step = width / max(len(values) - 1, 1)
         run: list[str] = []
@@ -74,7 +80,7 @@ def sparkline(values: Sequence[float], *, title: str, width: int = 160,
                     runs.append(run)
                 run = []
                 continue
-            y = (height - 2) - (value - low) / span * (height - 4)
+            y = (height - 2) - (value / 2 - low) / span * (height - 4)
             run.append(f"{_number(i * step)},{_number(y)}")
         if run:
             runs.append(run)
@@ -115,13 +121,13 @@ def overlaid_histogram(labels: Sequence[str], reference: Sequence[float],
         ref = reference[i] if i < len(reference) else 0.0
         now = live[i] if i < len(live) else float("nan")
         x = i * slot
-        ref_height = (ref / peak) * plot_height if math.isfinite(ref) else 0.0
+        ref_height = (max(ref, 0.0) / peak) * plot_height if math.isfinite(ref) else 0.0
         parts.append(
             f'<rect x="{_number(x + 1)}" y="{_number(top + plot_height - ref_height)}" '
             f'width="{_number(max(slot - 2, 1))}" height="{_number(ref_height)}" '
             f'fill="{REFERENCE_FILL}"><title>{escape(label)}: reference '
             f"{_percent(ref)}</title></rect>")
-        live_height = (now / peak) * plot_height if math.isfinite(now) else 0.0
+        live_height = (max(now, 0.0) / peak) * plot_height if math.isfinite(now) else 0.0
         parts.append(
             f'<rect x="{_number(x + slot * 0.25)}" '
             f'y="{_number(top + plot_height - live_height)}" '
@@ -134,14 +140,13 @@ def overlaid_histogram(labels: Sequence[str], reference: Sequence[float],
                 f'font-size="9" text-anchor="middle" fill="{AXIS}">'
                 f"{escape(_shorten(label, max(int(slot / 5), 4)))}</text>")
     every = max(1, math.ceil(len(edges) / 6))
-    for i, edge in enumerate(edges):
-        if i % every:
-            continue
+    shown = range(0, len(edges), every)
+    for i, tick in zip(shown, _tick_labels([edges[i] for i in shown])):
         x = (i + 1) * slot
         parts.append(f'<line x1="{_number(x)}" y1="{top + plot_height}" x2="{_number(x)}" '
                      f'y2="{top + plot_height + 4}" stroke="{AXIS}" stroke-width="0.5"/>')
         parts.append(f'<text x="{_number(x)}" y="{height - bottom + 14}" font-size="9" '
-                     f'text-anchor="middle" fill="{AXIS}">{escape(f"{edge:.3g}")}</text>')
+                     f'text-anchor="middle" fill="{AXIS}">{escape(tick)}</text>')
     parts.append(f'<line x1="0" y1="{top + plot_height}" x2="{width}" '
                  f'y2="{top + plot_height}" stroke="{AXIS}" stroke-width="0.5"/>')
     parts.append(f'<text x="2" y="{height - 4}" font-size="9" fill="{AXIS}">grey: reference, '
@@ -166,7 +171,9 @@ def bars(labels: Sequence[str], values: Sequence[float], *, title: str,
              f"<title>{escape(title)}</title>"]
     for i, (label, value) in enumerate(zip(labels, values)):
         y = 2 + i * row
-        length = (value / peak) * (width - label_width - 50) if math.isfinite(value) else 0.0
+        # A negative value draws no bar: SVG has no negative width.
+        length = (max(value, 0.0) / peak) * (width - label_width - 50) \
+            if math.isfinite(value) else 0.0
         parts.append(f'<text x="0" y="{y + 11}" font-size="10" fill="{AXIS}">'
                      f"{escape(_shorten(label, 18))}</text>")
         parts.append(f'<rect x="{label_width}" y="{y + 2}" width="{_number(length)}" '
@@ -176,6 +183,22 @@ def bars(labels: Sequence[str], values: Sequence[float], *, title: str,
                      f'font-size="10" fill="{AXIS}">{value:g}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _tick_labels(edges: Sequence[float]) -> list[str]:
+    """Short labels of the cut points, with as many significant digits as it takes for
+    neighbours to read differently: a feature between 1000 and 1005 (or a Unix time) would
+    otherwise label every tick "1e+03".
+
+    >>> _tick_labels([1000.5, 1001.5, 1002.5])
+    ['1000.5', '1001.5', '1002.5']
+    """
+    digits = 3
+    labels = [f"{e:.{digits}g}" for e in edges]
+    while digits < 17 and any(a == b for a, b in zip(labels, labels[1:])):
+        digits += 1
+        labels = [f"{e:.{digits}g}" for e in edges]
+    return labels
 
 
 def _percent(value: float) -> str:
