@@ -182,6 +182,9 @@ class _CallRecorder:
         monitor = self.monitor
         request = current_request_of(monitor)
         if request is not None:
+            if not self.takes_request_id:
+                # The request carries its own id; the model never gets what it does not take.
+                kwargs.pop("request_id", None)
             self.give_input(request, args)
             return None
         request_id = None
@@ -453,13 +456,14 @@ def _accepts_keyword(fn: Callable, name: str) -> bool:
     False
     """
     targets = [fn]
-    forward = getattr(fn, "forward", None)
-    if callable(forward) and not inspect.isroutine(fn):
-        targets.append(forward)  # a torch module's __call__ runs forward(*args, **kwargs)
+    if not inspect.isroutine(fn):
+        forward = _method_of(fn, "forward")
+        if callable(forward):
+            targets.append(forward)  # a torch module's __call__ runs forward(*args, **kwargs)
     for target in targets:
         try:
             parameter = inspect.signature(target).parameters.get(name)
-        except (TypeError, ValueError):
+        except Exception:  # no signature, or a __signature__ that raises: not named
             continue
         if parameter is not None and parameter.kind in _NAMED:
             return True
@@ -483,10 +487,42 @@ def _unwrapped(target: Any) -> Any:
     while True:
         if type(target) is InstrumentedModel:
             target = target.__dict__["__wrapped__"]
+        elif type(target) is _Chained:
+            # A method read through the wrapper (`instrument(net.generate)` after
+            # `net = instrument(net)`): the model's bound method, as without the wrapper.
+            target = target.__wrapped__
         elif inspect.isfunction(target) and "_inferwatch_monitor" in target.__dict__:
             target = target.__wrapped__
         else:
             return target
+
+
+def _call_wrapper(model: Any, monitor: Monitor) -> Callable:
+    """The wrapper of a callable model's ``__call__``. Wrapping reads attributes of the
+    model (``__name__``, ``forward``, its signature); a model whose ``__getattr__`` raises
+    something other than AttributeError for them has its bound ``__call__`` wrapped, which
+    behaves the same for every call."""
+    try:
+        return wrap_callable(model, monitor)
+    except Exception:
+        return wrap_callable(type(model).__call__.__get__(model), monitor)
+
+
+def _method_of(model: Any, name: str) -> Any:
+    """The model's `name` method, or None. A model whose ``__getattr__`` raises something
+    other than AttributeError for a name it lacks (a KeyError from a dict-backed proxy)
+    serves its ``predict`` unwrapped, so it must be instrumentable too.
+
+    >>> class Proxy:
+    ...     def __getattr__(self, name):
+    ...         return {"predict": len}[name]
+    >>> _method_of(Proxy(), "predict_proba") is None
+    True
+    """
+    try:
+        return getattr(model, name, None)
+    except Exception:
+        return None
 
 
 class InstrumentedModel:
@@ -503,11 +539,11 @@ class InstrumentedModel:
         d["_inferwatch_spec"] = spec
         d["_inferwatch_registry"] = registry
         for method_name, probabilities in WRAPPED_METHODS:
-            method = getattr(model, method_name, None)
+            method = _method_of(model, method_name)
             if callable(method):
                 # Stored in the instance dict so the hot path finds them without __getattr__.
                 d[method_name] = wrap_callable(method, monitor, probabilities)
-        d["_inferwatch_call"] = wrap_callable(model, monitor) if callable(model) else None
+        d["_inferwatch_call"] = _call_wrapper(model, monitor) if callable(model) else None
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance(proxy, type(model)) holds
@@ -545,7 +581,7 @@ class InstrumentedModel:
         (``model.predict = patched``): the instance dict holds the wrapped method for the
         hot path, and would otherwise keep calling the replaced one."""
         d = self.__dict__
-        method = getattr(d["__wrapped__"], name, None)
+        method = _method_of(d["__wrapped__"], name)
         if callable(method):
             d[name] = wrap_callable(method, d["_inferwatch_monitor"], _WRAPPED_NAMES[name])
         else:
@@ -568,6 +604,61 @@ class InstrumentedModel:
 
     def __getitem__(self, key: Any) -> Any:
         return self.__dict__["__wrapped__"][key]
+
+    def __eq__(self, other: object) -> Any:
+        # Equal as the model is, and hashed as it is: a model with its own __eq__ (a
+        # dataclass, a config-keyed model) found the wrapper equal to a model that hashed
+        # differently, so a dict or set of models lost it.
+        if type(other) is InstrumentedModel:
+            other = other.__dict__["__wrapped__"]
+        return self.__dict__["__wrapped__"] == other
+
+    def __hash__(self) -> int:
+        return hash(self.__dict__["__wrapped__"])
+
+    def __bool__(self) -> bool:
+        # Without it bool() falls back on __len__ above, and `if model:` raises for every
+        # model without a length (an estimator, a torch module).
+        return bool(self.__dict__["__wrapped__"])
+
+    def __contains__(self, item: Any) -> bool:
+        # Without it `in` falls back on __getitem__ with 0, 1, ...: a KeyError from a
+        # mapping-like model instead of its own answer.
+        return item in self.__dict__["__wrapped__"]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.__dict__["__wrapped__"][key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self.__dict__["__wrapped__"][key]
+
+    def __enter__(self) -> Any:
+        """The model's own ``with`` (a session, a client); a model that enters as itself
+        enters as the wrapper, so calls in the block are recorded."""
+        model = self.__dict__["__wrapped__"]
+        enter = getattr(type(model), "__enter__", None)
+        if enter is None or getattr(type(model), "__exit__", None) is None:
+            raise TypeError(f"'{type(model).__name__}' object does not support the context "
+                            "manager protocol")
+        entered = enter(model)
+        return self if entered is model else entered
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        model = self.__dict__["__wrapped__"]
+        return type(model).__exit__(model, *exc_info)
+
+    async def __aenter__(self) -> Any:
+        model = self.__dict__["__wrapped__"]
+        enter = getattr(type(model), "__aenter__", None)
+        if enter is None or getattr(type(model), "__aexit__", None) is None:
+            raise TypeError(f"'{type(model).__name__}' object does not support the "
+                            "asynchronous context manager protocol")
+        entered = await enter(model)
+        return self if entered is model else entered
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        model = self.__dict__["__wrapped__"]
+        return await type(model).__aexit__(model, *exc_info)
 
     def __reduce_ex__(self, protocol: int) -> tuple:
         return (_restore, (self.__dict__["__wrapped__"], self.__dict__["_inferwatch_spec"]))
@@ -732,7 +823,7 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     >>> score(1)
     0.5
     """
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name.strip():
         raise ValueError("inferwatch.instrument: name must be a non-empty string, "
                          f"got {name!r}")
     version = _version_text(version)
@@ -777,10 +868,9 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
         raise TypeError("inferwatch.instrument: pass a model instance or a function, "
                         f"not the class {target.__name__}")
     target = _unwrapped(target)
-    is_function = inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(
-        target) or isinstance(target, functools.partial) or inspect.iscoroutinefunction(target)
+    is_function = _is_function(target)
     if not is_function and not callable(target) and not any(
-            callable(getattr(target, method, None)) for method, _ in WRAPPED_METHODS):
+            callable(_method_of(target, method)) for method, _ in WRAPPED_METHODS):
         # Nothing would ever be recorded: a mistake (an id, a path) rather than a model.
         raise TypeError("inferwatch.instrument: pass a model (with predict, predict_proba "
                         "or __call__) or a function (such as an ONNX session's run), not a "
@@ -790,6 +880,17 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     spec = _Spec(name, version, Settings(**options, metadata=metadata), trained,
                  reference, request_id, events)
     return _instrument(target, spec, is_function=is_function, registry=registry)
+
+
+def _is_function(target: Any) -> bool:
+    """Whether `target` is a function (wrapped as it is) rather than a model object."""
+    if inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(
+            target) or isinstance(target, functools.partial):
+        return True
+    try:
+        return inspect.iscoroutinefunction(target)
+    except Exception:  # an object whose __getattr__ raises KeyError for __name__: a model
+        return False
 
 
 def _class_names_reader(target: Any) -> Callable[[], Sequence[object] | None]:

@@ -46,6 +46,18 @@ class Registry:
     def __init__(self, *, max_models: int = MAX_MODELS,
                  max_versions_per_model: int = MAX_VERSIONS_PER_MODEL,
                  drain_interval: float = DRAIN_INTERVAL_SECONDS) -> None:
+        for option, cap in (("max_models", max_models),
+                            ("max_versions_per_model", max_versions_per_model)):
+            if not isinstance(cap, numbers.Integral) or isinstance(cap, bool) or cap < 1:
+                raise ValueError(f"inferwatch.Registry: {option} must be a whole number >= 1, "
+                                 f"got {cap!r}")
+        # The drain thread waits this long between drains: zero, a negative number or NaN
+        # would make it spin on a core; a string, or more than a wait can take, would kill
+        # it, losing every later drain.
+        if not isinstance(drain_interval, numbers.Real) or isinstance(drain_interval, bool) \
+                or not 0 < drain_interval <= threading.TIMEOUT_MAX:
+            raise ValueError("inferwatch.Registry: drain_interval must be a number of seconds "
+                             f"> 0, got {drain_interval!r}")
         self._lock = threading.Lock()
         self._monitors: dict[tuple[str, str], Monitor] = {}
         self._latest: dict[str, Monitor] = {}
@@ -367,4 +379,7 @@ def monitor(name: str, version: str | None = None, *, registry: Registry | None 
 
     Without `version`, the version most recently instrumented under `name`.
     """
+    if registry is not None and not isinstance(registry, Registry):
+        raise TypeError("inferwatch.monitor: registry must be an inferwatch Registry, "
+                        f"got {type(registry).__name__}")
     return (registry or default_registry()).monitor(name, version)
