@@ -176,8 +176,21 @@ class JsonlSink:
             except OSError:
                 self._close_file()  # could not cut it back: later records go to a new file
             self._size = start + keep
+            if not self._size:
+                # Nothing stored in it: a full disk would otherwise leave one empty file
+                # per retry, without bound, since every reopened sink starts a new file.
+                self._discard_file()
             raise _Partial(chunk.count(b"\n", 0, keep), exc) from exc
         self._size += len(chunk)
+
+    def _discard_file(self) -> None:
+        file = self._file
+        self._close_file()
+        if file is not None:
+            try:
+                os.unlink(file)
+            except OSError:
+                pass  # gone already, or the directory refuses: nothing more to free
 
     def _close_file(self) -> None:
         if self._fd is not None:
@@ -289,7 +302,8 @@ def _ts(event: dict) -> float:
 
 def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
     """Lines of the log at `path` matching `query`, oldest first."""
-    needles = [json.dumps(v, ensure_ascii=False).encode("utf-8")
+    # Without the quotes: a request id stored as a number is written bare.
+    needles = [json.dumps(v, ensure_ascii=False)[1:-1].encode("utf-8")
                for v in (query.request_id, query.model) if v is not None]
     found = []
     for file in event_files(path):

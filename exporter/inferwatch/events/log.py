@@ -139,8 +139,13 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                              f"({rotate_bytes})")
         if secret is None:
             secret = os.environ.get(SECRET_ENV) or None
+        line_bytes = max_event_bytes
+        if self.format == "jsonl":
+            # A JSONL record is its line and a newline: with max_event_bytes equal to
+            # max_bytes, a full-size event would otherwise leave the log one byte over.
+            line_bytes = max(1, min(max_event_bytes, max_bytes - 1))
         encoder = Encoder(Redaction(redact, hash_fields, secret),
-                          max_event_bytes=max_event_bytes, error_messages=error_messages,
+                          max_event_bytes=line_bytes, error_messages=error_messages,
                           keep_unstructured=bool(keep_unstructured))
         self.sample_rate = float(sample_rate)
         self.queue_size = queue_size

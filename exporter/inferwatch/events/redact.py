@@ -7,8 +7,9 @@ string and key, so no input can start a new line or forge a record in a plain-te
 :class:`Redaction` then drops fields or replaces them with a keyed hash. Field paths are
 dotted: ``inputs.ssn`` is the key ``ssn`` inside ``inputs``. A list met on the way is
 crossed element by element, so ``inputs.ssn`` also covers a batch of records given as a
-list, and ``*`` matches every key at its level (``inputs.*.email``). Keys that themselves
-contain a dot can only be reached with ``*``.
+list, and ``*`` matches every key at its level (``inputs.*.email``). A key that itself
+contains a dot is matched as the path it spells, and a tuple key (a pandas MultiIndex
+column) is stored as its dotted path, so ``inputs.user.ssn`` reaches both.
 
 >>> policy = Redaction(drop=["inputs.ssn"], hash_fields=["request_id"],
 ...                    secret=b"0123456789abcdef")
@@ -39,6 +40,8 @@ from inferwatch.events.fields import (
 
 HASH_PREFIX = "hmac-sha256:"
 MIN_SECRET_BYTES = 16
+# The largest array hash_value() hashes whole, as a log of the default max_event_bytes does.
+HASH_ARRAY_BYTES = 64 * 1024
 MAX_DEPTH = 32
 MAX_ITEMS = 100_000
 # The least int_max_str_digits Python allows: an int this long is written and read back
@@ -239,6 +242,10 @@ def _clean_key(key: object) -> str:
             text = key.decode("utf-8")
         except UnicodeDecodeError:
             text = str(key)
+    elif isinstance(key, tuple):
+        # A pandas MultiIndex names a column ("user", "ssn"): as its repr the field would
+        # escape `redact=["inputs.user.ssn"]`; dotted, it is the path it spells.
+        text = ".".join(_clean_key(part) for part in key)
     else:
         text = str(key)
     return _UNSAFE.sub("", text)
@@ -276,8 +283,16 @@ def hash_value(secret: bytes | str, value: object) -> str:
     True
     """
     key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
-    digest = hmac.new(key, canonical_bytes(value), hashlib.sha256).hexdigest()
-    return HASH_PREFIX + digest
+    if isinstance(value, str):
+        return _hmac(key, value)  # its UTF-8 bytes, as documented
+    # The log hashes any other value as it stores it (cleaned: a numpy scalar a number, a
+    # datetime ISO text, bytes their text); hashing the raw value would find no event
+    # for a value given as the caller holds it.
+    return _hmac(key, clean(value, max_array_bytes=HASH_ARRAY_BYTES))
+
+
+def _hmac(key: bytes, cleaned: object) -> str:
+    return HASH_PREFIX + hmac.new(key, canonical_bytes(cleaned), hashlib.sha256).hexdigest()
 
 
 def parse_path(path: str, option: str) -> tuple[str, ...]:
@@ -309,6 +324,12 @@ class Redaction:
             raise ValueError("redact and hash_fields take a list of field paths, not a string")
         self.drop = [parse_path(p, "redact") for p in drop]
         self.hash = [parse_path(p, "hash_fields") for p in hash_fields]
+        for option, paths in (("redact", self.drop), ("hash_fields", self.hash)):
+            if ("ts",) in paths:
+                # The log orders, filters and bounds events by their time: without it an
+                # event would sort first and escape every --since.
+                raise ValueError(f"{option}: 'ts' cannot be redacted or hashed: every event "
+                                 "keeps its time")
         both = set(self.drop) & set(self.hash)
         if both:
             names = ", ".join(sorted(".".join(p) for p in both))
@@ -349,7 +370,7 @@ class Redaction:
         return event
 
     def _replace_with_hash(self, parent: dict | list, key: str | int) -> None:
-        parent[key] = hash_value(self._key, parent[key])  # type: ignore[index]
+        parent[key] = _hmac(self._key, parent[key])  # type: ignore[index]
 
 
 def _delete(parent: dict, key: str) -> None:

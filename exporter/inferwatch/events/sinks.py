@@ -170,6 +170,7 @@ class Encoder:
         if self.redaction is not None:
             # Before any cut: a hash of a cut value would match no hash_value() of the whole.
             self.redaction.apply(obj, self.values_dropped)
+            obj["ts"] = ts  # a `*` path spares it: readers order and filter by it
         _bound_identity(obj)
         line = _dumps(obj)
         if len(line) > self.max_event_bytes:
@@ -334,9 +335,12 @@ class Query:
         >>> Query(model="fraud", errors_only=True).matches({"model": "fraud", "error": None})
         False
         """
-        if self.request_id is not None and event.get("request_id") != self.request_id:
+        # As text, as the SQLite columns hold them: an id given as a number (a database
+        # key) is stored as one, and `--request-id 17` must find it in either format.
+        if self.request_id is not None and \
+                _text(event.get("request_id")) != self.request_id:
             return False
-        if self.model is not None and event.get("model") != self.model:
+        if self.model is not None and _text(event.get("model")) != self.model:
             return False
         ts = event.get("ts")
         if self.since is not None or self.until is not None:
