@@ -24,17 +24,36 @@ shift
 
 # A YAML double-quoted string; line breaks are refused below, before any is quoted.
 quote() {
-    printf '"%s"' "$(printf '%s' "$2" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')"
+    # LS and PS are escaped: YAML keeps them raw, but trims the spaces next to them.
+    printf '"%s"' "$(printf '%s' "$2" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' \
+        -e "s/$lsep/\\\\L/g" -e "s/$psep/\\\\P/g")"
 }
 
-# Values with a line break are refused, not mangled.
+# As UTF-8 bytes: the C1 control characters (NEL, U+0085, among them: YAML folds it like
+# a line break, refuses the others), and LS and PS, which YAML trims the spaces around.
+c1_lead=$(printf '\302')
+c1_tail=$(printf '[\200-\237]')
+# U+FFFE and U+FFFF, which YAML refuses too.
+nonchar=$(printf '\357\277[\276\277]')
+lsep=$(printf '\342\200\250')
+psep=$(printf '\342\200\251')
+
+fail() {
+    echo "render-config.sh: $*" >&2
+    exit 2
+}
+
+# Values with a line break or another control character are refused, not mangled: YAML
+# folds a carriage return (a .env saved with CRLF) into a space and refuses the others, so
+# Alertmanager would run with a changed value or not start, without naming the variable.
 for name in AM_PAGER_URL AM_WEBHOOK_URL AM_SLACK_API_URL AM_SLACK_CHANNEL \
         AM_PAGERDUTY_ROUTING_KEY AM_EMAIL_TO AM_SMTP_SMARTHOST AM_SMTP_FROM \
         AM_SMTP_USERNAME AM_SMTP_PASSWORD; do
     eval "value=\${$name:-}"
     case $value in
         *'
-'*) echo "render-config.sh: $name must be a single line" >&2; exit 2 ;;
+'*) fail "$name must be a single line" ;;
+        *[[:cntrl:]]*|*"$c1_lead"$c1_tail*|*$nonchar*) fail "$name must not contain control characters (tab, carriage return)" ;;
     esac
 done
 
@@ -50,8 +69,27 @@ smtp_user=${AM_SMTP_USERNAME:-}
 smtp_password=${AM_SMTP_PASSWORD:-}
 
 if [ -n "$email_to" ] && { [ -z "$smtp_host" ] || [ -z "$smtp_from" ]; }; then
-    echo "render-config.sh: AM_EMAIL_TO needs AM_SMTP_SMARTHOST and AM_SMTP_FROM" >&2
-    exit 2
+    fail "AM_EMAIL_TO needs AM_SMTP_SMARTHOST and AM_SMTP_FROM"
+fi
+# Alertmanager checks these only when it loads the config; its error names neither the
+# variable nor the value, and the container restarts over and over.
+for name in AM_PAGER_URL AM_WEBHOOK_URL AM_SLACK_API_URL; do
+    eval "value=\${$name:-}"
+    case $value in
+        ''|http://?*|https://?*) ;;
+        # The value is not echoed: a Slack URL holds its token.
+        *) fail "$name must be an http:// or https:// URL" ;;
+    esac
+done
+if [ -n "$email_to" ]; then
+    case $smtp_host in
+        *?:[0-9]*) ;;
+        *) fail "AM_SMTP_SMARTHOST must be HOST:PORT (e.g. smtp.example.com:587), got '$smtp_host'" ;;
+    esac
+    # A password without a user name would be left out, and the relay refuse every mail.
+    if [ -n "$smtp_password" ] && [ -z "$smtp_user" ]; then
+        fail "AM_SMTP_PASSWORD needs AM_SMTP_USERNAME"
+    fi
 fi
 
 # printf, not echo: dash's echo would eat the backslashes of quoted values.
@@ -89,6 +127,8 @@ receiver() {
     fi
 }
 
+# The config holds the SMTP password and the PagerDuty key, on a persistent volume.
+umask 077
 {
     line "# Rendered by render-config.sh from the environment; edit the variables, not this file."
     if [ -n "$email_to" ]; then
