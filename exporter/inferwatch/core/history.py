@@ -91,9 +91,11 @@ class History:
 
     def __init__(self, interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
                  span_seconds: float = DEFAULT_SPAN_SECONDS) -> None:
-        if not interval_seconds > 0 or not span_seconds >= interval_seconds:
+        # Finite, too: an infinite span would size the ring with an OverflowError.
+        if not 0 < interval_seconds <= span_seconds < float("inf"):
             raise ValueError("History: interval_seconds must be positive and at most "
-                             f"span_seconds, got {interval_seconds!r} and {span_seconds!r}")
+                             f"span_seconds, a finite number, got {interval_seconds!r} "
+                             f"and {span_seconds!r}")
         self.interval_seconds = float(interval_seconds)
         self.span_seconds = float(span_seconds)
         self._length = int(span_seconds // interval_seconds) + 1
@@ -140,13 +142,22 @@ class History:
         # out of time order, and before() reads it in order: they go.
         while ring and ring[-1].at > now:
             ring.pop()
+        totals = totals_of(state)
+        # Totals below the last sample's: the counts restarted (a worker forked from a
+        # process that had served calls zeroes its own). A window read against an older
+        # sample would show negative requests and error rates, so the ring restarts too,
+        # as increase() reads a counter reset.
+        if ring and any(value < ring[-1].totals.get(name, 0.0)
+                        for name, value in totals.items()):
+            ring.clear()
+            self._last_features.pop(key, None)
         latency = state.histograms.get(LATENCY, {}).get(())
         features = None
         since_features = now - self._last_features.get(key, float("-inf"))
         if since_features >= FEATURE_INTERVAL_SECONDS or since_features < 0.0:
             features = feature_counts_of(state)
             self._last_features[key] = now
-        ring.append(Sample(now, totals_of(state),
+        ring.append(Sample(now, totals,
                            None if latency is None else latency.counts.copy(), features))
         # Per-feature counts are kept for the recent past only: older samples drop them.
         cutoff = now - FEATURE_SPAN_SECONDS

@@ -98,13 +98,18 @@ def score(predictions: Any, y_true: Any) -> Validation:
 
     table = np.asarray(y_true, dtype=object)
     columns = predictions if isinstance(predictions, dict) else {"value": predictions}
+    if not columns:
+        raise ValidationError("the predictions have no output to score")
     columns = {str(name): np.asarray(col).reshape(-1) for name, col in columns.items()}
     if len(columns) > 1 and table.ndim == 2 and table.shape[1] == len(columns):
         return _multi_output_error(columns, table, is_missing)
     labels = table.reshape(-1)
-    if any(len(col) != len(labels) for col in columns.values()):
-        raise ValidationError(f"y_true has {len(labels)} rows but the predictions have "
-                              f"{len(next(iter(columns.values())))}")
+    for name, col in columns.items():
+        # Named: with several outputs, the first one's length may well be the right one.
+        if len(col) != len(labels):
+            output = f" (output {name!r})" if len(columns) > 1 else ""
+            raise ValidationError(f"y_true has {len(labels)} rows but the predictions"
+                                  f"{output} have {len(col)}")
     keep = np.array([not is_missing(v) for v in labels], dtype=bool)
     if not keep.any():
         raise ValidationError("y_true has no row with a label")
@@ -112,8 +117,13 @@ def score(predictions: Any, y_true: Any) -> Validation:
     columns = {name: col[keep] for name, col in columns.items()}
     if len(columns) > 1:
         names = np.array(list(columns), dtype=object)
-        matrix = np.column_stack([col.astype(np.float64) for col in columns.values()])
-        predicted = names[np.argmax(matrix, axis=1)]
+        matrix = np.column_stack([_probabilities(name, col) for name, col in columns.items()])
+        # argmax takes a NaN for the top probability: a row with no valid probabilities
+        # would name a class, and score a hit when it happened to be the label. It has no
+        # class (the live path drops such rows as invalid): a miss.
+        valid = np.isfinite(matrix).all(axis=1)
+        predicted = np.where(valid, names[np.argmax(np.where(valid[:, None], matrix, 0.0),
+                                                     axis=1)], None)
         return _accuracy(predicted, labels, category_key)
     (predicted,) = columns.values()
     if predicted.dtype.kind == "f" and not _whole(predicted):
@@ -181,6 +191,25 @@ def _whole(values: np.ndarray) -> bool:
     return bool(finite.size) and bool(np.all(finite == np.round(finite)))
 
 
+def _probabilities(name: str, col: np.ndarray) -> np.ndarray:
+    try:
+        return col.astype(np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValidationError(f"output {name!r} is read as class probabilities, one column "
+                              "per class, and must be numbers, got "
+                              f"{repr(_first_non_number(col))[:40]}") from None
+
+
+# Labels a live outcome takes for the same class (core/outcomes.py): a classifier whose
+# predict() returns bools, scored on 0/1 labels, would otherwise read an accuracy of 0.
+SAME_CLASSES = frozenset({("True", "1"), ("1", "True"), ("False", "0"), ("0", "False")})
+
+
 def _accuracy(predicted: np.ndarray, labels: np.ndarray, key) -> Validation:
-    hits = sum(key(p) == key(y) for p, y in zip(predicted.tolist(), labels.tolist()))
+    # None: a row with no predicted class, a miss.
+    hits = 0
+    for p, y in zip(predicted.tolist(), labels.tolist()):
+        if p is not None:
+            pk, yk = key(p), key(y)
+            hits += pk == yk or (pk, yk) in SAME_CLASSES
     return Validation("accuracy", hits / len(labels), len(labels))
