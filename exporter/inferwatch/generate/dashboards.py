@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attr
 from grafanalib import core as g
 
 from inferwatch.generate import baselines, rules
@@ -123,7 +124,11 @@ def _variables(cfg: Config, exporter: bool = False) -> list[dict[str, Any]]:
 
 
 def _deploy_annotations(cfg: Config) -> list[dict[str, Any]]:
-    info = f"count by (model) (max by (model, model_version) (inferwatch_model_info{_raw(cfg)}))"
+    now, before = (f"max by (model, model_version) (inferwatch_model_info{_raw(cfg)}{offset})"
+                   for offset in ("", " offset 5m"))
+    # The versions that started or stopped serving in the last 5 minutes: a change in how
+    # many versions serve misses the usual deploy, one version replacing another in place.
+    changed = f"count by (model) (({now} unless {before}) or ({before} unless {now}))"
     return [
         builtin_annotation(),
         # The value is the load time itself, so the marker sits where the version started.
@@ -132,7 +137,7 @@ def _deploy_annotations(cfg: Config) -> list[dict[str, Any]]:
             f"(inferwatch_model_loaded_timestamp_seconds{_raw(cfg)}) * 1000", "blue",
             "{{model}} {{model_version}} loaded", "model,model_version", value_is_time=True),
         prometheus_annotation(
-            "Versions serving changed", f"changes(({info})[5m:1m]) > 0", "purple",
+            "Versions serving changed", changed, "purple",
             "{{model}}: versions serving changed", "model"),
     ]
 
@@ -149,7 +154,14 @@ def _dashboard(cfg: Config, key: str, title: str, description: str, panels: list
         panels=layout(panels), templating=g.Templating(list=_variables(cfg, exporter)),
         annotations=g.Annotations(list=annotations or _deploy_annotations(cfg)),
     )
-    return dashboard_json(dashboard)
+    data = dashboard_json(dashboard)
+    # Grafana replaces a refresh missing from the picker's intervals (as it comes back from
+    # the URL on reload or a shared link) by the first one, 5s; the picker must offer it.
+    intervals = data["timepicker"]["refresh_intervals"]
+    if d.refresh not in intervals:
+        data["timepicker"]["refresh_intervals"] = sorted([*intervals, d.refresh],
+                                                         key=duration_seconds)
+    return data
 
 
 # What a panel with a threshold and each model's objective says of its lines.
@@ -207,13 +219,16 @@ def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
         if spec.labels and key in ("classes", "missing", "out_of_range"):
             # Several bands per model (one per class or feature): dashed edges, no fill.
             label = spec.labels[0]
-            cells.append(Cell(timeseries(
+            # Repeated per model like the shaded bands: the legends name only the class or
+            # feature, so two models' lines and edges would otherwise be indistinguishable.
+            cells.append(Cell(attr.evolve(timeseries(
                 f"{title} and expected bands: $model", [
                     target(_baseline(cfg, key, "value"), f"{{{{{label}}}}}"),
                     target(_baseline(cfg, key, "lower"), f"low {{{{{label}}}}}"),
                     target(_baseline(cfg, key, "upper"), f"high {{{{{label}}}}}")],
                 spec.unit, f"{spec.alert} fires when a value leaves its band: expected "
-                f"+- {number(own.k)} sigma of its own {own.baseline_window} history.")))
+                f"+- {number(own.k)} sigma of its own {own.baseline_window} history."),
+                repeat_over="model")))
             continue
         cells.append(Cell(band(
             f"{title} and expected band: $model",
@@ -361,11 +376,14 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             f"scalar(sum(increase(inferwatch_predicted_class_total{raw}[$__range])))",
             "{{class}}", instant=True)], "percentunit",
             "Share of each predicted class over the time range.", max_value=1)),
-        Cell(timeseries("Class mix over time", [target(
+        # One panel per model: each model's shares stack to 1, so two models in one stack
+        # would reach 2 and be cut off at the axis maximum.
+        Cell(attr.evolve(timeseries("Class mix over time", [target(
             f"sum by (model, class) (rate(inferwatch_predicted_class_total{raw}[{RATE}])) / "
             f"on (model) group_left sum by (model) "
             f"(rate(inferwatch_predicted_class_total{raw}[{RATE}]))",
-            "{{model}} {{class}}")], "percentunit", stack=True, max_value=1)),
+            "{{model}} {{class}}")], "percentunit", stack=True, max_value=1),
+            repeat_over="model")),
         Cell(timeseries("Confidence", [target(
             f"inferwatch_prediction_confidence{raw}", "{{instance}} " + MV + " q{{quantile}}")],
             "percentunit", "Rolling quantiles of the top-class probability.", max_value=1)),
