@@ -357,19 +357,13 @@ class SnapshotDirectory:
             yield False
             return
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        yield False
-                        return
-                    time.sleep(0.01)
-                except OSError:
-                    yield False
-                    return
+            try:
+                locked = _flock_within(fd, fcntl.LOCK_SH, timeout, pause=0.01)
+            except OSError:
+                locked = False
+            if not locked:
+                yield False
+                return
             try:
                 yield True
             finally:
@@ -476,16 +470,9 @@ class SnapshotDirectory:
             yield False  # no one has ever folded here
             return
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        yield False
-                        return
-                    time.sleep(0.02)
+            if not _flock_within(fd, fcntl.LOCK_EX, timeout, pause=0.02):
+                yield False
+                return
             try:
                 yield True
             finally:
@@ -635,6 +622,20 @@ class SnapshotDirectory:
 
 
 _VANISHED = RawSnapshot({}, None)  # type: ignore[arg-type]
+
+
+def _flock_within(fd: int, operation: int, timeout: float, pause: float) -> bool:
+    """Take the lock `operation` (``LOCK_EX`` or ``LOCK_SH``) on `fd` within `timeout`
+    seconds, trying again every `pause`; whether it was taken."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
 
 
 def _newer_info(archived: dict[str, str], newer: dict[str, str]) -> dict[str, str]:
