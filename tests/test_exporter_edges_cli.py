@@ -20,31 +20,6 @@ from hypothesis import strategies as st
 from inferwatch.standalone import cli
 from inferwatch.standalone.collectors import process
 
-
-class Served(Exception):
-    """The command line was taken: the exporter went on to listen."""
-
-
-@pytest.fixture
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """``cli.main`` for a command line that must be refused before anything listens."""
-    import inferwatch.serving.server
-
-    def serve(*args: object, **kwargs: object) -> None:
-        raise Served("the exporter accepted the command line and started serving")
-
-    monkeypatch.setattr(inferwatch.serving.server, "serve", serve)
-    monkeypatch.setattr(cli, "configure_logging", lambda level, fmt: None)
-    monkeypatch.setattr(cli, "_stop_on_signals", threading.Event)  # pytest keeps its own
-
-    def run(argv: list[str]) -> tuple[int, str]:
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main(argv)
-        return int(exit_info.value.code or 0), capsys.readouterr().err
-
-    return run
-
-
 # --- values ----------------------------------------------------------------------------------
 
 # No Linux pid is above this (PID_MAX_LIMIT, the ceiling of kernel.pid_max).

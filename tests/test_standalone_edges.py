@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +30,6 @@ from inferwatch.core.state import ModelState
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
 from inferwatch.serving.exposition import render
-from inferwatch.standalone import cli
 from inferwatch.standalone.collectors import process as process_module
 from inferwatch.standalone.collectors.multiproc import MultiprocCollector
 from inferwatch.standalone.collectors.process import ProcessCollector
@@ -264,28 +262,6 @@ def test_the_cap_keeps_every_process_asked_for_before_any_descendant(
 
 # --- command-line values the socket or the HTTP client reads otherwise ----
 
-class Served(Exception):
-    """The command line was taken: the exporter went on to listen."""
-
-
-@pytest.fixture
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """``cli.main`` for a command line that must be refused before anything listens."""
-    import inferwatch.serving.server
-
-    def serve(*args: object, **kwargs: object) -> None:
-        raise Served("the exporter accepted the command line and started serving")
-
-    monkeypatch.setattr(inferwatch.serving.server, "serve", serve)
-    monkeypatch.setattr(cli, "configure_logging", lambda level, fmt: None)
-    monkeypatch.setattr(cli, "_stop_on_signals", threading.Event)
-
-    def run(argv: list[str]) -> tuple[int, str]:
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main(argv)
-        return int(exit_info.value.code or 0), capsys.readouterr().err
-
-    return run
 
 
 @pytest.mark.parametrize("address", [
