@@ -91,7 +91,8 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
     MetricSpec("inferwatch_batch_size", "histogram",
                "Rows per prediction call."),
     MetricSpec("inferwatch_calls_dropped_total", "counter",
-               "Calls not recorded because the drain fell max_pending calls behind."),
+               "Calls not recorded because the drain fell max_pending calls (or "
+               "max_pending_bytes) behind."),
     # --- streams and generative calls -----------------------------------------------------
     MetricSpec("inferwatch_stream_first_item_seconds", "histogram",
                "Time from a streaming call to its first item in seconds."),
@@ -117,7 +118,8 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
     MetricSpec("inferwatch_prediction_confidence", "summary",
                "Rolling-window quantiles of the top-class probability (ratio 0..1)."),
     MetricSpec("inferwatch_invalid_predictions_total", "counter",
-               "Predicted values that cannot be right, by reason (nan, inf, out_of_range).",
+               "Predicted values that cannot be right, by reason (nan, inf, out_of_range, "
+               "probability_out_of_range, probability_sum, unsupported_type, bad_shape).",
                ("reason",)),
     MetricSpec("inferwatch_actions_total", "counter",
                "What the system did with a prediction, by action.", ("action",)),
