@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -43,17 +44,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"inferwatch generate: invalid config: {one_line(str(exc))}", file=sys.stderr)
         return 2
     out = Path(args.out)
+    if not args.check and out.is_symlink() and not out.exists():
+        # Left to the writer, this reads "cannot write out: Not a directory".
+        print(f"inferwatch generate: --out {one_line(str(out))} is a symbolic link to "
+              f"{one_line(os.readlink(out))}, which does not exist", file=sys.stderr)
+        return 2
     if out.exists() and not out.is_dir():
-        print(f"inferwatch generate: --out {out} is not a directory", file=sys.stderr)
+        print(f"inferwatch generate: --out {one_line(str(out))} is not a directory",
+              file=sys.stderr)
         return 2
     action = _check if args.check else _write
     try:
         return action(cfg, out, args.rules_only)
+    except BrokenPipeError:
+        # `inferwatch generate | head`: every file is written and only the listing's reader
+        # left, which the dispatcher answers with status 0 like every other command.
+        raise
+    except _ListingError as exc:
+        print(f"inferwatch generate: wrote the files under {one_line(str(out))} but cannot "
+              f"list them on stdout: {exc.__cause__}", file=sys.stderr)
+        return 2
     except OSError as exc:
         where = one_line(str(exc.filename or out))
         print(f"inferwatch generate: cannot {'read' if args.check else 'write'} {where}: "
               f"{exc.strerror}", file=sys.stderr)
         return 2
+
+
+class _ListingError(Exception):
+    """stdout refused the list of written files (``> /dev/full``): the files are fine."""
 
 
 def one_line(text: str) -> str:
@@ -83,6 +102,14 @@ def _check(cfg: Config, out: Path, rules_only: bool) -> int:
 def _write(cfg: Config, out: Path, rules_only: bool) -> int:
     from inferwatch.generate import write
 
-    for path in write(out, cfg, rules_only=rules_only):
-        print(path)
+    written = write(out, cfg, rules_only=rules_only)
+    try:
+        for path in written:
+            print(path)
+        # Now, while a failure can still be told apart from one writing the files.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _ListingError from exc
     return 0

@@ -33,7 +33,7 @@ from inferwatch.generate.config import (
     duration_seconds,
     setting,
 )
-from inferwatch.generate.promql import model_sel, number
+from inferwatch.generate.promql import MODEL_LABELS, model_sel, number
 
 
 def _value(value: object) -> float:
@@ -91,8 +91,11 @@ def objective_rules(cfg: Config) -> list[tuple[str, str]]:
                  for override in cfg.models.values() if key in override.values]
         if cfg.objectives.from_code and key in DECLARABLE_IN_CODE:
             # `or` keeps the left side's series: what the model declares wins.
-            declared = model_sel(cfg, f'objective="{key}"')
-            terms.insert(0, f"max by (model) (inferwatch_model_objective{declared})")
+            # A shadow shares its model's name: the challenger's own objective (a laxer
+            # latency while it is tried out) must not become the serving version's.
+            declared = (f"inferwatch_model_objective{model_sel(cfg, f'objective={q.quoted(key)}')}"
+                        f" unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}")
+            terms.insert(0, f"max by (model) ({declared})")
         terms.append(f"group by (model) (inferwatch_model_info{model_sel(cfg)}) * 0 + "
                      f"{number(_value(setting(cfg, key)))}")
         rules.append((q.objective(key), "\nor\n".join(terms)))
