@@ -77,6 +77,10 @@ _NOTHING = object()
 _CALL_BYTES = 100
 
 
+# The list length before any call was sized (see Monitor._sized).
+_FIRST_LIST_LENGTH = 8
+
+
 def _list_length(max_calls: int) -> int:
     """Calls a request path appends before it hands its list to the drain: an eighth of the
     bound, so that several lists can wait while a drain is late."""
@@ -261,6 +265,16 @@ def _predicted_labels(tracker: FeatureTracker, classes: list[np.ndarray]) -> np.
         return None
 
 
+def _joinable(prediction: object) -> tuple[str, ...] | None:
+    """The labels an outcome joins `prediction` by, or None (counted as a fault) for an
+    object that fails when read as an array: the other records of its drain still join."""
+    try:
+        return joinable_labels(prediction)
+    except Exception as exc:
+        faults.record("prediction", exc)
+        return None
+
+
 def array_from_bytes(template: np.ndarray, raw: bytes) -> np.ndarray:
     """The array `template` was when its bytes `raw` were taken."""
     return np.frombuffer(bytearray(raw), dtype=template.dtype).reshape(template.shape)
@@ -381,9 +395,12 @@ class Monitor:
         self.settings = settings or Settings()
         # The bound on pending calls in force (max_pending, or fewer when the calls hold
         # large arrays: _fit_pending), and the list length that hands a list to the drain.
-        self._max_calls = self.settings.max_pending
-        self._chunk = _list_length(self._max_calls)
         self._kept_per_call = 0.0  # array bytes a drained call held, in the last drain
+        # Until a call has been sized (by a hand-off or a drain), lists are handed off short:
+        # the first hand-off sizes its call, else a drain stalled from the start would let
+        # max_pending calls of any size wait and max_pending_bytes would bound nothing.
+        self._sized = False
+        self._max_calls = self._chunk = 0  # set by _fit_pending below
         self.state = ModelState(name, version, summary_settings=self.settings.summary)
         self.state.loaded_at = time.time()
         if trained_at is not None:
@@ -412,6 +429,7 @@ class Monitor:
         # wrapper -> how to give it a new pending_chunk (weak: a dropped wrapper leaves).
         self._limit_setters: weakref.WeakKeyDictionary[Callable, Callable[[int], None]] = (
             weakref.WeakKeyDictionary())
+        self._fit_pending()
         self._started = itertools.count()
         self._dropped = itertools.count()
         self._finished = 0
@@ -487,10 +505,6 @@ class Monitor:
             if self._finished or self.pending() or _count_value(self._started):
                 return False
             self.settings = settings
-            self._max_calls = settings.max_pending
-            self._chunk = _list_length(self._max_calls)
-            for set_limit in list(self._limit_setters.values()):
-                set_limit(self._chunk)
             self.fast_settings = settings if self.path is FAST else None
             state = self.state
             state.summary_settings = settings.summary
@@ -733,7 +747,8 @@ class Monitor:
         >>> mon, seen = Registry().monitor("m", "1"), []
         >>> def wrapper(): pass
         >>> mon.follow_pending_chunk(wrapper, seen.append)
-        >>> _ = mon.configure(max_pending=800)
+        >>> mon.record_call(0.01, 0.5); mon.drain()  # calls sized: full-length lists
+        >>> seen.clear(); _ = mon.configure(max_pending=800)
         >>> seen
         [100]
         """
@@ -774,6 +789,8 @@ class Monitor:
         """
         try:
             with self._take_lock:
+                if len(pending) >= self._chunk and item.__class__ is tuple:
+                    self._fit_heavier(item)  # may make the list long enough for `item`
                 if len(pending) >= self._chunk:
                     if self._handed_off_calls + len(pending) + self._chunk > self._max_calls:
                         next(self._dropped)
@@ -790,6 +807,18 @@ class Monitor:
         except Exception as exc:
             faults.record("backlog", exc)
 
+    def _fit_heavier(self, call: tuple) -> None:
+        """Shrink the bound when `call` holds more than the calls of the last drain did: one
+        call sized per hand-off, so that calls growing heavier between two drains (or a
+        drain stalled from the start) stay within ``max_pending_bytes``."""
+        # Sized as a drain sizes it: each array once (its copied bytes ride beside it).
+        held = held_bytes([part for part in call[1:]
+                           if part is not None and part.__class__ is not bytes])
+        if held > self._kept_per_call or not self._sized:
+            self._kept_per_call = max(self._kept_per_call, float(held))
+            self._sized = True
+            self._fit_pending()
+
     def _fit_pending(self) -> None:
         """The bound on pending calls in force: ``max_pending``, or fewer, so that as many
         calls as the last drain's (about 100 bytes each and the arrays kept for them) fit in
@@ -799,6 +828,8 @@ class Monitor:
         self._max_calls = max(8, min(settings.max_pending,
                                      int(settings.max_pending_bytes // per_call)))
         chunk = _list_length(self._max_calls)
+        if not self._sized:
+            chunk = min(chunk, _FIRST_LIST_LENGTH)
         if chunk != self._chunk:
             self._chunk = chunk
             for set_limit in list(self._limit_setters.values()):
@@ -1009,6 +1040,7 @@ class Monitor:
         ok = len(calls) + len(proba_calls)
         if ok:
             self._kept_per_call = kept_bytes / ok
+            self._sized = True
             self._fit_pending()
         error_counts: dict[str, float] = {}
         cancelled = 0
@@ -1046,10 +1078,13 @@ class Monitor:
                 error_counts[key] = error_counts.get(key, 0) + 1
             if record.stream is not None:  # counted just above, as its request
                 streams.append(record.stream)
+        # Each step below reads what callers handed in (predictions, inputs, stream
+        # records): one that fails on an odd object is counted and skipped, never taking the
+        # drain's request counts and latencies down with it.
         if requests:
-            self._drain_requests(requests, predictions)
+            self._guarded(self._drain_requests, requests, predictions)
         if streams:
-            self._drain_streams(streams)
+            self._guarded(self._drain_streams, streams)
         n_errors = len(durations) - ok - cancelled
         if ok:
             state.inc("inferwatch_requests_total", ("ok",), ok)
@@ -1068,13 +1103,21 @@ class Monitor:
                 latency.exemplar(record.duration, record.trace_id, record.started_at)
         tracker = self.features
         if tracker is not None:
-            self._check_features(tracker, requests, predictions, now, inputs, failed_inputs)
+            self._guarded(self._check_features, tracker, requests, predictions, now, inputs,
+                          failed_inputs)
         for first, whole in cut:  # a sliced call's batch size is all its rows
             for index, rows in whole.items():
                 predictions.batch_sizes[first + index] = rows
-        predictions.flush(state, now)
+        self._guarded(predictions.flush, state, now)
         if self.events is not None and requests:
-            self._emit_events(requests)
+            self._guarded(self._emit_events, requests)
+
+    @staticmethod
+    def _guarded(step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception as exc:
+            faults.record("drain", exc)
 
     def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
                         predictions: PredictionBatch, now: float, inputs: list,
@@ -1196,7 +1239,7 @@ class Monitor:
                 continue
             rows = predictions.add_records([r.prediction for r in records], probabilities)
             self.outcomes.remember_many(
-                (record.request_id, *(row or (joinable_labels(record.prediction), None)),
+                (record.request_id, *(row or (_joinable(record.prediction), None)),
                  record.started_at)
                 for record, row in zip(records, rows) if record.request_id is not None)
 
