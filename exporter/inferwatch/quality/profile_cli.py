@@ -15,6 +15,8 @@ and pandas. Every column except those given with ``--predictions-column``, ``--t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import time
@@ -28,6 +30,10 @@ PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 # The first bytes of gzip data: a CSV file starting with them is read decompressed.
 GZIP_MAGIC = b"\x1f\x8b"
+# The first bytes of the other compressions a CSV export comes in (bzip2: "BZh", the level,
+# then the magic number of its first block), by the name the error messages give them.
+OTHER_MAGIC = {"bzip2": b"BZh?1AY&SY", "xz": b"\xfd7zXZ\x00", "zstd": b"\x28\xb5\x2f\xfd",
+               "zip": b"PK\x03\x04"}
 
 
 class ProfileError(Exception):
@@ -75,17 +81,18 @@ def _run(args: argparse.Namespace) -> int:
     from inferwatch.quality.reference import Reference, ReferenceError
 
     path = args.data
-    if not os.path.isfile(path):
-        raise ProfileError(f"DATA file not found: {path}")
+    _check_output(path, args.output)
     fmt = args.format or ("parquet" if path.lower().endswith(PARQUET_SUFFIXES) else "csv")
-    size = os.path.getsize(path)
-    show = args.progress or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES)
-    progress = Progress(f"reading {os.path.basename(path)}", enabled=show)
-    if fmt == "parquet":
-        columns = read_parquet(path, progress)
-    else:
-        columns = read_csv(path, progress, text_columns=set(_split(args.categorical)))
-    progress.close()
+    with _seekable_copy(path) as readable:
+        size = os.path.getsize(readable)
+        show = args.progress or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES)
+        progress = Progress(f"reading {os.path.basename(path)}", enabled=show)
+        if fmt == "parquet":
+            columns = read_parquet(readable, progress, name=path)
+        else:
+            columns = read_csv(readable, progress, text_columns=set(_split(args.categorical)),
+                               name=path)
+        progress.close()
 
     names = list(columns)
     _refuse_unnamed(path, names, csv=fmt == "csv")
@@ -106,6 +113,8 @@ def _run(args: argparse.Namespace) -> int:
         for name, column in features.items():
             if name not in categorical:
                 _refuse_dates(path, name, column)
+    for name in [*features, *outputs, *target]:
+        _refuse_nested(path, name, columns[name])
     try:
         reference = Reference.from_data(
             features, predictions={n: columns[n] for n in outputs} or None,
@@ -133,6 +142,80 @@ def _run(args: argparse.Namespace) -> int:
              f", validation {reference.validation.metric} {reference.validation.value:.4g}"),
           file=sys.stderr if to_stdout else sys.stdout)
     return 0
+
+
+def _check_output(data: str, output: str) -> None:
+    """Refuse, before the (long) read of DATA, an output that cannot be written: one in a
+    folder that does not exist, a directory, or DATA itself, which the reference would
+    replace, losing the training data."""
+    if output == "-":
+        return
+    if os.path.isdir(output):  # else the OS's word for it is "Device or resource busy"
+        raise ProfileError(f"cannot write {output}: it is a directory")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        why = "is not a directory" if os.path.exists(folder) else "does not exist"
+        raise ProfileError(f"cannot write {output}: No such file or directory ({folder}"
+                           f" {why})")
+    if data != "-" and os.path.exists(output) and os.path.exists(data) \
+            and os.path.samefile(data, output):
+        raise ProfileError(f"-o {output} is the DATA file: the reference would replace the"
+                           " training data; write it to another file")
+
+
+@contextlib.contextmanager
+def _seekable_copy(path: str) -> Iterator[str]:
+    """`path` itself when it is a regular file; for ``-`` (stdin) or a pipe (``<(zcat
+    train.csv.gz)``, ``/dev/stdin``), a temporary file holding what it gives: a file is read
+    twice (its encoding and compression are seen in its first bytes, a column that turns to
+    text late is read again), which a pipe cannot be. The copy is on disk, not in memory."""
+    if path != "-" and os.path.isfile(path):
+        yield path
+        return
+    if path != "-" and not os.path.exists(path):
+        raise ProfileError(f"DATA file not found: {path}")
+    if os.path.isdir(path):
+        raise ProfileError(f"DATA {path} is a directory, not a file")
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="inferwatch-profile-") as folder:
+        copy = os.path.join(folder, "data")
+        try:
+            with (open(sys.stdin.fileno(), "rb", closefd=False) if path == "-" else
+                  open(path, "rb")) as source, open(copy, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
+        except OSError as exc:
+            where = "stdin" if path == "-" else path
+            raise ProfileError(f"cannot copy {where} to a temporary file in {folder}:"
+                               f" {exc.strerror or exc}") from None
+        yield copy
+
+
+def _refuse_nested(path: str, name: str, column: Any) -> None:
+    """A column of lists, arrays or structs (Parquet ``list<...>``, ``struct<...>``, an
+    embedding) is not one value a row: profiled as categories of their text, its
+    categories would be numpy's spelling of each array, which no live value matches.
+
+    >>> import numpy as np
+    >>> _refuse_nested("t.parquet", "city", np.array(["Oslo", None], dtype=object))
+    >>> try:
+    ...     _refuse_nested("t.parquet", "emb", np.array([None, np.zeros(2)], dtype=object))
+    ... except ProfileError as exc:
+    ...     "--ignore emb" in str(exc)
+    True
+    """
+    if getattr(column, "dtype", None) is None or column.dtype.kind != "O":
+        return
+    for value in column:
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple, dict)) or getattr(value, "ndim", 0) > 0:
+            kind = "structs" if isinstance(value, dict) else "lists"
+            raise ProfileError(
+                f"{path}: column {name!r} holds {kind}, not one value a row; flatten it into"
+                f" one column a field (a feature each), or leave it out (--ignore {name})")
+        return
 
 
 # Distinct values looked at to tell a column of dates: enough to be sure, bounded for ids.
@@ -216,44 +299,43 @@ def _column_list(values: list[str], known: list[str], flag: str) -> list[str]:
 # --- reading --------------------------------------------------------------------------------
 
 def read_csv(path: str, progress: Progress, *,
-             text_columns: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+             text_columns: set[str] | frozenset[str] = frozenset(),
+             name: str | None = None) -> dict[str, Any]:
     """Columns of a CSV file with a header row: float arrays where every value is a number,
     object arrays of text (None for missing) otherwise and for `text_columns`.
 
     Read a block of rows at a time, each block typed as it comes: the file's text is never
     held whole (a numeric cell costs 8 bytes, not a Python string). A column that turns
     out to hold text after blocks of numbers is read again, as text, in a second pass.
+    `name` is the file as the user gave it, for messages (`path` may be a copy of a pipe).
     """
     import numpy as np
 
+    shown = path if name is None else name
     try:
-        blocks = _csv_blocks(path, progress)
+        blocks = _csv_blocks(path, progress, name=shown)
         header = [h.strip() for h in next(blocks)[0]]
         duplicates = sorted({h for h in header if header.count(h) > 1})
         if duplicates:
-            raise ProfileError(f"{path}: duplicate column names {duplicates}")
+            raise ProfileError(f"{shown}: duplicate column names {duplicates}")
         columns = [_Column(name in text_columns) for name in header]
         rows = 0
         for block in blocks:
-            for i, row in enumerate(block):
-                if len(row) != len(header):
-                    raise ProfileError(f"{path}: data row {rows + i + 1} has {len(row)} fields,"
-                                       f" expected {len(header)}")
             rows += len(block)
             for column, cells in zip(columns, zip(*block)):
                 column.add(cells, np)
         if not rows:
-            raise ProfileError(f"{path}: no data rows")
+            raise ProfileError(f"{shown}: no data rows")
         again = [j for j, column in enumerate(columns) if column.read_again]
         if again:
-            for block in _csv_blocks(path, progress, skip_header=True):
+            for block in _csv_blocks(path, progress, skip_header=True, name=shown):
                 if any(len(row) != len(header) for row in block):
-                    raise ProfileError(f"{path}: the file changed while it was read")
+                    raise ProfileError(f"{shown}: the file changed while it was read")
                 for j in again:
                     columns[j].add_text([row[j] for row in block], np)
     except OSError as exc:  # unreadable: permissions, a device, an I/O error
-        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return {name: column.array(np) for name, column in zip(header, columns)}
+        raise ProfileError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    return {h: column.array(np) for h, column in zip(header, columns)}
 
 
 # Cells per block of rows: the text of one block is all that is held as Python strings.
@@ -312,29 +394,49 @@ def _numbers(cells: tuple[str, ...], np: Any) -> Any:
         return None
 
 
-def _csv_blocks(path: str, progress: Progress, *, skip_header: bool = False
-                ) -> Iterator[list[list[str]]]:
+def _csv_blocks(path: str, progress: Progress, *, skip_header: bool = False,
+                name: str | None = None) -> Iterator[list[list[str]]]:
     """The header row alone (unless `skip_header`), then the non-empty data rows in blocks
-    of about BLOCK_CELLS cells."""
+    of about BLOCK_CELLS cells; a row whose number of fields is not the header's is an
+    error naming its line."""
     import csv
+    import lzma
     import zlib
 
+    shown = path if name is None else name
     total = os.path.getsize(path)
     with open(path, "rb") as raw:
-        reader = csv.reader(_decoded_lines(_uncompressed(raw), raw.tell, total, progress))
+        compression = _compression(raw)
+        data = _uncompressed(raw, shown)
+        encoding = "utf-8-sig"
+        rows = 0
         try:
+            encoding = _encoding(data)  # reads the first bytes: a .gz cut short fails here
+            # newline="" as the csv module asks: a line may end in \n, \r\n or a lone \r
+            # (a spreadsheet's "CSV (Macintosh)" export), and a quoted cell keeps its own.
+            text = io.TextIOWrapper(data, encoding=encoding, newline="")
+            # strict: a quote never closed is an error, not the rest of the file read as
+            # one cell and every row after it silently lost.
+            reader = csv.reader(_progress_lines(text, raw.tell, total, progress),
+                                strict=True)
             # Blank lines before the header (an export that starts with one) read as rows
             # of no fields: the header is the first row that has any.
             header = next((row for row in reader if row), None)
             if header is None:
-                raise ProfileError(f"{path}: empty file (expected a header row)")
-            _refuse_other_separators(path, header)
+                raise ProfileError(f"{shown}: empty file (expected a header row)")
+            _refuse_other_separators(shown, header)
             if not skip_header:
                 yield [header]
-            size = max(1, BLOCK_CELLS // len(header))
+            width = len(header)
+            size = max(1, BLOCK_CELLS // width)
             block: list[list[str]] = []
             for row in reader:
                 if row:
+                    rows += 1
+                    if len(row) != width:
+                        raise ProfileError(
+                            f"{shown}: data row {rows} has {len(row)} fields, expected"
+                            f" {width} (line {reader.line_num})")
                     block.append(row)
                     if len(block) == size:
                         yield block
@@ -342,17 +444,55 @@ def _csv_blocks(path: str, progress: Progress, *, skip_header: bool = False
             if block:
                 yield block
         except csv.Error as exc:
-            raise ProfileError(f"{path}: line {reader.line_num}: {exc}") from None
-        except UnicodeDecodeError:
-            raise ProfileError(f"{path}: not UTF-8 text (is it a Parquet file? use"
-                               " --format parquet)") from None
-        except (EOFError, zlib.error) as exc:  # a truncated or damaged .gz
-            raise ProfileError(f"{path}: cannot read: damaged gzip data: {exc}") from None
+            if "unexpected end of data" in str(exc):
+                raise ProfileError(
+                    f"{shown}: line {reader.line_num}: the file ends inside a quoted field:"
+                    f" a quote opened in data row {rows + 1} is never closed") from None
+            raise ProfileError(f"{shown}: line {reader.line_num}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ProfileError(_not_text(path, shown, encoding, exc)) from None
+        except (EOFError, zlib.error, lzma.LZMAError) as exc:  # a truncated or damaged .gz
+            raise ProfileError(f"{shown}: cannot read: damaged {compression} data: {exc}"
+                               ) from None
 
 
-def _uncompressed(raw: IO[bytes]) -> IO[bytes]:
-    """`raw`, or its decompressed content when it starts as gzip data does (a ``.csv.gz``
-    export), whatever the file is called.
+def _encoding(data: IO[bytes]) -> str:
+    """The text encoding a byte order mark names (UTF-16: what a spreadsheet saves as
+    "Unicode text"), else UTF-8; the mark itself is not read as part of the header."""
+    start = data.read(4)
+    data.seek(0)
+    if start.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "utf-32"
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    return "utf-8-sig"
+
+
+def _not_text(path: str, shown: str, encoding: str, exc: UnicodeDecodeError) -> str:
+    """The message for a file that is not text in `encoding`: the line of the first bad
+    byte and how to convert it, or, for a Parquet file, the flag that reads it as one."""
+    with open(path, "rb") as raw:
+        data = _uncompressed(raw, shown)
+        if data.read(4) == b"PAR1":
+            return f"{shown}: a Parquet file, not CSV text: use --format parquet"
+        if encoding != "utf-8-sig":
+            return f"{shown}: not {encoding.upper()} text after its byte order mark: {exc.reason}"
+        data.seek(0)
+        for number, line in enumerate(data, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                byte = line[bad.start:bad.start + 1]
+                return (f"{shown}: line {number}: not UTF-8 text (byte 0x{byte.hex()});"
+                        " profile reads UTF-8 (or UTF-16 with a byte order mark): convert it,"
+                        f" for example iconv -f latin1 -t utf-8 {shown} > utf8.csv")
+    return f"{shown}: not UTF-8 text: {exc.reason}"
+
+
+def _uncompressed(raw: IO[bytes], shown: str = "DATA") -> IO[bytes]:
+    """`raw`, or its decompressed content when it starts as gzip, bzip2 or xz data does (a
+    ``.csv.gz`` export), whatever the file is called. zstd and zip data, which the standard
+    library cannot read as a stream, are refused naming the command that can.
 
     >>> import gzip, io
     >>> _uncompressed(io.BytesIO(gzip.compress(b"a,b\\n1,2\\n"))).read()
@@ -360,13 +500,38 @@ def _uncompressed(raw: IO[bytes]) -> IO[bytes]:
     >>> _uncompressed(io.BytesIO(b"a,b\\n")).read()
     b'a,b\\n'
     """
-    magic = raw.read(len(GZIP_MAGIC))
-    raw.seek(0)
-    if magic != GZIP_MAGIC:
+    kind = _compression(raw)
+    if kind is None:
         return raw
-    import gzip
+    if kind == "gzip":
+        import gzip
 
-    return gzip.GzipFile(fileobj=raw, mode="rb")
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == "bzip2":
+        import bz2
+
+        return bz2.BZ2File(raw)
+    if kind == "xz":
+        import lzma
+
+        return lzma.LZMAFile(raw)
+    tool = "unzip -p" if kind == "zip" else "zstd -dc"
+    raise ProfileError(f"{shown}: {kind}-compressed data, which profile does not read (it"
+                       f" reads gzip, bzip2 and xz): decompress it on the way in, for example"
+                       f" {tool} {shown} | inferwatch profile - -o reference.json")
+
+
+def _compression(raw: IO[bytes]) -> str | None:
+    """The compression `raw`'s first bytes show (rewound after), None for plain data."""
+    start = raw.read(10)
+    raw.seek(0)
+    if start.startswith(GZIP_MAGIC):
+        return "gzip"
+    for kind, magic in OTHER_MAGIC.items():
+        if len(start) >= len(magic) and all(m == ord("?") or m == b
+                                            for m, b in zip(magic, start)):
+            return kind
+    return None
 
 
 def _refuse_other_separators(path: str, header: list[str]) -> None:
@@ -394,22 +559,25 @@ def _refuse_other_separators(path: str, header: list[str]) -> None:
                 f" pandas.read_csv(path, {options}).to_csv(out, index=False)")
 
 
-def _decoded_lines(lines: IO[bytes], position: Callable[[], int], total: int,
-                   progress: Progress) -> Iterator[str]:
+def _progress_lines(lines: IO[str], position: Callable[[], int], total: int,
+                    progress: Progress) -> Iterator[str]:
     # `position` is the offset in the file as stored: it measures progress against its
-    # size when the lines are decompressed from it.
-    first = True
-    for line in lines:
-        progress.update(position(), total)
-        text = line.decode("utf-8")
-        if first:
-            text = text.removeprefix("\ufeff")
-            first = False
-        yield text
+    # size when the lines are decompressed from it. Asking for it costs a system call, so
+    # not on every line, and not at all without a bar.
+    if not progress.enabled:
+        yield from lines
+        return
+    for number, line in enumerate(lines):
+        if not number % 256:
+            progress.update(position(), total)
+        yield line
 
 
-def read_parquet(path: str, progress: Progress) -> dict[str, Any]:
-    """Columns of a Parquet file, read batch by batch (pandas and pyarrow required)."""
+def read_parquet(path: str, progress: Progress, *, name: str | None = None
+                 ) -> dict[str, Any]:
+    """Columns of a Parquet file, read batch by batch (pandas and pyarrow required);
+    `name` is the file as the user gave it, for messages."""
+    shown = path if name is None else name
     try:
         import pandas  # noqa: F401  (to_pandas below needs it)
         import pyarrow as pa
@@ -428,13 +596,13 @@ def read_parquet(path: str, progress: Progress) -> dict[str, Any]:
             progress.update(done, total)
         frame = pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
     except (pa.ArrowException, OSError) as exc:
-        raise ProfileError(f"{path}: cannot read as Parquet: {exc}") from None
+        raise ProfileError(f"{shown}: cannot read as Parquet: {exc}") from None
     if frame.empty:
-        raise ProfileError(f"{path}: no data rows")
+        raise ProfileError(f"{shown}: no data rows")
     names = [str(c) for c in frame.columns]
     if len(set(names)) != len(names):
-        raise ProfileError(f"{path}: duplicate column names")
-    return {name: frame[c].to_numpy() for name, c in zip(names, frame.columns)}
+        raise ProfileError(f"{shown}: duplicate column names")
+    return {n: frame[c].to_numpy() for n, c in zip(names, frame.columns)}
 
 
 class Progress:
