@@ -10,11 +10,14 @@ PAGE FIRING example
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
 
 _lock = threading.Lock()
+_reader_gone = False
+_main_told = False
 
 
 def _renew_lock_after_fork() -> None:
@@ -28,7 +31,31 @@ if hasattr(os, "register_at_fork"):
 
 
 def say(line: str) -> None:
-    """Write `line` and its newline in one piece, and flush."""
+    """Write `line` and its newline in one piece, and flush.
+
+    When the reader has gone (``inferwatch demo | head``), later lines go nowhere, and the
+    main thread gets a BrokenPipeError, which the demo takes as a request to stop; a
+    webhook or worker thread carries on, since the error is not its to handle.
+    """
+    global _reader_gone, _main_told
     with _lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _reader_gone = True
+            # Without this, every later line and the flush at exit raised again, each
+            # with a traceback on the terminal.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            finally:
+                os.close(devnull)
+        # Told once, even when a webhook thread met the closed pipe first: the demo then
+        # stops, and its last lines during the cleanup go nowhere without raising again.
+        if _reader_gone and not _main_told and (
+                threading.current_thread() is threading.main_thread()):
+            _main_told = True
+            raise BrokenPipeError(errno.EPIPE, "the reader of the output has gone")

@@ -45,16 +45,34 @@ def format_alert(alert: dict[str, Any]) -> str:
     >>> format_alert({"status": "resolved", "labels": {"alertname": "X", "severity": "info"}})
     'PAGE RESOLVED info     X'
     """
-    labels = alert.get("labels") or {}
-    shown = ", ".join(f'{k}="{labels[k]}"' for k in SHOWN_LABELS if k in labels)
-    summary = (alert.get("annotations") or {}).get("summary", "")
-    line = (f"PAGE {str(alert.get('status', '?')).upper():<8} "
-            f"{labels.get('severity', '?'):<8} {labels.get('alertname', '?')}")
+    labels = alert.get("labels")
+    labels = labels if isinstance(labels, dict) else {}
+    annotations = alert.get("annotations")
+    annotations = annotations if isinstance(annotations, dict) else {}
+    shown = ", ".join(f'{k}="{_one_line(labels[k])}"' for k in SHOWN_LABELS if k in labels)
+    summary = _one_line(annotations.get("summary", ""))
+    line = (f"PAGE {_one_line(alert.get('status', '?')).upper():<8} "
+            f"{_one_line(labels.get('severity', '?')):<8} "
+            f"{_one_line(labels.get('alertname', '?'))}")
     if shown:
         line += f" {{{shown}}}"
     if summary:
         line += f": {summary}"
     return line
+
+
+def _one_line(value: Any) -> str:
+    """`value` as text on one line: a summary templated over several lines, or a label
+    value carrying a newline or an escape sequence, must neither split a page into lines
+    that read as others nor drive the terminal.
+
+    >>> _one_line("drifts\\nPAGE RESOLVED x\\x1b[2J")
+    'drifts PAGE RESOLVED x [2J'
+    """
+    text = str(value)
+    if text.isprintable():
+        return text
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 class PageReceiver:
@@ -153,8 +171,10 @@ class PageReceiver:
                 pass
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
                 try:
+                    # A Content-Length that is not a number is a bad request like any
+                    # other, not a traceback on the demo's terminal.
+                    length = int(self.headers.get("Content-Length") or 0)
                     if not 0 < length <= MAX_BODY_BYTES:
                         raise ValueError("missing or oversized body")
                     receiver._accept(json.loads(self.rfile.read(length)))

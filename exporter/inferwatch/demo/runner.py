@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from inferwatch.demo.console import say
-from inferwatch.demo.model import MODEL_NAME
+from inferwatch.demo.model import MODEL_NAME, MODEL_VERSION
 from inferwatch.demo.receiver import PageReceiver
 from inferwatch.demo.scenario import Phase, drift_window_seconds, rule_config, scenario
 from inferwatch.demo.stack import (
@@ -113,10 +113,17 @@ class Demo:
             while thread.is_alive():
                 thread.join(interval)
                 self.out(self._summary(generator))
+                gone = self._exited(stack)
+                if gone:
+                    self.out(f"{self._clock()} {gone}")
+                    return 1
             self.out(f"{self._clock()} scenario finished")
             return 0
         except (KeyboardInterrupt, _Stop):
             self.out(f"{self._clock()} stopping")
+            return 0
+        except BrokenPipeError:
+            # Whoever read the output has gone (`inferwatch demo | head`): stop as on Ctrl-C.
             return 0
         finally:
             # A second Ctrl-C must not cut the cleanup short and leave children behind.
@@ -173,6 +180,17 @@ class Demo:
             return stack.start_prometheus("prometheus", prom_config, host, ports["prometheus"])
 
         self._on_free_port(("prometheus",), start_prometheus)
+
+    def _exited(self, stack: Stack) -> str | None:
+        """What to say when a child has died: the demo cannot go on without any of them
+        (a dead model left the traffic counting `sent` alone, every figure frozen, until
+        Ctrl-C), and its log goes with the temporary directory."""
+        for process in stack.processes:
+            if not process.alive():
+                return (f"{process.name} exited with status {process.popen.returncode}; "
+                        f"stopping the demo. Last lines of {process.log_path.name}:\n"
+                        f"{process.log_tail()}")
+        return None
 
     def _on_free_port(self, names: tuple[str, ...], start: Callable[[], _T]) -> _T:
         """`start()`, again on fresh ports when another program took one of `names` between
@@ -244,23 +262,15 @@ class Demo:
         stats = generator.stats
         line = (f"{self._clock()} {self.phase_name or '-'}: sent {stats.sent}, "
                 f"ok {stats.ok}, failed {stats.failed}")
+        if stats.unreachable:
+            # Requests that got no answer at all: without this they vanished from the line.
+            line += f", unreachable {stats.unreachable}"
         if not self.with_stack:
             return line
         elapsed = time.monotonic() - (self.traffic_started or self.started)
         window = f"{rate_window_seconds(elapsed, self.speed)}s"
         prom = self._url("prometheus")
-        # The traffic line is about the model the traffic reaches; the streaming and
-        # quiet-shift models serve calls of their own, which would inflate every figure.
-        model = f'model="{MODEL_NAME}"'
-        queries = {
-            "calls/s": f"sum(rate(inferwatch_requests_total{{{model}}}[{window}]))",
-            "errors": f'sum(rate(inferwatch_requests_total{{{model},outcome="error"}}'
-                      f"[{window}])) / sum(rate(inferwatch_requests_total{{{model}}}"
-                      f"[{window}]))",
-            "p99": "histogram_quantile(0.99, sum by (le) "
-                   f"(rate(inferwatch_request_duration_seconds_bucket{{{model}}}[{window}])))",
-            "drift": f'max(inferwatch_feature_drift{{{model},method="psi"}})',
-        }
+        queries = summary_queries(window)
         values = {}
         try:
             for key, promql in queries.items():
@@ -279,6 +289,29 @@ class Demo:
         if self.receiver is not None and self.receiver.repeats:
             line += f" | {self.receiver.digest()}"
         return line
+
+
+def summary_queries(window: str) -> dict[str, str]:
+    """The PromQL of the live summary's figures, each over `window`.
+
+    The traffic line is about the model the traffic reaches; the streaming and
+    quiet-shift models serve calls of their own, and the shadow challenger records a call
+    of its own for each prediction (another `model_version`), which doubled calls/s and
+    halved the error ratio. So every figure selects the champion alone.
+
+    >>> 'model_version="1.0.0"' in summary_queries("30s")["calls/s"]
+    True
+    """
+    model = f'model="{MODEL_NAME}",model_version="{MODEL_VERSION}"'
+    return {
+        "calls/s": f"sum(rate(inferwatch_requests_total{{{model}}}[{window}]))",
+        "errors": f'sum(rate(inferwatch_requests_total{{{model},outcome="error"}}'
+                  f"[{window}])) / sum(rate(inferwatch_requests_total{{{model}}}"
+                  f"[{window}]))",
+        "p99": "histogram_quantile(0.99, sum by (le) "
+               f"(rate(inferwatch_request_duration_seconds_bucket{{{model}}}[{window}])))",
+        "drift": f'max(inferwatch_feature_drift{{{model},method="psi"}})',
+    }
 
 
 def rate_window_seconds(elapsed: float, speed: float) -> int:

@@ -16,6 +16,7 @@ story in a minute or two.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 
@@ -87,8 +88,9 @@ def scenario(name: str = "default", speed: float = 1.0) -> list[Phase]:
     """
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
-    if not speed > 0:
-        raise ValueError(f"speed must be more than zero, got {speed!r}")
+    # inf passes `> 0` but makes every phase last no time.
+    if not (speed > 0 and math.isfinite(speed)):
+        raise ValueError(f"speed must be a number above zero, got {speed!r}")
     unit = SCENARIOS[name] / speed
     return [dataclasses.replace(p, seconds=p.seconds * unit) for p in _STORY]
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -101,47 +102,54 @@ def run(dashboards_dir: Path, out: Path, baseline: float = 90.0, incident: float
     from inferwatch.generate.config import from_dict
 
     workdir = Path(tempfile.mkdtemp(prefix="inferwatch-snapshot-"))
-    # The default rules, as committed, but for the baseline groups' interval (5m): at 15s
-    # the expected-band panels show their signals within the run.
-    write(workdir, from_dict({"baselines": {"evaluation_interval": "15s"}}))
     generators: list[TrafficGenerator] = []
-    with Stack(workdir) as stack:
-        replicas, metrics, pids = [], [], []
-        for name in ("replica-a", "replica-b"):
-            api, port = free_port(HOST), free_port(HOST)
-            pids.append(stack.start_model(name, HOST, api, port, drift_window=60).pid)
-            replicas.append(f"http://{HOST}:{api}")
-            metrics.append(f"{HOST}:{port}")
-        exporter = free_port(HOST)
-        stack.start_exporter(HOST, exporter, pids)
-        prom = free_port(HOST)
-        stack.start_prometheus("prometheus", write_yaml(workdir / "prometheus.yml",
-            prometheus_config(model_targets=metrics, exporter_targets=[f"{HOST}:{exporter}"],
-                              alertmanager=None,
-                              rule_files=[str(workdir / "alerts" / "*.yml")])), HOST, prom)
-        phases = [Phase("baseline", baseline, "clean traffic"),
-                  Phase("incident", incident, "errors and drift", drift=3.0, error_ratio=0.2,
-                        malformed_ratio=0.1, slow_ratio=0.1, slow_seconds=0.3)]
-        threads = []
-        for i, url in enumerate(replicas):
-            generator = TrafficGenerator(url, phases, rate=12.0 - 4 * i, seed=i)
-            generators.append(generator)
-            threads.append(threading.Thread(target=generator.run, daemon=True))
-            threads[-1].start()
-        for thread in threads:
-            thread.join(baseline + incident + 60)
-        end = time.time()
-        written = []
-        out.mkdir(parents=True, exist_ok=True)
-        for path in sorted(dashboards_dir.glob("*.json")):
-            dashboard = json.loads(path.read_text())
-            picture = svg(dashboard, collect(f"http://{HOST}:{prom}", dashboard, end,
-                                             int(baseline + incident)))
-            target = out / f"{path.stem}.svg"
-            target.write_text(picture, encoding="utf-8")
-            written.append(target)
-        for generator in generators:
+    # The Stack is given the directory, so it is not the Stack's to remove: without this
+    # every run left its configs, logs and TSDB behind in the temporary directory.
+    try:
+        # The default rules, as committed, but for the baseline groups' interval (5m): at 15s
+        # the expected-band panels show their signals within the run.
+        write(workdir, from_dict({"baselines": {"evaluation_interval": "15s"}}))
+        with Stack(workdir) as stack:
+            replicas, metrics, pids = [], [], []
+            for name in ("replica-a", "replica-b"):
+                api, port = free_port(HOST), free_port(HOST)
+                pids.append(stack.start_model(name, HOST, api, port, drift_window=60).pid)
+                replicas.append(f"http://{HOST}:{api}")
+                metrics.append(f"{HOST}:{port}")
+            exporter = free_port(HOST)
+            stack.start_exporter(HOST, exporter, pids)
+            prom = free_port(HOST)
+            stack.start_prometheus("prometheus", write_yaml(workdir / "prometheus.yml",
+                prometheus_config(model_targets=metrics, exporter_targets=[f"{HOST}:{exporter}"],
+                                  alertmanager=None,
+                                  rule_files=[str(workdir / "alerts" / "*.yml")])), HOST, prom)
+            phases = [Phase("baseline", baseline, "clean traffic"),
+                      Phase("incident", incident, "errors and drift", drift=3.0, error_ratio=0.2,
+                            malformed_ratio=0.1, slow_ratio=0.1, slow_seconds=0.3)]
+            threads = []
+            for i, url in enumerate(replicas):
+                generator = TrafficGenerator(url, phases, rate=12.0 - 4 * i, seed=i)
+                generators.append(generator)
+                threads.append(threading.Thread(target=generator.run, daemon=True))
+                threads[-1].start()
+            for thread in threads:
+                thread.join(baseline + incident + 60)
+            end = time.time()
+            written = []
+            out.mkdir(parents=True, exist_ok=True)
+            for path in sorted(dashboards_dir.glob("*.json")):
+                dashboard = json.loads(path.read_text())
+                picture = svg(dashboard, collect(f"http://{HOST}:{prom}", dashboard, end,
+                                                 int(baseline + incident)))
+                target = out / f"{path.stem}.svg"
+                target.write_text(picture, encoding="utf-8")
+                written.append(target)
+            for generator in generators:
+                generator.stop()
+    finally:
+        for generator in generators:  # a failed query must not leave the traffic running
             generator.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     return written
 
 

@@ -55,6 +55,11 @@ def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
     """`preferred` when it can be bound on `host`, else a free port chosen by the kernel."""
     for port in ((preferred, 0) if preferred else (0,)):
         with socket.socket() as sock:
+            # As the servers themselves bind: a port held only by connections in TIME_WAIT
+            # (the previous demo's, for a minute after it stopped) is free for them, and
+            # without this it read as taken, so a second run moved every port and said
+            # another program listened there.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
             except OSError:

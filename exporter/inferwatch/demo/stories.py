@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import signal
 import threading
 import time
@@ -23,8 +24,10 @@ P = TypeVar("P")
 
 def scaled(story: Sequence[P], speed: float) -> list[P]:
     """`story`'s phases (dataclasses with a `seconds` field), each `speed` times shorter."""
-    if not speed > 0:
-        raise ValueError(f"speed must be more than zero, got {speed!r}")
+    # inf passes `> 0` but makes every phase last no time: a looping story then printed
+    # phase lines as fast as it could, into a log that grew without bound.
+    if not (speed > 0 and math.isfinite(speed)):
+        raise ValueError(f"speed must be a number above zero, got {speed!r}")
     return [dataclasses.replace(phase, seconds=phase.seconds / speed)  # type: ignore[type-var]
             for phase in story]
 

@@ -15,6 +15,7 @@ import argparse
 import heapq
 import itertools
 import json
+import math
 import sys
 import threading
 import time
@@ -69,8 +70,9 @@ class TrafficGenerator:
                  seed: int = 0, loop: bool = False, keep_going: bool = False,
                  on_phase: Callable[[Phase], None] | None = None,
                  data: Dataset | None = None) -> None:
-        if not rate > 0:
-            raise ValueError(f"rate must be more than zero, got {rate!r}")
+        # inf passes `> 0` but paces nothing: the loop would spin without ever waiting.
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"rate must be a number above zero, got {rate!r}")
         self.model_url = model_url.rstrip("/")
         self.phases = list(phases)
         self.rate = rate
@@ -186,14 +188,26 @@ class TrafficGenerator:
             return None
 
 
+def _positive(text: str) -> float:
+    """A finite number above zero: 0, a negative, nan or inf ended in a traceback or a loop
+    that sent as fast as it could."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Play a scenario against a model service (the compose stack's traffic container)."""
     parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.traffic",
                                      description="Scenario traffic for the demo model.")
     parser.add_argument("--model-url", default="http://127.0.0.1:8080")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
-    parser.add_argument("--speed", type=float, default=1.0)
-    parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    parser.add_argument("--speed", type=_positive, default=1.0)
+    parser.add_argument("--rate", type=_positive, default=10.0, help="requests per second")
     parser.add_argument("--loop", action="store_true", help="repeat the scenario forever")
     args = parser.parse_args(argv)
     phases = scenario(args.scenario, args.speed)
