@@ -334,12 +334,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.3g} min"
 
 
+_YEAR_10000 = 253_402_300_800.0  # Unix seconds at 10000-01-01
+
+
 def _stamp(at: float) -> str:
     """
-    >>> _stamp(0.0), _stamp(float("nan")), _stamp(1.7e15)
-    ('1970-01-01 00:00:00 UTC', 'at an unknown time', 'at an unknown time')
+    >>> _stamp(0.0), _stamp(float("nan")), _stamp(1.7e15), _stamp(-5e10)
+    ('1970-01-01 00:00:00 UTC', 'at an unknown time', 'at an unknown time', 'at an unknown time')
     """
-    # A time in milliseconds, NaN or infinity must not cost the whole page.
+    # A time in milliseconds, NaN or infinity must not cost the whole page; one before 1970
+    # or past 9999 (as status.read_snapshot refuses them) is no report's time either.
+    if not 0 <= at < _YEAR_10000:
+        return "at an unknown time"
     try:
         stamp = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
     except (ValueError, OverflowError, OSError):
