@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 PYTEST_REPORT := -rfE --tb=short --show-capture=all --durations=15 \
 	--junitxml=.ci/logs/junit.xml
 
-.PHONY: test test-torch unit lint demo bench generate grafana-schema pictures venv tools clean
+.PHONY: test explore test-torch unit lint demo bench generate grafana-schema pictures venv tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,12 @@ tools:
 	fi
 
 test: venv tools lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_REPORT) $(PYTEST_ARGS)
+	INFERWATCH_HYPOTHESIS_PROFILE=inferwatch-fixed \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_REPORT) $(PYTEST_ARGS)
+
+# The whole suite with newly drawn property-test examples (make test draws a fixed set).
+explore: venv tools
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The torch cases (the conformance matrix, call shapes, shadow inputs). TORCH_SPEC names
 # the build to install; the default pin is the CPU build this machine keeps on disk (a plain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sys
@@ -15,7 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 # No per-example deadline anywhere: on a loaded 2-core CI machine a slow example is not a
 # failure (speed is measured in benchmarks/, never asserted in tests).
 settings.register_profile("inferwatch", deadline=None)
-settings.load_profile("inferwatch")
+# `make test` (what CI runs) draws the same examples on every run, seeded by each test: a
+# landing never depends on the examples one run happened to draw. `make explore` (or any
+# other run) draws new ones, to find what the fixed draw does not.
+settings.register_profile("inferwatch-fixed", deadline=None, derandomize=True, database=None)
+settings.load_profile(os.environ.get("INFERWATCH_HYPOTHESIS_PROFILE", "inferwatch"))
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # so tests can import the benchmarks package
