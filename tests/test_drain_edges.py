@@ -121,3 +121,23 @@ def test_threads_scrapes_and_the_background_drain_count_every_call_once(max_pend
         assert monitor.in_flight() == 0 and monitor.pending() == 0
     finally:
         registry.close()
+
+
+def test_a_server_of_requests_only_hands_its_list_off_whole_not_every_few_requests():
+    # The short lists a monitor starts with (until a call is sized) ended only with a
+    # fast-path call's drain: a web server whose every call is a request (the middleware)
+    # handed its list to the drain, and woke it, every eight requests for good.
+    registry = Registry(drain_interval=3600.0)
+    try:
+        mon = registry.monitor("m", "1")
+        wakes = []
+        mon.wake_drain = lambda: wakes.append(1)
+        for _ in range(200):
+            with mon.request():
+                pass
+        assert len(wakes) <= 1
+        assert mon._handed_off_calls <= 8
+        mon.drain()
+        assert mon.state.counters["inferwatch_requests_total"][("ok",)] == 200
+    finally:
+        registry.close()

@@ -788,10 +788,19 @@ class Monitor:
         dropped, and counted. Never raises: this runs on the caller's request path.
         """
         try:
+            behind = False  # a list handed to the drain, or a call dropped: wake it
             with self._take_lock:
-                if len(pending) >= self._chunk and item.__class__ is tuple:
-                    self._fit_heavier(item)  # may make the list long enough for `item`
                 if len(pending) >= self._chunk:
+                    if item.__class__ is tuple:
+                        self._fit_heavier(item)  # may make the list long enough for `item`
+                    elif not self._sized:
+                        # A request or stream record: what it holds is sized by its drain,
+                        # as always; the short lists a monitor starts with end here, or a
+                        # server of requests only would hand off every few requests.
+                        self._sized = True
+                        self._fit_pending()
+                if len(pending) >= self._chunk:
+                    behind = True
                     if self._handed_off_calls + len(pending) + self._chunk > self._max_calls:
                         next(self._dropped)
                         item = _NOTHING
@@ -802,7 +811,7 @@ class Monitor:
                 if item is not _NOTHING:
                     pending.append(item)
             wake = self.wake_drain
-            if wake is not None:
+            if behind and wake is not None:
                 wake()
         except Exception as exc:
             faults.record("backlog", exc)
