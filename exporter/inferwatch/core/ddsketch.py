@@ -407,13 +407,7 @@ class DDSketch:
         >>> a.merge(b); a.count
         3
         """
-        if not isinstance(other, DDSketch):
-            raise TypeError(f"can only merge a DDSketch, got {type(other).__name__}")
-        if other._relative_accuracy != self._relative_accuracy:
-            raise ValueError(
-                "cannot merge sketches with different relative_accuracy: "
-                f"{self._relative_accuracy} and {other._relative_accuracy}"
-            )
+        _check_mergeable(self, other)
         if other is self:
             other = other.copy()
         for mine, theirs in ((self._positive, other._positive), (self._negative, other._negative)):
@@ -451,13 +445,7 @@ class DDSketch:
         # Bin keys mean values only at their own accuracy: read at another, they would be
         # silently wrong quantiles (merge() refuses the same mix).
         for sketch in sketches:
-            if not isinstance(sketch, DDSketch):
-                raise TypeError(f"can only merge a DDSketch, got {type(sketch).__name__}")
-            if sketch._relative_accuracy != first._relative_accuracy:
-                raise ValueError(
-                    "cannot merge sketches with different relative_accuracy: "
-                    f"{first._relative_accuracy} and {sketch._relative_accuracy}"
-                )
+            _check_mergeable(first, sketch)
         runs = []
         for sign in ("_negative", "_positive"):
             stores = [store for store in (getattr(s, sign) for s in sketches) if store.total]
@@ -629,3 +617,14 @@ def _store_from_dict(store: _Store, data: object, name: str, lowest: int, highes
     if array[0] == 0 or array[-1] == 0:
         raise ValueError(f"sketch {name}.counts must start and end with a non-empty bin")
     store.add_dense(offset, array)
+
+
+def _check_mergeable(sketch: DDSketch, other: object) -> None:
+    """Refuse to add `other` to `sketch`: bin keys mean values only at their own accuracy."""
+    if not isinstance(other, DDSketch):
+        raise TypeError(f"can only merge a DDSketch, got {type(other).__name__}")
+    if other._relative_accuracy != sketch._relative_accuracy:
+        raise ValueError(
+            "cannot merge sketches with different relative_accuracy: "
+            f"{sketch._relative_accuracy} and {other._relative_accuracy}"
+        )
