@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -597,6 +598,29 @@ def dashboard_url(cfg: Config, alert: AlertDef) -> str:
     return url
 
 
+def _per_config(function: Callable[[Config], Any]) -> Callable[[Config], Any]:
+    """`function`, computed once per config object.
+
+    Configs are frozen, and rendering asks the same of one config once per alert and per
+    model override: without this, a hundred overrides took tens of seconds. Entries hold
+    their config, so an id is never reused while cached; a few configs are kept at most.
+    """
+    cache: dict[int, tuple[Config, Any]] = {}
+
+    @functools.wraps(function)
+    def cached(cfg: Config) -> Any:
+        hit = cache.get(id(cfg))
+        if hit is not None and hit[0] is cfg:
+            return hit[1]
+        result = function(cfg)
+        if len(cache) >= 16:
+            cache.clear()
+        cache[id(cfg)] = (cfg, result)
+        return result
+
+    return cached
+
+
 def scrape_note(cfg: Config, expr: str) -> str:
     """The sentence that tells the person paged which scrape jobs an alert reads, and where
     to change them: a renamed job otherwise silences an alert without a trace.
@@ -605,8 +629,20 @@ def scrape_note(cfg: Config, expr: str) -> str:
     >>> print(scrape_note(DEFAULT, 'up{job="inferwatch-model"} == 0'))
      Reads series matching {job="inferwatch-model"} (selectors.model in the inferwatch config; ...
     """
-    # A list, not a dict: a baseline series has one rule per quantile under one name.
-    recorded = [*_recording_rules(cfg), *baselines.recording_rules(cfg)]
+    notes = _scrape_notes(cfg)
+    if expr not in notes:
+        notes[expr] = _scrape_note(cfg, expr)
+    return notes[expr]
+
+
+@_per_config
+def _scrape_notes(cfg: Config) -> dict[str, str]:
+    # Most alerts render the same expression for every model override: noted once each.
+    return {}
+
+
+def _scrape_note(cfg: Config, expr: str) -> str:
+    recorded = _recorded(cfg)
     read, pending = expr, [expr]
     while pending:  # an alert on a recording rule reads what that rule reads
         text = pending.pop()
@@ -626,8 +662,13 @@ def scrape_note(cfg: Config, expr: str) -> str:
             f"regenerate the rules after changing it).")
 
 
-def alert_rule(cfg: Config, alert: AlertDef) -> dict[str, Any]:
-    """The Prometheus rule of one alert, with its severity, `for` and links."""
+def alert_rule(cfg: Config, alert: AlertDef, *, recorded_by: Config | None = None
+               ) -> dict[str, Any]:
+    """The Prometheus rule of one alert, with its severity, `for` and links.
+
+    `recorded_by` is the config whose recording rules the alert reads (default: `cfg`): a
+    model's own copy reads the rules the whole config records.
+    """
     expr = alert.expr(cfg)
     return {
         "alert": alert.name,
@@ -636,7 +677,7 @@ def alert_rule(cfg: Config, alert: AlertDef) -> dict[str, Any]:
         "labels": {"severity": alert_setting(cfg, alert.name, "severity", alert.severity)},
         "annotations": {
             "summary": alert.summary,
-            "description": alert.description(cfg) + scrape_note(cfg, expr),
+            "description": alert.description(cfg) + scrape_note(recorded_by or cfg, expr),
             "runbook_url": runbook_url(cfg, alert.name),
             "dashboard_url": dashboard_url(cfg, alert),
         },
@@ -649,7 +690,14 @@ def _own_alert(base: AlertOverride | None, own: AlertOverride) -> AlertOverride:
     return AlertOverride(severity=own.severity or base.severity, for_=own.for_ or base.for_)
 
 
-def shaped_configs(cfg: Config) -> list[tuple[ModelOverride, Config]]:
+@_per_config
+def _recorded(cfg: Config) -> tuple[tuple[str, str], ...]:
+    # A sequence, not a dict: a baseline series has one rule per quantile under one name.
+    return (*_recording_rules(cfg), *baselines.recording_rules(cfg))
+
+
+@_per_config
+def shaped_configs(cfg: Config) -> tuple[tuple[ModelOverride, Config], ...]:
     """Each model override with the config its own alert copies are rendered from.
 
     Only rule settings and alert overrides are applied: objectives stay joined from their
@@ -663,7 +711,7 @@ def shaped_configs(cfg: Config) -> list[tuple[ModelOverride, Config]]:
         for name, alert in override.alerts.items():
             alerts[name] = _own_alert(cfg.alerts.get(name), alert)
         shaped.append((override, dataclasses.replace(own, alerts=types.MappingProxyType(alerts))))
-    return shaped
+    return tuple(shaped)
 
 
 def _block(expr: str) -> str:
@@ -682,7 +730,7 @@ def alert_rules(cfg: Config, alert: AlertDef) -> list[dict[str, Any]]:
         return [default]
     copies = []
     for override, shaped in shaped_configs(cfg):
-        rule = alert_rule(shaped, alert)
+        rule = alert_rule(shaped, alert, recorded_by=cfg)
         if rule != default:
             rule["expr"] = f"{_block(rule['expr'])}\nand on (model)\n{models_in(cfg, override)}"
             # Tells the copies apart in Alertmanager (and for promtool's duplicate-rule lint).
