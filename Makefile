@@ -9,6 +9,11 @@ DEBIAN_TOOLS := prometheus prometheus-alertmanager prometheus-pushgateway
 # The headless browser the status page and report tests drive (tests/test_browser.py).
 BROWSER_TOOLS := chromium chromium-driver
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): most integration tests wait on the servers they start, so
+# two run side by side even on two cores. A file's tests stay in one process (its servers,
+# started once per file, are not started twice). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 # A failure must be readable from CI's output alone: every failing test's name and reason
 # (-rfE), short tracebacks with the captured output and logs of the test (--show-capture;
 # tests/conftest.py adds the tail of every log file the test's processes wrote), the
@@ -47,11 +52,12 @@ tools:
 
 test: venv tools lint
 	INFERWATCH_HYPOTHESIS_PROFILE=inferwatch-fixed \
-	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_REPORT) $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) $(PYTEST_REPORT) \
+	  $(PYTEST_ARGS)
 
 # The whole suite with newly drawn property-test examples (make test draws a fixed set).
 explore: venv tools
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # The torch cases (the conformance matrix, call shapes, shadow inputs). TORCH_SPEC names
 # the build to install; the default pin is the CPU build this machine keeps on disk (a plain
@@ -67,8 +73,8 @@ test-torch: venv
 		tests/test_call_shapes.py tests/test_shapes_edges.py tests/test_shadow_lifecycle.py
 
 unit: venv
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" $(PYTEST_REPORT) \
-		$(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" $(PYTEST_PARALLEL) \
+		$(PYTEST_REPORT) $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check exporter tests benchmarks

@@ -226,8 +226,8 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
     require_binary("prometheus-alertmanager")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "inferwatch.cli", "demo", "--scenario", "short", "--speed", "3",
-         "--rate", "15"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        [sys.executable, "-m", "inferwatch.cli", "demo", "--scenario", "short", "--speed", "6",
+         "--rate", "30"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True)
     reader.start()
