@@ -90,9 +90,11 @@ SENTINELS: dict[str, Any] = {
     "slo.fast_burn.long_window": "77m",
     "slo.fast_burn.short_window": "3m",
     "slo.fast_burn.factor": 2.5,
+    "slo.fast_burn.min_requests": 1237,
     "slo.slow_burn.long_window": "7h",
     "slo.slow_burn.short_window": "43m",
     "slo.slow_burn.factor": 1.75,
+    "slo.slow_burn.min_requests": 1239,
     "latency.p99_seconds": 0.321,
     "latency.first_item_p99_seconds": 0.654,
     "predictions.invalid_ratio": 0.0123,
@@ -213,9 +215,11 @@ MODEL_SENTINELS: dict[str, Any] = {
     "slo.fast_burn.long_window": "79m",
     "slo.fast_burn.short_window": "11m",
     "slo.fast_burn.factor": 2.25,
+    "slo.fast_burn.min_requests": 2237,
     "slo.slow_burn.long_window": "9h",
     "slo.slow_burn.short_window": "47m",
     "slo.slow_burn.factor": 1.25,
+    "slo.slow_burn.min_requests": 2239,
     "latency.p99_seconds": 0.0321,
     "predictions.invalid_ratio": 0.00123,
     "predictions.max_versions": 613,
@@ -266,7 +270,7 @@ def test_every_model_value_reaches_the_output(files: dict[str, str]) -> None:
         if key in OBJECTIVE_KEYS:
             text = number(duration_seconds(value) if isinstance(value, str) else value)
         else:
-            text = number(value) if isinstance(value, float) else value
+            text = number(value) if isinstance(value, (int, float)) else value
         assert text not in default_output, f"sentinel {text!r} of {key} is not distinctive"
         assert text in output, f"models.{MODEL_PATTERN}.{key}: {text!r} does not reach the output"
     assert f'model=~"{MODEL_PATTERN}"' in output

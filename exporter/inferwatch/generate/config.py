@@ -91,6 +91,9 @@ class BurnRate:
                                  check.duration)
     factor: float = _setting(14.4, "burn rate: multiple of the error budget's even spend",
                              check.positive)
+    min_requests: int = _setting(10, "calls of the model over long_window the alert needs "
+                                 "before it may fire: one failed call of a nearly idle model "
+                                 "is no budget burning (0: no minimum)", check.non_negative)
 
 
 def _slow_burn() -> BurnRate:
@@ -313,7 +316,8 @@ OBJECTIVE_KEYS = (*CATALOGUE_OBJECTIVE_KEYS, *BASELINE_OBJECTIVE_KEYS)
 RULE_KEYS = (
     "windows.no_traffic_lookback", "slo.fast_burn.long_window", "slo.fast_burn.short_window",
     "slo.fast_burn.factor", "slo.slow_burn.long_window", "slo.slow_burn.short_window",
-    "slo.slow_burn.factor", "accuracy.window",
+    "slo.slow_burn.factor", "slo.fast_burn.min_requests", "slo.slow_burn.min_requests",
+    "accuracy.window",
 )
 _REGEX_SYNTAX = set(".^$*+?{}[]\\|()")
 

@@ -93,9 +93,17 @@ def _burn_expr(cfg: Config, which: str) -> str:
     def limit(availability: str) -> str:
         return f"({number(burn.factor)} * (1 - {availability}))"
 
-    return (f"{compare(cfg, q.error_ratio(burn.long_window), '>', 'slo.availability', limit)}\n"
-            f"and\n"
-            f"{compare(cfg, q.error_ratio(burn.short_window), '>', 'slo.availability', limit)}")
+    burning = (f"{compare(cfg, q.error_ratio(burn.long_window), '>', 'slo.availability', limit)}"
+               f"\nand\n"
+               f"{compare(cfg, q.error_ratio(burn.short_window), '>', 'slo.availability', limit)}")
+    if not burn.min_requests:
+        return burning
+    # One failed call of a model that served a handful makes both ratios 100%: a critical
+    # page for what no SLO counts as spending its budget.
+    calls = (f"sum by ({MODEL_LABELS}) "
+             f"(increase(inferwatch_requests_total{model_sel(cfg)}[{burn.long_window}]))")
+    return (f"{_block(burning)}\nand on ({MODEL_LABELS})\n"
+            f"{calls} >= {number(burn.min_requests)}")
 
 
 def _accuracy_drop_expr(cfg: Config) -> str:
