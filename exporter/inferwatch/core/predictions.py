@@ -164,7 +164,14 @@ def _is_tensor(obj: object) -> bool:
 
 def _without_missing(obj: object) -> tuple[object, int]:
     """A pandas nullable column (``Int64``, ``boolean``, ...) without its ``pd.NA`` rows,
-    in its numpy type, and how many were missing; anything else as it is."""
+    in its numpy type, and how many were missing; a polars Series or pyarrow array without
+    its nulls likewise; anything else as it is."""
+    nulls = _arrow_nulls(obj)
+    if nulls:
+        # Converted with its nulls, an integer column would come out as floats with NaN and
+        # a classifier's labels would be recorded as regression values.
+        drop = getattr(obj, "drop_nulls", None) or obj.drop_null
+        return drop(), nulls
     dtype = getattr(obj, "dtype", None)
     if getattr(dtype, "na_value", None) is None or not hasattr(obj, "isna"):
         return obj, 0
@@ -176,6 +183,18 @@ def _without_missing(obj: object) -> tuple[object, int]:
     except (TypeError, ValueError):
         array = kept.to_numpy()
     return array, int(missing.sum())
+
+
+def _arrow_nulls(obj: object) -> int:
+    """How many nulls a polars Series or a pyarrow array holds (0 for anything else)."""
+    module = type(obj).__module__
+    if not module.startswith(("polars", "pyarrow")) or not (
+            hasattr(obj, "drop_nulls") or hasattr(obj, "drop_null")):
+        return 0
+    try:
+        return int(obj.null_count() if callable(obj.null_count) else obj.null_count)
+    except Exception:  # not a column (a polars DataFrame's null_count is a frame)
+        return 0
 
 
 def _is_dataframe(obj: object) -> bool:
@@ -393,6 +412,25 @@ def _object_floats(flat: np.ndarray) -> np.ndarray | None:
                      for v in flat.tolist()], dtype=np.float64)
 
 
+def _missing_as_nan(array: np.ndarray) -> np.ndarray | None:
+    """An array of Python numbers with missing values among them (pd.NA, None) as float64
+    with NaN for each missing one; None when it holds anything but numbers.
+
+    >>> _missing_as_nan(np.array([[0.5, None]], dtype=object)).tolist()
+    [[0.5, nan]]
+    """
+    flat = []
+    for value in array.reshape(-1).tolist():
+        if value is None or _is_missing(value):
+            flat.append(math.nan)
+        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+                value, (bool, np.bool_)):
+            flat.append(_float(value))
+        else:
+            return None
+    return np.array(flat, dtype=np.float64).reshape(array.shape)
+
+
 def _float(value: int | float) -> float:
     """`value` as a float; an integer past the float range as an infinity of its sign (it
     counts as ``inf``, as any infinite value does)."""
@@ -483,16 +521,25 @@ def _object_class(value: object, known_classes: Collection[str]) -> str | None:
 def _add_probabilities(prediction: Prediction, array: np.ndarray,
                        class_names: Sequence[object] | None, prefix: str = "") -> None:
     rows = array.shape[0] if array.ndim == 2 else 1
-    if array.dtype.kind == "c":
+    # Rows the model returned, even when none of them can be read as probabilities: the
+    # batch size counts them as it counts any other call's.
+    prediction.rows = max(prediction.rows, rows)
+    if array.dtype.kind in "cmM":
         # Casting would drop the imaginary part, and numpy would warn about it on the
-        # application's stderr from the drain thread: such output is not probabilities.
+        # application's stderr from the drain thread: such output is not probabilities;
+        # nor are times (cast, nanoseconds since 1970 would read as out-of-range ones).
         prediction.count_invalid("unsupported_type", rows)
         return
     try:
         matrix = array.astype(np.float64, copy=False)
     except (TypeError, ValueError):  # text or objects from predict_proba: no probabilities
-        prediction.count_invalid("unsupported_type", rows)
-        return
+        # Numbers with pd.NA among them (a nullable Float64 DataFrame): each NA is a
+        # missing probability, its row counted as nan, and the other rows still recorded.
+        numbers = _missing_as_nan(array) if array.dtype.kind == "O" else None
+        if numbers is None:
+            prediction.count_invalid("unsupported_type", rows)
+            return
+        matrix = numbers
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     elif matrix.ndim != 2:

@@ -35,7 +35,9 @@ def _endpoint(cfg: Config, job: str) -> dict[str, Any]:
         "path": k.path,
         "interval": k.scrape_interval,
         # The rules select on job; without this the operator names it after the Service/Pod.
-        "relabelings": [{"action": "replace", "targetLabel": "job", "replacement": job}],
+        # Prometheus expands $1 and ${name} in a replacement: $$ keeps a $ in the job name.
+        "relabelings": [{"action": "replace", "targetLabel": "job",
+                         "replacement": job.replace("$", "$$")}],
     }
 
 

@@ -86,6 +86,7 @@ _OCTAL = re.compile(r"\\(?:0[0-7]{0,2}|[1-7][0-7]{1,2})")
 _REPEAT = re.compile(r"\{([0-9]*)(?:,([0-9]*))?\}")
 _HEX = re.compile(r"\\x(?:\{([0-9A-Fa-f]+)\}|([0-9A-Fa-f]{2}))")
 _GROUP_NAME = re.compile(r"\(\?P<([^>]*)>")
+_FLAG_GROUP = re.compile(r"\(\?([ims]*)(?:-([ims]*))?:")
 _REFUSED_GROUPS = {
     "(?=": "lookaround", "(?!": "lookaround", "(?<=": "lookaround", "(?<!": "lookaround",
     "(?>": "an atomic group", "(?P=": "a back-reference", "(?(": "a conditional group",
@@ -149,9 +150,9 @@ def _escape(pattern: str, i: int, in_class: bool) -> tuple[str, int]:
         # Python's \B never matches an empty string, RE2's does.
         return "(?:(?a:\\B)|\\A\\Z)", i + 2
     if not in_class and c == "A":
-        return "\\A", i + 2
+        return "(?:\\A)", i + 2  # grouped: RE2 takes a repeat of an anchor, Python refuses it
     if not in_class and c == "z":
-        return "\\Z", i + 2
+        return "(?:\\Z)", i + 2
     if c in "1234567":
         raise Unsupported("uses a back-reference, which Prometheus regexes (RE2) lack")
     raise Unsupported(f"uses the escape \\{c}, which Prometheus regexes (RE2) lack or read "
@@ -406,6 +407,9 @@ class _Group:
     """A group of the pattern (or the whole pattern) while it is translated."""
 
     start: int  # where its text starts in the output
+    # Whether RE2's m flag is on here: without it RE2's $ matches only at the very end, where
+    # Python's also matches before a final newline.
+    multiline: bool = False
     # Python groups opened for flags set inside it by (?i): closed at its end, and around each |.
     flags: list[str] = dataclasses.field(default_factory=list)
     need: int = 0  # the largest repeat budget its items before the last need (_repeat_need)
@@ -442,7 +446,8 @@ class _Translation:
 
     def open_group(self, text: str) -> None:
         self._flush_flags()
-        self.groups.append(_Group(start=len(self.out)))
+        self.groups.append(_Group(start=len(self.out),
+                                  multiline=_multiline(text, self.groups[-1].multiline)))
         self.out.append(text)
         self.after_repeat = False
 
@@ -450,9 +455,8 @@ class _Translation:
         self._flush_flags()
         self.after_repeat = False
         if len(self.groups) == 1:
-            self.out.append(")")  # unbalanced: Python refuses it
-            self.groups[0].next_item(None)
-            return
+            # Python might read it as closing a group opened for flags, and accept the pattern.
+            raise Unsupported("is not a valid regex (a ')' closes no '(')")
         group = self.groups.pop()
         self.out.append(")" * (len(group.flags) + 1))
         self.groups[-1].next_item(group.start, group.total_need())
@@ -467,7 +471,13 @@ class _Translation:
     def set_flags(self, text: str) -> None:
         if text:
             self.pending_flags.append(text)
+            self.groups[-1].multiline = _multiline(text, self.groups[-1].multiline)
         self.skip()
+
+    def end_anchor(self) -> None:
+        """RE2's ``$``: with the m flag, the end of a line (as Python's ``$`` with its m flag);
+        without it, only the end of the text (Python's ``\\Z``)."""
+        self.item("(?:$)" if self.groups[-1].multiline else "(?:\\Z)")
 
     def skip(self) -> None:
         """A token that adds no item ((?i), an empty \\Q\\E): still, RE2 ends a run of
@@ -490,6 +500,9 @@ class _Translation:
         self.after_repeat = True
 
     def text(self) -> str:
+        if len(self.groups) > 1:
+            # Python might close it with a group opened for flags, and accept the pattern.
+            raise Unsupported("is not a valid regex (a '(' is never closed)")
         self._flush_flags()
         return "".join(self.out) + ")" * len(self.groups[0].flags)
 
@@ -497,6 +510,16 @@ class _Translation:
         self.out.extend(self.pending_flags)
         self.groups[-1].flags.extend(self.pending_flags)
         self.pending_flags.clear()
+
+
+def _multiline(flags: str, current: bool) -> bool:
+    """Whether the m flag is on after the Python flag group `flags` (as _python_flags writes
+    it), where it was `current` before."""
+    match = _FLAG_GROUP.fullmatch(flags)
+    if not match:  # a plain or named group
+        return current
+    on, off = match.group(1), match.group(2) or ""
+    return True if "m" in on else False if "m" in off else current
 
 
 def _translate(pattern: str) -> str:
@@ -517,6 +540,12 @@ def _translate(pattern: str) -> str:
             i += 1
         elif c == "|":
             translation.alternative()
+            i += 1
+        elif c == "$":
+            translation.end_anchor()
+            i += 1
+        elif c == "^":
+            translation.item("(?:^)")  # grouped: RE2 takes a repeat of an anchor
             i += 1
         elif pattern.startswith("\\Q", i):
             quoted, i = _quoted(pattern, i)

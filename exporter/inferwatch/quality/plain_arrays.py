@@ -23,6 +23,12 @@ def plain_array(array: np.ndarray) -> np.ndarray:
     data, mask = np.asarray(array.data), np.ma.getmaskarray(array)
     if not mask.any():
         return data
+    if data.dtype.kind in "mM":
+        # NaT is a time's missing value. As objects, a nanosecond time (pandas' unit) would
+        # become a plain integer, read as a number rather than as the time it is.
+        filled = data.copy()
+        filled[mask] = np.array("NaT", dtype=data.dtype)
+        return filled
     filled = data.astype(float if data.dtype.kind in "iufb" else object)
     filled[mask] = np.nan if filled.dtype.kind == "f" else None
     return filled
@@ -39,7 +45,20 @@ def tensor_array(tensor: object) -> np.ndarray:
     >>> tensor_array(Tensor()).tolist()
     [0.5, 1.5]
     """
-    values = tensor.detach().cpu()  # type: ignore[attr-defined]
+    values = tensor.detach()  # type: ignore[attr-defined]
+    # .numpy() refuses a sparse tensor (COO, CSR: a multi-label model's output, a
+    # recommender's input), a quantized one (a statically quantized model's output) and a
+    # lazily conjugated or negated view (``x.conj()``): each would cost the whole call's
+    # predictions, so they are made dense, dequantized and resolved first.
+    if str(getattr(values, "layout", "torch.strided")) != "torch.strided" and \
+            hasattr(values, "to_dense"):
+        values = values.to_dense()
+    if getattr(values, "is_quantized", False) is True:
+        values = values.dequantize()
+    values = values.cpu()
+    for resolve in ("resolve_conj", "resolve_neg"):
+        if hasattr(values, resolve):
+            values = getattr(values, resolve)()
     try:
         return np.asarray(values.numpy())
     except TypeError:
