@@ -210,7 +210,8 @@ def _arrays_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes], kept
     dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
     if len(dtypes) == 1 and len(shapes) == 1:
         (dtype,), (shape,) = dtypes, shapes
-        if shape and shape[0]:
+        # all(shape): no axis of size 0, which a reshape to -1 rows cannot place.
+        if shape and all(shape):
             # bytearray: a writable array, as a copy would be.
             stacked = np.frombuffer(bytearray().join(raws), dtype=dtype)
             return (), kept, (stacked.reshape((-1, *shape[1:])), shape)

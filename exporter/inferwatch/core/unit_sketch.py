@@ -4,8 +4,9 @@ A relative-error sketch suits latencies and scores, but near 1 it reads 0.99 for
 interesting part of a confident probability is ``1 - p``. So a probability series sketches
 ``t(p) = p`` up to 0.5 and ``t(p) = 1 / (1 - p)`` above it. ``t`` grows with ``p``, so ranks
 and quantiles carry over, and a relative error ``alpha`` on ``t`` is an absolute error of at
-most ``alpha / 2`` on ``p`` below 0.5 and ``alpha * (1 - p)`` above it: 0.999 and 0.9999 stay
-apart. With ``alpha = 0.002`` every quantile is within 0.001 of a value at its rank.
+most ``alpha / 2`` on ``p`` below 0.5 and ``alpha / (1 - alpha) * (1 - p)`` above it: 0.999
+and 0.9999 stay apart. With ``alpha = 0.002`` every quantile is within 0.001 of a value at
+its rank (0.001002 just above 0.5).
 
 The sketch keeps ``PROBABILITY_MAX_BINS`` bins (from 1 - p = 1e-9 down to p = 1e-3, the rest
 folds into the lowest, within the 0.001 bound), and that bin budget is what marks a rolling
