@@ -361,7 +361,8 @@ class Dashboards:
     title_prefix: str = _setting("Inferwatch / ", "prefix of the dashboard titles", None)
     datasource: str = _setting("Prometheus", "default of the datasource variable", check.not_empty)
     refresh: str = _setting("30s", "auto-refresh interval", check.duration)
-    time_from: str = _setting("now-6h", "start of the default time range", check.not_empty)
+    time_from: str = _setting("now-6h", "start of the default time range (now-6h, now-1d/d, "
+                              "or an ISO 8601 date)", check.grafana_time_from)
     tags: tuple = _setting(("inferwatch",), "tags of every dashboard")
 
 

@@ -9,6 +9,7 @@ problem is reported with the field's dotted key by the loader.
 
 from __future__ import annotations
 
+import datetime
 import re
 import string
 from collections.abc import Callable
@@ -196,6 +197,30 @@ def uid_prefix(value: Any) -> str | None:
     if re.fullmatch(r"[A-Za-z0-9_-]{1,30}", value):
         return None
     return f"must be 1 to 30 letters, digits, '-' or '_', got {value!r}"
+
+
+_GRAFANA_RELATIVE = re.compile(r"now(?:-[0-9]+[yMwdhms])*(?:/[yMwdhms])?")
+
+
+def grafana_time_from(value: Any) -> str | None:
+    """A start of a Grafana time range: relative to now (``now-6h``, ``now-1d/d``,
+    ``now/w``) or an ISO 8601 date or time; Grafana shows anything else as an invalid date.
+
+    >>> grafana_time_from("now-7d/d") is None, grafana_time_from("2026-01-31") is None
+    (True, True)
+    >>> grafana_time_from("6h")
+    "must be a Grafana time such as now-6h, now-1d/d or 2026-01-31, got '6h'"
+    """
+    text = value
+    if _GRAFANA_RELATIVE.fullmatch(text):
+        return None
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ].*)?", text):
+        try:
+            datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return None
+        except ValueError:
+            pass
+    return f"must be a Grafana time such as now-6h, now-1d/d or 2026-01-31, got {value!r}"
 
 
 def not_empty(value: Any) -> str | None:
