@@ -22,7 +22,9 @@ problem is counted under one of the bounded :data:`REASONS`.
 
 from __future__ import annotations
 
+import decimal
 import numbers
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -339,6 +341,12 @@ class BatchChecker:
             return
         try:
             arr = np.asarray(batch)
+            if arr.dtype.kind in "US":
+                # numpy makes text of every cell of rows that mix numbers and text: as
+                # objects, 10115.0 stays the category "10115", True a number and "1.5" a
+                # wrong type, as they are in row dicts or beside a None (the profile reads
+                # such lists the same way).
+                arr = np.array(batch, dtype=object)
         except (ValueError, TypeError):  # ragged rows
             result.error("wrong_shape")
             return
@@ -402,19 +410,31 @@ class BatchChecker:
     def _frame(self, frame: Any, result: BatchResult) -> None:
         keys = frame_names(frame)
         names = [str(c) for c in keys]
-        if len(set(names)) != len(names):
-            result.error("wrong_shape")  # duplicate column names
-            return
+        n = len(frame)
+        unique = dict(zip(names, keys))
+        ambiguous: set[str] = set()
+        if len(unique) != len(names):
+            ambiguous = {name for name, times in Counter(names).items() if times > 1}
+            unique = {name: key for name, key in unique.items() if name not in ambiguous}
+        if ambiguous:
+            # Only a feature named twice (pd.concat(axis=1) of overlapping frames) cannot be
+            # read: the rest of the batch is checked and its rows reach the drift window.
+            if any(name in self._index for name in ambiguous):
+                result.error("wrong_shape")
+            result.error("extra_column", n * sum(1 for name in names
+                                                 if name in ambiguous and name not in self._index))
         # The frame's own length: one without columns still has rows, each missing all.
-        self._column_dict({name: frame_column(frame, c) for name, c in zip(names, keys)},
-                          result, rows=len(frame))
+        self._column_dict({name: frame_column(frame, c) for name, c in unique.items()},
+                          result, rows=n, unreadable=ambiguous)
 
     def _column_dict(self, columns: Mapping[str, Any], result: BatchResult,
-                     rows: int | None = None) -> None:
+                     rows: int | None = None, unreadable: set[str] | None = None) -> None:
         n = rows if rows is not None else _length(next(iter(columns.values())))
         result.rows += n
         result.error("extra_column", n * sum(1 for k in columns if k not in self._index))
         for j, column in enumerate(self._columns):
+            if unreadable and column.name in unreadable:
+                continue  # counted as the batch's wrong_shape
             values = columns.get(column.name, _ABSENT)
             if values is _ABSENT:
                 result.error("missing_column", n)
@@ -628,6 +648,11 @@ def _number(v: Any, *, text: bool) -> float | None:
             return float(v)
         except OverflowError:
             return np.inf if v > 0 else -np.inf
+    if isinstance(v, decimal.Decimal):
+        # A database NUMERIC is no numbers.Real, yet an amount the profile read as one: it
+        # must not turn wrong_type when some other cell sends its batch down this path.
+        # Its NaN, quiet or signalling (which float() refuses), is missing, as in the profile.
+        return np.nan if v.is_nan() else float(v)
     if text:
         try:
             return float(v)
