@@ -71,6 +71,8 @@ def from_state(state: ModelState, history: History | None, now: float, *,
     if window_seconds is None:
         window_seconds = thresholds.rate_window_seconds
     totals = totals_of(state)
+    if history is not None:
+        history = _since_restart(history, key, totals)
     latency = state.histograms.get(LATENCY, {}).get(())
     start = _start(state, now)
     base = history.before(key, now - window_seconds) if history is not None else None
@@ -134,6 +136,49 @@ def from_state(state: ModelState, history: History | None, now: float, *,
     report.flags = evaluate(report, thresholds, state=state, history=history, now=now,
                             delta=delta, feature_base=feature_base, start=start)
     return report
+
+
+def _since_restart(history: History, key: tuple[str, str], totals: dict[str, float]
+                   ) -> History:
+    """`history`, or a view of it without the samples of `key` taken before its counts
+    restarted (a worker forked from a process that had served calls starts from zero, and
+    the ring notices only at its next sample): read against those, a window would show
+    negative calls per second and quantiles of negative bucket counts."""
+    samples = history.samples(key)
+    stale = [i for i, sample in enumerate(samples)
+             if any(sample.totals.get(name, 0.0) > value for name, value in totals.items())]
+    if not stale:
+        return history
+    return _SamplesSince(history, key, samples[stale[-1] + 1:])  # type: ignore[return-value]
+
+
+class _SamplesSince:
+    """A read-only History whose samples of `key` are `kept`; other keys read `history`."""
+
+    def __init__(self, history: History, key: tuple[str, str], kept: list[Sample]) -> None:
+        self._history = history
+        self._key = key
+        self._kept = kept
+        self.interval_seconds = history.interval_seconds
+        self.span_seconds = history.span_seconds
+
+    def samples(self, key: tuple[str, str]) -> list[Sample]:
+        return list(self._kept) if key == self._key else self._history.samples(key)
+
+    def before(self, key: tuple[str, str], at: float, *,
+               features: bool = False) -> Sample | None:
+        if key != self._key:
+            return self._history.before(key, at, features=features)
+        found = None
+        for sample in self._kept:
+            if sample.at > at:
+                break
+            if not features or sample.features is not None:
+                found = sample
+        return found
+
+    def keys(self) -> list[tuple[str, str]]:
+        return self._history.keys()
 
 
 def _start(state: ModelState, now: float) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import time
 import zlib
@@ -50,12 +51,23 @@ class StatusPages:
 
     def __init__(self, registry: Registry | None = None, *, config: Any = None,
                  metrics_link: str | None = "metrics") -> None:
+        if registry is not None and not isinstance(registry, Registry):
+            # A prometheus_client CollectorRegistry (what make_asgi_app takes) would fail
+            # with a bare AttributeError here, or worse, on every page.
+            raise TypeError("inferwatch status page: registry must be an inferwatch Registry "
+                            "(inferwatch.Registry(), or None for the default), got "
+                            f"{type(registry).__name__}")
         self.registry = registry or default_registry()
         self.history = self.registry.enable_history()
         self.metrics_link = metrics_link
-        if config is not None and not hasattr(config, "models"):
-            from inferwatch.generate.config import load
-
+        if config is not None:
+            from inferwatch.generate.config import Config, load
+        if config is not None and not isinstance(config, Config):
+            if not isinstance(config, (str, os.PathLike)):
+                # Anything else (a parsed YAML dict) would fail on every page, not here.
+                raise TypeError("inferwatch status page: config must be a generator Config "
+                                "or the path of its YAML file, got "
+                                f"{type(config).__name__}")
             config = load(config)  # fails at start-up, naming the bad key, not per page
         self._config = config
 
