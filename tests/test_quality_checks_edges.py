@@ -151,3 +151,15 @@ def test_a_duplicated_feature_is_a_wrong_shape_and_the_others_are_checked(scrape
     model(frame)
     assert scraper.value("inferwatch_feature_unseen_category_total", feature="colour") == 1
     assert scraper.value("inferwatch_drift_window_observations") == 2
+
+
+def test_a_decimal_nan_in_a_categorical_feature_is_missing_in_profile_and_checks():
+    # colour is categorical: a NaN amount is no category "NaN", neither when profiled nor
+    # when checked.
+    reference = Reference.from_data({"colour": ["red", D("NaN"), "blue", D("sNaN")] * 25},
+                                    categorical=["colour"], bins=4)
+    assert "NaN" not in reference.features["colour"].categories
+    assert "sNaN" not in reference.features["colour"].categories
+    result = BatchChecker(reference).check([{"colour": D("NaN")}, {"colour": "red"}])
+    assert result.missing.tolist() == [1]
+    assert result.input_errors.get("unseen_category", 0) == 0

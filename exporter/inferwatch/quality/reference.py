@@ -504,13 +504,15 @@ def _profile_categorical(name: str, col: np.ndarray, max_categories: int) -> Pro
 
 
 def is_missing(v: Any) -> bool:
-    """None, a float NaN, a pandas NA / NaT or a numpy NaT."""
+    """None, a float or Decimal NaN, a pandas NA / NaT or a numpy NaT."""
     if v is None:
         return True
     if isinstance(v, (float, np.floating)):
         return v != v
     if isinstance(v, (np.datetime64, np.timedelta64)):
         return bool(np.isnat(v))
+    if isinstance(v, decimal.Decimal):  # a database NUMERIC's NaN, quiet or signalling
+        return v.is_nan()
     return type(v).__name__ in ("NAType", "NaTType")
 
 
