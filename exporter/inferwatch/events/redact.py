@@ -20,12 +20,18 @@ column) is stored as its dotted path, so ``inputs.user.ssn`` reaches both.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import enum
 import hashlib
 import hmac
 import json
 import math
 import numbers
+import pathlib
+import sys
+import unicodedata
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from inferwatch.events.fields import (
@@ -77,14 +83,18 @@ def clean(value: object, *, max_array_bytes: int = 1 << 20, keep_unstructured: b
 
     Containers become named fields first (a DataFrame, a dataclass, a pydantic model, a
     structured array, a scipy.sparse matrix, JSON text or UTF-8 bytes: see
-    :mod:`inferwatch.events.fields`), so redaction can find them. Strings and keys lose
+    :mod:`inferwatch.events.fields`), so redaction can find them. A key with no text form of
+    its own (an arbitrary object, whose ``str()`` may quote personal data) is stored as a
+    marker naming its type and counted, as such a value is. Strings and keys lose
     their control characters; NaN and infinities become the strings ``"NaN"``,
     ``"Infinity"`` and ``"-Infinity"`` (strict JSON has no such numbers); arrays larger than
     `max_array_bytes`, containers nested deeper than 32 levels or holding more than 100,000
     items, and ints of more than 640 digits are replaced by a small marker saying what was
-    there. A value with no JSON form (an arbitrary object, non-UTF-8 bytes) is replaced by
-    ``{"dropped": reason, "type": ...}`` and counted by reason in `dropped`, unless
-    `keep_unstructured` asks for its ``str()`` instead.
+    there; so are containers met once the whole value has passed 100,000 items (or
+    `max_array_bytes` / 2 when more), so shared references (``x = [x, x]`` forty times over)
+    cannot make the work grow exponentially. A value with no JSON form (an arbitrary
+    object, non-UTF-8 bytes) is replaced by ``{"dropped": reason, "type": ...}`` and
+    counted by reason in `dropped`, unless `keep_unstructured` asks for its ``str()``.
 
     >>> import numpy as np
     >>> clean({"x": np.array([1.5, np.nan]), 3: np.int64(7), "t\\n": ("a\\rb",)})
@@ -96,13 +106,18 @@ def clean(value: object, *, max_array_bytes: int = 1 << 20, keep_unstructured: b
 
 
 class _Cleaner:
-    __slots__ = ("dropped", "keep_unstructured", "max_array_bytes")
+    __slots__ = ("budget", "dropped", "keep_unstructured", "max_array_bytes")
 
     def __init__(self, max_array_bytes: int, keep_unstructured: bool,
                  dropped: dict[str, int] | None) -> None:
         self.max_array_bytes = max_array_bytes
         self.keep_unstructured = keep_unstructured
         self.dropped = dropped
+        # Items left to visit in the whole value. The per-container cap alone does not bound
+        # the work: a container may hold the same object many times, and 32 levels of two
+        # references each are 2**32 visits. Each written item takes at least 2 bytes, so no
+        # value that fits the event is cut.
+        self.budget = max(MAX_ITEMS, max_array_bytes // 2)
 
     def clean(self, value: object, depth: int) -> object:
         kind = type(value)
@@ -124,28 +139,56 @@ class _Cleaner:
         # A scipy.sparse DOK matrix is a dict keyed by (row, column): read by rows, as the
         # other sparse formats are, not as a mapping.
         if isinstance(value, Mapping) and (kind is dict or not is_sparse(value)):
-            if len(value) > MAX_ITEMS:
-                return {"truncated": "mapping", "length": len(value)}
-            out = {}
-            for key, item in value.items():
-                # Plain scalars inline: this loop is most of the writer's time.
-                if type(key) is not str or not key.isprintable():
-                    key = _clean_key(key)
-                kind = type(item)
-                if kind is str and item[:1] not in _JSON_FIRST:
-                    out[key] = item if item.isprintable() else _UNSAFE.sub("", item)
-                elif (kind is int and _INT_LOW < item < _INT_BOUND) or kind is bool or \
-                        item is None or (kind is float and math.isfinite(item)):
-                    out[key] = item
-                else:
-                    out[key] = self.clean(item, depth)
-            return out
+            try:
+                return self._mapping(value, depth)
+            except Exception:  # the caller's own Mapping: its len(), items() or [] raised
+                return self._unstructured(value, "conversion_error")
         if isinstance(value, (list, tuple, set, frozenset)) and \
                 not hasattr(kind, "_fields"):  # a namedtuple keeps its field names
             if len(value) > MAX_ITEMS:
                 return {"truncated": "list", "length": len(value)}
+            if len(value) > self.budget:
+                return {"truncated": "items", "length": len(value)}
+            self.budget -= len(value)
             return [self.clean(v, depth) for v in value]
         return self._other(value, depth)
+
+    def _mapping(self, value: Mapping, depth: int) -> object:
+        if len(value) > MAX_ITEMS:
+            return {"truncated": "mapping", "length": len(value)}
+        if len(value) > self.budget:
+            return {"truncated": "items", "length": len(value)}
+        self.budget -= len(value)
+        out = {}
+        for key, item in value.items():
+            # Plain scalars inline: this loop is most of the writer's time.
+            if type(key) is not str or not key.isprintable():
+                key = self._key(key)
+            kind = type(item)
+            if kind is str and item[:1] not in _JSON_FIRST:
+                out[key] = item if item.isprintable() else _UNSAFE.sub("", item)
+            elif (kind is int and _INT_LOW < item < _INT_BOUND) or kind is bool or \
+                    item is None or (kind is float and math.isfinite(item)):
+                out[key] = item
+            else:
+                out[key] = self.clean(item, depth)
+        return out
+
+    def _key(self, key: object) -> str:
+        try:
+            return _clean_key(key)
+        except _NoKeyText:
+            reason = "unsupported_type"
+        except Exception:  # the caller's own __str__ or __hash__ of a key part
+            reason = "conversion_error"
+        if self.keep_unstructured and reason == "unsupported_type":
+            try:
+                return _UNSAFE.sub("", str(key))
+            except Exception:
+                reason = "conversion_error"
+        if self.dropped is not None:
+            self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        return f"<dropped {reason}: {_UNSAFE.sub('', type_name(key))}>"
 
     def _other(self, value: object, depth: int) -> object:
         # Subclasses first (bool is an int, IntEnum is an int, str subclasses carry no surprises).
@@ -188,7 +231,9 @@ class _Cleaner:
     def _too_large(self, value: object) -> dict | None:
         limit = self.max_array_bytes
         if isinstance(value, (bytes, bytearray, memoryview)):
-            size = len(bytes(value)) if isinstance(value, memoryview) else len(value)
+            # A memoryview's length counts items, not bytes; copying it to count them would
+            # hold a second copy of the caller's whole buffer just to find it too large.
+            size = value.nbytes if isinstance(value, memoryview) else len(value)
             return {"truncated": "bytes", "length": size} if size > limit else None
         nbytes = getattr(value, "nbytes", None)
         if nbytes is None and callable(getattr(value, "memory_usage", None)):  # a DataFrame
@@ -216,12 +261,22 @@ class _Cleaner:
         return {"dropped": reason, "type": _UNSAFE.sub("", type_name(value))}
 
 
+class _NoKeyText(Exception):
+    """A key with no text form of its own: its str() is a repr that may quote its fields."""
+
+
+# Keys whose str() is their plain value, as cleaning writes such a value.
+_TEXT_KEYS = (uuid.UUID, decimal.Decimal, pathlib.PurePath, datetime.date, datetime.time,
+              datetime.timedelta)
+
+
 def _clean_key(key: object) -> str:
     """The text a key is stored as: the text its value would be, so redaction paths find it.
 
     str() of a str-valued enum is ``"Class.NAME"`` and of bytes ``"b'...'"``: a feature
     keyed ``Feature.SSN`` (value ``"ssn"``) or ``b"ssn"`` would escape ``redact=["inputs.ssn"]``.
-    An enum whose value is a str, mixed in or not, is stored as that value.
+    An enum whose value is a str, mixed in or not, is stored as that value. Raises
+    :class:`_NoKeyText` for an arbitrary object (a frozen dataclass, a frozenset).
     """
     if type(key) is str:
         text = key
@@ -246,8 +301,15 @@ def _clean_key(key: object) -> str:
         # A pandas MultiIndex names a column ("user", "ssn"): as its repr the field would
         # escape `redact=["inputs.user.ssn"]`; dotted, it is the path it spells.
         text = ".".join(_clean_key(part) for part in key)
-    else:
+    elif key is None or isinstance(key, _TEXT_KEYS):
         text = str(key)
+    else:
+        numpy = sys.modules.get("numpy")
+        if numpy is None or not isinstance(key, numpy.generic):
+            # A repr such as "Applicant(ssn='123-45-6789')": stored, it would put the
+            # fields of the key on disk where no redaction path reaches them.
+            raise _NoKeyText(type_name(key))
+        text = str(key)  # a numpy number, datetime64 or bool: its value
     return _UNSAFE.sub("", text)
 
 
@@ -325,7 +387,7 @@ class Redaction:
         self.drop = [parse_path(p, "redact") for p in drop]
         self.hash = [parse_path(p, "hash_fields") for p in hash_fields]
         for option, paths in (("redact", self.drop), ("hash_fields", self.hash)):
-            if ("ts",) in paths:
+            if any(len(p) == 1 and _fold(p[0]) == "ts" for p in paths):
                 # The log orders, filters and bounds events by their time: without it an
                 # event would sort first and escape every --since.
                 raise ValueError(f"{option}: 'ts' cannot be redacted or hashed: every event "
@@ -406,7 +468,7 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
     if head == "*":
         keys = [key for key in node if key not in done] if done else list(node)
     else:
-        keys = [head] if head in node else []
+        keys = [key for key in node if key not in done and _same_field(key, head)]
     for key in keys:
         if not rest:
             action(node, key)
@@ -415,6 +477,45 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
                 on_text(node, key)
         else:
             _visit(node[key], rest, action, on_text, head != "*")
+
+
+# Characters no reader sees: format characters (zero-width space and joiners, soft hyphen,
+# bidi marks, byte order mark, tags), variation selectors and the fillers that render blank.
+_INVISIBLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0"
+    + "".join(map(chr, range(0x180B, 0x1810))) + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xE0100, 0xE01F0))))
+_FOLDED: dict[str, str] = {}
+_FOLDED_MAX = 4096
+
+
+def _fold(name: str) -> str:
+    """The field `name` spells to a reader: case, width, invisible characters and surrounding
+    white space set aside, so ``SSN``, ``"ssn "``, full-width ``"\\uff53\\uff53\\uff4e"``,
+    ``"\\ufeffssn"`` (a CSV header read without ``utf-8-sig``) and ``"s\\u200bsn"`` all
+    name ``ssn``.
+
+    >>> _fold(" \\uff33s\u200bN\ufeff")
+    'ssn'
+    """
+    folded = _FOLDED.get(name)
+    if folded is None:
+        if name.isascii():
+            folded = name.strip().lower()
+        else:
+            text = "".join(c for c in unicodedata.normalize("NFKC", name)
+                           if c not in _INVISIBLE and unicodedata.category(c) != "Cf")
+            folded = unicodedata.normalize("NFKC", text.casefold()).strip()
+        if len(_FOLDED) >= _FOLDED_MAX:  # keys are the user's data: the cache stays bounded
+            _FOLDED.clear()
+        _FOLDED[name] = folded
+    return folded
+
+
+def _same_field(key: str, wanted: str) -> bool:
+    """Whether the stored `key` names the field `wanted`; redaction fails closed, so a key
+    spelled apart from the configured path only by what a reader cannot tell apart is it."""
+    return key == wanted or _fold(key) == _fold(wanted)
 
 
 def _dotted_keys(node: dict) -> list[str]:
@@ -431,9 +532,12 @@ def _visit_dotted(node: dict, key: str, path: tuple[str, ...],
                   action: Callable[[dict, str], None],
                   on_text: Callable[[dict | list, str | int], None]) -> bool:
     """Visit the dotted `key` of `node` as the path it spells; True when acted on whole."""
-    segments = key.split(".")
+    # Empty segments spell nothing: a MultiIndex column ("", "ssn") is stored as ".ssn".
+    segments = [segment for segment in key.split(".") if _fold(segment)]
+    if not segments:
+        return False
     for segment, wanted in zip(segments, path):
-        if wanted != "*" and segment != wanted:
+        if wanted != "*" and not _same_field(segment, wanted):
             return False
     if len(segments) >= len(path):
         # The key is the field or lies inside it (``ssn.last4`` under ``ssn``).
