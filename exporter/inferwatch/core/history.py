@@ -39,7 +39,8 @@ DEFAULT_SPAN_SECONDS = 4200.0
 FEATURE_INTERVAL_SECONDS = 60.0
 FEATURE_SPAN_SECONDS = 600.0
 # Model versions the ring follows; the registry caps them too (100 models x 10 versions),
-# this keeps the ring small even then: the least recently seen go first.
+# this keeps the ring small even then. A version no longer sampled makes room for a new
+# one; while every followed version is still sampled, a newcomer gets no ring.
 MAX_KEYS = 200
 
 LATENCY = "inferwatch_request_duration_seconds"
@@ -102,11 +103,29 @@ class History:
         self._rings: dict[tuple[str, str], deque[Sample]] = {}
         self._last_features: dict[tuple[str, str], float] = {}
         self._last_record = float("-inf")
+        # The time of the sampling round before the current one: a version whose newest
+        # sample is neither from it nor from the current round is no longer sampled.
+        self._previous_round = float("-inf")
         self._lock = threading.Lock()
 
     def renew_lock(self) -> None:
         """A new lock in a forked child (the parent's may have been held at fork)."""
         self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget every sample: a forked child that counts from zero must not read its
+        windows against the parent's totals (its first windows would show the parent's
+        traffic as negative)."""
+        with self._lock:
+            self._rings.clear()
+            self._last_features.clear()
+            self._last_record = float("-inf")
+            self._previous_round = float("-inf")
+
+    def _start_round(self, now: float) -> None:
+        if now != self._last_record:
+            self._previous_round = self._last_record
+            self._last_record = now
 
     def due(self, now: float) -> bool:
         """Whether a sample is due: the drain asks once per round. A clock stepped back
@@ -118,25 +137,33 @@ class History:
         """Append one sample per state. Call with states nobody writes meanwhile (a copy,
         or under the monitor's lock)."""
         with self._lock:
-            self._last_record = now
+            self._start_round(now)
             for state in states:
                 self._record_one(state, now)
 
     def record_one(self, state: ModelState, now: float) -> None:
         """Append one sample of `state` (read under its monitor's lock by the caller)."""
         with self._lock:
-            self._last_record = now
+            self._start_round(now)
             self._record_one(state, now)
 
     def _record_one(self, state: ModelState, now: float) -> None:
         key = state.key
         ring = self._rings.pop(key, None)  # re-inserted last: the dict keeps recency order
         if ring is None:
-            ring = deque(maxlen=self._length)
             if len(self._rings) >= MAX_KEYS:
+                # The drain samples every version each round, so evicting the least
+                # recently seen one whatever its age would evict a ring per newcomer per
+                # round: past MAX_KEYS versions, every ring would hold one sample and every
+                # window would read "since the start". Only a version that missed the last
+                # round (no longer sampled: the least recently seen, first) makes room.
                 oldest = next(iter(self._rings))
+                newest = self._rings[oldest][-1].at if self._rings[oldest] else None
+                if newest is not None and newest in (self._previous_round, now):
+                    return
                 del self._rings[oldest]
                 self._last_features.pop(oldest, None)
+            ring = deque(maxlen=self._length)
         self._rings[key] = ring
         # After the clock stepped back, samples stamped later than now would leave the ring
         # out of time order, and before() reads it in order: they go.

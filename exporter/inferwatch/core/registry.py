@@ -257,6 +257,12 @@ class Registry:
         self._lock = threading.Lock()
         self._drainer = None
         self._wake = threading.Event()
+        # An Event has a lock of its own, held for a moment by set(): one that a parent's
+        # thread was closing this registry with at fork time would hang the child's close().
+        stopped = self._stop.is_set()
+        self._stop = threading.Event()
+        if stopped:
+            self._stop.set()
         self._model_cap.renew_lock()
         for cap in self._version_caps.values():
             cap.renew_lock()
@@ -272,7 +278,15 @@ class Registry:
             # multi-worker mode: re-exporting the parent's counts from every child would
             # count each call once per process.
             for monitor in self._monitors.values():
-                monitor.reset_after_fork()
+                try:
+                    monitor.reset_after_fork()
+                except Exception as exc:  # one monitor's extra must not leave the rest
+                    faults.record("fork", exc)
+            # Its history too: samples of the parent's totals would make the child's first
+            # windows compare its own zero counts with them. (In multi-worker mode the
+            # samples are of the merged view, which the fork leaves whole.)
+            if self.history is not None:
+                self.history.clear()
         if was_draining:
             # A pre-forked worker (gunicorn --preload) records calls but may never create
             # a monitor itself; without its own drain thread nothing would drain them.
@@ -339,7 +353,12 @@ def _reset_after_fork() -> None:
     global _default_lock
     _default_lock = threading.Lock()
     for registry in list(_live_registries):
-        registry._after_fork()
+        # Every registry gets its new locks and zeroed counts even if one fails: an
+        # exception out of an at-fork hook would skip the rest and reach nobody.
+        try:
+            registry._after_fork()
+        except Exception as exc:
+            faults.record("fork", exc)
 
 
 if hasattr(os, "register_at_fork"):
