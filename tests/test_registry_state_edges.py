@@ -243,3 +243,46 @@ def test_one_extension_failing_at_fork_does_not_leave_the_parents_counts_in_the_
     finally:
         EXTRA_TYPES.pop("failing_reset_extra", None)
         registry.close()
+
+
+class _CountingExtra:
+    """A registered extra that remembers being reset."""
+
+    def __init__(self) -> None:
+        self.value = 5
+
+    def merge(self, other: object) -> None:
+        pass
+
+    def to_dict(self) -> dict:
+        return {"value": self.value}
+
+    def reset(self) -> None:
+        self.value = 0
+
+
+def test_an_extra_failing_at_fork_leaves_the_extras_after_it_reset():
+    register_extra("failing_reset_first", lambda data: _FailingReset())
+    register_extra("counting_extra_after", lambda data: _CountingExtra())
+    registry = Registry(drain_interval=3600)
+    try:
+        monitor = registry.monitor("two-extras", "1")
+
+        def add(state: ModelState) -> None:
+            state.extras["failing_reset_first"] = _FailingReset()
+            state.extras["counting_extra_after"] = _CountingExtra()
+
+        monitor.update_state(add)
+
+        def child() -> None:
+            extras = monitor.state.extras
+            # The one that cannot reset is dropped (its parent's data must not be exported
+            # again); the one after it is reset, not skipped.
+            assert "failing_reset_first" not in extras
+            assert extras["counting_extra_after"].value == 0
+
+        _in_forked_child(child)
+    finally:
+        EXTRA_TYPES.pop("failing_reset_first", None)
+        EXTRA_TYPES.pop("counting_extra_after", None)
+        registry.close()

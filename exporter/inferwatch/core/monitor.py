@@ -1287,10 +1287,14 @@ class Monitor:
             part.clear()
         for name, extra in list(state.extras.items()):
             reset = getattr(extra, "reset", None)
-            if callable(reset):
-                reset()
-            else:
-                del state.extras[name]
+            try:
+                if callable(reset):
+                    reset()
+                    continue
+            except Exception as exc:  # an extension's bug: the extras after it still reset
+                faults.record("fork", exc)
+            # Without a reset that worked, its data is the parent's: never exported again.
+            del state.extras[name]
 
     def overflow_counts(self) -> dict[str, int]:
         """Label values folded into ``__other__`` by each cap of this monitor, by metric."""
