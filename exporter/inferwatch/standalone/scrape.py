@@ -152,7 +152,10 @@ class MetricSet:
 # --- running collectors under a deadline ----------------------------------------------------
 
 class _Run:
-    """One collect() of one collector in a daemon thread; the result lands here."""
+    """One collect() of one collector in a daemon thread; the result lands here.
+
+    The thread is started by :meth:`start`, which never raises.
+    """
 
     def __init__(self, collector: Collector) -> None:
         self.collector = collector
@@ -165,7 +168,16 @@ class _Run:
         self.thread = threading.Thread(
             target=self._run, name=f"inferwatch-collector-{collector.name}", daemon=True
         )
-        self.thread.start()
+
+    def start(self) -> None:
+        try:
+            self.thread.start()
+        except RuntimeError as exc:
+            # "can't start new thread": a fork loop in the server's cgroup uses up
+            # pids.max, or the user's RLIMIT_NPROC is reached. Raised here it would fail the
+            # whole scrape just when the process metrics are wanted most.
+            self.error = CollectorError(f"cannot start its thread: {exc}")
+            self.finished.set()
 
     def _run(self) -> None:
         try:
@@ -317,6 +329,7 @@ class Scraper:
                 run.scrapes += 1
                 return run, hung
             slot.run = _Run(slot.collector)
+            slot.run.start()
             return slot.run, False
 
     def scrapes_sharing(self, name: str) -> int:

@@ -38,6 +38,10 @@ _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
 # Linux's PID_MAX_LIMIT, the ceiling of kernel.pid_max: no process has a larger pid.
 PID_MAX_LIMIT = 4_194_304
 
+# The kernel keeps a process name (comm) in TASK_COMM_LEN = 16 bytes with the NUL: 15 bytes
+# of UTF-8, so a non-ASCII name is cut after fewer than 15 characters.
+COMM_BYTES = 15
+
 
 def read_pidfile(path: str) -> int | None:
     """The pid in a pidfile, or None while it is missing, not yet written, or not a file.
@@ -84,14 +88,55 @@ def matches_name(name: str, process_name: str, cmdline: Sequence[str]) -> bool:
     True
     >>> matches_name("gunicorn", "gunicorn-helper", ["gunicorn-helper: idle"])
     False
+
+    The name as ``ps -e``, ``top`` and ``pgrep`` show it, cut by the kernel to 15 bytes,
+    matches too (psutil gives the full name where it can):
+
+    >>> matches_name("my-long-model-s", "my-long-model-server", ["/opt/my-long-model-server"])
+    True
     """
-    if process_name == name or _titled(name, process_name):
+    if process_name == name or _titled(name, process_name) or _is_comm_of(name, process_name):
         return True
     if cmdline and _titled(name, cmdline[0]):
         return True
     return any(
         not arg.startswith("-") and os.path.basename(arg) == name for arg in cmdline
     )
+
+
+def _utf8(text: str) -> bytes | None:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+
+
+def _is_comm_of(name: str, process_name: str) -> bool:
+    """Whether `name` is `process_name` cut to the kernel's 15 bytes (and is not all of it)."""
+    short, full = _utf8(name), _utf8(process_name)
+    return (short is not None and full is not None and len(short) == COMM_BYTES
+            and len(full) > COMM_BYTES and full.startswith(short))
+
+
+def full_name(name: str, cmdline: Sequence[str]) -> str:
+    """The process name, whole where the kernel cut it to 15 bytes and the program's path
+    still holds it.
+
+    psutil restores a cut name only when it is 15 characters long, so a name with
+    non-ASCII letters (cut after fewer characters, maybe mid-letter) stayed cut, and the
+    ``process`` label read ``模型服务器`` for ``模型服务器推理``.
+
+    >>> full_name("模型服务器", ["/srv/模型服务器推理", "--port=8000"])
+    '模型服务器推理'
+    >>> full_name("python3", ["/usr/bin/python3", "serve.py"])
+    'python3'
+    """
+    short = _utf8(name)
+    if short is None or len(short) != COMM_BYTES or not cmdline:
+        return name
+    extended = os.path.basename(cmdline[0])
+    whole = _utf8(extended)
+    return extended if whole is not None and whole.startswith(short) else name
 
 
 def _titled(name: str, title: str) -> bool:
@@ -175,6 +220,9 @@ class ProcessCollector(Collector):
         self.names = tuple(names)
         self.children = children
         self._warned_pidfiles: set[str] = set()
+        # Where a pid came from -> the pid said not to be running there; one entry per
+        # source, so a pidfile that keeps naming dead pids cannot grow it.
+        self._warned_gone: dict[str, int] = {}
         self._cap_said_at = float("-inf")
 
     @classmethod
@@ -222,19 +270,25 @@ class ProcessCollector(Collector):
                 if ppid is not None:
                     parents[process.pid] = ppid
         roots: set[int] = set()
-        for pid in self._root_pids():
-            if pid not in table:
-                try:
+        for pid, source in self._root_pids():
+            try:
+                if pid not in table:
                     table[pid] = psutil.Process(pid)
-                except _GONE:
-                    continue
-            roots.add(pid)
+                running = table[pid].status() != psutil.STATUS_ZOMBIE
+            except _GONE:
+                running = False
+            except psutil.AccessDenied:
+                running = True
+            self._say_if_gone(source, pid, running)
+            if running:
+                roots.add(pid)
         ours = {own, *_wrappers_of(own, table, parents)} if self.names else {own}
         for name in self.names:
             for pid, process in table.items():
                 info = getattr(process, "info", None) or {}
-                if pid not in ours and matches_name(name, info.get("name") or "",
-                                                    info.get("cmdline") or ()):
+                cmdline = info.get("cmdline") or ()
+                if pid not in ours and matches_name(name, full_name(info.get("name") or "",
+                                                                    cmdline), cmdline):
                     roots.add(pid)
         below = descendants(roots, parents) - roots - {own} if self.children else set()
         self._say_if_over_cap(len(roots) + len(below))
@@ -257,8 +311,21 @@ class ProcessCollector(Collector):
             self._cap_said_at = float("-inf")
             log.info("watching %d processes, all exposed again", watched)
 
-    def _root_pids(self) -> list[int]:
-        pids = list(self.pids)
+    def _say_if_gone(self, source: str, pid: int, running: bool) -> None:
+        """Warn once when a pid asked for is not running: a stale pidfile after a crash, or
+        a host pid given to an exporter in its own pid namespace, would otherwise show as
+        an empty output with success 1 and not one log line."""
+        if running:
+            if self._warned_gone.pop(source, None) == pid:
+                log.info("%s: pid %d is running again", source, pid)
+        elif self._warned_gone.get(source) != pid:
+            self._warned_gone[source] = pid
+            log.warning("%s: pid %d is not running (exited, or in another pid namespace); "
+                        "skipped until it runs", source, pid)
+
+    def _root_pids(self) -> list[tuple[int, str]]:
+        """The pids asked for, each with where it came from (for the log)."""
+        pids = [(pid, f"--process.pid={pid}") for pid in self.pids]
         for path in self.pidfiles:
             pid = read_pidfile(path)
             if pid is None:
@@ -268,7 +335,7 @@ class ProcessCollector(Collector):
                                 path)
                 continue
             self._warned_pidfiles.discard(path)
-            pids.append(pid)
+            pids.append((pid, f"pidfile {path}"))
         return pids
 
     @staticmethod
@@ -280,6 +347,11 @@ class ProcessCollector(Collector):
                 if process.status() == psutil.STATUS_ZOMBIE:
                     return  # exited, not yet reaped by its parent: gone for our purposes
                 name = process.name()
+                if len(_utf8(name) or b"") == COMM_BYTES:  # cut: the one case worth a read
+                    try:
+                        name = full_name(name, process.cmdline())
+                    except psutil.AccessDenied:
+                        pass  # the kernel's 15 bytes are still a name
                 times = process.cpu_times()
                 samples.append(("inferwatch_process_cpu_seconds_total", times.user + times.system))
                 samples.append(("inferwatch_process_resident_memory_bytes",
