@@ -216,16 +216,18 @@ def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
         if not own.enabled:
             continue
         matchers, title = _band_quantile(cfg, key)
-        if spec.labels and key in ("classes", "missing", "out_of_range"):
-            # Several bands per model (one per class or feature): dashed edges, no fill.
+        if spec.labels and key in ("predictions", "classes", "missing", "out_of_range"):
+            # Several bands per model (one per output, class or feature): dashed edges, no
+            # fill. One shaded band per model would take the max of the outputs' values and
+            # the envelope of their bands, so a shift of one output would never leave it.
             label = spec.labels[0]
             # Repeated per model like the shaded bands: the legends name only the class or
             # feature, so two models' lines and edges would otherwise be indistinguishable.
             cells.append(Cell(attr.evolve(timeseries(
                 f"{title} and expected bands: $model", [
-                    target(_baseline(cfg, key, "value"), f"{{{{{label}}}}}"),
-                    target(_baseline(cfg, key, "lower"), f"low {{{{{label}}}}}"),
-                    target(_baseline(cfg, key, "upper"), f"high {{{{{label}}}}}")],
+                    target(_baseline(cfg, key, "value", *matchers), f"{{{{{label}}}}}"),
+                    target(_baseline(cfg, key, "lower", *matchers), f"low {{{{{label}}}}}"),
+                    target(_baseline(cfg, key, "upper", *matchers), f"high {{{{{label}}}}}")],
                 spec.unit, f"{spec.alert} fires when a value leaves its band: expected "
                 f"+- {number(own.k)} sigma of its own {own.baseline_window} history."),
                 repeat_over="model")))
@@ -438,10 +440,15 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             "short", f"Drift alerts need at least {number(cfg.drift.min_observations)} rows.",
             limit=cfg.drift.min_observations)),
     ]
+    # Each accuracy window in use (the default's, then the models: entries' own), so a model
+    # judged over its own window shows the accuracy its alert compares with.
+    windows = [own.accuracy.window for own in rules.accuracy_configs(cfg)]
+    accuracy = [target(_recorded(cfg, q.accuracy(own)),
+                       MV if len(windows) == 1 else f"{MV} over {own.accuracy.window}")
+                for own in rules.accuracy_configs(cfg)]
     truth = [
-        Cell(timeseries(f"Accuracy ({cfg.accuracy.window})", [
-            target(_recorded(cfg, q.accuracy(cfg)), MV),
-            _objective("accuracy.min_ratio")],
+        Cell(timeseries(f"Accuracy ({', '.join(windows)})", [
+            *accuracy, _objective("accuracy.min_ratio")],
             "percentunit", f"Correct outcomes / all outcomes; the alert needs "
             f"{number(cfg.accuracy.min_outcomes)} outcomes. Objective: each model's own "
             f"minimum.",

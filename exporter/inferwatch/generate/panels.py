@@ -301,14 +301,24 @@ def layout(sections: list[tuple[str, list[Cell]]]) -> list[g.Panel]:
     placed: list[g.Panel] = []
     y = 0
     for title, cells in sections:
+        if not cells:
+            # A row whose panels are all switched off (every baseline signal disabled) would
+            # stand as an empty header.
+            continue
         placed.append(_place(CurrentRow(title=title), len(placed) + 1, 0, y, GRID_WIDTH, 1))
         y += 1
         x, line_height = 0, 0
         for cell in cells:
-            if x + cell.width > GRID_WIDTH:
+            width = cell.width
+            if getattr(cell.panel, "repeat_over", None):
+                # Grafana lays a panel repeated across out on a line of its own, 24 columns
+                # wide from its x (the copies share it, maxPerRow to a line): placed beside
+                # another panel it would overlap it and run past the grid's edge.
+                width = GRID_WIDTH
+            if x + width > GRID_WIDTH:
                 x, y, line_height = 0, y + line_height, 0
-            placed.append(_place(cell.panel, len(placed) + 1, x, y, cell.width, cell.height))
-            x += cell.width
+            placed.append(_place(cell.panel, len(placed) + 1, x, y, width, cell.height))
+            x += width
             line_height = max(line_height, cell.height)
         y += line_height
     return placed

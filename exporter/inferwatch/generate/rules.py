@@ -827,7 +827,7 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
     rules.append((q.validation_accuracy(),
                   f"max by ({MODEL_LABELS}) (inferwatch_reference_validation{scored})"))
     correct = model_sel(cfg, 'result="correct"')
-    for own in _accuracy_configs(cfg):
+    for own in accuracy_configs(cfg):
         a = own.accuracy.window
         rules.append((q.accuracy(own),
                       f"{by_model} (rate(inferwatch_outcomes_total{correct}[{a}]))\n"
@@ -869,8 +869,14 @@ def _shadow_rules(cfg: Config) -> list[tuple[str, str]]:
     return rules
 
 
-def _accuracy_configs(cfg: Config) -> list[Config]:
-    """One config per accuracy window in use: the default's, then each model's own."""
+def accuracy_configs(cfg: Config) -> list[Config]:
+    """One config per accuracy window in use: the default's, then each model's own.
+
+    >>> from inferwatch.generate.config import from_dict
+    >>> cfg = from_dict({"models": {"ads-.*": {"accuracy": {"window": "6h"}}}})
+    >>> [own.accuracy.window for own in accuracy_configs(cfg)]
+    ['1h', '6h']
+    """
     by_window = {cfg.accuracy.window: cfg}
     for _, shaped in shaped_configs(cfg):
         by_window.setdefault(shaped.accuracy.window, shaped)
