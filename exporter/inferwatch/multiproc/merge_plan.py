@@ -144,11 +144,14 @@ def _build(layouts: list[Layout]) -> MergePlan:
             if model.drift is not None:
                 if into.drift is None:
                     into.drift = model.drift
-                if _windows_alike(into.drift, model.drift):
-                    mapped.drift.append((index, mapped.models[-1]))
-                else:
+                if not _windows_alike(into.drift, model.drift):
                     mapped.conflicts.append(
                         f"cannot merge windows with different bins: {model.key} drift")
+                elif not _same_reference(into.drift, model.drift):
+                    mapped.conflicts.append(
+                        f"cannot merge windows of different references: {model.key} drift")
+                else:
+                    mapped.drift.append((index, mapped.models[-1]))
         mapped.source = np.array(source, dtype=np.intp)
         mapped.target = np.array(target, dtype=np.intp)
         maps[layout.serial] = mapped
@@ -159,3 +162,11 @@ def _windows_alike(a: DriftLayout, b: DriftLayout) -> bool:
     return all((x.bins, x.max_age_seconds, x.age_buckets) == (y.bins, y.max_age_seconds,
                                                                 y.age_buckets)
                for x, y in zip(a.windows, b.windows))
+
+
+def _same_reference(a: DriftLayout, b: DriftLayout) -> bool:
+    """Whether both windows bin by one reference: a re-profiled one (a rolling deploy, or
+    another app sharing the directory) may have as many bins with other edges, and its
+    counts added to the first one's would be scored against edges they were not binned by."""
+    # One parsed object per distinct text, so `is` decides for workers of one deployment.
+    return a.reference is b.reference or a.reference == b.reference

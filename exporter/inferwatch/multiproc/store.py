@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import re
 import stat
@@ -45,6 +46,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import psutil
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
 
 from inferwatch import faults
 from inferwatch.core.state import ModelState
@@ -299,6 +305,11 @@ class SnapshotDirectory:
     def write(self, name: str, data: bytes, owner: WorkerId) -> None:
         """Replace `name` with `data` atomically; raises OSError (the old file stays)."""
         temp = self._file(f"{name}.tmp-{owner.pid}-{owner.start}")
+        if len(data) > _file_size_limit():
+            # Writing past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills the
+            # process: only Python run as a program ignores it, an embedding server
+            # (mod_wsgi) may not. A snapshot that cannot fit is a failed write, never a death.
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), temp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)  # a link or FIFO planted under our temp name is not followed
         try:
@@ -407,7 +418,11 @@ class SnapshotDirectory:
         died since, and its gauges go at a later scrape); asking /proc costs about 30 us a
         file, on every scrape."""
         cached = self._cache.get(name)
-        return cached is not None and time.time() - cached[0][1] / 1e9 < RECENT_WRITE_SECONDS
+        if cached is None:
+            return False
+        # Written "in the future": the clock was stepped back since, and the file's age
+        # says nothing; a dead writer's gauges would show until the clock caught up.
+        return 0.0 <= time.time() - cached[0][1] / 1e9 < RECENT_WRITE_SECONDS
 
     def _load(self, name: str) -> RawSnapshot | None:
         cached = self._cache.get(name)
@@ -463,11 +478,25 @@ class SnapshotDirectory:
     def _fold_lock(self, timeout: float, create: bool = True) -> Iterator[bool]:
         flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(self._file(LOCK), flags | (os.O_CREAT if create else 0), 0o644)
-        except FileNotFoundError:
+            try:
+                fd = os.open(self._file(LOCK), flags | (os.O_CREAT if create else 0), 0o644)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                # A symlink under the lock's name (a copied directory, a planted link): no
+                # one can hold it (every opener refuses links), and keeping it would stop
+                # every fold and clear for good.
+                _count_skip("symlink")
+                with contextlib.suppress(FileNotFoundError):
+                    if stat.S_ISLNK(os.lstat(self._file(LOCK)).st_mode):
+                        os.unlink(self._file(LOCK))
+                fd = os.open(self._file(LOCK), flags | (os.O_CREAT if create else 0), 0o644)
+        except OSError:
             if create:
                 raise
-            yield False  # no one has ever folded here
+            # No one has ever folded here, or no one can (a directory under the lock's
+            # name): a clear before the server starts goes on without it.
+            yield False
             return
         try:
             if not _flock_within(fd, fcntl.LOCK_EX, timeout, pause=0.02):
@@ -492,16 +521,17 @@ class SnapshotDirectory:
             if not locked:
                 return []
             entries = os.listdir(self.path)
-            orphans = [name for name in entries
-                       if (owner := _temp_owner(name)) is not None and owner != me
-                       and not owner.alive()]
+            # Deleted first: on a full disk they hold the space the archive needs, and a
+            # fold that fails writing it would otherwise never get to them.
+            for name in entries:
+                if (owner := _temp_owner(name)) is not None and owner != me \
+                        and not owner.alive():
+                    self._remove(name)
             dead = sorted(name for name in entries
                           if (worker := WorkerId.parse(name)) is not None
                           and (name in also or not worker.alive()))
             if dead:
                 dead = self._fold_locked(me, dead, time.time() if now is None else now)
-            for name in orphans:
-                self._remove(name)
             return dead
 
     def _remove(self, name: str) -> None:
@@ -622,6 +652,17 @@ class SnapshotDirectory:
 
 
 _VANISHED = RawSnapshot({}, None)  # type: ignore[arg-type]
+
+
+def _file_size_limit() -> float:
+    """The largest file this process may write (RLIMIT_FSIZE), in bytes."""
+    if resource is None:
+        return math.inf
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    except (OSError, ValueError):
+        return math.inf
+    return math.inf if soft == resource.RLIM_INFINITY else soft
 
 
 def _flock_within(fd: int, operation: int, timeout: float, pause: float) -> bool:
