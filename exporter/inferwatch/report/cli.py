@@ -25,6 +25,8 @@ import sys
 from typing import Any
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+JSON_SUFFIXES = tuple(f"{suffix}{packed}" for suffix in (".json", ".jsonl", ".ndjson")
+                      for packed in ("", ".gz", ".bz2", ".xz"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
         why = ("is a directory" if os.path.isdir(args.data) else "is not a regular file"
                if os.path.exists(args.data) else "not found")
         return _error(f"DATA file {why}: {args.data}")
+    if args.format is None and args.data.lower().endswith(JSON_SUFFIXES):
+        # Read as CSV, each JSON line would be a row of cells named like no feature: a
+        # report of nothing but missing columns, and exit status 0.
+        return _error(f"DATA {args.data} is JSON, which report does not read: give a CSV "
+                      "or Parquet file (for example pandas.read_json(path, lines=True)"
+                      ".to_parquet('rows.parquet'))")
     fmt = args.format or ("parquet" if args.data.lower().endswith(PARQUET_SUFFIXES) else "csv")
     progress = Progress("reading", enabled=False)
     # A CSV cell is typed by the profile it is compared with, not by its column's content:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,15 +139,18 @@ def write_page(path: str | os.PathLike[str], text: str) -> None:
     >>> write_page(path, "<p>é</p>"); open(path, encoding="utf-8").read()
     '<p>é</p>'
     """
-    target = os.fspath(path)
+    # Through a link, the file it points at is replaced, not the link by a file.
+    target = os.path.realpath(os.fspath(path))
     if os.path.exists(target) and not os.path.isfile(target) and not os.path.isdir(target):
         with open(target, "w", encoding="utf-8", errors="replace") as out:
             out.write(text)
         return
-    tmp = f"{target}.tmp"
-    out = open(tmp, "w", encoding="utf-8", errors="replace")  # noqa: SIM115  (closed below)
+    # A name of its own: a fixed "report.html.tmp" would overwrite (then remove) a file
+    # the user keeps under that name, and two reports written at once would share it.
+    directory, name = os.path.split(target)
+    handle, tmp = _new_file(directory, name)
     try:
-        with out:
+        with open(handle, "w", encoding="utf-8", errors="replace") as out:
             out.write(text)
         os.replace(tmp, target)
     except BaseException:
@@ -154,6 +158,17 @@ def write_page(path: str | os.PathLike[str], text: str) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def _new_file(directory: str, name: str) -> tuple[int, str]:
+    """A file descriptor and path of a new, empty file beside `name`, made with the mode
+    any new file gets (the umask's: mkstemp's 0600 would hide a report meant to be served)."""
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def bin_labels(profile: Profile) -> tuple[str, ...]:
