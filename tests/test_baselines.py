@@ -271,8 +271,15 @@ def test_main_dashboards_shade_each_signals_expected_band() -> None:
                 assert ":expected" in exprs and ":sigma" in exprs and ":value_10m" in exprs
                 assert " - 3 * " in exprs and " + 3 * " in exprs  # both band edges
     signals = {re.search(r":inferwatch_baseline_(\w+):", e).group(1) for e in shaded.values()}
-    assert signals == {"traffic", "errors", "latency", "batch_size", "predictions",
-                       "confidence"}
+    assert signals == {"traffic", "errors", "latency", "batch_size", "confidence"}
+    # Predictions are drawn per output with their own band edges, as classes and features
+    # are: one shaded band per model would hide one output leaving its band.
+    quality = json.loads(files["dashboards/model-quality.json"])["panels"]
+    edged = [p for p in quality if any("inferwatch_baseline_predictions" in t["expr"]
+                                       for t in p.get("targets", []))]
+    assert len(edged) == 1 and edged[0]["repeat"] == "model"
+    assert [t["legendFormat"] for t in edged[0]["targets"]] == [
+        "{{output}}", "low {{output}}", "high {{output}}"]
     switched = render(from_dict({"baselines": {"traffic": {"enabled": False}}}))
     assert "inferwatch_baseline_traffic" not in switched["dashboards/model-overview.json"]
 
