@@ -221,17 +221,20 @@ def _seasonal(cfg: Config, value: str) -> str | None:
 
 
 def _duration(seconds: float) -> str:
-    """Seconds as a Prometheus duration (whole seconds, largest units first).
+    """Seconds as a Prometheus duration (whole milliseconds, largest units first).
 
-    >>> _duration(604800 - 1800)
-    '6d23h30m'
+    >>> _duration(604800 - 1800), _duration(0.5)
+    ('6d23h30m', '500ms')
     """
-    seconds = round(seconds)
+    # Milliseconds, not seconds: half of a sub-second or odd-second window rounded to whole
+    # seconds may be 0s, which Prometheus refuses as an offset, or an offset off its centre.
+    millis = round(seconds * 1000)
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000),
+                       ("ms", 1)):
+        if millis >= size:
+            parts.append(f"{millis // size}{unit}")
+            millis %= size
     return "".join(parts) or "0s"
 
 
@@ -257,7 +260,7 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
         # over a day).
         half = _duration(duration_seconds(bw) * RESIDUAL_COVERAGE
                          + duration_seconds(own.baseline_offset))
-        covered = f"count_over_time({residual}[{own.window}] offset {half}) > 0"
+        covered = f"count_over_time({residual}[{own.window}]{offset(half)}) > 0"
         rules += [
             (seasonal, seasonal_expr),
             (residual, f"{value} - {seasonal}"),

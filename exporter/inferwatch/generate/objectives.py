@@ -93,8 +93,12 @@ def objective_rules(cfg: Config) -> list[tuple[str, str]]:
             # `or` keeps the left side's series: what the model declares wins.
             # A shadow shares its model's name: the challenger's own objective (a laxer
             # latency while it is tried out) must not become the serving version's.
+            # Only what instrument() accepts, a finite number >= 0: a NaN (from a corrupt
+            # snapshot or another client) would otherwise win over the config and make every
+            # comparison false, silencing the model's alert instead of judging it by the
+            # config or the default.
             declared = (f"inferwatch_model_objective{model_sel(cfg, f'objective={q.quoted(key)}')}"
-                        f" unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}")
+                        f" >= 0 < +Inf unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}")
             terms.insert(0, f"max by (model) ({declared})")
         terms.append(f"group by (model) (inferwatch_model_info{model_sel(cfg)}) * 0 + "
                      f"{number(_value(setting(cfg, key)))}")
