@@ -383,17 +383,20 @@ def test_every_family_served_can_be_selected_by_name(tmp_path: Path) -> None:
 # --- servers that retitle their processes ----
 
 # What setproctitle does for gunicorn: argv rewritten to the title, the kernel's name
-# (15 bytes at most) set to its start.
+# (15 bytes at most) set to its start. The server is named apart from gunicorn, as long
+# ("gunicorn" is 8 bytes): the tests running beside this one start real gunicorns, which
+# `--process.name gunicorn` rightly finds.
+SERVER = f"gu{os.getpid() % 1_000_000:06d}"
 WORKER = (
     "import sys\n"
-    "open('/proc/self/comm', 'w').write('gunicorn: worke')\n"
+    f"open('/proc/self/comm', 'w').write('{SERVER}: worke')\n"
     "print('ready', flush=True)\n"
     "sys.stdin.read()\n"
 )
 MASTER = (
     "import subprocess, sys\n"  # sys.executable is unknown under such an argv[0]
-    "open('/proc/self/comm', 'w').write('gunicorn: maste')\n"
-    "worker = subprocess.Popen(['gunicorn: worker [app:app]', '-c', sys.argv[1]],"
+    f"open('/proc/self/comm', 'w').write('{SERVER}: maste')\n"
+    f"worker = subprocess.Popen(['{SERVER}: worker [app:app]', '-c', sys.argv[1]],"
     " executable=sys.argv[2], stdin=subprocess.PIPE, stdout=subprocess.PIPE)\n"
     "worker.stdout.readline()\n"
     "print(worker.pid, flush=True)\n"
@@ -404,18 +407,18 @@ MASTER = (
 
 @pytest.mark.parametrize("children", [False, True])
 def test_a_gunicorn_titled_by_setproctitle_is_found_by_its_name(children: bool) -> None:
-    master = subprocess.Popen(["gunicorn: master [app:app]", "-c", MASTER, WORKER,
+    master = subprocess.Popen([f"{SERVER}: master [app:app]", "-c", MASTER, WORKER,
                                sys.executable],
                               executable=sys.executable,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         worker = int(master.stdout.readline())
-        collector = ProcessCollector(names=["gunicorn"], children=children)
+        collector = ProcessCollector(names=[SERVER], children=children)
         text = scrape_both(Scraper([collector], timeout=30))
         assert success_of(text) == {"process": 1}
         names = process_labels(text)
         assert set(names) == {str(master.pid), str(worker)}, names
-        assert names[str(master.pid)].startswith("gunicorn: master")
+        assert names[str(master.pid)].startswith(f"{SERVER}: master")
     finally:
         master.stdin.close()
         master.wait(timeout=30)
