@@ -147,6 +147,18 @@ def test_json_lines_are_refused_not_read_as_csv(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_an_unreadable_file_is_named_once(tmp_path, capsys):
+    ref = reference_of(tmp_path, {"x": np.arange(100.0)})
+    data = tmp_path / "rows.csv"
+    data.write_text("x\n", encoding="utf-8")  # a header and no row
+
+    assert main(["report", "--reference", ref, str(data), "-o",
+                 str(tmp_path / "report.html")]) == 2
+
+    err = capsys.readouterr().err
+    assert err == f"inferwatch report: error: cannot read {data}: no data rows\n"
+
+
 # --- charts of many bins -----------------------------------------------------------------
 
 def test_a_numeric_feature_of_many_bins_draws_a_bounded_chart_and_keeps_its_scores(tmp_path):

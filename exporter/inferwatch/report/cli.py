@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success, 2 on a usage or input error."""
-    from inferwatch.quality.profile_cli import Progress, read_csv, read_parquet
+    from inferwatch.quality.profile_cli import ProfileError, Progress, read_csv, read_parquet
     from inferwatch.quality.reference import Reference, ReferenceError
     from inferwatch.report.model import from_data
 
@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         columns = (read_parquet(args.data, progress) if fmt == "parquet"
                    else read_csv(args.data, progress, text_columns=categorical))
+    except ProfileError as exc:  # its message names the file already
+        return _error(f"cannot read {exc}")
     except Exception as exc:  # a malformed file: one line, not a traceback
         return _error(f"cannot read {args.data}: {exc}")
     if fmt == "csv":
