@@ -162,6 +162,12 @@ class Reading:
         except getattr(self.nvml, "NVMLLibraryMismatchError", ()) as exc:
             self.errors.append((name, reason(exc)))
             return None
+        except (TypeError, AttributeError, ctypes.ArgumentError) as exc:
+            # A binding whose Python wrapper does not match what it calls (a changed
+            # signature, a helper or constant it lacks): that field is lost, never the
+            # whole collector and every other GPU's series with it.
+            self.errors.append((name, reason(exc)))
+            return None
         except UnicodeDecodeError as exc:
             # The binding decodes C strings strictly. A garbled byte in a name or a driver
             # version is no failed read: the string, that byte replaced, is still the value.
@@ -228,14 +234,33 @@ def _read_memory(reading: Reading, handle: object, labels: dict[str, str]) -> in
     it is the fallback only where v2 is missing (drivers before 510, older bindings).
     """
     version = getattr(reading.nvml, "nvmlMemory_v2", None)
-    try:
-        if version is None:
-            raise Missing("nvmlMemory_v2")
-        memory = reading.call("memory", "nvmlDeviceGetMemoryInfo", handle, version,
-                              fallback=True)
-    except Missing:
+    memory = None
+    if version is not None:
+        # Asked aside: a driver that refuses only the v2 struct (not supported, or another
+        # struct version) still answers v1, and its refusal is no verdict on "memory".
+        v2 = Reading(reading.nvml, reading.labels)
+        try:
+            memory = v2.call("memory", "nvmlDeviceGetMemoryInfo", handle, version,
+                             fallback=True)
+        except Missing:
+            pass
+        else:
+            refused = (v2.available.get("memory") == UNAVAILABLE["NVMLError_NotSupported"]
+                       or v2.errors == [("memory", "argument_version_mismatch")])
+            if memory is not None or not refused:
+                reading.available.update(v2.available)
+                reading.errors += v2.errors
+                if memory is None:
+                    return None
+    if memory is None:
         memory = reading.call("memory", "nvmlDeviceGetMemoryInfo", handle)
     if memory is None:
+        return None
+    if not 0 <= memory.used <= memory.total or not 0 <= getattr(memory, "reserved", 0) \
+            <= memory.total:
+        # More used than installed: a misreading driver (or an underflowed v1 "used"),
+        # not headroom below zero to alert on.
+        reading.errors.append(("memory", "implausible_value"))
         return None
     reading.samples.append(("inferwatch_gpu_memory_used_bytes", labels, memory.used))
     reading.samples.append(("inferwatch_gpu_memory_total_bytes", labels, memory.total))
