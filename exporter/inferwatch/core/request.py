@@ -105,7 +105,7 @@ class RequestRecord:
             "request_id": self.request_id, "trace_id": self.trace_id,
             # Without a separate raw input, the call's argument is the input: logged once.
             "inputs": self.inputs if self.inputs is not None else self.features,
-            "stages": {name: seconds for name, seconds in self.stages},
+            "stages": _stage_totals(self.stages),
             "duration_seconds": self.duration, "action": self.action,
         }
         if self.inputs is not None and self.features is not None:
@@ -122,6 +122,27 @@ class RequestRecord:
             key = "probabilities" if self.probabilities else "prediction"
             event[key] = self.prediction
         return event
+
+
+def _stage_totals(stages: list[tuple[str, float]]) -> dict[str, float]:
+    """Seconds spent in each stage: a stage run twice in one request (a retry, two model
+    calls as its inference) spent the time of both, not only that of the last."""
+    totals: dict[str, float] = {}
+    for name, seconds in stages:
+        totals[name] = totals.get(name, 0.0) + seconds
+    return totals
+
+
+def _error_class(error: object) -> type:
+    """The exception class an outcome given to :meth:`Request.close` stands for: an
+    exception object's class, an exception class, else ``Exception`` and a counted fault.
+    The drain reads the class's name; anything else there would fail the whole drain."""
+    if isinstance(error, BaseException):
+        return error.__class__
+    if isinstance(error, type) and issubclass(error, BaseException):
+        return error
+    faults.record("request")
+    return Exception
 
 
 def _unlink(request: Request, parent: Request | None) -> None:
@@ -172,12 +193,17 @@ class Stage:
 class Request:
     """One prediction request; use as ``with mon.request() as r:`` (or ``async with``)."""
 
-    __slots__ = ("_entered", "_open", "_parent", "_start", "monitor", "record")
+    __slots__ = ("_depth", "_entered", "_open", "_parent", "_start", "monitor", "record")
 
     def __init__(self, monitor: Monitor, request_id: str | None = None) -> None:
         self.monitor = monitor
+        # As mon.request() does: outcomes are joined by the id's text (record_outcome(17)
+        # looks up "17"), so an int or UUID kept as it is would never be joined.
+        if request_id is not None and request_id.__class__ is not str:
+            request_id = faults.text_of(request_id, "request_id")
         self.record = RequestRecord(duration=0.0, request_id=request_id)
         self._open = False
+        self._depth = 0  # blocks entered again while open, each ended by its own exit
         self._entered = False  # once entered, entering again starts a request of its own
         self._parent: Request | None = None
         self._start = 0.0
@@ -208,7 +234,10 @@ class Request:
     def __enter__(self) -> Request:
         monitor = self.monitor
         if self._open:
-            return self  # already open: one request, counted once
+            # Already open (a handler's `with` around the middleware's request): one request,
+            # counted once, and ended by the outermost exit, not by this block's.
+            self._depth += 1
+            return self
         if self._entered:
             # A block entered again is a request of its own: the first record may still
             # wait for the drain, and must keep what that request saw.
@@ -232,6 +261,9 @@ class Request:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
+        if self._depth and self._open:
+            self._depth -= 1
+            return False
         self.close(exc_type)
         return False
 
@@ -242,6 +274,10 @@ class Request:
         if not self._open:
             return
         self._open = False
+        self._depth = 0
+        if error_type is not None and not (error_type.__class__ is type and
+                                           issubclass(error_type, BaseException)):
+            error_type = _error_class(error_type)
         record = self.record
         record.duration = (time.perf_counter() if ended_at is None else ended_at) - self._start
         record.error_type = error_type

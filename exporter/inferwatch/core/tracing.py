@@ -17,6 +17,8 @@ from typing import Any
 from inferwatch import faults
 
 TRACER_NAME = "inferwatch"
+_SAMPLED = 0x01  # the W3C trace-flags bit
+_MAX_TRACE_ID = 2**128 - 1
 
 
 def otel_configured() -> bool:
@@ -48,10 +50,19 @@ def current_trace_id() -> str | None:
     try:
         context = trace.get_current_span().get_span_context()
         # An unsampled span's trace is never exported: an exemplar or event pointing at it
-        # would lead to a trace that no backend holds.
-        if not context.is_valid or not context.trace_flags.sampled:
+        # would lead to a trace that no backend holds. SpanContext keeps its flags as given,
+        # and a propagator of the application's own may give a plain int: read the bit.
+        flags = context.trace_flags
+        sampled = flags & _SAMPLED if isinstance(flags, int) else flags.sampled
+        if not context.is_valid or not sampled:
             return None
-        return format(context.trace_id, "032x")
+        trace_id = context.trace_id
+        if trace_id.__class__ is not int or not 0 < trace_id <= _MAX_TRACE_ID:
+            # A context of a tracer of its own that calls itself valid: an id past 128 bits
+            # would make an exemplar over OpenMetrics' 128 characters, failing every scrape.
+            faults.record("tracing")
+            return None
+        return format(trace_id, "032x")
     except Exception as exc:
         faults.record("tracing", exc)
         return None
