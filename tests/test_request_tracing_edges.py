@@ -298,3 +298,16 @@ def test_a_tracer_whose_spans_raise_never_fails_the_request(scraper, monkeypatch
     assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
     assert _stage_counts(mon) == {"score": 1}
     assert _exemplars(scraper) == []
+
+
+@pytest.mark.parametrize("exemplars", [True, False])
+def test_configure_exemplars_turns_trace_ids_on_and_off(scraper, exemplars):
+    # As README's option table says of `exemplars`: given to configure(), as to instrument().
+    inferwatch.instrument(lambda x: 0.5, name="m", version="1", exemplars=not exemplars,
+                          registry=scraper.registry)
+    mon = scraper.registry.monitor("m", "1").configure(exemplars=exemplars)
+    context = SpanContext(0xABC, 7, True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    with trace.use_span(NonRecordingSpan(context)), mon.request(request_id="r-1"):
+        pass
+    scraper.registry.drain()
+    assert _exemplars(scraper) == ([{"trace_id": format(0xABC, "032x")}] if exemplars else [])

@@ -540,6 +540,12 @@ class Monitor:
                 # Values admitted already stay (their series exist); a new limit decides
                 # whether more are.
                 self._caps[metric].limit = getattr(self.settings, option)
+        if traces is None and "exemplars" in options:
+            # The option instrument() traces by: given here, it must take effect too.
+            from inferwatch.core.tracing import otel_configured
+
+            exemplars = options["exemplars"]
+            traces = otel_configured() if exemplars is None else exemplars
         if traces is not None:
             self.traces = bool(traces)
         self.trace_stages = self.settings.trace_stages
