@@ -110,6 +110,10 @@ class _Proxy:
     def __str__(self) -> str:
         return str(self._stream)
 
+    def __bool__(self) -> bool:
+        # As the stream's truth: an empty sized stream (len() 0) is false, as it is unwrapped.
+        return bool(self._stream)
+
     def __getattr__(self, name: str) -> Any:
         if name in _Proxy.__slots__:  # not set yet (a failed __init__): never the stream's
             raise AttributeError(name)
@@ -178,6 +182,13 @@ class StreamProxy(_Proxy):
 
     __slots__ = ()
 
+    def __new__(cls, stream: Any, tracker: Tracker) -> StreamProxy:
+        # A stream with a len() (a data loader's batches) keeps it; any other keeps having
+        # none, so that Sized and hasattr(stream, "__len__") answer as for the stream.
+        if cls is StreamProxy and hasattr(type(stream), "__len__"):
+            cls = _SizedStreamProxy
+        return object.__new__(cls)
+
     def __iter__(self) -> StreamProxy:
         return self
 
@@ -217,6 +228,15 @@ class StreamProxy(_Proxy):
 
     _INTERCEPTED = {"close": _Proxy._closing, "send": _Proxy._stepping,
                     "throw": _Proxy._stepping}
+
+
+class _SizedStreamProxy(StreamProxy):
+    """A :class:`StreamProxy` of a stream that has a len()."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._stream)
 
 
 class AsyncStreamProxy(_Proxy):

@@ -408,9 +408,14 @@ class Tracker:
     def keep_text(self, item: str) -> None:
         """Join text items for the event log, up to ``event_text_chars``."""
         room = self.text_room
-        if room > 0 and self.text is not None:
-            self.text.append(item[:room])
-            self.text_room = room - str.__len__(item)
+        length = str.__len__(item)
+        # An empty item adds no text, but a list slot would: a stream of them (a streamer's
+        # "" between words) would grow the list without bound.
+        if room > 0 and length and self.text is not None:
+            # str's own slice: a str subclass's __getitem__ (a token's ids) is user code
+            # that must not run, or raise, here.
+            self.text.append(str.__getitem__(item, slice(0, room)))
+            self.text_room = room - length
 
     def single(self, result: object) -> None:
         """A call that returned one text or one response: no items, no first item."""
@@ -430,7 +435,10 @@ class Tracker:
             duration = perf_counter() - self.start
             input_tokens, output_tokens = self.input_tokens, self.output_tokens
             usage = self.plan.usage
-            if usage is not None and outcome == OK and last is not None:
+            # usage=True read each of a stream's items as it passed, its last one included:
+            # read again here, a count that is no count would be counted as a fault twice.
+            if usage is not None and outcome == OK and last is not None and not (
+                    usage is usage_tokens and items is not None):
                 read = _read_usage(usage, last)
                 if read is not None:
                     input_tokens = _count(read[0]) if read[0] is not None else input_tokens
@@ -578,8 +586,11 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
             try:
                 sent = yield item
             except GeneratorExit:
-                _end(tracker, monitor, plan, start, CANCELLED, None, first, items, gaps,
-                     gap_sum, chars)
+                # Ended through a tracker of its own, so that the handler below, which
+                # the close re-raises into, finds it ended and records nothing twice.
+                if tracker is None:
+                    tracker = Tracker(monitor, plan, start)
+                tracker.end(CANCELLED, None, first, items, gaps, gap_sum, chars)
                 stream.close()  # type: ignore[attr-defined]
                 raise
             except BaseException as thrown:
@@ -611,9 +622,9 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
         _end(tracker, monitor, plan, start, OK, None, first, items, gaps, gap_sum, chars,
              item)
         return stop.value
-    except GeneratorExit:
-        raise
     except BaseException as exc:
+        # A GeneratorExit here is the stream's own (a relay that raises it to stop), or
+        # the consumer's close() on its way out (ended above): cancelled, never lost.
         _end(tracker, monitor, plan, start, outcome_of(exc), exc, first, items, gaps,
              gap_sum, chars)
         raise
@@ -678,9 +689,7 @@ async def _follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterato
     except StopAsyncIteration:
         tracker.end(OK, None, first, items, gaps, gap_sum, chars, item)
         return
-    except GeneratorExit:
-        raise
-    except BaseException as exc:
+    except BaseException as exc:  # a GeneratorExit as in follow_sync
         tracker.end(outcome_of(exc), exc, first, items, gaps, gap_sum, chars)
         raise
 
