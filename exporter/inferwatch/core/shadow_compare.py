@@ -30,12 +30,13 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.call_input import held_bytes
 from inferwatch.core.label_caps import LabelCap
 from inferwatch.core.outcomes import (
     DEFAULT_MAX_BYTES,
@@ -46,7 +47,8 @@ from inferwatch.core.outcomes import (
     _fitted,
     _same_class,
 )
-from inferwatch.core.predictions import Prediction, known_class_set, normalize
+from inferwatch.core.predictions import Prediction, _is_dataframe, known_class_set, normalize
+from inferwatch.core.records import records_as_columns
 
 # Shadow minus champion: symmetric around zero, fine near it (probabilities, small scores).
 DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1,
@@ -54,6 +56,11 @@ DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0
 # A batch that lost values is compared row by row up to this many rows (on the drain thread).
 MAX_ROWS_CHECKED = 10_000
 DROP_REASONS = ("queue_full", "timeout", "error", "crashed", "incomparable", "shutdown")
+# Pairs waiting for the drain: a stalled drain must not hold every result of every sampled
+# call (the monitor bounds its own pending calls the same way); past either bound a pair is
+# dropped as ``queue_full``.
+MAX_PENDING_PAIRS = 100_000
+MAX_PENDING_BYTES = 128 * 1024 * 1024
 
 
 class Comparison:
@@ -66,7 +73,9 @@ class Comparison:
                  max_bytes: int = DEFAULT_MAX_BYTES,
                  champion_classes: Callable[[], object] = lambda: None,
                  shadow_classes: Callable[[], object] = lambda: None,
-                 declared_classes: Sequence[object] | None = None) -> None:
+                 declared_classes: Sequence[object] | None = None,
+                 max_pending: int = MAX_PENDING_PAIRS,
+                 max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self.champion_version = champion_version
         self.task = task
         self.difference_buckets = tuple(difference_buckets)
@@ -80,6 +89,9 @@ class Comparison:
         self._shadow_classes = shadow_classes
         self._lock = threading.Lock()
         self._pairs: list[tuple[str, Any, Any, str | None, float]] = []
+        self._pending_bytes = 0
+        self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self._scored: list[tuple[list[bool] | None, list[bool] | None,
                                  list[float] | None, list[float] | None, int]] = []
         self._drops: dict[str, int] = {}
@@ -96,13 +108,25 @@ class Comparison:
         had not folded yet is the parent's to count."""
         self._lock = threading.Lock()
         self._pairs, self._scored, self._drops, self._sampled = [], [], {}, 0
+        self._pending_bytes = 0
 
     # --- fed by the shadow's workers (any thread) -------------------------------------------
     def add(self, method: str, champion: object, shadow: object, request_id: str | None,
             at: float) -> None:
-        """One sampled call that both models answered."""
+        """One sampled call that both models answered; dropped as ``queue_full`` when the
+        pairs waiting for the drain are past their bound."""
+        try:
+            size = held_bytes([champion]) + held_bytes([shadow])
+        except Exception as exc:
+            faults.record("shadow", exc)
+            size = 0
         with self._lock:
+            if len(self._pairs) >= self.max_pending or (
+                    self._pairs and self._pending_bytes + size > self.max_pending_bytes):
+                self._drops["queue_full"] = self._drops.get("queue_full", 0) + 1
+                return
             self._pairs.append((method, champion, shadow, request_id, at))
+            self._pending_bytes += size
 
     def dropped(self, reason: str, count: int = 1) -> None:
         """A sampled call that will not be compared, and why."""
@@ -216,7 +240,7 @@ class Comparison:
     def fold_into(self, state: Any, now: float) -> None:
         """Compare what arrived since the last fold and write it into `state`."""
         with self._lock:
-            pairs, self._pairs = self._pairs, []
+            pairs, self._pairs, self._pending_bytes = self._pairs, [], 0
             scored, self._scored = self._scored, []
             drops, self._drops = self._drops, {}
             sampled, self._sampled = self._sampled, 0
@@ -298,7 +322,9 @@ class Comparison:
         diffs: dict = {}
         try:
             names = self._names_now()
-            champion, shadow = self._normalize(batch.method, batch.champion, batch.shadow,
+            champion_result, shadow_result, narrowed = _aligned(batch.method, batch.champion,
+                                                                batch.shadow)
+            champion, shadow = self._normalize(batch.method, champion_result, shadow_result,
                                                names)
             rows_lost = bool(champion.invalid or shadow.invalid)
             if rows_lost:
@@ -324,7 +350,9 @@ class Comparison:
             confusion[key] = confusion.get(key, 0) + count
         for output, chunks in diffs.items():
             differences.setdefault(output, []).extend(chunks)
-        return () if rows_lost else found
+        # A champion narrowed to the outputs both return no longer holds what an outcome
+        # row (a target per champion output) judges.
+        return () if rows_lost or narrowed else found
 
     def _whole_rows(self, batch: _Batch, names: tuple) -> tuple[Prediction, Prediction] | None:
         """Both sides' predictions over the rows that neither side loses a value of; None
@@ -520,6 +548,36 @@ class _Batch(NamedTuple):
     shadow: object
     rows: int | None
     calls: list  # ((request id, time), first row, end row) per call
+
+
+def _named_outputs(result: object) -> dict[str, object] | None:
+    """`result`'s outputs by name (a dict, a DataFrame, rows of dicts), or None when its
+    outputs have no names."""
+    records = records_as_columns(result)
+    if records is not None:
+        result = records
+    if isinstance(result, Mapping):
+        return {str(name): column for name, column in result.items()}
+    if _is_dataframe(result):
+        return {str(name): result[name] for name in result.columns}
+    return None
+
+
+def _aligned(method: str, champion: object, shadow: object) -> tuple[object, object, bool]:
+    """Both sides' named outputs as the outputs both return, in the champion's order, and
+    whether the champion lost one by it. Class labels of several outputs are compared by
+    position, so a challenger returning its outputs in another order (or one more) must not
+    pair one output's labels with another's. Anything else is left as it is."""
+    if method == "predict_proba":
+        return champion, shadow, False  # columns name classes, read by their names
+    ours, theirs = _named_outputs(champion), _named_outputs(shadow)
+    if ours is None or theirs is None:
+        return champion, shadow, False
+    common = [name for name in ours if name in theirs]
+    if not common or (len(common) == len(ours) == len(theirs) and list(theirs) == common):
+        return champion, shadow, False
+    return ({name: ours[name] for name in common}, {name: theirs[name] for name in common},
+            len(common) < len(ours))
 
 
 def _row_array(result: object) -> np.ndarray | None:
