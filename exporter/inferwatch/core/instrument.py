@@ -24,6 +24,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import MethodType
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -476,8 +477,48 @@ def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -
         wrapper = _async_wrapper(fn, monitor, probabilities)
     else:
         wrapper = _sync_wrapper(fn, monitor, probabilities)
+        if _is_stream_function(fn):
+            wrapper = _StreamFunction(fn, wrapper)
     wrapper._inferwatch_monitor = monitor  # type: ignore[attr-defined]  # see _unwrapped
     return wrapper
+
+
+def _is_stream_function(fn: Callable) -> bool:
+    try:
+        return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+    except Exception:  # a __getattr__ that raises for __func__ or __code__: no function
+        return False
+
+
+class _StreamFunction:
+    """The wrapper of a generator function or an async generator function. A wrapper
+    function would be neither to ``inspect.isgeneratorfunction`` / ``isasyncgenfunction``,
+    by which Gradio, Ray Serve and FastAPI decide that a function streams: this one carries
+    the function's code object, which is what they read, and binds as a method when
+    decorated in a class body, as the function does."""
+
+    def __init__(self, fn: Callable, call: Callable) -> None:
+        functools.update_wrapper(self, fn)
+        d = self.__dict__
+        d["_inferwatch_call"] = call
+        for name in ("__code__", "__defaults__", "__kwdefaults__"):
+            d[name] = getattr(fn, name, None)
+        if not isinstance(d.get("__annotations__"), dict):
+            d["__annotations__"] = {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__dict__["_inferwatch_call"](*args, **kwargs)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else MethodType(self, instance)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+    def __reduce__(self) -> str:
+        # Pickled by name, as a function is: a module-level or class-body decorated one
+        # is found again where it was defined.
+        return self.__qualname__
 
 
 def _unwrapped(target: Any) -> Any:
@@ -491,7 +532,8 @@ def _unwrapped(target: Any) -> Any:
             # A method read through the wrapper (`instrument(net.generate)` after
             # `net = instrument(net)`): the model's bound method, as without the wrapper.
             target = target.__wrapped__
-        elif inspect.isfunction(target) and "_inferwatch_monitor" in target.__dict__:
+        elif (inspect.isfunction(target) or type(target) is _StreamFunction) and \
+                "_inferwatch_monitor" in target.__dict__:
             target = target.__wrapped__
         else:
             return target
@@ -564,7 +606,8 @@ class InstrumentedModel:
 
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
-        if name in _WRAPPED_NAMES and inspect.isfunction(value) and \
+        if name in _WRAPPED_NAMES and (inspect.isfunction(value) or
+                                       type(value) is _StreamFunction) and \
                 value.__dict__.get("_inferwatch_monitor") is d["_inferwatch_monitor"]:
             value = value.__wrapped__  # this model's own wrapper, given back: recorded once
         setattr(d["__wrapped__"], name, value)
