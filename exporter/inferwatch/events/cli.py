@@ -8,8 +8,9 @@ it are read together), a directory of ``.jsonl`` files, one file, or an SQLite `
     inferwatch events query events.db --request-id r-17
     inferwatch events query events.db --since 2024-05-01T08:00:00+02:00 --until 2024-05-01T09:00
 
-Times are Unix seconds, ISO 8601 (without an offset: UTC), or an age such as ``90s``,
-``15m``, ``2h``, ``7d`` (that long ago).
+Times are Unix seconds (epoch milliseconds, microseconds and nanoseconds are told by their
+size), ISO 8601 (without an offset: UTC), or an age such as ``90s``, ``15m``, ``2h``, ``7d``
+(that long ago).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 FOLLOW_POLL_SECONDS = 0.5
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Unix seconds of 5138-11-16: a larger epoch number is in ms, us or ns.
+_EPOCH_SECONDS_LIMIT = 1e11
 
 
 def parse_time(text: str, now: float | None = None) -> float:
@@ -54,7 +57,7 @@ def parse_time(text: str, now: float | None = None) -> float:
     else:
         if math.isnan(seconds):  # compares false with every time: it would match nothing
             raise argparse.ArgumentTypeError(f"{text!r} is not a time")
-        return seconds
+        return _epoch_seconds(seconds)
     iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     try:
         moment = datetime.fromisoformat(iso)
@@ -65,6 +68,22 @@ def parse_time(text: str, now: float | None = None) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+def _epoch_seconds(value: float) -> float:
+    """`value` in seconds, also when it is Unix time in ms, us or ns.
+
+    Grafana links, JavaScript and Java log epoch milliseconds, OpenTelemetry nanoseconds;
+    read as seconds they name a year past 5000, which matches no event without a word.
+    Seconds reach 1e11 only in the year 5138, so the scale is plain from the size.
+
+    >>> _epoch_seconds(1_700_000_000_000), _epoch_seconds(1_700_000_000_000_000_000)
+    (1700000000.0, 1700000000.0)
+    """
+    for scale in (1.0, 1e3, 1e6, 1e9):
+        if abs(value) / scale < _EPOCH_SECONDS_LIMIT:
+            return value / scale
+    return value  # beyond every unit: an "after everything" bound, as given
 
 
 def _count(text: str) -> int:

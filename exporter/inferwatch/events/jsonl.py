@@ -27,12 +27,14 @@ never left torn in the middle of a file; readers skip an incomplete last line.
 from __future__ import annotations
 
 import fcntl
+import heapq
 import json
 import os
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from inferwatch.events.sinks import Query, ReadStats, Record, SinkError
 
@@ -270,17 +272,44 @@ def exists(path: Path) -> bool:
     return path.exists() or bool(event_files(path))
 
 
-def _read_lines(path: Path, start: int, stats: ReadStats) -> tuple[list[bytes], int]:
-    """Complete lines from byte `start` on, and the offset just after the last of them."""
+# Where a follower has read a file to: the file's identity (device, inode) and the offset
+# just after its last complete line.
+Position = tuple[tuple[int, int], int]
+
+
+def _read_lines(path: Path, since: Position | None,
+                stats: ReadStats) -> tuple[list[bytes], Position | None]:
+    """Complete lines after `since`, and the position just after the last of them.
+
+    A file that is shorter than `since`, or another file by now (``logrotate
+    copytruncate``, a file replaced under the same name), is read from its start: seeking
+    to the old offset would skip its first lines and print the middle of one.
+    """
     try:
         with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            identity = (st.st_dev, st.st_ino)
+            start = 0
+            if since is not None and since[0] == identity and since[1] <= st.st_size:
+                start = since[1]
             f.seek(start)
             data = f.read()
     except FileNotFoundError:
-        return [], start
+        return [], since
     end = data.rfind(b"\n") + 1
     lines = [line for line in data[:end].split(b"\n") if line]
-    return lines, start + end
+    return lines, (identity, start + end)
+
+
+def _scan(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """The complete, non-empty lines of `f` with their offsets, one at a time."""
+    offset = 0
+    for line in f:
+        if not line.endswith(b"\n"):
+            break  # a write in progress, or torn by a crash: not a record yet
+        if len(line) > 1:
+            yield offset, line[:-1]
+        offset += len(line)
 
 
 def _decode(line: bytes, stats: ReadStats) -> dict | None:
@@ -305,23 +334,48 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
     # Without the quotes: a request id stored as a number is written bare.
     needles = [json.dumps(v, ensure_ascii=False)[1:-1].encode("utf-8")
                for v in (query.request_id, query.model) if v is not None]
-    found = []
-    for file in event_files(path):
-        lines, _ = _read_lines(file, 0, stats)
-        for line in lines:
-            if any(needle not in line for needle in needles):
-                continue  # cheap pre-filter: the value must appear as written
-            event = _decode(line, stats)
-            if event is not None and query.matches(event):
-                found.append((_ts(event), line))
-    found.sort(key=lambda item: item[0])
-    if query.limit is not None:
-        found = found[: query.limit]
-    return iter([line for _, line in found])
+    # Only where each match is, not the match itself: a query over a log of gigabytes
+    # must not hold it all in memory before printing the first line. Files with matches
+    # stay open until printed, so retention deleting one meanwhile loses none of them.
+    found: list[tuple[float, int, int, int]] = []
+    handles: list[BinaryIO | None] = []
+    try:
+        for file in event_files(path):
+            try:
+                f = open(file, "rb")  # noqa: SIM115 - held past this loop, closed below
+            except FileNotFoundError:
+                continue
+            number, before = len(handles), len(found)
+            handles.append(f)
+            try:
+                for offset, line in _scan(f):
+                    if any(needle not in line for needle in needles):
+                        continue  # cheap pre-filter: the value must appear as written
+                    event = _decode(line, stats)
+                    if event is not None and query.matches(event):
+                        found.append((_ts(event), number, offset, len(line)))
+            finally:
+                if len(found) == before:
+                    f.close()
+                    handles[number] = None
+        if query.limit is not None:
+            found = heapq.nsmallest(query.limit, found)
+        else:
+            found.sort()
+        for _, number, offset, length in found:
+            handle = handles[number]
+            assert handle is not None
+            line = os.pread(handle.fileno(), length, offset)
+            if len(line) == length:  # else cut short under us (copytruncate): gone
+                yield line
+    finally:
+        for handle in handles:
+            if handle is not None:
+                handle.close()
 
 
 def tail_jsonl(path: Path, count: int, stats: ReadStats,
-               offsets: dict[Path, int] | None = None) -> list[bytes]:
+               offsets: dict[Path, Position] | None = None) -> list[bytes]:
     """The last `count` lines by ``ts``; fills `offsets` with where each file was read to.
 
     Files are read newest first and reading stops once `count` events are newer than the
@@ -330,32 +384,38 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
     files = list(reversed(event_files(path)))
     found: list[tuple[float, bytes]] = []
     for index, file in enumerate(files):
-        lines, end = _read_lines(file, 0, stats)
-        if offsets is not None:
+        if not count:  # nothing to print: only where following starts
+            _mark_end(file, offsets)
+            continue
+        lines, end = _read_lines(file, None, stats)
+        if offsets is not None and end is not None:
             offsets[file] = end
         for line in lines:
             event = _decode(line, stats)
             if event is not None:
                 found.append((_ts(event), line))
         found.sort(key=lambda item: item[0])
+        del found[:-count]  # only the newest `count` can be printed: memory stays bounded
         rest = files[index + 1:]
-        if count and len(found) >= count and rest:
+        if len(found) >= count and rest:
             try:
                 newest_left = rest[0].stat().st_mtime
             except FileNotFoundError:
                 newest_left = float("inf")
             if found[-count][0] >= newest_left:
-                if offsets is not None:
-                    for other in rest:
-                        offsets[other] = _complete_end(other)
+                for other in rest:
+                    _mark_end(other, offsets)
                 break
     return [line for _, line in found[-count:]] if count else []
 
 
-def _complete_end(path: Path) -> int:
-    """The offset just after the last newline of `path` (0 when none)."""
+def _mark_end(path: Path, offsets: dict[Path, Position] | None) -> None:
+    """Record in `offsets` that `path` was read to just after its last newline."""
+    if offsets is None:
+        return
     try:
         with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
             end = f.seek(0, os.SEEK_END)
             while end > 0:
                 start = max(0, end - _READ_BLOCK)
@@ -363,20 +423,28 @@ def _complete_end(path: Path) -> int:
                 block = f.read(end - start)
                 found = block.rfind(b"\n")
                 if found >= 0:
-                    return start + found + 1
+                    end = start + found + 1
+                    break
                 end = start
     except FileNotFoundError:
-        pass
-    return 0
+        return
+    offsets[path] = ((st.st_dev, st.st_ino), end)
 
 
-def follow_jsonl(path: Path, offsets: dict[Path, int], stats: ReadStats) -> list[bytes]:
-    """Lines written since `offsets` (updated in place), in file order."""
-    new: list[bytes] = []
+def follow_jsonl(path: Path, offsets: dict[Path, Position], stats: ReadStats) -> list[bytes]:
+    """Events written since `offsets` (updated in place), oldest first by ``ts``."""
+    new: list[tuple[float, bytes]] = []
     current = event_files(path)
     for file in current:
-        lines, offsets[file] = _read_lines(file, offsets.get(file, 0), stats)
-        new.extend(lines)
+        lines, position = _read_lines(file, offsets.get(file), stats)
+        if position is not None:
+            offsets[file] = position
+        for line in lines:  # what query and tail skip and count, following does too
+            event = _decode(line, stats)
+            if event is not None:
+                new.append((_ts(event), line))
     for gone in set(offsets) - set(current):
         del offsets[gone]
-    return new
+    # Several workers' files are read one after another: merged, as query and tail are.
+    new.sort(key=lambda item: item[0])
+    return [line for _, line in new]

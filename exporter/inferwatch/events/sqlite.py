@@ -40,6 +40,8 @@ T = TypeVar("T")
 # SQLite integers are signed 64-bit: a larger LIMIT means "no limit" anyway.
 _MAX_SQL_INT = (1 << 63) - 1
 MIN_MAX_BYTES = 256 * 1024
+# Rows a query reads per read transaction (events are up to 64 KiB each by default).
+QUERY_PAGE_ROWS = 256
 # Room kept for the shared-memory WAL index (32 KiB per ~4,000 log frames).
 _SHM_ALLOWANCE = 64 * 1024
 
@@ -304,7 +306,14 @@ def _bodies(rows: list[tuple[object]]) -> list[bytes]:
 
 
 def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
-    """Bodies of the events at `path` matching `query`, oldest first."""
+    """Bodies of the events at `path` matching `query`, oldest first.
+
+    Read a page at a time, each page in its own short read transaction: a result of
+    millions of rows is never held in memory, and a slow reader (``| less``) never pins
+    a snapshot that would keep the writer's write-ahead log from being checkpointed
+    (which fails its batches). Pages follow on by ``(ts, id)``, so no row is printed
+    twice or skipped while writes and deletions of the oldest rows go on.
+    """
     where, params = [], []
     for column, value in (("request_id", query.request_id), ("model", query.model)):
         if value is not None:
@@ -318,19 +327,30 @@ def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
         params.append(query.until)
     if query.errors_only:
         where.append("error IS NOT NULL")
-    sql = "SELECT body FROM events"
+    first = "SELECT ts, id, body FROM events"
     if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY ts, id"
-    if query.limit is not None:
-        sql += " LIMIT ?"
-        params.append(min(query.limit, _MAX_SQL_INT))
+        first += " WHERE " + " AND ".join(where)
+    later = first + (" AND " if where else " WHERE ") + "(ts > ? OR (ts = ? AND id > ?))"
+    order = " ORDER BY ts, id LIMIT ?"
+    left = _MAX_SQL_INT if query.limit is None else min(query.limit, _MAX_SQL_INT)
     conn = _reader(path)
     try:
-        rows = conn.execute(sql, params).fetchall()
+        after: tuple[float, int] | None = None
+        while left > 0:
+            page = min(left, QUERY_PAGE_ROWS)
+            if after is None:
+                rows = conn.execute(first + order, [*params, page]).fetchall()
+            else:
+                rows = conn.execute(later + order,
+                                    [*params, after[0], after[0], after[1], page]).fetchall()
+            for _, _, body in rows:
+                yield _bodies([(body,)])[0]
+            if len(rows) < page:
+                return
+            left -= len(rows)
+            after = (rows[-1][0], rows[-1][1])
     finally:
         conn.close()
-    return iter(_bodies(rows))
 
 
 def tail_sqlite(path: Path, count: int) -> list[bytes]:
