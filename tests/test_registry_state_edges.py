@@ -193,8 +193,10 @@ def test_a_registry_closed_before_fork_stays_closed_in_the_child():
 
     def child() -> None:
         registry.monitor("m", "2")
-        assert not any(t.name == "inferwatch-drain" and t.is_alive()
-                       for t in threading.enumerate())
+        # This registry's own drain thread: registries other tests of this process left
+        # running restart theirs in the child, as they should.
+        drainer = registry._drainer
+        assert drainer is None or not drainer.is_alive() or registry._drainer_pid != os.getpid()
         registry.close()  # twice: harmless
 
     _in_forked_child(child)
