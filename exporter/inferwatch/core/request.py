@@ -22,6 +22,10 @@ from typing import TYPE_CHECKING
 from inferwatch import faults
 from inferwatch.catalogue import OTHER
 from inferwatch.core.call_input import snapshot, snapshot_input
+
+# The class an outcome given to close() stands for, as record_error reads it: the
+# drain reads the class's name, and anything else there would fail the whole drain.
+from inferwatch.core.monitor import _error_class
 from inferwatch.core.tracing import current_trace_id, stage_span
 
 if TYPE_CHECKING:
@@ -131,18 +135,6 @@ def _stage_totals(stages: list[tuple[str, float]]) -> dict[str, float]:
     for name, seconds in stages:
         totals[name] = totals.get(name, 0.0) + seconds
     return totals
-
-
-def _error_class(error: object) -> type:
-    """The exception class an outcome given to :meth:`Request.close` stands for: an
-    exception object's class, an exception class, else ``Exception`` and a counted fault.
-    The drain reads the class's name; anything else there would fail the whole drain."""
-    if isinstance(error, BaseException):
-        return error.__class__
-    if isinstance(error, type) and issubclass(error, BaseException):
-        return error
-    faults.record("request")
-    return Exception
 
 
 def _unlink(request: Request, parent: Request | None) -> None:
