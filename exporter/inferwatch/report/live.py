@@ -165,17 +165,8 @@ class _SamplesSince:
     def samples(self, key: tuple[str, str]) -> list[Sample]:
         return list(self._kept) if key == self._key else self._history.samples(key)
 
-    def before(self, key: tuple[str, str], at: float, *,
-               features: bool = False) -> Sample | None:
-        if key != self._key:
-            return self._history.before(key, at, features=features)
-        found = None
-        for sample in self._kept:
-            if sample.at > at:
-                break
-            if not features or sample.features is not None:
-                found = sample
-        return found
+    # The ring's own search, over samples() above: the kept ones for `key`.
+    before = History.before
 
     def keys(self) -> list[tuple[str, str]]:
         return self._history.keys()
