@@ -247,3 +247,73 @@ def test_a_critical_alert_pages_through_the_compose_alertmanager(tmp_path: Path)
     # The silence and "view" links of the notification open from the host's browser.
     assert page["externalURL"] == compose_flag(flags, "--web.external-url"), page["externalURL"]
     assert re.match(r"http://(localhost|127\.0\.0\.1):9093", page["externalURL"])
+
+
+@contextmanager
+def compose_alertmanager(tmp_path: Path) -> Iterator[str]:
+    """The compose Alertmanager with the default rendered config, on a loopback port."""
+    binary = require_binary("prometheus-alertmanager")
+    result = render(tmp_path, {})
+    assert result.returncode == 0, result.stderr
+    port = free_port()
+    log = (tmp_path / "alertmanager.log").open("w")
+    process = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'alertmanager.yml'}",
+         f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--cluster.listen-address="], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(f"{base}/-/ready", process=process)
+        yield base
+    finally:
+        stop(process)
+        log.close()
+
+
+def post_alerts(base: str, alerts: list[dict[str, str]]) -> None:
+    body = json.dumps([{"labels": labels} for labels in alerts]).encode()
+    request = urllib.request.Request(f"{base}/api/v2/alerts", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def alert_states(base: str) -> dict[tuple[str, str], str]:
+    with urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=10) as response:
+        listed = json.loads(response.read())
+    return {(a["labels"]["alertname"], a["labels"].get("model", "")): a["status"]["state"]
+            for a in listed}
+
+
+@pytest.mark.integration
+def test_a_down_target_holds_back_the_warnings_of_the_models_it_served(tmp_path: Path) -> None:
+    # The per-model alerts carry no instance: the generated InferwatchTargetDown names the
+    # models the target served, and the inhibit rule matches on that.
+    expected = {
+        ("InferwatchTargetDown", "fraud"): "active",
+        ("InferwatchTargetDown", ""): "active",
+        ("InferwatchLatencyHigh", "fraud"): "suppressed",
+        ("InferwatchLatencyHigh", "churn"): "active",
+        # A target that served no model holds back nothing: a missing label is an empty one
+        # to Alertmanager, and the exporter's warnings name no model either.
+        ("InferwatchExporterDown", ""): "active",
+    }
+    down = {"alertname": "InferwatchTargetDown", "severity": "critical",
+            "job": "inferwatch-model"}
+    with compose_alertmanager(tmp_path) as base:
+        post_alerts(base, [
+            {**down, "instance": "m1:8000", "model": "fraud"},
+            {**down, "instance": "m9:8000"},
+            {"alertname": "InferwatchLatencyHigh", "severity": "warning", "model": "fraud",
+             "model_version": "1.4.2"},
+            {"alertname": "InferwatchLatencyHigh", "severity": "warning", "model": "churn",
+             "model_version": "2.0"},
+            {"alertname": "InferwatchExporterDown", "severity": "warning",
+             "job": "inferwatch-exporter", "instance": "e1:9400"},
+        ])
+        deadline = time.monotonic() + 30
+        states = alert_states(base)
+        while states != expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+            states = alert_states(base)
+    assert states == expected

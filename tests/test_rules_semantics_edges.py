@@ -178,13 +178,15 @@ def test_a_model_whose_replicas_all_vanish_fires_no_traffic_unless_its_target_is
                "exp_alerts": [no_traffic]},
               {"eval_time": "90m", "alertname": "InferwatchTargetDown", "exp_alerts": [
                   {"exp_labels": {"severity": "critical", "job": "inferwatch-model",
-                                  "instance": "c"},
+                                  "instance": "c", "model": "risk"},
                    "exp_annotations": {
                        "summary": "Model target inferwatch-model/c is down",
                        "description": (
                            "Prometheus cannot scrape inferwatch-model/c (selector "
                            'job="inferwatch-model"): the model service is down or its /metrics'
-                           ' endpoint fails. Reads series matching {job="inferwatch-model"} '
+                           " endpoint fails. It served model risk within the last 1h: "
+                           "Alertmanager holds back that model's warnings while this fires. "
+                           'Reads series matching {job="inferwatch-model"} '
                            "(selectors.model in the inferwatch config; regenerate the rules "
                            "after changing it)."),
                        "runbook_url": RUNBOOK + "#inferwatchtargetdown",

@@ -151,10 +151,12 @@ umask 077
     line "    - receiver: page"
     line "      matchers: ['severity=\"critical\"']"
     line "inhibit_rules:"
-    line "  # A model that is down cannot also be slow or drifting."
-    line "  - source_matchers: ['alertname=\"InferwatchTargetDown\"']"
+    line "  # A model whose target is down cannot also be slow or drifting: its warnings wait."
+    line "  # The model must be named: Alertmanager reads a missing label as an empty one, so"
+    line "  # a target that served no model would otherwise hold back every warning without one."
+    line "  - source_matchers: ['alertname=\"InferwatchTargetDown\"', 'model=~\".+\"']"
     line "    target_matchers: ['severity=\"warning\"']"
-    line "    equal: [instance]"
+    line "    equal: [model]"
     line "receivers:"
     receiver page yes
     receiver ticket no

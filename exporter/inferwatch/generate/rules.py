@@ -225,16 +225,33 @@ def _no_traffic_expr(cfg: Config) -> str:
             f"{before} > 0")
 
 
+def _target_down_expr(cfg: Config) -> str:
+    m, lookback = model_sel(cfg), cfg.windows.no_traffic_lookback
+    # The per-model alerts carry no instance, so the model label is what Alertmanager's
+    # inhibit rule can match on: a target that served models within the lookback fires once
+    # per model, one that never served any (or not for that long) fires once, unlabelled.
+    return (f"(up{m} == 0)\n"
+            f"* on (job, instance) group_right\n"
+            f"group by (job, instance, model) (\n"
+            f"  max_over_time(inferwatch_model_info{m}[{lookback}])\n"
+            f")\n"
+            f"or on (job, instance)\n"
+            f"up{m} == 0")
+
+
 ALERTS: tuple[AlertDef, ...] = (
     # --- availability -------------------------------------------------------------------------
     AlertDef(
         name="InferwatchTargetDown", severity="critical", for_="5m", group="availability",
         dashboard="overview", per_model=False,
-        expr=lambda c: f"up{model_sel(c)} == 0",
+        expr=_target_down_expr,
         summary=f"Model target {INSTANCE} is down",
         description=lambda c: (
             f"Prometheus cannot scrape {INSTANCE} (selector {shown(c.selectors.model)}): the "
-            f"model service is down or its /metrics endpoint fails."),
+            f"model service is down or its /metrics endpoint fails."
+            "{{ if $labels.model }} It served model {{ $labels.model }} within the last "
+            f"{c.windows.no_traffic_lookback}: Alertmanager holds back that model's warnings "
+            "while this fires.{{ end }}"),
     ),
     AlertDef(
         name="InferwatchExporterDown", severity="warning", for_="5m", group="availability",
