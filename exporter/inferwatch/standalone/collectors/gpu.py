@@ -61,6 +61,10 @@ MAX_PROCESS_SERIES = 512
 # What nvmlShutdown answers when NVML holds no init of ours: a driver that went away, or
 # an init count already back at 0.
 NOTHING_HELD = ("NVMLError_Uninitialized", "NVMLError_DriverNotLoaded")
+# The share of the scrape timeout the devices' readings may take, split among the devices,
+# so that one slow GPU leaves the others their series and the scrape its deadline.
+BUDGET_SHARE = 0.8
+DEFAULT_BUDGET = BUDGET_SHARE * 5.0  # of the default --scrape.timeout
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,13 @@ class GpuCollector(Collector):
         retry_initial: float = 5.0,
         retry_max: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        budget: float = DEFAULT_BUDGET,
     ) -> None:
+        if not 0 < budget < float("inf"):
+            raise ValueError(f"GPU read budget must be a positive number of seconds, "
+                             f"got {budget}")
         self.process_memory = process_memory
+        self._budget = budget
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._retry_delay = retry_initial
@@ -132,6 +141,8 @@ class GpuCollector(Collector):
         # Last uuid seen per index: a lost device keeps the labels of its series.
         self._uuids: dict[int, str] = {}
         self._down: set[int] = set()
+        # Devices the container may not open (its device cgroup): not lost, just not ours.
+        self._denied: set[int] = set()
         self._errors: dict[tuple[str, str, str, str], int] = {}
         self._said: set[tuple[int, str, str]] = set()  # unavailable fields already logged
         self._process_names: dict[int, str] = {}
@@ -147,7 +158,11 @@ class GpuCollector(Collector):
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> GpuCollector:
-        return cls(process_memory=bool(getattr(args, "gpu_process_memory", False)))
+        timeout = getattr(args, "scrape_timeout", None)
+        budget = BUDGET_SHARE * timeout if isinstance(timeout, (int, float)) and timeout > 0 \
+            else DEFAULT_BUDGET
+        return cls(process_memory=bool(getattr(args, "gpu_process_memory", False)),
+                   budget=budget)
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
@@ -163,8 +178,14 @@ class GpuCollector(Collector):
             for failed_field, why in self._xid.take_failures():
                 self._count_error("", "", failed_field, why)
             process_series: list[tuple[dict[str, str], float]] = []
+            end = self._clock() + self._budget
             for index in range(count):
-                self._collect_device(nvml, index, metrics, process_series)
+                # Each device has at least its equal share, and what earlier ones left
+                # unspent: a slow device (or its calls that cannot be cut short) spends
+                # its own share, never the later ones'.
+                now = self._clock()
+                deadline = now + max(self._budget / count, (end - now) / (count - index))
+                self._collect_device(nvml, index, metrics, process_series, deadline)
             self._add_process_series(metrics, process_series)
             for (gpu, uuid, xid), total in sorted(self._xid.counts.items()):
                 metrics.add("inferwatch_gpu_xid_errors_total",
@@ -348,6 +369,7 @@ class GpuCollector(Collector):
         # A restarted NVML may number the devices anew: index 1 may be another GPU.
         self._uuids.clear()
         self._down.clear()
+        self._denied.clear()
         self._said.clear()
 
     # --- one device -----------------------------------------------------------------------
@@ -376,7 +398,8 @@ class GpuCollector(Collector):
         return device
 
     def _collect_device(self, nvml: ModuleType, index: int, metrics: MetricSet,
-                        process_series: list[tuple[dict[str, str], float]]) -> None:
+                        process_series: list[tuple[dict[str, str], float]],
+                        deadline: float = float("inf")) -> None:
         gpu = str(index)
         try:
             device = self._device(nvml, index)
@@ -384,9 +407,13 @@ class GpuCollector(Collector):
             labels = {"gpu": gpu, "uuid": device.uuid}
             reading = read_device(nvml, device.handle, labels,
                                   process_memory=self.process_memory,
-                                  process_names=self._process_names)
+                                  process_names=self._process_names,
+                                  deadline=deadline, clock=self._clock)
             self._xid.register(nvml, index, device.handle, reading)
         except (nvml.NVMLError, DeviceLost) as exc:
+            if type(exc).__name__ == "NVMLError_NoPermission" and index not in self._devices:
+                self._denied_device(index, exc, metrics)
+                return
             self._devices.pop(index, None)
             metrics.add("inferwatch_gpu_up", {"gpu": gpu, "uuid": self._uuids.get(index, "")}, 0)
             if index not in self._down:
@@ -394,6 +421,9 @@ class GpuCollector(Collector):
                 log.warning("GPU %s is lost or cannot be reached, reported as down: %s",
                             gpu, exc)
             return
+        if index in self._denied:
+            self._denied.discard(index)
+            log.info("GPU %s is accessible again", gpu)
         if index in self._down:
             self._down.discard(index)
             log.info("GPU %s readable again", gpu)
@@ -419,6 +449,20 @@ class GpuCollector(Collector):
             if why and (index, field, why) not in self._said:
                 self._said.add((index, field, why))
                 log.info("GPU %s: %s is not available (%s)", gpu, field.replace("_", " "), why)
+
+    def _denied_device(self, index: int, exc: BaseException, metrics: MetricSet) -> None:
+        """A GPU this container may not open (NoPermission on its handle, the device
+        cgroup denies it): no ``gpu_up 0``, which pages as a lost GPU, and no NVML restart,
+        which would not change it; ``field_available{field="device"} 0`` says it."""
+        self._devices.pop(index, None)
+        self._down.discard(index)
+        metrics.add("inferwatch_gpu_field_available",
+                    {"gpu": str(index), "uuid": self._uuids.get(index, ""), "field": "device"},
+                    0)
+        if index not in self._denied:
+            self._denied.add(index)
+            log.info("GPU %s cannot be opened by this exporter (%s): its device is not "
+                     "allowed in this container, so it is not reported", index, exc)
 
     def _add_process_series(self, metrics: MetricSet,
                             series: list[tuple[dict[str, str], float]]) -> None:

@@ -20,6 +20,7 @@ calls go away) costs that field, never the collector.
 from __future__ import annotations
 
 import ctypes
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ NOT_MIG = 0xFFFFFFFF
 PID_MAX = 4_194_304
 # MIG has at most 8 GPU instances and 8 compute instances per GPU.
 MAX_MIG_ID = 64
+# The reason counted for a read skipped because its device used up its time this scrape.
+OVER_BUDGET = "deadline_exceeded"
 # Fields whose availability is exported (inferwatch_gpu_field_available).
 FIELDS = ("utilization", "memory", "temperature", "power", "power_limit", "energy",
           "clocks", "processes", "xid_events")
@@ -133,6 +136,21 @@ class Reading:
     samples: list[Sample] = field(default_factory=list)
     available: dict[str, str] = field(default_factory=dict)  # field -> "" or why not
     errors: list[tuple[str, str]] = field(default_factory=list)  # (field, reason)
+    # One slow GPU must not cost the others their series: past this clock() reading, the
+    # device's remaining reads are skipped and counted instead of made.
+    deadline: float = math.inf
+    clock: Callable[[], float] | None = None
+
+    def aside(self, labels: dict[str, str]) -> Reading:
+        """An empty reading of the same device under the same deadline."""
+        return Reading(self.nvml, labels, deadline=self.deadline, clock=self.clock)
+
+    def over_budget(self, name: str) -> bool:
+        """True, and the skipped read counted, when the device's time is used up."""
+        if self.clock is None or self.clock() < self.deadline:
+            return False
+        self.errors.append((name, OVER_BUDGET))
+        return True
 
     def call(self, name: str, function: str, *args: object, fallback: bool = False) -> Any:
         """``pynvml.<function>(*args)``, or None when the field cannot be read this time.
@@ -140,6 +158,8 @@ class Reading:
         With ``fallback``, a function the binding or driver lacks raises :class:`Missing`
         instead, so that the caller can try the older call.
         """
+        if self.over_budget(name):
+            return None
         call: Callable[..., Any] | None = getattr(self.nvml, function, None)
         if call is None:
             if fallback:
@@ -184,8 +204,11 @@ class Reading:
 
 
 def read_device(nvml: ModuleType, handle: object, labels: dict[str, str], *,
-                process_memory: bool, process_names: dict[int, str]) -> Reading:
-    """Every field of one device; raises :class:`DeviceLost` when it is gone.
+                process_memory: bool, process_names: dict[int, str],
+                deadline: float = math.inf, clock: Callable[[], float] | None = None
+                ) -> Reading:
+    """Every field of one device; raises :class:`DeviceLost` when it is gone. Reads due
+    once ``clock()`` has reached ``deadline`` are skipped and counted as errors.
 
     >>> import pynvml
     >>> reading = read_device(pynvml, None, {"gpu": "0"}, process_memory=False,
@@ -193,7 +216,7 @@ def read_device(nvml: ModuleType, handle: object, labels: dict[str, str], *,
     >>> sorted({field for field, _ in reading.errors})[:3], reading.samples
     (['clocks', 'energy', 'memory'], [])
     """
-    reading = Reading(nvml, labels)
+    reading = Reading(nvml, labels, deadline=deadline, clock=clock)
     mig_mode = reading.call("mig_mode", "nvmlDeviceGetMigMode", handle)
     mig_enabled = bool(mig_mode) and mig_mode[0] == nvml.NVML_DEVICE_MIG_ENABLE
     utilization = reading.call("utilization", "nvmlDeviceGetUtilizationRates", handle)
@@ -227,6 +250,11 @@ def read_device(nvml: ModuleType, handle: object, labels: dict[str, str], *,
     return reading
 
 
+# What drivers answer for a v2 memory struct they cannot fill (WSL answers Unknown), while
+# the v1 call still works there.
+V2_REFUSALS = ("argument_version_mismatch", "unknown")
+
+
 def _read_memory(reading: Reading, handle: object, labels: dict[str, str]) -> int | None:
     """Used (allocated, as nvidia-smi shows it), reserved and total; returns the total.
 
@@ -238,7 +266,7 @@ def _read_memory(reading: Reading, handle: object, labels: dict[str, str]) -> in
     if version is not None:
         # Asked aside: a driver that refuses only the v2 struct (not supported, or another
         # struct version) still answers v1, and its refusal is no verdict on "memory".
-        v2 = Reading(reading.nvml, reading.labels)
+        v2 = reading.aside(reading.labels)
         try:
             memory = v2.call("memory", "nvmlDeviceGetMemoryInfo", handle, version,
                              fallback=True)
@@ -246,7 +274,7 @@ def _read_memory(reading: Reading, handle: object, labels: dict[str, str]) -> in
             pass
         else:
             refused = (v2.available.get("memory") == UNAVAILABLE["NVMLError_NotSupported"]
-                       or v2.errors == [("memory", "argument_version_mismatch")])
+                       or (len(v2.errors) == 1 and v2.errors[0][1] in V2_REFUSALS))
             if memory is not None or not refused:
                 reading.available.update(v2.available)
                 reading.errors += v2.errors
@@ -298,6 +326,8 @@ def _read_mig_devices(reading: Reading, handle: object) -> None:
     empty = tuple(getattr(nvml, name) for name in (
         "NVMLError_NotFound", "NVMLError_InvalidArgument", "NVMLError_NotSupported"))
     for slot in range(slots):
+        if reading.over_budget("mig_devices"):
+            break
         try:
             instance = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
         except empty:
@@ -307,7 +337,7 @@ def _read_mig_devices(reading: Reading, handle: object) -> None:
                 raise DeviceLost(f"nvmlDeviceGetMigDeviceHandleByIndex: {exc}") from exc
             reading.errors.append(("mig_devices", reason(exc)))
             continue
-        probe = Reading(nvml, {})
+        probe = reading.aside({})
         gpu_instance = probe.call("mig_devices", "nvmlDeviceGetGpuInstanceId", instance)
         compute_instance = probe.call("mig_devices", "nvmlDeviceGetComputeInstanceId", instance)
         uuid = probe.call("mig_devices", "nvmlDeviceGetUUID", instance)
@@ -319,10 +349,45 @@ def _read_mig_devices(reading: Reading, handle: object) -> None:
         labels = {**reading.labels, "gpu_instance": str(gpu_instance),
                   "compute_instance": str(compute_instance), "mig_uuid": text(uuid or ""),
                   "mig_profile": name.rpartition(" MIG ")[2] if " MIG " in name else ""}
-        instance_reading = Reading(nvml, labels)
+        instance_reading = reading.aside(labels)
         _read_memory(instance_reading, instance, labels)
         reading.samples += instance_reading.samples
         reading.errors += [("mig_memory", why) for _, why in instance_reading.errors]
+
+
+# Where NVML lists the processes holding memory on a device: CUDA contexts, MPS clients
+# (absent from the compute list under MPS) and graphics contexts. The first decides the
+# field's availability; the others are optional, and a driver or binding without them
+# costs nothing.
+PROCESS_LISTS = ("nvmlDeviceGetComputeRunningProcesses",
+                 "nvmlDeviceGetMPSComputeRunningProcesses",
+                 "nvmlDeviceGetGraphicsRunningProcesses")
+
+
+def _process_records(reading: Reading, handle: object) -> list[list[Any]] | None:
+    """The records of every list NVML answered; None when none did, or when one failed
+    (a list with a process missing would read as that process having exited)."""
+    lists: list[list[Any]] = []
+    failed = False
+    for position, function in enumerate(PROCESS_LISTS):
+        if position == 0:
+            before = len(reading.errors)
+            records = reading.call("processes", function, handle)
+            failed = len(reading.errors) > before
+        else:
+            optional = reading.aside(reading.labels)
+            records = optional.call("processes", function, handle)
+            # The unversioned wrapper turns a driver without the symbol into a library
+            # mismatch: for an optional list that only means the list is not there.
+            errors = [(name, why) for name, why in optional.errors
+                      if why != "library_mismatch"]
+            reading.errors += errors
+            failed = failed or bool(errors)
+            if records is not None:
+                reading.available["processes"] = ""
+        if records is not None:
+            lists.append(records)
+    return lists if lists and not failed else None
 
 
 def _read_processes(reading: Reading, handle: object, mig_enabled: bool, total: int | None,
@@ -332,31 +397,41 @@ def _read_processes(reading: Reading, handle: object, mig_enabled: bool, total: 
     A binding and driver that disagree on the record layout (nvidia-ml-py 12.535.77's 32
     bytes against the driver's 24, or the 535.43-535.86 drivers' 32 against 24) misread
     every record after the first, so one implausible record discards the whole list.
+    A process in more than one list (CUDA and graphics contexts) holds one amount of
+    memory, which each list reports whole: it is counted once.
     """
-    records = reading.call("processes", "nvmlDeviceGetComputeRunningProcesses", handle)
-    if records is None:
+    lists = _process_records(reading, handle)
+    if lists is None:
         return
     ceiling = total if total else 2**50
     used_by: dict[tuple[int, str, str], int] = {}
-    for record in records:
-        pid = int(record.pid)
-        used = record.usedGpuMemory
-        gpu_instance = int(getattr(record, "gpuInstanceId", NOT_MIG))
-        compute_instance = int(getattr(record, "computeInstanceId", NOT_MIG))
-        if not (0 < pid <= PID_MAX and (used is None or 0 <= used <= ceiling)
-                and all(i == NOT_MIG or i < MAX_MIG_ID
-                        for i in (gpu_instance, compute_instance))):
-            reading.errors.append(("processes", "implausible_record"))
-            return
-        if used is None:
-            continue  # NVML cannot tell (e.g. under WDDM): left out rather than 0
-        if mig_enabled and gpu_instance != NOT_MIG:
-            key = (pid, str(gpu_instance), str(compute_instance))
-        else:
-            key = (pid, "", "")
-        used_by[key] = used_by.get(key, 0) + int(used)
+    for records in lists:
+        in_list: dict[tuple[int, str, str], int] = {}
+        for record in records:
+            pid = int(record.pid)
+            used = record.usedGpuMemory
+            gpu_instance = int(getattr(record, "gpuInstanceId", NOT_MIG))
+            compute_instance = int(getattr(record, "computeInstanceId", NOT_MIG))
+            if not (0 < pid <= PID_MAX and (used is None or 0 <= used <= ceiling)
+                    and all(i == NOT_MIG or i < MAX_MIG_ID
+                            for i in (gpu_instance, compute_instance))):
+                reading.errors.append(("processes", "implausible_record"))
+                return
+            if used is None:
+                continue  # NVML cannot tell (e.g. under WDDM): left out rather than 0
+            if mig_enabled and gpu_instance != NOT_MIG:
+                key = (pid, str(gpu_instance), str(compute_instance))
+            else:
+                key = (pid, "", "")
+            in_list[key] = in_list.get(key, 0) + int(used)
+        for key, used in in_list.items():
+            used_by[key] = max(used_by.get(key, 0), used)
     for (pid, gpu_instance, compute_instance), used in sorted(used_by.items()):
-        extra = {"pid": str(pid), "process": _process_name(reading.nvml, pid, process_names)}
+        # Past the deadline only names already known are used: the series still count.
+        expired = reading.clock is not None and reading.clock() >= reading.deadline
+        name = process_names.get(pid, "") if expired else _process_name(
+            reading.nvml, pid, process_names)
+        extra = {"pid": str(pid), "process": name}
         if gpu_instance:
             extra |= {"gpu_instance": gpu_instance, "compute_instance": compute_instance}
         reading.add("inferwatch_gpu_process_memory_bytes", used, **extra)
