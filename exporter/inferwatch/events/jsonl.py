@@ -378,12 +378,13 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
                offsets: dict[Path, Position] | None = None) -> list[bytes]:
     """The last `count` lines by ``ts``; fills `offsets` with where each file was read to.
 
-    Files are read newest first and reading stops once `count` events are newer than the
-    last write of every file left (an event is written after its ``ts``).
+    Every file is read (one at a time, keeping only the newest `count`): an event's ``ts``
+    is the caller's, not the write time, so a file last written long ago may still hold
+    the newest events (a clock ahead, a replayed or scheduled event).
     """
     files = list(reversed(event_files(path)))
     found: list[tuple[float, bytes]] = []
-    for index, file in enumerate(files):
+    for file in files:
         if not count:  # nothing to print: only where following starts
             _mark_end(file, offsets)
             continue
@@ -396,16 +397,6 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
                 found.append((_ts(event), line))
         found.sort(key=lambda item: item[0])
         del found[:-count]  # only the newest `count` can be printed: memory stays bounded
-        rest = files[index + 1:]
-        if len(found) >= count and rest:
-            try:
-                newest_left = rest[0].stat().st_mtime
-            except FileNotFoundError:
-                newest_left = float("inf")
-            if found[-count][0] >= newest_left:
-                for other in rest:
-                    _mark_end(other, offsets)
-                break
     return [line for _, line in found[-count:]] if count else []
 
 

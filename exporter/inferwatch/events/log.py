@@ -57,8 +57,10 @@ SECRET_ENV = "INFERWATCH_EVENT_SECRET"
 REASONS = ("queue_full", "write_error", "too_large", "serialize_error", "closed")
 # Why a value inside a stored event was replaced by a marker (see events.fields): no JSON
 # form (unsupported_type), bytes that are not text (binary), a failing conversion, or text
-# where a redacted path names a field (unstructured).
-VALUE_REASONS = ("unsupported_type", "binary", "conversion_error", "unstructured")
+# where a redacted path names a field (unstructured); or a key that, turned into text, is
+# one the same mapping already holds (key_collision: `1` and `"1"`), the later value left out.
+VALUE_REASONS = ("unsupported_type", "binary", "conversion_error", "unstructured",
+                 "key_collision")
 POLL_SECONDS = 0.05
 MAX_BATCH = 1_000
 BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -123,7 +125,10 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                  error_messages: bool = False, keep_unstructured: bool = False) -> None:
         self.path = Path(sink)
         self.format = infer_format(self.path, format)
-        if not 0.0 <= sample_rate <= 1.0:
+        # A rate read from an environment variable or YAML may still be text: comparing it
+        # would raise a bare TypeError that names no option.
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or \
+                not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate: expected a number from 0 to 1, got {sample_rate!r}")
         _positive(max_bytes=max_bytes, queue_size=queue_size)
         if rotate_bytes is None:
@@ -177,6 +182,10 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             queue = self._queue
             if len(queue) < self.queue_size and not self._closed:
                 queue.append(event)
+                if _exit_flushed:
+                    # An atexit hook registered before this module ran after its flush:
+                    # the interpreter ends right after it, so the event is written now.
+                    self.flush(ATEXIT_FLUSH_SECONDS)
             else:
                 self._count("closed" if self._closed else "queue_full")
         except Exception:
@@ -431,7 +440,14 @@ def values_dropped_family(counts: dict[str, int]) -> object:
     return family
 
 
+# Set once the exit flush has run: events emitted later (by an atexit hook registered
+# before inferwatch was imported, so run after its own) are flushed as they come.
+_exit_flushed = False
+
+
 def _flush_all_at_exit() -> None:
+    global _exit_flushed
+    _exit_flushed = True
     with _registry_lock:
         logs = list(_live)
     deadline = time.monotonic() + ATEXIT_FLUSH_SECONDS

@@ -160,10 +160,19 @@ class _Cleaner:
             return {"truncated": "items", "length": len(value)}
         self.budget -= len(value)
         out = {}
+        # Distinct keys of a plain-text dict stay distinct; only a key turned into text (1
+        # and "1", b"ssn" and "ssn", "a\n" and "a") can land on one already stored.
+        converted = False
         for key, item in value.items():
             # Plain scalars inline: this loop is most of the writer's time.
             if type(key) is not str or not key.isprintable():
                 key = self._key(key)
+                converted = True
+            if converted and key in out:
+                # The first value keeps the key; a silent overwrite would lose the other
+                # without a trace, and a renamed key could escape a redaction path.
+                self._count("key_collision")
+                continue
             kind = type(item)
             if kind is str and item[:1] not in _JSON_FIRST:
                 out[key] = item if item.isprintable() else _UNSAFE.sub("", item)
@@ -177,18 +186,23 @@ class _Cleaner:
     def _key(self, key: object) -> str:
         try:
             return _clean_key(key)
-        except _NoKeyText:
-            reason = "unsupported_type"
+        except _NoKeyText as exc:
+            reason = exc.reason
         except Exception:  # the caller's own __str__ or __hash__ of a key part
             reason = "conversion_error"
-        if self.keep_unstructured and reason == "unsupported_type":
+        if self.keep_unstructured and reason != "conversion_error":
             try:
+                if isinstance(key, (bytes, memoryview)):  # as a binary value is kept
+                    return _UNSAFE.sub("", bytes(key).decode("utf-8", "backslashreplace"))
                 return _UNSAFE.sub("", str(key))
             except Exception:
                 reason = "conversion_error"
+        self._count(reason)
+        return f"<dropped {reason}: {_UNSAFE.sub('', type_name(key))}>"
+
+    def _count(self, reason: str) -> None:
         if self.dropped is not None:
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        return f"<dropped {reason}: {_UNSAFE.sub('', type_name(key))}>"
 
     def _other(self, value: object, depth: int) -> object:
         # Subclasses first (bool is an int, IntEnum is an int, str subclasses carry no surprises).
@@ -262,7 +276,12 @@ class _Cleaner:
 
 
 class _NoKeyText(Exception):
-    """A key with no text form of its own: its str() is a repr that may quote its fields."""
+    """A key with no text form of its own: its str() is a repr that may quote its fields
+    (`reason` ``unsupported_type``), or bytes that are not UTF-8 (``binary``)."""
+
+    def __init__(self, kind: str, reason: str = "unsupported_type") -> None:
+        super().__init__(kind)
+        self.reason = reason
 
 
 # Keys whose str() is their plain value, as cleaning writes such a value.
@@ -292,11 +311,12 @@ def _clean_key(key: object) -> str:
         # A plain enum with a str value (`SSN = "ssn"`) names its field by that value, as a
         # str-mixed one does; by name it would escape `redact=["inputs.ssn"]`.
         text = str.__str__(key.value) if isinstance(key.value, str) else key.name
-    elif isinstance(key, bytes):
+    elif isinstance(key, (bytes, memoryview)):
         try:
-            text = key.decode("utf-8")
+            text = bytes(key).decode("utf-8")
         except UnicodeDecodeError:
-            text = str(key)
+            # str() would store the repr "b'\\xff'": binary, as such a value is.
+            raise _NoKeyText(type_name(key), "binary") from None
     elif isinstance(key, tuple):
         # A pandas MultiIndex names a column ("user", "ssn"): as its repr the field would
         # escape `redact=["inputs.user.ssn"]`; dotted, it is the path it spells.

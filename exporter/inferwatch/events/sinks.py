@@ -328,6 +328,10 @@ class Query:
         # Compared with what the encoder stored: a long id is stored as its digest.
         if isinstance(self.request_id, str):
             self.request_id = stored_request_id(clean_text(self.request_id))
+        # Likewise a model name is stored cleaned and cut: `--model` with the name as the
+        # code gave it must find its events.
+        if isinstance(self.model, str):
+            self.model = clean_text(self.model)[:MAX_IDENTITY_CHARS]
 
     def matches(self, event: dict) -> bool:
         """Whether a decoded event passes every filter.

@@ -60,6 +60,9 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS events_model_ts ON events (model, ts)",
     "CREATE INDEX IF NOT EXISTS events_request_id ON events (request_id)",
 )
+# Every column an insert names; all but ts and body may be added to an older table.
+_COLUMNS = ("ts", "model", "model_version", "request_id", "trace_id", "error", "body")
+_REQUIRED_COLUMNS = ("ts", "body")
 _INSERT = ("INSERT INTO events (ts, model, model_version, request_id, trace_id, error, body)"
            " VALUES (?, ?, ?, ?, ?, ?, ?)")
 
@@ -169,7 +172,11 @@ class SqliteSink:
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, self.wal_bytes // page_size // 2)}")
             conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
+            conn.execute(_SCHEMA[0])
+            # A table made by an earlier release may lack columns added since: without
+            # them every insert (and the indexes below) would fail, batch after batch.
+            _add_missing_columns(conn, self.path)
+            for statement in _SCHEMA[1:]:
                 conn.execute(statement)
             conn.execute("COMMIT")
         except BaseException:
@@ -245,6 +252,20 @@ class SqliteSink:
         if not self._checkpoint(conn, wait=True) and self._wal_size() > self.wal_bytes:
             raise OSError(f"{self.path}-wal is full: a reader holds an old snapshot of the "
                           "database, so the write-ahead log cannot be checkpointed")
+
+
+def _add_missing_columns(conn: sqlite3.Connection, path: Path) -> None:
+    """Add the nullable columns an older ``events`` table lacks; a table without ``ts`` or
+    ``body`` is no event log of ours, and the error says so, naming the file."""
+    present = {row[1].lower() for row in conn.execute("PRAGMA table_info(events)")}
+    missing = [name for name in _COLUMNS if name not in present]
+    required = [name for name in missing if name in _REQUIRED_COLUMNS]
+    if required:
+        raise sqlite3.DatabaseError(
+            f"{path} is not an inferwatch event database: its table events has no "
+            f"{' or '.join(required)} column; move it aside or configure another path")
+    for name in missing:
+        conn.execute(f"ALTER TABLE events ADD COLUMN {name} TEXT")
 
 
 def _when_unlocked(step: Callable[..., T], *args: object) -> T:
