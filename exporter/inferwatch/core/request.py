@@ -37,6 +37,15 @@ _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
 
 INFERENCE_STAGE = "inference"
 
+# A request opened and never closed (``Request.open()`` with no ``close()``) in a thread
+# that lives on (a pool's worker) stays in that thread's context: every later call there
+# would join it, uncounted, and its stages would grow without bound. A request found open
+# past either bound is taken for abandoned and ended as cancelled, so that later calls
+# count as their own. Both are far beyond any real request: a web request open for ten
+# minutes, or ten thousand model calls and stages in one request.
+ABANDONED_AFTER_SECONDS = 600.0
+MAX_STAGES = 10_000
+
 
 def current_request() -> Request | None:
     """The innermost open ``mon.request()`` block in this thread or task, if any.
@@ -47,7 +56,7 @@ def current_request() -> Request | None:
     that opened it was resumed inside another block) leaves the next open one outward.
     """
     request = _current.get()
-    while request is not None and not request._open:
+    while request is not None and not (request._open and _live(request)):
         request = request._parent
     return request
 
@@ -58,10 +67,23 @@ def current_request_of(monitor: Monitor) -> Request | None:
     A's block."""
     request = _current.get()
     while request is not None:
-        if request._open and request.monitor is monitor:
+        if request._open and request.monitor is monitor and _live(request):
             return request
         request = request._parent
     return None
+
+
+def _live(request: Request) -> bool:
+    """False for an open request past the bounds of an abandoned one, which this ends
+    (as cancelled): the next call finds it, so that this stays one check per call."""
+    if len(request.record.stages) < MAX_STAGES and time.perf_counter() < request._deadline:
+        return True
+    try:
+        request.record.cancelled = True
+        request.close(None)
+    except Exception as exc:
+        faults.record("request", exc)
+    return False
 
 
 @dataclass(slots=True, init=False)
@@ -185,7 +207,8 @@ class Stage:
 class Request:
     """One prediction request; use as ``with mon.request() as r:`` (or ``async with``)."""
 
-    __slots__ = ("_depth", "_entered", "_open", "_parent", "_start", "monitor", "record")
+    __slots__ = ("_deadline", "_depth", "_entered", "_open", "_parent", "_start", "monitor",
+                 "record")
 
     def __init__(self, monitor: Monitor, request_id: str | None = None) -> None:
         self.monitor = monitor
@@ -199,6 +222,7 @@ class Request:
         self._entered = False  # once entered, entering again starts a request of its own
         self._parent: Request | None = None
         self._start = 0.0
+        self._deadline = 0.0  # perf_counter() past which an open request is abandoned
 
     @property
     def request_id(self) -> str | None:
@@ -235,10 +259,9 @@ class Request:
             # wait for the drain, and must keep what that request saw.
             self.record = RequestRecord(duration=0.0, request_id=self.record.request_id)
         monitor.call_started()
-        # The parent is the block open around this one, not a closed one a task kept.
-        parent = _current.get()
-        if parent is not None and not parent._open:
-            parent = current_request()
+        # The parent is the block open around this one, not a closed one a task kept, nor
+        # an abandoned one that a pool's thread kept.
+        parent = current_request()
         if self._entered:
             _unlink(self, parent)
         self._entered = True
@@ -249,6 +272,7 @@ class Request:
         if monitor.traces:
             self.record.trace_id = current_trace_id()
         self._start = time.perf_counter()
+        self._deadline = self._start + ABANDONED_AFTER_SECONDS
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

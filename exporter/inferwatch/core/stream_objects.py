@@ -34,7 +34,7 @@ from time import perf_counter
 from typing import Any
 
 from inferwatch import faults
-from inferwatch.core.streams import CANCELLED, OK, StreamRecord, Tracker, outcome_of
+from inferwatch.core.streams import CANCELLED, OK, StreamRecord, Tracker
 
 _FAULT = "stream"
 
@@ -92,6 +92,7 @@ class _Proxy:
     def __init__(self, stream: Any, tracker: Tracker) -> None:
         self._stream = stream
         self._tracker = tracker
+        tracker.owned = True
         self._clock = ItemClock(tracker.start, tracker.plan.bounds)
         self._chars: int | None = None
         self._last: object = None
@@ -157,7 +158,12 @@ class _Proxy:
             faults.record(_FAULT, exc)
 
     def _end(self, outcome: str, error: BaseException | None) -> None:
-        """Hand the figures to the tracker, which keeps the first ending only."""
+        """Hand the figures to the tracker, which keeps the first ending only.
+
+        An exception from the stream ends nothing here: an iterator object may go on after
+        one (a streamer's ``queue.Empty`` at its timeout, its caller calling ``next()``
+        again). The tracker counts the call at the first one (``Tracker.fail``), and the
+        items that follow are the same stream's, recorded when it ends."""
         tracker = self._tracker
         if not tracker.done:
             clock = self._clock
@@ -221,7 +227,7 @@ class StreamProxy(_Proxy):
             self._end(OK, None)
             raise
         except BaseException as exc:
-            self._end(outcome_of(exc), exc)
+            self._tracker.fail(exc)
             raise
         self._item(item)
         return item
@@ -273,7 +279,7 @@ class AsyncStreamProxy(_Proxy):
             self._end(OK, None)
             raise
         except BaseException as exc:
-            self._end(outcome_of(exc), exc)
+            self._tracker.fail(exc)
             raise
         self._item(item)
         return item

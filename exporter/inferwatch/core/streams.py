@@ -335,6 +335,10 @@ class Tracker:
     output_tokens: int | None = None
     text: list[str] | None = None
     text_room = 0
+    counted = False  # the call was counted already, when the stream raised (fail())
+    # A proxy ends its stream itself, with its figures: in a reference cycle the collector
+    # may finalise this tracker first, whose ending (no items) would be the one kept.
+    owned = False
 
     def __init__(self, monitor: Monitor, plan: _Plan, start: float) -> None:
         self.monitor = monitor
@@ -448,7 +452,26 @@ class Tracker:
                 None if first_item is None else first_item - self.start, items, gaps, gap_sum,
                 chars, input_tokens, output_tokens,
                 None if not self.text else "".join(self.text), gap_bounds=self.plan.bounds)
+            if self.counted:
+                # The call was counted when the stream first raised (fail()): these are the
+                # stream's figures alone, for the same stream's series, never a second call.
+                stream.counts_call = False
+                self.monitor.submit_stream(stream)
+                return
             self._submit(stream)
+        except Exception as exc:
+            faults.record(_FAULT, exc)
+
+    def fail(self, error: BaseException) -> None:
+        """Count the call of a stream that raised but may go on (an iterator object, whose
+        caller may call next() again): once, under `error`'s outcome, as of now. Its
+        figures (items, first item, tokens) follow when it ends, through :meth:`end`."""
+        if self.done or self.counted:
+            return
+        self.counted = True
+        try:
+            self._submit(StreamRecord(perf_counter() - self.start, outcome_of(error),
+                                      error.__class__, gap_bounds=self.plan.bounds))
         except Exception as exc:
             faults.record(_FAULT, exc)
 
@@ -486,7 +509,7 @@ class Tracker:
         monitor.submit_stream(stream)
 
     def __del__(self) -> None:
-        if not self.done:
+        if not self.done and not self.owned:
             try:
                 self.end(CANCELLED, None, None, 0, None, 0.0, None)
             except BaseException:  # at interpreter shutdown, with modules half torn down
