@@ -112,6 +112,7 @@ class Shadow:
 
     def _reset_runtime(self) -> None:
         self._queue: deque = deque()
+        self._offer_lock = threading.Lock()
         self._sampled = itertools.count()
         self._sampled_reported = 0
         self._full = itertools.count()
@@ -158,9 +159,20 @@ class Shadow:
             if request_id is not None:
                 request_id = faults.text_of(request_id, "request_id")
             # What the call saw: a caller may reuse its input and output buffers.
-            queue.append((method, tuple(map(_frozen, args)),
-                          {k: _frozen(v) for k, v in kwargs.items()} if kwargs else kwargs,
-                          _frozen(result), request_id, time.time(), features))
+            item = (method, tuple(map(_frozen, args)),
+                    {k: _frozen(v) for k, v in kwargs.items()} if kwargs else kwargs,
+                    _frozen(result), request_id, time.time(), features)
+            # Checked again where it is appended: callers that all passed the check above
+            # at once would each append, past queue_size. The lock is held for an append.
+            with self._offer_lock:
+                if self.closed:
+                    return
+                full = len(queue) >= self.queue_size
+                if not full:
+                    queue.append(item)
+            if full:
+                next(self._full)
+                return
             next(self._queued)
             if self._idle:
                 self._wake.set()
@@ -337,8 +349,9 @@ class Shadow:
             _unwrap(namespace, method, wrapper)
         self._stop.set()
         self._wake.set()
-        left = len(self._queue)
-        self._queue.clear()
+        with self._offer_lock:  # no caller appends between the count and the clear
+            left = len(self._queue)
+            self._queue.clear()
         with self._done_lock:
             self._done += left  # flush() waits for nothing that will never run
             self._done_lock.notify_all()

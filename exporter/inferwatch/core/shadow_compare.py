@@ -61,6 +61,10 @@ DROP_REASONS = ("queue_full", "timeout", "error", "crashed", "incomparable", "sh
 # dropped as ``queue_full``.
 MAX_PENDING_PAIRS = 100_000
 MAX_PENDING_BYTES = 128 * 1024 * 1024
+# Rows of outcomes scored on both sides waiting for the drain (two lists of bools or floats
+# each, some 64 bytes a row at most): the same guard against a stalled drain.
+MAX_PENDING_SCORED_ROWS = 250_000
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 class Comparison:
@@ -75,7 +79,8 @@ class Comparison:
                  shadow_classes: Callable[[], object] = lambda: None,
                  declared_classes: Sequence[object] | None = None,
                  max_pending: int = MAX_PENDING_PAIRS,
-                 max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+                 max_pending_bytes: int = MAX_PENDING_BYTES,
+                 max_pending_scored: int = MAX_PENDING_SCORED_ROWS) -> None:
         self.champion_version = champion_version
         self.task = task
         self.difference_buckets = tuple(difference_buckets)
@@ -94,6 +99,9 @@ class Comparison:
         self.max_pending_bytes = max_pending_bytes
         self._scored: list[tuple[list[bool] | None, list[bool] | None,
                                  list[float] | None, list[float] | None, int]] = []
+        self._scored_rows = 0  # rows `_scored` holds, which max_pending_scored bounds
+        self._scored_over = 0  # rows of outcomes no bound let in, for rows_over_bound
+        self.max_pending_scored = max_pending_scored
         self._drops: dict[str, int] = {}
         self._sampled = 0
         # request id -> (champion rows, shadow rows, time, bytes, rows the calls returned)
@@ -108,7 +116,7 @@ class Comparison:
         had not folded yet is the parent's to count."""
         self._lock = threading.Lock()
         self._pairs, self._scored, self._drops, self._sampled = [], [], {}, 0
-        self._pending_bytes = 0
+        self._pending_bytes = self._scored_rows = self._scored_over = 0
 
     # --- fed by the shadow's workers (any thread) -------------------------------------------
     def add(self, method: str, champion: object, shadow: object, request_id: str | None,
@@ -161,8 +169,10 @@ class Comparison:
         champion, shadow, predicted_at, _, rows = entry
         if at - predicted_at > self.ttl_seconds:
             return None
-        if champion[0].__class__ is tuple:  # several outputs: a row of targets per row
-            return self._score_outputs(champion, shadow, rows, y_true, counted)
+        # A row left out of the comparison (a value one side could not hold) is None.
+        first = next((row for row in champion if row is not None), None)
+        if first.__class__ is tuple:  # several outputs: a row of targets per row
+            return self._score_outputs(champion, shadow, rows, y_true, counted, len(first))
         truth = _as_rows(y_true)
         n = len(champion)
         if len(truth) not in (1, rows):
@@ -171,7 +181,8 @@ class Comparison:
         truth = truth * n if len(truth) == 1 else truth[:n]
         from inferwatch.quality.reference import is_missing  # as the champion's join reads
 
-        known = [i for i, t in enumerate(truth) if not is_missing(t)]
+        known = [i for i, t in enumerate(truth)
+                 if champion[i] is not None and not is_missing(t)]
         if len(known) < n:  # rows whose label is not known yet are not judged
             if not known:
                 self._note_over(over)
@@ -182,66 +193,82 @@ class Comparison:
             truth_text = [_class_text(t) for t in truth]
             champion_right = [_same_class(p, t) for p, t in zip(champion, truth_text)]
             shadow_right = [_same_class(p, t) for p, t in zip(shadow, truth_text)]
-            with self._lock:
-                self._scored.append((champion_right, shadow_right, None, None, over))
+            self._scored_add((champion_right, shadow_right, None, None, over), n)
             return n, sum(champion_right)
         try:
             champion_error = [abs(float(p) - float(t)) for p, t in zip(champion, truth)]
             shadow_error = [abs(float(p) - float(t)) for p, t in zip(shadow, truth)]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
             return None
-        with self._lock:
-            self._scored.append((None, None, champion_error, shadow_error, over))
+        self._scored_add((None, None, champion_error, shadow_error, over), n)
         return n, 0
 
     def _score_outputs(self, champion: tuple, shadow: tuple, rows: int, y_true: object,
-                       counted: tuple[int, int] | None) -> tuple[int, int] | None:
+                       counted: tuple[int, int] | None,
+                       outputs: int) -> tuple[int, int] | None:
         """Both sides of a prediction of several outputs against rows of targets, one per
         output in the champion's order (as the champion's own join reads them): every
         known target adds one absolute error per side."""
         from inferwatch.quality.reference import is_missing
 
-        truth = _as_table(y_true, len(champion[0]))
+        truth = _as_table(y_true, outputs)
         if truth is None or len(truth) not in (1, rows):
             return None
         n = len(champion)
         over = _uncounted(rows - n, n, counted)  # one label for the batch too, as the join
         truth = truth * n if len(truth) == 1 else truth[:n]
-        if isinstance(champion[0][0], str):  # a multi-output classifier: each label alone
+        first = next(row for row in champion if row is not None)
+        if isinstance(first[0], str):  # a multi-output classifier: each label alone
             champion_right, shadow_right = [], []
             for ours, theirs, targets in zip(champion, shadow, truth):
+                if ours is None:
+                    continue
                 for p, q, t in zip(ours, theirs, targets):
                     if not is_missing(t):
                         text = _class_text(t)
                         champion_right.append(_same_class(p, text))
                         shadow_right.append(_same_class(q, text))
-            with self._lock:
-                self._scored.append((champion_right, shadow_right, None, None, over))
+            self._scored_add((champion_right, shadow_right, None, None, over),
+                             len(champion_right))
             return len(champion_right), sum(champion_right)
         champion_error, shadow_error = [], []
         try:
             for ours, theirs, targets in zip(champion, shadow, truth):
+                if ours is None:
+                    continue
                 for p, q, t in zip(ours, theirs, targets):
                     if not is_missing(t):
                         champion_error.append(abs(float(p) - float(t)))
                         shadow_error.append(abs(float(q) - float(t)))
         except (TypeError, ValueError, OverflowError):
             return None
-        with self._lock:
-            self._scored.append((None, None, champion_error, shadow_error, over))
+        self._scored_add((None, None, champion_error, shadow_error, over),
+                         len(champion_error))
         return n, 0
 
     def _note_over(self, over: int) -> None:
         if over:
             with self._lock:
-                self._scored.append((None, None, None, None, over))
+                self._scored_over += over
+
+    def _scored_add(self, entry: tuple, rows: int) -> None:
+        """Keep one scored outcome for the drain. Outcomes may arrive far faster than a
+        stalled drain folds them: past `max_pending_scored` rows, an outcome's rows are
+        not kept, and count as ``rows_over_bound`` as a batch past the cache's bound does."""
+        with self._lock:
+            if self._scored_rows + rows > self.max_pending_scored:
+                self._scored_over += rows + entry[4]
+                return
+            self._scored.append(entry)
+            self._scored_rows += rows
 
     # --- on the drain thread ----------------------------------------------------------------
     def fold_into(self, state: Any, now: float) -> None:
         """Compare what arrived since the last fold and write it into `state`."""
         with self._lock:
             pairs, self._pairs, self._pending_bytes = self._pairs, [], 0
-            scored, self._scored = self._scored, []
+            scored, self._scored, self._scored_rows = self._scored, [], 0
+            over, self._scored_over = self._scored_over, 0
             drops, self._drops = self._drops, {}
             sampled, self._sampled = self._sampled, 0
         version = self.champion_version
@@ -271,7 +298,10 @@ class Comparison:
                        self._shadow_cap.fold(shadow_class)), count)
         for output, chunks in differences.items():
             values = np.concatenate(chunks)
-            values = values[np.isfinite(values)]
+            # Both sides are finite (a row holding nan or inf is not compared), so an
+            # infinity here is a difference past the float range (1e308 against -1e308):
+            # a compared row, observed as the farthest apart a float can say.
+            values = np.clip(values[~np.isnan(values)], -_FLOAT_MAX, _FLOAT_MAX)
             if not len(values):
                 continue
             # OpenMetrics has no negative quantiles: the summary holds how far apart the
@@ -280,19 +310,20 @@ class Comparison:
                 np.abs(values), now)
             state.histogram("inferwatch_shadow_difference", (version, output),
                             self.difference_buckets).observe(values)
-        self._fold_scores(state, scored)
+        self._fold_scores(state, scored, over)
 
     def _remember_calls(self, calls: list, found: tuple[list, list] | tuple[()]) -> None:
         if not found:
             return  # compared, but no single output an outcome could score
         for (request_id, at), start, stop in calls:
             if request_id is not None:
-                self._remember(request_id, found[0][start:stop], found[1][start:stop], at)
+                champion = found[0][start:stop]
+                if any(row is not None for row in champion):
+                    self._remember(request_id, champion, found[1][start:stop], at)
 
-    def _fold_scores(self, state: Any, scored: list) -> None:
+    def _fold_scores(self, state: Any, scored: list, over: int = 0) -> None:
         version = self.champion_version
         table: dict[tuple[str, str], int] = {}
-        over = 0
         for champion_right, shadow_right, champion_error, shadow_error, rows_over in scored:
             over += rows_over
             if champion_right is not None:
@@ -327,14 +358,16 @@ class Comparison:
             champion, shadow = self._normalize(batch.method, champion_result, shadow_result,
                                                names)
             rows_lost = bool(champion.invalid or shadow.invalid)
+            keep = None
             if rows_lost:
                 # A value one side could not hold (nan, inf, a label no class may be) left
                 # its row out of that side: rows no longer line up by position. Only rows
-                # both sides hold whole are compared, and no outcome row can be matched.
+                # both sides hold whole are compared; the others are remembered as None, so
+                # that an outcome still finds every other row of the batch in its place.
                 whole = self._whole_rows(batch, names)
                 if whole is None:
                     return None
-                champion, shadow = whole
+                champion, shadow, keep = whole
             if not (champion.rows and champion.rows == shadow.rows
                     and (rows_lost or batch.rows in (None, champion.rows))):
                 return None
@@ -352,11 +385,14 @@ class Comparison:
             differences.setdefault(output, []).extend(chunks)
         # A champion narrowed to the outputs both return no longer holds what an outcome
         # row (a target per champion output) judges.
-        return () if rows_lost or narrowed else found
+        if narrowed or not found:
+            return ()
+        return found if keep is None else _in_place(found, keep)
 
-    def _whole_rows(self, batch: _Batch, names: tuple) -> tuple[Prediction, Prediction] | None:
-        """Both sides' predictions over the rows that neither side loses a value of; None
-        unless both are arrays of rows of one length."""
+    def _whole_rows(self, batch: _Batch,
+                    names: tuple) -> tuple[Prediction, Prediction, np.ndarray] | None:
+        """Both sides' predictions over the rows that neither side loses a value of, and
+        which rows those are; None unless both are arrays of rows of one length."""
         champion, shadow = _row_array(batch.champion), _row_array(batch.shadow)
         if champion is None or shadow is None or len(champion) != len(shadow) or \
                 len(champion) > MAX_ROWS_CHECKED:
@@ -368,7 +404,7 @@ class Comparison:
         pair = self._normalize(batch.method, champion[keep], shadow[keep], names)
         if pair[0].invalid or pair[1].invalid:
             return None
-        return pair
+        return pair[0], pair[1], keep
 
     def _whole(self, method: str, rows: np.ndarray, names: tuple) -> np.ndarray:
         """Which rows normalize keeps every value of."""
@@ -454,6 +490,25 @@ class Comparison:
             while len(cache) > self.cache_size or (self._bytes > self.max_bytes and
                                                    len(cache) > 1):
                 self._bytes -= cache.popitem(last=False)[1][3]
+
+
+def _in_place(found: tuple[list, list], keep: np.ndarray) -> tuple[list, list] | tuple[()]:
+    """Both sides' rows (of the rows `keep` marks) back in the batch's positions, a row left
+    out as None; () when they are not one per kept row.
+
+    >>> _in_place((["a", "b"], ["a", "c"]), np.array([True, False, True]))
+    (['a', None, 'b'], ['a', None, 'c'])
+    """
+    kept = int(np.count_nonzero(keep))
+    if len(found[0]) != kept or len(found[1]) != kept:
+        return ()
+    sides = []
+    for rows in found:
+        placed: list = [None] * len(keep)
+        for index, row in zip(np.flatnonzero(keep).tolist(), rows):
+            placed[index] = row
+        sides.append(placed)
+    return sides[0], sides[1]
 
 
 def _uncounted(over: int, kept: int, counted: tuple[int, int] | None) -> int:
