@@ -2,9 +2,13 @@
 
 Files in the directory (anything else there is ignored):
 
-- ``worker-<pid>-<start>.snapshot``: the complete state of one live (or not yet folded)
-  process; ``start`` is its start time in centiseconds (on Linux counted from boot, so a
-  stepped clock does not change it), so a reused pid is a new name.
+- ``worker-<pid>-<start>-<boot>.snapshot``: the complete state of one live (or not yet
+  folded) process; ``start`` is its start time in centiseconds (on Linux counted from
+  boot, so a stepped clock does not change it), so a reused pid is a new name; ``boot``
+  is the kernel's boot id (Linux), so a directory that survives a reboot never has a
+  previous boot's worker taken for a live one of this boot with the same pid and start.
+  Without a boot id (other systems, or files of releases before it) the name is
+  ``worker-<pid>-<start>.snapshot``, read and judged by pid and start alone.
 - ``archive.snapshot``: the final state of every dead worker folded into one, plus the
   names of the snapshots folded in but possibly not yet deleted.
 - ``<name>.tmp-<pid>-<start>``: a write in progress (renamed over ``<name>`` when done);
@@ -69,8 +73,11 @@ from inferwatch.multiproc.snapshot_format import (
 
 ARCHIVE = "archive.snapshot"
 LOCK = ".fold.lock"
-_WORKER = re.compile(r"worker-(\d+)-(\d+)\.snapshot")
-_TEMP = re.compile(r"(?:worker-\d+-\d+|archive)\.snapshot\.tmp-(\d+)-(\d+)")
+_WORKER = re.compile(r"worker-(\d+)-(\d+)(?:-([0-9a-f]{32}))?\.snapshot")
+# A worker's temp file carries its writer's boot id in the snapshot's name; an archive's
+# temp file has none, and is judged by pid and start alone.
+_TEMP = re.compile(
+    r"(?:worker-\d+-\d+(?:-([0-9a-f]{32}))?|archive)\.snapshot\.tmp-(\d+)-(\d+)")
 CORRUPT_ARCHIVE = "archive.snapshot.corrupt"
 # Where the kernel gives start times in ticks since boot (Linux), they are exact and
 # never move. Elsewhere psutil's start time adds the wall-clock boot time: read twice it
@@ -78,6 +85,11 @@ CORRUPT_ARCHIVE = "archive.snapshot.corrupt"
 _PROC_STAT = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 START_TOLERANCE_CENTISECONDS = 0 if _PROC_STAT else 200
+# Model versions kept in the archive that no live worker serves: a server redeployed with a
+# new version every hour would otherwise carry every version it ever ran until a clear.
+# The least recently folded go first; a version a live worker serves is never dropped
+# (its sum would fall, which Prometheus reads as a reset).
+MAX_ARCHIVED_VERSIONS = 64
 READ_ATTEMPTS = 5
 # A snapshot written this recently has a live writer (workers rewrite theirs at least every
 # worker.REFRESH_SECONDS): only an older one is looked up in /proc.
@@ -91,6 +103,23 @@ PASSING_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOB
                             errno.EIO, errno.EAGAIN, errno.EINTR})
 # Why an entry was skipped rather than read or removed.
 SKIP_REASONS = ("symlink", "not_regular", "foreign_owner", "too_large", "undeletable")
+
+
+
+def _read_boot_id() -> str:
+    """This boot's id (32 hex digits) where the kernel gives one, else ''."""
+    if not _PROC_STAT:
+        return ""  # start times there are wall-clock times: one boot's are another's
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as handle:
+            text = handle.read(64).decode("ascii", "replace")
+    except OSError:
+        return ""
+    digits = text.strip().replace("-", "").lower()
+    return digits if re.fullmatch(r"[0-9a-f]{32}", digits) else ""
+
+
+BOOT_ID = _read_boot_id()
 
 _skipped_lock = threading.Lock()
 _skipped = dict.fromkeys(SKIP_REASONS, 0)
@@ -191,34 +220,48 @@ class WorkerId:
     >>> WorkerId.current().alive()
     True
     >>> WorkerId.parse(WorkerId(12, 345).name)
-    WorkerId(pid=12, start=345)
+    WorkerId(pid=12, start=345, boot='')
     """
 
     pid: int
     start: int  # process start time in centiseconds: since boot on Linux, else the epoch
+    boot: str = ""  # the boot id the start time counts from ('' where there is none)
 
     @classmethod
     def current(cls) -> WorkerId:
         if _PROC_STAT:
             found = _proc_stat(os.getpid())
             if found is not None:
-                return cls(os.getpid(), found[1])
+                return cls(os.getpid(), found[1], BOOT_ID)
         return cls(os.getpid(), _start_of(psutil.Process()))
 
     @classmethod
     def parse(cls, name: str) -> WorkerId | None:
         match = _WORKER.fullmatch(name)
-        return cls(int(match[1]), int(match[2])) if match else None
+        return cls(int(match[1]), int(match[2]), match[3] or "") if match else None
 
     @property
     def name(self) -> str:
-        return f"worker-{self.pid}-{self.start}.snapshot"
+        boot = f"-{self.boot}" if self.boot else ""
+        return f"worker-{self.pid}-{self.start}{boot}.snapshot"
 
-    def alive(self) -> bool:
-        """Whether this very process still runs (a zombie has stopped: it counts as dead)."""
+    def alive(self, stats: dict[int, tuple[str, int] | None] | None = None) -> bool:
+        """Whether this very process still runs (a zombie has stopped: it counts as dead).
+
+        `stats` (pid -> what ``/proc/<pid>/stat`` gave) shares lookups between the workers
+        of one pass over a directory: several files of one pid (a worker's snapshot and
+        temp file, pids reused across restarts) cost one lookup, not one each.
+        """
+        if self.boot and self.boot != BOOT_ID:
+            return False  # of another boot: every process of that one has ended
         if _PROC_STAT:
             try:
-                found = _proc_stat(self.pid)
+                if stats is None:
+                    found = _proc_stat(self.pid)
+                elif self.pid in stats:
+                    found = stats[self.pid]
+                else:
+                    found = stats[self.pid] = _proc_stat(self.pid)
             except OSError:
                 return True  # it exists; never fold what might still be writing
             if found is None:
@@ -258,18 +301,22 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0].decode("ascii", "replace"), round(int(fields[19]) * 100 / _CLOCK_TICKS)
 
 
-def _alive(name: str) -> bool:
+def _alive(name: str, stats: dict[int, tuple[str, int] | None] | None = None) -> bool:
     """Whether the writer of the snapshot `name` still runs (never False on doubt)."""
     worker = WorkerId.parse(name)
+    return worker is None or _worker_alive(worker, stats)
+
+
+def _worker_alive(worker: WorkerId, stats: dict[int, tuple[str, int] | None] | None) -> bool:
     try:
-        return worker is None or worker.alive()
+        return worker.alive(stats)
     except (OSError, ValueError, IndexError, psutil.Error):
         return True
 
 
 def _temp_owner(name: str) -> WorkerId | None:
     match = _TEMP.fullmatch(name)
-    return WorkerId(int(match[1]), int(match[2])) if match else None
+    return WorkerId(int(match[2]), int(match[3]), match[1] or "") if match else None
 
 
 class SnapshotDirectory:
@@ -402,13 +449,15 @@ class SnapshotDirectory:
                 folded = set(archive.folded)
                 if dead is not None:
                     dead.add(id(archive))  # the final states of exited workers
+        stats: dict[int, tuple[str, int] | None] = {}
         for name in sorted(names - folded - {ARCHIVE}):
             raw = self._load(name)
             if raw is _VANISHED:
                 return raws, False  # folded since we listed: the archive we read is stale
             if raw is not None:
                 raws.append(raw)
-                if dead is not None and not self._written_lately(name) and not _alive(name):
+                if dead is not None and not self._written_lately(name) \
+                        and not _alive(name, stats):
                     dead.add(id(raw))
         return raws, True
 
@@ -521,17 +570,23 @@ class SnapshotDirectory:
             if not locked:
                 return []
             entries = os.listdir(self.path)
+            # Every worker folds about once a second: one /proc lookup per pid per fold
+            # (not one per file), and none for this process itself.
+            stats: dict[int, tuple[str, int] | None] = {}
             # Deleted first: on a full disk they hold the space the archive needs, and a
             # fold that fails writing it would otherwise never get to them.
             for name in entries:
                 if (owner := _temp_owner(name)) is not None and owner != me \
-                        and not owner.alive():
+                        and not _worker_alive(owner, stats):
                     self._remove(name)
             dead = sorted(name for name in entries
                           if (worker := WorkerId.parse(name)) is not None
-                          and (name in also or not worker.alive()))
+                          and (name in also
+                               or (worker != me and not _worker_alive(worker, stats))))
             if dead:
-                dead = self._fold_locked(me, dead, time.time() if now is None else now)
+                dead = self._fold_locked(me, dead, time.time() if now is None else now,
+                                         live=[name for name in entries
+                                               if _WORKER.fullmatch(name) and name not in dead])
             return dead
 
     def _remove(self, name: str) -> None:
@@ -543,9 +598,11 @@ class SnapshotDirectory:
         except OSError:
             _count_skip("undeletable")
 
-    def _fold_locked(self, me: WorkerId, dead: list[str], now: float) -> list[str]:
+    def _fold_locked(self, me: WorkerId, dead: list[str], now: float,
+                     live: Iterable[str] = ()) -> list[str]:
         """Fold `dead` into the archive and delete them; returns those folded (one that
-        could not be read for a passing reason stays for the next fold)."""
+        could not be read for a passing reason stays for the next fold). `live` are the
+        other snapshots: their model versions stay in the archive whatever its size."""
         archive, archived_states = self._read_archive()
         already = set(archive.folded)
         if already.issuperset(dead):
@@ -579,7 +636,9 @@ class SnapshotDirectory:
                 continue
             for state in models:
                 state.gauges.clear()  # a dead process has nothing in flight
-                target = states.get(state.key)
+                # Popped and put back last: the archive's order is that of the latest
+                # fold of each version, which decides what goes past MAX_ARCHIVED_VERSIONS.
+                target = states.pop(state.key, None)
                 if target is None:
                     states[state.key] = state
                 else:  # a series laid out otherwise (a rollout) is skipped and counted
@@ -587,12 +646,16 @@ class SnapshotDirectory:
                     merge_model(target, state,
                                 lambda exc: faults.record("multiproc_fold", exc))
                     target.info = _newer_info(target.info, info)
+                    states[state.key] = target
             for field in PROCESS_COUNTERS:
                 _add(getattr(archive, field), raw.header.get(field))
         for state in states.values():
             for series in state.summaries.values():
                 for summary in series.values():
                     summary.sketch.window(now)  # drops expired age buckets: bounded archive
+        if len(states) > MAX_ARCHIVED_VERSIONS:
+            # Unread dead files still count in readers' sums, as live ones do.
+            self._drop_old_versions(states, [*live, *kept])
         folded = [name for name in dead if name not in kept]
         remaining = {name for name in os.listdir(self.path) if name in already}
         archive.folded = sorted(remaining | set(folded))
@@ -602,6 +665,25 @@ class SnapshotDirectory:
         for name in folded:
             self._remove(name)
         return folded
+
+    def _drop_old_versions(self, states: dict[tuple[str, str], ModelState],
+                           live: Iterable[str]) -> None:
+        """Drop the least recently folded versions past MAX_ARCHIVED_VERSIONS that no live
+        snapshot holds (read only here: an archive rarely grows past the bound)."""
+        served: set[tuple[str, str]] = set()
+        for name in live:
+            try:
+                data, _ = read_entry(self._file(name), self.trusted_uids)
+                raw = decode(data)  # type: ignore[arg-type]
+            except (FileNotFoundError, Skipped):
+                continue  # gone (a clear), or not a snapshot: readers do not count it
+            except (OSError, SnapshotError):
+                return  # a live worker's versions unknown: keep every version this time
+            if raw.layout is not None:
+                served.update(model.key for model in raw.layout.models)
+        spare = len(states) - MAX_ARCHIVED_VERSIONS
+        for key in [key for key in states if key not in served][:spare]:
+            del states[key]
 
     def _read_archive(self) -> tuple[Snapshot, list[ModelState]]:
         """The archive's process counters and folded names, and its model states."""

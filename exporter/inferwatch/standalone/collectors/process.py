@@ -35,6 +35,10 @@ CAP_WARNING_INTERVAL_SECONDS = 60.0
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
 
 
+# psutil's start times add the wall-clock boot time, which can move by a tick between
+# reads; a pid reused within a second of its last owner's start is not worth the doubt.
+START_TOLERANCE_SECONDS = 1.0
+
 # Linux's PID_MAX_LIMIT, the ceiling of kernel.pid_max: no process has a larger pid.
 PID_MAX_LIMIT = 4_194_304
 
@@ -46,11 +50,22 @@ COMM_BYTES = 15
 def read_pidfile(path: str) -> int | None:
     """The pid in a pidfile, or None while it is missing, not yet written, or not a file.
 
+    >>> read_pidfile("/nonexistent/pidfile") is None
+    True
+    """
+    found = read_pidfile_stamped(path)
+    return None if found is None else found[0]
+
+
+def read_pidfile_stamped(path: str) -> tuple[int, tuple[int, int], float] | None:
+    """The pid in a pidfile, the file's (inode, mtime) and its mtime in seconds; None
+    while it is missing, not yet written, or not a file.
+
     The file is opened without blocking and read only when it is a regular file: a named
     pipe (or a device) in its place would otherwise park the collector's thread in open()
     until some writer came, and the process collector would report nothing meanwhile.
 
-    >>> read_pidfile("/nonexistent/pidfile") is None
+    >>> read_pidfile_stamped("/nonexistent/pidfile") is None
     True
     """
     try:
@@ -58,7 +73,8 @@ def read_pidfile(path: str) -> int | None:
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return None
         data = os.read(fd, 64)
     except OSError:
@@ -66,7 +82,9 @@ def read_pidfile(path: str) -> int | None:
     finally:
         os.close(fd)
     text = data.decode("ascii", errors="replace").strip()
-    return int(text) if text.isdigit() and 0 < int(text) <= PID_MAX_LIMIT else None
+    if not (text.isdigit() and 0 < int(text) <= PID_MAX_LIMIT):
+        return None
+    return int(text), (info.st_ino, info.st_mtime_ns), info.st_mtime
 
 
 def matches_name(name: str, process_name: str, cmdline: Sequence[str]) -> bool:
@@ -223,6 +241,13 @@ class ProcessCollector(Collector):
         # Where a pid came from -> the pid said not to be running there; one entry per
         # source, so a pidfile that keeps naming dead pids cannot grow it.
         self._warned_gone: dict[str, int] = {}
+        # Source -> (pid, start time) of the process first seen there: a pid is reused
+        # once its process exits, and the unrelated process that gets it must not be
+        # watched (and its CPU and memory shown) as the model server.
+        self._identities: dict[str, tuple[int, float]] = {}
+        # Pidfile -> (inode, mtime) when its identity was taken: a rewritten pidfile names
+        # a new process, even under the same pid.
+        self._pidfile_keys: dict[str, tuple[int, int]] = {}
         self._cap_said_at = float("-inf")
 
     @classmethod
@@ -270,11 +295,13 @@ class ProcessCollector(Collector):
                 if ppid is not None:
                     parents[process.pid] = ppid
         roots: set[int] = set()
-        for pid, source in self._root_pids():
+        for pid, source, written_at in self._root_pids():
             try:
                 if pid not in table:
                     table[pid] = psutil.Process(pid)
                 running = table[pid].status() != psutil.STATUS_ZOMBIE
+                if running and not self._same_process(source, pid, table[pid], written_at):
+                    continue
             except _GONE:
                 running = False
             except psutil.AccessDenied:
@@ -297,6 +324,33 @@ class ProcessCollector(Collector):
         # own children.
         chosen = (sorted(roots) + sorted(below))[:MAX_PROCESSES]
         return [table[pid] for pid in chosen]
+
+    def _same_process(self, source: str, pid: int, process: psutil.Process,
+                      written_at: float | None) -> bool:
+        """Whether `process` is the one `source` meant, not a later owner of its pid (warned
+        once); `written_at` is the pidfile's mtime (None for --process.pid)."""
+        try:
+            started = process.create_time()
+        except psutil.AccessDenied:
+            return True  # no start time to compare: as before, the pid decides
+        known = self._identities.get(source)
+        if known is None or known[0] != pid:
+            if written_at is not None and started > written_at + START_TOLERANCE_SECONDS:
+                # Started after the pidfile was last written: the server that wrote it is
+                # gone (a crash leaves its pidfile) and its pid went to this process.
+                self._say_reused(source, pid)
+                return False
+            self._identities[source] = known = (pid, started)
+        if abs(known[1] - started) > START_TOLERANCE_SECONDS:
+            self._say_reused(source, pid)
+            return False
+        return True
+
+    def _say_reused(self, source: str, pid: int) -> None:
+        if self._warned_gone.get(source) != pid:
+            self._warned_gone[source] = pid
+            log.warning("%s: pid %d now belongs to another process (the one meant exited "
+                        "and its pid was reused); skipped", source, pid)
 
     def _say_if_over_cap(self, watched: int) -> None:
         """Warn about the cap at most once a minute: a fork-happy server stays over it for
@@ -323,19 +377,27 @@ class ProcessCollector(Collector):
             log.warning("%s: pid %d is not running (exited, or in another pid namespace); "
                         "skipped until it runs", source, pid)
 
-    def _root_pids(self) -> list[tuple[int, str]]:
-        """The pids asked for, each with where it came from (for the log)."""
-        pids = [(pid, f"--process.pid={pid}") for pid in self.pids]
+    def _root_pids(self) -> list[tuple[int, str, float | None]]:
+        """The pids asked for, each with where it came from (for the log) and, for a
+        pidfile, when it was written."""
+        pids: list[tuple[int, str, float | None]] = [
+            (pid, f"--process.pid={pid}", None) for pid in self.pids]
         for path in self.pidfiles:
-            pid = read_pidfile(path)
-            if pid is None:
+            found = read_pidfile_stamped(path)
+            if found is None:
                 if path not in self._warned_pidfiles:
                     self._warned_pidfiles.add(path)
                     log.warning("pidfile %s is missing or holds no pid; skipped until it does",
                                 path)
                 continue
             self._warned_pidfiles.discard(path)
-            pids.append((pid, f"pidfile {path}"))
+            pid, key, written_at = found
+            source = f"pidfile {path}"
+            if self._pidfile_keys.get(path) != key:
+                # Rewritten (a restart): whatever it names now is a fresh identity.
+                self._pidfile_keys[path] = key
+                self._identities.pop(source, None)
+            pids.append((pid, source, written_at))
         return pids
 
     @staticmethod
