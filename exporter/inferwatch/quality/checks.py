@@ -147,6 +147,7 @@ class BatchChecker:
                          for name, p in reference.outputs.items()}
         numeric = [c for c in self._columns if c.numeric]
         self._all_numeric = len(numeric) == len(self._columns) and bool(numeric)
+        self._narrow: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if self._all_numeric:
             self._lo = np.array([c.lo for c in numeric])
             self._hi = np.array([c.hi for c in numeric])
@@ -313,10 +314,17 @@ class BatchChecker:
         if any(n is None for n in lengths) or len(set(lengths)) != 1:
             result.error("wrong_shape")
             return
-        columns = {str(k): v for k, v in batch.items()}
-        self._sliced(columns, lengths[0],
-                     lambda i, j: {k: v[i:j] for k, v in columns.items()},
-                     self._column_dict, result)
+        n = lengths[0]
+        names = [str(k) for k in batch]
+        ambiguous = self._ambiguous(names, n, result)
+        # Keys with one text (0 and "0") name one column twice, as a frame's repeated name
+        # does: neither is kept, and the batch counts it, rather than one silently winning.
+        columns = {name: v for name, v in zip(names, values) if name not in ambiguous}
+        self._sliced((columns, n), n,
+                     lambda i, j: ({k: v[i:j] for k, v in columns.items()}, min(j, n) - i),
+                     lambda part, res: self._column_dict(part[0], res, rows=part[1],
+                                                         unreadable=ambiguous),
+                     result)
 
     def _records(self, batch: np.ndarray | np.void, result: BatchResult) -> None:
         """A numpy structured array (or one record): its fields are columns by name, as a
@@ -388,17 +396,24 @@ class BatchChecker:
     def _numeric_block(self, block: np.ndarray, result: BatchResult) -> None:
         # Column-major: comparing against one edge per feature then runs down contiguous
         # columns, and the loop is over edge positions (about `bins`), never over values.
+        lo, hi, edge_matrix = self._lo, self._hi, self._edge_matrix
+        if _is_narrow(block.dtype):
+            key = block.dtype.str
+            if key not in self._narrow:
+                self._narrow[key] = (at_precision(lo, block.dtype), at_precision(hi, block.dtype),
+                                     at_precision(edge_matrix, block.dtype, edges=True))
+            lo, hi, edge_matrix = self._narrow[key]
         values = np.asarray(block, dtype=np.float64, order="F")
         nan = np.isnan(values)
         result.missing += nan.sum(axis=0)
         result.error("non_finite", int(np.isinf(values).sum()))
-        result.out_of_range += ((values < self._lo) | (values > self._hi)).sum(axis=0)
+        result.out_of_range += ((values < lo) | (values > hi)).sum(axis=0)
         # bin = number of edges <= value, what searchsorted(side="right") gives; the edge
         # matrix is padded with NaN, which compares False.
         index = np.zeros(values.shape, dtype=self._index_dtype, order="F")
         at_or_above = np.empty(values.shape, dtype=bool, order="F")
-        for k in range(self._edge_matrix.shape[1]):
-            np.greater_equal(values, self._edge_matrix[:, k], out=at_or_above)
+        for k in range(edge_matrix.shape[1]):
+            np.greater_equal(values, edge_matrix[:, k], out=at_or_above)
             index += at_or_above
         index += self._starts
         total = self.feature_layout.total
@@ -411,21 +426,24 @@ class BatchChecker:
         keys = frame_names(frame)
         names = [str(c) for c in keys]
         n = len(frame)
-        unique = dict(zip(names, keys))
-        ambiguous: set[str] = set()
-        if len(unique) != len(names):
-            ambiguous = {name for name, times in Counter(names).items() if times > 1}
-            unique = {name: key for name, key in unique.items() if name not in ambiguous}
-        if ambiguous:
-            # Only a feature named twice (pd.concat(axis=1) of overlapping frames) cannot be
-            # read: the rest of the batch is checked and its rows reach the drift window.
-            if any(name in self._index for name in ambiguous):
-                result.error("wrong_shape")
-            result.error("extra_column", n * sum(1 for name in names
-                                                 if name in ambiguous and name not in self._index))
+        ambiguous = self._ambiguous(names, n, result)
+        unique = {name: key for name, key in zip(names, keys) if name not in ambiguous}
         # The frame's own length: one without columns still has rows, each missing all.
         self._column_dict({name: frame_column(frame, c) for name, c in unique.items()},
                           result, rows=n, unreadable=ambiguous)
+
+    def _ambiguous(self, names: list[str], n: int, result: BatchResult) -> set[str]:
+        """Names given more than once, counted: none of their columns can be read."""
+        if len(set(names)) == len(names):
+            return set()
+        ambiguous = {name for name, times in Counter(names).items() if times > 1}
+        # Only a feature named twice (pd.concat(axis=1) of overlapping frames) cannot be
+        # read: the rest of the batch is checked and its rows reach the drift window.
+        if any(name in self._index for name in ambiguous):
+            result.error("wrong_shape")
+        result.error("extra_column", n * sum(1 for name in names
+                                             if name in ambiguous and name not in self._index))
+        return ambiguous
 
     def _column_dict(self, columns: Mapping[str, Any], result: BatchResult,
                      rows: int | None = None, unreadable: set[str] | None = None) -> None:
@@ -511,6 +529,7 @@ class _CompiledColumn:
         self.lo, self.hi = value_range(profile, tolerance)
         self.lookup = {c: i for i, c in enumerate(profile.categories[:-1])}
         self.other = self.n_bins - 1
+        self._narrow: dict[str, tuple[float, float, np.ndarray]] = {}
 
     def count(self, values: np.ndarray, out: _ColumnCounts) -> None:
         if self.numeric:
@@ -519,6 +538,14 @@ class _CompiledColumn:
             self._count_categorical(values, out)
 
     def _count_numeric(self, values: np.ndarray, out: _ColumnCounts) -> None:
+        lo, hi, edges = self.lo, self.hi, self.edges
+        if _is_narrow(values.dtype):
+            key = values.dtype.str
+            if key not in self._narrow:
+                self._narrow[key] = (float(at_precision(np.float64(lo), values.dtype)),
+                                     float(at_precision(np.float64(hi), values.dtype)),
+                                     at_precision(edges, values.dtype, edges=True))
+            lo, hi, edges = self._narrow[key]
         floats, n_wrong = _to_float(values)
         out.wrong_type = n_wrong
         nan = np.isnan(floats)
@@ -526,8 +553,8 @@ class _CompiledColumn:
         if nan.any():
             floats = floats[~nan]
         out.non_finite = int(np.isinf(floats).sum())
-        out.out_of_range = int(((floats < self.lo) | (floats > self.hi)).sum())
-        index = np.searchsorted(self.edges, floats, side="right")
+        out.out_of_range = int(((floats < lo) | (floats > hi)).sum())
+        index = np.searchsorted(edges, floats, side="right")
         out.bins = np.bincount(index, minlength=self.n_bins)
 
     def _count_categorical(self, values: np.ndarray, out: _ColumnCounts) -> None:
@@ -575,6 +602,42 @@ def _keys_one_by_one(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _is_narrow(dtype: np.dtype) -> bool:
+    return dtype.kind == "f" and dtype.itemsize < 8
+
+
+def at_precision(bounds: np.ndarray, dtype: np.dtype, *, edges: bool = False) -> np.ndarray:
+    """Range bounds or bin `edges` (one row per feature) rounded to the precision of live
+    values of `dtype` (float32, float16), as float64.
+
+    A float32 input 0.1 is 0.100000001 as a float64: against a float64 reference whose
+    maximum is 0.1 it would be out of range, and binned above an edge at 0.1, though it is
+    the very number the training data held. Rounded to float32, the bound is that same
+    0.100000001. Infinite bounds (an empty range) stay infinite and finite ones stay finite,
+    so infinities are still always out of range.
+
+    >>> float(at_precision(np.float64(0.1), np.dtype(np.float32)))
+    0.10000000149011612
+    >>> float(at_precision(np.float64(1e300), np.dtype(np.float32)))
+    3.4028234663852886e+38
+    """
+    big = float(np.finfo(dtype).max)
+    values = np.asarray(bounds, dtype=np.float64)
+    finite = np.isfinite(values)
+    # Bounds past the narrow type's range would round to an infinity, and let one in.
+    clipped = np.where(finite, np.clip(values, -big, big), values)
+    rounded = clipped.astype(dtype)
+    if edges and rounded.ndim:
+        # Edges (one row of them per feature) closer than the narrow type's step would
+        # round to one and empty the bin between: a constant's own bin, [v, v + 1 ulp),
+        # must still hold v. Each is kept a step above the one before it.
+        rows = rounded.reshape(-1, rounded.shape[-1])
+        for k in range(1, rows.shape[1]):
+            step = np.nextafter(rows[:, k - 1], dtype.type(np.inf))
+            rows[:, k] = np.where(rows[:, k] < step, step, rows[:, k])
+    return rounded.astype(np.float64)
 
 
 def value_range(profile: Profile, tolerance: float) -> tuple[float, float]:
@@ -703,9 +766,12 @@ def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
         # Only a column of a numeric dtype is read as floats at once: converting an object
         # column would parse its text, so "1.5" would pass in one batch and be wrong in the
         # next, beside a value that does not parse.
-        if numeric and getattr(getattr(values, "dtype", None), "kind", None) in _NUMBER_KINDS:
+        kind = getattr(values, "dtype", None)
+        if numeric and getattr(kind, "kind", None) in _NUMBER_KINDS:
+            # A float32 column stays float32: its bounds and edges are rounded to match.
+            target = kind if isinstance(kind, np.dtype) and _is_narrow(kind) else np.float64
             try:
-                return values.to_numpy(dtype=np.float64, na_value=np.nan)
+                return values.to_numpy(dtype=target, na_value=np.nan)
             except (TypeError, ValueError):
                 pass
         values = values.to_numpy()

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -48,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="where to write the reference profile (JSON); - for stdout")
     parser.add_argument("--categorical", action="append", default=[], metavar="COLS",
-                        help="comma-separated columns to profile as categories even if numeric")
+                        help="comma-separated columns to profile as categories even if numeric"
+                             " (repeatable; a name holding a comma: the whole value, or a\\,b)")
     parser.add_argument("--predictions-column", action="append", default=[], metavar="COL",
                         help="a column holding model predictions (repeatable, or comma-separated)")
     parser.add_argument("--target", default=None, metavar="COL",
@@ -90,8 +92,10 @@ def _run(args: argparse.Namespace) -> int:
         if fmt == "parquet":
             columns = read_parquet(readable, progress, name=path)
         else:
-            columns = read_csv(readable, progress, text_columns=set(_split(args.categorical)),
-                               name=path)
+            # The header first: whether "a,b" names one column or two depends on it.
+            text = _column_list(args.categorical, csv_header(readable, name=path),
+                                "--categorical")
+            columns = read_csv(readable, progress, text_columns=set(text), name=path)
         progress.close()
 
     names = list(columns)
@@ -283,12 +287,36 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _split(values: list[str]) -> list[str]:
-    return [n.strip() for value in values for n in value.split(",") if n.strip()]
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+
+
+def _split(values: list[str], known: list[str] | None = None, flag: str = "") -> list[str]:
+    """Column names from repeated, comma-separated flag values. A column whose name holds
+    a comma is named by the whole value when that is its name (``--categorical "a,b"``), or
+    with the comma escaped (``a\\,b``), which also serves a list naming it beside others.
+
+    >>> _split(["a,b", "c"]), _split(["x\\,y,z"]), _split(["a,b"], known=["a,b", "a"])
+    (['a', 'b', 'c'], ['x,y', 'z'], ['a,b'])
+    """
+    names: list[str] = []
+    for value in values:
+        whole = value.strip()
+        parts = [n.strip().replace("\\,", ",") for n in _UNESCAPED_COMMA.split(value)]
+        parts = [n for n in parts if n]
+        if known is not None and "," in whole and whole in known:
+            if all(n in known for n in parts):
+                raise ProfileError(
+                    f"{flag} {whole!r} names a column, and also the columns {parts}: write"
+                    f" {whole.replace(',', chr(92) + ',')!r} for the one column, or give the"
+                    f" others as separate {flag} flags")
+            names.append(whole)
+            continue
+        names.extend(parts)
+    return names
 
 
 def _column_list(values: list[str], known: list[str], flag: str) -> list[str]:
-    names = _split(values)
+    names = _split(values, known, flag)
     unknown = [n for n in names if n not in set(known)]
     if unknown:
         shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
@@ -336,6 +364,18 @@ def read_csv(path: str, progress: Progress, *,
     except OSError as exc:  # unreadable: permissions, a device, an I/O error
         raise ProfileError(f"{shown}: cannot read: {exc.strerror or exc}") from None
     return {h: column.array(np) for h, column in zip(header, columns)}
+
+
+def csv_header(path: str, *, name: str | None = None) -> list[str]:
+    """The column names of a CSV file's header row, as :func:`read_csv` reads them."""
+    shown = path if name is None else name
+    blocks = _csv_blocks(path, Progress("", enabled=False), name=shown)
+    try:
+        return [h.strip() for h in next(blocks)[0]]
+    except OSError as exc:
+        raise ProfileError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        blocks.close()
 
 
 # Cells per block of rows: the text of one block is all that is held as Python strings.
@@ -595,6 +635,11 @@ def read_parquet(path: str, progress: Progress, *, name: str | None = None
             done += batch.num_rows
             progress.update(done, total)
         frame = pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
+        # A pandas category column may come back as its bare values; the file's pandas
+        # metadata still says it was one.
+        category_typed = {str(c.get("name")) for c in
+                          (parquet.schema_arrow.pandas_metadata or {}).get("columns", [])
+                          if c.get("pandas_type") == "categorical"}
     except (pa.ArrowException, OSError) as exc:
         raise ProfileError(f"{shown}: cannot read as Parquet: {exc}") from None
     if frame.empty:
@@ -602,7 +647,13 @@ def read_parquet(path: str, progress: Progress, *, name: str | None = None
     names = [str(c) for c in frame.columns]
     if len(set(names)) != len(names):
         raise ProfileError(f"{shown}: duplicate column names")
-    return {n: frame[c].to_numpy() for n, c in zip(names, frame.columns)}
+    from inferwatch.quality.reference import category_values, is_category_typed
+
+    # A category column of numbers (a pandas category saved to Parquet) is categories, as
+    # Reference.from_data profiles the frame itself; to_numpy() would give its bare numbers.
+    return {n: category_values(frame[c])
+            if is_category_typed(frame[c]) or n in category_typed else frame[c].to_numpy()
+            for n, c in zip(names, frame.columns)}
 
 
 class Progress:

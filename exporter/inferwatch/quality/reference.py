@@ -368,6 +368,10 @@ class Reference:
         rows = data.get("rows", 0)
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
             raise ReferenceError(f"{source}: key 'rows' must be a non-negative integer")
+        if "features" not in data:
+            # Without it every feature would go unchecked, and nothing would say so.
+            raise ReferenceError(f"{source}: key 'features' is missing (expected a list of"
+                                 " feature profiles; re-run `inferwatch profile`)")
         groups = {}
         for key in ("features", "outputs"):
             items = data.get(key, [])
@@ -415,7 +419,7 @@ def profile_column(name: str, values: Any, *, bins: int = 10, max_categories: in
     if numeric is None:
         _refuse_times(name, col)
         return _profile_categorical(name, col, max_categories)
-    return _profile_numeric(name, numeric, bins)
+    return _profile_numeric(name, numeric, bins, precision=col.dtype)
 
 
 # Dates and times make no profile worth checking against: every live timestamp is later than
@@ -456,19 +460,23 @@ def numeric_column(col: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def _profile_numeric(name: str, values: np.ndarray, bins: int) -> Profile:
+def _profile_numeric(name: str, values: np.ndarray, bins: int,
+                     precision: np.dtype | None = None) -> Profile:
     n = len(values)
     finite = values[np.isfinite(values)]
     missing_rate = (n - len(finite)) / n if n else 0.0
     if len(finite) == 0:
         return Profile(name, NUMERIC, fractions=(0.0,), missing_rate=missing_rate, count=n)
     lo, hi = float(finite.min()), float(finite.max())
-    if lo == hi:
+    narrow = _narrow_float(precision)
+    constant = lo == hi
+    if constant:
         # A constant: one bin for the value itself, open bins either side catch any change.
         # Above the largest float there is no value to open a bin at (and JSON holds no
         # infinity), so that constant gets the bin below and its own.
+        lo, hi = _as_written(lo, narrow, min), _as_written(hi, narrow, max)
         with np.errstate(over="ignore"):
-            above = np.nextafter(lo, np.inf)
+            above = np.nextafter(hi, np.inf)
         edges = np.array([lo, above] if np.isfinite(above) else [lo])
     else:
         # "higher" takes edges from the data itself: discrete data then gets one bin per
@@ -482,8 +490,40 @@ def _profile_numeric(name: str, values: np.ndarray, bins: int) -> Profile:
         edges = edges[edges > lo]
     counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
     fractions = counts / len(finite)
+    if narrow is not None and not constant:
+        # Moving an edge down to its decimal text moves no training value across it (the
+        # next narrower value below is a whole step away), so the counts stay as binned.
+        edges = np.array([_as_written(e, narrow, min) for e in edges.tolist()])
+        lo, hi = _as_written(lo, narrow, min), _as_written(hi, narrow, max)
     return Profile(name, NUMERIC, fractions=_floats(fractions), edges=_floats(edges),
                    min=lo, max=hi, missing_rate=missing_rate, count=n)
+
+
+def _narrow_float(dtype: np.dtype | None) -> type | None:
+    """The numpy type of a float column narrower than float64 (float32, float16), else None."""
+    if dtype is None or dtype.kind != "f" or dtype.itemsize >= 8:
+        return None
+    return dtype.type
+
+
+def _as_written(value: float, narrow: type | None, pick: Any) -> float:
+    """`value` of a float32 (or float16) column, or the decimal it is written as, whichever
+    `pick` (min or max) chooses.
+
+    A float32 0.7 is 0.699999988 as a float64: a live float64 0.7 (the same number, as a
+    float64 model server or a JSON request carries it) would be out of a range ending there,
+    and binned above an edge there, where the training value was not. Taking the lower of
+    the two for a minimum or an edge and the higher for a maximum keeps both in.
+
+    >>> _as_written(float(np.float32(0.7)), np.float32, max)
+    0.7
+    >>> _as_written(float(np.float32(0.7)), np.float32, min)
+    0.699999988079071
+    """
+    if narrow is None:
+        return value
+    text = float(str(narrow(value)))
+    return float(pick(value, text)) if math.isfinite(text) else value
 
 
 def _profile_categorical(name: str, col: np.ndarray, max_categories: int) -> Profile:
@@ -615,6 +655,40 @@ def arrow_numpy(column: Any) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
+def is_category_typed(column: Any) -> bool:
+    """A column whose type says its values are categories, whatever they hold: a pandas
+    ``category`` Series or an Arrow dictionary array (what one reads back as from Parquet).
+    Numeric categories (zip codes, store ids) are labels: their order and range mean
+    nothing, and their share of rows is what drifts."""
+    kind = getattr(column, "dtype", None)
+    if type(kind).__name__ == "CategoricalDtype":
+        return True
+    kind = getattr(column, "type", None)
+    return hasattr(kind, "value_type") and hasattr(kind, "index_type")
+
+
+def _is_category_typed(frame: Any, key: Any) -> bool:
+    return is_category_typed(frame.column(key) if _is_arrow(frame) else frame[key])
+
+
+def category_values(column: Any) -> np.ndarray:
+    """A category-typed column (:func:`is_category_typed`) as an object array of its
+    categories' text (None where missing), so it is profiled as categories even when they
+    are numbers; live values of either type meet the same text (:func:`category_key`).
+
+    >>> import pandas as pd
+    >>> category_values(pd.Series(pd.Categorical([10115, None, 7]))).tolist()
+    ['10115', None, '7']
+    """
+    if type(column).__module__.startswith("pyarrow"):
+        values = arrow_numpy(column)
+    else:
+        values = np.asarray(column.astype(object) if hasattr(column, "astype") else column,
+                            dtype=object)
+    return np.array([None if is_missing(v) else category_key(v) for v in values.tolist()],
+                    dtype=object)
+
+
 def _to_numpy(column: Any) -> np.ndarray:
     return column if isinstance(column, np.ndarray) else column.to_numpy()
 
@@ -649,11 +723,13 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         data = record_columns(data, what)
     if is_dataframe(data):
         keys = frame_names(data)
-        cols = {name: _to_numpy(frame_column(data, c))
+        cols = {name: category_values(data[c]) if _is_category_typed(data, c)
+                else _to_numpy(frame_column(data, c))
                 for name, c in zip(_text_names(keys, what), keys)}
         return _select(cols, names, what)
     if isinstance(data, Mapping):
         cols = {name: v if isinstance(v, np.ndarray) else
+                category_values(v) if is_category_typed(v) else
                 arrow_numpy(v) if type(v).__module__.startswith("pyarrow") else np.asarray(v)
                 for name, v in zip(_text_names(list(data), what), data.values())}
         for k, v in cols.items():
@@ -663,6 +739,8 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
             lengths = {k: len(v) for k, v in cols.items()}
             raise ReferenceError(f"{what}: columns have different lengths {lengths}")
         return _select(cols, names, what)
+    if is_category_typed(data):
+        data = category_values(data)
     try:
         arr = np.asarray(data)
     except ValueError as exc:
