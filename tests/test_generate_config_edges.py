@@ -86,7 +86,7 @@ def assert_promtool_loads(cfg: object, tmp_path: Path) -> None:
     ({"selectors": {"model": 'job=~"("'}}, "selectors.model", "not a valid regex"),
     ({"selectors": {"exporter": 'job!~"(?!x)"'}}, "selectors.exporter", "lookaround"),
     ({"selectors": {"model": 'job="\\777"'}}, "selectors.model", "escape"),
-    ({"pushgateway": {"selector": 'job="a",'}}, "pushgateway.selector", "label matchers"),
+    ({"pushgateway": {"selector": 'job="a",,'}}, "pushgateway.selector", "label matchers"),
     # Kubernetes label values and names.
     ({"kubernetes": {"labels": {"release": "kube prometheus stack!"}}}, "kubernetes.labels",
      "label value"),

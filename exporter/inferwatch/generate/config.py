@@ -360,10 +360,10 @@ class Dashboards:
                                check.uid_prefix)
     title_prefix: str = _setting("Inferwatch / ", "prefix of the dashboard titles", None)
     datasource: str = _setting("Prometheus", "default of the datasource variable", check.not_empty)
-    refresh: str = _setting("30s", "auto-refresh interval", check.duration)
+    refresh: str = _setting("30s", "auto-refresh interval", check.grafana_refresh)
     time_from: str = _setting("now-6h", "start of the default time range (now-6h, now-1d/d, "
                               "or an ISO 8601 date)", check.grafana_time_from)
-    tags: tuple = _setting(("inferwatch",), "tags of every dashboard")
+    tags: tuple = _setting(("inferwatch",), "tags of every dashboard", check.tags)
 
 
 @dataclass(frozen=True)
@@ -376,10 +376,10 @@ class Kubernetes:
                                "selects on)", check.label_map)
     model_match_labels: Mapping = _setting(_frozen({"inferwatch.io/scrape": "model"}),
                                            "labels selecting the model Services to scrape",
-                                           check.label_map)
+                                           check.match_labels)
     exporter_match_labels: Mapping = _setting(
         _frozen({"app.kubernetes.io/name": "inferwatch-exporter"}),
-        "labels selecting the exporter Pods", check.label_map)
+        "labels selecting the exporter Pods", check.match_labels)
     model_job: str = _setting("inferwatch-model", "job label given to model targets (keep "
                               "selectors.model matching it)", check.not_empty)
     exporter_job: str = _setting("inferwatch-exporter", "job label given to exporter targets "
@@ -553,10 +553,12 @@ def _check_leaf(cls: type, spec: dataclasses.Field, value: Any, key: str) -> Any
             if not isinstance(item, str):
                 raise ConfigError(key, f"must be a list of strings, got {_not_text(item)} at "
                                   f"[{index}]")
-    check = spec.metadata.get("check")
-    problem = check(value) if check and value is not None else None
+    checker = spec.metadata.get("check")
+    problem = checker(value) if checker and value is not None else None
     if problem:
         raise ConfigError(key, problem)
+    if checker is check.selector:
+        value = check.selector_text(value)
     return value
 
 

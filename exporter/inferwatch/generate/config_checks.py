@@ -28,8 +28,13 @@ _MAX_NANOSECONDS = 2**63 - 1
 _PROMQL_ESCAPE = r"\\(?:[abfnrtv\\]|[0-7]{3}|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})"
 _PROMQL_STRING = (rf'"(?:[^"\\\n]|{_PROMQL_ESCAPE}|\\")*"'
                   rf"|'(?:[^'\\\n]|{_PROMQL_ESCAPE}|\\')*'|`[^`]*`")
-# One PromQL label matcher, e.g. job="x" or namespace=~"ml-.*".
-_MATCHER = re.compile(rf"\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*({_PROMQL_STRING})\s*")
+# PromQL's lexer skips only these four as space; Python's \s would also let a no-break space
+# (pasted from a web page) or a form feed through, and every rule would then fail to load.
+_SPACE = "[ \t\n\r]*"
+# One PromQL label matcher, e.g. job="x" or namespace=~"ml-.*"; Prometheus 3 also takes a
+# quoted label name, {"service.name"="x"}, for names beyond [A-Za-z_][A-Za-z0-9_]*.
+_MATCHER = re.compile(rf"{_SPACE}(?P<name>[A-Za-z_][A-Za-z0-9_]*|{_PROMQL_STRING}){_SPACE}"
+                      rf"(?P<op>=~|!~|!=|=){_SPACE}(?P<value>{_PROMQL_STRING}){_SPACE}")
 _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _K8S_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _K8S_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -113,15 +118,32 @@ def selector(value: Any) -> str | None:
         if value[position] != ",":
             return syntax
         position += 1
+        # Prometheus takes one trailing comma, {job="a",}: selector_text() drops it, as the
+        # rules append matchers after the configured ones.
+        if not value[position:].strip(" \t\n\r"):
+            return None
+
+
+def selector_text(value: str) -> str:
+    """A checked selector as the rules join it with other matchers: without a trailing comma.
+
+    >>> selector_text('job="a", ')
+    'job="a"'
+    """
+    text = value.strip(" \t\n\r")
+    return text[:-1].rstrip(" \t\n\r") if text.endswith(",") else text
 
 
 def _matcher_problem(matcher: re.Match) -> str | None:
     text = matcher.group(0).strip()
+    name = matcher.group("name")
     try:
-        string = _promql_string_value(matcher.group(2))
+        string = _promql_string_value(matcher.group("value"))
+        if name[0] in "\"'`" and not _promql_string_value(name):
+            return f"has the matcher {text}, whose quoted label name is empty"
     except ValueError as exc:
         return f"has the matcher {text}, whose escape {exc} is not a valid character"
-    if matcher.group(1) not in ("=~", "!~"):
+    if matcher.group("op") not in ("=~", "!~"):
         return None
     try:
         python_regex(string)
@@ -190,7 +212,16 @@ def k8s_name(value: Any) -> str | None:
 
 
 def path(value: Any) -> str | None:
-    return None if value.startswith("/") else f"must start with '/', got {value!r}"
+    """A URL path Prometheus scrapes: it escapes a ? or # in metrics_path, so a query there
+    asks for a path that does not exist and every target is down."""
+    if not value.startswith("/"):
+        return f"must start with '/', got {value!r}"
+    if re.search(r"[?#]", value):
+        return (f"must be a path without a query or fragment (Prometheus escapes ? and #, "
+                f"so the scrape asks for a path that does not exist), got {value!r}")
+    if re.search(r"[\s\x00-\x1f\x7f]", value):
+        return f"must be a path without spaces or control characters, got {value!r}"
+    return None
 
 
 def uid_prefix(value: Any) -> str | None:
@@ -239,6 +270,15 @@ def label_map(value: Any) -> str | None:
     return None
 
 
+def match_labels(value: Any) -> str | None:
+    """Labels a monitor selects its targets by: the monitors look in every namespace, so no
+    labels at all would scrape every Service or Pod of the cluster."""
+    if not value:
+        return ("must name at least one label: the monitors look in every namespace, so an "
+                "empty selector would scrape every Service or Pod in the cluster")
+    return label_map(value)
+
+
 def _is_k8s_label_key(key: str) -> bool:
     prefix, slash, name = key.rpartition("/")
     if slash and not (len(prefix) <= 253 and _K8S_DNS_SUBDOMAIN.fullmatch(prefix)):
@@ -248,6 +288,10 @@ def _is_k8s_label_key(key: str) -> bool:
 
 def duration_map(value: Any) -> str | None:
     for name, text in value.items():
+        if not name.strip():
+            # job="" selects groups pushed without a job, which the Pushgateway refuses: the
+            # period would silently apply to nothing.
+            return f"has an empty job name {name!r}"
         problem = duration(text)
         if problem:
             return f"{name} {problem}"
@@ -281,6 +325,36 @@ def quantiles(value: Any) -> str | None:
         if text != repr(number):
             return (f"writes the quantile {text!r} unlike its quantile label, which the rules "
                     f"match exactly; write {repr(number)!r}")
+    return None
+
+
+# Grafana's refresh picker reads one number and unit (its describeInterval takes the first
+# unit of 1h30m and drops the rest), and refuses a refresh below min_refresh_interval, 5s by
+# default, replacing it with that minimum.
+_GRAFANA_REFRESH = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
+_GRAFANA_MIN_REFRESH_SECONDS = 5
+
+
+def grafana_refresh(value: Any) -> str | None:
+    """A dashboard's auto-refresh interval as Grafana reads it.
+
+    >>> grafana_refresh("30s") is None, grafana_refresh("1s")
+    (True, "must be at least 5s, Grafana's default min_refresh_interval, got '1s'")
+    """
+    if not _GRAFANA_REFRESH.fullmatch(value):
+        return (f"must be a Grafana refresh interval: one number and one unit such as 30s, "
+                f"1m or 1h, got {value!r}")
+    if duration_seconds(value) < _GRAFANA_MIN_REFRESH_SECONDS:
+        return (f"must be at least {_GRAFANA_MIN_REFRESH_SECONDS}s, Grafana's default "
+                f"min_refresh_interval, got {value!r}")
+    return duration_or_zero(value)
+
+
+def tags(value: Any) -> str | None:
+    """Dashboard tags: Grafana shows an empty tag as a blank chip that filters nothing."""
+    for index, text in enumerate(value):
+        if not text.strip():
+            return f"must be a list of non-empty strings, got {text!r} at [{index}]"
     return None
 
 
