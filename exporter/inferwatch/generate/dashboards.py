@@ -21,7 +21,15 @@ from grafanalib import core as g
 
 from inferwatch.generate import baselines, rules
 from inferwatch.generate import promql as q
-from inferwatch.generate.config import SIGNAL_QUANTILES, Config, duration_seconds, with_values
+from inferwatch.generate.config import (
+    SIGNAL_QUANTILES,
+    BurnRate,
+    Config,
+    ModelOverride,
+    duration_seconds,
+    with_values,
+)
+from inferwatch.generate.objectives import models_in
 from inferwatch.generate.panels import (
     BAND_HIGH,
     BAND_LOW,
@@ -373,11 +381,14 @@ def model_quality(cfg: Config) -> dict[str, Any]:
         Cell(heatmap("Prediction distribution",
                      f"sum by (le) (increase(inferwatch_prediction_value_bucket{raw}[{RATE}]))",
                      "short")),
+        # Per model: two models naming a class alike ("1", "fraud") would otherwise share
+        # one bar, each model's share diluted by the other's calls.
         Cell(bargauge("Class mix", [target(
-            f"sum by (class) (increase(inferwatch_predicted_class_total{raw}[$__range])) / "
-            f"scalar(sum(increase(inferwatch_predicted_class_total{raw}[$__range])))",
-            "{{class}}", instant=True)], "percentunit",
-            "Share of each predicted class over the time range.", max_value=1)),
+            f"sum by (model, class) (increase(inferwatch_predicted_class_total{raw}"
+            f"[$__range])) / on (model) group_left sum by (model) "
+            f"(increase(inferwatch_predicted_class_total{raw}[$__range]))",
+            "{{model}} {{class}}", instant=True)], "percentunit",
+            "Share of each predicted class of each model over the time range.", max_value=1)),
         # One panel per model: each model's shares stack to 1, so two models in one stack
         # would reach 2 and be cut off at the axis maximum.
         Cell(attr.evolve(timeseries("Class mix over time", [target(
@@ -474,8 +485,9 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     return _dashboard(cfg, "quality", "Model quality",
                       "What the models predict, on what data, and how right they are.",
                       [("Predictions", predictions),
-                       ("Expected bands (adaptive baselines)", _band_cells(
-                           cfg, ("predictions", "confidence", "classes", "missing"))),
+                       ("Expected bands (adaptive baselines)", _band_cells(cfg, (
+                           "predictions", "confidence", "classes", "missing",
+                           "out_of_range"))),
                        ("Data quality", quality),
                        ("Drift against the training reference", drift),
                        ("Ground truth", truth)])
@@ -570,6 +582,103 @@ def own_error_budget() -> str:
     return f"(1 - max by (model) ({q.objective('slo.availability')}{selector(MODEL)}))"
 
 
+def _of_models(cfg: Config, overrides: list[ModelOverride]) -> str:
+    """One series per model of any of `overrides`, as the alert copies scope them."""
+    return _or(models_in(cfg, override) for override in overrides)
+
+
+def _or(terms: Any) -> str:
+    listed = list(terms)
+    return listed[0] if len(listed) == 1 else "(" + " or ".join(listed) + ")"
+
+
+def _override_groups(cfg: Config, value: Callable[[Config], Any]
+                     ) -> dict[Any, list[ModelOverride]]:
+    """The `models:` entries whose alert copies use another `value` than the default's
+    (a window, a burn), by that value, in the config's order."""
+    default = value(cfg)
+    groups: dict[Any, list[ModelOverride]] = {}
+    for override, shaped in rules.shaped_configs(cfg):
+        own = value(shaped)
+        if own != default:
+            groups.setdefault(own, []).append(override)
+    return groups
+
+
+def _judged_with(cfg: Config, groups: dict[Any, list[ModelOverride]], key: Any) -> str:
+    """What keeps a query to the models judged with `key` of `groups`, as the alert rules
+    scope their copies: the entries' models, or (key None) every model but theirs."""
+    if key is not None:
+        return f" and on (model) {_of_models(cfg, groups[key])}"
+    if not groups:
+        return ""
+    return f" unless on (model) {_of_models(cfg, [o for g in groups.values() for o in g])}"
+
+
+def _burn_groups(cfg: Config, which: str) -> dict[Any, list[ModelOverride]]:
+    """The windows and factors a burn-rate alert uses besides the default's: each distinct
+    one `models:` entries give, with those entries."""
+    def shape(c: Config) -> tuple[str, str, float]:
+        burn: BurnRate = getattr(c.slo, which)
+        return burn.long_window, burn.short_window, burn.factor
+    return _override_groups(cfg, shape)
+
+
+def _burn_cells(cfg: Config, title: str, alert: str, which: str) -> list[Cell]:
+    """A burn-rate alert's panels: the default windows and factor, then one panel per
+    distinct set a `models:` entry gives its own copy of the alert, each showing only the
+    models that copy judges (as the default rule leaves them out)."""
+    own_budget = own_error_budget()
+    groups = _burn_groups(cfg, which)
+    default: BurnRate = getattr(cfg.slo, which)
+    scopes: list[tuple[tuple[str, str, float], str, str]] = [
+        ((default.long_window, default.short_window, default.factor),
+         _judged_with(cfg, groups, None), "")]
+    for key, overrides in groups.items():
+        scopes.append((key, _judged_with(cfg, groups, key),
+                       ": " + ", ".join(o.pattern for o in overrides)))
+    return [
+        Cell(timeseries(f"{title} burn rate ({long_window} / {short_window}){named}", [
+            target(f"({_recorded(cfg, q.error_ratio(window))}) / on (model) group_left () "
+                   f"{own_budget}{scope}",
+                   f"{{{{model}}}} {{{{model_version}}}} {window}")
+            for window in (long_window, short_window)], "short",
+            f"Error ratio / the model's own error budget over the windows of {alert}"
+            f"{' for the models of ' + named[2:] if named else ''}; it fires when both exceed "
+            f"{number(factor)} (dashed line).", limit=factor))
+        for (long_window, short_window, factor), scope, named in scopes]
+
+
+_P99 = "latency.p99_seconds"
+
+
+def _latency_objectives(cfg: Config) -> list[tuple[float, ModelOverride | None]]:
+    """Each p99 threshold the config gives, in the order the objective rule takes them:
+    the `models:` entries' own (the first that sets it wins), then the default."""
+    return [*((float(o.values[_P99]), o) for o in cfg.models.values() if _P99 in o.values),
+            (cfg.latency.p99_seconds, None)]
+
+
+def _within(cfg: Config, period: str) -> str:
+    """Each model's share of calls within its own p99 threshold over `period`."""
+    raw = _raw(cfg)
+
+    def ratio(seconds: float) -> str:
+        # Prometheus 3 writes classic bucket bounds as floats (le="1.0"), 2.x as scraped ("1").
+        bound = 'le=~"' + number(seconds).replace(".", "\\\\.") + '(\\\\.0+)?"'
+        return (f"sum by (model) (increase(inferwatch_request_duration_seconds_bucket"
+                f"{_raw(cfg, bound)}[{period}])) / sum by (model) (increase("
+                f"inferwatch_request_duration_seconds_count{raw}[{period}]))")
+
+    objectives = _latency_objectives(cfg)
+    if len(objectives) == 1:
+        return ratio(cfg.latency.p99_seconds)
+    # `or` keeps the first term's series of a model, as the objective's own rule does.
+    return " or ".join(f"({ratio(seconds)})" + (
+        f" and on (model) {models_in(cfg, override)}" if override else "")
+        for seconds, override in objectives)
+
+
 def _alert_history(cfg: Config) -> list[dict[str, Any]]:
     firing = 'ALERTS{alertname=~"Inferwatch.+", alertstate="firing", ' + MODEL + "}"
     return [builtin_annotation(), prometheus_annotation(
@@ -589,11 +698,9 @@ def slo(cfg: Config) -> dict[str, Any]:
     # with a stricter objective would show a burn below the line while it pages.
     remaining = f"1 - ({errors}) / on (model) {own_budget}"
     p99 = number(cfg.latency.p99_seconds)
-    # Prometheus 3 writes classic bucket bounds as floats (le="1.0"), 2.x as scraped ("1").
-    bound = 'le=~"' + p99.replace(".", "\\\\.") + '(\\\\.0+)?"'
-    within = (f"sum by (model) (increase(inferwatch_request_duration_seconds_bucket"
-              f"{_raw(cfg, bound)}[{period}])) / sum by (model) (increase("
-              f"inferwatch_request_duration_seconds_count{raw}[{period}]))")
+    thresholds = sorted({seconds for seconds, _ in _latency_objectives(cfg)})
+    within_title = (f"Calls within {p99}s" if len(thresholds) == 1
+                    else "Calls within each model's p99 threshold")
     availability = [
         Cell(stat(f"Availability over {period}", [target(f"1 - ({errors})", "{{model}}")],
                   "percentunit", f"Calls with outcome ok; SLO {number(cfg.slo.availability)}.",
@@ -602,28 +709,23 @@ def slo(cfg: Config) -> dict[str, Any]:
                   "percentunit", f"Share of each model's {period} error budget (1 - its "
                   f"availability objective; by default {budget} of calls) not yet spent.",
                   floor=0), 8, 5),
-        Cell(stat(f"Calls within {p99}s over {period}", [target(within, "{{model}}")],
+        Cell(stat(f"{within_title} over {period}", [target(_within(cfg, period), "{{model}}")],
                   "percentunit", f"Latency SLO: 99% of calls within the p99 threshold "
-                  f"({p99}s). Needs a latency bucket at {p99}.", floor=0.99), 8, 5),
+                  f"({p99}s by default; a models: entry's own for its models). Needs a "
+                  f"latency bucket at {' and '.join(f'{number(t)}' for t in thresholds)}.",
+                  floor=0.99), 8, 5),
         Cell(timeseries(f"Error budget remaining ({period})", [target(remaining, "{{model}}")],
                         "percentunit", "Dashed line: the budget is spent.", limit=0), 24),
     ]
     burns = [
-        Cell(timeseries(f"{title} burn rate ({burn.long_window} / {burn.short_window})", [
-            target(f"({_recorded(cfg, q.error_ratio(window))}) / on (model) group_left () "
-                   f"{own_budget}",
-                   f"{{{{model}}}} {{{{model_version}}}} {window}")
-            for window in (burn.long_window, burn.short_window)], "short",
-            f"Error ratio / the model's own error budget over the windows of {alert}; it "
-            f"fires when both exceed {number(burn.factor)} (dashed line).", limit=burn.factor))
-        for title, alert, burn in (
-            ("Fast", "InferwatchErrorBudgetBurnFast", cfg.slo.fast_burn),
-            ("Slow", "InferwatchErrorBudgetBurnSlow", cfg.slo.slow_burn))
+        *_burn_cells(cfg, "Fast", "InferwatchErrorBudgetBurnFast", "fast_burn"),
+        *_burn_cells(cfg, "Slow", "InferwatchErrorBudgetBurnSlow", "slow_burn"),
     ]
     latency = [
-        Cell(timeseries("p99 latency", [target(
-            _recorded(cfg, q.latency_quantile(cfg, 99)), MV)], "s",
-            "Dashed line: the threshold of InferwatchLatencyHigh.",
+        Cell(timeseries("p99 latency", [
+            target(_recorded(cfg, q.latency_quantile(cfg, 99)), MV), _objective(_P99)], "s",
+            "Dashed line: the default threshold of InferwatchLatencyHigh; objective: each "
+            "selected model's own (its models: entry, or what it declares in code).",
             limit=cfg.latency.p99_seconds), 24),
     ]
     alerts = [

@@ -100,12 +100,27 @@ def target(expr: str, legend: str = "", instant: bool = False,
                     datasource=DATASOURCE)
 
 
+def ref_id(index: int) -> str:
+    """The refId Grafana gives a panel's query at `index`: A to Z, then AA, AB, ...
+
+    >>> [ref_id(i) for i in (0, 25, 26, 27, 701, 702)]
+    ['A', 'Z', 'AA', 'AB', 'ZZ', 'AAA']
+    """
+    # A panel may hold more than 26 queries (one per accuracy window in use).
+    letters = string.ascii_uppercase
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, len(letters))
+        name = letters[rest] + name
+    return name
+
+
 def _queries(targets: list[g.Target]) -> list[dict[str, Any]]:
     # Stored as the current query editor stores a query typed as code.
-    letters = string.ascii_uppercase
     return [{"datasource": t.datasource, "editorMode": "code", "expr": t.expr,
              "format": t.format, "instant": t.instant, "legendFormat": t.legendFormat,
-             "range": not t.instant, "refId": t.refId or letters[i]}
+             "range": not t.instant, "refId": t.refId or ref_id(i)}
             for i, t in enumerate(targets)]
 
 
