@@ -126,7 +126,8 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "selectors": {"model": f'job=~"{value}", env!="dev"',
                       "exporter": f'job="{draw(_VALUE)}"'},
-        "dashboards": {"title_prefix": draw(_TEXT), "tags": draw(st.lists(_TEXT.filter(str.strip), max_size=3)),
+        "dashboards": {"title_prefix": draw(_TEXT),
+                       "tags": draw(st.lists(_TEXT.filter(str.strip), max_size=3)),
                        "datasource": draw(_TEXT.filter(str.strip))},
         "slo": {"availability": draw(st.floats(0.95, 0.99999))},
         "latency": {"p99_seconds": draw(st.floats(0.001, 100))},
