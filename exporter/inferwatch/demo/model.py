@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import signal
 import sys
@@ -38,6 +39,9 @@ CHALLENGER_VERSION = "1.1.0-rc1"
 CHANNELS = ("web", "app", "branch")
 CHANNEL_SHARES = (0.6, 0.3, 0.1)
 MAX_BODY_BYTES = 1 << 20
+# Seconds a client may take to send its request: a connection that stalls mid-body held a
+# handler thread forever.
+REQUEST_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass
@@ -153,10 +157,20 @@ class Faults:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     def update(self, values: dict[str, Any]) -> None:
+        # Every value is checked before any is set: a rejected request left the faults
+        # half applied (error_ratio set, slow_ratio not), though the caller got a 400.
+        checked = {}
         for key in ("error_ratio", "slow_ratio", "slow_seconds"):
-            value = float(values.get(key, 0.0))
-            if not 0.0 <= value <= (60.0 if key == "slow_seconds" else 1.0):
-                raise ValueError(f"{key} out of range: {value}")
+            value = values.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{key} must be a number, got {type(value).__name__}")
+            limit = 60.0 if key == "slow_seconds" else 1.0
+            # An int past the float range (10**400) raised OverflowError, and a dropped
+            # connection, from float(); checked as an int it is merely out of range.
+            if not 0 <= value <= limit:
+                raise ValueError(f"{key} out of range 0 to {limit:g}: {repr(value)[:20]}")
+            checked[key] = float(value)
+        for key, value in checked.items():
             setattr(self, key, value)
 
 
@@ -166,6 +180,14 @@ class FeatureStoreTimeout(TimeoutError):
 
 class InvalidInstance(ValueError):
     """A request instance misses a feature or carries a value that is not a number."""
+
+
+class BodyTooLarge(ValueError):
+    """A request body past MAX_BODY_BYTES."""
+
+
+def _error(exc: Exception) -> dict[str, str]:
+    return {"error": type(exc).__name__, "message": str(exc)}
 
 
 class ModelService:
@@ -230,7 +252,13 @@ def _number(value: Any, name: str) -> float:
         return float("nan")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInstance(f"feature {name!r} is not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal such as 10**400: it dropped the connection
+        number = math.inf
+    if math.isinf(number):  # 1e400 parses as inf: no model input, and no one meant it
+        raise InvalidInstance(f"feature {name!r} is past the range of a float")
+    return number
 
 
 def make_handler(service: ModelService) -> type[BaseHTTPRequestHandler]:
@@ -239,6 +267,7 @@ def make_handler(service: ModelService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "inferwatch-demo"
         protocol_version = "HTTP/1.1"
+        timeout = REQUEST_TIMEOUT_SECONDS
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the demo prints
             pass
@@ -268,16 +297,44 @@ def make_handler(service: ModelService) -> type[BaseHTTPRequestHandler]:
                     self._reply(HTTPStatus.OK, {"status": "set"})
                 else:
                     self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
-            except (InvalidInstance, KeyError, ValueError, TypeError) as exc:
-                self._reply(HTTPStatus.BAD_REQUEST, {"error": type(exc).__name__})
+            except BodyTooLarge as exc:
+                self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _error(exc))
+            except KeyError as exc:
+                self._reply(HTTPStatus.BAD_REQUEST, {"error": "KeyError",
+                                                     "message": f"missing field {exc}"})
+            except (InvalidInstance, ValueError, TypeError) as exc:
+                # The message says what is wrong; the class name alone left the caller to
+                # guess which of the body's fields the service refused.
+                self._reply(HTTPStatus.BAD_REQUEST, _error(exc))
             except FeatureStoreTimeout as exc:
-                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": type(exc).__name__})
+                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, _error(exc))
 
         def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length") or 0)
+            text = self.headers.get("Content-Length") or "0"
+            try:
+                length = int(text)
+            except ValueError:
+                length = -1
             if not 0 < length <= MAX_BODY_BYTES:
-                raise InvalidInstance("missing or oversized body")
-            body = json.loads(self.rfile.read(length))
+                # The body stays unread, so the connection cannot carry another request:
+                # its bytes would be read as one (a request the client never made).
+                self.close_connection = True
+                if length > MAX_BODY_BYTES:
+                    raise BodyTooLarge(f"the body is {length} bytes; at most "
+                                       f"{MAX_BODY_BYTES} are accepted")
+                raise InvalidInstance(f"missing or invalid Content-Length {text!r}: send a "
+                                      "JSON object")
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw)
+            except RecursionError:
+                # Thousands of nested brackets: it escaped every handler and the connection
+                # dropped without an answer.
+                raise InvalidInstance("the body nests too deeply") from None
+            except UnicodeDecodeError:
+                raise InvalidInstance("the body is not UTF-8 JSON") from None
+            except ValueError as exc:
+                raise InvalidInstance(f"the body is not JSON ({exc})") from None
             if not isinstance(body, dict):
                 raise InvalidInstance("the body must be a JSON object")
             return body

@@ -103,8 +103,11 @@ class PageReceiver:
     def names(self, status: str = "firing") -> set[str]:
         """Alert names received with `status`."""
         with self._lock:
-            return {a.get("labels", {}).get("alertname", "") for a in self.alerts
-                    if a.get("status") == status}
+            # Labels are whatever the sender posted: a null or a list must not raise here.
+            return {str(labels.get("alertname", "")) for a in self.alerts
+                    if a.get("status") == status
+                    for labels in [a.get("labels") if isinstance(a.get("labels"), dict)
+                                   else {}]}
 
     def received(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -179,7 +182,9 @@ class PageReceiver:
                         raise ValueError("missing or oversized body")
                     receiver._accept(json.loads(self.rfile.read(length)))
                     status = HTTPStatus.OK
-                except ValueError:
+                except (ValueError, RecursionError):
+                    # RecursionError: a body of deeply nested brackets, which dropped the
+                    # connection with a traceback on the demo's terminal.
                     status = HTTPStatus.BAD_REQUEST
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -188,17 +193,31 @@ class PageReceiver:
         return Handler
 
 
+def _port(text: str) -> int:
+    """A TCP port: 70000 or -1 raised OverflowError from the bind, as a traceback."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print pages until SIGTERM or SIGINT (the compose stack's default receiver)."""
     parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.receiver",
                                      description="Print every Alertmanager page received.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9095)
+    parser.add_argument("--port", type=_port, default=9095)
     args = parser.parse_args(argv)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    with PageReceiver(args.host, args.port) as receiver:
+    try:
+        receiver = PageReceiver(args.host, args.port)
+    except (OSError, UnicodeError) as exc:
+        # A port in use or an unknown host ended in a traceback.
+        print(f"{parser.prog}: cannot listen on {args.host}:{args.port}: "
+              f"{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 1
+    with receiver:
         say(f"printing pages sent to {receiver.url}")
         done.wait()
     return 0
