@@ -58,6 +58,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Siz
 from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
+from inferwatch.catalogue import OTHER
 from inferwatch.core.request import Request
 from inferwatch.core.stream_objects import ItemClock
 from inferwatch.core.streams import CANCELLED, ERROR, OK
@@ -101,8 +102,6 @@ _WERKZEUG_CONVERTERS = {
     "float": r"\d+\.\d+",
     "uuid": r"[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}",
 }
-# werkzeug's int(signed=True) and float(signed=True) take a leading minus sign.
-_SIGNED = re.compile(r"\bsigned\s*=\s*True\b")
 _PARAMETER = re.compile(r"\{(?P<s_name>[^}:]+)(?::(?P<s_conv>[^}]+))?\}"
                         r"|<(?:(?P<w_conv>[^>:(]+)(?:\((?P<w_args>[^>]*)\))?:)?(?P<w_name>[^>:]+)>")
 _http_error_types: dict[int, type] = {}
@@ -126,45 +125,145 @@ def _http_error_type(status: int) -> type:
 def compile_template(template: str) -> re.Pattern[str]:
     """A regular expression matching the paths of a Starlette or werkzeug route template.
 
+    A werkzeug converter's bounds on a value (``<int(min=1, max=9):n>``) are no part of
+    it: a route checks them after the match, as werkzeug does.
+
     >>> bool(compile_template("/users/{user_id:int}/score").fullmatch("/users/42/score"))
     True
     >>> bool(compile_template("/files/<path:name>").fullmatch("/files/a/b.csv"))
     True
     >>> bool(compile_template("/users/<int:user_id>").fullmatch("/users/me"))
     False
+    >>> bool(compile_template("/lang/<string(length=2):code>").fullmatch("/lang/fra"))
+    False
     """
+    return _compile(template)[0]
+
+
+_Check = Callable[[str], bool]
+
+
+def _compile(template: str) -> tuple[re.Pattern[str], tuple[tuple[str, _Check], ...]]:
+    """The regular expression of a route template, and the checks of the values its
+    werkzeug converters bound (by group name): a value out of bounds is a 404 there."""
     pattern, end, starlette = [], 0, False
-    for parameter in _PARAMETER.finditer(template):
+    checks: list[tuple[str, _Check]] = []
+    for index, parameter in enumerate(_PARAMETER.finditer(template)):
         pattern.append(re.escape(template[end:parameter.start()]))
+        check = None
         if parameter.group("s_name") is not None:
             starlette = True
             converter = (parameter.group("s_conv") or "str").strip()
             regex = _STARLETTE_CONVERTERS.get(converter, _STARLETTE_CONVERTERS["str"])
         else:
-            regex = _werkzeug_regex((parameter.group("w_conv") or "default").strip(),
-                                    parameter.group("w_args"))
-        pattern.append(f"(?:{regex})")
+            regex, check = _werkzeug_converter(
+                (parameter.group("w_conv") or "default").strip(), parameter.group("w_args"))
+        if check is None:
+            pattern.append(f"(?:{regex})")
+        else:
+            group = f"p{index}"
+            pattern.append(f"(?P<{group}>{regex})")
+            checks.append((group, check))
         end = parameter.end()
     pattern.append(re.escape(template[end:]))
     if starlette:
         # Starlette ends a route's regex with $, which also matches before a final newline:
         # it routes /s/12%0A to /s/{v:int}, so the template must match that path too.
         pattern.append("\n?")
-    return re.compile("".join(pattern))
+    return re.compile("".join(pattern)), tuple(checks)
 
 
-def _werkzeug_regex(converter: str, arguments: str | None) -> str:
+# werkzeug's converter arguments: Python-like literals, positional or by name.
+_CONVERTER_ARGUMENT = re.compile(r"""
+    \s*((?P<name>\w+)\s*=\s*)?
+    (?P<value>True|False|\d+.\d+|\d+.|\d+|[\w\d_.]+|[urUR]?(?P<string>"[^"]*?"|'[^']*'))\s*,
+    """, re.VERBOSE)
+_CONSTANTS: dict[str, object] = {"None": None, "True": True, "False": False}
+
+
+def _converter_arguments(arguments: str) -> tuple[list[object], dict[str, object]] | None:
+    """A werkzeug converter's arguments as werkzeug reads them; None when it would refuse
+    them (the route then never exists)."""
+    positional: list[object] = []
+    named: dict[str, object] = {}
+    text, position = arguments + ",", 0
+    for found in _CONVERTER_ARGUMENT.finditer(text):
+        if found.start() != position:
+            return None
+        position = found.end()
+        raw = found.group("string") or found.group("value")
+        value: object
+        if raw in _CONSTANTS:
+            value = _CONSTANTS[raw]
+        else:
+            value = raw[1:-1] if raw[:1] == raw[-1:] and raw[:1] in "\"'" else raw
+            for convert in (int, float):
+                try:
+                    value = convert(raw)
+                    break
+                except ValueError:
+                    pass
+        if found.group("name"):
+            named[found.group("name")] = value
+        else:
+            positional.append(value)
+    return positional, named
+
+
+def _string_converter(minlength: int = 1, maxlength: int | None = None,
+                      length: int | None = None) -> str:
+    if length is not None:
+        return f"[^/]{{{int(length)}}}"
+    return f"[^/]{{{int(minlength)},{'' if maxlength is None else int(maxlength)}}}"
+
+
+def _number_converter(regex: str, parse: Callable[[str], float], fixed_digits: int = 0,
+                      min: float | None = None, max: float | None = None,
+                      signed: bool = False) -> tuple[str, _Check | None]:
+    def check(value: str) -> bool:
+        if fixed_digits and len(value) != fixed_digits:
+            return False
+        try:
+            number = parse(value)
+            return (min is None or number >= min) and (max is None or number <= max)
+        except (ValueError, OverflowError, TypeError):  # TypeError: a bound that is text
+            return False
+
+    bounded = bool(fixed_digits) or min is not None or max is not None
+    return ("-?" + regex if signed else regex), (check if bounded else None)
+
+
+def _werkzeug_converter(converter: str, arguments: str | None) -> tuple[str, _Check | None]:
     """The regular expression of a werkzeug converter with its arguments
-    (``int(signed=True)``, ``any(cat, dog)``); another converter matches one segment."""
-    if converter == "any" and arguments:
-        items = [item.strip().strip("'\"") for item in arguments.split(",")]
-        items = [item for item in items if item and "=" not in item]
-        if items:
-            return "|".join(re.escape(item) for item in items)
-    regex = _WERKZEUG_CONVERTERS.get(converter, _WERKZEUG_CONVERTERS["default"])
-    if converter in ("int", "float") and arguments and _SIGNED.search(arguments):
-        regex = "-?" + regex
-    return regex
+    (``int(signed=True)``, ``string(length=2)``, ``any(cat, dog)``) and, for bounds a
+    regular expression cannot say (``int(min=1, max=9)``), a check of the value; another
+    converter matches one segment."""
+    default = _WERKZEUG_CONVERTERS.get(converter, _WERKZEUG_CONVERTERS["default"])
+    parsed = _converter_arguments(arguments) if arguments else ([], {})
+    if parsed is None:
+        return default, None
+    positional, named = parsed
+    try:
+        if converter == "any":
+            items = [str(item) for item in positional]
+            if items and not named:
+                return "|".join(re.escape(item) for item in items), None
+        elif converter in ("default", "string"):
+            return _string_converter(*positional, **named), None  # type: ignore[arg-type]
+        elif converter == "int":
+            return _number_converter(default, int, *positional, **named)  # type: ignore[arg-type]
+        elif converter == "float":
+            # werkzeug's float takes no fixed_digits: its first argument is min.
+            return _float_converter(default, *positional, **named)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        pass  # arguments werkzeug refuses too
+    return default, None
+
+
+def _float_converter(regex: str, min: float | None = None,
+                     max: float | None = None,
+                     signed: bool = False) -> tuple[str, _Check | None]:
+    return _number_converter(regex, float, 0, min, max, signed)
 
 
 def clean_request_id(value: str) -> str | None:
@@ -215,7 +314,8 @@ class _Routes:
             raise ValueError("inferwatch middleware: give routes= (a mapping or a function) "
                              "and/or model= (the model of every route)")
         self._exact: dict[str, tuple[str, str | None]] = {}
-        self._templates: list[tuple[re.Pattern[str], tuple[str, str | None]]] = []
+        self._templates: list[tuple[re.Pattern[str], tuple[tuple[str, _Check], ...],
+                                    tuple[str, str | None]]] = []
         self._function: Callable[[Mapping[str, Any]], Target | None] | None = None
         if callable(routes):
             self._function = routes
@@ -223,7 +323,7 @@ class _Routes:
             for path, target in routes.items():
                 resolved = _target(target, version, f"routes[{path!r}]")
                 if "{" in path or "<" in path:
-                    self._templates.append((compile_template(path), resolved))
+                    self._templates.append((*_compile(path), resolved))
                 else:
                     self._exact[path] = resolved
         self._default = None if model is None else _target(model, version, "model")
@@ -264,8 +364,11 @@ class _Routes:
         if target is not None:
             return target
         # A template is matched once per path and second: resolve() keeps the answer.
-        for pattern, candidate in self._templates:
-            if pattern.fullmatch(path):
+        for pattern, checks, candidate in self._templates:
+            found = pattern.fullmatch(path)
+            # A value out of its converter's bounds makes werkzeug answer 404 (or route the
+            # request to a later rule): no request of this route.
+            if found is not None and all(check(found[group]) for group, check in checks):
                 return candidate
         if self._function is not None:
             found = self._function(scope)
@@ -290,9 +393,16 @@ class _Routes:
             registry = self._registry = default_registry()
         name, version = target
         monitor = None
+        monitors = registry.monitors()
         if any(m.name == name and (version is None or m.version == version)
-               for m in registry.monitors()):
+               for m in monitors):
             monitor = registry.monitor(name, version)
+        elif version is not None:
+            # A version instrumented past the registry's version cap is served and recorded
+            # by the model's __other__ monitor (what monitor(name, version) returns): its
+            # route's requests belong there, not nowhere.
+            monitor = next((m for m in monitors if m.name == name and m.version == OTHER),
+                           None)
         if len(self._cache) >= _MAX_CACHED_TARGETS:
             self._cache.clear()  # targets from a routes function could be many
         self._cache[target] = (monitor, now + _RESOLVE_SECONDS)

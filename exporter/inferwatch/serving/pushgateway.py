@@ -201,8 +201,18 @@ username='batch', password='s3cret')
     if any(c.isspace() or not c.isprintable() for c in gateway):
         raise ValueError(f"inferwatch.push: gateway {problem}, got {gateway!r} (it holds a "
                          "space or control character)")
-    url = gateway if urlsplit(gateway).scheme in ("http", "https") else f"http://{gateway}"
+    scheme = urlsplit(gateway).scheme
+    if "://" in gateway and scheme not in ("http", "https"):
+        # Prefixed with http:// it would name a host called after the scheme.
+        raise ValueError(f"inferwatch.push: gateway {problem}; the scheme {scheme!r} of "
+                         f"{_redact(gateway)!r} is not http or https")
+    url = gateway if scheme in ("http", "https") else f"http://{gateway}"
     parts = urlsplit(url)
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        # Each group's path is appended to the gateway's URL: after a query or a fragment
+        # it would be part of them, and every push would go to the gateway's root.
+        raise ValueError(f"inferwatch.push: gateway {problem} without a query or fragment, "
+                         f"got {_redact(gateway)!r}")
     try:
         parts.port  # noqa: B018 (raises ValueError for a port that is no number)
     except ValueError:

@@ -617,11 +617,23 @@ class _Request:
 
     @property
     def path(self) -> str:
-        return self.target.partition("?")[0]
+        return self._origin_form.partition("?")[0]
 
     @property
     def query(self) -> str:
-        return self.target.partition("?")[2]
+        return self._origin_form.partition("?")[2]
+
+    @property
+    def _origin_form(self) -> str:
+        """The target's path and query: a server must also take a target in absolute form
+        (``http://host:9100/metrics``, RFC 9112 3.2.2), as a forwarding proxy sends it."""
+        target = self.target
+        scheme, sep, rest = target.partition("://")
+        if not sep or scheme.lower() not in ("http", "https"):
+            return target
+        start = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        origin = rest[start:]
+        return origin if origin.startswith("/") else "/" + origin
 
     @property
     def keep_alive(self) -> bool:
