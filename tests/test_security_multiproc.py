@@ -11,12 +11,14 @@ import os
 import stat
 import threading
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import inferwatch.multiproc.store as store
 from inferwatch import faults
 from inferwatch.core.registry import Registry
 from inferwatch.core.state import ModelState
@@ -178,7 +180,8 @@ def test_a_fold_removes_what_it_can_and_counts_what_it_cannot(tmp_path):
 
 # --- item: a failing write still shows in this process's own /metrics -----------------------
 
-def test_a_worker_that_cannot_write_its_snapshot_serves_its_own_counts_and_the_fault(tmp_path):
+def test_a_worker_that_cannot_write_its_snapshot_serves_the_shared_counts_and_the_fault(
+        tmp_path):
     registry = Registry()
     publisher = attach(registry, str(tmp_path))
     try:
@@ -186,24 +189,28 @@ def test_a_worker_that_cannot_write_its_snapshot_serves_its_own_counts_and_the_f
         monitor.record_call(0.01, 0.3)
         registry.drain()
         assert publisher.publish(force=True)
-        # The directory turns unwritable for this worker's file (a directory is in the way
-        # of the rename: the same OSError a read-only or full disk gives).
-        os.unlink(tmp_path / publisher.worker.name)
-        (tmp_path / publisher.worker.name).mkdir()
+        # Its next write fails (a full disk): the published file stays as it was.
         for _ in range(4):
             monitor.record_call(0.01, 0.3)
         registry.drain()
         before = faults.internal_error_counts().get("multiproc_write", 0)
-        assert not publisher.publish(force=True)
-        families = {f.name: f for f in publisher.collect()}
+        with mock.patch.object(store, "_file_size_limit", lambda: 64):
+            assert not publisher.publish(force=True)
+            families = {f.name: f for f in publisher.collect()}
         requests = [s.value for s in families["inferwatch_requests"].samples
                     if s.name == "inferwatch_requests_total"]
-        assert sum(requests) == 5.0  # the unpublished four are there, not just the first
+        # What every other worker serves too (the file), never more: a scrape answered
+        # by another worker next would otherwise read a drop.
+        assert sum(requests) == 1.0
         errors = {s.labels["component"]: s.value
                   for s in families["inferwatch_internal_errors"].samples}
         assert errors["multiproc_write"] >= before + 1
+        # Once a write succeeds again, the four unwritten calls show.
+        assert publisher.publish(force=True)
+        families = {f.name: f for f in publisher.collect()}
+        assert sum(s.value for s in families["inferwatch_requests"].samples
+                   if s.name == "inferwatch_requests_total") == 5.0
     finally:
-        os.rmdir(tmp_path / publisher.worker.name)
         publisher.close()
 
 

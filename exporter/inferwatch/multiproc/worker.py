@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import multiprocessing.util
 import os
@@ -39,8 +40,19 @@ from prometheus_client.core import Metric
 
 from inferwatch import faults
 from inferwatch.core.render import events_dropped_counts, loaded_ml_packages, process_families
-from inferwatch.multiproc.snapshot_format import RawSnapshot, Snapshot, decode, encode, model_dict
-from inferwatch.multiproc.store import SnapshotDirectory, WorkerId, skipped_counts
+from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
+from inferwatch.multiproc.store import (
+    ARCHIVE,
+    CLEAR_LOCK_TIMEOUT_SECONDS,
+    CORRUPT_ARCHIVE,
+    LOCK,
+    SnapshotDirectory,
+    WorkerId,
+    _count_skip,
+    _temp_owner,
+    _worker_alive,
+    skipped_counts,
+)
 
 if TYPE_CHECKING:
     from inferwatch.core.encode import Page
@@ -53,6 +65,12 @@ PUBLISH_INTERVAL_SECONDS = 1.0
 REFRESH_SECONDS = 30.0
 EXIT_FOLD_TIMEOUT_SECONDS = 2.0
 TICK_SLACK = 0.8
+# Dead workers are looked for at most this often by all workers together (the fold lock
+# file's mtime says when the last scan began): a scan looks up every worker's pid, and N
+# workers each scanning after every drain cost N * N lookups a second.
+FOLD_SCAN_SECONDS = 1.0
+# The wall clock the scan throttle compares the lock file's mtime with (tests move it).
+_now = time.time
 
 
 class MultiprocError(RuntimeError):
@@ -151,6 +169,9 @@ class Publisher:
         # failed: a read-only or full directory): its own /metrics then merges the state
         # from memory instead, so its counts and the write faults still show.
         self._unpublished = False
+        # inferwatch's own fault counts as last written: while the file is behind, only the
+        # faults counted since are added to this process's view.
+        self._published_errors: dict[str, float] = {}
         # Process-wide counts inherited through fork belong to the parent's snapshot.
         self._baseline: dict[str, dict[str, float]] = {}
 
@@ -194,6 +215,7 @@ class Publisher:
             self._unpublished = True
             raise
         self._unpublished = False
+        self._published_errors = dict(snapshot.internal_errors)
         self._last_publish, self._last_fingerprint = now, key
         return True
 
@@ -228,11 +250,31 @@ class Publisher:
                 for kind, counts in current.items()}
 
     def fold_dead(self) -> None:
-        """Fold snapshots of dead workers into the archive, unless another process is."""
+        """Fold snapshots of dead workers into the archive, unless another process is, or
+        one scanned for them within FOLD_SCAN_SECONDS."""
         try:
+            if self._scanned_lately():
+                return
             self.directory.fold(self.worker)
         except Exception as exc:
             faults.record("multiproc_fold", exc)
+
+    def _scanned_lately(self) -> bool:
+        """Whether any process began a scan for dead workers within FOLD_SCAN_SECONDS;
+        when none did, this one marks its own scan as begun now."""
+        lock = os.path.join(self.directory.path, LOCK)
+        now = _now()
+        try:
+            last = os.stat(lock, follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            return False  # no one has folded here yet: the fold creates it
+        # A mark "in the future" (the clock was stepped back) says nothing: scan.
+        if 0.0 <= now - last < FOLD_SCAN_SECONDS:
+            return True
+        # Not marked (another user's lock file): every tick scans, as before.
+        with contextlib.suppress(OSError):
+            os.utime(lock, (now, now), follow_symlinks=False)
+        return False
 
     # --- the merged view ----------------------------------------------------------------------
     def collect(self) -> list[Metric]:
@@ -261,24 +303,33 @@ class Publisher:
 
     def _read(self) -> tuple[MergedView, float]:
         """This process's calls drained and published if due, then the directory merged
-        (with this process's state from memory while its file is behind), and the time
+        (plus the faults this process counted since its file last changed), and the time
         the view is for."""
         registry = self._registry()
         if registry is not None:
             registry.drain()
         self.publish()
         now = time.time()
-        own = self._own_snapshot() if self._unpublished else None
-        return self.directory.read_view(now, own), now
+        # Every worker serves the same files: one serving its unwritten counts from memory
+        # would show higher sums than the others, and a scrape answered by another worker
+        # next would read a drop, which Prometheus takes for a reset. The faults still show.
+        view = self.directory.read_view(now)
+        if self._unpublished:
+            for component, count in self._unpublished_errors().items():
+                view.internal_errors[component] = view.internal_errors.get(component, 0) + count
+        return view, now
 
-    def _own_snapshot(self) -> tuple[str, RawSnapshot] | None:
-        """This process's state from memory, as its file would hold it."""
+    def _unpublished_errors(self) -> dict[str, float]:
+        """inferwatch's own faults counted here since this process's file was written."""
         registry = self._registry()
         if registry is None:
-            return None
+            return {}
         with self._lock:
-            snapshot, _ = self._snapshot(registry)
-        return self.worker.name, decode(encode(snapshot))
+            current = self._process_counts(registry)["internal_errors"]
+            published = self._published_errors
+        return {component: count - published.get(component, 0)
+                for component, count in current.items()
+                if count - published.get(component, 0) > 0}
 
     # --- lifecycle ----------------------------------------------------------------------------
     def after_fork(self) -> None:
@@ -291,6 +342,9 @@ class Publisher:
         self.worker = WorkerId.current()
         self._last_publish = -math.inf
         self._last_fingerprint = None
+        # The parent's failed write and what it published are the parent's.
+        self._unpublished = False
+        self._published_errors = {}
         self.directory = SnapshotDirectory(self.directory.path)
         registry = self._registry()
         if registry is None:
@@ -339,13 +393,16 @@ def shutdown() -> None:
     Exit handlers do this when the worker exits normally (gunicorn's sync, gthread and
     gevent workers). uvicorn re-raises SIGTERM once it has shut down, so its workers die
     without running exit handlers: call this from the app's lifespan shutdown. Does
-    nothing outside multi-worker mode.
+    nothing outside multi-worker mode, or when the default registry was never used.
 
     >>> shutdown()
     """
-    from inferwatch.core.registry import default_registry
+    from inferwatch.core import registry
 
-    publisher = default_registry().multiproc
+    # Not default_registry(): at shutdown it would create (and attach) a registry that
+    # nothing used, and raise into the app's shutdown when the directory has gone since.
+    default = registry._default
+    publisher = None if default is None else default.multiproc
     if publisher is not None:
         publisher.close()
 
@@ -354,7 +411,9 @@ def clear_directory(directory: str | None = None) -> int:
     """Delete inferwatch's files from the directory (default: the env var); returns how many.
 
     Call it once before the workers start (gunicorn's ``on_starting`` hook) so a new
-    server does not carry the previous run's counts.
+    server does not carry the previous run's counts. Snapshots (and writes in progress)
+    of other processes that still run are kept: on gunicorn's USR2 upgrade the new
+    master starts beside the old one, whose workers keep serving and publishing.
 
     >>> clear_directory(tempfile.mkdtemp())
     0
@@ -362,4 +421,29 @@ def clear_directory(directory: str | None = None) -> int:
     path = check_directory(directory) if directory is not None else directory_from_env()
     if path is None:
         raise MultiprocError(f"{ENV_VAR} is not set and no directory was given")
-    return SnapshotDirectory(path).clear()
+    return _clear_dead(SnapshotDirectory(path))
+
+
+def _clear_dead(folder: SnapshotDirectory) -> int:
+    """Delete the archive and every file of a writer that has exited (or of this process,
+    which publishes again within a second); returns how many went."""
+    me = WorkerId.current()
+    stats: dict[int, tuple[str, int] | None] = {}
+    removed = 0
+    # Held so a fold of the previous run never writes its archive back after the clear.
+    with folder._fold_lock(CLEAR_LOCK_TIMEOUT_SECONDS, create=False):
+        for name in os.listdir(folder.path):
+            if name not in (ARCHIVE, CORRUPT_ARCHIVE):
+                writer = WorkerId.parse(name) or _temp_owner(name)
+                if writer is None:
+                    continue  # not inferwatch's
+                if writer != me and _worker_alive(writer, stats):
+                    continue  # a live worker's (the old master's, on USR2): keep counting it
+            try:
+                os.unlink(os.path.join(folder.path, name))
+                removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError:
+                _count_skip("undeletable")
+    return removed
