@@ -38,7 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", metavar="URL",
                         help="instead of DATA: the status page of a running process (its / on "
                              "the metrics port); one section per model version")
-    parser.add_argument("--model", default=None, help="with --metrics: only this model")
+    parser.add_argument("--model", default=None,
+                        help="with --metrics: only this model; with --config and DATA: the "
+                             "model whose models: overrides the thresholds follow")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="the YAML config the alert rules are generated from "
+                             "(`inferwatch generate --config`): its thresholds judge the "
+                             "alert conditions (default: the defaults)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="where to write the report (HTML); - for stdout")
     parser.add_argument("--predictions-column", action="append", default=[], metavar="COL",
@@ -51,10 +57,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success, 2 on a usage or input error."""
-    from inferwatch.quality.profile_cli import ProfileError, Progress, read_csv, read_parquet
+    from inferwatch.quality.profile_cli import (
+        ProfileError,
+        Progress,
+        _column_list,
+        csv_header,
+        read_csv,
+        read_parquet,
+    )
     from inferwatch.quality.reference import Reference, ReferenceError
+    from inferwatch.report.flags import Thresholds
     from inferwatch.report.model import from_data
 
+    # The page's conditions must be the alerts' own: judged by default thresholds, a drift
+    # the rules fire on (threshold 0.1 in the config) read "ok" on the report.
+    config = _config(args.config)
+    if isinstance(config, int):
+        return config
     if args.metrics is not None:
         if args.data is not None or args.reference is not None:
             return _error("give either --metrics URL or --reference FILE with DATA, not both")
@@ -63,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
                               (args.format, "--format")):
             if given:
                 return _error(f"{option} reads DATA; with --metrics there is none")
-        return _from_metrics(args)
-    if args.model is not None:
+        return _from_metrics(args, config)
+    if args.model is not None and config is None:
         return _error("--model picks a model of --metrics URL; a DATA file holds one model")
     if args.data is None or args.reference is None:
         return _error("give --reference FILE and DATA (or --metrics URL)")
@@ -76,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
         why = ("is a directory" if os.path.isdir(args.data) else "is not a regular file"
                if os.path.exists(args.data) else "not found")
         return _error(f"DATA file {why}: {args.data}")
+    # The page replaces the file at -o: naming an input there lost the data it reports on.
+    for given, what in ((args.data, "the DATA file"), (args.reference, "the reference"),
+                        (args.config, "the config")):
+        if given is not None and _same_file(given, args.output):
+            return _error(f"-o {args.output} is {what}: the report would replace it; write "
+                          "it to another file")
     if args.format is None and args.data.lower().endswith(JSON_SUFFIXES):
         # Read as CSV, each JSON line would be a row of cells named like no feature: a
         # report of nothing but missing columns, and exit status 0.
@@ -87,23 +112,37 @@ def run(args: argparse.Namespace) -> int:
     # A CSV cell is typed by the profile it is compared with, not by its column's content:
     # categories keep their text ("01" stays "01"), numbers are read where they parse.
     profiles = {**reference.features, **reference.outputs}
-    categorical = {n for n, p in profiles.items() if not p.is_numeric}
+    outputs = reference.output_names
     try:
-        columns = (read_parquet(args.data, progress) if fmt == "parquet"
-                   else read_csv(args.data, progress, text_columns=categorical))
+        # The header first: whether "a,b" names one column or two depends on it, as in
+        # `inferwatch profile`.
+        if fmt == "csv":
+            names = csv_header(args.data)
+        else:
+            columns = read_parquet(args.data, progress)
+            names = list(columns)
     except ProfileError as exc:  # its message names the file already
         return _error(f"cannot read {exc}")
     except Exception as exc:  # a malformed file: one line, not a traceback
         return _error(f"cannot read {args.data}: {exc}")
+    try:
+        wanted = _column_list(args.predictions_column, names, "--predictions-column")
+    except ProfileError as exc:  # names the flag and the file's columns
+        return _error(str(exc))
     if fmt == "csv":
+        # The one output of a bare-array reference ("value") is compared with the one
+        # column given: a categorical output's codes ("01") must stay text there too.
+        if len(wanted) == len(outputs) == 1 and wanted[0] not in profiles:
+            profiles[wanted[0]] = reference.outputs[outputs[0]]
+        categorical = {n for n, p in profiles.items() if not p.is_numeric}
+        try:
+            columns = read_csv(args.data, progress, text_columns=categorical)
+        except ProfileError as exc:
+            return _error(f"cannot read {exc}")
+        except Exception as exc:
+            return _error(f"cannot read {args.data}: {exc}")
         columns = {n: numbers_where_they_parse(v) if n in profiles and profiles[n].is_numeric
                    else v for n, v in columns.items()}
-    wanted = [n.strip() for value in args.predictions_column for n in value.split(",")
-              if n.strip()]
-    unknown = [n for n in wanted if n not in columns]
-    if unknown:
-        return _error(f"--predictions-column {unknown[0]!r} is not a column of {args.data}")
-    outputs = reference.output_names
     predictions: Any
     if wanted and len(wanted) == len(outputs) == 1:
         # The one output of a reference profiled from a bare array is called "value", a
@@ -119,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         predictions = {n: columns.pop(n) for n in wanted or
                        [n for n in outputs if n in columns]} or None
     title = args.title or f"Drift report: {os.path.basename(args.data)}"
-    report = from_data(reference, columns, predictions, title=title)
+    thresholds = Thresholds.for_model(args.model or "", config)
+    report = from_data(reference, columns, predictions, title=title, thresholds=thresholds)
     try:
         _write(args.output, report.html())
     except BrokenPipeError:
@@ -161,14 +201,37 @@ def _number_or_text(cell: str | None) -> float | str | None:
         return cell
 
 
-def _from_metrics(args: argparse.Namespace) -> int:
+def _same_file(path: str, output: str) -> bool:
+    if output == "-":
+        return False
+    try:
+        return os.path.samefile(path, output)
+    except OSError:  # an output that does not exist yet is no input
+        return False
+
+
+def _config(path: str | None) -> Any:
+    """The generator config at `path` (None without one), or the exit status of its error."""
+    if path is None:
+        return None
+    from inferwatch.generate.cli import one_line
+    from inferwatch.generate.config import ConfigError, load
+
+    try:
+        return load(path)
+    except ConfigError as exc:  # names the file and the key
+        return _error(f"invalid config: {one_line(str(exc))}")
+
+
+def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     import base64
     import urllib.parse
     import urllib.request
 
+    from inferwatch.report.flags import Thresholds
     from inferwatch.report.live import from_state
     from inferwatch.report.page import document, report_body
-    from inferwatch.report.status import read_snapshot
+    from inferwatch.report.status import read_limited, read_snapshot
 
     try:
         parts = urllib.parse.urlsplit(args.metrics)
@@ -195,14 +258,15 @@ def _from_metrics(args: argparse.Namespace) -> int:
         request.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            generated_at, states = read_snapshot(response.read())
+            generated_at, states = read_snapshot(read_limited(response))
     except (OSError, ValueError) as exc:
         return _error(f"cannot read the status snapshot at {url}: {exc}")
     if not states:
         return _error(f"{url} holds no model version" + (
             f" named {args.model!r}" if args.model else ""))
-    reports = [from_state(state, None, generated_at) for state in
-               sorted(states, key=lambda s: (s.model, s.version))]
+    reports = [from_state(state, None, generated_at,
+                          thresholds=Thresholds.for_model(state.model, config))
+               for state in sorted(states, key=lambda s: (s.model, s.version))]
     title = args.title or f"inferwatch report: {netloc}"
     body = "".join(f"<section>{report_body(report)}</section>" for report in reports)
     try:

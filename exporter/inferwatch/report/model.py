@@ -19,13 +19,16 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inferwatch.quality.checks import BatchChecker
 from inferwatch.quality.drift import DriftScorer
 from inferwatch.quality.reference import Profile, Reference
+
+if TYPE_CHECKING:
+    from inferwatch.report.flags import Thresholds
 
 
 @dataclass(frozen=True)
@@ -221,11 +224,13 @@ def drift_order(distribution: Distribution) -> tuple[bool, float, str]:
 
 
 def from_data(reference: Reference, data: Any, predictions: Any = None, *,
-              range_tolerance: float = 0.0, title: str | None = None) -> ModelReport:
+              range_tolerance: float = 0.0, title: str | None = None,
+              thresholds: Thresholds | None = None) -> ModelReport:
     """Compare a batch of rows (a DataFrame, column dict, row dicts or 2-D array) with a
     reference: distributions on the reference bins, drift scores and quality counts.
 
-    `predictions` (optional) are compared with the reference's prediction outputs.
+    `predictions` (optional) are compared with the reference's prediction outputs; the
+    drift conditions are judged by `thresholds` (the generator's defaults when None).
 
     >>> ref = Reference.from_data({"x": np.arange(100.0)}, predictions=np.arange(100.0))
     >>> report = from_data(ref, {"x": [1.0, None, 500.0]}, predictions=[3.0, 4.0, 5.0])
@@ -256,5 +261,5 @@ def from_data(reference: Reference, data: Any, predictions: Any = None, *,
                          input_errors={k: float(v) for k, v in result.input_errors.items()})
     from inferwatch.report.flags import Thresholds, evaluate
 
-    report.flags = evaluate(report, Thresholds.for_model(""))
+    report.flags = evaluate(report, thresholds or Thresholds.for_model(""))
     return report

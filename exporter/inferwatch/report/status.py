@@ -15,7 +15,6 @@ scrape reads (the merged view in multi-worker mode) and the drain's ring of rece
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -32,6 +31,10 @@ from inferwatch.report.page import CSP_HEADER, index_page, model_link, report_pa
 
 HTML = "text/html; charset=utf-8"
 SNAPSHOT_FORMAT = "inferwatch.status_snapshot/1"
+# The most bytes a snapshot is read to (and gunzipped to): far above one of hundreds of model
+# versions with their references, far below what a wrong URL (a download, an endless
+# stream) or a gzip bomb would take of the memory of the machine the report runs on.
+MAX_SNAPSHOT_BYTES = 512 << 20
 
 
 def page_headers() -> dict[str, str]:
@@ -121,12 +124,20 @@ def read_snapshot(data: bytes) -> tuple[float, list]:
     """(generated_at, ModelStates) from :func:`snapshot_json`'s bytes; ValueError if not one."""
     from inferwatch.core.state import ModelState
 
+    if len(data) > MAX_SNAPSHOT_BYTES:
+        raise ValueError(_too_large())
     if data[:2] == b"\x1f\x8b":
         # A proxy in front may gzip the answer whatever the request accepted.
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
+            unpacker = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+            unpacked = unpacker.decompress(data, MAX_SNAPSHOT_BYTES + 1)
+        except zlib.error as exc:
             raise ValueError(f"not a status snapshot (broken gzip: {exc})") from None
+        if len(unpacked) > MAX_SNAPSHOT_BYTES:
+            raise ValueError(_too_large("once unpacked"))
+        if not unpacker.eof:
+            raise ValueError("not a status snapshot (broken gzip: the stream ends early)")
+        data = unpacked
     try:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -149,6 +160,17 @@ def read_snapshot(data: bytes) -> tuple[float, list]:
         raise ValueError("malformed status snapshot: generated_at is not a time "
                          f"(got {generated_at!r})")
     return generated_at, states
+
+
+def _too_large(how: str = "") -> str:
+    return (f"not a status snapshot: larger than {MAX_SNAPSHOT_BYTES >> 20} MiB"
+            + (f" {how}" if how else "") + "; is the URL a status page?")
+
+
+def read_limited(stream: Any) -> bytes:
+    """At most :data:`MAX_SNAPSHOT_BYTES` + 1 bytes of `stream`: enough for
+    :func:`read_snapshot` to refuse a larger answer without holding all of it."""
+    return stream.read(MAX_SNAPSHOT_BYTES + 1)
 
 
 # The Unix times a page can print (years 1970 to 9999).
