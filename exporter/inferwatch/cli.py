@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from inferwatch._version import __version__
 
@@ -30,14 +31,59 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _StoreOnce(argparse._StoreAction):
+    """A one-value flag that refuses to be given twice.
+
+    argparse keeps the last of two (``--out a --out b``), so a value set in a script and
+    again by the user silently loses one of them; flags meant to repeat use ``append``.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        given = getattr(parser, "_given_once", None)
+        if self.option_strings and given is not None:
+            if self in given:
+                first = given[self]
+                both = f" (as {first} and {option_string})" if first != option_string else ""
+                raise argparse.ArgumentError(
+                    self, f"given more than once{both}; it takes one value, give it once")
+            given[self] = option_string
+        super().__call__(parser, namespace, values, option_string)
+
+
+class StrictArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser that takes no prefix of a flag and no one-value flag twice.
+
+    A prefix (``--conf``) would stop working, or start meaning another flag, as soon as a
+    flag with the same start is added. Subcommand parsers are made of this class too.
+
+    >>> parser = StrictArgumentParser(prog="x")
+    >>> _ = parser.add_argument("--out")
+    >>> parser.parse_args(["--out", "a"]).out
+    'a'
+    """
+
+    def __init__(self, *args: Any, allow_abbrev: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+        self._given_once: dict[argparse.Action, str | None] = {}
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None,
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        self._given_once = {}
+        return super().parse_known_args(args, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = StrictArgumentParser(
         prog="inferwatch", description="Monitoring for machine-learning models in production."
     )
     parser.add_argument("--version", action="version", version=f"inferwatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        child = sub.add_parser(name, help=help_text, description=help_text)
+        child = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         child.set_defaults(_module=module_name, _parser=child)
         try:
             module = importlib.import_module(module_name)

@@ -38,6 +38,13 @@ def run(args: argparse.Namespace) -> int:
 
     from inferwatch.generate.config import ConfigError, load
 
+    for flag, value in (("--config", args.config), ("--out", args.out)):
+        if value is not None and not value.strip():
+            # An unset shell variable (`--out "$DIR"`): read as ".", the files would land in
+            # the current directory, and the config would be "cannot be read: Is a directory".
+            print(f"inferwatch generate: {flag} is empty; give a path, or leave the flag out",
+                  file=sys.stderr)
+            return 2
     try:
         cfg = load(args.config)
     except ConfigError as exc:

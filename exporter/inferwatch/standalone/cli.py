@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from inferwatch._version import __version__
+from inferwatch.cli import StrictArgumentParser
 from inferwatch.standalone.scrape import Collector, Scraper, registered_collectors
 
 log = logging.getLogger("inferwatch.standalone")
@@ -137,7 +138,9 @@ def _telemetry_path(text: str) -> str:
 def build_parser(collectors: dict[str, type[Collector]] | None = None) -> argparse.ArgumentParser:
     """The full command line, with a flag group per registered collector."""
     collectors = registered_collectors() if collectors is None else collectors
-    parser = argparse.ArgumentParser(
+    # A one-value flag given twice (`--scrape.timeout=2 ... --scrape.timeout=10`) is
+    # refused, not settled silently in favour of the last.
+    parser = StrictArgumentParser(
         prog="inferwatch-exporter",
         # A prefix of a flag is not that flag: `--web.listen=...` must be refused as
         # unknown, and a flag added later must not turn a working prefix ambiguous.
@@ -265,9 +268,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("inferwatch-exporter %s serving %s with collectors: %s", __version__,
              server.url,
              ", ".join(c.name for c in enabled) or "none")
-    for collector in enabled:
-        collector.start()
     try:
+        for collector in enabled:
+            try:
+                collector.start()
+            except Exception:
+                # Its scrapes still run and report it: a start-up probe that cannot even
+                # begin (no thread left in the cgroup) must not leave the server behind
+                # a traceback.
+                log.exception("collector %s could not start", collector.name)
         while not stop.wait(1.0):
             pass
     finally:
@@ -353,6 +362,10 @@ def _logfmt_value(value: str) -> str:
         return value
     escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
                .replace("\r", "\\r").replace("\t", "\\t"))
+    if not escaped.isprintable():
+        # Any other control or separator character (ESC from a process name, NEL, U+2028
+        # that log shippers split lines on) would reach the terminal or the pipeline raw.
+        escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
     return f'"{escaped}"'
 
 

@@ -259,6 +259,66 @@ def _replaced(family: Metric) -> Metric:
     return clean
 
 
+class _Exposition:
+    """The families of one scrape, each name exposed once.
+
+    Two families of one name (two collectors, or one collector twice) would write two
+    ``# TYPE`` blocks, and Prometheus refuses the whole scrape for it. A later family of
+    the same type is merged into the first, less the series the first already has; one of
+    another type, or whose sample names another family writes (a gauge ``x_total`` next to
+    a counter ``x``), is left out. :meth:`add` names what it could not keep whole.
+    """
+
+    def __init__(self, reserved: Iterable[Metric]) -> None:
+        self.families: list[Metric] = []
+        self._by_name: dict[str, int] = {}  # family or sample name -> index in families
+        self.reserved = 0
+        self.add(reserved)
+        # The exporter's own families: rendered apart, never merged into.
+        self.reserved = len(self.families)
+
+    def add(self, families: Iterable[Metric]) -> list[str]:
+        clashes: list[str] = []
+        for family in families:
+            names = {family.name, *(sample.name for sample in family.samples)}
+            owners = {self._by_name[name] for name in names if name in self._by_name}
+            if not owners:
+                for name in names:
+                    self._by_name[name] = len(self.families)
+                self.families.append(family)
+                continue
+            index = owners.pop()
+            first = self.families[index]
+            if (owners or index < self.reserved or first.name != family.name
+                    or first.type != family.type):
+                clashes.append(family.name)
+                continue
+            merged, dropped = _merged(first, family)
+            self.families[index] = merged
+            for name in names:
+                self._by_name.setdefault(name, index)
+            if dropped:
+                clashes.append(family.name)
+        return clashes
+
+
+def _merged(first: Metric, second: Metric) -> tuple[Metric, bool]:
+    """A new family with the samples of both (the originals may be shared by other scrapes),
+    and whether any of `second`'s were left out as series `first` already has."""
+    merged = Metric(first.name, first.documentation, first.type, first.unit)
+    merged.samples = list(first.samples)
+    seen = {(sample.name, frozenset(sample.labels.items())) for sample in first.samples}
+    dropped = False
+    for sample in second.samples:
+        key = (sample.name, frozenset(sample.labels.items()))
+        if key in seen:
+            dropped = True
+            continue
+        seen.add(key)
+        merged.samples.append(sample)
+    return merged, dropped
+
+
 class _Slot:
     """At most one run per collector: concurrent scrapes share it, a hung one is not restarted."""
 
@@ -310,15 +370,21 @@ class Scraper:
             {"version": __version__, "python_version": platform.python_version()},
             1,
         )
-        families: list[Metric] = []
-        for slot, run in runs:
-            ok, duration, collected = self._finish(slot, run, deadline)
+        results = [(slot, *self._finish(slot, run, deadline)) for slot, run in runs]
+        # The health families go first and keep their names whatever a collector returns.
+        exposed = _Exposition(describe_families(_HEALTH_METRICS))
+        for slot, ok, duration, collected in results:
+            clashes = exposed.add(collected) if ok else []
+            if clashes:
+                ok = False
+                self._failed(slot, "failed", CollectorError(
+                    f"returned {', '.join(clashes)}, already exposed under that name by "
+                    "another family; its series there are left out"))
             labels = {"collector": slot.collector.name}
             health.add("inferwatch_exporter_collector_success", labels, 1 if ok else 0)
             health.add("inferwatch_exporter_collector_duration_seconds", labels, duration)
-            families.extend(collected)
         yield from health.families()
-        yield from families
+        yield from exposed.families[exposed.reserved:]
 
     def _start(self, slot: _Slot) -> tuple[_Run, bool]:
         """The run this scrape waits on, and whether it was already hung before the scrape."""
