@@ -281,7 +281,9 @@ def _probabilities_row_by_row(matrix: np.ndarray) -> dict:
         elif any(v in (float("inf"), float("-inf")) for v in row):
             invalid["inf"] = invalid.get("inf", 0) + 1
         else:
-            kept.append(row)
+            # Within 1e-6 of a bound is float error (a softmax's 1.0000000002): that bound.
+            kept.append([min(max(v, 0.0), 1.0) if -1e-6 <= v <= 1 + 1e-6 else v
+                         for v in row])
     for row in kept:
         if any(v < 0 or v > 1 for v in row):
             invalid["probability_out_of_range"] = invalid.get("probability_out_of_range", 0) + 1

@@ -41,7 +41,7 @@ from inferwatch.core.call_input import (
 from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor, array_from_bytes
 from inferwatch.core.options import Settings
 from inferwatch.core.predictions import class_names_of
-from inferwatch.core.registry import Registry, default_registry
+from inferwatch.core.registry import Registry, default_registry, is_finite_version, version_text
 from inferwatch.core.request import (
     INFERENCE_STAGE,
     Request,
@@ -159,14 +159,17 @@ class _CallRecorder:
             faults.record("request", exc)
         return result
 
-    def give_input(self, request: Request, args: tuple) -> None:
+    def give_input(self, request: Request, args: tuple, kwargs: dict | None = None) -> None:
         """The call's input as the features of the request it joins, unless the request was
         given its features (``r.features()``) or an earlier call's: with a reference profile
         or an event log, a request (every request of the web middleware) is checked and
         logged with what its model saw."""
         record = request.record
-        if self.monitor.keeps_inputs and record.features is None and len(args) > self.position:
-            record.features = snapshot_input(call_input(args, self.position, self.one_feed))
+        if self.monitor.keeps_inputs and record.features is None:
+            if len(args) > self.position:
+                record.features = snapshot_input(call_input(args, self.position, self.one_feed))
+            elif kwargs:
+                record.features = snapshot_input(_keyword_input(kwargs))
 
     def guarded_begin(self, args: tuple, kwargs: dict) -> RequestRecord | object | None:
         """begin(), or UNRECORDED when it fails: the call must go through regardless."""
@@ -186,7 +189,7 @@ class _CallRecorder:
             if not self.takes_request_id:
                 # The request carries its own id; the model never gets what it does not take.
                 kwargs.pop("request_id", None)
-            self.give_input(request, args)
+            self.give_input(request, args, kwargs)
             return None
         request_id = None
         if "request_id" in kwargs:
@@ -203,7 +206,7 @@ class _CallRecorder:
         if monitor.keeps_inputs:
             record.features = snapshot_input(
                 call_input(args, self.position, self.one_feed) if len(args) > self.position
-                else next(iter(kwargs.values()), None))
+                else _keyword_input(kwargs))
         if monitor.traces:
             record.trace_id = current_trace_id()
         monitor.call_started()
@@ -257,6 +260,12 @@ class _CallRecorder:
             request.record.stages.append((INFERENCE_STAGE, duration))
         else:
             request.add_inference(duration, snapshot(result), self.probabilities)
+
+
+def _keyword_input(kwargs: dict) -> Any:
+    """The input of a call made with keywords only (``predict(X=rows, request_id=...)``):
+    its first keyword argument other than the request id, which is no feature."""
+    return next((value for key, value in kwargs.items() if key != "request_id"), None)
 
 
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
@@ -748,6 +757,10 @@ class _Chained:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         result = self.__wrapped__(*args, **kwargs)
+        if inspect.iscoroutine(result):
+            # An async method (`await model.fit_async(...)`) gives its model back only when
+            # awaited: the wrapper must come back then, as a sync method's does.
+            return _chained_result(result, self._model, self._proxy)
         return self._proxy if result is self._model else result
 
     def __getattr__(self, name: str) -> Any:  # __name__, __doc__, __func__, ...
@@ -761,6 +774,11 @@ class _Chained:
 
     def __hash__(self) -> int:
         return hash(self.__wrapped__)
+
+
+async def _chained_result(coroutine: Any, model: Any, proxy: InstrumentedModel) -> Any:
+    result = await coroutine
+    return proxy if result is model else result
 
 
 class _Spec(NamedTuple):
@@ -826,15 +844,18 @@ def _version_text(version: object) -> str:
     "unversioned", as an empty string is, rather than the label "None"; any other type
     is refused, since its ``str()`` (an object's address) would change every restart.
 
-    >>> _version_text(None), _version_text(3), _version_text("1.4.2")
+    >>> _version_text(None), _version_text(3), _version_text(" 1.4.2\\n")
     ('unversioned', '3', '1.4.2')
     """
     if version is None:
         return "unversioned"
-    if isinstance(version, str):
-        return version
-    if isinstance(version, numbers.Real) and not isinstance(version, bool):
-        return str(version)
+    if not is_finite_version(version):
+        raise ValueError("inferwatch.instrument: version must be a finite number or a "
+                         f"string, got {version!r}")
+    if isinstance(version, (str, numbers.Real)) and not isinstance(version, bool):
+        # Outer whitespace (a version read from a file ends in a newline) would make a
+        # series of its own beside the version's.
+        return version_text(version) or "unversioned"
     raise TypeError("inferwatch.instrument: version must be a string (or a number), "
                     f"got {type(version).__name__}")
 

@@ -32,6 +32,10 @@ from inferwatch.core.records import label_score_matrix, records_as_columns
 DEFAULT_OUTPUT = "value"
 # Rows of a probability matrix may drift from 1 by float error; more than this is a fault.
 PROBABILITY_SUM_TOLERANCE = 1e-3
+# A softmax or a calibrator may land a hair outside [0, 1] by float error (1.0000000002,
+# -1e-12): that is no fault (probability_out_of_range feeds a critical alert), and is read
+# as the bound it missed. Anything further out is a real out-of-range probability.
+PROBABILITY_RANGE_TOLERANCE = 1e-6
 # Integer class ids are plausible below this magnitude; larger ones look like ids or amounts.
 SMALL_INTEGER_LIMIT = 65_536
 NO_CLASSES: frozenset[str] = frozenset()
@@ -348,7 +352,8 @@ def _looks_like_probabilities(array: np.ndarray, task: str,
                          or np.ndim(class_names[0]) != 0):
         return False
     with np.errstate(invalid="ignore"):
-        in_unit = bool(((array >= 0) & (array <= 1)).all())
+        in_unit = bool(((array >= -PROBABILITY_RANGE_TOLERANCE) &
+                        (array <= 1 + PROBABILITY_RANGE_TOLERANCE)).all())
         sums_to_one = bool((np.abs(array.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE).all())
     return in_unit and sums_to_one
 
@@ -562,8 +567,13 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     if matrix.shape[0] == 0:
         return
     if matrix.min() < 0 or matrix.max() > 1:
-        out_of_unit = ((matrix < 0) | (matrix > 1)).any(axis=1)
+        low, high = -PROBABILITY_RANGE_TOLERANCE, 1 + PROBABILITY_RANGE_TOLERANCE
+        out_of_unit = ((matrix < low) | (matrix > high)).any(axis=1)
         prediction.count_invalid("probability_out_of_range", int(out_of_unit.sum()))
+        near = ((matrix < 0) & (matrix >= low)) | ((matrix > 1) & (matrix <= high))
+        if near.any():
+            # A new array: `matrix` may be the caller's own.
+            matrix = np.where(near, np.clip(matrix, 0.0, 1.0), matrix)
         # Huge values can overflow a row's sum: counted below, never warned about on the
         # application's stderr (values in [0, 1] cannot, and skip this context's cost).
         with np.errstate(over="ignore", invalid="ignore"):

@@ -27,6 +27,8 @@ def label_score_matrix(result: object, class_names: Sequence[object] | None
     >>> matrix.tolist(), labels
     ([[0.3, 0.7]], ['a', 'b'])
     """
+    if _one_row_of_every_label(result, class_names):
+        result = [result]
     if not isinstance(result, (list, tuple)) or not result or \
             not isinstance(result[0], (list, tuple)):
         return None
@@ -56,6 +58,39 @@ def label_score_matrix(result: object, class_names: Sequence[object] | None
     except (TypeError, ValueError):
         return None  # scores that are not numbers: counted by the general path
     return matrix, order
+
+
+# Scores of one input's labels sum to 1 within this (a softmax), as a probability row does.
+_ONE_ROW_SUM_TOLERANCE = 1e-3
+
+
+def _one_row_of_every_label(result: object, class_names: Sequence[object] | None) -> bool:
+    """Whether `result` is a pipeline's answer for ONE input with ``top_k=None``: a flat
+    list of ``{"label", "score"}`` dicts, one per class of the model, scores summing to 1.
+    Read as rows it would count every class as predicted once per call. A batch of top-1
+    answers that happens to name each class once has scores of at least 1/k each, so it
+    sums to 1 only when every score is exactly 1/k.
+
+    >>> _one_row_of_every_label([{"label": "a", "score": 0.3},
+    ...                          {"label": "b", "score": 0.7}], ["a", "b"])
+    True
+    """
+    if not isinstance(result, (list, tuple)) or len(result) < 2 or class_names is None \
+            or np.ndim(class_names) != 1 or len(class_names) != len(result):
+        return False
+    labels, total = set(), 0.0
+    for entry in result:
+        if not isinstance(entry, Mapping) or entry.keys() != _LABEL_SCORE:
+            return False
+        score = entry["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float, np.number)):
+            return False
+        labels.add(str(entry["label"]))
+        total += float(score)
+    return len(labels) == len(result) == len({str(c) for c in class_names}) and \
+        labels == {str(c) for c in class_names} and \
+        abs(total - 1.0) <= _ONE_ROW_SUM_TOLERANCE and any(
+            float(entry["score"]) != 1.0 / len(result) for entry in result)
 
 
 def records_as_columns(result: object) -> dict[object, list] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import numbers
 import os
 import threading
@@ -101,8 +102,8 @@ class Registry:
             cap = self._version_caps.setdefault(name, LabelCap(self._max_versions))
             # An empty version (an unset environment variable, say) would export
             # model_version="", which reads as no label at all: fold it to the default.
-            version = clean_label_value(version)
-            version = cap.fold(version if version.strip() else UNVERSIONED)
+            version = clean_label_value(version_text(version))
+            version = cap.fold(version or UNVERSIONED)
             key = (name, version)
             monitor = self._monitors.get(key)
             if monitor is None:
@@ -312,6 +313,28 @@ def _check_model(name: object, version: object) -> None:
             isinstance(version, bool) or not isinstance(version, numbers.Real)):
         raise TypeError("inferwatch.monitor: version must be a string (or a number), "
                         f"got {type(version).__name__}")
+    if not is_finite_version(version):
+        # NaN or an infinity (a missing cell of a model registry's table read as a float)
+        # names no version; each NaN would not even equal the one before it.
+        raise ValueError(f"inferwatch.monitor: version must be a finite number, got {version!r}")
+
+
+def is_finite_version(version: object) -> bool:
+    """False for a NaN or infinite number; True for anything else (an integer of any size:
+    ``math.isfinite`` would overflow on one past the float range)."""
+    return not isinstance(version, numbers.Real) or isinstance(version, numbers.Integral) \
+        or math.isfinite(version)
+
+
+def version_text(version: str | numbers.Real) -> str:
+    """The ``model_version`` label of a checked version, without outer whitespace: a
+    version read from a file or an environment variable often ends in a newline, and
+    ``"1.2\\n"`` must be the series of ``"1.2"``, not one beside it.
+
+    >>> version_text(" 1.2\\n"), version_text(3), version_text("  ")
+    ('1.2', '3', '')
+    """
+    return (version if isinstance(version, str) else str(version)).strip()
 
 
 def _versions_of(ref: weakref.ref[Registry], name: str) -> list[Monitor]:

@@ -54,7 +54,7 @@ from inferwatch import faults
 from inferwatch.core.call_input import COPY_LIMIT_BYTES, snapshot, snapshot_input
 from inferwatch.core.monitor import Monitor, _count_value
 from inferwatch.core.predictions import class_names_of
-from inferwatch.core.registry import Registry, default_registry
+from inferwatch.core.registry import Registry, default_registry, version_text
 from inferwatch.core.request import RequestRecord, current_request
 from inferwatch.core.shadow_compare import DIFFERENCE_BUCKETS, DROP_REASONS, Comparison
 
@@ -641,7 +641,8 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
                         "inferwatch.instrument(model, ...)")
     _check(version=version, sample=sample, timeout=timeout, queue_size=queue_size, mode=mode,
            workers=workers, max_classes=max_classes, difference_buckets=difference_buckets)
-    if str(version) == champion_monitor.version:
+    # Compared as the registry stores versions: " 1 " would record into the champion's own.
+    if version_text(version) == champion_monitor.version:
         raise ValueError(f"inferwatch.shadow: version {version!r} is the champion's version; "
                          "a challenger needs a version of its own")
     methods = [m for m in SHADOWED_METHODS if callable(champion.__dict__.get(m))
