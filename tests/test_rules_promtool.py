@@ -265,14 +265,17 @@ def _recorded_from(cfg, expr: str, matcher: str) -> bool:
 def test_objectives_in_code_win_over_the_config_which_wins_over_the_default(
         tmp_path: Path) -> None:
     """Every combination: neither, config only, code only, both (code wins), two versions
-    declaring different values (the larger counts, as documented), and the switch off (code
-    ignored), judged by promtool on the objective series and on the alert's expression."""
+    declaring different values (each version its own, the model-wide value the stricter),
+    and the switch off (code ignored), judged by promtool on the objective series and on the
+    alert's expression."""
     config = {"models": {"configured": {"latency": {"p99_seconds": 0.3}},
                          "both": {"latency": {"p99_seconds": 0.3}}}}
     declared = {"declared": {"1": 0.45}, "both": {"1": 0.6}, "two-versions": {"1": 0.2, "2": 0.7}}
     served = ["plain", "configured", "declared", "both", "two-versions"]
+    # two-versions: the model-wide objective is the stricter declared value (0.2), and each
+    # version's alert its own: version 1 (0.2) fires, version 2 (0.7) does not.
     cases = {True: {"plain": 0.5, "configured": 0.3, "declared": 0.45, "both": 0.6,
-                    "two-versions": 0.7},
+                    "two-versions": 0.2},
              False: {"plain": 0.5, "configured": 0.3, "declared": 0.5, "both": 0.3,
                      "two-versions": 0.5}}
     p99 = 0.4975  # every model: 100 calls a minute between 0.25 s and 0.5 s

@@ -61,9 +61,16 @@ def scope(cfg: Config, override: ModelOverride) -> str:
     return model_sel(cfg, *matchers)
 
 
-def models_in(cfg: Config, override: ModelOverride) -> str:
-    """One series per model the override applies to, labelled only by model."""
-    return f"group by (model) (inferwatch_model_info{scope(cfg, override)})"
+def models_in(cfg: Config, override: ModelOverride, over: str | None = None) -> str:
+    """One series per model the override applies to, labelled only by model.
+
+    `over`: a range; a model that served within it still counts, for an alert about models
+    that vanished (their ``inferwatch_model_info`` is gone with them).
+    """
+    info = f"inferwatch_model_info{scope(cfg, override)}"
+    if over is not None:
+        info = f"max_over_time({info}[{over}])"
+    return f"group by (model) ({info})"
 
 
 def is_overridden(cfg: Config, key: str) -> bool:
@@ -73,8 +80,51 @@ def is_overridden(cfg: Config, key: str) -> bool:
     return from_code or any(key in override.values for override in cfg.models.values())
 
 
+# An objective's stricter side: a higher availability or accuracy floor is stricter, every
+# other objective is a ceiling (or a minimum count before an alert may fire), stricter lower.
+_HIGHER_IS_STRICTER = frozenset({"slo.availability", "accuracy.min_ratio"})
+
+
+def strictest(key: str) -> str:
+    """The aggregation that keeps the stricter of two values of an objective.
+
+    >>> strictest("slo.availability"), strictest("latency.p99_seconds")
+    ('max', 'min')
+    """
+    return "max" if key in _HIGHER_IS_STRICTER else "min"
+
+
+def is_per_version(cfg: Config, key: str) -> bool:
+    """Whether the versions of one model may hold different values of an objective: only
+    what a version declares in code differs between versions, the config names models."""
+    return cfg.objectives.from_code and key in DECLARABLE_IN_CODE
+
+
+def version_objective(key: str) -> str:
+    """The recording rule holding every serving version's own value of an objective.
+
+    >>> version_objective("latency.p99_seconds")
+    'model_version:inferwatch_objective:latency_p99_seconds'
+    """
+    return q.record_name("model_version", "inferwatch_objective", key.replace(".", "_"))
+
+
+def _declared(cfg: Config, key: str, by: str) -> str:
+    # A shadow shares its model's name: the challenger's own objective (a laxer latency while
+    # it is tried out) must not become the serving version's.
+    # Only what instrument() accepts, a finite number >= 0: a NaN (from a corrupt snapshot or
+    # another client) would otherwise win over the config and make every comparison false,
+    # silencing the model's alert instead of judging it by the config or the default.
+    declared = (f"inferwatch_model_objective{model_sel(cfg, f'objective={q.quoted(key)}')}"
+                f" >= 0 < +Inf unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}")
+    # Replicas of one version, or versions of one model, that declare different values: the
+    # stricter one, so a canary's laxer objective never loosens what the others are held to.
+    return f"{strictest(key)} by ({by}) ({declared})"
+
+
 def objective_rules(cfg: Config) -> list[tuple[str, str]]:
-    """One recording rule per objective: every serving model's own value.
+    """One recording rule per objective: every serving model's own value; with objectives
+    declared in code, one more per declarable objective: every serving version's own value.
 
     >>> from inferwatch.generate.config import DEFAULT
     >>> name, expr = objective_rules(DEFAULT)[1]
@@ -83,27 +133,29 @@ def objective_rules(cfg: Config) -> list[tuple[str, str]]:
     >>> expr
     'group by (model) (inferwatch_model_info{job="inferwatch-model"}) * 0 + 0.5'
     """
-    rules = []
+    rules, versions = [], []
     for key in OBJECTIVE_KEYS:
         if key in BASELINE_OBJECTIVE_KEYS and not is_overridden(cfg, key):
             continue  # the baseline rules then hold the one k as a number
         terms = [_objective_term(cfg, override, number(_value(override.values[key])))
                  for override in cfg.models.values() if key in override.values]
-        if cfg.objectives.from_code and key in DECLARABLE_IN_CODE:
-            # `or` keeps the left side's series: what the model declares wins.
-            # A shadow shares its model's name: the challenger's own objective (a laxer
-            # latency while it is tried out) must not become the serving version's.
-            # Only what instrument() accepts, a finite number >= 0: a NaN (from a corrupt
-            # snapshot or another client) would otherwise win over the config and make every
-            # comparison false, silencing the model's alert instead of judging it by the
-            # config or the default.
-            declared = (f"inferwatch_model_objective{model_sel(cfg, f'objective={q.quoted(key)}')}"
-                        f" >= 0 < +Inf unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}")
-            terms.insert(0, f"max by (model) ({declared})")
         terms.append(f"group by (model) (inferwatch_model_info{model_sel(cfg)}) * 0 + "
                      f"{number(_value(setting(cfg, key)))}")
-        rules.append((q.objective(key), "\nor\n".join(terms)))
-    return rules
+        configured = "\nor\n".join(terms)
+        if is_per_version(cfg, key):
+            # `or` keeps the left side's series: what the model declares wins. A model-wide
+            # alert (and the dashboards) see the strictest version; an alert on one version
+            # judges it by its own declaration, else by the config.
+            rules.append((q.objective(key),
+                          f"{_declared(cfg, key, 'model')}\nor\n{configured}"))
+            versions.append((version_objective(key),
+                             f"{_declared(cfg, key, MODEL_LABELS)}\n"
+                             f"or on ({MODEL_LABELS})\n"
+                             f"group by ({MODEL_LABELS}) (inferwatch_model_info{model_sel(cfg)})"
+                             f" * 0\n+ on (model) group_left ()\n(\n{configured}\n)"))
+        else:
+            rules.append((q.objective(key), configured))
+    return [*rules, *versions]
 
 
 def _objective_term(cfg: Config, override: ModelOverride, value: str) -> str:
@@ -114,10 +166,14 @@ def _objective_term(cfg: Config, override: ModelOverride, value: str) -> str:
 
 
 def compare(cfg: Config, lhs: str, op: str, key: str,
-            limit: Callable[[str], str] = lambda threshold: threshold) -> str:
+            limit: Callable[[str], str] = lambda threshold: threshold,
+            per_version: bool = False) -> str:
     """``lhs op threshold``, the threshold being each model's own where some model has one.
 
     `limit` turns the objective into what `lhs` is compared with (an error budget from an SLO).
+    `per_version`: `lhs` carries model_version, so each version is judged by the objective it
+    declares itself (a canary's laxer latency must not loosen the stable version's alert, nor
+    its stricter availability page the stable version); else by its model's strictest.
     Every instrumented model exports ``inferwatch_model_info``, so every model has an
     objective series. There is deliberately no fallback to the default for a model without
     one: before the objectives' first evaluation it would judge every model by the default,
@@ -126,14 +182,27 @@ def compare(cfg: Config, lhs: str, op: str, key: str,
     if not is_overridden(cfg, key):
         return f"{lhs} {op} {limit(number(_value(setting(cfg, key))))}"
     side = f"({lhs})" if "\n" in lhs or " " in lhs.strip() else lhs
-    return f"{side} {op} on (model) group_left () {limit(q.objective(key))}"
+    threshold = limit(objective_of(cfg, key, per_version))
+    return f"{side} {op} {join_objective(cfg, key, per_version)} {threshold}"
+
+
+def objective_of(cfg: Config, key: str, per_version: bool = False) -> str:
+    """The recording rule an alert reads an objective from."""
+    return version_objective(key) if per_version and is_per_version(cfg, key) else q.objective(key)
+
+
+def join_objective(cfg: Config, key: str, per_version: bool = False) -> str:
+    """The vector matching that joins an alert's series with its objective."""
+    on = MODEL_LABELS if per_version and is_per_version(cfg, key) else "model"
+    return f"on ({on}) group_left ()"
 
 
 def threshold_text(cfg: Config, key: str, literal: str | None = None,
-                   pipe: str = 'printf "%g"') -> str:
+                   pipe: str = 'printf "%g"', per_version: bool = False) -> str:
     """An objective in alert text: the number, or a query of the model's own where it has one.
 
-    `literal` is the text when no model has its own value; `pipe` formats the queried one.
+    `literal` is the text when no model has its own value; `pipe` formats the queried one;
+    `per_version` queries the alert's version's own, as :func:`compare` judged it.
 
     >>> from inferwatch.generate.config import DEFAULT
     >>> threshold_text(DEFAULT, "latency.p99_seconds")
@@ -142,6 +211,10 @@ def threshold_text(cfg: Config, key: str, literal: str | None = None,
     default = literal if literal is not None else number(_value(setting(cfg, key)))
     if not is_overridden(cfg, key):
         return default
-    query = q.objective(key) + "{model=%q}"
-    return (f"{{{{ with printf `{query}` $labels.model | query }}}}"
+    if per_version and is_per_version(cfg, key):
+        query = version_objective(key) + "{model=%q,model_version=%q}"
+        args = "$labels.model $labels.model_version"
+    else:
+        query, args = q.objective(key) + "{model=%q}", "$labels.model"
+    return (f"{{{{ with printf `{query}` {args} | query }}}}"
             f"{{{{ . | first | value | {pipe} }}}}{{{{ else }}}}{default}{{{{ end }}}}")

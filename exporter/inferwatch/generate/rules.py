@@ -34,11 +34,17 @@ from inferwatch.generate.config import (
 from inferwatch.generate.objectives import (
     compare,
     is_overridden,
+    join_objective,
     models_in,
+    objective_of,
     objective_rules,
     threshold_text,
 )
 from inferwatch.generate.promql import MODEL_LABELS, exporter_sel, model_sel, number
+
+# Alerts whose series carry model_version judge each version by its own objective, and say so.
+_compare = functools.partial(compare, per_version=True)
+_threshold = functools.partial(threshold_text, per_version=True)
 
 # Prometheus template snippets used in annotations.
 MODEL = "{{ $labels.model }} {{ $labels.model_version }}"
@@ -73,6 +79,9 @@ class AlertDef:
     description: Callable[[Config], str]
     # Whether the config generates the alert at all (a baseline signal can be switched off).
     enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
+    # Seconds back a model still counts as one a `models:` entry scopes: an alert about models
+    # that vanished must still find them once their inferwatch_model_info is gone.
+    remembers: Callable[[Config], float] = field(default=lambda cfg: 0.0)
 
 
 def shown(text: str) -> str:
@@ -93,9 +102,9 @@ def _burn_expr(cfg: Config, which: str) -> str:
     def limit(availability: str) -> str:
         return f"({number(burn.factor)} * (1 - {availability}))"
 
-    burning = (f"{compare(cfg, q.error_ratio(burn.long_window), '>', 'slo.availability', limit)}"
+    burning = (f"{_compare(cfg, q.error_ratio(burn.long_window), '>', 'slo.availability', limit)}"
                f"\nand\n"
-               f"{compare(cfg, q.error_ratio(burn.short_window), '>', 'slo.availability', limit)}")
+               f"{_compare(cfg, q.error_ratio(burn.short_window), '>', 'slo.availability', limit)}")
     if not burn.min_requests:
         return burning
     # One failed call of a model that served a handful makes both ratios 100%: a critical
@@ -111,22 +120,23 @@ def _accuracy_drop_expr(cfg: Config) -> str:
     or, for a model whose reference carries none, against the fixed `accuracy.min_ratio`."""
     accuracy, validation = q.accuracy(cfg), q.validation_accuracy()
     if is_overridden(cfg, "accuracy.max_drop"):
-        drop = f"on (model) group_left () {q.objective('accuracy.max_drop')}"
+        drop = (f"{join_objective(cfg, 'accuracy.max_drop', per_version=True)} "
+                f"{objective_of(cfg, 'accuracy.max_drop', per_version=True)}")
     else:
         drop = number(cfg.accuracy.max_drop)
     return (f"(\n"
             f"  {accuracy} < ({validation} - {drop})\n"
             f"  or\n"
-            f"  ({compare(cfg, accuracy, '<', 'accuracy.min_ratio')}\n"
+            f"  ({_compare(cfg, accuracy, '<', 'accuracy.min_ratio')}\n"
             f"   unless on ({MODEL_LABELS}) {validation})\n"
             f")\n"
             f"and\n"
-            f"{compare(cfg, q.outcomes_increase(cfg), '>=', 'accuracy.min_outcomes')}")
+            f"{_compare(cfg, q.outcomes_increase(cfg), '>=', 'accuracy.min_outcomes')}")
 
 
 def _burn_text(cfg: Config, which: str) -> str:
     burn = getattr(cfg.slo, which)
-    slo = threshold_text(cfg, "slo.availability", f"{q.percent(cfg.slo.availability)}%",
+    slo = _threshold(cfg, "slo.availability", f"{q.percent(cfg.slo.availability)}%",
                          "humanizePercentage")
     return (f"{MODEL} failed {PERCENT} of calls over {burn.long_window} and still fails "
             f"over {burn.short_window}: more than {number(burn.factor)}x the error budget of "
@@ -135,14 +145,14 @@ def _burn_text(cfg: Config, which: str) -> str:
 
 def _drift_expr(cfg: Config, metric: str, label: str, key: str) -> str:
     method = f'method="{cfg.drift.method}"'
-    observations = compare(cfg, f"inferwatch_drift_window_observations{model_sel(cfg)}", ">=",
+    observations = _compare(cfg, f"inferwatch_drift_window_observations{model_sel(cfg)}", ">=",
                            "drift.min_observations")
     drift = (f"max by ({MODEL_LABELS}, {label}) (\n"
              f"  {metric}{model_sel(cfg, method)}\n"
              f"  and on (job, instance, {MODEL_LABELS})\n"
              f"  {observations}\n"
              f")")
-    return compare(cfg, drift, ">", key)
+    return _compare(cfg, drift, ">", key)
 
 
 def _fresh_increase(series: str, by: str, window: str) -> str:
@@ -293,6 +303,9 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchNoTraffic", severity="warning", for_="15m", group="availability",
         dashboard="overview", per_model=True,
         expr=_no_traffic_expr,
+        # It fires on what served a lookback ago, read over the rate window before that.
+        remembers=lambda c: (duration_seconds(c.windows.no_traffic_lookback)
+                             + duration_seconds(c.windows.rate)),
         summary="Model {{ $labels.model }} receives no traffic",
         description=lambda c: (
             f"Model {{{{ $labels.model }}}} served no calls in the last {c.windows.rate} "
@@ -315,12 +328,12 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchLatencyHigh", severity="warning", for_="10m", group="availability",
         dashboard="overview", per_model=True,
-        expr=lambda c: _primary(c, compare(c, q.latency_quantile(c, 99), ">",
+        expr=lambda c: _primary(c, _compare(c, q.latency_quantile(c, 99), ">",
                                            "latency.p99_seconds")),
         summary=f"Model {MODEL} p99 latency is high",
         description=lambda c: (
             f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
-            f"threshold of {threshold_text(c, 'latency.p99_seconds')}s."),
+            f"threshold of {_threshold(c, 'latency.p99_seconds')}s."),
     ),
     AlertDef(
         name="InferwatchStreamFirstItemSlow", severity="warning", for_="10m",
@@ -337,24 +350,24 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchInvalidPredictions", severity="critical", for_="5m", group="predictions",
         dashboard="quality", per_model=True,
-        expr=lambda c: _primary(c, compare(c, q.invalid_ratio(c), ">",
+        expr=lambda c: _primary(c, _compare(c, q.invalid_ratio(c), ">",
                                            "predictions.invalid_ratio")),
         summary=f"Model {MODEL} returns invalid predictions",
         description=lambda c: (
             f"{PERCENT} of the rows {MODEL} predicted were invalid (nan, inf or out of "
             f"range) over {c.windows.rate}; threshold "
-            f"{threshold_text(c, 'predictions.invalid_ratio')}."),
+            f"{_threshold(c, 'predictions.invalid_ratio')}."),
     ),
     AlertDef(
         name="InferwatchModelStale", severity="warning", for_="1h", group="predictions",
         dashboard="overview", per_model=True,
-        expr=lambda c: compare(
+        expr=lambda c: _compare(
             c, f"time() - max by ({MODEL_LABELS}) "
                f"(inferwatch_model_trained_timestamp_seconds{model_sel(c)})",
             ">", "predictions.max_model_age"),
         summary=f"Model {MODEL} is stale",
         description=lambda c: (
-            f"{MODEL} was trained {DURATION} ago, longer than the " + threshold_text(
+            f"{MODEL} was trained {DURATION} ago, longer than the " + _threshold(
                 c, "predictions.max_model_age", c.predictions.max_model_age, "humanizeDuration")
             + " allowed."),
     ),
@@ -375,25 +388,26 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchMissingValuesSpike", severity="warning", for_="15m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: _primary(c, compare(c, q.feature_ratio(c, "inferwatch_feature_missing"), ">",
-                               "data_quality.missing_ratio")),
+        expr=lambda c: _primary(c, _compare(
+            c, q.feature_ratio(c, "inferwatch_feature_missing"), ">",
+            "data_quality.missing_ratio")),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often missing",
         description=lambda c: (
             f"Feature {{{{ $labels.feature }}}} is missing in {PERCENT} of the rows "
             f"{MODEL} received over {c.windows.rate}; threshold "
-            f"{threshold_text(c, 'data_quality.missing_ratio')}."),
+            f"{_threshold(c, 'data_quality.missing_ratio')}."),
     ),
     AlertDef(
         name="InferwatchOutOfRangeSpike", severity="warning", for_="15m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: _primary(c, compare(
+        expr=lambda c: _primary(c, _compare(
             c, q.feature_ratio(c, "inferwatch_feature_out_of_range"), ">",
             "data_quality.out_of_range_ratio")),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often out of range",
         description=lambda c: (
             f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
             f"{PERCENT} of the rows {MODEL} received over {c.windows.rate}; threshold "
-            f"{threshold_text(c, 'data_quality.out_of_range_ratio')}."),
+            f"{_threshold(c, 'data_quality.out_of_range_ratio')}."),
     ),
     AlertDef(
         name="InferwatchFeatureDrift", severity="warning", for_="30m", group="quality",
@@ -404,8 +418,8 @@ ALERTS: tuple[AlertDef, ...] = (
         description=lambda c: (
             f"{c.drift.method} drift of feature {{{{ $labels.feature }}}} is {VALUE} "
             f"against the training reference (threshold "
-            f"{threshold_text(c, 'drift.feature_threshold')}, windows of at least "
-            f"{threshold_text(c, 'drift.min_observations')} rows)."),
+            f"{_threshold(c, 'drift.feature_threshold')}, windows of at least "
+            f"{_threshold(c, 'drift.min_observations')} rows)."),
     ),
     AlertDef(
         name="InferwatchPredictionDrift", severity="warning", for_="30m", group="quality",
@@ -417,8 +431,8 @@ ALERTS: tuple[AlertDef, ...] = (
         description=lambda c: (
             f"{c.drift.method} drift of output {{{{ $labels.output }}}} is {VALUE} "
             f"against the training reference (threshold "
-            f"{threshold_text(c, 'drift.prediction_threshold')}, windows of at least "
-            f"{threshold_text(c, 'drift.min_observations')} rows)."),
+            f"{_threshold(c, 'drift.prediction_threshold')}, windows of at least "
+            f"{_threshold(c, 'drift.min_observations')} rows)."),
     ),
     AlertDef(
         name="InferwatchAccuracyDrop", severity="warning", for_="30m", group="quality",
@@ -430,10 +444,10 @@ ALERTS: tuple[AlertDef, ...] = (
             f"{c.accuracy.window}, "
             f"{{{{ with printf `{q.validation_accuracy()}{{model=%q,model_version=%q}}` "
             f"$labels.model $labels.model_version | query }}}}more than "
-            f"{threshold_text(c, 'accuracy.max_drop')} below its validation accuracy of "
+            f"{_threshold(c, 'accuracy.max_drop')} below its validation accuracy of "
             f"{{{{ . | first | value | humanizePercentage }}}}{{{{ else }}}}below "
-            f"{threshold_text(c, 'accuracy.min_ratio')}{{{{ end }}}} (windows of "
-            f"at least {threshold_text(c, 'accuracy.min_outcomes')} outcomes)."),
+            f"{_threshold(c, 'accuracy.min_ratio')}{{{{ end }}}} (windows of "
+            f"at least {_threshold(c, 'accuracy.min_outcomes')} outcomes)."),
     ),
     # --- shadow models -----------------------------------------------------------------------
     AlertDef(
@@ -757,12 +771,19 @@ def alert_rules(cfg: Config, alert: AlertDef) -> list[dict[str, Any]]:
     for override, shaped in shaped_configs(cfg):
         rule = alert_rule(shaped, alert, recorded_by=cfg)
         if rule != default:
-            rule["expr"] = f"{_block(rule['expr'])}\nand on (model)\n{models_in(cfg, override)}"
+            # Both the copy and the default's exclusion: a model must not fall back to the
+            # default rule once its own copy cannot see it.
+            remembered = max(alert.remembers(cfg), alert.remembers(shaped))
+            millis = round(remembered * 1000)
+            over = (None if not millis else f"{millis // 1000}s" if not millis % 1000
+                    else f"{millis}ms")
+            scoped = models_in(cfg, override, over)
+            rule["expr"] = f"{_block(rule['expr'])}\nand on (model)\n{scoped}"
             # Tells the copies apart in Alertmanager (and for promtool's duplicate-rule lint).
             rule["labels"]["model_override"] = shown(override.pattern)
-            copies.append((override, rule))
+            copies.append((scoped, rule))
     if copies:
-        reshaped = "\nor\n".join(models_in(cfg, override) for override, _ in copies)
+        reshaped = "\nor\n".join(scoped for scoped, _ in copies)
         default["expr"] = f"{_block(default['expr'])}\nunless on (model)\n{_block(reshaped)}"
     return [default, *(rule for _, rule in copies)]
 
