@@ -86,6 +86,8 @@ AFTER_INCIDENT = {
     ("model-quality", "Missing values per row and expected bands: $model"):
         "the incident sends null features",
     ("model-quality", "Out-of-range values per row"): "drifted inputs leave the reference range",
+    ("model-quality", "Out-of-range values per row and expected bands: $model"):
+        "drifted inputs leave the reference range",
     ("model-quality", "Unseen categories"): "drifted requests come from a new channel",
     ("model-quality", "Input errors"): "the incident sends requests missing a column",
     ("slo", "Firing inferwatch alerts"): "the clean baseline fires no alert",
