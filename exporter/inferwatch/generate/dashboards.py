@@ -29,7 +29,7 @@ from inferwatch.generate.config import (
     duration_seconds,
     with_values,
 )
-from inferwatch.generate.objectives import models_in
+from inferwatch.generate.objectives import is_overridden, models_in
 from inferwatch.generate.panels import (
     BAND_HIGH,
     BAND_LOW,
@@ -177,6 +177,16 @@ _OBJECTIVE_LINES = ("Dashed line: the default alert threshold; objective: each s
                     "model's own (its models: entry, or what it declares in code).")
 
 
+def _coloured_by_default(cfg: Config, key: str, what: str, where: str = "") -> str:
+    """What a stat panel's description adds when some model has its own `key`: its colour
+    follows the default only (Grafana's thresholds are one set per panel, not per series,
+    and a ratio to each model's own objective would no longer show the value itself)."""
+    if not is_overridden(cfg, key):
+        return ""
+    return (f" Coloured against the default {what}; a model with its own objective is judged "
+            f"by its alert against that one{f' ({where})' if where else ''}.")
+
+
 def _objective(key: str, around: str = "max by (model) ({})") -> g.Target:
     """Each selected model's own objective (its `models:` override, else the default)."""
     series = q.objective(key) + selector('model=~"$model"')
@@ -215,6 +225,15 @@ def _band_quantile(cfg: Config, key: str) -> tuple[tuple[str, ...], str]:
     return (f'quantile=~"{escaped}0*"',), f"{title} p{percent(float(quantile))}"
 
 
+def _k_text(cfg: Config, spec: baselines.SignalSpec) -> str:
+    """A band's k as its description says it: the number, or each model's own where a
+    `models:` entry sets one (the edges drawn already use each model's own)."""
+    k = number(baselines.settings(cfg, spec).k)
+    if not is_overridden(cfg, baselines.k_key(spec)):
+        return k
+    return f"k (each model's own, from its models: entry; by default {k})"
+
+
 def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
     """One shaded band per enabled signal, repeated per selected model: what its alert saw."""
     cells = []
@@ -237,7 +256,7 @@ def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
                     target(_baseline(cfg, key, "lower", *matchers), f"low {{{{{label}}}}}"),
                     target(_baseline(cfg, key, "upper", *matchers), f"high {{{{{label}}}}}")],
                 spec.unit, f"{spec.alert} fires when a value leaves its band: expected "
-                f"+- {number(own.k)} sigma of its own {own.baseline_window} history."),
+                f"+- {_k_text(cfg, spec)} sigma of its own {own.baseline_window} history."),
                 repeat_over="model")))
             continue
         cells.append(Cell(band(
@@ -247,7 +266,7 @@ def _band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
             target(f"min by (model) ({_baseline(cfg, key, 'lower', *matchers)})", BAND_LOW),
             target(f"max by (model) ({_baseline(cfg, key, 'upper', *matchers)})", BAND_HIGH),
             spec.unit, f"Shaded: the expected band of {spec.alert}, expected +- "
-            f"{number(own.k)} sigma of the model's own {own.baseline_window} history"
+            f"{_k_text(cfg, spec)} sigma of the model's own {own.baseline_window} history"
             f"{' and the same time a week (or a day) ago' if own.seasonal else ''}. Empty "
             "until a day of history exists.")))
     return cells
@@ -264,11 +283,18 @@ def model_overview(cfg: Config) -> dict[str, Any]:
                                          f"{_raw(cfg, ERRORS)}[{RATE}])) / sum by "
                                          f"(model) (rate(inferwatch_requests_total{raw}[{RATE}]))",
                                          "{{model}}")],
-                  "percentunit", "Failed calls / all calls.", limit=budget), 6, 4),
+                  "percentunit", "Failed calls / all calls; red above the error budget of "
+                  f"the {number(cfg.slo.availability)} availability SLO."
+                  + _coloured_by_default(cfg, "slo.availability", "error budget",
+                                         "drawn in the Error ratio panel"),
+                  limit=budget), 6, 4),
         Cell(stat("In flight", [target(f"sum(inferwatch_requests_in_flight{raw})")], "short",
                   "Calls running now."), 6, 4),
         Cell(stat("p99 latency", [target(f"max({_recorded(cfg, q.latency_quantile(cfg, 99))})")],
-                  "s", f"Worst p99 of the selected versions over {w}.",
+                  "s", f"Worst p99 of the selected versions over {w}; red above "
+                  f"{number(cfg.latency.p99_seconds)}s."
+                  + _coloured_by_default(cfg, _P99, "p99 threshold",
+                                         "drawn in the Latency quantiles panel"),
                   limit=cfg.latency.p99_seconds), 6, 4),
         Cell(timeseries("Calls per second by outcome", [target(
             f"sum by ({q.MODEL_LABELS}, outcome) (rate(inferwatch_requests_total{raw}[{RATE}]))",
@@ -344,7 +370,8 @@ def model_overview(cfg: Config) -> dict[str, Any]:
         Cell(stat("Model age", [target(
             f"time() - max by ({q.MODEL_LABELS}) "
             f"(inferwatch_model_trained_timestamp_seconds{raw})", MV)], "s",
-            f"Time since training; red beyond {cfg.predictions.max_model_age}.",
+            f"Time since training; red beyond {cfg.predictions.max_model_age}."
+            + _coloured_by_default(cfg, "predictions.max_model_age", "maximum age"),
             limit=duration_seconds(cfg.predictions.max_model_age)), 8, 5),
         Cell(stat("Serving since", [target(
             f"max by ({q.MODEL_LABELS}) (inferwatch_model_loaded_timestamp_seconds{raw}) * 1000",
@@ -446,15 +473,29 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             f"max by (model, output) (inferwatch_prediction_drift{_raw(cfg, method)})",
             "{{model}} {{output}}"), _objective("drift.prediction_threshold")], "short",
             _OBJECTIVE_LINES, limit=cfg.drift.prediction_threshold)),
+        # A model's own minimum (drift.min_observations is an objective) decides whether its
+        # drift alerts can fire at all: the default line alone hides a model kept silent.
         Cell(timeseries("Drift window rows", [target(
-            f"min by (model, model_version) (inferwatch_drift_window_observations{raw})", MV)],
-            "short", f"Drift alerts need at least {number(cfg.drift.min_observations)} rows.",
-            limit=cfg.drift.min_observations)),
+            f"min by (model, model_version) (inferwatch_drift_window_observations{raw})", MV),
+            _objective("drift.min_observations")],
+            "short", f"Drift alerts need at least {number(cfg.drift.min_observations)} rows "
+            f"(dashed line), or a model's own minimum (objective: its models: entry, or what "
+            f"it declares in code).", limit=cfg.drift.min_observations)),
     ]
-    # Each accuracy window in use (the default's, then the models: entries' own), so a model
-    # judged over its own window shows the accuracy its alert compares with.
+    # Each accuracy window in use (the default's, then the models: entries' own), each kept to
+    # the models its alert judges over it: a model drawn over every window would show lines
+    # its alert never compares with, beside the one it does.
     windows = [own.accuracy.window for own in rules.accuracy_configs(cfg)]
-    accuracy = [target(_recorded(cfg, q.accuracy(own)),
+    judged = _override_groups(cfg, lambda c: c.accuracy.window)
+
+    def accuracy_of(own: Config) -> str:
+        rule = _recorded(cfg, q.accuracy(own))
+        if not judged:
+            return rule
+        window = own.accuracy.window
+        return f"({rule}){_judged_with(cfg, judged, window if window in judged else None)}"
+
+    accuracy = [target(accuracy_of(own),
                        MV if len(windows) == 1 else f"{MV} over {own.accuracy.window}")
                 for own in rules.accuracy_configs(cfg)]
     truth = [
@@ -703,7 +744,9 @@ def slo(cfg: Config) -> dict[str, Any]:
                     else "Calls within each model's p99 threshold")
     availability = [
         Cell(stat(f"Availability over {period}", [target(f"1 - ({errors})", "{{model}}")],
-                  "percentunit", f"Calls with outcome ok; SLO {number(cfg.slo.availability)}.",
+                  "percentunit", f"Calls with outcome ok; SLO {number(cfg.slo.availability)}."
+                  + _coloured_by_default(cfg, "slo.availability", "SLO",
+                                         "the error budget remaining uses it"),
                   floor=cfg.slo.availability), 8, 5),
         Cell(stat(f"Error budget remaining ({period})", [target(remaining, "{{model}}")],
                   "percentunit", f"Share of each model's {period} error budget (1 - its "
