@@ -179,7 +179,7 @@ def _exists(path: Path, fmt: str) -> bool:
 
 def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> None:
     if fmt == "sqlite":
-        from inferwatch.events.sqlite import follow_sqlite, tail_and_last_id
+        from inferwatch.events.sqlite import Cursor, follow_sqlite, tail_and_last_id
 
         identity = _file_identity(path)
         lines, after = tail_and_last_id(path, count)
@@ -190,7 +190,7 @@ def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> N
             if current is None:  # deleted: the writer makes it again, as `tail -F` waits
                 continue
             if current != identity:  # replaced: its row ids start again from 1
-                identity, after = current, 0
+                identity, after = current, Cursor(0)
             try:
                 lines, after = follow_sqlite(path, after)
             except FileNotFoundError:

@@ -185,7 +185,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 if _exit_flushed:
                     # An atexit hook registered before this module ran after its flush:
                     # the interpreter ends right after it, so the event is written now.
-                    self.flush(ATEXIT_FLUSH_SECONDS)
+                    self._flush_before_exit(ATEXIT_FLUSH_SECONDS)
             else:
                 self._count("closed" if self._closed else "queue_full")
         except Exception:
@@ -201,6 +201,31 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._queue.append(marker)  # past the size bound on purpose: it must get in
         self._wake.set()
         return marker.done.wait(timeout)
+
+    def _flush_before_exit(self, timeout: float) -> None:
+        """Flush as the interpreter ends; what a dead or stuck writer leaves queued is
+        counted as ``closed``: nothing will write it, and the loss must show.
+
+        Once a flush at exit has timed out, later ones do not wait: an atexit hook emitting
+        many events would otherwise hold the exit up for the whole timeout per event.
+        """
+        if not self._exit_stalled:
+            if self.flush(timeout):
+                return
+            self._exit_stalled = True
+        lost = 0
+        queue = self._queue
+        while True:
+            try:
+                item = queue.popleft()  # the writer may pop too: each item goes to one
+            except IndexError:
+                break
+            if type(item) is _Flush:
+                item.done.set()
+            else:
+                lost += 1
+        if lost:
+            self._count("closed", lost)
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Flush, stop the writer and close the sink; later events count as dropped."""
@@ -234,6 +259,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._counts_lock = threading.Lock()
         self._dropped = dict.fromkeys(REASONS, 0)
         self._stopping = False
+        self._exit_stalled = False
         self._retry_at = 0.0
         self._failures = 0
         self._last_logged = -LOG_INTERVAL_SECONDS
@@ -376,7 +402,8 @@ def _close_quietly(sink: object) -> None:
 
 def _positive(**values: int) -> None:
     for name, value in values.items():
-        if not isinstance(value, int) or value <= 0:
+        # A flag is an int to Python: `max_bytes=True` would become a 1-byte bound.
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
@@ -453,7 +480,7 @@ def _flush_all_at_exit() -> None:
     deadline = time.monotonic() + ATEXIT_FLUSH_SECONDS
     for event_log in logs:
         try:
-            event_log.flush(max(0.0, deadline - time.monotonic()))
+            event_log._flush_before_exit(max(0.0, deadline - time.monotonic()))
         except Exception:
             pass
 

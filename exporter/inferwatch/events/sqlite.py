@@ -29,7 +29,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from inferwatch.events.sinks import Query, Record, SinkError
 
@@ -326,6 +326,24 @@ def _bodies(rows: list[tuple[object]]) -> list[bytes]:
     return out
 
 
+def _columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1].lower() for row in conn.execute("PRAGMA table_info(events)")}
+
+
+def _indexed(column: str, present: set[str]) -> str:
+    """The SQL for an indexed column; from the body where the table predates the column.
+
+    A database written by an older release gains its missing columns only when a writer
+    opens it; a reader must not write, so it reads the field from the stored line instead
+    (as text, as the column would hold it: an id given as a number is stored as one).
+    """
+    if column in present:
+        return column
+    if column == "error":  # JSON null reads as SQL NULL: no error
+        return "json_extract(body, '$.error')"
+    return f"CAST(json_extract(body, '$.{column}') AS TEXT)"
+
+
 def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
     """Bodies of the events at `path` matching `query`, oldest first.
 
@@ -335,10 +353,16 @@ def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
     (which fails its batches). Pages follow on by ``(ts, id)``, so no row is printed
     twice or skipped while writes and deletions of the oldest rows go on.
     """
+    conn = _reader(path)
+    try:
+        columns = _columns(conn)
+    except BaseException:
+        conn.close()
+        raise
     where, params = [], []
     for column, value in (("request_id", query.request_id), ("model", query.model)):
         if value is not None:
-            where.append(f"{column} = ?")
+            where.append(f"{_indexed(column, columns)} = ?")
             params.append(value)
     if query.since is not None:
         where.append("ts >= ?")
@@ -347,14 +371,13 @@ def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
         where.append("ts <= ?")
         params.append(query.until)
     if query.errors_only:
-        where.append("error IS NOT NULL")
+        where.append(f"{_indexed('error', columns)} IS NOT NULL")
     first = "SELECT ts, id, body FROM events"
     if where:
         first += " WHERE " + " AND ".join(where)
     later = first + (" AND " if where else " WHERE ") + "(ts > ? OR (ts = ? AND id > ?))"
     order = " ORDER BY ts, id LIMIT ?"
     left = _MAX_SQL_INT if query.limit is None else min(query.limit, _MAX_SQL_INT)
-    conn = _reader(path)
     try:
         after: tuple[float, int] | None = None
         while left > 0:
@@ -374,23 +397,36 @@ def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
         conn.close()
 
 
+class Cursor(NamedTuple):
+    """Where following a database stands: the last row printed, by id and content.
+
+    Row ids are not unique over time: without AUTOINCREMENT a table emptied (by hand, or by
+    the size bound) numbers its rows from 1 again, so an id alone cannot tell rows already
+    printed from new ones that reached the same id between two polls.
+    """
+
+    id: int
+    ts: float | None = None
+    body: str | None = None
+
+
 def tail_sqlite(path: Path, count: int) -> list[bytes]:
     """The last `count` event bodies by ``ts``, oldest first."""
     return tail_and_last_id(path, count)[0]
 
 
-def tail_and_last_id(path: Path, count: int) -> tuple[list[bytes], int]:
-    """The last `count` bodies by ``ts``, oldest first, and the highest row id, read in one
-    snapshot: following from that id prints no event twice and misses none."""
+def tail_and_last_id(path: Path, count: int) -> tuple[list[bytes], Cursor]:
+    """The last `count` bodies by ``ts``, oldest first, and the cursor at the highest row
+    id, read in one snapshot: following from it prints no event twice and misses none."""
     conn = _reader(path)
     try:
         conn.execute("BEGIN")
         rows = conn.execute("SELECT body FROM events ORDER BY ts DESC, id DESC LIMIT ?",
                             (min(count, _MAX_SQL_INT),)).fetchall()
-        top = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        top = conn.execute("SELECT id, ts, body FROM events ORDER BY id DESC LIMIT 1").fetchone()
     finally:
         conn.close()
-    return _bodies(list(reversed(rows))), top
+    return _bodies(list(reversed(rows))), Cursor(*top) if top else Cursor(0)
 
 
 def last_id(path: Path) -> int:
@@ -402,22 +438,37 @@ def last_id(path: Path) -> int:
         conn.close()
 
 
-def follow_sqlite(path: Path, after_id: int) -> tuple[list[bytes], int]:
-    """Bodies of rows inserted after `after_id`, and the new highest id.
+def follow_sqlite(path: Path, after: Cursor | int) -> tuple[list[bytes], Cursor]:
+    """Bodies of rows inserted after the row at `after`, and the cursor at the last one.
 
     Row ids start again at 1 in a database made anew (deleted, replaced, or emptied by the
-    size bound), so a highest id below `after_id` means every row is new.
+    size bound). The size bound deletes the oldest rows, lowest ids first, so while the
+    table was not emptied the row at the cursor is either still there unchanged or gone
+    with every row below it; a different row at that id, or a lower id without it, means
+    the table started again and every row is new.
     """
+    if not isinstance(after, Cursor):
+        after = Cursor(after)
     conn = _reader(path)
     try:
         conn.execute("BEGIN")
-        top = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-        if top < after_id:
-            after_id = 0
-        rows = conn.execute("SELECT id, body FROM events WHERE id > ? ORDER BY id",
-                            (after_id,)).fetchall()
+        start = after.id
+        if start > 0:
+            seen = conn.execute("SELECT ts, body FROM events WHERE id = ?",
+                                (start,)).fetchone()
+            if seen is None:
+                restarted = conn.execute("SELECT 1 FROM events WHERE id < ? LIMIT 1",
+                                         (start,)).fetchone() is not None
+            else:
+                restarted = after.body is not None and tuple(seen) != (after.ts, after.body)
+            if restarted:
+                start = 0
+        rows = conn.execute("SELECT id, ts, body FROM events WHERE id > ? ORDER BY id",
+                            (start,)).fetchall()
     finally:
         conn.close()
     if rows:
-        after_id = rows[-1][0]
-    return _bodies([(body,) for _, body in rows]), after_id
+        after = Cursor(*rows[-1])
+    elif start != after.id:
+        after = Cursor(0)
+    return _bodies([(body,) for _, _, body in rows]), after
