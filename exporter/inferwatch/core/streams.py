@@ -570,11 +570,14 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
     itself as started; its exception is counted and re-raised untouched. `tracker` is None
     for a stream that needs only counts (always so with `args`); one is made when it ends.
     Per item this does only what every stream needs (the clock, the counts, text length);
-    token counting and kept text are the tracker's, when it has any.
+    token counting and kept text are the tracker's, when it has any. Primed, a ``throw()``
+    or ``send(value)`` before the first item ends the stream (Python's own exception comes
+    back) as ``cancelled``, the consumer's doing, as it ends for an unprimed wrapper.
     """
     items = 0
     item = first = last = gaps = bounds = chars = None
     gap_sum = 0.0
+    aborted = False
     if args is not None:
         start = perf_counter()
         try:
@@ -587,6 +590,11 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
         # Not primed: this is the caller's first next(), for the first item. Taken here, not
         # in the loop, so that the primed path above runs no more than it has to.
         stream = source
+        if tracker is not None:
+            # Started, this frame ends the stream itself, when collected too (its close()
+            # runs the GeneratorExit handler below): in a reference cycle the collector may
+            # finalise the tracker first, whose ending (no items) would be the one kept.
+            tracker.owned = True
         on_item = None if tracker is None else tracker.item_hook()
         try:
             item = next(stream)
@@ -617,12 +625,20 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
                 stream.close()  # type: ignore[attr-defined]
                 raise
             except BaseException as thrown:
+                # Before the first item (primed, the generator not started) a throw() comes
+                # straight back, as from a bare generator: the consumer aborted the stream.
+                aborted = not items
                 item = stream.throw(thrown)  # type: ignore[attr-defined]
             else:
                 # next(), not stream.__next__: the builtin reaches the generator's own slot
                 # without a method wrapper per item, and keeps its return value.
-                item = next(stream) if sent is None else \
-                    stream.send(sent)  # type: ignore[attr-defined]
+                if sent is None:
+                    item = next(stream)
+                else:
+                    # A send(value) before the first item: Python's own TypeError, which
+                    # ends this primed wrapper; the consumer's misuse, not the model's error.
+                    aborted = not items
+                    item = stream.send(sent)  # type: ignore[attr-defined]
             now = perf_counter()
             if items:
                 if items == 1:
@@ -648,8 +664,11 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
     except BaseException as exc:
         # A GeneratorExit here is the stream's own (a relay that raises it to stop), or
         # the consumer's close() on its way out (ended above): cancelled, never lost.
-        _end(tracker, monitor, plan, start, outcome_of(exc), exc, first, items, gaps,
-             gap_sum, chars)
+        if aborted:
+            _end(tracker, monitor, plan, start, CANCELLED, None, None, 0, None, 0.0, None)
+        else:
+            _end(tracker, monitor, plan, start, outcome_of(exc), exc, first, items, gaps,
+                 gap_sum, chars)
         raise
 
 
@@ -669,6 +688,10 @@ def _end(tracker: Tracker | None, monitor: Monitor, plan: _Plan, start: float,
 async def _follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterator:
     """The async twin of :func:`follow_sync`, for an async generator (``asend``, ``athrow``
     and ``aclose`` pass through)."""
+    # Started, this frame ends the stream itself (collected, an event loop's hook or the
+    # collector closes it), as in follow_sync: the tracker's own finaliser, run first in a
+    # reference cycle, would keep an ending without the items.
+    tracker.owned = True
     clock = perf_counter
     bounds = tracker.plan.bounds
     gaps = [0] * (len(bounds) + 1)
