@@ -446,8 +446,9 @@ def test_row_dict_keys_are_matched_as_text():
     assert_same(checker.check({0: [1.0, 5.0], 1: [2.0, 6.0]}), expected)
     one = checker.check({0: 1.0, 1: 2.0})
     assert one.rows == 1 and one.input_errors == {}
-    # Two keys of one text: the one the row cannot hold is an extra column.
-    assert checker.check({0: 1.0, "0": 1.0, 1: 2.0}).input_errors == {"extra_column": 1}
+    # Two keys of one text name the feature twice, as a frame's repeated column or a dict of
+    # columns does: neither is read, and the batch counts it.
+    assert checker.check({0: 1.0, "0": 1.0, 1: 2.0}).input_errors == {"wrong_shape": 1}
 
 
 @pytest.mark.parametrize("tolerance", [0.0, 0.1, float("inf")])

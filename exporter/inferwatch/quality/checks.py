@@ -468,20 +468,27 @@ class BatchChecker:
             return
         result.rows += len(rows)
         given = sum(len(row) for row in rows)
-        # Keys are matched as text, as DataFrame columns are; of two keys with one text
-        # (0 and "0") the one dropped here counts as an extra column.
-        rows = [row if all(type(k) is str for k in row) else {str(k): v for k, v in row.items()}
-                for row in rows]
-        present_total = 0
+        # Keys are matched as text, as DataFrame columns are. Two keys with one text (0 and
+        # "0") name one column twice, as in a frame or a dict of columns: neither is read,
+        # a feature named so makes the batch's wrong_shape (not a missing column), and any
+        # other name so given counts as extra columns, rather than one silently winning.
+        rows = [row if all(type(k) is str for k in row) else _text_keys(row) for row in rows]
+        present_total = unreadable = 0
         for j, column in enumerate(self._columns):
             cells = [row.get(column.name, _ABSENT) for row in rows]
-            present = [v for v in cells if v is not _ABSENT]
+            present = [v for v in cells if v is not _ABSENT and v is not _TWICE]
+            twice = sum(1 for v in cells if v is _TWICE)
             present_total += len(present)
-            result.error("missing_column", len(cells) - len(present))
+            if twice:
+                unreadable += sum(len(row.twice[column.name]) for row in rows
+                                  if isinstance(row, _TextKeyed) and column.name in row.twice)
+            result.error("missing_column", len(cells) - len(present) - twice)
             if present:
                 arr = np.fromiter(present, dtype=object, count=len(present))
                 self._count_column(j, column, arr, result)
-        result.error("extra_column", given - present_total)
+        if unreadable:
+            result.error("wrong_shape")
+        result.error("extra_column", given - present_total - unreadable)
 
     def _numeric_rows(self, rows: list[Mapping[Any, Any]], result: BatchResult) -> bool:
         """The common case, rows holding exactly the features as numbers, as one matrix."""
@@ -508,6 +515,32 @@ class BatchChecker:
         result.error("non_finite", counts.non_finite)
         start = self.feature_layout.starts[j]
         result.flat_bin_counts[start:start + column.n_bins] += counts.bins
+
+
+# A feature's cell in a row that names it by two keys of one text: not read.
+_TWICE = object()
+
+
+class _TextKeyed(dict):
+    """A row keyed by text; ``twice`` maps a text given by several keys to those keys."""
+
+    twice: dict[str, list[Any]]
+
+
+def _text_keys(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """`row` keyed by ``str()`` of its keys; a text two keys share holds :data:`_TWICE`."""
+    out = _TextKeyed()
+    out.twice = {}
+    seen: dict[str, Any] = {}
+    for k, v in row.items():
+        name = str(k)
+        if name in seen:
+            out.twice.setdefault(name, [seen[name]]).append(k)
+            out[name] = _TWICE
+        else:
+            seen[name] = k
+            out[name] = v
+    return out
 
 
 class _ColumnCounts:
@@ -769,7 +802,10 @@ def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
         kind = getattr(values, "dtype", None)
         if numeric and getattr(kind, "kind", None) in _NUMBER_KINDS:
             # A float32 column stays float32: its bounds and edges are rounded to match.
-            target = kind if isinstance(kind, np.dtype) and _is_narrow(kind) else np.float64
+            # A pandas nullable or Arrow-backed dtype ("Float32", "float32[pyarrow]") is no
+            # numpy dtype, but names the numpy one it holds.
+            held = kind if isinstance(kind, np.dtype) else getattr(kind, "numpy_dtype", None)
+            target = held if isinstance(held, np.dtype) and _is_narrow(held) else np.float64
             try:
                 return values.to_numpy(dtype=target, na_value=np.nan)
             except (TypeError, ValueError):

@@ -97,7 +97,14 @@ class BinLayout:
 def _shares(flat: np.ndarray, layout: BinLayout) -> tuple[np.ndarray, np.ndarray]:
     """Each bin's share of its feature's total, and the totals (NaN shares when empty)."""
     flat = flat.astype(np.float64, copy=False)
-    totals = np.add.reduceat(flat, layout.starts) if layout.total else np.zeros(0)
+    with np.errstate(over="ignore"):
+        totals = np.add.reduceat(flat, layout.starts) if layout.total else np.zeros(0)
+    if not np.isfinite(totals).all():
+        # Finite counts whose sum overflows (1e308 twice) gave every bin a share of 0, and
+        # a KS of 1: shares do not change when a feature's counts are scaled down first.
+        scale = np.maximum.reduceat(flat, layout.starts)
+        flat = flat / np.repeat(np.where(scale > 0, scale, 1.0), layout.sizes)
+        totals = np.add.reduceat(flat, layout.starts)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = flat / np.repeat(totals, layout.sizes)
     return shares, totals
@@ -377,7 +384,12 @@ class DriftWindow:
                 whole = np.array([np.nan])
             if not (np.isfinite(whole).all() and (whole == np.floor(whole)).all()):
                 raise ValueError("counts must be whole numbers >= 0")
+            if len(whole) and whole.max() >= 2.0**63:
+                # Cast to int64 it became -2**63: a negative count no scorer accepts.
+                raise ValueError(f"counts must be at most {_INT64_MAX}, got {whole.max()!r}")
             flat = whole
+        elif flat.dtype.kind == "u" and len(flat) and flat.max() > _INT64_MAX:
+            raise ValueError(f"counts must be at most {_INT64_MAX}, got {flat.max()!r}")
         if not (isinstance(rows, (int, float, np.integer, np.floating)) and math.isfinite(rows)
                 and rows == math.floor(rows)):
             raise ValueError(f"rows must be a whole number >= 0, got {rows!r}")
@@ -392,8 +404,8 @@ class DriftWindow:
                 self._ids[slot] = bucket
                 self._counts[slot] = 0
                 self._rows[slot] = 0
-            self._counts[slot] += flat.astype(np.int64, copy=False)
-            self._rows[slot] += int(rows)
+            self._counts[slot] = _saturated(self._counts[slot], flat.astype(np.int64, copy=False))
+            self._rows[slot] = min(int(self._rows[slot]) + int(rows), _INT64_MAX)
             self.changes += 1
         return True
 
@@ -402,8 +414,15 @@ class DriftWindow:
         current = self.bucket_id(time.time() if now is None else now)
         with self._lock:
             live = (self._ids > current - self.age_buckets) & (self._ids <= current)
-            counts = self._counts[live].sum(axis=0)
-            rows = int(self._rows[live].sum())
+            if self._counts.size and self._counts.max() > _INT64_MAX // self.age_buckets:
+                # The int64 sum would wrap to negative counts, which scoring refuses.
+                summed = self._counts[live].sum(axis=0, dtype=np.float64)
+                over = summed >= 2.0**63
+                counts = np.where(over, 0.0, summed).astype(np.int64)
+                counts[over] = _INT64_MAX
+            else:
+                counts = self._counts[live].sum(axis=0)
+            rows = min(sum(int(r) for r in self._rows[live].tolist()), _INT64_MAX)
         return counts, rows
 
     def counts(self, now: float | None = None) -> tuple[list[np.ndarray], int]:
@@ -439,8 +458,9 @@ class DriftWindow:
                     continue
                 slot = bucket % self.age_buckets
                 if self._ids[slot] == bucket:
-                    self._counts[slot] += bucket_counts
-                    self._rows[slot] += bucket_rows
+                    self._counts[slot] = _saturated(self._counts[slot],
+                                                    np.asarray(bucket_counts, dtype=np.int64))
+                    self._rows[slot] = min(int(self._rows[slot]) + int(bucket_rows), _INT64_MAX)
                 elif self._ids[slot] < bucket:
                     self._ids[slot] = bucket
                     self._counts[slot] = bucket_counts
@@ -502,6 +522,15 @@ class DriftWindow:
             window._counts[slot] = array
             window._rows[slot] = rows
         return window
+
+
+def _saturated(counts: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """`counts` + `more` (both int64, >= 0), held at the int64 maximum: a wrapped sum is a
+    negative count, which makes every later score of the window raise."""
+    total = counts + more
+    if len(total) and total.min() < 0:
+        total = np.where(total < 0, _INT64_MAX, total)
+    return total
 
 
 _layouts: dict[tuple[int, ...], BinLayout] = {}
