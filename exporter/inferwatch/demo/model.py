@@ -155,6 +155,17 @@ class Faults:
     slow_ratio: float = 0.0
     slow_seconds: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    # update() and draw() hold it: a request drawing while /faults applied a body saw the
+    # new error_ratio with the old slow_ratio, a mix no one asked for, and the shared rng
+    # was used from every handler thread at once.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def draw(self) -> tuple[bool, bool, float]:
+        """(fail, slow, slow_seconds) for one call, from one consistent set of values."""
+        with self._lock:
+            fail = self.rng.random() < self.error_ratio
+            slow = self.rng.random() < self.slow_ratio
+            return fail, slow, self.slow_seconds
 
     def update(self, values: dict[str, Any]) -> None:
         # Every value is checked before any is set: a rejected request left the faults
@@ -170,8 +181,9 @@ class Faults:
             if not 0 <= value <= limit:
                 raise ValueError(f"{key} out of range 0 to {limit:g}: {repr(value)[:20]}")
             checked[key] = float(value)
-        for key, value in checked.items():
-            setattr(self, key, value)
+        with self._lock:
+            for key, value in checked.items():
+                setattr(self, key, value)
 
 
 class FeatureStoreTimeout(TimeoutError):
@@ -200,7 +212,6 @@ class ModelService:
         self.data = data
         self.monitor = inferwatch.monitor(MODEL_NAME)
         self.faults = Faults()
-        self._lock = threading.Lock()
 
     def predict(self, request_id: str | None, instances: list[dict[str, Any]]) -> dict[str, Any]:
         names = self.data.feature_names
@@ -234,12 +245,9 @@ class ModelService:
                 "probabilities": proba.round(6).tolist()}
 
     def _feature_store(self) -> None:
-        faults = self.faults
-        with self._lock:
-            fail = faults.rng.random() < faults.error_ratio
-            slow = faults.rng.random() < faults.slow_ratio
+        fail, slow, slow_seconds = self.faults.draw()
         if slow:
-            time.sleep(faults.slow_seconds)
+            time.sleep(slow_seconds)
         if fail:
             raise FeatureStoreTimeout("feature store did not answer")
 
@@ -362,6 +370,19 @@ def split_address(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be bound (lower case, as the demo matches it), else None."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            sock.bind((host, port))
+        except (OSError, UnicodeError) as exc:
+            return (getattr(exc, "strerror", None) or str(exc)).lower()
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve the demo model until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.model",
@@ -377,10 +398,30 @@ def main(argv: list[str] | None = None) -> int:
 
     import inferwatch
 
+    # Before the training, which takes a while: a port in use is reported at once.
+    for flag, (host, port) in (("--listen", args.listen), ("--metrics-listen",
+                                                           args.metrics_listen)):
+        problem = _cannot_listen(host, port)
+        if problem:
+            print(f"{parser.prog}: {flag}: cannot listen on {host}:{port}: {problem}",
+                  file=sys.stderr)
+            return 1
     model, data = build_model(args.seed, drift_window_seconds=args.drift_window)
     service = ModelService(model, data)
-    metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
-    httpd = ThreadingHTTPServer(args.listen, make_handler(service))
+    # A port in use or an unknown host ended in a traceback; one line names the address
+    # (and keeps "address already in use", which the demo reads to pick another port).
+    try:
+        metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
+    except OSError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        httpd = ThreadingHTTPServer(args.listen, make_handler(service))
+    except (OSError, UnicodeError) as exc:
+        metrics.shutdown()
+        print(f"{parser.prog}: cannot listen on {args.listen[0]}:{args.listen[1]}: "
+              f"{(getattr(exc, 'strerror', None) or str(exc)).lower()}", file=sys.stderr)
+        return 1
     httpd.daemon_threads = True
 
     def stop(signum: int, frame: Any) -> None:

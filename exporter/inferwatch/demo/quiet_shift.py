@@ -135,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     import inferwatch
 
     predict = instrument_estimate(args.speed)
-    metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
+    try:
+        metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
+    except OSError as exc:  # a port in use or an unknown host: one line, not a traceback
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
     stop = stop_on_signals()
     hold = None
     if args.shift_on_signal:

@@ -86,6 +86,9 @@ class PageReceiver:
         self.out = out or say
         self.alerts: deque[dict[str, Any]] = deque(maxlen=keep)
         self.repeats = 0
+        # Pages received but not shown because `out` failed (stdout closed or piped to a
+        # reader that has gone).
+        self.output_failures = 0
         self._keep = keep
         self._status: OrderedDict[str, str] = OrderedDict()  # alert identity -> last status
         self._lock = threading.Lock()
@@ -148,7 +151,23 @@ class PageReceiver:
             raise ValueError("not an Alertmanager webhook payload")
         for alert in alerts:
             if isinstance(alert, dict) and self._is_news(alert):
-                self.out(format_alert(alert))
+                self._show(format_alert(alert))
+
+    def _show(self, line: str) -> None:
+        """Print one page. A failing `out` escaped the handler, so Alertmanager got no
+        answer and sent the page again and again; the page was received all the same."""
+        try:
+            self.out(line)
+        except Exception as exc:  # whatever the output raises
+            with self._lock:
+                self.output_failures += 1
+                first = self.output_failures == 1
+            if first:
+                try:
+                    print(f"inferwatch demo: cannot print pages ({exc!r}); they are still "
+                          f"received and counted", file=sys.stderr, flush=True)
+                except Exception:  # stderr may be gone as well
+                    pass
 
     def _is_news(self, alert: dict[str, Any]) -> bool:
         """Keep the alert; True when its status changed since it was last received."""

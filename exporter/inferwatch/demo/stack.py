@@ -37,6 +37,8 @@ STOP_TIMEOUT_SECONDS = 10.0
 PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"
 _PR_SET_PDEATHSIG = 1
+# Left in every data directory the demo makes, so a later run knows it may empty it.
+DATA_MARKER = ".inferwatch-demo-data"
 
 
 class StackError(RuntimeError):
@@ -212,8 +214,7 @@ class Stack:
         binary = shutil.which(PROMETHEUS)
         if binary is None:
             raise StackError("prometheus is not on PATH (Debian: apt-get install prometheus)")
-        data = self.workdir / f"{name}-data"
-        data.mkdir(exist_ok=True)
+        data = self.fresh_data_dir(f"{name}-data")
         process = self.start(name, [binary, f"--config.file={config}",
                                     f"--storage.tsdb.path={data}",
                                     f"--web.listen-address={host}:{port}",
@@ -226,14 +227,41 @@ class Stack:
         if binary is None:
             raise StackError("prometheus-alertmanager is not on PATH "
                              "(Debian: apt-get install prometheus-alertmanager)")
-        data = self.workdir / "alertmanager-data"
-        data.mkdir(exist_ok=True)
+        data = self.fresh_data_dir("alertmanager-data")
         process = self.start("alertmanager", [binary, f"--config.file={config}",
                                               f"--storage.path={data}",
                                               f"--web.listen-address={host}:{port}",
                                               "--cluster.listen-address="])
         self.wait_ready(process, f"http://{host}:{port}/-/ready")
         return process
+
+    def fresh_data_dir(self, name: str) -> Path:
+        """An empty ``<workdir>/<name>`` for a process's state.
+
+        A kept --workdir held the previous run's data: Prometheus restored the `for:` state
+        of its alerts (they fired early, even in the baseline) and Alertmanager's
+        notification log took the new pages for ones already sent (no PAGE lines). Only a
+        directory this demo made (it carries DATA_MARKER) or an empty one is emptied; any
+        other is refused, since `--workdir ~` may well hold a real Prometheus's data.
+        """
+        data = self.workdir / name
+        if data.is_symlink() or (data.exists() and not data.is_dir()):
+            raise StackError(f"{data} is not a directory the demo made; move it away or "
+                             f"choose another --workdir")
+        try:
+            if data.is_dir():
+                if (data / DATA_MARKER).is_file():
+                    shutil.rmtree(data)
+                elif any(data.iterdir()):
+                    raise StackError(f"{data} holds files the demo did not make; move it "
+                                     f"away or choose another --workdir")
+            data.mkdir(exist_ok=True)
+            (data / DATA_MARKER).write_text("made by inferwatch demo; emptied at each run\n",
+                                            encoding="utf-8")
+        except OSError as exc:
+            raise StackError(f"cannot empty {data} for a fresh run: "
+                             f"{exc.strerror or exc}") from exc
+        return data
 
     def close(self) -> None:
         """Stop every process, newest first; safe to call twice."""
