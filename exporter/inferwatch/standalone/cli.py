@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import string
 import sys
 import threading
+import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 from inferwatch._version import __version__
 from inferwatch.cli import StrictArgumentParser
@@ -85,16 +88,19 @@ def listen_address(text: str) -> tuple[str, int]:
 MAX_SCRAPE_TIMEOUT_SECONDS = 86400.0
 
 
+# Seconds as a shell script writes them (``5``, ``2.5``, ``.5``, with an optional ``s``):
+# float() would also take ``1_0`` (10), ``\u0665`` (5), ``1e1`` and surrounding spaces, none
+# of which the other number flags take.
+_SECONDS = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)s?")
+
+
 def _seconds(text: str) -> float:
     """A scrape timeout in seconds (``5`` or ``5s``), above 0 and at most a day.
 
     >>> _seconds("2.5s")
     2.5
     """
-    try:
-        seconds = float(text.removesuffix("s"))
-    except ValueError:
-        seconds = float("nan")
+    seconds = float(text.removesuffix("s")) if _SECONDS.fullmatch(text) else float("nan")
     if not 0 < seconds <= MAX_SCRAPE_TIMEOUT_SECONDS:
         raise argparse.ArgumentTypeError(
             f"expected a number of seconds above 0 and at most "
@@ -228,11 +234,29 @@ def _options_given(cls: type[Collector], args: argparse.Namespace) -> list[str]:
             if getattr(args, action.dest, action.default) != action.default]
 
 
+# The shell's status for a process stopped by SIGINT, as the `inferwatch` command exits.
+INTERRUPTED = 130
+# How long shutdown waits for the collectors to let go of what they hold (NVML): a driver
+# hung in a call must not keep a stopping exporter from exiting.
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the exporter until SIGTERM, SIGINT or SIGHUP; returns the exit status.
 
     >>> main(["--web.listen-address=127.0.0.1:0"])  # doctest: +SKIP
     """
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before the stop signals are handled (collectors loading, flags being
+        # read) is the user's choice, not a fault: one line and 130, no traceback.
+        if sys.stderr is not None:  # started with stderr closed: it has nowhere to go
+            print("inferwatch-exporter: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     collectors = registered_collectors()
     parser = build_parser(collectors)
     args = parser.parse_args(argv)
@@ -256,36 +280,75 @@ def main(argv: Sequence[str] | None = None) -> int:
     host, port = args.listen_address
     stop = _stop_on_signals()
     try:
-        server = serve(port, host, registry=registry, web_config_file=args.web_config_file,
-                       max_concurrency=args.max_requests,
-                       collect_timeout=args.scrape_timeout + SERVER_TIMEOUT_MARGIN_SECONDS,
-                       telemetry_path=args.telemetry_path)
-    except WebConfigError as exc:
-        parser.error(f"argument --web.config.file: {exc}")
-    except OSError as exc:
-        log.error("cannot listen (--web.listen-address): %s", exc)
-        return 1
-    log.info("inferwatch-exporter %s serving %s with collectors: %s", __version__,
-             server.url,
-             ", ".join(c.name for c in enabled) or "none")
-    try:
-        for collector in enabled:
+        try:
+            server = serve(port, host, registry=registry,
+                           web_config_file=args.web_config_file,
+                           max_concurrency=args.max_requests,
+                           collect_timeout=args.scrape_timeout + SERVER_TIMEOUT_MARGIN_SECONDS,
+                           telemetry_path=args.telemetry_path)
+        except WebConfigError as exc:
+            parser.error(f"argument --web.config.file: {exc}")
+        except OSError as exc:
+            log.error("cannot listen (--web.listen-address): %s", exc)
+            return 1
+        log.info("inferwatch-exporter %s serving %s with collectors: %s", __version__,
+                 server.url,
+                 ", ".join(c.name for c in enabled) or "none")
+        try:
+            for collector in enabled:
+                try:
+                    collector.start()
+                except Exception:
+                    # Its scrapes still run and report it: a start-up probe that cannot
+                    # even begin (no thread left in the cgroup) must not leave the server
+                    # behind a traceback.
+                    log.exception("collector %s could not start", collector.name)
+            while not stop.wait(1.0):
+                pass
+        finally:
+            received = getattr(stop, "signal_name", "")
+            if received:
+                log.info("received %s", received)
+            log.info("shutting down")
             try:
-                collector.start()
-            except Exception:
-                # Its scrapes still run and report it: a start-up probe that cannot even
-                # begin (no thread left in the cgroup) must not leave the server behind
-                # a traceback.
-                log.exception("collector %s could not start", collector.name)
-        while not stop.wait(1.0):
-            pass
+                server.shutdown()
+            finally:
+                # After the server, so that no scrape starts on a collector being closed.
+                close_collectors(enabled)
+        return 0
     finally:
-        received = getattr(stop, "signal_name", "")
-        if received:
-            log.info("received %s", received)
-        log.info("shutting down")
-        server.shutdown()
-    return 0
+        # Called as a function (a wrapper script, a test), main must give Ctrl-C back to
+        # its caller: left in place, the handlers would swallow every later SIGINT.
+        _restore_signals(stop)
+
+
+def close_collectors(collectors: Sequence[Collector],
+                     timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
+    """Call every collector's ``close()`` (NVML's shutdown, its event set), each on its own
+    and all within ``timeout``: one that raises or hangs costs only its own release, never
+    the others' nor the exit status."""
+    threads = []
+    for collector in collectors:
+        close = getattr(collector, "close", None)
+        if not callable(close):
+            continue
+
+        def run(collector: Collector = collector, close: Callable[[], object] = close) -> None:
+            try:
+                close()
+            except Exception:
+                log.exception("collector %s could not be closed", collector.name)
+
+        thread = threading.Thread(target=run, name=f"inferwatch-close-{collector.name}",
+                                  daemon=True)
+        thread.start()
+        threads.append((collector, thread))
+    deadline = time.monotonic() + timeout
+    for collector, thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("collector %s did not close within %.0fs; exiting without it",
+                        collector.name, timeout)
 
 
 # SIGHUP (a closed terminal, `kill -HUP` from a reload hook) would otherwise kill the
@@ -294,21 +357,31 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class _StopEvent(threading.Event):
-    """Set by a stop signal; remembers which one, for the shutdown log line."""
+    """Set by a stop signal; remembers which one, for the shutdown log line, and the
+    handlers it replaced, to put back."""
 
     signal_name = ""
+    previous: dict[int, Any]
 
 
 def _stop_on_signals() -> threading.Event:
     stop = _StopEvent()
+    stop.previous = {}
 
     def handle(signum: int, frame: object) -> None:
         stop.signal_name = signal.Signals(signum).name
         stop.set()
 
     for signum in STOP_SIGNALS:
-        signal.signal(signum, handle)
+        stop.previous[signum] = signal.signal(signum, handle)
     return stop
+
+
+def _restore_signals(stop: threading.Event) -> None:
+    for signum, handler in getattr(stop, "previous", {}).items():
+        # None: a handler not set from Python, which cannot be put back from here.
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 # --- structured logs ------------------------------------------------------------------------

@@ -147,6 +147,7 @@ class GpuCollector(Collector):
         self._said: set[tuple[int, str, str]] = set()  # unavailable fields already logged
         self._process_names: dict[int, str] = {}
         self._xid = XidWatcher()
+        self._closed = False  # close() was called: the start-up probe must not init NVML
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
@@ -209,6 +210,10 @@ class GpuCollector(Collector):
 
     def _probe(self) -> None:
         with self._lock, contextlib.suppress(CollectorError):
+            if self._closed:
+                # Stopped before the probe got the lock: an init now would never be
+                # given back.
+                return
             nvml = self._ensure_init()
             if nvml is not None:
                 self._device_count(nvml)  # says so when NVML sees no GPU
@@ -219,6 +224,7 @@ class GpuCollector(Collector):
         >>> GpuCollector().close()  # nothing held yet: nothing to release
         """
         with self._lock:
+            self._closed = True
             if self._nvml is not None:
                 self._release(self._nvml)
 

@@ -364,22 +364,43 @@ PROCESS_LISTS = ("nvmlDeviceGetComputeRunningProcesses",
                  "nvmlDeviceGetGraphicsRunningProcesses")
 
 
+def _process_list(reading: Reading, function: str, handle: object) -> tuple[Any, Reading]:
+    """One process list, and the reading its answer went to. A driver before 510.39 lacks
+    the ``_v3`` symbol the binding calls first, but has ``_v2`` with the same records: an
+    old driver must not lose per-process memory for being older than the binding."""
+    newest = reading.aside(reading.labels)
+    records = newest.call("processes", function, handle)
+    # The unversioned wrapper says a missing ``_v3`` as a library mismatch, or as
+    # FunctionNotFound where the binding does not wrap it.
+    missing = records is None and (
+        [why for _, why in newest.errors] == ["library_mismatch"]
+        or (not newest.errors and newest.available.get("processes")
+            == UNAVAILABLE["NVMLError_FunctionNotFound"]))
+    if not missing:
+        return records, newest
+    older = reading.aside(reading.labels)
+    try:
+        records = older.call("processes", f"{function}_v2", handle, fallback=True)
+    except Missing:
+        return None, newest  # no variant works: the mismatch is what is counted
+    return records, older
+
+
 def _process_records(reading: Reading, handle: object) -> list[list[Any]] | None:
     """The records of every list NVML answered; None when none did, or when one failed
     (a list with a process missing would read as that process having exited)."""
     lists: list[list[Any]] = []
     failed = False
     for position, function in enumerate(PROCESS_LISTS):
+        records, answer = _process_list(reading, function, handle)
         if position == 0:
-            before = len(reading.errors)
-            records = reading.call("processes", function, handle)
-            failed = len(reading.errors) > before
+            reading.available.update(answer.available)  # the first to speak of "processes"
+            reading.errors += answer.errors
+            failed = bool(answer.errors)
         else:
-            optional = reading.aside(reading.labels)
-            records = optional.call("processes", function, handle)
             # The unversioned wrapper turns a driver without the symbol into a library
             # mismatch: for an optional list that only means the list is not there.
-            errors = [(name, why) for name, why in optional.errors
+            errors = [(name, why) for name, why in answer.errors
                       if why != "library_mismatch"]
             reading.errors += errors
             failed = failed or bool(errors)
