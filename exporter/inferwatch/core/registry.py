@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
+from inferwatch.catalogue import OTHER
 from inferwatch.core.history import History
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor
@@ -133,6 +134,42 @@ class Registry:
                 self._latest[name] = monitor
         self.ensure_drainer()
         return monitor
+
+    def existing_monitor(self, name: str, version: str | None = None) -> Monitor | None:
+        """The monitor :meth:`monitor` would return for `name` / `version`, or None where it
+        would create one; creates nothing, and counts no overflow (a route lookup, which
+        must not fix a monitor's settings before ``instrument()`` gives them).
+
+        A name or version that the caps store as ``__other__`` is that ``__other__``
+        monitor's: its requests are recorded there.
+
+        >>> registry = Registry(max_models=1)
+        >>> fraud = registry.monitor("fraud", "1")
+        >>> registry.existing_monitor("fraud", "1") is fraud
+        True
+        >>> registry.existing_monitor("fraud", "2") is None  # not instrumented: nothing made
+        True
+        >>> other = registry.monitor("churn", "1")
+        >>> registry.existing_monitor("churn") is other, other.name
+        (True, '__other__')
+        """
+        if not isinstance(name, str) or not name.strip() or not (
+                version is None or isinstance(version, str) or (
+                    isinstance(version, numbers.Real) and not isinstance(version, bool)
+                    and is_finite_version(version))):
+            return None
+        with self._lock:
+            key = _capped(self._model_cap, clean_label_value(name))
+            if key is None:
+                return None
+            if version is None:
+                return self._latest.get(key)
+            cap = self._version_caps.get(key)
+            if cap is None:
+                return None
+            text = clean_label_value(version_text(version)) or UNVERSIONED
+            version_key = _capped(cap, text)
+            return None if version_key is None else self._monitors.get((key, version_key))
 
     def monitors(self) -> list[Monitor]:
         with self._lock:
@@ -317,6 +354,15 @@ def _check_model(name: object, version: object) -> None:
         # NaN or an infinity (a missing cell of a model registry's table read as a float)
         # names no version; each NaN would not even equal the one before it.
         raise ValueError(f"inferwatch.monitor: version must be a finite number, got {version!r}")
+
+
+def _capped(cap: LabelCap, text: str) -> str | None:
+    """What `cap` stores `text` as, without admitting it or counting an overflow: itself
+    when admitted already, ``__other__`` once the cap is full, None while it would still be
+    admitted (nothing is stored under it yet)."""
+    if text in cap._seen:
+        return text
+    return OTHER if text == OTHER or len(cap._seen) >= cap.limit else None
 
 
 def is_finite_version(version: object) -> bool:

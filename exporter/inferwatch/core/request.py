@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -45,6 +46,10 @@ INFERENCE_STAGE = "inference"
 # minutes, or ten thousand model calls and stages in one request.
 ABANDONED_AFTER_SECONDS = 600.0
 MAX_STAGES = 10_000
+
+# Held only while a close checks and clears a request's open flag: nothing in that section
+# allocates, so a finalizer (Request.__del__ closing another request) never runs inside it.
+_CLOSING = threading.Lock()
 
 
 def current_request() -> Request | None:
@@ -170,6 +175,23 @@ def _unlink(request: Request, parent: Request | None) -> None:
         node = node._parent
 
 
+def _ended_at(ended_at: object, start: float) -> float:
+    """`ended_at` as a ``time.perf_counter()`` reading between `start` and now; now, and a
+    counted fault, for anything else (text, NaN, a wall-clock ``time.time()``): a NaN
+    duration would make the latency sum NaN for good, a negative one lower it, a wall-clock
+    reading add decades to it, and an exception would leave the request never counted, in
+    flight forever."""
+    now = time.perf_counter()
+    try:
+        seconds = float(ended_at)  # type: ignore[arg-type]
+        if isinstance(ended_at, bool) or not start <= seconds <= now:
+            raise ValueError(f"ended_at must be a perf_counter() reading, got {ended_at!r}")
+        return seconds
+    except (TypeError, ValueError, OverflowError) as exc:
+        faults.record("request", exc)
+        return now
+
+
 class Stage:
     """Times one named stage of a request; records even when the stage raises."""
 
@@ -289,13 +311,20 @@ class Request:
         a request that is not open does nothing: it was counted when it closed."""
         if not self._open:
             return
-        self._open = False
+        # Two threads may end one request at once (a server's thread closing a body while
+        # the abandoned-request check or the garbage collector ends it): only one of them
+        # may hand it to the drain. The lock is taken only here, past the check above.
+        with _CLOSING:
+            if not self._open:
+                return
+            self._open = False
         self._depth = 0
         if error_type is not None and not (error_type.__class__ is type and
                                            issubclass(error_type, BaseException)):
             error_type = _error_class(error_type)
         record = self.record
-        record.duration = (time.perf_counter() if ended_at is None else ended_at) - self._start
+        record.duration = (time.perf_counter() if ended_at is None else
+                           _ended_at(ended_at, self._start)) - self._start
         record.error_type = error_type
         if error_type is GeneratorExit:
             # A generator closed inside the block: its consumer stopped, as for a stream.

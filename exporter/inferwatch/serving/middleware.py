@@ -58,7 +58,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Siz
 from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
-from inferwatch.catalogue import OTHER
 from inferwatch.core.request import Request
 from inferwatch.core.stream_objects import ItemClock
 from inferwatch.core.streams import CANCELLED, ERROR, OK
@@ -331,6 +330,14 @@ class _Routes:
         if isinstance(exclude_paths, str):
             raise TypeError("inferwatch middleware: exclude_paths is a sequence of paths, "
                             f"got the string {exclude_paths!r}")
+        exclude_paths = tuple(exclude_paths)  # read twice below: a generator only once
+        for path in exclude_paths:
+            # A path that does not start with '/' never matches a request's path, and an
+            # empty one (a split environment variable) would leave out every path: either
+            # records what was meant to be left out, or nothing at all, silently.
+            if not (isinstance(path, str) and path.startswith("/")):
+                raise ValueError(f"inferwatch middleware: exclude_paths entry {path!r} is "
+                                 "not a path: a path starts with '/', as in '/metrics'")
         self._excluded = frozenset(p.rstrip("/") or "/" for p in exclude_paths)
         self._excluded_prefixes = tuple(p.rstrip("/") + "/" for p in exclude_paths)
         self._registry = registry
@@ -391,18 +398,10 @@ class _Routes:
             from inferwatch.core.registry import default_registry
 
             registry = self._registry = default_registry()
-        name, version = target
-        monitor = None
-        monitors = registry.monitors()
-        if any(m.name == name and (version is None or m.version == version)
-               for m in monitors):
-            monitor = registry.monitor(name, version)
-        elif version is not None:
-            # A version instrumented past the registry's version cap is served and recorded
-            # by the model's __other__ monitor (what monitor(name, version) returns): its
-            # route's requests belong there, not nowhere.
-            monitor = next((m for m in monitors if m.name == name and m.version == OTHER),
-                           None)
+        # Where the caps stored the model or its version as __other__ (instrumented past
+        # max_models or max_versions_per_model), that monitor serves and records it: its
+        # route's requests belong there, not nowhere.
+        monitor = registry.existing_monitor(*target)
         if len(self._cache) >= _MAX_CACHED_TARGETS:
             self._cache.clear()  # targets from a routes function could be many
         self._cache[target] = (monitor, now + _RESOLVE_SECONDS)
@@ -469,6 +468,13 @@ def _check_options(routes: RouteMap | None, version: object,
                 raise ValueError(f"inferwatch middleware: routes[{path!r}] is not a path: "
                                  "a route starts with '/', as in the route decorator")
     return checked
+
+
+def _follows_callers_trace(monitor: Monitor) -> bool:
+    """Whether a ``traceparent`` header may give the request its trace id: not where the
+    model was instrumented with ``exemplars=False``, which keeps trace ids out of its
+    exemplars and its event log whatever their source."""
+    return monitor.settings.exemplars is not False
 
 
 def _finish(request: Request, error_type: type | None, ended_at: float | None) -> None:
@@ -611,7 +617,8 @@ class InstrumentMiddleware:
             trace_id = None if raw_trace is None else trace_id_from_traceparent(
                 raw_trace.decode("latin-1"))
             request = Request.open(monitor, request_id)
-            if trace_id is not None and request.record.trace_id is None:
+            if trace_id is not None and request.record.trace_id is None and \
+                    _follows_callers_trace(monitor):
                 request.record.trace_id = trace_id
             scope[RECORDED_KEY] = True
             return request
@@ -678,7 +685,8 @@ class WSGIInstrumentMiddleware:
             request_id = None if raw_id is None else clean_request_id(raw_id)
             request = Request(monitor, request_id).__enter__()
             traceparent = environ.get("HTTP_TRACEPARENT")
-            if traceparent and request.record.trace_id is None:
+            if traceparent and request.record.trace_id is None and \
+                    _follows_callers_trace(monitor):
                 request.record.trace_id = trace_id_from_traceparent(traceparent)
             environ[RECORDED_KEY] = True
             return request
