@@ -38,6 +38,7 @@ import functools
 import inspect
 import itertools
 import math
+import numbers
 import os
 import pickle
 import random
@@ -60,6 +61,7 @@ from inferwatch.core.shadow_compare import DIFFERENCE_BUCKETS, DROP_REASONS, Com
 
 SHADOWED_METHODS = ("predict", "predict_proba", "_inferwatch_call")
 MODES = ("thread", "process")
+MAX_WORKERS = 64  # threads, or child processes each holding a copy of the model
 IDLE_WAKE_SECONDS = 1.0
 
 _live_shadows: weakref.WeakSet[Shadow] = weakref.WeakSet()
@@ -73,7 +75,12 @@ class ShadowCrashed(Exception):
     """A shadow model's child process died during a call (recorded as its error type)."""
 
 
-_FAILURES = {"timeout": ShadowTimeout, "crashed": ShadowCrashed}
+class ShadowClosed(Exception):
+    """The shadow was closed during a call, which killed its child process (recorded as its
+    error type; the call counts as dropped for ``shutdown``)."""
+
+
+_FAILURES = {"timeout": ShadowTimeout, "crashed": ShadowCrashed, "shutdown": ShadowClosed}
 _error_types: dict[str, type] = {}
 
 
@@ -117,6 +124,12 @@ class Shadow:
         self._sampled_reported = 0
         self._full = itertools.count()
         self._full_reported = 0
+        # Calls sampled as close() ran, too late for its queue: dropped as shutdown.
+        self._shut = itertools.count()
+        self._shut_reported = 0
+        # The drain thread and a worker after close may fold the counts at once: each count
+        # must be read and marked reported by one of them only.
+        self._report_lock = threading.Lock()
         self._queued = itertools.count()
         self._done = 0
         self._done_lock = threading.Condition(threading.Lock())
@@ -138,6 +151,8 @@ class Shadow:
             queue = self._queue
             if len(queue) >= self.queue_size:
                 next(self._full)
+                if self.closed:
+                    self.before_drain()  # close() has folded its last counts already
                 return
             if self._started_pid != _pid:
                 self._start_workers()
@@ -165,13 +180,20 @@ class Shadow:
             # Checked again where it is appended: callers that all passed the check above
             # at once would each append, past queue_size. The lock is held for an append.
             with self._offer_lock:
-                if self.closed:
-                    return
-                full = len(queue) >= self.queue_size
-                if not full:
+                closed = self.closed
+                full = not closed and len(queue) >= self.queue_size
+                if not closed and not full:
                     queue.append(item)
+            if closed:
+                # Sampled as close() ran: counted as dropped, so that sampled calls still
+                # add up to compared and dropped ones; no drain listener is left to fold it.
+                next(self._shut)
+                self.before_drain()
+                return
             if full:
                 next(self._full)
+                if self.closed:
+                    self.before_drain()
                 return
             next(self._queued)
             if self._idle:
@@ -182,7 +204,9 @@ class Shadow:
     # --- the workers ------------------------------------------------------------------------
     def _start_workers(self) -> None:
         with self._done_lock:
-            if self._started_pid == os.getpid():
+            # A call sampled as close() ran must not start workers (nor child processes)
+            # that nothing would ever stop.
+            if self.closed or self._started_pid == os.getpid():
                 return
             self._stop = threading.Event()
             self._threads = []
@@ -276,14 +300,19 @@ class Shadow:
     def before_drain(self) -> None:
         """Fold the request path's counts and the new comparisons into the state."""
         try:
-            sampled = _count_value(self._sampled)
-            full = _count_value(self._full)
-            new_sampled, self._sampled_reported = sampled - self._sampled_reported, sampled
-            new_full, self._full_reported = full - self._full_reported, full
-            if new_sampled:
-                self.comparison.sampled(new_sampled)
-            if new_full:
-                self.comparison.dropped("queue_full", new_full)
+            with self._report_lock:
+                sampled = _count_value(self._sampled)
+                full = _count_value(self._full)
+                shut = _count_value(self._shut)
+                new_sampled, self._sampled_reported = sampled - self._sampled_reported, sampled
+                new_full, self._full_reported = full - self._full_reported, full
+                new_shut, self._shut_reported = shut - self._shut_reported, shut
+                if new_sampled:
+                    self.comparison.sampled(new_sampled)
+                if new_full:
+                    self.comparison.dropped("queue_full", new_full)
+                if new_shut:
+                    self.comparison.dropped("shutdown", new_shut)
             self.monitor.update_state(lambda state: self.comparison.fold_into(state,
                                                                               time.time()))
         except Exception as exc:
@@ -320,6 +349,10 @@ class Shadow:
 
         A batch job calls this before pushing its metrics.
         """
+        if timeout is not None and (not _is_number(timeout) or math.isnan(timeout)):
+            # NaN would wait for ever, a string fail deep inside: name the argument.
+            raise ValueError(f"inferwatch.shadow: flush timeout must be a number of seconds "
+                             f"or None, got {timeout!r}")
         deadline = None if timeout is None else time.monotonic() + timeout
         target = _count_value(self._queued)
         with self._done_lock:
@@ -340,25 +373,35 @@ class Shadow:
             faults.record("shadow", exc)
 
     def _close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+        with self._offer_lock:  # two threads closing at once: one of them does it
+            if self.closed:
+                return
+            self.closed = True
         _live_shadows.discard(self)  # a fork must not bring it back to life
         layers, self._layers = self._layers, []
         for namespace, method, wrapper in layers:
             _unwrap(namespace, method, wrapper)
-        self._stop.set()
-        self._wake.set()
-        with self._offer_lock:  # no caller appends between the count and the clear
-            left = len(self._queue)
-            self._queue.clear()
-        with self._done_lock:
+        with self._offer_lock:  # no caller appends while the queue is taken
+            # Taken one call at a time, as a worker takes them: a call a worker takes at
+            # this moment is its own to answer, never also counted here as shutdown.
+            left = 0
+            queue = self._queue
+            while True:
+                try:
+                    queue.popleft()
+                except IndexError:
+                    break
+                left += 1
+        with self._done_lock:  # workers being started now see `closed` and start none
+            stop, runners = self._stop, self._runners
             self._done += left  # flush() waits for nothing that will never run
             self._done_lock.notify_all()
+        stop.set()
+        self._wake.set()
         if left:
             self.comparison.dropped("shutdown", left)
-        for runner in self._runners:
-            runner.close()
+        for runner in runners:
+            runner.shutdown()
         self.champion_monitor.outcome_listeners = tuple(
             x for x in self.champion_monitor.outcome_listeners if x != self.on_outcome)
         self.monitor.drain_listeners = tuple(
@@ -626,15 +669,28 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     >>> handle.close()
     """
     if isinstance(challenger, (list, tuple)):
+        if not challenger:  # a list built from a config that named none: not a silent no-op
+            raise ValueError("inferwatch.shadow: challenger is an empty list; give at least "
+                             "one challenger model")
         versions = [version] * len(challenger) if isinstance(version, str) else list(version)
         if len(versions) != len(challenger) or len(set(versions)) != len(versions):
             raise ValueError("inferwatch.shadow: version must be a list of distinct versions, "
                              "one per challenger")
-        return [shadow(champion, one, version=v, sample=sample, timeout=timeout,
-                       queue_size=queue_size, mode=mode, workers=workers,
-                       max_classes=max_classes, difference_buckets=difference_buckets,
-                       reference=reference, registry=registry)
-                for one, v in zip(challenger, versions)]
+        handles: list[Shadow] = []
+        try:
+            for one, v in zip(challenger, versions):
+                handles.append(shadow(champion, one, version=v, sample=sample,
+                                      timeout=timeout, queue_size=queue_size, mode=mode,
+                                      workers=workers, max_classes=max_classes,
+                                      difference_buckets=difference_buckets,
+                                      reference=reference, registry=registry))
+        except BaseException:
+            # One challenger refused (a bad version, an unpicklable model): the ones before
+            # it must not stay on the champion with no handle to close them by.
+            for handle in handles:
+                handle.close()
+            raise
+        return handles
     champion_monitor = getattr(champion, "__dict__", {}).get("_inferwatch_monitor")
     if champion_monitor is None:
         raise TypeError("inferwatch.shadow: champion must be a model returned by "
@@ -672,7 +728,7 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     monitor.update_state(lambda state: state.info.update(role="shadow"))
     wrapped = champion.__dict__["__wrapped__"]
     comparison = Comparison(
-        champion_monitor.version, max_classes=max_classes, task=settings.task,
+        champion_monitor.version, max_classes=int(max_classes), task=settings.task,
         difference_buckets=difference_buckets,
         outcome_error_buckets=settings.outcome_error_buckets,
         cache_size=settings.outcome_cache_size, ttl_seconds=settings.outcome_ttl_seconds,
@@ -722,9 +778,13 @@ def _check(**options: Any) -> None:
     if not _is_number(timeout) or not timeout > 0:
         problems.append(f"timeout must be a positive number of seconds, got {timeout!r}")
     for name in ("queue_size", "workers", "max_classes"):
-        if not isinstance(options[name], int) or isinstance(options[name], bool) or \
-                options[name] < 1:
+        # A numpy integer (read from an array or a config loaded with numpy) is an int too.
+        if not isinstance(options[name], numbers.Integral) or \
+                isinstance(options[name], (bool, np.bool_)) or options[name] < 1:
             problems.append(f"{name} must be an int >= 1, got {options[name]!r}")
+    workers = options["workers"]
+    if isinstance(workers, numbers.Integral) and workers > MAX_WORKERS:
+        problems.append(f"workers must be at most {MAX_WORKERS}, got {workers!r}")
     if options["mode"] not in MODES:
         problems.append(f"mode must be one of {MODES}, got {options['mode']!r}")
     buckets = options["difference_buckets"]

@@ -99,6 +99,7 @@ class ProcessRunner:
         self._model_bytes = model_bytes
         self._process: Any = None
         self._conn: Any = None
+        self._shut = False  # shut down for good: no new child starts
 
     def _start(self) -> str | None:
         parent, child = _CONTEXT.Pipe()
@@ -107,24 +108,30 @@ class ProcessRunner:
         process.start()
         child.close()
         self._process, self._conn = process, parent
+        if self._shut:  # shut down while this child started: it must not outlive the shadow
+            self.close()
+            return "shutdown"
         try:
             if parent.poll(START_TIMEOUT_SECONDS) and parent.recv()[0] == "ready":
                 return None
         except (EOFError, OSError):
             pass
         self.close()
-        return "crashed"
+        return "shutdown" if self._shut else "crashed"
 
     def call(self, method: str, args: tuple, kwargs: dict,
              timeout: float) -> tuple[str, Any, float]:
         """("ok", result, seconds), ("error", exception class name, seconds), or
         ("timeout" | "crashed", None, seconds waited)."""
+        if self._shut:
+            return "shutdown", None, 0.0
         if self._process is None or not self._process.is_alive():
             if _exiting:
                 return "crashed", None, 0.0
             failed = self._start()
             if failed is not None:
                 return failed, None, 0.0
+        conn = self._conn
         start = time.perf_counter()
         try:
             # Pickled apart from the send: any input that cannot travel (a __reduce__ that
@@ -133,24 +140,33 @@ class ProcessRunner:
             message = _ForkingPickler.dumps((method, args, kwargs))
         except Exception as exc:
             return "error", type(exc).__name__, 0.0
+        # The shadow's close() may kill the child (and close its pipe) from another thread
+        # at any point of the call: the call is then dropped as shutdown, not as a crash.
         try:
-            self._conn.send_bytes(message)
-        except (OSError, EOFError):
-            self.close()
-            return "crashed", None, time.perf_counter() - start
+            conn.send_bytes(message)
+        except (OSError, EOFError, AttributeError):
+            return self._failed("crashed", start)
         try:
-            if not _answered(self._conn, timeout):
-                self.close()
-                return "timeout", None, time.perf_counter() - start
-            reply = self._conn.recv_bytes()
-        except (EOFError, OSError):
-            self.close()
-            return "crashed", None, time.perf_counter() - start
+            if not _answered(conn, timeout):
+                return self._failed("timeout", start)
+            reply = conn.recv_bytes()
+        except (EOFError, OSError, AttributeError):
+            return self._failed("crashed", start)
         try:
             status, value, duration = pickle.loads(reply)
         except Exception as exc:  # a result this process cannot rebuild: the call's error
             return "error", type(exc).__name__, time.perf_counter() - start
         return status, value, duration
+
+    def _failed(self, status: str, start: float) -> tuple[str, Any, float]:
+        self.close()
+        return "shutdown" if self._shut else status, None, time.perf_counter() - start
+
+    def shutdown(self) -> None:
+        """Kill the child for good: a call under way ends as ``shutdown``, and no later
+        call starts a new child."""
+        self._shut = True
+        self.close()
 
     def close(self) -> None:
         """Kill the child, if any (a later call starts a new one)."""
