@@ -42,7 +42,7 @@ from inferwatch.core.options import Settings
 from inferwatch.core.outcomes import OutcomeJoiner, joinable_labels
 from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF, PredictionBatch
 from inferwatch.core.predictions import DEFAULT_OUTPUT
-from inferwatch.core.state import ModelState, float_array
+from inferwatch.core.state import ModelState, SummaryState, float_array
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request, RequestRecord
@@ -75,6 +75,8 @@ class FastPath(NamedTuple):
 _NOTHING = object()
 # What a pending call holds besides the arrays kept for it: its tuple, a float, references.
 _CALL_BYTES = 100
+# A wall clock behind the monitor's window time by less than this is jitter, taken as it is.
+_CLOCK_STEP_SECONDS = 1.0
 
 
 # The list length before any call was sized (see Monitor._sized).
@@ -435,6 +437,12 @@ class Monitor:
         self._dropped = itertools.count()
         self._finished = 0
         self._slices_drained = 0  # slices of huge batches drained (see SLICE_ROWS)
+        # Bumped under the lock by every change to the state that no finished call marks
+        # (an outcome joined, a shadow's comparisons, a new reference): the publisher's
+        # fingerprint reads it, or an idle worker would publish them only at its refresh.
+        self._revision = 0
+        # (window time, monotonic seconds) of the last drain or render: see _window_time().
+        self._time_mark: tuple[float, float] | None = None
         # When the background drain first left this monitor's pending calls waiting
         # (monotonic seconds), or None: see drain_due().
         self._waiting_since: float | None = None
@@ -535,11 +543,17 @@ class Monitor:
         if options:
             self.settings = dataclasses.replace(self.settings, **options)
             self.state.objectives = dict(self.settings.objectives)
+            self._take_summary_settings()
             self._fit_pending()
             for metric, option in _CAP_OPTIONS.items():
                 # Values admitted already stay (their series exist); a new limit decides
                 # whether more are.
                 self._caps[metric].limit = getattr(self.settings, option)
+            # The join cache was sized when the monitor started: new bounds and a new
+            # time-to-live must reach it too, or they would be silently ignored.
+            s = self.settings
+            self.outcomes.resize(s.outcome_cache_size, s.outcome_ttl_seconds,
+                                 s.outcome_cache_bytes)
         if traces is None and "exemplars" in options:
             # The option instrument() traces by: given here, it must take effect too.
             from inferwatch.core.tracing import otel_configured
@@ -566,6 +580,7 @@ class Monitor:
                 validation = reference.validation
                 self.state.validation = {} if validation is None else {
                     validation.metric: validation.value}
+                self._revision += 1
         if request_id is not None:
             if not callable(request_id):
                 raise TypeError("inferwatch: request_id must be a function of the call's "
@@ -584,6 +599,22 @@ class Monitor:
             self.path = FAST if self.features is None else WITH_INPUTS
         self.fast_settings = self.settings if self.path is FAST else None
         return self
+
+    def _take_summary_settings(self) -> None:
+        """Quantiles and the rolling window given to configure() on a running model: the
+        state was built with the old ones, and kept rendering them. Series that exist
+        restart their window in the new shape (their count and sum go on)."""
+        new = self.settings.summary
+        with self._lock:
+            old, self.state.summary_settings = self.state.summary_settings, new
+            if (old.max_age_seconds, old.age_buckets, old.relative_accuracy) == (
+                    new.max_age_seconds, new.age_buckets, new.relative_accuracy):
+                return
+            for series in self.state.summaries.values():
+                for labels, summary in series.items():
+                    fresh = SummaryState(new, summary.probabilities)
+                    fresh.count, fresh.sum = summary.count, summary.sum
+                    series[labels] = fresh
 
     def _logs_to(self, events: object) -> bool:
         """Whether `events` is the log this monitor writes already (the path of its log,
@@ -661,6 +692,7 @@ class Monitor:
 
     def _record_join(self, joined) -> None:
         state, s = self.state, self.settings
+        self._revision += 1
         if joined.unmatched is not None:
             state.inc("inferwatch_outcomes_unmatched_total", (joined.unmatched,))
             return
@@ -862,17 +894,19 @@ class Monitor:
         from inferwatch.core.render import model_families
 
         with self._lock:
+            now = self._window_time(now)
             self.state.set_gauge("inferwatch_requests_in_flight", (), self.in_flight_locked())
             return model_families([self.state], now=now, text_format=text_format)
 
     def publishable(self, encode: Callable[[ModelState], T]) -> tuple[T, tuple]:
         """This monitor's state encoded for a worker file, and a fingerprint that changes
-        whenever a call finishes or starts, both taken under its lock."""
+        whenever a call finishes or starts or anything else changes the exported series,
+        both taken under its lock."""
         with self._lock:
             in_flight = self.in_flight_locked()
             self.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
             return encode(self.state), (self.name, self.version, self._finished, in_flight,
-                                        self._slices_drained)
+                                        self._slices_drained, self._revision)
 
     def update_state(self, change: Callable[[ModelState], None]) -> None:
         """Run `change` on this monitor's state under its lock (what a shadow's comparisons
@@ -886,6 +920,7 @@ class Monitor:
         """
         try:
             with self._lock:
+                self._revision += 1
                 change(self.state)
         except Exception as exc:
             faults.record("shadow", exc)
@@ -910,6 +945,30 @@ class Monitor:
     def in_flight_locked(self) -> int:
         done = self._finished + self.pending() + _count_value(self._dropped)
         return max(0, _count_value(self._started) - done)
+
+    def _window_time(self, wall: float) -> float:
+        """The time the rolling windows (quantiles, drift) are written and read at: `wall`,
+        unless the clock stepped back (NTP, a VM resumed) behind where the windows already
+        are. Then time goes on from there at the monotonic clock's pace: the drift window
+        refuses rows for buckets it has recycled, so a step back longer than the window
+        would silently drop every row, and every scrape read an empty window, until the
+        wall clock caught up again.
+
+        >>> mon = Monitor("m", "1")
+        >>> mon._window_time(1_000_000.0) == 1_000_000.0
+        True
+        >>> mon._window_time(1_000_000.0 - 3600) >= 1_000_000.0
+        True
+        """
+        mono = time.monotonic()
+        mark = self._time_mark
+        if mark is not None:
+            went_on = mark[0] + max(0.0, mono - mark[1])
+            if wall < went_on - _CLOCK_STEP_SECONDS:
+                wall = went_on
+        if wall == wall:  # a NaN mark would never be left again
+            self._time_mark = (wall, mono)
+        return wall
 
     # --- draining ---------------------------------------------------------------------------
     def drain_due(self, clock: float) -> bool:
@@ -969,7 +1028,7 @@ class Monitor:
             return
         self._waiting_since = None
         try:
-            when = time.time() if now is None else now
+            when = self._window_time(time.time() if now is None else now)
             rest: list[_Rest] = []
             with self._lock:
                 self._drain_locked(when, rest)

@@ -106,6 +106,32 @@ class OutcomeJoiner:
         """A new lock in a forked child (one held at fork time would never be released)."""
         self._lock = threading.Lock()
 
+    def resize(self, max_entries: int, ttl_seconds: float, max_bytes: int) -> None:
+        """Take new bounds (``mon.configure(outcome_cache_size=...)`` on a running model):
+        predictions waiting are kept, the oldest going first past a smaller bound.
+
+        >>> joiner = OutcomeJoiner()
+        >>> for i in range(3):
+        ...     joiner.remember(f"r-{i}", ("a",), None, at=0.0)
+        >>> joiner.resize(2, 60.0, DEFAULT_MAX_BYTES)
+        >>> list(joiner._pending), joiner.join("r-2", "a", at=120.0).unmatched
+        (['r-1', 'r-2'], 'expired')
+        """
+        if max_entries < 1:
+            raise ValueError(f"outcome cache max_entries must be at least 1, got {max_entries}")
+        if max_bytes < 1:
+            raise ValueError(f"outcome cache max_bytes must be at least 1, got {max_bytes}")
+        if not ttl_seconds > 0:
+            raise ValueError(f"outcome ttl_seconds must be positive, got {ttl_seconds}")
+        with self._lock:
+            self.max_entries, self.ttl_seconds, self.max_bytes = (max_entries, ttl_seconds,
+                                                                  max_bytes)
+            while len(self._pending) > max_entries:
+                self._bytes -= self._pending.popitem(last=False)[1][3]
+            while len(self._joined) > max_entries:
+                self._bytes -= self._joined.popitem(last=False)[1]
+            self._make_room()
+
     def __len__(self) -> int:
         return len(self._pending)
 
