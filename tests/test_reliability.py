@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -359,6 +359,7 @@ hostile = st.text(min_size=1, max_size=40) | st.sampled_from(
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model=hostile.filter(str.strip), version=hostile,
        label=hostile)
+@example(model="0", version="0\x85", label="0")  # NEL: whitespace to str.strip()
 def test_hostile_label_values_round_trip(model, version, label):
     # A blank name is refused (test_registry_edges): it would label nothing.
     scraper = Scraper()
@@ -379,8 +380,9 @@ def test_hostile_label_values_round_trip(model, version, label):
     actions = [s for s in samples if s.name == "inferwatch_actions_total"]
     assert [s.labels["action"] for s in actions] == [expected]
     assert actions[0].labels["model"] == clean_label_value(model)
-    # A blank version is the default one, like no version at all.
-    assert actions[0].labels["model_version"] == (clean_label_value(version)
+    # A blank version is the default one, like no version at all; outer whitespace (a
+    # newline read from a file) is no part of a version.
+    assert actions[0].labels["model_version"] == (clean_label_value(version.strip())
                                                   if version.strip() else "unversioned")
     classes = {s.labels["class"] for s in samples if s.name == "inferwatch_predicted_class_total"}
     assert classes == {expected}
