@@ -23,6 +23,7 @@ windows add bucket by bucket, as ``DriftWindow.merge`` does. The view is for ren
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -73,12 +74,16 @@ class MergedView:
     event_values_dropped: dict[str, float] = field(default_factory=dict)
     files_skipped: dict[str, float] = field(default_factory=dict)
     dependencies: dict[str, str] = field(default_factory=dict)
+    # The time the rolling windows were merged at: a view is never rendered earlier (after
+    # a wall clock step back the caller's `now` lies behind the workers' windows).
+    at: float = -math.inf
 
     def families(self, now: float, *,
                  extra_internal_errors: Mapping[str, float] | None = None,
                  extra_files_skipped: Mapping[str, float] | None = None) -> list[Metric]:
         """Every metric family of the view, rendered the one way a single process is."""
         internal_errors = _plus(self.internal_errors, extra_internal_errors)
+        now = max(now, self.at)
         return [*model_families(self.states, now),
                 *process_families(internal_errors, self.overflow, self.events_dropped,
                                   self.dependencies),
@@ -89,6 +94,7 @@ class MergedView:
 
     def encode_into(self, page: Page, now: float) -> None:
         """Every family of the view written into `page`, the same samples as families()."""
+        now = max(now, self.at)
         for state in self.states:
             page.add(state, now)
         page.add_process(self.internal_errors, self.overflow, self.events_dropped,
@@ -203,6 +209,7 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
                                  histograms[mapped.models[index]], on_error)
     _attach_drift(states, plan, raws)
     view.states = states
+    view.at = now
     return view
 
 

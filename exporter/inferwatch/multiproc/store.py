@@ -518,7 +518,7 @@ class SnapshotDirectory:
         """
         dead: set[int] = set()
         raws = self.read_raws(own, dead)
-        return merge_view(raws, now,
+        return merge_view(raws, _view_time(now, raws, dead),
                           on_error=lambda exc: faults.record("multiproc_read", exc),
                           without_gauges=dead)
 
@@ -707,26 +707,38 @@ class SnapshotDirectory:
                 os.replace(self._file(ARCHIVE), self._file(CORRUPT_ARCHIVE))
             return Snapshot(), []
 
-    def clear(self) -> int:
+    def clear(self, keep_live: bool = True) -> int:
         """Delete every inferwatch file here (before a server starts); returns how many.
+
+        With `keep_live` (the default), snapshots and writes in progress of other processes
+        that still run are kept: on gunicorn's USR2 upgrade the new master starts beside the
+        old one, whose workers keep publishing, and deleting their files made every counter
+        drop and come back. This process's own files go (it publishes again within a
+        second). The archive goes either way.
 
         Waits (a few seconds at most) for a fold in progress: a preloading gunicorn master
         may be folding the previous run's workers, and would write the archive it read back
         after the clear. The lock file stays: deleted while a folder held it, the next
         folder would lock a new file under the same name, and two folds would run at once.
         """
+        me = WorkerId.current()
+        stats: dict[int, tuple[str, int] | None] = {}
         removed = 0
         with self._fold_lock(CLEAR_LOCK_TIMEOUT_SECONDS, create=False):
             for name in os.listdir(self.path):
-                if name in (ARCHIVE, CORRUPT_ARCHIVE) or _WORKER.fullmatch(name) \
-                        or _TEMP.fullmatch(name):
-                    try:
-                        os.unlink(self._file(name))
-                        removed += 1
-                    except FileNotFoundError:
-                        pass
-                    except OSError:
-                        _count_skip("undeletable")
+                if name not in (ARCHIVE, CORRUPT_ARCHIVE):
+                    writer = WorkerId.parse(name) or _temp_owner(name)
+                    if writer is None:
+                        continue  # not inferwatch's
+                    if keep_live and writer != me and _worker_alive(writer, stats):
+                        continue
+                try:
+                    os.unlink(self._file(name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    _count_skip("undeletable")
         with self._read_lock:
             self._cache.clear()
             self._refused.clear()
@@ -734,6 +746,25 @@ class SnapshotDirectory:
 
 
 _VANISHED = RawSnapshot({}, None)  # type: ignore[arg-type]
+
+
+def _view_time(now: float, raws: Iterable[RawSnapshot], dead: set[int]) -> float:
+    """`now`, or the newest time a live writer stamped its snapshot with when that is later.
+
+    After the wall clock steps back, live workers keep their windows going at the monotonic
+    pace from where they were (``Monitor._window_time``), and stamp their files so: a reader
+    at the stepped wall time would find every bucket "in the future" and serve empty
+    quantiles and drift until the clock caught up.
+    """
+    at = now
+    for raw in raws:
+        if id(raw) in dead:
+            continue  # an exited writer's time stopped; it says nothing of the others'
+        written = raw.header.get("written_at")
+        if isinstance(written, (int, float)) and not isinstance(written, bool) \
+                and math.isfinite(written) and written > at:
+            at = float(written)
+    return at
 
 
 def _file_size_limit() -> float:

@@ -42,15 +42,9 @@ from inferwatch import faults
 from inferwatch.core.render import events_dropped_counts, loaded_ml_packages, process_families
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import (
-    ARCHIVE,
-    CLEAR_LOCK_TIMEOUT_SECONDS,
-    CORRUPT_ARCHIVE,
     LOCK,
     SnapshotDirectory,
     WorkerId,
-    _count_skip,
-    _temp_owner,
-    _worker_alive,
     skipped_counts,
 )
 
@@ -69,6 +63,8 @@ TICK_SLACK = 0.8
 # file's mtime says when the last scan began): a scan looks up every worker's pid, and N
 # workers each scanning after every drain cost N * N lookups a second.
 FOLD_SCAN_SECONDS = 1.0
+# A wall clock behind the windows' time by less than this is jitter (as in core.monitor).
+CLOCK_STEP_SECONDS = 1.0
 # The wall clock the scan throttle compares the lock file's mtime with (tests move it).
 _now = time.time
 
@@ -126,10 +122,20 @@ def attach(registry: Registry, directory: str | None = None) -> Publisher:
     """Put `registry` in multi-worker mode, publishing to `directory` (default: the env var).
 
     Raises MultiprocError when the directory is missing, not a directory or not writable.
+    Attaching a registry again to the same directory returns its publisher; to another
+    directory, it raises MultiprocError.
     """
     path = check_directory(directory) if directory is not None else directory_from_env()
     if path is None:
         raise MultiprocError(f"{ENV_VAR} is not set and no directory was given")
+    current = registry.multiproc
+    if current is not None and not current.closed:
+        # A second publisher would write the same file name as the first, each with its own
+        # exit hook: two writers racing on one snapshot, the older state able to win.
+        if _same_directory(current.directory.path, path):
+            return current
+        raise MultiprocError(f"this registry already publishes to {current.directory.path!r}; "
+                             f"it cannot publish to {path!r} as well")
     publisher = Publisher(registry, path)
     registry.multiproc = publisher
     ref = weakref.ref(publisher)
@@ -139,6 +145,13 @@ def attach(registry: Registry, directory: str | None = None) -> Publisher:
     # but clears those it inherited, so each child registers one after it forks.
     multiprocessing.util.register_after_fork(publisher, _close_at_child_exit)
     return publisher
+
+
+def _same_directory(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _close_at_exit(ref: weakref.ref[Publisher]) -> None:
@@ -174,6 +187,13 @@ class Publisher:
         self._published_errors: dict[str, float] = {}
         # Process-wide counts inherited through fork belong to the parent's snapshot.
         self._baseline: dict[str, dict[str, float]] = {}
+        # (window time, monotonic seconds) of the last snapshot: see _window_now().
+        self._time_mark: tuple[float, float] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run: nothing is published any more."""
+        return self._closed
 
     # --- publishing (the drain thread, a scrape, exit) ---------------------------------------
     def tick(self) -> None:
@@ -228,11 +248,27 @@ class Publisher:
             fingerprint.append(mark)
         counts = self._process_counts(registry)
         key = (tuple(fingerprint), repr(counts))
-        snapshot = Snapshot(models=models, written_at=time.time(),
+        snapshot = Snapshot(models=models, written_at=self._window_now(),
                             dependencies=faults.guard("multiproc_write", loaded_ml_packages,
                                                         default={}) or {},
                             **counts)
         return snapshot, key
+
+    def _window_now(self) -> float:
+        """The time this process's rolling windows are at, as its monitors keep it
+        (``Monitor._window_time``): the wall clock, unless it stepped back. Then the monitors
+        go on at the monotonic pace from where their windows were, and a snapshot stamped
+        with the stepped clock would have its window row (and every reader's window) end an
+        hour before the buckets it holds: the merged quantiles and drift went empty."""
+        wall, mono = time.time(), time.monotonic()
+        mark = self._time_mark
+        if mark is not None:
+            went_on = mark[0] + max(0.0, mono - mark[1])
+            if wall < went_on - CLOCK_STEP_SECONDS:
+                wall = went_on
+        if wall == wall:  # a NaN mark would never be left again
+            self._time_mark = (wall, mono)
+        return wall
 
     def _process_counts(self, registry: Registry) -> dict[str, dict[str, float]]:
         current = {
@@ -421,29 +457,4 @@ def clear_directory(directory: str | None = None) -> int:
     path = check_directory(directory) if directory is not None else directory_from_env()
     if path is None:
         raise MultiprocError(f"{ENV_VAR} is not set and no directory was given")
-    return _clear_dead(SnapshotDirectory(path))
-
-
-def _clear_dead(folder: SnapshotDirectory) -> int:
-    """Delete the archive and every file of a writer that has exited (or of this process,
-    which publishes again within a second); returns how many went."""
-    me = WorkerId.current()
-    stats: dict[int, tuple[str, int] | None] = {}
-    removed = 0
-    # Held so a fold of the previous run never writes its archive back after the clear.
-    with folder._fold_lock(CLEAR_LOCK_TIMEOUT_SECONDS, create=False):
-        for name in os.listdir(folder.path):
-            if name not in (ARCHIVE, CORRUPT_ARCHIVE):
-                writer = WorkerId.parse(name) or _temp_owner(name)
-                if writer is None:
-                    continue  # not inferwatch's
-                if writer != me and _worker_alive(writer, stats):
-                    continue  # a live worker's (the old master's, on USR2): keep counting it
-            try:
-                os.unlink(os.path.join(folder.path, name))
-                removed += 1
-            except FileNotFoundError:
-                pass
-            except OSError:
-                _count_skip("undeletable")
-    return removed
+    return SnapshotDirectory(path).clear()
