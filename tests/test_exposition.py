@@ -65,7 +65,7 @@ def test_content_negotiation_matches_prometheus_client(accept):
 
     body, headers = render(registry, accept, None)
 
-    assert headers == {"Content-Type": content_type}
+    assert headers == {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
     assert body == encoder(registry)
 
 

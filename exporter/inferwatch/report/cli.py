@@ -32,7 +32,7 @@ JSON_SUFFIXES = tuple(f"{suffix}{packed}" for suffix in (".json", ".jsonl", ".nd
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `report` options to `parser`."""
     parser.add_argument("data", metavar="DATA", nargs="?",
-                        help="rows to compare: a .csv (or .csv.gz) or .parquet file")
+                        help="rows to compare: a .csv (or .csv.gz) or .parquet file; - for stdin")
     parser.add_argument("--reference", metavar="FILE",
                         help="the reference profile (from `inferwatch profile`)")
     parser.add_argument("--metrics", metavar="URL",
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         ProfileError,
         Progress,
         _column_list,
+        _seekable_copy,
         csv_header,
         read_csv,
         read_parquet,
@@ -87,17 +88,23 @@ def run(args: argparse.Namespace) -> int:
         return _error("--model picks a model of --metrics URL; a DATA file holds one model")
     if args.data is None or args.reference is None:
         return _error("give --reference FILE and DATA (or --metrics URL)")
+    unwritable = _unwritable(args.output)
+    if unwritable:
+        return _error(unwritable)
     try:
         reference = Reference.load(args.reference)
     except ReferenceError as exc:
         return _error(str(exc))
-    if not os.path.isfile(args.data):
-        why = ("is a directory" if os.path.isdir(args.data) else "is not a regular file"
-               if os.path.exists(args.data) else "not found")
-        return _error(f"DATA file {why}: {args.data}")
+    # `-`, `/dev/stdin` and `<(zcat live.csv.gz)` are read through a copy on disk, as
+    # `inferwatch profile` reads them: only a path naming nothing or a folder is refused.
+    if args.data != "-" and not os.path.exists(args.data):
+        return _error(f"DATA file not found: {args.data}")
+    if os.path.isdir(args.data):
+        return _error(f"DATA file is a directory: {args.data}")
     # The page replaces the file at -o: naming an input there lost the data it reports on.
-    for given, what in ((args.data, "the DATA file"), (args.reference, "the reference"),
-                        (args.config, "the config")):
+    # `-` is stdin, which no -o names.
+    for given, what in ((None if args.data == "-" else args.data, "the DATA file"),
+                        (args.reference, "the reference"), (args.config, "the config")):
         if given is not None and _same_file(given, args.output):
             return _error(f"-o {args.output} is {what}: the report would replace it; write "
                           "it to another file")
@@ -113,36 +120,43 @@ def run(args: argparse.Namespace) -> int:
     # categories keep their text ("01" stays "01"), numbers are read where they parse.
     profiles = {**reference.features, **reference.outputs}
     outputs = reference.output_names
+    shown = "stdin" if args.data == "-" else args.data
     try:
-        # The header first: whether "a,b" names one column or two depends on it, as in
-        # `inferwatch profile`.
-        if fmt == "csv":
-            names = csv_header(args.data)
-        else:
-            columns = read_parquet(args.data, progress)
-            names = list(columns)
-    except ProfileError as exc:  # its message names the file already
-        return _error(f"cannot read {exc}")
-    except Exception as exc:  # a malformed file: one line, not a traceback
-        return _error(f"cannot read {args.data}: {exc}")
-    try:
-        wanted = _column_list(args.predictions_column, names, "--predictions-column")
-    except ProfileError as exc:  # names the flag and the file's columns
+        with _seekable_copy(args.data) as readable:
+            try:
+                # The header first: whether "a,b" names one column or two depends on it, as
+                # in `inferwatch profile`.
+                if fmt == "csv":
+                    names = csv_header(readable, name=shown)
+                else:
+                    columns = read_parquet(readable, progress, name=shown)
+                    names = list(columns)
+            except ProfileError as exc:  # its message names the file already
+                return _error(f"cannot read {exc}")
+            except Exception as exc:  # a malformed file: one line, not a traceback
+                return _error(f"cannot read {shown}: {exc}")
+            try:
+                wanted = _column_list(args.predictions_column, names, "--predictions-column")
+            except ProfileError as exc:  # names the flag and the file's columns
+                return _error(str(exc))
+            if fmt == "csv":
+                # The one output of a bare-array reference ("value") is compared with the one
+                # column given: a categorical output's codes ("01") must stay text there too.
+                if len(wanted) == len(outputs) == 1 and wanted[0] not in profiles:
+                    profiles[wanted[0]] = reference.outputs[outputs[0]]
+                categorical = {n for n, p in profiles.items() if not p.is_numeric}
+                try:
+                    columns = read_csv(readable, progress, text_columns=categorical,
+                                       name=shown)
+                except ProfileError as exc:
+                    return _error(f"cannot read {exc}")
+                except Exception as exc:
+                    return _error(f"cannot read {shown}: {exc}")
+                columns = {n: numbers_where_they_parse(v)
+                           if n in profiles and profiles[n].is_numeric else v
+                           for n, v in columns.items()}
+    except ProfileError as exc:  # the copy of a pipe failed: names the pipe
         return _error(str(exc))
-    if fmt == "csv":
-        # The one output of a bare-array reference ("value") is compared with the one
-        # column given: a categorical output's codes ("01") must stay text there too.
-        if len(wanted) == len(outputs) == 1 and wanted[0] not in profiles:
-            profiles[wanted[0]] = reference.outputs[outputs[0]]
-        categorical = {n for n, p in profiles.items() if not p.is_numeric}
-        try:
-            columns = read_csv(args.data, progress, text_columns=categorical)
-        except ProfileError as exc:
-            return _error(f"cannot read {exc}")
-        except Exception as exc:
-            return _error(f"cannot read {args.data}: {exc}")
-        columns = {n: numbers_where_they_parse(v) if n in profiles and profiles[n].is_numeric
-                   else v for n, v in columns.items()}
     predictions: Any
     if wanted and len(wanted) == len(outputs) == 1:
         # The one output of a reference profiled from a bare array is called "value", a
@@ -157,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                                                  if outputs else " (it has none)"))
         predictions = {n: columns.pop(n) for n in wanted or
                        [n for n in outputs if n in columns]} or None
-    title = args.title or f"Drift report: {os.path.basename(args.data)}"
+    title = args.title or f"Drift report: {os.path.basename(shown)}"
     thresholds = Thresholds.for_model(args.model or "", config)
     report = from_data(reference, columns, predictions, title=title, thresholds=thresholds)
     try:
@@ -199,6 +213,21 @@ def _number_or_text(cell: str | None) -> float | str | None:
         return float(cell)
     except ValueError:
         return cell
+
+
+def _unwritable(output: str) -> str | None:
+    """Why the page cannot be written to `output` (None if it may be), known before DATA is
+    read: a long read, or a pipe read once (``-``, ``<(zcat ...)``), was lost to a typo in -o.
+    """
+    if output == "-":
+        return None
+    if os.path.isdir(output):
+        return f"cannot write {output}: it is a directory"
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        why = "is not a directory" if os.path.exists(folder) else "does not exist"
+        return f"cannot write {output}: No such file or directory ({folder} {why})"
+    return None
 
 
 def _same_file(path: str, output: str) -> bool:

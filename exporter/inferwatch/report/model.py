@@ -255,8 +255,12 @@ def from_data(reference: Reference, data: Any, predictions: Any = None, *,
                       "out_of_range": float(result.out_of_range[j]),
                       "unseen_category": float(result.unseen_category[j])}
                for j, name in enumerate(reference.feature_names)}
+    # A reference of prediction outputs only has no feature to count input rows by: its
+    # rows are the predictions compared, else the page said "0 rows compared" and the
+    # prediction drift alert "no data" however many rows there were.
+    rows = max([int(result.rows), *(int(item.rows) for item in outputs)])
     report = ModelReport(title=title or "Drift report", model="", version="",
-                         generated_at=time.time(), rows=int(result.rows), features=features,
+                         generated_at=time.time(), rows=rows, features=features,
                          outputs=outputs, quality=quality,
                          input_errors={k: float(v) for k, v in result.input_errors.items()})
     from inferwatch.report.flags import Thresholds, evaluate

@@ -42,6 +42,7 @@ log = logging.getLogger("inferwatch.serving.exposition")
 GZIP_LEVEL = 6
 ALLOWED_METHODS = "GET, HEAD"
 FAILURE_LOG_INTERVAL_SECONDS = 60.0
+VARY = "Accept, Accept-Encoding"
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 AsgiApp = Callable[
@@ -109,7 +110,8 @@ def gzip_accepted(accept_encoding: str | None) -> bool:
     """Whether an Accept-Encoding header allows gzip, by its quality values (RFC 9110 12.5.3).
 
     ``gzip;q=0`` and ``*;q=0`` refuse it, ``*`` allows it unless gzip is named, and
-    ``x-gzip`` is gzip. A malformed quality value makes its entry count as absent.
+    ``x-gzip`` is gzip; ``identity;q=0`` alone asks for it, as the plain body is refused.
+    A malformed quality value makes its entry count as absent.
 
     >>> gzip_accepted("gzip;q=0.5, br"), gzip_accepted("gzip;q=0"), gzip_accepted("*")
     (True, False, True)
@@ -118,6 +120,7 @@ def gzip_accepted(accept_encoding: str | None) -> bool:
     """
     named: float | None = None
     anything: float | None = None
+    identity: float | None = None
     for entry in (accept_encoding or "").split(","):
         coding, *parameters = entry.split(";")
         coding = coding.strip().lower()
@@ -132,9 +135,14 @@ def gzip_accepted(accept_encoding: str | None) -> bool:
             named = quality if named is None else max(named, quality)
         elif coding == "*":
             anything = quality if anything is None else max(anything, quality)
+        elif coding == "identity":
+            identity = quality if identity is None else max(identity, quality)
     if named is not None:
         return named > 0
-    return anything is not None and anything > 0
+    if anything is not None:
+        return anything > 0
+    # `identity;q=0` refuses the plain body; gzip, not refused, is then the one coding left.
+    return identity == 0
 
 
 def _quality(text: str) -> float | None:
@@ -152,7 +160,8 @@ def negotiate(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
 
     Ranges are tried by quality value, highest first (RFC 9110 12.5.1), so a client that
     prefers the classic text format gets it even when it lists OpenMetrics too; ``q=0``
-    refuses a range. Media types and parameter names are case-insensitive and parameter
+    refuses a range, also where a wildcard (``*/*``, ``text/*``, ``application/*``) would
+    stand for it. Media types and parameter names are case-insensitive and parameter
     values may be quoted. A range whose version cannot be read is skipped rather than failing
     the scrape; with nothing usable the classic text format is served.
 
@@ -162,6 +171,7 @@ def negotiate(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
     'application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores'
     """
     ranges: list[tuple[float, int, str, list[tuple[str, str]]]] = []
+    refused: set[str] = set()
     for position, entry in enumerate((accept or "").split(",")):
         media, *parameters = entry.split(";")
         quality: float | None = 1.0
@@ -175,9 +185,16 @@ def negotiate(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
                 kept.append((key, value))
         if quality is not None and quality > 0:
             ranges.append((-quality, position, media.strip().lower(), kept))
+        elif quality == 0 and _names_wildcard_default(media.strip().lower(), kept):
+            refused.add(media.strip().lower())
     for _, _, media, parameters in sorted(ranges):
-        if media in ("text/*", "*/*"):
-            break
+        if media in _WILDCARDS:
+            # A wildcard stands for a format the client did not refuse by name: after
+            # `text/plain;q=0`, `*/*` means OpenMetrics, and `application/*` never means text.
+            for candidate in _WILDCARDS[media]:
+                if candidate not in refused:
+                    return choose_encoder(_WILDCARD_RANGES[candidate])
+            continue
         if media not in ("application/openmetrics-text", "text/plain"):
             continue
         version = next((value for key, value in parameters if key == "version"), "")
@@ -189,6 +206,26 @@ def negotiate(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
         # One range alone: choose_encoder takes the first range it can serve, whatever its q.
         return choose_encoder(";".join([media, *(f"{k}={v}" for k, v in parameters)]))
     return choose_encoder("")
+
+
+# What a wildcard range may be served as, most preferred first, and the range asking for it.
+_WILDCARDS = {
+    "*/*": ("text/plain", "application/openmetrics-text"),
+    "text/*": ("text/plain",),
+    "application/*": ("application/openmetrics-text",),
+}
+_WILDCARD_RANGES = {"text/plain": "", "application/openmetrics-text":
+                    "application/openmetrics-text;version=1.0.0"}
+_WILDCARD_VERSIONS = {"text/plain": (0, 0, 4), "application/openmetrics-text": (1, 0, 0)}
+
+
+def _names_wildcard_default(media: str, parameters: list[tuple[str, str]]) -> bool:
+    """Whether a range names the format a wildcard would be served as (no version, or that
+    version), so that its ``q=0`` refuses it."""
+    if media not in _WILDCARD_VERSIONS:
+        return False
+    version = next((value for key, value in parameters if key == "version"), "")
+    return not version or _version_of(version) == _WILDCARD_VERSIONS[media]
 
 
 def _unquote(value: str) -> str:
@@ -211,8 +248,8 @@ def render(registry: Collector, accept: str | None, accept_encoding: str | None,
            names: Iterable[str] | None = None) -> tuple[bytes, dict[str, str]]:
     """Render `registry` in the format `accept` asks for, gzipped when `accept_encoding` allows.
 
-    Returns the body and the response headers (Content-Type, and Content-Encoding when
-    gzipped). `names` restricts the output to those metric names, like prometheus_client's
+    Returns the body and the response headers (Content-Type, Vary, and Content-Encoding
+    when gzipped). `names` restricts the output to those metric names, like prometheus_client's
     `?name[]=` query parameter. Raises whatever a collector raises.
 
     >>> from prometheus_client import CollectorRegistry, Gauge
@@ -237,7 +274,10 @@ def render(registry: Collector, accept: str | None, accept_encoding: str | None,
         # A label value holding a lone surrogate cannot be UTF-8 encoded and would fail every
         # scrape from then on; re-render with such characters replaced instead.
         body = encoder(_Utf8SafeView(registry))
-    headers = {"Content-Type": content_type}
+    # The body depends on both headers: a shared cache must not hand this representation to
+    # a client that asked differently (gzip to one that cannot inflate it, OpenMetrics to
+    # one that wants the text format).
+    headers = {"Content-Type": content_type, "Vary": VARY}
     if gzip_accepted(accept_encoding):
         body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
         headers["Content-Encoding"] = "gzip"

@@ -51,7 +51,12 @@ from prometheus_client.registry import Collector
 
 from inferwatch.faults import record
 from inferwatch.serving.exposition import metrics_response, resolve_registry
-from inferwatch.serving.web_config import WebConfig, load_web_config
+from inferwatch.serving.web_config import (
+    TlsFileError,
+    WebConfig,
+    load_cert_chain,
+    load_web_config,
+)
 
 log = logging.getLogger("inferwatch.serving.server")
 
@@ -651,7 +656,9 @@ class _HttpError(Exception):
 
 
 def _parse_head(head: bytes) -> _Request:
-    lines = head[:-4].split(b"\r\n")
+    # RFC 9112 2.2: empty lines before the request line are ignored; a client may send a
+    # CRLF after a request body it did not count in Content-Length.
+    lines = head[:-4].lstrip(b"\r\n").split(b"\r\n")
     if len(lines) > MAX_HEADER_LINES:
         raise _HttpError(431, "too many header lines")
     try:
@@ -749,10 +756,10 @@ def _ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as exc:
+        load_cert_chain(context, certfile, keyfile)
+    except TlsFileError as exc:
         raise ValueError(f"inferwatch.serve: cannot load certfile={certfile!r} "
-                         f"keyfile={keyfile!r}: {exc}") from exc
+                         f"keyfile={keyfile!r}: {exc.problem}") from exc
     return context
 
 

@@ -93,6 +93,74 @@ class WebConfigError(ValueError):
     """A web-config file that cannot be used; the message names the file and the key."""
 
 
+class TlsFileError(ValueError):
+    """A certificate or key file that cannot be loaded; `key` is cert_file, key_file or both."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class _Encrypted(Exception):
+    pass
+
+
+# Enough to tell a PEM certificate or key from something else; such files are a few KiB.
+_PEM_SNIFF_BYTES = 1 << 20
+
+
+def load_cert_chain(context: ssl.SSLContext, cert_file: str, key_file: str) -> None:
+    """Load a certificate and its key into `context`; raise TlsFileError naming the file
+    at fault and the problem (OpenSSL's own errors, like "PEM lib", name neither).
+
+    >>> try:
+    ...     load_cert_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), "/no/such.crt", "/no/k")
+    ... except TlsFileError as exc:
+    ...     print(exc)
+    cert_file: cannot read /no/such.crt: No such file or directory
+    """
+
+    def refuse_passphrase() -> bytes:
+        # Without a callback OpenSSL asks for the passphrase on the terminal, which blocks
+        # start-up where there is one and fails with "Invalid argument" where there is not.
+        raise _Encrypted
+
+    try:
+        context.load_cert_chain(cert_file, key_file, password=refuse_passphrase)
+    except _Encrypted:
+        raise TlsFileError("key_file", f"{key_file} is encrypted with a passphrase, which "
+                           "cannot be given here; store the key unencrypted (openssl pkey "
+                           "-in KEY -out KEY.plain) and protect it with file permissions"
+                           ) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise _tls_file_problem(cert_file, key_file, exc) from exc
+
+
+def _tls_file_problem(cert_file: str, key_file: str, exc: Exception) -> TlsFileError:
+    """What is wrong with a certificate / key pair OpenSSL refused, as far as it can be told."""
+    contents: dict[str, bytes] = {}
+    for key, path in (("cert_file", cert_file), ("key_file", key_file)):
+        try:
+            # Non-blocking: a FIFO named here must not hang start-up a second time.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as handle:
+                contents[key] = handle.read(_PEM_SNIFF_BYTES) or b""
+        except OSError as error:
+            return TlsFileError(key, f"cannot read {path}: {error.strerror or error}")
+    if b"-----BEGIN CERTIFICATE-----" not in contents["cert_file"]:
+        return TlsFileError("cert_file", f"{cert_file} holds no PEM certificate "
+                            "(-----BEGIN CERTIFICATE-----)")
+    if not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", contents["key_file"]):
+        return TlsFileError("key_file", f"{key_file} holds no PEM private key "
+                            "(-----BEGIN PRIVATE KEY-----)")
+    if "KEY_VALUES_MISMATCH" in str(exc):
+        return TlsFileError("cert_file / key_file",
+                            f"the key in {key_file} does not belong to the certificate in "
+                            f"{cert_file}")
+    return TlsFileError("cert_file / key_file", f"cannot load {cert_file} with {key_file}: {exc}")
+
+
 @dataclass
 class WebConfig:
     """A parsed web-config file: TLS settings, extra response headers, basic auth users.
@@ -143,10 +211,9 @@ class WebConfig:
         if self.prefer_server_cipher_suites:
             context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
         try:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise self._error("tls_server_config.cert_file / key_file",
-                              f"cannot load {self.cert_file} with {self.key_file}: {exc}") from exc
+            load_cert_chain(context, self.cert_file, self.key_file)
+        except TlsFileError as exc:
+            raise self._error(f"tls_server_config.{exc.key}", exc.problem) from exc
         context.verify_mode = _CLIENT_AUTH[self.client_auth_type]
         if self.client_ca_file is not None or self.client_ca is not None:
             key = "client_ca_file" if self.client_ca_file is not None else "client_ca"
