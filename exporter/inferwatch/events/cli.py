@@ -148,7 +148,10 @@ def run(args: argparse.Namespace) -> int:
             _print(query_events(path, query, fmt, stats))
     except KeyboardInterrupt:
         if args.events_action == "tail" and args.follow:
-            return 0  # Ctrl-C is how --follow ends: everything asked for was printed
+            # Ctrl-C is how --follow ends: everything asked for was printed, and what was
+            # skipped must still be told.
+            _report_unreadable(stats)
+            return 0
         raise  # a cut-short answer must not pass for a whole one: the dispatcher's 130
     except BrokenPipeError:  # `| head`: the reader is gone, which is fine
         sys.stderr.close()
@@ -163,10 +166,14 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"{path} is not an inferwatch event log ({exc})")
     except OSError as exc:
         return _fail(f"cannot read {path}: {exc}")
+    _report_unreadable(stats)
+    return 0
+
+
+def _report_unreadable(stats: ReadStats) -> None:
     if stats.unreadable:
         print(f"inferwatch events: skipped {stats.unreadable} unreadable lines",
               file=sys.stderr)
-    return 0
 
 
 def _exists(path: Path, fmt: str) -> bool:

@@ -272,9 +272,11 @@ def exists(path: Path) -> bool:
     return path.exists() or bool(event_files(path))
 
 
-# Where a follower has read a file to: the file's identity (device, inode) and the offset
-# just after its last complete line.
-Position = tuple[tuple[int, int], int]
+# Where a follower has read a file to: the file's identity (device, inode), the offset
+# just after its last complete line, and the bytes just before that offset (at most
+# _MARK_BYTES, ending with the newline).
+Position = tuple[tuple[int, int], int, bytes]
+_MARK_BYTES = 64
 
 
 def _read_lines(path: Path, since: Position | None,
@@ -283,7 +285,9 @@ def _read_lines(path: Path, since: Position | None,
 
     A file that is shorter than `since`, or another file by now (``logrotate
     copytruncate``, a file replaced under the same name), is read from its start: seeking
-    to the old offset would skip its first lines and print the middle of one.
+    to the old offset would skip its first lines and print the middle of one. A file
+    emptied in place that grew past the old offset before this poll is told by the bytes
+    before that offset, which are no longer the line read last.
     """
     try:
         with open(path, "rb") as f:
@@ -291,14 +295,26 @@ def _read_lines(path: Path, since: Position | None,
             identity = (st.st_dev, st.st_ino)
             start = 0
             if since is not None and since[0] == identity and since[1] <= st.st_size:
-                start = since[1]
+                offset, mark = since[1], since[2]
+                if os.pread(f.fileno(), len(mark), offset - len(mark)) == mark:
+                    start = offset
             f.seek(start)
             data = f.read()
     except FileNotFoundError:
         return [], since
     end = data.rfind(b"\n") + 1
     lines = [line for line in data[:end].split(b"\n") if line]
-    return lines, (identity, start + end)
+    return lines, _position(identity, start + end, data[:end], since if start else None)
+
+
+def _position(identity: tuple[int, int], offset: int, read: bytes,
+              before: Position | None) -> Position:
+    """The position at `offset`, its mark taken from what was `read` up to it (and, when
+    that is short, from the mark of the position it was read from)."""
+    mark = read[-_MARK_BYTES:]
+    if len(mark) < _MARK_BYTES and before is not None:
+        mark = (before[2] + mark)[-_MARK_BYTES:]
+    return identity, offset, mark
 
 
 def _scan(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
@@ -383,21 +399,50 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
     the newest events (a clock ahead, a replayed or scheduled event).
     """
     files = list(reversed(event_files(path)))
-    found: list[tuple[float, bytes]] = []
+    # A min-heap of the newest `count` by (ts, read order): a file is streamed line by line,
+    # never read whole, so `tail -n 10` of a file of gigabytes (a regular file at the
+    # configured path is never rotated) holds ten lines, not the file.
+    found: list[tuple[float, int, bytes]] = []
+    order = 0
     for file in files:
         if not count:  # nothing to print: only where following starts
             _mark_end(file, offsets)
             continue
-        lines, end = _read_lines(file, None, stats)
-        if offsets is not None and end is not None:
-            offsets[file] = end
-        for line in lines:
-            event = _decode(line, stats)
-            if event is not None:
-                found.append((_ts(event), line))
-        found.sort(key=lambda item: item[0])
-        del found[:-count]  # only the newest `count` can be printed: memory stays bounded
-    return [line for _, line in found[-count:]] if count else []
+        try:
+            f = open(file, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            continue
+        with f:
+            st = os.fstat(f.fileno())
+            end = 0
+            for offset, line in _scan(f):
+                end = offset + len(line) + 1
+                event = _decode(line, stats)
+                if event is None:
+                    continue
+                item = (_ts(event), order, line)
+                order += 1
+                if len(found) < count:
+                    heapq.heappush(found, item)
+                elif item[0] >= found[0][0]:  # among equal ts, the later read is kept
+                    heapq.heapreplace(found, item)
+            if offsets is not None:
+                end = _complete_end(f, end)
+                mark = os.pread(f.fileno(), min(end, _MARK_BYTES),
+                                end - min(end, _MARK_BYTES))
+                offsets[file] = ((st.st_dev, st.st_ino), end, mark)
+    return [line for _, _, line in sorted(found)]
+
+
+def _complete_end(f: BinaryIO, end: int) -> int:
+    """`end` moved past the empty lines that follow it (`_scan` yields only non-empty
+    lines), so that following starts after them."""
+    f.seek(end)
+    while True:
+        line = f.readline()
+        if not line.endswith(b"\n"):
+            return end
+        end += len(line)
 
 
 def _mark_end(path: Path, offsets: dict[Path, Position] | None) -> None:
@@ -417,9 +462,10 @@ def _mark_end(path: Path, offsets: dict[Path, Position] | None) -> None:
                     end = start + found + 1
                     break
                 end = start
+            mark = os.pread(f.fileno(), min(end, _MARK_BYTES), end - min(end, _MARK_BYTES))
     except FileNotFoundError:
         return
-    offsets[path] = ((st.st_dev, st.st_ino), end)
+    offsets[path] = ((st.st_dev, st.st_ino), end, mark)
 
 
 def follow_jsonl(path: Path, offsets: dict[Path, Position], stats: ReadStats) -> list[bytes]:

@@ -52,6 +52,9 @@ KiB = 1 << 10
 FORK_WAIT_SECONDS = 15.0
 DEFAULT_ROTATE_BYTES = 10 * MiB
 DEFAULT_MAX_EVENT_BYTES = 64 * KiB
+# The smallest event bound accepted: room for a timestamp, a model, a version and a request
+# id of ordinary length, with the JSON around them.
+MIN_EVENT_BYTES = 256
 SECRET_ENV = "INFERWATCH_EVENT_SECRET"
 # Why an event never reached the sink. Sampling is a choice, not a loss, so it is not here.
 REASONS = ("queue_full", "write_error", "too_large", "serialize_error", "closed")
@@ -131,11 +134,19 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate: expected a number from 0 to 1, got {sample_rate!r}")
         _positive(max_bytes=max_bytes, queue_size=queue_size)
+        # Which option the event bound comes from, to name it when it is too small.
+        bound_by = "max_event_bytes" if max_event_bytes is not None else \
+            "rotate_bytes" if rotate_bytes is not None else "max_bytes"
         if rotate_bytes is None:
             rotate_bytes = max(1, min(DEFAULT_ROTATE_BYTES, max_bytes // 10))
         if max_event_bytes is None:
             max_event_bytes = min(DEFAULT_MAX_EVENT_BYTES, rotate_bytes)
         _positive(rotate_bytes=rotate_bytes, max_event_bytes=max_event_bytes)
+        if max_event_bytes < MIN_EVENT_BYTES:
+            # Below this not even the identity fields of an ordinary event fit: every event
+            # would be dropped as too_large, a log that silently stores nothing.
+            raise ValueError(_too_small_message(bound_by, max_bytes, rotate_bytes,
+                                                max_event_bytes))
         if rotate_bytes > max_bytes:
             raise ValueError(f"rotate_bytes ({rotate_bytes}) cannot exceed max_bytes "
                              f"({max_bytes})")
@@ -236,6 +247,11 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        if self._thread.is_alive():
+            # A stuck writer still holds queued events: the log stays live so that the exit
+            # flush waits for them once more and counts what is left as `closed`. The writer
+            # leaves the live set itself when it ends.
+            return
         with _registry_lock:
             _live.discard(self)
 
@@ -281,6 +297,10 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             self._counts_lock = threading.Lock()
             self._sink_lock = threading.Lock()
             self._dropped = dict.fromkeys(REASONS, 0)
+            # What a stuck writer of the parent still holds is the parent's to write or
+            # count: counted here too at exit, each lost event would show twice.
+            self._queue = deque()
+            self._exit_stalled = False
         else:
             self._start()
 
@@ -379,6 +399,8 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
             if events or markers:
                 continue
             if log_._stopping:
+                with _registry_lock:
+                    _live.discard(log_)
                 return
             wake = log_._wake
             del log_
@@ -398,6 +420,19 @@ def _close_quietly(sink: object) -> None:
             sink.close()  # type: ignore[attr-defined]
         except Exception:
             pass
+
+
+def _too_small_message(option: str, max_bytes: int, rotate_bytes: int,
+                       max_event_bytes: int) -> str:
+    if option == "max_bytes":
+        return (f"max_bytes: {max_bytes} bytes leaves {max_event_bytes} bytes per event (a "
+                f"file is a tenth of max_bytes); use at least {MIN_EVENT_BYTES * 10} bytes, "
+                f"or give rotate_bytes and max_event_bytes of at least {MIN_EVENT_BYTES}")
+    if option == "rotate_bytes":
+        return (f"rotate_bytes: {rotate_bytes} bytes leaves {max_event_bytes} bytes per "
+                f"event; use at least {MIN_EVENT_BYTES}")
+    return f"max_event_bytes: {max_event_bytes} is too small for an event; use at least " \
+        f"{MIN_EVENT_BYTES}"
 
 
 def _positive(**values: int) -> None:

@@ -364,13 +364,27 @@ def hash_value(secret: bytes | str, value: object) -> str:
     >>> hash_value(key, "4111") == HASH_PREFIX + hmac.new(key, b"4111", "sha256").hexdigest()
     True
     """
-    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    key = _secret_key(secret)
     if isinstance(value, str):
         return _hmac(key, value)  # its UTF-8 bytes, as documented
     # The log hashes any other value as it stores it (cleaned: a numpy scalar a number, a
     # datetime ISO text, bytes their text); hashing the raw value would find no event
     # for a value given as the caller holds it.
     return _hmac(key, clean(value, max_array_bytes=HASH_ARRAY_BYTES))
+
+
+def _secret_key(secret: object) -> bytes:
+    """The HMAC key of `secret`: a str as its UTF-8, bytes as they are.
+
+    Anything else is refused by name: ``bytes(16)`` is sixteen zero bytes, so a number read
+    from YAML or an environment parser would otherwise key every hash with a guessable
+    key, or fail with a bare TypeError.
+    """
+    if isinstance(secret, str):
+        return secret.encode("utf-8")
+    if isinstance(secret, (bytes, bytearray, memoryview)):
+        return bytes(secret)
+    raise ValueError(f"secret: expected text or bytes, got {type(secret).__name__}")
 
 
 def _hmac(key: bytes, cleaned: object) -> str:
@@ -418,10 +432,13 @@ class Redaction:
             raise ValueError(f"fields both in redact and hash_fields: {names}")
         self._key = b""
         if self.hash:
-            if secret is None or len(secret) == 0:
+            if secret is None:
                 raise ValueError("hash_fields needs a secret: pass secret=... or set "
                                  "INFERWATCH_EVENT_SECRET")
-            self._key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+            self._key = _secret_key(secret)
+            if not self._key:
+                raise ValueError("hash_fields needs a secret: pass secret=... or set "
+                                 "INFERWATCH_EVENT_SECRET")
             if len(self._key) < MIN_SECRET_BYTES:
                 raise ValueError(f"secret: at least {MIN_SECRET_BYTES} bytes are needed so "
                                  f"hashed values cannot be guessed, got {len(self._key)}")
