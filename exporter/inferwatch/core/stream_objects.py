@@ -182,6 +182,13 @@ class _Proxy:
             return self._step(advance, *args)  # type: ignore[attr-defined]
         return step_recorded
 
+    def _throwing(self, throw: Callable[..., Any]) -> Callable[..., Any]:
+        def throw_recorded(*args: Any) -> Any:
+            if self._clock.items:
+                return self._step(throw, *args)  # type: ignore[attr-defined]
+            return self._aborting(throw, *args)  # type: ignore[attr-defined]
+        return throw_recorded
+
 
 class StreamProxy(_Proxy):
     """A sync iterator object that is not a generator, followed item by item."""
@@ -232,8 +239,23 @@ class StreamProxy(_Proxy):
         self._item(item)
         return item
 
+    def _aborting(self, throw: Callable[..., Any], *args: Any) -> Any:
+        """A throw() before the first item: the consumer aborting the stream, as into a
+        generator's wrapper, so what comes back ends it as cancelled, never as the model's
+        error; an item the stream yields instead is its first."""
+        try:
+            item = throw(*args)
+        except StopIteration:
+            self._end(OK, None)
+            raise
+        except BaseException:
+            self._end(CANCELLED, None)
+            raise
+        self._item(item)
+        return item
+
     _INTERCEPTED = {"close": _Proxy._closing, "send": _Proxy._stepping,
-                    "throw": _Proxy._stepping}
+                    "throw": _Proxy._throwing}
 
 
 class _SizedStreamProxy(StreamProxy):
@@ -284,6 +306,19 @@ class AsyncStreamProxy(_Proxy):
         self._item(item)
         return item
 
+    async def _aborting(self, athrow: Callable[..., Any], *args: Any) -> Any:
+        """As :meth:`StreamProxy._aborting`, for an athrow() before the first item."""
+        try:
+            item = await athrow(*args)
+        except StopAsyncIteration:
+            self._end(OK, None)
+            raise
+        except BaseException:
+            self._end(CANCELLED, None)
+            raise
+        self._item(item)
+        return item
+
     # close() too: an async SDK stream (openai.AsyncStream) closes by `await close()`.
     _INTERCEPTED = {"close": _Proxy._closing, "aclose": _Proxy._closing,
-                    "asend": _Proxy._stepping, "athrow": _Proxy._stepping}
+                    "asend": _Proxy._stepping, "athrow": _Proxy._throwing}

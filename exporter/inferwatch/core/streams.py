@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
+import threading
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -68,6 +69,9 @@ UNFOLLOWED = object()
 # remembering new ones (they still work, through the slower check).
 MAX_PLAIN_CLASSES = 256
 _FAULT = "stream"
+# Taken once per stream, at its ending, never per item. Reentrant: a finaliser (a tracker
+# or proxy collected) may end another stream in a thread that holds it.
+_ENDING = threading.RLock()
 
 
 @dataclass(slots=True)
@@ -217,7 +221,9 @@ class Follower:
         self._use(monitor.settings)
 
     def _use(self, settings: Settings) -> None:
-        self.settings = settings
+        # `settings` is stored last: a call that planned for settings a second configure()
+        # has replaced since stores its stale plan under stale settings, which the next
+        # call sees and plans anew, never under the newest ones, where it would stay.
         self.plan = _plan(settings)
         # A generator function's wrapper takes its one-generator path while this is the
         # monitor's `fast_settings`: streams need only counts (no token counting, no usage
@@ -226,6 +232,7 @@ class Follower:
         plan = self.plan
         self.lean_settings = settings if plan.count_tokens is None and \
             plan.usage is not usage_tokens else _NOT_LEAN
+        self.settings = settings
 
     def __call__(self, result: object, start: float, args: tuple,
                  record: RequestRecord | None = None, slow: bool = False,
@@ -434,7 +441,14 @@ class Tracker:
         """Hand the finished stream to the drain (once). Never raises."""
         if self.done:
             return
-        self.done = True
+        # Two threads may end one stream at once (one exhausting a proxy while another
+        # closes it, or a finaliser): only the first may hand it to the drain, and it must
+        # see whether fail() counted the call, or the call is counted twice.
+        with _ENDING:
+            if self.done:
+                return
+            self.done = True
+            counted = self.counted
         try:
             duration = perf_counter() - self.start
             input_tokens, output_tokens = self.input_tokens, self.output_tokens
@@ -452,7 +466,7 @@ class Tracker:
                 None if first_item is None else first_item - self.start, items, gaps, gap_sum,
                 chars, input_tokens, output_tokens,
                 None if not self.text else "".join(self.text), gap_bounds=self.plan.bounds)
-            if self.counted:
+            if counted:
                 # The call was counted when the stream first raised (fail()): these are the
                 # stream's figures alone, for the same stream's series, never a second call.
                 stream.counts_call = False
@@ -468,7 +482,10 @@ class Tracker:
         figures (items, first item, tokens) follow when it ends, through :meth:`end`."""
         if self.done or self.counted:
             return
-        self.counted = True
+        with _ENDING:  # as in end(): once, and never after the stream ended
+            if self.done or self.counted:
+                return
+            self.counted = True
         try:
             self._submit(StreamRecord(perf_counter() - self.start, outcome_of(error),
                                       error.__class__, gap_bounds=self.plan.bounds))
