@@ -211,12 +211,15 @@ class Shadow:
             self._stop = threading.Event()
             self._threads = []
             self._runners = []
+            gate = None
+            if self.mode == "process":
+                from inferwatch.core.shadow_process import ProcessRunner, StartGate
+
+                gate = StartGate()  # a challenger that cannot load: no worker respawns it
             for index in range(self.workers):
                 runner = None
                 if self.mode == "process":
-                    from inferwatch.core.shadow_process import ProcessRunner
-
-                    runner = ProcessRunner(self._model_bytes)
+                    runner = ProcessRunner(self._model_bytes, gate)
                     self._runners.append(runner)
                 thread = threading.Thread(target=_work, args=(weakref.ref(self), runner,
                                                               self._stop),

@@ -4,7 +4,11 @@ Each shadow worker thread in ``mode="process"`` owns one :class:`ProcessRunner`:
 started with the ``spawn`` method (no locks or threads of the serving process are
 inherited), holding an unpickled copy of the model. A call is sent over a pipe; past its
 timeout the child is killed, and a child that dies (a segfault in native code) is
-reported as crashed. Either way the next call starts a fresh child.
+reported as crashed. Either way the next call starts a fresh child. A challenger that
+cannot start in a child (its unpickling fails there: a class defined only in an interactive
+``__main__``, a module missing from the child's path) is reported by the child, logged once,
+and not started again before a back-off (doubling, capped) has passed: the calls meanwhile
+are the challenger's error, without a child each.
 
 >>> runner = ProcessRunner(pickle.dumps(abs))
 >>> runner.call("__call__", (-2,), {}, timeout=60.0)[:2]
@@ -17,15 +21,28 @@ from __future__ import annotations
 import asyncio
 import atexit
 import inspect
+import logging
 import multiprocessing
+import multiprocessing.process
 import multiprocessing.util
+import os
 import pickle
+import signal
+import threading
 import time
 from multiprocessing.reduction import ForkingPickler as _ForkingPickler
 from typing import Any
 
+log = logging.getLogger("inferwatch")
+
 _CONTEXT = multiprocessing.get_context("spawn")
 START_TIMEOUT_SECONDS = 120.0  # a child imports the model's stack (numpy, sklearn, ...)
+# After a child failed to start, the next try waits this long, doubled on each failure up
+# to the cap: a spawn costs seconds, and a challenger that cannot load will not load on
+# the next sampled call either.
+START_RETRY_SECONDS = 1.0
+START_RETRY_MAX_SECONDS = 300.0
+_REASON_CHARS = 500
 _exiting = False
 
 
@@ -41,7 +58,19 @@ atexit.register(_note_exit)
 
 
 def _child_main(conn: Any, model_bytes: bytes) -> None:
-    model = pickle.loads(model_bytes)
+    # Ctrl-C in a terminal signals the whole process group: the serving process decides
+    # when its shadow stops; its child must not die mid-call with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A serving process killed outright (the OOM killer, SIGKILL) closes no pipe this child
+    # would notice while a hanging or CPU-bound call runs: it would run on, orphaned.
+    threading.Thread(target=_exit_with_parent, name="inferwatch-shadow-parent",
+                     daemon=True).start()
+    try:
+        model = pickle.loads(model_bytes)
+    except BaseException as exc:  # reported to the parent, which backs off and logs it once
+        conn.send(("load_failed", type(exc).__name__,
+                   f"{type(exc).__name__}: {exc}"[:_REASON_CHARS]))
+        return
     conn.send(("ready", None, 0.0))
     while True:
         try:
@@ -73,6 +102,13 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
             conn.send(("error", type(exc).__name__, duration))
 
 
+def _exit_with_parent() -> None:
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()  # returns once the parent has died
+        os._exit(1)
+
+
 async def _awaitable(awaitable: Any) -> Any:
     return await awaitable
 
@@ -92,16 +128,71 @@ def _answered(conn: Any, timeout: float) -> bool:
             return False
 
 
+class StartGate:
+    """What the runners of one shadow share about starting its challenger: after a failed
+    start no child starts before the back-off has passed (then one runner tries while the
+    others wait for its outcome), and the first failure is logged."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._retry_at = 0.0
+        self._trying = False
+        self._held: tuple[str, Any] = ("crashed", None)
+        self._logged = False
+
+    def held(self) -> tuple[str, Any, float] | None:
+        """The reply for a call that must not start a child now, or None to start one."""
+        with self._lock:
+            if not self.failures:
+                return None  # never failed: every runner starts its own child
+            if self._trying or time.monotonic() < self._retry_at:
+                return (*self._held, 0.0)
+            self._trying = True
+            return None
+
+    def started(self) -> None:
+        with self._lock:
+            self.failures, self._trying = 0, False
+
+    def abandoned(self) -> None:
+        """A start cut off by shutdown: no verdict on the model."""
+        with self._lock:
+            self._trying = False
+
+    def failed(self, status: str, value: Any, reason: str) -> tuple[str, Any, float]:
+        with self._lock:
+            delay = min(START_RETRY_SECONDS * 2.0 ** min(self.failures, 64),
+                        START_RETRY_MAX_SECONDS)
+            self.failures += 1
+            self._retry_at = time.monotonic() + delay
+            self._trying = False
+            self._held = (status, value)
+            first, self._logged = not self._logged, True
+        if first:
+            log.warning("inferwatch: the shadow model cannot start in its child process (%s); "
+                        "its calls are dropped and counted, and a new child is tried after "
+                        "%.0f s, then at growing intervals up to %.0f s", reason, delay,
+                        START_RETRY_MAX_SECONDS)
+        return status, value, 0.0
+
+
 class ProcessRunner:
     """One child process running one model; restarted after a timeout or a crash."""
 
-    def __init__(self, model_bytes: bytes) -> None:
+    def __init__(self, model_bytes: bytes, gate: StartGate | None = None) -> None:
         self._model_bytes = model_bytes
+        self._gate = gate if gate is not None else StartGate()
         self._process: Any = None
         self._conn: Any = None
         self._shut = False  # shut down for good: no new child starts
 
-    def _start(self) -> str | None:
+    def _start(self) -> tuple[str, Any, float] | None:
+        held = self._gate.held()
+        if held is not None:
+            return held
+        # The previous child, dead now, is reaped and its pipe closed before the next starts.
+        self.close()
         parent, child = _CONTEXT.Pipe()
         process = _CONTEXT.Process(target=_child_main, args=(child, self._model_bytes),
                                    name="inferwatch-shadow", daemon=True)
@@ -110,14 +201,28 @@ class ProcessRunner:
         self._process, self._conn = process, parent
         if self._shut:  # shut down while this child started: it must not outlive the shadow
             self.close()
-            return "shutdown"
+            self._gate.abandoned()
+            return "shutdown", None, 0.0
+        reply: Any = None
         try:
-            if parent.poll(START_TIMEOUT_SECONDS) and parent.recv()[0] == "ready":
-                return None
+            if parent.poll(START_TIMEOUT_SECONDS):
+                reply = parent.recv()
         except (EOFError, OSError):
             pass
+        if isinstance(reply, tuple) and reply and reply[0] == "ready":
+            self._gate.started()
+            return None
         self.close()
-        return "shutdown" if self._shut else "crashed"
+        if self._shut:
+            self._gate.abandoned()
+            return "shutdown", None, 0.0
+        if isinstance(reply, tuple) and len(reply) == 3 and reply[0] == "load_failed":
+            return self._gate.failed("error", reply[1], reply[2])
+        if reply is None and process.exitcode is None:
+            why = f"not ready within {START_TIMEOUT_SECONDS:.0f} s"
+        else:
+            why = f"it exited with code {process.exitcode} before it was ready"
+        return self._gate.failed("crashed", None, why)
 
     def call(self, method: str, args: tuple, kwargs: dict,
              timeout: float) -> tuple[str, Any, float]:
@@ -130,7 +235,7 @@ class ProcessRunner:
                 return "crashed", None, 0.0
             failed = self._start()
             if failed is not None:
-                return failed, None, 0.0
+                return failed
         conn = self._conn
         start = time.perf_counter()
         try:
@@ -181,7 +286,11 @@ class ProcessRunner:
 
     def forget(self) -> None:
         """In a forked child: the parent's process is not ours to kill."""
-        self._process = self._conn = None
+        process, self._process, self._conn = self._process, None, None
+        # multiprocessing lists it among this process's children too: its exit handler
+        # would kill the parent's child when the forked one exits the ordinary way.
+        if process is not None:
+            multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
 
     @staticmethod
     def exiting() -> bool:
