@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import difflib
 import itertools
 import operator
 import os
@@ -362,6 +363,51 @@ _CAP_OPTIONS = {
 }
 
 
+# Settings a FeatureTracker is built with: a change to one needs a new tracker.
+_TRACKER_OPTIONS = ("range_tolerance", "drift_window_seconds", "drift_age_buckets",
+                    "max_features")
+# configure()'s own keywords, besides the Settings fields it takes as options.
+_CONFIGURE_KEYWORDS = ("reference", "request_id", "events", "traces")
+
+
+def _check_option_names(options: dict[str, Any]) -> None:
+    """A TypeError naming configure(), each option it does not know and the valid options
+    closest to it (a misspelt option would otherwise name Settings.__init__, or be lost).
+
+    >>> try:
+    ...     _check_option_names({"drift_window_secs": 60})
+    ... except TypeError as exc:
+    ...     "'drift_window_secs' (did you mean 'drift_window_seconds' or" in str(exc)
+    True
+    """
+    fields = [field.name for field in dataclasses.fields(Settings) if field.init]
+    unknown = [name for name in options if name not in fields]
+    if not unknown:
+        return
+    valid = [*fields, *_CONFIGURE_KEYWORDS]
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(str(name), valid, n=3)
+        hint = (" (did you mean " + " or ".join(map(repr, close)) + "?)") if close else ""
+        problems.append(f"{name!r}{hint}")
+    what = "an unknown option" if len(problems) == 1 else "unknown options"
+    raise TypeError(f"inferwatch: configure() got {what} {'; '.join(problems)}")
+
+
+def _tracker_changed(old: Settings, new: Settings) -> bool:
+    return any(getattr(old, name) != getattr(new, name) for name in _TRACKER_OPTIONS)
+
+
+def _tracker_of(reference: Reference, settings: Settings) -> FeatureTracker:
+    """A tracker of `reference` with the drift window, range tolerance and label cap of
+    `settings`."""
+    from inferwatch.quality.tracker import FeatureTracker
+
+    return FeatureTracker(reference, range_tolerance=settings.range_tolerance,
+                          window_seconds=settings.drift_window_seconds,
+                          age_buckets=settings.drift_age_buckets,
+                          max_labels=settings.max_features)
+
 
 def _seconds_of(at: object) -> float:
     """When an outcome's label became known, as Unix seconds: a number, or a datetime,
@@ -373,6 +419,8 @@ def _seconds_of(at: object) -> float:
     1767225600.0
     >>> _seconds_of(np.datetime64("2026-01-01T00:00:00")), _seconds_of(np.datetime64("NaT"))
     (1767225600.0, nan)
+    >>> _seconds_of("1767225600"), _seconds_of("not a time"), _seconds_of(float("inf"))
+    (1767225600.0, nan, nan)
     """
     if isinstance(at, np.datetime64):
         if np.isnat(at):
@@ -384,7 +432,17 @@ def _seconds_of(at: object) -> float:
             return float(stamp())
         except (ValueError, OverflowError, OSError):  # pd.NaT, or a date past any clock
             return float("nan")
-    return float(at)  # type: ignore[arg-type]
+    try:
+        seconds = float(at)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        seconds = _INF
+    if seconds == seconds and not -_INF < seconds < _INF:
+        # A time no clock reads ("yesterday", infinity): the label's arrival is not known,
+        # but the label is, so it is still joined (an infinite time would also have made
+        # it expired, and the delay histogram's sum infinite for good). Counted.
+        faults.record("outcome")
+        return float("nan")
+    return seconds
 
 
 class Monitor:
@@ -513,7 +571,7 @@ class Monitor:
         with self._lock:
             if self._finished or self.pending() or _count_value(self._started):
                 return False
-            self.settings = settings
+            old, self.settings = self.settings, settings
             self.fast_settings = settings if self.path is FAST else None
             state = self.state
             state.summary_settings = settings.summary
@@ -522,6 +580,12 @@ class Monitor:
                 k: clean_label_value(v) for k, v in settings.metadata.items()}}
             self._derive_from_settings()
             self._fit_pending()
+            if self.features is not None and _tracker_changed(old, settings):
+                # A reference given (by configure) before these settings: its tracker was
+                # built with the old window, tolerance and label cap.
+                tracker = _tracker_of(self.features.reference, settings)
+                self.features = tracker
+                self.state.extras["drift"] = tracker.drift
             return True
 
     def configure(self, *, reference: Reference | str | os.PathLike | None = None,
@@ -540,8 +604,34 @@ class Monitor:
         >>> mon.settings.drift_window_seconds
         60
         """
+        # Everything that can refuse the call is checked before anything changes: a
+        # configure() that raised leaves the monitor as it was, not half configured.
         if options:
-            self.settings = dataclasses.replace(self.settings, **options)
+            _check_option_names(options)
+            settings = dataclasses.replace(self.settings, **options)
+        else:
+            settings = self.settings
+        if request_id is not None and not callable(request_id):
+            raise TypeError("inferwatch: request_id must be a function of the call's "
+                            f"arguments, got {type(request_id).__name__}")
+        tracker = None
+        if reference is not None:
+            from inferwatch.quality.reference import Reference
+
+            if not isinstance(reference, Reference):
+                reference = Reference.load(reference)
+            tracker = _tracker_of(reference, settings)
+        elif self.features is not None and _tracker_changed(self.settings, settings):
+            # The tracker was built with the old window, tolerance and label cap; a new one
+            # from the same reference takes the new ones. Its drift window starts empty:
+            # buckets of another width cannot be carried over.
+            tracker = _tracker_of(self.features.reference, settings)
+        if events is not None and not self._logs_to(events) and not hasattr(events, "emit"):
+            from inferwatch.events import EventLog
+
+            events = EventLog(events)
+        if options:
+            self.settings = settings
             self.state.objectives = dict(self.settings.objectives)
             self._take_summary_settings()
             self._fit_pending()
@@ -563,34 +653,11 @@ class Monitor:
         if traces is not None:
             self.traces = bool(traces)
         self.trace_stages = self.settings.trace_stages
-        if reference is not None:
-            from inferwatch.quality.reference import Reference
-            from inferwatch.quality.tracker import FeatureTracker
-
-            if not isinstance(reference, Reference):
-                reference = Reference.load(reference)
-            s = self.settings
-            tracker = FeatureTracker(reference, range_tolerance=s.range_tolerance,
-                                     window_seconds=s.drift_window_seconds,
-                                     age_buckets=s.drift_age_buckets,
-                                     max_labels=s.max_features)
-            with self._lock:
-                self.features = tracker
-                self.state.extras["drift"] = tracker.drift
-                validation = reference.validation
-                self.state.validation = {} if validation is None else {
-                    validation.metric: validation.value}
-                self._revision += 1
+        if tracker is not None:
+            self._install_tracker(tracker)
         if request_id is not None:
-            if not callable(request_id):
-                raise TypeError("inferwatch: request_id must be a function of the call's "
-                                f"arguments, got {type(request_id).__name__}")
             self.request_id_fn = request_id
         if events is not None and not self._logs_to(events):
-            if not hasattr(events, "emit"):
-                from inferwatch.events import EventLog
-
-                events = EventLog(events)
             self.events = events
         self.keeps_inputs = self.features is not None or self.events is not None
         if self.events or self.request_id_fn or self.traces:
@@ -599,6 +666,16 @@ class Monitor:
             self.path = FAST if self.features is None else WITH_INPUTS
         self.fast_settings = self.settings if self.path is FAST else None
         return self
+
+    def _install_tracker(self, tracker: FeatureTracker) -> None:
+        """Check inputs and predictions with `tracker` from the next drain on."""
+        with self._lock:
+            self.features = tracker
+            self.state.extras["drift"] = tracker.drift
+            validation = tracker.reference.validation
+            self.state.validation = {} if validation is None else {
+                validation.metric: validation.value}
+            self._revision += 1
 
     def _take_summary_settings(self) -> None:
         """Quantiles and the rolling window given to configure() on a running model: the
@@ -959,15 +1036,21 @@ class Monitor:
         True
         >>> mon._window_time(1_000_000.0 - 3600) >= 1_000_000.0
         True
+        >>> 1_000_000.0 <= mon._window_time(float("inf")) < float("inf")
+        True
         """
+        if not -_INF < wall < _INF:
+            # A time no clock reads (NaN, infinity, given to drain(now=...)): kept as the
+            # mark, every later drain and scrape would be read at it, and raise, for good.
+            faults.record("drain")
+            wall = time.time()
         mono = time.monotonic()
         mark = self._time_mark
         if mark is not None:
             went_on = mark[0] + max(0.0, mono - mark[1])
             if wall < went_on - _CLOCK_STEP_SECONDS:
                 wall = went_on
-        if wall == wall:  # a NaN mark would never be left again
-            self._time_mark = (wall, mono)
+        self._time_mark = (wall, mono)
         return wall
 
     # --- draining ---------------------------------------------------------------------------

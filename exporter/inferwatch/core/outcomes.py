@@ -57,6 +57,7 @@ DEFAULT_MAX_BYTES = 32 * 2**20
 # (calibrated with tracemalloc in the benchmark).
 _ENTRY_OVERHEAD_BYTES = 250
 _JOINED_OVERHEAD_BYTES = 100
+_EXPIRED_OVERHEAD_BYTES = 60  # an expired id's slot in the set that marks it
 _TUPLE_SLOT_BYTES = 8  # a tuple's pointer to each row's object
 _EMPTY_TUPLE_BYTES = sys.getsizeof(())
 _EMPTY_STR_BYTES = sys.getsizeof("")
@@ -100,6 +101,9 @@ class OutcomeJoiner:
         self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float, int, int]] = \
             OrderedDict()
         self._joined: OrderedDict[str, int] = OrderedDict()  # request id -> bytes
+        # The ids in _joined whose prediction had expired when its outcome came: another
+        # outcome for one is expired too, not a duplicate of an outcome that was counted.
+        self._expired: set[str] = set()
         self._bytes = 0  # the estimate for both, kept under max_bytes
 
     def renew_lock(self) -> None:
@@ -129,7 +133,7 @@ class OutcomeJoiner:
             while len(self._pending) > max_entries:
                 self._bytes -= self._pending.popitem(last=False)[1][3]
             while len(self._joined) > max_entries:
-                self._bytes -= self._joined.popitem(last=False)[1]
+                self._forget_oldest_joined()
             self._make_room()
 
     def __len__(self) -> int:
@@ -200,10 +204,15 @@ class OutcomeJoiner:
                 if self._bytes > max_bytes:
                     self._make_room()
 
+    def _forget_oldest_joined(self) -> None:
+        request_id, size = self._joined.popitem(last=False)
+        self._bytes -= size
+        self._expired.discard(request_id)
+
     def _make_room(self) -> None:
         # Joined ids only catch duplicates: they go before any prediction still waiting.
         while self._bytes > self.max_bytes and self._joined:
-            self._bytes -= self._joined.popitem(last=False)[1]
+            self._forget_oldest_joined()
         while self._bytes > self.max_bytes and len(self._pending) > 1:
             self._bytes -= self._pending.popitem(last=False)[1][3]
 
@@ -243,19 +252,29 @@ class OutcomeJoiner:
         with self._lock:
             entry = self._pending.pop(request_id, None)
             if entry is None:
-                duplicate = request_id in self._joined
-                return Join(unmatched="duplicate" if duplicate else "unknown_id")
+                if request_id not in self._joined:
+                    return Join(unmatched="unknown_id")
+                return Join(unmatched="expired" if request_id in self._expired
+                            else "duplicate")
             self._bytes -= entry[3]
-            if request_id not in self._joined:
-                size = sys.getsizeof(request_id) + _JOINED_OVERHEAD_BYTES
-                self._joined[request_id] = size
-                self._bytes += size
+            expired = at - entry[2] > self.ttl_seconds
+            old = self._joined.pop(request_id, None)  # a request id used again
+            if old is not None:
+                self._bytes -= old
+            size = sys.getsizeof(request_id) + _JOINED_OVERHEAD_BYTES
+            if expired:
+                self._expired.add(request_id)
+                size += _EXPIRED_OVERHEAD_BYTES
+            else:
+                self._expired.discard(request_id)
+            self._joined[request_id] = size
+            self._bytes += size
             while len(self._joined) > self.max_entries:
-                self._bytes -= self._joined.popitem(last=False)[1]
+                self._forget_oldest_joined()
             self._make_room()
-        classes, values, predicted_at, _, rows = entry
-        if at - predicted_at > self.ttl_seconds:
+        if expired:
             return Join(unmatched="expired")
+        classes, values, predicted_at, _, rows = entry
         outputs = _output_count(classes if classes is not None else values)
         truth = _as_rows(y_true) if outputs is None else _as_table(y_true, outputs)
         if truth is None:

@@ -370,7 +370,13 @@ class DriftWindow:
         self._lock = threading.Lock()
 
     def bucket_id(self, now: float) -> int:
-        return math.floor(now / self.bucket_seconds)
+        try:
+            return math.floor(now / self.bucket_seconds)
+        except (ValueError, OverflowError, TypeError):
+            # NaN or infinity: a bare "cannot convert float NaN to integer" (an
+            # OverflowError for infinity) named neither the argument nor the problem.
+            raise ValueError(f"drift window: now must be a finite number of Unix seconds, "
+                             f"got {now!r}") from None
 
     def add(self, bin_counts: Any, rows: int, now: float | None = None) -> bool:
         """Add counts (flat or per feature) and `rows`; False when `now` is already too old."""

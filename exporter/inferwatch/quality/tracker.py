@@ -217,15 +217,15 @@ class FeatureTracker:
                 continue
             total.add(result)
         if total.rows and window:
-            self.drift.features.add(total.flat_bin_counts, total.rows, now=now)
+            _count_refused(self.drift.features.add(total.flat_bin_counts, total.rows, now=now))
         return total
 
     def check_predictions(self, values: dict[str, np.ndarray], rows: int, now: float) -> None:
         if not values or not rows or not self.reference.output_names:
             return
         counts = self.checker.check_predictions(values)
-        self.drift.outputs.add([counts[name] for name in self.reference.output_names], rows,
-                               now=now)
+        _count_refused(self.drift.outputs.add(
+            [counts[name] for name in self.reference.output_names], rows, now=now))
 
     def value_buckets(self, output: str) -> tuple[float, ...] | None:
         """Histogram bounds for a prediction output: the reference's bin edges, if numeric."""
@@ -234,6 +234,13 @@ class FeatureTracker:
             return None
         edges = sorted({float(e) for e in np.asarray(profile.edges).tolist() if math.isfinite(e)})
         return tuple(edges) or None
+
+
+def _count_refused(added: bool) -> None:
+    """A window refuses rows for a bucket it has recycled already (a time behind the
+    window): they are lost to drift, so the loss is counted rather than silent."""
+    if not added:
+        faults.record("drift")
 
 
 _ARRAY_ONLY = {np.ndarray}
