@@ -370,6 +370,18 @@ def split_address(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _seconds(text: str) -> float:
+    """A finite number of seconds above 0: 0, a negative or nan was refused only after the
+    training, with a traceback."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
 def _cannot_listen(host: str, port: int) -> str | None:
     """Why `host:port` cannot be bound (lower case, as the demo matches it), else None."""
     import socket
@@ -392,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-listen", type=split_address, default=("127.0.0.1", 8000),
                         help="HOST:PORT of /metrics (default 127.0.0.1:8000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic channel")
-    parser.add_argument("--drift-window", type=float, default=300.0, metavar="SECONDS",
+    parser.add_argument("--drift-window", type=_seconds, default=300.0, metavar="SECONDS",
                         help="rolling window the drift gauges compare (default 300)")
     args = parser.parse_args(argv)
 

@@ -35,6 +35,9 @@ from typing import Any
 from inferwatch.demo.console import say
 
 MAX_BODY_BYTES = 1 << 20
+# Seconds a sender may take to send its request: one that stalled mid-body held a handler
+# thread forever, and every such connection added one.
+REQUEST_TIMEOUT_SECONDS = 30.0
 # Labels shown after the alert name; the rest stay in the stored alert.
 SHOWN_LABELS = ("model", "model_version", "feature", "output", "instance", "gpu", "collector")
 
@@ -126,7 +129,9 @@ class PageReceiver:
         'pages: none firing, 1 resolved, 1 repeat not shown'
         """
         with self._lock:
-            firing = sorted({json.loads(key).get("alertname", "?")
+            # str(): the labels are whatever was posted, and a name that is a number or
+            # null next to a string raised TypeError from sorted(), out of the live summary.
+            firing = sorted({str(json.loads(key).get("alertname", "?"))
                              for key, status in self._status.items() if status == "firing"})
             resolved = sum(1 for status in self._status.values() if status == "resolved")
             repeats = self.repeats
@@ -189,6 +194,8 @@ class PageReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = REQUEST_TIMEOUT_SECONDS
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 

@@ -31,6 +31,7 @@ from inferwatch.demo.stack import (
     free_port,
     prometheus_config,
     query,
+    stop_signals_held,
 )
 from inferwatch.demo.stack import write_yaml as _write_yaml
 
@@ -83,18 +84,23 @@ class Demo:
         from inferwatch.demo.traffic import TrafficGenerator
 
         previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
-        # A closed terminal (SIGHUP) stops the demo as Ctrl-C does, so its temporary
-        # directory goes too.
-        for sig in _STOP_SIGNALS:
-            if sig != signal.SIGINT:
-                signal.signal(sig, _raise_stop)
-        if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
         stack = None
         receiver = None
         generator = None
         thread = None
+        # Everything after the first handler is inside the try: a SIGTERM between it and the
+        # try (during mkdtemp, say) raised out of run() as a traceback, with the handlers
+        # left in place.
         try:
+            # A closed terminal (SIGHUP) stops the demo as Ctrl-C does, so its temporary
+            # directory goes too.
+            for sig in _STOP_SIGNALS:
+                if sig != signal.SIGINT:
+                    signal.signal(sig, _raise_stop)
+            if self.workdir is None:
+                # Held, so the directory is known to the cleanup before a signal stops us.
+                with stop_signals_held():
+                    self.workdir = Path(tempfile.mkdtemp(prefix="inferwatch-demo-"))
             stack = Stack(self.workdir)
             if self.with_stack:
                 receiver = self.receiver = self._on_free_port(("receiver",), lambda: PageReceiver(
@@ -133,15 +139,22 @@ class Demo:
                 generator.stop()
             if thread is not None:
                 thread.join(15)
+            left = None
             if stack is not None:
-                stack.close()
+                try:
+                    stack.close()
+                except StackError as exc:  # the rest of the cleanup still runs
+                    left = str(exc)
             if receiver is not None:
                 receiver.close()
-            if not self.keep_workdir:
+            if not self.keep_workdir and self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.out("stopped: every demo process has exited")
+            if left:
+                self.out(f"stopped, but {left}; they may still run")
+            else:
+                self.out("stopped: every demo process has exited")
 
     def _start_processes(self, stack: Stack, receiver: PageReceiver | None) -> None:
         from inferwatch.generate import write

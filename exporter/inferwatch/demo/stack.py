@@ -14,7 +14,9 @@ False
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import http.client
 import json
 import os
 import shutil
@@ -22,11 +24,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -73,6 +76,38 @@ def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
 def find_alertmanager() -> str | None:
     """The Alertmanager binary: Debian's name first, then upstream's."""
     return shutil.which(ALERTMANAGER) or shutil.which("alertmanager")
+
+
+# What stops the demo (runner.py): held while a child is started and recorded.
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP in the main thread, then deliver any that came.
+
+    A stop signal's handler raises (KeyboardInterrupt, or the runner's stop): raised between
+    the fork and the child's place in `Stack.processes`, it left a child no one stopped.
+    Held as Python handlers, not a signal mask, which the child would inherit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run in the main thread only
+        return
+    arrived: list[int] = []
+    previous: dict[int, Any] = {}
+    try:
+        for sig in _HELD_SIGNALS:
+            handler = signal.getsignal(sig)
+            if handler is None:  # installed outside Python: cannot be put back
+                continue
+            previous[sig] = handler
+            signal.signal(sig, lambda signum, frame: arrived.append(signum))
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in arrived:
+            signal.raise_signal(signum)
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -146,8 +181,9 @@ class Stack:
     def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None
               ) -> Process:
         """Start `argv` with its output in ``<workdir>/<name>.log``."""
-        process = Process(name, argv, self.workdir / f"{name}.log", env)
-        self.processes.append(process)
+        with stop_signals_held():
+            process = Process(name, argv, self.workdir / f"{name}.log", env)
+            self.processes.append(process)
         return process
 
     def wait_ready(self, process: Process, url: str, timeout: float = 60.0) -> None:
@@ -163,7 +199,8 @@ class Stack:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
                         return
-            except (OSError, urllib.error.URLError):
+            except (OSError, http.client.HTTPException):
+                # HTTPException: whatever answers there does not speak HTTP (yet).
                 pass
             time.sleep(0.2)
         raise StackError(f"{process.name} not ready at {url} after {timeout:.0f}s; "
@@ -264,11 +301,24 @@ class Stack:
         return data
 
     def close(self) -> None:
-        """Stop every process, newest first; safe to call twice."""
+        """Stop every process, newest first; safe to call twice.
+
+        Every process is stopped even when one cannot be (a child stuck in the kernel
+        outlives SIGKILL's wait): the first failure left every older process running.
+        Raises StackError naming those that did not stop, once all were tried.
+        """
+        failures: list[tuple[str, Exception]] = []
         while self.processes:
-            self.processes.pop().stop()
+            process = self.processes.pop()
+            try:
+                process.stop()
+            except Exception as exc:  # whatever the stop raised: the others still go
+                failures.append((f"{process.name} (pid {process.pid})", exc))
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if failures:
+            raise StackError("could not stop " + "; ".join(
+                f"{name}: {exc!r}" for name, exc in failures)) from failures[0][1]
 
     def __enter__(self) -> Stack:
         return self
@@ -346,15 +396,25 @@ def query(prometheus_url: str, promql: str, at: float | None = None,
         params["time"] = f"{at:.3f}"
     url = f"{prometheus_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            body = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-    except (OSError, ValueError) as exc:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            # An error page that is not Prometheus's JSON (a 503 while it starts or stops,
+            # a proxy's page) raised JSONDecodeError into the live summary, a traceback.
+            text = exc.read()
+            try:
+                body = json.loads(text or b"{}")
+            except ValueError:
+                raise StackError(f"query failed: {promql}: HTTP {exc.code}: "
+                                 f"{text[:200].decode(errors='replace')}") from exc
+        if not isinstance(body, dict):
+            raise ValueError("the answer is not a JSON object")
+        if body.get("status") != "success":
+            raise StackError(f"query failed: {promql}: {body.get('error', body)}")
+        result = body["data"]["result"]
+        if body["data"]["resultType"] == "scalar":
+            return [{"metric": {}, "value": result}]
+        return result
+    except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException) as exc:
         raise StackError(f"query failed: {promql}: {exc}") from exc
-    if body.get("status") != "success":
-        raise StackError(f"query failed: {promql}: {body.get('error', body)}")
-    result = body["data"]["result"]
-    if body["data"]["resultType"] == "scalar":
-        return [{"metric": {}, "value": result}]
-    return result

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,9 @@ class TrafficGenerator:
         # inf passes `> 0` but paces nothing: the loop would spin without ever waiting.
         if not (rate > 0 and math.isfinite(rate)):
             raise ValueError(f"rate must be a number above zero, got {rate!r}")
+        problem = url_problem(model_url)
+        if problem:
+            raise ValueError(f"model_url {model_url!r}: {problem}")
         self.model_url = model_url.rstrip("/")
         self.phases = list(phases)
         self.rate = rate
@@ -174,10 +178,12 @@ class TrafficGenerator:
             self._pool.submit(self._post, "/outcome", {"request_id": rid, "label": label})
 
     def _post(self, path: str, payload: dict[str, Any]) -> int | None:
-        request = urllib.request.Request(
-            self.model_url + path, data=json.dumps(payload).encode(), method="POST",
-            headers={"Content-Type": "application/json"})
         try:
+            # Inside the try: a URL urllib cannot use raised here, on a pool thread or out
+            # of run(), instead of counting the request as unreachable.
+            request = urllib.request.Request(
+                self.model_url + path, data=json.dumps(payload).encode(), method="POST",
+                headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
                 response.read()
                 return response.status
@@ -186,6 +192,35 @@ class TrafficGenerator:
             return exc.code
         except (OSError, ValueError):
             return None
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` is not an ``http(s)://host[:port][/path]`` base URL, or None when it is.
+
+    >>> url_problem("http://127.0.0.1:8080"), url_problem("127.0.0.1:8080")
+    (None, 'expected http://HOST[:PORT][/PATH] or https://...')
+    """
+    expected = "expected http://HOST[:PORT][/PATH] or https://..."
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not one
+    except ValueError:
+        return expected
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return expected
+    if parts.query or parts.fragment or not url.isprintable() or " " in url:
+        # The generator appends /predict, /outcome and /faults to the URL.
+        return "expected a base URL without a query, a fragment, spaces or control characters"
+    return None
+
+
+def _http_url(text: str) -> str:
+    """A base URL the requests can be sent to: `127.0.0.1:8080` (no scheme) ended in a
+    traceback on the first request."""
+    problem = url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+    return text
 
 
 def _positive(text: str) -> float:
@@ -204,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     """Play a scenario against a model service (the compose stack's traffic container)."""
     parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.traffic",
                                      description="Scenario traffic for the demo model.")
-    parser.add_argument("--model-url", default="http://127.0.0.1:8080")
+    parser.add_argument("--model-url", type=_http_url, default="http://127.0.0.1:8080",
+                        help="base URL of the model service (default http://127.0.0.1:8080)")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
     parser.add_argument("--speed", type=_positive, default=1.0)
     parser.add_argument("--rate", type=_positive, default=10.0, help="requests per second")
