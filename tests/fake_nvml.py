@@ -15,6 +15,12 @@ fit the caller's buffer are INSUFFICIENT_SIZE, versioned structures must carry t
 version, and process records are written in the driver's layout (24 bytes, or 32 for
 the 535.43-535.86 drivers), whatever size the binding allocated.
 
+Two opt-in options add symbols a default fake lacks: ``process_lists=True`` answers the
+MPS client and graphics process lists (``FakeGpu.mps_processes``,
+``FakeGpu.graphics_processes``), and ``v2_processes=True`` the ``_v2`` variants of every
+process list that is there (24-byte records); with ``missing`` holding the ``_v3``
+symbols, that is a driver older than 510.39.
+
     fake = FakeNVML([FakeGpu(uuid="GPU-a"), FakeGpu(uuid="GPU-b")])
     fake.install(monkeypatch)
 """
@@ -84,6 +90,10 @@ class FakeGpu:
     memory_clock_mhz: int = 1215
     # (pid, used bytes or None when NVML cannot tell, gpu instance id, compute instance id)
     processes: list[tuple[int, int | None, int, int]] = field(default_factory=list)
+    # MPS clients and graphics contexts, in the same form; answered only by a FakeNVML
+    # made with process_lists=True (without it those symbols are missing, as before).
+    mps_processes: list[tuple[int, int | None, int, int]] = field(default_factory=list)
+    graphics_processes: list[tuple[int, int | None, int, int]] = field(default_factory=list)
     # None: MIG mode disabled. Otherwise one entry per slot; None marks an empty slot.
     mig: list[FakeMigInstance | None] | None = None
     max_mig_devices: int = 7
@@ -146,13 +156,16 @@ class FakeNVML:
 
     def __init__(self, gpus: list[FakeGpu], *, library: bool = True, driver: bool = True,
                  driver_version: str = "550.54.15", root: bool = True,
-                 process_record_size: int = 24) -> None:
+                 process_record_size: int = 24, v2_processes: bool = False,
+                 process_lists: bool = False) -> None:
         self.gpus = gpus
         self.library = library
         self.driver = driver
         self.driver_version = driver_version
         self.root = root
         self.process_record_size = process_record_size
+        self.v2_processes = v2_processes
+        self.process_lists = process_lists
         self.missing: set[str] = set()  # symbols this "driver" lacks
         self.fail: dict[str, type[pynvml.NVMLError]] = {}  # system-wide symbol failures
         self.wait_error: type[pynvml.NVMLError] | None = None  # next wait answers this
@@ -278,6 +291,38 @@ class FakeNVML:
     def _mig_parent_needs_root(self, gpu: FakeGpu) -> None:
         if gpu.mig is not None and not self.root:
             raise _error(pynvml.NVMLError_NoPermission)
+
+    def opted_out(self, symbol: str) -> bool:
+        """Whether `symbol` is one of the opt-in process-list symbols left out of this fake
+        (a subclass that defines one itself always has it)."""
+        if getattr(type(self), f"c_{symbol}", None) is not getattr(FakeNVML, f"c_{symbol}", None):
+            return False
+        if symbol.startswith(("nvmlDeviceGetMPSComputeRunningProcesses",
+                              "nvmlDeviceGetGraphicsRunningProcesses")) \
+                and not self.process_lists:
+            return True
+        return symbol.endswith("RunningProcesses_v2") and not self.v2_processes
+
+    def _write_processes(self, symbol: str, handle: object, which: str, count: object,
+                         records: object, record_size: int) -> None:
+        gpu = self._device(symbol, handle)[1]
+        self._mig_parent_needs_root(gpu)
+        processes = getattr(gpu, which)
+        wanted, room = len(processes), _target(count).value
+        _target(count).value = wanted
+        if wanted == 0:
+            return
+        if records is None or room < wanted:
+            raise _error(pynvml.NVMLError_InsufficientSize)
+        # The driver writes its own layout, whatever the binding's structure says.
+        layout = PROCESS_RECORD[record_size]
+        base = ctypes.addressof(records)  # type: ignore[arg-type]
+        assert wanted * ctypes.sizeof(layout) <= ctypes.sizeof(records)  # type: ignore
+        for i, (pid, used, gpu_instance, compute_instance) in enumerate(processes):
+            record = layout(pid=pid, usedGpuMemory=NOT_AVAILABLE if used is None else used,
+                            gpuInstanceId=gpu_instance, computeInstanceId=compute_instance)
+            ctypes.memmove(base + i * ctypes.sizeof(layout), ctypes.addressof(record),
+                           ctypes.sizeof(layout))
 
     # --- the C symbols (named c_<symbol>) ---------------------------------------------------
 
@@ -421,23 +466,33 @@ class FakeNVML:
 
     def c_nvmlDeviceGetComputeRunningProcesses_v3(self, handle: object, count: object,
                                                   records: object) -> None:
-        gpu = self._device("nvmlDeviceGetComputeRunningProcesses_v3", handle)[1]
-        self._mig_parent_needs_root(gpu)
-        wanted, room = len(gpu.processes), _target(count).value
-        _target(count).value = wanted
-        if wanted == 0:
-            return
-        if records is None or room < wanted:
-            raise _error(pynvml.NVMLError_InsufficientSize)
-        # The driver writes its own layout, whatever the binding's structure says.
-        layout = PROCESS_RECORD[self.process_record_size]
-        base = ctypes.addressof(records)  # type: ignore[arg-type]
-        assert wanted * ctypes.sizeof(layout) <= ctypes.sizeof(records)  # type: ignore
-        for i, (pid, used, gpu_instance, compute_instance) in enumerate(gpu.processes):
-            record = layout(pid=pid, usedGpuMemory=NOT_AVAILABLE if used is None else used,
-                            gpuInstanceId=gpu_instance, computeInstanceId=compute_instance)
-            ctypes.memmove(base + i * ctypes.sizeof(layout), ctypes.addressof(record),
-                           ctypes.sizeof(layout))
+        self._write_processes("nvmlDeviceGetComputeRunningProcesses_v3", handle, "processes",
+                              count, records, self.process_record_size)
+
+    def c_nvmlDeviceGetComputeRunningProcesses_v2(self, handle: object, count: object,
+                                                  records: object) -> None:
+        self._write_processes("nvmlDeviceGetComputeRunningProcesses_v2", handle, "processes",
+                              count, records, 24)
+
+    def c_nvmlDeviceGetMPSComputeRunningProcesses_v3(self, handle: object, count: object,
+                                                     records: object) -> None:
+        self._write_processes("nvmlDeviceGetMPSComputeRunningProcesses_v3", handle,
+                              "mps_processes", count, records, self.process_record_size)
+
+    def c_nvmlDeviceGetMPSComputeRunningProcesses_v2(self, handle: object, count: object,
+                                                     records: object) -> None:
+        self._write_processes("nvmlDeviceGetMPSComputeRunningProcesses_v2", handle,
+                              "mps_processes", count, records, 24)
+
+    def c_nvmlDeviceGetGraphicsRunningProcesses_v3(self, handle: object, count: object,
+                                                   records: object) -> None:
+        self._write_processes("nvmlDeviceGetGraphicsRunningProcesses_v3", handle,
+                              "graphics_processes", count, records, self.process_record_size)
+
+    def c_nvmlDeviceGetGraphicsRunningProcesses_v2(self, handle: object, count: object,
+                                                   records: object) -> None:
+        self._write_processes("nvmlDeviceGetGraphicsRunningProcesses_v2", handle,
+                              "graphics_processes", count, records, 24)
 
     def c_nvmlEventSetCreate(self, event_set: object) -> None:
         with self._lock:
@@ -506,7 +561,8 @@ class _Library:
 
     def __getattr__(self, symbol: str) -> Callable[..., int]:
         implementation = getattr(self._fake, f"c_{symbol}", None)
-        if implementation is None or symbol in self._fake.missing:
+        if implementation is None or symbol in self._fake.missing \
+                or self._fake.opted_out(symbol):
             raise AttributeError(symbol)  # the binding turns this into FunctionNotFound
         fake = self._fake
 

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -59,13 +59,29 @@ def listen_address(text: str) -> tuple[str, int]:
     >>> listen_address(":9400"), listen_address("[::1]:9401")
     (('', 9400), ('::1', 9401))
     """
+    if "://" in text:
+        # A URL pasted from a browser or a scrape config: its "http:" would otherwise be
+        # read as an IPv6 address missing its brackets.
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT, not a URL (drop the scheme and any path), got {text!r}")
     host, sep, port = text.rpartition(":")
     if not sep or not _ascii_digits(port) or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(
             f"expected HOST:PORT or :PORT with a port from 0 to 65535, got {text!r}")
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
-    elif ":" in host:
+        if not host:
+            # "[]" reads as no host, so it would listen on every interface: a template
+            # whose IPv6 address came out empty must not expose the exporter everywhere.
+            raise argparse.ArgumentTypeError(
+                f"an IPv6 address belongs inside the brackets ([::1]:9400), got {text!r}")
+    if "[" in host or "]" in host:
+        # "[::1", "[host" or "[::1]]": left in, a bracket reaches the name lookup at bind
+        # and fails there as an unknown host.
+        raise argparse.ArgumentTypeError(
+            f"brackets go around the whole IPv6 address ([::1]:9400), got {text!r}")
+    if ":" in host and not bracketed:
         raise argparse.ArgumentTypeError(f"put an IPv6 address in brackets ([::1]:9400), "
                                          f"got {text!r}")
     if any(c.isspace() or not c.isprintable() for c in host):
@@ -329,13 +345,9 @@ def close_collectors(collectors: Sequence[Collector],
     the others' nor the exit status."""
     threads = []
     for collector in collectors:
-        close = getattr(collector, "close", None)
-        if not callable(close):
-            continue
-
-        def run(collector: Collector = collector, close: Callable[[], object] = close) -> None:
+        def run(collector: Collector = collector) -> None:
             try:
-                close()
+                collector.close()
             except Exception:
                 log.exception("collector %s could not be closed", collector.name)
 

@@ -84,6 +84,14 @@ class Collector:
         >>> Collector().start()  # most collectors have nothing to say before a scrape
         """
 
+    def close(self) -> None:
+        """Called once when the exporter stops, after the last scrape: release what the
+        collector holds (NVML's init, its event set). It may block; the exporter waits a
+        bounded time for it and logs what it raises.
+
+        >>> Collector().close()  # most collectors hold nothing
+        """
+
 
 C = TypeVar("C", bound=type[Collector])
 _REGISTERED: dict[str, type[Collector]] = {}
@@ -214,6 +222,8 @@ def _renderable(families: Sequence[Metric]) -> list[Metric]:
             texts = [family.name, family.documentation, family.unit]
             for sample in family.samples:
                 texts.append("".join((sample.name, *sample.labels, *sample.labels.values())))
+                if type(sample.value) is not float or sample.timestamp is not None:
+                    _check_numbers(family.name, sample.value, sample.timestamp)
                 if sample.exemplar is not None:
                     labels = sample.exemplar.labels
                     texts.append("".join((*labels, *labels.values())))
@@ -222,6 +232,31 @@ def _renderable(families: Sequence[Metric]) -> list[Metric]:
                                  f"{family.name}: {exc}") from exc
         safe.append(family if all(map(_encodable, texts)) else _replaced(family))
     return safe
+
+
+def _check_numbers(name: str, value: object, timestamp: object) -> None:
+    """CollectorError for a sample value or timestamp the exposition cannot write: it would
+    raise while rendering, failing every collector's series, not just this one's.
+
+    >>> _check_numbers("x", 1, None)
+    >>> _check_numbers("x", None, None)
+    Traceback (most recent call last):
+    ...
+    inferwatch.standalone.scrape.CollectorError: returned a value that is not a number in x: None
+    """
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise CollectorError(f"returned a value that is not a number in {name}: "
+                             f"{value!r}") from None
+    if timestamp is None:
+        return
+    try:
+        # Written as whole milliseconds: NaN or an infinity cannot be.
+        int(float(timestamp) * 1000)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise CollectorError(f"returned a timestamp that is not a finite number in {name}: "
+                             f"{timestamp!r}") from None
 
 
 def _encodable(text: str) -> bool:

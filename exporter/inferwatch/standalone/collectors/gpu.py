@@ -133,6 +133,9 @@ class GpuCollector(Collector):
         self._applies = True
         self._said_no_devices = False
         self._inits_held = 0  # nvmlInit calls not yet given back: 0 or 1
+        # The binding that holds that init: an init whose driver-version read and then
+        # shutdown both failed leaves _nvml None, yet close() must still give it back.
+        self._held_by: ModuleType | None = None
         # NVML is held but some GPU does not answer (or none is counted): it is restarted
         # at _next_init.
         self._looking = False
@@ -227,6 +230,8 @@ class GpuCollector(Collector):
             self._closed = True
             if self._nvml is not None:
                 self._release(self._nvml)
+            elif self._held_by is not None:
+                self._shutdown(self._held_by)
 
     # --- library lifecycle ----------------------------------------------------------------
 
@@ -301,6 +306,7 @@ class GpuCollector(Collector):
         if self._inits_held == 0:
             nvml.nvmlInit()
             self._inits_held = 1
+            self._held_by = nvml
 
     def _shutdown(self, nvml: ModuleType) -> None:
         """Give back the init this collector holds. A failed shutdown leaves it held, to be
@@ -316,6 +322,7 @@ class GpuCollector(Collector):
                             exc)
                 return
         self._inits_held = 0
+        self._held_by = None
 
     def _restart_due(self) -> bool:
         return self._looking and self._clock() >= self._next_init
