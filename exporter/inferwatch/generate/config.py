@@ -740,7 +740,15 @@ def _check_baselines(baselines: Baselines) -> None:
                           "alerts read the series recorded at the previous evaluation, which "
                           "Prometheus only sees for 5m")
     half_window = duration_seconds(baselines.seasonal_window) / 2
+    seen: dict[float, str] = {}
     for offset in baselines.seasonal_offsets:
+        earlier = seen.get(duration_seconds(offset))
+        seen[duration_seconds(offset)] = offset
+        if earlier is not None:
+            # The second term of the `or` reads the very same samples: it is never a fallback
+            # with more history, only a mistake (a 1d meant as 1w) that costs a whole query.
+            raise ConfigError("baselines.seasonal_offsets", f"lists one offset twice "
+                              f"({earlier!r} and {offset!r})")
         if duration_seconds(offset) <= half_window:
             raise ConfigError("baselines.seasonal_offsets", f"{offset} must be longer than half "
                               f"of seasonal_window ({baselines.seasonal_window}), which is "
@@ -751,6 +759,65 @@ def _check_baselines(baselines: Baselines) -> None:
                                            >= duration_seconds(signal.baseline_window)):
             raise ConfigError(f"baselines.{spec.name}.window", "must be shorter than "
                               "baseline_window")
+
+
+# A rate needs two samples in its window, and Prometheus extrapolates only over a few
+# scrapes: docs/configuration.md promises windows.rate at least this many scrape intervals.
+RATE_SCRAPES = 4
+
+
+def _given(data: Mapping, dotted: str) -> bool:
+    """Whether the file itself sets the key at `dotted` (not its default)."""
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value or value[part] is None:
+            return False
+        value = value[part]
+    return True
+
+
+def _check_given_together(cfg: Config, data: Mapping) -> None:
+    """Checks between keys that hold only where the file sets them: a config that never
+    renders the Kubernetes output keeps its own scrape interval and job names, so a default
+    of the kubernetes section is no reason to refuse it."""
+    k = cfg.kubernetes
+    if _given(data, "kubernetes.scrape_interval"):
+        scrape = duration_seconds(k.scrape_interval)
+        if duration_seconds(cfg.windows.rate) < RATE_SCRAPES * scrape:
+            raise ConfigError("windows.rate", f"{cfg.windows.rate} must be at least "
+                              f"{RATE_SCRAPES}x kubernetes.scrape_interval "
+                              f"({k.scrape_interval}), or every rate rule comes out empty")
+    for selector_key, job_key in (("selectors.model", "kubernetes.model_job"),
+                                  ("selectors.exporter", "kubernetes.exporter_job")):
+        if _given(data, selector_key) and _given(data, job_key):
+            selector, job = setting(cfg, selector_key), setting(cfg, job_key)
+            matcher = _job_matcher_missing(selector, job)
+            if matcher:
+                raise ConfigError(selector_key, f"has the matcher {matcher}, which the job "
+                                  f"{job!r} the monitor gives its targets ({job_key}) does "
+                                  f"not pass, so the alerts would read nothing")
+
+
+def _job_matcher_missing(selector: str, job: str) -> str | None:
+    """The first job matcher of a checked `selector` that the label value `job` fails."""
+    position = 0
+    while position < len(selector):
+        found = check.label_matcher(selector, position)
+        if found is None:
+            return None
+        name, op, value, text, position = found
+        if name != "job":
+            continue
+        if op in ("=", "!="):
+            passes = (value == job) == (op == "=")
+        else:
+            try:
+                passes = matches(value, job) == (op == "=~")
+            except (Unsupported, re.error):
+                continue  # a pattern Python cannot judge as RE2 does: leave it to the user
+        if not passes:
+            return text
+    return None
 
 
 def _refuse_surrogates(data: Any, key: str) -> None:
@@ -788,6 +855,7 @@ def from_dict(data: Mapping | None, source: str | None = None) -> Config:
             data = {key: value for key, value in data.items() if key != "models"}
         cfg = _build(Config, data, "")
         _check_cross_fields(cfg)
+        _check_given_together(cfg, data)
         if models is not None:
             cfg = dataclasses.replace(cfg, models=_build_model_overrides(models, cfg))
     except ConfigError as exc:

@@ -134,6 +134,25 @@ def selector_text(value: str) -> str:
     return text[:-1].rstrip(" \t\n\r") if text.endswith(",") else text
 
 
+def label_matcher(value: str, position: int) -> tuple[str, str, str, str, int] | None:
+    """The matcher of a checked selector at `position`: its label name and operator, the
+    text its value stands for, the matcher as written, and where the next one starts (None
+    past the last one).
+
+    >>> label_matcher('job="a", "job"=~`b.*`', 8)[:4]
+    ('job', '=~', 'b.*', '"job"=~`b.*`')
+    """
+    matcher = _MATCHER.match(value, position)
+    if not matcher:
+        return None
+    name = matcher.group("name")
+    if name[0] in "\"'`":
+        name = _promql_string_value(name)
+    end = matcher.end() + 1  # past the comma
+    return (name, matcher.group("op"), _promql_string_value(matcher.group("value")),
+            matcher.group(0).strip(), end)
+
+
 def _matcher_problem(matcher: re.Match) -> str | None:
     text = matcher.group(0).strip()
     name = matcher.group("name")
