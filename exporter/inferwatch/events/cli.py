@@ -186,31 +186,37 @@ def _exists(path: Path, fmt: str) -> bool:
 
 def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> None:
     if fmt == "sqlite":
-        from inferwatch.events.sqlite import Cursor, follow_sqlite, tail_and_last_id
+        from inferwatch.events.sqlite import Cursor, follow_sqlite_batch, tail_and_last_id
 
         identity = _file_identity(path)
         lines, after = tail_and_last_id(path, count)
         _print(lines)
+        behind = False
         while follow:
-            time.sleep(FOLLOW_POLL_SECONDS)
+            if not behind:  # a backlog is read in bounded pieces, one right after another
+                time.sleep(FOLLOW_POLL_SECONDS)
+            behind = False
             current = _file_identity(path)
             if current is None:  # deleted: the writer makes it again, as `tail -F` waits
                 continue
             if current != identity:  # replaced: its row ids start again from 1
                 identity, after = current, Cursor(0)
             try:
-                lines, after = follow_sqlite(path, after)
+                lines, after, behind = follow_sqlite_batch(path, after)
             except FileNotFoundError:
                 continue
             _print(lines)
         return
-    from inferwatch.events.jsonl import follow_jsonl, tail_jsonl
+    from inferwatch.events.jsonl import follow_jsonl_batch, tail_jsonl
 
     offsets: dict = {}
     _print(tail_jsonl(path, count, stats, offsets))
+    behind = False
     while follow:
-        time.sleep(FOLLOW_POLL_SECONDS)
-        _print(follow_jsonl(path, offsets, stats))
+        if not behind:  # a backlog is read in bounded pieces, one right after another
+            time.sleep(FOLLOW_POLL_SECONDS)
+        lines, behind = follow_jsonl_batch(path, offsets, stats)
+        _print(lines)
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

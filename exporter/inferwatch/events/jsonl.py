@@ -277,11 +277,18 @@ def exists(path: Path) -> bool:
 # _MARK_BYTES, ending with the newline).
 Position = tuple[tuple[int, int], int, bytes]
 _MARK_BYTES = 64
+# The most a follower reads of one file per poll.
+_FOLLOW_READ_BYTES = 1 << 20
 
 
-def _read_lines(path: Path, since: Position | None,
-                stats: ReadStats) -> tuple[list[bytes], Position | None]:
-    """Complete lines after `since`, and the position just after the last of them.
+def _read_lines(path: Path, since: Position | None, stats: ReadStats,
+                limit: int | None = None) -> tuple[list[bytes], Position | None, bool]:
+    """Complete lines after `since` (about `limit` bytes of them at most), the position just
+    after the last of them, and whether the file may hold more after that.
+
+    What arrives between two polls has no bound (a burst, a whole file read again after a
+    copytruncate): it is read `limit` bytes at a time, so a follower's memory does not grow
+    with it. A single line longer than `limit` is read whole.
 
     A file that is shorter than `since`, or another file by now (``logrotate
     copytruncate``, a file replaced under the same name), is read from its start: seeking
@@ -299,12 +306,24 @@ def _read_lines(path: Path, since: Position | None,
                 if os.pread(f.fileno(), len(mark), offset - len(mark)) == mark:
                     start = offset
             f.seek(start)
-            data = f.read()
+            if limit is None:
+                limit = _FOLLOW_READ_BYTES
+            data = f.read(limit)
+            more = len(data) == limit
+            if more and b"\n" not in data:
+                parts = [data]
+                while True:  # one line longer than the limit: read on to its end
+                    block = f.read(limit)
+                    parts.append(block)
+                    if len(block) < limit or b"\n" in block:
+                        more = len(block) == limit
+                        break
+                data = b"".join(parts)
     except FileNotFoundError:
-        return [], since
+        return [], since, False
     end = data.rfind(b"\n") + 1
     lines = [line for line in data[:end].split(b"\n") if line]
-    return lines, _position(identity, start + end, data[:end], since if start else None)
+    return lines, _position(identity, start + end, data[:end], since if start else None), more
 
 
 def _position(identity: tuple[int, int], offset: int, read: bytes,
@@ -470,10 +489,19 @@ def _mark_end(path: Path, offsets: dict[Path, Position] | None) -> None:
 
 def follow_jsonl(path: Path, offsets: dict[Path, Position], stats: ReadStats) -> list[bytes]:
     """Events written since `offsets` (updated in place), oldest first by ``ts``."""
+    return follow_jsonl_batch(path, offsets, stats)[0]
+
+
+def follow_jsonl_batch(path: Path, offsets: dict[Path, Position],
+                       stats: ReadStats) -> tuple[list[bytes], bool]:
+    """As :func:`follow_jsonl`, reading a bounded amount of each file; True when a file
+    may hold more already (poll again at once)."""
     new: list[tuple[float, bytes]] = []
+    behind = False
     current = event_files(path)
     for file in current:
-        lines, position = _read_lines(file, offsets.get(file), stats)
+        lines, position, more = _read_lines(file, offsets.get(file), stats)
+        behind = behind or more
         if position is not None:
             offsets[file] = position
         for line in lines:  # what query and tail skip and count, following does too
@@ -484,4 +512,4 @@ def follow_jsonl(path: Path, offsets: dict[Path, Position], stats: ReadStats) ->
         del offsets[gone]
     # Several workers' files are read one after another: merged, as query and tail are.
     new.sort(key=lambda item: item[0])
-    return [line for _, line in new]
+    return [line for _, line in new], behind

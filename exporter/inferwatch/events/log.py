@@ -187,13 +187,17 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         `sample_rate`.
         """
         try:
-            if self.sample_rate < 1.0 and not event.get("error") and \
+            if self.sample_rate < 1.0 and not _has_error(event.get("error")) and \
                     self._random() >= self.sample_rate:
                 return
             queue = self._queue
             if len(queue) < self.queue_size and not self._closed:
                 queue.append(event)
-                if _exit_flushed:
+                if self._writer_done:
+                    # close() ran between the check and the append and its writer has
+                    # drained for the last time: nothing will write this event.
+                    self._drop_leftovers()
+                elif _exit_flushed:
                     # An atexit hook registered before this module ran after its flush:
                     # the interpreter ends right after it, so the event is written now.
                     self._flush_before_exit(ATEXIT_FLUSH_SECONDS)
@@ -211,6 +215,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         marker = _Flush()
         self._queue.append(marker)  # past the size bound on purpose: it must get in
         self._wake.set()
+        if self._writer_done:
+            self._drop_leftovers()  # the writer ended after is_alive(): answer it here
         return marker.done.wait(timeout)
 
     def _flush_before_exit(self, timeout: float) -> None:
@@ -224,6 +230,11 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             if self.flush(timeout):
                 return
             self._exit_stalled = True
+        self._drop_leftovers()
+
+    def _drop_leftovers(self) -> None:
+        """Count what is queued as ``closed`` and answer queued flushes: nothing will
+        write it (a writer that has ended, or is stuck at exit)."""
         lost = 0
         queue = self._queue
         while True:
@@ -275,6 +286,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._counts_lock = threading.Lock()
         self._dropped = dict.fromkeys(REASONS, 0)
         self._stopping = False
+        # Set by the writer as it ends, before its last look at the queue.
+        self._writer_done = False
         self._exit_stalled = False
         self._retry_at = 0.0
         self._failures = 0
@@ -301,6 +314,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             # count: counted here too at exit, each lost event would show twice.
             self._queue = deque()
             self._exit_stalled = False
+            self._writer_done = True  # no writer here: a late append counts itself
         else:
             self._start()
 
@@ -401,6 +415,10 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
             if log_._stopping:
                 with _registry_lock:
                     _live.discard(log_)
+                # An emit that saw the log open may append after the drain above: flagged
+                # first, so that either this drain or that emit counts it as `closed`.
+                log_._writer_done = True
+                log_._drop_leftovers()
                 return
             wake = log_._wake
             del log_
@@ -412,6 +430,17 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
         faults.record("events", exc)
     finally:
         _close_quietly(sink_holder[0])
+
+
+def _has_error(value: object) -> bool:
+    """Whether an event's ``"error"`` value says the prediction failed.
+
+    No truth test on the value: an array or a DataFrame has none and raises, which would
+    lose the very events that are always to be kept.
+    """
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, (str, bytes)) and not value)
 
 
 def _close_quietly(sink: object) -> None:

@@ -438,8 +438,23 @@ def last_id(path: Path) -> int:
         conn.close()
 
 
+# The most a follower reads per poll (one row larger than it is read whole).
+_FOLLOW_READ_BYTES = 1 << 20
+
+
 def follow_sqlite(path: Path, after: Cursor | int) -> tuple[list[bytes], Cursor]:
-    """Bodies of rows inserted after the row at `after`, and the cursor at the last one.
+    """Bodies of rows inserted after the row at `after`, and the cursor at the last one."""
+    lines, cursor, _ = follow_sqlite_batch(path, after)
+    return lines, cursor
+
+
+def follow_sqlite_batch(path: Path, after: Cursor | int,
+                        limit: int = _FOLLOW_READ_BYTES) -> tuple[list[bytes], Cursor, bool]:
+    """As :func:`follow_sqlite`, about `limit` bytes of rows at most; True when more rows
+    may follow already (poll again at once).
+
+    What arrives between two polls has no bound (a burst, a database replaced by a full
+    one): it is read in pieces, so a follower's memory does not grow with it.
 
     Row ids start again at 1 in a database made anew (deleted, replaced, or emptied by the
     size bound). The size bound deletes the oldest rows, lowest ids first, so while the
@@ -463,12 +478,25 @@ def follow_sqlite(path: Path, after: Cursor | int) -> tuple[list[bytes], Cursor]
                 restarted = after.body is not None and tuple(seen) != (after.ts, after.body)
             if restarted:
                 start = 0
-        rows = conn.execute("SELECT id, ts, body FROM events WHERE id > ? ORDER BY id",
-                            (start,)).fetchall()
+        found = conn.execute("SELECT id, ts, body FROM events WHERE id > ? ORDER BY id",
+                             (start,))
+        rows: list[tuple] = []
+        size = 0
+        more = False
+        while size < limit:
+            page = found.fetchmany(QUERY_PAGE_ROWS)
+            for row in page:
+                rows.append(row)
+                size += len(row[2]) if isinstance(row[2], (str, bytes)) else 0
+                if size >= limit:
+                    more = True
+                    break
+            if len(page) < QUERY_PAGE_ROWS:
+                break
     finally:
         conn.close()
     if rows:
         after = Cursor(*rows[-1])
     elif start != after.id:
         after = Cursor(0)
-    return _bodies([(body,) for _, _, body in rows]), after
+    return _bodies([(body,) for _, _, body in rows]), after, more
