@@ -171,6 +171,12 @@ def run(args: argparse.Namespace) -> int:
                                                  if outputs else " (it has none)"))
         predictions = {n: columns.pop(n) for n in wanted or
                        [n for n in outputs if n in columns]} or None
+    if predictions is None and not any(name in reference.features for name in columns):
+        # Compared with nothing, the page would only list every column as missing or extra,
+        # and exit 0: a wrong file or a wrong --reference looked like a report.
+        return _error(f"{shown} shares no column with the reference {args.reference} "
+                      f"(its columns: {_names(names)}; the reference's: "
+                      f"{_names([*reference.features, *outputs])})")
     title = args.title or f"Drift report: {os.path.basename(shown)}"
     thresholds = Thresholds.for_model(args.model or "", config)
     report = from_data(reference, columns, predictions, title=title, thresholds=thresholds)
@@ -213,6 +219,15 @@ def _number_or_text(cell: str | None) -> float | str | None:
         return float(cell)
     except ValueError:
         return cell
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    """
+    >>> _names(["a", "b", "c"], limit=2)
+    "'a', 'b' and 1 more"
+    """
+    shown = ", ".join(repr(n) for n in names[:limit]) or "none"
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _unwritable(output: str) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import html
 import math
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlencode
@@ -87,7 +88,8 @@ def report_body(report: ModelReport, *, index_link: str | None = None) -> str:
     rows = report.live.drift_window_rows if report.live is not None else report.rows
     what = "rows in the drift window" if report.live is not None else "rows compared"
     parts.append(f'<p class="muted">Generated {escape(_stamp(report.generated_at))}; '
-                 f'<span data-key="drift_rows" data-value="{rows}">{rows}</span> '
+                 f'<span data-key="drift_rows" data-value="{_value(rows, str)}">'
+                 f"{escape(rows)}</span> "
                  f"{what}.</p>")
     if report.flags:
         parts.append(_flags(report.flags))
@@ -177,7 +179,7 @@ def _calls(live: Live) -> str:
         cards.append(
             f'<div class="card"><div class="muted">{escape(label)} '
             f"(last {escape(window)})</div>"
-            f'<div class="big" data-key="{escape(label)}" data-value="{value!r}">'
+            f'<div class="big" data-key="{escape(label)}" data-value="{_value(value)}">'
             f"{escape(text)}</div>"
             + svg.sparkline(live.sparklines.get(line, []), title=f"{line}, last hour")
             + "</div>")
@@ -213,7 +215,7 @@ def _live_details(live: Live) -> str:
     outcome_rows = [(k, v) for k, v in sorted(live.outcomes.items())]
     parts.append(_table("Outcomes (ground truth, total)", ["result", "outcomes"], outcome_rows,
                         "outcomes"))
-    parts.append(f'<p>Accuracy: <b data-key="accuracy" data-value="{live.accuracy!r}">'
+    parts.append(f'<p>Accuracy: <b data-key="accuracy" data-value="{_value(live.accuracy)}">'
                  f"{_pct(live.accuracy)}</b>; median label delay: "
                  f"<b>{_seconds(live.label_delay_p50)}</b>.</p>")
     return "".join(f'<div class="card">{part}</div>' for part in parts)
@@ -227,7 +229,8 @@ def _drift_table(title: str, key: str, items: Sequence[Distribution]) -> str:
         anchor = _anchor(key, item.name)
         cells = "".join(
             f'<td class="n" data-key="{escape(f"{key}|{item.name}|{m}")}" '
-            f'data-value="{item.scores.get(m, math.nan)!r}">{_num(item.scores.get(m, math.nan))}'
+            f'data-value="{_value(item.scores.get(m, math.nan))}">'
+            f"{_num(item.scores.get(m, math.nan))}"
             "</td>" for m in ("psi", "js", "ks"))
         rows.append(f'<tr class="{key}"><td><a href="#{anchor}">{escape(item.name)}</a></td>'
                     f"{cells}<td class=\"n\">{item.rows:g}</td></tr>")
@@ -242,7 +245,7 @@ def _quality(report: ModelReport) -> str:
         counts = report.quality[feature]
         cells = "".join(
             f'<td class="n" data-key="{escape(f"{kind}|{feature}")}" '
-            f'data-value="{counts.get(kind, 0.0)!r}">{counts.get(kind, 0.0):g}</td>'
+            f'data-value="{_value(counts.get(kind, 0.0))}">{counts.get(kind, 0.0):g}</td>'
             for kind in ("missing", "out_of_range", "unseen_category"))
         rows.append(f"<tr><td>{escape(feature)}</td>{cells}</tr>")
     errors = "".join(f"<li>{escape(reason)}: {count:g}</li>"
@@ -332,10 +335,17 @@ def _table(title: str, header: Sequence[str], rows: Iterable[tuple[str, float]],
 def _keyed_table(title: str, header: Sequence[str],
                  rows: Iterable[tuple[str, float, str]]) -> str:
     body = "".join(f'<tr><td>{escape(name)}</td><td class="n" data-key="{escape(key)}" '
-                   f'data-value="{value!r}">{_num(value)}</td></tr>' for name, value, key in rows)
+                   f'data-value="{_value(value)}">{_num(value)}</td></tr>'
+                   for name, value, key in rows)
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     heading = f"<h3>{escape(title)}</h3>" if title else ""
     return f"{heading}<table><tr>{head}</tr>{body or '<tr><td>none</td></tr>'}</table>"
+
+
+def _value(value: object, text: Callable[[object], str] = repr) -> str:
+    """`value` exactly (its repr), safe inside a quoted attribute whatever its type: a
+    count read from a snapshot may be a string holding quotes and markup."""
+    return html.escape(text(value), quote=True)
 
 
 def _anchor(prefix: str, name: str) -> str:

@@ -140,6 +140,9 @@ def read_snapshot(data: bytes) -> tuple[float, list]:
         data = unpacked
     try:
         document = json.loads(data)
+    except RecursionError:
+        # Arrays nested thousands deep: no snapshot is, and the parser gives up on them.
+        raise ValueError("not a status snapshot (JSON nested too deep)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         if _looks_like_metrics(data):
             raise ValueError("not a status snapshot: the URL answers Prometheus metrics; "
@@ -152,7 +155,9 @@ def read_snapshot(data: bytes) -> tuple[float, list]:
     try:
         generated_at = float(document["generated_at"])
         states = [ModelState.from_dict(s) for s in document["states"]]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError,
+            RecursionError) as exc:
+        # OverflowError: a JSON integer of hundreds of digits, which float() refuses.
         raise ValueError(f"malformed status snapshot: {exc!r}") from None
     # The time every window and the page's stamp are read at: NaN, infinity or a year
     # past 9999 would fail far from here, with no word about the snapshot.

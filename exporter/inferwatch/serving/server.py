@@ -66,6 +66,11 @@ MAX_BODY_BYTES = 64 * 1024
 # Generous: Prometheus on a slow link still reads a large scrape within this.
 WRITE_TIMEOUT_SECONDS = 60.0
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
+# After an error answer the rest of the client's request is read and dropped, at most this
+# long and this much: closing with bytes unread makes the kernel send a reset, which can
+# destroy the answer before the client reads it (it then reports the reset, not the 431).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4 * 1024 * 1024
 RETRY_AFTER_SECONDS = 1
 WARNING_INTERVAL_SECONDS = 60.0
 HEALTH_ROUTES = ("/-/healthy", "/-/ready")
@@ -318,6 +323,7 @@ class MetricsServer:
                               writer: asyncio.StreamWriter, connection: _Connection) -> None:
         first = True
         while not self._closing:
+            head: bytes | None = None
             try:
                 head = await self._read_head(reader, first, connection)
                 connection.unhandled = False
@@ -335,10 +341,20 @@ class MetricsServer:
                 head_only = request.method == "HEAD"
             except _HttpError as error:
                 status, body, headers = error.status, error.body, {"Content-Type": _TEXT}
-                keep_alive, head_only, request, started = False, False, None, time.perf_counter()
+                keep_alive, request, started = False, None, time.perf_counter()
+                # A HEAD answer never has a body (RFC 9110 9.3.2), an error's included: a
+                # client reading one would take the body for the next answer's head.
+                sent = head if head is not None else _buffered_start(reader)
+                head_only = sent.lstrip(b"\r\n").startswith(b"HEAD ")
+                failed = True
+            else:
+                failed = False
             keep_alive = keep_alive and not self._closing
             await self._send(writer, status, headers, body, keep_alive=keep_alive,
                              head_only=head_only)
+            if failed and not self._closing:
+                # The rest of a refused request may still be on its way.
+                await _linger(reader, writer)
             connection.last_active = time.monotonic()
             connection.trusted = connection.trusted or status < 400
             if log.isEnabledFor(logging.DEBUG):
@@ -561,6 +577,37 @@ class _Reader(asyncio.StreamReader):
     def has_request(self) -> bool:
         # A partial head (a slow sender's) does not count: it may never end.
         return b"\r\n\r\n" in self._buffer  # type: ignore[attr-defined]
+
+
+
+def _buffered_start(reader: asyncio.StreamReader) -> bytes:
+    """The first bytes waiting unread: the method of a head too large to read whole."""
+    return bytes(reader._buffer[:16])  # type: ignore[attr-defined]
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close our side, then read and drop what the client still sends, within
+    LINGER_SECONDS and LINGER_BYTES, so the close that follows sends no reset."""
+    try:
+        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_SECONDS)
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (OSError, RuntimeError, asyncio.TimeoutError):
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LINGER_SECONDS
+    dropped = 0
+    while dropped < LINGER_BYTES:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        try:
+            chunk = await asyncio.wait_for(reader.read(64 * 1024), remaining)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError):
+            return
+        if not chunk:
+            return
+        dropped += len(chunk)
 
 
 async def _unhandled(read: Awaitable[T], connection: _Connection) -> T:
