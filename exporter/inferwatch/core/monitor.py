@@ -519,6 +519,14 @@ class Monitor:
         self.request_id_fn: Callable[..., object] | None = None
         self.features: FeatureTracker | None = None
         self.events: EventLog | None = None
+        # The log configure() opened from a path: this monitor's to close when it is
+        # replaced (a log object the user passed in is the user's to close).
+        self._own_events: EventLog | None = None
+        # The followers of this monitor's instrumented callables (streams.Follower), weakly:
+        # their `plain` sets were learnt under the settings in force and must be forgotten
+        # when the settings change, or a class once seen as a plain prediction would never
+        # reach a follower again (token counting or usage switched on later).
+        self._followers: weakref.WeakSet = weakref.WeakSet()
         self.traces = False
         self.trace_stages = False
         # Shadow models (core/shadow.py) listen here: a champion passes each outcome it is
@@ -573,6 +581,7 @@ class Monitor:
                 return False
             old, self.settings = self.settings, settings
             self.fast_settings = settings if self.path is FAST else None
+            self._forget_plain_results()
             state = self.state
             state.summary_settings = settings.summary
             state.objectives = dict(settings.objectives)
@@ -626,12 +635,16 @@ class Monitor:
             # from the same reference takes the new ones. Its drift window starts empty:
             # buckets of another width cannot be carried over.
             tracker = _tracker_of(self.features.reference, settings)
+        opened = False
         if events is not None and not self._logs_to(events) and not hasattr(events, "emit"):
             from inferwatch.events import EventLog
 
             events = EventLog(events)
+            opened = True
         if options:
-            self.settings = settings
+            old_settings, self.settings = self.settings, settings
+            self._forget_plain_results()
+            self._take_identity_settings(old_settings, settings)
             self.state.objectives = dict(self.settings.objectives)
             self._take_summary_settings()
             self._fit_pending()
@@ -658,7 +671,7 @@ class Monitor:
         if request_id is not None:
             self.request_id_fn = request_id
         if events is not None and not self._logs_to(events):
-            self.events = events
+            self._swap_events(events, opened)
         self.keeps_inputs = self.features is not None or self.events is not None
         if self.events or self.request_id_fn or self.traces:
             self.path = SLOW
@@ -666,6 +679,52 @@ class Monitor:
             self.path = FAST if self.features is None else WITH_INPUTS
         self.fast_settings = self.settings if self.path is FAST else None
         return self
+
+    def _take_identity_settings(self, old: Settings, new: Settings) -> None:
+        """A task, metadata or output range given to configure() on a running model: the
+        state was built with the old ones, and ``inferwatch_model_info`` kept showing them."""
+        with self._lock:
+            state = self.state
+            info = dict(state.info)
+            if new.metadata != old.metadata:
+                for key in old.metadata:
+                    info.pop(key, None)
+                info.update({k: clean_label_value(v) for k, v in new.metadata.items()})
+            # Back to "auto": the task its predictions showed already stays.
+            if new.task != old.task and new.task != "auto":
+                info["task"] = new.task
+            if info != state.info:
+                state.info = info
+                self._revision += 1
+            if new.output_range and not old.output_range:
+                # Ratios of out-of-range predictions read 0 from here on, not "no data".
+                state.inc("inferwatch_invalid_predictions_total", ("out_of_range",), 0)
+                self._revision += 1
+
+    def _swap_events(self, events: EventLog, opened: bool) -> None:
+        """Write to `events` from here on; close the log it replaces when this monitor
+        opened that one itself, or each reconfiguration would leave a writer thread and an
+        open file behind."""
+        # Under the lock: a drain emits under it, so none writes into the old log once it
+        # is closed (a shadow reads the champion's current log when it writes).
+        with self._lock:
+            old, self.events = self._own_events, events
+            self._own_events = events if opened else None
+        if old is not None and old is not events:
+            try:
+                old.close()  # flushes what was queued before the swap
+            except Exception as exc:
+                faults.record("events", exc)
+
+    def follow_settings(self, follower: Any) -> None:
+        """Have `follower`'s remembered plain result classes forgotten when the settings
+        change (see ``streams.Follower``); kept weakly."""
+        self._followers.add(follower)
+
+    def _forget_plain_results(self) -> None:
+        # Cleared in place: the wrappers hold the set itself, bound once.
+        for follower in list(self._followers):
+            follower.plain.clear()
 
     def _install_tracker(self, tracker: FeatureTracker) -> None:
         """Check inputs and predictions with `tracker` from the next drain on."""

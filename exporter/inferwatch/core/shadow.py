@@ -94,6 +94,10 @@ def _error_type(name: str) -> type:
     return found
 
 
+# A Shadow's `events` when it writes to whatever log its champion's monitor has.
+_CHAMPIONS_LOG = object()
+
+
 class Shadow:
     """One challenger behind one champion: its queue, its workers and its comparison."""
 
@@ -285,7 +289,9 @@ class Shadow:
 
     def _log_event(self, method: str, champion_result: object, result: object,
                    request_id: str | None, at: float) -> None:
-        events = self.events
+        # The champion's log as it is now: configure(events=...) on the champion replaces
+        # (and closes) the one it had when this shadow began.
+        events = self.champion_monitor.events if self.events is _CHAMPIONS_LOG else self.events
         if events is None:
             return
         key = "probabilities" if method == "predict_proba" else "prediction"
@@ -742,7 +748,7 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     handle = Shadow(champion_monitor, challenger, monitor, classes, sample=float(sample),
                     timeout=float(timeout), queue_size=int(queue_size), mode=mode,
                     workers=int(workers), comparison=comparison,
-                    events=champion_monitor.events)
+                    events=_CHAMPIONS_LOG)
     monitor.drain_listeners = (*monitor.drain_listeners, handle.before_drain)
     champion_monitor.outcome_listeners = (*champion_monitor.outcome_listeners,
                                           handle.on_outcome)

@@ -209,8 +209,8 @@ class Follower:
     for an ordinary prediction, which the wrapper then records as usual.
     """
 
-    __slots__ = ("input_position", "kinds", "lean_settings", "monitor", "plain", "plan",
-                 "proxies", "settings")
+    __slots__ = ("__weakref__", "input_position", "kinds", "lean_settings", "monitor", "plain",
+                 "plan", "proxies", "settings")
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
@@ -219,6 +219,10 @@ class Follower:
         self.kinds: dict[type, str] = {}
         self.proxies = _proxy_classes()
         self._use(monitor.settings)
+        # The monitor empties `plain` when configure() changes its settings.
+        follow_settings = getattr(monitor, "follow_settings", None)
+        if follow_settings is not None:
+            follow_settings(self)
 
     def _use(self, settings: Settings) -> None:
         # `settings` is stored last: a call that planned for settings a second configure()
@@ -249,7 +253,7 @@ class Follower:
             monitor = self.monitor
             if monitor.settings is not self.settings:  # configure() replaced them
                 self._use(monitor.settings)
-            plan = self.plan
+            plan, planned_for = self.plan, self.settings
             # The common stream first, with nothing to work out: its time to first item
             # is what this path adds.
             if cls is GeneratorType and not slow and plan.count_tokens is None:
@@ -265,6 +269,10 @@ class Follower:
                     # their way past this follower, as they copy an ndarray on theirs.
                     if len(self.plain) < MAX_PLAIN_CLASSES and not _is_array_subclass(cls):
                         self.plain.add(cls)
+                        # Settings replaced while this call planned: the monitor's clear
+                        # may have run before the add, so the class is not kept as plain.
+                        if monitor.settings is not planned_for:
+                            self.plain.discard(cls)
                     return UNFOLLOWED
                 if kind == "text":
                     return UNFOLLOWED
