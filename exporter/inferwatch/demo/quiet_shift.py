@@ -135,16 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     import inferwatch
 
     predict = instrument_estimate(args.speed)
-    try:
-        metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
-    except OSError as exc:  # a port in use or an unknown host: one line, not a traceback
-        print(f"{parser.prog}: {exc}", file=sys.stderr)
-        return 1
+    # Before serve(): whoever waits for /metrics to answer may signal at once, and until
+    # the handlers are in place SIGUSR1 (and SIGTERM) kill the process by default.
     stop = stop_on_signals()
     hold = None
     if args.shift_on_signal:
         hold = threading.Event()
         signal.signal(signal.SIGUSR1, lambda signum, frame: hold.set())
+    try:
+        metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
+    except OSError as exc:  # a port in use or an unknown host: one line, not a traceback
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
     print(f"model {MODEL_NAME} {MODEL_VERSION} serving, metrics {metrics.url}", flush=True)
     try:
         seed = 0

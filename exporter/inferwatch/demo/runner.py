@@ -8,6 +8,7 @@ child process, newest first.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import shutil
@@ -43,8 +44,11 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PORT_ATTEMPTS = 3
 
 
-class _Stop(Exception):
-    """Raised in the main thread by SIGTERM, so it unwinds like Ctrl-C."""
+class _Stop(BaseException):
+    """Raised in the main thread by SIGTERM, so it unwinds like Ctrl-C.
+
+    A BaseException, as KeyboardInterrupt is: an ``except Exception`` on the way must not
+    swallow it, since later stop signals are ignored once the first has been raised."""
 
 
 class Demo:
@@ -88,14 +92,16 @@ class Demo:
         receiver = None
         generator = None
         thread = None
+        status = 0
         # Everything after the first handler is inside the try: a SIGTERM between it and the
         # try (during mkdtemp, say) raised out of run() as a traceback, with the handlers
         # left in place.
         try:
             # A closed terminal (SIGHUP) stops the demo as Ctrl-C does, so its temporary
-            # directory goes too.
+            # directory goes too. SIGINT gets the same handler only where it would raise
+            # KeyboardInterrupt anyway (not where the caller ignores it).
             for sig in _STOP_SIGNALS:
-                if sig != signal.SIGINT:
+                if sig != signal.SIGINT or previous[sig] is signal.default_int_handler:
                     signal.signal(sig, _raise_stop)
             if self.workdir is None:
                 # Held, so the directory is known to the cleanup before a signal stops us.
@@ -121,20 +127,24 @@ class Demo:
                 self.out(self._summary(generator))
                 gone = self._exited(stack)
                 if gone:
+                    status = 1
                     self.out(f"{self._clock()} {gone}")
-                    return 1
-            self.out(f"{self._clock()} scenario finished")
-            return 0
+                    break
+            else:
+                self.out(f"{self._clock()} scenario finished")
         except (KeyboardInterrupt, _Stop):
-            self.out(f"{self._clock()} stopping")
-            return 0
+            # A later stop signal is ignored from here on (see _raise_stop), and a reader
+            # gone at this very line is no reason to skip the cleanup's last words.
+            with contextlib.suppress(BrokenPipeError):
+                self.out(f"{self._clock()} stopping")
         except BrokenPipeError:
             # Whoever read the output has gone (`inferwatch demo | head`): stop as on Ctrl-C.
-            return 0
+            pass
         finally:
             # A second Ctrl-C must not cut the cleanup short and leave children behind.
             for sig in _STOP_SIGNALS:
-                signal.signal(sig, _ignore)
+                if signal.getsignal(sig) is not None:
+                    signal.signal(sig, _ignore)
             if generator is not None:
                 generator.stop()
             if thread is not None:
@@ -150,11 +160,16 @@ class Demo:
             if not self.keep_workdir and self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            if left:
-                self.out(f"stopped, but {left}; they may still run")
-            else:
-                self.out("stopped: every demo process has exited")
+                if handler is not None:
+                    signal.signal(sig, handler)
+            with contextlib.suppress(BrokenPipeError):
+                if left:
+                    self.out(f"stopped, but {left}; they may still run")
+                else:
+                    self.out("stopped: every demo process has exited")
+        # A child left running is a failure, whatever stopped the run: a caller reading 0
+        # would take it that nothing of the demo remains.
+        return 1 if left else status
 
     def _start_processes(self, stack: Stack, receiver: PageReceiver | None) -> None:
         from inferwatch.generate import write
@@ -355,6 +370,15 @@ def _scenario(name: str, speed: float) -> list[Phase]:
 
 
 def _raise_stop(signum: int, frame: Any) -> None:
+    # The first stop signal ends the run; from here on the others are ignored, so a second
+    # one arriving while "stopping" is printed, or before `finally` is reached, cannot cut
+    # the cleanup short or raise out of run(). Held as stop_signals_held() holds them: as
+    # Python handlers, swapped before anything else can run.
+    for sig in _STOP_SIGNALS:
+        if signal.getsignal(sig) is _raise_stop:
+            signal.signal(sig, _ignore)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise _Stop()
 
 

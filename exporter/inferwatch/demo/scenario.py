@@ -92,6 +92,11 @@ def scenario(name: str = "default", speed: float = 1.0) -> list[Phase]:
     if not (speed > 0 and math.isfinite(speed)):
         raise ValueError(f"speed must be a number above zero, got {speed!r}")
     unit = SCENARIOS[name] / speed
+    # A speed so small (1e-320) that the phases last inf seconds: the demo went on to start
+    # a model with an infinite drift window, which refused it, or to render its rules, which
+    # raised OverflowError.
+    if not math.isfinite(unit * max(p.seconds for p in _STORY)):
+        raise ValueError(f"speed {speed!r} is too small: a phase would never end")
     return [dataclasses.replace(p, seconds=p.seconds * unit) for p in _STORY]
 
 

@@ -28,8 +28,13 @@ def scaled(story: Sequence[P], speed: float) -> list[P]:
     # phase lines as fast as it could, into a log that grew without bound.
     if not (speed > 0 and math.isfinite(speed)):
         raise ValueError(f"speed must be a number above zero, got {speed!r}")
-    return [dataclasses.replace(phase, seconds=phase.seconds / speed)  # type: ignore[type-var]
-            for phase in story]
+    phases = [dataclasses.replace(phase, seconds=phase.seconds / speed)  # type: ignore[type-var]
+              for phase in story]
+    # A speed so small (1e-320) that a phase lasts inf seconds: the story never moved on,
+    # and the model's rolling window, as long, ended the process in a traceback.
+    if not all(math.isfinite(phase.seconds) for phase in phases):  # type: ignore[attr-defined]
+        raise ValueError(f"speed {speed!r} is too small: a phase would never end")
+    return phases
 
 
 def play_story(story: Sequence[Any], act: Callable[[Any], object], *, per_second: float,

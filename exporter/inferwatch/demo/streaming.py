@@ -150,12 +150,14 @@ def main(argv: list[str] | None = None) -> int:
 
     toy = ToyGenerator()
     generate = instrument_generator(toy)
+    # Before serve(): whoever waits for /metrics to answer may stop us at once, and until
+    # the handlers are in place SIGTERM kills the process by default.
+    stop = stop_on_signals()
     try:
         metrics = inferwatch.serve(port=args.metrics_listen[1], addr=args.metrics_listen[0])
     except OSError as exc:  # a port in use or an unknown host: one line, not a traceback
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 1
-    stop = stop_on_signals()
     print(f"model {MODEL_NAME} {MODEL_VERSION} streaming, metrics {metrics.url}", flush=True)
     try:
         while not stop.is_set():
