@@ -125,10 +125,12 @@ def _locks_in(namespace: dict, owner: object) -> list[tuple[object, str]]:
 
 
 def _in_a_model_server(module: str) -> bool:
-    """inferwatch code that runs inside a forking model server; the standalone exporter is a
-    process of its own that never forks (an earlier test's exporter collectors may still be
-    alive in this process when the walk runs)."""
-    return module.startswith("inferwatch") and not module.startswith("inferwatch.standalone")
+    """inferwatch code that runs inside a forking model server; the standalone exporter and
+    the demo's own processes (its page receiver, its stack) are processes of their own that
+    never fork (an earlier test's exporter collectors or page receivers may still be alive
+    in this process when the walk runs)."""
+    return module.startswith("inferwatch") and not module.startswith(
+        ("inferwatch.standalone", "inferwatch.demo"))
 
 
 def _owned_locks() -> list[tuple[object, str]]:

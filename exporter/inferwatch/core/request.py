@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,16 @@ MAX_STAGES = 10_000
 # Held only while a close checks and clears a request's open flag: nothing in that section
 # allocates, so a finalizer (Request.__del__ closing another request) never runs inside it.
 _CLOSING = threading.Lock()
+
+
+def _renew_lock_after_fork() -> None:
+    # A lock another thread held at fork time would never be released in the child.
+    global _CLOSING
+    _CLOSING = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_lock_after_fork)
 
 
 def current_request() -> Request | None:
