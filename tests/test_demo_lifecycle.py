@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 HOST = "127.0.0.1"
@@ -213,6 +213,7 @@ def page_receiver() -> Iterator[Any]:
     {"status": st.sampled_from(["firing", "resolved", 3, None]),
      "labels": st.dictionaries(st.sampled_from(["alertname", "model", "severity"]),
                                _label_values, max_size=3)}), min_size=1, max_size=8))
+@example(alerts=[{"status": "firing", "labels": {"alertname": "Drift\nNow"}}])
 def test_the_page_digest_takes_whatever_labels_were_posted(
         page_receiver: Any, alerts: list[dict[str, Any]]) -> None:
     for _ in range(2):  # twice, so there are repeats and the summary shows the digest

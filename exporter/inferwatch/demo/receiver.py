@@ -78,6 +78,16 @@ def _one_line(value: Any) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
+def _printable(text: str) -> str:
+    """`text` with every character that is not printable (a line break, a control
+    character) shown as `?`: a posted alert name stays on its line of the summary.
+
+    >>> _printable("Drift\\nNow")
+    'Drift?Now'
+    """
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 class PageReceiver:
     """Receives Alertmanager webhooks on `host:port` (port 0 picks a free one).
 
@@ -130,8 +140,9 @@ class PageReceiver:
         """
         with self._lock:
             # str(): the labels are whatever was posted, and a name that is a number or
-            # null next to a string raised TypeError from sorted(), out of the live summary.
-            firing = sorted({str(json.loads(key).get("alertname", "?"))
+            # null next to a string raised TypeError from sorted(), out of the live summary;
+            # a line break or control character in a name would break the one line.
+            firing = sorted({_printable(str(json.loads(key).get("alertname", "?")))
                              for key, status in self._status.items() if status == "firing"})
             resolved = sum(1 for status in self._status.values() if status == "resolved")
             repeats = self.repeats
