@@ -181,7 +181,7 @@ def test_a_model_judged_over_its_own_accuracy_window_shows_that_accuracy() -> No
     default = _titled(dashboards.render(DEFAULT)["model-quality.json"], "Accuracy (")
     assert default["title"] == "Accuracy (1h)"
     assert [t["legendFormat"] for t in default["targets"]] == [
-        "{{model}} {{model_version}}", "objective {{model}}"]
+        "{{model}} {{model_version}}", "objective {{model}} {{model_version}}"]
 
 
 # Configs an SRE writes: several matchers, regex overrides, every signal off, odd titles.

@@ -29,7 +29,14 @@ from inferwatch.generate.config import (
     duration_seconds,
     with_values,
 )
-from inferwatch.generate.objectives import is_overridden, models_in
+from inferwatch.generate.objectives import (
+    is_overridden,
+    is_per_version,
+    join_objective,
+    models_in,
+    objective_of,
+    version_objective,
+)
 from inferwatch.generate.panels import (
     BAND_HIGH,
     BAND_LOW,
@@ -187,10 +194,45 @@ def _coloured_by_default(cfg: Config, key: str, what: str, where: str = "") -> s
             f"by its alert against that one{f' ({where})' if where else ''}.")
 
 
-def _objective(key: str, around: str = "max by (model) ({})") -> g.Target:
-    """Each selected model's own objective (its `models:` override, else the default)."""
-    series = q.objective(key) + selector('model=~"$model"')
-    return target(around.format(series), "objective {{model}}")
+def _objective(cfg: Config, key: str, around: str = "{}") -> g.Target:
+    """Each selected model's own objective (its `models:` override, else the default), `around`
+    turning it into what the panel draws. Where versions declare it in code, each selected
+    version's own: the alerts judge a version by its own declaration, so the model's strictest
+    would draw a canary's laxer line below its values while no alert fires."""
+    if is_per_version(cfg, key):
+        series = version_objective(key) + selector(MODEL, VERSION)
+        return target(around.format(f"max by ({q.MODEL_LABELS}) ({series})"), "objective " + MV)
+    series = q.objective(key) + selector(MODEL)
+    return target(around.format(f"max by (model) ({series})"), "objective {{model}}")
+
+
+def _version_objective(cfg: Config, key: str) -> tuple[str, str]:
+    """The vector matching and series that give each selected version its alert's value of
+    an objective: the version's own where versions declare it in code, else its model's."""
+    matchers = (MODEL, VERSION) if is_per_version(cfg, key) else (MODEL,)
+    return (join_objective(cfg, key, per_version=True),
+            objective_of(cfg, key, per_version=True) + selector(*matchers))
+
+
+def _accuracy_threshold(cfg: Config) -> str:
+    """What InferwatchAccuracyDrop compares each selected version's accuracy with: its
+    validation accuracy less accuracy.max_drop, or, without one, accuracy.min_ratio.
+
+    A model with a validation accuracy pages below a line of its own, often well above the
+    minimum: drawing the minimum alone would show it healthy while it pages. Shadow versions
+    are left out, as the alert leaves them out.
+    """
+    drop_on, drop = _version_objective(cfg, "accuracy.max_drop")
+    floor_on, floor = _version_objective(cfg, "accuracy.min_ratio")
+    serving = f"group by ({q.MODEL_LABELS}) (inferwatch_model_info{_raw(cfg)})"
+    shadows = _raw(cfg, 'role="shadow"')
+    # `unless` binds tighter than `or`: the brackets make it leave shadows out of both.
+    return (f"(\n  (\n    {_recorded(cfg, q.validation_accuracy())}\n"
+            f"    - {drop_on} {drop}\n  )\n"
+            f"  or on ({q.MODEL_LABELS})\n"
+            f"  (\n    {serving} * 0\n    + {floor_on} {floor}\n  )\n)\n"
+            f"unless on ({q.MODEL_LABELS})\n"
+            f"max by ({q.MODEL_LABELS}) (inferwatch_model_info{shadows})")
 
 
 def _baseline(cfg: Config, key: str, operation: str, *matchers: str) -> str:
@@ -301,7 +343,7 @@ def model_overview(cfg: Config) -> dict[str, Any]:
             MV + " {{outcome}}")], "reqps", stack=True)),
         Cell(timeseries("Error ratio", [
             target(_recorded(cfg, q.error_ratio(w)), MV),
-            _objective("slo.availability", "1 - max by (model) ({})")],
+            _objective(cfg, "slo.availability", "1 - {}")],
             "percentunit", f"Dashed line: the error budget of the "
             f"{number(cfg.slo.availability)} availability SLO; objective: each model's own "
             f"budget.", limit=budget)),
@@ -313,7 +355,7 @@ def model_overview(cfg: Config) -> dict[str, Any]:
         Cell(timeseries("Latency quantiles", [
             *(target(_recorded(cfg, q.latency_quantile(cfg, n)), f"p{n} {MV}")
               for n in (50, 90, 99)),
-            _objective("latency.p99_seconds")],
+            _objective(cfg, "latency.p99_seconds")],
             "s", "From the latency histogram, across replicas. Dashed line: the default p99 "
                  "threshold of InferwatchLatencyHigh; objective: each model's own.",
             limit=cfg.latency.p99_seconds)),
@@ -429,7 +471,7 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             "percentunit", "Rolling quantiles of the top-class probability.", max_value=1)),
         Cell(timeseries("Invalid predictions", [
             target(_recorded(cfg, q.invalid_ratio(cfg)), "ratio " + MV),
-            _objective("predictions.invalid_ratio")], "percentunit",
+            _objective(cfg, "predictions.invalid_ratio")], "percentunit",
             f"Invalid values per row over {w}. {_OBJECTIVE_LINES}",
             limit=cfg.predictions.invalid_ratio)),
         Cell(timeseries("Invalid predictions by reason", [target(
@@ -443,11 +485,11 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     quality = [
         Cell(timeseries("Missing values per row", [target(
             _recorded(cfg, q.feature_ratio(cfg, 'inferwatch_feature_missing')),
-            MV + " {{feature}}"), _objective("data_quality.missing_ratio")], "percentunit",
+            MV + " {{feature}}"), _objective(cfg, "data_quality.missing_ratio")], "percentunit",
             _OBJECTIVE_LINES, limit=cfg.data_quality.missing_ratio)),
         Cell(timeseries("Out-of-range values per row", [target(
             _recorded(cfg, q.feature_ratio(cfg, 'inferwatch_feature_out_of_range')),
-            MV + " {{feature}}"), _objective("data_quality.out_of_range_ratio")],
+            MV + " {{feature}}"), _objective(cfg, "data_quality.out_of_range_ratio")],
             "percentunit", f"Outside the reference range. {_OBJECTIVE_LINES}",
             limit=cfg.data_quality.out_of_range_ratio)),
         Cell(timeseries("Unseen categories", [target(
@@ -467,17 +509,17 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             limit=cfg.drift.feature_threshold), 8, 10),
         Cell(timeseries(f"Feature drift ({cfg.drift.method})", [target(
             f"max by (model, feature) (inferwatch_feature_drift{_raw(cfg, method)})",
-            "{{model}} {{feature}}"), _objective("drift.feature_threshold")], "short",
+            "{{model}} {{feature}}"), _objective(cfg, "drift.feature_threshold")], "short",
             _OBJECTIVE_LINES, limit=cfg.drift.feature_threshold), 16, 10),
         Cell(timeseries(f"Prediction drift ({cfg.drift.method})", [target(
             f"max by (model, output) (inferwatch_prediction_drift{_raw(cfg, method)})",
-            "{{model}} {{output}}"), _objective("drift.prediction_threshold")], "short",
+            "{{model}} {{output}}"), _objective(cfg, "drift.prediction_threshold")], "short",
             _OBJECTIVE_LINES, limit=cfg.drift.prediction_threshold)),
         # A model's own minimum (drift.min_observations is an objective) decides whether its
         # drift alerts can fire at all: the default line alone hides a model kept silent.
         Cell(timeseries("Drift window rows", [target(
             f"min by (model, model_version) (inferwatch_drift_window_observations{raw})", MV),
-            _objective("drift.min_observations")],
+            _objective(cfg, "drift.min_observations")],
             "short", f"Drift alerts need at least {number(cfg.drift.min_observations)} rows "
             f"(dashed line), or a model's own minimum (objective: its models: entry, or what "
             f"it declares in code).", limit=cfg.drift.min_observations)),
@@ -500,10 +542,12 @@ def model_quality(cfg: Config) -> dict[str, Any]:
                 for own in rules.accuracy_configs(cfg)]
     truth = [
         Cell(timeseries(f"Accuracy ({', '.join(windows)})", [
-            *accuracy, _objective("accuracy.min_ratio")],
+            *accuracy, target(_accuracy_threshold(cfg), "objective " + MV)],
             "percentunit", f"Correct outcomes / all outcomes; the alert needs "
-            f"{number(cfg.accuracy.min_outcomes)} outcomes. Objective: each model's own "
-            f"minimum.",
+            f"{number(cfg.accuracy.min_outcomes)} outcomes. Dashed line: the default "
+            f"minimum, for a version without a validation accuracy; objective: the line "
+            f"InferwatchAccuracyDrop judges each version by, its validation accuracy less "
+            f"accuracy.max_drop, else its model's own minimum.",
             limit=cfg.accuracy.min_ratio, max_value=1)),
         Cell(timeseries("Outcomes by result", [target(
             f"sum by (model, result) (rate(inferwatch_outcomes_total{raw}[{RATE}]))",
@@ -700,6 +744,17 @@ def _latency_objectives(cfg: Config) -> list[tuple[float, ModelOverride | None]]
             (cfg.latency.p99_seconds, None)]
 
 
+def _declared_p99_note(cfg: Config) -> str:
+    """What the latency SLO stat adds when models may declare their p99 in code: it counts
+    calls within the config's thresholds only (a histogram bucket must sit at a threshold
+    known when the dashboard is generated), while InferwatchLatencyHigh judges the declared."""
+    if not is_per_version(cfg, _P99):
+        return ""
+    return (" A p99 threshold a model declares in code (objectives.from_code) is not followed "
+            "here: its calls are counted against its config threshold, while "
+            "InferwatchLatencyHigh and the p99 latency panel use the declared one.")
+
+
 def _within(cfg: Config, period: str) -> str:
     """Each model's share of calls within its own p99 threshold over `period`."""
     raw = _raw(cfg)
@@ -755,7 +810,8 @@ def slo(cfg: Config) -> dict[str, Any]:
         Cell(stat(f"{within_title} over {period}", [target(_within(cfg, period), "{{model}}")],
                   "percentunit", f"Latency SLO: 99% of calls within the p99 threshold "
                   f"({p99}s by default; a models: entry's own for its models). Needs a "
-                  f"latency bucket at {' and '.join(f'{number(t)}' for t in thresholds)}.",
+                  f"latency bucket at {' and '.join(f'{number(t)}' for t in thresholds)}."
+                  + _declared_p99_note(cfg),
                   floor=0.99), 8, 5),
         Cell(timeseries(f"Error budget remaining ({period})", [target(remaining, "{{model}}")],
                         "percentunit", "Dashed line: the budget is spent.", limit=0), 24),
@@ -766,7 +822,7 @@ def slo(cfg: Config) -> dict[str, Any]:
     ]
     latency = [
         Cell(timeseries("p99 latency", [
-            target(_recorded(cfg, q.latency_quantile(cfg, 99)), MV), _objective(_P99)], "s",
+            target(_recorded(cfg, q.latency_quantile(cfg, 99)), MV), _objective(cfg, _P99)], "s",
             "Dashed line: the default threshold of InferwatchLatencyHigh; objective: each "
             "selected model's own (its models: entry, or what it declares in code).",
             limit=cfg.latency.p99_seconds), 24),
