@@ -80,18 +80,22 @@ class Join:
     missing_labels: int = 0
 
 
+def _check_bounds(max_entries: int, ttl_seconds: float, max_bytes: int) -> None:
+    if max_entries < 1:
+        raise ValueError(f"outcome cache max_entries must be at least 1, got {max_entries}")
+    if max_bytes < 1:
+        raise ValueError(f"outcome cache max_bytes must be at least 1, got {max_bytes}")
+    if not ttl_seconds > 0:
+        raise ValueError(f"outcome ttl_seconds must be positive, got {ttl_seconds}")
+
+
 class OutcomeJoiner:
     """A bounded cache of recent predictions by request id."""
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES,
                  ttl_seconds: float = DEFAULT_TTL_SECONDS, *,
                  max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        if max_entries < 1:
-            raise ValueError(f"outcome cache max_entries must be at least 1, got {max_entries}")
-        if max_bytes < 1:
-            raise ValueError(f"outcome cache max_bytes must be at least 1, got {max_bytes}")
-        if not ttl_seconds > 0:
-            raise ValueError(f"outcome ttl_seconds must be positive, got {ttl_seconds}")
+        _check_bounds(max_entries, ttl_seconds, max_bytes)
         self.max_entries = max_entries
         self.ttl_seconds = ttl_seconds
         self.max_bytes = max_bytes
@@ -121,12 +125,7 @@ class OutcomeJoiner:
         >>> list(joiner._pending), joiner.join("r-2", "a", at=120.0).unmatched
         (['r-1', 'r-2'], 'expired')
         """
-        if max_entries < 1:
-            raise ValueError(f"outcome cache max_entries must be at least 1, got {max_entries}")
-        if max_bytes < 1:
-            raise ValueError(f"outcome cache max_bytes must be at least 1, got {max_bytes}")
-        if not ttl_seconds > 0:
-            raise ValueError(f"outcome ttl_seconds must be positive, got {ttl_seconds}")
+        _check_bounds(max_entries, ttl_seconds, max_bytes)
         with self._lock:
             self.max_entries, self.ttl_seconds, self.max_bytes = (max_entries, ttl_seconds,
                                                                   max_bytes)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextvars
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from inferwatch.core.call_input import snapshot, snapshot_input
 # drain reads the class's name, and anything else there would fail the whole drain.
 from inferwatch.core.monitor import _error_class
 from inferwatch.core.tracing import current_trace_id, stage_span
+from inferwatch.forking import renew_at_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -51,16 +51,7 @@ MAX_STAGES = 10_000
 # Held only while a close checks and clears a request's open flag: nothing in that section
 # allocates, so a finalizer (Request.__del__ closing another request) never runs inside it.
 _CLOSING = threading.Lock()
-
-
-def _renew_lock_after_fork() -> None:
-    # A lock another thread held at fork time would never be released in the child.
-    global _CLOSING
-    _CLOSING = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_lock_after_fork)
+renew_at_fork(globals(), "_CLOSING")
 
 
 def current_request() -> Request | None:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import sys
 import threading
 from bisect import bisect_left
@@ -56,6 +55,7 @@ from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, NamedTuple
 
 from inferwatch import faults
+from inferwatch.forking import renew_at_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -73,16 +73,7 @@ _FAULT = "stream"
 # Taken once per stream, at its ending, never per item. Reentrant: a finaliser (a tracker
 # or proxy collected) may end another stream in a thread that holds it.
 _ENDING = threading.RLock()
-
-
-def _renew_lock_after_fork() -> None:
-    # A lock another thread held at fork time would never be released in the child.
-    global _ENDING
-    _ENDING = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_lock_after_fork)
+renew_at_fork(globals(), "_ENDING", threading.RLock)
 
 
 @dataclass(slots=True)

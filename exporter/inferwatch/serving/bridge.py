@@ -15,7 +15,6 @@ True
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from inferwatch.core.render import (
     loaded_ml_packages,
     process_families,
 )
+from inferwatch.forking import renew_at_fork
 from inferwatch.serving.exposition import Prerendered, prerender_format
 
 # Families collect() yields beyond describe_families(): an event log's and the merged view's.
@@ -124,16 +124,7 @@ def _guarded(fn: Callable[[], dict]) -> dict:
 
 _prometheus_registry: CollectorRegistry | None = None
 _prometheus_lock = threading.Lock()
-
-
-def _renew_lock_after_fork() -> None:
-    # A lock held by another thread at fork time would never be released in the child.
-    global _prometheus_lock
-    _prometheus_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_lock_after_fork)
+renew_at_fork(globals(), "_prometheus_lock")
 
 
 def prometheus_registry() -> CollectorRegistry:

@@ -20,7 +20,6 @@ import asyncio
 import functools
 import gzip
 import logging
-import os
 import re
 import threading
 import time
@@ -35,6 +34,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from inferwatch.forking import renew_at_fork
 
 log = logging.getLogger("inferwatch.serving.exposition")
 
@@ -52,16 +53,7 @@ AsgiApp = Callable[
 ]
 
 _failure_lock = threading.Lock()
-
-
-def _renew_lock_after_fork() -> None:
-    # A lock held by another thread at fork time would never be released in the child.
-    global _failure_lock
-    _failure_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_lock_after_fork)
+renew_at_fork(globals(), "_failure_lock")
 _last_failure_logged = -FAILURE_LOG_INTERVAL_SECONDS
 _EOF = b"# EOF\n"
 
