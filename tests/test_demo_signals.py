@@ -205,6 +205,10 @@ def test_a_second_stop_signal_while_stopping_does_not_cut_the_cleanup_short(
     monkeypatch.setattr(runner, "tempfile", type("T", (), {"mkdtemp": staticmethod(mkdtemp)}))
     monkeypatch.setattr(runner.Demo, "_start_processes", start_processes)
     lines: list[str] = []
+    # Ctrl-C at a terminal reaches Python's own SIGINT handler; an earlier test of this
+    # process may have left another one (a test runner's worker ignores SIGINT), under
+    # which the first signal would not stop the demo at all.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT,
                                                       signal.SIGHUP)}
     try:
@@ -213,10 +217,12 @@ def test_a_second_stop_signal_while_stopping_does_not_cut_the_cleanup_short(
         pytest.fail(f"the second signal raised out of run(): {exc!r}; lines: {lines}")
     finally:
         _kill_all(pids)
+        after = {sig: signal.getsignal(sig) for sig in before}
+        signal.signal(signal.SIGINT, inherited)
     assert status == 0
     assert lines[-1] == "stopped: every demo process has exited", lines
     assert made and not made[0].exists(), "the temporary directory was left behind"
-    assert {sig: signal.getsignal(sig) for sig in before} == before
+    assert after == before
 
 
 def test_sigint_the_caller_ignores_stays_ignored(
