@@ -140,6 +140,9 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                ("output", "method")),
     MetricSpec("inferwatch_drift_window_observations", "gauge",
                "Rows in the drift window."),
+    MetricSpec("inferwatch_feature_drift_observations", "gauge",
+               "Values of a feature in the drift window (its missing values left out).",
+               ("feature",)),
     # --- ground truth ---------------------------------------------------------------------
     MetricSpec("inferwatch_outcomes_total", "counter",
                "Classification outcomes joined with their prediction, by result.", ("result",)),

@@ -191,6 +191,11 @@ class Page:
         name = "inferwatch_drift_window_observations"
         prefix = self._prefixes((name, *key), [(name, base)])[0]
         lines[name] = [prefix + go_float(float(rows)) + "\n"]
+        observations = drift.observations(now)
+        if observations:
+            name = "inferwatch_feature_drift_observations"
+            lines[name] = self._lines(name, key, observations,
+                                      lambda labels: {**base, "feature": labels})
         for name, label, scores in (("inferwatch_feature_drift", "feature", feature_scores),
                                     ("inferwatch_prediction_drift", "output", output_scores)):
             if scores:

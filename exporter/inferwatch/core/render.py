@@ -106,6 +106,9 @@ def _drift(families: dict[str, Metric], drift, base: dict[str, str], now: float)
     feature_scores, output_scores, rows = drift.scores(now)
     families["inferwatch_drift_window_observations"].add_sample(
         "inferwatch_drift_window_observations", base, float(rows))
+    for feature, count in drift.observations(now).items():
+        families["inferwatch_feature_drift_observations"].add_sample(
+            "inferwatch_feature_drift_observations", {**base, "feature": feature}, count)
     for (feature, method), value in feature_scores.items():
         families["inferwatch_feature_drift"].add_sample(
             "inferwatch_feature_drift", {**base, "feature": feature, "method": method}, value)

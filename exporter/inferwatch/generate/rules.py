@@ -147,10 +147,19 @@ def _drift_expr(cfg: Config, metric: str, label: str, key: str) -> str:
     method = f'method="{cfg.drift.method}"'
     observations = _compare(cfg, f"inferwatch_drift_window_observations{model_sel(cfg)}", ">=",
                            "drift.min_observations")
+    sparse = ""
+    if label == "feature":
+        # A feature missing from most rows is scored from the few values it has. Left out
+        # only where its count says so: a target of an older release exports none.
+        few = _compare(cfg, f"inferwatch_feature_drift_observations{model_sel(cfg)}", "<",
+                       "drift.min_observations")
+        sparse = (f"  unless on (job, instance, {MODEL_LABELS}, feature)\n"
+                  f"  ({few})\n")
     drift = (f"max by ({MODEL_LABELS}, {label}) (\n"
              f"  {metric}{model_sel(cfg, method)}\n"
              f"  and on (job, instance, {MODEL_LABELS})\n"
              f"  {observations}\n"
+             f"{sparse}"
              f")")
     return _compare(cfg, drift, ">", key)
 
@@ -419,7 +428,8 @@ ALERTS: tuple[AlertDef, ...] = (
             f"{c.drift.method} drift of feature {{{{ $labels.feature }}}} is {VALUE} "
             f"against the training reference (threshold "
             f"{_threshold(c, 'drift.feature_threshold')}, windows of at least "
-            f"{_threshold(c, 'drift.min_observations')} rows)."),
+            f"{_threshold(c, 'drift.min_observations')} rows and as many values of the "
+            f"feature)."),
     ),
     AlertDef(
         name="InferwatchPredictionDrift", severity="warning", for_="30m", group="quality",

@@ -55,7 +55,7 @@ class DriftState:
                                    age_buckets=age_buckets)
         self._scorers: tuple[DriftScorer, DriftScorer] | None = None
         self._labels: tuple[dict, dict] | None = None
-        self._scored: tuple[tuple, tuple[dict, dict, int]] | None = None
+        self._scored: tuple[tuple, tuple[dict, dict, int], dict[str, float]] | None = None
 
     def labels(self) -> tuple[dict[str, str | None], dict[str, str | None]]:
         """Label values of the reference's features and outputs (None: folded, no gauge)."""
@@ -77,16 +77,34 @@ class DriftState:
         Scored once per window content: until a row arrives or the window moves on, every
         scrape gets the same (shared, read-only) result.
         """
+        return self._scored_at(now)[1]
+
+    def observations(self, now: float) -> dict[str, float]:
+        """Each labelled feature's values in the window (its missing values left out).
+
+        A feature missing from most rows is scored from the few it has: its drift alert
+        needs this count, not only the window's rows, before it may fire.
+
+        >>> import numpy as np
+        >>> from inferwatch.quality.reference import Reference
+        >>> ref = Reference.from_data({"a": np.arange(100.0), "b": np.arange(100.0)})
+        >>> tracker = FeatureTracker(ref)
+        >>> _ = tracker.check_inputs([{"a": 1.0, "b": None}, {"a": 2.0, "b": 3.0}], now=10.0)
+        >>> tracker.drift.observations(10.0)
+        {'a': 2.0, 'b': 1.0}
+        """
+        return self._scored_at(now)[2]
+
+    def _scored_at(self, now: float) -> tuple[tuple, tuple[dict, dict, int], dict[str, float]]:
         version = (self.features.bucket_id(now), self.features, self.features.changes,
                    self.outputs, self.outputs.changes)
         scored = self._scored
-        if scored is not None and scored[0] == version:
-            return scored[1]
-        result = self._score(now)
-        self._scored = (version, result)
-        return result
+        if scored is None or scored[0] != version:
+            result, observations = self._score(now)
+            scored = self._scored = (version, result, observations)
+        return scored
 
-    def _score(self, now: float) -> tuple[dict, dict, int]:
+    def _score(self, now: float) -> tuple[tuple[dict, dict, int], dict[str, float]]:
         if self._scorers is None:
             self._scorers = (DriftScorer(self.reference.features),
                              DriftScorer(self.reference.outputs))
@@ -99,8 +117,16 @@ class DriftState:
             # prediction drift alert counts those, or that alert could never fire.
             rows = output_rows
         feature_labels, output_labels = self.labels()
-        return (_labelled(feature_scorer.scores(feature_counts), feature_labels),
-                _labelled(output_scorer.scores(output_counts), output_labels), rows)
+        layout = self.features.layout
+        # Summed as floats: bin counts held at the int64 maximum must not wrap negative.
+        present = (np.add.reduceat(feature_counts, layout.starts, dtype=np.float64).tolist()
+                   if len(layout) else [])
+        observations = {label: count for name, count
+                        in zip(self.reference.feature_names, present)
+                        if (label := feature_labels.get(name)) is not None}
+        return ((_labelled(feature_scorer.scores(feature_counts), feature_labels),
+                 _labelled(output_scorer.scores(output_counts), output_labels), rows),
+                observations)
 
     def reset(self) -> None:
         """Empty both windows (a forked worker starts from zero)."""
