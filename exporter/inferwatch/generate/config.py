@@ -148,7 +148,8 @@ class Drift:
     prediction_threshold: float = _setting(0.2, "prediction drift above which "
                                            "InferwatchPredictionDrift fires", check.non_negative)
     min_observations: int = _setting(1000, "rows the drift window must hold before a drift alert "
-                                     "may fire", check.positive)
+                                     "may fire, and values of a feature before its feature "
+                                     "drift alert may", check.positive)
 
 
 @dataclass(frozen=True)
@@ -707,13 +708,32 @@ def _check_cross_fields(cfg: Config) -> None:
     budget = 1 - cfg.slo.availability
     for name in ("fast_burn", "slow_burn"):
         burn: BurnRate = getattr(cfg.slo, name)
-        if burn.factor * budget > 1:
+        # The alert fires on an error ratio above factor x budget: at exactly 1 it would need
+        # more than every call failing, so it never fires either.
+        if burn.factor * budget >= 1:
             raise ConfigError(f"slo.{name}.factor", f"{burn.factor} x the error budget "
-                              f"{budget:g} exceeds an error ratio of 1, so the alert could never "
+                              f"{budget:g} reaches an error ratio of 1, so the alert could never "
                               f"fire")
         if duration_seconds(burn.short_window) >= duration_seconds(burn.long_window):
             raise ConfigError(f"slo.{name}.short_window", "must be shorter than long_window")
+    _check_drift_thresholds(cfg.drift)
     _check_baselines(cfg.baselines)
+
+
+# The drift methods whose statistic lies in [0, 1] (docs/drift.md): the alerts fire on a
+# value above the threshold, so a threshold of 1 or more never fires.
+BOUNDED_DRIFT_METHODS = ("js", "ks")
+
+
+def _check_drift_thresholds(drift: Drift) -> None:
+    if drift.method not in BOUNDED_DRIFT_METHODS:
+        return
+    for name in ("feature_threshold", "prediction_threshold"):
+        threshold = getattr(drift, name)
+        if threshold >= 1:
+            raise ConfigError(f"drift.{name}", f"must be below 1 with drift.method "
+                              f"{drift.method}, whose distance lies between 0 and 1, or the "
+                              f"alert could never fire, got {threshold!r}")
 
 
 # Prometheus' default lookback: an alert group reading the baseline series of another group
@@ -787,6 +807,7 @@ def _check_given_together(cfg: Config, data: Mapping) -> None:
             raise ConfigError("windows.rate", f"{cfg.windows.rate} must be at least "
                               f"{RATE_SCRAPES}x kubernetes.scrape_interval "
                               f"({k.scrape_interval}), or every rate rule comes out empty")
+        _check_scraped_windows(cfg, {key: setting(cfg, key) for key in _scraped_keys(cfg)}, "")
     for selector_key, job_key in (("selectors.model", "kubernetes.model_job"),
                                   ("selectors.exporter", "kubernetes.exporter_job")):
         if _given(data, selector_key) and _given(data, job_key):
@@ -796,6 +817,34 @@ def _check_given_together(cfg: Config, data: Mapping) -> None:
                 raise ConfigError(selector_key, f"has the matcher {matcher}, which the job "
                                   f"{job!r} the monitor gives its targets ({job_key}) does "
                                   f"not pass, so the alerts would read nothing")
+
+
+# Every other window the rules read scraped series over (rate, increase, *_over_time): a
+# rate needs two samples, so with one scrape in the window the alert on it never fires.
+WINDOW_SCRAPES = 2
+SCRAPED_WINDOW_KEYS = (
+    "windows.no_traffic_lookback", "slo.fast_burn.short_window", "slo.fast_burn.long_window",
+    "slo.slow_burn.short_window", "slo.slow_burn.long_window", "accuracy.window",
+    "shadow.window", "shadow.outcome_window", "gpu.xid_window", "internal.overflow_window",
+)
+
+
+def _scraped_keys(cfg: Config) -> list[str]:
+    """The keys of the windows over scraped series, enabled baseline signals' included."""
+    signals = [f"baselines.{spec.name}.window" for spec in dataclasses.fields(cfg.baselines)
+               if isinstance(getattr(cfg.baselines, spec.name), Signal)
+               and getattr(cfg.baselines, spec.name).enabled]
+    return [*SCRAPED_WINDOW_KEYS, *signals]
+
+
+def _check_scraped_windows(cfg: Config, windows: Mapping[str, str], prefix: str) -> None:
+    """Refuse a window (at its dotted key under `prefix`) holding under two scrapes."""
+    interval = cfg.kubernetes.scrape_interval
+    for key, window in windows.items():
+        if duration_seconds(window) < WINDOW_SCRAPES * duration_seconds(interval):
+            raise ConfigError(f"{prefix}{key}", f"{window} must be at least {WINDOW_SCRAPES}x "
+                              f"kubernetes.scrape_interval ({interval}), or its rate holds "
+                              f"one sample at most and the alert reading it never fires")
 
 
 def _job_matcher_missing(selector: str, job: str) -> str | None:
@@ -858,6 +907,12 @@ def from_dict(data: Mapping | None, source: str | None = None) -> Config:
         _check_given_together(cfg, data)
         if models is not None:
             cfg = dataclasses.replace(cfg, models=_build_model_overrides(models, cfg))
+            if _given(data, "kubernetes.scrape_interval"):
+                for pattern, override in cfg.models.items():
+                    _check_scraped_windows(cfg, {key: value for key, value in
+                                                 override.values.items()
+                                                 if key in SCRAPED_WINDOW_KEYS},
+                                           f"models.{pattern}.")
     except ConfigError as exc:
         if source and not exc.source:
             raise ConfigError(exc.key, exc.problem, source) from None
