@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import datetime
 import difflib
 import itertools
 import operator
@@ -39,7 +40,7 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core.call_input import held_bytes
 from inferwatch.core.label_caps import LabelCap, clean_label_value
-from inferwatch.core.options import Settings
+from inferwatch.core.options import Settings, SettingsTypeError
 from inferwatch.core.outcomes import OutcomeJoiner, joinable_labels
 from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF, PredictionBatch
 from inferwatch.core.predictions import DEFAULT_OUTPUT
@@ -410,22 +411,51 @@ def _tracker_of(reference: Reference, settings: Settings) -> FeatureTracker:
 
 
 def _seconds_of(at: object) -> float:
-    """When an outcome's label became known, as Unix seconds: a number, or a datetime,
-    ``pd.Timestamp`` or ``np.datetime64`` (what a labels table holds); NaN for a time that
-    is not known (``pd.NaT``), which joins with no label delay.
+    """When an outcome's label became known, as Unix seconds: a number, a datetime,
+    ``pd.Timestamp`` or ``np.datetime64`` (what a labels table holds), or ISO 8601 text with
+    an offset; NaN for a time that is not known (``pd.NaT``), which joins with no label
+    delay.
 
-    >>> import datetime
+    A naive datetime or ``pd.Timestamp`` is UTC, as a naive ``np.datetime64`` is, as pandas
+    reads one, and as ``instrument(trained_at=)`` reads one: the labels of one table would
+    otherwise be read hours apart by their type alone (``datetime.timestamp()`` takes a
+    naive one as the host's local time, ``pd.Timestamp.timestamp()`` as UTC), and label
+    delays would change with the server's time zone. Text is refused without an offset
+    (counted, joined with no delay): it is often a local time written out by another
+    system, which no rule here could read right.
+
     >>> _seconds_of(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc))
     1767225600.0
+    >>> _seconds_of(datetime.datetime(2026, 1, 1)), _seconds_of("2026-01-01T02:00:00+02:00")
+    (1767225600.0, 1767225600.0)
     >>> _seconds_of(np.datetime64("2026-01-01T00:00:00")), _seconds_of(np.datetime64("NaT"))
     (1767225600.0, nan)
     >>> _seconds_of("1767225600"), _seconds_of("not a time"), _seconds_of(float("inf"))
     (1767225600.0, nan, nan)
+    >>> _seconds_of("2026-01-01T00:00:00")  # no offset: which zone is not known
+    nan
     """
     if isinstance(at, np.datetime64):
         if np.isnat(at):
             return float("nan")
-        return float(at.astype("datetime64[ns]").astype(np.int64)) / 1e9
+        # Whole seconds and the rest apart: nanoseconds past 2**53 (any date after 1970
+        # plus 104 days) are not exact in a float.
+        seconds, nanos = divmod(int(at.astype("datetime64[ns]").astype(np.int64)), 10**9)
+        return seconds + nanos / 1e9
+    if isinstance(at, str):
+        return _seconds_of_text(at)
+    if isinstance(at, datetime.date) and not isinstance(at, datetime.datetime):
+        at = datetime.datetime(at.year, at.month, at.day)  # a day: its midnight, UTC
+    if isinstance(at, datetime.datetime):
+        if at != at:  # pd.NaT, a datetime that is no time
+            return float("nan")
+        try:
+            if at.utcoffset() is None:
+                at = at.replace(tzinfo=datetime.timezone.utc)
+            return float(at.timestamp())
+        except (ValueError, OverflowError, OSError):  # a date past any clock
+            faults.record("outcome")
+            return float("nan")
     stamp = getattr(at, "timestamp", None)
     if callable(stamp):
         try:
@@ -443,6 +473,39 @@ def _seconds_of(at: object) -> float:
         faults.record("outcome")
         return float("nan")
     return seconds
+
+
+def _seconds_of_text(text: str) -> float:
+    """Unix seconds of `at` given as text: a number of seconds, or ISO 8601 with an offset
+    ("Z", "+02:00"). Anything else is NaN and a counted fault whose message says why."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if seconds != seconds or -_INF < seconds < _INF:  # "nan": not known, as NaN is
+            return seconds
+        faults.record("outcome", ValueError(
+            f"record_outcome(at={text[:64]!r}): not a time; expected Unix seconds, a "
+            "datetime or ISO 8601 text with an offset"))
+        return float("nan")
+    try:
+        when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        faults.record("outcome", ValueError(
+            f"record_outcome(at={text[:64]!r}): not a time; expected Unix seconds, a "
+            "datetime or ISO 8601 text with an offset"))
+        return float("nan")
+    if when.utcoffset() is None:
+        faults.record("outcome", ValueError(
+            f"record_outcome(at={text[:64]!r}): ISO 8601 text needs an offset ('Z' or "
+            "'+02:00'); its time zone is not known, so the label delay is not recorded"))
+        return float("nan")
+    try:
+        return float(when.timestamp())
+    except (ValueError, OverflowError, OSError):
+        faults.record("outcome")
+        return float("nan")
 
 
 class Monitor:
@@ -528,7 +591,8 @@ class Monitor:
         # reach a follower again (token counting or usage switched on later).
         self._followers: weakref.WeakSet = weakref.WeakSet()
         self.traces = False
-        self.trace_stages = False
+        # A span per r.stage(): an option like any other, given to instrument() or here.
+        self.trace_stages = self.settings.trace_stages
         # Shadow models (core/shadow.py) listen here: a champion passes each outcome it is
         # given to its challengers, and a challenger folds its comparisons in before a drain.
         self.outcome_listeners: tuple[Callable[[str, object, float], None], ...] = ()
@@ -581,6 +645,7 @@ class Monitor:
                 return False
             old, self.settings = self.settings, settings
             self.fast_settings = settings if self.path is FAST else None
+            self.trace_stages = settings.trace_stages
             self._forget_plain_results()
             state = self.state
             state.summary_settings = settings.summary
@@ -599,9 +664,15 @@ class Monitor:
 
     def configure(self, *, reference: Reference | str | os.PathLike | None = None,
                   request_id: Callable[..., object] | None = None,
-                  events: EventLog | str | os.PathLike | None = None,
+                  events: EventLog | str | os.PathLike | bool | None = None,
                   traces: bool | None = None, **options: Any) -> Monitor:
         """Switch on data quality and drift, request ids from a function, or the event log.
+
+        `events` is an ``EventLog`` or the path of one to open; ``events=False`` switches
+        the log off: a log this monitor opened from a path is closed (what was queued is
+        written first), one passed in is only detached (it is its owner's to close).
+        None (the default) leaves the log as it is, as it does every other argument.
+        `traces` is True or False (None: unchanged).
 
         Each of these needs the call's inputs or an event per call, so instrumented calls
         of this model take the slow path (still append-only; the checks run at drain time).
@@ -623,6 +694,17 @@ class Monitor:
         if request_id is not None and not callable(request_id):
             raise TypeError("inferwatch: request_id must be a function of the call's "
                             f"arguments, got {type(request_id).__name__}")
+        # Any text is truthy: traces="no" or "false" (read from an environment variable)
+        # would switch tracing on, and the slow path with it.
+        if traces is not None and not isinstance(traces, (bool, np.bool_)):
+            raise SettingsTypeError("inferwatch: invalid settings: traces must be True or "
+                                    f"False, got {traces!r}")
+        detach_events = False
+        if isinstance(events, (bool, np.bool_)):
+            if events:
+                raise TypeError("inferwatch: events must be an EventLog, the path of one, "
+                                "or False to switch the event log off, got True")
+            detach_events, events = True, None
         tracker = None
         if reference is not None:
             from inferwatch.quality.reference import Reference
@@ -672,6 +754,8 @@ class Monitor:
             self.request_id_fn = request_id
         if events is not None and not self._logs_to(events):
             self._swap_events(events, opened)
+        elif detach_events and self.events is not None:
+            self._swap_events(None, False)
         self.keeps_inputs = self.features is not None or self.events is not None
         if self.events or self.request_id_fn or self.traces:
             self.path = SLOW
@@ -701,7 +785,7 @@ class Monitor:
                 state.inc("inferwatch_invalid_predictions_total", ("out_of_range",), 0)
                 self._revision += 1
 
-    def _swap_events(self, events: EventLog, opened: bool) -> None:
+    def _swap_events(self, events: EventLog | None, opened: bool) -> None:
         """Write to `events` from here on; close the log it replaces when this monitor
         opened that one itself, or each reconfiguration would leave a writer thread and an
         open file behind."""
@@ -1421,10 +1505,12 @@ class Monitor:
         if chars:
             state.histogram("inferwatch_output_characters", (), s.text_length_buckets).observe(
                 np.asarray(chars, dtype=np.float64))
-        input_tokens = sum(r.input_tokens for r in streams if r.input_tokens is not None)
+        input_tokens = [r.input_tokens for r in streams if r.input_tokens is not None]
         output = [(r.output_tokens, r.duration) for r in streams if r.output_tokens is not None]
+        # A count of 0 read is a count: the series exists from the first reply that gave
+        # one, or rate() over it reads "no data" instead of 0.
         if input_tokens:
-            state.inc("inferwatch_tokens_total", ("input",), input_tokens)
+            state.inc("inferwatch_tokens_total", ("input",), sum(input_tokens))
         if output:
             state.inc("inferwatch_tokens_total", ("output",), sum(n for n, _ in output))
             speeds = [n / seconds for n, seconds in output if seconds > 0]
