@@ -104,7 +104,8 @@ class Shadow:
     def __init__(self, champion_monitor: Monitor, challenger: Any, monitor: Monitor,
                  classes: Callable[[], object] | None = None, *,
                  sample: float, timeout: float, queue_size: int, mode: str, workers: int,
-                 comparison: Comparison, events: Any = None) -> None:
+                 comparison: Comparison, events: Any = None,
+                 model_bytes: bytes | None = None) -> None:
         self.champion_monitor = champion_monitor
         self.challenger = challenger
         self._classes = classes
@@ -116,7 +117,11 @@ class Shadow:
         self.workers = workers
         self.comparison = comparison
         self.events = events
-        self._model_bytes = pickle.dumps(challenger) if mode == "process" else b""
+        # shadow() passes the bytes it checked: a second pickling costs as much again (a
+        # large model) and may not give what the check saw.
+        if model_bytes is None:
+            model_bytes = pickle.dumps(challenger) if mode == "process" else b""
+        self._model_bytes = model_bytes
         self._layers: list[tuple[dict, str, Callable]] = []  # (champion's dict, method, wrapper)
         self._reset_runtime()
         _live_shadows.add(self)
@@ -681,8 +686,14 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
         if not challenger:  # a list built from a config that named none: not a silent no-op
             raise ValueError("inferwatch.shadow: challenger is an empty list; give at least "
                              "one challenger model")
+        if not isinstance(version, (str, list, tuple)):
+            # list(None) or list(2) would fail with a bare "not iterable".
+            raise ValueError("inferwatch.shadow: version must be a string or a list of "
+                             f"distinct versions, one per challenger, got {version!r}")
         versions = [version] * len(challenger) if isinstance(version, str) else list(version)
-        if len(versions) != len(challenger) or len(set(versions)) != len(versions):
+        # Distinct as the registry stores them: "2" and "2\n" would share one series.
+        if len(versions) != len(challenger) or \
+                len({version_text(v) for v in versions}) != len(versions):
             raise ValueError("inferwatch.shadow: version must be a list of distinct versions, "
                              "one per challenger")
         handles: list[Shadow] = []
@@ -710,15 +721,22 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     if version_text(version) == champion_monitor.version:
         raise ValueError(f"inferwatch.shadow: version {version!r} is the champion's version; "
                          "a challenger needs a version of its own")
+    for live in list(_live_shadows):
+        # Two live challengers under one version would count every comparison in one series.
+        if live.champion_monitor is champion_monitor and not live.closed and \
+                live.monitor.version == version_text(version):
+            raise ValueError(f"inferwatch.shadow: version {version!r} already shadows this "
+                             "champion; close that shadow first or give another version")
     methods = [m for m in SHADOWED_METHODS if callable(champion.__dict__.get(m))
                and (callable(challenger) if m == "_inferwatch_call"
                     else callable(getattr(challenger, m, None)))]
     if not methods:
         raise TypeError("inferwatch.shadow: challenger has none of the champion's methods "
                         "(predict, predict_proba, __call__)")
+    model_bytes = b""
     if mode == "process":
         try:
-            pickle.dumps(challenger)
+            model_bytes = pickle.dumps(challenger)
         except Exception as exc:
             raise TypeError(f"inferwatch.shadow: mode='process' needs a picklable challenger "
                             f"({exc})") from exc
@@ -748,7 +766,7 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     handle = Shadow(champion_monitor, challenger, monitor, classes, sample=float(sample),
                     timeout=float(timeout), queue_size=int(queue_size), mode=mode,
                     workers=int(workers), comparison=comparison,
-                    events=_CHAMPIONS_LOG)
+                    events=_CHAMPIONS_LOG, model_bytes=model_bytes)
     monitor.drain_listeners = (*monitor.drain_listeners, handle.before_drain)
     champion_monitor.outcome_listeners = (*champion_monitor.outcome_listeners,
                                           handle.on_outcome)

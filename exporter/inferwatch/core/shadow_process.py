@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import ctypes
 import inspect
 import logging
 import multiprocessing
@@ -28,6 +29,7 @@ import multiprocessing.util
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from multiprocessing.reduction import ForkingPickler as _ForkingPickler
@@ -62,7 +64,10 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
     # when its shadow stops; its child must not die mid-call with a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A serving process killed outright (the OOM killer, SIGKILL) closes no pipe this child
-    # would notice while a hanging or CPU-bound call runs: it would run on, orphaned.
+    # would notice while a hanging or CPU-bound call runs: it would run on, orphaned. The
+    # kernel's parent-death signal reaches a child stuck in native code that holds the GIL;
+    # the watchdog thread is the fallback where that signal is not to be had.
+    _die_with_parent()
     threading.Thread(target=_exit_with_parent, name="inferwatch-shadow-parent",
                      daemon=True).start()
     try:
@@ -100,6 +105,29 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
             conn.send((*reply, duration))
         except Exception as exc:  # an unpicklable result
             conn.send(("error", type(exc).__name__, duration))
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this child when the thread that started it ends (Linux only).
+
+    The thread is a shadow worker, which ends only when its shadow or the whole process
+    does, and the child is killed then anyway."""
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            return
+    except Exception:  # no prctl (a libc without it, a sandbox): the watchdog still runs
+        return
+    # A parent that died before the signal was set never sends it: this child has been
+    # handed to another process by now.
+    if os.getppid() != parent.pid:
+        os._exit(1)
 
 
 def _exit_with_parent() -> None:
@@ -193,10 +221,24 @@ class ProcessRunner:
             return held
         # The previous child, dead now, is reaped and its pipe closed before the next starts.
         self.close()
-        parent, child = _CONTEXT.Pipe()
-        process = _CONTEXT.Process(target=_child_main, args=(child, self._model_bytes),
-                                   name="inferwatch-shadow", daemon=True)
-        process.start()
+        ends: list[Any] = []
+        try:
+            ends.extend(_CONTEXT.Pipe())
+            parent, child = ends
+            process = _CONTEXT.Process(target=_child_main, args=(child, self._model_bytes),
+                                       name="inferwatch-shadow", daemon=True)
+            process.start()
+        except Exception as exc:
+            # Out of file descriptors or processes (EMFILE, EAGAIN): the next sampled call
+            # would fail the same way, so it waits out the back-off as a child that could
+            # not load does, and no descriptor of this try is left open.
+            for end in ends:
+                end.close()
+            if self._shut:
+                self._gate.abandoned()
+                return "shutdown", None, 0.0
+            return self._gate.failed("error", type(exc).__name__,
+                                     f"{type(exc).__name__}: {exc}"[:_REASON_CHARS])
         child.close()
         self._process, self._conn = process, parent
         if self._shut:  # shut down while this child started: it must not outlive the shadow
