@@ -130,10 +130,15 @@ class BatchChecker:
 
     def __init__(self, reference: Reference, *, range_tolerance: float = 0.0,
                  max_pending_rows: int = DEFAULT_MAX_PENDING_ROWS) -> None:
-        if not range_tolerance >= 0:
-            raise ValueError(f"range_tolerance must be >= 0, got {range_tolerance!r}")
-        if max_pending_rows < 1:
-            raise ValueError(f"max_pending_rows must be >= 1, got {max_pending_rows!r}")
+        # Checked by type first: a comparison with text or None was a bare TypeError that
+        # named neither the option nor what it takes.
+        if not (isinstance(range_tolerance, numbers.Real) and not isinstance(range_tolerance, bool)
+                and range_tolerance >= 0):
+            raise ValueError(f"range_tolerance must be a number >= 0, got {range_tolerance!r}")
+        if not (isinstance(max_pending_rows, numbers.Integral)
+                and not isinstance(max_pending_rows, bool) and max_pending_rows >= 1):
+            raise ValueError(f"max_pending_rows must be an integer >= 1, got"
+                             f" {max_pending_rows!r}")
         self.reference = reference
         self.range_tolerance = float(range_tolerance)
         self.max_pending_rows = int(max_pending_rows)
@@ -211,14 +216,20 @@ class BatchChecker:
                 values_by_output = {name: _one_value(v) for name, v in values_by_output.items()}
             elif not isinstance(values_by_output, Mapping):
                 values_by_output = self._outputs_of_array(values_by_output)
+            # Names are matched as text, as input columns are: a dict keyed by a model's
+            # integer ``classes_`` names the columns "0", "1" the reference profiled. Two
+            # keys of one text (0 and "0") give that output twice: neither is read.
+            texts = Counter(str(name) for name in values_by_output)
             for name, values in values_by_output.items():
-                column = self._outputs.get(name)
+                if texts[str(name)] > 1:
+                    continue
+                column = self._outputs.get(str(name))
                 arr = _as_column(values)
                 if column is None or arr is None:
                     continue
                 scratch = _ColumnCounts()
                 column.count(arr, scratch)
-                out[name] += scratch.bins
+                out[str(name)] += scratch.bins
         except Exception as exc:
             faults.record("quality", exc)
         return out

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from inferwatch import faults
+
 METHODS = ("psi", "js", "ks")
 # PSI divides by bin shares; an empty bin (in the reference or the window) counts as this
 # share instead of zero, the usual convention (and Evidently's value).
@@ -31,6 +33,16 @@ EPSILON = 1e-4
 WINDOW_FORMAT = "inferwatch.drift_window"
 WINDOW_VERSION = 1
 _INT64_MAX = 2**63 - 1
+# The smallest bucket whose ids stay int64 for any time up to 2**32 seconds (the year 2106).
+_MIN_BUCKET_SECONDS = 2.0**32 / 2**62
+
+
+def _finite(value: int | float) -> bool:
+    """Whether `value` is a finite float64 (an int past its range is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 class BinLayout:
@@ -335,6 +347,13 @@ class DriftWindow:
     and all of `max_age_seconds`. Memory is ``age_buckets`` rows of counts, whatever the
     traffic.
 
+    A merged bucket may be ahead of this process's clock (a worker whose clock runs fast).
+    It is kept, and read once the window reaches it; but when this window's own rows need
+    its slot and it is more than one bucket ahead of both those rows and every row this
+    window added before, the local rows win: the foreign bucket is dropped and counted in
+    ``future_buckets_dropped`` (and as a ``drift`` internal error). Rows whose time is
+    behind buckets this window itself filled are still refused (`add` returns False).
+
     >>> window = DriftWindow([2, 3], max_age_seconds=60, age_buckets=6)
     >>> window.add([np.array([1, 0]), np.array([0, 0, 1])], rows=1, now=1000.0)
     True
@@ -348,11 +367,17 @@ class DriftWindow:
     def __init__(self, n_bins_per_feature: BinLayout | Sequence[int],
                  max_age_seconds: float = 3600.0, age_buckets: int = 6) -> None:
         if not (isinstance(max_age_seconds, (int, float)) and not isinstance(max_age_seconds, bool)
-                and math.isfinite(max_age_seconds)
+                and _finite(max_age_seconds)
                 and max_age_seconds > 0):
             raise ValueError(f"max_age_seconds must be a positive number, got {max_age_seconds!r}")
         if not isinstance(age_buckets, int) or isinstance(age_buckets, bool) or age_buckets < 1:
             raise ValueError(f"age_buckets must be a positive integer, got {age_buckets!r}")
+        if max_age_seconds / age_buckets < _MIN_BUCKET_SECONDS:
+            # Bucket ids are int64: today's id of a smaller bucket does not fit, and every
+            # add raised an OverflowError into the caller.
+            raise ValueError(f"max_age_seconds / age_buckets must be at least"
+                             f" {_MIN_BUCKET_SECONDS:.3g} seconds, got"
+                             f" {max_age_seconds!r} / {age_buckets!r}")
         self.layout = (n_bins_per_feature if isinstance(n_bins_per_feature, BinLayout)
                        else BinLayout(n_bins_per_feature))
         self.max_age_seconds = float(max_age_seconds)
@@ -364,6 +389,9 @@ class DriftWindow:
         self._lock = threading.Lock()
         # Bumped by every add and merge: scores computed for one value still hold.
         self.changes = 0
+        # The newest bucket a local add wrote: the only clock the window has of its own.
+        self._newest_added = -1
+        self.future_buckets_dropped = 0
 
     def renew_lock(self) -> None:
         """A new lock in a forked child (one held at fork time would never be released)."""
@@ -371,12 +399,17 @@ class DriftWindow:
 
     def bucket_id(self, now: float) -> int:
         try:
-            return math.floor(now / self.bucket_seconds)
+            bucket = math.floor(now / self.bucket_seconds)
         except (ValueError, OverflowError, TypeError):
             # NaN or infinity: a bare "cannot convert float NaN to integer" (an
             # OverflowError for infinity) named neither the argument nor the problem.
             raise ValueError(f"drift window: now must be a finite number of Unix seconds, "
                              f"got {now!r}") from None
+        if not -_INT64_MAX <= bucket <= _INT64_MAX:
+            # Stored as int64, it was an OverflowError from numpy.
+            raise ValueError(f"drift window: now is too far from the epoch for buckets of"
+                             f" {self.bucket_seconds!r} seconds, got {now!r}")
+        return bucket
 
     def add(self, bin_counts: Any, rows: int, now: float | None = None) -> bool:
         """Add counts (flat or per feature) and `rows`; False when `now` is already too old."""
@@ -403,16 +436,26 @@ class DriftWindow:
             raise ValueError("counts and rows must be non-negative")
         bucket = self.bucket_id(time.time() if now is None else now)
         slot = bucket % self.age_buckets
+        dropped = False
         with self._lock:
-            if self._ids[slot] > bucket:
-                return False  # its bucket has already been recycled for newer data
-            if self._ids[slot] != bucket:
+            held = int(self._ids[slot])
+            if held > bucket:
+                if held <= max(self._newest_added, bucket) + 1:
+                    return False  # its bucket has already been recycled for newer data
+                # Merged from a clock running ahead: kept, it would refuse every local row
+                # of this slot until the clock caught up, possibly for hours.
+                dropped = True
+                self.future_buckets_dropped += 1
+            if held != bucket:
                 self._ids[slot] = bucket
                 self._counts[slot] = 0
                 self._rows[slot] = 0
             self._counts[slot] = _saturated(self._counts[slot], flat.astype(np.int64, copy=False))
             self._rows[slot] = min(int(self._rows[slot]) + int(rows), _INT64_MAX)
+            self._newest_added = max(self._newest_added, bucket)
             self.changes += 1
+        if dropped:
+            faults.record("drift")
         return True
 
     def flat_counts(self, now: float | None = None) -> tuple[np.ndarray, int]:

@@ -532,9 +532,16 @@ def _profile_categorical(name: str, col: np.ndarray, max_categories: int) -> Pro
     n_present = int(present.sum())
     missing_rate = (n - n_present) / n if n else 0.0
     uniques, counts = np.unique(keys[present], return_counts=True)
+    if OTHER in uniques:
+        # Folded into the overflow bin (a category list holds that name once), the value
+        # would count as an unseen category on every live row, though training held it.
+        raise ReferenceError(
+            f"feature {name!r}: holds the value {OTHER!r}, the name of the bin that collects"
+            " categories past max_categories (and ones never seen); rename that value in"
+            " the data, before profiling and in live inputs alike")
     # Most frequent first; ties by name, so the same data always gives the same file.
     order = np.lexsort((uniques, -counts))
-    kept = [i for i in order if uniques[i] != OTHER][:max_categories]
+    kept = order[:max_categories].tolist()
     categories = (*(str(uniques[i]) for i in kept), OTHER)
     kept_counts = counts[kept].astype(np.float64)
     other = n_present - kept_counts.sum()
