@@ -27,7 +27,7 @@ generator's. A generator itself is followed by a generator, cheaper per item.
 
 from __future__ import annotations
 
-import inspect
+import copy
 from bisect import bisect_left
 from collections.abc import Callable
 from time import perf_counter
@@ -84,10 +84,16 @@ class _Proxy:
     live here, not in a generator's frame: a proxy dropped unfinished ends the stream itself,
     as cancelled."""
 
-    __slots__ = ("_chars", "_clock", "_last", "_on_item", "_stream", "_tracker")
+    # __weakref__: a server may hold the stream weakly (weakref.finalize to release its
+    # connection), as it can the stream itself.
+    __slots__ = ("__weakref__", "_chars", "_clock", "_last", "_on_item", "_stream",
+                 "_tracker")
     # The stream's own methods that end or advance it, recorded on the way through; looked
     # up only when the stream has them, so that hasattr() answers as for the stream.
     _INTERCEPTED: dict[str, Callable[..., Any]] = {}
+
+    def __new__(cls, stream: Any, tracker: Tracker) -> Any:
+        return object.__new__(_shaped(cls, type(stream)))
 
     def __init__(self, stream: Any, tracker: Tracker) -> None:
         self._stream = stream
@@ -136,6 +142,18 @@ class _Proxy:
         else:
             delattr(self._stream, name)
 
+    # A copy or a pickle of the proxy is what one of the stream would be: the stream's own
+    # (or its own refusal), unfollowed, as the call's one stream is this proxy. The proxy's
+    # own reduction would rebuild it without its stream, and fail.
+    def __copy__(self) -> Any:
+        return copy.copy(self._stream)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return copy.deepcopy(self._stream, memo)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self._stream.__reduce_ex__(protocol)
+
     def __del__(self) -> None:
         try:
             self._end(CANCELLED, None)
@@ -167,8 +185,10 @@ class _Proxy:
         tracker = self._tracker
         if not tracker.done:
             clock = self._clock
-            tracker.end(outcome, error, clock.first, clock.items, clock.gaps, clock.gap_sum,
-                        self._chars, self._last if outcome == OK else None)
+            # A copy of the buckets: items a stream yields after its ending (next() after a
+            # close() that does not stop it) must not change the record the drain reads.
+            tracker.end(outcome, error, clock.first, clock.items, list(clock.gaps),
+                        clock.gap_sum, self._chars, self._last if outcome == OK else None)
             self._last = None
 
     def _closing(self, close: Callable[..., Any]) -> Callable[..., Any]:
@@ -195,35 +215,11 @@ class StreamProxy(_Proxy):
 
     __slots__ = ()
 
-    def __new__(cls, stream: Any, tracker: Tracker) -> StreamProxy:
-        # A stream with a len() (a data loader's batches) keeps it; any other keeps having
-        # none, so that Sized and hasattr(stream, "__len__") answer as for the stream.
-        if cls is StreamProxy and hasattr(type(stream), "__len__"):
-            cls = _SizedStreamProxy
-        return object.__new__(cls)
-
     def __iter__(self) -> StreamProxy:
         return self
 
     def __next__(self) -> Any:
         return self._step(next, self._stream)
-
-    def __enter__(self) -> Any:
-        enter = getattr(type(self._stream), "__enter__", None)
-        entered = self._stream if enter is None else enter(self._stream)
-        # openai's Stream enters as itself, so the proxy stands in for it; any other object
-        # a stream hands out here goes to the caller as it is, as it would unwrapped.
-        return self if entered is self._stream else entered
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        self._end(CANCELLED, None)  # left before its last item: the consumer stopped
-        exit_ = getattr(type(self._stream), "__exit__", None)
-        if exit_ is not None:
-            return exit_(self._stream, *exc_info)
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
-        return None
 
     def _step(self, advance: Callable[..., Any], *args: Any) -> Any:
         """One item from `advance` (next, send or throw), recorded; the stream's
@@ -258,15 +254,6 @@ class StreamProxy(_Proxy):
                     "throw": _Proxy._throwing}
 
 
-class _SizedStreamProxy(StreamProxy):
-    """A :class:`StreamProxy` of a stream that has a len()."""
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return len(self._stream)
-
-
 class AsyncStreamProxy(_Proxy):
     """An async iterator object that is not an async generator, followed item by item."""
 
@@ -277,22 +264,6 @@ class AsyncStreamProxy(_Proxy):
 
     def __anext__(self) -> Any:
         return self._step(self._stream.__anext__)
-
-    async def __aenter__(self) -> Any:
-        enter = getattr(type(self._stream), "__aenter__", None)
-        entered = self._stream if enter is None else await enter(self._stream)
-        return self if entered is self._stream else entered
-
-    async def __aexit__(self, *exc_info: Any) -> Any:
-        self._end(CANCELLED, None)
-        exit_ = getattr(type(self._stream), "__aexit__", None)
-        if exit_ is not None:
-            return await exit_(self._stream, *exc_info)
-        close = getattr(self._stream, "aclose", None) or getattr(self._stream, "close", None)
-        closing = None if close is None else close()
-        if inspect.isawaitable(closing):
-            await closing
-        return None
 
     async def _step(self, advance: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -322,3 +293,89 @@ class AsyncStreamProxy(_Proxy):
     # close() too: an async SDK stream (openai.AsyncStream) closes by `await close()`.
     _INTERCEPTED = {"close": _Proxy._closing, "aclose": _Proxy._closing,
                     "asend": _Proxy._stepping, "athrow": _Proxy._throwing}
+
+
+class _Sized:
+    """len() of a stream that has one (a data loader's batches)."""
+
+    __slots__ = ()
+
+    def __len__(self: Any) -> int:
+        return len(self._stream)
+
+
+class _AsyncIterating:
+    """``async for`` over a sync stream that is an async iterator too (LiteLLM's
+    ``CustomStreamWrapper``, which ``acompletion(stream=True)`` returns)."""
+
+    __slots__ = ()
+
+    def __aiter__(self: Any) -> Any:
+        return self
+
+    def __anext__(self: Any) -> Any:
+        return AsyncStreamProxy._step(self, self._stream.__anext__)
+
+
+class _Managed:
+    """``with`` of a stream that is a context manager (openai's ``Stream``)."""
+
+    __slots__ = ()
+
+    def __enter__(self: Any) -> Any:
+        entered = type(self._stream).__enter__(self._stream)
+        # openai's Stream enters as itself, so the proxy stands in for it; any other object
+        # a stream hands out here goes to the caller as it is, as it would unwrapped.
+        return self if entered is self._stream else entered
+
+    def __exit__(self: Any, *exc_info: Any) -> Any:
+        self._end(CANCELLED, None)  # left before its last item: the consumer stopped
+        return type(self._stream).__exit__(self._stream, *exc_info)
+
+
+class _AsyncManaged:
+    """``async with`` of a stream that is an async context manager (``AsyncStream``)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self: Any) -> Any:
+        entered = await type(self._stream).__aenter__(self._stream)
+        return self if entered is self._stream else entered
+
+    async def __aexit__(self: Any, *exc_info: Any) -> Any:
+        self._end(CANCELLED, None)
+        return await type(self._stream).__aexit__(self._stream, *exc_info)
+
+
+# The proxy classes by what the stream's class has: at most sixteen for each proxy. A special
+# method is looked up on the type, past __getattr__, so a proxy that had one the stream lacks
+# would answer hasattr() and ``with`` as the stream does not; one without it leaves hasattr()
+# to __getattr__, which asks the stream.
+_SHAPES: dict[tuple[type, bool, bool, bool, bool], type] = {}
+
+
+def _shaped(proxy: type, stream: type) -> type:
+    """`proxy` with the special methods (len(), with, async with, async for) that `stream`
+    has."""
+    sized = hasattr(stream, "__len__")
+    managed = hasattr(stream, "__enter__") and hasattr(stream, "__exit__")
+    async_managed = hasattr(stream, "__aenter__") and hasattr(stream, "__aexit__")
+    both = proxy is not AsyncStreamProxy and hasattr(stream, "__anext__") and hasattr(
+        stream, "__aiter__")
+    key = (proxy, sized, managed, async_managed, both)
+    shaped = _SHAPES.get(key)
+    if shaped is None:
+        mixins = [mixin for mixin, wanted in ((_Sized, sized), (_Managed, managed),
+                                             (_AsyncManaged, async_managed),
+                                             (_AsyncIterating, both)) if wanted]
+        if not mixins:
+            shaped = proxy
+        else:
+            namespace: dict[str, Any] = {
+                "__slots__": (), "__module__": __name__, "__qualname__": proxy.__qualname__,
+                "__doc__": proxy.__doc__}
+            if both:  # its aclose() ends it too, as close() does
+                namespace["_INTERCEPTED"] = {**proxy._INTERCEPTED, "aclose": _Proxy._closing}
+            shaped = type(proxy.__name__, (proxy, *mixins), namespace)
+        shaped = _SHAPES.setdefault(key, shaped)
+    return shaped

@@ -356,6 +356,8 @@ class Tracker:
     # A proxy ends its stream itself, with its figures: in a reference cycle the collector
     # may finalise this tracker first, whose ending (no items) would be the one kept.
     owned = False
+    # An async generator's figures, which its wrapper keeps here as they come (_Figures).
+    figures: _Figures | None = None
 
     def __init__(self, monitor: Monitor, plan: _Plan, start: float) -> None:
         self.monitor = monitor
@@ -536,11 +538,16 @@ class Tracker:
         monitor.submit_stream(stream)
 
     def __del__(self) -> None:
-        if not self.done and not self.owned:
-            try:
+        if self.done:
+            return
+        try:
+            figures = self.figures
+            if figures is not None:  # an async generator's wrapper, dropped unclosed
+                figures.end(self, CANCELLED, None)
+            elif not self.owned:
                 self.end(CANCELLED, None, None, 0, None, 0.0, None)
-            except BaseException:  # at interpreter shutdown, with modules half torn down
-                pass
+        except BaseException:  # at interpreter shutdown, with modules half torn down
+            pass
 
 
 def _read_usage(usage: Callable[[object], tuple | None], result: object) -> tuple | None:
@@ -712,37 +719,54 @@ def _end(tracker: Tracker | None, monitor: Monitor, plan: _Plan, start: float,
     (tracker if tracker is not None else Tracker(monitor, plan, start)).end(*figures)
 
 
+class _Figures:
+    """An async stream's figures so far, kept where its tracker finds them: an event loop
+    closed without ``shutdown_asyncgens()`` drops the wrapper unclosed, its frame never runs
+    again, and the tracker's finaliser ends the stream with these (as cancelled)."""
+
+    __slots__ = ("chars", "first", "gap_sum", "gaps", "items")
+
+    def __init__(self, buckets: int) -> None:
+        self.first: float | None = None
+        self.items = 0
+        self.gaps = [0] * buckets
+        self.gap_sum = 0.0
+        self.chars: int | None = None
+
+    def end(self, tracker: Tracker, outcome: str, error: BaseException | None,
+            last: object = None) -> None:
+        tracker.end(outcome, error, self.first, self.items, self.gaps, self.gap_sum,
+                    self.chars, last)
+
+
 async def _follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterator:
     """The async twin of :func:`follow_sync`, for an async generator (``asend``, ``athrow``
     and ``aclose`` pass through)."""
-    # Started, this frame ends the stream itself (collected, an event loop's hook or the
-    # collector closes it), as in follow_sync: the tracker's own finaliser, run first in a
-    # reference cycle, would keep an ending without the items.
-    tracker.owned = True
+    # Closed (collected, by an event loop's hook or the collector), this frame ends the
+    # stream itself, as in follow_sync. Dropped unclosed (its loop gone), it never runs
+    # again: the tracker's finaliser ends it then, from these figures.
+    figures = tracker.figures = _Figures(len(tracker.plan.bounds) + 1)
     clock = perf_counter
     bounds = tracker.plan.bounds
-    gaps = [0] * (len(bounds) + 1)
-    gap_sum = 0.0
-    items = 0
-    chars = None
-    first = None
+    gaps = figures.gaps
     advance = getattr(stream, "asend", None)
     step = stream.__anext__
     item = None
     try:
         item = await step()
-        first = last = clock()
+        figures.first = last = clock()
         while True:
-            items += 1
+            figures.items += 1
             if item.__class__ is str:
-                chars = len(item) if chars is None else chars + len(item)
+                chars = figures.chars
+                figures.chars = len(item) if chars is None else chars + len(item)
             elif isinstance(item, str):
-                chars = _more_chars(chars, item)
+                figures.chars = _more_chars(figures.chars, item)
             tracker.on_item(item)
             try:
                 sent = yield item
             except GeneratorExit:
-                tracker.end(CANCELLED, None, first, items, gaps, gap_sum, chars)
+                figures.end(tracker, CANCELLED, None)
                 aclose = getattr(stream, "aclose", None)
                 if aclose is not None:
                     await aclose()
@@ -757,13 +781,13 @@ async def _follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterato
             now = clock()
             gap = now - last
             last = now
-            gap_sum += gap
+            figures.gap_sum += gap
             gaps[bisect_left(bounds, gap)] += 1
     except StopAsyncIteration:
-        tracker.end(OK, None, first, items, gaps, gap_sum, chars, item)
+        figures.end(tracker, OK, None, item)
         return
     except BaseException as exc:  # a GeneratorExit as in follow_sync
-        tracker.end(outcome_of(exc), exc, first, items, gaps, gap_sum, chars)
+        figures.end(tracker, outcome_of(exc), exc)
         raise
 
 
