@@ -279,6 +279,10 @@ Position = tuple[tuple[int, int], int, bytes]
 _MARK_BYTES = 64
 # The most a follower reads of one file per poll.
 _FOLLOW_READ_BYTES = 1 << 20
+# The longest line a reader holds: a longer one (far past any max_event_bytes in use, a
+# foreign file at the log's path) is skipped and counted as unreadable, so that memory
+# stays bounded whatever the files hold.
+MAX_LINE_BYTES = 64 << 20
 
 
 def _read_lines(path: Path, since: Position | None, stats: ReadStats,
@@ -288,7 +292,9 @@ def _read_lines(path: Path, since: Position | None, stats: ReadStats,
 
     What arrives between two polls has no bound (a burst, a whole file read again after a
     copytruncate): it is read `limit` bytes at a time, so a follower's memory does not grow
-    with it. A single line longer than `limit` is read whole.
+    with it. A single line longer than `limit` is read whole once its end is found, or
+    skipped (counted in `stats`) when longer than ``MAX_LINE_BYTES``; its end is looked for
+    without holding what comes before it.
 
     A file that is shorter than `since`, or another file by now (``logrotate
     copytruncate``, a file replaced under the same name), is read from its start: seeking
@@ -311,19 +317,34 @@ def _read_lines(path: Path, since: Position | None, stats: ReadStats,
             data = f.read(limit)
             more = len(data) == limit
             if more and b"\n" not in data:
-                parts = [data]
-                while True:  # one line longer than the limit: read on to its end
-                    block = f.read(limit)
-                    parts.append(block)
-                    if len(block) < limit or b"\n" in block:
-                        more = len(block) == limit
-                        break
-                data = b"".join(parts)
+                newline = _find_newline(f, limit)
+                if newline is None:  # its end not written yet: wait for it, holding nothing
+                    return [], since, False
+                if newline - start > MAX_LINE_BYTES:
+                    stats.unreadable += 1
+                    mark = os.pread(f.fileno(), min(newline + 1, _MARK_BYTES),
+                                    newline + 1 - min(newline + 1, _MARK_BYTES))
+                    return [], (identity, newline + 1, mark), True
+                data = os.pread(f.fileno(), newline + 1 - start, start)
+                more = True  # what follows the line is read by the next poll, at once
     except FileNotFoundError:
         return [], since, False
     end = data.rfind(b"\n") + 1
     lines = [line for line in data[:end].split(b"\n") if line]
     return lines, _position(identity, start + end, data[:end], since if start else None), more
+
+
+def _find_newline(f: BinaryIO, block: int) -> int | None:
+    """The offset of the next newline at or after `f`'s position, read `block` bytes at a
+    time and kept no longer; None when the file ends first."""
+    while True:
+        offset = f.tell()
+        data = f.read(block)
+        found = data.find(b"\n")
+        if found >= 0:
+            return offset + found
+        if len(data) < block:
+            return None
 
 
 def _position(identity: tuple[int, int], offset: int, read: bytes,

@@ -43,6 +43,7 @@ from inferwatch.events.sinks import (
     SinkError,
     TooLarge,
     infer_format,
+    is_error,
     log_file,
     open_sink,
 )
@@ -67,6 +68,9 @@ VALUE_REASONS = ("unsupported_type", "binary", "conversion_error", "unstructured
 POLL_SECONDS = 0.05
 MAX_BATCH = 1_000
 BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+# A writer that died of a fault of ours is replaced at once the first time; each later
+# restart waits this long after the one before, longer while it keeps dying.
+RESTART_BACKOFF_SECONDS = (1.0, 5.0, 30.0, 60.0)
 ATEXIT_FLUSH_SECONDS = 2.0
 LOG_INTERVAL_SECONDS = 60.0
 METRIC = CATALOGUE["inferwatch_events_dropped_total"]
@@ -184,10 +188,11 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         """Queue one prediction event; never blocks, never raises.
 
         Events whose ``"error"`` is set are always kept; others are kept with probability
-        `sample_rate`.
+        `sample_rate`. ``None``, ``False``, zero and an empty string or collection are no
+        error (see :func:`~inferwatch.events.sinks.is_error`).
         """
         try:
-            if self.sample_rate < 1.0 and not _has_error(event.get("error")) and \
+            if self.sample_rate < 1.0 and not is_error(event.get("error")) and \
                     self._random() >= self.sample_rate:
                 return
             queue = self._queue
@@ -195,8 +200,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 queue.append(event)
                 if self._writer_done:
                     # close() ran between the check and the append and its writer has
-                    # drained for the last time: nothing will write this event.
-                    self._drop_leftovers()
+                    # drained for the last time, or the writer died: see _writer_ended.
+                    self._writer_ended()
                 elif _exit_flushed:
                     # An atexit hook registered before this module ran after its flush:
                     # the interpreter ends right after it, so the event is written now.
@@ -210,13 +215,15 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
 
     def flush(self, timeout: float | None = 5.0) -> bool:
         """Wait until every event emitted so far is written or dropped; False on timeout."""
+        if self._writer_done and not self._closed:
+            self._writer_ended()  # a writer that died: a new one writes what is queued
         if not self._thread.is_alive():
             return not self._queue
         marker = _Flush()
         self._queue.append(marker)  # past the size bound on purpose: it must get in
         self._wake.set()
         if self._writer_done:
-            self._drop_leftovers()  # the writer ended after is_alive(): answer it here
+            self._writer_ended()  # the writer ended after is_alive(): answer it here
         return marker.done.wait(timeout)
 
     def _flush_before_exit(self, timeout: float) -> None:
@@ -232,7 +239,35 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             self._exit_stalled = True
         self._drop_leftovers()
 
-    def _drop_leftovers(self) -> None:
+    def _writer_ended(self) -> None:
+        """The writer has ended: what is queued is counted as ``closed`` when the log is
+        closed; otherwise the writer died of a fault of ours and a new one takes over.
+
+        Restarts are spaced out (``RESTART_BACKOFF_SECONDS``): a writer that dies on every
+        batch must not become a storm of threads. Until the next restart is due, events
+        wait in the queue (its bound still holds), and what is queued at exit is counted.
+        """
+        if self._closed or self._stopping:
+            self._drop_leftovers()
+            return
+        with self._restart_lock:
+            if not self._writer_done or self._thread.is_alive() or self._closed:
+                return  # another thread restarted it first, or it has not quite ended
+            now = time.monotonic()
+            if now < self._restart_at:
+                return
+            self._restart_at = now + RESTART_BACKOFF_SECONDS[
+                min(self._restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
+            self._restarts += 1
+            self._writer_done = False
+            self._sink_holder = [None]
+            self._thread = threading.Thread(target=_writer_main,
+                                            args=(weakref.ref(self), self._sink_holder),
+                                            name="inferwatch-events", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _drop_leftovers(self, reason: str = "closed") -> None:
         """Count what is queued as ``closed`` and answer queued flushes: nothing will
         write it (a writer that has ended, or is stuck at exit)."""
         lost = 0
@@ -247,7 +282,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             else:
                 lost += 1
         if lost:
-            self._count("closed", lost)
+            self._count(reason, lost)
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Flush, stop the writer and close the sink; later events count as dropped."""
@@ -263,6 +298,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             # flush waits for them once more and counts what is left as `closed`. The writer
             # leaves the live set itself when it ends.
             return
+        # A writer that died before close() left its queue behind: lost, and it must show.
+        self._drop_leftovers()
         with _registry_lock:
             _live.discard(self)
 
@@ -292,6 +329,9 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._retry_at = 0.0
         self._failures = 0
         self._last_logged = -LOG_INTERVAL_SECONDS
+        self._restart_lock = threading.Lock()
+        self._restarts = 0
+        self._restart_at = 0.0
         self._sink_holder: list = [None]
         # Held while the sink writes, and across a fork (see _before_fork).
         self._sink_lock = threading.Lock()
@@ -309,6 +349,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         if self._closed:
             self._counts_lock = threading.Lock()
             self._sink_lock = threading.Lock()
+            self._restart_lock = threading.Lock()
             self._dropped = dict.fromkeys(REASONS, 0)
             # What a stuck writer of the parent still holds is the parent's to write or
             # count: counted here too at exit, each lost event would show twice.
@@ -397,7 +438,13 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
 
 
 def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
-    """The writer loop; holds the log only weakly between rounds so it can be collected."""
+    """The writer loop; holds the log only weakly between rounds so it can be collected.
+
+    A fault of ours (or a caller's object raising what no ``except Exception`` catches,
+    such as ``asyncio.CancelledError``) costs the batch in hand, counted, never the
+    writer: a dead writer would leave every later event to queue and be dropped.
+    """
+    ended = False
     try:
         while True:
             log_ = ref()
@@ -406,8 +453,11 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
             if log_._thread is not threading.current_thread():
                 return  # replaced after a fork
             events, markers = log_._drain()
-            if events:
-                log_._write(sink_holder, events)
+            try:
+                if events:
+                    log_._write(sink_holder, events)
+            except BaseException as exc:  # the writer must outlive it
+                _writer_fault(log_, sink_holder, exc, len(events))
             for marker in markers:
                 marker.done.set()
             if events or markers:
@@ -417,6 +467,7 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
                     _live.discard(log_)
                 # An emit that saw the log open may append after the drain above: flagged
                 # first, so that either this drain or that emit counts it as `closed`.
+                ended = True
                 log_._writer_done = True
                 log_._drop_leftovers()
                 return
@@ -424,23 +475,27 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
             del log_
             wake.wait(POLL_SECONDS)
             wake.clear()
-    except Exception as exc:  # pragma: no cover - a bug of ours; never take the server down
+    except BaseException as exc:  # a bug of ours; never take the server down
         from inferwatch import faults
 
         faults.record("events", exc)
     finally:
         _close_quietly(sink_holder[0])
+        sink_holder[0] = None
+        log_ = ref()
+        if not ended and log_ is not None and log_._thread is threading.current_thread():
+            # Died: the next emit or flush sees this and starts a new writer.
+            log_._writer_done = True
 
 
-def _has_error(value: object) -> bool:
-    """Whether an event's ``"error"`` value says the prediction failed.
+def _writer_fault(log_: EventLog, sink_holder: list, exc: BaseException, lost: int) -> None:
+    """Count a batch lost to a fault in the writer, and the fault itself."""
+    from inferwatch import faults
 
-    No truth test on the value: an array or a DataFrame has none and raises, which would
-    lose the very events that are always to be kept.
-    """
-    if value is None or value is False:
-        return False
-    return not (isinstance(value, (str, bytes)) and not value)
+    faults.record("events", exc)
+    log_._count("write_error", lost)
+    _close_quietly(sink_holder[0])
+    sink_holder[0] = None  # it may be half way through a write: start afresh
 
 
 def _close_quietly(sink: object) -> None:

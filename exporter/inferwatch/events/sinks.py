@@ -109,16 +109,52 @@ def normalize_error(error: object, keep_message: bool,
     >>> normalize_error(KeyError("alice@example.com"), keep_message=False)
     {'type': 'KeyError'}
     """
-    if error is None or error is False:
+    if not is_error(error):
         return None
     kind, message = _error_parts(error)
     text = _str_or_none(kind, dropped)
-    out: dict = {"type": clean_text("Error" if text is None else text)[:MAX_IDENTITY_CHARS]}
+    # A type of control characters alone is cleaned to nothing: still an error, named so.
+    kind_text = clean_text("Error" if text is None else text)[:MAX_IDENTITY_CHARS]
+    out: dict = {"type": kind_text or "Error"}
     if keep_message and message is not None:
         text = _str_or_none(message, dropped)
         out["message"] = text[:MAX_ERROR_MESSAGE_CHARS] if text is not None else {
             "dropped": "conversion_error", "type": type_name(message)}
     return out
+
+
+# Values that say "no error" by being empty: compared by type, never truth-tested.
+_SIZED_TYPES = (str, bytes, bytearray, list, tuple, dict, set, frozenset)
+
+
+def is_error(value: object) -> bool:
+    """Whether an event's ``"error"`` value says the prediction failed.
+
+    ``None``, ``False``, a zero (``0``, ``0.0``, a numpy zero or false) and an empty
+    string, bytes or plain collection mean "no error", as they do to code that writes
+    ``error=int(failed)`` or ``error=message or ""``: such an event is sampled like any
+    other and stored without an error. Anything else is an error. No truth test on
+    other objects: an array or a DataFrame has none and raises, which would lose the very
+    events that are always to be kept.
+
+    >>> [is_error(v) for v in (None, False, 0, 0.0, "", [], {}, "ValueError", 1, [0])]
+    [False, False, False, False, False, False, False, True, True, True]
+    """
+    if value is None or value is False:
+        return False
+    kind = type(value)
+    if kind is int or kind is float:
+        return value != 0  # NaN is not zero: something was set
+    if kind in _SIZED_TYPES:
+        return len(value) > 0  # type: ignore[arg-type]
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):  # a numpy scalar, not array
+        try:
+            plain = value.item()
+        except Exception:
+            return True
+        return type(plain) is not type(value) and is_error(plain)
+    return True
 
 
 def _error_parts(error: object) -> tuple[object, object]:
