@@ -51,6 +51,23 @@ class LabelCap:
             self.overflowed += 1
             return OTHER
 
+    def stored_as(self, value: object) -> str:
+        """What `value` would be stored as, without admitting it or counting an overflow:
+        itself when admitted already or while there is room, else ``__other__``. A lookup
+        (a route asking which series a value is) must not fill the cap nor count a fold.
+
+        >>> cap = LabelCap(1)
+        >>> cap.stored_as("a"), cap.overflowed, cap.fold("a"), cap.stored_as("b")
+        ('a', 0, 'a', '__other__')
+        >>> cap.overflowed
+        0
+        """
+        text = clean_label_value(value)
+        if text in self._seen:
+            return text
+        # Unlocked reads: a set's membership and length are each read whole under the GIL.
+        return OTHER if text == OTHER or len(self._seen) >= self.limit else text
+
     def fold_counts(self, counts: dict[str, float]) -> dict[str, float]:
         """Fold a dict of value -> count, conserving the total."""
         folded: dict[str, float] = {}

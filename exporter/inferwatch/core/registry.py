@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
-from inferwatch.catalogue import OTHER
 from inferwatch.core.history import History
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor
@@ -37,6 +36,8 @@ log = logging.getLogger("inferwatch")
 
 MAX_VERSIONS_PER_MODEL = 10
 MAX_MODELS = 100
+# A wall clock behind the history's time by less than this is jitter (as in core.monitor).
+CLOCK_STEP_SECONDS = 1.0
 UNVERSIONED = "unversioned"
 
 _live_registries: weakref.WeakSet[Registry] = weakref.WeakSet()
@@ -78,6 +79,8 @@ class Registry:
         self.multiproc: Publisher | None = None
         # The status page's ring of recent totals (enable_history): sampled by the drain.
         self.history: History | None = None
+        # (sample time, monotonic seconds) of the last history sample: see window_time().
+        self._history_mark: tuple[float, float] | None = None
         # Monitors whose settings an instrument() gave too late, said once each.
         self._settings_refused: set[tuple[str, str]] = set()
         _live_registries.add(self)
@@ -159,17 +162,16 @@ class Registry:
                     and is_finite_version(version))):
             return None
         with self._lock:
-            key = _capped(self._model_cap, clean_label_value(name))
-            if key is None:
-                return None
+            # A value the caps would still admit is stored as itself: nothing is under it
+            # yet, so the lookups below find nothing.
+            key = self._model_cap.stored_as(name)
             if version is None:
                 return self._latest.get(key)
             cap = self._version_caps.get(key)
             if cap is None:
                 return None
             text = clean_label_value(version_text(version)) or UNVERSIONED
-            version_key = _capped(cap, text)
-            return None if version_key is None else self._monitors.get((key, version_key))
+            return self._monitors.get((key, cap.stored_as(text)))
 
     def monitors(self) -> list[Monitor]:
         with self._lock:
@@ -250,13 +252,48 @@ class Registry:
             for monitor in waiting:
                 monitor.configure(traces=True)
 
+    def window_time(self, wall: float | None = None) -> float:
+        """The time this registry's history samples (and the windows they are read with)
+        are at: the wall clock `wall` (default now), unless it stepped back (NTP, a resumed
+        VM) behind the newest sample; then time goes on from there at the monotonic
+        clock's pace, as each monitor's rolling windows do (``Monitor._window_time``).
+
+        >>> registry = Registry(drain_interval=3600)
+        >>> registry.window_time(1_000_000.0) == 1_000_000.0
+        True
+        >>> registry.window_time(1_000_000.0 - 3600) >= 1_000_000.0
+        True
+        >>> registry.close()
+        """
+        if wall is None or not -math.inf < wall < math.inf:
+            wall = time.time()  # a NaN kept as the mark would never be left again
+        mono = time.monotonic()
+        mark = self._history_mark
+        if mark is not None:
+            went_on = mark[0] + max(0.0, mono - mark[1])
+            if wall < went_on - CLOCK_STEP_SECONDS:
+                wall = went_on
+        self._history_mark = (wall, mono)
+        return wall
+
     def sample_history(self, now: float) -> None:
         """One history sample per model version, when one is due (the drain calls this)."""
         history = self.history
-        if history is None or not history.due(now):
+        if history is None:
+            return
+        # Samples at a stepped-back wall time would pop every newer sample from the ring
+        # (the last hour's sparklines gone), and each later round would be due at once.
+        now = self.window_time(now)
+        if not history.due(now):
             return
         if self.multiproc is not None:
-            history.record(self.multiproc.merged_view().states, now)
+            view = self.multiproc.merged_view()
+            # The merged windows are at view.at, never earlier: the workers' windows went
+            # on past a step back, and the view is read (and sampled) where they are.
+            if view.at > now:
+                now = view.at
+                self._history_mark = (now, time.monotonic())
+            history.record(view.states, now)
             return
         for monitor in self.monitors():
             monitor.drain()  # a sample counts every call, deferred ones included
@@ -354,15 +391,6 @@ def _check_model(name: object, version: object) -> None:
         # NaN or an infinity (a missing cell of a model registry's table read as a float)
         # names no version; each NaN would not even equal the one before it.
         raise ValueError(f"inferwatch.monitor: version must be a finite number, got {version!r}")
-
-
-def _capped(cap: LabelCap, text: str) -> str | None:
-    """What `cap` stores `text` as, without admitting it or counting an overflow: itself
-    when admitted already, ``__other__`` once the cap is full, None while it would still be
-    admitted (nothing is stored under it yet)."""
-    if text in cap._seen:
-        return text
-    return OTHER if text == OTHER or len(cap._seen) >= cap.limit else None
 
 
 def is_finite_version(version: object) -> bool:

@@ -613,6 +613,10 @@ class SnapshotDirectory:
             return dead
         states = {state.key: state for state in archived_states}
         kept: set[str] = set()
+        # The time the folded windows are merged at: never earlier than the archive's or a
+        # folded snapshot's own. A wall clock stepped back would otherwise expire their
+        # buckets as "from the future", and stamp the archive behind what it holds.
+        now = max(now, archive.written_at)
         for name in dead:
             if name in already:
                 continue  # folded by a fold that died before deleting it
@@ -649,6 +653,7 @@ class SnapshotDirectory:
                     states[state.key] = target
             for field in PROCESS_COUNTERS:
                 _add(getattr(archive, field), raw.header.get(field))
+            now = max(now, _written_at(raw))
         for state in states.values():
             for series in state.summaries.values():
                 for summary in series.values():
@@ -690,7 +695,7 @@ class SnapshotDirectory:
         try:
             data, _ = read_entry(self._file(ARCHIVE), self.trusted_uids)
             raw = decode(data)  # type: ignore[arg-type]
-            archive = Snapshot(folded=raw.folded)
+            archive = Snapshot(folded=raw.folded, written_at=max(0.0, _written_at(raw)))
             states = exact_models(raw)
             for field in PROCESS_COUNTERS:
                 _add(getattr(archive, field), raw.header.get(field))
@@ -760,11 +765,17 @@ def _view_time(now: float, raws: Iterable[RawSnapshot], dead: set[int]) -> float
     for raw in raws:
         if id(raw) in dead:
             continue  # an exited writer's time stopped; it says nothing of the others'
-        written = raw.header.get("written_at")
-        if isinstance(written, (int, float)) and not isinstance(written, bool) \
-                and math.isfinite(written) and written > at:
-            at = float(written)
+        at = max(at, _written_at(raw))
     return at
+
+
+def _written_at(raw: RawSnapshot) -> float:
+    """The time `raw` was stamped with, or -inf where it holds no finite one."""
+    written = raw.header.get("written_at")
+    if isinstance(written, (int, float)) and not isinstance(written, bool) \
+            and math.isfinite(written):
+        return float(written)
+    return -math.inf
 
 
 def _file_size_limit() -> float:

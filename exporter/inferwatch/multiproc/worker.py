@@ -270,6 +270,12 @@ class Publisher:
             self._time_mark = (wall, mono)
         return wall
 
+    def _fold_time(self) -> float:
+        """The time a fold merges windows at: where this process's windows are (the wall
+        clock stepped back leaves them ahead of it)."""
+        with self._lock:
+            return self._window_now()
+
     def _process_counts(self, registry: Registry) -> dict[str, dict[str, float]]:
         current = {
             "internal_errors": faults.internal_error_counts(),
@@ -291,7 +297,7 @@ class Publisher:
         try:
             if self._scanned_lately():
                 return
-            self.directory.fold(self.worker)
+            self.directory.fold(self.worker, now=self._fold_time())
         except Exception as exc:
             faults.record("multiproc_fold", exc)
 
@@ -411,7 +417,7 @@ class Publisher:
                 finally:
                     self._closed = True
             self.directory.fold(self.worker, also=[self.worker.name],
-                                timeout=EXIT_FOLD_TIMEOUT_SECONDS)
+                                timeout=EXIT_FOLD_TIMEOUT_SECONDS, now=self._fold_time())
         except Exception as exc:
             faults.record("multiproc_fold", exc)
 
