@@ -84,12 +84,18 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from inferwatch.demo.runner import Demo
-    from inferwatch.demo.scenario import check_speed
+    from inferwatch.demo.scenario import check_speed, speed_problem
     from inferwatch.demo.stack import StackError, find_alertmanager
 
     if not (args.rate > 0 and math.isfinite(args.rate)):
         print("inferwatch demo: --rate must be more than zero", file=sys.stderr)
         return 2
+    # A speed such as 1e-300 parsed, then made rule windows of 1e302 seconds. Exit status 1,
+    # as when its phases overflowed (the scenario refused them once the demo had started).
+    problem = speed_problem(args.speed)
+    if problem:
+        print(f"inferwatch demo: --speed {problem}", file=sys.stderr)
+        return 1
     try:
         check_speed(args.speed, args.rate)
     except ValueError as exc:

@@ -16,6 +16,8 @@ import sys
 import threading
 
 _lock = threading.Lock()
+# What a write to a reader that has gone fails with: a closed pipe, a hung-up terminal.
+_GONE = (errno.EPIPE, errno.EIO)
 _reader_gone = False
 _main_told = False
 
@@ -33,16 +35,21 @@ if hasattr(os, "register_at_fork"):
 def say(line: str) -> None:
     """Write `line` and its newline in one piece, and flush.
 
-    When the reader has gone (``inferwatch demo | head``), later lines go nowhere, and the
-    main thread gets a BrokenPipeError, which the demo takes as a request to stop; a
-    webhook or worker thread carries on, since the error is not its to handle.
+    When the reader has gone (``inferwatch demo | head``, or the terminal was closed), later
+    lines go nowhere, and the main thread gets a BrokenPipeError, which the demo takes as a
+    request to stop; a webhook or worker thread carries on, since the error is not its to
+    handle.
     """
     global _reader_gone, _main_told
     with _lock:
         try:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
-        except BrokenPipeError:
+        except OSError as exc:
+            # A closed terminal answers EIO, not EPIPE: the reader is as gone, and the demo
+            # must not end in a traceback (or a webhook thread die) over its own output.
+            if exc.errno not in _GONE:
+                raise
             _reader_gone = True
             # Without this, every later line and the flush at exit raised again, each
             # with a traceback on the terminal.

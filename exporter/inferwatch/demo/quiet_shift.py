@@ -113,14 +113,15 @@ def play(predict: Callable[[np.ndarray], Any], story: Sequence[ShiftPhase], *,
 def main(argv: list[str] | None = None) -> int:
     """Serve the model's metrics and play the story until it ends or SIGTERM."""
     from inferwatch.demo.model import split_address
+    from inferwatch.demo.scenario import speed_argument
 
     parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.quiet_shift",
                                      description="The inferwatch demo's model without a "
                                                  "reference, whose outputs quietly shift.")
     parser.add_argument("--metrics-listen", type=split_address, default=("127.0.0.1", 8002),
                         help="HOST:PORT of /metrics (default 127.0.0.1:8002)")
-    parser.add_argument("--speed", type=float, default=1.0,
-                        help="play the story this many times faster (default 1)")
+    parser.add_argument("--speed", type=speed_argument, default=1.0,
+                        help="play the story this many times faster (0.01 to 100, default 1)")
     parser.add_argument("--loop", action="store_true", help="repeat the story until stopped")
     parser.add_argument("--shift-on-signal", action="store_true",
                         help="keep the baseline until SIGUSR1, then play the rest once")

@@ -15,6 +15,7 @@ story in a minute or two.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -68,6 +69,42 @@ SCRAPE_INTERVAL_SECONDS = 1.0
 MIN_DRIFT_OBSERVATIONS = 300
 # The drift window at speed 1: one phase of the default scenario.
 DRIFT_WINDOW_SECONDS = 120.0
+
+
+# The speeds a command takes: past 100 times faster no window can follow (see max_speed);
+# slower than a hundredth, the story outlasts any demo (the default one then takes 16 hours)
+# and a speed such as 1e-300 made windows of 1e302 seconds, or overflowed.
+MIN_SPEED, MAX_SPEED = 0.01, 100.0
+
+
+def speed_problem(speed: float) -> str | None:
+    """Why a command refuses `speed` as its ``--speed``, or None when it takes it.
+
+    >>> speed_problem(2.0), speed_problem(1e-300)
+    (None, '1e-300 is too small: give a number from 0.01 to 100')
+    """
+    span = f"give a number from {MIN_SPEED:g} to {MAX_SPEED:g}"
+    if math.isnan(speed):
+        return f"nan is not a number: {span}"
+    if speed < MIN_SPEED:
+        return f"{speed:g} is too small: {span}"
+    if speed > MAX_SPEED:
+        return f"{speed:g} is too large: {span}"
+    return None
+
+
+def speed_argument(text: str) -> float:
+    """`--speed` as argparse reads it (it names the flag): a number :func:`speed_problem`
+    takes."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from {MIN_SPEED:g} to {MAX_SPEED:g}, got {text!r}") from None
+    problem = speed_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def drift_window_seconds(speed: float = 1.0, rate: float = 10.0) -> float:

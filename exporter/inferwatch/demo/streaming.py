@@ -132,13 +132,14 @@ def play(toy: ToyGenerator, generate: Callable[..., Iterator[str]],
 def main(argv: list[str] | None = None) -> int:
     """Serve the toy model's metrics and play the story until it ends or SIGTERM."""
     from inferwatch.demo.model import split_address
+    from inferwatch.demo.scenario import speed_argument
 
     parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.streaming",
                                      description="The inferwatch demo's streaming model.")
     parser.add_argument("--metrics-listen", type=split_address, default=("127.0.0.1", 8001),
                         help="HOST:PORT of /metrics (default 127.0.0.1:8001)")
-    parser.add_argument("--speed", type=float, default=1.0,
-                        help="play the story this many times faster (default 1)")
+    parser.add_argument("--speed", type=speed_argument, default=1.0,
+                        help="play the story this many times faster (0.01 to 100, default 1)")
     parser.add_argument("--loop", action="store_true", help="repeat the story until stopped")
     args = parser.parse_args(argv)
     try:

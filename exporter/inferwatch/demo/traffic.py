@@ -16,6 +16,7 @@ import heapq
 import itertools
 import json
 import math
+import signal
 import sys
 import threading
 import time
@@ -31,7 +32,7 @@ import numpy as np
 
 from inferwatch.demo.console import say
 from inferwatch.demo.model import Dataset, load_dataset
-from inferwatch.demo.scenario import SCENARIOS, Phase, scenario
+from inferwatch.demo.scenario import SCENARIOS, Phase, scenario, speed_argument
 
 # Features the drift phase shifts: size, texture and concavity, so the predictions move too.
 DRIFTED_FEATURES = ("mean radius", "mean texture", "mean area", "mean concave points",
@@ -52,6 +53,7 @@ class TrafficStats:
     failed: int = 0
     unreachable: int = 0
     outcomes: int = 0
+    outcomes_dropped: int = 0  # not posted: as many outcome posts in flight as allowed
     phase: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -94,6 +96,9 @@ class TrafficGenerator:
         self._drift_columns = [self.data.feature_names.index(n) for n in DRIFTED_FEATURES]
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="demo-traffic")
         self._pending = threading.BoundedSemaphore(64)
+        # Outcomes have their own cap: queued without one while the service was slow, their
+        # posts (and the memory they held) grew without bound.
+        self._pending_outcomes = threading.BoundedSemaphore(64)
 
     def stop(self) -> None:
         """Ask `run()` to return; in-flight requests finish or time out."""
@@ -172,10 +177,20 @@ class TrafficGenerator:
             while self._labels and self._labels[0][0] <= now:
                 due.append(heapq.heappop(self._labels))
         for _, rid, label in due:
+            if not self._pending_outcomes.acquire(blocking=False):
+                # As a label can be lost in production: counted, never queued without bound.
+                self.stats.count("outcomes_dropped")
+                continue
             self.stats.count("outcomes")
             if self.stats.outcomes % UNKNOWN_OUTCOME_EVERY == 0:
                 rid = f"restarted-peer-{rid}"
-            self._pool.submit(self._post, "/outcome", {"request_id": rid, "label": label})
+            self._pool.submit(self._outcome, rid, label)
+
+    def _outcome(self, rid: str, label: str) -> None:
+        try:
+            self._post("/outcome", {"request_id": rid, "label": label})
+        finally:
+            self._pending_outcomes.release()
 
     def _post(self, path: str, payload: dict[str, Any]) -> int | None:
         try:
@@ -242,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-url", type=_http_url, default="http://127.0.0.1:8080",
                         help="base URL of the model service (default http://127.0.0.1:8080)")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
-    parser.add_argument("--speed", type=_positive, default=1.0)
+    parser.add_argument("--speed", type=speed_argument, default=1.0,
+                        help="play the phases this many times faster (0.01 to 100, default 1)")
     parser.add_argument("--rate", type=_positive, default=10.0, help="requests per second")
     parser.add_argument("--loop", action="store_true", help="repeat the scenario forever")
     args = parser.parse_args(argv)
@@ -253,10 +269,18 @@ def main(argv: list[str] | None = None) -> int:
 
     generator = TrafficGenerator(args.model_url, phases, rate=args.rate, loop=args.loop,
                                  on_phase=announce)
+    # `kill` (and `docker stop`) sends SIGTERM: stopped as Ctrl-C stops it, through run()'s
+    # cleanup, rather than killed mid-request with exit status 143.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         generator.run()
     except KeyboardInterrupt:
         generator.stop()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -291,9 +291,9 @@ _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 
 
 def _split(values: list[str], known: list[str] | None = None, flag: str = "") -> list[str]:
-    """Column names from repeated, comma-separated flag values. A column whose name holds
+    r"""Column names from repeated, comma-separated flag values. A column whose name holds
     a comma is named by the whole value when that is its name (``--categorical "a,b"``), or
-    with the comma escaped (``a\\,b``), which also serves a list naming it beside others.
+    with the comma escaped (``a\,b``), which also serves a list naming it beside others.
 
     >>> _split(["a,b", "c"]), _split(["x\\,y,z"]), _split(["a,b"], known=["a,b", "a"])
     (['a', 'b', 'c'], ['x,y', 'z'], ['a,b'])

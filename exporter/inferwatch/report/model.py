@@ -255,15 +255,57 @@ def from_data(reference: Reference, data: Any, predictions: Any = None, *,
                       "out_of_range": float(result.out_of_range[j]),
                       "unseen_category": float(result.unseen_category[j])}
                for j, name in enumerate(reference.feature_names)}
+    prediction_rows, prediction_quality = 0, {}
+    if predictions is not None and reference.outputs:
+        prediction_rows, prediction_quality = _prediction_quality(
+            checker, reference, predictions, range_tolerance)
+    for name, counts in prediction_quality.items():
+        quality.setdefault(name, counts)
     # A reference of prediction outputs only has no feature to count input rows by: its
-    # rows are the predictions compared, else the page said "0 rows compared" and the
-    # prediction drift alert "no data" however many rows there were.
-    rows = max([int(result.rows), *(int(item.rows) for item in outputs)])
+    # rows are the predictions given (those without a value, NaN or None, included, and
+    # counted missing), else the page said "0 rows compared", or fewer rows than the file
+    # held, and the prediction drift alert "no data" however many rows there were.
+    rows = max([int(result.rows), prediction_rows, *(int(item.rows) for item in outputs)])
+    input_errors = {k: float(v) for k, v in result.input_errors.items()}
+    if not reference.features:
+        # No feature column was expected: the empty batch of features is no input error.
+        input_errors.pop("empty_batch", None)
     report = ModelReport(title=title or "Drift report", model="", version="",
                          generated_at=time.time(), rows=rows, features=features,
-                         outputs=outputs, quality=quality,
-                         input_errors={k: float(v) for k, v in result.input_errors.items()})
+                         outputs=outputs, quality=quality, input_errors=input_errors)
     from inferwatch.report.flags import Thresholds, evaluate
 
     report.flags = evaluate(report, thresholds or Thresholds.for_model(""))
     return report
+
+
+def _prediction_quality(checker: BatchChecker, reference: Reference, predictions: Any,
+                        range_tolerance: float) -> tuple[int, dict[str, dict[str, float]]]:
+    """The predictions' rows, and their missing, out-of-range and unseen counts per output,
+    read the way :meth:`BatchChecker.check_predictions` reads them (which counts bins only:
+    a NaN prediction would otherwise be in no count at all)."""
+    from inferwatch.quality import checks
+
+    try:
+        if checks.is_dataframe(predictions):
+            columns = checker._outputs_of_frame(predictions)
+        elif checks.is_row(predictions):
+            columns = {name: checks._one_value(v) for name, v in predictions.items()}
+        elif not isinstance(predictions, Mapping):
+            columns = checker._outputs_of_array(predictions)
+        else:
+            columns = dict(predictions)
+        arrays = {name: checks._as_column(values) for name, values in columns.items()
+                  if name in reference.outputs}
+        arrays = {name: a for name, a in arrays.items() if a is not None}
+        if not arrays:
+            return 0, {}
+        profiles = {name: reference.outputs[name] for name in arrays}
+        result = BatchChecker(Reference(profiles), range_tolerance=range_tolerance).check(arrays)
+    except Exception:  # the report still shows the bins check_predictions counted
+        return 0, {}
+    quality = {name: {"missing": float(result.missing[j]),
+                      "out_of_range": float(result.out_of_range[j]),
+                      "unseen_category": float(result.unseen_category[j])}
+               for j, name in enumerate(profiles)}
+    return int(result.rows), quality

@@ -233,7 +233,7 @@ def _drift_table(title: str, key: str, items: Sequence[Distribution]) -> str:
             f"{_num(item.scores.get(m, math.nan))}"
             "</td>" for m in ("psi", "js", "ks"))
         rows.append(f'<tr class="{key}"><td><a href="#{anchor}">{escape(item.name)}</a></td>'
-                    f"{cells}<td class=\"n\">{item.rows:g}</td></tr>")
+                    f"{cells}<td class=\"n\">{_count(item.rows)}</td></tr>")
     return (f"<h2>{escape(title)}</h2><p class=\"muted\">Sorted by PSI, most drifted first.</p>"
             "<table><tr><th>name</th><th>PSI</th><th>JS</th><th>KS</th><th>rows</th></tr>"
             + "".join(rows) + "</table>")
@@ -245,10 +245,10 @@ def _quality(report: ModelReport) -> str:
         counts = report.quality[feature]
         cells = "".join(
             f'<td class="n" data-key="{escape(f"{kind}|{feature}")}" '
-            f'data-value="{_value(counts.get(kind, 0.0))}">{counts.get(kind, 0.0):g}</td>'
+            f'data-value="{_value(counts.get(kind, 0.0))}">{_count(counts.get(kind, 0.0))}</td>'
             for kind in ("missing", "out_of_range", "unseen_category"))
         rows.append(f"<tr><td>{escape(feature)}</td>{cells}</tr>")
-    errors = "".join(f"<li>{escape(reason)}: {count:g}</li>"
+    errors = "".join(f"<li>{escape(reason)}: {_count(count)}</li>"
                      for reason, count in sorted(report.input_errors.items()))
     return ("<h3>Data quality (total)</h3>"
             "<table><tr><th>feature</th><th>missing</th><th>out of range</th>"
@@ -324,7 +324,7 @@ def _distribution(item: Distribution, key: str) -> str:
                                        title=f"{item.name}: reference and live")
     return (f'<div class="feature {key}" id="{_anchor(key, item.name)}">'
             f"<h3>{escape(item.name)}</h3><div class=\"muted\">{escape(scores)}; "
-            f"{item.rows:g} rows</div>{chart}</div>")
+            f"{_count(item.rows)} rows</div>{chart}</div>")
 
 
 def _table(title: str, header: Sequence[str], rows: Iterable[tuple[str, float]],
@@ -358,6 +358,19 @@ def _num(value: float) -> str:
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return "n/a"
     return f"{value:.4g}"
+
+
+def _count(value: object) -> str:
+    """A count as a whole number: ``:g`` wrote a million rows as 1e+06.
+
+    >>> _count(1e6), _count(12.0), _count(float("nan")), _count("<b>")
+    ('1000000', '12', 'n/a', 'n/a')
+    """
+    # A count read from a snapshot may be anything; formatting it must not cost the page.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.0f}"
 
 
 def _pct(value: float) -> str:

@@ -178,11 +178,22 @@ def bars(labels: Sequence[str], values: Sequence[float], *, title: str,
                      f"{escape(_shorten(label, 18))}</text>")
         parts.append(f'<rect x="{label_width}" y="{y + 2}" width="{_number(length)}" '
                      f'height="{row - 5}" fill="{LINE}"><title>{escape(label)}: '
-                     f"{value:g}</title></rect>")
+                     f"{_amount(value)}</title></rect>")
         parts.append(f'<text x="{_number(label_width + length + 4)}" y="{y + 11}" '
-                     f'font-size="10" fill="{AXIS}">{value:g}</text>')
+                     f'font-size="10" fill="{AXIS}">{_amount(value)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _amount(value: float) -> str:
+    """A bar's value: a count in whole numbers (``:g`` wrote a million as 1e+06).
+
+    >>> _amount(1e6), _amount(0.25), _amount(float("nan"))
+    ('1000000', '0.25', 'nan')
+    """
+    if math.isfinite(value) and float(value).is_integer():
+        return f"{value:.0f}"
+    return f"{value:g}"
 
 
 def _tick_labels(edges: Sequence[float]) -> list[str]:
