@@ -77,7 +77,7 @@ def test_an_outcome_time_as_iso_text_with_an_offset_is_read(suffix: str) -> None
     assert faults.internal_error_counts().get("outcome", 0) == before
 
 
-@pytest.mark.parametrize("text", ["2026-01-01T00:00:00", "2026-01-01", "2026-01-01 10:00"])
+@pytest.mark.parametrize("text", ["2026-01-01T00:00:00", "2026-01-01 10:00"])
 def test_iso_text_without_an_offset_is_refused_clearly_and_the_label_still_joined(
         text: str, caplog: pytest.LogCaptureFixture) -> None:
     monitor = _predicted()
@@ -267,3 +267,15 @@ def test_an_outcome_time_given_as_a_date_is_its_midnight_utc() -> None:
     count, total = _delay(monitor)
     assert count == 1 and abs(total - expected) < 10.0
     assert faults.internal_error_counts().get("outcome", 0) == before
+
+
+def test_a_date_alone_as_text_is_its_midnight_utc_as_trained_at_reads_it() -> None:
+    monitor = _predicted()
+    predicted_at = time.time()
+    tomorrow = datetime.datetime.now(datetime.timezone.utc).date() + datetime.timedelta(days=1)
+    monitor.record_outcome("r-1", "fraud", at=f" {tomorrow.isoformat()} ")
+    midnight = datetime.datetime.combine(tomorrow, datetime.time(),
+                                         tzinfo=datetime.timezone.utc).timestamp()
+    count, total = _delay(monitor)
+    assert count == 1
+    assert abs(total - (midnight - predicted_at)) < 60

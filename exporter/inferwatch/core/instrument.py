@@ -19,6 +19,7 @@ import copy
 import datetime as _dt
 import functools
 import inspect
+import math
 import numbers
 import os
 import time
@@ -38,7 +39,14 @@ from inferwatch.core.call_input import (
     snapshot,
     snapshot_input,
 )
-from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor, array_from_bytes
+from inferwatch.core.monitor import (
+    FAST,
+    SLOW,
+    WITH_INPUTS,
+    Monitor,
+    array_from_bytes,
+    epoch_seconds,
+)
 from inferwatch.core.options import Settings
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, is_finite_version, version_text
@@ -713,7 +721,9 @@ class InstrumentedModel:
         return await type(model).__aexit__(model, *exc_info)
 
     def __reduce_ex__(self, protocol: int) -> tuple:
-        return (_restore, (self.__dict__["__wrapped__"], self.__dict__["_inferwatch_spec"]))
+        d = self.__dict__
+        return (_restore, (d["__wrapped__"], _current_spec(d["_inferwatch_spec"],
+                                                           d["_inferwatch_monitor"])))
 
     def __copy__(self) -> InstrumentedModel:
         """A copy of the model, recording into the same monitor (pickling's way would
@@ -789,9 +799,9 @@ class _Spec(NamedTuple):
     settings: Settings
     trained_at: float | None = None
     reference: Any = None
-    request_id: Callable[..., object] | None = None
-    # a live event log (a thread and open files) is not picklable: its path is
-    events: str | os.PathLike | None = None
+    request_id: Callable[..., object] | bool | None = None  # False: none
+    # a live event log (a thread and open files) is not picklable: its path is (False: none)
+    events: str | os.PathLike | bool | None = None
 
 
 def _restore(model: Any, spec: _Spec) -> Any:
@@ -799,18 +809,62 @@ def _restore(model: Any, spec: _Spec) -> Any:
 
 
 def _timestamp(value: Any) -> float | None:
+    """`trained_at` as Unix seconds, or ValueError / TypeError naming what is wrong.
+
+    Read by the rule ``record_outcome(at=)`` reads times by (``monitor._seconds_of``): a
+    naive datetime is UTC; a number of 1e11 or more is epoch ms, us or ns by its size;
+    ISO 8601 text that names a time of day needs an offset. A training pipeline writes
+    ``datetime.now().isoformat()`` in its host's local time as readily as an event stream
+    does, and read as UTC either would be off by the zone's hours without a word (a model's
+    age, a label's delay); here the mistake is refused where the model is instrumented. A
+    date alone (``"2026-10-01"``) is that day's midnight UTC, as a ``date`` is: a model's
+    age is read in days.
+
+    >>> _timestamp("2026-01-01T02:00:00+02:00"), _timestamp("2026-01-01")
+    (1767225600.0, 1767225600.0)
+    >>> _timestamp(1767225600000)  # epoch milliseconds
+    1767225600.0
+    """
     if value is None:
         return None
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            raise ValueError("NaT is no time")
+        value = value.astype("datetime64[us]").item()  # a naive datetime: UTC, below
     if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
+        if value != value:  # pd.NaT
+            raise ValueError("NaT is no time")
+        if value.utcoffset() is None:
             value = value.replace(tzinfo=_dt.timezone.utc)
         return value.timestamp()
     if isinstance(value, _dt.date):
         return _dt.datetime(value.year, value.month, value.day,
                             tzinfo=_dt.timezone.utc).timestamp()
     if isinstance(value, str):
-        return _timestamp(_dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
-    return float(value)
+        text = value.strip()
+        try:
+            number = float(text)  # Unix seconds as text, as record_outcome(at=) reads them
+        except ValueError:
+            pass
+        else:
+            return _timestamp(number)
+        try:
+            day = _dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return _timestamp(day)
+        moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.utcoffset() is None:
+            raise ValueError("ISO 8601 text with a time of day needs an offset ('Z' or "
+                             "'+02:00'): its time zone is not known")
+        return moment.timestamp()
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError("a bool is no time")
+    seconds = epoch_seconds(float(value))
+    if not math.isfinite(seconds):
+        raise ValueError("not a finite time")
+    return seconds
 
 
 # Packages whose classes a user's model subclasses; the first one in the class's bases wins.
@@ -867,11 +921,13 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
 
     `target` is a model object (its ``predict``, ``predict_proba`` and ``__call__`` are
     wrapped), a plain or ``async`` function, or omitted to get a decorator.
-    `trained_at` is a datetime, an ISO date string or Unix seconds. `reference` (a
+    `trained_at` is a datetime (naive: UTC), a date, ISO 8601 text (a date alone, or a
+    time with an offset) or Unix seconds (ms, us or ns from 1e11 up, by size). `reference` (a
     :class:`~inferwatch.Reference` or the path of a saved one) switches on data-quality
     counters and drift; `request_id` is a function of the call's arguments returning the id
     that ``record_outcome`` joins on; `events` (an ``EventLog`` or a path ending in
-    ``.jsonl`` / ``.sqlite``) logs every prediction. ``range_tolerance``,
+    ``.jsonl`` / ``.sqlite``) logs every prediction. ``events=False`` and
+    ``request_id=False`` mean none, as they do for ``configure()``. ``range_tolerance``,
     ``drift_window_seconds`` and ``drift_age_buckets`` tune the reference checks. When the
     application has configured OpenTelemetry tracing (an SDK tracer provider) before this
     call, or with ``exemplars=True``, each call's trace id becomes an exemplar on the latency
@@ -910,16 +966,18 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
                         f"valid options: {', '.join(sorted(_SETTINGS_FIELDS))}")
     try:
         trained = _timestamp(trained_at)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
         raise ValueError(f"inferwatch.instrument: trained_at {trained_at!r} is not a datetime, "
-                         "ISO date string or Unix timestamp") from exc
-    if events is not None and not isinstance(events, (str, os.PathLike)) and \
-            not hasattr(events, "emit"):
-        raise TypeError("inferwatch.instrument: events must be an EventLog or a path, "
-                        f"got {type(events).__name__}")
-    if request_id is not None and not callable(request_id):
+                         f"ISO date string or Unix timestamp ({exc})") from exc
+    # False is "none", as configure() reads it: a setting read from a config file or flag
+    # is passed the same way to both.
+    if events is not None and events is not False and \
+            not isinstance(events, (str, os.PathLike)) and not hasattr(events, "emit"):
+        raise TypeError("inferwatch.instrument: events must be an EventLog, a path, or False "
+                        f"for no event log, got {events!r:.80}")
+    if request_id is not None and request_id is not False and not callable(request_id):
         raise TypeError("inferwatch.instrument: request_id must be a function of the call's "
-                        f"arguments, got {type(request_id).__name__}")
+                        f"arguments, or False for none, got {request_id!r:.80}")
     if target is None:
         Settings(**options)  # a bad option is refused where the decorator is made
 
@@ -1011,3 +1069,16 @@ def _instrument(target: Any, spec: _Spec, *, is_function: bool,
     if spec.events is not None and not isinstance(spec.events, (str, os.PathLike)):
         spec = spec._replace(events=getattr(spec.events, "path", None))
     return InstrumentedModel(target, monitor, spec, registry)
+
+
+def _current_spec(spec: _Spec, monitor: Monitor) -> _Spec:
+    """`spec` with the event log and request-id function the monitor has now: what
+    ``configure()`` switched off (or swapped) since instrument() must stay so in a pickle,
+    or loading the model would reopen a log the application had closed."""
+    log = monitor.events
+    events = None if log is None else getattr(log, "path", None)
+    request_id = None if monitor.request_id_fn is None or spec.request_id is False \
+        else spec.request_id
+    if events is not None and not isinstance(events, (str, os.PathLike)):
+        events = None  # a log object without a path: nothing a pickle could reopen
+    return spec._replace(events=events, request_id=request_id)

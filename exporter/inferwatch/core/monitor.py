@@ -29,6 +29,7 @@ import difflib
 import itertools
 import operator
 import os
+import re
 import threading
 import time
 import weakref
@@ -410,11 +411,37 @@ def _tracker_of(reference: Reference, settings: Settings) -> FeatureTracker:
                           max_labels=settings.max_features)
 
 
+# Unix seconds of 5138-11-16: a larger epoch number is in ms, us or ns.
+_EPOCH_SECONDS_LIMIT = 1e11
+
+
+def epoch_seconds(value: float) -> float:
+    """`value` in seconds, also when it is Unix time in milliseconds, microseconds or
+    nanoseconds, told by its size as ``inferwatch events --since`` tells them.
+
+    Kafka record timestamps, JavaScript's ``Date.now()`` and Java log epoch milliseconds,
+    OpenTelemetry nanoseconds; read as seconds they name a year past 5000, and every outcome
+    joined with one would be ``expired`` or observe an absurd delay. Seconds reach 1e11 only
+    in the year 5138, so the unit is plain from the size.
+
+    >>> epoch_seconds(1_700_000_000_000), epoch_seconds(1_700_000_000_000_000_000)
+    (1700000000.0, 1700000000.0)
+    >>> epoch_seconds(1_700_000_000.5)
+    1700000000.5
+    """
+    for scale in (1.0, 1e3, 1e6, 1e9):
+        if abs(value) / scale < _EPOCH_SECONDS_LIMIT:
+            return value / scale
+    return value  # beyond every unit (or NaN): as given, for the caller to judge
+
+
 def _seconds_of(at: object) -> float:
     """When an outcome's label became known, as Unix seconds: a number, a datetime,
     ``pd.Timestamp`` or ``np.datetime64`` (what a labels table holds), or ISO 8601 text with
     an offset; NaN for a time that is not known (``pd.NaT``), which joins with no label
-    delay.
+    delay. A number (or numeric text) of 1e11 or more is epoch milliseconds, microseconds
+    or nanoseconds by its size (a Kafka or JavaScript timestamp: :func:`epoch_seconds`);
+    a bool is no time (counted, joined with no delay).
 
     A naive datetime or ``pd.Timestamp`` is UTC, as a naive ``np.datetime64`` is, as pandas
     reads one, and as ``instrument(trained_at=)`` reads one: the labels of one table would
@@ -434,6 +461,8 @@ def _seconds_of(at: object) -> float:
     (1767225600.0, nan, nan)
     >>> _seconds_of("2026-01-01T00:00:00")  # no offset: which zone is not known
     nan
+    >>> _seconds_of(1767225600000), _seconds_of("1767225600000000")
+    (1767225600.0, 1767225600.0)
     """
     if isinstance(at, np.datetime64):
         if np.isnat(at):
@@ -463,7 +492,9 @@ def _seconds_of(at: object) -> float:
         except (ValueError, OverflowError, OSError):  # pd.NaT, or a date past any clock
             return float("nan")
     try:
-        seconds = float(at)  # type: ignore[arg-type]
+        # A bool is no time (float(True) would be a second past 1970: the label expired).
+        seconds = _INF if isinstance(at, (bool, np.bool_)) else epoch_seconds(
+            float(at))  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
         seconds = _INF
     if seconds == seconds and not -_INF < seconds < _INF:
@@ -475,22 +506,31 @@ def _seconds_of(at: object) -> float:
     return seconds
 
 
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _seconds_of_text(text: str) -> float:
-    """Unix seconds of `at` given as text: a number of seconds, or ISO 8601 with an offset
-    ("Z", "+02:00"). Anything else is NaN and a counted fault whose message says why."""
+    """Unix seconds of `at` given as text: a number of seconds, ISO 8601 with an offset
+    ("Z", "+02:00"), or a date alone (its midnight UTC). Anything else is NaN and a counted
+    fault whose message says why."""
     try:
         seconds = float(text)
     except ValueError:
         pass
     else:
         if seconds != seconds or -_INF < seconds < _INF:  # "nan": not known, as NaN is
-            return seconds
+            return epoch_seconds(seconds)
         faults.record("outcome", ValueError(
             f"record_outcome(at={text[:64]!r}): not a time; expected Unix seconds, a "
             "datetime or ISO 8601 text with an offset"))
         return float("nan")
+    text = text.strip()
+    if _DATE_ONLY.fullmatch(text):
+        # A day is midnight UTC, as a `date` is here and `trained_at="2026-10-01"` is: only a
+        # time of day without an offset is ambiguous by hours.
+        text += "T00:00:00+00:00"
     try:
-        when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         faults.record("outcome", ValueError(
             f"record_outcome(at={text[:64]!r}): not a time; expected Unix seconds, a "
@@ -663,7 +703,7 @@ class Monitor:
             return True
 
     def configure(self, *, reference: Reference | str | os.PathLike | None = None,
-                  request_id: Callable[..., object] | None = None,
+                  request_id: Callable[..., object] | bool | None = None,
                   events: EventLog | str | os.PathLike | bool | None = None,
                   traces: bool | None = None, **options: Any) -> Monitor:
         """Switch on data quality and drift, request ids from a function, or the event log.
@@ -672,7 +712,9 @@ class Monitor:
         the log off: a log this monitor opened from a path is closed (what was queued is
         written first), one passed in is only detached (it is its owner's to close).
         None (the default) leaves the log as it is, as it does every other argument.
-        `traces` is True or False (None: unchanged).
+        `request_id` is a function of the call's arguments; ``request_id=False`` switches it
+        off (a call's own ``request_id=`` keyword still names its request). `traces` is True
+        or False (None: unchanged).
 
         Each of these needs the call's inputs or an event per call, so instrumented calls
         of this model take the slow path (still append-only; the checks run at drain time).
@@ -691,9 +733,18 @@ class Monitor:
             settings = dataclasses.replace(self.settings, **options)
         else:
             settings = self.settings
+        # None means "unchanged", so switching the function off needs a value of its own,
+        # as for events: False.
+        drop_request_id = False
+        if isinstance(request_id, (bool, np.bool_)):
+            if request_id:
+                raise TypeError("inferwatch: request_id must be a function of the call's "
+                                "arguments, or False to switch it off, got True")
+            drop_request_id, request_id = True, None
         if request_id is not None and not callable(request_id):
             raise TypeError("inferwatch: request_id must be a function of the call's "
-                            f"arguments, got {type(request_id).__name__}")
+                            f"arguments, or False to switch it off, got "
+                            f"{type(request_id).__name__}")
         # Any text is truthy: traces="no" or "false" (read from an environment variable)
         # would switch tracing on, and the slow path with it.
         if traces is not None and not isinstance(traces, (bool, np.bool_)):
@@ -752,6 +803,8 @@ class Monitor:
             self._install_tracker(tracker)
         if request_id is not None:
             self.request_id_fn = request_id
+        elif drop_request_id:
+            self.request_id_fn = None
         if events is not None and not self._logs_to(events):
             self._swap_events(events, opened)
         elif detach_events and self.events is not None:
