@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import heapq
 import json
+import math
 import os
 import re
 import time
@@ -264,7 +265,10 @@ def _log_files(path: Path) -> list[Path]:
     """The per-process files of the log configured as `path` (none for one of those files)."""
     pattern = _file_pattern(path.stem)
     parent = path.parent if path.parent.is_dir() else None
-    return [p for p in parent.iterdir() if pattern.fullmatch(p.name)] if parent else []
+    # Regular files only: a FIFO of that name would hang the reader in open(), a directory
+    # fail the whole read.
+    return [p for p in parent.iterdir()
+            if pattern.fullmatch(p.name) and p.is_file()] if parent else []
 
 
 def exists(path: Path) -> bool:
@@ -273,9 +277,10 @@ def exists(path: Path) -> bool:
 
 
 # Where a follower has read a file to: the file's identity (device, inode), the offset
-# just after its last complete line, and the bytes just before that offset (at most
-# _MARK_BYTES, ending with the newline).
-Position = tuple[tuple[int, int], int, bytes]
+# just after its last complete line, the bytes just before that offset (at most
+# _MARK_BYTES, ending with the newline), and how far past it a newline is known to be
+# missing (an unterminated line is not looked through again on every poll).
+Position = tuple[tuple[int, int], int, bytes, int]
 _MARK_BYTES = 64
 # The most a follower reads of one file per poll.
 _FOLLOW_READ_BYTES = 1 << 20
@@ -306,25 +311,33 @@ def _read_lines(path: Path, since: Position | None, stats: ReadStats,
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             identity = (st.st_dev, st.st_ino)
-            start = 0
+            start, mark, searched = 0, b"", 0
             if since is not None and since[0] == identity and since[1] <= st.st_size:
-                offset, mark = since[1], since[2]
-                if os.pread(f.fileno(), len(mark), offset - len(mark)) == mark:
-                    start = offset
-            f.seek(start)
+                offset = since[1]
+                if os.pread(f.fileno(), len(since[2]), offset - len(since[2])) == since[2]:
+                    start, mark, searched = offset, since[2], since[3]
+            if searched > st.st_size:
+                searched = 0  # cut back in place since: what was looked through is gone
             if limit is None:
                 limit = _FOLLOW_READ_BYTES
-            data = f.read(limit)
-            more = len(data) == limit
+            if searched >= start + limit:
+                data, more = b"", True  # the line read last time is still unterminated
+            else:
+                f.seek(start)
+                data = f.read(limit)
+                more = len(data) == limit
             if more and b"\n" not in data:
+                f.seek(max(searched, start + limit))
                 newline = _find_newline(f, limit)
                 if newline is None:  # its end not written yet: wait for it, holding nothing
-                    return [], since, False
+                    # A writer that appends a little at a time would otherwise have the
+                    # whole line read again on each poll, ever more as it grows.
+                    return [], (identity, start, mark, f.tell()), False
                 if newline - start > MAX_LINE_BYTES:
                     stats.unreadable += 1
                     mark = os.pread(f.fileno(), min(newline + 1, _MARK_BYTES),
                                     newline + 1 - min(newline + 1, _MARK_BYTES))
-                    return [], (identity, newline + 1, mark), True
+                    return [], (identity, newline + 1, mark, 0), True
                 data = os.pread(f.fileno(), newline + 1 - start, start)
                 more = True  # what follows the line is read by the next poll, at once
     except FileNotFoundError:
@@ -354,18 +367,36 @@ def _position(identity: tuple[int, int], offset: int, read: bytes,
     mark = read[-_MARK_BYTES:]
     if len(mark) < _MARK_BYTES and before is not None:
         mark = (before[2] + mark)[-_MARK_BYTES:]
-    return identity, offset, mark
+    return identity, offset, mark, 0
 
 
-def _scan(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """The complete, non-empty lines of `f` with their offsets, one at a time."""
+def _scan(f: BinaryIO, stats: ReadStats,
+          progress: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
+    """The complete, non-empty lines of `f` with their offsets, one at a time.
+
+    A line longer than ``MAX_LINE_BYTES`` (a foreign file at the log's path, one line of
+    gigabytes) is skipped and counted in `stats`, its end looked for a block at a time:
+    reading it whole would hold the file in memory. `progress`, when given, holds the
+    offset just after the last complete line seen (empty and skipped ones included).
+    """
     offset = 0
-    for line in f:
+    while True:
+        line = f.readline(MAX_LINE_BYTES + 1)
         if not line.endswith(b"\n"):
-            break  # a write in progress, or torn by a crash: not a record yet
-        if len(line) > 1:
-            yield offset, line[:-1]
-        offset += len(line)
+            if len(line) <= MAX_LINE_BYTES:
+                break  # a write in progress, or torn by a crash: not a record yet
+            newline = _find_newline(f, _READ_BLOCK)
+            if newline is None:
+                break  # an over-long line still being written: nothing to count yet
+            stats.unreadable += 1
+            offset = newline + 1
+            f.seek(offset)
+        else:
+            if len(line) > 1:
+                yield offset, line[:-1]
+            offset += len(line)
+        if progress is not None:
+            progress[0] = offset
 
 
 def _decode(line: bytes, stats: ReadStats) -> dict | None:
@@ -382,7 +413,13 @@ def _decode(line: bytes, stats: ReadStats) -> dict | None:
 
 def _ts(event: dict) -> float:
     ts = event.get("ts")
-    return float(ts) if isinstance(ts, (int, float)) else 0.0
+    if not isinstance(ts, (int, float)):
+        return 0.0
+    try:
+        value = float(ts)
+    except OverflowError:  # an integer of hundreds of digits (a foreign line) is valid JSON
+        return math.inf if ts > 0 else -math.inf
+    return 0.0 if math.isnan(value) else value  # NaN would leave the merge order undefined
 
 
 def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
@@ -404,7 +441,7 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
             number, before = len(handles), len(found)
             handles.append(f)
             try:
-                for offset, line in _scan(f):
+                for offset, line in _scan(f, stats):
                     if any(needle not in line for needle in needles):
                         continue  # cheap pre-filter: the value must appear as written
                     event = _decode(line, stats)
@@ -454,9 +491,8 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
             continue
         with f:
             st = os.fstat(f.fileno())
-            end = 0
-            for offset, line in _scan(f):
-                end = offset + len(line) + 1
+            progress = [0]
+            for _, line in _scan(f, stats, progress):
                 event = _decode(line, stats)
                 if event is None:
                     continue
@@ -467,22 +503,11 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
                 elif item[0] >= found[0][0]:  # among equal ts, the later read is kept
                     heapq.heapreplace(found, item)
             if offsets is not None:
-                end = _complete_end(f, end)
+                end = progress[0]
                 mark = os.pread(f.fileno(), min(end, _MARK_BYTES),
                                 end - min(end, _MARK_BYTES))
-                offsets[file] = ((st.st_dev, st.st_ino), end, mark)
+                offsets[file] = ((st.st_dev, st.st_ino), end, mark, 0)
     return [line for _, _, line in sorted(found)]
-
-
-def _complete_end(f: BinaryIO, end: int) -> int:
-    """`end` moved past the empty lines that follow it (`_scan` yields only non-empty
-    lines), so that following starts after them."""
-    f.seek(end)
-    while True:
-        line = f.readline()
-        if not line.endswith(b"\n"):
-            return end
-        end += len(line)
 
 
 def _mark_end(path: Path, offsets: dict[Path, Position] | None) -> None:
@@ -505,7 +530,7 @@ def _mark_end(path: Path, offsets: dict[Path, Position] | None) -> None:
             mark = os.pread(f.fileno(), min(end, _MARK_BYTES), end - min(end, _MARK_BYTES))
     except FileNotFoundError:
         return
-    offsets[path] = ((st.st_dev, st.st_ino), end, mark)
+    offsets[path] = ((st.st_dev, st.st_ino), end, mark, 0)
 
 
 def follow_jsonl(path: Path, offsets: dict[Path, Position], stats: ReadStats) -> list[bytes]:

@@ -234,18 +234,26 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         many events would otherwise hold the exit up for the whole timeout per event.
         """
         if not self._exit_stalled:
+            if self._writer_done and not self._exit_restarted:
+                # The last chance to write what a dead writer left queued: a restart not
+                # yet due by the back-off is made now, once (a writer that dies again is
+                # not restarted in a loop at exit).
+                self._exit_restarted = True
+                self._writer_ended(due=True)
             if self.flush(timeout):
                 return
             self._exit_stalled = True
         self._drop_leftovers()
 
-    def _writer_ended(self) -> None:
+    def _writer_ended(self, due: bool = False) -> None:
         """The writer has ended: what is queued is counted as ``closed`` when the log is
         closed; otherwise the writer died of a fault of ours and a new one takes over.
 
         Restarts are spaced out (``RESTART_BACKOFF_SECONDS``): a writer that dies on every
         batch must not become a storm of threads. Until the next restart is due, events
-        wait in the queue (its bound still holds), and what is queued at exit is counted.
+        wait in the queue (its bound still holds) and a timer starts the writer when the
+        restart is due, so that they are written even if nothing is emitted meanwhile.
+        `due` makes the restart now (at exit).
         """
         if self._closed or self._stopping:
             self._drop_leftovers()
@@ -254,7 +262,14 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             if not self._writer_done or self._thread.is_alive() or self._closed:
                 return  # another thread restarted it first, or it has not quite ended
             now = time.monotonic()
-            if now < self._restart_at:
+            if now < self._restart_at and not due:
+                if not self._restart_timer:
+                    self._restart_timer = True
+                    # Capped: fired early, it finds the restart not due and waits again.
+                    wait = min(self._restart_at - now, max(RESTART_BACKOFF_SECONDS))
+                    timer = threading.Timer(wait, _restart_when_due, args=(weakref.ref(self),))
+                    timer.daemon = True
+                    timer.start()
                 return
             self._restart_at = now + RESTART_BACKOFF_SECONDS[
                 min(self._restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
@@ -332,6 +347,9 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._restart_lock = threading.Lock()
         self._restarts = 0
         self._restart_at = 0.0
+        # Whether a timer will start the writer when its restart is due (one at a time).
+        self._restart_timer = False
+        self._exit_restarted = False
         self._sink_holder: list = [None]
         # Held while the sink writes, and across a fork (see _before_fork).
         self._sink_lock = threading.Lock()
@@ -486,6 +504,21 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
         if not ended and log_ is not None and log_._thread is threading.current_thread():
             # Died: the next emit or flush sees this and starts a new writer.
             log_._writer_done = True
+
+
+def _restart_when_due(ref: weakref.ref[EventLog]) -> None:
+    """A timer's end: start the dead writer of the log, if it is still dead and needed."""
+    log_ = ref()
+    if log_ is None:
+        return
+    try:
+        log_._restart_timer = False
+        if log_._writer_done and not log_._closed:
+            log_._writer_ended()
+    except Exception as exc:  # a bug of ours; never take the server down
+        from inferwatch import faults
+
+        faults.record("events", exc)
 
 
 def _writer_fault(log_: EventLog, sink_holder: list, exc: BaseException, lost: int) -> None:

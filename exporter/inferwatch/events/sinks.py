@@ -384,7 +384,7 @@ class Query:
             return False
         ts = event.get("ts")
         if self.since is not None or self.until is not None:
-            if not isinstance(ts, (int, float)):
+            if not isinstance(ts, (int, float)) or ts != ts:  # NaN (a foreign line): no time
                 return False
             if self.since is not None and ts < self.since:
                 return False
