@@ -73,10 +73,11 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
     try:
         model = pickle.loads(model_bytes)
     except BaseException as exc:  # reported to the parent, which backs off and logs it once
-        conn.send(("load_failed", type(exc).__name__,
-                   f"{type(exc).__name__}: {exc}"[:_REASON_CHARS]))
+        _reply(conn, ("load_failed", type(exc).__name__,
+                      f"{type(exc).__name__}: {exc}"[:_REASON_CHARS]))
         return
-    conn.send(("ready", None, 0.0))
+    if not _reply(conn, ("ready", None, 0.0)):
+        return
     while True:
         try:
             raw = conn.recv_bytes()
@@ -86,7 +87,8 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
         try:
             message = pickle.loads(raw)
         except BaseException as exc:  # an input this process cannot rebuild: its error only
-            conn.send(("error", type(exc).__name__, time.perf_counter() - start))
+            if not _reply(conn, ("error", type(exc).__name__, time.perf_counter() - start)):
+                return
             continue
         if message is None:
             return
@@ -103,8 +105,20 @@ def _child_main(conn: Any, model_bytes: bytes) -> None:
         duration = time.perf_counter() - start
         try:
             conn.send((*reply, duration))
-        except Exception as exc:  # an unpicklable result
-            conn.send(("error", type(exc).__name__, duration))
+        except Exception as exc:  # an unpicklable result, or the parent gone
+            if not _reply(conn, ("error", type(exc).__name__, duration)):
+                return
+
+
+def _reply(conn: Any, message: tuple) -> bool:
+    """Send `message` to the parent; False when it cannot hear it any more (it closed the
+    pipe: killed, shut down, or timed this call out). The child then ends quietly: a
+    traceback on the serving process's stderr would report no fault of anyone's."""
+    try:
+        conn.send(message)
+    except Exception:
+        return False
+    return True
 
 
 _PR_SET_PDEATHSIG = 1
@@ -234,7 +248,7 @@ class ProcessRunner:
             # not load does, and no descriptor of this try is left open.
             for end in ends:
                 end.close()
-            if self._shut:
+            if self._shut or _exiting:
                 self._gate.abandoned()
                 return "shutdown", None, 0.0
             return self._gate.failed("error", type(exc).__name__,
@@ -255,7 +269,7 @@ class ProcessRunner:
             self._gate.started()
             return None
         self.close()
-        if self._shut:
+        if self._shut or _exiting:  # killed by close() or by the interpreter's exit
             self._gate.abandoned()
             return "shutdown", None, 0.0
         if isinstance(reply, tuple) and len(reply) == 3 and reply[0] == "load_failed":
@@ -273,8 +287,8 @@ class ProcessRunner:
         if self._shut:
             return "shutdown", None, 0.0
         if self._process is None or not self._process.is_alive():
-            if _exiting:
-                return "crashed", None, 0.0
+            if _exiting:  # cut off by the interpreter's exit, as by close(): no crash
+                return "shutdown", None, 0.0
             failed = self._start()
             if failed is not None:
                 return failed
@@ -307,7 +321,10 @@ class ProcessRunner:
 
     def _failed(self, status: str, start: float) -> tuple[str, Any, float]:
         self.close()
-        return "shutdown" if self._shut else status, None, time.perf_counter() - start
+        # At the interpreter's exit, multiprocessing's own exit handler kills the children:
+        # a call under way is cut off by shutdown, not crashed.
+        shut = self._shut or _exiting
+        return "shutdown" if shut else status, None, time.perf_counter() - start
 
     def shutdown(self) -> None:
         """Kill the child for good: a call under way ends as ``shutdown``, and no later

@@ -3,10 +3,12 @@
 A web response's body is timed by an :class:`ItemClock` as the middleware sends it. An SDK's
 stream (an OpenAI-style ``Stream`` or ``AsyncStream``: a context manager with a
 ``.response`` and a ``close()``) is more than its items. The caller gets the object itself,
-to all appearances: a proxy whose attributes, ``isinstance``, ``with`` / ``async with``,
-``close()`` / ``aclose()`` and ``send()`` / ``throw()`` (when the stream has them) are the
-stream's, and which records the stream's items as :mod:`inferwatch.core.streams` records a
-generator's. A generator itself is followed by a generator, cheaper per item.
+to all appearances: a proxy whose attributes, ``dir()``, ``isinstance``, ``with`` /
+``async with``, ``await``, ``len()``, ``length_hint()``, ``close()`` / ``aclose()`` and
+``send()`` / ``throw()`` (when the stream has them) are the stream's, and which records
+the stream's items as :mod:`inferwatch.core.streams` records a generator's (an ``await``
+of the stream is no item: it passes through, unrecorded). A generator itself is followed
+by a generator, cheaper per item.
 
 >>> import inferwatch
 >>> from inferwatch.core.registry import Registry
@@ -120,6 +122,10 @@ class _Proxy:
     def __bool__(self) -> bool:
         # As the stream's truth: an empty sized stream (len() 0) is false, as it is unwrapped.
         return bool(self._stream)
+
+    def __dir__(self) -> list[str]:
+        # What a caller (or a REPL's completion) finds on the stream, not the proxy's slots.
+        return dir(self._stream)
 
     def __getattr__(self, name: str) -> Any:
         if name in _Proxy.__slots__:  # not set yet (a failed __init__): never the stream's
@@ -317,6 +323,31 @@ class _AsyncIterating:
         return AsyncStreamProxy._step(self, self._stream.__anext__)
 
 
+class _Hinted:
+    """``operator.length_hint()`` of a stream that can tell how many items are left (an
+    unsized stream's estimate; ``list()`` reads it to size its buffer)."""
+
+    __slots__ = ()
+
+    def __length_hint__(self: Any) -> Any:
+        # NotImplemented, when the stream answers so, means "no estimate" to length_hint().
+        return type(self._stream).__length_hint__(self._stream)
+
+
+class _Awaitable:
+    """``await`` of a stream that is awaitable too (an async SDK stream that can also be
+    awaited for its response). Awaiting is not an item: nothing is recorded for it, and the
+    stream is followed through its items as ever. A stream that awaits to itself hands the
+    caller the proxy, as ``async with`` does; any other result goes to the caller as it is."""
+
+    __slots__ = ()
+
+    def __await__(self: Any) -> Any:
+        stream = self._stream
+        result = yield from type(stream).__await__(stream)
+        return self if result is stream else result
+
+
 class _Managed:
     """``with`` of a stream that is a context manager (openai's ``Stream``)."""
 
@@ -347,27 +378,31 @@ class _AsyncManaged:
         return await type(self._stream).__aexit__(self._stream, *exc_info)
 
 
-# The proxy classes by what the stream's class has: at most sixteen for each proxy. A special
-# method is looked up on the type, past __getattr__, so a proxy that had one the stream lacks
-# would answer hasattr() and ``with`` as the stream does not; one without it leaves hasattr()
-# to __getattr__, which asks the stream.
-_SHAPES: dict[tuple[type, bool, bool, bool, bool], type] = {}
+# The proxy classes by what the stream's class has: at most sixty-four for each proxy. A
+# special method is looked up on the type, past __getattr__, so a proxy that had one the
+# stream lacks would answer hasattr() and ``with`` as the stream does not; one without it
+# leaves hasattr() to __getattr__, which asks the stream.
+_SHAPES: dict[tuple[type, bool, bool, bool, bool, bool, bool], type] = {}
 
 
 def _shaped(proxy: type, stream: type) -> type:
-    """`proxy` with the special methods (len(), with, async with, async for) that `stream`
-    has."""
+    """`proxy` with the special methods (len(), length_hint(), with, async with, async for,
+    await) that `stream` has."""
     sized = hasattr(stream, "__len__")
+    hinted = hasattr(stream, "__length_hint__")
     managed = hasattr(stream, "__enter__") and hasattr(stream, "__exit__")
     async_managed = hasattr(stream, "__aenter__") and hasattr(stream, "__aexit__")
     both = proxy is not AsyncStreamProxy and hasattr(stream, "__anext__") and hasattr(
         stream, "__aiter__")
-    key = (proxy, sized, managed, async_managed, both)
+    awaitable = hasattr(stream, "__await__")
+    key = (proxy, sized, hinted, managed, async_managed, both, awaitable)
     shaped = _SHAPES.get(key)
     if shaped is None:
-        mixins = [mixin for mixin, wanted in ((_Sized, sized), (_Managed, managed),
+        mixins = [mixin for mixin, wanted in ((_Sized, sized), (_Hinted, hinted),
+                                             (_Managed, managed),
                                              (_AsyncManaged, async_managed),
-                                             (_AsyncIterating, both)) if wanted]
+                                             (_AsyncIterating, both),
+                                             (_Awaitable, awaitable)) if wanted]
         if not mixins:
             shaped = proxy
         else:
