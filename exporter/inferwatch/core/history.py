@@ -25,6 +25,7 @@ the window's length old (or zero, before the first sample: since the start), as 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -103,6 +104,9 @@ class History:
         self._rings: dict[tuple[str, str], deque[Sample]] = {}
         self._last_features: dict[tuple[str, str], float] = {}
         self._last_record = float("-inf")
+        # Monotonic seconds at the last round: how long ago it was when the wall clock
+        # stepped back behind it.
+        self._last_mono = float("-inf")
         # The time of the sampling round before the current one: a version whose newest
         # sample is neither from it nor from the current round is no longer sampled.
         self._previous_round = float("-inf")
@@ -120,18 +124,32 @@ class History:
             self._rings.clear()
             self._last_features.clear()
             self._last_record = float("-inf")
+            self._last_mono = float("-inf")
             self._previous_round = float("-inf")
 
     def _start_round(self, now: float) -> None:
         if now != self._last_record:
             self._previous_round = self._last_record
             self._last_record = now
+        self._last_mono = time.monotonic()
 
     def due(self, now: float) -> bool:
-        """Whether a sample is due: the drain asks once per round. A clock stepped back
-        (NTP) makes one due at once, or the ring would stop for as long as the step."""
+        """Whether a sample is due: the drain asks once per round. Behind the last round
+        (the clock stepped back: NTP, a resumed VM), the time since it is read from the
+        monotonic clock: due at once, every round would be due until the wall clock
+        caught up, and never due, the ring would stop for as long as the step.
+
+        >>> history = History(interval_seconds=10, span_seconds=60)
+        >>> history.due(1000.0)
+        True
+        >>> history.record([], now=1000.0)
+        >>> history.due(1005.0), history.due(1010.0), history.due(1000.0 - 3600)
+        (False, True, False)
+        """
         elapsed = now - self._last_record
-        return elapsed >= self.interval_seconds or elapsed < 0.0
+        if elapsed < 0.0:
+            elapsed = time.monotonic() - self._last_mono
+        return elapsed >= self.interval_seconds
 
     def record(self, states: Iterable[ModelState], now: float) -> None:
         """Append one sample per state. Call with states nobody writes meanwhile (a copy,

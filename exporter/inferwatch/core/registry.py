@@ -99,9 +99,9 @@ class Registry:
         with self._lock:
             name = self._model_cap.fold(name)
             if version is None:
-                latest = self._latest.get(name)
-                if latest is not None:
-                    return latest
+                instrumented = self._latest.get(name)
+                if instrumented is not None:
+                    return instrumented
                 version = UNVERSIONED
             cap = self._version_caps.setdefault(name, LabelCap(self._max_versions))
             # An empty version (an unset environment variable, say) would export
@@ -233,6 +233,50 @@ class Registry:
             return self.multiproc.merged_view().states
         self.drain()
         return [monitor.copy_state() for monitor in self.monitors()]
+
+    def states_at(self, wall: float | None = None, *, model: str | None = None,
+                  version: str | None = None) -> tuple[list, float]:
+        """:meth:`states`, and the time to read their rolling windows (quantiles, drift)
+        and this registry's history at: :meth:`window_time`, never earlier than where the
+        windows are (each monitor's, or in multi-worker mode the merged view's ``at``).
+        After the wall clock stepped back (NTP, a resumed VM), windows read at the wall
+        time come out empty, and the newest history samples lie in its future.
+
+        `model` and `version`, when given, keep only the states of that model (version):
+        in one process only those are copied, so one model's page costs one model's copy
+        whatever the number of versions monitored.
+
+        >>> registry = Registry(drain_interval=3600)
+        >>> registry.monitor("m", "1").record_call(0.01, 0.5)
+        >>> states, at = registry.states_at()
+        >>> [s.model for s in states]
+        ['m']
+        >>> registry.states_at(time.time() - 3600)[1] >= at  # stepped back an hour
+        True
+        >>> registry.close()
+        """
+        now = self.window_time(wall)
+
+        def chosen(name: str, of: str) -> bool:
+            return (model is None or name == model) and (version is None or of == version)
+
+        if self.multiproc is not None:
+            view = self.multiproc.merged_view()
+            states = [state for state in view.states if chosen(state.model, state.version)]
+            at = view.at
+        else:
+            monitors = self.monitors()
+            wanted = [monitor for monitor in monitors if chosen(monitor.name, monitor.version)]
+            for monitor in wanted:
+                monitor.drain()
+            states = [monitor.copy_state() for monitor in wanted]
+            # A monitor's windows went on past a step back the history never saw (no
+            # sample yet, or none since): they are where it was last drained or scraped.
+            at = max((monitor._window_time(now) for monitor in monitors), default=now)
+        if at > now:
+            now = at
+            self._history_mark = (now, time.monotonic())
+        return states, now
 
     def follow_tracing(self) -> None:
         """Give trace ids to the monitors that follow OpenTelemetry (``exemplars`` left at

@@ -64,13 +64,19 @@ class StatusPages:
         self.history = self.registry.enable_history()
         self.metrics_link = metrics_link
         if config is not None:
-            from inferwatch.generate.config import Config, load
+            from inferwatch.generate.config import Config, ConfigError, load
         if config is not None and not isinstance(config, Config):
             if not isinstance(config, (str, os.PathLike)):
                 # Anything else (a parsed YAML dict) would fail on every page, not here.
                 raise TypeError("inferwatch status page: config must be a generator Config "
                                 "or the path of its YAML file, got "
                                 f"{type(config).__name__}")
+            if not os.fspath(config):
+                # An unset variable: read as the current directory, it would fail as
+                # "(file): cannot be read: Is a directory", naming no file or option.
+                raise ConfigError("(file)", "the status page's config path is empty; give "
+                                  "the YAML file the rules were generated from, or None "
+                                  "for the defaults")
             config = load(config)  # fails at start-up, naming the bad key, not per page
         self._config = config
 
@@ -88,10 +94,12 @@ class StatusPages:
         params = parse_qs(query)
         model = params.get("model", [None])[0]
         version = params.get("version", [None])[0]
-        now = time.time()
-        states = self.registry.states()
+        # Where the windows and the history are, not the wall clock: after it stepped
+        # back, the page would read empty quantiles and drift, and history samples from
+        # its future.
+        states, now = self.registry.states_at(model=model, version=version)
         if params.get("format") == ["json"]:
-            return 200, snapshot_json(states, model, version), {
+            return 200, snapshot_json(states, model, version, generated_at=now), {
                 "Content-Type": "application/json", "Cache-Control": "no-store",
                 "X-Content-Type-Options": "nosniff"}
         if model is None:
@@ -111,12 +119,16 @@ class StatusPages:
                           thresholds=Thresholds.for_model(state.model, self._config))
 
 
-def snapshot_json(states: list, model: str | None = None, version: str | None = None) -> bytes:
+def snapshot_json(states: list, model: str | None = None, version: str | None = None, *,
+                  generated_at: float | None = None) -> bytes:
     """The states a page is drawn from, as JSON (``?format=json``): what
-    ``inferwatch report --metrics URL`` draws the same report from, elsewhere."""
+    ``inferwatch report --metrics URL`` draws the same report from, elsewhere.
+    `generated_at` (default now) is the time their windows are read at there."""
     chosen = [s.to_dict() for s in states
               if (model is None or s.model == model) and (version is None or s.version == version)]
-    return json.dumps({"format": SNAPSHOT_FORMAT, "generated_at": time.time(),
+    if generated_at is None:
+        generated_at = time.time()
+    return json.dumps({"format": SNAPSHOT_FORMAT, "generated_at": generated_at,
                        "states": chosen}, default=_json_default).encode()
 
 
