@@ -52,6 +52,11 @@ MAX_STAGES = 10_000
 # allocates, so a finalizer (Request.__del__ closing another request) never runs inside it.
 _CLOSING = threading.Lock()
 renew_at_fork(globals(), "_CLOSING")
+# Held only while a block entered again (or a joined block) updates a request's depth: two
+# threads entering one request at once must not lose a count, or the request would end
+# at the wrong exit (or never). Taken only off the path of a request entered once.
+_NESTING = threading.Lock()
+renew_at_fork(globals(), "_NESTING")
 
 
 def current_request() -> Request | None:
@@ -233,6 +238,7 @@ class Request:
 
     __slots__ = ("_deadline", "_depth", "_entered", "_open", "_parent", "_start", "monitor",
                  "record")
+    _http = False  # opened by the web middleware for one HTTP request (see HTTPRequest)
 
     def __init__(self, monitor: Monitor, request_id: str | None = None) -> None:
         self.monitor = monitor
@@ -242,7 +248,9 @@ class Request:
             request_id = faults.text_of(request_id, "request_id")
         self.record = RequestRecord(duration=0.0, request_id=request_id)
         self._open = False
-        self._depth = 0  # blocks entered again while open, each ended by its own exit
+        # Blocks entered again while open, each ended by its own exit; below zero, the
+        # blocks of this object that joined the open request `_parent` (see _join).
+        self._depth = 0
         self._entered = False  # once entered, entering again starts a request of its own
         self._parent: Request | None = None
         self._start = 0.0
@@ -254,8 +262,12 @@ class Request:
 
     @property
     def is_open(self) -> bool:
-        """Entered and not yet exited (a stream ending later joins it only while open)."""
-        return self._open
+        """Entered and not yet exited (a stream ending later joins it only while open); for
+        a block that joined the web middleware's request, whether that request is open."""
+        if self._open:
+            return True
+        joined = self._parent
+        return self._depth < 0 and joined is not None and joined._open
 
     @classmethod
     def open(cls, monitor: Monitor, request_id: str | None = None) -> Request:
@@ -276,16 +288,23 @@ class Request:
         if self._open:
             # Already open (a handler's `with` around the middleware's request): one request,
             # counted once, and ended by the outermost exit, not by this block's.
-            self._depth += 1
+            with _NESTING:
+                self._depth += 1
             return self
+        # The parent is the block open around this one, not a closed one a task kept, nor
+        # an abandoned one that a pool's thread kept.
+        parent = current_request()
+        if parent is not None and not self._http:
+            # A handler's own block inside the web middleware's request of this model is
+            # that HTTP request, not a second one: counting both would double the traffic.
+            http = current_request_of(monitor)
+            if http is not None and http._http:
+                return self._join(http)
         if self._entered:
             # A block entered again is a request of its own: the first record may still
             # wait for the drain, and must keep what that request saw.
             self.record = RequestRecord(duration=0.0, request_id=self.record.request_id)
         monitor.call_started()
-        # The parent is the block open around this one, not a closed one a task kept, nor
-        # an abandoned one that a pool's thread kept.
-        parent = current_request()
         if self._entered:
             _unlink(self, parent)
         self._entered = True
@@ -299,11 +318,36 @@ class Request:
         self._deadline = self._start + ABANDONED_AFTER_SECONDS
         return self
 
+    def _join(self, http: Request) -> Request:
+        """Make this block part of the open request `http` (the web middleware's); its
+        exit then ends only this block. What the block records goes to that request, by
+        this object as well as by the one returned (``r = mon.request(); with r: ...``)."""
+        if self.record.request_id is not None:
+            # The id the handler's code knows, and so the one its ground truth comes back
+            # under, rather than a header the client may not have sent.
+            http.record.request_id = self.record.request_id
+        with _NESTING:
+            http._depth += 1
+            self._depth -= 1  # below zero: the number of blocks this object joined
+        self._parent = http
+        self._entered = True  # a later block of its own must not rewrite the shared record
+        self.record = http.record
+        return http
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
-        if self._depth and self._open:
-            self._depth -= 1
-            return False
+        if self._depth:
+            joined = None
+            with _NESTING:
+                depth = self._depth
+                if depth > 0 and self._open:
+                    self._depth = depth - 1
+                    return False
+                if depth < 0:
+                    self._depth = depth + 1
+                    joined = self._parent
+            if joined is not None:
+                return joined.__exit__(exc_type, exc, tb)
         self.close(exc_type)
         return False
 
@@ -408,3 +452,12 @@ class Request:
             record.prediction = result
             record.has_prediction = True
             record.probabilities = probabilities
+
+
+class HTTPRequest(Request):
+    """The web middleware's request for one HTTP request: a handler's own
+    ``mon.request()`` block of the same model inside it joins it rather than opening a
+    second request, so that one HTTP request is counted once."""
+
+    __slots__ = ()
+    _http = True

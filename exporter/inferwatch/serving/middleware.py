@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Siz
 from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
-from inferwatch.core.request import Request
+from inferwatch.core.request import HTTPRequest, Request
 from inferwatch.core.stream_objects import ItemClock
 from inferwatch.core.streams import CANCELLED, ERROR, OK
 
@@ -309,9 +309,11 @@ class _Routes:
 
     def __init__(self, routes: RouteMap | None, model: str | None, version: str | None,
                  exclude_paths: Sequence[str], registry: Registry | None) -> None:
-        if routes is None and model is None:
+        if model is None and not (callable(routes) or routes):
+            # An empty mapping (a config section left empty) would record nothing, silently.
             raise ValueError("inferwatch middleware: give routes= (a mapping or a function) "
-                             "and/or model= (the model of every route)")
+                             "and/or model= (the model of every route)"
+                             + ("" if routes is None else ", got an empty routes mapping"))
         self._exact: dict[str, tuple[str, str | None]] = {}
         self._templates: list[tuple[re.Pattern[str], tuple[tuple[str, _Check], ...],
                                     tuple[str, str | None]]] = []
@@ -616,7 +618,7 @@ class InstrumentMiddleware:
             request_id = None if raw_id is None else clean_request_id(raw_id.decode("latin-1"))
             trace_id = None if raw_trace is None else trace_id_from_traceparent(
                 raw_trace.decode("latin-1"))
-            request = Request.open(monitor, request_id)
+            request = HTTPRequest.open(monitor, request_id)
             if trace_id is not None and request.record.trace_id is None and \
                     _follows_callers_trace(monitor):
                 request.record.trace_id = trace_id
@@ -659,7 +661,9 @@ class WSGIInstrumentMiddleware:
         def start_and_watch(status_line: str, headers: list, exc_info: Any = None) -> Any:
             try:
                 status[0] = int(status_line[:3])
-            except ValueError:
+            except (TypeError, ValueError):
+                # Not a status line (an int, None): the server refuses it with its own
+                # error, which must reach the app rather than one raised here.
                 status[0] = 0
             return start_response(status_line, headers, exc_info)
 
@@ -683,7 +687,7 @@ class WSGIInstrumentMiddleware:
                 return None
             raw_id = environ.get(self._id_key)
             request_id = None if raw_id is None else clean_request_id(raw_id)
-            request = Request(monitor, request_id).__enter__()
+            request = HTTPRequest.open(monitor, request_id)
             traceparent = environ.get("HTTP_TRACEPARENT")
             if traceparent and request.record.trace_id is None and \
                     _follows_callers_trace(monitor):
