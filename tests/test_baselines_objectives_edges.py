@@ -115,7 +115,9 @@ def test_a_duration_keeps_every_millisecond(millis: int) -> None:
 @pytest.mark.integration
 def test_sub_second_and_odd_second_windows_render_rules_promtool_accepts(
         tmp_path: Path) -> None:
-    cfg = {"baselines": {"seasonal_window": "1s", "seasonal_offsets": ["1s"],
+    # The windows read values recorded once per evaluation interval: it is as short as they.
+    cfg = {"baselines": {"evaluation_interval": "500ms",
+                         "seasonal_window": "1s", "seasonal_offsets": ["1s"],
                          "errors": {"window": "500ms", "baseline_window": "1s",
                                     "baseline_offset": "0s"},
                          "latency": {"window": "1s", "baseline_window": "3s",

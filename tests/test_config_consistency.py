@@ -62,7 +62,9 @@ def test_a_short_rate_window_without_the_kubernetes_interval_still_loads() -> No
 @given(scrape=st.integers(1, 150), rate=st.integers(1, 4000),
        unit=st.sampled_from(["s", "m"]))
 def test_the_rate_window_must_cover_four_scrapes(scrape: int, rate: int, unit: str) -> None:
-    data = {"kubernetes": {"scrape_interval": f"{scrape}s"}, "windows": {"rate": f"{rate}{unit}"}}
+    # The no-traffic lookback reaches back past the rate window, whatever its length.
+    data = {"kubernetes": {"scrape_interval": f"{scrape}s"},
+            "windows": {"rate": f"{rate}{unit}", "no_traffic_lookback": "3d"}}
     if rate * SECONDS[unit] >= 4 * scrape:
         assert from_dict(data).windows.rate == f"{rate}{unit}"
     else:

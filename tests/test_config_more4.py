@@ -46,8 +46,10 @@ def nested(dotted: str, value: object) -> dict:
 def config_with(key: str, window: str, scrape: str) -> dict:
     """The file setting `key` to `window`, the scrape interval and a rate window of four
     scrapes."""
+    # Baselines record once per evaluation_interval: their windows must hold one record.
     data = {"kubernetes": {"scrape_interval": scrape},
-            "windows": {"rate": f"{4 * int(scrape[:-1])}{scrape[-1]}"}}
+            "windows": {"rate": f"{4 * int(scrape[:-1])}{scrape[-1]}"},
+            "baselines": {"evaluation_interval": scrape}}
     head, _, rest = key.partition(".")
     data.setdefault(head, {}).update(nested(rest, window) if "." in rest else {rest: window})
     return data
@@ -83,7 +85,9 @@ def test_each_scraped_window_needs_two_scrapes(key: str, tmp_path: Path,
                            capsys)
     assert status == 2
     assert f"{key}: 90s must be at least 2x kubernetes.scrape_interval (1m)" in err
-    status, err = generate(tmp_path, yaml.safe_dump(config_with(key, "2m", scrape="1m")),
+    # The no-traffic lookback must also reach back past the rate window (4 scrapes).
+    enough = "4m" if key == "windows.no_traffic_lookback" else "2m"
+    status, err = generate(tmp_path, yaml.safe_dump(config_with(key, enough, scrape="1m")),
                            capsys)
     assert status == 0, err
 
@@ -123,7 +127,8 @@ def test_a_disabled_signal_keeps_its_short_window() -> None:
 def test_a_scraped_window_must_cover_two_scrapes(scrape: int, window: int, unit: str,
                                                  key: str) -> None:
     data = config_with(key, f"{window}{unit}", scrape=f"{scrape}s")
-    if window * SECONDS[unit] >= 2 * scrape:
+    scrapes = 4 if key == "windows.no_traffic_lookback" else 2  # the lookback covers the rate
+    if window * SECONDS[unit] >= scrapes * scrape:
         from_dict(data)
     else:
         assert error_for(data).key == key

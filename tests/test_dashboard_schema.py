@@ -123,6 +123,9 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     """Config files a user might write: any titles, tags and data source names, selectors
     with any value, any thresholds."""
     value = draw(_VALUE.filter(_is_regex))
+    method = draw(st.sampled_from(["psi", "js", "ks"]))
+    # js and ks are distances in [0, 1]: a threshold of 1 or more is refused (never fires).
+    threshold = draw(st.floats(0, 10) if method == "psi" else st.floats(0, 0.99))
     return {
         "selectors": {"model": f'job=~"{value}", env!="dev"',
                       "exporter": f'job="{draw(_VALUE)}"'},
@@ -131,9 +134,8 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
                        "datasource": draw(_TEXT.filter(str.strip))},
         "slo": {"availability": draw(st.floats(0.95, 0.99999))},
         "latency": {"p99_seconds": draw(st.floats(0.001, 100))},
-        "drift": {"method": draw(st.sampled_from(["psi", "js", "ks"])),
-                  "feature_threshold": draw(st.floats(0, 10))},
-        "gpu": {"memory_used_ratio": draw(st.floats(0, 1))},
+        "drift": {"method": method, "feature_threshold": threshold},
+        "gpu": {"memory_used_ratio": draw(st.floats(0, 1, exclude_max=True))},
     }
 
 

@@ -717,7 +717,33 @@ def _check_cross_fields(cfg: Config) -> None:
         if duration_seconds(burn.short_window) >= duration_seconds(burn.long_window):
             raise ConfigError(f"slo.{name}.short_window", "must be shorter than long_window")
     _check_drift_thresholds(cfg.drift)
+    _check_never_firing_thresholds(cfg)
     _check_baselines(cfg.baselines)
+
+
+# Thresholds on ratios that cannot leave 0..1, at the one end where the alert's comparison
+# can never hold: (dotted key, the comparison of the alert, the value that never fires).
+# predictions.invalid_ratio is left out: a row of several outputs may hold several invalid
+# values, so its ratio may exceed 1; so is shadow.max_drop_ratio: a call sampled before the
+# window may be dropped within it, and with nothing sampled the ratio is +Inf.
+NEVER_FIRING_THRESHOLDS = (
+    ("data_quality.missing_ratio", ">", 1.0),
+    ("data_quality.out_of_range_ratio", ">", 1.0),
+    ("shadow.min_agreement", "<", 0.0),
+    ("shadow.max_error_ratio", ">", 1.0),
+    ("shadow.min_accuracy_gain", ">", 1.0),
+    ("gpu.memory_used_ratio", ">", 1.0),
+)
+
+
+def _check_never_firing_thresholds(cfg: Config) -> None:
+    for key, op, never in NEVER_FIRING_THRESHOLDS:
+        value = setting(cfg, key)
+        if value == never:
+            bound = "above" if op == ">" else "below"
+            raise ConfigError(key, f"must be {'below 1' if op == '>' else 'above 0'}: the "
+                              f"alert fires on a ratio {bound} it, which a ratio between 0 and "
+                              f"1 never is, got {value!r}")
 
 
 # The drift methods whose statistic lies in [0, 1] (docs/drift.md): the alerts fire on a
@@ -779,6 +805,37 @@ def _check_baselines(baselines: Baselines) -> None:
                                            >= duration_seconds(signal.baseline_window)):
             raise ConfigError(f"baselines.{spec.name}.window", "must be shorter than "
                               "baseline_window")
+
+
+def _check_window_lengths(cfg: Config) -> None:
+    """Windows too short for what they are compared with. Checked after the windows against
+    the scrape interval: a window under two scrapes is the first thing to fix."""
+    if duration_seconds(cfg.windows.no_traffic_lookback) < duration_seconds(cfg.windows.rate):
+        # InferwatchNoTraffic compares the rate now with the rate a lookback ago: a shorter
+        # lookback reads an overlapping window, so both hold the same calls.
+        raise ConfigError("windows.no_traffic_lookback", f"{cfg.windows.no_traffic_lookback} "
+                          f"must be at least windows.rate ({cfg.windows.rate}), or the traffic "
+                          f"it looks back at overlaps the traffic of now")
+    baselines = cfg.baselines
+    interval = duration_seconds(baselines.evaluation_interval)
+    signals = {spec.name: getattr(baselines, spec.name) for spec in dataclasses.fields(baselines)
+               if isinstance(getattr(baselines, spec.name), Signal)}
+    for name, signal in signals.items():
+        # The alert and the expected value read the recorded short value over `window`
+        # (count_over_time, avg_over_time): it is recorded once per evaluation interval, so a
+        # shorter window often holds no sample and the alert may never fire.
+        if signal.enabled and duration_seconds(signal.window) < interval:
+            raise ConfigError(f"baselines.{name}.window", f"{signal.window} must be at least "
+                              f"baselines.evaluation_interval ({baselines.evaluation_interval}), "
+                              f"the interval its value is recorded at, or the window often "
+                              f"holds no sample and the alert may never fire")
+    seasonal = any(signal.enabled and signal.seasonal for signal in signals.values())
+    if (seasonal and baselines.seasonal_offsets
+            and duration_seconds(baselines.seasonal_window) < interval):
+        raise ConfigError("baselines.seasonal_window", f"{baselines.seasonal_window} must be at "
+                          f"least baselines.evaluation_interval "
+                          f"({baselines.evaluation_interval}), the interval the values it "
+                          f"averages are recorded at, or it often holds none")
 
 
 # A rate needs two samples in its window, and Prometheus extrapolates only over a few
@@ -905,14 +962,19 @@ def from_dict(data: Mapping | None, source: str | None = None) -> Config:
         cfg = _build(Config, data, "")
         _check_cross_fields(cfg)
         _check_given_together(cfg, data)
+        _check_window_lengths(cfg)
         if models is not None:
             cfg = dataclasses.replace(cfg, models=_build_model_overrides(models, cfg))
-            if _given(data, "kubernetes.scrape_interval"):
-                for pattern, override in cfg.models.items():
+            for pattern, override in cfg.models.items():
+                if _given(data, "kubernetes.scrape_interval"):
                     _check_scraped_windows(cfg, {key: value for key, value in
                                                  override.values.items()
                                                  if key in SCRAPED_WINDOW_KEYS},
                                            f"models.{pattern}.")
+                try:
+                    _check_window_lengths(with_values(cfg, override.values))
+                except ConfigError as exc:
+                    raise ConfigError(f"models.{pattern}.{exc.key}", exc.problem) from None
     except ConfigError as exc:
         if source and not exc.source:
             raise ConfigError(exc.key, exc.problem, source) from None

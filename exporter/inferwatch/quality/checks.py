@@ -115,6 +115,25 @@ class BatchResult:
         return self
 
 
+@dataclass
+class PredictionResult:
+    """What :meth:`BatchChecker.check_prediction_quality` counts for one batch of predictions.
+
+    ``bin_counts`` has every reference output (zeros when absent); the other counts have
+    the outputs that were read, by name: their missing values (None, NaN), values out of
+    the reference range, categories the reference never saw and values of a wrong type
+    (text in a numeric output). ``rows`` is the longest output read: a prediction without
+    a value is still a row, counted missing.
+    """
+
+    bin_counts: dict[str, np.ndarray]
+    rows: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    out_of_range: dict[str, int] = field(default_factory=dict)
+    unseen_category: dict[str, int] = field(default_factory=dict)
+    wrong_type: dict[str, int] = field(default_factory=dict)
+
+
 class BatchChecker:
     """Checks input batches against a reference; build once, call :meth:`check` per batch.
 
@@ -200,14 +219,28 @@ class BatchChecker:
         input row does: a dict of scalars, a scalar for a reference with one output, or a
         1-D array with one value per output. Every reference output gets an
         array (zeros when absent); unknown names, missing and wrongly typed values, and
-        arrays of another shape are skipped.
+        arrays of another shape are skipped. :meth:`check_prediction_quality` counts those
+        values too.
 
         >>> from inferwatch.quality.reference import Reference
         >>> ref = Reference.from_data(np.zeros(11), predictions=np.linspace(0, 1, 11), bins=2)
         >>> BatchChecker(ref).check_predictions({"value": [0.1, 0.9, 0.95]})["value"].tolist()
         [1, 2]
         """
+        return self.check_prediction_quality(values_by_output).bin_counts
+
+    def check_prediction_quality(self, values_by_output: Any) -> PredictionResult:
+        """:meth:`check_predictions` with the quality counts of each output it read:
+        missing, out-of-range, unseen and wrong-type values, and the rows. Never raises.
+
+        >>> from inferwatch.quality.reference import Reference
+        >>> ref = Reference.from_data(np.zeros(11), predictions=np.linspace(0, 1, 11), bins=2)
+        >>> result = BatchChecker(ref).check_prediction_quality({"value": [0.1, None, 7.0]})
+        >>> result.rows, result.missing, result.out_of_range, result.bin_counts["value"].tolist()
+        (3, {'value': 1}, {'value': 1}, [1, 1])
+        """
         out = {name: np.zeros(c.n_bins, dtype=np.int64) for name, c in self._outputs.items()}
+        result = PredictionResult(out)
         try:
             if is_dataframe(values_by_output):
                 values_by_output = self._outputs_of_frame(values_by_output)
@@ -230,9 +263,14 @@ class BatchChecker:
                 scratch = _ColumnCounts()
                 column.count(arr, scratch)
                 out[str(name)] += scratch.bins
+                result.rows = max(result.rows, len(arr))
+                result.missing[str(name)] = scratch.missing
+                result.out_of_range[str(name)] = scratch.out_of_range
+                result.unseen_category[str(name)] = scratch.unseen
+                result.wrong_type[str(name)] = scratch.wrong_type
         except Exception as exc:
             faults.record("quality", exc)
-        return out
+        return result
 
     def _outputs_of_frame(self, frame: Any) -> dict[str, Any]:
         keys = frame_names(frame)

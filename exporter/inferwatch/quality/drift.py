@@ -35,6 +35,11 @@ WINDOW_VERSION = 1
 _INT64_MAX = 2**63 - 1
 # The smallest bucket whose ids stay int64 for any time up to 2**32 seconds (the year 2106).
 _MIN_BUCKET_SECONDS = 2.0**32 / 2**62
+# A window holds age_buckets rows of counts, allocated up front: a snapshot naming 10**8
+# buckets (or bins) was a MemoryError rather than a refused file. The cap on buckets is the
+# quantile windows' own; the cap on cells (512 MiB of counts) is far past any real profile.
+MAX_AGE_BUCKETS = 1000
+MAX_WINDOW_CELLS = 2**26
 
 
 def _finite(value: int | float) -> bool:
@@ -314,6 +319,15 @@ class DriftScorer:
 
     def _flat(self, counts: Any) -> np.ndarray:
         if isinstance(counts, Mapping):
+            # A misspelled name was scored as a profile without rows (NaN, "no data"),
+            # hiding the drift of the feature it meant.
+            known = set(self.names)
+            unknown = [name for name in counts if name not in known]
+            if unknown:
+                more = ", ..." if len(unknown) > 10 else ""
+                raise ValueError(f"counts name no profile: {', '.join(map(repr, unknown[:10]))}"
+                                 f"{more} (profiles: {', '.join(map(repr, self.names[:10]))}"
+                                 f"{', ...' if len(self.names) > 10 else ''})")
             counts = [counts.get(name, np.zeros(size)) for name, size in
                       zip(self.names, self.layout.sizes.tolist())]
         return _checked(np.asarray(self.layout.join(counts)), "counts")
@@ -378,8 +392,13 @@ class DriftWindow:
             raise ValueError(f"max_age_seconds / age_buckets must be at least"
                              f" {_MIN_BUCKET_SECONDS:.3g} seconds, got"
                              f" {max_age_seconds!r} / {age_buckets!r}")
+        if age_buckets > MAX_AGE_BUCKETS:
+            raise ValueError(f"age_buckets must be at most {MAX_AGE_BUCKETS}, got {age_buckets!r}")
         self.layout = (n_bins_per_feature if isinstance(n_bins_per_feature, BinLayout)
                        else BinLayout(n_bins_per_feature))
+        if age_buckets * self.layout.total > MAX_WINDOW_CELLS:
+            raise ValueError(f"age_buckets x bins must be at most {MAX_WINDOW_CELLS} counts,"
+                             f" got {age_buckets} x {self.layout.total}")
         self.max_age_seconds = float(max_age_seconds)
         self.age_buckets = age_buckets
         self.bucket_seconds = self.max_age_seconds / age_buckets
@@ -479,8 +498,9 @@ class DriftWindow:
         flat, rows = self.flat_counts(now)
         return self.layout.split(flat), rows
 
-    def merge(self, other: DriftWindow) -> DriftWindow:
-        """Add another window's buckets (same layout and bucket size) into this one."""
+    def merge(self, other: DriftWindow, now: float | None = None) -> DriftWindow:
+        """Add another window's buckets (same layout and bucket size) into this one; with
+        `now`, as :meth:`merge_buckets` takes it."""
         if other.layout != self.layout:
             raise ValueError(f"cannot merge windows with different bins: {self.layout} and"
                              f" {other.layout}")
@@ -488,33 +508,51 @@ class DriftWindow:
             raise ValueError("cannot merge windows with different max_age_seconds or age_buckets")
         with other._lock:
             ids, counts, rows = other._ids.copy(), other._counts.copy(), other._rows.copy()
-        self.merge_buckets(ids.tolist(), rows.tolist(), counts)
+        self.merge_buckets(ids.tolist(), rows.tolist(), counts, now=now)
         return self
 
     def merge_buckets(self, ids: Sequence[int], rows: Sequence[int],
-                      counts: Sequence[np.ndarray]) -> None:
+                      counts: Sequence[np.ndarray], now: float | None = None) -> None:
         """Fold buckets of another window of this layout in, as :meth:`merge` does: a bucket
         adds to the same bucket here and replaces an older one in its slot.
+
+        Given `now`, a bucket more than one bucket ahead of it does not replace one still in
+        the window at `now`: it is dropped and counted, as :meth:`add` drops one (by ids
+        alone, a window quiet for a while cannot be told from a clock running far ahead).
+        Without `now` (a merged view read at the newest worker's time, which may be ahead of
+        this clock after it stepped back) every newer bucket wins its slot.
 
         >>> window = DriftWindow([2], max_age_seconds=60, age_buckets=6)
         >>> window.merge_buckets([100, -1], [3, 0], [np.array([1, 2]), np.array([0, 0])])
         >>> window.counts(now=1000.0)[1]
         3
         """
+        current = None if now is None else self.bucket_id(now)
+        dropped = 0
         with self._lock:
             for bucket, bucket_rows, bucket_counts in zip(ids, rows, counts):
                 if bucket < 0:
                     continue
                 slot = bucket % self.age_buckets
-                if self._ids[slot] == bucket:
+                held = int(self._ids[slot])
+                if held == bucket:
                     self._counts[slot] = _saturated(self._counts[slot],
                                                     np.asarray(bucket_counts, dtype=np.int64))
                     self._rows[slot] = min(int(self._rows[slot]) + int(bucket_rows), _INT64_MAX)
-                elif self._ids[slot] < bucket:
+                elif held < bucket:
+                    if (current is not None and bucket > current + 1
+                            and held > current - self.age_buckets):
+                        # Replacing it would lose rows still in the window for buckets
+                        # that will not be read for a whole window or more.
+                        dropped += 1
+                        continue
                     self._ids[slot] = bucket
                     self._counts[slot] = bucket_counts
                     self._rows[slot] = bucket_rows
+            self.future_buckets_dropped += dropped
             self.changes += 1
+        for _ in range(dropped):
+            faults.record("drift")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot (only buckets that were used)."""

@@ -134,9 +134,11 @@ class DriftState:
         self.outputs = _empty_like(self.outputs)
         self._scored = None
 
-    def merge(self, other: DriftState) -> None:
-        self.features.merge(other.features)
-        self.outputs.merge(other.outputs)
+    def merge(self, other: DriftState, now: float | None = None) -> None:
+        """Add `other`'s windows into these; given `now`, a bucket of a clock far ahead
+        does not replace one still in the window (:meth:`DriftWindow.merge_buckets`)."""
+        self.features.merge(other.features, now=now)
+        self.outputs.merge(other.outputs, now=now)
 
     def to_dict(self) -> dict:
         return {"reference": self.reference.to_dict(), "features": self.features.to_dict(),

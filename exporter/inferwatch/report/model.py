@@ -244,21 +244,25 @@ def from_data(reference: Reference, data: Any, predictions: Any = None, *,
     feature_scores = DriftScorer(reference.features).scores(result.flat_bin_counts)
     features = distributions(reference.features, result.bin_counts, feature_scores)
     outputs: list[Distribution] = []
+    prediction_rows, prediction_quality = 0, {}
     if predictions is not None and reference.outputs:
-        counts_by_output = checker.check_predictions(predictions)
-        counts = [np.asarray(counts_by_output.get(name, np.zeros(p.n_bins)))
+        checked = checker.check_prediction_quality(predictions)
+        counts = [np.asarray(checked.bin_counts.get(name, np.zeros(p.n_bins)))
                   for name, p in reference.outputs.items()]
         flat = np.concatenate(counts) if counts else np.zeros(0)
         output_scores = DriftScorer(reference.outputs).scores(flat)
         outputs = distributions(reference.outputs, counts, output_scores)
+        # Missing predictions (NaN, None) are in no bin: without their own count the page
+        # showed fewer rows than the file held.
+        prediction_rows = checked.rows
+        prediction_quality = {name: {"missing": float(checked.missing[name]),
+                                     "out_of_range": float(checked.out_of_range[name]),
+                                     "unseen_category": float(checked.unseen_category[name])}
+                              for name in checked.missing}
     quality = {name: {"missing": float(result.missing[j]),
                       "out_of_range": float(result.out_of_range[j]),
                       "unseen_category": float(result.unseen_category[j])}
                for j, name in enumerate(reference.feature_names)}
-    prediction_rows, prediction_quality = 0, {}
-    if predictions is not None and reference.outputs:
-        prediction_rows, prediction_quality = _prediction_quality(
-            checker, reference, predictions, range_tolerance)
     for name, counts in prediction_quality.items():
         quality.setdefault(name, counts)
     # A reference of prediction outputs only has no feature to count input rows by: its
@@ -278,34 +282,3 @@ def from_data(reference: Reference, data: Any, predictions: Any = None, *,
     report.flags = evaluate(report, thresholds or Thresholds.for_model(""))
     return report
 
-
-def _prediction_quality(checker: BatchChecker, reference: Reference, predictions: Any,
-                        range_tolerance: float) -> tuple[int, dict[str, dict[str, float]]]:
-    """The predictions' rows, and their missing, out-of-range and unseen counts per output,
-    read the way :meth:`BatchChecker.check_predictions` reads them (which counts bins only:
-    a NaN prediction would otherwise be in no count at all)."""
-    from inferwatch.quality import checks
-
-    try:
-        if checks.is_dataframe(predictions):
-            columns = checker._outputs_of_frame(predictions)
-        elif checks.is_row(predictions):
-            columns = {name: checks._one_value(v) for name, v in predictions.items()}
-        elif not isinstance(predictions, Mapping):
-            columns = checker._outputs_of_array(predictions)
-        else:
-            columns = dict(predictions)
-        arrays = {name: checks._as_column(values) for name, values in columns.items()
-                  if name in reference.outputs}
-        arrays = {name: a for name, a in arrays.items() if a is not None}
-        if not arrays:
-            return 0, {}
-        profiles = {name: reference.outputs[name] for name in arrays}
-        result = BatchChecker(Reference(profiles), range_tolerance=range_tolerance).check(arrays)
-    except Exception:  # the report still shows the bins check_predictions counted
-        return 0, {}
-    quality = {name: {"missing": float(result.missing[j]),
-                      "out_of_range": float(result.out_of_range[j]),
-                      "unseen_category": float(result.unseen_category[j])}
-               for j, name in enumerate(profiles)}
-    return int(result.rows), quality
