@@ -30,6 +30,7 @@ from inferwatch.generate.config import (
     with_values,
 )
 from inferwatch.generate.objectives import (
+    compare,
     is_overridden,
     is_per_version,
     join_objective,
@@ -48,6 +49,7 @@ from inferwatch.generate.panels import (
     dashboard_json,
     datasource_variable,
     heatmap,
+    joined_table,
     layout,
     matrix,
     prometheus_annotation,
@@ -56,6 +58,7 @@ from inferwatch.generate.panels import (
     state_timeline,
     table,
     target,
+    thresholds,
     timeseries,
     up_down_mappings,
 )
@@ -433,6 +436,72 @@ def model_overview(cfg: Config) -> dict[str, Any]:
                        ("Streams", streams), ("Versions and deploys", versions)])
 
 
+_MIN_VALUES = "drift.min_observations"
+
+
+def _each_versions_minimum(cfg: Config, rows: str) -> str:
+    """`rows` (a vector with model and model_version) valued at each version's own
+    drift.min_observations, the minimum its drift alerts apply."""
+    if not is_overridden(cfg, _MIN_VALUES):
+        return f"{rows} * 0 + {number(cfg.drift.min_observations)}"
+    on, series = _version_objective(cfg, _MIN_VALUES)
+    return f"{rows} * 0 + {on} {series}"
+
+
+def _feature_drift_judged(cfg: Config, drift: str) -> str:
+    """1 for each feature of a version whose drift InferwatchFeatureDrift judges, 0 for one
+    it leaves out: no replica has both a window of drift.min_observations rows and as many
+    values of the feature (the alert's own conditions, on the same replica)."""
+    key, by = _MIN_VALUES, f"{q.MODEL_LABELS}, feature"
+    rows = compare(cfg, f"inferwatch_drift_window_observations{_raw(cfg)}", ">=", key,
+                   per_version=True)
+    few = compare(cfg, f"inferwatch_feature_drift_observations{_raw(cfg)}", "<", key,
+                  per_version=True)
+    judged = (f"group by ({by}) (\n  {drift}\n  and on (job, instance, {q.MODEL_LABELS})\n"
+              f"  {rows}\n  unless on (job, instance, {q.MODEL_LABELS}, feature)\n  ({few})\n)")
+    return f"{judged}\nor\ngroup by ({by}) ({drift}) * 0"
+
+
+def _feature_drift_table(cfg: Config) -> g.Panel:
+    """Each feature's drift now, beside the values it has in the window, the minimum its
+    alert needs and whether the alert judges it: a sparse feature's drift is noise from a
+    few values, and its alert stays silent whatever the drift shows."""
+    by = f"{q.MODEL_LABELS}, feature"
+    drift = f"inferwatch_feature_drift{_raw(cfg, f'method={q.quoted(cfg.drift.method)}')}"
+    values = f"inferwatch_feature_drift_observations{_raw(cfg)}"
+    judged_mappings = [{"type": "value", "options": {
+        "0": {"text": "no: too few values or rows", "color": "orange", "index": 0},
+        "1": {"text": "yes", "color": "green", "index": 1}}}]
+    text_cell = {"id": "custom.cellOptions", "value": {"type": "color-text"}}
+    minimum = number(cfg.drift.min_observations)
+    own = (" (each version's own: its models: entry, or what it declares in code)"
+           if is_overridden(cfg, _MIN_VALUES) else "")
+    return joined_table(
+        f"Feature drift now ({cfg.drift.method})", [
+            target(f"max by ({by}) ({drift})", instant=True, fmt="table"),
+            target(f"max by ({by}) ({values})", instant=True, fmt="table"),
+            target(_each_versions_minimum(cfg, f"group by ({by}) ({drift})"), instant=True,
+                   fmt="table"),
+            target(_feature_drift_judged(cfg, drift), instant=True, fmt="table")],
+        [("drift", [text_cell, {"id": "color", "value": {"mode": "thresholds"}},
+                    {"id": "thresholds", "value": thresholds(
+                        ("red", cfg.drift.feature_threshold))}]),
+         ("values in window", [text_cell, {"id": "color", "value": {"mode": "thresholds"}},
+                               {"id": "thresholds", "value": {"mode": "absolute", "steps": [
+                                   {"color": "orange", "value": None},
+                                   {"color": "green",
+                                    "value": cfg.drift.min_observations}]}}]),
+         ("values needed", []),
+         ("alert judges it", [text_cell, {"id": "mappings", "value": judged_mappings}])],
+        f"Per version, worst replica: a feature's drift, its values in the drift window "
+        f"(missing values left out) and the {minimum} its drift alert needs{own}. "
+        f"InferwatchFeatureDrift judges a feature only where one replica has a window of "
+        f"that many rows and that many values of the feature; the others' drift is scored "
+        f"from too few values to page on. Drift red above the default threshold "
+        f"{number(cfg.drift.feature_threshold)} (a model's own is drawn in the panel beside).",
+        hide=("Time",))
+
+
 def model_quality(cfg: Config) -> dict[str, Any]:
     """Predictions, class mix, confidence, data quality, drift and ground truth."""
     raw, w = _raw(cfg), cfg.windows.rate
@@ -500,20 +569,18 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             f"sum by (model, reason) (rate(inferwatch_input_errors_total{raw}[{RATE}]))",
             "{{model}} {{reason}}")], "short", "Schema violations per second.")),
     ]
+    # Per version, as the drift alerts judge: during a canary a per-model maximum would mix
+    # the stable version's drift with the canary's, and show neither what either alert saw.
     drift = [
-        Cell(bargauge(f"Feature drift now ({cfg.drift.method})", [target(
-            f"max by (model, feature) (inferwatch_feature_drift{_raw(cfg, method)})",
-            "{{model}} {{feature}}", instant=True)], "short",
-            "Worst replica per feature; red above the default alert threshold (a model's own "
-            "objective is drawn in the panel beside).",
-            limit=cfg.drift.feature_threshold), 8, 10),
+        Cell(_feature_drift_table(cfg), 8, 10),
         Cell(timeseries(f"Feature drift ({cfg.drift.method})", [target(
-            f"max by (model, feature) (inferwatch_feature_drift{_raw(cfg, method)})",
-            "{{model}} {{feature}}"), _objective(cfg, "drift.feature_threshold")], "short",
+            f"max by ({q.MODEL_LABELS}, feature) (inferwatch_feature_drift{_raw(cfg, method)})",
+            MV + " {{feature}}"), _objective(cfg, "drift.feature_threshold")], "short",
             _OBJECTIVE_LINES, limit=cfg.drift.feature_threshold), 16, 10),
         Cell(timeseries(f"Prediction drift ({cfg.drift.method})", [target(
-            f"max by (model, output) (inferwatch_prediction_drift{_raw(cfg, method)})",
-            "{{model}} {{output}}"), _objective(cfg, "drift.prediction_threshold")], "short",
+            f"max by ({q.MODEL_LABELS}, output) (inferwatch_prediction_drift"
+            f"{_raw(cfg, method)})", MV + " {{output}}"),
+            _objective(cfg, "drift.prediction_threshold")], "short",
             _OBJECTIVE_LINES, limit=cfg.drift.prediction_threshold)),
         # A model's own minimum (drift.min_observations is an objective) decides whether its
         # drift alerts can fire at all: the default line alone hides a model kept silent.

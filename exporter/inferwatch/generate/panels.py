@@ -231,6 +231,32 @@ def table(title: str, targets: list[g.Target], description: str = "",
     return _panel("table", title, description, targets, options, defaults, [organize])
 
 
+def joined_table(title: str, targets: list[g.Target],
+                 columns: list[tuple[str, list[dict[str, Any]]]], description: str = "",
+                 hide: tuple[str, ...] = ("Time",)) -> CurrentPanel:
+    """Instant queries side by side, one row per label set: query i's value becomes the
+    column named ``columns[i][0]``, with the field properties ``columns[i][1]``.
+
+    >>> p = joined_table("T", [target("a", instant=True, fmt="table"),
+    ...                        target("b", instant=True, fmt="table")],
+    ...                  [("first", []), ("second", [])]).to_json_data()
+    >>> [t["id"] for t in p["transformations"]]
+    ['merge', 'organize']
+    >>> p["transformations"][1]["options"]["renameByName"]
+    {'Value #A': 'first', 'Value #B': 'second'}
+    """
+    panel = table(title, targets, description, hide)
+    # Grafana names the value of each table query "Value #<refId>"; merge joins the queries'
+    # rows on their equal label columns, so one row holds every value of a label set.
+    values = {f"Value #{ref_id(i)}": name for i, (name, _) in enumerate(columns)}
+    organize = {"id": "organize", "options": {
+        "excludeByName": {name: True for name in hide}, "renameByName": values}}
+    panel.transformations = [{"id": "merge", "options": {}}, organize]
+    panel.overrides = [{"matcher": {"id": "byName", "options": name}, "properties": properties}
+                       for name, properties in columns if properties]
+    return panel
+
+
 def matrix(title: str, query: g.Target, rows: str, columns: str, description: str = ""
            ) -> CurrentPanel:
     """A heatmap of two labels: one row per value of `rows`, one column per value of
