@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import math
 import struct
 from bisect import bisect_left
@@ -235,9 +236,18 @@ class HistogramState:
     @classmethod
     def from_dict(cls, data: dict) -> HistogramState:
         state = cls(data["bounds"])
+        bounds = state.bounds
+        if bounds.ndim != 1 or np.isnan(bounds).any() or (np.diff(bounds) <= 0).any():
+            # Out of order, a value's bucket by binary search is wrong, and counts go
+            # to buckets they do not belong in once merged with this one.
+            raise ValueError(f"histogram bounds must be increasing numbers, got"
+                             f" {data['bounds']!r}")
         counts = np.asarray(data["counts"], dtype=np.int64)
         if counts.shape != state.counts.shape:
             raise ValueError("histogram counts do not match its buckets")
+        if counts.size and counts.min() < 0:
+            # Rendered as a cumulative histogram, a negative bucket made counts go down.
+            raise ValueError("histogram counts must be >= 0")
         state.counts = counts
         state.sum = float(data["sum"])
         for index, trace_id, value, at in data.get("exemplars", []):
@@ -366,8 +376,16 @@ class ModelState:
         self.gauges.setdefault(metric, {})[labels] = float(value)
 
     # --- merging --------------------------------------------------------------------------
-    def merge(self, other: ModelState) -> None:
-        """Fold `other` (the same model version from another process) into this state."""
+    def merge(self, other: ModelState, now: float | None = None) -> None:
+        """Fold `other` (the same model version from another process) into this state.
+
+        `now` (this process's clock, when the caller has one) goes to each extra whose
+        ``merge`` takes it: a drift window then keeps its own rows against buckets of a
+        clock running a window or more ahead. A series of another layout (histogram
+        buckets, quantile settings, drift bins) is a ValueError, raised before anything
+        is folded.
+        """
+        self._check_mergeable(other)
         self._merge_identity(other.info, other.loaded_at, other.trained_at, other.validation,
                              other.objectives)
         for metric, series in other.counters.items():
@@ -390,9 +408,42 @@ class ModelState:
         self._merge_gauges(other.gauges)
         for name, extra in other.extras.items():
             if name in self.extras:
-                self.extras[name].merge(extra)  # type: ignore[attr-defined]
+                mine_e = self.extras[name]
+                if now is not None and _takes_now(mine_e):
+                    mine_e.merge(extra, now=now)  # type: ignore[attr-defined]
+                else:
+                    mine_e.merge(extra)  # type: ignore[attr-defined]
             else:
                 self.extras[name] = copy.deepcopy(extra)
+
+    def _check_mergeable(self, other: ModelState) -> None:
+        """Raise ValueError if :meth:`merge` would refuse a part of `other`: refused half way,
+        the counters were folded already, and a caller that tried again counted them twice."""
+        for metric, series in other.histograms.items():
+            mine = self.histograms.get(metric, {})
+            for labels, hist in series.items():
+                if labels in mine and not np.array_equal(mine[labels].bounds, hist.bounds):
+                    raise ValueError(f"cannot merge histogram {metric}{list(labels)}: its"
+                                     " buckets differ")
+        fresh: dict[bool, tuple] = {}
+        for metric, series in other.summaries.items():
+            mine_s = self.summaries.get(metric, {})
+            for labels, summ in series.items():
+                target = mine_s.get(labels)
+                if target is not None:
+                    config = target.sketch._config()
+                else:
+                    if summ.probabilities not in fresh:
+                        fresh[summ.probabilities] = SummaryState(
+                            self.summary_settings, summ.probabilities).sketch._config()
+                    config = fresh[summ.probabilities]
+                if summ.sketch._config() != config:
+                    raise ValueError(f"cannot merge summary {metric}{list(labels)}: its"
+                                     " window or accuracy differs")
+        for name, extra in other.extras.items():
+            check = getattr(self.extras.get(name), "check_mergeable", None)
+            if check is not None:
+                check(extra)
 
     def merge_identity_of(self, data: dict) -> None:
         """Fold the identity fields (info, times, validation, objectives) of a
@@ -466,29 +517,81 @@ class ModelState:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelState:
-        quantiles, max_age, age_buckets, accuracy = data["summary_settings"]
-        settings = SummarySettings(tuple(quantiles), max_age, age_buckets, accuracy)
+        """Rebuild a state from :meth:`to_dict`; a malformed one is a ValueError naming the
+        key (a KeyError, TypeError or AttributeError named nothing, and escaped callers
+        that catch the ValueError a bad snapshot promises)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"model state: expected an object, got {type(data).__name__}")
+        settings = _part("summary_settings", lambda: _settings_in(data["summary_settings"]))
         return cls(
-            model=str(data["model"]),
-            version=str(data["version"]),
+            model=_part("model", lambda: _text_in(data["model"])),
+            version=_part("version", lambda: _text_in(data["version"])),
             **_identity_in(data),
             summary_settings=settings,
-            counters=_series_in(data.get("counters", {}), float),
-            histograms=_series_in(data.get("histograms", {}), HistogramState.from_dict),
-            summaries=_series_in(data.get("summaries", {}),
-                                 lambda d: SummaryState.from_dict(d, settings)),
-            gauges=_series_in(data.get("gauges", {}), float),
-            extras=decode_extras(data.get("extras", {})),
+            counters=_part("counters", lambda: _series_in(data.get("counters", {}), float)),
+            histograms=_part("histograms", lambda: _series_in(data.get("histograms", {}),
+                                                              HistogramState.from_dict)),
+            summaries=_part("summaries", lambda: _series_in(
+                data.get("summaries", {}), lambda d: SummaryState.from_dict(d, settings))),
+            gauges=_part("gauges", lambda: _series_in(data.get("gauges", {}), float)),
+            extras=_part("extras", lambda: decode_extras(data.get("extras", {}))),
         )
+
+
+def _part(key: str, read: Callable[[], Any]) -> Any:
+    """`read()`, any error of malformed data raised as a ValueError naming `key`."""
+    try:
+        return read()
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError,
+            ValueError) as exc:
+        raise ValueError(f"model state: key {key!r}: {exc!r}") from None
+
+
+def _text_in(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return value
+
+
+def _settings_in(value: object) -> SummarySettings:
+    quantiles, max_age, age_buckets, accuracy = value  # type: ignore[misc]
+    if not all(isinstance(q, (int, float)) and not isinstance(q, bool) and 0.0 <= q <= 1.0
+               for q in quantiles):
+        raise ValueError(f"quantiles must be numbers in [0, 1], got {quantiles!r}")
+    settings = SummarySettings(tuple(float(q) for q in quantiles), max_age, age_buckets,
+                               accuracy)
+    # Built once here: bad window settings failed only when a summary was first made
+    # from them, in the drain, far from the snapshot that held them.
+    SummaryState(settings)
+    return settings
+
+
+def _takes_now(extra: object) -> bool:
+    """Whether `extra.merge` takes a `now` (extras registered by others may not)."""
+    kind = type(extra)
+    found = _TAKES_NOW.get(kind)
+    if found is None:
+        try:
+            found = "now" in inspect.signature(kind.merge).parameters  # type: ignore[attr-defined]
+        except (AttributeError, TypeError, ValueError):
+            found = False
+        _TAKES_NOW[kind] = found
+    return found
+
+
+_TAKES_NOW: dict[type, bool] = {}
 
 
 def _identity_in(data: dict) -> dict[str, Any]:
     """The identity fields of a :meth:`ModelState.to_dict`-shaped dict, typed."""
-    return {"info": {str(k): str(v) for k, v in data.get("info", {}).items()},
-            "loaded_at": _from_json_float(data.get("loaded_at")),
-            "trained_at": _from_json_float(data.get("trained_at")),
-            "validation": {str(k): float(v) for k, v in data.get("validation", {}).items()},
-            "objectives": {str(k): float(v) for k, v in data.get("objectives", {}).items()}}
+    return {"info": _part("info", lambda: {str(k): str(v)
+                                           for k, v in data.get("info", {}).items()}),
+            "loaded_at": _part("loaded_at", lambda: _from_json_float(data.get("loaded_at"))),
+            "trained_at": _part("trained_at", lambda: _from_json_float(data.get("trained_at"))),
+            "validation": _part("validation", lambda: {
+                str(k): float(v) for k, v in data.get("validation", {}).items()}),
+            "objectives": _part("objectives", lambda: {
+                str(k): float(v) for k, v in data.get("objectives", {}).items()})}
 
 
 def decode_extras(extras: object) -> dict[str, object]:
@@ -540,7 +643,14 @@ def _series_out(series_by_metric: dict, convert) -> dict:
 
 
 def _series_in(data: dict, convert) -> dict:
-    return {
-        str(metric): {tuple(str(v) for v in labels): convert(value) for labels, value in rows}
-        for metric, rows in data.items()
-    }
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object of series by metric, got {type(data).__name__}")
+    series: dict = {}
+    for metric, rows in data.items():
+        mine = series[str(metric)] = {}
+        for labels, value in rows:
+            # A string's letters were taken as label values one by one.
+            if not isinstance(labels, (list, tuple)):
+                raise ValueError(f"{metric}: labels must be a list, got {labels!r}")
+            mine[tuple(str(v) for v in labels)] = convert(value)
+    return series

@@ -498,14 +498,18 @@ class DriftWindow:
         flat, rows = self.flat_counts(now)
         return self.layout.split(flat), rows
 
-    def merge(self, other: DriftWindow, now: float | None = None) -> DriftWindow:
-        """Add another window's buckets (same layout and bucket size) into this one; with
-        `now`, as :meth:`merge_buckets` takes it."""
+    def check_mergeable(self, other: DriftWindow) -> None:
+        """Raise ValueError when :meth:`merge` would refuse `other`."""
         if other.layout != self.layout:
             raise ValueError(f"cannot merge windows with different bins: {self.layout} and"
                              f" {other.layout}")
         if (other.bucket_seconds, other.age_buckets) != (self.bucket_seconds, self.age_buckets):
             raise ValueError("cannot merge windows with different max_age_seconds or age_buckets")
+
+    def merge(self, other: DriftWindow, now: float | None = None) -> DriftWindow:
+        """Add another window's buckets (same layout and bucket size) into this one; with
+        `now`, as :meth:`merge_buckets` takes it."""
+        self.check_mergeable(other)
         with other._lock:
             ids, counts, rows = other._ids.copy(), other._counts.copy(), other._rows.copy()
         self.merge_buckets(ids.tolist(), rows.tolist(), counts, now=now)

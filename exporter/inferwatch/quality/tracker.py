@@ -28,7 +28,7 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
 from inferwatch.quality.checks import BatchChecker, BatchResult, is_row
-from inferwatch.quality.drift import DriftScorer, DriftWindow
+from inferwatch.quality.drift import BinLayout, DriftScorer, DriftWindow
 from inferwatch.quality.plain_arrays import plain_array
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.sparse_rows import is_sparse
@@ -134,9 +134,17 @@ class DriftState:
         self.outputs = _empty_like(self.outputs)
         self._scored = None
 
+    def check_mergeable(self, other: DriftState) -> None:
+        """Raise ValueError when `other`'s windows cannot be added into these."""
+        self.features.check_mergeable(other.features)
+        self.outputs.check_mergeable(other.outputs)
+
     def merge(self, other: DriftState, now: float | None = None) -> None:
         """Add `other`'s windows into these; given `now`, a bucket of a clock far ahead
         does not replace one still in the window (:meth:`DriftWindow.merge_buckets`)."""
+        # Both checked first: a refused outputs window after the features were added left
+        # half of `other` counted, and a caller that skips the refused part kept that half.
+        self.check_mergeable(other)
         self.features.merge(other.features, now=now)
         self.outputs.merge(other.outputs, now=now)
 
@@ -146,9 +154,37 @@ class DriftState:
 
     @classmethod
     def from_dict(cls, data: dict) -> DriftState:
-        return cls.from_windows(data["reference"], DriftWindow.from_dict(data["features"]),
-                                DriftWindow.from_dict(data["outputs"]),
-                                int(data.get("max_labels", DEFAULT_MAX_FEATURE_LABELS)))
+        """Rebuild a state from :meth:`to_dict`; a malformed snapshot is a ValueError
+        naming the key."""
+        if not isinstance(data, dict):
+            raise ValueError(f"drift state: expected an object, got {type(data).__name__}")
+        for key in ("reference", "features", "outputs"):
+            if key not in data:
+                raise ValueError(f"drift state: key {key!r} is missing")
+        max_labels = data.get("max_labels", DEFAULT_MAX_FEATURE_LABELS)
+        # As the worker snapshot's layout reads it: int() took 2.5 as 2 and True as 1.
+        if type(max_labels) is not int or max_labels < 0:
+            raise ValueError(f"drift state: key 'max_labels' must be an integer >= 0,"
+                             f" got {max_labels!r}")
+        windows = []
+        for key in ("features", "outputs"):
+            try:
+                windows.append(DriftWindow.from_dict(data[key]))
+            except ValueError as exc:
+                raise ValueError(f"drift state: key {key!r}: {exc}") from None
+        try:
+            state = cls.from_windows(data["reference"], *windows, max_labels=max_labels)
+        except ValueError as exc:  # the reference's own errors name what in it is wrong
+            raise ValueError(f"drift state: key 'reference': {exc}") from None
+        for key, window, profiles in (("features", state.features, state.reference.features),
+                                      ("outputs", state.outputs, state.reference.outputs)):
+            # A window of other bins than its reference's loaded, and then every scrape's
+            # drift scoring of it failed, far from the snapshot that caused it.
+            if window.layout != BinLayout.of(profiles):
+                raise ValueError(f"drift state: key {key!r}: bins {window.layout.sizes.tolist()}"
+                                 f" do not match the reference's"
+                                 f" {BinLayout.of(profiles).sizes.tolist()}")
+        return state
 
     @classmethod
     def from_windows(cls, reference: dict, features: DriftWindow, outputs: DriftWindow,
