@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 FOLLOW_POLL_SECONDS = 0.5
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-# Unix seconds of 5138-11-16: a larger epoch number is in ms, us or ns.
-_EPOCH_SECONDS_LIMIT = 1e11
 
 
 def parse_time(text: str, now: float | None = None) -> float:
@@ -57,7 +55,10 @@ def parse_time(text: str, now: float | None = None) -> float:
     else:
         if math.isnan(seconds):  # compares false with every time: it would match nothing
             raise argparse.ArgumentTypeError(f"{text!r} is not a time")
-        return _epoch_seconds(seconds)
+        # Imported here: `inferwatch --help` and the other subcommands need no numpy.
+        from inferwatch.core.monitor import epoch_seconds
+
+        return epoch_seconds(seconds)
     iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     try:
         moment = datetime.fromisoformat(iso)
@@ -70,22 +71,6 @@ def parse_time(text: str, now: float | None = None) -> float:
     return moment.timestamp()
 
 
-def _epoch_seconds(value: float) -> float:
-    """`value` in seconds, also when it is Unix time in ms, us or ns.
-
-    Grafana links, JavaScript and Java log epoch milliseconds, OpenTelemetry nanoseconds;
-    read as seconds they name a year past 5000, which matches no event without a word.
-    Seconds reach 1e11 only in the year 5138, so the scale is plain from the size.
-
-    >>> _epoch_seconds(1_700_000_000_000), _epoch_seconds(1_700_000_000_000_000_000)
-    (1700000000.0, 1700000000.0)
-    """
-    for scale in (1.0, 1e3, 1e6, 1e9):
-        if abs(value) / scale < _EPOCH_SECONDS_LIMIT:
-            return value / scale
-    return value  # beyond every unit: an "after everything" bound, as given
-
-
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -96,9 +81,52 @@ def _count(text: str) -> int:
     return value
 
 
+# The flags whose value may start with "-": a time before 1970 (``-5``, ``-1e3``).
+_TIME_FLAGS = ("--since", "--until")
+
+
+class _TimeValues(argparse.ArgumentParser):
+    """Takes ``--since -1e3`` as ``--since=-1e3``.
+
+    argparse reads a word starting with "-" after a flag as another flag unless it looks
+    like a plain negative number (``-5``), so ``--since -1.5e12`` failed with "expected one
+    argument" while ``--since -5`` worked. A word that is one of this parser's flags
+    (``--since --errors``) is still a missing value; anything else is the time, judged by
+    :func:`parse_time` with its own clear error (``--until -2h``: not a time).
+    """
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if args is None:
+            args = sys.argv[1:]
+        return super().parse_known_args(_join_time_values(list(args), self), namespace)
+
+
+def _join_time_values(args: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    joined: list[str] = []
+    index = 0
+    while index < len(args):
+        word = args[index]
+        if word == "--":  # the rest is positional, as given
+            return joined + args[index:]
+        following = args[index + 1] if index + 1 < len(args) else None
+        if (word in _TIME_FLAGS and following is not None and following.startswith("-")
+                and following != "--" and following.split("=", 1)[0] not in
+                parser._option_string_actions):
+            joined.append(f"{word}={following}")
+            index += 2
+            continue
+        joined.append(word)
+        index += 1
+    return joined
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``tail`` and ``query`` actions to the ``events`` subcommand's parser."""
-    actions = parser.add_subparsers(dest="events_action", metavar="ACTION", required=True)
+    # The actions' parsers are of the events parser's own class (the top level's strict
+    # one), with negative times taken as values.
+    parser_class = type("EventsActionParser", (_TimeValues, type(parser)), {})
+    actions = parser.add_subparsers(dest="events_action", metavar="ACTION", required=True,
+                                    parser_class=parser_class)
     tail = actions.add_parser("tail", help="the latest events",
                               description="Print the latest events, oldest first.")
     tail.add_argument("path", metavar="PATH", help="the event log (.jsonl, directory or .db)")
@@ -149,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if args.events_action == "tail" and args.follow:
             # Ctrl-C is how --follow ends: everything asked for was printed, and what was
-            # skipped must still be told.
-            _report_unreadable(stats)
+            # skipped must still be told (the files were, as they were found).
+            _report_unreadable(stats, files=False)
             return 0
         raise  # a cut-short answer must not pass for a whole one: the dispatcher's 130
     except BrokenPipeError:  # `| head`: the reader is gone, which is fine
@@ -166,14 +194,29 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"{path} is not an inferwatch event log ({exc})")
     except OSError as exc:
         return _fail(f"cannot read {path}: {exc}")
+    if stats.unreadable_files and not stats.files_read:  # nothing printed is no answer
+        _report_unreadable(stats)
+        return _fail(f"cannot read {path}: no file of it could be opened")
     _report_unreadable(stats)
     return 0
 
 
-def _report_unreadable(stats: ReadStats) -> None:
+def _report_unreadable(stats: ReadStats, files: bool = True) -> None:
+    if files:
+        _report_files(stats)
     if stats.unreadable:
         print(f"inferwatch events: skipped {stats.unreadable} unreadable lines",
               file=sys.stderr)
+
+
+def _report_files(stats: ReadStats, told: set[Path] | None = None) -> None:
+    """Name on stderr each file that could not be opened (those in `told` not again)."""
+    for file, reason in stats.unreadable_files.items():
+        if told is not None:
+            if file in told:
+                continue
+            told.add(file)
+        print(f"inferwatch events: skipped unreadable file {file}: {reason}", file=sys.stderr)
 
 
 def _exists(path: Path, fmt: str) -> bool:
@@ -211,12 +254,17 @@ def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> N
 
     offsets: dict = {}
     _print(tail_jsonl(path, count, stats, offsets))
+    # Following runs until Ctrl-C: a file that cannot be opened is told when found, once.
+    told: set[Path] = set()
+    if follow:
+        _report_files(stats, told)
     behind = False
     while follow:
         if not behind:  # a backlog is read in bounded pieces, one right after another
             time.sleep(FOLLOW_POLL_SECONDS)
         lines, behind = follow_jsonl_batch(path, offsets, stats)
         _print(lines)
+        _report_files(stats, told)
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

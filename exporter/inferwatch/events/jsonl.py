@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -276,6 +277,10 @@ def exists(path: Path) -> bool:
     return path.exists() or bool(event_files(path))
 
 
+# The most files a query keeps open from reading to printing, and opens again at once.
+_MAX_OPEN_FILES = 256
+_REOPENED_FILES = 16
+
 # Where a follower has read a file to: the file's identity (device, inode), the offset
 # just after its last complete line, the bytes just before that offset (at most
 # _MARK_BYTES, ending with the newline), and how far past it a newline is known to be
@@ -341,6 +346,9 @@ def _read_lines(path: Path, since: Position | None, stats: ReadStats,
                 data = os.pread(f.fileno(), newline + 1 - start, start)
                 more = True  # what follows the line is read by the next poll, at once
     except FileNotFoundError:
+        return [], since, False
+    except PermissionError as exc:  # told once; read from its start if it becomes readable
+        stats.skip_file(path, exc)
         return [], since, False
     end = data.rfind(b"\n") + 1
     lines = [line for line in data[:end].split(b"\n") if line]
@@ -429,15 +437,26 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
                for v in (query.request_id, query.model) if v is not None]
     # Only where each match is, not the match itself: a query over a log of gigabytes
     # must not hold it all in memory before printing the first line. Files with matches
-    # stay open until printed, so retention deleting one meanwhile loses none of them.
+    # stay open until printed (the first few hundred of them), so retention deleting one
+    # meanwhile loses none of them.
     found: list[tuple[float, int, int, int]] = []
     handles: list[BinaryIO | None] = []
+    # A file past the bound is closed and opened again to print: a log of thousands of
+    # files (small rotate_bytes, many restarts) would otherwise fail with "Too many open
+    # files". Its identity tells the same file from a new one under its name.
+    reopen: dict[int, tuple[Path, tuple[int, int]]] = {}
+    opened: dict[int, BinaryIO | None] = {}  # files opened again, the latest few
+    held, bound = 0, _open_files_bound()
     try:
         for file in event_files(path):
             try:
                 f = open(file, "rb")  # noqa: SIM115 - held past this loop, closed below
             except FileNotFoundError:
                 continue
+            except PermissionError as exc:  # one worker's file must not hide all the others
+                stats.skip_file(file, exc)
+                continue
+            stats.files_read += 1
             number, before = len(handles), len(found)
             handles.append(f)
             try:
@@ -448,7 +467,12 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
                     if event is not None and query.matches(event):
                         found.append((_ts(event), number, offset, len(line)))
             finally:
-                if len(found) == before:
+                if len(found) > before and held < bound:
+                    held += 1
+                else:
+                    if len(found) > before:
+                        st = os.fstat(f.fileno())
+                        reopen[number] = (file, (st.st_dev, st.st_ino))
                     f.close()
                     handles[number] = None
         if query.limit is not None:
@@ -457,14 +481,47 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
             found.sort()
         for _, number, offset, length in found:
             handle = handles[number]
-            assert handle is not None
+            if handle is None:
+                if number not in opened:
+                    if len(opened) >= _REOPENED_FILES:
+                        oldest = opened.pop(next(iter(opened)))
+                        if oldest is not None:
+                            oldest.close()
+                    opened[number] = _reopen(*reopen[number])
+                handle = opened[number]
+                if handle is None:  # deleted by retention, or replaced, since it was read
+                    continue
             line = os.pread(handle.fileno(), length, offset)
             if len(line) == length:  # else cut short under us (copytruncate): gone
                 yield line
     finally:
-        for handle in handles:
+        for handle in [*handles, *opened.values()]:
             if handle is not None:
                 handle.close()
+
+
+def _open_files_bound() -> int:
+    """How many files a query may hold open: a share of what this process may open."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return _MAX_OPEN_FILES
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_OPEN_FILES
+    return max(1, min(_MAX_OPEN_FILES, soft // 4))
+
+
+def _reopen(file: Path, identity: tuple[int, int]) -> BinaryIO | None:
+    """`file` opened again when it is still the file that was read, else None."""
+    try:
+        f = open(file, "rb")  # noqa: SIM115 - closed by the caller
+    except (FileNotFoundError, PermissionError):
+        return None
+    st = os.fstat(f.fileno())
+    if (st.st_dev, st.st_ino) != identity:
+        f.close()
+        return None
+    return f
 
 
 def tail_jsonl(path: Path, count: int, stats: ReadStats,
@@ -483,12 +540,16 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
     order = 0
     for file in files:
         if not count:  # nothing to print: only where following starts
-            _mark_end(file, offsets)
+            _mark_end(file, offsets, stats)
             continue
         try:
             f = open(file, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
             continue
+        except PermissionError as exc:  # one worker's file must not hide all the others
+            stats.skip_file(file, exc)
+            continue
+        stats.files_read += 1
         with f:
             st = os.fstat(f.fileno())
             progress = [0]
@@ -510,16 +571,24 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
     return [line for _, _, line in sorted(found)]
 
 
-def _mark_end(path: Path, offsets: dict[Path, Position] | None) -> None:
-    """Record in `offsets` that `path` was read to just after its last newline."""
+def _mark_end(path: Path, offsets: dict[Path, Position] | None, stats: ReadStats) -> None:
+    """Record in `offsets` that `path` was read to just after its last newline.
+
+    The last newline is looked for backwards over at most ``MAX_LINE_BYTES`` + 1 bytes: a
+    last line that long, unterminated (a foreign file, a writer gone mad), is skipped and
+    counted once its end arrives whatever came before it, so reading gigabytes back to its
+    start would tell nothing more and keep ``tail -n 0 --follow`` silent for minutes.
+    """
     if offsets is None:
         return
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            end = f.seek(0, os.SEEK_END)
-            while end > 0:
-                start = max(0, end - _READ_BLOCK)
+            size = end = f.seek(0, os.SEEK_END)
+            floor = max(0, size - (MAX_LINE_BYTES + 1))
+            searched = 0
+            while end > floor:
+                start = max(floor, end - _READ_BLOCK)
                 f.seek(start)
                 block = f.read(end - start)
                 found = block.rfind(b"\n")
@@ -527,10 +596,20 @@ def _mark_end(path: Path, offsets: dict[Path, Position] | None) -> None:
                     end = start + found + 1
                     break
                 end = start
+            else:
+                if floor:
+                    # Not after a newline, but the line through it is over-long already:
+                    # _read_lines skips to its end (counted) without reading it, since no
+                    # newline is known before `size`.
+                    searched = size
             mark = os.pread(f.fileno(), min(end, _MARK_BYTES), end - min(end, _MARK_BYTES))
     except FileNotFoundError:
         return
-    offsets[path] = ((st.st_dev, st.st_ino), end, mark, 0)
+    except PermissionError as exc:
+        stats.skip_file(path, exc)
+        return
+    stats.files_read += 1
+    offsets[path] = ((st.st_dev, st.st_ino), end, mark, searched)
 
 
 def follow_jsonl(path: Path, offsets: dict[Path, Position], stats: ReadStats) -> list[bytes]:

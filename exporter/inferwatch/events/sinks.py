@@ -21,7 +21,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -395,9 +395,16 @@ class Query:
 
 @dataclass
 class ReadStats:
-    """What a read skipped: lines that are not a complete JSON object (a torn tail)."""
+    """What a read skipped: lines that are not a complete JSON object (a torn tail), and
+    files it may not open (another user's worker writes its own with mode 0600), each
+    with the reason; `files_read` tells a log read in part from one not read at all."""
 
     unreadable: int = 0
+    unreadable_files: dict[Path, str] = field(default_factory=dict)
+    files_read: int = 0
+
+    def skip_file(self, path: Path, error: OSError) -> None:
+        self.unreadable_files.setdefault(path, error.strerror or str(error))
 
 
 def query_events(path: Path, query: Query, format: str | None = None,
