@@ -186,7 +186,7 @@ def test_attributes_set_on_a_followed_stream_are_the_streams(scraper, make):
     it would unwrapped; the proxy's own figures are not the stream's to touch."""
     client = inferwatch.instrument(lambda: make(chunks()), name="gpt", registry=scraper.registry)
     stream = client()
-    raw = object.__getattribute__(stream, "_stream")
+    raw = object.__getattribute__(stream, "_inferwatch_stream")
     assert raw is not stream
     stream.timeout = 2.5
     stream.response = "replaced"

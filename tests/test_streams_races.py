@@ -98,7 +98,7 @@ def test_a_proxy_exhausted_in_one_thread_and_closed_in_another_counts_once(regis
     stream = chat([])
     # Read first by the proxy, then by the tracker's ending: both threads get past the
     # tracker's own check before either sets it.
-    stream._tracker.done = _BothPastTheCheck(2, reading=2)
+    stream._inferwatch_tracker.done = _BothPastTheCheck(2, reading=2)
     errors = run_together(lambda: next(stream), stream.close)
     assert not errors
     counts = requests_total(monitor)
@@ -116,7 +116,7 @@ def test_a_proxy_that_raised_in_one_thread_and_closed_in_another_counts_once(reg
                                  registry=registry)
     monitor = registry.monitor("chat", "unversioned")
     stream = chat()
-    stream._tracker.counted = _BothPastTheCheck(2)
+    stream._inferwatch_tracker.counted = _BothPastTheCheck(2)
     errors = run_together(lambda: next(stream), stream.close)
     assert not errors
     counts = requests_total(monitor)

@@ -34,6 +34,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import inspect
 import itertools
@@ -125,6 +126,7 @@ class Shadow:
         self._layers: list[tuple[dict, str, Callable]] = []  # (champion's dict, method, wrapper)
         self._reset_runtime()
         _live_shadows.add(self)
+        _close_at_exit_first()
 
     def _reset_runtime(self) -> None:
         self._queue: deque = deque()
@@ -285,11 +287,16 @@ class Shadow:
         try:
             result = target(*args, **kwargs)
             if inspect.isawaitable(result):
-                result = _awaited(result, self.timeout)
+                try:
+                    result = _awaited(result, self.timeout)
+                except asyncio.TimeoutError:  # wait_for's own: the challenger's are wrapped
+                    return "timeout", None, time.perf_counter() - start
             return "ok", result, time.perf_counter() - start
-        except asyncio.TimeoutError:
-            return "timeout", None, time.perf_counter() - start
+        except _ChallengersOwn as exc:
+            return "error", exc.kind, time.perf_counter() - start
         except BaseException as exc:  # the challenger's failure is its own, never ours
+            # A TimeoutError of its own (a socket's, an HTTP client's) included: that is its
+            # error, not a call past the shadow's `timeout`.
             return "error", type(exc), time.perf_counter() - start
 
     def _log_event(self, method: str, champion_result: object, result: object,
@@ -619,6 +626,21 @@ def _close_thread_loop() -> None:
             faults.record("shadow", exc)
 
 
+class _ChallengersOwn(Exception):
+    """A TimeoutError an async challenger raised itself, told apart from wait_for's."""
+
+    def __init__(self, kind: type) -> None:
+        super().__init__(kind.__name__)
+        self.kind = kind
+
+
+async def _own_timeouts(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except asyncio.TimeoutError as exc:
+        raise _ChallengersOwn(type(exc)) from exc
+
+
 def _awaited(awaitable: Any, timeout: float) -> Any:
     """An async challenger's result, awaited on the worker thread's own event loop; past
     `timeout` it is cancelled (unlike a thread, a coroutine can be stopped)."""
@@ -626,7 +648,31 @@ def _awaited(awaitable: Any, timeout: float) -> Any:
     loop = _loops.get(ident)
     if loop is None or loop.is_closed():
         loop = _loops[ident] = asyncio.new_event_loop()
-    return loop.run_until_complete(asyncio.wait_for(awaitable, timeout))
+    return loop.run_until_complete(asyncio.wait_for(_own_timeouts(awaitable), timeout))
+
+
+def _close_all_at_exit() -> None:
+    """Close every live shadow as the interpreter exits: the calls still queued would never
+    be answered (thread workers are daemons, process workers stop), and a final push or
+    publish at exit would show sampled calls neither compared nor dropped. close() counts
+    them as dropped (``shutdown``) and does not wait for the challenger; a call under way
+    still counts itself if it ends before the process does."""
+    for live in list(_live_shadows):
+        live.close()
+
+
+def _close_at_exit_first() -> None:
+    # atexit runs the last registered first: registered again with each shadow, this runs
+    # before the exit hooks set up before it (a multi-worker publisher's last publish, a
+    # job's final push), which then see the shadows' calls all accounted for.
+    try:
+        atexit.unregister(_close_all_at_exit)
+        atexit.register(_close_all_at_exit)
+    except Exception as exc:
+        faults.record("shadow", exc)
+
+
+atexit.register(_close_all_at_exit)
 
 
 # This process's id, kept by the fork hook: os.getpid() is a system call, too dear for the

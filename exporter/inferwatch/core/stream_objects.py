@@ -4,8 +4,9 @@ A web response's body is timed by an :class:`ItemClock` as the middleware sends 
 stream (an OpenAI-style ``Stream`` or ``AsyncStream``: a context manager with a
 ``.response`` and a ``close()``) is more than its items. The caller gets the object itself,
 to all appearances: a proxy whose attributes, ``dir()``, ``isinstance``, ``with`` /
-``async with``, ``await``, ``len()``, ``length_hint()``, ``close()`` / ``aclose()`` and
-``send()`` / ``throw()`` (when the stream has them) are the stream's, and which records
+``async with``, ``await``, ``len()``, ``length_hint()``, ``in``, ``[]``, ``reversed()``,
+``format()``, ``close()`` / ``aclose()``, ``send()`` / ``throw()`` and ``asend()`` /
+``athrow()`` (when the stream has them) are the stream's, and which records
 the stream's items as :mod:`inferwatch.core.streams` records a generator's (an ``await``
 of the stream is no item: it passes through, unrecorded). A generator itself is followed
 by a generator, cheaper per item.
@@ -88,8 +89,10 @@ class _Proxy:
 
     # __weakref__: a server may hold the stream weakly (weakref.finalize to release its
     # connection), as it can the stream itself.
-    __slots__ = ("__weakref__", "_chars", "_clock", "_last", "_on_item", "_stream",
-                 "_tracker")
+    # Named so that no SDK's stream has them: a stream's own `_stream` or `_last` (httpx and
+    # SDK wrappers use such names) must be read through the proxy, not hidden by its slots.
+    __slots__ = ("__weakref__", "_inferwatch_chars", "_inferwatch_clock", "_inferwatch_last",
+                 "_inferwatch_on_item", "_inferwatch_stream", "_inferwatch_tracker")
     # The stream's own methods that end or advance it, recorded on the way through; looked
     # up only when the stream has them, so that hasattr() answers as for the stream.
     _INTERCEPTED: dict[str, Callable[..., Any]] = {}
@@ -98,39 +101,39 @@ class _Proxy:
         return object.__new__(_shaped(cls, type(stream)))
 
     def __init__(self, stream: Any, tracker: Tracker) -> None:
-        self._stream = stream
-        self._tracker = tracker
+        self._inferwatch_stream = stream
+        self._inferwatch_tracker = tracker
         tracker.owned = True
-        self._clock = ItemClock(tracker.start, tracker.plan.bounds)
-        self._chars: int | None = None
-        self._last: object = None
-        self._on_item = tracker.item_hook()
+        self._inferwatch_clock = ItemClock(tracker.start, tracker.plan.bounds)
+        self._inferwatch_chars: int | None = None
+        self._inferwatch_last: object = None
+        self._inferwatch_on_item = tracker.item_hook()
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
         # isinstance(result, openai.Stream) holds, as it does for the stream itself.
-        return self._stream.__class__
+        return self._inferwatch_stream.__class__
 
     # Special methods are looked up on the type, past __getattr__: the text a caller logs
     # is the stream's, not the proxy's.
     def __repr__(self) -> str:
-        return repr(self._stream)
+        return repr(self._inferwatch_stream)
 
     def __str__(self) -> str:
-        return str(self._stream)
+        return str(self._inferwatch_stream)
 
     def __bool__(self) -> bool:
         # As the stream's truth: an empty sized stream (len() 0) is false, as it is unwrapped.
-        return bool(self._stream)
+        return bool(self._inferwatch_stream)
 
     def __dir__(self) -> list[str]:
         # What a caller (or a REPL's completion) finds on the stream, not the proxy's slots.
-        return dir(self._stream)
+        return dir(self._inferwatch_stream)
 
     def __getattr__(self, name: str) -> Any:
         if name in _Proxy.__slots__:  # not set yet (a failed __init__): never the stream's
             raise AttributeError(name)
-        value = getattr(self._stream, name)
+        value = getattr(self._inferwatch_stream, name)
         wrap = self._INTERCEPTED.get(name)
         return value if wrap is None else wrap(self, value)
 
@@ -140,25 +143,25 @@ class _Proxy:
         if name in _Proxy.__slots__:
             object.__setattr__(self, name, value)
         else:
-            setattr(self._stream, name, value)
+            setattr(self._inferwatch_stream, name, value)
 
     def __delattr__(self, name: str) -> None:
         if name in _Proxy.__slots__:
             object.__delattr__(self, name)
         else:
-            delattr(self._stream, name)
+            delattr(self._inferwatch_stream, name)
 
     # A copy or a pickle of the proxy is what one of the stream would be: the stream's own
     # (or its own refusal), unfollowed, as the call's one stream is this proxy. The proxy's
     # own reduction would rebuild it without its stream, and fail.
     def __copy__(self) -> Any:
-        return copy.copy(self._stream)
+        return copy.copy(self._inferwatch_stream)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return copy.deepcopy(self._stream, memo)
+        return copy.deepcopy(self._inferwatch_stream, memo)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        return self._stream.__reduce_ex__(protocol)
+        return self._inferwatch_stream.__reduce_ex__(protocol)
 
     def __del__(self) -> None:
         try:
@@ -168,16 +171,17 @@ class _Proxy:
 
     def _item(self, item: object) -> None:
         try:
-            self._clock.item()
-            if self._tracker.plan.usage is not None:
+            self._inferwatch_clock.item()
+            if self._inferwatch_tracker.plan.usage is not None:
                 # Only a usage reader needs the last item; kept for nothing else, a huge
                 # one would outlive the stream as long as the caller holds it.
-                self._last = item
+                self._inferwatch_last = item
             if item.__class__ is str or isinstance(item, str):
                 length = str.__len__(item)  # type: ignore[arg-type]
-                self._chars = length if self._chars is None else self._chars + length
-            if self._on_item is not None:
-                self._on_item(item)
+                chars = self._inferwatch_chars
+                self._inferwatch_chars = length if chars is None else chars + length
+            if self._inferwatch_on_item is not None:
+                self._inferwatch_on_item(item)
         except Exception as exc:
             faults.record(_FAULT, exc)
 
@@ -188,14 +192,15 @@ class _Proxy:
         one (a streamer's ``queue.Empty`` at its timeout, its caller calling ``next()``
         again). The tracker counts the call at the first one (``Tracker.fail``), and the
         items that follow are the same stream's, recorded when it ends."""
-        tracker = self._tracker
+        tracker = self._inferwatch_tracker
         if not tracker.done:
-            clock = self._clock
+            clock = self._inferwatch_clock
             # A copy of the buckets: items a stream yields after its ending (next() after a
             # close() that does not stop it) must not change the record the drain reads.
             tracker.end(outcome, error, clock.first, clock.items, list(clock.gaps),
-                        clock.gap_sum, self._chars, self._last if outcome == OK else None)
-            self._last = None
+                        clock.gap_sum, self._inferwatch_chars,
+                        self._inferwatch_last if outcome == OK else None)
+            self._inferwatch_last = None
 
     def _closing(self, close: Callable[..., Any]) -> Callable[..., Any]:
         def close_recorded(*args: Any, **kwargs: Any) -> Any:
@@ -210,7 +215,7 @@ class _Proxy:
 
     def _throwing(self, throw: Callable[..., Any]) -> Callable[..., Any]:
         def throw_recorded(*args: Any) -> Any:
-            if self._clock.items:
+            if self._inferwatch_clock.items:
                 return self._step(throw, *args)  # type: ignore[attr-defined]
             return self._aborting(throw, *args)  # type: ignore[attr-defined]
         return throw_recorded
@@ -225,7 +230,7 @@ class StreamProxy(_Proxy):
         return self
 
     def __next__(self) -> Any:
-        return self._step(next, self._stream)
+        return self._step(next, self._inferwatch_stream)
 
     def _step(self, advance: Callable[..., Any], *args: Any) -> Any:
         """One item from `advance` (next, send or throw), recorded; the stream's
@@ -236,7 +241,7 @@ class StreamProxy(_Proxy):
             self._end(OK, None)
             raise
         except BaseException as exc:
-            self._tracker.fail(exc)
+            self._inferwatch_tracker.fail(exc)
             raise
         self._item(item)
         return item
@@ -269,7 +274,7 @@ class AsyncStreamProxy(_Proxy):
         return self
 
     def __anext__(self) -> Any:
-        return self._step(self._stream.__anext__)
+        return self._step(self._inferwatch_stream.__anext__)
 
     async def _step(self, advance: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -278,7 +283,7 @@ class AsyncStreamProxy(_Proxy):
             self._end(OK, None)
             raise
         except BaseException as exc:
-            self._tracker.fail(exc)
+            self._inferwatch_tracker.fail(exc)
             raise
         self._item(item)
         return item
@@ -307,7 +312,7 @@ class _Sized:
     __slots__ = ()
 
     def __len__(self: Any) -> int:
-        return len(self._stream)
+        return len(self._inferwatch_stream)
 
 
 class _AsyncIterating:
@@ -320,7 +325,21 @@ class _AsyncIterating:
         return self
 
     def __anext__(self: Any) -> Any:
-        return AsyncStreamProxy._step(self, self._stream.__anext__)
+        return AsyncStreamProxy._step(self, self._inferwatch_stream.__anext__)
+
+    # Its asend() and athrow() advance it as __anext__ does: their items are the stream's
+    # too, recorded as the async proxy records them (a sync _step would record the awaitable).
+    def _async_stepping(self: Any, advance: Callable[..., Any]) -> Callable[..., Any]:
+        def step_recorded(*args: Any) -> Any:
+            return AsyncStreamProxy._step(self, advance, *args)
+        return step_recorded
+
+    def _async_throwing(self: Any, athrow: Callable[..., Any]) -> Callable[..., Any]:
+        def throw_recorded(*args: Any) -> Any:
+            if self._inferwatch_clock.items:
+                return AsyncStreamProxy._step(self, athrow, *args)
+            return AsyncStreamProxy._aborting(self, athrow, *args)
+        return throw_recorded
 
 
 class _Hinted:
@@ -331,7 +350,7 @@ class _Hinted:
 
     def __length_hint__(self: Any) -> Any:
         # NotImplemented, when the stream answers so, means "no estimate" to length_hint().
-        return type(self._stream).__length_hint__(self._stream)
+        return type(self._inferwatch_stream).__length_hint__(self._inferwatch_stream)
 
 
 class _Awaitable:
@@ -343,7 +362,7 @@ class _Awaitable:
     __slots__ = ()
 
     def __await__(self: Any) -> Any:
-        stream = self._stream
+        stream = self._inferwatch_stream
         result = yield from type(stream).__await__(stream)
         return self if result is stream else result
 
@@ -354,14 +373,14 @@ class _Managed:
     __slots__ = ()
 
     def __enter__(self: Any) -> Any:
-        entered = type(self._stream).__enter__(self._stream)
+        entered = type(self._inferwatch_stream).__enter__(self._inferwatch_stream)
         # openai's Stream enters as itself, so the proxy stands in for it; any other object
         # a stream hands out here goes to the caller as it is, as it would unwrapped.
-        return self if entered is self._stream else entered
+        return self if entered is self._inferwatch_stream else entered
 
     def __exit__(self: Any, *exc_info: Any) -> Any:
         self._end(CANCELLED, None)  # left before its last item: the consumer stopped
-        return type(self._stream).__exit__(self._stream, *exc_info)
+        return type(self._inferwatch_stream).__exit__(self._inferwatch_stream, *exc_info)
 
 
 class _AsyncManaged:
@@ -370,47 +389,99 @@ class _AsyncManaged:
     __slots__ = ()
 
     async def __aenter__(self: Any) -> Any:
-        entered = await type(self._stream).__aenter__(self._stream)
-        return self if entered is self._stream else entered
+        entered = await type(self._inferwatch_stream).__aenter__(self._inferwatch_stream)
+        return self if entered is self._inferwatch_stream else entered
 
     async def __aexit__(self: Any, *exc_info: Any) -> Any:
         self._end(CANCELLED, None)
-        return await type(self._stream).__aexit__(self._stream, *exc_info)
+        return await type(self._inferwatch_stream).__aexit__(self._inferwatch_stream, *exc_info)
 
 
-# The proxy classes by what the stream's class has: at most sixty-four for each proxy. A
-# special method is looked up on the type, past __getattr__, so a proxy that had one the
-# stream lacks would answer hasattr() and ``with`` as the stream does not; one without it
-# leaves hasattr() to __getattr__, which asks the stream.
-_SHAPES: dict[tuple[type, bool, bool, bool, bool, bool, bool], type] = {}
+class _Containing:
+    """``in`` of a stream that answers it itself: without this, ``in`` would iterate the
+    proxy, consuming (and recording) the stream's items, where the stream's own answer
+    reads none."""
+
+    __slots__ = ()
+
+    def __contains__(self: Any, item: object) -> bool:
+        return type(self._inferwatch_stream).__contains__(self._inferwatch_stream, item)
+
+
+class _Indexed:
+    """``stream[key]`` of a stream that can be indexed (a batch loader's items by index):
+    a look-up, not an item of the stream, so nothing is recorded."""
+
+    __slots__ = ()
+
+    def __getitem__(self: Any, key: Any) -> Any:
+        return type(self._inferwatch_stream).__getitem__(self._inferwatch_stream, key)
+
+
+class _Reversible:
+    """``reversed()`` of a stream that has its own: what it hands back is the stream's."""
+
+    __slots__ = ()
+
+    def __reversed__(self: Any) -> Any:
+        return type(self._inferwatch_stream).__reversed__(self._inferwatch_stream)
+
+
+class _Formatted:
+    """``format()`` and f-strings of a stream with a ``__format__`` of its own (object's,
+    which the proxy has anyway, formats its ``str()``, the stream's)."""
+
+    __slots__ = ()
+
+    def __format__(self: Any, spec: str) -> str:
+        return type(self._inferwatch_stream).__format__(self._inferwatch_stream, spec)
+
+
+def _has(*names: str) -> Callable[[type], bool]:
+    return lambda stream: all(hasattr(stream, name) for name in names)
+
+
+# What each add-on needs of the stream's class. A special method is looked up on the type,
+# past __getattr__, so a proxy that had one the stream lacks would answer hasattr(),
+# ``with`` or ``in`` as the stream does not; one without it leaves hasattr() to
+# __getattr__, which asks the stream. _AsyncIterating is only for the sync proxy.
+_ADD_ONS: tuple[tuple[type, Callable[[type], bool]], ...] = (
+    (_Sized, _has("__len__")),
+    (_Hinted, _has("__length_hint__")),
+    (_Managed, _has("__enter__", "__exit__")),
+    (_AsyncManaged, _has("__aenter__", "__aexit__")),
+    (_AsyncIterating, _has("__anext__", "__aiter__")),
+    (_Awaitable, _has("__await__")),
+    (_Containing, _has("__contains__")),
+    (_Indexed, _has("__getitem__")),
+    (_Reversible, _has("__reversed__")),
+    (_Formatted, lambda stream: stream.__format__ is not object.__format__),
+)
+# The proxy classes by what the stream's class has: one per shape in use, and there are
+# as few shapes as stream classes, or fewer.
+_SHAPES: dict[tuple[type, tuple[bool, ...]], type] = {}
 
 
 def _shaped(proxy: type, stream: type) -> type:
     """`proxy` with the special methods (len(), length_hint(), with, async with, async for,
-    await) that `stream` has."""
-    sized = hasattr(stream, "__len__")
-    hinted = hasattr(stream, "__length_hint__")
-    managed = hasattr(stream, "__enter__") and hasattr(stream, "__exit__")
-    async_managed = hasattr(stream, "__aenter__") and hasattr(stream, "__aexit__")
-    both = proxy is not AsyncStreamProxy and hasattr(stream, "__anext__") and hasattr(
-        stream, "__aiter__")
-    awaitable = hasattr(stream, "__await__")
-    key = (proxy, sized, hinted, managed, async_managed, both, awaitable)
+    await, in, [], reversed(), format()) that `stream` has."""
+    wanted = tuple(False if mixin is _AsyncIterating and proxy is AsyncStreamProxy
+                   else bool(has(stream)) for mixin, has in _ADD_ONS)
+    key = (proxy, wanted)
     shaped = _SHAPES.get(key)
     if shaped is None:
-        mixins = [mixin for mixin, wanted in ((_Sized, sized), (_Hinted, hinted),
-                                             (_Managed, managed),
-                                             (_AsyncManaged, async_managed),
-                                             (_AsyncIterating, both),
-                                             (_Awaitable, awaitable)) if wanted]
+        mixins = [mixin for (mixin, _), want in zip(_ADD_ONS, wanted) if want]
         if not mixins:
             shaped = proxy
         else:
             namespace: dict[str, Any] = {
                 "__slots__": (), "__module__": __name__, "__qualname__": proxy.__qualname__,
                 "__doc__": proxy.__doc__}
-            if both:  # its aclose() ends it too, as close() does
-                namespace["_INTERCEPTED"] = {**proxy._INTERCEPTED, "aclose": _Proxy._closing}
+            if _AsyncIterating in mixins:
+                # Its aclose() ends it too, as close() does; asend() and athrow() advance it.
+                namespace["_INTERCEPTED"] = {**proxy._INTERCEPTED, "aclose": _Proxy._closing,
+                                             "asend": _AsyncIterating._async_stepping,
+                                             "athrow": _AsyncIterating._async_throwing}
             shaped = type(proxy.__name__, (proxy, *mixins), namespace)
         shaped = _SHAPES.setdefault(key, shaped)
     return shaped
