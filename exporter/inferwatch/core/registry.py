@@ -29,6 +29,7 @@ from inferwatch.core.monitor import Monitor
 from inferwatch.core.options import Settings
 
 if TYPE_CHECKING:
+    from inferwatch.core.state import ModelState
     from inferwatch.multiproc.worker import Publisher
 
 DRAIN_INTERVAL_SECONDS = 1.0
@@ -235,7 +236,9 @@ class Registry:
         return [monitor.copy_state() for monitor in self.monitors()]
 
     def states_at(self, wall: float | None = None, *, model: str | None = None,
-                  version: str | None = None) -> tuple[list, float]:
+                  version: str | None = None,
+                  read: Callable[[ModelState, float], object] | None = None
+                  ) -> tuple[list, float]:
         """:meth:`states`, and the time to read their rolling windows (quantiles, drift)
         and this registry's history at: :meth:`window_time`, never earlier than where the
         windows are (each monitor's, or in multi-worker mode the merged view's ``at``).
@@ -245,6 +248,10 @@ class Registry:
         `model` and `version`, when given, keep only the states of that model (version):
         in one process only those are copied, so one model's page costs one model's copy
         whatever the number of versions monitored.
+
+        With `read`, each state is not copied but read as ``read(state, time)``, under its
+        monitor's lock in one process, and the list holds what it returns: a reader that
+        takes only what it shows spares encoding every reference and sketch.
 
         >>> registry = Registry(drain_interval=3600)
         >>> registry.monitor("m", "1").record_call(0.01, 0.5)
@@ -269,13 +276,20 @@ class Registry:
             wanted = [monitor for monitor in monitors if chosen(monitor.name, monitor.version)]
             for monitor in wanted:
                 monitor.drain()
-            states = [monitor.copy_state() for monitor in wanted]
             # A monitor's windows went on past a step back the history never saw (no
             # sample yet, or none since): they are where it was last drained or scraped.
             at = max((monitor._window_time(now) for monitor in monitors), default=now)
         if at > now:
             now = at
             self._history_mark = (now, time.monotonic())
+        if self.multiproc is not None:
+            if read is not None:
+                states = [read(state, now) for state in states]
+        elif read is not None:
+            states = [monitor.read_state(lambda state: read(state, now))
+                      for monitor in wanted]
+        else:
+            states = [monitor.copy_state() for monitor in wanted]
         return states, now
 
     def follow_tracing(self) -> None:

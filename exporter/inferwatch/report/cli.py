@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
     # The page's conditions must be the alerts' own: judged by default thresholds, a drift
     # the rules fire on (threshold 0.1 in the config) read "ok" on the report.
+    if args.model is not None and not args.model.strip():
+        # An unset shell variable (`--model "$MODEL"`): read as no --model, the report held
+        # every model version of --metrics, or judged DATA by no model's overrides.
+        return _error("--model is empty; give a model name, or leave the flag out")
     config = _config(args.config)
     if isinstance(config, int):
         return config
@@ -261,6 +265,11 @@ def _config(path: str | None) -> Any:
     from inferwatch.generate.cli import one_line
     from inferwatch.generate.config import ConfigError, load
 
+    if not path.strip():
+        # An unset shell variable (`--config "$CONFIG"`): read as the current directory,
+        # it failed as "(file): cannot be read: Is a directory", naming no flag.
+        return _error("--config is empty; give the YAML file the rules are generated "
+                      "from, or leave the flag out")
     try:
         return load(path)
     except ConfigError as exc:  # names the file and the key

@@ -18,16 +18,19 @@ that far, since the process started. Quantiles of a histogram are Prometheus'
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from inferwatch.core.history import History, Sample, feature_counts_of, totals_of
 from inferwatch.core.state import ModelState
 from inferwatch.quality.drift import DriftScorer
+from inferwatch.quality.reference import Reference
 from inferwatch.report.flags import Thresholds, evaluate
-from inferwatch.report.model import Live, ModelReport, distributions
+from inferwatch.report.model import Distribution, Live, ModelReport, distributions
 
 LATENCY = "inferwatch_request_duration_seconds"
 
@@ -62,10 +65,14 @@ def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float
 
 
 def from_state(state: ModelState, history: History | None, now: float, *,
-               thresholds: Thresholds | None = None, window_seconds: float | None = None
-               ) -> ModelReport:
+               thresholds: Thresholds | None = None, window_seconds: float | None = None,
+               summary: bool = False, drift: DriftCounts | None = None) -> ModelReport:
     """The page of one model version; `state` must not change meanwhile (a copy). The
-    window is the config's ``windows.rate`` unless given, as the recording rules read it."""
+    window is the config's ``windows.rate`` unless given, as the recording rules read it.
+
+    ``summary=True`` computes only what the index shows (calls per second, error ratio,
+    the alert conditions): no distributions' bins, quantiles, sparklines or quality table.
+    `drift` (from :func:`summary_state`) stands for the state's drift window."""
     key = state.key
     thresholds = thresholds or Thresholds.for_model(state.model)
     if window_seconds is None:
@@ -89,12 +96,15 @@ def from_state(state: ModelState, history: History | None, now: float, *,
         error_ratio=_ratio(delta["errors"], delta["requests"]),
         latency_p50=histogram_quantile(0.5, bounds, latency_window),
         latency_p99=histogram_quantile(0.99, bounds, latency_window),
-        sparklines=_sparklines(history.samples(key) if history is not None else [],
-                               totals, latency, bounds, now),
-        prediction_quantiles=_quantiles(state, "inferwatch_prediction", now),
+        sparklines={} if summary else _sparklines(
+            history.samples(key) if history is not None else [], totals, latency, bounds,
+            now),
+        prediction_quantiles={} if summary else _quantiles(state, "inferwatch_prediction",
+                                                            now),
         classes={labels[0]: value for labels, value in
                  state.counters.get("inferwatch_predicted_class_total", {}).items()},
-        confidence=_quantiles(state, "inferwatch_prediction_confidence", now).get("", {}),
+        confidence={} if summary else _quantiles(
+            state, "inferwatch_prediction_confidence", now).get("", {}),
         invalid={labels[0]: value for labels, value in
                  state.counters.get("inferwatch_invalid_predictions_total", {}).items()},
         input_errors={labels[0]: value for labels, value in
@@ -109,23 +119,34 @@ def from_state(state: ModelState, history: History | None, now: float, *,
         drift_window_rows=0,
     )
     features, outputs = [], []
-    drift = state.extras.get("drift")
+    if drift is None and state.extras.get("drift") is not None:
+        drift = DriftCounts.of(state.extras["drift"], now)
     if drift is not None:
-        reference = drift.reference
-        feature_counts, rows = drift.features.counts(now)
-        output_counts, _ = drift.outputs.counts(now)
-        live.drift_window_rows = int(rows)
-        features = distributions(reference.features, feature_counts,
-                                 DriftScorer(reference.features).scores(feature_counts))
-        outputs = distributions(reference.outputs, output_counts,
-                                DriftScorer(reference.outputs).scores(output_counts))
+        live.drift_window_rows = int(drift.rows)
+        if summary:
+            # The conditions read each profile's name and one score only: the bins' labels
+            # and shares, and the other scores, are most of a page's cost, times every
+            # version on the index.
+            method = thresholds.drift_method
+            features = _scored(drift.reference.features,
+                               _scorer(drift.reference, "features", method), drift.features)
+            outputs = _scored(drift.reference.outputs,
+                              _scorer(drift.reference, "outputs", method), drift.outputs)
+        else:
+            reference = drift.reference
+            features = distributions(reference.features,
+                                     drift.feature_layout.split(drift.features),
+                                     DriftScorer(reference.features).scores(drift.features))
+            outputs = distributions(reference.outputs,
+                                    drift.output_layout.split(drift.outputs),
+                                    DriftScorer(reference.outputs).scores(drift.outputs))
     quality: dict[str, dict[str, float]] = {}
-    for metric, series in feature_counts_of(state).items():
+    for metric, series in ({} if summary else feature_counts_of(state)).items():
         kind = metric.removeprefix("inferwatch_feature_").removesuffix("_total")
         for feature, value in series.items():
             quality.setdefault(feature, {})[kind] = value
-    for labels, value in state.counters.get("inferwatch_feature_unseen_category_total",
-                                            {}).items():
+    for labels, value in ({} if summary else state.counters.get(
+            "inferwatch_feature_unseen_category_total", {})).items():
         quality.setdefault(labels[0], {})["unseen_category"] = value
     report = ModelReport(title=f"{state.model} {state.version}", model=state.model,
                          version=state.version, generated_at=now,
@@ -136,6 +157,62 @@ def from_state(state: ModelState, history: History | None, now: float, *,
     report.flags = evaluate(report, thresholds, state=state, history=history, now=now,
                             delta=delta, feature_base=feature_base, start=start)
     return report
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftCounts:
+    """A drift window read at one time: its reference, the bin counts of every feature and
+    of every output end to end (with the layouts that split them), and the rows in it."""
+
+    reference: Reference
+    features: np.ndarray
+    outputs: np.ndarray
+    rows: int
+    feature_layout: Any
+    output_layout: Any
+
+    @classmethod
+    def of(cls, drift: Any, now: float) -> DriftCounts:
+        """The counts of `drift` (a ``DriftState``) at `now`."""
+        features, rows = drift.features.flat_counts(now)
+        outputs, _ = drift.outputs.flat_counts(now)
+        return cls(drift.reference, features, outputs, rows, drift.features.layout,
+                   drift.outputs.layout)
+
+
+def summary_state(state: ModelState, now: float) -> tuple[dict, DriftCounts | None]:
+    """What an index row reads of `state`, taken under its monitor's lock: the state less
+    its quantile sketches and drift window (as :meth:`ModelState.to_dict` writes it), and
+    that window's counts at `now`. A whole copy encodes and decodes the reference profile
+    and every sketch, for numbers the index does not show."""
+    drift = state.extras.get("drift")
+    light = dataclasses.replace(
+        state, summaries={}, extras={k: v for k, v in state.extras.items() if k != "drift"})
+    return light.to_dict(), (DriftCounts.of(drift, now) if drift is not None else None)
+
+
+def _scored(profiles: dict, scorer: DriftScorer, counts: np.ndarray) -> list[Distribution]:
+    (method, values), = scorer.arrays(counts).items()
+    return [Distribution(name, profile.kind, (), (), (), {method: value})
+            for (name, profile), value in zip(profiles.items(), values.tolist())]
+
+
+# Scorers by reference: an index of hundreds of versions of a few models compiles each
+# reference once. Holding the reference keeps its id from being reused.
+_compiled: dict[tuple[int, str, str], tuple[Reference, DriftScorer]] = {}
+MAX_COMPILED = 128
+
+
+def _scorer(reference: Reference, part: str, method: str) -> DriftScorer:
+    key = (id(reference), part, method)
+    found = _compiled.get(key)
+    if found is not None and found[0] is reference:
+        return found[1]
+    scorer = DriftScorer(getattr(reference, part), methods=(method,))
+    if len(_compiled) >= MAX_COMPILED:
+        _compiled.clear()
+    _compiled[key] = (reference, scorer)
+    return scorer
 
 
 def _since_restart(history: History, key: tuple[str, str], totals: dict[str, float]

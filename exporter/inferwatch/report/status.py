@@ -26,11 +26,13 @@ from urllib.parse import parse_qs
 from inferwatch import faults
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.report.flags import Thresholds
-from inferwatch.report.live import from_state
+from inferwatch.report.live import DriftCounts, from_state, summary_state
 from inferwatch.report.page import CSP_HEADER, index_page, model_link, report_page
 
 HTML = "text/html; charset=utf-8"
 SNAPSHOT_FORMAT = "inferwatch.status_snapshot/1"
+# What `?format=` takes (any case): the page, or its snapshot for `inferwatch report --metrics`.
+FORMATS = ("html", "json")
 # The most bytes a snapshot is read to (and gunzipped to): far above one of hundreds of model
 # versions with their references, far below what a wrong URL (a download, an endless
 # stream) or a gzip bomb would take of the memory of the machine the report runs on.
@@ -94,29 +96,55 @@ class StatusPages:
         params = parse_qs(query)
         model = params.get("model", [None])[0]
         version = params.get("version", [None])[0]
-        # Where the windows and the history are, not the wall clock: after it stepped
-        # back, the page would read empty quantiles and drift, and history samples from
-        # its future.
-        states, now = self.registry.states_at(model=model, version=version)
-        if params.get("format") == ["json"]:
+        # `?format=JSON` (or a link that repeats it) served the HTML page with status 200,
+        # which a script then failed to parse far from here; a format the page does not
+        # speak is told as such.
+        formats = {value.strip().lower() for value in params.get("format", [])}
+        if len(formats) > 1 or not formats <= set(FORMATS):
+            return 400, (f"unknown format {', '.join(sorted(params['format']))!r}: "
+                         f"give one of {', '.join(FORMATS)}\n").encode("utf-8", "replace"), {
+                "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
+        if formats == {"json"}:
+            # Where the windows and the history are, not the wall clock: after it stepped
+            # back, the page would read empty quantiles and drift, and history samples from
+            # its future.
+            states, now = self.registry.states_at(model=model, version=version)
             return 200, snapshot_json(states, model, version, generated_at=now), {
                 "Content-Type": "application/json", "Cache-Control": "no-store",
                 "X-Content-Type-Options": "nosniff"}
         if model is None:
-            reports = [self._report(state, now) for state in
-                       sorted(states, key=lambda s: (s.model, s.version))]
+            # The index shows calls per second, error ratio and the conditions holding:
+            # read for those only, not a whole page's copy of every version.
+            rows, now = self.registry.states_at(read=summary_state)
+            reports = [self._summary(data, drift, now) for data, drift in
+                       sorted(rows, key=lambda row: (row[0]["model"], row[0]["version"]))]
             body = index_page(reports, lambda r: model_link(r.model, r.version),
                               metrics_link=self.metrics_link)
             return 200, _encode(body), page_headers()
-        for state in states:
-            if state.model == model and (version is None or state.version == version):
-                page = report_page(self._report(state, now), index_link="?")
-                return 200, _encode(page), page_headers()
+        if version is None:
+            # A model's link without a version is its latest: the version instrumented
+            # last (shadows aside), not the first one that happened to be created.
+            latest = self.registry.existing_monitor(model)
+            if latest is not None and latest.name == model:
+                version = latest.version
+        states, now = self.registry.states_at(model=model, version=version)
+        if states:
+            # In multi-worker mode a version this process never instrumented: the newest
+            # created of those merged.
+            page = report_page(self._report(states[-1], now), index_link="?")
+            return 200, _encode(page), page_headers()
         return 404, b"no such model version\n", {"Content-Type": "text/plain; charset=utf-8"}
 
     def _report(self, state, now: float):
         return from_state(state, self.history, now,
                           thresholds=Thresholds.for_model(state.model, self._config))
+
+    def _summary(self, data: dict, drift: DriftCounts | None, now: float):
+        from inferwatch.core.state import ModelState
+
+        return from_state(ModelState.from_dict(data), self.history, now, summary=True,
+                          drift=drift,
+                          thresholds=Thresholds.for_model(data["model"], self._config))
 
 
 def snapshot_json(states: list, model: str | None = None, version: str | None = None, *,
