@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -88,7 +89,8 @@ def current_request_of(monitor: Monitor) -> Request | None:
 def _live(request: Request) -> bool:
     """False for an open request past the bounds of an abandoned one, which this ends
     (as cancelled): the next call finds it, so that this stays one check per call."""
-    if len(request.record.stages) < MAX_STAGES and time.perf_counter() < request._deadline:
+    if len(request.record.stages) < MAX_STAGES and (
+            time.perf_counter() < request._deadline or request._ended_by_owner):
         return True
     try:
         request.record.cancelled = True
@@ -239,6 +241,9 @@ class Request:
     __slots__ = ("_deadline", "_depth", "_entered", "_open", "_parent", "_start", "monitor",
                  "record")
     _http = False  # opened by the web middleware for one HTTP request (see HTTPRequest)
+    # Ended by whatever opened it, however long it stays open: never taken for abandoned
+    # by its age (read only past the deadline, so it costs an open request nothing).
+    _ended_by_owner = False
 
     def __init__(self, monitor: Monitor, request_id: str | None = None) -> None:
         self.monitor = monitor
@@ -461,3 +466,19 @@ class HTTPRequest(Request):
 
     __slots__ = ()
     _http = True
+
+    def responding(self) -> None:
+        """Its body is an iterator the server now sends (a stream, server-sent events): the
+        middleware ends it when the server is done with the body, however long that takes
+        (an LLM's stream may run past ABANDONED_AFTER_SECONDS), so its age no longer makes
+        it abandoned. The bound on its stages still holds."""
+        self._deadline = math.inf
+
+
+class ASGIRequest(HTTPRequest):
+    """The ASGI middleware's request: the middleware ends it when its app returns or
+    raises, in the request's own task, so it is never abandoned however long it stays open
+    (a stream of an hour, a background task that runs after the response)."""
+
+    __slots__ = ()
+    _ended_by_owner = True

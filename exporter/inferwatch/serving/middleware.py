@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Siz
 from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
-from inferwatch.core.request import HTTPRequest, Request
+from inferwatch.core.request import ASGIRequest, HTTPRequest, Request
 from inferwatch.core.stream_objects import ItemClock
 from inferwatch.core.streams import CANCELLED, ERROR, OK
 
@@ -426,9 +426,17 @@ def _within(path: str, root_path: str | None) -> str:
 
 
 def _is_cancellation(exc: BaseException) -> bool:
+    """Whether `exc` is the event loop cancelling the request's task: asyncio's
+    ``CancelledError``, or trio's ``Cancelled`` (hypercorn's trio worker, anyio on trio),
+    which a server raises into the app when its client goes away. trio is looked up among
+    the loaded modules only: where it was never imported, no trio exception exists."""
     import asyncio
 
-    return isinstance(exc, asyncio.CancelledError)
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    trio = sys.modules.get("trio")
+    cancelled = getattr(trio, "Cancelled", None)
+    return isinstance(cancelled, type) and isinstance(exc, cancelled)
 
 
 def _target(value: object, default_version: str | None, where: str) -> tuple[str, str | None]:
@@ -618,7 +626,7 @@ class InstrumentMiddleware:
             request_id = None if raw_id is None else clean_request_id(raw_id.decode("latin-1"))
             trace_id = None if raw_trace is None else trace_id_from_traceparent(
                 raw_trace.decode("latin-1"))
-            request = HTTPRequest.open(monitor, request_id)
+            request = ASGIRequest.open(monitor, request_id)
             if trace_id is not None and request.record.trace_id is None and \
                     _follows_callers_trace(monitor):
                 request.record.trace_id = trace_id
@@ -677,7 +685,7 @@ class WSGIInstrumentMiddleware:
         watched = _WatchedSizedBody if isinstance(body, Sized) else _WatchedBody
         return watched(body, request, environ, status)
 
-    def _begin(self, environ: dict[str, Any]) -> Request | None:
+    def _begin(self, environ: dict[str, Any]) -> HTTPRequest | None:
         try:
             if environ.get("REQUEST_METHOD") in _NOT_PREDICTIONS or environ.get(RECORDED_KEY):
                 return None
@@ -687,11 +695,15 @@ class WSGIInstrumentMiddleware:
                 return None
             raw_id = environ.get(self._id_key)
             request_id = None if raw_id is None else clean_request_id(raw_id)
-            request = HTTPRequest.open(monitor, request_id)
+            request = HTTPRequest(monitor, request_id)
+            request.__enter__()  # open(): an HTTP request is entered as itself, never joins
             traceparent = environ.get("HTTP_TRACEPARENT")
             if traceparent and request.record.trace_id is None and \
                     _follows_callers_trace(monitor):
-                request.record.trace_id = trace_id_from_traceparent(traceparent)
+                # A repeated header arrives joined by commas (PEP 3333), which no single
+                # traceparent holds: its first value counts, as under ASGI.
+                request.record.trace_id = trace_id_from_traceparent(
+                    traceparent.partition(",")[0])
             environ[RECORDED_KEY] = True
             return request
         except Exception as exc:
@@ -704,7 +716,7 @@ class _WatchedBody:
 
     __slots__ = ("_body", "_clock", "_environ", "_exhausted", "_request", "_status")
 
-    def __init__(self, body: Iterable[bytes], request: Request, environ: dict[str, Any],
+    def __init__(self, body: Iterable[bytes], request: HTTPRequest, environ: dict[str, Any],
                  status: list[int]) -> None:
         self._body = body
         self._request: Request | None = request
@@ -714,6 +726,8 @@ class _WatchedBody:
         # An iterator body (a generator, a Flask stream_with_context) may be a stream.
         self._clock = None if isinstance(body, (list, tuple)) else ItemClock(
             request._start, request.monitor.settings.stream_interval_buckets)
+        if self._clock is not None:
+            request.responding()
 
     def __iter__(self) -> Iterator[bytes]:
         clock = self._clock
