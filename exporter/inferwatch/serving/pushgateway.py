@@ -294,7 +294,26 @@ class JobPush:
         return False
 
     def __call__(self, fn: F) -> F:
-        """Decorate a job function: push after every call of it."""
+        """Decorate a job function: push after every call of it.
+
+        A generator function's call only makes the generator: its work runs while it is
+        iterated, so the push waits until the generator ends (finished, failed or closed).
+        """
+        if inspect.isasyncgenfunction(fn):
+            @functools.wraps(fn)
+            async def run_async_gen(*args: Any, **kwargs: Any) -> Any:
+                async with self:
+                    async for item in fn(*args, **kwargs):
+                        yield item
+            return run_async_gen  # type: ignore[return-value]
+
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def run_gen(*args: Any, **kwargs: Any) -> Any:
+                with self:
+                    return (yield from fn(*args, **kwargs))
+            return run_gen  # type: ignore[return-value]
+
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
@@ -422,6 +441,12 @@ def _check(gateway: str, job: str, grouping_key: Mapping[str, str] | None) -> di
     _parse_gateway(gateway)
     if not isinstance(job, str) or not job:
         raise ValueError(f"inferwatch.push: job must be a non-empty string, got {job!r}")
+    unset = [name for name, value in (grouping_key or {}).items() if value is None]
+    if unset:
+        # Usually an unset variable (os.environ.get("HOSTNAME")): str() would push every
+        # run into one group labelled "None", each overwriting the last.
+        raise ValueError(f"inferwatch.push: grouping_key label {unset[0]!r} has no value "
+                         "(None); give it a string, or leave the label out")
     key = {str(k): str(v) for k, v in (grouping_key or {}).items()}
     for name in key:
         if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
@@ -438,6 +463,10 @@ def _check(gateway: str, job: str, grouping_key: Mapping[str, str] | None) -> di
 
 
 def _job_failed(exc: BaseException) -> bool:
+    # GeneratorExit: the consumer of a generator job stopped early (a break), which is its
+    # choice, not the job failing.
+    if isinstance(exc, GeneratorExit):
+        return False
     return not (isinstance(exc, SystemExit) and exc.code in (0, None))
 
 
