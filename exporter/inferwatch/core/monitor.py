@@ -30,6 +30,7 @@ import itertools
 import operator
 import os
 import re
+import sys
 import threading
 import time
 import weakref
@@ -97,6 +98,24 @@ FAST, WITH_INPUTS, SLOW = "fast", "with_inputs", "slow"
 # A caller that gave up (a client timeout, a disconnect) is not a model failure: these are
 # counted as outcome="cancelled", never as errors that burn the error budget.
 CANCELLATIONS = (asyncio.CancelledError, concurrent.futures.CancelledError)
+
+
+def cancellations() -> tuple[type[BaseException], ...]:
+    """The exception classes that count as ``cancelled``: :data:`CANCELLATIONS`, and trio's
+    ``Cancelled`` (anyio on trio, hypercorn's trio worker) once trio is loaded. trio is
+    looked up among the loaded modules only, never imported: where it is not loaded, no
+    trio exception exists. Read when a failure is folded or a stream ends, never per call.
+
+    >>> import asyncio
+    >>> asyncio.CancelledError in cancellations(), KeyError in cancellations()
+    (True, False)
+    """
+    cancelled = getattr(sys.modules.get("trio"), "Cancelled", None)
+    if isinstance(cancelled, type) and issubclass(cancelled, BaseException):
+        return (*CANCELLATIONS, cancelled)
+    return CANCELLATIONS
+
+
 # A numpy result with more rows than this is drained in slices of this many rows, each under
 # the monitor lock on its own, so a scrape or a record_outcome caller waits for one slice
 # (a few milliseconds), never for the whole batch (seconds for 10 million rows). The call
@@ -602,7 +621,7 @@ class Monitor:
         # (an outcome joined, a shadow's comparisons, a new reference): the publisher's
         # fingerprint reads it, or an idle worker would publish them only at its refresh.
         self._revision = 0
-        # (window time, monotonic seconds) of the last drain or render: see _window_time().
+        # (window time, monotonic seconds) of the last drain or render: see window_time().
         self._time_mark: tuple[float, float] | None = None
         # When the background drain first left this monitor's pending calls waiting
         # (monotonic seconds), or None: see drain_due().
@@ -1167,7 +1186,7 @@ class Monitor:
         from inferwatch.core.render import model_families
 
         with self._lock:
-            now = self._window_time(now)
+            now = self.window_time(now)
             self.state.set_gauge("inferwatch_requests_in_flight", (), self.in_flight_locked())
             return model_families([self.state], now=now, text_format=text_format)
 
@@ -1219,22 +1238,34 @@ class Monitor:
         done = self._finished + self.pending() + _count_value(self._dropped)
         return max(0, _count_value(self._started) - done)
 
-    def _window_time(self, wall: float) -> float:
-        """The time the rolling windows (quantiles, drift) are written and read at: `wall`,
-        unless the clock stepped back (NTP, a VM resumed) behind where the windows already
-        are. Then time goes on from there at the monotonic clock's pace: the drift window
-        refuses rows for buckets it has recycled, so a step back longer than the window
-        would silently drop every row, and every scrape read an empty window, until the
-        wall clock caught up again.
+    def window_time(self, now: float | None = None) -> float:
+        """The time the rolling windows (quantiles, drift) are written and read at: the
+        wall clock `now` (default: ``time.time()``), unless the clock stepped back (NTP, a
+        VM resumed) behind where the windows already are. Then time goes on from there at
+        the monotonic clock's pace: the drift window refuses rows for buckets it has
+        recycled, so a step back longer than the window would silently drop every row, and
+        every scrape read an empty window, until the wall clock caught up again. Each call
+        moves the windows to the time it returns (a drain or a scrape at it would). A `now`
+        that no clock reads (NaN, infinity) is counted as a fault and taken as the clock.
+        Never raises.
 
         >>> mon = Monitor("m", "1")
-        >>> mon._window_time(1_000_000.0) == 1_000_000.0
+        >>> mon.window_time(1_000_000.0) == 1_000_000.0
         True
-        >>> mon._window_time(1_000_000.0 - 3600) >= 1_000_000.0
+        >>> mon.window_time(1_000_000.0 - 3600) >= 1_000_000.0
         True
-        >>> 1_000_000.0 <= mon._window_time(float("inf")) < float("inf")
+        >>> 1_000_000.0 <= mon.window_time(float("inf")) < float("inf")
+        True
+        >>> mon.window_time() >= 1_000_000.0
         True
         """
+        wall = now
+        if wall.__class__ is not float:
+            # A caller's int or numpy float is a time too; anything else is none.
+            try:
+                wall = time.time() if wall is None else float(wall)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                wall = _INF
         if not -_INF < wall < _INF:
             # A time no clock reads (NaN, infinity, given to drain(now=...)): kept as the
             # mark, every later drain and scrape would be read at it, and raise, for good.
@@ -1307,7 +1338,7 @@ class Monitor:
             return
         self._waiting_since = None
         try:
-            when = self._window_time(time.time() if now is None else now)
+            when = self.window_time(now)
             rest: list[_Rest] = []
             with self._lock:
                 self._drain_locked(when, rest)
@@ -1398,12 +1429,13 @@ class Monitor:
             self._fit_pending()
         error_counts: dict[str, float] = {}
         cancelled = 0
+        cancelled_types = cancellations()
         for failure in errors:
             duration, error_type = failure[0], failure[1]
             if len(failure) > 2:
                 failed_inputs.append(failure[2])
             durations.append(duration)
-            if issubclass(error_type, CANCELLATIONS):
+            if issubclass(error_type, cancelled_types):
                 cancelled += 1
             else:
                 key = error_type.__name__
@@ -1425,7 +1457,7 @@ class Monitor:
                 cancelled += 1
             elif record.error_type is None:
                 ok += 1
-            elif issubclass(record.error_type, CANCELLATIONS):
+            elif issubclass(record.error_type, cancelled_types):
                 cancelled += 1
             else:
                 key = record.error_type.__name__

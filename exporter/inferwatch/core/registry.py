@@ -278,7 +278,7 @@ class Registry:
                 monitor.drain()
             # A monitor's windows went on past a step back the history never saw (no
             # sample yet, or none since): they are where it was last drained or scraped.
-            at = max((monitor._window_time(now) for monitor in monitors), default=now)
+            at = max((monitor.window_time(now) for monitor in monitors), default=now)
         if at > now:
             now = at
             self._history_mark = (now, time.monotonic())
@@ -314,7 +314,7 @@ class Registry:
         """The time this registry's history samples (and the windows they are read with)
         are at: the wall clock `wall` (default now), unless it stepped back (NTP, a resumed
         VM) behind the newest sample; then time goes on from there at the monotonic
-        clock's pace, as each monitor's rolling windows do (``Monitor._window_time``).
+        clock's pace, as each monitor's rolling windows do (:meth:`Monitor.window_time`).
 
         >>> registry = Registry(drain_interval=3600)
         >>> registry.window_time(1_000_000.0) == 1_000_000.0

@@ -43,7 +43,6 @@ Everything recorded goes to the Monitor as one :class:`StreamRecord` per call
 
 from __future__ import annotations
 
-import asyncio
 import io
 import sys
 import threading
@@ -792,6 +791,16 @@ async def _follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterato
 
 
 def outcome_of(exc: BaseException) -> str:
-    """asyncio cancellation (a task cancelled, a client gone), or a consumer's coroutine
-    closed while it waited for an item, is not the stream's error."""
-    return CANCELLED if isinstance(exc, (asyncio.CancelledError, GeneratorExit)) else ERROR
+    """Cancellation (a task cancelled, a client gone: asyncio's, or trio's under anyio on
+    trio, as a call's counts it in ``monitor.cancellations``), or a consumer's coroutine
+    closed while it waited for an item, is not the stream's error.
+
+    >>> import asyncio
+    >>> outcome_of(asyncio.CancelledError()), outcome_of(GeneratorExit()), outcome_of(OSError())
+    ('cancelled', 'cancelled', 'error')
+    """
+    if isinstance(exc, GeneratorExit):
+        return CANCELLED
+    from inferwatch.core.monitor import cancellations
+
+    return CANCELLED if isinstance(exc, cancellations()) else ERROR

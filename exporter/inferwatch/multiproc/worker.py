@@ -256,7 +256,7 @@ class Publisher:
 
     def _window_now(self) -> float:
         """The time this process's rolling windows are at, as its monitors keep it
-        (``Monitor._window_time``): the wall clock, unless it stepped back. Then the monitors
+        (``Monitor.window_time``): the wall clock, unless it stepped back. Then the monitors
         go on at the monotonic pace from where their windows were, and a snapshot stamped
         with the stepped clock would have its window row (and every reader's window) end an
         hour before the buckets it holds: the merged quantiles and drift went empty."""
