@@ -467,6 +467,18 @@ class HTTPRequest(Request):
     __slots__ = ()
     _http = True
 
+    def held(self) -> None:
+        """The middleware is inside the app's call, which ends it when the call returns or
+        raises: however long the call runs (a slow batch endpoint), a model call inside it
+        must not take it for abandoned."""
+        self._deadline = math.inf
+
+    def released(self) -> None:
+        """The app's call returned: from now on only the server's closing of the body ends
+        it, which a server may never do, so the abandoned bound runs again, from now."""
+        if self._open:
+            self._deadline = time.perf_counter() + ABANDONED_AFTER_SECONDS
+
     def responding(self) -> None:
         """Its body is an iterator the server now sends (a stream, server-sent events): the
         middleware ends it when the server is done with the body, however long that takes

@@ -88,6 +88,9 @@ _TRACEPARENT = re.compile(r"(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})"
 # Body messages of a response; the one without more_body is its last.
 _BODY = frozenset(("http.response.body", "http.response.zerocopysend"))
 _PATHSEND = "http.response.pathsend"
+# A response whose start announced trailers (ASGI's trailers extension: gRPC-web's status)
+# ends with its last trailers message, not with its body.
+_TRAILERS = "http.response.trailers"
 # Path converters as regular expressions, each framework's own: a template is to match the
 # paths its framework routes to the endpoint, no fewer (those requests would go unrecorded)
 # and no more (a 404 would count as a model request).
@@ -426,17 +429,13 @@ def _within(path: str, root_path: str | None) -> str:
 
 
 def _is_cancellation(exc: BaseException) -> bool:
-    """Whether `exc` is the event loop cancelling the request's task: asyncio's
-    ``CancelledError``, or trio's ``Cancelled`` (hypercorn's trio worker, anyio on trio),
-    which a server raises into the app when its client goes away. trio is looked up among
-    the loaded modules only: where it was never imported, no trio exception exists."""
-    import asyncio
+    """Whether `exc` is the event loop cancelling the request's task (asyncio's
+    ``CancelledError``, or trio's ``Cancelled`` under hypercorn's trio worker or anyio on
+    trio), which a server raises into the app when its client goes away: the classes an
+    instrumented call counts as cancelled (``monitor.cancellations``)."""
+    from inferwatch.core.monitor import cancellations
 
-    if isinstance(exc, asyncio.CancelledError):
-        return True
-    trio = sys.modules.get("trio")
-    cancelled = getattr(trio, "Cancelled", None)
-    return isinstance(cancelled, type) and isinstance(exc, cancelled)
+    return isinstance(exc, cancellations())
 
 
 def _target(value: object, default_version: str | None, where: str) -> tuple[str, str | None]:
@@ -514,6 +513,10 @@ def _stream_end(request: Request, body: ItemClock | None, cancelled: bool,
                 error_type: type | None) -> None:
     """Mark a request whose client went away as cancelled; attach a streamed body's figures."""
     try:
+        if not request._open:
+            # Already ended elsewhere (found abandoned, at its bound of stages): its record
+            # went to the drain, which may be reading it; its outcome there stands.
+            return
         record = request.record
         record.cancelled = cancelled
         if body is not None and record.stream is None:  # else a model's stream fed the body
@@ -560,6 +563,7 @@ class InstrumentMiddleware:
         status = 0
         ended_at = None
         disconnected = False
+        trailers = False
         body: ItemClock | None = None  # set once the body comes in more than one message
 
         async def receive_and_watch() -> dict[str, Any]:
@@ -570,7 +574,7 @@ class InstrumentMiddleware:
             return message
 
         async def send_and_watch(message: dict[str, Any]) -> None:
-            nonlocal status, ended_at, body, disconnected
+            nonlocal status, ended_at, body, disconnected, trailers
             kind = message["type"]
             if kind in _BODY:
                 if body is None and message.get("more_body", False):
@@ -585,7 +589,11 @@ class InstrumentMiddleware:
                 raise
             if kind == "http.response.start":
                 status = message["status"]
+                trailers = bool(message.get("trailers", False))
             elif kind == _PATHSEND or (kind in _BODY and not message.get("more_body", False)):
+                if not trailers:
+                    ended_at = time.perf_counter()
+            elif kind == _TRAILERS and not message.get("more_trailers", False):
                 ended_at = time.perf_counter()
 
         try:
@@ -680,6 +688,7 @@ class WSGIInstrumentMiddleware:
         except BaseException as exc:
             _finish(request, exc.__class__, None)
             raise
+        request.released()
         if _is_server_file(body, environ) and _ServerFile.watch(body, request, environ, status):
             return body  # the server's own object, so that it still sends the file itself
         watched = _WatchedSizedBody if isinstance(body, Sized) else _WatchedBody
@@ -697,6 +706,7 @@ class WSGIInstrumentMiddleware:
             request_id = None if raw_id is None else clean_request_id(raw_id)
             request = HTTPRequest(monitor, request_id)
             request.__enter__()  # open(): an HTTP request is entered as itself, never joins
+            request.held()
             traceparent = environ.get("HTTP_TRACEPARENT")
             if traceparent and request.record.trace_id is None and \
                     _follows_callers_trace(monitor):
