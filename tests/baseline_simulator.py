@@ -300,3 +300,37 @@ def faulty_models(start: float) -> list[Model]:
 def expected_delays(models: list[Model]) -> dict[str, Fault]:
     """Each fault by the key :func:`run` reports its delay under."""
     return {f"{m.name}/{f.alert}": f for m in models for f in m.faults}
+
+
+def with_gap(series: dict[str, str], start: float, end: float, step: float,
+             model: str | None = None) -> dict[str, str]:
+    """`series` (as :func:`simulate` writes them) with no scrape in [start, end): the model's
+    targets were down. Only `model`'s series when given, else every series but the
+    exporter's."""
+    out = {}
+    for name, values in series.items():
+        if (model is not None and f'model="{model}"' not in name) or \
+                'job="inferwatch-exporter"' in name:
+            out[name] = values
+            continue
+        samples = values.split()
+        out[name] = " ".join("_" if start <= i * step < end else v
+                             for i, v in enumerate(samples))
+    return out
+
+
+def idle_replica(series: dict[str, str], model: str, instance: str = "sim:8001") -> dict[str, str]:
+    """`series` plus a second replica of `model` that takes no calls: its counters stay at
+    0 and its rolling quantiles are NaN (an empty window), as inferwatch exposes them."""
+    out = dict(series)
+    for name, values in series.items():
+        if f'model="{model}"' not in name or 'instance="sim:8000"' not in name:
+            continue
+        count = len(values.split())
+        rolling = name.startswith((metric("inferwatch_prediction") + "{",
+                                   metric("inferwatch_prediction_confidence") + "{"))
+        fill = "NaN" if rolling else ("1" if name.startswith(("up{", "inferwatch_model_info{"))
+                                      else "0")
+        out[name.replace('instance="sim:8000"', f'instance="{instance}"')] = \
+            " ".join([fill] * count)
+    return out

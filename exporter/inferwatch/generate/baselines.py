@@ -128,8 +128,11 @@ def _summary(metric: str, labels: str, quantiles: tuple[str, ...]) -> Callable[[
         # but stable, and what moves when the model's outputs move.
         chosen = getattr(cfg.baselines, quantiles)
         selected = model_sel(cfg, f"quantile=~{_regex_of(chosen)}")
+        # A replica without calls in its rolling window exposes NaN quantiles: left out
+        # here, or one idle replica (a standby, a draining old version) makes the model's
+        # mean NaN, a gap, and hides what the serving replicas do.
         return [f"# quantiles {', '.join(chosen)}\n"
-                f"avg by ({labels}) (\n  avg_over_time({metric}{selected}[{window}])\n"
+                f"avg by ({labels}) (\n  avg_over_time({metric}{selected}[{window}]) >= -Inf\n"
                 f"  unless on (model, model_version)\n  {shadow_versions(cfg)}\n)"]
 
     return values  # type: ignore[return-value]
@@ -269,8 +272,12 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
             (expected, f"(\n  {seasonal} + avg_over_time({residual}[{bw}]{lag})\n  and\n"
                        f"  {covered}\n)\nor\n{mean}"),
         ]
-        stddev = (f"(\n  stddev_over_time({residual}[{bw}]{lag})\n  and\n  {covered}\n)\n"
-                  f"or\n{stddev}")
+        # The residual's deviation only where expected is the seasonal value plus its mean:
+        # without a seasonal value (the same hour yesterday was an outage), expected is the
+        # trailing mean, which swings with the time of day, and needs the value's own
+        # deviation; the residual's would page every normal peak.
+        stddev = (f"(\n  stddev_over_time({residual}[{bw}]{lag})\n  and\n  {covered}\n"
+                  f"  and\n  {seasonal}\n)\nor\n{stddev}")
     else:
         rules.append((expected, mean))
     floor_share = f"{number(own.sigma_floor_ratio)} * abs({expected})"
