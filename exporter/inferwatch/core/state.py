@@ -409,7 +409,7 @@ class ModelState:
         for name, extra in other.extras.items():
             if name in self.extras:
                 mine_e = self.extras[name]
-                if now is not None and _takes_now(mine_e):
+                if now is not None and merge_takes_now(mine_e):
                     mine_e.merge(extra, now=now)  # type: ignore[attr-defined]
                 else:
                     mine_e.merge(extra)  # type: ignore[attr-defined]
@@ -566,8 +566,14 @@ def _settings_in(value: object) -> SummarySettings:
     return settings
 
 
-def _takes_now(extra: object) -> bool:
-    """Whether `extra.merge` takes a `now` (extras registered by others may not)."""
+def merge_takes_now(extra: object) -> bool:
+    """Whether `extra.merge` takes a `now` (extras registered by others may not).
+
+    >>> class Counted:
+    ...     def merge(self, other, now=None): ...
+    >>> merge_takes_now(Counted()), merge_takes_now(object())
+    (True, False)
+    """
     kind = type(extra)
     found = _TAKES_NOW.get(kind)
     if found is None:

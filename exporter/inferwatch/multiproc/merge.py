@@ -41,6 +41,7 @@ from inferwatch.core.state import (
     SummarySettings,
     SummaryState,
     decode_extras,
+    merge_takes_now,
 )
 from inferwatch.multiproc.merge_plan import LayoutMap, MergePlan, merge_plan
 from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError, bucket_id
@@ -121,12 +122,15 @@ def _counter_family(name: str, counts: Mapping[str, float]) -> Metric:
 
 
 def merge_model(target: ModelState, other: ModelState,
-                on_error: Callable[[Exception], None] | None = None) -> None:
+                on_error: Callable[[Exception], None] | None = None,
+                now: float | None = None) -> None:
     """Fold `other` into `target` series by series: a series whose layout differs (other
     histogram buckets, quantile settings or drift bins: a rollout, or references profiled
     on other data) is skipped and passed to `on_error`; every other series still merges.
 
-    `other` is consumed (its histograms, summaries and extras are moved out of it).
+    `other` is consumed (its histograms, summaries and extras are moved out of it). Given
+    `now` (a fold's time), extras that take one merge at it: a drift bucket of a clock far
+    ahead does not replace one of `target`'s still in the window (``DriftWindow.merge``).
 
     >>> a, b = ModelState("m", "1"), ModelState("m", "1")
     >>> a.histogram("h", (), [1.0]).observe(np.array([0.5]))
@@ -147,17 +151,21 @@ def merge_model(target: ModelState, other: ModelState,
         for labels, summary in series.items():
             _merge_part(mine, labels, summary, on_error)
     for name, extra in extras.items():
-        _merge_part(target.extras, name, extra, on_error)
+        _merge_part(target.extras, name, extra, on_error, now)
 
 
 def _merge_part(mine: dict, key: object, part: object,
-                on_error: Callable[[Exception], None] | None) -> None:
+                on_error: Callable[[Exception], None] | None,
+                now: float | None = None) -> None:
     existing = mine.get(key)
     if existing is None:
         mine[key] = part  # moved, not copied: `part` belongs to a decoded throwaway state
         return
     try:
-        existing.merge(part)
+        if now is not None and merge_takes_now(existing):
+            existing.merge(part, now=now)
+        else:
+            existing.merge(part)
     except ValueError as exc:
         if on_error is not None:
             on_error(exc)

@@ -647,8 +647,10 @@ class SnapshotDirectory:
                     states[state.key] = state
                 else:  # a series laid out otherwise (a rollout) is skipped and counted
                     info = state.info
+                    # At the fold's time: a dead worker whose clock ran a window ahead
+                    # must not replace the archive's drift rows still in the window.
                     merge_model(target, state,
-                                lambda exc: faults.record("multiproc_fold", exc))
+                                lambda exc: faults.record("multiproc_fold", exc), now=now)
                     target.info = _newer_info(target.info, info)
                     states[state.key] = target
             for field in PROCESS_COUNTERS:
@@ -757,7 +759,7 @@ def _view_time(now: float, raws: Iterable[RawSnapshot], dead: set[int]) -> float
     """`now`, or the newest time a live writer stamped its snapshot with when that is later.
 
     After the wall clock steps back, live workers keep their windows going at the monotonic
-    pace from where they were (``Monitor._window_time``), and stamp their files so: a reader
+    pace from where they were (``Monitor.window_time``), and stamp their files so: a reader
     at the stepped wall time would find every bucket "in the future" and serve empty
     quantiles and drift until the clock caught up.
     """

@@ -197,7 +197,8 @@ class Reference:
         if len(lengths) > 1:
             raise ReferenceError(f"predictions have {len(next(iter(out_cols.values())))} rows"
                                  f" but X has {len(next(iter(columns.values())))}")
-        forced = set(categorical or ())
+        # As text, as the columns are named: a DataFrame's default column 3 is feature "3".
+        forced = {str(name) for name in categorical or ()}
         unknown = forced - set(columns) - set(out_cols)
         if unknown:
             raise ReferenceError(f"categorical names unknown columns: {sorted(unknown)}"

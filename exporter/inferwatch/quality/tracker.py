@@ -217,6 +217,10 @@ _Compiled = tuple[Reference, tuple[DriftScorer, DriftScorer], dict[int, tuple[di
 # parsed object per distinct reference text (the snapshot layout's shared documents), so a
 # merged scrape validates and compiles each reference once, not once per worker and model.
 _decoded: dict[int, tuple[dict, _Compiled]] = {}
+# The document's content -> what it compiles to. A one-process copy (Monitor.copy_state,
+# behind every status page and JSON snapshot) encodes its reference into a new dict each
+# time: by id alone each copy parsed and compiled the whole reference again.
+_compiled: dict[tuple, _Compiled] = {}
 MAX_DECODED_REFERENCES = 64
 
 
@@ -224,13 +228,49 @@ def _decoded_reference(data: dict) -> _Compiled:
     found = _decoded.get(id(data))
     if found is not None and found[0] is data:
         return found[1]
-    reference = Reference.from_dict(data, source="worker snapshot")
-    compiled = (reference, (DriftScorer(reference.features), DriftScorer(reference.outputs)),
-                {})
+    key = _content_key(data)
+    try:
+        compiled = None if key is None else _compiled.get(key)
+    except TypeError:  # a value in it is unhashable (a set, an array): not cached
+        key = compiled = None
+    if compiled is None:
+        compiled = _compile(data)
+        if key is not None:
+            if len(_compiled) >= MAX_DECODED_REFERENCES:
+                _compiled.clear()
+            _compiled[key] = compiled
     if len(_decoded) >= MAX_DECODED_REFERENCES:
         _decoded.clear()
     _decoded[id(data)] = (data, compiled)  # holding `data` keeps its id unique
     return compiled
+
+
+def _compile(data: dict) -> _Compiled:
+    reference = Reference.from_dict(data, source="worker snapshot")
+    return (reference, (DriftScorer(reference.features), DriftScorer(reference.outputs)), {})
+
+
+def _content_key(data: Any) -> tuple | None:
+    """`data` as a value equal only for documents that read alike (None where it nests
+    too deeply: such a document is not cached).
+
+    Every value but text and floats carries its type: ``1``, ``1.0`` and ``True`` are equal
+    in Python, but the reference accepts only one of them in a key such as 'count'."""
+    try:
+        return _frozen(data)  # type: ignore[no-any-return]
+    except RecursionError:
+        return None
+
+
+def _frozen(value: Any) -> Any:
+    kind = type(value)
+    if kind is float or kind is str:
+        return value
+    if kind is list:
+        return (list, *map(_frozen, value))
+    if kind is dict:
+        return (dict, *[(_frozen(k), _frozen(v)) for k, v in value.items()])
+    return (kind, value)
 
 
 def _empty_like(window: DriftWindow) -> DriftWindow:

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote, unquote
 
 from prometheus_client.registry import Collector
 
@@ -109,8 +110,12 @@ class MetricsServer:
         self.addr = addr
         self.port = port
         self.telemetry_path = telemetry_path
-        self._routes = {telemetry_path, "/", *HEALTH_ROUTES}
-        self._landing_page = _LANDING_PAGE.format(path=html.escape(telemetry_path)).encode()
+        # Paths are compared percent-decoded, as Go's net/http (node_exporter) does: a
+        # client sends "/métriques" as "/m%C3%A9triques", and may send "/metric%73".
+        self._metrics_route = unquote(telemetry_path)
+        self._routes = {self._metrics_route, "/", *HEALTH_ROUTES}
+        self._landing_page = _LANDING_PAGE.format(
+            path=html.escape(_url_path(telemetry_path))).encode()
         self._registry = registry
         # inferwatch.report.status.StatusPages, or None: "/" is then a plain landing page.
         self._status_pages = status_pages
@@ -145,7 +150,7 @@ class MetricsServer:
         if ":" in host:
             host = f"[{host}]"
         scheme = "https" if self._ssl_context is not None else "http"
-        return f"{scheme}://{host}:{self.port}{self.telemetry_path}"
+        return f"{scheme}://{host}:{self.port}{_url_path(self.telemetry_path)}"
 
     def start(self) -> None:
         """Bind and start serving in a daemon thread; raise OSError naming the address."""
@@ -294,6 +299,11 @@ class MetricsServer:
             await self._serve_requests(reader, writer, connection)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError):
             pass  # the client went away, stalled or was evicted: nobody to answer
+        except asyncio.CancelledError:
+            # Shutdown cancels every connection. asyncio (3.11) reports a connection task
+            # that ends cancelled as an unhandled exception, logging a traceback for each
+            # kept-alive scraper; ending normally closes it just the same.
+            pass
         except Exception as exc:
             record("server", exc)
         finally:
@@ -344,7 +354,7 @@ class MetricsServer:
                 keep_alive, request, started = False, None, time.perf_counter()
                 # A HEAD answer never has a body (RFC 9110 9.3.2), an error's included: a
                 # client reading one would take the body for the next answer's head.
-                sent = head if head is not None else _buffered_start(reader)
+                sent = head if head is not None else error.sent or _buffered_start(reader)
                 head_only = sent.lstrip(b"\r\n").startswith(b"HEAD ")
                 failed = True
             else:
@@ -371,17 +381,14 @@ class MetricsServer:
         """The request line and headers, or None when the client closed or went quiet."""
         try:
             if first:
-                return await asyncio.wait_for(_unhandled(reader.readuntil(b"\r\n\r\n"),
-                                                         connection), self._read_timeout)
+                return await asyncio.wait_for(_unhandled(_read_head_lines(reader), connection),
+                                              self._read_timeout)
             # Between keep-alive requests a client may stay silent up to idle_timeout; once it
             # starts a request, the rest of the head must arrive within read_timeout.
             start = await asyncio.wait_for(_unhandled(reader.readexactly(1), connection),
                                            self._idle_timeout)
-            rest = await asyncio.wait_for(_unhandled(reader.readuntil(b"\r\n\r\n"),
-                                                     connection), self._read_timeout)
-            return start + rest
-        except asyncio.LimitOverrunError:
-            raise _HttpError(431, "request head too large") from None
+            return await asyncio.wait_for(_unhandled(_read_head_lines(reader, start), connection),
+                                          self._read_timeout)
         except (asyncio.IncompleteReadError, asyncio.TimeoutError):
             return None
 
@@ -403,14 +410,14 @@ class MetricsServer:
         if not await self._authorized(request.headers.get("authorization")):
             return 401, b"unauthorized\n", {
                 "Content-Type": _TEXT, "WWW-Authenticate": 'Basic realm="inferwatch"'}
-        path = request.path
+        path = unquote(request.path)
         if path not in self._routes:
             return 404, f"not found; the metrics are at {self.telemetry_path}\n".encode(), {
                 "Content-Type": _TEXT}
         if request.method not in ("GET", "HEAD"):
             return 405, f"method {request.method} not allowed\n".encode(), {
                 "Content-Type": _TEXT, "Allow": "GET, HEAD"}
-        if path == self.telemetry_path:
+        if path == self._metrics_route:
             return await self._scrape(request)
         if path == "/":
             if self._status_pages is not None:
@@ -530,14 +537,20 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     if not isinstance(addr, str):
         raise TypeError(f"inferwatch.serve: addr must be a host name or address string, "
                         f"got {type(addr).__name__}")
-    _check_positive(max_concurrency=max_concurrency, max_connections=max_connections,
-                    read_timeout=read_timeout, idle_timeout=idle_timeout)
+    if addr.startswith("[") and addr.endswith("]"):
+        # "[::1]" as a URL and --web.listen-address write it; the name lookup would fail.
+        addr = addr[1:-1]
+    _check_count(max_concurrency=max_concurrency, max_connections=max_connections)
+    _check_positive(read_timeout=read_timeout, idle_timeout=idle_timeout)
     if collect_timeout is not None:
         _check_positive(collect_timeout=collect_timeout)
+    if not isinstance(telemetry_path, str):
+        raise ValueError(f"inferwatch.serve: telemetry_path must be a path string like "
+                         f"/metrics, got {type(telemetry_path).__name__}")
     if web_config_file is not None and (certfile or keyfile):
         raise ValueError("inferwatch.serve: give either certfile/keyfile or web_config_file, "
                          "not both")
-    if (not telemetry_path.startswith("/") or telemetry_path in ("/", *HEALTH_ROUTES)
+    if (not telemetry_path.startswith("/") or unquote(telemetry_path) in ("/", *HEALTH_ROUTES)
             or "?" in telemetry_path or any(c.isspace() for c in telemetry_path)):
         raise ValueError(f"inferwatch.serve: telemetry_path must be a path like /metrics, other "
                          f"than / and {' and '.join(HEALTH_ROUTES)}; got {telemetry_path!r}")
@@ -576,8 +589,31 @@ class _Reader(asyncio.StreamReader):
 
     def has_request(self) -> bool:
         # A partial head (a slow sender's) does not count: it may never end.
-        return b"\r\n\r\n" in self._buffer  # type: ignore[attr-defined]
+        buffered = self._buffer  # type: ignore[attr-defined]
+        return b"\r\n\r\n" in buffered or b"\n\n" in buffered
 
+
+
+async def _read_head_lines(reader: asyncio.StreamReader, start: bytes = b"") -> bytes:
+    """The request head after `start`, up to its blank line, with CRLF line ends.
+
+    A bare LF also ends a line (RFC 9112 2.2 allows it, Go's net/http takes it, and shell
+    probes such as `printf 'GET /-/healthy HTTP/1.0\\n\\n' | nc` send it); waiting for a
+    CRLF that never comes left such a client unanswered until read_timeout.
+    """
+    raw = start
+    while True:
+        try:
+            raw += await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise _HttpError(431, "request head too large", sent=raw) from None
+        if len(raw) > MAX_HEADER_BYTES:
+            raise _HttpError(431, "request head too large", sent=raw)
+        # Empty lines before the request line are skipped (RFC 9112 2.2), not its end.
+        head = raw.lstrip(b"\r\n")
+        if head.endswith((b"\n\n", b"\n\r\n")):
+            lines = head.split(b"\n")[:-2]
+            return b"".join(line.removesuffix(b"\r") + b"\r\n" for line in lines) + b"\r\n"
 
 
 def _buffered_start(reader: asyncio.StreamReader) -> bytes:
@@ -696,10 +732,11 @@ class _Request:
 
 
 class _HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, sent: bytes = b"") -> None:
         super().__init__(message)
         self.status = status
         self.body = f"{message}\n".encode()
+        self.sent = sent  # the start of a request head read before the error, if any
 
 
 def _parse_head(head: bytes) -> _Request:
@@ -810,10 +847,32 @@ def _ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     return context
 
 
+def _check_count(**values: int) -> None:
+    for name, value in values.items():
+        # A string ("4", from an environment variable) failed with a bare TypeError, 2.5
+        # only when the socket was made, and True counted as 1.
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"inferwatch.serve: {name} must be a positive whole number, "
+                             f"got {value!r}")
+
+
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"inferwatch.serve: {name} must be a number of seconds, "
+                             f"got {value!r}")
         if not value > 0:
             raise ValueError(f"inferwatch.serve: {name} must be positive, got {value!r}")
+
+
+def _url_path(path: str) -> str:
+    """`path` as a URL carries it: characters a request line cannot hold percent-encoded,
+    escapes already there kept.
+
+    >>> _url_path("/métriques"), _url_path("/a%20b"), _url_path("/metrics")
+    ('/m%C3%A9triques', '/a%20b', '/metrics')
+    """
+    return quote(path, safe="/%:@!$&'()*+,;=-._~")
 
 
 def _host_port(addr: str, port: int) -> str:
