@@ -232,7 +232,7 @@ def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> N
         from inferwatch.events.sqlite import Cursor, follow_sqlite_batch, tail_and_last_id
 
         identity = _file_identity(path)
-        lines, after = tail_and_last_id(path, count)
+        lines, after = tail_and_last_id(path, count, stats)
         _print(lines)
         behind = False
         while follow:
@@ -245,7 +245,7 @@ def _tail(path: Path, fmt: str, count: int, follow: bool, stats: ReadStats) -> N
             if current != identity:  # replaced: its row ids start again from 1
                 identity, after = current, Cursor(0)
             try:
-                lines, after, behind = follow_sqlite_batch(path, after)
+                lines, after, behind = follow_sqlite_batch(path, after, stats=stats)
             except FileNotFoundError:
                 continue
             _print(lines)

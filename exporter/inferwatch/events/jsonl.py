@@ -247,7 +247,7 @@ def event_files(path: Path) -> list[Path]:
     log writes beside it all the same.
     """
     if path.is_dir():
-        candidates = [p for p in path.iterdir()
+        candidates = [p for p in _entries(path)
                       if p.suffix == ".jsonl" and p.is_file() and not p.is_symlink()]
     else:
         candidates = _log_files(path)
@@ -265,11 +265,22 @@ def event_files(path: Path) -> list[Path]:
 def _log_files(path: Path) -> list[Path]:
     """The per-process files of the log configured as `path` (none for one of those files)."""
     pattern = _file_pattern(path.stem)
-    parent = path.parent if path.parent.is_dir() else None
     # Regular files only: a FIFO of that name would hang the reader in open(), a directory
     # fail the whole read.
-    return [p for p in parent.iterdir()
-            if pattern.fullmatch(p.name) and p.is_file()] if parent else []
+    return [p for p in _entries(path.parent) if pattern.fullmatch(p.name) and p.is_file()]
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The entries of `directory`; none when it is missing or no directory.
+
+    A cleanup job (``rm -r`` of old logs) may remove it at any moment, also between a check
+    that it exists and the listing: a log without a directory is a log without files, which
+    ``--follow`` waits on as it waits on a missing file, rather than failing.
+    """
+    try:
+        return list(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def exists(path: Path) -> bool:
@@ -385,16 +396,22 @@ def _scan(f: BinaryIO, stats: ReadStats,
     A line longer than ``MAX_LINE_BYTES`` (a foreign file at the log's path, one line of
     gigabytes) is skipped and counted in `stats`, its end looked for a block at a time:
     reading it whole would hold the file in memory. `progress`, when given, holds the
-    offset just after the last complete line seen (empty and skipped ones included).
+    offset just after the last complete line seen (empty and skipped ones included) and,
+    once the scan ends, how far past that offset the file was looked through without
+    finding a newline.
     """
     offset = 0
     while True:
         line = f.readline(MAX_LINE_BYTES + 1)
         if not line.endswith(b"\n"):
             if len(line) <= MAX_LINE_BYTES:
+                if progress is not None:
+                    progress[1] = f.tell()
                 break  # a write in progress, or torn by a crash: not a record yet
             newline = _find_newline(f, _READ_BLOCK)
             if newline is None:
+                if progress is not None:
+                    progress[1] = f.tell()
                 break  # an over-long line still being written: nothing to count yet
             stats.unreadable += 1
             offset = newline + 1
@@ -552,7 +569,7 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
         stats.files_read += 1
         with f:
             st = os.fstat(f.fileno())
-            progress = [0]
+            progress = [0, 0]
             for _, line in _scan(f, stats, progress):
                 event = _decode(line, stats)
                 if event is None:
@@ -564,10 +581,13 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
                 elif item[0] >= found[0][0]:  # among equal ts, the later read is kept
                     heapq.heapreplace(found, item)
             if offsets is not None:
-                end = progress[0]
+                end, searched = progress
                 mark = os.pread(f.fileno(), min(end, _MARK_BYTES),
                                 end - min(end, _MARK_BYTES))
-                offsets[file] = ((st.st_dev, st.st_ino), end, mark, 0)
+                # How far the unterminated last line was looked through goes with it: the
+                # first poll would otherwise scan a huge one from its start once more.
+                offsets[file] = ((st.st_dev, st.st_ino), end, mark,
+                                 searched if searched > end else 0)
     return [line for _, _, line in sorted(found)]
 
 

@@ -413,7 +413,7 @@ def query_events(path: Path, query: Query, format: str | None = None,
     if infer_format(path, format) == "sqlite":
         from inferwatch.events.sqlite import query_sqlite
 
-        return query_sqlite(path, query)
+        return query_sqlite(path, query, stats)
     from inferwatch.events.jsonl import query_jsonl
 
     return query_jsonl(path, query, stats or ReadStats())

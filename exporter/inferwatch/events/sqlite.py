@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from inferwatch.events.sinks import Query, Record, SinkError
+from inferwatch.events.sinks import Query, ReadStats, Record, SinkError
 
 BUSY_TIMEOUT_MS = 5_000
 LOCKED_WAIT_SECONDS = 10.0  # as long as a busy wait, twice: the writer thread may wait
@@ -307,18 +307,47 @@ def _chunks(records: list[Record], limit: int) -> Iterator[list[Record]]:
         yield chunk
 
 
+class _Undecodable(bytes):
+    """A TEXT value that is not UTF-8 (a damaged page, another writer's row)."""
+
+
+def _text(raw: bytes) -> str | _Undecodable:
+    # The default decoding raises for the whole read: one damaged row would make every
+    # other event of the log unreadable, where the JSON lines reader skips and counts it.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Undecodable(raw)
+
+
 def _reader(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise FileNotFoundError(f"no event database at {path}")
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.text_factory = _text
     conn.execute("PRAGMA query_only = ON")
     return conn
 
 
-def _bodies(rows: list[tuple[object]]) -> list[bytes]:
-    """The stored lines; a body that is no text means another application's table."""
+def _uninitialised(conn: sqlite3.Connection) -> bool:
+    """Whether the database has no schema at all: a writer has created the file (its first
+    page is written by the pragmas that set it up) and not yet committed its table.
+
+    Such a file appears whenever the log is made anew (deleted, replaced, a first start)
+    and is an empty log, not another application's database, which has tables of its own.
+    """
+    return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+def _bodies(rows: list[tuple[object]], stats: ReadStats | None = None) -> list[bytes]:
+    """The stored lines; a body that is no text means another application's table, one
+    that is not UTF-8 a damaged row, skipped and counted in `stats`."""
     out = []
     for (body,) in rows:
+        if isinstance(body, _Undecodable):
+            if stats is not None:
+                stats.unreadable += 1
+            continue
         if not isinstance(body, str):
             raise sqlite3.DatabaseError(f"events.body holds {type(body).__name__}, "
                                         "not a JSON line")
@@ -344,7 +373,7 @@ def _indexed(column: str, present: set[str]) -> str:
     return f"CAST(json_extract(body, '$.{column}') AS TEXT)"
 
 
-def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
+def query_sqlite(path: Path, query: Query, stats: ReadStats | None = None) -> Iterator[bytes]:
     """Bodies of the events at `path` matching `query`, oldest first.
 
     Read a page at a time, each page in its own short read transaction: a result of
@@ -388,7 +417,7 @@ def query_sqlite(path: Path, query: Query) -> Iterator[bytes]:
                 rows = conn.execute(later + order,
                                     [*params, after[0], after[0], after[1], page]).fetchall()
             for _, _, body in rows:
-                yield _bodies([(body,)])[0]
+                yield from _bodies([(body,)], stats)
             if len(rows) < page:
                 return
             left -= len(rows)
@@ -410,23 +439,26 @@ class Cursor(NamedTuple):
     body: str | None = None
 
 
-def tail_sqlite(path: Path, count: int) -> list[bytes]:
+def tail_sqlite(path: Path, count: int, stats: ReadStats | None = None) -> list[bytes]:
     """The last `count` event bodies by ``ts``, oldest first."""
-    return tail_and_last_id(path, count)[0]
+    return tail_and_last_id(path, count, stats)[0]
 
 
-def tail_and_last_id(path: Path, count: int) -> tuple[list[bytes], Cursor]:
+def tail_and_last_id(path: Path, count: int,
+                     stats: ReadStats | None = None) -> tuple[list[bytes], Cursor]:
     """The last `count` bodies by ``ts``, oldest first, and the cursor at the highest row
     id, read in one snapshot: following from it prints no event twice and misses none."""
     conn = _reader(path)
     try:
         conn.execute("BEGIN")
+        if _uninitialised(conn):
+            return [], Cursor(0)
         rows = conn.execute("SELECT body FROM events ORDER BY ts DESC, id DESC LIMIT ?",
                             (min(count, _MAX_SQL_INT),)).fetchall()
         top = conn.execute("SELECT id, ts, body FROM events ORDER BY id DESC LIMIT 1").fetchone()
     finally:
         conn.close()
-    return _bodies(list(reversed(rows))), Cursor(*top) if top else Cursor(0)
+    return _bodies(list(reversed(rows)), stats), Cursor(*top) if top else Cursor(0)
 
 
 def last_id(path: Path) -> int:
@@ -448,8 +480,8 @@ def follow_sqlite(path: Path, after: Cursor | int) -> tuple[list[bytes], Cursor]
     return lines, cursor
 
 
-def follow_sqlite_batch(path: Path, after: Cursor | int,
-                        limit: int = _FOLLOW_READ_BYTES) -> tuple[list[bytes], Cursor, bool]:
+def follow_sqlite_batch(path: Path, after: Cursor | int, limit: int = _FOLLOW_READ_BYTES,
+                        stats: ReadStats | None = None) -> tuple[list[bytes], Cursor, bool]:
     """As :func:`follow_sqlite`, about `limit` bytes of rows at most; True when more rows
     may follow already (poll again at once).
 
@@ -467,6 +499,8 @@ def follow_sqlite_batch(path: Path, after: Cursor | int,
     conn = _reader(path)
     try:
         conn.execute("BEGIN")
+        if _uninitialised(conn):  # made anew, its table not yet committed: nothing yet
+            return [], Cursor(0), False
         start = after.id
         if start > 0:
             seen = conn.execute("SELECT ts, body FROM events WHERE id = ?",
@@ -499,4 +533,4 @@ def follow_sqlite_batch(path: Path, after: Cursor | int,
         after = Cursor(*rows[-1])
     elif start != after.id:
         after = Cursor(0)
-    return _bodies([(body,) for _, _, body in rows]), after, more
+    return _bodies([(body,) for _, _, body in rows], stats), after, more

@@ -412,10 +412,14 @@ def profile_column(name: str, values: Any, *, bins: int = 10, max_categories: in
         raise ReferenceError(f"feature {name!r}: expected a 1-D column, got shape {col.shape}")
     if categorical:
         return _profile_categorical(name, col, max_categories)
+    if isinstance(col, CategoryColumn):
+        # Its type says categories, even with no value to show it: an all-missing one
+        # profiled as numbers would count every live category as a wrong type.
+        return _profile_categorical(name, col, max_categories)
     try:
         numeric = numeric_column(col)
-    except OverflowError:
-        raise ReferenceError(f"feature {name!r}: holds an integer too large for a 64-bit float;"
+    except OverflowError as exc:
+        raise ReferenceError(f"feature {name!r}: holds {exc} too large for a 64-bit float;"
                              " leave the column out, or name it categorical") from None
     if numeric is None:
         _refuse_times(name, col)
@@ -441,9 +445,22 @@ def _refuse_times(name: str, col: np.ndarray) -> None:
 def numeric_column(col: np.ndarray) -> np.ndarray | None:
     """`col` as float64 (missing as NaN) when every value is a number, else None.
 
-    Raises OverflowError for an integer past the range of a float64."""
-    if col.dtype.kind in "iuf":
+    Raises OverflowError, naming what, for a finite number past the range of a float64
+    (``10**400``, ``Decimal("1e400")``, a float128 1e400): read as an infinity it would be
+    counted missing, and the profile would say nothing of it.
+
+    >>> numeric_column(np.array([1, decimal.Decimal("2.5"), None], dtype=object)).tolist()
+    [1.0, 2.5, nan]
+    """
+    if col.dtype.kind in "iu" or (col.dtype.kind == "f" and col.dtype.itemsize <= 8):
         return col.astype(np.float64, copy=False)
+    if col.dtype.kind == "f":  # longdouble: wider than a float64
+        with np.errstate(over="ignore"):
+            out = col.astype(np.float64)
+        past = np.isinf(out) & np.isfinite(col)
+        if past.any():
+            raise OverflowError(f"the number {col[past][0]}")
+        return out
     if col.dtype.kind != "O":
         return None
     out = np.empty(len(col), dtype=np.float64)
@@ -451,11 +468,19 @@ def numeric_column(col: np.ndarray) -> np.ndarray | None:
         if is_missing(v):
             out[i] = np.nan
         elif isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
-            out[i] = float(v)
+            try:
+                out[i] = float(v)
+            except OverflowError:
+                raise OverflowError("an integer" if isinstance(v, numbers.Integral)
+                                    else f"the number {v}") from None
+            if math.isinf(out[i]) and isinstance(v, np.floating) and np.isfinite(v):
+                raise OverflowError(f"the number {v}")
         elif isinstance(v, decimal.Decimal):
             # A database's NUMERIC column (and Parquet's decimal) arrives as Decimal: an
             # amount, not a category per value. Its NaN (quiet or signalling) is missing.
             out[i] = np.nan if v.is_nan() else float(v)
+            if math.isinf(out[i]) and v.is_finite():
+                raise OverflowError(f"the number {v}")
         else:
             return None
     return out
@@ -611,7 +636,54 @@ def category_key(value: Any) -> str:
         # Decoded as a numpy bytes column is: b"red" in a row dict is the category "red",
         # not "b'red'".
         return bytes(value).decode("utf-8", "replace")
+    elif isinstance(value, (datetime.date, datetime.timedelta, np.datetime64, np.timedelta64)):
+        try:
+            return _time_key(value)
+        except (ValueError, TypeError, OverflowError):  # NaT, a subclass numpy cannot read
+            return str(value)
     return str(value)
+
+
+def _time_key(value: Any) -> str:
+    """One text per instant or duration, whatever carries it: numpy's text depends on the
+    column's unit (``2024-01-01T10:30:00.000000`` in a pandas ``us`` column, nine digits in
+    an ``ns`` one) and a Timestamp, a datetime and a numpy value each write their own, so a
+    timestamp profiled as a category would be unseen in live data of another container.
+
+    >>> _time_key(np.datetime64("2024-01-01T10:30", "ns")), _time_key(
+    ...     datetime.datetime(2024, 1, 1, 10, 30)), _time_key(np.datetime64("2024-01-01", "us"))
+    ('2024-01-01 10:30:00', '2024-01-01 10:30:00', '2024-01-01')
+    >>> _time_key(np.timedelta64(90, "s")), _time_key(datetime.timedelta(seconds=90))
+    ('0:01:30', '0:01:30')
+    """
+    if isinstance(value, datetime.timedelta) and hasattr(value, "to_timedelta64"):
+        value = value.to_timedelta64()  # a pandas Timedelta, nanoseconds and all
+    if isinstance(value, np.timedelta64):
+        if np.isnat(value):
+            return "NaT"
+        micro = value.astype("timedelta64[us]")
+        if micro != value or not isinstance(micro.item(), datetime.timedelta):
+            return str(value)  # finer than a microsecond, or months and years
+        value = micro.item()
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return str(value)  # aware: pandas and datetime write the same ISO text and offset
+    if hasattr(value, "to_datetime64"):
+        value = value.to_datetime64()  # a pandas Timestamp, nanoseconds and all
+    elif not isinstance(value, np.datetime64):
+        value = np.datetime64(value)
+    if np.isnat(value):
+        return "NaT"
+    if np.datetime_data(value.dtype)[0] in ("h", "m"):
+        value = value.astype("datetime64[s]")  # "10:30" is "10:30:00" in a column of seconds
+    text = str(np.datetime_as_string(value))
+    if "T" not in text:
+        return text  # a date (or a month, a year)
+    day, time = text.split("T")
+    if "." in time:
+        time = time.rstrip("0").rstrip(".")
+    return day if time in ("00:00", "00:00:00") else f"{day} {time}"
 
 
 def _floats(values: np.ndarray) -> tuple[float, ...]:
@@ -671,12 +743,20 @@ def is_category_typed(column: Any) -> bool:
     kind = getattr(column, "dtype", None)
     if type(kind).__name__ == "CategoricalDtype":
         return True
+    if type(kind).__module__.startswith("polars") and type(kind).__name__ in (
+            "Categorical", "Enum"):
+        return True
     kind = getattr(column, "type", None)
     return hasattr(kind, "value_type") and hasattr(kind, "index_type")
 
 
 def _is_category_typed(frame: Any, key: Any) -> bool:
     return is_category_typed(frame.column(key) if _is_arrow(frame) else frame[key])
+
+
+class CategoryColumn(np.ndarray):
+    """An object array of a category-typed column's values (:func:`category_values`): it
+    is profiled as categories whatever it holds, even when every value is missing."""
 
 
 def category_values(column: Any) -> np.ndarray:
@@ -690,11 +770,13 @@ def category_values(column: Any) -> np.ndarray:
     """
     if type(column).__module__.startswith("pyarrow"):
         values = arrow_numpy(column)
+    elif type(column).__module__.startswith("polars"):
+        values = np.array(column.to_list(), dtype=object)
     else:
         values = np.asarray(column.astype(object) if hasattr(column, "astype") else column,
                             dtype=object)
     return np.array([None if is_missing(v) else category_key(v) for v in values.tolist()],
-                    dtype=object)
+                    dtype=object).view(CategoryColumn)
 
 
 def _to_numpy(column: Any) -> np.ndarray:
@@ -750,7 +832,8 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
     if is_category_typed(data):
         data = category_values(data)
     try:
-        arr = np.asarray(data)
+        # asanyarray: a category column stays one (CategoryColumn), and categorical.
+        arr = np.asanyarray(data) if isinstance(data, CategoryColumn) else np.asarray(data)
     except ValueError as exc:
         raise ReferenceError(f"{what}: cannot read as an array ({exc})") from None
     if arr.dtype.kind == "U" and isinstance(data, (list, tuple)):

@@ -21,7 +21,7 @@ import re
 import time
 import zlib
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from inferwatch import faults
 from inferwatch.core.registry import Registry, default_registry
@@ -64,7 +64,7 @@ class StatusPages:
                             f"{type(registry).__name__}")
         self.registry = registry or default_registry()
         self.history = self.registry.enable_history()
-        self.metrics_link = metrics_link
+        self.metrics_link = _metrics_href(metrics_link) if metrics_link else metrics_link
         if config is not None:
             from inferwatch.generate.config import Config, ConfigError, load
         if config is not None and not isinstance(config, Config):
@@ -233,6 +233,22 @@ def _json_default(value: object) -> object:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _metrics_href(path: str) -> str:
+    """The relative link to the metrics at `path` (a telemetry path less its leading "/"),
+    encoded as the server's ``url`` encodes it, since the server matches paths decoded.
+
+    Raw, "a#b" would link to "a" (the rest read as a fragment), "a?b" to "a" with a query,
+    and "m:v2" to a URL of scheme "m".
+
+    >>> _metrics_href("métriques"), _metrics_href("a#b"), _metrics_href("m:v2")
+    ('m%C3%A9triques', 'a%23b', './m:v2')
+    """
+    href = quote(path, safe="/%:@!$&'()*+,;=-._~")
+    if ":" in href.split("/", 1)[0]:
+        href = f"./{href}"
+    return href
 
 
 def _encode(text: str) -> bytes:

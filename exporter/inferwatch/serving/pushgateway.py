@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import http.client
 import inspect
 import logging
 import re
@@ -149,7 +150,10 @@ def _may_pass(exc: Exception) -> bool:
     """Whether a failed push may succeed if repeated; a refusal will not."""
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code in _PASSING_STATUSES
-    return isinstance(exc, OSError)  # no connection, reset, timeout (URLError is an OSError)
+    # OSError: no connection, reset, timeout (URLError is an OSError). HTTPException: a
+    # reply cut short or garbled (a proxy dropping the connection mid-answer, a gateway
+    # restarting), which urllib lets through unwrapped.
+    return isinstance(exc, (OSError, http.client.HTTPException))
 
 
 def _retry_wait(delay: float, attempt: int, failures: list[Exception]) -> float:
@@ -299,7 +303,7 @@ class JobPush:
         A generator function's call only makes the generator: its work runs while it is
         iterated, so the push waits until the generator ends (finished, failed or closed).
         """
-        if inspect.isasyncgenfunction(fn):
+        if _is(inspect.isasyncgenfunction, fn):
             @functools.wraps(fn)
             async def run_async_gen(*args: Any, **kwargs: Any) -> Any:
                 async with self:
@@ -307,14 +311,14 @@ class JobPush:
                         yield item
             return run_async_gen  # type: ignore[return-value]
 
-        if inspect.isgeneratorfunction(fn):
+        if _is(inspect.isgeneratorfunction, fn):
             @functools.wraps(fn)
             def run_gen(*args: Any, **kwargs: Any) -> Any:
                 with self:
                     return (yield from fn(*args, **kwargs))
             return run_gen  # type: ignore[return-value]
 
-        if inspect.iscoroutinefunction(fn):
+        if _is(inspect.iscoroutinefunction, fn):
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 async with self:
@@ -323,9 +327,22 @@ class JobPush:
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            if inspect.iscoroutine(result):
+                # A coroutine from a callable not declared async (a decorator without
+                # functools.wraps, say): its job runs when awaited, so push after that.
+                return self._push_after(result)
+            self.__exit__(None, None, None)
+            return result
         return run  # type: ignore[return-value]
+
+    async def _push_after(self, job: Any) -> Any:
+        async with self:
+            return await job
 
     def push_quietly(self) -> bool:
         """Push now; a failure is logged, never raised. True when every group was pushed."""
@@ -441,13 +458,25 @@ def _check(gateway: str, job: str, grouping_key: Mapping[str, str] | None) -> di
     _parse_gateway(gateway)
     if not isinstance(job, str) or not job:
         raise ValueError(f"inferwatch.push: job must be a non-empty string, got {job!r}")
+    if not _is_text(job):
+        # A lone surrogate (an undecodable byte of os.fsdecode or sys.argv) cannot go into
+        # the URL: every push would fail, the job's result logged as not pushed.
+        raise ValueError(f"inferwatch.push: job {job!r} is not valid text (it holds a lone "
+                         "surrogate, an undecodable byte)")
+    if grouping_key is not None and not isinstance(grouping_key, Mapping):
+        raise ValueError("inferwatch.push: grouping_key must be a mapping of label names to "
+                         f"values, such as {{'instance': 'host-1'}}, got "
+                         f"{type(grouping_key).__name__}")
     unset = [name for name, value in (grouping_key or {}).items() if value is None]
     if unset:
         # Usually an unset variable (os.environ.get("HOSTNAME")): str() would push every
         # run into one group labelled "None", each overwriting the last.
         raise ValueError(f"inferwatch.push: grouping_key label {unset[0]!r} has no value "
                          "(None); give it a string, or leave the label out")
-    key = {str(k): str(v) for k, v in (grouping_key or {}).items()}
+    key = {}
+    for raw_name, value in (grouping_key or {}).items():
+        name = _key_text(raw_name, "label name")
+        key[name] = _key_text(value, f"label {name!r}")
     for name in key:
         if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise ValueError(f"inferwatch.push: grouping_key label {name!r} is not a valid "
@@ -460,6 +489,45 @@ def _check(gateway: str, job: str, grouping_key: Mapping[str, str] | None) -> di
                              "series carry that label themselves, and the Pushgateway refuses"
                              " a group that sets it")
     return key
+
+
+def _key_text(value: object, what: str) -> str:
+    """A grouping key's name or value as the text pushed: bytes (socket.gethostname()'s
+    kin, os.environb) decoded, not pushed as their repr "b'host-1'"; numbers as text.
+
+    >>> _key_text(b"host-1", "label 'instance'"), _key_text(3, "label 'shard'")
+    ('host-1', '3')
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"inferwatch.push: grouping_key {what} is bytes that are not "
+                             f"UTF-8: {bytes(value)!r}; decode it to a string first") from None
+    text = str(value)
+    if not _is_text(text):
+        raise ValueError(f"inferwatch.push: grouping_key {what} value {text!r} is not valid "
+                         "text (it holds a lone surrogate, an undecodable byte)")
+    return text
+
+
+def _is_text(text: str) -> bool:
+    """Whether `text` can be sent as UTF-8 (holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is(kind: Callable[[Any], bool], fn: Any) -> bool:
+    """Whether `fn` is of `kind` (async, a generator), an object by its ``__call__``: one
+    with ``async def __call__`` wrapped as a plain function would be pushed before its
+    coroutine even started."""
+    if kind(fn):
+        return True
+    return (callable(fn) and not inspect.isroutine(fn) and not isinstance(fn, type)
+            and kind(type(fn).__call__))
 
 
 def _job_failed(exc: BaseException) -> bool:
