@@ -93,8 +93,9 @@ def _live(request: Request) -> bool:
             time.perf_counter() < request._deadline or request._ended_by_owner):
         return True
     try:
-        request.record.cancelled = True
-        request.close(None)
+        # Marked cancelled by close() only if this ends it: the owner may end it at this very
+        # moment, and its record (then on its way to the drain) must keep the owner's outcome.
+        request.close(None, cancelled=True)
     except Exception as exc:
         faults.record("request", exc)
     return False
@@ -226,7 +227,9 @@ class Stage:
         return self
 
     def __exit__(self, *exc_info: object) -> bool:
-        self._request.record.stages.append((self._name, time.perf_counter() - self._start))
+        request = self._request
+        if request._open or not request._ended():
+            request.record.stages.append((self._name, time.perf_counter() - self._start))
         if self._span is not None:
             try:
                 self._span.__exit__(*exc_info)
@@ -273,6 +276,20 @@ class Request:
             return True
         joined = self._parent
         return self._depth < 0 and joined is not None and joined._open
+
+    def _ended(self) -> bool:
+        """Whether this request's record went to the drain already (counting the write
+        that asked as a fault): the drain may have read it or may read it later, so a write
+        then would count or vanish by the drain's timing, and a closed request kept and
+        written to for good would grow without bound. Before the first entry, what is
+        written is kept for the request that entry opens."""
+        if self._open or not self._entered:
+            return False
+        joined = self._parent
+        if joined is not None and joined.record is self.record and joined._open:
+            return False  # a block that joined the open web request, after its own exit
+        faults.record("request")
+        return True
 
     @classmethod
     def open(cls, monitor: Monitor, request_id: str | None = None) -> Request:
@@ -356,19 +373,24 @@ class Request:
         self.close(exc_type)
         return False
 
-    def close(self, error_type: type | None, ended_at: float | None = None) -> None:
-        """End the request with `error_type` as its outcome (None: ok), as of `ended_at`
-        (a ``time.perf_counter()`` reading; None: now), and hand it to the drain. Closing
-        a request that is not open does nothing: it was counted when it closed."""
+    def close(self, error_type: type | None, ended_at: float | None = None, *,
+              cancelled: bool = False) -> None:
+        """End the request with `error_type` as its outcome (None: ok), or as cancelled,
+        as of `ended_at` (a ``time.perf_counter()`` reading; None: now), and hand it to the
+        drain. Closing a request that is not open does nothing: it was counted when it
+        closed, and its record keeps the outcome of the close that ended it."""
         if not self._open:
             return
         # Two threads may end one request at once (a server's thread closing a body while
         # the abandoned-request check or the garbage collector ends it): only one of them
-        # may hand it to the drain. The lock is taken only here, past the check above.
+        # may hand it to the drain, and only its outcome may reach the record. The lock is
+        # taken only here, past the check above.
         with _CLOSING:
             if not self._open:
                 return
             self._open = False
+            if cancelled:
+                self.record.cancelled = True
         self._depth = 0
         if error_type is not None and not (error_type.__class__ is type and
                                            issubclass(error_type, BaseException)):
@@ -399,8 +421,7 @@ class Request:
         # open): counted as cancelled, or the in-flight gauge would keep it forever.
         try:
             if self._open:
-                self.record.cancelled = True
-                self.close(None)
+                self.close(None, cancelled=True)
         except AttributeError:  # its __init__ failed: never entered
             pass
         except Exception as exc:
@@ -421,15 +442,21 @@ class Request:
         """The model's input features for this request (data quality, drift, event log),
         as they are now: a small array is copied, since a server may refill one buffer
         per request before the drain reads it (see ``call_input.snapshot``)."""
+        if not self._open and self._ended():
+            return
         self.record.features = snapshot_input(features)
 
     def inputs(self, inputs: object) -> None:
         """The raw input of this request, for the event log (features are what the model
         saw); a small array is copied, as by :meth:`features`."""
+        if not self._open and self._ended():
+            return
         self.record.inputs = snapshot_input(inputs)
 
     def stage_output(self, stage: str, output: object) -> None:
         """An intermediate result worth keeping in the event log (candidates, embeddings...)."""
+        if not self._open and self._ended():
+            return
         outputs = self.record.stage_outputs
         if outputs is None:
             outputs = self.record.stage_outputs = {}
@@ -438,6 +465,8 @@ class Request:
     def prediction(self, prediction: object, *, probabilities: bool | None = None) -> None:
         """The model output for this request; `probabilities` marks a predict_proba matrix.
         A small array is copied, as by :meth:`features`."""
+        if not self._open and self._ended():
+            return
         self.record.prediction = snapshot(prediction)
         self.record.has_prediction = True
         # None: tell by its shape (see predictions.normalize)
@@ -445,6 +474,8 @@ class Request:
 
     def action(self, action: str) -> None:
         """What the system did with the prediction ("shown", "blocked", ...)."""
+        if not self._open and self._ended():
+            return
         self.record.action = faults.text_of(action, "request") or OTHER
 
     def add_inference(self, duration: float, result: object, probabilities: bool) -> None:
