@@ -334,3 +334,69 @@ def idle_replica(series: dict[str, str], model: str, instance: str = "sim:8001")
         out[name.replace('instance="sim:8000"', f'instance="{instance}"')] = \
             " ".join([fill] * count)
     return out
+
+
+def quiet_hours(series: dict[str, str], model: str, start: float, end: float, step: float,
+                every: float = DAY) -> dict[str, str]:
+    """`series` with `model` taking no calls in [start, end) of every `every` seconds (a
+    model quiet at night): its targets stay up, its counters stand still and its rolling
+    quantiles are NaN (an empty window), as inferwatch exposes them."""
+    rolling = (metric("inferwatch_prediction") + "{",
+               metric("inferwatch_prediction_confidence") + "{")
+    counters = ("_total{", "_bucket{", "_count{", "_sum{")
+    out = dict(series)
+    for name, values in series.items():
+        if f'model="{model}"' not in name:
+            continue
+        samples = values.split()
+        quiet = [start <= (i * step) % every < end for i in range(len(samples))]
+        if name.startswith(rolling):
+            out[name] = " ".join("NaN" if q else v for q, v in zip(quiet, samples))
+        elif any(part in name for part in counters):
+            counts = np.array([float(v) for v in samples])
+            steps = np.diff(counts, prepend=0.0)
+            steps[np.array(quiet)] = 0.0
+            out[name] = _fmt(np.cumsum(steps), True)
+    return out
+
+
+def bump(series: dict[str, str], prefix: str, at: float, step: float, amount: int = 1) -> \
+        dict[str, str]:
+    """`series` with every counter whose name starts with `prefix` raised by `amount` from
+    `at` seconds on: an increment the other counters of the same calls do not show (scraped
+    out of step with them)."""
+    out = dict(series)
+    for name, values in series.items():
+        if name.startswith(prefix):
+            out[name] = " ".join(str(int(v) + amount) if i * step >= at else v
+                                 for i, v in enumerate(values.split()))
+    return out
+
+
+def latency_histogram(model: str, version: str, calls: np.ndarray, median: float,
+                      spread: float, bounds: tuple[float, ...], seed: int) -> dict[str, str]:
+    """The latency histogram series of one version of `model` (log-normal latencies) with
+    its own bucket boundaries; scrapes with `calls` below 0 are left out (not yet
+    deployed)."""
+    rng = np.random.default_rng(seed)
+    edges = [*bounds, math.inf]
+    served = calls >= 0
+    counts = np.zeros((len(calls), len(edges)), dtype=np.int64)
+    cdf = [_lognormal_cdf(b, median, spread) if b != math.inf else 1.0 for b in edges]
+    probabilities = np.diff([0.0, *cdf])
+    for i, n in enumerate(np.maximum(calls, 0)):
+        counts[i] = np.cumsum(rng.multinomial(n, probabilities / probabilities.sum()))
+    totals = np.cumsum(counts, axis=0)
+
+    def values(column: np.ndarray) -> str:
+        return " ".join(str(int(v)) if s else "_" for v, s in zip(column, served))
+
+    out: dict[str, str] = {}
+    duration = metric("inferwatch_request_duration_seconds", "_bucket")
+    pairs = {"job": JOB, "instance": "sim:8000", "model": model, "model_version": version}
+    for j, bound in enumerate(edges):
+        le = "+Inf" if bound == math.inf else f"{bound:g}"
+        labels = {**pairs, "le": le}
+        out[duration + "{" + ", ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
+            + "}"] = values(totals[:, j])
+    return out

@@ -289,14 +289,17 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
 
 
 def _without_nan(expr: str) -> str:
-    """`expr` without its NaN samples.
+    """`expr` without its NaN and infinite samples.
 
     A ratio or a quantile of a model with no calls in the window is 0/0, NaN, and one NaN
     sample makes every avg_over_time and stddev_over_time over it NaN: half an hour of quiet
     at night would leave the band NaN, and the alert blind, for a whole baseline window, and
     the seasonal value too a week later. Left out instead, the quiet minutes are a gap.
+    A ratio whose numerator moved in a window where its denominator did not (a missing
+    count scraped out of step with the rows, at night) is +Inf, which does the same to the
+    trailing mean and deviation: no signal has a meaningful infinite value, so both go.
     """
-    return f"(\n  {_indent(expr, 2)}\n) >= -Inf"
+    return f"(\n  {_indent(expr, 2)}\n) > -Inf < +Inf"
 
 
 def _indent(text: str, spaces: int) -> str:
