@@ -113,7 +113,10 @@ def run(dashboards_dir: Path, out: Path, baseline: float = 90.0, incident: float
             replicas, metrics, pids = [], [], []
             for name in ("replica-a", "replica-b"):
                 api, port = free_port(HOST), free_port(HOST)
-                pids.append(stack.start_model(name, HOST, api, port, drift_window=60).pid)
+                # 150 s of traffic at 8 to 12 calls a second: the windows hold more rows than
+                # the default drift.min_observations (1000) the committed dashboards judge
+                # features by, so the drift panels show what the alerts would judge.
+                pids.append(stack.start_model(name, HOST, api, port, drift_window=150).pid)
                 replicas.append(f"http://{HOST}:{api}")
                 metrics.append(f"{HOST}:{port}")
             exporter = free_port(HOST)

@@ -350,9 +350,11 @@ def model_overview(cfg: Config) -> dict[str, Any]:
             "percentunit", f"Dashed line: the error budget of the "
             f"{number(cfg.slo.availability)} availability SLO; objective: each model's own "
             f"budget.", limit=budget)),
+        # Per version, as the alerts judge versions: a canary's errors summed into the stable
+        # version's would show neither.
         Cell(timeseries("Errors by type", [target(
-            f"sum by (model, error_type) (rate(inferwatch_errors_total{raw}[{RATE}]))",
-            "{{model}} {{error_type}}")], "reqps", stack=True), 24),
+            f"sum by ({q.MODEL_LABELS}, error_type) (rate(inferwatch_errors_total{raw}"
+            f"[{RATE}]))", MV + " {{error_type}}")], "reqps", stack=True), 24),
     ]
     latency = [
         Cell(timeseries("Latency quantiles", [
@@ -369,14 +371,15 @@ def model_overview(cfg: Config) -> dict[str, Any]:
             _recorded(cfg, q.stage_latency_quantile(cfg, 99)), MV + " {{stage}}")], "s",
             "p99 of each stage (preprocess, inference, postprocess, ...).")),
         Cell(timeseries("In-flight calls", [target(
-            f"sum by (model, instance) (inferwatch_requests_in_flight{raw})",
-            "{{model}} {{instance}}")])),
+            f"sum by ({q.MODEL_LABELS}, instance) (inferwatch_requests_in_flight{raw})",
+            MV + " {{instance}}")])),
         Cell(timeseries("Batch size", [
-            target(f"sum by (model) (rate(inferwatch_batch_size_sum{raw}[{RATE}])) / sum by "
-                   f"(model) (rate(inferwatch_batch_size_count{raw}[{RATE}]))", "mean {{model}}"),
-            target(f"histogram_quantile(0.99, sum by (model, le) "
-                   f"(rate(inferwatch_batch_size_bucket{raw}[{RATE}])))", "p99 {{model}}")],
-            "short", "Rows per call.")),
+            target(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_batch_size_sum{raw}[{RATE}])) / "
+                   f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_batch_size_count{raw}[{RATE}]))",
+                   "mean " + MV),
+            target(f"histogram_quantile(0.99, sum by ({q.MODEL_LABELS}, le) "
+                   f"(rate(inferwatch_batch_size_bucket{raw}[{RATE}])))", "p99 " + MV)],
+            "short", "Rows per call, per version.")),
         Cell(timeseries("Rows per second", [target(_recorded(cfg, q.rows_rate(cfg)), MV)], "short",
                         "Rows predicted per second (sum of batch sizes).")),
     ]
@@ -544,11 +547,11 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             f"Invalid values per row over {w}. {_OBJECTIVE_LINES}",
             limit=cfg.predictions.invalid_ratio)),
         Cell(timeseries("Invalid predictions by reason", [target(
-            f"sum by (model, reason) (rate(inferwatch_invalid_predictions_total{raw}[{RATE}]))",
-            "{{model}} {{reason}}")], "short", stack=True)),
+            f"sum by ({q.MODEL_LABELS}, reason) (rate(inferwatch_invalid_predictions_total{raw}"
+            f"[{RATE}]))", MV + " {{reason}}")], "short", stack=True)),
         Cell(timeseries("Actions taken", [target(
-            f"sum by (model, action) (rate(inferwatch_actions_total{raw}[{RATE}]))",
-            "{{model}} {{action}}")], "short", "What the system did with predictions, per "
+            f"sum by ({q.MODEL_LABELS}, action) (rate(inferwatch_actions_total{raw}[{RATE}]))",
+            MV + " {{action}}")], "short", "What the system did with predictions, per "
             "second.", stack=True), 24),
     ]
     quality = [
@@ -562,12 +565,12 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             "percentunit", f"Outside the reference range. {_OBJECTIVE_LINES}",
             limit=cfg.data_quality.out_of_range_ratio)),
         Cell(timeseries("Unseen categories", [target(
-            f"sum by (model, feature) (rate(inferwatch_feature_unseen_category_total{raw}"
-            f"[{RATE}]))", "{{model}} {{feature}}")], "short",
+            f"sum by ({q.MODEL_LABELS}, feature) (rate(inferwatch_feature_unseen_category_total"
+            f"{raw}[{RATE}]))", MV + " {{feature}}")], "short",
             "Categories absent from the reference, per second.")),
         Cell(timeseries("Input errors", [target(
-            f"sum by (model, reason) (rate(inferwatch_input_errors_total{raw}[{RATE}]))",
-            "{{model}} {{reason}}")], "short", "Schema violations per second.")),
+            f"sum by ({q.MODEL_LABELS}, reason) (rate(inferwatch_input_errors_total{raw}"
+            f"[{RATE}]))", MV + " {{reason}}")], "short", "Schema violations per second.")),
     ]
     # Per version, as the drift alerts judge: during a canary a per-model maximum would mix
     # the stable version's drift with the canary's, and show neither what either alert saw.
@@ -584,12 +587,17 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             _OBJECTIVE_LINES, limit=cfg.drift.prediction_threshold)),
         # A model's own minimum (drift.min_observations is an objective) decides whether its
         # drift alerts can fire at all: the default line alone hides a model kept silent.
+        # The replica with the most rows: the drift alerts need only one replica with enough,
+        # so the fewest (a replica just started) would show a version below the line while
+        # its alert can still fire.
         Cell(timeseries("Drift window rows", [target(
-            f"min by (model, model_version) (inferwatch_drift_window_observations{raw})", MV),
+            f"max by ({q.MODEL_LABELS}) (inferwatch_drift_window_observations{raw})", MV),
             _objective(cfg, "drift.min_observations")],
-            "short", f"Drift alerts need at least {number(cfg.drift.min_observations)} rows "
-            f"(dashed line), or a model's own minimum (objective: its models: entry, or what "
-            f"it declares in code).", limit=cfg.drift.min_observations)),
+            "short", f"Per version, the replica with the most rows in its drift window: the "
+            f"drift alerts judge a version where one replica has at least "
+            f"{number(cfg.drift.min_observations)} rows (dashed line), or its model's own "
+            f"minimum (objective: its models: entry, or what it declares in code).",
+            limit=cfg.drift.min_observations)),
     ]
     # Each accuracy window in use (the default's, then the models: entries' own), each kept to
     # the models its alert judges over it: a model drawn over every window would show lines
@@ -617,21 +625,21 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             f"accuracy.max_drop, else its model's own minimum.",
             limit=cfg.accuracy.min_ratio, max_value=1)),
         Cell(timeseries("Outcomes by result", [target(
-            f"sum by (model, result) (rate(inferwatch_outcomes_total{raw}[{RATE}]))",
-            "{{model}} {{result}}")], "short", "Ground truth joined per second.", stack=True)),
+            f"sum by ({q.MODEL_LABELS}, result) (rate(inferwatch_outcomes_total{raw}[{RATE}]))",
+            MV + " {{result}}")], "short", "Ground truth joined per second.", stack=True)),
         Cell(timeseries("Label delay", [
-            target(f"histogram_quantile({n / 100}, sum by (model, le) "
+            target(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
                    f"(rate(inferwatch_outcome_delay_seconds_bucket{raw}[{RATE}])))",
-                   f"p{n} {{{{model}}}}") for n in (50, 90)], "s",
+                   f"p{n} {MV}") for n in (50, 90)], "s",
             "Time from prediction to ground truth.")),
         Cell(timeseries("Regression error", [
-            target(f"histogram_quantile({n / 100}, sum by (model, le) "
+            target(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
                    f"(rate(inferwatch_outcome_error_bucket{raw}[{RATE}])))",
-                   f"p{n} {{{{model}}}}") for n in (50, 90)], "short",
+                   f"p{n} {MV}") for n in (50, 90)], "short",
             "Absolute error once ground truth arrives.")),
         Cell(timeseries("Unmatched outcomes", [target(
-            f"sum by (model, reason) (rate(inferwatch_outcomes_unmatched_total{raw}[{RATE}]))",
-            "{{model}} {{reason}}")], "short", "Outcomes with no prediction to join.",
+            f"sum by ({q.MODEL_LABELS}, reason) (rate(inferwatch_outcomes_unmatched_total{raw}"
+            f"[{RATE}]))", MV + " {{reason}}")], "short", "Outcomes with no prediction to join.",
             stack=True), 24),
     ]
     return _dashboard(cfg, "quality", "Model quality",
@@ -645,10 +653,36 @@ def model_quality(cfg: Config) -> dict[str, Any]:
                        ("Ground truth", truth)])
 
 
+_MIG_NOTE = "A MIG device shows as gpu/gpu instance/compute instance."
+
+
+def _mig(cfg: Config, metric: str) -> str:
+    """GPU memory series with a `device` label naming the GPU, or its MIG device.
+
+    A MIG-enabled GPU has memory series of its own and one per MIG device, told apart only by
+    gpu_instance and compute_instance: a legend of the GPU index alone draws them all under
+    one name, and a legend naming those labels prints their names for a whole GPU (Grafana
+    writes a missing label's name). So each kind gets a `device` label of its own.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> print(_mig(DEFAULT, "m"))  # doctest: +NORMALIZE_WHITESPACE
+    label_join(m{job="inferwatch-exporter", instance=~"$exporter_instance", gpu_instance=""},
+               "device", "", "gpu")
+    or label_join(m{job="inferwatch-exporter", instance=~"$exporter_instance",
+                    gpu_instance!=""}, "device", "/", "gpu", "gpu_instance", "compute_instance")
+    """
+    def of(kind: str) -> str:
+        return metric + exporter_sel(cfg, 'instance=~"$exporter_instance"', kind)
+    whole, mig = of('gpu_instance=""'), of('gpu_instance!=""')
+    return (f'label_join({whole}, "device", "", "gpu")\n'
+            f'or label_join({mig}, "device", "/", "gpu", "gpu_instance", "compute_instance")')
+
+
 def resources(cfg: Config) -> dict[str, Any]:
     """GPU devices, serving processes, exporter health and cost per prediction."""
     e, raw = _exp(cfg), _raw(cfg)
     gpu = "{{instance}} gpu {{gpu}}"
+    memory = "{{instance}} gpu {{device}}"
     per_model = (f"on () group_right sum by (model) "
                  f"(rate(inferwatch_requests_total{raw}[{RATE}]))")
     devices = [
@@ -660,12 +694,13 @@ def resources(cfg: Config) -> dict[str, Any]:
         Cell(timeseries("GPU utilization", [target(f"inferwatch_gpu_utilization_ratio{e}", gpu)],
                         "percentunit", "Share of time a kernel ran. NVML reports none for a "
                         "MIG-enabled GPU, so such a GPU has no line here.", max_value=1)),
-        Cell(timeseries("GPU memory used", [target(f"{q.gpu_memory_ratio()}{e}", gpu)],
-                        "percentunit", "Dashed line: InferwatchGpuMemoryNearFull threshold.",
-                        limit=cfg.gpu.memory_used_ratio, max_value=1)),
+        Cell(timeseries("GPU memory used", [target(_mig(cfg, q.gpu_memory_ratio()), memory)],
+                        "percentunit", "Dashed line: InferwatchGpuMemoryNearFull threshold. "
+                        f"{_MIG_NOTE}", limit=cfg.gpu.memory_used_ratio, max_value=1)),
         Cell(timeseries("GPU memory", [
-            target(f"inferwatch_gpu_memory_used_bytes{e}", "used " + gpu),
-            target(f"inferwatch_gpu_memory_total_bytes{e}", "total " + gpu)], "bytes")),
+            target(_mig(cfg, "inferwatch_gpu_memory_used_bytes"), "used " + memory),
+            target(_mig(cfg, "inferwatch_gpu_memory_total_bytes"), "total " + memory)], "bytes",
+            _MIG_NOTE)),
         Cell(timeseries("GPU temperature", [target(f"inferwatch_gpu_temperature_celsius{e}",
                                                    gpu)], "celsius",
                         limit=cfg.gpu.temperature_celsius)),
@@ -922,6 +957,10 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
     every_version = raw
     drift_every_version = _raw(cfg, f'method="{cfg.drift.method}"')
     correct_every_version = _raw(cfg, 'result="correct"')
+    # A sparse feature's drift is scored from a few values and never pages: its noise would
+    # set the worst line. A target without the count (an older release) keeps every feature.
+    sparse = compare(cfg, f"inferwatch_feature_drift_observations{raw}", "<", _MIN_VALUES,
+                     per_version=True)
     pair = q.SHADOW_PAIR
     agree = _raw(cfg, 'result="agree"')
     agreement = [
@@ -996,9 +1035,11 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
             MV + " {{output}}")], "short", "Both models against the champion's reference.",
             limit=cfg.drift.prediction_threshold)),
         Cell(timeseries(f"Worst feature drift by version ({cfg.drift.method})", [target(
-            f"max by ({q.MODEL_LABELS}) (inferwatch_feature_drift"
-            f"{drift_every_version})", MV)],
-            "short", "Same inputs, same reference: the two lines differ only by their windows.",
+            f"max by ({q.MODEL_LABELS}) (\n  inferwatch_feature_drift{drift_every_version}\n"
+            f"  unless on (job, instance, {q.MODEL_LABELS}, feature)\n  ({sparse})\n)", MV)],
+            "short", "Same inputs, same reference: the two lines differ only by their windows. "
+            "Features with fewer values in a replica's drift window than the drift alerts "
+            "need are left out, as InferwatchFeatureDrift leaves them out.",
             limit=cfg.drift.feature_threshold)),
         Cell(timeseries(f"Accuracy by version ({cfg.accuracy.window})", [target(
             f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_outcomes_total"
