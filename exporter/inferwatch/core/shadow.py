@@ -66,6 +66,8 @@ MAX_WORKERS = 64  # threads, or child processes each holding a copy of the model
 IDLE_WAKE_SECONDS = 1.0
 
 _live_shadows: weakref.WeakSet[Shadow] = weakref.WeakSet()
+# Held while a shadow is set on a champion or taken off it (see shadow()).
+_wiring_lock = threading.Lock()
 
 
 class ShadowTimeout(Exception):
@@ -77,8 +79,9 @@ class ShadowCrashed(Exception):
 
 
 class ShadowClosed(Exception):
-    """The shadow was closed during a call, which killed its child process (recorded as its
-    error type; the call counts as dropped for ``shutdown``)."""
+    """The shadow was closed during a call, which killed its child process: the call ends
+    as ``cancelled``, not as the challenger's error, and counts as dropped for
+    ``shutdown``."""
 
 
 _FAILURES = {"timeout": ShadowTimeout, "crashed": ShadowCrashed, "shutdown": ShadowClosed}
@@ -258,6 +261,11 @@ class Shadow:
         if status == "ok" and duration > self.timeout:
             status = "timeout"  # a thread cannot be stopped: its late answer is not used
         if status == "ok":
+            if runner is None:
+                # A thread challenger may hand back a buffer it writes its next answer into
+                # (a preallocated output): the drain must read this answer, as the
+                # champion's is read (copied up to the same bound).
+                value = _frozen(value)
             record.prediction = value
             record.has_prediction = True
             record.probabilities = method == "predict_proba"
@@ -268,6 +276,9 @@ class Shadow:
                 record.error_type = value if isinstance(value, type) else _error_type(value)
             else:
                 record.error_type = _FAILURES[status]
+            # Cut off by close() (or the server's exit): no fault of the challenger's, so
+            # not in its errors; it still ends as a call, so the in-flight gauge balances.
+            record.cancelled = status == "shutdown"
             self.comparison.dropped(status)
         monitor.submit(record)
 
@@ -399,9 +410,10 @@ class Shadow:
                 return
             self.closed = True
         _live_shadows.discard(self)  # a fork must not bring it back to life
-        layers, self._layers = self._layers, []
-        for namespace, method, wrapper in layers:
-            _unwrap(namespace, method, wrapper)
+        with _wiring_lock:  # a shadow() wrapping the same method now would undo this
+            layers, self._layers = self._layers, []
+            for namespace, method, wrapper in layers:
+                _unwrap(namespace, method, wrapper)
         with self._offer_lock:  # no caller appends while the queue is taken
             # Taken one call at a time, as a worker takes them: a call a worker takes at
             # this moment is its own to answer, never also counted here as shutdown.
@@ -681,8 +693,9 @@ _pid = os.getpid()
 
 
 def _after_fork() -> None:
-    global _pid
+    global _pid, _wiring_lock
     _pid = os.getpid()
+    _wiring_lock = threading.Lock()  # a thread of the parent may have held it at the fork
     _inherited_loops.extend(_loops.values())  # the parent's worker threads do not run here
     _loops.clear()
     for shadow in list(_live_shadows):
@@ -767,12 +780,7 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     if version_text(version) == champion_monitor.version:
         raise ValueError(f"inferwatch.shadow: version {version!r} is the champion's version; "
                          "a challenger needs a version of its own")
-    for live in list(_live_shadows):
-        # Two live challengers under one version would count every comparison in one series.
-        if live.champion_monitor is champion_monitor and not live.closed and \
-                live.monitor.version == version_text(version):
-            raise ValueError(f"inferwatch.shadow: version {version!r} already shadows this "
-                             "champion; close that shadow first or give another version")
+    _refuse_live(champion_monitor, version)
     methods = [m for m in SHADOWED_METHODS if callable(champion.__dict__.get(m))
                and (callable(challenger) if m == "_inferwatch_call"
                     else callable(getattr(challenger, m, None)))]
@@ -786,6 +794,32 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
         except Exception as exc:
             raise TypeError(f"inferwatch.shadow: mode='process' needs a picklable challenger "
                             f"({exc})") from exc
+    # Checked again and set up under one lock: two threads shadowing one version at once
+    # (both past the check above while pickling) must not both start, and a shadow being
+    # closed must not take out, or put back, a layer of one being set up.
+    with _wiring_lock:
+        _refuse_live(champion_monitor, version)
+        return _start_shadow(champion, champion_monitor, challenger, version, methods,
+                             model_bytes, sample=sample, timeout=timeout,
+                             queue_size=queue_size, mode=mode, workers=workers,
+                             max_classes=max_classes, difference_buckets=difference_buckets,
+                             reference=reference, registry=registry)
+
+
+def _refuse_live(champion_monitor: Monitor, version: str) -> None:
+    for live in list(_live_shadows):
+        # Two live challengers under one version would count every comparison in one series.
+        if live.champion_monitor is champion_monitor and not live.closed and \
+                live.monitor.version == version_text(version):
+            raise ValueError(f"inferwatch.shadow: version {version!r} already shadows this "
+                             "champion; close that shadow first or give another version")
+
+
+def _start_shadow(champion: Any, champion_monitor: Monitor, challenger: Any, version: str,
+                  methods: list[str], model_bytes: bytes, *, sample: float, timeout: float,
+                  queue_size: int, mode: str, workers: int, max_classes: int,
+                  difference_buckets: Sequence[float], reference: Any,
+                  registry: Registry | None) -> Shadow:
     registry = registry or default_registry()
     settings = champion_monitor.settings
     classes = _ChallengerClasses(challenger)
