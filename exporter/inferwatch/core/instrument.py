@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core import request as request_module  # its lock: renewed at fork
 from inferwatch.core.call_input import (
     COPY_LIMIT_BYTES,
     call_input,
@@ -260,14 +261,30 @@ class _CallRecorder:
         When the request closed while the model ran, it went to the drain without this
         call: the call is then recorded as one of its own."""
         request = request or current_request_of(self.monitor)
-        if request is None or not request.is_open:
-            self.monitor.call_started()
-            own = RequestRecord(0.0, started_at=time.time() - duration)
-            self.finish(own, duration, result, failed)
-        elif failed is not None:
-            request.record.stages.append((INFERENCE_STAGE, duration))
-        else:
-            request.add_inference(duration, snapshot(result), self.probabilities)
+        if request is not None and self._joined(request, duration, failed is None, result):
+            return
+        self.monitor.call_started()
+        own = RequestRecord(0.0, started_at=time.time() - duration)
+        self.finish(own, duration, result, failed)
+
+    def _joined(self, request: Request, duration: float, succeeded: bool, result: Any) -> bool:
+        """Add the call to `request` if it is still open; False if it had ended. The check
+        and the writes are one step under the lock a close takes to end a request: a close
+        between them would hand the record to the drain first, and the call would be lost
+        (or counted, by when the drain ran). Everything is made before the lock, which a
+        finaliser (a request's own close) may want: nothing allocated inside it."""
+        stage = (INFERENCE_STAGE, duration)
+        prediction = snapshot(result) if succeeded else None
+        with request_module._CLOSING:
+            if not request.is_open:
+                return False
+            record = request.record
+            record.stages.append(stage)
+            if succeeded and not record.has_prediction:
+                record.prediction = prediction
+                record.has_prediction = True
+                record.probabilities = self.probabilities
+        return True
 
 
 def _keyword_input(kwargs: dict) -> Any:

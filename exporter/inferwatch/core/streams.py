@@ -519,14 +519,12 @@ class Tracker:
         # Joined an open request: it counts the call. While it is open, the stream is its
         # inference stage and its figures; once it has ended, the figures go on their own,
         # unless the request ended with stream figures of its own.
-        from inferwatch.core.request import INFERENCE_STAGE
-
         request = self.request
-        if request is not None and request.is_open and request.record.stream is None:
-            request.record.stages.append((INFERENCE_STAGE, stream.duration))
-            request.record.stream = stream
+        joined = NOT_JOINED if request is None else join_stream(request, stream,
+                                                                stream.duration)
+        if joined is JOINED:
             return
-        if request is not None and not request.is_open and request.record.stream is not None:
+        if joined is ENDED_WITH_STREAM:
             # A web response's body, whose client went away while this stream was open (a
             # sync generator a server left unclosed, collected later): one stream per
             # request, so the body's figures stand; this stream's tokens still count.
@@ -547,6 +545,34 @@ class Tracker:
                 self.end(CANCELLED, None, None, 0, None, 0.0, None)
         except BaseException:  # at interpreter shutdown, with modules half torn down
             pass
+
+
+JOINED, ENDED_WITH_STREAM, NOT_JOINED = "joined", "ended with a stream", "not joined"
+
+
+def join_stream(request: Request, stream: StreamRecord, stage: float | None = None) -> str:
+    """Make `stream` the figures of `request` (with `stage` seconds as its inference stage)
+    if it is open and has none yet: :data:`JOINED`; else :data:`ENDED_WITH_STREAM` for a
+    request that ended with figures of its own, or :data:`NOT_JOINED`.
+
+    The check and the writes are one step under the lock a close takes to end a request: a
+    close between them would hand the record to the drain first, and the figures would
+    count or vanish by when the drain ran. Nothing is allocated inside it (a finaliser may
+    close a request, and want the lock).
+    """
+    from inferwatch.core import request as requests
+
+    entry = None if stage is None else (requests.INFERENCE_STAGE, stage)
+    with requests._CLOSING:
+        record = request.record
+        if not request.is_open:
+            return NOT_JOINED if record.stream is None else ENDED_WITH_STREAM
+        if record.stream is not None:
+            return NOT_JOINED
+        if entry is not None:
+            record.stages.append(entry)
+        record.stream = stream
+    return JOINED
 
 
 def _read_usage(usage: Callable[[object], tuple | None], result: object) -> tuple | None:

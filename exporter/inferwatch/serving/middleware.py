@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from inferwatch import faults
 from inferwatch.core.request import ASGIRequest, HTTPRequest, Request
 from inferwatch.core.stream_objects import ItemClock
-from inferwatch.core.streams import CANCELLED, ERROR, OK
+from inferwatch.core.streams import CANCELLED, ERROR, OK, join_stream
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -486,11 +486,15 @@ def _follows_callers_trace(monitor: Monitor) -> bool:
     return monitor.settings.exemplars is not False
 
 
-def _finish(request: Request, error_type: type | None, ended_at: float | None) -> None:
-    """End the request as of `ended_at` (the last body chunk), outside the app's code path."""
+def _finish(request: Request, error_type: type | None, ended_at: float | None,
+            cancelled: bool = False) -> None:
+    """End the request as of `ended_at` (the last body chunk), outside the app's code path;
+    `cancelled` (a client gone) goes with the close, which keeps it only if it is the close
+    that ends the request: set on the record before, it could land on a record that the
+    abandoned-request check had ended and handed to the drain."""
     try:
         # The request ends when its response has been sent, not after background tasks.
-        request.close(error_type, ended_at)
+        request.close(error_type, ended_at, cancelled=cancelled)
     except Exception as exc:
         faults.record(_COMPONENT, exc)
 
@@ -511,17 +515,14 @@ def _raised(exc: BaseException, status: int, ended_at: float | None) -> type | N
 
 def _stream_end(request: Request, body: ItemClock | None, cancelled: bool,
                 error_type: type | None) -> None:
-    """Mark a request whose client went away as cancelled; attach a streamed body's figures."""
+    """Attach a streamed body's figures to the request, while it is open and has none from a
+    model's stream (that fed the body). Ended elsewhere already (found abandoned, at its
+    bound of stages), its record went to the drain, which may be reading it: it stands."""
+    if body is None:
+        return
     try:
-        if not request._open:
-            # Already ended elsewhere (found abandoned, at its bound of stages): its record
-            # went to the drain, which may be reading it; its outcome there stands.
-            return
-        record = request.record
-        record.cancelled = cancelled
-        if body is not None and record.stream is None:  # else a model's stream fed the body
-            outcome = CANCELLED if cancelled else OK if error_type is None else ERROR
-            record.stream = body.record(outcome, error_type)
+        outcome = CANCELLED if cancelled else OK if error_type is None else ERROR
+        join_stream(request, body.record(outcome, error_type))
     except Exception as exc:
         faults.record(_COMPONENT, exc)
 
@@ -603,14 +604,13 @@ class InstrumentMiddleware:
             cancelled = ended_at is None and (disconnected or _is_cancellation(exc))
             error_type = None if cancelled else _raised(exc, status, ended_at)
             _stream_end(request, body, cancelled, error_type)
-            _finish(request, error_type, ended_at)
+            _finish(request, error_type, ended_at, cancelled)
             raise
         # Returned before its last body chunk: the server stopped it (a client disconnect).
         cancelled = ended_at is None and (disconnected or status != 0)
         error_type = None if cancelled else _outcome(status)
-        if cancelled or body is not None:
-            _stream_end(request, body, cancelled, error_type)
-        _finish(request, error_type, ended_at)
+        _stream_end(request, body, cancelled, error_type)
+        _finish(request, error_type, ended_at, cancelled)
 
     def _begin(self, scope: dict[str, Any]) -> Request | None:
         try:
@@ -885,7 +885,7 @@ def _end_response(request: Request, status: int, environ: Mapping[str, Any],
     # Streamed: several chunks (werkzeug wraps even a one-chunk body in an iterator).
     streamed = clock is not None and (clock.items > 1 or cancelled)
     _stream_end(request, clock if streamed else None, cancelled, error_type)
-    _finish(request, error_type, None)
+    _finish(request, error_type, None, cancelled)
 
 
 def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> None:
