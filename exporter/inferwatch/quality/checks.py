@@ -840,7 +840,14 @@ def _one_value(value: Any) -> np.ndarray:
 
 def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
     """A 1-D array from a column (list, array, pandas or polars Series, Arrow array); None
-    when it is not 1-D."""
+    when it is not 1-D.
+
+    A category-typed column (pandas ``category``, polars ``Categorical``, Arrow dictionary)
+    is read as its values, whatever the profile: against a numeric feature its numbers are
+    numbers and its text a wrong type, as in a plain column. Training profiles such a
+    column as categories (``reference.is_category_typed``), and those meet live values of
+    any type by their text (``category_key``), so either side may change the dtype.
+    """
     if type(values).__module__.startswith("pyarrow") and hasattr(values, "to_numpy"):
         # An Arrow array copies only when asked to (any null or text needs a copy).
         return _as_column(arrow_numpy(values))

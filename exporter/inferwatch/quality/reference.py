@@ -193,6 +193,9 @@ class Reference:
         if predictions is not None:
             out_cols = _columns(predictions, prediction_names, default_prefix="",
                                 what="predictions", one_d_name="value")
+        for what, group in (("X", columns), ("predictions", out_cols)):
+            for name, col in group.items():
+                refuse_nested(name, col, what)
         lengths = {len(c) for c in (*columns.values(), *out_cols.values())}
         if len(lengths) > 1:
             raise ReferenceError(f"predictions have {len(next(iter(out_cols.values())))} rows"
@@ -405,6 +408,9 @@ def profile_column(name: str, values: Any, *, bins: int = 10, max_categories: in
     >>> profile_column("n", [0, 0, 1, 1, None]).missing_rate
     0.2
     """
+    if not isinstance(values, np.ndarray) and is_category_typed(values):
+        # As from_data reads it: its type says categories, even when they are numbers.
+        values = category_values(values)
     col = values if isinstance(values, np.ndarray) else np.asarray(values)
     if col.ndim == 2 and col.shape[1] == 1:
         col = col[:, 0]
@@ -425,6 +431,37 @@ def profile_column(name: str, values: Any, *, bins: int = 10, max_categories: in
         _refuse_times(name, col)
         return _profile_categorical(name, col, max_categories)
     return _profile_numeric(name, numeric, bins, precision=col.dtype)
+
+
+def refuse_nested(name: str, col: np.ndarray, what: str) -> None:
+    """Refuse a column of lists, arrays or structs (a polars ``List``, ``Array`` or
+    ``Struct`` column, a Parquet ``list<...>``, pandas cells holding lists or dicts): it is
+    not one value a row. Profiled, a struct of one field would pass for that field's
+    numbers and a list column for categories of numpy's text of each list, which no live
+    value matches.
+
+    >>> try:
+    ...     refuse_nested("emb", np.array([[0.5], None], dtype=object), "X")
+    ... except ReferenceError as exc:
+    ...     "leave it out" in str(exc)
+    True
+    """
+    if col.ndim != 1:
+        kind = "structs or arrays"
+    elif col.dtype.kind == "O":
+        cell = next((v for v in col if _is_nested(v)), None)
+        if cell is None:
+            return
+        kind = "structs" if isinstance(cell, Mapping) else "lists"
+    else:
+        return
+    raise ReferenceError(f"{what}: column {name!r} holds {kind}, not one value a row;"
+                         " flatten it into one column a field (a feature each), or leave"
+                         " it out")
+
+
+def _is_nested(value: Any) -> bool:
+    return isinstance(value, (list, tuple, Mapping)) or getattr(value, "ndim", 0) > 0
 
 
 # Dates and times make no profile worth checking against: every live timestamp is later than
@@ -820,11 +857,13 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
     if isinstance(data, Mapping):
         cols = {name: v if isinstance(v, np.ndarray) else
                 category_values(v) if is_category_typed(v) else
-                arrow_numpy(v) if type(v).__module__.startswith("pyarrow") else np.asarray(v)
+                arrow_numpy(v) if type(v).__module__.startswith("pyarrow") else _as_array(v)
                 for name, v in zip(_text_names(list(data), what), data.values())}
         for k, v in cols.items():
             if v.ndim != 1:
-                raise ReferenceError(f"{what}: column {k!r} is not 1-D (shape {v.shape})")
+                raise ReferenceError(f"{what}: column {k!r} is not 1-D (shape {v.shape});"
+                                     " a column of lists or arrays is not one value a row:"
+                                     " flatten it into one column a field, or leave it out")
         if len({len(v) for v in cols.values()}) > 1:
             lengths = {k: len(v) for k, v in cols.items()}
             raise ReferenceError(f"{what}: columns have different lengths {lengths}")
@@ -855,6 +894,20 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         raise ReferenceError(f"{what}: duplicate names in {names}")
     _refuse_unnamed(names, what)
     return {name: arr[:, i] for i, name in enumerate(names)}
+
+
+def _as_array(values: Any) -> np.ndarray:
+    """A column as numpy; cells numpy cannot stack (lists of different lengths) stay
+    objects, for :func:`refuse_nested` to name, not numpy's ValueError."""
+    try:
+        return np.asarray(values)
+    except ValueError:
+        if not hasattr(values, "__len__") or isinstance(values, (str, bytes)):
+            raise ReferenceError("a column is not a sequence of values") from None
+        out = np.empty(len(values), dtype=object)
+        for i, v in enumerate(values):
+            out[i] = v
+        return out
 
 
 def record_columns(records: np.ndarray, what: str) -> dict[str, np.ndarray]:
