@@ -19,7 +19,7 @@ import hashlib
 import html
 import math
 from collections.abc import Callable, Iterable, Sequence
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from inferwatch.report import svg
 from inferwatch.report.flags import FIRING, NO_DATA
@@ -131,8 +131,9 @@ def index_page(reports: Sequence[ModelReport], link: Callable[[ModelReport], str
             f'<td class="{"firing" if firing else "ok"}">{flags}</td></tr>')
     body = ("<h1>inferwatch</h1><p class=\"muted\">Model versions served by this process "
             "(in multi-worker mode: all workers merged)."
-            + (f' Metrics: <a href="{escape(metrics_link)}">{escape(metrics_link)}</a>.'
-               if metrics_link else "") + "</p>"
+            # The href stays encoded; its text is what a reader knows the path as.
+            + (f' Metrics: <a href="{escape(metrics_link)}">{escape(unquote(metrics_link))}'
+               "</a>." if metrics_link else "") + "</p>"
             "<table><tr><th>model</th><th>version</th><th>calls/s (5m)</th>"
             "<th>error ratio</th><th>conditions holding</th></tr>"
             + ("".join(rows) or '<tr><td colspan="5">No model recorded yet.</td></tr>')

@@ -109,6 +109,12 @@ class StatusPages:
             # back, the page would read empty quantiles and drift, and history samples from
             # its future.
             states, now = self.registry.states_at(model=model, version=version)
+            if not states and (model is not None or version is not None):
+                # As the page answers: a 200 with no states drew `inferwatch report` an
+                # empty report of a model name with a typo in it.
+                return 404, b"no such model version\n", {
+                    "Content-Type": "text/plain; charset=utf-8",
+                    "X-Content-Type-Options": "nosniff"}
             return 200, snapshot_json(states, model, version, generated_at=now), {
                 "Content-Type": "application/json", "Cache-Control": "no-store",
                 "X-Content-Type-Options": "nosniff"}
@@ -242,11 +248,16 @@ def _metrics_href(path: str) -> str:
     Raw, "a#b" would link to "a" (the rest read as a fragment), "a?b" to "a" with a query,
     and "m:v2" to a URL of scheme "m".
 
+    A path that still starts with "/" (the telemetry path "//metrics") would be read as
+    absolute, or with "//" as a host name: "./" keeps it relative.
+
     >>> _metrics_href("métriques"), _metrics_href("a#b"), _metrics_href("m:v2")
     ('m%C3%A9triques', 'a%23b', './m:v2')
+    >>> _metrics_href("/metrics")
+    './/metrics'
     """
     href = quote(path, safe="/%:@!$&'()*+,;=-._~")
-    if ":" in href.split("/", 1)[0]:
+    if ":" in href.split("/", 1)[0] or href.startswith("/"):
         href = f"./{href}"
     return href
 

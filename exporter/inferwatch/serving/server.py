@@ -547,6 +547,13 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     if not isinstance(telemetry_path, str):
         raise ValueError(f"inferwatch.serve: telemetry_path must be a path string like "
                          f"/metrics, got {type(telemetry_path).__name__}")
+    try:
+        telemetry_path.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a path read from bytes with surrogateescape) cannot be sent in
+        # a URL; it failed later with a bare UnicodeEncodeError naming no setting.
+        raise ValueError(f"inferwatch.serve: telemetry_path must be valid Unicode text, "
+                         f"got {telemetry_path!r}") from None
     if web_config_file is not None and (certfile or keyfile):
         raise ValueError("inferwatch.serve: give either certfile/keyfile or web_config_file, "
                          "not both")
@@ -581,7 +588,8 @@ def _status_pages(status_page: Any, registry: Collector | None, config: Any,
     from inferwatch.report.status import StatusPages
 
     source = None if status_page in (None, True) else status_page
-    return StatusPages(source, config=config, metrics_link=telemetry_path.lstrip("/"))
+    # One slash only: "//metrics" less all of them linked to "metrics", that is /metrics.
+    return StatusPages(source, config=config, metrics_link=telemetry_path[1:])
 
 
 class _Reader(asyncio.StreamReader):
