@@ -143,4 +143,4 @@ def test_the_report_cli_fails_on_a_model_the_server_does_not_know(registry, tmp_
         assert caught.value.code == 404
         code = main(["report", "--metrics", _root(server) + "?model=typo", "-o", str(out)])
     assert code == 2 and not out.exists()
-    assert "404" in capsys.readouterr().err
+    assert "holds no model version with model='typo'" in capsys.readouterr().err

@@ -278,6 +278,7 @@ def _config(path: str | None) -> Any:
 
 def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     import base64
+    import urllib.error
     import urllib.parse
     import urllib.request
 
@@ -309,9 +310,17 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
         password = urllib.parse.unquote(parts.password or "")
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+    asked = dict(query)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             generated_at, states = read_snapshot(read_limited(response))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404 and ("model" in asked or "version" in asked):
+            # The status page answers 404 for a model or version it does not serve.
+            named = " ".join(f"{key}={asked[key]!r}" for key in ("model", "version")
+                             if key in asked)
+            return _error(f"{url} holds no model version with {named}")
+        return _error(f"cannot read the status snapshot at {url}: {exc}")
     except (OSError, ValueError) as exc:
         return _error(f"cannot read the status snapshot at {url}: {exc}")
     if not states:
