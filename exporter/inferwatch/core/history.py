@@ -135,9 +135,10 @@ class History:
 
     def due(self, now: float) -> bool:
         """Whether a sample is due: the drain asks once per round. Behind the last round
-        (the clock stepped back: NTP, a resumed VM), the time since it is read from the
-        monotonic clock: due at once, every round would be due until the wall clock
-        caught up, and never due, the ring would stop for as long as the step.
+        (the clock stepped back: NTP, a resumed VM), the last round is moved onto the new
+        time line, as long before `now` as the monotonic clock says it was: the ring goes
+        on at its pace, neither due at every round until the wall clock caught up nor
+        stopped for as long as the step.
 
         >>> history = History(interval_seconds=10, span_seconds=60)
         >>> history.due(1000.0)
@@ -148,7 +149,10 @@ class History:
         """
         elapsed = now - self._last_record
         if elapsed < 0.0:
-            elapsed = time.monotonic() - self._last_mono
+            with self._lock:
+                since = max(0.0, time.monotonic() - self._last_mono)
+                self._last_record = now - since
+            elapsed = since
         return elapsed >= self.interval_seconds
 
     def record(self, states: Iterable[ModelState], now: float) -> None:
