@@ -21,9 +21,10 @@ import inferwatch
 PACKAGES = sorted(m.name for m in pkgutil.iter_modules(inferwatch.__path__) if m.ispkg)
 RUNTIME = {"core", "quality", "serving", "multiproc", "standalone", "events", "demo"}
 # The part of inferwatch.core a merged multi-worker view is made of (no recording code).
+# The state model, and the one clock its windows are read at (a module of `time` alone).
 STATE_MODEL = {"inferwatch.core", "inferwatch.core.state", "inferwatch.core.render",
                "inferwatch.core.rolling_sketch", "inferwatch.core.ddsketch",
-               "inferwatch.core.unit_sketch"}
+               "inferwatch.core.unit_sketch", "inferwatch.core.step_clock"}
 
 
 def _loaded_after(code: str) -> set[str]:

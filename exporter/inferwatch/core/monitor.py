@@ -47,6 +47,7 @@ from inferwatch.core.outcomes import OutcomeJoiner, joinable_labels
 from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF, PredictionBatch
 from inferwatch.core.predictions import DEFAULT_OUTPUT
 from inferwatch.core.state import ModelState, SummaryState, float_array
+from inferwatch.core.step_clock import StepSafeClock
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request, RequestRecord
@@ -79,8 +80,6 @@ class FastPath(NamedTuple):
 _NOTHING = object()
 # What a pending call holds besides the arrays kept for it: its tuple, a float, references.
 _CALL_BYTES = 100
-# A wall clock behind the monitor's window time by less than this is jitter, taken as it is.
-_CLOCK_STEP_SECONDS = 1.0
 
 
 # The list length before any call was sized (see Monitor._sized).
@@ -621,8 +620,8 @@ class Monitor:
         # (an outcome joined, a shadow's comparisons, a new reference): the publisher's
         # fingerprint reads it, or an idle worker would publish them only at its refresh.
         self._revision = 0
-        # (window time, monotonic seconds) of the last drain or render: see window_time().
-        self._time_mark: tuple[float, float] | None = None
+        # Where the rolling windows are, stepped-back wall clock or not: see window_time().
+        self._clock = StepSafeClock()
         # When the background drain first left this monitor's pending calls waiting
         # (monotonic seconds), or None: see drain_due().
         self._waiting_since: float | None = None
@@ -1271,14 +1270,7 @@ class Monitor:
             # mark, every later drain and scrape would be read at it, and raise, for good.
             faults.record("drain")
             wall = time.time()
-        mono = time.monotonic()
-        mark = self._time_mark
-        if mark is not None:
-            went_on = mark[0] + max(0.0, mono - mark[1])
-            if wall < went_on - _CLOCK_STEP_SECONDS:
-                wall = went_on
-        self._time_mark = (wall, mono)
-        return wall
+        return self._clock.read(wall)
 
     # --- draining ---------------------------------------------------------------------------
     def drain_due(self, clock: float) -> bool:

@@ -27,6 +27,7 @@ from inferwatch.core.history import History
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.options import Settings
+from inferwatch.core.step_clock import StepSafeClock
 
 if TYPE_CHECKING:
     from inferwatch.core.state import ModelState
@@ -37,8 +38,6 @@ log = logging.getLogger("inferwatch")
 
 MAX_VERSIONS_PER_MODEL = 10
 MAX_MODELS = 100
-# A wall clock behind the history's time by less than this is jitter (as in core.monitor).
-CLOCK_STEP_SECONDS = 1.0
 UNVERSIONED = "unversioned"
 
 _live_registries: weakref.WeakSet[Registry] = weakref.WeakSet()
@@ -81,7 +80,7 @@ class Registry:
         # The status page's ring of recent totals (enable_history): sampled by the drain.
         self.history: History | None = None
         # (sample time, monotonic seconds) of the last history sample: see window_time().
-        self._history_mark: tuple[float, float] | None = None
+        self._history_clock = StepSafeClock()
         # Monitors whose settings an instrument() gave too late, said once each.
         self._settings_refused: set[tuple[str, str]] = set()
         _live_registries.add(self)
@@ -281,7 +280,7 @@ class Registry:
             at = max((monitor.window_time(now) for monitor in monitors), default=now)
         if at > now:
             now = at
-            self._history_mark = (now, time.monotonic())
+            self._history_clock.move_to(now)
         if self.multiproc is not None:
             if read is not None:
                 states = [read(state, now) for state in states]
@@ -325,14 +324,7 @@ class Registry:
         """
         if wall is None or not -math.inf < wall < math.inf:
             wall = time.time()  # a NaN kept as the mark would never be left again
-        mono = time.monotonic()
-        mark = self._history_mark
-        if mark is not None:
-            went_on = mark[0] + max(0.0, mono - mark[1])
-            if wall < went_on - CLOCK_STEP_SECONDS:
-                wall = went_on
-        self._history_mark = (wall, mono)
-        return wall
+        return self._history_clock.read(wall)
 
     def sample_history(self, now: float) -> None:
         """One history sample per model version, when one is due (the drain calls this)."""
@@ -350,7 +342,7 @@ class Registry:
             # on past a step back, and the view is read (and sampled) where they are.
             if view.at > now:
                 now = view.at
-                self._history_mark = (now, time.monotonic())
+                self._history_clock.move_to(now)
             history.record(view.states, now)
             return
         for monitor in self.monitors():

@@ -40,6 +40,7 @@ from prometheus_client.core import Metric
 
 from inferwatch import faults
 from inferwatch.core.render import events_dropped_counts, loaded_ml_packages, process_families
+from inferwatch.core.step_clock import StepSafeClock
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import (
     LOCK,
@@ -63,8 +64,6 @@ TICK_SLACK = 0.8
 # file's mtime says when the last scan began): a scan looks up every worker's pid, and N
 # workers each scanning after every drain cost N * N lookups a second.
 FOLD_SCAN_SECONDS = 1.0
-# A wall clock behind the windows' time by less than this is jitter (as in core.monitor).
-CLOCK_STEP_SECONDS = 1.0
 # The wall clock the scan throttle compares the lock file's mtime with (tests move it).
 _now = time.time
 
@@ -187,8 +186,8 @@ class Publisher:
         self._published_errors: dict[str, float] = {}
         # Process-wide counts inherited through fork belong to the parent's snapshot.
         self._baseline: dict[str, dict[str, float]] = {}
-        # (window time, monotonic seconds) of the last snapshot: see _window_now().
-        self._time_mark: tuple[float, float] | None = None
+        # Where this process's windows are, stepped-back wall clock or not: see _window_now().
+        self._clock = StepSafeClock()
 
     @property
     def closed(self) -> bool:
@@ -260,15 +259,7 @@ class Publisher:
         go on at the monotonic pace from where their windows were, and a snapshot stamped
         with the stepped clock would have its window row (and every reader's window) end an
         hour before the buckets it holds: the merged quantiles and drift went empty."""
-        wall, mono = time.time(), time.monotonic()
-        mark = self._time_mark
-        if mark is not None:
-            went_on = mark[0] + max(0.0, mono - mark[1])
-            if wall < went_on - CLOCK_STEP_SECONDS:
-                wall = went_on
-        if wall == wall:  # a NaN mark would never be left again
-            self._time_mark = (wall, mono)
-        return wall
+        return self._clock.read(time.time())
 
     def _fold_time(self) -> float:
         """The time a fold merges windows at: where this process's windows are (the wall
