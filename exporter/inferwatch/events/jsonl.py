@@ -447,6 +447,21 @@ def _ts(event: dict) -> float:
     return 0.0 if math.isnan(value) else value  # NaN would leave the merge order undefined
 
 
+def _open_counted(file: Path, stats: ReadStats) -> BinaryIO | None:
+    """`file` opened for reading and counted as read; None when it is gone, or when it may
+    not be opened (another user's worker wrote it): skipped and named, as one worker's file
+    must not hide all the others."""
+    try:
+        f = open(file, "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        return None
+    except PermissionError as exc:
+        stats.skip_file(file, exc)
+        return None
+    stats.files_read += 1
+    return f
+
+
 def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
     """Lines of the log at `path` matching `query`, oldest first."""
     # Without the quotes: a request id stored as a number is written bare.
@@ -466,14 +481,9 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
     held, bound = 0, _open_files_bound()
     try:
         for file in event_files(path):
-            try:
-                f = open(file, "rb")  # noqa: SIM115 - held past this loop, closed below
-            except FileNotFoundError:
+            f = _open_counted(file, stats)  # held past this loop, closed below
+            if f is None:
                 continue
-            except PermissionError as exc:  # one worker's file must not hide all the others
-                stats.skip_file(file, exc)
-                continue
-            stats.files_read += 1
             number, before = len(handles), len(found)
             handles.append(f)
             try:
@@ -559,14 +569,9 @@ def tail_jsonl(path: Path, count: int, stats: ReadStats,
         if not count:  # nothing to print: only where following starts
             _mark_end(file, offsets, stats)
             continue
-        try:
-            f = open(file, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
+        f = _open_counted(file, stats)
+        if f is None:
             continue
-        except PermissionError as exc:  # one worker's file must not hide all the others
-            stats.skip_file(file, exc)
-            continue
-        stats.files_read += 1
         with f:
             st = os.fstat(f.fileno())
             progress = [0, 0]
