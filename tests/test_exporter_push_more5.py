@@ -3,43 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from conftest import free_port, require_binary
-from processes import stop
-from test_pushgateway import Classifier, Gateway
-
-
-@pytest.fixture
-def gateway(tmp_path) -> Iterator[Gateway]:
-    """A real Pushgateway on a free loopback port, ready before the test starts."""
-    binary = require_binary("prometheus-pushgateway")
-    address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [binary, f"--web.listen-address={address}",
-         f"--persistence.file={tmp_path / 'pushgateway.data'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60  # a safety net: readiness ends the wait
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{address}/-/ready", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the Pushgateway did not start")
-                time.sleep(0.05)
-        yield Gateway(address)
-    finally:
-        stop(process)
+from test_pushgateway import Classifier, Gateway, gateway  # noqa: F401 (the fixture)
 
 
 @pytest.fixture
@@ -53,7 +23,7 @@ def fraud(scraper):
 
 @pytest.mark.integration
 def test_a_generator_job_is_pushed_when_it_ends_not_when_it_is_called(
-        gateway: Gateway, fraud) -> None:
+        gateway: Gateway, fraud) -> None:  # noqa: F811
     registry, model = fraud
 
     @inferwatch.push.on_exit(gateway.address, "stream-job", registry=registry)
@@ -69,7 +39,7 @@ def test_a_generator_job_is_pushed_when_it_ends_not_when_it_is_called(
 
 @pytest.mark.integration
 def test_a_generator_job_stopped_early_is_pushed_without_an_error(
-        gateway: Gateway, fraud) -> None:
+        gateway: Gateway, fraud) -> None:  # noqa: F811
     registry, model = fraud
 
     @inferwatch.push.on_exit(gateway.address, "first-only", registry=registry)
@@ -85,7 +55,7 @@ def test_a_generator_job_stopped_early_is_pushed_without_an_error(
 
 
 @pytest.mark.integration
-def test_an_async_generator_job_is_pushed_when_it_ends(gateway: Gateway, fraud) -> None:
+def test_an_async_generator_job_is_pushed_when_it_ends(gateway: Gateway, fraud) -> None:  # noqa: F811
     registry, model = fraud
 
     @inferwatch.push.on_exit(gateway.address, "async-stream", registry=registry)
@@ -104,7 +74,7 @@ def test_an_async_generator_job_is_pushed_when_it_ends(gateway: Gateway, fraud) 
 
 
 @pytest.mark.integration
-def test_a_failing_generator_job_is_pushed_with_its_error(gateway: Gateway, fraud) -> None:
+def test_a_failing_generator_job_is_pushed_with_its_error(gateway: Gateway, fraud) -> None:  # noqa: F811
     registry, model = fraud
 
     @inferwatch.push.on_exit(gateway.address, "broken-stream", registry=registry)
