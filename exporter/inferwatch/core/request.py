@@ -53,9 +53,10 @@ MAX_STAGES = 10_000
 # allocates, so a finalizer (Request.__del__ closing another request) never runs inside it.
 _CLOSING = threading.Lock()
 renew_at_fork(globals(), "_CLOSING")
-# Held only while a block entered again (or a joined block) updates a request's depth: two
-# threads entering one request at once must not lose a count, or the request would end
-# at the wrong exit (or never). Taken only off the path of a request entered once.
+# Held while a request opens and while a block entered again (or a joined block) updates
+# a request's depth: two threads entering one request at once must not both open it, nor
+# lose a count, or the request would end at the wrong exit (or never). Uncontended, as it
+# nearly always is, it costs an open well under a microsecond.
 _NESTING = threading.Lock()
 renew_at_fork(globals(), "_NESTING")
 
@@ -228,8 +229,20 @@ class Stage:
 
     def __exit__(self, *exc_info: object) -> bool:
         request = self._request
-        if request._open or not request._ended():
-            request.record.stages.append((self._name, time.perf_counter() - self._start))
+        entry = (self._name, time.perf_counter() - self._start)
+        # The check and the append are one step under the lock a close takes: a close
+        # between them (the middleware ending the request while a worker's stage ends)
+        # would hand the record to the drain first, and the stage would count or vanish
+        # by when the drain ran. Made before the lock: nothing allocated inside it.
+        with _CLOSING:
+            kept = request._writable()
+            # Past the bound of an abandoned request, a stage is dropped: a request held
+            # open for good (a websocket's, stages per message) must not grow without bound.
+            full = kept and len(request.record.stages) >= MAX_STAGES
+            if kept and not full:
+                request.record.stages.append(entry)
+        if not kept or full:
+            faults.record("request")
         if self._span is not None:
             try:
                 self._span.__exit__(*exc_info)
@@ -283,13 +296,20 @@ class Request:
         then would count or vanish by the drain's timing, and a closed request kept and
         written to for good would grow without bound. Before the first entry, what is
         written is kept for the request that entry opens."""
-        if self._open or not self._entered:
+        if self._writable():
             return False
-        joined = self._parent
-        if joined is not None and joined.record is self.record and joined._open:
-            return False  # a block that joined the open web request, after its own exit
         faults.record("request")
         return True
+
+    def _writable(self) -> bool:
+        """Whether a write now reaches a record the drain has not been handed (see
+        :meth:`_ended`); no fault counted, nothing allocated: a caller may hold the close
+        lock, so that no close comes between this check and its write."""
+        if self._open or not self._entered:
+            return True
+        joined = self._parent
+        # a block that joined the open web request, after its own exit
+        return joined is not None and joined.record is self.record and joined._open
 
     @classmethod
     def open(cls, monitor: Monitor, request_id: str | None = None) -> Request:
@@ -320,41 +340,62 @@ class Request:
             # A handler's own block inside the web middleware's request of this model is
             # that HTTP request, not a second one: counting both would double the traffic.
             http = current_request_of(monitor)
-            if http is not None and http._http:
-                return self._join(http)
-        if self._entered:
-            # A block entered again is a request of its own: the first record may still
-            # wait for the drain, and must keep what that request saw.
-            self.record = RequestRecord(duration=0.0, request_id=self.record.request_id)
+            if http is not None and http._http and self._join(http):
+                return http
+        entered = self._entered
+        # A block entered again is a request of its own: the first record may still wait
+        # for the drain, and must keep what that request saw.
+        record = RequestRecord(duration=0.0, request_id=self.record.request_id) \
+            if entered else self.record
+        start = time.perf_counter()
+        deadline = start + ABANDONED_AFTER_SECONDS
+        # Two threads entering one shared object at once (``r = mon.request()``, then
+        # ``with r:`` in each) must open one request, counted started once: the first to
+        # get here opens it, the other enters it as a block entered again. Everything is
+        # made before the lock, which a finaliser's exit (a generator's block) may want.
+        with _NESTING:
+            if self._open:
+                self._depth += 1
+                return self
+            self.record = record
+            self._start = start
+            self._deadline = deadline
+            if entered:
+                _unlink(self, parent)
+            self._parent = parent
+            self._entered = True
+            self._open = True
         monitor.call_started()
-        if self._entered:
-            _unlink(self, parent)
-        self._entered = True
-        self._parent = parent
-        self._open = True
         _current.set(self)
-        self.record.started_at = time.time()
+        record.started_at = time.time()
         if monitor.traces:
-            self.record.trace_id = current_trace_id()
-        self._start = time.perf_counter()
-        self._deadline = self._start + ABANDONED_AFTER_SECONDS
+            record.trace_id = current_trace_id()
         return self
 
-    def _join(self, http: Request) -> Request:
+    def _join(self, http: Request) -> bool:
         """Make this block part of the open request `http` (the web middleware's); its
         exit then ends only this block. What the block records goes to that request, by
-        this object as well as by the one returned (``r = mon.request(); with r: ...``)."""
-        if self.record.request_id is not None:
-            # The id the handler's code knows, and so the one its ground truth comes back
-            # under, rather than a header the client may not have sent.
-            http.record.request_id = self.record.request_id
+        this object as well as by the one returned (``r = mon.request(); with r: ...``).
+        False when `http` ended meanwhile (the middleware closing it in its own thread):
+        its record went to the drain, and the block is then a request of its own."""
+        request_id = self.record.request_id
+        # The check and the write are one step under the lock a close takes: a close
+        # between them would hand the record to the drain first, and the block would join
+        # a request already counted, its own call then counted nowhere.
+        with _CLOSING:
+            if not http._open:
+                return False
+            if request_id is not None:
+                # The id the handler's code knows, and so the one its ground truth comes
+                # back under, rather than a header the client may not have sent.
+                http.record.request_id = request_id
         with _NESTING:
             http._depth += 1
             self._depth -= 1  # below zero: the number of blocks this object joined
         self._parent = http
         self._entered = True  # a later block of its own must not rewrite the shared record
         self.record = http.record
-        return http
+        return True
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
@@ -444,39 +485,85 @@ class Request:
         per request before the drain reads it (see ``call_input.snapshot``)."""
         if not self._open and self._ended():
             return
-        self.record.features = snapshot_input(features)
+        self._write("features", snapshot_input(features))
 
     def inputs(self, inputs: object) -> None:
         """The raw input of this request, for the event log (features are what the model
         saw); a small array is copied, as by :meth:`features`."""
         if not self._open and self._ended():
             return
-        self.record.inputs = snapshot_input(inputs)
+        self._write("inputs", snapshot_input(inputs))
 
     def stage_output(self, stage: str, output: object) -> None:
         """An intermediate result worth keeping in the event log (candidates, embeddings...)."""
         if not self._open and self._ended():
             return
-        outputs = self.record.stage_outputs
-        if outputs is None:
-            outputs = self.record.stage_outputs = {}
-        outputs[faults.text_of(stage, "request") or OTHER] = snapshot(output)
+        name = faults.text_of(stage, "request") or OTHER
+        value = snapshot(output)
+        fresh: dict[str, object] = {}
+        with _CLOSING:  # as in _write: never into a record handed to the drain
+            kept = self._writable()
+            if kept:
+                record = self.record
+                outputs = record.stage_outputs
+                if outputs is None:
+                    outputs = record.stage_outputs = fresh
+                replaced = outputs.get(name)  # released after the lock, as in _write
+                outputs[name] = value
+        if not kept:
+            faults.record("request")
+        else:
+            del replaced
 
     def prediction(self, prediction: object, *, probabilities: bool | None = None) -> None:
         """The model output for this request; `probabilities` marks a predict_proba matrix.
         A small array is copied, as by :meth:`features`."""
         if not self._open and self._ended():
             return
-        self.record.prediction = snapshot(prediction)
-        self.record.has_prediction = True
-        # None: tell by its shape (see predictions.normalize)
-        self.record.probabilities = None if probabilities is None else bool(probabilities)
+        value = snapshot(prediction)
+        if probabilities is not None:
+            try:
+                probabilities = bool(probabilities)
+            except Exception as exc:  # an array, or an object whose truth raises
+                faults.record("request", exc)
+                probabilities = None  # None: tell by its shape (see predictions.normalize)
+        with _CLOSING:  # as in _write
+            kept = self._writable()
+            if kept:
+                record = self.record
+                replaced = record.prediction  # released after the lock, as in _write
+                record.prediction = value
+                record.has_prediction = True
+                record.probabilities = probabilities
+        if not kept:
+            faults.record("request")
+        else:
+            del replaced
 
     def action(self, action: str) -> None:
         """What the system did with the prediction ("shown", "blocked", ...)."""
         if not self._open and self._ended():
             return
-        self.record.action = faults.text_of(action, "request") or OTHER
+        self._write("action", faults.text_of(action, "request") or OTHER)
+
+    def _write(self, name: str, value: object) -> None:
+        """Set the record's field `name`, unless the record went to the drain: the check
+        and the write are one step under the lock a close takes, or a close between them (a
+        worker's write as the middleware ends the request) would hand the record to the
+        drain first, and the value would count or vanish by when the drain ran. The value
+        is made before the lock: nothing allocated inside it."""
+        with _CLOSING:
+            kept = self._writable()
+            if kept:
+                record = self.record
+                # The value replaced is released after the lock: its finaliser (a
+                # generator's block closing a request) must not run inside it.
+                replaced = getattr(record, name)
+                setattr(record, name, value)
+        if not kept:
+            faults.record("request")
+        else:
+            del replaced
 
     def add_inference(self, duration: float, result: object, probabilities: bool) -> None:
         """Called by an instrumented model invoked inside this request (with `result` as

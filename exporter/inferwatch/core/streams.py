@@ -369,9 +369,11 @@ class Tracker:
         self.slow = True
         self.record = record
         if record is None:
-            from inferwatch.core.request import current_request
+            from inferwatch.core.request import current_request_of
 
-            self.request = current_request()
+            # The request the call joined: this model's own, not the innermost one, which
+            # may be another model's (B's stream consumed inside A's block inside B's).
+            self.request = current_request_of(self.monitor)
         elif self.monitor.events is not None and self.plan.keep_chars:
             self.text = []
             self.text_room = self.plan.keep_chars
