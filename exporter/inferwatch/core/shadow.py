@@ -129,6 +129,12 @@ class Shadow:
         self._layers: list[tuple[dict, str, Callable]] = []  # (champion's dict, method, wrapper)
         self._reset_runtime()
         _live_shadows.add(self)
+        if mode == "process":
+            # Loaded now, not at the first sampled call: its exit hook (which stops the
+            # workers spawning children) and multiprocessing's (which kills them) must be
+            # registered before the one below, or they run before an exit hook the user
+            # registers after shadow(), whose calls would then never be answered.
+            import inferwatch.core.shadow_process  # noqa: F401
         _close_at_exit_first()
 
     def _reset_runtime(self) -> None:

@@ -91,8 +91,11 @@ class _Proxy:
     # connection), as it can the stream itself.
     # Named so that no SDK's stream has them: a stream's own `_stream` or `_last` (httpx and
     # SDK wrappers use such names) must be read through the proxy, not hidden by its slots.
-    __slots__ = ("__weakref__", "_inferwatch_chars", "_inferwatch_clock", "_inferwatch_last",
-                 "_inferwatch_on_item", "_inferwatch_stream", "_inferwatch_tracker")
+    # _inferwatch_items and _inferwatch_aitems: what the stream's own __iter__ / __aiter__
+    # handed back, advanced in its place (a cursor or iterator object of its own).
+    __slots__ = ("__weakref__", "_inferwatch_aitems", "_inferwatch_chars", "_inferwatch_clock",
+                 "_inferwatch_items", "_inferwatch_last", "_inferwatch_on_item",
+                 "_inferwatch_stream", "_inferwatch_tracker")
     # The stream's own methods that end or advance it, recorded on the way through; looked
     # up only when the stream has them, so that hasattr() answers as for the stream.
     _INTERCEPTED: dict[str, Callable[..., Any]] = {}
@@ -102,6 +105,8 @@ class _Proxy:
 
     def __init__(self, stream: Any, tracker: Tracker) -> None:
         self._inferwatch_stream = stream
+        self._inferwatch_items = stream
+        self._inferwatch_aitems = stream
         self._inferwatch_tracker = tracker
         tracker.owned = True
         self._inferwatch_clock = ItemClock(tracker.start, tracker.plan.bounds)
@@ -227,10 +232,17 @@ class StreamProxy(_Proxy):
     __slots__ = ()
 
     def __iter__(self) -> StreamProxy:
+        # The stream's own __iter__ may do work (open a connection, rewind a cursor) or hand
+        # out an iterator object of its own: the items are what that yields, recorded here.
+        try:
+            self._inferwatch_items = iter(self._inferwatch_stream)
+        except BaseException as exc:  # the stream failed to open: its error, not a cancel
+            self._inferwatch_tracker.fail(exc)
+            raise
         return self
 
     def __next__(self) -> Any:
-        return self._step(next, self._inferwatch_stream)
+        return self._step(next, self._inferwatch_items)
 
     def _step(self, advance: Callable[..., Any], *args: Any) -> Any:
         """One item from `advance` (next, send or throw), recorded; the stream's
@@ -271,10 +283,12 @@ class AsyncStreamProxy(_Proxy):
     __slots__ = ()
 
     def __aiter__(self) -> AsyncStreamProxy:
+        # As StreamProxy.__iter__: the stream's own __aiter__ runs, and its result is read.
+        self._inferwatch_aitems = _aiter_of(self._inferwatch_stream)
         return self
 
     def __anext__(self) -> Any:
-        return self._step(self._inferwatch_stream.__anext__)
+        return self._step(self._inferwatch_aitems.__anext__)
 
     async def _step(self, advance: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -306,6 +320,15 @@ class AsyncStreamProxy(_Proxy):
                     "asend": _Proxy._stepping, "athrow": _Proxy._throwing}
 
 
+def _aiter_of(stream: Any) -> Any:
+    """What ``async for`` would read of `stream`: its own ``__aiter__``'s result."""
+    items = type(stream).__aiter__(stream)
+    if not hasattr(type(items), "__anext__"):  # as aiter() refuses it, named
+        raise TypeError(f"{type(stream).__name__}.__aiter__ returned a non-async-iterator "
+                        f"of type {type(items).__name__!r}")
+    return items
+
+
 class _Sized:
     """len() of a stream that has one (a data loader's batches)."""
 
@@ -322,10 +345,11 @@ class _AsyncIterating:
     __slots__ = ()
 
     def __aiter__(self: Any) -> Any:
+        self._inferwatch_aitems = _aiter_of(self._inferwatch_stream)
         return self
 
     def __anext__(self: Any) -> Any:
-        return AsyncStreamProxy._step(self, self._inferwatch_stream.__anext__)
+        return AsyncStreamProxy._step(self, self._inferwatch_aitems.__anext__)
 
     # Its asend() and athrow() advance it as __anext__ does: their items are the stream's
     # too, recorded as the async proxy records them (a sync _step would record the awaitable).
