@@ -470,7 +470,7 @@ class ModelState:
         """
         gauges = data.get("gauges")
         if gauges:
-            self._merge_gauges(_series_in(gauges, float))
+            self._merge_gauges(_series_in(gauges, float, _gauge_combined))
 
     def _merge_identity(self, info: dict[str, str], loaded_at: float, trained_at: float,
                         validation: dict[str, float], objectives: dict[str, float]) -> None:
@@ -529,11 +529,13 @@ class ModelState:
             **_identity_in(data),
             summary_settings=settings,
             counters=_part("counters", lambda: _series_in(data.get("counters", {}), float)),
-            histograms=_part("histograms", lambda: _series_in(data.get("histograms", {}),
-                                                              HistogramState.from_dict)),
+            histograms=_part("histograms", lambda: _series_in(
+                data.get("histograms", {}), HistogramState.from_dict, _merged_into)),
             summaries=_part("summaries", lambda: _series_in(
-                data.get("summaries", {}), lambda d: SummaryState.from_dict(d, settings))),
-            gauges=_part("gauges", lambda: _series_in(data.get("gauges", {}), float)),
+                data.get("summaries", {}), lambda d: SummaryState.from_dict(d, settings),
+                _merged_into)),
+            gauges=_part("gauges", lambda: _series_in(data.get("gauges", {}), float,
+                                                      _gauge_combined)),
             extras=_part("extras", lambda: decode_extras(data.get("extras", {}))),
         )
 
@@ -648,15 +650,44 @@ def _series_out(series_by_metric: dict, convert) -> dict:
     }
 
 
-def _series_in(data: dict, convert) -> dict:
+def _series_in(data: dict, convert, combine: Callable[[str, Any, Any], Any] | None = None
+               ) -> dict:
+    """Series by metric from :func:`_series_out` rows, label values as text.
+
+    Rows whose labels are equal only as text (``[1]`` and ``["1"]``, a state whose label
+    values were not all strings) are one series in the exposition: they are combined with
+    `combine(metric, first, second)` (counters add), where the later one silently replaced
+    the first and its counts were lost.
+    """
     if not isinstance(data, dict):
         raise ValueError(f"expected an object of series by metric, got {type(data).__name__}")
     series: dict = {}
     for metric, rows in data.items():
-        mine = series[str(metric)] = {}
+        name = str(metric)
+        mine = series.setdefault(name, {})
         for labels, value in rows:
             # A string's letters were taken as label values one by one.
             if not isinstance(labels, (list, tuple)):
                 raise ValueError(f"{metric}: labels must be a list, got {labels!r}")
-            mine[tuple(str(v) for v in labels)] = convert(value)
+            key = tuple(str(v) for v in labels)
+            converted = convert(value)
+            if key in mine:
+                converted = (combine or _added)(name, mine[key], converted)
+            mine[key] = converted
     return series
+
+
+def _added(metric: str, first: float, second: float) -> float:
+    return first + second
+
+
+def _gauge_combined(metric: str, first: float, second: float) -> float:
+    """Two values of one gauge series, by the gauge's rule (:data:`GAUGE_MERGE`)."""
+    return first + second if GAUGE_MERGE.get(metric, "max") == "sum" else max(first, second)
+
+
+def _merged_into(metric: str, first: Any, second: Any) -> Any:
+    """Two histograms or summaries of one series merged (a ValueError when their buckets
+    or windows differ, as :meth:`ModelState.merge` refuses them)."""
+    first.merge(second)
+    return first

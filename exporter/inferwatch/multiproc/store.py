@@ -98,6 +98,11 @@ RECENT_WRITE_SECONDS = 60.0
 LOCKED_READ_TIMEOUT_SECONDS = 2.0
 # A fold takes milliseconds; one stuck longer must not stop a server from starting.
 CLEAR_LOCK_TIMEOUT_SECONDS = 5.0
+# How far ahead of the reader's (or folder's) clock a snapshot's stamp is still believed: a
+# wall clock stepped back leaves live workers' windows ahead by the step (see _view_time),
+# but a stamp further ahead is a wrong clock or a damaged file, and taken as it was it
+# moved every merged window (and, through the archive, every later fold) past all the data.
+MAX_CLOCK_LEAD_SECONDS = 86400.0
 # Errors that pass (descriptors or memory short, a disk hiccup): the file is as good as it was.
 PASSING_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS,
                             errno.EIO, errno.EAGAIN, errno.EINTR})
@@ -616,7 +621,8 @@ class SnapshotDirectory:
         # The time the folded windows are merged at: never earlier than the archive's or a
         # folded snapshot's own. A wall clock stepped back would otherwise expire their
         # buckets as "from the future", and stamp the archive behind what it holds.
-        now = max(now, archive.written_at)
+        clock = now
+        now = max(now, _trusted(archive.written_at, clock, "multiproc_fold"))
         for name in dead:
             if name in already:
                 continue  # folded by a fold that died before deleting it
@@ -655,7 +661,7 @@ class SnapshotDirectory:
                     states[state.key] = target
             for field in PROCESS_COUNTERS:
                 _add(getattr(archive, field), raw.header.get(field))
-            now = max(now, _written_at(raw))
+            now = max(now, _trusted(_written_at(raw), clock, "multiproc_fold"))
         for state in states.values():
             for series in state.summaries.values():
                 for summary in series.values():
@@ -767,8 +773,18 @@ def _view_time(now: float, raws: Iterable[RawSnapshot], dead: set[int]) -> float
     for raw in raws:
         if id(raw) in dead:
             continue  # an exited writer's time stopped; it says nothing of the others'
-        at = max(at, _written_at(raw))
+        at = max(at, _trusted(_written_at(raw), now, "multiproc_read"))
     return at
+
+
+def _trusted(written: float, now: float, component: str) -> float:
+    """`written` (a snapshot's stamp), or `now` + MAX_CLOCK_LEAD_SECONDS when it lies
+    further ahead than that (counted as a fault of `component`)."""
+    bound = now + MAX_CLOCK_LEAD_SECONDS
+    if written > bound:
+        faults.record(component)
+        return bound
+    return written
 
 
 def _written_at(raw: RawSnapshot) -> float:

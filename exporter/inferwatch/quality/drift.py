@@ -565,9 +565,16 @@ class DriftWindow:
             buckets = [{"id": int(self._ids[s]), "rows": int(self._rows[s]),
                         "counts": self._counts[s].tolist()}
                        for s in order.tolist() if self._ids[s] >= 0]
-        return {"format": WINDOW_FORMAT, "version": WINDOW_VERSION,
+            newest_added = self._newest_added
+        data = {"format": WINDOW_FORMAT, "version": WINDOW_VERSION,
                 "bins": self.layout.sizes.tolist(), "max_age_seconds": self.max_age_seconds,
                 "age_buckets": self.age_buckets, "buckets": buckets}
+        if newest_added >= 0:
+            # Without it a copy took buckets it filled itself for a clock running ahead:
+            # after a step back of a whole window, a late add replaced rows the original
+            # keeps (and refuses the add for).
+            data["newest_added"] = newest_added
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> DriftWindow:
@@ -612,6 +619,12 @@ class DriftWindow:
             window._ids[slot] = bucket_id
             window._counts[slot] = array
             window._rows[slot] = rows
+        # Absent in snapshots of earlier releases: the window then knows no clock of its own.
+        newest_added = data.get("newest_added", -1)
+        if not _is_int(newest_added) or not -1 <= newest_added <= _INT64_MAX:
+            raise ValueError(f"drift window: key 'newest_added' must be an integer from -1"
+                             f" to {_INT64_MAX}")
+        window._newest_added = newest_added
         return window
 
 
