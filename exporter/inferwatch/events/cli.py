@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from inferwatch.events.sinks import ReadStats
@@ -95,13 +95,25 @@ class _TimeValues(argparse.ArgumentParser):
     :func:`parse_time` with its own clear error (``--until -2h``: not a time).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Every flag this parser takes, recorded as added (the help flag included): what
+        # argparse keeps of them is not public.
+        self.known_flags: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.known_flags.update(action.option_strings)
+        return action
+
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         if args is None:
             args = sys.argv[1:]
-        return super().parse_known_args(_join_time_values(list(args), self), namespace)
+        return super().parse_known_args(_join_time_values(list(args), self.known_flags),
+                                        namespace)
 
 
-def _join_time_values(args: list[str], parser: argparse.ArgumentParser) -> list[str]:
+def _join_time_values(args: list[str], flags: set[str]) -> list[str]:
     joined: list[str] = []
     index = 0
     while index < len(args):
@@ -110,8 +122,7 @@ def _join_time_values(args: list[str], parser: argparse.ArgumentParser) -> list[
             return joined + args[index:]
         following = args[index + 1] if index + 1 < len(args) else None
         if (word in _TIME_FLAGS and following is not None and following.startswith("-")
-                and following != "--" and following.split("=", 1)[0] not in
-                parser._option_string_actions):
+                and following != "--" and following.split("=", 1)[0] not in flags):
             joined.append(f"{word}={following}")
             index += 2
             continue

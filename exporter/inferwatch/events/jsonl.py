@@ -473,11 +473,13 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
     # meanwhile loses none of them.
     found: list[tuple[float, int, int, int]] = []
     handles: list[BinaryIO | None] = []
+    names: list[Path] = []
     # A file past the bound is closed and opened again to print: a log of thousands of
     # files (small rotate_bytes, many restarts) would otherwise fail with "Too many open
     # files". Its identity tells the same file from a new one under its name.
     reopen: dict[int, tuple[Path, tuple[int, int]]] = {}
     opened: dict[int, BinaryIO | None] = {}  # files opened again, the latest few
+    lost: dict[int, int] = {}  # matches that could not be read again, by file number
     held, bound = 0, _open_files_bound()
     try:
         for file in event_files(path):
@@ -486,6 +488,7 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
                 continue
             number, before = len(handles), len(found)
             handles.append(f)
+            names.append(file)
             try:
                 for offset, line in _scan(f, stats):
                     if any(needle not in line for needle in needles):
@@ -517,10 +520,18 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
                     opened[number] = _reopen(*reopen[number])
                 handle = opened[number]
                 if handle is None:  # deleted by retention, or replaced, since it was read
+                    lost[number] = lost.get(number, 0) + 1
                     continue
             line = os.pread(handle.fileno(), length, offset)
             if len(line) == length:  # else cut short under us (copytruncate): gone
                 yield line
+            else:
+                lost[number] = lost.get(number, 0) + 1
+        # Matches found and not printed are told, naming the file, never dropped unsaid.
+        for number, count in lost.items():
+            stats.skip_file(names[number], OSError(
+                f"removed, replaced or cut short while the query ran: {count} matching "
+                "events not printed"))
     finally:
         for handle in [*handles, *opened.values()]:
             if handle is not None:

@@ -321,12 +321,53 @@ def _text(raw: bytes) -> str | _Undecodable:
 
 
 def _reader(path: Path) -> sqlite3.Connection:
+    """A connection that never writes to the database at `path`.
+
+    Read-only (``mode=ro``): a read-write connection that is the last to close checkpoints
+    the write-ahead log into the database, so a reader would change a copy kept as
+    evidence, and fail on one it may not write. SQLite still needs the ``-shm`` index
+    beside a WAL database; where it cannot be made (a read-only directory) a database
+    without a write-ahead log is read as immutable, one with a log cannot be read whole
+    and the error says so.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"no event database at {path}")
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    conn.text_factory = _text
-    conn.execute("PRAGMA query_only = ON")
+    uri = path.absolute().as_uri()
+    try:
+        return _open_reader(f"{uri}?mode=ro")
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc):
+            raise
+        if _pending_wal(path):
+            raise sqlite3.OperationalError(
+                f"its write-ahead log {path.name}-wal cannot be read without "
+                f"{path.name}-shm, which cannot be created beside it (a read-only "
+                f"directory?): copy {path.name} and {path.name}-wal to a writable "
+                "directory and read the copy") from exc
+        # No write-ahead log, and none can be started where no -shm can be made either:
+        # the file holds every event and nothing will change it under the reader.
+        return _open_reader(f"{uri}?mode=ro&immutable=1")
+
+
+def _open_reader(uri: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                           isolation_level=None)
+    try:
+        conn.text_factory = _text
+        conn.execute("PRAGMA query_only = ON")
+        # The files are opened lazily: an unreadable one fails here, not mid-query.
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _pending_wal(path: Path) -> bool:
+    try:
+        return os.stat(f"{path}-wal").st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _uninitialised(conn: sqlite3.Connection) -> bool:
@@ -453,12 +494,21 @@ def tail_and_last_id(path: Path, count: int,
         conn.execute("BEGIN")
         if _uninitialised(conn):
             return [], Cursor(0)
-        rows = conn.execute("SELECT body FROM events ORDER BY ts DESC, id DESC LIMIT ?",
-                            (min(count, _MAX_SQL_INT),)).fetchall()
+        # Read newest first until `count` rows could be decoded: a damaged row is skipped
+        # and counted, and must not take the place of a readable one (`-n 10` prints ten
+        # while ten readable events exist).
+        found = conn.execute("SELECT body FROM events ORDER BY ts DESC, id DESC")
+        lines: list[bytes] = []
+        while len(lines) < count:
+            page = found.fetchmany(min(QUERY_PAGE_ROWS, count - len(lines)))
+            lines.extend(_bodies(page, stats))
+            if not page:
+                break
+        found.close()
         top = conn.execute("SELECT id, ts, body FROM events ORDER BY id DESC LIMIT 1").fetchone()
     finally:
         conn.close()
-    return _bodies(list(reversed(rows)), stats), Cursor(*top) if top else Cursor(0)
+    return list(reversed(lines)), Cursor(*top) if top else Cursor(0)
 
 
 def last_id(path: Path) -> int:
