@@ -7,7 +7,7 @@ state now and the ring's sample from the start of the window; before the ring re
 that far, since the process started. Quantiles of a histogram are Prometheus'
 ``histogram_quantile``: linear within the bucket, the last finite bound for +Inf.
 
->>> from inferwatch.core.state import ModelState
+>>> from inferwatch.core.state import HistogramState, ModelState
 >>> state = ModelState("fraud", "1", loaded_at=0.0)
 >>> state.inc("inferwatch_requests_total", ("ok",), 90)
 >>> state.inc("inferwatch_requests_total", ("error",), 10)
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch.core.history import History, Sample, feature_counts_of, totals_of
-from inferwatch.core.state import ModelState
+from inferwatch.core.state import HistogramState, ModelState
 from inferwatch.quality.drift import DriftScorer
 from inferwatch.quality.reference import Reference
 from inferwatch.report.flags import Thresholds, evaluate
@@ -66,13 +66,16 @@ def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float
 
 def from_state(state: ModelState, history: History | None, now: float, *,
                thresholds: Thresholds | None = None, window_seconds: float | None = None,
-               summary: bool = False, drift: DriftCounts | None = None) -> ModelReport:
+               summary: bool = False, drift: DriftCounts | None = None,
+               scores: SummaryScores | None = None) -> ModelReport:
     """The page of one model version; `state` must not change meanwhile (a copy). The
     window is the config's ``windows.rate`` unless given, as the recording rules read it.
 
     ``summary=True`` computes only what the index shows (calls per second, error ratio,
     the alert conditions): no distributions' bins, quantiles, sparklines or quality table.
-    `drift` (from :func:`summary_state`) stands for the state's drift window."""
+    `drift` (from :func:`summary_state`) stands for the state's drift window; `scores`
+    keeps a summary's drift scores from one index to the next while the window's counts
+    stay the same."""
     key = state.key
     thresholds = thresholds or Thresholds.for_model(state.model)
     if window_seconds is None:
@@ -128,10 +131,14 @@ def from_state(state: ModelState, history: History | None, now: float, *,
             # and shares, and the other scores, are most of a page's cost, times every
             # version on the index.
             method = thresholds.drift_method
-            features = _scored(drift.reference.features,
-                               _scorer(drift.reference, "features", method), drift.features)
-            outputs = _scored(drift.reference.outputs,
-                              _scorer(drift.reference, "outputs", method), drift.outputs)
+            if drift.rows < thresholds.drift_min_observations:
+                # Too few rows for the condition to hold, whatever the scores: "no data".
+                features = _unscored(drift.reference, "features", method)
+                outputs = _unscored(drift.reference, "outputs", method)
+            elif scores is not None:
+                features, outputs = scores.scored(key, drift, method)
+            else:
+                features, outputs = _summary_scores(drift, method)
         else:
             reference = drift.reference
             features = distributions(reference.features,
@@ -180,15 +187,83 @@ class DriftCounts:
                    drift.outputs.layout)
 
 
-def summary_state(state: ModelState, now: float) -> tuple[dict, DriftCounts | None]:
-    """What an index row reads of `state`, taken under its monitor's lock: the state less
-    its quantile sketches and drift window (as :meth:`ModelState.to_dict` writes it), and
-    that window's counts at `now`. A whole copy encodes and decodes the reference profile
-    and every sketch, for numbers the index does not show."""
+def summary_state(state: ModelState, now: float) -> tuple[ModelState, DriftCounts | None]:
+    """What an index row reads of `state`, taken under its monitor's lock: a copy of its
+    counters, histograms and identity (no quantile sketch, no extra), and its drift
+    window's counts at `now`. A whole copy encodes and decodes the reference profile and
+    every sketch, for numbers the index does not show; even the light part, encoded as
+    :meth:`ModelState.to_dict` writes it and decoded again, was half an index's time."""
     drift = state.extras.get("drift")
-    light = dataclasses.replace(
-        state, summaries={}, extras={k: v for k, v in state.extras.items() if k != "drift"})
-    return light.to_dict(), (DriftCounts.of(drift, now) if drift is not None else None)
+    light = ModelState(
+        state.model, state.version, info=dict(state.info), loaded_at=state.loaded_at,
+        trained_at=state.trained_at, validation=dict(state.validation),
+        objectives=dict(state.objectives), summary_settings=state.summary_settings,
+        counters={metric: dict(series) for metric, series in state.counters.items()},
+        histograms={metric: {labels: _histogram_copy(h) for labels, h in series.items()}
+                    for metric, series in state.histograms.items()},
+        gauges={metric: dict(series) for metric, series in state.gauges.items()})
+    return light, (DriftCounts.of(drift, now) if drift is not None else None)
+
+
+def _histogram_copy(histogram: HistogramState) -> HistogramState:
+    # The counts go on changing in place once the lock is released; the bounds never do.
+    copy = HistogramState(histogram.bounds)
+    copy.counts = histogram.counts.copy()
+    copy.sum = histogram.sum
+    return copy
+
+
+def _summary_scores(drift: DriftCounts, method: str
+                    ) -> tuple[list[Distribution], list[Distribution]]:
+    reference = drift.reference
+    return (_scored(reference.features, _scorer(reference, "features", method), drift.features),
+            _scored(reference.outputs, _scorer(reference, "outputs", method), drift.outputs))
+
+
+class SummaryScores:
+    """The index's drift scores of each model version, kept while its window's counts are
+    the same: most versions of a long index get no row between two loads of it, and
+    scoring every one of them again was a third of the index's time.
+
+    Only the versions of the last index are kept (:meth:`keep`), so the memory follows what
+    the index shows. Safe to share between threads rendering at once: a lost entry is only
+    scored again.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple, tuple[Any, bytes, bytes, tuple]] = {}
+
+    def scored(self, key: tuple[str, str], drift: DriftCounts, method: str
+               ) -> tuple[list[Distribution], list[Distribution]]:
+        """The summary scores of `drift` (by `method`) of model version `key`."""
+        features, outputs = drift.features.tobytes(), drift.outputs.tobytes()
+        found = self._kept.get((key, method))
+        # Compared by content, not by a change count: in multi-worker mode each merged
+        # view is a new object whatever changed.
+        if found is not None and found[0] is drift.reference and found[1] == features \
+                and found[2] == outputs:
+            return list(found[3][0]), list(found[3][1])
+        result = _summary_scores(drift, method)
+        self._kept[(key, method)] = (drift.reference, features, outputs, result)
+        return list(result[0]), list(result[1])
+
+    def keep(self, keys: set[tuple[str, str]]) -> None:
+        """Forget the versions not in `keys` (gone, or past the caps)."""
+        # A copy first: another render may be adding to it meanwhile.
+        self._kept = {k: v for k, v in self._kept.copy().items() if k[0] in keys}
+
+
+def _unscored(reference: Reference, part: str, method: str) -> list[Distribution]:
+    # The same rows for every version of one reference (Distributions are frozen).
+    key = (id(reference), part, method)
+    found = _blank.get(key)
+    if found is None or found[0] is not reference:
+        found = (reference, [Distribution(name, profile.kind, (), (), (), {method: math.nan})
+                             for name, profile in getattr(reference, part).items()])
+        if len(_blank) >= MAX_COMPILED:
+            _blank.clear()
+        _blank[key] = found
+    return list(found[1])
 
 
 def _scored(profiles: dict, scorer: DriftScorer, counts: np.ndarray) -> list[Distribution]:
@@ -201,6 +276,7 @@ def _scored(profiles: dict, scorer: DriftScorer, counts: np.ndarray) -> list[Dis
 # reference once. Holding the reference keeps its id from being reused.
 _compiled: dict[tuple[int, str, str], tuple[Reference, DriftScorer]] = {}
 MAX_COMPILED = 128
+_blank: dict[tuple[int, str, str], tuple[Reference, list[Distribution]]] = {}
 
 
 def _scorer(reference: Reference, part: str, method: str) -> DriftScorer:

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, quote
 from inferwatch import faults
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.report.flags import Thresholds
-from inferwatch.report.live import DriftCounts, from_state, summary_state
+from inferwatch.report.live import DriftCounts, SummaryScores, from_state, summary_state
 from inferwatch.report.page import CSP_HEADER, index_page, model_link, report_page
 
 HTML = "text/html; charset=utf-8"
@@ -81,6 +81,7 @@ class StatusPages:
                                   "for the defaults")
             config = load(config)  # fails at start-up, naming the bad key, not per page
         self._config = config
+        self._scores = SummaryScores()
 
     def respond(self, query: str) -> tuple[int, bytes, dict[str, str]]:
         """Status, body and headers for one request with query string `query`; a fault
@@ -94,6 +95,12 @@ class StatusPages:
 
     def _respond(self, query: str) -> tuple[int, bytes, dict[str, str]]:
         params = parse_qs(query)
+        for name in ("model", "version"):
+            # `model=a&model=b` showed a's page, silently: which one the link meant is not
+            # for the page to guess.
+            if len(set(params.get(name, []))) > 1:
+                return _bad_query(f"{name}= is given {len(params[name])} times; give one "
+                                  f"{name}")
         model = params.get("model", [None])[0]
         version = params.get("version", [None])[0]
         # `?format=JSON` (or a link that repeats it) served the HTML page with status 200,
@@ -109,6 +116,9 @@ class StatusPages:
             # back, the page would read empty quantiles and drift, and history samples from
             # its future.
             states, now = self.registry.states_at(model=model, version=version)
+            if model is None and version is not None \
+                    and len({state.model for state in states}) > 1:
+                return _ambiguous(version, states)
             if not states and (model is not None or version is not None):
                 # As the page answers: a 200 with no states drew `inferwatch report` an
                 # empty report of a model name with a typo in it.
@@ -118,12 +128,27 @@ class StatusPages:
             return 200, snapshot_json(states, model, version, generated_at=now), {
                 "Content-Type": "application/json", "Cache-Control": "no-store",
                 "X-Content-Type-Options": "nosniff"}
+        if model is None and version is not None:
+            # `?version=V` alone showed the index, as if no version were asked for. A
+            # version of exactly one model names that model version (so `?version=` of a
+            # link pasted without its model still finds it, as the snapshot always did);
+            # of several, the page says which model= to add; of none, a 404 as for a model.
+            states, now = self.registry.states_at(version=version)
+            if len({state.model for state in states}) > 1:
+                return _ambiguous(version, states)
+            if states:
+                page = report_page(self._report(states[-1], now), index_link="?")
+                return 200, _encode(page), page_headers()
+            return 404, b"no such model version\n", _TEXT_HEADERS.copy()
         if model is None:
             # The index shows calls per second, error ratio and the conditions holding:
             # read for those only, not a whole page's copy of every version.
             rows, now = self.registry.states_at(read=summary_state)
-            reports = [self._summary(data, drift, now) for data, drift in
-                       sorted(rows, key=lambda row: (row[0]["model"], row[0]["version"]))]
+            # One model's thresholds once, not once per version of it.
+            thresholds: dict[str, Thresholds] = {}
+            reports = [self._summary(state, drift, now, thresholds) for state, drift in
+                       sorted(rows, key=lambda row: row[0].key)]
+            self._scores.keep({(r.model, r.version) for r in reports})
             body = index_page(reports, lambda r: model_link(r.model, r.version),
                               metrics_link=self.metrics_link)
             return 200, _encode(body), page_headers()
@@ -139,18 +164,33 @@ class StatusPages:
             # created of those merged.
             page = report_page(self._report(states[-1], now), index_link="?")
             return 200, _encode(page), page_headers()
-        return 404, b"no such model version\n", {"Content-Type": "text/plain; charset=utf-8"}
+        return 404, b"no such model version\n", _TEXT_HEADERS.copy()
 
     def _report(self, state, now: float):
         return from_state(state, self.history, now,
                           thresholds=Thresholds.for_model(state.model, self._config))
 
-    def _summary(self, data: dict, drift: DriftCounts | None, now: float):
-        from inferwatch.core.state import ModelState
+    def _summary(self, state, drift: DriftCounts | None, now: float,
+                 thresholds: dict[str, Thresholds]):
+        found = thresholds.get(state.model)
+        if found is None:
+            found = thresholds[state.model] = Thresholds.for_model(state.model, self._config)
+        return from_state(state, self.history, now, summary=True, drift=drift,
+                          scores=self._scores, thresholds=found)
 
-        return from_state(ModelState.from_dict(data), self.history, now, summary=True,
-                          drift=drift,
-                          thresholds=Thresholds.for_model(data["model"], self._config))
+
+_TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
+
+
+def _bad_query(problem: str) -> tuple[int, bytes, dict[str, str]]:
+    return 400, f"{problem}\n".encode("utf-8", "replace"), _TEXT_HEADERS.copy()
+
+
+def _ambiguous(version: str | None, states: list) -> tuple[int, bytes, dict[str, str]]:
+    models = sorted({state.model for state in states})
+    shown = ", ".join(repr(m) for m in models[:10]) + (", ..." if len(models) > 10 else "")
+    return _bad_query(f"version {version!r} is a version of {len(models)} models ({shown}); "
+                      "give model= as well")
 
 
 def snapshot_json(states: list, model: str | None = None, version: str | None = None, *,

@@ -66,6 +66,22 @@ def _capped(pages: Any, slots: threading.BoundedSemaphore
     return respond
 
 
+def _query_text(query: str | bytes) -> str:
+    r"""The query string as text. Its bytes are UTF-8 (RFC 3986, and what a client sends a
+    name like ``café`` in unescaped), but arrive as bytes (ASGI) or as latin-1 text (WSGI,
+    PEP 3333): read as latin-1, ``?model=café`` asked for the model "cafÃ©", a 404.
+
+    >>> _query_text(b"model=caf\xc3\xa9"), _query_text("model=caf\xc3\xa9")
+    ('model=café', 'model=café')
+    """
+    if isinstance(query, str):
+        try:
+            query = query.encode("latin-1")
+        except UnicodeEncodeError:
+            return query  # a server that decoded it already
+    return query.decode("utf-8", "replace")
+
+
 def make_status_wsgi_app(registry: Any = None, *, config: Any = None,
                          max_concurrency: int = 2) -> WsgiApp:
     """A WSGI app answering the status pages of `registry` (inferwatch's default when None);
@@ -77,7 +93,7 @@ def make_status_wsgi_app(registry: Any = None, *, config: Any = None,
         if method not in ("GET", "HEAD"):
             status, body, headers = _method_not_allowed(method)
         else:
-            status, body, headers = respond(environ.get("QUERY_STRING", ""))
+            status, body, headers = respond(_query_text(environ.get("QUERY_STRING", "")))
         headers["Content-Length"] = str(len(body))
         start_response(_status_line(status), list(headers.items()))
         return [] if method == "HEAD" else [body]
@@ -102,7 +118,7 @@ def make_status_asgi_app(registry: Any = None, *, config: Any = None,
         if method not in ("GET", "HEAD"):
             status, body, headers = _method_not_allowed(method)
         else:
-            query = scope.get("query_string", b"").decode("latin-1")
+            query = _query_text(scope.get("query_string", b""))
             loop = asyncio.get_running_loop()
             status, body, headers = await loop.run_in_executor(None, respond, query)
         headers["Content-Length"] = str(len(body))
