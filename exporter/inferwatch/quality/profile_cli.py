@@ -211,15 +211,20 @@ def _refuse_nested(path: str, name: str, column: Any) -> None:
     """
     if getattr(column, "dtype", None) is None or column.dtype.kind != "O":
         return
-    for value in column:
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple, dict)) or getattr(value, "ndim", 0) > 0:
-            kind = "structs" if isinstance(value, dict) else "lists"
-            raise ProfileError(
-                f"{path}: column {name!r} holds {kind}, not one value a row; flatten it into"
-                f" one column a field (a feature each), or leave it out (--ignore {name})")
+    from inferwatch.quality.reference import first_nested, is_missing
+
+    # Every row: a column whose first values are text or numbers may hold lists later on.
+    row = first_nested(column)
+    if row is None:
         return
+    value = column[row]
+    kind = "structs" if isinstance(value, dict) else "lists"
+    first_present = next(i for i, v in enumerate(column) if not is_missing(v))
+    # A column nested from its first value is one of lists; a later one needs finding.
+    where = "" if row == first_present else f" (data row {row + 1} holds one)"
+    raise ProfileError(
+        f"{path}: column {name!r} holds {kind}, not one value a row{where}; flatten it into"
+        f" one column a field (a feature each), or leave it out (--ignore {name})")
 
 
 # Distinct values looked at to tell a column of dates: enough to be sure, bounded for ids.

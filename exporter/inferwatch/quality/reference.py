@@ -29,6 +29,7 @@ import math
 import numbers
 import os
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -180,12 +181,8 @@ class Reference:
         >>> ref.features["c"].fractions
         (0.6666666666666666, 0.3333333333333333, 0.0)
         """
-        if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
-            raise ReferenceError(f"bins must be a positive integer, got {bins!r}")
-        if not isinstance(max_categories, int) or isinstance(max_categories, bool) \
-                or max_categories < 1:
-            raise ReferenceError("max_categories must be a positive integer,"
-                                 f" got {max_categories!r}")
+        bins = _positive_int(bins, "bins")
+        max_categories = _positive_int(max_categories, "max_categories")
         feature_names, prediction_names, categorical = (
             _name_list(v) for v in (feature_names, prediction_names, categorical))
         columns = _columns(X, feature_names, default_prefix="x", what="X")
@@ -211,7 +208,13 @@ class Reference:
                                   categorical=name in forced)
              for name, col in group.items()}
             for group in (columns, out_cols))
-        rows = len(next(iter(columns.values()))) if columns else 0
+        # The predictions' rows, when the reference profiles only the outputs.
+        rows = lengths.pop() if lengths else 0
+        if rows == 0 and (columns or out_cols):
+            # An empty frame (a filter that kept nothing): every profile would be empty,
+            # and the reference would check nothing while the model looked monitored.
+            raise ReferenceError("X has no rows: nothing to profile (an empty frame, or a"
+                                 " filter that kept no row?)")
         validation = None
         if y_true is not None:
             if not out_cols:
@@ -317,8 +320,11 @@ class Reference:
         True
         """
         text = self.to_json()
-        tmp = f"{os.fspath(path)}.tmp"
-        f = open(tmp, "w", encoding="utf-8")  # noqa: SIM115  (closed before the replace)
+        # A name of this call's own, created afresh ("x"): two saves of one path at once
+        # (parallel training jobs) would otherwise write one temporary file, and the second
+        # replace find it gone; nor is a file of the user's named "<path>.tmp" overwritten.
+        tmp = f"{os.fspath(path)}.{secrets.token_hex(6)}.tmp"
+        f = open(tmp, "x", encoding="utf-8")  # noqa: SIM115  (closed before the replace)
         try:
             with f:
                 f.write(text)
@@ -446,22 +452,42 @@ def refuse_nested(name: str, col: np.ndarray, what: str) -> None:
     ...     "leave it out" in str(exc)
     True
     """
+    where = ""
     if col.ndim != 1:
         kind = "structs or arrays"
     elif col.dtype.kind == "O":
-        cell = next((v for v in col if _is_nested(v)), None)
-        if cell is None:
+        row = first_nested(col)
+        if row is None:
             return
-        kind = "structs" if isinstance(cell, Mapping) else "lists"
+        kind = "structs" if isinstance(col[row], Mapping) else "lists"
+        where = f" (row {row} is {type(col[row]).__name__})"
     else:
         return
-    raise ReferenceError(f"{what}: column {name!r} holds {kind}, not one value a row;"
+    raise ReferenceError(f"{what}: column {name!r} holds {kind}, not one value a row{where};"
                          " flatten it into one column a field (a feature each), or leave"
                          " it out")
 
 
+def first_nested(col: np.ndarray) -> int | None:
+    """The index of the first list, tuple, mapping or array in an object column, else None.
+
+    Every value is looked at, not the first present one: a column of text or numbers whose
+    later rows hold lists is no more one value a row.
+
+    >>> first_nested(np.array(["a", None, ["b"]], dtype=object))
+    2
+    """
+    if len(col) == 0:
+        return None
+    nested = np.flatnonzero(_NESTED(col).astype(bool))
+    return int(nested[0]) if len(nested) else None
+
+
 def _is_nested(value: Any) -> bool:
     return isinstance(value, (list, tuple, Mapping)) or getattr(value, "ndim", 0) > 0
+
+
+_NESTED = np.frompyfunc(_is_nested, 1, 1)
 
 
 # Dates and times make no profile worth checking against: every live timestamp is later than
@@ -894,6 +920,15 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         raise ReferenceError(f"{what}: duplicate names in {names}")
     _refuse_unnamed(names, what)
     return {name: arr[:, i] for i, name in enumerate(names)}
+
+
+def _positive_int(value: Any, what: str) -> int:
+    """`value` as an int when it is a whole number of 1 or more: a numpy integer
+    (``np.int64(20)``, what arithmetic on array sizes gives) is one, a bool or 2.5 is not."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) \
+            or value < 1:
+        raise ReferenceError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _as_array(values: Any) -> np.ndarray:

@@ -32,6 +32,7 @@ import http.client
 import inspect
 import logging
 import re
+import signal
 import time
 import urllib.error
 from collections.abc import Callable, Iterator, Mapping
@@ -281,10 +282,15 @@ class JobPush:
         out of an instrumented model call (which counted it already), each model in the
         registry counts one error of that exception's class, with zero latency, so the
         failure shows in the pushed ``inferwatch_errors_total`` and the error alerts.
+
+        A job stopped by its operator (Ctrl-C, a cancelled task, a SIGTERM handler exiting
+        with status 143) is pushed once, with a timeout of at most 2 s and no retries: the
+        operator asked it to stop, and a gateway that is down must not hold the stop for
+        the whole retry budget.
         """
         if exc is not None and _job_failed(exc):
             self._record_failure(exc)
-        self.push_quietly()
+        self.push_quietly(interrupted=exc is not None and _interrupted(exc))
         return False
 
     async def __aenter__(self) -> JobPush:
@@ -294,7 +300,9 @@ class JobPush:
                         tb: TracebackType | None) -> bool:
         if exc is not None and _job_failed(exc):
             self._record_failure(exc)
-        await asyncio.to_thread(self.push_quietly)  # the push blocks; the loop must not
+        # The push blocks; the loop must not.
+        await asyncio.to_thread(self.push_quietly,
+                                interrupted=exc is not None and _interrupted(exc))
         return False
 
     def __call__(self, fn: F) -> F:
@@ -344,13 +352,24 @@ class JobPush:
         async with self:
             return await job
 
-    def push_quietly(self) -> bool:
-        """Push now; a failure is logged, never raised. True when every group was pushed."""
+    def push_quietly(self, *, interrupted: bool = False) -> bool:
+        """Push now; a failure is logged, never raised. True when every group was pushed.
+
+        `interrupted`: the job was stopped by its operator, so one attempt, with a timeout
+        of at most :data:`INTERRUPTED_TIMEOUT` seconds, and no retries.
+        """
+        options = dict(self._options)
+        if interrupted:
+            timeout = options["timeout"]
+            options["retries"] = 0
+            options["timeout"] = INTERRUPTED_TIMEOUT if timeout is None else min(
+                timeout, INTERRUPTED_TIMEOUT)
         try:
-            push(self.gateway, self.job, **self._options)
+            push(self.gateway, self.job, **options)
             return True
         except PushError as exc:
-            log.warning("%s (the job's own result is unaffected)", exc)
+            log.warning("%s (the job's own result is unaffected%s)", exc,
+                        "; tried once, as the job was stopped" if interrupted else "")
         except Exception as exc:
             faults.record("pushgateway", exc)
         return False
@@ -536,6 +555,19 @@ def _job_failed(exc: BaseException) -> bool:
     if isinstance(exc, GeneratorExit):
         return False
     return not (isinstance(exc, SystemExit) and exc.code in (0, None))
+
+
+# How long the one push after an operator's stop may take (see JobPush.__exit__).
+INTERRUPTED_TIMEOUT = 2.0
+# The exit statuses of a job a SIGINT or SIGTERM handler ends with sys.exit(128 + signal).
+_STOPPED_STATUSES = frozenset({128 + signal.SIGINT, 128 + signal.SIGTERM})
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` is a job stopped by its operator, not one that ended or failed."""
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+        return True
+    return isinstance(exc, SystemExit) and exc.code in _STOPPED_STATUSES
 
 
 def _counted_by_instrumented_call(exc: BaseException) -> bool:
