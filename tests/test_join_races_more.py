@@ -6,7 +6,6 @@ count or vanish by when the drain happens to run."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request, current_request
 from inferwatch.core.stream_objects import ItemClock
 from inferwatch.serving.middleware import InstrumentMiddleware
+from request_totals import run_in_thread
 
 
 @pytest.fixture
@@ -27,27 +27,10 @@ def registry() -> Registry:
     registry.close()
 
 
-def _in_thread(work: Any) -> None:
-    """Run `work` in another thread (the abandoned-request check of a pool's worker) and
-    wait for it: an interleaving forced at one point, with no timing involved."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=30)
-    assert not thread.is_alive() and not errors
-
-
 def _end_elsewhere(request: Request, monitor: Any, drain: bool) -> None:
     """End `request` as the abandoned-request check does, in another thread, and let the
     drain run at once (or not): the outcome must not depend on which."""
-    _in_thread(lambda: request.close(None, cancelled=True))
+    run_in_thread(lambda: request.close(None, cancelled=True))
     if drain:
         monitor.drain()
 

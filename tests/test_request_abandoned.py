@@ -16,6 +16,7 @@ import inferwatch
 from inferwatch.core import request as request_module
 from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request
+from request_totals import request_totals
 
 
 @pytest.fixture
@@ -23,14 +24,6 @@ def registry() -> Registry:
     registry = Registry()
     yield registry
     registry.close()
-
-
-def _totals(monitor: object) -> dict[str, float]:
-    monitor.drain()
-    counts = monitor.state.counters.get("inferwatch_requests_total", {})
-    totals = {outcome: counts.get((outcome,), 0.0) for outcome in ("ok", "error", "cancelled")}
-    totals["in_flight"] = monitor.in_flight()
-    return totals
 
 
 def _items(monitor: object) -> tuple[float, float]:
@@ -58,7 +51,7 @@ def test_a_request_left_open_past_its_age_in_a_pool_worker_is_ended(registry, mo
     assert not leaked.is_open
     assert leaked.record.stages == []  # no later call joined it
     # The three calls count as their own; the abandoned request as cancelled.
-    assert _totals(monitor) == {"ok": 3.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
+    assert request_totals(monitor) == {"ok": 3.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
 
 
 def test_a_request_left_open_stops_growing_at_its_stage_bound(registry, monkeypatch):
@@ -66,7 +59,7 @@ def test_a_request_left_open_stops_growing_at_its_stage_bound(registry, monkeypa
     leaked, monitor = _leak_then_call(registry, 12)
     assert not leaked.is_open
     assert len(leaked.record.stages) == 5  # joined until the bound, never past it
-    assert _totals(monitor) == {"ok": 7.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
+    assert request_totals(monitor) == {"ok": 7.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
 
 
 def test_a_block_opened_in_a_pool_worker_after_an_abandoned_one_is_no_child_of_it(
@@ -83,7 +76,7 @@ def test_a_block_opened_in_a_pool_worker_after_an_abandoned_one_is_no_child_of_i
         pool.submit(Request.open, monitor, "leaked").result()
         assert pool.submit(handle).result()
         assert pool.submit(request_module.current_request).result() is None
-    assert _totals(monitor) == {"ok": 1.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
+    assert request_totals(monitor) == {"ok": 1.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
 
 
 def test_a_live_request_within_its_bounds_keeps_its_calls(registry):
@@ -94,7 +87,7 @@ def test_a_live_request_within_its_bounds_keeps_its_calls(registry):
         for i in range(20):
             model(i)
     assert [name for name, _ in r.record.stages] == ["inference"] * 20
-    assert _totals(monitor) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(monitor) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 class Streamer:
@@ -142,7 +135,7 @@ def test_a_streamer_that_times_out_and_goes_on_keeps_all_its_items(steps):
         assert [id(e) for e in raised] == [id(e) for e in timeouts]  # the very exceptions
         gc.collect()
         monitor = registry.monitor("chat", "unversioned")
-        totals = _totals(monitor)
+        totals = request_totals(monitor)
         # One call, counted once: under the first exception it raised, if any.
         assert totals == {"ok": 0.0 if timeouts else 1.0, "error": 1.0 if timeouts else 0.0,
                           "cancelled": 0.0, "in_flight": 0}
@@ -166,7 +159,7 @@ def test_a_stream_given_up_on_after_an_error_keeps_its_items_and_counts_once(reg
     del stream, caught  # the exception's traceback holds the stream
     gc.collect()
     monitor = registry.monitor("chat", "unversioned")
-    assert _totals(monitor) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(monitor) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
     assert _items(monitor) == (1.0, 2.0)
 
 
@@ -204,7 +197,7 @@ def test_an_async_stream_retried_after_a_timeout_keeps_its_items(registry):
     assert asyncio.run(consume()) == ["a", "b", "c"]
     gc.collect()
     monitor = registry.monitor("chat", "unversioned")
-    assert _totals(monitor) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(monitor) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
     assert _items(monitor) == (1.0, 3.0)
 
 
@@ -218,5 +211,5 @@ def test_an_sdk_stream_dropped_in_a_reference_cycle_keeps_its_items(registry):
         del holder
     gc.collect()
     monitor = registry.monitor("chat", "unversioned")
-    assert _totals(monitor) == {"ok": 0.0, "error": 0.0, "cancelled": 20.0, "in_flight": 0}
+    assert request_totals(monitor) == {"ok": 0.0, "error": 0.0, "cancelled": 20.0, "in_flight": 0}
     assert _items(monitor) == (20.0, 40.0)

@@ -4,7 +4,6 @@ web middleware and a handler's thread), and writes to a request after it ended."
 from __future__ import annotations
 
 import contextvars
-import threading
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from inferwatch import faults
 from inferwatch.core import request as request_module
 from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request, current_request
+from request_totals import request_totals, run_in_thread
 
 
 @pytest.fixture
@@ -22,29 +22,6 @@ def registry() -> Registry:
     registry = Registry()
     yield registry
     registry.close()
-
-
-def _totals(monitor: Any) -> dict[str, float]:
-    monitor.drain()
-    counts = monitor.state.counters.get("inferwatch_requests_total", {})
-    totals = {outcome: counts.get((outcome,), 0.0) for outcome in ("ok", "error", "cancelled")}
-    totals["in_flight"] = monitor.in_flight()
-    return totals
-
-
-def _in_thread(work: Any) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=30)
-    assert not thread.is_alive() and not errors
 
 
 def _owner_closes_first(monkeypatch: pytest.MonkeyPatch, request: Request,
@@ -58,7 +35,7 @@ def _owner_closes_first(monkeypatch: pytest.MonkeyPatch, request: Request,
     def close(self: Request, *args: Any, **kwargs: Any) -> None:
         if self is request and not raced:
             raced.append(True)
-            _in_thread(lambda: original(self, error_type))
+            run_in_thread(lambda: original(self, error_type))
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(Request, "close", close)
@@ -82,7 +59,7 @@ def test_an_owner_ending_a_request_as_it_is_found_abandoned_keeps_its_outcome(
     assert request.record.error_type is error_type
     expected = {"ok": 0.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
     expected["ok" if error_type is None else "error"] = 1.0
-    assert _totals(mon) == expected
+    assert request_totals(mon) == expected
 
 
 def test_a_request_found_abandoned_with_no_one_else_ending_it_is_cancelled(registry):
@@ -94,7 +71,7 @@ def test_a_request_found_abandoned_with_no_one_else_ending_it_is_cancelled(regis
     assert request.record.cancelled is True
     request.close(None)  # its owner, late: nothing changes
     assert request.record.cancelled is True
-    assert _totals(mon) == {"ok": 0.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 0.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
 
 
 def test_a_late_cancelling_close_leaves_an_ended_request_as_it_was(registry):
@@ -104,7 +81,7 @@ def test_a_late_cancelling_close_leaves_an_ended_request_as_it_was(registry):
     request.close(None)
     request.close(None, cancelled=True)
     assert request.record.cancelled is False
-    assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 def _faults(component: str = "request") -> int:

@@ -21,6 +21,7 @@ from inferwatch import faults
 from inferwatch.core.call_input import snapshot_input
 from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request, current_request
+from request_totals import request_totals
 
 
 @pytest.fixture
@@ -28,15 +29,6 @@ def registry() -> Registry:
     registry = Registry()
     yield registry
     registry.close()
-
-
-def _totals(monitor: object) -> dict[str, float]:
-    """`inferwatch_requests_total` by outcome, and the in-flight count, once drained."""
-    monitor.drain()
-    counts = monitor.state.counters.get("inferwatch_requests_total", {})
-    totals = {outcome: counts.get((outcome,), 0.0) for outcome in ("ok", "error", "cancelled")}
-    totals["in_flight"] = monitor.in_flight()
-    return totals
 
 
 def _stage_counts(monitor: object) -> dict[str, int]:
@@ -52,7 +44,7 @@ def test_a_request_closed_twice_counts_once(registry):
     request.close(None)
     request.close(ValueError)
     request.__exit__(None, None, None)
-    assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 def test_a_request_object_entered_twice_records_each_request_on_its_own(registry):
@@ -65,7 +57,7 @@ def test_a_request_object_entered_twice_records_each_request_on_its_own(registry
     with request, request.stage("second"):
         pass
     assert _stage_counts(mon) == {"first": 1, "second": 1}
-    assert _totals(mon)["ok"] == 2.0
+    assert request_totals(mon)["ok"] == 2.0
 
 
 def test_a_generator_closed_inside_a_request_is_cancelled_not_an_error(registry):
@@ -81,7 +73,7 @@ def test_a_generator_closed_inside_a_request_is_cancelled_not_an_error(registry)
     items = stream()
     assert next(items) == 1
     items.close()
-    assert _totals(mon) == {"ok": 0.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 0.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
     assert mon.state.counters.get("inferwatch_errors_total", {}) == {}
     assert _stage_counts(mon) == {"generate": 1}
 
@@ -108,7 +100,7 @@ def test_a_request_never_closed_does_not_stay_in_flight(registry, where):
         thread.start()
         thread.join()
     gc.collect()
-    assert _totals(mon) == {"ok": 0.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 0.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
 
 
 def test_a_generator_resumed_inside_another_request_leaves_that_request_open(registry):
@@ -132,7 +124,7 @@ def test_a_generator_resumed_inside_another_request_leaves_that_request_open(reg
     assert [stage for stage, _ in outer.record.stages] == ["inference"]
     assert outer.record.prediction == 0.25
     assert current_request() is None
-    assert _totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 def test_a_request_exited_in_another_task_is_no_internal_fault(registry):
@@ -156,7 +148,7 @@ def test_a_request_exited_in_another_task_is_no_internal_fault(registry):
 
     asyncio.run(main())
     assert faults.internal_error_counts().get("request", 0) == before
-    assert _totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 # A sequence of opens and closes of a few request objects in one context, in any order
@@ -194,7 +186,7 @@ def test_requests_opened_and_closed_in_any_order_count_once_each(steps):
             return blocks
 
         blocks = contextvars.Context().run(run)
-        totals = [_totals(mon) for mon in monitors]
+        totals = [request_totals(mon) for mon in monitors]
         assert sum(t["ok"] for t in totals) == blocks
         assert all(t["in_flight"] == 0 for t in totals)
     finally:

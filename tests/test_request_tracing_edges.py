@@ -23,6 +23,7 @@ from inferwatch import faults
 from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request, current_request
 from inferwatch.core.tracing import current_trace_id
+from request_totals import request_totals
 
 
 @pytest.fixture
@@ -30,14 +31,6 @@ def registry() -> Registry:
     registry = Registry()
     yield registry
     registry.close()
-
-
-def _totals(monitor: object) -> dict[str, float]:
-    monitor.drain()
-    counts = monitor.state.counters.get("inferwatch_requests_total", {})
-    totals = {outcome: counts.get((outcome,), 0.0) for outcome in ("ok", "error", "cancelled")}
-    totals["in_flight"] = monitor.in_flight()
-    return totals
 
 
 def _errors(monitor: object) -> dict[str, float]:
@@ -100,7 +93,7 @@ def test_close_with_an_exception_object_counts_its_class_and_loses_no_request(re
     Request.open(mon, "b").close(TimeoutError)
     Request.open(mon, "c").close("upstream timeout")
     before = faults.internal_error_counts().get("drain", 0)
-    assert _totals(mon) == {"ok": 1.0, "error": 3.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 3.0, "cancelled": 0.0, "in_flight": 0}
     assert _errors(mon) == {"ValueError": 1.0, "TimeoutError": 1.0, "Exception": 1.0}
     assert faults.internal_error_counts().get("drain", 0) == before
 
@@ -110,7 +103,7 @@ def test_close_with_a_cancellation_object_is_cancelled(registry):
 
     mon = registry.monitor("m", "1")
     Request.open(mon, "a").close(asyncio.CancelledError())
-    assert _totals(mon) == {"ok": 0.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 0.0, "error": 0.0, "cancelled": 1.0, "in_flight": 0}
 
 
 # --- stages ---------------------------------------------------------------------------
@@ -183,7 +176,7 @@ def test_a_handler_entering_the_open_request_again_leaves_its_end_to_the_opener(
     with request.stage("serialize"):
         pass
     request.close(RuntimeError)
-    assert _totals(mon) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
     assert _stage_counts(mon) == {"handler": 1, "serialize": 1}
     assert current_request() is None
 
@@ -198,7 +191,7 @@ def test_nested_blocks_of_one_request_end_it_once_at_the_outermost(registry):
     assert not request.is_open
     with request:  # entered again after it ended: a request of its own
         pass
-    assert _totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 # --- span contexts --------------------------------------------------------------------
@@ -277,7 +270,7 @@ def test_a_trace_id_past_128_bits_makes_no_exemplar_that_breaks_the_scrape(scrap
         pass
     scraper.registry.drain()
     assert _exemplars(scraper) == [{"trace_id": format(0xDEF, "032x")}]
-    assert _totals(mon)["ok"] == 4.0
+    assert request_totals(mon)["ok"] == 4.0
 
 
 def test_a_tracer_whose_spans_raise_never_fails_the_request(scraper, monkeypatch):
@@ -295,7 +288,7 @@ def test_a_tracer_whose_spans_raise_never_fails_the_request(scraper, monkeypatch
     span = BrokenSpan(trace.INVALID_SPAN_CONTEXT)
     with trace.use_span(span), mon.request(request_id="r-1") as request, request.stage("score"):
         pass
-    assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
     assert _stage_counts(mon) == {"score": 1}
     assert _exemplars(scraper) == []
 

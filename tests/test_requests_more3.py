@@ -21,6 +21,7 @@ import inferwatch
 from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request
 from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
+from request_totals import request_totals
 
 
 class FraudModel:
@@ -35,14 +36,6 @@ def registry() -> Registry:
     registry = Registry()
     yield registry
     registry.close()
-
-
-def _totals(monitor: Any) -> dict[str, float]:
-    monitor.drain()
-    counts = monitor.state.counters.get("inferwatch_requests_total", {})
-    totals = {outcome: counts.get((outcome,), 0.0) for outcome in ("ok", "error", "cancelled")}
-    totals["in_flight"] = monitor.in_flight()
-    return totals
 
 
 def _stage_counts(monitor: Any) -> dict[str, int]:
@@ -103,7 +96,7 @@ def test_fastapi_handler_request_block_is_the_http_request(registry):
         assert client.get(f"/score/{i}").json() == {"proba": [0.25, 0.75]}
     for i in range(2):
         assert client.get(f"/ascore/{i}", headers={"X-Request-ID": f"x-{i}"}).status_code == 200
-    assert _totals(mon) == {"ok": 5.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 5.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
     assert _stage_counts(mon) == {"preprocess": 5, "inference": 5}
     assert _actions(mon) == {("shown",): 3.0, ("blocked",): 2.0}
     # The handler's id is the one its ground truth comes back under; without one, the
@@ -134,7 +127,7 @@ def test_flask_handler_request_block_is_the_http_request(registry):
         # Buffered, as a server sends it: the request ends once the body has gone out.
         response = client.get(f"/score/{i}", headers={"X-Order": f"o-{i}"}, buffered=True)
         assert response.status_code == 200
-    assert _totals(mon) == {"ok": 3.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 3.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
     assert _stage_counts(mon) == {"preprocess": 3, "inference": 3}
     assert _actions(mon) == {("shown",): 3.0}
     assert _outcome_joined(mon, "o-2")
@@ -152,7 +145,7 @@ def test_flask_handler_block_that_fails_is_one_error(registry):
     app.wsgi_app = WSGIInstrumentMiddleware(app.wsgi_app, registry=registry,
                                             routes={"/score": "fraud"})
     assert app.test_client().get("/score", buffered=True).status_code == 500
-    assert _totals(mon) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
     assert mon.state.counters["inferwatch_errors_total"] == {("KeyError",): 1.0}
 
 
@@ -169,8 +162,8 @@ def test_another_models_block_inside_the_http_request_stays_its_own(registry):
 
     wrapped = InstrumentMiddleware(app, routes={"/score": "fraud"}, registry=registry)
     _call(wrapped, "/score", None)
-    assert _totals(fraud)["ok"] == 1.0
-    assert _totals(ranker)["ok"] == 1.0
+    assert request_totals(fraud)["ok"] == 1.0
+    assert request_totals(ranker)["ok"] == 1.0
 
 
 def _call(app: Any, path: str, header_id: str | None) -> None:
@@ -234,7 +227,7 @@ def test_any_handler_blocks_inside_http_requests_count_each_http_request_once(pl
                                "headers": headers, "plan": plan}, receive, send)
 
         asyncio.run(run_all())
-        assert _totals(mon) == {"ok": float(len(plans)), "error": 0.0, "cancelled": 0.0,
+        assert request_totals(mon) == {"ok": float(len(plans)), "error": 0.0, "cancelled": 0.0,
                                 "in_flight": 0}
         for (blocks, own_id, header_id, _), request_id in zip(plans, seen):
             if blocks:
@@ -248,7 +241,7 @@ def test_separate_blocks_of_one_model_without_middleware_still_count_each(regist
     mon = registry.monitor("m", "1")
     with mon.request(request_id="outer") as outer, mon.request(request_id="inner") as inner:
         assert inner is not outer
-    assert _totals(mon)["ok"] == 2.0
+    assert request_totals(mon)["ok"] == 2.0
 
 
 # -- 2. Two threads entering (or leaving) one open request at once -------------------------
@@ -311,7 +304,7 @@ def test_two_threads_entering_one_request_at_once_keep_both_blocks(registry):
     assert request.is_open  # the outer block still runs
     request.__exit__(None, None, None)
     assert not request.is_open
-    assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 def test_two_threads_leaving_one_request_at_once_let_it_end(registry):
@@ -325,7 +318,7 @@ def test_two_threads_leaving_one_request_at_once_let_it_end(registry):
     assert request.is_open
     request.__exit__(None, None, None)
     assert not request.is_open
-    assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 # -- More: misconfiguration and odd apps -------------------------------------------------------
@@ -365,5 +358,5 @@ def test_a_wsgi_app_giving_no_status_line_gets_the_servers_error(bad_status, reg
     wrapped = WSGIInstrumentMiddleware(app, model="fraud", registry=registry)
     with pytest.raises(ServerRefusal):
         wrapped(environ, start_response)
-    assert _totals(mon) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 0.0, "error": 1.0, "cancelled": 0.0, "in_flight": 0}
     assert mon.state.counters["inferwatch_errors_total"] == {("ServerRefusal",): 1.0}

@@ -18,6 +18,7 @@ from inferwatch import faults
 from inferwatch.core import request as request_module
 from inferwatch.core.registry import Registry
 from inferwatch.core.request import HTTPRequest, Request
+from request_totals import request_totals, run_in_thread
 
 
 @pytest.fixture
@@ -25,30 +26,6 @@ def registry() -> Registry:
     registry = Registry()
     yield registry
     registry.close()
-
-
-def _totals(monitor: Any) -> dict[str, float]:
-    monitor.drain()
-    counts = monitor.state.counters.get("inferwatch_requests_total", {})
-    totals = {outcome: counts.get((outcome,), 0.0) for outcome in ("ok", "error", "cancelled")}
-    totals["in_flight"] = monitor.in_flight()
-    return totals
-
-
-def _in_thread(work: Any) -> None:
-    """Run `work` in a thread of its own (the middleware's, a pool's worker), to its end."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=30)
-    assert not thread.is_alive() and not errors
 
 
 def _fault_count(component: str) -> int:
@@ -68,7 +45,7 @@ def _close_when_found(monkeypatch: pytest.MonkeyPatch, http: Request) -> None:
         request = found(monitor)
         if request is http and not raced:
             raced.append(True)
-            _in_thread(lambda: http.close(None))
+            run_in_thread(lambda: http.close(None))
         return request
 
     monkeypatch.setattr(request_module, "current_request_of", current_request_of)
@@ -93,7 +70,7 @@ def test_block_joining_a_web_request_as_it_closes_is_a_request_of_its_own(
         assert http.record.request_id == "header-id"
         assert r is not http and r.record is not http.record
         assert r.record.request_id == handler_id and r.record.action == "blocked"
-        assert _totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+        assert request_totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
         assert mon.state.counters["inferwatch_actions_total"] == {("blocked",): 1.0}
     finally:
         registry.close()
@@ -107,7 +84,7 @@ def test_block_joining_an_open_web_request_still_joins_it(registry: Registry) ->
     assert r is http and http.is_open
     http.close(None)
     assert http.record.request_id == "handler-id"
-    assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 # --- one shared request object entered by two threads at once ---------------------------
@@ -156,11 +133,11 @@ def test_shared_request_entered_by_two_threads_is_counted_started_once(
     assert not errors and not any(thread.is_alive() for thread in threads)
     del mon.call_started
     assert not shared.is_open
-    assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
     # The object stays usable: entered again, it is a request of its own.
     with shared:
         pass
-    assert _totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 2.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 def test_shared_request_entered_in_turn_by_threads_counts_each_entry(
@@ -168,8 +145,8 @@ def test_shared_request_entered_in_turn_by_threads_counts_each_entry(
     mon = registry.monitor("m", "1")
     shared = mon.request()
     for _ in range(3):
-        _in_thread(lambda: shared.__exit__(None, None, None) if shared.__enter__() else None)
-    assert _totals(mon) == {"ok": 3.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+        run_in_thread(lambda: shared.__exit__(None, None, None) if shared.__enter__() else None)
+    assert request_totals(mon) == {"ok": 3.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 # --- a stage ending as its request closes ------------------------------------------------
@@ -182,7 +159,7 @@ def _close_at_stage_end(monkeypatch: pytest.MonkeyPatch, request: Request) -> No
 
     def perf_counter() -> float:
         if armed and armed.pop():
-            _in_thread(lambda: request.close(None))
+            run_in_thread(lambda: request.close(None))
         return real_time.perf_counter()
 
     clock = SimpleNamespace(perf_counter=perf_counter, time=real_time.time)
@@ -218,7 +195,7 @@ def test_stage_ending_as_its_request_closes_never_writes_the_handed_record(
     assert [name for name, _ in submitted[0]] == ["preprocess"]
     assert [name for name, _ in request.record.stages] == ["preprocess"]
     assert _fault_count("request") == before + 1
-    assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
 
 
 @settings(max_examples=30, deadline=None)
@@ -232,7 +209,7 @@ def test_stages_of_an_open_request_are_all_kept(names: list[str]) -> None:
                 with r.stage(name):
                     pass
         assert len(r.record.stages) == len(names)
-        assert _totals(mon)["ok"] == 1.0
+        assert request_totals(mon)["ok"] == 1.0
     finally:
         registry.close()
 
@@ -257,8 +234,8 @@ def test_stream_of_one_model_inside_another_models_block_goes_to_its_own_request
         assert "".join(tokens(4)) == "0123"
     assert inner.record.stream is None
     assert outer.record.stream is not None and outer.record.stream.items == 4
-    assert _totals(b) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
-    assert _totals(a) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(b) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(a) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
     assert _stream_items(b) == 4.0
     assert _stream_items(a) == 0.0
 
@@ -274,7 +251,7 @@ def test_stream_inside_its_own_models_request_joins_it(parts: list[str]) -> None
         with b.request() as r:
             assert list(relay(list(parts))) == parts
         assert r.record.stream is not None and r.record.stream.items == len(parts)
-        assert _totals(b) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+        assert request_totals(b) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
     finally:
         registry.close()
 
@@ -290,7 +267,7 @@ class _ClosingLabel:
         self.text = text
 
     def __str__(self) -> str:
-        _in_thread(lambda: self.request.close(None))
+        run_in_thread(lambda: self.request.close(None))
         return self.text
 
 
@@ -318,7 +295,7 @@ def test_action_written_as_its_request_closes_never_reaches_the_handed_record(
         assert submitted == [None] and request.record.action is None
         assert _fault_count("request") == before + 1
         del mon.submit
-        assert _totals(mon)["ok"] == 1.0
+        assert request_totals(mon)["ok"] == 1.0
         assert mon.state.counters.get("inferwatch_actions_total", {}) == {}
     finally:
         registry.close()
@@ -348,7 +325,7 @@ def test_stages_of_a_request_held_open_stay_bounded(
                 pass
         assert len(r.record.stages) == 5
     assert _fault_count("request") == before + 7
-    assert _totals(mon)["ok"] == 1.0
+    assert request_totals(mon)["ok"] == 1.0
 
 
 def test_prediction_with_an_array_as_probabilities_flag_never_raises(
@@ -363,4 +340,4 @@ def test_prediction_with_an_array_as_probabilities_flag_never_raises(
         r.action("shown")
     assert r.record.has_prediction and r.record.probabilities is None
     assert _fault_count("request") == before + 1
-    assert _totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
+    assert request_totals(mon) == {"ok": 1.0, "error": 0.0, "cancelled": 0.0, "in_flight": 0}
