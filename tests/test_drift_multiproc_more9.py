@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
+from family_samples import samples
 from inferwatch import faults
 from inferwatch.core.state import ModelState, SummarySettings
 from inferwatch.multiproc.snapshot_format import Snapshot, decode, encode, model_dict
@@ -24,18 +23,6 @@ WEEK = 7 * 86400.0
 # The most a snapshot's stamp is believed ahead of the reader's clock (a step back of the
 # wall clock leaves live workers ahead by the step).
 MAX_CLOCK_LEAD_SECONDS = 86400.0
-
-
-def samples(families: list, name: str, **labels: str) -> list[float]:
-    """Every value of `name` (with `labels`) in rendered `families`."""
-    class Source:
-        def collect(self) -> list:
-            return families
-
-    text = generate_latest(Source()).decode()  # type: ignore[arg-type]
-    return [s.value for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
 
 
 # --- a drift window copied after a step back keeps refusing what the original refuses -----

@@ -9,9 +9,8 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
+from family_samples import samples
 from inferwatch.catalogue import OTHER
 from inferwatch.core.label_caps import LabelCap
 from inferwatch.core.registry import Registry
@@ -31,18 +30,6 @@ class SteppedClock:
 
     def __call__(self) -> float:
         return self.real() + self.offset
-
-
-def samples(families: list, name: str, **labels: str) -> list[float]:
-    """Every value of `name` (with `labels`) in rendered `families`."""
-    class Source:
-        def collect(self) -> list:
-            return families
-
-    text = generate_latest(Source()).decode()  # type: ignore[arg-type]
-    return [s.value for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
 
 
 # --- the status page's history across a wall clock step back -------------------------------

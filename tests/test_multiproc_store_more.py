@@ -11,26 +11,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
+from family_samples import samples
 from inferwatch.core.registry import Registry
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc import MultiprocError, attach, clear_directory
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId, _proc_stat
-
-
-def samples(families: list, name: str, **labels: str) -> list[float]:
-    """Every value of `name` (with `labels`) in rendered `families`."""
-    class Source:
-        def collect(self) -> list:
-            return families
-
-    text = generate_latest(Source()).decode()  # type: ignore[arg-type]
-    return [s.value for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
 
 
 def publish(directory: SnapshotDirectory, who: WorkerId, requests: int) -> None:
