@@ -122,6 +122,9 @@ def test_an_abbreviated_flag_is_an_unknown_flag(flag: str, run_main) -> None:
      "--collector.gpu.process-memory", "--no-collector.gpu"),
     (["--collector.disable-defaults", "--collector.gpu.process-memory"],
      "--collector.gpu.process-memory", "--collector.disable-defaults"),
+    # A directory given on the command line was meant to be read.
+    (["--collector.disable-defaults", "--collector.gpu", "--multiproc.dir=/run/inferwatch"],
+     "--multiproc.dir", "--collector.disable-defaults"),
 ])
 def test_flags_of_a_collector_that_is_off_are_refused(
         argv: list[str], flag: str, because: str, run_main) -> None:
@@ -161,7 +164,8 @@ def test_a_collector_flag_is_either_used_or_refused(toggles: list[str], own: lis
         assert owner in names, (argv, names)
 
 
-def test_flags_of_a_collector_that_is_on_are_taken(tmp_path: Path) -> None:
+def test_flags_of_a_collector_that_is_on_are_taken(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from inferwatch.standalone.scrape import registered_collectors
 
     def names(*argv: str) -> list[str]:
@@ -174,6 +178,12 @@ def test_flags_of_a_collector_that_is_on_are_taken(tmp_path: Path) -> None:
     assert names("--no-collector.process", "--collector.gpu.process-memory") == ["gpu"]
     # The directory is what turns multiproc on; an explicit --no- keeps it off (documented).
     assert "multiproc" not in names(f"--multiproc.dir={tmp_path}", "--no-collector.multiproc")
+    assert names("--collector.disable-defaults", "--collector.multiproc",
+                 f"--multiproc.dir={tmp_path}") == ["multiproc"]
+    # The environment variable alone (set for the workers) leaves it off under
+    # --collector.disable-defaults, as documented.
+    monkeypatch.setenv("INFERWATCH_MULTIPROC_DIR", str(tmp_path))
+    assert names("--collector.disable-defaults", "--collector.process") == ["process"]
 
 
 # --- the real process --------------------------------------------------------------------------

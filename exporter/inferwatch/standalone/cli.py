@@ -231,9 +231,11 @@ def enabled_collectors(args: argparse.Namespace,
             chosen = default and not args.disable_defaults
         if chosen:
             enabled.append(cls.from_args(args))
-        elif wanted is None:
-            # Multiproc's own flag is what turns it on; an explicit --no- is documented
-            # to win over it, so only the others' flags are checked.
+        elif wanted is None or (explicit is None and args.disable_defaults):
+            # Multiproc's own flag is what turns it on; an explicit --no- is documented to
+            # win over it. Under --collector.disable-defaults its flag is checked as the
+            # others' are: a directory given on the command line was meant to be read (the
+            # environment variable alone, set for the workers, still leaves it off).
             why = f"--no-collector.{name}" if explicit is False else "--collector.disable-defaults"
             given = _options_given(cls, args)
             if given:
@@ -242,11 +244,24 @@ def enabled_collectors(args: argparse.Namespace,
     return enabled
 
 
+class _ActionsOf:
+    """An argument group that keeps the actions its ``add_argument`` calls return."""
+
+    def __init__(self, group: argparse._ArgumentGroup) -> None:
+        self._group = group
+        self.actions: list[argparse.Action] = []
+
+    def add_argument(self, *names: str, **options: object) -> argparse.Action:
+        action = self._group.add_argument(*names, **options)  # type: ignore[arg-type]
+        self.actions.append(action)
+        return action
+
+
 def _options_given(cls: type[Collector], args: argparse.Namespace) -> list[str]:
     """The collector's own flags whose parsed value differs from their default."""
-    probe = argparse.ArgumentParser(add_help=False)
-    cls.add_arguments(probe.add_argument_group(cls.name))
-    return [action.option_strings[0] for action in probe._actions
+    group = _ActionsOf(argparse.ArgumentParser(add_help=False).add_argument_group(cls.name))
+    cls.add_arguments(group)  # type: ignore[arg-type]
+    return [action.option_strings[0] for action in group.actions
             if getattr(args, action.dest, action.default) != action.default]
 
 
