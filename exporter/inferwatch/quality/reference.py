@@ -30,7 +30,8 @@ import numbers
 import os
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +191,11 @@ class Reference:
         if predictions is not None:
             out_cols = _columns(predictions, prediction_names, default_prefix="",
                                 what="predictions", one_d_name="value")
+        if not columns and not out_cols:
+            # A reference of nothing checks nothing, while the model looks monitored (the
+            # CLI refuses this too).
+            raise ReferenceError("X has no columns and no predictions were given: nothing to"
+                                 " profile (pass the features, predictions=, or both)")
         for what, group in (("X", columns), ("predictions", out_cols)):
             for name, col in group.items():
                 refuse_nested(name, col, what)
@@ -320,14 +326,31 @@ class Reference:
         True
         """
         text = self.to_json()
+        path = os.fspath(path)
+        if os.path.islink(path):
+            # Written through, as editors do: a link into a shared or versioned store keeps
+            # pointing there, and the replace stays atomic in the target's own directory.
+            path = os.path.realpath(path)
+        try:
+            # The file replaced keeps its permissions: one made readable by a group only
+            # (its categories may name customers) must not turn world-readable on a re-save.
+            mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = None
         # A name of this call's own, created afresh ("x"): two saves of one path at once
         # (parallel training jobs) would otherwise write one temporary file, and the second
         # replace find it gone; nor is a file of the user's named "<path>.tmp" overwritten.
-        tmp = f"{os.fspath(path)}.{secrets.token_hex(6)}.tmp"
+        tmp = f"{path}.{secrets.token_hex(6)}.tmp"
         f = open(tmp, "x", encoding="utf-8")  # noqa: SIM115  (closed before the replace)
         try:
             with f:
                 f.write(text)
+                # On disk before the rename: after a crash some file systems keep the rename
+                # and lose the data, leaving an empty reference where a whole one was.
+                f.flush()
+                os.fsync(f.fileno())
+            if mode is not None:
+                os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             # Only a file this call created is removed (a failed write, or a path naming a
@@ -881,6 +904,8 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
                 for name, c in zip(_text_names(keys, what), keys)}
         return _select(cols, names, what)
     if isinstance(data, Mapping):
+        for name, v in zip(_text_names(list(data), what), data.values()):
+            _refuse_non_sequence(v, f"{what}: column {name!r}")
         cols = {name: v if isinstance(v, np.ndarray) else
                 category_values(v) if is_category_typed(v) else
                 arrow_numpy(v) if type(v).__module__.startswith("pyarrow") else _as_array(v)
@@ -896,6 +921,7 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         return _select(cols, names, what)
     if is_category_typed(data):
         data = category_values(data)
+    _refuse_non_sequence(data, what)
     try:
         # asanyarray: a category column stays one (CategoryColumn), and categorical.
         arr = np.asanyarray(data) if isinstance(data, CategoryColumn) else np.asarray(data)
@@ -920,6 +946,38 @@ def _columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, wha
         raise ReferenceError(f"{what}: duplicate names in {names}")
     _refuse_unnamed(names, what)
     return {name: arr[:, i] for i, name in enumerate(names)}
+
+
+def _refuse_non_sequence(values: Any, what: str) -> None:
+    """Refuse what numpy would read as one value (shape ``()``), not a column of them: a
+    "not 1-D" error would send the user looking for nested cells that are not there.
+
+    >>> try:
+    ...     _refuse_non_sequence({"a", "b"}, "X: column 'c'")
+    ... except ReferenceError as exc:
+    ...     print(exc)
+    X: column 'c' is a set, not a sequence of values: a set has no row order; pass a list \
+of the values, one a row
+    """
+    if isinstance(values, np.ndarray) or hasattr(values, "__array__") or is_dataframe(values):
+        return
+    if isinstance(values, (str, bytes, bytearray)):
+        hint = ("it is one text, and is not split into a value a row; pass a list of the"
+                " values, one a row ([\"a\", \"b\"], not \"ab\")")
+    elif isinstance(values, (set, frozenset)):
+        hint = "a set has no row order; pass a list of the values, one a row"
+    elif isinstance(values, Mapping):
+        hint = "pass a list of the values, one a row"
+    elif isinstance(values, Iterator):
+        hint = ("it can be read only once, and its length is unknown; pass a list of the"
+                " values (list(...))")
+    elif not isinstance(values, Sequence) and not hasattr(values, "__len__"):
+        hint = "pass a list of the values, one a row"
+    else:
+        return
+    kind = type(values).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    raise ReferenceError(f"{what} is {article} {kind}, not a sequence of values: {hint}")
 
 
 def _positive_int(value: Any, what: str) -> int:

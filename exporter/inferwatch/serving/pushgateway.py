@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
+import email.utils
 import functools
 import http.client
 import inspect
@@ -159,8 +161,8 @@ def _may_pass(exc: Exception) -> bool:
 
 def _retry_wait(delay: float, attempt: int, failures: list[Exception]) -> float:
     """Seconds before attempt `attempt` (1 for the first repeat): doubling from `delay` up
-    to 30 s (or `delay`, when longer), or the longest Retry-After (in seconds) the gateway
-    asked for, up to 30 s.
+    to 30 s (or `delay`, when longer), or the longest Retry-After (seconds or an HTTP date)
+    the gateway asked for, up to 30 s.
 
     >>> [_retry_wait(0.5, attempt, []) for attempt in (1, 2, 3, 7, 2000)]
     [0.5, 1.0, 2.0, 30.0, 30.0]
@@ -169,10 +171,30 @@ def _retry_wait(delay: float, attempt: int, failures: list[Exception]) -> float:
     wait = max(delay, min(delay * 2.0 ** min(attempt - 1, 64), _MAX_RETRY_AFTER))
     for exc in failures:
         if isinstance(exc, urllib.error.HTTPError) and exc.headers is not None:
-            asked = (exc.headers.get("Retry-After") or "").strip()
-            if asked.isdigit():
-                wait = max(wait, min(float(asked), _MAX_RETRY_AFTER))
+            asked = _retry_after(exc.headers.get("Retry-After"))
+            if asked is not None:
+                wait = max(wait, min(asked, _MAX_RETRY_AFTER))
     return wait
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` asks for: delay-seconds or an HTTP date (RFC 9110 10.2.3,
+    what a proxy or load balancer in front of the gateway may send); None when unreadable.
+
+    >>> _retry_after("7"), _retry_after("Thu, 01 Jan 1970 00:00:00 GMT"), _retry_after("soon")
+    (7.0, 0.0, None)
+    """
+    asked = (value or "").strip()
+    if asked.isascii() and asked.isdigit():
+        return float(asked)
+    try:
+        when = email.utils.parsedate_to_datetime(asked)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": the date is in UTC, its zone merely unstated
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    # A date already past (or a clock behind the gateway's) asks for no wait at all.
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 def _check_timeout(timeout: float | None) -> None:
