@@ -57,7 +57,7 @@ from inferwatch.core.call_input import COPY_LIMIT_BYTES, snapshot, snapshot_inpu
 from inferwatch.core.monitor import Monitor, _count_value
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, version_text
-from inferwatch.core.request import RequestRecord, current_request
+from inferwatch.core.request import RequestRecord, current_request_of
 from inferwatch.core.shadow_compare import DIFFERENCE_BUCKETS, DROP_REASONS, Comparison
 
 SHADOWED_METHODS = ("predict", "predict_proba", "_inferwatch_call")
@@ -177,7 +177,9 @@ class Shadow:
             if self._started_pid != _pid:
                 self._start_workers()
             request_id = features = None
-            request = current_request()
+            # The champion's own request: a call of this model inside another model's
+            # block is not that block's request, and must not take its id or features.
+            request = current_request_of(self.champion_monitor)
             if request is not None and request.record.features is not None:
                 features = request.record.features  # r.features(): what drift checks read
             if "request_id" in kwargs:
@@ -255,9 +257,13 @@ class Shadow:
         monitor.call_started()
         record = RequestRecord(0.0, request_id=request_id, started_at=at)
         if monitor.keeps_inputs:
-            # The features the champion's request declared, else the call's input.
-            record.features = features if features is not None else (args[0] if args
-                                                                      else None)
+            # The features the champion's request declared, else the call's input: for a
+            # call made with keywords only (predict(X=rows)), its first one, as the
+            # champion's own record reads it (the request id was taken out at the offer).
+            if features is None:
+                features = args[0] if args else next(iter(kwargs.values()), None) \
+                    if kwargs else None
+            record.features = features
         try:
             status, value, duration = self._call(method, args, kwargs, runner)
         except Exception as exc:  # ours, not the challenger's: the call still ends, counted
@@ -275,8 +281,17 @@ class Shadow:
             record.prediction = value
             record.has_prediction = True
             record.probabilities = method == "predict_proba"
-            self.comparison.add(method, champion_result, value, request_id, at)
-            self._log_event(method, champion_result, value, request_id, at)
+            # Neither may keep the challenger's call from its record: skipped, the call
+            # would never end and its in-flight gauge would stay raised for good.
+            try:
+                self.comparison.add(method, champion_result, value, request_id, at)
+            except Exception as exc:
+                faults.record("shadow", exc)
+                self.comparison.dropped("incomparable")  # sampled, so counted as not compared
+            try:
+                self._log_event(method, champion_result, value, request_id, at)
+            except Exception as exc:  # a sink of the user's own that fails
+                faults.record("shadow", exc)
         else:
             if status == "error":
                 record.error_type = value if isinstance(value, type) else _error_type(value)

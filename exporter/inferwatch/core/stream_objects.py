@@ -5,7 +5,7 @@ stream (an OpenAI-style ``Stream`` or ``AsyncStream``: a context manager with a
 ``.response`` and a ``close()``) is more than its items. The caller gets the object itself,
 to all appearances: a proxy whose attributes, ``dir()``, ``isinstance``, ``with`` /
 ``async with``, ``await``, ``len()``, ``length_hint()``, ``in``, ``[]``, ``reversed()``,
-``format()``, ``close()`` / ``aclose()``, ``send()`` / ``throw()`` and ``asend()`` /
+``format()``, calls, ``close()`` / ``aclose()``, ``send()`` / ``throw()`` and ``asend()`` /
 ``athrow()`` (when the stream has them) are the stream's, and which records
 the stream's items as :mod:`inferwatch.core.streams` records a generator's (an ``await``
 of the stream is no item: it passes through, unrecorded). A generator itself is followed
@@ -284,7 +284,7 @@ class AsyncStreamProxy(_Proxy):
 
     def __aiter__(self) -> AsyncStreamProxy:
         # As StreamProxy.__iter__: the stream's own __aiter__ runs, and its result is read.
-        self._inferwatch_aitems = _aiter_of(self._inferwatch_stream)
+        self._inferwatch_aitems = _opened_aiter(self)
         return self
 
     def __anext__(self) -> Any:
@@ -320,6 +320,16 @@ class AsyncStreamProxy(_Proxy):
                     "asend": _Proxy._stepping, "athrow": _Proxy._throwing}
 
 
+def _opened_aiter(proxy: Any) -> Any:
+    """The stream's own ``__aiter__``'s result; its failure is the stream's error (it failed
+    to open), counted as StreamProxy.__iter__ counts it, not a cancel when the proxy goes."""
+    try:
+        return _aiter_of(proxy._inferwatch_stream)
+    except BaseException as exc:
+        proxy._inferwatch_tracker.fail(exc)
+        raise
+
+
 def _aiter_of(stream: Any) -> Any:
     """What ``async for`` would read of `stream`: its own ``__aiter__``'s result."""
     items = type(stream).__aiter__(stream)
@@ -345,7 +355,7 @@ class _AsyncIterating:
     __slots__ = ()
 
     def __aiter__(self: Any) -> Any:
-        self._inferwatch_aitems = _aiter_of(self._inferwatch_stream)
+        self._inferwatch_aitems = _opened_aiter(self)
         return self
 
     def __anext__(self: Any) -> Any:
@@ -461,6 +471,17 @@ class _Formatted:
         return type(self._inferwatch_stream).__format__(self._inferwatch_stream, spec)
 
 
+class _Callable:
+    """``stream(...)`` of a stream that is callable (a streamer that takes a request and
+    hands back an answer): a call of the stream, not an item of it, so nothing is
+    recorded."""
+
+    __slots__ = ()
+
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return type(self._inferwatch_stream).__call__(self._inferwatch_stream, *args, **kwargs)
+
+
 def _has(*names: str) -> Callable[[type], bool]:
     return lambda stream: all(hasattr(stream, name) for name in names)
 
@@ -480,6 +501,8 @@ _ADD_ONS: tuple[tuple[type, Callable[[type], bool]], ...] = (
     (_Indexed, _has("__getitem__")),
     (_Reversible, _has("__reversed__")),
     (_Formatted, lambda stream: stream.__format__ is not object.__format__),
+    # hasattr() would find type.__call__ on any class: only one the stream's class defines.
+    (_Callable, lambda stream: any("__call__" in vars(k) for k in stream.__mro__)),
 )
 # The proxy classes by what the stream's class has: one per shape in use, and there are
 # as few shapes as stream classes, or fewer.
@@ -488,7 +511,7 @@ _SHAPES: dict[tuple[type, tuple[bool, ...]], type] = {}
 
 def _shaped(proxy: type, stream: type) -> type:
     """`proxy` with the special methods (len(), length_hint(), with, async with, async for,
-    await, in, [], reversed(), format()) that `stream` has."""
+    await, in, [], reversed(), format(), calls) that `stream` has."""
     wanted = tuple(False if mixin is _AsyncIterating and proxy is AsyncStreamProxy
                    else bool(has(stream)) for mixin, has in _ADD_ONS)
     key = (proxy, wanted)
