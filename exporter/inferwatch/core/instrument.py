@@ -173,12 +173,21 @@ class _CallRecorder:
         given its features (``r.features()``) or an earlier call's: with a reference profile
         or an event log, a request (every request of the web middleware) is checked and
         logged with what its model saw."""
-        record = request.record
-        if self.monitor.keeps_inputs and record.features is None:
-            if len(args) > self.position:
-                record.features = snapshot_input(call_input(args, self.position, self.one_feed))
-            elif kwargs:
-                record.features = snapshot_input(_keyword_input(kwargs))
+        if not self.monitor.keeps_inputs or request.record.features is not None:
+            return
+        if len(args) > self.position:
+            features = snapshot_input(call_input(args, self.position, self.one_feed))
+        elif kwargs:
+            features = snapshot_input(_keyword_input(kwargs))
+        else:
+            return
+        # Made before the lock a close takes, written under it: a request ended meanwhile
+        # (the middleware closing it in its own thread) went to the drain, whose reading of
+        # a later write would depend on when it ran.
+        with request_module._CLOSING:
+            record = request.record
+            if request._writable() and record.features is None:
+                record.features = features
 
     def guarded_begin(self, args: tuple, kwargs: dict) -> RequestRecord | object | None:
         """begin(), or UNRECORDED when it fails: the call must go through regardless."""
@@ -195,9 +204,11 @@ class _CallRecorder:
         monitor = self.monitor
         request = current_request_of(monitor)
         if request is not None:
-            if not self.takes_request_id:
-                # The request carries its own id; the model never gets what it does not take.
-                kwargs.pop("request_id", None)
+            # The model never gets what it does not take.
+            call_id = kwargs.get("request_id") if self.takes_request_id else kwargs.pop(
+                "request_id", None)
+            if call_id is not None:
+                _name_request(request, faults.text_of(call_id, "request_id"))
             self.give_input(request, args, kwargs)
             return None
         request_id = None
@@ -279,12 +290,31 @@ class _CallRecorder:
             if not request.is_open:
                 return False
             record = request.record
-            record.stages.append(stage)
+            # Past the bound of an abandoned request the stage is dropped, as r.stage()
+            # drops one: calls in flight in other threads all found the request within it,
+            # and a request held open for good (a websocket's) must not grow without bound.
+            full = len(record.stages) >= request_module.MAX_STAGES
+            if not full:
+                record.stages.append(stage)
             if succeeded and not record.has_prediction:
                 record.prediction = prediction
                 record.has_prediction = True
                 record.probabilities = self.probabilities
+        if full:
+            faults.record("request")
         return True
+
+
+def _name_request(request: Request, request_id: str | None) -> None:
+    """Give an open request that has no id (a web request without an ``X-Request-ID``
+    header) the id a call inside it passed: the id its ground truth comes back under,
+    which would otherwise join nothing. A request's own id stands."""
+    if request_id is None:
+        return
+    # Under the lock a close takes: never written into a record handed to the drain.
+    with request_module._CLOSING:
+        if request._writable() and request.record.request_id is None:
+            request.record.request_id = request_id
 
 
 def _keyword_input(kwargs: dict) -> Any:

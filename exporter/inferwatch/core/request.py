@@ -565,17 +565,6 @@ class Request:
         else:
             del replaced
 
-    def add_inference(self, duration: float, result: object, probabilities: bool) -> None:
-        """Called by an instrumented model invoked inside this request (with `result` as
-        the call saw it: see ``call_input.snapshot``)."""
-        record = self.record
-        record.stages.append((INFERENCE_STAGE, duration))
-        if not record.has_prediction:
-            # prediction()'s fields, set directly: this runs for every joined model call.
-            record.prediction = result
-            record.has_prediction = True
-            record.probabilities = probabilities
-
 
 class HTTPRequest(Request):
     """The web middleware's request for one HTTP request: a handler's own

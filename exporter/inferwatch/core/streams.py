@@ -555,7 +555,8 @@ JOINED, ENDED_WITH_STREAM, NOT_JOINED = "joined", "ended with a stream", "not jo
 def join_stream(request: Request, stream: StreamRecord, stage: float | None = None) -> str:
     """Make `stream` the figures of `request` (with `stage` seconds as its inference stage)
     if it is open and has none yet: :data:`JOINED`; else :data:`ENDED_WITH_STREAM` for a
-    request that ended with figures of its own, or :data:`NOT_JOINED`.
+    request that ended with figures of its own, or :data:`NOT_JOINED`. While the request
+    is open, `stage` is added to its stages either way.
 
     The check and the writes are one step under the lock a close takes to end a request: a
     close between them would hand the record to the drain first, and the figures would
@@ -569,12 +570,19 @@ def join_stream(request: Request, stream: StreamRecord, stage: float | None = No
         record = request.record
         if not request.is_open:
             return NOT_JOINED if record.stream is None else ENDED_WITH_STREAM
-        if record.stream is not None:
-            return NOT_JOINED
-        if entry is not None:
+        # Past the bound of an abandoned request the stage is dropped, as r.stage() drops
+        # one (a handler timing each token it sends fills it): the figures still join.
+        full = entry is not None and len(record.stages) >= requests.MAX_STAGES
+        if entry is not None and not full:
+            # A second stream of the request (an agent's next call) is an inference stage
+            # too, as a second plain call is, though its figures go on their own.
             record.stages.append(entry)
-        record.stream = stream
-    return JOINED
+        joined = record.stream is None
+        if joined:
+            record.stream = stream
+    if full:
+        faults.record("request")
+    return JOINED if joined else NOT_JOINED
 
 
 def _read_usage(usage: Callable[[object], tuple | None], result: object) -> tuple | None:
