@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import atexit
 import logging
+import numbers
 import os
 import random
+import sys
 import threading
 import time
 import weakref
@@ -125,19 +127,27 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
     """
 
     def __init__(self, sink: str | Path, *, format: str | None = None,
-                 sample_rate: float = 1.0, redact: Sequence[str] = (),
-                 hash_fields: Sequence[str] = (), secret: bytes | str | None = None,
+                 sample_rate: float = 1.0, redact: Sequence[str] | None = (),
+                 hash_fields: Sequence[str] | None = (), secret: bytes | str | None = None,
                  max_bytes: int = 100 * MiB, rotate_bytes: int | None = None,
                  queue_size: int = 10_000, max_event_bytes: int | None = None,
-                 error_messages: bool = False, keep_unstructured: bool = False) -> None:
-        self.path = Path(sink)
+                 error_messages: bool | None = False,
+                 keep_unstructured: bool | None = False) -> None:
+        self.path = Path(_sink_path(sink))
         self.format = infer_format(self.path, format)
         # A rate read from an environment variable or YAML may still be text: comparing it
-        # would raise a bare TypeError that names no option.
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or \
-                not 0.0 <= sample_rate <= 1.0:
+        # would raise a bare TypeError that names no option. A numpy number is a number.
+        if isinstance(sample_rate, (bool, _numpy_bool_types())) or \
+                not isinstance(sample_rate, numbers.Real) or \
+                not 0.0 <= float(sample_rate) <= 1.0:
             raise ValueError(f"sample_rate: expected a number from 0 to 1, got {sample_rate!r}")
-        _positive(max_bytes=max_bytes, queue_size=queue_size)
+        max_bytes, queue_size = _positive(max_bytes=max_bytes, queue_size=queue_size)
+        # Opt-ins to storing what may hold personal data: a string read from an environment
+        # variable ("false", "0") is truthy, and would switch them on. None leaves them off.
+        for name, flag in (("error_messages", error_messages),
+                           ("keep_unstructured", keep_unstructured)):
+            if flag is not None and not isinstance(flag, (bool, _numpy_bool_types())):
+                raise ValueError(f"{name}: expected True or False, got {flag!r}")
         # Which option the event bound comes from, to name it when it is too small.
         bound_by = "max_event_bytes" if max_event_bytes is not None else \
             "rotate_bytes" if rotate_bytes is not None else "max_bytes"
@@ -145,7 +155,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             rotate_bytes = max(1, min(DEFAULT_ROTATE_BYTES, max_bytes // 10))
         if max_event_bytes is None:
             max_event_bytes = min(DEFAULT_MAX_EVENT_BYTES, rotate_bytes)
-        _positive(rotate_bytes=rotate_bytes, max_event_bytes=max_event_bytes)
+        rotate_bytes, max_event_bytes = _positive(rotate_bytes=rotate_bytes,
+                                                  max_event_bytes=max_event_bytes)
         if max_event_bytes < MIN_EVENT_BYTES:
             # Below this not even the identity fields of an ordinary event fit: every event
             # would be dropped as too_large, a log that silently stores nothing.
@@ -165,7 +176,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             # max_bytes, a full-size event would otherwise leave the log one byte over.
             line_bytes = max(1, min(max_event_bytes, max_bytes - 1))
         encoder = Encoder(Redaction(redact, hash_fields, secret),
-                          max_event_bytes=line_bytes, error_messages=error_messages,
+                          max_event_bytes=line_bytes, error_messages=bool(error_messages),
                           keep_unstructured=bool(keep_unstructured))
         self.sample_rate = float(sample_rate)
         self.queue_size = queue_size
@@ -552,11 +563,40 @@ def _too_small_message(option: str, max_bytes: int, rotate_bytes: int,
         f"{MIN_EVENT_BYTES}"
 
 
-def _positive(**values: int) -> None:
+def _positive(**values: int) -> tuple[int, ...]:
+    """The values as plain ints (a numpy integer from a computed size is one too)."""
+    out = []
     for name, value in values.items():
         # A flag is an int to Python: `max_bytes=True` would become a 1-byte bound.
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        if isinstance(value, (bool, _numpy_bool_types())) or \
+                not isinstance(value, numbers.Integral) or value <= 0:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        out.append(int(value))
+    return tuple(out)
+
+
+def _numpy_bool_types() -> tuple[type, ...]:
+    """numpy's bool type when numpy is loaded: a flag, not a number, as bool is."""
+    numpy = sys.modules.get("numpy")
+    return (numpy.bool_,) if numpy is not None else ()
+
+
+def _sink_path(sink: object) -> str | os.PathLike:
+    """`sink` as a path, or a configuration error naming the option.
+
+    An empty path would be the current directory: a log configured from an unset
+    environment variable would be written wherever the server was started.
+    """
+    if isinstance(sink, (bytes, bytearray)):
+        sink = os.fsdecode(bytes(sink))
+    if not isinstance(sink, (str, os.PathLike)):
+        raise ValueError(f"sink: expected a file or directory path, got {sink!r}")
+    text = os.fspath(sink)
+    if isinstance(text, bytes):
+        sink = text = os.fsdecode(text)
+    if not text:
+        raise ValueError("sink: the path is empty; give the log's file or directory")
+    return sink
 
 
 def dropped_totals() -> dict[str, int]:

@@ -32,7 +32,7 @@ import pathlib
 import sys
 import unicodedata
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from inferwatch.events.fields import (
     UNSAFE,
@@ -366,7 +366,12 @@ def hash_value(secret: bytes | str, value: object) -> str:
     """
     key = _secret_key(secret)
     if isinstance(value, str):
-        return _hmac(key, value)  # its UTF-8 bytes, as documented
+        try:
+            return _hmac(key, value)  # its UTF-8 bytes, as documented
+        except UnicodeEncodeError:
+            # A lone surrogate has no UTF-8 form; the log stores such text without it, so
+            # that is what its hash is of.
+            return _hmac(key, clean_text(value))
     # The log hashes any other value as it stores it (cleaned: a numpy scalar a number, a
     # datetime ISO text, bytes their text); hashing the raw value would find no event
     # for a value given as the caller holds it.
@@ -414,10 +419,15 @@ class Redaction:
     ValueError: hash_fields needs a secret: pass secret=... or set INFERWATCH_EVENT_SECRET
     """
 
-    def __init__(self, drop: Sequence[str] = (), hash_fields: Sequence[str] = (),
+    def __init__(self, drop: Sequence[str] | None = (), hash_fields: Sequence[str] | None = (),
                  secret: bytes | str | None = None) -> None:
-        if isinstance(drop, str) or isinstance(hash_fields, str):
-            raise ValueError("redact and hash_fields take a list of field paths, not a string")
+        # An option left empty in YAML or forwarded as an optional argument is None: no
+        # paths, not a bare "'NoneType' object is not iterable".
+        drop = () if drop is None else drop
+        hash_fields = () if hash_fields is None else hash_fields
+        for option, paths in (("redact", drop), ("hash_fields", hash_fields)):
+            if isinstance(paths, (str, bytes)) or not isinstance(paths, Iterable):
+                raise ValueError(f"{option}: expected a list of field paths, got {paths!r}")
         self.drop = [parse_path(p, "redact") for p in drop]
         self.hash = [parse_path(p, "hash_fields") for p in hash_fields]
         for option, paths in (("redact", self.drop), ("hash_fields", self.hash)):

@@ -15,6 +15,7 @@ the size bound (bulky fields are replaced by ``{"truncated_bytes": n}`` and list
 from __future__ import annotations
 
 import datetime
+import enum
 import hashlib
 import json
 import math
@@ -165,7 +166,11 @@ def _error_parts(error: object) -> tuple[object, object]:
         return error.__qualname__, None
     if isinstance(error, dict):
         return error.get("type", "Error"), error.get("message")
-    return ("Error" if error is True else error), None  # a bare string or flag names the type
+    if isinstance(error, (str, enum.Enum)):
+        return error, None  # a bare string or an enum code names the type
+    # A flag (`1`, `np.True_`) names no type, and the str() of anything else (an array of
+    # the batch's rows, an object) would put user data in the indexed error column.
+    return "Error", None
 
 
 def _str_or_none(value: object, dropped: dict[str, int] | None) -> str | None:
@@ -243,12 +248,28 @@ class Encoder:
             if length <= self.max_event_bytes:
                 break
         if not truncated or length > self.max_event_bytes:
-            raise TooLarge(f"event above {self.max_event_bytes} bytes after truncation")
+            return self._cut_error_message(obj, truncated)
         obj["truncated"] = truncated
         line = _dumps(obj)
         if len(line) > self.max_event_bytes:  # pragma: no cover - the arithmetic is exact
             raise TooLarge(f"event above {self.max_event_bytes} bytes after truncation")
         return line
+
+    def _cut_error_message(self, obj: dict, truncated: list[str]) -> bytes:
+        """The line with the error's message cut, when that alone makes it fit.
+
+        An error event is always kept, but a message of up to MAX_ERROR_MESSAGE_CHARS
+        characters (4 KiB in UTF-8) may not fit a small max_event_bytes: the message gives
+        way, last, rather than the whole event. Rare, so the line is encoded again.
+        """
+        error = obj.get("error")
+        if isinstance(error, dict) and "message" in error:
+            error["message"] = {"truncated_bytes": len(_dumps(error["message"]))}
+            obj["truncated"] = [*truncated, "error.message"]
+            line = _dumps(obj)
+            if len(line) <= self.max_event_bytes:
+                return line
+        raise TooLarge(f"event above {self.max_event_bytes} bytes after truncation")
 
 
 def _unix_seconds(ts: object) -> object:
