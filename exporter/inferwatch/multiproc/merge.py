@@ -215,7 +215,7 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
             if data.get("exemplars"):
                 _merge_exemplars(data["exemplars"], index, mapped,
                                  histograms[mapped.models[index]], on_error)
-    _attach_drift(states, plan, raws)
+    _attach_drift(states, plan, raws, now, on_error)
     view.states = states
     view.at = now
     return view
@@ -318,14 +318,15 @@ def _build_series(states: list[ModelState], plan: MergePlan, additive: np.ndarra
     return histograms
 
 
-def _attach_drift(states: list[ModelState], plan: MergePlan, raws: list[RawSnapshot]) -> None:
+def _attach_drift(states: list[ModelState], plan: MergePlan, raws: list[RawSnapshot],
+                  now: float, on_error: Callable[[Exception], None] | None = None) -> None:
     """Each merged model with a reference gets its drift state from the merged windows."""
     if not any(model.drift is not None for model in plan.models):
         return
     # Loaded only where a model has a reference: the exporter stays free of it.
     from inferwatch.quality.tracker import DriftState
 
-    drift_windows = _drift_windows(plan, raws)
+    drift_windows = _drift_windows(plan, raws, now, on_error)
     for merged_index, (state, model) in enumerate(zip(states, plan.models)):
         if model.drift is None:
             continue
@@ -422,13 +423,18 @@ def _summary(contributions: list[tuple[RawSnapshot, int, int, int]], config: tup
     return SummaryState(settings, sketch=rolling)
 
 
-def _drift_windows(plan: MergePlan, raws: list[RawSnapshot]
+def _drift_windows(plan: MergePlan, raws: list[RawSnapshot], now: float,
+                   on_error: Callable[[Exception], None] | None = None
                    ) -> dict[tuple[int, int], DriftWindow]:
-    """Every merged model's drift windows, by (merged model, 0 features / 1 outputs).
+    """Every merged model's drift windows at `now`, by (merged model, 0 features /
+    1 outputs).
 
     Snapshots of one layout whose windows hold the same buckets (workers of one clock)
     have their drift bins at the same places: each adds as one block, and the sum merges
-    into the windows once (as DriftWindow.merge adds).
+    into the windows once (as DriftWindow.merge adds). Buckets ahead of `now` are left out
+    and counted through `on_error`: the view is rendered at `now`, and such a bucket (a
+    clock running ahead, kept by a fold) took the slot of a live one, whose rows were lost
+    whichever came first. Older buckets lose their slot to live ones, as in a merge.
     """
     groups: dict[tuple, list[RawSnapshot]] = {}
     for raw in raws:
@@ -451,14 +457,26 @@ def _drift_windows(plan: MergePlan, raws: list[RawSnapshot]
             for which, window in enumerate(model.drift.windows):
                 ids, _, bins_at = first.drift[window.at]
                 used, total = len(ids), window.total
-                if index in merges:
+                if index in merges and used:
                     key = (merges[index], which)
                     merged = windows.get(key)
                     if merged is None:
                         merged = windows[key] = _empty_window(window)
                     at = bins_at - start
-                    merged.merge_buckets(ids, rows[row_at:row_at + used],
-                                         block[at:at + used * total].reshape(used, total))
+                    counts = block[at:at + used * total].reshape(used, total)
+                    bucket_rows = rows[row_at:row_at + used]
+                    current = merged.bucket_id(now)
+                    # Once per window and group of files, not per series.
+                    if max(ids) > current:
+                        live = [i for i, bucket in enumerate(ids) if bucket <= current]
+                        if on_error is not None:
+                            on_error(ValueError(
+                                f"{used - len(live)} drift bucket(s) of {len(members)}"
+                                " snapshot(s) are ahead of the merged view's time: left out"))
+                        ids = [ids[i] for i in live]
+                        bucket_rows = [bucket_rows[i] for i in live]
+                        counts = counts[live]
+                    merged.merge_buckets(ids, bucket_rows, counts)
                 row_at += used
     return windows
 

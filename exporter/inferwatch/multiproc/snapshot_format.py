@@ -175,6 +175,9 @@ def model_dict(state: ModelState) -> dict[str, Any]:
     return state.to_dict()
 
 
+_BIN_DTYPES = frozenset(("<u1", "<u2", "<u4", "<i8"))
+
+
 def _narrowest(counts: np.ndarray) -> str:
     """The smallest little-endian type holding every count: fewer bytes for every scrape."""
     largest = int(counts.max()) if counts.size else 0
@@ -234,9 +237,12 @@ def decode(data: bytes) -> RawSnapshot:
         header = json.loads(view[starts[1]:starts[2]].tobytes())
         if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
             raise ValueError("the state section is not of this format")
+        # Only what _narrowest writes: an unsigned 64-bit array does not add into the
+        # merge's int64 ones (the whole scrape failed), a big-endian one misreads.
+        if header["dtype"] not in _BIN_DTYPES:
+            raise ValueError(f"bin counts of type {header['dtype']!r} are not of this format")
         dtype = np.dtype(header["dtype"])
-        if dtype.kind not in "iu" or lengths[3] % 8 or lengths[4] % 8 or (
-                lengths[5] % dtype.itemsize):
+        if lengths[3] % 8 or lengths[4] % 8 or lengths[5] % dtype.itemsize:
             raise ValueError("the arrays are not whole numbers of items")
         values = np.frombuffer(data, dtype="<f8", count=lengths[3] // 8, offset=starts[3])
         table = np.frombuffer(data, dtype="<i8", count=lengths[4] // 8, offset=starts[4])

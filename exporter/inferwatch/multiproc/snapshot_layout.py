@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from inferwatch import faults
 from inferwatch.core.rolling_sketch import MAX_AGE_BUCKETS, RollingSketch
-from inferwatch.core.state import SummarySettings
+from inferwatch.core.state import HistogramState, SummarySettings
 
 # A summary's window row: newest bucket id (-1: none), zero count, then the positive and
 # negative bin runs as (first key, number of bins). An age bucket's row in the exact
@@ -146,18 +147,18 @@ def pack_layout(models: list[dict[str, Any]],
         exact: dict[str, Any] = {"summaries": []}
         exemplars: list = []
         for metric, rows in data["counters"].items():
-            for labels, value in rows:
+            for labels, value in _text_rows(rows, _added):
                 layout["counters"].append([metric, labels])
                 additive.append(value)
         for metric, rows in data["histograms"].items():
-            for labels, hist in rows:
+            for labels, hist in _text_rows(rows, _merged_histograms):
                 if hist.get("exemplars"):
                     exemplars.append([len(layout["histograms"]), hist["exemplars"]])
                 layout["histograms"].append([metric, labels, hist["bounds"]])
                 additive.extend(hist["counts"])
                 additive.append(hist["sum"])
         for metric, rows in data["summaries"].items():
-            for labels, summary in rows:
+            for labels, summary in _text_rows(rows, _merged_summaries):
                 rolling = summary["sketch"]
                 config = [rolling["max_age_seconds"], rolling["age_buckets"],
                           rolling["relative_accuracy"], rolling["max_bins"]]
@@ -185,6 +186,44 @@ def pack_layout(models: list[dict[str, Any]],
     packed.values = np.array(additive + window_sums, dtype=np.float64)
     packed.table = np.array(windows + drift, dtype=np.int64)
     return packed
+
+
+def _text_rows(rows: list, combine: Callable[[Any, Any], Any]) -> list:
+    """`rows` (``[labels, value]``) with every label value as text, as the exposition shows
+    it: readers take only strings, and one int label value (a class id) made every reader
+    refuse the whole file, losing all of the worker's counts. Rows equal only as text are
+    one series in the exposition, combined by `combine` (a layout names a series once)."""
+    if all(type(value) is str for labels, _ in rows for value in labels):
+        return rows
+    combined: dict[tuple[str, ...], Any] = {}
+    for labels, value in rows:
+        key = tuple(str(label) for label in labels)
+        combined[key] = combine(combined[key], value) if key in combined else value
+    return [[list(key), value] for key, value in combined.items()]
+
+
+def _added(first: float, second: float) -> float:
+    return first + second
+
+
+def _merged_histograms(first: dict, second: dict) -> dict:
+    merged = HistogramState.from_dict(first)
+    try:
+        merged.merge(HistogramState.from_dict(second))
+    except ValueError as exc:  # other buckets: the first is kept, as a merge keeps it
+        faults.record("multiproc_write", exc)
+    return merged.to_dict()
+
+
+def _merged_summaries(first: dict, second: dict) -> dict:
+    sketch = RollingSketch.from_dict(first["sketch"])
+    try:
+        sketch.merge(RollingSketch.from_dict(second["sketch"]))
+    except ValueError as exc:  # other window settings: the first is kept
+        faults.record("multiproc_write", exc)
+        return first
+    return {"sketch": sketch.to_dict(), "count": first["count"] + second["count"],
+            "sum": first["sum"] + second["sum"]}
 
 
 def _pack_buckets(buckets: list, newest: int, config: list, windows: list[int],
@@ -237,6 +276,9 @@ def _pack_drift(extra: dict, shared: dict[str, int], table: list[int],
         table.extend(ids)
         table.extend(rows)
         drift_bins.extend(np.asarray(bucket["counts"], dtype=np.int64) for bucket in buckets)
+        # A window's "newest_added" is left out: only DriftWindow.add reads it, and windows
+        # rebuilt from snapshots (the merged view, the archive's folds) are only merged
+        # and read, never added to; the worker that adds keeps its own window in memory.
         packed[name] = {"bins": window["bins"], "max_age_seconds": window["max_age_seconds"],
                         "age_buckets": slots}
     return packed
