@@ -249,6 +249,11 @@ def _check_numbers(name: str, value: object, timestamp: object) -> None:
     except (TypeError, ValueError):
         raise CollectorError(f"returned a value that is not a number in {name}: "
                              f"{value!r}") from None
+    except OverflowError:
+        # An int past a double's range cannot be written either; named like the others,
+        # not logged as a crash with a traceback.
+        raise CollectorError(f"returned a value too large for a sample in {name}: "
+                             f"a {type(value).__name__} past the largest float") from None
     if timestamp is None:
         return
     try:
@@ -315,7 +320,8 @@ class _Exposition:
     def add(self, families: Iterable[Metric]) -> list[str]:
         clashes: list[str] = []
         for family in families:
-            names = {family.name, *(sample.name for sample in family.samples)}
+            names = {family.name, _written_name(family),
+                     *(sample.name for sample in family.samples)}
             owners = {self._by_name[name] for name in names if name in self._by_name}
             if not owners:
                 for name in names:
@@ -335,6 +341,19 @@ class _Exposition:
             if dropped:
                 clashes.append(family.name)
         return clashes
+
+
+def _written_name(family: Metric) -> str:
+    """The name the text format writes a family's HELP and TYPE under, samples or not: a
+    counter ``x`` is written as ``x_total``, an info ``x`` as ``x_info``. An empty counter
+    and another collector's gauge ``x_total`` would otherwise both write ``# TYPE x_total``,
+    and Prometheus refuses the whole scrape for it.
+
+    >>> _written_name(Metric("x", "", "counter")), _written_name(Metric("y", "", "gauge"))
+    ('x_total', 'y')
+    """
+    suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+    return family.name + suffix
 
 
 def _merged(first: Metric, second: Metric) -> tuple[Metric, bool]:

@@ -170,6 +170,10 @@ class GpuCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
+            if self._closed:
+                # A run that waited on the lock while close() released NVML: an init now
+                # would never be given back.
+                raise CollectorError("closed: NVML is released and not initialized again")
             metrics = MetricSet()
             nvml = self._ensure_init()
             if nvml is None:
