@@ -211,6 +211,55 @@ def _labels_of(reference: Reference, max_labels: int) -> tuple[dict, dict]:
                  for names in (reference.feature_names, reference.output_names))
 
 
+def gauge_labels(reference: Reference, max_labels: int = DEFAULT_MAX_FEATURE_LABELS
+                 ) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """The ``feature`` and ``output`` label of each of `reference`'s features and outputs
+    that gets a drift gauge of its own, None for those folded (past `max_labels`, or
+    cleaning to a label already taken): the drift alerts can judge only the former, so
+    whatever evaluates their conditions must leave the latter out as well.
+
+    >>> import numpy as np
+    >>> ref = Reference.from_data({"a": np.arange(10.0), "b": np.arange(10.0)})
+    >>> gauge_labels(ref, max_labels=1)[0]
+    {'a': 'a', 'b': None}
+    """
+    return _gauged_of(reference, max_labels)[1]
+
+
+def folded_names(reference: Reference, max_labels: int = DEFAULT_MAX_FEATURE_LABELS
+                 ) -> tuple[frozenset[str], frozenset[str]]:
+    """The names of `reference`'s features and of its outputs that :func:`gauge_labels`
+    folds (usually none).
+
+    >>> import numpy as np
+    >>> ref = Reference.from_data({"a": np.arange(10.0), "b": np.arange(10.0)})
+    >>> folded_names(ref, max_labels=1)
+    (frozenset({'b'}), frozenset())
+    """
+    return _gauged_of(reference, max_labels)[2]
+
+
+def _gauged_of(reference: Reference, max_labels: int) -> _Gauged:
+    key = (id(reference), max_labels)
+    found = _gauged.get(key)
+    if found is not None and found[0] is reference:
+        return found
+    labels = _labels_of(reference, max_labels)
+    folded = tuple(frozenset(name for name, label in part.items() if label is None)
+                   for part in labels)
+    found = (reference, labels, folded)  # type: ignore[assignment]
+    if len(_gauged) >= MAX_DECODED_REFERENCES:
+        _gauged.clear()
+    _gauged[key] = found  # holding `reference` keeps its id unique
+    return found  # type: ignore[return-value]
+
+
+# Label maps by (id(reference), max_labels): an index of many versions of a few references
+# cleans each reference's names once, not once per version and load.
+_Gauged = tuple[Reference, tuple[dict, dict], tuple[frozenset, frozenset]]
+_gauged: dict[tuple[int, int], _Gauged] = {}
+
+
 # Scorers, and label maps by max_labels, read-only and shared by every state of one reference.
 _Compiled = tuple[Reference, tuple[DriftScorer, DriftScorer], dict[int, tuple[dict, dict]]]
 # id(reference data) -> (that data, what it compiles to). Worker snapshots hand out one

@@ -14,12 +14,12 @@ for the rule's ``for:``. Conditions that need more history than the process's ri
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from inferwatch.generate import config as generator_config
+from inferwatch.generate import re2
 
 if TYPE_CHECKING:
     from inferwatch.core.history import History, Sample
@@ -56,6 +56,7 @@ class Thresholds:
     no_traffic_lookback_seconds: float = 3600.0
     fast_burn_short_seconds: float = 300.0
     shadow_max_error_ratio: float = 0.05
+    fast_burn_min_requests: int = 10
 
     def declared(self, objectives: dict[str, float]) -> Thresholds:
         """These thresholds with the model's objectives declared in code applied, as the rules
@@ -87,7 +88,10 @@ class Thresholds:
         else:
             cfg = generator_config.load(config)
         for pattern, override in cfg.models.items():
-            if re.fullmatch(pattern, model):
+            # Matched as Prometheus matches the rules' `model=~` (RE2): Python's own `re`
+            # raised on `fr(?i)aud`, which the generator accepts, and read `\d` as any
+            # Unicode digit, judging a model by an entry its alerts do not use.
+            if re2.matches(pattern, model):
                 cfg = generator_config.with_values(cfg, override.values)
                 break
         seconds = generator_config.duration_seconds
@@ -96,6 +100,7 @@ class Thresholds:
             fast_burn_factor=cfg.slo.fast_burn.factor,
             fast_burn_long_seconds=seconds(cfg.slo.fast_burn.long_window),
             fast_burn_short_seconds=seconds(cfg.slo.fast_burn.short_window),
+            fast_burn_min_requests=cfg.slo.fast_burn.min_requests,
             shadow_max_error_ratio=cfg.shadow.max_error_ratio,
             slow_burn_factor=cfg.slo.slow_burn.factor,
             slow_burn_long_seconds=seconds(cfg.slo.slow_burn.long_window),
@@ -135,11 +140,21 @@ _DECLARED_FIELDS = {
 def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = None,
              history: History | None = None, now: float | None = None,
              delta: dict[str, float] | None = None, feature_base: Sample | None = None,
-             start: float | None = None) -> list[Flag]:
-    """The flags of one page: live ones when `state` is given, drift ones always."""
+             start: float | None = None,
+             drift_labels: tuple[dict[str, str | None], dict[str, str | None]] | None = None
+             ) -> list[Flag]:
+    """The flags of one page: live ones when `state` is given, drift ones always.
+
+    `drift_labels` (:func:`~inferwatch.quality.tracker.gauge_labels`) names the features
+    and outputs with a drift gauge of their own; by default those of the state's drift
+    window, for a state without one (an index row) those of its features in the order
+    given, under the default label cap. Without a state every one is judged."""
+    from inferwatch.core.history import totals_of
     from inferwatch.report.model import Flag
 
     now = time.time() if now is None else now
+    # Read once: every windowed number below is the state's totals less a sample's.
+    totals = totals_of(state) if state is not None else None
     flags: list[Flag] = []
     live = report.live
     if state is not None:
@@ -159,23 +174,29 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
         budget = t.fast_burn_factor * (1 - t.availability)
         long_base = history.before(state.key, now - t.fast_burn_long_seconds) \
             if history is not None else None
-        long_ratio = _windowed_ratio(state, long_base, "errors", "requests")
+        long_ratio = _windowed_ratio(state, long_base, "errors", "requests", totals)
+        long_calls = _windowed(state, long_base, "requests", totals)
         # The short window is slo.fast_burn.short_window, which need not be windows.rate.
         short_base = history.before(state.key, now - t.fast_burn_short_seconds) \
             if history is not None else None
-        short = _windowed_ratio(state, short_base, "errors", "requests")
-        flags.append(_flag("InferwatchErrorBudgetBurnFast", _both(long_ratio, short),
+        short = _windowed_ratio(state, short_base, "errors", "requests", totals)
+        # As the rule: fewer calls than slo.fast_burn.min_requests over the long window
+        # (one failed call of a nearly idle model) is no budget burning, whatever the ratio.
+        few = long_calls < t.fast_burn_min_requests
+        flags.append(_flag("InferwatchErrorBudgetBurnFast",
+                           math.nan if few else _both(long_ratio, short),
                            budget, above=True,
                            detail=f"error ratio {_pct(long_ratio)} over "
                                   f"{t.fast_burn_long_seconds / 3600:g}h and {_pct(short)} over "
                                   f"{t.fast_burn_short_seconds / 60:g}m, budget x "
-                                  f"{t.fast_burn_factor:g} = {_pct(budget)}"))
+                                  f"{t.fast_burn_factor:g} = {_pct(budget)}; {long_calls:g} "
+                                  f"calls (at least {t.fast_burn_min_requests} needed)"))
         kept = history.span_seconds if history is not None else 0.0
         flags.append(Flag("InferwatchErrorBudgetBurnSlow", NO_DATA, math.nan,
                           t.slow_burn_factor * (1 - t.availability),
                           f"needs {t.slow_burn_long_seconds / 3600:g}h of history; this "
                           f"process keeps {kept / 60:g}m: see Prometheus"))
-        flags.append(_no_traffic(state, history, now, t))
+        flags.append(_no_traffic(state, history, now, t, totals))
         flags.append(_flag("InferwatchLatencyHigh", live.latency_p99, t.latency_p99_seconds,
                            above=True, detail=f"p99 latency {_number(live.latency_p99, 's')}, "
                                               f"threshold {t.latency_p99_seconds:g}s"))
@@ -188,15 +209,15 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                  t.missing_ratio),
                 ("InferwatchOutOfRangeSpike", "inferwatch_feature_out_of_range_total",
                  t.out_of_range_ratio)):
-            rows = _windowed(state, feature_base, "rows")
+            rows = _windowed(state, feature_base, "rows", totals)
             worst, name = _worst_feature(state, feature_base, metric, rows)
             flags.append(_flag(alert, worst, limit, above=True,
                                detail=f"worst feature {name!r}: {_pct(worst)} of rows, "
                                       f"threshold {_pct(limit)}" if name else "no rows"))
         accuracy_base = history.before(state.key, now - t.accuracy_window_seconds) \
             if history is not None else None
-        outcomes = _windowed(state, accuracy_base, "outcomes")
-        accuracy = _windowed_ratio(state, accuracy_base, "correct", "outcomes")
+        outcomes = _windowed(state, accuracy_base, "outcomes", totals)
+        accuracy = _windowed_ratio(state, accuracy_base, "correct", "outcomes", totals)
         enough = outcomes >= t.accuracy_min_outcomes
         validated = state.validation.get("accuracy")
         # As the rule: the model's own validation accuracy less max_drop, else the floor.
@@ -210,13 +231,28 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                                   f"{_pct(floor)}{against}"))
         flags.append(_model_stale(live.trained_at, now, t))
     rows = report.live.drift_window_rows if report.live is not None else report.rows
-    for alert, items, limit in (("InferwatchFeatureDrift", report.features, t.drift_feature),
-                                ("InferwatchPredictionDrift", report.outputs,
-                                 t.drift_prediction)):
+    folded: tuple[frozenset[str], frozenset[str]] | None = None
+    if drift_labels is not None:
+        folded = tuple(frozenset(name for name, label in part.items()  # type: ignore[assignment]
+                                 if label is None) for part in drift_labels)
+    for part, (alert, items, limit) in enumerate((
+            ("InferwatchFeatureDrift", report.features, t.drift_feature),
+            ("InferwatchPredictionDrift", report.outputs, t.drift_prediction))):
         if not items or shadow:
             continue
+        if part == 0 and rows >= t.drift_min_observations:
+            # As the rule: a feature with fewer values in the window than
+            # drift.min_observations (missing from most rows) is not judged. Known only
+            # where the page has the window's counts (no bins: an index row).
+            items = [d for d in items if not d.live or d.rows >= t.drift_min_observations]
         scored = [(d.scores.get(t.drift_method, math.nan), d.name) for d in items]
         scored = [(v, n) for v, n in scored if not math.isnan(v)]
+        if scored and folded is None and state is not None:
+            folded = _folded(report, state)  # only once something is scored: an index row
+        if scored and folded is not None and folded[part]:
+            # The alert sees only what has a gauge: a feature past the label cap folds into
+            # no series, and a flag firing on it would name a drift no alert can report.
+            scored = [(v, n) for v, n in scored if n not in folded[part]]
         worst, name = max(scored) if scored else (math.nan, "")
         enough = rows >= t.drift_min_observations
         flags.append(_flag(alert, worst if enough else math.nan, limit, above=True,
@@ -225,6 +261,37 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
                                   + f" on {rows} rows (at least {t.drift_min_observations} "
                                     f"needed), threshold {limit:g}"))
     return flags
+
+
+def _folded(report: ModelReport, state: ModelState) -> tuple[frozenset[str], frozenset[str]]:
+    """The features and outputs of `state`'s drift window without a gauge of their own; for
+    a state without one (an index row's copy), those of the report's in the order given
+    (the reference's, on an index row) under the default cap."""
+    from inferwatch.catalogue import distinct_labels
+    from inferwatch.quality.tracker import DEFAULT_MAX_FEATURE_LABELS, folded_names
+
+    drift = state.extras.get("drift")
+    reference = getattr(drift, "reference", None)
+    max_labels = getattr(drift, "max_labels", None)
+    if reference is not None and isinstance(max_labels, int):
+        return folded_names(reference, max_labels)
+    key = (tuple([d.name for d in report.features]), tuple([d.name for d in report.outputs]))
+    found = _folded_by_names.get(key)
+    if found is None:
+        # Cleaned once per list of names: an index of 1,000 versions of a few references
+        # cleaned every name of every version on every load.
+        found = tuple(frozenset(name for name, label in  # type: ignore[assignment]
+                                zip(names, distinct_labels(names, DEFAULT_MAX_FEATURE_LABELS))
+                                if label is None) for names in key)
+        if len(_folded_by_names) >= _MAX_FOLDED:
+            _folded_by_names.clear()
+        _folded_by_names[key] = found  # type: ignore[assignment]
+    return found  # type: ignore[return-value]
+
+
+_MAX_FOLDED = 64
+_folded_by_names: dict[tuple[tuple[str, ...], tuple[str, ...]],
+                       tuple[frozenset[str], frozenset[str]]] = {}
 
 
 def _model_stale(trained_at: float, now: float, t: Thresholds) -> Flag:
@@ -244,7 +311,7 @@ def _rate_ratio(part: float, whole: float) -> float:
 
 
 def _no_traffic(state: ModelState, history: History | None, now: float,
-                t: Thresholds) -> Flag:
+                t: Thresholds, totals: dict[str, float] | None = None) -> Flag:
     """InferwatchNoTraffic's condition: no call over the rate window, summed over the
     model's versions, where there were calls over the same window `lookback` ago."""
     from inferwatch.core.history import totals_of
@@ -256,9 +323,10 @@ def _no_traffic(state: ModelState, history: History | None, now: float,
         return Flag("InferwatchNoTraffic", NO_DATA, math.nan, 0.0,
                     f"needs {reach / 60:g}m of history; this process has less")
     recent = earlier = 0.0
+    current_requests = (totals if totals is not None else totals_of(state))["requests"]
     for key in _versions(history, state.model):
         samples = history.samples(key)
-        current = totals_of(state)["requests"] if key == state.key else (
+        current = current_requests if key == state.key else (
             samples[-1].totals["requests"] if samples else 0.0)
         recent += current - _requests_at(history, key, now - window)
         earlier += _requests_at(history, key, now - lookback) - _requests_at(history, key,
@@ -309,16 +377,23 @@ def _both(long_ratio: float, short_ratio: float) -> float:
     return min(long_ratio, short_ratio)
 
 
-def _windowed(state: ModelState, base: Sample | None, key: str) -> float:
+def _windowed(state: ModelState, base: Sample | None, key: str,
+              totals: dict[str, float] | None = None) -> float:
+    """`key`'s total now (`totals`: the state's, read once by the caller) less `base`'s."""
     from inferwatch.core.history import totals_of
 
-    now_value = totals_of(state)[key]
+    now_value = (totals if totals is not None else totals_of(state))[key]
     return now_value - (base.totals.get(key, 0.0) if base is not None else 0.0)
 
 
-def _windowed_ratio(state: ModelState, base: Sample | None, part: str, whole: str) -> float:
-    denominator = _windowed(state, base, whole)
-    return _windowed(state, base, part) / denominator if denominator > 0 else math.nan
+def _windowed_ratio(state: ModelState, base: Sample | None, part: str, whole: str,
+                    totals: dict[str, float] | None = None) -> float:
+    if totals is None:
+        from inferwatch.core.history import totals_of
+
+        totals = totals_of(state)
+    denominator = _windowed(state, base, whole, totals)
+    return _windowed(state, base, part, totals) / denominator if denominator > 0 else math.nan
 
 
 def _worst_feature(state: ModelState, base: Sample | None, metric: str,
