@@ -102,13 +102,14 @@ def gzip_accepted(accept_encoding: str | None) -> bool:
     """Whether an Accept-Encoding header allows gzip, by its quality values (RFC 9110 12.5.3).
 
     ``gzip;q=0`` and ``*;q=0`` refuse it, ``*`` allows it unless gzip is named, and
-    ``x-gzip`` is gzip; ``identity;q=0`` alone asks for it, as the plain body is refused.
+    ``x-gzip`` is gzip; ``identity;q=0`` alone asks for it, as the plain body is refused,
+    and ``identity`` rated above gzip refuses it.
     A malformed quality value makes its entry count as absent.
 
     >>> gzip_accepted("gzip;q=0.5, br"), gzip_accepted("gzip;q=0"), gzip_accepted("*")
     (True, False, True)
-    >>> gzip_accepted("*, gzip;q=0"), gzip_accepted(None)
-    (False, False)
+    >>> gzip_accepted("*, gzip;q=0"), gzip_accepted(None), gzip_accepted("gzip;q=0.1, identity")
+    (False, False, False)
     """
     named: float | None = None
     anything: float | None = None
@@ -129,19 +130,23 @@ def gzip_accepted(accept_encoding: str | None) -> bool:
             anything = quality if anything is None else max(anything, quality)
         elif coding == "identity":
             identity = quality if identity is None else max(identity, quality)
-    if named is not None:
-        return named > 0
-    if anything is not None:
-        return anything > 0
-    # `identity;q=0` refuses the plain body; gzip, not refused, is then the one coding left.
-    return identity == 0
+    gzip_quality = named if named is not None else anything
+    if gzip_quality is None:
+        # `identity;q=0` refuses the plain body; gzip, not refused, is then the one coding
+        # left.
+        return identity == 0
+    # A client rating the plain body above gzip (`gzip;q=0.1, identity`) gets it, as from
+    # Go's promhttp; a tie goes to gzip.
+    identity_quality = identity if identity is not None else anything
+    return gzip_quality > 0 and (identity_quality is None or identity_quality <= gzip_quality)
 
 
 def _quality(text: str) -> float | None:
     """A qvalue (0 to 1, at most three decimals); None when it is not one."""
     if not text or len(text) > 5 or text[0] not in "01" or (len(text) > 1 and text[1] != "."):
         return None
-    if not all(c.isdigit() for c in text[2:]) or (text[0] == "1" and text[2:].strip("0")):
+    # ASCII digits only: str.isdigit() also takes "²", which float() then refuses.
+    if not all(c in "0123456789" for c in text[2:]) or (text[0] == "1" and text[2:].strip("0")):
         return None
     return float(text)
 

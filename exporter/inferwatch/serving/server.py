@@ -341,7 +341,7 @@ class MetricsServer:
                     return
                 started = time.perf_counter()
                 request = _parse_head(head)
-                await self._discard_body(reader, request)
+                await self._discard_body(reader, writer, request)
                 connection.busy = True
                 try:
                     status, body, headers = await self._route(request)
@@ -392,7 +392,8 @@ class MetricsServer:
         except (asyncio.IncompleteReadError, asyncio.TimeoutError):
             return None
 
-    async def _discard_body(self, reader: asyncio.StreamReader, request: _Request) -> None:
+    async def _discard_body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            request: _Request) -> None:
         if "transfer-encoding" in request.headers:
             raise _HttpError(501, "request bodies with Transfer-Encoding are not supported")
         length = request.headers.get("content-length")
@@ -403,6 +404,13 @@ class MetricsServer:
         if int(length) > MAX_BODY_BYTES:
             raise _HttpError(413, "request body too large")
         if int(length):
+            if request.version == "HTTP/1.1" and \
+                    request.headers.get("expect", "").strip().lower() == "100-continue":
+                # The client holds its body back until told to send it (RFC 9110 10.1.1):
+                # waiting for the body without saying so left it unanswered until
+                # read_timeout, then closed.
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_SECONDS)
             await asyncio.wait_for(reader.readexactly(int(length)), self._read_timeout)
 
     async def _route(self, request: _Request) -> tuple[int, bytes, dict[str, str]]:

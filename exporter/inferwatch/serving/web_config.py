@@ -84,7 +84,7 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\xa0-\xff]*")
 _TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}
 # The prefixes the bcrypt package checks ($2$, the original, it refuses) and the costs it
 # takes (Go's bcrypt.MinCost and MaxCost, which exporter-toolkit checks at start-up).
-_BCRYPT_HASH = re.compile(r"^\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}$")
+_BCRYPT_HASH = re.compile(r"\$2[abxy]\$([0-9][0-9])\$[./A-Za-z0-9]{53}")
 _BCRYPT_COSTS = range(4, 32)
 _BCRYPT_MAX_PASSWORD_BYTES = 72
 
@@ -460,7 +460,9 @@ def _apply_users(config: WebConfig, users: dict[str, Any]) -> None:
         key = f"basic_auth_users.{user}"
         if not isinstance(user, str) or not user or ":" in user:
             raise config._error(key, "user names must be non-empty strings without ':'")
-        if not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
+        # fullmatch: `$` also matches before a final newline, and a hash written as a YAML
+        # block scalar (`|`) ends in one, which bcrypt then refuses at every login.
+        if not isinstance(hashed, str) or not _BCRYPT_HASH.fullmatch(hashed):
             raise config._error(
                 key, "not a bcrypt hash (expected $2y$10$ followed by 53 characters)")
         cost = _bcrypt_cost(hashed)
