@@ -16,6 +16,7 @@ inferwatch.generate.config.ConfigError: latency.p99: unknown key (expected one o
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import re
 import types
@@ -475,13 +476,23 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
 
 
 def _number_hint(value: Any, kind: Any) -> str:
-    """How to write a number YAML 1.1 read as text: PyYAML takes 1e-3 for a string, and
-    only 1.0e-3 for a number."""
+    """How to write a number YAML 1.1 read as text: PyYAML takes 1e-3, 2e3 and 2.0e3 for
+    strings, and a number with an exponent only with a decimal point and a signed exponent
+    (1.0e-3, 2.0e+3)."""
     if kind is float and isinstance(value, str):
-        exponent = re.fullmatch(r"([-+]?[0-9]+)([eE][-+]?[0-9]+)", value.strip())
-        if exponent:
-            return (f" (YAML reads an exponent without a decimal point as text: write "
-                    f"{exponent[1]}.0{exponent[2]})")
+        exponent = re.fullmatch(r"([-+]?)([0-9]*)(?:\.([0-9]*))?([eE])([-+]?)([0-9]+)",
+                                value.strip())
+        if exponent and (exponent[2] or exponent[3]):
+            sign, whole, fraction, e, exp_sign, digits = exponent.groups()
+            dotted = f"{sign}{whole or '0'}.{fraction or '0'}"
+            unsigned = f"{dotted}{e}{digits}"
+            written = f"{dotted}{e}{exp_sign or '+'}{digits}"
+            if exp_sign:
+                return (f" (YAML reads an exponent without a decimal point as text: write "
+                        f"{written})")
+            # Adding the point alone is not enough: 2.0e3 is text to YAML 1.1 as well.
+            return (f" (YAML reads an exponent without a sign as text, even {unsigned}: "
+                    f"write {written})")
     return ""
 
 
@@ -569,6 +580,10 @@ def _not_text(value: Any) -> str:
     shown = f"{type(value).__name__} {value!r}"
     if isinstance(value, (bool, int, float)):
         return f"{shown} (YAML reads it unquoted as {_type_name(type(value))}: quote it)"
+    if isinstance(value, datetime.date):
+        # YAML 1.1 reads 2026-01-31 (a Grafana time_from, a tag) as a date: the message
+        # shows it as the user wrote it, not as datetime.date(2026, 1, 31).
+        return f"the date {value} (YAML reads it unquoted as a date: quote it)"
     return shown
 
 
@@ -577,6 +592,10 @@ def _build_alert_overrides(data: Mapping, key: str) -> Mapping[str, AlertOverrid
     for name, raw in data.items():
         if name not in ALERT_NAMES:
             raise ConfigError(f"{key}.{name}", "unknown alert (see docs/runbooks.md for the list)")
+        if raw is None:
+            # `InferwatchLatencyHigh:` with its severity and for commented out: an empty
+            # section keeps its defaults, as `slo:` does.
+            continue
         overrides[name] = _build(AlertOverride, raw, f"{key}.{name}.")
     return _frozen(dict(sorted(overrides.items())))
 
@@ -631,7 +650,9 @@ def _build_model_override(pattern: str, raw: Any, earlier: tuple[str, ...],
     raw = {} if raw is None else raw  # an entry left empty still claims its models
     if not isinstance(raw, Mapping):
         raise ConfigError(key, f"must be a mapping, got {type(raw).__name__}")
-    raw_alerts = raw.get("alerts") or {}
+    # Only an empty `alerts:` means none: `[]` or `false` is a mistake, refused at the top
+    # level too.
+    raw_alerts = {} if raw.get("alerts") is None else raw["alerts"]
     if not isinstance(raw_alerts, Mapping):
         raise ConfigError(f"{key}.alerts", f"must be a mapping, got {type(raw_alerts).__name__}")
     alerts = _build_alert_overrides(raw_alerts, f"{key}.alerts")
@@ -957,7 +978,8 @@ def from_dict(data: Mapping | None, source: str | None = None) -> Config:
         models = None
         if isinstance(data, Mapping) and "models" in data:
             # Each model's values are checked together with the top-level ones they replace.
-            models = data["models"] or {}
+            # Only an empty `models:` means no overrides: `[]` or `false` is a mistake.
+            models = {} if data["models"] is None else data["models"]
             data = {key: value for key, value in data.items() if key != "models"}
         cfg = _build(Config, data, "")
         _check_cross_fields(cfg)

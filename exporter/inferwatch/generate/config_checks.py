@@ -17,8 +17,10 @@ from typing import Any
 
 from inferwatch.generate.re2 import Unsupported, python_regex
 
-_DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+# ASCII digits only: Python's \d also takes fullwidth or Arabic-Indic digits, which int()
+# reads but PromQL refuses, so every rule file holding the window would fail to load.
+_DURATION = re.compile(r"(?:[0-9]+(?:ms|s|m|h|d|w|y))+")
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 # Prometheus takes the units largest first, each once, and counts in signed 64-bit nanoseconds.
 _UNIT_ORDER = ("y", "w", "d", "h", "m", "s", "ms")
@@ -162,6 +164,11 @@ def _matcher_problem(matcher: re.Match) -> str | None:
             return f"has the matcher {text}, whose quoted label name is empty"
     except ValueError as exc:
         return f"has the matcher {text}, whose escape {exc} is not a valid character"
+    if (_promql_string_value(name) if name[0] in "\"'`" else name) == "__name__":
+        # Every rule writes the metric name before the braces, and PromQL refuses a metric
+        # name set twice: each rule file holding the selector would fail to load.
+        return (f"has the matcher {text} on the metric name, which the rules set "
+                f"themselves (PromQL refuses it twice); select series by their other labels")
     if matcher.group("op") not in ("=~", "!~"):
         return None
     try:

@@ -6,6 +6,7 @@ every override of the first.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -40,6 +41,7 @@ def parse_yaml(text: str) -> Any:
             return None
         _refuse_alias_loops(node, "", {}, set())
         _refuse_duplicate_keys(loader, node, "", set())
+        _refuse_yaml11_numbers(loader, node, "", set())
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -113,3 +115,41 @@ def _mapping_key(loader: Any, node: Any) -> Any:
     except TypeError:
         return None
     return key
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# Plain numbers YAML 1.1 (PyYAML) reads unlike YAML 1.2 and unlike any reader: 017 is octal
+# 15, and 1:30 is base 60, 90. Both would silently become another threshold or count.
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+
+
+def _refuse_yaml11_numbers(loader: Any, node: Any, prefix: str, visited: set[int]) -> None:
+    """Refuse a plain scalar YAML 1.1 reads as a number other than the one written."""
+    import yaml
+
+    if id(node) in visited:
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_yaml11_numbers(loader, item, f"{prefix.rstrip('.')}[{index}].", visited)
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            _refuse_yaml11_numbers(loader, value_node, f"{prefix}{key}.", visited)
+    elif isinstance(node, yaml.ScalarNode) and node.style is None:
+        text = node.value
+        where = prefix.rstrip(".") or "(top level)"
+        line = node.start_mark.line + 1
+        if node.tag in (_INT_TAG, _FLOAT_TAG) and _SEXAGESIMAL.fullmatch(text):
+            raise Refused(where, f"is {text}, which YAML 1.1 reads as the base-60 number "
+                          f"{loader.construct_object(node)!r} (line {line}): write the "
+                          f"number itself, or quote it where text is meant")
+        if node.tag == _INT_TAG and _OCTAL.fullmatch(text):
+            number = loader.construct_object(node)
+            if number != int(text.replace("_", "")):
+                raise Refused(where, f"is {text}, which YAML 1.1 reads as the octal number "
+                              f"{number} (line {line}): write it without the leading 0, or "
+                              f"quote it where text is meant")
