@@ -200,7 +200,9 @@ class OutcomeJoiner:
                 # that an entry-count eviction would have spared).
                 while len(pending) > max_entries:
                     self._bytes -= pending.popitem(last=False)[1][3]
-                if self._bytes > max_bytes:
+                # The bound now, not the one the entries were fitted to: a configure() from
+                # another thread may have lowered it since.
+                if self._bytes > self.max_bytes:
                     self._make_room()
 
     def _forget_oldest_joined(self) -> None:
@@ -319,11 +321,11 @@ class OutcomeJoiner:
 def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any], bool]
                      ) -> tuple[list[float], int] | None:
     """(finite absolute errors, missing labels) of (prediction, label) pairs; a missing
-    label is counted and not judged, a non-finite error dropped. None when a label is not a
-    number.
+    label, or one no finite error can be measured against, is counted and not judged. None
+    when a label is not a number.
 
     >>> _absolute_errors([(1.0, 3.0), (2.0, None), (1.0, float("inf"))], lambda t: t is None)
-    ([2.0], 1)
+    ([2.0], 2)
     >>> _absolute_errors([(1.0, "high")], lambda t: t is None) is None
     True
     """
@@ -342,6 +344,11 @@ def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any
             continue
         if math.isfinite(error):
             errors.append(error)
+        else:
+            # An infinite target ("inf" in a CSV), or one so far off that the error
+            # overflows: no error to observe (it would make the histogram's sum infinite
+            # for good), but the row is counted, not silently lost.
+            missing += 1
     return errors, missing
 
 
@@ -436,9 +443,22 @@ def _as_rows(y_true: Any) -> list:
     try:
         if np.ndim(y_true) == 0:
             return [_scalar(y_true)]
-        return list(np.asarray(y_true).reshape(-1))
+        return list(_labels_array(y_true).reshape(-1))
     except ValueError:  # ragged rows: each one as given, to match (or not) its prediction
         return list(y_true)
+
+
+def _labels_array(y_true: Any) -> np.ndarray:
+    """``np.asarray(y_true)``, with each label kept as given where numpy would turn a list
+    of mixed labels into text: ``[1.0, "spam"]`` would read ``"1.0"``, never class ``1``.
+
+    >>> _labels_array([1.0, "spam"]).tolist(), _labels_array(np.array(["a"])).dtype.kind
+    ([1.0, 'spam'], 'U')
+    """
+    array = np.asarray(y_true)
+    if array.dtype.kind in "US" and not isinstance(y_true, np.ndarray):
+        return np.asarray(y_true, dtype=object)
+    return array
 
 
 def _scalar(value: Any) -> Any:
@@ -471,8 +491,10 @@ def _as_table(y_true: Any, outputs: int) -> list | None:
     """
     if isinstance(y_true, (str, bytes)):
         return None
+    if isinstance(y_true, Iterator):  # a generator of rows: one row per item, as for one output
+        y_true = list(y_true)
     try:
-        table = np.asarray(y_true)
+        table = _labels_array(y_true)
     except (ValueError, TypeError):  # ragged rows: no table of one width
         return None
     if table.ndim == 1 and table.shape[0] == outputs:
@@ -500,10 +522,33 @@ def _same_class(predicted: str, label: str) -> bool:
 
     >>> _same_class("1", "True"), _same_class("x" * 256, "x" * 300), _same_class("a", "b")
     (True, True, False)
+    >>> _same_class("1.0", "1"), _same_class("0.0", "False"), _same_class("1.0", "10")
+    (True, True, False)
     """
-    return predicted == label or (predicted, label) in _SAME_CLASSES or (
-        len(label) > MAX_JOINED_LABEL_CHARS == len(predicted) and
-        label[:MAX_JOINED_LABEL_CHARS] == predicted)
+    if predicted == label or (predicted, label) in _SAME_CLASSES:
+        return True
+    # A classifier fit on a float column (``classes_ == [0.0, 1.0]``) keeps its classes as
+    # "0.0" and "1.0", while a label 1 or 1.0 reads "1": read the class as labels are read.
+    whole = _whole_float_text(predicted)
+    if whole is not None:
+        return whole == label or (whole, label) in _SAME_CLASSES
+    return len(label) > MAX_JOINED_LABEL_CHARS == len(predicted) and \
+        label[:MAX_JOINED_LABEL_CHARS] == predicted
+
+
+def _whole_float_text(text: str) -> str | None:
+    """The integer text of a whole-number float's text ("1.0", "-2.0"); None for any other.
+
+    >>> _whole_float_text("1.0"), _whole_float_text("-2.0"), _whole_float_text("1.5")
+    ('1', '-2', None)
+    """
+    if not text.endswith(".0"):
+        return None
+    digits = text[:-2]
+    unsigned = digits[1:] if digits.startswith("-") else digits
+    if not (unsigned.isascii() and unsigned.isdigit()):
+        return None
+    return str(int(digits))
 
 
 def joinable_labels(result: Any) -> tuple[str, ...] | None:
