@@ -42,6 +42,7 @@ from inferwatch.catalogue import OTHER
 from inferwatch.standalone.collectors.nvml_read import (
     FIELDS,
     DeviceLost,
+    ProcessNames,
     Reading,
     raw_text,
     read_device,
@@ -148,7 +149,7 @@ class GpuCollector(Collector):
         self._denied: set[int] = set()
         self._errors: dict[tuple[str, str, str, str], int] = {}
         self._said: set[tuple[int, str, str]] = set()  # unavailable fields already logged
-        self._process_names: dict[int, str] = {}
+        self._process_names: ProcessNames = {}
         self._xid = XidWatcher()
         self._closed = False  # close() was called: the start-up probe must not init NVML
 
@@ -363,11 +364,15 @@ class GpuCollector(Collector):
                      "the gpu collector does not apply and reports inferwatch_gpu_devices 0")
         self._applies = False
         self._init_error = "no NVML library"
+        self._looking = False  # see _init_failed
         self._schedule_retry(now)
 
     def _init_failed(self, now: float, why: str) -> CollectorError:
         self._applies = True
         self._init_error = why
+        # NVML is no longer held: the next init is a recovery from a failure, to be said
+        # at INFO, not one more quiet restart of a search for GPUs.
+        self._looking = False
         delay = self._schedule_retry(now)
         return CollectorError(f"NVML unavailable ({why}); next attempt in {delay:.0f}s")
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import psutil
+
 # What a device answers for a field it does not offer, named for the log and the docs.
 UNAVAILABLE = {"NVMLError_NotSupported": "not supported",
                "NVMLError_NoPermission": "no permission",
@@ -46,6 +48,9 @@ FIELDS = ("utilization", "memory", "temperature", "power", "power_limit", "energ
           "clocks", "processes", "xid_events")
 
 Sample = tuple[str, dict[str, str], float]
+# pid -> (the process's start time, None when it cannot be seen; its name): a pid is
+# reused, so the start time tells the process the name was read for from its successor.
+ProcessNames = dict[int, tuple[float | None, str]]
 
 
 class DeviceLost(Exception):
@@ -204,7 +209,7 @@ class Reading:
 
 
 def read_device(nvml: ModuleType, handle: object, labels: dict[str, str], *,
-                process_memory: bool, process_names: dict[int, str],
+                process_memory: bool, process_names: ProcessNames,
                 deadline: float = math.inf, clock: Callable[[], float] | None = None
                 ) -> Reading:
     """Every field of one device; raises :class:`DeviceLost` when it is gone. Reads due
@@ -323,20 +328,37 @@ def _read_mig_devices(reading: Reading, handle: object) -> None:
     """
     nvml = reading.nvml
     slots = reading.call("mig_devices", "nvmlDeviceGetMaxMigDeviceCount", handle) or 0
+    if not 0 <= slots <= MAX_MIG_ID:
+        # A misread count (an unsigned -1, say) would spend the device's whole budget on
+        # calls for slots no GPU has.
+        reading.errors.append(("mig_devices", "implausible_value"))
+        slots = MAX_MIG_ID if slots > 0 else 0
+    by_index: Callable[..., Any] | None = getattr(
+        nvml, "nvmlDeviceGetMigDeviceHandleByIndex", None)
+    if by_index is None:
+        # A binding without the call costs the MIG devices' series, not the collector.
+        reading.unavailable("mig_devices", "not in this nvidia-ml-py")
+        return
     empty = tuple(getattr(nvml, name) for name in (
         "NVMLError_NotFound", "NVMLError_InvalidArgument", "NVMLError_NotSupported"))
     for slot in range(slots):
         if reading.over_budget("mig_devices"):
             break
         try:
-            instance = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+            instance = by_index(handle, slot)
         except empty:
             continue
         except nvml.NVMLError as exc:
             if type(exc).__name__ in GONE:
                 raise DeviceLost(f"nvmlDeviceGetMigDeviceHandleByIndex: {exc}") from exc
             reading.errors.append(("mig_devices", reason(exc)))
+            if type(exc).__name__ == "NVMLError_FunctionNotFound":
+                break  # a driver without the call: every slot would answer the same
             continue
+        except (TypeError, AttributeError, ctypes.ArgumentError) as exc:
+            # A binding whose wrapper does not match the library, as in Reading.call.
+            reading.errors.append(("mig_devices", reason(exc)))
+            break
         probe = reading.aside({})
         gpu_instance = probe.call("mig_devices", "nvmlDeviceGetGpuInstanceId", instance)
         compute_instance = probe.call("mig_devices", "nvmlDeviceGetComputeInstanceId", instance)
@@ -412,7 +434,7 @@ def _process_records(reading: Reading, handle: object) -> list[list[Any]] | None
 
 
 def _read_processes(reading: Reading, handle: object, mig_enabled: bool, total: int | None,
-                   process_names: dict[int, str]) -> None:
+                   process_names: ProcessNames) -> None:
     """GPU memory per process, only when every record is plausible.
 
     A binding and driver that disagree on the record layout (nvidia-ml-py 12.535.77's 32
@@ -450,8 +472,7 @@ def _read_processes(reading: Reading, handle: object, mig_enabled: bool, total: 
     for (pid, gpu_instance, compute_instance), used in sorted(used_by.items()):
         # Past the deadline only names already known are used: the series still count.
         expired = reading.clock is not None and reading.clock() >= reading.deadline
-        name = process_names.get(pid, "") if expired else _process_name(
-            reading.nvml, pid, process_names)
+        name = _process_name(reading.nvml, pid, process_names, ask=not expired)
         extra = {"pid": str(pid), "process": name}
         if gpu_instance:
             extra |= {"gpu_instance": gpu_instance, "compute_instance": compute_instance}
@@ -460,21 +481,40 @@ def _read_processes(reading: Reading, handle: object, mig_enabled: bool, total: 
 
 # A process name is a label value: capped like every other label.
 MAX_PROCESS_NAME = 64
+# Names kept between scrapes. The collector keeps only the pids of its last scrape; this
+# caps what one scrape of very many processes can add.
+MAX_PROCESS_NAMES = 4096
 
 
-def _process_name(nvml: ModuleType, pid: int, cache: dict[int, str]) -> str:
-    """The name NVML gives a host pid ("" outside the host's pid namespace), cached by pid."""
-    if pid not in cache:
-        try:
-            name = text(nvml.nvmlSystemGetProcessName(pid))
-        except UnicodeDecodeError as exc:  # Linux process names are bytes, not UTF-8
-            name = undecoded(exc)
-        except getattr(nvml, "NVMLError", OSError) as exc:
-            if type(exc).__name__ not in ("NVMLError_NotFound", *UNAVAILABLE):
-                # A passing failure: caching "" would blank the name for the pid's life.
-                return ""
-            name = ""  # outside this pid namespace, or already exited: for good
-        except AttributeError:
-            name = ""
-        cache[pid] = name[:MAX_PROCESS_NAME]
-    return cache[pid]
+def _started(pid: int) -> float | None:
+    """When the process with this pid started; None when this pid namespace cannot see it."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.Error, OSError, ValueError):
+        return None
+
+
+def _process_name(nvml: ModuleType, pid: int, cache: ProcessNames, *, ask: bool = True) -> str:
+    """The name NVML gives a host pid ("" outside the host's pid namespace), cached by pid
+    for as long as the same process holds it. Without ``ask``, only a cached name."""
+    started = _started(pid)
+    cached = cache.get(pid)
+    if cached is not None and cached[0] == started:
+        return cached[1]
+    if not ask:
+        return ""
+    try:
+        name = text(nvml.nvmlSystemGetProcessName(pid))
+    except UnicodeDecodeError as exc:  # Linux process names are bytes, not UTF-8
+        name = undecoded(exc)
+    except getattr(nvml, "NVMLError", OSError) as exc:
+        if type(exc).__name__ not in ("NVMLError_NotFound", *UNAVAILABLE):
+            # A passing failure: caching "" would blank the name for the pid's life.
+            return ""
+        name = ""  # outside this pid namespace, or already exited: for good
+    except AttributeError:
+        name = ""
+    name = name[:MAX_PROCESS_NAME]
+    if pid in cache or len(cache) < MAX_PROCESS_NAMES:
+        cache[pid] = (started, name)
+    return name
