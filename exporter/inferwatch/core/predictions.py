@@ -202,9 +202,38 @@ def _arrow_nulls(obj: object) -> int:
 
 
 def _is_dataframe(obj: object) -> bool:
-    """A pandas or polars DataFrame (outputs named by its columns), told without either."""
+    """A pandas or polars DataFrame or a pyarrow Table (outputs named by its columns), told
+    without any of them."""
+    if _is_arrow_table(obj):
+        return True
     return hasattr(obj, "columns") and hasattr(obj, "to_numpy") and (
         hasattr(obj, "items") or type(obj).__module__.startswith("polars"))
+
+
+def _is_arrow_table(obj: object) -> bool:
+    return type(obj).__module__.startswith("pyarrow") and hasattr(obj, "column_names") and \
+        hasattr(obj, "columns")
+
+
+def _frame_columns(frame: object) -> list[tuple[object, object]]:
+    """(name, column) of a pandas or polars DataFrame or a pyarrow Table, in column order.
+    A Table's ``columns`` are its column arrays, not their names."""
+    if _is_arrow_table(frame):
+        return list(zip(frame.column_names, frame.columns))
+    if hasattr(frame, "items"):
+        return list(frame.items())
+    return [(name, frame[name]) for name in frame.columns]  # a polars DataFrame
+
+
+def _structured_fields(obj: object) -> dict[str, np.ndarray] | None:
+    """The fields of a numpy structured (or record) array, as a dict of named outputs; None
+    for anything else. Read as one value per row they would be objects, each counted as
+    unsupported, and the model's outputs lost."""
+    names = getattr(getattr(obj, "dtype", None), "names", None)
+    if not names or not isinstance(obj, np.ndarray):
+        return None
+    plain = obj.view(np.ndarray)
+    return {name: plain[name] for name in names}
 
 
 def _is_output_list(result: object) -> bool:
@@ -250,14 +279,17 @@ def normalize(
     records = records_as_columns(result)
     if records is not None:
         result = records
+    fields = _structured_fields(result)
+    if fields is not None:
+        result = fields
     if probabilities and _is_dataframe(result):
         # predict_proba as a DataFrame with a column per class (AutoGluon, H2O): the columns
         # name the classes.
-        _add_probabilities(prediction, to_array(result), [str(c) for c in result.columns])
+        _add_probabilities(prediction, to_array(result),
+                           [str(name) for name, _ in _frame_columns(result)])
         return prediction
     if isinstance(result, Mapping) or _is_dataframe(result):
-        columns = result.items() if hasattr(result, "items") else (
-            (name, result[name]) for name in result.columns)  # a polars DataFrame
+        columns = result.items() if isinstance(result, Mapping) else _frame_columns(result)
         for name, column in columns:
             _add_named(prediction, str(name), column, task, known_classes)
         return prediction
@@ -370,8 +402,10 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         numbers = _object_floats(flat)
         if numbers is not None:
             flat, kind = numbers, "f"
-    if task == "classification" and kind == "f" and name == DEFAULT_OUTPUT:
-        # The declared task wins: a classifier's predict may return 0.0 / 1.0.
+    if task == "classification" and kind == "f" and name == DEFAULT_OUTPUT and array.ndim <= 2:
+        # The declared task wins: a classifier's predict may return 0.0 / 1.0. An output of
+        # three or more dimensions (n, seq, k) is values whatever the task (docs/shapes.md):
+        # a token classifier's logits are not labels.
         labels = _float_classes(prediction, flat)
         prediction.class_like = True
         prediction.class_outputs += 1
@@ -525,26 +559,33 @@ def _object_class(value: object, known_classes: Collection[str]) -> str | None:
 
 def _add_probabilities(prediction: Prediction, array: np.ndarray,
                        class_names: Sequence[object] | None, prefix: str = "") -> None:
+    if array.ndim == 1 and array.dtype.kind == "O" and array.size and \
+            isinstance(array[0], (list, tuple, np.ndarray)):
+        # One probability row per element (a pandas Series of lists, rows of different
+        # lengths): as many rows as elements, never one row of objects.
+        array = _object_rows(array)
     rows = array.shape[0] if array.ndim == 2 else 1
     # Rows the model returned, even when none of them can be read as probabilities: the
     # batch size counts them as it counts any other call's.
     prediction.rows = max(prediction.rows, rows)
-    if array.dtype.kind in "cmM":
+    if array.dtype.kind in "cmMUSV":
         # Casting would drop the imaginary part, and numpy would warn about it on the
         # application's stderr from the drain thread: such output is not probabilities;
-        # nor are times (cast, nanoseconds since 1970 would read as out-of-range ones).
+        # nor are times (cast, nanoseconds since 1970 would read as out-of-range ones), nor
+        # text, which numpy would parse ("0.2" is no probability a model returned).
         prediction.count_invalid("unsupported_type", rows)
         return
-    try:
-        matrix = array.astype(np.float64, copy=False)
-    except (TypeError, ValueError):  # text or objects from predict_proba: no probabilities
+    if array.dtype.kind == "O":
         # Numbers with pd.NA among them (a nullable Float64 DataFrame): each NA is a
         # missing probability, its row counted as nan, and the other rows still recorded.
-        numbers = _missing_as_nan(array) if array.dtype.kind == "O" else None
+        # Anything else (text, which float() would parse) is no probabilities.
+        numbers = _missing_as_nan(array)
         if numbers is None:
             prediction.count_invalid("unsupported_type", rows)
             return
         matrix = numbers
+    else:
+        matrix = array.astype(np.float64, copy=False)
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     elif matrix.ndim != 2:
@@ -600,6 +641,18 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     for j, name in enumerate(names):
         _extend(prediction.values, name, matrix[:, j])
     prediction.probability_outputs.update(names)
+
+
+def _object_rows(array: np.ndarray) -> np.ndarray:
+    """A 1-D array of row sequences as a 2-D object matrix, or as a (n, 1) column of the
+    rows themselves when they differ in length (each then counted as unsupported)."""
+    try:
+        matrix = np.array(array.tolist(), dtype=object)
+    except ValueError:  # ragged rows
+        matrix = None
+    if matrix is None or matrix.ndim != 2 or matrix.shape[0] != array.shape[0]:
+        return array.reshape(-1, 1)
+    return matrix
 
 
 def _row_sums(matrix: np.ndarray) -> np.ndarray:
