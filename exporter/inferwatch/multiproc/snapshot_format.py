@@ -37,7 +37,9 @@ from __future__ import annotations
 import json
 import re
 import struct
+import threading
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,7 +174,15 @@ def model_dict(state: ModelState) -> dict[str, Any]:
 
     Called with the state's lock held; the rest of :func:`encode` needs no lock.
     """
-    return state.to_dict()
+    data = state.to_dict()
+    info = data.get("info")
+    if isinstance(info, dict) and not all(type(value) is str for value in info.values()):
+        # A number or bool set on a ModelState used directly (state.info["k"] = 3) was
+        # written as it was, and readers refused the whole file (every counter of the
+        # worker) on every scrape. Written as its text, as ModelState.from_dict reads it.
+        data["info"] = {key: value if type(value) is str else str(value)
+                        for key, value in info.items()}
+    return data
 
 
 _BIN_DTYPES = frozenset(("<u1", "<u2", "<u4", "<i8"))
@@ -327,22 +337,41 @@ def _check_header(header: dict[str, Any]) -> None:
 
 # (CRC-32, length) of a layout section -> its parsed layout: finding a worker's layout
 # costs a comparison of its bytes, not a hash of them. A deployment has one layout, a
-# rollout two; these are the last few.
-_by_crc: dict[tuple[int, int], Layout] = {}
-MAX_LAYOUTS = 16
+# rollout two, but workers that each saw other error types or classes have one each: a
+# scrape reads them all in turn, so every live one must fit (a cache of 16 and 17 live
+# layouts parsed each of them on every scrape, 20 times slower). Least recently used first.
+_by_crc: OrderedDict[tuple[int, int], Layout] = OrderedDict()
+_by_crc_lock = threading.Lock()
+MAX_LAYOUTS = 256
+# And at most this much layout text held (a layout's parsed form is of its size or so).
+MAX_LAYOUT_BYTES = 64 << 20
+_layout_bytes = 0
 
 
 def _layout(section: memoryview, crc: int) -> Layout:
-    found = _by_crc.get((crc, len(section)))
+    global _layout_bytes
+    key = (crc, len(section))
+    found = _by_crc.get(key)
     text = section.tobytes()  # bytes compare by memcmp; a memoryview item by item
     if found is not None and found.text == text:
+        with _by_crc_lock:
+            if key in _by_crc:
+                _by_crc.move_to_end(key)
         return found
     if zlib.crc32(text) != crc:
         raise ValueError("the layout's checksum does not match it")
     layout = parse_layout(text)
-    if len(_by_crc) >= MAX_LAYOUTS:
-        _by_crc.clear()  # model versions come and go; the live ones return
-    _by_crc[(crc, len(text))] = layout
+    with _by_crc_lock:
+        # Cleared when full, model versions that came and went had the live layouts parsed
+        # again too: the least recently used go, and the live ones stay.
+        old = _by_crc.pop(key, None)
+        if old is not None:
+            _layout_bytes -= len(old.text)
+        while _by_crc and (len(_by_crc) >= MAX_LAYOUTS
+                           or _layout_bytes + len(text) > MAX_LAYOUT_BYTES):
+            _layout_bytes -= len(_by_crc.popitem(last=False)[1].text)
+        _by_crc[key] = layout
+        _layout_bytes += len(text)
     return layout
 
 

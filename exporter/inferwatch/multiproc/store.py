@@ -103,6 +103,10 @@ CLEAR_LOCK_TIMEOUT_SECONDS = 5.0
 # but a stamp further ahead is a wrong clock or a damaged file, and taken as it was it
 # moved every merged window (and, through the archive, every later fold) past all the data.
 MAX_CLOCK_LEAD_SECONDS = 86400.0
+# How far a live worker's stamp may lie ahead of the median live stamp and still move the
+# merged view (see _view_time): live workers rewrite their files at least every
+# worker.REFRESH_SECONDS (30 s), so after a clock step their stamps stay that close.
+MAX_STAMP_SPREAD_SECONDS = 300.0
 # Errors that pass (descriptors or memory short, a disk hiccup): the file is as good as it was.
 PASSING_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS,
                             errno.EIO, errno.EAGAIN, errno.EINTR})
@@ -762,18 +766,28 @@ _VANISHED = RawSnapshot({}, None)  # type: ignore[arg-type]
 
 
 def _view_time(now: float, raws: Iterable[RawSnapshot], dead: set[int]) -> float:
-    """`now`, or the newest time a live writer stamped its snapshot with when that is later.
+    """`now`, or the newest time a live writer stamped its snapshot with when that is later,
+    leaving out stamps further than MAX_STAMP_SPREAD_SECONDS ahead of the median one.
 
     After the wall clock steps back, live workers keep their windows going at the monotonic
     pace from where they were (``Monitor.window_time``), and stamp their files so: a reader
     at the stepped wall time would find every bucket "in the future" and serve empty
-    quantiles and drift until the clock caught up.
+    quantiles and drift until the clock caught up. A step moves every worker's clock alike,
+    so their stamps stay within a refresh of each other. One worker alone far ahead of the
+    others (its window time kept from a clock that ran ahead, a damaged file) is the odd one
+    out: followed, it moved the view past every other worker's drift and quantile windows,
+    which all read as empty. The (lower) median of the live stamps is where most workers
+    are; stamps beyond it by more than the spread are left out, and counted.
     """
-    at = now
-    for raw in raws:
-        if id(raw) in dead:
-            continue  # an exited writer's time stopped; it says nothing of the others'
-        at = max(at, _trusted(_written_at(raw), now, "multiproc_read"))
+    # An exited writer's time stopped; it says nothing of the others'.
+    stamps = sorted(stamp for raw in raws if id(raw) not in dead
+                    if (stamp := _trusted(_written_at(raw), now, "multiproc_read")) > -math.inf)
+    if not stamps:
+        return now
+    bound = stamps[(len(stamps) - 1) // 2] + MAX_STAMP_SPREAD_SECONDS
+    at = max(now, max(stamp for stamp in stamps if stamp <= bound))
+    if stamps[-1] > at:
+        faults.record("multiproc_read")
     return at
 
 

@@ -520,11 +520,12 @@ class DriftWindow:
         """Fold buckets of another window of this layout in, as :meth:`merge` does: a bucket
         adds to the same bucket here and replaces an older one in its slot.
 
-        Given `now`, a bucket more than one bucket ahead of it does not replace one still in
-        the window at `now`: it is dropped and counted, as :meth:`add` drops one (by ids
-        alone, a window quiet for a while cannot be told from a clock running far ahead).
-        Without `now` (a merged view read at the newest worker's time, which may be ahead of
-        this clock after it stepped back) every newer bucket wins its slot.
+        Given `now`, a bucket ahead of the current bucket at `now` is dropped and counted,
+        whatever its slot holds (by ids alone, a window quiet for a while cannot be told
+        from a clock running far ahead), and a bucket in the window at `now` replaces one
+        held ahead of `now` (dropped and counted too). Without `now` (a merged view read at
+        the newest worker's time, which may be ahead of this clock after it stepped back)
+        every newer bucket wins its slot.
 
         >>> window = DriftWindow([2], max_age_seconds=60, age_buckets=6)
         >>> window.merge_buckets([100, -1], [3, 0], [np.array([1, 2]), np.array([0, 0])])
@@ -537,19 +538,25 @@ class DriftWindow:
             for bucket, bucket_rows, bucket_counts in zip(ids, rows, counts):
                 if bucket < 0:
                     continue
+                if current is not None and bucket > current:
+                    # Kept, a bucket ahead of `now` (a clock running fast, a fold's archive)
+                    # took its slot from the rows still in the window, and through the
+                    # archive refused every later bucket of that slot until the clock
+                    # reached it, hours later.
+                    dropped += 1
+                    continue
                 slot = bucket % self.age_buckets
                 held = int(self._ids[slot])
                 if held == bucket:
                     self._counts[slot] = _saturated(self._counts[slot],
                                                     np.asarray(bucket_counts, dtype=np.int64))
                     self._rows[slot] = min(int(self._rows[slot]) + int(bucket_rows), _INT64_MAX)
-                elif held < bucket:
-                    if (current is not None and bucket > current + 1
-                            and held > current - self.age_buckets):
-                        # Replacing it would lose rows still in the window for buckets
-                        # that will not be read for a whole window or more.
+                elif held < bucket or (current is not None and held > current
+                                       and bucket > current - self.age_buckets):
+                    if held > bucket:
+                        # Held ahead of `now`: the bucket in the window wins its slot (the
+                        # held one was silently kept, and this one's rows lost).
                         dropped += 1
-                        continue
                     self._ids[slot] = bucket
                     self._counts[slot] = bucket_counts
                     self._rows[slot] = bucket_rows
