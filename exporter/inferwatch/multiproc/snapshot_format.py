@@ -47,6 +47,7 @@ import numpy as np
 
 from inferwatch.core.rolling_sketch import RollingSketch
 from inferwatch.core.state import ModelState
+from inferwatch.forking import renew_at_fork
 from inferwatch.multiproc.snapshot_layout import (
     DRIFT_WINDOWS,
     NEG_N,
@@ -342,6 +343,7 @@ def _check_header(header: dict[str, Any]) -> None:
 # layouts parsed each of them on every scrape, 20 times slower). Least recently used first.
 _by_crc: OrderedDict[tuple[int, int], Layout] = OrderedDict()
 _by_crc_lock = threading.Lock()
+renew_at_fork(globals(), "_by_crc_lock")
 MAX_LAYOUTS = 256
 # And at most this much layout text held (a layout's parsed form is of its size or so).
 MAX_LAYOUT_BYTES = 64 << 20
