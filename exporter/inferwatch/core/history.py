@@ -24,6 +24,7 @@ the window's length old (or zero, before the first sample: since the start), as 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -147,6 +148,8 @@ class History:
         >>> history.due(1005.0), history.due(1010.0), history.due(1000.0 - 3600)
         (False, True, False)
         """
+        if not _finite(now):
+            return False  # no round at no time: see record()
         elapsed = now - self._last_record
         if elapsed < 0.0:
             with self._lock:
@@ -157,14 +160,20 @@ class History:
 
     def record(self, states: Iterable[ModelState], now: float) -> None:
         """Append one sample per state. Call with states nobody writes meanwhile (a copy,
-        or under the monitor's lock)."""
+        or under the monitor's lock). A time that is not finite records nothing: a round
+        at NaN would leave no later time ever due, and a sample there matches no window."""
+        if not _finite(now):
+            return
         with self._lock:
             self._start_round(now)
             for state in states:
                 self._record_one(state, now)
 
     def record_one(self, state: ModelState, now: float) -> None:
-        """Append one sample of `state` (read under its monitor's lock by the caller)."""
+        """Append one sample of `state` (read under its monitor's lock by the caller); at a
+        time that is not finite, none (see :meth:`record`)."""
+        if not _finite(now):
+            return
         with self._lock:
             self._start_round(now)
             self._record_one(state, now)
@@ -224,7 +233,11 @@ class History:
 
     def before(self, key: tuple[str, str], at: float, *,
                features: bool = False) -> Sample | None:
-        """The newest sample taken at or before `at` (with feature counts when asked)."""
+        """The newest sample taken at or before `at` (with feature counts when asked); None
+        at a NaN time, which is no time: not the newest sample, whose window would read as
+        nothing having happened."""
+        if at != at:
+            return None
         found = None
         for sample in self.samples(key):
             if sample.at > at:
@@ -236,3 +249,7 @@ class History:
     def keys(self) -> list[tuple[str, str]]:
         with self._lock:
             return list(self._rings)
+
+
+def _finite(value: float) -> bool:
+    return -math.inf < value < math.inf

@@ -19,6 +19,30 @@ from inferwatch.catalogue import OTHER, clean_label_value
 
 __all__ = ["LabelCap", "clean_label_value"]
 
+
+def _exact_text(value: object) -> str:
+    """The label text of `value`, always a plain ``str``.
+
+    A ``str`` subclass (a ``str``-mixin Enum member, ``numpy.str_``) is its characters, as
+    its equality and hash say: kept as the object, it would read ``Action.SHOWN`` wherever
+    a copy of the state calls ``str()`` on it (the status page, worker snapshots) while
+    ``/metrics`` shows ``shown``, and an overridden ``__hash__`` or ``__eq__`` would run
+    inside the cap (in ``inferwatch.monitor()``: in the caller's code).
+
+    >>> import enum
+    >>> class Action(str, enum.Enum):
+    ...     SHOWN = "shown"
+    >>> text = _exact_text(Action.SHOWN)
+    >>> text, type(text).__name__
+    ('shown', 'str')
+    """
+    if value.__class__ is not str and isinstance(value, str):
+        value = str.__str__(value)  # a plain copy of the characters; no method of theirs runs
+    text = clean_label_value(value)
+    # A __str__ may return a str subclass too.
+    return text if text.__class__ is str else str.__str__(text)
+
+
 class LabelCap:
     """Admits at most `limit` distinct values; the rest fold into ``__other__``."""
 
@@ -39,7 +63,7 @@ class LabelCap:
     def fold(self, value: object) -> str:
         if value.__class__ is str and value in self._seen:
             return value  # a value already admitted is its own clean text
-        text = clean_label_value(value)
+        text = _exact_text(value)
         if text in self._seen:
             return text
         with self._lock:
@@ -62,7 +86,7 @@ class LabelCap:
         >>> cap.overflowed
         0
         """
-        text = clean_label_value(value)
+        text = _exact_text(value)
         if text in self._seen:
             return text
         # Unlocked reads: a set's membership and length are each read whole under the GIL.

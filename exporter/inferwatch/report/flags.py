@@ -242,8 +242,8 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
             continue
         if part == 0 and rows >= t.drift_min_observations:
             # As the rule: a feature with fewer values in the window than
-            # drift.min_observations (missing from most rows) is not judged. Known only
-            # where the page has the window's counts (no bins: an index row).
+            # drift.min_observations (missing from most rows) is not judged. Known where
+            # the page has the window's counts (an index row leaves such features unscored).
             items = [d for d in items if not d.live or d.rows >= t.drift_min_observations]
         scored = [(d.scores.get(t.drift_method, math.nan), d.name) for d in items]
         scored = [(v, n) for v, n in scored if not math.isnan(v)]
@@ -258,15 +258,15 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
         flags.append(_flag(alert, worst if enough else math.nan, limit, above=True,
                            detail=(f"largest {t.drift_method} {worst:.3g} ({name!r})"
                                    if name else f"no {t.drift_method} scored")
-                                  + f" on {rows} rows (at least {t.drift_min_observations} "
+                                  + f" on {rows} rows (at least {t.drift_min_observations:g} "
                                     f"needed), threshold {limit:g}"))
     return flags
 
 
 def _folded(report: ModelReport, state: ModelState) -> tuple[frozenset[str], frozenset[str]]:
     """The features and outputs of `state`'s drift window without a gauge of their own; for
-    a state without one (an index row's copy), those of the report's in the order given
-    (the reference's, on an index row) under the default cap."""
+    a state without one (a caller other than the status page, which passes
+    ``drift_labels=``), those of the report's in the order given under the default cap."""
     from inferwatch.catalogue import distinct_labels
     from inferwatch.quality.tracker import DEFAULT_MAX_FEATURE_LABELS, folded_names
 

@@ -29,6 +29,7 @@ from inferwatch.core.history import History, Sample, feature_counts_of, totals_o
 from inferwatch.core.state import HistogramState, ModelState
 from inferwatch.quality.drift import DriftScorer
 from inferwatch.quality.reference import Reference
+from inferwatch.quality.tracker import DEFAULT_MAX_FEATURE_LABELS, folded_names
 from inferwatch.report.flags import Thresholds, evaluate
 from inferwatch.report.model import Distribution, Live, ModelReport, distributions
 
@@ -131,14 +132,21 @@ def from_state(state: ModelState, history: History | None, now: float, *,
             # and shares, and the other scores, are most of a page's cost, times every
             # version on the index.
             method = thresholds.drift_method
-            if drift.rows < thresholds.drift_min_observations:
+            # As evaluate() judges them: a drift.min_observations declared in code under
+            # objectives.from_code comes before the config's.
+            least = thresholds.declared(state.objectives).drift_min_observations
+            if drift.rows < least:
                 # Too few rows for the condition to hold, whatever the scores: "no data".
                 features = _unscored(drift.reference, "features", method)
                 outputs = _unscored(drift.reference, "outputs", method)
-            elif scores is not None:
-                features, outputs = scores.scored(key, drift, method)
             else:
-                features, outputs = _summary_scores(drift, method)
+                if scores is not None:
+                    features, outputs = scores.scored(key, drift, method)
+                else:
+                    features, outputs = _summary_scores(drift, method)
+                # A summary has no bins to count a feature's values by, so evaluate()
+                # cannot leave out the sparse ones as the model page does.
+                features = _sparse_unscored(features, drift, least, method)
         else:
             reference = drift.reference
             features = distributions(reference.features,
@@ -161,15 +169,20 @@ def from_state(state: ModelState, history: History | None, now: float, *,
                          quality=quality, live=live)
     feature_base = (history.before(key, now - window_seconds, features=True)
                     if history is not None else None)
+    # The drift window's own label cap (a monitor's max_features) on both pages: an index
+    # row's copy has no window, and evaluate() would judge it by the default cap.
+    labels = _folded_labels(drift.reference, drift.max_labels) if drift is not None else None
     report.flags = evaluate(report, thresholds, state=state, history=history, now=now,
-                            delta=delta, feature_base=feature_base, start=start)
+                            delta=delta, feature_base=feature_base, start=start,
+                            drift_labels=labels)
     return report
 
 
 @dataclasses.dataclass(frozen=True)
 class DriftCounts:
     """A drift window read at one time: its reference, the bin counts of every feature and
-    of every output end to end (with the layouts that split them), and the rows in it."""
+    of every output end to end (with the layouts that split them), the rows in it, and its
+    label cap (the features past it have no gauge, so no drift alert)."""
 
     reference: Reference
     features: np.ndarray
@@ -177,14 +190,30 @@ class DriftCounts:
     rows: int
     feature_layout: Any
     output_layout: Any
+    max_labels: int = DEFAULT_MAX_FEATURE_LABELS
 
     @classmethod
     def of(cls, drift: Any, now: float) -> DriftCounts:
         """The counts of `drift` (a ``DriftState``) at `now`."""
         features, rows = drift.features.flat_counts(now)
-        outputs, _ = drift.outputs.flat_counts(now)
+        outputs, output_rows = drift.outputs.flat_counts(now)
+        # As the window's rows gauge counts them: predictions recorded without their inputs
+        # (record_call) fill only the outputs' window, and the prediction drift alert is
+        # judged on those rows; read as 0, both pages said "no data" while it fired.
+        rows = rows or output_rows
+        max_labels = getattr(drift, "max_labels", DEFAULT_MAX_FEATURE_LABELS)
         return cls(drift.reference, features, outputs, rows, drift.features.layout,
-                   drift.outputs.layout)
+                   drift.outputs.layout, max_labels)
+
+    def observations(self) -> np.ndarray:
+        """Each feature's values in the window (its missing values left out), in the
+        reference's order: the drift alert judges no feature with fewer than
+        drift.min_observations."""
+        layout = self.feature_layout
+        if not len(layout) or not self.features.size:
+            return np.zeros(len(layout), dtype=np.float64)
+        # Summed as floats: bin counts held at the int64 maximum must not wrap negative.
+        return np.add.reduceat(self.features, layout.starts, dtype=np.float64)
 
 
 def summary_state(state: ModelState, now: float) -> tuple[ModelState, DriftCounts | None]:
@@ -218,6 +247,19 @@ def _summary_scores(drift: DriftCounts, method: str
     reference = drift.reference
     return (_scored(reference.features, _scorer(reference, "features", method), drift.features),
             _scored(reference.outputs, _scorer(reference, "outputs", method), drift.outputs))
+
+
+def _sparse_unscored(features: list[Distribution], drift: DriftCounts, least: int,
+                     method: str) -> list[Distribution]:
+    """`features` with no score for those with fewer than `least` values in the window."""
+    sparse = np.flatnonzero(drift.observations() < least).tolist()
+    if not sparse:
+        return features
+    features = list(features)
+    for index in sparse:
+        if index < len(features):
+            features[index] = dataclasses.replace(features[index], scores={method: math.nan})
+    return features
 
 
 class SummaryScores:
@@ -289,6 +331,24 @@ def _scorer(reference: Reference, part: str, method: str) -> DriftScorer:
         _compiled.clear()
     _compiled[key] = (reference, scorer)
     return scorer
+
+
+_folded_of: dict[tuple[int, int], tuple[Reference, tuple[dict, dict]]] = {}
+
+
+def _folded_labels(reference: Reference, max_labels: int
+                   ) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """What evaluate() takes as `drift_labels`, the folded names only: it reads no other,
+    and the whole label maps of every version cost an index a tenth of its time."""
+    key = (id(reference), max_labels)
+    found = _folded_of.get(key)
+    if found is None or found[0] is not reference:
+        found = (reference, tuple({name: None for name in names}  # type: ignore[assignment]
+                                  for names in folded_names(reference, max_labels)))
+        if len(_folded_of) >= MAX_COMPILED:
+            _folded_of.clear()
+        _folded_of[key] = found
+    return found[1]
 
 
 def _since_restart(history: History, key: tuple[str, str], totals: dict[str, float]
