@@ -94,8 +94,12 @@ def text_of(value: object, component: str) -> str | None:
     >>> text_of(17, "example"), text_of(Hostile(), "example")
     ('17', None)
     """
-    if isinstance(value, str):
+    if value.__class__ is str:
         return value
+    if isinstance(value, str):
+        # Its characters, as a plain str: a str Enum member's own __str__ ("Action.SHOWN")
+        # is not the text the exposition writes, and a subclass's methods may raise.
+        return str.__str__(value)
     try:
         return str(value)
     except Exception as exc:
