@@ -281,10 +281,17 @@ def test_the_demo_refuses_a_speed_too_small_before_starting_anything(
     monkeypatch.setattr(runner.Demo, "_start_processes", never)
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    args = parser.parse_args(["--speed", repr(speed), "--no-stack", "--once"])
-    assert cli.run(args) == 1
+    # Bad CLI use: argparse names the flag and exits 2, before anything starts.
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--speed", repr(speed), "--no-stack", "--once"])
+    assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert "speed" in err and "too small" in err
+    assert "--speed" in err and "too small" in err
+    # A Namespace made by other code is refused the same way, with the same status.
+    args = parser.parse_args(["--no-stack", "--once"])
+    args.speed = speed
+    assert cli.run(args) == 2
+    assert "speed" in capsys.readouterr().err
 
 
 def test_a_small_but_finite_speed_still_plays() -> None:

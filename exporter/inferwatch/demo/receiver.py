@@ -88,6 +88,16 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A sender that hangs up before its answer (reset, timed out, gone) printed a
+    traceback among the pages; it gets no answer, as it asked, and nothing is printed."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
 class PageReceiver:
     """Receives Alertmanager webhooks on `host:port` (port 0 picks a free one).
 
@@ -105,7 +115,7 @@ class PageReceiver:
         self._keep = keep
         self._status: OrderedDict[str, str] = OrderedDict()  # alert identity -> last status
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server = _QuietServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="inferwatch-demo-receiver")

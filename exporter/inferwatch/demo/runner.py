@@ -42,6 +42,8 @@ _PORTS = ("api", "metrics", "streaming", "quiet-shift", "exporter", "prometheus"
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Tries to start a component when another program keeps taking the ports chosen for it.
 PORT_ATTEMPTS = 3
+# Seconds between two looks at the children, whatever the summary's interval.
+CHILD_CHECK_SECONDS = 1.0
 
 
 class _Stop(BaseException):
@@ -122,10 +124,17 @@ class Demo:
             self.traffic_started = time.monotonic()
             thread.start()
             interval = max(2.0, 10.0 / self.speed)
+            next_summary = time.monotonic() + interval
             while thread.is_alive():
-                thread.join(interval)
-                self.out(self._summary(generator))
+                # The children are watched more often than the summary is printed: at
+                # --speed 0.05 a dead model went unnoticed for 200 s, the traffic counting
+                # `unreachable` alone.
+                thread.join(min(CHILD_CHECK_SECONDS,
+                                max(0.0, next_summary - time.monotonic())))
                 gone = self._exited(stack)
+                if gone or not thread.is_alive() or time.monotonic() >= next_summary:
+                    self.out(self._summary(generator))
+                    next_summary = time.monotonic() + interval
                 if gone:
                     status = 1
                     self.out(f"{self._clock()} {gone}")
@@ -190,21 +199,31 @@ class Demo:
         if receiver is None:
             return
         config = rule_config(self.speed)
-        _write_yaml(workdir / "inferwatch.yaml", config)
-        write(workdir, from_dict(config, source=str(workdir / "inferwatch.yaml")))
-        am_config = _write_yaml(workdir / "alertmanager.yml", alertmanager_config(
-            receiver.url, group_interval=f"{max(1, round(5 / self.speed))}s"))
+        try:
+            _write_yaml(workdir / "inferwatch.yaml", config)
+            write(workdir, from_dict(config, source=str(workdir / "inferwatch.yaml")))
+            am_config = _write_yaml(workdir / "alertmanager.yml", alertmanager_config(
+                receiver.url, group_interval=f"{max(1, round(5 / self.speed))}s"))
+        except OSError as exc:
+            # A kept --workdir where one of these names is another user's file or a
+            # directory ended the demo in a traceback.
+            raise StackError(f"cannot write the demo's configs into {workdir}: "
+                             f"{_os_error(exc)}") from exc
         self._on_free_port(("alertmanager",), lambda: stack.start_alertmanager(
             am_config, host, ports["alertmanager"]))
 
         def start_prometheus() -> Any:
             # The config names the ports the others ended up on, so it is written each try.
-            prom_config = _write_yaml(workdir / "prometheus.yml", prometheus_config(
-                model_targets=[f"{host}:{ports[name]}"
-                               for name in ("metrics", "streaming", "quiet-shift")],
-                exporter_targets=[f"{host}:{ports['exporter']}"],
-                alertmanager=f"{host}:{ports['alertmanager']}",
-                rule_files=[str(workdir / "alerts" / "*.yml")]))
+            try:
+                prom_config = _write_yaml(workdir / "prometheus.yml", prometheus_config(
+                    model_targets=[f"{host}:{ports[name]}"
+                                   for name in ("metrics", "streaming", "quiet-shift")],
+                    exporter_targets=[f"{host}:{ports['exporter']}"],
+                    alertmanager=f"{host}:{ports['alertmanager']}",
+                    rule_files=[str(workdir / "alerts" / "*.yml")]))
+            except OSError as exc:
+                raise StackError(f"cannot write the demo's configs into {workdir}: "
+                                 f"{_os_error(exc)}") from exc
             return stack.start_prometheus("prometheus", prom_config, host, ports["prometheus"])
 
         self._on_free_port(("prometheus",), start_prometheus)
@@ -360,6 +379,12 @@ def _fmt(value: float | None, pattern: str) -> str:
     if value is None or value != value:  # no data or NaN (no calls in the window)
         return ""
     return pattern.format(value)
+
+
+def _os_error(exc: OSError) -> str:
+    """`exc` on one line, naming the file: `strerror` alone does not say which."""
+    name = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{name}"
 
 
 def _scenario(name: str, speed: float) -> list[Phase]:

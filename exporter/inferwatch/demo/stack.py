@@ -125,7 +125,13 @@ class Process:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        except OSError as exc:
+            # A kept --workdir whose log is another user's file (an earlier `sudo` run) or a
+            # directory: a traceback from deep in the start, not a line naming the file.
+            raise StackError(f"cannot write the log of {name} at {log_path}: "
+                             f"{exc.strerror or exc}") from exc
         try:
             self.popen = subprocess.Popen(
                 self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import http.client
 import itertools
 import json
 import math
@@ -205,7 +206,10 @@ class TrafficGenerator:
         except urllib.error.HTTPError as exc:
             exc.read()
             return exc.code
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
+            # HTTPException: whatever listens there does not answer HTTP (another program on
+            # the port, a model dying mid-answer); it escaped the traffic thread, which died
+            # with a traceback and sent nothing more.
             return None
 
 

@@ -332,9 +332,11 @@ class _Routes:
                     self._exact[path] = resolved
         self._default = None if model is None else _target(model, version, "model")
         self._version = version
-        if isinstance(exclude_paths, str):
-            raise TypeError("inferwatch middleware: exclude_paths is a sequence of paths, "
-                            f"got the string {exclude_paths!r}")
+        if isinstance(exclude_paths, str) or not isinstance(exclude_paths, Iterable):
+            # None (meant as "leave nothing out") would fail at tuple() below with an error
+            # naming no option.
+            raise TypeError("inferwatch middleware: exclude_paths is a sequence of paths "
+                            f"(() for none), got {exclude_paths!r}")
         exclude_paths = tuple(exclude_paths)  # read twice below: a generator only once
         for path in exclude_paths:
             # A path that does not start with '/' never matches a request's path, and an
@@ -345,6 +347,11 @@ class _Routes:
                                  "not a path: a path starts with '/', as in '/metrics'")
         self._excluded = frozenset(p.rstrip("/") or "/" for p in exclude_paths)
         self._excluded_prefixes = tuple(p.rstrip("/") + "/" for p in exclude_paths)
+        if registry is not None and not callable(getattr(registry, "existing_monitor", None)):
+            # Found out only at the first request, each model request would pass through
+            # unrecorded, counted as an internal error only.
+            raise TypeError("inferwatch middleware: registry must be an inferwatch Registry "
+                            f"(or None for the default one), got {registry!r}")
         self._registry = registry
         self._cache: dict[tuple[str, str | None], tuple[Monitor | None, float]] = {}
         # path -> (its monitor or None, until when that answer holds)
@@ -470,6 +477,12 @@ def _check_options(routes: RouteMap | None, version: object,
     if not (isinstance(request_id_header, str) and _HEADER_NAME.fullmatch(request_id_header)):
         raise ValueError("inferwatch middleware: request_id_header must be an HTTP header "
                          f"name such as 'X-Request-ID', got {request_id_header!r}")
+    if routes is not None and not (callable(routes) or isinstance(routes, Mapping)):
+        # A string or a list of pairs would be read letter by letter, or pair by pair, and
+        # refused as "not a path", which names no real mistake.
+        raise TypeError("inferwatch middleware: routes must be a mapping of paths to models "
+                        "(such as {'/predict': 'fraud'}) or a function of the request, "
+                        f"got {type(routes).__name__} {routes!r}")
     if routes is not None and not callable(routes):
         for path in routes:
             # Starlette and werkzeug refuse such a route: a request path always starts so.
@@ -601,13 +614,16 @@ class InstrumentMiddleware:
             await self.app(scope, receive_and_watch, send_and_watch)
         except BaseException as exc:
             # A client gone mid-response, or the request's task cancelled: not the app's error.
-            cancelled = ended_at is None and (disconnected or _is_cancellation(exc))
+            cancelled = disconnected or (ended_at is None and _is_cancellation(exc))
             error_type = None if cancelled else _raised(exc, status, ended_at)
             _stream_end(request, body, cancelled, error_type)
             _finish(request, error_type, ended_at, cancelled)
             raise
         # Returned before its last body chunk: the server stopped it (a client disconnect).
-        cancelled = ended_at is None and (disconnected or status != 0)
+        # A client gone before it (mid-upload, while the model ran) never got the answer
+        # sent after all, which a server drops (uvicorn): the 400 FastAPI makes of the
+        # broken body, or the prediction, went nowhere.
+        cancelled = disconnected or (ended_at is None and status != 0)
         error_type = None if cancelled else _outcome(status)
         _stream_end(request, body, cancelled, error_type)
         _finish(request, error_type, ended_at, cancelled)
@@ -665,7 +681,10 @@ class WSGIInstrumentMiddleware:
         version = _check_options(routes, version, request_id_header)
         self._routes = _Routes(routes, model, version, exclude_paths, registry)
         self._id_key = "HTTP_" + request_id_header.upper().replace("-", "_")
-        _hook_flask_exceptions(wsgi_app)
+        # werkzeug routes a path by its text after its leading slashes (a client joining
+        # "http://host/" and "/score/7" asks for //score/7, and Flask serves it): such a
+        # request must match the route too.
+        self._strip_leading_slashes = _hook_flask_exceptions(wsgi_app)
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -699,6 +718,8 @@ class WSGIInstrumentMiddleware:
             if environ.get("REQUEST_METHOD") in _NOT_PREDICTIONS or environ.get(RECORDED_KEY):
                 return None
             path = _wsgi_path(environ.get("PATH_INFO") or "/")
+            if self._strip_leading_slashes and path.startswith("//"):
+                path = "/" + path.lstrip("/")
             monitor = self._routes.resolve(path, environ)
             if monitor is None:
                 return None
@@ -888,11 +909,12 @@ def _end_response(request: Request, status: int, environ: Mapping[str, Any],
     _finish(request, error_type, None, cancelled)
 
 
-def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> None:
-    """Flask answers an endpoint's exception with a 500 itself; note the exception's class."""
+def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> bool:
+    """Flask answers an endpoint's exception with a 500 itself; note the exception's class.
+    Whether `wsgi_app` is (or wraps) a Flask app, which werkzeug routes."""
     flask = sys.modules.get("flask")
     if flask is None:
-        return
+        return False
     owner: Any = wsgi_app
     # Through a few layers of other WSGI middleware (DispatcherMiddleware keeps `.app`).
     for _ in range(8):
@@ -901,9 +923,9 @@ def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> None:
         bound_to = getattr(owner, "__self__", None)
         owner = bound_to if isinstance(bound_to, flask.Flask) else getattr(owner, "app", None)
         if owner is None:
-            return
+            return False
     if not isinstance(owner, flask.Flask):
-        return
+        return False
     from flask import request as flask_request
     from flask.signals import got_request_exception
 
@@ -914,6 +936,7 @@ def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> None:
             faults.record(_COMPONENT, exc)
 
     got_request_exception.connect(note_exception, owner, weak=False)
+    return True
 
 
 __all__ = ["InstrumentMiddleware", "WSGIInstrumentMiddleware", "clean_request_id",
