@@ -319,7 +319,9 @@ def test_the_demo_refuses_a_tiny_speed_before_starting_anything(
     monkeypatch.setattr(runner.Demo, "_start_processes", never)
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    args = parser.parse_args(["--speed", "1e-300", "--no-stack", "--once"])
-    assert cli.run(args) == 1
+    # Bad CLI use: argparse names the flag and exits 2 before anything starts.
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--speed", "1e-300", "--no-stack", "--once"])
+    assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "--speed" in err and "too small" in err
