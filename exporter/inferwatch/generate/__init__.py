@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,29 @@ BASELINE_RECORDING = "baseline-recording-rules.yml"
 BASELINE_ALERTING = "baseline-alerting-rules.yml"
 
 
+# Plain scalars Go's YAML 1.1 reader (go-yaml v2: kubectl, and the Kubernetes API's own
+# decoding) resolves to something other than a string, where PyYAML's reader does not: the
+# one-letter booleans, and numbers Go's ParseInt (any base prefix, underscores dropped) or its
+# float pattern reads (`1e3`, `0o17`, a short git hash such as `1234e56`).
+_GO_YAML_BOOLS = frozenset([
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE",
+    "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF"])
+_GO_YAML_INT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
+_GO_YAML_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+
+
+def _go_reads_as_no_string(value: str) -> bool:
+    """Whether go-yaml v2 reads `value`, written plain, as a bool, a number or null.
+
+    >>> [_go_reads_as_no_string(v) for v in ("y", "1e3", "0o17", "1_000", "5m", "canary")]
+    [True, True, True, True, False, False]
+    """
+    return (value in _GO_YAML_BOOLS or value in ("~", "null", "Null", "NULL")
+            or _GO_YAML_INT.fullmatch(value.replace("_", "")) is not None
+            or _GO_YAML_FLOAT.fullmatch(value) is not None)
+
+
 def _yaml(data: object) -> str:
     import yaml
 
@@ -37,8 +61,9 @@ def _yaml(data: object) -> str:
         pass
 
     def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        # Multi-line PromQL stays readable as a literal block.
-        style = "|" if "\n" in value else None
+        # Multi-line PromQL stays readable as a literal block; text that Go's reader would
+        # take for a bool or a number is quoted (kubectl refused `canary: y` in a label).
+        style = "|" if "\n" in value else ("'" if _go_reads_as_no_string(value) else None)
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, text)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inferwatch.generate.config import Config
+from inferwatch.generate.config import Config, duration_seconds
 from inferwatch.generate.rules import (
     alerting_groups,
     baseline_alerting_groups,
@@ -21,6 +21,10 @@ from inferwatch.generate.rules import (
 )
 
 API_VERSION = "monitoring.coreos.com/v1"
+
+# The exporter answers within its --scrape.timeout (5 s by default) plus one second, so
+# Prometheus must wait longer than that (docs/exporter.md); the compose stack waits 10 s too.
+EXPORTER_SCRAPE_TIMEOUT = "10s"
 
 
 def _metadata(cfg: Config, name: str) -> dict[str, Any]:
@@ -39,6 +43,15 @@ def _endpoint(cfg: Config, job: str) -> dict[str, Any]:
         "relabelings": [{"action": "replace", "targetLabel": "job",
                          "replacement": job.replace("$", "$$")}],
     }
+
+
+def _exporter_timeout(cfg: Config) -> str:
+    """The exporter's scrape timeout: Prometheus' global one may be below what the exporter
+    needs, and Prometheus refuses a timeout longer than the interval."""
+    interval = cfg.kubernetes.scrape_interval
+    if duration_seconds(interval) < duration_seconds(EXPORTER_SCRAPE_TIMEOUT):
+        return interval
+    return EXPORTER_SCRAPE_TIMEOUT
 
 
 def prometheus_rule(cfg: Config) -> dict[str, Any]:
@@ -77,6 +90,7 @@ def pod_monitor(cfg: Config) -> dict[str, Any]:
         "spec": {
             "namespaceSelector": {"any": True},
             "selector": {"matchLabels": dict(k.exporter_match_labels)},
-            "podMetricsEndpoints": [_endpoint(cfg, k.exporter_job)],
+            "podMetricsEndpoints": [{**_endpoint(cfg, k.exporter_job),
+                                     "scrapeTimeout": _exporter_timeout(cfg)}],
         },
     }
