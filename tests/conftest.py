@@ -68,6 +68,16 @@ def scraper() -> Scraper:
     scraper.registry.close()
 
 
+@pytest.fixture
+def registry():
+    """A registry of the test's own, its drain thread stopped afterwards."""
+    from inferwatch.core.registry import Registry
+
+    registry = Registry()
+    yield registry
+    registry.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -20,13 +20,6 @@ from inferwatch.serving.middleware import InstrumentMiddleware
 from request_totals import run_in_thread
 
 
-@pytest.fixture
-def registry() -> Registry:
-    registry = Registry()
-    yield registry
-    registry.close()
-
-
 def _end_elsewhere(request: Request, monitor: Any, drain: bool) -> None:
     """End `request` as the abandoned-request check does, in another thread, and let the
     drain run at once (or not): the outcome must not depend on which."""

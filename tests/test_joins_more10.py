@@ -19,13 +19,6 @@ from inferwatch.core.registry import Registry
 from request_totals import request_totals
 
 
-@pytest.fixture
-def registry() -> Registry:
-    registry = Registry()
-    yield registry
-    registry.close()
-
-
 def _fault_count(component: str) -> int:
     return faults.internal_error_counts().get(component, 0)
 

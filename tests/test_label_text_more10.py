@@ -6,11 +6,9 @@ from __future__ import annotations
 import enum
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inferwatch.core.registry import Registry
 from inferwatch.faults import text_of
 
 
@@ -28,13 +26,6 @@ class Hostile(str):
 
     def __str__(self) -> str:
         raise RuntimeError("no str")
-
-
-@pytest.fixture
-def registry() -> Registry:
-    registry = Registry()
-    yield registry
-    registry.close()
 
 
 def test_actions_given_as_enum_members_are_counted_under_their_text(registry) -> None:

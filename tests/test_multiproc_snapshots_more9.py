@@ -10,26 +10,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
+from family_samples import samples
 from inferwatch import faults
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc.snapshot_format import Snapshot, decode, encode, model_dict
 from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
 from snapshot_frames import framed, sections
-
-
-def samples(families: list, name: str, **labels: str) -> list[float]:
-    """Every value of `name` (with `labels`) in rendered `families`."""
-    class Source:
-        def collect(self) -> list:
-            return families
-
-    text = generate_latest(Source()).decode()  # type: ignore[arg-type]
-    return [s.value for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
 
 
 def _write(directory: SnapshotDirectory, who: WorkerId, state: ModelState,

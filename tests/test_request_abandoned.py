@@ -19,13 +19,6 @@ from inferwatch.core.request import Request
 from request_totals import request_totals
 
 
-@pytest.fixture
-def registry() -> Registry:
-    registry = Registry()
-    yield registry
-    registry.close()
-
-
 def _items(monitor: object) -> tuple[float, float]:
     """The stream_items histogram's (count, sum)."""
     histogram = monitor.state.histograms.get("inferwatch_stream_items", {}).get(())

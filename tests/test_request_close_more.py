@@ -17,13 +17,6 @@ from inferwatch.core.request import Request, current_request
 from request_totals import request_totals, run_in_thread
 
 
-@pytest.fixture
-def registry() -> Registry:
-    registry = Registry()
-    yield registry
-    registry.close()
-
-
 def _owner_closes_first(monkeypatch: pytest.MonkeyPatch, request: Request,
                         error_type: type | None) -> None:
     """Make the first close() that a third party (the abandoned-request check) calls on

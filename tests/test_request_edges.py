@@ -24,13 +24,6 @@ from inferwatch.core.request import Request, current_request
 from request_totals import request_totals
 
 
-@pytest.fixture
-def registry() -> Registry:
-    registry = Registry()
-    yield registry
-    registry.close()
-
-
 def _stage_counts(monitor: object) -> dict[str, int]:
     monitor.drain()
     series = monitor.state.histograms.get("inferwatch_stage_duration_seconds", {})

@@ -26,13 +26,6 @@ from inferwatch.core.tracing import current_trace_id
 from request_totals import request_totals
 
 
-@pytest.fixture
-def registry() -> Registry:
-    registry = Registry()
-    yield registry
-    registry.close()
-
-
 def _errors(monitor: object) -> dict[str, float]:
     monitor.drain()
     return {labels[0]: value for labels, value in

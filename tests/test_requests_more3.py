@@ -31,13 +31,6 @@ class FraudModel:
         return [[0.25, 0.75] for _ in rows]
 
 
-@pytest.fixture
-def registry() -> Registry:
-    registry = Registry()
-    yield registry
-    registry.close()
-
-
 def _stage_counts(monitor: Any) -> dict[str, int]:
     monitor.drain()
     series = monitor.state.histograms.get("inferwatch_stage_duration_seconds", {})

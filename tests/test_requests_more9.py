@@ -21,13 +21,6 @@ from inferwatch.core.request import HTTPRequest, Request
 from request_totals import request_totals, run_in_thread
 
 
-@pytest.fixture
-def registry() -> Registry:
-    registry = Registry()
-    yield registry
-    registry.close()
-
-
 def _fault_count(component: str) -> int:
     return faults.internal_error_counts().get(component, 0)
 
