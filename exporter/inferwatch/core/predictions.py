@@ -88,7 +88,16 @@ def class_labels(classes: np.ndarray) -> list[str]:
 def _as_text(classes: np.ndarray) -> np.ndarray:
     if classes.dtype == object:
         return classes
+    if classes.size > _FEW_LABELS and classes.dtype.kind in "biu":
+        # Integer or bool labels of a large batch hold few distinct classes: each one's text
+        # is made once, not once per row.
+        distinct, inverse = np.unique(classes.reshape(-1), return_inverse=True)
+        return np.array([str(v) for v in distinct.tolist()], dtype=object)[inverse.reshape(-1)]
     return np.array([str(v) for v in classes.tolist()], dtype=object)
+
+
+# Up to this many labels are written one by one: a sort costs more than they do.
+_FEW_LABELS = 64
 
 
 # A categorical column with more categories than this is taken for ids, not classes.
@@ -225,6 +234,36 @@ def _frame_columns(frame: object) -> list[tuple[object, object]]:
     return [(name, frame[name]) for name in frame.columns]  # a polars DataFrame
 
 
+def _distinct_names(names: Sequence[object]) -> list[str]:
+    """Output names as text, each repeat renamed ``a.1``, ``a.2`` as pandas names a file's
+    repeated columns on read. A DataFrame or Table may repeat a column name, and keys
+    ``1`` and ``"1"`` write the same: under one name the two outputs' values would be
+    mixed in one series.
+
+    >>> _distinct_names(["a", "b", "a", 1, "1", "a.1"])
+    ['a', 'b', 'a.2', '1', '1.1', 'a.1']
+    """
+    text = [str(name) for name in names]
+    if len(set(text)) == len(text):
+        return text
+    # A name given as such keeps it; a repeat takes the first free suffix.
+    taken = set(text)
+    seen: set[str] = set()
+    distinct = []
+    for name in text:
+        if name in seen:
+            k = 1
+            while f"{name}.{k}" in taken:
+                k += 1
+            renamed = f"{name}.{k}"
+            taken.add(renamed)
+            distinct.append(renamed)
+        else:
+            seen.add(name)
+            distinct.append(name)
+    return distinct
+
+
 def _structured_fields(obj: object) -> dict[str, np.ndarray] | None:
     """The fields of a numpy structured (or record) array, as a dict of named outputs; None
     for anything else. Read as one value per row they would be objects, each counted as
@@ -286,12 +325,14 @@ def normalize(
         # predict_proba as a DataFrame with a column per class (AutoGluon, H2O): the columns
         # name the classes.
         _add_probabilities(prediction, to_array(result),
-                           [str(name) for name, _ in _frame_columns(result)])
+                           _distinct_names([name for name, _ in _frame_columns(result)]))
         return prediction
     if isinstance(result, Mapping) or _is_dataframe(result):
-        columns = result.items() if isinstance(result, Mapping) else _frame_columns(result)
-        for name, column in columns:
-            _add_named(prediction, str(name), column, task, known_classes)
+        columns = list(result.items()) if isinstance(result, Mapping) else \
+            _frame_columns(result)
+        names = _distinct_names([name for name, _ in columns])
+        for name, (_, column) in zip(names, columns):
+            _add_named(prediction, name, column, task, known_classes)
         return prediction
     if _is_output_list(result):
         if probabilities:
@@ -383,7 +424,8 @@ def _looks_like_probabilities(array: np.ndarray, task: str,
     if not by_shape and (class_names is None or len(class_names) != array.shape[1]
                          or np.ndim(class_names[0]) != 0):
         return False
-    with np.errstate(invalid="ignore"):
+    # Rows near the float maximum overflow the sum: they are no probabilities, not a warning.
+    with np.errstate(invalid="ignore", over="ignore"):
         in_unit = bool(((array >= -PROBABILITY_RANGE_TOLERANCE) &
                         (array <= 1 + PROBABILITY_RANGE_TOLERANCE)).all())
         sums_to_one = bool((np.abs(array.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE).all())
@@ -407,6 +449,8 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         # three or more dimensions (n, seq, k) is values whatever the task (docs/shapes.md):
         # a token classifier's logits are not labels.
         labels = _float_classes(prediction, flat)
+        if prefix:
+            labels = _prefixed(labels, prefix)
         prediction.class_like = True
         prediction.class_outputs += 1
     elif kind == "f" or (kind in "iu" and task == "regression"):
@@ -419,11 +463,11 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         _extend(prediction.values, name, values)
         return
     else:
-        labels = admit_classes(prediction, flat, known_classes)
+        labels = admit_classes(prediction, flat, known_classes, prefix)
         prediction.class_like = True
         prediction.class_outputs += 1
     if labels is not None and labels.size:
-        prediction.add_classes(_prefixed(labels, prefix) if prefix else labels)
+        prediction.add_classes(labels)
 
 
 def _object_floats(flat: np.ndarray) -> np.ndarray | None:
@@ -487,7 +531,20 @@ def _is_missing(value: object) -> bool:
 
 
 def _prefixed(labels: np.ndarray, prefix: str) -> np.ndarray:
-    return np.array([prefix + label for label in class_labels(labels)], dtype=object)
+    """``<prefix><label>`` for each label, as text.
+
+    A multi-output classifier's batch holds few distinct classes in many rows: the text is
+    built once per distinct label, so a million rows cost a sort, not a million strings.
+
+    >>> _prefixed(np.array([1, 0, 1]), "2:").tolist()
+    ['2:1', '2:0', '2:1']
+    """
+    if labels.dtype == object:
+        # Text already (one str per row): sorting Python objects costs more than this.
+        return np.array([prefix + label for label in labels.tolist()], dtype=object)
+    distinct, inverse = np.unique(labels.reshape(-1), return_inverse=True)
+    text = np.array([prefix + label for label in class_labels(distinct)], dtype=object)
+    return text[inverse.reshape(-1)]
 
 
 def _float_classes(prediction: Prediction, flat: np.ndarray) -> np.ndarray:
@@ -502,8 +559,10 @@ def _float_classes(prediction: Prediction, flat: np.ndarray) -> np.ndarray:
 
 
 def admit_classes(prediction: Prediction, labels: np.ndarray,
-                  known_classes: Collection[str]) -> np.ndarray | None:
+                  known_classes: Collection[str], prefix: str = "") -> np.ndarray | None:
     """The labels that are plausible classes; the rest are counted as unsupported_type.
+    With a `prefix` (a multi-output classifier's ``j:``), the admitted labels as text, each
+    after it.
 
     >>> p = Prediction()
     >>> admit_classes(p, np.array([3, 10**9]), NO_CLASSES).tolist(), p.invalid
@@ -513,7 +572,7 @@ def admit_classes(prediction: Prediction, labels: np.ndarray,
     """
     kind = labels.dtype.kind
     if kind == "b":
-        return labels
+        return _prefixed(labels, prefix) if prefix else labels
     if kind in "iu":
         small = labels < SMALL_INTEGER_LIMIT
         if kind == "i":
@@ -521,14 +580,20 @@ def admit_classes(prediction: Prediction, labels: np.ndarray,
         if not small.all():
             prediction.count_invalid("unsupported_type", int((~small).sum()))
             labels = labels[small]
-        return labels.astype(np.int64, copy=False)
+        labels = labels.astype(np.int64, copy=False)
+        return _prefixed(labels, prefix) if prefix else labels
     if kind in "US":
-        text = labels.tolist()
+        # Judged once per distinct label, not per row: a batch of a million rows holds a
+        # handful of classes (or, if not classes, ids the sort handles in C).
+        distinct, inverse = np.unique(labels.reshape(-1), return_inverse=True)
+        text = distinct.tolist()
         if kind == "S":
             text = [raw.decode("utf-8", "replace") for raw in text]
-        kept = [label for label in text if label in known_classes]
-        prediction.count_invalid("unsupported_type", len(text) - len(kept))
-        return np.asarray(kept, dtype=object)
+        admitted = np.array([label in known_classes for label in text], dtype=bool)
+        inverse = inverse.reshape(-1)
+        keep = admitted[inverse]
+        prediction.count_invalid("unsupported_type", int(keep.size - keep.sum()))
+        return np.array([prefix + label for label in text], dtype=object)[inverse[keep]]
     if kind == "O":
         kept = []
         for value in labels.tolist():
@@ -538,7 +603,7 @@ def admit_classes(prediction: Prediction, labels: np.ndarray,
             elif label == "nan":
                 prediction.count_invalid("nan", 1)
             else:
-                kept.append(label)
+                kept.append(prefix + label)
         return np.asarray(kept, dtype=object)
     prediction.count_invalid("unsupported_type", labels.shape[0])
     return None
@@ -592,6 +657,12 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
         prediction.rows = max(prediction.rows, matrix.shape[0] if matrix.ndim else 1)
         prediction.count_invalid("bad_shape", 1)
         return
+    if matrix.shape[1] == 1 and _two_classes(class_names):
+        # A binary classifier's predict_proba giving the positive class's column alone (old
+        # Keras wrappers, some SDKs): read as argmax of a single column it would predict the
+        # first class for every row, with p as its confidence and every row counted as
+        # probability_sum.
+        matrix = np.concatenate([1.0 - matrix, matrix], axis=1)
     rows, width = matrix.shape
     prediction.rows = max(prediction.rows, rows)
     if rows == 0 or width == 0:
@@ -643,6 +714,15 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     prediction.probability_outputs.update(names)
 
 
+def _two_classes(class_names: Sequence[object] | None) -> bool:
+    """Whether the model names exactly two classes (a binary classifier's ``classes_``)."""
+    try:
+        return class_names is not None and len(class_names) == 2 and all(
+            np.ndim(c) == 0 for c in class_names)
+    except TypeError:  # no length: names no classes
+        return False
+
+
 def _object_rows(array: np.ndarray) -> np.ndarray:
     """A 1-D array of row sequences as a 2-D object matrix, or as a (n, 1) column of the
     rows themselves when they differ in length (each then counted as unsupported)."""
@@ -690,7 +770,9 @@ def _integer_labels(names: tuple[str, ...]) -> np.ndarray | None:
 def _column_names(width: int, class_names: Sequence[object] | None) -> list[str]:
     if class_names is not None and len(class_names) == width and all(
             np.ndim(c) == 0 for c in class_names):
-        return [str(c.item() if isinstance(c, np.generic) else c) for c in class_names]
+        # Repeated names (classes 1 and "1") would mix two columns in one series.
+        return _distinct_names([c.item() if isinstance(c, np.generic) else c
+                                for c in class_names])
     return [str(j) for j in range(width)]
 
 

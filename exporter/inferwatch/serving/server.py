@@ -53,6 +53,7 @@ from prometheus_client.registry import Collector
 from inferwatch.faults import record
 from inferwatch.serving.exposition import metrics_response, resolve_registry
 from inferwatch.serving.web_config import (
+    MAX_SENSIBLE_BCRYPT_COST,
     TlsFileError,
     WebConfig,
     load_cert_chain,
@@ -443,9 +444,20 @@ class MetricsServer:
             return cached
         assert self._auth_lock is not None
 
+        lock = self._auth_lock
+
         async def check() -> bool:
-            async with self._auth_lock:  # type: ignore[union-attr]
-                return await _in_daemon_thread(functools.partial(config.check_basic_auth, header))
+            await lock.acquire()
+            # Released when the bcrypt thread really ends, not when this waiter gives up:
+            # released at the timeout, every later check started a thread that queued on
+            # bcrypt's lock, so slow checks piled up threads without bound.
+            try:
+                checked = _in_daemon_thread(functools.partial(config.check_basic_auth, header),
+                                            on_done=lock.release)
+            except BaseException:
+                lock.release()
+                raise
+            return await checked
 
         try:
             return await asyncio.wait_for(check(), self._read_timeout)
@@ -489,10 +501,11 @@ class MetricsServer:
 
     async def _send(self, writer: asyncio.StreamWriter, status: int, headers: dict[str, str],
                     body: bytes, *, keep_alive: bool, head_only: bool) -> None:
-        fields = {**self._extra_headers, **headers, "Content-Length": str(len(body)),
-                  "Connection": "keep-alive" if keep_alive else "close"}
+        fields = _response_fields(self._extra_headers, headers, {
+            "Content-Length": str(len(body)),
+            "Connection": "keep-alive" if keep_alive else "close"})
         lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
-        lines += [f"{name}: {value}" for name, value in fields.items()]
+        lines += [f"{name}: {value}" for name, value in fields]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         if not head_only:
             writer.write(body)
@@ -572,6 +585,7 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     if bool(certfile) != bool(keyfile):
         raise ValueError("inferwatch.serve: certfile and keyfile go together")
     web_config = load_web_config(web_config_file) if web_config_file is not None else None
+    _warn_slow_password_checks(web_config, read_timeout)
     if web_config is not None:
         ssl_context = web_config.ssl_context()
     elif certfile and keyfile:
@@ -586,6 +600,54 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
         telemetry_path=telemetry_path, status_pages=pages)
     server.start()
     return server
+
+
+def _response_fields(configured: dict[str, str], page: dict[str, str],
+                     framing: dict[str, str]) -> list[tuple[str, str]]:
+    """The header lines of an answer: the operator's configured headers win over a page's
+    own of the same name (names compare case-insensitively), except a
+    Content-Security-Policy, where both are sent: a browser enforces every policy it gets,
+    so the stricter of the two holds. `framing` (Content-Length, Connection) always wins.
+
+    >>> _response_fields({"X-Frame-Options": "deny", "Content-Security-Policy": "a"},
+    ...                  {"x-frame-options": "sameorigin", "Content-Security-Policy": "b"},
+    ...                  {"Connection": "close"})  # doctest: +NORMALIZE_WHITESPACE
+    [('X-Frame-Options', 'deny'), ('Content-Security-Policy', 'a'),
+     ('Content-Security-Policy', 'b'), ('Connection', 'close')]
+    """
+    framed = {name.lower() for name in framing}
+    replaced = {name.lower() for name in configured} - {"content-security-policy"} | framed
+    fields = [(name, value) for name, value in configured.items() if name.lower() not in framed]
+    fields += [(name, value) for name, value in page.items() if name.lower() not in replaced]
+    return fields + list(framing.items())
+
+
+def _warn_slow_password_checks(web_config: WebConfig | None, read_timeout: float) -> None:
+    """Warn, naming the user, about a bcrypt cost whose check takes longer than
+    read_timeout here (that user's first scrapes get 503 until one check finishes), or above
+    MAX_SENSIBLE_BCRYPT_COST; start-up goes on, as exporter-toolkit takes any cost 4..31."""
+    if web_config is None or not web_config.auth_required:
+        return
+    try:
+        seconds = web_config.check_seconds()
+    except Exception as exc:  # a broken bcrypt install: the checks themselves will say so
+        log.debug("event=bcrypt_timing_failed error=%r", exc)
+        return
+    for user, hashed in web_config.users.items():
+        cost = int(hashed.split("$")[2])
+        if seconds[user] > read_timeout or cost > MAX_SENSIBLE_BCRYPT_COST:
+            # The highest cost whose check takes at most half of read_timeout here.
+            suggested = cost
+            while suggested > 4 and (suggested > MAX_SENSIBLE_BCRYPT_COST or
+                                     seconds[user] * 2.0 ** (suggested - cost)
+                                     > read_timeout / 2):
+                suggested -= 1
+            log.warning("event=basic_auth_cost_too_high file=%s user=%s cost=%d "
+                        "check_seconds=%.1f read_timeout=%ss note=each password check of "
+                        "this user takes about %.1fs of CPU here, and one not done within "
+                        "read_timeout answers 503; hash the password with a cost of at most "
+                        "%d", web_config.path, user, cost, seconds[user], read_timeout,
+                        seconds[user], suggested)
 
 
 def _status_pages(status_page: Any, registry: Collector | None, config: Any,

@@ -37,6 +37,8 @@ import re
 import ssl
 import stat
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +89,14 @@ _TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users", "rat
 _BCRYPT_HASH = re.compile(r"\$2[abxy]\$([0-9][0-9])\$[./A-Za-z0-9]{53}")
 _BCRYPT_COSTS = range(4, 32)
 _BCRYPT_MAX_PASSWORD_BYTES = 72
+# The decoy hash an unknown user is checked against takes the cost most users have, so that
+# a name's existence does not show in the time, but never above this: a single user hashed at
+# cost 31 made every unknown name cost days of CPU (exporter-toolkit uses a fixed cost 10).
+MAX_DECOY_COST = 12
+# Above this a hash is rarely meant: each check takes seconds of CPU (cost 17 is about ten
+# seconds on a common core) and every doubling of it one more.
+MAX_SENSIBLE_BCRYPT_COST = 16
+_TIMED_COST = 6
 
 
 class WebConfigError(ValueError):
@@ -292,11 +302,42 @@ class WebConfig:
     def _fingerprint(self, password: bytes) -> bytes:
         return hmac.new(self._secret, password, hashlib.sha256).digest()
 
+    @property
+    def decoy_cost(self) -> int:
+        """The bcrypt cost an unknown user's password is checked at: the most common cost
+        of the configured users (the lower on a tie), at most MAX_DECOY_COST.
+
+        >>> WebConfig(path="inline", users={"a": "$2y$10$" + "a" * 53,
+        ...                                 "b": "$2y$31$" + "a" * 53}).decoy_cost
+        10
+        """
+        costs = Counter(_bcrypt_cost(h) for h in self.users.values())
+        if not costs:
+            return _BCRYPT_COSTS.start
+        common = max(costs, key=lambda cost: (costs[cost], -cost))
+        return min(common, MAX_DECOY_COST)
+
+    def check_seconds(self) -> dict[str, float]:
+        """How long one password check of each user takes on this machine, estimated from
+        one timed check at a low cost (each cost step doubles the work)."""
+        if not self.users:
+            return {}
+        import bcrypt
+
+        probe = bcrypt.hashpw(b"probe", bcrypt.gensalt(rounds=_TIMED_COST))
+        timings = []
+        for _ in range(2):
+            started = time.perf_counter()
+            bcrypt.checkpw(b"wrong", probe)
+            timings.append(time.perf_counter() - started)
+        unit = min(timings)
+        return {user: unit * 2.0 ** (_bcrypt_cost(hashed) - _TIMED_COST)
+                for user, hashed in self.users.items()}
+
     def _decoy(self, bcrypt: Any) -> bytes:
         if self._decoy_hash is None:
-            cost = max(_bcrypt_cost(h) for h in self.users.values())
             self._decoy_hash = bcrypt.hashpw(os.urandom(16).hex().encode(),
-                                             bcrypt.gensalt(rounds=cost))
+                                             bcrypt.gensalt(rounds=self.decoy_cost))
         return self._decoy_hash
 
     def _error(self, key: str, problem: str) -> WebConfigError:
@@ -442,6 +483,10 @@ def _apply_http(config: WebConfig, http: dict[str, Any]) -> None:
         if name not in _ALLOWED_HEADERS:
             raise config._error(
                 key, f"cannot be configured; allowed: {', '.join(_ALLOWED_HEADERS)}")
+        if isinstance(value, int) and not isinstance(value, bool):
+            # `X-XSS-Protection: 0` is a YAML integer; exporter-toolkit's YAML reads it as
+            # the text "0", and a file node_exporter takes must not stop start-up here.
+            value = str(value)
         value = _string(config, key, value) or ""
         allowed = _ALLOWED_HEADERS[name]
         if allowed and value not in allowed:
