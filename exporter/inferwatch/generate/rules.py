@@ -303,9 +303,12 @@ ALERTS: tuple[AlertDef, ...] = (
         group="availability", dashboard="overview", per_model=False,
         expr=_pushgateway_expr,
         summary="Pushed group {{ $labels.job }} {{ $labels.model }} is stale",
+        # A group whose every push failed has push_time_seconds 0: its age is time() itself.
         description=lambda c: (
-            f"The group {{{{ $labels.job }}}} {{{{ $labels.model }}}} was last pushed to the "
-            f"Pushgateway {DURATION} ago, longer than its job's expected period "
+            f"The group {{{{ $labels.job }}}} {{{{ $labels.model }}}} "
+            f"{{{{ if eq $value (query `time()` | first | value) }}}}was never pushed to the "
+            f"Pushgateway successfully{{{{ else }}}}was last pushed to the Pushgateway "
+            f"{DURATION} ago, longer than its job's expected period{{{{ end }}}} "
             f"({_periods(c)}): the batch job stopped running or cannot push."),
     ),
     AlertDef(
@@ -347,8 +350,8 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchStreamFirstItemSlow", severity="warning", for_="10m",
         group="availability", dashboard="overview", per_model=True,
-        expr=lambda c: (f"{q.first_item_quantile(c, 99)}"
-                        f" > {number(c.latency.first_item_p99_seconds)}"),
+        expr=lambda c: _primary(c, f"{q.first_item_quantile(c, 99)}"
+                                   f" > {number(c.latency.first_item_p99_seconds)}"),
         summary=f"Model {MODEL} is slow to start its streams",
         description=lambda c: (
             f"p99 time to first item of {MODEL} streams is {DURATION} over "
@@ -370,10 +373,10 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchModelStale", severity="warning", for_="1h", group="predictions",
         dashboard="overview", per_model=True,
-        expr=lambda c: _compare(
+        expr=lambda c: _primary(c, _compare(
             c, f"time() - max by ({MODEL_LABELS}) "
                f"(inferwatch_model_trained_timestamp_seconds{model_sel(c)})",
-            ">", "predictions.max_model_age"),
+            ">", "predictions.max_model_age")),
         summary=f"Model {MODEL} is stale",
         description=lambda c: (
             f"{MODEL} was trained {DURATION} ago, longer than the " + _threshold(
@@ -884,8 +887,15 @@ def _recording_rules(cfg: Config) -> list[tuple[str, str]]:
                       f"{by_model} (increase(inferwatch_outcomes_total{m}[{a}]))"))
     rules.extend(_shadow_rules(cfg))
     e = exporter_sel(cfg)
+    # NVML's v2 "used" leaves out what the driver reserves, exported on its own: a GPU with
+    # nothing left to allocate would read 1 - reserved/total and never cross a high threshold.
+    # Without the reserved series (the v1 answer), "used" already counts it.
+    used = (f"inferwatch_gpu_memory_used_bytes{e}\n"
+            f"+ inferwatch_gpu_memory_reserved_bytes{e}\n"
+            f"or\n"
+            f"inferwatch_gpu_memory_used_bytes{e}")
     rules.append((q.gpu_memory_ratio(),
-                  f"inferwatch_gpu_memory_used_bytes{e}\n/\ninferwatch_gpu_memory_total_bytes{e}"))
+                  f"{_block(used)}\n/\ninferwatch_gpu_memory_total_bytes{e}"))
     return rules
 
 
