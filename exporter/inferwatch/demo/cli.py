@@ -116,10 +116,15 @@ def run(args: argparse.Namespace) -> int:
               "alerts. Install them (`make tools`, or apt-get install prometheus "
               "prometheus-alertmanager), or run the compose stack "
               "(docker compose -f compose/docker-compose.yml up).", file=sys.stderr)
+    with_stack = not (args.no_stack or missing)
+    problem = _check_data_dirs(args.workdir) if with_stack else None
+    if problem:
+        print(f"inferwatch demo: {problem}", file=sys.stderr)
+        return 2
     try:
         demo = Demo(scenario=args.scenario, speed=args.speed, rate=args.rate, host=args.host,
-                    workdir=Path(args.workdir) if args.workdir else None,
-                    with_stack=not (args.no_stack or missing), gpu=args.gpu, once=args.once,
+                    workdir=Path(args.workdir) if args.workdir is not None else None,
+                    with_stack=with_stack, gpu=args.gpu, once=args.once,
                     preferred_ports=DEFAULT_PORTS)
         return demo.run()
     except StackError as exc:
@@ -147,6 +152,10 @@ def _check_workdir(workdir: str | None) -> str | None:
     """Why the demo cannot keep its files in `workdir`, or None when it can."""
     if workdir is None:
         return None
+    if not workdir.strip():
+        # Path("") is the current directory, yet the demo took the empty value for no
+        # --workdir at all: a temporary directory, removed at exit with every log.
+        return "--workdir is empty; give a directory, or leave the flag out for a temporary one"
     from pathlib import Path
 
     path = Path(workdir).expanduser()
@@ -156,4 +165,21 @@ def _check_workdir(workdir: str | None) -> str | None:
         return f"--workdir {workdir}: cannot make that directory ({exc.strerror or exc})"
     if not os.access(path, os.W_OK | os.X_OK):
         return f"--workdir {workdir}: cannot write there"
+    return None
+
+
+def _check_data_dirs(workdir: str | None) -> str | None:
+    """Why the stack could not start fresh in `workdir`, or None when it can: asked before
+    the model trains and the children start, not when Prometheus is about to."""
+    if workdir is None:
+        return None
+    from pathlib import Path
+
+    from inferwatch.demo.stack import DATA_DIRS, data_dir_problem
+
+    path = Path(workdir).expanduser().absolute()
+    for name in DATA_DIRS:
+        problem = data_dir_problem(path / name)
+        if problem:
+            return problem
     return None

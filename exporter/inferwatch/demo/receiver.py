@@ -35,6 +35,9 @@ from typing import Any
 from inferwatch.demo.console import say
 
 MAX_BODY_BYTES = 1 << 20
+# An oversized body is read and thrown away up to this much, so its sender reads the 413
+# rather than a reset; past it the connection is closed with the rest unread.
+MAX_DISCARD_BYTES = 16 << 20
 # Seconds a sender may take to send its request: one that stalled mid-body held a handler
 # thread forever, and every such connection added one.
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -225,14 +228,35 @@ class PageReceiver:
                     # A Content-Length that is not a number is a bad request like any
                     # other, not a traceback on the demo's terminal.
                     length = int(self.headers.get("Content-Length") or 0)
-                    if not 0 < length <= MAX_BODY_BYTES:
-                        raise ValueError("missing or oversized body")
+                except ValueError:
+                    length = 0
+                if length > MAX_BODY_BYTES:
+                    # Closed with the body unread, the socket reset the connection and
+                    # the sender saw a broken pipe instead of this answer.
+                    self._discard(length)
+                    self.close_connection = True
+                    self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                    return
+                try:
+                    if length <= 0:
+                        raise ValueError("missing body")
                     receiver._accept(json.loads(self.rfile.read(length)))
                     status = HTTPStatus.OK
                 except (ValueError, RecursionError):
                     # RecursionError: a body of deeply nested brackets, which dropped the
                     # connection with a traceback on the demo's terminal.
                     status = HTTPStatus.BAD_REQUEST
+                self._answer(status)
+
+            def _discard(self, length: int) -> None:
+                left = min(length, MAX_DISCARD_BYTES)
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 16))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+
+            def _answer(self, status: HTTPStatus) -> None:
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

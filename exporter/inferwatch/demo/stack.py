@@ -44,6 +44,12 @@ _PR_SET_PDEATHSIG = 1
 DATA_MARKER = ".inferwatch-demo-data"
 
 
+# The demo's own processes are asked directly: urllib sends even 127.0.0.1 through an
+# http_proxy set in the environment (Go, as Prometheus scrapes, does not), so behind a
+# corporate proxy every component read as "not ready" and every query failed.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 class StackError(RuntimeError):
     """A process did not start or did not become ready; the message says which and why."""
 
@@ -170,6 +176,27 @@ class Process:
             self._log.close()
 
 
+# The data directories `Stack.fresh_data_dir` empties at each run with the whole stack.
+DATA_DIRS = ("prometheus-data", "alertmanager-data")
+
+
+def data_dir_problem(data: Path) -> str | None:
+    """Why the demo must not empty `data` for a fresh run, or None when it may.
+
+    The CLI asks before anything starts: found only by `fresh_data_dir`, a foreign data
+    directory stopped the demo after the model had trained and the children had started.
+    """
+    if data.is_symlink() or (data.exists() and not data.is_dir()):
+        return f"{data} is not a directory the demo made; move it away or choose another --workdir"
+    try:
+        if data.is_dir() and not (data / DATA_MARKER).is_file() and any(data.iterdir()):
+            return (f"{data} holds files the demo did not make; move it away or choose "
+                    f"another --workdir")
+    except OSError as exc:
+        return f"cannot empty {data} for a fresh run: {exc.strerror or exc}"
+    return None
+
+
 class Stack:
     """The processes of one demo or test run, all stopped by `close()` (newest first)."""
 
@@ -202,7 +229,7 @@ class Stack:
                 raise error(f"{process.name} exited with status {process.popen.returncode}"
                             f"; last log lines:\n{tail}")
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                with _DIRECT.open(url, timeout=2) as response:
                     if response.status == 200:
                         return
             except (OSError, http.client.HTTPException):
@@ -288,16 +315,12 @@ class Stack:
         other is refused, since `--workdir ~` may well hold a real Prometheus's data.
         """
         data = self.workdir / name
-        if data.is_symlink() or (data.exists() and not data.is_dir()):
-            raise StackError(f"{data} is not a directory the demo made; move it away or "
-                             f"choose another --workdir")
+        problem = data_dir_problem(data)
+        if problem:
+            raise StackError(problem)
         try:
-            if data.is_dir():
-                if (data / DATA_MARKER).is_file():
-                    shutil.rmtree(data)
-                elif any(data.iterdir()):
-                    raise StackError(f"{data} holds files the demo did not make; move it "
-                                     f"away or choose another --workdir")
+            if data.is_dir() and (data / DATA_MARKER).is_file():
+                shutil.rmtree(data)
             data.mkdir(exist_ok=True)
             (data / DATA_MARKER).write_text("made by inferwatch demo; emptied at each run\n",
                                             encoding="utf-8")
@@ -403,7 +426,7 @@ def query(prometheus_url: str, promql: str, at: float | None = None,
     url = f"{prometheus_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
     try:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            with _DIRECT.open(url, timeout=timeout) as response:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             # An error page that is not Prometheus's JSON (a 503 while it starts or stops,

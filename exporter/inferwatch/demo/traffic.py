@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import heapq
 import http.client
+import importlib.util
+import ipaddress
 import itertools
 import json
 import math
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from inferwatch.demo.cli import MAX_RATE
 from inferwatch.demo.console import say
 from inferwatch.demo.model import Dataset, load_dataset
 from inferwatch.demo.scenario import SCENARIOS, Phase, scenario, speed_argument
@@ -81,7 +84,12 @@ class TrafficGenerator:
         if problem:
             raise ValueError(f"model_url {model_url!r}: {problem}")
         self.model_url = model_url.rstrip("/")
+        self._open = _opener_for(self.model_url)
         self.phases = list(phases)
+        # With no phase, run() spun a core forever (loop) or raised IndexError (keep_going);
+        # a phase of no time at all, looped, posted /faults as fast as it could.
+        if not self.phases or not any(phase.seconds > 0 for phase in self.phases):
+            raise ValueError("phases must hold at least one phase that lasts some time")
         self.rate = rate
         self.loop = loop
         self.keep_going = keep_going
@@ -200,7 +208,7 @@ class TrafficGenerator:
             request = urllib.request.Request(
                 self.model_url + path, data=json.dumps(payload).encode(), method="POST",
                 headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+            with self._open(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
                 response.read()
                 return response.status
         except urllib.error.HTTPError as exc:
@@ -211,6 +219,22 @@ class TrafficGenerator:
             # the port, a model dying mid-answer); it escaped the traffic thread, which died
             # with a traceback and sent nothing more.
             return None
+
+
+def _opener_for(url: str) -> Callable[..., Any]:
+    """How to open requests to `url`: directly when it is this machine, as Go's clients do.
+
+    urllib sent even 127.0.0.1 through an http_proxy set in the environment, so behind a
+    corporate proxy every request to the local demo model counted as unreachable.
+    """
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return urllib.request.build_opener(urllib.request.ProxyHandler({})).open
+    return urllib.request.urlopen
 
 
 def url_problem(url: str) -> str | None:
@@ -254,6 +278,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    """Requests per second, bounded as `inferwatch demo --rate` is: 1e9 spun a core in a
+    loop that could never keep that pace."""
+    value = _positive(text)
+    if value > MAX_RATE:
+        raise argparse.ArgumentTypeError(
+            f"expected requests per second above 0 and at most {MAX_RATE:g}, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Play a scenario against a model service (the compose stack's traffic container)."""
     parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.traffic",
@@ -263,9 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
     parser.add_argument("--speed", type=speed_argument, default=1.0,
                         help="play the phases this many times faster (0.01 to 100, default 1)")
-    parser.add_argument("--rate", type=_positive, default=10.0, help="requests per second")
+    parser.add_argument("--rate", type=_rate, default=10.0,
+                        help=f"requests per second (above 0, at most {MAX_RATE:g}; default 10)")
     parser.add_argument("--loop", action="store_true", help="repeat the scenario forever")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("sklearn") is None:
+        # The rows come from scikit-learn's bundled dataset: without it the first thing the
+        # user saw was a ModuleNotFoundError traceback.
+        print(f"{parser.prog}: the demo traffic needs scikit-learn; install it with "
+              "pip install 'inferwatch[demo]'", file=sys.stderr)
+        return 1
     phases = scenario(args.scenario, args.speed)
 
     def announce(phase: Phase) -> None:
