@@ -182,33 +182,6 @@ def test_a_call_a_worker_takes_as_close_counts_the_queue_is_counted_once(registr
     assert handle.flush(1) is True
 
 
-def test_a_call_sampled_while_another_thread_closes_is_counted_as_dropped(registry):
-    inside, closed = threading.Event(), threading.Event()
-    asked: list[int] = []
-
-    def request_id(X=None):
-        # Asked by the champion's call, then by the shadow once it has sampled the call:
-        # close() runs meanwhile.
-        asked.append(1)
-        if len(asked) == 2:
-            inside.set()
-            closed.wait(WAIT)
-        return "r-1"
-
-    champion = inferwatch.instrument(Summing(), name="m", version="1", registry=registry,
-                                     request_id=request_id)
-    handle = inferwatch.shadow(champion, Summing(), version="2", registry=registry)
-    caller = threading.Thread(target=champion.predict, args=(np.ones((1, 2)),))
-    caller.start()
-    assert inside.wait(WAIT)
-    handle.close()
-    closed.set()
-    caller.join(WAIT)
-    assert not caller.is_alive()
-    assert _accounts(handle) == (1, 1)
-    assert _counter(handle, "inferwatch_shadow_dropped_total") == {("1", "shutdown"): 1.0}
-
-
 class _ClosesOnFirstLook(deque):
     """The request path's first look at the queue is the moment another thread closes."""
 

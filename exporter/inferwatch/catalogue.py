@@ -160,7 +160,7 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                ("champion_version",)),
     MetricSpec("inferwatch_shadow_dropped_total", "counter",
                "Sampled calls not compared, by reason (queue_full, timeout, error, crashed, "
-               "incomparable, shutdown); unit: calls.", ("champion_version", "reason")),
+               "incomparable, shutdown, stream); unit: calls.", ("champion_version", "reason")),
     MetricSpec("inferwatch_shadow_agreement_total", "counter",
                "Compared rows where shadow and champion predicted the same class (agree) or "
                "not (disagree); unit: rows.", ("champion_version", "result")),

@@ -38,6 +38,7 @@ import atexit
 import functools
 import inspect
 import itertools
+import logging
 import math
 import numbers
 import os
@@ -48,12 +49,14 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from types import AsyncGeneratorType, GeneratorType
 from typing import Any
 
 import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.call_input import COPY_LIMIT_BYTES, snapshot, snapshot_input
+from inferwatch.core.instrument import _accepts_keyword
 from inferwatch.core.monitor import Monitor, _count_value
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, version_text
@@ -64,6 +67,8 @@ SHADOWED_METHODS = ("predict", "predict_proba", "_inferwatch_call")
 MODES = ("thread", "process")
 MAX_WORKERS = 64  # threads, or child processes each holding a copy of the model
 IDLE_WAKE_SECONDS = 1.0
+
+log = logging.getLogger("inferwatch")
 
 _live_shadows: weakref.WeakSet[Shadow] = weakref.WeakSet()
 # Held while a shadow is set on a champion or taken off it (see shadow()).
@@ -147,6 +152,10 @@ class Shadow:
         # Calls sampled as close() ran, too late for its queue: dropped as shutdown.
         self._shut = itertools.count()
         self._shut_reported = 0
+        # Calls the champion answered with a stream: dropped as stream (see offer).
+        self._streamed = itertools.count()
+        self._streamed_reported = 0
+        self._stream_told = False
         # The drain thread and a worker after close may fold the counts at once: each count
         # must be read and marked reported by one of them only.
         self._report_lock = threading.Lock()
@@ -168,6 +177,9 @@ class Shadow:
             if self.closed:
                 return  # a closed shadow samples nothing
             next(self._sampled)
+            if result.__class__ not in _PLAIN_RESULTS and _is_stream(result):
+                self._skip_stream()
+                return
             queue = self._queue
             if len(queue) >= self.queue_size:
                 next(self._full)
@@ -222,6 +234,26 @@ class Shadow:
                 self._wake.set()
         except Exception as exc:
             faults.record("shadow", exc)
+
+    def _skip_stream(self) -> None:
+        """Count a call the champion answered with a stream as dropped, and say so once.
+
+        Its items are its caller's to read, as they come: the challenger cannot be handed
+        what the champion said without keeping every item of every stream (an LLM's
+        tokens, unbounded) until the stream ends, and two generated texts have no
+        agreement or difference to observe. Holding the stream for the queue would also
+        keep one its caller dropped from ending (as cancelled) until the next drain.
+        """
+        next(self._streamed)
+        if not self._stream_told:
+            self._stream_told = True
+            log.warning("inferwatch: model %s %s answers with a stream; its shadow %s "
+                        "compares no streamed call (counted in "
+                        "inferwatch_shadow_dropped_total{reason=\"stream\"})",
+                        self.champion_monitor.name, self.champion_monitor.version,
+                        self.monitor.version)
+        if self.closed:
+            self.before_drain()  # close() has folded its last counts already
 
     # --- the workers ------------------------------------------------------------------------
     def _start_workers(self) -> None:
@@ -357,15 +389,20 @@ class Shadow:
                 sampled = _count_value(self._sampled)
                 full = _count_value(self._full)
                 shut = _count_value(self._shut)
+                streamed = _count_value(self._streamed)
                 new_sampled, self._sampled_reported = sampled - self._sampled_reported, sampled
                 new_full, self._full_reported = full - self._full_reported, full
                 new_shut, self._shut_reported = shut - self._shut_reported, shut
+                new_streamed = streamed - self._streamed_reported
+                self._streamed_reported = streamed
                 if new_sampled:
                     self.comparison.sampled(new_sampled)
                 if new_full:
                     self.comparison.dropped("queue_full", new_full)
                 if new_shut:
                     self.comparison.dropped("shutdown", new_shut)
+                if new_streamed:
+                    self.comparison.dropped("stream", new_streamed)
             self.monitor.update_state(lambda state: self.comparison.fold_into(state,
                                                                               time.time()))
         except Exception as exc:
@@ -530,6 +567,21 @@ class _ChallengerClasses:
             self._model = None
 
 
+# Results a call answers most often, none of them a stream: one set lookup stands for the
+# checks of _is_stream.
+_PLAIN_RESULTS = frozenset({np.ndarray, list, tuple, dict, float, int, str, bool,
+                            type(None)})
+
+
+def _is_stream(result: object) -> bool:
+    """Whether `result` is a stream: a generator (the champion's wrapper follows one as a
+    generator), or an iterator object (an SDK's stream, as the wrapper's proxy of it),
+    which reading would take from its caller."""
+    kind = result.__class__
+    return kind is GeneratorType or kind is AsyncGeneratorType or \
+        hasattr(kind, "__next__") or hasattr(kind, "__anext__")
+
+
 class _TooLarge(Exception):
     pass
 
@@ -590,32 +642,81 @@ def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
     """`inner` with `shadow` offered each sampled call. The wrapper holds the shadow weakly
     and calls `link[0]`, so that closing a shadow below it can take that layer out."""
     ref, draw, sample = weakref.ref(shadow), random.random, shadow.sample
+    monitor = shadow.champion_monitor
     link = [inner]
+    # A model that names request_id in its signature would be handed the id given to its
+    # wrapper, which its call must never see unless its caller gave it.
+    naming = not _accepts_keyword(_model_callable(inner), "request_id")
 
     def offer(args: tuple, kwargs: dict, result: object) -> None:
         alive = ref()
         if alive is not None:
             alive.offer(method, args, kwargs, result)
 
+    def named(args: tuple, kwargs: dict) -> dict:
+        """`kwargs` with the call's request id when the champion's request_id function
+        names it: called once, here, and handed to the champion's wrapper as the call's
+        own `request_id`, so that both models record the same id (a function giving a new
+        id a call would otherwise name the challenger's copy anew, and no outcome would
+        ever score the two on one request)."""
+        try:
+            name_call = monitor.request_id_fn
+            if name_call is None or "request_id" in kwargs or \
+                    current_request_of(monitor) is not None:
+                return kwargs  # the champion's wrapper names it (from its request) as before
+        except Exception as exc:  # ours: the call goes on as the caller made it
+            faults.record("shadow", exc)
+            return kwargs
+        try:
+            request_id = name_call(*args, **kwargs)
+        except Exception as exc:
+            faults.record("request_id", exc)
+            request_id = None  # no id, as the champion's wrapper makes of a failing call
+        return {**kwargs, "request_id": request_id}
+
     if inspect.iscoroutinefunction(inner):
         # An async champion: the challenger sees the awaited result, never the coroutine.
         @functools.wraps(inner)
         async def shadowed_async(*args: Any, **kwargs: Any) -> Any:
+            if draw() >= sample:
+                return await link[0](*args, **kwargs)
+            if naming and monitor.request_id_fn is not None:
+                kwargs = named(args, kwargs)
             result = await link[0](*args, **kwargs)
-            if draw() < sample:
-                offer(args, kwargs, result)
+            offer(args, kwargs, result)
             return result
 
         return _linked(shadowed_async, link)
 
     @functools.wraps(inner)
     def shadowed(*args: Any, **kwargs: Any) -> Any:
+        # Drawn first: only a sampled call is named here, every other call goes on as
+        # without the shadow.
+        if draw() >= sample:
+            return link[0](*args, **kwargs)
+        if naming and monitor.request_id_fn is not None:
+            kwargs = named(args, kwargs)
         result = link[0](*args, **kwargs)
-        if draw() < sample:
-            offer(args, kwargs, result)
+        offer(args, kwargs, result)
         return result
 
     return _linked(shadowed, link)
+
+
+def _model_callable(wrapper: Any) -> Any:
+    """The model's own method (or the model, for ``__call__``) under inferwatch's layers:
+    what the champion's wrapper reads to tell whether the model takes ``request_id``."""
+    target = wrapper
+    for _ in range(1000):  # a chain of shadow layers, then the instrumented wrapper
+        link = getattr(target, "__inferwatch_link__", None)
+        if link is not None:
+            target = link[0]
+        elif "_inferwatch_monitor" in getattr(target, "__dict__", {}) and \
+                hasattr(target, "__wrapped__"):
+            return target.__wrapped__
+        else:
+            break
+    return target
 
 
 def _linked(wrapper: Any, link: list) -> Any:

@@ -55,7 +55,10 @@ DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0
                       0.25, 0.5, 1.0, 10.0)
 # A batch that lost values is compared row by row up to this many rows (on the drain thread).
 MAX_ROWS_CHECKED = 10_000
-DROP_REASONS = ("queue_full", "timeout", "error", "crashed", "incomparable", "shutdown")
+# ``stream``: the champion answered with a stream (a generator, an SDK's stream object),
+# which only its caller may read, so there is nothing to compare (see Shadow.offer).
+DROP_REASONS = ("queue_full", "timeout", "error", "crashed", "incomparable", "shutdown",
+                "stream")
 # Pairs waiting for the drain: a stalled drain must not hold every result of every sampled
 # call (the monitor bounds its own pending calls the same way); past either bound a pair is
 # dropped as ``queue_full``.
@@ -272,23 +275,48 @@ class Comparison:
             drops, self._drops = self._drops, {}
             sampled, self._sampled = self._sampled, 0
         version = self.champion_version
-        if sampled:
-            state.inc("inferwatch_shadow_sampled_total", (version,), sampled)
         differences: dict[str, list[np.ndarray]] = {}
         agreement = {"agree": 0, "disagree": 0}
         confusion: dict[tuple[str, str], int] = {}
         compared = 0
-        for batch in _batches(pairs):
-            found = self._fold_batch(batch, agreement, confusion, differences)
-            if found is None:  # no output in common: nothing was compared
-                drops["incomparable"] = drops.get("incomparable", 0) + len(batch.calls)
-                continue
-            compared += len(batch.calls)
-            self._remember_calls(batch.calls, found)
+        # Whatever fails here (an allocation, a result no code path foresaw) is counted as a
+        # fault and its calls as incomparable: the pairs were taken, so they are never tried
+        # again, and sampled calls still add up to compared and dropped ones.
+        try:
+            batches = _batches(pairs)
+        except Exception as exc:
+            faults.record("shadow", exc)
+            drops["incomparable"] = drops.get("incomparable", 0) + len(pairs)
+        else:
+            for batch in batches:
+                try:
+                    found = self._fold_batch(batch, agreement, confusion, differences)
+                except Exception as exc:
+                    faults.record("shadow", exc)
+                    found = None
+                if found is None:  # no output in common: nothing was compared
+                    drops["incomparable"] = drops.get("incomparable", 0) + len(batch.calls)
+                    continue
+                compared += len(batch.calls)
+                try:
+                    self._remember_calls(batch.calls, found)
+                except Exception as exc:  # compared; only an outcome cannot score it
+                    faults.record("shadow", exc)
+        # The accounting first, each part on its own: a failing write of one series must
+        # lose neither the counts nor the other series.
+        if sampled:
+            state.inc("inferwatch_shadow_sampled_total", (version,), sampled)
         if compared:
             state.inc("inferwatch_shadow_compared_total", (version,), compared)
         for reason, count in drops.items():
             state.inc("inferwatch_shadow_dropped_total", (version, reason), count)
+        _guarded(self._fold_agreement, state, agreement, confusion)
+        for output, chunks in differences.items():
+            _guarded(self._fold_differences, state, output, chunks, now)
+        _guarded(self._fold_scores, state, scored, over)
+
+    def _fold_agreement(self, state: Any, agreement: dict, confusion: dict) -> None:
+        version = self.champion_version
         for result, count in agreement.items():
             if count:
                 state.inc("inferwatch_shadow_agreement_total", (version, result), count)
@@ -296,21 +324,23 @@ class Comparison:
             state.inc("inferwatch_shadow_confusion_total",
                       (version, self._champion_cap.fold(champion_class),
                        self._shadow_cap.fold(shadow_class)), count)
-        for output, chunks in differences.items():
-            values = np.concatenate(chunks)
-            # Both sides are finite (a row holding nan or inf is not compared), so an
-            # infinity here is a difference past the float range (1e308 against -1e308):
-            # a compared row, observed as the farthest apart a float can say.
-            values = np.clip(values[~np.isnan(values)], -_FLOAT_MAX, _FLOAT_MAX)
-            if not len(values):
-                continue
-            # OpenMetrics has no negative quantiles: the summary holds how far apart the
-            # two are, the histogram which way.
-            state.summary("inferwatch_shadow_absolute_difference", (version, output)).observe(
-                np.abs(values), now)
-            state.histogram("inferwatch_shadow_difference", (version, output),
-                            self.difference_buckets).observe(values)
-        self._fold_scores(state, scored, over)
+
+    def _fold_differences(self, state: Any, output: str, chunks: list[np.ndarray],
+                          now: float) -> None:
+        version = self.champion_version
+        values = np.concatenate(chunks)
+        # Both sides are finite (a row holding nan or inf is not compared), so an
+        # infinity here is a difference past the float range (1e308 against -1e308):
+        # a compared row, observed as the farthest apart a float can say.
+        values = np.clip(values[~np.isnan(values)], -_FLOAT_MAX, _FLOAT_MAX)
+        if not len(values):
+            return
+        # OpenMetrics has no negative quantiles: the summary holds how far apart the
+        # two are, the histogram which way.
+        state.summary("inferwatch_shadow_absolute_difference", (version, output)).observe(
+            np.abs(values), now)
+        state.histogram("inferwatch_shadow_difference", (version, output),
+                        self.difference_buckets).observe(values)
 
     def _remember_calls(self, calls: list, found: tuple[list, list] | tuple[()]) -> None:
         if not found:
@@ -694,6 +724,13 @@ def _batches(pairs: list) -> list[_Batch]:
             close()
     close()
     return batches
+
+
+def _guarded(write: Callable[..., None], *args: Any) -> None:
+    try:
+        write(*args)
+    except Exception as exc:
+        faults.record("shadow", exc)
 
 
 def _names(read: Callable[[], object]) -> list | None:
