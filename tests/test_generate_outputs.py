@@ -145,7 +145,20 @@ SENTINELS: dict[str, Any] = {
     "kubernetes.port": "sentinel-port",
     "kubernetes.path": "/sentinel-metrics",
     "kubernetes.scrape_interval": "29s",
+    "kubernetes.exporter_port": "sentinel-xport",
+    "kubernetes.baseline_rule_name": "sentinel-costly-rules",
 }
+for _side in ("model", "exporter"):
+    SENTINELS.update({
+        f"kubernetes.{_side}_scrape.scheme": "https",
+        f"kubernetes.{_side}_scrape.tls_ca": {"secret": f"sentinel-{_side}-ca", "key": "ca.pem"},
+        f"kubernetes.{_side}_scrape.tls_server_name": f"sentinel-{_side}.example",
+        f"kubernetes.{_side}_scrape.tls_insecure_skip_verify": True,
+        f"kubernetes.{_side}_scrape.basic_auth_username": {"secret": f"sentinel-{_side}-auth",
+                                                           "key": "sentinel-user-key"},
+        f"kubernetes.{_side}_scrape.basic_auth_password": {"secret": f"sentinel-{_side}-auth",
+                                                           "key": "sentinel-password-key"},
+    })
 # Each baseline signal's settings, distinct per signal and from every default.
 for _i, _signal in enumerate(SIGNALS):
     SENTINELS.update({
@@ -189,6 +202,16 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 
 # A switch reads in the output as what it switches on.
 SWITCH_OUTPUTS = {"objectives.from_code": ["inferwatch_model_objective"]}
+# Values that read in the output as manifest fields, where the bare value is not distinctive.
+for _side in ("model", "exporter"):
+    SWITCH_OUTPUTS.update({
+        f"kubernetes.{_side}_scrape.scheme": ["scheme: https"],
+        f"kubernetes.{_side}_scrape.tls_insecure_skip_verify": ["insecureSkipVerify: true"],
+        f"kubernetes.{_side}_scrape.tls_ca": [f"name: sentinel-{_side}-ca"],
+        f"kubernetes.{_side}_scrape.basic_auth_username": [f"name: sentinel-{_side}-auth",
+                                                           "key: sentinel-user-key"],
+        f"kubernetes.{_side}_scrape.basic_auth_password": ["key: sentinel-password-key"],
+    })
 
 
 def _texts(value: Any) -> list[str]:

@@ -95,6 +95,9 @@ def render(cfg: Config | None = None) -> dict[str, str]:
         f"{KUBERNETES_DIR}/servicemonitor.yaml": _yaml(kubernetes.service_monitor(cfg)),
         f"{KUBERNETES_DIR}/podmonitor.yaml": _yaml(kubernetes.pod_monitor(cfg)),
     }
+    baseline_rule = kubernetes.baseline_prometheus_rule(cfg)
+    if baseline_rule is not None:
+        files[f"{KUBERNETES_DIR}/prometheusrule-baselines.yaml"] = _yaml(baseline_rule)
     for name, data in dashboards.render(cfg).items():
         files[f"{DASHBOARD_DIR}/{name}"] = json.dumps(data, indent=2, sort_keys=True) + "\n"
     return dict(sorted(files.items()))
@@ -137,6 +140,8 @@ def write(out_dir: str | Path, cfg: Config | None = None, rules_only: bool = Fal
             staged[path] = _stage(path, content)
         for path, temporary in staged.items():
             os.replace(temporary, path)
+        if not rules_only:
+            _remove_left_out(root, files)
     except BaseException:
         for temporary in staged.values():
             temporary.unlink(missing_ok=True)
@@ -145,6 +150,25 @@ def write(out_dir: str | Path, cfg: Config | None = None, rules_only: bool = Fal
                 directory.rmdir()
         raise
     return list(targets)
+
+
+# Outputs only some configs render. One an earlier config wrote must go when this one leaves
+# it out: `kubectl apply -f alerts/kubernetes/` would load its rules a second time.
+OPTIONAL_OUTPUTS = (f"{KUBERNETES_DIR}/prometheusrule-baselines.yaml",)
+
+
+def _remove_left_out(root: Path, files: dict[str, str]) -> None:
+    """Delete the optional outputs this render leaves out, where a generator wrote them (a
+    file of the user's own under that name stays)."""
+    for relative in OPTIONAL_OUTPUTS:
+        path = root / relative
+        if relative in files or not path.is_file():
+            continue
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            with path.open(encoding="utf-8") as handle:
+                generated = handle.read(len(HEADER)) == HEADER
+            if generated:
+                path.unlink()
 
 
 def _make_dirs(directory: Path) -> list[Path]:

@@ -368,6 +368,71 @@ class Dashboards:
     tags: tuple = _setting(("inferwatch",), "tags of every dashboard", check.tags)
 
 
+# Names Kubernetes gives Secrets and ConfigMaps (DNS subdomains), and the keys of their data.
+_K8S_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_K8S_DATA_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_DNS_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*")
+_REF_KINDS = {"secret": "Secret", "config_map": "ConfigMap"}
+
+
+def _object_key(*kinds: str) -> Callable[[Any], str | None]:
+    """A key of a Secret (or ConfigMap) as {secret: NAME, key: KEY}; empty is none. The
+    operator reads it from the monitor's own namespace, so only the name is given."""
+    shapes = " or ".join(f"{{{kind}: NAME, key: KEY}}" for kind in kinds)
+
+    def check_ref(value: Mapping) -> str | None:
+        if not value:
+            return None
+        given = [kind for kind in kinds if kind in value]
+        if len(given) != 1 or set(value) != {given[0], "key"}:
+            return f"must be {shapes} (or empty for none), got the keys {', '.join(value)}"
+        name, key = value[given[0]], value["key"]
+        if len(name) > 253 or not _K8S_OBJECT_NAME.fullmatch(name):
+            return (f"must name a {_REF_KINDS[given[0]]} by its Kubernetes object name (lower-case "
+                    f"letters, digits, '-' and '.'), got {name!r}")
+        # Kubernetes refuses `.`, `..` and a leading `..` as data keys.
+        if len(key) > 253 or not _K8S_DATA_KEY.fullmatch(key) or key.startswith(".."):
+            return (f"must name a key of the {given[0]} (letters, digits, '-', '_' and '.'), "
+                    f"got {key!r}")
+        return None
+
+    return check_ref
+
+
+def _server_name(value: str) -> str | None:
+    if len(value) <= 253 and _DNS_NAME.fullmatch(value):
+        return None
+    return f"must be the DNS name the targets' certificate is issued for, got {value!r}"
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """How a monitor reaches /metrics served with TLS or basic auth (a web config,
+    docs/security.md). The Secrets and ConfigMaps named live in kubernetes.namespace: the
+    operator reads them from the monitor's own namespace."""
+
+    scheme: str = _setting("http", "https where the targets serve /metrics with TLS",
+                           check.one_of("http", "https"))
+    tls_ca: Mapping = _setting(_frozen({}), "CA the targets' certificates are verified "
+                               "against: {secret: NAME, key: KEY} or {config_map: NAME, key: "
+                               "KEY} (empty: the CAs of Prometheus' image)",
+                               _object_key("secret", "config_map"))
+    tls_server_name: str | None = _setting(None, "name the targets' certificate must hold "
+                                           "(empty: the address scraped, usually a Pod IP "
+                                           "no certificate holds)", _server_name)
+    tls_insecure_skip_verify: bool = _setting(False, "accept any certificate (testing only)")
+    basic_auth_username: Mapping = _setting(_frozen({}), "basic auth user name: {secret: NAME, "
+                                            "key: KEY} (empty: no basic auth)",
+                                            _object_key("secret"))
+    basic_auth_password: Mapping = _setting(_frozen({}), "basic auth password: {secret: NAME, "
+                                            "key: KEY}", _object_key("secret"))
+
+
+_SCRAPE_HELP = _meta("TLS and basic auth of the scrapes: scheme, tls_ca, tls_server_name, "
+                     "tls_insecure_skip_verify, basic_auth_username, basic_auth_password")
+
+
 @dataclass(frozen=True)
 class Kubernetes:
     namespace: str = _setting("monitoring", "namespace of the generated manifests", check.k8s_name)
@@ -386,10 +451,42 @@ class Kubernetes:
                               "selectors.model matching it)", check.not_empty)
     exporter_job: str = _setting("inferwatch-exporter", "job label given to exporter targets "
                                  "(keep selectors.exporter matching it)", check.not_empty)
-    port: str = _setting("metrics", "name of the container / Service port serving /metrics",
+    port: str = _setting("metrics", "name of the container / Service port serving /metrics "
+                         "(the model Services', and the exporter Pods' unless exporter_port)",
                          check.port_name)
+    exporter_port: str | None = _setting(None, "name of the exporter Pods' port serving "
+                                         "/metrics, where it differs from port",
+                                         check.port_name)
     path: str = _setting("/metrics", "HTTP path of the metrics", check.path)
     scrape_interval: str = _setting("15s", "scrape interval of both monitors", check.duration)
+    model_scrape: Scrape = field(default_factory=Scrape, metadata=_SCRAPE_HELP)
+    exporter_scrape: Scrape = field(default_factory=Scrape, metadata=_SCRAPE_HELP)
+    baseline_rule_name: str | None = _setting(None, "name of a PrometheusRule of its own for "
+                                              "the adaptive-baseline groups, the costly ones "
+                                              "(empty: they join rule_name's)", check.k8s_name)
+
+    def __post_init__(self) -> None:
+        # Checked here, where both keys are seen: each alone is a valid value.
+        if self.baseline_rule_name == self.rule_name:
+            raise ConfigError("kubernetes.baseline_rule_name", f"must differ from "
+                              f"kubernetes.rule_name ({self.rule_name!r}): one PrometheusRule "
+                              f"would replace the other")
+        for name in ("model_scrape", "exporter_scrape"):
+            _check_scrape(getattr(self, name), f"kubernetes.{name}")
+
+
+def _check_scrape(scrape: Scrape, key: str) -> None:
+    if scrape.scheme == "http":
+        # Prometheus reads no TLS setting for an http target: it would silently do nothing.
+        for name, unset in (("tls_ca", {}), ("tls_server_name", None),
+                            ("tls_insecure_skip_verify", False)):
+            if getattr(scrape, name) != unset:
+                raise ConfigError(f"{key}.{name}", "is set, but scheme is http, so Prometheus "
+                                  "would not use it: set scheme: https")
+    pair = ("basic_auth_username", "basic_auth_password")
+    for name, other in (pair, pair[::-1]):
+        if getattr(scrape, name) and not getattr(scrape, other):
+            raise ConfigError(f"{key}.{other}", f"must be set together with {name}")
 
 
 @dataclass(frozen=True)
@@ -493,6 +590,14 @@ def _number_hint(value: Any, kind: Any) -> str:
             # Adding the point alone is not enough: 2.0e3 is text to YAML 1.1 as well.
             return (f" (YAML reads an exponent without a sign as text, even {unsigned}: "
                     f"write {written})")
+    leading_zero = (re.fullmatch(r"([-+]?)0[0-9_]*[89][0-9_]*", value)
+                    if kind in (int, float) and isinstance(value, str) else None)
+    if leading_zero:
+        # A leading 0 makes YAML 1.1 read octal, and 8 or 9 is no octal digit: 017 is
+        # refused as octal 15 when parsed, and 08 arrives here as the text '08'.
+        number = int(value.replace("_", ""))
+        return (f" (YAML 1.1 reads a leading 0 as octal, and {value} holds a digit 8 or 9, so "
+                f"it is text: write {number})")
     return ""
 
 

@@ -221,14 +221,41 @@ def port_name(value: Any) -> str | None:
             f"digits and single inner '-', at least one letter), got {value!r}")
 
 
+_RUNBOOK_FIELD = "{anchor} (the lower-case alert name)"
+
+
 def runbook_pattern(value: Any) -> str | None:
+    """A runbook link pattern, filled in by str.format with the alert's anchor: only a bare
+    ``{anchor}`` is checked as Python fills it in (a format spec or a conversion would pad,
+    quote or refuse the anchor, and an unknown field fails when the rules are written).
+
+    >>> runbook_pattern("https://x/#{anchor}") is None
+    True
+    >>> runbook_pattern("https://x/#{anchor!r}")
+    "writes {anchor!r}, with a conversion (!) or format spec (:); write the only field \
+allowed, {anchor} (the lower-case alert name), on its own, got 'https://x/#{anchor!r}'"
+    """
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        fields = list(string.Formatter().parse(value))
     except ValueError as exc:
-        return f"is not a valid pattern ({exc})"
-    if fields != {"anchor"}:
-        return f"must contain {{anchor}} and no other placeholder, got {value!r}"
-    return url(value.replace("{anchor}", "x"))
+        return (f"is not a valid pattern ({exc}); the only field allowed is {_RUNBOOK_FIELD}, "
+                f"got {value!r}")
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        written = f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+        if name != "anchor":
+            return (f"has the field {written}; the only field allowed is {_RUNBOOK_FIELD}, got "
+                    f"{value!r}")
+        if spec or conversion:
+            return (f"writes {written}, with a conversion (!) or format spec (:); write the only "
+                    f"field allowed, {_RUNBOOK_FIELD}, on its own, got {value!r}")
+    if not any(name == "anchor" for _, name, _, _ in fields):
+        return f"must contain {_RUNBOOK_FIELD}, the only field allowed, got {value!r}"
+    if url(value.format(anchor="x")) is not None:
+        return (f"must be an http(s) URL without spaces or braces once {{anchor}} is filled "
+                f"in, got {value!r}")
+    return None
 
 
 def k8s_name(value: Any) -> str | None:
@@ -318,6 +345,13 @@ def duration_map(value: Any) -> str | None:
             # job="" selects groups pushed without a job, which the Pushgateway refuses: the
             # period would silently apply to nothing.
             return f"has an empty job name {name!r}"
+        if name != name.strip():
+            # Only quotes keep the space (YAML strips a plain key), and the rules select the
+            # job exactly: the period would apply to no group, and the job pushed as
+            # "nightly" would be judged by max_age instead.
+            return (f"has the job name {name!r}, with space at its start or end, which the "
+                    f"rules would match exactly; write the job name as it is pushed, "
+                    f"{name.strip()!r}")
         problem = duration(text)
         if problem:
             return f"{name} {problem}"

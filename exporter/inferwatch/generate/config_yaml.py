@@ -40,6 +40,7 @@ def parse_yaml(text: str) -> Any:
         if node is None:
             return None
         _refuse_alias_loops(node, "", {}, set())
+        _refuse_misread_scalars(loader, node, "", set())
         _refuse_duplicate_keys(loader, node, "", set())
         _refuse_yaml11_numbers(loader, node, "", set())
         return loader.construct_document(node)
@@ -115,6 +116,76 @@ def _mapping_key(loader: Any, node: Any) -> Any:
     except TypeError:
         return None
     return key
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_TAG_KINDS = {"tag:yaml.org,2002:bool": "a boolean", "tag:yaml.org,2002:int": "an integer",
+              "tag:yaml.org,2002:float": "a number", _TIMESTAMP_TAG: "a timestamp",
+              "tag:yaml.org,2002:null": "null", "tag:yaml.org,2002:binary": "base64 binary"}
+
+
+def _refuse_misread_scalars(loader: Any, node: Any, prefix: str, visited: set[int]) -> None:
+    """Refuse a scalar PyYAML cannot build, and a mapping key it reads as a boolean, null or
+    octal; both before anything builds the keys, which would raise or show the misreading.
+
+    `!!bool maybe` or `!!timestamp x` make PyYAML raise KeyError or AttributeError, not a YAML
+    error; and `on:` is the key True, so an unknown key would be reported as `True`."""
+    import yaml
+
+    if id(node) in visited:
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_misread_scalars(loader, item, f"{prefix.rstrip('.')}[{index}].", visited)
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            text = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            if isinstance(key_node, yaml.ScalarNode):
+                _refuse_unbuildable(loader, key_node, f"{prefix}{text}")
+                _refuse_misread_key(loader, key_node, f"{prefix}{text}")
+            _refuse_misread_scalars(loader, value_node, f"{prefix}{text}.", visited)
+    elif isinstance(node, yaml.ScalarNode):
+        _refuse_unbuildable(loader, node, prefix.rstrip(".") or "(top level)")
+
+
+def _refuse_unbuildable(loader: Any, node: Any, where: str) -> None:
+    """Refuse a scalar whose explicit tag (``!!bool x``) its text cannot be, or a date that
+    does not exist (2026-02-30)."""
+    import yaml
+
+    kind = _TAG_KINDS.get(node.tag)
+    implicit = node.tag == loader.resolve(yaml.ScalarNode, node.value,
+                                          (node.style is None, True))
+    if kind is None or (implicit and node.tag != _TIMESTAMP_TAG):
+        # An implicit number always builds, bar Python's own digit limit, which load() reports.
+        return
+    line = node.start_mark.line + 1
+    try:
+        loader.construct_object(node)
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        if implicit:
+            raise Refused(where, f"is {node.value}, which YAML 1.1 reads as a date, and no "
+                          f"such date exists ({exc}) (line {line}): quote it where text is "
+                          f"meant") from None
+        raise Refused(where, f"is tagged {node.tag.replace('tag:yaml.org,2002:', '!!')}, but "
+                      f"{node.value!r} is not {kind} (line {line}): drop the tag or correct "
+                      f"the value") from None
+
+
+def _refuse_misread_key(loader: Any, node: Any, where: str) -> None:
+    """Refuse a plain key YAML 1.1 reads as a boolean, null or octal: every key of the config
+    is text, and an error about the key would show True (for `on:`), None (`~:`) or 15
+    (`017:`). Other numbers (1.10) are refused later as a number where text is meant."""
+    if node.tag == _STR_TAG or node.tag not in _TAG_KINDS:
+        return
+    key = loader.construct_object(node)
+    octal = node.tag == _INT_TAG and _OCTAL.fullmatch(node.value) and str(key) != node.value
+    if isinstance(key, bool) or key is None or octal:
+        raise Refused(where, f"is a key YAML 1.1 reads as {_TAG_KINDS[node.tag]} ({key!r}), "
+                      f"not as the text {node.value!r} (line {node.start_mark.line + 1}); every "
+                      f"key of the config is text: quote it, or correct its spelling")
 
 
 _INT_TAG = "tag:yaml.org,2002:int"

@@ -1,7 +1,9 @@
 """Prometheus Operator manifests: the rules as a PrometheusRule, and the scrape monitors.
 
 A ServiceMonitor scrapes the model Services, a PodMonitor the exporter Pods (usually a
-DaemonSet without a Service). Both set the ``job`` label the rule selectors expect.
+DaemonSet without a Service). Both set the ``job`` label the rule selectors expect, and each
+reaches its targets with its own port, TLS and basic auth settings. The adaptive-baseline
+groups may go into a PrometheusRule of their own (``kubernetes.baseline_rule_name``).
 
 >>> from inferwatch.generate.config import DEFAULT
 >>> prometheus_rule(DEFAULT)["kind"]
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inferwatch.generate.config import Config, duration_seconds
+from inferwatch.generate.config import Config, Scrape, duration_seconds
 from inferwatch.generate.rules import (
     alerting_groups,
     baseline_alerting_groups,
@@ -26,23 +28,61 @@ API_VERSION = "monitoring.coreos.com/v1"
 # Prometheus must wait longer than that (docs/exporter.md); the compose stack waits 10 s too.
 EXPORTER_SCRAPE_TIMEOUT = "10s"
 
+# The config's snake_case kinds of a CA source, as SafeTLSConfig names them.
+_CA_SOURCES = {"secret": "secret", "config_map": "configMap"}
+
 
 def _metadata(cfg: Config, name: str) -> dict[str, Any]:
     return {"name": name, "namespace": cfg.kubernetes.namespace,
             "labels": dict(cfg.kubernetes.labels)}
 
 
-def _endpoint(cfg: Config, job: str) -> dict[str, Any]:
+def _endpoint(cfg: Config, job: str, port: str, scrape: Scrape) -> dict[str, Any]:
     k = cfg.kubernetes
     return {
-        "port": k.port,
+        "port": port,
         "path": k.path,
         "interval": k.scrape_interval,
         # The rules select on job; without this the operator names it after the Service/Pod.
         # Prometheus expands $1 and ${name} in a replacement: $$ keeps a $ in the job name.
         "relabelings": [{"action": "replace", "targetLabel": "job",
                          "replacement": job.replace("$", "$$")}],
+        **_security(scrape),
     }
+
+
+def _security(scrape: Scrape) -> dict[str, Any]:
+    """The endpoint fields for a web config's TLS and basic auth; none for plain HTTP, so the
+    default manifests stay as they were."""
+    fields: dict[str, Any] = {}
+    if scrape.scheme != "http":
+        fields["scheme"] = scrape.scheme
+    tls: dict[str, Any] = {}
+    if scrape.tls_ca:
+        kind = "secret" if "secret" in scrape.tls_ca else "config_map"
+        tls["ca"] = {_CA_SOURCES[kind]: _selector(scrape.tls_ca, kind)}
+    if scrape.tls_server_name is not None:
+        tls["serverName"] = scrape.tls_server_name
+    if scrape.tls_insecure_skip_verify:
+        tls["insecureSkipVerify"] = True
+    if tls:
+        fields["tlsConfig"] = tls
+    if scrape.basic_auth_username:
+        fields["basicAuth"] = {"username": _selector(scrape.basic_auth_username, "secret"),
+                               "password": _selector(scrape.basic_auth_password, "secret")}
+    return fields
+
+
+def _selector(ref: Any, kind: str) -> dict[str, str]:
+    """A SecretKeySelector / ConfigMapKeySelector from the config's {kind: NAME, key: KEY}."""
+    return {"name": ref[kind], "key": ref["key"]}
+
+
+def _exporter_port(cfg: Config) -> str:
+    """The exporter Pods' port: a model serving /metrics from its app uses the app's port
+    (often `http`), while the exporter DaemonSet names its own."""
+    k = cfg.kubernetes
+    return k.port if k.exporter_port is None else k.exporter_port
 
 
 def _exporter_timeout(cfg: Config) -> str:
@@ -54,15 +94,36 @@ def _exporter_timeout(cfg: Config) -> str:
     return EXPORTER_SCRAPE_TIMEOUT
 
 
+def _rule(cfg: Config, name: str, groups: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "PrometheusRule",
+            "metadata": _metadata(cfg, name), "spec": {"groups": groups}}
+
+
 def prometheus_rule(cfg: Config) -> dict[str, Any]:
-    """The recording and alerting rules wrapped in a PrometheusRule."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "PrometheusRule",
-        "metadata": _metadata(cfg, cfg.kubernetes.rule_name),
-        "spec": {"groups": recording_groups(cfg) + alerting_groups(cfg)
-                 + baseline_recording_groups(cfg) + baseline_alerting_groups(cfg)},
-    }
+    """The recording and alerting rules wrapped in a PrometheusRule, the adaptive-baseline
+    groups included unless they have a PrometheusRule of their own."""
+    groups = recording_groups(cfg) + alerting_groups(cfg)
+    if cfg.kubernetes.baseline_rule_name is None:
+        groups += baseline_recording_groups(cfg) + baseline_alerting_groups(cfg)
+    return _rule(cfg, cfg.kubernetes.rule_name, groups)
+
+
+def baseline_prometheus_rule(cfg: Config) -> dict[str, Any] | None:
+    """The adaptive-baseline groups in a PrometheusRule of their own, so they can be applied
+    (or left out) apart; None where ``kubernetes.baseline_rule_name`` is unset.
+
+    It is written even with every signal switched off: `kubectl apply` never deletes an
+    object whose file is gone, so an empty rule is what replaces the baseline rules applied
+    before.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> baseline_prometheus_rule(DEFAULT) is None
+    True
+    """
+    name = cfg.kubernetes.baseline_rule_name
+    if name is None:
+        return None
+    return _rule(cfg, name, baseline_recording_groups(cfg) + baseline_alerting_groups(cfg))
 
 
 def service_monitor(cfg: Config) -> dict[str, Any]:
@@ -75,7 +136,7 @@ def service_monitor(cfg: Config) -> dict[str, Any]:
         "spec": {
             "namespaceSelector": {"any": True},
             "selector": {"matchLabels": dict(k.model_match_labels)},
-            "endpoints": [_endpoint(cfg, k.model_job)],
+            "endpoints": [_endpoint(cfg, k.model_job, k.port, k.model_scrape)],
         },
     }
 
@@ -90,7 +151,8 @@ def pod_monitor(cfg: Config) -> dict[str, Any]:
         "spec": {
             "namespaceSelector": {"any": True},
             "selector": {"matchLabels": dict(k.exporter_match_labels)},
-            "podMetricsEndpoints": [{**_endpoint(cfg, k.exporter_job),
+            "podMetricsEndpoints": [{**_endpoint(cfg, k.exporter_job, _exporter_port(cfg),
+                                                 k.exporter_scrape),
                                      "scrapeTimeout": _exporter_timeout(cfg)}],
         },
     }
