@@ -19,6 +19,7 @@ integer-valued floats. Anything else in a class position is counted as
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -163,7 +164,9 @@ def _with_categories(column: object, known_classes: Collection[str]) -> Collecti
     if categories is None or isinstance(categories, (str, bytes)):
         return known_classes
     try:
-        declared = [str(c) for c in list(categories)[:MAX_DECLARED_CATEGORIES + 1]]
+        # Only as many as may be classes, and one past: ``list()`` of a column of ids'
+        # categories would cost a Python object per category on every drain.
+        declared = [str(c) for c in itertools.islice(categories, MAX_DECLARED_CATEGORIES + 1)]
     except Exception:
         return known_classes
     if not declared or len(declared) > MAX_DECLARED_CATEGORIES:
@@ -185,6 +188,9 @@ def _without_missing(obj: object) -> tuple[object, int]:
         # a classifier's labels would be recorded as regression values.
         drop = getattr(obj, "drop_nulls", None) or obj.drop_null
         return drop(), nulls
+    categorical = _pandas_categorical(obj)
+    if categorical is not None:
+        return categorical
     dtype = getattr(obj, "dtype", None)
     if getattr(dtype, "na_value", None) is None or not hasattr(obj, "isna"):
         return obj, 0
@@ -196,6 +202,41 @@ def _without_missing(obj: object) -> tuple[object, int]:
     except (TypeError, ValueError):
         array = kept.to_numpy()
     return array, int(missing.sum())
+
+
+def _pandas_categorical(obj: object) -> tuple[np.ndarray, int] | None:
+    """A pandas ``category`` Series or a ``Categorical`` as the array of its labels less
+    the missing ones, and how many were missing; None for anything else.
+
+    The labels are its categories taken by its codes: each category becomes a Python object
+    once, not once per row (pandas' own conversion of a column of text categories makes a
+    string per row), so a million rows cost about what a numpy array of them does.
+
+    >>> import pandas as pd
+    >>> labels, missing = _pandas_categorical(pd.Series(["b", None, "a", "b"],
+    ...                                                 dtype="category"))
+    >>> labels.tolist(), missing
+    (['b', 'a', 'b'], 1)
+    """
+    if not type(obj).__module__.startswith("pandas"):
+        return None
+    categories = getattr(getattr(obj, "dtype", None), "categories", None)
+    if categories is None:
+        return None
+    codes = getattr(obj, "codes", None)  # a Categorical's own; a Series' through .cat
+    if codes is None:
+        codes = getattr(getattr(obj, "cat", None), "codes", None)
+    if codes is None:
+        return None
+    codes = np.asarray(codes)
+    if codes.ndim != 1 or codes.dtype.kind not in "iu":
+        return None
+    values = to_array(categories)
+    if values.ndim != 1:
+        return None
+    present = codes >= 0  # -1 marks a missing value
+    missing = int(codes.size - np.count_nonzero(present))
+    return values[codes[present] if missing else codes], missing
 
 
 def _arrow_nulls(obj: object) -> int:
@@ -480,6 +521,8 @@ def _object_floats(flat: np.ndarray) -> np.ndarray | None:
     >>> _object_floats(np.array([1, None], dtype=object)) is None
     True
     """
+    if flat.size and isinstance(flat.flat[0], (str, bytes)):
+        return None  # text labels: not a list of a million Python objects to find that out
     has_float = False
     for value in flat.tolist():
         if value is None or _is_missing(value):
@@ -595,18 +638,79 @@ def admit_classes(prediction: Prediction, labels: np.ndarray,
         prediction.count_invalid("unsupported_type", int(keep.size - keep.sum()))
         return np.array([prefix + label for label in text], dtype=object)[inverse[keep]]
     if kind == "O":
+        text = _object_text_classes(prediction, labels, known_classes, prefix)
+        if text is not None:
+            return text
         kept = []
         for value in labels.tolist():
+            if value is None or _is_missing(value):  # polars' null, pandas' NA
+                prediction.count_invalid("nan", 1)
+                continue
             label = _object_class(value, known_classes)
             if label is None:
                 prediction.count_invalid("unsupported_type", 1)
-            elif label == "nan":
-                prediction.count_invalid("nan", 1)
             else:
+                # A declared class named "nan" is that class, as in a numpy str array.
                 kept.append(prefix + label)
         return np.asarray(kept, dtype=object)
     prediction.count_invalid("unsupported_type", labels.shape[0])
     return None
+
+
+def _object_text_classes(prediction: Prediction, labels: np.ndarray,
+                         known_classes: Collection[str], prefix: str) -> np.ndarray | None:
+    """Labels of an array of Python objects that holds text and missing values only (a
+    pandas ``str`` or ``category`` column, text labels in an object array), each distinct
+    value judged once, the rows then kept by a set lookup in C: a million rows cost about
+    what the same labels in a numpy str array do, not a Python call each. None, counting
+    nothing, for any other content (numbers, bools, unhashable values): those are judged
+    one by one.
+
+    >>> p = Prediction()
+    >>> _object_text_classes(p, np.array(["a", None, "x", "a"], dtype=object), {"a"},
+    ...                      "").tolist(), p.invalid
+    (['a', 'a'], {'nan': 1, 'unsupported_type': 1})
+    >>> _object_text_classes(p, np.array(["a", 1], dtype=object), {"a"}, "") is None
+    True
+    """
+    labels = labels.reshape(-1)
+    values = labels.tolist()
+    try:
+        distinct = set(values)
+    except TypeError:  # unhashable values (a list per row)
+        return None
+    admitted: set[str] = set()
+    missing = subclassed = False
+    for value in distinct:
+        if isinstance(value, str):
+            if value in known_classes:
+                admitted.add(value)
+                subclassed = subclassed or type(value) is not str
+        elif value is None or _is_missing(value):
+            missing = True
+        else:
+            # 1, 1.0 and True are one key of a set: numbers are judged row by row.
+            return None
+    n = len(values)
+    if not admitted:  # ids, not classes (or none declared): no row to look up
+        keep = np.zeros(n, dtype=bool)
+    else:
+        try:
+            keep = np.fromiter(map(admitted.__contains__, values), dtype=bool, count=n)
+        except TypeError:  # a missing value whose comparison with a label raised
+            return None
+    kept = int(np.count_nonzero(keep))
+    nan = n - int(np.fromiter(map(isinstance, values, itertools.repeat(str)), dtype=bool,
+                              count=n).sum()) if missing else 0
+    prediction.count_invalid("nan", nan)
+    prediction.count_invalid("unsupported_type", n - kept - nan)
+    chosen = labels[keep] if kept < n else labels.copy()
+    if prefix or subclassed:
+        # Plain str, each after its prefix, as the row-by-row path writes them.
+        text = np.empty(kept, dtype=object)
+        text[:] = list(map(prefix.__add__, chosen.tolist()))
+        return text
+    return chosen
 
 
 def _object_class(value: object, known_classes: Collection[str]) -> str | None:
@@ -617,8 +721,6 @@ def _object_class(value: object, known_classes: Collection[str]) -> str | None:
         return str(int(value)) if abs(int(value)) < SMALL_INTEGER_LIMIT else None
     if isinstance(value, str):
         return value if value in known_classes else None
-    if value is None or _is_missing(value):  # polars' null, pandas' NA: a missing label
-        return "nan"
     return None
 
 
@@ -629,7 +731,13 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
         # One probability row per element (a pandas Series of lists, rows of different
         # lengths): as many rows as elements, never one row of objects.
         array = _object_rows(array)
-    rows = array.shape[0] if array.ndim == 2 else 1
+    # A binary classifier's positive-class probabilities alone, one per row (shape (n,), as
+    # hand-written classifiers and some SDKs return): read as the (n, 1) column below. As
+    # one row of n columns it would be one call's row of n classes, every batch of three or
+    # more counted as probability_sum and its predicted classes named by column numbers.
+    positive_column = array.ndim == 1 and _two_classes(class_names) and \
+        not _one_binary_row(array)
+    rows = array.shape[0] if array.ndim == 2 or positive_column else 1
     # Rows the model returned, even when none of them can be read as probabilities: the
     # batch size counts them as it counts any other call's.
     prediction.rows = max(prediction.rows, rows)
@@ -652,7 +760,7 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     else:
         matrix = array.astype(np.float64, copy=False)
     if matrix.ndim == 1:
-        matrix = matrix.reshape(1, -1)
+        matrix = matrix.reshape(-1, 1) if positive_column else matrix.reshape(1, -1)
     elif matrix.ndim != 2:
         prediction.rows = max(prediction.rows, matrix.shape[0] if matrix.ndim else 1)
         prediction.count_invalid("bad_shape", 1)
@@ -714,6 +822,20 @@ def _add_probabilities(prediction: Prediction, array: np.ndarray,
     prediction.probability_outputs.update(names)
 
 
+def _one_binary_row(array: np.ndarray) -> bool:
+    """Whether a 1-D array of a binary classifier is one row `[p0, p1]`: two numbers summing
+    to 1, as a handler hands over one request's row (``r.prediction(proba[0],
+    probabilities=True)``). Two positive-class probabilities sum to 1 only by chance.
+
+    >>> _one_binary_row(np.array([0.3, 0.7])), _one_binary_row(np.array([0.3, 0.9]))
+    (True, False)
+    """
+    if array.shape[0] != 2 or array.dtype.kind not in "fiu":
+        return False
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(abs(float(array[0]) + float(array[1]) - 1.0) <= PROBABILITY_SUM_TOLERANCE)
+
+
 def _two_classes(class_names: Sequence[object] | None) -> bool:
     """Whether the model names exactly two classes (a binary classifier's ``classes_``)."""
     try:
@@ -771,9 +893,23 @@ def _column_names(width: int, class_names: Sequence[object] | None) -> list[str]
     if class_names is not None and len(class_names) == width and all(
             np.ndim(c) == 0 for c in class_names):
         # Repeated names (classes 1 and "1") would mix two columns in one series.
-        return _distinct_names([c.item() if isinstance(c, np.generic) else c
+        return _distinct_names([_class_name(c.item() if isinstance(c, np.generic) else c)
                                 for c in class_names])
     return [str(j) for j in range(width)]
+
+
+def _class_name(name: object) -> object:
+    """A class of ``classes_`` as its label is written: a whole-number float (scikit-learn
+    fit on a float column keeps ``classes_ == [0.0, 1.0]``) as the integer it is, as
+    ``predict``'s float labels of a declared classifier and an outcome's labels are read. As
+    "0.0" its column would count the class apart from the "0" that ``predict`` counts.
+
+    >>> _class_name(1.0), _class_name(-2.0), _class_name(0.5), _class_name("1.0")
+    (1, -2, 0.5, '1.0')
+    """
+    if isinstance(name, float) and name.is_integer():
+        return int(name)
+    return name
 
 
 def known_class_set(class_names: Sequence[object] | None,
