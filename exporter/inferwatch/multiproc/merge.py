@@ -24,7 +24,8 @@ windows add bucket by bucket, as ``DriftWindow.merge`` does. The view is for ren
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Container, Iterable, Mapping
+import operator
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -259,17 +260,30 @@ def _add_values(plan: MergePlan, raws: list[RawSnapshot],
     return additive, contributions
 
 
+# (model, version) -> the distinct identities the latest merge folded into it, in order,
+# each with the fields folding it left: a model's identities change only when a worker
+# (re)loads it, so a scrape folds only those past where they differ from the latest ones.
+# Replaced whole by each merge, never changed (concurrent scrapes share it): it holds
+# only what the files of the latest scrape hold, which their reader keeps anyway.
+_folds: dict[tuple[str, str], list[tuple[tuple, tuple]]] = {}
+
+
 def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawSnapshot],
                       on_error: Callable[[Exception], None] | None,
                       without_gauges: Container[int] = ()) -> None:
-    """Identity fields, gauges and extras of every snapshot into the merged states.
+    """Identity fields, gauges and extras of every snapshot into the merged states (new
+    ones, as merge_view makes them).
 
     Workers forked from one master share their models' identities: each distinct one is
     folded once (folding is idempotent), gauges every time (they add). The first identity
     folded wins a conflicting info label: live workers come first, so what a redeploy
     changed replaces what exited workers (the archive) held, instead of lingering.
     """
-    identities: list[list[tuple]] = [[] for _ in states]
+    # Per merged model: identities folded, by (loaded_at, trained_at), which tell workers'
+    # identities apart: finding one costs a lookup, not a comparison with every other.
+    seen: list[dict] = [{} for _ in states]
+    folded: list[list[tuple[tuple, tuple]]] = [[] for _ in states]
+    latest = [_folds.get(state.key, ()) for state in states]
     live = [raw for raw in raws if id(raw) not in without_gauges]
     exited = [raw for raw in raws if id(raw) in without_gauges]
     for raw in live + exited:
@@ -280,9 +294,14 @@ def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawS
             identity = (data.get("info"), data.get("loaded_at"), data.get("trained_at"),
                         data.get("validation"), data.get("objectives"))
             try:
-                if identity not in identities[merged_index]:
-                    state.merge_identity_of(data)
-                    identities[merged_index].append(identity)
+                try:
+                    alike = seen[merged_index].setdefault((identity[1], identity[2]), [])
+                except TypeError:  # a crafted time (a list): compared with the others
+                    alike = seen[merged_index].setdefault(None, [])
+                if identity not in alike:
+                    _fold_identity(state, data, identity, folded[merged_index],
+                                   latest[merged_index])
+                    alike.append(identity)
                 if gauges:
                     state.merge_gauges_of(data)
             # A crafted state section; OverflowError: a JSON integer past any float.
@@ -291,6 +310,27 @@ def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawS
                     on_error(exc)
             if data.get("extras"):
                 _merge_extras(state, data["extras"], on_error)
+    global _folds
+    _folds = {state.key: done for state, done in zip(states, folded) if done}
+
+
+def _fold_identity(state: ModelState, data: dict, identity: tuple,
+                   done: list[tuple[tuple, tuple]], latest: Sequence[tuple[tuple, tuple]]
+                   ) -> None:
+    """Fold one distinct identity into `state`: the fields the latest merge left when it
+    folded the same identities in the same order, else folded anew."""
+    step = len(done)
+    if step < len(latest) and (not step or done[-1] is latest[step - 1]) \
+            and latest[step][0] == identity:
+        done.append(latest[step])
+        info, state.loaded_at, state.trained_at, validation, objectives = latest[step][1]
+        # Copies: the merged state is the caller's, the cached fields stay as they are.
+        state.info, state.validation, state.objectives = (dict(info), dict(validation),
+                                                          dict(objectives))
+        return
+    state.merge_identity_of(data)
+    done.append((identity, (dict(state.info), state.loaded_at, state.trained_at,
+                            dict(state.validation), dict(state.objectives))))
 
 
 def _build_series(states: list[ModelState], plan: MergePlan, additive: np.ndarray,
@@ -301,8 +341,8 @@ def _build_series(states: list[ModelState], plan: MergePlan, additive: np.ndarra
     numbers = additive.tolist()
     histograms: list[list[HistogramState]] = [[] for _ in states]
     for state, model, built in zip(states, plan.models, histograms):
-        for metric, labels, at in model.counters:
-            state.counters.setdefault(metric, {})[labels] = numbers[at]
+        for metric, series in model.counters_by_metric:
+            state.counters[metric] = {labels: numbers[at] for labels, at in series}
         for metric, labels, bounds, at in model.histograms:
             end = at + bounds.size + 1
             hist = HistogramState(bounds)
@@ -423,23 +463,81 @@ def _summary(contributions: list[tuple[RawSnapshot, int, int, int]], config: tup
     return SummaryState(settings, sketch=rolling)
 
 
+# Files whose drift bins add as one block however their layouts differ: bins and rows are
+# below 2**53 in a file, so no sum of this many reaches int64's range, where adding in
+# another grouping would give other numbers. A scrape of more adds layout by layout.
+MAX_SUMMED_FILES = 511
+
+
 def _drift_windows(plan: MergePlan, raws: list[RawSnapshot], now: float,
                    on_error: Callable[[Exception], None] | None = None
                    ) -> dict[tuple[int, int], DriftWindow]:
     """Every merged model's drift windows at `now`, by (merged model, 0 features /
     1 outputs).
 
-    Snapshots of one layout whose windows hold the same buckets (workers of one clock)
-    have their drift bins at the same places: each adds as one block, and the sum merges
-    into the windows once (as DriftWindow.merge adds). Buckets ahead of `now` are left out
-    and counted through `on_error`: the view is rendered at `now`, and such a bucket (a
-    clock running ahead, kept by a fold) took the slot of a live one, whose rows were lost
-    whichever came first. Older buckets lose their slot to live ones, as in a merge.
+    Snapshots whose windows hold the same buckets (workers of one clock) and add into the
+    same merged windows have their drift bins at the same places: each such group adds as
+    one block, and the sum merges into the windows once (as DriftWindow.merge adds).
+    Buckets ahead of `now` are left out and counted through `on_error`: the view is
+    rendered at `now`, and such a bucket (a clock running ahead, kept by a fold) took the
+    slot of a live one, whose rows were lost whichever came first. Older buckets lose
+    their slot to live ones, as in a merge.
     """
+    drifting = [raw for raw in raws if raw.layout.drift_windows]  # type: ignore[union-attr]
+    if len(drifting) <= MAX_SUMMED_FILES:
+        windows = _summed_drift_windows(plan, drifting, now)
+        if windows is not None:
+            return windows
+    return _drift_windows_by_layout(plan, drifting, now, on_error)
+
+
+def _summed_drift_windows(plan: MergePlan, raws: list[RawSnapshot], now: float
+                          ) -> dict[tuple[int, int], DriftWindow] | None:
+    """The windows, files grouped across layouts; None when a bucket is ahead of `now`
+    (left out and reported group by group, by :func:`_drift_windows_by_layout`)."""
     groups: dict[tuple, list[RawSnapshot]] = {}
     for raw in raws:
-        if raw.layout.drift_windows:  # type: ignore[union-attr]
-            groups.setdefault((raw.layout.serial, raw.drift_ids), []).append(raw)  # type: ignore[union-attr]
+        key = (plan.maps[raw.layout.serial].drift_key, raw.drift_ids)  # type: ignore[union-attr]
+        groups.setdefault(key, []).append(raw)
+    windows: dict[tuple[int, int], DriftWindow] = {}
+    parts: dict[tuple[int, int], list[tuple]] = {}
+    for (targets, _), members in groups.items():
+        first = members[0]
+        start, end = first.drift_span
+        block = first.bins[start:end].astype(np.int64)
+        rows = first.drift_rows
+        for raw in members[1:]:
+            block += raw.bins[raw.drift_span[0]:raw.drift_span[1]]
+            rows = list(map(operator.add, rows, raw.drift_rows))
+        for (target, which, total), (_, ids, row_at, bins_at), window in zip(
+                targets, first.drift_shape, first.layout.drift_windows):  # type: ignore[union-attr]
+            used = len(ids)
+            if target < 0 or not used:
+                continue
+            key = (target, which)
+            merged = windows.get(key)
+            if merged is None:
+                merged = windows[key] = _empty_window(window)
+            if max(ids) > merged.bucket_id(now):
+                return None
+            parts.setdefault(key, []).append(
+                (ids, rows[row_at:row_at + used],
+                 block[bins_at:bins_at + used * total].reshape(used, total)))
+    for key, found in parts.items():
+        merged = windows[key]
+        for ids, bucket_rows, counts in found:
+            merged.merge_buckets(ids, bucket_rows, counts)
+    return windows
+
+
+def _drift_windows_by_layout(plan: MergePlan, raws: list[RawSnapshot], now: float,
+                             on_error: Callable[[Exception], None] | None = None
+                             ) -> dict[tuple[int, int], DriftWindow]:
+    """The windows, files grouped by layout and buckets; buckets ahead of `now` left out
+    once per window and group."""
+    groups: dict[tuple, list[RawSnapshot]] = {}
+    for raw in raws:
+        groups.setdefault((raw.layout.serial, raw.drift_ids), []).append(raw)  # type: ignore[union-attr]
     windows: dict[tuple[int, int], DriftWindow] = {}
     for members in groups.values():
         first = members[0]
@@ -449,35 +547,30 @@ def _drift_windows(plan: MergePlan, raws: list[RawSnapshot], now: float,
         for raw in members[1:]:
             block += raw.bins[raw.drift_span[0]:raw.drift_span[1]]
             rows = [a + b for a, b in zip(rows, raw.drift_rows)]
-        row_at = 0
-        merges = dict(plan.maps[first.layout.serial].drift)  # type: ignore[union-attr]
-        for index, model in enumerate(first.layout.models):  # type: ignore[union-attr]
-            if model.drift is None:
+        for (target, which, total), (_, ids, row_at, bins_at), window in zip(
+                plan.maps[first.layout.serial].drift_key, first.drift_shape,  # type: ignore[union-attr]
+                first.layout.drift_windows):  # type: ignore[union-attr]
+            used = len(ids)
+            if target < 0 or not used:
                 continue
-            for which, window in enumerate(model.drift.windows):
-                ids, _, bins_at = first.drift[window.at]
-                used, total = len(ids), window.total
-                if index in merges and used:
-                    key = (merges[index], which)
-                    merged = windows.get(key)
-                    if merged is None:
-                        merged = windows[key] = _empty_window(window)
-                    at = bins_at - start
-                    counts = block[at:at + used * total].reshape(used, total)
-                    bucket_rows = rows[row_at:row_at + used]
-                    current = merged.bucket_id(now)
-                    # Once per window and group of files, not per series.
-                    if max(ids) > current:
-                        live = [i for i, bucket in enumerate(ids) if bucket <= current]
-                        if on_error is not None:
-                            on_error(ValueError(
-                                f"{used - len(live)} drift bucket(s) of {len(members)}"
-                                " snapshot(s) are ahead of the merged view's time: left out"))
-                        ids = [ids[i] for i in live]
-                        bucket_rows = [bucket_rows[i] for i in live]
-                        counts = counts[live]
-                    merged.merge_buckets(ids, bucket_rows, counts)
-                row_at += used
+            key = (target, which)
+            merged = windows.get(key)
+            if merged is None:
+                merged = windows[key] = _empty_window(window)
+            counts = block[bins_at:bins_at + used * total].reshape(used, total)
+            bucket_rows = rows[row_at:row_at + used]
+            current = merged.bucket_id(now)
+            # Once per window and group of files, not per series.
+            if max(ids) > current:
+                live = [i for i, bucket in enumerate(ids) if bucket <= current]
+                if on_error is not None:
+                    on_error(ValueError(
+                        f"{used - len(live)} drift bucket(s) of {len(members)}"
+                        " snapshot(s) are ahead of the merged view's time: left out"))
+                ids = tuple(ids[i] for i in live)
+                bucket_rows = [bucket_rows[i] for i in live]
+                counts = counts[live]
+            merged.merge_buckets(ids, bucket_rows, counts)
     return windows
 
 

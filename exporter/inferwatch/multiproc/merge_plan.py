@@ -42,6 +42,9 @@ class MergedModel:
     summaries: list[tuple[str, tuple[str, ...], tuple, int, int]] = field(default_factory=list)
     drift: DriftLayout | None = None
     _index: dict[tuple, int] = field(default_factory=dict)  # (kind, metric, labels) -> entry
+    # The counters by metric, in the order above: (metric, [(labels, position)]).
+    counters_by_metric: list[tuple[str, list[tuple[tuple[str, ...], int]]]] = field(
+        default_factory=list)
 
 
 @dataclass
@@ -57,6 +60,11 @@ class LayoutMap:
     # (model, histogram index in the model) -> its entry in the merged model's histograms
     histograms: dict[tuple[int, int], int]
     conflicts: list[str]  # series left out, one message each
+    # Per drift window in table order: (merged model it adds into, -1 for none; 0 features
+    # or 1 outputs; its bins per bucket). Files of equal keys and equal bucket ids have
+    # their drift bins at the same places and add into the same windows, whatever their
+    # other series.
+    drift_key: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass
@@ -152,9 +160,19 @@ def _build(layouts: list[Layout]) -> MergePlan:
                         f"cannot merge windows of different references: {model.key} drift")
                 else:
                     mapped.drift.append((index, mapped.models[-1]))
+        merges = dict(mapped.drift)
+        mapped.drift_key = tuple((merges.get(index, -1), which, window.total)
+                                 for index, model in enumerate(layout.models)
+                                 if model.drift is not None
+                                 for which, window in enumerate(model.drift.windows))
         mapped.source = np.array(source, dtype=np.intp)
         mapped.target = np.array(target, dtype=np.intp)
         maps[layout.serial] = mapped
+    for into in merged.values():
+        by_metric: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        for metric, labels, position in into.counters:
+            by_metric.setdefault(metric, []).append((labels, position))
+        into.counters_by_metric = list(by_metric.items())
     return MergePlan(list(merged.values()), size, summaries, maps)
 
 

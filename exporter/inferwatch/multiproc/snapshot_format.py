@@ -34,7 +34,9 @@ than misread.
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import re
 import struct
 import threading
@@ -115,18 +117,31 @@ class RawSnapshot:
     windows: list[list[int]] = field(default_factory=list)  # one row per summary
     window_sums: list[float] = field(default_factory=list)
     window_starts: list[int] = field(default_factory=list)
-    # position of a drift window in the table -> (bucket ids, rows, where its bins start)
-    drift: dict[int, tuple[list[int], list[int], int]] = field(default_factory=dict)
     drift_ids: tuple[int, ...] = ()  # every drift window's bucket ids, end to end
     drift_rows: list[int] = field(default_factory=list)  # and their rows
     drift_span: tuple[int, int] = (0, 0)  # where the drift windows' bins are
+    # Per drift window in table order: (its position in the table, its bucket ids, where
+    # its rows start in drift_rows, where its bins start after drift_span[0]). Shared by
+    # every file whose windows hold the same buckets: read-only.
+    drift_shape: tuple[tuple[int, tuple[int, ...], int, int], ...] = ()
     exact_text: bytes = b""
     exact_start: int = 0
     _exact: list | None = None
+    _drift: dict | None = None
 
     @property
     def folded(self) -> list[str]:
         return [str(name) for name in self.header.get("folded", ())]
+
+    @property
+    def drift(self) -> dict[int, tuple[tuple[int, ...], list[int], int]]:
+        """Position of a drift window in the table -> (bucket ids, rows, where its bins
+        start). Built on first use: a merge reads drift_shape, only folding reads this."""
+        if self._drift is None:
+            start, rows = self.drift_span[0], self.drift_rows
+            self._drift = {at: (ids, rows[row:row + len(ids)], start + bins)
+                           for at, ids, row, bins in self.drift_shape}
+        return self._drift
 
     def exact(self) -> list[dict[str, Any]]:
         """Per model, ``{"summaries": [...]}``: per summary, each age bucket's row and
@@ -186,7 +201,7 @@ def model_dict(state: ModelState) -> dict[str, Any]:
     return data
 
 
-_BIN_DTYPES = frozenset(("<u1", "<u2", "<u4", "<i8"))
+_BIN_DTYPES = {name: np.dtype(name) for name in ("<u1", "<u2", "<u4", "<i8")}
 
 
 def _narrowest(counts: np.ndarray) -> str:
@@ -244,15 +259,15 @@ def decode(data: bytes) -> RawSnapshot:
     if zlib.crc32(view[starts[1]:end], zlib.crc32(view[:fixed])) != crc:
         raise SnapshotError("snapshot checksum mismatch (damaged file)")
     try:
-        layout = _layout(view[starts[0]:starts[1]], layout_crc)
+        layout = _layout(data, starts[0], starts[1], layout_crc)
         header = json.loads(view[starts[1]:starts[2]].tobytes())
         if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
             raise ValueError("the state section is not of this format")
         # Only what _narrowest writes: an unsigned 64-bit array does not add into the
         # merge's int64 ones (the whole scrape failed), a big-endian one misreads.
-        if header["dtype"] not in _BIN_DTYPES:
+        dtype = _BIN_DTYPES.get(header["dtype"])
+        if dtype is None:
             raise ValueError(f"bin counts of type {header['dtype']!r} are not of this format")
-        dtype = np.dtype(header["dtype"])
         if lengths[3] % 8 or lengths[4] % 8 or lengths[5] % dtype.itemsize:
             raise ValueError("the arrays are not whole numbers of items")
         values = np.frombuffer(data, dtype="<f8", count=lengths[3] // 8, offset=starts[3])
@@ -266,7 +281,9 @@ def decode(data: bytes) -> RawSnapshot:
             raise ValueError(f"{values.size} values and {table.size} table entries, the"
                              f" layout places {layout.size} and {layout.table_size}")
         counts = values[layout.counts_at]
-        if not ((counts >= 0) & (counts < _MAX_COUNT) & (counts == np.floor(counts))).all():
+        # A NaN makes the minimum NaN, which no comparison passes.
+        if counts.size and not (counts.min() >= 0 and counts.max() < _MAX_COUNT
+                                and (counts == np.floor(counts)).all()):
             raise ValueError("a histogram's or summary's count is not a whole number")
         models = header.get("models")
         if not isinstance(models, list) or len(models) != len(layout.models) or not all(
@@ -274,7 +291,7 @@ def decode(data: bytes) -> RawSnapshot:
             raise ValueError("the state's models do not match the layout's")
         _check_header(header)
         raw = RawSnapshot(header, layout, values, bins,
-                          exact_text=view[starts[2]:starts[3]].tobytes())
+                          exact_text=data[starts[2]:starts[3]])
         position = _check_windows(raw, table)
         position = _check_drift(raw, table, position)
         exact_bins = header.get("exact_bins")
@@ -350,16 +367,18 @@ MAX_LAYOUT_BYTES = 64 << 20
 _layout_bytes = 0
 
 
-def _layout(section: memoryview, crc: int) -> Layout:
+def _layout(data: bytes, start: int, end: int, crc: int) -> Layout:
+    """The layout in ``data[start:end]``, parsed or found among those already parsed."""
     global _layout_bytes
-    key = (crc, len(section))
+    key = (crc, end - start)
     found = _by_crc.get(key)
-    text = section.tobytes()  # bytes compare by memcmp; a memoryview item by item
-    if found is not None and found.text == text:
+    # startswith compares in place, by memcmp: no copy of the section (most of the file).
+    if found is not None and data.startswith(found.text, start):
         with _by_crc_lock:
             if key in _by_crc:
                 _by_crc.move_to_end(key)
         return found
+    text = data[start:end]
     if zlib.crc32(text) != crc:
         raise ValueError("the layout's checksum does not match it")
     layout = parse_layout(text)
@@ -380,21 +399,35 @@ def _layout(section: memoryview, crc: int) -> Layout:
 def _check_windows(raw: RawSnapshot, table: np.ndarray) -> int:
     """Check the summaries' window rows; where each one's bins start. Returns their end."""
     layout = raw.layout
-    rows = table[:layout.summaries * WINDOW_ROW].reshape(-1, WINDOW_ROW)  # type: ignore[union-attr]
-    lowest = rows.min(axis=0).tolist() if rows.size else [0] * WINDOW_ROW
-    if min(lowest[ZERO], lowest[POS_N], lowest[NEG_N]) < 0 or lowest[NEWEST] < -1:
-        raise ValueError("a summary's window row has a negative count")
-    sizes = rows[:, POS_N] + rows[:, NEG_N]
-    # Runs longer than the file's bins could wrap the int64 sum below round to a total
-    # that matches, placing every later run at a wrong start (two runs past 2**62 wrap
-    # their own sum negative).
-    if sizes.size and not 0 <= sizes.min() <= sizes.max() <= raw.bins.size:
-        raise ValueError("a summary's window row has more bins than the file holds")
-    ends = np.cumsum(sizes)
-    raw.windows = rows.tolist()
+    width = layout.summaries * WINDOW_ROW  # type: ignore[union-attr]
     raw.window_sums = raw.values[layout.additive:].tolist()  # type: ignore[union-attr]
-    raw.window_starts = (ends - sizes).tolist()
-    return int(ends[-1]) if ends.size else 0
+    if not width:
+        return 0
+    # Columns as lists, checked by min and max in C: a file holds few summaries or many,
+    # and numpy's cost per call was most of a few rows' check.
+    numbers = table[:width].tolist()
+    positive, negative = numbers[POS_N::WINDOW_ROW], numbers[NEG_N::WINDOW_ROW]
+    if min(min(numbers[ZERO::WINDOW_ROW]), min(positive), min(negative)) < 0 or min(
+            numbers[NEWEST::WINDOW_ROW]) < -1:
+        raise ValueError("a summary's window row has a negative count")
+    sizes = list(map(operator.add, positive, negative))
+    # Runs longer than the file's bins would place every later run at a wrong start.
+    if max(sizes) > raw.bins.size:
+        raise ValueError("a summary's window row has more bins than the file holds")
+    raw.windows = [numbers[at:at + WINDOW_ROW] for at in range(0, width, WINDOW_ROW)]
+    starts = list(itertools.accumulate(sizes, initial=0))
+    end = starts.pop()
+    raw.window_starts = starts
+    return end
+
+
+# (layout serial, every drift window's bucket ids) -> their checked shape: workers of one
+# clock hold the same buckets, so each scrape checks the ids of a few files, not of all.
+# Cleared when full: the ids move on once a bucket's time (minutes). Only layouts of up to
+# MAX_CACHED_IDS ids (250 windows of 16 buckets) are kept: a few MiB at most.
+_drift_shapes: dict[tuple[int, bytes], tuple] = {}
+MAX_DRIFT_SHAPES = 32
+MAX_CACHED_IDS = 4096
 
 
 def _check_drift(raw: RawSnapshot, table: np.ndarray, position: int) -> int:
@@ -402,29 +435,51 @@ def _check_drift(raw: RawSnapshot, table: np.ndarray, position: int) -> int:
     layout = raw.layout
     if not layout.drift_windows:  # type: ignore[union-attr]
         return position
-    numbers = table[layout.summaries * WINDOW_ROW:].tolist()  # type: ignore[union-attr]
+    ids = table[layout.drift_ids_at]  # type: ignore[union-attr]
+    key = (layout.serial, ids.tobytes())  # type: ignore[union-attr]
+    shape = _drift_shapes.get(key)
+    if shape is None:
+        shape = _drift_shape(layout, ids.tolist())  # type: ignore[arg-type]
+        if ids.size <= MAX_CACHED_IDS:
+            if len(_drift_shapes) >= MAX_DRIFT_SHAPES:
+                _drift_shapes.clear()
+            _drift_shapes[key] = shape
+    rows = table[layout.drift_rows_at]  # type: ignore[union-attr]
+    if not 0 <= int(rows.min()) <= int(rows.max()) < _MAX_COUNT:
+        raise ValueError("a drift window's buckets are not distinct ids with row counts")
+    windows, drift_ids, used, size = shape
+    raw.drift_shape = windows
+    raw.drift_ids = drift_ids
+    raw.drift_rows = rows[used].tolist()
+    raw.drift_span = (position, position + size)
+    return position + size
+
+
+def _drift_shape(layout: Layout, numbers: list[int]) -> tuple:
+    """(drift_shape, drift_ids, where the used rows are among all windows' rows, the
+    bins they hold) of windows holding the bucket ids `numbers`, end to end; ValueError
+    when they are not distinct ids, each window's used ones first."""
     at = 0
-    first = position
+    position = 0
+    windows = []
     all_ids: list[int] = []
-    for window in layout.drift_windows:  # type: ignore[union-attr]
+    used_rows: list[int] = []
+    for window in layout.drift_windows:
         size = window.age_buckets
-        ids, rows = numbers[at:at + size], numbers[at + size:at + 2 * size]
-        at += 2 * size
+        ids = numbers[at:at + size]
         used = size - ids.count(-1)
         live = ids[:used]
-        if (used < size and ids[used:] != [-1] * (size - used)) or not (
-                0 <= min(rows) <= max(rows) < _MAX_COUNT) or (
+        if (used < size and ids[used:] != [-1] * (size - used)) or (
                 used and not 0 <= min(live) <= max(live) < _MAX_COUNT) or (
                 used > 1 and len({i % size for i in live}) != used):
             raise ValueError("a drift window's buckets are not distinct ids with row counts")
-        raw.drift[window.at] = (live, rows[:used], position)
+        windows.append((window.at, tuple(live), len(used_rows), position))
         all_ids += live
         all_ids.append(-1)  # ends each window's ids: equal keys mean equal layouts of bins
-        raw.drift_rows += rows[:used]
+        used_rows.extend(range(at, at + used))
+        at += size
         position += used * window.total
-    raw.drift_ids = tuple(all_ids)
-    raw.drift_span = (first, position)
-    return position
+    return tuple(windows), tuple(all_ids), np.array(used_rows, np.intp), position
 
 
 def _parse_exact(raw: RawSnapshot) -> list:

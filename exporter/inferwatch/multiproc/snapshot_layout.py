@@ -56,10 +56,11 @@ class DriftWindowLayout:
     max_age_seconds: float
     age_buckets: int
     at: int  # position of its bucket ids in the table; its row counts follow
+    # Bins of one bucket: read per window of every file a scrape decodes, summed once.
+    total: int = field(init=False, compare=False)
 
-    @property
-    def total(self) -> int:
-        return sum(self.bins)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", sum(self.bins))
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ class Layout:
     drift_windows: list[DriftWindowLayout]  # in table order
     counts_at: np.ndarray  # positions of the values that are counts (histograms, summaries)
     text: bytes = b""  # the layout section it was parsed from
+    # Positions in the table of every drift window's bucket ids, and of its row counts:
+    # a reader gathers each kind with one index, whatever the windows' sizes.
+    drift_ids_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    drift_rows_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
 
     @property
     def size(self) -> int:
@@ -381,8 +386,14 @@ def _parse(models: list, documents: list[Any]) -> Layout:
             counts_at.extend(range(at, at + bounds.size + 1))
             at += bounds.size + 2
         counts_at.extend(range(at, at + 2 * len(entry.summaries), 2))
+    ids_at: list[int] = []
+    rows_at: list[int] = []
+    for window in drift_windows:
+        ids_at.extend(range(window.at, window.at + window.age_buckets))
+        rows_at.extend(range(window.at + window.age_buckets, window.at + 2 * window.age_buckets))
     return Layout(parsed, additive, summaries, position, drift_windows,
-                  np.array(counts_at, dtype=np.intp))
+                  np.array(counts_at, dtype=np.intp), drift_ids_at=np.array(ids_at, np.intp),
+                  drift_rows_at=np.array(rows_at, np.intp))
 
 
 def _text(value: Any) -> str:
