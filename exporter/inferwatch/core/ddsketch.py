@@ -44,6 +44,13 @@ _FLOAT_MAX = float(np.finfo(np.float64).max)
 _FLOAT_TINY = float(np.finfo(np.float64).tiny)
 # relative accuracy -> (lowest, highest) key of a finite value
 _KEY_RANGES: dict[float, tuple[int, int]] = {}
+# (type, relative accuracy, type, max bins) -> an empty sketch of those settings and its key
+# range: a merged scrape builds a sketch per series, and would check and derive the same
+# settings for each. Bounded as _KEY_RANGES is: every snapshot file names its own.
+_DENSE_TEMPLATES: dict[tuple, tuple[DDSketch, int, int]] = {}
+# Below this a float sum of non-negative whole numbers is exact (every partial sum is
+# below 2**53, with room for the sum's rounding).
+_EXACT_FLOAT_SUM = float(1 << 52)
 # Up to this many values are summed as Python floats: saving and restoring numpy's error
 # state (np.errstate) costs more than the sum of a drain's few values.
 _PYTHON_SUM_MAX = 64
@@ -256,6 +263,76 @@ class DDSketch:
                     raise ValueError(f"bin keys {first + lo}..{first + hi} are outside"
                                      f" {lowest}..{highest}, the keys of finite values")
                 store.add_dense(first + lo, counts[lo:hi + 1].astype(np.int64, copy=False))
+        if not 0 <= zero_count <= _MAX_TOTAL_COUNT:
+            raise ValueError(f"zero_count must be a count in [0, 2**61], got {zero_count}")
+        sketch._zero_count = int(zero_count)
+        if sketch.count > _MAX_TOTAL_COUNT:
+            raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")
+        sketch._sum = float(total)
+        return sketch
+
+    @classmethod
+    def from_dense_bins(cls, relative_accuracy: float, max_bins: int, *,
+                        positive: tuple[int, np.ndarray] | None = None,
+                        negative: tuple[int, np.ndarray] | None = None,
+                        zero_count: int = 0, total: float = 0.0) -> DDSketch:
+        """:meth:`from_bins` for runs as ``snapshot_layout.dense_bins`` makes them (int64,
+        1-D, non-negative, first and last counts non-zero, at most `max_bins` keys): the
+        same sketch, bins laid out alike, and the same errors for the same input.
+
+        For the merged view only, which builds one sketch per series on every scrape: what
+        such runs are is not checked again, and the settings are checked once. Keys outside
+        the finite range and counts past the bound are still refused (a crafted file's
+        offsets and counts reach here unchecked). Anything else uses :meth:`from_bins`.
+
+        >>> s = DDSketch.from_dense_bins(0.01, 2048, positive=(0, np.array([2, 0, 1])))
+        >>> s.count, s.quantiles([1.0]) == DDSketch.from_bins(
+        ...     0.01, 2048, positive=(0, np.array([2, 0, 1]))).quantiles([1.0])
+        (3, True)
+        """
+        key = (type(relative_accuracy), relative_accuracy, type(max_bins), max_bins)
+        found = _DENSE_TEMPLATES.get(key)
+        if found is None:
+            template = cls(relative_accuracy, max_bins)  # raises as from_bins would
+            found = (template, *template._key_range())
+            if len(_DENSE_TEMPLATES) < 64:
+                _DENSE_TEMPLATES[key] = found
+        template, lowest, highest = found
+        sketch = cls.__new__(cls)
+        sketch._relative_accuracy = template._relative_accuracy
+        sketch._max_bins = bins_bound = template._max_bins
+        sketch._log_gamma = template._log_gamma
+        sketch._multiplier = template._multiplier
+        sketch._min_indexable = template._min_indexable
+        sketch._positive = _Store(bins_bound)
+        sketch._negative = _Store(bins_bound)
+        for store, run in ((sketch._positive, positive), (sketch._negative, negative)):
+            if run is None:
+                continue
+            first, counts = int(run[0]), run[1]
+            # Sums of a thousand files' counts near 2**53 wrap in int64.
+            if counts.min() < 0:
+                raise ValueError("bin counts must be a 1-D array of non-negative integers")
+            # from_bins's bound: the largest count or the float sum past it. A float sum
+            # within half of it bounds every (non-negative) count too: one reduction.
+            added = counts.sum(dtype=np.float64)
+            if added > _MAX_TOTAL_COUNT / 2 and (counts.max() > _MAX_TOTAL_COUNT
+                                                 or added > _MAX_TOTAL_COUNT):
+                raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")
+            span = counts.size
+            last = first + span - 1
+            if not lowest <= first <= last <= highest:
+                raise ValueError(f"bin keys {first}..{last} are outside"
+                                 f" {lowest}..{highest}, the keys of finite values")
+            # The bins as add_dense lays them out in an empty store (its slack included):
+            # a sketch merged or grown later behaves as one from from_bins.
+            length = min(bins_bound, span + max(64, span // 2))
+            start = first - (length - span) // 2
+            bins = np.zeros(length, dtype=np.int64)
+            bins[first - start:first - start + span] = counts
+            store.bins, store.offset = bins, start
+            store.total = int(added) if added < _EXACT_FLOAT_SUM else int(counts.sum())
+            store.min_key, store.max_key = first, last
         if not 0 <= zero_count <= _MAX_TOTAL_COUNT:
             raise ValueError(f"zero_count must be a count in [0, 2**61], got {zero_count}")
         sketch._zero_count = int(zero_count)

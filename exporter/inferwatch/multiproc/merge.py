@@ -450,13 +450,14 @@ def _summary(contributions: list[tuple[RawSnapshot, int, int, int]], config: tup
     max_age, age_buckets, accuracy, max_bins = config
     rolling = RollingSketch(max_age, age_buckets, accuracy, max_bins)
     if positive or negative or zero:
-        # from_bins checks whole arrays (from_dict checks bin by bin), their keys, and
-        # bounds the span to max_bins: nothing could grow memory or break the quantiles.
+        # dense_bins bounds the span to max_bins and makes runs of non-negative int64
+        # counts; from_dense_bins still checks their keys and totals: nothing could grow
+        # memory or break the quantiles.
         try:
-            rolling.put(newest, DDSketch.from_bins(accuracy, max_bins,
-                                                   positive=dense_bins(positive, max_bins),
-                                                   negative=dense_bins(negative, max_bins),
-                                                   zero_count=zero, total=sketch_sum))
+            rolling.put(newest, DDSketch.from_dense_bins(accuracy, max_bins,
+                                                         positive=dense_bins(positive, max_bins),
+                                                         negative=dense_bins(negative, max_bins),
+                                                         zero_count=zero, total=sketch_sum))
         except ValueError as exc:  # a crafted file: its series shows no quantiles
             if on_error is not None:
                 on_error(exc)

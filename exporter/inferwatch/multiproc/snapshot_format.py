@@ -314,6 +314,7 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # loading the instrumentation's options (a test keeps the two equal).
 RESERVED_LABELS = frozenset(("model", "model_version", "job", "instance"))
 _EMPTY: dict[str, Any] = {}
+_STR = frozenset((str,))  # the types of values that are all exactly str
 # Info keys already judged to be label names: a bounded set, so crafted files cannot grow it.
 _INFO_KEYS: set[str] = set()
 MAX_INFO_KEYS = 1024
@@ -331,16 +332,17 @@ def _check_header(header: dict[str, Any]) -> None:
                 type(value) in (int, float) and 0 <= value < _MAX_COUNT
                 for value in counts.values())):
             raise ValueError(f"{name} is not a map of counts")
+    # Types compared as a set, in C: every file's header is checked on every scrape.
     dependencies = header.get("dependencies", _EMPTY)
-    if not isinstance(dependencies, dict) or not all(
-            type(value) is str for value in dependencies.values()):
+    if not isinstance(dependencies, dict) or not _STR.issuperset(
+            map(type, dependencies.values())):
         raise ValueError("dependencies is not a map of versions")
     folded = header.get("folded", [])
-    if not isinstance(folded, list) or not all(type(name) is str for name in folded):
+    if not isinstance(folded, list) or not _STR.issuperset(map(type, folded)):
         raise ValueError("folded is not a list of names")
     for model in header["models"]:
         info = model.get("info", _EMPTY)
-        if not isinstance(info, dict) or not all(type(value) is str for value in info.values()):
+        if not isinstance(info, dict) or not _STR.issuperset(map(type, info.values())):
             raise ValueError("a model's info is not a map of label names to strings")
         # Workers of one deployment name the same few keys: each is judged once.
         if not _INFO_KEYS.issuperset(info):

@@ -622,18 +622,13 @@ class SnapshotDirectory:
             return dead
         states = {state.key: state for state in archived_states}
         kept: set[str] = set()
-        # The time the folded windows are merged at: never earlier than the archive's or a
-        # folded snapshot's own. A wall clock stepped back would otherwise expire their
-        # buckets as "from the future", and stamp the archive behind what it holds.
-        clock = now
-        now = max(now, _trusted(archive.written_at, clock, "multiproc_fold"))
+        loaded: list[RawSnapshot] = []
         for name in dead:
             if name in already:
                 continue  # folded by a fold that died before deleting it
             try:
                 data, _ = read_entry(self._file(name), self.trusted_uids)
-                raw = decode(data)  # type: ignore[arg-type]
-                models = exact_models(raw)
+                loaded.append(decode(data))  # type: ignore[arg-type]
             except Skipped as skipped:
                 _count_skip(skipped.reason)  # not a snapshot: removed below, never read
                 continue
@@ -645,6 +640,15 @@ class SnapshotDirectory:
                 faults.record("multiproc_fold", exc)
                 kept.add(name)
                 continue
+            except SnapshotError as exc:
+                faults.record("multiproc_fold", exc)  # damaged: its counts are lost
+                continue
+        # Every stamp known before any window merges: one time for the whole fold.
+        now = _fold_time(now, archive.written_at if archive.written_at > 0 else None,
+                         [_written_at(raw) for raw in loaded])
+        for raw in loaded:
+            try:
+                models = exact_models(raw)
             except SnapshotError as exc:
                 faults.record("multiproc_fold", exc)  # damaged: its counts are lost
                 continue
@@ -665,7 +669,6 @@ class SnapshotDirectory:
                     states[state.key] = target
             for field in PROCESS_COUNTERS:
                 _add(getattr(archive, field), raw.header.get(field))
-            now = max(now, _trusted(_written_at(raw), clock, "multiproc_fold"))
         for state in states.values():
             for series in state.summaries.values():
                 for summary in series.values():
@@ -788,6 +791,37 @@ def _view_time(now: float, raws: Iterable[RawSnapshot], dead: set[int]) -> float
     at = max(now, max(stamp for stamp in stamps if stamp <= bound))
     if stamps[-1] > at:
         faults.record("multiproc_read")
+    return at
+
+
+def _fold_time(clock: float, archived: float | None, stamps: list[float]) -> float:
+    """The time a fold merges windows at: the folder's `clock`, or the archive's stamp
+    (`archived`, None without an archive) or a folded snapshot's when later, leaving out
+    folded stamps further than MAX_STAMP_SPREAD_SECONDS ahead of the (lower) median of
+    these stamps.
+
+    A wall clock stepped back leaves the windows of workers that ran before it ahead of
+    the folder's clock: merged at that clock, their buckets would expire as "from the
+    future", and the archive be stamped behind what it holds. But one dead worker stamped
+    far ahead of the others (a clock that ran ahead, a damaged file; up to a day is
+    believed) moved the fold past every window the archive held, which expired, and
+    stamped the archive so: every later fold then merged there, and kept no window, until
+    the clock caught up. As in :func:`_view_time`, where most stamps are is believed.
+    """
+    known = [stamp for stamp in (_trusted(stamp, clock, "multiproc_fold") for stamp in stamps)
+             if stamp > -math.inf]
+    at = clock
+    if archived is not None:
+        archived = _trusted(archived, clock, "multiproc_fold")
+        at = max(at, archived)  # the archive's windows are there already: always followed
+        known.append(archived)
+    if not known:
+        return at
+    known.sort()
+    bound = known[(len(known) - 1) // 2] + MAX_STAMP_SPREAD_SECONDS
+    at = max(at, max(stamp for stamp in known if stamp <= bound))
+    if known[-1] > at:
+        faults.record("multiproc_fold")
     return at
 
 
