@@ -23,8 +23,10 @@ from inferwatch.core.predictions import (
     Prediction,
     admit_classes,
     class_labels,
+    class_members,
     known_class_set,
     normalize,
+    whole_number_classes,
 )
 from inferwatch.core.state import ModelState, float_array
 
@@ -120,6 +122,7 @@ class PredictionBatch:
         self.probability_outputs: set[str] = set()
         self._class_names: object = _UNSET
         self._known: frozenset[str] | None = None
+        self._whole_classes: object = _UNSET
 
     def add_results(self, results: Sequence[object], probabilities: bool,
                     sizes_in_order: bool = False, kinds: set[type] | None = None) -> None:
@@ -240,7 +243,7 @@ class PredictionBatch:
             return
         if len(shape) == 1:
             if stacked.dtype.kind == "f":
-                self._add_values(stacked.astype(np.float64, copy=False))
+                self._add_floats(stacked.astype(np.float64, copy=False), shape[0], calls)
             else:
                 self._add_classes(stacked)
         else:
@@ -255,8 +258,10 @@ class PredictionBatch:
         dtypes = {r.dtype.kind for r in results}
         if all(r.ndim == 1 for r in results):
             if dtypes <= {"f"} and task != "classification":
-                self.batch_sizes.extend(r.shape[0] for r in results)
-                self._add_values(np.concatenate(results).astype(np.float64, copy=False))
+                sizes = [r.shape[0] for r in results]
+                self.batch_sizes.extend(sizes)
+                self._add_floats(np.concatenate(results).astype(np.float64, copy=False),
+                                 sizes, len(results))
                 return
             if dtypes <= {"i", "u"} and task != "regression":
                 self.batch_sizes.extend(r.shape[0] for r in results)
@@ -338,7 +343,49 @@ class PredictionBatch:
 
     def _add_float_scalars(self, results: Sequence[object]) -> None:
         self.repeat_size(1, len(results))
-        self._add_values(float_array(results))
+        self._add_floats(float_array(results), 1, len(results))
+
+    def _add_floats(self, values: np.ndarray, sizes: int | Sequence[int], calls: int) -> None:
+        """Float outputs of `calls` calls of `sizes` rows each (or each call's own): values,
+        or, for a model whose classes are whole numbers, the calls whose every value is one
+        of its classes as class labels, as :func:`normalize` reads each call."""
+        classes = self._whole_number_classes()
+        if classes is None:  # no classes_ (a regressor), or a declared task: values, as ever
+            self._add_values(values)
+            return
+        member = class_members(values, classes)
+        if member.all():
+            self._add_labels(values.astype(np.int64), True)
+            return
+        # One value that is no class makes its call's values values (a wrapper's predict
+        # returning scores), and only its call's: the other calls stay labels.
+        if isinstance(sizes, int):
+            whole_calls = member.reshape(calls, sizes).all(axis=1)
+            rows = np.repeat(whole_calls, sizes)
+        else:
+            counts = np.asarray(sizes, dtype=np.int64)
+            strays = np.concatenate(([0], np.cumsum(~member)))
+            ends = np.cumsum(counts)
+            whole_calls = strays[ends] == strays[ends - counts]
+            rows = np.repeat(whole_calls, counts)
+        self._add_labels(values[rows].astype(np.int64), bool(whole_calls.any()))
+        self._add_values(values[~rows])
+
+    def _add_labels(self, labels: np.ndarray, called: bool) -> None:
+        """Class labels read from float outputs (`called`: some call's output was read so,
+        if of no rows)."""
+        if called:
+            self.class_like = True
+        if labels.size:
+            self.classes.append(labels)
+
+    def _whole_number_classes(self) -> np.ndarray | None:
+        """The model's classes when each is a whole number and the task is left to tell
+        (``task="auto"``); None otherwise (read once per drain)."""
+        if self._whole_classes is _UNSET:
+            self._whole_classes = None if self.settings.task != "auto" else \
+                whole_number_classes(self._class_names_once())
+        return self._whole_classes
 
     def rows(self) -> int:
         """Rows of every call gathered so far."""

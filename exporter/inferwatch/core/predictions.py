@@ -7,9 +7,11 @@ and the number of rows. It runs when pending calls are drained, never on the req
 
 Which values become ``class`` labels (they are label values, so they must be plausible
 classes, never user data): bools, integers with ``|v| < 65,536``, strings listed in the
-model's ``classes_`` or the declared ``classes=``, and, with ``task="classification"``,
-integer-valued floats. Anything else in a class position is counted as
-``invalid_predictions_total{reason="unsupported_type"}`` and never becomes a label.
+model's ``classes_`` or the declared ``classes=``, and integer-valued floats: with
+``task="classification"``, and with ``task="auto"`` a call's float output whose every value
+is one of the model's whole-number ``classes_`` (a classifier fit on a float target). Anything
+else in a class position is counted as ``invalid_predictions_total{reason="unsupported_type"}``
+and never becomes a label.
 
 >>> p = normalize([[0.2, 0.8], [0.9, 0.1]], probabilities=True)
 >>> p.rows, class_labels(p.classes), p.confidence.round(2).tolist()
@@ -403,7 +405,7 @@ def normalize(
         for j in range(array.shape[1]):
             _add_output(prediction, str(j), array[:, j], task, known_classes, count_rows=False,
                         prefix=f"{j}:")
-    else:
+    elif not _whole_class_labels(prediction, array, task, class_names):
         _add_output(prediction, DEFAULT_OUTPUT, array, task, known_classes)
     prediction.rows += missing  # a pd.NA row is a row the model returned
     return prediction
@@ -509,6 +511,66 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         prediction.class_outputs += 1
     if labels is not None and labels.size:
         prediction.add_classes(labels)
+
+
+def _whole_class_labels(prediction: Prediction, array: np.ndarray, task: str,
+                        class_names: Sequence[object] | None) -> bool:
+    """Whether `array`, a float ``predict`` output of a model whose ``classes_`` are whole
+    numbers, was recorded as its class labels (task auto): scikit-learn fit on a float
+    target predicts 0.0 / 1.0, which as values would show one model as a regressor and
+    lose its class mix. Only when every value is among the classes: anything else (a
+    wrapper whose predict returns scores) stays values, as it was."""
+    if task != "auto" or array.dtype.kind != "f" or array.ndim > 2 or class_names is None:
+        return False
+    classes = whole_number_classes(class_names)
+    if classes is None:
+        return False
+    flat = array.reshape(-1).astype(np.float64, copy=False)
+    if not class_members(flat, classes).all():
+        return False
+    prediction.rows = max(prediction.rows, array.shape[0] if array.ndim else 1)
+    prediction.class_like = True
+    prediction.class_outputs += 1
+    if flat.size:
+        prediction.add_classes(flat.astype(np.int64))
+    return True
+
+
+def whole_number_classes(class_names: Sequence[object] | None) -> np.ndarray | None:
+    """A model's classes, sorted as float64, when each is a whole number (an int, or a float
+    such as scikit-learn's ``classes_`` of a classifier fit on a float target) that is a
+    plausible class; None when any is not, or it names none.
+
+    >>> whole_number_classes(np.array([1.0, 0.0])).tolist(), whole_number_classes([0, 1.5])
+    ([0.0, 1.0], None)
+    """
+    if class_names is None:
+        return None
+    try:
+        numbers = []
+        for name in class_names:
+            if isinstance(name, (bool, np.bool_)) or not isinstance(
+                    name, (int, float, np.integer, np.floating)):
+                return None  # text, bools, a multi-output model's arrays of classes
+            number = _float(name)
+            if not (number.is_integer() and abs(number) < SMALL_INTEGER_LIMIT):
+                return None
+            numbers.append(number)
+    except TypeError:  # not a sequence of classes
+        return None
+    return np.unique(np.array(numbers, dtype=np.float64)) if numbers else None
+
+
+def class_members(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Which float `values` are among `classes` (sorted, as from
+    :func:`whole_number_classes`); NaN never is.
+
+    >>> class_members(np.array([1.0, 0.5, np.nan, -0.0]), np.array([0.0, 1.0])).tolist()
+    [True, False, False, True]
+    """
+    at = np.searchsorted(classes, values)
+    np.minimum(at, classes.size - 1, out=at)
+    return classes[at] == values
 
 
 def _object_floats(flat: np.ndarray) -> np.ndarray | None:
