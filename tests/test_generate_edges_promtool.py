@@ -61,6 +61,8 @@ _BY_CHECK: list[tuple[Any, st.SearchStrategy[Any]]] = [
     (check.runbook_pattern, st.sampled_from(["https://x.example/{anchor}?q='\"",
                                              "http://r/#{anchor}"])),
     (check.not_empty, _TEXT),
+    # Job names keep every character but space at either end, which the loader refuses.
+    (check.job_name, _TEXT.filter(lambda text: text == text.strip())),
 ]
 
 

@@ -422,6 +422,12 @@ class Scrape:
                                            "(empty: the address scraped, usually a Pod IP "
                                            "no certificate holds)", _server_name)
     tls_insecure_skip_verify: bool = _setting(False, "accept any certificate (testing only)")
+    tls_cert: Mapping = _setting(_frozen({}), "client certificate Prometheus presents to targets "
+                                 "that require one (mTLS): {secret: NAME, key: KEY} or "
+                                 "{config_map: NAME, key: KEY} (empty: none; set with tls_key)",
+                                 _object_key("secret", "config_map"))
+    tls_key: Mapping = _setting(_frozen({}), "private key of tls_cert: {secret: NAME, key: KEY}",
+                                _object_key("secret"))
     basic_auth_username: Mapping = _setting(_frozen({}), "basic auth user name: {secret: NAME, "
                                             "key: KEY} (empty: no basic auth)",
                                             _object_key("secret"))
@@ -430,7 +436,8 @@ class Scrape:
 
 
 _SCRAPE_HELP = _meta("TLS and basic auth of the scrapes: scheme, tls_ca, tls_server_name, "
-                     "tls_insecure_skip_verify, basic_auth_username, basic_auth_password")
+                     "tls_insecure_skip_verify, tls_cert, tls_key, basic_auth_username, "
+                     "basic_auth_password")
 
 
 @dataclass(frozen=True)
@@ -448,16 +455,19 @@ class Kubernetes:
         _frozen({"app.kubernetes.io/name": "inferwatch-exporter"}),
         "labels selecting the exporter Pods", check.match_labels)
     model_job: str = _setting("inferwatch-model", "job label given to model targets (keep "
-                              "selectors.model matching it)", check.not_empty)
+                              "selectors.model matching it)", check.job_name)
     exporter_job: str = _setting("inferwatch-exporter", "job label given to exporter targets "
-                                 "(keep selectors.exporter matching it)", check.not_empty)
+                                 "(keep selectors.exporter matching it)", check.job_name)
     port: str = _setting("metrics", "name of the container / Service port serving /metrics "
                          "(the model Services', and the exporter Pods' unless exporter_port)",
                          check.port_name)
     exporter_port: str | None = _setting(None, "name of the exporter Pods' port serving "
                                          "/metrics, where it differs from port",
                                          check.port_name)
-    path: str = _setting("/metrics", "HTTP path of the metrics", check.path)
+    path: str = _setting("/metrics", "HTTP path of the metrics (the model Services', and the "
+                         "exporter Pods' unless exporter_path)", check.path)
+    exporter_path: str | None = _setting(None, "HTTP path of the exporter Pods' metrics, where "
+                                         "it differs from path", check.path)
     scrape_interval: str = _setting("15s", "scrape interval of both monitors", check.duration)
     model_scrape: Scrape = field(default_factory=Scrape, metadata=_SCRAPE_HELP)
     exporter_scrape: Scrape = field(default_factory=Scrape, metadata=_SCRAPE_HELP)
@@ -479,14 +489,17 @@ def _check_scrape(scrape: Scrape, key: str) -> None:
     if scrape.scheme == "http":
         # Prometheus reads no TLS setting for an http target: it would silently do nothing.
         for name, unset in (("tls_ca", {}), ("tls_server_name", None),
-                            ("tls_insecure_skip_verify", False)):
+                            ("tls_insecure_skip_verify", False), ("tls_cert", {}),
+                            ("tls_key", {})):
             if getattr(scrape, name) != unset:
                 raise ConfigError(f"{key}.{name}", "is set, but scheme is http, so Prometheus "
                                   "would not use it: set scheme: https")
-    pair = ("basic_auth_username", "basic_auth_password")
-    for name, other in (pair, pair[::-1]):
-        if getattr(scrape, name) and not getattr(scrape, other):
-            raise ConfigError(f"{key}.{other}", f"must be set together with {name}")
+    # A certificate without its key (or a key alone) is refused by the operator, and the
+    # whole monitor with it: no target of it would be scraped.
+    for pair in (("basic_auth_username", "basic_auth_password"), ("tls_cert", "tls_key")):
+        for name, other in (pair, pair[::-1]):
+            if getattr(scrape, name) and not getattr(scrape, other):
+                raise ConfigError(f"{key}.{other}", f"must be set together with {name}")
 
 
 @dataclass(frozen=True)
@@ -632,9 +645,34 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             default = getattr(cls(), spec.name)
             values[spec.name] = _merge(default, raw, f"{key}.")
             continue
+        _refuse_bare_duration(spec, raw, key)
         value = _coerce(raw, kind, key)
         values[spec.name] = _check_leaf(cls, spec, value, key)
     return cls(**values)
+
+
+# The checks of one duration; check.durations and check.duration_map hold several.
+_DURATION_CHECKS = (check.duration, check.duration_or_zero, check.grafana_refresh)
+
+
+def _refuse_bare_duration(spec: dataclasses.Field, raw: Any, key: str) -> None:
+    """Refuse a duration written as a bare number (`rate: 10`) saying it needs a unit: the
+    type check would first ask to quote it, and the quoted "10" is no duration either."""
+    checker = spec.metadata.get("check")
+    if checker in _DURATION_CHECKS:
+        items: list[tuple[str, str, Any]] = [(key, "", raw)]
+    elif checker is check.durations and isinstance(raw, list):
+        items = [(key, f" at [{index}]", item) for index, item in enumerate(raw)]
+    elif checker is check.duration_map and isinstance(raw, Mapping):
+        items = [(f"{key}.{name}", "", item) for name, item in raw.items()]
+    else:
+        return
+    for where, at, value in items:
+        if isinstance(value, (int, float)):  # text is left to the check, which says the same
+            problem = check.bare_number(value)
+            if problem:
+                # Written with its unit, `10m` is a string unquoted: no quoting hint.
+                raise ConfigError(where, f"must be a string, and {problem}{at}")
 
 
 def _is_section(spec: dataclasses.Field, kind: Any) -> bool:
@@ -769,6 +807,7 @@ def _build_model_override(pattern: str, raw: Any, earlier: tuple[str, ...],
     settings = {name: value for name, value in raw.items() if name != "alerts"}
     for dotted, value in _flatten(settings, "", key):
         cls, spec, hint = _schema_field(dotted)
+        _refuse_bare_duration(spec, value, f"{key}.{dotted}")
         values[dotted] = _check_leaf(cls, spec, _coerce(value, hint, f"{key}.{dotted}"),
                                      f"{key}.{dotted}")
     try:
@@ -969,6 +1008,32 @@ def _check_window_lengths(cfg: Config) -> None:
 RATE_SCRAPES = 4
 
 
+# Each selector's default is its monitor's default job: (selector key, job key).
+JOB_SELECTORS = (("selectors.model", "kubernetes.model_job"),
+                 ("selectors.exporter", "kubernetes.exporter_job"))
+
+
+def _with_job_selectors(cfg: Config, data: Mapping) -> Config:
+    """`cfg` whose selectors left unset follow a job the file renames: the default selector
+    names the default job, and keeping it would read no series of the renamed targets.
+
+    Derived rather than refused: a file that renames only the job states what its targets are
+    called, and the selector the rules need follows from it alone (a selector the file sets,
+    perhaps with a cluster or namespace besides, is checked against the job instead).
+    """
+    from inferwatch.generate.promql import quoted  # promql imports this module
+
+    derived = {}
+    for selector_key, job_key in JOB_SELECTORS:
+        if _given(data, job_key) and not _given(data, selector_key):
+            selector = f"job={quoted(setting(cfg, job_key))}"
+            problem = check.selector(selector)
+            if problem:  # a job name no PromQL string can hold
+                raise ConfigError(job_key, f"cannot be selected by {selector_key}: {problem}")
+            derived[selector_key] = selector
+    return with_values(cfg, derived) if derived else cfg
+
+
 def _given(data: Mapping, dotted: str) -> bool:
     """Whether the file itself sets the key at `dotted` (not its default)."""
     value: Any = data
@@ -991,8 +1056,7 @@ def _check_given_together(cfg: Config, data: Mapping) -> None:
                               f"{RATE_SCRAPES}x kubernetes.scrape_interval "
                               f"({k.scrape_interval}), or every rate rule comes out empty")
         _check_scraped_windows(cfg, {key: setting(cfg, key) for key in _scraped_keys(cfg)}, "")
-    for selector_key, job_key in (("selectors.model", "kubernetes.model_job"),
-                                  ("selectors.exporter", "kubernetes.exporter_job")):
+    for selector_key, job_key in JOB_SELECTORS:
         if _given(data, selector_key) and _given(data, job_key):
             selector, job = setting(cfg, selector_key), setting(cfg, job_key)
             matcher = _job_matcher_missing(selector, job)
@@ -1086,7 +1150,7 @@ def from_dict(data: Mapping | None, source: str | None = None) -> Config:
             # Only an empty `models:` means no overrides: `[]` or `false` is a mistake.
             models = {} if data["models"] is None else data["models"]
             data = {key: value for key, value in data.items() if key != "models"}
-        cfg = _build(Config, data, "")
+        cfg = _with_job_selectors(_build(Config, data, ""), data)
         _check_cross_fields(cfg)
         _check_given_together(cfg, data)
         _check_window_lengths(cfg)
@@ -1130,7 +1194,7 @@ def load(path: str | Path | None) -> Config:
     try:
         data = parse_yaml(text)
     except Refused as exc:
-        raise ConfigError(exc.key, exc.problem, source) from None
+        raise ConfigError(exc.key, _duration_misread(exc.key, exc.problem), source) from None
     except (yaml.YAMLError, ValueError) as exc:
         # ValueError: PyYAML lets Python's own limits through (an integer of 5000 digits).
         raise ConfigError("(file)", f"is not valid YAML: {_yaml_problem(exc)}", source) from None
@@ -1140,6 +1204,47 @@ def load(path: str | Path | None) -> Config:
         return from_dict(data, source)
     except RecursionError:
         raise ConfigError("(file)", _TOO_DEEP, source) from None
+
+
+# The problem parse_yaml names for a plain number YAML 1.1 reads as octal or base 60.
+_MISREAD_NUMBER = re.compile(r"is (?P<text>\S+), which YAML 1.1 reads as the "
+                             r"(?P<base>octal|base-60) number \S+ \(line [0-9]+\)")
+
+
+def _duration_misread(key: str, problem: str) -> str:
+    """`problem` of the value at `key`, saying at once that a duration needs a unit where YAML
+    1.1 read one written as `010` or `1:30` as a number: its hint (drop the 0, or quote it)
+    leads only to the next error, a bare number being no duration either."""
+    found = _MISREAD_NUMBER.match(problem)
+    if not found or not _is_duration_key(key):
+        return problem
+    text = found["text"].replace("_", "").lstrip("+")
+    if not re.fullmatch(r"[0-9:]+", text):
+        return problem  # a sign or a fraction: no duration the number could have meant
+    parts = [int(part) for part in text.split(":")]
+    # 1:30 was meant as an hour and a half or a minute and a half, 1:30:00 as h:m:s.
+    written = {1: "{0}m or {0}s", 2: "{0}h{1}m or {0}m{1}s", 3: "{0}h{1}m{2}s"}.get(
+        len(parts), "1h30m").format(*parts)
+    return (f"{found[0]}; a duration needs a unit: write a Prometheus duration such as "
+            f"{written} (units y w d h m s ms)")
+
+
+def _is_duration_key(dotted: str) -> bool:
+    """Whether the dotted key parse_yaml names holds a duration, or an item of a list or a
+    mapping of them (`baselines.seasonal_offsets[0]`, `pushgateway.jobs.nightly`)."""
+    dotted = re.sub(r"\[[0-9]+\]$", "", dotted)
+    if re.fullmatch(r"(?:models\..+\.)?alerts\.[^.]+\.for", dotted):
+        return True
+    checks = {key: spec.metadata.get("check") for key, spec, _ in leaves()}
+    if checks.get(dotted) in (*_DURATION_CHECKS, check.durations):
+        return True
+    if any(dotted.startswith(f"{key}.") for key, found in checks.items()
+           if found is check.duration_map):
+        return True
+    # A models: pattern may hold dots itself, so its settings are matched from the end.
+    return dotted.startswith("models.") and any(
+        dotted.endswith(f".{key}") and checks.get(key) in _DURATION_CHECKS
+        for key in (*OBJECTIVE_KEYS, *RULE_KEYS))
 
 
 # PyYAML's parser and the checks recurse once per level of nesting.

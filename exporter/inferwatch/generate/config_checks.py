@@ -62,6 +62,9 @@ def duration(value: Any) -> str | None:
 def duration_or_zero(value: Any) -> str | None:
     """A wait or an offset, which may be zero: ``for: 0m`` fires at once, and the rules leave
     a zero offset out (Prometheus 2 refuses ``offset 0s``)."""
+    unitless = bare_number(value)
+    if unitless:
+        return unitless
     if not _DURATION.fullmatch(value):
         return f"must be a Prometheus duration such as 5m, 1h or 30d, got {value!r}"
     units = [_UNIT_ORDER.index(unit) for _, unit in _DURATION_PART.findall(value)]
@@ -71,6 +74,41 @@ def duration_or_zero(value: Any) -> str | None:
     if _nanoseconds(value) > _MAX_NANOSECONDS:
         return f"must be at most Prometheus' longest duration (about 292y), got {value!r}"
     return None
+
+
+# A number without a unit: what YAML makes of `rate: 10`, or the text of `rate: "10"` and of
+# `rate: 08` (which YAML 1.1 leaves as text, 8 being no octal digit).
+_BARE_NUMBER = re.compile(r"[0-9][0-9_]*(?:\.[0-9]*)?")
+
+
+def bare_number(value: Any) -> str | None:
+    """The problem of a duration written as a number without a unit, or None: Prometheus has
+    no default unit, and saying so at once spares the round of quoting the number only to be
+    told it is no duration.
+
+    >>> bare_number("5m") is None
+    True
+    >>> bare_number(10)
+    'needs a unit: write a Prometheus duration such as 10m or 10s (units y w d h m s ms), \
+got the bare number 10'
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except ValueError:  # an integer past Python's digit limit for text
+        return None
+    if not _BARE_NUMBER.fullmatch(text):
+        return None  # negative, inf, nan or anything else: the usual problem describes it
+    # Digits as text, not int(): a quoted count of thousands of digits is past int()'s limit.
+    whole, _, fraction = text.replace("_", "").partition(".")
+    count = whole.lstrip("0") or "0"
+    # Prometheus counts each unit in whole numbers: 1.5m is written 1m30s.
+    examples, units = ((f"{count}m or {count}s", "units y w d h m s ms")
+                       if not fraction.strip("0")
+                       else ("1m30s or 90s", "units y w d h m s ms, each a whole number"))
+    return (f"needs a unit: write a Prometheus duration such as {examples} ({units}), got the "
+            f"bare number {value!r}")
 
 
 def _nanoseconds(value: str) -> int:
@@ -339,6 +377,23 @@ def _is_k8s_label_key(key: str) -> bool:
     return 0 < len(name) <= 63 and bool(_K8S_LABEL_VALUE.fullmatch(name))
 
 
+def job_name(value: Any) -> str | None:
+    """A job label value the rules select exactly: neither empty nor padded with space.
+
+    >>> job_name(" ml ")
+    "has the job name ' ml ', with space at its start or end, which the rules would match \
+exactly; write the job name without it, 'ml'"
+    """
+    if not value.strip():
+        return f"has an empty job name {value!r}"
+    if value != value.strip():
+        # Only quotes keep the space (YAML strips a plain scalar), and a selector matches the
+        # job exactly: a selector written job="ml" would read no series of the job " ml ".
+        return (f"has the job name {value!r}, with space at its start or end, which the rules "
+                f"would match exactly; write the job name without it, {value.strip()!r}")
+    return None
+
+
 def duration_map(value: Any) -> str | None:
     for name, text in value.items():
         if not name.strip():
@@ -401,6 +456,9 @@ def grafana_refresh(value: Any) -> str | None:
     >>> grafana_refresh("30s") is None, grafana_refresh("1s")
     (True, "must be at least 5s, Grafana's default min_refresh_interval, got '1s'")
     """
+    unitless = bare_number(value)
+    if unitless:
+        return unitless
     if not _GRAFANA_REFRESH.fullmatch(value):
         return (f"must be a Grafana refresh interval: one number and one unit such as 30s, "
                 f"1m or 1h, got {value!r}")

@@ -2,8 +2,9 @@
 
 A ServiceMonitor scrapes the model Services, a PodMonitor the exporter Pods (usually a
 DaemonSet without a Service). Both set the ``job`` label the rule selectors expect, and each
-reaches its targets with its own port, TLS and basic auth settings. The adaptive-baseline
-groups may go into a PrometheusRule of their own (``kubernetes.baseline_rule_name``).
+reaches its targets with its own port, path, TLS (client certificates included) and basic
+auth settings. The adaptive-baseline groups may go into a PrometheusRule of their own
+(``kubernetes.baseline_rule_name``).
 
 >>> from inferwatch.generate.config import DEFAULT
 >>> prometheus_rule(DEFAULT)["kind"]
@@ -28,7 +29,7 @@ API_VERSION = "monitoring.coreos.com/v1"
 # Prometheus must wait longer than that (docs/exporter.md); the compose stack waits 10 s too.
 EXPORTER_SCRAPE_TIMEOUT = "10s"
 
-# The config's snake_case kinds of a CA source, as SafeTLSConfig names them.
+# The config's snake_case kinds of a CA or certificate source, as SafeTLSConfig names them.
 _CA_SOURCES = {"secret": "secret", "config_map": "configMap"}
 
 
@@ -37,11 +38,11 @@ def _metadata(cfg: Config, name: str) -> dict[str, Any]:
             "labels": dict(cfg.kubernetes.labels)}
 
 
-def _endpoint(cfg: Config, job: str, port: str, scrape: Scrape) -> dict[str, Any]:
+def _endpoint(cfg: Config, job: str, port: str, path: str, scrape: Scrape) -> dict[str, Any]:
     k = cfg.kubernetes
     return {
         "port": port,
-        "path": k.path,
+        "path": path,
         "interval": k.scrape_interval,
         # The rules select on job; without this the operator names it after the Service/Pod.
         # Prometheus expands $1 and ${name} in a replacement: $$ keeps a $ in the job name.
@@ -59,8 +60,11 @@ def _security(scrape: Scrape) -> dict[str, Any]:
         fields["scheme"] = scrape.scheme
     tls: dict[str, Any] = {}
     if scrape.tls_ca:
-        kind = "secret" if "secret" in scrape.tls_ca else "config_map"
-        tls["ca"] = {_CA_SOURCES[kind]: _selector(scrape.tls_ca, kind)}
+        tls["ca"] = _secret_or_config_map(scrape.tls_ca)
+    if scrape.tls_cert:
+        # The client certificate of mTLS; the config refuses it without its key.
+        tls["cert"] = _secret_or_config_map(scrape.tls_cert)
+        tls["keySecret"] = _selector(scrape.tls_key, "secret")
     if scrape.tls_server_name is not None:
         tls["serverName"] = scrape.tls_server_name
     if scrape.tls_insecure_skip_verify:
@@ -73,6 +77,12 @@ def _security(scrape: Scrape) -> dict[str, Any]:
     return fields
 
 
+def _secret_or_config_map(ref: Any) -> dict[str, Any]:
+    """A SecretOrConfigMap from the config's {secret|config_map: NAME, key: KEY}."""
+    kind = "secret" if "secret" in ref else "config_map"
+    return {_CA_SOURCES[kind]: _selector(ref, kind)}
+
+
 def _selector(ref: Any, kind: str) -> dict[str, str]:
     """A SecretKeySelector / ConfigMapKeySelector from the config's {kind: NAME, key: KEY}."""
     return {"name": ref[kind], "key": ref["key"]}
@@ -83,6 +93,13 @@ def _exporter_port(cfg: Config) -> str:
     (often `http`), while the exporter DaemonSet names its own."""
     k = cfg.kubernetes
     return k.port if k.exporter_port is None else k.exporter_port
+
+
+def _exporter_path(cfg: Config) -> str:
+    """The exporter Pods' metrics path: a model app may serve its metrics under a path of its
+    own (/internal/metrics), while the exporter serves /metrics."""
+    k = cfg.kubernetes
+    return k.path if k.exporter_path is None else k.exporter_path
 
 
 def _exporter_timeout(cfg: Config) -> str:
@@ -136,7 +153,7 @@ def service_monitor(cfg: Config) -> dict[str, Any]:
         "spec": {
             "namespaceSelector": {"any": True},
             "selector": {"matchLabels": dict(k.model_match_labels)},
-            "endpoints": [_endpoint(cfg, k.model_job, k.port, k.model_scrape)],
+            "endpoints": [_endpoint(cfg, k.model_job, k.port, k.path, k.model_scrape)],
         },
     }
 
@@ -152,7 +169,7 @@ def pod_monitor(cfg: Config) -> dict[str, Any]:
             "namespaceSelector": {"any": True},
             "selector": {"matchLabels": dict(k.exporter_match_labels)},
             "podMetricsEndpoints": [{**_endpoint(cfg, k.exporter_job, _exporter_port(cfg),
-                                                 k.exporter_scrape),
+                                                 _exporter_path(cfg), k.exporter_scrape),
                                      "scrapeTimeout": _exporter_timeout(cfg)}],
         },
     }
