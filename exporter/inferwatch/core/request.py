@@ -37,6 +37,16 @@ if TYPE_CHECKING:
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "inferwatch_request", default=None)
+# The blocks this thread or task entered of requests open already (one shared object
+# entered in two threads, a block entered again, a block joining the web request), each as
+# (request, the current request before it, the request's record then), innermost last.
+# Only the block's own thread or task may give back what it had: the opening block may end
+# first, in another thread, and a count on the request cannot tell whose block ends.
+_entered: contextvars.ContextVar[tuple[tuple[Request, Request | None, RequestRecord], ...]] = \
+    contextvars.ContextVar("inferwatch_request_entries", default=())
+# Past this many blocks in one thread's list, entries of requests ended meanwhile (blocks
+# entered and never exited) are dropped when one is added: the list must not grow for good.
+_ENTERED_PRUNE = 16
 
 INFERENCE_STAGE = "inference"
 
@@ -203,6 +213,40 @@ def _ended_at(ended_at: object, start: float) -> float:
         return now
 
 
+def _push(request: Request, before: Request | None) -> None:
+    """Note in this thread or task that a block of the open `request` began here, when
+    `before` was the current request (see ``_entered``)."""
+    entries = _entered.get()
+    if len(entries) >= _ENTERED_PRUNE:
+        entries = tuple(entry for entry in entries
+                        if entry[0]._open and entry[0].record is entry[2])
+    _entered.set((*entries, (request, before, request.record)))
+
+
+def _leave(request: Request) -> None:
+    """This thread's or task's block of `request` ended: the current request here is again
+    the one it was before the block. Not a token reset: a request may end in another task
+    or thread than the one that opened it, or after a block opened inside it (a generator
+    resumed elsewhere). Where this request is not the current one, another block is, and
+    it stays; current_request() passes over this one once closed."""
+    entries = _entered.get()
+    if entries:
+        record = request.record
+        for index in range(len(entries) - 1, -1, -1):
+            entry = entries[index]
+            if entry[0] is request and entry[2] is record:
+                _entered.set(entries[:index] + entries[index + 1:])
+                if _current.get() is request:
+                    _current.set(entry[1])
+                return
+    # The block that opened it: the next open one outward becomes the current request.
+    if _current.get() is request:
+        parent = request._parent
+        while parent is not None and not parent._open:
+            parent = parent._parent
+        _current.set(parent)
+
+
 class Stage:
     """Times one named stage of a request; records even when the stage raises."""
 
@@ -329,10 +373,16 @@ class Request:
         monitor = self.monitor
         if self._open:
             # Already open (a handler's `with` around the middleware's request): one request,
-            # counted once, and ended by the outermost exit, not by this block's.
-            with _NESTING:
-                self._depth += 1
-            return self
+            # counted once, and ended by the outermost exit, not by this block's. Checked
+            # again, with the count, under the lock a close takes: one ending it meanwhile
+            # (another thread's last exit) would leave a count no exit takes back, and the
+            # object's next request would then never end.
+            with _NESTING, _CLOSING:
+                again = self._open
+                if again:
+                    self._depth += 1
+            if again:
+                return self._entered_open()
         # The parent is the block open around this one, not a closed one a task kept, nor
         # an abandoned one that a pool's thread kept.
         parent = current_request()
@@ -354,22 +404,36 @@ class Request:
         # get here opens it, the other enters it as a block entered again. Everything is
         # made before the lock, which a finaliser's exit (a generator's block) may want.
         with _NESTING:
-            if self._open:
-                self._depth += 1
-                return self
-            self.record = record
-            self._start = start
-            self._deadline = deadline
-            if entered:
-                _unlink(self, parent)
-            self._parent = parent
-            self._entered = True
-            self._open = True
+            again = self._open
+            if again:
+                with _CLOSING:  # as above
+                    again = self._open
+                    if again:
+                        self._depth += 1
+            if not again:
+                self.record = record
+                self._start = start
+                self._deadline = deadline
+                if entered:
+                    _unlink(self, parent)
+                self._parent = parent
+                self._entered = True
+                self._open = True
+        if again:
+            return self._entered_open()
         monitor.call_started()
         _current.set(self)
         record.started_at = time.time()
         if monitor.traces:
             record.trace_id = current_trace_id()
+        return self
+
+    def _entered_open(self) -> Request:
+        """This block entered the request open already (in this or another thread or task):
+        for the block's duration it is the current request here, whichever block opened
+        it, so that a model call in it joins it rather than counting as a call of its own."""
+        _push(self, _current.get())
+        _current.set(self)
         return self
 
     def _join(self, http: Request) -> bool:
@@ -395,20 +459,33 @@ class Request:
         self._parent = http
         self._entered = True  # a later block of its own must not rewrite the shared record
         self.record = http.record
+        # The web request is already the innermost of its model here (it was found so), and
+        # stays the current one: a block of another model open inside it keeps its calls.
+        # Noted all the same, so that this block's exit is not taken for the opening one's.
+        _push(http, _current.get())
         return True
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
         if self._depth:
             joined = None
-            with _NESTING:
+            left = False
+            with _NESTING, _CLOSING:  # as in __enter__: a close resets the count
                 depth = self._depth
                 if depth > 0 and self._open:
                     self._depth = depth - 1
-                    return False
-                if depth < 0:
+                    left = True
+                elif depth < 0:
                     self._depth = depth + 1
                     joined = self._parent
+            if left:
+                # Not the last block: the request stays open for the others, but this
+                # thread or task is out of it, whichever of them opened it.
+                try:
+                    _leave(self)
+                except Exception as exc:
+                    faults.record("request", exc)
+                return False
             if joined is not None:
                 return joined.__exit__(exc_type, exc, tb)
         self.close(exc_type)
@@ -421,6 +498,12 @@ class Request:
         drain. Closing a request that is not open does nothing: it was counted when it
         closed, and its record keeps the outcome of the close that ended it."""
         if not self._open:
+            # Ended while a block of it ran here (by another thread's close, or taken for
+            # abandoned): the block's exit still gives back what this thread had.
+            try:
+                _leave(self)
+            except Exception as exc:
+                faults.record("request", exc)
             return
         # Two threads may end one request at once (a server's thread closing a body while
         # the abandoned-request check or the garbage collector ends it): only one of them
@@ -430,9 +513,11 @@ class Request:
             if not self._open:
                 return
             self._open = False
+            # With the flag, under this lock: a block entering it again or leaving it
+            # meanwhile must see both as they were, or both as they are now.
+            self._depth = 0
             if cancelled:
                 self.record.cancelled = True
-        self._depth = 0
         if error_type is not None and not (error_type.__class__ is type and
                                            issubclass(error_type, BaseException)):
             error_type = _error_class(error_type)
@@ -443,12 +528,10 @@ class Request:
         if error_type is GeneratorExit:
             # A generator closed inside the block: its consumer stopped, as for a stream.
             record.cancelled = True
-        # Not a token reset: a request may end in another task or thread than the one that
-        # opened it, or after a block opened inside it (a generator resumed elsewhere).
-        # Where this request is the innermost, the next open one outward becomes it; where
-        # another is, it stays, and current_request() passes over this closed one.
         try:
-            if _current.get() is self:
+            if _entered.get():
+                _leave(self)
+            elif _current.get() is self:  # as _leave does, without a call per request
                 parent = self._parent
                 while parent is not None and not parent._open:
                     parent = parent._parent
