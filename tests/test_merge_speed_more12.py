@@ -116,25 +116,30 @@ class Original:
         return pickle.loads(self.process.stdout.read(struct.unpack(">Q", head)[0]))  # type: ignore[union-attr]
 
 
-@pytest.fixture(scope="module")
-def original(tmp_path_factory: pytest.TempPathFactory):
-    """This tree with the changed files as they were at ORIGINAL."""
+def original_modules(tmp_path: Path, commit: str, changed: tuple[str, ...]):
+    """A process answering scrapes with this tree's modules, the `changed` ones as they were
+    at `commit`; skips where git or that commit is missing."""
     if shutil.which("git") is None:
         pytest.skip("git is needed to read the original modules")
-    tree = tmp_path_factory.mktemp("original")
-    shutil.copytree(ROOT / "exporter" / "inferwatch", tree / "inferwatch",
+    shutil.copytree(ROOT / "exporter" / "inferwatch", tmp_path / "inferwatch",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    for name in CHANGED:
+    for name in changed:
         shown = subprocess.run(["git", "-C", str(ROOT), "show",
-                                f"{ORIGINAL}:exporter/inferwatch/{name}"],
+                                f"{commit}:exporter/inferwatch/{name}"],
                                capture_output=True, check=False)
         if shown.returncode:
-            pytest.skip(f"commit {ORIGINAL} is not in this checkout")
-        (tree / "inferwatch" / name).write_bytes(shown.stdout)
-    server = Original(tree)
+            pytest.skip(f"commit {commit} is not in this checkout")
+        (tmp_path / "inferwatch" / name).write_bytes(shown.stdout)
+    server = Original(tmp_path)
     yield server
     server.process.stdin.close()  # type: ignore[union-attr]
     server.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory: pytest.TempPathFactory):
+    """This tree with the changed files as they were at ORIGINAL."""
+    yield from original_modules(tmp_path_factory.mktemp("original"), ORIGINAL, CHANGED)
 
 
 # --- random workers ---------------------------------------------------------------------------

@@ -15,8 +15,6 @@ held, and every later fold stayed there.
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 import time
 
 import numpy as np
@@ -42,11 +40,10 @@ from inferwatch.multiproc.store import (
 from test_merge_speed_more12 import (
     MODELS,
     NOW,
-    ROOT,
-    Original,
     assert_alike,
     blobs_of,
     deployment,
+    original_modules,
     worker_strategy,
 )
 
@@ -60,22 +57,7 @@ HOUR = 3600.0
 @pytest.fixture(scope="module")
 def original(tmp_path_factory: pytest.TempPathFactory):
     """This tree with the changed files as they were at ORIGINAL."""
-    if shutil.which("git") is None:
-        pytest.skip("git is needed to read the original modules")
-    tree = tmp_path_factory.mktemp("original13")
-    shutil.copytree(ROOT / "exporter" / "inferwatch", tree / "inferwatch",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    for name in CHANGED:
-        shown = subprocess.run(["git", "-C", str(ROOT), "show",
-                                f"{ORIGINAL}:exporter/inferwatch/{name}"],
-                               capture_output=True, check=False)
-        if shown.returncode:
-            pytest.skip(f"commit {ORIGINAL} is not in this checkout")
-        (tree / "inferwatch" / name).write_bytes(shown.stdout)
-    server = Original(tree)
-    yield server
-    server.process.stdin.close()  # type: ignore[union-attr]
-    server.process.wait(timeout=30)
+    yield from original_modules(tmp_path_factory.mktemp("original13"), ORIGINAL, CHANGED)
 
 
 # --- the trusted constructor ------------------------------------------------------------------

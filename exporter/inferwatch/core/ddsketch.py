@@ -263,13 +263,7 @@ class DDSketch:
                     raise ValueError(f"bin keys {first + lo}..{first + hi} are outside"
                                      f" {lowest}..{highest}, the keys of finite values")
                 store.add_dense(first + lo, counts[lo:hi + 1].astype(np.int64, copy=False))
-        if not 0 <= zero_count <= _MAX_TOTAL_COUNT:
-            raise ValueError(f"zero_count must be a count in [0, 2**61], got {zero_count}")
-        sketch._zero_count = int(zero_count)
-        if sketch.count > _MAX_TOTAL_COUNT:
-            raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")
-        sketch._sum = float(total)
-        return sketch
+        return sketch._with_totals(zero_count, total)
 
     @classmethod
     def from_dense_bins(cls, relative_accuracy: float, max_bins: int, *,
@@ -333,13 +327,17 @@ class DDSketch:
             store.bins, store.offset = bins, start
             store.total = int(added) if added < _EXACT_FLOAT_SUM else int(counts.sum())
             store.min_key, store.max_key = first, last
+        return sketch._with_totals(zero_count, total)
+
+    def _with_totals(self, zero_count: int, total: float) -> DDSketch:
+        """This sketch, its bins set, given its zero count and sum (checked as counts)."""
         if not 0 <= zero_count <= _MAX_TOTAL_COUNT:
             raise ValueError(f"zero_count must be a count in [0, 2**61], got {zero_count}")
-        sketch._zero_count = int(zero_count)
-        if sketch.count > _MAX_TOTAL_COUNT:
+        self._zero_count = int(zero_count)
+        if self.count > _MAX_TOTAL_COUNT:
             raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")
-        sketch._sum = float(total)
-        return sketch
+        self._sum = float(total)
+        return self
 
     def _key_range(self) -> tuple[int, int]:
         """The lowest and highest key a finite value can have at this accuracy."""

@@ -504,12 +504,7 @@ def _summed_drift_windows(plan: MergePlan, raws: list[RawSnapshot], now: float
     parts: dict[tuple[int, int], list[tuple]] = {}
     for (targets, _), members in groups.items():
         first = members[0]
-        start, end = first.drift_span
-        block = first.bins[start:end].astype(np.int64)
-        rows = first.drift_rows
-        for raw in members[1:]:
-            block += raw.bins[raw.drift_span[0]:raw.drift_span[1]]
-            rows = list(map(operator.add, rows, raw.drift_rows))
+        block, rows = _summed_drift(members)
         for (target, which, total), (_, ids, row_at, bins_at), window in zip(
                 targets, first.drift_shape, first.layout.drift_windows):  # type: ignore[union-attr]
             used = len(ids)
@@ -542,12 +537,7 @@ def _drift_windows_by_layout(plan: MergePlan, raws: list[RawSnapshot], now: floa
     windows: dict[tuple[int, int], DriftWindow] = {}
     for members in groups.values():
         first = members[0]
-        start, end = first.drift_span
-        block = first.bins[start:end].astype(np.int64)
-        rows = first.drift_rows
-        for raw in members[1:]:
-            block += raw.bins[raw.drift_span[0]:raw.drift_span[1]]
-            rows = [a + b for a, b in zip(rows, raw.drift_rows)]
+        block, rows = _summed_drift(members)
         for (target, which, total), (_, ids, row_at, bins_at), window in zip(
                 plan.maps[first.layout.serial].drift_key, first.drift_shape,  # type: ignore[union-attr]
                 first.layout.drift_windows):  # type: ignore[union-attr]
@@ -573,6 +563,19 @@ def _drift_windows_by_layout(plan: MergePlan, raws: list[RawSnapshot], now: floa
                 counts = counts[live]
             merged.merge_buckets(ids, bucket_rows, counts)
     return windows
+
+
+def _summed_drift(members: list[RawSnapshot]) -> tuple[np.ndarray, list[int]]:
+    """The drift bins and bucket rows of files whose windows hold the same buckets, added
+    as one block each (their bins lie at the same places)."""
+    first = members[0]
+    start, end = first.drift_span
+    block = first.bins[start:end].astype(np.int64)
+    rows = first.drift_rows
+    for raw in members[1:]:
+        block += raw.bins[raw.drift_span[0]:raw.drift_span[1]]
+        rows = list(map(operator.add, rows, raw.drift_rows))
+    return block, rows
 
 
 def _empty_window(window: DriftWindowLayout) -> DriftWindow:
