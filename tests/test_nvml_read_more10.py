@@ -127,10 +127,16 @@ def test_a_restarted_worker_on_a_reused_pid_gets_its_own_name(
     collector = GpuCollector(process_memory=True)
     try:
         assert names(scrape(collector)) == {str(pid): psutil.Process(pid).exe()}
-        old_start = psutil.Process(pid).create_time()
+        # The holder's start in clock ticks since boot (what tells processes apart), and
+        # its successor started at least two ticks later, as any reuse of a pid is (a pid
+        # comes back only after the kernel has handed out all the others). Waited for on
+        # the clock those ticks count: the wall clock against psutil's create_time() differs
+        # by up to a second, and the successor often came within the holder's own tick.
+        old_start = nvml_read._started(pid)
+        assert old_start is not None
+        ticks = os.sysconf("SC_CLK_TCK")
         stop(worker)
-        # A successor started at least one clock tick later, as any reuse of a pid is.
-        wait_until(lambda: time.time() > old_start + 0.05)
+        wait_until(lambda: time.clock_gettime(time.CLOCK_BOOTTIME) * ticks > old_start + 2)
         successor = take_pid(pid, [sys.executable, "-c", "import time; time.sleep(60)"])
         if successor is None:
             pytest.skip("this host does not let a test choose the next pid")
@@ -317,5 +323,40 @@ def test_a_driver_without_the_mig_handle_call_is_counted_once_per_scrape(
         assert series(result, ERRORS) == {
             frozenset({("gpu", "0"), ("uuid", "GPU-m"), ("field", "mig_devices"),
                        ("reason", "function_not_found")}): 1}
+    finally:
+        collector.close()
+
+
+def test_a_process_keeps_its_identity_when_the_boot_time_steps(
+        monkeypatch: pytest.MonkeyPatch, worker: subprocess.Popen) -> None:
+    """psutil's create_time() adds /proc/stat's boot time, whole seconds the kernel derives
+    from the wall clock at each read: one step of it made a process's start read a second
+    apart, and a successor started a second after the pid's last holder read as that very
+    process, keeping its name. The identity must be the start since boot alone."""
+    import psutil._pslinux as pslinux
+
+    pid = worker.pid
+    before = nvml_read._started(pid)
+    real_boot_time = psutil.boot_time()
+    monkeypatch.setattr(pslinux, "boot_time", lambda: real_boot_time - 1.0)
+    monkeypatch.setattr(psutil, "boot_time", lambda: real_boot_time - 1.0)
+    assert nvml_read._started(pid) == before
+    fake = HostNVML([FakeGpu(uuid="GPU-a", processes=[(pid, 2**30, NOT_MIG, NOT_MIG)])])
+    fake.install(monkeypatch)
+    asked: list[int] = []
+    real_ask = fake.c_nvmlSystemGetProcessName
+
+    def counted(pid_value, buffer, size):  # type: ignore[no-untyped-def]
+        asked.append(pid_value.value)
+        return real_ask(pid_value, buffer, size)
+
+    monkeypatch.setattr(fake, "c_nvmlSystemGetProcessName", counted)
+    collector = GpuCollector(process_memory=True)
+    try:
+        scrape(collector)
+        monkeypatch.setattr(pslinux, "boot_time", lambda: real_boot_time)
+        monkeypatch.setattr(psutil, "boot_time", lambda: real_boot_time)
+        assert names(scrape(collector)) == {str(pid): psutil.Process(pid).exe()}
+        assert asked == [pid]  # one process, asked once
     finally:
         collector.close()

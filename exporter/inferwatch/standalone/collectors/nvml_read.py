@@ -487,7 +487,22 @@ MAX_PROCESS_NAMES = 4096
 
 
 def _started(pid: int) -> float | None:
-    """When the process with this pid started; None when this pid namespace cannot see it."""
+    """When the process with this pid started, as an identity of that process; None when
+    this pid namespace cannot see it.
+
+    On Linux, the start in clock ticks since boot (``/proc/<pid>/stat``, field 22), which
+    nothing changes: psutil's ``create_time()`` adds the boot time, whole seconds that
+    ``/proc/stat`` derives from the wall clock at each read, so one process could read
+    one second apart on two scrapes, and a successor started exactly a second after the
+    pid's last holder could read as that same process and keep its name.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+        # The name (field 2) may hold spaces and parentheses: fields follow its last ")".
+        return float(data[data.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return float(psutil.Process(pid).create_time())
     except (psutil.Error, OSError, ValueError):
