@@ -6,7 +6,9 @@ every override of the first.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 
@@ -40,9 +42,9 @@ def parse_yaml(text: str) -> Any:
         if node is None:
             return None
         _refuse_alias_loops(node, "", {}, set())
-        _refuse_misread_scalars(loader, node, "", set())
+        _refuse_misread_scalars(loader, node)
         _refuse_duplicate_keys(loader, node, "", set())
-        _refuse_yaml11_numbers(loader, node, "", set())
+        _refuse_yaml11_numbers(loader, node)
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -125,12 +127,12 @@ _TAG_KINDS = {"tag:yaml.org,2002:bool": "a boolean", "tag:yaml.org,2002:int": "a
               "tag:yaml.org,2002:null": "null", "tag:yaml.org,2002:binary": "base64 binary"}
 
 
-def _refuse_misread_scalars(loader: Any, node: Any, prefix: str, visited: set[int]) -> None:
-    """Refuse a scalar PyYAML cannot build, and a mapping key it reads as a boolean, null or
-    octal; both before anything builds the keys, which would raise or show the misreading.
-
-    `!!bool maybe` or `!!timestamp x` make PyYAML raise KeyError or AttributeError, not a YAML
-    error; and `on:` is the key True, so an unknown key would be reported as `True`."""
+def _walk_scalars(node: Any, prefix: str, visited: set[int],
+                  on_scalar: Callable[[Any, str], None],
+                  on_key: Callable[[Any, str], None] | None = None) -> None:
+    """Call `on_scalar` with every scalar value and `on_key` with every scalar mapping key of
+    the tree under `node`, each with its dotted place (``models.fraud.k``, ``tags[2]``); a
+    node reached again through an alias is visited once."""
     import yaml
 
     if id(node) in visited:
@@ -138,16 +140,30 @@ def _refuse_misread_scalars(loader: Any, node: Any, prefix: str, visited: set[in
     visited.add(id(node))
     if isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _refuse_misread_scalars(loader, item, f"{prefix.rstrip('.')}[{index}].", visited)
+            _walk_scalars(item, f"{prefix.rstrip('.')}[{index}].", visited, on_scalar, on_key)
     elif isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            text = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-            if isinstance(key_node, yaml.ScalarNode):
-                _refuse_unbuildable(loader, key_node, f"{prefix}{text}")
-                _refuse_misread_key(loader, key_node, f"{prefix}{text}")
-            _refuse_misread_scalars(loader, value_node, f"{prefix}{text}.", visited)
+            scalar_key = isinstance(key_node, yaml.ScalarNode)
+            text = key_node.value if scalar_key else "?"
+            if on_key is not None and scalar_key:
+                on_key(key_node, f"{prefix}{text}")
+            _walk_scalars(value_node, f"{prefix}{text}.", visited, on_scalar, on_key)
     elif isinstance(node, yaml.ScalarNode):
-        _refuse_unbuildable(loader, node, prefix.rstrip(".") or "(top level)")
+        on_scalar(node, prefix.rstrip(".") or "(top level)")
+
+
+def _refuse_misread_scalars(loader: Any, node: Any) -> None:
+    """Refuse a scalar PyYAML cannot build, and a mapping key it reads as a boolean, null or
+    octal; both before anything builds the keys, which would raise or show the misreading.
+
+    `!!bool maybe` or `!!timestamp x` make PyYAML raise KeyError or AttributeError, not a YAML
+    error; and `on:` is the key True, so an unknown key would be reported as `True`."""
+
+    def key(key_node: Any, where: str) -> None:
+        _refuse_unbuildable(loader, key_node, where)
+        _refuse_misread_key(loader, key_node, where)
+
+    _walk_scalars(node, "", set(), functools.partial(_refuse_unbuildable, loader), key)
 
 
 def _refuse_unbuildable(loader: Any, node: Any, where: str) -> None:
@@ -196,31 +212,23 @@ _OCTAL = re.compile(r"[-+]?0[0-7_]+")
 _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
 
 
-def _refuse_yaml11_numbers(loader: Any, node: Any, prefix: str, visited: set[int]) -> None:
+def _refuse_yaml11_numbers(loader: Any, node: Any) -> None:
     """Refuse a plain scalar YAML 1.1 reads as a number other than the one written."""
-    import yaml
+    _walk_scalars(node, "", set(), functools.partial(_refuse_yaml11_number, loader))
 
-    if id(node) in visited:
-        return
-    visited.add(id(node))
-    if isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _refuse_yaml11_numbers(loader, item, f"{prefix.rstrip('.')}[{index}].", visited)
-    elif isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-            _refuse_yaml11_numbers(loader, value_node, f"{prefix}{key}.", visited)
-    elif isinstance(node, yaml.ScalarNode) and node.style is None:
-        text = node.value
-        where = prefix.rstrip(".") or "(top level)"
-        line = node.start_mark.line + 1
-        if node.tag in (_INT_TAG, _FLOAT_TAG) and _SEXAGESIMAL.fullmatch(text):
-            raise Refused(where, f"is {text}, which YAML 1.1 reads as the base-60 number "
-                          f"{loader.construct_object(node)!r} (line {line}): write the "
-                          f"number itself, or quote it where text is meant")
-        if node.tag == _INT_TAG and _OCTAL.fullmatch(text):
-            number = loader.construct_object(node)
-            if number != int(text.replace("_", "")):
-                raise Refused(where, f"is {text}, which YAML 1.1 reads as the octal number "
-                              f"{number} (line {line}): write it without the leading 0, or "
-                              f"quote it where text is meant")
+
+def _refuse_yaml11_number(loader: Any, node: Any, where: str) -> None:
+    if node.style is not None:
+        return  # quoted: text as written
+    text = node.value
+    line = node.start_mark.line + 1
+    if node.tag in (_INT_TAG, _FLOAT_TAG) and _SEXAGESIMAL.fullmatch(text):
+        raise Refused(where, f"is {text}, which YAML 1.1 reads as the base-60 number "
+                      f"{loader.construct_object(node)!r} (line {line}): write the "
+                      f"number itself, or quote it where text is meant")
+    if node.tag == _INT_TAG and _OCTAL.fullmatch(text):
+        number = loader.construct_object(node)
+        if number != int(text.replace("_", "")):
+            raise Refused(where, f"is {text}, which YAML 1.1 reads as the octal number "
+                          f"{number} (line {line}): write it without the leading 0, or "
+                          f"quote it where text is meant")
