@@ -260,7 +260,11 @@ def decode(data: bytes) -> RawSnapshot:
         raise SnapshotError("snapshot checksum mismatch (damaged file)")
     try:
         layout = _layout(data, starts[0], starts[1], layout_crc)
-        header = json.loads(view[starts[1]:starts[2]].tobytes())
+        state_text = view[starts[1]:starts[2]].tobytes()
+        header, state_key = _known_state(state_text)
+        checked = header is not None
+        if header is None:
+            header = json.loads(state_text)
         if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
             raise ValueError("the state section is not of this format")
         # Only what _narrowest writes: an unsigned 64-bit array does not add into the
@@ -289,7 +293,10 @@ def decode(data: bytes) -> RawSnapshot:
         if not isinstance(models, list) or len(models) != len(layout.models) or not all(
                 isinstance(model, dict) for model in models):
             raise ValueError("the state's models do not match the layout's")
-        _check_header(header)
+        if not checked:
+            _check_header(header)
+            if state_key is not None:
+                _remember_state(state_key, header)
         raw = RawSnapshot(header, layout, values, bins,
                           exact_text=data[starts[2]:starts[3]])
         position = _check_windows(raw, table)
@@ -318,6 +325,64 @@ _STR = frozenset((str,))  # the types of values that are all exactly str
 # Info keys already judged to be label names: a bounded set, so crafted files cannot grow it.
 _INFO_KEYS: set[str] = set()
 MAX_INFO_KEYS = 1024
+
+
+# The state section as encode() writes it: this head, the time of writing (a JSON number),
+# then the rest. The rest -> that section parsed and checked by _check_header: a worker's
+# state (identity, gauges, process counters) stays as it was from one publish to the next
+# while its written_at moves, so a reader parses the text once, not at every scrape. Keyed
+# by the exact bytes, so changed text is parsed anew; least recently used first, bounded
+# in entries and text held.
+_STATE_HEAD = b'{"format":%d,"written_at":' % FORMAT_VERSION
+_JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_states: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+_states_lock = threading.Lock()
+renew_at_fork(globals(), "_states_lock")
+MAX_STATES = 256
+MAX_STATE_BYTES = 16 << 20
+MAX_STATE_TEXT = 1 << 20  # a larger section is parsed every time
+_state_bytes = 0
+
+
+def _known_state(text: bytes) -> tuple[dict[str, Any] | None, bytes | None]:
+    """(the checked state section `text` holds, if the same one but for its time of writing
+    was decoded before; else None, the key to remember it by once checked, None if it is
+    not to be remembered)."""
+    if not text.startswith(_STATE_HEAD) or len(text) > MAX_STATE_TEXT:
+        return None, None
+    number = _JSON_NUMBER.match(text, len(_STATE_HEAD))
+    if number is None or number.end() - number.start() > 40:  # no time is written longer
+        return None, None
+    rest = text[number.end():]
+    # A second "written_at" key would be the one json keeps: not of encode(), not remembered.
+    if b'"written_at"' in rest:
+        return None, None
+    found = _states.get(rest)
+    if found is None:
+        return None, rest
+    with _states_lock:
+        if rest in _states:
+            _states.move_to_end(rest)
+    # As json reads a number: an int unless it has a fraction or an exponent.
+    written = number.group(0)
+    header = dict(found)  # the nested parts are shared: readers of a snapshot never change it
+    header["written_at"] = (float(written) if number.group(1) or number.group(2)
+                            else int(written))
+    return header, None
+
+
+def _remember_state(rest: bytes, header: dict[str, Any]) -> None:
+    """Remember a checked state section by the text after its time of writing."""
+    global _state_bytes
+    with _states_lock:
+        old = _states.pop(rest, None)
+        if old is not None:
+            _state_bytes -= len(rest)
+        while _states and (len(_states) >= MAX_STATES
+                           or _state_bytes + len(rest) > MAX_STATE_BYTES):
+            _state_bytes -= len(_states.popitem(last=False)[0])
+        _states[rest] = header
+        _state_bytes += len(rest)
 
 
 def _check_header(header: dict[str, Any]) -> None:

@@ -590,23 +590,26 @@ class InstrumentMiddleware:
         async def send_and_watch(message: dict[str, Any]) -> None:
             nonlocal status, ended_at, body, disconnected, trailers
             kind = message["type"]
+            last = kind == _PATHSEND
             if kind in _BODY:
-                if body is None and message.get("more_body", False):
+                more = message.get("more_body", False)
+                if more and body is None:
                     body = ItemClock(request._start,
                                      request.monitor.settings.stream_interval_buckets)
                 if body is not None and (message.get("body") or kind != "http.response.body"):
                     body.item()  # as the app hands it over: the first is the first byte
+                last = not more
             try:
                 await send(message)
             except OSError:
                 disconnected = disconnected or ended_at is None
                 raise
-            if kind == "http.response.start":
-                status = message["status"]
-                trailers = bool(message.get("trailers", False))
-            elif kind == _PATHSEND or (kind in _BODY and not message.get("more_body", False)):
+            if last:
                 if not trailers:
                     ended_at = time.perf_counter()
+            elif kind == "http.response.start":
+                status = message["status"]
+                trailers = bool(message.get("trailers", False))
             elif kind == _TRAILERS and not message.get("more_trailers", False):
                 ended_at = time.perf_counter()
 
@@ -632,7 +635,8 @@ class InstrumentMiddleware:
         try:
             if scope.get("method") in _NOT_PREDICTIONS or scope.get(RECORDED_KEY):
                 return None
-            path = _within(scope["path"], scope.get("root_path"))
+            root_path = scope.get("root_path")
+            path = _within(scope["path"], root_path) if root_path else scope["path"]
             monitor = self._routes.resolve(path, scope)
             if monitor is None:
                 return None
@@ -725,8 +729,7 @@ class WSGIInstrumentMiddleware:
                 return None
             raw_id = environ.get(self._id_key)
             request_id = None if raw_id is None else clean_request_id(raw_id)
-            request = HTTPRequest(monitor, request_id)
-            request.__enter__()  # open(): an HTTP request is entered as itself, never joins
+            request = HTTPRequest.open(monitor, request_id)  # as itself, never joining
             request.held()
             traceparent = environ.get("HTTP_TRACEPARENT")
             if traceparent and request.record.trace_id is None and \
