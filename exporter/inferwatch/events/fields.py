@@ -39,6 +39,7 @@ import pathlib
 import re
 import sys
 import uuid
+from typing import Any
 
 # C0 and C1 controls (CR, LF, ESC, NUL, NEL...), DEL, the Unicode line and paragraph
 # separators (str.splitlines and JavaScript treat them as line breaks) and lone surrogates
@@ -142,6 +143,34 @@ def named_fields(value: object, max_bytes: int = 1 << 20) -> object:
     raise NotConverted(type_name(value))
 
 
+def _records_of_repeated_columns(frame: Any) -> list[dict[object, object]]:
+    """Row records of a DataFrame whose columns repeat a name: the second ``a`` is ``a.1``,
+    as ``pandas.read_csv`` names them (``to_dict`` would keep one of them, with a warning
+    printed into the model server's log).
+
+    >>> import pandas as pd
+    >>> _records_of_repeated_columns(pd.DataFrame([[1, 2, 3]], columns=["a", "a", "b"]))
+    [{'a': 1, 'a.1': 2, 'b': 3}]
+    """
+    taken = {str(name) for name in frame.columns}
+    seen: dict[object, int] = {}
+    names: list[object] = []
+    for name in frame.columns:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        if count:
+            renamed = f"{name}.{count}"
+            while renamed in taken:  # a column of that name exists already
+                count += 1
+                renamed = f"{name}.{count}"
+            taken.add(renamed)
+            name = renamed
+        names.append(name)
+    renamed_frame = frame.copy(deep=False)
+    renamed_frame.columns = names
+    return renamed_frame.to_dict(orient="records")
+
+
 def _from_library(value: object, max_bytes: int) -> object:
     # Only libraries already imported can have made `value`: nothing is imported here.
     numpy = sys.modules.get("numpy")
@@ -155,6 +184,8 @@ def _from_library(value: object, max_bytes: int) -> object:
     pandas = sys.modules.get("pandas")
     if pandas is not None:
         if isinstance(value, pandas.DataFrame):
+            if not value.columns.is_unique:
+                return _records_of_repeated_columns(value)
             return value.to_dict(orient="records")
         if isinstance(value, pandas.Series):
             return value.to_dict()
