@@ -35,6 +35,26 @@ _SAMPLED_ITEMS = 64  # of a list, sized to stand for the rest
 _NEVER_ARRAYS = frozenset({float, int, str, bool, dict, list, tuple, type(None)})
 
 
+class ArrayLayout:
+    """The dtype and shape of a wrapper's small numeric array results, kept in a pending
+    call in place of the array while its bytes wait for the drain: the drain reads the
+    bytes by these (as it reads them by an array's), and the call holds no array alive.
+    One layout stands for every call of its shape, which the drain tells by identity.
+
+    >>> layout = ArrayLayout(np.dtype(np.float64), (2, 3))
+    >>> layout.shape, layout.nbytes
+    ((2, 3), 48)
+    """
+
+    __slots__ = ("dtype", "nbytes", "shape")
+
+    def __init__(self, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        # What a call of this layout holds (monitor sizes pending calls by it).
+        self.nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+
+
 def snapshot(value: Any) -> Any:
     """What the drain will read for `value`: a copy of a small numpy array, else itself.
 

@@ -34,6 +34,7 @@ from inferwatch import faults
 from inferwatch.core import request as request_module  # its lock: renewed at fork
 from inferwatch.core.call_input import (
     COPY_LIMIT_BYTES,
+    ArrayLayout,
     call_input,
     input_position,
     is_onnx_run,
@@ -144,9 +145,10 @@ class _CallRecorder:
         request's inference stage, as :meth:`call` records it, without what only a call
         of its own needs (a record, a request id, margins). A request that has closed
         (seen from a task it started) is not joined: the call is one of its own."""
-        if not request.is_open:
+        if not (request._open or request.is_open):
             return self.call(args, {})
-        self.give_input(request, args)
+        if self.monitor.keeps_inputs:
+            self.give_input(request, args)
         start = time.perf_counter()
         try:
             result = self.fn(*args)
@@ -158,12 +160,15 @@ class _CallRecorder:
             except Exception as fault:
                 faults.record("request", fault)
             raise
+        duration = time.perf_counter() - start
         if result.__class__ not in self.follow.plain:
             followed = self.follow(result, start, args, None, slow=True)
             if followed is not UNFOLLOWED:
                 return followed
         try:
-            self.join_open_request(time.perf_counter() - start, result, request=request)
+            # join_open_request without its look-up: the request is known.
+            if not self._joined(request, duration, True, result):
+                self.join_open_request(duration, result, request=request)
         except Exception as exc:
             faults.record("request", exc)
         return result
@@ -287,7 +292,7 @@ class _CallRecorder:
         stage = (INFERENCE_STAGE, duration)
         prediction = snapshot(result) if succeeded else None
         with request_module._CLOSING:
-            if not request.is_open:
+            if not (request._open or request.is_open):
                 return False
             record = request.record
             # Past the bound of an abandoned request the stage is dropped, as r.stage()
@@ -333,6 +338,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     in_request = open_request.get  # a C call: cheap enough for the fast path
     ndarray, copy_limit = np.ndarray, COPY_LIMIT_BYTES
     position, one_feed = slow.position, slow.one_feed
+    # (shape, dtype, ArrayLayout or None) of the last small numeric array result.
+    known: tuple = (None, None, None)
 
     def with_input(args: tuple) -> Any:
         """A call of a model with a reference profile: its input goes with it, for the
@@ -393,6 +400,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
 
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
+        nonlocal known
         path = monitor.path
         request = in_request()
         if path is not FAST or kwargs or request is not None:
@@ -422,13 +430,30 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             if followed is not UNFOLLOWED:
                 return followed
             recorded = snapshot(result)  # an ndarray subclass (np.matrix, masked): copied
-        if cls is ndarray and result.nbytes <= copy_limit:
-            if not result.dtype.hasobject:
-                # Its bytes as the call returned them, read in the drain with the array's
-                # dtype and shape: about a third of what a copy costs here.
-                done = (clock() - start, result, None, result.tobytes())
+        if cls is ndarray:
+            # Its bytes as the call returned them, read in the drain with the array's dtype
+            # and shape: about a third of what a copy costs here. A shape and dtype seen on
+            # the wrapper's last array call go with a layout of them in place of the array
+            # (call_input.ArrayLayout): the call keeps no array alive (a model's fresh
+            # output, or a view and its base), and the drain knows all its calls of one
+            # layout by one look. `known` is one tuple, swapped whole: calls in other
+            # threads read a shape, a dtype and a layout that belong together.
+            shape = result.shape
+            known_shape, known_dtype, layout = known
+            if shape == known_shape and result.dtype is known_dtype:
+                if layout is None:  # the shape came again: it is worth a layout
+                    layout = ArrayLayout(known_dtype, shape)
+                    known = (shape, known_dtype, layout)
+                done = (clock() - start, layout, None, result.tobytes())
+            elif result.nbytes <= copy_limit:
+                dtype = result.dtype
+                if not dtype.hasobject:
+                    done = (clock() - start, result, None, result.tobytes())
+                    known = (shape, dtype, None)
+                else:
+                    done = (clock() - start, result.copy())
             else:
-                done = (clock() - start, result.copy())
+                done = (clock() - start, recorded)
         else:
             done = (clock() - start, recorded)
         if len(pending) < limit:

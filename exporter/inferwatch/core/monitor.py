@@ -230,7 +230,10 @@ def _arrays_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes], kept
                        ) -> tuple[Sequence[object], list, tuple[np.ndarray, tuple] | None]:
     """Results, kept inputs and (stacked, shape) for arrays kept as their bytes: one array
     read from the joined bytes when they share a shape and dtype."""
-    dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
+    if len(set(map(id, arrays))) == 1:  # one wrapper's layout (call_input.ArrayLayout)
+        dtypes, shapes = {arrays[0].dtype}, {arrays[0].shape}
+    else:
+        dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
     if len(dtypes) == 1 and len(shapes) == 1:
         (dtype,), (shape,) = dtypes, shapes
         # all(shape): no axis of size 0, which a reshape to -1 rows cannot place.
