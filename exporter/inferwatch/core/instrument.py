@@ -15,6 +15,7 @@ the caller's exception object untouched.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import datetime as _dt
 import functools
@@ -69,6 +70,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 WRAPPED_METHODS = (("predict", False), ("predict_proba", True), ("inplace_predict", False))
 _WRAPPED_NAMES = dict(WRAPPED_METHODS)
 UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded
+# (monitor, id) of the id a request-id function gave the call its wrapper just began in this
+# thread or task: a shadow layer above a model that names request_id in its own signature
+# (so the layer may not pass the id down) reads it, so that the function is called once a
+# call and the challenger's copy carries the champion's id.
+named_call_id: contextvars.ContextVar[tuple | None] = contextvars.ContextVar(
+    "inferwatch_named_call_id", default=None)
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
@@ -217,16 +224,20 @@ class _CallRecorder:
             self.give_input(request, args, kwargs)
             return None
         request_id = None
+        named = False
         if "request_id" in kwargs:
             request_id = kwargs["request_id"] if self.takes_request_id else kwargs.pop(
                 "request_id")
         elif monitor.request_id_fn is not None:
+            named = True
             try:
                 request_id = monitor.request_id_fn(*args, **kwargs)
             except Exception as exc:
                 faults.record("request_id", exc)
         if request_id is not None:
             request_id = faults.text_of(request_id, "request_id")
+        if named:
+            named_call_id.set((monitor, request_id))
         record = RequestRecord(0.0, request_id=request_id, started_at=time.time())
         if monitor.keeps_inputs:
             record.features = snapshot_input(

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import functools
 import inspect
 import itertools
@@ -56,7 +57,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.call_input import COPY_LIMIT_BYTES, snapshot, snapshot_input
-from inferwatch.core.instrument import _accepts_keyword
+from inferwatch.core.instrument import _accepts_keyword, named_call_id
 from inferwatch.core.monitor import Monitor, _count_value
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, version_text
@@ -90,6 +91,8 @@ class ShadowClosed(Exception):
 
 
 _FAILURES = {"timeout": ShadowTimeout, "crashed": ShadowCrashed, "shutdown": ShadowClosed}
+# No id read back from the champion's wrapper for a sampled call (None is an id: no id).
+_UNNAMED = object()
 _error_types: dict[str, type] = {}
 
 
@@ -171,8 +174,11 @@ class Shadow:
         self.closed = False
 
     # --- the request path -------------------------------------------------------------------
-    def offer(self, method: str, args: tuple, kwargs: dict, result: object) -> None:
-        """Queue one sampled call for the challenger. Never raises, never blocks."""
+    def offer(self, method: str, args: tuple, kwargs: dict, result: object,
+              named_id: object = _UNNAMED) -> None:
+        """Queue one sampled call for the challenger. Never raises, never blocks.
+        `named_id`: the id the champion's request-id function gave this call, where its
+        wrapper named it (the function is then not called a second time)."""
         try:
             if self.closed:
                 return  # a closed shadow samples nothing
@@ -200,6 +206,8 @@ class Shadow:
             else:
                 if request is not None:
                     request_id = request.record.request_id
+                elif named_id is not _UNNAMED:
+                    request_id = named_id
                 elif self.champion_monitor.request_id_fn is not None:
                     try:
                         request_id = self.champion_monitor.request_id_fn(*args, **kwargs)
@@ -648,10 +656,26 @@ def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
     # wrapper, which its call must never see unless its caller gave it.
     naming = not _accepts_keyword(_model_callable(inner), "request_id")
 
-    def offer(args: tuple, kwargs: dict, result: object) -> None:
+    def offer(args: tuple, kwargs: dict, result: object, named_id: object = _UNNAMED) -> None:
         alive = ref()
         if alive is not None:
-            alive.offer(method, args, kwargs, result)
+            alive.offer(method, args, kwargs, result, named_id)
+
+    def named_by_wrapper(kwargs: dict) -> bool:
+        """Whether the champion's wrapper will name this call with the request-id function
+        (its model takes request_id, so the id cannot be handed down): the id it gives is
+        then read back from ``named_call_id`` rather than asked of the function again."""
+        try:
+            return not naming and monitor.request_id_fn is not None and \
+                "request_id" not in kwargs and current_request_of(monitor) is None
+        except Exception as exc:
+            faults.record("shadow", exc)
+            return False
+
+    def named_id_of(token: contextvars.Token) -> object:
+        found = named_call_id.get()
+        named_call_id.reset(token)
+        return found[1] if found is not None and found[0] is monitor else _UNNAMED
 
     def named(args: tuple, kwargs: dict) -> dict:
         """`kwargs` with the call's request id when the champion's request_id function
@@ -682,6 +706,14 @@ def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
                 return await link[0](*args, **kwargs)
             if naming and monitor.request_id_fn is not None:
                 kwargs = named(args, kwargs)
+            elif named_by_wrapper(kwargs):
+                token = named_call_id.set(None)
+                try:
+                    result = await link[0](*args, **kwargs)
+                finally:
+                    named_id = named_id_of(token)
+                offer(args, kwargs, result, named_id)
+                return result
             result = await link[0](*args, **kwargs)
             offer(args, kwargs, result)
             return result
@@ -696,6 +728,14 @@ def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
             return link[0](*args, **kwargs)
         if naming and monitor.request_id_fn is not None:
             kwargs = named(args, kwargs)
+        elif named_by_wrapper(kwargs):
+            token = named_call_id.set(None)
+            try:
+                result = link[0](*args, **kwargs)
+            finally:
+                named_id = named_id_of(token)
+            offer(args, kwargs, result, named_id)
+            return result
         result = link[0](*args, **kwargs)
         offer(args, kwargs, result)
         return result
