@@ -304,12 +304,14 @@ class DDSketch:
             if run is None:
                 continue
             first, counts = int(run[0]), run[1]
-            # Sums of a thousand files' counts near 2**53 wrap in int64.
-            if counts.min() < 0:
+            # Sums of a thousand files' counts near 2**53 wrap in int64. (np.minimum.reduce
+            # and np.add.reduce are what counts.min() and counts.sum() call, less their
+            # Python wrappers: a merged scrape builds a sketch per series.)
+            if np.minimum.reduce(counts) < 0:
                 raise ValueError("bin counts must be a 1-D array of non-negative integers")
             # from_bins's bound: the largest count or the float sum past it. A float sum
             # within half of it bounds every (non-negative) count too: one reduction.
-            added = counts.sum(dtype=np.float64)
+            added = np.add.reduce(counts, dtype=np.float64)
             if added > _MAX_TOTAL_COUNT / 2 and (counts.max() > _MAX_TOTAL_COUNT
                                                  or added > _MAX_TOTAL_COUNT):
                 raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")

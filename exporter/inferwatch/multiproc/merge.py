@@ -47,15 +47,18 @@ from inferwatch.core.state import (
 from inferwatch.multiproc.merge_plan import LayoutMap, MergePlan, merge_plan
 from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError, bucket_id
 from inferwatch.multiproc.snapshot_layout import (
+    MAX_GRID_CELLS,
     NEG_N,
     NEG_OFFSET,
     NEWEST,
     POS_N,
     POS_OFFSET,
     SKETCH_SUM,
+    WIDENING_TYPES,
     ZERO,
     DriftWindowLayout,
     dense_bins,
+    summed_rows,
 )
 
 if TYPE_CHECKING:
@@ -422,31 +425,28 @@ def _summary(contributions: list[tuple[RawSnapshot, int, int, int]], config: tup
     zero, sketch_sum = 0, 0.0
     positive: list[tuple[int, np.ndarray]] = []
     negative: list[tuple[int, np.ndarray]] = []
-
-    def add(row: list, start: int, bins: np.ndarray, row_sum: float) -> None:
-        nonlocal zero, sketch_sum
-        zero += row[ZERO]
-        sketch_sum += row_sum
-        middle = start + row[POS_N]
-        if row[POS_N]:
-            positive.append((row[POS_OFFSET], bins[start:middle]))
-        if row[NEG_N]:
-            negative.append((row[NEG_OFFSET], bins[middle:middle + row[NEG_N]]))
-
     for raw, model, offset, row_index in contributions:
         row = raw.windows[row_index]
         if row[NEWEST] == newest:
-            add(row, raw.window_starts[row_index], raw.bins, raw.window_sums[row_index])
-            continue
-        try:
-            buckets = raw.exact_buckets(model, offset)
-        except SnapshotError as exc:
-            if on_error is not None:
-                on_error(exc)
-            continue
-        for bucket_row, start in buckets:
-            if oldest < bucket_row[NEWEST] <= newest:
-                add(bucket_row, start, raw.bins, bucket_row[SKETCH_SUM])
+            rows = ((row, raw.window_starts[row_index], raw.window_sums[row_index]),)
+        else:
+            try:
+                buckets = raw.exact_buckets(model, offset)
+            except SnapshotError as exc:
+                if on_error is not None:
+                    on_error(exc)
+                continue
+            rows = tuple((bucket_row, start, bucket_row[SKETCH_SUM]) for bucket_row, start
+                         in buckets if oldest < bucket_row[NEWEST] <= newest)
+        bins = raw.bins
+        for row, start, row_sum in rows:
+            zero += row[ZERO]
+            sketch_sum += row_sum
+            middle = start + row[POS_N]
+            if row[POS_N]:
+                positive.append((row[POS_OFFSET], bins[start:middle]))
+            if row[NEG_N]:
+                negative.append((row[NEG_OFFSET], bins[middle:middle + row[NEG_N]]))
     max_age, age_buckets, accuracy, max_bins = config
     rolling = RollingSketch(max_age, age_buckets, accuracy, max_bins)
     if positive or negative or zero:
@@ -570,19 +570,28 @@ def _summed_drift(members: list[RawSnapshot]) -> tuple[np.ndarray, list[int]]:
     as one block each (their bins lie at the same places)."""
     first = members[0]
     start, end = first.drift_span
-    block = first.bins[start:end].astype(np.int64)
     rows = first.drift_rows
     for raw in members[1:]:
-        block += raw.bins[raw.drift_span[0]:raw.drift_span[1]]
         rows = list(map(operator.add, rows, raw.drift_rows))
+    size = end - start
+    types = {raw.bins.dtype for raw in members}
+    if len(members) > 1 and len(members) * size <= MAX_GRID_CELLS and types <= WIDENING_TYPES:
+        # Stacked in the files' own (narrow) type and added in one call, not file by file.
+        grid = np.empty((len(members), size),
+                        dtype=types.pop() if len(types) == 1 else np.result_type(*types))
+        for index, raw in enumerate(members):
+            grid[index] = raw.bins[raw.drift_span[0]:raw.drift_span[1]]
+        return summed_rows(grid), rows
+    block = first.bins[start:end].astype(np.int64)
+    for raw in members[1:]:
+        block += raw.bins[raw.drift_span[0]:raw.drift_span[1]]
     return block, rows
 
 
 def _empty_window(window: DriftWindowLayout) -> DriftWindow:
-    from inferwatch.quality.drift import DriftWindow, layout_of
+    from inferwatch.quality.drift import DriftWindow
 
-    return DriftWindow(layout_of(window.bins), max_age_seconds=window.max_age_seconds,
-                       age_buckets=window.age_buckets)
+    return DriftWindow.empty(window.bins, window.max_age_seconds, window.age_buckets)
 
 
 def _add_counts(total: dict[str, float], counts: object) -> None:

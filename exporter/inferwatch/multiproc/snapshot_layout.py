@@ -468,6 +468,37 @@ def _config(config: Any) -> tuple:
     return tuple(config)
 
 
+# Cells of a grid that bins are added in (a few MiB at most); past it, run by run.
+MAX_GRID_CELLS = 1 << 18
+# Count types that widen to int64 exactly: the bin types of a file, and int64 sums.
+WIDENING_TYPES = frozenset(np.dtype(name) for name in ("u1", "u2", "u4", "i1", "i2", "i4",
+                                                         "i8"))
+
+# The largest count of each unsigned type (np.iinfo costs more than adding a series).
+_LARGEST_UNSIGNED = {np.dtype(name): int(np.iinfo(name).max) for name in ("u1", "u2", "u4")}
+
+
+def summed_rows(grid: np.ndarray) -> np.ndarray:
+    """The rows of a 2-D grid of counts (a type of :data:`WIDENING_TYPES`) added, as int64.
+
+    Files hold bins in the narrowest unsigned type: added in a type just wide enough for
+    the largest possible sum, a cast per cell is saved. Integer sums are exact (int64 ones
+    wrap alike) in any order, so the sums are those of adding row by row into int64.
+
+    >>> summed_rows(np.array([[255, 1], [255, 2]], dtype=np.uint8)).tolist()
+    [510, 3]
+    """
+    # np.add.reduce is what ndarray.sum calls, less a Python wrapper that costs about as
+    # much as adding a few workers' bins.
+    largest_count = _LARGEST_UNSIGNED.get(grid.dtype)
+    if largest_count is not None:
+        largest = grid.shape[0] * largest_count
+        if largest < 1 << 32:
+            wide = np.uint16 if largest < 1 << 16 else np.uint32
+            return np.add.reduce(grid, axis=0, dtype=wide).astype(np.int64)
+    return np.add.reduce(grid, axis=0, dtype=np.int64)
+
+
 def dense_bins(segments: list[tuple[int, np.ndarray]],
                max_bins: int) -> tuple[int, np.ndarray] | None:
     """Bin segments (first key, counts) summed into one run: (first key, counts), or None.
@@ -479,19 +510,31 @@ def dense_bins(segments: list[tuple[int, np.ndarray]],
     >>> dense_bins([(3, np.array([1, 2])), (4, np.array([5]))], max_bins=10)
     (3, array([1, 7]))
     """
-    segments = [(offset, counts) for offset, counts in segments if counts.size]
+    segments = [segment for segment in segments if segment[1].size]
     if not segments:
         return None
-    high = max(offset + counts.size - 1 for offset, counts in segments)
-    low = max(min(offset for offset, _ in segments), high - max_bins + 1)
-    dense = np.zeros(high - low + 1, dtype=np.int64)
-    for offset, counts in segments:
-        if offset < low:
-            cut = min(low - offset, counts.size)
-            dense[0] += int(counts[:cut].sum())
-            counts, offset = counts[cut:], low
-        dense[offset - low:offset - low + counts.size] += counts
-    nonzero = np.flatnonzero(dense)
+    high = max([offset + counts.size for offset, counts in segments]) - 1
+    lowest = min([offset for offset, _ in segments])
+    low = max(lowest, high - max_bins + 1)
+    width = high - low + 1
+    types = {counts.dtype for _, counts in segments}
+    if lowest == low and len(segments) * width <= MAX_GRID_CELLS and types <= WIDENING_TYPES:
+        # One row per segment in the files' own (narrow) type, added down the rows in one
+        # call: a series of many workers costs one numpy add, not one per worker.
+        grid = np.zeros((len(segments), width),
+                        dtype=types.pop() if len(types) == 1 else np.result_type(*types))
+        for index, (offset, counts) in enumerate(segments):
+            grid[index, offset - low:offset - low + counts.size] = counts
+        dense = summed_rows(grid)
+    else:
+        dense = np.zeros(width, dtype=np.int64)
+        for offset, counts in segments:
+            if offset < low:
+                cut = min(low - offset, counts.size)
+                dense[0] += int(counts[:cut].sum())
+                counts, offset = counts[cut:], low
+            dense[offset - low:offset - low + counts.size] += counts
+    (nonzero,) = dense.nonzero()
     if not nonzero.size:
         return None
     return low + int(nonzero[0]), dense[nonzero[0]:nonzero[-1] + 1]

@@ -412,6 +412,37 @@ class DriftWindow:
         self._newest_added = -1
         self.future_buckets_dropped = 0
 
+    @classmethod
+    def empty(cls, bins: tuple[int, ...], max_age_seconds: float,
+              age_buckets: int) -> DriftWindow:
+        """A new window of `bins` per feature: ``DriftWindow(bins, max_age_seconds,
+        age_buckets)``, and the same errors, with the settings checked once per distinct
+        value (a merged view builds two windows per model on every scrape).
+
+        >>> DriftWindow.empty((2, 3), 60.0, 6).counts(now=1000.0)[1]
+        0
+        """
+        key = (bins, type(max_age_seconds), max_age_seconds, type(age_buckets), age_buckets)
+        accepted = _ACCEPTED_WINDOWS.get(key)
+        if accepted is None:
+            checked = cls(layout_of(bins), max_age_seconds=max_age_seconds,
+                          age_buckets=age_buckets)  # raises as the constructor does
+            accepted = (checked.layout, checked.max_age_seconds, checked.bucket_seconds,
+                        checked._ids)
+            if len(_ACCEPTED_WINDOWS) < MAX_ACCEPTED_WINDOWS:
+                _ACCEPTED_WINDOWS[key] = accepted
+        window = cls.__new__(cls)
+        window.layout, window.max_age_seconds, window.bucket_seconds, no_ids = accepted
+        window.age_buckets = age_buckets
+        window._ids = no_ids.copy()
+        window._counts = np.zeros((age_buckets, window.layout.total), dtype=np.int64)
+        window._rows = np.zeros(age_buckets, dtype=np.int64)
+        window._lock = threading.Lock()
+        window.changes = 0
+        window._newest_added = -1
+        window.future_buckets_dropped = 0
+        return window
+
     def renew_lock(self) -> None:
         """A new lock in a forked child (one held at fork time would never be released)."""
         self._lock = threading.Lock()
@@ -644,6 +675,11 @@ def _saturated(counts: np.ndarray, more: np.ndarray) -> np.ndarray:
     return total
 
 
+# (bins, max_age_seconds, age_buckets, with their types) -> what DriftWindow made of the
+# settings it accepted: (layout, max_age_seconds, bucket_seconds, the ids of no buckets).
+# A few per deployment.
+_ACCEPTED_WINDOWS: dict[tuple, tuple[BinLayout, float, float, np.ndarray]] = {}
+MAX_ACCEPTED_WINDOWS = 64
 _layouts: dict[tuple[int, ...], BinLayout] = {}
 
 
