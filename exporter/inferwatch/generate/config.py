@@ -1116,18 +1116,27 @@ def _job_matcher_missing(selector: str, job: str) -> str | None:
     return None
 
 
+# Python writes no integer of more digits as text (sys.get_int_max_str_digits' default).
+_UNWRITABLE = 10 ** 4299
+
+
 def _refuse_surrogates(data: Any, key: str) -> None:
     """Refuse text that is not Unicode: YAML's ``"\\ud800"`` escape makes a lone surrogate,
-    which no UTF-8 file can hold and which promtool refuses to read back from a rule file."""
+    which no UTF-8 file can hold and which promtool refuses to read back from a rule file.
+    Refuse an integer too long for Python to write as text (a dict built in code): every
+    message naming it would fail with a ValueError that names no key."""
     if isinstance(data, str):
         bad = next((c for c in data if 0xD800 <= ord(c) <= 0xDFFF), None)
         if bad is not None:
             raise ConfigError(key or "(top level)", f"holds the lone surrogate "
                               f"{repr(bad)[1:-1]}, which is not a Unicode character")
+    elif isinstance(data, int) and not isinstance(data, bool) and abs(data) >= _UNWRITABLE:
+        raise ConfigError(key or "(top level)", f"is a number of {data.bit_length()} bits, "
+                          "longer than any setting takes (and than Python writes as text)")
     elif isinstance(data, Mapping):
         for name, value in data.items():
+            _refuse_surrogates(name, key)
             dotted = f"{key}.{name}" if key else str(name)
-            _refuse_surrogates(name, dotted)
             _refuse_surrogates(value, dotted)
     elif isinstance(data, list):
         for item in data:
