@@ -86,13 +86,14 @@ def guard(component: str, fn: Callable[..., T], *args: object, default: T | None
 
 
 def text_of(value: object, component: str) -> str | None:
-    """``str(value)`` of user data, or None (a counted fault) when its ``__str__`` raises.
+    """The text of user data: ``str(value)``, the characters of a str subclass, the UTF-8
+    text of bytes; None (a counted fault) when its ``__str__`` raises.
 
     >>> class Hostile:
     ...     def __str__(self):
     ...         raise RuntimeError("no")
-    >>> text_of(17, "example"), text_of(Hostile(), "example")
-    ('17', None)
+    >>> text_of(17, "example"), text_of(Hostile(), "example"), text_of(b"r-1", "example")
+    ('17', None, 'r-1')
     """
     if value.__class__ is str:
         return value
@@ -100,6 +101,11 @@ def text_of(value: object, component: str) -> str | None:
         # Its characters, as a plain str: a str Enum member's own __str__ ("Action.SHOWN")
         # is not the text the exposition writes, and a subclass's methods may raise.
         return str.__str__(value)
+    if isinstance(value, (bytes, bytearray)):
+        # An id read from a message or a raw header: its text, not its repr ("b'r-1'"),
+        # which the same id given as text would never match. A byte that is not UTF-8 is
+        # written as its escape (a lone surrogate would break every UTF-8 write).
+        return bytes(value).decode("utf-8", "backslashreplace")
     try:
         return str(value)
     except Exception as exc:

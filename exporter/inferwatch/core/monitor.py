@@ -945,7 +945,11 @@ class Monitor:
                         forward: bool) -> None:
         try:
             when = time.time() if at is None else _seconds_of(at)
-            rid = str(request_id)
+            # Read as a prediction's id is read (text_of): bytes as their text, a str
+            # subclass as its characters; else the two would never join.
+            rid = faults.text_of(request_id, "outcome")
+            if rid is None:
+                return  # its __str__ raised: counted as a fault
             joined = self.outcomes.join(rid, y_true, when)
             if joined.unmatched == "unknown_id":
                 self.drain()  # the prediction may still be waiting in the pending lists
