@@ -693,7 +693,7 @@ def admit_classes(prediction: Prediction, labels: np.ndarray,
         distinct, inverse = np.unique(labels.reshape(-1), return_inverse=True)
         text = distinct.tolist()
         if kind == "S":
-            text = [raw.decode("utf-8", "replace") for raw in text]
+            text = [raw.decode("utf-8", "backslashreplace") for raw in text]
         admitted = np.array([label in known_classes for label in text], dtype=bool)
         inverse = inverse.reshape(-1)
         keep = admitted[inverse]
@@ -966,11 +966,18 @@ def _class_name(name: object) -> object:
     ``predict``'s float labels of a declared classifier and an outcome's labels are read. As
     "0.0" its column would count the class apart from the "0" that ``predict`` counts.
 
+    A bytes class (a model fit on labels read as bytes) is its text, as ``predict``'s
+    bytes labels are read.
+
     >>> _class_name(1.0), _class_name(-2.0), _class_name(0.5), _class_name("1.0")
     (1, -2, 0.5, '1.0')
+    >>> _class_name(b"cat")
+    'cat'
     """
     if isinstance(name, float) and name.is_integer():
         return int(name)
+    if isinstance(name, (bytes, bytearray)):
+        return bytes(name).decode("utf-8", "backslashreplace")
     return name
 
 
@@ -988,10 +995,17 @@ def known_class_set(class_names: Sequence[object] | None,
             continue
         for item in source:
             if np.ndim(item) == 0:
-                known.add(str(item.item() if isinstance(item, np.generic) else item))
+                known.add(_known_text(item.item() if isinstance(item, np.generic) else item))
             else:
-                known.update(str(v) for v in np.asarray(item).reshape(-1).tolist())
+                known.update(_known_text(v) for v in np.asarray(item).reshape(-1).tolist())
     return frozenset(known)
+
+
+def _known_text(name: object) -> str:
+    """A class name as the labels it matches are read: bytes as their UTF-8 text."""
+    if isinstance(name, (bytes, bytearray)):
+        return bytes(name).decode("utf-8", "backslashreplace")
+    return str(name)
 
 
 def _extend(values: dict[str, np.ndarray], name: str, array: np.ndarray) -> None:
