@@ -75,6 +75,9 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
         "numpy scalar": (lambda: (fn_of(np.float64(0.5)), {}), 1),
         "predict, 1 row": (lambda: (_Model(one[:, 0]).predict, {}), one),
         "predict, 100 rows": (lambda: (_Model(hundred[:, 0]).predict, {}), hundred),
+        # A classifier fit on string labels: predict returns a numpy str array.
+        "predict, 1 row, text class": (lambda: (_Model(np.array(["fraud"])).predict,
+                                                {"classes": ["legit", "fraud"]}), one),
         "predict_proba, 1 row": (lambda: (_Model(None, proba_one).predict_proba, {}), one),
         "predict_proba, 100 rows": (
             lambda: (_Model(None, proba_hundred).predict_proba, {}), hundred),

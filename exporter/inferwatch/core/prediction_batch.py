@@ -24,6 +24,7 @@ from inferwatch.core.predictions import (
     admit_classes,
     class_labels,
     class_members,
+    count_text_classes,
     known_class_set,
     normalize,
     whole_number_classes,
@@ -116,6 +117,7 @@ class PredictionBatch:
         self.repeated_sizes: dict[int, int] = {}
         self.values: dict[str, list[np.ndarray]] = {}
         self.classes: list[np.ndarray] = []
+        self.counted_classes: dict[str, int] = {}  # text labels, counted as they came
         self.confidence: list[np.ndarray] = []
         self.invalid: dict[str, int] = {}
         self.class_like = False  # class-kind outputs seen, labels admitted or not
@@ -188,11 +190,32 @@ class PredictionBatch:
     def _add_classes(self, labels: np.ndarray) -> None:
         self.class_like = True
         holder = Prediction()
-        admitted = admit_classes(holder, labels, self._known_classes())
-        if admitted is not None and admitted.size:
-            self.classes.append(admitted)
+        # With a reference, prediction drift reads each row's label: kept as rows then.
+        counted = None if self.features is not None else count_text_classes(
+            holder, labels, self._known_classes())
+        if counted is not None:
+            for label, count in counted.items():
+                self.counted_classes[label] = self.counted_classes.get(label, 0) + count
+        else:
+            admitted = admit_classes(holder, labels, self._known_classes())
+            if admitted is not None and admitted.size:
+                self.classes.append(admitted)
         for reason, count in holder.invalid.items():
             self._invalid(reason, count)
+
+    def _add_text_classes(self, labels: np.ndarray) -> bool:
+        """Count an object array of text labels (and missing values); False, recording
+        nothing, when it holds anything else."""
+        holder = Prediction()
+        counted = count_text_classes(holder, labels, self._known_classes())
+        if counted is None:
+            return False
+        self.class_like = True
+        for label, count in counted.items():
+            self.counted_classes[label] = self.counted_classes.get(label, 0) + count
+        for reason, count in holder.invalid.items():
+            self._invalid(reason, count)
+        return True
 
     def _known_classes(self) -> frozenset[str]:
         if self._known is None:
@@ -218,6 +241,14 @@ class PredictionBatch:
         if len(dtypes) != 1:
             return False
         (shape,), (dtype,) = shapes, dtypes
+        if dtype.kind == "O" and len(shape) == 1 and shape[0] and not probabilities and \
+                self.settings.task != "regression" and self.features is None:
+            # Text labels as Python objects (pandas, polars): counted over all calls when
+            # they are text and missing values only; anything else is judged call by call.
+            if not self._add_text_classes(np.concatenate(results)):
+                return False
+            self.repeat_size(shape[0], len(results))
+            return True
         if not self._stackable(shape, dtype, probabilities):
             return False
         self.add_stacked(np.concatenate(results), shape, len(results), probabilities)
@@ -230,8 +261,10 @@ class PredictionBatch:
         task, kind = self.settings.task, dtype.kind
         if len(shape) == 2:
             return kind == "f"
+        # Text labels too: counted per distinct label over all calls (count_text_classes),
+        # not normalised call by call.
         return not probabilities and ((kind == "f" and task != "classification") or
-                                      (kind in "iu" and task != "regression"))
+                                      (kind in "iuUS" and task != "regression"))
 
     def add_stacked(self, stacked: np.ndarray, shape: tuple, calls: int,
                     probabilities: bool) -> None:
@@ -273,6 +306,11 @@ class PredictionBatch:
                 for kind in dtypes:
                     self._add_classes(np.concatenate(
                         [r for r in results if r.dtype.kind == kind]))
+                return
+            if len(dtypes) == 1 and dtypes <= {"U", "S"} and task != "regression":
+                # numpy text of any widths joins at the widest, each label kept whole.
+                self.batch_sizes.extend(r.shape[0] for r in results)
+                self._add_classes(np.concatenate(results))
                 return
         # Many 2-D float results of one width (a function returning a probability or output
         # matrix per call): normalised as one stacked matrix, not one call at a time.
@@ -431,11 +469,12 @@ class PredictionBatch:
     def flush(self, state: ModelState, now: float) -> None:
         settings = self.settings
         caps = self.caps
-        if state.info.get("task") == "auto" and (self.classes or self.values or
+        has_classes = bool(self.classes or self.counted_classes)
+        if state.info.get("task") == "auto" and (has_classes or self.values or
                                                  self.class_like):
             # inferwatch_model_info shows what the first predictions turned out to be: a
             # model whose labels were all withheld (not plausible classes) still classifies.
-            detected = "classification" if self.classes or (
+            detected = "classification" if has_classes or (
                 self.class_like and not self.values) else "regression"
             state.info = {**state.info, "task": detected}
         if self.batch_sizes or self.repeated_sizes:
@@ -463,8 +502,10 @@ class PredictionBatch:
             state.histogram("inferwatch_prediction_value", (output,), bounds).observe(values)
             if settings.output_range is not None:
                 self._invalid("out_of_range", int(((values < low) | (values > high)).sum()))
-        if self.classes:
+        if has_classes:
             class_counts = _count_classes(self.classes)
+            for label, count in self.counted_classes.items():
+                class_counts[label] = class_counts.get(label, 0) + count
             class_cap = caps["inferwatch_predicted_class_total"]
             folded = class_cap.fold_counts(class_counts)
             state.inc_many("inferwatch_predicted_class_total",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -773,6 +774,65 @@ def _object_text_classes(prediction: Prediction, labels: np.ndarray,
         text[:] = list(map(prefix.__add__, chosen.tolist()))
         return text
     return chosen
+
+
+def count_text_classes(prediction: Prediction, labels: np.ndarray,
+                       known_classes: Collection[str]) -> dict[str, int] | None:
+    """Counts by class of a batch of text labels (a numpy str or bytes array, or Python
+    objects that are text and missing values only), judged as :func:`admit_classes`
+    judges them but counted per distinct label, with no array of the rows' labels built:
+    a drain of text labels costs a sort (numpy text) or a hash per row (objects), not a
+    Python string and a count per row. None, counting nothing, for any other labels.
+
+    >>> p = Prediction()
+    >>> count_text_classes(p, np.array(["a", "b", "a", "x"]), {"a", "b"}), p.invalid
+    ({'a': 2, 'b': 1}, {'unsupported_type': 1})
+    >>> count_text_classes(p, np.array(["a", None, 2], dtype=object), {"a"}) is None
+    True
+    """
+    kind = labels.dtype.kind
+    if kind in "US":
+        distinct, first, inverse = np.unique(labels.reshape(-1), return_index=True,
+                                             return_inverse=True)
+        per_label = np.bincount(inverse.reshape(-1), minlength=distinct.size)
+        # In the order the rows first name them, as a count row by row meets them: past
+        # max_classes, the classes seen first keep series of their own.
+        order = np.argsort(first, kind="stable")
+        text = distinct[order].tolist()
+        if kind == "S":
+            text = [raw.decode("utf-8", "backslashreplace") for raw in text]
+        counts: dict[str, int] = {}
+        unsupported = 0
+        for label, count in zip(text, per_label[order].tolist()):
+            if label in known_classes:
+                counts[label] = counts.get(label, 0) + count
+            else:
+                unsupported += count
+        prediction.count_invalid("unsupported_type", unsupported)
+        return counts
+    if kind != "O":
+        return None
+    try:
+        by_value = Counter(labels.reshape(-1).tolist())
+    except TypeError:  # unhashable values (a list per row)
+        return None
+    counts = {}
+    unsupported = missing = 0
+    for value, count in by_value.items():
+        if isinstance(value, str):
+            if value in known_classes:
+                label = str.__str__(value)  # a str subclass by its characters
+                counts[label] = counts.get(label, 0) + count
+            else:
+                unsupported += count
+        elif value is None or _is_missing(value):
+            missing += count
+        else:
+            # 1, 1.0 and True are one key of a Counter: numbers are judged row by row.
+            return None
+    prediction.count_invalid("nan", missing)
+    prediction.count_invalid("unsupported_type", unsupported)
+    return counts
 
 
 def _object_class(value: object, known_classes: Collection[str]) -> str | None:
