@@ -144,3 +144,17 @@ def test_with_a_reference_each_rows_label_still_reaches_prediction_drift(scraper
     assert psi > 0.1
     assert scraper.value("inferwatch_predicted_class_total", model="m", **{"class": "cat"}) \
         == 150
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=4), min_size=1, max_size=5),
+       st.lists(st.integers(0, 4), min_size=1, max_size=30))
+def test_bool_labels_of_many_calls_are_counted_exactly(rows_per_output, order):
+    """An anomaly detector's flags: one stacked batch, each flag counted as its class."""
+    outputs = [np.array(rows) for rows in rows_per_output]
+    order = [i % len(outputs) for i in order]
+    mon = _drained(outputs, order)
+    flags = Counter(str(v) for i in order for v in outputs[i].tolist())
+    assert _counts(mon, "inferwatch_predicted_class_total") == dict(flags)
+    sizes = mon.state.histograms["inferwatch_batch_size"][()]
+    assert sizes.count == len(order) and sizes.sum == sum(outputs[i].size for i in order)

@@ -264,7 +264,7 @@ class PredictionBatch:
         # Text labels too: counted per distinct label over all calls (count_text_classes),
         # not normalised call by call.
         return not probabilities and ((kind == "f" and task != "classification") or
-                                      (kind in "iuUS" and task != "regression"))
+                                      (kind in "iubUS" and task != "regression"))
 
     def add_stacked(self, stacked: np.ndarray, shape: tuple, calls: int,
                     probabilities: bool) -> None:
@@ -307,8 +307,8 @@ class PredictionBatch:
                     self._add_classes(np.concatenate(
                         [r for r in results if r.dtype.kind == kind]))
                 return
-            if len(dtypes) == 1 and dtypes <= {"U", "S"} and task != "regression":
-                # numpy text of any widths joins at the widest, each label kept whole.
+            if len(dtypes) == 1 and dtypes <= {"U", "S", "b"} and task != "regression":
+                # Bools, or numpy text of any widths (joined at the widest, each label whole).
                 self.batch_sizes.extend(r.shape[0] for r in results)
                 self._add_classes(np.concatenate(results))
                 return
