@@ -158,3 +158,51 @@ def test_bool_labels_of_many_calls_are_counted_exactly(rows_per_output, order):
     assert _counts(mon, "inferwatch_predicted_class_total") == dict(flags)
     sizes = mon.state.histograms["inferwatch_batch_size"][()]
     assert sizes.count == len(order) and sizes.sum == sum(outputs[i].size for i in order)
+
+
+class _ListModel:
+    classes_ = np.array(KNOWN)
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def predict(self, index):
+        return list(self.outputs[index])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3).flatmap(lambda width: st.lists(
+    st.one_of(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64),
+                       min_size=width, max_size=width),
+              st.lists(_TEXT, min_size=width, max_size=width)), min_size=1, max_size=5)),
+       st.lists(st.integers(0, 4), min_size=2, max_size=30))
+def test_lists_of_floats_or_text_of_many_calls_are_read_as_each_call_alone(outputs, order):
+    """A function returning ``[score]`` or ``["fraud"]`` per call: stacked when every list
+    is of one length and one kind, read call by call otherwise; the same figures either
+    way."""
+    order = [i % len(outputs) for i in order]
+    registry = Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(_ListModel(outputs), name="m", version="1",
+                                      registry=registry)
+        for index in order:
+            model.predict(index)
+        mon = registry.monitor("m", "1")
+        mon.drain()
+        rows = [v for i in order for v in outputs[i]]
+        texts = [v for v in rows if isinstance(v, str)]
+        floats = [v for v in rows if isinstance(v, float)]
+        classes, invalid = _expected([np.array(texts, dtype=object)])
+        finite = [v for v in floats if math.isfinite(v)]
+        if floats:
+            invalid["nan"] = invalid.get("nan", 0) + sum(math.isnan(v) for v in floats)
+            invalid["inf"] = sum(math.isinf(v) for v in floats)
+        assert _counts(mon, "inferwatch_predicted_class_total") == classes
+        assert _counts(mon, "inferwatch_invalid_predictions_total") == {
+            k: v for k, v in invalid.items() if v}
+        values = mon.state.histograms.get("inferwatch_prediction_value", {}).get(("value",))
+        assert (values.count if values is not None else 0) == len(finite)
+        sizes = mon.state.histograms["inferwatch_batch_size"][()]
+        assert sizes.count == len(order) and sizes.sum == len(rows)
+    finally:
+        registry.close()

@@ -148,6 +148,9 @@ class PredictionBatch:
             return
         if kinds == {dict} and len(results) > 1 and self._add_float_dicts(results):
             return
+        if kinds == {list} and len(results) > 1 and not probabilities and \
+                self._add_flat_lists(results):
+            return
         if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
             self.repeat_size(1, len(results))
             labels = None
@@ -162,6 +165,36 @@ class PredictionBatch:
             return
         for result in results:
             self.add_one(result, probabilities)
+
+    def _add_flat_lists(self, results: Sequence[list]) -> bool:
+        """Many lists of one length, each of plain floats or each of text (a function
+        returning ``[score]`` or ``["fraud"]`` per call): one array, read as the same calls
+        returning numpy arrays are (a list of text as Python strings, as ``to_array`` keeps
+        it). False, recording nothing, for any other lists."""
+        lengths = set(map(len, results))
+        if len(lengths) != 1:
+            return False
+        (width,) = lengths
+        if not width:
+            return False
+        kinds: set[type] = set()
+        for result in results:
+            kinds.update(map(type, result))
+            if len(kinds) > 1:
+                return False
+        if kinds == _FLOAT_ONLY:
+            stacked = np.array(results, dtype=np.float64).reshape(-1)
+            self.add_stacked(stacked, (width,), len(results), False)
+            return True
+        if kinds == {str}:
+            stacked = np.empty(len(results) * width, dtype=object)
+            stacked[:] = [label for result in results for label in result]
+            if self.settings.task == "regression" or self.features is not None or \
+                    not self._add_text_classes(stacked):
+                return False
+            self.repeat_size(width, len(results))
+            return True
+        return False
 
     def _add_float_dicts(self, results: Sequence[dict]) -> bool:
         """Many dicts of the same named float outputs (one row each): normalised as one dict
