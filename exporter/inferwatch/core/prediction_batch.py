@@ -101,6 +101,27 @@ def _split_output_rows(outputs: list[np.ndarray], sizes: Sequence[int]) -> list[
     return rows
 
 
+def _is_pandas_series(kind: type) -> bool:
+    return kind.__name__ == "Series" and kind.__module__.startswith("pandas")
+
+
+def _plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
+    """The arrays of many pandas Series of one plain numpy dtype (a function returning a
+    Series per call): read as those arrays are, since a Series' name and index name no
+    output. None for nullable numbers, categories or mixed dtypes, which are read call by
+    call (their missing values and categories have rules of their own)."""
+    dtypes = {result.dtype for result in results}  # type: ignore[attr-defined]
+    if len(dtypes) != 1:
+        return None
+    (dtype,) = dtypes
+    # pandas' text dtypes become objects with their missing values (NaN or pd.NA), which
+    # the object path counts as missing, as a Series read alone has them counted.
+    text = type(dtype).__name__ == "StringDtype"
+    if not text and not (isinstance(dtype, np.dtype) and dtype.kind in "fiubO"):
+        return None
+    return [result.to_numpy() for result in results]  # type: ignore[attr-defined]
+
+
 class PredictionBatch:
     """Gathers the predictions of one drain, then records them in one vectorised pass."""
 
@@ -151,6 +172,11 @@ class PredictionBatch:
         if kinds == {list} and len(results) > 1 and not probabilities and \
                 self._add_flat_lists(results):
             return
+        if len(kinds) == 1 and len(results) > 1 and _is_pandas_series(next(iter(kinds))):
+            arrays = _plain_series_arrays(results)
+            if arrays is not None:
+                self.add_results(arrays, probabilities, sizes_in_order, {np.ndarray})
+                return
         if not probabilities and kinds <= _CLASS_SCALARS and task != "regression":
             self.repeat_size(1, len(results))
             labels = None
