@@ -38,6 +38,12 @@ def _outputs(kind: str, rows: list) -> object:
         "object Series": lambda r: pd.Series(list(r), dtype=object),
         "Int64 Series": lambda r: pd.Series([int(v) if i % 2 else None
                                              for i, v in enumerate(r)], dtype="Int64"),
+        "float frame": lambda r: pd.DataFrame({"a": [float(v) for v in r],
+                                               "b": [float(v) / 2 for v in r]}),
+        "int frame": lambda r: pd.DataFrame({"a": [int(v) for v in r]}),
+        "mixed frame": lambda r: pd.DataFrame({"a": [int(v) for v in r],
+                                               "b": [float(v) for v in r]}),
+        "text frame": lambda r: pd.DataFrame({"label": [str(v) for v in r]}, dtype=object),
     }
     return makers[kind](rows)
 
@@ -76,7 +82,8 @@ def _figures(outputs: list, order: list[int], task: str, classes: bool, each: bo
 
 _KINDS = ["float array", "int array", "bool array", "str array", "object text", "float list",
           "str list", "float Series", "int Series", "str Series", "string Series",
-          "object Series", "Int64 Series"]
+          "object Series", "Int64 Series", "float frame", "int frame", "mixed frame",
+          "text frame"]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -89,10 +96,10 @@ def test_many_calls_read_together_give_the_figures_of_each_call_read_alone(
     for kind in kinds:
         for _ in range(data.draw(st.integers(1, 3))):
             values = _FLOATS if kind.startswith("float") else (
-                _NUMBERS if kind in ("int array", "int Series", "Int64 Series",
-                                     "bool array", "object Series") else _LABELS)
+                _NUMBERS if kind in ("int array", "int Series", "Int64 Series", "int frame",
+                                     "mixed frame", "bool array", "object Series") else _LABELS)
             rows = data.draw(st.lists(values, min_size=width, max_size=width))
-            if kind in ("int array", "int Series", "Int64 Series"):
+            if kind in ("int array", "int Series", "Int64 Series", "int frame", "mixed frame"):
                 rows = [int(v) for v in rows]
             outputs.append(_outputs(kind, rows))
     order = data.draw(st.lists(st.integers(0, len(outputs) - 1), min_size=2, max_size=12))
