@@ -110,3 +110,41 @@ def test_many_calls_read_together_give_the_figures_of_each_call_read_alone(
         # a time, the first call alone decides it. Every figure must still agree.
         together, alone = together[:3], alone[:3]
     assert together == alone
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.floats(0, 1), min_size=1, max_size=2), min_size=1, max_size=4),
+       st.lists(st.integers(0, 3), min_size=2, max_size=12), st.booleans())
+def test_predict_proba_lists_read_together_give_the_figures_of_each_call_read_alone(
+        positives, order, classes):
+    """A predict_proba returning ``[[1 - p, p], ...]`` as lists, one per call."""
+    outputs = [[[1.0 - p, p] for p in rows] for rows in positives]
+    order = [i % len(outputs) for i in order]
+
+    def figures(each: bool):
+        registry = Registry(drain_interval=3600)
+        try:
+            class Model:
+                def predict_proba(self, index):
+                    return outputs[index]
+
+            model = Model()
+            if classes:
+                model.classes_ = np.array(CLASSES)
+            wrapped = inferwatch.instrument(model, name="m", version="1", registry=registry)
+            mon = registry.monitor("m", "1")
+            for index in order:
+                wrapped.predict_proba(index)
+                if each:
+                    mon.drain()
+            mon.drain()
+            return ({name: {k: v for k, v in series.items() if v}
+                     for name, series in mon.state.counters.items()},
+                    {name: {k: (h.count, float(f"{h.sum:.9g}")) for k, h in series.items()}
+                     for name, series in mon.state.histograms.items()
+                     if name != "inferwatch_request_duration_seconds"},
+                    {name: sorted(series) for name, series in mon.state.summaries.items()})
+        finally:
+            registry.close()
+
+    assert figures(each=False) == figures(each=True)

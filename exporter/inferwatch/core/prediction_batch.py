@@ -182,8 +182,8 @@ class PredictionBatch:
             return
         if kinds == {dict} and len(results) > 1 and self._add_float_dicts(results):
             return
-        if kinds == {list} and len(results) > 1 and not probabilities and \
-                self._add_flat_lists(results):
+        if kinds == {list} and len(results) > 1 and self._add_flat_lists(results,
+                                                                          probabilities):
             return
         if len(kinds) == 1 and len(results) > 1 and _is_pandas_series(next(iter(kinds))):
             arrays = _plain_series_arrays(results)
@@ -208,11 +208,13 @@ class PredictionBatch:
         for result in results:
             self.add_one(result, probabilities)
 
-    def _add_flat_lists(self, results: Sequence[list]) -> bool:
-        """Many lists of one length, each of plain floats or each of text (a function
-        returning ``[score]`` or ``["fraud"]`` per call): one array, read as the same calls
-        returning numpy arrays are (a list of text as Python strings, as ``to_array`` keeps
-        it). False, recording nothing, for any other lists."""
+    def _add_flat_lists(self, results: Sequence[list], probabilities: bool) -> bool:
+        """Many lists of one length, each of plain floats, of text, or of rows of plain
+        floats (a function returning ``[score]`` or ``["fraud"]``, a ``predict_proba``
+        returning ``[[p0, p1]]`` per call):
+        one array, read as the same calls returning numpy arrays are (a list of text as
+        Python strings, as ``to_array`` keeps it). False, recording nothing, for any other
+        lists."""
         lengths = set(map(len, results))
         if len(lengths) != 1:
             return False
@@ -224,10 +226,26 @@ class PredictionBatch:
             kinds.update(map(type, result))
             if len(kinds) > 1:
                 return False
-        if kinds == _FLOAT_ONLY:
+        if kinds == _FLOAT_ONLY and not probabilities:
             stacked = np.array(results, dtype=np.float64).reshape(-1)
             self.add_stacked(stacked, (width,), len(results), False)
             return True
+        if kinds == {list}:
+            if not probabilities:
+                # A predict's rows are judged call by call (probabilities, classes or
+                # values, by what each call holds): only predict_proba's rows are stacked.
+                return False
+            # Rows of plain floats (a predict_proba returning [[p0, p1]]): read as the
+            # arrays numpy makes of them, as a list read alone is.
+            inner = {len(row) for result in results for row in result}
+            if len(inner) != 1 or not all(type(value) is float for result in results
+                                          for row in result for value in row):
+                return False
+            arrays = list(np.array(results, dtype=np.float64))
+            self.add_results(arrays, probabilities, kinds={np.ndarray})
+            return True
+        if probabilities:
+            return False
         if kinds == {str}:
             stacked = np.empty(len(results) * width, dtype=object)
             stacked[:] = [label for result in results for label in result]
