@@ -38,6 +38,12 @@ HUGE_BATCH_ROWS = 10_000_000
 HUGE_WAIT_TARGET = 0.1  # the longest wait for the monitor lock, as a share of the drain
 
 
+def _series(values: list) -> object:
+    import pandas as pd
+
+    return pd.Series(values)
+
+
 class _Model:
     """A model whose work is free: what is left is the cost of recording its result."""
 
@@ -82,6 +88,8 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
         "predict_proba, 100 rows": (
             lambda: (_Model(None, proba_hundred).predict_proba, {}), hundred),
         "dict outputs": (lambda: (fn_of({"price": 10.0, "eta": 30.0}), {}), 1),
+        "list of one score": (lambda: (fn_of([0.5]), {}), 1),
+        "pandas Series, 1 row": (lambda: (_Model(_series([0.5])).predict, {}), one),
         "float function, 50-feature reference": (
             lambda: (fn_of(0.5), {"reference": reference()}), features),
     }
