@@ -44,6 +44,8 @@ def _outputs(kind: str, rows: list) -> object:
         "mixed frame": lambda r: pd.DataFrame({"a": [int(v) for v in r],
                                                "b": [float(v) for v in r]}),
         "text frame": lambda r: pd.DataFrame({"label": [str(v) for v in r]}, dtype=object),
+        "float dict": lambda r: {"price": np.array([float(v) for v in r]),
+                                 "eta": np.array([float(v) / 2 for v in r])},
     }
     return makers[kind](rows)
 
@@ -83,7 +85,7 @@ def _figures(outputs: list, order: list[int], task: str, classes: bool, each: bo
 _KINDS = ["float array", "int array", "bool array", "str array", "object text", "float list",
           "str list", "float Series", "int Series", "str Series", "string Series",
           "object Series", "Int64 Series", "float frame", "int frame", "mixed frame",
-          "text frame"]
+          "text frame", "float dict"]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

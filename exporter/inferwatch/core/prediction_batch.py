@@ -180,7 +180,8 @@ class PredictionBatch:
         if not probabilities and kinds <= _FLOAT_SCALARS and task != "classification":
             self._add_float_scalars(results)
             return
-        if kinds == {dict} and len(results) > 1 and self._add_float_dicts(results):
+        if kinds == {dict} and len(results) > 1 and (
+                self._add_float_dicts(results) or self._add_array_dicts(results)):
             return
         if kinds == {list} and len(results) > 1 and self._add_flat_lists(results,
                                                                           probabilities):
@@ -308,6 +309,40 @@ class PredictionBatch:
             return True  # as one call at a time: each would have failed the same way
         self._add(prediction, ())
         self.repeat_size(1, len(results))
+        return True
+
+    def _add_array_dicts(self, results: Sequence[dict]) -> bool:
+        """Many dicts of the same named outputs, each a 1-D float numpy array (a model
+        returning ``{"price": prices, "eta": etas}`` per call), one length within a call:
+        one dict of columns, read as a call's dict is. False, recording nothing, for any
+        other dicts."""
+        names = tuple(results[0])
+        if not names:
+            return False
+        dtypes = {}
+        for name in names:
+            first = results[0][name]
+            if first.__class__ is not np.ndarray or first.ndim != 1 or first.dtype.kind != "f":
+                return False
+            dtypes[name] = first.dtype
+        rows: list[int] = []
+        for result in results:
+            if tuple(result) != names:
+                return False
+            length = None
+            for name, dtype in dtypes.items():
+                value = result[name]
+                if value.__class__ is not np.ndarray or value.ndim != 1 or \
+                        value.dtype != dtype or (length is not None and len(value) != length):
+                    return False
+                length = len(value)
+            rows.append(length)
+        columns = {name: np.concatenate([result[name] for result in results])
+                   for name in names}
+        prediction = self._normalized(columns, False)
+        if prediction is None:
+            return True  # as one call at a time: each would have failed the same way
+        self._add(prediction, rows)
         return True
 
     def _add_classes(self, labels: np.ndarray) -> None:
