@@ -29,15 +29,6 @@ class _BytesClassifier:
         return out
 
 
-@pytest.fixture
-def registry():
-    registry = Registry(drain_interval=3600)
-    try:
-        yield registry
-    finally:
-        registry.close()
-
-
 def _counters(mon, name):
     return {k: v for k, v in mon.state.counters.get(name, {}).items() if v}
 

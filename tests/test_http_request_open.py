@@ -15,17 +15,7 @@ import time
 import pytest
 
 from inferwatch import faults
-from inferwatch.core.registry import Registry
 from inferwatch.core.request import ASGIRequest, HTTPRequest, current_request
-
-
-@pytest.fixture
-def registry():
-    registry = Registry(drain_interval=3600)
-    try:
-        yield registry
-    finally:
-        registry.close()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch import faults
-from inferwatch.core.registry import Registry
 
 
 class _Model:
@@ -33,15 +32,6 @@ class _Rid(str, enum.Enum):
 def _joined(mon) -> float:
     counters = mon.state.counters.get("inferwatch_outcomes_total", {})
     return sum(v for k, v in counters.items() if "joined" in k or k == ())
-
-
-@pytest.fixture
-def registry():
-    registry = Registry(drain_interval=3600)
-    try:
-        yield registry
-    finally:
-        registry.close()
 
 
 @pytest.mark.parametrize(("given_id", "reported"), [

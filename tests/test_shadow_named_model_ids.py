@@ -6,22 +6,12 @@ challenger's copy another id than the champion's, and no outcome ever scored bot
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import numpy as np
 
 import inferwatch
 from inferwatch.core.registry import Registry
-
-
-class _FreshIds:
-    def __init__(self) -> None:
-        self.given: list[str] = []
-
-    def __call__(self, rows, **kwargs) -> str:
-        name = str(uuid.uuid4())
-        self.given.append(name)
-        return name
+from test_shadow_more12 import _FreshIds
 
 
 class _Named:
@@ -52,18 +42,20 @@ def _scored_by_both(registry, handle, ids, truth) -> None:
     assert errors[("1", "shadow")].count == len(truth)
 
 
-def test_the_function_names_each_sampled_call_once_for_both_models():
+def _named_once(model_class: type, call) -> None:
+    """`call(champion, value)` for each truth value: the id function is called once a
+    call, the model sees no id, and an outcome under each id scores both models."""
     registry = Registry()
     ids = _FreshIds()
-    model = _Named(1.0)
+    model = model_class(1.0)
     champion = inferwatch.instrument(model, name="m", version="1", registry=registry,
                                      request_id=ids)
-    handle = inferwatch.shadow(champion, _Named(2.0), version="2", timeout=60.0,
+    handle = inferwatch.shadow(champion, model_class(2.0), version="2", timeout=60.0,
                                registry=registry)
     truth = [1.0, 2.0, 3.0]
     try:
         for value in truth:
-            champion.predict([[value]])
+            call(champion, value)
         assert handle.flush(60)
         registry.drain()
         assert len(ids.given) == len(truth)
@@ -74,30 +66,13 @@ def test_the_function_names_each_sampled_call_once_for_both_models():
         registry.close()
 
 
+def test_the_function_names_each_sampled_call_once_for_both_models():
+    _named_once(_Named, lambda champion, value: champion.predict([[value]]))
+
+
 def test_an_async_champion_that_names_request_id_is_named_once_too():
-    registry = Registry()
-    ids = _FreshIds()
-    model = _AsyncNamed(1.0)
-    champion = inferwatch.instrument(model, name="m", version="1", registry=registry,
-                                     request_id=ids)
-    handle = inferwatch.shadow(champion, _AsyncNamed(2.0), version="2", timeout=60.0,
-                               registry=registry)
-    truth = [1.0, 2.0]
-
-    async def calls() -> None:
-        for value in truth:
-            await champion.predict([[value]])
-
-    try:
-        asyncio.run(calls())
-        assert handle.flush(60)
-        registry.drain()
-        assert len(ids.given) == len(truth)
-        assert model.seen == [None] * len(truth)
-        _scored_by_both(registry, handle, ids, truth)
-    finally:
-        handle.close()
-        registry.close()
+    _named_once(_AsyncNamed,
+                lambda champion, value: asyncio.run(champion.predict([[value]])))
 
 
 def test_a_callers_own_id_is_still_the_one_both_record():

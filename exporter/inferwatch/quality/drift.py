@@ -400,8 +400,12 @@ class DriftWindow:
             raise ValueError(f"age_buckets x bins must be at most {MAX_WINDOW_CELLS} counts,"
                              f" got {age_buckets} x {self.layout.total}")
         self.max_age_seconds = float(max_age_seconds)
-        self.age_buckets = age_buckets
         self.bucket_seconds = self.max_age_seconds / age_buckets
+        self._start_empty(age_buckets)
+
+    def _start_empty(self, age_buckets: int) -> None:
+        """No bucket of the window's layout and settings holds a count yet."""
+        self.age_buckets = age_buckets
         self._ids = np.full(age_buckets, -1, dtype=np.int64)
         self._counts = np.zeros((age_buckets, self.layout.total), dtype=np.int64)
         self._rows = np.zeros(age_buckets, dtype=np.int64)
@@ -427,20 +431,12 @@ class DriftWindow:
         if accepted is None:
             checked = cls(layout_of(bins), max_age_seconds=max_age_seconds,
                           age_buckets=age_buckets)  # raises as the constructor does
-            accepted = (checked.layout, checked.max_age_seconds, checked.bucket_seconds,
-                        checked._ids)
+            accepted = (checked.layout, checked.max_age_seconds, checked.bucket_seconds)
             if len(_ACCEPTED_WINDOWS) < MAX_ACCEPTED_WINDOWS:
                 _ACCEPTED_WINDOWS[key] = accepted
         window = cls.__new__(cls)
-        window.layout, window.max_age_seconds, window.bucket_seconds, no_ids = accepted
-        window.age_buckets = age_buckets
-        window._ids = no_ids.copy()
-        window._counts = np.zeros((age_buckets, window.layout.total), dtype=np.int64)
-        window._rows = np.zeros(age_buckets, dtype=np.int64)
-        window._lock = threading.Lock()
-        window.changes = 0
-        window._newest_added = -1
-        window.future_buckets_dropped = 0
+        window.layout, window.max_age_seconds, window.bucket_seconds = accepted
+        window._start_empty(age_buckets)
         return window
 
     def renew_lock(self) -> None:
@@ -676,9 +672,9 @@ def _saturated(counts: np.ndarray, more: np.ndarray) -> np.ndarray:
 
 
 # (bins, max_age_seconds, age_buckets, with their types) -> what DriftWindow made of the
-# settings it accepted: (layout, max_age_seconds, bucket_seconds, the ids of no buckets).
+# settings it accepted: (layout, max_age_seconds, bucket_seconds).
 # A few per deployment.
-_ACCEPTED_WINDOWS: dict[tuple, tuple[BinLayout, float, float, np.ndarray]] = {}
+_ACCEPTED_WINDOWS: dict[tuple, tuple[BinLayout, float, float]] = {}
 MAX_ACCEPTED_WINDOWS = 64
 _layouts: dict[tuple[int, ...], BinLayout] = {}
 
