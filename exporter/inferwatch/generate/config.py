@@ -1135,8 +1135,10 @@ def _refuse_surrogates(data: Any, key: str) -> None:
                           "longer than any setting takes (and than Python writes as text)")
     elif isinstance(data, Mapping):
         for name, value in data.items():
-            _refuse_surrogates(name, key)
+            if isinstance(name, int):
+                _refuse_surrogates(name, key)  # before naming it: too long to write, it raises
             dotted = f"{key}.{name}" if key else str(name)
+            _refuse_surrogates(name, dotted)
             _refuse_surrogates(value, dotted)
     elif isinstance(data, list):
         for item in data:
