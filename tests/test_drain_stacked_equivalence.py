@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,6 +47,11 @@ def _outputs(kind: str, rows: list) -> object:
         "text frame": lambda r: pd.DataFrame({"label": [str(v) for v in r]}, dtype=object),
         "float dict": lambda r: {"price": np.array([float(v) for v in r]),
                                  "eta": np.array([float(v) / 2 for v in r])},
+        "float polars": lambda r: pl.Series([float(v) for v in r]),
+        "int polars": lambda r: pl.Series([int(v) for v in r]),
+        "str polars": lambda r: pl.Series([str(v) for v in r]),
+        "nullable polars": lambda r: pl.Series([int(v) if i % 2 else None
+                                                for i, v in enumerate(r)], dtype=pl.Int64),
     }
     return makers[kind](rows)
 
@@ -85,7 +91,8 @@ def _figures(outputs: list, order: list[int], task: str, classes: bool, each: bo
 _KINDS = ["float array", "int array", "bool array", "str array", "object text", "float list",
           "str list", "float Series", "int Series", "str Series", "string Series",
           "object Series", "Int64 Series", "float frame", "int frame", "mixed frame",
-          "text frame", "float dict"]
+          "text frame", "float dict", "float polars", "int polars", "str polars",
+          "nullable polars"]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,11 +104,12 @@ def test_many_calls_read_together_give_the_figures_of_each_call_read_alone(
     outputs = []
     for kind in kinds:
         for _ in range(data.draw(st.integers(1, 3))):
+            integers = ("int array", "int Series", "Int64 Series", "int frame", "mixed frame",
+                        "int polars", "nullable polars")
             values = _FLOATS if kind.startswith("float") else (
-                _NUMBERS if kind in ("int array", "int Series", "Int64 Series", "int frame",
-                                     "mixed frame", "bool array", "object Series") else _LABELS)
+                _NUMBERS if kind in (*integers, "bool array", "object Series") else _LABELS)
             rows = data.draw(st.lists(values, min_size=width, max_size=width))
-            if kind in ("int array", "int Series", "Int64 Series", "int frame", "mixed frame"):
+            if kind in integers:
                 rows = [int(v) for v in rows]
             outputs.append(_outputs(kind, rows))
     order = data.draw(st.lists(st.integers(0, len(outputs) - 1), min_size=2, max_size=12))

@@ -105,6 +105,27 @@ def _is_pandas_series(kind: type) -> bool:
     return kind.__name__ == "Series" and kind.__module__.startswith("pandas")
 
 
+def _is_polars_series(kind: type) -> bool:
+    return kind.__name__ == "Series" and kind.__module__.startswith("polars")
+
+
+# polars dtypes whose Series without nulls read as numpy arrays of the same values: an Enum
+# or Categorical declares classes, and nulls are dropped and counted, call by call.
+_POLARS_PLAIN = frozenset({"Float64", "Float32", "Int8", "Int16", "Int32", "Int64", "UInt8",
+                           "UInt16", "UInt32", "UInt64", "Boolean", "String"})
+
+
+def _plain_polars_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
+    """The arrays of many polars Series of one plain dtype and no nulls, as each reads
+    alone; None for any other Series."""
+    dtypes = {result.dtype for result in results}  # type: ignore[attr-defined]
+    if len(dtypes) != 1 or str(next(iter(dtypes))) not in _POLARS_PLAIN:
+        return None
+    if any(result.null_count() for result in results):  # type: ignore[attr-defined]
+        return None
+    return [np.asarray(result.to_numpy()) for result in results]  # type: ignore[attr-defined]
+
+
 def _is_pandas_frame(kind: type) -> bool:
     return kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas")
 
@@ -186,8 +207,10 @@ class PredictionBatch:
         if kinds == {list} and len(results) > 1 and self._add_flat_lists(results,
                                                                           probabilities):
             return
-        if len(kinds) == 1 and len(results) > 1 and _is_pandas_series(next(iter(kinds))):
-            arrays = _plain_series_arrays(results)
+        if len(kinds) == 1 and len(results) > 1:
+            kind = next(iter(kinds))
+            arrays = _plain_series_arrays(results) if _is_pandas_series(kind) else \
+                _plain_polars_arrays(results) if _is_polars_series(kind) else None
             if arrays is not None:
                 self.add_results(arrays, probabilities, sizes_in_order, {np.ndarray})
                 return
