@@ -273,8 +273,7 @@ class PredictionBatch:
         if kinds == {str}:
             stacked = np.empty(len(results) * width, dtype=object)
             stacked[:] = [label for result in results for label in result]
-            if self.settings.task == "regression" or self.features is not None or \
-                    not self._add_text_classes(stacked):
+            if self.settings.task == "regression" or not self._add_text_classes(stacked):
                 return False
             self.repeat_size(width, len(results))
             return True
@@ -369,24 +368,22 @@ class PredictionBatch:
         return True
 
     def _add_classes(self, labels: np.ndarray) -> None:
+        if self._add_text_classes(labels):
+            return
         self.class_like = True
         holder = Prediction()
-        # With a reference, prediction drift reads each row's label: kept as rows then.
-        counted = None if self.features is not None else count_text_classes(
-            holder, labels, self._known_classes())
-        if counted is not None:
-            for label, count in counted.items():
-                self.counted_classes[label] = self.counted_classes.get(label, 0) + count
-        else:
-            admitted = admit_classes(holder, labels, self._known_classes())
-            if admitted is not None and admitted.size:
-                self.classes.append(admitted)
+        admitted = admit_classes(holder, labels, self._known_classes())
+        if admitted is not None and admitted.size:
+            self.classes.append(admitted)
         for reason, count in holder.invalid.items():
             self._invalid(reason, count)
 
     def _add_text_classes(self, labels: np.ndarray) -> bool:
-        """Count an object array of text labels (and missing values); False, recording
-        nothing, when it holds anything else."""
+        """Count text labels (numpy text, or Python objects that are text and missing values
+        only) per distinct label; False, recording nothing, for any other labels, or with a
+        reference: prediction drift reads each row's label, so rows are kept then."""
+        if self.features is not None:
+            return False
         holder = Prediction()
         counted = count_text_classes(holder, labels, self._known_classes())
         if counted is None:
@@ -423,7 +420,7 @@ class PredictionBatch:
             return False
         (shape,), (dtype,) = shapes, dtypes
         if dtype.kind == "O" and len(shape) == 1 and shape[0] and not probabilities and \
-                self.settings.task != "regression" and self.features is None:
+                self.settings.task != "regression":
             # Text labels as Python objects (pandas, polars): counted over all calls when
             # they are text and missing values only; anything else is judged call by call.
             if not self._add_text_classes(np.concatenate(results)):

@@ -641,6 +641,17 @@ def _float(value: int | float) -> float:
         return math.inf if value > 0 else -math.inf
 
 
+def bytes_text(raw: bytes | bytearray) -> str:
+    """A bytes label's text, as ``faults.text_of`` reads bytes: UTF-8, with each byte
+    that is not UTF-8 written as its escape (a lone surrogate would break every UTF-8
+    write).
+
+    >>> bytes_text(b"cat"), bytes_text(b"r-\\xff") == "r-" + chr(92) + "xff"
+    ('cat', True)
+    """
+    return bytes(raw).decode("utf-8", "backslashreplace")
+
+
 def _is_missing(value: object) -> bool:
     """pandas' NA and NaT, and a float NaN: a missing value in an array of objects."""
     if isinstance(value, (float, np.floating)):
@@ -706,7 +717,7 @@ def admit_classes(prediction: Prediction, labels: np.ndarray,
         distinct, inverse = np.unique(labels.reshape(-1), return_inverse=True)
         text = distinct.tolist()
         if kind == "S":
-            text = [raw.decode("utf-8", "backslashreplace") for raw in text]
+            text = list(map(bytes_text, text))
         admitted = np.array([label in known_classes for label in text], dtype=bool)
         inverse = inverse.reshape(-1)
         keep = admitted[inverse]
@@ -812,7 +823,7 @@ def count_text_classes(prediction: Prediction, labels: np.ndarray,
         order = np.argsort(first, kind="stable")
         text = distinct[order].tolist()
         if kind == "S":
-            text = [raw.decode("utf-8", "backslashreplace") for raw in text]
+            text = list(map(bytes_text, text))
         counts: dict[str, int] = {}
         unsupported = 0
         for label, count in zip(text, per_label[order].tolist()):
@@ -1049,7 +1060,7 @@ def _class_name(name: object) -> object:
     if isinstance(name, float) and name.is_integer():
         return int(name)
     if isinstance(name, (bytes, bytearray)):
-        return bytes(name).decode("utf-8", "backslashreplace")
+        return bytes_text(name)
     return name
 
 
@@ -1076,7 +1087,7 @@ def known_class_set(class_names: Sequence[object] | None,
 def _known_text(name: object) -> str:
     """A class name as the labels it matches are read: bytes as their UTF-8 text."""
     if isinstance(name, (bytes, bytearray)):
-        return bytes(name).decode("utf-8", "backslashreplace")
+        return bytes_text(name)
     return str(name)
 
 
