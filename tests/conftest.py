@@ -22,6 +22,9 @@ settings.register_profile("inferwatch", deadline=None)
 settings.register_profile("inferwatch-fixed", deadline=None, derandomize=True, database=None)
 settings.load_profile(os.environ.get("INFERWATCH_HYPOTHESIS_PROFILE", "inferwatch"))
 
+# Reports with text UTF-8 cannot encode still reach xdist's main process (report_text.py).
+pytest_plugins = ["report_text"]
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # so tests can import the benchmarks package
 
