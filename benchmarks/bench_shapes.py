@@ -255,7 +255,7 @@ def _huge_batch(kind: str, rows: int) -> Row:
     import threading
 
     from inferwatch.core.instrument import instrument
-    from inferwatch.core.monitor import SLICE_ROWS
+    from inferwatch.core.pending_calls import SLICE_ROWS
     from inferwatch.core.registry import Registry
 
     monitors = Registry(drain_interval=3600)

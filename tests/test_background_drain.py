@@ -173,14 +173,14 @@ def test_a_drain_that_finds_nothing_waits_for_a_drain_still_folding(registry, mo
         predict(1)
     monitor = inferwatch.monitor("m", "1", registry=registry)
     taken, release = threading.Event(), threading.Event()
-    columns = monitor_module._call_columns
+    columns = monitor_module.call_columns
 
     def held_call_columns(pending, *args):
         taken.set()
         release.wait(10)
         return columns(pending, *args)
 
-    monkeypatch.setattr(monitor_module, "_call_columns", held_call_columns)
+    monkeypatch.setattr(monitor_module, "call_columns", held_call_columns)
     folding = threading.Thread(target=monitor.drain)
     folding.start()
     assert taken.wait(10)
@@ -207,7 +207,7 @@ def test_splitting_a_drains_calls_into_columns_sets_off_no_garbage_collection(wi
 
     import numpy as np
 
-    from inferwatch.core import monitor as monitor_module
+    from inferwatch.core.pending_calls import call_columns
 
     array = np.array([[0.3, 0.7]])
     call = {2: (0.001, 0.5), 3: (0.001, 0.5, array), 4: (0.001, array, None, array.tobytes()),
@@ -222,7 +222,7 @@ def test_splitting_a_drains_calls_into_columns_sets_off_no_garbage_collection(wi
     gc.collect()
     gc.callbacks.append(count)
     try:
-        durations, results, _, _ = monitor_module._call_columns(pending)
+        durations, results, _, _ = call_columns(pending)
     finally:
         gc.callbacks.remove(count)
     assert collections == []

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core import monitor as monitor_module
+from inferwatch.core import pending_calls
 
 
 class CountingLock:
@@ -43,7 +43,7 @@ class CountingLock:
 
 @pytest.fixture
 def small_slices(monkeypatch):
-    monkeypatch.setattr(monitor_module, "SLICE_ROWS", 100)
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
     return 100
 
 

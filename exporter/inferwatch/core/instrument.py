@@ -42,15 +42,9 @@ from inferwatch.core.call_input import (
     snapshot,
     snapshot_input,
 )
-from inferwatch.core.monitor import (
-    FAST,
-    SLOW,
-    WITH_INPUTS,
-    Monitor,
-    array_from_bytes,
-    epoch_seconds,
-)
+from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor
 from inferwatch.core.options import Settings
+from inferwatch.core.pending_calls import array_from_bytes
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, is_finite_version, version_text
 from inferwatch.core.request import (
@@ -61,6 +55,7 @@ from inferwatch.core.request import (
 )
 from inferwatch.core.request import _current as open_request
 from inferwatch.core.streams import UNFOLLOWED, Follower, follow_sync
+from inferwatch.core.timestamps import epoch_seconds
 from inferwatch.core.tracing import current_trace_id, otel_configured
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -356,7 +351,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
         """A call of a model with a reference profile: its input goes with it, for the
         drain to check, as the call saw it (a caller may refill one buffer). A small
         numeric array is kept with its bytes (`kept_raw`), which the drain reads as one
-        array (monitor._call_columns); any other input is kept as ``snapshot`` gives it."""
+        array (pending_calls.call_columns); any other input is kept as ``snapshot`` gives it."""
         first = args[position] if len(args) > position else None
         if one_feed and first.__class__ is dict and len(first) == 1:
             first = next(iter(first.values()))  # an ONNX session's feed of one input
@@ -394,7 +389,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                 recorded = result.copy()
             else:
                 raw = result.tobytes()
-        # The shapes monitor._call_columns reads: (duration, result[, input][, raws]).
+        # The shapes pending_calls.call_columns reads: (duration, result[, input][, raws]).
         if kept_raw is not None:
             done = (clock() - start, recorded, kept, kept_raw, raw)
         elif raw is not None:
@@ -894,7 +889,7 @@ def _restore(model: Any, spec: _Spec) -> Any:
 def _timestamp(value: Any) -> float | None:
     """`trained_at` as Unix seconds, or ValueError / TypeError naming what is wrong.
 
-    Read by the rule ``record_outcome(at=)`` reads times by (``monitor._seconds_of``): a
+    Read by the rule ``record_outcome(at=)`` reads times by (``timestamps.seconds_of``): a
     naive datetime is UTC; a number of 1e11 or more is epoch ms, us or ns by its size;
     ISO 8601 text that names a time of day needs an offset. A training pipeline writes
     ``datetime.now().isoformat()`` in its host's local time as readily as an event stream

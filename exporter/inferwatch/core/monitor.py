@@ -24,12 +24,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import datetime
 import difflib
 import itertools
-import operator
 import os
-import re
 import sys
 import threading
 import time
@@ -40,14 +37,22 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core import pending_calls
 from inferwatch.core.call_input import held_bytes
+from inferwatch.core.drain_folds import (
+    check_predictions,
+    count_input_checks,
+    fold_requests,
+    fold_streams,
+)
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.options import Settings, SettingsTypeError
-from inferwatch.core.outcomes import OutcomeJoiner, joinable_labels
-from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF, PredictionBatch
-from inferwatch.core.predictions import DEFAULT_OUTPUT
+from inferwatch.core.outcomes import OutcomeJoiner
+from inferwatch.core.pending_calls import LaterSlices, call_columns, first_slices, take
+from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.state import ModelState, SummaryState, float_array
 from inferwatch.core.step_clock import StepSafeClock
+from inferwatch.core.timestamps import seconds_of
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request, RequestRecord
@@ -113,207 +118,6 @@ def cancellations() -> tuple[type[BaseException], ...]:
     if isinstance(cancelled, type) and issubclass(cancelled, BaseException):
         return (*CANCELLATIONS, cancelled)
     return CANCELLATIONS
-
-
-# A numpy result with more rows than this is drained in slices of this many rows, each under
-# the monitor lock on its own, so a scrape or a record_outcome caller waits for one slice
-# (a few milliseconds), never for the whole batch (seconds for 10 million rows). The call
-# and its batch size are counted with its first slice.
-SLICE_ROWS = 1 << 17
-_ndarray = np.ndarray
-
-
-class _Rest(NamedTuple):
-    """The slices after the first of a huge batch, drained after the lock was let go."""
-
-    probabilities: bool
-    slices: list
-
-
-def _first_slices(results: Sequence[object], probabilities: bool, rest: list[_Rest],
-                  kinds: set[type]) -> tuple[Sequence[object], dict[int, int]]:
-    """`results` (of the classes `kinds`) with each huge numpy array cut to its first slice
-    (the others go to `rest`), and {index: rows of the whole array} for the ones cut.
-
-    >>> rest, results = [], [np.zeros(SLICE_ROWS * 2 + 1), 1.0]
-    >>> cut, rows = _first_slices(results, False, rest, set(map(type, results)))
-    >>> [len(c) if isinstance(c, np.ndarray) else c for c in cut], rows == {0: 2 * SLICE_ROWS + 1}
-    ([131072, 1.0], True)
-    >>> [len(s) for s in rest[0].slices] == [SLICE_ROWS, 1]
-    True
-    """
-    whole: dict[int, int] = {}
-    if _ndarray not in kinds:  # most drains hold no array at all
-        return results, whole
-    arrays = results if len(kinds) == 1 else [r for r in results if r.__class__ is _ndarray]
-    if all(not shape or shape[0] <= SLICE_ROWS for shape in set(map(SHAPE_OF, arrays))):
-        return results, whole  # one look per distinct shape, not per array
-    for index, result in enumerate(results):
-        if result.__class__ is _ndarray and result.ndim and result.shape[0] > SLICE_ROWS:
-            whole[index] = result.shape[0]
-    if not whole:
-        return results, whole
-    cut = list(results)
-    for index, rows in whole.items():
-        array = cut[index]
-        cut[index] = array[:SLICE_ROWS]
-        rest.append(_Rest(probabilities, [array[start:start + SLICE_ROWS]
-                                          for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
-    return cut, whole
-
-
-_COLUMN_GETTERS = tuple(operator.itemgetter(i) for i in range(5))
-
-
-def _call_columns(pending: list[tuple], feature_count: int | None = None
-                  ) -> tuple[Sequence[float], Sequence[object], Sequence,
-                             tuple[np.ndarray, tuple] | None]:
-    """Durations, results and kept inputs of fast-path calls, and (stacked, one call's
-    shape) when every call returned an array of one shape and dtype. `feature_count`: the
-    reference's, the width of inputs that may be joined.
-
-    A call is (duration, result), (duration, result, input), or, for a small array,
-    (duration, the array, input or None, its bytes when the call returned): the result is
-    read from those bytes, as the call saw it (a runtime may have refilled the array since).
-    A call whose input was a small numeric array keeps that array and its bytes:
-    (duration, result, input array, its bytes, the result's bytes or None).
-
-    >>> a = np.array([1.0]); calls = [(0.1, a, None, a.tobytes())]; a[0] = 9.0
-    >>> _, results, _, (stacked, shape) = _call_columns(calls * 2)
-    >>> stacked.tolist(), shape
-    ([1.0, 1.0], (1,))
-    >>> x = np.zeros((1, 2)); calls = [(0.1, 0.5, x, x.tobytes(), None)]; x[0] = 7.0
-    >>> _, results, kept, _ = _call_columns(calls * 3)
-    >>> results, kept[0].tolist()
-    ([0.5, 0.5, 0.5], [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
-    """
-    lengths = set(map(len, pending))
-    if len(lengths) == 1:
-        width = lengths.pop()
-        # A map per column: zip(*pending) would make an iterator per call, and those
-        # thousand tracked objects set off a garbage collection in every drain.
-        columns = [list(map(getter, pending)) for getter in _COLUMN_GETTERS[:width]]
-        if width == 2:
-            return columns[0], columns[1], (), None
-        if width == 3:
-            return columns[0], columns[1], columns[2], None
-        if width == 4:
-            kept = [i for i in columns[2] if i is not None]  # `is`: inputs may be DataFrames
-            return (columns[0], *_arrays_from_bytes(columns[1], columns[3], kept))
-        kept = _inputs_from_bytes(columns[2], columns[3], feature_count)
-        raws = columns[4]
-        if raws.count(None) == len(raws):
-            return columns[0], columns[1], kept, None
-        if None not in raws:
-            return (columns[0], *_arrays_from_bytes(columns[1], raws, kept))
-        return columns[0], [r if raw is None else array_from_bytes(r, raw)
-                            for r, raw in zip(columns[1], raws)], kept, None
-    durations, results, kept = [], [], []
-    for call in pending:  # calls of several kinds in one drain: one at a time
-        durations.append(call[0])
-        width = len(call)
-        if width == 5:
-            results.append(call[1] if call[4] is None else array_from_bytes(call[1], call[4]))
-            kept.append(array_from_bytes(call[2], call[3]))
-        elif width == 4:
-            results.append(array_from_bytes(call[1], call[3]))
-            if call[2] is not None:
-                kept.append(call[2])
-        else:
-            results.append(call[1])
-            if width == 3:
-                kept.append(call[2])
-    return durations, results, kept, None
-
-
-def _arrays_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes], kept: list
-                       ) -> tuple[Sequence[object], list, tuple[np.ndarray, tuple] | None]:
-    """Results, kept inputs and (stacked, shape) for arrays kept as their bytes: one array
-    read from the joined bytes when they share a shape and dtype."""
-    if len(set(map(id, arrays))) == 1:  # one wrapper's layout (call_input.ArrayLayout)
-        dtypes, shapes = {arrays[0].dtype}, {arrays[0].shape}
-    else:
-        dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
-    if len(dtypes) == 1 and len(shapes) == 1:
-        (dtype,), (shape,) = dtypes, shapes
-        # all(shape): no axis of size 0, which a reshape to -1 rows cannot place.
-        if shape and all(shape):
-            # bytearray: a writable array, as a copy would be.
-            stacked = np.frombuffer(bytearray().join(raws), dtype=dtype)
-            return (), kept, (stacked.reshape((-1, *shape[1:])), shape)
-    return list(map(array_from_bytes, arrays, raws)), kept, None
-
-
-def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes],
-                       width: int | None = None) -> list:
-    """Inputs kept as their bytes: one 2-D array read from the joined bytes when every input
-    is a 2-D array with rows, of one dtype and of the reference's `width` (None: of one
-    width), which is the usual drain with a reference profile, told by one look per distinct
-    shape and dtype; else each input as it was, so that an empty or wrongly wide call counts
-    as a call of its own (``empty_batch``, ``wrong_width``)."""
-    dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
-    widths = {shape[1] if len(shape) == 2 and shape[0] else -1 for shape in shapes}
-    if len(dtypes) == 1 and len(widths) == 1 and widths != {-1} and (
-            width is None or widths == {width}):
-        (dtype,) = dtypes
-        (width,) = widths
-        if width:
-            joined = np.frombuffer(bytearray().join(raws), dtype=dtype)
-            return [joined.reshape((-1, width))]
-    return list(map(array_from_bytes, arrays, raws))
-
-
-def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray]
-                        ) -> dict[str, np.ndarray]:
-    """`values` under the reference's output names. Probability columns are named by the
-    model's ``classes_`` (``"0"``, ``"1"``); a reference profiled with ``prediction_names``
-    (``["legit", "fraud"]``) names the same columns in the same order. When no name
-    matches and the counts agree, the columns are matched by position, as they were
-    profiled; prediction drift was silently never scored."""
-    names = tracker.reference.output_names
-    if len(values) != len(names) or not values or any(name in values for name in names):
-        return values
-    return dict(zip(names, values.values()))
-
-
-def _predicted_labels(tracker: FeatureTracker, classes: list[np.ndarray]) -> np.ndarray | None:
-    """A classifier's predicted labels as the reference's ``value`` output reads them (a
-    reference profiled from ``predict(X)``): a numeric profile reads labels as numbers, a
-    categorical one as text. None without such an output, or with labels of another kind."""
-    profile = tracker.reference.outputs.get(DEFAULT_OUTPUT)
-    if profile is None:
-        return None
-    labels = np.concatenate(classes) if len(classes) > 1 else classes[0]
-    if not profile.is_numeric:
-        return labels.astype(object)
-    try:
-        return labels.astype(np.float64)  # ints and bools; "0" / "1" of a predict_proba
-    except (TypeError, ValueError):
-        return None
-
-
-def _joinable(prediction: object) -> tuple[str, ...] | None:
-    """The labels an outcome joins `prediction` by, or None (counted as a fault) for an
-    object that fails when read as an array: the other records of its drain still join."""
-    try:
-        return joinable_labels(prediction)
-    except Exception as exc:
-        faults.record("prediction", exc)
-        return None
-
-
-def array_from_bytes(template: np.ndarray, raw: bytes) -> np.ndarray:
-    """The array `template` was when its bytes `raw` were taken."""
-    return np.frombuffer(bytearray(raw), dtype=template.dtype).reshape(template.shape)
-
-
-def _take(pending: list) -> list:
-    n = len(pending)
-    if not n:
-        return []
-    taken = pending[:n]
-    del pending[:n]
-    return taken
 
 
 # Every monitor alive, for the at-fork hook below: a registry renews its own monitors' locks
@@ -430,143 +234,6 @@ def _tracker_of(reference: Reference, settings: Settings) -> FeatureTracker:
                           window_seconds=settings.drift_window_seconds,
                           age_buckets=settings.drift_age_buckets,
                           max_labels=settings.max_features)
-
-
-# Unix seconds of 5138-11-16: a larger epoch number is in ms, us or ns.
-_EPOCH_SECONDS_LIMIT = 1e11
-
-
-def epoch_seconds(value: float) -> float:
-    """`value` in seconds, also when it is Unix time in milliseconds, microseconds or
-    nanoseconds, told by its size as ``inferwatch events --since`` tells them.
-
-    Kafka record timestamps, JavaScript's ``Date.now()`` and Java log epoch milliseconds,
-    OpenTelemetry nanoseconds; read as seconds they name a year past 5000, and every outcome
-    joined with one would be ``expired`` or observe an absurd delay. Seconds reach 1e11 only
-    in the year 5138, so the unit is plain from the size.
-
-    >>> epoch_seconds(1_700_000_000_000), epoch_seconds(1_700_000_000_000_000_000)
-    (1700000000.0, 1700000000.0)
-    >>> epoch_seconds(1_700_000_000.5)
-    1700000000.5
-    """
-    for scale in (1.0, 1e3, 1e6, 1e9):
-        if abs(value) / scale < _EPOCH_SECONDS_LIMIT:
-            return value / scale
-    return value  # beyond every unit (or NaN): as given, for the caller to judge
-
-
-def _seconds_of(at: object) -> float:
-    """When an outcome's label became known, as Unix seconds: a number, a datetime,
-    ``pd.Timestamp`` or ``np.datetime64`` (what a labels table holds), or ISO 8601 text with
-    an offset; NaN for a time that is not known (``pd.NaT``), which joins with no label
-    delay. A number (or numeric text) of 1e11 or more is epoch milliseconds, microseconds
-    or nanoseconds by its size (a Kafka or JavaScript timestamp: :func:`epoch_seconds`);
-    a bool is no time (counted, joined with no delay).
-
-    A naive datetime or ``pd.Timestamp`` is UTC, as a naive ``np.datetime64`` is, as pandas
-    reads one, and as ``instrument(trained_at=)`` reads one: the labels of one table would
-    otherwise be read hours apart by their type alone (``datetime.timestamp()`` takes a
-    naive one as the host's local time, ``pd.Timestamp.timestamp()`` as UTC), and label
-    delays would change with the server's time zone. Text is refused without an offset
-    (counted, joined with no delay): it is often a local time written out by another
-    system, which no rule here could read right.
-
-    >>> _seconds_of(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc))
-    1767225600.0
-    >>> _seconds_of(datetime.datetime(2026, 1, 1)), _seconds_of("2026-01-01T02:00:00+02:00")
-    (1767225600.0, 1767225600.0)
-    >>> _seconds_of(np.datetime64("2026-01-01T00:00:00")), _seconds_of(np.datetime64("NaT"))
-    (1767225600.0, nan)
-    >>> _seconds_of("1767225600"), _seconds_of("not a time"), _seconds_of(float("inf"))
-    (1767225600.0, nan, nan)
-    >>> _seconds_of("2026-01-01T00:00:00")  # no offset: which zone is not known
-    nan
-    >>> _seconds_of(1767225600000), _seconds_of("1767225600000000")
-    (1767225600.0, 1767225600.0)
-    """
-    if isinstance(at, np.datetime64):
-        if np.isnat(at):
-            return float("nan")
-        # Whole seconds and the rest apart: nanoseconds past 2**53 (any date after 1970
-        # plus 104 days) are not exact in a float.
-        seconds, nanos = divmod(int(at.astype("datetime64[ns]").astype(np.int64)), 10**9)
-        return seconds + nanos / 1e9
-    if isinstance(at, str):
-        return _seconds_of_text(at)
-    if isinstance(at, datetime.date) and not isinstance(at, datetime.datetime):
-        at = datetime.datetime(at.year, at.month, at.day)  # a day: its midnight, UTC
-    if isinstance(at, datetime.datetime):
-        if at != at:  # pd.NaT, a datetime that is no time
-            return float("nan")
-        try:
-            if at.utcoffset() is None:
-                at = at.replace(tzinfo=datetime.timezone.utc)
-            return float(at.timestamp())
-        except (ValueError, OverflowError, OSError):  # a date past any clock
-            faults.record("outcome")
-            return float("nan")
-    stamp = getattr(at, "timestamp", None)
-    if callable(stamp):
-        try:
-            return float(stamp())
-        except (ValueError, OverflowError, OSError):  # pd.NaT, or a date past any clock
-            return float("nan")
-    try:
-        # A bool is no time (float(True) would be a second past 1970: the label expired).
-        seconds = _INF if isinstance(at, (bool, np.bool_)) else epoch_seconds(
-            float(at))  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        seconds = _INF
-    if seconds == seconds and not -_INF < seconds < _INF:
-        # A time no clock reads ("yesterday", infinity): the label's arrival is not known,
-        # but the label is, so it is still joined (an infinite time would also have made
-        # it expired, and the delay histogram's sum infinite for good). Counted.
-        faults.record("outcome")
-        return float("nan")
-    return seconds
-
-
-_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _seconds_of_text(text: str) -> float:
-    """Unix seconds of `at` given as text: a number of seconds, ISO 8601 with an offset
-    ("Z", "+02:00"), or a date alone (its midnight UTC). Anything else is NaN and a counted
-    fault whose message says why."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if seconds != seconds or -_INF < seconds < _INF:  # "nan": not known, as NaN is
-            return epoch_seconds(seconds)
-        faults.record("outcome", ValueError(
-            f"record_outcome(at={text[:64]!r}): not a time; expected Unix seconds, a "
-            "datetime or ISO 8601 text with an offset"))
-        return float("nan")
-    text = text.strip()
-    if _DATE_ONLY.fullmatch(text):
-        # A day is midnight UTC, as a `date` is here and `trained_at="2026-10-01"` is: only a
-        # time of day without an offset is ambiguous by hours.
-        text += "T00:00:00+00:00"
-    try:
-        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        faults.record("outcome", ValueError(
-            f"record_outcome(at={text[:64]!r}): not a time; expected Unix seconds, a "
-            "datetime or ISO 8601 text with an offset"))
-        return float("nan")
-    if when.utcoffset() is None:
-        faults.record("outcome", ValueError(
-            f"record_outcome(at={text[:64]!r}): ISO 8601 text needs an offset ('Z' or "
-            "'+02:00'); its time zone is not known, so the label delay is not recorded"))
-        return float("nan")
-    try:
-        return float(when.timestamp())
-    except (ValueError, OverflowError, OSError):
-        faults.record("outcome")
-        return float("nan")
 
 
 class Monitor:
@@ -944,7 +611,7 @@ class Monitor:
     def _record_outcome(self, request_id: object, y_true: object, at: float | None,
                         forward: bool) -> None:
         try:
-            when = time.time() if at is None else _seconds_of(at)
+            when = time.time() if at is None else seconds_of(at)
             # Read as a prediction's id is read (text_of): bytes as their text, a str
             # subclass as its characters; else the two would never join.
             rid = faults.text_of(request_id, "outcome")
@@ -1142,7 +809,7 @@ class Monitor:
                         next(self._dropped)
                         item = _NOTHING
                     else:
-                        taken = _take(pending)
+                        taken = take(pending)
                         self._handed_off.append((pending, taken))
                         self._handed_off_calls += len(taken)
                 if item is not _NOTHING:
@@ -1338,7 +1005,7 @@ class Monitor:
         self._waiting_since = None
         try:
             when = self.window_time(now)
-            rest: list[_Rest] = []
+            rest: list[LaterSlices] = []
             with self._lock:
                 self._drain_locked(when, rest)
             for part in rest:
@@ -1356,7 +1023,7 @@ class Monitor:
         predictions.add_results([rows], probabilities=probabilities)
         tracker = self.features
         if tracker is not None:
-            self._check_predictions(tracker, predictions, now)
+            check_predictions(tracker, predictions, now)
         predictions.batch_sizes.clear()
         predictions.repeated_sizes.clear()
         predictions.flush(self.state, now)
@@ -1365,19 +1032,19 @@ class Monitor:
     def _take_pending(self) -> tuple[list, list, list, list, list]:
         with self._take_lock:
             if not self._handed_off:  # the usual drain: nothing was handed off
-                return (_take(self._calls), _take(self._proba_calls), _take(self._errors),
-                        _take(self._requests), _take(self._streams))
+                return (take(self._calls), take(self._proba_calls), take(self._errors),
+                        take(self._requests), take(self._streams))
             handed_off, self._handed_off, self._handed_off_calls = self._handed_off, [], 0
             taken = []
             for pending in (self._calls, self._proba_calls, self._errors, self._requests,
                             self._streams):
                 chunks = [items for source, items in handed_off if source is pending]
-                chunks.append(_take(pending))
+                chunks.append(take(pending))
                 taken.append(chunks[0] if len(chunks) == 1 else
                              [item for chunk in chunks for item in chunk])
         return taken[0], taken[1], taken[2], taken[3], taken[4]
 
-    def _drain_locked(self, now: float, rest: list[_Rest] | None = None) -> None:
+    def _drain_locked(self, now: float, rest: list[LaterSlices] | None = None) -> None:
         """Fold what is pending into the state; with `rest`, huge numpy results are cut to
         their first slice here and the other slices appended to `rest` for the caller."""
         calls, proba_calls, errors, requests, streams = self._take_pending()
@@ -1398,14 +1065,14 @@ class Monitor:
         for pending, probabilities in ((calls, False), (proba_calls, True)):
             if not pending:
                 continue
-            call_durations, results, kept, stacked = _call_columns(pending, feature_count)
+            call_durations, results, kept, stacked = call_columns(pending, feature_count)
             inputs.extend(kept)
             durations.extend(call_durations)
             kept_bytes += held_bytes(kept)  # DataFrames and tensors too, by estimate
             if stacked is not None:  # arrays of one shape and dtype: already one array
                 array, shape = stacked
                 kept_bytes += array.nbytes
-                if rest is None or shape[0] <= SLICE_ROWS:
+                if rest is None or shape[0] <= pending_calls.SLICE_ROWS:
                     predictions.add_stacked(array, shape, len(pending), probabilities)
                     continue
                 results = list(array.reshape((len(pending), *shape)))  # to be sliced
@@ -1415,7 +1082,7 @@ class Monitor:
             # tensors (a drain of one kind sizes one of them).
             kept_bytes += held_bytes(results, kinds)
             if rest is not None:
-                results, whole = _first_slices(results, probabilities, rest, kinds)
+                results, whole = first_slices(results, probabilities, rest, kinds)
             first = len(predictions.batch_sizes)
             predictions.add_results(results, probabilities=probabilities,
                                     sizes_in_order=bool(whole), kinds=kinds)
@@ -1467,9 +1134,10 @@ class Monitor:
         # records): one that fails on an odd object is counted and skipped, never taking the
         # drain's request counts and latencies down with it.
         if requests:
-            self._guarded(self._drain_requests, requests, predictions)
+            self._guarded(fold_requests, self.state, self.settings, self._caps, self.outcomes,
+                          requests, predictions)
         if streams:
-            self._guarded(self._drain_streams, streams)
+            self._guarded(fold_streams, self.state, self.settings, streams)
         n_errors = len(durations) - ok - cancelled
         if ok:
             state.inc("inferwatch_requests_total", ("ok",), ok)
@@ -1516,32 +1184,9 @@ class Monitor:
         failed += failed_inputs
         for inputs, window in ((ok, True), (failed, False)):
             if inputs:
-                self._count_input_checks(tracker.check_inputs(inputs, now, window=window))
-        self._check_predictions(tracker, predictions, now)
-
-    @staticmethod
-    def _check_predictions(tracker: FeatureTracker, predictions: PredictionBatch,
-                           now: float) -> None:
-        values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-                  for name, chunks in predictions.values.items()}
-        if predictions.classes and DEFAULT_OUTPUT not in values:
-            labels = _predicted_labels(tracker, predictions.classes)
-            if labels is not None:
-                values[DEFAULT_OUTPUT] = labels
-        tracker.check_predictions(_by_reference_names(tracker, values), predictions.rows(), now)
-
-    def _count_input_checks(self, result) -> None:
-        state = self.state
-        names = self.features.feature_labels
-        for metric, counts in (("inferwatch_feature_missing_total", result.missing),
-                               ("inferwatch_feature_out_of_range_total", result.out_of_range),
-                               ("inferwatch_feature_unseen_category_total",
-                                result.unseen_category)):
-            for index in np.flatnonzero(counts).tolist():
-                state.inc(metric, (names[index],), int(counts[index]))
-        for reason, count in result.input_errors.items():
-            if count:
-                state.inc("inferwatch_input_errors_total", (reason,), count)
+                count_input_checks(self.state, tracker.feature_labels,
+                                   tracker.check_inputs(inputs, now, window=window))
+        check_predictions(tracker, predictions, now)
 
     def _emit_events(self, requests: list[RequestRecord]) -> None:
         emit = self.events.emit
@@ -1554,81 +1199,6 @@ class Monitor:
             self.state.inc("inferwatch_calls_dropped_total", (), dropped - self._dropped_reported)
             faults.record("backlog", count=dropped - self._dropped_reported)
             self._dropped_reported = dropped
-
-    def _drain_streams(self, streams: list[StreamRecord]) -> None:
-        """Time to first item, items, the time between items, text length and tokens."""
-        state, s = self.state, self.settings
-        if state.info.get("task") == "auto":
-            # Text and streams are what a generative model returns; a class label in a
-            # lone str is classified only when the model declares task="classification" (or
-            # its classes=).
-            state.info = {**state.info, "task": "generation"}
-        first = [r.first_item for r in streams if r.first_item is not None]
-        if first:
-            state.histogram("inferwatch_stream_first_item_seconds", (),
-                            s.latency_buckets).observe(np.asarray(first))
-        items = [r.items for r in streams if r.items is not None]
-        if items:
-            state.histogram("inferwatch_stream_items", (), s.stream_item_buckets).observe(
-                np.asarray(items, dtype=np.float64))
-        # A stream of one item has no gaps (None): it still shows the series, at zero.
-        itemised = [r for r in streams if r.items]
-        if itemised:
-            interval = state.histogram("inferwatch_stream_item_interval_seconds", (),
-                                       s.stream_interval_buckets)
-            # Streams share their bounds' tuple unless the buckets were reconfigured while
-            # some were open: one sum per bounds, then folded into the series' own.
-            by_bounds: dict[tuple[float, ...] | None, list[list[int]]] = {}
-            for r in itemised:
-                if r.gaps is not None:
-                    by_bounds.setdefault(r.gap_bounds, []).append(r.gaps)
-            for bounds, gaps in by_bounds.items():
-                interval.add_counts(np.sum(gaps, axis=0), 0.0, bounds)
-            interval.sum += sum(r.gap_sum for r in itemised)
-        chars = [r.chars for r in streams if r.chars is not None]
-        if chars:
-            state.histogram("inferwatch_output_characters", (), s.text_length_buckets).observe(
-                np.asarray(chars, dtype=np.float64))
-        input_tokens = [r.input_tokens for r in streams if r.input_tokens is not None]
-        output = [(r.output_tokens, r.duration) for r in streams if r.output_tokens is not None]
-        # A count of 0 read is a count: the series exists from the first reply that gave
-        # one, or rate() over it reads "no data" instead of 0.
-        if input_tokens:
-            state.inc("inferwatch_tokens_total", ("input",), sum(input_tokens))
-        if output:
-            state.inc("inferwatch_tokens_total", ("output",), sum(n for n, _ in output))
-            speeds = [n / seconds for n, seconds in output if seconds > 0]
-            state.histogram("inferwatch_output_tokens_per_second", (),
-                            s.tokens_per_second_buckets).observe(np.asarray(speeds))
-
-    def _drain_requests(self, requests: list[RequestRecord],
-                        predictions: PredictionBatch) -> None:
-        """Stages, actions and predictions of request records, one vectorised pass each."""
-        state = self.state
-        stage_times: dict[str, list[float]] = {}
-        actions: dict[str, float] = {}
-        by_kind: dict[bool | None, list[RequestRecord]] = {}
-        for record in requests:
-            for stage, seconds in record.stages:
-                stage_times.setdefault(stage, []).append(seconds)
-            if record.action is not None:
-                actions[record.action] = actions.get(record.action, 0) + 1
-            if record.has_prediction:
-                by_kind.setdefault(record.probabilities, []).append(record)
-        stage_cap = self._caps["inferwatch_stage_duration_seconds"]
-        for stage, times in stage_times.items():
-            state.histogram("inferwatch_stage_duration_seconds", (stage_cap.fold(stage),),
-                            self.settings.latency_buckets).observe(np.asarray(times))
-        for action, count in self._caps["inferwatch_actions_total"].fold_counts(actions).items():
-            state.inc("inferwatch_actions_total", (action,), count)
-        for probabilities, records in by_kind.items():
-            if not records:
-                continue
-            rows = predictions.add_records([r.prediction for r in records], probabilities)
-            self.outcomes.remember_many(
-                (record.request_id, *(row or (_joinable(record.prediction), None)),
-                 record.started_at)
-                for record, row in zip(records, rows) if record.request_id is not None)
 
     def renew_locks(self) -> None:
         """New locks in a forked child: a lock held by another thread at fork time would

@@ -56,7 +56,7 @@ def parse_time(text: str, now: float | None = None) -> float:
         if math.isnan(seconds):  # compares false with every time: it would match nothing
             raise argparse.ArgumentTypeError(f"{text!r} is not a time")
         # Imported here: `inferwatch --help` and the other subcommands need no numpy.
-        from inferwatch.core.monitor import epoch_seconds
+        from inferwatch.core.timestamps import epoch_seconds
 
         return epoch_seconds(seconds)
     iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text

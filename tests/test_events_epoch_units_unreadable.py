@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inferwatch.cli import main
-from inferwatch.core import monitor
+from inferwatch.core import timestamps
 from inferwatch.events import jsonl
 from inferwatch.events.cli import parse_time
 from inferwatch.events.sinks import ReadStats
@@ -33,12 +33,12 @@ def write_lines(path: Path, events: list[dict]) -> None:
     path.write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in events))
 
 
-# --- one epoch-unit rule, shared with the monitor -----------------------------------------------
+# --- one epoch-unit rule, shared with record_outcome(at=) --------------------------------
 
 @settings(max_examples=300, deadline=None)
 @given(st.floats(allow_nan=False))
-def test_a_number_is_read_as_monitor_epoch_seconds_reads_it(value):
-    assert parse_time(repr(value)) == monitor.epoch_seconds(value)
+def test_a_number_is_read_as_epoch_seconds_reads_it(value):
+    assert parse_time(repr(value)) == timestamps.epoch_seconds(value)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -54,9 +54,9 @@ def test_epoch_units_are_told_by_size(text, seconds):
     assert parse_time(text) == seconds
 
 
-def test_parse_time_follows_the_monitors_epoch_rule(monkeypatch):
+def test_parse_time_follows_the_shared_epoch_rule(monkeypatch):
     # One rule for the library and the CLI: a change to it reaches both.
-    monkeypatch.setattr(monitor, "epoch_seconds", lambda value: value / 7)
+    monkeypatch.setattr(timestamps, "epoch_seconds", lambda value: value / 7)
     assert parse_time("700") == 100
 
 

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch import faults
-from inferwatch.core.monitor import FAST, SLOW, _seconds_of
+from inferwatch.core.monitor import FAST, SLOW
 from inferwatch.core.registry import Registry, default_registry
+from inferwatch.core.timestamps import seconds_of
 
 UTC = datetime.timezone.utc
 
@@ -73,7 +74,7 @@ def test_trained_at_text_with_a_time_but_no_offset_is_refused_as_an_outcome_time
 def test_trained_at_and_an_outcome_time_read_the_same_text_as_the_same_instant(
         registry: Registry, text: str) -> None:
     assert _trained(registry, text) == 1767225600.0
-    assert _seconds_of(text) == 1767225600.0
+    assert seconds_of(text) == 1767225600.0
 
 
 def test_trained_at_a_date_alone_is_its_midnight_utc(registry: Registry) -> None:
@@ -100,10 +101,10 @@ def test_an_outcome_time_in_epoch_ms_us_or_ns_gives_the_real_delay(
 @settings(max_examples=80, deadline=None)
 @given(st.floats(min_value=1e9, max_value=9e10))  # 2001 .. 4821: seconds
 def test_every_epoch_unit_reads_as_the_same_seconds(seconds: float) -> None:
-    assert _seconds_of(seconds) == seconds
+    assert seconds_of(seconds) == seconds
     for scale in (1e3, 1e6, 1e9):
-        assert _seconds_of(seconds * scale) == pytest.approx(seconds, rel=1e-12)
-        assert _seconds_of(int(seconds * scale)) == pytest.approx(seconds, rel=1e-9, abs=1e-3)
+        assert seconds_of(seconds * scale) == pytest.approx(seconds, rel=1e-12)
+        assert seconds_of(int(seconds * scale)) == pytest.approx(seconds, rel=1e-9, abs=1e-3)
 
 
 @pytest.mark.parametrize("at", [True, False, np.bool_(True)])

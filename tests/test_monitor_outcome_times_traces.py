@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch import faults
-from inferwatch.core.monitor import FAST, SLOW, _seconds_of
+from inferwatch.core.monitor import FAST, SLOW
 from inferwatch.core.options import Settings
 from inferwatch.core.registry import Registry
+from inferwatch.core.timestamps import seconds_of
 
 UTC = datetime.timezone.utc
 
@@ -101,7 +102,7 @@ def test_one_instant_reads_as_the_same_seconds_in_every_form(moment: datetime.da
     local = moment.replace(tzinfo=UTC).astimezone(zone)
     forms = [moment, pd.Timestamp(moment), np.datetime64(moment), local, pd.Timestamp(local),
              local.isoformat(), moment.isoformat() + "Z", str(expected)]
-    assert [_seconds_of(form) for form in forms] == [expected] * len(forms)
+    assert [seconds_of(form) for form in forms] == [expected] * len(forms)
 
 
 # --- configure(traces=) ------------------------------------------------------------------------

@@ -1,0 +1,173 @@
+"""What a drain folds besides its calls' counts and latencies: the stages, actions and
+predictions of request records, stream records, and the data-quality and drift checks of a
+model with a reference profile. Each is a function of the state it writes, called by
+:meth:`inferwatch.core.monitor.Monitor.drain` under the monitor's lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.core.outcomes import joinable_labels
+from inferwatch.core.predictions import DEFAULT_OUTPUT
+
+if TYPE_CHECKING:
+    from inferwatch.core.label_caps import LabelCap
+    from inferwatch.core.options import Settings
+    from inferwatch.core.outcomes import OutcomeJoiner
+    from inferwatch.core.prediction_batch import PredictionBatch
+    from inferwatch.core.request import RequestRecord
+    from inferwatch.core.state import ModelState
+    from inferwatch.core.streams import StreamRecord
+    from inferwatch.quality.checks import BatchResult
+    from inferwatch.quality.tracker import FeatureTracker
+
+
+def check_predictions(tracker: FeatureTracker, predictions: PredictionBatch,
+                      now: float) -> None:
+    """Bin a drain's predicted values into `tracker`'s prediction drift windows, under the
+    reference's output names; predicted labels where the reference profiled labels."""
+    values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+              for name, chunks in predictions.values.items()}
+    if predictions.classes and DEFAULT_OUTPUT not in values:
+        labels = _predicted_labels(tracker, predictions.classes)
+        if labels is not None:
+            values[DEFAULT_OUTPUT] = labels
+    tracker.check_predictions(_by_reference_names(tracker, values), predictions.rows(), now)
+
+
+def count_input_checks(state: ModelState, feature_labels: Sequence[str],
+                       result: BatchResult) -> None:
+    """Count what a check of inputs found: missing, out-of-range and unseen values per
+    feature (by its label), and inputs that could not be read, by reason."""
+    for metric, counts in (("inferwatch_feature_missing_total", result.missing),
+                           ("inferwatch_feature_out_of_range_total", result.out_of_range),
+                           ("inferwatch_feature_unseen_category_total",
+                            result.unseen_category)):
+        for index in np.flatnonzero(counts).tolist():
+            state.inc(metric, (feature_labels[index],), int(counts[index]))
+    for reason, count in result.input_errors.items():
+        if count:
+            state.inc("inferwatch_input_errors_total", (reason,), count)
+
+
+def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray]
+                        ) -> dict[str, np.ndarray]:
+    """`values` under the reference's output names. Probability columns are named by the
+    model's ``classes_`` (``"0"``, ``"1"``); a reference profiled with ``prediction_names``
+    (``["legit", "fraud"]``) names the same columns in the same order. When no name
+    matches and the counts agree, the columns are matched by position, as they were
+    profiled; prediction drift was silently never scored."""
+    names = tracker.reference.output_names
+    if len(values) != len(names) or not values or any(name in values for name in names):
+        return values
+    return dict(zip(names, values.values()))
+
+
+def _predicted_labels(tracker: FeatureTracker, classes: list[np.ndarray]) -> np.ndarray | None:
+    """A classifier's predicted labels as the reference's ``value`` output reads them (a
+    reference profiled from ``predict(X)``): a numeric profile reads labels as numbers, a
+    categorical one as text. None without such an output, or with labels of another kind."""
+    profile = tracker.reference.outputs.get(DEFAULT_OUTPUT)
+    if profile is None:
+        return None
+    labels = np.concatenate(classes) if len(classes) > 1 else classes[0]
+    if not profile.is_numeric:
+        return labels.astype(object)
+    try:
+        return labels.astype(np.float64)  # ints and bools; "0" / "1" of a predict_proba
+    except (TypeError, ValueError):
+        return None
+
+
+def _joinable(prediction: object) -> tuple[str, ...] | None:
+    """The labels an outcome joins `prediction` by, or None (counted as a fault) for an
+    object that fails when read as an array: the other records of its drain still join."""
+    try:
+        return joinable_labels(prediction)
+    except Exception as exc:
+        faults.record("prediction", exc)
+        return None
+
+
+def fold_streams(state: ModelState, s: Settings, streams: list[StreamRecord]) -> None:
+    """Fold stream records into `state`: time to first item, items, the time between items,
+    text length and tokens."""
+    if state.info.get("task") == "auto":
+        # Text and streams are what a generative model returns; a class label in a
+        # lone str is classified only when the model declares task="classification" (or
+        # its classes=).
+        state.info = {**state.info, "task": "generation"}
+    first = [r.first_item for r in streams if r.first_item is not None]
+    if first:
+        state.histogram("inferwatch_stream_first_item_seconds", (),
+                        s.latency_buckets).observe(np.asarray(first))
+    items = [r.items for r in streams if r.items is not None]
+    if items:
+        state.histogram("inferwatch_stream_items", (), s.stream_item_buckets).observe(
+            np.asarray(items, dtype=np.float64))
+    # A stream of one item has no gaps (None): it still shows the series, at zero.
+    itemised = [r for r in streams if r.items]
+    if itemised:
+        interval = state.histogram("inferwatch_stream_item_interval_seconds", (),
+                                   s.stream_interval_buckets)
+        # Streams share their bounds' tuple unless the buckets were reconfigured while
+        # some were open: one sum per bounds, then folded into the series' own.
+        by_bounds: dict[tuple[float, ...] | None, list[list[int]]] = {}
+        for r in itemised:
+            if r.gaps is not None:
+                by_bounds.setdefault(r.gap_bounds, []).append(r.gaps)
+        for bounds, gaps in by_bounds.items():
+            interval.add_counts(np.sum(gaps, axis=0), 0.0, bounds)
+        interval.sum += sum(r.gap_sum for r in itemised)
+    chars = [r.chars for r in streams if r.chars is not None]
+    if chars:
+        state.histogram("inferwatch_output_characters", (), s.text_length_buckets).observe(
+            np.asarray(chars, dtype=np.float64))
+    input_tokens = [r.input_tokens for r in streams if r.input_tokens is not None]
+    output = [(r.output_tokens, r.duration) for r in streams if r.output_tokens is not None]
+    # A count of 0 read is a count: the series exists from the first reply that gave
+    # one, or rate() over it reads "no data" instead of 0.
+    if input_tokens:
+        state.inc("inferwatch_tokens_total", ("input",), sum(input_tokens))
+    if output:
+        state.inc("inferwatch_tokens_total", ("output",), sum(n for n, _ in output))
+        speeds = [n / seconds for n, seconds in output if seconds > 0]
+        state.histogram("inferwatch_output_tokens_per_second", (),
+                        s.tokens_per_second_buckets).observe(np.asarray(speeds))
+
+
+def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCap],
+                  outcomes: OutcomeJoiner, requests: list[RequestRecord],
+                  predictions: PredictionBatch) -> None:
+    """Fold the stages, actions and predictions of request records, one vectorised pass each
+    (their counts and latencies are the drain's own); predictions with a request id are
+    remembered in `outcomes` for their ground truth."""
+    stage_times: dict[str, list[float]] = {}
+    actions: dict[str, float] = {}
+    by_kind: dict[bool | None, list[RequestRecord]] = {}
+    for record in requests:
+        for stage, seconds in record.stages:
+            stage_times.setdefault(stage, []).append(seconds)
+        if record.action is not None:
+            actions[record.action] = actions.get(record.action, 0) + 1
+        if record.has_prediction:
+            by_kind.setdefault(record.probabilities, []).append(record)
+    stage_cap = caps["inferwatch_stage_duration_seconds"]
+    for stage, times in stage_times.items():
+        state.histogram("inferwatch_stage_duration_seconds", (stage_cap.fold(stage),),
+                        settings.latency_buckets).observe(np.asarray(times))
+    for action, count in caps["inferwatch_actions_total"].fold_counts(actions).items():
+        state.inc("inferwatch_actions_total", (action,), count)
+    for probabilities, records in by_kind.items():
+        if not records:
+            continue
+        rows = predictions.add_records([r.prediction for r in records], probabilities)
+        outcomes.remember_many(
+            (record.request_id, *(row or (_joinable(record.prediction), None)),
+             record.started_at)
+            for record, row in zip(records, rows) if record.request_id is not None)

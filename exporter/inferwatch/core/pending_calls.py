@@ -1,0 +1,188 @@
+"""How a drain reads the calls the request path left: the columns of their tuples, results
+and inputs kept as their bytes read back (stacked into one array where they share a shape),
+and huge batches cut into slices drained one lock hold at a time.
+
+What a call's tuple holds is written by the wrappers in :mod:`inferwatch.core.instrument`;
+:meth:`inferwatch.core.monitor.Monitor.fast_path` hands them the lists.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF
+
+# A numpy result with more rows than this is drained in slices of this many rows, each under
+# the monitor lock on its own, so a scrape or a record_outcome caller waits for one slice
+# (a few milliseconds), never for the whole batch (seconds for 10 million rows). The call
+# and its batch size are counted with its first slice.
+SLICE_ROWS = 1 << 17
+_ndarray = np.ndarray
+
+
+class LaterSlices(NamedTuple):
+    """The slices after the first of a huge batch, drained after the lock was let go.
+
+    >>> LaterSlices(probabilities=False, slices=[np.zeros(3)]).probabilities
+    False
+    """
+
+    probabilities: bool
+    slices: list
+
+
+def first_slices(results: Sequence[object], probabilities: bool, rest: list[LaterSlices],
+                  kinds: set[type]) -> tuple[Sequence[object], dict[int, int]]:
+    """`results` (of the classes `kinds`) with each huge numpy array cut to its first slice
+    (the others go to `rest`), and {index: rows of the whole array} for the ones cut.
+
+    >>> rest, results = [], [np.zeros(SLICE_ROWS * 2 + 1), 1.0]
+    >>> cut, rows = first_slices(results, False, rest, set(map(type, results)))
+    >>> [len(c) if isinstance(c, np.ndarray) else c for c in cut], rows == {0: 2 * SLICE_ROWS + 1}
+    ([131072, 1.0], True)
+    >>> [len(s) for s in rest[0].slices] == [SLICE_ROWS, 1]
+    True
+    """
+    whole: dict[int, int] = {}
+    if _ndarray not in kinds:  # most drains hold no array at all
+        return results, whole
+    arrays = results if len(kinds) == 1 else [r for r in results if r.__class__ is _ndarray]
+    if all(not shape or shape[0] <= SLICE_ROWS for shape in set(map(SHAPE_OF, arrays))):
+        return results, whole  # one look per distinct shape, not per array
+    for index, result in enumerate(results):
+        if result.__class__ is _ndarray and result.ndim and result.shape[0] > SLICE_ROWS:
+            whole[index] = result.shape[0]
+    if not whole:
+        return results, whole
+    cut = list(results)
+    for index, rows in whole.items():
+        array = cut[index]
+        cut[index] = array[:SLICE_ROWS]
+        rest.append(LaterSlices(probabilities, [array[start:start + SLICE_ROWS]
+                                          for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
+    return cut, whole
+
+
+_COLUMN_GETTERS = tuple(operator.itemgetter(i) for i in range(5))
+
+
+def call_columns(pending: list[tuple], feature_count: int | None = None
+                  ) -> tuple[Sequence[float], Sequence[object], Sequence,
+                             tuple[np.ndarray, tuple] | None]:
+    """Durations, results and kept inputs of fast-path calls, and (stacked, one call's
+    shape) when every call returned an array of one shape and dtype. `feature_count`: the
+    reference's, the width of inputs that may be joined.
+
+    A call is (duration, result), (duration, result, input), or, for a small array,
+    (duration, the array, input or None, its bytes when the call returned): the result is
+    read from those bytes, as the call saw it (a runtime may have refilled the array since).
+    A call whose input was a small numeric array keeps that array and its bytes:
+    (duration, result, input array, its bytes, the result's bytes or None).
+
+    >>> a = np.array([1.0]); calls = [(0.1, a, None, a.tobytes())]; a[0] = 9.0
+    >>> _, results, _, (stacked, shape) = call_columns(calls * 2)
+    >>> stacked.tolist(), shape
+    ([1.0, 1.0], (1,))
+    >>> x = np.zeros((1, 2)); calls = [(0.1, 0.5, x, x.tobytes(), None)]; x[0] = 7.0
+    >>> _, results, kept, _ = call_columns(calls * 3)
+    >>> results, kept[0].tolist()
+    ([0.5, 0.5, 0.5], [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    """
+    lengths = set(map(len, pending))
+    if len(lengths) == 1:
+        width = lengths.pop()
+        # A map per column: zip(*pending) would make an iterator per call, and those
+        # thousand tracked objects set off a garbage collection in every drain.
+        columns = [list(map(getter, pending)) for getter in _COLUMN_GETTERS[:width]]
+        if width == 2:
+            return columns[0], columns[1], (), None
+        if width == 3:
+            return columns[0], columns[1], columns[2], None
+        if width == 4:
+            kept = [i for i in columns[2] if i is not None]  # `is`: inputs may be DataFrames
+            return (columns[0], *_arrays_from_bytes(columns[1], columns[3], kept))
+        kept = _inputs_from_bytes(columns[2], columns[3], feature_count)
+        raws = columns[4]
+        if raws.count(None) == len(raws):
+            return columns[0], columns[1], kept, None
+        if None not in raws:
+            return (columns[0], *_arrays_from_bytes(columns[1], raws, kept))
+        return columns[0], [r if raw is None else array_from_bytes(r, raw)
+                            for r, raw in zip(columns[1], raws)], kept, None
+    durations, results, kept = [], [], []
+    for call in pending:  # calls of several kinds in one drain: one at a time
+        durations.append(call[0])
+        width = len(call)
+        if width == 5:
+            results.append(call[1] if call[4] is None else array_from_bytes(call[1], call[4]))
+            kept.append(array_from_bytes(call[2], call[3]))
+        elif width == 4:
+            results.append(array_from_bytes(call[1], call[3]))
+            if call[2] is not None:
+                kept.append(call[2])
+        else:
+            results.append(call[1])
+            if width == 3:
+                kept.append(call[2])
+    return durations, results, kept, None
+
+
+def _arrays_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes], kept: list
+                       ) -> tuple[Sequence[object], list, tuple[np.ndarray, tuple] | None]:
+    """Results, kept inputs and (stacked, shape) for arrays kept as their bytes: one array
+    read from the joined bytes when they share a shape and dtype."""
+    if len(set(map(id, arrays))) == 1:  # one wrapper's layout (call_input.ArrayLayout)
+        dtypes, shapes = {arrays[0].dtype}, {arrays[0].shape}
+    else:
+        dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
+    if len(dtypes) == 1 and len(shapes) == 1:
+        (dtype,), (shape,) = dtypes, shapes
+        # all(shape): no axis of size 0, which a reshape to -1 rows cannot place.
+        if shape and all(shape):
+            # bytearray: a writable array, as a copy would be.
+            stacked = np.frombuffer(bytearray().join(raws), dtype=dtype)
+            return (), kept, (stacked.reshape((-1, *shape[1:])), shape)
+    return list(map(array_from_bytes, arrays, raws)), kept, None
+
+
+def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes],
+                       width: int | None = None) -> list:
+    """Inputs kept as their bytes: one 2-D array read from the joined bytes when every input
+    is a 2-D array with rows, of one dtype and of the reference's `width` (None: of one
+    width), which is the usual drain with a reference profile, told by one look per distinct
+    shape and dtype; else each input as it was, so that an empty or wrongly wide call counts
+    as a call of its own (``empty_batch``, ``wrong_width``)."""
+    dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
+    widths = {shape[1] if len(shape) == 2 and shape[0] else -1 for shape in shapes}
+    if len(dtypes) == 1 and len(widths) == 1 and widths != {-1} and (
+            width is None or widths == {width}):
+        (dtype,) = dtypes
+        (width,) = widths
+        if width:
+            joined = np.frombuffer(bytearray().join(raws), dtype=dtype)
+            return [joined.reshape((-1, width))]
+    return list(map(array_from_bytes, arrays, raws))
+
+
+def array_from_bytes(template: np.ndarray, raw: bytes) -> np.ndarray:
+    """The array `template` was when its bytes `raw` were taken."""
+    return np.frombuffer(bytearray(raw), dtype=template.dtype).reshape(template.shape)
+
+
+def take(pending: list) -> list:
+    """Every item of `pending`, taken out of it: a slice and one ``del``, each one
+    operation under the GIL, so an append racing with it lands in the next take.
+
+    >>> calls = [1, 2]; take(calls), calls
+    ([1, 2], [])
+    """
+    n = len(pending)
+    if not n:
+        return []
+    taken = pending[:n]
+    del pending[:n]
+    return taken
