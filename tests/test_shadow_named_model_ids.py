@@ -11,7 +11,7 @@ import numpy as np
 
 import inferwatch
 from inferwatch.core.registry import Registry
-from test_shadow_more12 import _FreshIds
+from test_shadow_request_ids_streams import _FreshIds
 
 
 class _Named:

@@ -5,7 +5,7 @@ The merge now builds each series' sketch with ``DDSketch.from_dense_bins``, whic
 the checks ``dense_bins`` already guarantees: the sketch (bins laid out alike) and the
 errors must be those of ``from_bins``, and the merged ``/metrics`` text, errors and
 refusals those of the modules before this change (``ORIGINAL``, in a process of their
-own, as tests/test_merge_speed_more12.py compares).
+own, as tests/test_merge_speed_cached_decoding.py compares).
 
 A fold followed every folded snapshot's stamp up to a day ahead: one dead worker with a
 clock far ahead moved the fold, and the archive's stamp, past every window the archive
@@ -37,7 +37,7 @@ from inferwatch.multiproc.store import (
     WorkerId,
     read_entry,
 )
-from test_merge_speed_more12 import (
+from test_merge_speed_cached_decoding import (
     MODELS,
     NOW,
     assert_alike,

@@ -4,7 +4,7 @@ A worker's state section (identity fields, gauges, process counters) is the same
 publish to the next but for its time of writing: the reader remembers it, checked, by the
 text after that time, and parses it again only when that text changes. What a scrape
 decodes, refuses and serves must be what the modules before this pass give
-(``ORIGINAL``, in a process of their own, as tests/test_merge_speed_more12.py compares).
+(``ORIGINAL``, in a process of their own, as tests/test_merge_speed_cached_decoding.py compares).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from inferwatch.multiproc import snapshot_format
 from inferwatch.multiproc.snapshot_format import SnapshotError, decode
 from snapshot_frames import framed, sections
-from test_merge_speed_more12 import (
+from test_merge_speed_cached_decoding import (
     NOW,
     assert_alike,
     blobs_of,

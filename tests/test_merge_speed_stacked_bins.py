@@ -6,7 +6,7 @@ in the files' own narrow type and added in one numpy call, in a type just wide e
 their sum, and a merged model's drift windows are built without repeating the checks the
 constructor made of the same settings before. The sums, the windows, the merged
 ``/metrics`` text, the errors and the refusals must be those of the modules before this
-pass (``ORIGINAL``, in a process of their own, as tests/test_merge_speed_more12.py
+pass (``ORIGINAL``, in a process of their own, as tests/test_merge_speed_cached_decoding.py
 compares).
 """
 
@@ -25,7 +25,7 @@ from inferwatch.multiproc import merge, snapshot_format, snapshot_layout
 from inferwatch.multiproc.snapshot_layout import dense_bins
 from inferwatch.quality import drift
 from inferwatch.quality.drift import DriftWindow, layout_of
-from test_merge_speed_more12 import (
+from test_merge_speed_cached_decoding import (
     MODELS,
     NOW,
     ROOT,

@@ -201,7 +201,7 @@ def test_a_callable_model_whose_forward_names_request_id_is_not_handed_one():
 
 
 def test_a_call_sampled_while_another_thread_closes_is_counted_as_dropped():
-    """The race tests/test_shadow_lifecycle_more.py caught through the second call of the
+    """The race tests/test_shadow_lifecycle_close_races.py caught through the second call of the
     request-id function, which is now called once: here the shadow's reading of the
     caller's own id (its text, after the champion's) is the moment close() runs."""
     registry = Registry()

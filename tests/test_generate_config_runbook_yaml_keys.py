@@ -207,7 +207,7 @@ def test_08_and_09_say_why_they_are_text_and_what_to_write(
 def test_any_leading_zero_number_with_an_8_or_9_gets_the_number_to_write(
         tmp_path: Path, zeros: int, number: int, key: str) -> None:
     if not set(str(number)) & set("89"):
-        return  # octal digits only: refused as octal when parsed (test_generate_config_more10)
+        return  # octal digits only: refused as octal when parsed (test_generate_config_numerals)
     section, name = key.split(".")
     error = load_error(tmp_path, f"{section}:\n  {name}: {'0' * zeros}{number}\n")
     assert error.key == key
