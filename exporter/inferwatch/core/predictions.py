@@ -20,6 +20,8 @@ and never becomes a label.
 
 from __future__ import annotations
 
+import decimal
+import fractions
 import functools
 import itertools
 import math
@@ -586,6 +588,12 @@ def class_members(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return classes[at] == values
 
 
+# Python's exact numbers (a price computed in Decimal, a Fraction) are values, read as floats.
+_EXACT_NUMBERS = (decimal.Decimal, fractions.Fraction)
+_NUMBERS = (int, float, np.integer, np.floating, *_EXACT_NUMBERS)
+_FRACTIONAL = (float, np.floating, *_EXACT_NUMBERS)
+
+
 def _object_floats(flat: np.ndarray) -> np.ndarray | None:
     """An array of Python objects that holds floats (JSON's numbers with ``null``, a list of
     floats with None) as float64 with NaN for each missing value; None when it holds
@@ -602,10 +610,9 @@ def _object_floats(flat: np.ndarray) -> np.ndarray | None:
     for value in flat.tolist():
         if value is None or _is_missing(value):
             continue
-        if isinstance(value, (bool, np.bool_)) or not isinstance(
-                value, (int, float, np.integer, np.floating)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, _NUMBERS):
             return None
-        if isinstance(value, (float, np.floating)):
+        if isinstance(value, _FRACTIONAL):
             has_float = True
     if not has_float:
         return None
@@ -624,8 +631,7 @@ def _missing_as_nan(array: np.ndarray) -> np.ndarray | None:
     for value in array.reshape(-1).tolist():
         if value is None or _is_missing(value):
             flat.append(math.nan)
-        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-                value, (bool, np.bool_)):
+        elif isinstance(value, _NUMBERS) and not isinstance(value, (bool, np.bool_)):
             flat.append(_float(value))
         else:
             return None
@@ -634,9 +640,15 @@ def _missing_as_nan(array: np.ndarray) -> np.ndarray | None:
 
 def _float(value: int | float) -> float:
     """`value` as a float; an integer past the float range as an infinity of its sign (it
-    counts as ``inf``, as any infinite value does)."""
+    counts as ``inf``, as any infinite value does); a signalling Decimal NaN as NaN.
+
+    >>> _float(10**400), _float(decimal.Decimal("12.50")), _float(decimal.Decimal("sNaN"))
+    (inf, 12.5, nan)
+    """
     try:
         return float(value)
+    except ValueError:  # Decimal("sNaN") refuses float()
+        return math.nan
     except OverflowError:
         return math.inf if value > 0 else -math.inf
 
@@ -653,9 +665,12 @@ def bytes_text(raw: bytes | bytearray) -> str:
 
 
 def _is_missing(value: object) -> bool:
-    """pandas' NA and NaT, and a float NaN: a missing value in an array of objects."""
+    """pandas' NA and NaT, and a float or Decimal NaN: a missing value in an array of
+    objects."""
     if isinstance(value, (float, np.floating)):
         return bool(value != value)
+    if isinstance(value, decimal.Decimal):
+        return value.is_nan()  # a signalling NaN raises in a comparison
     return type(value).__name__ in ("NAType", "NaTType")
 
 
