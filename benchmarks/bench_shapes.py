@@ -89,6 +89,7 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
             lambda: (_Model(None, proba_hundred).predict_proba, {}), hundred),
         "dict outputs": (lambda: (fn_of({"price": 10.0, "eta": 30.0}), {}), 1),
         "list of one score": (lambda: (fn_of([0.5]), {}), 1),
+        "tuple of two outputs": (lambda: (fn_of((np.array([10.0]), np.array([30.0]))), {}), 1),
         "pandas Series, 1 row": (lambda: (_Model(_series([0.5])).predict, {}), one),
         "float function, 50-feature reference": (
             lambda: (fn_of(0.5), {"reference": reference()}), features),

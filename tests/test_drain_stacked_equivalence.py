@@ -1,8 +1,8 @@
 """Many calls read by the drain together must give the figures of the same calls read
 one at a time (a drain after each call takes the one-call path). The drain stacks calls of
-one shape and kind (numpy arrays of numbers, bools or text, Python text objects, lists of
-plain floats or of text, pandas Series of plain dtypes and text): this checks every kind
-against that oracle on random calls."""
+one shape and kind (numpy arrays of numbers, bools or text, Python text objects, lists and
+tuples of plain floats or of text, tuples of float arrays, pandas Series of plain dtypes and
+text): this checks every kind against that oracle on random calls."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ def _outputs(kind: str, rows: list) -> object:
                                           dtype=object),
         "float list": lambda r: [float(v) for v in r],
         "str list": lambda r: [str(v) for v in r],
+        "float tuple": lambda r: tuple(float(v) for v in r),
+        "str tuple": lambda r: tuple(str(v) for v in r),
+        "array tuple": lambda r: (np.array([float(v) for v in r]),
+                                  np.array([float(v) / 2 for v in r])),
+        "mixed array tuple": lambda r: (np.array([float(v) for v in r]),
+                                        np.array([int(v) for v in r])),
         "float Series": lambda r: pd.Series([float(v) for v in r]),
         "int Series": lambda r: pd.Series([int(v) for v in r]),
         "str Series": lambda r: pd.Series([str(v) for v in r], dtype="str"),
@@ -80,10 +86,10 @@ def _figures(outputs: list, order: list[int], task: str, classes: bool, each: bo
         histograms = {name: {k: (h.count, float(f"{h.sum:.9g}")) for k, h in series.items()}
                       for name, series in mon.state.histograms.items()
                       if name != "inferwatch_request_duration_seconds"}
-        summaries = {name: {k: s.count() if callable(getattr(s, "count", None)) else None
-                            for k, s in series.items()}
+        # Each series' count and sum: which output (or class column) each value went to.
+        summaries = {name: {k: (s.count, float(f"{s.sum:.9g}")) for k, s in series.items()}
                      for name, series in mon.state.summaries.items()}
-        return counters, histograms, sorted(summaries), mon.state.info.get("task")
+        return counters, histograms, summaries, mon.state.info.get("task")
     finally:
         registry.close()
 
@@ -92,7 +98,8 @@ _KINDS = ["float array", "int array", "bool array", "str array", "object text", 
           "str list", "float Series", "int Series", "str Series", "string Series",
           "object Series", "Int64 Series", "float frame", "int frame", "mixed frame",
           "text frame", "float dict", "float polars", "int polars", "str polars",
-          "nullable polars"]
+          "nullable polars",
+          "float tuple", "str tuple", "array tuple", "mixed array tuple"]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -106,8 +113,9 @@ def test_many_calls_read_together_give_the_figures_of_each_call_read_alone(
         for _ in range(data.draw(st.integers(1, 3))):
             integers = ("int array", "int Series", "Int64 Series", "int frame", "mixed frame",
                         "int polars", "nullable polars")
-            values = _FLOATS if kind.startswith("float") else (
-                _NUMBERS if kind in (*integers, "bool array", "object Series") else _LABELS)
+            values = _FLOATS if kind.startswith("float") or kind == "array tuple" else (
+                _NUMBERS if kind in (*integers, "bool array", "object Series",
+                                     "mixed array tuple") else _LABELS)
             rows = data.draw(st.lists(values, min_size=width, max_size=width))
             if kind in integers:
                 rows = [int(v) for v in rows]
@@ -124,11 +132,13 @@ def test_many_calls_read_together_give_the_figures_of_each_call_read_alone(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(st.floats(0, 1), min_size=1, max_size=2), min_size=1, max_size=4),
-       st.lists(st.integers(0, 3), min_size=2, max_size=12), st.booleans())
+       st.lists(st.integers(0, 3), min_size=2, max_size=12), st.booleans(),
+       st.sampled_from([list, tuple]))
 def test_predict_proba_lists_read_together_give_the_figures_of_each_call_read_alone(
-        positives, order, classes):
-    """A predict_proba returning ``[[1 - p, p], ...]`` as lists, one per call."""
-    outputs = [[[1.0 - p, p] for p in rows] for rows in positives]
+        positives, order, classes, sequence):
+    """A predict_proba returning ``[[1 - p, p], ...]`` as lists (or tuples of rows), one per
+    call."""
+    outputs = [sequence(sequence((1.0 - p, p)) for p in rows) for rows in positives]
     order = [i % len(outputs) for i in order]
 
     def figures(each: bool):

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 _FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
 _FLOAT_ONLY = {float}
+_SEQUENCES = ({list}, {tuple})  # a result's kinds read as flat lists: lists, or tuples
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
                           np.uint16, np.uint8})
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
@@ -204,8 +205,11 @@ class PredictionBatch:
         if kinds == {dict} and len(results) > 1 and (
                 self._add_float_dicts(results) or self._add_array_dicts(results)):
             return
-        if kinds == {list} and len(results) > 1 and self._add_flat_lists(results,
-                                                                          probabilities):
+        if kinds in _SEQUENCES and len(results) > 1 and \
+                self._add_flat_lists(results, probabilities):
+            return
+        if kinds == {tuple} and len(results) > 1 and not probabilities and \
+                self._add_array_tuples(results):
             return
         if len(kinds) == 1 and len(results) > 1:
             kind = next(iter(kinds))
@@ -233,10 +237,10 @@ class PredictionBatch:
             self.add_one(result, probabilities)
 
     def _add_flat_lists(self, results: Sequence[list], probabilities: bool) -> bool:
-        """Many lists of one length, each of plain floats, of text, or of rows of plain
-        floats (a function returning ``[score]`` or ``["fraud"]``, a ``predict_proba``
-        returning ``[[p0, p1]]`` per call):
-        one array, read as the same calls returning numpy arrays are (a list of text as
+        """Many lists (or tuples) of one length, each of plain floats, of text, or of rows
+        of plain floats (a function returning ``[score]``, ``(score,)`` or ``["fraud"]``, a
+        ``predict_proba`` returning ``[[p0, p1]]`` per call): one array, read as the same
+        calls returning numpy arrays are (a list of text as
         Python strings, as ``to_array`` keeps it). False, recording nothing, for any other
         lists."""
         lengths = set(map(len, results))
@@ -254,7 +258,7 @@ class PredictionBatch:
             stacked = np.array(results, dtype=np.float64).reshape(-1)
             self.add_stacked(stacked, (width,), len(results), False)
             return True
-        if kinds == {list}:
+        if kinds in _SEQUENCES:
             if not probabilities:
                 # A predict's rows are judged call by call (probabilities, classes or
                 # values, by what each call holds): only predict_proba's rows are stacked.
@@ -332,6 +336,17 @@ class PredictionBatch:
         self._add(prediction, ())
         self.repeat_size(1, len(results))
         return True
+
+    def _add_array_tuples(self, results: Sequence[tuple]) -> bool:
+        """Many tuples of 1-D float numpy arrays, one count of them (a model returning
+        ``(prices, etas)`` per call): outputs ``0``, ``1``, ... read as the dicts of the
+        same arrays under those names are, which is how a call's tuple is read. False,
+        recording nothing, for any other tuples."""
+        width = len(results[0])
+        if not width or any(len(result) != width for result in results):
+            return False
+        names = tuple(map(str, range(width)))
+        return self._add_array_dicts([dict(zip(names, result)) for result in results])
 
     def _add_array_dicts(self, results: Sequence[dict]) -> bool:
         """Many dicts of the same named outputs, each a 1-D float numpy array (a model
