@@ -159,7 +159,7 @@ def test_a_calls_input_is_not_written_into_a_request_that_ended(
     captured its input: the input was still written into the record handed to the drain,
     where it was checked or not by when the drain ran."""
     np = pytest.importorskip("numpy")
-    from inferwatch.core import instrument as instrument_module
+    from inferwatch.core import call_wrappers
     from inferwatch.core.request import Request
     from inferwatch.quality.reference import Reference
     from request_totals import run_in_thread
@@ -169,7 +169,7 @@ def test_a_calls_input_is_not_written_into_a_request_that_ended(
                                     reference=Reference.from_data(rows), registry=registry)
     mon = registry.monitor("fraud", "1")
     request = Request.open(mon, "r-1")
-    original = instrument_module.snapshot_input
+    original = call_wrappers.snapshot_input
 
     def snapshot_input(value: Any) -> Any:
         if request._open:
@@ -178,7 +178,7 @@ def test_a_calls_input_is_not_written_into_a_request_that_ended(
                 mon.drain()
         return original(value)
 
-    monkeypatch.setattr(instrument_module, "snapshot_input", snapshot_input)
+    monkeypatch.setattr(call_wrappers, "snapshot_input", snapshot_input)
     assert predict(np.array([[0.1, 0.2]])) == 0.5
     assert not request.is_open
     assert request.record.features is None  # nothing written after it went to the drain

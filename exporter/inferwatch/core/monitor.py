@@ -298,7 +298,7 @@ class Monitor:
         self._dropped_reported = 0
         # Set by the registry: wakes its drain thread at once when a list is handed off.
         self.wake_drain: Callable[[], None] | None = None
-        # Which path instrumented calls take (see instrument.py): SLOW when request ids,
+        # Which path instrumented calls take (see call_wrappers.py): SLOW when request ids,
         # events or traces are wanted; WITH_INPUTS with a reference profile (the fast path,
         # its calls carrying their inputs for the drain to check); else FAST. Calls inside
         # an open ``mon.request()`` take the slow path; they find it in a context variable.

@@ -2,7 +2,7 @@
 and inputs kept as their bytes read back (stacked into one array where they share a shape),
 and huge batches cut into slices drained one lock hold at a time.
 
-What a call's tuple holds is written by the wrappers in :mod:`inferwatch.core.instrument`;
+What a call's tuple holds is written by the wrappers in :mod:`inferwatch.core.call_wrappers`;
 :meth:`inferwatch.core.monitor.Monitor.fast_path` hands them the lists.
 """
 

@@ -57,7 +57,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.call_input import COPY_LIMIT_BYTES, snapshot, snapshot_input
-from inferwatch.core.instrument import _accepts_keyword, named_call_id
+from inferwatch.core.call_wrappers import accepts_keyword, named_call_id
 from inferwatch.core.monitor import Monitor, _count_value
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, version_text
@@ -654,7 +654,7 @@ def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
     link = [inner]
     # A model that names request_id in its signature would be handed the id given to its
     # wrapper, which its call must never see unless its caller gave it.
-    naming = not _accepts_keyword(_model_callable(inner), "request_id")
+    naming = not accepts_keyword(_model_callable(inner), "request_id")
 
     def offer(args: tuple, kwargs: dict, result: object, named_id: object = _UNNAMED) -> None:
         alive = ref()

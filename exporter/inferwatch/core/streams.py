@@ -205,7 +205,7 @@ def _is_array_subclass(cls: type) -> bool:
 class Follower:
     """Turns the results of one instrumented callable into streams and text records.
 
-    The wrappers in ``instrument.py`` check ``result.__class__ in follower.plain`` (one set
+    The wrappers in ``call_wrappers.py`` check ``result.__class__ in follower.plain`` (one set
     lookup) and call the follower only for other classes. It answers :data:`UNFOLLOWED`
     for an ordinary prediction, which the wrapper then records as usual.
     """
@@ -634,7 +634,7 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
     The generator is `source` itself (the wrapper starts with its first item) or, when
     `args` is not None, what calling `source` with them returns (positional only: a call
     with keywords takes the general wrapper): a generator function's wrapper makes its call
-    here, so that one primed generator does both (``instrument.py``), and its first
+    here, so that one primed generator does both (``call_wrappers.py``), and its first
     ``yield`` (of None) is the priming one that the opener takes. The call has counted
     itself as started; its exception is counted and re-raised untouched. `tracker` is None
     for a stream that needs only counts (always so with `args`); one is made when it ends.

@@ -594,11 +594,14 @@ def _interrupted(exc: BaseException) -> bool:
 
 def _counted_by_instrumented_call(exc: BaseException) -> bool:
     """Whether `exc` passed through an instrumented call, which counted it already."""
+    from inferwatch.core import call_wrappers, model_proxy
     from inferwatch.core import instrument as instrumentation
 
+    instrumentation_files = {call_wrappers.__file__, instrumentation.__file__,
+                             model_proxy.__file__}
     tb = exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == instrumentation.__file__:
+        if tb.tb_frame.f_code.co_filename in instrumentation_files:
             return True
         tb = tb.tb_next
     return False

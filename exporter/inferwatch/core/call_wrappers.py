@@ -1,0 +1,611 @@
+"""The wrappers :func:`wrap_callable` puts around one callable: sync, async or streaming.
+
+The wrappers are the request path. Each call does two clock reads, one
+``next()`` on an ``itertools.count`` (for the in-flight gauge) and one ``list.append``
+(the appenders come bound from :meth:`Monitor.fast_path`); the exception path re-raises
+the caller's exception object untouched. They are apart from the proxy of a model object
+(:mod:`inferwatch.core.model_proxy`) and from instrument()'s checks of its arguments
+(:mod:`inferwatch.core.instrument`), which run once, where these run on every call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import time
+from collections.abc import Callable, Iterator
+from types import MethodType
+from typing import Any
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.core import request as request_module  # its lock: renewed at fork
+from inferwatch.core.call_input import (
+    COPY_LIMIT_BYTES,
+    ArrayLayout,
+    call_input,
+    input_position,
+    is_onnx_run,
+    snapshot,
+    snapshot_input,
+)
+from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor
+from inferwatch.core.pending_calls import array_from_bytes
+from inferwatch.core.request import (
+    INFERENCE_STAGE,
+    Request,
+    RequestRecord,
+    current_request_of,
+)
+from inferwatch.core.request import _current as open_request
+from inferwatch.core.streams import UNFOLLOWED, Follower, follow_sync
+from inferwatch.core.tracing import current_trace_id
+
+UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded
+# (monitor, id) of the id a request-id function gave the call its wrapper just began in this
+# thread or task: a shadow layer above a model that names request_id in its own signature
+# (so the layer may not pass the id down) reads it, so that the function is called once a
+# call and the challenger's copy carries the champion's id.
+named_call_id: contextvars.ContextVar[tuple | None] = contextvars.ContextVar(
+    "inferwatch_named_call_id", default=None)
+
+
+# Keywords with which xgboost (output_margin, or inplace_predict's predict_type="margin") and
+# LightGBM (raw_score) return raw scores instead of probabilities: recorded under their own
+# output, never mixed with probabilities.
+MARGIN_KEYWORDS = ("output_margin", "raw_score")
+MARGIN_OUTPUT = "margin"
+
+
+def _asks_for_margins(kwargs: dict) -> bool:
+    try:
+        return any(kwargs.get(k) is True for k in MARGIN_KEYWORDS) or \
+            kwargs.get("predict_type") == "margin"
+    except Exception:  # a hostile mapping: record the call as a plain prediction
+        return False
+
+
+class _CallRecorder:
+    """The slow path: a call that carries a request id, features or an event.
+
+    Used inside ``mon.request()`` (the call becomes that request's inference stage), when
+    the call passes ``request_id=``, and when the monitor has a reference profile, an id
+    function or an event log. It builds a :class:`RequestRecord` for the drain.
+    """
+
+    __slots__ = ("fn", "follow", "monitor", "one_feed", "position", "probabilities",
+                 "takes_request_id")
+
+    def __init__(self, fn: Callable, monitor: Monitor, probabilities: bool,
+                 follow: Follower) -> None:
+        self.fn = fn
+        self.monitor = monitor
+        self.probabilities = probabilities
+        self.takes_request_id = accepts_keyword(fn, "request_id")
+        self.follow = follow
+        self.position = follow.input_position = input_position(fn)
+        self.one_feed = is_onnx_run(fn)
+
+    def call(self, args: tuple, kwargs: dict) -> Any:
+        record = self.guarded_begin(args, kwargs)
+        start = time.perf_counter()
+        try:
+            result = self.fn(*args, **kwargs)
+        except BaseException as exc:
+            self.end(record, time.perf_counter() - start, error=exc)
+            raise
+        return self._returned(record, result, start, args, kwargs)
+
+    async def call_async(self, args: tuple, kwargs: dict) -> Any:
+        record = self.guarded_begin(args, kwargs)
+        start = time.perf_counter()
+        try:
+            result = await self.fn(*args, **kwargs)
+        except BaseException as exc:
+            self.end(record, time.perf_counter() - start, error=exc)
+            raise
+        return self._returned(record, result, start, args, kwargs)
+
+    def _returned(self, record: Any, result: Any, start: float, args: tuple,
+                  kwargs: dict) -> Any:
+        """What a call of its own gives back once the model returned: a stream followed
+        to its end, or the result, recorded (its margins when the call asked for them)."""
+        if result.__class__ not in self.follow.plain:
+            followed = self.follow(result, start, args, record, slow=True, kwargs=kwargs)
+            if followed is not UNFOLLOWED:
+                return followed
+        self.end(record, time.perf_counter() - start,
+                 {MARGIN_OUTPUT: snapshot(result)} if _asks_for_margins(kwargs) else result)
+        return result
+
+    def join(self, request: Request, args: tuple) -> Any:
+        """A call without keywords inside an open ``mon.request()`` of this monitor: the
+        request's inference stage, as :meth:`call` records it, without what only a call
+        of its own needs (a record, a request id, margins). A request that has closed
+        (seen from a task it started) is not joined: the call is one of its own."""
+        if not (request._open or request.is_open):
+            return self.call(args, {})
+        if self.monitor.keeps_inputs:
+            self.give_input(request, args)
+        start = time.perf_counter()
+        try:
+            result = self.fn(*args)
+        except BaseException as exc:
+            # Its exception reaches the request's block, which counts the failure.
+            try:
+                self.join_open_request(time.perf_counter() - start, failed=exc,
+                                       request=request)
+            except Exception as fault:
+                faults.record("request", fault)
+            raise
+        duration = time.perf_counter() - start
+        if result.__class__ not in self.follow.plain:
+            followed = self.follow(result, start, args, None, slow=True)
+            if followed is not UNFOLLOWED:
+                return followed
+        try:
+            # join_open_request without its look-up: the request is known.
+            if not self._joined(request, duration, True, result):
+                self.join_open_request(duration, result, request=request)
+        except Exception as exc:
+            faults.record("request", exc)
+        return result
+
+    def give_input(self, request: Request, args: tuple, kwargs: dict | None = None) -> None:
+        """The call's input as the features of the request it joins, unless the request was
+        given its features (``r.features()``) or an earlier call's: with a reference profile
+        or an event log, a request (every request of the web middleware) is checked and
+        logged with what its model saw."""
+        if not self.monitor.keeps_inputs or request.record.features is not None:
+            return
+        if len(args) > self.position:
+            features = snapshot_input(call_input(args, self.position, self.one_feed))
+        elif kwargs:
+            features = snapshot_input(_keyword_input(kwargs))
+        else:
+            return
+        # Made before the lock a close takes, written under it: a request ended meanwhile
+        # (the middleware closing it in its own thread) went to the drain, whose reading of
+        # a later write would depend on when it ran.
+        with request_module._CLOSING:
+            record = request.record
+            if request._writable() and record.features is None:
+                record.features = features
+
+    def guarded_begin(self, args: tuple, kwargs: dict) -> RequestRecord | object | None:
+        """begin(), or UNRECORDED when it fails: the call must go through regardless."""
+        try:
+            return self.begin(args, kwargs)
+        except Exception as exc:
+            if not self.takes_request_id:
+                kwargs.pop("request_id", None)  # never hand the model what it does not take
+            faults.record("request", exc)
+            return UNRECORDED
+
+    def begin(self, args: tuple, kwargs: dict) -> RequestRecord | None:
+        """Prepare the record (None when the call joins an open request instead)."""
+        monitor = self.monitor
+        request = current_request_of(monitor)
+        if request is not None:
+            # The model never gets what it does not take.
+            call_id = kwargs.get("request_id") if self.takes_request_id else kwargs.pop(
+                "request_id", None)
+            if call_id is not None:
+                _name_request(request, faults.text_of(call_id, "request_id"))
+            self.give_input(request, args, kwargs)
+            return None
+        request_id = None
+        named = False
+        if "request_id" in kwargs:
+            request_id = kwargs["request_id"] if self.takes_request_id else kwargs.pop(
+                "request_id")
+        elif monitor.request_id_fn is not None:
+            named = True
+            try:
+                request_id = monitor.request_id_fn(*args, **kwargs)
+            except Exception as exc:
+                faults.record("request_id", exc)
+        if request_id is not None:
+            request_id = faults.text_of(request_id, "request_id")
+        if named:
+            named_call_id.set((monitor, request_id))
+        record = RequestRecord(0.0, request_id=request_id, started_at=time.time())
+        if monitor.keeps_inputs:
+            record.features = snapshot_input(
+                call_input(args, self.position, self.one_feed) if len(args) > self.position
+                else _keyword_input(kwargs))
+        if monitor.traces:
+            record.trace_id = current_trace_id()
+        monitor.call_started()
+        return record
+
+    def record_with(self, features: object) -> RequestRecord:
+        """The record of a fast-path call that kept its input and returned a stream: the
+        stream finishes it, as on the slow path (the call has counted itself started)."""
+        record = RequestRecord(0.0, started_at=time.time())
+        record.features = features
+        return record
+
+    def finish(self, record: RequestRecord, duration: float, result: Any,
+               error: BaseException | None) -> None:
+        record.duration = duration
+        if error is not None:
+            record.error_type = error.__class__
+        else:
+            record.prediction = snapshot(result)
+            record.has_prediction = True
+            record.probabilities = self.probabilities
+        self.monitor.submit(record)
+
+    def end(self, record: RequestRecord | object | None, duration: float, result: Any = None,
+            error: BaseException | None = None) -> None:
+        """Hand the finished call to the drain, or to the request it ran inside. Never raises:
+        the caller's result or exception must come through unchanged."""
+        try:
+            if record is UNRECORDED:
+                return
+            if record is None:
+                self.join_open_request(duration, result, failed=error)
+            else:
+                self.finish(record, duration, result, error)
+        except Exception as exc:
+            faults.record("request", exc)
+
+    def join_open_request(self, duration: float, result: Any = None,
+                          failed: BaseException | None = None,
+                          request: Request | None = None) -> None:
+        """Record the call as the open request's inference stage; a failed call has no
+        prediction (its exception reaches the request's ``with`` block, which counts it).
+        When the request closed while the model ran, it went to the drain without this
+        call: the call is then recorded as one of its own."""
+        request = request or current_request_of(self.monitor)
+        if request is not None and self._joined(request, duration, failed is None, result):
+            return
+        self.monitor.call_started()
+        own = RequestRecord(0.0, started_at=time.time() - duration)
+        self.finish(own, duration, result, failed)
+
+    def _joined(self, request: Request, duration: float, succeeded: bool, result: Any) -> bool:
+        """Add the call to `request` if it is still open; False if it had ended. The check
+        and the writes are one step under the lock a close takes to end a request: a close
+        between them would hand the record to the drain first, and the call would be lost
+        (or counted, by when the drain ran). Everything is made before the lock, which a
+        finaliser (a request's own close) may want: nothing allocated inside it."""
+        stage = (INFERENCE_STAGE, duration)
+        prediction = snapshot(result) if succeeded else None
+        with request_module._CLOSING:
+            if not (request._open or request.is_open):
+                return False
+            record = request.record
+            # Past the bound of an abandoned request the stage is dropped, as r.stage()
+            # drops one: calls in flight in other threads all found the request within it,
+            # and a request held open for good (a websocket's) must not grow without bound.
+            full = len(record.stages) >= request_module.MAX_STAGES
+            if not full:
+                record.stages.append(stage)
+            if succeeded and not record.has_prediction:
+                record.prediction = prediction
+                record.has_prediction = True
+                record.probabilities = self.probabilities
+        if full:
+            faults.record("request")
+        return True
+
+
+def _name_request(request: Request, request_id: str | None) -> None:
+    """Give an open request that has no id (a web request without an ``X-Request-ID``
+    header) the id a call inside it passed: the id its ground truth comes back under,
+    which would otherwise join nothing. A request's own id stands."""
+    if request_id is None:
+        return
+    # Under the lock a close takes: never written into a record handed to the drain.
+    with request_module._CLOSING:
+        if request._writable() and request.record.request_id is None:
+            request.record.request_id = request_id
+
+
+def _keyword_input(kwargs: dict) -> Any:
+    """The input of a call made with keywords only (``predict(X=rows, request_id=...)``):
+    its first keyword argument other than the request id, which is no feature."""
+    return next((value for key, value in kwargs.items() if key != "request_id"), None)
+
+
+def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
+    started, pending, append, errors, append_error, limit, hand_off, *_ = monitor.fast_path(
+        probabilities)
+    clock = time.perf_counter
+    follow = Follower(monitor)  # streams and text; `plain` holds the classes that are neither
+    plain = follow.plain
+    slow = _CallRecorder(fn, monitor, probabilities, follow)
+    in_request = open_request.get  # a C call: cheap enough for the fast path
+    ndarray, copy_limit = np.ndarray, COPY_LIMIT_BYTES
+    position, one_feed = slow.position, slow.one_feed
+    # (shape, dtype, ArrayLayout or None) of the last small numeric array result.
+    known: tuple = (None, None, None)
+
+    def with_input(args: tuple) -> Any:
+        """A call of a model with a reference profile: its input goes with it, for the
+        drain to check, as the call saw it (a caller may refill one buffer). A small
+        numeric array is kept with its bytes (`kept_raw`), which the drain reads as one
+        array (pending_calls.call_columns); any other input is kept as ``snapshot`` gives it."""
+        first = args[position] if len(args) > position else None
+        if one_feed and first.__class__ is dict and len(first) == 1:
+            first = next(iter(first.values()))  # an ONNX session's feed of one input
+        if first.__class__ is ndarray and first.nbytes <= copy_limit and \
+                not first.dtype.hasobject:
+            kept, kept_raw = first, first.tobytes()  # a third of what a copy costs
+        else:
+            kept, kept_raw = (None if first is None else snapshot_input(first)), None
+        next(started)
+        start = clock()
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            if kept_raw is not None:
+                kept = array_from_bytes(kept, kept_raw)
+            failure = (clock() - start, exc.__class__) if kept is None else (
+                clock() - start, exc.__class__, kept)
+            if len(errors) < limit:
+                append_error(failure)
+            else:
+                hand_off(errors, failure)
+            raise
+        if result.__class__ not in plain:
+            whole = kept if kept_raw is None else array_from_bytes(kept, kept_raw)
+            followed = follow(result, start, args) if whole is None else follow(
+                result, start, args, slow.record_with(whole), slow=True)
+            if followed is not UNFOLLOWED:
+                return followed
+            recorded = snapshot(result)  # an ndarray subclass (np.matrix, masked): copied
+        else:
+            recorded = result
+        raw = None  # a small array's bytes, as on the fast path
+        if result.__class__ is ndarray and result.nbytes <= copy_limit:
+            if result.dtype.hasobject:
+                recorded = result.copy()
+            else:
+                raw = result.tobytes()
+        # The shapes pending_calls.call_columns reads: (duration, result[, input][, raws]).
+        if kept_raw is not None:
+            done = (clock() - start, recorded, kept, kept_raw, raw)
+        elif raw is not None:
+            done = (clock() - start, recorded, kept, raw)
+        elif kept is None:
+            done = (clock() - start, recorded)
+        else:
+            done = (clock() - start, recorded, kept)
+        if len(pending) < limit:
+            append(done)
+        else:
+            hand_off(pending, done)
+        return result
+
+    @functools.wraps(fn)
+    def instrumented(*args: Any, **kwargs: Any) -> Any:
+        nonlocal known
+        path = monitor.path
+        request = in_request()
+        if path is not FAST or kwargs or request is not None:
+            if request is not None and not kwargs:
+                own = current_request_of(monitor) or (
+                    request if request.monitor is monitor else None)
+                if own is not None:
+                    return slow.join(own, args)
+            if kwargs or path is SLOW or request is not None:
+                return slow.call(args, kwargs)
+            return with_input(args)
+        next(started)
+        start = clock()
+        try:
+            result = fn(*args)  # no keywords: the ones given took the slow path
+        except BaseException as exc:
+            failure = (clock() - start, exc.__class__)
+            if len(errors) < limit:
+                append_error(failure)
+            else:
+                hand_off(errors, failure)
+            raise
+        cls = result.__class__
+        recorded = result
+        if cls not in plain:
+            followed = follow(result, start, args)
+            if followed is not UNFOLLOWED:
+                return followed
+            recorded = snapshot(result)  # an ndarray subclass (np.matrix, masked): copied
+        if cls is ndarray:
+            # Its bytes as the call returned them, read in the drain with the array's dtype
+            # and shape: about a third of what a copy costs here. A shape and dtype seen on
+            # the wrapper's last array call go with a layout of them in place of the array
+            # (call_input.ArrayLayout): the call keeps no array alive (a model's fresh
+            # output, or a view and its base), and the drain knows all its calls of one
+            # layout by one look. `known` is one tuple, swapped whole: calls in other
+            # threads read a shape, a dtype and a layout that belong together.
+            shape = result.shape
+            known_shape, known_dtype, layout = known
+            if shape == known_shape and result.dtype is known_dtype:
+                if layout is None:  # the shape came again: it is worth a layout
+                    layout = ArrayLayout(known_dtype, shape)
+                    known = (shape, known_dtype, layout)
+                done = (clock() - start, layout, None, result.tobytes())
+            elif result.nbytes <= copy_limit:
+                dtype = result.dtype
+                if not dtype.hasobject:
+                    done = (clock() - start, result, None, result.tobytes())
+                    known = (shape, dtype, None)
+                else:
+                    done = (clock() - start, result.copy())
+            else:
+                done = (clock() - start, recorded)
+        else:
+            done = (clock() - start, recorded)
+        if len(pending) < limit:
+            append(done)
+        else:
+            hand_off(pending, done)
+        return result
+
+    def set_limit(new_limit: int) -> None:
+        nonlocal limit
+        limit = new_limit
+
+    monitor.follow_pending_chunk(instrumented, set_limit)
+    if inspect.isgeneratorfunction(fn):
+        return _generator_wrapper(fn, monitor, follow, started, instrumented)
+    return instrumented
+
+
+def _generator_wrapper(fn: Callable, monitor: Monitor, follow: Follower, started: Iterator,
+                       general: Callable) -> Callable:
+    """A generator function's wrapper. A fast-path call that needs only counts is made,
+    timed and followed by one primed generator (:func:`follow_sync`): the least a Python
+    wrapper can add to the time to first item. Any other call takes the `general` wrapper."""
+    in_request = open_request.get
+
+    @functools.wraps(fn)
+    def instrumented(*args: Any, **kwargs: Any) -> Any:
+        # One identity check stands for three: the monitor is on its fast path, its settings
+        # are the ones the follower planned for, and they need no token counting.
+        if kwargs or monitor.fast_settings is not follow.lean_settings or \
+                in_request() is not None:
+            return general(*args, **kwargs)
+        next(started)
+        follower = follow_sync(fn, args, None, monitor, follow.plan, 0.0)
+        next(follower)
+        return follower
+
+    return instrumented
+
+
+def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
+    fast = monitor.fast_path(probabilities)
+    started, finished, failed = fast.started, fast.finished, fast.failed
+    clock = time.perf_counter
+    follow = Follower(monitor)
+    plain = follow.plain
+    slow = _CallRecorder(fn, monitor, probabilities, follow)
+    in_request = open_request.get
+    position, one_feed = slow.position, slow.one_feed
+
+    @functools.wraps(fn)
+    async def instrumented(*args: Any, **kwargs: Any) -> Any:
+        path = monitor.path
+        if kwargs or path is SLOW or in_request() is not None:
+            return await slow.call_async(args, kwargs)
+        seen_input = snapshot_input(call_input(args, position, one_feed)) if \
+            path is WITH_INPUTS and len(args) > position else None
+        next(started)
+        start = clock()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            failed(clock() - start, exc.__class__, seen_input)
+            raise
+        if result.__class__ not in plain:
+            followed = follow(result, start, args) if seen_input is None else follow(
+                result, start, args, slow.record_with(seen_input), slow=True)
+            if followed is not UNFOLLOWED:
+                return followed
+        finished(clock() - start, snapshot(result), seen_input)
+        return result
+
+    monitor.follow_pending_chunk(instrumented, fast.set_limit)
+    return instrumented
+
+
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def accepts_keyword(fn: Callable, name: str) -> bool:
+    """Whether `fn` names the keyword `name` in its own signature.
+
+    A catch-all ``**kwargs`` does not count: scikit-learn's Pipeline hands ``**params`` to
+    its last step, statsmodels and ``nn.Module.__call__`` to methods that reject unknown
+    keywords, so only a parameter spelled out by name receives it.
+
+    >>> accepts_keyword(lambda x, request_id=None: x, "request_id")
+    True
+    >>> accepts_keyword(lambda x, **params: x, "request_id")
+    False
+    """
+    targets = [fn]
+    if not inspect.isroutine(fn):
+        forward = method_of(fn, "forward")
+        if callable(forward):
+            targets.append(forward)  # a torch module's __call__ runs forward(*args, **kwargs)
+    for target in targets:
+        try:
+            parameter = inspect.signature(target).parameters.get(name)
+        except Exception:  # no signature, or a __signature__ that raises: not named
+            continue
+        if parameter is not None and parameter.kind in _NAMED:
+            return True
+    return False
+
+
+def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:
+    """The instrumented version of one callable, sync or async."""
+    if inspect.iscoroutinefunction(fn):
+        wrapper = _async_wrapper(fn, monitor, probabilities)
+    else:
+        wrapper = _sync_wrapper(fn, monitor, probabilities)
+        if _is_stream_function(fn):
+            wrapper = StreamFunction(fn, wrapper)
+    wrapper._inferwatch_monitor = monitor  # type: ignore[attr-defined]  # see model_proxy.unwrapped
+    return wrapper
+
+
+def _is_stream_function(fn: Callable) -> bool:
+    try:
+        return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+    except Exception:  # a __getattr__ that raises for __func__ or __code__: no function
+        return False
+
+
+class StreamFunction:
+    """The wrapper of a generator function or an async generator function. A wrapper
+    function would be neither to ``inspect.isgeneratorfunction`` / ``isasyncgenfunction``,
+    by which Gradio, Ray Serve and FastAPI decide that a function streams: this one carries
+    the function's code object, which is what they read, and binds as a method when
+    decorated in a class body, as the function does."""
+
+    def __init__(self, fn: Callable, call: Callable) -> None:
+        functools.update_wrapper(self, fn)
+        d = self.__dict__
+        d["_inferwatch_call"] = call
+        for name in ("__code__", "__defaults__", "__kwdefaults__"):
+            d[name] = getattr(fn, name, None)
+        if not isinstance(d.get("__annotations__"), dict):
+            d["__annotations__"] = {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__dict__["_inferwatch_call"](*args, **kwargs)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else MethodType(self, instance)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+    def __reduce__(self) -> str:
+        # Pickled by name, as a function is: a module-level or class-body decorated one
+        # is found again where it was defined.
+        return self.__qualname__
+
+
+def method_of(model: Any, name: str) -> Any:
+    """The model's `name` method, or None. A model whose ``__getattr__`` raises something
+    other than AttributeError for a name it lacks (a KeyError from a dict-backed proxy)
+    serves its ``predict`` unwrapped, so it must be instrumentable too.
+
+    >>> class Proxy:
+    ...     def __getattr__(self, name):
+    ...         return {"predict": len}[name]
+    >>> method_of(Proxy(), "predict_proba") is None
+    True
+    """
+    try:
+        return getattr(model, name, None)
+    except Exception:
+        return None

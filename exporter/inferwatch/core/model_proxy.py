@@ -1,0 +1,280 @@
+"""InstrumentedModel: the proxy that instrument() puts around a model object.
+
+Its ``predict``, ``predict_proba`` and ``__call__`` are wrapped by
+:mod:`inferwatch.core.call_wrappers`; what is here keeps the proxy standing in for the
+model: ``isinstance`` sees the model's class, attributes read and write through, a method
+that returns the model returns the proxy (chaining), and copies and pickles keep the
+instrument() options. A pickle names ``inferwatch.core.instrument._restore`` and
+``_Spec``, which stay with instrument(): saved models look them up there.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from inferwatch.core.call_wrappers import StreamFunction, method_of, wrap_callable
+from inferwatch.core.monitor import Monitor
+from inferwatch.core.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inferwatch.core.instrument import _Spec
+
+# inplace_predict: xgboost's Booster predicting straight from an array (no DMatrix), as its
+# serving code does.
+WRAPPED_METHODS = (("predict", False), ("predict_proba", True), ("inplace_predict", False))
+_WRAPPED_NAMES = dict(WRAPPED_METHODS)
+
+
+def unwrapped(target: Any) -> Any:
+    """The model or function under inferwatch's own wrappers: instrumenting a wrapper
+    again (a library that instruments what it is given, and its caller) must record
+    each call once, under the name given last, not once per layer."""
+    while True:
+        if type(target) is InstrumentedModel:
+            target = target.__dict__["__wrapped__"]
+        elif type(target) is _Chained:
+            # A method read through the wrapper (`instrument(net.generate)` after
+            # `net = instrument(net)`): the model's bound method, as without the wrapper.
+            target = target.__wrapped__
+        elif (inspect.isfunction(target) or type(target) is StreamFunction) and \
+                "_inferwatch_monitor" in target.__dict__:
+            target = target.__wrapped__
+        else:
+            return target
+
+
+def _call_wrapper(model: Any, monitor: Monitor) -> Callable:
+    """The wrapper of a callable model's ``__call__``. Wrapping reads attributes of the
+    model (``__name__``, ``forward``, its signature); a model whose ``__getattr__`` raises
+    something other than AttributeError for them has its bound ``__call__`` wrapped, which
+    behaves the same for every call."""
+    try:
+        return wrap_callable(model, monitor)
+    except Exception:
+        return wrap_callable(type(model).__call__.__get__(model), monitor)
+
+
+class InstrumentedModel:
+    """A transparent proxy: ``predict``, ``predict_proba`` and ``__call__`` are recorded.
+
+    Every other attribute reads and writes through to the wrapped model, ``isinstance``
+    sees the model's class, and pickling stores the model with its instrument() options.
+    """
+
+    def __init__(self, model: Any, monitor: Monitor, spec: _Spec, registry: Registry) -> None:
+        d = self.__dict__
+        d["__wrapped__"] = model
+        d["_inferwatch_monitor"] = monitor
+        d["_inferwatch_spec"] = spec
+        d["_inferwatch_registry"] = registry
+        for method_name, probabilities in WRAPPED_METHODS:
+            method = method_of(model, method_name)
+            if callable(method):
+                # Stored in the instance dict so the hot path finds them without __getattr__.
+                d[method_name] = wrap_callable(method, monitor, probabilities)
+        d["_inferwatch_call"] = _call_wrapper(model, monitor) if callable(model) else None
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(proxy, type(model)) holds
+        return type(self.__dict__["__wrapped__"])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        call = self.__dict__["_inferwatch_call"]
+        if call is None:
+            raise TypeError(f"'{type(self.__wrapped__).__name__}' object is not callable")
+        return call(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        model = self.__dict__["__wrapped__"]
+        value = getattr(model, name)
+        if inspect.ismethod(value) and value.__self__ is model:
+            return _Chained(value, model, self)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self.__dict__
+        if name in _WRAPPED_NAMES and (inspect.isfunction(value) or
+                                       type(value) is StreamFunction) and \
+                value.__dict__.get("_inferwatch_monitor") is d["_inferwatch_monitor"]:
+            value = value.__wrapped__  # this model's own wrapper, given back: recorded once
+        setattr(d["__wrapped__"], name, value)
+        if name in _WRAPPED_NAMES:
+            self._rewrap(name)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self.__dict__["__wrapped__"], name)
+        if name in _WRAPPED_NAMES:
+            self._rewrap(name)
+
+    def _rewrap(self, name: str) -> None:
+        """Wrap the model's `name` method anew after it was assigned or deleted
+        (``model.predict = patched``): the instance dict holds the wrapped method for the
+        hot path, and would otherwise keep calling the replaced one."""
+        d = self.__dict__
+        method = method_of(d["__wrapped__"], name)
+        if callable(method):
+            d[name] = wrap_callable(method, d["_inferwatch_monitor"], _WRAPPED_NAMES[name])
+        else:
+            d.pop(name, None)  # reads pass through to the model's own attribute
+
+    def __dir__(self) -> list[str]:
+        return dir(self.__dict__["__wrapped__"])
+
+    def __repr__(self) -> str:
+        return repr(self.__dict__["__wrapped__"])
+
+    def __str__(self) -> str:
+        return str(self.__dict__["__wrapped__"])
+
+    def __len__(self) -> int:
+        return len(self.__dict__["__wrapped__"])
+
+    def __iter__(self) -> Any:
+        return iter(self.__dict__["__wrapped__"])
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.__dict__["__wrapped__"][key]
+
+    def __eq__(self, other: object) -> Any:
+        # Equal as the model is, and hashed as it is: a model with its own __eq__ (a
+        # dataclass, a config-keyed model) found the wrapper equal to a model that hashed
+        # differently, so a dict or set of models lost it.
+        if type(other) is InstrumentedModel:
+            other = other.__dict__["__wrapped__"]
+        return self.__dict__["__wrapped__"] == other
+
+    def __hash__(self) -> int:
+        return hash(self.__dict__["__wrapped__"])
+
+    def __bool__(self) -> bool:
+        # Without it bool() falls back on __len__ above, and `if model:` raises for every
+        # model without a length (an estimator, a torch module).
+        return bool(self.__dict__["__wrapped__"])
+
+    def __contains__(self, item: Any) -> bool:
+        # Without it `in` falls back on __getitem__ with 0, 1, ...: a KeyError from a
+        # mapping-like model instead of its own answer.
+        return item in self.__dict__["__wrapped__"]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.__dict__["__wrapped__"][key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self.__dict__["__wrapped__"][key]
+
+    def __enter__(self) -> Any:
+        """The model's own ``with`` (a session, a client); a model that enters as itself
+        enters as the wrapper, so calls in the block are recorded."""
+        model = self.__dict__["__wrapped__"]
+        enter = getattr(type(model), "__enter__", None)
+        if enter is None or getattr(type(model), "__exit__", None) is None:
+            raise TypeError(f"'{type(model).__name__}' object does not support the context "
+                            "manager protocol")
+        entered = enter(model)
+        return self if entered is model else entered
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        model = self.__dict__["__wrapped__"]
+        return type(model).__exit__(model, *exc_info)
+
+    async def __aenter__(self) -> Any:
+        model = self.__dict__["__wrapped__"]
+        enter = getattr(type(model), "__aenter__", None)
+        if enter is None or getattr(type(model), "__aexit__", None) is None:
+            raise TypeError(f"'{type(model).__name__}' object does not support the "
+                            "asynchronous context manager protocol")
+        entered = await enter(model)
+        return self if entered is model else entered
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        model = self.__dict__["__wrapped__"]
+        return await type(model).__aexit__(model, *exc_info)
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        from inferwatch.core.instrument import _restore  # instrument imports this module
+
+        d = self.__dict__
+        return (_restore, (d["__wrapped__"], _current_spec(d["_inferwatch_spec"],
+                                                           d["_inferwatch_monitor"])))
+
+    def __copy__(self) -> InstrumentedModel:
+        """A copy of the model, recording into the same monitor (pickling's way would
+        record into the default registry and reopen the event log)."""
+        return self._with_model(copy.copy(self.__dict__["__wrapped__"]))
+
+    def __deepcopy__(self, memo: dict) -> InstrumentedModel:
+        return self._with_model(copy.deepcopy(self.__dict__["__wrapped__"], memo))
+
+    def _with_model(self, model: Any) -> InstrumentedModel:
+        d = self.__dict__
+        return InstrumentedModel(model, d["_inferwatch_monitor"], d["_inferwatch_spec"],
+                                 d["_inferwatch_registry"])
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether the wrapped estimator is fitted, as scikit-learn's ``check_is_fitted``
+        decides it. Without this it would look for fitted attributes (``coef_``) in the
+        wrapper's own ``vars()``, and a Pipeline whose last step is an instrumented
+        estimator would refuse to predict."""
+        model = self.__dict__["__wrapped__"]
+        own = getattr(model, "__sklearn_is_fitted__", None)
+        if own is not None:
+            return bool(own())
+        try:
+            return any(name.endswith("_") and not name.startswith("__") for name in vars(model))
+        except TypeError:  # no __dict__: nothing was fitted onto it
+            return False
+
+
+class _Chained:
+    """A method of the wrapped model whose ``self`` result comes back as the wrapper, so
+    ``instrument(net).eval()``, ``.to("cpu")``, ``.fit(...)`` and ``.set_params(...)`` keep
+    recording."""
+
+    __slots__ = ("__wrapped__", "_model", "_proxy")
+
+    def __init__(self, method: Callable, model: Any, proxy: InstrumentedModel) -> None:
+        self.__wrapped__ = method
+        self._model = model
+        self._proxy = proxy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.__wrapped__(*args, **kwargs)
+        if inspect.iscoroutine(result):
+            # An async method (`await model.fit_async(...)`) gives its model back only when
+            # awaited: the wrapper must come back then, as a sync method's does.
+            return _chained_result(result, self._model, self._proxy)
+        return self._proxy if result is self._model else result
+
+    def __getattr__(self, name: str) -> Any:  # __name__, __doc__, __func__, ...
+        return getattr(self.__wrapped__, name)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+    def __eq__(self, other: object) -> bool:
+        return self.__wrapped__ == (other.__wrapped__ if isinstance(other, _Chained) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.__wrapped__)
+
+
+async def _chained_result(coroutine: Any, model: Any, proxy: InstrumentedModel) -> Any:
+    result = await coroutine
+    return proxy if result is model else result
+
+
+def _current_spec(spec: _Spec, monitor: Monitor) -> _Spec:
+    """`spec` with the event log and request-id function the monitor has now: what
+    ``configure()`` switched off (or swapped) since instrument() must stay so in a pickle,
+    or loading the model would reopen a log the application had closed."""
+    log = monitor.events
+    events = None if log is None else getattr(log, "path", None)
+    request_id = None if monitor.request_id_fn is None or spec.request_id is False \
+        else spec.request_id
+    if events is not None and not isinstance(events, (str, os.PathLike)):
+        events = None  # a log object without a path: nothing a pickle could reopen
+    return spec._replace(events=events, request_id=request_id)
