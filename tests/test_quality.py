@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from inferwatch import faults
+from inferwatch.catalogue import OTHER
 from inferwatch.quality.checks import REASONS, BatchChecker, BatchResult
-from inferwatch.quality.reference import OTHER, Reference
+from inferwatch.quality.reference import Reference
 
 RNG = np.random.default_rng(42)
 NUMERIC_REF = Reference.from_data(RNG.normal(size=(5000, 4)), feature_names=["a", "b", "c", "d"])
@@ -350,7 +351,8 @@ def test_bad_sparse_input_is_counted_under_its_reason():
 def test_a_reference_profiles_a_sparse_matrix_as_its_dense_form():
     import scipy.sparse as sp
 
-    from inferwatch.quality.reference import MAX_SPARSE_CELLS, ReferenceError
+    from inferwatch.quality.input_columns import MAX_SPARSE_CELLS
+    from inferwatch.quality.reference import ReferenceError
 
     X = sp.random(300, 6, density=0.3, random_state=2, format="csr")
     assert Reference.from_data(X) == Reference.from_data(X.toarray())

@@ -10,9 +10,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from inferwatch import faults
+from inferwatch.catalogue import OTHER
 from inferwatch.quality.checks import BatchChecker
 from inferwatch.quality.drift import DriftWindow
-from inferwatch.quality.reference import OTHER, Reference, ReferenceError
+from inferwatch.quality.reference import Reference, ReferenceError
 from inferwatch.quality.tracker import DriftState
 
 # 60 s in 6 buckets of 10 s: bucket 100 is [1000, 1010), in slot 100 % 6 == 4.

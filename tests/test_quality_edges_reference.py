@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inferwatch.quality.checks import BatchChecker
-from inferwatch.quality.reference import Reference, ReferenceError, profile_column
+from inferwatch.quality.profiling import profile_column
+from inferwatch.quality.reference import Reference, ReferenceError
 
 HUGE = 10**400  # JSON allows it; no float64 holds it
 

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from inferwatch.quality.reference import OTHER, Reference, ReferenceError, profile_column
+from inferwatch.catalogue import OTHER
+from inferwatch.quality.profiling import profile_column
+from inferwatch.quality.reference import Reference, ReferenceError
 
 
 def test_continuous_column_gets_equal_quantile_bins():

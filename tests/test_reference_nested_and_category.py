@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inferwatch.quality.checks import BatchChecker
-from inferwatch.quality.reference import Reference, ReferenceError, profile_column
+from inferwatch.quality.profiling import profile_column
+from inferwatch.quality.reference import Reference, ReferenceError
 
 pl = pytest.importorskip("polars")
 

@@ -22,13 +22,10 @@ from hypothesis import strategies as st
 import inferwatch
 from conftest import free_port
 from inferwatch.core.registry import Registry
+from inferwatch.quality.category_keys import is_missing
 from inferwatch.quality.profile_cli import ProfileError, _refuse_nested
-from inferwatch.quality.reference import (
-    Reference,
-    ReferenceError,
-    is_missing,
-    profile_column,
-)
+from inferwatch.quality.profiling import profile_column
+from inferwatch.quality.reference import Reference, ReferenceError
 from test_pushgateway import gateway  # noqa: F401  (the real Pushgateway fixture)
 
 # --- a job stopped by its operator pushes once, promptly -------------------------------------

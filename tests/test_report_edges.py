@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.registry import Registry
-from inferwatch.quality.reference import Profile, Reference
+from inferwatch.quality.profile import Profile
+from inferwatch.quality.reference import Reference
 from inferwatch.report import model as report_model
 from inferwatch.report.live import from_state
 from inferwatch.report.page import MAX_CHART_BARS, folded, model_link

@@ -24,7 +24,7 @@ LABELS = st.sampled_from(["a", "b", "c", 1, 2, 0.0, True, None])
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(LABELS, LABELS), min_size=1, max_size=60))
 def test_accuracy_is_the_share_of_labelled_rows_predicted_right(pairs):
-    from inferwatch.quality.reference import category_key, is_missing
+    from inferwatch.quality.category_keys import category_key, is_missing
 
     predicted = np.array([p for p, _ in pairs], dtype=object)
     truth = [y for _, y in pairs]

@@ -288,7 +288,7 @@ class OutcomeJoiner:
             return Join(unmatched="shape_mismatch")
         # Loaded on the first outcome, not with the hot path: the rule data quality reads
         # missing values by (None, NaN, pd.NA, NaT).
-        from inferwatch.quality.reference import is_missing
+        from inferwatch.quality.category_keys import is_missing
 
         kept = len(classes or values or ())
         # One label for the whole batch judges every row it could keep: the rows past the

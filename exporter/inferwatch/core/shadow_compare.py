@@ -182,7 +182,7 @@ class Comparison:
             return None
         over = _uncounted(rows - n, n, counted)  # one label for the batch too, as the join
         truth = truth * n if len(truth) == 1 else truth[:n]
-        from inferwatch.quality.reference import is_missing  # as the champion's join reads
+        from inferwatch.quality.category_keys import is_missing  # as the champion's join reads
 
         known = [i for i, t in enumerate(truth)
                  if champion[i] is not None and not is_missing(t)]
@@ -212,7 +212,7 @@ class Comparison:
         """Both sides of a prediction of several outputs against rows of targets, one per
         output in the champion's order (as the champion's own join reads them): every
         known target adds one absolute error per side."""
-        from inferwatch.quality.reference import is_missing
+        from inferwatch.quality.category_keys import is_missing
 
         truth = _as_table(y_true, outputs)
         if truth is None or len(truth) not in (1, rows):

@@ -32,20 +32,18 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.quality.category_keys import category_key, category_keys, is_missing
 from inferwatch.quality.drift import BinLayout
-from inferwatch.quality.plain_arrays import is_tensor, plain_array, tensor_array
-from inferwatch.quality.reference import (
-    Profile,
-    Reference,
+from inferwatch.quality.input_columns import (
     arrow_numpy,
-    category_key,
-    category_keys,
     frame_column,
     frame_names,
     frame_rows,
     is_dataframe,
-    is_missing,
 )
+from inferwatch.quality.plain_arrays import is_tensor, plain_array, tensor_array
+from inferwatch.quality.profile import Profile
+from inferwatch.quality.reference import Reference
 from inferwatch.quality.sparse_rows import (
     column_order,
     dense_blocks,
@@ -845,7 +843,7 @@ def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
     A category-typed column (pandas ``category``, polars ``Categorical``, Arrow dictionary)
     is read as its values, whatever the profile: against a numeric feature its numbers are
     numbers and its text a wrong type, as in a plain column. Training profiles such a
-    column as categories (``reference.is_category_typed``), and those meet live values of
+    column as categories (``input_columns.is_category_typed``), and those meet live values of
     any type by their text (``category_key``), so either side may change the dtype.
     """
     if type(values).__module__.startswith("pyarrow") and hasattr(values, "to_numpy"):

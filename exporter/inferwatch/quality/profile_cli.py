@@ -211,7 +211,8 @@ def _refuse_nested(path: str, name: str, column: Any) -> None:
     """
     if getattr(column, "dtype", None) is None or column.dtype.kind != "O":
         return
-    from inferwatch.quality.reference import first_nested, is_missing
+    from inferwatch.quality.category_keys import is_missing
+    from inferwatch.quality.profiling import first_nested
 
     # Every row: a column whose first values are text or numbers may hold lists later on.
     row = first_nested(column)
@@ -652,7 +653,7 @@ def read_parquet(path: str, progress: Progress, *, name: str | None = None
     names = [str(c) for c in frame.columns]
     if len(set(names)) != len(names):
         raise ProfileError(f"{shown}: duplicate column names")
-    from inferwatch.quality.reference import category_values, is_category_typed
+    from inferwatch.quality.input_columns import category_values, is_category_typed
 
     # A category column of numbers (a pandas category saved to Parquet) is categories, as
     # Reference.from_data profiles the frame itself; to_numpy() would give its bare numbers.

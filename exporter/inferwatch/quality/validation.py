@@ -7,7 +7,7 @@ that profile the outputs:
 
 - one output of labels (ints, bools, strings, or floats that are all whole numbers) is a
   classifier: the score is **accuracy**, the share of rows whose prediction equals the label
-  (compared as :func:`~inferwatch.quality.reference.category_key` strings, as live outcomes
+  (compared as :func:`~inferwatch.quality.category_keys.category_key` strings, as live outcomes
   are);
 - one output of continuous floats is a regressor: the score is the **mean absolute error**;
 - several outputs are class probabilities: the predicted class is the column with the
@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from inferwatch.quality.category_keys import category_key, is_missing
 
 METRICS = ("accuracy", "mean_absolute_error")
 
@@ -93,9 +95,6 @@ def score(predictions: Any, y_true: Any) -> Validation:
     >>> score(np.array(["cat", "dog"]), ["cat", None])
     Validation(metric='accuracy', value=1.0, rows=1)
     """
-    # Imported here: reference.py imports this module at its top.
-    from inferwatch.quality.reference import category_key, is_missing
-
     table = np.asarray(y_true, dtype=object)
     columns = predictions if isinstance(predictions, dict) else {"value": predictions}
     if not columns:
@@ -143,7 +142,7 @@ def _multi_output_error(columns: dict[str, np.ndarray], table: np.ndarray,
     each output against its column of `table`, in order. `rows` counts the rows with at
     least one target scored.
 
-    >>> from inferwatch.quality.reference import is_missing
+    >>> from inferwatch.quality.category_keys import is_missing
     >>> outputs = {"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0])}
     >>> _multi_output_error(outputs, np.array([[2.0, None], [2.0, 5.0]]), is_missing)
     Validation(metric='mean_absolute_error', value=0.6666666666666666, rows=2)

@@ -25,7 +25,8 @@ import numpy as np
 
 from inferwatch.quality.checks import BatchChecker
 from inferwatch.quality.drift import DriftScorer
-from inferwatch.quality.reference import Profile, Reference
+from inferwatch.quality.profile import Profile
+from inferwatch.quality.reference import Reference
 
 if TYPE_CHECKING:
     from inferwatch.report.flags import Thresholds
