@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from inferwatch.generate import render, rule_files, rules
 from inferwatch.generate.baselines import _duration
-from inferwatch.generate.config import duration_seconds, from_dict
+from inferwatch.generate.config import from_dict
+from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.promql import objective
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"

@@ -14,7 +14,8 @@ import yaml
 
 from conftest import require_binary
 from inferwatch.generate import dashboards
-from inferwatch.generate.config import DEFAULT, duration_seconds, from_dict
+from inferwatch.generate.config import DEFAULT, from_dict
+from inferwatch.generate.config_checks import duration_seconds
 
 
 def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -36,7 +36,8 @@ from inferwatch.demo.scenario import (
     scenario,
 )
 from inferwatch.generate import render
-from inferwatch.generate.config import duration_seconds, from_dict
+from inferwatch.generate.config import from_dict
+from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.rules import ALERTS
 
 # The incident's pages; the retrained challenger, right more often on the shifted inputs

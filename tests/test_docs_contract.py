@@ -27,7 +27,7 @@ import inferwatch
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.core.options import Settings
 from inferwatch.core.registry import Registry
-from inferwatch.generate.config import leaves
+from inferwatch.generate.config_schema import leaves
 from inferwatch.serving.bridge import InferwatchCollector
 from inferwatch.serving.exposition import render
 

@@ -16,14 +16,9 @@ from hypothesis import strategies as st
 
 from inferwatch.generate import cli
 from inferwatch.generate.alert_names import ALERT_NAMES
-from inferwatch.generate.config import (
-    DEFAULT,
-    ConfigError,
-    duration_seconds,
-    from_dict,
-    leaves,
-    load,
-)
+from inferwatch.generate.config import DEFAULT, ConfigError, from_dict, load
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import leaves
 from inferwatch.generate.rules import ALERTS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 
 from inferwatch.generate import _yaml, cli, render, rule_files
 from inferwatch.generate import config_checks as check
-from inferwatch.generate.config import DEFAULT, ConfigError, from_dict, leaves, load
+from inferwatch.generate.config import DEFAULT, ConfigError, from_dict, load
+from inferwatch.generate.config_schema import leaves
 from inferwatch.generate.kubernetes import pod_monitor, service_monitor
 from test_generate_edges_promtool import PROMTOOL
 from test_generate_outputs import _nested

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from inferwatch.generate import config_checks as check
 from inferwatch.generate import render, rule_files
-from inferwatch.generate.config import OBJECTIVE_KEYS, RULE_KEYS, ConfigError, from_dict, leaves
+from inferwatch.generate.config import ConfigError, from_dict
+from inferwatch.generate.config_schema import OBJECTIVE_KEYS, RULE_KEYS, leaves
 from test_generate_outputs import _nested
 
 pytestmark = pytest.mark.integration

@@ -15,14 +15,12 @@ import yaml
 from inferwatch.catalogue import CATALOGUE
 from inferwatch.generate import render
 from inferwatch.generate.baselines import SIGNALS
-from inferwatch.generate.config import (
+from inferwatch.generate.config import DEFAULT, Config, from_dict
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import (
     BASELINE_OBJECTIVE_KEYS,
-    DEFAULT,
     OBJECTIVE_KEYS,
     RULE_KEYS,
-    Config,
-    duration_seconds,
-    from_dict,
     leaves,
 )
 from inferwatch.generate.promql import number

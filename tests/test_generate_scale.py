@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferwatch.generate import config as config_module
-from inferwatch.generate import rules
+from inferwatch.generate import config_schema, rules
 from inferwatch.generate.config import from_dict
 
 
@@ -20,13 +19,13 @@ def _copies_to_render(models: int, monkeypatch: pytest.MonkeyPatch) -> int:
                        "slo": {"fast_burn": {"short_window": f"{300 + i}s"}}}
         for i in range(models)}})
     made = []
-    real = config_module.dataclasses.replace
+    real = config_schema.dataclasses.replace
 
     def counting(obj, **changes):
         made.append(1)
         return real(obj, **changes)
 
-    monkeypatch.setattr(config_module.dataclasses, "replace", counting)
+    monkeypatch.setattr(config_schema.dataclasses, "replace", counting)
     try:
         rules.alerting_groups(cfg)
         rules.recording_groups(cfg)

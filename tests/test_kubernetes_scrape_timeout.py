@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from conftest import require_binary
 from inferwatch.generate import render
-from inferwatch.generate.config import DEFAULT, duration_seconds, from_dict
+from inferwatch.generate.config import DEFAULT, from_dict
+from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.kubernetes import pod_monitor
 
 # What the exporter needs by default: --scrape.timeout (5 s) plus the server's one second.

@@ -42,7 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from inferwatch.generate.config import Config, Signal, duration_seconds
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import Config, Signal
 from inferwatch.generate.objectives import is_overridden, threshold_text
 from inferwatch.generate.promql import (
     model_sel,

@@ -21,14 +21,9 @@ from grafanalib import core as g
 
 from inferwatch.generate import baselines, rules
 from inferwatch.generate import promql as q
-from inferwatch.generate.config import (
-    SIGNAL_QUANTILES,
-    BurnRate,
-    Config,
-    ModelOverride,
-    duration_seconds,
-    with_values,
-)
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_consistency import SIGNAL_QUANTILES
+from inferwatch.generate.config_schema import BurnRate, Config, ModelOverride, with_values
 from inferwatch.generate.objectives import (
     compare,
     is_overridden,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from inferwatch.generate.config import Config, Scrape, duration_seconds
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import Config, Scrape
 from inferwatch.generate.rules import (
     alerting_groups,
     baseline_alerting_groups,

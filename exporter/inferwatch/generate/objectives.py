@@ -25,12 +25,12 @@ from collections.abc import Callable
 
 from inferwatch.catalogue import OBJECTIVE_KEYS as DECLARABLE_IN_CODE
 from inferwatch.generate import promql as q
-from inferwatch.generate.config import (
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import (
     BASELINE_OBJECTIVE_KEYS,
     OBJECTIVE_KEYS,
     Config,
     ModelOverride,
-    duration_seconds,
     setting,
 )
 from inferwatch.generate.promql import MODEL_LABELS, model_sel, number

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from inferwatch.generate.config import Config, duration_seconds
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import Config
 
 MODEL_LABELS = "model, model_version"
 

@@ -22,13 +22,13 @@ from typing import Any
 
 from inferwatch.generate import baselines
 from inferwatch.generate import promql as q
-from inferwatch.generate.config import (
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import (
     RULE_KEYS,
     AlertOverride,
     Config,
     ModelOverride,
     alert_setting,
-    duration_seconds,
     with_values,
 )
 from inferwatch.generate.objectives import (

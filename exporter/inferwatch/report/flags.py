@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from inferwatch.generate import config as generator_config
 from inferwatch.generate import re2
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import with_values
 
 if TYPE_CHECKING:
     from inferwatch.core.history import History, Sample
@@ -92,9 +94,9 @@ class Thresholds:
             # raised on `fr(?i)aud`, which the generator accepts, and read `\d` as any
             # Unicode digit, judging a model by an entry its alerts do not use.
             if re2.matches(pattern, model):
-                cfg = generator_config.with_values(cfg, override.values)
+                cfg = with_values(cfg, override.values)
                 break
-        seconds = generator_config.duration_seconds
+        seconds = duration_seconds
         return cls(
             availability=cfg.slo.availability,
             fast_burn_factor=cfg.slo.fast_burn.factor,

@@ -1,0 +1,281 @@
+"""Checks between the settings of a built config: values each valid alone that cannot work
+together.
+
+A burn factor the error budget makes unreachable, a drift threshold its method never reaches,
+windows shorter than what they are compared with or than two scrapes, a selector that misses
+the job the monitors give their targets. Apart from the checks of single values
+(config_checks) because each needs the whole config: they run once it is built, for the top
+level and for each models: entry.
+
+>>> given({"kubernetes": {"model_job": "serving"}}, "kubernetes.model_job")
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from inferwatch.generate import config_checks as check
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import (
+    Baselines,
+    BurnRate,
+    Config,
+    ConfigError,
+    Drift,
+    Signal,
+    setting,
+    with_values,
+)
+from inferwatch.generate.promql import quoted
+from inferwatch.generate.re2 import Unsupported, matches
+
+
+def check_cross_fields(cfg: Config) -> None:
+    """Refuse settings valid alone that cannot work together: a burn rate's factor and
+    windows, the drift thresholds, the thresholds that never fire, and the baselines."""
+    budget = 1 - cfg.slo.availability
+    for name in ("fast_burn", "slow_burn"):
+        burn: BurnRate = getattr(cfg.slo, name)
+        # The alert fires on an error ratio above factor x budget: at exactly 1 it would need
+        # more than every call failing, so it never fires either.
+        if burn.factor * budget >= 1:
+            raise ConfigError(f"slo.{name}.factor", f"{burn.factor} x the error budget "
+                              f"{budget:g} reaches an error ratio of 1, so the alert could never "
+                              f"fire")
+        if duration_seconds(burn.short_window) >= duration_seconds(burn.long_window):
+            raise ConfigError(f"slo.{name}.short_window", "must be shorter than long_window")
+    _check_drift_thresholds(cfg.drift)
+    _check_never_firing_thresholds(cfg)
+    _check_baselines(cfg.baselines)
+
+
+# Thresholds on ratios that cannot leave 0..1, at the one end where the alert's comparison
+# can never hold: (dotted key, the comparison of the alert, the value that never fires).
+# predictions.invalid_ratio is left out: a row of several outputs may hold several invalid
+# values, so its ratio may exceed 1; so is shadow.max_drop_ratio: a call sampled before the
+# window may be dropped within it, and with nothing sampled the ratio is +Inf.
+NEVER_FIRING_THRESHOLDS = (
+    ("data_quality.missing_ratio", ">", 1.0),
+    ("data_quality.out_of_range_ratio", ">", 1.0),
+    ("shadow.min_agreement", "<", 0.0),
+    ("shadow.max_error_ratio", ">", 1.0),
+    ("shadow.min_accuracy_gain", ">", 1.0),
+    ("gpu.memory_used_ratio", ">", 1.0),
+)
+
+
+def _check_never_firing_thresholds(cfg: Config) -> None:
+    for key, op, never in NEVER_FIRING_THRESHOLDS:
+        value = setting(cfg, key)
+        if value == never:
+            bound = "above" if op == ">" else "below"
+            raise ConfigError(key, f"must be {'below 1' if op == '>' else 'above 0'}: the "
+                              f"alert fires on a ratio {bound} it, which a ratio between 0 and "
+                              f"1 never is, got {value!r}")
+
+
+# The drift methods whose statistic lies in [0, 1] (docs/drift.md): the alerts fire on a
+# value above the threshold, so a threshold of 1 or more never fires.
+BOUNDED_DRIFT_METHODS = ("js", "ks")
+
+
+def _check_drift_thresholds(drift: Drift) -> None:
+    if drift.method not in BOUNDED_DRIFT_METHODS:
+        return
+    for name in ("feature_threshold", "prediction_threshold"):
+        threshold = getattr(drift, name)
+        if threshold >= 1:
+            raise ConfigError(f"drift.{name}", f"must be below 1 with drift.method "
+                              f"{drift.method}, whose distance lies between 0 and 1, or the "
+                              f"alert could never fire, got {threshold!r}")
+
+
+# Prometheus' default lookback: an alert group reading the baseline series of another group
+# at the same interval sees the latest sample only while it is younger than this.
+LOOKBACK_SECONDS = 300
+
+
+# The signals recorded per quantile, and the lists naming their quantiles.
+SIGNAL_QUANTILES = {"latency": "latency_quantiles", "predictions": "prediction_quantiles",
+                     "confidence": "confidence_quantiles"}
+
+
+def _check_quantile_lists(baselines: Baselines) -> None:
+    for signal, listed in SIGNAL_QUANTILES.items():
+        if getattr(baselines, signal).enabled and not getattr(baselines, listed):
+            raise ConfigError(f"baselines.{listed}", f"must hold at least one quantile while "
+                              f"baselines.{signal} is enabled")
+
+
+def _check_baselines(baselines: Baselines) -> None:
+    _check_quantile_lists(baselines)
+    if duration_seconds(baselines.evaluation_interval) > LOOKBACK_SECONDS:
+        raise ConfigError("baselines.evaluation_interval", "must be 5m or less: the baseline "
+                          "alerts read the series recorded at the previous evaluation, which "
+                          "Prometheus only sees for 5m")
+    half_window = duration_seconds(baselines.seasonal_window) / 2
+    seen: dict[float, str] = {}
+    for offset in baselines.seasonal_offsets:
+        earlier = seen.get(duration_seconds(offset))
+        seen[duration_seconds(offset)] = offset
+        if earlier is not None:
+            # The second term of the `or` reads the very same samples: it is never a fallback
+            # with more history, only a mistake (a 1d meant as 1w) that costs a whole query.
+            raise ConfigError("baselines.seasonal_offsets", f"lists one offset twice "
+                              f"({earlier!r} and {offset!r})")
+        if duration_seconds(offset) <= half_window:
+            raise ConfigError("baselines.seasonal_offsets", f"{offset} must be longer than half "
+                              f"of seasonal_window ({baselines.seasonal_window}), which is "
+                              f"centred on it")
+    for spec in dataclasses.fields(baselines):
+        signal = getattr(baselines, spec.name)
+        if isinstance(signal, Signal) and (duration_seconds(signal.window)
+                                           >= duration_seconds(signal.baseline_window)):
+            raise ConfigError(f"baselines.{spec.name}.window", "must be shorter than "
+                              "baseline_window")
+
+
+def check_window_lengths(cfg: Config) -> None:
+    """Windows too short for what they are compared with. Checked after the windows against
+    the scrape interval: a window under two scrapes is the first thing to fix."""
+    if duration_seconds(cfg.windows.no_traffic_lookback) < duration_seconds(cfg.windows.rate):
+        # InferwatchNoTraffic compares the rate now with the rate a lookback ago: a shorter
+        # lookback reads an overlapping window, so both hold the same calls.
+        raise ConfigError("windows.no_traffic_lookback", f"{cfg.windows.no_traffic_lookback} "
+                          f"must be at least windows.rate ({cfg.windows.rate}), or the traffic "
+                          f"it looks back at overlaps the traffic of now")
+    baselines = cfg.baselines
+    interval = duration_seconds(baselines.evaluation_interval)
+    signals = {spec.name: getattr(baselines, spec.name) for spec in dataclasses.fields(baselines)
+               if isinstance(getattr(baselines, spec.name), Signal)}
+    for name, signal in signals.items():
+        # The alert and the expected value read the recorded short value over `window`
+        # (count_over_time, avg_over_time): it is recorded once per evaluation interval, so a
+        # shorter window often holds no sample and the alert may never fire.
+        if signal.enabled and duration_seconds(signal.window) < interval:
+            raise ConfigError(f"baselines.{name}.window", f"{signal.window} must be at least "
+                              f"baselines.evaluation_interval ({baselines.evaluation_interval}), "
+                              f"the interval its value is recorded at, or the window often "
+                              f"holds no sample and the alert may never fire")
+    seasonal = any(signal.enabled and signal.seasonal for signal in signals.values())
+    if (seasonal and baselines.seasonal_offsets
+            and duration_seconds(baselines.seasonal_window) < interval):
+        raise ConfigError("baselines.seasonal_window", f"{baselines.seasonal_window} must be at "
+                          f"least baselines.evaluation_interval "
+                          f"({baselines.evaluation_interval}), the interval the values it "
+                          f"averages are recorded at, or it often holds none")
+
+
+# A rate needs two samples in its window, and Prometheus extrapolates only over a few
+# scrapes: docs/configuration.md promises windows.rate at least this many scrape intervals.
+RATE_SCRAPES = 4
+
+
+# Each selector's default is its monitor's default job: (selector key, job key).
+JOB_SELECTORS = (("selectors.model", "kubernetes.model_job"),
+                 ("selectors.exporter", "kubernetes.exporter_job"))
+
+
+def with_job_selectors(cfg: Config, data: Mapping) -> Config:
+    """`cfg` whose selectors left unset follow a job the file renames: the default selector
+    names the default job, and keeping it would read no series of the renamed targets.
+
+    Derived rather than refused: a file that renames only the job states what its targets are
+    called, and the selector the rules need follows from it alone (a selector the file sets,
+    perhaps with a cluster or namespace besides, is checked against the job instead).
+    """
+    derived = {}
+    for selector_key, job_key in JOB_SELECTORS:
+        if given(data, job_key) and not given(data, selector_key):
+            selector = f"job={quoted(setting(cfg, job_key))}"
+            problem = check.selector(selector)
+            if problem:  # a job name no PromQL string can hold
+                raise ConfigError(job_key, f"cannot be selected by {selector_key}: {problem}")
+            derived[selector_key] = selector
+    return with_values(cfg, derived) if derived else cfg
+
+
+def given(data: Mapping, dotted: str) -> bool:
+    """Whether the file itself sets the key at `dotted` (not its default)."""
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value or value[part] is None:
+            return False
+        value = value[part]
+    return True
+
+
+def check_given_together(cfg: Config, data: Mapping) -> None:
+    """Checks between keys that hold only where the file sets them: a config that never
+    renders the Kubernetes output keeps its own scrape interval and job names, so a default
+    of the kubernetes section is no reason to refuse it."""
+    k = cfg.kubernetes
+    if given(data, "kubernetes.scrape_interval"):
+        scrape = duration_seconds(k.scrape_interval)
+        if duration_seconds(cfg.windows.rate) < RATE_SCRAPES * scrape:
+            raise ConfigError("windows.rate", f"{cfg.windows.rate} must be at least "
+                              f"{RATE_SCRAPES}x kubernetes.scrape_interval "
+                              f"({k.scrape_interval}), or every rate rule comes out empty")
+        check_scraped_windows(cfg, {key: setting(cfg, key) for key in _scraped_keys(cfg)}, "")
+    for selector_key, job_key in JOB_SELECTORS:
+        if given(data, selector_key) and given(data, job_key):
+            selector, job = setting(cfg, selector_key), setting(cfg, job_key)
+            matcher = _job_matcher_missing(selector, job)
+            if matcher:
+                raise ConfigError(selector_key, f"has the matcher {matcher}, which the job "
+                                  f"{job!r} the monitor gives its targets ({job_key}) does "
+                                  f"not pass, so the alerts would read nothing")
+
+
+# Every other window the rules read scraped series over (rate, increase, *_over_time): a
+# rate needs two samples, so with one scrape in the window the alert on it never fires.
+WINDOW_SCRAPES = 2
+SCRAPED_WINDOW_KEYS = (
+    "windows.no_traffic_lookback", "slo.fast_burn.short_window", "slo.fast_burn.long_window",
+    "slo.slow_burn.short_window", "slo.slow_burn.long_window", "accuracy.window",
+    "shadow.window", "shadow.outcome_window", "gpu.xid_window", "internal.overflow_window",
+)
+
+
+def _scraped_keys(cfg: Config) -> list[str]:
+    """The keys of the windows over scraped series, enabled baseline signals' included."""
+    signals = [f"baselines.{spec.name}.window" for spec in dataclasses.fields(cfg.baselines)
+               if isinstance(getattr(cfg.baselines, spec.name), Signal)
+               and getattr(cfg.baselines, spec.name).enabled]
+    return [*SCRAPED_WINDOW_KEYS, *signals]
+
+
+def check_scraped_windows(cfg: Config, windows: Mapping[str, str], prefix: str) -> None:
+    """Refuse a window (at its dotted key under `prefix`) holding under two scrapes."""
+    interval = cfg.kubernetes.scrape_interval
+    for key, window in windows.items():
+        if duration_seconds(window) < WINDOW_SCRAPES * duration_seconds(interval):
+            raise ConfigError(f"{prefix}{key}", f"{window} must be at least {WINDOW_SCRAPES}x "
+                              f"kubernetes.scrape_interval ({interval}), or its rate holds "
+                              f"one sample at most and the alert reading it never fires")
+
+
+def _job_matcher_missing(selector: str, job: str) -> str | None:
+    """The first job matcher of a checked `selector` that the label value `job` fails."""
+    position = 0
+    while position < len(selector):
+        found = check.label_matcher(selector, position)
+        if found is None:
+            return None
+        name, op, value, text, position = found
+        if name != "job":
+            continue
+        if op in ("=", "!="):
+            passes = (value == job) == (op == "=")
+        else:
+            try:
+                passes = matches(value, job) == (op == "=~")
+            except (Unsupported, re.error):
+                continue  # a pattern Python cannot judge as RE2 does: leave it to the user
+        if not passes:
+            return text
+    return None
