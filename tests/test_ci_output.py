@@ -10,12 +10,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFTEST = (Path(__file__).parent / "conftest.py").read_text()
+REPORT_TEXT = (Path(__file__).parent / "report_text.py").read_text()  # a plugin it loads
 
 pytest_plugins = ["pytester"]
 
 
 def test_a_failing_test_shows_the_tail_of_the_logs_its_processes_wrote(pytester):
     pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(report_text=REPORT_TEXT)
     pytester.makepyfile(test_server="""
         def test_server_answers(tmp_path):
             (tmp_path / "prometheus.log").write_text(
