@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core.predictions import SMALL_INTEGER_LIMIT, class_labels, normalize
+from inferwatch.core.prediction_classes import SMALL_INTEGER_LIMIT, class_labels
+from inferwatch.core.predictions import normalize
 
 
 def _data(seed: int = 0):
@@ -136,7 +137,7 @@ def test_a_categorical_outputs_categories_are_its_classes(scraper):
     import pandas as pd
     import polars as pl
 
-    from inferwatch.core.predictions import MAX_DECLARED_CATEGORIES
+    from inferwatch.core.prediction_classes import MAX_DECLARED_CATEGORIES
 
     kinds = ("cat", "dog", "cow")
     outputs = {

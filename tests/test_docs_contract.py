@@ -78,7 +78,9 @@ def test_readme_and_help_state_the_unit_of_the_name(name):
 
 def _invalid_reasons_in_code() -> set[str]:
     core = ROOT / "exporter" / "inferwatch" / "core"
-    text = (core / "predictions.py").read_text() + (core / "prediction_batch.py").read_text()
+    text = "".join((core / name).read_text() for name in (
+        "predictions.py", "prediction_classes.py", "class_probabilities.py",
+        "prediction_batch.py"))
     return set(re.findall(r"(?:count_invalid|_invalid)\(\"(\w+)\"", text))
 
 

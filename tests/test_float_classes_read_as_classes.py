@@ -19,7 +19,8 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 import inferwatch
 from inferwatch.core.options import Settings
 from inferwatch.core.prediction_batch import PredictionBatch, _count_classes
-from inferwatch.core.predictions import class_labels, normalize
+from inferwatch.core.prediction_classes import class_labels
+from inferwatch.core.predictions import normalize
 
 _RNG = np.random.default_rng(13)
 _X = _RNG.normal(size=(60, 3))

@@ -11,12 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core.predictions import (
-    Prediction,
-    admit_classes,
-    class_labels,
-    normalize,
-)
+from inferwatch.core.prediction_classes import admit_classes, class_labels
+from inferwatch.core.predictions import Prediction, normalize
 
 
 class _Binary:

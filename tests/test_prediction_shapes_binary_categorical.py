@@ -14,13 +14,9 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 import inferwatch
-from inferwatch.core import predictions
-from inferwatch.core.predictions import (
-    Prediction,
-    admit_classes,
-    class_labels,
-    normalize,
-)
+from inferwatch.core import prediction_classes
+from inferwatch.core.prediction_classes import admit_classes, class_labels
+from inferwatch.core.predictions import Prediction, normalize
 
 
 def _fitted(labels: np.ndarray) -> tuple[LogisticRegression, np.ndarray]:
@@ -191,7 +187,7 @@ def test_float_classes_read_the_same_from_probabilities_and_labels(classes, data
     from_proba = normalize(proba, probabilities=True, class_names=classes)
     from_labels = normalize(classes[rows], task="classification", class_names=classes)
     # A label past the small-integer bound is no class of predict's: compare the others.
-    small = [classes[k] for k in rows if abs(classes[k]) < predictions.SMALL_INTEGER_LIMIT]
+    small = [classes[k] for k in rows if abs(classes[k]) < prediction_classes.SMALL_INTEGER_LIMIT]
     labelled = [] if from_labels.classes is None else class_labels(from_labels.classes)
     assert labelled == [str(int(c)) for c in small]
     assert class_labels(from_proba.classes) == [str(int(classes[k])) for k in rows]
@@ -221,9 +217,9 @@ def test_a_categorical_column_of_many_categories_reads_at_most_what_may_be_class
 
     categories = Categories(1_000_000)
     column = type("Column", (), {"dtype": type("Dtype", (), {"categories": categories})()})()
-    known = predictions._with_categories(column, frozenset({"x"}))
+    known = prediction_classes.with_categories(column, frozenset({"x"}))
     assert known == frozenset({"x"})  # past the cap: ids, not classes
-    assert categories.read <= predictions.MAX_DECLARED_CATEGORIES + 1
+    assert categories.read <= prediction_classes.MAX_DECLARED_CATEGORIES + 1
 
 
 def test_a_large_categorical_makes_one_object_per_category_not_per_row():
@@ -286,7 +282,7 @@ def _reference_admit(values: list, known: frozenset[str], prefix: str) -> tuple[
     for value in values:
         missing = value is None or value is pd.NA or value is pd.NaT or (
             isinstance(value, float) and value != value)
-        label = None if missing else predictions._object_class(value, known)
+        label = None if missing else prediction_classes._object_class(value, known)
         reason = "nan" if missing else "unsupported_type" if label is None else None
         if reason:
             invalid[reason] = invalid.get(reason, 0) + 1
@@ -319,8 +315,8 @@ def test_text_labels_in_an_object_array_are_judged_once_per_distinct_label(monke
     judged by one Python call per row, 3-4x the cost of the same labels as a numpy str
     array; a str array's labels are judged once per distinct label."""
     calls = []
-    judge = predictions._object_class
-    monkeypatch.setattr(predictions, "_object_class",
+    judge = prediction_classes._object_class
+    monkeypatch.setattr(prediction_classes, "_object_class",
                         lambda value, known: calls.append(value) or judge(value, known))
     rng = np.random.default_rng(5)
     names = np.array(["bird", "cat", "dog"], dtype=object)

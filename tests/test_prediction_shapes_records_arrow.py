@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core.predictions import class_labels, normalize
+from inferwatch.core.prediction_classes import class_labels
+from inferwatch.core.predictions import normalize
 
 _PROBABILITY_ROWS = st.integers(1, 12).flatmap(lambda n: st.lists(
     st.floats(0.01, 1.0), min_size=n, max_size=n)).map(

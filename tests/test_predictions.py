@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import inferwatch
-from inferwatch.core.predictions import class_labels, normalize
+from inferwatch.core.prediction_classes import class_labels
+from inferwatch.core.predictions import normalize
 from strategies import ANY_OUTPUT
 
 
@@ -256,8 +257,9 @@ def test_predicted_classes_of_probabilities_are_the_top_columns_names(names, row
     # Either way the counts are those of each row's top column, by the column's name.
     from collections import Counter
 
+    from inferwatch.core.class_probabilities import _column_names
     from inferwatch.core.prediction_batch import _count_classes
-    from inferwatch.core.predictions import _column_names, class_labels
+    from inferwatch.core.prediction_classes import class_labels
 
     width = 3 if names is None else len(names)
     matrix = np.random.default_rng(seed).dirichlet(np.ones(width), size=rows)
@@ -308,7 +310,7 @@ _PROBABILITY_CELLS = st.one_of(
 def test_a_probability_matrix_reads_as_judging_each_row_on_its_own(matrix):
     """The drain judges a probability matrix with whole-matrix checks and column-wise
     arithmetic; every count, top class, confidence and column equals judging each row."""
-    from inferwatch.core.predictions import class_labels
+    from inferwatch.core.prediction_classes import class_labels
 
     prediction = normalize(matrix, probabilities=True)
     expected = _probabilities_row_by_row(matrix)

@@ -17,18 +17,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.predictions import (
+from inferwatch.core.prediction_classes import (
     NO_CLASSES,
     SMALL_INTEGER_LIMIT,
-    Prediction,
     admit_classes,
     class_labels,
     class_members,
     count_text_classes,
     known_class_set,
-    normalize,
     whole_number_classes,
 )
+from inferwatch.core.predictions import Prediction, normalize
 from inferwatch.core.state import ModelState, float_array
 
 if TYPE_CHECKING:

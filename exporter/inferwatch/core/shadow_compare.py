@@ -47,8 +47,10 @@ from inferwatch.core.outcomes import (
     _fitted,
     _same_class,
 )
-from inferwatch.core.predictions import Prediction, _is_dataframe, known_class_set, normalize
+from inferwatch.core.prediction_classes import known_class_set
+from inferwatch.core.predictions import Prediction, normalize
 from inferwatch.core.records import records_as_columns
+from inferwatch.core.result_arrays import is_dataframe
 
 # Shadow minus champion: symmetric around zero, fine near it (probabilities, small scores).
 DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1,
@@ -643,7 +645,7 @@ def _named_outputs(result: object) -> dict[str, object] | None:
         result = records
     if isinstance(result, Mapping):
         return {str(name): column for name, column in result.items()}
-    if _is_dataframe(result):
+    if is_dataframe(result):
         return {str(name): result[name] for name in result.columns}
     return None
 

@@ -1,0 +1,228 @@
+"""Class probability matrices: telling them by their shape, and reading them.
+
+A ``predict_proba`` matrix (or a binary classifier's positive-class column alone) gives
+each row's predicted class, its confidence and one probability output per class; rows
+that are NaN, infinite, out of [0, 1] or do not sum to 1 are counted invalid by reason.
+Its checks are whole-matrix numpy passes, a job of its own apart from reading other
+outputs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inferwatch.core.prediction_classes import SMALL_INTEGER_LIMIT, class_name
+from inferwatch.core.result_arrays import distinct_names, extend, missing_as_nan
+
+if TYPE_CHECKING:
+    from inferwatch.core.predictions import Prediction
+
+# Rows of a probability matrix may drift from 1 by float error; more than this is a fault.
+PROBABILITY_SUM_TOLERANCE = 1e-3
+# A softmax or a calibrator may land a hair outside [0, 1] by float error (1.0000000002,
+# -1e-12): that is no fault (probability_out_of_range feeds a critical alert), and is read
+# as the bound it missed. Anything further out is a real out-of-range probability.
+PROBABILITY_RANGE_TOLERANCE = 1e-6
+
+
+def looks_like_probabilities(array: np.ndarray, task: str,
+                             class_names: Sequence[object] | None, by_shape: bool) -> bool:
+    """2-D float rows in [0, 1] that sum to 1 are class probabilities when the task says
+    classification, or (task auto) when the model's ``classes_`` has one class per column
+    or the matrix was handed over as a prediction with no method to go by. A multi-output
+    regressor whose outputs happen to sum to 1 is therefore not taken for a classifier."""
+    if task == "regression" or array.ndim != 2 or array.shape[1] < 2 or array.dtype.kind != "f":
+        return False
+    if task == "classification":
+        return True
+    if not by_shape and (class_names is None or len(class_names) != array.shape[1]
+                         or np.ndim(class_names[0]) != 0):
+        return False
+    # Rows near the float maximum overflow the sum: they are no probabilities, not a warning.
+    with np.errstate(invalid="ignore", over="ignore"):
+        in_unit = bool(((array >= -PROBABILITY_RANGE_TOLERANCE) &
+                        (array <= 1 + PROBABILITY_RANGE_TOLERANCE)).all())
+        sums_to_one = bool((np.abs(array.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE).all())
+    return in_unit and sums_to_one
+
+
+def add_probabilities(prediction: Prediction, array: np.ndarray,
+                      class_names: Sequence[object] | None, prefix: str = "") -> None:
+    """A probability matrix (rows of class probabilities, or a binary classifier's
+    positive-class column) recorded in `prediction`: each row's top class and its
+    confidence, one output per class column (named by `class_names`, after `prefix`), and
+    the rows that are no probabilities counted as invalid by reason."""
+    if array.ndim == 1 and array.dtype.kind == "O" and array.size and \
+            isinstance(array[0], (list, tuple, np.ndarray)):
+        # One probability row per element (a pandas Series of lists, rows of different
+        # lengths): as many rows as elements, never one row of objects.
+        array = _object_rows(array)
+    # A binary classifier's positive-class probabilities alone, one per row (shape (n,), as
+    # hand-written classifiers and some SDKs return): read as the (n, 1) column below. As
+    # one row of n columns it would be one call's row of n classes, every batch of three or
+    # more counted as probability_sum and its predicted classes named by column numbers.
+    positive_column = array.ndim == 1 and _two_classes(class_names) and \
+        not _one_binary_row(array)
+    rows = array.shape[0] if array.ndim == 2 or positive_column else 1
+    # Rows the model returned, even when none of them can be read as probabilities: the
+    # batch size counts them as it counts any other call's.
+    prediction.rows = max(prediction.rows, rows)
+    if array.dtype.kind in "cmMUSV":
+        # Casting would drop the imaginary part, and numpy would warn about it on the
+        # application's stderr from the drain thread: such output is not probabilities;
+        # nor are times (cast, nanoseconds since 1970 would read as out-of-range ones), nor
+        # text, which numpy would parse ("0.2" is no probability a model returned).
+        prediction.count_invalid("unsupported_type", rows)
+        return
+    if array.dtype.kind == "O":
+        # Numbers with pd.NA among them (a nullable Float64 DataFrame): each NA is a
+        # missing probability, its row counted as nan, and the other rows still recorded.
+        # Anything else (text, which float() would parse) is no probabilities.
+        numbers = missing_as_nan(array)
+        if numbers is None:
+            prediction.count_invalid("unsupported_type", rows)
+            return
+        matrix = numbers
+    else:
+        matrix = array.astype(np.float64, copy=False)
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(-1, 1) if positive_column else matrix.reshape(1, -1)
+    elif matrix.ndim != 2:
+        prediction.rows = max(prediction.rows, matrix.shape[0] if matrix.ndim else 1)
+        prediction.count_invalid("bad_shape", 1)
+        return
+    if matrix.shape[1] == 1 and _two_classes(class_names):
+        # A binary classifier's predict_proba giving the positive class's column alone (old
+        # Keras wrappers, some SDKs): read as argmax of a single column it would predict the
+        # first class for every row, with p as its confidence and every row counted as
+        # probability_sum.
+        matrix = np.concatenate([1.0 - matrix, matrix], axis=1)
+    rows, width = matrix.shape
+    prediction.rows = max(prediction.rows, rows)
+    if rows == 0 or width == 0:
+        return
+    # Reductions along a row of a few columns cost numpy a loop per row: whole-matrix
+    # checks first, and per row only when one finds something.
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        finite_rows = finite.all(axis=1)
+        nan_rows = np.isnan(matrix).any(axis=1)
+        prediction.count_invalid("nan", int(nan_rows.sum()))
+        prediction.count_invalid("inf", int((~finite_rows & ~nan_rows).sum()))
+        matrix = matrix[finite_rows]
+    if matrix.shape[0] == 0:
+        return
+    if matrix.min() < 0 or matrix.max() > 1:
+        low, high = -PROBABILITY_RANGE_TOLERANCE, 1 + PROBABILITY_RANGE_TOLERANCE
+        out_of_unit = ((matrix < low) | (matrix > high)).any(axis=1)
+        prediction.count_invalid("probability_out_of_range", int(out_of_unit.sum()))
+        near = ((matrix < 0) & (matrix >= low)) | ((matrix > 1) & (matrix <= high))
+        if near.any():
+            # A new array: `matrix` may be the caller's own.
+            matrix = np.where(near, np.clip(matrix, 0.0, 1.0), matrix)
+        # Huge values can overflow a row's sum: counted below, never warned about on the
+        # application's stderr (values in [0, 1] cannot, and skip this context's cost).
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = _row_sums(matrix)
+    else:
+        sums = _row_sums(matrix)
+    bad_sum = np.abs(sums - 1.0) > PROBABILITY_SUM_TOLERANCE
+    prediction.count_invalid("probability_sum", int(bad_sum.sum()))
+    names = [prefix + name for name in _column_names(width, class_names)]
+    if width == 2:  # a binary classifier: the first column wins a tie, as argmax says
+        top = (matrix[:, 1] > matrix[:, 0]).view(np.int8)
+        confidence = np.maximum(matrix[:, 0], matrix[:, 1])
+    else:
+        top = matrix.argmax(axis=1)
+        confidence = matrix[np.arange(matrix.shape[0]), top]
+    codes = _integer_labels(tuple(names))
+    prediction.class_outputs += 1
+    # Integer class names (sklearn's 0 and 1, or column numbers) stay numbers, which a drain
+    # counts in one pass; any other name is text.
+    prediction.add_classes(codes[top] if codes is not None else
+                           np.asarray(names, dtype=object)[top])
+    prediction.confidence = confidence if prediction.confidence is None else np.concatenate(
+        [prediction.confidence, confidence])
+    for j, name in enumerate(names):
+        extend(prediction.values, name, matrix[:, j])
+    prediction.probability_outputs.update(names)
+
+
+def _one_binary_row(array: np.ndarray) -> bool:
+    """Whether a 1-D array of a binary classifier is one row `[p0, p1]`: two numbers summing
+    to 1, as a handler hands over one request's row (``r.prediction(proba[0],
+    probabilities=True)``). Two positive-class probabilities sum to 1 only by chance.
+
+    >>> _one_binary_row(np.array([0.3, 0.7])), _one_binary_row(np.array([0.3, 0.9]))
+    (True, False)
+    """
+    if array.shape[0] != 2 or array.dtype.kind not in "fiu":
+        return False
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(abs(float(array[0]) + float(array[1]) - 1.0) <= PROBABILITY_SUM_TOLERANCE)
+
+
+def _two_classes(class_names: Sequence[object] | None) -> bool:
+    """Whether the model names exactly two classes (a binary classifier's ``classes_``)."""
+    try:
+        return class_names is not None and len(class_names) == 2 and all(
+            np.ndim(c) == 0 for c in class_names)
+    except TypeError:  # no length: names no classes
+        return False
+
+
+def _object_rows(array: np.ndarray) -> np.ndarray:
+    """A 1-D array of row sequences as a 2-D object matrix, or as a (n, 1) column of the
+    rows themselves when they differ in length (each then counted as unsupported)."""
+    try:
+        matrix = np.array(array.tolist(), dtype=object)
+    except ValueError:  # ragged rows
+        matrix = None
+    if matrix is None or matrix.ndim != 2 or matrix.shape[0] != array.shape[0]:
+        return array.reshape(-1, 1)
+    return matrix
+
+
+def _row_sums(matrix: np.ndarray) -> np.ndarray:
+    """Each row's sum, added column by column as numpy adds a row of fewer than 8 values
+    (the same floats), without its loop per row; wider rows take numpy's own sum."""
+    width = matrix.shape[1]
+    if width >= 8:
+        return matrix.sum(axis=1)
+    total = matrix[:, 0].copy()
+    for j in range(1, width):
+        total += matrix[:, j]
+    return total
+
+
+@functools.lru_cache(maxsize=256)
+def _integer_labels(names: tuple[str, ...]) -> np.ndarray | None:
+    """`names` as an int64 array when each is exactly how Python writes an integer (so the
+    label text comes back unchanged), else None. Never to be written to: it is shared.
+
+    >>> _integer_labels(("0", "1", "-3")).tolist(), _integer_labels(("1", "01"))
+    ([0, 1, -3], None)
+    """
+    try:
+        values = [int(name) for name in names]
+    except ValueError:
+        return None
+    if any(str(value) != name or not -SMALL_INTEGER_LIMIT < value < SMALL_INTEGER_LIMIT
+           for value, name in zip(values, names)):
+        return None
+    codes = np.array(values, dtype=np.int64)
+    codes.flags.writeable = False
+    return codes
+
+
+def _column_names(width: int, class_names: Sequence[object] | None) -> list[str]:
+    if class_names is not None and len(class_names) == width and all(
+            np.ndim(c) == 0 for c in class_names):
+        # Repeated names (classes 1 and "1") would mix two columns in one series.
+        return distinct_names([class_name(c.item() if isinstance(c, np.generic) else c)
+                               for c in class_names])
+    return [str(j) for j in range(width)]

@@ -1,0 +1,388 @@
+"""Which predicted values become ``class`` labels, and how they are written.
+
+Class labels are label values, so only plausible classes may become one: bools, small
+integers, strings the model names in ``classes_`` or declares (``classes=``, a categorical
+column's categories), and whole-number floats of a declared classifier. Here they are
+admitted or counted as ``unsupported_type``, counted per distinct label, and written as
+text. Both the per-call reading (:func:`~inferwatch.core.predictions.normalize`) and the
+drain's batched counts (``prediction_batch``) judge labels with these functions, which is
+why they stand apart from either.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inferwatch.core.result_arrays import is_missing, to_float
+
+if TYPE_CHECKING:
+    from inferwatch.core.predictions import Prediction
+
+# Integer class ids are plausible below this magnitude; larger ones look like ids or amounts.
+SMALL_INTEGER_LIMIT = 65_536
+NO_CLASSES: frozenset[str] = frozenset()
+
+
+# A categorical column with more categories than this is taken for ids, not classes.
+MAX_DECLARED_CATEGORIES = 1000
+
+
+def class_labels(classes: np.ndarray) -> list[str]:
+    """Class labels as text, whatever array kind holds them.
+
+    >>> class_labels(np.array([1, 0])), class_labels(np.array([True]))
+    (['1', '0'], ['True'])
+    """
+    return as_text(classes).tolist()
+
+
+def as_text(classes: np.ndarray) -> np.ndarray:
+    """`classes` as an object array of ``str`` labels (an object array is already one)."""
+    if classes.dtype == object:
+        return classes
+    if classes.size > _FEW_LABELS and classes.dtype.kind in "biu":
+        # Integer or bool labels of a large batch hold few distinct classes: each one's text
+        # is made once, not once per row.
+        distinct, inverse = np.unique(classes.reshape(-1), return_inverse=True)
+        return np.array([str(v) for v in distinct.tolist()], dtype=object)[inverse.reshape(-1)]
+    return np.array([str(v) for v in classes.tolist()], dtype=object)
+
+
+# Up to this many labels are written one by one: a sort costs more than they do.
+_FEW_LABELS = 64
+
+
+def with_categories(column: object, known_classes: Collection[str]) -> Collection[str]:
+    """`known_classes` and the categories a pandas categorical (or polars Enum) column
+    declares: its labels are classes by declaration, as a model's ``classes_`` are.
+
+    >>> import pandas as pd
+    >>> sorted(with_categories(pd.Series(["b"], dtype="category"), {"a"}))
+    ['a', 'b']
+    """
+    categories = getattr(getattr(column, "dtype", None), "categories", None)
+    if categories is None or isinstance(categories, (str, bytes)):
+        return known_classes
+    try:
+        # Only as many as may be classes, and one past: ``list()`` of a column of ids'
+        # categories would cost a Python object per category on every drain.
+        declared = [str(c) for c in itertools.islice(categories, MAX_DECLARED_CATEGORIES + 1)]
+    except Exception:
+        return known_classes
+    if not declared or len(declared) > MAX_DECLARED_CATEGORIES:
+        return known_classes  # past any class label cap: not a list of classes
+    return frozenset(known_classes) | frozenset(declared)
+
+
+def whole_number_classes(class_names: Sequence[object] | None) -> np.ndarray | None:
+    """A model's classes, sorted as float64, when each is a whole number (an int, or a float
+    such as scikit-learn's ``classes_`` of a classifier fit on a float target) that is a
+    plausible class; None when any is not, or it names none.
+
+    >>> whole_number_classes(np.array([1.0, 0.0])).tolist(), whole_number_classes([0, 1.5])
+    ([0.0, 1.0], None)
+    """
+    if class_names is None:
+        return None
+    try:
+        numbers = []
+        for name in class_names:
+            if isinstance(name, (bool, np.bool_)) or not isinstance(
+                    name, (int, float, np.integer, np.floating)):
+                return None  # text, bools, a multi-output model's arrays of classes
+            number = to_float(name)
+            if not (number.is_integer() and abs(number) < SMALL_INTEGER_LIMIT):
+                return None
+            numbers.append(number)
+    except TypeError:  # not a sequence of classes
+        return None
+    return np.unique(np.array(numbers, dtype=np.float64)) if numbers else None
+
+
+def class_members(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Which float `values` are among `classes` (sorted, as from
+    :func:`whole_number_classes`); NaN never is.
+
+    >>> class_members(np.array([1.0, 0.5, np.nan, -0.0]), np.array([0.0, 1.0])).tolist()
+    [True, False, False, True]
+    """
+    at = np.searchsorted(classes, values)
+    np.minimum(at, classes.size - 1, out=at)
+    return classes[at] == values
+
+
+def bytes_text(raw: bytes | bytearray) -> str:
+    """A bytes label's text, as ``faults.text_of`` reads bytes: UTF-8, with each byte
+    that is not UTF-8 written as its escape (a lone surrogate would break every UTF-8
+    write).
+
+    >>> bytes_text(b"cat"), bytes_text(b"r-\\xff") == "r-" + chr(92) + "xff"
+    ('cat', True)
+    """
+    return bytes(raw).decode("utf-8", "backslashreplace")
+
+
+def prefixed(labels: np.ndarray, prefix: str) -> np.ndarray:
+    """``<prefix><label>`` for each label, as text.
+
+    A multi-output classifier's batch holds few distinct classes in many rows: the text is
+    built once per distinct label, so a million rows cost a sort, not a million strings.
+
+    >>> prefixed(np.array([1, 0, 1]), "2:").tolist()
+    ['2:1', '2:0', '2:1']
+    """
+    if labels.dtype == object:
+        # Text already (one str per row): sorting Python objects costs more than this.
+        return np.array([prefix + label for label in labels.tolist()], dtype=object)
+    distinct, inverse = np.unique(labels.reshape(-1), return_inverse=True)
+    text = np.array([prefix + label for label in class_labels(distinct)], dtype=object)
+    return text[inverse.reshape(-1)]
+
+
+def float_classes(prediction: Prediction, flat: np.ndarray) -> np.ndarray:
+    """Float labels of a declared classifier (``predict`` returning 0.0 / 1.0)."""
+    values = flat.astype(np.float64, copy=False)
+    nan = np.isnan(values)
+    prediction.count_invalid("nan", int(nan.sum()))
+    with np.errstate(invalid="ignore"):
+        whole = ~nan & (np.abs(values) < SMALL_INTEGER_LIMIT) & (np.floor(values) == values)
+    prediction.count_invalid("unsupported_type", int((~nan & ~whole).sum()))
+    return values[whole].astype(np.int64)
+
+
+def admit_classes(prediction: Prediction, labels: np.ndarray,
+                  known_classes: Collection[str], prefix: str = "") -> np.ndarray | None:
+    """The labels that are plausible classes; the rest are counted as unsupported_type.
+    With a `prefix` (a multi-output classifier's ``j:``), the admitted labels as text, each
+    after it.
+
+    >>> from inferwatch.core.predictions import Prediction
+    >>> p = Prediction()
+    >>> admit_classes(p, np.array([3, 10**9]), NO_CLASSES).tolist(), p.invalid
+    ([3], {'unsupported_type': 1})
+    >>> class_labels(admit_classes(p, np.array(["cat", "x@y.z"]), {"cat"}))
+    ['cat']
+    """
+    kind = labels.dtype.kind
+    if kind == "b":
+        return prefixed(labels, prefix) if prefix else labels
+    if kind in "iu":
+        small = labels < SMALL_INTEGER_LIMIT
+        if kind == "i":
+            small &= labels > -SMALL_INTEGER_LIMIT
+        if not small.all():
+            prediction.count_invalid("unsupported_type", int((~small).sum()))
+            labels = labels[small]
+        labels = labels.astype(np.int64, copy=False)
+        return prefixed(labels, prefix) if prefix else labels
+    if kind in "US":
+        # Judged once per distinct label, not per row: a batch of a million rows holds a
+        # handful of classes (or, if not classes, ids the sort handles in C).
+        distinct, inverse = np.unique(labels.reshape(-1), return_inverse=True)
+        text = distinct.tolist()
+        if kind == "S":
+            text = list(map(bytes_text, text))
+        admitted = np.array([label in known_classes for label in text], dtype=bool)
+        inverse = inverse.reshape(-1)
+        keep = admitted[inverse]
+        prediction.count_invalid("unsupported_type", int(keep.size - keep.sum()))
+        return np.array([prefix + label for label in text], dtype=object)[inverse[keep]]
+    if kind == "O":
+        text = _object_text_classes(prediction, labels, known_classes, prefix)
+        if text is not None:
+            return text
+        kept = []
+        for value in labels.tolist():
+            if value is None or is_missing(value):  # polars' null, pandas' NA
+                prediction.count_invalid("nan", 1)
+                continue
+            label = _object_class(value, known_classes)
+            if label is None:
+                prediction.count_invalid("unsupported_type", 1)
+            else:
+                # A declared class named "nan" is that class, as in a numpy str array.
+                kept.append(prefix + label)
+        return np.asarray(kept, dtype=object)
+    prediction.count_invalid("unsupported_type", labels.shape[0])
+    return None
+
+
+def _object_text_classes(prediction: Prediction, labels: np.ndarray,
+                         known_classes: Collection[str], prefix: str) -> np.ndarray | None:
+    """Labels of an array of Python objects that holds text and missing values only (a
+    pandas ``str`` or ``category`` column, text labels in an object array), each distinct
+    value judged once, the rows then kept by a set lookup in C: a million rows cost about
+    what the same labels in a numpy str array do, not a Python call each. None, counting
+    nothing, for any other content (numbers, bools, unhashable values): those are judged
+    one by one.
+
+    >>> from inferwatch.core.predictions import Prediction
+    >>> p = Prediction()
+    >>> _object_text_classes(p, np.array(["a", None, "x", "a"], dtype=object), {"a"},
+    ...                      "").tolist(), p.invalid
+    (['a', 'a'], {'nan': 1, 'unsupported_type': 1})
+    >>> _object_text_classes(p, np.array(["a", 1], dtype=object), {"a"}, "") is None
+    True
+    """
+    labels = labels.reshape(-1)
+    values = labels.tolist()
+    try:
+        distinct = set(values)
+    except TypeError:  # unhashable values (a list per row)
+        return None
+    admitted: set[str] = set()
+    missing = subclassed = False
+    for value in distinct:
+        if isinstance(value, str):
+            if value in known_classes:
+                admitted.add(value)
+                subclassed = subclassed or type(value) is not str
+        elif value is None or is_missing(value):
+            missing = True
+        else:
+            # 1, 1.0 and True are one key of a set: numbers are judged row by row.
+            return None
+    n = len(values)
+    if not admitted:  # ids, not classes (or none declared): no row to look up
+        keep = np.zeros(n, dtype=bool)
+    else:
+        try:
+            keep = np.fromiter(map(admitted.__contains__, values), dtype=bool, count=n)
+        except TypeError:  # a missing value whose comparison with a label raised
+            return None
+    kept = int(np.count_nonzero(keep))
+    nan = n - int(np.fromiter(map(isinstance, values, itertools.repeat(str)), dtype=bool,
+                              count=n).sum()) if missing else 0
+    prediction.count_invalid("nan", nan)
+    prediction.count_invalid("unsupported_type", n - kept - nan)
+    chosen = labels[keep] if kept < n else labels.copy()
+    if prefix or subclassed:
+        # Plain str, each after its prefix, as the row-by-row path writes them.
+        text = np.empty(kept, dtype=object)
+        text[:] = list(map(prefix.__add__, chosen.tolist()))
+        return text
+    return chosen
+
+
+def count_text_classes(prediction: Prediction, labels: np.ndarray,
+                       known_classes: Collection[str]) -> dict[str, int] | None:
+    """Counts by class of a batch of text labels (a numpy str or bytes array, or Python
+    objects that are text and missing values only), judged as :func:`admit_classes`
+    judges them but counted per distinct label, with no array of the rows' labels built:
+    a drain of text labels costs a sort (numpy text) or a hash per row (objects), not a
+    Python string and a count per row. None, counting nothing, for any other labels.
+
+    >>> from inferwatch.core.predictions import Prediction
+    >>> p = Prediction()
+    >>> count_text_classes(p, np.array(["a", "b", "a", "x"]), {"a", "b"}), p.invalid
+    ({'a': 2, 'b': 1}, {'unsupported_type': 1})
+    >>> count_text_classes(p, np.array(["a", None, 2], dtype=object), {"a"}) is None
+    True
+    """
+    kind = labels.dtype.kind
+    if kind in "US":
+        distinct, first, inverse = np.unique(labels.reshape(-1), return_index=True,
+                                             return_inverse=True)
+        per_label = np.bincount(inverse.reshape(-1), minlength=distinct.size)
+        # In the order the rows first name them, as a count row by row meets them: past
+        # max_classes, the classes seen first keep series of their own.
+        order = np.argsort(first, kind="stable")
+        text = distinct[order].tolist()
+        if kind == "S":
+            text = list(map(bytes_text, text))
+        counts: dict[str, int] = {}
+        unsupported = 0
+        for label, count in zip(text, per_label[order].tolist()):
+            if label in known_classes:
+                counts[label] = counts.get(label, 0) + count
+            else:
+                unsupported += count
+        prediction.count_invalid("unsupported_type", unsupported)
+        return counts
+    if kind != "O":
+        return None
+    try:
+        by_value = Counter(labels.reshape(-1).tolist())
+    except TypeError:  # unhashable values (a list per row)
+        return None
+    counts = {}
+    unsupported = missing = 0
+    for value, count in by_value.items():
+        if isinstance(value, str):
+            if value in known_classes:
+                label = str.__str__(value)  # a str subclass by its characters
+                counts[label] = counts.get(label, 0) + count
+            else:
+                unsupported += count
+        elif value is None or is_missing(value):
+            missing += count
+        else:
+            # 1, 1.0 and True are one key of a Counter: numbers are judged row by row.
+            return None
+    prediction.count_invalid("nan", missing)
+    prediction.count_invalid("unsupported_type", unsupported)
+    return counts
+
+
+def _object_class(value: object, known_classes: Collection[str]) -> str | None:
+    """The label of one Python value, or None when it is not a plausible class."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value)) if abs(int(value)) < SMALL_INTEGER_LIMIT else None
+    if isinstance(value, str):
+        return value if value in known_classes else None
+    return None
+
+
+def class_name(name: object) -> object:
+    """A class of ``classes_`` as its label is written: a whole-number float (scikit-learn
+    fit on a float column keeps ``classes_ == [0.0, 1.0]``) as the integer it is, as
+    ``predict``'s float labels of a declared classifier and an outcome's labels are read. As
+    "0.0" its column would count the class apart from the "0" that ``predict`` counts.
+
+    A bytes class (a model fit on labels read as bytes) is its text, as ``predict``'s
+    bytes labels are read.
+
+    >>> class_name(1.0), class_name(-2.0), class_name(0.5), class_name("1.0")
+    (1, -2, 0.5, '1.0')
+    >>> class_name(b"cat")
+    'cat'
+    """
+    if isinstance(name, float) and name.is_integer():
+        return int(name)
+    if isinstance(name, (bytes, bytearray)):
+        return bytes_text(name)
+    return name
+
+
+def known_class_set(class_names: Sequence[object] | None,
+                    declared: Sequence[object] | None) -> frozenset[str]:
+    """The strings that may become class labels: ``classes_`` and the declared classes,
+    flattened (a multi-output model's ``classes_`` is a list of arrays).
+
+    >>> sorted(known_class_set([np.array(["a", "b"]), np.array(["c"])], ("d",)))
+    ['a', 'b', 'c', 'd']
+    """
+    known: set[str] = set()
+    for source in (class_names, declared):
+        if source is None:
+            continue
+        for item in source:
+            if np.ndim(item) == 0:
+                known.add(_known_text(item.item() if isinstance(item, np.generic) else item))
+            else:
+                known.update(_known_text(v) for v in np.asarray(item).reshape(-1).tolist())
+    return frozenset(known)
+
+
+def _known_text(name: object) -> str:
+    """A class name as the labels it matches are read: bytes as their UTF-8 text."""
+    if isinstance(name, (bytes, bytearray)):
+        return bytes_text(name)
+    return str(name)

@@ -1,0 +1,309 @@
+"""Reading what a model returns as numpy arrays.
+
+A result may be a numpy array (a masked or record one too), a list, a tensor of any
+framework, a pandas, polars or pyarrow column or frame, or a tuple of outputs: here each is
+told apart without importing any of those libraries, read as numpy, its missing values
+(``pd.NA``, nulls, None, NaN among objects) taken out or made NaN, and its named columns or
+fields listed. What the numbers mean (values, classes, probabilities) is decided elsewhere;
+this module knows only the containers, which is why it stands apart.
+"""
+
+from __future__ import annotations
+
+import decimal
+import fractions
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _has(obj: object, name: str) -> bool:
+    """Whether `obj`'s class has `name`: the tensor, frame and sparse methods looked for
+    here are all defined on their classes. Asked of a pandas object itself, a missing name
+    goes through its ``__getattr__`` (a column lookup), some microseconds a call.
+
+    >>> import pandas as pd
+    >>> _has(pd.Series([1.0]), "to_numpy"), _has(pd.Series([1.0]), "detach")
+    (True, False)
+    """
+    return hasattr(type(obj), name)
+
+
+def to_array(obj: object) -> np.ndarray:
+    """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors.
+
+    >>> to_array(np.ma.masked_array([1.0, 2.0], mask=[False, True])).tolist()
+    [1.0, nan]
+    """
+    if isinstance(obj, np.ndarray):
+        if obj.__class__ is np.ndarray:
+            return obj
+        # Loaded when first needed: instrumenting a model loads the hot path only.
+        from inferwatch.quality.plain_arrays import plain_array
+
+        return plain_array(obj)
+    if _has(obj, "detach") and _has(obj, "cpu"):  # torch tensors: a GPU's, bfloat16
+        from inferwatch.quality.plain_arrays import tensor_array
+
+        return tensor_array(obj)
+    to_numpy = getattr(obj, "to_numpy", None)
+    if to_numpy is not None:  # pandas Series / DataFrame, pyarrow arrays
+        try:
+            return np.asarray(to_numpy())
+        except ValueError:
+            # A pyarrow Array with nulls refuses its default zero-copy conversion.
+            return np.asarray(to_numpy(zero_copy_only=False))
+    numpy_method = getattr(obj, "numpy", None)
+    if numpy_method is not None and not isinstance(obj, (list, tuple)):  # tf / jax tensors
+        return np.asarray(numpy_method())
+    if _has(obj, "toarray") and _has(obj, "nnz"):
+        # A scipy.sparse matrix (a multi-label classifier's predict): np.asarray would make
+        # it one object, not its rows.
+        return np.asarray(obj.toarray())
+    try:
+        array = np.asarray(obj)
+    except ValueError:
+        if not isinstance(obj, (list, tuple)):
+            raise
+        # Ragged rows (lists of different lengths): one object per row, each counted as
+        # what it is (not a plausible class or value) rather than failing the drain.
+        array = np.empty(len(obj), dtype=object)
+        array[:] = [*obj]
+        return array
+    if array.dtype.kind == "U" and isinstance(obj, (str, list, tuple)):
+        # numpy's fixed-width str dtype drops trailing NULs, merging "a\x00" into "a".
+        return np.array(obj, dtype=object)
+    return array
+
+
+def is_tensor(obj: object) -> bool:
+    """Whether `obj` is a tensor (``detach``, ``cpu`` and ``ndim`` on its class, as torch's
+    have), told without importing any framework."""
+    return _has(obj, "detach") and _has(obj, "cpu") and _has(obj, "ndim")
+
+
+def without_missing(obj: object) -> tuple[object, int]:
+    """A pandas nullable column (``Int64``, ``boolean``, ...) without its ``pd.NA`` rows,
+    in its numpy type, and how many were missing; a polars Series or pyarrow array without
+    its nulls likewise; anything else as it is."""
+    nulls = _arrow_nulls(obj)
+    if nulls:
+        # Converted with its nulls, an integer column would come out as floats with NaN and
+        # a classifier's labels would be recorded as regression values.
+        drop = getattr(obj, "drop_nulls", None) or obj.drop_null
+        return drop(), nulls
+    categorical = _pandas_categorical(obj)
+    if categorical is not None:
+        return categorical
+    dtype = getattr(obj, "dtype", None)
+    if getattr(dtype, "na_value", None) is None or not hasattr(obj, "isna"):
+        return obj, 0
+    missing = np.asarray(obj.isna(), dtype=bool)
+    kept = obj[~missing] if missing.any() else obj
+    numpy_dtype = getattr(dtype, "numpy_dtype", None)
+    try:
+        array = kept.to_numpy(dtype=numpy_dtype) if numpy_dtype is not None else kept.to_numpy()
+    except (TypeError, ValueError):
+        array = kept.to_numpy()
+    return array, int(missing.sum())
+
+
+def _pandas_categorical(obj: object) -> tuple[np.ndarray, int] | None:
+    """A pandas ``category`` Series or a ``Categorical`` as the array of its labels less
+    the missing ones, and how many were missing; None for anything else.
+
+    The labels are its categories taken by its codes: each category becomes a Python object
+    once, not once per row (pandas' own conversion of a column of text categories makes a
+    string per row), so a million rows cost about what a numpy array of them does.
+
+    >>> import pandas as pd
+    >>> labels, missing = _pandas_categorical(pd.Series(["b", None, "a", "b"],
+    ...                                                 dtype="category"))
+    >>> labels.tolist(), missing
+    (['b', 'a', 'b'], 1)
+    """
+    if not type(obj).__module__.startswith("pandas"):
+        return None
+    categories = getattr(getattr(obj, "dtype", None), "categories", None)
+    if categories is None:
+        return None
+    codes = getattr(obj, "codes", None)  # a Categorical's own; a Series' through .cat
+    if codes is None:
+        codes = getattr(getattr(obj, "cat", None), "codes", None)
+    if codes is None:
+        return None
+    codes = np.asarray(codes)
+    if codes.ndim != 1 or codes.dtype.kind not in "iu":
+        return None
+    values = to_array(categories)
+    if values.ndim != 1:
+        return None
+    present = codes >= 0  # -1 marks a missing value
+    missing = int(codes.size - np.count_nonzero(present))
+    return values[codes[present] if missing else codes], missing
+
+
+def _arrow_nulls(obj: object) -> int:
+    """How many nulls a polars Series or a pyarrow array holds (0 for anything else)."""
+    module = type(obj).__module__
+    if not module.startswith(("polars", "pyarrow")) or not (
+            _has(obj, "drop_nulls") or _has(obj, "drop_null")):
+        return 0
+    try:
+        return int(obj.null_count() if callable(obj.null_count) else obj.null_count)
+    except Exception:  # not a column (a polars DataFrame's null_count is a frame)
+        return 0
+
+
+def is_dataframe(obj: object) -> bool:
+    """A pandas or polars DataFrame or a pyarrow Table (outputs named by its columns), told
+    without any of them."""
+    if _is_arrow_table(obj):
+        return True
+    return _has(obj, "columns") and _has(obj, "to_numpy") and (
+        _has(obj, "items") or type(obj).__module__.startswith("polars"))
+
+
+def _is_arrow_table(obj: object) -> bool:
+    return type(obj).__module__.startswith("pyarrow") and _has(obj, "column_names") and \
+        _has(obj, "columns")
+
+
+def frame_columns(frame: object) -> list[tuple[object, object]]:
+    """(name, column) of a pandas or polars DataFrame or a pyarrow Table, in column order.
+    A Table's ``columns`` are its column arrays, not their names."""
+    if _is_arrow_table(frame):
+        return list(zip(frame.column_names, frame.columns))
+    if hasattr(frame, "items"):
+        return list(frame.items())
+    return [(name, frame[name]) for name in frame.columns]  # a polars DataFrame
+
+
+def distinct_names(names: Sequence[object]) -> list[str]:
+    """Output names as text, each repeat renamed ``a.1``, ``a.2`` as pandas names a file's
+    repeated columns on read. A DataFrame or Table may repeat a column name, and keys
+    ``1`` and ``"1"`` write the same: under one name the two outputs' values would be
+    mixed in one series.
+
+    >>> distinct_names(["a", "b", "a", 1, "1", "a.1"])
+    ['a', 'b', 'a.2', '1', '1.1', 'a.1']
+    """
+    text = [str(name) for name in names]
+    if len(set(text)) == len(text):
+        return text
+    # A name given as such keeps it; a repeat takes the first free suffix.
+    taken = set(text)
+    seen: set[str] = set()
+    distinct = []
+    for name in text:
+        if name in seen:
+            k = 1
+            while f"{name}.{k}" in taken:
+                k += 1
+            renamed = f"{name}.{k}"
+            taken.add(renamed)
+            distinct.append(renamed)
+        else:
+            seen.add(name)
+            distinct.append(name)
+    return distinct
+
+
+def structured_fields(obj: object) -> dict[str, np.ndarray] | None:
+    """The fields of a numpy structured (or record) array, as a dict of named outputs; None
+    for anything else. Read as one value per row they would be objects, each counted as
+    unsupported, and the model's outputs lost."""
+    names = getattr(getattr(obj, "dtype", None), "names", None)
+    if not names or not isinstance(obj, np.ndarray):
+        return None
+    plain = obj.view(np.ndarray)
+    return {name: plain[name] for name in names}
+
+
+def is_output_list(result: object) -> bool:
+    """A tuple or list of arrays / tensors: several outputs, not a matrix of rows."""
+    return isinstance(result, (tuple, list)) and bool(result) and all(
+        getattr(part, "ndim", 0) >= 1 for part in result)
+
+
+# Python's exact numbers (a price computed in Decimal, a Fraction) are values, read as floats.
+_EXACT_NUMBERS = (decimal.Decimal, fractions.Fraction)
+_NUMBERS = (int, float, np.integer, np.floating, *_EXACT_NUMBERS)
+_FRACTIONAL = (float, np.floating, *_EXACT_NUMBERS)
+
+
+def object_floats(flat: np.ndarray) -> np.ndarray | None:
+    """An array of Python objects that holds floats (JSON's numbers with ``null``, a list of
+    floats with None) as float64 with NaN for each missing value; None when it holds
+    anything else, or only integers (class ids), which stay classes.
+
+    >>> object_floats(np.array([1.0, None, 2], dtype=object)).tolist()
+    [1.0, nan, 2.0]
+    >>> object_floats(np.array([1, None], dtype=object)) is None
+    True
+    """
+    if flat.size and isinstance(flat.flat[0], (str, bytes)):
+        return None  # text labels: not a list of a million Python objects to find that out
+    has_float = False
+    for value in flat.tolist():
+        if value is None or is_missing(value):
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, _NUMBERS):
+            return None
+        if isinstance(value, _FRACTIONAL):
+            has_float = True
+    if not has_float:
+        return None
+    return np.array([np.nan if v is None or is_missing(v) else to_float(v)
+                     for v in flat.tolist()], dtype=np.float64)
+
+
+def missing_as_nan(array: np.ndarray) -> np.ndarray | None:
+    """An array of Python numbers with missing values among them (pd.NA, None) as float64
+    with NaN for each missing one; None when it holds anything but numbers.
+
+    >>> missing_as_nan(np.array([[0.5, None]], dtype=object)).tolist()
+    [[0.5, nan]]
+    """
+    flat = []
+    for value in array.reshape(-1).tolist():
+        if value is None or is_missing(value):
+            flat.append(math.nan)
+        elif isinstance(value, _NUMBERS) and not isinstance(value, (bool, np.bool_)):
+            flat.append(to_float(value))
+        else:
+            return None
+    return np.array(flat, dtype=np.float64).reshape(array.shape)
+
+
+def to_float(value: int | float) -> float:
+    """`value` as a float; an integer past the float range as an infinity of its sign (it
+    counts as ``inf``, as any infinite value does); a signalling Decimal NaN as NaN.
+
+    >>> to_float(10**400), to_float(decimal.Decimal("12.50")), to_float(decimal.Decimal("sNaN"))
+    (inf, 12.5, nan)
+    """
+    try:
+        return float(value)
+    except ValueError:  # Decimal("sNaN") refuses float()
+        return math.nan
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def is_missing(value: object) -> bool:
+    """pandas' NA and NaT, and a float or Decimal NaN: a missing value in an array of
+    objects."""
+    if isinstance(value, (float, np.floating)):
+        return bool(value != value)
+    if isinstance(value, decimal.Decimal):
+        return value.is_nan()  # a signalling NaN raises in a comparison
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def extend(values: dict[str, np.ndarray], name: str, array: np.ndarray) -> None:
+    """`array` appended to the values of output `name` in `values` (its first ones when it
+    has none)."""
+    previous = values.get(name)
+    values[name] = array if previous is None else np.concatenate([previous, array])
