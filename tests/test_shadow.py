@@ -549,13 +549,13 @@ def test_an_async_challenger_past_its_timeout_is_cancelled_and_counted(data, reg
     counters = handle.monitor.state.counters
     assert counters["inferwatch_shadow_dropped_total"][("1", "timeout")] == 3
     assert counters["inferwatch_errors_total"] == {("ShadowTimeout",): 3}
-    from inferwatch.core import shadow as shadow_module
+    from inferwatch.core import shadow_async
 
     workers = {thread.ident for thread in handle._threads}
-    loops = [loop for ident, loop in shadow_module._loops.items() if ident in workers]
+    loops = [loop for ident, loop in shadow_async.loops.items() if ident in workers]
     assert len(loops) == 1  # the worker awaited its challenger on a loop of its own
     handle.close()
     for thread in handle._threads:
         thread.join(10)
     # Closed by its thread on the way out, not left to the garbage collector.
-    assert loops[0].is_closed() and not workers & set(shadow_module._loops)
+    assert loops[0].is_closed() and not workers & set(shadow_async.loops)

@@ -13,6 +13,7 @@ import pytest
 
 import inferwatch
 from inferwatch.core import shadow as shadow_module
+from inferwatch.core import shadow_copies
 from inferwatch.core.registry import Registry
 from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.state import ModelState
@@ -293,13 +294,13 @@ def test_a_dict_of_arrays_and_the_champions_own_result_are_copied_at_call_time(r
 
 
 def test_inputs_past_the_copy_bound_are_handed_on_uncopied():
-    big = np.zeros(shadow_module.COPY_LIMIT_BYTES // 8 + 1)
+    big = np.zeros(shadow_copies.COPY_LIMIT_BYTES // 8 + 1)
     small = np.zeros(4)
-    assert shadow_module._frozen(big) is big
-    assert shadow_module._frozen([big]) is not None
-    copied = shadow_module._frozen([small, {"k": small}])
+    assert shadow_copies.frozen(big) is big
+    assert shadow_copies.frozen([big]) is not None
+    copied = shadow_copies.frozen([small, {"k": small}])
     assert copied[0] is not small and copied[1]["k"] is not small
-    assert shadow_module._frozen([[0.0] * 100_000])[0].__class__ is list
+    assert shadow_copies.frozen([[0.0] * 100_000])[0].__class__ is list
 
 
 class Labels:

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextvars
-import functools
 import inspect
 import itertools
 import logging
@@ -44,25 +42,30 @@ import math
 import numbers
 import os
 import pickle
-import random
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from types import AsyncGeneratorType, GeneratorType
 from typing import Any
 
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.call_input import COPY_LIMIT_BYTES, snapshot, snapshot_input
-from inferwatch.core.call_wrappers import accepts_keyword, named_call_id
 from inferwatch.core.monitor import Monitor, _count_value
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, version_text
 from inferwatch.core.request import RequestRecord, current_request_of
+from inferwatch.core.shadow_async import (
+    ChallengersOwn,
+    awaited,
+    close_thread_loop,
+    inherited_loops,
+    loops,
+)
 from inferwatch.core.shadow_compare import DIFFERENCE_BUCKETS, DROP_REASONS, Comparison
+from inferwatch.core.shadow_copies import PLAIN_RESULTS, frozen, is_stream, private
+from inferwatch.core.shadow_wrappers import UNNAMED, shadowed, unwrap
 
 SHADOWED_METHODS = ("predict", "predict_proba", "_inferwatch_call")
 MODES = ("thread", "process")
@@ -91,8 +94,6 @@ class ShadowClosed(Exception):
 
 
 _FAILURES = {"timeout": ShadowTimeout, "crashed": ShadowCrashed, "shutdown": ShadowClosed}
-# No id read back from the champion's wrapper for a sampled call (None is an id: no id).
-_UNNAMED = object()
 _error_types: dict[str, type] = {}
 
 
@@ -175,7 +176,7 @@ class Shadow:
 
     # --- the request path -------------------------------------------------------------------
     def offer(self, method: str, args: tuple, kwargs: dict, result: object,
-              named_id: object = _UNNAMED) -> None:
+              named_id: object = UNNAMED) -> None:
         """Queue one sampled call for the challenger. Never raises, never blocks.
         `named_id`: the id the champion's request-id function gave this call, where its
         wrapper named it (the function is then not called a second time)."""
@@ -183,7 +184,7 @@ class Shadow:
             if self.closed:
                 return  # a closed shadow samples nothing
             next(self._sampled)
-            if result.__class__ not in _PLAIN_RESULTS and _is_stream(result):
+            if result.__class__ not in PLAIN_RESULTS and is_stream(result):
                 self._skip_stream()
                 return
             queue = self._queue
@@ -206,7 +207,7 @@ class Shadow:
             else:
                 if request is not None:
                     request_id = request.record.request_id
-                elif named_id is not _UNNAMED:
+                elif named_id is not UNNAMED:
                     request_id = named_id
                 elif self.champion_monitor.request_id_fn is not None:
                     try:
@@ -216,9 +217,9 @@ class Shadow:
             if request_id is not None:
                 request_id = faults.text_of(request_id, "request_id")
             # What the call saw: a caller may reuse its input and output buffers.
-            item = (method, tuple(map(_frozen, args)),
-                    {k: _frozen(v) for k, v in kwargs.items()} if kwargs else kwargs,
-                    _frozen(result), request_id, time.time(), features)
+            item = (method, tuple(map(frozen, args)),
+                    {k: frozen(v) for k, v in kwargs.items()} if kwargs else kwargs,
+                    frozen(result), request_id, time.time(), features)
             # Checked again where it is appended: callers that all passed the check above
             # at once would each append, past queue_size. The lock is held for an append.
             with self._offer_lock:
@@ -317,7 +318,7 @@ class Shadow:
                 # A thread challenger may hand back a buffer it writes its next answer into
                 # (a preallocated output): the drain must read this answer, as the
                 # champion's is read (copied up to the same bound).
-                value = _frozen(value)
+                value = frozen(value)
             record.prediction = value
             record.has_prediction = True
             record.probabilities = method == "predict_proba"
@@ -353,18 +354,18 @@ class Shadow:
         # The challenger gets its own copy: one that changes its input in place must change
         # neither the caller's buffer (an input past the copy bound is the caller's own) nor
         # what the challenger's record and drift read.
-        args = tuple(_private(a) for a in args)
-        kwargs = {k: _private(v) for k, v in kwargs.items()} if kwargs else kwargs
+        args = tuple(private(a) for a in args)
+        kwargs = {k: private(v) for k, v in kwargs.items()} if kwargs else kwargs
         start = time.perf_counter()
         try:
             result = target(*args, **kwargs)
             if inspect.isawaitable(result):
                 try:
-                    result = _awaited(result, self.timeout)
+                    result = awaited(result, self.timeout)
                 except asyncio.TimeoutError:  # wait_for's own: the challenger's are wrapped
                     return "timeout", None, time.perf_counter() - start
             return "ok", result, time.perf_counter() - start
-        except _ChallengersOwn as exc:
+        except ChallengersOwn as exc:
             return "error", exc.kind, time.perf_counter() - start
         except BaseException as exc:  # the challenger's failure is its own, never ours
             # A TimeoutError of its own (a socket's, an HTTP client's) included: that is its
@@ -479,7 +480,7 @@ class Shadow:
         with _wiring_lock:  # a shadow() wrapping the same method now would undo this
             layers, self._layers = self._layers, []
             for namespace, method, wrapper in layers:
-                _unwrap(namespace, method, wrapper)
+                unwrap(namespace, method, wrapper)
         with self._offer_lock:  # no caller appends while the queue is taken
             # Taken one call at a time, as a worker takes them: a call a worker takes at
             # this moment is its own to answer, never also counted here as shutdown.
@@ -523,7 +524,7 @@ def _work(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:
     try:
         _serve(ref, runner, stop)
     finally:
-        _close_thread_loop()
+        close_thread_loop()
 
 
 def _serve(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:
@@ -575,256 +576,6 @@ class _ChallengerClasses:
             self._model = None
 
 
-# Results a call answers most often, none of them a stream: one set lookup stands for the
-# checks of _is_stream.
-_PLAIN_RESULTS = frozenset({np.ndarray, list, tuple, dict, float, int, str, bool,
-                            type(None)})
-
-
-def _is_stream(result: object) -> bool:
-    """Whether `result` is a stream: a generator (the champion's wrapper follows one as a
-    generator), or an iterator object (an SDK's stream, as the wrapper's proxy of it),
-    which reading would take from its caller."""
-    kind = result.__class__
-    return kind is GeneratorType or kind is AsyncGeneratorType or \
-        hasattr(kind, "__next__") or hasattr(kind, "__anext__")
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _frozen(value: object) -> object:
-    """What the call saw, for the challenger to read later: `value` copied when it holds at
-    most ``COPY_LIMIT_BYTES`` (64 KiB) of arrays, tensors and list slots; a larger one, or
-    a tensor on a GPU, is read when the challenger runs (copying it would slow the call)."""
-    if value.__class__ is np.ndarray:
-        return snapshot(value)  # the common case: one check, one copy at most
-    try:
-        return _copied(value, [COPY_LIMIT_BYTES])
-    except _TooLarge:
-        return value
-    except Exception as exc:  # an odd container: read later, as a large one is
-        faults.record("shadow", exc)
-        return value
-
-
-def _private(value: object) -> object:
-    """`value` copied whatever its size, for the challenger to change as it likes; an
-    object it cannot copy is handed on as it is."""
-    try:
-        return _copied(value, [1 << 62])
-    except Exception as exc:
-        faults.record("shadow", exc)
-        return value
-
-
-def _spend(budget: list[int], size: int) -> None:
-    budget[0] -= size
-    if budget[0] < 0:
-        raise _TooLarge
-
-
-def _copied(value: object, budget: list[int]) -> object:
-    kind = value.__class__
-    if kind is np.ndarray:
-        _spend(budget, value.nbytes)
-        return value.copy()
-    if kind is list or kind is tuple:
-        _spend(budget, 8 * len(value))
-        return kind(_copied(item, budget) for item in value)
-    if kind is dict:
-        _spend(budget, 16 * len(value))
-        return {key: _copied(item, budget) for key, item in value.items()}
-    module = kind.__module__
-    if module.startswith("pandas") and hasattr(value, "copy") and hasattr(value, "size"):
-        _spend(budget, 8 * int(value.size))  # a Series or DataFrame, 8 bytes a cell or so
-        return value.copy()
-    if module.startswith("torch") and hasattr(value, "requires_grad"):
-        _spend(budget, int(getattr(value, "nbytes", 0)))
-        return snapshot_input(value)  # a tensor on a GPU stays as it is
-    return value  # scalars and strings cannot change; other objects are read later
-
-
-def _shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
-    """`inner` with `shadow` offered each sampled call. The wrapper holds the shadow weakly
-    and calls `link[0]`, so that closing a shadow below it can take that layer out."""
-    ref, draw, sample = weakref.ref(shadow), random.random, shadow.sample
-    monitor = shadow.champion_monitor
-    link = [inner]
-    # A model that names request_id in its signature would be handed the id given to its
-    # wrapper, which its call must never see unless its caller gave it.
-    naming = not accepts_keyword(_model_callable(inner), "request_id")
-
-    def offer(args: tuple, kwargs: dict, result: object, named_id: object = _UNNAMED) -> None:
-        alive = ref()
-        if alive is not None:
-            alive.offer(method, args, kwargs, result, named_id)
-
-    def named_by_wrapper(kwargs: dict) -> bool:
-        """Whether the champion's wrapper will name this call with the request-id function
-        (its model takes request_id, so the id cannot be handed down): the id it gives is
-        then read back from ``named_call_id`` rather than asked of the function again."""
-        try:
-            return not naming and monitor.request_id_fn is not None and \
-                "request_id" not in kwargs and current_request_of(monitor) is None
-        except Exception as exc:
-            faults.record("shadow", exc)
-            return False
-
-    def named_id_of(token: contextvars.Token) -> object:
-        found = named_call_id.get()
-        named_call_id.reset(token)
-        return found[1] if found is not None and found[0] is monitor else _UNNAMED
-
-    def named(args: tuple, kwargs: dict) -> dict:
-        """`kwargs` with the call's request id when the champion's request_id function
-        names it: called once, here, and handed to the champion's wrapper as the call's
-        own `request_id`, so that both models record the same id (a function giving a new
-        id a call would otherwise name the challenger's copy anew, and no outcome would
-        ever score the two on one request)."""
-        try:
-            name_call = monitor.request_id_fn
-            if name_call is None or "request_id" in kwargs or \
-                    current_request_of(monitor) is not None:
-                return kwargs  # the champion's wrapper names it (from its request) as before
-        except Exception as exc:  # ours: the call goes on as the caller made it
-            faults.record("shadow", exc)
-            return kwargs
-        try:
-            request_id = name_call(*args, **kwargs)
-        except Exception as exc:
-            faults.record("request_id", exc)
-            request_id = None  # no id, as the champion's wrapper makes of a failing call
-        return {**kwargs, "request_id": request_id}
-
-    if inspect.iscoroutinefunction(inner):
-        # An async champion: the challenger sees the awaited result, never the coroutine.
-        @functools.wraps(inner)
-        async def shadowed_async(*args: Any, **kwargs: Any) -> Any:
-            if draw() >= sample:
-                return await link[0](*args, **kwargs)
-            if naming and monitor.request_id_fn is not None:
-                kwargs = named(args, kwargs)
-            elif named_by_wrapper(kwargs):
-                token = named_call_id.set(None)
-                try:
-                    result = await link[0](*args, **kwargs)
-                finally:
-                    named_id = named_id_of(token)
-                offer(args, kwargs, result, named_id)
-                return result
-            result = await link[0](*args, **kwargs)
-            offer(args, kwargs, result)
-            return result
-
-        return _linked(shadowed_async, link)
-
-    @functools.wraps(inner)
-    def shadowed(*args: Any, **kwargs: Any) -> Any:
-        # Drawn first: only a sampled call is named here, every other call goes on as
-        # without the shadow.
-        if draw() >= sample:
-            return link[0](*args, **kwargs)
-        if naming and monitor.request_id_fn is not None:
-            kwargs = named(args, kwargs)
-        elif named_by_wrapper(kwargs):
-            token = named_call_id.set(None)
-            try:
-                result = link[0](*args, **kwargs)
-            finally:
-                named_id = named_id_of(token)
-            offer(args, kwargs, result, named_id)
-            return result
-        result = link[0](*args, **kwargs)
-        offer(args, kwargs, result)
-        return result
-
-    return _linked(shadowed, link)
-
-
-def _model_callable(wrapper: Any) -> Any:
-    """The model's own method (or the model, for ``__call__``) under inferwatch's layers:
-    what the champion's wrapper reads to tell whether the model takes ``request_id``."""
-    target = wrapper
-    for _ in range(1000):  # a chain of shadow layers, then the instrumented wrapper
-        link = getattr(target, "__inferwatch_link__", None)
-        if link is not None:
-            target = link[0]
-        elif "_inferwatch_monitor" in getattr(target, "__dict__", {}) and \
-                hasattr(target, "__wrapped__"):
-            return target.__wrapped__
-        else:
-            break
-    return target
-
-
-def _linked(wrapper: Any, link: list) -> Any:
-    wrapper.__inferwatch_shadowed__ = link[0]
-    wrapper.__inferwatch_link__ = link
-    return wrapper
-
-
-def _unwrap(namespace: dict, method: str, wrapper: Callable) -> None:
-    """Take `wrapper` out of the chain of shadow layers on `namespace[method]`, wherever it
-    is: shadows may be closed in any order."""
-    inner = wrapper.__inferwatch_link__[0]  # type: ignore[attr-defined]
-    current = namespace.get(method)
-    if current is wrapper:
-        namespace[method] = inner
-        return
-    while current is not None:
-        link = getattr(current, "__inferwatch_link__", None)
-        if link is None:
-            return  # replaced by someone else: nothing of ours to take out
-        if link[0] is wrapper:
-            link[0] = current.__inferwatch_shadowed__ = current.__wrapped__ = inner
-            return
-        current = link[0]
-
-
-# Each worker thread's event loop for async challengers, by thread id, closed when the
-# thread ends: left to the garbage collector, a loop may be finalised after its own sockets,
-# and fail. A forked child keeps its parent's loops referenced and never closes them: their
-# epoll instance is shared with the parent, whose registrations closing would remove.
-_loops: dict[int, asyncio.AbstractEventLoop] = {}
-_inherited_loops: list[asyncio.AbstractEventLoop] = []
-
-
-def _close_thread_loop() -> None:
-    loop = _loops.pop(threading.get_ident(), None)
-    if loop is not None:
-        try:
-            loop.close()
-        except Exception as exc:
-            faults.record("shadow", exc)
-
-
-class _ChallengersOwn(Exception):
-    """A TimeoutError an async challenger raised itself, told apart from wait_for's."""
-
-    def __init__(self, kind: type) -> None:
-        super().__init__(kind.__name__)
-        self.kind = kind
-
-
-async def _own_timeouts(awaitable: Any) -> Any:
-    try:
-        return await awaitable
-    except asyncio.TimeoutError as exc:
-        raise _ChallengersOwn(type(exc)) from exc
-
-
-def _awaited(awaitable: Any, timeout: float) -> Any:
-    """An async challenger's result, awaited on the worker thread's own event loop; past
-    `timeout` it is cancelled (unlike a thread, a coroutine can be stopped)."""
-    ident = threading.get_ident()
-    loop = _loops.get(ident)
-    if loop is None or loop.is_closed():
-        loop = _loops[ident] = asyncio.new_event_loop()
-    return loop.run_until_complete(asyncio.wait_for(_own_timeouts(awaitable), timeout))
-
-
 def _close_all_at_exit() -> None:
     """Close every live shadow as the interpreter exits: the calls still queued would never
     be answered (thread workers are daemons, process workers stop), and a final push or
@@ -858,8 +609,8 @@ def _after_fork() -> None:
     global _pid, _wiring_lock
     _pid = os.getpid()
     _wiring_lock = threading.Lock()  # a thread of the parent may have held it at the fork
-    _inherited_loops.extend(_loops.values())  # the parent's worker threads do not run here
-    _loops.clear()
+    inherited_loops.extend(loops.values())  # the parent's worker threads do not run here
+    loops.clear()
     for shadow in list(_live_shadows):
         shadow.after_fork()
 
@@ -1014,7 +765,7 @@ def _start_shadow(champion: Any, champion_monitor: Monitor, challenger: Any, ver
                                           handle.on_outcome)
     monitor.update_state(lambda state: _zero_series(state, champion_monitor.version))
     for method in methods:
-        wrapper = _shadowed(champion.__dict__[method], handle, method)
+        wrapper = shadowed(champion.__dict__[method], handle, method)
         handle._layers.append((champion.__dict__, method, wrapper))
         champion.__dict__[method] = wrapper
     return handle

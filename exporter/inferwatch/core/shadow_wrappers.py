@@ -1,0 +1,168 @@
+"""The layers a shadow puts on its champion's methods, so that sampled calls are offered to it.
+
+:func:`shadowed` wraps one of the champion's instrumented methods (``predict``,
+``predict_proba``, the model's ``__call__``): after the champion has answered, a sampled call
+goes to :meth:`Shadow.offer <inferwatch.core.shadow.Shadow.offer>`, and where the champion's
+request-id function names calls, the id is taken once so that both models record the same
+one. Layers chain (several challengers on one champion), and :func:`unwrap` takes one out
+wherever it is in the chain, as shadows may be closed in any order. Apart from
+:mod:`inferwatch.core.shadow` because this is the champion's side of a shadow: it knows the
+chain of wrappers and the request id, not the queue or the workers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import random
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from inferwatch import faults
+from inferwatch.core.call_wrappers import accepts_keyword, named_call_id
+from inferwatch.core.request import current_request_of
+
+if TYPE_CHECKING:
+    from inferwatch.core.shadow import Shadow
+
+# No id read back from the champion's wrapper for a sampled call (None is an id: no id).
+UNNAMED = object()
+
+
+def shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
+    """`inner` with `shadow` offered each sampled call. The wrapper holds the shadow weakly
+    and calls `link[0]`, so that closing a shadow below it can take that layer out."""
+    ref, draw, sample = weakref.ref(shadow), random.random, shadow.sample
+    monitor = shadow.champion_monitor
+    link = [inner]
+    # A model that names request_id in its signature would be handed the id given to its
+    # wrapper, which its call must never see unless its caller gave it.
+    naming = not accepts_keyword(_model_callable(inner), "request_id")
+
+    def offer(args: tuple, kwargs: dict, result: object, named_id: object = UNNAMED) -> None:
+        alive = ref()
+        if alive is not None:
+            alive.offer(method, args, kwargs, result, named_id)
+
+    def named_by_wrapper(kwargs: dict) -> bool:
+        """Whether the champion's wrapper will name this call with the request-id function
+        (its model takes request_id, so the id cannot be handed down): the id it gives is
+        then read back from ``named_call_id`` rather than asked of the function again."""
+        try:
+            return not naming and monitor.request_id_fn is not None and \
+                "request_id" not in kwargs and current_request_of(monitor) is None
+        except Exception as exc:
+            faults.record("shadow", exc)
+            return False
+
+    def named_id_of(token: contextvars.Token) -> object:
+        found = named_call_id.get()
+        named_call_id.reset(token)
+        return found[1] if found is not None and found[0] is monitor else UNNAMED
+
+    def named(args: tuple, kwargs: dict) -> dict:
+        """`kwargs` with the call's request id when the champion's request_id function
+        names it: called once, here, and handed to the champion's wrapper as the call's
+        own `request_id`, so that both models record the same id (a function giving a new
+        id a call would otherwise name the challenger's copy anew, and no outcome would
+        ever score the two on one request)."""
+        try:
+            name_call = monitor.request_id_fn
+            if name_call is None or "request_id" in kwargs or \
+                    current_request_of(monitor) is not None:
+                return kwargs  # the champion's wrapper names it (from its request) as before
+        except Exception as exc:  # ours: the call goes on as the caller made it
+            faults.record("shadow", exc)
+            return kwargs
+        try:
+            request_id = name_call(*args, **kwargs)
+        except Exception as exc:
+            faults.record("request_id", exc)
+            request_id = None  # no id, as the champion's wrapper makes of a failing call
+        return {**kwargs, "request_id": request_id}
+
+    if inspect.iscoroutinefunction(inner):
+        # An async champion: the challenger sees the awaited result, never the coroutine.
+        @functools.wraps(inner)
+        async def shadowed_async(*args: Any, **kwargs: Any) -> Any:
+            if draw() >= sample:
+                return await link[0](*args, **kwargs)
+            if naming and monitor.request_id_fn is not None:
+                kwargs = named(args, kwargs)
+            elif named_by_wrapper(kwargs):
+                token = named_call_id.set(None)
+                try:
+                    result = await link[0](*args, **kwargs)
+                finally:
+                    named_id = named_id_of(token)
+                offer(args, kwargs, result, named_id)
+                return result
+            result = await link[0](*args, **kwargs)
+            offer(args, kwargs, result)
+            return result
+
+        return _linked(shadowed_async, link)
+
+    @functools.wraps(inner)
+    def shadowed(*args: Any, **kwargs: Any) -> Any:
+        # Drawn first: only a sampled call is named here, every other call goes on as
+        # without the shadow.
+        if draw() >= sample:
+            return link[0](*args, **kwargs)
+        if naming and monitor.request_id_fn is not None:
+            kwargs = named(args, kwargs)
+        elif named_by_wrapper(kwargs):
+            token = named_call_id.set(None)
+            try:
+                result = link[0](*args, **kwargs)
+            finally:
+                named_id = named_id_of(token)
+            offer(args, kwargs, result, named_id)
+            return result
+        result = link[0](*args, **kwargs)
+        offer(args, kwargs, result)
+        return result
+
+    return _linked(shadowed, link)
+
+
+def _model_callable(wrapper: Any) -> Any:
+    """The model's own method (or the model, for ``__call__``) under inferwatch's layers:
+    what the champion's wrapper reads to tell whether the model takes ``request_id``."""
+    target = wrapper
+    for _ in range(1000):  # a chain of shadow layers, then the instrumented wrapper
+        link = getattr(target, "__inferwatch_link__", None)
+        if link is not None:
+            target = link[0]
+        elif "_inferwatch_monitor" in getattr(target, "__dict__", {}) and \
+                hasattr(target, "__wrapped__"):
+            return target.__wrapped__
+        else:
+            break
+    return target
+
+
+def _linked(wrapper: Any, link: list) -> Any:
+    wrapper.__inferwatch_shadowed__ = link[0]
+    wrapper.__inferwatch_link__ = link
+    return wrapper
+
+
+def unwrap(namespace: dict, method: str, wrapper: Callable) -> None:
+    """Take `wrapper` out of the chain of shadow layers on `namespace[method]`, wherever it
+    is: shadows may be closed in any order."""
+    inner = wrapper.__inferwatch_link__[0]  # type: ignore[attr-defined]
+    current = namespace.get(method)
+    if current is wrapper:
+        namespace[method] = inner
+        return
+    while current is not None:
+        link = getattr(current, "__inferwatch_link__", None)
+        if link is None:
+            return  # replaced by someone else: nothing of ours to take out
+        if link[0] is wrapper:
+            link[0] = current.__inferwatch_shadowed__ = current.__wrapped__ = inner
+            return
+        current = link[0]
