@@ -295,11 +295,12 @@ def test_every_query_carries_the_selected_variables(rendered: dict[str, dict[str
 def test_recorded_panels_run_the_rules_own_expression() -> None:
     """A panel showing a recording rule runs the rule's text with the variables added, so
     with every variable at All it computes what the rule and its alerts see."""
+    from inferwatch.generate.dashboards_queries import recorded
     from inferwatch.generate.rules import recording_groups
 
     for group in recording_groups(DEFAULT):
         for rule in group["rules"]:
-            narrowed = generated._recorded(DEFAULT, rule["record"])
+            narrowed = recorded(DEFAULT, rule["record"])
             all_selected = re.sub(r', \w+=~"\$\w+"', "", narrowed)
             assert all_selected == rule["expr"]
             assert narrowed != rule["expr"]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from conftest import require_binary
 from inferwatch.generate import dashboards, rules
 from inferwatch.generate.config import DEFAULT, Config, from_dict
+from inferwatch.generate.dashboards_quality import model_quality
 from test_dashboard_schema import schema_errors
 
 OBJECTIVE = "objective {{model}} {{model_version}}"
@@ -41,7 +42,7 @@ def _schema_clean(cfg: Config) -> dict[str, dict[str, Any]]:
 
 
 def _objective_target(cfg: Config) -> dict[str, Any]:
-    quality = dashboards.model_quality(cfg)
+    quality = model_quality(cfg)
     assert schema_errors(quality) == []
     panel = _titled(quality, "Accuracy (")
     found = [t for t in panel["targets"] if t["legendFormat"].startswith("objective")]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from conftest import require_binary
 from inferwatch.generate import dashboards
 from inferwatch.generate.config import DEFAULT, Config, from_dict
+from inferwatch.generate.dashboards_queries import recorded
 from test_dashboard_schema import schema_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +172,7 @@ def test_a_model_judged_over_its_own_accuracy_window_shows_that_accuracy() -> No
     panel = _titled(dashboards.render(cfg)["model-quality.json"], "Accuracy (")
     exprs = [t["expr"] for t in panel["targets"]]
     for window in ("1h", "6h"):
-        rule = dashboards._recorded(cfg, f"model:inferwatch_outcomes:accuracy_rate{window}")
+        rule = recorded(cfg, f"model:inferwatch_outcomes:accuracy_rate{window}")
         assert any(rule in expr for expr in exprs), window
         assert f"[{window}]" in rule
     assert panel["title"] == "Accuracy (1h, 6h)"

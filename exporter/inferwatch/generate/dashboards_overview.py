@@ -1,0 +1,155 @@
+"""The model overview dashboard: traffic, errors, latency, streams, versions and deploys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferwatch.generate import promql as q
+from inferwatch.generate.config_checks import duration_seconds
+from inferwatch.generate.config_schema import Config
+from inferwatch.generate.dashboards_bands import band_cells
+from inferwatch.generate.dashboards_frame import dashboard
+from inferwatch.generate.dashboards_queries import (
+    ERRORS,
+    INSTANCE,
+    JOB,
+    MV,
+    P99,
+    RATE,
+    coloured_by_default,
+    objective,
+    raw_sel,
+    recorded,
+)
+from inferwatch.generate.panels import (
+    Cell,
+    heatmap,
+    stat,
+    state_timeline,
+    table,
+    target,
+    timeseries,
+)
+from inferwatch.generate.promql import model_sel, number
+
+
+def model_overview(cfg: Config) -> dict[str, Any]:
+    """Traffic, errors, latency, in-flight, batch size, versions serving and deploys."""
+    raw, w = raw_sel(cfg), cfg.windows.rate
+    budget = 1 - cfg.slo.availability
+    traffic = [
+        Cell(stat("Calls / s", [target(f"sum({recorded(cfg, q.requests_rate(cfg))})")],
+                  "reqps", f"All calls of the selected models, over {w}."), 6, 4),
+        Cell(stat("Error ratio", [target(f"sum by (model) (rate(inferwatch_requests_total"
+                                         f"{raw_sel(cfg, ERRORS)}[{RATE}])) / sum by "
+                                         f"(model) (rate(inferwatch_requests_total{raw}[{RATE}]))",
+                                         "{{model}}")],
+                  "percentunit", "Failed calls / all calls; red above the error budget of "
+                  f"the {number(cfg.slo.availability)} availability SLO."
+                  + coloured_by_default(cfg, "slo.availability", "error budget",
+                                        "drawn in the Error ratio panel"),
+                  limit=budget), 6, 4),
+        Cell(stat("In flight", [target(f"sum(inferwatch_requests_in_flight{raw})")], "short",
+                  "Calls running now."), 6, 4),
+        Cell(stat("p99 latency", [target(f"max({recorded(cfg, q.latency_quantile(cfg, 99))})")],
+                  "s", f"Worst p99 of the selected versions over {w}; red above "
+                  f"{number(cfg.latency.p99_seconds)}s."
+                  + coloured_by_default(cfg, P99, "p99 threshold",
+                                        "drawn in the Latency quantiles panel"),
+                  limit=cfg.latency.p99_seconds), 6, 4),
+        Cell(timeseries("Calls per second by outcome", [target(
+            f"sum by ({q.MODEL_LABELS}, outcome) (rate(inferwatch_requests_total{raw}[{RATE}]))",
+            MV + " {{outcome}}")], "reqps", stack=True)),
+        Cell(timeseries("Error ratio", [
+            target(recorded(cfg, q.error_ratio(w)), MV),
+            objective(cfg, "slo.availability", "1 - {}")],
+            "percentunit", f"Dashed line: the error budget of the "
+            f"{number(cfg.slo.availability)} availability SLO; objective: each model's own "
+            f"budget.", limit=budget)),
+        # Per version, as the alerts judge versions: a canary's errors summed into the stable
+        # version's would show neither.
+        Cell(timeseries("Errors by type", [target(
+            f"sum by ({q.MODEL_LABELS}, error_type) (rate(inferwatch_errors_total{raw}"
+            f"[{RATE}]))", MV + " {{error_type}}")], "reqps", stack=True), 24),
+    ]
+    latency = [
+        Cell(timeseries("Latency quantiles", [
+            *(target(recorded(cfg, q.latency_quantile(cfg, n)), f"p{n} {MV}")
+              for n in (50, 90, 99)),
+            objective(cfg, "latency.p99_seconds")],
+            "s", "From the latency histogram, across replicas. Dashed line: the default p99 "
+                 "threshold of InferwatchLatencyHigh; objective: each model's own.",
+            limit=cfg.latency.p99_seconds)),
+        Cell(heatmap("Latency distribution",
+                     f"sum by (le) (increase(inferwatch_request_duration_seconds_bucket{raw}"
+                     f"[{RATE}]))", "s")),
+        Cell(timeseries("Stage latency p99", [target(
+            recorded(cfg, q.stage_latency_quantile(cfg, 99)), MV + " {{stage}}")], "s",
+            "p99 of each stage (preprocess, inference, postprocess, ...).")),
+        Cell(timeseries("In-flight calls", [target(
+            f"sum by ({q.MODEL_LABELS}, instance) (inferwatch_requests_in_flight{raw})",
+            MV + " {{instance}}")])),
+        Cell(timeseries("Batch size", [
+            target(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_batch_size_sum{raw}[{RATE}])) / "
+                   f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_batch_size_count{raw}[{RATE}]))",
+                   "mean " + MV),
+            target(f"histogram_quantile(0.99, sum by ({q.MODEL_LABELS}, le) "
+                   f"(rate(inferwatch_batch_size_bucket{raw}[{RATE}])))", "p99 " + MV)],
+            "short", "Rows per call, per version.")),
+        Cell(timeseries("Rows per second", [target(recorded(cfg, q.rows_rate(cfg)), MV)], "short",
+                        "Rows predicted per second (sum of batch sizes).")),
+    ]
+    cancelled = raw_sel(cfg, 'outcome="cancelled"')
+    streams = [
+        Cell(timeseries("Time to first item", [
+            target(recorded(cfg, q.first_item_quantile(cfg, n)), f"p{n} {MV}") for n in (50, 99)],
+            "s", "Streaming calls: from the call (or the request) to the first item or body "
+                 "byte. Dashed line: the p99 objective of InferwatchStreamFirstItemSlow.",
+            limit=cfg.latency.first_item_p99_seconds)),
+        Cell(timeseries("Items and tokens per second", [
+            target(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_stream_items_sum{raw}"
+                   f"[{RATE}]))", "items " + MV),
+            target(f"sum by ({q.MODEL_LABELS}, kind) (rate(inferwatch_tokens_total{raw}"
+                   f"[{RATE}]))", "{{kind}} tokens " + MV)],
+            "short", "Items of finished streams, and input and output tokens, per second.")),
+        Cell(timeseries("Cancelled streams", [target(
+            f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{cancelled}[{RATE}])) / "
+            f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{raw}[{RATE}]))", MV)],
+            "percentunit", "Calls whose consumer stopped early (a client gone, a closed "
+            "stream) / all calls.", max_value=1)),
+        Cell(timeseries("Output tokens per second of a call", [target(
+            f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
+            f"(rate(inferwatch_output_tokens_per_second_bucket{raw}[{RATE}])))",
+            f"p{n} {MV}") for n in (50, 10)], "short",
+            "Generation speed of single calls; p10 is the slow tail.")),
+    ]
+    versions = [
+        Cell(table("Versions serving", [target(
+            f"count by (model, model_version, framework, task) (inferwatch_model_info{raw})",
+            instant=True, fmt="table")], "Versions with at least one live replica.",
+            hide=("Time",)), 12, 7),
+        Cell(state_timeline("Replicas per version", [target(
+            f"count by ({q.MODEL_LABELS}) (inferwatch_model_info{raw})", MV)],
+            "How many replicas serve each version: a rollout shows as a handover."), 12, 7),
+        Cell(stat("Model age", [target(
+            f"time() - max by ({q.MODEL_LABELS}) "
+            f"(inferwatch_model_trained_timestamp_seconds{raw})", MV)], "s",
+            f"Time since training; red beyond {cfg.predictions.max_model_age}."
+            + coloured_by_default(cfg, "predictions.max_model_age", "maximum age"),
+            limit=duration_seconds(cfg.predictions.max_model_age)), 8, 5),
+        Cell(stat("Serving since", [target(
+            f"max by ({q.MODEL_LABELS}) (inferwatch_model_loaded_timestamp_seconds{raw}) * 1000",
+            MV)], "dateTimeFromNow", "When each version started serving."), 8, 5),
+        Cell(table("ML stack", [target(
+            f"count by (package, package_version) (inferwatch_dependency_info"
+            f"{model_sel(cfg, JOB, INSTANCE)})",
+            instant=True, fmt="table")], "Versions of ML packages in the serving processes; "
+            "a change is a deploy.", hide=("Time",)), 8, 5),
+    ]
+    return dashboard(cfg, "overview", "Model overview",
+                     "Traffic, errors, latency and versions of the models inferwatch watches.",
+                     [("Traffic and errors", traffic),
+                       ("Expected bands (adaptive baselines)",
+                        band_cells(cfg, ("traffic", "errors", "latency", "batch_size"))),
+                       ("Latency and load", latency),
+                       ("Streams", streams), ("Versions and deploys", versions)])

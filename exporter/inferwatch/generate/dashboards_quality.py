@@ -1,0 +1,291 @@
+"""The model quality dashboard: predictions, data quality, drift and ground truth.
+
+With the queries no other dashboard draws: the feature drift table (whether each feature's
+alert judges it) and the accuracy threshold InferwatchAccuracyDrop judges each version by.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attr
+from grafanalib import core as g
+
+from inferwatch.generate import promql as q
+from inferwatch.generate import rules
+from inferwatch.generate.config_schema import Config
+from inferwatch.generate.dashboards_bands import band_cells
+from inferwatch.generate.dashboards_frame import dashboard
+from inferwatch.generate.dashboards_queries import (
+    MIN_VALUES,
+    MODEL,
+    MV,
+    RATE,
+    VERSION,
+    judged_with,
+    objective,
+    override_groups,
+    raw_sel,
+    recorded,
+)
+from inferwatch.generate.objectives import (
+    compare,
+    is_overridden,
+    is_per_version,
+    join_objective,
+    objective_of,
+)
+from inferwatch.generate.panels import (
+    Cell,
+    bargauge,
+    heatmap,
+    joined_table,
+    target,
+    thresholds,
+    timeseries,
+)
+from inferwatch.generate.promql import number, selector
+
+# What a panel with a threshold and each model's objective says of its lines.
+_OBJECTIVE_LINES = ("Dashed line: the default alert threshold; objective: each selected "
+                    "model's own (its models: entry, or what it declares in code).")
+
+
+def _version_objective(cfg: Config, key: str) -> tuple[str, str]:
+    """The vector matching and series that give each selected version its alert's value of
+    an objective: the version's own where versions declare it in code, else its model's."""
+    matchers = (MODEL, VERSION) if is_per_version(cfg, key) else (MODEL,)
+    return (join_objective(cfg, key, per_version=True),
+            objective_of(cfg, key, per_version=True) + selector(*matchers))
+
+
+def _accuracy_threshold(cfg: Config) -> str:
+    """What InferwatchAccuracyDrop compares each selected version's accuracy with: its
+    validation accuracy less accuracy.max_drop, or, without one, accuracy.min_ratio.
+
+    A model with a validation accuracy pages below a line of its own, often well above the
+    minimum: drawing the minimum alone would show it healthy while it pages. Shadow versions
+    are left out, as the alert leaves them out.
+    """
+    drop_on, drop = _version_objective(cfg, "accuracy.max_drop")
+    floor_on, floor = _version_objective(cfg, "accuracy.min_ratio")
+    serving = f"group by ({q.MODEL_LABELS}) (inferwatch_model_info{raw_sel(cfg)})"
+    shadows = raw_sel(cfg, 'role="shadow"')
+    # `unless` binds tighter than `or`: the brackets make it leave shadows out of both.
+    return (f"(\n  (\n    {recorded(cfg, q.validation_accuracy())}\n"
+            f"    - {drop_on} {drop}\n  )\n"
+            f"  or on ({q.MODEL_LABELS})\n"
+            f"  (\n    {serving} * 0\n    + {floor_on} {floor}\n  )\n)\n"
+            f"unless on ({q.MODEL_LABELS})\n"
+            f"max by ({q.MODEL_LABELS}) (inferwatch_model_info{shadows})")
+
+
+def _each_versions_minimum(cfg: Config, rows: str) -> str:
+    """`rows` (a vector with model and model_version) valued at each version's own
+    drift.min_observations, the minimum its drift alerts apply."""
+    if not is_overridden(cfg, MIN_VALUES):
+        return f"{rows} * 0 + {number(cfg.drift.min_observations)}"
+    on, series = _version_objective(cfg, MIN_VALUES)
+    return f"{rows} * 0 + {on} {series}"
+
+
+def _feature_drift_judged(cfg: Config, drift: str) -> str:
+    """1 for each feature of a version whose drift InferwatchFeatureDrift judges, 0 for one
+    it leaves out: no replica has both a window of drift.min_observations rows and as many
+    values of the feature (the alert's own conditions, on the same replica)."""
+    key, by = MIN_VALUES, f"{q.MODEL_LABELS}, feature"
+    rows = compare(cfg, f"inferwatch_drift_window_observations{raw_sel(cfg)}", ">=", key,
+                   per_version=True)
+    few = compare(cfg, f"inferwatch_feature_drift_observations{raw_sel(cfg)}", "<", key,
+                  per_version=True)
+    judged = (f"group by ({by}) (\n  {drift}\n  and on (job, instance, {q.MODEL_LABELS})\n"
+              f"  {rows}\n  unless on (job, instance, {q.MODEL_LABELS}, feature)\n  ({few})\n)")
+    return f"{judged}\nor\ngroup by ({by}) ({drift}) * 0"
+
+
+def _feature_drift_table(cfg: Config) -> g.Panel:
+    """Each feature's drift now, beside the values it has in the window, the minimum its
+    alert needs and whether the alert judges it: a sparse feature's drift is noise from a
+    few values, and its alert stays silent whatever the drift shows."""
+    by = f"{q.MODEL_LABELS}, feature"
+    drift = f"inferwatch_feature_drift{raw_sel(cfg, f'method={q.quoted(cfg.drift.method)}')}"
+    values = f"inferwatch_feature_drift_observations{raw_sel(cfg)}"
+    judged_mappings = [{"type": "value", "options": {
+        "0": {"text": "no: too few values or rows", "color": "orange", "index": 0},
+        "1": {"text": "yes", "color": "green", "index": 1}}}]
+    text_cell = {"id": "custom.cellOptions", "value": {"type": "color-text"}}
+    minimum = number(cfg.drift.min_observations)
+    own = (" (each version's own: its models: entry, or what it declares in code)"
+           if is_overridden(cfg, MIN_VALUES) else "")
+    return joined_table(
+        f"Feature drift now ({cfg.drift.method})", [
+            target(f"max by ({by}) ({drift})", instant=True, fmt="table"),
+            target(f"max by ({by}) ({values})", instant=True, fmt="table"),
+            target(_each_versions_minimum(cfg, f"group by ({by}) ({drift})"), instant=True,
+                   fmt="table"),
+            target(_feature_drift_judged(cfg, drift), instant=True, fmt="table")],
+        [("drift", [text_cell, {"id": "color", "value": {"mode": "thresholds"}},
+                    {"id": "thresholds", "value": thresholds(
+                        ("red", cfg.drift.feature_threshold))}]),
+         ("values in window", [text_cell, {"id": "color", "value": {"mode": "thresholds"}},
+                               {"id": "thresholds", "value": {"mode": "absolute", "steps": [
+                                   {"color": "orange", "value": None},
+                                   {"color": "green",
+                                    "value": cfg.drift.min_observations}]}}]),
+         ("values needed", []),
+         ("alert judges it", [text_cell, {"id": "mappings", "value": judged_mappings}])],
+        f"Per version, worst replica: a feature's drift, its values in the drift window "
+        f"(missing values left out) and the {minimum} its drift alert needs{own}. "
+        f"InferwatchFeatureDrift judges a feature only where one replica has a window of "
+        f"that many rows and that many values of the feature; the others' drift is scored "
+        f"from too few values to page on. Drift red above the default threshold "
+        f"{number(cfg.drift.feature_threshold)} (a model's own is drawn in the panel beside).",
+        hide=("Time",))
+
+
+def model_quality(cfg: Config) -> dict[str, Any]:
+    """Predictions, class mix, confidence, data quality, drift and ground truth."""
+    raw, w = raw_sel(cfg), cfg.windows.rate
+    method = f'method="{cfg.drift.method}"'
+    predictions = [
+        Cell(timeseries("Prediction quantiles", [
+            target(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, output, le) "
+                   f"(rate(inferwatch_prediction_value_bucket{raw}[{RATE}])))",
+                   f"p{n} {MV} {{{{output}}}}") for n in (50, 90, 99)],
+            "short", "From the prediction histogram, across replicas.")),
+        Cell(timeseries("Rolling prediction quantiles per replica", [target(
+            f"inferwatch_prediction{raw}",
+            "{{instance}} " + MV + " {{output}} q{{quantile}}")], "short",
+            "Rolling-window quantiles each replica computes exactly (not aggregatable).")),
+        Cell(heatmap("Prediction distribution",
+                     f"sum by (le) (increase(inferwatch_prediction_value_bucket{raw}[{RATE}]))",
+                     "short")),
+        # Per model: two models naming a class alike ("1", "fraud") would otherwise share
+        # one bar, each model's share diluted by the other's calls.
+        Cell(bargauge("Class mix", [target(
+            f"sum by (model, class) (increase(inferwatch_predicted_class_total{raw}"
+            f"[$__range])) / on (model) group_left sum by (model) "
+            f"(increase(inferwatch_predicted_class_total{raw}[$__range]))",
+            "{{model}} {{class}}", instant=True)], "percentunit",
+            "Share of each predicted class of each model over the time range.", max_value=1)),
+        # One panel per model: each model's shares stack to 1, so two models in one stack
+        # would reach 2 and be cut off at the axis maximum.
+        Cell(attr.evolve(timeseries("Class mix over time", [target(
+            f"sum by (model, class) (rate(inferwatch_predicted_class_total{raw}[{RATE}])) / "
+            f"on (model) group_left sum by (model) "
+            f"(rate(inferwatch_predicted_class_total{raw}[{RATE}]))",
+            "{{model}} {{class}}")], "percentunit", stack=True, max_value=1),
+            repeat_over="model")),
+        Cell(timeseries("Confidence", [target(
+            f"inferwatch_prediction_confidence{raw}", "{{instance}} " + MV + " q{{quantile}}")],
+            "percentunit", "Rolling quantiles of the top-class probability.", max_value=1)),
+        Cell(timeseries("Invalid predictions", [
+            target(recorded(cfg, q.invalid_ratio(cfg)), "ratio " + MV),
+            objective(cfg, "predictions.invalid_ratio")], "percentunit",
+            f"Invalid values per row over {w}. {_OBJECTIVE_LINES}",
+            limit=cfg.predictions.invalid_ratio)),
+        Cell(timeseries("Invalid predictions by reason", [target(
+            f"sum by ({q.MODEL_LABELS}, reason) (rate(inferwatch_invalid_predictions_total{raw}"
+            f"[{RATE}]))", MV + " {{reason}}")], "short", stack=True)),
+        Cell(timeseries("Actions taken", [target(
+            f"sum by ({q.MODEL_LABELS}, action) (rate(inferwatch_actions_total{raw}[{RATE}]))",
+            MV + " {{action}}")], "short", "What the system did with predictions, per "
+            "second.", stack=True), 24),
+    ]
+    quality = [
+        Cell(timeseries("Missing values per row", [target(
+            recorded(cfg, q.feature_ratio(cfg, 'inferwatch_feature_missing')),
+            MV + " {{feature}}"), objective(cfg, "data_quality.missing_ratio")], "percentunit",
+            _OBJECTIVE_LINES, limit=cfg.data_quality.missing_ratio)),
+        Cell(timeseries("Out-of-range values per row", [target(
+            recorded(cfg, q.feature_ratio(cfg, 'inferwatch_feature_out_of_range')),
+            MV + " {{feature}}"), objective(cfg, "data_quality.out_of_range_ratio")],
+            "percentunit", f"Outside the reference range. {_OBJECTIVE_LINES}",
+            limit=cfg.data_quality.out_of_range_ratio)),
+        Cell(timeseries("Unseen categories", [target(
+            f"sum by ({q.MODEL_LABELS}, feature) (rate(inferwatch_feature_unseen_category_total"
+            f"{raw}[{RATE}]))", MV + " {{feature}}")], "short",
+            "Categories absent from the reference, per second.")),
+        Cell(timeseries("Input errors", [target(
+            f"sum by ({q.MODEL_LABELS}, reason) (rate(inferwatch_input_errors_total{raw}"
+            f"[{RATE}]))", MV + " {{reason}}")], "short", "Schema violations per second.")),
+    ]
+    # Per version, as the drift alerts judge: during a canary a per-model maximum would mix
+    # the stable version's drift with the canary's, and show neither what either alert saw.
+    drift = [
+        Cell(_feature_drift_table(cfg), 8, 10),
+        Cell(timeseries(f"Feature drift ({cfg.drift.method})", [target(
+            f"max by ({q.MODEL_LABELS}, feature) (inferwatch_feature_drift{raw_sel(cfg, method)})",
+            MV + " {{feature}}"), objective(cfg, "drift.feature_threshold")], "short",
+            _OBJECTIVE_LINES, limit=cfg.drift.feature_threshold), 16, 10),
+        Cell(timeseries(f"Prediction drift ({cfg.drift.method})", [target(
+            f"max by ({q.MODEL_LABELS}, output) (inferwatch_prediction_drift"
+            f"{raw_sel(cfg, method)})", MV + " {{output}}"),
+            objective(cfg, "drift.prediction_threshold")], "short",
+            _OBJECTIVE_LINES, limit=cfg.drift.prediction_threshold)),
+        # A model's own minimum (drift.min_observations is an objective) decides whether its
+        # drift alerts can fire at all: the default line alone hides a model kept silent.
+        # The replica with the most rows: the drift alerts need only one replica with enough,
+        # so the fewest (a replica just started) would show a version below the line while
+        # its alert can still fire.
+        Cell(timeseries("Drift window rows", [target(
+            f"max by ({q.MODEL_LABELS}) (inferwatch_drift_window_observations{raw})", MV),
+            objective(cfg, "drift.min_observations")],
+            "short", f"Per version, the replica with the most rows in its drift window: the "
+            f"drift alerts judge a version where one replica has at least "
+            f"{number(cfg.drift.min_observations)} rows (dashed line), or its model's own "
+            f"minimum (objective: its models: entry, or what it declares in code).",
+            limit=cfg.drift.min_observations)),
+    ]
+    # Each accuracy window in use (the default's, then the models: entries' own), each kept to
+    # the models its alert judges over it: a model drawn over every window would show lines
+    # its alert never compares with, beside the one it does.
+    windows = [own.accuracy.window for own in rules.accuracy_configs(cfg)]
+    judged = override_groups(cfg, lambda c: c.accuracy.window)
+
+    def accuracy_of(own: Config) -> str:
+        rule = recorded(cfg, q.accuracy(own))
+        if not judged:
+            return rule
+        window = own.accuracy.window
+        return f"({rule}){judged_with(cfg, judged, window if window in judged else None)}"
+
+    accuracy = [target(accuracy_of(own),
+                       MV if len(windows) == 1 else f"{MV} over {own.accuracy.window}")
+                for own in rules.accuracy_configs(cfg)]
+    truth = [
+        Cell(timeseries(f"Accuracy ({', '.join(windows)})", [
+            *accuracy, target(_accuracy_threshold(cfg), "objective " + MV)],
+            "percentunit", f"Correct outcomes / all outcomes; the alert needs "
+            f"{number(cfg.accuracy.min_outcomes)} outcomes. Dashed line: the default "
+            f"minimum, for a version without a validation accuracy; objective: the line "
+            f"InferwatchAccuracyDrop judges each version by, its validation accuracy less "
+            f"accuracy.max_drop, else its model's own minimum.",
+            limit=cfg.accuracy.min_ratio, max_value=1)),
+        Cell(timeseries("Outcomes by result", [target(
+            f"sum by ({q.MODEL_LABELS}, result) (rate(inferwatch_outcomes_total{raw}[{RATE}]))",
+            MV + " {{result}}")], "short", "Ground truth joined per second.", stack=True)),
+        Cell(timeseries("Label delay", [
+            target(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
+                   f"(rate(inferwatch_outcome_delay_seconds_bucket{raw}[{RATE}])))",
+                   f"p{n} {MV}") for n in (50, 90)], "s",
+            "Time from prediction to ground truth.")),
+        Cell(timeseries("Regression error", [
+            target(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
+                   f"(rate(inferwatch_outcome_error_bucket{raw}[{RATE}])))",
+                   f"p{n} {MV}") for n in (50, 90)], "short",
+            "Absolute error once ground truth arrives.")),
+        Cell(timeseries("Unmatched outcomes", [target(
+            f"sum by ({q.MODEL_LABELS}, reason) (rate(inferwatch_outcomes_unmatched_total{raw}"
+            f"[{RATE}]))", MV + " {{reason}}")], "short", "Outcomes with no prediction to join.",
+            stack=True), 24),
+    ]
+    return dashboard(cfg, "quality", "Model quality",
+                     "What the models predict, on what data, and how right they are.",
+                     [("Predictions", predictions),
+                       ("Expected bands (adaptive baselines)", band_cells(cfg, (
+                           "predictions", "confidence", "classes", "missing",
+                           "out_of_range"))),
+                       ("Data quality", quality),
+                       ("Drift against the training reference", drift),
+                       ("Ground truth", truth)])
