@@ -27,11 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch
 from conftest import ROOT, free_port
-from inferwatch.serving.middleware import (
-    InstrumentMiddleware,
-    WSGIInstrumentMiddleware,
-    compile_template,
-)
+from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
+from inferwatch.serving.routes import compile_template
 from processes import stop
 
 DOCS = (ROOT / "docs" / "integrations.md").read_text()

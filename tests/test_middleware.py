@@ -30,13 +30,9 @@ from starlette.routing import Route
 import inferwatch
 from conftest import free_port
 from inferwatch import faults
-from inferwatch.serving.middleware import (
-    InstrumentMiddleware,
-    WSGIInstrumentMiddleware,
-    clean_request_id,
-    compile_template,
-    trace_id_from_traceparent,
-)
+from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
+from inferwatch.serving.request_ids import clean_request_id, trace_id_from_traceparent
+from inferwatch.serving.routes import compile_template
 from processes import stop
 
 APPS = Path(__file__).parent / "apps"
@@ -575,11 +571,11 @@ def test_two_uvicorn_workers_under_gunicorn_serve_the_merged_view(tmp_path):
 
 
 def test_a_path_finds_its_target_by_exclusion_exact_path_template_then_default():
-    from inferwatch.serving.middleware import _Routes
+    from inferwatch.serving.routes import Routes
 
-    routes = _Routes({"/score/{user_id}": "fraud", "/files/{p:path}": ("files", "2"),
-                      "/score/special": "special"},
-                     "default", None, ("/score/internal",), None)
+    routes = Routes({"/score/{user_id}": "fraud", "/files/{p:path}": ("files", "2"),
+                     "/score/special": "special"},
+                    "default", None, ("/score/internal",), None)
 
     for i in range(50):
         assert routes.target(f"/score/{i}", {}) == ("fraud", None)
@@ -594,11 +590,11 @@ def test_a_paths_monitor_is_kept_a_second_and_a_routes_function_asked_every_time
     """The middleware's one lookup per request: a path's monitor (or its absence) holds for
     a second, so a model instrumented later serves within one; the lookups stay bounded;
     a routes function, which may read more of the scope than the path, is asked each time."""
-    from inferwatch.serving.middleware import _MAX_CACHED_TARGETS, _Routes
+    from inferwatch.serving.routes import _MAX_CACHED_TARGETS, Routes
 
     now = [100.0]
-    routes = _Routes({"/score/{user_id}": "fraud"}, None, None, ("/metrics",),
-                     scraper.registry)
+    routes = Routes({"/score/{user_id}": "fraud"}, None, None, ("/metrics",),
+                    scraper.registry)
     routes.clock = lambda: now[0]
     assert routes.resolve("/score/1", {}) is None  # not instrumented yet
     fraud = inferwatch.monitor("fraud", "1", registry=scraper.registry)
@@ -617,7 +613,7 @@ def test_a_paths_monitor_is_kept_a_second_and_a_routes_function_asked_every_time
         scopes.append(scope)
         return "fraud" if scope.get("tenant") == "a" else None
 
-    dynamic = _Routes(by_tenant, None, None, (), scraper.registry)
+    dynamic = Routes(by_tenant, None, None, (), scraper.registry)
     assert dynamic.resolve("/score", {"tenant": "a"}) is fraud
     assert dynamic.resolve("/score", {"tenant": "b"}) is None
     assert len(scopes) == 2 and not dynamic._resolved

@@ -16,7 +16,8 @@ from starlette.datastructures import Headers
 import inferwatch
 from conftest import free_port
 from inferwatch.core.request import current_request
-from inferwatch.serving.middleware import InstrumentMiddleware, clean_request_id
+from inferwatch.serving.middleware import InstrumentMiddleware
+from inferwatch.serving.request_ids import clean_request_id
 from test_middleware import get, scrape, server
 
 

@@ -109,7 +109,7 @@ def test_the_background_pass_follows_a_provider_set_later(monkeypatch):
 
 @given(flags=st.integers(0, 255))
 def test_a_traceparent_gives_its_trace_id_only_when_sampled(flags):
-    from inferwatch.serving.middleware import trace_id_from_traceparent
+    from inferwatch.serving.request_ids import trace_id_from_traceparent
 
     header = f"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags:02x}"
     assert trace_id_from_traceparent(header) == (
