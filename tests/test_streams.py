@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
+from inferwatch.core.follower import Follower
 from inferwatch.core.monitor import Monitor
-from inferwatch.core.streams import Follower, usage_tokens
+from inferwatch.core.stream_records import usage_tokens
 
 
 def monitor_of(scraper, name: str = "gen", version: str = "1") -> Monitor:

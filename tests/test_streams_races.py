@@ -150,7 +150,7 @@ def test_two_configures_racing_a_call_leave_the_newest_plan_in_force(registry, m
     """A call working out the plan of settings that a second configure() has already
     replaced stored that stale plan last, under the newest settings: every later stream
     was followed without the token counting the model was configured for, silently."""
-    from inferwatch.core import streams
+    from inferwatch.core import follower
 
     chat = inferwatch.instrument(lambda text: iter(text.split()), name="chat",
                                  registry=registry)
@@ -158,7 +158,7 @@ def test_two_configures_racing_a_call_leave_the_newest_plan_in_force(registry, m
     list(chat("warm up"))
     planned = threading.Event()
     release = threading.Event()
-    real_plan = streams._plan
+    real_plan = follower._plan
 
     def slow_plan(settings):
         plan = real_plan(settings)
@@ -167,7 +167,7 @@ def test_two_configures_racing_a_call_leave_the_newest_plan_in_force(registry, m
             assert release.wait(10)
         return plan
 
-    monkeypatch.setattr(streams, "_plan", slow_plan)
+    monkeypatch.setattr(follower, "_plan", slow_plan)
     monitor.configure(stream_interval_buckets=(0.5, 1.0))
     stale = threading.Thread(target=lambda: list(chat("one two")), name="stale")
     stale.start()

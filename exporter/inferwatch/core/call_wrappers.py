@@ -31,6 +31,7 @@ from inferwatch.core.call_input import (
     snapshot,
     snapshot_input,
 )
+from inferwatch.core.follower import UNFOLLOWED, Follower
 from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor
 from inferwatch.core.pending_calls import array_from_bytes
 from inferwatch.core.request import (
@@ -40,7 +41,7 @@ from inferwatch.core.request import (
     current_request_of,
 )
 from inferwatch.core.request import _current as open_request
-from inferwatch.core.streams import UNFOLLOWED, Follower, follow_sync
+from inferwatch.core.streams import follow_sync
 from inferwatch.core.tracing import current_trace_id
 
 UNRECORDED = object()  # a call whose record could not be prepared: it runs, unrecorded

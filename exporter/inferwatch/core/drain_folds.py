@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from inferwatch.core.prediction_batch import PredictionBatch
     from inferwatch.core.request import RequestRecord
     from inferwatch.core.state import ModelState
-    from inferwatch.core.streams import StreamRecord
+    from inferwatch.core.stream_records import StreamRecord
     from inferwatch.quality.checks import BatchResult
     from inferwatch.quality.tracker import FeatureTracker
 

@@ -56,7 +56,7 @@ from inferwatch.core.timestamps import seconds_of
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request, RequestRecord
-    from inferwatch.core.streams import StreamRecord
+    from inferwatch.core.stream_records import StreamRecord
     from inferwatch.events import EventLog
     from inferwatch.quality.reference import Reference
     from inferwatch.quality.tracker import FeatureTracker
@@ -304,7 +304,7 @@ class Monitor:
         # an open ``mon.request()`` take the slow path; they find it in a context variable.
         self.path = FAST
         # The settings while the path is FAST, else None: a generator function's wrapper
-        # checks this one attribute (see Follower.lean_settings in streams.py).
+        # checks this one attribute (see Follower.lean_settings in follower.py).
         self.fast_settings: Settings | None = self.settings
         self.keeps_inputs = False
         self.request_id_fn: Callable[..., object] | None = None
@@ -313,7 +313,7 @@ class Monitor:
         # The log configure() opened from a path: this monitor's to close when it is
         # replaced (a log object the user passed in is the user's to close).
         self._own_events: EventLog | None = None
-        # The followers of this monitor's instrumented callables (streams.Follower), weakly:
+        # The followers of this monitor's instrumented callables (follower.Follower), weakly:
         # their `plain` sets were learnt under the settings in force and must be forgotten
         # when the settings change, or a class once seen as a plain prediction would never
         # reach a follower again (token counting or usage switched on later).
@@ -543,7 +543,7 @@ class Monitor:
 
     def follow_settings(self, follower: Any) -> None:
         """Have `follower`'s remembered plain result classes forgotten when the settings
-        change (see ``streams.Follower``); kept weakly."""
+        change (see ``follower.Follower``); kept weakly."""
         self._followers.add(follower)
 
     def _forget_plain_results(self) -> None:

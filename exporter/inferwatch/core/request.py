@@ -33,7 +33,7 @@ from inferwatch.forking import renew_at_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
-    from inferwatch.core.streams import StreamRecord
+    from inferwatch.core.stream_records import StreamRecord
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "inferwatch_request", default=None)

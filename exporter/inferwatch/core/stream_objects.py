@@ -37,7 +37,8 @@ from time import perf_counter
 from typing import Any
 
 from inferwatch import faults
-from inferwatch.core.streams import CANCELLED, OK, StreamRecord, Tracker
+from inferwatch.core.stream_records import CANCELLED, OK, StreamRecord
+from inferwatch.core.streams import Tracker
 
 _FAULT = "stream"
 

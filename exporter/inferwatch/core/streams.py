@@ -27,6 +27,12 @@ counts and are never recorded as predictions.
 Everything recorded goes to the Monitor as one :class:`StreamRecord` per call
 (:meth:`Monitor.submit_stream`), or on the call's request record when the call has one.
 
+Which results are followed, and how, is for ``follower.py`` to work out; what a stream's
+record holds, and how token counts are read, is in ``stream_records.py``. This module
+follows a stream to its end: the wrappers of generators (:func:`follow_sync`,
+:func:`follow_async`), each stream's :class:`Tracker`, and a stream joined to its request
+(:func:`join_stream`).
+
 >>> from inferwatch.core.registry import Registry
 >>> import inferwatch
 >>> registry = Registry()
@@ -43,296 +49,35 @@ Everything recorded goes to the Monitor as one :class:`StreamRecord` per call
 
 from __future__ import annotations
 
-import io
-import sys
 import threading
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
 from time import perf_counter
-from types import AsyncGeneratorType, GeneratorType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from inferwatch import faults
+from inferwatch.core.stream_records import (
+    CANCELLED,
+    ERROR,
+    OK,
+    StreamRecord,
+    count,
+    read_usage,
+    tokens_only,
+    usage_tokens,
+)
 from inferwatch.forking import renew_at_fork
 
 if TYPE_CHECKING:
+    from inferwatch.core.follower import Plan
     from inferwatch.core.monitor import Monitor
-    from inferwatch.core.options import Settings
     from inferwatch.core.request import Request, RequestRecord
 
-OK, ERROR, CANCELLED = "ok", "error", "cancelled"
-_NOT_LEAN = object()
-# What a wrapper hands back when the result is an ordinary prediction.
-UNFOLLOWED = object()
-# Result classes a wrapper has seen to be plain predictions; beyond this many it stops
-# remembering new ones (they still work, through the slower check).
-MAX_PLAIN_CLASSES = 256
 _FAULT = "stream"
 # Taken once per stream, at its ending, never per item. Reentrant: a finaliser (a tracker
 # or proxy collected) may end another stream in a thread that holds it.
 _ENDING = threading.RLock()
 renew_at_fork(globals(), "_ENDING", threading.RLock)
-
-
-@dataclass(slots=True)
-class StreamRecord:
-    """What one streamed (or text, or token-counted) call produced, for the drain.
-
-    `items` is None for a single result (text, or a response read for its usage);
-    `gaps` holds bucket counts of the time between items under `gap_bounds` (the
-    ``stream_interval_buckets`` when the stream began; the last bucket is +Inf).
-    `counts_call` is False when a request record already counts the call (a stream
-    consumed inside ``mon.request()`` or a web request).
-    """
-
-    duration: float
-    outcome: str = OK
-    error_type: type | None = None
-    first_item: float | None = None
-    items: int | None = None
-    gaps: list[int] | None = None
-    gap_sum: float = 0.0
-    chars: int | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    text: str | None = None
-    counts_call: bool = True
-    gap_bounds: tuple[float, ...] | None = None
-
-    def event_fields(self) -> dict[str, object]:
-        """The event-log view: counts, never the items (the joined text only if kept)."""
-        fields: dict[str, object] = {"outcome": self.outcome}
-        for name in ("items", "first_item", "chars", "input_tokens", "output_tokens"):
-            value = getattr(self, name)
-            if value is not None:
-                fields["first_item_seconds" if name == "first_item" else name] = value
-        return fields
-
-
-def usage_tokens(result: object) -> tuple[int | None, int | None] | None:
-    """Input and output tokens from a result's ``usage``, as hosted LLM clients return them.
-
-    Reads ``usage.prompt_tokens`` / ``usage.completion_tokens`` (OpenAI and compatible
-    servers) or ``usage.input_tokens`` / ``usage.output_tokens`` (Anthropic), as attributes
-    or mapping keys. None when the result carries no usage (a stream's other chunks).
-
-    >>> usage_tokens({"usage": {"prompt_tokens": 12, "completion_tokens": 30}})
-    (12, 30)
-    >>> usage_tokens("no usage here") is None
-    True
-    """
-    usage = result.get("usage") if isinstance(result, Mapping) else getattr(result, "usage", None)
-    if usage is None:
-        return None
-    found = []
-    for names in (("prompt_tokens", "input_tokens"), ("completion_tokens", "output_tokens")):
-        value = None
-        for name in names:
-            value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
-            if value is not None:
-                break
-        found.append(_count(value))
-    return None if found == [None, None] else (found[0], found[1])
-
-
-def _count(value: object) -> int | None:
-    """A token count from user code: a non-negative int, or None when it is not one. One
-    that is there but no count (a tokenizer's list of ids, a string, NaN, a negative
-    number) is counted as a ``tokens`` fault: its tokens are lost, and that must show."""
-    if value is None:
-        return None
-    number = None
-    if not isinstance(value, bool):
-        try:
-            number = int(value)  # type: ignore[call-overload]
-        except (TypeError, ValueError, OverflowError):
-            pass
-    if number is None or number < 0 or number != value:
-        faults.record("tokens", TypeError(
-            f"a token count must be a non-negative int, got {value.__class__.__name__}"))
-        return None
-    return number
-
-
-def _kind(cls: type) -> str:
-    """How a result class is followed: 'generator' and 'async generator' (by a generator of
-    ours), 'iterator' and 'async iterator' (any other iterator object: by a proxy), 'text'
-    (str), or 'plain' (a prediction; a file, whose lines are no model's items)."""
-    if issubclass(cls, (str, bytes, bytearray, memoryview, io.IOBase)):
-        return "text" if issubclass(cls, str) else "plain"
-    if cls is GeneratorType:
-        return "generator"
-    if cls is AsyncGeneratorType:
-        return "async generator"
-    if hasattr(cls, "__next__") and hasattr(cls, "__iter__"):
-        return "iterator"
-    if hasattr(cls, "__anext__") and hasattr(cls, "__aiter__"):
-        return "async iterator"
-    return "plain"
-
-
-class _Plan(NamedTuple):
-    """What a model's settings say about its results, worked out once per settings object."""
-
-    bounds: tuple[float, ...]
-    count_tokens: Callable[[object], int] | None
-    usage: Callable[[object], tuple | None] | None
-    generative: bool
-    text_is_label: bool
-    keep_chars: int
-
-
-def _plan(settings: Settings) -> _Plan:
-    usage = usage_tokens if settings.usage is True else (settings.usage or None)
-    return _Plan(settings.stream_interval_buckets, settings.count_tokens, usage,
-                 settings.count_tokens is not None or usage is not None,
-                 _text_is_label(settings), settings.event_text_chars)
-
-
-def _text_is_label(settings: Settings) -> bool:
-    """A lone ``str`` result is a class label when the model says it classifies: by
-    ``task="classification"``, or under task auto by declaring its ``classes=``."""
-    return settings.task == "classification" or (
-        settings.task == "auto" and settings.classes is not None)
-
-
-def _is_array_subclass(cls: type) -> bool:
-    numpy = sys.modules.get("numpy")
-    return numpy is not None and cls is not numpy.ndarray and issubclass(cls, numpy.ndarray)
-
-
-class Follower:
-    """Turns the results of one instrumented callable into streams and text records.
-
-    The wrappers in ``call_wrappers.py`` check ``result.__class__ in follower.plain`` (one set
-    lookup) and call the follower only for other classes. It answers :data:`UNFOLLOWED`
-    for an ordinary prediction, which the wrapper then records as usual.
-    """
-
-    __slots__ = ("__weakref__", "input_position", "kinds", "lean_settings", "monitor", "plain",
-                 "plan", "proxies", "settings")
-
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
-        self.input_position = 0  # of the text input, among the call's positional arguments
-        self.plain: set[type] = set()
-        self.kinds: dict[type, str] = {}
-        self.proxies = _proxy_classes()
-        self._use(monitor.settings)
-        # The monitor empties `plain` when configure() changes its settings.
-        follow_settings = getattr(monitor, "follow_settings", None)
-        if follow_settings is not None:
-            follow_settings(self)
-
-    def _use(self, settings: Settings) -> None:
-        # `settings` is stored last: a call that planned for settings a second configure()
-        # has replaced since stores its stale plan under stale settings, which the next
-        # call sees and plans anew, never under the newest ones, where it would stay.
-        self.plan = _plan(settings)
-        # A generator function's wrapper takes its one-generator path while this is the
-        # monitor's `fast_settings`: streams need only counts (no token counting, no usage
-        # read along the way: Anthropic's events carry it before the last one), the monitor
-        # is on its fast path, and nothing has been reconfigured since.
-        plan = self.plan
-        self.lean_settings = settings if plan.count_tokens is None and \
-            plan.usage is not usage_tokens else _NOT_LEAN
-        self.settings = settings
-
-    def __call__(self, result: object, start: float, args: tuple,
-                 record: RequestRecord | None = None, slow: bool = False,
-                 kwargs: Mapping[str, object] | None = None) -> object:
-        """Follow `result` of a call that began at `start` (perf_counter seconds).
-
-        On the slow path (`slow`), `record` is the call's own request record, or None when
-        the call joined an open ``mon.request()``. `kwargs` are the call's keyword
-        arguments, where its text input may be. Never raises into the caller.
-        """
-        tracker = None
-        try:
-            cls = result.__class__
-            monitor = self.monitor
-            if monitor.settings is not self.settings:  # configure() replaced them
-                self._use(monitor.settings)
-            plan, planned_for = self.plan, self.settings
-            # The common stream first, with nothing to work out: its time to first item
-            # is what this path adds.
-            if cls is GeneratorType and not slow and plan.count_tokens is None:
-                return _open_sync(result, None, monitor, plan, start)
-            kind = self.kinds.get(cls)
-            if kind is None:
-                kind = _kind(cls)
-                if len(self.kinds) < MAX_PLAIN_CLASSES:
-                    self.kinds[cls] = kind
-            if kind == "plain" or (kind == "text" and plan.text_is_label):
-                if not plan.generative:
-                    # An ndarray subclass stays out of `plain`: the wrappers copy it on
-                    # their way past this follower, as they copy an ndarray on theirs.
-                    if len(self.plain) < MAX_PLAIN_CLASSES and not _is_array_subclass(cls):
-                        self.plain.add(cls)
-                        # Settings replaced while this call planned: the monitor's clear
-                        # may have run before the add, so the class is not kept as plain.
-                        if monitor.settings is not planned_for:
-                            self.plain.discard(cls)
-                    return UNFOLLOWED
-                if kind == "text":
-                    return UNFOLLOWED
-            tracker = self._tracker(start, args, kwargs, record, slow)
-            return _follow(result, kind, tracker, self.proxies)
-        except Exception as exc:
-            faults.record(_FAULT, exc)
-            if tracker is not None:
-                tracker.done = True  # the wrapper records the call itself, once
-            return UNFOLLOWED
-
-    def _tracker(self, start: float, args: tuple, kwargs: Mapping[str, object] | None,
-                 record: RequestRecord | None, slow: bool) -> Tracker:
-        """A tracker for this call, with its input's tokens counted when the model asks."""
-        plan = self.plan
-        tracker = Tracker(self.monitor, plan, start)
-        if slow:
-            tracker.on_slow_path(record)
-        if plan.count_tokens is not None:
-            text = _text_input(args, self.input_position, kwargs)
-            if isinstance(text, str):
-                tracker.input_tokens = tracker.tokens_of(text)
-        return tracker
-
-
-def _text_input(args: tuple, position: int, kwargs: Mapping[str, object] | None) -> object:
-    """A call's input, as the request path reads it (``_CallRecorder.begin``): its positional
-    argument at `position`, else its first keyword argument (``gen(prompt="...")``).
-
-    >>> _text_input(("hi",), 0, None), _text_input((), 0, {"prompt": "hi", "n": 2})
-    ('hi', 'hi')
-    """
-    if len(args) > position:
-        return args[position]
-    return next(iter(kwargs.values()), None) if kwargs else None
-
-
-def _follow(result: object, kind: str, tracker: Tracker, proxies: tuple[type, type]) -> object:
-    """What the caller gets for a result of `kind` that is not an ordinary prediction;
-    `proxies` are the sync and async proxies of iterator objects."""
-    if kind == "generator":
-        return _open_sync(result, tracker, tracker.monitor, tracker.plan,  # type: ignore[arg-type]
-                          tracker.start)
-    if kind == "async generator":
-        return _follow_async(result, tracker)  # type: ignore[arg-type]
-    if kind == "iterator" or kind == "async iterator":
-        sync_proxy, async_proxy = proxies
-        return (sync_proxy if kind == "iterator" else async_proxy)(result, tracker)
-    tracker.single(result)
-    return result
-
-
-def _proxy_classes() -> tuple[type, type]:
-    """The proxies of iterator objects, sync and async. Their module builds on this one, so
-    it is imported here, once this one is loaded: when a model is instrumented, not within
-    a call's time to first item."""
-    from inferwatch.core.stream_objects import AsyncStreamProxy, StreamProxy
-
-    return StreamProxy, AsyncStreamProxy
 
 
 class Tracker:
@@ -358,7 +103,7 @@ class Tracker:
     # An async generator's figures, which its wrapper keeps here as they come (_Figures).
     figures: _Figures | None = None
 
-    def __init__(self, monitor: Monitor, plan: _Plan, start: float) -> None:
+    def __init__(self, monitor: Monitor, plan: Plan, start: float) -> None:
         self.monitor = monitor
         self.plan = plan
         self.start = start
@@ -380,7 +125,7 @@ class Tracker:
 
     def tokens_of(self, value: object) -> int | None:
         try:
-            return _count(self.plan.count_tokens(value))  # type: ignore[misc]
+            return count(self.plan.count_tokens(value))  # type: ignore[misc]
         except Exception as exc:
             faults.record("tokens", exc)
             return None
@@ -470,10 +215,10 @@ class Tracker:
             # read again here, a count that is no count would be counted as a fault twice.
             if usage is not None and outcome == OK and last is not None and not (
                     usage is usage_tokens and items is not None):
-                read = _read_usage(usage, last)
+                read = read_usage(usage, last)
                 if read is not None:
-                    input_tokens = _count(read[0]) if read[0] is not None else input_tokens
-                    output_tokens = _count(read[1]) if read[1] is not None else output_tokens
+                    input_tokens = count(read[0]) if read[0] is not None else input_tokens
+                    output_tokens = count(read[1]) if read[1] is not None else output_tokens
             stream = StreamRecord(
                 duration, outcome, None if error is None else error.__class__,
                 None if first_item is None else first_item - self.start, items, gaps, gap_sum,
@@ -530,7 +275,7 @@ class Tracker:
             # A web response's body, whose client went away while this stream was open (a
             # sync generator a server left unclosed, collected later): one stream per
             # request, so the body's figures stand; this stream's tokens still count.
-            stream = _tokens_only(stream)  # type: ignore[assignment]
+            stream = tokens_only(stream)  # type: ignore[assignment]
             if stream is None:
                 return
         stream.counts_call = False
@@ -585,50 +330,8 @@ def join_stream(request: Request, stream: StreamRecord, stage: float | None = No
     return JOINED if joined else NOT_JOINED
 
 
-def _read_usage(usage: Callable[[object], tuple | None], result: object) -> tuple | None:
-    """`usage` of `result` as a pair, or None. A user's function that raises or answers
-    anything but a pair (a bare count, a dict) is a fault of its own: the call it read
-    still counts, without those tokens.
-
-    >>> _read_usage(lambda r: (3, 4), "x"), _read_usage(lambda r: 7, "x")
-    ((3, 4), None)
-    """
-    try:
-        read = usage(result)
-        if read is None:
-            return None
-        pair = None if isinstance(read, (str, bytes, Mapping)) else tuple(read)
-        if pair is None or len(pair) != 2:
-            raise TypeError(f"usage= returned {read.__class__.__name__}, "
-                            "not a pair (input_tokens, output_tokens)")
-        return pair
-    except Exception as exc:
-        faults.record("tokens", exc)
-        return None
-
-
-def _tokens_only(stream: StreamRecord) -> StreamRecord | None:
-    """A stream's tokens without its items, or None when it counted none."""
-    if stream.input_tokens is None and stream.output_tokens is None:
-        return None
-    return StreamRecord(stream.duration, stream.outcome, stream.error_type,
-                        input_tokens=stream.input_tokens, output_tokens=stream.output_tokens)
-
-
-def _open_sync(stream: Iterator, tracker: Tracker | None, monitor: Monitor, plan: _Plan,
-               start: float) -> Iterator:
-    """The caller's wrapper for a generator, not started, as the generator is not: a
-    ``send(value)`` before the first item raises the generator's own TypeError and leaves
-    both usable. A wrapper collected unstarted never runs its frame; its tracker (made now
-    when the stream needs none before it ends) ends the stream then, as cancelled.
-    """
-    if tracker is None:
-        tracker = Tracker(monitor, plan, start)
-    return follow_sync(stream, None, tracker, monitor, plan, start)
-
-
 def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
-                monitor: Monitor, plan: _Plan, start: float) -> Iterator:
+                monitor: Monitor, plan: Plan, start: float) -> Iterator:
     """Yield a generator's items unchanged; record what happened when it ends.
 
     The generator is `source` itself (the wrapper starts with its first item) or, when
@@ -748,7 +451,7 @@ def _more_chars(chars: int | None, item: str) -> int:
     return length if chars is None else chars + length
 
 
-def _end(tracker: Tracker | None, monitor: Monitor, plan: _Plan, start: float,
+def _end(tracker: Tracker | None, monitor: Monitor, plan: Plan, start: float,
          *figures: object) -> None:
     """End a sync stream through its tracker, made now if the stream needed none until here."""
     (tracker if tracker is not None else Tracker(monitor, plan, start)).end(*figures)
@@ -774,7 +477,7 @@ class _Figures:
                     self.chars, last)
 
 
-async def _follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterator:
+async def follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterator:
     """The async twin of :func:`follow_sync`, for an async generator (``asend``, ``athrow``
     and ``aclose`` pass through)."""
     # Closed (collected, by an event loop's hook or the collector), this frame ends the

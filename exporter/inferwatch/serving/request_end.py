@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
-from inferwatch.core.streams import CANCELLED, ERROR, OK, join_stream
+from inferwatch.core.stream_records import CANCELLED, ERROR, OK
+from inferwatch.core.streams import join_stream
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request
