@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import require_binary
-from inferwatch.generate import dashboards, rules
+from inferwatch.generate import dashboards, rules, rules_alerts
 from inferwatch.generate.config import DEFAULT, Config, from_dict
 from inferwatch.generate.dashboards_quality import model_quality
 from test_dashboard_schema import schema_errors
@@ -110,7 +110,7 @@ def test_accuracy_objective_is_the_line_the_alert_pages_below(tmp_path: Path) ->
         _series("inferwatch_outcomes_total", "fraud", "1", f"0+{8 * minute // 60}x90",
                 result="wrong"),
     ]
-    alert = rules._primary(cfg, rules._accuracy_drop_expr(cfg))
+    alert = rules_alerts._primary(cfg, rules_alerts._accuracy_drop_expr(cfg))
     _promtool(tmp_path, cfg, series, [
         {"expr": _all_selected(objective["expr"]), "eval_time": "80m", "exp_samples": [
             {"labels": _labels("fraud", "1"), "value": 0.94},
@@ -172,7 +172,7 @@ def test_accuracy_objective_reads_the_series_the_alert_reads(raw: dict[str, Any]
     cfg = from_dict(raw)
     objective = _objective_target(cfg)
     assert objective["legendFormat"] == OBJECTIVE
-    alert = rules._accuracy_drop_expr(cfg)
+    alert = rules_alerts._accuracy_drop_expr(cfg)
     scope = "model_version" if cfg.objectives.from_code else "model"
     for key in ("accuracy_max_drop", "accuracy_min_ratio"):
         assert f"{scope}:inferwatch_objective:{key}" in objective["expr"], key

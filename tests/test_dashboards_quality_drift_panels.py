@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inferwatch.generate import dashboards, rules
+from inferwatch.generate import dashboards, rules, rules_alerts
 from inferwatch.generate.config import DEFAULT, Config, from_dict
 from test_dashboard_schema import schema_errors
 from test_dashboards_scoped import _promql
@@ -154,7 +154,7 @@ def test_drift_table_uses_each_models_own_minimum(tmp_path: Path) -> None:
 @functools.cache
 def _default_queries() -> tuple[str, str]:
     """The table's "alert judges it" query and InferwatchFeatureDrift's expression."""
-    [alert] = [a for a in rules.ALERTS if a.name == "InferwatchFeatureDrift"]
+    [alert] = [a for a in rules_alerts.ALERTS if a.name == "InferwatchFeatureDrift"]
     return (_drift_table(DEFAULT)["alert judges it"],
             rules.alert_rule(DEFAULT, alert)["expr"])
 

@@ -38,7 +38,7 @@ from inferwatch.demo.scenario import (
 from inferwatch.generate import render
 from inferwatch.generate.config import from_dict
 from inferwatch.generate.config_checks import duration_seconds
-from inferwatch.generate.rules import ALERTS
+from inferwatch.generate.rules_alerts import ALERTS
 
 # The incident's pages; the retrained challenger, right more often on the shifted inputs
 # (informational); and price-estimate's quiet shift, which only its adaptive baseline sees.

@@ -22,7 +22,7 @@ def test_readme_types_match_the_catalogue():
 
 
 def test_readme_alert_list_is_the_generated_alert_list():
-    from inferwatch.generate.rules import ALERTS
+    from inferwatch.generate.rules_alerts import ALERTS
 
     row = r"^\| \[`(Inferwatch\w+)`\]\(docs/runbooks\.md#(\w+)\) \| (\w+) \| (\w+) \|"
     listed = re.findall(row, README, flags=re.M)

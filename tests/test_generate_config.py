@@ -19,7 +19,7 @@ from inferwatch.generate.alert_names import ALERT_NAMES
 from inferwatch.generate.config import DEFAULT, ConfigError, from_dict, load
 from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.config_schema import leaves
-from inferwatch.generate.rules import ALERTS
+from inferwatch.generate.rules_alerts import ALERTS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,13 +25,13 @@ from inferwatch.generate.config_schema import (
 )
 from inferwatch.generate.promql import number
 from inferwatch.generate.rules import (
-    ALERTS,
     alerting_groups,
-    anchor,
     baseline_alerting_groups,
     baseline_recording_groups,
     recording_groups,
 )
+from inferwatch.generate.rules_alerts import ALERTS
+from inferwatch.generate.rules_links import anchor
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED_GLOBS = ("dashboards/*.json", "alerts/*.yml", "alerts/kubernetes/*.yaml")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from inferwatch.generate import dashboards, render, rules
+from inferwatch.generate import dashboards, render, rules, rules_alerts
 from inferwatch.generate.alert_names import MODEL_ALERT_NAMES
 from inferwatch.generate.config import DEFAULT, Config, from_dict
 
@@ -61,7 +61,7 @@ def _selected(expr: str, **values: str) -> str:
 def test_every_alert_about_one_model_accepts_a_per_model_override() -> None:
     """An alert whose series carry a model (its dashboard link is narrowed to the model) can
     be reshaped per model, as docs/configuration.md says of every alert about one model."""
-    per_model = {alert.name for alert in rules.ALERTS if alert.per_model}
+    per_model = {alert.name for alert in rules_alerts.ALERTS if alert.per_model}
     assert per_model - MODEL_ALERT_NAMES == set()
 
 
@@ -186,7 +186,7 @@ def test_lost_targets_of_regex_selectors_each_page_naming_their_selector(tmp_pat
     series = [{"series": 'up{job="model-a", instance="m:1"}', "values": "1x5"},
               {"series": 'up{job="exporter-a", instance="e:1", env="prod"}', "values": "1x5"},
               {"series": 'up{job="other", instance="o:1"}', "values": "1x40"}]
-    [alert] = [a for a in rules.ALERTS if a.name == "InferwatchTargetMissing"]
+    [alert] = [a for a in rules_alerts.ALERTS if a.name == "InferwatchTargetMissing"]
     annotations = rules.alert_rule(cfg, alert)["annotations"]
     expected = []
     for selector, extra in (('job=~"model-.*"', {}),

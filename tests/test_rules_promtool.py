@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from inferwatch.generate import render, rules
 from inferwatch.generate.config import DEFAULT, from_dict, load
 from inferwatch.generate.promql import objective
-from inferwatch.generate.rules import ALERTS
+from inferwatch.generate.rules_alerts import ALERTS
 
 pytestmark = pytest.mark.integration
 

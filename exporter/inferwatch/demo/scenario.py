@@ -211,7 +211,7 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
     >>> cfg["windows"]["rate"], cfg["slo"]["fast_burn"], cfg["alerts"]["InferwatchFeatureDrift"]
     ('10s', {'long_window': '50s', 'short_window': '10s'}, {'for': '5s'})
     """
-    from inferwatch.generate.rules import ALERTS
+    from inferwatch.generate.rules_alerts import ALERTS
 
     def window(name: str) -> str:
         seconds, floor = _WINDOWS[name]

@@ -25,7 +25,7 @@ from inferwatch.generate.panels import (
     query_variable,
 )
 from inferwatch.generate.promql import exporter_sel, selector
-from inferwatch.generate.rules import dashboard_uid
+from inferwatch.generate.rules_links import dashboard_uid
 
 
 def _scrape_note(cfg: Config) -> str:

@@ -12,7 +12,7 @@ import attr
 from grafanalib import core as g
 
 from inferwatch.generate import promql as q
-from inferwatch.generate import rules
+from inferwatch.generate import rules_recording
 from inferwatch.generate.config_schema import Config
 from inferwatch.generate.dashboards_bands import band_cells
 from inferwatch.generate.dashboards_frame import dashboard
@@ -240,7 +240,7 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     # Each accuracy window in use (the default's, then the models: entries' own), each kept to
     # the models its alert judges over it: a model drawn over every window would show lines
     # its alert never compares with, beside the one it does.
-    windows = [own.accuracy.window for own in rules.accuracy_configs(cfg)]
+    windows = [own.accuracy.window for own in rules_recording.accuracy_configs(cfg)]
     judged = override_groups(cfg, lambda c: c.accuracy.window)
 
     def accuracy_of(own: Config) -> str:
@@ -252,7 +252,7 @@ def model_quality(cfg: Config) -> dict[str, Any]:
 
     accuracy = [target(accuracy_of(own),
                        MV if len(windows) == 1 else f"{MV} over {own.accuracy.window}")
-                for own in rules.accuracy_configs(cfg)]
+                for own in rules_recording.accuracy_configs(cfg)]
     truth = [
         Cell(timeseries(f"Accuracy ({', '.join(windows)})", [
             *accuracy, target(_accuracy_threshold(cfg), "objective " + MV)],

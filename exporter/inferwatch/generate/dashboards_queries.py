@@ -13,7 +13,7 @@ from typing import Any
 from grafanalib import core as g
 
 from inferwatch.generate import promql as q
-from inferwatch.generate import rules
+from inferwatch.generate import rules, rules_overrides
 from inferwatch.generate.config_schema import Config, ModelOverride, with_values
 from inferwatch.generate.objectives import (
     is_overridden,
@@ -112,7 +112,7 @@ def override_groups(cfg: Config, value: Callable[[Config], Any]
     (a window, a burn), by that value, in the config's order."""
     default = value(cfg)
     groups: dict[Any, list[ModelOverride]] = {}
-    for override, shaped in rules.shaped_configs(cfg):
+    for override, shaped in rules_overrides.shaped_configs(cfg):
         own = value(shaped)
         if own != default:
             groups.setdefault(own, []).append(override)
