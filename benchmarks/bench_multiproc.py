@@ -98,7 +98,8 @@ def _worker_snapshots(distinct: int, now: float) -> list[bytes]:
 
 
 def _write_workers(directory: str, blobs: list[bytes], workers: int) -> None:
-    from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
+    from inferwatch.multiproc.store import SnapshotDirectory
+    from inferwatch.multiproc.worker_id import WorkerId
 
     store = SnapshotDirectory(directory)
     for worker in range(workers):

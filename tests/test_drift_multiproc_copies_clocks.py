@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from family_samples import samples
 from inferwatch import faults
 from inferwatch.core.state import ModelState, SummarySettings
+from inferwatch.multiproc.safe_read import read_entry
 from inferwatch.multiproc.snapshot_format import Snapshot, decode, encode, model_dict
-from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId, read_entry
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 from inferwatch.quality.drift import DriftWindow
 
 TEN_YEARS = 10 * 365 * 86400.0

@@ -28,15 +28,15 @@ from inferwatch.core import ddsketch
 from inferwatch.core.ddsketch import DDSketch
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc import merge, snapshot_format
+from inferwatch.multiproc.safe_read import read_entry
 from inferwatch.multiproc.snapshot_format import Snapshot, decode, encode, model_dict
 from inferwatch.multiproc.snapshot_layout import dense_bins
 from inferwatch.multiproc.store import (
     ARCHIVE,
     MAX_STAMP_SPREAD_SECONDS,
     SnapshotDirectory,
-    WorkerId,
-    read_entry,
 )
+from inferwatch.multiproc.worker_id import WorkerId
 from test_merge_speed_cached_decoding import (
     MODELS,
     NOW,

@@ -32,7 +32,8 @@ from inferwatch.multiproc.snapshot_format import (
     exact_models,
     model_dict,
 )
-from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 from inferwatch.serving.bridge import InferwatchCollector
 from inferwatch.standalone.cli import build_parser
 from inferwatch.standalone.collectors.multiproc import MultiprocCollector

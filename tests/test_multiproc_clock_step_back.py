@@ -15,8 +15,10 @@ from inferwatch.catalogue import OTHER
 from inferwatch.core.label_caps import LabelCap
 from inferwatch.core.registry import Registry
 from inferwatch.multiproc import attach
+from inferwatch.multiproc.safe_read import read_entry
 from inferwatch.multiproc.snapshot_format import Snapshot, decode, encode, model_dict
-from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId, read_entry
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 from inferwatch.report.live import histogram_quantile
 
 

@@ -16,6 +16,7 @@ from family_samples import samples
 from inferwatch import faults
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc import snapshot_format
+from inferwatch.multiproc.safe_read import read_entry
 from inferwatch.multiproc.snapshot_format import (
     Snapshot,
     decode,
@@ -23,7 +24,8 @@ from inferwatch.multiproc.snapshot_format import (
     exact_models,
     model_dict,
 )
-from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId, read_entry
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 from inferwatch.quality.drift import DriftWindow
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker

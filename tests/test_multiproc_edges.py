@@ -17,12 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 import inferwatch.multiproc.store as store
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
-from inferwatch.multiproc.store import ARCHIVE, CORRUPT_ARCHIVE, SnapshotDirectory, WorkerId
+from inferwatch.multiproc.store import ARCHIVE, CORRUPT_ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 
 NOW = 1_700_000_000.0
 
 _CHILD = ("import sys\n"
-          "from inferwatch.multiproc.store import WorkerId\n"
+          "from inferwatch.multiproc.worker_id import WorkerId\n"
           "print(WorkerId.current().name, flush=True)\n"
           "sys.stdin.read()\n")
 

@@ -27,7 +27,8 @@ from inferwatch.core.registry import Registry
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc import attach
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
-from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 from inferwatch.standalone.collectors.multiproc import MultiprocCollector
 from inferwatch.standalone.scrape import CollectorError
 

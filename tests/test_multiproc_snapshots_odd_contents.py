@@ -15,7 +15,8 @@ from family_samples import samples
 from inferwatch import faults
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc.snapshot_format import Snapshot, decode, encode, model_dict
-from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
+from inferwatch.multiproc.store import SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 from snapshot_frames import framed, sections
 
 

@@ -17,7 +17,8 @@ from inferwatch.core.registry import Registry
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc import MultiprocError, attach, clear_directory
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
-from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId, _proc_stat
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId, _proc_stat
 
 
 def publish(directory: SnapshotDirectory, who: WorkerId, requests: int) -> None:

@@ -18,7 +18,8 @@ import pytest
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc import clear_directory
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
-from inferwatch.multiproc.store import ARCHIVE, LOCK, SnapshotDirectory, WorkerId
+from inferwatch.multiproc.store import ARCHIVE, LOCK, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 
 NOW = 1_700_000_000.0
 
@@ -87,7 +88,8 @@ def test_a_snapshot_past_the_file_size_limit_is_a_failed_write_not_a_killed_work
 
 _LIMITED_FOLD = """
 import resource, sys
-from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
+from inferwatch.multiproc.store import SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 
 directory = SnapshotDirectory(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (16, resource.RLIM_INFINITY))

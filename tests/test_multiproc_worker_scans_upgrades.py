@@ -20,11 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch.multiproc.store as store
 import inferwatch.multiproc.worker as worker
+import inferwatch.multiproc.worker_id as worker_id
 from inferwatch.core.registry import Registry
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc import Publisher, clear_directory
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
-from inferwatch.multiproc.store import ARCHIVE, LOCK, SnapshotDirectory, WorkerId
+from inferwatch.multiproc.store import ARCHIVE, LOCK, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 
 
 def dead_worker() -> WorkerId:
@@ -69,7 +71,7 @@ def test_many_workers_scan_for_dead_workers_about_once_a_second_in_all(
     clock = [time.time() + 100.0]
     monkeypatch.setattr(worker, "_now", lambda: clock[0], raising=False)
     scans, lookups = [0], [0]
-    real_fold, real_stat = store.SnapshotDirectory.fold, store._proc_stat
+    real_fold, real_stat = store.SnapshotDirectory.fold, worker_id._proc_stat
 
     def fold(self: SnapshotDirectory, *args: object, **kwargs: object) -> list[str]:
         scans[0] += 1
@@ -80,7 +82,7 @@ def test_many_workers_scan_for_dead_workers_about_once_a_second_in_all(
         return real_stat(pid)
 
     monkeypatch.setattr(store.SnapshotDirectory, "fold", fold)
-    monkeypatch.setattr(store, "_proc_stat", proc_stat)
+    monkeypatch.setattr(worker_id, "_proc_stat", proc_stat)
     folder = SnapshotDirectory(str(tmp_path))
     (tmp_path / LOCK).touch()  # as a fold long ago left it
     os.utime(tmp_path / LOCK, (clock[0] - 3600, clock[0] - 3600))

@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc import store as store_module
+from inferwatch.multiproc import worker_id as worker_id_module
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
-from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 from inferwatch.standalone.collectors.process import ProcessCollector
 
 SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
@@ -107,7 +109,7 @@ def test_worker_names_read_back_as_written(pid: int, start: int, boot: str) -> N
     worker = WorkerId(pid, start, boot)
     assert WorkerId.parse(worker.name) == worker
     temp = f"{worker.name}.tmp-{pid}-{start}"
-    assert store_module._temp_owner(temp) == worker
+    assert worker_id_module.temp_owner(temp) == worker
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/random/boot_id"),
@@ -131,13 +133,13 @@ def test_previous_boots_worker_with_this_pid_and_start_is_folded_not_overwritten
 def test_fold_looks_each_pid_up_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """200 files of 50 pids (restarts reuse pids), each with a temp file a writer left."""
     calls: Counter[int] = Counter()
-    real = store_module._proc_stat
+    real = worker_id_module._proc_stat
 
     def counting(pid: int):
         calls[pid] += 1
         return real(pid)
 
-    monkeypatch.setattr(store_module, "_proc_stat", counting)
+    monkeypatch.setattr(worker_id_module, "_proc_stat", counting)
     for n in range(200):
         worker = WorkerId(4_000_000 + n % 50, 1 + n)  # beyond any live pid: all dead
         (tmp_path / worker.name).write_bytes(b"")

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from inferwatch import faults
 from inferwatch.core.registry import Registry
 from inferwatch.core.state import ModelState
+from inferwatch.multiproc.safe_read import read_entry
 from inferwatch.multiproc.snapshot_format import Snapshot, decode, encode, exact_models, model_dict
-from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId, read_entry
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 from inferwatch.quality import tracker as tracker_module
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker

@@ -31,7 +31,8 @@ from inferwatch.multiproc.snapshot_format import (
     encode,
     model_dict,
 )
-from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, WorkerId, skipped_counts
+from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory, skipped_counts
+from inferwatch.multiproc.worker_id import WorkerId
 
 NOW = 1_700_000_000.0
 HANG_GUARD = 30.0

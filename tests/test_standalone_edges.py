@@ -28,7 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
-from inferwatch.multiproc.store import SnapshotDirectory, WorkerId
+from inferwatch.multiproc.store import SnapshotDirectory
+from inferwatch.multiproc.worker_id import WorkerId
 from inferwatch.serving.exposition import render
 from inferwatch.standalone.collectors import process as process_module
 from inferwatch.standalone.collectors.multiproc import MultiprocCollector

@@ -250,8 +250,8 @@ def test_multi_worker_mode_shows_the_merged_view(tmp_path):
     import os
 
     from inferwatch.core.state import ModelState
-    from inferwatch.multiproc.store import WorkerId
     from inferwatch.multiproc.worker import attach
+    from inferwatch.multiproc.worker_id import WorkerId
     from inferwatch.report.status import StatusPages
     from test_multiproc import publish
 

@@ -40,16 +40,11 @@ import errno
 import fcntl
 import math
 import os
-import re
 import stat
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-
-import psutil
 
 try:
     import resource
@@ -59,8 +54,8 @@ except ImportError:  # not on Windows
 from inferwatch import faults
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc.merge import MergedView, merge_model, merge_view
+from inferwatch.multiproc.safe_read import SKIP_REASONS, Skipped, read_entry
 from inferwatch.multiproc.snapshot_format import (
-    MAX_SNAPSHOT_BYTES,
     PROCESS_COUNTERS,
     RawSnapshot,
     Snapshot,
@@ -70,21 +65,17 @@ from inferwatch.multiproc.snapshot_format import (
     exact_models,
     model_dict,
 )
+from inferwatch.multiproc.worker_id import (
+    WORKER,
+    WorkerId,
+    alive,
+    temp_owner,
+    worker_alive,
+)
 
 ARCHIVE = "archive.snapshot"
 LOCK = ".fold.lock"
-_WORKER = re.compile(r"worker-(\d+)-(\d+)(?:-([0-9a-f]{32}))?\.snapshot")
-# A worker's temp file carries its writer's boot id in the snapshot's name; an archive's
-# temp file has none, and is judged by pid and start alone.
-_TEMP = re.compile(
-    r"(?:worker-\d+-\d+(?:-([0-9a-f]{32}))?|archive)\.snapshot\.tmp-(\d+)-(\d+)")
 CORRUPT_ARCHIVE = "archive.snapshot.corrupt"
-# Where the kernel gives start times in ticks since boot (Linux), they are exact and
-# never move. Elsewhere psutil's start time adds the wall-clock boot time: read twice it
-# can differ by a second or so; a reused pid is never that quick.
-_PROC_STAT = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-START_TOLERANCE_CENTISECONDS = 0 if _PROC_STAT else 200
 # Model versions kept in the archive that no live worker serves: a server redeployed with a
 # new version every hour would otherwise carry every version it ever ran until a clear.
 # The least recently folded go first; a version a live worker serves is never dropped
@@ -110,25 +101,6 @@ MAX_STAMP_SPREAD_SECONDS = 300.0
 # Errors that pass (descriptors or memory short, a disk hiccup): the file is as good as it was.
 PASSING_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS,
                             errno.EIO, errno.EAGAIN, errno.EINTR})
-# Why an entry was skipped rather than read or removed.
-SKIP_REASONS = ("symlink", "not_regular", "foreign_owner", "too_large", "undeletable")
-
-
-
-def _read_boot_id() -> str:
-    """This boot's id (32 hex digits) where the kernel gives one, else ''."""
-    if not _PROC_STAT:
-        return ""  # start times there are wall-clock times: one boot's are another's
-    try:
-        with open("/proc/sys/kernel/random/boot_id", "rb") as handle:
-            text = handle.read(64).decode("ascii", "replace")
-    except OSError:
-        return ""
-    digits = text.strip().replace("-", "").lower()
-    return digits if re.fullmatch(r"[0-9a-f]{32}", digits) else ""
-
-
-BOOT_ID = _read_boot_id()
 
 _skipped_lock = threading.Lock()
 _skipped = dict.fromkeys(SKIP_REASONS, 0)
@@ -164,168 +136,6 @@ _directories: weakref.WeakSet[SnapshotDirectory] = weakref.WeakSet()
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-class Skipped(Exception):
-    """An entry that is not a snapshot this process may read; `reason` is in SKIP_REASONS."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def read_entry(path: str, trusted_uids: frozenset[int],
-               unchanged: tuple[int, int, int] | None = None
-               ) -> tuple[bytes | None, tuple[int, int, int]]:
-    """The bytes of the regular file at `path` and its (inode, mtime, size) key; no bytes
-    (None) when the key equals `unchanged`: the caller has them already.
-
-    Raises :class:`Skipped` for a symlink, anything but a regular file (a FIFO, a device,
-    a directory), a file owned by a user not in `trusted_uids`, or one larger than any
-    snapshot can be; OSError (FileNotFoundError included) for the rest. Never blocks.
-
-    >>> import tempfile
-    >>> read_entry(tempfile.mkdtemp(), frozenset({os.geteuid()}))
-    Traceback (most recent call last):
-    ...
-    inferwatch.multiproc.store.Skipped: not_regular
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise Skipped("symlink") from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise Skipped("not_regular")
-        if info.st_uid not in trusted_uids:
-            raise Skipped("foreign_owner")
-        if info.st_size > MAX_SNAPSHOT_BYTES:
-            raise Skipped("too_large")
-        key = (info.st_ino, info.st_mtime_ns, info.st_size)
-        if key == unchanged:
-            return None, key
-        chunks, left = [], MAX_SNAPSHOT_BYTES + 1  # it may grow after fstat
-        # Asking for the size fstat gave (plus one, to see the end): a larger request
-        # allocates that much on every read, for every worker's file.
-        want = info.st_size + 1
-        while left > 0 and (chunk := os.read(fd, min(left, want))):
-            want = 1 << 16
-            chunks.append(chunk)
-            left -= len(chunk)
-        if left <= 0:
-            raise Skipped("too_large")
-        return b"".join(chunks), key
-    finally:
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class WorkerId:
-    """A process, told apart from a later one that reuses its pid by its start time.
-
-    >>> WorkerId.current().alive()
-    True
-    >>> WorkerId.parse(WorkerId(12, 345).name)
-    WorkerId(pid=12, start=345, boot='')
-    """
-
-    pid: int
-    start: int  # process start time in centiseconds: since boot on Linux, else the epoch
-    boot: str = ""  # the boot id the start time counts from ('' where there is none)
-
-    @classmethod
-    def current(cls) -> WorkerId:
-        if _PROC_STAT:
-            found = _proc_stat(os.getpid())
-            if found is not None:
-                return cls(os.getpid(), found[1], BOOT_ID)
-        return cls(os.getpid(), _start_of(psutil.Process()))
-
-    @classmethod
-    def parse(cls, name: str) -> WorkerId | None:
-        match = _WORKER.fullmatch(name)
-        return cls(int(match[1]), int(match[2]), match[3] or "") if match else None
-
-    @property
-    def name(self) -> str:
-        boot = f"-{self.boot}" if self.boot else ""
-        return f"worker-{self.pid}-{self.start}{boot}.snapshot"
-
-    def alive(self, stats: dict[int, tuple[str, int] | None] | None = None) -> bool:
-        """Whether this very process still runs (a zombie has stopped: it counts as dead).
-
-        `stats` (pid -> what ``/proc/<pid>/stat`` gave) shares lookups between the workers
-        of one pass over a directory: several files of one pid (a worker's snapshot and
-        temp file, pids reused across restarts) cost one lookup, not one each.
-        """
-        if self.boot and self.boot != BOOT_ID:
-            return False  # of another boot: every process of that one has ended
-        if _PROC_STAT:
-            try:
-                if stats is None:
-                    found = _proc_stat(self.pid)
-                elif self.pid in stats:
-                    found = stats[self.pid]
-                else:
-                    found = stats[self.pid] = _proc_stat(self.pid)
-            except OSError:
-                return True  # it exists; never fold what might still be writing
-            if found is None:
-                return False
-            state, start = found
-            return state not in ("Z", "X", "x") and start == self.start
-        try:
-            process = psutil.Process(self.pid)
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return False
-            return abs(_start_of(process) - self.start) <= START_TOLERANCE_CENTISECONDS
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            return False
-        except psutil.AccessDenied:
-            return True  # it exists; never fold what might still be writing
-
-
-def _start_of(process: psutil.Process) -> int:
-    return round(process.create_time() * 100)
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """The state letter and start time (centiseconds since boot) of process `pid`, from
-    ``/proc/<pid>/stat``; None when there is no such process.
-
-    A wall-clock start time (psutil's) moves when the clock is stepped (NTP, a resumed VM):
-    every live worker would then look like a dead one whose pid was reused, be folded,
-    and have what it publishes afterwards skipped as already folded.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: count from its end.
-    fields = data[data.rindex(b")") + 2:].split()
-    return fields[0].decode("ascii", "replace"), round(int(fields[19]) * 100 / _CLOCK_TICKS)
-
-
-def _alive(name: str, stats: dict[int, tuple[str, int] | None] | None = None) -> bool:
-    """Whether the writer of the snapshot `name` still runs (never False on doubt)."""
-    worker = WorkerId.parse(name)
-    return worker is None or _worker_alive(worker, stats)
-
-
-def _worker_alive(worker: WorkerId, stats: dict[int, tuple[str, int] | None] | None) -> bool:
-    try:
-        return worker.alive(stats)
-    except (OSError, ValueError, IndexError, psutil.Error):
-        return True
-
-
-def _temp_owner(name: str) -> WorkerId | None:
-    match = _TEMP.fullmatch(name)
-    return WorkerId(int(match[2]), int(match[3]), match[1] or "") if match else None
 
 
 class SnapshotDirectory:
@@ -440,7 +250,7 @@ class SnapshotDirectory:
 
     def _names(self) -> set[str]:
         return {name for name in os.listdir(self.path)
-                if name == ARCHIVE or _WORKER.fullmatch(name)}
+                if name == ARCHIVE or WORKER.fullmatch(name)}
 
     def _read_consistent(self, names: set[str], own: tuple[str, RawSnapshot] | None = None,
                          dead: set[int] | None = None) -> tuple[list[RawSnapshot], bool]:
@@ -466,7 +276,7 @@ class SnapshotDirectory:
             if raw is not None:
                 raws.append(raw)
                 if dead is not None and not self._written_lately(name) \
-                        and not _alive(name, stats):
+                        and not alive(name, stats):
                     dead.add(id(raw))
         return raws, True
 
@@ -585,17 +395,17 @@ class SnapshotDirectory:
             # Deleted first: on a full disk they hold the space the archive needs, and a
             # fold that fails writing it would otherwise never get to them.
             for name in entries:
-                if (owner := _temp_owner(name)) is not None and owner != me \
-                        and not _worker_alive(owner, stats):
+                if (owner := temp_owner(name)) is not None and owner != me \
+                        and not worker_alive(owner, stats):
                     self._remove(name)
             dead = sorted(name for name in entries
                           if (worker := WorkerId.parse(name)) is not None
                           and (name in also
-                               or (worker != me and not _worker_alive(worker, stats))))
+                               or (worker != me and not worker_alive(worker, stats))))
             if dead:
                 dead = self._fold_locked(me, dead, time.time() if now is None else now,
                                          live=[name for name in entries
-                                               if _WORKER.fullmatch(name) and name not in dead])
+                                               if WORKER.fullmatch(name) and name not in dead])
             return dead
 
     def _remove(self, name: str) -> None:
@@ -747,10 +557,10 @@ class SnapshotDirectory:
         with self._fold_lock(CLEAR_LOCK_TIMEOUT_SECONDS, create=False):
             for name in os.listdir(self.path):
                 if name not in (ARCHIVE, CORRUPT_ARCHIVE):
-                    writer = WorkerId.parse(name) or _temp_owner(name)
+                    writer = WorkerId.parse(name) or temp_owner(name)
                     if writer is None:
                         continue  # not inferwatch's
-                    if keep_live and writer != me and _worker_alive(writer, stats):
+                    if keep_live and writer != me and worker_alive(writer, stats):
                         continue
                 try:
                     os.unlink(self._file(name))

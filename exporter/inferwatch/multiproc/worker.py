@@ -45,9 +45,9 @@ from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import (
     LOCK,
     SnapshotDirectory,
-    WorkerId,
     skipped_counts,
 )
+from inferwatch.multiproc.worker_id import WorkerId
 
 if TYPE_CHECKING:
     from inferwatch.core.encode import Page
