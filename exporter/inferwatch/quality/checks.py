@@ -22,7 +22,6 @@ problem is counted under one of the bounded :data:`REASONS`.
 
 from __future__ import annotations
 
-import decimal
 import numbers
 from collections import Counter
 from collections.abc import Mapping
@@ -32,17 +31,16 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.quality.category_keys import category_key, category_keys, is_missing
+from inferwatch.quality.batch_values import as_column, is_narrow, is_row, length, one_value
+from inferwatch.quality.column_checks import ColumnCounts, CompiledColumn, at_precision
 from inferwatch.quality.drift import BinLayout
 from inferwatch.quality.input_columns import (
-    arrow_numpy,
     frame_column,
     frame_names,
     frame_rows,
     is_dataframe,
 )
 from inferwatch.quality.plain_arrays import is_tensor, plain_array, tensor_array
-from inferwatch.quality.profile import Profile
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.sparse_rows import (
     column_order,
@@ -61,10 +59,6 @@ DEFAULT_MAX_PENDING_ROWS = 65_536
 # Rows per block of a numeric matrix: 2,048 rows of 50 float64 features is 800 KB.
 _BLOCK_ROWS = 2048
 _ABSENT = object()
-_NUMBER_KINDS = frozenset("iufb")
-# Values that numpy would turn into floats, but that are no numbers: text would be parsed,
-# complex cast with a warning, dates and times read as their ticks since the epoch.
-_CAST_ANYWAY = (str, bytes, complex, np.complexfloating, np.datetime64, np.timedelta64)
 
 
 @dataclass
@@ -163,9 +157,9 @@ class BatchChecker:
         self._index = {name: j for j, name in enumerate(self.feature_names)}
         self.feature_layout = BinLayout.of(reference.features)
         self.output_layout = BinLayout.of(reference.outputs)
-        self._columns = [_CompiledColumn(p, self.range_tolerance)
+        self._columns = [CompiledColumn(p, self.range_tolerance)
                          for p in reference.features.values()]
-        self._outputs = {name: _CompiledColumn(p, self.range_tolerance)
+        self._outputs = {name: CompiledColumn(p, self.range_tolerance)
                          for name, p in reference.outputs.items()}
         numeric = [c for c in self._columns if c.numeric]
         self._all_numeric = len(numeric) == len(self._columns) and bool(numeric)
@@ -244,7 +238,7 @@ class BatchChecker:
                 values_by_output = self._outputs_of_frame(values_by_output)
             elif is_row(values_by_output):
                 # One prediction, by the rule that makes a dict of scalars one input row.
-                values_by_output = {name: _one_value(v) for name, v in values_by_output.items()}
+                values_by_output = {name: one_value(v) for name, v in values_by_output.items()}
             elif not isinstance(values_by_output, Mapping):
                 values_by_output = self._outputs_of_array(values_by_output)
             # Names are matched as text, as input columns are: a dict keyed by a model's
@@ -255,10 +249,10 @@ class BatchChecker:
                 if texts[str(name)] > 1:
                     continue
                 column = self._outputs.get(str(name))
-                arr = _as_column(values)
+                arr = as_column(values)
                 if column is None or arr is None:
                     continue
-                scratch = _ColumnCounts()
+                scratch = ColumnCounts()
                 column.count(arr, scratch)
                 out[str(name)] += scratch.bins
                 result.rows = max(result.rows, len(arr))
@@ -281,13 +275,13 @@ class BatchChecker:
 
     def _outputs_of_array(self, values: Any) -> dict[str, Any]:
         names = list(self._outputs)
-        if _length(values) is None:
+        if length(values) is None:
             # One prediction of a one-output model (a float, a label, a 0-d array).
-            return {names[0]: _one_value(values)} if len(names) == 1 else {}
+            return {names[0]: one_value(values)} if len(names) == 1 else {}
         if not isinstance(values, (np.ndarray, list, tuple)):
             # A pandas, polars or Arrow series keeps its own missing values (pd.NA, null).
             if len(names) == 1 and hasattr(values, "to_numpy"):
-                column = _as_column(values)
+                column = as_column(values)
                 return {} if column is None else {names[0]: column}
             return {}
         try:
@@ -357,7 +351,7 @@ class BatchChecker:
         if is_row(batch):
             self._rows([batch], result)
             return
-        lengths = [_length(v) for v in values]
+        lengths = [length(v) for v in values]
         if any(n is None for n in lengths) or len(set(lengths)) != 1:
             result.error("wrong_shape")
             return
@@ -444,7 +438,7 @@ class BatchChecker:
         # Column-major: comparing against one edge per feature then runs down contiguous
         # columns, and the loop is over edge positions (about `bins`), never over values.
         lo, hi, edge_matrix = self._lo, self._hi, self._edge_matrix
-        if _is_narrow(block.dtype):
+        if is_narrow(block.dtype):
             key = block.dtype.str
             if key not in self._narrow:
                 self._narrow[key] = (at_precision(lo, block.dtype), at_precision(hi, block.dtype),
@@ -494,7 +488,7 @@ class BatchChecker:
 
     def _column_dict(self, columns: Mapping[str, Any], result: BatchResult,
                      rows: int | None = None, unreadable: set[str] | None = None) -> None:
-        n = rows if rows is not None else _length(next(iter(columns.values())))
+        n = rows if rows is not None else length(next(iter(columns.values())))
         result.rows += n
         result.error("extra_column", n * sum(1 for k in columns if k not in self._index))
         for j, column in enumerate(self._columns):
@@ -504,7 +498,7 @@ class BatchChecker:
             if values is _ABSENT:
                 result.error("missing_column", n)
                 continue
-            arr = _as_column(values, numeric=column.numeric)
+            arr = as_column(values, numeric=column.numeric)
             if arr is None:
                 result.error("wrong_shape")
                 continue
@@ -551,9 +545,9 @@ class BatchChecker:
         self._matrix(matrix, result)
         return True
 
-    def _count_column(self, j: int, column: _CompiledColumn, values: np.ndarray,
+    def _count_column(self, j: int, column: CompiledColumn, values: np.ndarray,
                       result: BatchResult) -> None:
-        counts = _ColumnCounts()
+        counts = ColumnCounts()
         column.count(values, counts)
         result.missing[j] += counts.missing
         result.out_of_range[j] += counts.out_of_range
@@ -588,290 +582,3 @@ def _text_keys(row: Mapping[Any, Any]) -> dict[str, Any]:
             seen[name] = k
             out[name] = v
     return out
-
-
-class _ColumnCounts:
-    __slots__ = ("bins", "missing", "non_finite", "out_of_range", "unseen", "wrong_type")
-
-    def __init__(self) -> None:
-        self.missing = self.out_of_range = self.unseen = self.wrong_type = self.non_finite = 0
-        self.bins: np.ndarray | int = 0
-
-
-class _CompiledColumn:
-    """One feature's profile turned into the arrays and lookups the checks need."""
-
-    def __init__(self, profile: Profile, tolerance: float) -> None:
-        self.name = profile.name
-        self.numeric = profile.is_numeric
-        self.n_bins = profile.n_bins
-        self.edges = np.asarray(profile.edges, dtype=np.float64)
-        self.lo, self.hi = value_range(profile, tolerance)
-        self.lookup = {c: i for i, c in enumerate(profile.categories[:-1])}
-        self.other = self.n_bins - 1
-        self._narrow: dict[str, tuple[float, float, np.ndarray]] = {}
-
-    def count(self, values: np.ndarray, out: _ColumnCounts) -> None:
-        if self.numeric:
-            self._count_numeric(values, out)
-        else:
-            self._count_categorical(values, out)
-
-    def _count_numeric(self, values: np.ndarray, out: _ColumnCounts) -> None:
-        lo, hi, edges = self.lo, self.hi, self.edges
-        if _is_narrow(values.dtype):
-            key = values.dtype.str
-            if key not in self._narrow:
-                self._narrow[key] = (float(at_precision(np.float64(lo), values.dtype)),
-                                     float(at_precision(np.float64(hi), values.dtype)),
-                                     at_precision(edges, values.dtype, edges=True))
-            lo, hi, edges = self._narrow[key]
-        floats, n_wrong = _to_float(values)
-        out.wrong_type = n_wrong
-        nan = np.isnan(floats)
-        out.missing = int(nan.sum()) - n_wrong
-        if nan.any():
-            floats = floats[~nan]
-        out.non_finite = int(np.isinf(floats).sum())
-        out.out_of_range = int(((floats < lo) | (floats > hi)).sum())
-        index = np.searchsorted(edges, floats, side="right")
-        out.bins = np.bincount(index, minlength=self.n_bins)
-
-    def _count_categorical(self, values: np.ndarray, out: _ColumnCounts) -> None:
-        try:
-            keys, present = category_keys(values)
-        except Exception:
-            # An integer past Python's limit on digits as text (4,300), or an object whose
-            # __str__ raises, has no text: without this, one such value would lose the
-            # counts of its whole batch.
-            keys, present = _keys_one_by_one(values)
-        out.missing = len(values) - int(present.sum())
-        keys = keys[present]
-        if len(keys) == 0:
-            out.bins = np.zeros(self.n_bins, dtype=np.int64)
-            return
-        # Look up each distinct value once; the batch's distinct values are dropped after
-        # the call, so unseen categories never accumulate.
-        distinct, inverse = np.unique(keys, return_inverse=True)
-        per_distinct = np.bincount(inverse.ravel(), minlength=len(distinct))
-        bin_of = np.fromiter((self.lookup.get(k, self.other) for k in distinct.tolist()),
-                             dtype=np.intp, count=len(distinct))
-        out.bins = np.bincount(bin_of, weights=per_distinct, minlength=self.n_bins).astype(np.int64)
-        unseen = bin_of == self.other
-        out.unseen = int(per_distinct[unseen].sum())
-
-
-# The key of a value without text: no profile names a category with a NUL byte in front.
-_NO_TEXT = "\x00no text"
-
-
-def _keys_one_by_one(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`category_keys` for a column some value of which has no text; those values
-    are present, under a key no category has, so they count as unseen."""
-    present = np.fromiter((not is_missing(v) for v in values), dtype=bool, count=len(values))
-    keys = np.empty(len(values), dtype=object)
-    for i, (v, ok) in enumerate(zip(values, present)):
-        if not ok:
-            keys[i] = ""
-            continue
-        try:
-            keys[i] = category_key(v)
-        except Exception:
-            keys[i] = _NO_TEXT
-    return keys, present
-
-
-_FLOAT_MAX = float(np.finfo(np.float64).max)
-
-
-def _is_narrow(dtype: np.dtype) -> bool:
-    return dtype.kind == "f" and dtype.itemsize < 8
-
-
-def at_precision(bounds: np.ndarray, dtype: np.dtype, *, edges: bool = False) -> np.ndarray:
-    """Range bounds or bin `edges` (one row per feature) rounded to the precision of live
-    values of `dtype` (float32, float16), as float64.
-
-    A float32 input 0.1 is 0.100000001 as a float64: against a float64 reference whose
-    maximum is 0.1 it would be out of range, and binned above an edge at 0.1, though it is
-    the very number the training data held. Rounded to float32, the bound is that same
-    0.100000001. Infinite bounds (an empty range) stay infinite and finite ones stay finite,
-    so infinities are still always out of range.
-
-    >>> float(at_precision(np.float64(0.1), np.dtype(np.float32)))
-    0.10000000149011612
-    >>> float(at_precision(np.float64(1e300), np.dtype(np.float32)))
-    3.4028234663852886e+38
-    """
-    big = float(np.finfo(dtype).max)
-    values = np.asarray(bounds, dtype=np.float64)
-    finite = np.isfinite(values)
-    # Bounds past the narrow type's range would round to an infinity, and let one in.
-    clipped = np.where(finite, np.clip(values, -big, big), values)
-    rounded = clipped.astype(dtype)
-    if edges and rounded.ndim:
-        # Edges (one row of them per feature) closer than the narrow type's step would
-        # round to one and empty the bin between: a constant's own bin, [v, v + 1 ulp),
-        # must still hold v. Each is kept a step above the one before it.
-        rows = rounded.reshape(-1, rounded.shape[-1])
-        for k in range(1, rows.shape[1]):
-            step = np.nextafter(rows[:, k - 1], dtype.type(np.inf))
-            rows[:, k] = np.where(rows[:, k] < step, step, rows[:, k])
-    return rounded.astype(np.float64)
-
-
-def value_range(profile: Profile, tolerance: float) -> tuple[float, float]:
-    """The bounds a value of `profile` is out of range past, widened by `tolerance` times
-    the span on each side.
-
-    The bounds stay finite, so infinities are always out of range, even when the span
-    overflows. A column with no value in the reference has an empty range: every live
-    value is out of it.
-
-    >>> value_range(Profile("x", "numeric", (1.0,), min=-1.7e308, max=1.7e308), 0.1)[1]
-    1.7976931348623157e+308
-    >>> value_range(Profile("x", "numeric", (0.0,)), 0.0)
-    (inf, -inf)
-    """
-    if profile.min is None or profile.max is None:
-        return np.inf, -np.inf
-    span = profile.max - profile.min
-    # 0 * inf is NaN, and a NaN bound compares False with everything.
-    slack = tolerance * span if tolerance and span else 0.0
-    return max(profile.min - slack, -_FLOAT_MAX), min(profile.max + slack, _FLOAT_MAX)
-
-
-def _to_float(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Float64 values with NaN for missing and for wrong types, and the wrong-type count.
-
-    Numbers (bool included) are accepted; in object columns anything else, text included,
-    is a wrong type, and so are dates and times. Numpy text arrays (numpy turns a mixed list
-    into text) are parsed cell by cell, unparseable text is wrong. An integer too large for
-    a float64 is read as an infinity of its sign.
-
-    >>> _to_float(np.array([2, 10**400, "2", None], dtype=object))
-    (array([ 2., inf, nan, nan]), 1)
-    """
-    kind = values.dtype.kind
-    if kind in "fiub":
-        return values.astype(np.float64, copy=False), 0
-    if kind in "mM":
-        nat = np.isnat(values)
-        return np.full(len(values), np.nan), int((~nat).sum())
-    if kind in "US":
-        try:
-            return values.astype(np.float64), 0
-        except ValueError:
-            pass
-    elif kind == "O" and not any(isinstance(v, _CAST_ANYWAY) for v in values):
-        try:
-            return values.astype(np.float64), 0
-        except (ValueError, TypeError, OverflowError):
-            pass  # pandas NA, sequences, huge ints, arbitrary objects: one by one below
-    out = np.empty(len(values), dtype=np.float64)
-    wrong = 0
-    for i, v in enumerate(values.tolist() if kind != "O" else values):
-        if is_missing(v):
-            out[i] = np.nan
-            continue
-        number = _number(v, text=kind in "US")
-        if number is None:
-            wrong += 1
-            out[i] = np.nan
-        else:
-            out[i] = number
-    return out, wrong
-
-
-def _number(v: Any, *, text: bool) -> float | None:
-    if isinstance(v, (np.datetime64, np.timedelta64)):
-        return None  # a numpy timedelta is an integer to Python
-    if isinstance(v, numbers.Real):
-        try:
-            return float(v)
-        except OverflowError:
-            return np.inf if v > 0 else -np.inf
-    if isinstance(v, decimal.Decimal):
-        # A database NUMERIC is no numbers.Real, yet an amount the profile read as one: it
-        # must not turn wrong_type when some other cell sends its batch down this path.
-        # Its NaN, quiet or signalling (which float() refuses), is missing, as in the profile.
-        return np.nan if v.is_nan() else float(v)
-    if text:
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
-def is_row(batch: Any) -> bool:
-    """True for a non-empty dict of scalars: one row (a dict of columns holds sequences,
-    pandas Series or ranges). The checks and the drain read a dict by this one rule.
-
-    >>> is_row({"a": 1.0, "b": "x"}), is_row({"a": range(2)}), is_row({})
-    (True, False, False)
-    """
-    return isinstance(batch, Mapping) and bool(batch) and \
-        all(_length(v) is None for v in batch.values())
-
-
-def _length(values: Any) -> int | None:
-    """Length of a column-like value; None for a scalar (strings and bytes are scalars)."""
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        return None
-    if getattr(values, "ndim", 1) == 0:
-        return None
-    try:
-        return len(values)
-    except TypeError:
-        return None
-
-
-def _one_value(value: Any) -> np.ndarray:
-    """A scalar as a column of one; a 0-d array as the value it holds."""
-    if isinstance(value, np.ndarray):
-        value = value.item() if value.dtype.kind != "O" else value[()]
-    column = np.empty(1, dtype=object)
-    column[0] = value
-    return column
-
-
-def _as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
-    """A 1-D array from a column (list, array, pandas or polars Series, Arrow array); None
-    when it is not 1-D.
-
-    A category-typed column (pandas ``category``, polars ``Categorical``, Arrow dictionary)
-    is read as its values, whatever the profile: against a numeric feature its numbers are
-    numbers and its text a wrong type, as in a plain column. Training profiles such a
-    column as categories (``input_columns.is_category_typed``), and those meet live values of
-    any type by their text (``category_key``), so either side may change the dtype.
-    """
-    if type(values).__module__.startswith("pyarrow") and hasattr(values, "to_numpy"):
-        # An Arrow array copies only when asked to (any null or text needs a copy).
-        return _as_column(arrow_numpy(values))
-    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
-        # Only a column of a numeric dtype is read as floats at once: converting an object
-        # column would parse its text, so "1.5" would pass in one batch and be wrong in the
-        # next, beside a value that does not parse.
-        kind = getattr(values, "dtype", None)
-        if numeric and getattr(kind, "kind", None) in _NUMBER_KINDS:
-            # A float32 column stays float32: its bounds and edges are rounded to match.
-            # A pandas nullable or Arrow-backed dtype ("Float32", "float32[pyarrow]") is no
-            # numpy dtype, but names the numpy one it holds.
-            held = kind if isinstance(kind, np.dtype) else getattr(kind, "numpy_dtype", None)
-            target = held if isinstance(held, np.dtype) and _is_narrow(held) else np.float64
-            try:
-                return values.to_numpy(dtype=target, na_value=np.nan)
-            except (TypeError, ValueError):
-                pass
-        values = values.to_numpy()
-    if isinstance(values, (str, bytes)):
-        return None
-    if not isinstance(values, np.ndarray):
-        if not hasattr(values, "__len__"):
-            return None
-        # Object dtype keeps each value's own type, so "3" stays text in a numeric column.
-        values = np.fromiter(values, dtype=object, count=len(values))
-    if values.ndim != 1:
-        return None
-    return values

@@ -27,7 +27,8 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
-from inferwatch.quality.checks import BatchChecker, BatchResult, is_row
+from inferwatch.quality.batch_values import is_row
+from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import BinLayout, DriftScorer, DriftWindow
 from inferwatch.quality.plain_arrays import plain_array
 from inferwatch.quality.reference import Reference
@@ -406,7 +407,7 @@ def _batches(inputs: Sequence[Any], width: int | None = None) -> list[Any]:
     """Group per-call inputs: row dicts into one list, 2-D arrays of the reference's `width`
     (None: of the first array's) into one array.
 
-    A dict is a row by the checker's own rule (:func:`~inferwatch.quality.checks.is_row`);
+    A dict is a row by the checker's own rule (:func:`~inferwatch.quality.batch_values.is_row`);
     an empty dict or a dict of columns is a batch of its own. So is an array or sparse
     matrix without rows or of another width: empty_batch and wrong_width count calls, and
     stacked they would count once (or, empty beside others, not at all).
