@@ -28,30 +28,44 @@ True
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import functools
 import html
 import logging
 import re
-import resource
-import socket
 import ssl
-import sys
-import termios
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, TypeVar
-from urllib.parse import quote, unquote
+from typing import Any
+from urllib.parse import unquote
 
 from prometheus_client.registry import Collector
 
 from inferwatch.faults import record
+from inferwatch.serving.connections import (
+    Connection,
+    connection_budget,
+    dual_stack_socket,
+    host_port,
+    peer,
+    unhandled,
+)
+from inferwatch.serving.event_loop import cancel_remaining_tasks, in_daemon_thread
 from inferwatch.serving.exposition import metrics_response, resolve_registry
+from inferwatch.serving.http1 import (
+    MAX_HEADER_BYTES,
+    WRITE_TIMEOUT_SECONDS,
+    HttpError,
+    Reader,
+    Request,
+    buffered_start,
+    linger,
+    parse_head,
+    read_head_lines,
+    url_path,
+)
 from inferwatch.serving.web_config import (
     MAX_SENSIBLE_BCRYPT_COST,
     TlsFileError,
@@ -62,35 +76,19 @@ from inferwatch.serving.web_config import (
 
 log = logging.getLogger("inferwatch.serving.server")
 
-MAX_HEADER_BYTES = 16 * 1024
-MAX_HEADER_LINES = 100
 MAX_BODY_BYTES = 64 * 1024
-# Generous: Prometheus on a slow link still reads a large scrape within this.
-WRITE_TIMEOUT_SECONDS = 60.0
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
-# After an error answer the rest of the client's request is read and dropped, at most this
-# long and this much: closing with bytes unread makes the kernel send a reset, which can
-# destroy the answer before the client reads it (it then reports the reset, not the 431).
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 4 * 1024 * 1024
 RETRY_AFTER_SECONDS = 1
 WARNING_INTERVAL_SECONDS = 60.0
 HEALTH_ROUTES = ("/-/healthy", "/-/ready")
-# The share of the process's open-file limit one server may hold in sockets, and a floor
-# so a tiny limit still leaves room for a scrape and a few attackers to evict.
-DESCRIPTOR_SHARE = 4
-MIN_CONNECTION_BUDGET = 8
 # ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses.
 _DECIMAL = re.compile(r"[0-9]{1,18}")
-# RFC 9110 token characters: what a header name or method may hold.
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _TEXT = "text/plain; charset=utf-8"
 _LANDING_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>inferwatch</title></head>
 <body><h1>inferwatch</h1><p><a href="{path}">Metrics</a></p></body></html>
 """
-T = TypeVar("T")
 
 
 class MetricsServer:
@@ -116,7 +114,7 @@ class MetricsServer:
         self._metrics_route = unquote(telemetry_path)
         self._routes = {self._metrics_route, "/", *HEALTH_ROUTES}
         self._landing_page = _LANDING_PAGE.format(
-            path=html.escape(_url_path(telemetry_path))).encode()
+            path=html.escape(url_path(telemetry_path))).encode()
         self._registry = registry
         # inferwatch.report.status.StatusPages, or None: "/" is then a plain landing page.
         self._status_pages = status_pages
@@ -130,7 +128,7 @@ class MetricsServer:
         self._collect_timeout = collect_timeout
         self.connection_budget = connection_budget(max_connections)
         # Touched only from the loop thread, so they need no lock. In accept order.
-        self._connections: dict[asyncio.Task[None], _Connection] = {}
+        self._connections: dict[asyncio.Task[None], Connection] = {}
         self._evicted = 0
         self._rendering = 0
         self._handlers: set[asyncio.Task[None]] = set()
@@ -151,13 +149,13 @@ class MetricsServer:
         if ":" in host:
             host = f"[{host}]"
         scheme = "https" if self._ssl_context is not None else "http"
-        return f"{scheme}://{host}:{self.port}{_url_path(self.telemetry_path)}"
+        return f"{scheme}://{host}:{self.port}{url_path(self.telemetry_path)}"
 
     def start(self) -> None:
         """Bind and start serving in a daemon thread; raise OSError naming the address."""
         if self._thread.is_alive() or self._ready.is_set():
             # A thread starts once; restarting a stopped server would need a new socket too.
-            raise RuntimeError(f"inferwatch: the server for {_host_port(self.addr, self.port)} "
+            raise RuntimeError(f"inferwatch: the server for {host_port(self.addr, self.port)} "
                                "was started already; call serve() again for a new one")
         self._thread.start()
         self._ready.wait()
@@ -165,7 +163,7 @@ class MetricsServer:
         if error is not None:
             if isinstance(error, OSError):
                 raise OSError(error.errno, f"inferwatch: cannot listen on "
-                              f"{_host_port(self.addr, self.port)}: {error.strerror or error}"
+                              f"{host_port(self.addr, self.port)}: {error.strerror or error}"
                               ) from error
             raise error
 
@@ -207,14 +205,14 @@ class MetricsServer:
             self.port = self._server.sockets[0].getsockname()[1]
             log.info("event=listening address=%s tls=%s basic_auth=%s max_concurrency=%d "
                      "max_connections=%d connection_budget=%d",
-                     _host_port(self.addr, self.port), self._ssl_context is not None,
+                     host_port(self.addr, self.port), self._ssl_context is not None,
                      bool(self._web_config and self._web_config.auth_required),
                      self._max_concurrency, self._max_connections, self.connection_budget)
             self._ready.set()
             loop.run_forever()
         finally:
             self._ready.set()
-            _cancel_remaining_tasks(loop)
+            cancel_remaining_tasks(loop)
             loop.close()
 
     @property
@@ -235,11 +233,11 @@ class MetricsServer:
         loop = asyncio.get_running_loop()
 
         def protocol() -> asyncio.StreamReaderProtocol:  # asyncio.start_server's, our reader
-            return asyncio.StreamReaderProtocol(_Reader(MAX_HEADER_BYTES, loop=loop),
+            return asyncio.StreamReaderProtocol(Reader(MAX_HEADER_BYTES, loop=loop),
                                                 self._on_connection, loop=loop)
 
         backlog = min(self.connection_budget, 128)
-        sock = _dual_stack_socket(self.addr, self.port, backlog)
+        sock = dual_stack_socket(self.addr, self.port, backlog)
         if sock is not None:
             return await loop.create_server(protocol, sock=sock, backlog=backlog)
         return await loop.create_server(protocol, self.addr, self.port, backlog=backlog,
@@ -281,7 +279,7 @@ class MetricsServer:
             return
         task = asyncio.current_task()
         assert task is not None
-        connection = _Connection(task, writer.transport, reader,  # type: ignore[arg-type]
+        connection = Connection(task, writer.transport, reader,  # type: ignore[arg-type]
                                  last_active=time.monotonic())
         self._connections[task] = connection
         self._handlers.add(task)
@@ -295,7 +293,7 @@ class MetricsServer:
                         not self._web_config.allows_client_certificate(
                             writer.get_extra_info("peercert")):
                     log.info("event=connection_refused reason=client_allowed_sans peer=%s",
-                             _peer(writer))
+                             peer(writer))
                     return
             await self._serve_requests(reader, writer, connection)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError):
@@ -331,7 +329,7 @@ class MetricsServer:
         return True
 
     async def _serve_requests(self, reader: asyncio.StreamReader,
-                              writer: asyncio.StreamWriter, connection: _Connection) -> None:
+                              writer: asyncio.StreamWriter, connection: Connection) -> None:
         first = True
         while not self._closing:
             head: bytes | None = None
@@ -341,7 +339,7 @@ class MetricsServer:
                 if head is None:
                     return
                 started = time.perf_counter()
-                request = _parse_head(head)
+                request = parse_head(head)
                 await self._discard_body(reader, writer, request)
                 connection.busy = True
                 try:
@@ -350,12 +348,12 @@ class MetricsServer:
                     connection.busy = False
                 keep_alive = request.keep_alive
                 head_only = request.method == "HEAD"
-            except _HttpError as error:
+            except HttpError as error:
                 status, body, headers = error.status, error.body, {"Content-Type": _TEXT}
                 keep_alive, request, started = False, None, time.perf_counter()
                 # A HEAD answer never has a body (RFC 9110 9.3.2), an error's included: a
                 # client reading one would take the body for the next answer's head.
-                sent = head if head is not None else error.sent or _buffered_start(reader)
+                sent = head if head is not None else error.sent or buffered_start(reader)
                 head_only = sent.lstrip(b"\r\n").startswith(b"HEAD ")
                 failed = True
             else:
@@ -365,12 +363,12 @@ class MetricsServer:
                              head_only=head_only)
             if failed and not self._closing:
                 # The rest of a refused request may still be on its way.
-                await _linger(reader, writer)
+                await linger(reader, writer)
             connection.last_active = time.monotonic()
             connection.trusted = connection.trusted or status < 400
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("event=request peer=%s method=%s path=%r status=%d bytes=%d "
-                          "duration_ms=%.1f", _peer(writer), request.method if request else "-",
+                          "duration_ms=%.1f", peer(writer), request.method if request else "-",
                           request.path if request else "-", status, len(body),
                           (time.perf_counter() - started) * 1000)
             if not keep_alive:
@@ -378,32 +376,32 @@ class MetricsServer:
             first = False
 
     async def _read_head(self, reader: asyncio.StreamReader, first: bool,
-                         connection: _Connection) -> bytes | None:
+                         connection: Connection) -> bytes | None:
         """The request line and headers, or None when the client closed or went quiet."""
         try:
             if first:
-                return await asyncio.wait_for(_unhandled(_read_head_lines(reader), connection),
+                return await asyncio.wait_for(unhandled(read_head_lines(reader), connection),
                                               self._read_timeout)
             # Between keep-alive requests a client may stay silent up to idle_timeout; once it
             # starts a request, the rest of the head must arrive within read_timeout.
-            start = await asyncio.wait_for(_unhandled(reader.readexactly(1), connection),
+            start = await asyncio.wait_for(unhandled(reader.readexactly(1), connection),
                                            self._idle_timeout)
-            return await asyncio.wait_for(_unhandled(_read_head_lines(reader, start), connection),
+            return await asyncio.wait_for(unhandled(read_head_lines(reader, start), connection),
                                           self._read_timeout)
         except (asyncio.IncompleteReadError, asyncio.TimeoutError):
             return None
 
     async def _discard_body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            request: _Request) -> None:
+                            request: Request) -> None:
         if "transfer-encoding" in request.headers:
-            raise _HttpError(501, "request bodies with Transfer-Encoding are not supported")
+            raise HttpError(501, "request bodies with Transfer-Encoding are not supported")
         length = request.headers.get("content-length")
         if length is None:
             return
         if not _DECIMAL.fullmatch(length):
-            raise _HttpError(400, "invalid Content-Length")
+            raise HttpError(400, "invalid Content-Length")
         if int(length) > MAX_BODY_BYTES:
-            raise _HttpError(413, "request body too large")
+            raise HttpError(413, "request body too large")
         if int(length):
             if request.version == "HTTP/1.1" and \
                     request.headers.get("expect", "").strip().lower() == "100-continue":
@@ -414,7 +412,7 @@ class MetricsServer:
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_SECONDS)
             await asyncio.wait_for(reader.readexactly(int(length)), self._read_timeout)
 
-    async def _route(self, request: _Request) -> tuple[int, bytes, dict[str, str]]:
+    async def _route(self, request: Request) -> tuple[int, bytes, dict[str, str]]:
         # Authentication comes first, as in exporter-toolkit, so a stranger learns nothing.
         if not await self._authorized(request.headers.get("authorization")):
             return 401, b"unauthorized\n", {
@@ -452,7 +450,7 @@ class MetricsServer:
             # released at the timeout, every later check started a thread that queued on
             # bcrypt's lock, so slow checks piled up threads without bound.
             try:
-                checked = _in_daemon_thread(functools.partial(config.check_basic_auth, header),
+                checked = in_daemon_thread(functools.partial(config.check_basic_auth, header),
                                             on_done=lock.release)
             except BaseException:
                 lock.release()
@@ -464,12 +462,12 @@ class MetricsServer:
         except asyncio.TimeoutError:
             self._warn("auth_backlog", "event=auth_backlog note=password checks queued longer "
                        "than read_timeout=%ss", self._read_timeout)
-            raise _HttpError(503, "too many password checks queued; retry later") from None
+            raise HttpError(503, "too many password checks queued; retry later") from None
         except Exception as exc:  # a broken bcrypt install refuses access, it does not crash
             record("server.auth", exc)
             return False
 
-    async def _scrape(self, request: _Request) -> tuple[int, bytes, dict[str, str]]:
+    async def _scrape(self, request: Request) -> tuple[int, bytes, dict[str, str]]:
         render = functools.partial(
             metrics_response, self._registry, request.headers.get("accept"),
             request.headers.get("accept-encoding"), request.query)
@@ -487,7 +485,7 @@ class MetricsServer:
         self._rendering += 1
         # The slot is released when the render thread really ends, not when we stop waiting:
         # renders stuck in a hung collector keep counting, so they cannot pile up.
-        rendered = _in_daemon_thread(render, on_done=self._render_finished)
+        rendered = in_daemon_thread(render, on_done=self._render_finished)
         try:
             return await asyncio.wait_for(rendered, self._collect_timeout)
         except asyncio.TimeoutError:
@@ -662,258 +660,6 @@ def _status_pages(status_page: Any, registry: Collector | None, config: Any,
     return StatusPages(source, config=config, metrics_link=telemetry_path[1:])
 
 
-class _Reader(asyncio.StreamReader):
-    """A StreamReader that tells whether a whole request head waits in it, unparsed."""
-
-    def has_request(self) -> bool:
-        # A partial head (a slow sender's) does not count: it may never end.
-        buffered = self._buffer  # type: ignore[attr-defined]
-        return b"\r\n\r\n" in buffered or b"\n\n" in buffered
-
-
-
-async def _read_head_lines(reader: asyncio.StreamReader, start: bytes = b"") -> bytes:
-    """The request head after `start`, up to its blank line, with CRLF line ends.
-
-    A bare LF also ends a line (RFC 9112 2.2 allows it, Go's net/http takes it, and shell
-    probes such as `printf 'GET /-/healthy HTTP/1.0\\n\\n' | nc` send it); waiting for a
-    CRLF that never comes left such a client unanswered until read_timeout.
-    """
-    raw = start
-    while True:
-        try:
-            raw += await reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError:
-            raise _HttpError(431, "request head too large", sent=raw) from None
-        if len(raw) > MAX_HEADER_BYTES:
-            raise _HttpError(431, "request head too large", sent=raw)
-        # Empty lines before the request line are skipped (RFC 9112 2.2), not its end.
-        head = raw.lstrip(b"\r\n")
-        if head.endswith((b"\n\n", b"\n\r\n")):
-            lines = head.split(b"\n")[:-2]
-            return b"".join(line.removesuffix(b"\r") + b"\r\n" for line in lines) + b"\r\n"
-
-
-def _buffered_start(reader: asyncio.StreamReader) -> bytes:
-    """The first bytes waiting unread: the method of a head too large to read whole."""
-    return bytes(reader._buffer[:16])  # type: ignore[attr-defined]
-
-
-async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Close our side, then read and drop what the client still sends, within
-    LINGER_SECONDS and LINGER_BYTES, so the close that follows sends no reset."""
-    try:
-        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_SECONDS)
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (OSError, RuntimeError, asyncio.TimeoutError):
-        return
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + LINGER_SECONDS
-    dropped = 0
-    while dropped < LINGER_BYTES:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return
-        try:
-            chunk = await asyncio.wait_for(reader.read(64 * 1024), remaining)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError):
-            return
-        if not chunk:
-            return
-        dropped += len(chunk)
-
-
-async def _unhandled(read: Awaitable[T], connection: _Connection) -> T:
-    """`read`, marking the connection once it returns: wait_for runs it as a task of its
-    own, and the bytes it took are in no buffer until the caller resumes."""
-    data = await read
-    connection.unhandled = True
-    return data
-
-
-def connection_budget(max_connections: int) -> int:
-    """How many sockets one server may hold: `max_connections`, but at most a quarter of
-    this process's open-file limit (read now), so the host keeps its descriptors.
-
-    >>> import resource
-    >>> soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    >>> connection_budget(10**9) <= max(soft // 4, 8)
-    True
-    """
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return max_connections
-    return max(1, min(max_connections, max(soft // DESCRIPTOR_SHARE, MIN_CONNECTION_BUDGET)))
-
-
-@dataclass(eq=False)
-class _Connection:
-    """One accepted socket, as eviction sees it."""
-
-    task: asyncio.Task[None]
-    transport: asyncio.BaseTransport
-    reader: _Reader
-    last_active: float  # accepted, or last answered (monotonic seconds)
-    trusted: bool = False  # answered a request without error: a real client
-    busy: bool = False  # rendering or checking a password: not evictable
-    unhandled: bool = False  # read a request (or its first byte) not yet handled
-
-    def has_unread_bytes(self) -> bool:
-        """Whether the peer sent bytes not handled yet: in the socket (FIONREAD), a whole
-        request head in the stream's buffer, or one read by a task whose caller has not
-        resumed yet.
-        """
-        if self.unhandled or self.reader.has_request():
-            return True
-        sock = self.transport.get_extra_info("socket")
-        try:
-            waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-        except (OSError, AttributeError, ValueError):
-            return False  # closed already: nothing to spare
-        return int.from_bytes(waiting, sys.byteorder) > 0
-
-
-@dataclass
-class _Request:
-    method: str
-    target: str
-    version: str
-    headers: dict[str, str]
-
-    @property
-    def path(self) -> str:
-        return self._origin_form.partition("?")[0]
-
-    @property
-    def query(self) -> str:
-        return self._origin_form.partition("?")[2]
-
-    @property
-    def _origin_form(self) -> str:
-        """The target's path and query: a server must also take a target in absolute form
-        (``http://host:9100/metrics``, RFC 9112 3.2.2), as a forwarding proxy sends it."""
-        target = self.target
-        scheme, sep, rest = target.partition("://")
-        if not sep or scheme.lower() not in ("http", "https"):
-            return target
-        start = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-        origin = rest[start:]
-        return origin if origin.startswith("/") else "/" + origin
-
-    @property
-    def keep_alive(self) -> bool:
-        tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
-        if self.version == "HTTP/1.1":
-            return "close" not in tokens
-        return "keep-alive" in tokens
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str, *, sent: bytes = b"") -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = f"{message}\n".encode()
-        self.sent = sent  # the start of a request head read before the error, if any
-
-
-def _parse_head(head: bytes) -> _Request:
-    # RFC 9112 2.2: empty lines before the request line are ignored; a client may send a
-    # CRLF after a request body it did not count in Content-Length.
-    lines = head[:-4].lstrip(b"\r\n").split(b"\r\n")
-    if len(lines) > MAX_HEADER_LINES:
-        raise _HttpError(431, "too many header lines")
-    try:
-        request_line = lines[0].decode("ascii")
-    except UnicodeDecodeError:
-        raise _HttpError(400, "request line is not ASCII") from None
-    parts = request_line.split(" ")
-    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0].encode()) or not parts[1] \
-            or not parts[1].isprintable():
-        raise _HttpError(400, "malformed request line")
-    method, target, version = parts
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
-        status = 505 if version.startswith("HTTP/") else 400
-        raise _HttpError(status, "only HTTP/1.0 and HTTP/1.1 are served")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise _HttpError(400, "malformed header line")
-        key = name.decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return _Request(method, target, version, headers)
-
-
-def _in_daemon_thread(fn: Callable[[], T], on_done: Callable[[], None] | None = None
-                      ) -> asyncio.Future[T]:
-    """Run `fn` in a new daemon thread; its result arrives as a future of the running loop.
-
-    Daemon threads, not an executor: a collector hung forever must not block interpreter exit.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(outcome: Any, failed: bool) -> None:
-        if on_done is not None:
-            on_done()
-        if future.done():
-            return  # the waiter gave up (timeout, shutdown)
-        if failed:
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-    def work() -> None:
-        try:
-            outcome, failed = fn(), False
-        except BaseException as exc:
-            outcome, failed = exc, True
-        try:
-            loop.call_soon_threadsafe(settle, outcome, failed)
-        except RuntimeError:
-            pass  # the loop closed while we worked: the server is gone
-
-    threading.Thread(target=work, name="inferwatch-metrics-render", daemon=True).start()
-    return future
-
-
-def _cancel_remaining_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    # Pending TLS handshakes live in tasks of their own; cancelling them closes their sockets.
-    async def cancel_all() -> None:
-        tasks = asyncio.all_tasks() - {asyncio.current_task()}
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.sleep(0)  # let aborted transports drop their sockets
-
-    loop.run_until_complete(cancel_all())
-    loop.run_until_complete(loop.shutdown_asyncgens())
-
-
-def _dual_stack_socket(addr: str, port: int, backlog: int) -> socket.socket | None:
-    """One socket for IPv4 and IPv6 when `addr` means every interface ("" or "::"), else None.
-
-    Left to asyncio, "" binds an IPv4 and an IPv6 socket, and with port 0 each gets its own
-    free port (the server would report one, the other reaching nothing); "::" binds IPv6
-    only. One dual-stack socket listens on every address at one port, as Go's net.Listen
-    (node_exporter) and prometheus_client's start_http_server do for these addresses.
-
-    >>> _dual_stack_socket("127.0.0.1", 0, 8) is None
-    True
-    """
-    if addr not in ("", "::") or not socket.has_dualstack_ipv6():
-        return None
-    try:
-        return socket.create_server(("::", port), family=socket.AF_INET6, backlog=backlog,
-                                    reuse_port=False, dualstack_ipv6=True)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise
-        return None  # IPv6 switched off on this host: asyncio's sockets, as before
-
-
 def _ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -941,22 +687,3 @@ def _check_positive(**values: float) -> None:
                              f"got {value!r}")
         if not value > 0:
             raise ValueError(f"inferwatch.serve: {name} must be positive, got {value!r}")
-
-
-def _url_path(path: str) -> str:
-    """`path` as a URL carries it: characters a request line cannot hold percent-encoded,
-    escapes already there kept.
-
-    >>> _url_path("/métriques"), _url_path("/a%20b"), _url_path("/metrics")
-    ('/m%C3%A9triques', '/a%20b', '/metrics')
-    """
-    return quote(path, safe="/%:@!$&'()*+,;=-._~")
-
-
-def _host_port(addr: str, port: int) -> str:
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "-"
