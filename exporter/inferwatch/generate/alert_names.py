@@ -1,7 +1,8 @@
 """The names of the generated alerts, in rule-file order.
 
-The config checks per-alert overrides against these names and the rules module builds one
-alert per name; both import them from here, so neither imports the other to learn them.
+The config checks per-alert overrides against these names and the alert catalogue
+(`rules_alerts.py`) builds one alert per name; both import them from here, so neither
+imports the other to learn them.
 
 >>> ALERT_NAMES[0], "InferwatchGpuLost" in ALERT_NAMES
 ('InferwatchTargetDown', True)
