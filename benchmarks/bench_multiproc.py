@@ -280,10 +280,10 @@ def _hot_path_row(quick: bool) -> Row:
         off_cost, on_cost = alternate(lambda: timed(plain), lambda: timed(published),
                                       rounds=5 if quick else 9)
         assert publisher._last_publish != writes_before, "the drain thread never published"
-        from inferwatch.core.monitor import _count_value
+        from inferwatch.core.call_values import count_value
 
         for registry in (off, on):
-            dropped = _count_value(registry.monitor("bench", "1")._dropped)
+            dropped = count_value(registry.monitor("bench", "1")._dropped)
             assert dropped == 0, f"{dropped} calls dropped: the measurement skipped their append"
     finally:
         off.close()

@@ -336,7 +336,7 @@ def test_inputs_of_failed_calls_stay_out_of_the_drift_window(scraper):
 
 
 def test_a_reference_keeps_calls_on_the_fast_path_with_their_inputs(scraper):
-    from inferwatch.core.monitor import SLOW, WITH_INPUTS
+    from inferwatch.core.call_paths import SLOW, WITH_INPUTS
 
     reference = inferwatch.Reference.from_data(np.zeros((20, 1)))
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch import faults
-from inferwatch.core.monitor import FAST, SLOW
+from inferwatch.core.call_paths import FAST, SLOW
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.core.timestamps import seconds_of
 

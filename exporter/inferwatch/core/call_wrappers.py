@@ -31,8 +31,9 @@ from inferwatch.core.call_input import (
     snapshot,
     snapshot_input,
 )
+from inferwatch.core.call_paths import FAST, SLOW, WITH_INPUTS
 from inferwatch.core.follower import UNFOLLOWED, Follower
-from inferwatch.core.monitor import FAST, SLOW, WITH_INPUTS, Monitor
+from inferwatch.core.monitor import Monitor
 from inferwatch.core.pending_calls import array_from_bytes
 from inferwatch.core.request import (
     INFERENCE_STAGE,

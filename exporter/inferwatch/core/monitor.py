@@ -21,13 +21,9 @@ drain whole (:meth:`Monitor.hand_off`), so a fast caller never loses a count.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
-import difflib
 import itertools
 import os
-import sys
 import threading
 import time
 import weakref
@@ -37,8 +33,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core import pending_calls
+from inferwatch.core import monitor_configure, outcome_joins, pending_calls
 from inferwatch.core.call_input import held_bytes
+from inferwatch.core.call_paths import FAST
+from inferwatch.core.call_values import cancellations, count_value, error_class, seconds
 from inferwatch.core.drain_folds import (
     check_predictions,
     count_input_checks,
@@ -46,13 +44,13 @@ from inferwatch.core.drain_folds import (
     fold_streams,
 )
 from inferwatch.core.label_caps import LabelCap, clean_label_value
-from inferwatch.core.options import Settings, SettingsTypeError
+from inferwatch.core.monitor_configure import CAP_OPTIONS, tracker_changed, tracker_of
+from inferwatch.core.options import Settings
 from inferwatch.core.outcomes import OutcomeJoiner
 from inferwatch.core.pending_calls import LaterSlices, call_columns, first_slices, take
 from inferwatch.core.prediction_batch import PredictionBatch
-from inferwatch.core.state import ModelState, SummaryState, float_array
+from inferwatch.core.state import ModelState, float_array
 from inferwatch.core.step_clock import StepSafeClock
-from inferwatch.core.timestamps import seconds_of
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request, RequestRecord
@@ -97,29 +95,6 @@ def _list_length(max_calls: int) -> int:
     return max(1, max_calls // 8)
 
 
-# The paths an instrumented call can take (Monitor.path).
-FAST, WITH_INPUTS, SLOW = "fast", "with_inputs", "slow"
-# A caller that gave up (a client timeout, a disconnect) is not a model failure: these are
-# counted as outcome="cancelled", never as errors that burn the error budget.
-CANCELLATIONS = (asyncio.CancelledError, concurrent.futures.CancelledError)
-
-
-def cancellations() -> tuple[type[BaseException], ...]:
-    """The exception classes that count as ``cancelled``: :data:`CANCELLATIONS`, and trio's
-    ``Cancelled`` (anyio on trio, hypercorn's trio worker) once trio is loaded. trio is
-    looked up among the loaded modules only, never imported: where it is not loaded, no
-    trio exception exists. Read when a failure is folded or a stream ends, never per call.
-
-    >>> import asyncio
-    >>> asyncio.CancelledError in cancellations(), KeyError in cancellations()
-    (True, False)
-    """
-    cancelled = getattr(sys.modules.get("trio"), "Cancelled", None)
-    if isinstance(cancelled, type) and issubclass(cancelled, BaseException):
-        return (*CANCELLATIONS, cancelled)
-    return CANCELLATIONS
-
-
 # Every monitor alive, for the at-fork hook below: a registry renews its own monitors' locks
 # in a forked child, but a monitor can outlive its registry (a model object kept at module
 # level after the registry that made it was dropped).
@@ -139,101 +114,6 @@ if hasattr(os, "register_at_fork"):
 
 
 _INF = float("inf")
-
-
-def _seconds(duration: object) -> float:
-    """A duration handed to :meth:`Monitor.record_call` as seconds: a finite number >= 0,
-    else 0.0 and a counted fault.
-
-    >>> _seconds(2), _seconds(float("nan"))
-    (2.0, 0.0)
-    """
-    try:
-        if not isinstance(duration, bool):
-            seconds = float(duration)  # type: ignore[arg-type]
-            if 0.0 <= seconds < _INF:
-                return seconds
-    except (TypeError, ValueError, OverflowError):
-        pass
-    faults.record("request")
-    return 0.0
-
-
-def _error_class(error: object) -> type:
-    """The exception class of what :meth:`Monitor.record_error` was given: the class of
-    an exception object, an exception class (a subclass of ``type``'s own), else
-    ``Exception`` and a counted fault.
-
-    >>> _error_class(KeyError("k")).__name__
-    'KeyError'
-    """
-    if isinstance(error, BaseException):
-        return error.__class__
-    if isinstance(error, type) and issubclass(error, BaseException):
-        return error
-    faults.record("request")
-    return Exception
-
-
-def _count_value(counter: itertools.count) -> int:
-    # itertools.count exposes its next value only through repr: "count(17)".
-    return int(repr(counter)[6:-1])
-
-
-# The label cap of each capped family, by the Settings field that sizes it.
-_CAP_OPTIONS = {
-    "inferwatch_errors_total": "max_error_types",
-    "inferwatch_predicted_class_total": "max_classes",
-    "inferwatch_prediction": "max_outputs",
-    "inferwatch_actions_total": "max_actions",
-    "inferwatch_stage_duration_seconds": "max_stages",
-}
-
-
-# Settings a FeatureTracker is built with: a change to one needs a new tracker.
-_TRACKER_OPTIONS = ("range_tolerance", "drift_window_seconds", "drift_age_buckets",
-                    "max_features")
-# configure()'s own keywords, besides the Settings fields it takes as options.
-_CONFIGURE_KEYWORDS = ("reference", "request_id", "events", "traces")
-
-
-def _check_option_names(options: dict[str, Any]) -> None:
-    """A TypeError naming configure(), each option it does not know and the valid options
-    closest to it (a misspelt option would otherwise name Settings.__init__, or be lost).
-
-    >>> try:
-    ...     _check_option_names({"drift_window_secs": 60})
-    ... except TypeError as exc:
-    ...     "'drift_window_secs' (did you mean 'drift_window_seconds' or" in str(exc)
-    True
-    """
-    fields = [field.name for field in dataclasses.fields(Settings) if field.init]
-    unknown = [name for name in options if name not in fields]
-    if not unknown:
-        return
-    valid = [*fields, *_CONFIGURE_KEYWORDS]
-    problems = []
-    for name in unknown:
-        close = difflib.get_close_matches(str(name), valid, n=3)
-        hint = (" (did you mean " + " or ".join(map(repr, close)) + "?)") if close else ""
-        problems.append(f"{name!r}{hint}")
-    what = "an unknown option" if len(problems) == 1 else "unknown options"
-    raise TypeError(f"inferwatch: configure() got {what} {'; '.join(problems)}")
-
-
-def _tracker_changed(old: Settings, new: Settings) -> bool:
-    return any(getattr(old, name) != getattr(new, name) for name in _TRACKER_OPTIONS)
-
-
-def _tracker_of(reference: Reference, settings: Settings) -> FeatureTracker:
-    """A tracker of `reference` with the drift window, range tolerance and label cap of
-    `settings`."""
-    from inferwatch.quality.tracker import FeatureTracker
-
-    return FeatureTracker(reference, range_tolerance=settings.range_tolerance,
-                          window_seconds=settings.drift_window_seconds,
-                          age_buckets=settings.drift_age_buckets,
-                          max_labels=settings.max_features)
 
 
 class Monitor:
@@ -345,7 +225,7 @@ class Monitor:
         self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds,
                                       max_bytes=s.outcome_cache_bytes)
         self._caps = {metric: LabelCap(getattr(s, option))
-                      for metric, option in _CAP_OPTIONS.items()}
+                      for metric, option in CAP_OPTIONS.items()}
 
     def adopt(self, settings: Settings) -> bool:
         """Take `settings` (an ``instrument()`` of a model whose monitor someone asked for
@@ -369,7 +249,7 @@ class Monitor:
         if settings == self.settings:
             return True
         with self._lock:
-            if self._finished or self.pending() or _count_value(self._started):
+            if self._finished or self.pending() or count_value(self._started):
                 return False
             old, self.settings = self.settings, settings
             self.fast_settings = settings if self.path is FAST else None
@@ -382,10 +262,10 @@ class Monitor:
                 k: clean_label_value(v) for k, v in settings.metadata.items()}}
             self._derive_from_settings()
             self._fit_pending()
-            if self.features is not None and _tracker_changed(old, settings):
+            if self.features is not None and tracker_changed(old, settings):
                 # A reference given (by configure) before these settings: its tracker was
                 # built with the old window, tolerance and label cap.
-                tracker = _tracker_of(self.features.reference, settings)
+                tracker = tracker_of(self.features.reference, settings)
                 self.features = tracker
                 self.state.extras["drift"] = tracker.drift
             return True
@@ -414,132 +294,9 @@ class Monitor:
         >>> mon.settings.drift_window_seconds
         60
         """
-        # Everything that can refuse the call is checked before anything changes: a
-        # configure() that raised leaves the monitor as it was, not half configured.
-        if options:
-            _check_option_names(options)
-            settings = dataclasses.replace(self.settings, **options)
-        else:
-            settings = self.settings
-        # None means "unchanged", so switching the function off needs a value of its own,
-        # as for events: False.
-        drop_request_id = False
-        if isinstance(request_id, (bool, np.bool_)):
-            if request_id:
-                raise TypeError("inferwatch: request_id must be a function of the call's "
-                                "arguments, or False to switch it off, got True")
-            drop_request_id, request_id = True, None
-        if request_id is not None and not callable(request_id):
-            raise TypeError("inferwatch: request_id must be a function of the call's "
-                            f"arguments, or False to switch it off, got "
-                            f"{type(request_id).__name__}")
-        # Any text is truthy: traces="no" or "false" (read from an environment variable)
-        # would switch tracing on, and the slow path with it.
-        if traces is not None and not isinstance(traces, (bool, np.bool_)):
-            raise SettingsTypeError("inferwatch: invalid settings: traces must be True or "
-                                    f"False, got {traces!r}")
-        detach_events = False
-        if isinstance(events, (bool, np.bool_)):
-            if events:
-                raise TypeError("inferwatch: events must be an EventLog, the path of one, "
-                                "or False to switch the event log off, got True")
-            detach_events, events = True, None
-        tracker = None
-        if reference is not None:
-            from inferwatch.quality.reference import Reference
-
-            if not isinstance(reference, Reference):
-                reference = Reference.load(reference)
-            tracker = _tracker_of(reference, settings)
-        elif self.features is not None and _tracker_changed(self.settings, settings):
-            # The tracker was built with the old window, tolerance and label cap; a new one
-            # from the same reference takes the new ones. Its drift window starts empty:
-            # buckets of another width cannot be carried over.
-            tracker = _tracker_of(self.features.reference, settings)
-        opened = False
-        if events is not None and not self._logs_to(events) and not hasattr(events, "emit"):
-            from inferwatch.events import EventLog
-
-            events = EventLog(events)
-            opened = True
-        if options:
-            old_settings, self.settings = self.settings, settings
-            self._forget_plain_results()
-            self._take_identity_settings(old_settings, settings)
-            self.state.objectives = dict(self.settings.objectives)
-            self._take_summary_settings()
-            self._fit_pending()
-            for metric, option in _CAP_OPTIONS.items():
-                # Values admitted already stay (their series exist); a new limit decides
-                # whether more are.
-                self._caps[metric].limit = getattr(self.settings, option)
-            # The join cache was sized when the monitor started: new bounds and a new
-            # time-to-live must reach it too, or they would be silently ignored.
-            s = self.settings
-            self.outcomes.resize(s.outcome_cache_size, s.outcome_ttl_seconds,
-                                 s.outcome_cache_bytes)
-        if traces is None and "exemplars" in options:
-            # The option instrument() traces by: given here, it must take effect too.
-            from inferwatch.core.tracing import otel_configured
-
-            exemplars = options["exemplars"]
-            traces = otel_configured() if exemplars is None else exemplars
-        if traces is not None:
-            self.traces = bool(traces)
-        self.trace_stages = self.settings.trace_stages
-        if tracker is not None:
-            self._install_tracker(tracker)
-        if request_id is not None:
-            self.request_id_fn = request_id
-        elif drop_request_id:
-            self.request_id_fn = None
-        if events is not None and not self._logs_to(events):
-            self._swap_events(events, opened)
-        elif detach_events and self.events is not None:
-            self._swap_events(None, False)
-        self.keeps_inputs = self.features is not None or self.events is not None
-        if self.events or self.request_id_fn or self.traces:
-            self.path = SLOW
-        else:
-            self.path = FAST if self.features is None else WITH_INPUTS
-        self.fast_settings = self.settings if self.path is FAST else None
+        monitor_configure.configure(self, reference=reference, request_id=request_id,
+                                    events=events, traces=traces, **options)
         return self
-
-    def _take_identity_settings(self, old: Settings, new: Settings) -> None:
-        """A task, metadata or output range given to configure() on a running model: the
-        state was built with the old ones, and ``inferwatch_model_info`` kept showing them."""
-        with self._lock:
-            state = self.state
-            info = dict(state.info)
-            if new.metadata != old.metadata:
-                for key in old.metadata:
-                    info.pop(key, None)
-                info.update({k: clean_label_value(v) for k, v in new.metadata.items()})
-            # Back to "auto": the task its predictions showed already stays.
-            if new.task != old.task and new.task != "auto":
-                info["task"] = new.task
-            if info != state.info:
-                state.info = info
-                self._revision += 1
-            if new.output_range and not old.output_range:
-                # Ratios of out-of-range predictions read 0 from here on, not "no data".
-                state.inc("inferwatch_invalid_predictions_total", ("out_of_range",), 0)
-                self._revision += 1
-
-    def _swap_events(self, events: EventLog | None, opened: bool) -> None:
-        """Write to `events` from here on; close the log it replaces when this monitor
-        opened that one itself, or each reconfiguration would leave a writer thread and an
-        open file behind."""
-        # Under the lock: a drain emits under it, so none writes into the old log once it
-        # is closed (a shadow reads the champion's current log when it writes).
-        with self._lock:
-            old, self.events = self._own_events, events
-            self._own_events = events if opened else None
-        if old is not None and old is not events:
-            try:
-                old.close()  # flushes what was queued before the swap
-            except Exception as exc:
-                faults.record("events", exc)
 
     def follow_settings(self, follower: Any) -> None:
         """Have `follower`'s remembered plain result classes forgotten when the settings
@@ -550,46 +307,6 @@ class Monitor:
         # Cleared in place: the wrappers hold the set itself, bound once.
         for follower in list(self._followers):
             follower.plain.clear()
-
-    def _install_tracker(self, tracker: FeatureTracker) -> None:
-        """Check inputs and predictions with `tracker` from the next drain on."""
-        with self._lock:
-            self.features = tracker
-            self.state.extras["drift"] = tracker.drift
-            validation = tracker.reference.validation
-            self.state.validation = {} if validation is None else {
-                validation.metric: validation.value}
-            self._revision += 1
-
-    def _take_summary_settings(self) -> None:
-        """Quantiles and the rolling window given to configure() on a running model: the
-        state was built with the old ones, and kept rendering them. Series that exist
-        restart their window in the new shape (their count and sum go on)."""
-        new = self.settings.summary
-        with self._lock:
-            old, self.state.summary_settings = self.state.summary_settings, new
-            if (old.max_age_seconds, old.age_buckets, old.relative_accuracy) == (
-                    new.max_age_seconds, new.age_buckets, new.relative_accuracy):
-                return
-            for series in self.state.summaries.values():
-                for labels, summary in series.items():
-                    fresh = SummaryState(new, summary.probabilities)
-                    fresh.count, fresh.sum = summary.count, summary.sum
-                    series[labels] = fresh
-
-    def _logs_to(self, events: object) -> bool:
-        """Whether `events` is the log this monitor writes already (the path of its log,
-        given again when a pickled model is loaded in this process): opening a second
-        writer on one file would interleave their lines and leak the first one's thread."""
-        current = self.events
-        if current is None or hasattr(events, "emit"):
-            return current is events
-        path = getattr(current, "path", None)
-        try:
-            return path is not None and os.path.abspath(os.fspath(events)) == \
-                os.path.abspath(os.fspath(path))
-        except TypeError:
-            return False
 
     # --- the request path ---------------------------------------------------------------
     def request(self, request_id: str | None = None) -> Request:
@@ -606,84 +323,14 @@ class Monitor:
         absolute error in ``inferwatch_outcome_error``; both observe the label delay. An
         outcome for a prediction another version of this model made is that version's.
         """
-        self._record_outcome(request_id, y_true, at, forward=True)
-
-    def _record_outcome(self, request_id: object, y_true: object, at: float | None,
-                        forward: bool) -> None:
-        try:
-            when = time.time() if at is None else seconds_of(at)
-            # Read as a prediction's id is read (text_of): bytes as their text, a str
-            # subclass as its characters; else the two would never join.
-            rid = faults.text_of(request_id, "outcome")
-            if rid is None:
-                return  # its __str__ raised: counted as a fault
-            joined = self.outcomes.join(rid, y_true, when)
-            if joined.unmatched == "unknown_id":
-                self.drain()  # the prediction may still be waiting in the pending lists
-                joined = self.outcomes.join(rid, y_true, when)
-            if joined.unmatched == "unknown_id" and forward and \
-                    self._to_sibling(rid, y_true, when):
-                return
-            with self._lock:
-                self._record_join(joined)
-            if self.events is not None:
-                self.events.emit({"ts": when, "model": self.name, "model_version": self.version,
-                                  "request_id": rid, "outcome": y_true,
-                                  "outcome_match": joined.unmatched or "joined"})
-            for listener in self.outcome_listeners:
-                listener(rid, y_true, when)
-        except Exception as exc:
-            faults.record("outcome", exc)
-
-    def _to_sibling(self, request_id: str, y_true: object, when: float) -> bool:
-        """Hand an outcome this version never predicted to the version of the same model
-        that did; whether one did. Labels arrive hours or days late: the version a caller
-        reaches by the model's name (``inferwatch.monitor("fraud")``, the one instrumented
-        last) may be a newer one than the version that made the prediction."""
-        siblings = self.siblings
-        # A shadow challenger (it has drain listeners) gets its outcomes from its champion,
-        # and is never given one past it.
-        if siblings is None or self.drain_listeners:
-            return False
-        for sibling in siblings():
-            if sibling is self or sibling.drain_listeners:
-                continue
-            if sibling.outcomes.kept_rows(request_id) is None and sibling.pending():
-                sibling.drain()
-            if sibling.outcomes.kept_rows(request_id) is not None:
-                sibling._record_outcome(request_id, y_true, when, forward=False)
-                return True
-        return False
-
-    def _record_join(self, joined) -> None:
-        state, s = self.state, self.settings
-        self._revision += 1
-        if joined.unmatched is not None:
-            state.inc("inferwatch_outcomes_unmatched_total", (joined.unmatched,))
-            return
-        if joined.rows_over_bound:
-            state.inc("inferwatch_outcomes_unmatched_total", ("rows_over_bound",),
-                      joined.rows_over_bound)
-        if joined.missing_labels:
-            state.inc("inferwatch_outcomes_unmatched_total", ("missing_label",),
-                      joined.missing_labels)
-        if joined.correct:
-            state.inc("inferwatch_outcomes_total", ("correct",), joined.correct)
-        if joined.incorrect:
-            state.inc("inferwatch_outcomes_total", ("incorrect",), joined.incorrect)
-        if joined.errors:
-            state.histogram("inferwatch_outcome_error", (), s.outcome_error_buckets).observe(
-                np.asarray(joined.errors, dtype=np.float64))
-        if joined.delay is not None:
-            state.histogram("inferwatch_outcome_delay_seconds", (),
-                            s.outcome_delay_buckets).observe_one(joined.delay)
+        outcome_joins.record_outcome(self, request_id, y_true, at, forward=True)
 
     def record_call(self, duration: float, result: object, probabilities: bool = False) -> None:
         """Record a finished call; what the instrument() wrappers do inline. Never raises:
         a `duration` that is not a number of seconds >= 0 is counted as a fault and
         recorded as 0, since one NaN would make the latency ``_sum`` NaN for good."""
         if duration.__class__ is not float or not 0.0 <= duration < _INF:
-            duration = _seconds(duration)
+            duration = seconds(duration)
         next(self._started)
         pending = self._proba_calls if probabilities else self._calls
         if len(pending) < self._chunk:
@@ -698,9 +345,9 @@ class Monitor:
         anything else as ``Exception``, so that the drain (and every other call folded
         with this one) never fails on it."""
         if duration.__class__ is not float or not 0.0 <= duration < _INF:
-            duration = _seconds(duration)
+            duration = seconds(duration)
         if not (error_type.__class__ is type and issubclass(error_type, BaseException)):
-            error_type = _error_class(error_type)
+            error_type = error_class(error_type)
         if not started:
             next(self._started)
         if len(self._errors) < self._chunk:
@@ -908,8 +555,8 @@ class Monitor:
             return self.in_flight_locked()
 
     def in_flight_locked(self) -> int:
-        done = self._finished + self.pending() + _count_value(self._dropped)
-        return max(0, _count_value(self._started) - done)
+        done = self._finished + self.pending() + count_value(self._dropped)
+        return max(0, count_value(self._started) - done)
 
     def window_time(self, now: float | None = None) -> float:
         """The time the rolling windows (quantiles, drift) are written and read at: the
@@ -1194,7 +841,7 @@ class Monitor:
             emit(record.event(self.name, self.version))
 
     def _report_dropped(self) -> None:
-        dropped = _count_value(self._dropped)
+        dropped = count_value(self._dropped)
         if dropped > self._dropped_reported:
             self.state.inc("inferwatch_calls_dropped_total", (), dropped - self._dropped_reported)
             faults.record("backlog", count=dropped - self._dropped_reported)
@@ -1223,8 +870,8 @@ class Monitor:
             del pending[:]  # the wrappers hold these very lists: empty them in place
         self._handed_off, self._handed_off_calls = [], 0
         self._waiting_since = None
-        dropped = _count_value(self._dropped)
-        self._finished = _count_value(self._started) - dropped
+        dropped = count_value(self._dropped)
+        self._finished = count_value(self._started) - dropped
         self._dropped_reported = dropped
         state = self.state
         for series in state.counters.values():

@@ -27,7 +27,7 @@ from inferwatch.core.call_input import snapshot, snapshot_input
 
 # The class an outcome given to close() stands for, as record_error reads it: the
 # drain reads the class's name, and anything else there would fail the whole drain.
-from inferwatch.core.monitor import _error_class
+from inferwatch.core.call_values import error_class
 from inferwatch.core.tracing import current_trace_id, stage_span
 from inferwatch.forking import renew_at_fork
 
@@ -520,7 +520,7 @@ class Request:
                 self.record.cancelled = True
         if error_type is not None and not (error_type.__class__ is type and
                                            issubclass(error_type, BaseException)):
-            error_type = _error_class(error_type)
+            error_type = error_class(error_type)
         record = self.record
         start = self._start
         end = time.perf_counter()

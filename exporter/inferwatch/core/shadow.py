@@ -52,7 +52,8 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.monitor import Monitor, _count_value
+from inferwatch.core.call_values import count_value
+from inferwatch.core.monitor import Monitor
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, version_text
 from inferwatch.core.request import RequestRecord, current_request_of
@@ -395,10 +396,10 @@ class Shadow:
         """Fold the request path's counts and the new comparisons into the state."""
         try:
             with self._report_lock:
-                sampled = _count_value(self._sampled)
-                full = _count_value(self._full)
-                shut = _count_value(self._shut)
-                streamed = _count_value(self._streamed)
+                sampled = count_value(self._sampled)
+                full = count_value(self._full)
+                shut = count_value(self._shut)
+                streamed = count_value(self._streamed)
                 new_sampled, self._sampled_reported = sampled - self._sampled_reported, sampled
                 new_full, self._full_reported = full - self._full_reported, full
                 new_shut, self._shut_reported = shut - self._shut_reported, shut
@@ -453,7 +454,7 @@ class Shadow:
             raise ValueError(f"inferwatch.shadow: flush timeout must be a number of seconds "
                              f"or None, got {timeout!r}")
         deadline = None if timeout is None else time.monotonic() + timeout
-        target = _count_value(self._queued)
+        target = count_value(self._queued)
         with self._done_lock:
             while self._done < target and not self.closed:
                 self._wake.set()

@@ -531,7 +531,7 @@ async def follow_async(stream: AsyncIterator, tracker: Tracker) -> AsyncIterator
 
 def outcome_of(exc: BaseException) -> str:
     """Cancellation (a task cancelled, a client gone: asyncio's, or trio's under anyio on
-    trio, as a call's counts it in ``monitor.cancellations``), or a consumer's coroutine
+    trio, as a call's counts it in ``call_values.cancellations``), or a consumer's coroutine
     closed while it waited for an item, is not the stream's error.
 
     >>> import asyncio
@@ -540,6 +540,6 @@ def outcome_of(exc: BaseException) -> str:
     """
     if isinstance(exc, GeneratorExit):
         return CANCELLED
-    from inferwatch.core.monitor import cancellations
+    from inferwatch.core.call_values import cancellations
 
     return CANCELLED if isinstance(exc, cancellations()) else ERROR

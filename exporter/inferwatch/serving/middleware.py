@@ -107,8 +107,8 @@ def _is_cancellation(exc: BaseException) -> bool:
     """Whether `exc` is the event loop cancelling the request's task (asyncio's
     ``CancelledError``, or trio's ``Cancelled`` under hypercorn's trio worker or anyio on
     trio), which a server raises into the app when its client goes away: the classes an
-    instrumented call counts as cancelled (``monitor.cancellations``)."""
-    from inferwatch.core.monitor import cancellations
+    instrumented call counts as cancelled (``call_values.cancellations``)."""
+    from inferwatch.core.call_values import cancellations
 
     return isinstance(exc, cancellations())
 

@@ -1,0 +1,96 @@
+"""What :meth:`Monitor.record_outcome` does: join an outcome with the prediction it is
+for, hand one this version never predicted to the version that did, and count the join.
+
+Apart from the monitor because joining delayed ground truth is a job of its own, done
+when labels arrive, never on the request path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.core.timestamps import seconds_of
+
+if TYPE_CHECKING:
+    from inferwatch.core.monitor import Monitor
+
+
+def record_outcome(monitor: Monitor, request_id: object, y_true: object,
+                   at: float | None, forward: bool) -> None:
+    """Join `y_true` with the prediction `monitor` made for `request_id` (see
+    :meth:`Monitor.record_outcome`); `forward`: an outcome it never predicted may go to
+    another version of the model. Never raises."""
+    try:
+        when = time.time() if at is None else seconds_of(at)
+        # Read as a prediction's id is read (text_of): bytes as their text, a str
+        # subclass as its characters; else the two would never join.
+        rid = faults.text_of(request_id, "outcome")
+        if rid is None:
+            return  # its __str__ raised: counted as a fault
+        joined = monitor.outcomes.join(rid, y_true, when)
+        if joined.unmatched == "unknown_id":
+            monitor.drain()  # the prediction may still be waiting in the pending lists
+            joined = monitor.outcomes.join(rid, y_true, when)
+        if joined.unmatched == "unknown_id" and forward and \
+                _to_sibling(monitor, rid, y_true, when):
+            return
+        with monitor._lock:
+            _record_join(monitor, joined)
+        if monitor.events is not None:
+            monitor.events.emit({"ts": when, "model": monitor.name,
+                                 "model_version": monitor.version, "request_id": rid,
+                                 "outcome": y_true,
+                                 "outcome_match": joined.unmatched or "joined"})
+        for listener in monitor.outcome_listeners:
+            listener(rid, y_true, when)
+    except Exception as exc:
+        faults.record("outcome", exc)
+
+
+def _to_sibling(monitor: Monitor, request_id: str, y_true: object, when: float) -> bool:
+    """Hand an outcome this version never predicted to the version of the same model
+    that did; whether one did. Labels arrive hours or days late: the version a caller
+    reaches by the model's name (``inferwatch.monitor("fraud")``, the one instrumented
+    last) may be a newer one than the version that made the prediction."""
+    siblings = monitor.siblings
+    # A shadow challenger (it has drain listeners) gets its outcomes from its champion,
+    # and is never given one past it.
+    if siblings is None or monitor.drain_listeners:
+        return False
+    for sibling in siblings():
+        if sibling is monitor or sibling.drain_listeners:
+            continue
+        if sibling.outcomes.kept_rows(request_id) is None and sibling.pending():
+            sibling.drain()
+        if sibling.outcomes.kept_rows(request_id) is not None:
+            record_outcome(sibling, request_id, y_true, when, forward=False)
+            return True
+    return False
+
+
+def _record_join(monitor: Monitor, joined) -> None:
+    state, s = monitor.state, monitor.settings
+    monitor._revision += 1
+    if joined.unmatched is not None:
+        state.inc("inferwatch_outcomes_unmatched_total", (joined.unmatched,))
+        return
+    if joined.rows_over_bound:
+        state.inc("inferwatch_outcomes_unmatched_total", ("rows_over_bound",),
+                  joined.rows_over_bound)
+    if joined.missing_labels:
+        state.inc("inferwatch_outcomes_unmatched_total", ("missing_label",),
+                  joined.missing_labels)
+    if joined.correct:
+        state.inc("inferwatch_outcomes_total", ("correct",), joined.correct)
+    if joined.incorrect:
+        state.inc("inferwatch_outcomes_total", ("incorrect",), joined.incorrect)
+    if joined.errors:
+        state.histogram("inferwatch_outcome_error", (), s.outcome_error_buckets).observe(
+            np.asarray(joined.errors, dtype=np.float64))
+    if joined.delay is not None:
+        state.histogram("inferwatch_outcome_delay_seconds", (),
+                        s.outcome_delay_buckets).observe_one(joined.delay)
