@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import inferwatch
-from inferwatch.core import shadow as shadow_module
-from inferwatch.core import shadow_copies
+from inferwatch.core import shadow_copies, shadow_lifetime
 from inferwatch.core.registry import Registry
 from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.state import ModelState
@@ -88,13 +87,13 @@ def test_a_closed_shadow_is_freed_and_recreating_it_2000_times_neither_leaks_nor
     del handle, challenger
     gc.collect()
     assert freed() is None and closed() is None
-    live = len(shadow_module._live_shadows)
+    live = len(shadow_lifetime.live_shadows)
     for _ in range(2000):
         inferwatch.shadow(champion, Summing(), version="2", registry=registry).close()
     assert champion.predict(np.ones((1, 2))).tolist() == [2.0]
     assert champion.__dict__["predict"] is original
     gc.collect()
-    assert len(shadow_module._live_shadows) <= live
+    assert len(shadow_lifetime.live_shadows) <= live
 
 
 def test_flush_after_close_returns_true_at_once_and_counts_the_queue_as_dropped(registry):

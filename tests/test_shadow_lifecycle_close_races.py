@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core import shadow as shadow_module
+from inferwatch.core import shadow_lifetime
 from inferwatch.core.registry import Registry
 
 WAIT = 30.0  # generous: a condition that holds is met at once
@@ -309,7 +309,7 @@ def test_a_refused_challenger_in_a_list_leaves_none_of_them_on_the_champion(regi
         inferwatch.shadow(champion, [first, Unpicklable()], version=["2", "3"],
                           mode="process", registry=registry)
     assert champion.__dict__["predict"] is original
-    assert not any(s.challenger is first for s in list(shadow_module._live_shadows))
+    assert not any(s.challenger is first for s in list(shadow_lifetime.live_shadows))
 
 
 class Gated(Summing):

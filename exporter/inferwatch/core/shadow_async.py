@@ -4,9 +4,9 @@ A worker thread that calls an ``async def`` challenger gets a coroutine back: :f
 runs it on a loop kept for that thread (cancelled past the shadow's timeout: unlike a thread,
 a coroutine can be stopped), and :func:`close_thread_loop` closes that loop as the thread
 ends. A ``TimeoutError`` the challenger raises itself comes out as :class:`ChallengersOwn`,
-told apart from the wait's own. Apart from :mod:`inferwatch.core.shadow` because it is the
-bookkeeping of event loops alone; the fork hook there moves a forked child's copies of the
-parent's loops to ``inherited_loops``.
+told apart from the wait's own. Apart from :mod:`inferwatch.core.shadow_runtime` because it is
+the bookkeeping of event loops alone; the fork hook in :mod:`inferwatch.core.shadow_lifetime`
+moves a forked child's copies of the parent's loops to ``inherited_loops``.
 
 >>> async def answer():
 ...     return 42

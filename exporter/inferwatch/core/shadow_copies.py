@@ -4,8 +4,8 @@ A sampled call's arguments and the champion's result are frozen as the call retu
 when small, since a caller may reuse its input and output buffers; handed on as they are when
 large, since copying them would slow the call. The challenger then gets a private copy of its
 own to change as it likes. A call the champion answered with a stream has nothing to hand on
-(:func:`is_stream`). Apart from :mod:`inferwatch.core.shadow` because none of it knows of the
-queue or the workers: this is what is copied, the queue decides when.
+(:func:`is_stream`). Apart from :mod:`inferwatch.core.shadow_runtime` because none of it knows of
+the queue or the workers: this is what is copied, the queue decides when.
 
 >>> rows = [[1.0, 2.0]]
 >>> kept = frozen(rows)

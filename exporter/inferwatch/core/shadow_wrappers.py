@@ -2,12 +2,12 @@
 
 :func:`shadowed` wraps one of the champion's instrumented methods (``predict``,
 ``predict_proba``, the model's ``__call__``): after the champion has answered, a sampled call
-goes to :meth:`Shadow.offer <inferwatch.core.shadow.Shadow.offer>`, and where the champion's
-request-id function names calls, the id is taken once so that both models record the same
-one. Layers chain (several challengers on one champion), and :func:`unwrap` takes one out
-wherever it is in the chain, as shadows may be closed in any order. Apart from
-:mod:`inferwatch.core.shadow` because this is the champion's side of a shadow: it knows the
-chain of wrappers and the request id, not the queue or the workers.
+goes to :meth:`Shadow.offer <inferwatch.core.shadow_runtime.Shadow.offer>`, and where the
+champion's request-id function names calls, the id is taken once so that both models record
+the same one. Layers chain (several challengers on one champion), and :func:`unwrap` takes
+one out wherever it is in the chain, as shadows may be closed in any order. Apart from
+:mod:`inferwatch.core.shadow_runtime` because this is the champion's side of a shadow: it
+knows the chain of wrappers and the request id, not the queue or the workers.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from inferwatch.core.call_wrappers import accepts_keyword, named_call_id
 from inferwatch.core.request import current_request_of
 
 if TYPE_CHECKING:
-    from inferwatch.core.shadow import Shadow
+    from inferwatch.core.shadow_runtime import Shadow
 
 # No id read back from the champion's wrapper for a sampled call (None is an id: no id).
 UNNAMED = object()

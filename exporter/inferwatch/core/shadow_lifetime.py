@@ -1,0 +1,81 @@
+"""What outlives any one shadow: this process's live shadows, and their fate at exit and fork.
+
+A :class:`~inferwatch.core.shadow_runtime.Shadow` adds itself to :data:`live_shadows` and
+takes itself out as it closes; :data:`wiring_lock` is held while a shadow is set on a
+champion or taken off it. As the interpreter exits, every live shadow is closed, so that the
+calls still queued are counted as dropped; in a forked child, each starts over with an
+empty queue, and :data:`pid` (read on the request path) is this process's id again. Apart
+from :mod:`inferwatch.core.shadow_runtime` because this is process-wide state, not one
+shadow's.
+
+The fork hook rebinds :data:`wiring_lock` (a thread of the parent may have held it at the
+fork) and :data:`pid`: read them as attributes of this module at the time of use
+(``shadow_lifetime.wiring_lock``), never imported by name, which would keep the parent's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING
+
+from inferwatch import faults
+
+# Fork hooks run in the order they were registered: these modules register theirs before
+# this one does (below), so that in a forked child the locks of monitors, registries,
+# requests and streams are renewed before any shadow starts over.
+from inferwatch.core import monitor, registry, request, streams  # noqa: F401
+from inferwatch.core.shadow_async import inherited_loops, loops
+
+if TYPE_CHECKING:
+    from inferwatch.core.shadow_runtime import Shadow
+
+live_shadows: weakref.WeakSet[Shadow] = weakref.WeakSet()
+# Held while a shadow is set on a champion or taken off it (see shadow()).
+wiring_lock = threading.Lock()
+
+
+def _close_all_at_exit() -> None:
+    """Close every live shadow as the interpreter exits: the calls still queued would never
+    be answered (thread workers are daemons, process workers stop), and a final push or
+    publish at exit would show sampled calls neither compared nor dropped. close() counts
+    them as dropped (``shutdown``) and does not wait for the challenger; a call under way
+    still counts itself if it ends before the process does."""
+    for live in list(live_shadows):
+        live.close()
+
+
+def close_at_exit_first() -> None:
+    """Put the exit hook that closes every live shadow first in line again. Never raises."""
+    # atexit runs the last registered first: registered again with each shadow, this runs
+    # before the exit hooks set up before it (a multi-worker publisher's last publish, a
+    # job's final push), which then see the shadows' calls all accounted for.
+    try:
+        atexit.unregister(_close_all_at_exit)
+        atexit.register(_close_all_at_exit)
+    except Exception as exc:
+        faults.record("shadow", exc)
+
+
+atexit.register(_close_all_at_exit)
+
+
+# This process's id, kept by the fork hook: os.getpid() is a system call, too dear for the
+# request path.
+pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global pid, wiring_lock
+    pid = os.getpid()
+    wiring_lock = threading.Lock()  # a thread of the parent may have held it at the fork
+    inherited_loops.extend(loops.values())  # the parent's worker threads do not run here
+    loops.clear()
+    for shadow in list(live_shadows):
+        shadow.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

@@ -1,0 +1,553 @@
+"""A running shadow: one challenger's queue, its workers, and what they record.
+
+:class:`Shadow` is what ``inferwatch.shadow()`` returns. On the request path its
+:meth:`~Shadow.offer` puts a sampled call on a bounded queue (or counts it as dropped). Its
+worker threads take the queue, call the challenger (in the thread, or through a child process
+in ``mode="process"``), record each call in the challenger's own monitor and hand both
+results to its :class:`~inferwatch.core.shadow_compare.Comparison`; the challenger's drain
+folds the counts and comparisons into the state (:meth:`~Shadow.before_drain`), and
+:meth:`~Shadow.close` takes the shadow off its champion. A failed call is recorded under
+:class:`ShadowTimeout`, :class:`ShadowCrashed` or :class:`ShadowClosed`, or under a class
+named like the one the child process raised. Apart from :mod:`inferwatch.core.shadow`, which
+checks ``shadow()``'s arguments and sets a shadow up: this is the shadow once it runs.
+
+>>> is_number(0.5), is_number(True), is_number("0.5")
+(True, False, False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import math
+import os
+import pickle
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.core import shadow_lifetime
+from inferwatch.core.call_values import count_value
+from inferwatch.core.monitor import Monitor
+from inferwatch.core.predictions import class_names_of
+from inferwatch.core.request import RequestRecord, current_request_of
+from inferwatch.core.shadow_async import ChallengersOwn, awaited, close_thread_loop
+from inferwatch.core.shadow_compare import Comparison
+from inferwatch.core.shadow_copies import PLAIN_RESULTS, frozen, is_stream, private
+from inferwatch.core.shadow_wrappers import UNNAMED, unwrap
+
+IDLE_WAKE_SECONDS = 1.0
+
+log = logging.getLogger("inferwatch")
+
+
+class ShadowTimeout(Exception):
+    """A shadow model's call took longer than its timeout (recorded as its error type)."""
+
+
+class ShadowCrashed(Exception):
+    """A shadow model's child process died during a call (recorded as its error type)."""
+
+
+class ShadowClosed(Exception):
+    """The shadow was closed during a call, which killed its child process: the call ends
+    as ``cancelled``, not as the challenger's error, and counts as dropped for
+    ``shutdown``."""
+
+
+_FAILURES = {"timeout": ShadowTimeout, "crashed": ShadowCrashed, "shutdown": ShadowClosed}
+_error_types: dict[str, type] = {}
+
+
+def _error_type(name: str) -> type:
+    """An exception class named like the one the child process raised (bounded)."""
+    found = _error_types.get(name)
+    if found is None:
+        if len(_error_types) >= 64:
+            return Exception
+        found = _error_types[name] = type(name, (Exception,), {})
+    return found
+
+
+# A Shadow's `events` when it writes to whatever log its champion's monitor has.
+CHAMPIONS_LOG = object()
+
+
+class Shadow:
+    """One challenger behind one champion: its queue, its workers and its comparison."""
+
+    def __init__(self, champion_monitor: Monitor, challenger: Any, monitor: Monitor,
+                 classes: Callable[[], object] | None = None, *,
+                 sample: float, timeout: float, queue_size: int, mode: str, workers: int,
+                 comparison: Comparison, events: Any = None,
+                 model_bytes: bytes | None = None) -> None:
+        self.champion_monitor = champion_monitor
+        self.challenger = challenger
+        self._classes = classes
+        self.monitor = monitor
+        self.sample = sample
+        self.timeout = timeout
+        self.queue_size = queue_size
+        self.mode = mode
+        self.workers = workers
+        self.comparison = comparison
+        self.events = events
+        # shadow() passes the bytes it checked: a second pickling costs as much again (a
+        # large model) and may not give what the check saw.
+        if model_bytes is None:
+            model_bytes = pickle.dumps(challenger) if mode == "process" else b""
+        self._model_bytes = model_bytes
+        self._layers: list[tuple[dict, str, Callable]] = []  # (champion's dict, method, wrapper)
+        self._reset_runtime()
+        shadow_lifetime.live_shadows.add(self)
+        if mode == "process":
+            # Loaded now, not at the first sampled call: its exit hook (which stops the
+            # workers spawning children) and multiprocessing's (which kills them) must be
+            # registered before the one below, or they run before an exit hook the user
+            # registers after shadow(), whose calls would then never be answered.
+            import inferwatch.core.shadow_process  # noqa: F401
+        shadow_lifetime.close_at_exit_first()
+
+    def _reset_runtime(self) -> None:
+        self._queue: deque = deque()
+        self._offer_lock = threading.Lock()
+        self._sampled = itertools.count()
+        self._sampled_reported = 0
+        self._full = itertools.count()
+        self._full_reported = 0
+        # Calls sampled as close() ran, too late for its queue: dropped as shutdown.
+        self._shut = itertools.count()
+        self._shut_reported = 0
+        # Calls the champion answered with a stream: dropped as stream (see offer).
+        self._streamed = itertools.count()
+        self._streamed_reported = 0
+        self._stream_told = False
+        # The drain thread and a worker after close may fold the counts at once: each count
+        # must be read and marked reported by one of them only.
+        self._report_lock = threading.Lock()
+        self._queued = itertools.count()
+        self._done = 0
+        self._done_lock = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._idle = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._runners: list[Any] = []
+        self._started_pid = 0
+        self.closed = False
+
+    # --- the request path -------------------------------------------------------------------
+    def offer(self, method: str, args: tuple, kwargs: dict, result: object,
+              named_id: object = UNNAMED) -> None:
+        """Queue one sampled call for the challenger. Never raises, never blocks.
+        `named_id`: the id the champion's request-id function gave this call, where its
+        wrapper named it (the function is then not called a second time)."""
+        try:
+            if self.closed:
+                return  # a closed shadow samples nothing
+            next(self._sampled)
+            if result.__class__ not in PLAIN_RESULTS and is_stream(result):
+                self._skip_stream()
+                return
+            queue = self._queue
+            if len(queue) >= self.queue_size:
+                next(self._full)
+                if self.closed:
+                    self.before_drain()  # close() has folded its last counts already
+                return
+            if self._started_pid != shadow_lifetime.pid:
+                self._start_workers()
+            request_id = features = None
+            # The champion's own request: a call of this model inside another model's
+            # block is not that block's request, and must not take its id or features.
+            request = current_request_of(self.champion_monitor)
+            if request is not None and request.record.features is not None:
+                features = request.record.features  # r.features(): what drift checks read
+            if "request_id" in kwargs:
+                kwargs = dict(kwargs)
+                request_id = kwargs.pop("request_id")
+            else:
+                if request is not None:
+                    request_id = request.record.request_id
+                elif named_id is not UNNAMED:
+                    request_id = named_id
+                elif self.champion_monitor.request_id_fn is not None:
+                    try:
+                        request_id = self.champion_monitor.request_id_fn(*args, **kwargs)
+                    except Exception as exc:
+                        faults.record("request_id", exc)
+            if request_id is not None:
+                request_id = faults.text_of(request_id, "request_id")
+            # What the call saw: a caller may reuse its input and output buffers.
+            item = (method, tuple(map(frozen, args)),
+                    {k: frozen(v) for k, v in kwargs.items()} if kwargs else kwargs,
+                    frozen(result), request_id, time.time(), features)
+            # Checked again where it is appended: callers that all passed the check above
+            # at once would each append, past queue_size. The lock is held for an append.
+            with self._offer_lock:
+                closed = self.closed
+                full = not closed and len(queue) >= self.queue_size
+                if not closed and not full:
+                    queue.append(item)
+            if closed:
+                # Sampled as close() ran: counted as dropped, so that sampled calls still
+                # add up to compared and dropped ones; no drain listener is left to fold it.
+                next(self._shut)
+                self.before_drain()
+                return
+            if full:
+                next(self._full)
+                if self.closed:
+                    self.before_drain()
+                return
+            next(self._queued)
+            if self._idle:
+                self._wake.set()
+        except Exception as exc:
+            faults.record("shadow", exc)
+
+    def _skip_stream(self) -> None:
+        """Count a call the champion answered with a stream as dropped, and say so once.
+
+        Its items are its caller's to read, as they come: the challenger cannot be handed
+        what the champion said without keeping every item of every stream (an LLM's
+        tokens, unbounded) until the stream ends, and two generated texts have no
+        agreement or difference to observe. Holding the stream for the queue would also
+        keep one its caller dropped from ending (as cancelled) until the next drain.
+        """
+        next(self._streamed)
+        if not self._stream_told:
+            self._stream_told = True
+            log.warning("inferwatch: model %s %s answers with a stream; its shadow %s "
+                        "compares no streamed call (counted in "
+                        "inferwatch_shadow_dropped_total{reason=\"stream\"})",
+                        self.champion_monitor.name, self.champion_monitor.version,
+                        self.monitor.version)
+        if self.closed:
+            self.before_drain()  # close() has folded its last counts already
+
+    # --- the workers ------------------------------------------------------------------------
+    def _start_workers(self) -> None:
+        with self._done_lock:
+            # A call sampled as close() ran must not start workers (nor child processes)
+            # that nothing would ever stop.
+            if self.closed or self._started_pid == os.getpid():
+                return
+            self._stop = threading.Event()
+            self._threads = []
+            self._runners = []
+            gate = None
+            if self.mode == "process":
+                from inferwatch.core.shadow_process import ProcessRunner, StartGate
+
+                gate = StartGate()  # a challenger that cannot load: no worker respawns it
+            for index in range(self.workers):
+                runner = None
+                if self.mode == "process":
+                    runner = ProcessRunner(self._model_bytes, gate)
+                    self._runners.append(runner)
+                thread = threading.Thread(target=_work, args=(weakref.ref(self), runner,
+                                                              self._stop),
+                                          name=f"inferwatch-shadow-{index}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._started_pid = os.getpid()
+
+    def run_one(self, item: tuple, runner: Any) -> None:
+        """Call the challenger on one queued call, record it, hand the pair on."""
+        method, args, kwargs, champion_result, request_id, at, features = item
+        monitor = self.monitor
+        monitor.call_started()
+        record = RequestRecord(0.0, request_id=request_id, started_at=at)
+        if monitor.keeps_inputs:
+            # The features the champion's request declared, else the call's input: for a
+            # call made with keywords only (predict(X=rows)), its first one, as the
+            # champion's own record reads it (the request id was taken out at the offer).
+            if features is None:
+                features = args[0] if args else next(iter(kwargs.values()), None) \
+                    if kwargs else None
+            record.features = features
+        try:
+            status, value, duration = self._call(method, args, kwargs, runner)
+        except Exception as exc:  # ours, not the challenger's: the call still ends, counted
+            faults.record("shadow", exc)
+            status, value, duration = "error", type(exc), 0.0
+        record.duration = duration
+        if status == "ok" and duration > self.timeout:
+            status = "timeout"  # a thread cannot be stopped: its late answer is not used
+        if status == "ok":
+            if runner is None:
+                # A thread challenger may hand back a buffer it writes its next answer into
+                # (a preallocated output): the drain must read this answer, as the
+                # champion's is read (copied up to the same bound).
+                value = frozen(value)
+            record.prediction = value
+            record.has_prediction = True
+            record.probabilities = method == "predict_proba"
+            # Neither may keep the challenger's call from its record: skipped, the call
+            # would never end and its in-flight gauge would stay raised for good.
+            try:
+                self.comparison.add(method, champion_result, value, request_id, at)
+            except Exception as exc:
+                faults.record("shadow", exc)
+                self.comparison.dropped("incomparable")  # sampled, so counted as not compared
+            try:
+                self._log_event(method, champion_result, value, request_id, at)
+            except Exception as exc:  # a sink of the user's own that fails
+                faults.record("shadow", exc)
+        else:
+            if status == "error":
+                record.error_type = value if isinstance(value, type) else _error_type(value)
+            else:
+                record.error_type = _FAILURES[status]
+            # Cut off by close() (or the server's exit): no fault of the challenger's, so
+            # not in its errors; it still ends as a call, so the in-flight gauge balances.
+            record.cancelled = status == "shutdown"
+            self.comparison.dropped(status)
+        monitor.submit(record)
+
+    def _call(self, method: str, args: tuple, kwargs: dict,
+              runner: Any) -> tuple[str, Any, float]:
+        if runner is not None:
+            name = "__call__" if method == "_inferwatch_call" else method
+            return runner.call(name, args, kwargs, self.timeout)
+        target = self.challenger if method == "_inferwatch_call" else getattr(self.challenger,
+                                                                              method)
+        # The challenger gets its own copy: one that changes its input in place must change
+        # neither the caller's buffer (an input past the copy bound is the caller's own) nor
+        # what the challenger's record and drift read.
+        args = tuple(private(a) for a in args)
+        kwargs = {k: private(v) for k, v in kwargs.items()} if kwargs else kwargs
+        start = time.perf_counter()
+        try:
+            result = target(*args, **kwargs)
+            if inspect.isawaitable(result):
+                try:
+                    result = awaited(result, self.timeout)
+                except asyncio.TimeoutError:  # wait_for's own: the challenger's are wrapped
+                    return "timeout", None, time.perf_counter() - start
+            return "ok", result, time.perf_counter() - start
+        except ChallengersOwn as exc:
+            return "error", exc.kind, time.perf_counter() - start
+        except BaseException as exc:  # the challenger's failure is its own, never ours
+            # A TimeoutError of its own (a socket's, an HTTP client's) included: that is its
+            # error, not a call past the shadow's `timeout`.
+            return "error", type(exc), time.perf_counter() - start
+
+    def _log_event(self, method: str, champion_result: object, result: object,
+                   request_id: str | None, at: float) -> None:
+        # The champion's log as it is now: configure(events=...) on the champion replaces
+        # (and closes) the one it had when this shadow began.
+        events = self.champion_monitor.events if self.events is CHAMPIONS_LOG else self.events
+        if events is None:
+            return
+        key = "probabilities" if method == "predict_proba" else "prediction"
+        events.emit({"ts": at, "model": self.monitor.name,
+                     "model_version": self.monitor.version, "role": "shadow",
+                     "champion_version": self.champion_monitor.version,
+                     "request_id": request_id, key: result, "champion_" + key: champion_result})
+
+    def finished_one(self) -> None:
+        with self._done_lock:
+            self._done += 1
+            self._done_lock.notify_all()
+
+    # --- the challenger's drain -------------------------------------------------------------
+    def before_drain(self) -> None:
+        """Fold the request path's counts and the new comparisons into the state."""
+        try:
+            with self._report_lock:
+                sampled = count_value(self._sampled)
+                full = count_value(self._full)
+                shut = count_value(self._shut)
+                streamed = count_value(self._streamed)
+                new_sampled, self._sampled_reported = sampled - self._sampled_reported, sampled
+                new_full, self._full_reported = full - self._full_reported, full
+                new_shut, self._shut_reported = shut - self._shut_reported, shut
+                new_streamed = streamed - self._streamed_reported
+                self._streamed_reported = streamed
+                if new_sampled:
+                    self.comparison.sampled(new_sampled)
+                if new_full:
+                    self.comparison.dropped("queue_full", new_full)
+                if new_shut:
+                    self.comparison.dropped("shutdown", new_shut)
+                if new_streamed:
+                    self.comparison.dropped("stream", new_streamed)
+            self.monitor.update_state(lambda state: self.comparison.fold_into(state,
+                                                                              time.time()))
+        except Exception as exc:
+            faults.record("shadow", exc)
+
+    def on_outcome(self, request_id: str, y_true: object, when: float) -> None:
+        """The champion got an outcome: score the challenger on it too, if it saw the call."""
+        try:
+            comparison, monitor = self.comparison, self.monitor
+            own = monitor.outcomes.kept_rows(request_id)
+            if own is None or not comparison.knows(request_id):
+                monitor.drain()  # either may still be waiting for the drain
+                own = monitor.outcomes.kept_rows(request_id)
+            compared = comparison.knows(request_id)
+            if not compared and own is None:
+                return  # not a call this challenger answered
+            if compared:
+                comparison.score(request_id, y_true, when, counted=own)
+            # Its own join, whatever the shared one made of the outcome (a shape mismatch,
+            # labels not known yet), and for a call it answered that was not compared (an
+            # output the champion does not share): the challenger is a model in its own
+            # right, and its outcome series count what it says.
+            monitor.record_outcome(request_id, y_true, at=when)
+        except Exception as exc:
+            faults.record("shadow", exc)
+
+    # --- control ----------------------------------------------------------------------------
+    def queued(self) -> int:
+        """Calls waiting for the challenger now."""
+        return len(self._queue)
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every call queued so far is answered (or dropped); False on timeout.
+
+        A batch job calls this before pushing its metrics.
+        """
+        if timeout is not None and (not is_number(timeout) or math.isnan(timeout)):
+            # NaN would wait for ever, a string fail deep inside: name the argument.
+            raise ValueError(f"inferwatch.shadow: flush timeout must be a number of seconds "
+                             f"or None, got {timeout!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        target = count_value(self._queued)
+        with self._done_lock:
+            while self._done < target and not self.closed:
+                self._wake.set()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._done_lock.wait(0.05 if left is None else min(0.05, left))
+        return True
+
+    def close(self) -> None:
+        """Stop the workers (and child processes) and take this shadow off the champion; calls
+        still queued count as dropped. Never raises."""
+        try:
+            self._close()
+        except Exception as exc:
+            faults.record("shadow", exc)
+
+    def _close(self) -> None:
+        with self._offer_lock:  # two threads closing at once: one of them does it
+            if self.closed:
+                return
+            self.closed = True
+        shadow_lifetime.live_shadows.discard(self)  # a fork must not bring it back to life
+        with shadow_lifetime.wiring_lock:  # a shadow() wrapping the same method now would undo this
+            layers, self._layers = self._layers, []
+            for namespace, method, wrapper in layers:
+                unwrap(namespace, method, wrapper)
+        with self._offer_lock:  # no caller appends while the queue is taken
+            # Taken one call at a time, as a worker takes them: a call a worker takes at
+            # this moment is its own to answer, never also counted here as shutdown.
+            left = 0
+            queue = self._queue
+            while True:
+                try:
+                    queue.popleft()
+                except IndexError:
+                    break
+                left += 1
+        with self._done_lock:  # workers being started now see `closed` and start none
+            stop, runners = self._stop, self._runners
+            self._done += left  # flush() waits for nothing that will never run
+            self._done_lock.notify_all()
+        stop.set()
+        self._wake.set()
+        if left:
+            self.comparison.dropped("shutdown", left)
+        for runner in runners:
+            runner.shutdown()
+        self.champion_monitor.outcome_listeners = tuple(
+            x for x in self.champion_monitor.outcome_listeners if x != self.on_outcome)
+        self.monitor.drain_listeners = tuple(
+            x for x in self.monitor.drain_listeners if x != self.before_drain)
+        self.before_drain()
+        if isinstance(self._classes, ChallengerClasses):
+            self._classes.release()
+
+    def after_fork(self) -> None:
+        """A forked child starts with an empty queue and starts its own workers on use."""
+        if self.closed:
+            return
+        for runner in self._runners:
+            runner.forget()
+        self._reset_runtime()
+        self.comparison.renew_lock()
+
+
+def _work(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:
+    try:
+        _serve(ref, runner, stop)
+    finally:
+        close_thread_loop()
+
+
+def _serve(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:
+    exiting = runner.exiting if runner is not None else bool
+    while not stop.is_set() and not exiting():
+        shadow = ref()
+        if shadow is None:
+            return
+        try:
+            item = shadow._queue.popleft()
+        except IndexError:
+            shadow._idle = True
+            if not shadow._queue:
+                wake = shadow._wake
+                del shadow
+                wake.wait(IDLE_WAKE_SECONDS)
+                wake.clear()
+                shadow = ref()
+                if shadow is not None:
+                    shadow._idle = False
+            continue
+        try:
+            shadow.run_one(item, runner)
+        except Exception as exc:
+            faults.record("shadow", exc)
+        finally:
+            shadow.finished_one()
+            if shadow.closed:
+                shadow.before_drain()  # no drain listener is left to fold this call
+        del shadow, item
+
+
+class ChallengerClasses:
+    """The challenger's class names, read when needed. The challenger's monitor outlives
+    a closed shadow, so on close the names are kept and the model itself let go."""
+
+    def __init__(self, model: Any) -> None:
+        self._model: Any = model
+        self._names: object = None
+
+    def __call__(self) -> object:
+        model = self._model
+        return self._names if model is None else class_names_of(model)
+
+    def release(self) -> None:
+        try:
+            self._names = class_names_of(self._model)
+        finally:
+            self._model = None
+
+
+def is_number(value: object) -> bool:
+    """Whether `value` is a real number: an int or float (numpy's too), not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
