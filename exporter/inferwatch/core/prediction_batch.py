@@ -49,6 +49,13 @@ _FEW_VALUES = 8
 # An array's shape and dtype, read in C over many arrays (``set(map(SHAPE_OF, arrays))``).
 SHAPE_OF = operator.attrgetter("shape")
 DTYPE_OF = operator.attrgetter("dtype")
+_CLASS_OF = operator.attrgetter("__class__")
+_NDIM_OF = operator.attrgetter("ndim")
+_NDARRAY_ONLY = {np.ndarray}
+_ONE_DIMENSION = {1}
+# A pandas Series' own array: for a numpy dtype, the numpy array that ``to_numpy()`` only
+# wraps in a read-only view, at about a tenth of its cost.
+_SERIES_VALUES = operator.attrgetter("_values")
 
 
 def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
@@ -143,7 +150,9 @@ def _plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     """The arrays of many pandas Series of one plain numpy dtype (a function returning a
     Series per call): read as those arrays are, since a Series' name and index name no
     output. None for nullable numbers, categories or mixed dtypes, which are read call by
-    call (their missing values and categories have rules of their own)."""
+    call (their missing values and categories have rules of their own).
+
+    The arrays are the Series' own memory: the drain only reads them (joins copy them)."""
     dtypes = {result.dtype for result in results}  # type: ignore[attr-defined]
     if len(dtypes) != 1:
         return None
@@ -153,6 +162,14 @@ def _plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     text = type(dtype).__name__ == "StringDtype"
     if not text and not (isinstance(dtype, np.dtype) and dtype.kind in "fiubO"):
         return None
+    if not text:
+        try:
+            held = list(map(_SERIES_VALUES, results))
+        except AttributeError:  # a pandas that keeps its arrays elsewhere: the public read
+            held = None
+        if held is not None and set(map(type, held)) == {np.ndarray} and \
+                set(map(DTYPE_OF, held)) == dtypes:
+            return held
     return [result.to_numpy() for result in results]  # type: ignore[attr-defined]
 
 
@@ -341,11 +358,13 @@ class PredictionBatch:
         ``(prices, etas)`` per call): outputs ``0``, ``1``, ... read as the dicts of the
         same arrays under those names are, which is how a call's tuple is read. False,
         recording nothing, for any other tuples."""
-        width = len(results[0])
-        if not width or any(len(result) != width for result in results):
+        if not results[0]:
             return False
-        names = tuple(map(str, range(width)))
-        return self._add_array_dicts([dict(zip(names, result)) for result in results])
+        try:
+            outputs = list(zip(*results, strict=True))  # strict: one count in every tuple
+        except ValueError:
+            return False
+        return self._add_array_outputs(tuple(map(str, range(len(outputs)))), outputs)
 
     def _add_array_dicts(self, results: Sequence[dict]) -> bool:
         """Many dicts of the same named outputs, each a 1-D float numpy array (a model
@@ -353,28 +372,36 @@ class PredictionBatch:
         one dict of columns, read as a call's dict is. False, recording nothing, for any
         other dicts."""
         names = tuple(results[0])
-        if not names:
+        if not names or set(map(tuple, results)) != {names}:  # the same keys, in one order
             return False
-        dtypes = {}
-        for name in names:
-            first = results[0][name]
-            if first.__class__ is not np.ndarray or first.ndim != 1 or first.dtype.kind != "f":
+        arrays = list(map(operator.itemgetter(*names), results))
+        return self._add_array_outputs(names, [arrays] if len(names) == 1 else
+                                       list(zip(*arrays)))
+
+    def _add_array_outputs(self, names: tuple, outputs: list[Sequence[object]]) -> bool:
+        """Every call's array of each named output (`outputs`, in the order of `names`, each
+        in call order): recorded as one dict of columns when each output's arrays are all
+        exactly numpy arrays, 1-D, of one float dtype, and a call's arrays are all of one
+        length. False, recording nothing, otherwise. Each test is a pass in C over an
+        output's arrays, not a Python step per call."""
+        rows: list[int] | None = None
+        for output in outputs:
+            # Exactly ndarray, as ``__class__`` tells (a proxy may pass for one); ``type``
+            # is the cheaper read and says the same for every plain array.
+            if set(map(type, output)) != _NDARRAY_ONLY and \
+                    set(map(_CLASS_OF, output)) != _NDARRAY_ONLY:
                 return False
-            dtypes[name] = first.dtype
-        rows: list[int] = []
-        for result in results:
-            if tuple(result) != names:
+            if set(map(_NDIM_OF, output)) != _ONE_DIMENSION:
                 return False
-            length = None
-            for name, dtype in dtypes.items():
-                value = result[name]
-                if value.__class__ is not np.ndarray or value.ndim != 1 or \
-                        value.dtype != dtype or (length is not None and len(value) != length):
-                    return False
-                length = len(value)
-            rows.append(length)
-        columns = {name: np.concatenate([result[name] for result in results])
-                   for name in names}
+            dtypes = set(map(DTYPE_OF, output))
+            if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+                return False
+            lengths = list(map(len, output))
+            if rows is None:
+                rows = lengths
+            elif lengths != rows:
+                return False
+        columns = {name: np.concatenate(output) for name, output in zip(names, outputs)}
         prediction = self._normalized(columns, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
