@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 _FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
 _FLOAT_ONLY = {float}
+_TEXT_ONLY = {str}
 _SEQUENCES = ({list}, {tuple})  # a result's kinds read as flat lists: lists, or tuples
+_FLAT_KINDS = (_FLOAT_ONLY, _TEXT_ONLY, *_SEQUENCES)  # a flat list's first call's kinds
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
                           np.uint16, np.uint8})
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
@@ -265,7 +267,9 @@ class PredictionBatch:
         (width,) = lengths
         if not width:
             return False
-        kinds: set[type] = set()
+        kinds = set(map(type, results[0]))
+        if kinds not in _FLAT_KINDS:
+            return False  # (a tuple of arrays, say): no call of these is a flat list
         for result in results:
             kinds.update(map(type, result))
             if len(kinds) > 1:
