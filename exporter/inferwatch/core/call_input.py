@@ -31,6 +31,7 @@ from inferwatch import faults
 COPY_LIMIT_BYTES = 64 * 1024
 _ndarray = np.ndarray
 _NBYTES = operator.attrgetter("nbytes")
+_SCALARS = frozenset((float, int, bool))  # numpy scalars count their nbytes, below
 _SAMPLED_ITEMS = 64  # of a list, sized to stand for the rest
 _NEVER_ARRAYS = frozenset({float, int, str, bool, dict, list, tuple, type(None)})
 
@@ -165,11 +166,15 @@ def held_bytes(objects: Sequence[Any], kinds: set[type] | None = None) -> int:
     >>> held_bytes([[0.5] * 10] * 3) == 3 * held_bytes([[0.5] * 10])
     True
     """
+    if not objects:  # a drain without inputs (no reference profile) sizes nothing
+        return 0
     kinds = set(map(type, objects)) if kinds is None else kinds
     if len(kinds) == 1:  # the usual drain: one object sized, in C for arrays
         (cls,) = kinds
         if cls is _ndarray:
             return sum(map(_NBYTES, objects))
+        if cls in _SCALARS:  # sized as they are, without the container probes below
+            return len(objects) * sys.getsizeof(objects[0])
         return len(objects) * _object_bytes(objects[0])
     counts = collections.Counter(map(type, objects))  # in C, as the classes above
     total = 0
