@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from inferwatch.core.prediction_batch import DTYPE_OF, SHAPE_OF
+from inferwatch.core.stacked_results import DTYPE_OF, SHAPE_OF
 
 # A numpy result with more rows than this is drained in slices of this many rows, each under
 # the monitor lock on its own, so a scrape or a record_outcome caller waits for one slice

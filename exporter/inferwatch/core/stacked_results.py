@@ -1,0 +1,269 @@
+"""Readers that stack many calls' results of one kind into one array or one dict of
+columns: flat lists (of floats, of text, of probability rows), pandas DataFrames of one
+plain dtype, dicts of floats, tuples and dicts of 1-D float arrays, and the arrays of
+pandas and polars Series of one plain dtype. A drain then normalises them once, not call
+by call.
+
+:class:`StackedResults` is the base of
+:class:`~inferwatch.core.prediction_batch.PredictionBatch`: its readers record through
+that class's own steps (``_normalized``, ``_add``, ``add_stacked``, ``add_results``,
+``repeat_size``, ``_add_text_classes``). Apart from the batch because which results stack,
+and how, is a job of its own, with rules per kind of result; the batch picks the reader
+for a drain's results and records what it reads.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import numpy as np
+
+from inferwatch.core.state import float_array
+
+_FLOAT_ONLY = {float}
+_TEXT_ONLY = {str}
+SEQUENCES = ({list}, {tuple})  # a result's kinds read as flat lists: lists, or tuples
+_FLAT_KINDS = (_FLOAT_ONLY, _TEXT_ONLY, *SEQUENCES)  # a flat list's first call's kinds
+# An array's shape and dtype, read in C over many arrays (``set(map(SHAPE_OF, arrays))``).
+SHAPE_OF = operator.attrgetter("shape")
+DTYPE_OF = operator.attrgetter("dtype")
+_CLASS_OF = operator.attrgetter("__class__")
+_NDIM_OF = operator.attrgetter("ndim")
+_NDARRAY_ONLY = {np.ndarray}
+_ONE_DIMENSION = {1}
+# A pandas Series' own array: for a numpy dtype, the numpy array that ``to_numpy()`` only
+# wraps in a read-only view, at about a tenth of its cost.
+_SERIES_VALUES = operator.attrgetter("_values")
+
+
+def is_pandas_series(kind: type) -> bool:
+    """Whether `kind` is pandas' Series."""
+    return kind.__name__ == "Series" and kind.__module__.startswith("pandas")
+
+
+def is_polars_series(kind: type) -> bool:
+    """Whether `kind` is polars' Series."""
+    return kind.__name__ == "Series" and kind.__module__.startswith("polars")
+
+
+# polars dtypes whose Series without nulls read as numpy arrays of the same values: an Enum
+# or Categorical declares classes, and nulls are dropped and counted, call by call.
+_POLARS_PLAIN = frozenset({"Float64", "Float32", "Int8", "Int16", "Int32", "Int64", "UInt8",
+                           "UInt16", "UInt32", "UInt64", "Boolean", "String"})
+
+
+def plain_polars_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
+    """The arrays of many polars Series of one plain dtype and no nulls, as each reads
+    alone; None for any other Series."""
+    dtypes = {result.dtype for result in results}  # type: ignore[attr-defined]
+    if len(dtypes) != 1 or str(next(iter(dtypes))) not in _POLARS_PLAIN:
+        return None
+    if any(result.null_count() for result in results):  # type: ignore[attr-defined]
+        return None
+    return [np.asarray(result.to_numpy()) for result in results]  # type: ignore[attr-defined]
+
+
+def is_pandas_frame(kind: type) -> bool:
+    """Whether `kind` is pandas' DataFrame."""
+    return kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas")
+
+
+def _frame_dtypes(frame: object) -> set:
+    """The distinct dtypes of a pandas DataFrame's columns. ``DataFrame.dtypes`` builds a
+    Series (about 30 us); its block manager lists them in well under a microsecond."""
+    try:
+        return set(frame._mgr.get_dtypes())  # type: ignore[attr-defined]
+    except Exception:  # a pandas without the block manager's method
+        return set(frame.dtypes)  # type: ignore[attr-defined]
+
+
+def plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
+    """The arrays of many pandas Series of one plain numpy dtype (a function returning a
+    Series per call): read as those arrays are, since a Series' name and index name no
+    output. None for nullable numbers, categories or mixed dtypes, which are read call by
+    call (their missing values and categories have rules of their own).
+
+    The arrays are the Series' own memory: the drain only reads them (joins copy them)."""
+    dtypes = {result.dtype for result in results}  # type: ignore[attr-defined]
+    if len(dtypes) != 1:
+        return None
+    (dtype,) = dtypes
+    # pandas' text dtypes become objects with their missing values (NaN or pd.NA), which
+    # the object path counts as missing, as a Series read alone has them counted.
+    text = type(dtype).__name__ == "StringDtype"
+    if not text and not (isinstance(dtype, np.dtype) and dtype.kind in "fiubO"):
+        return None
+    if not text:
+        try:
+            held = list(map(_SERIES_VALUES, results))
+        except AttributeError:  # a pandas that keeps its arrays elsewhere: the public read
+            held = None
+        if held is not None and set(map(type, held)) == {np.ndarray} and \
+                set(map(DTYPE_OF, held)) == dtypes:
+            return held
+    return [result.to_numpy() for result in results]  # type: ignore[attr-defined]
+
+
+class StackedResults:
+    """The readers of :class:`~inferwatch.core.prediction_batch.PredictionBatch` that
+    take many calls' results of one kind at once: each returns False, recording
+    nothing, for results it does not take."""
+
+    def _add_flat_lists(self, results: Sequence[list], probabilities: bool) -> bool:
+        """Many lists (or tuples) of one length, each of plain floats, of text, or of rows
+        of plain floats (a function returning ``[score]``, ``(score,)`` or ``["fraud"]``, a
+        ``predict_proba`` returning ``[[p0, p1]]`` per call): one array, read as the same
+        calls returning numpy arrays are (a list of text as
+        Python strings, as ``to_array`` keeps it). False, recording nothing, for any other
+        lists."""
+        lengths = set(map(len, results))
+        if len(lengths) != 1:
+            return False
+        (width,) = lengths
+        if not width:
+            return False
+        kinds = set(map(type, results[0]))
+        if kinds not in _FLAT_KINDS:
+            return False  # (a tuple of arrays, say): no call of these is a flat list
+        for result in results:
+            kinds.update(map(type, result))
+            if len(kinds) > 1:
+                return False
+        if kinds == _FLOAT_ONLY and not probabilities:
+            stacked = np.array(results, dtype=np.float64).reshape(-1)
+            self.add_stacked(stacked, (width,), len(results), False)
+            return True
+        if kinds in SEQUENCES:
+            if not probabilities:
+                # A predict's rows are judged call by call (probabilities, classes or
+                # values, by what each call holds): only predict_proba's rows are stacked.
+                return False
+            # Rows of plain floats (a predict_proba returning [[p0, p1]]): read as the
+            # arrays numpy makes of them, as a list read alone is.
+            inner = {len(row) for result in results for row in result}
+            if len(inner) != 1 or not all(type(value) is float for result in results
+                                          for row in result for value in row):
+                return False
+            arrays = list(np.array(results, dtype=np.float64))
+            self.add_results(arrays, probabilities, kinds={np.ndarray})
+            return True
+        if probabilities:
+            return False
+        if kinds == {str}:
+            stacked = np.empty(len(results) * width, dtype=object)
+            stacked[:] = [label for result in results for label in result]
+            if self.settings.task == "regression" or not self._add_text_classes(stacked):
+                return False
+            self.repeat_size(width, len(results))
+            return True
+        return False
+
+    def _add_plain_frames(self, results: Sequence[object]) -> bool:
+        """Many pandas DataFrames of the same uniquely named columns, all of one plain numpy
+        dtype (a pyfunc returning a frame per call): one dict of columns, read as a frame's
+        columns are. False, recording nothing, for any other frames (mixed dtypes too:
+        pandas reads their columns one by one, no cheaper than a call at a time)."""
+        first = results[0]
+        columns = first.columns  # type: ignore[attr-defined]
+        names = tuple(columns)
+        if not names or len(set(names)) != len(names):
+            return False
+        dtype = None
+        for frame in results:
+            kinds = _frame_dtypes(frame)
+            if len(kinds) != 1 or not frame.columns.equals(columns):  # type: ignore[attr-defined]
+                return False
+            (found,) = kinds
+            if dtype is None:
+                if not (isinstance(found, np.dtype) and found.kind in "fiubO"):
+                    return False
+                dtype = found
+            elif found != dtype:
+                return False
+        block = np.concatenate([frame.to_numpy() for frame in results])  # type: ignore[attr-defined]
+        prediction = self._normalized({name: block[:, j] for j, name in enumerate(names)},
+                                      False)
+        if prediction is None:
+            return True  # as one call at a time: each would have failed the same way
+        self._add(prediction, [len(frame) for frame in results])  # type: ignore[arg-type]
+        return True
+
+    def _add_float_dicts(self, results: Sequence[dict]) -> bool:
+        """Many dicts of the same named float outputs (one row each): normalised as one dict
+        of columns. False, recording nothing, when they are not all of that shape."""
+        # One pass in C per output name (an item getter over the dicts), in any key order:
+        # the same length everywhere and every name found means the same names everywhere.
+        names = results[0]
+        if len(set(map(len, results))) != 1:
+            return False
+        columns = {}
+        for name in names:
+            try:
+                column = list(map(operator.itemgetter(name), results))
+            except KeyError:
+                return False
+            if not set(map(type, column)) <= _FLOAT_ONLY:
+                return False
+            columns[name] = float_array(column)
+        prediction = self._normalized(columns, False)
+        if prediction is None:
+            return True  # as one call at a time: each would have failed the same way
+        self._add(prediction, ())
+        self.repeat_size(1, len(results))
+        return True
+
+    def _add_array_tuples(self, results: Sequence[tuple]) -> bool:
+        """Many tuples of 1-D float numpy arrays, one count of them (a model returning
+        ``(prices, etas)`` per call): outputs ``0``, ``1``, ... read as the dicts of the
+        same arrays under those names are, which is how a call's tuple is read. False,
+        recording nothing, for any other tuples."""
+        if not results[0]:
+            return False
+        try:
+            outputs = list(zip(*results, strict=True))  # strict: one count in every tuple
+        except ValueError:
+            return False
+        return self._add_array_outputs(tuple(map(str, range(len(outputs)))), outputs)
+
+    def _add_array_dicts(self, results: Sequence[dict]) -> bool:
+        """Many dicts of the same named outputs, each a 1-D float numpy array (a model
+        returning ``{"price": prices, "eta": etas}`` per call), one length within a call:
+        one dict of columns, read as a call's dict is. False, recording nothing, for any
+        other dicts."""
+        names = tuple(results[0])
+        if not names or set(map(tuple, results)) != {names}:  # the same keys, in one order
+            return False
+        arrays = list(map(operator.itemgetter(*names), results))
+        return self._add_array_outputs(names, [arrays] if len(names) == 1 else
+                                       list(zip(*arrays)))
+
+    def _add_array_outputs(self, names: tuple, outputs: list[Sequence[object]]) -> bool:
+        """Every call's array of each named output (`outputs`, in the order of `names`, each
+        in call order): recorded as one dict of columns when each output's arrays are all
+        exactly numpy arrays, 1-D, of one float dtype, and a call's arrays are all of one
+        length. False, recording nothing, otherwise. Each test is a pass in C over an
+        output's arrays, not a Python step per call."""
+        rows: list[int] | None = None
+        for output in outputs:
+            # Exactly ndarray, as ``__class__`` tells (a proxy may pass for one); ``type``
+            # is the cheaper read and says the same for every plain array.
+            if set(map(type, output)) != _NDARRAY_ONLY and \
+                    set(map(_CLASS_OF, output)) != _NDARRAY_ONLY:
+                return False
+            if set(map(_NDIM_OF, output)) != _ONE_DIMENSION:
+                return False
+            dtypes = set(map(DTYPE_OF, output))
+            if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+                return False
+            lengths = list(map(len, output))
+            if rows is None:
+                rows = lengths
+            elif lengths != rows:
+                return False
+        columns = {name: np.concatenate(output) for name, output in zip(names, outputs)}
+        prediction = self._normalized(columns, False)
+        if prediction is None:
+            return True  # as one call at a time: each would have failed the same way
+        self._add(prediction, rows)
+        return True
