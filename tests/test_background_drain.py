@@ -166,21 +166,21 @@ def test_a_drain_that_finds_nothing_waits_for_a_drain_still_folding(registry, mo
     """Another drain may have taken every call and still be folding them: a drain that
     finds nothing pending returns only once that fold is done, so the calls are counted
     when it returns (a reader of the state needs no lock of its own)."""
-    from inferwatch.core import monitor as monitor_module
+    from inferwatch.core import monitor_drain
 
     predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
     for _ in range(1000):
         predict(1)
     monitor = inferwatch.monitor("m", "1", registry=registry)
     taken, release = threading.Event(), threading.Event()
-    columns = monitor_module.call_columns
+    columns = monitor_drain.call_columns
 
     def held_call_columns(pending, *args):
         taken.set()
         release.wait(10)
         return columns(pending, *args)
 
-    monkeypatch.setattr(monitor_module, "call_columns", held_call_columns)
+    monkeypatch.setattr(monitor_drain, "call_columns", held_call_columns)
     folding = threading.Thread(target=monitor.drain)
     folding.start()
     assert taken.wait(10)

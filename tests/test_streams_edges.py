@@ -166,7 +166,7 @@ def test_a_stream_collected_while_the_drain_takes_its_calls_never_hangs_it(monke
     itself."""
     import threading
 
-    from inferwatch.core import monitor as monitor_module
+    from inferwatch.core import monitor_drain
     from inferwatch.core.registry import Registry
 
     registry = Registry(drain_interval=3600)
@@ -185,18 +185,18 @@ def test_a_stream_collected_while_the_drain_takes_its_calls_never_hangs_it(monke
         cycle: list = [abandoned]
         cycle.append(cycle)
         del abandoned, cycle
-        take = monitor_module.take
+        take = monitor_drain.take
 
         def take_after_a_collection(pending):
             gc.collect()  # what an allocation at this point may set off
             return take(pending)
 
-        monkeypatch.setattr(monitor_module, "take", take_after_a_collection)
+        monkeypatch.setattr(monitor_drain, "take", take_after_a_collection)
         drain = threading.Thread(target=registry.drain, daemon=True)
         drain.start()
         drain.join(30)
         assert not drain.is_alive(), "the drain waits on its own lock"
-        monkeypatch.setattr(monitor_module, "take", take)
+        monkeypatch.setattr(monitor_drain, "take", take)
         registry.drain()
         requests = monitor.state.counters["inferwatch_requests_total"]
         assert requests[("ok",)] == finished and requests[("cancelled",)] == 1

@@ -1,0 +1,291 @@
+"""The drain of a :class:`~inferwatch.core.monitor.Monitor`: folding its pending calls
+into its state.
+
+Apart from the monitor because folding is a job of its own, run by the background drain
+thread and before every scrape, never on the request path; the monitor keeps what a call
+touches (its pending lists and the hand-off) and takes these methods as its base class,
+so they read and write the very attributes the monitor sets up in its ``__init__``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from inferwatch import faults
+from inferwatch.core import pending_calls
+from inferwatch.core.call_input import held_bytes
+from inferwatch.core.call_values import cancellations, count_value
+from inferwatch.core.drain_folds import (
+    check_predictions,
+    count_input_checks,
+    fold_requests,
+    fold_streams,
+)
+from inferwatch.core.pending_calls import LaterSlices, call_columns, first_slices, take
+from inferwatch.core.prediction_batch import PredictionBatch
+from inferwatch.core.state import float_array
+
+if TYPE_CHECKING:
+    from inferwatch.core.request import RequestRecord
+    from inferwatch.quality.tracker import FeatureTracker
+
+
+class MonitorDrain:
+    """What a monitor's drain does: take the pending calls and fold them into the state."""
+
+    def drain_due(self, clock: float) -> bool:
+        """The background drain's pass: fold the pending calls if they are due.
+
+        They are due once ``drain_min_calls`` wait (or a full list was handed off), or once
+        some have waited ``drain_max_wait_seconds`` since a pass first found them; `clock` is
+        monotonic seconds. A monitor with nothing new costs a few list lengths. Readers
+        (a scrape, ``record_outcome``, a worker's snapshot) call :meth:`drain`, which takes
+        everything. Returns whether it drained. Never raises.
+
+        >>> from inferwatch.core.registry import Registry
+        >>> registry = Registry(drain_interval=3600)  # no background pass meanwhile
+        >>> mon = registry.monitor("m", "1").configure(drain_max_wait_seconds=5)
+        >>> mon.record_call(0.01, 0.5)
+        >>> mon.drain_due(clock=100.0), mon.drain_due(clock=104.0), mon.drain_due(clock=105.0)
+        (False, False, True)
+        """
+        try:
+            waiting = self.pending()
+            if not waiting:
+                self._waiting_since = None
+                return False
+            settings = self.settings
+            if waiting < settings.drain_min_calls and not self._handed_off:
+                since = self._waiting_since
+                if since is None:
+                    self._waiting_since = since = clock
+                if clock - since < settings.drain_max_wait_seconds:
+                    return False
+        except Exception as exc:
+            faults.record("drain", exc)
+        self.drain()
+        return True
+
+    def drain(self, now: float | None = None) -> None:
+        """Fold pending calls into the state. Never raises.
+
+        A monitor with nothing new returns at once, taking no lock (unless another drain is
+        folding, which it waits for): a process with many models pays for the ones that were
+        called. (A dropped call leaves its full list pending, so a drop is never missed
+        here.) Drain listeners (a shadow's comparisons) run first, each guarding itself.
+        """
+        for listener in self.drain_listeners:
+            listener()
+        if not (self._calls or self._proba_calls or self._errors or self._requests
+                or self._streams or self._handed_off):
+            try:
+                if self._lock.locked():
+                    # Another drain may have just taken the calls and still be folding them:
+                    # wait for it, so that every call finished before this drain is folded
+                    # when it returns (a lock held by a reader costs the same short wait).
+                    with self._lock:
+                        pass
+            except Exception as exc:
+                faults.record("drain", exc)
+            return
+        self._waiting_since = None
+        try:
+            when = self.window_time(now)
+            rest: list[LaterSlices] = []
+            with self._lock:
+                self._drain_locked(when, rest)
+            for part in rest:
+                for piece in part.slices:
+                    time.sleep(0)  # a scrape or caller waiting for the lock gets it now
+                    with self._lock:
+                        self._drain_slice(piece, part.probabilities, when)
+        except Exception as exc:
+            faults.record("drain", exc)
+
+    def _drain_slice(self, rows: np.ndarray, probabilities: bool, now: float) -> None:
+        """Rows of a huge batch after its first slice: values, classes and drift only (the
+        call, its latency and its batch size were counted with the first slice)."""
+        predictions = PredictionBatch(self.settings, self._caps, self.features, self.class_names)
+        predictions.add_results([rows], probabilities=probabilities)
+        tracker = self.features
+        if tracker is not None:
+            check_predictions(tracker, predictions, now)
+        predictions.batch_sizes.clear()
+        predictions.repeated_sizes.clear()
+        predictions.flush(self.state, now)
+        self._slices_drained += 1  # the state changed with no call finishing: publish it
+
+    def _take_pending(self) -> tuple[list, list, list, list, list]:
+        with self._take_lock:
+            if not self._handed_off:  # the usual drain: nothing was handed off
+                return (take(self._calls), take(self._proba_calls), take(self._errors),
+                        take(self._requests), take(self._streams))
+            handed_off, self._handed_off, self._handed_off_calls = self._handed_off, [], 0
+            taken = []
+            for pending in (self._calls, self._proba_calls, self._errors, self._requests,
+                            self._streams):
+                chunks = [items for source, items in handed_off if source is pending]
+                chunks.append(take(pending))
+                taken.append(chunks[0] if len(chunks) == 1 else
+                             [item for chunk in chunks for item in chunk])
+        return taken[0], taken[1], taken[2], taken[3], taken[4]
+
+    def _drain_locked(self, now: float, rest: list[LaterSlices] | None = None) -> None:
+        """Fold what is pending into the state; with `rest`, huge numpy results are cut to
+        their first slice here and the other slices appended to `rest` for the caller."""
+        calls, proba_calls, errors, requests, streams = self._take_pending()
+        total = len(calls) + len(proba_calls) + len(errors) + len(requests) + len(streams)
+        self._report_dropped()
+        if not total:
+            return
+        self._finished += total
+        state = self.state
+        durations: list[float] = []
+        predictions = PredictionBatch(self.settings, self._caps, self.features, self.class_names)
+        cut: list[tuple[int, dict[int, int]]] = []  # (first batch size index, whole rows)
+        inputs: list = []  # of fast-path calls with a reference profile: ok, then failed
+        failed_inputs: list = []
+        kept_bytes = 0  # of the arrays these calls held while they waited
+        feature_count = None if self.features is None else len(
+            self.features.checker.feature_names)
+        for pending, probabilities in ((calls, False), (proba_calls, True)):
+            if not pending:
+                continue
+            call_durations, results, kept, stacked = call_columns(pending, feature_count)
+            inputs.extend(kept)
+            durations.extend(call_durations)
+            kept_bytes += held_bytes(kept)  # DataFrames and tensors too, by estimate
+            if stacked is not None:  # arrays of one shape and dtype: already one array
+                array, shape = stacked
+                kept_bytes += array.nbytes
+                if rest is None or shape[0] <= pending_calls.SLICE_ROWS:
+                    predictions.add_stacked(array, shape, len(pending), probabilities)
+                    continue
+                results = list(array.reshape((len(pending), *shape)))  # to be sliced
+            whole: dict[int, int] = {}
+            kinds = set(map(type, results))  # in C; cutting arrays keeps their class
+            # What results held while they waited: arrays past the copy limit, frames,
+            # tensors (a drain of one kind sizes one of them).
+            kept_bytes += held_bytes(results, kinds)
+            if rest is not None:
+                results, whole = first_slices(results, probabilities, rest, kinds)
+            first = len(predictions.batch_sizes)
+            predictions.add_results(results, probabilities=probabilities,
+                                    sizes_in_order=bool(whole), kinds=kinds)
+            if whole and len(predictions.batch_sizes) == first + len(results):
+                cut.append((first, whole))
+        ok = len(calls) + len(proba_calls)
+        if ok:
+            self._kept_per_call = kept_bytes / ok
+            self._sized = True
+            self._fit_pending()
+        error_counts: dict[str, float] = {}
+        cancelled = 0
+        cancelled_types = cancellations()
+        for failure in errors:
+            duration, error_type = failure[0], failure[1]
+            if len(failure) > 2:
+                failed_inputs.append(failure[2])
+            durations.append(duration)
+            if issubclass(error_type, cancelled_types):
+                cancelled += 1
+            else:
+                key = error_type.__name__
+                error_counts[key] = error_counts.get(key, 0) + 1
+        for stream in streams:
+            if not stream.counts_call:
+                continue
+            durations.append(stream.duration)
+            if stream.outcome == "cancelled":
+                cancelled += 1
+            elif stream.error_type is not None:
+                key = stream.error_type.__name__
+                error_counts[key] = error_counts.get(key, 0) + 1
+            else:
+                ok += 1
+        for record in requests:
+            durations.append(record.duration)
+            if record.cancelled:
+                cancelled += 1
+            elif record.error_type is None:
+                ok += 1
+            elif issubclass(record.error_type, cancelled_types):
+                cancelled += 1
+            else:
+                key = record.error_type.__name__
+                error_counts[key] = error_counts.get(key, 0) + 1
+            if record.stream is not None:  # counted just above, as its request
+                streams.append(record.stream)
+        # Each step below reads what callers handed in (predictions, inputs, stream
+        # records): one that fails on an odd object is counted and skipped, never taking the
+        # drain's request counts and latencies down with it.
+        if requests:
+            self._guarded(fold_requests, self.state, self.settings, self._caps, self.outcomes,
+                          requests, predictions)
+        if streams:
+            self._guarded(fold_streams, self.state, self.settings, streams)
+        n_errors = len(durations) - ok - cancelled
+        if ok:
+            state.inc("inferwatch_requests_total", ("ok",), ok)
+        if cancelled:
+            state.inc("inferwatch_requests_total", ("cancelled",), cancelled)
+        if n_errors:
+            state.inc("inferwatch_requests_total", ("error",), n_errors)
+            cap = self._caps["inferwatch_errors_total"]
+            for key, count in cap.fold_counts(error_counts).items():
+                state.inc("inferwatch_errors_total", (key,), count)
+        latency = state.histogram("inferwatch_request_duration_seconds", (),
+                                  self.settings.latency_buckets)
+        latency.observe(float_array(durations))
+        for record in requests:
+            if record.trace_id is not None:
+                latency.exemplar(record.duration, record.trace_id, record.started_at)
+        tracker = self.features
+        if tracker is not None:
+            self._guarded(self._check_features, tracker, requests, predictions, now, inputs,
+                          failed_inputs)
+        for first, whole in cut:  # a sliced call's batch size is all its rows
+            for index, rows in whole.items():
+                predictions.batch_sizes[first + index] = rows
+        self._guarded(predictions.flush, state, now)
+        if self.events is not None and requests:
+            self._guarded(self._emit_events, requests)
+
+    @staticmethod
+    def _guarded(step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception as exc:
+            faults.record("drain", exc)
+
+    def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
+                        predictions: PredictionBatch, now: float, inputs: list,
+                        failed_inputs: list) -> None:
+        # A call that raised made no prediction: its input is checked (missing values,
+        # ranges, schema) but stays out of the drift window.
+        ok = [r.features for r in requests if r.features is not None and r.error_type is None]
+        failed = [r.features for r in requests
+                  if r.features is not None and r.error_type is not None]
+        ok += inputs
+        failed += failed_inputs
+        for inputs, window in ((ok, True), (failed, False)):
+            if inputs:
+                count_input_checks(self.state, tracker.feature_labels,
+                                   tracker.check_inputs(inputs, now, window=window))
+        check_predictions(tracker, predictions, now)
+
+    def _emit_events(self, requests: list[RequestRecord]) -> None:
+        emit = self.events.emit
+        for record in requests:
+            emit(record.event(self.name, self.version))
+
+    def _report_dropped(self) -> None:
+        dropped = count_value(self._dropped)
+        if dropped > self._dropped_reported:
+            self.state.inc("inferwatch_calls_dropped_total", (), dropped - self._dropped_reported)
+            faults.record("backlog", count=dropped - self._dropped_reported)
+            self._dropped_reported = dropped
