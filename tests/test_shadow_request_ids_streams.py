@@ -16,7 +16,7 @@ from sklearn.linear_model import LinearRegression
 
 import inferwatch
 from inferwatch import faults
-from inferwatch.core import shadow_compare
+from inferwatch.core import shadow_compare, shadow_rows
 from inferwatch.core.registry import Registry
 
 _EXAMPLES = settings(max_examples=15, deadline=None,
@@ -255,7 +255,7 @@ def _fail_batches(monkeypatch, handle) -> None:
     def fail(pairs):
         raise MemoryError("cannot stack the batch")
 
-    monkeypatch.setattr(shadow_compare, "_batches", fail)
+    monkeypatch.setattr(shadow_rows, "batches", fail)
 
 
 def _fail_remember(monkeypatch, handle) -> None:

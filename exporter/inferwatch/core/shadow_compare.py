@@ -30,12 +30,13 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core import shadow_rows
 from inferwatch.core.call_input import held_bytes
 from inferwatch.core.label_caps import LabelCap
 from inferwatch.core.outcomes import (
@@ -43,14 +44,20 @@ from inferwatch.core.outcomes import (
     _as_rows,
     _as_table,
     _class_text,
-    _entry_bytes,
-    _fitted,
     _same_class,
 )
 from inferwatch.core.prediction_classes import known_class_set
 from inferwatch.core.predictions import Prediction, normalize
-from inferwatch.core.records import records_as_columns
-from inferwatch.core.result_arrays import is_dataframe
+from inferwatch.core.shadow_rows import (
+    Batch,
+    aligned,
+    in_place,
+    in_terms_of,
+    label_rows,
+    output_rows,
+    pair_fitted,
+    row_array,
+)
 
 # Shadow minus champion: symmetric around zero, fine near it (probabilities, small scores).
 DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1,
@@ -285,7 +292,7 @@ class Comparison:
         # fault and its calls as incomparable: the pairs were taken, so they are never tried
         # again, and sampled calls still add up to compared and dropped ones.
         try:
-            batches = _batches(pairs)
+            batches = shadow_rows.batches(pairs)
         except Exception as exc:
             faults.record("shadow", exc)
             drops["incomparable"] = drops.get("incomparable", 0) + len(pairs)
@@ -375,7 +382,7 @@ class Comparison:
             state.inc("inferwatch_shadow_outcomes_total",
                       (version, champion_result, shadow_result), count)
 
-    def _fold_batch(self, batch: _Batch, agreement: dict, confusion: dict,
+    def _fold_batch(self, batch: Batch, agreement: dict, confusion: dict,
                     differences: dict) -> tuple[list, list] | tuple[()] | None:
         """Compare one batch into the fold's counts: what `_compare` returns, None when
         nothing was compared. A batch that cannot be compared leaves the counts as they were
@@ -385,8 +392,8 @@ class Comparison:
         diffs: dict = {}
         try:
             names = self._names_now()
-            champion_result, shadow_result, narrowed = _aligned(batch.method, batch.champion,
-                                                                batch.shadow)
+            champion_result, shadow_result, narrowed = aligned(batch.method, batch.champion,
+                                                               batch.shadow)
             champion, shadow = self._normalize(batch.method, champion_result, shadow_result,
                                                names)
             rows_lost = bool(champion.invalid or shadow.invalid)
@@ -419,13 +426,13 @@ class Comparison:
         # row (a target per champion output) judges.
         if narrowed or not found:
             return ()
-        return found if keep is None else _in_place(found, keep)
+        return found if keep is None else in_place(found, keep)
 
-    def _whole_rows(self, batch: _Batch,
+    def _whole_rows(self, batch: Batch,
                     names: tuple) -> tuple[Prediction, Prediction, np.ndarray] | None:
         """Both sides' predictions over the rows that neither side loses a value of, and
         which rows those are; None unless both are arrays of rows of one length."""
-        champion, shadow = _row_array(batch.champion), _row_array(batch.shadow)
+        champion, shadow = row_array(batch.champion), row_array(batch.shadow)
         if champion is None or shadow is None or len(champion) != len(shadow) or \
                 len(champion) > MAX_ROWS_CHECKED:
             return None
@@ -478,7 +485,7 @@ class Comparison:
                 len(champion.classes) == len(shadow.classes):
             compared = True
             ours = champion.classes.astype(str)
-            theirs = _in_terms_of(shadow.classes.astype(str), ours)
+            theirs = in_terms_of(shadow.classes.astype(str), ours)
             same = int(np.count_nonzero(ours == theirs))
             agreement["agree"] += same
             agreement["disagree"] += len(ours) - same
@@ -488,7 +495,7 @@ class Comparison:
                 confusion[(c, s)] = confusion.get((c, s), 0) + n
             remembered = (ours.tolist(), theirs.tolist())
             if len(ours) != champion.rows:  # several class outputs, one column after another
-                remembered = _label_rows(ours, theirs, champion.rows)
+                remembered = label_rows(ours, theirs, champion.rows)
         for output, values in champion.values.items():
             other = shadow.values.get(output)
             if other is None or len(other) != len(values):
@@ -503,15 +510,15 @@ class Comparison:
         if not compared:
             return None
         if remembered is None and len(champion.values) > 1:
-            remembered = _output_rows(champion, shadow)
+            remembered = output_rows(champion, shadow)
         return remembered or ()
 
     def _remember(self, request_id: str, champion: list, shadow: list, at: float) -> None:
         rows = min(len(champion), len(shadow))
         if not rows:
             return
-        champion, shadow, size = _pair_fitted(request_id, tuple(champion[:rows]),
-                                              tuple(shadow[:rows]), self.max_bytes)
+        champion, shadow, size = pair_fitted(request_id, tuple(champion[:rows]),
+                                             tuple(shadow[:rows]), self.max_bytes)
         with self._lock:
             cache = self._cache
             old = cache.pop(request_id, None)
@@ -522,25 +529,6 @@ class Comparison:
             while len(cache) > self.cache_size or (self._bytes > self.max_bytes and
                                                    len(cache) > 1):
                 self._bytes -= cache.popitem(last=False)[1][3]
-
-
-def _in_place(found: tuple[list, list], keep: np.ndarray) -> tuple[list, list] | tuple[()]:
-    """Both sides' rows (of the rows `keep` marks) back in the batch's positions, a row left
-    out as None; () when they are not one per kept row.
-
-    >>> _in_place((["a", "b"], ["a", "c"]), np.array([True, False, True]))
-    (['a', None, 'b'], ['a', None, 'c'])
-    """
-    kept = int(np.count_nonzero(keep))
-    if len(found[0]) != kept or len(found[1]) != kept:
-        return ()
-    sides = []
-    for rows in found:
-        placed: list = [None] * len(keep)
-        for index, row in zip(np.flatnonzero(keep).tolist(), rows):
-            placed[index] = row
-        sides.append(placed)
-    return sides[0], sides[1]
 
 
 def _uncounted(over: int, kept: int, counted: tuple[int, int] | None) -> int:
@@ -557,175 +545,6 @@ def _uncounted(over: int, kept: int, counted: tuple[int, int] | None) -> int:
     return max(0, over - (rows - own_kept))
 
 
-def _label_rows(ours: np.ndarray, theirs: np.ndarray, rows: int) -> tuple[list, list] | None:
-    """Each row of both sides' class labels as a tuple of every output's label, for a
-    multi-output classifier whose labels come prefixed by their output (``"0:spam"``), one
-    output's column after another; None when a column lost labels (a label no class may
-    be) and rows can no longer be told apart.
-
-    >>> _label_rows(np.array(["0:a", "0:b", "1:x", "1:y"]), np.array(["0:a", "0:a", "1:x",
-    ...                                                                "1:x"]), 2)
-    ([('a', 'x'), ('b', 'y')], [('a', 'x'), ('a', 'x')])
-    """
-    if not rows or len(ours) % rows or len(theirs) != len(ours):
-        return None
-    sides = []
-    for labels in (ours, theirs):
-        columns = []
-        for j, column in enumerate(np.asarray(labels, dtype=object).reshape(-1, rows).tolist()):
-            prefix = f"{j}:"
-            if not all(label.startswith(prefix) for label in column):
-                return None
-            columns.append([label[len(prefix):] for label in column])
-        sides.append(list(zip(*columns)))
-    return sides[0], sides[1]
-
-
-def _output_rows(champion: Prediction, shadow: Prediction) -> tuple[list, list] | None:
-    """Each row of both sides as a tuple of every output's value, in the champion's order;
-    None unless the shadow returns the same outputs, row for row (else no outcome row of
-    targets can judge both)."""
-    names = list(champion.values)
-    theirs = [shadow.values.get(name) for name in names]
-    if len(shadow.values) != len(names) or any(
-            column is None or len(column) != len(champion.values[name])
-            for name, column in zip(names, theirs)):
-        return None
-    ours = [np.asarray(champion.values[name], dtype=np.float64).tolist() for name in names]
-    return (list(zip(*ours)),
-            list(zip(*(np.asarray(column, dtype=np.float64).tolist() for column in theirs))))
-
-
-def _pair_fitted(request_id: str, champion: tuple, shadow: tuple,
-                 max_bytes: int) -> tuple[tuple, tuple, int]:
-    """Both sides' rows within `max_bytes`, by the outcome cache's estimate: a batch larger
-    than the whole bound keeps its first rows (at least one), each side within half."""
-    size = _entry_bytes(request_id, champion, shadow)
-    if size <= max_bytes:
-        return champion, shadow, size
-    kept = min(len(_fitted(request_id, side, None, max_bytes // 2)[0] or ())
-               for side in (champion, shadow))
-    champion, shadow = champion[:max(kept, 1)], shadow[:max(kept, 1)]
-    return champion, shadow, _entry_bytes(request_id, champion, shadow)
-
-
-_BOOL_AS_INT = {"True": "1", "False": "0"}
-_INT_AS_BOOL = {"1": "True", "0": "False"}
-
-
-def _in_terms_of(theirs: np.ndarray, ours: np.ndarray) -> np.ndarray:
-    """The challenger's labels in the champion's words where one answers bools and the
-    other 0/1: the same classes, as outcome scoring counts them (outcomes._same_class)."""
-    ours_bool = bool(np.isin(ours, ("True", "False")).any())
-    theirs_bool = bool(np.isin(theirs, ("True", "False")).any())
-    if ours_bool == theirs_bool:
-        return theirs
-    mapping = _BOOL_AS_INT if theirs_bool else _INT_AS_BOOL
-    out = theirs.astype(object)
-    for old, new in mapping.items():
-        out[theirs == old] = new
-    return out.astype(str)
-
-
-class _Batch(NamedTuple):
-    """Calls whose results stack into one array per side: compared in one pass."""
-
-    method: str
-    champion: object
-    shadow: object
-    rows: int | None
-    calls: list  # ((request id, time), first row, end row) per call
-
-
-def _named_outputs(result: object) -> dict[str, object] | None:
-    """`result`'s outputs by name (a dict, a DataFrame, rows of dicts), or None when its
-    outputs have no names."""
-    records = records_as_columns(result)
-    if records is not None:
-        result = records
-    if isinstance(result, Mapping):
-        return {str(name): column for name, column in result.items()}
-    if is_dataframe(result):
-        return {str(name): result[name] for name in result.columns}
-    return None
-
-
-def _aligned(method: str, champion: object, shadow: object) -> tuple[object, object, bool]:
-    """Both sides' named outputs as the outputs both return, in the champion's order, and
-    whether the champion lost one by it. Class labels of several outputs are compared by
-    position, so a challenger returning its outputs in another order (or one more) must not
-    pair one output's labels with another's. Anything else is left as it is."""
-    if method == "predict_proba":
-        return champion, shadow, False  # columns name classes, read by their names
-    ours, theirs = _named_outputs(champion), _named_outputs(shadow)
-    if ours is None or theirs is None:
-        return champion, shadow, False
-    common = [name for name in ours if name in theirs]
-    if not common or (len(common) == len(ours) == len(theirs) and list(theirs) == common):
-        return champion, shadow, False
-    return ({name: ours[name] for name in common}, {name: theirs[name] for name in common},
-            len(common) < len(ours))
-
-
-def _row_array(result: object) -> np.ndarray | None:
-    """`result` as an array of rows (1-D or 2-D), or None when it is something else (a dict
-    of outputs, a list of output arrays, ragged rows)."""
-    if isinstance(result, np.ndarray):
-        array = result
-    elif isinstance(result, (list, tuple)) and result and \
-            not any(getattr(part, "ndim", 0) >= 1 for part in result):
-        try:
-            array = np.asarray(result)
-        except (ValueError, TypeError):
-            return None
-    else:
-        return None
-    return array if array.ndim in (1, 2) and len(array) else None
-
-
-def _stackable(result: object) -> bool:
-    return isinstance(result, np.ndarray) and result.ndim in (1, 2) and len(result) > 0 \
-        and result.dtype.kind in "biufUSO"
-
-
-def _batches(pairs: list) -> list[_Batch]:
-    """Consecutive calls of one method whose results are arrays of one shape per row go
-    together (one normalize per side for all of them); anything else goes alone."""
-    batches: list[_Batch] = []
-    group: list = []
-    key = None
-
-    def close() -> None:
-        if not group:
-            return
-        if len(group) == 1:
-            method, champion, shadow, request_id, at = group[0]
-            # One call: its rows are what normalize finds (None checks nothing more).
-            batches.append(_Batch(method, champion, shadow, None, [((request_id, at), 0, None)]))
-        else:
-            calls, start = [], 0
-            for _, champion, _, request_id, at in group:
-                calls.append(((request_id, at), start, start + len(champion)))
-                start += len(champion)
-            batches.append(_Batch(group[0][0], np.concatenate([g[1] for g in group]),
-                                  np.concatenate([g[2] for g in group]), start, calls))
-        group.clear()
-
-    for pair in pairs:
-        method, champion, shadow = pair[0], pair[1], pair[2]
-        if _stackable(champion) and _stackable(shadow) and len(champion) == len(shadow):
-            this = (method, champion.shape[1:], champion.dtype.kind, shadow.shape[1:],
-                    shadow.dtype.kind)
-        else:
-            this = None
-        if this is None or this != key:
-            close()
-        key = this
-        group.append(pair)
-        if this is None:
-            close()
-    close()
-    return batches
 
 
 def _guarded(write: Callable[..., None], *args: Any) -> None:
