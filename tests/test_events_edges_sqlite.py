@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inferwatch.cli import main
-from inferwatch.events import EventLog, log, sqlite
+from inferwatch.events import REASONS, EventLog, log, sqlite
 from inferwatch.events import cli as events_cli
 
 
@@ -52,7 +52,7 @@ def test_a_database_deleted_or_replaced_under_the_writer_gets_the_next_events(
             conn.execute("CREATE TABLE unrelated (x)")
         os.replace(other, path)
     emit_all(event_log, ["after-1", "after-2"])
-    assert event_log.dropped_counts() == dict.fromkeys(log.REASONS, 0)
+    assert event_log.dropped_counts() == dict.fromkeys(REASONS, 0)
     assert stored_ids(path) == ["after-1", "after-2"]
 
 

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from inferwatch.cli import main
 from inferwatch.events import EventLog
-from inferwatch.events.log import DroppedEventsCollector, values_dropped_totals
+from inferwatch.events.dropped import DroppedEventsCollector, values_dropped_totals
 from inferwatch.events.redact import clean
 
 SSN = "123-45-6789"

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import inferwatch.events as events_pkg
 from inferwatch.events import (
+    REASONS,
     DroppedEventsCollector,
     EventLog,
     dropped_totals,
@@ -38,6 +39,7 @@ from inferwatch.events import (
     sqlite,
 )
 from inferwatch.events import cli as events_cli
+from inferwatch.events.dropped import values_dropped_totals
 from inferwatch.events.jsonl import JsonlSink, event_files
 
 SECRET = b"s3cret-key-for-tests-0123456789"
@@ -180,7 +182,7 @@ def test_total_size_stays_under_the_bound(tmp_path, make_log):
     ids = [int(e["request_id"][2:]) for e in kept]
     assert ids == list(range(ids[0], 5000))
     assert all(p.stat().st_size <= 8 * 1024 for p in event_files(path))
-    assert event_log.dropped_counts() == dict.fromkeys(log.REASONS, 0)
+    assert event_log.dropped_counts() == dict.fromkeys(REASONS, 0)
 
 
 def _block_writes(monkeypatch, sink_class):
@@ -360,7 +362,7 @@ def _worker(event_log: EventLog, worker: int, count: int) -> None:
         event_log.emit({"request_id": f"w{worker}-{i}", "inputs": {"v": "x" * (i % 300)}})
     flushed = event_log.flush(30)
     dropped = event_log.dropped_counts()
-    ok = flushed and dropped == dict.fromkeys(log.REASONS, 0)
+    ok = flushed and dropped == dict.fromkeys(REASONS, 0)
     if not ok:  # say why in the test output: the parent sees only the exit code
         os.write(2, f"worker {worker}: flushed={flushed} dropped={dropped}\n".encode())
     os._exit(0 if ok else 1)
@@ -568,7 +570,7 @@ def test_odd_values_cost_nothing_but_themselves(tmp_path, make_log):
             raise RuntimeError("no str")
 
     event_log = make_log(tmp_path / "events.jsonl")
-    before = log.values_dropped_totals()
+    before = values_dropped_totals()
     event_log.emit({"request_id": "a", "inputs": {"x": np.longdouble(1.5)}})
     event_log.emit({"request_id": "b", "inputs": {"x": 10 ** 5000}})
     event_log.emit({"request_id": "c", "error": Unprintable()})
@@ -578,18 +580,18 @@ def test_odd_values_cost_nothing_but_themselves(tmp_path, make_log):
     assert stored["a"]["inputs"] == {"x": 1.5}
     assert stored["b"]["inputs"] == {"x": {"truncated": "int", "bits": 16610}}
     assert stored["c"]["error"] == {"type": Unprintable.__qualname__}
-    assert log.values_dropped_totals() == before
+    assert values_dropped_totals() == before
 
 
 def test_a_removed_directory_is_made_again_by_the_next_write_without_losing_it(
         tmp_path, make_log):
     directory = tmp_path / "logs"
     event_log = make_log(directory / "events.jsonl")
-    dropped = log.dropped_totals().get("write_error", 0.0)
+    dropped = dropped_totals().get("write_error", 0.0)
     event_log.emit({"request_id": "r-1"})
     assert event_log.flush(10)
     shutil.rmtree(directory)
     event_log.emit({"request_id": "r-2"})
     assert event_log.flush(10)
     assert [e["request_id"] for e in read_events(directory / "events.jsonl")] == ["r-2"]
-    assert log.dropped_totals().get("write_error", 0.0) == dropped
+    assert dropped_totals().get("write_error", 0.0) == dropped

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.events import EventLog, hash_value
+from inferwatch.events.dropped import values_dropped_totals
 from inferwatch.events.jsonl import event_files
-from inferwatch.events.log import values_dropped_totals
 
 SINKS = ["events.jsonl", "events.db"]
 SECRET = b"s3cret-key-for-tests-0123456789"

@@ -15,7 +15,8 @@ import time
 import pytest
 
 from inferwatch import faults
-from inferwatch.core.request import ASGIRequest, HTTPRequest, current_request
+from inferwatch.core.request import current_request
+from inferwatch.core.web_requests import ASGIRequest, HTTPRequest
 
 
 @pytest.fixture

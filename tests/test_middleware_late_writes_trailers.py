@@ -14,6 +14,7 @@ import pytest
 
 import inferwatch
 from inferwatch.core import request as request_module
+from inferwatch.core import web_requests
 from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
 
 
@@ -23,7 +24,8 @@ def outcomes(scraper) -> dict[str, float | None]:
 
 
 class Clock:
-    """request.py's clock, moved on at will: ``time`` as that module reads it."""
+    """The requests' clock, moved on at will: ``time`` as request.py and web_requests.py
+    read it."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -39,6 +41,7 @@ class Clock:
 def clock(monkeypatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(request_module, "time", clock)
+    monkeypatch.setattr(web_requests, "time", clock)
     return clock
 
 

@@ -16,6 +16,7 @@ from werkzeug.serving import make_server
 
 import inferwatch
 from inferwatch.core import request as request_module
+from inferwatch.core import web_requests
 from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -128,7 +129,8 @@ def test_a_repeated_traceparent_under_wsgi_gives_the_first_trace_id(scraper, tmp
 
 # --- long streaming responses ----------------------------------------------------------------
 class Clock:
-    """request.py's clock, moved on at will: ``time`` as that module reads it."""
+    """The requests' clock, moved on at will: ``time`` as request.py and web_requests.py
+    read it."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -144,6 +146,7 @@ class Clock:
 def clock(monkeypatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(request_module, "time", clock)
+    monkeypatch.setattr(web_requests, "time", clock)
     return clock
 
 

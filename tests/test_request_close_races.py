@@ -14,6 +14,7 @@ from inferwatch import faults
 from inferwatch.core import request as request_module
 from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request, current_request
+from inferwatch.core.web_requests import HTTPRequest
 from request_totals import request_totals, run_in_thread
 
 
@@ -139,7 +140,7 @@ def test_writes_before_entry_and_in_a_joined_block_after_its_exit_are_kept(regis
     with r:
         pass
     assert r.record.action == "early"
-    http = request_module.HTTPRequest.open(mon, "h-1")
+    http = HTTPRequest.open(mon, "h-1")
     try:
         with mon.request() as joined:
             assert joined is http

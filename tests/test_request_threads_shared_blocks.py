@@ -290,7 +290,7 @@ def test_a_block_joining_the_web_request_in_a_second_task_joins_it(
         registry: Registry) -> None:
     """The join path returns the web request without making it current: the request is
     already the innermost of its model in the block's chain, so its call joins it."""
-    from inferwatch.core.request import HTTPRequest
+    from inferwatch.core.web_requests import HTTPRequest
 
     model = _model(registry)
     mon = registry.monitor("m", "1")

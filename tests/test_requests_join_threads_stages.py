@@ -17,7 +17,8 @@ import inferwatch
 from inferwatch import faults
 from inferwatch.core import request as request_module
 from inferwatch.core.registry import Registry
-from inferwatch.core.request import HTTPRequest, Request
+from inferwatch.core.request import Request
+from inferwatch.core.web_requests import HTTPRequest
 from request_totals import request_totals, run_in_thread
 
 

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch
 from inferwatch.events import EventLog
-from inferwatch.events.log import DroppedEventsCollector, values_dropped_totals
+from inferwatch.events.dropped import DroppedEventsCollector, values_dropped_totals
 from inferwatch.events.redact import Redaction, hash_value
 from inferwatch.events.sinks import Encoder
 

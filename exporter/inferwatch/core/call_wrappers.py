@@ -35,13 +35,9 @@ from inferwatch.core.call_paths import FAST, SLOW, WITH_INPUTS
 from inferwatch.core.follower import UNFOLLOWED, Follower
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.pending_calls import array_from_bytes
-from inferwatch.core.request import (
-    INFERENCE_STAGE,
-    Request,
-    RequestRecord,
-    current_request_of,
-)
+from inferwatch.core.request import INFERENCE_STAGE, Request, current_request_of
 from inferwatch.core.request import _current as open_request
+from inferwatch.core.request_record import RequestRecord
 from inferwatch.core.streams import follow_sync
 from inferwatch.core.tracing import current_trace_id
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from inferwatch.core.options import Settings
     from inferwatch.core.outcomes import OutcomeJoiner
     from inferwatch.core.prediction_batch import PredictionBatch
-    from inferwatch.core.request import RequestRecord
+    from inferwatch.core.request_record import RequestRecord
     from inferwatch.core.state import ModelState
     from inferwatch.core.stream_records import StreamRecord
     from inferwatch.quality.checks import BatchResult

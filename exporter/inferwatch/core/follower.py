@@ -31,7 +31,7 @@ from inferwatch.core.streams import Tracker, follow_async, follow_sync
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
     from inferwatch.core.options import Settings
-    from inferwatch.core.request import RequestRecord
+    from inferwatch.core.request_record import RequestRecord
 
 _NOT_LEAN = object()
 # What a wrapper hands back when the result is an ordinary prediction.

@@ -45,7 +45,8 @@ from inferwatch.core.state import ModelState
 from inferwatch.core.step_clock import StepSafeClock
 
 if TYPE_CHECKING:
-    from inferwatch.core.request import Request, RequestRecord
+    from inferwatch.core.request import Request
+    from inferwatch.core.request_record import RequestRecord
     from inferwatch.core.stream_records import StreamRecord
     from inferwatch.events import EventLog
     from inferwatch.quality.reference import Reference

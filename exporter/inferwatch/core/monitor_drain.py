@@ -30,7 +30,7 @@ from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.state import float_array
 
 if TYPE_CHECKING:
-    from inferwatch.core.request import RequestRecord
+    from inferwatch.core.request_record import RequestRecord
     from inferwatch.quality.tracker import FeatureTracker
 
 

@@ -14,10 +14,8 @@
 from __future__ import annotations
 
 import contextvars
-import math
 import threading
 import time
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -28,12 +26,12 @@ from inferwatch.core.call_input import snapshot, snapshot_input
 # The class an outcome given to close() stands for, as record_error reads it: the
 # drain reads the class's name, and anything else there would fail the whole drain.
 from inferwatch.core.call_values import error_class
+from inferwatch.core.request_record import RequestRecord
 from inferwatch.core.tracing import current_trace_id, stage_span
 from inferwatch.forking import renew_at_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
-    from inferwatch.core.stream_records import StreamRecord
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "inferwatch_request", default=None)
@@ -110,79 +108,6 @@ def _live(request: Request) -> bool:
     except Exception as exc:
         faults.record("request", exc)
     return False
-
-
-@dataclass(slots=True, init=False)
-class RequestRecord:
-    """What one ``mon.request()`` block saw, handed to the drain when the block ends.
-
-    >>> record = RequestRecord(0.25, request_id="r-17")
-    >>> record.stages, record.has_prediction, record.probabilities
-    ([], False, False)
-    """
-
-    duration: float
-    request_id: str | None = None
-    started_at: float = 0.0  # wall-clock time, for the label delay of outcomes
-    stages: list[tuple[str, float]] = field(default_factory=list)
-    prediction: object = None
-    probabilities: bool | None = False
-    has_prediction: bool = False
-    features: object = None
-    inputs: object = None
-    stage_outputs: dict[str, object] | None = None
-    action: str | None = None
-    error_type: type | None = None
-    # A consumer that stopped a streamed result early: its own outcome, not an error.
-    cancelled: bool = False
-    trace_id: str | None = None
-    stream: StreamRecord | None = None  # a streamed or text result's figures
-
-    def __init__(self, duration: float, request_id: str | None = None,
-                 started_at: float = 0.0) -> None:
-        # Written out: one is made per request, and the generated __init__ (a default
-        # factory among sixteen fields) costs half again as much.
-        self.duration = duration
-        self.request_id = request_id
-        self.started_at = started_at
-        self.stages = []
-        self.prediction = self.features = self.inputs = self.stage_outputs = None
-        self.action = self.error_type = self.trace_id = self.stream = None
-        self.probabilities = self.has_prediction = self.cancelled = False
-
-    def event(self, model: str, version: str) -> dict[str, object]:
-        """The event-log entry for this request (the log redacts and bounds it)."""
-        event: dict[str, object] = {
-            "ts": self.started_at, "model": model, "model_version": version,
-            "request_id": self.request_id, "trace_id": self.trace_id,
-            # Without a separate raw input, the call's argument is the input: logged once.
-            "inputs": self.inputs if self.inputs is not None else self.features,
-            "stages": _stage_totals(self.stages),
-            "duration_seconds": self.duration, "action": self.action,
-        }
-        if self.inputs is not None and self.features is not None:
-            event["features"] = self.features
-        if self.stage_outputs:
-            event["stage_outputs"] = self.stage_outputs
-        if self.stream is not None:
-            event["stream"] = self.stream.event_fields()
-            if self.stream.text is not None:
-                event["output_text"] = self.stream.text
-        if self.error_type is not None:
-            event["error"] = {"type": self.error_type.__name__}
-        elif self.has_prediction:
-            key = "probabilities" if self.probabilities else "prediction"
-            event[key] = self.prediction
-        return event
-
-
-def _stage_totals(stages: list[tuple[str, float]]) -> dict[str, float]:
-    """Seconds spent in each stage: a stage run twice in one request (a retry, two model
-    calls as its inference) spent the time of both, not only that of the last."""
-    totals: dict[str, float] = {}
-    for name, seconds in stages:
-        totals[name] = totals.get(name, 0.0) + seconds
-    return totals
 
 
 def _unlink(request: Request, parent: Request | None) -> None:
@@ -653,71 +578,3 @@ class Request:
             faults.record("request")
         else:
             del replaced
-
-
-class HTTPRequest(Request):
-    """The web middleware's request for one HTTP request: a handler's own
-    ``mon.request()`` block of the same model inside it joins it rather than opening a
-    second request, so that one HTTP request is counted once."""
-
-    __slots__ = ()
-    _http = True
-
-    @classmethod
-    def open(cls, monitor: Monitor, request_id: str | None = None) -> Request:
-        """A new request, already entered, as :meth:`Request.open` makes one.
-
-        What ``__enter__`` guards against cannot happen to an object no other thread or
-        block can reach yet (entered twice, entered again, a block of its own model to
-        join): the middleware opens one per HTTP request, so it skips those checks and
-        their locks.
-
-        >>> from inferwatch.core.registry import Registry
-        >>> mon = Registry().monitor("fraud", "1")
-        >>> request = HTTPRequest.open(mon, "r-17"); request.close(None)
-        >>> mon.drain(); mon.state.counters["inferwatch_requests_total"][("ok",)]
-        1.0
-        """
-        request = cls(monitor, request_id)
-        parent = current_request()
-        start = time.perf_counter()
-        request._start = start
-        request._deadline = start + ABANDONED_AFTER_SECONDS
-        request._parent = parent
-        request._entered = True
-        request._open = True
-        monitor.call_started()
-        _current.set(request)
-        record = request.record
-        record.started_at = time.time()
-        if monitor.traces:
-            record.trace_id = current_trace_id()
-        return request
-
-    def held(self) -> None:
-        """The middleware is inside the app's call, which ends it when the call returns or
-        raises: however long the call runs (a slow batch endpoint), a model call inside it
-        must not take it for abandoned."""
-        self._deadline = math.inf
-
-    def released(self) -> None:
-        """The app's call returned: from now on only the server's closing of the body ends
-        it, which a server may never do, so the abandoned bound runs again, from now."""
-        if self._open:
-            self._deadline = time.perf_counter() + ABANDONED_AFTER_SECONDS
-
-    def responding(self) -> None:
-        """Its body is an iterator the server now sends (a stream, server-sent events): the
-        middleware ends it when the server is done with the body, however long that takes
-        (an LLM's stream may run past ABANDONED_AFTER_SECONDS), so its age no longer makes
-        it abandoned. The bound on its stages still holds."""
-        self._deadline = math.inf
-
-
-class ASGIRequest(HTTPRequest):
-    """The ASGI middleware's request: the middleware ends it when its app returns or
-    raises, in the request's own task, so it is never abandoned however long it stays open
-    (a stream of an hour, a background task that runs after the response)."""
-
-    __slots__ = ()
-    _ended_by_owner = True

@@ -38,7 +38,8 @@ from inferwatch.core import shadow_lifetime
 from inferwatch.core.call_values import count_value
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.predictions import class_names_of
-from inferwatch.core.request import RequestRecord, current_request_of
+from inferwatch.core.request import current_request_of
+from inferwatch.core.request_record import RequestRecord
 from inferwatch.core.shadow_async import ChallengersOwn, awaited, close_thread_loop
 from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.shadow_copies import PLAIN_RESULTS, frozen, is_stream, private

@@ -71,7 +71,8 @@ from inferwatch.forking import renew_at_fork
 if TYPE_CHECKING:
     from inferwatch.core.follower import Plan
     from inferwatch.core.monitor import Monitor
-    from inferwatch.core.request import Request, RequestRecord
+    from inferwatch.core.request import Request
+    from inferwatch.core.request_record import RequestRecord
 
 _FAULT = "stream"
 # Taken once per stream, at its ending, never per item. Reentrant: a finaliser (a tracker

@@ -10,7 +10,8 @@ See docs/events.md for the event schema, sampling, redaction, rotation and readi
 
 from __future__ import annotations
 
-from inferwatch.events.log import REASONS, DroppedEventsCollector, EventLog, dropped_totals
+from inferwatch.events.dropped import REASONS, DroppedEventsCollector, dropped_totals
+from inferwatch.events.log import EventLog
 from inferwatch.events.redact import hash_value
 
 __all__ = ["REASONS", "DroppedEventsCollector", "EventLog", "dropped_totals", "hash_value"]

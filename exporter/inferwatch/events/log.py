@@ -29,15 +29,26 @@ import logging
 import numbers
 import os
 import random
-import sys
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from inferwatch.catalogue import CATALOGUE
+from inferwatch.events.dropped import (
+    REASONS,
+    VALUE_REASONS,
+    process_totals,
+    process_value_totals,
+)
+from inferwatch.events.log_options import (
+    MIN_EVENT_BYTES,
+    numpy_bool_types,
+    positive,
+    sink_path,
+    too_small_message,
+)
 from inferwatch.events.redact import Redaction
 from inferwatch.events.sinks import (
     Encoder,
@@ -55,18 +66,7 @@ KiB = 1 << 10
 FORK_WAIT_SECONDS = 15.0
 DEFAULT_ROTATE_BYTES = 10 * MiB
 DEFAULT_MAX_EVENT_BYTES = 64 * KiB
-# The smallest event bound accepted: room for a timestamp, a model, a version and a request
-# id of ordinary length, with the JSON around them.
-MIN_EVENT_BYTES = 256
 SECRET_ENV = "INFERWATCH_EVENT_SECRET"
-# Why an event never reached the sink. Sampling is a choice, not a loss, so it is not here.
-REASONS = ("queue_full", "write_error", "too_large", "serialize_error", "closed")
-# Why a value inside a stored event was replaced by a marker (see events.fields): no JSON
-# form (unsupported_type), bytes that are not text (binary), a failing conversion, or text
-# where a redacted path names a field (unstructured); or a key that, turned into text, is
-# one the same mapping already holds (key_collision: `1` and `"1"`), the later value left out.
-VALUE_REASONS = ("unsupported_type", "binary", "conversion_error", "unstructured",
-                 "key_collision")
 POLL_SECONDS = 0.05
 MAX_BATCH = 1_000
 BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -75,8 +75,6 @@ BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 RESTART_BACKOFF_SECONDS = (1.0, 5.0, 30.0, 60.0)
 ATEXIT_FLUSH_SECONDS = 2.0
 LOG_INTERVAL_SECONDS = 60.0
-METRIC = CATALOGUE["inferwatch_events_dropped_total"]
-VALUES_METRIC = CATALOGUE["inferwatch_event_values_dropped_total"]
 
 log = logging.getLogger("inferwatch")
 
@@ -85,8 +83,6 @@ _live: weakref.WeakSet[EventLog] = weakref.WeakSet()
 # Closed ones too: a closed log still counts what is emitted to it (as "closed"), so a forked
 # child renews the locks of every log it may still be asked about.
 _every: weakref.WeakSet[EventLog] = weakref.WeakSet()
-_process_totals = dict.fromkeys(REASONS, 0)
-_process_value_totals = dict.fromkeys(VALUE_REASONS, 0)
 # Sinks inherited across a fork: kept referenced so that nothing in the child ever closes
 # (or, for SQLite, finalises) what the parent still uses.
 _abandoned: list[object] = []
@@ -133,20 +129,20 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                  queue_size: int = 10_000, max_event_bytes: int | None = None,
                  error_messages: bool | None = False,
                  keep_unstructured: bool | None = False) -> None:
-        self.path = Path(_sink_path(sink))
+        self.path = Path(sink_path(sink))
         self.format = infer_format(self.path, format)
         # A rate read from an environment variable or YAML may still be text: comparing it
         # would raise a bare TypeError that names no option. A numpy number is a number.
-        if isinstance(sample_rate, (bool, _numpy_bool_types())) or \
+        if isinstance(sample_rate, (bool, numpy_bool_types())) or \
                 not isinstance(sample_rate, numbers.Real) or \
                 not 0.0 <= float(sample_rate) <= 1.0:
             raise ValueError(f"sample_rate: expected a number from 0 to 1, got {sample_rate!r}")
-        max_bytes, queue_size = _positive(max_bytes=max_bytes, queue_size=queue_size)
+        max_bytes, queue_size = positive(max_bytes=max_bytes, queue_size=queue_size)
         # Opt-ins to storing what may hold personal data: a string read from an environment
         # variable ("false", "0") is truthy, and would switch them on. None leaves them off.
         for name, flag in (("error_messages", error_messages),
                            ("keep_unstructured", keep_unstructured)):
-            if flag is not None and not isinstance(flag, (bool, _numpy_bool_types())):
+            if flag is not None and not isinstance(flag, (bool, numpy_bool_types())):
                 raise ValueError(f"{name}: expected True or False, got {flag!r}")
         # Which option the event bound comes from, to name it when it is too small.
         bound_by = "max_event_bytes" if max_event_bytes is not None else \
@@ -155,13 +151,13 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             rotate_bytes = max(1, min(DEFAULT_ROTATE_BYTES, max_bytes // 10))
         if max_event_bytes is None:
             max_event_bytes = min(DEFAULT_MAX_EVENT_BYTES, rotate_bytes)
-        rotate_bytes, max_event_bytes = _positive(rotate_bytes=rotate_bytes,
-                                                  max_event_bytes=max_event_bytes)
+        rotate_bytes, max_event_bytes = positive(rotate_bytes=rotate_bytes,
+                                                 max_event_bytes=max_event_bytes)
         if max_event_bytes < MIN_EVENT_BYTES:
             # Below this not even the identity fields of an ordinary event fit: every event
             # would be dropped as too_large, a log that silently stores nothing.
-            raise ValueError(_too_small_message(bound_by, max_bytes, rotate_bytes,
-                                                max_event_bytes))
+            raise ValueError(too_small_message(bound_by, max_bytes, rotate_bytes,
+                                               max_event_bytes))
         if rotate_bytes > max_bytes:
             raise ValueError(f"rotate_bytes ({rotate_bytes}) cannot exceed max_bytes "
                              f"({max_bytes})")
@@ -403,14 +399,14 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         with self._counts_lock:
             self._dropped[reason] += n
         with _registry_lock:
-            _process_totals[reason] += n
+            process_totals[reason] += n
 
     def _count_values(self, dropped: dict[str, int]) -> None:
         if not dropped:
             return
         with _registry_lock:
             for reason, n in dropped.items():
-                _process_value_totals[reason] = _process_value_totals.get(reason, 0) + n
+                process_value_totals[reason] = process_value_totals.get(reason, 0) + n
         dropped.clear()
 
     def _drain(self) -> tuple[list[dict], list[_Flush]]:
@@ -550,115 +546,6 @@ def _close_quietly(sink: object) -> None:
             pass
 
 
-def _too_small_message(option: str, max_bytes: int, rotate_bytes: int,
-                       max_event_bytes: int) -> str:
-    if option == "max_bytes":
-        return (f"max_bytes: {max_bytes} bytes leaves {max_event_bytes} bytes per event (a "
-                f"file is a tenth of max_bytes); use at least {MIN_EVENT_BYTES * 10} bytes, "
-                f"or give rotate_bytes and max_event_bytes of at least {MIN_EVENT_BYTES}")
-    if option == "rotate_bytes":
-        return (f"rotate_bytes: {rotate_bytes} bytes leaves {max_event_bytes} bytes per "
-                f"event; use at least {MIN_EVENT_BYTES}")
-    return f"max_event_bytes: {max_event_bytes} is too small for an event; use at least " \
-        f"{MIN_EVENT_BYTES}"
-
-
-def _positive(**values: int) -> tuple[int, ...]:
-    """The values as plain ints (a numpy integer from a computed size is one too)."""
-    out = []
-    for name, value in values.items():
-        # A flag is an int to Python: `max_bytes=True` would become a 1-byte bound.
-        if isinstance(value, (bool, _numpy_bool_types())) or \
-                not isinstance(value, numbers.Integral) or value <= 0:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        out.append(int(value))
-    return tuple(out)
-
-
-def _numpy_bool_types() -> tuple[type, ...]:
-    """numpy's bool type when numpy is loaded: a flag, not a number, as bool is."""
-    numpy = sys.modules.get("numpy")
-    return (numpy.bool_,) if numpy is not None else ()
-
-
-def _sink_path(sink: object) -> str | os.PathLike:
-    """`sink` as a path, or a configuration error naming the option.
-
-    An empty path would be the current directory: a log configured from an unset
-    environment variable would be written wherever the server was started.
-    """
-    if isinstance(sink, (bytes, bytearray)):
-        sink = os.fsdecode(bytes(sink))
-    if not isinstance(sink, (str, os.PathLike)):
-        raise ValueError(f"sink: expected a file or directory path, got {sink!r}")
-    text = os.fspath(sink)
-    if isinstance(text, bytes):
-        sink = text = os.fsdecode(text)
-    if not text:
-        raise ValueError("sink: the path is empty; give the log's file or directory")
-    return sink
-
-
-def dropped_totals() -> dict[str, int]:
-    """Events lost by every event log of this process since it started, by reason.
-
-    >>> set(dropped_totals()) == set(REASONS)
-    True
-    """
-    # No lock: copying a dict is one step under the GIL, and a forked child's hooks (which
-    # may run before this module renews its lock) can call this safely.
-    return dict(_process_totals)
-
-
-def values_dropped_totals() -> dict[str, int]:
-    """Values left out of stored events by every event log of this process, by reason.
-
-    >>> set(values_dropped_totals()) == set(VALUE_REASONS)
-    True
-    """
-    # No lock, as dropped_totals(): a forked child's hooks may call this before this module
-    # renews its lock.
-    return dict(_process_value_totals)
-
-
-class DroppedEventsCollector:
-    """A prometheus_client collector for ``inferwatch_events_dropped_total{reason}`` and
-    ``inferwatch_event_values_dropped_total{reason}``.
-
-    >>> from prometheus_client import CollectorRegistry, generate_latest
-    >>> registry = CollectorRegistry(); registry.register(DroppedEventsCollector())
-    >>> b'inferwatch_events_dropped_total{reason="queue_full"}' in generate_latest(registry)
-    True
-    """
-
-    def collect(self) -> Iterable[object]:
-        from prometheus_client.core import CounterMetricFamily
-
-        family = CounterMetricFamily(METRIC.family, METRIC.help, labels=list(METRIC.labels))
-        for reason, count in dropped_totals().items():
-            family.add_metric([reason], float(count))
-        yield family
-        yield values_dropped_family(values_dropped_totals())
-
-    def describe(self) -> Iterable[object]:
-        return self.collect()
-
-
-def values_dropped_family(counts: dict[str, int]) -> object:
-    """The ``inferwatch_event_values_dropped_total`` family holding `counts`.
-
-    >>> values_dropped_family({"binary": 2}).samples[0].value
-    2.0
-    """
-    from prometheus_client.core import CounterMetricFamily
-
-    family = CounterMetricFamily(VALUES_METRIC.family, VALUES_METRIC.help,
-                                 labels=list(VALUES_METRIC.labels))
-    for reason, count in sorted(counts.items()):
-        family.add_metric([reason], float(count))
-    return family
-
-
 # Set once the exit flush has run: events emitted later (by an atexit hook registered
 # before inferwatch was imported, so run after its own) are flushed as they come.
 _exit_flushed = False
@@ -703,9 +590,9 @@ def _after_fork_in_child() -> None:
     _quiesced.clear()  # the child renews every log's locks below
     _registry_lock = threading.Lock()
     for reason in REASONS:
-        _process_totals[reason] = 0
+        process_totals[reason] = 0
     for reason in VALUE_REASONS:
-        _process_value_totals[reason] = 0
+        process_value_totals[reason] = 0
     for event_log in list(_every):
         event_log._restart_in_child()
 

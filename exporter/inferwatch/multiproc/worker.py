@@ -416,7 +416,7 @@ class Publisher:
 def _event_values_dropped() -> dict[str, int]:
     import sys
 
-    events = sys.modules.get("inferwatch.events.log")
+    events = sys.modules.get("inferwatch.events.dropped")
     return {} if events is None else events.values_dropped_totals()
 
 

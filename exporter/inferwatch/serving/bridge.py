@@ -87,7 +87,7 @@ class InferwatchCollector(Collector):
                                     self.registry.overflow_counts(),
                                     _guarded(self._events_dropped),
                                     _guarded(loaded_ml_packages))
-        events = sys.modules.get("inferwatch.events.log")
+        events = sys.modules.get("inferwatch.events.dropped")
         if events is not None:  # only a process with an event log has values to report
             yield events.values_dropped_family(_guarded(events.values_dropped_totals))
 
@@ -108,7 +108,7 @@ class InferwatchCollector(Collector):
             page.clear()
         page.add_process(faults.internal_error_counts(), self.registry.overflow_counts(),
                          _guarded(self._events_dropped), _guarded(loaded_ml_packages))
-        events = sys.modules.get("inferwatch.events.log")
+        events = sys.modules.get("inferwatch.events.dropped")
         if events is not None:  # as collect(): only a process with an event log reports these
             page.add_families([events.values_dropped_family(
                 _guarded(events.values_dropped_totals))])

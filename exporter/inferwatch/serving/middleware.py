@@ -60,8 +60,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
-from inferwatch.core.request import ASGIRequest, Request
+from inferwatch.core.request import Request
 from inferwatch.core.stream_objects import ItemClock
+from inferwatch.core.web_requests import ASGIRequest
 from inferwatch.serving.request_end import COMPONENT, finish, outcome, stream_end
 from inferwatch.serving.request_ids import (
     clean_request_id,

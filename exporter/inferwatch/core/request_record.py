@@ -1,0 +1,88 @@
+"""The record a ``mon.request()`` block hands to the drain when it ends, and its event-log
+entry.
+
+Apart from the request because the drain, the call wrappers, the streams and the shadows
+read a request's record without opening requests: they need its fields, not the per-thread
+bookkeeping of blocks entered and left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inferwatch.core.stream_records import StreamRecord
+
+
+@dataclass(slots=True, init=False)
+class RequestRecord:
+    """What one ``mon.request()`` block saw, handed to the drain when the block ends.
+
+    >>> record = RequestRecord(0.25, request_id="r-17")
+    >>> record.stages, record.has_prediction, record.probabilities
+    ([], False, False)
+    """
+
+    duration: float
+    request_id: str | None = None
+    started_at: float = 0.0  # wall-clock time, for the label delay of outcomes
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    prediction: object = None
+    probabilities: bool | None = False
+    has_prediction: bool = False
+    features: object = None
+    inputs: object = None
+    stage_outputs: dict[str, object] | None = None
+    action: str | None = None
+    error_type: type | None = None
+    # A consumer that stopped a streamed result early: its own outcome, not an error.
+    cancelled: bool = False
+    trace_id: str | None = None
+    stream: StreamRecord | None = None  # a streamed or text result's figures
+
+    def __init__(self, duration: float, request_id: str | None = None,
+                 started_at: float = 0.0) -> None:
+        # Written out: one is made per request, and the generated __init__ (a default
+        # factory among sixteen fields) costs half again as much.
+        self.duration = duration
+        self.request_id = request_id
+        self.started_at = started_at
+        self.stages = []
+        self.prediction = self.features = self.inputs = self.stage_outputs = None
+        self.action = self.error_type = self.trace_id = self.stream = None
+        self.probabilities = self.has_prediction = self.cancelled = False
+
+    def event(self, model: str, version: str) -> dict[str, object]:
+        """The event-log entry for this request (the log redacts and bounds it)."""
+        event: dict[str, object] = {
+            "ts": self.started_at, "model": model, "model_version": version,
+            "request_id": self.request_id, "trace_id": self.trace_id,
+            # Without a separate raw input, the call's argument is the input: logged once.
+            "inputs": self.inputs if self.inputs is not None else self.features,
+            "stages": _stage_totals(self.stages),
+            "duration_seconds": self.duration, "action": self.action,
+        }
+        if self.inputs is not None and self.features is not None:
+            event["features"] = self.features
+        if self.stage_outputs:
+            event["stage_outputs"] = self.stage_outputs
+        if self.stream is not None:
+            event["stream"] = self.stream.event_fields()
+            if self.stream.text is not None:
+                event["output_text"] = self.stream.text
+        if self.error_type is not None:
+            event["error"] = {"type": self.error_type.__name__}
+        elif self.has_prediction:
+            key = "probabilities" if self.probabilities else "prediction"
+            event[key] = self.prediction
+        return event
+
+
+def _stage_totals(stages: list[tuple[str, float]]) -> dict[str, float]:
+    """Seconds spent in each stage: a stage run twice in one request (a retry, two model
+    calls as its inference) spent the time of both, not only that of the last."""
+    totals: dict[str, float] = {}
+    for name, seconds in stages:
+        totals[name] = totals.get(name, 0.0) + seconds
+    return totals
