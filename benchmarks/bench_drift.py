@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from inferwatch.quality.checks import BatchChecker
-from inferwatch.quality.drift import DriftScorer, DriftWindow
+from inferwatch.quality.drift import DriftScorer
+from inferwatch.quality.drift_window import DriftWindow
 from inferwatch.quality.reference import Reference
 
 from .common import Row, alternate, fmt_seconds, per_call

@@ -12,17 +12,17 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp
 
+from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.checks import BatchChecker
 from inferwatch.quality.drift import (
     EPSILON,
-    BinLayout,
     DriftScorer,
-    DriftWindow,
     drift_scores,
     js_distance,
     ks_distance,
     psi,
 )
+from inferwatch.quality.drift_window import DriftWindow
 from inferwatch.quality.reference import Reference
 
 
@@ -175,6 +175,13 @@ def test_layout_join_and_split_round_trip_and_errors():
         layout.join([np.array([1, 2]), np.array([3, 3]), np.array([4, 5, 6])])
     with pytest.raises(ValueError, match="at least one bin"):
         BinLayout([2, 0])
+
+
+def test_the_documented_window_import_is_the_window():
+    # docs/drift.md imports DriftScorer and DriftWindow together from quality.drift.
+    from inferwatch.quality import drift
+
+    assert drift.DriftWindow is DriftWindow
 
 
 # --- the window ------------------------------------------------------------------------------

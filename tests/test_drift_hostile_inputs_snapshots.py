@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 
 from inferwatch.core.registry import Registry
-from inferwatch.quality.drift import DriftScorer, DriftWindow, js_distance, ks_distance, psi
+from inferwatch.quality.drift import DriftScorer, js_distance, ks_distance, psi
+from inferwatch.quality.drift_window import DriftWindow
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker
 

@@ -18,7 +18,7 @@ from inferwatch.multiproc.safe_read import read_entry
 from inferwatch.multiproc.snapshot_format import Snapshot, decode, encode, model_dict
 from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
 from inferwatch.multiproc.worker_id import WorkerId
-from inferwatch.quality.drift import DriftWindow
+from inferwatch.quality.drift_window import DriftWindow
 
 TEN_YEARS = 10 * 365 * 86400.0
 WEEK = 7 * 86400.0

@@ -116,6 +116,20 @@ class Original:
         return pickle.loads(self.process.stdout.read(struct.unpack(">Q", head)[0]))  # type: ignore[union-attr]
 
 
+# Modules split since those commits: (the module they were in, the module that holds them
+# now, the names that moved). The original files import those names from where they were.
+SPLIT_SINCE = (
+    ("quality/drift.py", "quality/drift_window.py",
+     ("WINDOW_FORMAT", "WINDOW_VERSION", "MAX_AGE_BUCKETS", "MAX_WINDOW_CELLS",
+      "MAX_ACCEPTED_WINDOWS", "DriftWindow", "layout_of")),
+    ("quality/drift.py", "quality/bin_layout.py", ("BinLayout",)),
+)
+
+
+def _dotted(name: str) -> str:
+    return "inferwatch." + name.removesuffix(".py").replace("/", ".")
+
+
 def original_modules(tmp_path: Path, commit: str, changed: tuple[str, ...]):
     """A process answering scrapes with this tree's modules, the `changed` ones as they were
     at `commit`; skips where git or that commit is missing."""
@@ -130,6 +144,15 @@ def original_modules(tmp_path: Path, commit: str, changed: tuple[str, ...]):
         if shown.returncode:
             pytest.skip(f"commit {commit} is not in this checkout")
         (tmp_path / "inferwatch" / name).write_bytes(shown.stdout)
+    for was_in, now_in, names in SPLIT_SINCE:
+        if was_in in changed:
+            # The original module holds them: this tree's modules take them from it, or two
+            # classes of one name (a window and another's layout) would meet.
+            (tmp_path / "inferwatch" / now_in).write_text(
+                f"from {_dotted(was_in)} import *  # noqa: F403\n")
+        else:
+            with (tmp_path / "inferwatch" / was_in).open("a") as module:
+                module.write(f"\nfrom {_dotted(now_in)} import {', '.join(names)}\n")
     server = Original(tmp_path)
     yield server
     server.process.stdin.close()  # type: ignore[union-attr]
@@ -333,7 +356,7 @@ def counting(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[
 def test_drift_bins_of_one_clock_add_as_one_block_whatever_the_layouts(monkeypatch):
     # Before, each layout's files added into each window on their own: 4 layouts, 4 merges
     # of every window of every model on every scrape.
-    from inferwatch.quality.drift import DriftWindow
+    from inferwatch.quality.drift_window import DriftWindow
 
     raws = [snapshot_format.decode(blob) for blob in deployment(layouts=4, workers=8)]
     merges = counting(monkeypatch, DriftWindow, "merge_buckets")

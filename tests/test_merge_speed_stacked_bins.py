@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from inferwatch.multiproc import merge, snapshot_format, snapshot_layout
 from inferwatch.multiproc.snapshot_layout import dense_bins
-from inferwatch.quality import drift
-from inferwatch.quality.drift import DriftWindow, layout_of
+from inferwatch.quality import drift_window
+from inferwatch.quality.drift_window import DriftWindow, layout_of
 from test_merge_speed_cached_decoding import (
     MODELS,
     NOW,
@@ -230,13 +230,13 @@ def test_an_empty_window_is_the_constructors_and_refused_alike(bins, max_age, ag
 def test_remembered_window_settings_stay_bounded():
     for age_buckets in range(1, 200):
         DriftWindow.empty((3,), 600.0, age_buckets)
-        assert len(drift._ACCEPTED_WINDOWS) <= drift.MAX_ACCEPTED_WINDOWS
+        assert len(drift_window._ACCEPTED_WINDOWS) <= drift_window.MAX_ACCEPTED_WINDOWS
 
 
 def test_a_scrape_builds_its_windows_without_the_checked_constructor(monkeypatch):
     # Before, every merged window was made by DriftWindow(...), its checks included.
     # A cache of its own: other tests (the bound's) may have filled the shared one.
-    monkeypatch.setattr(drift, "_ACCEPTED_WINDOWS", {})
+    monkeypatch.setattr(drift_window, "_ACCEPTED_WINDOWS", {})
     raws = [snapshot_format.decode(blob) for blob in deployment(layouts=2, workers=4)]
     first = merge.merge_view(raws, NOW)
     made = []

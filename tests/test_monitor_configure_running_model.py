@@ -272,7 +272,7 @@ def test_a_drain_at_a_time_no_clock_reads_leaves_later_scrapes_working(bad: floa
 
 @pytest.mark.parametrize("bad", [float("inf"), float("nan"), float("-inf")])
 def test_a_drift_window_names_a_time_no_clock_reads(bad: float) -> None:
-    from inferwatch.quality.drift import DriftWindow
+    from inferwatch.quality.drift_window import DriftWindow
 
     window = DriftWindow([2], max_age_seconds=60, age_buckets=6)
     with pytest.raises(ValueError, match="now must be a finite number"):

@@ -26,7 +26,7 @@ from inferwatch.multiproc.snapshot_format import (
 )
 from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
 from inferwatch.multiproc.worker_id import WorkerId
-from inferwatch.quality.drift import DriftWindow
+from inferwatch.quality.drift_window import DriftWindow
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from inferwatch import faults
 from inferwatch.catalogue import OTHER
 from inferwatch.quality.checks import BatchChecker
-from inferwatch.quality.drift import DriftWindow
+from inferwatch.quality.drift_window import DriftWindow
 from inferwatch.quality.reference import Reference, ReferenceError
 from inferwatch.quality.tracker import DriftState
 

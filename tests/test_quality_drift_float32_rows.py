@@ -144,7 +144,7 @@ def test_drift_does_not_change_when_counts_are_scaled(ref, counts, scale):
 
 
 def test_window_refuses_a_count_past_int64_rather_than_storing_it_negative():
-    from inferwatch.quality.drift import DriftWindow
+    from inferwatch.quality.drift_window import DriftWindow
 
     window = DriftWindow([2])
     with pytest.raises(ValueError, match="at most"):
@@ -157,7 +157,8 @@ def test_window_refuses_a_count_past_int64_rather_than_storing_it_negative():
 def test_window_counts_saturate_instead_of_wrapping_negative():
     """A window whose counts reach the int64 limit (summed across buckets, merged from
     workers) still scores: a wrapped, negative count made every scrape raise."""
-    from inferwatch.quality.drift import DriftScorer, DriftWindow
+    from inferwatch.quality.drift import DriftScorer
+    from inferwatch.quality.drift_window import DriftWindow
 
     ref = Reference.from_data({"a": [0.0, 1.0, 2.0, 3.0]}, bins=2)
     scorer = DriftScorer(ref)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from inferwatch import faults
 from inferwatch.quality.checks import BatchChecker
-from inferwatch.quality.drift import DriftScorer, DriftWindow, drift_scores
+from inferwatch.quality.drift import DriftScorer, drift_scores
+from inferwatch.quality.drift_window import DriftWindow
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import DriftState
 from inferwatch.report.model import from_data
@@ -187,9 +188,9 @@ def test_a_merge_at_now_never_loses_rows_in_the_window_at_now(local_at, foreign_
 
 def test_too_many_drift_age_buckets_are_refused_naming_the_option() -> None:
     from inferwatch.core.options import Settings
-    from inferwatch.quality import drift
+    from inferwatch.quality import drift_window
 
     with pytest.raises(ValueError, match="drift_age_buckets"):
-        Settings(drift_age_buckets=drift.MAX_AGE_BUCKETS + 1)
-    assert Settings(drift_age_buckets=drift.MAX_AGE_BUCKETS).drift_age_buckets == \
-        drift.MAX_AGE_BUCKETS
+        Settings(drift_age_buckets=drift_window.MAX_AGE_BUCKETS + 1)
+    assert Settings(drift_age_buckets=drift_window.MAX_AGE_BUCKETS).drift_age_buckets == \
+        drift_window.MAX_AGE_BUCKETS

@@ -246,7 +246,7 @@ class Settings:
                 not 0 <= self.drain_max_wait_seconds < math.inf:
             problems.append(f"drain_max_wait_seconds must be a finite number of seconds >= 0, "
                             f"got {self.drain_max_wait_seconds!r}")
-        # The drift window takes as many buckets as the quantile windows (quality.drift's
+        # The drift window takes as many buckets as the quantile windows (quality.drift_window's
         # cap is the same number): refused here, the error names the option.
         problems += _window_problems("drift_window_seconds", self.drift_window_seconds,
                                      "drift_age_buckets", self.drift_age_buckets,

@@ -63,7 +63,7 @@ from inferwatch.multiproc.snapshot_layout import (
 
 if TYPE_CHECKING:
     from inferwatch.core.encode import Page
-    from inferwatch.quality.drift import DriftWindow
+    from inferwatch.quality.drift_window import DriftWindow
 
 SeriesKey = tuple[tuple[str, str], str, tuple[str, ...]]
 
@@ -589,7 +589,7 @@ def _summed_drift(members: list[RawSnapshot]) -> tuple[np.ndarray, list[int]]:
 
 
 def _empty_window(window: DriftWindowLayout) -> DriftWindow:
-    from inferwatch.quality.drift import DriftWindow
+    from inferwatch.quality.drift_window import DriftWindow
 
     return DriftWindow.empty(window.bins, window.max_age_seconds, window.age_buckets)
 

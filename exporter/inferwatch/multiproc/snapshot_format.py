@@ -655,7 +655,7 @@ def _sketch_dict(row: list, start: int, config: tuple, bins: np.ndarray) -> dict
 
 
 def _window_dict(window: DriftWindowLayout, raw: RawSnapshot) -> dict:
-    from inferwatch.quality.drift import WINDOW_FORMAT, WINDOW_VERSION
+    from inferwatch.quality.drift_window import WINDOW_FORMAT, WINDOW_VERSION
 
     ids, rows, start = raw.drift[window.at]
     total = window.total

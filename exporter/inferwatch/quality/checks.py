@@ -32,8 +32,8 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.quality.batch_values import as_column, is_narrow, is_row, length, one_value
+from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.column_checks import ColumnCounts, CompiledColumn, at_precision
-from inferwatch.quality.drift import BinLayout
 from inferwatch.quality.input_columns import (
     frame_column,
     frame_names,

@@ -28,8 +28,10 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
 from inferwatch.quality.batch_values import is_row
+from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.checks import BatchChecker, BatchResult
-from inferwatch.quality.drift import BinLayout, DriftScorer, DriftWindow
+from inferwatch.quality.drift import DriftScorer
+from inferwatch.quality.drift_window import DriftWindow
 from inferwatch.quality.plain_arrays import plain_array
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.sparse_rows import is_sparse
