@@ -102,6 +102,18 @@ _KINDS = ["float array", "int array", "bool array", "str array", "object text", 
           "float tuple", "str tuple", "array tuple", "mixed array tuple"]
 
 
+def same_figures(outputs: list, order: list[int], task: str, classes: bool) -> None:
+    """The calls `outputs` (in `order`) drained together record what they record drained one
+    at a time."""
+    together = _figures(outputs, order, task, classes, each=False)
+    alone = _figures(outputs, order, task, classes, each=True)
+    if task == "auto":
+        # The task a model is taken for is fixed by its first drain's calls: drained one at
+        # a time, the first call alone decides it. Every figure must still agree.
+        together, alone = together[:3], alone[:3]
+    assert together == alone
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(_KINDS), min_size=1, max_size=2),
        st.integers(1, 3), st.data(), st.sampled_from(["auto", "classification", "regression"]),
@@ -121,13 +133,7 @@ def test_many_calls_read_together_give_the_figures_of_each_call_read_alone(
                 rows = [int(v) for v in rows]
             outputs.append(_outputs(kind, rows))
     order = data.draw(st.lists(st.integers(0, len(outputs) - 1), min_size=2, max_size=12))
-    together = _figures(outputs, order, task, classes, each=False)
-    alone = _figures(outputs, order, task, classes, each=True)
-    if task == "auto":
-        # The task a model is taken for is fixed by its first drain's calls: drained one at
-        # a time, the first call alone decides it. Every figure must still agree.
-        together, alone = together[:3], alone[:3]
-    assert together == alone
+    same_figures(outputs, order, task, classes)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
