@@ -31,6 +31,8 @@ from inferwatch.core.tracing import current_trace_id, stage_span
 from inferwatch.forking import renew_at_fork
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from inferwatch.core.monitor import Monitor
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
@@ -67,6 +69,12 @@ renew_at_fork(globals(), "_CLOSING")
 # nearly always is, it costs an open well under a microsecond.
 _NESTING = threading.Lock()
 renew_at_fork(globals(), "_NESTING")
+
+# While a pushed job runs (``push.on_exit``), the last few exceptions that ``with`` blocks of
+# requests counted as their failure (serving/job_failures.py keeps it; None otherwise): the
+# job failing with one of them does not count it again. Held strongly, since exceptions
+# take no weak references, and dropped as the last job ends.
+failures_counted: deque[BaseException] | None = None
 
 
 def current_request() -> Request | None:
@@ -413,7 +421,11 @@ class Request:
                 return False
             if joined is not None:
                 return joined.__exit__(exc_type, exc, tb)
+        counts_it = exc is not None and self._open
         self.close(exc_type)
+        kept = failures_counted
+        if counts_it and kept is not None:
+            kept.append(exc)  # a pushed job failing with it counts it no more
         return False
 
     def close(self, error_type: type | None, ended_at: float | None = None, *,

@@ -49,6 +49,7 @@ from prometheus_client.exposition import basic_auth_handler, default_handler, ge
 from inferwatch import faults
 from inferwatch.catalogue import CATALOGUE, MODEL_LABELS
 from inferwatch.core.render import combine
+from inferwatch.serving.job_failures import counted_already, job_began, job_ended
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -294,6 +295,7 @@ class JobPush:
                          "retry_delay": retry_delay}
 
     def __enter__(self) -> JobPush:
+        job_began()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -310,18 +312,25 @@ class JobPush:
         operator asked it to stop, and a gateway that is down must not hold the stop for
         the whole retry budget.
         """
-        if exc is not None and _job_failed(exc):
-            self._record_failure(exc)
+        try:
+            if exc is not None and _job_failed(exc):
+                self._record_failure(exc)
+        finally:
+            job_ended()
         self.push_quietly(interrupted=exc is not None and _interrupted(exc))
         return False
 
     async def __aenter__(self) -> JobPush:
+        job_began()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool:
-        if exc is not None and _job_failed(exc):
-            self._record_failure(exc)
+        try:
+            if exc is not None and _job_failed(exc):
+                self._record_failure(exc)
+        finally:
+            job_ended()
         # The push blocks; the loop must not.
         await asyncio.to_thread(self.push_quietly,
                                 interrupted=exc is not None and _interrupted(exc))
@@ -357,6 +366,7 @@ class JobPush:
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
+            self.__enter__()
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
@@ -364,7 +374,9 @@ class JobPush:
                 raise
             if inspect.iscoroutine(result):
                 # A coroutine from a callable not declared async (a decorator without
-                # functools.wraps, say): its job runs when awaited, so push after that.
+                # functools.wraps, say): its job runs when awaited, so push after that
+                # (which opens the job again while it runs).
+                job_ended()
                 return self._push_after(result)
             self.__exit__(None, None, None)
             return result
@@ -398,7 +410,7 @@ class JobPush:
 
     def _record_failure(self, exc: BaseException) -> None:
         try:
-            if _counted_by_instrumented_call(exc):
+            if counted_already(exc):
                 return
             from inferwatch.core.registry import default_registry
 
@@ -590,21 +602,6 @@ def _interrupted(exc: BaseException) -> bool:
     if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
         return True
     return isinstance(exc, SystemExit) and exc.code in _STOPPED_STATUSES
-
-
-def _counted_by_instrumented_call(exc: BaseException) -> bool:
-    """Whether `exc` passed through an instrumented call, which counted it already."""
-    from inferwatch.core import call_wrappers, model_proxy
-    from inferwatch.core import instrument as instrumentation
-
-    instrumentation_files = {call_wrappers.__file__, instrumentation.__file__,
-                             model_proxy.__file__}
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename in instrumentation_files:
-            return True
-        tb = tb.tb_next
-    return False
 
 
 __all__ = ["JobPush", "PushError", "on_exit", "push"]
