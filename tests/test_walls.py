@@ -24,6 +24,7 @@ RUNTIME = {"core", "quality", "serving", "multiproc", "standalone", "events", "d
 # The state model, and the one clock its windows are read at (a module of `time` alone).
 STATE_MODEL = {"inferwatch.core", "inferwatch.core.state", "inferwatch.core.render",
                "inferwatch.core.rolling_sketch", "inferwatch.core.ddsketch",
+               "inferwatch.core.sketch_store", "inferwatch.core.sketch_limits",
                "inferwatch.core.unit_sketch", "inferwatch.core.step_clock"}
 
 

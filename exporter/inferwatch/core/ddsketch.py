@@ -26,13 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from inferwatch.core.sketch_limits import MAX_TOTAL_COUNT, check_max_bins, check_relative_accuracy
+from inferwatch.core.sketch_store import Store, store_from_dict, store_to_dict
+
 FORMAT_VERSION = 1
 DEFAULT_RELATIVE_ACCURACY = 0.01
 DEFAULT_MAX_BINS = 2048
-# Upper bounds keep keys, counts and arrays from malformed or hostile input within int64.
-MAX_MAX_BINS = 1 << 20
-MIN_RELATIVE_ACCURACY = 1e-6
-_MAX_TOTAL_COUNT = 1 << 61
 # Bin key -> representative value, per relative accuracy; emptied when it reaches the bound
 # (a sketch spans at most max_bins keys, so a window's quantiles use few of them).
 _KEY_VALUES: dict[float, dict[int, float]] = {}
@@ -74,128 +73,6 @@ def quiet_sum(values: np.ndarray) -> float:
         return float(values.sum())
 
 
-def _check_relative_accuracy(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"relative_accuracy must be a number in (0, 1), got {value!r}")
-    # Compared as it is: float() of an integer past the float range (a crafted snapshot)
-    # would raise OverflowError rather than name the field.
-    if not MIN_RELATIVE_ACCURACY <= value < 1.0:
-        raise ValueError(
-            f"relative_accuracy must be in [{MIN_RELATIVE_ACCURACY}, 1), got {value!r}"
-        )
-    return float(value)
-
-
-def _check_max_bins(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"max_bins must be an integer, got {value!r}")
-    if not 1 <= int(value) <= MAX_MAX_BINS:
-        raise ValueError(f"max_bins must be in [1, {MAX_MAX_BINS}], got {value!r}")
-    return int(value)
-
-
-class _Store:
-    """Counts per bin key for one sign: a dense array whose first cell is key `offset`.
-
-    `min_key`/`max_key` bound the non-empty bins (meaningless while `total` is 0). When the
-    span of keys would exceed `max_bins`, every key below ``max_key - max_bins + 1`` folds
-    into that key. The result depends only on the multiset of keys added, not their order,
-    so merging stores equals adding everything to one.
-    """
-
-    __slots__ = ("bins", "max_bins", "max_key", "min_key", "offset", "total")
-
-    def __init__(self, max_bins: int) -> None:
-        self.max_bins = max_bins
-        self.bins = np.zeros(0, dtype=np.int64)
-        self.offset = 0
-        self.min_key = 0
-        self.max_key = -1
-        self.total = 0
-
-    def add_keys(self, keys: np.ndarray) -> None:
-        lo = int(keys.min())
-        hi = int(keys.max())
-        if hi - lo >= self.max_bins:
-            lo = hi - self.max_bins + 1
-            keys = np.maximum(keys, lo)
-        self.add_dense(lo, np.bincount(keys - lo))
-
-    def add_key_list(self, keys: list[int]) -> None:
-        """:meth:`add_keys` for a few keys as Python ints (a drain's handful of values): one
-        store per key costs less than numpy's fixed cost per call. The same bins result."""
-        new_lo, new_hi = self._kept_range(min(keys), max(keys))
-        self._make_room(new_lo, new_hi)
-        bins, offset = self.bins, self.offset
-        for key in keys:  # keys below the kept range fold into its lowest bin
-            bins[(key if key >= new_lo else new_lo) - offset] += 1
-        self.total += len(keys)
-        self.min_key, self.max_key = new_lo, new_hi
-
-    def add_dense(self, lo: int, counts: np.ndarray) -> None:
-        """Add `counts[i]` to key ``lo + i``; the first and last counts must be non-zero."""
-        new_lo, new_hi = self._kept_range(lo, lo + counts.size - 1)
-        self._make_room(new_lo, new_hi)
-        added = int(counts.sum())
-        if lo < new_lo:
-            cut = new_lo - lo
-            self.bins[new_lo - self.offset] += counts[:cut].sum()
-            counts = counts[cut:]
-            lo = new_lo
-        start = lo - self.offset
-        self.bins[start : start + counts.size] += counts
-        self.total += added
-        self.min_key, self.max_key = new_lo, new_hi
-
-    def _kept_range(self, lo: int, hi: int) -> tuple[int, int]:
-        """The key range after adding keys lo..hi: with the stored ones, at most max_bins wide
-        (the lowest keys fold into its first bin)."""
-        if self.total:
-            lo, hi = min(lo, self.min_key), max(hi, self.max_key)
-        if hi - lo >= self.max_bins:
-            lo = hi - self.max_bins + 1
-        return lo, hi
-
-    def _make_room(self, new_lo: int, new_hi: int) -> None:
-        """Make the array cover [new_lo, new_hi], folding existing keys below new_lo."""
-        bins, offset = self.bins, self.offset
-        if offset <= new_lo and new_hi < offset + bins.size:
-            if self.total and self.min_key < new_lo:
-                cut = new_lo - offset
-                folded = bins[:cut].sum()
-                bins[:cut] = 0
-                bins[cut] += folded
-            return
-        span = new_hi - new_lo + 1
-        # Slack on both sides so a slowly widening range does not reallocate on every add.
-        length = min(self.max_bins, span + max(64, span // 2))
-        start = new_lo - (length - span) // 2
-        grown = np.zeros(length, dtype=np.int64)
-        if self.total:
-            keep_lo = max(self.min_key, new_lo)
-            if keep_lo <= self.max_key:
-                grown[keep_lo - start : self.max_key - start + 1] = bins[
-                    keep_lo - offset : self.max_key - offset + 1
-                ]
-            if self.min_key < new_lo:
-                fold_end = min(new_lo, self.max_key + 1) - offset
-                grown[new_lo - start] += bins[self.min_key - offset : fold_end].sum()
-        self.bins, self.offset = grown, start
-
-    def used(self) -> np.ndarray:
-        """The counts from min_key to max_key (a view)."""
-        if not self.total:
-            return self.bins[:0]
-        return self.bins[self.min_key - self.offset : self.max_key - self.offset + 1]
-
-    def copy(self) -> _Store:
-        other = _Store(self.max_bins)
-        other.bins = self.bins.copy()
-        other.offset, other.min_key, other.max_key = self.offset, self.min_key, self.max_key
-        other.total = self.total
-        return other
-
-
 class DDSketch:
     """Quantiles within `relative_accuracy` relative error, in memory bounded by `max_bins`.
 
@@ -216,15 +93,15 @@ class DDSketch:
         relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
         max_bins: int = DEFAULT_MAX_BINS,
     ) -> None:
-        self._relative_accuracy = _check_relative_accuracy(relative_accuracy)
-        self._max_bins = _check_max_bins(max_bins)
+        self._relative_accuracy = check_relative_accuracy(relative_accuracy)
+        self._max_bins = check_max_bins(max_bins)
         gamma = (1.0 + self._relative_accuracy) / (1.0 - self._relative_accuracy)
         self._log_gamma = math.log(gamma)
         self._multiplier = 1.0 / self._log_gamma
         # Below this the lowest bin's bounds would be subnormal; such values count as zero.
         self._min_indexable = _FLOAT_TINY * gamma
-        self._positive = _Store(self._max_bins)
-        self._negative = _Store(self._max_bins)
+        self._positive = Store(self._max_bins)
+        self._negative = Store(self._max_bins)
         self._zero_count = 0
         self._sum = 0.0
 
@@ -253,9 +130,9 @@ class DDSketch:
             # Bounded as from_dict bounds them: int64 bins summing past 2**63 (or uint64
             # ones cast to int64) would wrap negative, and a positive store would then read
             # negative quantiles. The float sum is a bound check only.
-            if counts.size and (counts.max() > _MAX_TOTAL_COUNT or
-                                counts.sum(dtype=np.float64) > _MAX_TOTAL_COUNT):
-                raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")
+            if counts.size and (counts.max() > MAX_TOTAL_COUNT or
+                                counts.sum(dtype=np.float64) > MAX_TOTAL_COUNT):
+                raise ValueError(f"bin counts add up to more than {MAX_TOTAL_COUNT}")
             nonzero = np.flatnonzero(counts)
             if nonzero.size:  # add_dense wants non-zero first and last counts
                 lo, hi = int(nonzero[0]), int(nonzero[-1])
@@ -298,8 +175,8 @@ class DDSketch:
         sketch._log_gamma = template._log_gamma
         sketch._multiplier = template._multiplier
         sketch._min_indexable = template._min_indexable
-        sketch._positive = _Store(bins_bound)
-        sketch._negative = _Store(bins_bound)
+        sketch._positive = Store(bins_bound)
+        sketch._negative = Store(bins_bound)
         for store, run in ((sketch._positive, positive), (sketch._negative, negative)):
             if run is None:
                 continue
@@ -312,9 +189,9 @@ class DDSketch:
             # from_bins's bound: the largest count or the float sum past it. A float sum
             # within half of it bounds every (non-negative) count too: one reduction.
             added = np.add.reduce(counts, dtype=np.float64)
-            if added > _MAX_TOTAL_COUNT / 2 and (counts.max() > _MAX_TOTAL_COUNT
-                                                 or added > _MAX_TOTAL_COUNT):
-                raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")
+            if added > MAX_TOTAL_COUNT / 2 and (counts.max() > MAX_TOTAL_COUNT
+                                                 or added > MAX_TOTAL_COUNT):
+                raise ValueError(f"bin counts add up to more than {MAX_TOTAL_COUNT}")
             span = counts.size
             last = first + span - 1
             if not lowest <= first <= last <= highest:
@@ -333,11 +210,11 @@ class DDSketch:
 
     def _with_totals(self, zero_count: int, total: float) -> DDSketch:
         """This sketch, its bins set, given its zero count and sum (checked as counts)."""
-        if not 0 <= zero_count <= _MAX_TOTAL_COUNT:
+        if not 0 <= zero_count <= MAX_TOTAL_COUNT:
             raise ValueError(f"zero_count must be a count in [0, 2**61], got {zero_count}")
         self._zero_count = int(zero_count)
-        if self.count > _MAX_TOTAL_COUNT:
-            raise ValueError(f"bin counts add up to more than {_MAX_TOTAL_COUNT}")
+        if self.count > MAX_TOTAL_COUNT:
+            raise ValueError(f"bin counts add up to more than {MAX_TOTAL_COUNT}")
         self._sum = float(total)
         return self
 
@@ -616,8 +493,8 @@ class DDSketch:
             "max_bins": self._max_bins,
             "zero_count": self._zero_count,
             "sum": self._sum,
-            "positive": _store_to_dict(self._positive),
-            "negative": _store_to_dict(self._negative),
+            "positive": store_to_dict(self._positive),
+            "negative": store_to_dict(self._negative),
         }
 
     @classmethod
@@ -630,7 +507,7 @@ class DDSketch:
         sketch = cls(_field(data, "relative_accuracy"), _field(data, "max_bins"))
         zero_count = _field(data, "zero_count")
         if isinstance(zero_count, bool) or not isinstance(zero_count, int) or not (
-            0 <= zero_count <= _MAX_TOTAL_COUNT
+            0 <= zero_count <= MAX_TOTAL_COUNT
         ):
             raise ValueError(f"sketch zero_count must be a count, got {zero_count!r}")
         total_sum = _field(data, "sum")
@@ -643,9 +520,9 @@ class DDSketch:
         sketch._zero_count = zero_count
         lowest, highest = sketch._key_range()
         for name, store in (("positive", sketch._positive), ("negative", sketch._negative)):
-            _store_from_dict(store, _field(data, name), name, lowest, highest)
-        if sketch.count > _MAX_TOTAL_COUNT:
-            raise ValueError(f"sketch counts add up to more than {_MAX_TOTAL_COUNT}")
+            store_from_dict(store, _field(data, name), name, lowest, highest)
+        if sketch.count > MAX_TOTAL_COUNT:
+            raise ValueError(f"sketch counts add up to more than {MAX_TOTAL_COUNT}")
         return sketch
 
     def __repr__(self) -> str:
@@ -656,7 +533,7 @@ class DDSketch:
 _EMPTY_RUN: tuple[int, np.ndarray, int] = (0, np.zeros(0, dtype=np.int64), 0)
 
 
-def _run(store: _Store) -> tuple[int, np.ndarray, int]:
+def _run(store: Store) -> tuple[int, np.ndarray, int]:
     """A store's non-empty bins as (first key, counts, total)."""
     return (store.min_key, store.used(), store.total)
 
@@ -665,35 +542,6 @@ def _field(data: dict[str, Any], name: str) -> Any:
     if name not in data:
         raise ValueError(f"sketch is missing the field {name!r}")
     return data[name]
-
-
-def _store_to_dict(store: _Store) -> dict[str, Any]:
-    return {"offset": store.min_key if store.total else 0, "counts": store.used().tolist()}
-
-
-def _store_from_dict(store: _Store, data: object, name: str, lowest: int, highest: int) -> None:
-    if not isinstance(data, dict) or set(data) != {"offset", "counts"}:
-        raise ValueError(f"sketch field {name!r} must be a dict with 'offset' and 'counts'")
-    offset, counts = data["offset"], data["counts"]
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise ValueError(f"sketch {name}.offset must be an integer, got {offset!r}")
-    if not isinstance(counts, list):
-        raise ValueError(f"sketch {name}.counts must be a list, got {type(counts).__name__}")
-    if not counts:
-        return
-    if len(counts) > store.max_bins:
-        raise ValueError(f"sketch {name}.counts has {len(counts)} bins, more than max_bins")
-    if not lowest <= offset <= highest - len(counts) + 1:
-        raise ValueError(f"sketch {name}: bin keys out of the indexable range")
-    if any(isinstance(c, bool) or not isinstance(c, int) for c in counts):
-        raise ValueError(f"sketch {name}.counts must hold integers only")
-    array = np.array(counts, dtype=object)
-    if array.min() < 0 or array.sum() > _MAX_TOTAL_COUNT:
-        raise ValueError(f"sketch {name}.counts must be non-negative, in total <= 2**61")
-    array = array.astype(np.int64)
-    if array[0] == 0 or array[-1] == 0:
-        raise ValueError(f"sketch {name}.counts must start and end with a non-empty bin")
-    store.add_dense(offset, array)
 
 
 def _check_mergeable(sketch: DDSketch, other: object) -> None:
