@@ -276,3 +276,46 @@ def test_integers_past_the_float_range_among_floats_count_as_inf(values, huge):
     assert faulted == 0
     assert _get(samples, "inferwatch_invalid_predictions_total", reason="inf") == len(huge)
     assert _get(samples, "inferwatch_prediction_count", output="value") == len(values)
+
+
+def _binary_figures(result: object) -> dict:
+    """Rows, classes and invalid counts of `predict_proba` returning `result`, for a model
+    whose ``classes_`` names two classes."""
+    from inferwatch.core.registry import Registry
+
+    class Binary:
+        classes_ = np.array(["legit", "fraud"])
+
+        def predict_proba(self, x: object) -> object:
+            return result
+
+    registry = Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(Binary(), name="m", version="1", registry=registry)
+        model.predict_proba(None)
+        registry.drain()
+        state = registry.monitor("m", "1").state
+        return {"rows": state.histograms["inferwatch_batch_size"][()].sum,
+                "classes": state.counters.get("inferwatch_predicted_class_total", {}),
+                "invalid": {k: v for k, v in state.counters.get(
+                    "inferwatch_invalid_predictions_total", {}).items() if v}}
+    finally:
+        registry.close()
+
+
+@pytest.mark.torch
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=8))
+def test_a_binary_classifiers_1d_probability_tensor_reads_as_the_array_does(values):
+    """``torch.sigmoid(logits).squeeze()`` from a model whose ``classes_`` names two
+    classes: a column of positive-class probabilities, one row each, as the same numpy
+    array is read. Taken for one unbatched sample, a batch of three was one row of three
+    classes, predicting a class `2` the model does not have."""
+    torch = pytest.importorskip("torch")
+
+    array = np.array(values)
+    assert _binary_figures(torch.tensor(values, dtype=torch.float64)) == \
+        _binary_figures(array)
+    if len(values) != 2:
+        assert set(_binary_figures(torch.tensor(values))["classes"]) <= {("legit",),
+                                                                          ("fraud",)}

@@ -65,7 +65,7 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
     # hand-written classifiers and some SDKs return): read as the (n, 1) column below. As
     # one row of n columns it would be one call's row of n classes, every batch of three or
     # more counted as probability_sum and its predicted classes named by column numbers.
-    positive_column = array.ndim == 1 and _two_classes(class_names) and \
+    positive_column = array.ndim == 1 and two_classes(class_names) and \
         not _one_binary_row(array)
     rows = array.shape[0] if array.ndim == 2 or positive_column else 1
     # Rows the model returned, even when none of them can be read as probabilities: the
@@ -95,7 +95,7 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
         prediction.rows = max(prediction.rows, matrix.shape[0] if matrix.ndim else 1)
         prediction.count_invalid("bad_shape", 1)
         return
-    if matrix.shape[1] == 1 and _two_classes(class_names):
+    if matrix.shape[1] == 1 and two_classes(class_names):
         # A binary classifier's predict_proba giving the positive class's column alone (old
         # Keras wrappers, some SDKs): read as argmax of a single column it would predict the
         # first class for every row, with p as its confidence and every row counted as
@@ -166,8 +166,12 @@ def _one_binary_row(array: np.ndarray) -> bool:
         return bool(abs(float(array[0]) + float(array[1]) - 1.0) <= PROBABILITY_SUM_TOLERANCE)
 
 
-def _two_classes(class_names: Sequence[object] | None) -> bool:
-    """Whether the model names exactly two classes (a binary classifier's ``classes_``)."""
+def two_classes(class_names: Sequence[object] | None) -> bool:
+    """Whether the model names exactly two classes (a binary classifier's ``classes_``).
+
+    >>> two_classes(["legit", "fraud"]), two_classes([0, 1, 2]), two_classes(None)
+    (True, False, False)
+    """
     try:
         return class_names is not None and len(class_names) == 2 and all(
             np.ndim(c) == 0 for c in class_names)

@@ -28,7 +28,11 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.class_probabilities import add_probabilities, looks_like_probabilities
+from inferwatch.core.class_probabilities import (
+    add_probabilities,
+    looks_like_probabilities,
+    two_classes,
+)
 from inferwatch.core.prediction_classes import (
     NO_CLASSES,
     admit_classes,
@@ -160,9 +164,12 @@ def normalize(
     column, missing = without_missing(result)
     array = to_array(column)
     prediction.count_invalid("nan", missing)
-    if tensor and array.ndim == 1 and array.dtype.kind not in "iub":
+    if tensor and array.ndim == 1 and array.dtype.kind not in "iub" and not (
+            probabilities and two_classes(class_names)):
         # A 1-D float tensor is one unbatched sample, not n rows; integer or bool labels
-        # are a batch's classes (``logits.argmax(dim=1)``, ``scores > 0.5``).
+        # are a batch's classes (``logits.argmax(dim=1)``, ``scores > 0.5``). From a binary
+        # classifier's predict_proba it is read as a 1-D array is (a column of positive-class
+        # probabilities, ``torch.sigmoid(logits).squeeze()``, or one row [p0, p1]).
         array = array.reshape(1, -1)
     if probabilities or looks_like_probabilities(array, task, class_names,
                                                  by_shape=probabilities is None):
