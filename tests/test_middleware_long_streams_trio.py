@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from werkzeug.serving import make_server
 
 import inferwatch
 from inferwatch.core import request as request_module
-from inferwatch.core import web_requests
 from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
+from test_middleware_late_writes_trailers import clock  # noqa: F401 (the fixture)
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
@@ -128,29 +127,7 @@ def test_a_repeated_traceparent_under_wsgi_gives_the_first_trace_id(scraper, tmp
 
 
 # --- long streaming responses ----------------------------------------------------------------
-class Clock:
-    """The requests' clock, moved on at will: ``time`` as request.py and web_requests.py
-    read it."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def perf_counter(self) -> float:
-        return time.perf_counter() + self.offset
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
-@pytest.fixture
-def clock(monkeypatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(request_module, "time", clock)
-    monkeypatch.setattr(web_requests, "time", clock)
-    return clock
-
-
-def test_an_asgi_stream_open_longer_than_the_abandoned_bound_is_not_abandoned(scraper, clock):
+def test_an_asgi_stream_open_longer_than_the_abandoned_bound_is_not_abandoned(scraper, clock):  # noqa: F811
     model = inferwatch.instrument(lambda prompt: prompt.upper(), name="llm", version="1",
                                   registry=scraper.registry)
 
@@ -180,7 +157,7 @@ def test_an_asgi_stream_open_longer_than_the_abandoned_bound_is_not_abandoned(sc
     assert scraper.value("inferwatch_stage_duration_seconds_count", stage="inference") == 3
 
 
-def test_a_wsgi_stream_open_longer_than_the_abandoned_bound_is_not_abandoned(scraper, clock):
+def test_a_wsgi_stream_open_longer_than_the_abandoned_bound_is_not_abandoned(scraper, clock):  # noqa: F811
     model = inferwatch.instrument(lambda prompt: prompt.upper(), name="llm", version="1",
                                   registry=scraper.registry)
 
@@ -200,7 +177,7 @@ def test_a_wsgi_stream_open_longer_than_the_abandoned_bound_is_not_abandoned(scr
     assert scraper.value("inferwatch_stage_duration_seconds_count", stage="inference") == 3
 
 
-def test_a_request_left_open_is_still_abandoned_on_the_patched_clock(scraper, clock):
+def test_a_request_left_open_is_still_abandoned_on_the_patched_clock(scraper, clock):  # noqa: F811
     """The bound still holds where no middleware will end the request."""
     model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=scraper.registry)
     monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
@@ -216,7 +193,7 @@ def test_a_request_left_open_is_still_abandoned_on_the_patched_clock(scraper, cl
     assert outcomes(scraper) == {"ok": 1, "error": 0, "cancelled": 1}
 
 
-def test_a_background_task_running_long_after_the_response_leaves_it_ok(scraper, clock):
+def test_a_background_task_running_long_after_the_response_leaves_it_ok(scraper, clock):  # noqa: F811
     """Starlette runs background tasks after the response, inside the request: one that
     runs past the abandoned bound and then calls the model made the answered request
     cancelled."""
