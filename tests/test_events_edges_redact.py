@@ -76,7 +76,10 @@ def test_flattened_dotted_keys_are_redacted_by_the_path_they_spell(tmp_path, mak
     path = tmp_path / "events.jsonl"
     event_log = make_log(path, redact=["inputs.applicant.ssn"],
                          hash_fields=["inputs.applicant.contact.email"], secret=KEY)
-    event_log.emit({"request_id": "r-1", "inputs": frame, "features": {"applicant.ssn": 5}})
+    # inputs.* rules also name the same key in features (its twin), so another field shows
+    # that a path does not spill beyond the fields it names.
+    event_log.emit({"request_id": "r-1", "inputs": frame,
+                    "stage_outputs": {"applicant.ssn": 5}})
     assert event_log.flush(60)
     data = b"".join(p.read_bytes() for p in sorted(tmp_path.rglob("*"))
                     if p.is_file() and not p.is_symlink())
@@ -86,7 +89,7 @@ def test_flattened_dotted_keys_are_redacted_by_the_path_they_spell(tmp_path, mak
     stored = json.loads(line)
     assert stored["inputs"] == [{"applicant.age": 41, "applicant.contact.email":
                                  hash_value(KEY, "jo@example.org")}]
-    assert stored["features"] == {"applicant.ssn": 5}  # not under a redacted path
+    assert stored["stage_outputs"] == {"applicant.ssn": 5}  # not under a redacted path
 
 
 def test_dotted_keys_under_wildcards_and_subfields_are_redacted_once():

@@ -37,7 +37,7 @@ from inferwatch.core.monitor import Monitor
 from inferwatch.core.pending_calls import array_from_bytes
 from inferwatch.core.request import INFERENCE_STAGE, Request, current_request_of
 from inferwatch.core.request import _current as open_request
-from inferwatch.core.request_record import RequestRecord
+from inferwatch.core.request_record import RequestRecord, error_message_for
 from inferwatch.core.streams import follow_sync
 from inferwatch.core.tracing import current_trace_id
 
@@ -231,6 +231,9 @@ class _CallRecorder:
         record.duration = duration
         if error is not None:
             record.error_type = error.__class__
+            events = self.monitor.events
+            if events is not None:
+                record.error_message = error_message_for(events, error)
         else:
             record.prediction = snapshot(result)
             record.has_prediction = True

@@ -26,7 +26,7 @@ from inferwatch.core.call_input import snapshot, snapshot_input
 # The class an outcome given to close() stands for, as record_error reads it: the
 # drain reads the class's name, and anything else there would fail the whole drain.
 from inferwatch.core.call_values import error_class
-from inferwatch.core.request_record import RequestRecord
+from inferwatch.core.request_record import RequestRecord, error_message_for
 from inferwatch.core.tracing import current_trace_id, stage_span
 from inferwatch.forking import renew_at_fork
 
@@ -422,14 +422,16 @@ class Request:
             if joined is not None:
                 return joined.__exit__(exc_type, exc, tb)
         counts_it = exc is not None and self._open
-        self.close(exc_type)
+        events = self.monitor.events
+        self.close(exc_type, error_message=None if exc is None or events is None
+                   else error_message_for(events, exc))
         kept = failures_counted
         if counts_it and kept is not None:
             kept.append(exc)  # a pushed job failing with it counts it no more
         return False
 
     def close(self, error_type: type | None, ended_at: float | None = None, *,
-              cancelled: bool = False) -> None:
+              cancelled: bool = False, error_message: object = None) -> None:
         """End the request with `error_type` as its outcome (None: ok), or as cancelled,
         as of `ended_at` (a ``time.perf_counter()`` reading; None: now), and hand it to the
         drain. Closing a request that is not open does nothing: it was counted when it
@@ -468,6 +470,7 @@ class Request:
                 else _ended_at(ended_at, start)
         record.duration = end - start
         record.error_type = error_type
+        record.error_message = error_message
         if error_type is GeneratorExit:
             # A generator closed inside the block: its consumer stopped, as for a stream.
             record.cancelled = True
@@ -511,7 +514,7 @@ class Request:
         per request before the drain reads it (see ``call_input.snapshot``)."""
         if not self._open and self._ended():
             return
-        self._write("features", snapshot_input(features))
+        self._write("features", snapshot_input(features), named_features=True)
 
     def inputs(self, inputs: object) -> None:
         """The raw input of this request, for the event log (features are what the model
@@ -572,7 +575,7 @@ class Request:
             return
         self._write("action", faults.text_of(action, "request") or OTHER)
 
-    def _write(self, name: str, value: object) -> None:
+    def _write(self, name: str, value: object, named_features: bool = False) -> None:
         """Set the record's field `name`, unless the record went to the drain: the check
         and the write are one step under the lock a close takes, or a close between them (a
         worker's write as the middleware ends the request) would hand the record to the
@@ -586,6 +589,8 @@ class Request:
                 # generator's block closing a request) must not run inside it.
                 replaced = getattr(record, name)
                 setattr(record, name, value)
+                if named_features:
+                    record.named_features = True
         if not kept:
             faults.record("request")
         else:

@@ -36,6 +36,12 @@ class RequestRecord:
     stage_outputs: dict[str, object] | None = None
     action: str | None = None
     error_type: type | None = None
+    # Kept only for a log that stores messages (read when the call failed, not at the drain:
+    # the exception and the frames it holds are not kept).
+    error_message: object = None
+    # Given by ``r.features()`` rather than taken from the model call's argument: logged as
+    # ``features`` even without ``r.inputs()``.
+    named_features: bool = False
     # A consumer that stopped a streamed result early: its own outcome, not an error.
     cancelled: bool = False
     trace_id: str | None = None
@@ -50,8 +56,8 @@ class RequestRecord:
         self.started_at = started_at
         self.stages = []
         self.prediction = self.features = self.inputs = self.stage_outputs = None
-        self.action = self.error_type = self.trace_id = self.stream = None
-        self.probabilities = self.has_prediction = self.cancelled = False
+        self.action = self.error_type = self.trace_id = self.stream = self.error_message = None
+        self.probabilities = self.has_prediction = self.cancelled = self.named_features = False
 
     def event(self, model: str, version: str) -> dict[str, object]:
         """The event-log entry for this request (the log redacts and bounds it)."""
@@ -59,11 +65,12 @@ class RequestRecord:
             "ts": self.started_at, "model": model, "model_version": version,
             "request_id": self.request_id, "trace_id": self.trace_id,
             # Without a separate raw input, the call's argument is the input: logged once.
-            "inputs": self.inputs if self.inputs is not None else self.features,
+            "inputs": self.inputs if self.inputs is not None or self.named_features
+            else self.features,
             "stages": _stage_totals(self.stages),
             "duration_seconds": self.duration, "action": self.action,
         }
-        if self.inputs is not None and self.features is not None:
+        if self.features is not None and (self.inputs is not None or self.named_features):
             event["features"] = self.features
         if self.stage_outputs:
             event["stage_outputs"] = self.stage_outputs
@@ -72,7 +79,10 @@ class RequestRecord:
             if self.stream.text is not None:
                 event["output_text"] = self.stream.text
         if self.error_type is not None:
-            event["error"] = {"type": self.error_type.__name__}
+            error: dict[str, object] = {"type": self.error_type.__name__}
+            if self.error_message is not None:
+                error["message"] = self.error_message
+            event["error"] = error
         elif self.has_prediction:
             key = "probabilities" if self.probabilities else "prediction"
             event[key] = self.prediction
@@ -86,3 +96,41 @@ def _stage_totals(stages: list[tuple[str, float]]) -> dict[str, float]:
     for name, seconds in stages:
         totals[name] = totals.get(name, 0.0) + seconds
     return totals
+
+
+# The log cuts a message to its own bound when it writes it; this only keeps a message of
+# megabytes (an array quoted whole) from waiting in memory for the drain.
+MESSAGE_CHARS_KEPT = 4096
+
+
+class _UnreadableMessage:
+    """Stands for a message whose ``str()`` raised: the log stores its marker and counts it
+    as ``conversion_error``, as for an event emitted by hand with such an exception."""
+
+    def __str__(self) -> str:
+        raise ValueError("the exception's message could not be read")
+
+
+UNREADABLE_MESSAGE = _UnreadableMessage()
+
+
+def error_message_for(events: object, error: BaseException) -> object:
+    """The message of `error` for the event log `events`: None unless that log stores
+    messages (``EventLog(error_messages=True)``). Read when the call fails, so the record
+    keeps text, not the exception and the frames of its traceback.
+
+    >>> from types import SimpleNamespace
+    >>> error_message_for(SimpleNamespace(keeps_error_messages=True), ValueError("bad row"))
+    'bad row'
+    >>> error_message_for(SimpleNamespace(), ValueError("bad row")) is None
+    True
+    """
+    try:
+        if getattr(events, "keeps_error_messages", False) is not True:
+            return None
+    except Exception:  # a log of the user's own whose attributes raise stores no message
+        return None
+    try:
+        return str(error)[:MESSAGE_CHARS_KEPT]
+    except Exception:  # the model's own __str__: it must not cost the call or the event
+        return UNREADABLE_MESSAGE

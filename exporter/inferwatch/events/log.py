@@ -176,6 +176,9 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                           keep_unstructured=bool(keep_unstructured))
         self.sample_rate = float(sample_rate)
         self.queue_size = queue_size
+        # Read by the instrumented calls and request blocks: they keep a failure's message
+        # only for a log that stores it.
+        self.keeps_error_messages = bool(error_messages)
         self._encoder = encoder
         # Decided once: a directory removed later is made again, not written beside.
         target = log_file(self.path, self.format)

@@ -440,6 +440,9 @@ class Redaction:
         if both:
             names = ", ".join(sorted(".".join(p) for p in both))
             raise ValueError(f"fields both in redact and hash_fields: {names}")
+        named = {(_fold(p[0]), *p[1:]) for p in self.drop + self.hash}
+        self.drop = _with_twins(self.drop, named)
+        self.hash = _with_twins(self.hash, named)
         self._key = b""
         if self.hash:
             if secret is None:
@@ -480,6 +483,35 @@ class Redaction:
 
     def _replace_with_hash(self, parent: dict | list, key: str | int) -> None:
         parent[key] = _hmac(self._key, parent[key])  # type: ignore[index]
+
+
+# The raw input and the features computed from it often hold the same personal field, and
+# which of the two an event's values land in depends on how the caller handed them over
+# (``r.features()`` without ``r.inputs()``, or only the model call's argument): a key named
+# under one is removed or hashed under the other too. Redaction fails closed.
+_TWIN_FIELDS = {"inputs": "features", "features": "inputs"}
+
+
+def _with_twins(paths: list[tuple[str, ...]], named: set[tuple[str, ...]]
+                ) -> list[tuple[str, ...]]:
+    """`paths`, plus the same key under the twin field of each path that names a key inside
+    ``inputs`` or ``features``, unless a rule already names that twin (`named`: dropping
+    ``inputs.ssn`` and hashing ``features.ssn`` is a choice, kept). Not for the whole field,
+    nor every key with ``*``: dropping the raw input wholesale is a choice to keep the
+    features.
+
+    >>> _with_twins([("inputs", "ssn"), ("inputs",), ("features", "*"), ("inputs", "id")],
+    ...             named={("features", "id")})
+    [('inputs', 'ssn'), ('inputs',), ('features', '*'), ('inputs', 'id'), ('features', 'ssn')]
+    """
+    twins: list[tuple[str, ...]] = []
+    for path in paths:
+        twin = _TWIN_FIELDS.get(_fold(path[0])) if len(path) > 1 and path[1] != "*" else None
+        if twin is not None:
+            twin_path = (twin, *path[1:])
+            if twin_path not in named and twin_path not in twins:
+                twins.append(twin_path)
+    return paths + twins
 
 
 def _delete(parent: dict, key: str) -> None:
