@@ -186,6 +186,32 @@ def held_bytes(objects: Sequence[Any], kinds: set[type] | None = None) -> int:
     return total
 
 
+def record_bytes(records: Sequence[Any]) -> int:
+    """About how many bytes request records (``RequestRecord``) hold while they wait: their
+    predictions, features, raw inputs and stage outputs, sized as :func:`held_bytes` sizes
+    a drain's calls (one object per class stands for the others).
+
+    >>> from inferwatch.core.request_record import RequestRecord
+    >>> record = RequestRecord(0.1)
+    >>> record.prediction = np.zeros(1000)
+    >>> record_bytes([record, record])
+    16000
+    """
+    total = 0
+    for field in (_PREDICTION, _FEATURES, _INPUTS):
+        held = [value for value in map(field, records) if value is not None]
+        if held:
+            total += held_bytes(held)
+    outputs = [value for record in records if record.stage_outputs
+               for value in record.stage_outputs.values() if value is not None]
+    return total + (held_bytes(outputs) if outputs else 0)
+
+
+_PREDICTION = operator.attrgetter("prediction")
+_FEATURES = operator.attrgetter("features")
+_INPUTS = operator.attrgetter("inputs")
+
+
 def _object_bytes(value: Any, depth: int = 0) -> int:
     """The bytes one kept object holds, for the containers inputs and results come in."""
     try:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from inferwatch import faults
 from inferwatch.core import monitor_configure, outcome_joins
-from inferwatch.core.call_input import held_bytes
+from inferwatch.core.call_input import held_bytes, record_bytes
 from inferwatch.core.call_paths import FAST
 from inferwatch.core.call_values import count_value, error_class, seconds
 from inferwatch.core.label_caps import LabelCap, clean_label_value
@@ -41,12 +41,12 @@ from inferwatch.core.monitor_drain import MonitorDrain
 from inferwatch.core.options import Settings
 from inferwatch.core.outcomes import OutcomeJoiner
 from inferwatch.core.pending_calls import take
+from inferwatch.core.request_record import RequestRecord
 from inferwatch.core.state import ModelState
 from inferwatch.core.step_clock import StepSafeClock
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request
-    from inferwatch.core.request_record import RequestRecord
     from inferwatch.core.stream_records import StreamRecord
     from inferwatch.events import EventLog
     from inferwatch.quality.reference import Reference
@@ -437,6 +437,8 @@ class Monitor(MonitorDrain):
                 if len(pending) >= self._chunk:
                     if item.__class__ is tuple:
                         self._fit_heavier(item)  # may make the list long enough for `item`
+                    elif item.__class__ is RequestRecord:
+                        self._fit_held(record_bytes([item]))
                     elif not self._sized:
                         # A request or stream record: what it holds is sized by its drain,
                         # as always; the short lists a monitor starts with end here, or a
@@ -465,8 +467,12 @@ class Monitor(MonitorDrain):
         call sized per hand-off, so that calls growing heavier between two drains (or a
         drain stalled from the start) stay within ``max_pending_bytes``."""
         # Sized as a drain sizes it: each array once (its copied bytes ride beside it).
-        held = held_bytes([part for part in call[1:]
-                           if part is not None and part.__class__ is not bytes])
+        self._fit_held(held_bytes([part for part in call[1:]
+                                   if part is not None and part.__class__ is not bytes]))
+
+    def _fit_held(self, held: int) -> None:
+        """Shrink the bound when one pending call or record holds `held` bytes, more than
+        the average of the last drain's."""
         if held > self._kept_per_call or not self._sized:
             self._kept_per_call = max(self._kept_per_call, float(held))
             self._sized = True

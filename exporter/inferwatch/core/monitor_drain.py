@@ -17,7 +17,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core import pending_calls
-from inferwatch.core.call_input import held_bytes
+from inferwatch.core.call_input import held_bytes, record_bytes
 from inferwatch.core.call_values import cancellations, count_value
 from inferwatch.core.drain_folds import (
     check_predictions,
@@ -179,8 +179,14 @@ class MonitorDrain:
             if whole and len(predictions.batch_sizes) == first + len(results):
                 cut.append((first, whole))
         ok = len(calls) + len(proba_calls)
-        if ok:
-            self._kept_per_call = kept_bytes / ok
+        sized = ok
+        if requests:
+            # Records (calls with request_id=, an event log, request blocks) hold their
+            # result and inputs as fast-path calls do: the byte bound counts them too.
+            kept_bytes += record_bytes(requests)
+            sized += len(requests)
+        if sized:
+            self._kept_per_call = kept_bytes / sized
             self._sized = True
             self._fit_pending()
         error_counts: dict[str, float] = {}
