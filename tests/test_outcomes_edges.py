@@ -4,6 +4,7 @@ rows past the byte bound that a shadow's two caches both see."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pandas as pd
@@ -241,3 +242,28 @@ def test_an_outcome_after_a_rollout_joins_the_version_that_predicted(registry, d
     assert _counts(before, "inferwatch_outcomes_unmatched_total") == {}
     assert _counts(latest, "inferwatch_outcomes_total") == {}
     assert _counts(latest, "inferwatch_outcomes_unmatched_total") == {"unknown_id": 1}
+
+
+@pytest.mark.parametrize("late_days", [0, 8], ids=["in time", "expired"])
+def test_a_repeated_outcome_after_a_rollout_stays_with_the_version_that_predicted(
+        registry, late_days):
+    """An at-least-once label queue delivers an outcome twice: after a rollout the repeat
+    counted unknown_id on the new version, not duplicate (or expired again) on the version
+    that made the prediction."""
+    model = MultiOutputClassifier(LogisticRegression()).fit(X, Y[:, 0:1].repeat(2, axis=1))
+    old = inferwatch.instrument(model, name="fraud", version="1", registry=registry)
+    predicted = old.predict(X[:1], request_id="r-1")
+    inferwatch.instrument(model, name="fraud", version="2", registry=registry)
+    latest = inferwatch.monitor("fraud", registry=registry)
+    at = time.time() + late_days * 86400
+    for _ in range(3):
+        latest.record_outcome("r-1", predicted, at=at)
+    registry.drain()
+    before = registry.monitor("fraud", "1")
+    if late_days:
+        assert _counts(before, "inferwatch_outcomes_unmatched_total") == {"expired": 3}
+        assert _counts(before, "inferwatch_outcomes_total") == {}
+    else:
+        assert _counts(before, "inferwatch_outcomes_total") == {"correct": predicted.size}
+        assert _counts(before, "inferwatch_outcomes_unmatched_total") == {"duplicate": 2}
+    assert _counts(latest, "inferwatch_outcomes_unmatched_total") == {}

@@ -53,9 +53,10 @@ def record_outcome(monitor: Monitor, request_id: object, y_true: object,
 
 def _to_sibling(monitor: Monitor, request_id: str, y_true: object, when: float) -> bool:
     """Hand an outcome this version never predicted to the version of the same model
-    that did; whether one did. Labels arrive hours or days late: the version a caller
-    reaches by the model's name (``inferwatch.monitor("fraud")``, the one instrumented
-    last) may be a newer one than the version that made the prediction."""
+    that did (or that joined an outcome for it already); whether one did. Labels arrive
+    hours or days late: the version a caller reaches by the model's name
+    (``inferwatch.monitor("fraud")``, the one instrumented last) may be a newer one than
+    the version that made the prediction."""
     siblings = monitor.siblings
     # A shadow challenger (it has drain listeners) gets its outcomes from its champion,
     # and is never given one past it.
@@ -64,9 +65,11 @@ def _to_sibling(monitor: Monitor, request_id: str, y_true: object, when: float) 
     for sibling in siblings():
         if sibling is monitor or sibling.drain_listeners:
             continue
-        if sibling.outcomes.kept_rows(request_id) is None and sibling.pending():
+        # A repeat of an outcome the sibling joined (an at-least-once label queue) is its
+        # duplicate, or expired again: not an unknown id of the version asked.
+        if not sibling.outcomes.knows(request_id) and sibling.pending():
             sibling.drain()
-        if sibling.outcomes.kept_rows(request_id) is not None:
+        if sibling.outcomes.knows(request_id):
             record_outcome(sibling, request_id, y_true, when, forward=False)
             return True
     return False

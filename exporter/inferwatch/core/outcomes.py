@@ -234,6 +234,19 @@ class OutcomeJoiner:
         classes, values, _, _, rows = entry
         return rows, len(classes or values or ())
 
+    def knows(self, request_id: str) -> bool:
+        """Whether a prediction for `request_id` waits here, or one was joined here already
+        (and is still remembered): an outcome for it is this version's, even a repeat.
+
+        >>> joiner = OutcomeJoiner()
+        >>> joiner.remember("r-1", ("a",), None, at=0.0)
+        >>> _ = joiner.join("r-1", "a", at=1.0)
+        >>> joiner.knows("r-1"), joiner.knows("r-2")
+        (True, False)
+        """
+        with self._lock:
+            return request_id in self._pending or request_id in self._joined
+
     def join(self, request_id: str, y_true: Any, at: float) -> Join:
         """Join `y_true` with the prediction remembered for `request_id`.
 
