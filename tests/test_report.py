@@ -395,7 +395,8 @@ def test_report_cli_from_metrics_names_an_unwritable_output(tmp_path, capsys):
     (["--metrics", "http://127.0.0.1:9/", "--format", "csv"],
      "--format reads DATA; with --metrics there is none"),
     (["--reference", "{reference}", "{data}", "--model", "fraud"],
-     "--model picks a model of --metrics URL; a DATA file holds one model"),
+     "--model picks a model of --metrics URL, or the model whose thresholds --config gives "
+     "a DATA file; with DATA alone give --config too, or leave --model out"),
 ])
 def test_report_options_of_the_other_mode_are_refused_not_ignored(tmp_path, capsys, extra,
                                                                    expected):

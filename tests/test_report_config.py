@@ -152,7 +152,9 @@ def test_model_without_config_is_still_refused_for_a_file(tmp_path, moderate_dri
     out = tmp_path / "report.html"
     assert main(["report", "--reference", str(reference), str(data), "--model", "fraud",
                  "-o", str(out)]) == 2
-    assert "--model picks a model of --metrics URL" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "--model picks a model of --metrics URL" in error
+    assert "give --config too" in error  # the flag that makes --model work with a file
 
 
 def test_the_metrics_report_uses_the_config_per_model(tmp_path):

@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
                 return _error(f"{option} reads DATA; with --metrics there is none")
         return _from_metrics(args, config)
     if args.model is not None and config is None:
-        return _error("--model picks a model of --metrics URL; a DATA file holds one model")
+        return _error("--model picks a model of --metrics URL, or the model whose thresholds "
+                      "--config gives a DATA file; with DATA alone give --config too, or "
+                      "leave --model out")
     if args.data is None or args.reference is None:
         return _error("give --reference FILE and DATA (or --metrics URL)")
     unwritable = _unwritable(args.output)
