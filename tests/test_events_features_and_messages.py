@@ -6,7 +6,6 @@ model's or a request block's exception (docs/events.md)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import string
 from pathlib import Path
 
@@ -16,18 +15,11 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.events import hash_value
+from test_monitor_events import _read as read_events
 
 SSN = "078-05-1120"
 EMAIL = "jane@example.org"
 SECRET = "s" * 32
-
-
-def _events(directory: Path) -> list[dict]:
-    lines = []
-    for path in sorted(directory.glob("*.jsonl")):
-        if not path.is_symlink():  # the link at the configured path names a file read here
-            lines.extend(path.read_text().splitlines())
-    return [json.loads(line) for line in lines]
 
 
 def _all_text(directory: Path) -> str:
@@ -44,7 +36,7 @@ def _logged(scraper, tmp_path, make_log, requests, **options) -> dict[str, dict]
     requests(model, inferwatch.monitor("m", "1", registry=scraper.registry))
     scraper.registry.drain()
     assert log.flush(10)
-    return {e["request_id"]: e for e in _events(tmp_path)}
+    return {e["request_id"]: e for e in read_events(tmp_path)}
 
 
 def test_features_without_inputs_are_logged_as_features_and_redacted_by_their_rules(
@@ -178,7 +170,7 @@ def test_error_messages_are_kept_for_model_calls_and_request_blocks_when_asked(
         asyncio.run(async_model([1.0], request_id="async"))
     scraper.registry.drain()
     assert log.flush(10)
-    errors = {e["request_id"]: e["error"] for e in _events(tmp_path)}
+    errors = {e["request_id"]: e["error"] for e in read_events(tmp_path)}
     if not keep:
         assert errors == {"call": {"type": "ModelError"}, "block": {"type": "RuntimeError"},
                           "async": {"type": "KeyError"}}
@@ -204,7 +196,7 @@ def test_an_unreadable_or_huge_message_costs_neither_the_call_nor_the_event(
         huge([1.0], request_id="huge")
     scraper.registry.drain()
     assert log.flush(10)
-    errors = {e["request_id"]: e["error"] for e in _events(tmp_path)}
+    errors = {e["request_id"]: e["error"] for e in read_events(tmp_path)}
     assert errors["unreadable"]["type"] == "ModelError"
     assert errors["unreadable"]["message"]["dropped"] == "conversion_error"
     assert errors["huge"]["message"] == "x" * 1024
