@@ -11,8 +11,11 @@ The event dict is read later, on the writer thread: emit a fresh dict and do not
 the objects it holds afterwards.
 
 After ``os.fork`` (gunicorn, multiprocessing) the child starts with an empty queue, zeroed
-counts and its own writer thread, file and database connection. At interpreter exit,
-queued events are flushed (for up to ``ATEXIT_FLUSH_SECONDS``).
+counts and its own writer thread, file and database connection. At interpreter exit, the
+calls still waiting for the background drain in monitors that write events are folded
+(for up to ``EXIT_DRAIN_SECONDS``), then queued events are flushed (for up to
+``ATEXIT_FLUSH_SECONDS``). :meth:`EventLog.flush` and :meth:`EventLog.close` fold the
+calls of the monitors writing to their log first too.
 
 >>> import tempfile
 >>> log = EventLog(Path(tempfile.mkdtemp()) / "events.jsonl", redact=["inputs.ssn"])
@@ -29,12 +32,14 @@ import logging
 import numbers
 import os
 import random
+import sys
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inferwatch.events.dropped import (
     REASONS,
@@ -61,6 +66,9 @@ from inferwatch.events.sinks import (
     open_sink,
 )
 
+if TYPE_CHECKING:
+    from inferwatch.core.monitor import Monitor
+
 MiB = 1 << 20
 KiB = 1 << 10
 FORK_WAIT_SECONDS = 15.0
@@ -74,6 +82,9 @@ BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 # restart waits this long after the one before, longer while it keeps dying.
 RESTART_BACKOFF_SECONDS = (1.0, 5.0, 30.0, 60.0)
 ATEXIT_FLUSH_SECONDS = 2.0
+# How long the exit waits for the pending calls of the monitors writing events to be
+# folded, before the flush: a drain stuck on a lock must not hold the exit up for good.
+EXIT_DRAIN_SECONDS = 2.0
 LOG_INTERVAL_SECONDS = 60.0
 
 log = logging.getLogger("inferwatch")
@@ -224,7 +235,20 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
     # --- control ---------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 5.0) -> bool:
-        """Wait until every event emitted so far is written or dropped; False on timeout."""
+        """Wait until every event so far is written or dropped; False on timeout.
+
+        That is every event emitted, and every event of a call already made by a model
+        that writes here: its calls wait to be folded (and their events emitted) by the
+        background drain, which is made now.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not _drain_monitors(lambda monitor: monitor.events is self, timeout):
+            return False
+        return self._flush_queue(None if deadline is None else
+                                 max(0.0, deadline - time.monotonic()))
+
+    def _flush_queue(self, timeout: float | None) -> bool:
+        """Wait until every event queued so far is written or dropped; False on timeout."""
         if self._writer_done and not self._closed:
             self._writer_ended()  # a writer that died: a new one writes what is queued
         if not self._thread.is_alive():
@@ -250,7 +274,9 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 # not restarted in a loop at exit).
                 self._exit_restarted = True
                 self._writer_ended(due=True)
-            if self.flush(timeout):
+            # The queue alone: this runs inside a monitor's drain too (an event emitted
+            # after the exit flush), whose lock a drain of that monitor would wait for.
+            if self._flush_queue(timeout):
                 return
             self._exit_stalled = True
         self._drop_leftovers()
@@ -310,14 +336,22 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             self._count(reason, lost)
 
     def close(self, timeout: float | None = 5.0) -> None:
-        """Flush, stop the writer and close the sink; later events count as dropped."""
+        """Flush, stop the writer and close the sink; later events count as dropped.
+
+        The calls already made by a model writing here are folded first (as by
+        :meth:`flush`): their events are written, not dropped as ``closed`` at the next
+        drain.
+        """
         if self._closed:
             return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        _drain_monitors(lambda monitor: monitor.events is self, timeout)
         self._closed = True
         self._stopping = True
         self._wake.set()
         if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+            self._thread.join(None if deadline is None else
+                              max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             # A stuck writer still holds queued events: the log stays live so that the exit
             # flush waits for them once more and counts what is left as `closed`. The writer
@@ -554,8 +588,28 @@ def _close_quietly(sink: object) -> None:
 _exit_flushed = False
 
 
+def _drain_monitors(which: Callable[[Monitor], bool], timeout: float | None) -> bool:
+    """Fold the pending calls of the monitors `which` picks (their events are emitted as
+    they are folded), for at most `timeout` seconds; True when done. No registry module
+    loaded: no monitor, nothing to fold."""
+    registry = sys.modules.get("inferwatch.core.registry")
+    if registry is None:
+        return True
+    return registry.drain_live(which, timeout)
+
+
 def _flush_all_at_exit() -> None:
     global _exit_flushed
+    # The calls of the last seconds wait for the background drain, which will not come
+    # again: folded first, so that their events are in the queues flushed below. A
+    # multi-worker publisher closing after this publishes the same drained state.
+    with _registry_lock:
+        any_live = bool(_live)
+    if any_live:
+        try:
+            _drain_monitors(lambda monitor: monitor.events is not None, EXIT_DRAIN_SECONDS)
+        except Exception:
+            pass
     _exit_flushed = True
     with _registry_lock:
         logs = list(_live)
