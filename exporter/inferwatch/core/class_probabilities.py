@@ -4,7 +4,8 @@ A ``predict_proba`` matrix (or a binary classifier's positive-class column alone
 each row's predicted class, its confidence and one probability output per class; rows
 that are NaN, infinite, out of [0, 1] or do not sum to 1 are counted invalid by reason.
 Its checks are whole-matrix numpy passes, a job of its own apart from reading other
-outputs.
+outputs. A multi-label classifier's matrix is no distribution: each column is one label's own
+probability (:func:`add_label_probabilities`).
 """
 
 from __future__ import annotations
@@ -71,24 +72,9 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
     # Rows the model returned, even when none of them can be read as probabilities: the
     # batch size counts them as it counts any other call's.
     prediction.rows = max(prediction.rows, rows)
-    if array.dtype.kind in "cmMUSV":
-        # Casting would drop the imaginary part, and numpy would warn about it on the
-        # application's stderr from the drain thread: such output is not probabilities;
-        # nor are times (cast, nanoseconds since 1970 would read as out-of-range ones), nor
-        # text, which numpy would parse ("0.2" is no probability a model returned).
-        prediction.count_invalid("unsupported_type", rows)
+    matrix = _probability_floats(prediction, array, rows)
+    if matrix is None:
         return
-    if array.dtype.kind == "O":
-        # Numbers with pd.NA among them (a nullable Float64 DataFrame): each NA is a
-        # missing probability, its row counted as nan, and the other rows still recorded.
-        # Anything else (text, which float() would parse) is no probabilities.
-        numbers = missing_as_nan(array)
-        if numbers is None:
-            prediction.count_invalid("unsupported_type", rows)
-            return
-        matrix = numbers
-    else:
-        matrix = array.astype(np.float64, copy=False)
     if matrix.ndim == 1:
         matrix = matrix.reshape(-1, 1) if positive_column else matrix.reshape(1, -1)
     elif matrix.ndim != 2:
@@ -150,6 +136,100 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
     for j, name in enumerate(names):
         extend(prediction.values, name, matrix[:, j])
     prediction.probability_outputs.update(names)
+
+
+def label_outputs(class_names: Sequence[object] | None) -> int | None:
+    """How many labels a multi-label classifier names: its classes are one pair of classes
+    per output (``[array([0, 1]), array([0, 1]), ...]``, as ``ClassifierChain`` and a
+    classifier fit on a 2-D label-indicator matrix name them); None for any other classes.
+
+    >>> label_outputs([np.array([0, 1])] * 3), label_outputs([0, 1, 2]), label_outputs(None)
+    (3, None, None)
+    """
+    try:
+        if class_names is None or isinstance(class_names, (str, bytes)) or \
+                not len(class_names) or np.ndim(class_names[0]) != 1:
+            return None
+        if all(np.ndim(names) == 1 and len(names) == 2 for names in class_names):
+            return len(class_names)
+    except TypeError:  # no length, or ragged: names no labels
+        pass
+    return None
+
+
+def add_label_probabilities(prediction: Prediction, array: np.ndarray, labels: int) -> bool:
+    """A multi-label classifier's probabilities (one column per label, each the probability
+    of its label alone, so a row sums to anything in [0, labels]) recorded in `prediction`:
+    each label's column as its own output, named by its number. A row has no one predicted
+    class nor a confidence, and its sum is no fault; a NaN, infinite or out-of-range value
+    counts its row invalid once by reason. False, recording nothing, for a shape that is not
+    one column per label (read as any other probabilities then).
+
+    >>> from inferwatch.core.predictions import Prediction
+    >>> p = Prediction()
+    >>> add_label_probabilities(p, np.array([[0.9, 0.8, 0.1], [0.2, 0.1, 0.0]]), 3)
+    True
+    >>> p.rows, p.classes, p.invalid, p.values["0"].tolist()
+    (2, None, {}, [0.9, 0.2])
+    """
+    if array.ndim == 1 and array.dtype.kind == "O" and array.size and \
+            isinstance(array[0], (list, tuple, np.ndarray)):
+        array = _object_rows(array)  # a pandas Series of rows
+    if array.ndim == 1 and array.shape[0] == labels:
+        array = array.reshape(1, -1)  # one row, handed over alone
+    if array.ndim != 2 or array.shape[1] != labels:
+        return False
+    rows = array.shape[0]
+    prediction.rows = max(prediction.rows, rows)
+    matrix = _probability_floats(prediction, array, rows)
+    if matrix is None or rows == 0:
+        return True
+    finite = np.isfinite(matrix)
+    all_finite = bool(finite.all())
+    if not all_finite:
+        nan_rows = np.isnan(matrix).any(axis=1)
+        prediction.count_invalid("nan", int(nan_rows.sum()))
+        prediction.count_invalid("inf", int((~finite.all(axis=1) & ~nan_rows).sum()))
+    checked = matrix if all_finite else matrix[finite]
+    if checked.size and (checked.min() < 0 or checked.max() > 1):
+        low, high = -PROBABILITY_RANGE_TOLERANCE, 1 + PROBABILITY_RANGE_TOLERANCE
+        # An infinite value is counted as inf alone, as in a matrix of classes.
+        out_of_unit = (matrix < low) | (matrix > high)
+        if not all_finite:
+            out_of_unit &= finite
+        prediction.count_invalid("probability_out_of_range", int(out_of_unit.any(axis=1).sum()))
+        near = ((matrix < 0) & (matrix >= low)) | ((matrix > 1) & (matrix <= high))
+        # A new array: `matrix` may be the caller's own.
+        matrix = np.where(near, np.clip(matrix, 0.0, 1.0), matrix)
+    names = [str(j) for j in range(labels)]
+    for j, name in enumerate(names):
+        # Labels are independent: one label's missing probability leaves the others' kept.
+        column = matrix[:, j]
+        extend(prediction.values, name, column if all_finite else column[finite[:, j]])
+    prediction.probability_outputs.update(names)
+    return True
+
+
+def _probability_floats(prediction: Prediction, array: np.ndarray,
+                        rows: int) -> np.ndarray | None:
+    """`array` as float64 probabilities; None, its `rows` counted as unsupported_type, for
+    values that are no numbers."""
+    if array.dtype.kind in "cmMUSV":
+        # Casting would drop the imaginary part, and numpy would warn about it on the
+        # application's stderr from the drain thread: such output is not probabilities;
+        # nor are times (cast, nanoseconds since 1970 would read as out-of-range ones), nor
+        # text, which numpy would parse ("0.2" is no probability a model returned).
+        prediction.count_invalid("unsupported_type", rows)
+        return None
+    if array.dtype.kind == "O":
+        # Numbers with pd.NA among them (a nullable Float64 DataFrame): each NA is a
+        # missing probability, its row counted as nan, and the other rows still recorded.
+        # Anything else (text, which float() would parse) is no probabilities.
+        numbers = missing_as_nan(array)
+        if numbers is None:
+            prediction.count_invalid("unsupported_type", rows)
+        return numbers
+    return array.astype(np.float64, copy=False)
 
 
 def _one_binary_row(array: np.ndarray) -> bool:

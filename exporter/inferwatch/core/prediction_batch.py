@@ -470,8 +470,9 @@ class PredictionBatch(StackedResults):
         if state.info.get("task") == "auto" and (has_classes or self.values or
                                                  self.class_like):
             # inferwatch_model_info shows what the first predictions turned out to be: a
-            # model whose labels were all withheld (not plausible classes) still classifies.
-            detected = "classification" if has_classes or (
+            # model whose labels were all withheld (not plausible classes) still classifies,
+            # as does a multi-label one whose per-label probabilities name no one class.
+            detected = "classification" if has_classes or self.probability_outputs or (
                 self.class_like and not self.values) else "regression"
             state.info = {**state.info, "task": detected}
         if self.batch_sizes or self.repeated_sizes:

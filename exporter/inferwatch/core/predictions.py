@@ -29,7 +29,9 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.class_probabilities import (
+    add_label_probabilities,
     add_probabilities,
+    label_outputs,
     looks_like_probabilities,
     two_classes,
 )
@@ -58,6 +60,8 @@ from inferwatch.core.result_arrays import (
 )
 
 DEFAULT_OUTPUT = "value"
+# Wrappers looked through for the model they wrap (a Pipeline in a search in a Pipeline).
+_MAX_WRAPPERS = 4
 
 
 @dataclass
@@ -173,7 +177,9 @@ def normalize(
         array = array.reshape(1, -1)
     if probabilities or looks_like_probabilities(array, task, class_names,
                                                  by_shape=probabilities is None):
-        add_probabilities(prediction, array, class_names)
+        labels = label_outputs(class_names)
+        if labels is None or not add_label_probabilities(prediction, array, labels):
+            add_probabilities(prediction, array, class_names)
     elif array.ndim == 2 and array.shape[1] > 1:
         # Several outputs per row: one output (or class column) per column.
         prediction.rows = array.shape[0]
@@ -198,7 +204,11 @@ def class_names_of(model: Any) -> Sequence[object] | None:
     """
     classes = getattr(model, "classes_", None)
     if classes is not None:
-        return classes
+        labels = _multilabel_count(model, classes)
+        # A multi-label classifier's classes_ number its labels, which are no exclusive
+        # classes: each is a binary output, named as scikit-learn's multi-output classifiers
+        # name theirs, so its predict_proba is read one label at a time.
+        return classes if labels is None else [np.array([0, 1])] * labels
     try:
         config = getattr(getattr(model, "model", model), "config", None)
         labels = getattr(config, "id2label", None)
@@ -208,6 +218,41 @@ def class_names_of(model: Any) -> Sequence[object] | None:
     except Exception as exc:  # a property of the model's own that raised
         faults.record("instrument", exc)
     return None
+
+
+def _multilabel_count(model: Any, classes: Any) -> int | None:
+    """How many labels a scikit-learn classifier fit on a label-indicator matrix has (one
+    per ``classes_``), also as the last step of a Pipeline or the best of a search; None for
+    any other model. ``OneVsRestClassifier`` says so in ``multilabel_``, ``MLPClassifier``
+    in its label binarizer's ``y_type_``.
+
+    >>> from types import SimpleNamespace as Fitted
+    >>> tagger = Fitted(multilabel_=True)
+    >>> _multilabel_count(Fitted(_final_estimator=tagger), [0, 1, 2])
+    3
+    >>> _multilabel_count(Fitted(multilabel_=False), [0, 1, 2]) is None
+    True
+    """
+    try:
+        estimator = model
+        for _ in range(_MAX_WRAPPERS):
+            inner = getattr(estimator, "_final_estimator", None)
+            if inner is None:
+                inner = getattr(estimator, "best_estimator_", None)
+            if inner is None or inner is estimator:
+                break
+            estimator = inner
+        multilabel = getattr(estimator, "multilabel_", None)
+        if multilabel is None:
+            binarizer = getattr(estimator, "_label_binarizer", None)
+            multilabel = getattr(binarizer, "y_type_", None) == "multilabel-indicator"
+        if not isinstance(multilabel, (bool, np.bool_)) or not multilabel or \
+                np.ndim(classes) != 1:
+            return None
+        return len(classes) or None
+    except Exception as exc:  # a property of the model's own that raised
+        faults.record("instrument", exc)
+        return None
 
 
 def _per_output(class_names: Sequence[object] | None, outputs: int) -> list:
