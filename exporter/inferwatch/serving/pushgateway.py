@@ -48,12 +48,13 @@ from prometheus_client.exposition import basic_auth_handler, default_handler, ge
 
 from inferwatch import faults
 from inferwatch.catalogue import CATALOGUE, MODEL_LABELS
-from inferwatch.core.render import combine
+from inferwatch.core.render import combine, model_families
 from inferwatch.serving.job_failures import counted_already, job_began, job_ended
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
     from inferwatch.core.registry import Registry
+    from inferwatch.core.state import ModelState
 
 log = logging.getLogger("inferwatch.serving.pushgateway")
 
@@ -92,6 +93,10 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
     is not repeated. Every model is attempted; then :class:`PushError` is raised if any
     push failed, with the gateway's own explanation of a refusal.
 
+    In multi-worker mode (``INFERWATCH_MULTIPROC_DIR``, a registry attached to a directory)
+    the groups hold every worker's calls merged, as ``/metrics`` serves them: a job that
+    scores in a pool of processes pushes the pool's calls, this process's included.
+
     >>> from inferwatch.core.registry import Registry
     >>> push("127.0.0.1:9091", "nightly", registry=Registry())  # no model: nothing to push
     []
@@ -112,9 +117,9 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
     registry.drain()
     pushed: list[dict[str, str]] = []
     bodies = {}
-    for model, monitors in _by_model(registry).items():
+    for model, collector in _model_collectors(registry, target.shown, job).items():
         source = CollectorRegistry(auto_describe=False)
-        source.register(_ModelCollector(monitors))
+        source.register(collector)
         bodies[model] = generate_latest(source)  # rendered once: every attempt sends the same
     failed: dict[str, tuple[Exception, int]] = {}
     waiting = list(bodies)
@@ -441,6 +446,43 @@ def on_exit(gateway: str, job: str, *, registry: Registry | None = None,
 
 
 push.on_exit = on_exit  # type: ignore[attr-defined]
+
+
+def _model_collectors(registry: Registry, gateway: str, job: str
+                      ) -> dict[str, _ModelCollector | _MergedModelCollector]:
+    """What each model's group holds: the registry's monitors, or in multi-worker mode
+    every worker's merged states, as the merged /metrics serves them (a job scoring in a
+    pool of worker processes pushed only its own process's calls)."""
+    publisher = registry.multiproc
+    if publisher is None:
+        return {model: _ModelCollector(monitors)
+                for model, monitors in _by_model(registry).items()}
+    try:
+        publisher.publish(force=True)  # this process's calls up to the push, not a second ago
+        view = publisher.merged_view()
+    except Exception as exc:
+        # Pushing this process's counts alone would replace the groups with lower ones,
+        # which Prometheus reads as a counter reset.
+        faults.record("multiproc_read", exc)
+        raise PushError(f"inferwatch.push: could not push job {job!r} to the Pushgateway at "
+                        f"{gateway}: reading the multi-worker directory "
+                        f"{publisher.directory.path!r} failed: {exc}") from exc
+    states: dict[str, list[ModelState]] = {}
+    for state in view.states:
+        states.setdefault(state.model, []).append(state)
+    return {model: _MergedModelCollector(of_model, view.at) for model, of_model in states.items()}
+
+
+class _MergedModelCollector:
+    """The merged series of one model (all its versions) in multi-worker mode."""
+
+    def __init__(self, states: list[ModelState], at: float) -> None:
+        self._states = states
+        self._at = at
+
+    def collect(self) -> Iterator[Metric]:
+        # Never before the merged windows: see MergedView.at. As text: see _ModelCollector.
+        yield from model_families(self._states, max(time.time(), self._at), text_format=True)
 
 
 class _ModelCollector:
