@@ -74,7 +74,8 @@ def snapshot_input(value: Any) -> Any:
     tensor of at most ``COPY_LIMIT_BYTES`` on the CPU copied as well, since serving code
     often refills one staging tensor per batch. A copy costs about 1.5 us, a tenth of the
     smallest module's forward pass; a tensor on a GPU is read at drain time (copying it
-    here would wait for the device).
+    here would wait for the device), and so is a sparse COO tensor (built anew for each
+    call, and without the ``nbytes`` of a dense one).
 
     >>> snapshot_input([1.0, 2.0])
     [1.0, 2.0]
@@ -92,7 +93,7 @@ def snapshot_input(value: Any) -> Any:
         return snapshot(value) if isinstance(value, _ndarray) else value
     if hasattr(value, "requires_grad"):
         try:
-            if value.device.type == "cpu" and value.nbytes <= COPY_LIMIT_BYTES:
+            if value.is_cpu and not value.is_sparse and value.nbytes <= COPY_LIMIT_BYTES:
                 return (value.detach() if value.requires_grad else value).clone()
         except Exception as exc:  # a tensor subclass without storage: read at drain time
             faults.record("instrument", exc)

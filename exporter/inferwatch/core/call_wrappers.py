@@ -547,7 +547,9 @@ def accepts_keyword(fn: Callable, name: str) -> bool:
 
 def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:
     """The instrumented version of one callable, sync or async."""
-    if inspect.iscoroutinefunction(fn):
+    # The first raises for a model whose __getattr__ raises KeyError for __name__:
+    # model_proxy then wraps its bound __call__, which both tell alike.
+    if inspect.iscoroutinefunction(fn) or is_coroutine_callable(fn):
         wrapper = _async_wrapper(fn, monitor, probabilities)
     else:
         wrapper = _sync_wrapper(fn, monitor, probabilities)
@@ -555,6 +557,32 @@ def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -
             wrapper = StreamFunction(fn, wrapper)
     wrapper._inferwatch_monitor = monitor  # type: ignore[attr-defined]  # see model_proxy.unwrapped
     return wrapper
+
+
+def is_coroutine_callable(fn: Callable) -> bool:
+    """Whether calling `fn` gives a coroutine to await: an ``async def`` function or method,
+    a ``functools.partial`` of one, or an object whose class's ``__call__`` is ``async def``
+    (an async model class), which ``inspect.iscoroutinefunction`` does not tell. A sync
+    ``__call__`` that returns an awaitable is none: its wrapper hands back what it returns.
+
+    >>> class AsyncModel:
+    ...     async def __call__(self, x): return x
+    >>> class SyncModel:
+    ...     def __call__(self, x): return AsyncModel()(x)
+    >>> is_coroutine_callable(AsyncModel()), is_coroutine_callable(SyncModel())
+    (True, False)
+    >>> is_coroutine_callable(functools.partial(AsyncModel(), 1))
+    True
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    try:
+        # Read on the class, as a call looks it up: never the object's own __getattr__.
+        if inspect.iscoroutinefunction(type(fn).__call__):
+            return True
+        return inspect.iscoroutinefunction(fn)
+    except Exception:  # an attribute that raises when read (__name__ of a proxy): sync
+        return False
 
 
 def _is_stream_function(fn: Callable) -> bool:

@@ -16,7 +16,12 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from inferwatch.core.call_wrappers import StreamFunction, method_of, wrap_callable
+from inferwatch.core.call_wrappers import (
+    StreamFunction,
+    is_coroutine_callable,
+    method_of,
+    wrap_callable,
+)
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.registry import Registry
 
@@ -34,7 +39,7 @@ def unwrapped(target: Any) -> Any:
     again (a library that instruments what it is given, and its caller) must record
     each call once, under the name given last, not once per layer."""
     while True:
-        if type(target) is InstrumentedModel:
+        if type(target) in _PROXY_TYPES:
             target = target.__dict__["__wrapped__"]
         elif type(target) is _Chained:
             # A method read through the wrapper (`instrument(net.generate)` after
@@ -63,7 +68,14 @@ class InstrumentedModel:
 
     Every other attribute reads and writes through to the wrapped model, ``isinstance``
     sees the model's class, and pickling stores the model with its instrument() options.
+    A model whose ``__call__`` is ``async def`` gets an :class:`AsyncInstrumentedModel`.
     """
+
+    def __new__(cls, model: Any, monitor: Monitor, spec: _Spec,
+                registry: Registry) -> InstrumentedModel:
+        if cls is InstrumentedModel and is_coroutine_callable(model):
+            cls = AsyncInstrumentedModel
+        return object.__new__(cls)
 
     def __init__(self, model: Any, monitor: Monitor, spec: _Spec, registry: Registry) -> None:
         d = self.__dict__
@@ -143,7 +155,7 @@ class InstrumentedModel:
         # Equal as the model is, and hashed as it is: a model with its own __eq__ (a
         # dataclass, a config-keyed model) found the wrapper equal to a model that hashed
         # differently, so a dict or set of models lost it.
-        if type(other) is InstrumentedModel:
+        if type(other) in _PROXY_TYPES:
             other = other.__dict__["__wrapped__"]
         return self.__dict__["__wrapped__"] == other
 
@@ -227,6 +239,19 @@ class InstrumentedModel:
             return any(name.endswith("_") and not name.startswith("__") for name in vars(model))
         except TypeError:  # no __dict__: nothing was fitted onto it
             return False
+
+
+class AsyncInstrumentedModel(InstrumentedModel):
+    """The proxy of a model whose ``__call__`` is ``async def``: its own ``__call__`` is one
+    too, so that code deciding by ``inspect.iscoroutinefunction(model.__call__)`` whether to
+    await the model (FastAPI's dependencies, Starlette's endpoints) awaits it instrumented,
+    as it awaited the model."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.__dict__["_inferwatch_call"](*args, **kwargs)
+
+
+_PROXY_TYPES = (InstrumentedModel, AsyncInstrumentedModel)
 
 
 class _Chained:

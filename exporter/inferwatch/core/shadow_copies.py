@@ -91,6 +91,9 @@ def _copied(value: object, budget: list[int]) -> object:
         _spend(budget, 8 * int(value.size))  # a Series or DataFrame, 8 bytes a cell or so
         return value.copy()
     if module.startswith("torch") and hasattr(value, "requires_grad"):
+        if value.is_sparse:  # COO, which has no nbytes: it holds its indices and values
+            _spend(budget, value._indices().nbytes + value._values().nbytes)
+            return value.detach().clone() if value.is_cpu else value
         _spend(budget, int(getattr(value, "nbytes", 0)))
         return snapshot_input(value)  # a tensor on a GPU stays as it is
     return value  # scalars and strings cannot change; other objects are read later
