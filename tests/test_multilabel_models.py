@@ -267,3 +267,46 @@ def test_faulty_label_probabilities_count_each_row_once_by_reason(matrix):
         near = np.clip(finite, 0.0, 1.0)
         kept = np.where(np.abs(finite - near) <= tolerance, near, finite)
         assert recorded.tolist() == kept.tolist()
+
+
+def _tagger(scores_per_row):
+    """A Hugging Face text-classification pipeline with every label's score
+    (``top_k=None``): one list of ``{"label", "score"}`` dicts per input."""
+    def classify(texts):
+        return [[{"label": label, "score": float(score)} for label, score in row.items()]
+                for row in scores_per_row[:len(texts)]]
+    return classify
+
+
+def test_pipeline_sigmoid_scores_are_label_probabilities_kept_to_their_accuracy(scraper):
+    """Independent per-label scores in [0, 1] (a multi-label pipeline's sigmoid) are
+    probabilities: quantiles within 0.001 near 1 (a relative-error sketch read 0.99 for all
+    three), and the model classifies."""
+    rng = np.random.default_rng(3)
+    toxic = 1 - rng.uniform(1e-6, 2e-3, size=1000)  # a confident label: all 0.998 to 1
+    rows = [{"toxic": t, "insult": 0.2} for t in toxic]
+    model = inferwatch.instrument(_tagger(rows), name="tags", version="1",
+                                  registry=scraper.registry)
+    model(["text"] * 1000)
+    for q in (0.5, 0.9, 0.99):
+        seen = scraper.value("inferwatch_prediction", model="tags", output="toxic",
+                             quantile=str(q))
+        assert abs(seen - np.quantile(toxic, q)) <= 0.001
+    assert scraper.value("inferwatch_prediction", model="tags", output="insult",
+                         quantile="0.5") == pytest.approx(0.2, abs=0.001)
+    info = [s for s in scraper.samples() if s.name == "inferwatch_model_info"
+            and s.labels["model"] == "tags"]
+    assert [s.labels["task"] for s in info] == ["classification"]
+    assert not scraper.total("inferwatch_invalid_predictions_total")
+
+
+def test_pipeline_scores_of_another_scale_stay_values(scraper):
+    """Logits (``function_to_apply="none"``) are no probabilities: values per label."""
+    model = inferwatch.instrument(_tagger([{"toxic": 3.5, "insult": -1.25}] * 4), name="tags",
+                                  version="1", registry=scraper.registry)
+    model(["text"] * 4)
+    assert scraper.value("inferwatch_prediction", model="tags", output="toxic",
+                         quantile="0.5") == pytest.approx(3.5, rel=0.01)
+    assert scraper.value("inferwatch_prediction", model="tags", output="insult",
+                         quantile="0.5") == pytest.approx(-1.25, rel=0.01)
+    assert not scraper.total("inferwatch_invalid_predictions_total")

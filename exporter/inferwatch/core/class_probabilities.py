@@ -157,13 +157,14 @@ def label_outputs(class_names: Sequence[object] | None) -> int | None:
     return None
 
 
-def add_label_probabilities(prediction: Prediction, array: np.ndarray, labels: int) -> bool:
+def add_label_probabilities(prediction: Prediction, array: np.ndarray, labels: int,
+                            names: Sequence[object] | None = None) -> bool:
     """A multi-label classifier's probabilities (one column per label, each the probability
     of its label alone, so a row sums to anything in [0, labels]) recorded in `prediction`:
-    each label's column as its own output, named by its number. A row has no one predicted
-    class nor a confidence, and its sum is no fault; a NaN, infinite or out-of-range value
-    counts its row invalid once by reason. False, recording nothing, for a shape that is not
-    one column per label (read as any other probabilities then).
+    each label's column as its own output, named by `names` (by default its number). A row
+    has no one predicted class nor a confidence, and its sum is no fault; a NaN, infinite or
+    out-of-range value counts its row invalid once by reason. False, recording nothing, for
+    a shape that is not one column per label (read as any other probabilities then).
 
     >>> from inferwatch.core.predictions import Prediction
     >>> p = Prediction()
@@ -201,7 +202,7 @@ def add_label_probabilities(prediction: Prediction, array: np.ndarray, labels: i
         near = ((matrix < 0) & (matrix >= low)) | ((matrix > 1) & (matrix <= high))
         # A new array: `matrix` may be the caller's own.
         matrix = np.where(near, np.clip(matrix, 0.0, 1.0), matrix)
-    names = [str(j) for j in range(labels)]
+    names = [str(j) for j in range(labels)] if names is None else [str(n) for n in names]
     for j, name in enumerate(names):
         # Labels are independent: one label's missing probability leaves the others' kept.
         column = matrix[:, j]

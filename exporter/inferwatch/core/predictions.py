@@ -130,7 +130,11 @@ def normalize(
         matrix, labels = scored
         if looks_like_probabilities(matrix, task, labels, by_shape=True):
             add_probabilities(prediction, matrix, labels)
-        else:  # independent scores (a multi-label model's sigmoid): one output per label
+        elif _unit_scores(matrix):
+            # Independent scores in [0, 1] (a multi-label model's sigmoid): each label's
+            # probability, one output per label, kept to a probability's accuracy.
+            add_label_probabilities(prediction, matrix, len(labels), names=labels)
+        else:  # scores of another scale (logits): one output of values per label
             for j, label in enumerate(labels):
                 _add_named(prediction, label, matrix[:, j], task, known_classes)
         return prediction
@@ -218,6 +222,18 @@ def class_names_of(model: Any) -> Sequence[object] | None:
     except Exception as exc:  # a property of the model's own that raised
         faults.record("instrument", exc)
     return None
+
+
+def _unit_scores(matrix: np.ndarray) -> bool:
+    """Whether every finite score of `matrix` lies in [0, 1] (and one does): probabilities.
+
+    >>> _unit_scores(np.array([[0.9, 0.7]])), _unit_scores(np.array([[2.3, -1.1]]))
+    (True, False)
+    """
+    if matrix.dtype.kind != "f":
+        return False
+    finite = matrix[np.isfinite(matrix)]
+    return bool(finite.size) and bool(finite.min() >= 0.0) and bool(finite.max() <= 1.0)
 
 
 def _multilabel_count(model: Any, classes: Any) -> int | None:
