@@ -71,7 +71,7 @@ test-torch: venv
 		$(BIN)/pip install --quiet '$(TRANSFORMERS_SPEC)'
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m torch tests/test_conformance.py \
 		tests/test_call_shapes.py tests/test_shapes_edges.py tests/test_shadow_lifecycle.py \
-		tests/test_async_call_objects_sparse_tensors.py
+		tests/test_async_call_objects_sparse_tensors.py tests/test_events_sparse.py
 
 unit: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" $(PYTEST_PARALLEL) \

@@ -286,3 +286,42 @@ def test_each_logged_row_is_the_rows_non_zero_entries(case):
                                     if value != 0} for row in dense]
     finally:
         shutil.rmtree(directory)
+
+
+@pytest.mark.torch
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch's own on making the test tensors
+@pytest.mark.parametrize("layout", ["coo", "csr", "csc", "coo uncoalesced"])
+@settings(max_examples=25, deadline=None)
+@given(dense=st.lists(st.lists(st.sampled_from([0.0, 0.0, 1.5, -2.0, 3.25]), min_size=3,
+                               max_size=3), min_size=1, max_size=5))
+def test_a_sparse_torch_tensor_is_logged_as_the_scipy_matrix_of_its_rows(tmp_path_factory,
+                                                                         layout, dense):
+    """A sparse tensor's whole event was dropped as ``conversion_error`` (COO) or its inputs
+    (CSR): it is now logged by column, as the same rows in a scipy.sparse matrix are."""
+    torch = pytest.importorskip("torch")
+    from inferwatch.core.registry import Registry
+
+    path = tmp_path_factory.mktemp("events") / "events.jsonl"
+    registry = Registry(drain_interval=3600)
+    model = inferwatch.instrument(Model(), name="tfidf", version="1", events=str(path),
+                                  registry=registry)
+    tensor = torch.tensor(dense)
+    if layout == "coo uncoalesced":  # one entry given twice, summed as scipy sums it
+        indices = torch.tensor([[0, 0], [1, 1]])
+        tensor = torch.sparse_coo_tensor(indices, torch.tensor([1.0, 2.0]), (1, 3))
+        dense = [[0.0, 3.0, 0.0]]
+    else:
+        tensor = {"coo": tensor.to_sparse, "csr": tensor.to_sparse_csr,
+                  "csc": tensor.to_sparse_csc}[layout]()
+    before = tensor.clone() if tensor.is_sparse else None
+    model.predict(tensor, request_id="tensor")
+    model.predict(sp.csr_matrix(np.array(dense)), request_id="scipy")
+    registry.drain()
+    log = inferwatch.monitor("tfidf", "1", registry=registry).events
+    assert log.flush(10)
+    events = by_request(path)
+    log.close()
+    registry.close()
+    assert events["tensor"]["inputs"] == events["scipy"]["inputs"]
+    if before is not None:  # the caller's tensor is read, never coalesced in place
+        assert tensor.is_coalesced() == before.is_coalesced()

@@ -8,7 +8,8 @@ escape every rule. :func:`named_fields` converts the containers model servers us
 - polars DataFrame: a list of row records; Series: a list of its values
 - dataclass, attrs class, namedtuple, pydantic model (v1 or v2): a mapping of its fields
 - numpy structured array or record: row records (a plain array stays a list of numbers)
-- scipy.sparse matrix or array: each row's non-zero entries, ``{column index: value}``
+- scipy.sparse matrix or array, sparse torch tensor: each row's non-zero entries,
+  ``{column index: value}``
 - bytes in UTF-8, and text holding a JSON object or array: the parsed value
 - numpy datetime64: ISO 8601 text at its own precision; durations (``timedelta``, pandas
   ``Timedelta``, numpy ``timedelta64``): seconds
@@ -181,6 +182,10 @@ def _from_library(value: object, max_bytes: int) -> object:
             return _numpy_time(numpy, value)
     if is_sparse(value):
         return sparse_rows(value, max_bytes)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor) and \
+            value.layout is not torch.strided:
+        return sparse_tensor_rows(value, max_bytes)
     pandas = sys.modules.get("pandas")
     if pandas is not None:
         if isinstance(value, pandas.DataFrame):
@@ -282,3 +287,34 @@ def sparse_rows(matrix: object, max_bytes: int = 1 << 20) -> object:
     by_row = [{columns[k]: values[k] for k in range(start, end) if values[k] != 0}
               for start, end in zip(bounds, bounds[1:])]
     return by_row if len(shape) == 2 else by_row[0]
+
+
+def sparse_tensor_rows(tensor: object, max_bytes: int = 1 << 20) -> object:
+    """A sparse torch tensor (COO, CSR, CSC, BSR) as the non-zero entries of each row, as
+    :func:`sparse_rows` gives a scipy.sparse matrix's, within the same `max_bytes` (read
+    from a coalesced COO copy: the caller's tensor is never changed, nor made dense).
+
+    >>> import torch
+    >>> sparse_tensor_rows(torch.tensor([[0.0, 1.5, 0.0], [0.0, 0.0, 0.0]]).to_sparse())
+    [{1: 1.5}, {}]
+    """
+    shape = [int(n) for n in tensor.shape]  # type: ignore[attr-defined]
+    if len(shape) not in (1, 2):
+        raise Unstructured("unsupported_type", type_name(tensor))
+    coo = tensor if tensor.is_sparse else tensor.to_sparse_coo()  # type: ignore[attr-defined]
+    coo = coo.coalesce()
+    nnz = int(coo._nnz())
+    rows = shape[0] if len(shape) == 2 else 1
+    if nnz * (coo.element_size() + SPARSE_INDEX_BYTES) + (rows + 1) * SPARSE_INDEX_BYTES \
+            > max_bytes:
+        return {"truncated": "sparse", "nnz": nnz, "shape": shape,
+                "dtype": str(coo.dtype).removeprefix("torch.")}
+    indices = coo.indices().cpu().tolist()
+    values = coo.values().cpu().tolist()
+    if len(shape) == 1:
+        return {column: value for column, value in zip(indices[0], values) if value != 0}
+    by_row: list[dict[int, object]] = [{} for _ in range(rows)]
+    for row, column, value in zip(indices[0], indices[1], values):
+        if value != 0:
+            by_row[row][column] = value
+    return by_row

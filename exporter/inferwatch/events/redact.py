@@ -249,7 +249,10 @@ class _Cleaner:
             # hold a second copy of the caller's whole buffer just to find it too large.
             size = value.nbytes if isinstance(value, memoryview) else len(value)
             return {"truncated": "bytes", "length": size} if size > limit else None
-        nbytes = getattr(value, "nbytes", None)
+        try:
+            nbytes = getattr(value, "nbytes", None)
+        except Exception:  # a sparse torch tensor has none (its rows are bounded when read)
+            nbytes = None
         if nbytes is None and callable(getattr(value, "memory_usage", None)):  # a DataFrame
             try:
                 nbytes = int(value.memory_usage(index=False).sum())  # type: ignore[attr-defined]
