@@ -98,6 +98,32 @@ def test_count_tokens_answering_no_count_is_counted_as_a_fault(answer):
 
 
 @_EXAMPLES
+@given(chunks=st.lists(st.one_of(
+    st.fixed_dictionaries({"delta": st.text(max_size=8)}),
+    st.builds(Event, delta=st.text(max_size=8)), st.integers(), st.none(),
+    st.text(max_size=8)), max_size=6))
+def test_count_tokens_counts_the_text_items_of_a_stream_and_skips_the_others(chunks):
+    """count_tokens is a function of a text: a stream of an SDK's dict or object chunks
+    counted an internal fault per chunk (InferwatchInternalErrors firing for a healthy
+    model). Chunks it cannot read count nothing; text items count as before."""
+    registry = Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda prompt: iter(chunks), name="chat", version="1",
+                                      count_tokens=lambda text: len(text.split()),
+                                      registry=registry)
+        before = _fault_count("tokens")
+        assert list(model("two words")) == chunks
+        assert _fault_count("tokens") == before
+        registry.drain()
+        tokens = registry.monitor("chat", "1").state.counters.get("inferwatch_tokens_total", {})
+        texts = [c for c in chunks if isinstance(c, str)]
+        assert tokens.get(("output",), 0) == sum(len(t.split()) for t in texts)
+        assert tokens[("input",)] == 2
+    finally:
+        registry.close()
+
+
+@_EXAMPLES
 @given(prompt=st.text(max_size=5).map(repr), completion=st.sampled_from(["12", -3, 2.5, None]))
 def test_usage_fields_that_are_no_counts_are_counted_as_faults(prompt, completion):
     registry = Registry(drain_interval=3600)

@@ -128,7 +128,11 @@ class Tracker:
         try:
             return count(self.plan.count_tokens(value))  # type: ignore[misc]
         except Exception as exc:
-            faults.record("tokens", exc)
+            if isinstance(value, str):
+                faults.record("tokens", exc)
+            # Else an item that is no text (a dict chunk, a delta object): count_tokens is
+            # a function of a text, so one that cannot read it counts nothing for it and is
+            # no fault; one that can (a counter of the app's own chunks) still counts.
             return None
 
     def item_hook(self) -> Callable[[object], None] | None:
