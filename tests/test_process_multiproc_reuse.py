@@ -67,6 +67,44 @@ def test_pid_given_is_not_watched_once_another_process_has_it(
     assert caplog.text.count("reused") == 1  # said once, not on every scrape
 
 
+def test_pid_that_exits_then_runs_as_another_process_says_both(
+        child, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The warning that the pid is not running ("skipped until it runs") silenced the one
+    that it then ran as another process: the operator's last line promised it would be
+    watched again."""
+    collector = ProcessCollector(pids=[child.pid], children=False)
+    assert str(child.pid) in watched_pids(collector)
+    real_status, real_start = psutil.Process.status, psutil.Process.create_time
+
+    def gone(self):
+        if self.pid == child.pid:
+            raise psutil.NoSuchProcess(self.pid)
+        return real_status(self)
+
+    monkeypatch.setattr(psutil.Process, "status", gone)
+    assert str(child.pid) not in watched_pids(collector)
+    assert caplog.text.count("is not running") == 1
+    monkeypatch.setattr(psutil.Process, "status", real_status)
+    monkeypatch.setattr(psutil.Process, "create_time",
+                        lambda self: real_start(self) + (600 if self.pid == child.pid else 0))
+    assert str(child.pid) not in watched_pids(collector)
+    assert str(child.pid) not in watched_pids(collector)
+    assert caplog.text.count("now belongs to another process") == 1
+
+
+def test_a_name_matching_nothing_is_said_once_and_a_path_names_its_program(
+        child, caplog: pytest.LogCaptureFixture) -> None:
+    """A --process.name that matched nothing (a typo, a full path) gave an empty output
+    with success 1 and not one log line."""
+    missing = ProcessCollector(names=["no-such-server-x"], children=False)
+    assert watched_pids(missing) == set()
+    assert watched_pids(missing) == set()
+    assert caplog.text.count("--process.name=no-such-server-x: no process matches") == 1
+    by_path = ProcessCollector(names=[sys.executable], children=False)
+    assert str(child.pid) in watched_pids(by_path)
+    assert f"--process.name={sys.executable}: no process matches" not in caplog.text
+
+
 def test_rewritten_pidfile_names_a_fresh_identity(child, tmp_path: Path) -> None:
     """A restarted server rewrites its pidfile: the new process is watched (and the old
     one's identity does not keep it out)."""

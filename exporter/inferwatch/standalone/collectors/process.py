@@ -112,13 +112,20 @@ def matches_name(name: str, process_name: str, cmdline: Sequence[str]) -> bool:
 
     >>> matches_name("my-long-model-s", "my-long-model-server", ["/opt/my-long-model-server"])
     True
+
+    A NAME that is a path matches an argument that is that path:
+
+    >>> matches_name("/venv/bin/gunicorn", "python3", ["python3", "/venv/bin/gunicorn"])
+    True
     """
     if process_name == name or _titled(name, process_name) or _is_comm_of(name, process_name):
         return True
     if cmdline and _titled(name, cmdline[0]):
         return True
+    # A path names the program by its path: `/srv/venv/bin/gunicorn` (as ps shows it).
     return any(
-        not arg.startswith("-") and os.path.basename(arg) == name for arg in cmdline
+        not arg.startswith("-") and (os.path.basename(arg) == name or arg == name)
+        for arg in cmdline
     )
 
 
@@ -241,6 +248,11 @@ class ProcessCollector(Collector):
         # Where a pid came from -> the pid said not to be running there; one entry per
         # source, so a pidfile that keeps naming dead pids cannot grow it.
         self._warned_gone: dict[str, int] = {}
+        # The same for "its pid went to another process": apart, so that the warning that a
+        # pid is not running does not silence the one that it runs again as another process.
+        self._warned_reused: dict[str, int] = {}
+        # --process.name values that matched no process at the last scrape (warned once).
+        self._unmatched_names: set[str] = set()
         # Source -> (pid, start time) of the process first seen there: a pid is reused
         # once its process exits, and the unrelated process that gets it must not be
         # watched (and its CPU and memory shown) as the model server.
@@ -311,12 +323,15 @@ class ProcessCollector(Collector):
                 roots.add(pid)
         ours = {own, *_wrappers_of(own, table, parents)} if self.names else {own}
         for name in self.names:
+            found = False
             for pid, process in table.items():
                 info = getattr(process, "info", None) or {}
                 cmdline = info.get("cmdline") or ()
                 if pid not in ours and matches_name(name, full_name(info.get("name") or "",
                                                                     cmdline), cmdline):
                     roots.add(pid)
+                    found = True
+            self._say_if_unmatched(name, found)
         below = descendants(roots, parents) - roots - {own} if self.children else set()
         self._say_if_over_cap(len(roots) + len(below))
         # The processes asked for come first: under a fork loop (the very case the cap is
@@ -346,9 +361,23 @@ class ProcessCollector(Collector):
             return False
         return True
 
+    def _say_if_unmatched(self, name: str, found: bool) -> None:
+        """Warn once when a --process.name matches no process (a typo, a server not started
+        yet): as for a pid not running, an empty output with success 1 and no log line
+        would leave the operator guessing."""
+        if found:
+            if name in self._unmatched_names:
+                self._unmatched_names.discard(name)
+                log.info("--process.name=%s: matches a process again", name)
+        elif name not in self._unmatched_names:
+            self._unmatched_names.add(name)
+            log.warning("--process.name=%s: no process matches (NAME is compared with each "
+                        "process's name and with each argument and its base name); "
+                        "skipped until one does", name)
+
     def _say_reused(self, source: str, pid: int) -> None:
-        if self._warned_gone.get(source) != pid:
-            self._warned_gone[source] = pid
+        if self._warned_reused.get(source) != pid:
+            self._warned_reused[source] = pid
             log.warning("%s: pid %d now belongs to another process (the one meant exited "
                         "and its pid was reused); skipped", source, pid)
 
@@ -370,6 +399,7 @@ class ProcessCollector(Collector):
         a host pid given to an exporter in its own pid namespace, would otherwise show as
         an empty output with success 1 and not one log line."""
         if running:
+            self._warned_reused.pop(source, None)
             if self._warned_gone.pop(source, None) == pid:
                 log.info("%s: pid %d is running again", source, pid)
         elif self._warned_gone.get(source) != pid:
