@@ -162,6 +162,7 @@ def test_every_window_and_for_scales_with_any_allowed_speed(rate: float, fractio
     check_speed(speed, rate)
     cfg = from_dict(rule_config(speed))
     scaled = {"rate": cfg.windows.rate, "no_traffic_lookback": cfg.windows.no_traffic_lookback,
+              "versions_serving": cfg.windows.versions_serving,
               "fast_burn.long": cfg.slo.fast_burn.long_window,
               "fast_burn.short": cfg.slo.fast_burn.short_window,
               "slow_burn.long": cfg.slo.slow_burn.long_window,

@@ -84,6 +84,7 @@ SENTINELS: dict[str, Any] = {
     "selectors.exporter": 'job="sentinel-exporter-job"',
     "windows.rate": "7m",
     "windows.no_traffic_lookback": "97m",
+    "windows.versions_serving": "13m",
     "slo.availability": 0.987,
     "slo.fast_burn.long_window": "77m",
     "slo.fast_burn.short_window": "3m",

@@ -159,6 +159,8 @@ _WINDOWS = {
     "slow_burn.short": (300.0, 2 * _RATE_FLOOR),
     "accuracy": (300.0, _RATE_FLOOR),
     "for": (30.0, 2.0),
+    # Half the for: a version counts as serving this long after its last call.
+    "versions_serving": (15.0, 2 * SCRAPE_INTERVAL_SECONDS),
     # The prediction baseline of price-estimate (demo/quiet_shift.py): its short value, and
     # its trailing history, which ends as long before now (its offset) and must exist as long
     # before the alert may fire.
@@ -217,8 +219,15 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
         seconds, floor = _WINDOWS[name]
         return duration(seconds / speed, floor=floor)
 
+    from inferwatch.generate.config_checks import duration_seconds
+
+    versions_for = window("for")
+    if duration_seconds(window("versions_serving")) >= duration_seconds(versions_for):
+        versions_for = duration(2 * duration_seconds(window("versions_serving")))
+
     return {
-        "windows": {"rate": window("rate"), "no_traffic_lookback": window("no_traffic_lookback")},
+        "windows": {"rate": window("rate"), "no_traffic_lookback": window("no_traffic_lookback"),
+                    "versions_serving": window("versions_serving")},
         "slo": {"fast_burn": {"long_window": window("fast_burn.long"),
                               "short_window": window("fast_burn.short")},
                 "slow_burn": {"long_window": window("slow_burn.long"),
@@ -237,7 +246,9 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
         "shadow": {"window": window("accuracy"), "outcome_window": window("accuracy"),
                    "min_compared": 50, "min_outcomes": 50, "min_accuracy_gain": 0.05},
         "links": {"grafana_url": grafana_url},
-        "alerts": {alert.name: {"for": window("for")} for alert in ALERTS},
+        "alerts": {**{alert.name: {"for": window("for")} for alert in ALERTS},
+                   # Past max_speed both sit on their floors: the window must stay shorter.
+                   "InferwatchTooManyVersionsServing": {"for": versions_for}},
         # The baseline groups run at 5m in production, 5s here, so the signals of the
         # expected-band panels show from the start. Most bands and alerts still need the
         # default day of history, which no demo run reaches: they never fire here. The

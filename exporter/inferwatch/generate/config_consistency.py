@@ -139,6 +139,12 @@ def _check_baselines(baselines: Baselines) -> None:
                               "baseline_window")
 
 
+def _alert_for(cfg: Config, name: str, default: str) -> str:
+    """The `for` of alert `name`: its override in ``alerts:``, else its own (`default`)."""
+    own = cfg.alerts.get(name)
+    return own.for_ if own is not None and own.for_ is not None else default
+
+
 def check_window_lengths(cfg: Config) -> None:
     """Windows too short for what they are compared with. Checked after the windows against
     the scrape interval: a window under two scrapes is the first thing to fix."""
@@ -148,6 +154,14 @@ def check_window_lengths(cfg: Config) -> None:
         raise ConfigError("windows.no_traffic_lookback", f"{cfg.windows.no_traffic_lookback} "
                           f"must be at least windows.rate ({cfg.windows.rate}), or the traffic "
                           f"it looks back at overlaps the traffic of now")
+    serving_for = _alert_for(cfg, "InferwatchTooManyVersionsServing", "1h")
+    if serving_for and duration_seconds(cfg.windows.versions_serving) >= \
+            duration_seconds(serving_for):
+        # A retired version counts for the window after its last call: with a window as long
+        # as the `for`, every rollout whose versions overlap for a moment would fire.
+        raise ConfigError("windows.versions_serving", f"{cfg.windows.versions_serving} must "
+                          f"be shorter than InferwatchTooManyVersionsServing's for "
+                          f"({serving_for}), or every rollout fires it")
     baselines = cfg.baselines
     interval = duration_seconds(baselines.evaluation_interval)
     signals = {spec.name: getattr(baselines, spec.name) for spec in dataclasses.fields(baselines)
@@ -235,8 +249,9 @@ def check_given_together(cfg: Config, data: Mapping) -> None:
 # rate needs two samples, so with one scrape in the window the alert on it never fires.
 WINDOW_SCRAPES = 2
 SCRAPED_WINDOW_KEYS = (
-    "windows.no_traffic_lookback", "slo.fast_burn.short_window", "slo.fast_burn.long_window",
-    "slo.slow_burn.short_window", "slo.slow_burn.long_window", "accuracy.window",
+    "windows.no_traffic_lookback", "windows.versions_serving", "slo.fast_burn.short_window",
+    "slo.fast_burn.long_window", "slo.slow_burn.short_window", "slo.slow_burn.long_window",
+    "accuracy.window",
     "shadow.window", "shadow.outcome_window", "gpu.xid_window", "internal.overflow_window",
 )
 

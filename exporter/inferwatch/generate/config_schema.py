@@ -72,6 +72,9 @@ class Windows:
                          "(at least 4x the scrape interval)", check.duration)
     no_traffic_lookback: str = _setting("1h", "how far back a model must have had traffic for "
                                         "InferwatchNoTraffic to fire", check.duration)
+    versions_serving: str = _setting("15m", "how recently a version must have served calls "
+                                     "to count for InferwatchTooManyVersionsServing (shorter "
+                                     "than that alert's for)", check.duration)
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,9 @@ def _slow_burn() -> BurnRate:
 
 @dataclass(frozen=True)
 class Slo:
-    availability: float = _setting(0.999, "target ratio of calls with outcome ok; the error "
-                                   "budget is 1 - availability", check.open_ratio)
+    availability: float = _setting(0.999, "target ratio of calls that did not fail (every "
+                                   "outcome but error: cancelled calls count as available); "
+                                   "the error budget is 1 - availability", check.open_ratio)
     fast_burn: BurnRate = field(default_factory=BurnRate, metadata=_meta(
         "InferwatchErrorBudgetBurnFast: 2% of a 30-day budget in 1h"))
     slow_burn: BurnRate = field(default_factory=_slow_burn, metadata=_meta(

@@ -44,11 +44,11 @@ VALUE = '{{ printf "%.3g" $value }}'
 PERCENT = "{{ $value | humanizePercentage }}"
 DURATION = "{{ $value | humanizeDuration }}"
 
-SHADOW_ROLE, NOT_SHADOW_ROLE = 'role="shadow"', 'role!="shadow"'
 # Drops that are the challenger failing have an alert of their own (InferwatchShadowFailing).
 QUEUE_DROPS = '{reason!~"error|timeout|crashed"}'
 CHALLENGER = "{{ $labels.model }} {{ $labels.model_version }}"
 CHAMPION = "{{ $labels.model }} {{ $labels.champion_version }}"
+
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,20 @@ def _shadow_info(cfg: Config) -> str:
 def _primary(cfg: Config, expr: str) -> str:
     """`expr` without shadow models: a challenger has alerts of its own and never pages."""
     return f"{block(expr)}\nunless on ({MODEL_LABELS})\n{_shadow_info(cfg)}"
+
+
+def _versions_serving_expr(cfg: Config) -> str:
+    # A version serves while its calls rise, not while its inferwatch_model_info lasts: that
+    # can outlive the version (a worker's files kept across a reload, a monitor of the old
+    # version still registered), its counters then flat. windows.versions_serving bridges
+    # the gaps between a quiet canary's calls, but a retired version also counts for that
+    # long after its last call: well under the alert's `for` (checked), or a rollout that
+    # overlaps for a moment would fire.
+    calls = f"inferwatch_requests_total{model_sel(cfg)}"
+    serving = (f"sum by ({MODEL_LABELS}) (increase({calls}[{cfg.windows.versions_serving}]))"
+               " > 0")
+    return compare(cfg, f"count by (model) {block(_primary(cfg, serving))}", ">",
+                   "predictions.max_versions")
 
 
 def _shadow_better_expr(cfg: Config) -> str:
@@ -358,9 +372,10 @@ ALERTS: tuple[AlertDef, ...] = (
                                            "predictions.invalid_ratio")),
         summary=f"Model {MODEL} returns invalid predictions",
         description=lambda c: (
-            f"{PERCENT} of the rows {MODEL} predicted were invalid (nan, inf or out of "
-            f"range) over {c.windows.rate}; threshold "
-            f"{_threshold(c, 'predictions.invalid_ratio')}."),
+            f"{MODEL} returned {VALUE} invalid values (nan, inf or out of range) per "
+            f"predicted row over {c.windows.rate}; threshold "
+            f"{_threshold(c, 'predictions.invalid_ratio')}. Each invalid output of a row "
+            f"counts, so a model with several outputs may exceed 1."),
     ),
     AlertDef(
         name="InferwatchModelStale", severity="warning", for_="1h", group="predictions",
@@ -378,15 +393,13 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchTooManyVersionsServing", severity="warning", for_="1h", group="predictions",
         dashboard="overview", per_model=True,
-        expr=lambda c: compare(
-            c, f"count by (model) (max by ({MODEL_LABELS}) "
-               f"(inferwatch_model_info{model_sel(c, NOT_SHADOW_ROLE)}))",
-            ">", "predictions.max_versions"),
+        expr=_versions_serving_expr,
         summary="Model {{ $labels.model }} serves {{ $value }} versions",
         description=lambda c: (
-            f"{{{{ $value }}}} versions of model {{{{ $labels.model }}}} serve at once; "
-            f"at most {threshold_text(c, 'predictions.max_versions')} expected. A rollout or "
-            f"canary may be stuck."),
+            f"{{{{ $value }}}} versions of model {{{{ $labels.model }}}} served calls in the "
+            f"last {c.windows.versions_serving} (shadow models not counted); at most "
+            f"{threshold_text(c, 'predictions.max_versions')} expected. A rollout or canary "
+            f"may be stuck."),
     ),
     # --- data quality and drift ---------------------------------------------------------------
     AlertDef(
