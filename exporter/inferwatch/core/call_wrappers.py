@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from types import MethodType
@@ -389,6 +390,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
         path = monitor.path
         request = in_request()
         if path is not FAST or kwargs or request is not None:
+            if request.__class__ is ShadowRoute:  # a shadow watches this function
+                return request[SHADOW_CALL](*args, **kwargs)
             if request is not None and not kwargs:
                 own = current_request_of(monitor) or (
                     request if request.monitor is monitor else None)
@@ -493,6 +496,9 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
     async def instrumented(*args: Any, **kwargs: Any) -> Any:
         path = monitor.path
         if kwargs or path is SLOW or in_request() is not None:
+            route = in_request()
+            if route.__class__ is ShadowRoute:  # a shadow watches this function
+                return await route[SHADOW_CALL](*args, **kwargs)
             return await slow.call_async(args, kwargs)
         seen_input = snapshot_input(call_input(args, position, one_feed)) if \
             path is WITH_INPUTS and len(args) > position else None
@@ -513,6 +519,34 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
 
     monitor.follow_pending_chunk(instrumented, fast.set_limit)
     return instrumented
+
+
+SHADOW_CALL = "_inferwatch_call"
+
+
+class ShadowRoute(dict):
+    """Where ``inferwatch.shadow`` puts its layers on a function's wrapper (an ``async def``
+    one too): ``{"_inferwatch_call": twin}``, the twin being the wrapper minus the route
+    (``shadow_wrappers.shadow_route`` makes both).
+
+    A model object's wrapper keeps its methods in its ``__dict__``, where a shadow's layer
+    takes a method's place; a function's wrapper is what its caller calls. So while a
+    layer is set here, the wrapper's look-up of an open request (``in_request``, which every
+    call makes) answers this route, and the branch such an answer takes hands the call to
+    the layer, which calls the twin. A function no shadow watches runs no added code.
+    """
+
+    __slots__ = ("_lookup", "twin")
+
+    def __init__(self, twin: Callable, lookup: Any) -> None:
+        super().__init__({SHADOW_CALL: twin})
+        self.twin = twin
+        self._lookup = lookup  # the wrapper's cell of `in_request`
+
+    def __setitem__(self, key: str, value: Callable) -> None:
+        super().__setitem__(key, value)
+        self._lookup.cell_contents = open_request.get if value is self.twin else \
+            itertools.repeat(self).__next__
 
 
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)

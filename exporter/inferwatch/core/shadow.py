@@ -52,7 +52,7 @@ from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, version_text
 from inferwatch.core.shadow_compare import DIFFERENCE_BUCKETS, DROP_REASONS, Comparison
 from inferwatch.core.shadow_runtime import CHAMPIONS_LOG, ChallengerClasses, Shadow, is_number
-from inferwatch.core.shadow_wrappers import shadowed
+from inferwatch.core.shadow_wrappers import shadow_route, shadowed
 
 SHADOWED_METHODS = ("predict", "predict_proba", "_inferwatch_call")
 MODES = ("thread", "process")
@@ -64,7 +64,8 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
            mode: str = "thread", workers: int = 1, max_classes: int = 20,
            difference_buckets: Sequence[float] = DIFFERENCE_BUCKETS, reference: Any = None,
            registry: Registry | None = None) -> Any:
-    """Run `challenger` in the shadow of `champion` (a model from ``inferwatch.instrument``).
+    """Run `challenger` in the shadow of `champion` (a model, or a function, from
+    ``inferwatch.instrument``).
 
     A share `sample` (0..1] of the champion's ``predict`` / ``predict_proba`` / ``__call__``
     calls is handed, after the champion has answered, to the challenger in the background:
@@ -134,12 +135,15 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
         raise ValueError(f"inferwatch.shadow: version {version!r} is the champion's version; "
                          "a challenger needs a version of its own")
     _refuse_live(champion_monitor, version)
-    methods = [m for m in SHADOWED_METHODS if callable(champion.__dict__.get(m))
-               and (callable(challenger) if m == "_inferwatch_call"
-                    else callable(getattr(challenger, m, None)))]
+    with shadow_lifetime.wiring_lock:  # made once, however many shadows start at once
+        route = shadow_route(champion)
+    # A function's wrapper takes the layers on its route; a model's, on its methods.
+    layers_of = route if route is not None else champion.__dict__
+    offered = [m for m in SHADOWED_METHODS if callable(layers_of.get(m))]
+    methods = [m for m in offered if (callable(challenger) if m == "_inferwatch_call"
+                                      else callable(getattr(challenger, m, None)))]
     if not methods:
-        raise TypeError("inferwatch.shadow: challenger has none of the champion's methods "
-                        "(predict, predict_proba, __call__)")
+        raise TypeError(_no_methods(champion_monitor, offered, challenger))
     model_bytes = b""
     if mode == "process":
         try:
@@ -152,8 +156,8 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     # closed must not take out, or put back, a layer of one being set up.
     with shadow_lifetime.wiring_lock:
         _refuse_live(champion_monitor, version)
-        return _start_shadow(champion, champion_monitor, challenger, version, methods,
-                             model_bytes, sample=sample, timeout=timeout,
+        return _start_shadow(champion, layers_of, champion_monitor, challenger, version,
+                             methods, model_bytes, sample=sample, timeout=timeout,
                              queue_size=queue_size, mode=mode, workers=workers,
                              max_classes=max_classes, difference_buckets=difference_buckets,
                              reference=reference, registry=registry)
@@ -168,9 +172,9 @@ def _refuse_live(champion_monitor: Monitor, version: str) -> None:
                              "champion; close that shadow first or give another version")
 
 
-def _start_shadow(champion: Any, champion_monitor: Monitor, challenger: Any, version: str,
-                  methods: list[str], model_bytes: bytes, *, sample: float, timeout: float,
-                  queue_size: int, mode: str, workers: int, max_classes: int,
+def _start_shadow(champion: Any, layers_of: dict, champion_monitor: Monitor, challenger: Any,
+                  version: str, methods: list[str], model_bytes: bytes, *, sample: float,
+                  timeout: float, queue_size: int, mode: str, workers: int, max_classes: int,
                   difference_buckets: Sequence[float], reference: Any,
                   registry: Registry | None) -> Shadow:
     registry = registry or default_registry()
@@ -205,10 +209,22 @@ def _start_shadow(champion: Any, champion_monitor: Monitor, challenger: Any, ver
                                           handle.on_outcome)
     monitor.update_state(lambda state: _zero_series(state, champion_monitor.version))
     for method in methods:
-        wrapper = shadowed(champion.__dict__[method], handle, method)
-        handle._layers.append((champion.__dict__, method, wrapper))
-        champion.__dict__[method] = wrapper
+        wrapper = shadowed(layers_of[method], handle, method)
+        handle._layers.append((layers_of, method, wrapper))
+        layers_of[method] = wrapper
     return handle
+
+
+def _no_methods(champion_monitor: Monitor, offered: list[str], challenger: Any) -> str:
+    """Why no method of the champion can be shadowed by `challenger`, naming both."""
+    champion = f"{champion_monitor.name!r} version {champion_monitor.version!r}"
+    names = ["__call__" if m == "_inferwatch_call" else m for m in offered]
+    if not names:
+        return (f"inferwatch.shadow: champion {champion} has no predict, predict_proba or "
+                "__call__ a shadow can watch; wrap it in a class with one of them and "
+                "instrument an object of that class")
+    return (f"inferwatch.shadow: challenger {type(challenger).__name__} has none of the "
+            f"methods champion {champion} is called by ({', '.join(names)})")
 
 
 def _zero_series(state: Any, champion_version: str) -> None:

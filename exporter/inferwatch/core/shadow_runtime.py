@@ -35,7 +35,9 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core import shadow_lifetime
+from inferwatch.core.call_input import input_position
 from inferwatch.core.call_values import count_value
+from inferwatch.core.follower import UNFOLLOWED, Follower
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.request import current_request_of
@@ -101,6 +103,11 @@ class Shadow:
         self.workers = workers
         self.comparison = comparison
         self.events = events
+        # Reads the challenger's results as the champion's wrapper reads the champion's:
+        # text and (with count_tokens= or usage=) responses are recorded for their length
+        # and tokens, not as predictions.
+        self._follower = Follower(monitor)
+        self._follower.input_position = _input_position(challenger)
         # shadow() passes the bytes it checked: a second pickling costs as much again (a
         # large model) and may not give what the check saw.
         if model_bytes is None:
@@ -290,6 +297,12 @@ class Shadow:
                 # (a preallocated output): the drain must read this answer, as the
                 # champion's is read (copied up to the same bound).
                 value = frozen(value)
+            if self._recorded_as_text(value, args, kwargs, record, duration):
+                # Its record is handed on already. A text or a response is no prediction
+                # (the champion's is not recorded as one either): two generated texts have
+                # no agreement or difference to count, and its text goes to no event.
+                self.comparison.dropped("incomparable")
+                return
             record.prediction = value
             record.has_prediction = True
             record.probabilities = method == "predict_proba"
@@ -314,6 +327,20 @@ class Shadow:
             record.cancelled = status == "shutdown"
             self.comparison.dropped(status)
         monitor.submit(record)
+
+    def _recorded_as_text(self, value: object, args: tuple, kwargs: dict,
+                          record: RequestRecord, duration: float) -> bool:
+        """Whether the challenger's `value` is a text or a response the champion's settings
+        read for its length and tokens (``count_tokens=``, ``usage=``): then it is recorded
+        so, on `record`, which is handed to the drain. A stream is not followed: nothing
+        would read it to its end."""
+        follower = self._follower
+        if value.__class__ in follower.plain or is_stream(value):
+            return False
+        # Started `duration` ago, so that the record's latency is the call's.
+        followed = follower(value, time.perf_counter() - duration, args, record, slow=True,
+                            kwargs=kwargs)
+        return followed is not UNFOLLOWED
 
     def _call(self, method: str, args: tuple, kwargs: dict,
               runner: Any) -> tuple[str, Any, float]:
@@ -545,6 +572,15 @@ class ChallengerClasses:
             self._names = class_names_of(self._model)
         finally:
             self._model = None
+
+
+def _input_position(challenger: Any) -> int:
+    """Where the challenger's text input is among a call's arguments, as the champion's
+    wrapper reads its own (0 unless the challenger is a function taking ``self`` first)."""
+    try:
+        return input_position(challenger)
+    except Exception:  # a __getattr__ that raises for __qualname__
+        return 0
 
 
 def is_number(value: object) -> bool:

@@ -5,7 +5,9 @@
 goes to :meth:`Shadow.offer <inferwatch.core.shadow_runtime.Shadow.offer>`, and where the
 champion's request-id function names calls, the id is taken once so that both models record
 the same one. Layers chain (several challengers on one champion), and :func:`unwrap` takes
-one out wherever it is in the chain, as shadows may be closed in any order. Apart from
+one out wherever it is in the chain, as shadows may be closed in any order. A champion
+instrumented from a function has no method to wrap: :func:`shadow_route` gives its wrapper
+one, which the layers chain on the same way. Apart from
 :mod:`inferwatch.core.shadow_runtime` because this is the champion's side of a shadow: it
 knows the chain of wrappers and the request id, not the queue or the workers.
 """
@@ -18,10 +20,13 @@ import inspect
 import random
 import weakref
 from collections.abc import Callable
+from types import CellType, FunctionType
 from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
-from inferwatch.core.call_wrappers import accepts_keyword, named_call_id
+from inferwatch.core import call_wrappers
+from inferwatch.core.call_wrappers import ShadowRoute, accepts_keyword, named_call_id
+from inferwatch.core.request import _current as open_request
 from inferwatch.core.request import current_request_of
 
 if TYPE_CHECKING:
@@ -29,6 +34,39 @@ if TYPE_CHECKING:
 
 # No id read back from the champion's wrapper for a sampled call (None is an id: no id).
 UNNAMED = object()
+_ROUTE = "_inferwatch_shadow_route"
+
+
+def shadow_route(wrapper: Any) -> ShadowRoute | None:
+    """The :class:`~inferwatch.core.call_wrappers.ShadowRoute` of a function's wrapper from
+    ``call_wrappers.wrap_callable`` (made on first use, under the caller's lock), or None
+    for anything else: a model object's wrapper, or a generator function's, takes a
+    shadow's layers on its methods.
+
+    The route's twin is the wrapper's own code over the wrapper's own variables (its
+    pending calls, its last array layout), except that its look-up of an open request is
+    never the route: the code stays one, and what the wrapper records, both record alike.
+    """
+    namespace = getattr(wrapper, "__dict__", None)
+    if type(wrapper) is not FunctionType or not isinstance(namespace, dict) or \
+            "_inferwatch_monitor" not in namespace:
+        return None
+    route = namespace.get(_ROUTE)
+    if route is not None:
+        return route
+    code, cells = wrapper.__code__, wrapper.__closure__ or ()
+    # Another's function that copied the wrapper's attributes (functools.wraps) is no
+    # wrapper of ours, whatever its variables are called.
+    if wrapper.__globals__ is not vars(call_wrappers) or "in_request" not in code.co_freevars:
+        return None
+    lookup = cells[code.co_freevars.index("in_request")]
+    twin = FunctionType(code, wrapper.__globals__, wrapper.__name__, wrapper.__defaults__,
+                        tuple(CellType(open_request.get) if cell is lookup else cell
+                              for cell in cells))
+    functools.update_wrapper(twin, wrapper)
+    twin.__wrapped__ = namespace.get("__wrapped__")  # the function, as the wrapper's
+    route = namespace[_ROUTE] = ShadowRoute(twin, lookup)
+    return route
 
 
 def shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
