@@ -82,7 +82,7 @@ def test_a_models_own_burn_windows_and_factor_get_their_own_panels() -> None:
     # The slow burn is not overridden: one panel, every model.
     slow = [p for p in _panels(slo) if p["title"].startswith("Slow burn rate")]
     assert [p["title"] for p in slow] == ["Slow burn rate (6h / 30m)"]
-    assert "unless" not in slow[0]["targets"][0]["expr"]
+    assert "unless on (model) " not in slow[0]["targets"][0]["expr"]  # no model left out
 
 
 def test_burn_panels_show_each_model_only_where_its_alert_judges_it(tmp_path: Path) -> None:

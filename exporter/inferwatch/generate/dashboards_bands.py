@@ -72,6 +72,8 @@ def band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
             # Several bands per model (one per output, class or feature): dashed edges, no
             # fill. One shaded band per model would take the max of the outputs' values and
             # the envelope of their bands, so a shift of one output would never leave it.
+            # Like a shaded band, no floor: an edge (expected - k sigma) or a prediction may
+            # lie below zero.
             label = spec.labels[0]
             # Repeated per model like the shaded bands: the legends name only the class or
             # feature, so two models' lines and edges would otherwise be indistinguishable.
@@ -81,8 +83,8 @@ def band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
                     target(_baseline(cfg, key, "lower", *matchers), f"low {{{{{label}}}}}"),
                     target(_baseline(cfg, key, "upper", *matchers), f"high {{{{{label}}}}}")],
                 spec.unit, f"{spec.alert} fires when a value leaves its band: expected "
-                f"+- {_k_text(cfg, spec)} sigma of its own {own.baseline_window} history."),
-                repeat_over="model")))
+                f"+- {_k_text(cfg, spec)} sigma of its own {own.baseline_window} history.",
+                signed=True), repeat_over="model")))
             continue
         cells.append(Cell(band(
             f"{title} and expected band: $model",

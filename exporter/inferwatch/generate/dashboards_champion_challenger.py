@@ -65,7 +65,8 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
             f"histogram_quantile({n / 100}, sum by ({pair}, output, le) "
             f"(rate(inferwatch_shadow_difference_bucket{raw}[{RATE}])))",
             f"p{n} {PAIR} {{{{output}}}}") for n in (10, 50, 90)], "short",
-            "Per output or probability column, from the difference histogram across replicas.")),
+            "Per output or probability column, from the difference histogram across replicas.",
+            signed=True)),
         Cell(heatmap("Difference distribution",
                      f"sum by (le) (increase(inferwatch_shadow_difference_bucket{raw}[{RATE}]))",
                      "short", "Shadow minus champion prediction, every output.")),
@@ -94,7 +95,8 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
             f"histogram_quantile(0.5, sum by ({q.MODEL_LABELS}, output, le) "
             f"(rate(inferwatch_prediction_value_bucket{every_version}[{RATE}])))",
             MV + " {{output}}")], "short",
-            "The prediction distributions of two versions, live or shadow, side by side.")),
+            "The prediction distributions of two versions, live or shadow, side by side.",
+            signed=True)),
         Cell(timeseries("Class mix by version", [target(
             f"sum by ({q.MODEL_LABELS}, class) (rate(inferwatch_predicted_class_total"
             f"{every_version}[{RATE}])) / on ({q.MODEL_LABELS}) group_left sum by "

@@ -14,12 +14,15 @@ from inferwatch.generate.dashboards_queries import (
     INSTANCE,
     JOB,
     MV,
+    NOT_SHADOW,
     P99,
     RATE,
+    SHADOW,
     coloured_by_default,
     objective,
     raw_sel,
     recorded,
+    without_shadows,
 )
 from inferwatch.generate.panels import (
     Cell,
@@ -37,22 +40,33 @@ def model_overview(cfg: Config) -> dict[str, Any]:
     """Traffic, errors, latency, in-flight, batch size, versions serving and deploys."""
     raw, w = raw_sel(cfg), cfg.windows.rate
     budget = 1 - cfg.slo.availability
+
+    def served(vector: str) -> str:
+        # The totals of a model are its users' calls: a shadow's run beside them.
+        return without_shadows(cfg, vector)
+
+    calls_rate = f"rate(inferwatch_requests_total{raw}[{RATE}])"
+    errors_rate = f"rate(inferwatch_requests_total{raw_sel(cfg, ERRORS)}[{RATE}])"
+    latency_buckets = f"increase(inferwatch_request_duration_seconds_bucket{raw}[{RATE}])"
     traffic = [
-        Cell(stat("Calls / s", [target(f"sum({recorded(cfg, q.requests_rate(cfg))})")],
-                  "reqps", f"All calls of the selected models, over {w}."), 6, 4),
-        Cell(stat("Error ratio", [target(f"sum by (model) (rate(inferwatch_requests_total"
-                                         f"{raw_sel(cfg, ERRORS)}[{RATE}])) / sum by "
-                                         f"(model) (rate(inferwatch_requests_total{raw}[{RATE}]))",
-                                         "{{model}}")],
-                  "percentunit", "Failed calls / all calls; red above the error budget of "
+        Cell(stat("Calls / s", [target(f"sum({served(recorded(cfg, q.requests_rate(cfg)))})")],
+                  "reqps", f"All calls of the selected models, over {w}; a shadow version's "
+                  f"are left out."), 6, 4),
+        Cell(stat("Error ratio", [target(f"sum by (model) ({served(errors_rate)}) / "
+                                         f"sum by (model) ({served(calls_rate)})", "{{model}}")],
+                  "percentunit", "Failed calls / all calls, a shadow version's left out (as "
+                  "the burn-rate alerts leave them out); red above the error budget of "
                   f"the {number(cfg.slo.availability)} availability SLO."
                   + coloured_by_default(cfg, "slo.availability", "error budget",
                                         "drawn in the Error ratio panel"),
                   limit=budget), 6, 4),
-        Cell(stat("In flight", [target(f"sum(inferwatch_requests_in_flight{raw})")], "short",
-                  "Calls running now."), 6, 4),
-        Cell(stat("p99 latency", [target(f"max({recorded(cfg, q.latency_quantile(cfg, 99))})")],
-                  "s", f"Worst p99 of the selected versions over {w}; red above "
+        Cell(stat("In flight", [target(
+            f"sum({served(f'inferwatch_requests_in_flight{raw}')})")], "short",
+            "Calls running now, a shadow version's left out."), 6, 4),
+        Cell(stat("p99 latency", [target(
+            f"max({served(recorded(cfg, q.latency_quantile(cfg, 99)))})")],
+                  "s", f"Worst p99 of the selected versions over {w} (shadows left out, as "
+                  f"InferwatchLatencyHigh leaves them out); red above "
                   f"{number(cfg.latency.p99_seconds)}s."
                   + coloured_by_default(cfg, P99, "p99 threshold",
                                         "drawn in the Latency quantiles panel"),
@@ -80,9 +94,8 @@ def model_overview(cfg: Config) -> dict[str, Any]:
             "s", "From the latency histogram, across replicas. Dashed line: the default p99 "
                  "threshold of InferwatchLatencyHigh; objective: each model's own.",
             limit=cfg.latency.p99_seconds)),
-        Cell(heatmap("Latency distribution",
-                     f"sum by (le) (increase(inferwatch_request_duration_seconds_bucket{raw}"
-                     f"[{RATE}]))", "s")),
+        Cell(heatmap("Latency distribution", f"sum by (le) ({served(latency_buckets)})", "s",
+                     "Every call of the selected versions but a shadow's.")),
         Cell(timeseries("Stage latency p99", [target(
             recorded(cfg, q.stage_latency_quantile(cfg, 99)), MV + " {{stage}}")], "s",
             "p99 of each stage (preprocess, inference, postprocess, ...).")),
@@ -125,12 +138,17 @@ def model_overview(cfg: Config) -> dict[str, Any]:
     ]
     versions = [
         Cell(table("Versions serving", [target(
-            f"count by (model, model_version, framework, task) (inferwatch_model_info{raw})",
-            instant=True, fmt="table")], "Versions with at least one live replica.",
-            hide=("Time",)), 12, 7),
-        Cell(state_timeline("Replicas per version", [target(
-            f"count by ({q.MODEL_LABELS}) (inferwatch_model_info{raw})", MV)],
-            "How many replicas serve each version: a rollout shows as a handover."), 12, 7),
+            f"count by (model, model_version, framework, task, role) (inferwatch_model_info"
+            f"{raw})", instant=True, fmt="table")], "Versions with at least one live replica; "
+            "role: shadow for a challenger run beside its champion (primary), which the "
+            "model's totals and SLOs leave out.", hide=("Time",)), 12, 7),
+        Cell(state_timeline("Replicas per version", [
+            target(f"count by ({q.MODEL_LABELS}) (inferwatch_model_info"
+                   f"{raw_sel(cfg, NOT_SHADOW)})", MV),
+            target(f"count by ({q.MODEL_LABELS}) (inferwatch_model_info"
+                   f"{raw_sel(cfg, SHADOW)})", f"{MV} (shadow)")],
+            "How many replicas serve each version: a rollout shows as a handover. A shadow "
+            "version is marked (shadow)."), 12, 7),
         Cell(stat("Model age", [target(
             f"time() - max by ({q.MODEL_LABELS}) "
             f"(inferwatch_model_trained_timestamp_seconds{raw})", MV)], "s",

@@ -27,6 +27,7 @@ from inferwatch.generate.dashboards_queries import (
     override_groups,
     raw_sel,
     recorded,
+    without_shadows,
 )
 from inferwatch.generate.objectives import (
     compare,
@@ -70,14 +71,11 @@ def _accuracy_threshold(cfg: Config) -> str:
     drop_on, drop = _version_objective(cfg, "accuracy.max_drop")
     floor_on, floor = _version_objective(cfg, "accuracy.min_ratio")
     serving = f"group by ({q.MODEL_LABELS}) (inferwatch_model_info{raw_sel(cfg)})"
-    shadows = raw_sel(cfg, 'role="shadow"')
-    # `unless` binds tighter than `or`: the brackets make it leave shadows out of both.
-    return (f"(\n  (\n    {recorded(cfg, q.validation_accuracy())}\n"
-            f"    - {drop_on} {drop}\n  )\n"
-            f"  or on ({q.MODEL_LABELS})\n"
-            f"  (\n    {serving} * 0\n    + {floor_on} {floor}\n  )\n)\n"
-            f"unless on ({q.MODEL_LABELS})\n"
-            f"max by ({q.MODEL_LABELS}) (inferwatch_model_info{shadows})")
+    # `unless` binds tighter than `or`: the helper's brackets leave shadows out of both.
+    return without_shadows(cfg, f"\n  (\n    {recorded(cfg, q.validation_accuracy())}\n"
+                                f"    - {drop_on} {drop}\n  )\n"
+                                f"  or on ({q.MODEL_LABELS})\n"
+                                f"  (\n    {serving} * 0\n    + {floor_on} {floor}\n  )\n")
 
 
 def _each_versions_minimum(cfg: Config, rows: str) -> str:
@@ -147,33 +145,37 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     """Predictions, class mix, confidence, data quality, drift and ground truth."""
     raw, w = raw_sel(cfg), cfg.windows.rate
     method = f'method="{cfg.drift.method}"'
+    # A model's class mix is what it answered its callers: a shadow's classes, compared on
+    # the champion-challenger dashboard, are left out as the class band leaves them out.
+    range_classes, classes_now = (without_shadows(
+        cfg, f"{function}(inferwatch_predicted_class_total{raw}[{window}])")
+        for function, window in (("increase", "$__range"), ("rate", RATE)))
     predictions = [
         Cell(timeseries("Prediction quantiles", [
             target(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, output, le) "
                    f"(rate(inferwatch_prediction_value_bucket{raw}[{RATE}])))",
                    f"p{n} {MV} {{{{output}}}}") for n in (50, 90, 99)],
-            "short", "From the prediction histogram, across replicas.")),
+            "short", "From the prediction histogram, across replicas.", signed=True)),
         Cell(timeseries("Rolling prediction quantiles per replica", [target(
             f"inferwatch_prediction{raw}",
             "{{instance}} " + MV + " {{output}} q{{quantile}}")], "short",
-            "Rolling-window quantiles each replica computes exactly (not aggregatable).")),
+            "Rolling-window quantiles each replica computes exactly (not aggregatable).",
+            signed=True)),
         Cell(heatmap("Prediction distribution",
                      f"sum by (le) (increase(inferwatch_prediction_value_bucket{raw}[{RATE}]))",
                      "short")),
         # Per model: two models naming a class alike ("1", "fraud") would otherwise share
         # one bar, each model's share diluted by the other's calls.
         Cell(bargauge("Class mix", [target(
-            f"sum by (model, class) (increase(inferwatch_predicted_class_total{raw}"
-            f"[$__range])) / on (model) group_left sum by (model) "
-            f"(increase(inferwatch_predicted_class_total{raw}[$__range]))",
+            f"sum by (model, class) ({range_classes}) / on (model) group_left "
+            f"sum by (model) ({range_classes})",
             "{{model}} {{class}}", instant=True)], "percentunit",
             "Share of each predicted class of each model over the time range.", max_value=1)),
         # One panel per model: each model's shares stack to 1, so two models in one stack
         # would reach 2 and be cut off at the axis maximum.
         Cell(attr.evolve(timeseries("Class mix over time", [target(
-            f"sum by (model, class) (rate(inferwatch_predicted_class_total{raw}[{RATE}])) / "
-            f"on (model) group_left sum by (model) "
-            f"(rate(inferwatch_predicted_class_total{raw}[{RATE}]))",
+            f"sum by (model, class) ({classes_now}) / on (model) group_left "
+            f"sum by (model) ({classes_now})",
             "{{model}} {{class}}")], "percentunit", stack=True, max_value=1),
             repeat_over="model")),
         Cell(timeseries("Confidence", [target(

@@ -30,12 +30,31 @@ INSTANCE = 'instance=~"$instance"'
 MODEL = 'model=~"$model"'
 VERSION = 'model_version=~"$model_version"'
 ERRORS = 'outcome="error"'
+# A challenger run beside its champion by inferwatch.shadow(); the champion is "primary".
+SHADOW, NOT_SHADOW = 'role="shadow"', 'role!="shadow"'
 MV = "{{model}} {{model_version}}"
 
 
 def raw_sel(cfg: Config, *extra: str) -> str:
     """Selector of raw model series narrowed by every dashboard variable."""
     return model_sel(cfg, JOB, INSTANCE, MODEL, VERSION, *extra)
+
+
+def without_shadows(cfg: Config, vector: str) -> str:
+    """`vector` (series of model and model_version) less the versions that run as shadows,
+    as the alert rules and the accuracy objective leave them out: a challenger's calls,
+    failures and latency are nobody's request, so a model's availability, error budget,
+    traffic and cost must not count them. The shadows are those of the selected replicas
+    (a challenger runs in its champion's process). Bracket it inside a larger expression.
+
+    >>> from inferwatch.generate.config import DEFAULT
+    >>> print(without_shadows(DEFAULT, "m"))  # doctest: +NORMALIZE_WHITESPACE
+    (m) unless on (model, model_version) max by (model, model_version)
+    (inferwatch_model_info{job="inferwatch-model", job=~"$job", instance=~"$instance",
+    model=~"$model", model_version=~"$model_version", role="shadow"})
+    """
+    shadows = f"inferwatch_model_info{raw_sel(cfg, SHADOW)}"
+    return f"({vector}) unless on ({q.MODEL_LABELS}) max by ({q.MODEL_LABELS}) ({shadows})"
 
 
 # Stand-ins for the configured selectors while a rule is rendered for a panel, so each selector

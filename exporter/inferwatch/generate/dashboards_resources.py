@@ -10,7 +10,13 @@ from typing import Any
 from inferwatch.generate import promql as q
 from inferwatch.generate.config_schema import Config
 from inferwatch.generate.dashboards_frame import dashboard
-from inferwatch.generate.dashboards_queries import INSTANCE, JOB, RATE, raw_sel
+from inferwatch.generate.dashboards_queries import (
+    INSTANCE,
+    JOB,
+    RATE,
+    raw_sel,
+    without_shadows,
+)
 from inferwatch.generate.panels import (
     Cell,
     state_timeline,
@@ -56,8 +62,9 @@ def resources(cfg: Config) -> dict[str, Any]:
     e, raw = _exp(cfg), raw_sel(cfg)
     gpu = "{{instance}} gpu {{gpu}}"
     memory = "{{instance}} gpu {{device}}"
-    per_model = (f"on () group_right sum by (model) "
-                 f"(rate(inferwatch_requests_total{raw}[{RATE}]))")
+    # Predictions someone asked for: a shadow's calls are the cost of its champion's.
+    calls = without_shadows(cfg, f"rate(inferwatch_requests_total{raw}[{RATE}])")
+    per_model = f"on () group_right sum by (model) ({calls})"
     devices = [
         Cell(state_timeline("GPU up", [target(f"inferwatch_gpu_up{e}", gpu)],
                             "Red: the device is lost or unreadable.", up_down_mappings()), 12, 6),
@@ -114,12 +121,13 @@ def resources(cfg: Config) -> dict[str, Any]:
         Cell(timeseries("CPU seconds per 1,000 predictions", [target(
             f"1000 * sum(rate(inferwatch_process_cpu_seconds_total{e}[{RATE}])) / {per_model}",
             "{{model}}")], "s", "CPU time of the watched processes on the selected exporter "
-            "instances per 1,000 calls of each model. Select the exporter next to a model's "
-            "serving process to attribute its cost.")),
+            "instances per 1,000 calls of each model (a shadow version's calls left out: its "
+            "work is a cost of its champion's). Select the exporter next to a model's serving "
+            "process to attribute its cost.")),
         Cell(timeseries("GPU energy per 1,000 predictions", [target(
             f"1000 * sum(rate(inferwatch_gpu_energy_joules_total{e}[{RATE}])) / {per_model}",
             "{{model}}")], "joule", "GPU energy on the selected exporter instances per 1,000 "
-            "calls of each model.")),
+            "calls of each model, a shadow version's left out.")),
     ]
     return dashboard(cfg, "resources", "Resources",
                      "GPUs, serving processes, exporter health and the cost of predictions.",

@@ -22,6 +22,7 @@ from inferwatch.generate.dashboards_queries import (
     override_groups,
     raw_sel,
     recorded,
+    without_shadows,
 )
 from inferwatch.generate.objectives import is_per_version, models_in
 from inferwatch.generate.panels import (
@@ -73,11 +74,13 @@ def _burn_cells(cfg: Config, title: str, alert: str, which: str) -> list[Cell]:
                        ": " + ", ".join(o.pattern for o in overrides)))
     return [
         Cell(timeseries(f"{title} burn rate ({long_window} / {short_window}){named}", [
-            target(f"({recorded(cfg, q.error_ratio(window))}) / on (model) group_left () "
+            target(f"({without_shadows(cfg, recorded(cfg, q.error_ratio(window)))}) "
+                   f"/ on (model) group_left () "
                    f"{own_budget}{scope}",
                    f"{{{{model}}}} {{{{model_version}}}} {window}")
             for window in (long_window, short_window)], "short",
-            f"Error ratio / the model's own error budget over the windows of {alert}"
+            f"Error ratio / the model's own error budget over the windows of {alert}, shadow "
+            f"versions left out as the alert leaves them out"
             f"{' for the models of ' + named[2:] if named else ''}; it fires when both exceed "
             f"{number(factor)} (dashed line).", limit=factor))
         for (long_window, short_window, factor), scope, named in scopes]
@@ -101,16 +104,20 @@ def _declared_p99_note(cfg: Config) -> str:
             "InferwatchLatencyHigh and the p99 latency panel use the declared one.")
 
 
+def _of_calls(cfg: Config, metric: str, period: str, *matchers: str) -> str:
+    """Each model's increase of `metric` over `period`, its shadow versions' calls left out:
+    the SLOs are kept to the calls someone waited for."""
+    increase = f"increase({metric}{raw_sel(cfg, *matchers)}[{period}])"
+    return f"sum by (model) ({without_shadows(cfg, increase)})"
+
+
 def _within(cfg: Config, period: str) -> str:
     """Each model's share of calls within its own p99 threshold over `period`."""
-    raw = raw_sel(cfg)
-
     def ratio(seconds: float) -> str:
         # Prometheus 3 writes classic bucket bounds as floats (le="1.0"), 2.x as scraped ("1").
         bound = 'le=~"' + number(seconds).replace(".", "\\\\.") + '(\\\\.0+)?"'
-        return (f"sum by (model) (increase(inferwatch_request_duration_seconds_bucket"
-                f"{raw_sel(cfg, bound)}[{period}])) / sum by (model) (increase("
-                f"inferwatch_request_duration_seconds_count{raw}[{period}]))")
+        return (f"{_of_calls(cfg, 'inferwatch_request_duration_seconds_bucket', period, bound)}"
+                f" / {_of_calls(cfg, 'inferwatch_request_duration_seconds_count', period)}")
 
     objectives = _latency_objectives(cfg)
     if len(objectives) == 1:
@@ -130,12 +137,11 @@ def _alert_history(cfg: Config) -> list[dict[str, Any]]:
 
 def slo(cfg: Config) -> dict[str, Any]:
     """Availability and latency SLOs, error budget, burn rates and the inferwatch alerts."""
-    raw, period = raw_sel(cfg), SLO_PERIOD
+    period = SLO_PERIOD
     # For a person: 1 - 0.999 is 0.0010000000000000009 in binary floating point.
     budget, own_budget = f"{1 - cfg.slo.availability:.6g}", own_error_budget()
-    errors = (f"sum by (model) (increase(inferwatch_requests_total{raw_sel(cfg, ERRORS)}"
-              f"[{period}])) / sum by (model) (increase(inferwatch_requests_total{raw}"
-              f"[{period}]))")
+    calls = "inferwatch_requests_total"
+    errors = f"{_of_calls(cfg, calls, period, ERRORS)} / {_of_calls(cfg, calls, period)}"
     # Divided by each model's own budget, as its alerts are: with the default budget, a model
     # with a stricter objective would show a burn below the line while it pages.
     remaining = f"1 - ({errors}) / on (model) {own_budget}"
@@ -145,7 +151,8 @@ def slo(cfg: Config) -> dict[str, Any]:
                     else "Calls within each model's p99 threshold")
     availability = [
         Cell(stat(f"Availability over {period}", [target(f"1 - ({errors})", "{{model}}")],
-                  "percentunit", f"Calls with outcome ok; SLO {number(cfg.slo.availability)}."
+                  "percentunit", f"Calls with outcome ok, a shadow version's left out; SLO "
+                  f"{number(cfg.slo.availability)}."
                   + coloured_by_default(cfg, "slo.availability", "SLO",
                                         "the error budget remaining uses it"),
                   floor=cfg.slo.availability), 8, 5),
@@ -160,7 +167,8 @@ def slo(cfg: Config) -> dict[str, Any]:
                   + _declared_p99_note(cfg),
                   floor=0.99), 8, 5),
         Cell(timeseries(f"Error budget remaining ({period})", [target(remaining, "{{model}}")],
-                        "percentunit", "Dashed line: the budget is spent.", limit=0), 24),
+                        "percentunit", "Dashed line: the budget is spent; below it, overspent.",
+                        limit=0, signed=True), 24),
     ]
     burns = [
         *_burn_cells(cfg, "Fast", "InferwatchErrorBudgetBurnFast", "fast_burn"),
@@ -168,9 +176,11 @@ def slo(cfg: Config) -> dict[str, Any]:
     ]
     latency = [
         Cell(timeseries("p99 latency", [
-            target(recorded(cfg, q.latency_quantile(cfg, 99)), MV), objective(cfg, P99)], "s",
-            "Dashed line: the default threshold of InferwatchLatencyHigh; objective: each "
-            "selected model's own (its models: entry, or what it declares in code).",
+            target(without_shadows(cfg, recorded(cfg, q.latency_quantile(cfg, 99))), MV),
+            objective(cfg, P99)], "s",
+            "The versions InferwatchLatencyHigh judges (shadows left out). Dashed line: its "
+            "default threshold; objective: each selected model's own (its models: entry, or "
+            "what it declares in code).",
             limit=cfg.latency.p99_seconds), 24),
     ]
     alerts = [

@@ -155,8 +155,18 @@ def _reduce(calc: str) -> dict[str, Any]:
 
 def timeseries(title: str, targets: list[g.Target], unit: str = "short",
                description: str = "", limit: float | None = None, stack: bool = False,
-               max_value: int | None = None) -> CurrentPanel:
-    """A time series panel; `limit` draws the alert threshold as a dashed red line."""
+               max_value: int | None = None, signed: bool = False) -> CurrentPanel:
+    """A time series panel; `limit` draws the alert threshold as a dashed red line.
+
+    The axis starts at 0, so a spike of a rate or a latency is drawn from the ground up;
+    `signed` values (model outputs, differences, budgets overspent) get an axis that follows
+    them below zero instead, where a floor of 0 would cut them off.
+
+    >>> timeseries("Calls", []).defaults["min"]
+    0
+    >>> "min" in timeseries("Prediction", [], signed=True).defaults
+    False
+    """
     custom = {
         "drawStyle": "line", "lineWidth": 1, "lineInterpolation": "linear",
         "fillOpacity": 10 if stack else 0, "gradientMode": "none", "showPoints": "never",
@@ -164,7 +174,8 @@ def timeseries(title: str, targets: list[g.Target], unit: str = "short",
         "stacking": {"mode": "normal" if stack else "none", "group": "A"},
         "thresholdsStyle": {"mode": "dashed" if limit is not None else "off"},
     }
-    defaults = {"unit": unit, "min": 0, "color": {"mode": "palette-classic"},
+    floor = {} if signed else {"min": 0}
+    defaults = {"unit": unit, **floor, "color": {"mode": "palette-classic"},
                 "thresholds": _limit_steps(limit), "custom": custom}
     if max_value is not None:
         defaults["max"] = max_value
@@ -188,7 +199,8 @@ def band(title: str, value: g.Target, lower: g.Target, upper: g.Target, unit: st
     >>> p.to_json_data()["fieldConfig"]["overrides"][1]["properties"][0]["value"]
     'expected low'
     """
-    panel = timeseries(title, [value, lower, upper], unit, description)
+    # A band may reach below zero (expected - k sigma): the axis follows the data.
+    panel = timeseries(title, [value, lower, upper], unit, description, signed=True)
     edge = [{"id": "custom.lineWidth", "value": 0},
             {"id": "color", "value": {"mode": "fixed", "fixedColor": "#8AB8FF"}},
             {"id": "custom.hideFrom", "value": {"legend": False, "tooltip": False,
@@ -199,9 +211,7 @@ def band(title: str, value: g.Target, lower: g.Target, upper: g.Target, unit: st
             {"id": "custom.fillBelowTo", "value": BAND_LOW},
             {"id": "custom.fillOpacity", "value": 25}, *edge]},
     ]
-    defaults = dict(panel.defaults, min=None)
-    defaults.pop("min")  # a band may reach below zero; the axis follows the data
-    return attr.evolve(panel, overrides=overrides, repeat_over=repeat_over, defaults=defaults)
+    return attr.evolve(panel, overrides=overrides, repeat_over=repeat_over)
 
 
 def stat(title: str, targets: list[g.Target], unit: str = "short", description: str = "",
