@@ -185,7 +185,7 @@ def _from_library(value: object, max_bytes: int) -> object:
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor) and \
             value.layout is not torch.strided:
-        return sparse_tensor_rows(value, max_bytes)
+        return _sparse_tensor_rows(value, max_bytes)
     pandas = sys.modules.get("pandas")
     if pandas is not None:
         if isinstance(value, pandas.DataFrame):
@@ -289,15 +289,12 @@ def sparse_rows(matrix: object, max_bytes: int = 1 << 20) -> object:
     return by_row if len(shape) == 2 else by_row[0]
 
 
-def sparse_tensor_rows(tensor: object, max_bytes: int = 1 << 20) -> object:
+def _sparse_tensor_rows(tensor: object, max_bytes: int = 1 << 20) -> object:
     """A sparse torch tensor (COO, CSR, CSC, BSR) as the non-zero entries of each row, as
     :func:`sparse_rows` gives a scipy.sparse matrix's, within the same `max_bytes` (read
     from a coalesced COO copy: the caller's tensor is never changed, nor made dense).
-
-    >>> import torch
-    >>> sparse_tensor_rows(torch.tensor([[0.0, 1.5, 0.0], [0.0, 0.0, 0.0]]).to_sparse())
-    [{1: 1.5}, {}]
-    """
+    torch is not among the package's dependencies: tests/test_events_sparse.py checks this
+    against scipy.sparse where torch is installed (``make test-torch``)."""
     shape = [int(n) for n in tensor.shape]  # type: ignore[attr-defined]
     if len(shape) not in (1, 2):
         raise Unstructured("unsupported_type", type_name(tensor))
