@@ -67,8 +67,18 @@ def users_handler(signum, frame):
     os._exit(7)
 
 
+def report_handler(queue):
+    model(0)
+    queue.put(handler_name(0))
+    time.sleep(600)
+
+
+def fork_again_into(i, queue):
+    queue.put(fork_again(i))
+
+
 def fork_again(i):
-    # A grandchild forked by a pool worker, then SIGTERMed by it.
+    # A grandchild forked by a multiprocessing worker, then SIGTERMed by it.
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -121,13 +131,18 @@ def run(mode, gateway):
         process.join()
         result["exitcodes"] = [process.exitcode]
     elif mode == "users_handler":
+        # Processes rather than a Pool: what is checked is the handler each child keeps,
+        # not Pool.terminate()'s own shutdown of its queues.
         signal.signal(signal.SIGTERM, users_handler)
-        pool = fork.Pool(2)
-        result["handlers"] = pool.map(handler_name, range(2), chunksize=1)
-        workers = multiprocessing.active_children()
-        pool.terminate()
-        pool.join()
-        result["exitcodes"] = [p.exitcode for p in workers]
+        queue = fork.SimpleQueue()
+        children = [fork.Process(target=report_handler, args=(queue,)) for _ in range(2)]
+        for child in children:
+            child.start()
+        result["handlers"] = [queue.get() for _ in children]
+        for child in children:
+            child.terminate()
+            child.join()
+        result["exitcodes"] = [child.exitcode for child in children]
     elif mode == "os_fork":
         pid = os.fork()
         if pid == 0:  # a worker forked the way gunicorn forks its workers
@@ -136,9 +151,13 @@ def run(mode, gateway):
         result["child_keeps_default"] = os.waitstatus_to_exitcode(status) == 0
         result["parent_keeps_default"] = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     elif mode == "fork_again":
-        with fork.Pool(2) as pool:
-            result["grandchildren_died_by_sigterm"] = pool.map(fork_again, range(2),
-                                                               chunksize=1)
+        queue = fork.SimpleQueue()
+        children = [fork.Process(target=fork_again_into, args=(i, queue)) for i in range(2)]
+        for child in children:
+            child.start()
+        result["grandchildren_died_by_sigterm"] = [queue.get() for _ in children]
+        for child in children:
+            child.join()
     elif mode == "push":
         pool = fork.Pool(2)
         pool.map(work, range(40))
@@ -197,7 +216,7 @@ def test_a_worker_terminated_while_busy_publishes_and_still_dies_by_sigterm(tmp_
         assert result["merged"] == 5 * len(result["exitcodes"])
 
 
-def test_a_sigterm_handler_installed_before_the_pool_is_left_alone(tmp_path):
+def test_a_sigterm_handler_installed_before_the_fork_is_left_alone(tmp_path):
     """The app's (or its framework's) handler, inherited by the workers, stays theirs."""
     result = run_job(tmp_path, "users_handler")
     assert result["handlers"] == ["users_handler", "users_handler"]
@@ -211,7 +230,7 @@ def test_processes_forked_without_multiprocessing_keep_sigterms_default(tmp_path
     assert result["child_keeps_default"] and result["parent_keeps_default"]
 
 
-def test_a_process_a_pool_worker_forks_publishes_when_sigtermed_and_dies_by_it(tmp_path):
+def test_a_process_a_worker_forks_publishes_when_sigtermed_and_dies_by_it(tmp_path):
     for _ in range(2):
         result = run_job(tmp_path, "fork_again")
         assert result["grandchildren_died_by_sigterm"] == [True, True]
