@@ -3,8 +3,7 @@
 Set ``INFERWATCH_MULTIPROC_DIR`` to an existing, writable, otherwise empty directory
 before the workers start (gunicorn, ``uvicorn --workers``, pre-fork pools). Each worker's
 background drain thread then writes the worker's complete state there at most once a
-second, and once more at exit (a ``multiprocessing`` worker's too, also when SIGTERM stops
-it, as ``Pool.terminate()`` does); any worker's ``/metrics`` (and the exporter's ``multiproc``
+second, and once more at exit; any worker's ``/metrics`` (and the exporter's ``multiproc``
 collector) reads every snapshot and serves the merged view. Dead workers are folded into
 one archive, so counters never go backwards and the directory holds one file per live
 worker. See docs/multiprocess.md.
@@ -31,7 +30,6 @@ import contextlib
 import math
 import multiprocessing.util
 import os
-import signal
 import tempfile
 import threading
 import time
@@ -61,9 +59,6 @@ PUBLISH_INTERVAL_SECONDS = 1.0
 # An idle worker rewrites its unchanged snapshot this often, so its file's age says it lives.
 REFRESH_SECONDS = 30.0
 EXIT_FOLD_TIMEOUT_SECONDS = 2.0
-# How long a multiprocessing worker stopped by SIGTERM may spend publishing before it dies
-# (see _publish_then_die): a lock held by the interrupted main thread must not hang it.
-SIGTERM_PUBLISH_SECONDS = 2.0
 TICK_SLACK = 0.8
 # Dead workers are looked for at most this often by all workers together (the fold lock
 # file's mtime says when the last scan began): a scan looks up every worker's pid, and N
@@ -148,10 +143,6 @@ def attach(registry: Registry, directory: str | None = None) -> Publisher:
     # last calls would never be published. multiprocessing runs its own finalizers there,
     # but clears those it inherited, so each child registers one after it forks.
     multiprocessing.util.register_after_fork(publisher, _close_at_child_exit)
-    if multiprocessing.parent_process() is not None:
-        # Attached in a multiprocessing child that already runs (a registry first used in
-        # a task, forked or spawned): the after-fork hooks have run without it.
-        _close_at_child_exit(publisher)
     return publisher
 
 
@@ -171,85 +162,6 @@ def _close_at_exit(ref: weakref.ref[Publisher]) -> None:
 def _close_at_child_exit(publisher: Publisher) -> None:
     multiprocessing.util.Finalize(None, _close_at_exit, args=(weakref.ref(publisher),),
                                   exitpriority=0)
-    _publish_on_sigterm(publisher)
-
-
-# The publishers a SIGTERM publishes before the process dies (those of this process's
-# registries in multi-worker mode).
-_published_on_sigterm: weakref.WeakSet[Publisher] = weakref.WeakSet()
-# The threads running Publisher.close() now, and whether a SIGTERM came while the main
-# thread was one of them (it then dies once that close is done: see _publish_then_die).
-_closing_threads: set[int] = set()
-_sigterm_pending = False
-_sigterm_handling = False
-
-
-def _publish_on_sigterm(publisher: Publisher) -> None:
-    """In a multiprocessing child: publish `publisher` when SIGTERM stops the process.
-
-    ``Pool.terminate()`` (what ``with Pool() as pool:`` ends with) SIGTERMs its workers,
-    which then die at once, past the finalizers: every call since the last publish (all of
-    them, in a pool that lives under a second) was lost. Only SIGTERM's default action is
-    replaced, by one that publishes and then dies by SIGTERM all the same; a handler
-    installed before (by the app, a framework, inherited from the parent) is left alone,
-    and one installed later replaces this one.
-    """
-    _published_on_sigterm.add(publisher)
-    try:
-        # A process forked from one that installed it (forking again) inherits it.
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, _publish_then_die):
-            signal.signal(signal.SIGTERM, _publish_then_die)
-    except ValueError:
-        # Not the main thread (a registry first used in a worker's thread): SIGTERM stays
-        # as it was, the normal exit still publishes.
-        pass
-
-
-def _publish_then_die(signum: int, frame: object) -> None:
-    """SIGTERM's default action (death by SIGTERM, the exit status the parent expects),
-    this process's final snapshots published first.
-
-    The handler interrupts the main thread wherever it was, possibly holding a lock the
-    publish needs (a drain, a scrape): publishing from a helper thread that gets at most
-    SIGTERM_PUBLISH_SECONDS bounds the wait, and the process dies when it is over. A
-    main thread interrupted in the final publish itself (a pool worker told to stop and
-    SIGTERMed at once, as ``Pool.terminate()`` does) holds the lock that publish needs
-    until it is done: it is left to finish, and dies by SIGTERM when it has.
-    """
-    global _sigterm_pending, _sigterm_handling
-    if _sigterm_handling:  # a second SIGTERM while publishing: asked twice, it dies now
-        _die_by_sigterm()
-    if threading.get_ident() in _closing_threads:
-        _sigterm_pending = True
-        return
-    _sigterm_handling = True
-    try:
-        _close_all_within(SIGTERM_PUBLISH_SECONDS)
-    finally:  # whatever happened there (no thread to be had, say), the process dies
-        _die_by_sigterm()
-
-
-def _close_all_within(seconds: float) -> None:
-    publishers = [publisher for publisher in list(_published_on_sigterm)
-                  if not publisher.closed]
-    if publishers:
-        closer = threading.Thread(target=_close_all, args=(publishers,), daemon=True,
-                                  name="inferwatch-sigterm-publish")
-        closer.start()
-        closer.join(seconds)
-
-
-def _close_all(publishers: list[Publisher]) -> None:
-    for publisher in publishers:
-        publisher.close()
-
-
-def _die_by_sigterm() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    signal.raise_signal(signal.SIGTERM)
-    # Not reached: SIGTERM's default action ends the process.
-    os._exit(128 + signal.SIGTERM)
 
 
 class Publisher:
@@ -480,23 +392,6 @@ class Publisher:
 
         Never raises; nothing is published after it.
         """
-        me = threading.get_ident()
-        nested = me in _closing_threads
-        _closing_threads.add(me)
-        try:
-            self._close()
-        finally:
-            if not nested:
-                _closing_threads.discard(me)
-                if _sigterm_pending and me == threading.main_thread().ident:
-                    # SIGTERM came during this close (see _publish_then_die): now it is
-                    # done, the other publishers get their turn, and the process dies.
-                    try:
-                        _close_all_within(SIGTERM_PUBLISH_SECONDS)
-                    finally:
-                        _die_by_sigterm()
-
-    def _close(self) -> None:
         try:
             registry = self._registry()
             if registry is not None:
