@@ -32,6 +32,7 @@ from inferwatch.generate.config_schema import (
 )
 from inferwatch.generate.promql import quoted
 from inferwatch.generate.re2 import Unsupported, matches
+from inferwatch.generate.rules_alerts import ALERTS
 
 
 def check_cross_fields(cfg: Config) -> None:
@@ -139,10 +140,12 @@ def _check_baselines(baselines: Baselines) -> None:
                               "baseline_window")
 
 
-def _alert_for(cfg: Config, name: str, default: str) -> str:
-    """The `for` of alert `name`: its override in ``alerts:``, else its own (`default`)."""
-    own = cfg.alerts.get(name)
-    return own.for_ if own is not None and own.for_ is not None else default
+def _alert_for(cfg: Config, name: str) -> str:
+    """The `for` of alert `name`: its override in ``alerts:``, else the alert's own."""
+    override = cfg.alerts.get(name)
+    if override is not None and override.for_ is not None:
+        return override.for_
+    return next(alert.for_ for alert in ALERTS if alert.name == name)
 
 
 def check_window_lengths(cfg: Config) -> None:
@@ -154,7 +157,7 @@ def check_window_lengths(cfg: Config) -> None:
         raise ConfigError("windows.no_traffic_lookback", f"{cfg.windows.no_traffic_lookback} "
                           f"must be at least windows.rate ({cfg.windows.rate}), or the traffic "
                           f"it looks back at overlaps the traffic of now")
-    serving_for = _alert_for(cfg, "InferwatchTooManyVersionsServing", "1h")
+    serving_for = _alert_for(cfg, "InferwatchTooManyVersionsServing")
     if serving_for and duration_seconds(cfg.windows.versions_serving) >= \
             duration_seconds(serving_for):
         # A retired version counts for the window after its last call: with a window as long
