@@ -68,6 +68,8 @@ MULTILABEL = {
         make_pipeline(StandardScaler(), _one_vs_rest()),
         {"onevsrestclassifier__estimator__C": [0.5, 1.0]}, cv=2),
     "classifier chain": lambda: ClassifierChain(LogisticRegression()),
+    "classifier chain in a pipeline": lambda: make_pipeline(
+        StandardScaler(), ClassifierChain(LogisticRegression())),
 }
 
 
@@ -136,8 +138,11 @@ def test_two_labels_are_no_binary_classifier(scraper, kind):
 
 
 @pytest.mark.parametrize("kind", ["one-vs-rest", "mlp", "one-vs-rest in a pipeline",
-                                  "mlp in a pipeline", "pipeline in a search"])
+                                  "mlp in a pipeline", "pipeline in a search",
+                                  "classifier chain", "classifier chain in a pipeline"])
 def test_predict_counts_each_label_as_its_own_classes(scraper, kind):
+    """Each label's predictions are its classes `j:0` / `j:1`, also from a ClassifierChain,
+    whose predict returns them as floats 0.0 / 1.0."""
     estimator = _fitted(MULTILABEL[kind]())
     model = inferwatch.instrument(estimator, name="tags", version="1", registry=scraper.registry)
     single = np.concatenate([model.predict(X[i:i + 1]) for i in range(4)])
@@ -310,3 +315,27 @@ def test_pipeline_scores_of_another_scale_stay_values(scraper):
     assert scraper.value("inferwatch_prediction", model="tags", output="insult",
                          quantile="0.5") == pytest.approx(-1.25, rel=0.01)
     assert not scraper.total("inferwatch_invalid_predictions_total")
+
+
+def test_a_chain_fit_on_float_labels_counts_classes_and_scores_stay_values(scraper):
+    """A chain fit on a float indicator matrix names its classes 0.0 / 1.0: still classes.
+    A multi-output regressor's 0.0 / 1.0 (no ``classes_``) stays values, and a column of a
+    chain's output that is not one of its classes is values too."""
+    chain = inferwatch.instrument(_fitted(ClassifierChain(LogisticRegression()),
+                                          Y.astype(float)),
+                                  name="chain", version="1", registry=scraper.registry)
+    predicted = chain.predict(X[:30])
+    assert predicted.dtype.kind == "f"
+    counts = {dict(labels)["class"]: value for labels, value in
+              _nonzero(scraper, "inferwatch_predicted_class_total").items()}
+    assert sum(counts.values()) == 30 * LABELS
+    assert counts["0:1"] == int(predicted[:, 0].sum())
+
+    def scores(x):
+        return np.column_stack([x[:, 0] > 0, np.full(len(x), 0.5)]).astype(float)
+
+    scorer = inferwatch.instrument(scores, name="scores", version="1",
+                                   registry=scraper.registry)
+    scorer(X[:20])
+    assert scraper.value("inferwatch_prediction_count", model="scores", output="0") == 20
+    assert not scraper.value("inferwatch_predicted_class_total", model="scores")

@@ -187,9 +187,11 @@ def normalize(
     elif array.ndim == 2 and array.shape[1] > 1:
         # Several outputs per row: one output (or class column) per column.
         prediction.rows = array.shape[0]
+        per_output = _per_output(class_names, array.shape[1])
         for j in range(array.shape[1]):
-            _add_output(prediction, str(j), array[:, j], task, known_classes, count_rows=False,
-                        prefix=f"{j}:")
+            if not _whole_output_labels(prediction, array[:, j], task, per_output[j], f"{j}:"):
+                _add_output(prediction, str(j), array[:, j], task, known_classes,
+                            count_rows=False, prefix=f"{j}:")
     elif not _whole_class_labels(prediction, array, task, class_names):
         _add_output(prediction, DEFAULT_OUTPUT, array, task, known_classes)
     prediction.rows += missing  # a pd.NA row is a row the model returned
@@ -326,6 +328,35 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         prediction.class_outputs += 1
     if labels is not None and labels.size:
         prediction.add_classes(labels)
+
+
+def _whole_output_labels(prediction: Prediction, column: np.ndarray, task: str,
+                         classes: Sequence[object] | None, prefix: str) -> bool:
+    """Whether one float column of a multi-output classifier's ``predict`` (scikit-learn's
+    ``ClassifierChain`` returns 0.0 / 1.0 per label), whose own classes are whole numbers,
+    was recorded as that output's class labels (``"0:1"``, as ``MultiOutputClassifier``'s
+    integer labels are). Only when every value is one of its classes (task not regression):
+    a column of scores stays values.
+
+    >>> prediction = Prediction()
+    >>> _whole_output_labels(prediction, np.array([1.0, 0.0]), "auto", [0, 1], "0:")
+    True
+    >>> _whole_output_labels(prediction, np.array([0.5]), "auto", [0, 1], "1:")
+    False
+    """
+    if task == "regression" or column.dtype.kind != "f":
+        return False
+    whole = whole_number_classes(classes)
+    if whole is None:
+        return False
+    values = column.astype(np.float64, copy=False)
+    if not class_members(values, whole).all():
+        return False
+    prediction.class_like = True
+    prediction.class_outputs += 1
+    if values.size:
+        prediction.add_classes(prefixed(values.astype(np.int64), prefix))
+    return True
 
 
 def _whole_class_labels(prediction: Prediction, array: np.ndarray, task: str,
