@@ -442,3 +442,14 @@ def test_the_web_app_examples_run_as_written(path, marker):
     scope: dict = {"__name__": "docs_example"}
     exec(compile(_block(ROOT / path, marker), path, "exec"), scope)
     assert scope["app"] is not None
+
+
+def test_the_process_wide_series_the_readme_names_are_those_without_model_labels():
+    """The README names the in-process series that carry no model labels: a query summing
+    them by model finds nothing, so the list must be the catalogue's, no more and no less."""
+    sentence = README.split("The process-wide series carry", 1)[1].split("Base units", 1)[0]
+    named = set(re.findall(r"`(inferwatch_[a-z_]+)`", sentence))
+    process_wide = {name for name, spec in CATALOGUE.items()
+                    if not spec.per_model and name in METRIC_ROWS
+                    and README.index(f"| `{name}` |") < README.index("### Standalone exporter")}
+    assert len(named) >= 5 and named == process_wide

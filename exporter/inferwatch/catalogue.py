@@ -68,7 +68,8 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                "Unix time in seconds when this model version was trained."),
     MetricSpec("inferwatch_model_objective", "gauge",
                "An objective the model declares in code (instrument(objectives=...)), by the "
-               "config key it stands for; the generated rules prefer it over the config.",
+               "config key it stands for; with objectives.from_code the generated rules prefer it "
+               "over the config.",
                ("objective",)),
     MetricSpec("inferwatch_reference_validation", "gauge",
                "The model's score on its validation data, from its reference profile: "
