@@ -232,3 +232,25 @@ def test_gpu_memory_panels_tell_mig_devices_apart(tmp_path: Path) -> None:
             "compute_instance": c, "device": f"0/{g}/{c}"}, 10) for g, c in mig)])])
     ratio = _panel(DEFAULT, RESOURCES, "GPU memory used")["targets"][0]
     assert "{{device}}" in ratio["legendFormat"]
+
+
+def test_accuracy_by_version_draws_a_version_that_is_never_right(tmp_path: Path) -> None:
+    """A canary wrong on every outcome has no `result="correct"` series: a plain ratio drew
+    no line at all for the very case the panel is for. It is drawn at 0."""
+    panel = _panel(DEFAULT, SHADOW, f"Accuracy by version ({DEFAULT.accuracy.window})")
+    drawn = panel["targets"][0]["expr"]
+    series = [
+        _series("inferwatch_model_info", "fraud", "1", "1x60"),
+        _series("inferwatch_model_info", "fraud", "2", "1x60"),
+        _series("inferwatch_outcomes_total", "fraud", "1", "0+2x60", result="correct"),
+        _series("inferwatch_outcomes_total", "fraud", "1", "0+2x60", result="incorrect"),
+        _series("inferwatch_outcomes_total", "fraud", "2", "0+2x60", result="incorrect"),
+    ]
+    _promtool_test(DEFAULT, [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [{
+            "expr": _selected(drawn.replace("$__rate_interval", "5m")), "eval_time": "59m",
+            "exp_samples": [
+                {"labels": _labels(model="fraud", model_version="1"), "value": 0.5},
+                {"labels": _labels(model="fraud", model_version="2"), "value": 0}]}]}],
+        tmp_path)

@@ -114,11 +114,10 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
             "Features with fewer values in a replica's drift window than the drift alerts "
             "need are left out, as InferwatchFeatureDrift leaves them out.",
             limit=cfg.drift.feature_threshold)),
-        Cell(timeseries(f"Accuracy by version ({cfg.accuracy.window})", [target(
-            f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_outcomes_total"
-            f"{correct_every_version}"
-            f"[{cfg.accuracy.window}])) / sum by ({q.MODEL_LABELS}) (rate("
-            f"inferwatch_outcomes_total{every_version}[{cfg.accuracy.window}]))", MV)],
+        Cell(timeseries(f"Accuracy by version ({cfg.accuracy.window})", [target(q.share(
+            f"sum by ({q.MODEL_LABELS})",
+            f"rate(inferwatch_outcomes_total{correct_every_version}[{cfg.accuracy.window}])",
+            f"rate(inferwatch_outcomes_total{every_version}[{cfg.accuracy.window}])"), MV)],
             "percentunit", "Each version on its own outcomes (a canary's and the "
             "champion's requests differ; shared outcomes are below).", max_value=1)),
     ]

@@ -64,6 +64,26 @@ def percent(ratio: float) -> str:
     return format((Decimal(repr(float(ratio))) * 100).normalize(), "f")
 
 
+def share(by: str, part: str, whole: str) -> str:
+    """`part` over `whole`, both summed `by`; 0 where `whole` counts but `part` has no series.
+
+    A counter's label value is exported once first counted: a model never right has no
+    `result="correct"` series, and a plain ratio would be missing, not 0, so the alerts and
+    panels for the worst case of all could never fire or draw.
+
+    >>> print(share("sum by (model)", "rate(a[1h])", "rate(b[1h])"))
+    (
+      sum by (model) (rate(a[1h]))
+      or
+      0 * sum by (model) (rate(b[1h]))
+    )
+    /
+    sum by (model) (rate(b[1h]))
+    """
+    return (f"(\n  {by} ({part})\n  or\n  0 * {by} ({whole})\n)\n"
+            f"/\n{by} ({whole})")
+
+
 def model_sel(cfg: Config, *extra: str) -> str:
     """Selector of model-service series."""
     return selector(cfg.selectors.model, *extra)
