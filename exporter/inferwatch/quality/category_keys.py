@@ -50,10 +50,51 @@ def category_keys(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if kind in "iub":
         return np.array([str(v) for v in col.tolist()], dtype=object), \
             np.ones(len(col), dtype=bool)
-    present = np.fromiter((not is_missing(v) for v in col), dtype=bool, count=len(col))
-    keys = np.array(["" if not ok else category_key(v) for v, ok in zip(col, present)],
-                    dtype=object)
+    # An object column's tolist() hands back its own values; any other (datetime64) would
+    # turn them into Python numbers or datetimes, so its numpy scalars are kept.
+    found = _object_keys(col.tolist() if col.dtype.kind == "O" else list(col))
+    present = np.fromiter((key is not None for key in found), dtype=bool, count=len(found))
+    keys = np.array(["" if key is None else key for key in found], dtype=object)
     return keys, present
+
+
+def _object_keys(values: list) -> list[str | None]:
+    """The key of each value (None where missing), converted once per distinct value: a
+    training column of a million rows holds a few hundred categories. Values are told apart
+    by type as well (``1``, ``1.0`` and ``True`` are equal in a dict but are the categories
+    ``1``, ``1`` and ``True``); one that cannot be hashed is converted on its own.
+
+    >>> _object_keys(["a", None, True, 1, float("nan"), "a"])
+    ['a', None, 'True', '1', None, 'a']
+    """
+    by_type: dict[type, dict[Any, str | None]] = {}
+
+    def key_of(value: Any) -> str | None:
+        kind = value.__class__
+        known = by_type.get(kind)
+        if known is None:
+            if not _keyed_by_value(kind):
+                return _key(value)
+            known = by_type[kind] = {}
+        try:
+            return known[value]
+        except KeyError:
+            found = known[value] = _key(value)
+            return found
+
+    return [key_of(value) for value in values]
+
+
+def _keyed_by_value(kind: type) -> bool:
+    """Whether equal values of type `kind` always have one key: text, numbers and bytes.
+    Not so for a Decimal (``1.0`` and ``1`` are equal, their text is not), and nothing is
+    assumed of other types, which are converted value by value."""
+    return kind in (str, int, float, bool, bytes) or issubclass(
+        kind, (np.str_, np.bytes_, np.number, np.bool_))
+
+
+def _key(value: Any) -> str | None:
+    return None if is_missing(value) else category_key(value)
 
 
 def category_key(value: Any) -> str:

@@ -8,6 +8,7 @@ Apart from :mod:`inferwatch.quality.reference`, which reads the data into column
 
 from __future__ import annotations
 
+import collections
 import datetime
 import decimal
 import math
@@ -97,8 +98,17 @@ def first_nested(col: np.ndarray) -> int | None:
     """
     if len(col) == 0:
         return None
+    if all(_never_nested(kind) for kind in set(map(type, col.tolist()))):
+        return None  # one look at each type, not a call per row
     nested = np.flatnonzero(_NESTED(col).astype(bool))
     return int(nested[0]) if len(nested) else None
+
+
+def _never_nested(kind: type) -> bool:
+    """Whether no value of type `kind` is nested: text, numbers, None and numpy scalars
+    (always 0-d, where a numpy array's type says nothing of its dimensions)."""
+    return kind in (str, int, float, bool, bytes, type(None), decimal.Decimal) or \
+        issubclass(kind, np.generic)
 
 
 def _is_nested(value: Any) -> bool:
@@ -116,7 +126,8 @@ _TIMES = (datetime.date, datetime.time, datetime.timedelta, np.datetime64, np.ti
 
 def _refuse_times(name: str, col: np.ndarray) -> None:
     if col.dtype.kind in "mM" or (
-            col.dtype.kind == "O" and any(isinstance(v, _TIMES) for v in col)):
+            col.dtype.kind == "O" and any(issubclass(kind, _TIMES)
+                                          for kind in set(map(type, col.tolist())))):
         raise ReferenceError(
             f"feature {name!r}: holds dates or times ({col.dtype}); convert it to the number"
             " the model uses (epoch seconds, hour of day, age in days), leave it out, or"
@@ -238,8 +249,12 @@ def _profile_categorical(name: str, col: np.ndarray, max_categories: int) -> Pro
     n = len(col)
     n_present = int(present.sum())
     missing_rate = (n - n_present) / n if n else 0.0
-    uniques, counts = np.unique(keys[present], return_counts=True)
-    if OTHER in uniques:
+    # Counted by hashing, not np.unique's sort of a million strings: the sorted distinct
+    # keys are few.
+    tally = collections.Counter(keys[present].tolist())
+    uniques = np.array(sorted(tally), dtype=object)
+    counts = np.array([tally[key] for key in uniques.tolist()], dtype=np.int64)
+    if OTHER in tally:
         # Folded into the overflow bin (a category list holds that name once), the value
         # would count as an unseen category on every live row, though training held it.
         raise ReferenceError(
