@@ -44,6 +44,9 @@ MIN_MAX_BYTES = 256 * 1024
 QUERY_PAGE_ROWS = 256
 # Room kept for the shared-memory WAL index (32 KiB per ~4,000 log frames).
 _SHM_ALLOWANCE = 64 * 1024
+# Waits between tries for the checkpoint lock another connection holds (for milliseconds).
+_CHECKPOINT_RETRY_SECONDS = (0.001, 0.002, 0.005, 0.01, 0.02)
+_READER_PINS_WAL = "a reader holds an old snapshot of the database"
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS events (
@@ -92,8 +95,8 @@ class SqliteSink:
         self._file_id: tuple[int, int] | None = None
 
     def _insert(self, conn: sqlite3.Connection, chunk: list[Record]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            self._begin_with_room(conn)
             conn.executemany(_INSERT, [(r.ts, r.model, r.model_version, r.request_id,
                                         r.trace_id, r.error, r.line.decode("utf-8"))
                                        for r in chunk])
@@ -112,7 +115,6 @@ class SqliteSink:
                 self.close()
             conn = _when_unlocked(self._connect)
             for chunk in _chunks(records, self.chunk_bytes):
-                self._make_room(conn)
                 _when_unlocked(self._insert, conn, chunk)
                 written += len(chunk)
             self._checkpoint(conn, wait=False)
@@ -218,28 +220,68 @@ class SqliteSink:
         except FileNotFoundError:
             return 0
 
-    def _checkpoint(self, conn: sqlite3.Connection, *, wait: bool) -> bool:
-        """Empty the write-ahead log once it passes its cap; False when readers kept it.
+    def _checkpoint(self, conn: sqlite3.Connection, *, wait: bool) -> str | None:
+        """Empty the write-ahead log once it passes its cap; why not, when it stays over.
 
         Passive automatic checkpoints never shrink the file; a TRUNCATE one does, unless a
         reader still holds old pages. Without `wait` it gives up at once: after a commit the
         batch is stored, and a reader or another process's checkpoint is left to the next
-        batch, which waits (see _make_room). Another process checkpointing is no failure.
+        batch, which waits (see _make_room).
+
+        Only one connection checkpoints at a time, and SQLite refuses the checkpoint lock at
+        once, without its busy handler, to a connection that asks while another holds it
+        (``busy`` with no frame counts): with several writers that is every other commit's
+        automatic checkpoint. That is no failure: its checkpoint ends in milliseconds, or
+        within the busy timeout where a reader keeps it waiting, and this one is tried
+        again until then.
         """
         if self._wal_size() <= self.wal_bytes:
-            return True
+            return None
         if not wait:
             conn.execute("PRAGMA busy_timeout = 0")
         try:
-            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-            return True
+            return self._truncate_wal(conn, wait=wait)
         finally:
             if not wait:
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        return not busy
+
+    def _truncate_wal(self, conn: sqlite3.Connection, *, wait: bool) -> str | None:
+        # Another process's checkpoint may itself wait out a busy timeout on a reader: wait
+        # longer than that, so that this one can then find the reader and say so.
+        deadline = time.monotonic() + 2 * BUSY_TIMEOUT_MS / 1000
+        for attempt in itertools.count():
+            try:
+                busy, log_frames, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                return None
+            if not busy:
+                return None
+            if log_frames >= 0:  # it ran, and waited the busy timeout for the log's readers
+                return _READER_PINS_WAL
+            if not wait or self._wal_size() <= self.wal_bytes:
+                return None  # the other checkpoint emptied the log, or the next batch waits
+            if time.monotonic() > deadline:
+                return (f"another connection's checkpoint held it for over "
+                        f"{2 * BUSY_TIMEOUT_MS / 1000:g} s")
+            time.sleep(_CHECKPOINT_RETRY_SECONDS[min(attempt, len(_CHECKPOINT_RETRY_SECONDS) - 1)])
+        raise AssertionError("unreachable")
+
+    def _begin_with_room(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE`` with the write-ahead log under its cap.
+
+        The size is read under the write lock: between a look before it and the lock, every
+        other process writing the database may have added a transaction of its own. Past
+        the wait for locks, a transaction goes ahead over the cap rather than be lost.
+        """
+        deadline = time.monotonic() + LOCKED_WAIT_SECONDS
+        while True:
+            self._make_room(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            if self._wal_size() <= self.wal_bytes or time.monotonic() > deadline:
+                return
+            conn.execute("ROLLBACK")
 
     def _make_room(self, conn: sqlite3.Connection) -> None:
         """Refuse a transaction the write-ahead log has no room for.
@@ -249,9 +291,9 @@ class SqliteSink:
         limit. The batch fails instead and is counted, and writing resumes once the reader
         lets go.
         """
-        if not self._checkpoint(conn, wait=True) and self._wal_size() > self.wal_bytes:
-            raise OSError(f"{self.path}-wal is full: a reader holds an old snapshot of the "
-                          "database, so the write-ahead log cannot be checkpointed")
+        why = self._checkpoint(conn, wait=True)
+        if why is not None and self._wal_size() > self.wal_bytes:
+            raise OSError(f"{self.path}-wal is full and cannot be checkpointed: {why}")
 
 
 def _add_missing_columns(conn: sqlite3.Connection, path: Path) -> None:
