@@ -98,12 +98,15 @@ def test_the_drift_defaults_agree_with_the_quality_package():
                        st.one_of(st.floats(allow_nan=True), st.integers(-5, 5), st.booleans(),
                                  st.text(max_size=3)), max_size=4))
 def test_objectives_are_accepted_under_their_config_keys_or_refused_by_name(given_objectives):
-    from inferwatch.catalogue import OBJECTIVE_ALIASES, OBJECTIVE_KEYS
+    from inferwatch.catalogue import OBJECTIVE_ALIASES, OBJECTIVE_CHECKS, OBJECTIVE_KEYS
 
     names = [OBJECTIVE_ALIASES.get(k, k) for k in given_objectives]
+    # Each value held to its key's check in the generator config (the keys sampled here take
+    # any real number, whole or not).
     valid = all(name in OBJECTIVE_KEYS for name in names) and len(set(names)) == len(names) \
-        and all(not isinstance(v, (bool, str)) and v == v and abs(v) != float("inf") and v >= 0
-                for v in given_objectives.values())
+        and all(not isinstance(v, (bool, str)) and v == v and abs(v) != float("inf")
+                and OBJECTIVE_CHECKS[name](v) is None
+                for name, v in zip(names, given_objectives.values(), strict=True))
     if valid:
         objectives = Settings(objectives=given_objectives).objectives
         assert dict(objectives) == {OBJECTIVE_ALIASES.get(k, k): float(v)

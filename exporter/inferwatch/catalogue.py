@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
+from inferwatch.number_ranges import non_negative, open_ratio, positive, ratio
+
 MODEL_LABELS = ("model", "model_version")
 OTHER = "__other__"
 MAX_LABEL_VALUE_LENGTH = 128
@@ -46,13 +48,20 @@ def _specs(*specs: MetricSpec) -> dict[str, MetricSpec]:
 _E = "exporter"
 
 # Objectives a model may declare in code (instrument(objectives=...)), by the config key the
-# generated rules judge it with; the short names are what a model owner would type.
-OBJECTIVE_KEYS = (
-    "slo.availability", "latency.p99_seconds", "predictions.invalid_ratio",
-    "predictions.max_versions", "predictions.max_model_age", "data_quality.missing_ratio",
-    "data_quality.out_of_range_ratio", "drift.feature_threshold", "drift.prediction_threshold",
-    "drift.min_observations", "accuracy.min_ratio", "accuracy.min_outcomes", "accuracy.max_drop",
-)
+# generated rules judge it with, and the check of that key in the config (the schema's field
+# names the same function; predictions.max_model_age, a duration there, is seconds in code).
+OBJECTIVE_CHECKS = {
+    "slo.availability": open_ratio, "latency.p99_seconds": positive,
+    "predictions.invalid_ratio": ratio, "predictions.max_versions": positive,
+    "predictions.max_model_age": positive, "data_quality.missing_ratio": ratio,
+    "data_quality.out_of_range_ratio": ratio, "drift.feature_threshold": non_negative,
+    "drift.prediction_threshold": non_negative, "drift.min_observations": positive,
+    "accuracy.min_ratio": ratio, "accuracy.min_outcomes": positive, "accuracy.max_drop": ratio,
+}
+OBJECTIVE_KEYS = tuple(OBJECTIVE_CHECKS)
+# Counts, integers in the config: a fraction of a version or of an observation means nothing.
+WHOLE_NUMBER_OBJECTIVES = frozenset({"predictions.max_versions", "drift.min_observations",
+                                     "accuracy.min_outcomes"})
 OBJECTIVE_ALIASES = {"availability": "slo.availability", "latency_p99": "latency.p99_seconds",
                      "accuracy": "accuracy.min_ratio"}
 

@@ -21,16 +21,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inferwatch.catalogue import OBJECTIVE_ALIASES, OBJECTIVE_KEYS
+from inferwatch.catalogue import (
+    OBJECTIVE_ALIASES,
+    OBJECTIVE_CHECKS,
+    OBJECTIVE_KEYS,
+    WHOLE_NUMBER_OBJECTIVES,
+)
 from inferwatch.core.outcomes import DEFAULT_MAX_BYTES as DEFAULT_OUTCOME_CACHE_BYTES
 from inferwatch.core.rolling_sketch import MAX_AGE_BUCKETS, MIN_BUCKET_SECONDS
 from inferwatch.core.state import SummarySettings
+from inferwatch.number_ranges import open_ratio, ratio
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 # Twelve series per output: quantiles come from the summary, so this histogram only needs
-# to be coarse enough to aggregate across replicas (a reference profile sets its own edges).
+# to be coarse enough to aggregate across replicas. Fine near 0 and 1, for probabilities and
+# scores; an output its reference profiles on another scale gets bounds fitted to that scale
+# (quality.tracker.scale_buckets) unless value_buckets is given.
 VALUE_BUCKETS = (-1.0, 0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 10.0, 100.0, 1000.0)
 OUTCOME_ERROR_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 100.0,
                          1000.0)
@@ -53,6 +61,8 @@ DRIFT_AGE_BUCKETS = 6
 _BUCKET_FIELDS = ("latency_buckets", "batch_buckets", "value_buckets", "outcome_error_buckets",
                   "outcome_delay_buckets", "stream_item_buckets", "stream_interval_buckets",
                   "text_length_buckets", "tokens_per_second_buckets")
+# Bucket options whose default (None) is chosen per series when it is first recorded.
+_DEFAULTED_BUCKET_FIELDS = ("value_buckets",)
 _TUPLE_FIELDS = ("quantiles", *_BUCKET_FIELDS, "classes")
 # Whole-number options: a fraction (age_buckets=2.5, max_pending=10.5) would be accepted by
 # the range checks and only fail later, in the drain, losing what it should have recorded.
@@ -119,7 +129,9 @@ class Settings:
     relative_accuracy: float = 0.01
     latency_buckets: tuple[float, ...] = LATENCY_BUCKETS
     batch_buckets: tuple[float, ...] = BATCH_BUCKETS
-    value_buckets: tuple[float, ...] = VALUE_BUCKETS
+    # None: VALUE_BUCKETS, or bounds fitted to the scale of an output the reference profiles
+    # outside 0..1. Given, they are used as they are, with a reference or without.
+    value_buckets: tuple[float, ...] | None = None
     output_range: tuple[float, float] | None = None
     task: str = "auto"
     # The class labels a model may predict, besides its ``classes_``: only these strings
@@ -221,6 +233,8 @@ class Settings:
                 f"outcome_ttl_seconds must be positive, got {self.outcome_ttl_seconds!r}")
         for name in _BUCKET_FIELDS:
             bounds = getattr(self, name)
+            if bounds is None and name in _DEFAULTED_BUCKET_FIELDS:
+                continue
             if not bounds or list(bounds) != sorted(set(bounds)):
                 problems.append(f"{name} must be a non-empty increasing sequence")
         if self.output_range is not None and not self.output_range[0] <= self.output_range[1]:
@@ -301,6 +315,8 @@ class Settings:
                             f"got {self.quantiles!r}")
         for name in _BUCKET_FIELDS:
             bounds = getattr(self, name)
+            if bounds is None and name in _DEFAULTED_BUCKET_FIELDS:
+                continue
             if _real_tuple(bounds) and bounds and bounds[-1] == math.inf:
                 # prometheus_client's bucket lists end in +Inf; the +Inf bucket is always
                 # written, and a second one would make the exposition invalid.
@@ -357,24 +373,50 @@ def _window_problems(window: str, seconds: float, buckets: str, count: int,
 def _objectives(given: object) -> tuple[FrozenLabels, str | None]:
     """Objectives under their config keys, and what is wrong with them (None if nothing).
 
+    Each value is held to its key's check in the generator config (catalogue.OBJECTIVE_CHECKS),
+    so that a value the config refuses, which the generated rules would compare with as it
+    is (an availability of 99.95 pages every model), is refused here too.
+
     >>> _objectives({"latency_p99": 0.05, "accuracy.min_outcomes": 50})[0]
     FrozenLabels({'latency.p99_seconds': 0.05, 'accuracy.min_outcomes': 50.0})
     >>> _objectives({"p99": 1})[1]
     "objectives: unknown key 'p99' (expected availability, latency_p99, accuracy or one of ..."
+    >>> _objectives({"availability": 99.95})[1]
+    'objectives: availability (slo.availability) must be between 0 and 1 (both excluded), \
+got 99.95 (a percentage? write it as a ratio: 0.9995)'
     """
     if not isinstance(given, Mapping):
         return FrozenLabels(), f"objectives must be a mapping, got {type(given).__name__}"
     found: dict[str, float] = {}
     for key, value in given.items():
         name = OBJECTIVE_ALIASES.get(key, key)
-        if name not in OBJECTIVE_KEYS:
+        if name not in OBJECTIVE_CHECKS:
             return FrozenLabels(), (
                 f"objectives: unknown key {key!r} (expected {', '.join(OBJECTIVE_ALIASES)} "
                 f"or one of {', '.join(OBJECTIVE_KEYS)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                not math.isfinite(value) or value < 0:
-            return FrozenLabels(), f"objectives: {key} must be a number >= 0, got {value!r}"
+        problem = _objective_problem(name, value)
+        if problem:
+            shown = key if key == name else f"{key} ({name})"
+            return FrozenLabels(), f"objectives: {shown} {problem}"
         if name in found:
             return FrozenLabels(), f"objectives: {name} is given twice"
-        found[name] = float(value)
+        found[name] = float(value)  # type: ignore[arg-type]
     return FrozenLabels(found), None
+
+
+def _objective_problem(name: str, value: object) -> str | None:
+    """What is wrong with `value` for the objective `name`, as the config would say it."""
+    whole = name in WHOLE_NUMBER_OBJECTIVES
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, numbers.Integral if whole else numbers.Real):
+        return f"must be {'a whole number' if whole else 'a number'}, got {value!r}"
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return "must be a finite number, got an integer too large for one"
+    if not math.isfinite(number):
+        return f"must be a finite number, got {value!r}"
+    problem = OBJECTIVE_CHECKS[name](value)
+    if problem and OBJECTIVE_CHECKS[name] in (ratio, open_ratio) and 1 < number <= 100:
+        problem += f" (a percentage? write it as a ratio: {number / 100:g})"
+    return problem

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.prediction_classes import (
     NO_CLASSES,
     SMALL_INTEGER_LIMIT,
@@ -459,6 +460,14 @@ class PredictionBatch(StackedResults):
         for reason, count in prediction.invalid.items():
             self._invalid(reason, count)
 
+    def _value_bounds(self, output: str) -> tuple[float, ...]:
+        """The prediction histogram's bounds: those instrument(value_buckets=...) names, else
+        ones fitted to the scale the reference profiles the output on, else the defaults."""
+        if self.settings.value_buckets is not None:
+            return self.settings.value_buckets
+        fitted = self.features.value_buckets(output) if self.features is not None else None
+        return fitted or VALUE_BUCKETS
+
     def _invalid(self, reason: str, count: int) -> None:
         if count:
             self.invalid[reason] = self.invalid.get(reason, 0) + count
@@ -494,10 +503,8 @@ class PredictionBatch(StackedResults):
             values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
             state.summary("inferwatch_prediction", (output,),
                           probabilities=output in probabilities).observe(values, now)
-            tracker = self.features
-            bounds = (tracker.value_buckets(output) if tracker is not None else None) or \
-                settings.value_buckets
-            state.histogram("inferwatch_prediction_value", (output,), bounds).observe(values)
+            state.histogram("inferwatch_prediction_value", (output,),
+                            self._value_bounds(output)).observe(values)
             if settings.output_range is not None:
                 self._invalid("out_of_range", int(((values < low) | (values > high)).sum()))
         if has_classes:

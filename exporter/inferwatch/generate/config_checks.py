@@ -17,6 +17,13 @@ from typing import Any
 
 from inferwatch.generate.re2 import Unsupported, python_regex
 
+# The range checks of numbers are shared with the objectives declared in code, which are
+# held to the same ones (re-exported: the schema names them from here).
+from inferwatch.number_ranges import non_negative as non_negative
+from inferwatch.number_ranges import open_ratio as open_ratio
+from inferwatch.number_ranges import positive as positive
+from inferwatch.number_ranges import ratio as ratio
+
 # ASCII digits only: Python's \d also takes fullwidth or Arabic-Indic digits, which int()
 # reads but PromQL refuses, so every rule file holding the window would fail to load.
 _DURATION = re.compile(r"(?:[0-9]+(?:ms|s|m|h|d|w|y))+")
@@ -116,22 +123,6 @@ def _nanoseconds(value: str) -> int:
     if any(len(count.lstrip("0")) > 19 for count, _ in parts):
         return _MAX_NANOSECONDS + 1  # beyond any duration, and beyond what int() may parse
     return sum(int(count) * _UNIT_NANOSECONDS[unit] for count, unit in parts)
-
-
-def ratio(value: Any) -> str | None:
-    return None if 0 <= value <= 1 else f"must be between 0 and 1, got {value!r}"
-
-
-def open_ratio(value: Any) -> str | None:
-    return None if 0 < value < 1 else f"must be between 0 and 1 (both excluded), got {value!r}"
-
-
-def non_negative(value: Any) -> str | None:
-    return None if value >= 0 else f"must be zero or more, got {value!r}"
-
-
-def positive(value: Any) -> str | None:
-    return None if value > 0 else f"must be more than zero, got {value!r}"
 
 
 def one_of(*choices: str) -> Callable[[Any], str | None]:

@@ -354,6 +354,7 @@ class FeatureTracker:
         labels = self.drift.labels()[0]
         # Per reference column: what the quality counters use as the `feature` label.
         self.feature_labels = [labels[name] or OTHER for name in reference.feature_names]
+        self._value_buckets: dict[str, tuple[float, ...] | None] = {}
 
     def renew_locks(self) -> None:
         """New locks for the drift windows in a forked child."""
@@ -384,12 +385,58 @@ class FeatureTracker:
             [counts[name] for name in self.reference.output_names], rows, now=now))
 
     def value_buckets(self, output: str) -> tuple[float, ...] | None:
-        """Histogram bounds for a prediction output: the reference's bin edges, if numeric."""
+        """Default histogram bounds for a prediction output the reference profiles on a scale
+        other than 0..1 (:func:`scale_buckets`), or None: the settings' default then fits
+        (probabilities and scores), as it does an output the reference does not profile."""
+        try:
+            return self._value_buckets[output]
+        except KeyError:
+            pass
         profile = self.reference.outputs.get(output)
-        if profile is None or not profile.is_numeric:
-            return None
-        edges = sorted({float(e) for e in np.asarray(profile.edges).tolist() if math.isfinite(e)})
-        return tuple(edges) or None
+        bounds = None
+        if profile is not None and profile.is_numeric:
+            seen = [v for v in (profile.min, profile.max, *profile.edges)
+                    if v is not None and math.isfinite(v)]
+            if seen and not (min(seen) >= 0 and max(seen) <= 1):
+                bounds = scale_buckets(min(seen), max(seen))
+        if len(self._value_buckets) < len(self.reference.output_names) + 1:
+            self._value_buckets[output] = bounds  # outputs the reference names, and one more
+        return bounds
+
+
+# Bounds per decade of scale_buckets: the 1-2.5-5 steps of the default latency buckets.
+_SCALE_STEPS = ("1", "2.5", "5")
+
+
+def scale_buckets(low: float, high: float) -> tuple[float, ...] | None:
+    """Histogram bounds for values seen between `low` and `high`: three decades of 1-2.5-5
+    steps up to the first power of ten at or above the largest magnitude, one power of ten
+    beyond it (room for a shift), and mirrored below zero when `low` is negative.
+
+    They depend only on that power of ten and on the sign of `low`, not on the reference's
+    quantiles: a retrained version, or a worker whose reference was profiled on another
+    sample, keeps the same bounds, so its series still merge and sum across replicas and
+    versions (a quantile cut point of each reference would differ from version to version,
+    and collapse to two or three bounds for a confident classifier's probabilities).
+
+    >>> scale_buckets(37.1, 62.5)
+    (0.0, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+    >>> scale_buckets(-3.0, 0.5)[:4]
+    (-100.0, -50.0, -25.0, -10.0)
+    """
+    top = max(abs(low), abs(high))
+    if not 0 < top < math.inf:
+        return None
+    power = math.ceil(math.log10(top))
+    if not -300 < power < 300:  # beyond what a float holds as a bound
+        return None
+    # Decimal text, so that bounds read back as written in the le label (0.025, not
+    # 0.025000000000000001).
+    positive = (*(float(f"{step}e{exponent}") for exponent in range(power - 2, power + 1)
+                  for step in _SCALE_STEPS), float(f"1e{power + 1}"))
+    if low >= 0:
+        return (0.0, *positive)
+    return (*(-bound for bound in reversed(positive)), 0.0, *positive)
 
 
 def _count_refused(added: bool) -> None:
