@@ -31,7 +31,6 @@ import atexit
 import logging
 import numbers
 import os
-import random
 import sys
 import threading
 import time
@@ -55,6 +54,7 @@ from inferwatch.events.log_options import (
     too_small_message,
 )
 from inferwatch.events.redact import Redaction
+from inferwatch.events.sampling import Sampler
 from inferwatch.events.sinks import (
     Encoder,
     Record,
@@ -185,7 +185,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         encoder = Encoder(Redaction(redact, hash_fields, secret),
                           max_event_bytes=line_bytes, error_messages=bool(error_messages),
                           keep_unstructured=bool(keep_unstructured))
-        self.sample_rate = float(sample_rate)
+        self._sampler = Sampler(float(sample_rate))
         self.queue_size = queue_size
         # Read by the instrumented calls and request blocks: they keep a failure's message
         # only for a log that stores it.
@@ -197,11 +197,18 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                                            rotate_bytes=rotate_bytes)
         self._new_sink().close()  # configuration errors (a too small SQLite bound) show now
         self._closed = False
-        self._random = random.random
         self._start()
         with _registry_lock:
             _live.add(self)
             _every.add(self)
+
+    @property
+    def sample_rate(self) -> float:
+        return self._sampler.rate
+
+    @sample_rate.setter
+    def sample_rate(self, rate: float) -> None:
+        self._sampler = Sampler(float(rate))  # a rate changed at run time takes effect
 
     # --- the request path ------------------------------------------------------------------
 
@@ -209,12 +216,15 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         """Queue one prediction event; never blocks, never raises.
 
         Events whose ``"error"`` is set are always kept; others are kept with probability
-        `sample_rate`. ``None``, ``False``, zero and an empty string or collection are no
-        error (see :func:`~inferwatch.events.sinks.is_error`).
+        `sample_rate`, decided by their ``"request_id"`` when they have one, so that a
+        prediction and its outcome are kept or dropped together (see
+        :mod:`~inferwatch.events.sampling`). ``None``, ``False``, zero and an empty string
+        or collection are no error (see :func:`~inferwatch.events.sinks.is_error`).
         """
         try:
-            if self.sample_rate < 1.0 and not is_error(event.get("error")) and \
-                    self._random() >= self.sample_rate:
+            sampler = self._sampler
+            if sampler.rate < 1.0 and not is_error(event.get("error")) and \
+                    not sampler.keeps(event.get("request_id")):
                 return
             queue = self._queue
             if len(queue) < self.queue_size and not self._closed:

@@ -15,7 +15,9 @@ the size bound (bulky fields are replaced by ``{"truncated_bytes": n}`` and list
 from __future__ import annotations
 
 import datetime
+import decimal
 import enum
+import fractions
 import hashlib
 import json
 import math
@@ -44,6 +46,8 @@ MAX_REQUEST_ID_CHARS = 1024
 REQUEST_ID_DIGEST_PREFIX = "sha256:"
 # An error event is always kept, so its message must not push it past max_event_bytes.
 MAX_ERROR_MESSAGE_CHARS = 1024
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+_DAY_SECONDS = 86_400
 # What listing the first truncated field adds to an event's line, besides the name.
 _TRUNCATED_LIST_BYTES = b',"truncated":[]'
 
@@ -273,11 +277,17 @@ class Encoder:
 
 
 def _unix_seconds(ts: object) -> object:
-    """A datetime `ts` (Python, pandas or numpy) as Unix seconds; other values unchanged.
+    """A datetime or date `ts` (Python, pandas or numpy) or a `Decimal` or `Fraction` of
+    seconds as Unix seconds; other values unchanged.
 
     Cleaned, a datetime would be ISO text, which is no ``ts`` and would be replaced by the
     write time: a replayed or backfilled event would lose its time without a word. A naive
-    datetime is UTC, as ``inferwatch events --since`` reads one; NaT is no time (None).
+    datetime is UTC, as ``inferwatch events --since`` reads one; a date is its midnight UTC,
+    as ``record_outcome(at=)`` reads one; NaT is no time (None). A Decimal (a time read
+    from a database column) is a number of seconds, like a float.
+
+    >>> _unix_seconds(datetime.date(2024, 1, 1)), _unix_seconds(decimal.Decimal("1.5"))
+    (1704067200.0, 1.5)
     """
     if isinstance(ts, datetime.datetime):
         try:
@@ -285,6 +295,13 @@ def _unix_seconds(ts: object) -> object:
                 ts = ts.replace(tzinfo=datetime.timezone.utc)
             return ts.timestamp()
         except Exception:  # pandas.NaT, or the caller's own tzinfo failing
+            return None
+    if isinstance(ts, datetime.date):
+        return float((ts.toordinal() - _EPOCH_ORDINAL) * _DAY_SECONDS)
+    if isinstance(ts, (decimal.Decimal, fractions.Fraction)):
+        try:
+            return float(ts)  # NaN or past a float's range: the write time, as a float's
+        except (ArithmeticError, ValueError):  # a signalling NaN
             return None
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(ts, numpy.datetime64):
