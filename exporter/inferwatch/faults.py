@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TypeVar
 
 log = logging.getLogger("inferwatch")
@@ -110,4 +112,50 @@ def text_of(value: object, component: str) -> str | None:
         return str(value)
     except Exception as exc:
         record(component, exc)
+        return None
+
+
+def request_id_text(value: object, component: str) -> str | None:
+    """The text a request id is joined by: :func:`text_of`, with a whole-number float (a
+    pandas id column with a gap is float64) or Decimal (a NUMERIC column) as the integer it
+    is, so that ``record_outcome(101.0, ...)`` joins the prediction made for ``101``, as a
+    label ``1.0`` is class ``1``. A bool is no number here: ``True`` stays ``"True"``.
+
+    >>> [request_id_text(v, "example") for v in ("r-1", 101, 101.0, 1.5, True)]
+    ['r-1', '101', '101', '1.5', 'True']
+    """
+    if value.__class__ is str:  # the usual id, as cheap as it was
+        return value
+    if value.__class__ is not int and (isinstance(value, (float, Decimal)) or
+                                       _is_numpy_float(value)):
+        whole = _whole_number(value)
+        if whole is not None:
+            return str(whole)
+    return text_of(value, component)
+
+
+# The exponent of the largest float (1.8e308): a whole Decimal up to it is read as a float is.
+_MAX_WHOLE_DIGITS = 308
+
+
+def _is_numpy_float(value: object) -> bool:
+    """Whether `value` is a numpy float of another width than float64 (a float already).
+    Light entry points (the command line) load this module without numpy, and no id can be
+    a numpy float before numpy is loaded."""
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.floating)
+
+
+def _whole_number(value: float | Decimal) -> int | None:
+    """The integer a whole-number float or Decimal is; None for a fraction, NaN or an
+    infinity, and for a Decimal past a float's range, whose digits would cost without
+    bound (``Decimal("1e999999")``)."""
+    try:
+        if isinstance(value, Decimal):
+            whole = value.is_finite() and value.adjusted() <= _MAX_WHOLE_DIGITS and \
+                value == value.to_integral_value()
+        else:
+            whole = value.is_integer()  # type: ignore[union-attr]
+        return int(value) if whole else None
+    except Exception:  # a float subclass of the caller's whose methods raise
         return None

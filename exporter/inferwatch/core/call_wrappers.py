@@ -33,6 +33,7 @@ from inferwatch.core.call_input import (
     snapshot_input,
 )
 from inferwatch.core.call_paths import FAST, SLOW, WITH_INPUTS
+from inferwatch.core.call_values import cancellations
 from inferwatch.core.follower import UNFOLLOWED, Follower
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.pending_calls import array_from_bytes
@@ -132,7 +133,7 @@ class _CallRecorder:
         try:
             result = self.fn(*args)
         except BaseException as exc:
-            # Its exception reaches the request's block, which counts the failure.
+            # Counted by its class whether the app catches it or it ends the request.
             try:
                 self.join_open_request(time.perf_counter() - start, failed=exc,
                                        request=request)
@@ -146,7 +147,7 @@ class _CallRecorder:
                 return followed
         try:
             # join_open_request without its look-up: the request is known.
-            if not self._joined(request, duration, True, result):
+            if not self._joined(request, duration, result):
                 self.join_open_request(duration, result, request=request)
         except Exception as exc:
             faults.record("request", exc)
@@ -192,7 +193,7 @@ class _CallRecorder:
             call_id = kwargs.get("request_id") if self.takes_request_id else kwargs.pop(
                 "request_id", None)
             if call_id is not None:
-                _name_request(request, faults.text_of(call_id, "request_id"))
+                _name_request(request, faults.request_id_text(call_id, "request_id"))
             self.give_input(request, args, kwargs)
             return None
         request_id = None
@@ -207,7 +208,7 @@ class _CallRecorder:
             except Exception as exc:
                 faults.record("request_id", exc)
         if request_id is not None:
-            request_id = faults.text_of(request_id, "request_id")
+            request_id = faults.request_id_text(request_id, "request_id")
         if named:
             named_call_id.set((monitor, request_id))
         record = RequestRecord(0.0, request_id=request_id, started_at=time.time())
@@ -259,24 +260,32 @@ class _CallRecorder:
                           failed: BaseException | None = None,
                           request: Request | None = None) -> None:
         """Record the call as the open request's inference stage; a failed call has no
-        prediction (its exception reaches the request's ``with`` block, which counts it).
-        When the request closed while the model ran, it went to the drain without this
-        call: the call is then recorded as one of its own."""
+        prediction, and its class joins the request's model errors. When the request closed
+        while the model ran, it went to the drain without this call: the call is then
+        recorded as one of its own."""
         request = request or current_request_of(self.monitor)
-        if request is not None and self._joined(request, duration, failed is None, result):
+        if request is not None and self._joined(request, duration, result, failed):
             return
         self.monitor.call_started()
         own = RequestRecord(0.0, started_at=time.time() - duration)
         self.finish(own, duration, result, failed)
 
-    def _joined(self, request: Request, duration: float, succeeded: bool, result: Any) -> bool:
+    def _joined(self, request: Request, duration: float, result: Any,
+                failed: BaseException | None = None) -> bool:
         """Add the call to `request` if it is still open; False if it had ended. The check
         and the writes are one step under the lock a close takes to end a request: a close
         between them would hand the record to the drain first, and the call would be lost
         (or counted, by when the drain ran). Everything is made before the lock, which a
-        finaliser (a request's own close) may want: nothing allocated inside it."""
+        finaliser (a request's own close) may want: nothing allocated inside it.
+
+        A failed call's class joins the record's ``model_errors``, which the drain counts:
+        the app may catch the exception and answer all the same (a fallback), and the
+        request's outcome then says nothing of it. A cancellation is no failure."""
         stage = (INFERENCE_STAGE, duration)
+        succeeded = failed is None
         prediction = snapshot(result) if succeeded else None
+        failure = None if succeeded or isinstance(failed, cancellations()) else failed.__class__
+        fresh = None if failure is None else []
         with request_module._CLOSING:
             if not (request._open or request.is_open):
                 return False
@@ -287,6 +296,10 @@ class _CallRecorder:
             full = len(record.stages) >= request_module.MAX_STAGES
             if not full:
                 record.stages.append(stage)
+                if failure is not None:  # bounded with the stages
+                    if record.model_errors is None:
+                        record.model_errors = fresh
+                    record.model_errors.append(failure)
             if succeeded and not record.has_prediction:
                 record.prediction = prediction
                 record.has_prediction = True

@@ -6,13 +6,14 @@ model with a reference profile. Each is a function of the state it writes, calle
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.outcomes import joinable_labels
+from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels
 from inferwatch.core.predictions import DEFAULT_OUTPUT
 
 if TYPE_CHECKING:
@@ -84,14 +85,72 @@ def _predicted_labels(tracker: FeatureTracker, classes: list[np.ndarray]) -> np.
         return None
 
 
-def _joinable(prediction: object) -> tuple[str, ...] | None:
-    """The labels an outcome joins `prediction` by, or None (counted as a fault) for an
-    object that fails when read as an array: the other records of its drain still join."""
+def _join_row(prediction: object, row: tuple[tuple | None, tuple | None] | None,
+              probabilities: bool | None, task: str,
+              read_class_names: Callable[[], Sequence[object] | None]
+              ) -> tuple[tuple | None, tuple | None]:
+    """(classes, values) an outcome joins `prediction` by: the drain's own `row` of it,
+    or, where the drain kept no classes for it, the labels read off the result itself.
+    Labels no class was declared for are refused by the drain as metric labels, and a
+    pipeline's ``[{"label", "score"}]`` then leaves only its score, which an outcome's
+    label would be judged against as a regressor's value. Never raises: a result that
+    fails when read is counted as a fault, and the other records of its drain still join.
+    """
     try:
-        return joinable_labels(prediction)
+        if probabilities and isinstance(prediction, (list, tuple)):
+            # One matrix per output: the drain counts each output's class under its
+            # output's number ("0:1"), and keeps no row of them for several outputs.
+            classes = _top_classes_per_output(prediction, read_class_names)
+            if classes is not None:
+                return classes, None
+        if row is not None:
+            if row[0] is None and task != "regression":
+                labels = record_labels(prediction)
+                if labels is not None:
+                    return labels, None
+            return row
+        return joinable_labels(prediction), None
     except Exception as exc:
         faults.record("prediction", exc)
+        return row if row is not None else (None, None)
+
+
+def _top_classes_per_output(result: list | tuple,
+                            read_class_names: Callable[[], Sequence[object] | None]
+                            ) -> tuple | None:
+    """Each row's predicted class per output, from one probability matrix per output
+    (scikit-learn's ``MultiOutputClassifier.predict_proba``), kept as ``predict``'s
+    ``(n, k)`` labels are: a tuple of k labels per row (for one output, its label), each
+    named by its output's classes (`read_class_names`, read only for such a list), or by
+    its column number where they do not name its columns, as the drain names the class it
+    counts. None for anything else, or when a row holds no probabilities (NaN): which of
+    its rows the drain dropped is not known.
+
+    >>> proba = [np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([[0.3, 0.7], [0.6, 0.4]])]
+    >>> _top_classes_per_output(proba, lambda: [np.array(["no", "yes"]), None])
+    (('no', '1'), ('yes', '0'))
+    >>> _top_classes_per_output(proba[:1], lambda: None)
+    ('0', '1')
+    """
+    if not result or not all(getattr(part, "ndim", 0) == 2 for part in result):
         return None
+    matrices = [np.asarray(part) for part in result]
+    rows = matrices[0].shape[0]
+    if any(m.shape[0] != rows or m.shape[1] < 1 or m.dtype.kind != "f" or
+           not np.isfinite(m).all() for m in matrices):
+        return None
+    names = read_class_names()
+    # A list, not an array: outputs of different class counts are ragged.
+    if not isinstance(names, (list, tuple)) or len(names) != len(matrices):
+        names = [None] * len(matrices)
+    columns = []
+    for matrix, classes in zip(matrices, names):
+        width = matrix.shape[1]
+        labels = list(map(kept_label, classes)) if classes is not None and \
+            np.ndim(classes) == 1 and len(classes) == width else list(map(str, range(width)))
+        # The first column wins a tie, as the drain's predicted class does.
+        columns.append([labels[top] for top in matrix.argmax(axis=1).tolist()])
+    return tuple(columns[0]) if len(columns) == 1 else tuple(zip(*columns))
 
 
 def fold_streams(state: ModelState, s: Settings, streams: list[StreamRecord]) -> None:
@@ -163,11 +222,14 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
                         settings.latency_buckets).observe(np.asarray(times))
     for action, count in caps["inferwatch_actions_total"].fold_counts(actions).items():
         state.inc("inferwatch_actions_total", (action,), count)
+    # Read once a drain, and only for a result that needs its classes.
+    read_class_names = functools.cache(predictions.read_class_names)
     for probabilities, records in by_kind.items():
         if not records:
             continue
         rows = predictions.add_records([r.prediction for r in records], probabilities)
         outcomes.remember_many(
-            (record.request_id, *(row or (_joinable(record.prediction), None)),
+            (record.request_id, *_join_row(record.prediction, row, probabilities,
+                                           settings.task, read_class_names),
              record.started_at)
             for record, row in zip(records, rows) if record.request_id is not None)

@@ -306,8 +306,8 @@ class Monitor(MonitorDrain):
         """A per-request context: ``with mon.request(request_id="r-17") as r: ...``."""
         from inferwatch.core.request import Request
 
-        return Request(self, None if request_id is None else faults.text_of(request_id,
-                                                                            "request_id"))
+        return Request(self, None if request_id is None else faults.request_id_text(
+            request_id, "request_id"))
 
     def record_outcome(self, request_id: object, y_true: object, at: float | None = None) -> None:
         """Join delayed ground truth with the prediction made for `request_id`. Never raises.

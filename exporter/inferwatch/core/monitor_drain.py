@@ -215,13 +215,21 @@ class MonitorDrain:
                 ok += 1
         for record in requests:
             durations.append(record.duration)
+            model_errors = record.model_errors
+            if model_errors is not None:
+                # Its model calls that raised, caught by the app or not: each counts by its
+                # class, and they stand for the request's own failure below, which is then
+                # counted only as the request's outcome (never one failure twice).
+                for error_type in model_errors:
+                    key = error_type.__name__
+                    error_counts[key] = error_counts.get(key, 0) + 1
             if record.cancelled:
                 cancelled += 1
             elif record.error_type is None:
                 ok += 1
             elif issubclass(record.error_type, cancelled_types):
                 cancelled += 1
-            else:
+            elif model_errors is None:
                 key = record.error_type.__name__
                 error_counts[key] = error_counts.get(key, 0) + 1
             if record.stream is not None:  # counted just above, as its request
@@ -241,6 +249,7 @@ class MonitorDrain:
             state.inc("inferwatch_requests_total", ("cancelled",), cancelled)
         if n_errors:
             state.inc("inferwatch_requests_total", ("error",), n_errors)
+        if error_counts:  # a request that answered may have had a model call fail
             cap = self._caps["inferwatch_errors_total"]
             for key, count in cap.fold_counts(error_counts).items():
                 state.inc("inferwatch_errors_total", (key,), count)

@@ -23,9 +23,10 @@ absolute error per target, so its sum over its count is the mean absolute error 
 output. A missing target is skipped and counted as one ``missing_label``, the row's other
 targets are judged; a row of another width, or a dict of targets (outputs are joined by
 order, not by name), counts ``shape_mismatch``. A classifier of several outputs
-(scikit-learn's ``MultiOutputClassifier``: an ``(n, k)`` array of labels, or a dict of
-label columns) keeps each row as a tuple of its k labels the same way, and each label of
-an outcome row counts one ``inferwatch_outcomes_total{result}`` against its own output.
+(scikit-learn's ``MultiOutputClassifier``: an ``(n, k)`` array of labels, a dict of label
+columns, or from ``predict_proba`` a probability matrix per output, read as each output's
+top class) keeps each row as a tuple of its k labels the same way, and each label of an
+outcome row counts one ``inferwatch_outcomes_total{result}`` against its own output.
 
 >>> joiner = OutcomeJoiner()
 >>> joiner.remember("r-1", ("fraud",), None, at=100.0)
@@ -49,6 +50,8 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+
+from inferwatch.core.records import label_column
 
 DEFAULT_MAX_ENTRIES = 50_000
 DEFAULT_MAX_BYTES = 32 * 2**20
@@ -573,7 +576,12 @@ def joinable_labels(result: Any) -> tuple[str, ...] | None:
     (('spam', 'ham'), ('70001',))
     >>> joinable_labels(np.array([0.5])) is None
     True
+    >>> joinable_labels([{"label": "POSITIVE", "score": 0.97}])  # a pipeline's answer
+    ('POSITIVE',)
     """
+    labelled = record_labels(result)
+    if labelled is not None:
+        return labelled
     rows = [result] if isinstance(result, (str, bytes, int, np.generic)) else result
     try:
         if isinstance(rows, Mapping):  # named class outputs, joined in the order returned
@@ -595,7 +603,25 @@ def joinable_labels(result: Any) -> tuple[str, ...] | None:
     if not all(isinstance(label, (str, bytes, int)) and not isinstance(label, bool)
                for label in labels):
         return None
-    return tuple(_class_text(label)[:MAX_JOINED_LABEL_CHARS] for label in labels)
+    return tuple(map(kept_label, labels))
+
+
+_RECORD_LABELS = (str, bytes, int, np.integer, np.bool_, np.str_, np.bytes_)
+
+
+def record_labels(result: Any) -> tuple[str, ...] | None:
+    """The labels of a classifier's rows of dicts (``[{"label": ..., "score": ...}]``, a
+    Hugging Face pipeline's answer) or of one such dict, as text; None for anything else,
+    or for a row without a label. The score is the label's confidence, never a value an
+    outcome is judged against.
+
+    >>> record_labels({"label": "refund", "score": 0.6}), record_labels([{"score": 0.6}])
+    (('refund',), None)
+    """
+    column = label_column(result)
+    if column is None or not all(isinstance(label, _RECORD_LABELS) for label in column):
+        return None
+    return tuple(map(kept_label, column))
 
 
 def _label_rows(table: np.ndarray) -> tuple[tuple[str, ...], ...] | None:
@@ -615,8 +641,17 @@ def _label_rows(table: np.ndarray) -> tuple[tuple[str, ...], ...] | None:
     if table.dtype.kind == "O" and not all(isinstance(label, (str, bytes, int))
                                            for row in rows for label in row):
         return None
-    return tuple(tuple(_class_text(label)[:MAX_JOINED_LABEL_CHARS] for label in row)
-                 for row in rows)
+    return tuple(tuple(map(kept_label, row)) for row in rows)
+
+
+def kept_label(value: Any) -> str:
+    """A predicted label as a join keeps it: its text (:func:`_class_text`), cut to 256
+    characters.
+
+    >>> kept_label(np.int64(1)), len(kept_label("x" * 300))
+    ('1', 256)
+    """
+    return _class_text(value)[:MAX_JOINED_LABEL_CHARS]
 
 
 def _class_text(value: Any) -> str:

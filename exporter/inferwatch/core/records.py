@@ -124,3 +124,24 @@ def _is_scalar(value: object) -> bool:
     # a table of scalars, read by the general path as bad output rather than a fault.
     except Exception:
         return False
+
+
+def label_column(result: object) -> list | None:
+    """The ``"label"`` of each row of a classifier's rows of dicts (a Hugging Face pipeline's
+    ``[{"label": ..., "score": ...}]``), or of one such dict (a service's own answer); None
+    for anything else, told by a look at the first row.
+
+    >>> label_column([{"label": "POSITIVE", "score": 0.9}]), label_column({"label": 1})
+    (['POSITIVE'], [1])
+    >>> label_column([0.5]), label_column({"price": 1.0})
+    (None, None)
+    """
+    if isinstance(result, Mapping):
+        if "label" not in result:
+            return None
+        result = [result]
+    elif not isinstance(result, (list, tuple)) or not result or \
+            not isinstance(result[0], Mapping) or "label" not in result[0]:
+        return None
+    columns = records_as_columns(result)
+    return None if columns is None else columns["label"]

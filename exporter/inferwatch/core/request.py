@@ -243,7 +243,7 @@ class Request:
         # As mon.request() does: outcomes are joined by the id's text (record_outcome(17)
         # looks up "17"), so an int or UUID kept as it is would never be joined.
         if request_id is not None and request_id.__class__ is not str:
-            request_id = faults.text_of(request_id, "request_id")
+            request_id = faults.request_id_text(request_id, "request_id")
         self.record = RequestRecord(duration=0.0, request_id=request_id)
         self._open = False
         # Blocks entered again while open, each ended by its own exit; below zero, the

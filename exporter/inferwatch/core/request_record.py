@@ -36,6 +36,10 @@ class RequestRecord:
     stage_outputs: dict[str, object] | None = None
     action: str | None = None
     error_type: type | None = None
+    # The classes of the instrumented model calls that raised inside the request, caught by
+    # the app or not: each counts in the errors metric, and they stand for the request's own
+    # failure there (its outcome counts it), so that one failure is never counted twice.
+    model_errors: list[type] | None = None
     # Kept only for a log that stores messages (read when the call failed, not at the drain:
     # the exception and the frames it holds are not kept).
     error_message: object = None
@@ -57,6 +61,7 @@ class RequestRecord:
         self.stages = []
         self.prediction = self.features = self.inputs = self.stage_outputs = None
         self.action = self.error_type = self.trace_id = self.stream = self.error_message = None
+        self.model_errors = None
         self.probabilities = self.has_prediction = self.cancelled = self.named_features = False
 
     def event(self, model: str, version: str) -> dict[str, object]:
@@ -78,6 +83,8 @@ class RequestRecord:
             event["stream"] = self.stream.event_fields()
             if self.stream.text is not None:
                 event["output_text"] = self.stream.text
+        if self.model_errors is not None:
+            event["model_errors"] = [error_type.__name__ for error_type in self.model_errors]
         if self.error_type is not None:
             error: dict[str, object] = {"type": self.error_type.__name__}
             if self.error_message is not None:

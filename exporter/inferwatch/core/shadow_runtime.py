@@ -193,7 +193,7 @@ class Shadow:
                     except Exception as exc:
                         faults.record("request_id", exc)
             if request_id is not None:
-                request_id = faults.text_of(request_id, "request_id")
+                request_id = faults.request_id_text(request_id, "request_id")
             # What the call saw: a caller may reuse its input and output buffers.
             item = (method, tuple(map(frozen, args)),
                     {k: frozen(v) for k, v in kwargs.items()} if kwargs else kwargs,

@@ -215,16 +215,17 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
     def emit(self, event: dict) -> None:
         """Queue one prediction event; never blocks, never raises.
 
-        Events whose ``"error"`` is set are always kept; others are kept with probability
-        `sample_rate`, decided by their ``"request_id"`` when they have one, so that a
-        prediction and its outcome are kept or dropped together (see
+        Events whose ``"error"`` is set, or that name ``"model_errors"`` (a model call that
+        raised inside a request the app answered all the same), are always kept; others are
+        kept with probability `sample_rate`, decided by their ``"request_id"`` when they
+        have one, so that a prediction and its outcome are kept or dropped together (see
         :mod:`~inferwatch.events.sampling`). ``None``, ``False``, zero and an empty string
         or collection are no error (see :func:`~inferwatch.events.sinks.is_error`).
         """
         try:
             sampler = self._sampler
             if sampler.rate < 1.0 and not is_error(event.get("error")) and \
-                    not sampler.keeps(event.get("request_id")):
+                    not event.get("model_errors") and not sampler.keeps(event.get("request_id")):
                 return
             queue = self._queue
             if len(queue) < self.queue_size and not self._closed:

@@ -20,6 +20,8 @@ import random
 from collections.abc import Callable
 from hashlib import blake2b
 
+from inferwatch.faults import request_id_text
+
 # An id is kept when the first 8 bytes of its digest, read as a big-endian integer, fall
 # below rate * 2**64. Bytes compare as such integers do, and a longer digest with the same
 # first 8 bytes sorts after them (dropped): the digest is compared as it comes, which
@@ -45,29 +47,16 @@ class Sampler:
         """Whether the event of `request_id` (None: an event without one) is kept.
 
         The id is read as :meth:`Monitor.record_outcome` reads the id it joins by: an id
-        given as ``17`` or ``b"17"`` is kept or dropped with one given as ``"17"``. An
+        given as ``17``, ``17.0`` or ``b"17"`` is kept or dropped with one given as ``"17"``. An
         empty id is no id: a server that sends ``""`` for every request would otherwise
         keep all of its events or none.
         """
         if request_id.__class__ is not str:
             if request_id is None:
                 return self._draw() < self.rate
-            request_id = _id_text(request_id)
+            request_id = request_id_text(request_id, "events")
         if not request_id:
             return self._draw() < self.rate
         # The default digest size: asking for a shorter one makes the call slower.
         digest = blake2b(request_id.encode("utf-8", "surrogatepass")).digest()  # type: ignore[union-attr]
         return digest < self._bound
-
-
-def _id_text(request_id: object) -> str | None:
-    """The text of an id given as something else than a str; None for an id whose
-    ``__str__`` raises (such an event is drawn at random, never lost)."""
-    if isinstance(request_id, str):
-        return str.__str__(request_id)  # a str subclass (an enum) by its characters
-    if isinstance(request_id, (bytes, bytearray)):
-        return bytes(request_id).decode("utf-8", "backslashreplace")
-    try:
-        return str(request_id)
-    except Exception:
-        return None
