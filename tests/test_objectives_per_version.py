@@ -173,3 +173,24 @@ def test_a_models_entry_for_no_traffic_still_applies_to_a_model_that_vanished(
                 "critical"),
         _firing("InferwatchNoTraffic", {"model": "ranker"})])]
     promtool_test(tmp_path, config, series, exprs=alerts)
+
+
+def test_a_declared_value_outside_its_keys_range_is_left_to_the_config(tmp_path: Path) -> None:
+    """An availability written as a percentage (99.95, from a client older than the check in
+    instrument()) made the fast-burn limit negative and paged a model failing 5% of its
+    calls as if the budget were gone. The rules keep only what the key's range allows, and a
+    fraction of a count is left out as well: the config's values judge both versions."""
+    series = [*_serving("fraud", "1.0", 90),
+              _declares("fraud", "1.0", "slo.availability", 99.95),
+              _declares("fraud", "1.0", "predictions.max_versions", 0.5),
+              _declares("fraud", "1.0", "latency.p99_seconds", 2)]
+    series = [(name, values.replace("x40", "x90")) for name, values in series]
+    exprs = [{"expr": version_objective(key), "eval_time": "30m", "exp_samples": [
+        {"labels": f'{version_objective(key)}{{model="fraud", model_version="1.0"}}',
+         "value": value}]}
+        for key, value in (("slo.availability", 0.999), ("predictions.max_versions", 1),
+                           ("latency.p99_seconds", 2))]
+    alerts = [_alerts("InferwatchErrorBudgetBurnFast", "80m", [
+        _firing("InferwatchErrorBudgetBurnFast", {"model": "fraud", "model_version": "1.0"},
+                "critical")])]
+    promtool_test(tmp_path, FROM_CODE, series, exprs=[*alerts, *exprs])

@@ -108,7 +108,9 @@ def test_a_stale_shadow_version_does_not_fire_model_stale(tmp_path: Path) -> Non
     trained = "inferwatch_model_trained_timestamp_seconds"
     series = [_info("1", "shadow", 70), _info("2", None, 70),
               (f'{trained}{{{MODEL}, model="fraud", model_version="1"}}', "-3000000x70"),
-              (f'{trained}{{{MODEL}, model="fraud", model_version="2"}}', "-86400x70")]
+              (f'{trained}{{{MODEL}, model="fraud", model_version="2"}}', "-86400x70"),
+              *((f'inferwatch_requests_total{{{MODEL}, model="fraud", model_version="{v}", '
+                 f'outcome="ok"}}', "0+10x70") for v in ("1", "2"))]
     promtool_test(tmp_path, {}, series, alerts=quiet("InferwatchModelStale", "65m"))
     # The same old version serving still fires.
     series[0] = _info("1", None, 70)
@@ -116,7 +118,8 @@ def test_a_stale_shadow_version_does_not_fire_model_stale(tmp_path: Path) -> Non
         "InferwatchModelStale", "65m",
         {"severity": "warning", "model": "fraud", "model_version": "1"},
         annotations("InferwatchModelStale", "overview?var-model=fraud", "Model fraud 1 is stale",
-                    "fraud 1 was trained 34d 18h 25m 0s ago, longer than the 30d allowed."
+                    "fraud 1 was trained 34d 18h 25m 0s ago, longer than the 30d allowed, "
+                    "and served calls within the last 15m."
                     + READS_MODEL)))
 
 

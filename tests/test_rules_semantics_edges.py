@@ -184,7 +184,7 @@ def test_a_model_whose_replicas_all_vanish_fires_no_traffic_unless_its_target_is
                        "description": (
                            "Prometheus cannot scrape inferwatch-model/c (selector "
                            'job="inferwatch-model"): the model service is down or its /metrics'
-                           " endpoint fails. It served model risk within the last 1h: "
+                           " endpoint fails. It served model risk when it went down: "
                            "Alertmanager holds back that model's warnings while this fires. "
                            'Reads series matching {job="inferwatch-model"} '
                            "(selectors.model in the inferwatch config; regenerate the rules "

@@ -57,7 +57,8 @@ def check_cross_fields(cfg: Config) -> None:
 # Thresholds on ratios that cannot leave 0..1, at the one end where the alert's comparison
 # can never hold: (dotted key, the comparison of the alert, the value that never fires).
 # predictions.invalid_ratio is left out: a row of several outputs may hold several invalid
-# values, so its ratio may exceed 1; so is shadow.max_drop_ratio: a call sampled before the
+# values, so its ratio may exceed 1; so is data_quality.schema_error_ratio: a call of many rows
+# counts a missing column once per row; so is shadow.max_drop_ratio: a call sampled before the
 # window may be dropped within it, and with nothing sampled the ratio is +Inf.
 NEVER_FIRING_THRESHOLDS = (
     ("data_quality.missing_ratio", ">", 1.0),

@@ -74,7 +74,8 @@ class Windows:
                                         "InferwatchNoTraffic to fire", check.duration)
     versions_serving: str = _setting("15m", "how recently a version must have served calls "
                                      "to count for InferwatchTooManyVersionsServing (shorter "
-                                     "than that alert's for)", check.duration)
+                                     "than that alert's for) and for InferwatchModelStale",
+                                     check.duration)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,9 @@ class DataQuality:
                                     "InferwatchMissingValuesSpike fires", check.ratio)
     out_of_range_ratio: float = _setting(0.05, "out-of-range values per row of one feature above "
                                          "which InferwatchOutOfRangeSpike fires", check.ratio)
+    schema_error_ratio: float = _setting(0.05, "input errors of one schema reason (missing_column, "
+                                         "wrong_type, wrong_width, wrong_shape) per call above "
+                                         "which InferwatchInputSchemaErrors fires", check.ratio)
 
 
 @dataclass(frozen=True)

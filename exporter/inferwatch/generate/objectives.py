@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from inferwatch.catalogue import OBJECTIVE_CHECKS, WHOLE_NUMBER_OBJECTIVES
 from inferwatch.catalogue import OBJECTIVE_KEYS as DECLARABLE_IN_CODE
 from inferwatch.generate import promql as q
 from inferwatch.generate.config_checks import duration_seconds
@@ -34,6 +35,7 @@ from inferwatch.generate.config_schema import (
     setting,
 )
 from inferwatch.generate.promql import MODEL_LABELS, model_sel, number
+from inferwatch.number_ranges import non_negative, open_ratio, positive, ratio
 
 
 def _value(value: object) -> float:
@@ -109,14 +111,23 @@ def version_objective(key: str) -> str:
     return q.record_name("model_version", "inferwatch_objective", key.replace(".", "_"))
 
 
+# The PromQL filter keeping a declared value its key's check accepts (NaN fails each).
+_IN_RANGE = {open_ratio: "> 0 < 1", ratio: ">= 0 <= 1", positive: "> 0 < +Inf",
+             non_negative: ">= 0 < +Inf"}
+
+
 def _declared(cfg: Config, key: str, by: str) -> str:
     # A shadow shares its model's name: the challenger's own objective (a laxer latency while
     # it is tried out) must not become the serving version's.
-    # Only what instrument() accepts, a finite number >= 0: a NaN (from a corrupt snapshot or
-    # another client) would otherwise win over the config and make every comparison false,
-    # silencing the model's alert instead of judging it by the config or the default.
-    declared = (f"inferwatch_model_objective{model_sel(cfg, f'objective={q.quoted(key)}')}"
-                f" >= 0 < +Inf unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}")
+    # Only what instrument() accepts, a number in its key's range: a NaN (from a corrupt
+    # snapshot or another client) would otherwise win over the config and make every
+    # comparison false, silencing the model's alert, and an availability of 99.95 written by
+    # an older client would page a model with no errors.
+    series = f"inferwatch_model_objective{model_sel(cfg, f'objective={q.quoted(key)}')}"
+    kept = f"{series} {_IN_RANGE[OBJECTIVE_CHECKS[key]]}"
+    if key in WHOLE_NUMBER_OBJECTIVES:
+        kept += f" == floor({series})"
+    declared = f"{kept} unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}"
     # Replicas of one version, or versions of one model, that declare different values: the
     # stricter one, so a canary's laxer objective never loosens what the others are held to.
     return f"{strictest(key)} by ({by}) ({declared})"

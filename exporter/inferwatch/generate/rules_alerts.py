@@ -50,7 +50,6 @@ CHALLENGER = "{{ $labels.model }} {{ $labels.model_version }}"
 CHAMPION = "{{ $labels.model }} {{ $labels.champion_version }}"
 
 
-
 @dataclass(frozen=True)
 class AlertDef:
     """One alert: defaults for severity and `for`, and its text as functions of the config."""
@@ -205,16 +204,10 @@ def _primary(cfg: Config, expr: str) -> str:
 
 
 def _versions_serving_expr(cfg: Config) -> str:
-    # A version serves while its calls rise, not while its inferwatch_model_info lasts: that
-    # can outlive the version (a worker's files kept across a reload, a monitor of the old
-    # version still registered), its counters then flat. windows.versions_serving bridges
-    # the gaps between a quiet canary's calls, but a retired version also counts for that
-    # long after its last call: well under the alert's `for` (checked), or a rollout that
-    # overlaps for a moment would fire.
-    calls = f"inferwatch_requests_total{model_sel(cfg)}"
-    serving = (f"sum by ({MODEL_LABELS}) (increase({calls}[{cfg.windows.versions_serving}]))"
-               " > 0")
-    return compare(cfg, f"count by (model) {block(_primary(cfg, serving))}", ">",
+    # windows.versions_serving bridges the gaps between a quiet canary's calls, but a retired
+    # version also counts for that long after its last call: well under the alert's `for`
+    # (checked), or a rollout that overlaps for a moment would fire.
+    return compare(cfg, f"count by (model) {block(_primary(cfg, _serving_versions(cfg)))}", ">",
                    "predictions.max_versions")
 
 
@@ -222,6 +215,44 @@ def _shadow_better_expr(cfg: Config) -> str:
     gain = (f"{q.shadow_accuracy(cfg, 'shadow')}\n-\n{q.shadow_accuracy(cfg, 'champion')}\n"
             f"> {number(cfg.shadow.min_accuracy_gain)}")
     return f"{block(gain)}\nand\n{q.shadow_outcomes(cfg)} >= {number(cfg.shadow.min_outcomes)}"
+
+
+# Input errors that mean the inputs no longer fit the reference's schema: a column gone or
+# renamed, a value of another type, a batch of another width or shape. Not extra_column (a
+# column added upstream is harmless to a model that picks its columns by name, and a renamed
+# one also counts as missing), empty_batch (a probe, an empty page of work) nor non_finite
+# (an infinity is out of range: InferwatchOutOfRangeSpike's).
+SCHEMA_ERRORS = ("missing_column", "wrong_type", "wrong_width", "wrong_shape")
+
+
+def input_error_ratio(cfg: Config) -> str:
+    """The recording rule of input errors per call, by reason."""
+    return q.record_name("model_reason", "inferwatch_input_errors", f"ratio_rate{cfg.windows.rate}")
+
+
+def _schema_errors_expr(cfg: Config) -> str:
+    reasons = q.selector(f"reason=~{q.quoted('|'.join(SCHEMA_ERRORS))}")
+    return _primary(cfg, _compare(cfg, f"{input_error_ratio(cfg)}{reasons}", ">",
+                                  "data_quality.schema_error_ratio"))
+
+
+def _serving_versions(cfg: Config) -> str:
+    """One series per version whose calls rose within windows.versions_serving."""
+    # A version serves while its calls rise, not while its inferwatch_model_info lasts: that
+    # can outlive the version (a worker's files kept across a reload, a monitor of the old
+    # version still registered), its counters then flat.
+    calls = f"inferwatch_requests_total{model_sel(cfg)}"
+    return (f"sum by ({MODEL_LABELS}) (increase({calls}[{cfg.windows.versions_serving}]))"
+            " > 0")
+
+
+def _model_stale_expr(cfg: Config) -> str:
+    # Gated on calls: a version never called, or retired by a swap in the same process, keeps
+    # exporting its training time, and would stay stale for as long as the process runs.
+    age = (f"time() - max by ({MODEL_LABELS}) "
+           f"(inferwatch_model_trained_timestamp_seconds{model_sel(cfg)})")
+    stale = _compare(cfg, age, ">", "predictions.max_model_age")
+    return _primary(cfg, f"{block(stale)}\nand on ({MODEL_LABELS})\n{_serving_versions(cfg)}")
 
 
 def _no_traffic_expr(cfg: Config) -> str:
@@ -250,15 +281,46 @@ def _no_traffic_expr(cfg: Config) -> str:
             f"{before} > 0")
 
 
-def _target_down_expr(cfg: Config) -> str:
+def target_models(cfg: Config) -> str:
+    """The recording rule naming the models each target serves, kept while it is down."""
+    return q.record_name("instance_model", "inferwatch_model_info", "served")
+
+
+def _served_within_lookback(cfg: Config) -> str:
     m, lookback = model_sel(cfg), cfg.windows.no_traffic_lookback
+    return f"group by (job, instance, model) (max_over_time(inferwatch_model_info{m}[{lookback}]))"
+
+
+def target_models_expr(cfg: Config) -> str:
+    """The models a target serves now, or served when it went down, as long as it stays down.
+
+    A failed scrape ends the target's series at once, so its models are read from this
+    rule's own previous output: a down target keeps the models it had for as long as it stays
+    down, however long that is. Where the rule has no output for a down target (its first
+    evaluations after Prometheus restarted), the models it served within the lookback.
+    """
+    m = model_sel(cfg)
+    down = f"and on (job, instance)\n  up{m} == 0"
+    return (f"group by (job, instance, model) (inferwatch_model_info{m})\n"
+            f"or\n"
+            f"(\n  {target_models(cfg)}\n  {down}\n)\n"
+            f"or on (job, instance)\n"
+            f"(\n  {_served_within_lookback(cfg)}\n  {down}\n)")
+
+
+def _target_down_expr(cfg: Config) -> str:
+    m = model_sel(cfg)
     # The per-model alerts carry no instance, so the model label is what Alertmanager's
-    # inhibit rule can match on: a target that served models within the lookback fires once
-    # per model, one that never served any (or not for that long) fires once, unlabelled.
+    # inhibit rule can match on: a target that served models fires once per model, as long as
+    # it stays down; one that never served any fires once, unlabelled. The lookback stands in
+    # for the recorded models until their rule has run (right after Prometheus restarted; the
+    # rule groups run independently of each other).
     return (f"(up{m} == 0)\n"
             f"* on (job, instance) group_right\n"
             f"group by (job, instance, model) (\n"
-            f"  max_over_time(inferwatch_model_info{m}[{lookback}])\n"
+            f"  {target_models(cfg)}\n"
+            f"  or on (job, instance)\n"
+            f"  {_served_within_lookback(cfg)}\n"
             f")\n"
             f"or on (job, instance)\n"
             f"up{m} == 0")
@@ -274,9 +336,8 @@ ALERTS: tuple[AlertDef, ...] = (
         description=lambda c: (
             f"Prometheus cannot scrape {INSTANCE} (selector {shown(c.selectors.model)}): the "
             f"model service is down or its /metrics endpoint fails."
-            "{{ if $labels.model }} It served model {{ $labels.model }} within the last "
-            f"{c.windows.no_traffic_lookback}: Alertmanager holds back that model's warnings "
-            "while this fires.{{ end }}"),
+            "{{ if $labels.model }} It served model {{ $labels.model }} when it went down: "
+            "Alertmanager holds back that model's warnings while this fires.{{ end }}"),
     ),
     AlertDef(
         name="InferwatchExporterDown", severity="warning", for_="5m", group="availability",
@@ -380,15 +441,12 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchModelStale", severity="warning", for_="1h", group="predictions",
         dashboard="overview", per_model=True,
-        expr=lambda c: _primary(c, _compare(
-            c, f"time() - max by ({MODEL_LABELS}) "
-               f"(inferwatch_model_trained_timestamp_seconds{model_sel(c)})",
-            ">", "predictions.max_model_age")),
+        expr=_model_stale_expr,
         summary=f"Model {MODEL} is stale",
         description=lambda c: (
             f"{MODEL} was trained {DURATION} ago, longer than the " + _threshold(
                 c, "predictions.max_model_age", c.predictions.max_model_age, "humanizeDuration")
-            + " allowed."),
+            + f" allowed, and served calls within the last {c.windows.versions_serving}."),
     ),
     AlertDef(
         name="InferwatchTooManyVersionsServing", severity="warning", for_="1h", group="predictions",
@@ -425,6 +483,18 @@ ALERTS: tuple[AlertDef, ...] = (
             f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
             f"{PERCENT} of the rows {MODEL} received over {c.windows.rate}; threshold "
             f"{_threshold(c, 'data_quality.out_of_range_ratio')}."),
+    ),
+    AlertDef(
+        name="InferwatchInputSchemaErrors", severity="warning", for_="15m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=_schema_errors_expr,
+        summary=f"Inputs of {MODEL} break the reference schema ({{{{ $labels.reason }}}})",
+        description=lambda c: (
+            f"{MODEL} received {VALUE} input errors {{{{ $labels.reason }}}} per call over "
+            f"{c.windows.rate}; threshold {_threshold(c, 'data_quality.schema_error_ratio')}. "
+            f"A missing_column counts each row a feature is absent from (a column dropped or "
+            f"renamed upstream), a wrong_type each value of the wrong type, a wrong_width or "
+            f"wrong_shape each batch, so a call may count several."),
     ),
     AlertDef(
         name="InferwatchFeatureDrift", severity="warning", for_="30m", group="quality",

@@ -15,7 +15,12 @@ from inferwatch.generate import promql as q
 from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.config_schema import Config
 from inferwatch.generate.promql import MODEL_LABELS, exporter_sel, model_sel
-from inferwatch.generate.rules_alerts import block
+from inferwatch.generate.rules_alerts import (
+    block,
+    input_error_ratio,
+    target_models,
+    target_models_expr,
+)
 from inferwatch.generate.rules_overrides import shaped_configs
 
 
@@ -67,6 +72,13 @@ def recording_rules(cfg: Config) -> list[tuple[str, str]]:
         rules.append((q.feature_ratio(cfg, counter),
                       f"sum by ({MODEL_LABELS}, feature) (rate({counter}_total{m}[{w}]))\n"
                       f"/ on ({MODEL_LABELS}) group_left\n{rows}"))
+    # Per call, not per row: a wrong_width counts once per batch, so per row a batch of a
+    # thousand rows would hide it; and a call whose model raised on its inputs has no rows.
+    rules.append((input_error_ratio(cfg),
+                  f"sum by ({MODEL_LABELS}, reason) "
+                  f"(rate(inferwatch_input_errors_total{m}[{w}]))\n"
+                  f"/ on ({MODEL_LABELS}) group_left\n"
+                  f"{by_model} (rate(inferwatch_requests_total{m}[{w}]))"))
     scored = model_sel(cfg, 'metric="accuracy"')
     rules.append((q.validation_accuracy(),
                   f"max by ({MODEL_LABELS}) (inferwatch_reference_validation{scored})"))
@@ -79,6 +91,7 @@ def recording_rules(cfg: Config) -> list[tuple[str, str]]:
         rules.append((q.outcomes_increase(own),
                       f"{by_model} (increase(inferwatch_outcomes_total{m}[{a}]))"))
     rules.extend(_shadow_rules(cfg))
+    rules.append((target_models(cfg), target_models_expr(cfg)))
     e = exporter_sel(cfg)
     # NVML's v2 "used" leaves out what the driver reserves, exported on its own: a GPU with
     # nothing left to allocate would read 1 - reserved/total and never cross a high threshold.
