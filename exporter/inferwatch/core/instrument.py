@@ -2,8 +2,10 @@
 
 Here are instrument()'s checks of what it is given, the spec a pickled model keeps, and
 what is read off a model once (its framework, its classes, its version as a label, when
-it was trained). The wrappers of each call are in :mod:`inferwatch.core.call_wrappers`,
-the proxy of a model object in :mod:`inferwatch.core.model_proxy`.
+it was trained). A model instrumented again under a name and version (a retrained model
+reloaded) replaces what was read off the one before: its framework and its classes.
+The wrappers of each call are in :mod:`inferwatch.core.call_wrappers`, the proxy of a
+model object in :mod:`inferwatch.core.model_proxy`.
 
 >>> import inferwatch
 >>> from inferwatch.core.registry import Registry
@@ -267,7 +269,9 @@ def _class_names_reader(target: Any) -> Callable[[], Sequence[object] | None]:
     """What reads the model's classes at each drain, without keeping the model alive: the
     registry keeps every monitor for the life of the process, and a server that loads a new
     version and drops the old one must get the old one's memory back. Once the model is
-    gone, the classes last read stand (its last calls may still wait for the drain).
+    gone, the classes last read stand (its last calls may still wait for the drain), until
+    another model is instrumented under its name and version: that one's reader replaces
+    this one (see ``Registry.monitor``).
 
     >>> class Model:
     ...     classes_ = ["no", "yes"]
@@ -299,9 +303,28 @@ def _names_or_none(model: Any) -> Sequence[object] | None:
         return None
 
 
+def _take_framework(registry: Registry, spec: _Spec) -> None:
+    """Show the framework of the model instrumented now on a monitor that a model (or
+    anything) recorded calls under before: a model of another framework reloaded under the
+    same name and version is what ``inferwatch_model_info`` must name. Set here, before
+    the registry compares the settings, which it can no longer change once calls are
+    counted: the framework is read off the model, not an option, and must not be refused
+    as one (with a warning about settings the user never changed).
+    """
+    framework = spec.settings.metadata.get("framework")
+    monitor = registry.existing_monitor(spec.name, spec.version)
+    if monitor is None or framework is None:
+        return
+    metadata = monitor.settings.metadata
+    if metadata.get("framework") != framework:
+        monitor.configure(metadata={**metadata, "framework": framework})
+
+
 def _instrument(target: Any, spec: _Spec, *, is_function: bool,
                 registry: Registry | None) -> Any:
     registry = registry or default_registry()
+    if not is_function:
+        _take_framework(registry, spec)
     monitor = registry.monitor(
         spec.name, spec.version, spec.settings, trained_at=spec.trained_at,
         class_names=None if is_function else _class_names_reader(target),

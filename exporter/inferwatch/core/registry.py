@@ -94,8 +94,14 @@ class Registry:
         Without a version: the version instrumented last under `name`, or "unversioned".
         An empty or blank version is "unversioned" too. ``latest=False`` (a shadow model)
         leaves which version that is unchanged.
+
+        `class_names` reads the classes of the model instrumented now: it replaces the
+        reader of a model instrumented before under this name and version (a retrained
+        model reloaded without a new version), once the calls already recorded are folded
+        with the classes of the model that made them.
         """
         _check_model(name, version)
+        new_reader: Callable[[], Sequence[object] | None] | None = None
         with self._lock:
             name = self._model_cap.fold(name)
             if version is None:
@@ -121,8 +127,8 @@ class Registry:
             else:
                 if trained_at is not None:
                     monitor.state.trained_at = trained_at
-                if class_names is not None and monitor._class_names is None:
-                    monitor._class_names = class_names  # asked for before it was instrumented
+                if class_names is not monitor._class_names:
+                    new_reader = class_names
                 if settings is not None and not monitor.adopt(settings) and \
                         key not in self._settings_refused:
                     self._settings_refused.add(key)
@@ -135,6 +141,8 @@ class Registry:
             # that is where a later monitor(name) must find its requests and outcomes.
             if latest or name not in self._latest:
                 self._latest[name] = monitor
+        if new_reader is not None:
+            _read_classes_with(monitor, new_reader)
         self.ensure_drainer()
         return monitor
 
@@ -459,6 +467,22 @@ def version_text(version: str | numbers.Real) -> str:
     ('1.2', '3', '')
     """
     return (version if isinstance(version, str) else str(version)).strip()
+
+
+def _read_classes_with(monitor: Monitor,
+                       class_names: Callable[[], Sequence[object] | None]) -> None:
+    """Have `class_names` name `monitor`'s classes from here on.
+
+    The calls recorded so far are drained first, with the reader in force: a notebook
+    re-run or a server reloading a retrained model drops the old model, and its last calls,
+    read with the new model's classes, would count a class it never had as unsupported, or
+    number its probability columns when the new model has more. Outside the registry's
+    lock, since a drain can take a while; a call the old model makes after this is read
+    with the new classes: two models live under one name and version at once have one set
+    of classes, the one instrumented last.
+    """
+    monitor.drain()
+    monitor._class_names = class_names
 
 
 def _versions_of(ref: weakref.ref[Registry], name: str) -> list[Monitor]:
