@@ -173,7 +173,9 @@ model_strategy = st.fixed_dictionaries({
     "errors": st.sampled_from(["", "ValueError", "KeyError"]),  # other layouts
     "bounds": st.sampled_from([(0.1, 1.0), (0.5, 5.0)]),  # a rollout: a conflict
     "ages": st.lists(st.integers(-1, 6), max_size=3),  # summary buckets ago
-    "drift": st.sampled_from(["none", "same", "other"]),  # the reference, re-profiled
+    # Mixed references are chosen between since the original modules were kept: see
+    # test_multiproc_reference_reload.
+    "drift": st.sampled_from(["none", "same"]),
     # (buckets ago, rows): negative is a clock ahead; few distinct ages, so equal ids
     "batches": st.lists(st.tuples(st.integers(-2, 7), st.integers(1, 9)), max_size=3),
     "loaded_at": st.sampled_from([NOW - 100, NOW - 50]),

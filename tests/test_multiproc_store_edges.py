@@ -206,5 +206,5 @@ def test_drift_windows_of_a_reprofiled_reference_are_not_added_to_the_old_ones()
     view = merge_view(raws, NOW, on_error=errors.append)
     _, _, rows = view.states[0].extras["drift"].scores(NOW)
     assert rows == 300  # the second worker's rows were binned by edges not scored here
-    assert any("reference" in str(error) for error in errors)
+    assert errors == [] and view.other_reference == 1  # normal operation, no fault
     assert sum(view.states[0].counters["inferwatch_requests_total"].values()) == 600

@@ -207,8 +207,9 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                "because they have no named-field form, by reason; unit: values.",
                ("reason",), per_model=False),
     MetricSpec("inferwatch_multiproc_files_skipped_total", "counter",
-               "Entries of the multi-worker directory skipped instead of read or removed "
-               "(each time one is met), by reason; unit: directory entries.",
+               "Entries of the multi-worker directory skipped instead of read or removed, or "
+               "whose drift window was left out for another reference (other_reference), "
+               "each time one is met, by reason; unit: directory entries.",
                ("reason",), per_model=False),
     # --- standalone exporter --------------------------------------------------------------
     MetricSpec("inferwatch_exporter_build_info", "gauge",

@@ -8,7 +8,9 @@ exemplars keep the newest per bucket. Quantiles come from one sketch per series 
 every worker's bins inside the current window, built from each file's window row (its
 buckets of that window, merged when written): quantiles are never averaged, and the
 result equals merging the full rolling sketches (a test checks they render alike). Drift
-windows add bucket by bucket, as ``DriftWindow.merge`` does. The view is for rendering at
+windows add bucket by bucket, as ``DriftWindow.merge`` does, those of one reference only:
+where snapshots hold several (a reference re-profiled and reloaded), ``reference_choice``
+picks the one merged and the others' windows are left out. The view is for rendering at
 `now`; folding uses the full states (``exact_models``).
 
 >>> import numpy as np
@@ -44,7 +46,8 @@ from inferwatch.core.state import (
     decode_extras,
     merge_takes_now,
 )
-from inferwatch.multiproc.merge_plan import LayoutMap, MergePlan, merge_plan
+from inferwatch.multiproc.merge_plan import LayoutMap, MergePlan, drift_groups, merge_plan
+from inferwatch.multiproc.reference_choice import chosen_references, left_out
 from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError, bucket_id
 from inferwatch.multiproc.snapshot_layout import (
     MAX_GRID_CELLS,
@@ -79,6 +82,9 @@ class MergedView:
     event_values_dropped: dict[str, float] = field(default_factory=dict)
     files_skipped: dict[str, float] = field(default_factory=dict)
     dependencies: dict[str, str] = field(default_factory=dict)
+    # Snapshots whose drift rows in the window were left out, binned by another reference
+    # than the one merged (``reference_choice``): for the reader to count, not a fault.
+    other_reference: int = 0
     # The time the rolling windows were merged at: a view is never rendered earlier (after
     # a wall clock step back the caller's `now` lies behind the workers' windows).
     at: float = -math.inf
@@ -129,8 +135,9 @@ def merge_model(target: ModelState, other: ModelState,
                 on_error: Callable[[Exception], None] | None = None,
                 now: float | None = None) -> None:
     """Fold `other` into `target` series by series: a series whose layout differs (other
-    histogram buckets, quantile settings or drift bins: a rollout, or references profiled
-    on other data) is skipped and passed to `on_error`; every other series still merges.
+    histogram buckets, quantile settings or drift bins: a rollout) is skipped and passed
+    to `on_error`; every other series still merges. (A fold settles drift states of two
+    references before: ``reference_choice.settle_drift``.)
 
     `other` is consumed (its histograms, summaries and extras are moved out of it). Given
     `now` (a fold's time), extras that take one merge at it: a drift bucket of a clock far
@@ -202,12 +209,20 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
     sums. A series laid out differently across snapshots is skipped in the later ones and
     passed to `on_error`, as is anything a crafted file holds that cannot be merged.
     Snapshots whose ``id()`` is in `without_gauges` (the archive, exited workers') add
-    no gauges, and their identity fields yield to those of the others.
+    no gauges, and their identity fields yield to those of the others. Drift windows of
+    another reference than the one chosen for their model (``reference_choice``, where
+    live processes outrank exited ones) are left out, no error: the view's
+    ``other_reference`` counts those that held rows.
     """
     raws = [raw for raw in raws if raw.layout is not None]
     view = _process_view(raws)
     layouts = {raw.layout.serial: raw.layout for raw in raws}  # type: ignore[union-attr]
-    plan = merge_plan(list(layouts.values()))
+    groups = drift_groups(list(layouts.values()))
+    references = (chosen_references(raws, groups, now, without_gauges)
+                  if groups.contested else None)
+    plan = merge_plan(list(layouts.values()), references)
+    if references:
+        view.other_reference = left_out(plan, raws, now)
     additive, contributions = _add_values(plan, raws, on_error)
     states = [ModelState(model.model, model.version, summary_settings=model.summary_settings)
               for model in plan.models]

@@ -3,9 +3,11 @@
 Workers of a deployment rarely publish exactly the same series: one has seen an error
 type or a class the others have not. Each distinct layout gets a map from its additive
 values to positions in one merged array, so any mix of layouts merges by adding arrays.
-A series laid out differently in two layouts (other histogram bounds, quantile settings
-or drift bins: a rollout, or references profiled on other data) is left out of the later
-layout's map and reported, as merging the states would report it.
+A series laid out differently in two layouts (other histogram bounds or quantile
+settings: a rollout) is left out of the later layout's map and reported, as merging the
+states would report it. Drift windows of another reference (re-profiled and reloaded) are
+no fault: the plan merges those of the reference chosen for the model
+(``reference_choice``) and leaves the others out, listed apart.
 
 >>> from inferwatch.core.state import ModelState
 >>> from inferwatch.multiproc.snapshot_layout import layout_of_states
@@ -18,6 +20,7 @@ layout's map and reported, as merging the states would report it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +68,8 @@ class LayoutMap:
     # their drift bins at the same places and add into the same windows, whatever their
     # other series.
     drift_key: tuple[tuple[int, int, int], ...] = ()
+    # Models whose drift windows are of another reference than the one merged: left out.
+    other_reference: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -75,21 +80,71 @@ class MergePlan:
     maps: dict[int, LayoutMap]  # by Layout.serial
 
 
-def merge_plan(layouts: list[Layout]) -> MergePlan:
-    """The plan for `layouts`, in the order their snapshots are merged (cached)."""
+@dataclass
+class DriftGroups:
+    """The drift windows of each model version grouped so that those of one group add:
+    one reference (equal documents) and alike windows. Groups are numbered per model in
+    the order the layouts meet them, 0 first."""
+
+    group: dict[tuple[int, int], int]  # (layout serial, model index) -> its group
+    contested: frozenset[tuple[str, str]]  # model versions of more than one group
+
+
+def drift_groups(layouts: list[Layout]) -> DriftGroups:
+    """The groups of `layouts`' drift windows (cached as plans are)."""
     key = tuple(layout.serial for layout in layouts)
+    found = _groups.get(key)
+    if found is None:
+        if len(_groups) >= MAX_PLANS:
+            _groups.clear()
+        found = _groups[key] = _group(layouts)
+    return found
+
+
+_groups: dict[tuple[int, ...], DriftGroups] = {}
+
+
+def _group(layouts: list[Layout]) -> DriftGroups:
+    # Compared once per set of layouts: a reference is tens of kilobytes of JSON, and
+    # workers of one deployment share one parsed object per layout text.
+    met: dict[tuple[str, str], list[DriftLayout]] = {}
+    group: dict[tuple[int, int], int] = {}
+    for layout in layouts:
+        for index, model in enumerate(layout.models):
+            if model.drift is None:
+                continue
+            kinds = met.setdefault(model.key, [])
+            number = next((n for n, kind in enumerate(kinds) if _alike(kind, model.drift)),
+                          len(kinds))
+            if number == len(kinds):
+                kinds.append(model.drift)
+            group[(layout.serial, index)] = number
+    return DriftGroups(group, frozenset(key for key, kinds in met.items() if len(kinds) > 1))
+
+
+def merge_plan(layouts: list[Layout],
+               references: Mapping[tuple[str, str], int] | None = None) -> MergePlan:
+    """The plan for `layouts`, in the order their snapshots are merged (cached).
+
+    `references` gives, by model version, the drift group (``drift_groups``) whose
+    windows merge; the others' are left out. A model not in it merges group 0, the first
+    its layouts meet.
+    """
+    chosen = tuple(sorted(references.items())) if references else ()
+    key = (tuple(layout.serial for layout in layouts), chosen)
     found = _plans.get(key)
     if found is None:
         if len(_plans) >= MAX_PLANS:
             _plans.clear()
-        found = _plans[key] = _build(layouts)
+        found = _plans[key] = _build(layouts, dict(chosen))
     return found
 
 
-_plans: dict[tuple[int, ...], MergePlan] = {}
+_plans: dict[tuple, MergePlan] = {}
 
 
-def _build(layouts: list[Layout]) -> MergePlan:
+def _build(layouts: list[Layout], references: dict[tuple[str, str], int]) -> MergePlan:
+    groups = drift_groups(layouts).group
     merged: dict[tuple[str, str], MergedModel] = {}
     order: dict[tuple[str, str], int] = {}
     size = 0
@@ -150,15 +205,11 @@ def _build(layouts: list[Layout]) -> MergePlan:
                                             " across workers")
                 at += 2
             if model.drift is not None:
-                if into.drift is None:
-                    into.drift = model.drift
-                if not _windows_alike(into.drift, model.drift):
-                    mapped.conflicts.append(
-                        f"cannot merge windows with different bins: {model.key} drift")
-                elif not _same_reference(into.drift, model.drift):
-                    mapped.conflicts.append(
-                        f"cannot merge windows of different references: {model.key} drift")
+                if groups[(layout.serial, index)] != references.get(model.key, 0):
+                    mapped.other_reference.append(index)
                 else:
+                    if into.drift is None:
+                        into.drift = model.drift
                     mapped.drift.append((index, mapped.models[-1]))
         merges = dict(mapped.drift)
         mapped.drift_key = tuple((merges.get(index, -1), which, window.total)
@@ -176,15 +227,13 @@ def _build(layouts: list[Layout]) -> MergePlan:
     return MergePlan(list(merged.values()), size, summaries, maps)
 
 
-def _windows_alike(a: DriftLayout, b: DriftLayout) -> bool:
+
+def _alike(a: DriftLayout, b: DriftLayout) -> bool:
+    """Whether windows add: alike settings, and one reference. A re-profiled one may have
+    as many bins with other edges, and its counts added to the first one's would be
+    scored against edges they were not binned by."""
+    # One parsed object per distinct text, so `is` decides for workers of one deployment.
     return all((x.bins, x.max_age_seconds, x.age_buckets) == (y.bins, y.max_age_seconds,
                                                                 y.age_buckets)
-               for x, y in zip(a.windows, b.windows))
-
-
-def _same_reference(a: DriftLayout, b: DriftLayout) -> bool:
-    """Whether both windows bin by one reference: a re-profiled one (a rolling deploy, or
-    another app sharing the directory) may have as many bins with other edges, and its
-    counts added to the first one's would be scored against edges they were not binned by."""
-    # One parsed object per distinct text, so `is` decides for workers of one deployment.
-    return a.reference is b.reference or a.reference == b.reference
+               for x, y in zip(a.windows, b.windows)) and (
+        a.reference is b.reference or a.reference == b.reference)

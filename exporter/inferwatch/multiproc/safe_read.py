@@ -16,8 +16,11 @@ import stat
 
 from inferwatch.multiproc.snapshot_format import MAX_SNAPSHOT_BYTES
 
-# Why an entry was skipped rather than read or removed.
-SKIP_REASONS = ("symlink", "not_regular", "foreign_owner", "too_large", "undeletable")
+# Why an entry was skipped rather than read or removed; "other_reference": a snapshot
+# read, but its drift window left out, binned by another reference than the one merged
+# (``reference_choice``).
+SKIP_REASONS = ("symlink", "not_regular", "foreign_owner", "too_large", "undeletable",
+                "other_reference")
 
 
 class Skipped(Exception):

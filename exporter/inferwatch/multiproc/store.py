@@ -54,6 +54,7 @@ except ImportError:  # not on Windows
 from inferwatch import faults
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc.merge import MergedView, merge_model, merge_view
+from inferwatch.multiproc.reference_choice import OTHER_REFERENCE, settle_drift
 from inferwatch.multiproc.safe_read import SKIP_REASONS, Skipped, read_entry
 from inferwatch.multiproc.snapshot_format import (
     PROCESS_COUNTERS,
@@ -118,9 +119,9 @@ def skipped_counts() -> dict[str, int]:
     return dict(_skipped)
 
 
-def _count_skip(reason: str) -> None:
+def _count_skip(reason: str, count: int = 1) -> None:
     with _skipped_lock:
-        _skipped[reason] += 1
+        _skipped[reason] += count
 
 
 def _reset_after_fork() -> None:
@@ -337,9 +338,11 @@ class SnapshotDirectory:
         """
         dead: set[int] = set()
         raws = self.read_raws(own, dead)
-        return merge_view(raws, _view_time(now, raws, dead),
+        view = merge_view(raws, _view_time(now, raws, dead),
                           on_error=lambda exc: faults.record("multiproc_read", exc),
                           without_gauges=dead)
+        _count_skip(OTHER_REFERENCE, view.other_reference)  # a replaced reference: no fault
+        return view
 
     # --- folding ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -470,6 +473,7 @@ class SnapshotDirectory:
                 if target is None:
                     states[state.key] = state
                 else:  # a series laid out otherwise (a rollout) is skipped and counted
+                    _count_skip(OTHER_REFERENCE, min(1, settle_drift(target, state, now)))
                     info = state.info
                     # At the fold's time: a dead worker whose clock ran a window ahead
                     # must not replace the archive's drift rows still in the window.
