@@ -428,6 +428,8 @@ def scale_buckets(low: float, high: float) -> tuple[float, ...] | None:
     if not 0 < top < math.inf:
         return None
     power = math.ceil(math.log10(top))
+    if -300 < power < 300 and float(f"1e{power}") < top:
+        power += 1  # log10 rounds a value just past a power of ten down onto it
     if not -300 < power < 300:  # beyond what a float holds as a bound
         return None
     # Decimal text, so that bounds read back as written in the le label (0.025, not
