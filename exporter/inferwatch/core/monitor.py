@@ -46,6 +46,7 @@ from inferwatch.core.state import ModelState
 from inferwatch.core.step_clock import StepSafeClock
 
 if TYPE_CHECKING:
+    from inferwatch.core.registry import Registry
     from inferwatch.core.request import Request
     from inferwatch.core.stream_records import StreamRecord
     from inferwatch.events import EventLog
@@ -80,6 +81,11 @@ _CALL_BYTES = 100
 
 # The list length before any call was sized (see Monitor._sized).
 _FIRST_LIST_LENGTH = 8
+
+
+def _no_registry() -> None:
+    """The registry of a monitor made outside one."""
+    return None
 
 
 def _list_length(max_calls: int) -> int:
@@ -200,6 +206,9 @@ class Monitor(MonitorDrain):
         # Set by the registry: the other versions of this model, which an outcome this
         # version never predicted goes to (see record_outcome).
         self.siblings: Callable[[], list[Monitor]] | None = None
+        # Set by the registry: a weak reference to it (a shadow of this monitor's model is
+        # recorded in the same registry unless told otherwise).
+        self.registry: Callable[[], Registry | None] = _no_registry
         self.drain_listeners: tuple[Callable[[], None], ...] = ()
         self._derive_from_settings()
 

@@ -123,6 +123,7 @@ class Registry:
                 # registry (and its drain thread) alive through a reference cycle.
                 monitor.wake_drain = self._wake.set
                 monitor.siblings = functools.partial(_versions_of, weakref.ref(self), name)
+                monitor.registry = weakref.ref(self)
                 self._monitors[key] = monitor
             else:
                 if trained_at is not None:

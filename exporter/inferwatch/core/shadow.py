@@ -81,6 +81,9 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     hands on its awaited result; an async challenger is awaited in the background (cancelled
     past `timeout`).
 
+    The challenger is recorded in the champion's registry (``instrument(registry=...)``)
+    unless `registry` names another.
+
     Returns the :class:`Shadow` (``flush()``, ``close()``), or a list of them.
 
     >>> import inferwatch
@@ -177,7 +180,8 @@ def _start_shadow(champion: Any, layers_of: dict, champion_monitor: Monitor, cha
                   timeout: float, queue_size: int, mode: str, workers: int, max_classes: int,
                   difference_buckets: Sequence[float], reference: Any,
                   registry: Registry | None) -> Shadow:
-    registry = registry or default_registry()
+    # The champion's own registry unless told otherwise: its shadow's series belong beside it.
+    registry = registry or champion_monitor.registry() or default_registry()
     settings = champion_monitor.settings
     classes = ChallengerClasses(challenger)
     monitor = registry.monitor(champion_monitor.name, str(version), settings, latest=False,
