@@ -86,7 +86,7 @@ def recording_rules(cfg: Config) -> list[tuple[str, str]]:
     for own in accuracy_configs(cfg):
         a = own.accuracy.window
         rules.append((q.accuracy(own),
-                      _share(by_model, f"rate(inferwatch_outcomes_total{correct}[{a}])",
+                      q.share(by_model, f"rate(inferwatch_outcomes_total{correct}[{a}])",
                              f"rate(inferwatch_outcomes_total{m}[{a}])")))
         rules.append((q.outcomes_increase(own),
                       f"{by_model} (increase(inferwatch_outcomes_total{m}[{a}]))"))
@@ -103,26 +103,6 @@ def recording_rules(cfg: Config) -> list[tuple[str, str]]:
     rules.append((q.gpu_memory_ratio(),
                   f"{block(used)}\n/\ninferwatch_gpu_memory_total_bytes{e}"))
     return rules
-
-
-def _share(by: str, part: str, whole: str) -> str:
-    """`part` over `whole`, both summed `by`; 0 where `whole` counts but `part` has no series.
-
-    A counter's label value is exported once first counted: a model never right has no
-    `result="correct"` series, and a plain ratio would be missing, not 0, so the alerts for
-    the worst case of all could never fire.
-
-    >>> print(_share("sum by (model)", "rate(a[1h])", "rate(b[1h])"))
-    (
-      sum by (model) (rate(a[1h]))
-      or
-      0 * sum by (model) (rate(b[1h]))
-    )
-    /
-    sum by (model) (rate(b[1h]))
-    """
-    return (f"(\n  {by} ({part})\n  or\n  0 * {by} ({whole})\n)\n"
-            f"/\n{by} ({whole})")
 
 
 def _shadow_rules(cfg: Config) -> list[tuple[str, str]]:
@@ -146,7 +126,7 @@ def _shadow_rules(cfg: Config) -> list[tuple[str, str]]:
     for side in ("champion", "shadow"):
         right = model_sel(cfg, f'{side}_result="correct"')
         rules.append((q.shadow_accuracy(cfg, side),
-                      _share(by_pair,
+                      q.share(by_pair,
                              f"rate(inferwatch_shadow_outcomes_total{right}[{s.outcome_window}])",
                              f"rate(inferwatch_shadow_outcomes_total{m}[{s.outcome_window}])")))
     return rules
