@@ -87,7 +87,7 @@ def recording_rules(cfg: Config) -> list[tuple[str, str]]:
         a = own.accuracy.window
         rules.append((q.accuracy(own),
                       q.share(by_model, f"rate(inferwatch_outcomes_total{correct}[{a}])",
-                             f"rate(inferwatch_outcomes_total{m}[{a}])")))
+                              f"rate(inferwatch_outcomes_total{m}[{a}])")))
         rules.append((q.outcomes_increase(own),
                       f"{by_model} (increase(inferwatch_outcomes_total{m}[{a}]))"))
     rules.extend(_shadow_rules(cfg))
@@ -127,8 +127,8 @@ def _shadow_rules(cfg: Config) -> list[tuple[str, str]]:
         right = model_sel(cfg, f'{side}_result="correct"')
         rules.append((q.shadow_accuracy(cfg, side),
                       q.share(by_pair,
-                             f"rate(inferwatch_shadow_outcomes_total{right}[{s.outcome_window}])",
-                             f"rate(inferwatch_shadow_outcomes_total{m}[{s.outcome_window}])")))
+                              f"rate(inferwatch_shadow_outcomes_total{right}[{s.outcome_window}])",
+                              f"rate(inferwatch_shadow_outcomes_total{m}[{s.outcome_window}])")))
     return rules
 
 
