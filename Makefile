@@ -21,7 +21,8 @@ PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 PYTEST_REPORT := -rfE --tb=short --show-capture=all --durations=15 \
 	--junitxml=.ci/logs/junit.xml
 
-.PHONY: test explore test-torch unit lint demo bench generate grafana-schema pictures venv tools clean
+.PHONY: test explore test-torch unit lint demo bench generate grafana-schema pictures venv tools \
+	browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,9 @@ tools:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS) >/dev/null; \
 	fi
+
+# The browser the tests (and the pictures) drive; the demo and the other targets need none.
+browser:
 	@missing=0; for b in chromium chromedriver; do \
 	  command -v $$b >/dev/null 2>&1 || missing=1; done; \
 	if [ $$missing = 1 ]; then \
@@ -50,13 +54,13 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(BROWSER_TOOLS) >/dev/null; \
 	fi
 
-test: venv tools lint
+test: venv tools browser lint
 	INFERWATCH_HYPOTHESIS_PROFILE=inferwatch-fixed \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) $(PYTEST_REPORT) \
 	  $(PYTEST_ARGS)
 
 # The whole suite with newly drawn property-test examples (make test draws a fixed set).
-explore: venv tools
+explore: venv tools browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # The torch cases (the conformance matrix, call shapes, shadow inputs). TORCH_SPEC names
@@ -92,7 +96,7 @@ grafana-schema:
 
 # Redraws docs/images/*.svg, the README's pictures of the dashboards, from a live demo, and
 # the screenshots of the status page and a drift report, taken by the browser test.
-pictures: venv tools
+pictures: venv tools browser
 	$(BIN)/python -m inferwatch.demo.snapshot --dashboards dashboards --out docs/images
 	INFERWATCH_PICTURES=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py
 
