@@ -284,6 +284,7 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     import urllib.parse
     import urllib.request
 
+    from inferwatch.report.conditions import Peer
     from inferwatch.report.flags import Thresholds
     from inferwatch.report.live import from_state
     from inferwatch.report.page import document, report_body
@@ -328,7 +329,10 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     if not states:
         return _error(f"{url} holds no model version" + (
             f" named {args.model!r}" if args.model else ""))
-    reports = [from_state(state, None, generated_at,
+    peers: dict[str, list[Peer]] = {}
+    for state in states:
+        peers.setdefault(state.model, []).append(Peer.of(state))
+    reports = [from_state(state, None, generated_at, peers=peers[state.model],
                           thresholds=Thresholds.for_model(state.model, config))
                for state in sorted(states, key=lambda s: (s.model, s.version))]
     title = args.title or f"inferwatch report: {netloc}"

@@ -3,8 +3,9 @@ thresholds of the same config the rules are generated from (``inferwatch generat
 page and the pages agree.
 
 A flag says whether the condition holds now; Prometheus fires the alert once it has held
-for the rule's ``for:``. Conditions that need more history than the process's ring holds
-(the 6-hour slow burn) say "no data" rather than guess.
+for the rule's ``for:``. A condition whose window reaches back further than the process's
+ring of recent totals (the 6-hour slow burn; any window once the ring does not reach its
+start) says "no data" rather than read the totals since the process started.
 
 >>> thresholds = Thresholds.for_model("fraud")
 >>> thresholds.latency_p99_seconds, thresholds.drift_feature
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,8 @@ from inferwatch.generate.config_schema import with_values
 if TYPE_CHECKING:
     from inferwatch.core.history import History, Sample
     from inferwatch.core.state import ModelState
-    from inferwatch.report.model import Flag, ModelReport
+    from inferwatch.report.conditions import Peer, Windows
+    from inferwatch.report.model import Flag, Live, ModelReport
 
 FIRING, OK, NO_DATA = "firing", "ok", "no data"
 
@@ -59,6 +62,10 @@ class Thresholds:
     fast_burn_short_seconds: float = 300.0
     shadow_max_error_ratio: float = 0.05
     fast_burn_min_requests: int = 10
+    first_item_p99_seconds: float = 1.0
+    schema_error_ratio: float = 0.05
+    max_versions: int = 1
+    versions_serving_seconds: float = 900.0
 
     def declared(self, objectives: dict[str, float]) -> Thresholds:
         """These thresholds with the model's objectives declared in code applied, as the rules
@@ -122,13 +129,17 @@ class Thresholds:
             no_traffic_lookback_seconds=seconds(cfg.windows.no_traffic_lookback),
             accuracy_max_drop=cfg.accuracy.max_drop,
             from_code=cfg.objectives.from_code,
+            first_item_p99_seconds=float(cfg.latency.first_item_p99_seconds),
+            schema_error_ratio=cfg.data_quality.schema_error_ratio,
+            max_versions=cfg.predictions.max_versions,
+            versions_serving_seconds=seconds(cfg.windows.versions_serving),
         )
 
 
 # Objective keys (catalogue.OBJECTIVE_KEYS) a page evaluates, by the field that holds them.
 _DECLARED_FIELDS = {
     "slo.availability": "availability", "latency.p99_seconds": "latency_p99_seconds",
-    "predictions.invalid_ratio": "invalid_ratio",
+    "predictions.invalid_ratio": "invalid_ratio", "predictions.max_versions": "max_versions",
     "predictions.max_model_age": "max_model_age_seconds",
     "data_quality.missing_ratio": "missing_ratio",
     "data_quality.out_of_range_ratio": "out_of_range_ratio",
@@ -143,16 +154,21 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
              history: History | None = None, now: float | None = None,
              delta: dict[str, float] | None = None, feature_base: Sample | None = None,
              start: float | None = None,
-             drift_labels: tuple[dict[str, str | None], dict[str, str | None]] | None = None
-             ) -> list[Flag]:
+             drift_labels: tuple[dict[str, str | None], dict[str, str | None]] | None = None,
+             peers: Sequence[Peer] | None = None) -> list[Flag]:
     """The flags of one page: live ones when `state` is given, drift ones always.
 
     `drift_labels` (:func:`~inferwatch.quality.tracker.gauge_labels`) names the features
     and outputs with a drift gauge of their own; by default those of the state's drift
     window, for a state without one (an index row) those of its features in the order
-    given, under the default label cap. Without a state every one is judged."""
+    given, under the default label cap. Without a state every one is judged.
+
+    `history` is the ring the windows are read from; a window it does not reach back to
+    (and that starts after `start`, when the state began counting) is "no data". Without
+    one (a snapshot's report), every window runs from the state's start. `peers` are the
+    model's versions now (:class:`Peer`), for the conditions that count them; by default
+    the state and the versions the ring holds samples of."""
     from inferwatch.core.history import totals_of
-    from inferwatch.report.model import Flag
 
     now = time.time() if now is None else now
     # Read once: every windowed number below is the state's totals less a sample's.
@@ -161,77 +177,29 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
     live = report.live
     if state is not None:
         t = t.declared(state.objectives)
+        if start is None:
+            start = state.loaded_at if math.isfinite(state.loaded_at) else now
     # The rules judge a shadow model by InferwatchShadowFailing alone: every other model
-    # alert but the traffic and staleness ones leaves shadows out (`unless ... role="shadow"`).
+    # alert but the traffic one leaves shadows out (`unless ... role="shadow"`).
     shadow = state is not None and state.info.get("role") == "shadow"
+    if live is not None and state is not None and delta is not None:
+        from inferwatch.report import conditions
+
+        windows = conditions.Windows(state, history, now, start)  # type: ignore[arg-type]
+        rate_known = windows.base(t.rate_window_seconds)[1]
     if live is not None and state is not None and delta is not None and shadow:
-        flags.append(_flag("InferwatchShadowFailing", live.error_ratio,
+        flags.append(windows.unreached("InferwatchShadowFailing", t.shadow_max_error_ratio,
+                                       t.rate_window_seconds) if not rate_known else
+                     _flag("InferwatchShadowFailing", live.error_ratio,
                            t.shadow_max_error_ratio, above=True,
                            detail=f"error ratio {_pct(live.error_ratio)} over "
-                                  f"{t.rate_window_seconds / 60:g}m, threshold "
+                                  f"{_span(t.rate_window_seconds)}, threshold "
                                   f"{_pct(t.shadow_max_error_ratio)}"))
         flags.append(_no_traffic(state, history, now, t))
-        flags.append(_model_stale(live.trained_at, now, t))
     elif live is not None and state is not None and delta is not None:
-        budget = t.fast_burn_factor * (1 - t.availability)
-        long_base = history.before(state.key, now - t.fast_burn_long_seconds) \
-            if history is not None else None
-        long_ratio = _windowed_ratio(state, long_base, "errors", "requests", totals)
-        long_calls = _windowed(state, long_base, "requests", totals)
-        # The short window is slo.fast_burn.short_window, which need not be windows.rate.
-        short_base = history.before(state.key, now - t.fast_burn_short_seconds) \
-            if history is not None else None
-        short = _windowed_ratio(state, short_base, "errors", "requests", totals)
-        # As the rule: fewer calls than slo.fast_burn.min_requests over the long window
-        # (one failed call of a nearly idle model) is no budget burning, whatever the ratio.
-        few = long_calls < t.fast_burn_min_requests
-        flags.append(_flag("InferwatchErrorBudgetBurnFast",
-                           math.nan if few else _both(long_ratio, short),
-                           budget, above=True,
-                           detail=f"error ratio {_pct(long_ratio)} over "
-                                  f"{t.fast_burn_long_seconds / 3600:g}h and {_pct(short)} over "
-                                  f"{t.fast_burn_short_seconds / 60:g}m, budget x "
-                                  f"{t.fast_burn_factor:g} = {_pct(budget)}; {long_calls:g} "
-                                  f"calls (at least {t.fast_burn_min_requests} needed)"))
-        kept = history.span_seconds if history is not None else 0.0
-        flags.append(Flag("InferwatchErrorBudgetBurnSlow", NO_DATA, math.nan,
-                          t.slow_burn_factor * (1 - t.availability),
-                          f"needs {t.slow_burn_long_seconds / 3600:g}h of history; this "
-                          f"process keeps {kept / 60:g}m: see Prometheus"))
-        flags.append(_no_traffic(state, history, now, t, totals))
-        flags.append(_flag("InferwatchLatencyHigh", live.latency_p99, t.latency_p99_seconds,
-                           above=True, detail=f"p99 latency {_number(live.latency_p99, 's')}, "
-                                              f"threshold {t.latency_p99_seconds:g}s"))
-        invalid = _rate_ratio(delta["invalid"], delta["rows"])
-        flags.append(_flag("InferwatchInvalidPredictions", invalid, t.invalid_ratio, above=True,
-                           detail=f"{_pct(invalid)} of rows invalid, threshold "
-                                  f"{_pct(t.invalid_ratio)}"))
-        for alert, metric, limit in (
-                ("InferwatchMissingValuesSpike", "inferwatch_feature_missing_total",
-                 t.missing_ratio),
-                ("InferwatchOutOfRangeSpike", "inferwatch_feature_out_of_range_total",
-                 t.out_of_range_ratio)):
-            rows = _windowed(state, feature_base, "rows", totals)
-            worst, name = _worst_feature(state, feature_base, metric, rows)
-            flags.append(_flag(alert, worst, limit, above=True,
-                               detail=f"worst feature {name!r}: {_pct(worst)} of rows, "
-                                      f"threshold {_pct(limit)}" if name else "no rows"))
-        accuracy_base = history.before(state.key, now - t.accuracy_window_seconds) \
-            if history is not None else None
-        outcomes = _windowed(state, accuracy_base, "outcomes", totals)
-        accuracy = _windowed_ratio(state, accuracy_base, "correct", "outcomes", totals)
-        enough = outcomes >= t.accuracy_min_outcomes
-        validated = state.validation.get("accuracy")
-        # As the rule: the model's own validation accuracy less max_drop, else the floor.
-        floor = t.accuracy_min_ratio if validated is None else validated - t.accuracy_max_drop
-        against = "" if validated is None else (
-            f" (validation accuracy {_pct(validated)} less {t.accuracy_max_drop:g})")
-        flags.append(_flag("InferwatchAccuracyDrop", accuracy if enough else math.nan,
-                           floor, above=False,
-                           detail=f"accuracy {_pct(accuracy)} on {outcomes:g} outcomes "
-                                  f"(at least {t.accuracy_min_outcomes} needed), threshold "
-                                  f"{_pct(floor)}{against}"))
-        flags.append(_model_stale(live.trained_at, now, t))
+        flags.extend(_availability(state, live, windows, t, totals, rate_known))
+        flags.extend(_predictions(state, live, windows, t, delta, rate_known, peers))
+        flags.extend(_quality(state, windows, t, totals, feature_base, rate_known))
     rows = report.live.drift_window_rows if report.live is not None else report.rows
     folded: tuple[frozenset[str], frozenset[str]] | None = None
     if drift_labels is not None:
@@ -265,6 +233,140 @@ def evaluate(report: ModelReport, t: Thresholds, *, state: ModelState | None = N
     return flags
 
 
+def _availability(state: ModelState, live: Live, windows: Windows, t: Thresholds,
+                  totals: dict[str, float], rate_known: bool) -> list[Flag]:
+    from inferwatch.report.model import Flag
+
+    flags = []
+    budget = t.fast_burn_factor * (1 - t.availability)
+    long_base, long_known = windows.base(t.fast_burn_long_seconds)
+    # The short window is slo.fast_burn.short_window, which need not be windows.rate.
+    short_base, short_known = windows.base(t.fast_burn_short_seconds)
+    if not (long_known and short_known):
+        flags.append(windows.unreached("InferwatchErrorBudgetBurnFast", budget,
+                                       t.fast_burn_long_seconds if not long_known
+                                       else t.fast_burn_short_seconds))
+    else:
+        long_ratio = _windowed_ratio(state, long_base, "errors", "requests", totals)
+        long_calls = _windowed(state, long_base, "requests", totals)
+        short = _windowed_ratio(state, short_base, "errors", "requests", totals)
+        # As the rule: fewer calls than slo.fast_burn.min_requests over the long window
+        # (one failed call of a nearly idle model) is no budget burning, whatever the ratio.
+        few = long_calls < t.fast_burn_min_requests
+        flags.append(_flag("InferwatchErrorBudgetBurnFast",
+                           math.nan if few else _both(long_ratio, short),
+                           budget, above=True,
+                           detail=f"error ratio {_pct(long_ratio)} over "
+                                  f"{_span(t.fast_burn_long_seconds)} and {_pct(short)} over "
+                                  f"{_span(t.fast_burn_short_seconds)}, budget x "
+                                  f"{t.fast_burn_factor:g} = {_pct(budget)}; {long_calls:g} "
+                                  f"calls (at least {t.fast_burn_min_requests} needed)"))
+    kept = windows.history.span_seconds if windows.history is not None else 0.0
+    flags.append(Flag("InferwatchErrorBudgetBurnSlow", NO_DATA, math.nan,
+                      t.slow_burn_factor * (1 - t.availability),
+                      f"needs {_span(t.slow_burn_long_seconds)} of history; this "
+                      f"process keeps {_span(kept)}: see Prometheus"))
+    flags.append(_no_traffic(state, windows.history, windows.now, t, totals))
+    flags.append(windows.unreached("InferwatchLatencyHigh", t.latency_p99_seconds,
+                                   t.rate_window_seconds) if not rate_known else
+                 _flag("InferwatchLatencyHigh", live.latency_p99, t.latency_p99_seconds,
+                       above=True, detail=f"p99 latency {_number(live.latency_p99, 's')}, "
+                                          f"threshold {t.latency_p99_seconds:g}s"))
+    from inferwatch.report import conditions
+
+    streams = state.histograms.get(conditions.FIRST_ITEM, {}).get(())
+    if streams is not None:  # a model that streams
+        flags.append(conditions.first_item(streams, windows, t, rate_known))
+    return flags
+
+
+def _predictions(state: ModelState, live: Live, windows: Windows, t: Thresholds,
+                 delta: dict[str, float], rate_known: bool,
+                 peers: Sequence[Peer] | None) -> list[Flag]:
+    from inferwatch.report import conditions
+
+    invalid = _rate_ratio(delta["invalid"], delta["rows"])
+    flags = [windows.unreached("InferwatchInvalidPredictions", t.invalid_ratio,
+                               t.rate_window_seconds) if not rate_known else
+             _flag("InferwatchInvalidPredictions", invalid, t.invalid_ratio, above=True,
+                   detail=f"{_pct(invalid)} of rows invalid over "
+                          f"{_span(t.rate_window_seconds)}, threshold {_pct(t.invalid_ratio)}")]
+    if peers is None:
+        history = windows.history
+        peers = [conditions.Peer.of(state)] + ([
+            conditions.Peer(key, samples[-1].totals["requests"], math.nan, False)
+            for key in _versions(history, state.model) if key != state.key
+            for samples in [history.samples(key)] if samples] if history is not None else [])
+    if state.key not in {peer.key for peer in peers}:
+        peers = [*peers, conditions.Peer.of(state)]
+    if not isinstance(peers, conditions.Peers):
+        peers = conditions.Peers(peers)
+    served = peers.served(windows, t.versions_serving_seconds)
+    flags.append(_model_stale(live.trained_at, windows.now, t, served[state.key]))
+    flags.append(conditions.versions_serving(peers, served, t))
+    return flags
+
+
+def _quality(state: ModelState, windows: Windows, t: Thresholds, totals: dict[str, float],
+             feature_base: Sample | None, rate_known: bool) -> list[Flag]:
+    flags = []
+    features_known = windows.history is None or feature_base is not None or \
+        windows.now - t.rate_window_seconds <= windows.start
+    for alert, metric, limit in (
+            ("InferwatchMissingValuesSpike", "inferwatch_feature_missing_total",
+             t.missing_ratio),
+            ("InferwatchOutOfRangeSpike", "inferwatch_feature_out_of_range_total",
+             t.out_of_range_ratio)):
+        if not features_known:
+            # The ring keeps per-feature counts for a shorter time than totals.
+            flags.append(windows.unreached(alert, limit, t.rate_window_seconds, features=True))
+            continue
+        rows = _windowed(state, feature_base, "rows", totals)
+        worst, name = _worst_feature(state, feature_base, metric, rows)
+        flags.append(_flag(alert, worst, limit, above=True,
+                           detail=f"worst feature {name!r}: {_pct(worst)} of rows over "
+                                  f"{_span(t.rate_window_seconds)}, threshold {_pct(limit)}"
+                                  if name else "no rows"))
+    from inferwatch.report import conditions
+
+    flags.append(conditions.schema_errors(state, windows, t, totals, rate_known))
+    accuracy_base, known = windows.base(t.accuracy_window_seconds)
+    validated = state.validation.get("accuracy")
+    # As the rule: the model's own validation accuracy less max_drop, else the floor.
+    floor = t.accuracy_min_ratio if validated is None else validated - t.accuracy_max_drop
+    if not known:
+        flags.append(windows.unreached("InferwatchAccuracyDrop", floor,
+                                       t.accuracy_window_seconds))
+        return flags
+    outcomes = _windowed(state, accuracy_base, "outcomes", totals)
+    accuracy = _windowed_ratio(state, accuracy_base, "correct", "outcomes", totals)
+    enough = outcomes >= t.accuracy_min_outcomes
+    against = "" if validated is None else (
+        f" (validation accuracy {_pct(validated)} less {t.accuracy_max_drop:g})")
+    flags.append(_flag("InferwatchAccuracyDrop", accuracy if enough else math.nan,
+                       floor, above=False,
+                       detail=f"accuracy {_pct(accuracy)} on {outcomes:g} outcomes over "
+                              f"{_span(t.accuracy_window_seconds)} (at least "
+                              f"{t.accuracy_min_outcomes} needed), threshold "
+                              f"{_pct(floor)}{against}"))
+    return flags
+
+
+def _span(seconds: float) -> str:
+    """A window as the config writes one.
+
+    >>> _span(3600.0), _span(300.0), _span(90.0), _span(5400.0), _span(0.0)
+    ('1h', '5m', '90s', '90m', '0s')
+    """
+    if not math.isfinite(seconds):
+        return "n/a"
+    whole = round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
 def _folded(report: ModelReport, state: ModelState) -> tuple[frozenset[str], frozenset[str]]:
     """The features and outputs of `state`'s drift window without a gauge of their own; for
     a state without one (a caller other than the status page, which passes
@@ -296,12 +398,29 @@ _folded_by_names: dict[tuple[tuple[str, ...], tuple[str, ...]],
                        tuple[frozenset[str], frozenset[str]]] = {}
 
 
-def _model_stale(trained_at: float, now: float, t: Thresholds) -> Flag:
+def _model_stale(trained_at: float, now: float, t: Thresholds,
+                 served: bool | None = True) -> Flag:
+    """InferwatchModelStale: trained longer than predictions.max_model_age ago, and (as the
+    rule gates it) served calls within windows.versions_serving: a version never called, or
+    retired by a swap, keeps its training time for as long as the process runs."""
     age = now - trained_at if math.isfinite(trained_at) else math.nan
+    if not math.isfinite(age):
+        return _flag("InferwatchModelStale", age, t.max_model_age_seconds, above=True,
+                     detail="no training time given")
+    detail = (f"trained {age / 86400:.1f} days ago, at most "
+              f"{t.max_model_age_seconds / 86400:g} allowed")
+    window = _span(t.versions_serving_seconds)
+    if served is False and age > t.max_model_age_seconds:
+        from inferwatch.report.model import Flag
+
+        return Flag("InferwatchModelStale", OK, age, t.max_model_age_seconds,
+                    f"{detail}, but no call in the last {window}")
+    if served is None and age > t.max_model_age_seconds:
+        return _flag("InferwatchModelStale", math.nan, t.max_model_age_seconds, above=True,
+                     detail=f"{detail}; whether it served calls in the last {window} is "
+                            "further back than this process's ring: see Prometheus")
     return _flag("InferwatchModelStale", age, t.max_model_age_seconds, above=True,
-                 detail=(f"trained {age / 86400:.1f} days ago, at most "
-                         f"{t.max_model_age_seconds / 86400:g} allowed")
-                 if math.isfinite(age) else "no training time given")
+                 detail=detail)
 
 
 def _rate_ratio(part: float, whole: float) -> float:

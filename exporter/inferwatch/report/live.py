@@ -4,8 +4,10 @@
 Windowed numbers follow the recording rules: calls per second, error ratio and latency
 quantiles over the last 5 minutes (``windows.rate``), read as the difference between the
 state now and the ring's sample from the start of the window; before the ring reaches back
-that far, since the process started. Quantiles of a histogram are Prometheus'
-``histogram_quantile``: linear within the bucket, the last finite bound for +Inf.
+that far, since the process started (the page says how long that is; the alert conditions
+say "no data" instead, see :func:`~inferwatch.report.flags.evaluate`). Quantiles of a
+histogram are Prometheus' ``histogram_quantile``: linear within the bucket, the last
+finite bound for +Inf.
 
 >>> from inferwatch.core.state import HistogramState, ModelState
 >>> state = ModelState("fraud", "1", loaded_at=0.0)
@@ -30,6 +32,7 @@ from inferwatch.core.state import HistogramState, ModelState
 from inferwatch.quality.drift import DriftScorer
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import DEFAULT_MAX_FEATURE_LABELS, folded_names
+from inferwatch.report.conditions import Peer
 from inferwatch.report.flags import Thresholds, evaluate
 from inferwatch.report.model import Distribution, Live, ModelReport, distributions
 
@@ -68,7 +71,8 @@ def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float
 def from_state(state: ModelState, history: History | None, now: float, *,
                thresholds: Thresholds | None = None, window_seconds: float | None = None,
                summary: bool = False, drift: DriftCounts | None = None,
-               scores: SummaryScores | None = None) -> ModelReport:
+               scores: SummaryScores | None = None,
+               peers: Sequence[Peer] | None = None) -> ModelReport:
     """The page of one model version; `state` must not change meanwhile (a copy). The
     window is the config's ``windows.rate`` unless given, as the recording rules read it.
 
@@ -76,7 +80,8 @@ def from_state(state: ModelState, history: History | None, now: float, *,
     the alert conditions): no distributions' bins, quantiles, sparklines or quality table.
     `drift` (from :func:`summary_state`) stands for the state's drift window; `scores`
     keeps a summary's drift scores from one index to the next while the window's counts
-    stay the same."""
+    stay the same. `peers` are the model's versions now, for the conditions that count
+    them (:func:`~inferwatch.report.flags.evaluate`)."""
     key = state.key
     thresholds = thresholds or Thresholds.for_model(state.model)
     if window_seconds is None:
@@ -174,7 +179,7 @@ def from_state(state: ModelState, history: History | None, now: float, *,
     labels = _folded_labels(drift.reference, drift.max_labels) if drift is not None else None
     report.flags = evaluate(report, thresholds, state=state, history=history, now=now,
                             delta=delta, feature_base=feature_base, start=start,
-                            drift_labels=labels)
+                            drift_labels=labels, peers=peers)
     return report
 
 

@@ -116,8 +116,9 @@ def report_body(report: ModelReport, *, index_link: str | None = None) -> str:
 
 
 def index_page(reports: Sequence[ModelReport], link: Callable[[ModelReport], str], *,
-               metrics_link: str | None = None) -> str:
-    """The list of model versions, each linked to its page (``link(report)``)."""
+               metrics_link: str | None = None, rate_window: str = "5m") -> str:
+    """The list of model versions, each linked to its page (``link(report)``); their calls
+    per second are over `rate_window` (the config's ``windows.rate``)."""
     rows = []
     for report in reports:
         firing = [f.alert for f in report.flags if f.state == FIRING]
@@ -134,7 +135,7 @@ def index_page(reports: Sequence[ModelReport], link: Callable[[ModelReport], str
             # The href stays encoded; its text is what a reader knows the path as.
             + (f' Metrics: <a href="{escape(metrics_link)}">{escape(unquote(metrics_link))}'
                "</a>." if metrics_link else "") + "</p>"
-            "<table><tr><th>model</th><th>version</th><th>calls/s (5m)</th>"
+            f"<table><tr><th>model</th><th>version</th><th>calls/s ({escape(rate_window)})</th>"
             "<th>error ratio</th><th>conditions holding</th></tr>"
             + ("".join(rows) or '<tr><td colspan="5">No model recorded yet.</td></tr>')
             + "</table>")

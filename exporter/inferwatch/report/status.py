@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, quote
 
 from inferwatch import faults
 from inferwatch.core.registry import Registry, default_registry
+from inferwatch.report.conditions import Peer, Peers
 from inferwatch.report.flags import Thresholds
 from inferwatch.report.live import DriftCounts, SummaryScores, from_state, summary_state
 from inferwatch.report.page import CSP_HEADER, index_page, model_link, report_page
@@ -146,11 +147,15 @@ class StatusPages:
             rows, now = self.registry.states_at(read=summary_state)
             # One model's thresholds once, not once per version of it.
             thresholds: dict[str, Thresholds] = {}
-            reports = [self._summary(state, drift, now, thresholds) for state, drift in
-                       sorted(rows, key=lambda row: row[0].key)]
+            peers: dict[str, Peers] = {}
+            for state, _ in rows:
+                peers.setdefault(state.model, Peers()).append(Peer.of(state))
+            reports = [self._summary(state, drift, now, thresholds, peers[state.model])
+                       for state, drift in sorted(rows, key=lambda row: row[0].key)]
             self._scores.keep({(r.model, r.version) for r in reports})
             body = index_page(reports, lambda r: model_link(r.model, r.version),
-                              metrics_link=self.metrics_link)
+                              metrics_link=self.metrics_link,
+                              rate_window=self._window_text())
             return 200, _encode(body), page_headers()
         if version is None:
             # A model's link without a version is its latest: the version instrumented
@@ -167,16 +172,29 @@ class StatusPages:
         return 404, b"no such model version\n", _TEXT_HEADERS.copy()
 
     def _report(self, state, now: float):
-        return from_state(state, self.history, now,
+        # Every version of the model, for the conditions that count them (versions serving):
+        # a few numbers each, read under each monitor's lock, not a copy of each.
+        peers, _ = self.registry.states_at(model=state.model,
+                                           read=lambda each, _at: Peer.of(each))
+        if state.key not in {peer.key for peer in peers}:
+            peers.append(Peer.of(state))
+        return from_state(state, self.history, now, peers=peers,
                           thresholds=Thresholds.for_model(state.model, self._config))
 
     def _summary(self, state, drift: DriftCounts | None, now: float,
-                 thresholds: dict[str, Thresholds]):
+                 thresholds: dict[str, Thresholds], peers: list[Peer]):
         found = thresholds.get(state.model)
         if found is None:
             found = thresholds[state.model] = Thresholds.for_model(state.model, self._config)
         return from_state(state, self.history, now, summary=True, drift=drift,
-                          scores=self._scores, thresholds=found)
+                          scores=self._scores, thresholds=found, peers=peers)
+
+    def _window_text(self) -> str:
+        """The config's windows.rate, which the index's calls per second are over (a
+        ``models:`` entry cannot change it)."""
+        from inferwatch.generate.config import DEFAULT
+
+        return (self._config if self._config is not None else DEFAULT).windows.rate
 
 
 _TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
