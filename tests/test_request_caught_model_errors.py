@@ -313,11 +313,22 @@ def test_flask_behind_the_wsgi_middleware_counts_each_model_error_once(registry,
 
 # -- 5. Any mix of failures, by property --------------------------------------------------
 
-# How a model call of a request goes: it answers, or it raises and the app catches it.
-CALLS = st.lists(st.sampled_from(["answers", "raises"]), max_size=4)
+def stream(n: int):
+    """A model's stream of |n| tokens that, for a negative n, then fails mid-way."""
+    for i in range(abs(n)):
+        yield f"tok{i} "
+    if n < 0:
+        raise TimeoutError("upstream dropped the stream")
+
+
+# How a model call of a request goes: it answers, it raises and the app catches it, or its
+# stream fails mid-way and the app catches that (an SSE endpoint's error event).
+CALLS = st.lists(st.sampled_from(["answers", "raises", "stream fails"]), max_size=4)
 # How the request ends: answered, the model's exception let through, re-raised as another
-# type, or a failure of the app's own.
-ENDINGS = st.sampled_from(["ok", "model error", "raised from it", "app bug"])
+# type, the app's own bug raised while handling a model error (chained to it), or the app's
+# own bug, which is its own failure whatever its model calls did before.
+ENDINGS = st.sampled_from(["ok", "model error", "raised from it", "app bug while handling it",
+                           "app bug"])
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -326,20 +337,28 @@ def test_errors_count_failed_model_calls_and_requests_failing_on_their_own(reque
     registry = Registry(drain_interval=3600)
     try:
         model = inferwatch.instrument(predict, name="fraud", version="1", registry=registry)
+        streamed = inferwatch.instrument(stream, name="fraud", version="1", registry=registry)
         mon = registry.monitor("fraud", "1")
         expected: dict[str, float] = {}
         outcomes = {"ok": 0, "error": 0}
         for calls, ending in requests:
-            failed_calls = calls.count("raises") + (ending in ("model error", "raised from it"))
+            failed_calls = len(calls) - calls.count("answers") + (
+                ending in ("model error", "raised from it", "app bug while handling it"))
             if failed_calls:
                 expected["TimeoutError"] = expected.get("TimeoutError", 0) + failed_calls
-            elif ending == "app bug":
+            if ending == "app bug":  # chained to no model error: counted besides them
                 expected["AppBug"] = expected.get("AppBug", 0) + 1
             outcomes["ok" if ending == "ok" else "error"] += 1
             try:
                 with mon.request():
                     for call in calls:
-                        fallback(model, -1.0 if call == "raises" else 1.0)
+                        if call == "stream fails":
+                            try:
+                                list(streamed(-2))
+                            except TimeoutError:
+                                pass
+                        else:
+                            fallback(model, -1.0 if call == "raises" else 1.0)
                     if ending == "model error":
                         model(-1.0)
                     elif ending == "raised from it":
@@ -347,6 +366,11 @@ def test_errors_count_failed_model_calls_and_requests_failing_on_their_own(reque
                             model(-1.0)
                         except TimeoutError as exc:
                             raise ServiceUnavailable() from exc
+                    elif ending == "app bug while handling it":
+                        try:
+                            model(-1.0)
+                        except TimeoutError:
+                            raise AppBug()  # noqa: B904 - chained implicitly
                     elif ending == "app bug":
                         raise AppBug()
             except (TimeoutError, ServiceUnavailable, AppBug):

@@ -69,6 +69,74 @@ def snapshot(value: Any) -> Any:
     return value.copy() if is_array and value.nbytes <= COPY_LIMIT_BYTES else value
 
 
+
+# Keywords with which a gradient-boosting model's own predict or predict_proba returns
+# something other than its predictions: raw scores (margins) in place of probabilities, SHAP
+# values or leaf indices (an explanation of the rows, or features for another model). Each
+# is recorded under an output of its own, never in the series of the method's predictions
+# (SHAP values would pass for probabilities, leaf indices for classes); the call still counts
+# as a request, with its latency and batch size. A keyword is read by its truth value, as the
+# libraries read it (`output_margin=1` asks for margins). Where a call passes several, the
+# first listed names the output.
+MARGIN_OUTPUT = "margin"
+CONTRIB_OUTPUT = "contrib"
+INTERACTIONS_OUTPUT = "interactions"
+LEAF_OUTPUT = "leaf"
+KEPT_APART_KEYWORDS = (
+    ("pred_contrib", CONTRIB_OUTPUT),  # LightGBM
+    ("pred_contribs", CONTRIB_OUTPUT),  # xgboost
+    ("pred_interactions", INTERACTIONS_OUTPUT),  # xgboost
+    ("pred_leaf", LEAF_OUTPUT),  # both
+    ("output_margin", MARGIN_OUTPUT),  # xgboost
+    ("raw_score", MARGIN_OUTPUT),  # LightGBM
+)
+# Keywords naming by value what to return: xgboost's inplace_predict(predict_type="margin"),
+# CatBoost's predict(prediction_type="RawFormulaVal").
+MARGIN_TYPES = (("predict_type", "margin"), ("prediction_type", "RawFormulaVal"))
+_KEPT_APART_NAMES = frozenset([name for name, _ in KEPT_APART_KEYWORDS] +
+                              [name for name, _ in MARGIN_TYPES])
+
+
+def kept_apart_output(kwargs: dict) -> str | None:
+    """The output a keyword call's result goes to when its keywords asked for margins or an
+    explanation; None for the predictions its method makes.
+
+    >>> kept_apart_output({"pred_contrib": True}), kept_apart_output({"output_margin": 1})
+    ('contrib', 'margin')
+    >>> kept_apart_output({"raw_score": False, "request_id": "r-1"}) is None
+    True
+    """
+    try:
+        if _KEPT_APART_NAMES.isdisjoint(kwargs):  # the usual keyword call: one look
+            return None
+        for name, output in KEPT_APART_KEYWORDS:
+            if kwargs.get(name):
+                return output
+        for name, value in MARGIN_TYPES:
+            if isinstance(kwargs.get(name), str) and kwargs[name] == value:
+                return MARGIN_OUTPUT
+    except Exception:  # a value whose truth is undefined (an array): a plain prediction
+        return None
+    return None
+
+
+def recorded_result(result: Any, kwargs: dict) -> Any:
+    """What a keyword call records: its result, or, when its keywords asked for margins or an
+    explanation, the result as the one output named for them (:func:`kept_apart_output`).
+
+    >>> recorded_result(np.array([[3, 7]], dtype=np.int32), {"pred_leaf": True})
+    {'leaf': array([[3., 7.]], dtype=float32)}
+    """
+    output = kept_apart_output(kwargs)
+    if output is None:
+        return result
+    if output == LEAF_OUTPUT and result.__class__ is _ndarray and result.dtype.kind in "iu":
+        # Leaf indices as floats (exact below 2**24): whole numbers in an output are read as
+        # class labels, and each tree's leaf would become a class series. A fresh array, as
+        # `snapshot` makes of a small one.
+        return {output: result.astype(np.float32)}
+    return {output: snapshot(result)}
+
 def snapshot_input(value: Any) -> Any:
     """What the drain will check for a call's input: as :func:`snapshot`, and a torch
     tensor of at most ``COPY_LIMIT_BYTES`` on the CPU copied as well, since serving code

@@ -29,6 +29,7 @@ from inferwatch.core.call_input import (
     call_input,
     input_position,
     is_onnx_run,
+    recorded_result,
     snapshot,
     snapshot_input,
 )
@@ -39,7 +40,7 @@ from inferwatch.core.monitor import Monitor
 from inferwatch.core.pending_calls import array_from_bytes
 from inferwatch.core.request import INFERENCE_STAGE, Request, current_request_of
 from inferwatch.core.request import _current as open_request
-from inferwatch.core.request_record import RequestRecord, error_message_for
+from inferwatch.core.request_record import RequestRecord, error_message_for, model_error
 from inferwatch.core.streams import follow_sync
 from inferwatch.core.tracing import current_trace_id
 
@@ -50,21 +51,6 @@ UNRECORDED = object()  # a call whose record could not be prepared: it runs, unr
 # call and the challenger's copy carries the champion's id.
 named_call_id: contextvars.ContextVar[tuple | None] = contextvars.ContextVar(
     "inferwatch_named_call_id", default=None)
-
-
-# Keywords with which xgboost (output_margin, or inplace_predict's predict_type="margin") and
-# LightGBM (raw_score) return raw scores instead of probabilities: recorded under their own
-# output, never mixed with probabilities.
-MARGIN_KEYWORDS = ("output_margin", "raw_score")
-MARGIN_OUTPUT = "margin"
-
-
-def _asks_for_margins(kwargs: dict) -> bool:
-    try:
-        return any(kwargs.get(k) is True for k in MARGIN_KEYWORDS) or \
-            kwargs.get("predict_type") == "margin"
-    except Exception:  # a hostile mapping: record the call as a plain prediction
-        return False
 
 
 class _CallRecorder:
@@ -111,13 +97,13 @@ class _CallRecorder:
     def _returned(self, record: Any, result: Any, start: float, args: tuple,
                   kwargs: dict) -> Any:
         """What a call of its own gives back once the model returned: a stream followed
-        to its end, or the result, recorded (its margins when the call asked for them)."""
+        to its end, or the result, recorded (as its own output when the call asked for
+        margins or an explanation: ``call_input.recorded_result``)."""
         if result.__class__ not in self.follow.plain:
             followed = self.follow(result, start, args, record, slow=True, kwargs=kwargs)
             if followed is not UNFOLLOWED:
                 return followed
-        self.end(record, time.perf_counter() - start,
-                 {MARGIN_OUTPUT: snapshot(result)} if _asks_for_margins(kwargs) else result)
+        self.end(record, time.perf_counter() - start, recorded_result(result, kwargs))
         return result
 
     def join(self, request: Request, args: tuple) -> Any:
@@ -278,13 +264,14 @@ class _CallRecorder:
         (or counted, by when the drain ran). Everything is made before the lock, which a
         finaliser (a request's own close) may want: nothing allocated inside it.
 
-        A failed call's class joins the record's ``model_errors``, which the drain counts:
+        A failed call joins the record's ``model_errors``, which the drain counts by class:
         the app may catch the exception and answer all the same (a fallback), and the
-        request's outcome then says nothing of it. A cancellation is no failure."""
+        request's outcome then says nothing of it; the exception itself is not kept (see
+        ``request_record.ModelError``). A cancellation is no failure."""
         stage = (INFERENCE_STAGE, duration)
         succeeded = failed is None
         prediction = snapshot(result) if succeeded else None
-        failure = None if succeeded or isinstance(failed, cancellations()) else failed.__class__
+        failure = None if succeeded or isinstance(failed, cancellations()) else model_error(failed)
         fresh = None if failure is None else []
         with request_module._CLOSING:
             if not (request._open or request.is_open):

@@ -2,8 +2,9 @@
 
 The wrappers in ``call_wrappers.py`` hand the follower each result whose class they have
 not yet seen to be a plain prediction. It works out, once per class, what kind of result
-that is (a generator, an async generator, another iterator object, text, or a prediction),
-and once per settings object what the model's settings ask of its results (its
+that is (a generator, an async generator, another iterator object, text, a generation
+pipeline's list of texts, or a prediction), and once per settings object what the
+model's settings ask of its results (its
 :class:`Plan`: interval buckets, token counting, usage, kept text), and answers
 :data:`UNFOLLOWED` for a prediction, or what the caller gets instead: a generator that
 follows the stream (``streams.py``), a proxy of an iterator object (``stream_objects.py``),
@@ -25,7 +26,8 @@ from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, NamedTuple
 
 from inferwatch import faults
-from inferwatch.core.stream_records import usage_tokens
+from inferwatch.core.records import generated_texts
+from inferwatch.core.stream_records import OK, usage_tokens
 from inferwatch.core.streams import Tracker, follow_async, follow_sync
 
 if TYPE_CHECKING:
@@ -40,6 +42,9 @@ UNFOLLOWED = object()
 # remembering new ones (they still work, through the slower check).
 MAX_PLAIN_CLASSES = 256
 _FAULT = "stream"
+# A list's kinds beyond _kind's: a generation pipeline's texts, or a list that does not tell
+# (an empty one), judged again on the next call.
+_GENERATED, _UNDECIDED = "generated text", "undecided"
 
 
 def _kind(cls: type) -> str:
@@ -149,13 +154,25 @@ class Follower:
             kind = self.kinds.get(cls)
             if kind is None:
                 kind = _kind(cls)
-                if len(self.kinds) < MAX_PLAIN_CLASSES:
+                if cls is list:
+                    kind = _list_kind(result)
+                if kind != _UNDECIDED and len(self.kinds) < MAX_PLAIN_CLASSES:
                     self.kinds[cls] = kind
-            if kind == "plain" or (kind == "text" and plan.text_is_label):
+            if kind == _GENERATED:
+                texts = generated_texts(result) if result else []
+                if texts is not None:
+                    tracker = self._tracker(start, args, kwargs, record, slow)
+                    _record_texts(tracker, texts, result)
+                    return result
+                kind = _UNDECIDED  # this call's list is no text: a prediction
+            if kind == "plain" or kind == _UNDECIDED or (kind == "text" and
+                                                         plan.text_is_label):
                 if not plan.generative:
                     # An ndarray subclass stays out of `plain`: the wrappers copy it on
                     # their way past this follower, as they copy an ndarray on theirs.
-                    if len(self.plain) < MAX_PLAIN_CLASSES and not _is_array_subclass(cls):
+                    # A list stays out until one is seen to be no generated text.
+                    if kind != _UNDECIDED and len(self.plain) < MAX_PLAIN_CLASSES and \
+                            not _is_array_subclass(cls):
                         self.plain.add(cls)
                         # Settings replaced while this call planned: the monitor's clear
                         # may have run before the add, so the class is not kept as plain.
@@ -183,6 +200,11 @@ class Follower:
             text = _text_input(args, self.input_position, kwargs)
             if isinstance(text, str):
                 tracker.input_tokens = tracker.tokens_of(text)
+            elif isinstance(text, list) and text and all(isinstance(t, str) for t in text):
+                # A batch of prompts (a pipeline's list of texts): their tokens together.
+                counts = [tracker.tokens_of(t) for t in text]
+                if None not in counts:
+                    tracker.input_tokens = sum(counts)  # type: ignore[arg-type]
         return tracker
 
 
@@ -196,6 +218,23 @@ def _text_input(args: tuple, position: int, kwargs: Mapping[str, object] | None)
     if len(args) > position:
         return args[position]
     return next(iter(kwargs.values()), None) if kwargs else None
+
+
+def _list_kind(result: list) -> str:
+    """How a list result is followed: as text when it is a Hugging Face generation
+    pipeline's answer (``[{"generated_text": ...}]``), as a prediction when it is anything
+    else, or (an empty list) not known yet."""
+    if not result:
+        return _UNDECIDED
+    return _GENERATED if generated_texts(result) is not None else "plain"
+
+
+def _record_texts(tracker: Tracker, texts: list[str], result: object) -> None:
+    """A call that returned generated texts, recorded as one that returned text: their
+    length together and each one's tokens (``count_tokens=``), never as a prediction."""
+    for text in texts:
+        tracker.on_item(text)
+    tracker.end(OK, None, None, None, None, 0.0, sum(map(str.__len__, texts)), result)
 
 
 def _follow(result: object, kind: str, tracker: Tracker, proxies: tuple[type, type]) -> object:

@@ -204,6 +204,9 @@ class MonitorDrain:
                 error_counts[key] = error_counts.get(key, 0) + 1
         for stream in streams:
             if not stream.counts_call:
+                if stream.counts_error:  # failed once its request had ended: nothing else counts it
+                    key = stream.error_type.__name__
+                    error_counts[key] = error_counts.get(key, 0) + 1
                 continue
             durations.append(stream.duration)
             if stream.outcome == "cancelled":
@@ -219,9 +222,10 @@ class MonitorDrain:
             if model_errors is not None:
                 # Its model calls that raised, caught by the app or not: each counts by its
                 # class, and they stand for the request's own failure below, which is then
-                # counted only as the request's outcome (never one failure twice).
-                for error_type in model_errors:
-                    key = error_type.__name__
+                # counted only as the request's outcome (never one failure twice), unless it
+                # came from none of them (own_error: the app's own bug after a retry).
+                for error in model_errors:
+                    key = error.error_type.__name__
                     error_counts[key] = error_counts.get(key, 0) + 1
             if record.cancelled:
                 cancelled += 1
@@ -229,7 +233,7 @@ class MonitorDrain:
                 ok += 1
             elif issubclass(record.error_type, cancelled_types):
                 cancelled += 1
-            elif model_errors is None:
+            elif model_errors is None or record.own_error:
                 key = record.error_type.__name__
                 error_counts[key] = error_counts.get(key, 0) + 1
             if record.stream is not None:  # counted just above, as its request

@@ -364,10 +364,14 @@ def class_name(name: object) -> object:
 def known_class_set(class_names: Sequence[object] | None,
                     declared: Sequence[object] | None) -> frozenset[str]:
     """The strings that may become class labels: ``classes_`` and the declared classes,
-    flattened (a multi-output model's ``classes_`` is a list of arrays).
+    flattened (a multi-output model's ``classes_`` is a list of arrays), and the entity
+    groups a token classifier's BIO tags name (``PER`` of ``B-PER`` and ``I-PER``): its
+    pipeline's ``aggregation_strategy`` answers with those.
 
     >>> sorted(known_class_set([np.array(["a", "b"]), np.array(["c"])], ("d",)))
     ['a', 'b', 'c', 'd']
+    >>> sorted(known_class_set(["O", "B-PER", "I-PER"], None))
+    ['B-PER', 'I-PER', 'O', 'PER']
     """
     known: set[str] = set()
     for source in (class_names, declared):
@@ -378,7 +382,13 @@ def known_class_set(class_names: Sequence[object] | None,
                 known.add(_known_text(item.item() if isinstance(item, np.generic) else item))
             else:
                 known.update(_known_text(v) for v in np.asarray(item).reshape(-1).tolist())
+    known.update([name[2:] for name in known if name.startswith(_ENTITY_TAGS) and name[2:]])
     return frozenset(known)
+
+
+# How a token classifier's tags begin and go on an entity, as Hugging Face's pipeline
+# strips them when it groups tokens into entities.
+_ENTITY_TAGS = ("B-", "I-")
 
 
 def _known_text(name: object) -> str:

@@ -45,7 +45,13 @@ from inferwatch.core.prediction_classes import (
     whole_number_classes,
     with_categories,
 )
-from inferwatch.core.records import label_score_matrix, records_as_columns
+from inferwatch.core.records import (
+    entity_rows,
+    generated_texts,
+    label_score_matrix,
+    probability_map_rows,
+    records_as_columns,
+)
 from inferwatch.core.result_arrays import (
     distinct_names,
     extend,
@@ -53,6 +59,8 @@ from inferwatch.core.result_arrays import (
     is_dataframe,
     is_output_list,
     is_tensor,
+    missing_as_nan,
+    model_output_fields,
     object_floats,
     structured_fields,
     to_array,
@@ -60,6 +68,12 @@ from inferwatch.core.result_arrays import (
 )
 
 DEFAULT_OUTPUT = "value"
+# An integer matrix wider than this (numpy's) is one sequence per row, token ids as
+# ``generate`` returns them, not as many class outputs: a multi-output classifier of more
+# outputs would overflow the class cap with its ``j:<class>`` labels anyway.
+MAX_LABEL_COLUMNS = 20
+# The output a sequence's length per row is recorded as (token ids are no values).
+SEQUENCE_LENGTH_OUTPUT = "length"
 # Wrappers looked through for the model they wrap (a Pipeline in a search in a Pipeline).
 _MAX_WRAPPERS = 4
 
@@ -125,6 +139,9 @@ def normalize(
     {'unsupported_type': 1}
     """
     prediction = Prediction()
+    fields = model_output_fields(result)
+    if fields is not None:
+        result = fields["sequences"] if list(fields) == ["sequences"] else fields
     scored = label_score_matrix(result, class_names)
     if scored is not None:
         matrix, labels = scored
@@ -137,6 +154,16 @@ def normalize(
         else:  # scores of another scale (logits): one output of values per label
             for j, label in enumerate(labels):
                 _add_named(prediction, label, matrix[:, j], task, known_classes)
+        return prediction
+    entities = entity_rows(result)
+    if entities is not None:
+        _add_entities(prediction, *entities, known_classes)
+        return prediction
+    texts = generated_texts(result)
+    if texts is not None:
+        # A generation pipeline's answer is text: the call path records its length and
+        # tokens (core/follower.py), as it does a str; handed over here, it is its rows.
+        prediction.rows = len(result)  # type: ignore[arg-type]
         return prediction
     records = records_as_columns(result)
     if records is not None:
@@ -156,6 +183,9 @@ def normalize(
         names = distinct_names([name for name, _ in columns])
         for name, (_, column) in zip(names, columns):
             _add_named(prediction, name, column, task, known_classes)
+        return prediction
+    if not probabilities and _add_classifier_outputs(prediction, result, task, class_names,
+                                                     known_classes):
         return prediction
     if is_output_list(result):
         if probabilities:
@@ -184,6 +214,12 @@ def normalize(
         labels = label_outputs(class_names)
         if labels is None or not add_label_probabilities(prediction, array, labels):
             add_probabilities(prediction, array, class_names)
+    elif _token_sequences(array, tensor, task):
+        # Token ids (``generate``'s (n, seq) tensor): each row's length, never its ids as
+        # classes per position.
+        prediction.rows = array.shape[0]
+        extend(prediction.values, SEQUENCE_LENGTH_OUTPUT,
+               np.full(array.shape[0], float(array.shape[1])))
     elif array.ndim == 2 and array.shape[1] > 1:
         # Several outputs per row: one output (or class column) per column.
         prediction.rows = array.shape[0]
@@ -379,4 +415,104 @@ def _whole_class_labels(prediction: Prediction, array: np.ndarray, task: str,
     prediction.class_outputs += 1
     if flat.size:
         prediction.add_classes(flat.astype(np.int64))
+    return True
+
+
+def _token_sequences(array: np.ndarray, tensor: bool, task: str) -> bool:
+    """Whether `array` holds one sequence of token ids per row: a 2-D integer tensor
+    (``generate``'s output, a token classifier's ``argmax(-1)``), or a numpy integer matrix
+    wider than :data:`MAX_LABEL_COLUMNS`.
+
+    >>> _token_sequences(np.zeros((2, 24), dtype=np.int64), False, "auto")
+    True
+    >>> _token_sequences(np.zeros((2, 3), dtype=np.int64), False, "auto")
+    False
+    """
+    return array.ndim == 2 and array.dtype.kind in "iu" and task != "regression" and (
+        tensor or array.shape[1] > MAX_LABEL_COLUMNS)
+
+
+def _add_entities(prediction: Prediction, labels: list[str], scores: list[object],
+                  per_text: list[int], known_classes: Collection[str]) -> None:
+    """A token-classification pipeline's entities: one row per text, each entity's label
+    (``entity``, or ``entity_group`` when aggregated) a class, each entity's score (the
+    probability of its label) a confidence. Words, offsets and token indices are the
+    user's text and positions in it: never labels."""
+    prediction.rows = len(per_text)
+    prediction.class_like = True
+    # A text holds any number of entities: as many label columns as the most a text has,
+    # so that a row's labels are never told from the column alone.
+    prediction.class_outputs += max(per_text)
+    admitted = admit_classes(prediction, np.array(labels, dtype=object), known_classes)
+    if admitted is not None and admitted.size:
+        prediction.add_classes(admitted)
+    values = missing_as_nan(np.array(scores, dtype=object))
+    if values is None:  # scores that are no numbers
+        prediction.count_invalid("unsupported_type", len(scores))
+        return
+    finite = np.isfinite(values)
+    prediction.count_invalid("nan", int(np.isnan(values).sum()))
+    prediction.count_invalid("inf", int(np.isinf(values).sum()))
+    values = values[finite]
+    in_unit = (values >= 0.0) & (values <= 1.0)
+    prediction.count_invalid("probability_out_of_range", int(in_unit.size - in_unit.sum()))
+    prediction.confidence = values[in_unit]
+
+
+def _probability_part(part: object, task: str) -> tuple[np.ndarray, list | None] | None:
+    """The class probabilities among a classifier's outputs: ONNX's ``ZipMap`` (a list of
+    ``{class: probability}`` per row, with its classes), or a 2-D float matrix whose rows
+    are probabilities (classes unnamed); None for anything else."""
+    mapped = probability_map_rows(part)
+    if mapped is not None:
+        return mapped
+    if getattr(part, "ndim", 0) != 2:
+        return None
+    matrix = to_array(part)
+    if matrix.dtype.kind != "f" or not looks_like_probabilities(matrix, task, None,
+                                                                by_shape=True):
+        return None
+    return matrix, None
+
+
+def _add_classifier_outputs(prediction: Prediction, result: object, task: str,
+                            class_names: Sequence[object] | None,
+                            known_classes: Collection[str]) -> bool:
+    """Whether `result` was a classifier's list of outputs, recorded: ``[labels,
+    probabilities]`` (an ONNX classifier's ``session.run(None, feed)``: its labels as
+    classes, its probabilities, a ``ZipMap`` or a matrix, as class probabilities with the
+    confidence), or ``[ZipMap]`` alone (``run(["output_probability"], feed)``: its
+    classes are then each row's most probable)."""
+    if task == "regression" or not isinstance(result, (list, tuple)) or \
+            len(result) not in (1, 2):
+        return False
+    found = _probability_part(result[-1], task)
+    if found is None:
+        return False
+    matrix, classes = found
+    if len(result) == 1:
+        if classes is None:
+            return False  # a lone matrix in a list: one output, as any other list's
+        add_probabilities(prediction, matrix, classes)
+        return True
+    labels = result[0]
+    if getattr(labels, "ndim", 0) != 1 or len(labels) != matrix.shape[0]:  # type: ignore[arg-type]
+        return False
+    if to_array(labels).dtype.kind not in "iubUSO":
+        return False
+    if classes is not None:
+        # The ZipMap names the model's classes: its text labels are classes by that.
+        known_classes = frozenset(known_classes) | {str(c) for c in classes}
+    elif class_names is not None and len(class_names) == matrix.shape[1]:
+        classes = list(class_names)
+    _add_named(prediction, "label", labels, task, known_classes)
+    scored = Prediction()  # the probabilities' classes are the labels': only theirs count
+    add_probabilities(scored, matrix, classes)
+    prediction.rows = max(prediction.rows, scored.rows)
+    for name, values in scored.values.items():
+        extend(prediction.values, name, values)
+    prediction.probability_outputs |= scored.probability_outputs
+    prediction.confidence = scored.confidence
+    for reason, count in scored.invalid.items():
+        prediction.count_invalid(reason, count)
     return True

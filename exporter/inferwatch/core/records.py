@@ -145,3 +145,117 @@ def label_column(result: object) -> list | None:
         return None
     columns = records_as_columns(result)
     return None if columns is None else columns["label"]
+
+
+def probability_map_rows(result: object) -> tuple[np.ndarray, list] | None:
+    """A list of n dicts of the same keys, each mapping a class to its probability (ONNX's
+    ``ZipMap`` output, which a skl2onnx classifier gives by default), as an (n, k) float
+    matrix and its k classes in the dicts' key order; None for anything else. Keys are
+    classes (ints or text) and every value a real number.
+
+    >>> matrix, classes = probability_map_rows([{0: 0.9, 1: 0.1}, {0: 0.2, 1: 0.8}])
+    >>> matrix.tolist(), classes
+    ([[0.9, 0.1], [0.2, 0.8]], [0, 1])
+    >>> probability_map_rows([{"label": "a", "score": 0.9}]) is None
+    True
+    """
+    if not isinstance(result, list) or not result or not isinstance(result[0], Mapping):
+        return None
+    keys = list(result[0].keys())
+    if len(keys) < 2 or not all(isinstance(key, (int, str, np.integer)) and
+                                not isinstance(key, (bool, np.bool_)) for key in keys):
+        return None
+    if not all(isinstance(row, Mapping) and len(row) == len(keys) for row in result):
+        return None
+    try:
+        matrix = np.array([[row[key] for key in keys] for row in result], dtype=np.float64)
+    except (TypeError, ValueError, KeyError):
+        return None  # text among the values, or a row of other keys
+    return matrix, [key.item() if isinstance(key, np.generic) else key for key in keys]
+
+
+_ENTITY_LABELS = ("entity_group", "entity")  # aggregated by the pipeline, or per token
+
+
+def entity_rows(result: object) -> tuple[list[str], list[object], list[int]] | None:
+    """The entities a Hugging Face token-classification (NER) pipeline found: one text's
+    list of entity dicts (``{"entity" or "entity_group", "score", "word", ...}``), or a
+    batch's list of such lists (one per text, empty where it found none). Returns every
+    entity's label and score, and how many entities each text has; None for anything else.
+
+    >>> labels, scores, per_text = entity_rows([[{"entity": "B-PER", "score": 0.9,
+    ...                                          "word": "john"}], []])
+    >>> labels, scores, per_text
+    (['B-PER'], [0.9], [1, 0])
+    """
+    if not isinstance(result, list) or not result:
+        return None
+    texts = [result] if isinstance(result[0], Mapping) else result
+    labels: list[str] = []
+    scores: list[object] = []
+    per_text: list[int] = []
+    for entities in texts:
+        if not isinstance(entities, list):
+            return None
+        for entity in entities:
+            label = _entity_label(entity)
+            if label is None:
+                return None
+            labels.append(label)
+            scores.append(entity["score"])
+        per_text.append(len(entities))
+    return (labels, scores, per_text) if labels else None
+
+
+def _entity_label(entity: object) -> str | None:
+    if not isinstance(entity, Mapping) or "score" not in entity or "word" not in entity:
+        return None
+    for key in _ENTITY_LABELS:
+        label = entity.get(key)
+        if isinstance(label, str):
+            return label
+    return None
+
+
+# The text a Hugging Face generation pipeline answers with, by pipeline: text-generation
+# and text2text-generation, summarization, translation.
+_TEXT_KEYS = ("generated_text", "summary_text", "translation_text")
+
+
+def generated_texts(result: object) -> list[str] | None:
+    """The texts of a Hugging Face generation pipeline's answer: a list of
+    ``{"generated_text": ...}`` dicts (one input's sequences, or a text2text batch), or a
+    batch's list of such lists; a chat's answer (its messages) by its last message's
+    ``content``. None for anything else, told by a look at the first dict.
+
+    >>> generated_texts([[{"generated_text": "hi"}], [{"generated_text": "yo"}]])
+    ['hi', 'yo']
+    >>> generated_texts([{"label": "a", "score": 0.5}]) is None
+    True
+    """
+    if not isinstance(result, list) or not result:
+        return None
+    first = result[0]
+    if isinstance(first, list):
+        first = first[0] if first else None
+    if not isinstance(first, Mapping) or not any(key in first for key in _TEXT_KEYS):
+        return None
+    texts: list[str] = []
+    for answer in result:
+        for row in answer if isinstance(answer, list) else (answer,):
+            text = _answer_text(row)
+            if text is None:
+                return None
+            texts.append(text)
+    return texts
+
+
+def _answer_text(row: object) -> str | None:
+    if not isinstance(row, Mapping) or len(row) != 1:
+        return None
+    key, text = next(iter(row.items()))
+    if key not in _TEXT_KEYS:
+        return None
+    if isinstance(text, list) and text and isinstance(text[-1], Mapping):
+        text = text[-1].get("content")  # a chat: the messages, the answer last
+    return text if isinstance(text, str) else None

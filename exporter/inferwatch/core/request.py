@@ -26,7 +26,7 @@ from inferwatch.core.call_input import snapshot, snapshot_input
 # The class an outcome given to close() stands for, as record_error reads it: the
 # drain reads the class's name, and anything else there would fail the whole drain.
 from inferwatch.core.call_values import error_class
-from inferwatch.core.request_record import RequestRecord, error_message_for
+from inferwatch.core.request_record import RequestRecord, error_message_for, from_model_error
 from inferwatch.core.tracing import current_trace_id, stage_span
 from inferwatch.forking import renew_at_fork
 
@@ -422,6 +422,8 @@ class Request:
             if joined is not None:
                 return joined.__exit__(exc_type, exc, tb)
         counts_it = exc is not None and self._open
+        if exc is not None and self.record.model_errors is not None:
+            self.ending_with(exc)
         events = self.monitor.events
         self.close(exc_type, error_message=None if exc is None or events is None
                    else error_message_for(events, exc))
@@ -429,6 +431,23 @@ class Request:
         if counts_it and kept is not None:
             kept.append(exc)  # a pushed job failing with it counts it no more
         return False
+
+    def ending_with(self, error: BaseException) -> None:
+        """`error` is what this request is about to end with (its block's exception, or one
+        the web middleware or framework saw). Counted by its class unless it is one of the
+        request's model errors, or was raised from one or while handling one: decided now,
+        so that neither it nor its traceback waits for the drain. Never raises."""
+        try:
+            record = self.record
+            model_errors = record.model_errors
+            if model_errors is None or from_model_error(error, model_errors):
+                return
+        except Exception as exc:  # an exception group whose members cannot be read
+            faults.record("request", exc)
+            return
+        with _CLOSING:  # as in _write: never into a record handed to the drain
+            if self._writable() and self.record is record:
+                record.own_error = True
 
     def close(self, error_type: type | None, ended_at: float | None = None, *,
               cancelled: bool = False, error_message: object = None) -> None:

@@ -8,8 +8,10 @@ bookkeeping of blocks entered and left.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from types import CodeType
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from inferwatch.core.stream_records import StreamRecord
@@ -36,10 +38,14 @@ class RequestRecord:
     stage_outputs: dict[str, object] | None = None
     action: str | None = None
     error_type: type | None = None
-    # The classes of the instrumented model calls that raised inside the request, caught by
-    # the app or not: each counts in the errors metric, and they stand for the request's own
-    # failure there (its outcome counts it), so that one failure is never counted twice.
-    model_errors: list[type] | None = None
+    # The instrumented model calls that raised inside the request, caught by the app or not:
+    # each counts in the errors metric by its class, and one that the request's own failure
+    # is (or came from) stands for it there, so that one failure is never counted twice.
+    model_errors: list[ModelError] | None = None
+    # The request ended with an exception that is none of its model errors and came from
+    # none of them (the app's own bug after a model call failed and was retried): counted by
+    # its class besides them. Decided as it ended (see Request.ending_with).
+    own_error: bool = False
     # Kept only for a log that stores messages (read when the call failed, not at the drain:
     # the exception and the frames it holds are not kept).
     error_message: object = None
@@ -62,7 +68,8 @@ class RequestRecord:
         self.prediction = self.features = self.inputs = self.stage_outputs = None
         self.action = self.error_type = self.trace_id = self.stream = self.error_message = None
         self.model_errors = None
-        self.probabilities = self.has_prediction = self.cancelled = self.named_features = False
+        self.probabilities = self.has_prediction = self.cancelled = self.named_features = \
+            self.own_error = False
 
     def event(self, model: str, version: str) -> dict[str, object]:
         """The event-log entry for this request (the log redacts and bounds it)."""
@@ -84,7 +91,7 @@ class RequestRecord:
             if self.stream.text is not None:
                 event["output_text"] = self.stream.text
         if self.model_errors is not None:
-            event["model_errors"] = [error_type.__name__ for error_type in self.model_errors]
+            event["model_errors"] = [error.error_type.__name__ for error in self.model_errors]
         if self.error_type is not None:
             error: dict[str, object] = {"type": self.error_type.__name__}
             if self.error_message is not None:
@@ -94,6 +101,105 @@ class RequestRecord:
             key = "probabilities" if self.probabilities else "prediction"
             event[key] = self.prediction
         return event
+
+
+class ModelError(NamedTuple):
+    """A model call that raised inside a request, as the request keeps it: never the
+    exception, whose traceback holds the frames of the call (a batch's tensors, on a GPU
+    too) until the request ends, but what tells it apart while it lives: its id, and the
+    code of the frame that recorded it (an instrumented call's wrapper), which no exception
+    of the app's own passes through should it be made where a freed one lay."""
+
+    exception_id: int
+    error_type: type
+    caught_in: CodeType | None
+
+
+def model_error(error: BaseException | None, error_type: type | None = None) -> ModelError:
+    """`error` (or, where none is at hand, a failure of class `error_type`, which no
+    exception will match) as a request keeps it; read in the ``except`` block that caught
+    it, where its traceback's first entry is that block's frame.
+
+    >>> def caught():
+    ...     try:
+    ...         raise TimeoutError("backend")
+    ...     except TimeoutError as exc:
+    ...         return exc, model_error(exc)
+    >>> exc, error = caught()
+    >>> error.exception_id == id(exc), error.error_type, error.caught_in is caught.__code__
+    (True, <class 'TimeoutError'>, True)
+    """
+    if error is None:
+        return ModelError(0, error_type, None)  # type: ignore[arg-type]
+    trace = error.__traceback__
+    return ModelError(id(error), error.__class__, None if trace is None else trace.tb_frame.f_code)
+
+
+# How far an exception's chain (its cause, its context, an exception group's members) is
+# followed to a model error, and how deep a traceback is searched for the frame that caught
+# one: far beyond what an app chains, and a request ending with a cycle or an endless
+# chain still costs a bounded walk.
+MAX_CHAINED = 16
+MAX_TRACEBACK = 1000
+
+# An exception group (asyncio.TaskGroup's, anyio's) holds the failures of its tasks: one of
+# them may be a model error. Built in from Python 3.11; before it, the exceptiongroup
+# backport that anyio installs.
+_GROUPS: type | tuple[()] = getattr(builtins, "BaseExceptionGroup", ())
+if not _GROUPS:
+    try:
+        from exceptiongroup import BaseExceptionGroup as _GROUPS  # type: ignore[no-redef]
+    except ImportError:
+        pass
+
+
+def from_model_error(error: BaseException, model_errors: list[ModelError]) -> bool:
+    """Whether `error`, which a request ends with, is one of the request's `model_errors`
+    or was raised from one or while handling one (``__cause__``, ``__context__``, an
+    exception group's members; up to :data:`MAX_CHAINED` exceptions).
+
+    >>> def failing():
+    ...     try:
+    ...         raise TimeoutError("backend")
+    ...     except TimeoutError as exc:
+    ...         return exc, model_error(exc)
+    >>> exc, error = failing()
+    >>> try:
+    ...     raise RuntimeError("try again") from exc
+    ... except RuntimeError as raised:
+    ...     from_model_error(raised, [error]), from_model_error(KeyError("label"), [error])
+    (True, False)
+    """
+    known = {error.exception_id: error for error in tuple(model_errors)}
+    waiting = [error]
+    seen: set[int] = set()
+    while waiting and len(seen) < MAX_CHAINED:
+        exc = waiting.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        mark = known.get(id(exc))
+        if mark is not None and exc.__class__ is mark.error_type and (
+                mark.caught_in is None or _passed_through(exc, mark.caught_in)):
+            return True
+        if isinstance(exc, _GROUPS):
+            waiting.extend(exc.exceptions[:MAX_CHAINED])
+        for linked in (exc.__context__, exc.__cause__):  # the cause is looked at first
+            if linked is not None:
+                waiting.append(linked)
+    return False
+
+
+def _passed_through(error: BaseException, code: CodeType) -> bool:
+    """Whether `error`'s traceback has a frame running `code`."""
+    trace = error.__traceback__
+    for _ in range(MAX_TRACEBACK):
+        if trace is None:
+            return False
+        if trace.tb_frame.f_code is code:
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def _stage_totals(stages: list[tuple[str, float]]) -> dict[str, float]:

@@ -221,6 +221,36 @@ def structured_fields(obj: object) -> dict[str, np.ndarray] | None:
     return {name: plain[name] for name in names}
 
 
+# Fields of a Hugging Face ModelOutput that are no prediction: the model's internals
+# (hidden states, attentions, the key/value cache a next step reuses) and a loss against
+# labels the caller passed. Read as outputs they would count the cache as unsupported on
+# every call and record every hidden activation as a value.
+_INTERNAL_FIELDS = frozenset({"cache", "past_key_values", "mems", "loss",
+                              "encoder_last_hidden_state", "rope_deltas"})
+_INTERNAL_SUFFIXES = ("hidden_states", "attentions", "_loss", "router_logits", "router_probs")
+
+
+def model_output_fields(result: object) -> dict[str, object] | None:
+    """The prediction fields of a Hugging Face ``ModelOutput`` (a dict of the fields the
+    model set): ``logits`` (``start_logits``, ``last_hidden_state`` of a base model, ...)
+    without the model's internals; of ``generate``'s output with
+    ``return_dict_in_generate=True``, its ``sequences`` alone (its token ids). None for
+    anything else, told by the class's package, as transformers is never imported here.
+
+    >>> model_output_fields({"logits": 1}) is None
+    True
+    """
+    module = type(result).__module__
+    if not module.startswith("transformers.") or not hasattr(result, "keys") or \
+            not hasattr(result, "to_tuple"):
+        return None
+    fields = dict(result.items())  # type: ignore[attr-defined]
+    if "sequences" in fields:
+        return {"sequences": fields["sequences"]}
+    return {name: value for name, value in fields.items()
+            if name not in _INTERNAL_FIELDS and not name.endswith(_INTERNAL_SUFFIXES)}
+
+
 def is_output_list(result: object) -> bool:
     """A tuple or list of arrays / tensors: several outputs, not a matrix of rows."""
     return isinstance(result, (tuple, list)) and bool(result) and all(

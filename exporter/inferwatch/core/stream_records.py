@@ -33,7 +33,9 @@ class StreamRecord:
     `gaps` holds bucket counts of the time between items under `gap_bounds` (the
     ``stream_interval_buckets`` when the stream began; the last bucket is +Inf).
     `counts_call` is False when a request record already counts the call (a stream
-    consumed inside ``mon.request()`` or a web request).
+    consumed inside ``mon.request()`` or a web request); `counts_error` is True for such a
+    stream that failed once its request had ended, whose failure nothing else counts: the
+    drain counts its class, and no call.
     """
 
     duration: float
@@ -48,6 +50,7 @@ class StreamRecord:
     output_tokens: int | None = None
     text: str | None = None
     counts_call: bool = True
+    counts_error: bool = False
     gap_bounds: tuple[float, ...] | None = None
 
     def event_fields(self) -> dict[str, object]:

@@ -56,6 +56,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
+from inferwatch.core.request_record import ModelError, model_error
 from inferwatch.core.stream_records import (
     CANCELLED,
     ERROR,
@@ -235,7 +236,7 @@ class Tracker:
                 stream.counts_call = False
                 self.monitor.submit_stream(stream)
                 return
-            self._submit(stream)
+            self._submit(stream, error)
         except Exception as exc:
             faults.record(_FAULT, exc)
 
@@ -251,11 +252,13 @@ class Tracker:
             self.counted = True
         try:
             self._submit(StreamRecord(perf_counter() - self.start, outcome_of(error),
-                                      error.__class__, gap_bounds=self.plan.bounds))
+                                      error.__class__, gap_bounds=self.plan.bounds), error)
         except Exception as exc:
             faults.record(_FAULT, exc)
 
-    def _submit(self, stream: StreamRecord) -> None:
+    def _submit(self, stream: StreamRecord, error: BaseException | None = None) -> None:
+        """Hand `stream`, which ended with `error` (or with none), to the drain: as a call
+        of its own, as its own request record's figures, or to the request it joined."""
         monitor = self.monitor
         if not self.slow:
             monitor.submit_stream(stream)
@@ -269,21 +272,30 @@ class Tracker:
             monitor.submit(record)
             return
         # Joined an open request: it counts the call. While it is open, the stream is its
-        # inference stage and its figures; once it has ended, the figures go on their own,
-        # unless the request ended with stream figures of its own.
+        # inference stage and its figures (a second stream's go on their own), and a
+        # failure one of its model errors, counted whether the app caught it (an SSE
+        # endpoint's "event: error") or not. Once it has ended, the figures go on their
+        # own, unless the request ended with stream figures of its own, and a failure is
+        # counted with them: the request went to the drain without it.
         request = self.request
-        joined = NOT_JOINED if request is None else join_stream(request, stream,
-                                                                stream.duration)
+        failed = stream.outcome == ERROR and stream.error_type is not None
+        joined = NOT_JOINED if request is None else join_stream(
+            request, stream, stream.duration,
+            model_error(error, stream.error_type) if failed else None)
         if joined is JOINED:
             return
         if joined is ENDED_WITH_STREAM:
             # A web response's body, whose client went away while this stream was open (a
             # sync generator a server left unclosed, collected later): one stream per
             # request, so the body's figures stand; this stream's tokens still count.
-            stream = tokens_only(stream)  # type: ignore[assignment]
-            if stream is None:
-                return
+            figures = tokens_only(stream)
+            if figures is None:
+                if not failed:
+                    return
+                figures = StreamRecord(stream.duration, ERROR, stream.error_type)
+            stream = figures
         stream.counts_call = False
+        stream.counts_error = failed and joined is not ALONGSIDE
         monitor.submit_stream(stream)
 
     def __del__(self) -> None:
@@ -299,14 +311,17 @@ class Tracker:
             pass
 
 
-JOINED, ENDED_WITH_STREAM, NOT_JOINED = "joined", "ended with a stream", "not joined"
+JOINED, ALONGSIDE = "joined", "joined beside the request's stream"
+ENDED_WITH_STREAM, NOT_JOINED = "ended with a stream", "not joined"
 
 
-def join_stream(request: Request, stream: StreamRecord, stage: float | None = None) -> str:
-    """Make `stream` the figures of `request` (with `stage` seconds as its inference stage)
-    if it is open and has none yet: :data:`JOINED`; else :data:`ENDED_WITH_STREAM` for a
-    request that ended with figures of its own, or :data:`NOT_JOINED`. While the request
-    is open, `stage` is added to its stages either way.
+def join_stream(request: Request, stream: StreamRecord, stage: float | None = None,
+                failure: ModelError | None = None) -> str:
+    """Make `stream` the figures of `request` (with `stage` seconds as its inference stage,
+    and `failure` one of its model errors) if it is open and has none yet: :data:`JOINED`;
+    :data:`ALONGSIDE` if it is open with figures already (its stage and failure are the
+    request's all the same); else :data:`ENDED_WITH_STREAM` for a request that ended with
+    figures of its own, or :data:`NOT_JOINED`.
 
     The check and the writes are one step under the lock a close takes to end a request: a
     close between them would hand the record to the drain first, and the figures would
@@ -316,6 +331,7 @@ def join_stream(request: Request, stream: StreamRecord, stage: float | None = No
     from inferwatch.core import request as requests
 
     entry = None if stage is None else (requests.INFERENCE_STAGE, stage)
+    fresh: list[ModelError] | None = None if failure is None else []
     with requests._CLOSING:
         record = request.record
         if not request.is_open:
@@ -327,12 +343,16 @@ def join_stream(request: Request, stream: StreamRecord, stage: float | None = No
             # A second stream of the request (an agent's next call) is an inference stage
             # too, as a second plain call is, though its figures go on their own.
             record.stages.append(entry)
+            if failure is not None:  # bounded with the stages, as a plain call's
+                if record.model_errors is None:
+                    record.model_errors = fresh
+                record.model_errors.append(failure)  # type: ignore[union-attr]
         joined = record.stream is None
         if joined:
             record.stream = stream
     if full:
         faults.record("request")
-    return JOINED if joined else NOT_JOINED
+    return JOINED if joined else ALONGSIDE
 
 
 def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,

@@ -78,6 +78,15 @@ class HTTPRequest(Request):
         self._deadline = math.inf
 
 
+def current_http_request() -> HTTPRequest | None:
+    """The web middleware's open request in this thread or task, if any: the current
+    request, or the one its blocks are open inside."""
+    request = current_request()
+    while request is not None and not (request._http and request._open):
+        request = request._parent
+    return request  # type: ignore[return-value]
+
+
 class ASGIRequest(HTTPRequest):
     """The ASGI middleware's request: the middleware ends it when its app returns or
     raises, in the request's own task, so it is never abandoned however long it stays open

@@ -43,8 +43,10 @@ from inferwatch.quality.input_columns import (
 from inferwatch.quality.plain_arrays import is_tensor, plain_array, tensor_array
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.sparse_rows import (
+    UnreadableRows,
     column_order,
     dense_blocks,
+    is_catboost_pool,
     is_dmatrix,
     is_sparse,
     row_shape,
@@ -303,7 +305,7 @@ class BatchChecker:
         if is_dataframe(batch):
             self._sliced(batch, len(batch), lambda i, j: frame_rows(batch, i, j), self._frame,
                          result)
-        elif is_sparse(batch) or is_dmatrix(batch):
+        elif is_sparse(batch) or is_dmatrix(batch) or is_catboost_pool(batch):
             self._sparse_rows(batch, result)
         elif isinstance(batch, Mapping):
             self._mapping(batch, result)
@@ -331,8 +333,8 @@ class BatchChecker:
             check(batch if n <= step else cut(start, start + step), result)
 
     def _sparse_rows(self, batch: Any, result: BatchResult) -> None:
-        """A scipy.sparse matrix or an xgboost DMatrix: checked as the dense rows it stands
-        for (``sparse_rows``), a bounded block at a time."""
+        """A scipy.sparse matrix, an xgboost DMatrix or a CatBoost Pool: checked as the
+        dense rows it stands for (``sparse_rows``), a bounded block at a time."""
         rows, width = row_shape(batch)
         if rows == 0:
             result.error("empty_batch")
@@ -340,8 +342,14 @@ class BatchChecker:
         if width != len(self._columns):
             result.error("wrong_width")
             return
-        for block in dense_blocks(batch, column_order(batch, self.feature_names)):
-            self._matrix(block, result)
+        try:
+            for block in dense_blocks(batch, column_order(batch, self.feature_names)):
+                self._matrix(block, result)
+        except UnreadableRows as exc:
+            # Raised before any row is read. The model takes this input: what cannot be
+            # checked is inferwatch's shortfall, counted (and logged, with what to do) as
+            # its own fault, never as the caller's schema error.
+            faults.record("quality", exc)
 
     def _mapping(self, batch: Mapping[Any, Any], result: BatchResult) -> None:
         values = list(batch.values())
@@ -500,6 +508,8 @@ class BatchChecker:
                 continue
             arr = as_column(values, numeric=column.numeric)
             if arr is None:
+                arr = _lone_column(values, column.numeric)
+            if arr is None:
                 result.error("wrong_shape")
                 continue
             self._count_column(j, column, arr, result)
@@ -556,6 +566,19 @@ class BatchChecker:
         result.error("non_finite", counts.non_finite)
         start = self.feature_layout.starts[j]
         result.flat_bin_counts[start:start + column.n_bins] += counts.bins
+
+
+def _lone_column(values: Any, numeric: bool) -> np.ndarray | None:
+    """An (n, 1) array as the column it holds, else None. An ONNX model converted with one
+    input per column (skl2onnx's way for a ColumnTransformer pipeline, each input of shape
+    [None, 1]) is fed a dict of such arrays, which is a dict of columns all the same.
+
+    >>> _lone_column(np.array([[1.0], [2.0]]), True).tolist(), _lone_column(np.ones((2, 2)), True)
+    ([1.0, 2.0], None)
+    """
+    if not isinstance(values, np.ndarray) or values.ndim != 2 or values.shape[1] != 1:
+        return None
+    return as_column(values[:, 0], numeric=numeric)  # a view: nothing copied
 
 
 # A feature's cell in a row that names it by two keys of one text: not read.

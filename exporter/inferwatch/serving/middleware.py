@@ -204,7 +204,7 @@ class InstrumentMiddleware:
             cancelled = disconnected or (ended_at is None and _is_cancellation(exc))
             error_type = None if cancelled else _raised(exc, status, ended_at)
             stream_end(request, body, cancelled, error_type)
-            finish(request, error_type, ended_at, cancelled)
+            finish(request, error_type, ended_at, cancelled, exc)
             raise
         # Returned before its last body chunk: the server stopped it (a client disconnect).
         # A client gone before it (mid-upload, while the model ran) never got the answer

@@ -31,12 +31,16 @@ def _http_error_type(status: int) -> type:
 
 
 def finish(request: Request, error_type: type | None, ended_at: float | None,
-           cancelled: bool = False) -> None:
+           cancelled: bool = False, raised: BaseException | None = None) -> None:
     """End the request as of `ended_at` (the last body chunk), outside the app's code path;
     `cancelled` (a client gone) goes with the close, which keeps it only if it is the close
     that ends the request: set on the record before, it could land on a record that the
-    abandoned-request check had ended and handed to the drain."""
+    abandoned-request check had ended and handed to the drain. `raised` is the exception
+    the app raised, when `error_type` is its class: counted besides the request's model
+    errors unless it came from one (read now, never kept)."""
     try:
+        if raised is not None and error_type is not None:
+            request.ending_with(raised)
         # The request ends when its response has been sent, not after background tasks.
         request.close(error_type, ended_at, cancelled=cancelled)
     except Exception as exc:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from inferwatch import faults
 from inferwatch.core.request import Request
 from inferwatch.core.stream_objects import ItemClock
-from inferwatch.core.web_requests import HTTPRequest
+from inferwatch.core.web_requests import HTTPRequest, current_http_request
 from inferwatch.serving.request_end import COMPONENT, finish, outcome, stream_end
 from inferwatch.serving.request_ids import (
     clean_request_id,
@@ -83,7 +83,7 @@ class WSGIInstrumentMiddleware:
         try:
             body = self.app(environ, start_and_watch)
         except BaseException as exc:
-            finish(request, exc.__class__, None)
+            finish(request, exc.__class__, None, raised=exc)
             raise
         request.released()
         if _is_server_file(body, environ) and _ServerFile.watch(body, request, environ, status):
@@ -147,7 +147,7 @@ class _WatchedBody:
         except GeneratorExit:
             raise  # the server stopped iterating: close() tells
         except BaseException as exc:
-            self._end(exc.__class__)
+            self._end(exc.__class__, raised=exc)
             raise
         self._exhausted = True
         self._end(None)
@@ -161,11 +161,12 @@ class _WatchedBody:
             # Closed before the body ran out: the server gave up on a client that went away.
             self._end(None, cancelled=not self._exhausted and self._clock is not None)
 
-    def _end(self, error_type: type | None, cancelled: bool = False) -> None:
+    def _end(self, error_type: type | None, cancelled: bool = False,
+             raised: BaseException | None = None) -> None:
         request, self._request = self._request, None
         if request is not None:
             _end_response(request, self._status[0], self._environ, self._clock, error_type,
-                          cancelled)
+                          cancelled, raised)
 
 
 class _WatchedSizedBody(_WatchedBody):
@@ -273,9 +274,11 @@ def _sending_failed() -> bool:
 
 
 def _end_response(request: Request, status: int, environ: Mapping[str, Any],
-                  clock: ItemClock | None, error_type: type | None, cancelled: bool) -> None:
+                  clock: ItemClock | None, error_type: type | None, cancelled: bool,
+                  raised: BaseException | None = None) -> None:
     """End a WSGI request once the server is done with its body: its outcome from `status`
-    (or `error_type`), its stream's figures when the body came in several chunks."""
+    (or `error_type`, the class of `raised` when the body raised), its stream's figures
+    when the body came in several chunks."""
     if error_type is None and not cancelled:
         error_type = outcome(status)
         if error_type is not None:
@@ -283,7 +286,7 @@ def _end_response(request: Request, status: int, environ: Mapping[str, Any],
     # Streamed: several chunks (werkzeug wraps even a one-chunk body in an iterator).
     streamed = clock is not None and (clock.items > 1 or cancelled)
     stream_end(request, clock if streamed else None, cancelled, error_type)
-    finish(request, error_type, None, cancelled)
+    finish(request, error_type, None, cancelled, raised)
 
 
 def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> bool:
@@ -309,6 +312,11 @@ def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> bool:
     def note_exception(sender: object, exception: BaseException, **extra: object) -> None:
         try:
             flask_request.environ[ERROR_TYPE_ENVIRON_KEY] = exception.__class__
+            # Read now, while the exception is at hand: whether it came from a model call
+            # that failed in this request (counted already), or is the app's own.
+            request = current_http_request()
+            if request is not None:
+                request.ending_with(exception)
         except Exception as exc:
             faults.record(COMPONENT, exc)
 
