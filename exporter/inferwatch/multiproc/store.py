@@ -13,7 +13,8 @@ Files in the directory (anything else there is ignored):
   names of the snapshots folded in but possibly not yet deleted.
 - ``<name>.tmp-<pid>-<start>``: a write in progress (renamed over ``<name>`` when done);
   one left by a writer that died is deleted by the next fold.
-- ``.fold.lock``: ``flock``-ed by the one process folding at a time.
+- ``.fold.lock``: ``flock``-ed by the one process folding at a time (private to the
+  workers' user, see fold_lock.py).
 
 Every file is replaced with ``os.replace``, so a reader sees an old or a new version,
 never half of one. Anyone able to write to the directory can put anything there, so every
@@ -37,14 +38,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import math
 import os
-import stat
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 try:
     import resource
@@ -53,6 +52,8 @@ except ImportError:  # not on Windows
 
 from inferwatch import faults
 from inferwatch.core.state import ModelState
+from inferwatch.multiproc.fold_lock import LOCK as LOCK  # where worker.py looks for it
+from inferwatch.multiproc.fold_lock import FoldLock
 from inferwatch.multiproc.merge import MergedView, merge_model, merge_view
 from inferwatch.multiproc.reference_choice import OTHER_REFERENCE, settle_drift
 from inferwatch.multiproc.safe_read import SKIP_REASONS, Skipped, read_entry
@@ -75,7 +76,6 @@ from inferwatch.multiproc.worker_id import (
 )
 
 ARCHIVE = "archive.snapshot"
-LOCK = ".fold.lock"
 CORRUPT_ARCHIVE = "archive.snapshot.corrupt"
 # Model versions kept in the archive that no live worker serves: a server redeployed with a
 # new version every hour would otherwise carry every version it ever ran until a clear.
@@ -150,6 +150,7 @@ class SnapshotDirectory:
         with contextlib.suppress(OSError):
             owners.add(os.stat(path).st_uid)
         self.trusted_uids = frozenset(owners)
+        self._fold_lock = FoldLock(path, self.trusted_uids, count_skip=_count_skip)
         # name -> (stat key, decoded): unchanged files are not read again, and a file that
         # turns out damaged is replaced by its last good version for that scrape.
         self._cache: dict[str, tuple[tuple[int, int, int], RawSnapshot]] = {}
@@ -213,7 +214,7 @@ class SnapshotDirectory:
             # Folds kept racing this reader (many workers recycled at once): a partial read
             # lacks what they folded, a drop Prometheus takes for a reset. One more read with
             # folds held off is whole; without the lock, serve what was read.
-            with self._read_share(LOCKED_READ_TIMEOUT_SECONDS) as locked:
+            with self._fold_lock.shared(LOCKED_READ_TIMEOUT_SECONDS) as locked:
                 if locked:
                     names = self._names()
                     if dead is not None:
@@ -223,31 +224,6 @@ class SnapshotDirectory:
                         return raws
             faults.record("multiproc_read")
             return raws
-
-    @contextlib.contextmanager
-    def _read_share(self, timeout: float) -> Iterator[bool]:
-        """The fold lock held shared (folds wait, readers do not), opened read-only so an
-        exporter without write access takes it too; False when it cannot be had."""
-        try:
-            fd = os.open(self._file(LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                         | os.O_CLOEXEC)
-        except OSError:
-            yield False
-            return
-        try:
-            try:
-                locked = _flock_within(fd, fcntl.LOCK_SH, timeout, pause=0.01)
-            except OSError:
-                locked = False
-            if not locked:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
 
     def _names(self) -> set[str]:
         return {name for name in os.listdir(self.path)
@@ -345,41 +321,6 @@ class SnapshotDirectory:
         return view
 
     # --- folding ------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _fold_lock(self, timeout: float, create: bool = True) -> Iterator[bool]:
-        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        try:
-            try:
-                fd = os.open(self._file(LOCK), flags | (os.O_CREAT if create else 0), 0o644)
-            except OSError as exc:
-                if exc.errno != errno.ELOOP:
-                    raise
-                # A symlink under the lock's name (a copied directory, a planted link): no
-                # one can hold it (every opener refuses links), and keeping it would stop
-                # every fold and clear for good.
-                _count_skip("symlink")
-                with contextlib.suppress(FileNotFoundError):
-                    if stat.S_ISLNK(os.lstat(self._file(LOCK)).st_mode):
-                        os.unlink(self._file(LOCK))
-                fd = os.open(self._file(LOCK), flags | (os.O_CREAT if create else 0), 0o644)
-        except OSError:
-            if create:
-                raise
-            # No one has ever folded here, or no one can (a directory under the lock's
-            # name): a clear before the server starts goes on without it.
-            yield False
-            return
-        try:
-            if not _flock_within(fd, fcntl.LOCK_EX, timeout, pause=0.02):
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
     def fold(self, me: WorkerId, *, also: Iterable[str] = (), timeout: float = 0.0,
              now: float | None = None) -> list[str]:
         """Fold the snapshots of dead workers (and the names in `also`) into the archive.
@@ -388,7 +329,7 @@ class SnapshotDirectory:
         list when nothing was dead or another process holds the fold lock past `timeout`.
         """
         also = set(also)
-        with self._fold_lock(timeout) as locked:
+        with self._fold_lock.exclusive(timeout) as locked:
             if not locked:
                 return []
             entries = os.listdir(self.path)
@@ -558,7 +499,7 @@ class SnapshotDirectory:
         me = WorkerId.current()
         stats: dict[int, tuple[str, int] | None] = {}
         removed = 0
-        with self._fold_lock(CLEAR_LOCK_TIMEOUT_SECONDS, create=False):
+        with self._fold_lock.exclusive(CLEAR_LOCK_TIMEOUT_SECONDS, create=False):
             for name in os.listdir(self.path):
                 if name not in (ARCHIVE, CORRUPT_ARCHIVE):
                     writer = WorkerId.parse(name) or temp_owner(name)
@@ -667,20 +608,6 @@ def _file_size_limit() -> float:
     except (OSError, ValueError):
         return math.inf
     return math.inf if soft == resource.RLIM_INFINITY else soft
-
-
-def _flock_within(fd: int, operation: int, timeout: float, pause: float) -> bool:
-    """Take the lock `operation` (``LOCK_EX`` or ``LOCK_SH``) on `fd` within `timeout`
-    seconds, trying again every `pause`; whether it was taken."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, operation | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
 
 
 def _newer_info(archived: dict[str, str], newer: dict[str, str]) -> dict[str, str]:

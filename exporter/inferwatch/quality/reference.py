@@ -272,23 +272,28 @@ class Reference:
         try:
             # The file replaced keeps its permissions: one made readable by a group only
             # (its categories may name customers) must not turn world-readable on a re-save.
-            mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+            replaced: os.stat_result | None = os.stat(path)
         except OSError:
-            mode = None
-        # A name of this call's own, created afresh ("x"): two saves of one path at once
+            replaced = None
+        # A name of this call's own, created afresh (O_EXCL): two saves of one path at once
         # (parallel training jobs) would otherwise write one temporary file, and the second
         # replace find it gone; nor is a file of the user's named "<path>.tmp" overwritten.
         tmp = f"{path}.{secrets.token_hex(6)}.tmp"
-        f = open(tmp, "x", encoding="utf-8")  # noqa: SIM115  (closed before the replace)
+        # Replacing a file, the temporary one is private from the start and takes the old
+        # file's mode only once it holds what that file will hold: made with the umask's
+        # mode, another user could open it while it was written and read the new content
+        # of a file kept from them. A new file gets the umask's mode, as open() gives it.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL,  # O_EXCL follows no link
+                     0o666 if replaced is None else 0o600)
         try:
-            with f:
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(text)
+                f.flush()
+                if replaced is not None:
+                    _take_permissions(fd, replaced)
                 # On disk before the rename: after a crash some file systems keep the rename
                 # and lose the data, leaving an empty reference where a whole one was.
-                f.flush()
-                os.fsync(f.fileno())
-            if mode is not None:
-                os.chmod(tmp, mode)
+                os.fsync(fd)
             os.replace(tmp, path)
         except BaseException:
             # Only a file this call created is removed (a failed write, or a path naming a
@@ -377,3 +382,13 @@ def _name_list(names: Any) -> Any:
     """One name given as text is that name: ``categorical="country"`` must not name the
     columns ``c``, ``o``, ``u``, ... (nor profile columns ``a`` and ``b`` for ``"ab"``)."""
     return [names] if isinstance(names, str) else names
+
+
+def _take_permissions(fd: int, replaced: os.stat_result) -> None:
+    """Give the open file `fd` the mode and, where this user may, the group of the file it
+    will replace: the same mode under another group would hand the group's access to the
+    saving user's own group."""
+    if os.fstat(fd).st_gid != replaced.st_gid:
+        with contextlib.suppress(OSError):  # not a member of that group: mode alone
+            os.fchown(fd, -1, replaced.st_gid)
+    os.fchmod(fd, stat.S_IMODE(replaced.st_mode))

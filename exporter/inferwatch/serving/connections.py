@@ -61,7 +61,10 @@ class Connection:
     reader: Reader
     last_active: float  # accepted, or last answered (monotonic seconds)
     trusted: bool = False  # answered a request without error: a real client
-    busy: bool = False  # rendering or checking a password: not evictable
+    busy: bool = False  # rendering: not evictable (renders are capped at max_concurrency)
+    # Waiting for (or running) a bcrypt check: evictable, and its pipelined requests spare
+    # it no more than an idle socket; eviction cancels the wait.
+    checking_password: bool = False
     unhandled: bool = False  # read a request (or its first byte) not yet handled
 
     def has_unread_bytes(self) -> bool:

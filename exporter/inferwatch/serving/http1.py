@@ -125,13 +125,17 @@ class Request:
 
 
 class HttpError(Exception):
-    """A request refused before routing: its status and the plain-text body that says why."""
+    """A request refused before routing: its status, the plain-text body that says why and
+    any header fields the refusal needs (WWW-Authenticate, Retry-After). The connection is
+    closed after the answer."""
 
-    def __init__(self, status: int, message: str, *, sent: bytes = b"") -> None:
+    def __init__(self, status: int, message: str, *, sent: bytes = b"",
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.body = f"{message}\n".encode()
         self.sent = sent  # the start of a request head read before the error, if any
+        self.headers = dict(headers or {})
 
 
 def parse_head(head: bytes) -> Request:
@@ -163,6 +167,26 @@ def parse_head(head: bytes) -> Request:
         text = value.strip().decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return Request(method, target, version, headers)
+
+
+def response_fields(configured: dict[str, str], page: dict[str, str],
+                     framing: dict[str, str]) -> list[tuple[str, str]]:
+    """The header lines of an answer: the operator's configured headers win over a page's
+    own of the same name (names compare case-insensitively), except a
+    Content-Security-Policy, where both are sent: a browser enforces every policy it gets,
+    so the stricter of the two holds. `framing` (Content-Length, Connection) always wins.
+
+    >>> response_fields({"X-Frame-Options": "deny", "Content-Security-Policy": "a"},
+    ...                  {"x-frame-options": "sameorigin", "Content-Security-Policy": "b"},
+    ...                  {"Connection": "close"})  # doctest: +NORMALIZE_WHITESPACE
+    [('X-Frame-Options', 'deny'), ('Content-Security-Policy', 'a'),
+     ('Content-Security-Policy', 'b'), ('Connection', 'close')]
+    """
+    framed = {name.lower() for name in framing}
+    replaced = {name.lower() for name in configured} - {"content-security-policy"} | framed
+    fields = [(name, value) for name, value in configured.items() if name.lower() not in framed]
+    fields += [(name, value) for name, value in page.items() if name.lower() not in replaced]
+    return fields + list(framing.items())
 
 
 def url_path(path: str) -> str:

@@ -64,6 +64,7 @@ from inferwatch.serving.http1 import (
     linger,
     parse_head,
     read_head_lines,
+    response_fields,
     url_path,
 )
 from inferwatch.serving.web_config import (
@@ -79,6 +80,8 @@ log = logging.getLogger("inferwatch.serving.server")
 MAX_BODY_BYTES = 64 * 1024
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 RETRY_AFTER_SECONDS = 1
+# bcrypt checks (of passwords not yet accepted) waiting or running at once; beyond, a 503.
+MAX_WAITING_PASSWORD_CHECKS = 8
 WARNING_INTERVAL_SECONDS = 60.0
 HEALTH_ROUTES = ("/-/healthy", "/-/ready")
 # ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses.
@@ -131,6 +134,7 @@ class MetricsServer:
         self._connections: dict[asyncio.Task[None], Connection] = {}
         self._evicted = 0
         self._rendering = 0
+        self._password_checks = 0  # waiting for or running a bcrypt check
         self._handlers: set[asyncio.Task[None]] = set()
         self._closing = False
         self._last_warned: dict[str, float] = {}
@@ -249,15 +253,19 @@ class MetricsServer:
             return True
         # Unproven before proven (a good answer makes a connection proven), then least
         # recently active first; one whose request is waiting unread is spared while
-        # any other can go: a newcomer has not yet been read, an idle socket never will.
+        # any other can go: a newcomer has not yet been read, an idle socket never will
+        # (nor do pipelined requests behind a password check spare theirs).
         candidates = sorted((c for c in self._connections.values() if not c.busy),
                             key=lambda c: (c.trusted, c.last_active))
         if not candidates:
             return False
-        victim = next((c for c in candidates if not c.has_unread_bytes()), candidates[0])
+        victim = next((c for c in candidates
+                       if c.checking_password or not c.has_unread_bytes()), candidates[0])
         del self._connections[victim.task]
         self._evicted += 1
         victim.transport.abort()  # its pending read fails; its task ends on its own
+        if victim.checking_password:
+            victim.task.cancel()  # it leaves the queue for bcrypt now, not at read_timeout
         self._warn("evicted", "event=connection_evicted reason=connection_budget budget=%d",
                    self.connection_budget)
         return True
@@ -333,6 +341,7 @@ class MetricsServer:
         first = True
         while not self._closing:
             head: bytes | None = None
+            request: Request | None = None
             try:
                 head = await self._read_head(reader, first, connection)
                 connection.unhandled = False
@@ -341,6 +350,8 @@ class MetricsServer:
                 started = time.perf_counter()
                 request = parse_head(head)
                 await self._discard_body(reader, writer, request)
+                # First, as in exporter-toolkit; before `busy`: a password check is evictable.
+                await self._authenticate(request, connection)
                 connection.busy = True
                 try:
                     status, body, headers = await self._route(request)
@@ -348,9 +359,10 @@ class MetricsServer:
                     connection.busy = False
                 keep_alive = request.keep_alive
                 head_only = request.method == "HEAD"
-            except HttpError as error:
-                status, body, headers = error.status, error.body, {"Content-Type": _TEXT}
-                keep_alive, request, started = False, None, time.perf_counter()
+            except HttpError as error:  # closed after: pipelined guesses queue no more checks
+                status, body = error.status, error.body
+                headers = {"Content-Type": _TEXT, **error.headers}
+                keep_alive, started = False, time.perf_counter()
                 # A HEAD answer never has a body (RFC 9110 9.3.2), an error's included: a
                 # client reading one would take the body for the next answer's head.
                 sent = head if head is not None else error.sent or buffered_start(reader)
@@ -413,10 +425,6 @@ class MetricsServer:
             await asyncio.wait_for(reader.readexactly(int(length)), self._read_timeout)
 
     async def _route(self, request: Request) -> tuple[int, bytes, dict[str, str]]:
-        # Authentication comes first, as in exporter-toolkit, so a stranger learns nothing.
-        if not await self._authorized(request.headers.get("authorization")):
-            return 401, b"unauthorized\n", {
-                "Content-Type": _TEXT, "WWW-Authenticate": 'Basic realm="inferwatch"'}
         path = unquote(request.path)
         if path not in self._routes:
             return 404, f"not found; the metrics are at {self.telemetry_path}\n".encode(), {
@@ -433,15 +441,25 @@ class MetricsServer:
             return 200, self._landing_page, {"Content-Type": "text/html; charset=utf-8"}
         return 200, b"OK", {"Content-Type": _TEXT}
 
-    async def _authorized(self, header: str | None) -> bool:
+    async def _authenticate(self, request: Request, connection: Connection) -> None:
+        """Return when `request` may be answered; HttpError 401 when its credentials are
+        wrong or missing, 503 when its password check cannot be had in time."""
         config = self._web_config
         if config is None or not config.auth_required:
-            return True
-        cached = config.check_basic_auth_cached(header)
-        if cached is not None:
-            return cached
-        assert self._auth_lock is not None
+            return
+        header = request.headers.get("authorization")
+        allowed = config.check_basic_auth_cached(header)
+        if allowed is None:
+            allowed = await self._check_password(config, header, connection)
+        if not allowed:
+            raise HttpError(401, "unauthorized",
+                            headers={"WWW-Authenticate": 'Basic realm="inferwatch"'})
 
+    async def _check_password(self, config: WebConfig, header: str | None,
+                              connection: Connection) -> bool:
+        """The bcrypt check, one at a time in a thread, at most MAX_WAITING_PASSWORD_CHECKS
+        waiting or running; the connection stays evictable, and eviction ends its wait."""
+        assert self._auth_lock is not None
         lock = self._auth_lock
 
         async def check() -> bool:
@@ -457,15 +475,24 @@ class MetricsServer:
                 raise
             return await checked
 
-        try:
-            return await asyncio.wait_for(check(), self._read_timeout)
-        except asyncio.TimeoutError:
-            self._warn("auth_backlog", "event=auth_backlog note=password checks queued longer "
-                       "than read_timeout=%ss", self._read_timeout)
-            raise HttpError(503, "too many password checks queued; retry later") from None
-        except Exception as exc:  # a broken bcrypt install refuses access, it does not crash
-            record("server.auth", exc)
-            return False
+        if self._password_checks >= MAX_WAITING_PASSWORD_CHECKS:
+            note = f"{self._password_checks} password checks waiting"
+        else:
+            self._password_checks += 1
+            connection.checking_password = True
+            try:
+                return await asyncio.wait_for(check(), self._read_timeout)
+            except asyncio.TimeoutError:
+                note = f"password checks queued longer than read_timeout={self._read_timeout}s"
+            except Exception as exc:  # a broken bcrypt install refuses access, not crashes
+                record("server.auth", exc)
+                return False
+            finally:
+                self._password_checks -= 1
+                connection.checking_password = False
+        self._warn("auth_backlog", "event=auth_backlog note=%s", note)
+        raise HttpError(503, "too many password checks queued; retry later",
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     async def _scrape(self, request: Request) -> tuple[int, bytes, dict[str, str]]:
         render = functools.partial(
@@ -499,7 +526,7 @@ class MetricsServer:
 
     async def _send(self, writer: asyncio.StreamWriter, status: int, headers: dict[str, str],
                     body: bytes, *, keep_alive: bool, head_only: bool) -> None:
-        fields = _response_fields(self._extra_headers, headers, {
+        fields = response_fields(self._extra_headers, headers, {
             "Content-Length": str(len(body)),
             "Connection": "keep-alive" if keep_alive else "close"})
         lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
@@ -598,26 +625,6 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
         telemetry_path=telemetry_path, status_pages=pages)
     server.start()
     return server
-
-
-def _response_fields(configured: dict[str, str], page: dict[str, str],
-                     framing: dict[str, str]) -> list[tuple[str, str]]:
-    """The header lines of an answer: the operator's configured headers win over a page's
-    own of the same name (names compare case-insensitively), except a
-    Content-Security-Policy, where both are sent: a browser enforces every policy it gets,
-    so the stricter of the two holds. `framing` (Content-Length, Connection) always wins.
-
-    >>> _response_fields({"X-Frame-Options": "deny", "Content-Security-Policy": "a"},
-    ...                  {"x-frame-options": "sameorigin", "Content-Security-Policy": "b"},
-    ...                  {"Connection": "close"})  # doctest: +NORMALIZE_WHITESPACE
-    [('X-Frame-Options', 'deny'), ('Content-Security-Policy', 'a'),
-     ('Content-Security-Policy', 'b'), ('Connection', 'close')]
-    """
-    framed = {name.lower() for name in framing}
-    replaced = {name.lower() for name in configured} - {"content-security-policy"} | framed
-    fields = [(name, value) for name, value in configured.items() if name.lower() not in framed]
-    fields += [(name, value) for name, value in page.items() if name.lower() not in replaced]
-    return fields + list(framing.items())
 
 
 def _warn_slow_password_checks(web_config: WebConfig | None, read_timeout: float) -> None:
