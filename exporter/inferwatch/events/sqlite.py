@@ -249,7 +249,9 @@ class SqliteSink:
         # Another process's checkpoint may itself wait out a busy timeout on a reader: wait
         # longer than that, so that this one can then find the reader and say so.
         deadline = time.monotonic() + 2 * BUSY_TIMEOUT_MS / 1000
-        for attempt in itertools.count():
+        pauses = itertools.chain(_CHECKPOINT_RETRY_SECONDS,
+                                 itertools.repeat(_CHECKPOINT_RETRY_SECONDS[-1]))
+        while True:
             try:
                 busy, log_frames, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             except sqlite3.OperationalError as exc:
@@ -265,8 +267,7 @@ class SqliteSink:
             if time.monotonic() > deadline:
                 return (f"another connection's checkpoint held it for over "
                         f"{2 * BUSY_TIMEOUT_MS / 1000:g} s")
-            time.sleep(_CHECKPOINT_RETRY_SECONDS[min(attempt, len(_CHECKPOINT_RETRY_SECONDS) - 1)])
-        raise AssertionError("unreachable")
+            time.sleep(next(pauses))
 
     def _begin_with_room(self, conn: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE`` with the write-ahead log under its cap.

@@ -70,18 +70,16 @@ class FoldLock:
             return
         try:
             started = time.monotonic()
-            if not self._trusted(fd) or not flock_within(fd, fcntl.LOCK_EX, timeout,
-                                                         pause=0.02):
-                self._blocked(started)
-                yield False
-                return
-            self._blocked_since = None
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
+            locked = self._trusted(fd) and flock_within(fd, fcntl.LOCK_EX, timeout, pause=0.02)
+        except BaseException:
             os.close(fd)
+            raise
+        if locked:
+            self._blocked_since = None
+        else:
+            self._blocked(started)
+        with _held(fd, locked) as held:
+            yield held
 
     @contextlib.contextmanager
     def shared(self, timeout: float) -> Iterator[bool]:
@@ -93,19 +91,14 @@ class FoldLock:
             yield False
             return
         try:
-            try:
-                locked = flock_within(fd, fcntl.LOCK_SH, timeout, pause=0.01)
-            except OSError:
-                locked = False
-            if not locked:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
+            locked = flock_within(fd, fcntl.LOCK_SH, timeout, pause=0.01)
+        except OSError:
+            locked = False
+        except BaseException:
             os.close(fd)
+            raise
+        with _held(fd, locked) as held:
+            yield held
 
     def _open(self, flags: int) -> int:
         try:
@@ -160,6 +153,22 @@ class FoldLock:
         faults.record("multiproc_fold", TimeoutError(
             f"fold skipped: the fold lock {self.path} {why}; dead workers' snapshots wait "
             "to be folded"))
+
+
+@contextlib.contextmanager
+def _held(fd: int, locked: bool) -> Iterator[bool]:
+    """Whether the lock on `fd` is held, for the time of a ``with``: released (if held)
+    and `fd` closed at its end, whatever ends it."""
+    try:
+        if locked:
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            yield False
+    finally:
+        os.close(fd)
 
 
 def flock_within(fd: int, operation: int, timeout: float, pause: float) -> bool:
