@@ -15,6 +15,8 @@ True
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import sys
 import threading
 import time
@@ -37,6 +39,8 @@ from inferwatch.core.render import (
 )
 from inferwatch.forking import renew_at_fork
 from inferwatch.serving.exposition import Prerendered, prerender_format
+
+log = logging.getLogger("inferwatch.serving.bridge")
 
 # Families collect() yields beyond describe_families(): an event log's and the merged view's.
 _ALSO_YIELDED = ("inferwatch_event_values_dropped_total",
@@ -128,7 +132,8 @@ renew_at_fork(globals(), "_prometheus_lock")
 
 
 def prometheus_registry() -> CollectorRegistry:
-    """The prometheus_client registry that serves inferwatch's metrics by default.
+    """The prometheus_client registry that serves inferwatch's metrics by default outside
+    multi-worker mode (:func:`served_registry`).
 
     That is prometheus_client's global ``REGISTRY`` with inferwatch's collector added
     once, so the application's own prometheus_client metrics are served alongside.
@@ -158,3 +163,93 @@ def _serves_default_registry(registry: CollectorRegistry) -> bool:
     collectors = list(getattr(registry, "_collector_to_names", {}))
     own = default_registry()
     return any(isinstance(c, InferwatchCollector) and c.registry is own for c in collectors)
+
+
+_merged_registry: CollectorRegistry | None = None
+# prometheus_client switches to its multiprocess mode at import when either is set.
+_PROMETHEUS_MULTIPROC_VARS = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+
+
+def served_registry() -> CollectorRegistry:
+    """What ``serve()``, ``make_wsgi_app()`` and ``make_asgi_app()`` serve when given no
+    registry: :func:`prometheus_registry`, or in multi-worker mode (``INFERWATCH_MULTIPROC_DIR``)
+    :func:`merged_registry`."""
+    if default_registry().multiproc is None:
+        return prometheus_registry()
+    return merged_registry()
+
+
+def merged_registry() -> CollectorRegistry:
+    """The multi-worker view: inferwatch's merged metrics, and the application's own
+    prometheus_client metrics only where prometheus_client merges them too.
+
+    prometheus_client's default ``REGISTRY`` holds this worker's values alone (its process
+    and GC collectors, the application's counters): served from whichever worker answers,
+    they would go back and forth between scrapes, which Prometheus reads as counter resets.
+    So with prometheus_client's multiprocess mode on (``PROMETHEUS_MULTIPROC_DIR``) the
+    application's metrics come through its ``MultiProcessCollector``, summed over every
+    worker; with it off they are left off, and a log line says how to get them.
+    """
+    global _merged_registry
+    if _merged_registry is None:
+        with _prometheus_lock:
+            if _merged_registry is None:
+                # Without names: `?name[]=` then asks it too, and filters its samples.
+                merged = CollectorRegistry(support_collectors_without_names=True)
+                merged.register(InferwatchCollector())
+                directory = _prometheus_multiproc_dir()
+                if directory is None:
+                    _log_left_off()
+                else:
+                    _add_prometheus_multiproc(merged, directory)
+                _merged_registry = merged
+    return _merged_registry
+
+
+def _prometheus_multiproc_dir() -> str | None:
+    for name in _PROMETHEUS_MULTIPROC_VARS:
+        if name in os.environ:
+            return os.environ[name]
+    return None
+
+
+def _add_prometheus_multiproc(merged: CollectorRegistry, directory: str) -> None:
+    from prometheus_client import REGISTRY
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    if not os.path.isdir(directory):
+        raise ValueError(f"inferwatch cannot serve the application's prometheus_client metrics: "
+                         f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not a directory")
+    # REGISTRY names the application's metrics, whose files the collector reads; an
+    # InferwatchCollector the application added there for its own exposition is no clash.
+    theirs = {name for collector, names in list(REGISTRY._collector_to_names.items())
+              if not isinstance(collector, InferwatchCollector) for name in names}
+    clashes = sorted(set(merged._names_to_collectors) & theirs)
+    if clashes:
+        raise ValueError(
+            "inferwatch cannot serve its metrics beside the application's: prometheus_client "
+            f"metrics use the same names ({', '.join(clashes)}); rename them")
+    MultiProcessCollector(merged, path=directory)
+
+
+def _application_collectors() -> list[Collector]:
+    """The collectors of prometheus_client's ``REGISTRY`` beyond its own defaults."""
+    import prometheus_client
+    from prometheus_client import REGISTRY
+
+    defaults = (prometheus_client.PROCESS_COLLECTOR, prometheus_client.PLATFORM_COLLECTOR,
+                prometheus_client.GC_COLLECTOR)
+    return [c for c in list(getattr(REGISTRY, "_collector_to_names", {}))
+            if not any(c is d for d in defaults) and not isinstance(c, InferwatchCollector)]
+
+
+def _log_left_off() -> None:
+    # Once per process, when the merged view is first built (at start-up, where the app mounts
+    # /metrics). A warning where the application has metrics of its own: they vanish here.
+    level = logging.WARNING if _application_collectors() else logging.INFO
+    log.log(level, "inferwatch multi-worker mode: /metrics serves the merged view of every "
+            "worker, without prometheus_client's default registry (the application's own "
+            "metrics, process_*, python_gc_*), which holds this worker's values alone; to serve "
+            "the application's metrics merged, set PROMETHEUS_MULTIPROC_DIR to an empty "
+            "directory of their own before the workers start (prometheus_client's "
+            "multiprocess mode)")

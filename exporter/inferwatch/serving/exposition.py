@@ -90,12 +90,15 @@ def prerender_format() -> Format | None:
 
 
 def resolve_registry(registry: Collector | None) -> Collector:
-    """`registry`, or inferwatch's own registry when None (imported only when needed)."""
+    """`registry`, or what inferwatch serves by default when None (imported only when
+    needed): prometheus_client's default registry with inferwatch's metrics added, or in
+    multi-worker mode the merged view of every worker (:func:`~inferwatch.serving.bridge.
+    served_registry`)."""
     if registry is not None:
         return registry
-    from inferwatch.serving.bridge import prometheus_registry
+    from inferwatch.serving.bridge import served_registry
 
-    return prometheus_registry()
+    return served_registry()
 
 
 def gzip_accepted(accept_encoding: str | None) -> bool:
