@@ -247,16 +247,44 @@ of the values, one a row
 
 def _as_array(values: Any) -> np.ndarray:
     """A column as numpy; cells numpy cannot stack (lists of different lengths) stay
-    objects, for :func:`refuse_nested` to name, not numpy's ValueError."""
+    objects, for :func:`refuse_nested` to name, not numpy's ValueError. A list whose cells
+    numpy would change the type of stays objects too (:func:`_retyped`).
+
+    >>> _as_array(["Paris", float("nan"), 10115.0]).tolist()
+    ['Paris', nan, 10115.0]
+    """
     try:
-        return np.asarray(values)
+        arr = np.asarray(values)
     except ValueError:
         if not hasattr(values, "__len__") or isinstance(values, (str, bytes)):
             raise ReferenceError("a column is not a sequence of values") from None
-        out = np.empty(len(values), dtype=object)
-        for i, v in enumerate(values):
-            out[i] = v
-        return out
+        return _objects(values)
+    if isinstance(values, (list, tuple)) and _retyped(arr, values):
+        return _objects(values)
+    return arr
+
+
+def _objects(values: Any) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
+def _retyped(arr: np.ndarray, values: list | tuple) -> bool:
+    """Whether numpy changed some cell's type reading `values` as `arr`: text beside a NaN
+    or a number makes every cell text (NaN the category "nan", 10115.0 the category
+    "10115.0"), and a bool beside numbers becomes one. The live checks read a list as
+    objects, as a DataFrame keeps them: profiled otherwise, training data drifts from its
+    own profile."""
+    kind = arr.dtype.kind
+    if kind == "U":
+        return not all(isinstance(v, str) for v in values)
+    if kind == "S":
+        return not all(isinstance(v, bytes) for v in values)
+    if kind in "iufc":
+        return any(isinstance(v, (bool, np.bool_)) for v in values)
+    return False
 
 
 def record_columns(records: np.ndarray, what: str) -> dict[str, np.ndarray]:

@@ -1,9 +1,9 @@
 """`inferwatch profile DATA -o reference.json`: a reference profile from training data.
 
 Reads CSV with the standard library (a column is numeric when every non-empty value
-parses as a number; gzip-compressed or not; comma-separated only) and Parquet with pyarrow
-and pandas. Every column except those given with ``--predictions-column``, ``--target`` or
-``--ignore`` becomes a feature.
+parses as a number, boolean when every one is true or false in any case; gzip-compressed
+or not; comma-separated only) and Parquet with pyarrow and pandas. Every column except
+those given with ``--predictions-column``, ``--target`` or ``--ignore`` becomes a feature.
 
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="inferwatch profile")
@@ -119,14 +119,16 @@ def _run(args: argparse.Namespace) -> int:
                 _refuse_dates(path, name, column)
     for name in [*features, *outputs, *target]:
         _refuse_nested(path, name, columns[name])
+    predictions = {n: columns[n] for n in outputs}
     try:
         reference = Reference.from_data(
-            features, predictions={n: columns[n] for n in outputs} or None,
+            features, predictions=predictions or None,
             categorical=[n for n in categorical if n in features or n in outputs],
-            bins=args.bins, max_categories=args.max_categories,
-            y_true=columns[target[0]] if target else None)
+            bins=args.bins, max_categories=args.max_categories)
     except ReferenceError as exc:
         raise ProfileError(str(exc)) from None
+    if target:
+        reference.validation = _validation(predictions, target[0], columns[target[0]])
     to_stdout = args.output == "-"
     if to_stdout:
         sys.stdout.write(reference.to_json())
@@ -146,6 +148,26 @@ def _run(args: argparse.Namespace) -> int:
              f", validation {reference.validation.metric} {reference.validation.value:.4g}"),
           file=sys.stderr if to_stdout else sys.stdout)
     return 0
+
+
+def _validation(predictions: dict[str, Any], target: str, labels: Any) -> Any:
+    """The score of the prediction columns on the `target` column, its problems named by
+    the flags that set them: a CSV has no ``prediction_names``, its header names the
+    probability columns."""
+    from inferwatch.quality.validation import ClassNamesError, ValidationError, score
+
+    try:
+        return score(predictions, labels)
+    except ClassNamesError as exc:
+        shown, labels = (", ".join(map(repr, part)) for part in (exc.names, exc.labels))
+        raise ProfileError(
+            f"--predictions-column {shown}: read as class probabilities, the predicted"
+            f" class being the name of the top column, but --target {target!r} holds labels"
+            f" such as {labels} that name none of them correctly: name each column by its"
+            " class in the header (0, 1 or the labels), or give one column of predicted"
+            " labels") from None
+    except ValidationError as exc:
+        raise ProfileError(f"--target {target!r}: {exc}") from None
 
 
 def _check_output(data: str, output: str) -> None:
@@ -251,7 +273,11 @@ def _refuse_dates(path: str, name: str, column: Any) -> None:
         return
     seen: set[str] = set()
     for value in column:
-        if value is None or value in seen:
+        if not isinstance(value, str):
+            if value is None:
+                continue
+            return  # booleans (:func:`_booleans`)
+        if value in seen:
             continue
         try:
             datetime.datetime.fromisoformat(value.strip())
@@ -423,9 +449,33 @@ class _Column:
         self.parts.append(np.fromiter(cleaned, dtype=object, count=len(cleaned)))
 
     def array(self, np: Any) -> Any:
-        if len(self.parts) == 1:
-            return self.parts[0]
-        return np.concatenate(self.parts)
+        values = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        return values if self.numeric else _booleans(values, np)
+
+
+def _booleans(values: Any, np: Any) -> Any:
+    """A text column whose every value is true or false (any case, as Spark, DuckDB and SQL
+    exports write them) as bools, as pandas reads it: kept as text, a live bool (the
+    category ``True``) would be unseen in every row. Any other text leaves it as written.
+
+    >>> import numpy as np
+    >>> _booleans(np.array(["true", None, "FALSE"], dtype=object), np).tolist()
+    [True, None, False]
+    >>> _booleans(np.array(["true", "no"], dtype=object), np).tolist()
+    ['true', 'no']
+    """
+    spellings: dict[Any, bool | None] = {}
+    for v in values:  # stops at the first other text: an id column costs one look
+        if v is None or v in spellings:
+            continue
+        word = v.strip().lower()
+        if word not in ("true", "false"):
+            return values
+        spellings[v] = word == "true"
+    if not spellings:
+        return values
+    spellings[None] = None
+    return np.fromiter((spellings[v] for v in values), dtype=object, count=len(values))
 
 
 def _numbers(cells: tuple[str, ...], np: Any) -> Any:

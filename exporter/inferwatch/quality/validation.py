@@ -11,7 +11,9 @@ that profile the outputs:
   are);
 - one output of continuous floats is a regressor: the score is the **mean absolute error**;
 - several outputs are class probabilities: the predicted class is the column with the
-  highest probability, named by the output, and the score is accuracy;
+  highest probability, named by the output, and the score is accuracy; columns that
+  cannot be the labels' classes (no label is one of their names, or they are numbered
+  ``0``..``k-1`` and some label is no such number) are refused, not scored near 0;
 - several float outputs with labels of one column per output (a 2-D ``y_true``, in the
   outputs' order) are a multi-output regressor: the score is the **mean absolute error**
   over every labelled target, as live outcomes observe one error per target (for labels
@@ -115,6 +117,7 @@ def score(predictions: Any, y_true: Any) -> Validation:
     labels = labels[keep]
     columns = {name: col[keep] for name, col in columns.items()}
     if len(columns) > 1:
+        _refuse_unnamed_classes(list(columns), labels)
         names = np.array(list(columns), dtype=object)
         matrix = np.column_stack([_probabilities(name, col) for name, col in columns.items()])
         # argmax takes a NaN for the top probability: a row with no valid probabilities
@@ -134,6 +137,55 @@ def score(predictions: Any, y_true: Any) -> Validation:
         error, pairs = _mean_absolute_error(predicted, truth)
         return Validation("mean_absolute_error", error, int(pairs.sum()))
     return _accuracy(predicted, labels, category_key)
+
+
+class ClassNamesError(ValidationError):
+    """Probability columns whose names are not the classes the labels name: the predicted
+    class (the name of the top column) could never be scored right. `names` are the
+    columns, `labels` a few of the labels, for a caller to name its own way to fix it."""
+
+    def __init__(self, message: str, names: list[str], labels: list[str]) -> None:
+        super().__init__(message)
+        self.names = names
+        self.labels = labels
+
+
+def _refuse_unnamed_classes(names: list[str], labels: np.ndarray) -> None:
+    """Refuse probability columns that cannot be the labels' classes: no label is one of
+    their names, or they are numbered ``0``..``k-1`` (a matrix given without
+    ``prediction_names``) and some label is no such number (classes 1 and 2, whose column
+    ``"1"`` holds class 2). Scored anyway, the accuracy would be near 0 and the accuracy
+    alert could never fire. Which column is which class is not in the data: scikit-learn
+    orders ``classes_`` by value, a network its own way, so no order is guessed.
+
+    >>> _refuse_unnamed_classes(["0", "1"], np.array([True, False, 1], dtype=object))
+    >>> try:
+    ...     _refuse_unnamed_classes(["0", "1"], np.array(["fraud", "legit"], dtype=object))
+    ... except ClassNamesError as exc:
+    ...     exc.labels
+    ['fraud', 'legit']
+    """
+    classes = {_same_class(name) for name in names}
+    found = sorted({_same_class(category_key(y)) for y in labels.tolist()})
+    unknown = [y for y in found if y not in classes]
+    numbered = names == [str(i) for i in range(len(names))]
+    if not unknown or (len(unknown) < len(found) and not numbered):
+        return  # a label the model has no column for is a miss, as live
+    shown = ", ".join(repr(n) for n in names[:6]) + (", ..." if len(names) > 6 else "")
+    examples = ", ".join(repr(y) for y in unknown[:3])
+    why = ("no label is one of them" if len(unknown) == len(found) else
+           f"they are numbered, and labels such as {unknown[0]!r} are no column's number")
+    raise ClassNamesError(
+        f"the predictions are read as class probabilities, one column per class, the "
+        f"predicted class being the name of the top column; the columns are {shown} but "
+        f"{why} (labels: {examples}): name the columns by the model's classes, in their "
+        f"order (prediction_names=list(model.classes_)), or pass the predicted labels "
+        f"(model.predict(X))", list(names), unknown[:3])
+
+
+def _same_class(key: str) -> str:
+    """One key for the labels a live outcome takes for the same class (True and 1)."""
+    return {"True": "1", "False": "0"}.get(key, key)
 
 
 def _multi_output_error(columns: dict[str, np.ndarray], table: np.ndarray,
