@@ -291,7 +291,10 @@ def test_a_models_own_for_and_severity_reach_its_baseline_alert_only() -> None:
              if r["alert"] == "InferwatchTrafficAnomaly"]
     assert [(r["for"], r["labels"]["severity"]) for r in rules] == [("30m", "warning"),
                                                                    ("2h", "critical")]
-    assert 'model="fraud"' in rules[1]["expr"] and "unless on (model)" in rules[0]["expr"]
+    # The copy keeps fraud and the default leaves it out, both by the alert's model label.
+    assert '"model", "fraud"' in rules[1]["expr"] and '"model", "fraud"' in rules[0]["expr"]
+    assert "unless on (model_override)" in rules[1]["expr"]
+    assert "and on (model_override)" in rules[0]["expr"]
 
 
 # --- per-model sensitivity ------------------------------------------------------------------

@@ -157,18 +157,27 @@ def write(out_dir: str | Path, cfg: Config | None = None, rules_only: bool = Fal
 OPTIONAL_OUTPUTS = (f"{KUBERNETES_DIR}/prometheusrule-baselines.yaml",)
 
 
-def _remove_left_out(root: Path, files: dict[str, str]) -> None:
-    """Delete the optional outputs this render leaves out, where a generator wrote them (a
-    file of the user's own under that name stays)."""
+def left_out(root: str | Path, files: dict[str, str]) -> list[Path]:
+    """The optional outputs under `root` that the render `files` leaves out and a generator
+    wrote (a file of the user's own under that name is not one): what writing `files`
+    deletes, so what a check of `root` against them reports as stale."""
+    found = []
     for relative in OPTIONAL_OUTPUTS:
-        path = root / relative
+        path = Path(root) / relative
         if relative in files or not path.is_file():
             continue
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            with path.open(encoding="utf-8") as handle:
-                generated = handle.read(len(HEADER)) == HEADER
-            if generated:
-                path.unlink()
+        with (contextlib.suppress(OSError, UnicodeDecodeError),
+              path.open(encoding="utf-8") as handle):
+            if handle.read(len(HEADER)) == HEADER:
+                found.append(path)
+    return found
+
+
+def _remove_left_out(root: Path, files: dict[str, str]) -> None:
+    """Delete the optional outputs this render leaves out, where a generator wrote them."""
+    for path in left_out(root, files):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _make_dirs(directory: Path) -> list[Path]:

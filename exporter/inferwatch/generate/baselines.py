@@ -242,6 +242,18 @@ def _duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
+def residual_lag(own: Signal) -> str:
+    """How long ago the residual must already have been recorded for the seasonal model to
+    take over: half the baseline window before the trailing window ends. A sum of two
+    settings, so the config checks it against Prometheus' longest duration.
+
+    >>> residual_lag(Signal(baseline_window="1d", baseline_offset="3h"))
+    '15h'
+    """
+    return _duration(duration_seconds(own.baseline_window) * RESIDUAL_COVERAGE
+                     + duration_seconds(own.baseline_offset))
+
+
 def signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str]]:
     """The recording rules of one signal, in evaluation order, as (name, expression)."""
     return [(name, expr) for name, expr, _ in _signal_rules(cfg, spec)]
@@ -262,9 +274,7 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
         # The residual was already recorded half a baseline window before the window ends:
         # it covers enough of the window to trust (a look at one short window, not a count
         # over a day).
-        half = _duration(duration_seconds(bw) * RESIDUAL_COVERAGE
-                         + duration_seconds(own.baseline_offset))
-        covered = f"count_over_time({residual}[{own.window}]{offset(half)}) > 0"
+        covered = f"count_over_time({residual}[{own.window}]{offset(residual_lag(own))}) > 0"
         rules += [
             (seasonal, seasonal_expr),
             (residual, f"{value} - {seasonal}"),

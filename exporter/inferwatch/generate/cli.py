@@ -94,16 +94,24 @@ def one_line(text: str) -> str:
 
 
 def _check(cfg: Config, out: Path, rules_only: bool) -> int:
-    from inferwatch.generate import render, rule_files
+    from inferwatch.generate import left_out, render, rule_files
 
-    files = rule_files(render(cfg)) if rules_only else render(cfg)
+    rendered = render(cfg)
+    files = rule_files(rendered) if rules_only else rendered
     # Bytes, not text: a file that is not even UTF-8 is simply stale.
     stale = [path for path, content in files.items()
              if not (out / path).is_file()
              or (out / path).read_bytes() != content.encode("utf-8")]
     for path in stale:
         print(f"stale: {out / path}", file=sys.stderr)
-    return 1 if stale else 0
+    # A generated file this config no longer renders, which a write deletes: left in place,
+    # `kubectl apply -f alerts/kubernetes/` loads its rules a second time. Only where a write
+    # would delete it (--rules-only writes leave the manifests alone).
+    extra = [] if rules_only else left_out(out, rendered)
+    for path in extra:
+        print(f"left over: {path} (generated, but not by this config; "
+              f"`inferwatch generate` deletes it)", file=sys.stderr)
+    return 1 if stale or extra else 0
 
 
 def _write(cfg: Config, out: Path, rules_only: bool) -> int:

@@ -30,6 +30,7 @@ from inferwatch.generate.config_consistency import (
     SCRAPED_WINDOW_KEYS,
     check_cross_fields,
     check_given_together,
+    check_model_alerts,
     check_scraped_windows,
     check_window_lengths,
     given,
@@ -105,6 +106,7 @@ def from_dict(data: Mapping | None, source: str | None = None) -> Config:
                                            f"models.{pattern}.")
                 try:
                     check_window_lengths(with_values(cfg, override.values))
+                    check_model_alerts(cfg, override)
                 except ConfigError as exc:
                     raise ConfigError(f"models.{pattern}.{exc.key}", exc.problem) from None
     except ConfigError as exc:

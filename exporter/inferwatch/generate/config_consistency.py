@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from inferwatch.generate import config_checks as check
+from inferwatch.generate.baselines import residual_lag
 from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.config_schema import (
     Baselines,
@@ -26,6 +27,7 @@ from inferwatch.generate.config_schema import (
     Config,
     ConfigError,
     Drift,
+    ModelOverride,
     Signal,
     setting,
     with_values,
@@ -141,6 +143,33 @@ def _check_baselines(baselines: Baselines) -> None:
                               "baseline_window")
 
 
+_VERSIONS_SERVING = "InferwatchTooManyVersionsServing"
+
+
+def _check_versions_serving(cfg: Config, serving_for: str, for_key: str | None = None) -> None:
+    """Refuse windows.versions_serving as long as the alert's `for` (at `for_key`, where a
+    models: entry sets it, else the window is named)."""
+    window = cfg.windows.versions_serving
+    if serving_for and duration_seconds(window) >= duration_seconds(serving_for):
+        # A retired version counts for the window after its last call: with a window as long
+        # as the `for`, every rollout whose versions overlap for a moment would fire.
+        if for_key is not None:
+            raise ConfigError(for_key, f"{serving_for} must be longer than "
+                              f"windows.versions_serving ({window}), or every rollout fires "
+                              f"{_VERSIONS_SERVING}")
+        raise ConfigError("windows.versions_serving", f"{window} must be shorter than "
+                          f"{_VERSIONS_SERVING}'s for ({serving_for}), or every rollout fires it")
+
+
+def check_model_alerts(cfg: Config, override: ModelOverride) -> None:
+    """Refuse a `models:` entry's alert `for` that the top-level one would be refused for:
+    its copy of the alert waits that long, for its models."""
+    own = override.alerts.get(_VERSIONS_SERVING)
+    if own is not None and own.for_ is not None:
+        _check_versions_serving(with_values(cfg, override.values), own.for_,
+                                f"alerts.{_VERSIONS_SERVING}.for")
+
+
 def _alert_for(cfg: Config, name: str) -> str:
     """The `for` of alert `name`: its override in ``alerts:``, else the alert's own."""
     override = cfg.alerts.get(name)
@@ -158,14 +187,8 @@ def check_window_lengths(cfg: Config) -> None:
         raise ConfigError("windows.no_traffic_lookback", f"{cfg.windows.no_traffic_lookback} "
                           f"must be at least windows.rate ({cfg.windows.rate}), or the traffic "
                           f"it looks back at overlaps the traffic of now")
-    serving_for = _alert_for(cfg, "InferwatchTooManyVersionsServing")
-    if serving_for and duration_seconds(cfg.windows.versions_serving) >= \
-            duration_seconds(serving_for):
-        # A retired version counts for the window after its last call: with a window as long
-        # as the `for`, every rollout whose versions overlap for a moment would fire.
-        raise ConfigError("windows.versions_serving", f"{cfg.windows.versions_serving} must "
-                          f"be shorter than InferwatchTooManyVersionsServing's for "
-                          f"({serving_for}), or every rollout fires it")
+    _check_versions_serving(cfg, _alert_for(cfg, _VERSIONS_SERVING))
+    _check_derived_durations(cfg)
     baselines = cfg.baselines
     interval = duration_seconds(baselines.evaluation_interval)
     signals = {spec.name: getattr(baselines, spec.name) for spec in dataclasses.fields(baselines)
@@ -186,6 +209,21 @@ def check_window_lengths(cfg: Config) -> None:
                           f"least baselines.evaluation_interval "
                           f"({baselines.evaluation_interval}), the interval the values it "
                           f"averages are recorded at, or it often holds none")
+
+
+def _check_derived_durations(cfg: Config) -> None:
+    # Each setting alone is held to Prometheus' longest duration; a duration the rules write
+    # as a sum of settings must be too, or every rule file holding it fails to load.
+    for spec in dataclasses.fields(cfg.baselines):
+        signal = getattr(cfg.baselines, spec.name)
+        if not isinstance(signal, Signal) or not signal.enabled:
+            continue
+        if check.duration_or_zero(residual_lag(signal)) is not None:
+            key = f"baselines.{spec.name}"
+            raise ConfigError(f"{key}.baseline_offset", f"{signal.baseline_offset} plus half of "
+                              f"{key}.baseline_window ({signal.baseline_window}) is longer than "
+                              f"Prometheus' longest duration (about 292y): the rules look that "
+                              f"far back for the residual, and Prometheus refuses them")
 
 
 # A rate needs two samples in its window, and Prometheus extrapolates only over a few

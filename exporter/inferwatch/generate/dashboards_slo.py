@@ -151,7 +151,8 @@ def slo(cfg: Config) -> dict[str, Any]:
                     else "Calls within each model's p99 threshold")
     availability = [
         Cell(stat(f"Availability over {period}", [target(f"1 - ({errors})", "{{model}}")],
-                  "percentunit", f"Calls with outcome ok, a shadow version's left out; SLO "
+                  "percentunit", "Calls that did not fail (every outcome but error: cancelled "
+                  "calls count as available), a shadow version's left out; SLO "
                   f"{number(cfg.slo.availability)}."
                   + coloured_by_default(cfg, "slo.availability", "SLO",
                                         "the error budget remaining uses it"),

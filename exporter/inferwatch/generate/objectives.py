@@ -154,19 +154,40 @@ def objective_rules(cfg: Config) -> list[tuple[str, str]]:
                      f"{number(_value(setting(cfg, key)))}")
         configured = "\nor\n".join(terms)
         if is_per_version(cfg, key):
-            # `or` keeps the left side's series: what the model declares wins. A model-wide
-            # alert (and the dashboards) see the strictest version; an alert on one version
-            # judges it by its own declaration, else by the config.
-            rules.append((q.objective(key),
-                          f"{_declared(cfg, key, 'model')}\nor\n{configured}"))
+            # `or` keeps the left side's series: what the version declares wins, else the
+            # config. An alert on one version judges it by that value.
             versions.append((version_objective(key),
                              f"{_declared(cfg, key, MODEL_LABELS)}\n"
                              f"or on ({MODEL_LABELS})\n"
                              f"group by ({MODEL_LABELS}) (inferwatch_model_info{model_sel(cfg)})"
                              f" * 0\n+ on (model) group_left ()\n(\n{configured}\n)"))
+            rules.append((q.objective(key), _strictest_version(cfg, key, configured)))
         else:
             rules.append((q.objective(key), configured))
-    return [*rules, *versions]
+    # The versions' rules first: rules of one group run in order at one timestamp, so the
+    # model-wide rule reads the versions' values of this evaluation, not the last one's.
+    return [*versions, *rules]
+
+
+def _strictest_version(cfg: Config, key: str, configured: str) -> str:
+    """A model-wide alert (and the dashboards) see the strictest serving version's value.
+
+    Every version takes part with its own value, the config's where it declares nothing:
+    `declared or configured` per model let one version's laxer declaration replace the
+    config's value that the versions declaring nothing are held to.
+    """
+    values, primary = version_objective(key), f"unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}"
+    # A version serves while its calls rise: its info (and value) can outlive it in a process
+    # that swapped it out, and would pin the model to a retired version's objective.
+    calls = f"inferwatch_requests_total{model_sel(cfg)}"
+    serving = (f"sum by ({MODEL_LABELS}) (increase({calls}[{cfg.windows.versions_serving}]))"
+               " > 0")
+    by = f"{strictest(key)} by (model)"
+    # A model no version of which served lately: every version it still exports; one with
+    # only shadows (or none yet recorded): the config.
+    return (f"{by} (\n{values}\nand on ({MODEL_LABELS})\n{serving}\n{primary}\n)\n"
+            f"or\n{by} ({values} {primary})\n"
+            f"or\n{configured}")
 
 
 def _objective_term(cfg: Config, override: ModelOverride, value: str) -> str:

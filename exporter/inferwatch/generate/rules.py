@@ -15,11 +15,13 @@ alerts, each with a copy per model override that reshapes it
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from inferwatch.generate import baselines
-from inferwatch.generate.config_schema import Config, alert_setting
-from inferwatch.generate.objectives import models_in, objective_rules
+from inferwatch.generate import promql as q
+from inferwatch.generate.config_schema import Config, ModelOverride, alert_setting
+from inferwatch.generate.objectives import objective_rules
 from inferwatch.generate.rules_alerts import ALERTS, AlertDef, block, shown
 from inferwatch.generate.rules_links import dashboard_url, runbook_url, scrape_note
 from inferwatch.generate.rules_overrides import shaped_configs
@@ -48,11 +50,61 @@ def alert_rule(cfg: Config, alert: AlertDef, *, recorded_by: Config | None = Non
     }
 
 
+# The label a copy's series carry, and its rule's label for Alertmanager.
+_OVERRIDE = "model_override"
+# What the default tags the models a copy judges with (any value but the empty one).
+_COPIED = "own copy"
+
+
+def _tag(expr: str, value: str, patterns: list[str]) -> str:
+    """`expr` with the override label set to `value` (removed where `value` is empty) on its
+    series whose model matches one of `patterns` (anchored, as `=~` matches)."""
+    regex = patterns[0] if len(patterns) == 1 else "|".join(f"(?:{p})" for p in patterns)
+    # label_replace expands `$name` in its replacement, so a pattern's own `$` is doubled.
+    return (f"label_replace(\n{textwrap.indent(block(expr), '  ')},\n"
+            f"  {q.quoted(_OVERRIDE)}, {q.quoted(value.replace('$', '$$'))}, \"model\", "
+            f"{q.quoted(regex)}\n)")
+
+
+def _own_models(expr: str, override: ModelOverride) -> str:
+    """`expr` kept to the models `override` applies to: its pattern, no earlier one's."""
+    tagged = _tag(expr, override.pattern, [override.pattern])
+    if override.earlier and not override.is_name:
+        # A name never follows a pattern that matches it (the config refuses that).
+        tagged = _tag(tagged, "", list(override.earlier))
+    # vector(1) carries no override label: `unless` drops every series left untagged.
+    return f"{tagged}\nunless on ({_OVERRIDE})\nvector(1)"
+
+
+def _other_models(cfg: Config, expr: str, copied: set[str]) -> str:
+    """`expr` without the models whose first matching override is one of `copied`."""
+    earlier = {pattern for override in cfg.models.values()
+               if override.pattern in copied and not override.is_name
+               for pattern in override.earlier}
+    # Tagged from the last override to the first, so that a model's first match is the
+    # tag it keeps; runs of one kind share a label_replace.
+    runs: list[tuple[bool, list[str]]] = []
+    for override in reversed(cfg.models.values()):
+        own = override.pattern in copied
+        if own or (override.pattern in earlier and runs):
+            if runs and runs[-1][0] == own:
+                runs[-1][1].append(override.pattern)
+            else:
+                runs.append((own, [override.pattern]))
+    for own, patterns in runs:
+        expr = _tag(expr, _COPIED if own else "", patterns)
+    # vector(1) carries no override label: `and` keeps only the series left untagged.
+    return f"{expr}\nand on ({_OVERRIDE})\nvector(1)"
+
+
 def alert_rules(cfg: Config, alert: AlertDef) -> list[dict[str, Any]]:
     """An alert's rules: the default, then a copy for each model override that reshapes it.
 
     A copy is kept to its override's models, and the default leaves those models out, so
-    every model is judged by exactly one rule.
+    every model is judged by exactly one rule. Both decide by the model label of the alert's
+    own series, never by whether the model's inferwatch_model_info is there: the windowed
+    series an alert reads outlive a model that went away, and it must not fall back to the
+    default rule meanwhile.
     """
     default = alert_rule(cfg, alert)
     if not alert.per_model:
@@ -61,20 +113,12 @@ def alert_rules(cfg: Config, alert: AlertDef) -> list[dict[str, Any]]:
     for override, shaped in shaped_configs(cfg):
         rule = alert_rule(shaped, alert, recorded_by=cfg)
         if rule != default:
-            # Both the copy and the default's exclusion: a model must not fall back to the
-            # default rule once its own copy cannot see it.
-            remembered = max(alert.remembers(cfg), alert.remembers(shaped))
-            millis = round(remembered * 1000)
-            over = (None if not millis else f"{millis // 1000}s" if not millis % 1000
-                    else f"{millis}ms")
-            scoped = models_in(cfg, override, over)
-            rule["expr"] = f"{block(rule['expr'])}\nand on (model)\n{scoped}"
+            rule["expr"] = _own_models(rule["expr"], override)
             # Tells the copies apart in Alertmanager (and for promtool's duplicate-rule lint).
-            rule["labels"]["model_override"] = shown(override.pattern)
-            copies.append((scoped, rule))
+            rule["labels"][_OVERRIDE] = shown(override.pattern)
+            copies.append((override.pattern, rule))
     if copies:
-        reshaped = "\nor\n".join(scoped for scoped, _ in copies)
-        default["expr"] = f"{block(default['expr'])}\nunless on (model)\n{block(reshaped)}"
+        default["expr"] = _other_models(cfg, default["expr"], {p for p, _ in copies})
     return [default, *(rule for _, rule in copies)]
 
 
