@@ -339,7 +339,8 @@ def test_a_prediction_with_nothing_to_compare_is_unmatched_by_that_reason(scrape
        task=st.sampled_from(["classification", "regression"]))
 def test_one_call_with_nan_leaves_the_rest_of_its_drain_joinable(calls, task):
     """The drain stacks the 2-D results of its calls; one NaN among them made every call of
-    that drain unjoinable (`unsupported_prediction`), not just its own."""
+    that drain unjoinable (`unsupported_prediction`), not just its own. A regressor's call
+    is judged per row: only the non-finite value goes unjudged."""
     from conftest import Scraper
 
     scraper = Scraper(drain_interval=3600)  # every call below waits for the same drain
@@ -375,10 +376,15 @@ def test_one_call_with_nan_leaves_the_rest_of_its_drain_joinable(calls, task):
         if task == "classification":
             assert (scraper.value("inferwatch_outcomes_total", result="correct") or 0) == \
                 clean_rows
+            assert scraper.total("inferwatch_outcomes_unmatched_total") == bad_calls
         else:
-            assert (scraper.value("inferwatch_outcome_error_count") or 0) == 2 * clean_rows
+            # Per row: a bad call's other rows, and its bad row's other output, are judged;
+            # the bad value's target is counted unjudged, as one no error is measured for.
+            judged = 2 * clean_rows + sum(2 * rows - 1 for rows, bad in calls if bad)
+            assert (scraper.value("inferwatch_outcome_error_count") or 0) == judged
             assert (scraper.value("inferwatch_outcome_error_sum") or 0) == 0
-        assert scraper.total("inferwatch_outcomes_unmatched_total") == bad_calls
+            assert scraper.total("inferwatch_outcomes_unmatched_total",
+                                 reason="missing_label") == bad_calls
         assert scraper.value("inferwatch_batch_size_count") == len(calls)
     finally:
         scraper.registry.close()

@@ -179,14 +179,16 @@ def test_a_row_with_every_target_missing_is_joined_with_nothing_to_judge(scraper
     assert _error(scraper) == (None, None)
 
 
-def test_a_prediction_with_a_non_finite_output_is_not_judged_in_part(scraper):
-    """Which row lost its NaN is not known once it is dropped: no output is judged alone."""
+def test_a_prediction_with_a_non_finite_output_judges_its_other_outputs(scraper):
+    """The row that lost its NaN is read off the result: its other output is judged, and the
+    NaN's target is counted unjudged, as a target no error is measured for is."""
     wrapped = inferwatch.instrument(lambda x: np.array([[1.0, np.nan]]), name="m", version="1",
                                     registry=scraper.registry)
     wrapped(0, request_id="r-1")
     inferwatch.monitor("m", "1", registry=scraper.registry).record_outcome("r-1", [1.5, 2.0])
-    assert _unmatched(scraper, "unsupported_prediction") == 1
-    assert _error(scraper) == (None, None)
+    assert _unmatched(scraper, "missing_label") == 1
+    assert _unmatched(scraper, "unsupported_prediction") == 0
+    assert _error(scraper) == (0.5, 1)
 
 
 def test_a_batch_over_the_byte_bound_keeps_its_first_rows_with_every_output():

@@ -133,6 +133,12 @@ def configure(monitor: Monitor, *, reference: Reference | str | os.PathLike | No
         # from the same reference takes the new ones. Its drift window starts empty:
         # buckets of another width cannot be carried over.
         tracker = tracker_of(monitor.features.reference, settings)
+    if tracker is not None:
+        # The calls waiting for the drain were made under the reference (and the settings)
+        # in force: they are checked with those, as a model instrumented again drains its
+        # predecessor's calls with the old classes_ (registry._read_classes_with). A call
+        # that finishes while this runs is checked with the new one.
+        monitor.drain()
     opened = False
     if events is not None and not _logs_to(monitor, events) and not hasattr(events, "emit"):
         from inferwatch.events import EventLog

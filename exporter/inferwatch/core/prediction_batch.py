@@ -58,17 +58,22 @@ _UNSET = object()
 _FEW_VALUES = 8
 
 
-def _split_rows(prediction: Prediction, sizes: Sequence[int]) -> list[
-        tuple[tuple | None, tuple | None] | None]:
+def _split_rows(prediction: Prediction, sizes: Sequence[int], result: object = None
+                ) -> list[tuple[tuple | None, tuple | None] | None]:
     """Per-call (classes, values) of a prediction made of several calls' rows. Values of
     several outputs (a multi-output regressor) are a tuple per row, of every output's value
-    in the order the outputs were returned.
+    in the order the outputs were returned. `result`: the one call's own result, which
+    tells the rows whose non-finite values were dropped (each then NaN in its place).
 
     >>> prediction = Prediction(rows=3, values={"a": np.array([1.0, 2.0, 3.0]),
     ...                                         "b": np.array([10.0, 20.0, 30.0])})
     >>> _split_rows(prediction, [1, 2])
     [(None, ((1.0, 10.0),)), (None, ((2.0, 20.0), (3.0, 30.0)))]
     """
+    if result is not None and prediction.classes is None and len(sizes) == 1:
+        filled = _with_dropped_rows(prediction, result)
+        if filled is not None:
+            prediction = Prediction(rows=prediction.rows, values=filled)
     classes = prediction.classes
     if classes is None and len(prediction.values) > 1:
         return _split_output_rows(list(prediction.values.values()), sizes)
@@ -106,6 +111,51 @@ def _split_output_rows(outputs: list[np.ndarray], sizes: Sequence[int]) -> list[
         rows.append((None, tuple(cells[offset:offset + size])))
         offset += size
     return rows
+
+
+def _with_dropped_rows(prediction: Prediction, result: object
+                       ) -> dict[str, np.ndarray] | None:
+    """Each output's values of a one-call `prediction` of which non-finite values were
+    dropped, with NaN back in their rows, read off its `result`: one row without a value
+    must leave the others of its batch joinable (the joiner counts the row, unjudged).
+    None when the rows are whole, or when `result` does not tell which were dropped.
+
+    >>> prediction = Prediction(rows=3, values={"value": np.array([1.0, 3.0])})
+    >>> _with_dropped_rows(prediction, [1.0, float("inf"), 3.0])["value"].tolist()
+    [1.0, nan, 3.0]
+    """
+    values = prediction.values
+    rows = prediction.rows
+    if not values or all(len(kept) == rows for kept in values.values()):
+        return None
+    try:
+        if isinstance(result, Mapping):  # named outputs
+            columns = {str(name): np.asarray(column, dtype=np.float64)
+                       for name, column in result.items()}
+        else:
+            array = np.asarray(result, dtype=np.float64)
+            if array.ndim == 2 and array.shape[1] == 1 and len(values) == 1:
+                array = array[:, 0]
+            if array.ndim == 1 and len(values) == 1:
+                columns = {next(iter(values)): array}
+            elif array.ndim == 2 and list(values) == list(map(str, range(array.shape[1]))):
+                columns = {name: array[:, j] for j, name in enumerate(values)}
+            else:
+                return None
+    except (TypeError, ValueError):  # labels, NA of an extension array: not told here
+        return None
+    filled = {}
+    for name, kept in values.items():
+        column = columns.get(name)
+        if column is None or column.shape != (rows,):
+            return None
+        finite = np.isfinite(column)
+        if int(finite.sum()) != len(kept):  # dropped for another reason than here seen
+            return None
+        whole = np.full(rows, np.nan)
+        whole[finite] = kept
+        filled[name] = whole
+    return filled
 
 
 class PredictionBatch(StackedResults):
@@ -339,7 +389,8 @@ class PredictionBatch(StackedResults):
     def _add_call(self, result: object, probabilities: bool | None
                   ) -> tuple[tuple | None, tuple | None] | None:
         prediction = self.add_one(result, probabilities)
-        return None if prediction is None else _split_rows(prediction, [prediction.rows])[0]
+        return None if prediction is None else \
+            _split_rows(prediction, [prediction.rows], result)[0]
 
     def _add_apart(self, results: Sequence[np.ndarray], probabilities: bool | None,
                    split: bool) -> list[tuple[tuple | None, tuple | None] | None]:

@@ -1,0 +1,168 @@
+"""What is recorded is what the call saw: a DataFrame input annotated or cleaned after the
+call, a batch of which one row holds no prediction, and calls made before a new reference
+was configured (each checked against the reference it was made under)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import inferwatch
+from conftest import Scraper
+from inferwatch.core import call_input
+from inferwatch.quality.reference import Reference
+
+CALLS = 20
+
+
+class FrameModel:
+    """A classifier that reads its input as it is given, as a model of a pipeline does."""
+
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, X, request_id=None):
+        rows = len(X)
+        return np.tile([0.3, 0.7], (rows, 1))
+
+
+def _reference(columns: list[str]) -> Reference:
+    rng = np.random.default_rng(0)
+    return Reference.from_data(pd.DataFrame(rng.normal(size=(200, len(columns))),
+                                            columns=columns))
+
+
+@pytest.fixture
+def scraper():
+    scraper = Scraper(drain_interval=3600)  # every call waits for the scrape's drain
+    yield scraper
+    scraper.registry.close()
+
+
+def _annotated_and_cleaned(scraper: Scraper, rows: int, slow: bool) -> None:
+    """The serving pattern of the report: score the request frame, write the score into
+    it, then clean it in place for the response; the model saw one missing 'b' a call."""
+    model = inferwatch.instrument(FrameModel(), name="m", version="1",
+                                  reference=_reference(["a", "b", "c"]),
+                                  registry=scraper.registry)
+    rng = np.random.default_rng(1)
+    for i in range(CALLS):
+        batch = pd.DataFrame(rng.normal(size=(rows, 3)), columns=["a", "b", "c"])
+        batch.loc[0, "b"] = np.nan
+        keywords = {"request_id": f"r{i}"} if slow else {}
+        batch["score"] = model.predict_proba(batch, **keywords)[:, 1]
+        batch.fillna({"b": 0.0}, inplace=True)
+        batch.loc[1, "a"] = np.nan  # after the call: never seen by the model
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["fast_path", "request_id"])
+@pytest.mark.parametrize("copy_on_write", [True, False], ids=["cow", "no_cow"])
+def test_dataframe_input_is_checked_as_the_call_saw_it(scraper, monkeypatch, slow,
+                                                       copy_on_write):
+    if not copy_on_write:
+        # As without copy-on-write (pandas < 3 by default), where a shallow copy shares the
+        # blocks an in-place fillna writes: the small frame is copied whole then.
+        monkeypatch.setattr(call_input, "_copies_on_write", lambda pandas: False,
+                            raising=False)
+        _annotated_and_cleaned(scraper, rows=10, slow=slow)
+    elif int(pd.__version__.split(".")[0]) < 3:
+        with pd.option_context("mode.copy_on_write", True):
+            _annotated_and_cleaned(scraper, rows=10, slow=slow)
+    else:
+        _annotated_and_cleaned(scraper, rows=10, slow=slow)
+    assert scraper.total("inferwatch_input_errors_total") == 0
+    assert scraper.value("inferwatch_feature_missing_total", feature="b") == CALLS
+    assert scraper.value("inferwatch_feature_missing_total", feature="a") is None
+
+
+def test_large_frame_without_copy_on_write_keeps_its_columns(scraper, monkeypatch):
+    """A frame past COPY_LIMIT_BYTES is read at drain time (docs/shapes.md), but a column
+    the caller adds after the call is not one the model was given."""
+    monkeypatch.setattr(call_input, "_copies_on_write", lambda pandas: False, raising=False)
+    rows = call_input.COPY_LIMIT_BYTES // (3 * 8) + 1
+    _annotated_and_cleaned(scraper, rows=rows, slow=False)
+    assert scraper.total("inferwatch_input_errors_total") == 0
+
+
+def test_snapshot_of_a_frame_costs_no_deep_copy_with_copy_on_write():
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    seen = call_input.snapshot_input(frame)
+    if int(pd.__version__.split(".")[0]) >= 3:  # copy-on-write: a shallow copy is enough
+        assert np.shares_memory(seen["a"].to_numpy(), frame["a"].to_numpy())
+    frame.loc[0, "a"] = 9.0
+    frame["b"] = 1.0
+    assert seen["a"].tolist() == [1.0, 2.0] and list(seen.columns) == ["a"]
+
+
+def test_series_input_is_captured_as_seen():
+    series = pd.Series([1.0, np.nan], index=["a", "b"])
+    seen = call_input.snapshot_input(series)
+    series.fillna(0.0, inplace=True)
+    assert seen.isna().tolist() == [False, True]
+
+
+def test_polars_frame_changed_in_place_is_checked_as_seen(scraper):
+    pl = pytest.importorskip("polars")
+    model = inferwatch.instrument(FrameModel(), name="m", version="1",
+                                  reference=_reference(["a", "b", "c"]),
+                                  registry=scraper.registry)
+    for _ in range(CALLS):
+        batch = pl.DataFrame({"a": [0.1, 0.2], "b": [None, 0.3], "c": [0.0, 0.1]})
+        model.predict_proba(batch)
+        batch[0, "b"] = 0.0  # polars writes in place: the model saw the null
+        batch.insert_column(3, pl.Series("score", [0.7, 0.7]))
+    assert scraper.total("inferwatch_input_errors_total") == 0
+    assert scraper.value("inferwatch_feature_missing_total", feature="b") == CALLS
+
+
+# --- a batch with one row that holds no prediction -------------------------------------
+
+ROWS = 1000
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_one_nan_row_leaves_the_other_rows_of_its_batch_joinable(scraper, bad):
+    predictions = np.full(ROWS, 2.0)
+    predictions[17] = bad
+    model = inferwatch.instrument(lambda X: predictions, name="m", version="1",
+                                  registry=scraper.registry)
+    model(np.zeros((ROWS, 3)), request_id="batch-1")
+    truth = np.full(ROWS, 2.5)
+    truth[18] = 4.5  # the row after the bad one: the rows stay aligned
+    scraper.registry.monitor("m").record_outcome("batch-1", truth)
+    assert scraper.value("inferwatch_outcome_error_count") == ROWS - 1
+    assert scraper.value("inferwatch_outcome_error_sum") == pytest.approx(
+        0.5 * (ROWS - 2) + 2.5)
+    # The row without a prediction is counted, not judged, as a row no finite error can
+    # be measured for is.
+    unmatched = {s["reason"]: scraper.value("inferwatch_outcomes_unmatched_total", **s)
+                 for s in scraper.series("inferwatch_outcomes_unmatched_total")}
+    assert {k: v for k, v in unmatched.items() if v} == {"missing_label": 1}
+
+
+def test_nan_in_one_output_of_a_multi_output_row_judges_the_other(scraper):
+    predictions = np.tile([1.0, 10.0], (4, 1))
+    predictions[2, 1] = np.nan
+    model = inferwatch.instrument(lambda X: predictions, name="m", version="1",
+                                  registry=scraper.registry)
+    model(np.zeros((4, 3)), request_id="r")
+    scraper.registry.monitor("m").record_outcome("r", np.tile([2.0, 12.0], (4, 1)))
+    assert scraper.value("inferwatch_outcome_error_count") == 7
+    assert scraper.value("inferwatch_outcome_error_sum") == pytest.approx(4 * 1.0 + 3 * 2.0)
+    assert scraper.value("inferwatch_outcomes_unmatched_total", reason="missing_label") == 1
+
+
+# --- a new reference configured while calls wait ----------------------------------------
+
+def test_calls_are_checked_against_the_reference_they_were_made_under(scraper):
+    old, new = _reference(["amount", "age"]), _reference(["amount_eur", "age"])
+    model = inferwatch.instrument(lambda X: np.zeros(len(X)), name="m", version="1",
+                                  reference=old, registry=scraper.registry)
+    for _ in range(5):
+        model(pd.DataFrame({"amount": [1.0, 2.0], "age": [0.0, 1.0]}))
+    scraper.registry.monitor("m").configure(reference=new)
+    for _ in range(3):
+        model(pd.DataFrame({"amount_eur": [1.0, np.nan], "age": [0.0, 1.0]}))
+    assert scraper.total("inferwatch_input_errors_total") == 0
+    assert scraper.value("inferwatch_feature_missing_total", feature="amount_eur") == 3
+    assert scraper.value("inferwatch_feature_missing_total", feature="amount") is None
