@@ -10,6 +10,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -115,23 +116,50 @@ def text_of(value: object, component: str) -> str | None:
         return None
 
 
+# A request id is kept as given up to this many characters (what the event log stores whole
+# too); a longer one is replaced by its digest, so that an id costs at most this much
+# memory wherever it is held (the outcome join's cache, pending records, events).
+MAX_REQUEST_ID_CHARS = 1024
+REQUEST_ID_DIGEST_PREFIX = "sha256:"
+
+
 def request_id_text(value: object, component: str) -> str | None:
-    """The text a request id is joined by: :func:`text_of`, with a whole-number float (a
-    pandas id column with a gap is float64) or Decimal (a NUMERIC column) as the integer it
-    is, so that ``record_outcome(101.0, ...)`` joins the prediction made for ``101``, as a
-    label ``1.0`` is class ``1``. A bool is no number here: ``True`` stays ``"True"``.
+    """The text a request id is joined by, whichever way it came (a header, ``request_id=``,
+    ``record_outcome``): :func:`text_of`, with a whole-number float (a pandas id column
+    with a gap is float64) or Decimal (a NUMERIC column) as the integer it is, so that
+    ``record_outcome(101.0, ...)`` joins the prediction made for ``101``, as a label ``1.0``
+    is class ``1``. A bool is no number here: ``True`` stays ``"True"``. The text is then
+    bounded by :func:`bounded_request_id`.
 
     >>> [request_id_text(v, "example") for v in ("r-1", 101, 101.0, 1.5, True)]
     ['r-1', '101', '101', '1.5', 'True']
     """
-    if value.__class__ is str:  # the usual id, as cheap as it was
-        return value
+    if value.__class__ is str:  # the usual id
+        return bounded_request_id(value)  # type: ignore[arg-type]
     if value.__class__ is not int and (isinstance(value, (float, Decimal)) or
                                        _is_numpy_float(value)):
         whole = _whole_number(value)
         if whole is not None:
-            return str(whole)
-    return text_of(value, component)
+            return bounded_request_id(str(whole))
+    text = text_of(value, component)
+    return None if text is None else bounded_request_id(text)
+
+
+def bounded_request_id(text: str) -> str:
+    """`text` as a request id: itself up to ``MAX_REQUEST_ID_CHARS`` characters, else
+    ``"sha256:"`` + the hex SHA-256 of its UTF-8, as the event log stores such an id
+    (``events.sinks.stored_request_id``). Applying it twice changes nothing, so an id read
+    back from an event joins too.
+
+    >>> bounded_request_id("r-17"), bounded_request_id(" r 17\u00e9 ")
+    ('r-17', ' r 17é ')
+    >>> bounded_request_id("x" * 2000)[:15]
+    'sha256:5c0e0ea4'
+    """
+    if len(text) <= MAX_REQUEST_ID_CHARS:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return REQUEST_ID_DIGEST_PREFIX + digest
 
 
 # The exponent of the largest float (1.8e308): a whole Decimal up to it is read as a float is.

@@ -26,8 +26,9 @@ def record_outcome(monitor: Monitor, request_id: object, y_true: object,
     another version of the model. Never raises."""
     try:
         when = time.time() if at is None else seconds_of(at)
-        # Read as a prediction's id is read (request_id_text): bytes as their text, a str
-        # subclass as its characters, 101.0 as 101; else the two would never join.
+        # Read and bounded as a prediction's id is (request_id_text): bytes as their text,
+        # a str subclass as its characters, 101.0 as 101, a long id as its digest; else
+        # the two would never join.
         rid = faults.request_id_text(request_id, "outcome")
         if rid is None:
             return  # its __str__ raised: counted as a fault

@@ -21,14 +21,17 @@ response ends when the server closes the body. Paths that match no model (and
 ``exclude_paths``, by default ``/metrics``) pass straight through. A fault of ours never
 reaches the app: it is counted in ``inferwatch_internal_errors_total{component="middleware"}``.
 
-Streaming responses (an ASGI body sent in several messages, server-sent events, a WSGI body
-that is an iterator rather than a list) are also recorded as streams: time to first body byte
-(``inferwatch_stream_first_item_seconds``), body chunks and the time between them. A client
-that disconnects before the last chunk makes the request ``cancelled``, not an error. When
-the body comes from an instrumented model's stream, the request records that stream's
-figures instead; if the request ends first (a client gone while a sync generator was left
-open in a server's thread), the body's figures stand, and the model's stream adds only its
-tokens when it ends: one stream per request.
+Streaming responses (a body that comes in more than one chunk with bytes in it: an ASGI body
+sent in several messages, server-sent events, a WSGI body that is an iterator rather than a
+list) are also recorded as streams: time to first body byte
+(``inferwatch_stream_first_item_seconds``), body chunks and the time between them. One chunk
+of bytes is no stream, however many empty messages go with it (Starlette's
+``BaseHTTPMiddleware`` adds one to every answer). A client that disconnects before the last
+chunk, or before the server took all of a WSGI body, list or iterator, makes the request
+``cancelled``, not an error. When the body comes from an instrumented model's stream, the
+request records that stream's figures instead; if the request ends first (a client gone
+while a sync generator was left open in a server's thread), the body's figures stand, and
+the model's stream adds only its tokens when it ends: one stream per request.
 
 The WSGI middleware and its body wrappers are in :mod:`inferwatch.serving.wsgi_middleware`;
 both middlewares route by :mod:`inferwatch.serving.routes`, read a request's ids with
@@ -124,6 +127,15 @@ def _raised(exc: BaseException, status: int, ended_at: float | None) -> type | N
     return exc.__class__
 
 
+def _streamed(body: ItemClock | None) -> ItemClock | None:
+    """The body's clock when the body was a stream: more than one chunk with bytes in it.
+    A body sent in several messages may still be one answer: Starlette's
+    ``BaseHTTPMiddleware`` (any ``@app.middleware("http")``) re-sends every response as its
+    bytes and then an empty last message, and a plain JSON answer is no stream (which would
+    also make a model of ``task="auto"`` a generation model). As under WSGI."""
+    return body if body is not None and body.items > 1 else None
+
+
 class InstrumentMiddleware:
     """ASGI middleware recording each request to a model's route as one model request.
 
@@ -203,7 +215,7 @@ class InstrumentMiddleware:
             # A client gone mid-response, or the request's task cancelled: not the app's error.
             cancelled = disconnected or (ended_at is None and _is_cancellation(exc))
             error_type = None if cancelled else _raised(exc, status, ended_at)
-            stream_end(request, body, cancelled, error_type)
+            stream_end(request, _streamed(body), cancelled, error_type)
             finish(request, error_type, ended_at, cancelled, exc)
             raise
         # Returned before its last body chunk: the server stopped it (a client disconnect).
@@ -212,7 +224,7 @@ class InstrumentMiddleware:
         # broken body, or the prediction, went nowhere.
         cancelled = disconnected or (ended_at is None and status != 0)
         error_type = None if cancelled else outcome(status)
-        stream_end(request, body, cancelled, error_type)
+        stream_end(request, _streamed(body), cancelled, error_type)
         finish(request, error_type, ended_at, cancelled)
 
     def _begin(self, scope: dict[str, Any]) -> Request | None:

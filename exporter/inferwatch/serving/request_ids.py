@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from inferwatch.faults import bounded_request_id
+
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
 
-MAX_REQUEST_ID_LENGTH = 128
 # W3C trace context: version, trace id, parent id, flags; a later version may add fields.
 _TRACEPARENT = re.compile(r"(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})"
                           r"-(?P<parent>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})(?P<more>-.*)?",
@@ -19,19 +20,15 @@ _TRACEPARENT = re.compile(r"(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})"
 
 
 def clean_request_id(value: str) -> str | None:
-    """A request id from a header: printable ASCII, at most 128 characters, None if empty.
+    """A request id from a header (its latin-1 text, as the app reads it), None if empty:
+    bounded as every other request id is (:func:`inferwatch.faults.bounded_request_id`)
+    and otherwise as it came, so that ground truth the app reports under the value it read
+    joins the request (``record_outcome`` bounds its id the same way).
 
-    Characters that are not are dropped first, so that the spaces they leave at the edges
-    are stripped too.
-
-    >>> clean_request_id("  r-17  "), clean_request_id("a\\r\\nb"), clean_request_id("")
-    ('r-17', 'ab', None)
-    >>> clean_request_id("r-17 \\x00")
-    'r-17'
+    >>> clean_request_id("r-17"), clean_request_id("commande-\u00c3\u00a917"), clean_request_id("")
+    ('r-17', 'commande-Ã©17', None)
     """
-    if not (value.isascii() and value.isprintable()):
-        value = "".join(c for c in value if c.isascii() and c.isprintable())
-    return value.strip()[:MAX_REQUEST_ID_LENGTH] or None
+    return bounded_request_id(value) or None
 
 
 def trace_id_from_traceparent(value: str) -> str | None:

@@ -158,8 +158,9 @@ class _WatchedBody:
             if close is not None:
                 close()
         finally:
-            # Closed before the body ran out: the server gave up on a client that went away.
-            self._end(None, cancelled=not self._exhausted and self._clock is not None)
+            # Closed before the body ran out: the server gave up on a client that went away,
+            # mid-chunk as well: a list's one big chunk is taken whole before it is written.
+            self._end(None, cancelled=not self._exhausted)
 
     def _end(self, error_type: type | None, cancelled: bool = False,
              raised: BaseException | None = None) -> None:
@@ -283,8 +284,10 @@ def _end_response(request: Request, status: int, environ: Mapping[str, Any],
         error_type = outcome(status)
         if error_type is not None:
             error_type = environ.get(ERROR_TYPE_ENVIRON_KEY) or error_type
-    # Streamed: several chunks (werkzeug wraps even a one-chunk body in an iterator).
-    streamed = clock is not None and (clock.items > 1 or cancelled)
+    # Streamed: several chunks with bytes in them (werkzeug wraps even a one-chunk body in an
+    # iterator); a one-chunk answer cut short is a cancelled answer, not a stream, as under
+    # ASGI.
+    streamed = clock is not None and clock.items > 1
     stream_end(request, clock if streamed else None, cancelled, error_type)
     finish(request, error_type, None, cancelled, raised)
 
