@@ -18,7 +18,6 @@ import datetime
 import decimal
 import enum
 import fractions
-import hashlib
 import json
 import math
 import sys
@@ -31,6 +30,11 @@ from typing import NamedTuple, Protocol
 from inferwatch.events.fields import type_name
 from inferwatch.events.redact import Redaction, clean, clean_text
 
+# A request id is what events are found and joined by, so it is never cut: a longer one is
+# stored as its digest, which a query by the id computes too; the rule every path bounds
+# ids by, so an id joins outcomes from any of them.
+from inferwatch.faults import bounded_request_id as stored_request_id
+
 FORMATS = ("jsonl", "sqlite")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".log")
 # What a JSONL log configured as a directory is called inside it.
@@ -40,10 +44,6 @@ SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 # Identity fields stay whole when an event is truncated; they are capped instead.
 IDENTITY_FIELDS = ("ts", "model", "model_version", "request_id", "trace_id", "error", "truncated")
 MAX_IDENTITY_CHARS = 256
-# A request id is what events are found and joined by, so it is never cut: a longer one is
-# stored as its digest, which a query by the id computes too.
-MAX_REQUEST_ID_CHARS = 1024
-REQUEST_ID_DIGEST_PREFIX = "sha256:"
 # An error event is always kept, so its message must not push it past max_event_bytes.
 MAX_ERROR_MESSAGE_CHARS = 1024
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
@@ -88,19 +88,6 @@ class Sink(Protocol):
 def _dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
-
-
-def stored_request_id(request_id: str) -> str:
-    """The form a (cleaned) request id is stored and queried in: itself up to
-    ``MAX_REQUEST_ID_CHARS`` characters, else ``"sha256:"`` + the hex SHA-256 of its UTF-8.
-
-    >>> stored_request_id("r-17"), stored_request_id("x" * 2000)[:15]
-    ('r-17', 'sha256:5c0e0ea4')
-    """
-    if len(request_id) <= MAX_REQUEST_ID_CHARS:
-        return request_id
-    digest = hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
-    return REQUEST_ID_DIGEST_PREFIX + digest
 
 
 def normalize_error(error: object, keep_message: bool,
