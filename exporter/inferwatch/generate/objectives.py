@@ -63,16 +63,9 @@ def scope(cfg: Config, override: ModelOverride) -> str:
     return model_sel(cfg, *matchers)
 
 
-def models_in(cfg: Config, override: ModelOverride, over: str | None = None) -> str:
-    """One series per model the override applies to, labelled only by model.
-
-    `over`: a range; a model that served within it still counts, for an alert about models
-    that vanished (their ``inferwatch_model_info`` is gone with them).
-    """
-    info = f"inferwatch_model_info{scope(cfg, override)}"
-    if over is not None:
-        info = f"max_over_time({info}[{over}])"
-    return f"group by (model) ({info})"
+def models_in(cfg: Config, override: ModelOverride) -> str:
+    """One series per model the override applies to, labelled only by model."""
+    return f"group by (model) (inferwatch_model_info{scope(cfg, override)})"
 
 
 def is_overridden(cfg: Config, key: str) -> bool:

@@ -65,9 +65,6 @@ class AlertDef:
     description: Callable[[Config], str]
     # Whether the config generates the alert at all (a baseline signal can be switched off).
     enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
-    # Seconds back the alert reads a model's history (the config checks hold it within
-    # Prometheus' longest duration).
-    remembers: Callable[[Config], float] = field(default=lambda cfg: 0.0)
 
 
 def shown(text: str) -> str:
@@ -382,9 +379,6 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchNoTraffic", severity="warning", for_="15m", group="availability",
         dashboard="overview", per_model=True,
         expr=_no_traffic_expr,
-        # It reads what served a lookback ago, over the rate window before that.
-        remembers=lambda c: (duration_seconds(c.windows.no_traffic_lookback)
-                             + duration_seconds(c.windows.rate)),
         summary="Model {{ $labels.model }} receives no traffic",
         description=lambda c: (
             f"Model {{{{ $labels.model }}}} served no calls in the last {c.windows.rate} "
