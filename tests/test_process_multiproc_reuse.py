@@ -20,6 +20,7 @@ from inferwatch.multiproc import worker_id as worker_id_module
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
 from inferwatch.multiproc.worker_id import WorkerId
+from inferwatch.standalone.collectors import process as process_module
 from inferwatch.standalone.collectors.process import ProcessCollector
 
 SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
@@ -59,9 +60,9 @@ def test_pid_given_is_not_watched_once_another_process_has_it(
     collector = ProcessCollector(pids=[child.pid], children=False)
     assert str(child.pid) in watched_pids(collector)
     # The server exits and the kernel hands its pid to a process started later.
-    real = psutil.Process.create_time
-    monkeypatch.setattr(psutil.Process, "create_time",
-                        lambda self: real(self) + (600 if self.pid == child.pid else 0))
+    real = process_module._started
+    monkeypatch.setattr(process_module, "_started",
+                        lambda pid: real(pid) + (600 if pid == child.pid else 0))
     assert str(child.pid) not in watched_pids(collector)
     assert str(child.pid) not in watched_pids(collector)
     assert caplog.text.count("reused") == 1  # said once, not on every scrape
@@ -74,7 +75,7 @@ def test_pid_that_exits_then_runs_as_another_process_says_both(
     watched again."""
     collector = ProcessCollector(pids=[child.pid], children=False)
     assert str(child.pid) in watched_pids(collector)
-    real_status, real_start = psutil.Process.status, psutil.Process.create_time
+    real_status, real_start = psutil.Process.status, process_module._started
 
     def gone(self):
         if self.pid == child.pid:
@@ -85,8 +86,8 @@ def test_pid_that_exits_then_runs_as_another_process_says_both(
     assert str(child.pid) not in watched_pids(collector)
     assert caplog.text.count("is not running") == 1
     monkeypatch.setattr(psutil.Process, "status", real_status)
-    monkeypatch.setattr(psutil.Process, "create_time",
-                        lambda self: real_start(self) + (600 if self.pid == child.pid else 0))
+    monkeypatch.setattr(process_module, "_started",
+                        lambda pid: real_start(pid) + (600 if pid == child.pid else 0))
     assert str(child.pid) not in watched_pids(collector)
     assert str(child.pid) not in watched_pids(collector)
     assert caplog.text.count("now belongs to another process") == 1

@@ -209,7 +209,9 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
     MetricSpec("inferwatch_multiproc_files_skipped_total", "counter",
                "Entries of the multi-worker directory skipped instead of read or removed, or "
                "whose drift window was left out for another reference (other_reference), "
-               "each time one is met, by reason; unit: directory entries.",
+               "each time one is met, by reason (symlink, not_regular, foreign_owner, "
+               "too_large, unreadable, undeletable, other_reference); unit: directory "
+               "entries.",
                ("reason",), per_model=False),
     # --- standalone exporter --------------------------------------------------------------
     MetricSpec("inferwatch_exporter_build_info", "gauge",

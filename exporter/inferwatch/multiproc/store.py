@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import math
 import os
 import threading
@@ -103,14 +104,20 @@ MAX_STAMP_SPREAD_SECONDS = 300.0
 PASSING_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS,
                             errno.EIO, errno.EAGAIN, errno.EINTR})
 
+# A snapshot this process may not open (the workers' umask 077, the exporter another user):
+# skipped like another user's file, but said, since only the workers' umask can cure it.
+UNREADABLE = "unreadable"
+
+log = logging.getLogger("inferwatch.multiproc")
+
 _skipped_lock = threading.Lock()
-_skipped = dict.fromkeys(SKIP_REASONS, 0)
+_skipped = dict.fromkeys((*SKIP_REASONS, UNREADABLE), 0)
 
 
 def skipped_counts() -> dict[str, int]:
     """Directory entries this process skipped, by reason (every reason present).
 
-    >>> set(skipped_counts()) == set(SKIP_REASONS)
+    >>> set(skipped_counts()) == {*SKIP_REASONS, UNREADABLE}
     True
     """
     # No lock: copying a dict of str to int is atomic under the GIL, and a forked child's
@@ -145,12 +152,14 @@ class SnapshotDirectory:
     def __init__(self, path: str) -> None:
         self.path = path
         # Whose files are read: this process's user, and the directory's owner (the
-        # workers' user, when the exporter reads as another one).
-        owners = {os.geteuid()}
-        with contextlib.suppress(OSError):
-            owners.add(os.stat(path).st_uid)
-        self.trusted_uids = frozenset(owners)
+        # workers' user, when the exporter reads as another one), as of the last read.
+        self.trusted_uids = frozenset({os.geteuid()})
         self._fold_lock = FoldLock(path, self.trusted_uids, count_skip=_count_skip)
+        self._trust_current_owner()
+        # Names of the files found unreadable (warned once each), and how many of the
+        # files of the last read could not be opened, of how many.
+        self._said_unreadable: set[str] = set()
+        self._unopened = (0, 0)
         # name -> (stat key, decoded): unchanged files are not read again, and a file that
         # turns out damaged is replaced by its last good version for that scrape.
         self._cache: dict[str, tuple[tuple[int, int, int], RawSnapshot]] = {}
@@ -164,6 +173,25 @@ class SnapshotDirectory:
 
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)
+
+    def _trust_current_owner(self) -> None:
+        """Trust the directory's owner as it is now, not as it was when this process
+        started: the app's entrypoint may chown the directory after the exporter started
+        (docs/multiprocess.md, step 1), and every worker's file was then refused as another
+        user's for as long as the exporter ran. One stat a read or fold."""
+        try:
+            owner = os.stat(self.path).st_uid
+        except OSError:
+            return  # trusted as at the last look; the read itself will say what is wrong
+        trusted = frozenset({os.geteuid(), owner})
+        if trusted != self.trusted_uids:
+            self.trusted_uids = trusted
+            self._fold_lock.trusted_uids = trusted
+
+    def nothing_readable(self) -> bool:
+        """Whether the last read could open none of the files it found (at least one)."""
+        unopened, found = self._unopened
+        return 0 < unopened == found
 
     # --- writing ------------------------------------------------------------------------
     def holds(self, name: str) -> bool:
@@ -201,6 +229,7 @@ class SnapshotDirectory:
         ``id()`` of the archive and of each snapshot whose writer has exited.
         """
         with self._read_lock:
+            self._trust_current_owner()
             raws: list[RawSnapshot] = []
             for _ in range(READ_ATTEMPTS):
                 names = self._names()
@@ -210,6 +239,7 @@ class SnapshotDirectory:
                 if complete:
                     self._cache = {k: v for k, v in self._cache.items() if k in names}
                     self._refused = {k: v for k, v in self._refused.items() if k in names}
+                    self._said_unreadable &= names
                     return raws
             # Folds kept racing this reader (many workers recycled at once): a partial read
             # lacks what they folded, a drop Prometheus takes for a reset. One more read with
@@ -235,6 +265,7 @@ class SnapshotDirectory:
         if own is not None:
             names = names - {own[0]}
             raws.append(own[1])
+        self._unopened = (0, 0)
         folded: set[str] = set()
         if ARCHIVE in names:
             archive = self._load(ARCHIVE)
@@ -270,6 +301,8 @@ class SnapshotDirectory:
         return 0.0 <= time.time() - cached[0][1] / 1e9 < RECENT_WRITE_SECONDS
 
     def _load(self, name: str) -> RawSnapshot | None:
+        unopened, found = self._unopened
+        self._unopened = (unopened, found + 1)
         cached = self._cache.get(name)
         refused = self._refused.get(name)
         known = refused if refused is not None else (None if cached is None else cached[0])
@@ -281,6 +314,9 @@ class SnapshotDirectory:
             return _VANISHED
         except Skipped as skipped:
             _count_skip(skipped.reason)
+            return self._last_good(name)
+        except PermissionError:  # EACCES, EPERM
+            self._skip_unreadable(name)
             return self._last_good(name)
         except OSError as exc:
             if exc.errno in PASSING_ERRNOS and (name == ARCHIVE or name not in self._cache):
@@ -299,6 +335,24 @@ class SnapshotDirectory:
         self._refused.pop(name, None)
         self._cache[name] = (key, raw)
         return raw
+
+    def _skip_unreadable(self, name: str) -> None:
+        """Count a file this process may not open, and say once what cures it."""
+        with contextlib.suppress(OSError):
+            if os.lstat(self._file(name)).st_uid not in self.trusted_uids:
+                # Refused for its owner before its mode matters, as if it were readable.
+                _count_skip("foreign_owner")
+                return
+        _count_skip(UNREADABLE)
+        unopened, found = self._unopened
+        self._unopened = (unopened + 1, found)
+        if name not in self._said_unreadable:
+            self._said_unreadable.add(name)
+            log.warning("%s: permission denied to this process (uid %d), so it is skipped "
+                        "and counted in inferwatch_multiproc_files_skipped_total"
+                        "{reason=\"unreadable\"}; start the workers with umask 022, or "
+                        "027 with this user in their group, so that their files can be "
+                        "read", self._file(name), os.geteuid())
 
     def _last_good(self, name: str) -> RawSnapshot | None:
         cached = self._cache.get(name)
@@ -329,6 +383,7 @@ class SnapshotDirectory:
         list when nothing was dead or another process holds the fold lock past `timeout`.
         """
         also = set(also)
+        self._trust_current_owner()
         with self._fold_lock.exclusive(timeout) as locked:
             if not locked:
                 return []

@@ -143,10 +143,16 @@ def _telemetry_path(text: str) -> str:
     Traceback (most recent call last):
     ...
     argparse.ArgumentTypeError: '/-/ready' is served by the exporter itself; pick another path
+    >>> _telemetry_path("/-/%72eady")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: '/-/%72eady' is served by the exporter itself; pick another path
     """
     if not text.startswith("/"):
         raise argparse.ArgumentTypeError(f"must start with '/', got {text!r}")
-    if text in RESERVED_PATHS:
+    # Compared as the server compares it, decoded: '/-/%72eady' is '/-/ready' to it, and
+    # slipped past a comparison of the text as typed into a traceback at start-up.
+    if text in RESERVED_PATHS or urllib.parse.unquote(text) in RESERVED_PATHS:
         raise argparse.ArgumentTypeError(
             f"{text!r} is served by the exporter itself; pick another path")
     if any(c in text for c in "?#") or any(c.isspace() or not c.isprintable() for c in text):

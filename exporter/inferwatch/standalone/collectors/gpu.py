@@ -66,6 +66,11 @@ NOTHING_HELD = ("NVMLError_Uninitialized", "NVMLError_DriverNotLoaded")
 # so that one slow GPU leaves the others their series and the scrape its deadline.
 BUDGET_SHARE = 0.8
 DEFAULT_BUDGET = BUDGET_SHARE * 5.0  # of the default --scrape.timeout
+# More devices than any one host has (a DGX holds 8 or 16): a larger count is a misread one
+# (an unsigned -1), and looped over it would never end.
+MAX_DEVICES = 64
+# What NVML answers for a device index past the devices it counted.
+NO_SUCH_INDEX = ("NVMLError_InvalidArgument", "NVMLError_NotFound")
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,7 @@ class GpuCollector(Collector):
         self._init_error = ""
         self._applies = True
         self._said_no_devices = False
+        self._said_misread_count = False  # warned of an implausible device count
         self._inits_held = 0  # nvmlInit calls not yet given back: 0 or 1
         # The binding that holds that init: an init whose driver-version read and then
         # shutdown both failed leaves _nvml None, yet close() must still give it back.
@@ -180,21 +186,14 @@ class GpuCollector(Collector):
             if nvml is None:
                 metrics.add("inferwatch_gpu_devices", {}, 0)
                 return metrics.families()
-            count = self._device_count(nvml)
-            metrics.add("inferwatch_gpu_devices", {}, count)
+            count, exact = self._device_count(nvml)
             self._xid.drain(nvml, self._uuids)
             self._xid.prepare(nvml)
             for failed_field, why in self._xid.take_failures():
                 self._count_error("", "", failed_field, why)
             process_series: list[tuple[dict[str, str], float]] = []
-            end = self._clock() + self._budget
-            for index in range(count):
-                # Each device has at least its equal share, and what earlier ones left
-                # unspent: a slow device (or its calls that cannot be cut short) spends
-                # its own share, never the later ones'.
-                now = self._clock()
-                deadline = now + max(self._budget / count, (end - now) / (count - index))
-                self._collect_device(nvml, index, metrics, process_series, deadline)
+            count = self._collect_devices(nvml, count, exact, metrics, process_series)
+            metrics.add("inferwatch_gpu_devices", {}, count)
             self._add_process_series(metrics, process_series)
             for (gpu, uuid, xid), total in sorted(self._xid.counts.items()):
                 metrics.add("inferwatch_gpu_xid_errors_total",
@@ -290,7 +289,26 @@ class GpuCollector(Collector):
                 self._driver_version or "unknown")
         return nvml
 
-    def _device_count(self, nvml: ModuleType) -> int:
+    def _collect_devices(self, nvml: ModuleType, count: int, exact: bool, metrics: MetricSet,
+                         process_series: list[tuple[dict[str, str], float]]) -> int:
+        """Read devices 0 to `count` - 1 within the budget; the number of devices there
+        are (`count` itself when NVML's count is `exact`, else those found)."""
+        end = self._clock() + self._budget
+        found = 0
+        for index in range(count):
+            now = self._clock()
+            # Each device has at least its equal share, and what earlier ones left
+            # unspent: a slow device (or its calls that cannot be cut short) spends
+            # its own share, never the later ones'.
+            deadline = now + max(self._budget / count, (end - now) / (count - index))
+            if self._collect_device(nvml, index, metrics, process_series, deadline,
+                                    probing=not exact):
+                found = index + 1
+        return count if exact else found
+
+    def _device_count(self, nvml: ModuleType) -> tuple[int, bool]:
+        """The number of device indices to try, and whether that is NVML's own count (an
+        implausible one is replaced by MAX_DEVICES, whose empty indices are then skipped)."""
         try:
             count = int(nvml.nvmlDeviceGetCount())
         except nvml.NVMLError as exc:
@@ -298,11 +316,23 @@ class GpuCollector(Collector):
             self._release(nvml)
             raise self._init_failed(self._clock(), f"nvmlDeviceGetCount: {_explain(exc)}") \
                 from exc
+        if not 0 <= count <= MAX_DEVICES:
+            self._count_error("", "", "devices", "implausible_value")
+            if not self._said_misread_count:
+                self._said_misread_count = True
+                log.warning("NVML counts %d GPUs, more than any host has: the devices among "
+                            "the first %d indices are read instead (counted in "
+                            "inferwatch_gpu_nvml_errors_total{field=\"devices\"}; said once "
+                            "until the count is plausible again)", count, MAX_DEVICES)
+            return MAX_DEVICES, False
+        if self._said_misread_count:
+            self._said_misread_count = False
+            log.info("NVML counts %d GPU(s) again", count)
         if count == 0 and not self._said_no_devices:
             self._said_no_devices = True
             log.info("NVML sees no GPU: the gpu collector does not apply on this host and "
                      "reports inferwatch_gpu_devices 0")
-        return count
+        return count, True
 
     def _init(self, nvml: ModuleType) -> None:
         """nvmlInit, unless an init whose shutdown failed is still held: NVML counts inits,
@@ -421,7 +451,9 @@ class GpuCollector(Collector):
 
     def _collect_device(self, nvml: ModuleType, index: int, metrics: MetricSet,
                         process_series: list[tuple[dict[str, str], float]],
-                        deadline: float = float("inf")) -> None:
+                        deadline: float = float("inf"), *, probing: bool = False) -> bool:
+        """Read device `index` into `metrics`; False when `probing` (NVML's count is not
+        to be trusted) and NVML says there is no device at that index."""
         gpu = str(index)
         try:
             device = self._device(nvml, index)
@@ -433,16 +465,18 @@ class GpuCollector(Collector):
                                   deadline=deadline, clock=self._clock)
             self._xid.register(nvml, index, device.handle, reading)
         except (nvml.NVMLError, DeviceLost) as exc:
+            if probing and type(exc).__name__ in NO_SUCH_INDEX and index not in self._devices:
+                return False  # past the devices there are: nothing lost, nothing to say
             if type(exc).__name__ == "NVMLError_NoPermission" and index not in self._devices:
                 self._denied_device(index, exc, metrics)
-                return
+                return True
             self._devices.pop(index, None)
             metrics.add("inferwatch_gpu_up", {"gpu": gpu, "uuid": self._uuids.get(index, "")}, 0)
             if index not in self._down:
                 self._down.add(index)
                 log.warning("GPU %s is lost or cannot be reached, reported as down: %s",
                             gpu, exc)
-            return
+            return True
         if index in self._denied:
             self._denied.discard(index)
             log.info("GPU %s is accessible again", gpu)
@@ -471,6 +505,7 @@ class GpuCollector(Collector):
             if why and (index, field, why) not in self._said:
                 self._said.add((index, field, why))
                 log.info("GPU %s: %s is not available (%s)", gpu, field.replace("_", " "), why)
+        return True
 
     def _denied_device(self, index: int, exc: BaseException, metrics: MetricSet) -> None:
         """A GPU this container may not open (NoPermission on its handle, the device

@@ -101,6 +101,12 @@ class MultiprocCollector(Collector):
             raise CollectorError(
                 f"cannot read the snapshot directory {self.directory.path}: "
                 f"{exc.strerror or exc}") from exc
+        if self.directory.nothing_readable():
+            # Model series all gone with success 1 read as a server that serves nothing.
+            raise CollectorError(
+                f"cannot open any snapshot in {self.directory.path}: permission denied to "
+                f"uid {os.geteuid()}; start the workers with umask 022 (or 027, with this "
+                "user in their group)")
         # Damaged or hostile files this exporter skipped are its own, added to the workers'.
         return view.families(now, extra_internal_errors=faults.internal_error_counts(),
                              extra_files_skipped=skipped_counts())

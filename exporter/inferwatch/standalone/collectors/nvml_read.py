@@ -488,13 +488,17 @@ MAX_PROCESS_NAMES = 4096
 
 def _started(pid: int) -> float | None:
     """When the process with this pid started, as an identity of that process; None when
-    this pid namespace cannot see it.
+    this pid namespace cannot see it. Only equality means anything: the unit is clock
+    ticks where ``/proc`` has them, else psutil's seconds.
 
     On Linux, the start in clock ticks since boot (``/proc/<pid>/stat``, field 22), which
     nothing changes: psutil's ``create_time()`` adds the boot time, whole seconds that
     ``/proc/stat`` derives from the wall clock at each read, so one process could read
     one second apart on two scrapes, and a successor started exactly a second after the
     pid's last holder could read as that same process and keep its name.
+
+    >>> _started(PID_MAX + 1) is None  # no process has a pid above the kernel's limit
+    True
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import psutil
 from prometheus_client.metrics_core import Metric
 
+from inferwatch.standalone.collectors.nvml_read import _started
 from inferwatch.standalone.scrape import Collector, MetricSet, register
 
 log = logging.getLogger("inferwatch.standalone.process")
@@ -35,8 +36,8 @@ CAP_WARNING_INTERVAL_SECONDS = 60.0
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
 
 
-# psutil's start times add the wall-clock boot time, which can move by a tick between
-# reads; a pid reused within a second of its last owner's start is not worth the doubt.
+# A pidfile's mtime is a wall-clock time, so the start it is compared with is one too
+# (psutil's: the boot time, in whole seconds, plus the start ticks): one second of slack.
 START_TOLERANCE_SECONDS = 1.0
 
 # Linux's PID_MAX_LIMIT, the ceiling of kernel.pid_max: no process has a larger pid.
@@ -253,9 +254,11 @@ class ProcessCollector(Collector):
         self._warned_reused: dict[str, int] = {}
         # --process.name values that matched no process at the last scrape (warned once).
         self._unmatched_names: set[str] = set()
-        # Source -> (pid, start time) of the process first seen there: a pid is reused
-        # once its process exits, and the unrelated process that gets it must not be
-        # watched (and its CPU and memory shown) as the model server.
+        # Source -> (pid, start) of the process first seen there: a pid is reused once
+        # its process exits, and the unrelated process that gets it must not be watched
+        # (and its CPU and memory shown) as the model server. The start is the kernel's,
+        # as for GPU process names: psutil's adds the wall-clock boot time, which a clock
+        # step (NTP, a resumed VM) moves for every process, and a live server read as reused.
         self._identities: dict[str, tuple[int, float]] = {}
         # Pidfile -> (inode, mtime) when its identity was taken: a rewritten pidfile names
         # a new process, even under the same pid.
@@ -344,19 +347,18 @@ class ProcessCollector(Collector):
                       written_at: float | None) -> bool:
         """Whether `process` is the one `source` meant, not a later owner of its pid (warned
         once); `written_at` is the pidfile's mtime (None for --process.pid)."""
-        try:
-            started = process.create_time()
-        except psutil.AccessDenied:
+        started = _started(pid)
+        if started is None:
             return True  # no start time to compare: as before, the pid decides
         known = self._identities.get(source)
         if known is None or known[0] != pid:
-            if written_at is not None and started > written_at + START_TOLERANCE_SECONDS:
+            if written_at is not None and _started_after(process, written_at):
                 # Started after the pidfile was last written: the server that wrote it is
                 # gone (a crash leaves its pidfile) and its pid went to this process.
                 self._say_reused(source, pid)
                 return False
             self._identities[source] = known = (pid, started)
-        if abs(known[1] - started) > START_TOLERANCE_SECONDS:
+        if known[1] != started:
             self._say_reused(source, pid)
             return False
         return True
@@ -458,6 +460,16 @@ class ProcessCollector(Collector):
         labels = {"pid": str(process.pid), "process": name}
         for metric, value in samples:
             metrics.add(metric, labels, value)
+
+
+def _started_after(process: psutil.Process, written_at: float) -> bool:
+    """Whether `process` started after the wall-clock time `written_at` (False when that
+    cannot be told). A clock step between the two still misleads it: nothing records
+    where the wall clock stood when the pidfile was written."""
+    try:
+        return process.create_time() > written_at + START_TOLERANCE_SECONDS
+    except (psutil.Error, OSError):
+        return False
 
 
 def _name(text: str) -> str:
