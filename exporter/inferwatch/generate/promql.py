@@ -100,6 +100,44 @@ def shadow_versions(cfg: Config) -> str:
     return f"max by ({MODEL_LABELS}) (inferwatch_model_info{shadows})"
 
 
+def recent_shadow_versions(cfg: Config, window: str) -> str:
+    """The model versions that ran as shadows within `window`, less those that now run only
+    in another role: one series per (model, model_version).
+
+    For the alerts that must never page for a challenger: the windowed series they read
+    outlive a removed (or dead) shadow by their window, its info series not at all. A
+    promoted version is judged at once, unless some replica still runs it as a shadow.
+
+    In parentheses: `or` binds less tightly than the `unless` or `and` it is combined with.
+
+    >>> from inferwatch.generate.config import from_dict
+    >>> print(recent_shadow_versions(from_dict({"selectors": {"model": 'job="m"'}}), "1h"))
+    (
+      max by (model, model_version) (inferwatch_model_info{job="m", role="shadow"})
+      or
+      (
+        max by (model, model_version) (
+          max_over_time(inferwatch_model_info{job="m", role="shadow"}[1h])
+        )
+        unless on (model, model_version)
+        inferwatch_model_info{job="m", role!="shadow"}
+      )
+    )
+    """
+    shadows, others = model_sel(cfg, 'role="shadow"'), model_sel(cfg, 'role!="shadow"')
+    return (f"(\n"
+            f"  {shadow_versions(cfg)}\n"
+            f"  or\n"
+            f"  (\n"
+            f"    max by ({MODEL_LABELS}) (\n"
+            f"      max_over_time(inferwatch_model_info{shadows}[{window}])\n"
+            f"    )\n"
+            f"    unless on ({MODEL_LABELS})\n"
+            f"    inferwatch_model_info{others}\n"
+            f"  )\n"
+            f")")
+
+
 def exporter_sel(cfg: Config, *extra: str) -> str:
     """Selector of standalone-exporter series."""
     return selector(cfg.selectors.exporter, *extra)

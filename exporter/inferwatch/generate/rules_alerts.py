@@ -103,6 +103,11 @@ def _burn_expr(cfg: Config, which: str) -> str:
             f"{calls} >= {number(burn.min_requests)}")
 
 
+def _burn_alert_expr(cfg: Config, which: str) -> str:
+    burn = getattr(cfg.slo, which)
+    return _primary(cfg, _burn_expr(cfg, which), burn.long_window, burn.short_window)
+
+
 def _accuracy_drop_expr(cfg: Config) -> str:
     """Live accuracy against the model's own validation accuracy less `accuracy.max_drop`,
     or, for a model whose reference carries none, against the fixed `accuracy.min_ratio`."""
@@ -195,17 +200,41 @@ def _shadow_info(cfg: Config) -> str:
     return q.shadow_versions(cfg)
 
 
-def _primary(cfg: Config, expr: str) -> str:
-    """`expr` without shadow models: a challenger has alerts of its own and never pages."""
-    return f"{block(expr)}\nunless on ({MODEL_LABELS})\n{_shadow_info(cfg)}"
+def _duration(millis: int) -> str:
+    """Milliseconds as a Prometheus duration, largest units first.
+
+    >>> _duration(3_900_000), _duration(21_600_500)
+    ('1h5m', '6h500ms')
+    """
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000),
+                       ("ms", 1)):
+        if millis >= size:
+            parts.append(f"{millis // size}{unit}")
+            millis %= size
+    return "".join(parts) or "0s"
+
+
+def _primary(cfg: Config, expr: str, *windows: str) -> str:
+    """`expr` without shadow models: a challenger has alerts of its own and never pages.
+
+    `windows`: every window `expr` reads (none where it reads only gauges). Its series
+    outlive a shadow removed or dead by that long, while the shadow's info series ends at
+    once; so a version that was a shadow within the longest is left out too, unless it was
+    promoted. One rate window more: the recording rules run in a group of their own, and may
+    hand this rule a series up to one evaluation older than the info it reads.
+    """
+    longest = max((duration_seconds(window) for window in windows), default=0.0)
+    memory = _duration(round((longest + duration_seconds(cfg.windows.rate)) * 1000))
+    return f"{block(expr)}\nunless on ({MODEL_LABELS})\n{q.recent_shadow_versions(cfg, memory)}"
 
 
 def _versions_serving_expr(cfg: Config) -> str:
     # windows.versions_serving bridges the gaps between a quiet canary's calls, but a retired
     # version also counts for that long after its last call: well under the alert's `for`
     # (checked), or a rollout that overlaps for a moment would fire.
-    return compare(cfg, f"count by (model) {block(_primary(cfg, _serving_versions(cfg)))}", ">",
-                   "predictions.max_versions")
+    serving = _primary(cfg, _serving_versions(cfg), cfg.windows.versions_serving)
+    return compare(cfg, f"count by (model) {block(serving)}", ">", "predictions.max_versions")
 
 
 def _shadow_better_expr(cfg: Config) -> str:
@@ -230,7 +259,7 @@ def input_error_ratio(cfg: Config) -> str:
 def _schema_errors_expr(cfg: Config) -> str:
     reasons = q.selector(f"reason=~{q.quoted('|'.join(SCHEMA_ERRORS))}")
     return _primary(cfg, _compare(cfg, f"{input_error_ratio(cfg)}{reasons}", ">",
-                                  "data_quality.schema_error_ratio"))
+                                  "data_quality.schema_error_ratio"), cfg.windows.rate)
 
 
 def _serving_versions(cfg: Config) -> str:
@@ -249,7 +278,8 @@ def _model_stale_expr(cfg: Config) -> str:
     age = (f"time() - max by ({MODEL_LABELS}) "
            f"(inferwatch_model_trained_timestamp_seconds{model_sel(cfg)})")
     stale = _compare(cfg, age, ">", "predictions.max_model_age")
-    return _primary(cfg, f"{block(stale)}\nand on ({MODEL_LABELS})\n{_serving_versions(cfg)}")
+    return _primary(cfg, f"{block(stale)}\nand on ({MODEL_LABELS})\n{_serving_versions(cfg)}",
+                    cfg.windows.versions_serving)
 
 
 def _no_traffic_expr(cfg: Config) -> str:
@@ -387,14 +417,14 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchErrorBudgetBurnFast", severity="critical", for_="2m", group="availability",
         dashboard="overview", per_model=True,
-        expr=lambda c: _primary(c, _burn_expr(c, "fast_burn")),
+        expr=lambda c: _burn_alert_expr(c, "fast_burn"),
         summary=f"Model {MODEL} burns its error budget fast",
         description=lambda c: _burn_text(c, "fast_burn"),
     ),
     AlertDef(
         name="InferwatchErrorBudgetBurnSlow", severity="critical", for_="15m", group="availability",
         dashboard="overview", per_model=True,
-        expr=lambda c: _primary(c, _burn_expr(c, "slow_burn")),
+        expr=lambda c: _burn_alert_expr(c, "slow_burn"),
         summary=f"Model {MODEL} burns its error budget",
         description=lambda c: _burn_text(c, "slow_burn"),
     ),
@@ -402,7 +432,7 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchLatencyHigh", severity="warning", for_="10m", group="availability",
         dashboard="overview", per_model=True,
         expr=lambda c: _primary(c, _compare(c, q.latency_quantile(c, 99), ">",
-                                           "latency.p99_seconds")),
+                                           "latency.p99_seconds"), c.windows.rate),
         summary=f"Model {MODEL} p99 latency is high",
         description=lambda c: (
             f"p99 latency of {MODEL} is {DURATION} over {c.windows.rate}, above the "
@@ -412,7 +442,8 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchStreamFirstItemSlow", severity="warning", for_="10m",
         group="availability", dashboard="overview", per_model=True,
         expr=lambda c: _primary(c, f"{q.first_item_quantile(c, 99)}"
-                                   f" > {number(c.latency.first_item_p99_seconds)}"),
+                                   f" > {number(c.latency.first_item_p99_seconds)}",
+                                c.windows.rate),
         summary=f"Model {MODEL} is slow to start its streams",
         description=lambda c: (
             f"p99 time to first item of {MODEL} streams is {DURATION} over "
@@ -424,7 +455,7 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchInvalidPredictions", severity="critical", for_="5m", group="predictions",
         dashboard="quality", per_model=True,
         expr=lambda c: _primary(c, _compare(c, q.invalid_ratio(c), ">",
-                                           "predictions.invalid_ratio")),
+                                           "predictions.invalid_ratio"), c.windows.rate),
         summary=f"Model {MODEL} returns invalid predictions",
         description=lambda c: (
             f"{MODEL} returned {VALUE} invalid values (nan, inf or out of range) per "
@@ -459,7 +490,7 @@ ALERTS: tuple[AlertDef, ...] = (
         dashboard="quality", per_model=True,
         expr=lambda c: _primary(c, _compare(
             c, q.feature_ratio(c, "inferwatch_feature_missing"), ">",
-            "data_quality.missing_ratio")),
+            "data_quality.missing_ratio"), c.windows.rate),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often missing",
         description=lambda c: (
             f"Feature {{{{ $labels.feature }}}} is missing in {PERCENT} of the rows "
@@ -471,7 +502,7 @@ ALERTS: tuple[AlertDef, ...] = (
         dashboard="quality", per_model=True,
         expr=lambda c: _primary(c, _compare(
             c, q.feature_ratio(c, "inferwatch_feature_out_of_range"), ">",
-            "data_quality.out_of_range_ratio")),
+            "data_quality.out_of_range_ratio"), c.windows.rate),
         summary=f"Feature {{{{ $labels.feature }}}} of {MODEL} is often out of range",
         description=lambda c: (
             f"Feature {{{{ $labels.feature }}}} falls outside its reference range in "
@@ -519,7 +550,7 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchAccuracyDrop", severity="warning", for_="30m", group="quality",
         dashboard="quality", per_model=True,
-        expr=lambda c: _primary(c, _accuracy_drop_expr(c)),
+        expr=lambda c: _primary(c, _accuracy_drop_expr(c), c.accuracy.window),
         summary=f"Accuracy of {MODEL} dropped",
         description=lambda c: (
             f"{MODEL} was right in {PERCENT} of the outcomes of the last "
