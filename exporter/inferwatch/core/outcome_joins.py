@@ -88,6 +88,9 @@ def _record_join(monitor: Monitor, joined) -> None:
     if joined.missing_labels:
         state.inc("inferwatch_outcomes_unmatched_total", ("missing_label",),
                   joined.missing_labels)
+    if joined.unpredicted_rows:
+        state.inc("inferwatch_outcomes_unmatched_total", ("unsupported_prediction",),
+                  joined.unpredicted_rows)
     if joined.correct:
         state.inc("inferwatch_outcomes_total", ("correct",), joined.correct)
     if joined.incorrect:

@@ -10,7 +10,9 @@ rows, and an outcome for the rows it could not keep counts them as unmatched wit
 3 KB (``benchmarks/bench_outcome_cache.py`` measures both), so the default 50,000 entries of
 single rows take about 18 MB and batch entries stop at the 32 MiB default. Ids that were
 already joined are remembered in a second bounded set, inside the same byte budget, so an
-outcome that arrives twice is reported, not counted twice.
+outcome that arrives twice is reported, not counted twice. A row of a classifier's batch
+without a predicted class (None, NaN, pd.NA) is kept as None: its outcome counts it once as
+``unsupported_prediction``, never incorrect, and the batch's other rows are judged.
 
 A regressor of several outputs (scikit-learn's ``MultiOutputRegressor``, a model fit on a 2-D
 ``y``, an ``(n, k)`` float array, a dict of named float outputs) keeps each row as a tuple of
@@ -52,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch.core.records import label_column
+from inferwatch.core.result_arrays import is_missing as _is_missing
 
 DEFAULT_MAX_ENTRIES = 50_000
 DEFAULT_MAX_BYTES = 32 * 2**20
@@ -81,6 +84,9 @@ class Join:
     # Labels not known yet (None, NaN, pd.NA), not judged: one per row, or for a regressor
     # of several outputs one per missing target (the row's other targets are judged).
     missing_labels: int = 0
+    # Rows of a classifier's batch that had no predicted class (None, NaN, pd.NA), not
+    # judged whatever their label: counted as ``unsupported_prediction``, one per row.
+    unpredicted_rows: int = 0
 
 
 def _check_bounds(max_entries: int, ttl_seconds: float, max_bytes: int) -> None:
@@ -315,10 +321,14 @@ class OutcomeJoiner:
             pairs = list(zip(classes, _broadcast(truth, len(classes))))
             if outputs is not None:  # each label against its own output's class
                 pairs = [(p, t) for row, targets in pairs for p, t in zip(row, targets)]
-            known = [(p, t) for p, t in pairs if not is_missing(t)]
+            # A row with no class is counted as that, once, even when its label is
+            # missing too: the label could never have judged it.
+            predicted = [(p, t) for p, t in pairs if p is not None]
+            known = [(p, t) for p, t in predicted if not is_missing(t)]
             correct = sum(1 for p, t in known if _same_class(p, _class_text(t)))
             return Join(correct=correct, incorrect=len(known) - correct, delay=delay,
-                        rows_over_bound=over, missing_labels=len(pairs) - len(known))
+                        rows_over_bound=over, missing_labels=len(predicted) - len(known),
+                        unpredicted_rows=len(pairs) - len(predicted))
         if values is not None:
             pairs = zip(values, _broadcast(truth, len(values)))
             if outputs is not None:  # each target against its own output's value
@@ -567,13 +577,16 @@ def _whole_float_text(text: str) -> str | None:
     return str(int(digits))
 
 
-def joinable_labels(result: Any) -> tuple[str, ...] | None:
+def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
     """The labels of a prediction whose classes no Prometheus label may hold (strings not
     declared as classes, ids past the small-integer bound): kept for outcome joins only,
-    each cut to 256 characters. None when `result` is not a column of such labels.
+    each cut to 256 characters, a row without a label (None, NaN, pd.NA) as None. None
+    when `result` is not a column of such labels.
 
     >>> joinable_labels(np.array(["spam", "ham"])), joinable_labels([70001])
     (('spam', 'ham'), ('70001',))
+    >>> joinable_labels(["spam", None]), joinable_labels([None]) is None
+    (('spam', None), True)
     >>> joinable_labels(np.array([0.5])) is None
     True
     >>> joinable_labels([{"label": "POSITIVE", "score": 0.97}])  # a pipeline's answer
@@ -600,10 +613,19 @@ def joinable_labels(result: Any) -> tuple[str, ...] | None:
     if array.ndim != 1 or array.dtype.kind not in "USiuO":
         return None
     labels = array.tolist()
-    if not all(isinstance(label, (str, bytes, int)) and not isinstance(label, bool)
-               for label in labels):
+    if all(_is_label(label) for label in labels):
+        return tuple(map(kept_label, labels))
+    # One row without a label leaves the others joinable; a column of none is no labels.
+    absent = [label is None or _is_missing(label) for label in labels]
+    if all(absent) or not all(gone or _is_label(label) for label, gone in zip(labels, absent)):
         return None
-    return tuple(map(kept_label, labels))
+    return tuple(None if gone else kept_label(label) for label, gone in zip(labels, absent))
+
+
+def _is_label(value: Any) -> bool:
+    """Whether a cell of an array of Python objects is a label a join keeps (text, bytes,
+    an integer; a bool is a class the drain keeps already)."""
+    return isinstance(value, (str, bytes, int)) and not isinstance(value, bool)
 
 
 _RECORD_LABELS = (str, bytes, int, np.integer, np.bool_, np.str_, np.bytes_)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.dropped_rows import rows_with_missing_classes, values_with_dropped_rows
 from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.prediction_classes import (
     NO_CLASSES,
@@ -70,8 +71,12 @@ def _split_rows(prediction: Prediction, sizes: Sequence[int], result: object = N
     >>> _split_rows(prediction, [1, 2])
     [(None, ((1.0, 10.0),)), (None, ((2.0, 20.0), (3.0, 30.0)))]
     """
-    if result is not None and prediction.classes is None and len(sizes) == 1:
-        filled = _with_dropped_rows(prediction, result)
+    if result is not None and len(sizes) == 1:
+        labels = rows_with_missing_classes(prediction, result)
+        if labels is not None:
+            return [(labels, None)]
+        filled = None if prediction.classes is not None else \
+            values_with_dropped_rows(prediction, result)
         if filled is not None:
             prediction = Prediction(rows=prediction.rows, values=filled)
     classes = prediction.classes
@@ -111,51 +116,6 @@ def _split_output_rows(outputs: list[np.ndarray], sizes: Sequence[int]) -> list[
         rows.append((None, tuple(cells[offset:offset + size])))
         offset += size
     return rows
-
-
-def _with_dropped_rows(prediction: Prediction, result: object
-                       ) -> dict[str, np.ndarray] | None:
-    """Each output's values of a one-call `prediction` of which non-finite values were
-    dropped, with NaN back in their rows, read off its `result`: one row without a value
-    must leave the others of its batch joinable (the joiner counts the row, unjudged).
-    None when the rows are whole, or when `result` does not tell which were dropped.
-
-    >>> prediction = Prediction(rows=3, values={"value": np.array([1.0, 3.0])})
-    >>> _with_dropped_rows(prediction, [1.0, float("inf"), 3.0])["value"].tolist()
-    [1.0, nan, 3.0]
-    """
-    values = prediction.values
-    rows = prediction.rows
-    if not values or all(len(kept) == rows for kept in values.values()):
-        return None
-    try:
-        if isinstance(result, Mapping):  # named outputs
-            columns = {str(name): np.asarray(column, dtype=np.float64)
-                       for name, column in result.items()}
-        else:
-            array = np.asarray(result, dtype=np.float64)
-            if array.ndim == 2 and array.shape[1] == 1 and len(values) == 1:
-                array = array[:, 0]
-            if array.ndim == 1 and len(values) == 1:
-                columns = {next(iter(values)): array}
-            elif array.ndim == 2 and list(values) == list(map(str, range(array.shape[1]))):
-                columns = {name: array[:, j] for j, name in enumerate(values)}
-            else:
-                return None
-    except (TypeError, ValueError):  # labels, NA of an extension array: not told here
-        return None
-    filled = {}
-    for name, kept in values.items():
-        column = columns.get(name)
-        if column is None or column.shape != (rows,):
-            return None
-        finite = np.isfinite(column)
-        if int(finite.sum()) != len(kept):  # dropped for another reason than here seen
-            return None
-        whole = np.full(rows, np.nan)
-        whole[finite] = kept
-        filled[name] = whole
-    return filled
 
 
 class PredictionBatch(StackedResults):

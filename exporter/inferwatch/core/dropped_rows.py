@@ -1,0 +1,121 @@
+"""A one-call prediction's rows put back in place where the drain dropped some.
+
+The drain keeps only the finite values and the classes it can count; the outcome join needs
+every row in its place, so that one row without a prediction (a NaN, None, ``pd.NA``) leaves
+the other rows of its batch joinable. Apart from ``prediction_batch`` because it reads the
+call's own result once more, by its library, only for the calls that dropped rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from inferwatch.core.prediction_classes import as_text
+from inferwatch.core.predictions import Prediction, normalize  # noqa: F401  (doctests)
+from inferwatch.core.result_arrays import is_missing, to_array
+
+
+def values_with_dropped_rows(prediction: Prediction, result: object
+                       ) -> dict[str, np.ndarray] | None:
+    """Each output's values of a one-call `prediction` of which non-finite values were
+    dropped, with NaN back in their rows, read off its `result`: one row without a value
+    must leave the others of its batch joinable (the joiner counts the row, unjudged).
+    None when the rows are whole, or when `result` does not tell which were dropped.
+
+    >>> prediction = Prediction(rows=3, values={"value": np.array([1.0, 3.0])})
+    >>> values_with_dropped_rows(prediction, [1.0, float("inf"), 3.0])["value"].tolist()
+    [1.0, nan, 3.0]
+    """
+    values = prediction.values
+    rows = prediction.rows
+    if not values or all(len(kept) == rows for kept in values.values()):
+        return None
+    try:
+        if isinstance(result, Mapping):  # named outputs
+            columns = {str(name): np.asarray(column, dtype=np.float64)
+                       for name, column in result.items()}
+        else:
+            array = np.asarray(result, dtype=np.float64)
+            if array.ndim == 2 and array.shape[1] == 1 and len(values) == 1:
+                array = array[:, 0]
+            if array.ndim == 1 and len(values) == 1:
+                columns = {next(iter(values)): array}
+            elif array.ndim == 2 and list(values) == list(map(str, range(array.shape[1]))):
+                columns = {name: array[:, j] for j, name in enumerate(values)}
+            else:
+                return None
+    except (TypeError, ValueError):  # labels, NA of an extension array: not told here
+        return None
+    filled = {}
+    for name, kept in values.items():
+        column = columns.get(name)
+        if column is None or column.shape != (rows,):
+            return None
+        finite = np.isfinite(column)
+        if int(finite.sum()) != len(kept):  # dropped for another reason than here seen
+            return None
+        whole = np.full(rows, np.nan)
+        whole[finite] = kept
+        filled[name] = whole
+    return filled
+
+
+def rows_with_missing_classes(prediction: Prediction, result: object
+                          ) -> tuple[str | None, ...] | None:
+    """Each row's class of a one-call classifier `prediction` of which rows without a
+    class (None, NaN, pd.NA) were dropped, with None in their rows, told by its `result`:
+    one row without a class must leave the others of its batch joinable (the joiner counts
+    the row, unjudged). None when no row was missing, or when rows were dropped for
+    another reason too (which class is whose is then not known).
+
+    >>> prediction = normalize(np.array([1, None, 0], dtype=object))
+    >>> rows_with_missing_classes(prediction, np.array([1, None, 0], dtype=object))
+    ('1', None, '0')
+    """
+    missing_count = prediction.invalid.get("nan", 0)
+    classes = prediction.classes
+    if not missing_count or prediction.class_outputs > 1 or prediction.values or (
+            classes is None and not prediction.class_like):
+        return None
+    rows = prediction.rows
+    missing = _missing_rows(result, rows)
+    kept = 0 if classes is None else len(classes)
+    if missing is None or int(missing.sum()) != rows - kept:
+        return None
+    labels = np.full(rows, None, dtype=object)
+    if kept:
+        labels[~missing] = as_text(classes.reshape(-1))
+    return tuple(labels.tolist())
+
+
+def _missing_rows(result: object, rows: int) -> np.ndarray | None:
+    """Which of the `rows` of a one-column `result` are missing (None, NaN, pd.NA, a
+    polars or pyarrow null); None for any other shape. Never raises: an object that
+    fails when read is no column told here.
+
+    >>> _missing_rows([1, None, float("nan")], 3).tolist()
+    [False, True, True]
+    """
+    try:
+        is_null = getattr(result, "is_null", None)  # polars Series, pyarrow arrays
+        if not callable(is_null):
+            is_null = getattr(result, "isna", None)  # pandas objects
+        if callable(is_null):
+            missing = np.asarray(is_null(), dtype=bool)
+        else:
+            array = to_array(result)
+            if array.dtype.kind == "f":
+                missing = np.isnan(array)
+            elif array.dtype.kind == "O":
+                cells = array.reshape(-1).tolist()
+                missing = np.fromiter((cell is None or is_missing(cell) for cell in cells),
+                                      dtype=bool, count=len(cells)).reshape(array.shape)
+            else:  # ints, bools, text: no value in them is missing
+                return None
+        if missing.ndim == 2 and missing.shape[1] == 1:  # one column of a frame
+            missing = missing[:, 0]
+        return missing if missing.shape == (rows,) else None
+    except Exception:
+        return None
