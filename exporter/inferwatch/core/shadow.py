@@ -71,7 +71,8 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     calls is handed, after the champion has answered, to the challenger in the background:
     ``mode="thread"`` calls it in `workers` threads, ``mode="process"`` in as many child
     processes (for CPU-bound models, and ones that may hang or crash: a call past `timeout`
-    seconds kills its child). At most `queue_size` calls wait; more are dropped and counted.
+    seconds kills its child). At most `queue_size` calls, holding at most 128 MiB of inputs
+    and results, wait; more are dropped and counted.
     The challenger is recorded as the champion's model name under its own `version`, with
     ``role="shadow"`` in ``inferwatch_model_info`` (the champion gets ``role="primary"``);
     the comparison series (``inferwatch_shadow_*``) carry ``champion_version``.

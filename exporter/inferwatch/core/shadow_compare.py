@@ -38,6 +38,7 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core import shadow_rows
 from inferwatch.core.call_input import held_bytes
+from inferwatch.core.class_probabilities import two_classes
 from inferwatch.core.label_caps import LabelCap
 from inferwatch.core.outcomes import (
     DEFAULT_MAX_BYTES,
@@ -56,14 +57,17 @@ from inferwatch.core.shadow_rows import (
     label_rows,
     output_rows,
     pair_fitted,
-    row_array,
+    row_count,
+    take_rows,
 )
 
 # Shadow minus champion: symmetric around zero, fine near it (probabilities, small scores).
 DIFFERENCE_BUCKETS = (-10.0, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1,
                       0.25, 0.5, 1.0, 10.0)
-# A batch that lost values is compared row by row up to this many rows (on the drain thread).
-MAX_ROWS_CHECKED = 10_000
+# Reads of parts of one side's result that finding its lost rows may take in one batch (on
+# the drain thread): as many as reading 10,000 rows one by one took, which halving spends on
+# far more rows when few of them lose a value. Past it the batch is not compared.
+MAX_CHECKS = 20_000
 # ``stream``: the champion answered with a stream (a generator, an SDK's stream object),
 # which only its caller may read, so there is nothing to compare (see Shadow.offer).
 DROP_REASONS = ("queue_full", "timeout", "error", "crashed", "incomparable", "shutdown",
@@ -292,25 +296,13 @@ class Comparison:
         # fault and its calls as incomparable: the pairs were taken, so they are never tried
         # again, and sampled calls still add up to compared and dropped ones.
         try:
-            batches = shadow_rows.batches(pairs)
+            batches = shadow_rows.batches(self._columns(pairs))
         except Exception as exc:
             faults.record("shadow", exc)
             drops["incomparable"] = drops.get("incomparable", 0) + len(pairs)
         else:
             for batch in batches:
-                try:
-                    found = self._fold_batch(batch, agreement, confusion, differences)
-                except Exception as exc:
-                    faults.record("shadow", exc)
-                    found = None
-                if found is None:  # no output in common: nothing was compared
-                    drops["incomparable"] = drops.get("incomparable", 0) + len(batch.calls)
-                    continue
-                compared += len(batch.calls)
-                try:
-                    self._remember_calls(batch.calls, found)
-                except Exception as exc:  # compared; only an outcome cannot score it
-                    faults.record("shadow", exc)
+                compared += self._fold_calls(batch, agreement, confusion, differences, drops)
         # The accounting first, each part on its own: a failing write of one series must
         # lose neither the counts nor the other series.
         if sampled:
@@ -382,16 +374,57 @@ class Comparison:
             state.inc("inferwatch_shadow_outcomes_total",
                       (version, champion_result, shadow_result), count)
 
-    def _fold_batch(self, batch: Batch, agreement: dict, confusion: dict,
-                    differences: dict) -> tuple[list, list] | tuple[()] | None:
-        """Compare one batch into the fold's counts: what `_compare` returns, None when
-        nothing was compared. A batch that cannot be compared leaves the counts as they were
-        (the other batches of the fold are still counted)."""
+    def _columns(self, pairs: list) -> list:
+        """`pairs` with a binary classifier's positive-class probabilities as columns (see
+        shadow_rows.positive_columns), told by each side's own classes."""
+        if not any(pair[0] == "predict_proba" for pair in pairs):
+            return pairs
+        champion_names, shadow_names, _ = self._names_now()
+        return shadow_rows.positive_columns(pairs, two_classes(champion_names),
+                                            two_classes(shadow_names))
+
+    def _fold_calls(self, batch: Batch, agreement: dict, confusion: dict, differences: dict,
+                    drops: dict) -> int:
+        """Fold one batch, each of its calls counted compared or incomparable; returns how
+        many were compared. Calls that cannot be compared together are tried one by one: a
+        call is compared as it would be alone, whatever other calls share its drain."""
+        parts: list[Batch] = []
+        try:
+            folded = self._fold_batch(batch, agreement, confusion, differences)
+            if folded is None and len(batch.calls) > 1:
+                parts = shadow_rows.apart(batch)
+        except Exception as exc:
+            faults.record("shadow", exc)
+            folded = None
+        if parts:
+            return sum(self._fold_calls(one, agreement, confusion, differences, drops)
+                       for one in parts)
+        if folded is None:  # no output in common: nothing was compared
+            drops["incomparable"] = drops.get("incomparable", 0) + len(batch.calls)
+            return 0
+        found, keep = folded
+        # A call every row of which one side lost compared nothing, as it would alone.
+        empty = 0 if keep is None else sum(
+            1 for _, start, stop in batch.calls if not keep[start:stop].any())
+        if empty:
+            drops["incomparable"] = drops.get("incomparable", 0) + empty
+        try:
+            self._remember_calls(batch.calls, found)
+        except Exception as exc:  # compared; only an outcome cannot score it
+            faults.record("shadow", exc)
+        return len(batch.calls) - empty
+
+    def _fold_batch(self, batch: Batch, agreement: dict, confusion: dict, differences: dict
+                    ) -> tuple[tuple[list, list] | tuple[()], np.ndarray | None] | None:
+        """Compare one batch into the fold's counts: what `_compare` returns and which rows
+        were compared (None: all of them), None when nothing was compared. A batch that
+        cannot be compared leaves the counts as they were (the other batches of the fold
+        are still counted)."""
         ours: dict = {"agree": 0, "disagree": 0}
         pairs: dict = {}
         diffs: dict = {}
         try:
-            names = self._names_now()
+            names = self._side_names(batch.method, self._names_now())
             champion_result, shadow_result, narrowed = aligned(batch.method, batch.champion,
                                                                batch.shadow)
             champion, shadow = self._normalize(batch.method, champion_result, shadow_result,
@@ -403,7 +436,8 @@ class Comparison:
                 # its row out of that side: rows no longer line up by position. Only rows
                 # both sides hold whole are compared; the others are remembered as None, so
                 # that an outcome still finds every other row of the batch in its place.
-                whole = self._whole_rows(batch, names)
+                whole = self._whole_rows(batch.method, champion_result, shadow_result,
+                                         champion, shadow, names)
                 if whole is None:
                     return None
                 champion, shadow, keep = whole
@@ -425,34 +459,64 @@ class Comparison:
         # A champion narrowed to the outputs both return no longer holds what an outcome
         # row (a target per champion output) judges.
         if narrowed or not found:
-            return ()
-        return found if keep is None else in_place(found, keep)
+            return (), keep
+        return (found if keep is None else in_place(found, keep)), keep
 
-    def _whole_rows(self, batch: Batch,
+    def _whole_rows(self, method: str, champion_result: object, shadow_result: object,
+                    champion: Prediction, shadow: Prediction,
                     names: tuple) -> tuple[Prediction, Prediction, np.ndarray] | None:
         """Both sides' predictions over the rows that neither side loses a value of, and
-        which rows those are; None unless both are arrays of rows of one length."""
-        champion, shadow = row_array(batch.champion), row_array(batch.shadow)
-        if champion is None or shadow is None or len(champion) != len(shadow) or \
-                len(champion) > MAX_ROWS_CHECKED:
+        which rows those are; None unless both results are rows of one count (arrays, dicts
+        of outputs, DataFrames, rows of dicts) that normalize reads as that many rows."""
+        rows = row_count(champion_result)
+        if rows is None or not rows == row_count(shadow_result) == champion.rows == shadow.rows:
             return None
-        keep = self._whole(batch.method, champion, names) & \
-            self._whole(batch.method, shadow, names)
+        champion_names, shadow_names, known = names
+        ours = self._whole(method, champion_result, rows, champion, champion_names, known)
+        theirs = self._whole(method, shadow_result, rows, shadow, shadow_names, known)
+        if ours is None or theirs is None:
+            return None
+        keep = ours & theirs
         if not keep.any():
             return None
-        pair = self._normalize(batch.method, champion[keep], shadow[keep], names)
+        index = np.flatnonzero(keep)
+        pair = self._normalize(method, take_rows(champion_result, index),
+                               take_rows(shadow_result, index), names)
         if pair[0].invalid or pair[1].invalid:
             return None
         return pair[0], pair[1], keep
 
-    def _whole(self, method: str, rows: np.ndarray, names: tuple) -> np.ndarray:
-        """Which rows normalize keeps every value of."""
-        if rows.dtype.kind == "f" and self.task != "classification" and \
-                method != "predict_proba":
-            return np.isfinite(rows.reshape(len(rows), -1)).all(axis=1)
-        return np.array([not self._normalize(method, rows[i:i + 1], rows[i:i + 1],
-                                             names)[0].invalid
-                         for i in range(len(rows))], dtype=bool)
+    def _whole(self, method: str, result: object, rows: int, prediction: Prediction,
+               class_names: list | None, known: Any) -> np.ndarray | None:
+        """Which rows of one side's `result` (read whole as `prediction`) normalize keeps
+        every value of; None past :data:`MAX_CHECKS`."""
+        if not prediction.invalid:
+            return np.ones(rows, dtype=bool)
+        if isinstance(result, np.ndarray) and result.dtype.kind == "f" and \
+                self.task != "classification" and method != "predict_proba":
+            # Float values lose their NaN and inf alone: one pass, at any size.
+            return np.isfinite(result.reshape(rows, -1)).all(axis=1)
+        # Anything else is read by normalize itself, in halves: a half that loses nothing is
+        # kept whole, and one that does is halved again down to single rows, so that a few
+        # lost rows cost some reads each (log2 of the rows), not one read a row.
+        keep = np.zeros(rows, dtype=bool)
+        spans = [(0, rows)]
+        checks = 0
+        while spans:
+            start, stop = spans.pop()
+            if stop - start < rows:  # the whole result is `prediction`, read already
+                checks += 1
+                if checks > MAX_CHECKS:
+                    return None
+                part = self._read(method, take_rows(result, np.arange(start, stop)),
+                                  class_names, known)
+                if not part.invalid and part.rows == stop - start:
+                    keep[start:stop] = True
+                    continue
+            if stop - start > 1:
+                middle = (start + stop) // 2
+                spans += [(middle, stop), (start, middle)]
+        return keep
 
     def _names_now(self) -> tuple[list | None, list | None, Any]:
         champion_names = _names(self._champion_classes)
@@ -463,17 +527,31 @@ class Comparison:
                                 self.declared_classes)
         return champion_names, shadow_names, known
 
+    @staticmethod
+    def _side_names(method: str, names: tuple) -> tuple:
+        """(champion's classes, challenger's classes, labels known) as each side is read.
+        Every method reads its model's ``classes_``, as the model's own series do: a
+        classifier fit on a float target predicts 0.0 / 1.0, which are then its classes
+        (predictions._whole_class_labels). A side naming no classes reads its ``predict``
+        by the other's, so that the same 0.0 / 1.0 are not classes on one side and values
+        on the other."""
+        champion_names, shadow_names, known = names
+        if method != "predict_proba":
+            champion_names, shadow_names = (
+                champion_names if champion_names is not None else shadow_names,
+                shadow_names if shadow_names is not None else champion_names)
+        return champion_names, shadow_names, known
+
     def _normalize(self, method: str, champion_result: object, shadow_result: object,
-                   names: tuple | None = None) -> tuple[Prediction, Prediction]:
-        probabilities = method == "predict_proba"
-        champion_names, shadow_names, known = names or self._names_now()
-        champion = normalize(champion_result, probabilities=probabilities, task=self.task,
-                             class_names=champion_names if probabilities else None,
-                             known_classes=known)
-        shadow = normalize(shadow_result, probabilities=probabilities, task=self.task,
-                           class_names=shadow_names if probabilities else None,
-                           known_classes=known)
-        return champion, shadow
+                   names: tuple) -> tuple[Prediction, Prediction]:
+        champion_names, shadow_names, known = names
+        return (self._read(method, champion_result, champion_names, known),
+                self._read(method, shadow_result, shadow_names, known))
+
+    def _read(self, method: str, result: object, class_names: list | None,
+              known: Any) -> Prediction:
+        return normalize(result, probabilities=method == "predict_proba", task=self.task,
+                         class_names=class_names, known_classes=known)
 
     def _compare(self, champion: Prediction, shadow: Prediction, agreement: dict,
                  confusion: dict, differences: dict) -> tuple[list, list] | tuple[()] | None:

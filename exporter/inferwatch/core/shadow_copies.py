@@ -1,9 +1,10 @@
 """What a shadow's challenger is handed of its champion's call: the copies made for it.
 
-A sampled call's arguments and the champion's result are frozen as the call returns: copied
-when small, since a caller may reuse its input and output buffers; handed on as they are when
-large, since copying them would slow the call. The challenger then gets a private copy of its
-own to change as it likes. A call the champion answered with a stream has nothing to hand on
+A sampled call's arguments are frozen before the champion runs (a champion may change its
+input in place), the champion's result as the call returns: copied when small, since a
+caller may reuse its input and output buffers; handed on as they are when large, since
+copying them would slow the call. The challenger then gets a private copy of its own to
+change as it likes. A call the champion answered with a stream has nothing to hand on
 (:func:`is_stream`). Apart from :mod:`inferwatch.core.shadow_runtime` because none of it knows of
 the queue or the workers: this is what is copied, the queue decides when.
 
@@ -18,6 +19,7 @@ the queue or the workers: this is what is copied, the queue decides when.
 
 from __future__ import annotations
 
+import copy
 from types import AsyncGeneratorType, GeneratorType
 
 import numpy as np
@@ -29,6 +31,8 @@ from inferwatch.core.call_input import COPY_LIMIT_BYTES, snapshot, snapshot_inpu
 # checks of is_stream.
 PLAIN_RESULTS = frozenset({np.ndarray, list, tuple, dict, float, int, str, bool,
                            type(None)})
+# Values no call can change in place: handed to a challenger as they are.
+_IMMUTABLE = frozenset({str, bytes, int, float, bool, complex, type(None), range, frozenset})
 
 
 def is_stream(result: object) -> bool:
@@ -60,10 +64,14 @@ def frozen(value: object) -> object:
 
 
 def private(value: object) -> object:
-    """`value` copied whatever its size, for the challenger to change as it likes; an
-    object it cannot copy is handed on as it is."""
+    """`value` copied whatever its size, for the challenger to change as it likes: the
+    kinds :func:`frozen` copies, an array subclass (np.matrix, a masked array), a tensor on
+    any device, and any other object deep-copied (a scipy.sparse matrix, a dict subclass).
+    A value that cannot change (a string, a number) or is callable (a model, a function,
+    whose copy would be a second model) is handed on as it is, and so is an object that
+    cannot be copied (counted)."""
     try:
-        return _copied(value, [1 << 62])
+        return _copied(value, [1 << 62], True)
     except Exception as exc:
         faults.record("shadow", exc)
         return value
@@ -75,25 +83,34 @@ def _spend(budget: list[int], size: int) -> None:
         raise _TooLarge
 
 
-def _copied(value: object, budget: list[int]) -> object:
+def _copied(value: object, budget: list[int], whole: bool = False) -> object:
     kind = value.__class__
-    if kind is np.ndarray:
+    # A subclass too (np.matrix, a masked array): its copy keeps its class and mask.
+    if kind is np.ndarray or (kind not in _IMMUTABLE and isinstance(value, np.ndarray)):
         _spend(budget, value.nbytes)
         return value.copy()
     if kind is list or kind is tuple:
         _spend(budget, 8 * len(value))
-        return kind(_copied(item, budget) for item in value)
+        return kind(_copied(item, budget, whole) for item in value)
     if kind is dict:
         _spend(budget, 16 * len(value))
-        return {key: _copied(item, budget) for key, item in value.items()}
+        return {key: _copied(item, budget, whole) for key, item in value.items()}
+    if kind in _IMMUTABLE:
+        return value
     module = kind.__module__
     if module.startswith("pandas") and hasattr(value, "copy") and hasattr(value, "size"):
         _spend(budget, 8 * int(value.size))  # a Series or DataFrame, 8 bytes a cell or so
         return value.copy()
     if module.startswith("torch") and hasattr(value, "requires_grad"):
+        if whole:  # the challenger's own, on whatever device: one it edits is its own
+            return value.detach().clone()
         if value.is_sparse:  # COO, which has no nbytes: it holds its indices and values
             _spend(budget, value._indices().nbytes + value._values().nbytes)
             return value.detach().clone() if value.is_cpu else value
         _spend(budget, int(getattr(value, "nbytes", 0)))
         return snapshot_input(value)  # a tensor on a GPU stays as it is
-    return value  # scalars and strings cannot change; other objects are read later
+    if not whole or isinstance(value, np.generic) or callable(value):
+        return value  # read later, as a large input is
+    # Any other object a challenger may edit in place (a scipy.sparse matrix's data, a
+    # tokenizer's dict subclass): off the request path, so a deep copy costs no caller.
+    return copy.deepcopy(value)

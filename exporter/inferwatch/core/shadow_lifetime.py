@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,10 @@ from inferwatch.core.shadow_async import inherited_loops, loops
 if TYPE_CHECKING:
     from inferwatch.core.shadow_runtime import Shadow
 
+# How long close() waits for a challenger's call under way to end before counting it as
+# dropped (shutdown): long enough for a call nearly done, short enough for a server's exit.
+CLOSE_WAIT_SECONDS = 1.0
+
 live_shadows: weakref.WeakSet[Shadow] = weakref.WeakSet()
 # Held while a shadow is set on a champion or taken off it (see shadow()).
 wiring_lock = threading.Lock()
@@ -41,10 +46,12 @@ def _close_all_at_exit() -> None:
     """Close every live shadow as the interpreter exits: the calls still queued would never
     be answered (thread workers are daemons, process workers stop), and a final push or
     publish at exit would show sampled calls neither compared nor dropped. close() counts
-    them as dropped (``shutdown``) and does not wait for the challenger; a call under way
-    still counts itself if it ends before the process does."""
+    them as dropped (``shutdown``); a call under way has until ``CLOSE_WAIT_SECONDS`` from
+    now (one wait for all the shadows) to end compared, else it counts as ``shutdown``
+    too, since the interpreter stops a daemon thread where it is."""
+    deadline = time.monotonic() + CLOSE_WAIT_SECONDS
     for live in list(live_shadows):
-        live.close()
+        live.close_by(deadline)
 
 
 def close_at_exit_first() -> None:

@@ -1,11 +1,14 @@
 """Lining up a champion's and a challenger's results row by row, for the comparison.
 
 How two results for the same calls are put side by side before they are compared: the
-calls whose results stack into one array per side (:func:`batches`), named outputs narrowed
-to those both return in the champion's order (:func:`aligned`), labels of one side in the
-other's words (:func:`in_terms_of`), rows of several outputs or class columns as one tuple
-a row (:func:`output_rows`, :func:`label_rows`), rows a side lost put back as None
-(:func:`in_place`), and both sides cut to the outcome cache's bound (:func:`pair_fitted`).
+calls whose results stack into one array per side (:func:`batches`, a binary classifier's
+positive-class probabilities as columns first: :func:`positive_columns`; or each call
+alone: :func:`apart`), rows cut out of a result of any shape (:func:`row_count`,
+:func:`take_rows`), named outputs narrowed to those both return in the champion's order
+(:func:`aligned`), labels of one side in the other's words (:func:`in_terms_of`), rows of
+several outputs or class columns as one tuple a row (:func:`output_rows`,
+:func:`label_rows`), rows a side lost put back as None (:func:`in_place`), and both sides
+cut to the outcome cache's bound (:func:`pair_fitted`).
 These are pure functions of the two results; :class:`~inferwatch.core.shadow_compare.Comparison`
 (its locking, its pending pairs, its cache and the series it folds) is apart from them.
 """
@@ -151,25 +154,104 @@ def aligned(method: str, champion: object, shadow: object) -> tuple[object, obje
             len(common) < len(ours))
 
 
-def row_array(result: object) -> np.ndarray | None:
-    """`result` as an array of rows (1-D or 2-D), or None when it is something else (a dict
-    of outputs, a list of output arrays, ragged rows)."""
+def row_count(result: object) -> int | None:
+    """How many rows `result` holds where its rows can be cut out of it: an array of rows
+    (1-D or 2-D), a list of values or rows, rows of dicts, a dict of columns of one length,
+    a pandas DataFrame or Series; None for anything else (a list of output arrays, a
+    tensor, ragged rows, columns of different lengths).
+
+    >>> row_count({"price": [1.0, 2.0], "eta": np.array([3.0, 4.0])}), row_count(np.ones(3))
+    (2, 3)
+    >>> row_count({"price": [1.0, 2.0], "eta": [3.0]}) is None
+    True
+    """
+    if type(result) is dict:  # a Mapping of its own kind (a ModelOutput) is read its own way
+        sizes = {_column_rows(column) for column in result.values()}
+        return (sizes.pop() or None) if len(sizes) == 1 else None
+    if isinstance(result, (list, tuple)) and result and \
+            all(isinstance(row, Mapping) for row in result):
+        return len(result)  # rows of dicts
     if isinstance(result, np.ndarray):
-        array = result
-    elif isinstance(result, (list, tuple)) and result and \
+        return len(result) if result.ndim in (1, 2) and len(result) else None
+    if _pandas(result):
+        return len(result) or None  # type: ignore[arg-type]
+    if isinstance(result, (list, tuple)) and result and \
             not any(getattr(part, "ndim", 0) >= 1 for part in result):
         try:
             array = np.asarray(result)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError):  # ragged rows
             return None
-    else:
-        return None
-    return array if array.ndim in (1, 2) and len(array) else None
+        return len(array) if array.ndim in (1, 2) else None
+    return None
 
 
-def _stackable(result: object) -> bool:
-    return isinstance(result, np.ndarray) and result.ndim in (1, 2) and len(result) > 0 \
-        and result.dtype.kind in "biufUSO"
+def take_rows(result: object, index: np.ndarray) -> object:
+    """The rows `index` names of a `result` that :func:`row_count` counts, in the same
+    kind of result (a list stays a list, a DataFrame a DataFrame): normalize reads the part
+    as it reads the whole.
+
+    >>> take_rows({"price": [1.0, 2.0, 3.0]}, np.array([0, 2]))
+    {'price': [1.0, 3.0]}
+    """
+    if type(result) is dict:
+        return {name: _take(column, index) for name, column in result.items()}
+    return _take(result, index)
+
+
+def _pandas(obj: object) -> bool:
+    """A pandas DataFrame or Series: its rows are taken by position (``iloc``)."""
+    return hasattr(type(obj), "iloc")
+
+
+def _column_rows(column: object) -> int | None:
+    if isinstance(column, np.ndarray):
+        return len(column) if column.ndim else None
+    if isinstance(column, (list, tuple)) or _pandas(column):
+        return len(column)  # type: ignore[arg-type]
+    return None
+
+
+def _take(rows: object, index: np.ndarray) -> object:
+    if isinstance(rows, np.ndarray):
+        return rows[index]
+    if _pandas(rows):
+        return rows.iloc[index]  # type: ignore[attr-defined]
+    return [rows[i] for i in index.tolist()]  # type: ignore[index]
+
+
+def _stackable(method: str, result: object) -> bool:
+    """Whether `result`'s shape says it is rows: a 1-D predict_proba result may be one row
+    [p0, p1] of a binary classifier, and two one-row calls stacked would read as that."""
+    return isinstance(result, np.ndarray) and len(result) > 0 and \
+        result.dtype.kind in "biufUSO" and \
+        (result.ndim == 2 or (result.ndim == 1 and method != "predict_proba"))
+
+
+def positive_columns(pairs: list, champion_binary: bool, shadow_binary: bool) -> list:
+    """`pairs` with each side's ``predict_proba`` answered as a binary classifier's
+    positive-class column alone (1-D, of a length other than 2) given as the (n, 1) column
+    normalize reads it as: a column stacks with other calls' as rows, where two 1-D calls
+    of one row each would stack into one row [p0, p1]. A length of 2 stays as it is: it may
+    be one row [p0, p1] (normalize tells), and stacks with nothing."""
+
+    def column(result: object, binary: bool) -> object:
+        if binary and isinstance(result, np.ndarray) and result.ndim == 1 and \
+                len(result) != 2 and result.dtype.kind == "f":
+            return result.reshape(-1, 1)
+        return result
+
+    if not (champion_binary or shadow_binary):
+        return pairs
+    return [(pair[0], column(pair[1], champion_binary), column(pair[2], shadow_binary),
+             *pair[3:]) if pair[0] == "predict_proba" else pair for pair in pairs]
+
+
+def apart(batch: Batch) -> list[Batch]:
+    """`batch`'s calls each as a batch of its own (a drain's calls that could not be
+    compared together are then compared one by one)."""
+    return [Batch(batch.method, batch.champion[start:stop],  # type: ignore[index]
+                  batch.shadow[start:stop], None, [(key, 0, None)])  # type: ignore[index]
+            for key, start, stop in batch.calls]
 
 
 def batches(pairs: list) -> list[Batch]:
@@ -197,7 +279,8 @@ def batches(pairs: list) -> list[Batch]:
 
     for pair in pairs:
         method, champion, shadow = pair[0], pair[1], pair[2]
-        if _stackable(champion) and _stackable(shadow) and len(champion) == len(shadow):
+        if _stackable(method, champion) and _stackable(method, shadow) and \
+                len(champion) == len(shadow):
             this = (method, champion.shape[1:], champion.dtype.kind, shadow.shape[1:],
                     shadow.dtype.kind)
         else:

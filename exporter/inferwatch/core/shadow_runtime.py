@@ -35,7 +35,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core import shadow_lifetime
-from inferwatch.core.call_input import input_position
+from inferwatch.core.call_input import held_bytes, input_position
 from inferwatch.core.call_values import count_value
 from inferwatch.core.follower import UNFOLLOWED, Follower
 from inferwatch.core.monitor import Monitor
@@ -48,6 +48,11 @@ from inferwatch.core.shadow_copies import PLAIN_RESULTS, frozen, is_stream, priv
 from inferwatch.core.shadow_wrappers import UNNAMED, unwrap
 
 IDLE_WAKE_SECONDS = 1.0
+# What the queued calls may hold, their inputs and the champion's results: a slow
+# challenger must not keep every large input of a thousand calls alive (1 MiB batches, 1
+# GiB). The same bound as the pairs waiting for the drain; past it a call is dropped as
+# ``queue_full``. One call larger than this is still taken when the queue is empty.
+MAX_QUEUED_BYTES = 128 * 1024 * 1024
 
 log = logging.getLogger("inferwatch")
 
@@ -99,6 +104,7 @@ class Shadow:
         self.sample = sample
         self.timeout = timeout
         self.queue_size = queue_size
+        self.max_queued_bytes = MAX_QUEUED_BYTES
         self.mode = mode
         self.workers = workers
         self.comparison = comparison
@@ -127,6 +133,19 @@ class Shadow:
     def _reset_runtime(self) -> None:
         self._queue: deque = deque()
         self._offer_lock = threading.Lock()
+        # The bytes the queued calls hold: `_bytes_in` less `_bytes_out`. Added under the
+        # offer lock; taken off by the workers, which take calls without that lock, so
+        # under a lock of their own the request path never waits for.
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._bytes_lock = threading.Lock()
+        # The calls a worker is running: close() waits for them a while, then counts the
+        # rest as dropped (shutdown) itself, since a thread cannot be stopped and one the
+        # interpreter's exit cuts off would never count itself. Each is claimed once,
+        # by its worker as it ends or by close(). id -> [record, started (perf_counter)].
+        self._flight = threading.Condition(threading.Lock())
+        self._flying: dict[int, list] = {}
+        self._settled = False  # close() has counted the calls under way
         self._sampled = itertools.count()
         self._sampled_reported = 0
         self._full = itertools.count()
@@ -153,11 +172,29 @@ class Shadow:
         self.closed = False
 
     # --- the request path -------------------------------------------------------------------
+    def capture(self, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        """A sampled call's arguments as the champion is about to see them (copied when
+        small, see :func:`~inferwatch.core.shadow_copies.frozen`), taken before the
+        champion runs: a champion that changes its input in place (``X -= mean``) must not
+        hand the changed input to the challenger. None once the shadow is closed: nothing
+        is copied for a call it will not take. Never raises."""
+        try:
+            # Not the queue's length: that is read once, by offer(), as the call is counted.
+            if self.closed:
+                return None
+            return tuple(map(frozen, args)), \
+                {k: frozen(v) for k, v in kwargs.items()} if kwargs else kwargs
+        except Exception as exc:
+            faults.record("shadow", exc)
+            return None
+
     def offer(self, method: str, args: tuple, kwargs: dict, result: object,
-              named_id: object = UNNAMED) -> None:
+              named_id: object = UNNAMED, seen: tuple[tuple, dict] | None = None) -> None:
         """Queue one sampled call for the challenger. Never raises, never blocks.
         `named_id`: the id the champion's request-id function gave this call, where its
-        wrapper named it (the function is then not called a second time)."""
+        wrapper named it (the function is then not called a second time). `seen`: the
+        arguments as :meth:`capture` took them before the champion ran; without it they
+        are taken now."""
         try:
             if self.closed:
                 return  # a closed shadow samples nothing
@@ -173,6 +210,11 @@ class Shadow:
                 return
             if self._started_pid != shadow_lifetime.pid:
                 self._start_workers()
+            if seen is None:  # what the call saw: a caller may reuse its buffers
+                args = tuple(map(frozen, args))
+                kwargs = {k: frozen(v) for k, v in kwargs.items()} if kwargs else kwargs
+            else:
+                args, kwargs = seen
             request_id = features = None
             # The champion's own request: a call of this model inside another model's
             # block is not that block's request, and must not take its id or features.
@@ -194,17 +236,20 @@ class Shadow:
                         faults.record("request_id", exc)
             if request_id is not None:
                 request_id = faults.request_id_text(request_id, "request_id")
-            # What the call saw: a caller may reuse its input and output buffers.
-            item = (method, tuple(map(frozen, args)),
-                    {k: frozen(v) for k, v in kwargs.items()} if kwargs else kwargs,
-                    frozen(result), request_id, time.time(), features)
+            result = frozen(result)
+            size = _held(args, kwargs, result)
+            item = (method, args, kwargs, result, request_id, time.time(), features, size)
             # Checked again where it is appended: callers that all passed the check above
             # at once would each append, past queue_size. The lock is held for an append.
             with self._offer_lock:
                 closed = self.closed
                 full = not closed and len(queue) >= self.queue_size
                 if not closed and not full:
-                    queue.append(item)
+                    held = self._bytes_in - self._bytes_out
+                    full = held > 0 and held + size > self.max_queued_bytes
+                    if not full:
+                        self._bytes_in += size
+                        queue.append(item)
             if closed:
                 # Sampled as close() ran: counted as dropped, so that sampled calls still
                 # add up to compared and dropped ones; no drain listener is left to fold it.
@@ -271,9 +316,8 @@ class Shadow:
 
     def run_one(self, item: tuple, runner: Any) -> None:
         """Call the challenger on one queued call, record it, hand the pair on."""
-        method, args, kwargs, champion_result, request_id, at, features = item
+        method, args, kwargs, champion_result, request_id, at, features, _ = item
         monitor = self.monitor
-        monitor.call_started()
         record = RequestRecord(0.0, request_id=request_id, started_at=at)
         if monitor.keeps_inputs:
             # The features the champion's request declared, else the call's input: for a
@@ -283,11 +327,27 @@ class Shadow:
                 features = args[0] if args else next(iter(kwargs.values()), None) \
                     if kwargs else None
             record.features = features
+        flight = [record, time.perf_counter()]
+        with self._flight:
+            settled = self._settled
+            if not settled:
+                self._flying[id(flight)] = flight
+                monitor.call_started()
+        if settled:
+            # Taken as close() had already counted the calls under way: never run, and
+            # counted here, as close() counts the calls it finds queued.
+            self.comparison.dropped("shutdown")
+            return
         try:
             status, value, duration = self._call(method, args, kwargs, runner)
         except Exception as exc:  # ours, not the challenger's: the call still ends, counted
             faults.record("shadow", exc)
             status, value, duration = "error", type(exc), 0.0
+        with self._flight:
+            cut = self._flying.pop(id(flight), None) is None
+            self._flight.notify_all()
+        if cut:
+            return  # close() counted it as shutdown and ended its record as cancelled
         record.duration = duration
         if status == "ok" and duration > self.timeout:
             status = "timeout"  # a thread cannot be stopped: its late answer is not used
@@ -463,13 +523,20 @@ class Shadow:
 
     def close(self) -> None:
         """Stop the workers (and child processes) and take this shadow off the champion; calls
-        still queued count as dropped. Never raises."""
+        still queued count as dropped, and so does a call under way that has not ended
+        within ``CLOSE_WAIT_SECONDS`` (1 s). Never raises."""
+        self.close_by(time.monotonic() + shadow_lifetime.CLOSE_WAIT_SECONDS)
+
+    def close_by(self, deadline: float) -> None:
+        """:meth:`close`, waiting for the calls under way until `deadline` (of
+        ``time.monotonic()``): several shadows closed at exit share one wait. Never
+        raises."""
         try:
-            self._close()
+            self._close(deadline)
         except Exception as exc:
             faults.record("shadow", exc)
 
-    def _close(self) -> None:
+    def _close(self, deadline: float) -> None:
         with self._offer_lock:  # two threads closing at once: one of them does it
             if self.closed:
                 return
@@ -482,14 +549,16 @@ class Shadow:
         with self._offer_lock:  # no caller appends while the queue is taken
             # Taken one call at a time, as a worker takes them: a call a worker takes at
             # this moment is its own to answer, never also counted here as shutdown.
-            left = 0
+            left = freed = 0
             queue = self._queue
             while True:
                 try:
-                    queue.popleft()
+                    freed += queue.popleft()[-1]
                 except IndexError:
                     break
                 left += 1
+            with self._bytes_lock:
+                self._bytes_out += freed
         with self._done_lock:  # workers being started now see `closed` and start none
             stop, runners = self._stop, self._runners
             self._done += left  # flush() waits for nothing that will never run
@@ -500,6 +569,7 @@ class Shadow:
             self.comparison.dropped("shutdown", left)
         for runner in runners:
             runner.shutdown()
+        self._settle(deadline)
         self.champion_monitor.outcome_listeners = tuple(
             x for x in self.champion_monitor.outcome_listeners if x != self.on_outcome)
         self.monitor.drain_listeners = tuple(
@@ -507,6 +577,32 @@ class Shadow:
         self.before_drain()
         if isinstance(self._classes, ChallengerClasses):
             self._classes.release()
+
+    def _settle(self, deadline: float) -> None:
+        """Wait until `deadline` for the calls under way, then count the rest as dropped
+        (shutdown) and end their records as cancelled, as a process challenger's call that
+        close() cuts off ends: a thread cannot be stopped, and at exit the interpreter
+        stops it where it is, so such a call would otherwise never be counted. Its late
+        answer is not used. A close() from the challenger's own call waits for nothing."""
+        with self._flight:
+            if threading.current_thread() not in self._threads:
+                while self._flying:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._flight.wait(left)
+            cut = list(self._flying.values())
+            self._flying.clear()
+            self._settled = True
+        if not cut:
+            return
+        now = time.perf_counter()
+        for record, started in cut:
+            record.duration = now - started
+            record.error_type = ShadowClosed
+            record.cancelled = True
+            self.monitor.submit(record)
+        self.comparison.dropped("shutdown", len(cut))
 
     def after_fork(self) -> None:
         """A forked child starts with an empty queue and starts its own workers on use."""
@@ -533,6 +629,8 @@ def _serve(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None
             return
         try:
             item = shadow._queue.popleft()
+            with shadow._bytes_lock:
+                shadow._bytes_out += item[-1]
         except IndexError:
             shadow._idle = True
             if not shadow._queue:
@@ -572,6 +670,22 @@ class ChallengerClasses:
             self._names = class_names_of(self._model)
         finally:
             self._model = None
+
+
+def _held(args: tuple, kwargs: dict, result: object) -> int:
+    """About how many bytes a queued call holds: its arguments and the champion's result
+    (copied or the caller's own, kept alive by the queue either way)."""
+    try:
+        # Spelled out, not summed over a list: it runs for every sampled call.
+        size = result.nbytes if result.__class__ is np.ndarray else held_bytes([result])
+        for value in args:
+            size += value.nbytes if value.__class__ is np.ndarray else held_bytes([value])
+        if kwargs:
+            size += held_bytes(list(kwargs.values()))
+        return size
+    except Exception as exc:  # an object that cannot be sized counts nothing
+        faults.record("shadow", exc)
+        return 0
 
 
 def _input_position(challenger: Any) -> int:

@@ -1,8 +1,10 @@
 """The layers a shadow puts on its champion's methods, so that sampled calls are offered to it.
 
 :func:`shadowed` wraps one of the champion's instrumented methods (``predict``,
-``predict_proba``, the model's ``__call__``): after the champion has answered, a sampled call
-goes to :meth:`Shadow.offer <inferwatch.core.shadow_runtime.Shadow.offer>`, and where the
+``predict_proba``, the model's ``__call__``): a sampled call's arguments are taken before the
+champion runs (:meth:`Shadow.capture <inferwatch.core.shadow_runtime.Shadow.capture>`), and
+after the champion has answered the call goes to
+:meth:`Shadow.offer <inferwatch.core.shadow_runtime.Shadow.offer>`, and where the
 champion's request-id function names calls, the id is taken once so that both models record
 the same one. Layers chain (several challengers on one champion), and :func:`unwrap` takes
 one out wherever it is in the chain, as shadows may be closed in any order. A champion
@@ -79,10 +81,17 @@ def shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
     # wrapper, which its call must never see unless its caller gave it.
     naming = not accepts_keyword(_model_callable(inner), "request_id")
 
-    def offer(args: tuple, kwargs: dict, result: object, named_id: object = UNNAMED) -> None:
+    def capture(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        # Before the champion runs: one that changes its input in place must not hand the
+        # changed input on (the challenger sees what the champion's call saw).
+        alive = ref()
+        return None if alive is None else alive.capture(args, kwargs)
+
+    def offer(args: tuple, kwargs: dict, result: object, seen: tuple[tuple, dict] | None,
+              named_id: object = UNNAMED) -> None:
         alive = ref()
         if alive is not None:
-            alive.offer(method, args, kwargs, result, named_id)
+            alive.offer(method, args, kwargs, result, named_id, seen)
 
     def named_by_wrapper(kwargs: dict) -> bool:
         """Whether the champion's wrapper will name this call with the request-id function
@@ -130,15 +139,17 @@ def shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
             if naming and monitor.request_id_fn is not None:
                 kwargs = named(args, kwargs)
             elif named_by_wrapper(kwargs):
+                seen = capture(args, kwargs)
                 token = named_call_id.set(None)
                 try:
                     result = await link[0](*args, **kwargs)
                 finally:
                     named_id = named_id_of(token)
-                offer(args, kwargs, result, named_id)
+                offer(args, kwargs, result, seen, named_id)
                 return result
+            seen = capture(args, kwargs)
             result = await link[0](*args, **kwargs)
-            offer(args, kwargs, result)
+            offer(args, kwargs, result, seen)
             return result
 
         return _linked(shadowed_async, link)
@@ -152,15 +163,17 @@ def shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
         if naming and monitor.request_id_fn is not None:
             kwargs = named(args, kwargs)
         elif named_by_wrapper(kwargs):
+            seen = capture(args, kwargs)
             token = named_call_id.set(None)
             try:
                 result = link[0](*args, **kwargs)
             finally:
                 named_id = named_id_of(token)
-            offer(args, kwargs, result, named_id)
+            offer(args, kwargs, result, seen, named_id)
             return result
+        seen = capture(args, kwargs)
         result = link[0](*args, **kwargs)
-        offer(args, kwargs, result)
+        offer(args, kwargs, result, seen)
         return result
 
     return _linked(shadowed, link)
