@@ -288,6 +288,9 @@ class Stack:
         process = self.start(name, [binary, f"--config.file={config}",
                                     f"--storage.tsdb.path={data}",
                                     f"--web.listen-address={host}:{port}",
+                                    # Without it the links in alerts name this host's
+                                    # name, which may resolve to another address.
+                                    f"--web.external-url=http://{host}:{port}",
                                     "--enable-feature=exemplar-storage", *extra])
         self.wait_ready(process, f"http://{host}:{port}/-/ready")
         return process
@@ -301,6 +304,7 @@ class Stack:
         process = self.start("alertmanager", [binary, f"--config.file={config}",
                                               f"--storage.path={data}",
                                               f"--web.listen-address={host}:{port}",
+                                              f"--web.external-url=http://{host}:{port}",
                                               "--cluster.listen-address="])
         self.wait_ready(process, f"http://{host}:{port}/-/ready")
         return process
