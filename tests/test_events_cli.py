@@ -216,5 +216,5 @@ def test_query_by_hash_value_of_a_long_request_id(tmp_path, capsys):
         write_log(path, [{"ts": T0, "request_id": LONG_ID}, {"ts": T0 + 1, "request_id": twin}],
                   hash_fields=["request_id"], secret=secret)
         _, found, _ = run_cli(capsys, "query", str(path), "--request-id",
-                              hash_value(secret, LONG_ID))
+                              hash_value(secret, LONG_ID, request_id=True))
         assert [e["ts"] for e in found] == [T0]

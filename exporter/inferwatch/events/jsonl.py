@@ -34,7 +34,9 @@ import os
 import re
 import resource
 import time
+from array import array
 from collections.abc import Iterator
+from itertools import repeat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -471,7 +473,7 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
     # must not hold it all in memory before printing the first line. Files with matches
     # stay open until printed (the first few hundred of them), so retention deleting one
     # meanwhile loses none of them.
-    found: list[tuple[float, int, int, int]] = []
+    found = _Matches(query.limit)
     handles: list[BinaryIO | None] = []
     names: list[Path] = []
     # A file past the bound is closed and opened again to print: a log of thousands of
@@ -486,7 +488,7 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
             f = _open_counted(file, stats)  # held past this loop, closed below
             if f is None:
                 continue
-            number, before = len(handles), len(found)
+            number, matched = len(handles), False
             handles.append(f)
             names.append(file)
             try:
@@ -495,21 +497,19 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
                         continue  # cheap pre-filter: the value must appear as written
                     event = _decode(line, stats)
                     if event is not None and query.matches(event):
-                        found.append((_ts(event), number, offset, len(line)))
+                        found.add(_ts(event), number, offset, len(line))
+                        matched = True
             finally:
-                if len(found) > before and held < bound:
+                found.end_file(number)
+                if matched and held < bound:
                     held += 1
                 else:
-                    if len(found) > before:
+                    if matched:
                         st = os.fstat(f.fileno())
                         reopen[number] = (file, (st.st_dev, st.st_ino))
                     f.close()
                     handles[number] = None
-        if query.limit is not None:
-            found = heapq.nsmallest(query.limit, found)
-        else:
-            found.sort()
-        for _, number, offset, length in found:
+        for _, number, offset, length in found.ordered():
             handle = handles[number]
             if handle is None:
                 if number not in opened:
@@ -536,6 +536,67 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
         for handle in [*handles, *opened.values()]:
             if handle is not None:
                 handle.close()
+
+
+class _Matches:
+    """Where the matches of a query are, to print them oldest first, in little memory.
+
+    With a limit, only the `limit` earliest are kept (a heap), however many match. Without
+    one, each file's matches are kept as three packed arrays (24 bytes a match, no object
+    per match), sorted by time file by file, and the files merged as they are printed: a
+    list of tuples took about 130 bytes a match, gigabytes for a log of tens of millions.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._heap: list[tuple[float, int, int, int]] = []  # negated: the latest on top
+        self._files: list[tuple[int, array, array, array]] = []
+        self._new_file()
+
+    def _new_file(self) -> None:
+        self._ts, self._offsets, self._lengths = array("d"), array("q"), array("q")
+        self._in_order = True
+
+    def add(self, ts: float, number: int, offset: int, length: int) -> None:
+        """A match at `offset` of file `number`, of `length` bytes and time `ts`."""
+        if self.limit is not None:
+            if self.limit <= 0:
+                return
+            key = (-ts, -number, -offset, length)
+            if len(self._heap) < self.limit:
+                heapq.heappush(self._heap, key)
+            elif key > self._heap[0]:  # earlier than the latest kept
+                heapq.heapreplace(self._heap, key)
+            return
+        if self._in_order and self._ts and ts < self._ts[-1]:
+            self._in_order = False
+        self._ts.append(ts)
+        self._offsets.append(offset)
+        self._lengths.append(length)
+
+    def end_file(self, number: int) -> None:
+        """The matches added since the last call are those of file `number`."""
+        ts, offsets, lengths = self._ts, self._offsets, self._lengths
+        if ts:
+            if not self._in_order:
+                # A stable sort: equal times keep their order in the file.
+                order = sorted(range(len(ts)), key=ts.__getitem__)
+                ts = array("d", [ts[i] for i in order])
+                offsets = array("q", [offsets[i] for i in order])
+                lengths = array("q", [lengths[i] for i in order])
+            self._files.append((number, ts, offsets, lengths))
+        self._new_file()
+
+    def ordered(self) -> Iterator[tuple[float, int, int, int]]:
+        """``(ts, file number, offset, length)`` of every match kept, by time, then by
+        file and offset."""
+        if self.limit is not None:
+            heap, self._heap = self._heap, []
+            return iter(sorted((-ts, -number, -offset, length)
+                               for ts, number, offset, length in heap))
+        files, self._files = self._files, []
+        return heapq.merge(*(zip(ts, repeat(number), offsets, lengths)
+                             for number, ts, offsets, lengths in files))
 
 
 def _open_files_bound() -> int:

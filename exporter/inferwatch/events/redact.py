@@ -43,6 +43,7 @@ from inferwatch.events.fields import (
     parse_json_text,
     type_name,
 )
+from inferwatch.faults import bounded_request_id
 
 HASH_PREFIX = "hmac-sha256:"
 MIN_SECRET_BYTES = 16
@@ -358,27 +359,32 @@ def canonical_bytes(value: object) -> bytes:
                       default=str).encode("utf-8")
 
 
-def hash_value(secret: bytes | str, value: object) -> str:
+def hash_value(secret: bytes | str, value: object, *, max_event_bytes: int = HASH_ARRAY_BYTES,
+               request_id: bool = False) -> str:
     """The stored form of a hashed field: ``"hmac-sha256:"`` + hex HMAC-SHA256 of the value.
 
-    Use it to find the events of a known value without storing that value.
+    Use it to find the events of a known value without storing that value. The value is
+    cleaned as the log cleans it before hashing: a string loses its control characters and
+    JSON text is its parsed value (hashed as compact sorted JSON), a numpy scalar is a
+    number, a datetime ISO text. An array or JSON text larger than the log's
+    `max_event_bytes` (default 64 KiB) is stored, and hashed, as its truncation marker: pass
+    the log's bound to find it. `request_id=True` hashes the value as the log stores a
+    request id: one over 1,024 characters as its ``"sha256:"`` digest.
 
     >>> key = b"0123456789abcdef"
     >>> hash_value(key, "4111") == HASH_PREFIX + hmac.new(key, b"4111", "sha256").hexdigest()
     True
+    >>> hash_value(key, "Jane\\tDoe\\r\\n") == hash_value(key, "JaneDoe")
+    True
     """
     key = _secret_key(secret)
-    if isinstance(value, str):
-        try:
-            return _hmac(key, value)  # its UTF-8 bytes, as documented
-        except UnicodeEncodeError:
-            # A lone surrogate has no UTF-8 form; the log stores such text without it, so
-            # that is what its hash is of.
-            return _hmac(key, clean_text(value))
-    # The log hashes any other value as it stores it (cleaned: a numpy scalar a number, a
-    # datetime ISO text, bytes their text); hashing the raw value would find no event
-    # for a value given as the caller holds it.
-    return _hmac(key, clean(value, max_array_bytes=HASH_ARRAY_BYTES))
+    # The encoder cleans the whole event with the log's bound, then hashes what is stored:
+    # hashing the value as given would miss text holding JSON or a control character.
+    cleaned = clean(value, max_array_bytes=max_event_bytes)
+    if request_id and isinstance(cleaned, str):
+        # The log bounds an id before hashing it, as every path that hands one over does.
+        cleaned = bounded_request_id(cleaned)
+    return _hmac(key, cleaned)
 
 
 def _secret_key(secret: object) -> bytes:
@@ -500,16 +506,18 @@ def _with_twins(paths: list[tuple[str, ...]], named: set[tuple[str, ...]]
     """`paths`, plus the same key under the twin field of each path that names a key inside
     ``inputs`` or ``features``, unless a rule already names that twin (`named`: dropping
     ``inputs.ssn`` and hashing ``features.ssn`` is a choice, kept). Not for the whole field,
-    nor every key with ``*``: dropping the raw input wholesale is a choice to keep the
-    features.
+    nor for every key at once (``inputs.*``): dropping the raw input wholesale is a choice
+    to keep the features. A ``*`` anywhere else names keys as a literal segment does
+    (``features.*.email``), and has its twin.
 
-    >>> _with_twins([("inputs", "ssn"), ("inputs",), ("features", "*"), ("inputs", "id")],
-    ...             named={("features", "id")})
-    [('inputs', 'ssn'), ('inputs',), ('features', '*'), ('inputs', 'id'), ('features', 'ssn')]
+    >>> _with_twins([("inputs", "ssn"), ("inputs",), ("features", "*"), ("inputs", "id"),
+    ...              ("features", "*", "email")], named={("features", "id")})[5:]
+    [('features', 'ssn'), ('inputs', '*', 'email')]
     """
     twins: list[tuple[str, ...]] = []
     for path in paths:
-        twin = _TWIN_FIELDS.get(_fold(path[0])) if len(path) > 1 and path[1] != "*" else None
+        twin = _TWIN_FIELDS.get(_fold(path[0])) if len(path) > 1 and path[1:] != ("*",) \
+            else None
         if twin is not None:
             twin_path = (twin, *path[1:])
             if twin_path not in named and twin_path not in twins:

@@ -199,6 +199,11 @@ class Encoder:
                     keep_unstructured=self.keep_unstructured, dropped=self.values_dropped)
         assert isinstance(obj, dict)
         ts = obj["ts"] = _event_time(obj.get("ts"), now)
+        request_id = obj.get("request_id")
+        if isinstance(request_id, str):
+            # Before hashing: an instrumented call hands a long id over as its digest
+            # already, and one id must hash alike however it came (hash_value(request_id=)).
+            obj["request_id"] = stored_request_id(request_id)
         if self.redaction is not None:
             # Before any cut: a hash of a cut value would match no hash_value() of the whole.
             self.redaction.apply(obj, self.values_dropped)
@@ -220,12 +225,14 @@ class Encoder:
         each cut: an event of thousands of small fields would otherwise hold the writer
         thread for minutes while the queue behind it overflows. A field whose marker and
         name would take more room than its value is left whole: cutting it cannot help.
+        When cutting fields one by one is not enough (thousands of small ones), the last
+        fields are left out whole (see :meth:`_omit_last_fields`).
         """
         obj.pop("truncated", None)  # ours to write: it lists what this method cut
         length = len(_dumps(obj))
         sizes = sorted(((len(_dumps(v)), k) for k, v in obj.items()
                         if k not in IDENTITY_FIELDS), reverse=True)
-        truncated: list[str] = []
+        truncated: list = []
         for size, key in sizes:
             marker = {"truncated_bytes": size}
             # A name in the list, after a comma; the first one also opens the list.
@@ -238,6 +245,8 @@ class Encoder:
             length -= gain
             if length <= self.max_event_bytes:
                 break
+        if length > self.max_event_bytes:
+            length = self._omit_last_fields(obj, truncated, length)
         if not truncated or length > self.max_event_bytes:
             return self._cut_error_message(obj, truncated)
         obj["truncated"] = truncated
@@ -245,6 +254,40 @@ class Encoder:
         if len(line) > self.max_event_bytes:  # pragma: no cover - the arithmetic is exact
             raise TooLarge(f"event above {self.max_event_bytes} bytes after truncation")
         return line
+
+    def _omit_last_fields(self, obj: dict, truncated: list, length: int) -> int:
+        """Leave out the last fields of `obj` whole until its line fits; the line's length.
+
+        Each of thousands of small fields is shorter than the marker that would replace it,
+        so only leaving fields out makes room. The first fields are kept, and one entry
+        ``{"omitted_fields": n, "truncated_bytes": b}`` at the end of `truncated` says how
+        many were left out and how many bytes they took (names and values, as written);
+        naming each would take about as much room as the fields. Counted, not encoded
+        again: one pass over the fields.
+        """
+        candidates = [k for k in obj if k not in IDENTITY_FIELDS]
+        entries = {k: len(_dumps(k)) + len(_dumps(obj[k])) + 2 for k in candidates}
+        # The entry's room at its largest (every candidate left out), so the line fits
+        # whatever the counts turn out to be.
+        room = len(_dumps({"omitted_fields": len(candidates),
+                           "truncated_bytes": sum(entries.values())}))
+        length += 1 + room if truncated else len(_TRUNCATED_LIST_BYTES) + room
+        listed = set(truncated)
+        omitted, omitted_bytes = 0, 0
+        for key in reversed(candidates):
+            if length <= self.max_event_bytes:
+                break
+            # Its `"name":value` and a comma; its name in the list too, when it was cut.
+            length -= entries[key] + (len(_dumps(key)) + 1 if key in listed else 0)
+            # As written before any cut: what the reader lost.
+            omitted_bytes += len(_dumps(key)) + 1 + (
+                obj[key]["truncated_bytes"] if key in listed else len(_dumps(obj[key])))
+            del obj[key]
+            omitted += 1
+        if omitted:
+            truncated[:] = [k for k in truncated if k in obj]
+            truncated.append({"omitted_fields": omitted, "truncated_bytes": omitted_bytes})
+        return length
 
     def _cut_error_message(self, obj: dict, truncated: list[str]) -> bytes:
         """The line with the error's message cut, when that alone makes it fit.

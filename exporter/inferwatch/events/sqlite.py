@@ -488,7 +488,11 @@ def query_sqlite(path: Path, query: Query, stats: ReadStats | None = None) -> It
     first = "SELECT ts, id, body FROM events"
     if where:
         first += " WHERE " + " AND ".join(where)
-    later = first + (" AND " if where else " WHERE ") + "(ts > ? OR (ts = ? AND id > ?))"
+    # `ts >= ?` first, so SQLite seeks the ts index to the page's start; the form
+    # `ts > ? OR (ts = ? AND id > ?)` seeks nothing, and made every page scan and sort all
+    # rows before it (a query quadratic in the log's rows). The index on ts holds the row
+    # id after ts, so `ORDER BY ts, id` reads it in order with no sort.
+    later = first + (" AND " if where else " WHERE ") + "ts >= ? AND (ts > ? OR id > ?)"
     order = " ORDER BY ts, id LIMIT ?"
     left = _MAX_SQL_INT if query.limit is None else min(query.limit, _MAX_SQL_INT)
     try:
