@@ -197,7 +197,8 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
                "Faults inside inferwatch, swallowed so the caller never sees them.",
                ("component",), per_model=False),
     MetricSpec("inferwatch_series_overflow_total", "counter",
-               "Label values folded into __other__ by a cardinality cap.",
+               "Distinct label values folded into __other__ by a cardinality cap, each "
+               "counted once by the process that folds it.",
                ("metric",), per_model=False),
     MetricSpec("inferwatch_events_dropped_total", "counter",
                "Prediction events not written to the event log, by reason.",

@@ -60,6 +60,10 @@ def _reset_after_fork() -> None:
     # A fork while another thread held the lock would otherwise deadlock the child.
     global _lock
     _lock = threading.Lock()
+    # The parent's faults are the parent's to export: a child that re-exported them would
+    # count each once per process. (Registered before the registry's hook, which records a
+    # fault of its own fork steps here, and multi-worker mode's baseline reads these.)
+    _counts.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -4,11 +4,15 @@ A value seen before, or new while there is room, keeps its own series; past the 
 folds into ``__other__``. Folding happens where counts are aggregated, so the sum over
 series always equals the number of observations.
 
+``overflowed`` counts each distinct value folded, once: not each fold, which would make it
+depend on how often the drain runs (it folds each distinct value once a drain) and on how
+often a folded model or version is looked up.
+
 >>> cap = LabelCap(2)
->>> [cap.fold(v) for v in ["a", "b", "c", "a"]]
-['a', 'b', '__other__', 'a']
+>>> [cap.fold(v) for v in ["a", "b", "c", "a", "c", "d"]]
+['a', 'b', '__other__', 'a', '__other__', '__other__']
 >>> cap.overflowed
-1
+2
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ import threading
 
 from inferwatch.catalogue import OTHER, clean_label_value
 
-__all__ = ["LabelCap", "clean_label_value"]
+__all__ = ["FOLDED_MEMORY", "LabelCap", "clean_label_value"]
+
+# Folded values a cap remembers, so that each counts once. Past this many the memory starts
+# over: an unbounded label (ids, messages) keeps counting, and a cap stays small however
+# many values it folds.
+FOLDED_MEMORY = 1024
 
 
 def _exact_text(value: object) -> str:
@@ -46,7 +55,7 @@ def _exact_text(value: object) -> str:
 class LabelCap:
     """Admits at most `limit` distinct values; the rest fold into ``__other__``."""
 
-    __slots__ = ("_lock", "_seen", "limit", "overflowed")
+    __slots__ = ("_folded", "_lock", "_seen", "limit", "overflowed")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -55,10 +64,26 @@ class LabelCap:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self.overflowed = 0
+        # Hashes of the values folded (not the texts: up to 128 characters each).
+        self._folded: set[int] = set()
 
     def renew_lock(self) -> None:
         """A new lock in a forked child (one held at fork time would never be released)."""
         self._lock = threading.Lock()
+
+    def reset_counts(self) -> None:
+        """Forget the folds counted, keeping the values admitted (their series stay): a
+        forked child counts the values it folds itself, not its parent's again.
+
+        >>> cap = LabelCap(1)
+        >>> cap.fold("a"), cap.fold("b")
+        ('a', '__other__')
+        >>> cap.reset_counts()
+        >>> cap.overflowed, cap.fold("a"), cap.fold("b"), cap.overflowed
+        (0, 'a', '__other__', 1)
+        """
+        self.overflowed = 0
+        self._folded = set()
 
     def fold(self, value: object) -> str:
         if value.__class__ is str and value in self._seen:
@@ -72,7 +97,12 @@ class LabelCap:
             if len(self._seen) < self.limit and text != OTHER:
                 self._seen.add(text)
                 return text
-            self.overflowed += 1
+            key = hash(text)
+            if key not in self._folded:
+                if len(self._folded) >= FOLDED_MEMORY:
+                    self._folded = set()
+                self._folded.add(key)
+                self.overflowed += 1
             return OTHER
 
     def stored_as(self, value: object) -> str:

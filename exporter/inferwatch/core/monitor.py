@@ -26,6 +26,7 @@ import itertools
 import os
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -88,6 +89,63 @@ def _no_registry() -> None:
     return None
 
 
+# Held while a monitor's listener tuple is replaced: a drain dropping dead listeners must
+# not undo a shadow() adding one at that moment. Renewed by the fork hook above.
+_listeners_lock = threading.Lock()
+
+
+class Listeners:
+    """A monitor attribute holding a tuple of callables: bound methods weakly, anything else
+    as given. Reading it gives the callables still alive, and drops the dead ones.
+
+    A shadow's listeners are its own bound methods, while the monitor lives as long as its
+    registry: held strongly they would keep a shadow dropped without ``close()`` (its
+    threads, child processes, challenger and champion) alive for good, and every outcome
+    and drain would walk one more listener per deploy.
+
+    >>> class Holder:
+    ...     listeners = Listeners()
+    >>> class Shadow:
+    ...     def heard(self): return "heard"
+    >>> holder, shadow = Holder(), Shadow()
+    >>> holder.listeners = (shadow.heard, print)
+    >>> [f.__name__ for f in holder.listeners]
+    ['heard', 'print']
+    >>> del shadow
+    >>> [f.__name__ for f in holder.listeners]
+    ['print']
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_held_" + name
+
+    def __get__(self, owner: Any, kind: type | None = None) -> Any:
+        if owner is None:
+            return self
+        held = owner.__dict__.get(self._slot, ())
+        if not held:
+            return ()
+        live = tuple(x for x in (h() if h.__class__ is weakref.WeakMethod else h
+                                 for h in held) if x is not None)
+        if len(live) != len(held) and _listeners_lock.acquire(blocking=False):
+            # Never waits: a reader is a drain or an outcome, and the dead are dropped by
+            # the next reader anyway. Replaced only if no listener was added meanwhile.
+            try:
+                if owner.__dict__.get(self._slot) is held:
+                    owner.__dict__[self._slot] = tuple(
+                        h for h in held
+                        if h.__class__ is not weakref.WeakMethod or h() is not None)
+            finally:
+                _listeners_lock.release()
+        return live
+
+    def __set__(self, owner: Any, listeners: Sequence[Callable[..., None]]) -> None:
+        held = tuple(weakref.WeakMethod(x) if isinstance(x, types.MethodType) else x
+                     for x in listeners)
+        with _listeners_lock:
+            owner.__dict__[self._slot] = held
+
+
 def _list_length(max_calls: int) -> int:
     """Calls a request path appends before it hands its list to the drain: an eighth of the
     bound, so that several lists can wait while a drain is late."""
@@ -101,6 +159,8 @@ _live_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
 
 
 def _renew_locks_after_fork() -> None:
+    global _listeners_lock
+    _listeners_lock = threading.Lock()  # a thread of the parent may have held it
     for monitor in list(_live_monitors):
         try:
             monitor.renew_locks()
@@ -117,6 +177,11 @@ _INF = float("inf")
 
 class Monitor(MonitorDrain):
     """Records calls of one model version and aggregates them into a :class:`ModelState`."""
+
+    # Shadow models (core/shadow.py) listen here: a champion passes each outcome it is given
+    # to its challengers, and a challenger folds its comparisons in before a drain.
+    outcome_listeners = Listeners()
+    drain_listeners = Listeners()
 
     def __init__(self, name: str, version: str, settings: Settings | None = None, *,
                  trained_at: float | None = None,
@@ -200,16 +265,12 @@ class Monitor(MonitorDrain):
         self.traces = False
         # A span per r.stage(): an option like any other, given to instrument() or here.
         self.trace_stages = self.settings.trace_stages
-        # Shadow models (core/shadow.py) listen here: a champion passes each outcome it is
-        # given to its challengers, and a challenger folds its comparisons in before a drain.
-        self.outcome_listeners: tuple[Callable[[str, object, float], None], ...] = ()
         # Set by the registry: the other versions of this model, which an outcome this
         # version never predicted goes to (see record_outcome).
         self.siblings: Callable[[], list[Monitor]] | None = None
         # Set by the registry: a weak reference to it (a shadow of this monitor's model is
         # recorded in the same registry unless told otherwise).
         self.registry: Callable[[], Registry | None] = _no_registry
-        self.drain_listeners: tuple[Callable[[], None], ...] = ()
         self._derive_from_settings()
 
     def _derive_from_settings(self) -> None:
@@ -619,6 +680,8 @@ class Monitor(MonitorDrain):
         master's counts a second time.
         """
         self.renew_locks()
+        for cap in self._caps.values():
+            cap.reset_counts()  # the values admitted stay: their series are this monitor's
         for pending in (self._calls, self._proba_calls, self._errors, self._requests,
                         self._streams):
             del pending[:]  # the wrappers hold these very lists: empty them in place

@@ -397,9 +397,11 @@ class Registry:
         self._stop = threading.Event()
         if stopped:
             self._stop.set()
-        self._model_cap.renew_lock()
-        for cap in self._version_caps.values():
+        for cap in (self._model_cap, *self._version_caps.values()):
             cap.renew_lock()
+            # The parent's folds are counted by the parent; a child that served nothing
+            # must not export them again (multi-worker mode or not).
+            cap.reset_counts()
         if self.history is not None:
             self.history.renew_lock()
         for monitor in self._monitors.values():

@@ -41,15 +41,20 @@ from __future__ import annotations
 import math
 import numbers
 import pickle
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from inferwatch import faults
+from inferwatch.catalogue import OTHER
 from inferwatch.core import shadow_lifetime
+from inferwatch.core.label_caps import clean_label_value
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.predictions import class_names_of
-from inferwatch.core.registry import Registry, default_registry, version_text
+from inferwatch.core.registry import UNVERSIONED, Registry, default_registry, version_text
 from inferwatch.core.shadow_compare import DIFFERENCE_BUCKETS, DROP_REASONS, Comparison
 from inferwatch.core.shadow_runtime import CHAMPIONS_LOG, ChallengerClasses, Shadow, is_number
 from inferwatch.core.shadow_wrappers import shadow_route, shadowed
@@ -138,7 +143,9 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     if version_text(version) == champion_monitor.version:
         raise ValueError(f"inferwatch.shadow: version {version!r} is the champion's version; "
                          "a challenger needs a version of its own")
-    _refuse_live(champion_monitor, version)
+    # The champion's own registry unless told otherwise: its shadow's series belong beside it.
+    registry = registry or champion_monitor.registry() or default_registry()
+    _refuse_live(champion_monitor, version, registry)
     with shadow_lifetime.wiring_lock:  # made once, however many shadows start at once
         route = shadow_route(champion)
     # A function's wrapper takes the layers on its route; a model's, on its methods.
@@ -159,7 +166,7 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
     # (both past the check above while pickling) must not both start, and a shadow being
     # closed must not take out, or put back, a layer of one being set up.
     with shadow_lifetime.wiring_lock:
-        _refuse_live(champion_monitor, version)
+        _refuse_live(champion_monitor, version, registry)
         return _start_shadow(champion, layers_of, champion_monitor, challenger, version,
                              methods, model_bytes, sample=sample, timeout=timeout,
                              queue_size=queue_size, mode=mode, workers=workers,
@@ -167,26 +174,55 @@ def shadow(champion: Any, challenger: Any, *, version: str | Sequence[str],
                              reference=reference, registry=registry)
 
 
-def _refuse_live(champion_monitor: Monitor, version: str) -> None:
+def _refuse_live(champion_monitor: Monitor, version: str, registry: Registry) -> None:
+    _refuse_folded(champion_monitor, version, registry)
+    target = registry.existing_monitor(champion_monitor.name, version)
     for live in list(shadow_lifetime.live_shadows):
         # Two live challengers under one version would count every comparison in one series.
-        if live.champion_monitor is champion_monitor and not live.closed and \
-                live.monitor.version == version_text(version):
+        if live.champion_monitor is champion_monitor and not live.closed and (
+                live.monitor is target or live.monitor.version == version_text(version)):
             raise ValueError(f"inferwatch.shadow: version {version!r} already shadows this "
                              "champion; close that shadow first or give another version")
+
+
+def _refuse_folded(champion_monitor: Monitor, version: str, registry: Registry) -> None:
+    """Refuse a challenger version the registry's version cap would fold into
+    ``__other__``. That monitor is shared by every version past the cap: the champion's own
+    when it was instrumented past the cap (its calls and the challenger's would be counted
+    as one model, and ``role="shadow"`` would take the serving champion out of every
+    alert), or another champion's, which would go the same way."""
+    name = champion_monitor.name
+    existing = registry.existing_monitor(name, version)
+    if existing is not None:
+        folded = existing.version == OTHER
+    else:
+        # No monitor yet: the cap says whether one would be made under its own version.
+        cap = registry._version_caps.get(name)
+        text = clean_label_value(version_text(version)) or UNVERSIONED
+        folded = cap is not None and cap.stored_as(text) == OTHER
+    if folded:
+        raise ValueError(
+            f"inferwatch.shadow: version {version!r} would be recorded as model_version="
+            f"\"{OTHER}\": model {name!r} has reached the registry's cap of "
+            f"{registry._max_versions} versions (max_versions_per_model), and a challenger "
+            "there would share one monitor with the champion or other versions past the "
+            "cap; reuse a version recorded before, or raise max_versions_per_model")
 
 
 def _start_shadow(champion: Any, layers_of: dict, champion_monitor: Monitor, challenger: Any,
                   version: str, methods: list[str], model_bytes: bytes, *, sample: float,
                   timeout: float, queue_size: int, mode: str, workers: int, max_classes: int,
                   difference_buckets: Sequence[float], reference: Any,
-                  registry: Registry | None) -> Shadow:
-    # The champion's own registry unless told otherwise: its shadow's series belong beside it.
-    registry = registry or champion_monitor.registry() or default_registry()
+                  registry: Registry) -> Shadow:
     settings = champion_monitor.settings
     classes = ChallengerClasses(challenger)
     monitor = registry.monitor(champion_monitor.name, str(version), settings, latest=False,
                                class_names=classes)
+    if monitor is champion_monitor or monitor.version == OTHER:
+        # The cap filled between the check and now (an instrument() in another thread).
+        _refuse_folded(champion_monitor, version, registry)
+        raise ValueError(f"inferwatch.shadow: version {version!r} would be recorded in the "
+                         "champion's own monitor")
     monitor._class_names = classes  # a monitor kept from an earlier challenger: this one's
     tracker = champion_monitor.features
     reference = reference if reference is not None else (
@@ -209,15 +245,36 @@ def _start_shadow(champion: Any, layers_of: dict, champion_monitor: Monitor, cha
                     timeout=float(timeout), queue_size=int(queue_size), mode=mode,
                     workers=int(workers), comparison=comparison,
                     events=CHAMPIONS_LOG, model_bytes=model_bytes)
+    # Held weakly by the monitors, which live as long as the registry: a shadow whose
+    # champion and handle are dropped without close() is freed, its workers stop, and the
+    # challenger's classes are read and the challenger let go, as close() does.
     monitor.drain_listeners = (*monitor.drain_listeners, handle.before_drain)
     champion_monitor.outcome_listeners = (*champion_monitor.outcome_listeners,
                                           handle.on_outcome)
+    # Not at exit: the exit hook closes every shadow still alive, and close() lets go.
+    weakref.finalize(handle, _release_dropped, classes, handle._wake).atexit = False
     monitor.update_state(lambda state: _zero_series(state, champion_monitor.version))
     for method in methods:
         wrapper = shadowed(layers_of[method], handle, method)
+        # The champion keeps its shadow running, whether or not the caller keeps the handle
+        # (the wrapper itself holds it weakly, and the monitors' listeners do too): dropped
+        # with the champion, the shadow is freed and its workers end.
+        wrapper.__inferwatch_shadow__ = handle
         handle._layers.append((layers_of, method, wrapper))
         layers_of[method] = wrapper
     return handle
+
+
+def _release_dropped(classes: ChallengerClasses, wake: threading.Event) -> None:
+    """Let go of the challenger of a shadow freed without close(), and wake its idle
+    workers, which then find it gone and end (else they would wait out their idle wake).
+    Never raises."""
+    try:
+        wake.set()
+        if classes._model is not None:  # not closed: close() read the names already
+            classes.release()
+    except Exception as exc:  # a class_names reader of the challenger's that fails
+        faults.record("shadow", exc)
 
 
 def _no_methods(champion_monitor: Monitor, offered: list[str], challenger: Any) -> str:
