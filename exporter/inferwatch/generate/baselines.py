@@ -219,15 +219,15 @@ def _seasonal(cfg: Config, value: str) -> str | None:
     window = cfg.baselines.seasonal_window
     half = duration_seconds(window) / 2
     # PromQL comments say which seasonal offset each term is: the window is centred on it.
-    terms = [f"avg_over_time({value}[{window}]{offset(_duration(duration_seconds(o) - half))})"
+    terms = [f"avg_over_time({value}[{window}]{offset(duration_text(duration_seconds(o) - half))})"
              f"  # {o} ago" for o in cfg.baselines.seasonal_offsets]
     return "\nor\n".join(terms) if terms else None
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     """Seconds as a Prometheus duration (whole milliseconds, largest units first).
 
-    >>> _duration(604800 - 1800), _duration(0.5)
+    >>> duration_text(604800 - 1800), duration_text(0.5)
     ('6d23h30m', '500ms')
     """
     # Milliseconds, not seconds: half of a sub-second or odd-second window rounded to whole
@@ -250,7 +250,7 @@ def residual_lag(own: Signal) -> str:
     >>> residual_lag(Signal(baseline_window="1d", baseline_offset="3h"))
     '15h'
     """
-    return _duration(duration_seconds(own.baseline_window) * RESIDUAL_COVERAGE
+    return duration_text(duration_seconds(own.baseline_window) * RESIDUAL_COVERAGE
                      + duration_seconds(own.baseline_offset))
 
 

@@ -200,21 +200,6 @@ def _shadow_info(cfg: Config) -> str:
     return q.shadow_versions(cfg)
 
 
-def _duration(millis: int) -> str:
-    """Milliseconds as a Prometheus duration, largest units first.
-
-    >>> _duration(3_900_000), _duration(21_600_500)
-    ('1h5m', '6h500ms')
-    """
-    parts = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000),
-                       ("ms", 1)):
-        if millis >= size:
-            parts.append(f"{millis // size}{unit}")
-            millis %= size
-    return "".join(parts) or "0s"
-
-
 def _primary(cfg: Config, expr: str, *windows: str) -> str:
     """`expr` without shadow models: a challenger has alerts of its own and never pages.
 
@@ -225,7 +210,7 @@ def _primary(cfg: Config, expr: str, *windows: str) -> str:
     hand this rule a series up to one evaluation older than the info it reads.
     """
     longest = max((duration_seconds(window) for window in windows), default=0.0)
-    memory = _duration(round((longest + duration_seconds(cfg.windows.rate)) * 1000))
+    memory = baselines.duration_text(longest + duration_seconds(cfg.windows.rate))
     return f"{block(expr)}\nunless on ({MODEL_LABELS})\n{q.recent_shadow_versions(cfg, memory)}"
 
 
