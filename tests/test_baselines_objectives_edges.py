@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inferwatch.generate import render, rule_files, rules
-from inferwatch.generate.baselines import _duration
+from inferwatch.generate.baselines import duration_text
 from inferwatch.generate.config import from_dict
 from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.promql import objective
@@ -108,7 +108,7 @@ def test_a_duration_keeps_every_millisecond(millis: int) -> None:
     """The offsets the baselines compute (half a window, a seasonal offset less half its
     window) are written back as Prometheus durations without losing a part: rounded to whole
     seconds, half of 1s was 0s, which Prometheus refuses as an offset."""
-    text = _duration(millis / 1000)
+    text = duration_text(millis / 1000)
     assert text != "0s"
     assert round(duration_seconds(text) * 1000) == millis
 
