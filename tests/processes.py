@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -88,3 +89,26 @@ def prometheus(tmp_path: Path, targets: Sequence[str], *, flags: Sequence[str] =
     finally:
         stop(process)
         log.close()
+
+
+# A child that says it is running, then sleeps: a process for the process collector to watch.
+_SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
+
+
+@contextmanager
+def sleeping_child() -> Iterator[subprocess.Popen]:
+    """A sleeping child process of this test, yielded once it has started; killed after."""
+    process = subprocess.Popen([sys.executable, "-c", _SLEEPER], stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        assert process.stdout.readline() == "ready\n"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def watched_pids(collector: object) -> set[str]:
+    """The pids a process collector exports series for."""
+    return {sample.labels["pid"] for family in collector.collect()  # type: ignore[attr-defined]
+            for sample in family.samples}

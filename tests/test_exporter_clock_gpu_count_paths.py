@@ -24,24 +24,16 @@ from inferwatch.standalone.collectors import gpu as gpu_module
 from inferwatch.standalone.collectors.gpu import GpuCollector
 from inferwatch.standalone.collectors.process import ProcessCollector
 from inferwatch.standalone.scrape import Scraper
+from processes import sleeping_child, watched_pids
 
-SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
 UNSIGNED_MINUS_ONE = 0xFFFFFFFF
 
 
 @pytest.fixture
 def server():
-    process = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE,
-                               text=True)
-    assert process.stdout.readline() == "ready\n"
-    yield process
-    process.kill()
-    process.wait()
+    with sleeping_child() as process:
+        yield process
 
-
-def watched_pids(collector: ProcessCollector) -> set[str]:
-    return {sample.labels["pid"] for family in collector.collect()
-            for sample in family.samples}
 
 
 def step_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:

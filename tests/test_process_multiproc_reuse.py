@@ -4,7 +4,6 @@ survives a reboot, lookups per fold, and an archive across many redeploys."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,24 +21,16 @@ from inferwatch.multiproc.store import ARCHIVE, SnapshotDirectory
 from inferwatch.multiproc.worker_id import WorkerId
 from inferwatch.standalone.collectors import process as process_module
 from inferwatch.standalone.collectors.process import ProcessCollector
+from processes import sleeping_child, watched_pids
 
-SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
 NOW = 1_000_000.0
 
 
 @pytest.fixture
 def child():
-    process = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE,
-                               text=True)
-    assert process.stdout.readline() == "ready\n"
-    yield process
-    process.kill()
-    process.wait()
+    with sleeping_child() as process:
+        yield process
 
-
-def watched_pids(collector: ProcessCollector) -> set[str]:
-    return {sample.labels["pid"] for family in collector.collect()
-            for sample in family.samples}
 
 
 # --- the process collector -----------------------------------------------------------------
@@ -109,17 +100,11 @@ def test_a_name_matching_nothing_is_said_once_and_a_path_names_its_program(
 def test_rewritten_pidfile_names_a_fresh_identity(child, tmp_path: Path) -> None:
     """A restarted server rewrites its pidfile: the new process is watched (and the old
     one's identity does not keep it out)."""
-    first = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE,
-                             text=True)
-    try:
-        assert first.stdout.readline() == "ready\n"
+    with sleeping_child() as first:
         pidfile = tmp_path / "server.pid"
         pidfile.write_text(str(first.pid))
         collector = ProcessCollector(pidfiles=[str(pidfile)], children=False)
         assert watched_pids(collector) == {str(first.pid)}
-    finally:
-        first.kill()
-        first.wait()
     pidfile.write_text(str(child.pid))
     assert watched_pids(collector) == {str(child.pid)}
 
