@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fake_nvml import FakeGpu, FakeMigInstance, FakeNVML, _error, _put_string
 from inferwatch.standalone.collectors import nvml_read
 from inferwatch.standalone.collectors.gpu import GpuCollector
+from inferwatch.standalone.collectors.process_start import process_started
 from inferwatch.standalone.scrape import Scraper
 
 Samples = dict[tuple[str, frozenset], float]
@@ -132,7 +133,7 @@ def test_a_restarted_worker_on_a_reused_pid_gets_its_own_name(
         # comes back only after the kernel has handed out all the others). Waited for on
         # the clock those ticks count: the wall clock against psutil's create_time() differs
         # by up to a second, and the successor often came within the holder's own tick.
-        old_start = nvml_read._started(pid)
+        old_start = process_started(pid)
         assert old_start is not None
         ticks = os.sysconf("SC_CLK_TCK")
         stop(worker)
@@ -336,11 +337,11 @@ def test_a_process_keeps_its_identity_when_the_boot_time_steps(
     import psutil._pslinux as pslinux
 
     pid = worker.pid
-    before = nvml_read._started(pid)
+    before = process_started(pid)
     real_boot_time = psutil.boot_time()
     monkeypatch.setattr(pslinux, "boot_time", lambda: real_boot_time - 1.0)
     monkeypatch.setattr(psutil, "boot_time", lambda: real_boot_time - 1.0)
-    assert nvml_read._started(pid) == before
+    assert process_started(pid) == before
     fake = HostNVML([FakeGpu(uuid="GPU-a", processes=[(pid, 2**30, NOT_MIG, NOT_MIG)])])
     fake.install(monkeypatch)
     asked: list[int] = []

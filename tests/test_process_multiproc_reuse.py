@@ -51,8 +51,8 @@ def test_pid_given_is_not_watched_once_another_process_has_it(
     collector = ProcessCollector(pids=[child.pid], children=False)
     assert str(child.pid) in watched_pids(collector)
     # The server exits and the kernel hands its pid to a process started later.
-    real = process_module._started
-    monkeypatch.setattr(process_module, "_started",
+    real = process_module.process_started
+    monkeypatch.setattr(process_module, "process_started",
                         lambda pid: real(pid) + (600 if pid == child.pid else 0))
     assert str(child.pid) not in watched_pids(collector)
     assert str(child.pid) not in watched_pids(collector)
@@ -66,7 +66,7 @@ def test_pid_that_exits_then_runs_as_another_process_says_both(
     watched again."""
     collector = ProcessCollector(pids=[child.pid], children=False)
     assert str(child.pid) in watched_pids(collector)
-    real_status, real_start = psutil.Process.status, process_module._started
+    real_status, real_start = psutil.Process.status, process_module.process_started
 
     def gone(self):
         if self.pid == child.pid:
@@ -77,7 +77,7 @@ def test_pid_that_exits_then_runs_as_another_process_says_both(
     assert str(child.pid) not in watched_pids(collector)
     assert caplog.text.count("is not running") == 1
     monkeypatch.setattr(psutil.Process, "status", real_status)
-    monkeypatch.setattr(process_module, "_started",
+    monkeypatch.setattr(process_module, "process_started",
                         lambda pid: real_start(pid) + (600 if pid == child.pid else 0))
     assert str(child.pid) not in watched_pids(collector)
     assert str(child.pid) not in watched_pids(collector)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import psutil
+from inferwatch.standalone.collectors.process_start import PID_MAX, process_started
 
 # What a device answers for a field it does not offer, named for the log and the docs.
 UNAVAILABLE = {"NVMLError_NotSupported": "not supported",
@@ -37,8 +37,6 @@ UNAVAILABLE = {"NVMLError_NotSupported": "not supported",
 GONE = ("NVMLError_GpuIsLost", "NVMLError_ResetRequired")
 # NVML's "not a MIG process" marker in process records.
 NOT_MIG = 0xFFFFFFFF
-# Linux's PID_MAX_LIMIT: a larger pid in a process record is a misread record.
-PID_MAX = 4_194_304
 # MIG has at most 8 GPU instances and 8 compute instances per GPU.
 MAX_MIG_ID = 64
 # The reason counted for a read skipped because its device used up its time this scrape.
@@ -486,37 +484,10 @@ MAX_PROCESS_NAME = 64
 MAX_PROCESS_NAMES = 4096
 
 
-def _started(pid: int) -> float | None:
-    """When the process with this pid started, as an identity of that process; None when
-    this pid namespace cannot see it. Only equality means anything: the unit is clock
-    ticks where ``/proc`` has them, else psutil's seconds.
-
-    On Linux, the start in clock ticks since boot (``/proc/<pid>/stat``, field 22), which
-    nothing changes: psutil's ``create_time()`` adds the boot time, whole seconds that
-    ``/proc/stat`` derives from the wall clock at each read, so one process could read
-    one second apart on two scrapes, and a successor started exactly a second after the
-    pid's last holder could read as that same process and keep its name.
-
-    >>> _started(PID_MAX + 1) is None  # no process has a pid above the kernel's limit
-    True
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
-        # The name (field 2) may hold spaces and parentheses: fields follow its last ")".
-        return float(data[data.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.Error, OSError, ValueError):
-        return None
-
-
 def _process_name(nvml: ModuleType, pid: int, cache: ProcessNames, *, ask: bool = True) -> str:
     """The name NVML gives a host pid ("" outside the host's pid namespace), cached by pid
     for as long as the same process holds it. Without ``ask``, only a cached name."""
-    started = _started(pid)
+    started = process_started(pid)
     cached = cache.get(pid)
     if cached is not None and cached[0] == started:
         return cached[1]

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import psutil
 from prometheus_client.metrics_core import Metric
 
-from inferwatch.standalone.collectors.nvml_read import _started
+from inferwatch.standalone.collectors.process_start import process_started
 from inferwatch.standalone.scrape import Collector, MetricSet, register
 
 log = logging.getLogger("inferwatch.standalone.process")
@@ -347,7 +347,7 @@ class ProcessCollector(Collector):
                       written_at: float | None) -> bool:
         """Whether `process` is the one `source` meant, not a later owner of its pid (warned
         once); `written_at` is the pidfile's mtime (None for --process.pid)."""
-        started = _started(pid)
+        started = process_started(pid)
         if started is None:
             return True  # no start time to compare: as before, the pid decides
         known = self._identities.get(source)
