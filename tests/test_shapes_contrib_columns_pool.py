@@ -137,6 +137,21 @@ def test_catboost_raw_formula_values_are_margins(scraper, iris):
     assert _invalid(scraper) == {}
 
 
+def test_catboost_log_probabilities_stay_out_of_the_class_columns(scraper, iris):
+    """predict(prediction_type="LogProbability") returns the (n, k) matrix predict_proba
+    does, in logs: read as the same columns, each class's probability summed negative."""
+    catboost = pytest.importorskip("catboost")
+    x, y = iris
+    model = catboost.CatBoostClassifier(iterations=5, verbose=False,
+                                        allow_writing_files=False).fit(x, y)
+    wrapped = inferwatch.instrument(model, name="cb", version="1", registry=scraper.registry)
+    wrapped.predict_proba(x[:10])
+    logs = wrapped.predict(x[:10], prediction_type="LogProbability")
+    assert np.array_equal(logs, model.predict(x[:10], prediction_type="LogProbability"))
+    assert _outputs(scraper, "cb") == {"0": 10, "1": 10, "2": 10, "log_probability": 30}
+    assert _invalid(scraper) == {}
+
+
 def test_an_explanation_inside_a_request_keeps_its_own_output(scraper, breast_cancer):
     x, y = breast_cancer
     model = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(x, y)
@@ -149,6 +164,8 @@ def test_an_explanation_inside_a_request_keeps_its_own_output(scraper, breast_ca
 
 
 _KEYWORD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.text(max_size=3),
+                            st.sampled_from(["margin", "RawFormulaVal", "LogProbability",
+                                             "Probability"]),
                             st.just(np.array([1, 0])), st.just(np.True_))
 _KEYWORD_NAMES = st.sampled_from(["pred_contrib", "pred_contribs", "pred_interactions",
                                   "pred_leaf", "output_margin", "raw_score", "predict_type",
@@ -169,11 +186,12 @@ def test_kept_apart_output_reads_any_keywords_without_raising(kwargs):
     except ValueError:  # an array's truth, met first: the call is read as a plain prediction
         pass
     else:
-        if expected is None and any(
-                isinstance(kwargs.get(name), str) and kwargs[name] == value
-                for name, value in (("predict_type", "margin"),
-                                    ("prediction_type", "RawFormulaVal"))):
-            expected = "margin"
+        for name, value, output in (("predict_type", "margin", "margin"),
+                                    ("prediction_type", "RawFormulaVal", "margin"),
+                                    ("prediction_type", "LogProbability", "log_probability")):
+            if expected is None and isinstance(kwargs.get(name), str) and \
+                    kwargs[name] == value:
+                expected = output
     output = kept_apart_output(kwargs)
     assert output == expected
     result = np.arange(6, dtype=np.int32).reshape(3, 2)

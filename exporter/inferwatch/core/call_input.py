@@ -90,11 +90,15 @@ KEPT_APART_KEYWORDS = (
     ("output_margin", MARGIN_OUTPUT),  # xgboost
     ("raw_score", MARGIN_OUTPUT),  # LightGBM
 )
+LOG_PROBABILITY_OUTPUT = "log_probability"
 # Keywords naming by value what to return: xgboost's inplace_predict(predict_type="margin"),
-# CatBoost's predict(prediction_type="RawFormulaVal").
-MARGIN_TYPES = (("predict_type", "margin"), ("prediction_type", "RawFormulaVal"))
+# CatBoost's predict(prediction_type="RawFormulaVal") and its log-probabilities, which
+# would otherwise land in the class columns predict_proba fills, as negative probabilities.
+KEPT_APART_TYPES = (("predict_type", "margin", MARGIN_OUTPUT),
+                    ("prediction_type", "RawFormulaVal", MARGIN_OUTPUT),
+                    ("prediction_type", "LogProbability", LOG_PROBABILITY_OUTPUT))
 _KEPT_APART_NAMES = frozenset([name for name, _ in KEPT_APART_KEYWORDS] +
-                              [name for name, _ in MARGIN_TYPES])
+                              [name for name, _, _ in KEPT_APART_TYPES])
 
 
 def kept_apart_output(kwargs: dict) -> str | None:
@@ -105,6 +109,8 @@ def kept_apart_output(kwargs: dict) -> str | None:
     ('contrib', 'margin')
     >>> kept_apart_output({"raw_score": False, "request_id": "r-1"}) is None
     True
+    >>> kept_apart_output({"prediction_type": "LogProbability"})
+    'log_probability'
     """
     try:
         if _KEPT_APART_NAMES.isdisjoint(kwargs):  # the usual keyword call: one look
@@ -112,9 +118,9 @@ def kept_apart_output(kwargs: dict) -> str | None:
         for name, output in KEPT_APART_KEYWORDS:
             if kwargs.get(name):
                 return output
-        for name, value in MARGIN_TYPES:
+        for name, value, output in KEPT_APART_TYPES:
             if isinstance(kwargs.get(name), str) and kwargs[name] == value:
-                return MARGIN_OUTPUT
+                return output
     except Exception:  # a value whose truth is undefined (an array): a plain prediction
         return None
     return None
