@@ -12,27 +12,13 @@ import sys
 import threading
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.registry import Registry
 from inferwatch.core.stream_objects import AsyncStreamProxy, StreamProxy
-
-_EXAMPLES = settings(max_examples=25, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow,
-                                            HealthCheck.function_scoped_fixture])
-
-
-def _outcomes(registry: Registry, model: str = "gen") -> dict[tuple, float]:
-    registry.drain()
-    mon = registry.monitor(model, "1")
-    return {k: v for k, v in mon.state.counters["inferwatch_requests_total"].items() if v}
-
-
-def _items(registry: Registry, model: str = "gen") -> float:
-    histogram = registry.monitor(model, "1").state.histograms.get("inferwatch_stream_items")
-    return 0.0 if not histogram else histogram[()].sum
+from stream_totals import STREAM_EXAMPLES, stream_items, stream_outcomes
 
 
 class _Unraisable:
@@ -84,7 +70,7 @@ def _async_model(kind: str, registry: Registry):
                                  registry=registry)
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(kind=st.sampled_from(["async generator function", "async generator", "proxy"]),
        total=st.integers(1, 20), data=st.data())
 def test_an_async_stream_dropped_after_its_loop_closed_is_counted_as_cancelled(kind, total,
@@ -108,8 +94,8 @@ def test_an_async_stream_dropped_after_its_loop_closed_is_counted_as_cancelled(k
             del stream
             gc.collect()
         assert unraisable.seen == []
-        assert _outcomes(registry) == {("cancelled",): 1.0}
-        assert _items(registry) == taken
+        assert stream_outcomes(registry) == {("cancelled",): 1.0}
+        assert stream_items(registry, drain=False) == taken
         assert registry.monitor("gen", "1").in_flight() == 0
     finally:
         registry.close()
@@ -191,7 +177,7 @@ class LockedChunks(Chunks):
         self.lock = threading.Lock()
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(items=st.lists(st.text(max_size=5), max_size=8), data=st.data())
 def test_a_copied_or_pickled_stream_is_the_streams_own_copy(items, data):
     """copy.copy, copy.deepcopy and pickle of the proxy give what they give for the stream
@@ -210,8 +196,8 @@ def test_a_copied_or_pickled_stream_is_the_streams_own_copy(items, data):
             assert copied.response == "HTTP 200"
             assert list(copied) == items[taken:]
         assert list(stream) == items[taken:]  # the proxy read on, unmoved by its copies
-        assert _outcomes(registry) == {("ok",): 1.0}
-        assert _items(registry) == len(items)
+        assert stream_outcomes(registry) == {("ok",): 1.0}
+        assert stream_items(registry, drain=False) == len(items)
     finally:
         registry.close()
 
@@ -406,7 +392,7 @@ class _BothWays:
         self.closed = True
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(items=st.lists(st.text(max_size=4), max_size=6))
 def test_async_for_over_a_stream_that_is_both_kinds_of_iterator(items):
     """``async for chunk in await litellm.acompletion(..., stream=True)`` works on the
@@ -424,8 +410,8 @@ def test_async_for_over_a_stream_that_is_both_kinds_of_iterator(items):
             return [item async for item in stream]
 
         assert asyncio.run(main()) == items
-        assert _outcomes(registry) == {("ok",): 1.0}
-        assert _items(registry) == len(items)
+        assert stream_outcomes(registry) == {("ok",): 1.0}
+        assert stream_items(registry, drain=False) == len(items)
     finally:
         registry.close()
 
@@ -476,7 +462,7 @@ class _CloseIgnored(Chunks):
         self.flagged = True
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(before=st.integers(1, 5), after=st.integers(1, 5))
 def test_items_read_after_a_close_do_not_change_the_recorded_stream(before, after):
     registry = Registry(drain_interval=3600)
@@ -489,7 +475,7 @@ def test_items_read_after_a_close_do_not_change_the_recorded_stream(before, afte
         stream.close()  # ends the stream as cancelled, with `before` items
         for _ in range(after):
             next(stream)
-        assert _outcomes(registry) == {("cancelled",): 1.0}
+        assert stream_outcomes(registry) == {("cancelled",): 1.0}
         state = registry.monitor("gen", "1").state
         assert state.histograms["inferwatch_stream_items"][()].sum == before
         intervals = state.histograms["inferwatch_stream_item_interval_seconds"][()]

@@ -16,28 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core import shadow_process
 from inferwatch.core.registry import Registry
+from stream_totals import STREAM_EXAMPLES, stream_items, stream_outcomes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_EXAMPLES = settings(max_examples=25, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow,
-                                            HealthCheck.function_scoped_fixture])
-
-
-def _outcomes(registry: Registry, model: str = "gen") -> dict[tuple, float]:
-    registry.drain()
-    mon = registry.monitor(model, "1")
-    return {k: v for k, v in mon.state.counters["inferwatch_requests_total"].items() if v}
-
-
-def _items(registry: Registry, model: str = "gen") -> float:
-    histogram = registry.monitor(model, "1").state.histograms.get("inferwatch_stream_items")
-    return 0.0 if not histogram else histogram[()].sum
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:
@@ -93,7 +80,7 @@ class _AwaitableSyncChunks:
         return "response"
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(st.lists(st.text(max_size=5), max_size=8))
 def test_an_awaitable_async_stream_is_awaited_through_its_proxy_and_its_items_recorded(items):
     registry = Registry()
@@ -109,8 +96,8 @@ def test_an_awaitable_async_stream_is_awaited_through_its_proxy_and_its_items_re
     assert stream.awaited == 1
     assert isinstance(stream, _AwaitableChunks)
     # The await is no item; the items are.
-    assert _outcomes(registry) == {("ok",): 1.0}
-    assert _items(registry) == len(items)
+    assert stream_outcomes(registry) == {("ok",): 1.0}
+    assert stream_items(registry, drain=False) == len(items)
     registry.close()
 
 
@@ -124,8 +111,8 @@ def test_an_awaitable_stream_that_awaits_to_its_response_hands_that_response_bac
         return await stream, [item async for item in stream]
 
     assert asyncio.run(consume()) == ({"status": 200}, ["a"])
-    assert _outcomes(registry) == {("ok",): 1.0}
-    assert _items(registry) == 1.0
+    assert stream_outcomes(registry) == {("ok",): 1.0}
+    assert stream_items(registry, drain=False) == 1.0
     registry.close()
 
 
@@ -140,8 +127,8 @@ def test_an_awaitable_sync_stream_is_awaited_and_iterated_through_its_proxy():
 
     assert asyncio.run(awaited()) == "response"
     assert list(stream) == ["x", "y"]
-    assert _outcomes(registry) == {("ok",): 1.0}
-    assert _items(registry) == 2.0
+    assert stream_outcomes(registry) == {("ok",): 1.0}
+    assert stream_items(registry, drain=False) == 2.0
     registry.close()
 
 
@@ -225,7 +212,7 @@ def test_dir_of_a_proxy_lists_the_streams_names():
     registry.close()
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(st.integers(min_value=0, max_value=50), st.integers(min_value=0, max_value=50))
 def test_length_hint_of_a_proxy_is_the_streams_own_as_it_is_read(n, read):
     registry = Registry()
@@ -235,8 +222,8 @@ def test_length_hint_of_a_proxy_is_the_streams_own_as_it_is_read(n, read):
     taken = [next(stream) for _ in range(min(n, read))]
     assert operator.length_hint(stream, -1) == n - len(taken)
     assert len(list(stream)) == n - len(taken)
-    assert _outcomes(registry) == {("ok",): 1.0}
-    assert _items(registry) == n
+    assert stream_outcomes(registry) == {("ok",): 1.0}
+    assert stream_items(registry, drain=False) == n
     registry.close()
 
 

@@ -12,28 +12,14 @@ import sys
 import textwrap
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.registry import Registry
+from stream_totals import STREAM_EXAMPLES, stream_items, stream_outcomes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_EXAMPLES = settings(max_examples=25, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow,
-                                            HealthCheck.function_scoped_fixture])
-
-
-def _outcomes(registry: Registry, model: str = "gen") -> dict[tuple, float]:
-    registry.drain()
-    mon = registry.monitor(model, "1")
-    return {k: v for k, v in mon.state.counters["inferwatch_requests_total"].items() if v}
-
-
-def _items(registry: Registry, model: str = "gen") -> float:
-    registry.drain()
-    histogram = registry.monitor(model, "1").state.histograms.get("inferwatch_stream_items")
-    return 0.0 if not histogram else histogram[()].sum
 
 
 # --- a stream whose __iter__ hands out a fresh iterator ----------------------------------
@@ -54,7 +40,7 @@ class _Cursor:
         raise StopIteration  # nothing without a cursor
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(rows=st.lists(st.text(max_size=5), max_size=8))
 def test_a_streams_own_iter_is_called_and_its_iterator_read(rows):
     registry = Registry()
@@ -67,8 +53,8 @@ def test_a_streams_own_iter_is_called_and_its_iterator_read(rows):
     stream = inferwatch.instrument(query, name="gen", version="1", registry=registry)()
     assert list(stream) == rows
     assert made[0].opened == 1
-    assert _outcomes(registry) == {("ok",): 1.0}
-    assert _items(registry) == len(rows)  # each item counted once
+    assert stream_outcomes(registry) == {("ok",): 1.0}
+    assert stream_items(registry) == len(rows)  # each item counted once
     registry.close()
 
 
@@ -80,7 +66,7 @@ def test_a_for_loop_over_a_cursor_stream_counts_its_items_once():
     for row in stream:
         seen.append(row)
     assert seen == ["a", "b", "c"] and stream.opened == 1
-    assert _items(registry) == 3
+    assert stream_items(registry) == 3
     registry.close()
 
 
@@ -111,7 +97,7 @@ class _Rows:
             raise StopAsyncIteration from None
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(rows=st.lists(st.text(max_size=5), max_size=8))
 def test_an_async_streams_own_aiter_is_called_and_its_iterator_read(rows):
     registry = Registry()
@@ -123,8 +109,8 @@ def test_an_async_streams_own_aiter_is_called_and_its_iterator_read(rows):
 
     assert asyncio.run(read()) == rows
     assert stream.opened == 1
-    assert _outcomes(registry) == {("ok",): 1.0}
-    assert _items(registry) == len(rows)
+    assert stream_outcomes(registry) == {("ok",): 1.0}
+    assert stream_items(registry) == len(rows)
     registry.close()
 
 
@@ -208,5 +194,5 @@ def test_a_stream_that_fails_to_open_in_its_iter_is_an_error_not_a_cancel():
         list(stream)
     del stream
     gc.collect()
-    assert _outcomes(registry) == {("error",): 1.0}
+    assert stream_outcomes(registry) == {("error",): 1.0}
     registry.close()

@@ -12,28 +12,14 @@ import sys
 import textwrap
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.registry import Registry
+from stream_totals import STREAM_EXAMPLES, stream_items, stream_outcomes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_EXAMPLES = settings(max_examples=25, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow,
-                                            HealthCheck.function_scoped_fixture])
-
-
-def _outcomes(registry: Registry, model: str = "gen") -> dict[tuple, float]:
-    registry.drain()
-    mon = registry.monitor(model, "1")
-    return {k: v for k, v in mon.state.counters["inferwatch_requests_total"].items() if v}
-
-
-def _items(registry: Registry, model: str = "gen") -> float:
-    registry.drain()
-    histogram = registry.monitor(model, "1").state.histograms.get("inferwatch_stream_items")
-    return 0.0 if not histogram else histogram[()].sum
 
 
 def _followed(make, registry: Registry):
@@ -82,7 +68,7 @@ class _Plain:
         return next(self.rest)
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(items=st.lists(st.text(max_size=5), min_size=1, max_size=8), probe=st.text(max_size=5))
 def test_in_asks_the_stream_and_consumes_none_of_its_items(items, probe):
     registry = Registry()
@@ -90,12 +76,12 @@ def test_in_asks_the_stream_and_consumes_none_of_its_items(items, probe):
     assert (probe in stream) == (probe in items)
     assert (items[0] in stream) is True
     assert list(stream) == items  # nothing was consumed by the look-ups
-    assert _outcomes(registry) == {("ok",): 1.0}
-    assert _items(registry) == len(items)
+    assert stream_outcomes(registry) == {("ok",): 1.0}
+    assert stream_items(registry) == len(items)
     registry.close()
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(items=st.lists(st.text(max_size=5), min_size=1, max_size=8), data=st.data())
 def test_indexing_and_reversed_are_the_streams_own_and_record_nothing(items, data):
     registry = Registry()
@@ -107,7 +93,7 @@ def test_indexing_and_reversed_are_the_streams_own_and_record_nothing(items, dat
     assert list(reversed(stream)) == items[::-1]
     assert stream.at == 0
     assert list(stream) == items
-    assert _items(registry) == len(items)
+    assert stream_items(registry) == len(items)
     registry.close()
 
 
@@ -165,8 +151,8 @@ def test_a_streams_private_attributes_are_read_and_set_through_its_proxy():
     stream._last = "set by the caller"
     assert stream._last == "set by the caller"
     assert list(stream) == []
-    assert _outcomes(registry) == {("ok",): 1.0}
-    assert _items(registry) == 1
+    assert stream_outcomes(registry) == {("ok",): 1.0}
+    assert stream_items(registry) == 1
     registry.close()
 
 
@@ -208,7 +194,7 @@ class _BothWays:
         self.rest.clear()
 
 
-@_EXAMPLES
+@STREAM_EXAMPLES
 @given(items=st.lists(st.text(max_size=4), min_size=2, max_size=8))
 def test_items_of_asend_and_athrow_on_a_both_ways_stream_are_recorded(items):
     registry = Registry()
@@ -223,8 +209,8 @@ def test_items_of_asend_and_athrow_on_a_both_ways_stream_are_recorded(items):
                 return got
 
     assert asyncio.run(consume()) == items
-    assert _outcomes(registry) == {("ok",): 1.0}
-    assert _items(registry) == len(items)
+    assert stream_outcomes(registry) == {("ok",): 1.0}
+    assert stream_items(registry) == len(items)
     registry.close()
 
 
@@ -237,7 +223,7 @@ def test_athrow_before_the_first_item_of_a_both_ways_stream_is_cancelled():
             await stream.athrow(ValueError("consumer gave up"))
 
     asyncio.run(abort())
-    assert _outcomes(registry) == {("cancelled",): 1.0}
+    assert stream_outcomes(registry) == {("cancelled",): 1.0}
     registry.close()
 
 
