@@ -4,14 +4,12 @@ keys) and the status page's link to metrics at a path that needs encoding."""
 from __future__ import annotations
 
 import asyncio
-import http.client
 import re
 import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from html import unescape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +20,7 @@ import inferwatch
 from inferwatch.core.registry import Registry
 from inferwatch.serving.bridge import InferwatchCollector
 from inferwatch.serving.pushgateway import PushError
+from loopback_http import LoopbackServer, QuietHandler, forward_put
 from test_pushgateway import Gateway, gateway  # noqa: F401 (the fixture)
 
 
@@ -34,7 +33,7 @@ class CuttingFront:
         self.lock = threading.Lock()
         front = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_PUT(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with front.lock:
@@ -45,31 +44,13 @@ class CuttingFront:
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                host, port = target.rsplit(":", 1)
-                connection = http.client.HTTPConnection(host, int(port), timeout=10)
-                try:
-                    connection.request("PUT", self.path, body=body, headers={
-                        "Content-Type": self.headers.get("Content-Type", "")})
-                    answer = connection.getresponse()
-                    payload = answer.read()
-                finally:
-                    connection.close()
-                self.send_response(answer.status)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                forward_put(self, target, body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = LoopbackServer(Handler)
+        self.address = self.http.address
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture

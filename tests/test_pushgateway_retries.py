@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import http.client
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 import inferwatch
 from inferwatch.serving.pushgateway import PushError
+from loopback_http import LoopbackServer, QuietHandler, forward_put
 from test_pushgateway import Gateway, gateway, refuse_counters  # noqa: F401 (the fixture)
 
 
@@ -28,7 +27,7 @@ class Front:
         self.lock = threading.Lock()
         front = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_PUT(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with front.lock:
@@ -42,31 +41,13 @@ class Front:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                host, port = front.target.rsplit(":", 1)
-                connection = http.client.HTTPConnection(host, int(port), timeout=10)
-                try:
-                    connection.request("PUT", self.path, body=body, headers={
-                        "Content-Type": self.headers.get("Content-Type", "")})
-                    answer = connection.getresponse()
-                    payload = answer.read()
-                finally:
-                    connection.close()
-                self.send_response(answer.status)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                forward_put(self, front.target, body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = LoopbackServer(Handler)
+        self.address = self.http.address
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import threading
 import time
 import urllib.error
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ import inferwatch
 from inferwatch.core.registry import Registry
 from inferwatch.quality.reference import Reference, ReferenceError
 from inferwatch.serving.pushgateway import _retry_after, _retry_wait
+from loopback_http import LoopbackServer, QuietHandler
 
 # --- a column that is not a sequence of values -----------------------------------------------
 
@@ -119,7 +119,7 @@ class Proxy:
         self.retry_after = retry_after
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_PUT(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with proxy.lock:
@@ -133,17 +133,11 @@ class Proxy:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = LoopbackServer(Handler)
+        self.address = self.http.address
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from inferwatch.cli import main
 from inferwatch.core.registry import Registry
 from inferwatch.quality.reference import Reference
 from inferwatch.report import status
+from loopback_http import LoopbackServer, QuietHandler
 
 
 class _Page(HTMLParser):
@@ -292,7 +292,7 @@ def _streaming(chunks: int, chunk: bytes, headers: dict[str, str]) -> Iterator[t
     counts the bytes it managed to write before the reader left."""
     sent = {"bytes": 0, "done": threading.Event()}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             try:
                 self.send_response(200)
@@ -308,18 +308,8 @@ def _streaming(chunks: int, chunk: bytes, headers: dict[str, str]) -> Iterator[t
             finally:
                 sent["done"].set()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", sent
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with LoopbackServer(Handler) as server:
+        yield server.url, sent
 
 
 def test_a_url_answering_far_more_than_a_snapshot_is_not_read_whole(tmp_path, capsys,

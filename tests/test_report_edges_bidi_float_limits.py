@@ -6,11 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -27,6 +23,7 @@ from inferwatch.report.live import from_state
 from inferwatch.report.model import ModelReport, from_data
 from inferwatch.report.page import report_page
 from inferwatch.report.status import StatusPages, read_snapshot, snapshot_json
+from loopback_http import serving_bytes
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
@@ -37,33 +34,6 @@ def _registry_with_one_call() -> Registry:
     registry.monitor("fraud", "1").record_call(0.01, 0.5)
     registry.drain()
     return registry
-
-
-@contextmanager
-def _serving(body: bytes, headers: dict[str, str]) -> Iterator[str]:
-    """A stand-in for a proxy in front of a status page: answers every GET with `body`."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 # --- snapshots a user points the report at ------------------------------------------------
@@ -111,7 +81,7 @@ def test_a_snapshot_gzipped_by_a_proxy_is_read(tmp_path, capsys):
     with pytest.raises(ValueError, match="broken gzip"):
         read_snapshot(gzip.compress(body)[:20])
     out = tmp_path / "report.html"
-    with _serving(gzip.compress(body), {"Content-Type": "application/json",
+    with serving_bytes(gzip.compress(body), {"Content-Type": "application/json",
                                         "Content-Encoding": "gzip"}) as url:
         assert main(["report", "--metrics", url, "-o", str(out)]) == 0
     assert capsys.readouterr().err.endswith(": 1 model versions\n")
@@ -134,7 +104,7 @@ def test_a_snapshot_time_that_is_no_time_is_a_clear_error(tmp_path, capsys, gene
     with pytest.raises(ValueError, match="generated_at is not a time"):
         read_snapshot(body)
     out = tmp_path / "report.html"
-    with _serving(body, {"Content-Type": "application/json"}) as url:
+    with serving_bytes(body, {"Content-Type": "application/json"}) as url:
         assert main(["report", "--metrics", url, "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("inferwatch report: error: cannot read the status snapshot")

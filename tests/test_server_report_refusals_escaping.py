@@ -19,6 +19,7 @@ from inferwatch.report import cli as report_cli
 from inferwatch.report.model import Live, ModelReport
 from inferwatch.report.page import report_page
 from inferwatch.serving.server import serve
+from loopback_http import serving_bytes
 
 # Upper bound on any wait: reached only when the server is broken (hung).
 HANG_GUARD = 30.0
@@ -194,36 +195,6 @@ def test_a_csv_sharing_one_feature_is_still_reported(tmp_path, reference, capsys
     assert status == 0, capsys.readouterr().err
 
 
-class _Snapshot:
-    """A status page on a free port answering fixed bytes, as a broken proxy or a hostile
-    host might."""
-
-    def __init__(self, body: bytes) -> None:
-        import http.server
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 HUGE = b"1" + b"0" * 400  # a JSON integer float() cannot hold
 
 
@@ -235,7 +206,7 @@ HUGE = b"1" + b"0" * 400  # a JSON integer float() cannot hold
 ])
 def test_a_hostile_snapshot_is_a_one_line_error_not_a_traceback(tmp_path, capsys, body):
     out = tmp_path / "report.html"
-    with _Snapshot(body) as url:
+    with serving_bytes(body, {"Content-Type": "application/json"}) as url:
         status = run_report("--metrics", url, "-o", str(out))
     err = capsys.readouterr().err
     assert status == 2
@@ -258,7 +229,7 @@ def test_a_counter_too_large_for_a_float_is_a_malformed_snapshot(tmp_path, capsy
     body = body.replace(b'[["ok"], 1.0]', b'[["ok"], ' + HUGE + b"]", 1)
     assert HUGE in body
     out = tmp_path / "report.html"
-    with _Snapshot(body) as url:
+    with serving_bytes(body, {"Content-Type": "application/json"}) as url:
         status = run_report("--metrics", url, "-o", str(out))
     err = capsys.readouterr().err
     assert status == 2
