@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,18 @@ def make_log():
     yield make
     for event_log in logs:
         event_log.close()
+
+
+@pytest.fixture
+def exporters() -> Iterator[list]:
+    """A list a test appends its ``exporter_process.ExporterProcess`` exporters to: any
+    still running at the end are killed."""
+    import signal
+
+    started: list = []
+    yield started
+    for exporter in started:
+        exporter.stop(signal.SIGKILL)
 
 
 class Served(Exception):

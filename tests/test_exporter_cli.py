@@ -7,7 +7,6 @@ import doctest
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch.standalone
 import inferwatch.standalone.collectors
+from exporter_process import ExporterProcess
 from inferwatch.standalone import cli, scrape
 from inferwatch.standalone.collectors import MODULES, gpu, process
 from inferwatch.standalone.scrape import (
@@ -310,62 +310,11 @@ def test_doctests() -> None:
 
 # --- the real process ----------------------------------------------------------------------
 
-class Exporter:
-    """`inferwatch-exporter` in a subprocess on a port the kernel picks."""
-
-    def __init__(self, tmp_path: Path, *argv: str) -> None:
-        self.log_path = tmp_path / "exporter.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "inferwatch.standalone.cli",
-             "--web.listen-address=127.0.0.1:0", *argv],
-            stdout=self._log, stderr=subprocess.STDOUT)
-        self.url = self._wait_for_url()
-
-    def _wait_for_url(self) -> str:
-        deadline = time.monotonic() + 60  # a safety net: the log line ends the wait
-        while time.monotonic() < deadline:
-            match = re.search(r"serving (http\S+)", self.log_path.read_text())
-            if match:
-                return match.group(1)
-            if self.process.poll() is not None:
-                raise AssertionError(f"exporter exited: {self.log_path.read_text()}")
-            time.sleep(0.02)
-        raise AssertionError(f"exporter did not start: {self.log_path.read_text()}")
-
-    def get(self, headers: dict[str, str] | None = None) -> tuple[int, str]:
-        request = urllib.request.Request(self.url, headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=15)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            self._log.close()
-
-
-@pytest.fixture
-def exporters():
-    started: list[Exporter] = []
-    yield started
-    for exporter in started:
-        exporter.stop(signal.SIGKILL)
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_real_exporter_serves_and_exits_cleanly(tmp_path: Path, exporters: list,
                                                 signum: int) -> None:
-    exporter = Exporter(tmp_path, f"--process.pid={os.getpid()}", "--no-process.children",
+    exporter = ExporterProcess(tmp_path, f"--process.pid={os.getpid()}", "--no-process.children",
                         "--log.format=json")
     exporters.append(exporter)
     status, text = exporter.get()
@@ -390,7 +339,8 @@ def test_real_exporter_serves_and_exits_cleanly(tmp_path: Path, exporters: list,
 
 @pytest.mark.integration
 def test_real_exporter_serves_at_the_telemetry_path(tmp_path: Path, exporters: list) -> None:
-    exporter = Exporter(tmp_path, "--web.telemetry-path=/custom/metrics", "--no-collector.gpu")
+    exporter = ExporterProcess(tmp_path, "--web.telemetry-path=/custom/metrics",
+                               "--no-collector.gpu")
     exporters.append(exporter)
     assert exporter.url.endswith("/custom/metrics")
     status, text = exporter.get()
@@ -407,7 +357,7 @@ def test_real_exporter_applies_the_web_config(tmp_path: Path, exporters: list) -
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     config = tmp_path / "web.yml"
     config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
-    exporter = Exporter(tmp_path, f"--web.config.file={config}", "--no-collector.gpu")
+    exporter = ExporterProcess(tmp_path, f"--web.config.file={config}", "--no-collector.gpu")
     exporters.append(exporter)
     assert exporter.get()[0] == 401
     token = base64.b64encode(b"prometheus:s3cret").decode()
@@ -448,7 +398,7 @@ def test_real_exporter_refuses_tls_below_1_2_at_startup(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_real_exporter_reports_a_busy_port(tmp_path: Path, exporters: list) -> None:
-    first = Exporter(tmp_path, "--no-collector.gpu")
+    first = ExporterProcess(tmp_path, "--no-collector.gpu")
     exporters.append(first)
     port = first.url.split(":")[2].split("/")[0]
     finished = subprocess.run(

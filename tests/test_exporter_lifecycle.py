@@ -7,14 +7,12 @@ import contextlib
 import io
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pynvml
@@ -24,6 +22,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter_process import ExporterProcess
 from fake_nvml import NOT_MIG, FakeGpu, FakeNVML
 from inferwatch.standalone import cli, scrape
 from inferwatch.standalone.collectors.gpu import GpuCollector
@@ -88,51 +87,14 @@ EXPORTER = textwrap.dedent("""
 """)
 
 
-class Exporter:
+class Exporter(ExporterProcess):
+    """The exporter over fake GPUs, leaving in `marker` what NVML it still held at exit."""
+
     def __init__(self, tmp_path: Path, *argv: str, broken: bool = False) -> None:
         self.marker = tmp_path / "held.json"
-        self.log_path = tmp_path / "exporter.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         script = EXPORTER.format(tests=str(TESTS), marker=str(self.marker), broken=broken)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", script, "--web.listen-address=127.0.0.1:0",
-             "--no-collector.process", *argv],
-            stdout=self._log, stderr=subprocess.STDOUT)
-        self.url = self._wait_for_url()
-
-    def _wait_for_url(self) -> str:
-        deadline = time.monotonic() + 60  # a safety net: the log line ends the wait
-        while time.monotonic() < deadline:
-            match = re.search(r"serving (http\S+)", self.log_path.read_text())
-            if match:
-                return match.group(1)
-            if self.process.poll() is not None:
-                raise AssertionError(f"exporter exited: {self.log_path.read_text()}")
-            time.sleep(0.02)
-        raise AssertionError(f"exporter did not start: {self.log_path.read_text()}")
-
-    def get(self) -> str:
-        with urllib.request.urlopen(self.url, timeout=30) as response:
-            return response.read().decode()
-
-    def stop(self, signum: int) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            self._log.close()
-
-
-@pytest.fixture
-def exporters():
-    started: list[Exporter] = []
-    yield started
-    for exporter in started:
-        exporter.stop(signal.SIGKILL)
+        super().__init__(tmp_path, "--no-collector.process", *argv,
+                         command=(sys.executable, "-c", script))
 
 
 @pytest.mark.integration
@@ -141,7 +103,7 @@ def test_stopping_the_exporter_gives_nvml_back(tmp_path: Path, exporters: list,
                                                signum: int) -> None:
     exporter = Exporter(tmp_path)
     exporters.append(exporter)
-    text = exporter.get()
+    text = exporter.get()[1]
     assert "inferwatch_gpu_devices 2.0" in text
     assert 'inferwatch_exporter_collector_success{collector="gpu"} 1.0' in text
     assert exporter.stop(signum) == 0
@@ -156,7 +118,7 @@ def test_a_collector_whose_close_fails_costs_neither_the_others_nor_the_status(
         tmp_path: Path, exporters: list) -> None:
     exporter = Exporter(tmp_path, "--log.format=json", broken=True)
     exporters.append(exporter)
-    assert 'collector_success{collector="broken"} 1.0' in exporter.get()
+    assert 'collector_success{collector="broken"} 1.0' in exporter.get()[1]
     assert exporter.stop(signal.SIGTERM) == 0
     assert json.loads(exporter.marker.read_text())["inits"] == 0
     lines = [json.loads(line) for line in exporter.log_path.read_text().splitlines()]

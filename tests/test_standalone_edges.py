@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter_process import ExporterProcess
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import SnapshotDirectory
@@ -281,43 +280,6 @@ def test_a_host_name_the_socket_cannot_encode_is_a_usage_error(address: str, run
 
 # --- the real process ----
 
-class Exporter:
-    """`inferwatch-exporter` in a subprocess on a loopback port the kernel picks."""
-
-    def __init__(self, tmp_path: Path, *argv: str) -> None:
-        self.log_path = tmp_path / f"exporter-{time.monotonic_ns()}.log"
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "inferwatch.standalone.cli",
-                 "--web.listen-address=127.0.0.1:0", "--no-collector.gpu", *argv],
-                stdout=subprocess.DEVNULL, stderr=log)
-        self.url = ""
-        try:
-            wait_for(lambda: self._served() or self.process.poll() is not None,
-                     "the exporter to serve", 60)
-        except AssertionError:
-            self.kill()
-            raise
-        assert self.url, f"exporter exited: {self.log_path.read_text()}"
-
-    def _served(self) -> bool:
-        match = re.search(r"serving (http[^\s\"]+)", self.log_path.read_text())
-        self.url = match.group(1) if match else ""
-        return bool(self.url)
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
 def get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
@@ -331,7 +293,8 @@ def test_every_log_line_is_json_from_the_first_one_on(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # Turned on with no directory: the collector says so while it is being set up.
     monkeypatch.delenv("INFERWATCH_MULTIPROC_DIR", raising=False)
-    exporter = Exporter(tmp_path, "--collector.multiproc", "--log.format=json")
+    exporter = ExporterProcess(tmp_path, "--no-collector.gpu", "--collector.multiproc",
+                               "--log.format=json")
     try:
         assert get(exporter.url) == 200
     finally:
@@ -346,7 +309,8 @@ def test_every_log_line_is_json_from_the_first_one_on(tmp_path: Path,
 @pytest.mark.integration
 def test_a_telemetry_path_with_non_ascii_letters_is_served_where_clients_ask(
         tmp_path: Path) -> None:
-    exporter = Exporter(tmp_path, "--web.telemetry-path=/m\u00e9triques")
+    exporter = ExporterProcess(tmp_path, "--no-collector.gpu",
+                               "--web.telemetry-path=/m\u00e9triques")
     try:
         # curl, browsers and Prometheus all send the path UTF-8 percent-encoded.
         base = exporter.url.rsplit("/", 1)[0]
