@@ -9,49 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import inferwatch
-from inferwatch import faults
+from recorded_samples import predicted_classes, recorded, sample
 
 _FEW = settings(max_examples=20, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-
-
-def _recorded(result: object, *, proba: bool = False, calls: int = 1, **options: object
-              ) -> tuple[dict[tuple[str, tuple], float], int]:
-    """The samples after `calls` calls returning `result` (by ``predict_proba`` when
-    `proba`), and how many internal faults they raised; asserts the caller got `result`."""
-    from conftest import Scraper
-
-    class Model:
-        def predict(self, x: object) -> object:
-            return result
-
-        def predict_proba(self, x: object) -> object:
-            return result
-
-    scraper = Scraper(drain_interval=3600)
-    before = sum(faults.internal_error_counts().values())
-    try:
-        model = inferwatch.instrument(Model(), name="m", version="1",
-                                      registry=scraper.registry, **options)
-        method = model.predict_proba if proba else model.predict
-        for _ in range(calls):
-            assert method(None) is result
-        samples = {(s.name, tuple(sorted((k, v) for k, v in s.labels.items()
-                                         if k not in ("model", "model_version")))): s.value
-                   for s in scraper.samples()}
-    finally:
-        scraper.registry.close()
-    return samples, sum(faults.internal_error_counts().values()) - before
-
-
-def _get(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def _classes(samples: dict) -> dict[str, float]:
-    return {dict(labels)["class"]: value for (name, labels), value in samples.items()
-            if name == "inferwatch_predicted_class_total" and value}
 
 
 def _outputs(samples: dict) -> set[str]:
@@ -76,24 +37,24 @@ def test_integer_labels_with_nulls_in_arrow_columns_stay_classes(labels, calls, 
     else:
         pa = pytest.importorskip("pyarrow")
         result = pa.array(labels, type=pa.int64())
-    samples, faulted = _recorded(result, calls=calls)
+    samples, faulted = recorded(result, calls=calls)
     assert faulted == 0
     present = [v for v in labels if v is not None]
     expected = {str(v): float(present.count(v) * calls) for v in set(present)}
     # As the same labels in a pandas Int64 column are: classes, never regression values.
-    assert _classes(samples) == expected
+    assert predicted_classes(samples) == expected
     assert not _outputs(samples)
-    assert _get(samples, "inferwatch_invalid_predictions_total", reason="nan") == \
+    assert sample(samples, "inferwatch_invalid_predictions_total", reason="nan") == \
         labels.count(None) * calls
-    assert _get(samples, "inferwatch_batch_size_sum") == len(labels) * calls
+    assert sample(samples, "inferwatch_batch_size_sum") == len(labels) * calls
 
 
 def test_polars_labels_with_nulls_match_pandas_nullable_labels():
     pl = pytest.importorskip("polars")
     labels = [1, None, 0, 1]
-    from_polars, _ = _recorded(pl.Series(labels), calls=2)
-    from_pandas, _ = _recorded(pd.Series(labels, dtype="Int64"), calls=2)
-    assert _classes(from_polars) == _classes(from_pandas) == {"0": 2.0, "1": 4.0}
+    from_polars, _ = recorded(pl.Series(labels), calls=2)
+    from_pandas, _ = recorded(pd.Series(labels, dtype="Int64"), calls=2)
+    assert predicted_classes(from_polars) == predicted_classes(from_pandas) == {"0": 2.0, "1": 4.0}
 
 
 # --- predict_proba that cannot be read still counts its rows ------------------------------
@@ -106,13 +67,13 @@ def test_polars_labels_with_nulls_match_pandas_nullable_labels():
              dtype="datetime64[D]"),
 ], ids=["complex", "objects", "bytes", "datetime"])
 def test_unreadable_probabilities_count_their_rows(result):
-    samples, faulted = _recorded(result, proba=True, calls=3)
+    samples, faulted = recorded(result, proba=True, calls=3)
     assert faulted == 0
-    assert _get(samples, "inferwatch_batch_size_sum") == 2 * 3
-    assert _get(samples, "inferwatch_batch_size_count") == 3
-    assert _get(samples, "inferwatch_invalid_predictions_total",
-                reason="unsupported_type") == 2 * 3
-    assert not _classes(samples) and not _outputs(samples)
+    assert sample(samples, "inferwatch_batch_size_sum") == 2 * 3
+    assert sample(samples, "inferwatch_batch_size_count") == 3
+    assert sample(samples, "inferwatch_invalid_predictions_total",
+                  reason="unsupported_type") == 2 * 3
+    assert not predicted_classes(samples) and not _outputs(samples)
 
 
 # --- a nullable Float64 probability frame: each NA row is missing, the rest recorded -------
@@ -124,15 +85,15 @@ def test_nullable_probability_frame_records_its_complete_rows(rows, calls):
     first = pd.array(rows, dtype="Float64")
     second = pd.array([None if p is None else 1.0 - p for p in rows], dtype="Float64")
     frame = pd.DataFrame({"legit": first, "fraud": second})
-    samples, faulted = _recorded(frame, proba=True, calls=calls)
+    samples, faulted = recorded(frame, proba=True, calls=calls)
     assert faulted == 0
     complete = [p for p in rows if p is not None]
-    assert _get(samples, "inferwatch_batch_size_sum") == len(rows) * calls
-    assert _get(samples, "inferwatch_invalid_predictions_total", reason="nan") == \
+    assert sample(samples, "inferwatch_batch_size_sum") == len(rows) * calls
+    assert sample(samples, "inferwatch_invalid_predictions_total", reason="nan") == \
         rows.count(None) * calls
-    assert _get(samples, "inferwatch_invalid_predictions_total",
-                reason="unsupported_type") == 0
-    assert sum(_classes(samples).values()) == len(complete) * calls
-    assert _get(samples, "inferwatch_prediction_count", output="legit") == len(complete) * calls
-    assert _get(samples, "inferwatch_prediction_sum", output="legit") == pytest.approx(
+    assert sample(samples, "inferwatch_invalid_predictions_total",
+                  reason="unsupported_type") == 0
+    assert sum(predicted_classes(samples).values()) == len(complete) * calls
+    assert sample(samples, "inferwatch_prediction_count", output="legit") == len(complete) * calls
+    assert sample(samples, "inferwatch_prediction_sum", output="legit") == pytest.approx(
         sum(complete) * calls)

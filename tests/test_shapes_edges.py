@@ -11,47 +11,15 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch import faults
+from recorded_samples import predicted_classes, recorded, sample
 
 _FEW = settings(max_examples=25, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
-def _recorded(result: object, *, proba: bool = False, calls: int = 1, **options: object
-              ) -> tuple[dict[tuple[str, tuple], float], int]:
-    """The samples after `calls` calls returning `result` (by ``predict_proba`` when
-    `proba`), and how many prediction faults they raised; asserts the caller got `result`."""
-    from conftest import Scraper
-
-    class Model:
-        def predict(self, x: object) -> object:
-            return result
-
-        def predict_proba(self, x: object) -> object:
-            return result
-
-    scraper = Scraper(drain_interval=3600)
-    before = faults.internal_error_counts().get("prediction", 0)
-    try:
-        model = inferwatch.instrument(Model(), name="m", version="1",
-                                      registry=scraper.registry, **options)
-        method = model.predict_proba if proba else model.predict
-        for _ in range(calls):
-            assert method(None) is result
-        samples = {(s.name, tuple(sorted((k, v) for k, v in s.labels.items()
-                                         if k not in ("model", "model_version")))): s.value
-                   for s in scraper.samples()}
-    finally:
-        scraper.registry.close()
-    return samples, faults.internal_error_counts().get("prediction", 0) - before
-
-
-def _get(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def _classes(samples: dict) -> dict[str, float]:
-    return {dict(labels)["class"]: value for (name, labels), value in samples.items()
-            if name == "inferwatch_predicted_class_total" and value}
+def recorded_prediction(result: object, **options: object) -> tuple[dict, int]:
+    """``recorded``, counting the internal faults of reading predictions alone."""
+    return recorded(result, fault_kind="prediction", **options)
 
 
 # bfloat16 values: numpy has no such dtype, and torch refuses .numpy() on one.
@@ -65,16 +33,16 @@ _BF16_VALUES = st.lists(st.sampled_from([0.0, 0.5, -1.25, 3.0, 1024.0, 0.0078125
 def test_bfloat16_tensor_outputs_are_recorded(values, calls):
     torch = pytest.importorskip("torch")
     column = torch.tensor(values, dtype=torch.bfloat16).reshape(-1, 1)
-    samples, faulted = _recorded(column, calls=calls)
+    samples, faulted = recorded_prediction(column, calls=calls)
     assert faulted == 0
-    assert _get(samples, "inferwatch_batch_size_sum") == len(values) * calls
-    assert _get(samples, "inferwatch_prediction_count", output="value") == len(values) * calls
-    assert _get(samples, "inferwatch_prediction_sum", output="value") == pytest.approx(
+    assert sample(samples, "inferwatch_batch_size_sum") == len(values) * calls
+    assert sample(samples, "inferwatch_prediction_count", output="value") == len(values) * calls
+    assert sample(samples, "inferwatch_prediction_sum", output="value") == pytest.approx(
         sum(values) * calls)
     heads = (torch.tensor(values, dtype=torch.bfloat16), torch.zeros(len(values)))
-    samples, faulted = _recorded(heads, calls=calls)
+    samples, faulted = recorded_prediction(heads, calls=calls)
     assert faulted == 0
-    assert _get(samples, "inferwatch_prediction_sum", output="0") == pytest.approx(
+    assert sample(samples, "inferwatch_prediction_sum", output="0") == pytest.approx(
         sum(values) * calls)
 
 
@@ -85,14 +53,14 @@ def test_integer_tensor_is_a_batch_of_class_labels(labels, calls):
     """``logits.argmax(dim=1)``: n class ids, not one sample of n outputs whose labels
     would be position-prefixed (``"17:3"``) and grow with the batch."""
     torch = pytest.importorskip("torch")
-    samples, faulted = _recorded(torch.tensor(labels), calls=calls)
+    samples, faulted = recorded_prediction(torch.tensor(labels), calls=calls)
     assert faulted == 0
-    assert _get(samples, "inferwatch_batch_size_sum") == len(labels) * calls
+    assert sample(samples, "inferwatch_batch_size_sum") == len(labels) * calls
     expected = {str(v): float(labels.count(v) * calls) for v in set(labels)}
-    assert _classes(samples) == expected
+    assert predicted_classes(samples) == expected
     flags = torch.tensor([v > 4 for v in labels])
-    samples, _ = _recorded(flags)
-    assert _classes(samples) == {str(v): float(sum(1 for f in labels if (f > 4) == v))
+    samples, _ = recorded_prediction(flags)
+    assert predicted_classes(samples) == {str(v): float(sum(1 for f in labels if (f > 4) == v))
                                  for v in {f > 4 for f in labels}}
 
 
@@ -105,18 +73,18 @@ def test_floats_with_missing_values_in_an_object_array_are_values(values, calls)
     if all(v is None for v in values):
         values = [*values, 0.5]
     for result in (values, np.array(values, dtype=object)):
-        samples, faulted = _recorded(result, calls=calls)
+        samples, faulted = recorded_prediction(result, calls=calls)
         assert faulted == 0
         present = [v for v in values if v is not None]
-        assert _get(samples, "inferwatch_batch_size_sum") == len(values) * calls
-        assert _get(samples, "inferwatch_prediction_count", output="value") == \
+        assert sample(samples, "inferwatch_batch_size_sum") == len(values) * calls
+        assert sample(samples, "inferwatch_prediction_count", output="value") == \
             len(present) * calls
-        assert _get(samples, "inferwatch_prediction_sum", output="value") == pytest.approx(
+        assert sample(samples, "inferwatch_prediction_sum", output="value") == pytest.approx(
             sum(present) * calls)
-        assert _get(samples, "inferwatch_invalid_predictions_total", reason="nan") == \
+        assert sample(samples, "inferwatch_invalid_predictions_total", reason="nan") == \
             (len(values) - len(present)) * calls
-        assert _get(samples, "inferwatch_invalid_predictions_total",
-                    reason="unsupported_type") == 0
+        assert sample(samples, "inferwatch_invalid_predictions_total",
+                      reason="unsupported_type") == 0
 
 
 @_FEW
@@ -127,17 +95,18 @@ def test_a_null_class_label_counts_as_missing(labels):
     ``pd.NA`` is), not an unsupported type."""
     pl = pytest.importorskip("polars")
     for column in (pl.Series(labels, dtype=pl.Utf8), np.array(labels, dtype=object)):
-        samples, faulted = _recorded(column, classes=["cat", "dog"])
+        samples, faulted = recorded_prediction(column, classes=["cat", "dog"])
         assert faulted == 0
-        assert _get(samples, "inferwatch_invalid_predictions_total", reason="nan") == \
+        assert sample(samples, "inferwatch_invalid_predictions_total", reason="nan") == \
             labels.count(None)
-        assert _get(samples, "inferwatch_invalid_predictions_total",
-                    reason="unsupported_type") == 0
-        assert _classes(samples) == {v: float(labels.count(v)) for v in set(labels) - {None}}
+        assert sample(samples, "inferwatch_invalid_predictions_total",
+                      reason="unsupported_type") == 0
+        assert predicted_classes(samples) == {v: float(labels.count(v))
+                                              for v in set(labels) - {None}}
     flags = pl.Series([True, None, False, True])
-    samples, _ = _recorded(flags)
-    assert _classes(samples) == {"True": 2.0, "False": 1.0}
-    assert _get(samples, "inferwatch_invalid_predictions_total", reason="nan") == 1
+    samples, _ = recorded_prediction(flags)
+    assert predicted_classes(samples) == {"True": 2.0, "False": 1.0}
+    assert sample(samples, "inferwatch_invalid_predictions_total", reason="nan") == 1
 
 
 def test_sparse_multilabel_predictions_are_their_rows():
@@ -153,16 +122,16 @@ def test_sparse_multilabel_predictions_are_their_rows():
     fitted = OneVsRestClassifier(LogisticRegression()).fit(x, sp.csr_matrix(y))
     out = fitted.predict(x[:7])
     assert sp.issparse(out)
-    samples, faulted = _recorded(out, calls=2)
+    samples, faulted = recorded_prediction(out, calls=2)
     dense = out.toarray()
     assert faulted == 0
-    assert _get(samples, "inferwatch_batch_size_sum") == 14
-    assert _classes(samples) == {f"{j}:{v}": 2.0 * float((dense[:, j] == v).sum())
+    assert sample(samples, "inferwatch_batch_size_sum") == 14
+    assert predicted_classes(samples) == {f"{j}:{v}": 2.0 * float((dense[:, j] == v).sum())
                                  for j in range(2) for v in set(dense[:, j].tolist())}
     column = sp.csr_matrix(np.array([[0.25], [0.5], [2.0]]))
-    samples, _ = _recorded(column, task="regression")
-    assert _get(samples, "inferwatch_batch_size_sum") == 3
-    assert _get(samples, "inferwatch_prediction_sum", output="value") == 2.75
+    samples, _ = recorded_prediction(column, task="regression")
+    assert sample(samples, "inferwatch_batch_size_sum") == 3
+    assert sample(samples, "inferwatch_prediction_sum", output="value") == 2.75
 
 
 @_FEW
@@ -170,22 +139,22 @@ def test_sparse_multilabel_predictions_are_their_rows():
 def test_predict_proba_as_a_dataframe_is_probabilities(rows, calls):
     """AutoGluon's and H2O's predict_proba return a DataFrame with a column per class."""
     frame = pd.DataFrame({"no": [1.0 - p for p in rows], "yes": rows})
-    samples, faulted = _recorded(frame, proba=True, calls=calls)
+    samples, faulted = recorded_prediction(frame, proba=True, calls=calls)
     assert faulted == 0
-    assert _get(samples, "inferwatch_prediction_confidence_count") == len(rows) * calls
+    assert sample(samples, "inferwatch_prediction_confidence_count") == len(rows) * calls
     top = ["yes" if p > 1.0 - p else "no" for p in rows]
-    assert _classes(samples) == {c: float(top.count(c) * calls) for c in set(top)}
-    assert _get(samples, "inferwatch_prediction_sum", output="yes") == pytest.approx(
+    assert predicted_classes(samples) == {c: float(top.count(c) * calls) for c in set(top)}
+    assert sample(samples, "inferwatch_prediction_sum", output="yes") == pytest.approx(
         sum(rows) * calls)
 
 
 def test_pyarrow_array_with_nulls_is_recorded():
     pa = pytest.importorskip("pyarrow")
-    samples, faulted = _recorded(pa.array([1.5, None, 2.5]), calls=2)
+    samples, faulted = recorded_prediction(pa.array([1.5, None, 2.5]), calls=2)
     assert faulted == 0
-    assert _get(samples, "inferwatch_batch_size_sum") == 6
-    assert _get(samples, "inferwatch_prediction_sum", output="value") == 8.0
-    assert _get(samples, "inferwatch_invalid_predictions_total", reason="nan") == 2
+    assert sample(samples, "inferwatch_batch_size_sum") == 6
+    assert sample(samples, "inferwatch_prediction_sum", output="value") == 8.0
+    assert sample(samples, "inferwatch_invalid_predictions_total", reason="nan") == 2
 
 
 @_FEW
@@ -193,13 +162,13 @@ def test_pyarrow_array_with_nulls_is_recorded():
 def test_rows_of_a_higher_rank_output_are_its_first_dimension(shape):
     """A (batch, sequence, k) output is batch rows, whatever it holds per row."""
     values = np.arange(np.prod(shape), dtype=np.float64).reshape(shape) / 10
-    samples, faulted = _recorded(values)
+    samples, faulted = recorded_prediction(values)
     assert faulted == 0
-    assert _get(samples, "inferwatch_batch_size_sum") == shape[0]
-    assert _get(samples, "inferwatch_prediction_count", output="value") == values.size
-    samples, _ = _recorded(np.full(shape, 0.5), proba=True)
-    assert _get(samples, "inferwatch_batch_size_sum") == shape[0]
-    assert _get(samples, "inferwatch_invalid_predictions_total", reason="bad_shape") == 1
+    assert sample(samples, "inferwatch_batch_size_sum") == shape[0]
+    assert sample(samples, "inferwatch_prediction_count", output="value") == values.size
+    samples, _ = recorded_prediction(np.full(shape, 0.5), proba=True)
+    assert sample(samples, "inferwatch_batch_size_sum") == shape[0]
+    assert sample(samples, "inferwatch_invalid_predictions_total", reason="bad_shape") == 1
 
 
 @_FEW
@@ -272,10 +241,10 @@ def test_integers_past_the_float_range_among_floats_count_as_inf(values, huge):
     """Python keeps a JSON body's 400-digit integer exact: among float outputs it
     is an infinite value (it raised in the drain and lost the call)."""
     result = [*values, *huge]
-    samples, faulted = _recorded(result)
+    samples, faulted = recorded_prediction(result)
     assert faulted == 0
-    assert _get(samples, "inferwatch_invalid_predictions_total", reason="inf") == len(huge)
-    assert _get(samples, "inferwatch_prediction_count", output="value") == len(values)
+    assert sample(samples, "inferwatch_invalid_predictions_total", reason="inf") == len(huge)
+    assert sample(samples, "inferwatch_prediction_count", output="value") == len(values)
 
 
 def _binary_figures(result: object) -> dict:
