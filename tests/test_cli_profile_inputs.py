@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -13,14 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cli_pages import INFERWATCH
 from inferwatch.quality.reference import Reference
-
-COMMAND = [sys.executable, "-c",
-           "import sys; from inferwatch.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
 def inferwatch(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*COMMAND, *argv], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*INFERWATCH, *argv], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture()

@@ -5,42 +5,18 @@ from __future__ import annotations
 import csv
 import resource
 import subprocess
-import sys
-from html.parser import HTMLParser
 
 import numpy as np
 
+from cli_pages import INFERWATCH, data_values
 from inferwatch.quality.reference import Reference
-
-COMMAND = [sys.executable, "-c",
-           "import sys; from inferwatch.cli import main; sys.exit(main(sys.argv[1:]))"]
-
-
-class _DataValues(HTMLParser):
-    """The `data-key` -> `data-value` pairs of a page: its numbers, exactly."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.values: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        if "data-key" in found:
-            self.values[found["data-key"] or ""] = found.get("data-value") or ""
-
-
-def data_values(html: str) -> dict[str, str]:
-    parser = _DataValues()
-    parser.feed(html)
-    parser.close()
-    return parser.values
 
 
 def report(*argv: str, limit_file_bytes: int | None = None) -> subprocess.CompletedProcess:
     def limit() -> None:  # in the child only: as a full disk, writes past this fail
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_bytes, limit_file_bytes))
 
-    return subprocess.run([*COMMAND, "report", *argv], capture_output=True, text=True,
+    return subprocess.run([*INFERWATCH, "report", *argv], capture_output=True, text=True,
                           timeout=120, preexec_fn=limit if limit_file_bytes else None)
 
 
@@ -108,7 +84,7 @@ def test_a_file_compared_with_its_own_profile_shows_no_drift(tmp_path):
     data = tmp_path / "train.csv"
     write_csv(data, ["amount", "label"], [[i, f"0{i % 3 + 1}"] for i in range(300)])
     reference = tmp_path / "reference.json"
-    done = subprocess.run([*COMMAND, "profile", str(data), "-o", str(reference),
+    done = subprocess.run([*INFERWATCH, "profile", str(data), "-o", str(reference),
                            "--predictions-column", "label", "--categorical", "label"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -127,7 +103,7 @@ def test_dash_output_pipes_the_profile_and_the_report_through_stdout(tmp_path):
     # named "-" in the working directory instead.
     data = tmp_path / "train.csv"
     write_csv(data, ["amount", "label"], [[i * 0.5, f"c{i % 3}"] for i in range(300)])
-    done = subprocess.run([*COMMAND, "profile", str(data), "-o", "-",
+    done = subprocess.run([*INFERWATCH, "profile", str(data), "-o", "-",
                            "--predictions-column", "label"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -136,7 +112,7 @@ def test_dash_output_pipes_the_profile_and_the_report_through_stdout(tmp_path):
     reference.write_text(done.stdout, encoding="utf-8")
     assert Reference.load(reference).rows == 300
 
-    done = subprocess.run([*COMMAND, "report", "--reference", str(reference), str(data),
+    done = subprocess.run([*INFERWATCH, "report", "--reference", str(reference), str(data),
                            "-o", "-"], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)
 

@@ -11,7 +11,6 @@ import io
 import lzma
 import os
 import subprocess
-import sys
 import threading
 import zipfile
 
@@ -21,11 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cli_pages import INFERWATCH
 from inferwatch.quality import profile_cli
 from inferwatch.quality.reference import Reference
 
-COMMAND = [sys.executable, "-c",
-           "import sys; from inferwatch.cli import main; sys.exit(main(sys.argv[1:]))"]
 TEXT = "age,city,score\n31,Berlin,0.25\n45,Paris,0.5\n,Rome,0.75\n52,Berlin,0.125\n"
 ERROR = "inferwatch profile: error: "
 
@@ -129,7 +127,7 @@ def test_a_ragged_row_names_its_line_in_the_file(tmp_path, capsys):
 
 
 def inferwatch(*argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*COMMAND, *argv], input=stdin, capture_output=True, timeout=120)
+    return subprocess.run([*INFERWATCH, *argv], input=stdin, capture_output=True, timeout=120)
 
 
 @pytest.mark.parametrize("data", ["-", "/dev/stdin"])

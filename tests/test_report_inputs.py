@@ -6,9 +6,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import threading
-from html.parser import HTMLParser
 
 import numpy as np
 import pyarrow as pa
@@ -17,37 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cli_pages import INFERWATCH, data_values
 from inferwatch.cli import main
 from inferwatch.quality.reference import Reference
 from inferwatch.report.model import from_data
 
-COMMAND = [sys.executable, "-c",
-           "import sys; from inferwatch.cli import main; sys.exit(main(sys.argv[1:]))"]
 ERROR = "inferwatch report: error: "
 
 
-class _Values(HTMLParser):
-    """The `data-key` -> `data-value` pairs of a page."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.values: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        if "data-key" in found:
-            self.values[found["data-key"] or ""] = found.get("data-value") or ""
-
-
-def values(html: str) -> dict[str, str]:
-    page = _Values()
-    page.feed(html)
-    page.close()
-    return page.values
-
-
 def inferwatch(*argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*COMMAND, *argv], input=stdin, capture_output=True, timeout=120)
+    return subprocess.run([*INFERWATCH, *argv], input=stdin, capture_output=True, timeout=120)
 
 
 @pytest.fixture
@@ -92,7 +69,7 @@ def test_a_csv_file_on_stdin_is_reported(tmp_path, reference, data):
                       stdin=csv_text(live_rows()).encode())
     assert done.returncode == 0, done.stderr
     assert b"1200 rows, 2 features" in done.stderr
-    page = values(out.read_text(encoding="utf-8"))
+    page = data_values(out.read_text(encoding="utf-8"))
     assert float(page["feature_drift|amount|psi"]) > 0.2
     assert float(page["prediction_drift|score|psi"]) < 0.2
 
@@ -103,7 +80,7 @@ def test_a_parquet_file_on_stdin_is_reported(tmp_path, reference):
                       "-o", str(out), stdin=parquet_bytes(live_rows()))
     assert done.returncode == 0, done.stderr
     assert b"1200 rows, 2 features" in done.stderr
-    assert "prediction_drift|score|psi" in values(out.read_text(encoding="utf-8"))
+    assert "prediction_drift|score|psi" in data_values(out.read_text(encoding="utf-8"))
 
 
 def test_a_named_pipe_as_process_substitution_gives_is_reported(tmp_path, reference):
@@ -164,7 +141,7 @@ def test_a_reference_of_outputs_only_counts_the_rows_compared(n, shift):
     predictions = {"score": rng.random(n) + shift}
     report = from_data(reference, {}, predictions)
     assert report.rows == n
-    assert values(report.html())["drift_rows"] == str(n)
+    assert data_values(report.html())["drift_rows"] == str(n)
     flag = {f.alert: f for f in report.flags}["InferwatchPredictionDrift"]
     if n >= 1_000:
         assert flag.state != "no data"
@@ -213,7 +190,7 @@ def test_an_unwritable_output_is_refused_before_a_pipe_is_read(tmp_path, referen
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     try:
-        done = subprocess.run([*COMMAND, "report", "--reference", str(reference), str(fifo),
+        done = subprocess.run([*INFERWATCH, "report", "--reference", str(reference), str(fifo),
                                "-o", str(out)], capture_output=True, timeout=30)
     except subprocess.TimeoutExpired:
         with open(fifo, "wb"):  # releases the child blocked opening the pipe

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli_pages import INFERWATCH
 from conftest import require_binary
 from inferwatch.generate import render, rule_files, write
 from inferwatch.generate.config import from_dict
-
-COMMAND = [sys.executable, "-c",
-           "import sys; from inferwatch.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -33,7 +30,7 @@ def test_a_listing_whose_reader_left_is_no_failure(tmp_path: Path) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first path is printed
     try:
-        result = subprocess.run([*COMMAND, "generate", "--out", str(out)], stdout=write_end,
+        result = subprocess.run([*INFERWATCH, "generate", "--out", str(out)], stdout=write_end,
                                 stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write_end)
@@ -46,7 +43,7 @@ def test_a_listing_whose_reader_left_is_no_failure(tmp_path: Path) -> None:
 def test_a_listing_that_cannot_be_printed_does_not_blame_the_directory(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with open("/dev/full", "w") as full:
-        result = subprocess.run([*COMMAND, "generate", "--out", str(out), "--rules-only"],
+        result = subprocess.run([*INFERWATCH, "generate", "--out", str(out), "--rules-only"],
                                 stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
@@ -62,7 +59,7 @@ def test_a_listing_that_cannot_be_printed_does_not_blame_the_directory(tmp_path:
 def test_a_dangling_symlink_as_out_is_named_as_such(tmp_path: Path) -> None:
     link = tmp_path / "out"
     link.symlink_to(tmp_path / "missing" / "dir")
-    result = subprocess.run([*COMMAND, "generate", "--out", str(link)], capture_output=True,
+    result = subprocess.run([*INFERWATCH, "generate", "--out", str(link)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
@@ -74,7 +71,7 @@ def test_a_symlink_to_a_directory_and_a_relative_out_are_written_through(tmp_pat
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
-    result = subprocess.run([*COMMAND, "generate", "--out", "link", "--rules-only"],
+    result = subprocess.run([*INFERWATCH, "generate", "--out", "link", "--rules-only"],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"link/{path}" for path in rule_files(render())]
