@@ -227,10 +227,16 @@ def _swap_events(monitor: Monitor, events: EventLog | None, opened: bool) -> Non
 
 
 def _install_tracker(monitor: Monitor, tracker: FeatureTracker) -> None:
-    """Check inputs and predictions with `tracker` from the next drain on."""
+    """Check inputs and predictions with `tracker` from the next drain on; the series of
+    features it does not count under are retired."""
+    from inferwatch.quality.tracker import retire_feature_series
+
     with monitor._lock:
         monitor.features = tracker
         monitor.state.extras["drift"] = tracker.drift
+        # Each reload of renamed features would add its series to the old ones for good:
+        # a process reloading daily grows past max_features without bound.
+        retire_feature_series(monitor.state)
         validation = tracker.reference.validation
         monitor.state.validation = {} if validation is None else {
             validation.metric: validation.value}

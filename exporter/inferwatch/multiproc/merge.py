@@ -382,7 +382,7 @@ def _attach_drift(states: list[ModelState], plan: MergePlan, raws: list[RawSnaps
     if not any(model.drift is not None for model in plan.models):
         return
     # Loaded only where a model has a reference: the exporter stays free of it.
-    from inferwatch.quality.tracker import DriftState
+    from inferwatch.quality.tracker import DriftState, retire_feature_series
 
     drift_windows = _drift_windows(plan, raws, now, on_error)
     for merged_index, (state, model) in enumerate(zip(states, plan.models)):
@@ -392,6 +392,9 @@ def _attach_drift(states: list[ModelState], plan: MergePlan, raws: list[RawSnaps
                              for which, window in enumerate(model.drift.windows))
         state.extras["drift"] = DriftState.from_windows(model.drift.reference, features,
                                                         outputs, max_labels=model.drift.max_labels)
+        # Workers not yet reloaded (or the archive) still count another reference's
+        # features: only the merged reference's are shown, as its drift gauges are.
+        retire_feature_series(state)
 
 
 def _merge_exemplars(exemplars: object, model: int, mapped: LayoutMap,

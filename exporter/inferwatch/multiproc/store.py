@@ -475,6 +475,12 @@ class SnapshotDirectory:
                     # must not replace the archive's drift rows still in the window.
                     merge_model(target, state,
                                 lambda exc: faults.record("multiproc_fold", exc), now=now)
+                    if target.extras.get("drift") is not None:
+                        # Loaded only for a model with a reference (the exporter stays free
+                        # of it): each reload's old features would grow the archive for good.
+                        from inferwatch.quality.tracker import retire_feature_series
+
+                        retire_feature_series(target)
                     target.info = _newer_info(target.info, info)
                     states[state.key] = target
             for field in PROCESS_COUNTERS:

@@ -40,6 +40,9 @@ DEFAULT_DRIFT_WINDOW_SECONDS = 3600.0
 DEFAULT_DRIFT_AGE_BUCKETS = 6
 # Features (and outputs) with a series of their own; the rest fold into __other__.
 DEFAULT_MAX_FEATURE_LABELS = 200
+# Counters with a `feature` label, counted under the labels of the reference in force.
+FEATURE_COUNTERS = ("inferwatch_feature_missing_total", "inferwatch_feature_out_of_range_total",
+                    "inferwatch_feature_unseen_category_total")
 
 
 class DriftState:
@@ -69,6 +72,18 @@ class DriftState:
     def folded(self) -> int:
         """Features and outputs past the label cap (or colliding once cleaned)."""
         return sum(label is None for labels in self.labels() for label in labels.values())
+
+    def feature_series(self) -> frozenset[str]:
+        """The ``feature`` label values the reference counts under: each labelled feature,
+        and ``__other__`` where some fold into it (at most ``max_labels`` + 1).
+
+        >>> import numpy as np
+        >>> ref = Reference.from_data({"a": np.arange(9.0), "b": np.arange(9.0)})
+        >>> sorted(DriftState(ref, max_labels=1).feature_series())
+        ['__other__', 'a']
+        """
+        labels = self.labels()[0].values()
+        return frozenset(label if label is not None else OTHER for label in labels)
 
     def rows(self, now: float) -> int:
         """Rows in the window, as :meth:`scores` counts them."""
@@ -207,6 +222,45 @@ class DriftState:
 
     def __deepcopy__(self, memo: dict) -> DriftState:
         return DriftState.from_dict(self.to_dict())
+
+
+def retire_feature_series(state: Any) -> int:
+    """Drop the per-feature counter series of `state` (a ``ModelState``) whose feature its
+    drift reference does not count under; the number dropped. Never raises.
+
+    A reference loaded again with renamed or rotated features (or a lower label cap)
+    would otherwise leave the old features' series in the exposition for good, past
+    ``max_features``; the model's own counters are not touched. A state without a
+    reference keeps its series.
+
+    >>> import numpy as np
+    >>> from inferwatch.core.state import ModelState
+    >>> ref = Reference.from_data({"a": np.arange(9.0)})
+    >>> state = ModelState("m", "1")
+    >>> state.inc("inferwatch_feature_missing_total", ("a",))
+    >>> state.inc("inferwatch_feature_missing_total", ("old",))
+    >>> state.extras["drift"] = DriftState(ref)
+    >>> retire_feature_series(state), list(state.counters["inferwatch_feature_missing_total"])
+    (1, [('a',)])
+    """
+    try:
+        drift = state.extras.get("drift")
+        if not isinstance(drift, DriftState):
+            return 0
+        kept = drift.feature_series()
+        retired = 0
+        for metric in FEATURE_COUNTERS:
+            series = state.counters.get(metric)
+            if not series:
+                continue
+            gone = [labels for labels in series if not labels or labels[0] not in kept]
+            for labels in gone:
+                del series[labels]
+            retired += len(gone)
+        return retired
+    except Exception as exc:  # a bug here must not cost the caller its scrape or configure()
+        faults.record("quality", exc)
+        return 0
 
 
 def _labels_of(reference: Reference, max_labels: int) -> tuple[dict, dict]:
