@@ -374,8 +374,12 @@ def test_one_call_with_nan_leaves_the_rest_of_its_drain_joinable(calls, task):
         clean_rows = sum(rows for rows, bad in calls if bad is None)
         bad_calls = sum(1 for _, bad in calls if bad is not None)
         if task == "classification":
-            assert (scraper.value("inferwatch_outcomes_total", result="correct") or 0) == \
-                clean_rows
+            # Per row too: a bad call's other rows are judged, its bad row (no top class)
+            # counts one unsupported_prediction.
+            judged = clean_rows + sum(rows - 1 for rows, bad in calls if bad)
+            assert (scraper.value("inferwatch_outcomes_total", result="correct") or 0) == judged
+            assert scraper.total("inferwatch_outcomes_unmatched_total",
+                                 reason="unsupported_prediction") == bad_calls
             assert scraper.total("inferwatch_outcomes_unmatched_total") == bad_calls
         else:
             # Per row: a bad call's other rows, and its bad row's other output, are judged;

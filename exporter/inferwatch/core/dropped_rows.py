@@ -14,7 +14,7 @@ import numpy as np
 
 from inferwatch.core.prediction_classes import as_text
 from inferwatch.core.predictions import Prediction, normalize  # noqa: F401  (doctests)
-from inferwatch.core.result_arrays import is_missing, to_array
+from inferwatch.core.result_arrays import is_missing, missing_as_nan, to_array
 
 
 def values_with_dropped_rows(prediction: Prediction, result: object
@@ -70,10 +70,18 @@ def rows_with_missing_classes(prediction: Prediction, result: object
     the row, unjudged). None when no row was missing, or when rows were dropped for
     another reason too (which class is whose is then not known).
 
+    A probability matrix's row without numbers (NaN, an infinity, pd.NA) has no top class,
+    and is None the same way.
+
     >>> prediction = normalize(np.array([1, None, 0], dtype=object))
     >>> rows_with_missing_classes(prediction, np.array([1, None, 0], dtype=object))
     ('1', None, '0')
+    >>> proba = np.array([[0.9, 0.1], [np.nan, np.nan], [0.2, 0.8]])
+    >>> rows_with_missing_classes(normalize(proba, probabilities=True), proba)
+    ('0', None, '1')
     """
+    if prediction.probability_outputs:
+        return _rows_with_missing_top_classes(prediction, result)
     missing_count = prediction.invalid.get("nan", 0)
     classes = prediction.classes
     if not missing_count or prediction.class_outputs > 1 or prediction.values or (
@@ -88,6 +96,52 @@ def rows_with_missing_classes(prediction: Prediction, result: object
     if kept:
         labels[~missing] = as_text(classes.reshape(-1))
     return tuple(labels.tolist())
+
+
+def _rows_with_missing_top_classes(prediction: Prediction, result: object
+                                   ) -> tuple[str | None, ...] | None:
+    """Each row's top class of a one-output probability `prediction` whose rows without
+    numbers were dropped, None in their rows; None when none was, or when `result` does
+    not tell which (rows dropped for another reason, several outputs' matrices)."""
+    dropped = prediction.invalid.get("nan", 0) + prediction.invalid.get("inf", 0)
+    classes = prediction.classes
+    if not dropped or classes is None or prediction.class_outputs != 1:
+        return None
+    rows = prediction.rows
+    unread = _rows_without_probabilities(result, rows)
+    if unread is None or int(unread.sum()) != rows - len(classes):
+        return None
+    labels = np.full(rows, None, dtype=object)
+    labels[~unread] = as_text(classes.reshape(-1))
+    return tuple(labels.tolist())
+
+
+def _rows_without_probabilities(result: object, rows: int) -> np.ndarray | None:
+    """Which of the `rows` of a probability matrix `result` (or a binary classifier's
+    positive-class column, or one row) hold a value that is no finite number, as
+    ``class_probabilities`` drops them; None for any other shape. Never raises.
+
+    >>> _rows_without_probabilities([[0.5, 0.5], [None, 1.0]], 2).tolist()
+    [False, True]
+    >>> _rows_without_probabilities([0.2, float("inf"), 0.7], 3).tolist()
+    [False, True, False]
+    """
+    try:
+        array = to_array(result)
+        matrix = missing_as_nan(array) if array.dtype.kind == "O" else \
+            array.astype(np.float64, copy=False)
+        if matrix is None:
+            return None
+        finite = np.isfinite(matrix)
+        if matrix.ndim == 2 and matrix.shape[0] == rows:
+            return ~finite.all(axis=1)
+        if matrix.ndim == 1 and matrix.shape[0] == rows:  # one probability per row
+            return ~finite
+        if matrix.ndim == 1 and rows == 1:  # one row of class probabilities
+            return np.array([not finite.all()])
+        return None
+    except Exception:
+        return None
 
 
 def _missing_rows(result: object, rows: int) -> np.ndarray | None:

@@ -32,10 +32,15 @@ def record_outcome(monitor: Monitor, request_id: object, y_true: object,
         rid = faults.request_id_text(request_id, "outcome")
         if rid is None:
             return  # its __str__ raised: counted as a fault
-        joined = monitor.outcomes.join(rid, y_true, when)
+        outcomes = monitor.outcomes
+        if monitor.pending() and outcomes.kept_rows(rid) is None and outcomes.knows(rid):
+            # An id whose outcome joined before, used again: its new prediction may still
+            # wait in the pending lists, and this outcome is not the first one's duplicate.
+            monitor.drain()
+        joined = outcomes.join(rid, y_true, when)
         if joined.unmatched == "unknown_id":
             monitor.drain()  # the prediction may still be waiting in the pending lists
-            joined = monitor.outcomes.join(rid, y_true, when)
+            joined = outcomes.join(rid, y_true, when)
         if joined.unmatched == "unknown_id" and forward and \
                 _to_sibling(monitor, rid, y_true, when):
             return

@@ -10,9 +10,13 @@ rows, and an outcome for the rows it could not keep counts them as unmatched wit
 3 KB (``benchmarks/bench_outcome_cache.py`` measures both), so the default 50,000 entries of
 single rows take about 18 MB and batch entries stop at the 32 MiB default. Ids that were
 already joined are remembered in a second bounded set, inside the same byte budget, so an
-outcome that arrives twice is reported, not counted twice. A row of a classifier's batch
-without a predicted class (None, NaN, pd.NA) is kept as None: its outcome counts it once as
-``unsupported_prediction``, never incorrect, and the batch's other rows are judged.
+outcome that arrives twice is reported, not counted twice. Two calls made under one id while
+the first waits for its outcome (``predict`` then ``predict_proba``, or an explanation call)
+join the first, as a request's first call is its prediction: a later call takes the id only
+once the first has expired, or once an outcome joined it (an id used again). A row of a
+classifier's batch without a predicted class (None, NaN, pd.NA) is kept as None: its outcome
+counts it once as ``unsupported_prediction``, never incorrect, and the batch's other rows
+are judged.
 
 A regressor of several outputs (scikit-learn's ``MultiOutputRegressor``, a model fit on a 2-D
 ``y``, an ``(n, k)`` float array, a dict of named float outputs) keeps each row as a tuple of
@@ -157,17 +161,25 @@ class OutcomeJoiner:
                  values: tuple[float, ...] | tuple[tuple[float, ...], ...] | None,
                  at: float) -> None:
         """Keep a prediction until its outcome arrives (or it is evicted or expires): its
-        classes, or its values (a tuple of each row's outputs for several outputs).
+        classes, or its values (a tuple of each row's outputs for several outputs). While
+        a prediction for `request_id` waits within the ttl, it stays and this one is not
+        kept.
 
         >>> joiner = OutcomeJoiner()
         >>> joiner.remember("r-1", None, ((1.0, 10.0), (2.0, 20.0)), at=0.0)
         >>> joiner.join("r-1", [[1.5, 10.0], [2.0, 18.0]], at=1.0).errors
         (0.5, 0.0, 0.0, 2.0)
+        >>> joiner.remember("r-2", ("a",), None, at=0.0)
+        >>> joiner.remember("r-2", ("b",), None, at=5.0)  # the first call's prediction stays
+        >>> joiner.join("r-2", "a", at=6.0).correct
+        1
         """
         rows = len(classes or values or ())
         classes, values, size = _fitted(request_id, classes or None, values or None,
                                         self.max_bytes)
         with self._lock:
+            if self._waits(request_id, at):
+                return
             old = self._pending.pop(request_id, None)
             if old is not None:
                 self._bytes -= old[3]
@@ -200,6 +212,8 @@ class OutcomeJoiner:
         with self._lock:
             pending, max_entries = self._pending, self.max_entries
             for request_id, entry in fitted:
+                if self._waits(request_id, entry[2]):
+                    continue
                 old = pending.pop(request_id, None)
                 if old is not None:
                     self._bytes -= old[3]
@@ -213,6 +227,15 @@ class OutcomeJoiner:
                 # another thread may have lowered it since.
                 if self._bytes > self.max_bytes:
                     self._make_room()
+
+    def _waits(self, request_id: str, at: float) -> bool:
+        """Whether a call made at `at` under `request_id` is one more call of a request
+        whose prediction still waits for its outcome (within the ttl). A second call under
+        the id (an explanation, ``predict_proba`` after ``predict``) then leaves it as it
+        is: silently replaced, the outcome would judge whichever call came last, not the
+        request's first call, its prediction as a request block reads it."""
+        old = self._pending.get(request_id)
+        return old is not None and not at - old[2] > self.ttl_seconds
 
     def _forget_oldest_joined(self) -> None:
         request_id, size = self._joined.popitem(last=False)
