@@ -1,17 +1,21 @@
-"""Start real Prometheus processes on loopback for integration tests, and always stop them."""
+"""Start real processes (Prometheus, web servers, a sleeping child) on loopback for
+integration tests, and always stop them."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import free_port, require_binary
@@ -39,6 +43,36 @@ def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@contextmanager
+def serving_app(args: Sequence[str], port: int, *, app_dir: Path, log_dir: Path,
+                ready_path: str, env: dict | None = None) -> Iterator[str]:
+    """A web server (gunicorn, uvicorn, ...) run by `args` from `app_dir` (also its
+    PYTHONPATH), its output in `log_dir`/server.log; yields its URL once `ready_path`
+    answers, and stops it after."""
+    log = log_dir / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(list(args), cwd=app_dir, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONPATH": str(app_dir), **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # A generous safety deadline: with both cores busy, importing FastAPI alone can take
+        # longer than 20 s. The wait ends as soon as the server answers at all.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + ready_path, timeout=30).close()
+                break
+            except urllib.error.HTTPError:
+                break  # it answered
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"server did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        stop(process)
 
 
 class Prometheus:

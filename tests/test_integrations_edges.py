@@ -6,15 +6,12 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import re
-import subprocess
 import sys
 import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +26,7 @@ import inferwatch
 from conftest import ROOT, free_port
 from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
 from inferwatch.serving.routes import compile_template
-from processes import stop
+from processes import serving_app
 
 DOCS = (ROOT / "docs" / "integrations.md").read_text()
 PYTHON_BLOCKS = re.findall(r"^```python\n(.*?)^```", DOCS, flags=re.M | re.S)
@@ -60,27 +57,11 @@ def block_with(marker: str) -> str:
 
 # --- real servers ------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def serving(args: list[str], tmp_path: Path, port: int, env: dict | None = None) -> Iterator[str]:
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONPATH": str(tmp_path), **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        # Generous: importing FastAPI on a busy 2-core machine is slow; ends at the first answer.
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                http(url + "/metrics/")
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"server did not start:\n{log.read_text()}")
-                time.sleep(0.1)
-        yield url
-    finally:
-        stop(process)
+def serving(args: list[str], tmp_path: Path, port: int, env: dict | None = None
+            ) -> contextlib.AbstractContextManager[str]:
+    """A server of the README's app written to `tmp_path`, ready once /metrics/ answers."""
+    return serving_app(args, port, app_dir=tmp_path, log_dir=tmp_path,
+                       ready_path="/metrics/", env=env)
 
 
 def http(url: str, *, method: str = "GET", body: dict | None = None,

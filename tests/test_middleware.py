@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,7 +30,7 @@ from inferwatch import faults
 from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
 from inferwatch.serving.request_ids import clean_request_id, trace_id_from_traceparent
 from inferwatch.serving.routes import compile_template
-from processes import stop
+from processes import serving_app
 
 APPS = Path(__file__).parent / "apps"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -459,28 +456,11 @@ def test_flask_streaming_ends_when_the_body_is_consumed(scraper, fraud):
 
 
 # --- real servers ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def server(args: list[str], port: int, tmp_path: Path, env: dict | None = None) -> Iterator[str]:
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, cwd=APPS, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONPATH": str(APPS), **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        # A generous safety deadline: with both cores busy, importing FastAPI alone can take
-        # longer than 20 s. The wait ends as soon as the server answers.
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                get(url + "/health")
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"server did not start:\n{log.read_text()}")
-                time.sleep(0.1)
-        yield url
-    finally:
-        stop(process)
+def server(args: list[str], port: int, tmp_path: Path, env: dict | None = None
+           ) -> contextlib.AbstractContextManager[str]:
+    """A server of an app in tests/apps, ready once its /health answers."""
+    return serving_app(args, port, app_dir=APPS, log_dir=tmp_path, ready_path="/health",
+                       env=env)
 
 
 def get(url: str, headers: dict | None = None, timeout: float = 10) -> tuple[int, bytes]:
