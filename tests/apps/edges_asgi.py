@@ -1,44 +1,15 @@
-"""A FastAPI server for the middleware edge tests: ``uvicorn edges_asgi:app``.
-
-``GET /score`` scores with the instrumented ``fraud`` classifier and answers the request id
-the app itself reads from its headers (what an app keeps to report ground truth later);
-``GET /outcome?id=...&label=...`` reports that ground truth; ``/health`` is no model's route.
-"""
+"""A FastAPI server for the middleware edge tests: ``uvicorn edges_asgi:app``, serving the
+routes of ``fraud_routes`` (``/score``, ``/outcome``, ``/health``) and inferwatch's
+``/metrics``."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fraud_routes import add_fraud_routes
 
 import inferwatch
 
-
-class FraudModel:
-    classes_ = ("legit", "fraud")
-
-    def predict_proba(self, rows: list[list[float]]) -> list[list[float]]:
-        return [[0.25, 0.75] for _ in rows]
-
-
-model = inferwatch.instrument(FraudModel(), name="fraud", version="1")
 app = FastAPI()
-
-
-@app.get("/score")
-async def score(request: Request) -> dict:
-    model.predict_proba([[1.0]])
-    return {"request_id": request.headers.get("x-request-id")}
-
-
-@app.get("/outcome")
-async def outcome(id: str, label: str) -> dict:
-    inferwatch.monitor("fraud", "1").record_outcome(id, label)
-    return {}
-
-
-@app.get("/health")
-async def health() -> dict:
-    return {}
-
-
+add_fraud_routes(app)
 app.add_middleware(inferwatch.InstrumentMiddleware, routes={"/score": "fraud"})
 app.mount("/metrics", inferwatch.make_asgi_app())
