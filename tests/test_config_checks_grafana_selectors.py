@@ -12,16 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config_errors import error_for
 from conftest import require_binary
 from inferwatch.generate import dashboards, kubernetes, render, rule_files
 from inferwatch.generate.config import ConfigError, from_dict, load
 from inferwatch.generate.rules import alerting_groups, recording_groups
-
-
-def error_for(data: object) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        from_dict(data)  # type: ignore[arg-type]
-    return caught.value
 
 
 def load_text(tmp_path: Path, text: str) -> object:

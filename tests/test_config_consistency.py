@@ -11,16 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config_errors import error_for
 from inferwatch.generate import cli
 from inferwatch.generate.config import ConfigError, from_dict, load
 
 SECONDS = {"s": 1, "m": 60, "h": 3600}
 
-
-def error_for(data: object) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        from_dict(data)  # type: ignore[arg-type]
-    return caught.value
 
 
 def generate(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

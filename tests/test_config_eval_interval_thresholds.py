@@ -11,8 +11,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config_errors import error_for, nested
 from inferwatch.cli import main
-from inferwatch.generate.config import ConfigError, from_dict, load
+from inferwatch.generate.config import from_dict, load
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,20 +28,6 @@ def generate(tmp_path: Path, data: dict, capsys: pytest.CaptureFixture[str]) -> 
     return status, capsys.readouterr().err
 
 
-def error_for(data: dict) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        from_dict(data)
-    return caught.value
-
-
-def nested(dotted: str, value: object) -> dict:
-    data: dict = {}
-    here = data
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        here = here.setdefault(part, {})
-    here[leaf] = value
-    return data
 
 
 # --- baseline windows against the evaluation interval ------------------------------------------

@@ -11,8 +11,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config_errors import error_for, nested
 from inferwatch.cli import main
-from inferwatch.generate.config import ConfigError, from_dict
+from inferwatch.generate.config import from_dict
 
 SECONDS = {"s": 1, "m": 60, "h": 3600}
 
@@ -27,20 +28,6 @@ def generate(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> t
     return status, capsys.readouterr().err
 
 
-def error_for(data: object) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        from_dict(data)  # type: ignore[arg-type]
-    return caught.value
-
-
-def nested(dotted: str, value: object) -> dict:
-    data: dict = {}
-    here = data
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        here = here.setdefault(part, {})
-    here[leaf] = value
-    return data
 
 
 def config_with(key: str, window: str, scrape: str) -> dict:

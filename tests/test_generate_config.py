@@ -14,6 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config_errors import error_for
 from inferwatch.generate import cli
 from inferwatch.generate.alert_names import ALERT_NAMES
 from inferwatch.generate.config import DEFAULT, ConfigError, from_dict, load
@@ -23,11 +24,6 @@ from inferwatch.generate.rules_alerts import ALERTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def error_for(data: object) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        from_dict(data)  # type: ignore[arg-type]
-    return caught.value
 
 
 def test_overrides_keep_the_other_defaults() -> None:

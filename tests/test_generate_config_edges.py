@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from config_errors import error_for
 from inferwatch.generate import cli, dashboards, render, rule_files
 from inferwatch.generate.config import ConfigError, from_dict, load
 from inferwatch.generate.promql import percent, quoted
@@ -21,11 +22,6 @@ from inferwatch.generate.rules import alerting_groups, recording_groups
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
-
-def error_for(data: object) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        from_dict(data)  # type: ignore[arg-type]
-    return caught.value
 
 
 def load_text(tmp_path: Path, text: str | bytes) -> object:

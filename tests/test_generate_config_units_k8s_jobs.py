@@ -26,6 +26,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config_errors import error_for
 from inferwatch.generate import _yaml, cli, render, rule_files
 from inferwatch.generate import config_checks as check
 from inferwatch.generate.config import DEFAULT, ConfigError, from_dict, load
@@ -34,12 +35,6 @@ from inferwatch.generate.kubernetes import pod_monitor, service_monitor
 from test_generate_edges_promtool import PROMTOOL
 from test_generate_outputs import _nested
 from test_kubernetes_crds import VALIDATORS
-
-
-def error_for(data: Any) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        from_dict(data)
-    return caught.value
 
 
 def load_error(tmp_path: Path, text: str) -> ConfigError:
