@@ -62,7 +62,7 @@ def test_dataframe_input_is_checked_as_the_call_saw_it(scraper, monkeypatch, slo
     if not copy_on_write:
         # As without copy-on-write (pandas < 3 by default), where a shallow copy shares the
         # blocks an in-place fillna writes: the small frame is copied whole then.
-        monkeypatch.setattr(call_input, "_copies_on_write", lambda pandas: False,
+        monkeypatch.setattr(call_input, "copies_on_write", lambda pandas: False,
                             raising=False)
         _annotated_and_cleaned(scraper, rows=10, slow=slow)
     elif int(pd.__version__.split(".")[0]) < 3:
@@ -78,7 +78,7 @@ def test_dataframe_input_is_checked_as_the_call_saw_it(scraper, monkeypatch, slo
 def test_large_frame_without_copy_on_write_keeps_its_columns(scraper, monkeypatch):
     """A frame past COPY_LIMIT_BYTES is read at drain time (docs/shapes.md), but a column
     the caller adds after the call is not one the model was given."""
-    monkeypatch.setattr(call_input, "_copies_on_write", lambda pandas: False, raising=False)
+    monkeypatch.setattr(call_input, "copies_on_write", lambda pandas: False, raising=False)
     rows = call_input.COPY_LIMIT_BYTES // (3 * 8) + 1
     _annotated_and_cleaned(scraper, rows=rows, slow=False)
     assert scraper.total("inferwatch_input_errors_total") == 0

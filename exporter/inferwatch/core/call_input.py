@@ -150,7 +150,7 @@ def snapshot_input(value: Any) -> Any:
     smallest module's forward pass; a tensor on a GPU is read at drain time (copying it
     here would wait for the device), and so is a sparse COO tensor (built anew for each
     call, and without the ``nbytes`` of a dense one). A pandas or polars DataFrame or
-    Series is captured by :func:`_frame_snapshot`.
+    Series is captured by :func:`frame_snapshot`.
 
     >>> snapshot_input([1.0, 2.0])
     [1.0, 2.0]
@@ -163,7 +163,7 @@ def snapshot_input(value: Any) -> Any:
     if not module.startswith(_COPIED_MODULES):
         return value
     if module.startswith(_FRAME_MODULES):
-        return _frame_snapshot(value, module)
+        return frame_snapshot(value, module)
     if module.startswith("numpy"):
         # np.matrix, a masked array, a record array: copied like a plain array, keeping
         # their class and mask, as results are.
@@ -182,7 +182,7 @@ _COPIED_MODULES = ("torch", "numpy", *_FRAME_MODULES)
 _FRAME_CLASSES = frozenset({"DataFrame", "Series"})
 
 
-def _frame_snapshot(value: Any, module: str) -> Any:
+def frame_snapshot(value: Any, module: str) -> Any:
     """A pandas or polars DataFrame or Series as the call saw it. A caller often writes the
     score into its request frame, or cleans it in place, once the model has answered.
 
@@ -193,14 +193,22 @@ def _frame_snapshot(value: Any, module: str) -> Any:
     writes, so a frame of at most ``COPY_LIMIT_BYTES`` (8 bytes a cell) is copied whole
     (about 11 us); a larger one is shallow-copied (a column added or dropped after the call
     is not counted) and its values read at drain time. Anything else from these libraries
-    (an Index, a LazyFrame) is kept as it is: a failed copy is counted, never raised."""
+    (an Index, a LazyFrame) is kept as it is: a failed copy is counted, never raised.
+
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"amount": [10.0]})
+    >>> seen = frame_snapshot(frame, "pandas")
+    >>> frame.loc[0, "amount"] = 99.0  # the caller writes into its frame afterwards
+    >>> float(seen.loc[0, "amount"])
+    10.0
+    """
     if value.__class__.__name__ not in _FRAME_CLASSES:
         return value
     try:
         if module.startswith("polars"):
             return value.clone()
         pandas = sys.modules["pandas"]
-        if _copies_on_write(pandas):
+        if copies_on_write(pandas):
             return value.copy(deep=False)
         return value.copy(deep=8 * value.size <= COPY_LIMIT_BYTES)
     except Exception as exc:
@@ -208,10 +216,16 @@ def _frame_snapshot(value: Any, module: str) -> Any:
         return value
 
 
-def _copies_on_write(pandas: Any) -> bool:
+def copies_on_write(pandas: Any) -> bool:
     """Whether `pandas` copies a frame's shared columns before writing into them: always
     from pandas 3, in pandas 2 when ``mode.copy_on_write`` is True (read on every call: it
-    may be switched at run time)."""
+    may be switched at run time).
+
+    >>> import pandas as pd
+    >>> copies_on_write(pd) == (int(pd.__version__.split(".")[0]) >= 3
+    ...                         or bool(pd.options.mode.copy_on_write is True))
+    True
+    """
     reader = _COW_READERS.get(pandas.__version__)
     if reader is None:
         reader = _COW_READERS[pandas.__version__] = _copy_on_write_reader(pandas)

@@ -152,6 +152,21 @@ class Comparison:
             self._pairs.append((method, champion, shadow, request_id, at))
             self._pending_bytes += size
 
+    def comparable(self, method: str, champion: object, shadow: object) -> bool:
+        """Whether the fold will compare this one call (an output in common, a row both
+        sides hold whole), as it compares a call alone: what a shadow's event says of it.
+        Counts nothing; False for anything it cannot read. Never raises."""
+        try:
+            for batch in shadow_rows.batches(self._columns([(method, champion, shadow,
+                                                             None, 0.0)])):
+                folded = self._fold_batch(batch, {"agree": 0, "disagree": 0}, {}, {})
+                if folded is None or (folded[1] is not None and not folded[1].any()):
+                    return False
+            return True
+        except Exception as exc:
+            faults.record("shadow", exc)
+            return False
+
     def dropped(self, reason: str, count: int = 1) -> None:
         """A sampled call that will not be compared, and why."""
         with self._lock:
@@ -168,6 +183,12 @@ class Comparison:
     # --- outcomes ---------------------------------------------------------------------------
     def knows(self, request_id: str) -> bool:
         return request_id in self._cache
+
+    def waiting(self, request_id: str) -> bool:
+        """Whether a pair of `request_id` waits for the drain (a newer call of an id known
+        already, which its outcome must score)."""
+        pairs = self._pairs  # taken whole by the fold: a look at either list is sound
+        return any(pair[3] == request_id for pair in pairs)
 
     def score(self, request_id: str, y_true: object, at: float,
               counted: tuple[int, int] | None = None) -> tuple[int, int] | None:

@@ -44,7 +44,7 @@ from inferwatch.core.request import current_request_of
 from inferwatch.core.request_record import RequestRecord
 from inferwatch.core.shadow_async import ChallengersOwn, awaited, close_thread_loop
 from inferwatch.core.shadow_compare import Comparison
-from inferwatch.core.shadow_copies import PLAIN_RESULTS, frozen, is_stream, private
+from inferwatch.core.shadow_copies import PLAIN_RESULTS, captured, frozen, is_stream, private
 from inferwatch.core.shadow_wrappers import UNNAMED, unwrap
 
 IDLE_WAKE_SECONDS = 1.0
@@ -87,6 +87,9 @@ def _error_type(name: str) -> type:
 
 # A Shadow's `events` when it writes to whatever log its champion's monitor has.
 CHAMPIONS_LOG = object()
+# What capture() gives for a call sampled while the queue is full: its arguments are not
+# copied (a large input would be copied only to be dropped), and offer() counts it.
+FULL = object()
 
 
 class Shadow:
@@ -145,6 +148,15 @@ class Shadow:
         # by its worker as it ends or by close(). id -> [record, started (perf_counter)].
         self._flight = threading.Condition(threading.Lock())
         self._flying: dict[int, list] = {}
+        # Request ids of the calls queued or under way (how many of each), and outcomes the
+        # champion got for them before the challenger answered: held by on_outcome, then
+        # scored as the call ends (else neither side would know the id yet, and the
+        # outcome would be lost for the challenger). At most `_max_held` are held.
+        self._ids_lock = threading.Lock()
+        self._ids: dict[str, int] = {}
+        self._held_outcomes: dict[str, list[tuple[object, float]]] = {}
+        self._held_count = 0
+        self._max_held = self.queue_size + self.workers
         self._settled = False  # close() has counted the calls under way
         self._sampled = itertools.count()
         self._sampled_reported = 0
@@ -172,29 +184,33 @@ class Shadow:
         self.closed = False
 
     # --- the request path -------------------------------------------------------------------
-    def capture(self, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        """A sampled call's arguments as the champion is about to see them (copied when
-        small, see :func:`~inferwatch.core.shadow_copies.frozen`), taken before the
+    def capture(self, args: tuple, kwargs: dict) -> tuple[tuple, dict] | object | None:
+        """A sampled call's arguments as the champion is about to see them (copied whatever
+        their size, see :func:`~inferwatch.core.shadow_copies.captured`), taken before the
         champion runs: a champion that changes its input in place (``X -= mean``) must not
-        hand the changed input to the challenger. None once the shadow is closed: nothing
-        is copied for a call it will not take. Never raises."""
+        hand the changed input to the challenger. None once the shadow is closed, and
+        :data:`FULL` while the queue is full: nothing is copied for a call it will not
+        take. Never raises."""
         try:
-            # Not the queue's length: that is read once, by offer(), as the call is counted.
             if self.closed:
                 return None
-            return tuple(map(frozen, args)), \
-                {k: frozen(v) for k, v in kwargs.items()} if kwargs else kwargs
+            if len(self._queue) >= self.queue_size or \
+                    self._bytes_in - self._bytes_out >= self.max_queued_bytes:
+                return FULL  # offer() counts it as queue_full
+            return tuple(map(captured, args)), \
+                {k: captured(v) for k, v in kwargs.items()} if kwargs else kwargs
         except Exception as exc:
             faults.record("shadow", exc)
             return None
 
     def offer(self, method: str, args: tuple, kwargs: dict, result: object,
-              named_id: object = UNNAMED, seen: tuple[tuple, dict] | None = None) -> None:
+              named_id: object = UNNAMED, seen: tuple[tuple, dict] | object | None = None
+              ) -> None:
         """Queue one sampled call for the challenger. Never raises, never blocks.
         `named_id`: the id the champion's request-id function gave this call, where its
         wrapper named it (the function is then not called a second time). `seen`: the
-        arguments as :meth:`capture` took them before the champion ran; without it they
-        are taken now."""
+        arguments as :meth:`capture` took them before the champion ran (:data:`FULL`:
+        the queue was full, counted so); without it they are taken now."""
         try:
             if self.closed:
                 return  # a closed shadow samples nothing
@@ -203,7 +219,7 @@ class Shadow:
                 self._skip_stream()
                 return
             queue = self._queue
-            if len(queue) >= self.queue_size:
+            if seen is FULL or len(queue) >= self.queue_size:
                 next(self._full)
                 if self.closed:
                     self.before_drain()  # close() has folded its last counts already
@@ -249,6 +265,9 @@ class Shadow:
                     full = held > 0 and held + size > self.max_queued_bytes
                     if not full:
                         self._bytes_in += size
+                        if request_id is not None:
+                            with self._ids_lock:
+                                self._ids[request_id] = self._ids.get(request_id, 0) + 1
                         queue.append(item)
             if closed:
                 # Sampled as close() ran: counted as dropped, so that sampled calls still
@@ -315,7 +334,31 @@ class Shadow:
             self._started_pid = os.getpid()
 
     def run_one(self, item: tuple, runner: Any) -> None:
-        """Call the challenger on one queued call, record it, hand the pair on."""
+        """Call the challenger on one queued call, record it, hand the pair on, then score
+        it on the outcomes that came for it meanwhile."""
+        try:
+            self._run(item, runner)
+        finally:
+            self._release(item[4])
+
+    def _release(self, request_id: str | None, replay: bool = True) -> None:
+        """One call of `request_id` has ended (or was dropped): once none is left queued or
+        under way, the outcomes held for it are scored (`replay`) or let go."""
+        if request_id is None:
+            return
+        with self._ids_lock:
+            left = self._ids.get(request_id, 0) - 1
+            if left > 0:
+                self._ids[request_id] = left
+                return
+            self._ids.pop(request_id, None)
+            held = self._held_outcomes.pop(request_id, ())
+            self._held_count -= len(held)
+        if replay:
+            for y_true, when in held:
+                self._score_outcome(request_id, y_true, when)
+
+    def _run(self, item: tuple, runner: Any) -> None:
         method, args, kwargs, champion_result, request_id, at, features, _ = item
         monitor = self.monitor
         record = RequestRecord(0.0, request_id=request_id, started_at=at)
@@ -360,8 +403,12 @@ class Shadow:
             if self._recorded_as_text(value, args, kwargs, record, duration):
                 # Its record is handed on already. A text or a response is no prediction
                 # (the champion's is not recorded as one either): two generated texts have
-                # no agreement or difference to count, and its text goes to no event.
+                # no agreement or difference to count. The event log still gets the call.
                 self.comparison.dropped("incomparable")
+                try:
+                    self._log_event(method, champion_result, value, request_id, at, False)
+                except Exception as exc:
+                    faults.record("shadow", exc)
                 return
             record.prediction = value
             record.has_prediction = True
@@ -431,17 +478,25 @@ class Shadow:
             return "error", type(exc), time.perf_counter() - start
 
     def _log_event(self, method: str, champion_result: object, result: object,
-                   request_id: str | None, at: float) -> None:
+                   request_id: str | None, at: float, comparable: bool | None = None) -> None:
+        """Write the challenger's answer next to the champion's; one the comparison cannot
+        compare (no output in common, a text) is written too, with ``incomparable: true``.
+        `comparable`: already known, else found as the drain's fold will find it."""
         # The champion's log as it is now: configure(events=...) on the champion replaces
         # (and closes) the one it had when this shadow began.
         events = self.champion_monitor.events if self.events is CHAMPIONS_LOG else self.events
         if events is None:
             return
+        if comparable is None:
+            comparable = self.comparison.comparable(method, champion_result, result)
         key = "probabilities" if method == "predict_proba" else "prediction"
-        events.emit({"ts": at, "model": self.monitor.name,
-                     "model_version": self.monitor.version, "role": "shadow",
-                     "champion_version": self.champion_monitor.version,
-                     "request_id": request_id, key: result, "champion_" + key: champion_result})
+        event = {"ts": at, "model": self.monitor.name,
+                 "model_version": self.monitor.version, "role": "shadow",
+                 "champion_version": self.champion_monitor.version,
+                 "request_id": request_id, key: result, "champion_" + key: champion_result}
+        if not comparable:
+            event["incomparable"] = True
+        events.emit(event)
 
     def finished_one(self) -> None:
         with self._done_lock:
@@ -476,12 +531,27 @@ class Shadow:
             faults.record("shadow", exc)
 
     def on_outcome(self, request_id: str, y_true: object, when: float) -> None:
-        """The champion got an outcome: score the challenger on it too, if it saw the call."""
+        """The champion got an outcome: score the challenger on it too, if it saw the call;
+        for a call still queued or under way, once it ends. Never raises."""
+        try:
+            with self._ids_lock:
+                if request_id in self._ids and self._held_count < self._max_held:
+                    self._held_outcomes.setdefault(request_id, []).append((y_true, when))
+                    self._held_count += 1
+                    return
+        except Exception as exc:
+            faults.record("shadow", exc)
+        self._score_outcome(request_id, y_true, when)
+
+    def _score_outcome(self, request_id: str, y_true: object, when: float) -> None:
         try:
             comparison, monitor = self.comparison, self.monitor
             own = monitor.outcomes.kept_rows(request_id)
-            if own is None or not comparison.knows(request_id):
-                monitor.drain()  # either may still be waiting for the drain
+            # Either may still be waiting for the drain; so may a newer call of an id
+            # used before, which an outcome must score rather than the older one.
+            if own is None or not comparison.knows(request_id) or \
+                    comparison.waiting(request_id):
+                monitor.drain()
                 own = monitor.outcomes.kept_rows(request_id)
             compared = comparison.knows(request_id)
             if not compared and own is None:
@@ -551,11 +621,14 @@ class Shadow:
             # this moment is its own to answer, never also counted here as shutdown.
             left = freed = 0
             queue = self._queue
+            dropped_ids = []
             while True:
                 try:
-                    freed += queue.popleft()[-1]
+                    item = queue.popleft()
                 except IndexError:
                     break
+                freed += item[-1]
+                dropped_ids.append(item[4])
                 left += 1
             with self._bytes_lock:
                 self._bytes_out += freed
@@ -567,6 +640,8 @@ class Shadow:
         self._wake.set()
         if left:
             self.comparison.dropped("shutdown", left)
+        for request_id in dropped_ids:  # never answered: nothing to score
+            self._release(request_id, replay=False)
         for runner in runners:
             runner.shutdown()
         self._settle(deadline)

@@ -81,13 +81,13 @@ def shadowed(inner: Callable, shadow: Shadow, method: str) -> Callable:
     # wrapper, which its call must never see unless its caller gave it.
     naming = not accepts_keyword(_model_callable(inner), "request_id")
 
-    def capture(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    def capture(args: tuple, kwargs: dict) -> object:
         # Before the champion runs: one that changes its input in place must not hand the
         # changed input on (the challenger sees what the champion's call saw).
         alive = ref()
         return None if alive is None else alive.capture(args, kwargs)
 
-    def offer(args: tuple, kwargs: dict, result: object, seen: tuple[tuple, dict] | None,
+    def offer(args: tuple, kwargs: dict, result: object, seen: object,
               named_id: object = UNNAMED) -> None:
         alive = ref()
         if alive is not None:
