@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import inferwatch
 from inferwatch.core import shadow_copies, shadow_runtime
 from inferwatch.core.call_input import COPY_LIMIT_BYTES
+from inferwatch.core.shadow_outcomes import HeldOutcomes
 
 WAIT = 30.0  # generous: a condition that holds is met at once
 
@@ -248,7 +249,7 @@ def test_an_outcome_for_a_call_under_way_or_queued_scores_the_challenger_once_it
     assert scraper.value("inferwatch_outcome_error_count", model_version="2") == 2
     assert scraper.value("inferwatch_outcome_error_sum", model_version="2") == \
         pytest.approx(3.0)
-    assert handle._ids == {} and handle._held_outcomes == {}
+    assert handle._held._calls == {} and handle._held._held == {}
     handle.close()
 
 
@@ -261,11 +262,11 @@ def test_outcomes_held_for_calls_that_close_drops_are_let_go(registry):
     assert challenger.entered.wait(WAIT)
     champion.predict(np.ones((1, 2)), request_id="b")
     registry.monitor("m", "1").record_outcome("b", 2.0)
-    assert handle._held_count == 1
+    assert handle._held._count == 1
     handle.close()  # "b" never ran; "a" is cut off after close's wait
     challenger.gate.set()
-    assert handle._held_outcomes == {} and handle._held_count == 0
-    assert "b" not in handle._ids
+    assert handle._held._held == {} and handle._held._count == 0
+    assert "b" not in handle._held._calls
 
 
 def test_an_outcome_for_a_reused_id_scores_the_call_under_way_not_the_earlier_one(registry):
@@ -316,3 +317,16 @@ def test_rows_given_as_lists_reach_the_challenger_as_passed(registry):
     assert handle.flush(WAIT)
     assert rows[0][0] == 0.0 and seen[0][0][0] == 1.0 and seen[0][-1][0] == 1.0
     handle.close()
+
+
+def test_held_outcomes_stop_at_their_bound_and_go_with_the_last_call_of_an_id():
+    held = HeldOutcomes(max_held=2)
+    held.enter("a")
+    held.enter("a")  # two calls under one id
+    assert held.hold("a", 1.0, 0.0) and held.hold("a", 2.0, 1.0)
+    assert not held.hold("a", 3.0, 2.0)  # the bound: scored at once by the caller
+    assert held.release("a") == []  # one call of "a" is still under way
+    assert held.release("a") == [(1.0, 0.0), (2.0, 1.0)]
+    assert not held.hold("a", 4.0, 3.0)  # no call of "a" left
+    held.enter("b")
+    assert held.hold("b", 5.0, 4.0)  # the bound counts what is held now

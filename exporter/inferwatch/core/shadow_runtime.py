@@ -45,6 +45,7 @@ from inferwatch.core.request_record import RequestRecord
 from inferwatch.core.shadow_async import ChallengersOwn, awaited, close_thread_loop
 from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.shadow_copies import PLAIN_RESULTS, captured, frozen, is_stream, private
+from inferwatch.core.shadow_outcomes import HeldOutcomes
 from inferwatch.core.shadow_wrappers import UNNAMED, unwrap
 
 IDLE_WAKE_SECONDS = 1.0
@@ -148,15 +149,8 @@ class Shadow:
         # by its worker as it ends or by close(). id -> [record, started (perf_counter)].
         self._flight = threading.Condition(threading.Lock())
         self._flying: dict[int, list] = {}
-        # Request ids of the calls queued or under way (how many of each), and outcomes the
-        # champion got for them before the challenger answered: held by on_outcome, then
-        # scored as the call ends (else neither side would know the id yet, and the
-        # outcome would be lost for the challenger). At most `_max_held` are held.
-        self._ids_lock = threading.Lock()
-        self._ids: dict[str, int] = {}
-        self._held_outcomes: dict[str, list[tuple[object, float]]] = {}
-        self._held_count = 0
-        self._max_held = self.queue_size + self.workers
+        # Outcomes the champion got before the challenger answered: scored as the call ends.
+        self._held = HeldOutcomes(max_held=self.queue_size + self.workers)
         self._settled = False  # close() has counted the calls under way
         self._sampled = itertools.count()
         self._sampled_reported = 0
@@ -266,8 +260,7 @@ class Shadow:
                     if not full:
                         self._bytes_in += size
                         if request_id is not None:
-                            with self._ids_lock:
-                                self._ids[request_id] = self._ids.get(request_id, 0) + 1
+                            self._held.enter(request_id)
                         queue.append(item)
             if closed:
                 # Sampled as close() ran: counted as dropped, so that sampled calls still
@@ -346,14 +339,7 @@ class Shadow:
         under way, the outcomes held for it are scored (`replay`) or let go."""
         if request_id is None:
             return
-        with self._ids_lock:
-            left = self._ids.get(request_id, 0) - 1
-            if left > 0:
-                self._ids[request_id] = left
-                return
-            self._ids.pop(request_id, None)
-            held = self._held_outcomes.pop(request_id, ())
-            self._held_count -= len(held)
+        held = self._held.release(request_id)
         if replay:
             for y_true, when in held:
                 self._score_outcome(request_id, y_true, when)
@@ -534,11 +520,8 @@ class Shadow:
         """The champion got an outcome: score the challenger on it too, if it saw the call;
         for a call still queued or under way, once it ends. Never raises."""
         try:
-            with self._ids_lock:
-                if request_id in self._ids and self._held_count < self._max_held:
-                    self._held_outcomes.setdefault(request_id, []).append((y_true, when))
-                    self._held_count += 1
-                    return
+            if self._held.hold(request_id, y_true, when):
+                return
         except Exception as exc:
             faults.record("shadow", exc)
         self._score_outcome(request_id, y_true, when)
