@@ -328,3 +328,73 @@ def test_the_index_names_the_configs_rate_window(tmp_path: Path) -> None:
             assert "<th>calls/s (2m)</th>" in _get(server, "")
     finally:
         registry.close()
+
+
+# --- windows read from the ring: what ended before the window is not in it ------------------
+
+HOUR = 3600.0
+FIRST_ITEM_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _first_item(state: ModelState) -> object:
+    return state.histogram("inferwatch_stream_first_item_seconds", (), FIRST_ITEM_BOUNDS)
+
+
+def _report_flag(state: ModelState, history: object, now: float, alert: str) -> object:
+    config = generator_config.from_dict({})
+    report = from_state(state, history, now, thresholds=Thresholds.for_model("m", config))
+    return {f.alert: f for f in report.flags}[alert]
+
+
+@given(old_errors=st.integers(0, 40), new_errors=st.integers(0, 40),
+       new_calls=st.integers(1, 400))
+def test_input_schema_errors_before_the_window_are_not_counted_in_it(
+        old_errors: int, new_errors: int, new_calls: int) -> None:
+    """An hour-old process: the window runs from the ring's sample 5 minutes ago, so only
+    the errors since then count, as rate() over the window reads them."""
+    from inferwatch.core.history import History
+
+    now = 10 * HOUR
+    state = ModelState("m", "1", loaded_at=now - HOUR)
+    state.inc("inferwatch_requests_total", ("ok",), 100)
+    state.inc("inferwatch_input_errors_total", ("wrong_width",), old_errors)
+    history = History(interval_seconds=10, span_seconds=2 * HOUR)
+    history.record([state], now=now - 600)  # past the 5m window: its start's sample
+    state.inc("inferwatch_requests_total", ("ok",), new_calls)
+    state.inc("inferwatch_input_errors_total", ("wrong_width",), new_errors)
+    flag = _report_flag(state, history, now, "InferwatchInputSchemaErrors")
+    expected = FIRING if new_errors / new_calls > 0.05 else OK
+    assert flag.state == expected, flag.detail
+    assert flag.value == pytest.approx(new_errors / new_calls)
+
+
+def test_a_stream_slow_before_the_window_and_fast_in_it_reads_ok() -> None:
+    from inferwatch.core.history import History
+
+    now = 10 * HOUR
+    state = ModelState("chat", "1", loaded_at=now - HOUR)
+    state.inc("inferwatch_requests_total", ("ok",), 20)
+    _first_item(state).observe_repeated(2.0, 20)  # an hour of slow first items
+    history = History(interval_seconds=10, span_seconds=2 * HOUR)
+    history.record([state], now=now - 600)
+    state.inc("inferwatch_requests_total", ("ok",), 50)
+    _first_item(state).observe_repeated(0.07, 50)  # fast since the window began
+    flag = _report_flag(state, history, now, "InferwatchStreamFirstItemSlow")
+    assert flag.state == OK, flag.detail
+    assert flag.value <= 0.1
+    _first_item(state).observe_repeated(2.0, 5)  # slow again, inside the window
+    flag = _report_flag(state, history, now, "InferwatchStreamFirstItemSlow")
+    assert flag.state == FIRING, flag.detail
+
+
+def test_a_model_that_began_streaming_within_the_window_counts_every_first_item() -> None:
+    from inferwatch.core.history import History
+
+    now = 10 * HOUR
+    state = ModelState("chat", "1", loaded_at=now - HOUR)
+    state.inc("inferwatch_requests_total", ("ok",), 20)
+    history = History(interval_seconds=10, span_seconds=2 * HOUR)
+    history.record([state], now=now - 600)  # no stream yet: no first-item buckets
+    _first_item(state).observe_repeated(2.0, 3)
+    flag = _report_flag(state, history, now, "InferwatchStreamFirstItemSlow")
+    assert flag.state == FIRING, flag.detail

@@ -46,6 +46,8 @@ FEATURE_SPAN_SECONDS = 600.0
 MAX_KEYS = 200
 
 LATENCY = "inferwatch_request_duration_seconds"
+FIRST_ITEM = "inferwatch_stream_first_item_seconds"
+INPUT_ERRORS = "inferwatch_input_errors_total"
 QUALITY_COUNTERS = ("inferwatch_feature_missing_total", "inferwatch_feature_out_of_range_total")
 
 
@@ -57,21 +59,26 @@ class Sample:
     totals: dict[str, float]
     latency: np.ndarray | None  # non-cumulative bucket counts, +Inf last
     features: dict[str, dict[str, float]] | None = None  # metric -> feature -> count
+    # Time to a stream's first item, as `latency`; None for a model that never streamed.
+    first_item: np.ndarray | None = None
 
 
 def totals_of(state: ModelState) -> dict[str, float]:
     """The scalar totals a sample keeps: calls by outcome, rows predicted, invalid
-    predictions and outcomes.
+    predictions, outcomes, and input errors by reason (``inferwatch_input_errors_total|<reason>``,
+    a handful of reasons: the catalogue fixes them).
 
     >>> state = ModelState("m", "1")
     >>> state.inc("inferwatch_requests_total", ("error",), 2)
-    >>> totals_of(state)["errors"]
-    2.0
+    >>> state.inc("inferwatch_input_errors_total", ("missing_column",), 3)
+    >>> totals = totals_of(state)
+    >>> totals["errors"], totals["inferwatch_input_errors_total|missing_column"]
+    (2.0, 3.0)
     """
     requests = state.counters.get("inferwatch_requests_total", {})
     outcomes = state.counters.get("inferwatch_outcomes_total", {})
     batch = state.histograms.get("inferwatch_batch_size", {}).get(())
-    return {
+    totals = {
         "requests": float(sum(requests.values())),
         "errors": float(requests.get(("error",), 0.0)),
         "rows": float(batch.sum) if batch is not None else 0.0,
@@ -80,6 +87,10 @@ def totals_of(state: ModelState) -> dict[str, float]:
         "correct": float(outcomes.get(("correct",), 0.0)),
         "outcomes": float(sum(outcomes.values())),
     }
+    for labels, count in state.counters.get(INPUT_ERRORS, {}).items():
+        if labels:
+            totals[f"{INPUT_ERRORS}|{labels[0]}"] = float(count)
+    return totals
 
 
 def feature_counts_of(state: ModelState) -> dict[str, dict[str, float]]:
@@ -215,15 +226,18 @@ class History:
         if since_features >= FEATURE_INTERVAL_SECONDS or since_features < 0.0:
             features = feature_counts_of(state)
             self._last_features[key] = now
+        first_item = state.histograms.get(FIRST_ITEM, {}).get(())
         ring.append(Sample(now, totals,
-                           None if latency is None else latency.counts.copy(), features))
+                           None if latency is None else latency.counts.copy(), features,
+                           None if first_item is None else first_item.counts.copy()))
         # Per-feature counts are kept for the recent past only: older samples drop them.
         cutoff = now - FEATURE_SPAN_SECONDS
         for i, sample in enumerate(ring):
             if sample.at >= cutoff:
                 break
             if sample.features is not None:
-                ring[i] = Sample(sample.at, sample.totals, sample.latency, None)
+                ring[i] = Sample(sample.at, sample.totals, sample.latency, None,
+                                 sample.first_item)
 
     def samples(self, key: tuple[str, str]) -> list[Sample]:
         """The samples of one model version, oldest first."""

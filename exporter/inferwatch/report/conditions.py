@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from inferwatch.core.history import INPUT_ERRORS
 from inferwatch.generate.rules_alerts import SCHEMA_ERRORS
 from inferwatch.report.flags import (
     FIRING,
@@ -90,64 +91,49 @@ class Windows:
                     f"the last {_span(held)}: see Prometheus")
 
 
-FIRST_ITEM = "inferwatch_stream_first_item_seconds"
-INPUT_ERRORS = "inferwatch_input_errors_total"
 
 
 def first_item(histogram: Any, windows: Windows, t: Thresholds, rate_known: bool) -> Flag:
-    """InferwatchStreamFirstItemSlow: p99 time to first item over windows.rate. The ring
-    keeps no first-item buckets, so the window is known only while it runs from the state's
-    start; past that, the quantile is at most the largest bucket bound anything fell in, so
-    a stream never slower than the objective still reads "ok"."""
+    """InferwatchStreamFirstItemSlow: p99 time to first item over windows.rate, from the
+    ring's first-item buckets at the window's start (none there: the model had not streamed
+    yet, so every count is in the window)."""
     from inferwatch.report.live import histogram_quantile
     alert, limit = "InferwatchStreamFirstItemSlow", t.first_item_p99_seconds
-    bounds, counts = histogram.bounds.tolist(), histogram.counts.tolist()
-    window = _span(t.rate_window_seconds)
-    if rate_known and windows.base(t.rate_window_seconds)[0] is None:
-        p99 = histogram_quantile(0.99, bounds, counts)
-        return _flag(alert, p99, limit, above=True,
-                     detail=f"p99 time to first item {_number(p99, 's')} over {window}, "
-                            f"threshold {limit:g}s")
-    filled = [i for i, count in enumerate(counts) if count > 0]
-    ceiling = float(bounds[min(filled[-1], len(bounds) - 1)]) if filled and bounds else math.nan
-    if ceiling <= limit:
-        return Flag(alert, OK, ceiling, limit,
-                    f"no stream since the start took more than {ceiling:g}s to its first "
-                    f"item, threshold {limit:g}s")
-    return Flag(alert, NO_DATA, math.nan, limit,
-                f"needs the first-item times of the last {window}, which this process's "
-                "ring does not keep: see Prometheus")
+    if not rate_known:
+        return windows.unreached(alert, limit, t.rate_window_seconds)
+    base, _ = windows.base(t.rate_window_seconds)
+    counts = histogram.counts.astype(float)
+    before = None if base is None else base.first_item
+    if before is not None and before.shape == counts.shape:
+        counts = counts - before
+    p99 = histogram_quantile(0.99, histogram.bounds.tolist(), counts.tolist())
+    return _flag(alert, p99, limit, above=True,
+                 detail=f"p99 time to first item {_number(p99, 's')} over "
+                        f"{_span(t.rate_window_seconds)}, threshold {limit:g}s")
 
 
 def schema_errors(state: ModelState, windows: Windows, t: Thresholds,
                    totals: dict[str, float], rate_known: bool) -> Flag:
     """InferwatchInputSchemaErrors: input errors of each schema reason per call over
-    windows.rate, the worst reason against data_quality.schema_error_ratio. The ring keeps
-    the calls but no input error counts: past the state's start, a reason's count since
-    the start bounds its count in the window, so a condition that cannot hold reads "ok"."""
+    windows.rate, the worst reason against data_quality.schema_error_ratio. A reason the
+    window's first sample has no count of had none then: its count is all in the window."""
     alert, limit = "InferwatchInputSchemaErrors", t.schema_error_ratio
     base, _ = windows.base(t.rate_window_seconds)
     if not rate_known:
         return windows.unreached(alert, limit, t.rate_window_seconds)
     calls = _windowed(state, base, "requests", totals)
     errors = state.counters.get(INPUT_ERRORS, {})
-    worst, name, exact = math.nan, "", True
+    worst, name = math.nan, ""
     for reason in SCHEMA_ERRORS:
         count = float(errors.get((reason,), 0.0))
-        before = base.totals.get(f"{INPUT_ERRORS}|{reason}") if base is not None else 0.0
-        if before is None:
-            exact = exact and count == 0  # at most `count` in the window
-            before = 0.0
+        before = base.totals.get(f"{INPUT_ERRORS}|{reason}", 0.0) if base is not None else 0.0
         ratio = _rate_ratio(count - before, calls)
         if not math.isnan(ratio) and (math.isnan(worst) or ratio > worst):
             worst, name = ratio, reason
     window = _span(t.rate_window_seconds)
-    if not exact and not worst <= limit:
-        return windows.unreached(alert, limit, t.rate_window_seconds)
     shown = f"worst reason {name!r}: {_pct(worst)} per call" if name else "no calls"
-    bound = "" if exact else " at most"
     return _flag(alert, worst, limit, above=True,
-                 detail=f"{shown}{bound} over {window} ({', '.join(SCHEMA_ERRORS)}), "
+                 detail=f"{shown} over {window} ({', '.join(SCHEMA_ERRORS)}), "
                         f"threshold {_pct(limit)}")
 
 

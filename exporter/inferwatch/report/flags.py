@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from inferwatch.core.history import FIRST_ITEM
 from inferwatch.generate import config as generator_config
 from inferwatch.generate import re2
 from inferwatch.generate.config_checks import duration_seconds
@@ -274,7 +275,7 @@ def _availability(state: ModelState, live: Live, windows: Windows, t: Thresholds
                                           f"threshold {t.latency_p99_seconds:g}s"))
     from inferwatch.report import conditions
 
-    streams = state.histograms.get(conditions.FIRST_ITEM, {}).get(())
+    streams = state.histograms.get(FIRST_ITEM, {}).get(())
     if streams is not None:  # a model that streams
         flags.append(conditions.first_item(streams, windows, t, rate_known))
     return flags
