@@ -34,12 +34,11 @@ import os
 import re
 import resource
 import time
-from array import array
 from collections.abc import Iterator
-from itertools import repeat
 from pathlib import Path
 from typing import BinaryIO
 
+from inferwatch.events.query_matches import QueryMatches
 from inferwatch.events.sinks import Query, ReadStats, Record, SinkError
 
 _READ_BLOCK = 1 << 16
@@ -473,7 +472,7 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
     # must not hold it all in memory before printing the first line. Files with matches
     # stay open until printed (the first few hundred of them), so retention deleting one
     # meanwhile loses none of them.
-    found = _Matches(query.limit)
+    found = QueryMatches(query.limit)
     handles: list[BinaryIO | None] = []
     names: list[Path] = []
     # A file past the bound is closed and opened again to print: a log of thousands of
@@ -533,70 +532,10 @@ def query_jsonl(path: Path, query: Query, stats: ReadStats) -> Iterator[bytes]:
                 f"removed, replaced or cut short while the query ran: {count} matching "
                 "events not printed"))
     finally:
+        found.close()
         for handle in [*handles, *opened.values()]:
             if handle is not None:
                 handle.close()
-
-
-class _Matches:
-    """Where the matches of a query are, to print them oldest first, in little memory.
-
-    With a limit, only the `limit` earliest are kept (a heap), however many match. Without
-    one, each file's matches are kept as three packed arrays (24 bytes a match, no object
-    per match), sorted by time file by file, and the files merged as they are printed: a
-    list of tuples took about 130 bytes a match, gigabytes for a log of tens of millions.
-    """
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self._heap: list[tuple[float, int, int, int]] = []  # negated: the latest on top
-        self._files: list[tuple[int, array, array, array]] = []
-        self._new_file()
-
-    def _new_file(self) -> None:
-        self._ts, self._offsets, self._lengths = array("d"), array("q"), array("q")
-        self._in_order = True
-
-    def add(self, ts: float, number: int, offset: int, length: int) -> None:
-        """A match at `offset` of file `number`, of `length` bytes and time `ts`."""
-        if self.limit is not None:
-            if self.limit <= 0:
-                return
-            key = (-ts, -number, -offset, length)
-            if len(self._heap) < self.limit:
-                heapq.heappush(self._heap, key)
-            elif key > self._heap[0]:  # earlier than the latest kept
-                heapq.heapreplace(self._heap, key)
-            return
-        if self._in_order and self._ts and ts < self._ts[-1]:
-            self._in_order = False
-        self._ts.append(ts)
-        self._offsets.append(offset)
-        self._lengths.append(length)
-
-    def end_file(self, number: int) -> None:
-        """The matches added since the last call are those of file `number`."""
-        ts, offsets, lengths = self._ts, self._offsets, self._lengths
-        if ts:
-            if not self._in_order:
-                # A stable sort: equal times keep their order in the file.
-                order = sorted(range(len(ts)), key=ts.__getitem__)
-                ts = array("d", [ts[i] for i in order])
-                offsets = array("q", [offsets[i] for i in order])
-                lengths = array("q", [lengths[i] for i in order])
-            self._files.append((number, ts, offsets, lengths))
-        self._new_file()
-
-    def ordered(self) -> Iterator[tuple[float, int, int, int]]:
-        """``(ts, file number, offset, length)`` of every match kept, by time, then by
-        file and offset."""
-        if self.limit is not None:
-            heap, self._heap = self._heap, []
-            return iter(sorted((-ts, -number, -offset, length)
-                               for ts, number, offset, length in heap))
-        files, self._files = self._files, []
-        return heapq.merge(*(zip(ts, repeat(number), offsets, lengths)
-                             for number, ts, offsets, lengths in files))
 
 
 def _open_files_bound() -> int:

@@ -450,8 +450,14 @@ class Redaction:
             names = ", ".join(sorted(".".join(p) for p in both))
             raise ValueError(f"fields both in redact and hash_fields: {names}")
         named = {(_fold(p[0]), *p[1:]) for p in self.drop + self.hash}
+        given = len(self.drop), len(self.hash)
         self.drop = _with_twins(self.drop, named)
         self.hash = _with_twins(self.hash, named)
+        # Per drop path, the hash paths that win the fields both reach (see _beats).
+        self._spared = [
+            [h for j, h in enumerate(self.hash)
+             if _beats(h, j < given[1], d, i < given[0])]
+            for i, d in enumerate(self.drop)]
         self._key = b""
         if self.hash:
             if secret is None:
@@ -484,8 +490,11 @@ class Redaction:
             if dropped is not None:
                 dropped["unstructured"] = dropped.get("unstructured", 0) + 1
 
-        for path in self.drop:
-            _visit(event, path, _delete, drop_text)
+        for path, winners in zip(self.drop, self._spared):
+            if winners:
+                _visit(event, path, _delete, drop_text, spare=_reached_by(winners), trail=())
+            else:
+                _visit(event, path, _delete, drop_text)
         for path in self.hash:
             _visit(event, path, self._replace_with_hash, self._replace_with_hash)
         return event
@@ -525,13 +534,53 @@ def _with_twins(paths: list[tuple[str, ...]], named: set[tuple[str, ...]]
     return paths + twins
 
 
+def _beats(hashed: tuple[str, ...], given_hash: bool, dropped: tuple[str, ...],
+           given_drop: bool) -> bool:
+    """Whether the hash path wins over the drop path where both reach a field.
+
+    A rule written for a field beats the twin of one written for the other field; between
+    rules of the same kind, the one naming a key where the other has ``*`` wins. Paths of
+    different lengths never compete: dropping a field removes everything inside it.
+    Rules that overlap with neither more specific (``inputs.*.ssn``, ``inputs.user.*``)
+    leave the drop to win: redaction fails closed.
+
+    >>> _beats(("inputs", "user_id"), True, ("inputs", "*"), True)
+    True
+    >>> _beats(("inputs", "*"), True, ("inputs", "user_id"), True)
+    False
+    """
+    if len(hashed) != len(dropped) or hashed == dropped:
+        return False
+    pairs = list(zip(hashed, dropped))
+    if any(h != "*" and d != "*" and not _same_field(h, d) for h, d in pairs):
+        return False  # they never reach the same field
+    if given_hash != given_drop:
+        return given_hash
+    return all(h != "*" or d == "*" for h, d in pairs)
+
+
+def _reached_by(paths: list[tuple[str, ...]]) -> Callable[[tuple[str, ...]], bool]:
+    """Whether one of `paths` names the field at the given keys (a prefix of them, for a
+    dotted key that lies inside the field)."""
+    def reached(keys: tuple[str, ...]) -> bool:
+        return any(len(keys) >= len(path) and
+                   all(p == "*" or _same_field(k, p) for k, p in zip(keys, path))
+                   for path in paths)
+    return reached
+
+
 def _delete(parent: dict, key: str) -> None:
     del parent[key]
 
 
 def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], None],
-           on_text: Callable[[dict | list, str | int], None], named: bool = True) -> None:
+           on_text: Callable[[dict | list, str | int], None], named: bool = True,
+           spare: Callable[[tuple[str, ...]], bool] | None = None,
+           trail: tuple[str, ...] = ()) -> None:
     """Apply `action` to every field `path` reaches under `node`.
+
+    With `spare`, `trail` holds the keys from the event down to `node`, and a field whose
+    keys `spare` accepts is left alone (a more specific rule acts on it instead).
 
     `on_text` gets text met where `path` still names a field below it (reached by a
     literal segment, `named`): the field may hide inside. Text reached through ``*``
@@ -547,26 +596,29 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
                 if named:
                     on_text(node, index)
             else:
-                _visit(item, path, action, on_text, named)
+                _visit(item, path, action, on_text, named, spare, trail)
         return
     if not isinstance(node, dict):
         return
     head, rest = path[0], path[1:]
     # Dotted keys first: one acted on whole must not be hashed again through `*` below.
     done = [key for key in _dotted_keys(node)
-            if _visit_dotted(node, key, path, action, on_text)]
+            if _visit_dotted(node, key, path, action, on_text, spare, trail)]
     if head == "*":
         keys = [key for key in node if key not in done] if done else list(node)
     else:
         keys = [key for key in node if key not in done and _same_field(key, head)]
     for key in keys:
+        if spare is not None and spare((*trail, key)):
+            continue
         if not rest:
             action(node, key)
         elif isinstance(node[key], str):
             if head != "*":
                 on_text(node, key)
         else:
-            _visit(node[key], rest, action, on_text, head != "*")
+            _visit(node[key], rest, action, on_text, head != "*", spare,
+                   (*trail, key) if spare is not None else trail)
 
 
 # Characters no reader sees: format characters (zero-width space and joiners, soft hyphen,
@@ -620,8 +672,11 @@ def _dotted_keys(node: dict) -> list[str]:
 
 def _visit_dotted(node: dict, key: str, path: tuple[str, ...],
                   action: Callable[[dict, str], None],
-                  on_text: Callable[[dict | list, str | int], None]) -> bool:
-    """Visit the dotted `key` of `node` as the path it spells; True when acted on whole."""
+                  on_text: Callable[[dict | list, str | int], None],
+                  spare: Callable[[tuple[str, ...]], bool] | None = None,
+                  trail: tuple[str, ...] = ()) -> bool:
+    """Visit the dotted `key` of `node` as the path it spells; True when acted on whole (or
+    spared whole: `spare` and `trail` as for :func:`_visit`)."""
     # Empty segments spell nothing: a MultiIndex column ("", "ssn") is stored as ".ssn".
     segments = [segment for segment in key.split(".") if _fold(segment)]
     if not segments:
@@ -629,6 +684,8 @@ def _visit_dotted(node: dict, key: str, path: tuple[str, ...],
     for segment, wanted in zip(segments, path):
         if wanted != "*" and not _same_field(segment, wanted):
             return False
+    if spare is not None and spare((*trail, *segments)):
+        return True  # a more specific rule names it, as it would the same keys nested
     if len(segments) >= len(path):
         # The key is the field or lies inside it (``ssn.last4`` under ``ssn``).
         action(node, key)
@@ -639,5 +696,5 @@ def _visit_dotted(node: dict, key: str, path: tuple[str, ...],
         if named:
             on_text(node, key)
     else:
-        _visit(node[key], rest, action, on_text, named)
+        _visit(node[key], rest, action, on_text, named, spare, (*trail, *segments))
     return False
