@@ -123,21 +123,24 @@ def _top_classes_per_output(result: list | tuple,
     ``(n, k)`` labels are: a tuple of k labels per row (for one output, its label), each
     named by its output's classes (`read_class_names`, read only for such a list), or by
     its column number where they do not name its columns, as the drain names the class it
-    counts. None for anything else, or when a row holds no probabilities (NaN): which of
-    its rows the drain dropped is not known.
+    counts. An output's row without probabilities (NaN, an infinity) has no class: None in
+    that cell alone, which the joiner counts as ``unsupported_prediction`` while the row's
+    other outputs, and the other rows, are judged. None for anything else.
 
     >>> proba = [np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([[0.3, 0.7], [0.6, 0.4]])]
     >>> _top_classes_per_output(proba, lambda: [np.array(["no", "yes"]), None])
     (('no', '1'), ('yes', '0'))
     >>> _top_classes_per_output(proba[:1], lambda: None)
     ('0', '1')
+    >>> proba[1][0, 0] = np.nan
+    >>> _top_classes_per_output(proba, lambda: None)
+    (('0', None), ('1', '0'))
     """
     if not result or not all(getattr(part, "ndim", 0) == 2 for part in result):
         return None
     matrices = [np.asarray(part) for part in result]
     rows = matrices[0].shape[0]
-    if any(m.shape[0] != rows or m.shape[1] < 1 or m.dtype.kind != "f" or
-           not np.isfinite(m).all() for m in matrices):
+    if any(m.shape[0] != rows or m.shape[1] < 1 or m.dtype.kind != "f" for m in matrices):
         return None
     names = read_class_names()
     # A list, not an array: outputs of different class counts are ragged.
@@ -149,7 +152,11 @@ def _top_classes_per_output(result: list | tuple,
         labels = list(map(kept_label, classes)) if classes is not None and \
             np.ndim(classes) == 1 and len(classes) == width else list(map(str, range(width)))
         # The first column wins a tie, as the drain's predicted class does.
-        columns.append([labels[top] for top in matrix.argmax(axis=1).tolist()])
+        top = [labels[at] for at in matrix.argmax(axis=1).tolist()]
+        finite = np.isfinite(matrix).all(axis=1)
+        if not finite.all():
+            top = [label if whole else None for label, whole in zip(top, finite.tolist())]
+        columns.append(top)
     return tuple(columns[0]) if len(columns) == 1 else tuple(zip(*columns))
 
 
@@ -205,10 +212,12 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
                   predictions: PredictionBatch) -> None:
     """Fold the stages, actions and predictions of request records, one vectorised pass each
     (their counts and latencies are the drain's own); predictions with a request id are
-    remembered in `outcomes` for their ground truth."""
+    remembered in `outcomes` for their ground truth, and so are text answers, with nothing
+    to compare."""
     stage_times: dict[str, list[float]] = {}
     actions: dict[str, float] = {}
     by_kind: dict[bool | None, list[RequestRecord]] = {}
+    texts: list[RequestRecord] = []
     for record in requests:
         for stage, seconds in record.stages:
             stage_times.setdefault(stage, []).append(seconds)
@@ -216,6 +225,8 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
             actions[record.action] = actions.get(record.action, 0) + 1
         if record.has_prediction:
             by_kind.setdefault(record.probabilities, []).append(record)
+        elif record.request_id is not None and _answered_text(record):
+            texts.append(record)
     stage_cap = caps["inferwatch_stage_duration_seconds"]
     for stage, times in stage_times.items():
         state.histogram("inferwatch_stage_duration_seconds", (stage_cap.fold(stage),),
@@ -233,3 +244,15 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
                                            settings.task, read_class_names),
              record.started_at)
             for record, row in zip(records, rows) if record.request_id is not None)
+    if texts:
+        # Known, with no class or value to compare: its outcome is unsupported_prediction,
+        # not an unknown id, and a repeat of it a duplicate.
+        outcomes.remember_many((record.request_id, None, None, record.started_at)
+                               for record in texts)
+
+
+def _answered_text(record: RequestRecord) -> bool:
+    """Whether `record` is a request whose model answered with text (one ``str``, or a
+    stream of items) and no prediction: a stream that failed answered nothing."""
+    stream = record.stream
+    return stream is not None and stream.error_type is None and record.error_type is None

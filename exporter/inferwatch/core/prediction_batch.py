@@ -395,7 +395,8 @@ class PredictionBatch(StackedResults):
     def _add_floats(self, values: np.ndarray, sizes: int | Sequence[int], calls: int) -> None:
         """Float outputs of `calls` calls of `sizes` rows each (or each call's own): values,
         or, for a model whose classes are whole numbers, the calls whose every value is one
-        of its classes as class labels, as :func:`normalize` reads each call."""
+        of its classes (or NaN: a row without a class) as class labels, as
+        :func:`normalize` reads each call."""
         classes = self._whole_number_classes()
         if classes is None:  # no classes_ (a regressor), or a declared task: values, as ever
             self._add_values(values)
@@ -404,19 +405,24 @@ class PredictionBatch(StackedResults):
         if member.all():
             self._add_labels(values.astype(np.int64), True)
             return
+        missing = np.isnan(values)
+        fits = member | missing
         # One value that is no class makes its call's values values (a wrapper's predict
         # returning scores), and only its call's: the other calls stay labels.
         if isinstance(sizes, int):
-            whole_calls = member.reshape(calls, sizes).all(axis=1)
+            whole_calls = fits.reshape(calls, sizes).all(axis=1)
             rows = np.repeat(whole_calls, sizes)
         else:
             counts = np.asarray(sizes, dtype=np.int64)
-            strays = np.concatenate(([0], np.cumsum(~member)))
+            strays = np.concatenate(([0], np.cumsum(~fits)))
             ends = np.cumsum(counts)
             whole_calls = strays[ends] == strays[ends - counts]
             rows = np.repeat(whole_calls, counts)
-        self._add_labels(values[rows].astype(np.int64), bool(whole_calls.any()))
-        self._add_values(values[~rows])
+        # A labelled call's NaN is its row without a class, never cast to one.
+        self._invalid("nan", int((rows & missing).sum()))
+        self._add_labels(values[rows & member].astype(np.int64), bool(whole_calls.any()))
+        if not rows.all():  # NaN alone leaves every call labels: no output of values
+            self._add_values(values[~rows])
 
     def _add_labels(self, labels: np.ndarray, called: bool) -> None:
         """Class labels read from float outputs (`called`: some call's output was read so,

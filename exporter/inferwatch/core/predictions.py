@@ -9,7 +9,8 @@ Which values become ``class`` labels (they are label values, so they must be pla
 classes, never user data): bools, integers with ``|v| < 65,536``, strings listed in the
 model's ``classes_`` or the declared ``classes=``, and integer-valued floats: with
 ``task="classification"``, and with ``task="auto"`` a call's float output whose every value
-is one of the model's whole-number ``classes_`` (a classifier fit on a float target). Anything
+is one of the model's whole-number ``classes_`` (a classifier fit on a float target), or NaN
+(a row without a class, counted as ``reason="nan"``). Anything
 else in a class position is counted as ``invalid_predictions_total{reason="unsupported_type"}``
 and never becomes a label.
 
@@ -400,16 +401,29 @@ def _whole_class_labels(prediction: Prediction, array: np.ndarray, task: str,
     """Whether `array`, a float ``predict`` output of a model whose ``classes_`` are whole
     numbers, was recorded as its class labels (task auto): scikit-learn fit on a float
     target predicts 0.0 / 1.0, which as values would show one model as a regressor and
-    lose its class mix. Only when every value is among the classes: anything else (a
-    wrapper whose predict returns scores) stays values, as it was."""
+    lose its class mix. Only when every value is among the classes or NaN (a row the
+    model had no class for, counted as ``nan``): anything else (a wrapper whose predict
+    returns scores) stays values, as it was.
+
+    >>> prediction = Prediction()
+    >>> _whole_class_labels(prediction, np.array([1.0, np.nan, 0.0]), "auto", [0.0, 1.0])
+    True
+    >>> prediction.rows, prediction.classes.tolist(), prediction.invalid
+    (3, [1, 0], {'nan': 1})
+    """
     if task != "auto" or array.dtype.kind != "f" or array.ndim > 2 or class_names is None:
         return False
     classes = whole_number_classes(class_names)
     if classes is None:
         return False
     flat = array.reshape(-1).astype(np.float64, copy=False)
-    if not class_members(flat, classes).all():
-        return False
+    member = class_members(flat, classes)
+    if not member.all():
+        missing = np.isnan(flat)
+        if not (member | missing).all():
+            return False
+        prediction.count_invalid("nan", int(missing.sum()))
+        flat = flat[member]  # NaN cast to int64 would become a class
     prediction.rows = max(prediction.rows, array.shape[0] if array.ndim else 1)
     prediction.class_like = True
     prediction.class_outputs += 1
