@@ -67,6 +67,25 @@ def test_a_probability_row_without_numbers_leaves_the_other_rows_joined(scraper,
     assert _counts(scraper) == ({"correct": 1, "incorrect": 2}, {"unsupported_prediction": 2})
 
 
+@pytest.mark.parametrize("shape", sorted(_SHAPES))
+def test_a_probability_batch_without_numbers_in_any_row_counts_each_row(scraper, shape):
+    """As a batch of labels with no class in any row: each row once, never one for all."""
+    proba = _SHAPES[shape]()
+    empty = proba.iloc[[1]] if isinstance(proba, pd.DataFrame) else (
+        proba[[1, 1, 1]] if isinstance(proba, np.ndarray) else [proba[1]] * 3)
+    if isinstance(empty, pd.DataFrame):
+        empty = pd.concat([empty] * 3, ignore_index=True)
+    wrapped, mon = _model(scraper, _Classifier(proba=empty))
+    wrapped.predict_proba(np.zeros((3, 2)), request_id="r-1")
+    mon.record_outcome("r-1", [0, 1, 0])
+    assert _counts(scraper) == ({}, {"unsupported_prediction": 3})
+    # Not taken for a regressor (no call has shown its task yet, so it stays "auto").
+    info = {s.labels["task"] for s in scraper.samples() if s.name == "inferwatch_model_info"}
+    assert info <= {"auto", "classification"}
+    assert not [s for s in scraper.samples()
+                if s.name == "inferwatch_prediction_count" and s.value]
+
+
 def test_a_binary_classifiers_positive_column_with_a_nan_row(scraper):
     wrapped, mon = _model(scraper, _Classifier(proba=np.array([0.8, np.nan, 0.1])))
     wrapped.predict_proba(np.zeros((3, 2)), request_id="r-1")

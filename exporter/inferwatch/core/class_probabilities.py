@@ -100,7 +100,12 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
         prediction.count_invalid("nan", int(nan_rows.sum()))
         prediction.count_invalid("inf", int((~finite_rows & ~nan_rows).sum()))
         matrix = matrix[finite_rows]
+    names = [prefix + name for name in _column_names(width, class_names)]
     if matrix.shape[0] == 0:
+        # No row holds probabilities: still a classifier's output, of which every row
+        # lacks its class (an outcome counts each row unjudged, as for labels).
+        prediction.class_outputs += 1
+        prediction.probability_outputs.update(names)
         return
     if matrix.min() < 0 or matrix.max() > 1:
         low, high = -PROBABILITY_RANGE_TOLERANCE, 1 + PROBABILITY_RANGE_TOLERANCE
@@ -118,7 +123,6 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
         sums = _row_sums(matrix)
     bad_sum = np.abs(sums - 1.0) > PROBABILITY_SUM_TOLERANCE
     prediction.count_invalid("probability_sum", int(bad_sum.sum()))
-    names = [prefix + name for name in _column_names(width, class_names)]
     if width == 2:  # a binary classifier: the first column wins a tie, as argmax says
         top = (matrix[:, 1] > matrix[:, 0]).view(np.int8)
         confidence = np.maximum(matrix[:, 0], matrix[:, 1])

@@ -105,14 +105,16 @@ def _rows_with_missing_top_classes(prediction: Prediction, result: object
     not tell which (rows dropped for another reason, several outputs' matrices)."""
     dropped = prediction.invalid.get("nan", 0) + prediction.invalid.get("inf", 0)
     classes = prediction.classes
-    if not dropped or classes is None or prediction.class_outputs != 1:
+    if not dropped or prediction.class_outputs != 1:
         return None
     rows = prediction.rows
+    kept = 0 if classes is None else len(classes)  # none: no row held probabilities
     unread = _rows_without_probabilities(result, rows)
-    if unread is None or int(unread.sum()) != rows - len(classes):
+    if unread is None or int(unread.sum()) != rows - kept:
         return None
     labels = np.full(rows, None, dtype=object)
-    labels[~unread] = as_text(classes.reshape(-1))
+    if kept:
+        labels[~unread] = as_text(classes.reshape(-1))
     return tuple(labels.tolist())
 
 
