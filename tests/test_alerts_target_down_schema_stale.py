@@ -69,10 +69,13 @@ def _expr(expr: str, at: str, samples: list[tuple[str, float]]) -> dict:
 
 def test_target_down_names_its_model_without_a_gap_for_five_hours(tmp_path: Path) -> None:
     """Down from 1m to 5h, far past the 1h lookback: the alert fires from 6m (its 5m `for`)
-    at every evaluation, always as model fraud, and never without a model."""
+    at every evaluation, always as model fraud, and never without a model; fraud has no
+    other target, so the model-wide alert (no instance) fires all along too."""
     firing = 'ALERTS{alertname="InferwatchTargetDown", alertstate="firing", model="fraud"}'
     named = ('{alertname="InferwatchTargetDown", alertstate="firing", instance="m1:8000", '
              'job="inferwatch-model", model="fraud", severity="critical"}')
+    model_wide = ('{alertname="InferwatchTargetDown", alertstate="firing", model="fraud", '
+                  'severity="critical"}')
     case = {
         "interval": "1m",
         "input_series": [
@@ -81,10 +84,12 @@ def test_target_down_names_its_model_without_a_gap_for_five_hours(tmp_path: Path
         ],
         "promql_expr_test": [
             # One sample per evaluation from 6m to 300m: no evaluation without it.
-            _expr(f"count_over_time({firing}[5h])", "300m", [(named, 295)]),
+            _expr(f"count_over_time({firing}[5h])", "300m",
+                  [(named, 295), (model_wide, 295)]),
             _expr('absent_over_time(ALERTS{alertname="InferwatchTargetDown", model=""}[5h])',
                   "300m", [('{alertname="InferwatchTargetDown"}', 1)]),
-            _expr('ALERTS{alertname="InferwatchTargetDown"}', "300m", [("ALERTS" + named, 1)]),
+            _expr('ALERTS{alertname="InferwatchTargetDown"}', "300m",
+                  [("ALERTS" + named, 1), ("ALERTS" + model_wide, 1)]),
         ],
     }
     result = _promtool(tmp_path, [case])
@@ -127,7 +132,9 @@ def test_target_down_keeps_its_model_for_any_downtime_and_lookback(
             'ALERTS{alertname="InferwatchTargetDown"}', f"{end}m",
             [('ALERTS{alertname="InferwatchTargetDown", alertstate="firing", '
               'instance="m1:8000", job="inferwatch-model", model="churn", '
-              'severity="critical"}', 1)])],
+              'severity="critical"}', 1),
+             ('ALERTS{alertname="InferwatchTargetDown", alertstate="firing", '
+              'model="churn", severity="critical"}', 1)])],
     }
     result = _promtool(tmp_path, [case], cfg)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -310,7 +317,10 @@ def test_target_down_in_prometheus_keeps_its_model_past_the_lookback(
                 seen.add((series["metric"].get("model"), series["metric"]["alertstate"]))
             time.sleep(0.25)
         assert seen == {("churn", "firing")}
-        assert [a.get("model") for a in _alerts(prometheus, "InferwatchTargetDown")] == ["churn"]
+        # Once for the target and once for churn, which no other target serves.
+        firing = _alerts(prometheus, "InferwatchTargetDown")
+        assert sorted((a.get("model"), a.get("instance", "")) for a in firing) == [
+            ("churn", ""), ("churn", address)]
 
 
 @pytest.fixture

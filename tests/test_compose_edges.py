@@ -278,42 +278,74 @@ def post_alerts(base: str, alerts: list[dict[str, str]]) -> None:
         assert response.status == 200
 
 
-def alert_states(base: str) -> dict[tuple[str, str], str]:
+def alert_states(base: str) -> dict[tuple[str, str, str], str]:
     with urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=10) as response:
         listed = json.loads(response.read())
-    return {(a["labels"]["alertname"], a["labels"].get("model", "")): a["status"]["state"]
-            for a in listed}
+    return {(a["labels"]["alertname"], a["labels"].get("model", ""),
+             a["labels"].get("instance", "")): a["status"]["state"] for a in listed}
+
+
+def _settled_states(base: str, expected: dict[tuple[str, str, str], str]
+                    ) -> dict[tuple[str, str, str], str]:
+    """The alerts' states once they equal `expected`, or as they stand after 30 s."""
+    deadline = time.monotonic() + 30
+    states = alert_states(base)
+    while states != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        states = alert_states(base)
+    return states
+
+
+DOWN = {"alertname": "InferwatchTargetDown", "severity": "critical", "job": "inferwatch-model"}
+FRAUD_SLOW = {"alertname": "InferwatchLatencyHigh", "severity": "warning", "model": "fraud",
+              "model_version": "1.4.2"}
+CHURN_SLOW = {"alertname": "InferwatchLatencyHigh", "severity": "warning", "model": "churn",
+              "model_version": "2.0"}
 
 
 @pytest.mark.integration
-def test_a_down_target_holds_back_the_warnings_of_the_models_it_served(tmp_path: Path) -> None:
-    # The per-model alerts carry no instance: the generated InferwatchTargetDown names the
-    # models the target served, and the inhibit rule matches on that.
+def test_one_down_replica_holds_back_no_warning_of_the_model_its_peers_still_serve(
+        tmp_path: Path) -> None:
+    # fraud runs on m1 and m2; only m1 is down. The per-model warnings are computed from
+    # every replica (they carry no instance), so m2's latency is still worth a ticket.
     expected = {
-        ("InferwatchTargetDown", "fraud"): "active",
-        ("InferwatchTargetDown", ""): "active",
-        ("InferwatchLatencyHigh", "fraud"): "suppressed",
-        ("InferwatchLatencyHigh", "churn"): "active",
+        ("InferwatchTargetDown", "fraud", "m1:8000"): "active",
+        ("InferwatchTargetDown", "", "m9:8000"): "active",
+        ("InferwatchLatencyHigh", "fraud", ""): "active",
+        ("InferwatchLatencyHigh", "churn", ""): "active",
         # A target that served no model holds back nothing: a missing label is an empty one
         # to Alertmanager, and the exporter's warnings name no model either.
-        ("InferwatchExporterDown", ""): "active",
+        ("InferwatchExporterDown", "", "e1:9400"): "active",
     }
-    down = {"alertname": "InferwatchTargetDown", "severity": "critical",
-            "job": "inferwatch-model"}
     with compose_alertmanager(tmp_path) as base:
         post_alerts(base, [
-            {**down, "instance": "m1:8000", "model": "fraud"},
-            {**down, "instance": "m9:8000"},
-            {"alertname": "InferwatchLatencyHigh", "severity": "warning", "model": "fraud",
-             "model_version": "1.4.2"},
-            {"alertname": "InferwatchLatencyHigh", "severity": "warning", "model": "churn",
-             "model_version": "2.0"},
+            {**DOWN, "instance": "m1:8000", "model": "fraud"},
+            {**DOWN, "instance": "m9:8000"},
+            FRAUD_SLOW, CHURN_SLOW,
             {"alertname": "InferwatchExporterDown", "severity": "warning",
              "job": "inferwatch-exporter", "instance": "e1:9400"},
         ])
-        deadline = time.monotonic() + 30
-        states = alert_states(base)
-        while states != expected and time.monotonic() < deadline:
-            time.sleep(0.2)
-            states = alert_states(base)
+        states = _settled_states(base, expected)
+    assert states == expected
+
+
+@pytest.mark.integration
+def test_a_model_with_every_target_down_has_its_warnings_held_back(tmp_path: Path) -> None:
+    # Both of fraud's targets are down: InferwatchTargetDown fires once per target and once
+    # for the model itself (no instance), and that last one holds back fraud's warnings.
+    expected = {
+        ("InferwatchTargetDown", "fraud", "m1:8000"): "active",
+        ("InferwatchTargetDown", "fraud", "m2:8000"): "active",
+        ("InferwatchTargetDown", "fraud", ""): "active",
+        ("InferwatchLatencyHigh", "fraud", ""): "suppressed",
+        ("InferwatchLatencyHigh", "churn", ""): "active",
+    }
+    with compose_alertmanager(tmp_path) as base:
+        post_alerts(base, [
+            {**DOWN, "instance": "m1:8000", "model": "fraud"},
+            {**DOWN, "instance": "m2:8000", "model": "fraud"},
+            {"alertname": "InferwatchTargetDown", "severity": "critical", "model": "fraud"},
+            FRAUD_SLOW, CHURN_SLOW,
+        ])
+        states = _settled_states(base, expected)
     assert states == expected

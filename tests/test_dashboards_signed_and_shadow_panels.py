@@ -316,3 +316,23 @@ def test_every_panel_with_a_value_below_zero_has_no_floor(live: str) -> None:
     assert {"model-quality: Prediction quantiles",
             "champion-challenger: Difference quantiles (shadow - champion)",
             "slo: Error budget remaining (30d)"} <= negative
+
+
+@pytest.mark.integration
+def test_overview_draws_no_shadow_version_as_if_it_served(live: str) -> None:
+    """The overview's panels by version leave a shadow version out (the Champion vs
+    challenger dashboard draws it beside its champion), except where it is marked as one:
+    the Versions serving table's role and the (shadow) line of Replicas per version."""
+    at, drawn = time.time(), set()
+    for panel in panels(_committed()["model-overview"]):
+        marked = panel.get("title") == "Versions serving"
+        for t in panel.get("targets", []):
+            if "inferwatch_" not in t.get("expr", "") or "(shadow)" in t.get("legendFormat", ""):
+                continue
+            for labels in _run(live, t["expr"], _values(), at):
+                version = json.loads(labels).get("model_version")
+                drawn.add(version)
+                if version in (SHADOW, "2-rc"):
+                    assert marked and json.loads(labels).get("role") == "shadow", (
+                        f"{panel['title']}: {labels}")
+    assert CHAMPION in drawn and "3" in drawn

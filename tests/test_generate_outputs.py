@@ -550,10 +550,14 @@ def test_recording_rules_follow_level_metric_operation(files: dict[str, str]) ->
         assert level and operation and metric.startswith("inferwatch_"), rule["record"]
         if metric.startswith("inferwatch_baseline_"):
             # Baselines aggregate versions away: a deploy keeps its model's history. Only
-            # shadow versions are named, to be left out.
-            serving = rule["expr"].replace(
-                "unless on (model, model_version)", "").replace(
-                "max by (model, model_version) (inferwatch_model_info", "")
+            # shadow versions (those that ran as shadows within the window) are named, to be
+            # left out.
+            serving = re.sub(
+                r"unless on \(model, model_version\) \( max by \(model, model_version\) "
+                r"\(inferwatch_model_info\{[^}]*\}\) or \( max by \(model, model_version\) "
+                r"\( max_over_time\(inferwatch_model_info\{[^}]*\}\[\w+\]\) \) unless on "
+                r"\(model, model_version\) inferwatch_model_info\{[^}]*\} \) \)", "",
+                " ".join(rule["expr"].split()))
             assert "model_version" not in serving, rule
         elif rule["record"].startswith("model:inferwatch_objective:"):
             assert rule["expr"].startswith("group by (model) (inferwatch_model_info"), rule

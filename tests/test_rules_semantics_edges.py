@@ -184,8 +184,20 @@ def test_a_model_whose_replicas_all_vanish_fires_no_traffic_unless_its_target_is
                        "description": (
                            "Prometheus cannot scrape inferwatch-model/c (selector "
                            'job="inferwatch-model"): the model service is down or its /metrics'
-                           " endpoint fails. It served model risk when it went down: "
-                           "Alertmanager holds back that model's warnings while this fires. "
+                           " endpoint fails. It served model risk when it went down. "
+                           'Reads series matching {job="inferwatch-model"} '
+                           "(selectors.model in the inferwatch config; regenerate the rules "
+                           "after changing it)."),
+                       "runbook_url": RUNBOOK + "#inferwatchtargetdown",
+                       "dashboard_url": "http://localhost:3000/d/inferwatch-overview"}},
+                  # risk has no other target: it fires for the model too, no instance.
+                  {"exp_labels": {"severity": "critical", "model": "risk"},
+                   "exp_annotations": {
+                       "summary": "Every target of model risk is down",
+                       "description": (
+                           'Prometheus can scrape none of the targets (selector '
+                           'job="inferwatch-model") that served model risk: Alertmanager '
+                           "holds back the model's warnings while this fires. "
                            'Reads series matching {job="inferwatch-model"} '
                            "(selectors.model in the inferwatch config; regenerate the rules "
                            "after changing it)."),

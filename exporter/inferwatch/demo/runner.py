@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from inferwatch.demo.console import say
 from inferwatch.demo.model import MODEL_NAME, MODEL_VERSION
+from inferwatch.demo.quiet_shift import MODEL_NAME as QUIET_SHIFT_MODEL
 from inferwatch.demo.receiver import PageReceiver
 from inferwatch.demo.scenario import Phase, drift_window_seconds, rule_config, scenario
 from inferwatch.demo.stack import (
@@ -29,12 +30,15 @@ from inferwatch.demo.stack import (
     Stack,
     StackError,
     alertmanager_config,
+    alerts_page,
     free_port,
     prometheus_config,
     query,
     stop_signals_held,
+    wait_scraped,
 )
 from inferwatch.demo.stack import write_yaml as _write_yaml
+from inferwatch.demo.streaming import MODEL_NAME as STREAMING_MODEL
 
 _T = TypeVar("_T")
 _PORTS = ("api", "metrics", "streaming", "quiet-shift", "exporter", "prometheus",
@@ -83,6 +87,11 @@ class Demo:
         self.traffic_started: float | None = None
         self.receiver: PageReceiver | None = None
         self.phase_name = ""
+        self.alerts_path = "/alerts"  # until Prometheus says which page it serves
+        self._phases_begun = 0
+        # Set (by the traffic thread) once the last phase has run its time; the main
+        # thread says what still fires, away from the traffic's pace.
+        self._finished = threading.Event()
 
     # --- running ---------------------------------------------------------------------------
 
@@ -115,6 +124,7 @@ class Demo:
                     self.host, self.ports["receiver"],
                     out=lambda line: self.out(f"{self._clock()} {line}")))
             self._start_processes(stack, receiver)
+            self._await_prometheus()
             self._banner()
             generator = TrafficGenerator(
                 f"http://{self.host}:{self.ports['api']}", self.phases, rate=self.rate,
@@ -139,8 +149,11 @@ class Demo:
                     status = 1
                     self.out(f"{self._clock()} {gone}")
                     break
+                if self._finished.is_set() and thread.is_alive():
+                    self._finished.clear()
+                    self.out(self._finished_line(going_on=True))
             else:
-                self.out(f"{self._clock()} scenario finished")
+                self.out(self._finished_line(going_on=False))
         except (KeyboardInterrupt, _Stop):
             # A later stop signal is ignored from here on (see _raise_stop), and a reader
             # gone at this very line is no reason to skip the cleanup's last words.
@@ -228,6 +241,15 @@ class Demo:
 
         self._on_free_port(("prometheus",), start_prometheus)
 
+    def _await_prometheus(self) -> None:
+        """Learn which alerts page Prometheus serves, and wait for its first scrapes, so the
+        summary's figures and the rules' windows begin before the traffic does."""
+        if not self.with_stack:
+            return
+        self.alerts_path = alerts_page(self._url("prometheus"))
+        wait_scraped(self._url("prometheus"), [f"{self.host}:{self.ports[name]}"
+                                               for name in ("metrics", "exporter")])
+
     def _exited(self, stack: Stack) -> str | None:
         """What to say when a child has died: the demo cannot go on without any of them
         (a dead model left the traffic counting `sent` alone, every figure frozen, until
@@ -276,7 +298,7 @@ class Demo:
                  f"in a loop)",
                  f"  exporter       {self._url('exporter', '/metrics')}"]
         if self.with_stack:
-            lines += [f"  Prometheus     {self._url('prometheus', '/alerts')}",
+            lines += [f"  Prometheus     {self._url('prometheus', self.alerts_path)}",
                       f"  Alertmanager   {self._url('alertmanager')}",
                       f"  pages          printed here as PAGE lines "
                       f"(webhook {self._url('receiver', '/')})",
@@ -297,6 +319,11 @@ class Demo:
             self.out(line)
 
     def _announce(self, phase: Phase) -> None:
+        self._phases_begun += 1
+        if self._phases_begun > len(self.phases):
+            # The last phase again, without end: the scenario itself is over.
+            self._finished.set()
+            return
         self.phase_name = phase.name
         self.out(f"{self._clock()} phase {phase.name} ({phase.seconds:.0f}s): "
                  f"{phase.description}")
@@ -336,6 +363,66 @@ class Demo:
         if self.receiver is not None and self.receiver.repeats:
             line += f" | {self.receiver.digest()}"
         return line
+
+
+    def _finished_line(self, *, going_on: bool) -> str:
+        """What the end of the scenario leaves: the alerts still firing, each with why.
+
+        An alert reads a window of the past: the slow burn's short window (5 minutes at
+        speed 1) still holds the end of error-burst when recovery ends, so "the scenario
+        finished" alone read as if every alert had resolved."""
+        line = f"{self._clock()} scenario finished"
+        if not self.with_stack:
+            return line
+        try:
+            firing = query(self._url("prometheus"), 'ALERTS{alertstate="firing"}', timeout=2)
+        except StackError:
+            return line + "; Prometheus not answering, so what still fires is unknown"
+        reasons: dict[str, str] = {}
+        for alert in firing:
+            name = alert["metric"].get("alertname", "")
+            reasons.setdefault(name, still_firing_reason(
+                name, alert["metric"].get("model", ""), self.speed))
+        if not reasons:
+            return line + "; nothing is firing"
+        line += "; still firing: " + ", ".join(f"{name} ({reason})"
+                                                for name, reason in sorted(reasons.items()))
+        them = "them" if len(reasons) > 1 else "it"
+        if going_on:
+            return line + f". The traffic goes on in recovery (Ctrl-C stops): watch {them} resolve"
+        return line + f". Exiting (--once) with {them} still firing"
+
+
+# The models that loop stories of their own, whatever phase the scenario is in.
+_OWN_STORIES = {STREAMING_MODEL: "toy-llm loops its first-token regression",
+                QUIET_SHIFT_MODEL: "price-estimate loops its quiet shift"}
+
+
+def still_firing_reason(alert: str, model: str, speed: float) -> str:
+    """Why `alert` of `model` may still fire when the scenario ends, in a few words.
+
+    >>> still_firing_reason("InferwatchErrorBudgetBurnSlow", "breast-cancer", 1.0)
+    'its 5m short window still holds errors of error-burst'
+    """
+    if model in _OWN_STORIES:
+        return _OWN_STORIES[model]
+    config = rule_config(speed)
+    windows = {
+        "InferwatchErrorBudgetBurnSlow": (config["slo"]["slow_burn"]["short_window"],
+                                          "short window", "errors of error-burst"),
+        "InferwatchErrorBudgetBurnFast": (config["slo"]["fast_burn"]["short_window"],
+                                          "short window", "errors of error-burst"),
+        "InferwatchAccuracyDrop": (config["accuracy"]["window"], "window",
+                                   "outcomes of feature-drift"),
+        "InferwatchShadowAgreementLow": (config["shadow"]["window"], "window",
+                                         "comparisons of feature-drift"),
+        "InferwatchShadowBetter": (config["shadow"]["outcome_window"], "window",
+                                   "outcomes of feature-drift"),
+    }
+    if alert in windows:
+        window, kind, what = windows[alert]
+        return f"its {window} {kind} still holds {what}"
+    return "its window still holds part of an earlier phase"
 
 
 def summary_queries(window: str) -> dict[str, str]:

@@ -238,8 +238,12 @@ def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000
         "models": {"toy-llm": {"latency": {"p99_seconds": 2}},
                    # Its drift alerts judge the classifier against its reference; the demo's
                    # prediction band, learned from a minute of history, is for price-estimate,
-                   # which has no reference (a per-model k: 20 sigma is as good as off).
-                   "breast-cancer": {"baselines": {"predictions": {"k": 20}}}},
+                   # which has no reference. The feature drift moves the classifier's median
+                   # probability from about 0.015 to 0.99, a real shift that pages
+                   # InferwatchPredictionDrift; a per-model k keeps it from paging twice. The
+                   # sigma floor is 5% of the output's largest quantile, about 1 for a
+                   # probability: 50 sigma is +-2.5, wider than a probability can move.
+                   "breast-cancer": {"baselines": {"predictions": {"k": 50}}}},
         "drift": {"min_observations": MIN_DRIFT_OBSERVATIONS},
         "accuracy": {"window": window("accuracy"), "min_outcomes": 50},
         # The challenger equals the champion on clean traffic: only the shift sets it apart.

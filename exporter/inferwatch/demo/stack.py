@@ -19,6 +19,7 @@ import ctypes
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,8 @@ from types import TracebackType
 from typing import Any
 
 import yaml
+
+from inferwatch.generate.promql import quoted
 
 STOP_TIMEOUT_SECONDS = 10.0
 PROMETHEUS = "prometheus"
@@ -419,6 +422,46 @@ def alertmanager_config(webhook_url: str, *, group_wait: str = "1s",
 def write_yaml(path: Path, data: Any) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+# The alerts page: the new UI's (upstream Prometheus 2 and 3), then the classic UI's (Debian's
+# Prometheus 2 builds only the classic one, whose /alerts is a 404).
+ALERT_PAGES = ("/alerts", "/classic/alerts")
+
+
+def alerts_page(prometheus_url: str) -> str:
+    """The path of the alerts page this Prometheus serves; "/" (which every version
+    redirects to its own start page) when none of ALERT_PAGES answers."""
+    for path in ALERT_PAGES:
+        try:
+            with _DIRECT.open(prometheus_url.rstrip("/") + path, timeout=2) as response:
+                if response.status == 200:
+                    return path
+        except (OSError, http.client.HTTPException):
+            continue
+    return "/"
+
+
+def wait_scraped(prometheus_url: str, targets: Sequence[str], timeout: float = 30.0) -> bool:
+    """Wait until Prometheus has scraped each of `targets` (host:port) once; False when it
+    has not within `timeout`.
+
+    Prometheus hands new targets to its scrapers only some seconds after it is ready: traffic
+    started before then was counted before the first sample, and every rate over a window
+    reaching back to the traffic's start read low (5 calls/s of 10) for the first minute.
+    """
+    wanted = quoted("|".join(re.escape(target) for target in targets))
+    promql = f"count(up{{instance=~{wanted}}} == 1)"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = query(prometheus_url, promql, timeout=2)
+        except StackError:
+            result = []
+        if result and float(result[0]["value"][1]) >= len(set(targets)):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def query(prometheus_url: str, promql: str, at: float | None = None,

@@ -51,8 +51,8 @@ from inferwatch.generate.promql import (
     objective,
     offset,
     quoted,
+    recent_shadow_versions,
     record_name,
-    shadow_versions,
 )
 
 # The seasonal model (seasonal value plus the residual's trailing mean and deviation) takes
@@ -75,6 +75,10 @@ class SignalSpec:
     dashboard: str
     # The short value over a window: expressions, each with the labels its rule adds.
     values: Callable[[Config, str], list[Any]]
+    # Labels of the series that share one scale for the sigma floor's share (empty: each
+    # series its own). A prediction quantile near 0 is as noisy as one near 1 of the same
+    # output: a share of its own value would give it a band too narrow to hold its wobble.
+    scale_by: tuple[str, ...] = ()
 
     @property
     def by(self) -> str:
@@ -94,7 +98,16 @@ def _rate(cfg: Config, counter: str, window: str, by: str = "model", *extra: str
     stopping one must not move the model's baselines."""
     rates = f"rate({counter}{model_sel(cfg, *extra)}[{window}])"
     return f"sum by ({by}) (\n  {rates}\n  unless on (model, model_version)\n  " \
-           f"{shadow_versions(cfg)}\n)"
+           f"{_indent(_shadows(cfg, window), 2)}\n)"
+
+
+def _shadows(cfg: Config, window: str) -> str:
+    """The versions to leave out of a value over `window`: those that ran as shadows within
+    it. A removed (or dead) shadow's info series ends at once, its rates and rolling
+    quantiles only `window` later; read by the current info alone, they entered the
+    model's baselines, and its history, meanwhile. Both read the same samples, in the same
+    rule: the same window suffices."""
+    return recent_shadow_versions(cfg, window)
 
 
 def _all_versions_rate(cfg: Config, counter: str, window: str, by: str, *extra: str) -> str:
@@ -134,7 +147,7 @@ def _summary(metric: str, labels: str, quantiles: tuple[str, ...]) -> Callable[[
         # mean NaN, a gap, and hides what the serving replicas do.
         return [f"# quantiles {', '.join(chosen)}\n"
                 f"avg by ({labels}) (\n  avg_over_time({metric}{selected}[{window}]) >= -Inf\n"
-                f"  unless on (model, model_version)\n  {shadow_versions(cfg)}\n)"]
+                f"  unless on (model, model_version)\n  {_indent(_shadows(cfg, window), 2)}\n)"]
 
     return values  # type: ignore[return-value]
 
@@ -177,7 +190,7 @@ SIGNALS: dict[str, SignalSpec] = {spec.key: spec for spec in (
                ("output", "quantile"), "both", "short",
                "Prediction quantile {{ $labels.quantile }} of output {{ $labels.output }}",
                "quality", _summary("inferwatch_prediction", "model, output, quantile",
-                                   "prediction_quantiles")),
+                                   "prediction_quantiles"), scale_by=("model", "output")),
     SignalSpec("classes", "InferwatchClassMixShift", "model_class", ("class",), "both",
                "percentunit", "Share of class {{ $labels.class }}", "quality", _class_shares),
     SignalSpec("confidence", "InferwatchConfidenceDrop", "model", ("quantile",), "below",
@@ -291,12 +304,29 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
                   f"  and\n  {seasonal}\n)\nor\n{stddev}")
     else:
         rules.append((expected, mean))
-    floor_share = f"{number(own.sigma_floor_ratio)} * abs({expected})"
+    floor_share = _indent(_floor_share(spec, number(own.sigma_floor_ratio), expected), 2)
     rules.append((record(spec, "sigma"),
                   f"clamp_min(\n  (\n    {_indent(stddev, 4)}\n  ) >= {floor_share}\n  or\n"
                   f"  {floor_share},\n  {number(own.sigma_floor)}\n)"))
     labels = [extra for _, extra in values] + [{}] * (len(rules) - len(values))
     return [(name, expr, extra) for (name, expr), extra in zip(rules, labels)]
+
+
+def _floor_share(spec: SignalSpec, ratio: str, expected: str) -> str:
+    """The sigma floor's share: `ratio` of the expected value, or, for a signal with a
+    `scale_by`, of the largest expected value among the series it groups.
+
+    A probability's median near 0 (0.015) against a share of its own value made a band of
+    +-0.003 at k=3, narrower than the wobble of a rolling quantile: a steady classifier
+    paged. The output's scale (its p90 near 1) keeps the floor in proportion to what the
+    output can do, and a price's quantiles, all of one order, keep about the floor they had.
+    """
+    if not spec.scale_by:
+        return f"{ratio} * abs({expected})"
+    by = ", ".join(spec.scale_by)
+    # 0 x expected gives each series its own labels; the scale is joined on the shared ones.
+    return (f"(\n  0 * {expected}\n  + on ({by}) group_left ()\n"
+            f"  {ratio} * max by ({by}) (abs({expected}))\n)")
 
 
 def _without_nan(expr: str) -> str:

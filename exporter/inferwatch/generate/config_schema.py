@@ -245,7 +245,9 @@ class Signal:
     sigma_floor: float = _setting(0.0, "smallest sigma, in the signal's unit, so a flat series "
                                   "does not page on a wobble", check.non_negative)
     sigma_floor_ratio: float = _setting(0.05, "smallest sigma as a share of the expected "
-                                        "value", check.non_negative)
+                                        "value (for prediction quantiles, of the largest "
+                                        "expected quantile of the same output)",
+                                        check.non_negative)
     seasonal: bool = _setting(True, "whether the band follows the same time a week (or a day) "
                               "ago (seasonal_offsets); off, expected is the trailing mean alone "
                               "and the band costs 3 series instead of 5")

@@ -35,6 +35,11 @@ from inferwatch.generate.panels import (
 )
 from inferwatch.generate.promql import model_sel, number
 
+# The panels by version draw the versions that serve users; a shadow's lines would read as
+# one more version serving, and add into the stacked ones.
+SHADOWS_ELSEWHERE = ("A shadow version is left out: the Champion vs challenger dashboard "
+                     "draws it beside its champion.")
+
 
 def model_overview(cfg: Config) -> dict[str, Any]:
     """Traffic, errors, latency, in-flight, batch size, versions serving and deploys."""
@@ -42,7 +47,8 @@ def model_overview(cfg: Config) -> dict[str, Any]:
     budget = 1 - cfg.slo.availability
 
     def served(vector: str) -> str:
-        # The totals of a model are its users' calls: a shadow's run beside them.
+        # The totals of a model are its users' calls, and its lines by version the versions
+        # serving them: a shadow's run beside them.
         return without_shadows(cfg, vector)
 
     calls_rate = f"rate(inferwatch_requests_total{raw}[{RATE}])"
@@ -72,92 +78,112 @@ def model_overview(cfg: Config) -> dict[str, Any]:
                                         "drawn in the Latency quantiles panel"),
                   limit=cfg.latency.p99_seconds), 6, 4),
         Cell(timeseries("Calls per second by outcome", [target(
-            f"sum by ({q.MODEL_LABELS}, outcome) (rate(inferwatch_requests_total{raw}[{RATE}]))",
-            MV + " {{outcome}}")], "reqps", stack=True)),
+            served(f"sum by ({q.MODEL_LABELS}, outcome) (rate(inferwatch_requests_total{raw}"
+                   f"[{RATE}]))"), MV + " {{outcome}}")], "reqps", SHADOWS_ELSEWHERE,
+            stack=True)),
         Cell(timeseries("Error ratio", [
-            target(recorded(cfg, q.error_ratio(w)), MV),
+            target(served(recorded(cfg, q.error_ratio(w))), MV),
             objective(cfg, "slo.availability", "1 - {}")],
             "percentunit", f"Dashed line: the error budget of the "
             f"{number(cfg.slo.availability)} availability SLO; objective: each model's own "
-            f"budget.", limit=budget)),
+            f"budget. " + SHADOWS_ELSEWHERE, limit=budget)),
         # Per version, as the alerts judge versions: a canary's errors summed into the stable
         # version's would show neither.
         Cell(timeseries("Errors by type", [target(
-            f"sum by ({q.MODEL_LABELS}, error_type) (rate(inferwatch_errors_total{raw}"
-            f"[{RATE}]))", MV + " {{error_type}}")], "reqps", stack=True), 24),
+            served(f"sum by ({q.MODEL_LABELS}, error_type) (rate(inferwatch_errors_total{raw}"
+                   f"[{RATE}]))"), MV + " {{error_type}}")], "reqps", SHADOWS_ELSEWHERE,
+            stack=True), 24),
     ]
     latency = [
         Cell(timeseries("Latency quantiles", [
-            *(target(recorded(cfg, q.latency_quantile(cfg, n)), f"p{n} {MV}")
+            *(target(served(recorded(cfg, q.latency_quantile(cfg, n))), f"p{n} {MV}")
               for n in (50, 90, 99)),
             objective(cfg, "latency.p99_seconds")],
             "s", "From the latency histogram, across replicas. Dashed line: the default p99 "
-                 "threshold of InferwatchLatencyHigh; objective: each model's own.",
+                 "threshold of InferwatchLatencyHigh; objective: each model's own. "
+                 + SHADOWS_ELSEWHERE,
             limit=cfg.latency.p99_seconds)),
         Cell(heatmap("Latency distribution", f"sum by (le) ({served(latency_buckets)})", "s",
                      "Every call of the selected versions but a shadow's.")),
         Cell(timeseries("Stage latency p99", [target(
-            recorded(cfg, q.stage_latency_quantile(cfg, 99)), MV + " {{stage}}")], "s",
-            "p99 of each stage (preprocess, inference, postprocess, ...).")),
+            served(recorded(cfg, q.stage_latency_quantile(cfg, 99))), MV + " {{stage}}")], "s",
+            "p99 of each stage (preprocess, inference, postprocess, ...). "
+            + SHADOWS_ELSEWHERE)),
         Cell(timeseries("In-flight calls", [target(
-            f"sum by ({q.MODEL_LABELS}, instance) (inferwatch_requests_in_flight{raw})",
-            MV + " {{instance}}")])),
+            served(f"sum by ({q.MODEL_LABELS}, instance) (inferwatch_requests_in_flight{raw})"),
+            MV + " {{instance}}")], description=SHADOWS_ELSEWHERE)),
         Cell(timeseries("Batch size", [
-            target(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_batch_size_sum{raw}[{RATE}])) / "
-                   f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_batch_size_count{raw}[{RATE}]))",
-                   "mean " + MV),
-            target(f"histogram_quantile(0.99, sum by ({q.MODEL_LABELS}, le) "
-                   f"(rate(inferwatch_batch_size_bucket{raw}[{RATE}])))", "p99 " + MV)],
-            "short", "Rows per call, per version.")),
-        Cell(timeseries("Rows per second", [target(recorded(cfg, q.rows_rate(cfg)), MV)], "short",
-                        "Rows predicted per second (sum of batch sizes).")),
+            target(served(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_batch_size_sum{raw}"
+                          f"[{RATE}])) / sum by ({q.MODEL_LABELS}) "
+                          f"(rate(inferwatch_batch_size_count{raw}[{RATE}]))"), "mean " + MV),
+            target(served(f"histogram_quantile(0.99, sum by ({q.MODEL_LABELS}, le) "
+                          f"(rate(inferwatch_batch_size_bucket{raw}[{RATE}])))"), "p99 " + MV)],
+            "short", "Rows per call, per version. " + SHADOWS_ELSEWHERE)),
+        Cell(timeseries("Rows per second", [target(served(recorded(cfg, q.rows_rate(cfg))), MV)],
+                        "short", "Rows predicted per second (sum of batch sizes). "
+                        + SHADOWS_ELSEWHERE)),
     ]
     cancelled = raw_sel(cfg, 'outcome="cancelled"')
     streams = [
         Cell(timeseries("Time to first item", [
-            target(recorded(cfg, q.first_item_quantile(cfg, n)), f"p{n} {MV}") for n in (50, 99)],
+            target(served(recorded(cfg, q.first_item_quantile(cfg, n))), f"p{n} {MV}")
+            for n in (50, 99)],
             "s", "Streaming calls: from the call (or the request) to the first item or body "
-                 "byte. Dashed line: the p99 objective of InferwatchStreamFirstItemSlow.",
+                 "byte. Dashed line: the p99 objective of InferwatchStreamFirstItemSlow. "
+                 + SHADOWS_ELSEWHERE,
             limit=cfg.latency.first_item_p99_seconds)),
         Cell(timeseries("Items and tokens per second", [
-            target(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_stream_items_sum{raw}"
-                   f"[{RATE}]))", "items " + MV),
-            target(f"sum by ({q.MODEL_LABELS}, kind) (rate(inferwatch_tokens_total{raw}"
-                   f"[{RATE}]))", "{{kind}} tokens " + MV)],
-            "short", "Items of finished streams, and input and output tokens, per second.")),
-        Cell(timeseries("Cancelled streams", [target(
+            target(served(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_stream_items_sum{raw}"
+                          f"[{RATE}]))"), "items " + MV),
+            target(served(f"sum by ({q.MODEL_LABELS}, kind) (rate(inferwatch_tokens_total{raw}"
+                          f"[{RATE}]))"), "{{kind}} tokens " + MV)],
+            "short", "Items of finished streams, and input and output tokens, per second. "
+            + SHADOWS_ELSEWHERE)),
+        Cell(timeseries("Cancelled streams", [target(served(
             f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{cancelled}[{RATE}])) / "
-            f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{raw}[{RATE}]))", MV)],
+            f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{raw}[{RATE}]))"), MV)],
             "percentunit", "Calls whose consumer stopped early (a client gone, a closed "
-            "stream) / all calls.", max_value=1)),
+            "stream) / all calls. " + SHADOWS_ELSEWHERE, max_value=1)),
         Cell(timeseries("Output tokens per second of a call", [target(
-            f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
-            f"(rate(inferwatch_output_tokens_per_second_bucket{raw}[{RATE}])))",
+            served(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
+                   f"(rate(inferwatch_output_tokens_per_second_bucket{raw}[{RATE}])))"),
             f"p{n} {MV}") for n in (50, 10)], "short",
-            "Generation speed of single calls; p10 is the slow tail.")),
+            "Generation speed of single calls; p10 is the slow tail. " + SHADOWS_ELSEWHERE)),
     ]
+    serving_window = cfg.windows.versions_serving
+
+    def calling(*extra: str) -> str:
+        # A replica serves a version while the version's calls there rise, as
+        # InferwatchTooManyVersionsServing counts them: a retired version's info series can
+        # outlive it (a worker's files kept across a reload), its counters then flat.
+        by = f"job, instance, {q.MODEL_LABELS}"
+        return (f"inferwatch_model_info{raw_sel(cfg, *extra)}\n  and on ({by})\n  "
+                f"(sum by ({by}) (increase(inferwatch_requests_total{raw}[{serving_window}]))"
+                f" > 0)")
+
     versions = [
         Cell(table("Versions serving", [target(
-            f"count by (model, model_version, framework, task, role) (inferwatch_model_info"
-            f"{raw})", instant=True, fmt="table")], "Versions with at least one live replica; "
-            "role: shadow for a challenger run beside its champion (primary), which the "
-            "model's totals and SLOs leave out.", hide=("Time",)), 12, 7),
+            f"count by (model, model_version, framework, task, role) (\n  {calling()}\n)",
+            instant=True, fmt="table")], f"Versions with a replica that served calls within "
+            f"the last {serving_window} (windows.versions_serving); role: shadow for a "
+            f"challenger run beside its champion (primary), which the model's totals and SLOs "
+            f"leave out.", hide=("Time",)), 12, 7),
         Cell(state_timeline("Replicas per version", [
-            target(f"count by ({q.MODEL_LABELS}) (inferwatch_model_info"
-                   f"{raw_sel(cfg, NOT_SHADOW)})", MV),
-            target(f"count by ({q.MODEL_LABELS}) (inferwatch_model_info"
-                   f"{raw_sel(cfg, SHADOW)})", f"{MV} (shadow)")],
-            "How many replicas serve each version: a rollout shows as a handover. A shadow "
-            "version is marked (shadow)."), 12, 7),
-        Cell(stat("Model age", [target(
+            target(f"count by ({q.MODEL_LABELS}) (\n  {calling(NOT_SHADOW)}\n)", MV),
+            target(f"count by ({q.MODEL_LABELS}) (\n  {calling(SHADOW)}\n)", f"{MV} (shadow)")],
+            f"How many replicas serve each version (calls within the last {serving_window}): "
+            f"a rollout shows as a handover. A shadow version is marked (shadow)."), 12, 7),
+        Cell(stat("Model age", [target(served(
             f"time() - max by ({q.MODEL_LABELS}) "
-            f"(inferwatch_model_trained_timestamp_seconds{raw})", MV)], "s",
-            f"Time since training; red beyond {cfg.predictions.max_model_age}."
+            f"(inferwatch_model_trained_timestamp_seconds{raw})"), MV)], "s",
+            f"Time since training; red beyond {cfg.predictions.max_model_age} (a shadow "
+            f"version left out, as InferwatchModelStale leaves it out)."
             + coloured_by_default(cfg, "predictions.max_model_age", "maximum age"),
             limit=duration_seconds(cfg.predictions.max_model_age)), 8, 5),
-        Cell(stat("Serving since", [target(
-            f"max by ({q.MODEL_LABELS}) (inferwatch_model_loaded_timestamp_seconds{raw}) * 1000",
-            MV)], "dateTimeFromNow", "When each version started serving."), 8, 5),
+        Cell(stat("Serving since", [target(served(
+            f"max by ({q.MODEL_LABELS}) (inferwatch_model_loaded_timestamp_seconds{raw}) * 1000"),
+            MV)], "dateTimeFromNow", "When each version started serving (a shadow version "
+            "serves nobody: it is left out)."), 8, 5),
         Cell(table("ML stack", [target(
             f"count by (package, package_version) (inferwatch_dependency_info"
             f"{model_sel(cfg, JOB, INSTANCE)})",

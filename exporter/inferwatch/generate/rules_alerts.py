@@ -320,22 +320,38 @@ def target_models_expr(cfg: Config) -> str:
             f"(\n  {_served_within_lookback(cfg)}\n  {down}\n)")
 
 
-def _target_down_expr(cfg: Config) -> str:
+def _down_target_models(cfg: Config, indent: str) -> str:
+    """One series per model a down target served, with the target's job and instance."""
     m = model_sel(cfg)
-    # The per-model alerts carry no instance, so the model label is what Alertmanager's
-    # inhibit rule can match on: a target that served models fires once per model, as long as
-    # it stays down; one that never served any fires once, unlabelled. The lookback stands in
-    # for the recorded models until their rule has run (right after Prometheus restarted; the
-    # rule groups run independently of each other).
+    # The lookback stands in for the recorded models until their rule has run (right after
+    # Prometheus restarted; the rule groups run independently of each other).
     return (f"(up{m} == 0)\n"
             f"* on (job, instance) group_right\n"
             f"group by (job, instance, model) (\n"
             f"  {target_models(cfg)}\n"
             f"  or on (job, instance)\n"
             f"  {_served_within_lookback(cfg)}\n"
-            f")\n"
+            f")").replace("\n", "\n" + indent)
+
+
+def _target_down_expr(cfg: Config) -> str:
+    m = model_sel(cfg)
+    # A target that served models fires once per model, as long as it stays down; one that
+    # never served any fires once, unlabelled. The per-model alerts add up every replica and
+    # carry no instance, so a down replica says nothing about them while another one serves:
+    # the model fires once more, without job and instance, only while none of its targets is
+    # up, and that is the series Alertmanager's inhibit rule matches on `model`.
+    return (f"{_down_target_models(cfg, '')}\n"
             f"or on (job, instance)\n"
-            f"up{m} == 0")
+            f"up{m} == 0\n"
+            f"or\n"
+            f"(\n"
+            f"  group by (model) (\n"
+            f"    {_down_target_models(cfg, '    ')}\n"
+            f"  ) * 0\n"
+            f"  unless on (model)\n"
+            f"  (inferwatch_model_info{m} and on (job, instance) up{m} == 1)\n"
+            f")")
 
 
 ALERTS: tuple[AlertDef, ...] = (
@@ -344,12 +360,17 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchTargetDown", severity="critical", for_="5m", group="availability",
         dashboard="overview", per_model=False,
         expr=_target_down_expr,
-        summary=f"Model target {INSTANCE} is down",
+        summary=("{{ if $labels.instance }}Model target " + INSTANCE + " is down{{ else }}"
+                 "Every target of model {{ $labels.model }} is down{{ end }}"),
         description=lambda c: (
+            "{{ if $labels.instance }}"
             f"Prometheus cannot scrape {INSTANCE} (selector {shown(c.selectors.model)}): the "
             f"model service is down or its /metrics endpoint fails."
-            "{{ if $labels.model }} It served model {{ $labels.model }} when it went down: "
-            "Alertmanager holds back that model's warnings while this fires.{{ end }}"),
+            "{{ if $labels.model }} It served model {{ $labels.model }} when it went down."
+            "{{ end }}{{ else }}"
+            f"Prometheus can scrape none of the targets (selector {shown(c.selectors.model)}) "
+            "that served model {{ $labels.model }}: Alertmanager holds back the model's "
+            "warnings while this fires.{{ end }}"),
     ),
     AlertDef(
         name="InferwatchExporterDown", severity="warning", for_="5m", group="availability",
