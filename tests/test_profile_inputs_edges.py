@@ -8,6 +8,7 @@ import bz2
 import csv
 import gzip
 import io
+import json
 import lzma
 import os
 import subprocess
@@ -103,6 +104,33 @@ def test_a_latin1_file_names_the_line_of_its_first_bad_byte_and_how_to_convert(t
     assert err.startswith(f"{ERROR}{path}: line 3: not UTF-8 text (byte 0xfc)")
     assert "iconv -f latin1 -t utf-8" in err
     assert "Parquet" not in err  # it is plainly a text file
+
+
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.json", "rows.ndjson.gz", "ROWS.JSONL"])
+def test_a_json_file_is_refused_not_profiled_as_csv(tmp_path, capsys, name):
+    # Read as CSV, the first JSON line was the header and every row a category: a reference
+    # of two nonsense categorical features, and exit status 0.
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"x": i, "y": 2 * i}) + "\n" for i in range(50)))
+    out = tmp_path / "r.json"
+    assert run_profile([str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{ERROR}DATA {path} is JSON, which profile does not read")
+    assert "to_parquet" in err and not out.exists()
+
+
+def test_a_latin1_file_refused_by_report_names_no_other_command(tmp_path):
+    reference = tmp_path / "ref.json"
+    assert inferwatch("profile", "-", "-o", str(reference),
+                      stdin=b"age,city\n31,Berlin\n").returncode == 0
+    path = tmp_path / "live.csv"
+    path.write_bytes("age,city\n31,Berlin\n45,Zürich\n".encode("latin-1"))
+    done = inferwatch("report", "--reference", str(reference), str(path), "-o",
+                      str(tmp_path / "r.html"))
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.startswith(f"inferwatch report: error: cannot read {path}: line 3: not UTF-8")
+    assert "profile" not in err
 
 
 def test_a_quote_never_closed_is_an_error_not_the_rest_of_the_file_lost(tmp_path, capsys):

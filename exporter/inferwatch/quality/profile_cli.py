@@ -29,6 +29,8 @@ MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None
 # Without --progress, a bar appears only on a terminal and only for files at least this big.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+JSON_SUFFIXES = tuple(f"{suffix}{packed}" for suffix in (".json", ".jsonl", ".ndjson")
+                      for packed in ("", ".gz", ".bz2", ".xz"))
 # The first bytes of gzip data: a CSV file starting with them is read decompressed.
 GZIP_MAGIC = b"\x1f\x8b"
 # The first bytes of the other compressions a CSV export comes in (bzip2: "BZh", the level,
@@ -79,10 +81,30 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+def json_refusal(path: str, command: str) -> str | None:
+    """The error for a DATA file named as JSON, which the CLIs do not read; None for any
+    other name. Read as CSV, each JSON line would be a row of cells named like no feature:
+    a reference of nonsense categories, or a report of nothing but missing columns, and
+    exit status 0.
+
+    >>> json_refusal("rows.csv", "profile") is None
+    True
+    >>> json_refusal("rows.jsonl.gz", "profile").startswith("DATA rows.jsonl.gz is JSON")
+    True
+    """
+    if not path.lower().endswith(JSON_SUFFIXES):
+        return None
+    return (f"DATA {path} is JSON, which {command} does not read: give a CSV or Parquet file "
+            "(for example pandas.read_json(path, lines=True).to_parquet('rows.parquet'))")
+
+
 def _run(args: argparse.Namespace) -> int:
     from inferwatch.quality.reference import Reference, ReferenceError
 
     path = args.data
+    refusal = None if args.format else json_refusal(path, "profile")
+    if refusal is not None:
+        raise ProfileError(refusal)
     _check_output(path, args.output)
     fmt = args.format or ("parquet" if path.lower().endswith(PARQUET_SUFFIXES) else "csv")
     with _seekable_copy(path) as readable:
@@ -580,7 +602,8 @@ def _not_text(path: str, shown: str, encoding: str, exc: UnicodeDecodeError) -> 
             except UnicodeDecodeError as bad:
                 byte = line[bad.start:bad.start + 1]
                 return (f"{shown}: line {number}: not UTF-8 text (byte 0x{byte.hex()});"
-                        " profile reads UTF-8 (or UTF-16 with a byte order mark): convert it,"
+                        " inferwatch reads CSV as UTF-8 (or UTF-16 with a byte order mark):"
+                        " convert it,"
                         f" for example iconv -f latin1 -t utf-8 {shown} > utf8.csv")
     return f"{shown}: not UTF-8 text: {exc.reason}"
 

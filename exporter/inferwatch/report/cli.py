@@ -24,10 +24,6 @@ import os
 import sys
 from typing import Any
 
-PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-JSON_SUFFIXES = tuple(f"{suffix}{packed}" for suffix in (".json", ".jsonl", ".ndjson")
-                      for packed in ("", ".gz", ".bz2", ".xz"))
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `report` options to `parser`."""
@@ -58,11 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success, 2 on a usage or input error."""
     from inferwatch.quality.profile_cli import (
+        PARQUET_SUFFIXES,
         ProfileError,
         Progress,
         _column_list,
         _seekable_copy,
         csv_header,
+        json_refusal,
         read_csv,
         read_parquet,
     )
@@ -114,12 +112,9 @@ def run(args: argparse.Namespace) -> int:
         if given is not None and _same_file(given, args.output):
             return _error(f"-o {args.output} is {what}: the report would replace it; write "
                           "it to another file")
-    if args.format is None and args.data.lower().endswith(JSON_SUFFIXES):
-        # Read as CSV, each JSON line would be a row of cells named like no feature: a
-        # report of nothing but missing columns, and exit status 0.
-        return _error(f"DATA {args.data} is JSON, which report does not read: give a CSV "
-                      "or Parquet file (for example pandas.read_json(path, lines=True)"
-                      ".to_parquet('rows.parquet'))")
+    refusal = None if args.format else json_refusal(args.data, "report")
+    if refusal is not None:
+        return _error(refusal)
     fmt = args.format or ("parquet" if args.data.lower().endswith(PARQUET_SUFFIXES) else "csv")
     progress = Progress("reading", enabled=False)
     # A CSV cell is typed by the profile it is compared with, not by its column's content:
