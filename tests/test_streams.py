@@ -384,6 +384,29 @@ def test_slow_path_events_carry_item_and_token_counts_and_bounded_text(scraper, 
     assert scraper.value("inferwatch_tokens_total", kind="output") == 7
 
 
+@pytest.mark.parametrize("answer", ["stream", "text"])
+def test_a_call_inside_a_request_keeps_its_output_text_for_the_requests_event(
+        scraper, tmp_path, answer):
+    """Every model route behind the web middleware runs inside a request: its event had no
+    output_text at all, though event_text_chars asked for one."""
+    path = tmp_path / "events.jsonl"
+    answers = {"stream": lambda prompt: iter(["Hello", " world", "!"]),
+               "text": lambda prompt: "Hello world!"}
+    model = inferwatch.instrument(answers[answer], name="gen", version="1", events=str(path),
+                                  event_text_chars=8, registry=scraper.registry)
+    mon = monitor_of(scraper)
+    with mon.request(request_id="r-1"):
+        assert "".join(model("hi")) == "Hello world!"
+    "".join(model("hi"))  # outside a request, as before
+    mon.drain()
+    assert mon.events.flush(10.0)
+    # events.jsonl links to the file written: the files themselves, once each.
+    events = [json.loads(line) for f in sorted(tmp_path.glob("events.*.jsonl"))
+              for line in f.read_text().splitlines()]
+    assert [e.get("output_text") for e in events] == ["Hello wo", "Hello wo"]
+    assert events[0].get("request_id") == "r-1"
+
+
 def _text_run(texts: list[str]) -> tuple[set[str], float, float, float]:
     """Label values, class count, text-length sum and count after recording `texts` as a
     text function's results, a stream's items, and a text call inside a request."""

@@ -97,6 +97,28 @@ def test_count_tokens_answering_no_count_is_counted_as_a_fault(answer):
         registry.close()
 
 
+@pytest.mark.parametrize("kwargs", [
+    {"model": "llama3.1", "prompt": "why is the sky blue", "stream": True},  # ollama
+    {"model": "gpt-4o", "input": "why is the sky blue"},  # OpenAI's responses.create
+    {"model_name": "m", "query": "why is the sky blue"},
+])
+def test_a_call_of_keywords_only_counts_its_prompt_not_the_model_name(kwargs):
+    registry = Registry(drain_interval=3600)
+    try:
+        def generate(**given):
+            yield from ["The", " sky"]
+
+        model = inferwatch.instrument(generate, name="chat", version="1",
+                                      count_tokens=lambda text: len(text.split()),
+                                      registry=registry)
+        assert list(model(**kwargs)) == ["The", " sky"]
+        registry.drain()
+        tokens = registry.monitor("chat", "1").state.counters["inferwatch_tokens_total"]
+        assert tokens[("input",)] == 5
+    finally:
+        registry.close()
+
+
 @_EXAMPLES
 @given(chunks=st.lists(st.one_of(
     st.fixed_dictionaries({"delta": st.text(max_size=8)}),

@@ -208,16 +208,34 @@ class Follower:
         return tracker
 
 
+# Keywords that name a call's text input in LLM clients and pipelines, and ones that never
+# do although they come first: ollama's generate(model=..., prompt=...), an OpenAI-compatible
+# create(model=..., messages=...). The model's name counted as the prompt's tokens.
+TEXT_KEYWORDS = ("prompt", "messages", "input", "inputs", "text", "text_inputs", "query",
+                 "question", "content")
+NOT_TEXT_KEYWORDS = frozenset({"model", "model_name", "model_id", "engine", "deployment",
+                               "deployment_id"})
+
+
 def _text_input(args: tuple, position: int, kwargs: Mapping[str, object] | None) -> object:
-    """A call's input, as the request path reads it (``_CallRecorder.begin``): its positional
-    argument at `position`, else its first keyword argument (``gen(prompt="...")``).
+    """A call's text input: its positional argument at `position`, else the keyword that
+    names one (:data:`TEXT_KEYWORDS`), else its first keyword argument that names no model
+    (``gen(p="...")``).
 
     >>> _text_input(("hi",), 0, None), _text_input((), 0, {"prompt": "hi", "n": 2})
     ('hi', 'hi')
+    >>> _text_input((), 0, {"model": "llama3.1", "prompt": "why?", "stream": True})
+    'why?'
     """
     if len(args) > position:
         return args[position]
-    return next(iter(kwargs.values()), None) if kwargs else None
+    if not kwargs:
+        return None
+    for name in TEXT_KEYWORDS:
+        if name in kwargs:
+            return kwargs[name]
+    return next((value for name, value in kwargs.items() if name not in NOT_TEXT_KEYWORDS),
+                None)
 
 
 def _list_kind(result: list) -> str:

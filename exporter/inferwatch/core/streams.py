@@ -121,7 +121,9 @@ class Tracker:
             # The request the call joined: this model's own, not the innermost one, which
             # may be another model's (B's stream consumed inside A's block inside B's).
             self.request = current_request_of(self.monitor)
-        elif self.monitor.events is not None and self.plan.keep_chars:
+        # Kept for the request's event either way: one the call joined (every model route
+        # behind the web middleware) writes its output_text from these figures too.
+        if self.monitor.events is not None and self.plan.keep_chars:
             self.text = []
             self.text_room = self.plan.keep_chars
 
