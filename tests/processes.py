@@ -101,13 +101,20 @@ class Prometheus:
 
 @contextmanager
 def prometheus(tmp_path: Path, targets: Sequence[str], *, flags: Sequence[str] = (),
-               scrape_interval: str = "1s") -> Iterator[Prometheus]:
+               scrape_interval: str = "1s", job_name: str = "inferwatch-model",
+               honor_labels: bool = False, rule_files: Sequence[str] = ()
+               ) -> Iterator[Prometheus]:
+    """Prometheus scraping `targets` as `job_name` (a Pushgateway with `honor_labels`),
+    evaluating `rule_files`, every `scrape_interval`."""
     binary = require_binary("prometheus")
     port = free_port()
+    scrape = {"job_name": job_name, "static_configs": [{"targets": list(targets)}]}
+    if honor_labels:
+        scrape["honor_labels"] = True
     config = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "scrape_configs": [{"job_name": "inferwatch-model",
-                            "static_configs": [{"targets": list(targets)}]}],
+        "rule_files": list(rule_files),
+        "scrape_configs": [scrape],
     }
     config_path = tmp_path / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config))

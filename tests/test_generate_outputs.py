@@ -354,6 +354,8 @@ def test_thresholds_reach_the_alert_expressions() -> None:
         "InferwatchPushgatewayGroupStale": [
             'instance="sentinel-pushgateway", job="sentinel-batch-job"', str(31 * 3600),
             'job!="sentinel-batch-job"', str(29 * 3600)],
+        "InferwatchBatchRunFailed": ["(1 - 0.987)", 'instance="sentinel-pushgateway"',
+                                     'outcome="error"', "push_time_seconds"],
         "InferwatchTargetMissing": ['absent(up{job="sentinel-model-job"', 'cluster="c-sentinel"',
                                     'absent(up{job="sentinel-exporter-job"})'],
         "InferwatchErrorBudgetBurnFast": ["2.5", "0.987", "rate77m", "rate3m"],

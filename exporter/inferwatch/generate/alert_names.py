@@ -16,6 +16,7 @@ ALERT_NAMES: tuple[str, ...] = (
     "InferwatchExporterDown",
     "InferwatchTargetMissing",
     "InferwatchPushgatewayGroupStale",
+    "InferwatchBatchRunFailed",
     "InferwatchNoTraffic",
     "InferwatchErrorBudgetBurnFast",
     "InferwatchErrorBudgetBurnSlow",

@@ -179,6 +179,23 @@ def _pushgateway_expr(cfg: Config) -> str:
     return "\nor\n".join(terms)
 
 
+def _batch_run_failed_expr(cfg: Config) -> str:
+    """The error ratio of each pushed group's latest run above the SLO's error budget.
+
+    A pushed group holds its last run's counts until the next run replaces them: the
+    rate-based alerts see a counter move only when two runs differ, and the model
+    selectors, which name the services Prometheus scrapes, do not reach pushed jobs at all.
+    So a batch run is judged by its own totals, for as long as they are the latest."""
+    p = cfg.pushgateway
+    failed = 'outcome="error"'
+    pushed = f"and on (job) push_time_seconds{q.selector(p.selector)}"
+    errors = (f"sum by (job, model) (\n    inferwatch_requests_total"
+              f"{q.selector(p.selector, failed)}\n    {pushed}\n  )")
+    calls = (f"sum by (job, model) (\n    inferwatch_requests_total{q.selector(p.selector)}"
+             f"\n    {pushed}\n  )")
+    return f"(\n  {errors}\n/\n  {calls}\n) > (1 - {number(cfg.slo.availability)})"
+
+
 def _periods(cfg: Config) -> str:
     jobs = [f"{shown(job)} {period}" for job, period in cfg.pushgateway.jobs.items()]
     return ", ".join([*jobs, f"default {cfg.pushgateway.max_age}"])
@@ -410,6 +427,17 @@ ALERTS: tuple[AlertDef, ...] = (
             f"Pushgateway successfully{{{{ else }}}}was last pushed to the Pushgateway "
             f"{DURATION} ago, longer than its job's expected period{{{{ end }}}} "
             f"({_periods(c)}): the batch job stopped running or cannot push."),
+    ),
+    AlertDef(
+        name="InferwatchBatchRunFailed", severity="critical", for_="5m",
+        group="availability", dashboard="overview", per_model=False,
+        expr=_batch_run_failed_expr,
+        summary="The last run of {{ $labels.job }} failed for model {{ $labels.model }}",
+        description=lambda c: (
+            f"The last run of batch job {{{{ $labels.job }}}} pushed {PERCENT} of model "
+            f"{{{{ $labels.model }}}}'s calls as errors, more than the whole error budget of "
+            f"the {q.percent(c.slo.availability)}% availability SLO (slo.availability): the "
+            f"job failed, or its model did. It holds until a run pushes fewer errors."),
     ),
     AlertDef(
         name="InferwatchNoTraffic", severity="warning", for_="15m", group="availability",
