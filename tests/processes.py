@@ -132,6 +132,15 @@ def prometheus(tmp_path: Path, targets: Sequence[str], *, flags: Sequence[str] =
         log.close()
 
 
+def process_gone(pid: int) -> bool:
+    """Whether process `pid` has exited: no longer in /proc, or dead and not yet reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 # A child that says it is running, then sleeps: a process for the process collector to watch.
 _SLEEPER = "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
 

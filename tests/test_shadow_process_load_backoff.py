@@ -21,6 +21,7 @@ from sklearn.linear_model import LinearRegression
 import inferwatch
 from inferwatch.core import shadow_process
 from inferwatch.core.registry import Registry
+from processes import process_gone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -289,14 +290,6 @@ _KILLED_SERVER = textwrap.dedent("""
 """)
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # dead, unreaped
-    except FileNotFoundError:
-        return True
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_a_hanging_child_does_not_outlive_a_serving_process_killed_outright(tmp_path):
     script, marker = tmp_path / "server.py", tmp_path / "child.pid"
@@ -311,8 +304,8 @@ def test_a_hanging_child_does_not_outlive_a_serving_process_killed_outright(tmp_
         child = int(marker.read_text())
         server.kill()  # the OOM killer's SIGKILL: no exit handler runs
         server.wait(30)
-        _wait_for(lambda: _gone(child), timeout=30.0)
+        _wait_for(lambda: process_gone(child), timeout=30.0)
     finally:
         server.kill()
-        if child and not _gone(child):
+        if child and not process_gone(child):
             os.kill(child, signal.SIGKILL)

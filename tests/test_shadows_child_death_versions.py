@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import inferwatch
 from inferwatch.core import shadow_process
 from inferwatch.core.registry import Registry
+from processes import process_gone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINUX = sys.platform.startswith("linux")
@@ -116,14 +117,6 @@ _KILLED_SERVER = textwrap.dedent("""
 """)
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # dead, unreaped
-    except FileNotFoundError:
-        return True
-
-
 @pytest.mark.skipif(not LINUX or not os.path.isdir("/proc"), reason="Linux, reads /proc")
 def test_a_child_holding_the_gil_in_native_code_dies_with_its_killed_server(tmp_path):
     script, marker = tmp_path / "server.py", tmp_path / "child.pid"
@@ -138,11 +131,11 @@ def test_a_child_holding_the_gil_in_native_code_dies_with_its_killed_server(tmp_
         child = int(marker.read_text())
         server.kill()  # the OOM killer: no exit handler runs, no pipe is closed in time
         server.wait(30)
-        _wait_for(lambda: _gone(child), timeout=20.0)
+        _wait_for(lambda: process_gone(child), timeout=20.0)
     finally:
         server.kill()
         server.wait(30)
-        if child and not _gone(child):
+        if child and not process_gone(child):
             os.kill(child, signal.SIGKILL)
 
 
