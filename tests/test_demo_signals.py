@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import free_port
+from waiting import wait_until
 
 HOST = "127.0.0.1"
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -38,16 +38,6 @@ _SLOW_AFTER_SERVE = textwrap.dedent("""
     sys.argv = [module, *sys.argv[2:]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 """)
-
-
-def _wait_for(condition: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _metrics_answer(port: int, process: subprocess.Popen[str]) -> bool:
@@ -91,7 +81,7 @@ def test_sigusr1_sent_as_soon_as_metrics_answer_shifts_the_quiet_model(
     # before the handler was in place, SIGUSR1's default action killed the model.
     process, port = model_process("inferwatch.demo.quiet_shift", "--speed=100",
                                   "--shift-on-signal")
-    _wait_for(lambda: _metrics_answer(port, process), what="/metrics")
+    wait_until(lambda: _metrics_answer(port, process), what="/metrics")
     process.send_signal(signal.SIGUSR1)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, f"killed by signal {-process.returncode}: {err[-800:]}"
@@ -106,7 +96,7 @@ def test_sigterm_sent_as_soon_as_metrics_answer_is_a_clean_stop(
         model_process: Any, module: str, args: tuple[str, ...]) -> None:
     # The demo stops a child it has just seen ready with SIGTERM (Ctrl-C while it starts).
     process, port = model_process(module, *args)
-    _wait_for(lambda: _metrics_answer(port, process), what="/metrics")
+    wait_until(lambda: _metrics_answer(port, process), what="/metrics")
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, f"ended by signal {-process.returncode}: {err[-800:]}"

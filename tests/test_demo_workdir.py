@@ -23,18 +23,9 @@ from inferwatch.demo.stack import (
     query,
     write_yaml,
 )
+from waiting import wait_until
 
 HOST = "127.0.0.1"
-
-
-def _wait_for(condition: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _json(url: str, body: Any = None) -> Any:
@@ -62,7 +53,7 @@ def _run_prometheus(workdir: Path, rules: str | None) -> list[dict[str, Any]]:
                                HOST, port)
         url = f"http://{HOST}:{port}"
         if rules is not None:
-            _wait_for(lambda: query(url, "demo_run_marker"), what="the recording rule")
+            wait_until(lambda: query(url, "demo_run_marker"), what="the recording rule")
         return query(url, "count_over_time(demo_run_marker[1h])")
 
 

@@ -27,18 +27,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inferwatch.quality.reference import Reference
+from waiting import wait_until
 
 HOST = "127.0.0.1"
-
-
-def _wait_for(condition: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 # --- the report: predictions without a value ---------------------------------------------------
@@ -241,7 +232,7 @@ def test_outcomes_for_a_slow_service_are_capped_like_predictions(service: str) -
         generator.stop()
         generator._pool.shutdown(wait=True, cancel_futures=True)
     # The cap is freed as the posts end: the next due outcomes are sent again.
-    _wait_for(lambda: generator._pending_outcomes.acquire(blocking=False), 30,
+    wait_until(lambda: generator._pending_outcomes.acquire(blocking=False), 30,
               "the outcome posts to end")
 
 
@@ -262,7 +253,7 @@ def test_the_traffic_command_stops_cleanly_on_sigterm(
     previous = signal.signal(signal.SIGTERM, killed)
     try:
         def kill_once_sending() -> None:
-            _wait_for(lambda: "/predict" in _Service.paths, 60, "the first prediction")
+            wait_until(lambda: "/predict" in _Service.paths, 60, "the first prediction")
             os.kill(os.getpid(), signal.SIGTERM)
 
         killer = threading.Thread(target=kill_once_sending, daemon=True)

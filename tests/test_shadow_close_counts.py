@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inferwatch
+from waiting import wait_until
 
 WAIT = 30.0  # generous: a condition that holds is met at once
 
@@ -41,13 +42,6 @@ def _read(path):
         return f.read()
 
 
-def _wait_for(condition, what):
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def _join_workers(handle):
     for thread in handle._threads:
         thread.join(WAIT)
@@ -70,7 +64,7 @@ def test_a_process_call_cut_off_by_close_is_no_error_of_the_challenger(scraper, 
     handle = inferwatch.shadow(champion, Hanging(marker), version="2", mode="process",
                                timeout=600.0, registry=registry)
     champion.predict(np.ones((1, 2)))
-    _wait_for(lambda: os.path.exists(marker) and _read(marker), "the child's call")
+    wait_until(lambda: os.path.exists(marker) and _read(marker), WAIT, "the child's call")
     handle.close()
     _join_workers(handle)
     registry.drain()

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import inferwatch
 from inferwatch.core import shadow_lifetime
 from inferwatch.core.registry import Registry
+from waiting import wait_until
 
 WAIT = 30.0  # generous: a condition that holds is met at once
 
@@ -74,13 +75,6 @@ def _join_workers(handle):
 def _read(path):
     with open(path) as f:
         return f.read()
-
-
-def _wait_for(condition, what):
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 # --- two threads folding the request path's counts at once --------------------------------
@@ -244,7 +238,7 @@ def test_closing_a_process_shadow_mid_call_drops_it_as_shutdown_and_leaves_no_ch
     handle = inferwatch.shadow(champion, Hanging(marker), version="2", mode="process",
                                timeout=600.0, registry=registry)
     champion.predict(np.ones((1, 2)))
-    _wait_for(lambda: os.path.exists(marker) and _read(marker), "the child's call")
+    wait_until(lambda: os.path.exists(marker) and _read(marker), WAIT, "the child's call")
     pid = int(_read(marker))
     handle.close()
     _join_workers(handle)

@@ -22,6 +22,7 @@ import inferwatch
 from inferwatch.core import shadow_process
 from inferwatch.core.registry import Registry
 from processes import process_gone
+from waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,13 +76,6 @@ def spawns(monkeypatch):
     counting = CountingContext(shadow_process._CONTEXT)
     monkeypatch.setattr(shadow_process, "_CONTEXT", counting)
     return counting
-
-
-def _wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 # --- a challenger that cannot load in its child --------------------------------------------
@@ -300,11 +294,11 @@ def test_a_hanging_child_does_not_outlive_a_serving_process_killed_outright(tmp_
                               stderr=subprocess.DEVNULL)
     child = 0
     try:
-        _wait_for(lambda: marker.exists() and marker.read_text().strip())
+        wait_until(lambda: marker.exists() and marker.read_text().strip())
         child = int(marker.read_text())
         server.kill()  # the OOM killer's SIGKILL: no exit handler runs
         server.wait(30)
-        _wait_for(lambda: process_gone(child), timeout=30.0)
+        wait_until(lambda: process_gone(child), timeout=30.0)
     finally:
         server.kill()
         if child and not process_gone(child):

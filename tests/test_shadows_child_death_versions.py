@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +23,7 @@ import inferwatch
 from inferwatch.core import shadow_process
 from inferwatch.core.registry import Registry
 from processes import process_gone
+from waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINUX = sys.platform.startswith("linux")
@@ -64,13 +64,6 @@ class CountedPickle(Doubler):
 
 def _counter(monitor, metric):
     return {k: v for k, v in monitor.state.counters.get(metric, {}).items() if v}
-
-
-def _wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 # --- the serving process killed while its child is stuck in native code -------------------
@@ -127,11 +120,11 @@ def test_a_child_holding_the_gil_in_native_code_dies_with_its_killed_server(tmp_
                               stderr=subprocess.DEVNULL)
     child = 0
     try:
-        _wait_for(lambda: marker.exists() and marker.read_text().strip())
+        wait_until(lambda: marker.exists() and marker.read_text().strip())
         child = int(marker.read_text())
         server.kill()  # the OOM killer: no exit handler runs, no pipe is closed in time
         server.wait(30)
-        _wait_for(lambda: process_gone(child), timeout=20.0)
+        wait_until(lambda: process_gone(child), timeout=20.0)
     finally:
         server.kill()
         server.wait(30)
@@ -235,7 +228,7 @@ def test_several_workers_back_off_a_failing_pipe_and_recover_once_it_works(
             registry.drain()
             return bool(_counter(handle.monitor, "inferwatch_shadow_compared_total"))
 
-        _wait_for(compared, timeout=120.0)  # the back-off passes; a child starts and answers
+        wait_until(compared, timeout=120.0)  # the back-off passes; a child starts and answers
         registry.drain()
         dropped = _counter(handle.monitor, "inferwatch_shadow_dropped_total")
         assert set(dropped) == {("1", "error")} and dropped[("1", "error")] >= 10
@@ -280,7 +273,6 @@ def test_a_second_live_challenger_under_the_same_version_is_refused(registry):
     # Closed, its version is free again.
     again = inferwatch.shadow(champion, Doubler(), version="2", registry=registry)
     again.close()
-
 
 
 @pytest.mark.parametrize("version", [None, 2, 2.5])

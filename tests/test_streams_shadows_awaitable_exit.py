@@ -27,13 +27,6 @@ from stream_totals import STREAM_EXAMPLES, stream_items, stream_outcomes
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 # --- a stream that is awaitable as well as an async iterator ------------------------------
 
 class _AwaitableChunks:
