@@ -91,5 +91,7 @@ def resolve_variables(dashboard: dict[str, Any], builtins: dict[str, str],
         promql = f"count by ({label}) ({selector})"
         result = sorted({r["metric"].get(label, "") for r in run(promql)} - {""})
         found[variable["name"]] = result
-        values[variable["name"]] = regex_of(result) if result else ".*"
+        # A variable without All (one value at a time) starts, in Grafana, at its first value.
+        chosen = result if variable.get("includeAll", True) else result[:1]
+        values[variable["name"]] = regex_of(chosen) if chosen else ".*"
     return found, values

@@ -213,7 +213,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _values(model: str = ".*", version: str = ".*") -> dict[str, str]:
     return {**BUILTINS, "job": ".*", "instance": ".*", "exporter_instance": ".*",
-            "model": model, "model_version": version}
+            "model": model, "model_version": version, "output": "fraud"}
 
 
 def _run(url: str, expr: str, values: dict[str, str], at: float) -> dict[str, float]:

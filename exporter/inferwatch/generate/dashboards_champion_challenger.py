@@ -9,13 +9,42 @@ from typing import Any
 
 from inferwatch.generate import promql as q
 from inferwatch.generate.config_schema import Config
-from inferwatch.generate.dashboards_frame import dashboard
-from inferwatch.generate.dashboards_queries import ERRORS, MIN_VALUES, MV, RATE, raw_sel, recorded
+from inferwatch.generate.dashboards_frame import dashboard, output_variable
+from inferwatch.generate.dashboards_queries import (
+    ERRORS,
+    MIN_VALUES,
+    MV,
+    OUTPUT,
+    RATE,
+    raw_sel,
+    recorded,
+)
 from inferwatch.generate.objectives import compare
 from inferwatch.generate.panels import Cell, heatmap, matrix, stat, target, timeseries
 from inferwatch.generate.promql import number
 
 PAIR = "{{model}} {{model_version}} vs {{champion_version}}"
+
+
+def _confusion_by_pair(selector: str) -> str:
+    """The confusion counts over the time range, each row's champion class prefixed by its
+    pair ("fraud 2-rc vs 1: legit"): the matrix groups by the two class labels alone, so
+    two models' or two challengers' rows of a class would otherwise add in one cell."""
+    counts = (f"sum by ({q.SHADOW_PAIR}, champion_class, shadow_class) "
+              f"(increase(inferwatch_shadow_confusion_total{selector}[$__range]))")
+    # Constant labels and joins, not a capture group: Grafana would read "$1" as a variable.
+    words = f'label_replace(label_replace({counts}, "vs", "vs", "", ""), "colon", ":", "", "")'
+    marked = f'label_join({words}, "champion_version", "", "champion_version", "colon")'
+    row = (f'label_join({marked}, "champion_class", " ", "model", "model_version", "vs", '
+           f'"champion_version", "champion_class")')
+    return f"sum by (champion_class, shadow_class) ({row})"
+
+
+def _one_pair(buckets: str) -> str:
+    """`buckets` summed by le while they hold one challenger pair, else nothing: a heatmap
+    draws one distribution, and two pairs' differences added are neither's."""
+    return (f"sum by (le) ({buckets})\nand on ()\n"
+            f"(count(count by ({q.SHADOW_PAIR}) ({buckets})) == 1)")
 
 
 def champion_challenger(cfg: Config) -> dict[str, Any]:
@@ -54,11 +83,11 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
             f"Dashed line: InferwatchShadowAgreementLow fires below it (with at least "
             f"{number(sh.min_compared)} rows compared).", limit=sh.min_agreement, max_value=1)),
         Cell(matrix("Confusion: champion class x shadow class", target(
-            f"sum by (champion_class, shadow_class) (increase(inferwatch_shadow_confusion_total"
-            f"{raw}[$__range]))", "{{champion_class}} x {{shadow_class}}", instant=True,
+            _confusion_by_pair(raw), "{{champion_class}} x {{shadow_class}}", instant=True,
             fmt="table"), "champion_class", "shadow_class",
-            "Compared rows over the time range: one row per champion class, one column per "
-            "shadow class; off the diagonal, the two disagree.")),
+            "Compared rows over the time range: one row per challenger pair and champion "
+            "class (model, shadow version vs champion version: class), one column per shadow "
+            "class; off the diagonal, the two disagree. Pairs are never added together.")),
     ]
     differences = [
         Cell(timeseries("Difference quantiles (shadow - champion)", [target(
@@ -67,9 +96,12 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
             f"p{n} {PAIR} {{{{output}}}}") for n in (10, 50, 90)], "short",
             "Per output or probability column, from the difference histogram across replicas.",
             signed=True)),
-        Cell(heatmap("Difference distribution",
-                     f"sum by (le) (increase(inferwatch_shadow_difference_bucket{raw}[{RATE}]))",
-                     "short", "Shadow minus champion prediction, every output.")),
+        Cell(heatmap("Difference distribution", _one_pair(
+            f"increase(inferwatch_shadow_difference_bucket{raw_sel(cfg, OUTPUT)}[{RATE}])"),
+            "short", "Shadow minus champion, of the output picked in the Output variable, for "
+            "one challenger pair: where the Model and Version variables select more than one "
+            "pair the heatmap stays empty rather than add their differences (pick one; the "
+            "quantiles beside draw every pair).")),
         Cell(timeseries("Absolute difference, rolling quantiles per replica", [target(
             f"inferwatch_shadow_absolute_difference{raw}",
             "{{instance}} " + PAIR + " {{output}} q{{quantile}}")], "short",
@@ -133,8 +165,10 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
         Cell(timeseries("Shared outcomes by result", [target(
             f"sum by ({pair}, champion_result, shadow_result) (rate("
             f"inferwatch_shadow_outcomes_total{raw}[{RATE}]))",
-            PAIR + " champion {{champion_result}} shadow {{shadow_result}}")], "short",
-            "Where the two differ: right / wrong on the same request.", stack=True)),
+            PAIR + " champion {{champion_result}} shadow {{shadow_result}}")], "cps",
+            "Shared outcomes per second by each model's result on the same request: both "
+            "right, both wrong, or one right and the other wrong (where the two differ).",
+            stack=True)),
         Cell(timeseries("Mean absolute error on shared outcomes", [target(
             f"sum by ({pair}, side) (rate(inferwatch_shadow_outcome_error_sum{raw}[{RATE}])) / "
             f"sum by ({pair}, side) (rate(inferwatch_shadow_outcome_error_count{raw}[{RATE}]))",
@@ -159,4 +193,5 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
                      "agreement, differences, both sides' health, accuracy on shared outcomes.",
                      [("Agreement", agreement), ("Differences", differences),
                        ("Side by side, every version", side_by_side),
-                       ("Ground truth", truth), ("Shadow queue", queue)])
+                       ("Ground truth", truth), ("Shadow queue", queue)],
+                     variables=(output_variable(cfg, "inferwatch_shadow_difference_bucket"),))

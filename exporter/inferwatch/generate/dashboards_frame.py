@@ -35,6 +35,16 @@ def _scrape_note(cfg: Config) -> str:
             f"jobs.")
 
 
+def output_variable(cfg: Config, histogram: str) -> dict[str, Any]:
+    """The Output variable: one output (a class's probability, a regression's value) of the
+    selected models' `histogram` at a time, for a heatmap that has room for one
+    distribution. A classifier's outputs mirror each other (p(benign) = 1 - p(malignant)):
+    added together they would draw every binary classifier symmetric about 0.5."""
+    return query_variable("output", "Output", f"label_values({histogram}"
+                          f"{selector(cfg.selectors.model, JOB, INSTANCE, MODEL)}, output)",
+                          single=True)
+
+
 def _variables(cfg: Config, exporter: bool = False) -> list[dict[str, Any]]:
     info = "inferwatch_model_info"
     m = cfg.selectors.model
@@ -76,18 +86,20 @@ def _deploy_annotations(cfg: Config) -> list[dict[str, Any]]:
 
 
 def dashboard(cfg: Config, key: str, title: str, description: str, panels: list[Cell] | Any,
-              exporter: bool = False, annotations: list[dict[str, Any]] | None = None
-              ) -> dict[str, Any]:
+              exporter: bool = False, annotations: list[dict[str, Any]] | None = None,
+              variables: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
     """A dashboard as Grafana's JSON: `panels` laid out under the job, instance, model and
-    version variables (and the exporter's with `exporter`), marked with the deploys or with
-    `annotations`, titled, tagged and refreshed as the config's dashboards: section says."""
+    version variables (and the exporter's with `exporter`, then `variables`), marked with
+    the deploys or with `annotations`, titled, tagged and refreshed as the config's
+    dashboards: section says."""
     d = cfg.dashboards
     dashboard = g.Dashboard(
         title=f"{d.title_prefix}{title}", description=description + _scrape_note(cfg),
         uid=dashboard_uid(cfg, key), tags=list(d.tags), refresh=d.refresh,
         time=g.Time(d.time_from, "now"), timezone="browser", schemaVersion=SCHEMA_VERSION,
         graphTooltip=g.GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR, editable=True,
-        panels=layout(panels), templating=g.Templating(list=_variables(cfg, exporter)),
+        panels=layout(panels),
+        templating=g.Templating(list=[*_variables(cfg, exporter), *variables]),
         annotations=g.Annotations(list=annotations or _deploy_annotations(cfg)),
     )
     data = dashboard_json(dashboard)

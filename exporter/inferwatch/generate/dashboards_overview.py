@@ -36,9 +36,15 @@ from inferwatch.generate.panels import (
 from inferwatch.generate.promql import model_sel, number
 
 # The panels by version draw the versions that serve users; a shadow's lines would read as
-# one more version serving, and add into the stacked ones.
-SHADOWS_ELSEWHERE = ("A shadow version is left out: the Champion vs challenger dashboard "
-                     "draws it beside its champion.")
+# one more version serving, and add into the stacked ones. Where the Champion vs challenger
+# dashboard draws the same signal of the shadow, the description sends the reader there;
+# elsewhere it says only that the shadow is left out.
+SHADOW_LEFT_OUT = "A shadow version is left out: its calls answer no user."
+
+
+def _shadow_beside(what: str) -> str:
+    return (f"A shadow version is left out: the Champion vs challenger dashboard draws its "
+            f"{what} beside its champion's.")
 
 
 def model_overview(cfg: Config) -> dict[str, Any]:
@@ -79,20 +85,20 @@ def model_overview(cfg: Config) -> dict[str, Any]:
                   limit=cfg.latency.p99_seconds), 6, 4),
         Cell(timeseries("Calls per second by outcome", [target(
             served(f"sum by ({q.MODEL_LABELS}, outcome) (rate(inferwatch_requests_total{raw}"
-                   f"[{RATE}]))"), MV + " {{outcome}}")], "reqps", SHADOWS_ELSEWHERE,
+                   f"[{RATE}]))"), MV + " {{outcome}}")], "reqps", _shadow_beside("error ratio"),
             stack=True)),
         Cell(timeseries("Error ratio", [
             target(served(recorded(cfg, q.error_ratio(w))), MV),
             objective(cfg, "slo.availability", "1 - {}")],
             "percentunit", f"Dashed line: the error budget of the "
             f"{number(cfg.slo.availability)} availability SLO; objective: each model's own "
-            f"budget. " + SHADOWS_ELSEWHERE, limit=budget)),
+            f"budget. " + _shadow_beside("error ratio"), limit=budget)),
         # Per version, as the alerts judge versions: a canary's errors summed into the stable
         # version's would show neither.
         Cell(timeseries("Errors by type", [target(
             served(f"sum by ({q.MODEL_LABELS}, error_type) (rate(inferwatch_errors_total{raw}"
-                   f"[{RATE}]))"), MV + " {{error_type}}")], "reqps", SHADOWS_ELSEWHERE,
-            stack=True), 24),
+                   f"[{RATE}]))"), MV + " {{error_type}}")], "reqps",
+            _shadow_beside("errors by type"), stack=True), 24),
     ]
     latency = [
         Cell(timeseries("Latency quantiles", [
@@ -101,27 +107,34 @@ def model_overview(cfg: Config) -> dict[str, Any]:
             objective(cfg, "latency.p99_seconds")],
             "s", "From the latency histogram, across replicas. Dashed line: the default p99 "
                  "threshold of InferwatchLatencyHigh; objective: each model's own. "
-                 + SHADOWS_ELSEWHERE,
+                 + _shadow_beside("p99 latency"),
             limit=cfg.latency.p99_seconds)),
         Cell(heatmap("Latency distribution", f"sum by (le) ({served(latency_buckets)})", "s",
                      "Every call of the selected versions but a shadow's.")),
         Cell(timeseries("Stage latency p99", [target(
             served(recorded(cfg, q.stage_latency_quantile(cfg, 99))), MV + " {{stage}}")], "s",
             "p99 of each stage (preprocess, inference, postprocess, ...). "
-            + SHADOWS_ELSEWHERE)),
+            + SHADOW_LEFT_OUT)),
         Cell(timeseries("In-flight calls", [target(
             served(f"sum by ({q.MODEL_LABELS}, instance) (inferwatch_requests_in_flight{raw})"),
-            MV + " {{instance}}")], description=SHADOWS_ELSEWHERE)),
+            MV + " {{instance}}")], description=SHADOW_LEFT_OUT)),
+        # Batch sizes are whole numbers on whole-number buckets: an interpolated p99 reads
+        # below the mean when every call has one row. Quantile 1 is the upper bound of the
+        # bucket holding the largest batch, no interpolation.
         Cell(timeseries("Batch size", [
             target(served(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_batch_size_sum{raw}"
                           f"[{RATE}])) / sum by ({q.MODEL_LABELS}) "
                           f"(rate(inferwatch_batch_size_count{raw}[{RATE}]))"), "mean " + MV),
-            target(served(f"histogram_quantile(0.99, sum by ({q.MODEL_LABELS}, le) "
-                          f"(rate(inferwatch_batch_size_bucket{raw}[{RATE}])))"), "p99 " + MV)],
-            "short", "Rows per call, per version. " + SHADOWS_ELSEWHERE)),
+            target(served(f"histogram_quantile(1, sum by ({q.MODEL_LABELS}, le) "
+                          f"(rate(inferwatch_batch_size_bucket{raw}[{RATE}])))"),
+                   "largest at most " + MV)],
+            "short", "Rows per call, per version: the mean, and the upper bound of the "
+            "batch-size bucket that holds the largest call in the rate window (that call "
+            "has at most that many rows; past the top bucket, the top bucket's bound is "
+            "drawn). " + SHADOW_LEFT_OUT)),
         Cell(timeseries("Rows per second", [target(served(recorded(cfg, q.rows_rate(cfg))), MV)],
                         "short", "Rows predicted per second (sum of batch sizes). "
-                        + SHADOWS_ELSEWHERE)),
+                        + SHADOW_LEFT_OUT)),
     ]
     cancelled = raw_sel(cfg, 'outcome="cancelled"')
     streams = [
@@ -130,7 +143,7 @@ def model_overview(cfg: Config) -> dict[str, Any]:
             for n in (50, 99)],
             "s", "Streaming calls: from the call (or the request) to the first item or body "
                  "byte. Dashed line: the p99 objective of InferwatchStreamFirstItemSlow. "
-                 + SHADOWS_ELSEWHERE,
+                 + SHADOW_LEFT_OUT,
             limit=cfg.latency.first_item_p99_seconds)),
         Cell(timeseries("Items and tokens per second", [
             target(served(f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_stream_items_sum{raw}"
@@ -138,17 +151,17 @@ def model_overview(cfg: Config) -> dict[str, Any]:
             target(served(f"sum by ({q.MODEL_LABELS}, kind) (rate(inferwatch_tokens_total{raw}"
                           f"[{RATE}]))"), "{{kind}} tokens " + MV)],
             "short", "Items of finished streams, and input and output tokens, per second. "
-            + SHADOWS_ELSEWHERE)),
+            + SHADOW_LEFT_OUT)),
         Cell(timeseries("Cancelled streams", [target(served(
             f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{cancelled}[{RATE}])) / "
             f"sum by ({q.MODEL_LABELS}) (rate(inferwatch_requests_total{raw}[{RATE}]))"), MV)],
             "percentunit", "Calls whose consumer stopped early (a client gone, a closed "
-            "stream) / all calls. " + SHADOWS_ELSEWHERE, max_value=1)),
+            "stream) / all calls. " + SHADOW_LEFT_OUT, max_value=1)),
         Cell(timeseries("Output tokens per second of a call", [target(
             served(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
                    f"(rate(inferwatch_output_tokens_per_second_bucket{raw}[{RATE}])))"),
             f"p{n} {MV}") for n in (50, 10)], "short",
-            "Generation speed of single calls; p10 is the slow tail. " + SHADOWS_ELSEWHERE)),
+            "Generation speed of single calls; p10 is the slow tail. " + SHADOW_LEFT_OUT)),
     ]
     serving_window = cfg.windows.versions_serving
 

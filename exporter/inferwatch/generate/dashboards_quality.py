@@ -15,11 +15,12 @@ from inferwatch.generate import promql as q
 from inferwatch.generate import rules_recording
 from inferwatch.generate.config_schema import Config
 from inferwatch.generate.dashboards_bands import band_cells
-from inferwatch.generate.dashboards_frame import dashboard
+from inferwatch.generate.dashboards_frame import dashboard, output_variable
 from inferwatch.generate.dashboards_queries import (
     MIN_VALUES,
     MODEL,
     MV,
+    OUTPUT,
     RATE,
     VERSION,
     judged_with,
@@ -161,9 +162,16 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             "{{instance}} " + MV + " {{output}} q{{quantile}}")], "short",
             "Rolling-window quantiles each replica computes exactly (not aggregatable).",
             signed=True)),
-        Cell(heatmap("Prediction distribution",
-                     f"sum by (le) (increase(inferwatch_prediction_value_bucket{raw}[{RATE}]))",
-                     "short")),
+        # One per model and one output at a time, as the latency heatmap leaves shadows out:
+        # a heatmap draws one distribution, and a sum of models, of a champion and its
+        # shadow, or of a classifier's mirrored probabilities is none of them.
+        Cell(heatmap("Prediction distribution: $model", "sum by (le) (" + without_shadows(
+            cfg, f"increase(inferwatch_prediction_value_bucket{raw_sel(cfg, OUTPUT)}"
+                 f"[{RATE}])") + ")", "short",
+            "The values of the output picked in the Output variable (a class's probability, "
+            "a regression's value) that each selected model answered, every serving version "
+            "together, a shadow version's left out. A model without that output has an "
+            "empty heatmap.", repeat_over="model")),
         # Per model: two models naming a class alike ("1", "fraud") would otherwise share
         # one bar, each model's share diluted by the other's calls.
         Cell(bargauge("Class mix", [target(
@@ -188,7 +196,8 @@ def model_quality(cfg: Config) -> dict[str, Any]:
             limit=cfg.predictions.invalid_ratio)),
         Cell(timeseries("Invalid predictions by reason", [target(
             f"sum by ({q.MODEL_LABELS}, reason) (rate(inferwatch_invalid_predictions_total{raw}"
-            f"[{RATE}]))", MV + " {{reason}}")], "short", stack=True)),
+            f"[{RATE}]))", MV + " {{reason}}")], "cps", "Invalid predicted values per "
+            "second, by reason.", stack=True)),
         Cell(timeseries("Actions taken", [target(
             f"sum by ({q.MODEL_LABELS}, action) (rate(inferwatch_actions_total{raw}[{RATE}]))",
             MV + " {{action}}")], "short", "What the system did with predictions, per "
@@ -290,4 +299,5 @@ def model_quality(cfg: Config) -> dict[str, Any]:
                            "out_of_range"))),
                        ("Data quality", quality),
                        ("Drift against the training reference", drift),
-                       ("Ground truth", truth)])
+                       ("Ground truth", truth)],
+                     variables=(output_variable(cfg, "inferwatch_prediction_value_bucket"),))

@@ -30,6 +30,8 @@ INSTANCE = 'instance=~"$instance"'
 MODEL = 'model=~"$model"'
 VERSION = 'model_version=~"$model_version"'
 ERRORS = 'outcome="error"'
+# The Output variable of the dashboards with a heatmap of model outputs (one at a time).
+OUTPUT = 'output=~"$output"'
 # A challenger run beside its champion by inferwatch.shadow(); the champion is "primary".
 SHADOW, NOT_SHADOW = 'role="shadow"', 'role!="shadow"'
 MV = "{{model}} {{model_version}}"

@@ -33,6 +33,9 @@ def _exp(cfg: Config) -> str:
 
 
 _MIG_NOTE = "A MIG device shows as gpu/gpu instance/compute instance."
+_COST_NOTE = ("Stacked, one line per exporter instance: the top is the whole cost per 1,000 "
+              "calls. An exporter sees processes, not models: for one model's cost, select "
+              "that model and the exporters beside its serving processes.")
 
 
 def _mig(cfg: Config, metric: str) -> str:
@@ -64,7 +67,10 @@ def resources(cfg: Config) -> dict[str, Any]:
     memory = "{{instance}} gpu {{device}}"
     # Predictions someone asked for: a shadow's calls are the cost of its champion's.
     calls = without_shadows(cfg, f"rate(inferwatch_requests_total{raw}[{RATE}])")
-    per_model = f"on () group_right sum by (model) ({calls})"
+    # Per exporter instance, over all the selected models' calls: the exporter measures
+    # processes, not models, and a share of the CPU by each model's calls gives every model
+    # the same figure, while one figure per model charged every model all of it.
+    per_call = f"on () group_left sum({calls})"
     devices = [
         Cell(state_timeline("GPU up", [target(f"inferwatch_gpu_up{e}", gpu)],
                             "Red: the device is lost or unreadable.", up_down_mappings()), 12, 6),
@@ -119,15 +125,17 @@ def resources(cfg: Config) -> dict[str, Any]:
     ]
     cost = [
         Cell(timeseries("CPU seconds per 1,000 predictions", [target(
-            f"1000 * sum(rate(inferwatch_process_cpu_seconds_total{e}[{RATE}])) / {per_model}",
-            "{{model}}")], "s", "CPU time of the watched processes on the selected exporter "
-            "instances per 1,000 calls of each model (a shadow version's calls left out: its "
-            "work is a cost of its champion's). Select the exporter next to a model's serving "
-            "process to attribute its cost.")),
+            f"1000 * sum by (instance) (rate(inferwatch_process_cpu_seconds_total{e}[{RATE}]))"
+            f" / {per_call}", "{{instance}}")], "s",
+            f"CPU time of the processes each selected exporter instance watches, per 1,000 "
+            f"calls of all the selected models together (a shadow version's calls left out: "
+            f"its work is a cost of its champion's). {_COST_NOTE}", stack=True)),
         Cell(timeseries("GPU energy per 1,000 predictions", [target(
-            f"1000 * sum(rate(inferwatch_gpu_energy_joules_total{e}[{RATE}])) / {per_model}",
-            "{{model}}")], "joule", "GPU energy on the selected exporter instances per 1,000 "
-            "calls of each model, a shadow version's left out.")),
+            f"1000 * sum by (instance) (rate(inferwatch_gpu_energy_joules_total{e}[{RATE}]))"
+            f" / {per_call}", "{{instance}}")], "joule",
+            f"Energy of the GPUs of each selected exporter instance, per 1,000 calls of all "
+            f"the selected models together (a shadow version's calls left out). {_COST_NOTE}",
+            stack=True)),
     ]
     return dashboard(cfg, "resources", "Resources",
                      "GPUs, serving processes, exporter health and the cost of predictions.",

@@ -301,8 +301,10 @@ def bargauge(title: str, targets: list[g.Target], unit: str = "short", descripti
     return _panel("bargauge", title, description, targets, options, defaults)
 
 
-def heatmap(title: str, expr: str, unit: str, description: str = "") -> CurrentPanel:
-    """A heatmap of pre-bucketed histogram data (``le`` buckets, no recalculation)."""
+def heatmap(title: str, expr: str, unit: str, description: str = "",
+            repeat_over: str | None = None) -> CurrentPanel:
+    """A heatmap of pre-bucketed histogram data (``le`` buckets, no recalculation), one
+    panel per selected value of the variable `repeat_over` if given."""
     options = {
         "calculate": False, "cellGap": 1,
         "color": {"exponent": 0.5, "fill": "dark-orange", "mode": "scheme", "reverse": False,
@@ -315,8 +317,9 @@ def heatmap(title: str, expr: str, unit: str, description: str = "") -> CurrentP
     }
     defaults = {"custom": {"hideFrom": {"legend": False, "tooltip": False, "viz": False},
                            "scaleDistribution": {"type": "linear"}}}
-    return _panel("heatmap", title, description, [target(expr, "{{le}}", fmt="heatmap")],
-                  options, defaults)
+    panel = _panel("heatmap", title, description, [target(expr, "{{le}}", fmt="heatmap")],
+                   options, defaults)
+    return attr.evolve(panel, repeat_over=repeat_over)
 
 
 def state_timeline(title: str, targets: list[g.Target], description: str = "",
@@ -389,9 +392,16 @@ def datasource_variable(default: str) -> dict[str, Any]:
     }
 
 
-def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
-    """A multi-select label_values variable with an All option matching every value."""
-    return {
+def query_variable(name: str, label: str, query: str, single: bool = False
+                   ) -> dict[str, Any]:
+    """A multi-select label_values variable with an All option matching every value, or
+    with `single` one value at a time (Grafana selects the first until the user picks one).
+
+    >>> v = query_variable("output", "Output", "label_values(m, output)", single=True)
+    >>> v["multi"], v["includeAll"], "allValue" in v, "current" in v
+    (False, False, False, False)
+    """
+    variable = {
         "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
         # qryType 1: a label_values query, as the Prometheus variable editor stores it.
         "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-"
@@ -400,6 +410,11 @@ def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
         "includeAll": True, "allValue": ".*", "multi": True, "refresh": 2, "sort": 1,
         "hide": 0, "regex": "", "options": [],
     }
+    if single:
+        # No stored selection: Grafana takes the first value of those found.
+        del variable["allValue"], variable["current"]
+        variable.update(includeAll=False, multi=False)
+    return variable
 
 
 def prometheus_annotation(name: str, expr: str, color: str, title: str, tags: str,
