@@ -195,7 +195,10 @@ def auth_gateway(tmp_path) -> Iterator[AuthGateway]:
     web = write(tmp_path / "gateway-web.yml", f"basic_auth_users:\n  batch: '{hashed}'\n")
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
-        [binary, f"--web.listen-address={address}", f"--web.config.file={web}"],
+        # A file of its own: Debian's default (/var/lib/prometheus/pushgateway.data) would
+        # serve the groups every earlier gateway on the machine kept.
+        [binary, f"--web.listen-address={address}", f"--web.config.file={web}",
+         f"--persistence.file={tmp_path / 'pushgateway.data'}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60  # a safety net: readiness ends the wait
