@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from inferwatch.catalogue import CATALOGUE
+from inferwatch.catalogue import CATALOGUE, OTHER
 from inferwatch.core.ddsketch import DDSketch
 from inferwatch.core.render import model_families, process_families
 from inferwatch.core.rolling_sketch import RollingSketch
@@ -47,6 +47,7 @@ from inferwatch.core.state import (
     merge_takes_now,
 )
 from inferwatch.multiproc.merge_plan import LayoutMap, MergePlan, drift_groups, merge_plan
+from inferwatch.multiproc.merged_caps import CAPPED, absorb_histogram, cap_state
 from inferwatch.multiproc.reference_choice import chosen_references, left_out
 from inferwatch.multiproc.snapshot_format import RawSnapshot, SnapshotError, bucket_id
 from inferwatch.multiproc.snapshot_layout import (
@@ -63,12 +64,15 @@ from inferwatch.multiproc.snapshot_layout import (
     dense_bins,
     summed_rows,
 )
+from inferwatch.multiproc.worker_meta import meta_of, since_of_model
 
 if TYPE_CHECKING:
     from inferwatch.core.encode import Page
     from inferwatch.quality.drift_window import DriftWindow
 
 SeriesKey = tuple[tuple[str, str], str, tuple[str, ...]]
+# (kind, metric) -> the cap that bounds its first label.
+CAP_OF = {member: cap for cap, members in CAPPED.items() for member in members}
 
 
 @dataclass
@@ -134,10 +138,12 @@ def _counter_family(name: str, counts: Mapping[str, float]) -> Metric:
 def merge_model(target: ModelState, other: ModelState,
                 on_error: Callable[[Exception], None] | None = None,
                 now: float | None = None) -> None:
-    """Fold `other` into `target` series by series: a series whose layout differs (other
-    histogram buckets, quantile settings or drift bins: a rollout) is skipped and passed
-    to `on_error`; every other series still merges. (A fold settles drift states of two
-    references before: ``reference_choice.settle_drift``.)
+    """Fold `other` into `target` series by series: a series whose layout differs (quantile
+    settings or drift bins: a rollout) is skipped and passed to `on_error`; every other
+    series still merges. (A fold settles drift states of two references before:
+    ``reference_choice.settle_drift``.) A histogram of other buckets merges at those of
+    the process started later (``worker_meta``; ties by the bounds), the other's counts
+    moved to the first bound at or above their own.
 
     `other` is consumed (its histograms, summaries and extras are moved out of it). Given
     `now` (a fold's time), extras that take one merge at it: a drift bucket of a clock far
@@ -148,15 +154,32 @@ def merge_model(target: ModelState, other: ModelState,
     >>> b.histogram("h", (), [2.0]).observe(np.array([0.5])); b.inc("c", (), 2)
     >>> errors = []; merge_model(a, b, errors.append)
     >>> a.counters["c"][()], a.histograms["h"][()].count, len(errors)
-    (2.0, 1, 1)
+    (2.0, 2, 0)
+    >>> a.histograms["h"][()].bounds.tolist(), a.histograms["h"][()].counts.tolist()
+    ([2.0], [2, 0])
     """
     histograms, summaries, extras = other.histograms, other.summaries, other.extras
     other.histograms, other.summaries, other.extras = {}, {}, {}
     target.merge(other)  # counters, gauges, identity: these cannot mismatch
+    # Read before the extras merge: whose buckets win where they differ.
+    mine_meta, other_meta = meta_of(target.extras), meta_of(extras)
+    other_newer = (-math.inf if other_meta is None else other_meta.since) > \
+        (-math.inf if mine_meta is None else mine_meta.since)
+    same_start = (-math.inf if other_meta is None else other_meta.since) == \
+        (-math.inf if mine_meta is None else mine_meta.since)
     for metric, series in histograms.items():
         mine = target.histograms.setdefault(metric, {})
         for labels, hist in series.items():
-            _merge_part(mine, labels, hist, on_error)
+            existing = mine.get(labels)
+            if existing is None or np.array_equal(existing.bounds, hist.bounds):
+                _merge_part(mine, labels, hist, on_error)
+            elif other_newer or (same_start and tuple(hist.bounds.tolist())
+                                 > tuple(existing.bounds.tolist())):
+                # A process started later laid it out anew: its buckets from now on.
+                absorb_histogram(hist, existing)
+                mine[labels] = hist
+            else:
+                absorb_histogram(existing, hist)
     for metric, series in summaries.items():
         mine = target.summaries.setdefault(metric, {})
         for labels, summary in series.items():
@@ -220,7 +243,7 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
     groups = drift_groups(list(layouts.values()))
     references = (chosen_references(raws, groups, now, without_gauges)
                   if groups.contested else None)
-    plan = merge_plan(list(layouts.values()), references)
+    plan = merge_plan(list(layouts.values()), references, _starts(raws))
     if references:
         view.other_reference = left_out(plan, raws, now)
     additive, contributions = _add_values(plan, raws, on_error)
@@ -235,9 +258,43 @@ def merge_view(raws: Iterable[RawSnapshot], now: float,
                 _merge_exemplars(data["exemplars"], index, mapped,
                                  histograms[mapped.models[index]], on_error)
     _attach_drift(states, plan, raws, now, on_error)
+    _cap_view(states, raws)
     view.states = states
     view.at = now
     return view
+
+
+def _starts(raws: list[RawSnapshot]) -> dict[tuple[int, int], float]:
+    """By (layout serial, model index): the latest start of a process whose snapshot has
+    that layout (``worker_meta``), where any is known."""
+    starts: dict[tuple[int, int], float] = {}
+    for raw in raws:
+        serial = raw.layout.serial  # type: ignore[union-attr]
+        for index, data in enumerate(raw.header["models"]):
+            since = since_of_model(data)
+            if since > starts.get((serial, index), -math.inf):
+                starts[(serial, index)] = since
+    return starts
+
+
+def _cap_view(states: list[ModelState], raws: list[RawSnapshot]) -> None:
+    """Each merged state's capped labels bounded (``merged_caps``), the values the archive
+    keeps kept first: a fold keeps them, so the view and the archive agree."""
+    archived: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for raw in raws:
+        if raw.header.get("folded"):  # the archive (it lists what it folded)
+            for model in raw.layout.models:  # type: ignore[union-attr]
+                found = archived.setdefault(model.key, {})
+                for kind, series in (("c", model.counters), ("h", model.histograms),
+                                     ("s", model.summaries)):
+                    for metric, labels, *_ in series:
+                        cap = CAP_OF.get((kind, metric))
+                        if cap is not None and labels and labels[0] != OTHER:
+                            found.setdefault(cap, set()).add(labels[0])
+    for state in states:
+        meta = meta_of(state.extras)
+        if meta is not None and meta.caps:
+            cap_state(state, meta.caps, archived.get(state.key))
 
 
 def _process_view(raws: list[RawSnapshot]) -> MergedView:
@@ -270,6 +327,8 @@ def _add_values(plan: MergePlan, raws: list[RawSnapshot],
     for raw in raws:
         mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
         additive[mapped.target] += raw.values[mapped.source]
+        if mapped.moved_source.size:  # histograms of older buckets
+            np.add.at(additive, mapped.moved_target, raw.values[mapped.moved_source])
         for merged_index, model, offset, row_index in mapped.summaries:
             contributions[merged_index].append((raw, model, offset, row_index))
         if on_error is not None:
@@ -406,9 +465,12 @@ def _merge_exemplars(exemplars: object, model: int, mapped: LayoutMap,
         for position, found in exemplars:  # type: ignore[attr-defined]
             entry = mapped.histograms.get((model, position))
             if entry is None:
-                continue  # a histogram laid out otherwise: skipped and reported already
+                continue  # not in the plan: reported already
             hist = histograms[entry]
+            moved = (model, position) in mapped.moved
             for bucket, trace_id, value, at in found:
+                if moved and type(bucket) is int:  # laid out in other buckets
+                    bucket = hist._bucket_of(float(value))  # the one its value is in here
                 if type(bucket) is not int or not 0 <= bucket <= hist.bounds.size or \
                         not isinstance(trace_id, str):
                     raise ValueError(f"exemplar {[bucket, trace_id]!r} is invalid")

@@ -3,10 +3,14 @@
 Workers of a deployment rarely publish exactly the same series: one has seen an error
 type or a class the others have not. Each distinct layout gets a map from its additive
 values to positions in one merged array, so any mix of layouts merges by adding arrays.
-A series laid out differently in two layouts (other histogram bounds or quantile
-settings: a rollout) is left out of the later layout's map and reported, as merging the
-states would report it. Drift windows of another reference (re-profiled and reloaded) are
-no fault: the plan merges those of the reference chosen for the model
+A histogram whose buckets differ across layouts (a reference re-profiled, buckets
+reconfigured, and the server reloaded) merges at the buckets of the newest layout: that of
+the process started last (``worker_meta``), ties by the bounds themselves, so every reader
+picks the same. The others' counts move to the first of those bounds at or above their
+own (+Inf to +Inf): no count is lost, and no bucket holds a value above its ``le``. A
+summary of other quantile settings is left out of the later layout's map and reported, as
+merging the states would report it. Drift windows of another reference (re-profiled and
+reloaded) are no fault: the plan merges those of the reference chosen for the model
 (``reference_choice``) and leaves the others out, listed apart.
 
 >>> from inferwatch.core.state import ModelState
@@ -20,6 +24,7 @@ no fault: the plan merges those of the reference chosen for the model
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -63,6 +68,12 @@ class LayoutMap:
     # (model, histogram index in the model) -> its entry in the merged model's histograms
     histograms: dict[tuple[int, int], int]
     conflicts: list[str]  # series left out, one message each
+    # Histograms of other buckets than the merged ones: their values add at these
+    # positions (several buckets into one: added with np.add.at, not a fancy index).
+    moved_source: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    moved_target: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    # (model, histogram index in the model) of those: their exemplars' buckets change.
+    moved: set[tuple[int, int]] = field(default_factory=set)
     # Per drift window in table order: (merged model it adds into, -1 for none; 0 features
     # or 1 outputs; its bins per bucket). Files of equal keys and equal bucket ids have
     # their drift bins at the same places and add into the same windows, whatever their
@@ -123,28 +134,81 @@ def _group(layouts: list[Layout]) -> DriftGroups:
 
 
 def merge_plan(layouts: list[Layout],
-               references: Mapping[tuple[str, str], int] | None = None) -> MergePlan:
+               references: Mapping[tuple[str, str], int] | None = None,
+               starts: Mapping[tuple[int, int], float] | None = None) -> MergePlan:
     """The plan for `layouts`, in the order their snapshots are merged (cached).
 
     `references` gives, by model version, the drift group (``drift_groups``) whose
     windows merge; the others' are left out. A model not in it merges group 0, the first
-    its layouts meet.
+    its layouts meet. `starts` gives, by (layout serial, model index), the latest start of
+    a process whose snapshot has that layout (``worker_meta``; -inf unknown): histogram
+    buckets that differ merge at those of the latest.
     """
     chosen = tuple(sorted(references.items())) if references else ()
-    key = (tuple(layout.serial for layout in layouts), chosen)
+    # Only the starts of layouts whose buckets differ from another's change the plan: a
+    # recycled worker of one deployment's layout reuses it.
+    contested = _contested(layouts) if starts else frozenset()
+    started = tuple(sorted(item for item in starts.items() if item[0] in contested)) \
+        if contested else ()  # type: ignore[union-attr]
+    key = (tuple(layout.serial for layout in layouts), chosen, started)
     found = _plans.get(key)
     if found is None:
         if len(_plans) >= MAX_PLANS:
             _plans.clear()
-        found = _plans[key] = _build(layouts, dict(chosen))
+        found = _plans[key] = _build(layouts, dict(chosen), dict(started))
     return found
+
+
+def _contested(layouts: list[Layout]) -> frozenset[tuple[int, int]]:
+    """(layout serial, model index) of every model holding a histogram whose bounds
+    differ in another layout (cached as plans are)."""
+    key = tuple(layout.serial for layout in layouts)
+    found = _contests.get(key)
+    if found is None:
+        if len(_contests) >= MAX_PLANS:
+            _contests.clear()
+        met: dict[tuple, list[tuple[np.ndarray, tuple[int, int]]]] = {}
+        for layout in layouts:
+            for index, model in enumerate(layout.models):
+                for metric, labels, bounds in model.histograms:
+                    met.setdefault((model.key, metric, labels), []).append(
+                        (bounds, (layout.serial, index)))
+        found = _contests[key] = frozenset(
+            where for seen in met.values() if any(
+                not np.array_equal(bounds, seen[0][0]) for bounds, _ in seen[1:])
+            for _, where in seen)
+    return found
+
+
+_contests: dict[tuple[int, ...], frozenset[tuple[int, int]]] = {}
+
+
+def _newest_bounds(layouts: list[Layout], starts: Mapping[tuple[int, int], float]
+                   ) -> dict[tuple, np.ndarray]:
+    """By (model version, metric, labels): the bounds of the latest started layout holding
+    the histogram, ties by the bounds (an order every reader shares)."""
+    best: dict[tuple, tuple[float, tuple[float, ...], np.ndarray]] = {}
+    for layout in layouts:
+        for index, model in enumerate(layout.models):
+            start = starts.get((layout.serial, index), -math.inf)
+            for metric, labels, bounds in model.histograms:
+                key = (model.key, metric, labels)
+                found = best.get(key)
+                if found is not None and found[2] is bounds:
+                    continue  # one parsed array per distinct text: the common case
+                rank = (start, tuple(bounds.tolist()))
+                if found is None or rank > found[:2]:
+                    best[key] = (*rank, bounds)
+    return {key: found[2] for key, found in best.items()}
 
 
 _plans: dict[tuple, MergePlan] = {}
 
 
-def _build(layouts: list[Layout], references: dict[tuple[str, str], int]) -> MergePlan:
+def _build(layouts: list[Layout], references: dict[tuple[str, str], int],
+           starts: Mapping[tuple[int, int], float]) -> MergePlan:
     groups = drift_groups(layouts).group
+    newest = _newest_bounds(layouts, starts)
     merged: dict[tuple[str, str], MergedModel] = {}
     order: dict[tuple[str, str], int] = {}
     size = 0
@@ -153,6 +217,8 @@ def _build(layouts: list[Layout], references: dict[tuple[str, str], int]) -> Mer
     for layout in layouts:
         source: list[int] = []
         target: list[int] = []
+        moved_source: list[int] = []
+        moved_target: list[int] = []
         mapped = LayoutMap(np.zeros(0, np.intp), np.zeros(0, np.intp), [], [], [], {}, [])
         for index, model in enumerate(layout.models):
             into = merged.get(model.key)
@@ -176,16 +242,22 @@ def _build(layouts: list[Layout], references: dict[tuple[str, str], int]) -> Mer
                 entry = into._index.get(("h", metric, labels))
                 if entry is None:
                     entry = into._index[("h", metric, labels)] = len(into.histograms)
-                    into.histograms.append((metric, labels, bounds, size))
-                    size += width
+                    merged_bounds = newest[(model.key, metric, labels)]
+                    into.histograms.append((metric, labels, merged_bounds, size))
+                    size += merged_bounds.size + 2
                 _, _, mine, position = into.histograms[entry]
-                if np.array_equal(mine, bounds):
+                mapped.histograms[(index, position_in_model)] = entry
+                if mine is bounds or np.array_equal(mine, bounds):
                     source.extend(range(at, at + width))
                     target.extend(range(position, position + width))
-                    mapped.histograms[(index, position_in_model)] = entry
                 else:
-                    mapped.conflicts.append(f"cannot merge histograms with different buckets:"
-                                            f" {metric}{labels}")
+                    # Each bucket into the first merged one at or above its bound, +Inf
+                    # into +Inf, the sum into the sum.
+                    buckets = np.searchsorted(mine, bounds, "left").tolist()
+                    moved_source.extend(range(at, at + width))
+                    moved_target.extend([*(position + b for b in buckets),
+                                         position + mine.size, position + mine.size + 1])
+                    mapped.moved.add((index, position_in_model))
                 at += width
             for offset, (metric, labels, config) in enumerate(model.summaries):
                 entry = into._index.get(("s", metric, labels))
@@ -218,6 +290,8 @@ def _build(layouts: list[Layout], references: dict[tuple[str, str], int]) -> Mer
                                  for which, window in enumerate(model.drift.windows))
         mapped.source = np.array(source, dtype=np.intp)
         mapped.target = np.array(target, dtype=np.intp)
+        mapped.moved_source = np.array(moved_source, dtype=np.intp)
+        mapped.moved_target = np.array(moved_target, dtype=np.intp)
         maps[layout.serial] = mapped
     for into in merged.values():
         by_metric: dict[str, list[tuple[tuple[str, ...], int]]] = {}

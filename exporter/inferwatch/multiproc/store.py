@@ -56,6 +56,7 @@ from inferwatch.core.state import ModelState
 from inferwatch.multiproc.fold_lock import LOCK as LOCK  # where worker.py looks for it
 from inferwatch.multiproc.fold_lock import FoldLock
 from inferwatch.multiproc.merge import MergedView, merge_model, merge_view
+from inferwatch.multiproc.merged_caps import cap_state, capped_values
 from inferwatch.multiproc.reference_choice import OTHER_REFERENCE, settle_drift
 from inferwatch.multiproc.safe_read import SKIP_REASONS, Skipped, read_entry
 from inferwatch.multiproc.snapshot_format import (
@@ -75,6 +76,7 @@ from inferwatch.multiproc.worker_id import (
     temp_owner,
     worker_alive,
 )
+from inferwatch.multiproc.worker_meta import meta_of
 
 ARCHIVE = "archive.snapshot"
 CORRUPT_ARCHIVE = "archive.snapshot.corrupt"
@@ -467,10 +469,12 @@ class SnapshotDirectory:
                 # fold of each version, which decides what goes past MAX_ARCHIVED_VERSIONS.
                 target = states.pop(state.key, None)
                 if target is None:
+                    _cap(state)
                     states[state.key] = state
                 else:  # a series laid out otherwise (a rollout) is skipped and counted
                     _count_skip(OTHER_REFERENCE, min(1, settle_drift(target, state, now)))
                     info = state.info
+                    kept_values = capped_values(target)
                     # At the fold's time: a dead worker whose clock ran a window ahead
                     # must not replace the archive's drift rows still in the window.
                     merge_model(target, state,
@@ -482,6 +486,9 @@ class SnapshotDirectory:
 
                         retire_feature_series(target)
                     target.info = _newer_info(target.info, info)
+                    # What the archive keeps stays kept: recycled workers each bring new
+                    # values, and the union of them all would grow the archive for good.
+                    _cap(target, kept_values)
                     states[state.key] = target
             for field in PROCESS_COUNTERS:
                 _add(getattr(archive, field), raw.header.get(field))
@@ -669,6 +676,13 @@ def _file_size_limit() -> float:
     except (OSError, ValueError):
         return math.inf
     return math.inf if soft == resource.RLIM_INFINITY else soft
+
+
+def _cap(state: ModelState, kept: dict[str, set[str]] | None = None) -> None:
+    """Bound `state`'s capped labels at the caps its workers counted under (when known)."""
+    meta = meta_of(state.extras)
+    if meta is not None and meta.caps:
+        cap_state(state, meta.caps, kept)
 
 
 def _newer_info(archived: dict[str, str], newer: dict[str, str]) -> dict[str, str]:

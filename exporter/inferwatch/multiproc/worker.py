@@ -48,6 +48,7 @@ from inferwatch.multiproc.store import (
     skipped_counts,
 )
 from inferwatch.multiproc.worker_id import WorkerId
+from inferwatch.multiproc.worker_meta import META, WorkerMeta
 
 if TYPE_CHECKING:
     from inferwatch.core.encode import Page
@@ -188,6 +189,9 @@ class Publisher:
         self._baseline: dict[str, dict[str, float]] = {}
         # Where this process's windows are, stepped-back wall clock or not: see _window_now().
         self._clock = StepSafeClock()
+        # When this process began laying out series: the latest start's histogram buckets
+        # win where workers' differ (worker_meta).
+        self._started = time.time()
 
     @property
     def closed(self) -> bool:
@@ -240,9 +244,15 @@ class Publisher:
 
     def _snapshot(self, registry: Registry) -> tuple[Snapshot, tuple]:
         """This process's snapshot now, and a fingerprint telling whether it changed."""
+        # Here, not at import: the exporter reads the directory without the hot path.
+        from inferwatch.core.monitor_configure import CAP_OPTIONS
+
         models, fingerprint = [], []
         for monitor in registry.monitors():
             model, mark = monitor.publishable(model_dict)
+            model.setdefault("extras", {})[META] = WorkerMeta(
+                self._started, {metric: getattr(monitor.settings, option)
+                                for metric, option in CAP_OPTIONS.items()}).to_dict()
             models.append(model)
             fingerprint.append(mark)
         counts = self._process_counts(registry)
@@ -373,6 +383,7 @@ class Publisher:
         """
         self._lock = threading.Lock()
         self.worker = WorkerId.current()
+        self._started = time.time()
         self._last_publish = -math.inf
         self._last_fingerprint = None
         # The parent's failed write and what it published are the parent's.
