@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import psutil
 import pytest
@@ -301,3 +303,42 @@ def test_lines_from_many_threads_never_share_a_line(capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert sorted(lines) == sorted(f"PAGE FIRING thread-{t} line-{i}"
                                    for t in range(8) for i in range(300))
+
+
+# Run here, not in a file of its own: two whole demos at once (xdist runs files side by
+# side) race for the demo's preferred ports and the machine's two cores.
+@pytest.mark.integration
+def test_the_first_summary_reads_the_rate_the_traffic_sends(tmp_path: Path) -> None:
+    # Prometheus scrapes new targets some seconds after it is ready: traffic sent before its
+    # first sample was lost to every rate, and calls/s read 5 of 10 at first, 9 after a minute.
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "inferwatch.cli", "demo", "--scenario", "short", "--speed", "2",
+         "--rate", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        cwd=tmp_path)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and demo.poll() is None:
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            if re.match(r"\[\d\d:\d\d\] baseline: sent ", seen[-1]):
+                break
+        first = seen[-1] if seen else ""
+        figure = re.search(r"\| ([\d.]+) calls/s", first)
+        assert figure, "\n".join(seen)
+        assert float(figure.group(1)) >= 7.5, first
+    finally:
+        if demo.poll() is None:
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(15 + 12 * STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait(10)
