@@ -220,6 +220,13 @@ def test_the_calls_per_second_window_never_reaches_before_the_traffic(elapsed: f
 # --- a real run ------------------------------------------------------------------------------
 
 
+# The demo's command line, with a dump of every thread's stack on SIGUSR1: a demo that does
+# not stop after Ctrl-C then says where it waits.
+_DUMPS_STACKS_ON_SIGUSR1 = (
+    "import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True);"
+    " from inferwatch.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def _read_lines(stream, lines: queue.Queue[str]) -> None:
     for line in stream:
         lines.put(line.rstrip("\n"))
@@ -231,8 +238,9 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
     require_binary("prometheus-alertmanager")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "inferwatch.cli", "demo", "--scenario", "short", "--speed", "6",
-         "--rate", "30"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        [sys.executable, "-c", _DUMPS_STACKS_ON_SIGUSR1, "demo", "--scenario", "short",
+         "--speed", "6", "--rate", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True)
     reader.start()
@@ -275,7 +283,15 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
         # The demo's own bound, not a speed: the traffic thread's join, then each child its
         # SIGTERM wait and, if need be, its SIGKILL wait, one after the other. On a loaded
         # machine a child's shutdown (Prometheus writing its head block) takes its time.
-        assert demo.wait(15 + 2 * STOP_TIMEOUT_SECONDS * len(children) + 30) == 0
+        try:
+            status = demo.wait(15 + 2 * STOP_TIMEOUT_SECONDS * len(children) + 30)
+        except subprocess.TimeoutExpired:
+            demo.send_signal(signal.SIGUSR1)  # where every thread of the demo waits
+            time.sleep(3)
+            while not lines.empty():
+                seen.append(lines.get())
+            pytest.fail("the demo did not stop after Ctrl-C:\n" + "\n".join(seen[-80:]))
+        assert status == 0
     finally:
         if demo.poll() is None:
             demo.kill()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -290,3 +291,37 @@ def test_a_small_but_finite_speed_still_plays() -> None:
 
     assert all(p.seconds > 0 for p in phases(1e-6))
     assert all(p.seconds > 0 for p in scenario("short", 1e-6))
+
+
+def test_ctrl_c_while_the_traffic_plays_waits_for_the_traffic_before_the_cleanup(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C lands while the main thread waits on the traffic thread. Through
+    # Thread.join(timeout) that marked the still running thread stopped (Python 3.11), so the
+    # cleanup's join returned at once and the stack was torn down under the traffic.
+    from inferwatch.demo import runner, traffic
+
+    ended: list[float] = []
+
+    class SlowToStop(traffic.TrafficGenerator):
+        def run(self) -> None:
+            time.sleep(0.5)  # the main thread is waiting by now
+            os.kill(os.getpid(), signal.SIGINT)
+            self._stop.wait(60)
+            time.sleep(1.0)  # requests in flight finish after the stop
+            ended.append(time.monotonic())
+
+    monkeypatch.setattr(runner.Demo, "_start_processes", lambda self, stack, receiver: None)
+    monkeypatch.setattr(traffic, "TrafficGenerator", SlowToStop)
+    # One long wait per loop: the signal certainly finds the main thread inside it.
+    monkeypatch.setattr(runner, "CHILD_CHECK_SECONDS", 30.0)
+    lines: list[str] = []
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        status = runner.Demo(scenario="short", speed=0.5, workdir=tmp_path, with_stack=False,
+                             out=lines.append).run()
+        returned = time.monotonic()
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    assert status == 0
+    assert any(line.endswith("stopping") for line in lines), lines
+    assert ended and ended[0] <= returned, "run() returned while the traffic still played"

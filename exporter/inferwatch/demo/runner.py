@@ -129,27 +129,39 @@ class Demo:
             generator = TrafficGenerator(
                 f"http://{self.host}:{self.ports['api']}", self.phases, rate=self.rate,
                 keep_going=not self.once, on_phase=self._announce)
-            thread = threading.Thread(target=generator.run, name="inferwatch-demo-traffic",
-                                      daemon=True)
+            # Waited for through an Event, never Thread.join(timeout): Ctrl-C landing in
+            # that join (Python 3.11 and older) released the running thread's lock and
+            # marked it stopped, so the cleanup's join returned at once and the demo tore
+            # the stack down under the traffic still running.
+            traffic_done = threading.Event()
+
+            def play() -> None:
+                try:
+                    generator.run()
+                finally:
+                    traffic_done.set()
+
+            thread = threading.Thread(target=play, name="inferwatch-demo-traffic", daemon=True)
             self.traffic_started = time.monotonic()
             thread.start()
             interval = max(2.0, 10.0 / self.speed)
             next_summary = time.monotonic() + interval
-            while thread.is_alive():
+            while not traffic_done.is_set():
                 # The children are watched more often than the summary is printed: at
                 # --speed 0.05 a dead model went unnoticed for 200 s, the traffic counting
                 # `unreachable` alone.
-                thread.join(min(CHILD_CHECK_SECONDS,
-                                max(0.0, next_summary - time.monotonic())))
+                traffic_done.wait(min(CHILD_CHECK_SECONDS,
+                                      max(0.0, next_summary - time.monotonic())))
                 gone = self._exited(stack)
-                if gone or not thread.is_alive() or time.monotonic() >= next_summary:
+                playing = not traffic_done.is_set()
+                if gone or not playing or time.monotonic() >= next_summary:
                     self.out(self._summary(generator))
                     next_summary = time.monotonic() + interval
                 if gone:
                     status = 1
                     self.out(f"{self._clock()} {gone}")
                     break
-                if self._finished.is_set() and thread.is_alive():
+                if self._finished.is_set() and playing:
                     self._finished.clear()
                     self.out(self._finished_line(going_on=True))
             else:
