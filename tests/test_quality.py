@@ -136,7 +136,9 @@ def test_a_mixed_list_row_is_parsed_column_by_column():
     (pd.DataFrame(columns=["a", "b", "c", "d"]), {"empty_batch": 1}, 0),
     (None, {"wrong_type": 1}, 0),
     ("a,b,c,d", {"wrong_type": 1}, 0),
-    (42, {"wrong_type": 1}, 0),
+    # One value for four features, as np.int64(42) is.
+    (42, {"wrong_width": 1}, 0),
+    (np.int64(42), {"wrong_width": 1}, 0),
     (np.array([[np.inf, 1.0, 1.0, -np.inf]]), {"non_finite": 2}, 1),
     (pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0], "z": [0, 0]}), {"missing_column": 4,
                                                                     "extra_column": 2}, 2),

@@ -316,7 +316,10 @@ class BatchChecker:
             self._array(tensor_array(batch), result)
         elif isinstance(batch, (np.ndarray, np.void)) and batch.dtype.names is not None:
             self._records(batch, result)
-        elif isinstance(batch, np.ndarray) or hasattr(batch, "__array__"):
+        elif (isinstance(batch, np.ndarray) or hasattr(batch, "__array__")
+              or isinstance(batch, numbers.Number)):
+            # A bare number is one row of one value, as a numpy scalar is: `model(5.0)` and
+            # `model(np.float64(5.0))` counted differently (a wrong_type against a row).
             # A masked array's masked entries are missing values; np.asarray would drop
             # the mask and check the placeholder values beneath it.
             self._array(plain_array(batch) if isinstance(batch, np.ndarray)
