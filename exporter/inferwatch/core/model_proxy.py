@@ -267,7 +267,11 @@ class _Chained:
         self._proxy = proxy
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        result = self.__wrapped__(*args, **kwargs)
+        try:
+            result = self.__wrapped__(*args, **kwargs)
+        finally:
+            # Even one that raised may have changed the model half way.
+            _refresh_methods(self._proxy)
         if inspect.iscoroutine(result):
             # An async method (`await model.fit_async(...)`) gives its model back only when
             # awaited: the wrapper must come back then, as a sync method's does.
@@ -288,8 +292,26 @@ class _Chained:
 
 
 async def _chained_result(coroutine: Any, model: Any, proxy: InstrumentedModel) -> Any:
-    result = await coroutine
+    try:
+        result = await coroutine
+    finally:
+        _refresh_methods(proxy)
     return proxy if result is model else result
+
+
+def _refresh_methods(proxy: InstrumentedModel) -> None:
+    """Wrap the prediction methods the model has now, and drop those it no longer has.
+
+    scikit-learn makes some available by its parameters (``SVC.predict_proba`` with
+    ``probability=True``, a Pipeline's by its last step): after ``set_params`` or ``fit``
+    through the wrapper, one that appeared went unrecorded, and one that went still showed
+    in ``hasattr``, so code choosing its path by it called a method the model refused.
+    """
+    d = proxy.__dict__
+    model = d["__wrapped__"]
+    for name in _WRAPPED_NAMES:
+        if callable(method_of(model, name)) != (name in d):
+            proxy._rewrap(name)
 
 
 def _current_spec(spec: _Spec, monitor: Monitor) -> _Spec:
