@@ -18,7 +18,10 @@ Failures stay as small as they can:
 - a field the device does not offer: left out, with ``inferwatch_gpu_field_available 0``.
 
 Handles, uuids, names and PCI bus ids are cached per device and dropped on re-init or a
-lost device. Reading a device lives in :mod:`.nvml_read`, Xid events in :mod:`.nvml_xid`.
+lost device. The Xid and error counters of a GPU no longer read under its (gpu, uuid)
+labels (gone after a restart of NVML, or no longer counted) are dropped an hour after its
+other series, so the Xid alert still sees the event that took it away. Reading a device
+lives in :mod:`.nvml_read`, Xid events in :mod:`.nvml_xid`.
 
 >>> GpuCollector().name
 'gpu'
@@ -57,6 +60,9 @@ log = logging.getLogger("inferwatch.standalone.gpu")
 # (gpu, uuid, field, reason) is bounded by devices x fields x NVML's error codes; the cap
 # is a safety net should uuids churn.
 MAX_ERROR_SERIES = 1024
+# How long the Xid and error counters of a GPU that went away stay exposed: the default
+# `gpu.xid_window` of the generated rules, for which InferwatchGpuXidErrors holds.
+GONE_HOLD_SECONDS = 3600.0
 # Per-process series fold into pid="__other__" past this many in one scrape.
 MAX_PROCESS_SERIES = 512
 # What nvmlShutdown answers when NVML holds no init of ours: a driver that went away, or
@@ -132,6 +138,8 @@ class GpuCollector(Collector):
         self._retry_max = retry_max
         self._retry_delay = retry_initial
         self._clock = clock
+        # (gpu, uuid) of counters whose GPU is not read now -> since when (clock time).
+        self._gone_since: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._nvml: ModuleType | None = None
         self._next_init = float("-inf")
@@ -184,6 +192,7 @@ class GpuCollector(Collector):
             metrics = MetricSet()
             nvml = self._ensure_init()
             if nvml is None:
+                self._forget_gone(set())
                 metrics.add("inferwatch_gpu_devices", {}, 0)
                 return metrics.families()
             count, exact = self._device_count(nvml)
@@ -192,7 +201,9 @@ class GpuCollector(Collector):
             for failed_field, why in self._xid.take_failures():
                 self._count_error("", "", failed_field, why)
             process_series: list[tuple[dict[str, str], float]] = []
-            count = self._collect_devices(nvml, count, exact, metrics, process_series)
+            count, present = self._collect_devices(nvml, count, exact, metrics,
+                                                   process_series)
+            self._forget_gone(present)
             metrics.add("inferwatch_gpu_devices", {}, count)
             self._add_process_series(metrics, process_series)
             for (gpu, uuid, xid), total in sorted(self._xid.counts.items()):
@@ -290,11 +301,14 @@ class GpuCollector(Collector):
         return nvml
 
     def _collect_devices(self, nvml: ModuleType, count: int, exact: bool, metrics: MetricSet,
-                         process_series: list[tuple[dict[str, str], float]]) -> int:
+                         process_series: list[tuple[dict[str, str], float]],
+                         ) -> tuple[int, set[tuple[str, str]]]:
         """Read devices 0 to `count` - 1 within the budget; the number of devices there
-        are (`count` itself when NVML's count is `exact`, else those found)."""
+        are (`count` itself when NVML's count is `exact`, else those found), and the
+        (gpu, uuid) labels the devices read wear."""
         end = self._clock() + self._budget
         found = 0
+        present: set[tuple[str, str]] = set()
         for index in range(count):
             now = self._clock()
             # Each device has at least its equal share, and what earlier ones left
@@ -304,7 +318,8 @@ class GpuCollector(Collector):
             if self._collect_device(nvml, index, metrics, process_series, deadline,
                                     probing=not exact):
                 found = index + 1
-        return count if exact else found
+                present.add((str(index), self._uuids.get(index, "")))
+        return (count if exact else found), present
 
     def _device_count(self, nvml: ModuleType) -> tuple[int, bool]:
         """The number of device indices to try, and whether that is NVML's own count (an
@@ -538,6 +553,26 @@ class GpuCollector(Collector):
         for pid in list(self._process_names):
             if pid not in seen:
                 del self._process_names[pid]
+
+    def _forget_gone(self, present: set[tuple[str, str]]) -> None:
+        """Drop the Xid and error counters of a GPU not read under its (gpu, uuid) labels
+        for GONE_HOLD_SECONDS: one that went away (off the bus, renumbered or uncounted
+        after a restart of NVML) must not leave its counters exposed for good, yet an Xid
+        79 is the very event that takes a GPU away, and InferwatchGpuXidErrors must still
+        see it for its window. A GPU back after that starts its counters again from 0, a
+        counter reset that rate() and increase() take. The host-wide errors (gpu "" or
+        "unknown") stay, and so do the overflow folds of the device indices still read."""
+        now = self._clock()
+        present = present | {(gpu, OTHER) for gpu, _ in present}
+        worn = {key[:2] for key in (*self._errors, *self._xid.counts)
+                if key[0] not in ("", "unknown")}
+        since = {pair: self._gone_since.get(pair, now) for pair in worn - present}
+        gone = {pair for pair, at in since.items() if now - at >= GONE_HOLD_SECONDS}
+        self._gone_since = {pair: at for pair, at in since.items() if pair not in gone}
+        if gone:
+            self._xid.forget(gone)
+            self._errors = {key: total for key, total in self._errors.items()
+                            if key[:2] not in gone}
 
     def _count_error(self, gpu: str, uuid: str, failed_field: str, why: str) -> None:
         key = (gpu, uuid, failed_field, why)

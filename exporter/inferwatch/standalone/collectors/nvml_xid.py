@@ -67,6 +67,11 @@ class XidWatcher:
         self.reset(nvml)
         self._retry.clear()
 
+    def forget(self, gone: set[tuple[str, str]]) -> None:
+        """Drop the counts of the GPUs whose (gpu, uuid) is in `gone`."""
+        self.counts = {key: total for key, total in self.counts.items()
+                       if key[:2] not in gone}
+
     def drain(self, nvml: ModuleType, uuids: dict[int, str]) -> None:
         """Count pending events; a failed wait marks the set for rebuilding."""
         if self._set is None or self._broken:
