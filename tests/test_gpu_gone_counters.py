@@ -12,9 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import test_gpu_edges
 from fake_nvml import FakeGpu, FakeNVML
 from inferwatch.standalone.collectors.gpu import GONE_HOLD_SECONDS, GpuCollector
 from test_gpu_edges import ERRORS, XID, Clock, Samples, scrape, series, success
+
+# The fixtures of test_gpu_edges: a clock the test moves, a collector reading it.
+clock, collector = test_gpu_edges.clock, test_gpu_edges.collector
 
 U64 = 2**64 - 1  # nvmlDeviceGetTotalEnergyConsumption: unsigned long long
 U32 = 2**32 - 1  # power readings: unsigned int
@@ -29,18 +33,6 @@ def counters(result: Samples) -> dict[tuple[str, frozenset], float]:
 def worn(result: Samples) -> set[tuple[str, str]]:
     """The (gpu, uuid) pairs the counter series wear."""
     return {(dict(labels)["gpu"], dict(labels)["uuid"]) for _, labels in counters(result)}
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def collector(clock: Clock):
-    gpu = GpuCollector(retry_initial=10, retry_max=40, clock=clock)
-    yield gpu
-    gpu.close()
 
 
 def failing_gpu(uuid: str) -> FakeGpu:
