@@ -32,6 +32,8 @@ from inferwatch.core.sketch_store import Store, store_from_dict, store_to_dict
 FORMAT_VERSION = 1
 DEFAULT_RELATIVE_ACCURACY = 0.01
 DEFAULT_MAX_BINS = 2048
+# How strict JSON (the status snapshot) writes a float that is no finite number.
+NON_FINITE_TEXT = ("+Inf", "-Inf", "NaN")
 # Bin key -> representative value, per relative accuracy; emptied when it reaches the bound
 # (a sketch spans at most max_bins keys, so a window's quantiles use few of them).
 _KEY_VALUES: dict[float, dict[int, float]] = {}
@@ -511,6 +513,8 @@ class DDSketch:
         ):
             raise ValueError(f"sketch zero_count must be a count, got {zero_count!r}")
         total_sum = _field(data, "sum")
+        if total_sum in NON_FINITE_TEXT:  # as strict JSON carries an overflowed sum
+            total_sum = float(total_sum)
         if isinstance(total_sum, bool) or not isinstance(total_sum, (int, float)):
             raise ValueError(f"sketch sum must be a number, got {total_sum!r}")
         try:

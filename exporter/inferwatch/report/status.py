@@ -16,6 +16,7 @@ scrape reads (the merged view in multi-worker mode) and the drain's ring of rece
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from inferwatch import faults
+from inferwatch.core.ddsketch import NON_FINITE_TEXT
 from inferwatch.core.registry import Registry, default_registry
 from inferwatch.report.conditions import Peer, Peers
 from inferwatch.report.flags import Thresholds
@@ -220,8 +222,10 @@ def snapshot_json(states: list, model: str | None = None, version: str | None = 
               if (model is None or s.model == model) and (version is None or s.version == version)]
     if generated_at is None:
         generated_at = time.time()
-    return json.dumps({"format": SNAPSHOT_FORMAT, "generated_at": generated_at,
-                       "states": chosen}, default=_json_default).encode()
+    # Strict JSON: a sum overflowed by huge predictions came out as `Infinity`, which
+    # JavaScript's, Go's and most other parsers refuse; float() reads the strings back.
+    return json.dumps(_strict_json({"format": SNAPSHOT_FORMAT, "generated_at": generated_at,
+                                    "states": chosen}), allow_nan=False).encode()
 
 
 def read_snapshot(data: bytes) -> tuple[float, list]:
@@ -293,10 +297,23 @@ def _looks_like_metrics(data: bytes) -> bool:
         re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? \S+", head))
 
 
-def _json_default(value: object) -> object:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot encode {type(value).__name__}")
+def _strict_json(value: object) -> object:
+    """`value` with every float that is no finite number as Prometheus' API writes it.
+
+    >>> _strict_json({"sum": float("inf"), "bounds": [1.0, float("-inf")]})
+    {'sum': '+Inf', 'bounds': [1.0, '-Inf']}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else NON_FINITE_TEXT[
+            0 if value > 0 else 1 if value < 0 else 2]
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return _strict_json(value.tolist())
+    return value
+
 
 
 def _metrics_href(path: str) -> str:
