@@ -290,7 +290,7 @@ class Reference:
                 f.write(text)
                 f.flush()
                 if replaced is not None:
-                    _take_permissions(fd, replaced)
+                    take_permissions(fd, replaced)
                 # On disk before the rename: after a crash some file systems keep the rename
                 # and lose the data, leaving an empty reference where a whole one was.
                 os.fsync(fd)
@@ -384,7 +384,7 @@ def _name_list(names: Any) -> Any:
     return [names] if isinstance(names, str) else names
 
 
-def _take_permissions(fd: int, replaced: os.stat_result) -> None:
+def take_permissions(fd: int, replaced: os.stat_result) -> None:
     """Give the open file `fd` the mode and, where this user may, the group of the file it
     will replace: the same mode under another group would hand the group's access to the
     saving user's own group."""

@@ -284,14 +284,16 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     from inferwatch.report.live import from_state
     from inferwatch.report.page import document, report_body
     from inferwatch.report.status import read_limited, read_snapshot
+    from inferwatch.serving.pushgateway import redact_password
 
     try:
         parts = urllib.parse.urlsplit(args.metrics)
         port = parts.port  # parsed on access: a port out of range or not a number raises
     except ValueError as exc:
-        return _error(f"--metrics {args.metrics!r} is not a URL: {exc}")
+        return _error(f"--metrics {redact_password(args.metrics)!r} is not a URL: {exc}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return _error(f"--metrics must be an http(s) URL, got {args.metrics!r}")
+        return _error(f"--metrics must be an http(s) URL, got "
+                      f"{redact_password(args.metrics)!r}")
     # The URL's own query stays: a model page's address (?model=fraud&version=2) names the
     # model version the user wants, and a proxy in front may need its parameters.
     query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
@@ -310,7 +312,7 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
         request.add_header("Authorization", f"Basic {token}")
     asked = dict(query)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with _opener().open(request, timeout=30) as response:
             generated_at, states = read_snapshot(read_limited(response))
     except urllib.error.HTTPError as exc:
         if exc.code == 404 and ("model" in asked or "version" in asked):
@@ -340,6 +342,36 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
         return _cannot_write(args.output, exc)
     print(f"wrote {_where(args.output)}: {len(reports)} model versions", file=sys.stderr)
     return 0
+
+
+def _opener() -> Any:
+    """A urllib opener whose redirects keep the credentials only within the same origin.
+
+    urllib copies every header onto a redirect, so a status page (or whatever answered
+    there) redirecting elsewhere received the user's basic-auth password; curl and requests
+    drop it when the host, the port or the scheme changes, and so does this.
+    """
+    import urllib.parse
+    import urllib.request
+
+    def origin(url: str) -> tuple[str, str | None, int | None]:
+        parts = urllib.parse.urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1  # no port a request could have gone to: never the same origin
+        return (parts.scheme, parts.hostname,
+                port or {"http": 80, "https": 443}.get(parts.scheme))
+
+    class CredentialsStayHome(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                             newurl: str) -> Any:
+            moved = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if moved is not None and origin(newurl) != origin(req.full_url):
+                moved.remove_header("Authorization")
+            return moved
+
+    return urllib.request.build_opener(CredentialsStayHome)
 
 
 def _write(output: str, page: str) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from inferwatch.quality.checks import BatchChecker
 from inferwatch.quality.drift import DriftScorer
 from inferwatch.quality.profile import Profile
-from inferwatch.quality.reference import Reference
+from inferwatch.quality.reference import Reference, take_permissions
 
 if TYPE_CHECKING:
     from inferwatch.report.flags import Thresholds
@@ -152,10 +152,20 @@ def write_page(path: str | os.PathLike[str], text: str) -> None:
     # A name of its own: a fixed "report.html.tmp" would overwrite (then remove) a file
     # the user keeps under that name, and two reports written at once would share it.
     directory, name = os.path.split(target)
-    handle, tmp = _new_file(directory, name)
+    try:
+        replaced: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        replaced = None
+    # A report made private (its categories may name customers) must not turn
+    # world-readable when written again: replacing a file, the new one is private while it
+    # is written, then takes the old one's mode, as Reference.save does.
+    handle, tmp = _new_file(directory, name, 0o666 if replaced is None else 0o600)
     try:
         with open(handle, "w", encoding="utf-8", errors="replace") as out:
             out.write(text)
+            out.flush()
+            if replaced is not None:
+                take_permissions(out.fileno(), replaced)
         os.replace(tmp, target)
     except BaseException:
         # Only the file this call created is removed; the target keeps its old content.
@@ -164,13 +174,14 @@ def write_page(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
-def _new_file(directory: str, name: str) -> tuple[int, str]:
-    """A file descriptor and path of a new, empty file beside `name`, made with the mode
-    any new file gets (the umask's: mkstemp's 0600 would hide a report meant to be served)."""
+def _new_file(directory: str, name: str, mode: int) -> tuple[int, str]:
+    """A file descriptor and path of a new, empty file beside `name`, made with `mode`
+    less the umask (for a new report the mode any new file gets: mkstemp's 0600 would hide
+    a report meant to be served)."""
     while True:
         tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), tmp
         except FileExistsError:
             continue
 

@@ -232,37 +232,47 @@ username='batch', password='s3cret')
     """
     problem = "must be 'host:port' or an http(s) URL"
     if any(c.isspace() or not c.isprintable() for c in gateway):
-        raise ValueError(f"inferwatch.push: gateway {problem}, got {gateway!r} (it holds a "
-                         "space or control character)")
+        # Masked as every error here: a secret read with its newline (`$(cat file)`, a
+        # mounted secret) is the usual way to land here.
+        raise ValueError(f"inferwatch.push: gateway {problem}, got {redact_password(gateway)!r} "
+                         "(it holds a space or control character)")
     scheme = urlsplit(gateway).scheme
     if "://" in gateway and scheme not in ("http", "https"):
         # Prefixed with http:// it would name a host called after the scheme.
         raise ValueError(f"inferwatch.push: gateway {problem}; the scheme {scheme!r} of "
-                         f"{_redact(gateway)!r} is not http or https")
+                         f"{redact_password(gateway)!r} is not http or https")
     url = gateway if scheme in ("http", "https") else f"http://{gateway}"
     parts = urlsplit(url)
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         # Each group's path is appended to the gateway's URL: after a query or a fragment
         # it would be part of them, and every push would go to the gateway's root.
         raise ValueError(f"inferwatch.push: gateway {problem} without a query or fragment, "
-                         f"got {_redact(gateway)!r}")
+                         f"got {redact_password(gateway)!r}")
     try:
         parts.port  # noqa: B018 (raises ValueError for a port that is no number)
     except ValueError:
         raise ValueError(f"inferwatch.push: gateway {problem}; the port of "
-                         f"{_redact(gateway)!r} is not a number from 0 to 65535") from None
+                         f"{redact_password(gateway)!r} is not a number from 0 to 65535") from None
     if not parts.hostname:
-        raise ValueError(f"inferwatch.push: gateway {problem}, got {_redact(gateway)!r}")
+        raise ValueError(f"inferwatch.push: gateway {problem}, got {redact_password(gateway)!r}")
     if parts.username is None and parts.password is None:
         return _Gateway(url, gateway, None, None)
     host = parts.netloc.rpartition("@")[2]
     plain = urlunsplit(parts._replace(netloc=host))
-    return _Gateway(plain, _redact(gateway), unquote(parts.username or ""),
+    return _Gateway(plain, redact_password(gateway), unquote(parts.username or ""),
                     unquote(parts.password or ""))
 
 
-def _redact(gateway: str) -> str:
-    """`gateway` with any password in it replaced, fit for a log line."""
+def redact_password(gateway: str) -> str:
+    """`gateway` (a URL or host:port) with any password in it replaced, fit for an error
+    or a log line. Split at the last "@": a password holding "/" or "#" unescaped hides
+    too (a query holding "@" is masked with it, which is safe).
+
+    >>> redact_password("https://batch:s3cret@gw.example:9091/metrics")
+    'https://batch:***@gw.example:9091/metrics'
+    >>> redact_password("http://gw.example:9091")
+    'http://gw.example:9091'
+    """
     before, at, host = gateway.rpartition("@")
     if not at:
         return gateway
