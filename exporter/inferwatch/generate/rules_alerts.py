@@ -157,15 +157,23 @@ def _drift_expr(cfg: Config, metric: str, label: str, key: str) -> str:
     return _compare(cfg, drift, ">", key)
 
 
-def _fresh_increase(series: str, by: str, window: str) -> str:
+def _fresh_increase(series: str, by: str, window: str, up: str) -> str:
     # increase() needs two samples, so a series born at its first count would never show it:
     # a series with no sample in the window before this one counts as new as well. Not just
     # one window ago: a scrape gap there (Prometheus restarted, the target unreachable for
     # more than the lookback) would make every old count look new and fire once more.
+    # Neither sees a series that came back within two windows of its end, at a count it
+    # had before (an exporter restarted, then the same Xid once more: 1 again): the third
+    # term holds for a window after any minute the series was there and a minute before
+    # was not, while Prometheus did scrape its target then (`up`), so a gap of its own is
+    # no appearance.
+    appeared = f"({series} unless {series} offset 1m) and on (job, instance) {up} offset 1m"
     return (f"sum by ({by}) (increase({series}[{window}])) > 0\n"
             f"or\n"
             f"sum by ({by}) ({series} unless last_over_time({series}[{window}] offset {window}))"
-            f" > 0")
+            f" > 0\n"
+            f"or\n"
+            f"sum by ({by}) (max_over_time(({appeared})[{window}:1m])) > 0")
 
 
 def _pushgateway_expr(cfg: Config) -> str:
@@ -693,7 +701,8 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchGpuXidErrors", severity="warning", for_="0m", group="resources",
         dashboard="resources", per_model=False,
         expr=lambda c: _fresh_increase(f"inferwatch_gpu_xid_errors_total{exporter_sel(c)}",
-                                       "job, instance, gpu, uuid, xid", c.gpu.xid_window),
+                                       "job, instance, gpu, uuid, xid", c.gpu.xid_window,
+                                       f"up{exporter_sel(c)}"),
         summary=f"{GPU} reports Xid {{{{ $labels.xid }}}} errors",
         description=lambda c: (
             f"{GPU} reported {VALUE} Xid {{{{ $labels.xid }}}} errors in the last "
@@ -727,7 +736,8 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchSeriesOverflow", severity="warning", for_="0m", group="resources",
         dashboard="resources", per_model=False,
         expr=lambda c: _fresh_increase(f"inferwatch_series_overflow_total{model_sel(c)}",
-                                       "job, instance, metric", c.internal.overflow_window),
+                                       "job, instance, metric", c.internal.overflow_window,
+                                       f"up{model_sel(c)}"),
         summary="{{ $labels.metric }} folds label values on {{ $labels.instance }}",
         description=lambda c: (
             f"A cardinality cap folded {VALUE} label values of {{{{ $labels.metric }}}} into "
