@@ -122,6 +122,17 @@ def test_missing_log_and_unknown_suffix(tmp_path, capsys):
     assert "use --format" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("action", [["tail"], ["query", "--errors"]])
+def test_a_directory_without_a_log_is_no_event_log(tmp_path, capsys, action):
+    # A mistyped or empty directory looked like a healthy log without events: nothing
+    # printed, status 0.
+    empty = tmp_path / "logs"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an event log\n")
+    assert main(["events", *action, str(empty)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"no event log at {empty}")
+
+
 def _foreign_databases(tmp_path: Path) -> list[Path]:
     import sqlite3
 

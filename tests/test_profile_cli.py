@@ -143,6 +143,24 @@ def test_parquet_without_pyarrow_says_what_to_install(training, tmp_path, monkey
     assert "pip install 'inferwatch[parquet]'" in capsys.readouterr().err
 
 
+def test_report_on_parquet_without_pyarrow_says_what_to_install(training, tmp_path,
+                                                                 monkeypatch, capsys):
+    # The same line as `profile`'s: it read "cannot read reading Parquet needs ...".
+    from inferwatch.cli import main
+
+    frame, csv_path = training
+    reference = tmp_path / "reference.json"
+    assert run_profile([str(csv_path), "-o", str(reference)]) == 0
+    live = tmp_path / "live.parquet"
+    frame.to_parquet(live)
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    assert main(["report", "--reference", str(reference), str(live),
+                 "-o", str(tmp_path / "report.html")]) == 2
+    assert capsys.readouterr().err == ("inferwatch report: error: reading Parquet needs pandas "
+                                       "and pyarrow: pip install 'inferwatch[parquet]'\n")
+
+
 def test_progress_bar_on_request(training, tmp_path, capsys):
     _, path = training
     assert run_profile([str(path), "-o", str(tmp_path / "r.json"), "--progress"]) == 0

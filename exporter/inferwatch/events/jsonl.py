@@ -285,7 +285,10 @@ def _entries(directory: Path) -> list[Path]:
 
 
 def exists(path: Path) -> bool:
-    """Whether there is anything to read at `path`."""
+    """Whether there is anything to read at `path`: a directory counts only with a log's
+    file in it (a mistyped or empty one looked like a healthy log with no events)."""
+    if path.is_dir():
+        return bool(event_files(path))
     return path.exists() or bool(event_files(path))
 
 

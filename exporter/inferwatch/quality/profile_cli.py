@@ -43,6 +43,10 @@ class ProfileError(Exception):
     """A problem with the command's input: printed as one line, exit status 2."""
 
 
+class MissingExtra(ProfileError):
+    """A package the input needs is not installed; the message names the extra."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `profile` options to `parser`."""
     parser.add_argument("data", metavar="DATA",
@@ -702,7 +706,7 @@ def read_parquet(path: str, progress: Progress, *, name: str | None = None
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise ProfileError("reading Parquet needs pandas and pyarrow:"
+        raise MissingExtra("reading Parquet needs pandas and pyarrow:"
                            " pip install 'inferwatch[parquet]'") from None
     try:
         parquet = pq.ParquetFile(path)

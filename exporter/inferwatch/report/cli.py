@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success, 2 on a usage or input error."""
     from inferwatch.quality.profile_cli import (
         PARQUET_SUFFIXES,
+        MissingExtra,
         ProfileError,
         Progress,
         _column_list,
@@ -132,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     columns = read_parquet(readable, progress, name=shown)
                     names = list(columns)
+            except MissingExtra as exc:  # nothing wrong with the file: say what to install
+                return _error(str(exc))
             except ProfileError as exc:  # its message names the file already
                 return _error(f"cannot read {exc}")
             except Exception as exc:  # a malformed file: one line, not a traceback
