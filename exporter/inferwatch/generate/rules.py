@@ -36,18 +36,22 @@ def alert_rule(cfg: Config, alert: AlertDef, *, recorded_by: Config | None = Non
     model's own copy reads the rules the whole config records.
     """
     expr = alert.expr(cfg)
-    return {
+    rule: dict[str, Any] = {
         "alert": alert.name,
         "expr": expr,
         "for": alert_setting(cfg, alert.name, "for_", alert.for_),
-        "labels": {"severity": alert_setting(cfg, alert.name, "severity", alert.severity)},
-        "annotations": {
-            "summary": alert.summary,
-            "description": alert.description(cfg) + scrape_note(recorded_by or cfg, expr),
-            "runbook_url": runbook_url(cfg, alert.name),
-            "dashboard_url": dashboard_url(cfg, alert),
-        },
     }
+    keep = alert.keep_firing_for(cfg)
+    if keep is not None:
+        rule["keep_firing_for"] = keep
+    rule["labels"] = {"severity": alert_setting(cfg, alert.name, "severity", alert.severity)}
+    rule["annotations"] = {
+        "summary": alert.summary,
+        "description": alert.description(cfg) + scrape_note(recorded_by or cfg, expr),
+        "runbook_url": runbook_url(cfg, alert.name),
+        "dashboard_url": dashboard_url(cfg, alert),
+    }
+    return rule
 
 
 # The label a copy's series carry, and its rule's label for Alertmanager.

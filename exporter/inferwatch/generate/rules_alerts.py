@@ -65,6 +65,8 @@ class AlertDef:
     description: Callable[[Config], str]
     # Whether the config generates the alert at all (a baseline signal can be switched off).
     enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
+    # How long it keeps firing once its condition stops holding (None: not at all).
+    keep_firing_for: Callable[[Config], str | None] = field(default=lambda cfg: None)
 
 
 def shown(text: str) -> str:
@@ -460,6 +462,10 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchErrorBudgetBurnFast", severity="critical", for_="2m", group="availability",
         dashboard="overview", per_model=True,
         expr=lambda c: _burn_alert_expr(c, "fast_burn"),
+        # A model of little traffic burning steadily has an error in the short window only
+        # now and then: the alert paged and resolved on each one, a page every few minutes
+        # for one unchanging condition. It holds for a short window past the last.
+        keep_firing_for=lambda c: c.slo.fast_burn.short_window,
         summary=f"Model {MODEL} burns its error budget fast",
         description=lambda c: _burn_text(c, "fast_burn"),
     ),
@@ -467,6 +473,10 @@ ALERTS: tuple[AlertDef, ...] = (
         name="InferwatchErrorBudgetBurnSlow", severity="critical", for_="15m", group="availability",
         dashboard="overview", per_model=True,
         expr=lambda c: _burn_alert_expr(c, "slow_burn"),
+        # A model of little traffic burning steadily has an error in the short window only
+        # now and then: the alert paged and resolved on each one, a page every few minutes
+        # for one unchanging condition. It holds for a short window past the last.
+        keep_firing_for=lambda c: c.slo.slow_burn.short_window,
         summary=f"Model {MODEL} burns its error budget",
         description=lambda c: _burn_text(c, "slow_burn"),
     ),
