@@ -23,35 +23,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import free_port, require_binary
-from inferwatch.generate import render
 from inferwatch.generate.config import DEFAULT, from_dict
 from inferwatch.generate.config_schema import ConfigError
 from processes import Prometheus, stop, wait_ready
+from promtool_cases import assert_promtool_passes, write_generated_rules
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
-RULE_FILES = ("alerts/recording-rules.yml", "alerts/alerting-rules.yml")
+RULE_FILES = ("recording-rules.yml", "alerting-rules.yml")
 SERIES = '{job="inferwatch-model", instance="m1:8000"'
-
-
-def _write_rules(cfg, directory: Path) -> list[str]:
-    files = render(cfg)
-    paths = []
-    for relative in RULE_FILES:
-        path = directory / Path(relative).name
-        path.write_text(files[relative])
-        paths.append(str(path))
-    return paths
-
-
-def _promtool(tmp_path: Path, tests: list[dict], cfg=DEFAULT) -> subprocess.CompletedProcess:
-    spec = {"rule_files": _write_rules(cfg, tmp_path), "evaluation_interval": "1m",
-            "tests": tests}
-    path = tmp_path / "case.yml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return subprocess.run([require_binary("promtool"), "test", "rules", str(path)],
-                          capture_output=True, text=True, timeout=300)
 
 
 def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
@@ -92,8 +73,8 @@ def test_target_down_names_its_model_without_a_gap_for_five_hours(tmp_path: Path
                   [("ALERTS" + named, 1), ("ALERTS" + model_wide, 1)]),
         ],
     }
-    result = _promtool(tmp_path, [case])
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(tmp_path, cases=[case], timeout=300,
+                           rule_files=write_generated_rules(DEFAULT, tmp_path, RULE_FILES))
 
 
 def test_target_down_of_a_target_that_never_served_a_model_stays_unnamed(
@@ -106,8 +87,8 @@ def test_target_down_of_a_target_that_never_served_a_model_stays_unnamed(
             [('ALERTS{alertname="InferwatchTargetDown", alertstate="firing", '
               'instance="m1:8000", job="inferwatch-model", severity="critical"}', 1)])],
     }
-    result = _promtool(tmp_path, [case])
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(tmp_path, cases=[case], timeout=300,
+                           rule_files=write_generated_rules(DEFAULT, tmp_path, RULE_FILES))
 
 
 @settings(max_examples=8)
@@ -136,8 +117,8 @@ def test_target_down_keeps_its_model_for_any_downtime_and_lookback(
              ('ALERTS{alertname="InferwatchTargetDown", alertstate="firing", '
               'model="churn", severity="critical"}', 1)])],
     }
-    result = _promtool(tmp_path, [case], cfg)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(tmp_path, cases=[case], timeout=300,
+                           rule_files=write_generated_rules(cfg, tmp_path, RULE_FILES))
 
 
 # --- the threshold of InferwatchInputSchemaErrors ---------------------------------------------
@@ -171,11 +152,12 @@ def test_schema_error_ratio_reaches_the_rule(tmp_path: Path) -> None:
               'severity="warning"}', 1)])],
     }
     low = from_dict({"data_quality": {"schema_error_ratio": 0.4}})
-    assert _promtool(tmp_path, [case], low).returncode == 0
+    assert_promtool_passes(tmp_path, cases=[case], timeout=300,
+                           rule_files=write_generated_rules(low, tmp_path, RULE_FILES))
     case["promql_expr_test"][0]["exp_samples"] = []
     high = from_dict({"data_quality": {"schema_error_ratio": 0.6}})
-    result = _promtool(tmp_path, [case], high)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(tmp_path, cases=[case], timeout=300,
+                           rule_files=write_generated_rules(high, tmp_path, RULE_FILES))
 
 
 # --- a real Prometheus scraping real monitors -------------------------------------------------
@@ -259,7 +241,8 @@ def _prometheus(tmp_path: Path, targets: list[str]) -> Iterator[Prometheus]:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
                    "scrape_timeout": "1s"},
-        "rule_files": _write_rules(from_dict(FAST), rules),
+        "rule_files": [str(rules / name)
+                       for name in write_generated_rules(from_dict(FAST), rules, RULE_FILES)],
         "scrape_configs": [{"job_name": "inferwatch-model",
                             "static_configs": [{"targets": targets}]}],
     }

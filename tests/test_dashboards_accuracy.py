@@ -4,19 +4,17 @@ what they cannot follow."""
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import require_binary
 from inferwatch.generate import dashboards, rules, rules_alerts
 from inferwatch.generate.config import DEFAULT, Config, from_dict
 from inferwatch.generate.dashboards_quality import model_quality
+from promtool_cases import assert_promtool_passes
 from test_dashboard_schema import schema_errors
 
 OBJECTIVE = "objective {{model}} {{model_version}}"
@@ -62,22 +60,6 @@ def _series(name: str, model: str, version: str, values: str, **labels: str
                       f'model_version="{version}"{extra}}}', "values": values}
 
 
-def _promtool(tmp_path: Path, cfg: Config, series: list[dict[str, str]],
-              checks: list[dict[str, Any]]) -> None:
-    """Runs `checks` over `series` with the generated recording rules loaded, so the
-    objective and validation series are what Prometheus would record."""
-    promtool = require_binary("promtool")
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(
-        {"groups": rules.recording_groups(cfg)}))
-    path = tmp_path / "test.yml"
-    path.write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "1m",
-                                    "tests": [{"interval": "1m", "input_series": series,
-                                               "promql_expr_test": checks}]}))
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def _labels(model: str, version: str) -> str:
     return f'{{model="{model}", model_version="{version}"}}'
 
@@ -111,7 +93,8 @@ def test_accuracy_objective_is_the_line_the_alert_pages_below(tmp_path: Path) ->
                 result="wrong"),
     ]
     alert = rules_alerts._primary(cfg, rules_alerts._accuracy_drop_expr(cfg))
-    _promtool(tmp_path, cfg, series, [
+    # The recording rules loaded: the objective series are what Prometheus would record.
+    assert_promtool_passes(tmp_path, series, rule_groups=rules.recording_groups(cfg), exprs=[
         {"expr": _all_selected(objective["expr"]), "eval_time": "80m", "exp_samples": [
             {"labels": _labels("fraud", "1"), "value": 0.94},
             {"labels": _labels("fraud", "2"), "value": 0.9},
@@ -141,7 +124,7 @@ def test_accuracy_objective_follows_overrides_and_code(tmp_path: Path) -> None:
         _series("inferwatch_model_objective", "fraud", "2", "0.7x30",
                 objective="accuracy.min_ratio"),
     ]
-    _promtool(tmp_path, cfg, series, [
+    assert_promtool_passes(tmp_path, series, rule_groups=rules.recording_groups(cfg), exprs=[
         {"expr": _all_selected(objective["expr"]), "eval_time": "10m", "exp_samples": [
             {"labels": _labels("fraud", "1"), "value": 0.97},
             {"labels": _labels("fraud", "2"), "value": 0.7},
@@ -217,7 +200,7 @@ def test_objective_lines_are_per_version_where_versions_declare_them(tmp_path: P
         _series("inferwatch_model_objective", "fraud", "2", "1x30",
                 objective="latency.p99_seconds"),
     ]
-    _promtool(tmp_path, cfg, series, [
+    assert_promtool_passes(tmp_path, series, rule_groups=rules.recording_groups(cfg), exprs=[
         {"expr": _all_selected(objectives[0]["expr"]), "eval_time": "10m", "exp_samples": [
             {"labels": _labels("fraud", "1"), "value": 0.2},
             {"labels": _labels("fraud", "2"), "value": 1}]},

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from conftest import require_binary
 from e2e_dashboards import panels, substitute
+from promtool_cases import assert_promtool_passes
 
 pytestmark = pytest.mark.integration
 
@@ -48,22 +46,11 @@ def _info(model: str, version: str, role: str) -> dict[str, str]:
                    role=role, framework="sklearn", task="classification")
 
 
-def _samples(expected: list[tuple[dict[str, str], float]]) -> list[dict[str, Any]]:
-    return [{"labels": "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}",
-             "value": value} for labels, value in expected]
-
-
-def _promtool(tmp_path: Path, series: list[dict[str, str]],
-              checks: list[tuple[str, list[tuple[dict[str, str], float]]]]) -> None:
-    case = {"interval": "1m", "input_series": series, "promql_expr_test": [
-        {"expr": expr, "eval_time": "10m", "exp_samples": _samples(expected)}
-        for expr, expected in checks]}
-    path = tmp_path / "panels.yml"
-    path.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m",
-                                    "tests": [case]}, sort_keys=False))
-    result = subprocess.run([require_binary("promtool"), "test", "rules", str(path)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+def _check(expr: str, expected: list[tuple[dict[str, str], float]]) -> dict[str, Any]:
+    """`expr` at 10m, expected to give each set of labels its value."""
+    return {"expr": expr, "eval_time": "10m", "exp_samples": [
+        {"labels": "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}",
+         "value": value} for labels, value in expected]}
 
 
 BOUNDS = ("0.25", "0.5", "0.75", "1.0", "+Inf")
@@ -102,9 +89,9 @@ def test_prediction_distribution_is_one_models_one_output_without_its_shadow(
                                                     "output": "fraud"})
     churn = substitute(panel["targets"][0]["expr"], {**BUILTINS, "model": "churn",
                                                      "output": "fraud"})
-    _promtool(tmp_path, series, [
-        (expr, _buckets({le: 120 for le in BOUNDS})),
-        (churn, _buckets({"0.25": 0, "0.5": 60, "0.75": 60, "1.0": 60, "+Inf": 60}))])
+    assert_promtool_passes(tmp_path, series, exprs=[
+        _check(expr, _buckets({le: 120 for le in BOUNDS})),
+        _check(churn, _buckets({"0.25": 0, "0.5": 60, "0.75": 60, "1.0": 60, "+Inf": 60}))])
     # One heatmap per selected model: Model at All draws each apart.
     assert panel.get("repeat") == "model"
 
@@ -137,12 +124,12 @@ def test_confusion_and_differences_never_add_two_challenger_pairs(tmp_path: Path
     def row(text: str, shadow: str) -> dict[str, str]:
         return {"champion_class": text, "shadow_class": shadow}
 
-    _promtool(tmp_path, series, [
-        (matrix, [(row("fraud 2-rc vs 1: legit", "legit"), 60),
-                  (row("churn 2-rc vs 1: legit", "legit"), 10),
-                  (row("churn 2-rc vs 1: fraud", "legit"), 20)]),
-        (everything, []),
-        (fraud, _buckets({le: 120 for le in BOUNDS}))])
+    assert_promtool_passes(tmp_path, series, exprs=[
+        _check(matrix, [(row("fraud 2-rc vs 1: legit", "legit"), 60),
+                        (row("churn 2-rc vs 1: legit", "legit"), 10),
+                        (row("churn 2-rc vs 1: fraud", "legit"), 20)]),
+        _check(everything, []),
+        _check(fraud, _buckets({le: 120 for le in BOUNDS}))])
 
 
 def test_cost_per_1000_calls_adds_up_to_the_cpu_used(tmp_path: Path) -> None:
@@ -160,9 +147,9 @@ def test_cost_per_1000_calls_adds_up_to_the_cpu_used(tmp_path: Path) -> None:
         series.append({"series": f'inferwatch_process_cpu_seconds_total{{{EXPORTER_JOB}, '
                                  f'instance="{instance}", process="app", pid="1"}}',
                        "values": f"0+{per_minute}x20"})
-    _promtool(tmp_path, series, [
-        (_expr("resources", "CPU seconds per 1,000 predictions"),
-         [({"instance": "e1:9"}, 25), ({"instance": "e2:9"}, 12.5)])])
+    assert_promtool_passes(tmp_path, series, exprs=[
+        _check(_expr("resources", "CPU seconds per 1,000 predictions"),
+               [({"instance": "e1:9"}, 25), ({"instance": "e2:9"}, 12.5)])])
     # Stacked, so the top of the stack is the whole cost.
     cpu = _panel("resources", "CPU seconds per 1,000 predictions")
     assert cpu["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
@@ -183,9 +170,9 @@ def test_batch_size_is_never_drawn_below_its_mean(tmp_path: Path) -> None:
     series += [_series("inferwatch_batch_size_bucket", "0x20", le=le, model="eta",
                        model_version="2") for le in ("1", "2")]
     v1, v2 = {"model": "eta", "model_version": "1"}, {"model": "eta", "model_version": "2"}
-    _promtool(tmp_path, series, [
-        (_expr("model-overview", "Batch size", 0), [(v1, 1), (v2, 3)]),
-        (_expr("model-overview", "Batch size", 1), [(v1, 1), (v2, 4)])])
+    assert_promtool_passes(tmp_path, series, exprs=[
+        _check(_expr("model-overview", "Batch size", 0), [(v1, 1), (v2, 3)]),
+        _check(_expr("model-overview", "Batch size", 1), [(v1, 1), (v2, 4)])])
 
 
 def _families(expr: str) -> set[str]:

@@ -4,18 +4,16 @@ selected, odd but legal config values, and the panels' queries run as Grafana ru
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from conftest import require_binary
 from inferwatch.generate import dashboards
 from inferwatch.generate.config import DEFAULT, from_dict
 from inferwatch.generate.config_checks import duration_seconds
+from promtool_cases import assert_promtool_passes
 
 
 def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -78,17 +76,6 @@ def _annotation(name: str, title: str) -> str:
     return re.sub(r"\$\w+", ".*", found[0]["target"]["expr"])
 
 
-def _promql_test(tmp_path: Path, series: list[dict[str, str]],
-                 checks: list[dict[str, Any]]) -> None:
-    promtool = require_binary("promtool")
-    path = tmp_path / "test.yml"
-    path.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": [
-        {"interval": "1m", "input_series": series, "promql_expr_test": checks}]}))
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_a_version_replaced_in_place_marks_versions_serving_changed(tmp_path: Path) -> None:
     """The usual deploy: one replica, version 1 replaced by version 2. The number of versions
     serving stays 1, yet the versions serving changed; a model left alone is never marked."""
@@ -98,7 +85,7 @@ def test_a_version_replaced_in_place_marks_versions_serving_changed(tmp_path: Pa
         {"series": SERIES % ("fraud", "2"), "values": "_x21 1x40"},
         {"series": SERIES % ("churn", "7"), "values": "1x60"},
     ]
-    _promql_test(tmp_path, series, [
+    assert_promtool_passes(tmp_path, series, exprs=[
         {"expr": expr, "eval_time": "22m", "exp_samples": [
             {"labels": '{model="fraud"}', "value": 2}]},
         {"expr": expr, "eval_time": "15m", "exp_samples": []},

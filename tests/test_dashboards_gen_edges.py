@@ -20,6 +20,7 @@ from conftest import require_binary
 from inferwatch.generate import dashboards
 from inferwatch.generate.config import DEFAULT, Config, from_dict
 from inferwatch.generate.dashboards_queries import recorded
+from promtool_cases import assert_promtool_passes
 from test_dashboard_schema import schema_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,17 +118,6 @@ def test_any_choice_of_baseline_signals_lays_out_cleanly(enabled: list[bool],
 # --- queries: what Prometheus answers ----------------------------------------------------------
 
 
-def _promtool_test(tmp_path: Path, series: list[dict[str, str]],
-                   checks: list[dict[str, Any]]) -> None:
-    promtool = require_binary("promtool")
-    path = tmp_path / "test.yml"
-    path.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": [
-        {"interval": "1m", "input_series": series, "promql_expr_test": checks}]}))
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_each_output_of_a_multi_output_model_keeps_its_own_band(tmp_path: Path) -> None:
     """A regressor with two outputs, `price` near 100 and `units` near 1; `units` jumps to
     50 and InferwatchPredictionShift fires for it. One shaded band per model drew the max of
@@ -145,7 +135,7 @@ def test_each_output_of_a_multi_output_model_keeps_its_own_band(tmp_path: Path) 
                    {"series": base.format("sigma", output), "values": f"{sigma}x5"}]
     labels = '{{model="m", output="{}", quantile="0.5"}}'
     edge = '{{model="m", output="{}", quantile="0.5"}}'
-    _promtool_test(tmp_path, series, [
+    assert_promtool_passes(tmp_path, series, exprs=[
         {"expr": value, "eval_time": "3m", "exp_samples": [
             {"labels": "model_output:inferwatch_baseline_predictions:value_10m"
                        + labels.format("price"), "value": 100},

@@ -5,18 +5,16 @@ and the panels' queries, run by promtool as Grafana runs them, keep the models a
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import require_binary
 from inferwatch.generate import dashboards, panels
 from inferwatch.generate.config import DEFAULT, Config, from_dict
+from promtool_cases import assert_promtool_passes
 from test_dashboard_schema import schema_errors
 
 
@@ -41,16 +39,6 @@ def _all_selected(expr: str, range_: str = "1h") -> str:
 
 def _limit(panel: dict[str, Any]) -> float:
     return panel["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"]
-
-
-def _promql(tmp_path: Path, series: list[dict[str, str]], checks: list[dict[str, Any]]) -> None:
-    promtool = require_binary("promtool")
-    path = tmp_path / "test.yml"
-    path.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": [
-        {"interval": "1m", "input_series": series, "promql_expr_test": checks}]}))
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _series(name: str, model: str, values: str, **labels: str) -> dict[str, str]:
@@ -106,7 +94,7 @@ def test_burn_panels_show_each_model_only_where_its_alert_judges_it(tmp_path: Pa
             checks.append({"expr": f"count by (model) ({_all_selected(query['expr'])})",
                            "eval_time": "150m",
                            "exp_samples": [{"labels": f'{{model="{model}"}}', "value": 1}]})
-    _promql(tmp_path, series, checks)
+    assert_promtool_passes(tmp_path, series, exprs=checks)
 
 
 def test_overrides_with_the_same_burn_share_one_panel() -> None:
@@ -192,9 +180,10 @@ def test_calls_within_use_each_models_own_p99_bucket(tmp_path: Path) -> None:
             _series("inferwatch_model_info", model, "1x100"),
         ]
     expr = f"round(100 * ({_all_selected(panel['targets'][0]['expr'])}))"
-    _promql(tmp_path, series, [{"expr": expr, "eval_time": "90m", "exp_samples": [
-        {"labels": '{model="fraud"}', "value": 50},
-        {"labels": '{model="churn"}', "value": 90}]}])
+    assert_promtool_passes(tmp_path, series, exprs=[
+        {"expr": expr, "eval_time": "90m", "exp_samples": [
+            {"labels": '{model="fraud"}', "value": 50},
+            {"labels": '{model="churn"}', "value": 90}]}])
 
 
 def test_without_overrides_the_latency_slo_reads_the_one_bucket() -> None:
@@ -240,11 +229,12 @@ def test_class_mix_keeps_same_named_classes_of_two_models_apart(tmp_path: Path) 
         _series("inferwatch_predicted_class_total", "churn", "0+10x100", **{"class": "0"}),
     ]
     expr = f"round(100 * ({_all_selected(panel['targets'][0]['expr'])}))"
-    _promql(tmp_path, series, [{"expr": expr, "eval_time": "90m", "exp_samples": [
-        {"labels": '{model="fraud", class="1"}', "value": 30},
-        {"labels": '{model="fraud", class="0"}', "value": 70},
-        {"labels": '{model="churn", class="1"}', "value": 50},
-        {"labels": '{model="churn", class="0"}', "value": 50}]}])
+    assert_promtool_passes(tmp_path, series, exprs=[
+        {"expr": expr, "eval_time": "90m", "exp_samples": [
+            {"labels": '{model="fraud", class="1"}', "value": 30},
+            {"labels": '{model="fraud", class="0"}', "value": 70},
+            {"labels": '{model="churn", class="1"}', "value": 50},
+            {"labels": '{model="churn", class="0"}', "value": 50}]}])
 
 
 # --- many queries in one panel -----------------------------------------------------------------

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from inferwatch.generate import dashboards
 from inferwatch.generate.config import DEFAULT, Config, from_dict
+from promtool_cases import assert_promtool_passes, write_generated_rules
 from test_dashboard_schema import schema_errors
-from test_dashboards_scoped import _promql
-from test_generated_rules_and_panels import _promtool_test, _selected
+from test_generated_rules_and_panels import _selected
 
 OVERVIEW, QUALITY = "model-overview.json", "model-quality.json"
 SHADOW, RESOURCES = "champion-challenger.json", "resources.json"
@@ -65,14 +65,12 @@ def test_drift_window_rows_show_the_replica_the_drift_alert_judges(tmp_path: Pat
         _series("inferwatch_feature_drift_observations", "fraud", "1", "5000x60",
                 feature="age"),
     ]
-    _promtool_test(DEFAULT, [{
-        "interval": "1m", "input_series": series,
-        # The alert the panel describes does fire on the same data.
-        "promql_expr_test": [
+    assert_promtool_passes(
+        tmp_path, series, rule_files=write_generated_rules(DEFAULT, tmp_path), exprs=[
             _check(drawn, [({"model": "fraud", "model_version": "1"}, 5000)]),
+            # The alert the panel describes does fire on the same data.
             {"expr": 'count(ALERTS{alertname="InferwatchFeatureDrift", alertstate="firing"})',
-             "eval_time": "45m", "exp_samples": [{"labels": "{}", "value": 1}]}]}],
-        tmp_path)
+             "eval_time": "45m", "exp_samples": [{"labels": "{}", "value": 1}]}])
     assert "one replica" in panel["description"]
 
 
@@ -106,7 +104,7 @@ def test_worst_feature_drift_leaves_out_the_features_too_sparse_for_the_alert(
         _series("inferwatch_feature_drift_observations", "fraud", "2", f"{minimum - 1}x20",
                 feature="income"),
     ]
-    _promql(tmp_path_factory.mktemp("worst"), series, [
+    assert_promtool_passes(tmp_path_factory.mktemp("worst"), series, exprs=[
         _check(_worst_drift(cfg), [({"model": "fraud", "model_version": "2"}, dense)])])
 
 
@@ -127,10 +125,10 @@ def test_worst_feature_drift_follows_each_models_own_minimum(tmp_path: Path) -> 
             _series("inferwatch_feature_drift_observations", model, "1", "60x20",
                     feature="income"),
         ]
-    _promtool_test(cfg, [{"interval": "1m", "input_series": series, "promql_expr_test": [
-        _check(_worst_drift(cfg), [({"model": "ads", "model_version": "1"}, 3),
-                                   ({"model": "fraud", "model_version": "1"}, 0.1)])]}],
-        tmp_path)
+    assert_promtool_passes(tmp_path, series, rule_files=write_generated_rules(cfg, tmp_path),
+                           exprs=[_check(_worst_drift(cfg), [
+                               ({"model": "ads", "model_version": "1"}, 3),
+                               ({"model": "fraud", "model_version": "1"}, 0.1)])])
 
 
 def test_worst_feature_drift_keeps_every_feature_of_a_target_without_the_count(
@@ -142,7 +140,7 @@ def test_worst_feature_drift_keeps_every_feature_of_a_target_without_the_count(
         _series("inferwatch_feature_drift", "fraud", "1", "0.8x20", feature="income",
                 method="psi"),
     ]
-    _promql(tmp_path, series, [
+    assert_promtool_passes(tmp_path, series, exprs=[
         _check(_worst_drift(DEFAULT), [({"model": "fraud", "model_version": "1"}, 0.8)])])
 
 
@@ -180,7 +178,7 @@ def test_overview_errors_batch_size_and_in_flight_are_per_version(tmp_path: Path
     flight = _panel(DEFAULT, OVERVIEW, "In-flight calls")["targets"][0]
     for query in (errors, *batch, flight):
         assert "{{model_version}}" in query["legendFormat"], query
-    _promql(tmp_path, CANARY, [
+    assert_promtool_passes(tmp_path, CANARY, exprs=[
         _check(errors["expr"], [({**V1, "error_type": "ValueError"}, 1),
                                 ({**V2, "error_type": "ValueError"}, 10)]),
         _check(batch[0]["expr"], [(V1, 10), (V2, 1)]),
@@ -200,7 +198,7 @@ def test_quality_counters_and_label_delay_are_per_version(tmp_path: Path) -> Non
         for query in _panel(DEFAULT, QUALITY, title)["targets"]:
             assert "{{model_version}}" in query["legendFormat"], title
             assert re.search(r"by \(model, model_version\b", query["expr"]), title
-    _promql(tmp_path, CANARY, [
+    assert_promtool_passes(tmp_path, CANARY, exprs=[
         _check(delay["expr"], [(V1, 5), (V2, 55)]),
         _check(inputs["expr"], [({**V2, "reason": "missing_column"}, 1)]),
     ])
@@ -226,7 +224,7 @@ def test_gpu_memory_panels_tell_mig_devices_apart(tmp_path: Path) -> None:
               *(_gpu("inferwatch_gpu_memory_used_bytes", "10x20", gpu_instance=g,
                      compute_instance=c) for g, c in mig)]
     whole = {"instance": "e:9", "gpu": "0", "uuid": "GPU-1", "job": "inferwatch-exporter"}
-    _promql(tmp_path, series, [_check(used[0]["expr"], [
+    assert_promtool_passes(tmp_path, series, exprs=[_check(used[0]["expr"], [
         ({"__name__": "inferwatch_gpu_memory_used_bytes", **whole, "device": "0"}, 40),
         *(({"__name__": "inferwatch_gpu_memory_used_bytes", **whole, "gpu_instance": g,
             "compute_instance": c, "device": f"0/{g}/{c}"}, 10) for g, c in mig)])])
@@ -246,11 +244,9 @@ def test_accuracy_by_version_draws_a_version_that_is_never_right(tmp_path: Path)
         _series("inferwatch_outcomes_total", "fraud", "1", "0+2x60", result="incorrect"),
         _series("inferwatch_outcomes_total", "fraud", "2", "0+2x60", result="incorrect"),
     ]
-    _promtool_test(DEFAULT, [{
-        "interval": "1m", "input_series": series,
-        "promql_expr_test": [{
+    assert_promtool_passes(
+        tmp_path, series, rule_files=write_generated_rules(DEFAULT, tmp_path), exprs=[{
             "expr": _selected(drawn.replace("$__rate_interval", "5m")), "eval_time": "59m",
             "exp_samples": [
                 {"labels": _labels(model="fraud", model_version="1"), "value": 0.5},
-                {"labels": _labels(model="fraud", model_version="2"), "value": 0}]}]}],
-        tmp_path)
+                {"labels": _labels(model="fraud", model_version="2"), "value": 0}]}])

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from inferwatch.generate import dashboards, rules, rules_alerts
 from inferwatch.generate.config import DEFAULT, Config, from_dict
+from promtool_cases import assert_promtool_passes, write_generated_rules
 from test_dashboard_schema import schema_errors
-from test_dashboards_scoped import _promql
-from test_generated_rules_and_panels import _promtool_test, _selected
+from test_generated_rules_and_panels import _selected
 
 QUALITY = "model-quality.json"
 JOB = 'job="inferwatch-model"'
@@ -83,8 +83,8 @@ def test_drift_panels_show_each_version_as_the_alert_judges_it(tmp_path: Path) -
                    "exp_samples": [{"labels": _labels(model="fraud", model_version=v,
                                                       feature="age"), "value": x}
                                    for v, x in (("1", 0.05), ("2", 0.9))]})
-    _promtool_test(DEFAULT, [{"interval": "1m", "input_series": CANARY,
-                              "promql_expr_test": checks}], tmp_path)
+    assert_promtool_passes(tmp_path, CANARY, exprs=checks,
+                           rule_files=write_generated_rules(DEFAULT, tmp_path))
 
 
 # --- 2. each feature's values in the window, and whether its alert judges it ---------------
@@ -116,8 +116,8 @@ def test_drift_table_shows_values_in_window_and_the_sparse_features(tmp_path: Pa
     checks = [column("values in window", {"age": 5000, "income": 12}),
               column("values needed", {"age": 1000, "income": 1000}),
               column("alert judges it", {"age": 1, "income": 0})]
-    _promtool_test(DEFAULT, [{"interval": "1m", "input_series": series,
-                              "promql_expr_test": checks}], tmp_path)
+    assert_promtool_passes(tmp_path, series, exprs=checks,
+                           rule_files=write_generated_rules(DEFAULT, tmp_path))
     panel = _panel(DEFAULT, "Feature drift now (psi)")
     coloured = {o["matcher"]["options"]: o["properties"]
                 for o in panel["fieldConfig"]["overrides"]}
@@ -147,8 +147,8 @@ def test_drift_table_uses_each_models_own_minimum(tmp_path: Path) -> None:
         for m, x in values.items()]}
         for name, values in (("values needed", {"fraud": 20000, "churn": 1000}),
                              ("alert judges it", {"fraud": 0, "churn": 1}))]
-    _promtool_test(cfg, [{"interval": "1m", "input_series": series,
-                          "promql_expr_test": checks}], tmp_path)
+    assert_promtool_passes(tmp_path, series, exprs=checks,
+                           rule_files=write_generated_rules(cfg, tmp_path))
 
 
 @functools.cache
@@ -208,7 +208,7 @@ def test_alert_judges_it_agrees_with_the_feature_drift_alert(tmp_path: Path,
             for v, x in firing.items()]},
     ]
     # No rule files: with no models: entry every threshold is a number in the queries.
-    _promql(tmp_path, series, checks)
+    assert_promtool_passes(tmp_path, series, exprs=checks)
 
 
 def test_drift_table_is_schema_clean_for_random_methods_and_overrides() -> None:

@@ -4,18 +4,16 @@ model's own alert uses (accuracy windows, band widths, the colours of stat panel
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import require_binary
 from inferwatch.generate import dashboards
 from inferwatch.generate.config import DEFAULT, Config, from_dict
+from promtool_cases import assert_promtool_passes
 from test_dashboard_schema import schema_errors
 
 
@@ -48,16 +46,6 @@ def _series(name: str, model: str, values: str, **labels: str) -> dict[str, str]
                       f'model_version="1"{extra}}}', "values": values}
 
 
-def _promql(tmp_path: Path, series: list[dict[str, str]], checks: list[dict[str, Any]]) -> None:
-    promtool = require_binary("promtool")
-    path = tmp_path / "test.yml"
-    path.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": [
-        {"interval": "1m", "input_series": series, "promql_expr_test": checks}]}))
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 # --- accuracy: each window only for the models judged over it ---------------------------------
 
 ADS_6H = {"models": {"ads-.*": {"accuracy": {"window": "6h"}}}}
@@ -84,7 +72,7 @@ def test_each_accuracy_window_draws_only_the_models_its_alert_judges(tmp_path: P
     checks = [{"expr": f"count by (model) ({_all_selected(queries[window])})",
                "eval_time": "7h", "exp_samples": [{"labels": f'{{model="{model}"}}', "value": 1}]}
               for window, model in (("1h", "churn"), ("6h", "ads-x"))]
-    _promql(tmp_path, series, checks)
+    assert_promtool_passes(tmp_path, series, exprs=checks)
 
 
 @st.composite
@@ -206,7 +194,7 @@ def test_drift_window_rows_draw_each_models_own_minimum(tmp_path: Path) -> None:
         {"series": 'model:inferwatch_objective:drift_min_observations{model="churn"}',
          "values": "1000x20"},
     ]
-    _promql(tmp_path, series, [{"expr": _all_selected(objectives[0]["expr"]),
-                                "eval_time": "10m", "exp_samples": [
-                                    {"labels": '{model="fraud"}', "value": 5000},
-                                    {"labels": '{model="churn"}', "value": 1000}]}])
+    assert_promtool_passes(tmp_path, series, exprs=[
+        {"expr": _all_selected(objectives[0]["expr"]), "eval_time": "10m", "exp_samples": [
+            {"labels": '{model="fraud"}', "value": 5000},
+            {"labels": '{model="churn"}', "value": 1000}]}])

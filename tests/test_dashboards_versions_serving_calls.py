@@ -6,14 +6,12 @@ counters then flat. Judged by real promtool on the committed dashboard's queries
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import require_binary
 from e2e_dashboards import panels, substitute
+from promtool_cases import assert_promtool_passes
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +46,7 @@ def test_a_retired_version_with_its_info_left_is_not_serving(tmp_path: Path) -> 
     primary, shadow = (t["expr"] for t in _targets("Replicas per version"))
     row = ('{{framework="sklearn", model="fraud", model_version="{v}", role="{r}", '
            'task="classification"}}')
-    case = {"interval": "1m", "input_series": series, "promql_expr_test": [
+    assert_promtool_passes(tmp_path, series, exprs=[
         {"expr": substitute(table, VALUES), "eval_time": "50m", "exp_samples": [
             {"labels": row.format(v="2.0", r="primary"), "value": 2},
             {"labels": row.format(v="3.0-rc", r="shadow"), "value": 1}]},
@@ -61,10 +59,4 @@ def test_a_retired_version_with_its_info_left_is_not_serving(tmp_path: Path) -> 
         {"expr": substitute(primary, VALUES), "eval_time": "20m", "exp_samples": [
             {"labels": '{model="fraud", model_version="1.0"}', "value": 2},
             {"labels": '{model="fraud", model_version="2.0"}', "value": 2}]},
-    ]}
-    path = tmp_path / "versions.yml"
-    path.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m",
-                                    "tests": [case]}, sort_keys=False))
-    result = subprocess.run([require_binary("promtool"), "test", "rules", str(path)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    ])

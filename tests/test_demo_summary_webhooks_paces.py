@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import require_binary
+from promtool_cases import assert_promtool_passes
 
 HOST = "127.0.0.1"
 
@@ -33,25 +33,18 @@ def test_the_summary_figures_leave_out_the_shadow_challenger(tmp_path: Path) -> 
     # in, 10 requests/s read as 20 calls/s and a 30% error ratio as 15%.
     from inferwatch.demo.runner import summary_queries
 
-    promtool = require_binary("promtool")
     champion = 'inferwatch_requests_total{model="breast-cancer",model_version="1.0.0",'
     shadow = 'inferwatch_requests_total{model="breast-cancer",model_version="1.1.0-rc1",'
     queries = summary_queries("30s")
-    (tmp_path / "empty.yml").write_text("groups: []\n")
-    (tmp_path / "test.yml").write_text(json.dumps({
-        "rule_files": ["empty.yml"], "evaluation_interval": "1s",
-        "tests": [{"interval": "1s", "input_series": [
-            {"series": champion + 'outcome="ok"}', "values": "0+7x60"},
-            {"series": champion + 'outcome="error"}', "values": "0+3x60"},
-            {"series": shadow + 'outcome="ok"}', "values": "0+10x60"}],
-            "promql_expr_test": [
-                {"expr": queries["calls/s"], "eval_time": "60s",
-                 "exp_samples": [{"labels": "{}", "value": 10}]},
-                {"expr": queries["errors"], "eval_time": "60s",
-                 "exp_samples": [{"labels": "{}", "value": 0.3}]}]}]}))
-    result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    series = [{"series": champion + 'outcome="ok"}', "values": "0+7x60"},
+              {"series": champion + 'outcome="error"}', "values": "0+3x60"},
+              {"series": shadow + 'outcome="ok"}', "values": "0+10x60"}]
+    checks = [{"expr": queries["calls/s"], "eval_time": "60s",
+               "exp_samples": [{"labels": "{}", "value": 10}]},
+              {"expr": queries["errors"], "eval_time": "60s",
+               "exp_samples": [{"labels": "{}", "value": 0.3}]}]
+    assert_promtool_passes(tmp_path, series, exprs=checks, interval="1s",
+                           evaluation_interval="1s")
 
 
 def test_the_summary_counts_requests_that_got_no_answer(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from inferwatch.generate.config import ConfigError, from_dict, load
 from inferwatch.generate.promql import percent, quoted
 from inferwatch.generate.re2 import Unsupported, matches, python_regex
 from inferwatch.generate.rules import alerting_groups, recording_groups
+from promtool_cases import assert_promtool_passes
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
@@ -292,23 +293,16 @@ def test_a_model_is_judged_by_one_alert_when_a_later_regex_matches_it(tmp_path: 
         "fraud": {"alerts": {"InferwatchLatencyHigh": {"for": "1m", "severity": "critical"}}},
         "[[:alpha:]]+": {"alerts": {"InferwatchLatencyHigh": {"for": "2m"}}},
     }})
-    files = [str(path.relative_to(tmp_path)) for path in write_rules(cfg, tmp_path)]
-    test = {"rule_files": files, "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": [
-            {"series": 'inferwatch_model_info{job="inferwatch-model", instance="i", '
-                       'model="fraud", model_version="1"}', "values": "1x30"},
-            {"series": 'model:inferwatch_request_duration_seconds:p99_5m{model="fraud", '
-                       'model_version="1"}', "values": "0.9x30"}],
-        "promql_expr_test": [{
-            "expr": 'count by (model, severity) (ALERTS{alertname="InferwatchLatencyHigh", '
-                    'alertstate="firing"})',
-            "eval_time": "10m",
-            "exp_samples": [{"labels": '{model="fraud", severity="critical"}', "value": 1}]}],
-    }]}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(test))
-    result = promtool("test", "rules", "test.yml", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    files = [path.relative_to(tmp_path) for path in write_rules(cfg, tmp_path)]
+    series = [{"series": 'inferwatch_model_info{job="inferwatch-model", instance="i", '
+                         'model="fraud", model_version="1"}', "values": "1x30"},
+              {"series": 'model:inferwatch_request_duration_seconds:p99_5m{model="fraud", '
+                         'model_version="1"}', "values": "0.9x30"}]
+    assert_promtool_passes(tmp_path, series, rule_files=files, exprs=[{
+        "expr": 'count by (model, severity) (ALERTS{alertname="InferwatchLatencyHigh", '
+                'alertstate="firing"})',
+        "eval_time": "10m",
+        "exp_samples": [{"labels": '{model="fraud", severity="critical"}', "value": 1}]}])
 
 
 @pytest.mark.integration

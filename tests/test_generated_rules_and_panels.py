@@ -6,37 +6,18 @@ availability objective."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from inferwatch.generate import dashboards, render, rules, rules_alerts
+from inferwatch.generate import dashboards, rules, rules_alerts
 from inferwatch.generate.alert_names import MODEL_ALERT_NAMES
 from inferwatch.generate.config import DEFAULT, Config, from_dict
+from promtool_cases import assert_promtool_passes, write_generated_rules
 
 pytestmark = pytest.mark.integration
 
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 MODEL = 'job="inferwatch-model"'
-
-
-def _promtool_test(cfg: Config, tests: list[dict[str, Any]], directory: Path) -> None:
-    """Run `tests` (promtool unit test cases) against the rules rendered from `cfg`."""
-    rule_files = []
-    for relative, text in render(cfg).items():
-        if relative.startswith("alerts/") and relative.count("/") == 1:
-            (directory / Path(relative).name).write_text(text)
-            rule_files.append(Path(relative).name)
-    path = directory / "test.yml"
-    path.write_text(yaml.safe_dump({"rule_files": rule_files, "evaluation_interval": "1m",
-                                    "tests": tests}))
-    result = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _panel_exprs(cfg: Config, file: str, title: str, kind: str = "timeseries") -> list[str]:
@@ -78,10 +59,12 @@ def test_a_model_gets_its_own_stream_first_item_alert(tmp_path: Path) -> None:
                                      f'{{{labels}, le="{le}"}}',
                            "values": f"0+{per_minute}x20"})
     firing = 'ALERTS{alertname="InferwatchStreamFirstItemSlow", alertstate="firing"}'
-    _promtool_test(cfg, [{"interval": "1m", "input_series": series, "promql_expr_test": [{
-        "expr": f"count by (model, severity, model_override) ({firing})", "eval_time": "5m",
-        "exp_samples": [{"labels": '{model="chat", model_override="chat", '
-                                   'severity="critical"}', "value": 1}]}]}], tmp_path)
+    check = {"expr": f"count by (model, severity, model_override) ({firing})",
+             "eval_time": "5m",
+             "exp_samples": [{"labels": '{model="chat", model_override="chat", '
+                                        'severity="critical"}', "value": 1}]}
+    assert_promtool_passes(tmp_path, series, exprs=[check],
+                           rule_files=write_generated_rules(cfg, tmp_path))
 
 
 # --- ratio panels narrowed by the variables -----------------------------------------------
@@ -111,8 +94,8 @@ def test_a_ratio_panel_narrowed_to_one_instance_counts_that_instances_rows(
     checks = [{"expr": f"round({_selected(expr, instance=instance)}, 0.001)", "eval_time": "10m",
                "exp_samples": [{"labels": wanted + "}", "value": value}]}
               for instance, value in (("a:1", 0.1), ("b:1", 0), (".*", 0.05))]
-    _promtool_test(DEFAULT, [{"interval": "1m", "input_series": series,
-                              "promql_expr_test": checks}], tmp_path)
+    assert_promtool_passes(tmp_path, series, exprs=checks,
+                           rule_files=write_generated_rules(DEFAULT, tmp_path))
 
 
 # --- SLO panels of a model with its own availability objective -----------------------------
@@ -143,8 +126,8 @@ def test_slo_panels_judge_each_model_by_its_own_error_budget(tmp_path: Path) -> 
     checks.append({"expr": f"round({_selected(remaining)}, 0.001)", "eval_time": "80m",
                    "exp_samples": [{"labels": f'{{model="{m}"}}', "value": 1 - value}
                                    for m, value in burn.items()]})
-    _promtool_test(cfg, [{"interval": "1m", "input_series": series,
-                          "promql_expr_test": checks}], tmp_path)
+    assert_promtool_passes(tmp_path, series, exprs=checks,
+                           rule_files=write_generated_rules(cfg, tmp_path))
 
 
 # --- each model's own objective beside a panel's default threshold -------------------------
@@ -174,8 +157,8 @@ def test_a_threshold_panel_draws_each_models_own_objective(tmp_path: Path, title
     checks = [{"expr": _selected(objective, model=model), "eval_time": "5m",
                "exp_samples": [{"labels": f'{{model="{model}"}}', "value": expected}]}
               for model, expected in (("fraud", value), ("churn", default))]
-    _promtool_test(cfg, [{"interval": "1m", "input_series": series,
-                          "promql_expr_test": checks}], tmp_path)
+    assert_promtool_passes(tmp_path, series, exprs=checks,
+                           rule_files=write_generated_rules(cfg, tmp_path))
 
 
 def test_lost_targets_of_regex_selectors_each_page_naming_their_selector(tmp_path: Path) -> None:
@@ -196,9 +179,9 @@ def test_lost_targets_of_regex_selectors_each_page_naming_their_selector(tmp_pat
             "exp_annotations": {
                 name: text.replace("{{ $labels.selector }}", selector)
                 for name, text in annotations.items()}})
-    _promtool_test(cfg, [{"interval": "1m", "input_series": series, "alert_rule_test": [
-        {"eval_time": "30m", "alertname": "InferwatchTargetMissing",
-         "exp_alerts": expected}]}], tmp_path)
+    assert_promtool_passes(tmp_path, series, rule_files=write_generated_rules(cfg, tmp_path),
+                           alerts=[{"eval_time": "30m", "alertname": "InferwatchTargetMissing",
+                                    "exp_alerts": expected}])
 
 
 @pytest.mark.parametrize(("availability", "shown"), [(0.999, "0.001"), (0.9995, "0.0005"),

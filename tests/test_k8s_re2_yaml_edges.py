@@ -22,10 +22,8 @@ from inferwatch.generate.config import ConfigError, from_dict
 from inferwatch.generate.promql import quoted
 from inferwatch.generate.re2 import Unsupported, matches, python_regex
 from processes import stop, wait_ready
+from promtool_cases import assert_promtool_passes
 from test_re2_syntax import accepted, promtool_refusals
-
-PROMTOOL = require_binary("promtool")
-
 
 # --- a $ in a job name -------------------------------------------------------------------------
 
@@ -142,20 +140,15 @@ def test_a_dollar_without_the_m_flag_matches_only_at_the_very_end(pattern: str, 
 
 @pytest.mark.integration
 def test_promtool_matches_anchored_names_as_python_does() -> None:
-    test = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": [{"series": f"up{{job={quoted(name)}, instance=\"i\"}}", "values": "1"}
-                         for name in _NAMES],
-        "promql_expr_test": [{
-            "expr": f"count by (job) (up{{job=~{quoted(pattern)}}})", "eval_time": "0m",
-            "exp_samples": [{"labels": f"{{job={quoted(name)}}}", "value": 1}
-                            for name in _NAMES if matches(pattern, name)]}]}
-        for pattern in _ANCHORED]}
+    series = [{"series": f"up{{job={quoted(name)}, instance=\"i\"}}", "values": "1"}
+              for name in _NAMES]
+    cases = [{"interval": "1m", "input_series": series, "promql_expr_test": [{
+        "expr": f"count by (job) (up{{job=~{quoted(pattern)}}})", "eval_time": "0m",
+        "exp_samples": [{"labels": f"{{job={quoted(name)}}}", "value": 1}
+                        for name in _NAMES if matches(pattern, name)]}]}
+        for pattern in _ANCHORED]
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "test.yml").write_text(yaml.safe_dump(test, allow_unicode=True))
-        result = subprocess.run([PROMTOOL, "test", "rules", "test.yml"], capture_output=True,
-                                text=True, timeout=120, cwd=tmp)
-    assert result.returncode == 0, result.stdout + result.stderr
+        assert_promtool_passes(Path(tmp), cases=cases)
 
 
 _REPEATED_ANCHORS = ["^*fraud", "^?fraud", "fraud$?", "fraud$*", "\\A+fraud", "fraud\\z{0}",

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from inferwatch.generate.promql import quoted
 from inferwatch.generate.re2 import Unsupported, matches, python_regex
+from promtool_cases import assert_promtool_passes
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
@@ -329,19 +330,13 @@ _MATCHED = ["\\pL", "\\PL", "\\p{Lu}", "(?i)\\p{Lu}", "(?i)\\P{Lu}", "\\p{Lt}", 
 
 @pytest.mark.integration
 def test_promtool_matches_the_names_python_matches(tmp_path: Path) -> None:
-    test = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": [{"series": f"up{{job={quoted(name)}, instance=\"i\"}}", "values": "1"}
-                         for name in _NAMES],
-        "promql_expr_test": [{
-            "expr": f"count by (job) (up{{job=~{quoted(pattern)}}})", "eval_time": "0m",
-            "exp_samples": [{"labels": f"{{job={quoted(name)}}}", "value": 1}
-                            for name in _NAMES if matches(pattern, name)]}
-            for pattern in _MATCHED]}]}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(test, allow_unicode=True))
-    result = subprocess.run([PROMTOOL, "test", "rules", "test.yml"], capture_output=True,
-                            text=True, timeout=120, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    series = [{"series": f"up{{job={quoted(name)}, instance=\"i\"}}", "values": "1"}
+              for name in _NAMES]
+    assert_promtool_passes(tmp_path, series, exprs=[{
+        "expr": f"count by (job) (up{{job=~{quoted(pattern)}}})", "eval_time": "0m",
+        "exp_samples": [{"labels": f"{{job={quoted(name)}}}", "value": 1}
+                        for name in _NAMES if matches(pattern, name)]}
+        for pattern in _MATCHED])
 
 
 def test_the_stored_scripts_are_the_unicode_databases() -> None:

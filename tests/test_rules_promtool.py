@@ -19,6 +19,7 @@ from inferwatch.generate import render, rules
 from inferwatch.generate.config import DEFAULT, from_dict, load
 from inferwatch.generate.promql import objective
 from inferwatch.generate.rules_alerts import ALERTS
+from promtool_cases import assert_promtool_passes, write_generated_rules
 
 pytestmark = pytest.mark.integration
 
@@ -83,16 +84,6 @@ def test_promtool_tests_fail_against_other_thresholds(tmp_path: Path) -> None:
     assert "InferwatchGpuTemperatureHigh" in result.stdout + result.stderr
 
 
-def _write_rule_files(files: dict[str, str], directory: Path) -> list[Path]:
-    paths = []
-    for relative, text in files.items():
-        if relative.startswith("alerts/") and relative.endswith(".yml"):
-            path = directory / Path(relative).name
-            path.write_text(text)
-            paths.append(path)
-    return paths
-
-
 def test_rules_from_a_config_with_every_value_changed_pass_promtool(tmp_path: Path) -> None:
     from test_generate_outputs import (
         ALERT_SENTINELS,
@@ -107,7 +98,7 @@ def test_rules_from_a_config_with_every_value_changed_pass_promtool(tmp_path: Pa
               MODEL_PATTERN: {**_nested(MODEL_SENTINELS), "alerts": MODEL_ALERT_SENTINELS},
               'odd "name"': {"accuracy": {"min_ratio": 0.5}}}
     cfg = from_dict({**_nested(SENTINELS), "alerts": ALERT_SENTINELS, "models": models})
-    check_rules(*_write_rule_files(render(cfg), tmp_path))
+    check_rules(*(tmp_path / name for name in write_generated_rules(cfg, tmp_path)))
 
 
 def test_prometheus_rule_manifest_groups_pass_promtool(tmp_path: Path) -> None:
@@ -176,7 +167,7 @@ def test_changing_one_models_objective_changes_only_that_model(tmp_path: Path, k
     del data["models"]["fraud"][section][name]
     rules = tmp_path / "overrides" / "alerts"
     rules.mkdir(parents=True)
-    _write_rule_files(render(from_dict(data)), rules)
+    write_generated_rules(from_dict(data), rules)
     shutil.copy(ROOT / "alerts" / "tests" / "overrides.yml", tmp_path / "overrides.yml")
     result = promtool("test", "rules", str(tmp_path / "overrides.yml"))
     assert result.returncode != 0, "the override test cannot tell fraud's objective apart"
@@ -219,24 +210,15 @@ def test_each_model_gets_its_own_objective_in_promtool(thresholds: dict[str, flo
     def quoted(value: str) -> str:
         return json.dumps(value, ensure_ascii=False)
 
-    test = {"rule_files": ["recording-rules.yml"], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": [{"series": f'inferwatch_model_info{{job="inferwatch-model", '
-                                    f'model={quoted(name)}}}', "values": "1x5"}
-                         for name in served],
-        "promql_expr_test": [{
-            "expr": f"{objective('latency.p99_seconds')}{{model={quoted(name)}}}",
-            "eval_time": "2m",
-            "exp_samples": [{"labels": f"{objective('latency.p99_seconds')}"
-                                       f"{{model={quoted(name)}}}", "value": value}]}
-            for name, value in expected.items()],
-    }]}
+    series = [{"series": f'inferwatch_model_info{{job="inferwatch-model", '
+                         f'model={quoted(name)}}}', "values": "1x5"} for name in served]
+    key = objective("latency.p99_seconds")
+    checks = [{"expr": f"{key}{{model={quoted(name)}}}", "eval_time": "2m",
+               "exp_samples": [{"labels": f"{key}{{model={quoted(name)}}}", "value": value}]}
+              for name, value in expected.items()]
     with tempfile.TemporaryDirectory() as directory:
-        _write_rule_files(render(cfg), Path(directory))
-        path = Path(directory) / "test.yml"
-        path.write_text(yaml.safe_dump(test, allow_unicode=True))
-        result = promtool("test", "rules", str(path))
-    assert result.returncode == 0, result.stdout + result.stderr
+        names = write_generated_rules(cfg, Path(directory), ["recording-rules.yml"])
+        assert_promtool_passes(Path(directory), series, exprs=checks, rule_files=names)
 
 
 def test_every_alert_says_which_scrape_job_it_reads_and_follows_a_renamed_job() -> None:
@@ -310,18 +292,13 @@ def test_objectives_in_code_win_over_the_config_which_wins_over_the_default(
                   for name, limit in expected.items() if p99 > limit]
         assert 0 < len(firing) < len(served)  # the case tells the models apart
         key = objective("latency.p99_seconds")
-        test = {"rule_files": ["recording-rules.yml"], "evaluation_interval": "1m", "tests": [{
-            "interval": "1m", "input_series": series,
-            "promql_expr_test": [
-                *({"expr": f'{key}{{model="{name}"}}', "eval_time": "20m",
-                   "exp_samples": [{"labels": f'{key}{{model="{name}"}}', "value": limit}]}
-                  for name, limit in expected.items()),
-                {"expr": f"count by (model, model_version) ({alert['expr']})",
-                 "eval_time": "20m", "exp_samples": firing}]}]}
-        directory = tmp_path / str(from_code)
+        checks = [*({"expr": f'{key}{{model="{name}"}}', "eval_time": "20m",
+                     "exp_samples": [{"labels": f'{key}{{model="{name}"}}', "value": limit}]}
+                    for name, limit in expected.items()),
+                  {"expr": f"count by (model, model_version) ({alert['expr']})",
+                   "eval_time": "20m", "exp_samples": firing}]
+        # The directory's name, in promtool's output, tells the two cases apart.
+        directory = tmp_path / f"from_code_{from_code}"
         directory.mkdir()
-        _write_rule_files(render(cfg), directory)
-        path = directory / "test.yml"
-        path.write_text(yaml.safe_dump(test))
-        result = promtool("test", "rules", str(path))
-        assert result.returncode == 0, (from_code, result.stdout + result.stderr)
+        names = write_generated_rules(cfg, directory, ["recording-rules.yml"])
+        assert_promtool_passes(directory, series, exprs=checks, rule_files=names)

@@ -5,7 +5,6 @@ quiet as its runbook says."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,11 @@ import yaml
 
 from inferwatch.generate import render, rule_files
 from inferwatch.generate.config import from_dict
+from promtool_cases import assert_promtool_passes, write_generated_rules
 
 pytestmark = pytest.mark.integration
 
+# The other rule tests check rule files with it.
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 MODEL = 'job="inferwatch-model"'
 EXPORTER = 'job="inferwatch-exporter"'
@@ -29,24 +30,9 @@ def promtool_test(directory: Path, config: dict[str, Any], series: list[tuple[st
     """Renders the rules of `config` into `directory` and runs one promtool test case on
     `series` with the rule files named in `files` (all by default); returns promtool's
     output, asserting it passed."""
-    names = []
-    for relative, text in rule_files(render(from_dict(config))).items():
-        path = directory / Path(relative).name
-        if files and path.name not in files:
-            continue
-        path.write_text(text)
-        names.append(path.name)
-    test = {"rule_files": names, "evaluation_interval": "1m", "tests": [{
-        "interval": interval,
-        "input_series": [{"series": s, "values": v} for s, v in series],
-        "alert_rule_test": list(alerts), "promql_expr_test": list(exprs)}]}
-    path = directory / "semantics-test.yml"
-    path.write_text(yaml.safe_dump(test, allow_unicode=True))
-    result = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=120)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    return output
+    return assert_promtool_passes(
+        directory, [{"series": s, "values": v} for s, v in series], alerts=alerts, exprs=exprs,
+        interval=interval, rule_files=write_generated_rules(from_dict(config), directory, files))
 
 
 def alert_expr(config: dict[str, Any], alert: str) -> str:

@@ -8,12 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from cli_pages import INFERWATCH
-from conftest import require_binary
 from inferwatch.generate import render, rule_files, write
 from inferwatch.generate.config import from_dict
+from promtool_cases import assert_promtool_passes
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -82,17 +81,9 @@ def test_a_symlink_to_a_directory_and_a_relative_out_are_written_through(tmp_pat
 # --- objectives and burn rates, judged by promtool -------------------------------------------
 
 
-def _promtool_test(tmp_path: Path, cfg_data: dict, series: list[dict], tests: dict) -> None:
-    promtool = require_binary("promtool")
-    write(tmp_path, from_dict(cfg_data), rules_only=True)
-    rule_paths = sorted(str(path.relative_to(tmp_path))
-                        for path in (tmp_path / "alerts").glob("*.yml"))
-    spec = {"rule_files": rule_paths, "evaluation_interval": "1m",
-            "tests": [{"interval": "1m", "input_series": series, **tests}]}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec))
-    result = subprocess.run([promtool, "test", "rules", "test.yml"], capture_output=True,
-                            text=True, timeout=120, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+def _rules(tmp_path: Path, cfg_data: dict) -> list[Path]:
+    """The rule files `inferwatch generate --rules-only` writes for `cfg_data`."""
+    return write(tmp_path, from_dict(cfg_data), rules_only=True)
 
 
 INFO = 'inferwatch_model_info{job="inferwatch-model", model="fraud", model_version="%s"%s}'
@@ -111,15 +102,16 @@ def test_a_shadow_declaring_a_laxer_objective_does_not_relax_the_primary(tmp_pat
         {"series": objective % ("v1", "slo.availability"), "values": "0.99x30"},
         {"series": objective % ("v2", "slo.availability"), "values": "0.9999x30"},
     ]
-    tests = {"promql_expr_test": [
+    checks = [
         {"expr": "model:inferwatch_objective:latency_p99_seconds", "eval_time": "10m",
          "exp_samples": [{"labels": 'model:inferwatch_objective:latency_p99_seconds'
                                     '{model="fraud"}', "value": 0.05}]},
         {"expr": "model:inferwatch_objective:slo_availability", "eval_time": "10m",
          "exp_samples": [{"labels": 'model:inferwatch_objective:slo_availability'
                                     '{model="fraud"}', "value": 0.99}]},
-    ]}
-    _promtool_test(tmp_path, {"objectives": {"from_code": True}}, series, tests)
+    ]
+    assert_promtool_passes(tmp_path, series, exprs=checks,
+                           rule_files=_rules(tmp_path, {"objectives": {"from_code": True}}))
 
 
 def _requests(errors_per_minute: int) -> list[dict]:
@@ -139,15 +131,16 @@ def test_a_99_9_slo_pages_fast_at_14_4x_its_budget_and_not_below(tmp_path: Path,
                                                                  fires: bool) -> None:
     """1.5% errors burn a 99.9% SLO's budget 15 times over: paged within the hour; 1.3% (13x)
     is left to the slow-burn alert."""
-    _promtool_test(tmp_path, {}, _requests(errors), _firing_at_60m(fires))
+    assert_promtool_passes(tmp_path, _requests(errors), exprs=_firing_at_60m(fires),
+                           rule_files=_rules(tmp_path, {}))
 
 
-def _firing_at_60m(fires: bool) -> dict:
+def _firing_at_60m(fires: bool) -> list[dict]:
     firing = f'ALERTS{{alertname="{FAST["alertname"]}", alertstate="firing"}}'
     labels = ", ".join(f'{key}="{value}"' for key, value in
                        {**FAST, "alertstate": "firing"}.items())
-    return {"promql_expr_test": [{"expr": firing, "eval_time": "60m", "exp_samples": (
-        [{"labels": f"ALERTS{{{labels}}}", "value": 1}] if fires else [])}]}
+    return [{"expr": firing, "eval_time": "60m", "exp_samples": (
+        [{"labels": f"ALERTS{{{labels}}}", "value": 1}] if fires else [])}]
 
 
 def test_an_availability_declared_in_code_sets_the_burn_threshold(tmp_path: Path) -> None:
@@ -156,4 +149,5 @@ def test_an_availability_declared_in_code_sets_the_burn_threshold(tmp_path: Path
               {"series": 'inferwatch_model_objective{job="inferwatch-model", model="fraud", '
                          'model_version="v1", objective="slo.availability"}',
                "values": "0.99x120"}]
-    _promtool_test(tmp_path, {"objectives": {"from_code": True}}, series, _firing_at_60m(False))
+    assert_promtool_passes(tmp_path, series, exprs=_firing_at_60m(False),
+                           rule_files=_rules(tmp_path, {"objectives": {"from_code": True}}))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from inferwatch.core.state import ModelState
 from inferwatch.generate import config as generator_config
 from inferwatch.report.flags import FIRING, OK, Thresholds
 from inferwatch.report.live import from_state
+from promtool_cases import assert_promtool_passes
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -114,29 +114,15 @@ def test_the_rule_fires_on_invalid_predictions_over_no_rows(tmp_path: Path) -> N
     """The claim above, checked on the committed rules with promtool."""
     sel = 'job="inferwatch-model", instance="a", model="fraud", model_version="1"'
     ratio = "model:inferwatch_invalid_predictions:ratio_rate5m"
-    test = f"""
-rule_files:
-  - {ROOT / "alerts" / "recording-rules.yml"}
-  - {ROOT / "alerts" / "alerting-rules.yml"}
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:
-      - series: 'inferwatch_model_info{{{sel}}}'
-        values: '1x20'
-      - series: 'inferwatch_invalid_predictions_total{{{sel}, reason="nan"}}'
-        values: '0+1x20'
-      - series: 'inferwatch_batch_size_sum{{{sel}}}'
-        values: '0x20'
-    promql_expr_test:
-      - eval_time: 15m
-        expr: {ratio} > 0.001
-        exp_samples:
-          - labels: '{ratio}{{model="fraud", model_version="1"}}'
-            value: .inf
-"""
-    path = tmp_path / "test.yml"
-    path.write_text(test)
-    result = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    series = [
+        {"series": f"inferwatch_model_info{{{sel}}}", "values": "1x20"},
+        {"series": f'inferwatch_invalid_predictions_total{{{sel}, reason="nan"}}',
+         "values": "0+1x20"},
+        {"series": f"inferwatch_batch_size_sum{{{sel}}}", "values": "0x20"},
+    ]
+    check = {"expr": f"{ratio} > 0.001", "eval_time": "15m",
+             "exp_samples": [{"labels": f'{ratio}{{model="fraud", model_version="1"}}',
+                              "value": math.inf}]}
+    assert_promtool_passes(tmp_path, series, exprs=[check],
+                           rule_files=[ROOT / "alerts" / "recording-rules.yml",
+                                       ROOT / "alerts" / "alerting-rules.yml"])
