@@ -79,3 +79,32 @@ def test_small_records_keep_the_bound_in_calls(scraper):
         assert mon.pending() == 2000
     mon.drain()
     assert scraper.value("inferwatch_requests_total", outcome="ok") == 2010
+
+
+@pytest.mark.parametrize("id_chars", [36, 1000])
+def test_the_record_and_its_request_id_count_toward_the_bound(scraper, id_chars):
+    """Records of a scalar still hold themselves and their request id: sized as nothing,
+    calls with uuid-long ids held 1.6 times the bound, ids of a kilobyte 11 times."""
+    import tracemalloc
+
+    bound = 4 * 1024 * 1024
+    model = inferwatch.instrument(lambda x: 0.5, name="m", version="1",
+                                  max_pending_bytes=bound, registry=scraper.registry)
+    scraper.registry.close()
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    for i in range(10):
+        model([1.0], request_id=f"warm-{i}")
+    mon.drain()
+    pad = "x" * id_chars
+    tracemalloc.start()
+    try:
+        with mon._lock:  # a stalled drain
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(40_000):
+                model([1.0], request_id=f"{i}-{pad}")
+            held = tracemalloc.get_traced_memory()[0] - before
+            assert mon.pending() >= 8
+    finally:
+        tracemalloc.stop()
+    assert held <= bound, f"{held / 2**20:.1f} MiB held by {mon.pending()} waiting calls"
+    mon.drain()
