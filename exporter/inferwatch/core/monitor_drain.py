@@ -33,6 +33,24 @@ if TYPE_CHECKING:
     from inferwatch.core.request_record import RequestRecord
     from inferwatch.quality.tracker import FeatureTracker
 
+# A drain folds its calls in chunks of about this many, each under one hold of the monitor
+# lock, letting go between them: a scrape, an outcome or a caller adding a call waits for
+# one chunk (milliseconds), never for a backlog of max_pending calls (tens of seconds when
+# calls come faster than they fold). A request or stream record counts as
+# _RECORD_WEIGHT calls: it costs that many plain calls to fold.
+DRAIN_CHUNK_CALLS = 1 << 15
+_RECORD_WEIGHT = 8
+_WEIGHTS = (1, 1, 1, _RECORD_WEIGHT, _RECORD_WEIGHT)
+
+# What a drain that is not the background one (a scrape's first of all) spends folding a
+# monitor's backlog, while calls keep coming, before it stops and leaves the rest pending
+# for the next drain: a scrape answers within Prometheus' default 10 s timeout while calls
+# outpace the fold. At a load the fold keeps up with, the backlog is at most about a drain
+# interval of calls, which fold well within it; and with no call coming meanwhile (a test,
+# a notebook, a flush after the load) a drain folds everything, however long it takes.
+DRAIN_BUDGET_SECONDS = 2.0
+_clock = time.monotonic  # what the budget is measured by (a test replaces it)
+
 
 class MonitorDrain:
     """What a monitor's drain does: take the pending calls and fold them into the state."""
@@ -67,11 +85,21 @@ class MonitorDrain:
                     return False
         except Exception as exc:
             faults.record("drain", exc)
-        self.drain()
+        # Its own thread, where nobody waits for it: it folds the whole backlog (chunk by
+        # chunk, so that nobody waits for it either).
+        self.drain(budget=None)
         return True
 
-    def drain(self, now: float | None = None) -> None:
+    def drain(self, now: float | None = None, *,
+              budget: float | None = DRAIN_BUDGET_SECONDS) -> None:
         """Fold pending calls into the state. Never raises.
+
+        Every call finished before this drain began is folded when it returns, unless
+        folding them took longer than `budget` seconds (None: no bound) while more calls
+        came: calls outpace the fold, and the ones left stay pending, whole, for the next
+        drain (none is lost or counted twice). They are folded in chunks of about
+        :data:`DRAIN_CHUNK_CALLS`, the monitor's lock let go between two, so that a reader
+        waits for one chunk, not for the backlog.
 
         A monitor with nothing new returns at once, taking no lock (unless another drain is
         folding, which it waits for): a process with many models pays for the ones that were
@@ -95,16 +123,69 @@ class MonitorDrain:
         self._waiting_since = None
         try:
             when = self.window_time(now)
-            rest: list[LaterSlices] = []
-            with self._lock:
-                self._drain_locked(when, rest)
-            for part in rest:
-                for piece in part.slices:
-                    time.sleep(0)  # a scrape or caller waiting for the lock gets it now
-                    with self._lock:
-                        self._drain_slice(piece, part.probabilities, when)
+            # What waits now, per kind: taken from the front of each kind's queue (handed-off
+            # lists, then the list), by this drain or a concurrent one, it is all folded once
+            # this drain has taken as many (each take folds under the same lock hold).
+            with self._take_lock:
+                left = self._pending_counts()
+            arrived = self._calls_finished()
+            deadline = None if budget is None else _clock() + budget
+            while True:
+                rest: list[LaterSlices] = []
+                with self._lock:
+                    taken = self._drain_locked(when, rest, left)
+                for part in rest:
+                    for piece in part.slices:
+                        time.sleep(0)  # a scrape or caller waiting for the lock gets it now
+                        with self._lock:
+                            self._drain_slice(piece, part.probabilities, when)
+                if not taken or not any(left):
+                    return
+                if deadline is not None and _clock() >= deadline and \
+                        self._calls_finished() > arrived:
+                    faults.record("drain_budget")
+                    return
+                time.sleep(0)  # as between slices: a waiting reader takes the lock now
         except Exception as exc:
             faults.record("drain", exc)
+
+    # Calls taken per kind by every drain so far (see _take_pending): where a kind's queue
+    # has got to, which fold_mark() and folded_past() read.
+    _taken: tuple[int, ...] = (0, 0, 0, 0, 0)
+
+    def fold_mark(self) -> tuple[int, ...]:
+        """A mark of the calls waiting now, for :meth:`folded_past`: what a caller that must
+        see them all folded (an event log's flush) drains until, since one drain may stop
+        at its budget while calls keep coming."""
+        with self._take_lock:
+            return tuple(map(int.__add__, self._taken, self._pending_counts()))
+
+    def folded_past(self, mark: tuple[int, ...]) -> bool:
+        """Whether every call waiting at `mark` (:meth:`fold_mark`) is folded; False when
+        the lock stays held for a second (a flush or an exit never hangs on it)."""
+        # A chunk is taken and folded in one hold of the lock: once it is free, what was
+        # taken is folded.
+        if not self._lock.acquire(timeout=1.0):
+            return False
+        try:
+            return all(map(int.__ge__, self._taken, mark))
+        finally:
+            self._lock.release()
+
+    def _calls_finished(self) -> int:
+        """Calls finished so far: folded, waiting, or dropped."""
+        return self._finished + self.pending() + count_value(self._dropped)
+
+    def _pending_counts(self) -> list[int]:
+        """Calls waiting per kind (calls, probability calls, errors, requests, streams), the
+        lists handed off included; under the take lock."""
+        lists = (self._calls, self._proba_calls, self._errors, self._requests, self._streams)
+        counts = [len(pending) for pending in lists]
+        for source, items in self._handed_off:
+            for kind, pending in enumerate(lists):
+                if source is pending:
+                    counts[kind] += len(items)
+        return counts
 
     def _drain_slice(self, rows: np.ndarray, probabilities: bool, now: float) -> None:
         """Rows of a huge batch after its first slice: values, classes and drift only (the
@@ -119,29 +200,62 @@ class MonitorDrain:
         predictions.flush(self.state, now)
         self._slices_drained += 1  # the state changed with no call finishing: publish it
 
-    def _take_pending(self) -> tuple[list, list, list, list, list]:
+    def _take_pending(self, left: list[int]) -> tuple[list, list, list, list, list]:
+        """A chunk of about :data:`DRAIN_CHUNK_CALLS` pending calls, of each kind the oldest
+        and at most as many as `left` says are still to take (lowered by what is taken)."""
+        lists = (self._calls, self._proba_calls, self._errors, self._requests, self._streams)
         with self._take_lock:
-            if not self._handed_off:  # the usual drain: nothing was handed off
-                return (take(self._calls), take(self._proba_calls), take(self._errors),
-                        take(self._requests), take(self._streams))
-            handed_off, self._handed_off, self._handed_off_calls = self._handed_off, [], 0
+            room = DRAIN_CHUNK_CALLS
             taken = []
-            for pending in (self._calls, self._proba_calls, self._errors, self._requests,
-                            self._streams):
-                chunks = [items for source, items in handed_off if source is pending]
-                chunks.append(take(pending))
-                taken.append(chunks[0] if len(chunks) == 1 else
-                             [item for chunk in chunks for item in chunk])
+            for kind, pending in enumerate(lists):
+                # At least one of each kind while there is room: a chunk smaller than one
+                # record's weight still moves on.
+                want = min(left[kind], max(1, room // _WEIGHTS[kind])) if room > 0 else 0
+                chunk = self._take_handed_off(pending, want) if self._handed_off and want \
+                    else []
+                if want > len(chunk):
+                    more = _take_front(pending, want - len(chunk))
+                    chunk = more if not chunk else chunk + more
+                # A whole list is taken as it is then: a call appended meanwhile comes along.
+                left[kind] = max(0, left[kind] - len(chunk))
+                room -= len(chunk) * _WEIGHTS[kind]
+                taken.append(chunk)
+            self._taken = tuple(map(int.__add__, self._taken, map(len, taken)))
         return taken[0], taken[1], taken[2], taken[3], taken[4]
 
-    def _drain_locked(self, now: float, rest: list[LaterSlices] | None = None) -> None:
-        """Fold what is pending into the state; with `rest`, huge numpy results are cut to
-        their first slice here and the other slices appended to `rest` for the caller."""
-        calls, proba_calls, errors, requests, streams = self._take_pending()
+    def _take_handed_off(self, source: list, most: int) -> list:
+        """Up to `most` calls of the lists handed off from `source`, oldest first; under the
+        take lock."""
+        # A list handed off while this runs (a stream the garbage collector records, set
+        # off by an allocation below) lands in the fresh list, after the ones kept.
+        entries, self._handed_off = self._handed_off, []
+        taken: list = []
+        kept = []
+        for entry in entries:
+            if entry[0] is not source or len(taken) >= most:
+                kept.append(entry)
+                continue
+            items = entry[1]
+            room = most - len(taken)
+            if len(items) <= room:
+                taken.extend(items)
+            else:
+                taken.extend(items[:room])
+                kept.append((source, items[room:]))
+        self._handed_off[:0] = kept
+        self._handed_off_calls -= len(taken)
+        return taken
+
+    def _drain_locked(self, now: float, rest: list[LaterSlices] | None,
+                      left: list[int]) -> int:
+        """Fold a chunk of what is pending (see :meth:`_take_pending`) into the state and
+        return how many calls that was; with `rest`, huge numpy results are cut to their
+        first slice here and the other slices appended to `rest` for the caller."""
+        calls, proba_calls, errors, requests, streams = self._take_pending(left)
         total = len(calls) + len(proba_calls) + len(errors) + len(requests) + len(streams)
         self._report_dropped()
         if not total:
-            return
+            return 0
         self._finished += total
         state = self.state
         durations: list[float] = []
@@ -273,6 +387,7 @@ class MonitorDrain:
         self._guarded(predictions.flush, state, now)
         if self.events is not None and requests:
             self._guarded(self._emit_events, requests)
+        return total
 
     @staticmethod
     def _guarded(step: Callable[..., None], *args: Any) -> None:
@@ -308,3 +423,14 @@ class MonitorDrain:
             self.state.inc("inferwatch_calls_dropped_total", (), dropped - self._dropped_reported)
             faults.record("backlog", count=dropped - self._dropped_reported)
             self._dropped_reported = dropped
+
+
+def _take_front(pending: list, most: int) -> list:
+    """The first `most` items of `pending` (all when fewer), taken out of it: a slice and
+    one ``del`` of the same prefix, which the appends racing with it never touch."""
+    n = len(pending)
+    if most >= n:
+        return take(pending)  # the usual drain: the whole list
+    taken = pending[:most]
+    del pending[:most]
+    return taken
