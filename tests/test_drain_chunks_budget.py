@@ -80,6 +80,39 @@ def test_scrape_stops_at_budget_while_calls_outpace_the_fold(monkeypatch):
     registry.close()
 
 
+def test_one_budget_for_every_model_version_of_a_scrape(monkeypatch):
+    # Each monitor with a budget of its own, a scrape of k overloaded model versions took
+    # k budgets: four versions, past Prometheus' 10 s scrape timeout.
+    chunk = 64
+    registry = Registry(drain_interval=3600)
+    monitors = [registry.monitor("m", str(v)) for v in range(4)]
+    for mon in monitors:
+        for _ in range(10 * chunk):
+            mon.record_call(0.01, 0.5)
+
+    def more() -> None:
+        for mon in monitors:
+            for _ in range(3 * chunk):
+                mon.record_call(0.01, 0.5)
+
+    clock = _StepClock(1.0, more)
+    monkeypatch.setattr(monitor_drain, "DRAIN_CHUNK_CALLS", chunk)
+    monkeypatch.setattr(monitor_drain, "_clock", clock)
+    started = clock.now
+    registry.drain()
+    # The budget's seconds and one chunk's check past it, not one budget per version.
+    assert clock.now - started <= monitor_drain.DRAIN_BUDGET_SECONDS + len(monitors) + 1
+    monkeypatch.setattr(monitor_drain, "_clock", _StepClock(0.0))
+    waiting = sum(mon.pending() for mon in monitors)
+    folded = sum(mon.state.counters["inferwatch_requests_total"].get(("ok",), 0.0)
+                 for mon in monitors)
+    registry.drain()
+    assert sum(mon.pending() for mon in monitors) == 0
+    assert sum(mon.state.counters["inferwatch_requests_total"][("ok",)]
+               for mon in monitors) == folded + waiting
+    registry.close()
+
+
 def test_background_drain_folds_everything_in_chunks(monkeypatch):
     chunk = 32
     registry = Registry(drain_interval=3600)

@@ -91,13 +91,15 @@ class MonitorDrain:
         return True
 
     def drain(self, now: float | None = None, *,
-              budget: float | None = DRAIN_BUDGET_SECONDS) -> None:
+              budget: float | None = DRAIN_BUDGET_SECONDS,
+              deadline: float | None = None) -> None:
         """Fold pending calls into the state. Never raises.
 
         Every call finished before this drain began is folded when it returns, unless
         folding them took longer than `budget` seconds (None: no bound) while more calls
         came: calls outpace the fold, and the ones left stay pending, whole, for the next
-        drain (none is lost or counted twice). They are folded in chunks of about
+        drain (none is lost or counted twice); a `deadline` on :data:`_clock` stands for the
+        budget (one shared by many monitors). They are folded in chunks of about
         :data:`DRAIN_CHUNK_CALLS`, the monitor's lock let go between two, so that a reader
         waits for one chunk, not for the backlog.
 
@@ -129,7 +131,8 @@ class MonitorDrain:
             with self._take_lock:
                 left = self._pending_counts()
             arrived = self._calls_finished()
-            deadline = None if budget is None else _clock() + budget
+            if deadline is None and budget is not None:
+                deadline = _clock() + budget
             while True:
                 rest: list[LaterSlices] = []
                 with self._lock:

@@ -202,9 +202,16 @@ class Registry:
         return counts
 
     def drain(self) -> None:
-        """Fold every monitor's pending calls into its state (what a scrape does first)."""
+        """Fold every monitor's pending calls into its state (what a scrape does first).
+
+        One budget (:data:`~inferwatch.core.monitor_drain.DRAIN_BUDGET_SECONDS`) for all the
+        monitors: each stopping at a budget of its own, a scrape of k model versions whose
+        calls outpace the fold took k times as long, past Prometheus' scrape timeout."""
+        from inferwatch.core import monitor_drain
+
+        deadline = monitor_drain._clock() + monitor_drain.DRAIN_BUDGET_SECONDS
         for monitor in self.monitors():
-            monitor.drain()
+            monitor.drain(deadline=deadline)
 
     def drain_due(self, clock: float | None = None) -> int:
         """The background drain's pass: each monitor folds its pending calls if they are
