@@ -1,4 +1,5 @@
-"""Helpers of the request tests: a monitor's request counts, and work run in another thread."""
+"""Helpers of the request tests: a monitor's request counts, work run in another thread, and a
+flag that makes two threads meet at a check."""
 
 from __future__ import annotations
 
@@ -14,6 +15,33 @@ def request_totals(monitor: Any) -> dict[str, float]:
     totals = {outcome: counts.get((outcome,), 0.0) for outcome in ("ok", "error", "cancelled")}
     totals["in_flight"] = monitor.in_flight()
     return totals
+
+
+def requests_by_outcome(monitor: Any) -> dict[str, float]:
+    """The non-zero `inferwatch_requests_total` by outcome, once drained."""
+    monitor.drain()
+    return {key[0]: value for key, value in
+            monitor.state.counters.get("inferwatch_requests_total", {}).items() if value}
+
+
+class BothPastTheCheck:
+    """A flag that always reads `value`, and whose `reading`-th reading in each thread waits
+    until `parties` threads reach it: put where a request or stream keeps its open (or
+    ended) flag, the threads interleave exactly where a thread switch between the check and
+    the change would put them."""
+
+    def __init__(self, parties: int, value: bool, reading: int = 1) -> None:
+        self._barrier = threading.Barrier(parties, timeout=10)
+        self._value = value
+        self._reading = reading
+        self._read = threading.local()
+
+    def __bool__(self) -> bool:
+        read = getattr(self._read, "count", 0) + 1
+        self._read.count = read
+        if read == self._reading:
+            self._barrier.wait()
+        return self._value
 
 
 def run_in_thread(work: Callable[[], object]) -> None:

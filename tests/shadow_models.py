@@ -3,8 +3,31 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
+
+import numpy as np
+
+
+class Summing:
+    """Answers each row's sum, whatever the rows' shape."""
+
+    def predict(self, X=None):
+        return np.asarray(X, dtype=float).reshape(len(X), -1).sum(1)
+
+
+class Hanging(Summing):
+    """Writes its pid to `marker` when a call begins, then never answers (in its child)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def predict(self, X=None):
+        with open(self.marker, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)
+        return super().predict(X)
 
 
 class Raising:

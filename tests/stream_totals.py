@@ -1,7 +1,9 @@
-"""Helpers of the stream tests: a streaming model's outcomes and items, and the hypothesis
-settings its property tests share."""
+"""Helpers of the stream tests: a streaming model's outcomes and items, the hypothesis
+settings its property tests share, and the async iterator object its SDK streams build on."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from hypothesis import HealthCheck, settings
 
@@ -27,3 +29,20 @@ def stream_items(registry: Registry, model: str = "gen", *, drain: bool = True) 
         registry.drain()
     histogram = registry.monitor(model, "1").state.histograms.get("inferwatch_stream_items")
     return 0.0 if not histogram else histogram[()].sum
+
+
+class AsyncItems:
+    """An async iterator object (no async generator) over `items`, as an SDK's async stream
+    is: a test's stream subclasses it and adds what that stream has besides."""
+
+    def __init__(self, items: Iterable) -> None:
+        self.rest = iter(items)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        try:
+            return next(self.rest)
+        except StopIteration:
+            raise StopAsyncIteration from None

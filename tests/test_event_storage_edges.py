@@ -7,19 +7,16 @@ import contextlib
 import json
 import os
 import sqlite3
-import time
-import tracemalloc
-import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from event_log_helpers import follow_cli, peak_bytes_reading
 from inferwatch.cli import main
 from inferwatch.events import EventLog, sqlite
-from inferwatch.events import cli as events_cli
 from inferwatch.events.cli import parse_time
 from inferwatch.events.jsonl import query_jsonl
 from inferwatch.events.sinks import Query, ReadStats
@@ -39,17 +36,7 @@ def worker_file(directory: Path, start_ns: int, pid: int) -> Path:
 def follow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], path: Path,
            between_polls: list[Callable[[], None]]) -> list[str]:
     """Raw stdout lines of `tail -n 10 --follow`, each step run in place of a poll's wait."""
-    steps = iter(between_polls)
-
-    def sleep(_seconds: float) -> None:
-        step = next(steps, None)
-        if step is None:
-            raise KeyboardInterrupt  # what ends --follow for a user
-        step()
-
-    monkeypatch.setattr(events_cli, "time", types.SimpleNamespace(sleep=sleep, time=time.time))
-    code = main(["events", "tail", str(path), "-n", "10", "--follow"])
-    out, _ = capsys.readouterr()
+    code, out, _ = follow_cli(monkeypatch, capsys, path, between_polls, "-n", "10")
     assert code == 0
     return out.splitlines()
 
@@ -121,16 +108,6 @@ def test_since_in_epoch_milliseconds_finds_the_events(tmp_path, capsys):
     until_ms = str(int((T0 + 180) * 1000))
     assert main(["events", "query", str(path), "--since", since_ms, "--until", until_ms]) == 0
     assert ids(capsys.readouterr().out.splitlines()) == ["r-2", "r-3"]
-
-
-def peak_bytes_reading(read: Callable[[], Iterable[bytes]]) -> tuple[int, int]:
-    """(lines read, peak bytes Python allocated to get them and read them one at a time)."""
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in read())
-        return count, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def make_schema(path: Path) -> None:

@@ -3,27 +3,12 @@ size of the log, and still prints every match once, oldest first."""
 
 from __future__ import annotations
 
-import json
-import tracemalloc
-
 import pytest
 
+from event_log_helpers import peak_bytes_reading, write_jsonl_files
 from inferwatch.events import query_matches
 from inferwatch.events.jsonl import query_jsonl
 from inferwatch.events.sinks import Query, ReadStats
-
-
-def _write_log(directory, files: list[list[float]]) -> list[bytes]:
-    """The log's files, each with its times in the given order; every line in the order a
-    query prints them (by time, then file, then place in the file)."""
-    keyed = []
-    for number, times in enumerate(files):
-        lines = [json.dumps({"ts": ts, "model": "m", "n": number, "i": i}).encode()
-                 for i, ts in enumerate(times)]
-        (directory / f"events.{number + 1:020d}.1.jsonl").write_bytes(
-            b"".join(line + b"\n" for line in lines))
-        keyed += [((ts, number, i), line) for i, (ts, line) in enumerate(zip(times, lines))]
-    return [line for _, line in sorted(keyed)]
 
 
 @pytest.mark.parametrize(("spill", "runs"), [(1, 2), (2, 3), (3, 2), (7, 32), (1000, 2)])
@@ -33,7 +18,7 @@ def test_matches_kept_in_sorted_runs_print_in_order(tmp_path, monkeypatch, spill
     monkeypatch.setattr(query_matches, "_RUN_READ", 2, raising=False)
     files = [[3.0, 1.0, 3.0, 2.0, 1.0], [1.0, 1.0, 2.0, 4.0], [], [0.5, 3.0, 3.0, 3.0, 9.0],
              [2.0, 0.5, 2.0], [float(i % 4) for i in range(17)]]
-    expected = _write_log(tmp_path, files)
+    expected = write_jsonl_files(tmp_path, files)
     got = list(query_jsonl(tmp_path / "events.jsonl", Query(), ReadStats()))
     assert got == expected
 
@@ -43,17 +28,11 @@ def _peak(directory, rows: int) -> int:
     for old in directory.glob("events.*"):
         old.unlink()
     # Two files in time order, interleaved, and one out of order.
-    _write_log(directory, [[start + i for i in range(0, rows, 2)],
+    write_jsonl_files(directory, [[start + i for i in range(0, rows, 2)],
                            [start + i for i in range(1, rows, 2)],
                            [start - i for i in range(rows // 4)]])
-    tracemalloc.start()
-    try:
-        count = 0
-        for _ in query_jsonl(directory / "events.jsonl", Query(), ReadStats()):
-            count += 1
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    count, peak = peak_bytes_reading(
+        lambda: query_jsonl(directory / "events.jsonl", Query(), ReadStats()))
     assert count == rows + rows // 4
     return peak
 

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 import threading
-import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,12 +15,30 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from event_log_helpers import follow_cli, run_python, traced_peak
 from inferwatch.cli import main
 from inferwatch.events import EventLog
-from inferwatch.events import cli as events_cli
 from inferwatch.events.jsonl import event_files
 
 # --- close() while the writer is stuck ---------------------------------------------------------
+
+# What a child's script runs to get its log's writer stuck in its first write (a hung NFS
+# mount, say) with a short exit flush: `holder` is set up before it, the log made after it.
+_STUCK_WRITE = textwrap.dedent("""
+    from inferwatch.events import EventLog, log
+    from inferwatch.events.jsonl import JsonlSink
+
+    log.ATEXIT_FLUSH_SECONDS = 0.3
+    entered, release = threading.Event(), threading.Event()
+    real_write = JsonlSink.write
+
+    def stuck_write(self, records):
+        entered.set()
+        release.wait()  # never set: the disk does not answer
+        real_write(self, records)
+
+    JsonlSink.write = stuck_write
+""")
 
 
 def test_events_queued_behind_a_stuck_writer_at_close_are_counted_at_exit(tmp_path):
@@ -32,7 +46,7 @@ def test_events_queued_behind_a_stuck_writer_at_close_are_counted_at_exit(tmp_pa
     still holds must be waited for once more at exit, and counted as `closed` when it is
     never written, not lost without a trace."""
     path = tmp_path / "events.jsonl"
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import atexit, json, threading
 
         holder = []
@@ -41,20 +55,7 @@ def test_events_queued_behind_a_stuck_writer_at_close_are_counted_at_exit(tmp_pa
             print(json.dumps(holder[0].dropped_counts()))
 
         atexit.register(report)
-
-        from inferwatch.events import EventLog, log
-        from inferwatch.events.jsonl import JsonlSink
-
-        log.ATEXIT_FLUSH_SECONDS = 0.3
-        entered, release = threading.Event(), threading.Event()
-        real_write = JsonlSink.write
-
-        def stuck_write(self, records):
-            entered.set()
-            release.wait()  # never set: the disk does not answer
-            real_write(self, records)
-
-        JsonlSink.write = stuck_write
+    """) + _STUCK_WRITE + textwrap.dedent(f"""
         holder.append(EventLog({str(path)!r}))
         holder[0].emit({{"request_id": "in-flight"}})
         assert entered.wait(60)
@@ -63,9 +64,7 @@ def test_events_queued_behind_a_stuck_writer_at_close_are_counted_at_exit(tmp_pa
         holder[0].close(timeout=0.05)
         assert holder[0]._thread.is_alive()
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = run_python(script)
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     assert counts["closed"] == 3
 
@@ -107,17 +106,7 @@ def test_a_log_whose_writer_ends_after_close_timed_out_is_flushed_by_its_writer(
 def _follow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], path: Path,
             between_polls: list[Callable[[], None]]) -> tuple[list[str], str]:
     """`tail --follow`, running each step of `between_polls` in place of a wait."""
-    steps = iter(between_polls)
-
-    def sleep(_seconds: float) -> None:
-        step = next(steps, None)
-        if step is None:
-            raise KeyboardInterrupt  # what ends --follow for a user
-        step()
-
-    monkeypatch.setattr(events_cli, "time", types.SimpleNamespace(sleep=sleep, time=time.time))
-    code = main(["events", "tail", str(path), "-n", "100", "--follow"])
-    out, err = capsys.readouterr()
+    code, out, err = follow_cli(monkeypatch, capsys, path, between_polls, "-n", "100")
     assert code == 0
     return [json.loads(line)["request_id"] for line in out.splitlines()], err
 
@@ -219,20 +208,13 @@ def test_the_smallest_accepted_bound_stores_an_ordinary_event(tmp_path, make_log
 def test_tail_of_a_large_file_holds_only_the_lines_it_prints(tmp_path, capsys):
     """A regular file at the configured path is never rotated: `tail -n 2` of it must not
     read all of it into memory."""
-    import tracemalloc
-
     path = tmp_path / "events.jsonl"
     row = {"model": "fraud", "inputs": "x" * 10_000}
     with path.open("wb") as f:
         for i in range(3_000):  # about 30 MB
             f.write(json.dumps({"ts": 1_700_000_000.0 + i, "request_id": f"r-{i}", **row})
                     .encode() + b"\n")
-    tracemalloc.start()
-    try:
-        code = main(["events", "tail", str(path), "-n", "2"])
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    code, peak = traced_peak(lambda: main(["events", "tail", str(path), "-n", "2"]))
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
     assert [json.loads(line)["request_id"] for line in out.splitlines()] == ["r-2998", "r-2999"]
@@ -254,7 +236,7 @@ def test_tail_keeps_the_newest_by_ts_across_files_and_equal_times(tmp_path, caps
 
 def test_a_child_forked_after_close_timed_out_does_not_count_the_parents_queue(tmp_path):
     path = tmp_path / "events.jsonl"
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import atexit, json, os, sys, threading, warnings
 
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
@@ -264,20 +246,7 @@ def test_a_child_forked_after_close_timed_out_does_not_count_the_parents_queue(t
             print(json.dumps([holder[1], holder[0].dropped_counts()]), flush=True)
 
         atexit.register(report)
-
-        from inferwatch.events import EventLog, log
-        from inferwatch.events.jsonl import JsonlSink
-
-        log.ATEXIT_FLUSH_SECONDS = 0.3
-        entered, release = threading.Event(), threading.Event()
-        real_write = JsonlSink.write
-
-        def stuck_write(self, records):
-            entered.set()
-            release.wait()
-            real_write(self, records)
-
-        JsonlSink.write = stuck_write
+    """) + _STUCK_WRITE + textwrap.dedent(f"""
         holder.extend([EventLog({str(path)!r}), "parent"])
         holder[0].emit({{"request_id": "in-flight"}})
         assert entered.wait(60)
@@ -290,9 +259,7 @@ def test_a_child_forked_after_close_timed_out_does_not_count_the_parents_queue(t
             sys.exit(0)
         os.waitpid(pid, 0)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = run_python(script)
     reports = dict(json.loads(line) for line in done.stdout.strip().splitlines())
     assert reports["parent"]["closed"] == 3
     assert reports["child"]["closed"] == 0

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,29 +13,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from event_log_helpers import (
+    Interrupted,
+    drain_dies_when_set,
+    follow_from_end,
+    follow_until_caught_up,
+    kill_writer,
+    stored_events,
+    traced_peak,
+    wait_for,
+)
 from inferwatch import faults
 from inferwatch.events import EventLog, jsonl
 from inferwatch.events.jsonl import JsonlSink
-from inferwatch.events.sinks import Encoder, Query, ReadStats
-
-
-def _stored(path: Path) -> list[dict]:
-    return [json.loads(line) for file in jsonl.event_files(path)
-            for line in file.read_bytes().splitlines() if line]
-
-
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
-class _Interrupted(BaseException):
-    """What no ``except Exception`` catches, as gevent's GreenletExit or trio's Cancelled."""
-
+from inferwatch.events.sinks import Encoder, Query
 
 # --- the writer outlives a fault of its own -----------------------------------------------------
 
@@ -51,7 +39,7 @@ def test_a_sink_write_raising_past_except_exception_costs_one_batch_not_the_log(
     def write_once_failing(self, records):
         calls["n"] += 1
         if calls["n"] == 1:
-            raise _Interrupted("cancelled mid-write")
+            raise Interrupted("cancelled mid-write")
         return real_write(self, records)
 
     monkeypatch.setattr(JsonlSink, "write", write_once_failing)
@@ -62,7 +50,7 @@ def test_a_sink_write_raising_past_except_exception_costs_one_batch_not_the_log(
     for i in range(5):
         event_log.emit({"request_id": f"r-{i}"})
     assert event_log.flush(10)
-    assert [e["request_id"] for e in _stored(path)] == [f"r-{i}" for i in range(5)]
+    assert [e["request_id"] for e in stored_events(path)] == [f"r-{i}" for i in range(5)]
     assert event_log.dropped_counts()["write_error"] == 1
     assert faults.internal_error_counts().get("events", 0) == before + 1
 
@@ -90,30 +78,18 @@ def test_an_event_raising_cancelled_error_does_not_stop_later_events(tmp_path, m
     assert event_log.flush(10)
     event_log.emit({"request_id": "r-after"})
     assert event_log.flush(10)
-    assert "r-after" in [e["request_id"] for e in _stored(path)]
+    assert "r-after" in [e["request_id"] for e in stored_events(path)]
     assert event_log._thread.is_alive()
 
 
 def test_a_dead_writer_is_replaced_by_the_next_emit(tmp_path, monkeypatch, make_log):
     path = tmp_path / "events.jsonl"
     event_log = make_log(path)
-    real_drain = EventLog._drain
-    broken = threading.Event()
-    broken.set()
-
-    def drain(self):
-        if broken.is_set():
-            broken.clear()
-            raise _Interrupted("a bug outside the batch")
-        return real_drain(self)
-
-    monkeypatch.setattr(EventLog, "_drain", drain)
-    event_log._wake.set()
-    assert _wait_for(lambda: not event_log._thread.is_alive())
+    kill_writer(event_log, drain_dies_when_set(monkeypatch))
     for i in range(3):
         event_log.emit({"request_id": f"r-{i}"})
     assert event_log.flush(10)
-    assert [e["request_id"] for e in _stored(path)] == ["r-0", "r-1", "r-2"]
+    assert [e["request_id"] for e in stored_events(path)] == ["r-0", "r-1", "r-2"]
     assert event_log.dropped_counts() == dict.fromkeys(event_log.dropped_counts(), 0)
 
 
@@ -124,16 +100,16 @@ def test_a_writer_that_keeps_dying_is_not_restarted_in_a_storm(tmp_path, monkeyp
 
     def drain(self):
         starts["n"] += 1
-        raise _Interrupted("always")
+        raise Interrupted("always")
 
     monkeypatch.setattr(EventLog, "_drain", drain)
     event_log._wake.set()
-    assert _wait_for(lambda: not event_log._thread.is_alive())
+    assert wait_for(lambda: not event_log._thread.is_alive())
     for i in range(2_000):
         event_log.emit({"request_id": f"r-{i}"})
         if i % 100 == 0:
             # let a restarted writer die again before the next emits
-            _wait_for(lambda: not event_log._thread.is_alive(), 2.0)
+            wait_for(lambda: not event_log._thread.is_alive(), 2.0)
     assert starts["n"] <= 3
     # The queue bound still holds, and the overflow is counted.
     assert len(event_log._queue) <= 100
@@ -149,9 +125,9 @@ def test_close_counts_what_a_dead_writer_left_queued(tmp_path, monkeypatch):
     path = tmp_path / "events.jsonl"
     event_log = EventLog(path)
     monkeypatch.setattr(EventLog, "_drain", lambda self: (_ for _ in ()).throw(
-        _Interrupted("dead")))
+        Interrupted("dead")))
     event_log._wake.set()
-    assert _wait_for(lambda: not event_log._thread.is_alive())
+    assert wait_for(lambda: not event_log._thread.is_alive())
     event_log._restart_at = float("inf")  # no restart due: the events stay queued
     for i in range(7):
         event_log.emit({"request_id": f"r-{i}"})
@@ -170,11 +146,11 @@ def test_a_zero_or_empty_error_is_no_error(tmp_path, make_log, error):
     event_log = make_log(path, sample_rate=0.0)
     event_log.emit({"model": "m", "request_id": "r-sampled", "error": error})
     assert event_log.flush(10)
-    assert _stored(path) == []  # sampled like any event without an error
+    assert stored_events(path) == []  # sampled like any event without an error
     stored = make_log(tmp_path / "all.jsonl")
     stored.emit({"model": "m", "request_id": "r-kept", "error": error})
     assert stored.flush(10)
-    [event] = _stored(tmp_path / "all.jsonl")
+    [event] = stored_events(tmp_path / "all.jsonl")
     assert event.get("error") is None
     assert not Query(errors_only=True).matches(event)
 
@@ -189,7 +165,7 @@ def test_anything_else_is_an_error_and_kept_under_sampling(tmp_path, make_log, e
     event_log = make_log(path, sample_rate=0.0)
     event_log.emit({"model": "m", "request_id": "r-err", "error": error})
     assert event_log.flush(10)
-    assert [e["request_id"] for e in _stored(path)] == ["r-err"]
+    assert [e["request_id"] for e in stored_events(path)] == ["r-err"]
 
 
 _NO_ERROR = st.one_of(st.none(), st.just(False), st.just(0), st.just(0.0), st.just(-0.0),
@@ -216,61 +192,33 @@ def test_the_stored_error_and_its_column_say_whether_the_call_failed(error, othe
 # --- following a log with one enormous line -----------------------------------------------------
 
 def test_following_skips_a_line_too_long_to_hold_in_bounded_memory(tmp_path, monkeypatch):
-    import tracemalloc
-
     monkeypatch.setattr(jsonl, "MAX_LINE_BYTES", 2 << 20, raising=False)
     path = tmp_path / "events.jsonl"
     with path.open("wb") as f:
         f.write(b'{"ts": 1.0, "request_id": "r-0"}\n')
-    offsets: dict = {}
-    stats = ReadStats()
-    jsonl.tail_jsonl(path, 0, stats, offsets)
+    offsets, stats = follow_from_end(path)
     with path.open("ab") as f:
         f.write(b'{"ts": 2.0, "inputs": "' + b"x" * (12 << 20) + b'"}\n')
         f.write(b'{"ts": 3.0, "request_id": "r-2"}\n')
-    tracemalloc.start()
-    try:
-        seen: list[bytes] = []
-        for _ in range(100):
-            lines, behind = jsonl.follow_jsonl_batch(path, offsets, stats)
-            seen += lines
-            if not behind:
-                break
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    seen, peak = traced_peak(lambda: follow_until_caught_up(path, offsets, stats, 100))
     assert [json.loads(line)["request_id"] for line in seen] == ["r-2"]
     assert stats.unreadable == 1
     assert peak < 6_000_000, peak
 
 
 def test_following_a_growing_line_waits_for_its_end_in_bounded_memory(tmp_path, monkeypatch):
-    import tracemalloc
-
     monkeypatch.setattr(jsonl, "MAX_LINE_BYTES", 2 << 20, raising=False)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b'{"ts": 1.0, "request_id": "r-0"}\n')
-    offsets: dict = {}
-    stats = ReadStats()
-    jsonl.tail_jsonl(path, 0, stats, offsets)
+    offsets, stats = follow_from_end(path)
     with path.open("ab") as f:
         f.write(b"y" * (12 << 20))  # no newline yet: a foreign writer still at it
-    tracemalloc.start()
-    try:
-        lines, _ = jsonl.follow_jsonl_batch(path, offsets, stats)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    (lines, _), peak = traced_peak(lambda: jsonl.follow_jsonl_batch(path, offsets, stats))
     assert lines == []
     assert peak < 6_000_000, peak
     with path.open("ab") as f:
         f.write(b"\n" + b'{"ts": 3.0, "request_id": "r-3"}\n')
-    seen: list[bytes] = []
-    for _ in range(100):
-        lines, behind = jsonl.follow_jsonl_batch(path, offsets, stats)
-        seen += lines
-        if not behind:
-            break
+    seen = follow_until_caught_up(path, offsets, stats, 100)
     assert [json.loads(line)["request_id"] for line in seen] == ["r-3"]
     assert stats.unreadable == 1
 
@@ -280,5 +228,5 @@ def test_an_error_type_of_control_characters_alone_is_still_named(tmp_path, make
     event_log = make_log(path)
     event_log.emit({"request_id": "r-1", "error": {"type": "\x1b\x07"}})
     assert event_log.flush(10)
-    [event] = _stored(path)
+    [event] = stored_events(path)
     assert event["error"] == {"type": "Error"}

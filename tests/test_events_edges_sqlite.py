@@ -8,7 +8,6 @@ import json
 import os
 import sqlite3
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from event_log_helpers import follow_cli, write_events
 from inferwatch.cli import main
 from inferwatch.events import REASONS, EventLog, log, sqlite
-from inferwatch.events import cli as events_cli
 
 
 def stored_ids(path: Path) -> list[str]:
@@ -135,47 +134,32 @@ def test_a_nan_time_is_a_bad_argument(small_db, capsys, text):
 def follow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], path: Path,
            between_polls: list[Callable[[], None]]) -> list[str]:
     """`tail --follow`, running each step of `between_polls` in place of a wait."""
-    steps = iter(between_polls)
-
-    def sleep(_seconds: float) -> None:
-        step = next(steps, None)
-        if step is None:
-            raise KeyboardInterrupt  # what ends --follow for a user
-        step()
-
-    monkeypatch.setattr(events_cli, "time", types.SimpleNamespace(sleep=sleep, time=time.time))
-    code, lines, err = run_cli(capsys, "tail", str(path), "-n", "10", "--follow")
+    code, out, err = follow_cli(monkeypatch, capsys, path, between_polls, "-n", "10")
     assert (code, err) == (0, "")
-    return [json.loads(line)["request_id"] for line in lines]
-
-
-def write_db(path: Path, ids: list[str]) -> None:
-    event_log = EventLog(path)
-    emit_all(event_log, ids)
-    event_log.close()
+    return [json.loads(line)["request_id"] for line in out.splitlines()]
 
 
 def test_follow_picks_up_a_database_replaced_by_a_new_one(tmp_path, monkeypatch, capsys):
     path = tmp_path / "events.db"
-    write_db(path, [f"old-{i}" for i in range(10)])
+    write_events(path, [f"old-{i}" for i in range(10)])
 
     def replace() -> None:
         fresh = tmp_path / "fresh.db"
-        write_db(fresh, ["new-0", "new-1"])
+        write_events(fresh, ["new-0", "new-1"])
         os.replace(fresh, path)
 
     def deleted() -> None:
         path.unlink()
 
     printed = follow(monkeypatch, capsys, path,
-                     [lambda: None, deleted, lambda: write_db(path, ["again-0"]), replace,
+                     [lambda: None, deleted, lambda: write_events(path, ["again-0"]), replace,
                       lambda: None])
     assert printed == [f"old-{i}" for i in range(10)] + ["again-0", "new-0", "new-1"]
 
 
 def test_follow_prints_an_event_written_as_it_starts_once(tmp_path, monkeypatch, capsys):
     path = tmp_path / "events.db"
-    write_db(path, ["a"])
+    write_events(path, ["a"])
     real_reader = sqlite._reader
     opened = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import io
 import json
 import math
 import os
@@ -16,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from event_log_helpers import count_jsonl_reads, follow_until_caught_up
 from inferwatch.cli import main
 from inferwatch.core import timestamps
 from inferwatch.events import jsonl
@@ -171,42 +171,21 @@ def test_following_skips_an_unreadable_file_and_reads_it_once_it_may(
 
 # --- the start of `tail -n 0 --follow` past a huge unterminated last line ------------------------
 
-class _Counting(io.FileIO):
-    read_bytes = 0
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        n = super().readinto(buffer)
-        _Counting.read_bytes += n or 0
-        return n
-
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        data = super().read(size)
-        _Counting.read_bytes += len(data or b"")
-        return data
-
-
 def test_starting_to_follow_does_not_read_a_huge_last_line_back_in_full(tmp_path, monkeypatch):
     monkeypatch.setattr(jsonl, "MAX_LINE_BYTES", 100_000)
     path = tmp_path / "events.jsonl"
     with path.open("wb") as f:
         f.write(b'{"ts": 1.0, "request_id": "r-1"}\n')
         f.write(b"z" * (4 << 20))  # a foreign writer, no newline for megabytes
-    monkeypatch.setattr(jsonl, "open", lambda p, mode="rb": io.BufferedReader(_Counting(p)),
-                        raising=False)
+    counted = count_jsonl_reads(monkeypatch)
     offsets: dict = {}
     stats = ReadStats()
-    _Counting.read_bytes = 0
     assert jsonl.tail_jsonl(path, 0, stats, offsets) == []
-    assert _Counting.read_bytes < 300_000, _Counting.read_bytes
+    assert counted.read_bytes < 300_000, counted.read_bytes
     assert jsonl.follow_jsonl_batch(path, offsets, stats)[0] == []
     with path.open("ab") as f:
         f.write(b"zz\n" + b'{"ts": 5.0, "request_id": "r-5"}\n')
-    seen: list[bytes] = []
-    for _ in range(10):
-        lines, behind = jsonl.follow_jsonl_batch(path, offsets, stats)
-        seen += lines
-        if not behind:
-            break
+    seen = follow_until_caught_up(path, offsets, stats, 10)
     # The over-long line is counted, never printed in part; what follows it is printed.
     assert [json.loads(line)["request_id"] for line in seen] == ["r-5"]
     assert stats.unreadable == 1

@@ -4,12 +4,10 @@ databases made anew under a follower."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import shutil
 import sqlite3
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,61 +15,35 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from event_log_helpers import (
+    CountingFile,
+    count_jsonl_reads,
+    follow_cli,
+    follow_until_caught_up,
+    write_events,
+)
 from inferwatch.cli import main
-from inferwatch.events import EventLog, jsonl
-from inferwatch.events import cli as events_cli
+from inferwatch.events import jsonl
 from inferwatch.events.sinks import ReadStats
 
 
 def _follow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], path: Path,
             between_polls: list[Callable[[], None]], *flags: str) -> tuple[int, list[str], str]:
     """`tail --follow`, running each step of `between_polls` in place of a wait."""
-    steps = iter(between_polls)
-
-    def sleep(_seconds: float) -> None:
-        step = next(steps, None)
-        if step is None:
-            raise KeyboardInterrupt  # what ends --follow for a user
-        step()
-
-    monkeypatch.setattr(events_cli, "time", types.SimpleNamespace(sleep=sleep, time=time.time))
-    code = main(["events", "tail", str(path), *flags, "--follow"])
-    out, err = capsys.readouterr()
+    code, out, err = follow_cli(monkeypatch, capsys, path, between_polls, *flags)
     return code, [json.loads(line)["request_id"] for line in out.splitlines()], err
 
 
 # --- `tail -n N --follow` past a huge unterminated last line -----------------------------------
 
-class _Counting(io.FileIO):
-    read_bytes = 0
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        n = super().readinto(buffer)
-        _Counting.read_bytes += n or 0
-        return n
-
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        data = super().read(size)
-        _Counting.read_bytes += len(data or b"")
-        return data
-
-
 @pytest.fixture
-def counted_reads(monkeypatch: pytest.MonkeyPatch) -> type[_Counting]:
-    monkeypatch.setattr(jsonl, "open", lambda p, mode="rb": io.BufferedReader(_Counting(p)),
-                        raising=False)
-    _Counting.read_bytes = 0
-    return _Counting
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> type[CountingFile]:
+    return count_jsonl_reads(monkeypatch)
 
 
 def _poll_until_caught_up(path: Path, offsets: dict, stats: ReadStats) -> list[str]:
-    seen: list[bytes] = []
-    for _ in range(20):
-        lines, behind = jsonl.follow_jsonl_batch(path, offsets, stats)
-        seen += lines
-        if not behind:
-            break
-    return [json.loads(line)["request_id"] for line in seen]
+    return [json.loads(line)["request_id"]
+            for line in follow_until_caught_up(path, offsets, stats, 20)]
 
 
 def test_following_after_tail_n_does_not_scan_a_huge_overlong_last_line_again(
@@ -158,14 +130,6 @@ def test_event_files_of_a_removed_directory_are_none(tmp_path):
 
 # --- an SQLite log made anew: a follower may look before its table is committed ---------------
 
-def _write(path: Path, ids: list[str]) -> None:
-    event_log = EventLog(path)
-    for request_id in ids:
-        event_log.emit({"request_id": request_id})
-    assert event_log.flush(60)
-    event_log.close()
-
-
 def _half_made(path: Path) -> None:
     """The database as the writer leaves it between its setup pragmas and its schema."""
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
@@ -177,7 +141,7 @@ def _half_made(path: Path) -> None:
 def test_follow_waits_on_a_database_made_anew_until_its_table_is_there(
         tmp_path, monkeypatch, capsys):
     path = tmp_path / "events.db"
-    _write(path, ["a-1", "a-2"])
+    write_events(path, ["a-1", "a-2"])
 
     def remade() -> None:
         for suffix in ("", "-wal", "-shm"):
@@ -185,7 +149,7 @@ def test_follow_waits_on_a_database_made_anew_until_its_table_is_there(
         _half_made(path)
 
     code, ids, err = _follow(monkeypatch, capsys, path,
-                             [remade, lambda: None, lambda: _write(path, ["b-1"])])
+                             [remade, lambda: None, lambda: write_events(path, ["b-1"])])
     assert (code, err) == (0, "")
     assert ids == ["a-1", "a-2", "b-1"]
 
@@ -196,7 +160,7 @@ def test_follow_started_while_the_writer_creates_the_database(
     path = tmp_path / "events.db"
     start(path)
     code, ids, err = _follow(monkeypatch, capsys, path,
-                             [lambda: None, lambda: _write(path, ["c-1", "c-2"])])
+                             [lambda: None, lambda: write_events(path, ["c-1", "c-2"])])
     assert (code, err) == (0, "")
     assert ids == ["c-1", "c-2"]
 
@@ -226,7 +190,7 @@ def _not_utf8(data: bytes) -> bool:
 @given(damaged=st.binary(min_size=1, max_size=40).filter(_not_utf8))
 def test_a_row_that_is_not_utf8_is_skipped_and_counted(tmp_path_factory, capsys, damaged):
     path = tmp_path_factory.mktemp("damaged") / "events.db"
-    _write(path, ["r-1", "r-2"])
+    write_events(path, ["r-1", "r-2"])
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         # A damaged page or another writer: TEXT that no UTF-8 decoder accepts.
         conn.execute("INSERT INTO events (ts, model, body) VALUES (?, 'm', CAST(? AS TEXT))",
@@ -242,7 +206,7 @@ def test_a_row_that_is_not_utf8_is_skipped_and_counted(tmp_path_factory, capsys,
 
 def test_following_past_a_row_that_is_not_utf8(tmp_path, monkeypatch, capsys):
     path = tmp_path / "events.db"
-    _write(path, ["r-1"])
+    write_events(path, ["r-1"])
 
     def damage() -> None:
         with contextlib.closing(sqlite3.connect(path)) as conn, conn:
@@ -250,6 +214,6 @@ def test_following_past_a_row_that_is_not_utf8(tmp_path, monkeypatch, capsys):
                          (time.time(), b'{"ts": \xff}'))
 
     code, ids, err = _follow(monkeypatch, capsys, path,
-                             [damage, lambda: _write(path, ["r-2"])], "-n", "5")
+                             [damage, lambda: write_events(path, ["r-2"])], "-n", "5")
     assert (code, ids) == (0, ["r-1", "r-2"])
     assert err == "inferwatch events: skipped 1 unreadable lines\n"

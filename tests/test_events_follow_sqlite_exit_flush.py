@@ -7,11 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from event_log_helpers import follow_cli, run_python, write_events
 from inferwatch.cli import main
 from inferwatch.events import EventLog, sqlite
-from inferwatch.events import cli as events_cli
 
 
 def _run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:
@@ -39,26 +36,9 @@ def _ids(lines: list[str] | list[bytes]) -> list[str]:
 def _follow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], path: Path,
             between_polls: list[Callable[[], None]]) -> list[str]:
     """`tail --follow`, running each step of `between_polls` in place of a wait."""
-    steps = iter(between_polls)
-
-    def sleep(_seconds: float) -> None:
-        step = next(steps, None)
-        if step is None:
-            raise KeyboardInterrupt  # what ends --follow for a user
-        step()
-
-    monkeypatch.setattr(events_cli, "time", types.SimpleNamespace(sleep=sleep, time=time.time))
-    code, lines, err = _run_cli(capsys, "tail", str(path), "-n", "100", "--follow")
+    code, out, err = follow_cli(monkeypatch, capsys, path, between_polls, "-n", "100")
     assert (code, err) == (0, "")
-    return _ids(lines)
-
-
-def _write(path: Path, ids: list[str]) -> None:
-    event_log = EventLog(path)
-    for request_id in ids:
-        event_log.emit({"request_id": request_id})
-    assert event_log.flush(60)
-    event_log.close()
+    return _ids(out.splitlines())
 
 
 def _empty(path: Path) -> None:
@@ -71,12 +51,12 @@ def _empty(path: Path) -> None:
 def test_follow_prints_every_row_of_a_table_emptied_and_refilled_between_polls(
         tmp_path, monkeypatch, capsys, new):
     path = tmp_path / "events.db"
-    _write(path, ["old-0", "old-1", "old-2"])
+    write_events(path, ["old-0", "old-1", "old-2"])
     fresh = [f"new-{i}" for i in range(new)]
 
     def empty_and_refill() -> None:
         _empty(path)
-        _write(path, fresh)
+        write_events(path, fresh)
 
     printed = _follow(monkeypatch, capsys, path, [empty_and_refill, lambda: None])
     assert printed == ["old-0", "old-1", "old-2", *fresh]
@@ -92,7 +72,7 @@ _STEP = st.tuples(st.one_of(st.just(-1), st.integers(0, 4)), st.integers(0, 6))
 def test_follow_prints_each_row_once_whatever_is_deleted_between_polls(
         tmp_path_factory, steps):
     path = tmp_path_factory.mktemp("follow") / "events.db"
-    _write(path, ["seed"])
+    write_events(path, ["seed"])
     printed, cursor = sqlite.tail_and_last_id(path, 10)
     printed = list(printed)
     added = ["seed"]
@@ -115,23 +95,22 @@ def test_follow_prints_each_row_once_whatever_is_deleted_between_polls(
 
 # --- events emitted after the exit flush, with a writer that cannot finish ----------------
 
-def test_an_event_emitted_after_a_timed_out_exit_flush_is_counted(tmp_path):
-    path = tmp_path / "events.db"
-    script = textwrap.dedent(f"""
-        import atexit, json, sqlite3
+def _after_a_timed_out_exit_flush(path: Path, late: str, flush_seconds: float,
+                                  timeout: float) -> object:
+    """Runs a process whose atexit hook `late()` emits to the log at `path` after an exit
+    flush of `flush_seconds` timed out on a writer stuck behind another process's long
+    transaction; the last line it printed, as JSON."""
+    script = textwrap.dedent("""
+        import atexit, json, sqlite3, time
 
         holder = []
-
-        def late():
-            # Registered before inferwatch is imported: runs after inferwatch's exit flush.
-            holder[0].emit({{"request_id": "late"}})
-            print(json.dumps(holder[0].dropped_counts()), flush=True)
-
+    """) + textwrap.dedent(late) + textwrap.dedent(f"""
+        # Registered before inferwatch is imported: runs after inferwatch's exit flush.
         atexit.register(late)
 
         from inferwatch.events import EventLog, log
 
-        log.ATEXIT_FLUSH_SECONDS = 0.3  # the writer below is stuck for 5 s at least
+        log.ATEXIT_FLUSH_SECONDS = {flush_seconds!r}  # the writer below is stuck for 5 s at least
         holder.append(EventLog({str(path)!r}))
         holder[0].emit({{"request_id": "first"}})
         assert holder[0].flush(60)
@@ -140,10 +119,17 @@ def test_an_event_emitted_after_a_timed_out_exit_flush_is_counted(tmp_path):
         blocker.execute("BEGIN IMMEDIATE")
         holder[0].emit({{"request_id": "stuck"}})
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
-    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    done = run_python(script, timeout)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_an_event_emitted_after_a_timed_out_exit_flush_is_counted(tmp_path):
+    path = tmp_path / "events.db"
+    counts = _after_a_timed_out_exit_flush(path, """
+        def late():
+            holder[0].emit({"request_id": "late"})
+            print(json.dumps(holder[0].dropped_counts()), flush=True)
+    """, flush_seconds=0.3, timeout=60)
     assert counts["closed"] >= 1  # "late" at least; "stuck" too when it was still queued
     with contextlib.closing(sqlite3.connect(path)) as conn:
         stored = [json.loads(b)["request_id"] for (b,) in conn.execute("SELECT body FROM events")]
@@ -152,33 +138,13 @@ def test_an_event_emitted_after_a_timed_out_exit_flush_is_counted(tmp_path):
 
 def test_many_events_after_a_timed_out_exit_flush_do_not_hold_the_exit_up(tmp_path):
     path = tmp_path / "events.db"
-    script = textwrap.dedent(f"""
-        import atexit, json, sqlite3, time
-
-        holder = []
-
+    took, counts = _after_a_timed_out_exit_flush(path, """
         def late():
             started = time.monotonic()
             for i in range(10):  # a shutdown hook logging its last in-flight requests
-                holder[0].emit({{"request_id": f"late-{{i}}"}})
+                holder[0].emit({"request_id": f"late-{i}"})
             print(json.dumps([time.monotonic() - started, holder[0].dropped_counts()]))
-
-        atexit.register(late)
-
-        from inferwatch.events import EventLog, log
-
-        log.ATEXIT_FLUSH_SECONDS = 1.0  # the writer below is stuck for 5 s at least
-        holder.append(EventLog({str(path)!r}))
-        holder[0].emit({{"request_id": "first"}})
-        assert holder[0].flush(60)
-        blocker = sqlite3.connect({str(path)!r}, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        holder[0].emit({{"request_id": "stuck"}})
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    took, counts = json.loads(done.stdout.strip().splitlines()[-1])
+    """, flush_seconds=1.0, timeout=120)
     assert took < 5.0  # not a second per event
     assert counts["closed"] >= 10
 

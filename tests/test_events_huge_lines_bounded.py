@@ -3,53 +3,40 @@ bounded work, and a dead writer's queued events written without a further emit."
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
-import time
-import tracemalloc
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from event_log_helpers import (
+    count_jsonl_reads,
+    drain_dies_when_set,
+    follow_from_end,
+    follow_until_caught_up,
+    kill_writer,
+    run_python,
+    stored_events,
+    traced_peak,
+    wait_for,
+)
 from inferwatch.cli import main
-from inferwatch.events import EventLog, jsonl
+from inferwatch.events import jsonl
 from inferwatch.events import log as log_module
 from inferwatch.events.sinks import Query, ReadStats
 
 HUGE = 12 << 20
 
 
-def _stored(path: Path) -> list[dict]:
-    return [json.loads(line) for file in jsonl.event_files(path)
-            for line in file.read_bytes().splitlines() if line]
-
-
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 def _run_measured(argv: list[str]) -> tuple[int, int]:
     """`inferwatch events ARGV`: its status and the peak of memory it allocated."""
-    tracemalloc.start()
-    try:
-        code = main(["events", *argv])
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return code, peak
+    return traced_peak(lambda: main(["events", *argv]))
 
 
 # --- tail -n and query over a file of one enormous line -----------------------------------------
@@ -99,12 +86,7 @@ def test_following_after_tail_starts_past_a_skipped_huge_line(tmp_path, small_li
         f.write(b"q" * HUGE + b"\n\n\n")
     offsets: dict = {}
     stats = ReadStats()
-    tracemalloc.start()
-    try:
-        lines = jsonl.tail_jsonl(path, 3, stats, offsets)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    lines, peak = traced_peak(lambda: jsonl.tail_jsonl(path, 3, stats, offsets))
     assert [json.loads(line)["request_id"] for line in lines] == ["r-1"]
     assert stats.unreadable == 1
     assert peak < 6_000_000, peak
@@ -133,49 +115,27 @@ def test_lines_right_at_the_bound_are_kept_and_one_past_it_skipped(tmp_path, mon
 
 # --- following an unterminated line that keeps growing -----------------------------------------
 
-class _Counting(io.FileIO):
-    read_bytes = 0
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        n = super().readinto(buffer)
-        _Counting.read_bytes += n or 0
-        return n
-
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        data = super().read(size)
-        _Counting.read_bytes += len(data or b"")
-        return data
-
-
 def test_following_a_growing_unterminated_line_does_not_read_it_again_each_poll(
         tmp_path, monkeypatch):
     path = tmp_path / "events.jsonl"
     path.write_bytes(b'{"ts": 1.0, "request_id": "r-0"}\n')
-    offsets: dict = {}
-    stats = ReadStats()
-    jsonl.tail_jsonl(path, 0, stats, offsets)
+    offsets, stats = follow_from_end(path)
     with path.open("ab") as f:
         f.write(b'{"ts": 2.0, "inputs": "' + b"g" * (8 << 20))
-    monkeypatch.setattr(jsonl, "open", lambda p, mode="rb": io.BufferedReader(_Counting(p)),
-                        raising=False)
+    counted = count_jsonl_reads(monkeypatch)
     assert jsonl.follow_jsonl_batch(path, offsets, stats)[0] == []
     per_poll = []
     for _ in range(5):
         with path.open("ab") as f:
             f.write(b"g" * 1000)
-        _Counting.read_bytes = 0
+        counted.read_bytes = 0
         assert jsonl.follow_jsonl_batch(path, offsets, stats)[0] == []
-        per_poll.append(_Counting.read_bytes)
+        per_poll.append(counted.read_bytes)
     # About the first megabyte and what arrived since, not the whole 8 MiB line again.
     assert max(per_poll) < 2 << 20, per_poll
     with path.open("ab") as f:
         f.write(b'"}\n{"ts": 3.0, "request_id": "r-3"}\n')
-    seen: list[bytes] = []
-    for _ in range(10):
-        lines, behind = jsonl.follow_jsonl_batch(path, offsets, stats)
-        seen += lines
-        if not behind:
-            break
+    seen = follow_until_caught_up(path, offsets, stats, 10)
     assert [json.loads(line).get("request_id") for line in seen] == [None, "r-3"]
     assert len(json.loads(seen[0])["inputs"]) == (8 << 20) + 5000
     assert stats.unreadable == 0
@@ -184,9 +144,7 @@ def test_following_a_growing_unterminated_line_does_not_read_it_again_each_poll(
 def test_a_file_cut_back_while_a_line_was_unterminated_is_read_from_its_start(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"")
-    offsets: dict = {}
-    stats = ReadStats()
-    jsonl.tail_jsonl(path, 0, stats, offsets)
+    offsets, stats = follow_from_end(path)
     path.write_bytes(b"h" * (3 << 20))  # unterminated: looked through to its end
     assert jsonl.follow_jsonl_batch(path, offsets, stats)[0] == []
     # copytruncate, then new records, shorter than what was looked through
@@ -199,40 +157,21 @@ def test_a_file_cut_back_while_a_line_was_unterminated_is_read_from_its_start(tm
 
 # --- a dead writer's queue is written without waiting for another emit ---------------------------
 
-class _Interrupted(BaseException):
-    """What no ``except Exception`` catches, as gevent's GreenletExit."""
-
-
-def _kill_writer(event_log: EventLog, die: threading.Event) -> None:
-    die.set()
-    event_log._wake.set()
-    assert _wait_for(lambda: not event_log._thread.is_alive())
-
-
 def test_events_queued_while_a_restart_is_not_due_are_written_when_it_is(
         tmp_path, monkeypatch, make_log):
     monkeypatch.setattr(log_module, "RESTART_BACKOFF_SECONDS", (0.3,))
     path = tmp_path / "events.jsonl"
     event_log = make_log(path)
-    real_drain = EventLog._drain
-    die = threading.Event()
-
-    def drain(self):
-        if die.is_set():
-            die.clear()
-            raise _Interrupted("a bug outside the batch")
-        return real_drain(self)
-
-    monkeypatch.setattr(EventLog, "_drain", drain)
-    _kill_writer(event_log, die)
+    die = drain_dies_when_set(monkeypatch)
+    kill_writer(event_log, die)
     event_log.emit({"request_id": "r-0"})  # the first restart is at once
     assert event_log.flush(10)
-    _kill_writer(event_log, die)
+    kill_writer(event_log, die)
     for i in range(1, 4):
         event_log.emit({"request_id": f"r-{i}"})  # the next restart is not due yet
     # Nothing else is emitted or flushed: the events still get written.
-    assert _wait_for(lambda: len(_stored(path)) == 4, 5.0), _stored(path)
-    assert [e["request_id"] for e in _stored(path)] == ["r-0", "r-1", "r-2", "r-3"]
+    assert wait_for(lambda: len(stored_events(path)) == 4, 5.0), stored_events(path)
+    assert [e["request_id"] for e in stored_events(path)] == ["r-0", "r-1", "r-2", "r-3"]
     assert event_log.dropped_counts() == dict.fromkeys(event_log.dropped_counts(), 0)
 
 
@@ -266,10 +205,8 @@ def test_the_exit_flush_writes_what_a_dead_writer_left_queued(tmp_path):
             event_log.emit({{"request_id": f"r-{{i}}"}})
         assert len(event_log._queue) == 5
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert [e["request_id"] for e in _stored(path)] == [f"r-{i}" for i in range(5)]
+    run_python(script)
+    assert [e["request_id"] for e in stored_events(path)] == [f"r-{i}" for i in range(5)]
 
 
 # --- foreign lines with odd ts values ---------------------------------------------------------

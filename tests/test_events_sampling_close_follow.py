@@ -8,6 +8,7 @@ import threading
 import time
 import types
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from event_log_helpers import follow_from_end, stored_events, traced_peak
 from inferwatch.cli import main
 from inferwatch.events import EventLog, jsonl
 from inferwatch.events import cli as events_cli
-from inferwatch.events.sinks import ReadStats
-
-
-def _stored(path: Path) -> list[dict]:
-    return [json.loads(line) for file in jsonl.event_files(path)
-            for line in file.read_bytes().splitlines() if line]
-
 
 # --- sampling keeps every error event ----------------------------------------------------------
 
@@ -43,7 +38,7 @@ def test_an_error_with_no_truth_value_is_kept_under_sampling(tmp_path, error):
         event_log.emit({"model": "fraud", "request_id": "r-ok"})  # sampled out
         assert event_log.flush(10)
         assert event_log.dropped_counts()["serialize_error"] == 0
-        assert [e["request_id"] for e in _stored(path)] == ["r-err"]
+        assert [e["request_id"] for e in stored_events(path)] == ["r-err"]
     finally:
         event_log.close()
 
@@ -79,7 +74,7 @@ def test_an_unset_error_is_sampled(tmp_path, error):
     try:
         event_log.emit({"model": "m", "request_id": "r-1", "error": error})
         assert event_log.flush(10)
-        assert _stored(path) == []
+        assert stored_events(path) == []
     finally:
         event_log.close()
 
@@ -144,50 +139,40 @@ def _append_rows(path: Path, first: int, count: int, size: int = 10_000) -> None
                                 "inputs": "x" * size}).encode() + b"\n")
 
 
-def test_following_a_burst_reads_it_in_bounded_pieces(tmp_path):
-    import tracemalloc
-
-    path = tmp_path / "events.jsonl"
-    _append_rows(path, 0, 1)
-    offsets: dict = {}
-    stats = ReadStats()
-    jsonl.tail_jsonl(path, 0, stats, offsets)
-    _append_rows(path, 1, 3_000)  # about 30 MB between two polls
+def _read_in_pieces(poll: Callable[[], list]) -> tuple[int, str]:
+    """Polls (200 at most) until one brings no line: how many lines came, and the request id
+    of the last, holding one poll's lines at a time."""
     seen = 0
     last = ""
-    tracemalloc.start()
-    try:
-        for _ in range(200):
-            lines = jsonl.follow_jsonl(path, offsets, stats)
-            if not lines:
-                break
-            seen += len(lines)
-            last = json.loads(lines[-1])["request_id"]
-            del lines
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    for _ in range(200):
+        lines = poll()
+        if not lines:
+            break
+        seen += len(lines)
+        last = json.loads(lines[-1])["request_id"]
+        del lines
+    return seen, last
+
+
+def test_following_a_burst_reads_it_in_bounded_pieces(tmp_path):
+    path = tmp_path / "events.jsonl"
+    _append_rows(path, 0, 1)
+    offsets, stats = follow_from_end(path)
+    _append_rows(path, 1, 3_000)  # about 30 MB between two polls
+    (seen, last), peak = traced_peak(
+        lambda: _read_in_pieces(lambda: jsonl.follow_jsonl(path, offsets, stats)))
     assert (seen, last) == (3_000, "r-3000")
     assert peak < 8_000_000, peak
 
 
 def test_following_a_file_emptied_and_refilled_reads_it_in_bounded_pieces(tmp_path):
-    import tracemalloc
-
     path = tmp_path / "events.jsonl"
     _append_rows(path, 0, 5)
-    offsets: dict = {}
-    stats = ReadStats()
-    jsonl.tail_jsonl(path, 0, stats, offsets)
+    offsets, stats = follow_from_end(path)
     with path.open("r+b") as f:
         f.truncate(0)  # copytruncate
     _append_rows(path, 100, 2_000)
-    tracemalloc.start()
-    try:
-        lines = jsonl.follow_jsonl(path, offsets, stats)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    lines, peak = traced_peak(lambda: jsonl.follow_jsonl(path, offsets, stats))
     assert json.loads(lines[0])["request_id"] == "r-100"
     assert peak < 8_000_000, peak
 
@@ -221,8 +206,6 @@ def test_follow_prints_a_backlog_and_a_line_longer_than_a_read_without_waiting(
 
 
 def test_following_an_sqlite_log_reads_a_burst_in_bounded_pieces(tmp_path):
-    import tracemalloc
-
     from inferwatch.events import sqlite
 
     path = tmp_path / "events.db"
@@ -238,19 +221,12 @@ def test_following_an_sqlite_log_reads_a_burst_in_bounded_pieces(tmp_path):
         assert event_log.dropped_counts() == dict.fromkeys(event_log.dropped_counts(), 0)
     finally:
         event_log.close()
-    seen = 0
-    last = ""
-    tracemalloc.start()
-    try:
-        for _ in range(200):
-            lines, cursor = sqlite.follow_sqlite(path, cursor)
-            if not lines:
-                break
-            seen += len(lines)
-            last = json.loads(lines[-1])["request_id"]
-            del lines
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+
+    def poll() -> list[str]:
+        nonlocal cursor
+        lines, cursor = sqlite.follow_sqlite(path, cursor)
+        return lines
+
+    (seen, last), peak = traced_peak(lambda: _read_in_pieces(poll))
     assert (seen, last) == (1_500, "r-1500")
     assert peak < 8_000_000, peak

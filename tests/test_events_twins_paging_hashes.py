@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inferwatch
+from event_log_helpers import peak_bytes_reading, write_jsonl_files
 from inferwatch.events import hash_value
 from inferwatch.events import sqlite as sqlite_module
 from inferwatch.events.jsonl import query_jsonl
@@ -145,42 +145,24 @@ def test_each_later_sqlite_page_is_an_index_seek(tmp_path, monkeypatch, query):
 
 # --- JSONL query memory ------------------------------------------------------------
 
-def _jsonl_log(directory, files: list[list[float]]) -> list[bytes]:
-    """Files of the log, each with its times in the given order; every line, in the order
-    a query prints them (by time, then file, then place in the file)."""
-    keyed = []
-    for number, times in enumerate(files):
-        lines = [json.dumps({"ts": ts, "model": "m", "n": number, "i": i}).encode()
-                 for i, ts in enumerate(times)]
-        (directory / f"events.{number + 1:020d}.1.jsonl").write_bytes(
-            b"".join(line + b"\n" for line in lines))
-        keyed += [((ts, number, i), line) for i, (ts, line) in enumerate(zip(times, lines))]
-    return [line for _, line in sorted(keyed)]
-
-
 @pytest.mark.parametrize("limit", [None, 0, 1, 5, 1000])
 def test_a_jsonl_query_merges_files_in_time_order(tmp_path, limit):
     files = [[3.0, 1.0, 3.0, 2.0, 1.0], [1.0, 1.0, 2.0, 4.0], [], [0.5, 3.0, 3.0, 3.0, 9.0],
              [2.0, 0.5, 2.0]]
-    expected = _jsonl_log(tmp_path, files)
+    expected = write_jsonl_files(tmp_path, files)
     got = list(query_jsonl(tmp_path / "events.jsonl", Query(limit=limit), ReadStats()))
     assert got == (expected if limit is None else expected[:limit])
 
 
 def _peak_bytes(path, query: Query) -> tuple[int, int]:
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in query_jsonl(path, query, ReadStats()))
-        return count, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    return peak_bytes_reading(lambda: query_jsonl(path, query, ReadStats()))
 
 
 def test_jsonl_query_memory_does_not_grow_by_an_object_per_match(tmp_path):
     rows = 40_000
     start = 1_700_000_000.0
     # Two files written in time order, interleaved, and a small one out of order.
-    _jsonl_log(tmp_path, [[start + i for i in range(0, rows, 2)],
+    write_jsonl_files(tmp_path, [[start + i for i in range(0, rows, 2)],
                           [start + i for i in range(1, rows, 2)],
                           [start - i for i in range(500)]])
     path = tmp_path / "events.jsonl"

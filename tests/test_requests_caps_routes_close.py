@@ -20,6 +20,7 @@ from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request, current_request
 from inferwatch.faults import internal_error_counts
 from inferwatch.serving.middleware import InstrumentMiddleware, WSGIInstrumentMiddleware
+from request_totals import BothPastTheCheck, requests_by_outcome
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -38,28 +39,7 @@ def registry():
     registry.close()
 
 
-def requests_total(monitor) -> dict:
-    monitor.drain()
-    return {key[0]: value for key, value in
-            monitor.state.counters.get("inferwatch_requests_total", {}).items() if value}
-
-
 # --- one request closed by two threads at once --------------------------------------------
-class _BothPastTheCheck:
-    """An open flag whose first reading in each thread waits until both threads read it:
-    the two closes interleave exactly where a thread switch between the check and the
-    clear would put them."""
-
-    def __init__(self, parties: int) -> None:
-        self._barrier = threading.Barrier(parties, timeout=10)
-        self._read = threading.local()
-
-    def __bool__(self) -> bool:
-        if not getattr(self._read, "done", False):
-            self._read.done = True
-            self._barrier.wait()
-        return True
-
 
 def test_two_threads_closing_one_request_at_once_count_it_once(registry):
     """A server thread closing the body and another ending the same request (the abandoned
@@ -67,7 +47,7 @@ def test_two_threads_closing_one_request_at_once_count_it_once(registry):
     counted twice, and the in-flight gauge went below zero."""
     monitor = registry.monitor("fraud", "1")
     request = Request.open(monitor, "r-1")
-    request._open = _BothPastTheCheck(2)
+    request._open = BothPastTheCheck(2, value=True)
     errors: list[BaseException] = []
 
     def close() -> None:
@@ -82,7 +62,7 @@ def test_two_threads_closing_one_request_at_once_count_it_once(registry):
     for thread in threads:
         thread.join(10)
     assert not errors
-    assert requests_total(monitor) == {"ok": 1.0}
+    assert requests_by_outcome(monitor) == {"ok": 1.0}
     assert monitor.in_flight_locked() == 0
 
 
@@ -103,7 +83,7 @@ def test_many_threads_closing_the_same_requests_count_each_once(registry):
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert requests_total(monitor) == {"ok": 200.0}
+    assert requests_by_outcome(monitor) == {"ok": 200.0}
 
 
 # --- routes to models and versions stored as __other__ --------------------------------------
@@ -137,7 +117,7 @@ def test_a_route_to_a_model_past_the_model_cap_counts_under_the_other_monitor():
         assert client.get("/churn-latest").status_code == 200
         # Rejected before the model runs: only the middleware can count it.
         assert client.get("/churn?x=abc").status_code == 422
-        assert requests_total(other) == {"ok": 4.0}
+        assert requests_by_outcome(other) == {"ok": 4.0}
         # The header's id is the request's, so delayed ground truth joins it.
         other.record_outcome("r-1", "yes")
         other.drain()
@@ -166,7 +146,7 @@ def test_wsgi_a_route_to_a_model_past_the_model_cap_counts_under_the_other_monit
         response = app.test_client().get("/churn")
         assert response.data  # read: a WSGI request ends when the server has its body
         assert response.status_code == 200
-        assert requests_total(other) == {"ok": 1.0}
+        assert requests_by_outcome(other) == {"ok": 1.0}
     finally:
         registry.close()
 
@@ -231,7 +211,7 @@ def test_close_with_an_odd_end_time_counts_the_request_and_never_raises(registry
     faults_before = internal_error_counts().get("request", 0)
     request = Request.open(monitor, "r-1")
     request.close(None, ended_at)
-    assert requests_total(monitor) == {"ok": 1.0}
+    assert requests_by_outcome(monitor) == {"ok": 1.0}
     latency = monitor.state.histograms["inferwatch_request_duration_seconds"][()]
     assert math.isfinite(latency.sum) and 0 <= latency.sum < 60
     assert internal_error_counts().get("request", 0) > faults_before
@@ -310,4 +290,4 @@ def test_exclude_paths_given_as_a_generator_leave_out_the_paths_below_too(regist
     client = TestClient(app)
     for path in ("/metrics/", "/metrics/x"):
         assert client.get(path).status_code == 200
-    assert requests_total(registry.monitor("fraud", "1")) == {}
+    assert requests_by_outcome(registry.monitor("fraud", "1")) == {}

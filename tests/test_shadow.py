@@ -48,23 +48,23 @@ def _counter(monitor, metric):
     return dict(monitor.state.counters.get(metric, {}))
 
 
+def _shadowed(registry, model, challenger, version="2", **options):
+    """A copy of `model` as the champion "fraud" v1 in `registry`, and its shadow
+    `challenger` (a 60 s timeout), with `options` of shadow()."""
+    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
+                                     registry=registry)
+    handle = inferwatch.shadow(champion, challenger, version=version, registry=registry,
+                               timeout=60.0, **options)
+    return champion, handle
+
+
 def _run(champion, rows, **kwargs):
     return [champion.predict(row, **kwargs) for row in rows]
 
 
-@pytest.fixture
-def registry():
-    registry = Registry()
-    yield registry
-    registry.close()
-
-
 def test_an_identical_challenger_agrees_everywhere_with_zero_difference(data, registry):
     X, _, model, _, _, _ = data
-    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
-                                     registry=registry)
-    handle = inferwatch.shadow(champion, _clone(model), version="2", registry=registry,
-                               timeout=60.0)
+    champion, handle = _shadowed(registry, model, _clone(model))
     for row in X[:N_CALLS]:
         champion.predict(row.reshape(1, -1))
         champion.predict_proba(row.reshape(1, -1))
@@ -91,10 +91,7 @@ def test_an_identical_challenger_agrees_everywhere_with_zero_difference(data, re
 def test_a_challenger_trained_on_shifted_labels_disagrees_where_it_predicts_otherwise(
         data, registry):
     X, _, model, shifted, _, _ = data
-    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
-                                     registry=registry)
-    handle = inferwatch.shadow(champion, _clone(shifted), version="2-shifted",
-                               registry=registry, timeout=60.0)
+    champion, handle = _shadowed(registry, model, _clone(shifted), version="2-shifted")
     rows = X[:200]
     for start in range(0, len(rows), 20):  # batch calls: agreement counts rows
         champion.predict(rows[start:start + 20])
@@ -225,10 +222,7 @@ def test_a_full_queue_drops_and_counts_every_call_it_cannot_take(data, registry)
 
 def test_sampling_hands_a_share_of_calls_to_the_challenger(data, registry):
     X, _, model, _, _, _ = data
-    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
-                                     registry=registry)
-    handle = inferwatch.shadow(champion, _clone(model), version="2", sample=0.25,
-                               registry=registry, timeout=60.0)
+    champion, handle = _shadowed(registry, model, _clone(model), sample=0.25)
     for _ in range(800):
         champion.predict(X[:1])
     assert handle.flush(60)
@@ -242,10 +236,7 @@ def test_sampling_hands_a_share_of_calls_to_the_challenger(data, registry):
 
 def test_outcomes_give_exact_accuracy_of_both_models_on_shared_requests(data, registry):
     X, y, model, shifted, _, _ = data
-    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
-                                     registry=registry)
-    handle = inferwatch.shadow(champion, _clone(shifted), version="2", registry=registry,
-                               timeout=60.0)
+    champion, handle = _shadowed(registry, model, _clone(shifted))
     rows, truth = X[:120], y[:120].copy()
     truth[::7] ^= 1  # labels the champion gets wrong too
     for i, row in enumerate(rows):
@@ -272,10 +263,7 @@ def test_outcomes_give_exact_accuracy_of_both_models_on_shared_requests(data, re
 
 def test_rows_whose_label_is_not_known_yet_are_judged_for_neither_model(data, registry):
     X, y, model, shifted, _, _ = data
-    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
-                                     registry=registry)
-    handle = inferwatch.shadow(champion, _clone(shifted), version="2", registry=registry,
-                               timeout=60.0)
+    champion, handle = _shadowed(registry, model, _clone(shifted))
     rows = X[:30]
     champion.predict(rows, request_id="batch")
     assert handle.flush(60)
@@ -354,10 +342,7 @@ def test_the_comparison_series_merge_across_workers(data):
     states = []
     for part in (X[:30], X[30:100]):
         registry = Registry()
-        champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
-                                         registry=registry)
-        handle = inferwatch.shadow(champion, _clone(shifted), version="2", registry=registry,
-                                   timeout=60.0)
+        champion, handle = _shadowed(registry, model, _clone(shifted))
         for row in part:
             champion.predict_proba(row.reshape(1, -1))
         assert handle.flush(60)
@@ -436,10 +421,7 @@ def test_agreement_and_confusion_count_every_row_under_any_class_cap(pairs, cap)
 def test_a_batch_job_pushes_both_models_and_the_comparison(data, gateway):  # noqa: F811
     X, _, model, shifted, _, _ = data
     registry = Registry()
-    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
-                                     registry=registry)
-    handle = inferwatch.shadow(champion, _clone(shifted), version="2", registry=registry,
-                               timeout=60.0)
+    champion, handle = _shadowed(registry, model, _clone(shifted))
     for start in range(0, 100, 10):
         champion.predict(X[start:start + 10])
     assert handle.flush(60)  # what a batch job does before it pushes
@@ -469,10 +451,7 @@ def test_a_forked_worker_starts_its_own_shadow_workers_and_counts_only_its_calls
     import multiprocessing
 
     X, _, model, shifted, _, _ = data
-    champion = inferwatch.instrument(_clone(model), name="fraud", version="1",
-                                     registry=registry)
-    handle = inferwatch.shadow(champion, _clone(shifted), version="2", registry=registry,
-                               timeout=60.0)
+    champion, handle = _shadowed(registry, model, _clone(shifted))
     champion.predict(X[:30])  # the parent's own call, compared in the parent
     assert handle.flush(60)
     context = multiprocessing.get_context("fork")

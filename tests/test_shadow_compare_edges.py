@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch
-from inferwatch.core.registry import Registry
 from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.state import ModelState
 from inferwatch.serving.bridge import InferwatchCollector
@@ -24,13 +22,6 @@ CHANNEL = ["web", "app", "pos"]
 # What a stalled drain may leave waiting: pairs, and bytes of both sides' results.
 MAX_PENDING_PAIRS = 100_000
 MAX_PENDING_BYTES = 128 * 1024 * 1024
-
-
-@pytest.fixture
-def registry():
-    registry = Registry()
-    yield registry
-    registry.close()
 
 
 def _counts(state, metric):

@@ -8,7 +8,6 @@ Every wait is on an event or a flush, never a sleep that passes by luck.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
@@ -21,6 +20,7 @@ import inferwatch
 from inferwatch.core import shadow_copies, shadow_runtime
 from inferwatch.core.call_input import COPY_LIMIT_BYTES
 from inferwatch.core.shadow_outcomes import HeldOutcomes
+from shadow_models import Hanging
 
 WAIT = 30.0  # generous: a condition that holds is met at once
 
@@ -122,19 +122,6 @@ def test_a_call_sampled_while_the_queue_is_full_is_not_copied_and_counts_as_full
 
 # --- a process challenger closed with calls queued ----------------------------------------
 
-class Hanging(Summing):
-    """Writes its pid to `marker` when a call begins, then never answers (in its child)."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def predict(self, X):
-        with open(self.marker, "w") as f:
-            f.write(str(os.getpid()))
-        time.sleep(600)
-        return super().predict(X)
-
-
 def test_closing_a_process_challenger_counts_the_call_under_way_and_every_queued_one(
         scraper, tmp_path):
     marker = tmp_path / "started"
@@ -182,10 +169,9 @@ class OtherOutput:
         return {"other": np.zeros(len(X))}
 
 
-@pytest.mark.parametrize("challenger", [Cube(), Text(), OtherOutput()],
-                         ids=["shape", "text", "other-output"])
-def test_an_incomparable_call_is_written_to_the_event_log_marked_so(
-        challenger, registry, make_log, tmp_path):
+def _shadow_event(challenger, registry, make_log, tmp_path):
+    """The one event of `challenger`'s call in the event log, once a `Labels()` champion with
+    `challenger` in its shadow answered one call (request id "r-1"); and the shadow."""
     path = tmp_path / "events.jsonl"
     events = make_log(path)
     champion = inferwatch.instrument(Labels(), name="m", version="1", registry=registry,
@@ -198,6 +184,14 @@ def test_an_incomparable_call_is_written_to_the_event_log_marked_so(
     assert events.flush(WAIT)
     records = [json.loads(line) for line in path.read_text().splitlines()]
     (event,) = [r for r in records if r.get("role") == "shadow"]
+    return event, handle
+
+
+@pytest.mark.parametrize("challenger", [Cube(), Text(), OtherOutput()],
+                         ids=["shape", "text", "other-output"])
+def test_an_incomparable_call_is_written_to_the_event_log_marked_so(
+        challenger, registry, make_log, tmp_path):
+    event, handle = _shadow_event(challenger, registry, make_log, tmp_path)
     assert event["request_id"] == "r-1" and event["model_version"] == "2"
     assert event["incomparable"] is True
     assert handle.monitor.state.counters["inferwatch_shadow_dropped_total"][
@@ -206,18 +200,7 @@ def test_an_incomparable_call_is_written_to_the_event_log_marked_so(
 
 
 def test_a_compared_call_is_written_without_the_mark(registry, make_log, tmp_path):
-    path = tmp_path / "events.jsonl"
-    events = make_log(path)
-    champion = inferwatch.instrument(Labels(), name="m", version="1", registry=registry,
-                                     events=events)
-    handle = inferwatch.shadow(champion, Labels(), version="2", registry=registry,
-                               timeout=60.0)
-    champion.predict(np.ones((4, 2)), request_id="r-1")
-    assert handle.flush(WAIT)
-    registry.drain()
-    assert events.flush(WAIT)
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    (event,) = [r for r in records if r.get("role") == "shadow"]
+    event, handle = _shadow_event(Labels(), registry, make_log, tmp_path)
     assert "incomparable" not in event
     handle.close()
 

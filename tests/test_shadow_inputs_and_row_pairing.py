@@ -15,17 +15,9 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LinearRegression
 
 import inferwatch
-from inferwatch.core.registry import Registry
 from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.state import ModelState
 from inferwatch.quality.reference import Reference
-
-
-@pytest.fixture
-def registry():
-    registry = Registry()
-    yield registry
-    registry.close()
 
 
 def _counter(monitor, metric):

@@ -22,16 +22,8 @@ import scipy.sparse as sp
 
 import inferwatch
 from inferwatch.core import shadow_lifetime, shadow_runtime
-from inferwatch.core.registry import Registry
 
 WAIT = 30.0  # generous: a condition that holds is met at once
-
-
-@pytest.fixture
-def registry():
-    registry = Registry()
-    yield registry
-    registry.close()
 
 
 def _counter(handle, metric):

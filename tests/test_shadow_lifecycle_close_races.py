@@ -19,39 +19,15 @@ from hypothesis import strategies as st
 import inferwatch
 from inferwatch.core import shadow_lifetime
 from inferwatch.core.registry import Registry
+from shadow_models import Hanging, Summing
 from waiting import wait_until
 
 WAIT = 30.0  # generous: a condition that holds is met at once
 
 
-class Summing:
-    def predict(self, X=None):
-        return np.asarray(X, dtype=float).reshape(len(X), -1).sum(1)
-
-
 class Unpicklable(Summing):
     def __reduce__(self):
         raise TypeError("holds a live handle")
-
-
-class Hanging(Summing):
-    """Writes its pid to `marker` when a call begins, then never answers (in its child)."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def predict(self, X=None):
-        with open(self.marker, "w") as f:
-            f.write(str(os.getpid()))
-        time.sleep(600)
-        return super().predict(X)
-
-
-@pytest.fixture
-def registry():
-    registry = Registry()
-    yield registry
-    registry.close()
 
 
 def _counter(handle, metric):

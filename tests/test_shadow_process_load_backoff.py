@@ -9,8 +9,6 @@ import importlib
 import logging
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -20,18 +18,7 @@ from sklearn.linear_model import LinearRegression
 
 import inferwatch
 from inferwatch.core import shadow_process
-from inferwatch.core.registry import Registry
-from processes import process_gone
-from waiting import wait_until
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def registry():
-    registry = Registry()
-    yield registry
-    registry.close()
+from server_scripts import kill_server_and_await_its_child, run_server
 
 
 @pytest.fixture(scope="module")
@@ -210,12 +197,7 @@ _FORKING_SERVER = textwrap.dedent("""
 
 
 def test_a_forked_worker_exiting_leaves_the_parents_shadow_child_alone(tmp_path):
-    script = tmp_path / "server.py"
-    script.write_text(_FORKING_SERVER)
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter"))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    done = run_server(tmp_path, _FORKING_SERVER)
     assert "SAME_CHILD True True" in done.stdout, done.stdout + done.stderr
     assert "COMPARED 2.0" in done.stdout
     # The forked worker's exit handler does not trip over the parent's children either.
@@ -254,11 +236,7 @@ def test_a_challenger_whose_child_dies_while_loading_backs_off_as_crashed(
 
 # --- the serving process killed outright -----------------------------------------------------
 
-_KILLED_SERVER = textwrap.dedent("""
-    import os, sys, time
-    import inferwatch
-    from inferwatch.core.registry import Registry
-
+_HANGING = textwrap.dedent("""
     class Hanging:
         def __init__(self, marker):
             self.marker = marker
@@ -268,38 +246,9 @@ _KILLED_SERVER = textwrap.dedent("""
                 f.write(str(os.getpid()))
             while True:
                 time.sleep(0.05)
-
-    class Model:
-        def predict(self, rows):
-            return [r for r in rows]
-
-    if __name__ == "__main__":
-        registry = Registry()
-        champion = inferwatch.instrument(Model(), name="m", version="1", registry=registry)
-        inferwatch.shadow(champion, Hanging(sys.argv[1]), version="2", mode="process",
-                          timeout=3600.0, registry=registry)
-        champion.predict([1.0])
-        while True:
-            time.sleep(0.05)
 """)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_a_hanging_child_does_not_outlive_a_serving_process_killed_outright(tmp_path):
-    script, marker = tmp_path / "server.py", tmp_path / "child.pid"
-    script.write_text(_KILLED_SERVER)
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter"))
-    server = subprocess.Popen([sys.executable, str(script), str(marker)], env=env,
-                              cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    child = 0
-    try:
-        wait_until(lambda: marker.exists() and marker.read_text().strip())
-        child = int(marker.read_text())
-        server.kill()  # the OOM killer's SIGKILL: no exit handler runs
-        server.wait(30)
-        wait_until(lambda: process_gone(child), timeout=30.0)
-    finally:
-        server.kill()
-        if child and not process_gone(child):
-            os.kill(child, signal.SIGKILL)
+    kill_server_and_await_its_child(tmp_path, _HANGING, "Hanging", timeout=30.0)

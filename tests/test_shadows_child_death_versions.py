@@ -11,7 +11,6 @@ import logging
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import textwrap
 
@@ -22,18 +21,10 @@ from hypothesis import strategies as st
 import inferwatch
 from inferwatch.core import shadow_process
 from inferwatch.core.registry import Registry
-from processes import process_gone
+from server_scripts import kill_server_and_await_its_child
 from waiting import wait_until
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINUX = sys.platform.startswith("linux")
-
-
-@pytest.fixture
-def registry():
-    registry = Registry()
-    yield registry
-    registry.close()
 
 
 class Doubler:
@@ -79,11 +70,7 @@ def test_a_process_challengers_child_gets_killed_by_the_kernel_when_its_parent_d
     assert value == signal.SIGKILL
 
 
-_KILLED_SERVER = textwrap.dedent("""
-    import ctypes, os, sys, time
-    import inferwatch
-    from inferwatch.core.registry import Registry
-
+_HOLDS_THE_GIL = textwrap.dedent("""
     class HoldsTheGil:
         '''A native call that never returns the GIL (a C extension's tight loop).'''
 
@@ -94,42 +81,13 @@ _KILLED_SERVER = textwrap.dedent("""
             with open(self.marker, "w") as f:
                 f.write(str(os.getpid()))
             ctypes.PyDLL(None).sleep(3600)  # PyDLL: the GIL stays held for the call
-
-    class Model:
-        def predict(self, rows):
-            return [r for r in rows]
-
-    if __name__ == "__main__":
-        registry = Registry()
-        champion = inferwatch.instrument(Model(), name="m", version="1", registry=registry)
-        inferwatch.shadow(champion, HoldsTheGil(sys.argv[1]), version="2", mode="process",
-                          timeout=3600.0, registry=registry)
-        champion.predict([1.0])
-        while True:
-            time.sleep(0.05)
 """)
 
 
 @pytest.mark.skipif(not LINUX or not os.path.isdir("/proc"), reason="Linux, reads /proc")
 def test_a_child_holding_the_gil_in_native_code_dies_with_its_killed_server(tmp_path):
-    script, marker = tmp_path / "server.py", tmp_path / "child.pid"
-    script.write_text(_KILLED_SERVER)
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter"))
-    server = subprocess.Popen([sys.executable, str(script), str(marker)], env=env,
-                              cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    child = 0
-    try:
-        wait_until(lambda: marker.exists() and marker.read_text().strip())
-        child = int(marker.read_text())
-        server.kill()  # the OOM killer: no exit handler runs, no pipe is closed in time
-        server.wait(30)
-        wait_until(lambda: process_gone(child), timeout=20.0)
-    finally:
-        server.kill()
-        server.wait(30)
-        if child and not process_gone(child):
-            os.kill(child, signal.SIGKILL)
+    kill_server_and_await_its_child(tmp_path, _HOLDS_THE_GIL, "HoldsTheGil",
+                                    timeout=20.0)
 
 
 # --- the challenger pickled once --------------------------------------------------------------

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 import inferwatch
+from stream_totals import AsyncItems
 
 
 class Stream:
@@ -38,22 +39,13 @@ class Stream:
         self.closed += 1
 
 
-class AsyncStream:
+class AsyncStream(AsyncItems):
     """The interface of openai's ``AsyncStream``: ``async with``, ``await close()``."""
 
     def __init__(self, chunks: list) -> None:
+        super().__init__(chunks)
         self.response = SimpleNamespace(headers={})
         self.closed = 0
-        self._chunks = iter(chunks)
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        try:
-            return next(self._chunks)
-        except StopIteration:
-            raise StopAsyncIteration from None
 
     async def __aenter__(self):
         return self

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import inferwatch
 from inferwatch.core.registry import Registry
 from inferwatch.core.stream_objects import AsyncStreamProxy, StreamProxy
-from stream_totals import STREAM_EXAMPLES, stream_items, stream_outcomes
+from stream_totals import STREAM_EXAMPLES, AsyncItems, stream_items, stream_outcomes
 
 
 class _Unraisable:
@@ -44,20 +44,11 @@ async def _tokens(n: int):
         yield f"t{i}"
 
 
-class _AsyncChunks:
+class _AsyncChunks(AsyncItems):
     """An async iterator object (no async generator): followed by a proxy."""
 
     def __init__(self, n: int) -> None:
-        self.rest = iter([f"t{i}" for i in range(n)])
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        try:
-            return next(self.rest)
-        except StopIteration:
-            raise StopAsyncIteration from None
+        super().__init__([f"t{i}" for i in range(n)])
 
 
 def _async_model(kind: str, registry: Registry):
@@ -260,18 +251,9 @@ class _SizedManaged(_Sized, _Managed):
     pass
 
 
-class _AsyncPlain:
+class _AsyncPlain(AsyncItems):
     def __init__(self) -> None:
-        self.rest = iter(["a", "b"])
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        try:
-            return next(self.rest)
-        except StopIteration:
-            raise StopAsyncIteration from None
+        super().__init__(["a", "b"])
 
 
 class _AsyncManaged(_AsyncPlain):
@@ -366,11 +348,11 @@ def test_context_managers_still_enter_and_exit_as_the_stream(scraper):
 # -- a stream that is both a sync and an async iterator -----------------------------------
 
 
-class _BothWays:
+class _BothWays(AsyncItems):
     """LiteLLM's CustomStreamWrapper: ``for`` and ``async for`` both read it."""
 
     def __init__(self, items: list[str]) -> None:
-        self.rest = iter(items)
+        super().__init__(items)
         self.closed = False
 
     def __iter__(self):
@@ -378,15 +360,6 @@ class _BothWays:
 
     def __next__(self):
         return next(self.rest)
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        try:
-            return next(self.rest)
-        except StopIteration:
-            raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
         self.closed = True

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.registry import Registry
+from request_totals import BothPastTheCheck, requests_by_outcome
 
 
 @pytest.fixture
@@ -20,30 +21,6 @@ def registry():
     registry = Registry(drain_interval=3600)
     yield registry
     registry.close()
-
-
-def requests_total(monitor) -> dict:
-    monitor.drain()
-    return {key[0]: value for key, value in
-            monitor.state.counters.get("inferwatch_requests_total", {}).items() if value}
-
-
-class _BothPastTheCheck:
-    """A false flag whose `reading`-th reading in each thread waits until both threads
-    reach it: the two endings interleave exactly where a thread switch between the check
-    and the set would put them."""
-
-    def __init__(self, parties: int, reading: int = 1) -> None:
-        self._barrier = threading.Barrier(parties, timeout=10)
-        self._reading = reading
-        self._read = threading.local()
-
-    def __bool__(self) -> bool:
-        read = getattr(self._read, "count", 0) + 1
-        self._read.count = read
-        if read == self._reading:
-            self._barrier.wait()
-        return False
 
 
 class Chunks:
@@ -98,10 +75,10 @@ def test_a_proxy_exhausted_in_one_thread_and_closed_in_another_counts_once(regis
     stream = chat([])
     # Read first by the proxy, then by the tracker's ending: both threads get past the
     # tracker's own check before either sets it.
-    stream._inferwatch_tracker.done = _BothPastTheCheck(2, reading=2)
+    stream._inferwatch_tracker.done = BothPastTheCheck(2, value=False, reading=2)
     errors = run_together(lambda: next(stream), stream.close)
     assert not errors
-    counts = requests_total(monitor)
+    counts = requests_by_outcome(monitor)
     assert sum(counts.values()) == 1.0
     assert set(counts) <= {"ok", "cancelled"}
     assert monitor.in_flight() == 1
@@ -116,10 +93,10 @@ def test_a_proxy_that_raised_in_one_thread_and_closed_in_another_counts_once(reg
                                  registry=registry)
     monitor = registry.monitor("chat", "unversioned")
     stream = chat()
-    stream._inferwatch_tracker.counted = _BothPastTheCheck(2)
+    stream._inferwatch_tracker.counted = BothPastTheCheck(2, value=False)
     errors = run_together(lambda: next(stream), stream.close)
     assert not errors
-    counts = requests_total(monitor)
+    counts = requests_by_outcome(monitor)
     assert sum(counts.values()) == 1.0, counts
     assert monitor.in_flight() == 0
 
@@ -142,7 +119,7 @@ def test_many_threads_ending_the_same_proxies_count_each_once(registry):
 
     errors = run_together(*(lambda close=i % 2 == 0: end_all(close) for i in range(4)))
     assert not errors
-    assert sum(requests_total(monitor).values()) == 200.0
+    assert sum(requests_by_outcome(monitor).values()) == 200.0
     assert monitor.in_flight() == 0
 
 
@@ -223,7 +200,7 @@ def test_a_throw_into_a_stream_object_before_its_first_item_is_the_consumer_canc
     stream = relay()
     with pytest.raises(error_class):
         stream.throw(error_class("stop"))
-    assert requests_total(monitor) == {"cancelled": 1.0}
+    assert requests_by_outcome(monitor) == {"cancelled": 1.0}
     assert not monitor.state.counters.get("inferwatch_errors_total")
     assert monitor.in_flight() == 0
     # Once it has items, what a throw() brings back is the stream's, as before.
@@ -231,7 +208,7 @@ def test_a_throw_into_a_stream_object_before_its_first_item_is_the_consumer_canc
     assert next(stream) == "a"
     with pytest.raises(error_class):
         stream.throw(error_class("stop"))
-    assert requests_total(monitor) == {"cancelled": 1.0, "error": 1.0}
+    assert requests_by_outcome(monitor) == {"cancelled": 1.0, "error": 1.0}
 
 
 def test_an_athrow_into_an_async_stream_object_before_its_first_item_is_cancelling(registry):
@@ -244,7 +221,7 @@ def test_an_athrow_into_an_async_stream_object_before_its_first_item_is_cancelli
             await stream.athrow(ValueError("stop"))
 
     asyncio.run(consume())
-    assert requests_total(monitor) == {"cancelled": 1.0}
+    assert requests_by_outcome(monitor) == {"cancelled": 1.0}
     assert monitor.in_flight() == 0
 
 
@@ -256,7 +233,7 @@ def test_a_stream_object_is_counted_once_however_a_throw_ends_it(registry, items
     stream's own outcome after; never a second count, never left in flight."""
     relay = inferwatch.instrument(lambda: Relay(items), name="prop", registry=registry)
     monitor = registry.monitor("prop", "unversioned")
-    before = sum(requests_total(monitor).values())
+    before = sum(requests_by_outcome(monitor).values())
     stream = relay()
     taken = 0
     try:
@@ -267,6 +244,6 @@ def test_a_stream_object_is_counted_once_however_a_throw_ends_it(registry, items
     except (StopIteration, ValueError):
         pass
     stream.close()
-    counts = requests_total(monitor)
+    counts = requests_by_outcome(monitor)
     assert sum(counts.values()) == before + 1
     assert monitor.in_flight() == 0

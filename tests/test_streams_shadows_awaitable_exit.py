@@ -8,8 +8,6 @@ import asyncio
 import operator
 import os
 import pickle
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -22,30 +20,19 @@ from hypothesis import strategies as st
 import inferwatch
 from inferwatch.core import shadow_process
 from inferwatch.core.registry import Registry
-from stream_totals import STREAM_EXAMPLES, stream_items, stream_outcomes
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+from server_scripts import printed, run_server
+from stream_totals import STREAM_EXAMPLES, AsyncItems, stream_items, stream_outcomes
 
 # --- a stream that is awaitable as well as an async iterator ------------------------------
 
-class _AwaitableChunks:
+class _AwaitableChunks(AsyncItems):
     """An async SDK stream that may also be awaited: to itself (ready to read), or to its
     response."""
 
     def __init__(self, items: list[str], awaits_to_self: bool = True) -> None:
-        self.rest = iter(items)
+        super().__init__(items)
         self.awaits_to_self = awaits_to_self
         self.awaited = 0
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        try:
-            return next(self.rest)
-        except StopIteration:
-            raise StopAsyncIteration from None
 
     async def _ready(self):
         await asyncio.sleep(0)
@@ -126,21 +113,8 @@ def test_an_awaitable_sync_stream_is_awaited_and_iterated_through_its_proxy():
 
 
 def test_a_proxy_of_a_stream_that_cannot_be_awaited_is_not_awaitable_either():
-    class Plain:
-        def __init__(self):
-            self.rest = iter("ab")
-
-        def __aiter__(self):
-            return self
-
-        async def __anext__(self):
-            try:
-                return next(self.rest)
-            except StopIteration:
-                raise StopAsyncIteration from None
-
     registry = Registry()
-    stream = inferwatch.instrument(lambda: Plain(), name="gen", version="1",
+    stream = inferwatch.instrument(lambda: AsyncItems("ab"), name="gen", version="1",
                                    registry=registry)()
     assert not hasattr(stream, "__await__")
 
@@ -291,13 +265,8 @@ _EXITING_SERVER = textwrap.dedent("""
 
 
 def test_a_call_cut_off_by_the_servers_exit_is_dropped_as_shutdown_not_crashed(tmp_path):
-    script, marker = tmp_path / "server.py", tmp_path / "in_call"
-    script.write_text(_EXITING_SERVER)
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter"))
-    done = subprocess.run([sys.executable, str(script), str(marker)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    done = run_server(tmp_path, _EXITING_SERVER, str(tmp_path / "in_call"))
+    lines = printed(done.stdout)
     assert lines["DROPPED"] == "['shutdown']", done.stdout
     assert "ShadowCrashed" not in lines["ERRORS"], done.stdout
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.registry import Registry
-from stream_totals import STREAM_EXAMPLES, stream_items, stream_outcomes
+from stream_totals import STREAM_EXAMPLES, AsyncItems, stream_items, stream_outcomes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,24 +77,10 @@ class _AsyncCursor:
 
     def __aiter__(self):
         self.opened += 1
-        return _Rows(self.rows)
+        return AsyncItems(self.rows)
 
     async def __anext__(self) -> str:
         raise StopAsyncIteration
-
-
-class _Rows:
-    def __init__(self, rows: list[str]) -> None:
-        self.rest = iter(rows)
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self) -> str:
-        try:
-            return next(self.rest)
-        except StopIteration:
-            raise StopAsyncIteration from None
 
 
 @STREAM_EXAMPLES

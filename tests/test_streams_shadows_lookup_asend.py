@@ -6,9 +6,6 @@ server that exits with sampled calls still queued for its challenger."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -17,9 +14,8 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core.registry import Registry
+from server_scripts import printed, run_server
 from stream_totals import STREAM_EXAMPLES, stream_items, stream_outcomes
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _followed(make, registry: Registry):
@@ -292,13 +288,8 @@ _EXITING_SERVER = textwrap.dedent("""
 
 
 def test_calls_still_queued_when_the_server_exits_are_dropped_as_shutdown(tmp_path):
-    script, marker = tmp_path / "server.py", tmp_path / "in_call"
-    script.write_text(_EXITING_SERVER)
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter"))
-    done = subprocess.run([sys.executable, str(script), str(marker)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    done = run_server(tmp_path, _EXITING_SERVER, str(tmp_path / "in_call"))
+    lines = printed(done.stdout)
     assert lines["SAMPLED"] == "10", done.stdout
     # The call in the challenger is released only by a hook that runs after the shadows
     # closed: past the close's wait it counts as dropped too, so every call is accounted.
