@@ -113,6 +113,53 @@ def test_one_budget_for_every_model_version_of_a_scrape(monkeypatch):
     registry.close()
 
 
+def test_an_outcome_joins_its_prediction_made_before_while_calls_outpace_the_fold(
+        monkeypatch):
+    # The join's drain stopped at the scrape's budget: the prediction, made before the
+    # outcome came, was still waiting, and the outcome counted as an unknown id.
+    chunk = 64
+    registry = Registry(drain_interval=3600)
+    mon = registry.monitor("m", "1")
+    for i in range(10 * chunk):
+        with mon.request(request_id=f"r{i}") as r:
+            r.prediction(0.5)
+    late = iter(range(10**9))
+
+    def more() -> None:
+        for _ in range(3 * chunk):
+            mon.record_call(0.01, 0.5, request_id=f"late{next(late)}")
+
+    monkeypatch.setattr(monitor_drain, "DRAIN_CHUNK_CALLS", chunk)
+    monkeypatch.setattr(monitor_drain, "_clock", _StepClock(1.0, more))
+    mon.record_outcome(f"r{10 * chunk - 1}", 0.5)
+    counters = mon.state.counters
+    assert counters.get("inferwatch_outcomes_unmatched_total", {}) == {}
+    assert mon.state.histograms["inferwatch_outcome_error"][()].count == 1
+    registry.close()
+
+
+def test_every_kind_moves_on_in_each_chunk(monkeypatch):
+    # Chunks filled kind by kind took no error while plain calls waited: during an
+    # overload the error counter stood still and error-rate alerts were blind.
+    chunk = 100
+    registry = Registry(drain_interval=3600)
+    mon = registry.monitor("m", "1")
+    for i in range(2000):
+        if i % 20 == 19:
+            mon.record_error(0.01, RuntimeError("boom"))
+        else:
+            mon.record_call(0.01, 0.5)
+    monkeypatch.setattr(monitor_drain, "DRAIN_CHUNK_CALLS", chunk)
+    monkeypatch.setattr(monitor_drain, "_clock", _StepClock(
+        1.0, lambda: [mon.record_call(0.01, 0.5) for _ in range(3 * chunk)]))
+    samples = _scrape(registry)  # stops at its budget, a few chunks in
+    ok = _ok(samples)
+    errors = samples.get(("inferwatch_requests_total", (("outcome", "error"),)), 0.0)
+    assert 0 < ok < 1900
+    assert errors == pytest.approx(ok / 19, abs=2)  # in the proportion they waited in
+    registry.close()
+
+
 def test_background_drain_folds_everything_in_chunks(monkeypatch):
     chunk = 32
     registry = Registry(drain_interval=3600)

@@ -90,16 +90,17 @@ class MonitorDrain:
         self.drain(budget=None)
         return True
 
-    def drain(self, now: float | None = None, *,
-              budget: float | None = DRAIN_BUDGET_SECONDS,
+    def drain(self, now: float | None = None, *, budget: float | None = None,
               deadline: float | None = None) -> None:
         """Fold pending calls into the state. Never raises.
 
         Every call finished before this drain began is folded when it returns, unless
-        folding them took longer than `budget` seconds (None: no bound) while more calls
-        came: calls outpace the fold, and the ones left stay pending, whole, for the next
-        drain (none is lost or counted twice); a `deadline` on :data:`_clock` stands for the
-        budget (one shared by many monitors). They are folded in chunks of about
+        folding them took longer than `budget` seconds while more calls came (None, the
+        default: no bound, as a caller that must see its own calls folded needs: an
+        outcome's join, a shadow's score, a new reference; a scrape passes one): calls
+        outpace the fold, and the ones left stay pending, whole, for the next drain (none
+        is lost or counted twice); a `deadline` on :data:`_clock` stands for the budget
+        (one shared by many monitors). They are folded in chunks of about
         :data:`DRAIN_CHUNK_CALLS`, the monitor's lock let go between two, so that a reader
         waits for one chunk, not for the backlog.
 
@@ -205,15 +206,21 @@ class MonitorDrain:
 
     def _take_pending(self, left: list[int]) -> tuple[list, list, list, list, list]:
         """A chunk of about :data:`DRAIN_CHUNK_CALLS` pending calls, of each kind the oldest
-        and at most as many as `left` says are still to take (lowered by what is taken)."""
+        and at most as many as `left` says are still to take (lowered by what is taken).
+
+        Each kind gets a share of the chunk in proportion to what it has left: filled kind
+        by kind, a backlog of plain calls kept the errors out of every chunk, so while calls
+        outpaced the fold the error counter stood still and error-rate alerts were blind."""
         lists = (self._calls, self._proba_calls, self._errors, self._requests, self._streams)
         with self._take_lock:
-            room = DRAIN_CHUNK_CALLS
+            weighted = sum(n * weight for n, weight in zip(left, _WEIGHTS))
             taken = []
             for kind, pending in enumerate(lists):
-                # At least one of each kind while there is room: a chunk smaller than one
-                # record's weight still moves on.
-                want = min(left[kind], max(1, room // _WEIGHTS[kind])) if room > 0 else 0
+                if weighted <= DRAIN_CHUNK_CALLS:
+                    want = left[kind]
+                else:  # at least one of each kind left: a small share still moves on
+                    want = min(left[kind], max(1, -(-left[kind] * DRAIN_CHUNK_CALLS
+                                                    // weighted)))
                 chunk = self._take_handed_off(pending, want) if self._handed_off and want \
                     else []
                 if want > len(chunk):
@@ -221,7 +228,6 @@ class MonitorDrain:
                     chunk = more if not chunk else chunk + more
                 # A whole list is taken as it is then: a call appended meanwhile comes along.
                 left[kind] = max(0, left[kind] - len(chunk))
-                room -= len(chunk) * _WEIGHTS[kind]
                 taken.append(chunk)
             self._taken = tuple(map(int.__add__, self._taken, map(len, taken)))
         return taken[0], taken[1], taken[2], taken[3], taken[4]
