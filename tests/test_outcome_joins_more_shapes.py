@@ -175,6 +175,29 @@ def test_multi_output_probabilities_join_as_their_predicted_labels_do(scraper, t
         assert (top == predicted).all()
 
 
+def test_outputs_of_different_class_counts_are_counted_not_faulted(scraper):
+    """Outputs of 3 and 2 classes: numpy refused their ragged list of classes, and every
+    predict_proba call failed whole (no class, batch size or confidence, a fault each)."""
+    rng = np.random.default_rng(3)
+    targets = np.stack([rng.choice(["a", "b", "c"], 260), rng.choice([0, 1], 260)], axis=1)
+    classifier = MultiOutputClassifier(LogisticRegression()).fit(X[:200], targets[:200])
+    model = inferwatch.instrument(classifier, name="m", version="1",
+                                  registry=scraper.registry)
+    before = faults.internal_error_counts().get("prediction", 0)
+    probabilities = [model.predict_proba(X[200 + 10 * i:210 + 10 * i]) for i in range(4)]
+    classes = {}
+    for proba in probabilities:
+        for output, (p, names) in enumerate(zip(proba, classifier.classes_)):
+            for name in names[p.argmax(axis=1)]:
+                classes[f"{output}:{name}"] = classes.get(f"{output}:{name}", 0) + 1
+    counted = {labels["class"]: value for labels in scraper.series(
+        "inferwatch_predicted_class_total")
+        for value in [scraper.value("inferwatch_predicted_class_total", **labels)]}
+    assert counted == classes
+    assert scraper.value("inferwatch_batch_size_sum") == 40
+    assert faults.internal_error_counts().get("prediction", 0) == before
+
+
 def test_probabilities_of_one_output_join_its_class_not_the_output_numbered_class(scraper):
     """One output's classes are counted as "0:<class>"; its outcome is the class alone."""
     single = MultiOutputClassifier(LogisticRegression()).fit(X[:200], Y[:200, :1])

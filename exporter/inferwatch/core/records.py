@@ -76,7 +76,15 @@ def _one_row_of_every_label(result: object, class_names: Sequence[object] | None
     True
     """
     if not isinstance(result, (list, tuple)) or len(result) < 2 or class_names is None \
-            or np.ndim(class_names) != 1 or len(class_names) != len(result):
+            or not isinstance(result[0], Mapping):
+        return False
+    try:
+        if np.ndim(class_names) != 1 or len(class_names) != len(result):
+            return False
+    except ValueError:
+        # One array of classes per output (a MultiOutputClassifier whose outputs have
+        # different numbers of classes): numpy refuses the ragged list, and every call of
+        # its predict_proba failed whole.
         return False
     labels, total = set(), 0.0
     for entry in result:
