@@ -153,29 +153,6 @@ class MonitorDrain:
         except Exception as exc:
             faults.record("drain", exc)
 
-    # Calls taken per kind by every drain so far (see _take_pending): where a kind's queue
-    # has got to, which fold_mark() and folded_past() read.
-    _taken: tuple[int, ...] = (0, 0, 0, 0, 0)
-
-    def fold_mark(self) -> tuple[int, ...]:
-        """A mark of the calls waiting now, for :meth:`folded_past`: what a caller that must
-        see them all folded (an event log's flush) drains until, since one drain may stop
-        at its budget while calls keep coming."""
-        with self._take_lock:
-            return tuple(map(int.__add__, self._taken, self._pending_counts()))
-
-    def folded_past(self, mark: tuple[int, ...]) -> bool:
-        """Whether every call waiting at `mark` (:meth:`fold_mark`) is folded; False when
-        the lock stays held for a second (a flush or an exit never hangs on it)."""
-        # A chunk is taken and folded in one hold of the lock: once it is free, what was
-        # taken is folded.
-        if not self._lock.acquire(timeout=1.0):
-            return False
-        try:
-            return all(map(int.__ge__, self._taken, mark))
-        finally:
-            self._lock.release()
-
     def _calls_finished(self) -> int:
         """Calls finished so far: folded, waiting, or dropped."""
         return self._finished + self.pending() + count_value(self._dropped)
@@ -229,7 +206,6 @@ class MonitorDrain:
                 # A whole list is taken as it is then: a call appended meanwhile comes along.
                 left[kind] = max(0, left[kind] - len(chunk))
                 taken.append(chunk)
-            self._taken = tuple(map(int.__add__, self._taken, map(len, taken)))
         return taken[0], taken[1], taken[2], taken[3], taken[4]
 
     def _take_handed_off(self, source: list, most: int) -> list:

@@ -606,19 +606,7 @@ def _drain_monitors(which: Callable[[Monitor], bool], timeout: float | None) -> 
     registry = sys.modules.get("inferwatch.core.registry")
     if registry is None:
         return True
-    deadline = None if timeout is None else time.monotonic() + timeout
-    # A drain stops at its budget while calls come faster than they fold (a scrape must
-    # answer): drained again until the calls waiting now are folded, or the time is spent.
-    marks = [(monitor, monitor.fold_mark()) for live in list(registry._live_registries)
-             for monitor in live.monitors() if which(monitor)]
-    while True:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not registry.drain_live(which, left):
-            return False
-        if all(monitor.folded_past(mark) for monitor, mark in marks):
-            return True
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
+    return registry.drain_live(which, timeout)
 
 
 def _flush_all_at_exit() -> None:
