@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
+from inferwatch.core import monitor_drain
 from inferwatch.core.history import History
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor
@@ -207,8 +208,6 @@ class Registry:
         One budget (:data:`~inferwatch.core.monitor_drain.DRAIN_BUDGET_SECONDS`) for all the
         monitors: each stopping at a budget of its own, a scrape of k model versions whose
         calls outpace the fold took k times as long, past Prometheus' scrape timeout."""
-        from inferwatch.core import monitor_drain
-
         deadline = monitor_drain._clock() + monitor_drain.DRAIN_BUDGET_SECONDS
         for monitor in self.monitors():
             monitor.drain(deadline=deadline)
