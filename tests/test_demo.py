@@ -240,7 +240,10 @@ def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -
     demo = subprocess.Popen(
         [sys.executable, "-c", _DUMPS_STACKS_ON_SIGUSR1, "demo", "--scenario", "short",
          "--speed", "6", "--rate", "30"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        # As at a terminal: a runner started in the background (`cmd &`) ignores SIGINT, the
+        # demo inherited that and rightly kept ignoring the Ctrl-C this test sends.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True)
     reader.start()
