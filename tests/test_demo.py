@@ -232,6 +232,11 @@ def _read_lines(stream, lines: queue.Queue[str]) -> None:
         lines.put(line.rstrip("\n"))
 
 
+def _read_timed_lines(stream, lines: queue.Queue[tuple[float, str]]) -> None:
+    for line in stream:
+        lines.put((time.monotonic(), line.rstrip("\n")))
+
+
 @pytest.mark.integration
 def test_demo_short_scenario_prints_the_pages_and_ctrl_c_stops_every_process() -> None:
     require_binary("prometheus")
@@ -337,22 +342,31 @@ def test_the_first_summary_reads_the_rate_the_traffic_sends(tmp_path: Path) -> N
         [sys.executable, "-m", "inferwatch.cli", "demo", "--scenario", "short", "--speed", "2",
          "--rate", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         cwd=tmp_path)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True).start()
+    lines: queue.Queue[tuple[float, str]] = queue.Queue()
+    threading.Thread(target=_read_timed_lines, args=(demo.stdout, lines), daemon=True).start()
     seen: list[str] = []
+    traffic_began = None
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and demo.poll() is None:
             try:
-                seen.append(lines.get(timeout=1))
+                arrived, line = lines.get(timeout=1)
             except queue.Empty:
                 continue
-            if re.match(r"\[\d\d:\d\d\] baseline: sent ", seen[-1]):
+            seen.append(line)
+            if traffic_began is None and re.match(r"\[\d\d:\d\d\] phase baseline", line):
+                traffic_began = arrived
+            if re.match(r"\[\d\d:\d\d\] baseline: sent ", line):
                 break
         first = seen[-1] if seen else ""
         figure = re.search(r"\| ([\d.]+) calls/s", first)
-        assert figure, "\n".join(seen)
-        assert float(figure.group(1)) >= 7.5, first
+        sent = re.search(r"baseline: sent (\d+)", first)
+        assert figure and sent and traffic_began is not None, "\n".join(seen)
+        # What the traffic managed, not what it was asked for: on a machine busy with other
+        # work it sends fewer than --rate, and the summary must read what was sent. The
+        # defect this guards read half (5 calls/s of 10 sent).
+        achieved = min(10.0, int(sent.group(1)) / max(0.5, arrived - traffic_began))
+        assert float(figure.group(1)) >= 0.75 * achieved, (first, achieved)
     finally:
         if demo.poll() is None:
             demo.send_signal(signal.SIGINT)
