@@ -295,3 +295,27 @@ def test_env_example_names_the_required_password() -> None:
     assert re.search(r"^GF_ADMIN_PASSWORD=$", example, flags=re.M)
     assert set(re.findall(r"^#?\s*(AM_[A-Z_]+)=", example, flags=re.M)) == {
         k for k in SERVICES["alertmanager"]["environment"] if k != "AM_PAGER_URL"}
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def _seconds(duration: str) -> int:
+    """A Prometheus duration (one or more number-unit pairs, `1d12h`) in seconds."""
+    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(n) * _DURATION_UNITS[u] for n, u in parts if u != "ms")
+
+
+def test_prometheus_keeps_the_longest_range_any_dashboard_or_rule_reads() -> None:
+    # The SLO dashboard reads [30d]: kept 15 days, its 30-day availability and budget quietly
+    # covered 15, and an incident 16 to 30 days old looked like budget recovered.
+    flags = SERVICES["prometheus"]["command"]
+    kept = [f.split("=", 1)[1] for f in flags if f.startswith("--storage.tsdb.retention.time=")]
+    assert len(kept) == 1, flags
+    texts = [p.read_text() for p in sorted((ROOT / "dashboards").glob("*.json"))]
+    texts += [p.read_text() for p in sorted((ROOT / "alerts").glob("*.yml"))]
+    ranges = {r for text in texts for r in re.findall(r"\[(\d+[smhdwy][\dsmhdwy]*)[\]:]", text)}
+    longest = max(ranges, key=_seconds)
+    assert _seconds(longest) >= 30 * 86400, longest  # the scan found the SLO period
+    assert _seconds(kept[0]) > _seconds(longest), (kept[0], longest)
