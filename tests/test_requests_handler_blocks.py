@@ -231,7 +231,7 @@ def test_any_handler_blocks_inside_http_requests_count_each_http_request_once(pl
 
 
 def test_separate_blocks_of_one_model_without_middleware_still_count_each(registry):
-    """Nesting without the middleware keeps its documented behaviour: each block is one."""
+    """Nested blocks of one model that name different requests stay one request each."""
     mon = registry.monitor("m", "1")
     with mon.request(request_id="outer") as outer, mon.request(request_id="inner") as inner:
         assert inner is not outer

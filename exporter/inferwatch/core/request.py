@@ -320,11 +320,12 @@ class Request:
         # an abandoned one that a pool's thread kept.
         parent = current_request()
         if parent is not None and not self._http:
-            # A handler's own block inside the web middleware's request of this model is
-            # that HTTP request, not a second one: counting both would double the traffic.
-            http = current_request_of(monitor)
-            if http is not None and http._http and self._join(http):
-                return http
+            # A block inside an open request of its model (the web middleware's, or a
+            # handler's block around a helper that opens its own) is that request, not a
+            # second one: counting both would double the traffic and split its stages.
+            outer = current_request_of(monitor)
+            if outer is not None and self._join(outer):
+                return outer
         entered = self._entered
         # A block entered again is a request of its own: the first record may still wait
         # for the drain, and must keep what that request saw.
@@ -369,33 +370,44 @@ class Request:
         _current.set(self)
         return self
 
-    def _join(self, http: Request) -> bool:
-        """Make this block part of the open request `http` (the web middleware's); its
-        exit then ends only this block. What the block records goes to that request, by
+    def _join(self, outer: Request) -> bool:
+        """Make this block part of the open request `outer` of its model (the web
+        middleware's, or a block open around this one); its exit then ends only this block,
+        and the request ends with its own end (the middleware's close, the outer block's
+        exit), with that end's outcome. What the block records goes to that request, by
         this object as well as by the one returned (``r = mon.request(); with r: ...``).
-        False when `http` ended meanwhile (the middleware closing it in its own thread):
-        its record went to the drain, and the block is then a request of its own."""
+        False when `outer` ended meanwhile (the middleware closing it in its own thread):
+        its record went to the drain, and the block is then a request of its own. False
+        too when both blocks name their request and the names differ (a block per item
+        inside a batch's block): the ids are what outcomes are joined by, so each stays
+        a request of its own."""
         request_id = self.record.request_id
         # The check and the write are one step under the lock a close takes: a close
         # between them would hand the record to the drain first, and the block would join
         # a request already counted, its own call then counted nowhere.
         with _CLOSING:
-            if not http._open:
+            if not outer._open:
                 return False
             if request_id is not None:
-                # The id the handler's code knows, and so the one its ground truth comes
-                # back under, rather than a header the client may not have sent.
-                http.record.request_id = request_id
+                known = outer.record.request_id
+                if outer._http or known is None:
+                    # The id the handler's code knows, and so the one its ground truth
+                    # comes back under, rather than a header the client may not have sent.
+                    outer.record.request_id = request_id
+                elif known != request_id:
+                    return False
         with _NESTING:
-            http._depth += 1
             self._depth -= 1  # below zero: the number of blocks this object joined
-        self._parent = http
+        self._parent = outer
         self._entered = True  # a later block of its own must not rewrite the shared record
-        self.record = http.record
-        # The web request is already the innermost of its model here (it was found so), and
-        # stays the current one: a block of another model open inside it keeps its calls.
-        # Noted all the same, so that this block's exit is not taken for the opening one's.
-        _push(http, _current.get())
+        self.record = outer.record
+        # The request joined is already the innermost of its model here (it was found so),
+        # and the current request stays as it is: a block of another model open inside it
+        # keeps its calls. Noted all the same, so that this block's exit gives back what
+        # this thread or task had, and is not taken for the exit of the joined request's
+        # own block: the request's depth is not touched, so that the block that opened it
+        # ends it even where a joined block outlives it (a generator left unfinished).
+        _push(outer, _current.get())
         return True
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -420,7 +432,13 @@ class Request:
                     faults.record("request", exc)
                 return False
             if joined is not None:
-                return joined.__exit__(exc_type, exc, tb)
+                # The joined request's own end decides its outcome: an exception that left
+                # this block and was caught around it is no failure of the request.
+                try:
+                    _leave(joined)
+                except Exception as exc_leaving:
+                    faults.record("request", exc_leaving)
+                return False
         counts_it = exc is not None and self._open
         if exc is not None and self.record.model_errors is not None:
             self.ending_with(exc)
