@@ -4,6 +4,9 @@ A job pushed by ``push.on_exit`` that fails counts its exception for each model,
 model counted it on its way out: an instrumented call or the stream it returned (its
 wrapper's frame is in the traceback), or a ``with mon.request()`` block (whose exit is not:
 while a job runs, the request module keeps the last few exceptions such blocks counted).
+So is an exception raised from or while handling one a model counted (``__cause__``,
+``__context__``), and, when the pool's workers publish to the job's multi-worker directory,
+one a process pool re-raises from a worker whose model call failed: the worker counted it.
 Apart from ``pushgateway.py`` because this reads the request path's code and state, where
 that module speaks HTTP.
 
@@ -13,11 +16,14 @@ False
 
 from __future__ import annotations
 
+import re
+import sys
 import threading
 from collections import deque
 from types import CodeType
 
 from inferwatch.core import request as request_module
+from inferwatch.core.request_record import _GROUPS, MAX_CHAINED, MAX_TRACEBACK
 from inferwatch.forking import renew_at_fork
 
 # How many of the failures `with mon.request()` blocks counted are kept while a job runs:
@@ -49,18 +55,81 @@ def job_ended() -> None:
             request_module.failures_counted = None
 
 
-def counted_already(exc: BaseException) -> bool:
-    """Whether a model counted `exc` as it came out of the model's call, stream or request."""
+def counted_already(exc: BaseException, *, workers_publish: bool = False) -> bool:
+    """Whether a model counted `exc` as it came out of the model's call, stream or request,
+    or counted an exception `exc` was raised from or while handling (up to
+    :data:`~inferwatch.core.request_record.MAX_CHAINED` linked exceptions, an exception
+    group's members included).
+
+    `workers_publish`: the job's process pool publishes to the multi-worker directory the
+    push reads, so an exception a pool re-raised from a worker's model call was counted
+    there. Without it, the workers' counts never reach the push: the job counts it.
+    """
     kept = request_module.failures_counted
-    if kept is not None and any(failure is exc for failure in list(kept)):
-        return True
+    kept_failures = [] if kept is None else list(kept)
+    waiting = [exc]
+    seen: set[int] = set()
+    while waiting and len(seen) < MAX_CHAINED:
+        current = waiting.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if any(failure is current for failure in kept_failures) or _passed_counting(current):
+            return True
+        if workers_publish and _counted_in_worker(current):
+            return True
+        if isinstance(current, _GROUPS):
+            waiting.extend(current.exceptions[:MAX_CHAINED])
+        for linked in (current.__context__, current.__cause__):  # the cause is looked at first
+            if linked is not None:
+                waiting.append(linked)
+    return False
+
+
+def _passed_counting(exc: BaseException) -> bool:
+    """Whether `exc`'s traceback has a frame of the code that counts an exception."""
     counting = _counting_code()
     tb = exc.__traceback__
-    while tb is not None:
+    for _ in range(MAX_TRACEBACK):
+        if tb is None:
+            return False
         if tb.tb_frame.f_code in counting:
             return True
         tb = tb.tb_next
     return False
+
+
+# A worker's frame as traceback.format_exception writes it: '  File "path", line 7, in name'.
+_FRAME_LINE = re.compile(r'^\s*File "(?P<file>[^"\n]*)", line \d+, in (?P<name>\S+)\s*$',
+                         re.MULTILINE)
+# Where a process pool keeps a worker's formatted traceback: the ``__cause__`` it gives the
+# exception it re-raises (multiprocessing's Pool, concurrent.futures' ProcessPoolExecutor).
+_REMOTE_TRACEBACKS = (("multiprocessing.pool", "RemoteTraceback"),
+                      ("concurrent.futures.process", "_RemoteTraceback"))
+
+
+def _counted_in_worker(exc: BaseException) -> bool:
+    """Whether `exc` is a process pool worker's traceback (the cause of the exception the
+    pool re-raised) that passed through the code counting an exception, in the worker."""
+    if not any(isinstance(exc, kind) for kind in _remote_traceback_types()):
+        return False
+    text = getattr(exc, "tb", None)
+    if not isinstance(text, str):
+        return False
+    counting = {(code.co_filename, code.co_name) for code in _counting_code()}
+    return any((frame["file"], frame["name"]) in counting
+               for frame in _FRAME_LINE.finditer(text))
+
+
+def _remote_traceback_types() -> list[type]:
+    # From the modules as loaded: a pool that re-raised has loaded its own, and a job that
+    # ran none must not import them here.
+    found = []
+    for module_name, class_name in _REMOTE_TRACEBACKS:
+        kind = getattr(sys.modules.get(module_name), class_name, None)
+        if isinstance(kind, type):
+            found.append(kind)
+    return found
 
 
 def _counting_code() -> frozenset[CodeType]:

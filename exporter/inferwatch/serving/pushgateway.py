@@ -12,7 +12,9 @@ Two forms:
 - ``with inferwatch.push.on_exit(gateway, job): ...`` and ``@inferwatch.push.on_exit(...)``
   push when the block or function ends, however it ends. A failing job is recorded first
   (see :meth:`JobPush.__exit__`) and its exception re-raised unchanged. A failing push is
-  only logged: the job's own result must not be lost because the gateway is down.
+  only logged: the job's own result must not be lost because the gateway is down. In
+  multi-worker mode, the first job of a process clears the directory of what earlier
+  processes left there (see :func:`_clear_earlier_runs`), so it pushes its own run.
 
 >>> import inferwatch
 >>> from inferwatch.core.registry import Registry
@@ -33,6 +35,9 @@ import functools
 import http.client
 import inspect
 import logging
+import math
+import multiprocessing
+import os
 import re
 import signal
 import time
@@ -90,8 +95,11 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
     a timeout, HTTP 408, 429 or 5xx, as while the gateway restarts) is tried again up to
     `retries` times, `retry_delay` seconds later and twice as long each time up to 30 s
     (or after the gateway's Retry-After, up to 30 s). A refusal (HTTP 400, 401, 403, 404)
-    is not repeated. Every model is attempted; then :class:`PushError` is raised if any
-    push failed, with the gateway's own explanation of a refusal.
+    is not repeated. `timeout` bounds each attempt, its groups' requests together: a group
+    the attempt has no time left for counts as failed (a timeout), so a gateway that never
+    answers costs the retry delays plus ``retries + 1`` timeouts, however many models.
+    Every model is attempted; then :class:`PushError` is raised if any push failed, with
+    the gateway's own explanation of a refusal.
 
     In multi-worker mode (``INFERWATCH_MULTIPROC_DIR``, a registry attached to a directory)
     the groups hold every worker's calls merged, as ``/metrics`` serves them: a job that
@@ -117,23 +125,39 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
     registry.drain()
     pushed: list[dict[str, str]] = []
     bodies = {}
-    for model, collector in _model_collectors(registry, target.shown, job).items():
+    collectors = _model_collectors(registry, target.shown, job)
+    for model, collector in collectors.items():  # all refused before any group is sent
+        _check_metadata_clash(key, model, collector.info_labels())
+    for model, collector in collectors.items():
         source = CollectorRegistry(auto_describe=False)
         source.register(collector)
         bodies[model] = generate_latest(source)  # rendered once: every attempt sends the same
     failed: dict[str, tuple[Exception, int]] = {}
+    tries: dict[str, int] = dict.fromkeys(bodies, 0)
     waiting = list(bodies)
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(_retry_wait(retry_delay, attempt, [exc for exc, _ in failed.values()]))
+        # One deadline for all of an attempt's groups: a gateway that accepts connections
+        # and never answers would otherwise hold the job for a timeout per model.
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
         for model in waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if model not in failed:  # else its last real failure says more
+                    failed[model] = (TimeoutError(
+                        f"not sent: the attempt's timeout of {timeout:g} s was spent on "
+                        "other models"), tries[model])
+                continue
             group = {"model": model, **key}
+            tries[model] += 1
             try:
                 (handler or default_handler)(
-                    url=_group_url(target.url, job, group), method="PUT", timeout=timeout,
+                    url=_group_url(target.url, job, group), method="PUT",
+                    timeout=None if timeout is None else min(timeout, left),
                     headers=[("Content-Type", _TEXT_FORMAT)], data=bodies[model])()
             except Exception as exc:
-                failed[model] = (exc, attempt + 1)
+                failed[model] = (exc, tries[model])
                 continue
             failed.pop(model, None)
             pushed.append({"job": job, **group})
@@ -310,15 +334,30 @@ class JobPush:
                          "retry_delay": retry_delay}
 
     def __enter__(self) -> JobPush:
+        self._job_starts()
         job_began()
         return self
+
+    def _job_starts(self) -> None:
+        """Refuse, before the job runs, a grouping label that a model already instrumented
+        has as metadata (one instrumented during the job is refused by its push)."""
+        from inferwatch.core.registry import default_registry
+
+        registry = self._options["registry"] or default_registry()
+        key = _check(self.gateway, self.job, self._options["grouping_key"])
+        for model, monitors in _by_model(registry).items():
+            _check_metadata_clash(key, model, {
+                label for monitor in monitors for label in monitor.state.info})
+        _clear_earlier_runs(registry)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
         """Record a failed job, push, and let the job's exception propagate unchanged.
 
-        A job fails by an exception other than ``SystemExit(0)``. Unless the exception came
-        out of an instrumented model call (which counted it already), each model in the
+        A job fails by an exception other than ``SystemExit(0)``. Unless a model counted it
+        already (it came out of an instrumented model call, was raised from or while
+        handling one that did, or a pool re-raised it from a worker's model call: see
+        :func:`~inferwatch.serving.job_failures.counted_already`), each model in the
         registry counts one error of that exception's class, with zero latency, so the
         failure shows in the pushed ``inferwatch_errors_total`` and the error alerts.
 
@@ -336,6 +375,7 @@ class JobPush:
         return False
 
     async def __aenter__(self) -> JobPush:
+        self._job_starts()
         job_began()
         return self
 
@@ -416,7 +456,9 @@ class JobPush:
         try:
             push(self.gateway, self.job, **options)
             return True
-        except PushError as exc:
+        except (PushError, ValueError) as exc:
+            # ValueError: a model instrumented during the job has a metadata label the
+            # grouping key sets too (the options were checked before the job ran).
             log.warning("%s (the job's own result is unaffected%s)", exc,
                         "; tried once, as the job was stopped" if interrupted else "")
         except Exception as exc:
@@ -425,15 +467,54 @@ class JobPush:
 
     def _record_failure(self, exc: BaseException) -> None:
         try:
-            if counted_already(exc):
-                return
             from inferwatch.core.registry import default_registry
 
             registry = self._options["registry"] or default_registry()
+            if counted_already(exc, workers_publish=registry.multiproc is not None):
+                return
             for monitor in registry.monitors():
                 monitor.record_error(0.0, exc.__class__)
         except Exception as fault:
             faults.record("pushgateway", fault)
+
+
+# The multi-worker directories this process cleared of earlier runs as a job started.
+_cleared_directories: set[str] = set()
+# A forked process is part of the run that forked it, never the start of one.
+_forked = False
+
+
+def _note_forked() -> None:
+    global _forked
+    _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_forked)
+
+
+def _clear_earlier_runs(registry: Registry) -> None:
+    """At the first job start of a process, delete from its multi-worker directory what
+    processes no longer running left there: the archive a previous run's workers were
+    folded into, their snapshots. Each push replaces its groups, so pushing them again
+    would add every earlier run to this one's counts.
+
+    Files of processes that still run (this run's workers started before the job, a pool
+    kept between jobs) stay. Later jobs of the process do not clear: its own counts carry
+    on from one job to the next, and so do those of the pools it ran before.
+    """
+    publisher = registry.multiproc
+    if publisher is None or _forked or multiprocessing.parent_process() is not None:
+        return
+    directory = os.path.realpath(publisher.directory.path)
+    if directory in _cleared_directories:
+        return
+    _cleared_directories.add(directory)
+    try:
+        publisher.directory.clear()
+    except Exception as exc:
+        # The job runs on; its push then holds the earlier runs' counts too.
+        faults.record("multiproc_clear", exc)
 
 
 def on_exit(gateway: str, job: str, *, registry: Registry | None = None,
@@ -490,6 +571,9 @@ class _MergedModelCollector:
         self._states = states
         self._at = at
 
+    def info_labels(self) -> set[str]:
+        return {label for state in self._states for label in state.info}
+
     def collect(self) -> Iterator[Metric]:
         # Never before the merged windows: see MergedView.at. As text: see _ModelCollector.
         yield from model_families(self._states, max(time.time(), self._at), text_format=True)
@@ -500,6 +584,9 @@ class _ModelCollector:
 
     def __init__(self, monitors: list[Monitor]) -> None:
         self._monitors = monitors
+
+    def info_labels(self) -> set[str]:
+        return {label for monitor in self._monitors for label in monitor.state.info}
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
@@ -594,6 +681,17 @@ def _check(gateway: str, job: str, grouping_key: Mapping[str, str] | None) -> di
                              "series carry that label themselves, and the Pushgateway refuses"
                              " a group that sets it")
     return key
+
+
+def _check_metadata_clash(key: Mapping[str, str], model: str, info_labels: set[str]) -> None:
+    """Refuse a grouping label that `model`'s metadata sets too: the Pushgateway puts the
+    group's labels on every series of the group, so the model's own value would silently
+    give way to the group's on ``inferwatch_model_info``."""
+    clash = sorted(set(key) & info_labels)
+    if clash:
+        raise ValueError(f"inferwatch.push: grouping_key cannot set {clash[0]!r}: model "
+                         f"{model!r} has a metadata label of that name, which the group's "
+                         "label would replace on the Pushgateway; rename one of them")
 
 
 def _key_text(value: object, what: str) -> str:
