@@ -311,9 +311,9 @@ def test_validation_of_several_outputs_leaves_out_each_missing_target():
     assert validation.rows == 3
 
 
-def test_a_label_too_large_for_a_float_is_a_shape_mismatch_not_an_internal_error(scraper):
-    """float(10**400) raises OverflowError: the outcome is unmatched, counted as a label of
-    the wrong kind, and never an internal error."""
+def test_a_label_too_large_for_a_float_is_a_missing_label_not_an_internal_error(scraper):
+    """float(10**400) raises OverflowError: the target is as far off as an infinite one, so
+    its row counts as missing_label, as the README says, and never an internal error."""
     from inferwatch import faults
 
     model = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=scraper.registry)
@@ -321,7 +321,8 @@ def test_a_label_too_large_for_a_float_is_a_shape_mismatch_not_an_internal_error
     mon = inferwatch.monitor("m", registry=scraper.registry)
     before = faults.internal_error_counts()
     mon.record_outcome("r-1", 10 ** 400)
-    assert scraper.value("inferwatch_outcomes_unmatched_total", reason="shape_mismatch") == 1
+    assert scraper.value("inferwatch_outcomes_unmatched_total", reason="missing_label") == 1
+    assert scraper.value("inferwatch_outcomes_unmatched_total", reason="shape_mismatch") is None
     assert not scraper.value("inferwatch_outcome_error_count")  # no error observed
     assert faults.internal_error_counts() == before
 

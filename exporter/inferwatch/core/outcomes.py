@@ -377,6 +377,8 @@ def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any
     ([2.0], 2)
     >>> _absolute_errors([(1.0, "high")], lambda t: t is None) is None
     True
+    >>> _absolute_errors([(1.0, 10**400)], lambda t: t is None)  # past a float: infinite
+    ([], 1)
     """
     errors, missing = [], 0
     for p, t in pairs:
@@ -384,9 +386,9 @@ def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any
             missing += 1
             continue
         try:
-            target = float(t)
+            target = _target_float(t)
             error = abs(float(p) - target)
-        except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
+        except (TypeError, ValueError, OverflowError):
             return None
         if target != target:  # "nan" read from a CSV, Decimal("NaN"): not known yet either
             missing += 1
@@ -399,6 +401,15 @@ def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any
             # for good), but the row is counted, not silently lost.
             missing += 1
     return errors, missing
+
+
+def _target_float(target: Any) -> float:
+    """`target` as a float; a number too large for one (an int past 1e308) as the infinity
+    of its sign, which is what it is to a float error: a row with no error to observe."""
+    try:
+        return float(target)
+    except OverflowError:
+        return math.inf if target > 0 else -math.inf
 
 
 def _output_count(values: tuple | None) -> int | None:

@@ -37,6 +37,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 # then the magic number of its first block), by the name the error messages give them.
 OTHER_MAGIC = {"bzip2": b"BZh?1AY&SY", "xz": b"\xfd7zXZ\x00", "zstd": b"\x28\xb5\x2f\xfd",
                "zip": b"PK\x03\x04"}
+# instrument()'s task option (inferwatch.quality.validation.TASKS, not imported here: the
+# subcommand loads numpy only once it runs; a test keeps them equal).
+TASKS = ("auto", "classification", "regression")
+# A number written as an integer: how a CSV tells a model's integer labels from its floats.
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 
 
 class ProfileError(Exception):
@@ -63,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the column of true labels (or values): the predictions are "
                              "scored on it and the score kept in the reference for the "
                              "accuracy alert; never profiled as a feature")
+    parser.add_argument("--task", choices=TASKS, default="auto",
+                        help="the model's task, as instrument()'s task option: how --target"
+                             " scores the predictions (auto: floats are a regressor's values,"
+                             " whole numbers written without a decimal point a classifier's"
+                             " labels; default auto)")
     parser.add_argument("--ignore", action="append", default=[], metavar="COLS",
                         help="comma-separated columns to leave out (ids, labels)")
     parser.add_argument("--bins", type=_positive_int, default=10,
@@ -115,13 +125,22 @@ def _run(args: argparse.Namespace) -> int:
         size = os.path.getsize(readable)
         show = args.progress or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES)
         progress = Progress(f"reading {os.path.basename(path)}", enabled=show)
+        written_as_integers: set[str] = set()
+        # The prediction columns are looked at as the file types them: a CSV reads ints
+        # and floats as floats, Parquet an int column with a gap as floats, and the task
+        # rule tells a classifier's integer labels from a regressor's values.
         if fmt == "parquet":
-            columns = read_parquet(readable, progress, name=path)
+            written_as_integers.update(_split(args.predictions_column))
+            columns = read_parquet(readable, progress, name=path,
+                                   integer_columns=written_as_integers)
         else:
             # The header first: whether "a,b" names one column or two depends on it.
-            text = _column_list(args.categorical, csv_header(readable, name=path),
-                                "--categorical")
-            columns = read_csv(readable, progress, text_columns=set(text), name=path)
+            header = csv_header(readable, name=path)
+            text = _column_list(args.categorical, header, "--categorical")
+            written_as_integers.update(
+                _split(args.predictions_column, header, "--predictions-column"))
+            columns = read_csv(readable, progress, text_columns=set(text), name=path,
+                               integer_columns=written_as_integers)
         progress.close()
 
     names = list(columns)
@@ -135,6 +154,9 @@ def _run(args: argparse.Namespace) -> int:
                            "predictions with the target")
     if set(target) & set(outputs):
         raise ProfileError(f"--target {target[0]!r} is also a --predictions-column")
+    if args.task != "auto" and not target:
+        raise ProfileError("--task needs --target: the task says how the predictions are "
+                           "scored against the target, and nothing else")
     features = {n: columns[n] for n in names
                 if n not in set(ignored) | set(outputs) | set(target)}
     if not features:
@@ -154,7 +176,10 @@ def _run(args: argparse.Namespace) -> int:
     except ReferenceError as exc:
         raise ProfileError(str(exc)) from None
     if target:
-        reference.validation = _validation(predictions, target[0], columns[target[0]])
+        task = args.task
+        if task == "auto" and len(outputs) == 1 and outputs[0] in written_as_integers:
+            task = "classification"  # integers: labels, as a model's integer predict is read
+        reference.validation = _validation(predictions, target[0], columns[target[0]], task)
     to_stdout = args.output == "-"
     if to_stdout:
         sys.stdout.write(reference.to_json())
@@ -176,14 +201,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validation(predictions: dict[str, Any], target: str, labels: Any) -> Any:
+def _validation(predictions: dict[str, Any], target: str, labels: Any, task: str) -> Any:
     """The score of the prediction columns on the `target` column, its problems named by
     the flags that set them: a CSV has no ``prediction_names``, its header names the
     probability columns."""
-    from inferwatch.quality.validation import ClassNamesError, ValidationError, score
+    from inferwatch.quality.validation import (
+        ClassNamesError,
+        DisjointLabelsError,
+        ValidationError,
+        score,
+    )
 
     try:
-        return score(predictions, labels)
+        return score(predictions, labels, task)
+    except DisjointLabelsError as exc:
+        shown, labels = (", ".join(map(repr, part)) for part in (exc.predicted, exc.labels))
+        raise ProfileError(
+            f"--predictions-column {next(iter(predictions))!r} holds labels such as {shown}"
+            f" and --target {target!r} labels such as {labels}: no prediction is ever one of"
+            " the labels, so the accuracy would be 0 and the accuracy alert could never"
+            " fire; write both columns in the same classes (decode the encoded one)"
+            ) from None
     except ClassNamesError as exc:
         shown, labels = (", ".join(map(repr, part)) for part in (exc.names, exc.labels))
         raise ProfileError(
@@ -386,9 +424,14 @@ def _column_list(values: list[str], known: list[str], flag: str) -> list[str]:
 
 def read_csv(path: str, progress: Progress, *,
              text_columns: set[str] | frozenset[str] = frozenset(),
-             name: str | None = None) -> dict[str, Any]:
+             name: str | None = None,
+             integer_columns: set[str] | None = None) -> dict[str, Any]:
     """Columns of a CSV file with a header row: float arrays where every value is a number,
     object arrays of text (None for missing) otherwise and for `text_columns`.
+
+    `integer_columns`, when given, names columns to look at as written; on return it keeps
+    those read as numbers whose every number is written as an integer (``1``, not ``1.0``
+    or ``1e3``): a model's integer labels, which a float array no longer tells from floats.
 
     Read a block of rows at a time, each block typed as it comes: the file's text is never
     held whole (a numeric cell costs 8 bytes, not a Python string). A column that turns
@@ -404,7 +447,9 @@ def read_csv(path: str, progress: Progress, *,
         duplicates = sorted({h for h in header if header.count(h) > 1})
         if duplicates:
             raise ProfileError(f"{shown}: duplicate column names {duplicates}")
-        columns = [_Column(name in text_columns) for name in header]
+        looked_at = integer_columns or set()
+        columns = [_Column(name in text_columns, integers=name in looked_at)
+                   for name in header]
         rows = 0
         for block in blocks:
             rows += len(block)
@@ -421,6 +466,9 @@ def read_csv(path: str, progress: Progress, *,
                     columns[j].add_text([row[j] for row in block], np)
     except OSError as exc:  # unreadable: permissions, a device, an I/O error
         raise ProfileError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    if integer_columns is not None:
+        integer_columns.intersection_update(
+            h for h, column in zip(header, columns) if column.numeric and column.integers)
     return {h: column.array(np) for h, column in zip(header, columns)}
 
 
@@ -445,11 +493,14 @@ SHARED_TEXTS = 1 << 16
 class _Column:
     """One CSV column, typed block by block: numbers while every cell is one."""
 
-    def __init__(self, text: bool) -> None:
+    def __init__(self, text: bool, *, integers: bool = False) -> None:
         self.numeric = not text
         self.read_again = False  # numbers in earlier blocks, text in a later one
         self.parts: list[Any] = []
         self.shared: dict[str, str] | None = {}
+        # Whether every number so far is written as an integer; looked at only when asked
+        # (a Python pass over each cell).
+        self.integers = integers
 
     def add(self, cells: tuple[str, ...], np: Any) -> None:
         if self.read_again:
@@ -458,6 +509,9 @@ class _Column:
             numbers = _numbers(cells, np)
             if numbers is not None:
                 self.parts.append(numbers)
+                if self.integers:
+                    self.integers = all(_INTEGER_TEXT.fullmatch(v) or v.strip() in
+                                        MISSING_TOKENS for v in cells)
                 return
             self.numeric = False
             if self.parts:  # their text is gone: the second pass reads the column again
@@ -696,10 +750,12 @@ def _progress_lines(lines: IO[str], position: Callable[[], int], total: int,
         yield line
 
 
-def read_parquet(path: str, progress: Progress, *, name: str | None = None
-                 ) -> dict[str, Any]:
+def read_parquet(path: str, progress: Progress, *, name: str | None = None,
+                 integer_columns: set[str] | None = None) -> dict[str, Any]:
     """Columns of a Parquet file, read batch by batch (pandas and pyarrow required);
-    `name` is the file as the user gave it, for messages."""
+    `name` is the file as the user gave it, for messages. `integer_columns`, when given,
+    names columns to look at; on return it keeps those the file types as integers (one
+    with a missing value reads back as floats)."""
     shown = path if name is None else name
     try:
         import pandas  # noqa: F401  (to_pandas below needs it)
@@ -725,6 +781,9 @@ def read_parquet(path: str, progress: Progress, *, name: str | None = None
                           if c.get("pandas_type") == "categorical"}
     except (pa.ArrowException, OSError) as exc:
         raise ProfileError(f"{shown}: cannot read as Parquet: {exc}") from None
+    if integer_columns is not None:
+        integer_columns.intersection_update(
+            field.name for field in parquet.schema_arrow if pa.types.is_integer(field.type))
     if frame.empty:
         raise ProfileError(f"{shown}: no data rows")
     names = [str(c) for c in frame.columns]

@@ -39,7 +39,7 @@ import numpy as np
 from inferwatch.quality import input_columns
 from inferwatch.quality.profile import Profile, ReferenceError, profile_from_dict
 from inferwatch.quality.profiling import profile_column, refuse_nested
-from inferwatch.quality.validation import Validation, ValidationError, score
+from inferwatch.quality.validation import Validation, ValidationError, check_task, score
 
 FORMAT = "inferwatch.reference"
 VERSION = 1
@@ -96,7 +96,7 @@ class Reference:
                   categorical: Iterable[str] | None = None, bins: int = 10,
                   max_categories: int = 50,
                   prediction_names: Sequence[str] | None = None,
-                  y_true: Any = None) -> Reference:
+                  y_true: Any = None, task: str = "auto") -> Reference:
         """Profile training (or validation) data.
 
         `X` is a 2-D array (columns are features; 1-D means one feature), a scipy.sparse
@@ -111,10 +111,17 @@ class Reference:
         With `y_true`, the labels of these rows, the predictions are scored too
         (:mod:`inferwatch.quality.validation`: accuracy, or mean absolute error for a
         regressor), and the model exports the score for the accuracy alert to judge by.
+        `task` is the model's, as given to ``instrument(task=...)``: the predictions are read
+        as the live path reads them, so with ``"auto"`` floats are a regressor's values (a
+        classifier whose ``predict`` returns ``0.0`` / ``1.0`` is scored by accuracy with
+        ``task="classification"``, here and in ``instrument``).
 
         >>> Reference.from_data([[1], [2], [3], [4]], predictions=[1, 0, 1, 1],
         ...                     y_true=[1, 0, 0, 1]).validation.value
         0.75
+        >>> Reference.from_data([[1], [2]], predictions=[1.0, 0.0], y_true=[1, 1],
+        ...                     task="classification").validation.metric
+        'accuracy'
         >>> ref = Reference.from_data([[1, "a"], [2, "b"], [3, "a"]], bins=2,
         ...                           feature_names=["n", "c"], categorical=["c"])
         >>> ref.features["c"].fractions
@@ -122,6 +129,10 @@ class Reference:
         """
         bins = _positive_int(bins, "bins")
         max_categories = _positive_int(max_categories, "max_categories")
+        try:
+            check_task(task)
+        except ValidationError as exc:
+            raise ReferenceError(str(exc)) from None
         feature_names, prediction_names, categorical = (
             _name_list(v) for v in (feature_names, prediction_names, categorical))
         columns = input_columns.columns(X, feature_names, default_prefix="x", what="X")
@@ -165,7 +176,7 @@ class Reference:
                 raise ReferenceError("y_true needs the predictions of the same rows, to score "
                                      "them: pass predictions= as well")
             try:
-                validation = score(out_cols, y_true)
+                validation = score(out_cols, y_true, task)
             except ValidationError as exc:
                 raise ReferenceError(f"y_true: {exc}") from None
         return cls(features, outputs, rows=rows, validation=validation)

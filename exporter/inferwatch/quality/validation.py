@@ -5,19 +5,24 @@ With the validation score in the reference, the accuracy alert judges live accur
 what this model achieved before it shipped. The score is computed from the same predictions
 that profile the outputs:
 
-- one output of labels (ints, bools, strings, or floats that are all whole numbers) is a
-  classifier: the score is **accuracy**, the share of rows whose prediction equals the label
-  (compared as :func:`~inferwatch.quality.category_keys.category_key` strings, as live outcomes
-  are);
-- one output of continuous floats is a regressor: the score is the **mean absolute error**;
+- one output is read as the live path reads a model's ``predict`` under the same `task`
+  (:func:`reads_as_values`, instrument()'s ``task`` option): with ``task="auto"`` floats are
+  a regressor's values and ints, bools and text a classifier's labels; with
+  ``"classification"`` every output is labels, with ``"regression"`` numbers are values;
+- labels are scored by **accuracy**, the share of rows whose prediction equals the label
+  (compared as :func:`~inferwatch.quality.category_keys.category_key` strings, as live
+  outcomes are); predictions of which none is ever one of the labels (labels encoded 0/1,
+  predictions ``"fraud"``/``"legit"``) are refused, not scored 0;
+- values are scored by the **mean absolute error**;
 - several outputs are class probabilities: the predicted class is the column with the
   highest probability, named by the output, and the score is accuracy; columns that
   cannot be the labels' classes (no label is one of their names, or they are numbered
   ``0``..``k-1`` and some label is no such number) are refused, not scored near 0;
-- several float outputs with labels of one column per output (a 2-D ``y_true``, in the
-  outputs' order) are a multi-output regressor: the score is the **mean absolute error**
-  over every labelled target, as live outcomes observe one error per target (for labels
-  with no gaps, scikit-learn's ``mean_absolute_error(multioutput="uniform_average")``).
+- several float outputs (any numbers under ``task="regression"``) with labels of one column
+  per output (a 2-D ``y_true``, in the outputs' order) are a multi-output regressor: the
+  score is the **mean absolute error** over every labelled target, as live outcomes observe
+  one error per target (for labels with no gaps, scikit-learn's
+  ``mean_absolute_error(multioutput="uniform_average")``).
 
 Rows whose label is missing are left out (for several outputs, each missing target); a
 score needs at least one row.
@@ -27,6 +32,8 @@ score needs at least one row.
 Validation(metric='accuracy', value=0.75, rows=4)
 >>> score(np.array([1.5, 2.0]), np.array([1.0, 3.0]))
 Validation(metric='mean_absolute_error', value=0.75, rows=2)
+>>> score(np.array([1.0, 0.0]), np.array([1, 1]), task="classification")
+Validation(metric='accuracy', value=0.5, rows=2)
 >>> score({"no": np.array([0.9, 0.2]), "yes": np.array([0.1, 0.8])}, np.array(["no", "no"]))
 Validation(metric='accuracy', value=0.5, rows=2)
 >>> score({"0": np.array([1.0, 2.0]), "1": np.array([5.0, 6.0])}, [[1.5, 5.0], [2.0, 8.0]])
@@ -35,6 +42,8 @@ Validation(metric='mean_absolute_error', value=0.625, rows=2)
 
 from __future__ import annotations
 
+import decimal
+import fractions
 import math
 import reprlib
 from collections.abc import Callable
@@ -46,6 +55,9 @@ import numpy as np
 from inferwatch.quality.category_keys import category_key, is_missing
 
 METRICS = ("accuracy", "mean_absolute_error")
+# instrument()'s task option (core/options.py holds the same tuple: the quality package does
+# not import the hot path, and a test keeps the two equal).
+TASKS = ("auto", "classification", "regression")
 
 
 class ValidationError(ValueError):
@@ -90,20 +102,66 @@ def _finite(value: int | float) -> bool:
         return False
 
 
-def score(predictions: Any, y_true: Any) -> Validation:
+def check_task(task: Any) -> None:
+    """Refuse a `task` instrument() would refuse, with the words it uses.
+
+    >>> check_task("auto")
+    >>> try:
+    ...     check_task("regresion")
+    ... except ValidationError as exc:
+    ...     print(exc)
+    task must be one of ('auto', 'classification', 'regression'), got 'regresion'
+    """
+    if not isinstance(task, str) or task not in TASKS:
+        raise ValidationError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def reads_as_values(kind: str, task: str) -> bool:
+    """Whether one output of numpy dtype kind `kind` holds a regressor's values under
+    `task`, as the live path reads a model's output (core/predictions.py; a test keeps the
+    two agreeing): floats unless the task is classification, integers only under
+    regression; bools and text are labels whatever the task. Live, under ``task="auto"``, a
+    model whose ``classes_`` are whole numbers (scikit-learn fit on a float target) has its
+    float ``predict`` read as classes as well; a reference has no model to ask, so that
+    classifier's reference is built with ``task="classification"``.
+
+    >>> reads_as_values("f", "auto"), reads_as_values("i", "auto")
+    (True, False)
+    >>> reads_as_values("f", "classification"), reads_as_values("i", "regression")
+    (False, True)
+    """
+    return (kind == "f" and task != "classification") or \
+        (kind in ("i", "u") and task == "regression")
+
+
+def score(predictions: Any, y_true: Any, task: str = "auto") -> Validation:
     """Score `predictions` (a 1-D array, or a dict of named probability columns or of a
-    multi-output regressor's float outputs) on `y_true`.
+    multi-output regressor's outputs) on `y_true`, reading them as a model of `task` is read
+    live (``auto``, ``classification`` or ``regression``).
 
     >>> score(np.array(["cat", "dog"]), ["cat", None])
     Validation(metric='accuracy', value=1.0, rows=1)
     """
+    check_task(task)
     table = np.asarray(y_true, dtype=object)
     columns = predictions if isinstance(predictions, dict) else {"value": predictions}
     if not columns:
         raise ValidationError("the predictions have no output to score")
     columns = {str(name): np.asarray(col).reshape(-1) for name, col in columns.items()}
-    if len(columns) > 1 and table.ndim == 2 and table.shape[1] == len(columns):
-        return _multi_output_error(columns, table, is_missing)
+    one_column_per_output = table.ndim == 2 and table.shape[1] == len(columns)
+    if len(columns) > 1:
+        if task == "regression" and not one_column_per_output:
+            raise ValidationError(
+                f"task='regression' scores {len(columns)} outputs as a multi-output "
+                f"regressor's: y_true needs one column per output, in their order (an "
+                f"(n, {len(columns)}) table), got shape {table.shape}")
+        if task == "classification" and table.ndim == 2 and table.shape[1] > 1:
+            raise ValidationError(
+                f"task='classification' scores {len(columns)} outputs as class "
+                f"probabilities against one label a row, but y_true has {table.shape[1]} "
+                "columns (a multi-output classifier's score is not kept)")
+        if one_column_per_output and task != "classification":
+            return _multi_output_error(columns, table, is_missing, task)
     labels = table.reshape(-1)
     for name, col in columns.items():
         # Named: with several outputs, the first one's length may well be the right one.
@@ -128,15 +186,91 @@ def score(predictions: Any, y_true: Any) -> Validation:
                                                      axis=1)], None)
         return _accuracy(predicted, labels, category_key)
     (predicted,) = columns.values()
-    if predicted.dtype.kind == "f" and not _whole(predicted):
+    kind, numbers = _output_kind(predicted)
+    if reads_as_values(kind, task):
         try:
             truth = np.asarray(labels, dtype=np.float64)
         except (TypeError, ValueError, OverflowError):
             raise ValidationError("a regressor's labels must be numbers that fit a float, "
                                   f"got {repr(_first_non_number(labels))[:40]}") from None
-        error, pairs = _mean_absolute_error(predicted, truth)
+        error, pairs = _mean_absolute_error(numbers.astype(np.float64), truth)
         return Validation("mean_absolute_error", error, int(pairs.sum()))
+    _refuse_disjoint_labels(predicted, labels)
     return _accuracy(predicted, labels, category_key)
+
+
+def _output_kind(column: np.ndarray) -> tuple[str, np.ndarray]:
+    """The dtype kind the live path reads `column` as, and the column as that kind: an
+    array of Python objects holding numbers, one of them fractional (a list of floats with
+    None), is floats, NaN where missing, as live; one of integers or text stays objects
+    (labels).
+
+    >>> _output_kind(np.array([1.5, None], dtype=object))[0]
+    'f'
+    >>> _output_kind(np.array([1, None], dtype=object))[0]
+    'O'
+    """
+    if column.dtype.kind != "O" or not column.size or isinstance(column[0], (str, bytes)):
+        return column.dtype.kind, column
+    fractional = False
+    for value in column.tolist():
+        if is_missing(value):
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, _NUMBERS):
+            return "O", column
+        fractional = fractional or isinstance(value, _FRACTIONAL)
+    if not fractional:
+        return "O", column
+    try:
+        return "f", np.array([np.nan if is_missing(v) else float(v) for v in column.tolist()],
+                             dtype=np.float64)
+    except OverflowError:  # a Fraction past the float range: not a value live either
+        return "O", column
+
+
+# What the live path reads as numbers among Python objects (core/result_arrays.py).
+_NUMBERS = (int, float, np.integer, np.floating, decimal.Decimal, fractions.Fraction)
+_FRACTIONAL = (float, np.floating, decimal.Decimal, fractions.Fraction)
+
+
+class DisjointLabelsError(ValidationError):
+    """Predicted labels of which none is ever one of the labels: every row would be a miss.
+    `predicted` and `labels` are a few of each, for a caller to name its own way to fix
+    it."""
+
+    def __init__(self, message: str, predicted: list[str], labels: list[str]) -> None:
+        super().__init__(message)
+        self.predicted = predicted
+        self.labels = labels
+
+
+def _refuse_disjoint_labels(predicted: np.ndarray, labels: np.ndarray) -> None:
+    """Refuse predicted labels that share no class with the labels (keys compared as a live
+    outcome compares them: True and 1 are one class). Scored, the accuracy would be 0: a
+    target label-encoded as 0/1 against the decoded ``"fraud"``/``"legit"`` the model
+    returns, and the accuracy alert, whose threshold would fall below 0, could never fire.
+
+    >>> _refuse_disjoint_labels(np.array([True, False]), np.array([1, 1], dtype=object))
+    >>> try:
+    ...     _refuse_disjoint_labels(np.array(["no", "yes"]), np.array([0, 1], dtype=object))
+    ... except DisjointLabelsError as exc:
+    ...     exc.predicted, exc.labels
+    (['no', 'yes'], ['0', '1'])
+    """
+    predicted_classes = {_same_class(category_key(p)) for p in predicted.tolist()
+                         if p is not None and not is_missing(p)}
+    label_classes = {_same_class(category_key(y)) for y in labels.tolist()}
+    if not predicted_classes or not predicted_classes.isdisjoint(label_classes):
+        return
+    shown_predicted, shown_labels = (sorted(found)[:3] for found in (predicted_classes,
+                                                                     label_classes))
+    raise DisjointLabelsError(
+        f"no prediction is one of the labels: the predictions are labels such as "
+        f"{', '.join(map(repr, shown_predicted))} and y_true holds "
+        f"{', '.join(map(repr, shown_labels))}, so every row would be a miss and the "
+        f"accuracy alert could never fire; give y_true in the classes the model predicts "
+        f"(decode an encoded target: encoder.inverse_transform(y_true)), or predictions "
+        f"encoded as the labels are", shown_predicted, shown_labels)
 
 
 class ClassNamesError(ValidationError):
@@ -189,20 +323,22 @@ def _same_class(key: str) -> str:
 
 
 def _multi_output_error(columns: dict[str, np.ndarray], table: np.ndarray,
-                        is_missing: Callable[[Any], bool]) -> Validation:
-    """The mean absolute error of several float outputs over every target with a label:
-    each output against its column of `table`, in order. `rows` counts the rows with at
-    least one target scored.
+                        is_missing: Callable[[Any], bool], task: str = "auto") -> Validation:
+    """The mean absolute error of several outputs, values under `task`, over every target
+    with a label: each output against its column of `table`, in order. `rows` counts the
+    rows with at least one target scored.
 
     >>> from inferwatch.quality.category_keys import is_missing
     >>> outputs = {"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0])}
     >>> _multi_output_error(outputs, np.array([[2.0, None], [2.0, 5.0]]), is_missing)
     Validation(metric='mean_absolute_error', value=0.6666666666666666, rows=2)
     """
-    if not all(col.dtype.kind == "f" for col in columns.values()):
+    read = [_output_kind(col) for col in columns.values()]
+    if not all(reads_as_values(kind, task) for kind, _ in read):
+        numbers = "numbers" if task == "regression" else "floats"
         raise ValidationError("labels of one column per output are scored as a multi-output "
-                              "regressor's: every output must be floats")
-    predicted = np.column_stack(list(columns.values()))
+                              f"regressor's: every output must be {numbers}")
+    predicted = np.column_stack([values.astype(np.float64) for _, values in read])
     if table.shape[0] != predicted.shape[0]:
         raise ValidationError(f"y_true has {table.shape[0]} rows but the predictions have "
                               f"{predicted.shape[0]}")
@@ -235,11 +371,6 @@ def _first_non_number(labels: np.ndarray) -> object:
         except (TypeError, ValueError, OverflowError):
             return label
     return None
-
-
-def _whole(values: np.ndarray) -> bool:
-    finite = values[np.isfinite(values)]
-    return bool(finite.size) and bool(np.all(finite == np.round(finite)))
 
 
 def _probabilities(name: str, col: np.ndarray) -> np.ndarray:
