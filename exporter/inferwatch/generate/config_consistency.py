@@ -3,7 +3,8 @@ together.
 
 A burn factor the error budget makes unreachable, a drift threshold its method never reaches,
 windows shorter than what they are compared with or than two scrapes, a selector that misses
-the job the monitors give their targets. Apart from the checks of single values
+the job the monitors give their targets (or a job and selector that follow each other where
+the file renames only one). Apart from the checks of single values
 (config_checks) because each needs the whole config: they run once it is built, for the top
 level and for each models: entry.
 
@@ -237,12 +238,21 @@ JOB_SELECTORS = (("selectors.model", "kubernetes.model_job"),
 
 
 def with_job_selectors(cfg: Config, data: Mapping) -> Config:
-    """`cfg` whose selectors left unset follow a job the file renames: the default selector
-    names the default job, and keeping it would read no series of the renamed targets.
+    """`cfg` whose job and selector follow each other where the file renames only one: a
+    selector left unset follows a renamed job, and a job left unset follows the one job a
+    renamed selector names. Keeping the default of the other would leave the rules reading no
+    series of the targets the monitor labels.
 
-    Derived rather than refused: a file that renames only the job states what its targets are
-    called, and the selector the rules need follows from it alone (a selector the file sets,
-    perhaps with a cluster or namespace besides, is checked against the job instead).
+    Derived rather than refused: a file that renames only the job, or only the selector's
+    job, states what its targets are called, and the other follows from it alone. Where the
+    file sets both, the selector is checked against the job instead; a selector naming no
+    single job (a regex, only other labels) leaves the job as it is.
+
+    >>> from inferwatch.generate.config import from_dict
+    >>> from_dict({"selectors": {"model": 'job="ml", cluster="eu"'}}).kubernetes.model_job
+    'ml'
+    >>> from_dict({"kubernetes": {"exporter_job": "gpu"}}).selectors.exporter
+    'job="gpu"'
     """
     derived = {}
     for selector_key, job_key in JOB_SELECTORS:
@@ -252,7 +262,33 @@ def with_job_selectors(cfg: Config, data: Mapping) -> Config:
             if problem:  # a job name no PromQL string can hold
                 raise ConfigError(job_key, f"cannot be selected by {selector_key}: {problem}")
             derived[selector_key] = selector
+        elif given(data, selector_key) and not given(data, job_key):
+            job = selected_job(setting(cfg, selector_key))
+            if job is not None:
+                derived[job_key] = job
     return with_values(cfg, derived) if derived else cfg
+
+
+def selected_job(selector: str) -> str | None:
+    """The job a checked `selector` names with its one `job="X"` matcher, where X is a job a
+    monitor can give its targets; None where it names none or several (a regex or negative
+    matcher names no single job).
+
+    >>> selected_job('cluster="eu", job="ml"'), selected_job('job=~"ml-.*"')
+    ('ml', None)
+    """
+    jobs = []
+    position = 0
+    while position < len(selector):
+        found = check.label_matcher(selector, position)
+        if found is None:
+            break
+        name, op, value, _, position = found
+        if name == "job" and op == "=":
+            jobs.append(value)
+    if len(jobs) != 1 or check.job_name(jobs[0]) is not None:
+        return None
+    return jobs[0]
 
 
 def given(data: Mapping, dotted: str) -> bool:
@@ -278,7 +314,10 @@ def check_given_together(cfg: Config, data: Mapping) -> None:
                               f"({k.scrape_interval}), or every rate rule comes out empty")
         check_scraped_windows(cfg, {key: setting(cfg, key) for key in _scraped_keys(cfg)}, "")
     for selector_key, job_key in JOB_SELECTORS:
-        if given(data, selector_key) and given(data, job_key):
+        # A job derived from the selector is checked too: the selector's other job matchers
+        # may refuse it (job="a", job!="a"), and then the alerts read nothing either.
+        if given(data, selector_key) and (given(data, job_key)
+                                          or selected_job(setting(cfg, selector_key))):
             selector, job = setting(cfg, selector_key), setting(cfg, job_key)
             matcher = _job_matcher_missing(selector, job)
             if matcher:

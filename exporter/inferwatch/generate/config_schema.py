@@ -455,9 +455,11 @@ class Kubernetes:
         frozen({"app.kubernetes.io/name": "inferwatch-exporter"}),
         "labels selecting the exporter Pods", check.match_labels)
     model_job: str = _setting("inferwatch-model", "job label given to model targets (keep "
-                              "selectors.model matching it)", check.job_name)
+                              "selectors.model matching it; unset, it follows a job=\"X\" "
+                              "of selectors.model)", check.job_name)
     exporter_job: str = _setting("inferwatch-exporter", "job label given to exporter targets "
-                                 "(keep selectors.exporter matching it)", check.job_name)
+                                 "(keep selectors.exporter matching it; unset, it follows a "
+                                 "job=\"X\" of selectors.exporter)", check.job_name)
     port: str = _setting("metrics", "name of the container / Service port serving /metrics "
                          "(the model Services', and the exporter Pods' unless exporter_port)",
                          check.port_name)

@@ -31,7 +31,9 @@ MODEL = 'model=~"$model"'
 VERSION = 'model_version=~"$model_version"'
 ERRORS = 'outcome="error"'
 # The Output variable of the dashboards with a heatmap of model outputs (one at a time).
-OUTPUT = 'output=~"$output"'
+# Matched exactly: Grafana regex-escapes only a multi-value or All variable, so a class or key
+# named C++ or p(fraud) would be an invalid or a non-matching regex.
+OUTPUT = 'output="$output"'
 # A challenger run beside its champion by inferwatch.shadow(); the champion is "primary".
 SHADOW, NOT_SHADOW = 'role="shadow"', 'role!="shadow"'
 MV = "{{model}} {{model_version}}"
