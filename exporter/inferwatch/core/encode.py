@@ -6,8 +6,11 @@ value (name, labels, the space) is made once per series, by prometheus_client's 
 encoder, and kept; a scrape formats only the values. The lines are those prometheus_client
 writes for :func:`inferwatch.core.render.model_families` and ``process_families`` of the
 same states, in the same order (a property test compares them byte for byte), so
-render.py's OpenMetrics rule holds here too: a histogram with a negative bucket bound (or
+render.py's OpenMetrics rules hold here too: a histogram with a negative bucket bound (or
 sum) has no ``_sum`` and no ``_count``, in either format; its ``+Inf`` bucket holds the count.
+In OpenMetrics only, a summary of values that can be negative (``render.SIGNED_SUMMARIES``)
+is written as three gauge families, and another summary leaves out a negative or NaN
+``_sum`` (``model_families(openmetrics=True)``).
 
 >>> from inferwatch.core.state import ModelState
 >>> state = ModelState("fraud", "1.4.2")
@@ -32,7 +35,13 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.utils import floatToGoString
 
 from inferwatch.catalogue import CATALOGUE, empty_family
-from inferwatch.core.render import PER_MODEL
+from inferwatch.core.render import (
+    OPENMETRICS_SPLIT,
+    PER_MODEL,
+    SIGNED_SUMMARIES,
+    openmetrics_family,
+    openmetrics_sum_allowed,
+)
 from inferwatch.core.state import ModelState
 
 _INF = math.inf
@@ -107,8 +116,15 @@ class Page:
                     add(lines.setdefault(metric, []), metric, series, base, key)
         for metric, series in state.summaries.items():
             if metric in PER_MODEL_NAMES and series:
-                self._summaries(lines.setdefault(metric, []), metric, series, base, key,
-                                state.summary_settings.quantiles, now)
+                quantile_lines = lines.setdefault(metric, [])
+                if self._openmetrics and metric in SIGNED_SUMMARIES:
+                    # Three gauge families in OpenMetrics: see render.SIGNED_SUMMARIES.
+                    count_lines = lines.setdefault(metric + "_count", [])
+                    sum_lines = lines.setdefault(metric + "_sum", [])
+                else:
+                    count_lines = sum_lines = quantile_lines
+                self._summaries((quantile_lines, count_lines, sum_lines), metric, series,
+                                base, key, state.summary_settings.quantiles, now)
         families = self._families
         for name in sorted(lines, key=_FAMILY_ORDER.__getitem__):
             found = lines[name]
@@ -293,9 +309,16 @@ class Page:
         self._store(cache_key, found)
         return found
 
-    def _summaries(self, out: list[str], metric: str, series: dict, base: dict[str, str],
-                   key: tuple, quantiles: tuple[float, ...], now: float) -> None:
+    def _summaries(self, out: tuple[list[str], list[str], list[str]], metric: str,
+                   series: dict, base: dict[str, str], key: tuple,
+                   quantiles: tuple[float, ...], now: float) -> None:
+        """Each series' quantile lines into ``out[0]``, its _count into ``out[1]`` and its
+        _sum into ``out[2]`` (one list but for a signed summary in OpenMetrics)."""
         names = CATALOGUE[metric].labels
+        quantile_out, count_out, sum_out = out
+        # OpenMetrics has no negative (nor NaN) summary _sum; a signed summary's _sum is a
+        # gauge there, which may be anything.
+        check_sum = self._openmetrics and metric not in SIGNED_SUMMARIES
         for labels, summary in series.items():
             cache_key = (self._format, metric, *key, labels, quantiles)
             prefixes = self._cache.get(cache_key)
@@ -310,8 +333,11 @@ class Page:
                 self._used += 1
             values = summary.quantiles(quantiles, now)
             values = values.tolist() if isinstance(values, np.ndarray) else list(values)
-            values += [float(summary.count), summary.sum]
-            out.extend([prefix + go_float(value) + "\n" for prefix, value in zip(prefixes, values)])
+            quantile_out.extend([prefix + go_float(value) + "\n"
+                                 for prefix, value in zip(prefixes, values)])
+            count_out.append(prefixes[-2] + go_float(float(summary.count)) + "\n")
+            if not check_sum or openmetrics_sum_allowed(summary.sum):
+                sum_out.append(prefixes[-1] + go_float(summary.sum) + "\n")
 
     # --- rendering what is cached ------------------------------------------------------------
     def _prefixes(self, key: tuple, samples: list[tuple[str, dict[str, str]]]) -> list[str]:
@@ -335,15 +361,19 @@ class Page:
         cache_key = (self._format, "header", name)
         found = self._cache.get(cache_key)
         if found is None:
-            found = _encode([empty_family(name)], self._openmetrics, self._escaping)
+            family = openmetrics_family(name) if self._openmetrics else empty_family(name)
+            found = _encode([family], self._openmetrics, self._escaping)
             self._store(cache_key, found)
         return found
 
 
 PER_MODEL_NAMES = frozenset(spec.name for spec in PER_MODEL)
 # A family's place in model_families' order: a page sorts the few families a state has
-# rather than walk the whole catalogue for each state.
-_FAMILY_ORDER = {spec.name: index for index, spec in enumerate(PER_MODEL)}
+# rather than walk the whole catalogue for each state. A signed summary's OpenMetrics
+# families follow one another where the summary is.
+_FAMILY_ORDER = {spec.name: (index, 0) for index, spec in enumerate(PER_MODEL)}
+_FAMILY_ORDER.update({name: (_FAMILY_ORDER[summary][0], ("", "_count", "_sum").index(suffix))
+                      for name, (summary, suffix) in OPENMETRICS_SPLIT.items()})
 
 
 class _Families:

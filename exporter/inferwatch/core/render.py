@@ -32,9 +32,49 @@ _version_cache: dict[str, str] = {}
 # Per-model catalogue metrics, in the order their families are rendered.
 PER_MODEL = [s for s in CATALOGUE.values() if s.per_model and s.source == "instrumentation"]
 
+# Summaries of values a model computes freely: a regression predicts negative values, and a
+# probability output out of [0, 1] sums below zero. OpenMetrics has no negative quantile nor
+# negative _sum, so in OpenMetrics these families are always written as three gauge families
+# (the quantiles, `_count` and `_sum`, under the same sample names and labels): chosen by the
+# family and never by one scrape's values, so their type does not change from scrape to
+# scrape. The quantiles of the other summaries cannot be negative (a clipped probability, an
+# absolute difference), so they stay summaries; only a _sum that an out-of-range probability
+# took below zero is left off in OpenMetrics.
+SIGNED_SUMMARIES = ("inferwatch_prediction",)
+_SPLIT_HELP = {
+    "_count": "Values observed by {name} (its summary's _count; a gauge in OpenMetrics, "
+              "which has no summary of negative values).",
+    "_sum": "Sum of the values observed by {name} (its summary's _sum; a gauge in "
+            "OpenMetrics, which has no summary of negative values).",
+}
+# Family names the signed summaries are written under in OpenMetrics, and what each holds.
+OPENMETRICS_SPLIT = {name + suffix: (name, suffix)
+                     for name in SIGNED_SUMMARIES for suffix in ("", *_SPLIT_HELP)}
+
 
 def _family(spec: MetricSpec) -> Metric:
     return empty_family(spec.name)
+
+
+def openmetrics_family(name: str) -> Metric:
+    """The empty family (name, HELP, type) a catalogue metric, or one of the gauge families
+    a signed summary is split into (:data:`OPENMETRICS_SPLIT`), has in OpenMetrics.
+
+    >>> [(f.name, f.type) for f in map(openmetrics_family, ["inferwatch_prediction",
+    ...                                                     "inferwatch_prediction_sum"])]
+    [('inferwatch_prediction', 'gauge'), ('inferwatch_prediction_sum', 'gauge')]
+    """
+    split = OPENMETRICS_SPLIT.get(name)
+    if split is None:
+        return empty_family(name)
+    summary, suffix = split
+    help_text = _SPLIT_HELP[suffix].format(name=summary) if suffix else CATALOGUE[summary].help
+    return Metric(name, help_text, "gauge")
+
+
+def openmetrics_sum_allowed(value: float) -> bool:
+    """Whether OpenMetrics allows `value` as a summary's or histogram's ``_sum`` (NaN is not)."""
+    return value >= 0
 
 
 def describe_families() -> list[Metric]:
@@ -45,13 +85,20 @@ def describe_families() -> list[Metric]:
 
 
 def model_families(states: Iterable[ModelState], now: float, *,
-                   text_format: bool = False) -> list[Metric]:
+                   text_format: bool = False, openmetrics: bool = False) -> list[Metric]:
     """One family per per-model catalogue metric, holding every state's series.
 
     `text_format`: the families go out only in Prometheus' text format (a Pushgateway push),
     which allows a negative histogram ``_sum``: every histogram keeps its ``_count`` and
     ``_sum``, which a gateway would otherwise fill in as 0.
+
+    `openmetrics`: the families go out only in OpenMetrics, which allows no negative
+    quantile nor negative (or NaN) ``_sum``: each of :data:`SIGNED_SUMMARIES` becomes three
+    gauge families (:func:`openmetrics_family`), and another summary leaves out a ``_sum``
+    that is negative or NaN. Without either, a summary is written as it is in the text format.
     """
+    if text_format and openmetrics:
+        raise ValueError("model_families: text_format and openmetrics exclude each other")
     families = {spec.name: _family(spec) for spec in PER_MODEL}
     histogram = functools.partial(_histogram, all_sums=True) if text_format else _histogram
     for state in states:
@@ -69,7 +116,38 @@ def model_families(states: Iterable[ModelState], now: float, *,
                     continue
                 for labels, item in series.items():
                     add(family, metric, {**base, **dict(zip(spec.labels, labels))}, item)
-    return [f for f in families.values() if f.samples]
+    found = [f for f in families.values() if f.samples]
+    return openmetrics_families(found) if openmetrics else found
+
+
+def openmetrics_families(families: Iterable[Metric]) -> list[Metric]:
+    """`families` as OpenMetrics allows them (see ``model_families``): inferwatch's summary
+    families rewritten, every other family (an application's own) as it is. Families
+    already rewritten pass unchanged; `families` themselves are never modified.
+
+    >>> from prometheus_client.core import SummaryMetricFamily
+    >>> family = SummaryMetricFamily("inferwatch_prediction", "", count_value=2, sum_value=-3)
+    >>> [(f.name, f.type) for f in openmetrics_families([family]) if f.samples]
+    [('inferwatch_prediction_count', 'gauge'), ('inferwatch_prediction_sum', 'gauge')]
+    """
+    out: list[Metric] = []
+    for family in families:
+        spec = CATALOGUE.get(family.name)
+        if family.type != "summary" or spec is None or spec.kind != "summary":
+            out.append(family)
+        elif family.name in SIGNED_SUMMARIES:
+            parts = {suffix: openmetrics_family(family.name + suffix)
+                     for suffix in ("", *_SPLIT_HELP)}
+            for sample in family.samples:
+                parts[sample.name[len(family.name):]].samples.append(sample)
+            # A `?name[]=` selection may have kept only some of the samples.
+            out.extend(part for part in parts.values() if part.samples)
+        else:
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = [s for s in family.samples if not s.name.endswith("_sum")
+                            or openmetrics_sum_allowed(s.value)]
+            out.append(kept)
+    return out
 
 
 def combine(family_lists: Iterable[list[Metric]]) -> list[Metric]:
@@ -234,5 +312,7 @@ def _distribution_version(package: str) -> str:
         return ""
 
 
-__all__ = ["MODEL_LABELS", "describe_families", "events_dropped_counts", "loaded_ml_packages",
-           "model_families", "process_families"]
+__all__ = ["MODEL_LABELS", "OPENMETRICS_SPLIT", "SIGNED_SUMMARIES", "describe_families",
+           "events_dropped_counts", "loaded_ml_packages", "model_families",
+           "openmetrics_families", "openmetrics_family", "openmetrics_sum_allowed",
+           "process_families"]

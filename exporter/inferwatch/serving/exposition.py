@@ -35,6 +35,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from inferwatch.core.render import openmetrics_families
 from inferwatch.forking import renew_at_fork
 
 log = logging.getLogger("inferwatch.serving.exposition")
@@ -267,6 +268,11 @@ def render(registry: Collector, accept: str | None, accept_encoding: str | None,
         # A collector served as it is (`serve(registry=collector)`) has no restricted_registry.
         registry = (registry.restricted_registry(list(names))
                     if isinstance(registry, CollectorRegistry) else _Restricted(registry, names))
+    if wanted is not None and wanted.openmetrics:
+        # inferwatch's families that come as plain families (the exporter's merged view, a
+        # `?name[]=` selection) are written as OpenMetrics allows: see openmetrics_families.
+        registry = _OpenMetricsView(registry)
+    if names is not None:
         wanted = None  # the restriction filters samples, which a pre-rendered text has none of
     try:
         body = encoder(registry) if wanted is None else _render_mixed(registry, encoder, wanted)
@@ -456,6 +462,16 @@ class _Restricted:
                 kept = Metric(family.name, family.documentation, family.type, family.unit)
                 kept.samples = samples
                 yield kept
+
+
+class _OpenMetricsView:
+    """The metrics of a collector as OpenMetrics allows inferwatch's summaries."""
+
+    def __init__(self, source: Collector) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from openmetrics_families(self._source.collect())
 
 
 class _Utf8SafeView:
