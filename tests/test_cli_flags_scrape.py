@@ -167,8 +167,7 @@ def test_a_one_value_flag_given_twice_is_refused_naming_it(flag: str, first: str
 def test_repeatable_flags_stay_repeatable() -> None:
     args = cli.build_parser().parse_args([
         "--process.pidfile=/run/a.pid", "--process.pidfile=/run/b.pid",
-        "--process.pid=1", "--process.pid=2", "--process.name=a", "--process.name=b",
-        "--collector.gpu", "--no-collector.gpu"])
+        "--process.pid=1", "--process.pid=2", "--process.name=a", "--process.name=b"])
     assert args.process_pidfiles == ["/run/a.pid", "/run/b.pid"]
     assert args.process_pids == [1, 2]
     assert args.process_names == ["a", "b"]

@@ -137,10 +137,12 @@ def test_flags_of_a_collector_that_is_off_are_refused(
 
 _TOGGLES = st.lists(st.sampled_from([
     "--collector.disable-defaults", "--collector.gpu", "--no-collector.gpu",
-    "--collector.process", "--no-collector.process"]), max_size=4)
+    "--collector.process", "--no-collector.process"]), max_size=4,
+    # A switch given twice is refused by the parser (test_exporter_switch_given_twice.py).
+    unique_by=lambda flag: flag.replace("--no-", "--"))
 _OWN_FLAGS = st.lists(st.sampled_from([
     "--process.pid=1", "--process.name=gunicorn", "--process.pidfile=/run/app.pid",
-    "--no-process.children", "--collector.gpu.process-memory"]), max_size=3)
+    "--no-process.children", "--collector.gpu.process-memory"]), max_size=3, unique=True)
 
 
 @given(toggles=_TOGGLES, own=_OWN_FLAGS, order=st.randoms(use_true_random=False))

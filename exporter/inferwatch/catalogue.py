@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
-from inferwatch.number_ranges import non_negative, open_ratio, positive, ratio
+from inferwatch.number_ranges import latency_threshold, non_negative, open_ratio, positive, ratio
 
 MODEL_LABELS = ("model", "model_version")
 OTHER = "__other__"
@@ -51,7 +51,7 @@ _E = "exporter"
 # generated rules judge it with, and the check of that key in the config (the schema's field
 # names the same function; predictions.max_model_age, a duration there, is seconds in code).
 OBJECTIVE_CHECKS = {
-    "slo.availability": open_ratio, "latency.p99_seconds": positive,
+    "slo.availability": open_ratio, "latency.p99_seconds": latency_threshold,
     "predictions.invalid_ratio": ratio, "predictions.max_versions": positive,
     "predictions.max_model_age": positive, "data_quality.missing_ratio": ratio,
     "data_quality.out_of_range_ratio": ratio, "drift.feature_threshold": non_negative,

@@ -31,7 +31,7 @@ import numpy as np
 
 from inferwatch.core.call_wrappers import method_of, wrap_callable
 from inferwatch.core.model_proxy import WRAPPED_METHODS, InstrumentedModel, unwrapped
-from inferwatch.core.options import Settings
+from inferwatch.core.options import FRAMEWORK_LABEL, Settings
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, is_finite_version, version_text
 from inferwatch.core.timestamps import epoch_seconds
@@ -210,6 +210,12 @@ def instrument(target: Any = None, /, *, name: str, version: str = "unversioned"
     if metadata_given is not None and not isinstance(metadata_given, Mapping):
         raise TypeError("inferwatch.instrument: metadata must be a mapping of label names "
                         f"to values, got {type(metadata_given).__name__}")
+    if metadata_given is not None and FRAMEWORK_LABEL in metadata_given:
+        # Read off the model and kept in the metadata (see _take_framework): given as well,
+        # the model's own would be lost from inferwatch_model_info.
+        raise ValueError(f"inferwatch: invalid settings: metadata must not name "
+                         f"{FRAMEWORK_LABEL!r}: inferwatch_model_info sets it itself, to the "
+                         f"framework of the model")
     unknown = sorted(set(options) - _SETTINGS_FIELDS)
     if unknown:
         raise TypeError(f"inferwatch.instrument: unknown option(s) {', '.join(unknown)}; "

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferwatch.catalogue import (
+    CATALOGUE,
     OBJECTIVE_ALIASES,
     OBJECTIVE_CHECKS,
     OBJECTIVE_KEYS,
@@ -30,7 +31,7 @@ from inferwatch.catalogue import (
 from inferwatch.core.outcomes import DEFAULT_MAX_BYTES as DEFAULT_OUTCOME_CACHE_BYTES
 from inferwatch.core.rolling_sketch import MAX_AGE_BUCKETS, MIN_BUCKET_SECONDS
 from inferwatch.core.state import SummarySettings
-from inferwatch.number_ranges import open_ratio, ratio
+from inferwatch.number_ranges import latency_threshold, open_ratio, ratio
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0)
@@ -52,7 +53,19 @@ OUTCOME_DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 8640
                          3 * 86400.0, 7 * 86400.0, 30 * 86400.0)
 TASKS = ("auto", "classification", "regression")
 MAX_METADATA_LABELS = 8
+# Labels that name a model's series: metadata naming one would relabel every series of the
+# model. multiproc/snapshot_format.py refuses the same ones in a worker's info (a test keeps
+# the two equal); that info holds the labels below, so they are not among these.
 RESERVED_LABELS = ("model", "model_version", "job", "instance")
+# inferwatch_model_info's own labels, the one family that carries the metadata: metadata
+# naming one would replace what inferwatch sets there (the task) or be replaced by it (the
+# role a shadow sets).
+MODEL_INFO_LABELS = CATALOGUE["inferwatch_model_info"].labels
+# The one of them instrument() itself keeps in the metadata: the framework it reads off the
+# model (instrument refuses it in the metadata it is given).
+FRAMEWORK_LABEL = "framework"
+_NOT_IN_METADATA = (*RESERVED_LABELS,
+                    *(label for label in MODEL_INFO_LABELS if label != FRAMEWORK_LABEL))
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # The drift window's defaults; quality/tracker.py has the same values for standalone use
 # (the quality package does not import the hot path), and a test keeps them equal.
@@ -214,12 +227,15 @@ class Settings:
         if wrong:
             raise SettingsTypeError("inferwatch: invalid settings: " + "; ".join(wrong))
         problems = []
-        objectives, problem = _objectives(self.objectives)
+        objectives, problem = _objectives(self.objectives, _top_finite(self.latency_buckets))
         object.__setattr__(self, "objectives", objectives)
         if problem:
             problems.append(problem)
         if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
             problems.append(f"quantiles must be in [0, 1], got {self.quantiles!r}")
+        elif len(set(self.quantiles)) < len(self.quantiles):
+            # Each quantile is a series of its own: twice would expose the same series twice.
+            problems.append(f"quantiles must not list a quantile twice, got {self.quantiles!r}")
         problems += _window_problems("window_seconds", self.window_seconds, "age_buckets",
                                      self.age_buckets, MAX_AGE_BUCKETS)
         if not 0.0 < self.relative_accuracy < 1.0:
@@ -267,11 +283,16 @@ class Settings:
                                      MAX_AGE_BUCKETS)
         if not self.range_tolerance >= 0:
             problems.append(f"range_tolerance must be >= 0, got {self.range_tolerance!r}")
-        if len(self.metadata) > MAX_METADATA_LABELS or not all(
+        taken = sorted(str(k) for k in self.metadata if k in _NOT_IN_METADATA)
+        if taken:
+            problems.append(f"metadata must not name {', '.join(map(repr, taken))}: "
+                            f"inferwatch_model_info and the scrape set "
+                            f"{', '.join(_NOT_IN_METADATA)} themselves")
+        elif len(self.metadata) > MAX_METADATA_LABELS or not all(
                 _LABEL_NAME.fullmatch(str(k)) and not str(k).startswith("__")
-                and k not in RESERVED_LABELS for k in self.metadata):
+                for k in self.metadata):
             problems.append(f"metadata must have at most {MAX_METADATA_LABELS} keys that are "
-                            f"valid Prometheus label names other than {RESERVED_LABELS}")
+                            f"valid Prometheus label names other than {_NOT_IN_METADATA}")
         if self.count_tokens is not None and not callable(self.count_tokens):
             problems.append("count_tokens must be a function of a text returning its number "
                             f"of tokens, got {type(self.count_tokens).__name__}")
@@ -370,12 +391,15 @@ def _window_problems(window: str, seconds: float, buckets: str, count: int,
     return []
 
 
-def _objectives(given: object) -> tuple[FrozenLabels, str | None]:
+def _objectives(given: object, latency_top: float = LATENCY_BUCKETS[-1]
+                ) -> tuple[FrozenLabels, str | None]:
     """Objectives under their config keys, and what is wrong with them (None if nothing).
 
     Each value is held to its key's check in the generator config (catalogue.OBJECTIVE_CHECKS),
     so that a value the config refuses, which the generated rules would compare with as it
-    is (an availability of 99.95 pages every model), is refused here too.
+    is (an availability of 99.95 pages every model), is refused here too. A latency objective
+    is held to the model's own top finite latency bucket (`latency_top`): no p99 the rules
+    read goes past it, while a model with buckets past the default 30 s may declare more.
 
     >>> _objectives({"latency_p99": 0.05, "accuracy.min_outcomes": 50})[0]
     FrozenLabels({'latency.p99_seconds': 0.05, 'accuracy.min_outcomes': 50.0})
@@ -394,7 +418,7 @@ got 99.95 (a percentage? write it as a ratio: 0.9995)'
             return FrozenLabels(), (
                 f"objectives: unknown key {key!r} (expected {', '.join(OBJECTIVE_ALIASES)} "
                 f"or one of {', '.join(OBJECTIVE_KEYS)})")
-        problem = _objective_problem(name, value)
+        problem = _objective_problem(name, value, latency_top)
         if problem:
             shown = key if key == name else f"{key} ({name})"
             return FrozenLabels(), f"objectives: {shown} {problem}"
@@ -404,7 +428,22 @@ got 99.95 (a percentage? write it as a ratio: 0.9995)'
     return FrozenLabels(found), None
 
 
-def _objective_problem(name: str, value: object) -> str | None:
+def _top_finite(buckets: object) -> float:
+    """The largest finite bound of `buckets`; the default buckets' top when it has none (the
+    buckets' own problems are reported apart).
+
+    >>> _top_finite((0.1, 60.0, float("inf"))), _top_finite(())
+    (60.0, 30.0)
+    """
+    try:
+        finite = [float(b) for b in buckets if math.isfinite(float(b))]  # type: ignore[union-attr]
+    except (TypeError, ValueError, OverflowError):
+        finite = []
+    return max(finite) if finite else LATENCY_BUCKETS[-1]
+
+
+def _objective_problem(name: str, value: object,
+                       latency_top: float = LATENCY_BUCKETS[-1]) -> str | None:
     """What is wrong with `value` for the objective `name`, as the config would say it."""
     whole = name in WHOLE_NUMBER_OBJECTIVES
     if isinstance(value, (bool, np.bool_)) or not isinstance(
@@ -416,7 +455,8 @@ def _objective_problem(name: str, value: object) -> str | None:
         return "must be a finite number, got an integer too large for one"
     if not math.isfinite(number):
         return f"must be a finite number, got {value!r}"
-    problem = OBJECTIVE_CHECKS[name](value)
+    check = OBJECTIVE_CHECKS[name]
+    problem = check(value, latency_top) if check is latency_threshold else check(value)
     if problem and OBJECTIVE_CHECKS[name] in (ratio, open_ratio) and 1 < number <= 100:
         problem += f" (a percentage? write it as a ratio: {number / 100:g})"
     return problem

@@ -19,6 +19,7 @@ from inferwatch.generate.re2 import Unsupported, python_regex
 
 # The range checks of numbers are shared with the objectives declared in code, which are
 # held to the same ones (re-exported: the schema names them from here).
+from inferwatch.number_ranges import latency_threshold as latency_threshold
 from inferwatch.number_ranges import non_negative as non_negative
 from inferwatch.number_ranges import open_ratio as open_ratio
 from inferwatch.number_ranges import positive as positive

@@ -108,10 +108,10 @@ class Slo:
 @dataclass(frozen=True)
 class Latency:
     p99_seconds: float = _setting(0.5, "p99 end-to-end latency above which "
-                                  "InferwatchLatencyHigh fires", check.positive)
+                                  "InferwatchLatencyHigh fires", check.latency_threshold)
     first_item_p99_seconds: float = _setting(1.0, "p99 time to first item of streaming calls "
                                              "above which InferwatchStreamFirstItemSlow fires",
-                                             check.positive)
+                                             check.latency_threshold)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,13 @@ from inferwatch.generate.config_schema import (
     setting,
 )
 from inferwatch.generate.promql import MODEL_LABELS, model_sel, number
-from inferwatch.number_ranges import non_negative, open_ratio, positive, ratio
+from inferwatch.number_ranges import (
+    latency_threshold,
+    non_negative,
+    open_ratio,
+    positive,
+    ratio,
+)
 
 
 def _value(value: object) -> float:
@@ -106,7 +112,10 @@ def version_objective(key: str) -> str:
 
 # The PromQL filter keeping a declared value its key's check accepts (NaN fails each).
 _IN_RANGE = {open_ratio: "> 0 < 1", ratio: ">= 0 <= 1", positive: "> 0 < +Inf",
-             non_negative: ">= 0 < +Inf"}
+             non_negative: ">= 0 < +Inf",
+             # Checked in code against the model's own latency buckets, which may reach
+             # past the default top (the config's values are held to that).
+             latency_threshold: "> 0 < +Inf"}
 
 
 def _declared(cfg: Config, key: str, by: str) -> str:

@@ -163,6 +163,26 @@ def _telemetry_path(text: str) -> str:
     return urllib.parse.quote(text, safe=string.printable)
 
 
+class _SwitchOnce(argparse.BooleanOptionalAction):
+    """A ``--x`` / ``--no-x`` switch that refuses to be given twice, as a one-value flag does:
+    argparse keeps the last (``--collector.gpu --no-collector.gpu`` ran without the GPU
+    collector), so a switch set in a unit file and again by the user silently lost one."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        # The parser's record of the flags given, which it empties before each command line.
+        given = getattr(parser, "_given_once", None)
+        if given is not None:
+            if self in given:
+                first = given[self]
+                both = f" (as {first} and {option_string})" if first != option_string else ""
+                raise argparse.ArgumentError(
+                    self, f"given more than once{both}; it is one setting, on or off: give "
+                          f"it once")
+            given[self] = option_string
+        super().__call__(parser, namespace, values, option_string)
+
+
 def build_parser(collectors: dict[str, type[Collector]] | None = None) -> argparse.ArgumentParser:
     """The full command line, with a flag group per registered collector."""
     collectors = registered_collectors() if collectors is None else collectors
@@ -176,6 +196,9 @@ def build_parser(collectors: dict[str, type[Collector]] | None = None) -> argpar
         description="Prometheus exporter for the machines that serve ML models: GPUs through "
                     "NVML, the serving processes, and the exporter's own health.",
     )
+    # So is a switch pair: `action=argparse.BooleanOptionalAction`, here and in every
+    # collector's own flags (--process.children), makes a _SwitchOnce.
+    parser.register("action", argparse.BooleanOptionalAction, _SwitchOnce)
     parser.add_argument("--version", action="version",
                         version=f"inferwatch-exporter {__version__}")
     web = parser.add_argument_group("web")
