@@ -81,39 +81,44 @@ def _count(text: str) -> int:
     return value
 
 
-# The flags whose value may start with "-": a time before 1970 (``-5``, ``-1e3``).
-_TIME_FLAGS = ("--since", "--until")
-
-
-class _TimeValues(argparse.ArgumentParser):
-    """Takes ``--since -1e3`` as ``--since=-1e3``.
+class _DashedValues(argparse.ArgumentParser):
+    """Takes ``--request-id -V1St`` as ``--request-id=-V1St``: after a flag that takes a
+    value, the next word is that value.
 
     argparse reads a word starting with "-" after a flag as another flag unless it looks
-    like a plain negative number (``-5``), so ``--since -1.5e12`` failed with "expected one
+    like a plain negative number (``-5``), so ``--since -1.5e12`` and ``--request-id -V1St``
+    (nanoid and base64url ids start with "-" about 1 in 32) failed with "expected one
     argument" while ``--since -5`` worked. A word that is one of this parser's flags
-    (``--since --errors``) is still a missing value; anything else is the time, judged by
-    :func:`parse_time` with its own clear error (``--until -2h``: not a time).
+    (``--since --errors``) is still a missing value; anything else is the value, judged by
+    the flag's own type with its own clear error (``--until -2h``: not a time; ``--limit
+    -1e3``: not a whole number).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Every flag this parser takes, recorded as added (the help flag included): what
-        # argparse keeps of them is not public.
+        # Every flag this parser takes (the help flag included), and those that take one
+        # value, recorded as added: what argparse keeps of them is not public.
         self.known_flags: set[str] = set()
+        self.value_flags: set[str] = set()
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         action = super().add_argument(*args, **kwargs)
         self.known_flags.update(action.option_strings)
+        if action.nargs is None:  # exactly one value (a switch such as --errors takes 0)
+            self.value_flags.update(action.option_strings)
         return action
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         if args is None:
             args = sys.argv[1:]
-        return super().parse_known_args(_join_time_values(list(args), self.known_flags),
-                                        namespace)
+        return super().parse_known_args(
+            _join_dashed_values(list(args), self.value_flags, self.known_flags), namespace)
 
 
-def _join_time_values(args: list[str], flags: set[str]) -> list[str]:
+def _join_dashed_values(args: list[str], value_flags: set[str],
+                        known_flags: set[str]) -> list[str]:
+    """`args` with each flag of `value_flags` followed by a word starting with "-" joined
+    to it by "=", unless that word is "--" or one of `known_flags`."""
     joined: list[str] = []
     index = 0
     while index < len(args):
@@ -121,8 +126,8 @@ def _join_time_values(args: list[str], flags: set[str]) -> list[str]:
         if word == "--":  # the rest is positional, as given
             return joined + args[index:]
         following = args[index + 1] if index + 1 < len(args) else None
-        if (word in _TIME_FLAGS and following is not None and following.startswith("-")
-                and following != "--" and following.split("=", 1)[0] not in flags):
+        if (word in value_flags and following is not None and following.startswith("-")
+                and following != "--" and following.split("=", 1)[0] not in known_flags):
             joined.append(f"{word}={following}")
             index += 2
             continue
@@ -134,8 +139,8 @@ def _join_time_values(args: list[str], flags: set[str]) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``tail`` and ``query`` actions to the ``events`` subcommand's parser."""
     # The actions' parsers are of the events parser's own class (the top level's strict
-    # one), with negative times taken as values.
-    parser_class = type("EventsActionParser", (_TimeValues, type(parser)), {})
+    # one), with values starting with "-" (negative times, ids) taken as values.
+    parser_class = type("EventsActionParser", (_DashedValues, type(parser)), {})
     actions = parser.add_subparsers(dest="events_action", metavar="ACTION", required=True,
                                     parser_class=parser_class)
     tail = actions.add_parser("tail", help="the latest events",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import numbers
 import os
 import sys
 import threading
@@ -48,6 +47,7 @@ from inferwatch.events.dropped import (
 )
 from inferwatch.events.log_options import (
     MIN_EVENT_BYTES,
+    checked_sample_rate,
     numpy_bool_types,
     positive,
     sink_path,
@@ -60,6 +60,7 @@ from inferwatch.events.sinks import (
     Record,
     SinkError,
     TooLarge,
+    has_model_errors,
     infer_format,
     is_error,
     log_file,
@@ -142,12 +143,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                  keep_unstructured: bool | None = False) -> None:
         self.path = Path(sink_path(sink))
         self.format = infer_format(self.path, format)
-        # A rate read from an environment variable or YAML may still be text: comparing it
-        # would raise a bare TypeError that names no option. A numpy number is a number.
-        if isinstance(sample_rate, (bool, numpy_bool_types())) or \
-                not isinstance(sample_rate, numbers.Real) or \
-                not 0.0 <= float(sample_rate) <= 1.0:
-            raise ValueError(f"sample_rate: expected a number from 0 to 1, got {sample_rate!r}")
+        rate = checked_sample_rate(sample_rate)
         max_bytes, queue_size = positive(max_bytes=max_bytes, queue_size=queue_size)
         # Opt-ins to storing what may hold personal data: a string read from an environment
         # variable ("false", "0") is truthy, and would switch them on. None leaves them off.
@@ -185,7 +181,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         encoder = Encoder(Redaction(redact, hash_fields, secret),
                           max_event_bytes=line_bytes, error_messages=bool(error_messages),
                           keep_unstructured=bool(keep_unstructured))
-        self._sampler = Sampler(float(sample_rate))
+        self._sampler = Sampler(rate)
         self.queue_size = queue_size
         # Read by the instrumented calls and request blocks: they keep a failure's message
         # only for a log that stores it.
@@ -208,7 +204,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
 
     @sample_rate.setter
     def sample_rate(self, rate: float) -> None:
-        self._sampler = Sampler(float(rate))  # a rate changed at run time takes effect
+        # A rate changed at run time takes effect at once, checked as the constructor's.
+        self._sampler = Sampler(checked_sample_rate(rate))
 
     # --- the request path ------------------------------------------------------------------
 
@@ -225,7 +222,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         try:
             sampler = self._sampler
             if sampler.rate < 1.0 and not is_error(event.get("error")) and \
-                    not event.get("model_errors") and not sampler.keeps(event.get("request_id")):
+                    not has_model_errors(event.get("model_errors")) and \
+                    not sampler.keeps(event.get("request_id")):
                 return
             queue = self._queue
             if len(queue) < self.queue_size and not self._closed:

@@ -1,9 +1,10 @@
 """The checks of an event log's options that are more than a comparison: the sink's path,
-positive integer sizes, what counts as a flag, and the message for an event bound too small
-to hold an event.
+positive integer sizes, the sample rate, what counts as a flag, and the message for an event
+bound too small to hold an event.
 
-Apart from the log because they run once, when a log is made, and name the option at
-fault; the log's module is its queue and its writer thread.
+Apart from the log because they run when a log is made (the sample rate also when it is
+changed), and name the option at fault; the log's module is its queue and its writer
+thread.
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def positive(**values: int) -> tuple[int, ...]:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
         out.append(int(value))
     return tuple(out)
+
+
+def checked_sample_rate(rate: object) -> float:
+    """`rate` as a float from 0 to 1, or a configuration error naming ``sample_rate``.
+
+    A rate read from an environment variable or YAML may still be text: comparing it would
+    raise a bare TypeError that names no option. A numpy number is a number; a flag is not.
+    """
+    if isinstance(rate, (bool, numpy_bool_types())) or \
+            not isinstance(rate, numbers.Real) or not 0.0 <= float(rate) <= 1.0:
+        raise ValueError(f"sample_rate: expected a number from 0 to 1, got {rate!r}")
+    return float(rate)
 
 
 def numpy_bool_types() -> tuple[type, ...]:

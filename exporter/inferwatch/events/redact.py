@@ -137,22 +137,26 @@ class _Cleaner:
         if depth >= MAX_DEPTH:
             return {"truncated": "depth"}
         depth += 1
-        # A scipy.sparse DOK matrix is a dict keyed by (row, column): read by rows, as the
-        # other sparse formats are, not as a mapping.
-        if isinstance(value, Mapping) and (kind is dict or not is_sparse(value)):
-            try:
+        try:
+            # A scipy.sparse DOK matrix is a dict keyed by (row, column): read by rows, as
+            # the other sparse formats are, not as a mapping.
+            if isinstance(value, Mapping) and (kind is dict or not is_sparse(value)):
                 return self._mapping(value, depth)
-            except Exception:  # the caller's own Mapping: its len(), items() or [] raised
-                return self._unstructured(value, "conversion_error")
-        if isinstance(value, (list, tuple, set, frozenset)) and \
-                not hasattr(kind, "_fields"):  # a namedtuple keeps its field names
-            if len(value) > MAX_ITEMS:
-                return {"truncated": "list", "length": len(value)}
-            if len(value) > self.budget:
-                return {"truncated": "items", "length": len(value)}
-            self.budget -= len(value)
-            return [self.clean(v, depth) for v in value]
-        return self._other(value, depth)
+            if isinstance(value, (list, tuple, set, frozenset)) and \
+                    not hasattr(kind, "_fields"):  # a namedtuple keeps its field names
+                if len(value) > MAX_ITEMS:
+                    return {"truncated": "list", "length": len(value)}
+                if len(value) > self.budget:
+                    return {"truncated": "items", "length": len(value)}
+                self.budget -= len(value)
+                return [self.clean(v, depth) for v in value]
+            return self._other(value, depth)
+        except Exception:
+            # The caller's own object raised when looked at: a Mapping whose len(), items()
+            # or [] fails, or a context-local proxy read on the writer thread, where it is
+            # unbound (even isinstance() raises then). Only this value is lost: each item of
+            # a container is cleaned on its own, so the rest of the event is kept.
+            return self._unstructured(value, "conversion_error")
 
     def _mapping(self, value: Mapping, depth: int) -> object:
         if len(value) > MAX_ITEMS:
@@ -227,7 +231,10 @@ class _Cleaner:
             return self._unstructured(value, exc.reason)
         except Exception:  # the user's own conversion (model_dump, to_dict) failed
             return self._unstructured(value, "conversion_error")
-        tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+        try:
+            tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+        except Exception:  # not AttributeError: the object cannot be read at all
+            return self._unstructured(value, "conversion_error")
         if callable(tolist):
             try:
                 plain = tolist()
@@ -250,20 +257,23 @@ class _Cleaner:
             # hold a second copy of the caller's whole buffer just to find it too large.
             size = value.nbytes if isinstance(value, memoryview) else len(value)
             return {"truncated": "bytes", "length": size} if size > limit else None
-        try:
-            nbytes = getattr(value, "nbytes", None)
-        except Exception:  # a sparse torch tensor has none (its rows are bounded when read)
-            nbytes = None
-        if nbytes is None and callable(getattr(value, "memory_usage", None)):  # a DataFrame
+        # A sparse torch tensor raises for nbytes (its rows are bounded when read).
+        nbytes = _attribute(value, "nbytes")
+        if nbytes is None and callable(_attribute(value, "memory_usage")):  # a DataFrame
             try:
                 nbytes = int(value.memory_usage(index=False).sum())  # type: ignore[attr-defined]
             except Exception:
                 nbytes = None
         if isinstance(nbytes, int) and nbytes > limit:
-            shape = getattr(value, "shape", None)
+            shape = _attribute(value, "shape")
+            dtype = _attribute(value, "dtype")
+            try:
+                dtype_text = "" if dtype is None else _UNSAFE.sub("", str(dtype))
+            except Exception:  # the caller's own dtype object and its __str__
+                dtype_text = ""
             return {"truncated": "array", "nbytes": nbytes,
                     "shape": list(shape) if isinstance(shape, tuple) else None,
-                    "dtype": _UNSAFE.sub("", str(getattr(value, "dtype", "")))}
+                    "dtype": dtype_text}
         return None
 
     def _unstructured(self, value: object, reason: str) -> object:
@@ -277,6 +287,15 @@ class _Cleaner:
         if self.dropped is not None:
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
         return {"dropped": reason, "type": _UNSAFE.sub("", type_name(value))}
+
+
+def _attribute(value: object, name: str) -> object:
+    """`value`'s attribute `name`, None when it has none or looking it up raises: a probe
+    for what kind of object `value` is must not cost the value, let alone the event."""
+    try:
+        return getattr(value, name, None)
+    except Exception:
+        return None
 
 
 class _NoKeyText(Exception):
@@ -369,7 +388,8 @@ def hash_value(secret: bytes | str, value: object, *, max_event_bytes: int = HAS
     number, a datetime ISO text. An array or JSON text larger than the log's
     `max_event_bytes` (default 64 KiB) is stored, and hashed, as its truncation marker: pass
     the log's bound to find it. `request_id=True` hashes the value as the log stores a
-    request id: one over 1,024 characters as its ``"sha256:"`` digest.
+    request id: text as its cleaned text, JSON or not, and one over 1,024 characters as its
+    ``"sha256:"`` digest.
 
     >>> key = b"0123456789abcdef"
     >>> hash_value(key, "4111") == HASH_PREFIX + hmac.new(key, b"4111", "sha256").hexdigest()
@@ -380,11 +400,34 @@ def hash_value(secret: bytes | str, value: object, *, max_event_bytes: int = HAS
     key = _secret_key(secret)
     # The encoder cleans the whole event with the log's bound, then hashes what is stored:
     # hashing the value as given would miss text holding JSON or a control character.
-    cleaned = clean(value, max_array_bytes=max_event_bytes)
+    # A request id given as text stays text, JSON or not, as the log stores it.
+    cleaned = identity_text(value) if request_id else None
+    if cleaned is None:
+        cleaned = clean(value, max_array_bytes=max_event_bytes)
     if request_id and isinstance(cleaned, str):
         # The log bounds an id before hashing it, as every path that hands one over does.
         cleaned = bounded_request_id(cleaned)
     return _hmac(key, cleaned)
+
+
+def identity_text(value: object) -> str | None:
+    """An identity field (a request id, a model name) as the log stores it when given as
+    text or UTF-8 bytes: its cleaned text, never parsed as JSON, since events are found and
+    joined by it. None for any other value, which is cleaned as every value is.
+
+    >>> identity_text('["x"]\\n'), identity_text(b"r-17"), identity_text(17)
+    ('["x"]', 'r-17', None)
+    """
+    try:
+        if isinstance(value, str):
+            text = str.__str__(value)  # a str Enum's characters, as cleaning reads them
+        elif isinstance(value, (bytes, bytearray)):
+            text = bytes(value).decode("utf-8")
+        else:
+            return None
+    except Exception:  # bytes that are not UTF-8, an object that raises when looked at
+        return None
+    return text if text.isprintable() else _UNSAFE.sub("", text)
 
 
 def _secret_key(secret: object) -> bytes:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from inferwatch.events.fields import type_name
-from inferwatch.events.redact import Redaction, clean, clean_text
+from inferwatch.events.redact import Redaction, clean, clean_text, identity_text
 
 # A request id is what events are found and joined by, so it is never cut: a longer one is
 # stored as its digest, which a query by the id computes too; the rule every path bounds
@@ -43,6 +43,8 @@ SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 # Identity fields stay whole when an event is truncated; they are capped instead.
 IDENTITY_FIELDS = ("ts", "model", "model_version", "request_id", "trace_id", "error", "truncated")
+# Those stored as the text given, never parsed as JSON: events are found and joined by them.
+TEXT_IDENTITY_FIELDS = ("model", "model_version", "request_id", "trace_id")
 MAX_IDENTITY_CHARS = 256
 # An error event is always kept, so its message must not push it past max_event_bytes.
 MAX_ERROR_MESSAGE_CHARS = 1024
@@ -103,7 +105,12 @@ def normalize_error(error: object, keep_message: bool,
     """
     if not is_error(error):
         return None
-    kind, message = _error_parts(error)
+    try:
+        kind, message = _error_parts(error)
+    except Exception:  # an object that raises when looked at: still an error, unnamed
+        if dropped is not None:
+            dropped["conversion_error"] = dropped.get("conversion_error", 0) + 1
+        kind, message = "Error", None
     text = _str_or_none(kind, dropped)
     # A type of control characters alone is cleaned to nothing: still an error, named so.
     kind_text = clean_text("Error" if text is None else text)[:MAX_IDENTITY_CHARS]
@@ -140,13 +147,35 @@ def is_error(value: object) -> bool:
     if kind in _SIZED_TYPES:
         return len(value) > 0  # type: ignore[arg-type]
     numpy = sys.modules.get("numpy")
-    if numpy is not None and isinstance(value, numpy.generic):  # a numpy scalar, not array
-        try:
-            plain = value.item()
-        except Exception:
+    try:
+        if numpy is None or not isinstance(value, numpy.generic):  # a numpy scalar, not array
             return True
-        return type(plain) is not type(value) and is_error(plain)
-    return True
+        plain = value.item()
+    except Exception:  # isinstance() too raises for an unbound context-local proxy
+        return True
+    return type(plain) is not type(value) and is_error(plain)
+
+
+def has_model_errors(value: object) -> bool:
+    """Whether an event's ``"model_errors"`` names any failed model call.
+
+    By type and length, as :func:`is_error` reads ``"error"``: the names often come as a
+    numpy array or a pandas Series, which have no truth value. ``None``, ``False`` and an
+    empty collection name none; anything else without a length (a single name given as
+    an object) names one.
+
+    >>> import numpy as np
+    >>> [has_model_errors(v) for v in (None, [], np.array([]), ["KeyError"], np.array(["E"]))]
+    [False, False, False, True, True]
+    """
+    if value is None or value is False:
+        return False
+    if type(value) in _SIZED_TYPES:
+        return len(value) > 0  # type: ignore[arg-type]
+    try:
+        return len(value) > 0  # type: ignore[arg-type]
+    except Exception:  # no length (a 0-d array, a scalar): read as an error value is
+        return is_error(value)
 
 
 def _error_parts(error: object) -> tuple[object, object]:
@@ -191,13 +220,20 @@ class Encoder:
             raise TypeError(f"an event is a dict, got {type(event).__name__}")
         raw = dict(event)
         if "ts" in raw:
-            raw["ts"] = _unix_seconds(raw["ts"])
+            try:
+                raw["ts"] = _unix_seconds(raw["ts"])
+            except Exception:  # an object that raises when looked at: no time, the write time
+                raw["ts"] = None
         if "error" in raw:
             raw["error"] = normalize_error(raw["error"], self.error_messages,
                                            self.values_dropped)
+        identity = _identity_texts(raw)
         obj = clean(raw, max_array_bytes=self.max_event_bytes,
                     keep_unstructured=self.keep_unstructured, dropped=self.values_dropped)
         assert isinstance(obj, dict)
+        for key, text in identity.items():
+            if obj.get(key) is None:  # else a key cleaned to the same name came first
+                obj[key] = text
         ts = obj["ts"] = _event_time(obj.get("ts"), now)
         request_id = obj.get("request_id")
         if isinstance(request_id, str):
@@ -345,6 +381,23 @@ def _unix_seconds(ts: object) -> object:
         except (ArithmeticError, ValueError, TypeError):  # beyond what seconds can count
             return None
     return ts
+
+
+def _identity_texts(raw: dict) -> dict[str, str]:
+    """The identity fields of `raw` given as text (or UTF-8 bytes), cleaned as text; each
+    is set to None in `raw` so that cleaning passes it over.
+
+    Cleaning parses text holding JSON into fields, which an id is not: ``'["x"]'`` stored
+    as a list would be found by neither ``--request-id '["x"]'`` nor an outcome joined by
+    that id, and JSONL and SQLite would disagree on it.
+    """
+    texts: dict[str, str] = {}
+    for key in TEXT_IDENTITY_FIELDS:
+        text = identity_text(raw.get(key))
+        if text is not None:
+            texts[key] = text
+            raw[key] = None
+    return texts
 
 
 def _event_time(ts: object, now: float | None) -> float:
