@@ -47,6 +47,10 @@ def _specs(*specs: MetricSpec) -> dict[str, MetricSpec]:
 
 _E = "exporter"
 
+# The values of inferwatch_model_info's `task` label, and of instrument()'s and a reference
+# profile's `task` option: how a model's outputs are read (values or class labels).
+TASKS = ("auto", "classification", "regression")
+
 # Objectives a model may declare in code (instrument(objectives=...)), by the config key the
 # generated rules judge it with, and the check of that key in the config (the schema's field
 # names the same function; predictions.max_model_age, a duration there, is seconds in code).

@@ -26,6 +26,7 @@ from inferwatch.catalogue import (
     OBJECTIVE_ALIASES,
     OBJECTIVE_CHECKS,
     OBJECTIVE_KEYS,
+    TASKS,
     WHOLE_NUMBER_OBJECTIVES,
 )
 from inferwatch.core.outcomes import DEFAULT_MAX_BYTES as DEFAULT_OUTCOME_CACHE_BYTES
@@ -51,7 +52,6 @@ TEXT_LENGTH_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
 TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 OUTCOME_DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0,
                          3 * 86400.0, 7 * 86400.0, 30 * 86400.0)
-TASKS = ("auto", "classification", "regression")
 MAX_METADATA_LABELS = 8
 # Labels that name a model's series: metadata naming one would relabel every series of the
 # model. multiproc/snapshot_format.py refuses the same ones in a worker's info (a test keeps

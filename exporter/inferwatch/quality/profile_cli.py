@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from inferwatch.catalogue import TASKS
+
 # Values read as missing in CSV cells (as pandas reads them by default, a common subset).
 MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "#N/A"})
 # Without --progress, a bar appears only on a terminal and only for files at least this big.
@@ -37,9 +39,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 # then the magic number of its first block), by the name the error messages give them.
 OTHER_MAGIC = {"bzip2": b"BZh?1AY&SY", "xz": b"\xfd7zXZ\x00", "zstd": b"\x28\xb5\x2f\xfd",
                "zip": b"PK\x03\x04"}
-# instrument()'s task option (inferwatch.quality.validation.TASKS, not imported here: the
-# subcommand loads numpy only once it runs; a test keeps them equal).
-TASKS = ("auto", "classification", "regression")
 # A number written as an integer: how a CSV tells a model's integer labels from its floats.
 _INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 

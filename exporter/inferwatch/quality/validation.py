@@ -52,12 +52,10 @@ from typing import Any
 
 import numpy as np
 
+from inferwatch.catalogue import TASKS
 from inferwatch.quality.category_keys import category_key, is_missing
 
 METRICS = ("accuracy", "mean_absolute_error")
-# instrument()'s task option (core/options.py holds the same tuple: the quality package does
-# not import the hot path, and a test keeps the two equal).
-TASKS = ("auto", "classification", "regression")
 
 
 class ValidationError(ValueError):
