@@ -34,6 +34,7 @@ from inferwatch.core.model_proxy import WRAPPED_METHODS, InstrumentedModel, unwr
 from inferwatch.core.options import FRAMEWORK_LABEL, Settings
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, is_finite_version, version_text
+from inferwatch.core.state import ModelState
 from inferwatch.core.timestamps import epoch_seconds
 from inferwatch.core.tracing import otel_configured
 
@@ -326,6 +327,17 @@ def _take_framework(registry: Registry, spec: _Spec) -> None:
         monitor.configure(metadata={**metadata, "framework": framework})
 
 
+def _serving_as_champion(state: ModelState) -> None:
+    """Make a version that ran as a shadow the primary, now that it serves calls itself.
+
+    A version never shadowed gets no role (``role`` appears once a shadow is attached);
+    a shadow closed and not instrumented again keeps its role, so that removing a failing
+    challenger does not page.
+    """
+    if state.info.get("role") == "shadow":
+        state.info["role"] = "primary"
+
+
 def _instrument(target: Any, spec: _Spec, *, is_function: bool,
                 registry: Registry | None) -> Any:
     registry = registry or default_registry()
@@ -335,6 +347,9 @@ def _instrument(target: Any, spec: _Spec, *, is_function: bool,
         spec.name, spec.version, spec.settings, trained_at=spec.trained_at,
         class_names=None if is_function else _class_names_reader(target),
     )
+    # Instrumented as a model that serves: a challenger promoted to champion is judged by
+    # the serving alerts, which leave role="shadow" versions out.
+    monitor.update_state(_serving_as_champion)
     exemplars = spec.settings.exemplars
     if exemplars or (exemplars is None and otel_configured()):
         monitor.configure(traces=True)

@@ -11,7 +11,9 @@ the challenger's drain folds into the comparison series.
 
 A full queue drops the call, a call past `timeout` is dropped too (in process mode its
 child is killed), and every drop is counted by reason. ``role`` goes into
-``inferwatch_model_info`` only (primary or shadow), so no other series grows a label.
+``inferwatch_model_info`` only (primary or shadow), so no other series grows a label. A
+closed shadow keeps ``role="shadow"`` (removing a failing challenger must not page);
+``instrument()`` of its version as a champion (a promotion) makes it ``role="primary"``.
 
 >>> import inferwatch
 >>> from inferwatch.core.registry import Registry

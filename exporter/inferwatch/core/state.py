@@ -477,6 +477,10 @@ class ModelState:
         self.info = {**info, **self.info}
         if self.info.get("task") == "auto" and info.get("task", "auto") != "auto":
             self.info["task"] = info["task"]  # a worker that has seen predictions knows
+        if info.get("role") == "shadow":
+            # A process still running this version as a shadow: its failures count here,
+            # and the serving alerts must go on leaving it out until none does.
+            self.info["role"] = "shadow"
         self.loaded_at = _nanmin(self.loaded_at, loaded_at)
         self.trained_at = _nanmax(self.trained_at, trained_at)
         self.validation = {**validation, **self.validation}

@@ -353,8 +353,12 @@ def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawS
 
     Workers forked from one master share their models' identities: each distinct one is
     folded once (folding is idempotent), gauges every time (they add). The first identity
-    folded wins a conflicting info label: live workers come first, so what a redeploy
-    changed replaces what exited workers (the archive) held, instead of lingering.
+    folded wins a conflicting info label, but ``role="shadow"`` wins over any other role
+    (a worker still runs the version as a shadow). Info labels, validation scores and
+    objectives of a model version some live worker holds come from live workers only:
+    a label a redeploy dropped (the role of a promoted challenger) must not be filled in
+    from exited workers (the archive). Those still give the version's load and training
+    times, and its task where the live workers have seen no prediction yet.
     """
     # Per merged model: identities folded, by (loaded_at, trained_at), which tell workers'
     # identities apart: finding one costs a lookup, not a comparison with every other.
@@ -363,20 +367,24 @@ def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawS
     latest = [_folds.get(state.key, ()) for state in states]
     live = [raw for raw in raws if id(raw) not in without_gauges]
     exited = [raw for raw in raws if id(raw) in without_gauges]
+    served = {merged_index for raw in live
+              for merged_index in plan.maps[raw.layout.serial].models}  # type: ignore[union-attr]
     for raw in live + exited:
         mapped = plan.maps[raw.layout.serial]  # type: ignore[union-attr]
         gauges = id(raw) not in without_gauges
         for index, merged_index in enumerate(mapped.models):
             state, data = states[merged_index], raw.header["models"][index]
-            identity = (data.get("info"), data.get("loaded_at"), data.get("trained_at"),
-                        data.get("validation"), data.get("objectives"))
+            folded_data = data if gauges or merged_index not in served else _history_of(data)
+            identity = (folded_data.get("info"), folded_data.get("loaded_at"),
+                        folded_data.get("trained_at"), folded_data.get("validation"),
+                        folded_data.get("objectives"))
             try:
                 try:
                     alike = seen[merged_index].setdefault((identity[1], identity[2]), [])
                 except TypeError:  # a crafted time (a list): compared with the others
                     alike = seen[merged_index].setdefault(None, [])
                 if identity not in alike:
-                    _fold_identity(state, data, identity, folded[merged_index],
+                    _fold_identity(state, folded_data, identity, folded[merged_index],
                                    latest[merged_index])
                     alike.append(identity)
                 if gauges:
@@ -389,6 +397,22 @@ def _merge_identities(states: list[ModelState], plan: MergePlan, raws: list[RawS
                 _merge_extras(state, data["extras"], on_error)
     global _folds
     _folds = {state.key: done for state, done in zip(states, folded) if done}
+
+
+def _history_of(data: dict) -> dict:
+    """What an exited worker's identity of a model version still tells where a live worker
+    holds that version: when it was loaded and trained, and its task (a live worker that
+    has seen no prediction says "auto"). Its labels, scores and objectives are the live
+    workers' to give.
+
+    >>> _history_of({"info": {"task": "regression", "role": "shadow"}, "loaded_at": 3.0,
+    ...              "trained_at": None, "objectives": {"latency_p99": 0.2}})
+    {'info': {'task': 'regression'}, 'loaded_at': 3.0, 'trained_at': None}
+    """
+    info = data.get("info")
+    task = info.get("task") if isinstance(info, dict) else None
+    return {"info": {} if task is None else {"task": task},
+            "loaded_at": data.get("loaded_at"), "trained_at": data.get("trained_at")}
 
 
 def _fold_identity(state: ModelState, data: dict, identity: tuple,
