@@ -10,7 +10,6 @@ relabelling a real model's target as the generated ServiceMonitor does.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 import inferwatch
 from config_errors import error_for
-from conftest import require_binary
+from conftest import free_port, require_binary
 from inferwatch.core.registry import Registry
 from inferwatch.generate import _yaml, render, rule_files
 from inferwatch.generate import config_checks as check
@@ -37,7 +36,6 @@ from inferwatch.serving.bridge import InferwatchCollector
 from processes import Prometheus, stop, wait_ready
 
 HOST = "127.0.0.1"
-PORTS = range(23000, 23500)
 # (selector key, job key, the monitor writing the job label) of each side.
 SIDES = {"model": ("kubernetes.model_job", service_monitor, "endpoints"),
          "exporter": ("kubernetes.exporter_job", pod_monitor, "podMetricsEndpoints")}
@@ -128,16 +126,6 @@ def test_the_generated_manifests_follow_a_renamed_selector() -> None:
 # --- live: Prometheus relabelling a model's target as the generated ServiceMonitor does ---------
 
 
-def _port_in_range() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                continue
-            return port
-    pytest.fail(f"no free port in {PORTS}")
-
 
 class _Model:
     def predict(self, x: Any) -> np.ndarray:
@@ -150,7 +138,7 @@ def model_target() -> Iterator[str]:
     model = inferwatch.instrument(_Model(), name="fraud", version="1", registry=registry)
     exposed = CollectorRegistry()
     exposed.register(InferwatchCollector(registry))
-    port = _port_in_range()
+    port = free_port()
     server = inferwatch.serve(port=port, addr=HOST, registry=exposed)
     done = threading.Event()
 
@@ -193,7 +181,7 @@ def test_rules_read_the_target_the_generated_service_monitor_labels(
         "scrape_configs": [{"job_name": "serviceMonitor/ml/inferwatch-model/0",
                             "static_configs": [{"targets": [model_target]}],
                             "relabel_configs": relabel_configs}]}))
-    port = _port_in_range()
+    port = free_port()
     log = (tmp_path / "prometheus.log").open("w")
     process = subprocess.Popen(
         [require_binary("prometheus"), f"--config.file={config}",

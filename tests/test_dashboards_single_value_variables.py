@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 import inferwatch
-from conftest import require_binary
+from conftest import free_port, require_binary
 from e2e_dashboards import panels
 from inferwatch.core.registry import Registry
 from inferwatch.generate import config_checks as check
@@ -38,7 +37,6 @@ from processes import Prometheus, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
-PORTS = range(23000, 23500)
 
 # A label matcher whose value is one double-quoted PromQL string.
 _MATCHER = re.compile(r'(?P<label>[a-zA-Z_]\w*)\s*(?P<op>=~|!~|!=|=)\s*'
@@ -166,16 +164,6 @@ class _Classifier:
         return np.tile(weights / weights.sum(), (rows, 1))
 
 
-def _port_in_range() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                continue
-            return port
-    pytest.fail(f"no free port in {PORTS}")
-
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
@@ -187,7 +175,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     inferwatch.shadow(model, _Classifier(1.0), version="2-rc", sample=1.0, registry=registry)
     exposed = CollectorRegistry()
     exposed.register(InferwatchCollector(registry))
-    metrics_port = _port_in_range()
+    metrics_port = free_port()
     server = inferwatch.serve(port=metrics_port, addr=HOST, registry=exposed)
     done = threading.Event()
 
@@ -203,7 +191,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         "global": {"scrape_interval": "1s"},
         "scrape_configs": [{"job_name": "inferwatch-model",
                             "static_configs": [{"targets": [f"{HOST}:{metrics_port}"]}]}]}))
-    port = _port_in_range()
+    port = free_port()
     log = (workdir / "prometheus.log").open("w")
     process = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
