@@ -75,10 +75,13 @@ class ItemClock:
         self.last = now
         self.items += 1
 
-    def record(self, outcome: str, error_type: type | None) -> StreamRecord:
-        """The figures so far, for a request record (which counts the call itself)."""
+    def record(self, outcome: str, error_type: type | None,
+               ended_at: float | None = None) -> StreamRecord:
+        """The figures so far, for a request record (which counts the call itself), as a
+        stream that ended at `ended_at` (a ``perf_counter()`` reading; None: now)."""
         first = None if self.first is None else self.first - self.start
-        return StreamRecord(perf_counter() - self.start, outcome, error_type, first,
+        end = perf_counter() if ended_at is None else ended_at
+        return StreamRecord(end - self.start, outcome, error_type, first,
                             self.items, self.gaps, self.gap_sum, counts_call=False,
                             gap_bounds=self.bounds)
 

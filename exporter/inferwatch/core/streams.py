@@ -50,6 +50,7 @@ follows a stream to its end: the wrappers of generators (:func:`follow_sync`,
 from __future__ import annotations
 
 import threading
+import weakref
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from time import perf_counter
@@ -90,7 +91,7 @@ class Tracker:
     # What every stream sets lives in slots; the rest keeps these class defaults until a slow
     # path call or a token count sets it (in the instance dict, made only then): the fewer
     # stores here, the less the wrapper adds to the time to first item.
-    __slots__ = ("__dict__", "done", "monitor", "plan", "start")
+    __slots__ = ("__dict__", "__weakref__", "done", "monitor", "plan", "start")
     slow = False
     record: RequestRecord | None = None
     request: Request | None = None
@@ -104,6 +105,9 @@ class Tracker:
     owned = False
     # An async generator's figures, which its wrapper keeps here as they come (_Figures).
     figures: _Figures | None = None
+    # Its request ended with the response body's figures while it was still open (a sync
+    # generator a server left suspended when the client went away): see StreamWatch.
+    outlived = False
 
     def __init__(self, monitor: Monitor, plan: Plan, start: float) -> None:
         self.monitor = monitor
@@ -120,7 +124,11 @@ class Tracker:
 
             # The request the call joined: this model's own, not the innermost one, which
             # may be another model's (B's stream consumed inside A's block inside B's).
-            self.request = current_request_of(self.monitor)
+            request = self.request = current_request_of(self.monitor)
+            if request is not None:
+                watch = _WATCHES.get(id(request.record))
+                if watch is not None:
+                    watch.add(self)
         # Kept for the request's event either way: one the call joined (every model route
         # behind the web middleware) writes its output_text from these figures too.
         if self.monitor.events is not None and self.plan.keep_chars:
@@ -281,9 +289,12 @@ class Tracker:
         # counted with them: the request went to the drain without it.
         request = self.request
         failed = stream.outcome == ERROR and stream.error_type is not None
-        joined = NOT_JOINED if request is None else join_stream(
-            request, stream, stream.duration,
-            model_error(error, stream.error_type) if failed else None)
+        if self.outlived:  # its request has its figures already, and its stage
+            joined = ENDED_WITH_STREAM
+        else:
+            joined = NOT_JOINED if request is None else join_stream(
+                request, stream, stream.duration,
+                model_error(error, stream.error_type) if failed else None)
         if joined is JOINED:
             return
         if joined is ENDED_WITH_STREAM:
@@ -311,6 +322,62 @@ class Tracker:
                 self.end(CANCELLED, None, None, 0, None, 0.0, None)
         except BaseException:  # at interpreter shutdown, with modules half torn down
             pass
+
+
+class StreamWatch:
+    """The streams that join one request while its owner serves it (the ASGI middleware,
+    from the app's call to the request's end), so that the owner can end the request with
+    those still open when its client went away.
+
+    An async generator's stream ends itself when the request's task is cancelled, and joins
+    the request first. A sync generator that a server steps in a thread (Starlette's
+    ``StreamingResponse``) cannot be: it is left suspended, or still making its next item,
+    and is closed only when collected, after the request. The owner then ends the request
+    with the body's figures as that stream's (:meth:`outlive` marks it so), and the stream
+    adds only its tokens when it ends: one stream per request, as the async stream's.
+
+    Held weakly: a stream dropped unstarted still ends (as cancelled) when collected, while
+    its request is open, as it would unwatched.
+    """
+
+    __slots__ = ("key", "streams")
+
+    def __init__(self, request: Request) -> None:
+        # The record, not the request: a handler's own block that joined the request is
+        # another Request object over the same record.
+        self.key = id(request.record)
+        self.streams: dict[int, weakref.ref[Tracker]] = {}
+        _WATCHES[self.key] = self
+
+    def add(self, tracker: Tracker) -> None:
+        key = id(tracker)
+        streams = self.streams
+        streams[key] = weakref.ref(tracker, lambda _, key=key: streams.pop(key, None))
+
+    def outlive(self) -> list[Tracker]:
+        """The streams still open, each marked (``Tracker.outlived``) in the step that finds
+        it open, as one whose request ends without waiting for it: a stream ending meanwhile
+        in another thread either ended first (and joined the request itself) or is marked,
+        never both."""
+        found: list[Tracker] = []
+        refs = list(self.streams.values())
+        with _ENDING:  # as in Tracker.end, which sets `done` under it
+            for ref in refs:
+                tracker = ref()
+                if tracker is not None and not tracker.done:
+                    tracker.outlived = True
+                    found.append(tracker)
+        return found
+
+    def close(self) -> None:
+        """Stop watching: the request has ended."""
+        if _WATCHES.get(self.key) is self:
+            _WATCHES.pop(self.key, None)
+
+
+# The requests whose streams are watched, by id of their record, while their owner serves
+# them; the owner removes its entry when the request ends, so it holds no ended request.
+_WATCHES: dict[int, StreamWatch] = {}
 
 
 JOINED, ALONGSIDE = "joined", "joined beside the request's stream"

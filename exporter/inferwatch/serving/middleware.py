@@ -28,9 +28,14 @@ list) are also recorded as streams: time to first body byte
 of bytes is no stream, however many empty messages go with it (Starlette's
 ``BaseHTTPMiddleware`` adds one to every answer). A client that disconnects before the last
 chunk, or before the server took all of a WSGI body, list or iterator, makes the request
-``cancelled``, not an error. When the body comes from an instrumented model's stream, the
-request records that stream's figures instead; if the request ends first (a client gone
-while a sync generator was left open in a server's thread), the body's figures stand, and
+``cancelled``, not an error; under ASGI it ends when the middleware saw the client go (its
+``http.disconnect``, or a send that failed), however long the app takes to return after
+it. When the body comes from an instrumented model's stream, the request records that
+stream's figures instead. A sync generator that a server steps in a thread (Starlette's
+``StreamingResponse``) is still open when its client goes, making its next item, and is
+closed only when collected: the request ends without it, with the body's figures as that
+stream's (none or one chunk too, as of the client's leaving) and the stream's time until
+then as its ``inference`` stage, as an async stream cancelled with its request would give;
 the model's stream adds only its tokens when it ends: one stream per request.
 
 The WSGI middleware and its body wrappers are in :mod:`inferwatch.serving.wsgi_middleware`;
@@ -65,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 from inferwatch import faults
 from inferwatch.core.request import Request
 from inferwatch.core.stream_objects import ItemClock
+from inferwatch.core.streams import StreamWatch
 from inferwatch.core.web_requests import ASGIRequest
 from inferwatch.serving.request_end import COMPONENT, finish, outcome, stream_end
 from inferwatch.serving.request_ids import (
@@ -136,6 +142,24 @@ def _streamed(body: ItemClock | None) -> ItemClock | None:
     return body if body is not None and body.items > 1 else None
 
 
+def _end(request: Request, streams: StreamWatch, body: ItemClock | None, cancelled: bool,
+         error_type: type | None, ended_at: float | None, left_at: float | None,
+         raised: BaseException | None = None) -> None:
+    """End the request once its app returned or raised: as of when its client left, if it
+    did, else of its last body chunk. A model's stream still open then (a sync generator
+    that the server steps in a thread, which the client's leaving cannot stop) is outlived
+    by it: the body's figures, as of the client's leaving, are that stream's."""
+    try:
+        outlived = streams.outlive() if cancelled else []
+        streams.close()
+    except Exception as exc:
+        faults.record(COMPONENT, exc)
+        outlived = []
+    stream_end(request, body if outlived else _streamed(body), cancelled, error_type,
+               outlived, left_at)
+    finish(request, error_type, ended_at if left_at is None else left_at, cancelled, raised)
+
+
 class InstrumentMiddleware:
     """ASGI middleware recording each request to a model's route as one model request.
 
@@ -166,25 +190,31 @@ class InstrumentMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = self._begin(scope)
-        if request is None:
+        begun = self._begin(scope)
+        if begun is None:
             await self.app(scope, receive, send)
             return
+        request, streams = begun
         status = 0
         ended_at = None
         disconnected = False
+        # When the client was seen to go: the request ends then, not when the app returns
+        # (a sync body's thread still making its next item keeps it waiting for that item).
+        left_at: float | None = None
         trailers = False
         body: ItemClock | None = None  # set once the body comes in more than one message
 
         async def receive_and_watch() -> dict[str, Any]:
-            nonlocal disconnected
+            nonlocal disconnected, left_at
             message = await receive()
             if message.get("type") == "http.disconnect" and ended_at is None:
                 disconnected = True
+                if left_at is None:
+                    left_at = time.perf_counter()
             return message
 
         async def send_and_watch(message: dict[str, Any]) -> None:
-            nonlocal status, ended_at, body, disconnected, trailers
+            nonlocal status, ended_at, body, disconnected, trailers, left_at
             kind = message["type"]
             last = kind == _PATHSEND
             if kind in _BODY:
@@ -192,13 +222,19 @@ class InstrumentMiddleware:
                 if more and body is None:
                     body = ItemClock(request._start,
                                      request.monitor.settings.stream_interval_buckets)
-                if body is not None and (message.get("body") or kind != "http.response.body"):
-                    body.item()  # as the app hands it over: the first is the first byte
+                # As the app hands it over (the first is the first byte), while the client
+                # is there to get it: an item a sync stream's thread made after the client
+                # left is none of the stream it saw.
+                if body is not None and not disconnected and (
+                        message.get("body") or kind != "http.response.body"):
+                    body.item()
                 last = not more
             try:
                 await send(message)
             except OSError:
-                disconnected = disconnected or ended_at is None
+                if not disconnected and ended_at is None:
+                    disconnected = True
+                    left_at = time.perf_counter()
                 raise
             if last:
                 if not trailers:
@@ -215,8 +251,7 @@ class InstrumentMiddleware:
             # A client gone mid-response, or the request's task cancelled: not the app's error.
             cancelled = disconnected or (ended_at is None and _is_cancellation(exc))
             error_type = None if cancelled else _raised(exc, status, ended_at)
-            stream_end(request, _streamed(body), cancelled, error_type)
-            finish(request, error_type, ended_at, cancelled, exc)
+            _end(request, streams, body, cancelled, error_type, ended_at, left_at, exc)
             raise
         # Returned before its last body chunk: the server stopped it (a client disconnect).
         # A client gone before it (mid-upload, while the model ran) never got the answer
@@ -224,10 +259,9 @@ class InstrumentMiddleware:
         # broken body, or the prediction, went nowhere.
         cancelled = disconnected or (ended_at is None and status != 0)
         error_type = None if cancelled else outcome(status)
-        stream_end(request, _streamed(body), cancelled, error_type)
-        finish(request, error_type, ended_at, cancelled)
+        _end(request, streams, body, cancelled, error_type, ended_at, left_at)
 
-    def _begin(self, scope: dict[str, Any]) -> Request | None:
+    def _begin(self, scope: dict[str, Any]) -> tuple[Request, StreamWatch] | None:
         try:
             if scope.get("method") in NOT_PREDICTIONS or scope.get(RECORDED_KEY):
                 return None
@@ -255,7 +289,7 @@ class InstrumentMiddleware:
                     follows_callers_trace(monitor):
                 request.record.trace_id = trace_id
             scope[RECORDED_KEY] = True
-            return request
+            return request, StreamWatch(request)
         except Exception as exc:
             faults.record(COMPONENT, exc)
             return None

@@ -6,15 +6,18 @@ its request the same way; a fault of either is counted under the same component.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
+from inferwatch.core.stream_objects import ItemClock
 from inferwatch.core.stream_records import CANCELLED, ERROR, OK
 from inferwatch.core.streams import join_stream
 
 if TYPE_CHECKING:
     from inferwatch.core.request import Request
-    from inferwatch.core.stream_objects import ItemClock
+    from inferwatch.core.streams import Tracker
 
 COMPONENT = "middleware"
 _http_error_types: dict[int, type] = {}
@@ -55,14 +58,31 @@ def outcome(status: int) -> type | None:
 
 
 def stream_end(request: Request, body: ItemClock | None, cancelled: bool,
-               error_type: type | None) -> None:
+               error_type: type | None, outlived: Sequence[Tracker] = (),
+               ended_at: float | None = None) -> None:
     """Attach a streamed body's figures to the request, while it is open and has none from a
     model's stream (that fed the body). Ended elsewhere already (found abandoned, at its
-    bound of stages), its record went to the drain, which may be reading it: it stands."""
-    if body is None:
+    bound of stages), its record went to the drain, which may be reading it: it stands.
+
+    `outlived` are the model's streams still open when the request ends cancelled (a sync
+    generator left in a server's thread when its client went away, closed only later): the
+    body's figures, none or one chunk too, stand for theirs as of `ended_at` (when the
+    client left; None: now), and each is an inference stage up to then, as an async stream
+    cancelled with its request would be. Each adds only its tokens when it ends."""
+    if body is None and not outlived:
         return
     try:
         outcome = CANCELLED if cancelled else OK if error_type is None else ERROR
-        join_stream(request, body.record(outcome, error_type))
+        if body is None:
+            body = ItemClock(request._start, request.monitor.settings.stream_interval_buckets)
+        figures = body.record(outcome, error_type) if ended_at is None else \
+            body.record(outcome, error_type, ended_at)
+        if not outlived:
+            join_stream(request, figures)
+            return
+        end = perf_counter() if ended_at is None else ended_at
+        for stream in outlived:
+            # The first joins the figures; any other is a stage of the request beside them.
+            join_stream(request, figures, max(end - stream.start, 0.0))
     except Exception as exc:
         faults.record(COMPONENT, exc)
