@@ -1,4 +1,4 @@
-"""Module-level locks that a forked child gets fresh.
+"""Module-level locks that a forked child gets fresh, and which process a shadow's child is.
 
 A lock another thread held when a model server forked (gunicorn, ``multiprocessing``) is
 never released in the child, whose copy of that thread does not exist: the first use
@@ -7,6 +7,7 @@ there would wait for good. Each such lock is made anew in the child, right after
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable
@@ -23,3 +24,28 @@ def renew_at_fork(namespace: dict[str, Any], name: str,
     """
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=lambda: namespace.__setitem__(name, factory()))
+
+
+# The name of a process-mode shadow's child (core/shadow_process.py). Multiprocessing sets
+# a spawned child's name first of all it prepares, before it runs the parent's __main__
+# again or unpickles the challenger: the one mark in place before any of the app's code
+# runs there, and it touches no environment variable (which other threads of the serving
+# process would see change while a child starts). Here, in a leaf module, so that the
+# multi-worker code can ask without loading the shadow machinery.
+CHILD_NAME = "inferwatch-shadow"
+
+
+def in_shadow_child() -> bool:
+    """Whether this process is a shadow's child (``shadow(mode="process")``).
+
+    Such a child serves no request: the app's module it imports to rebuild the challenger
+    re-runs what a worker did as it loaded. It publishes nothing to the multi-worker
+    directory, and a process-mode shadow made there (at the app's import) starts no
+    child: a daemonic process may have none, and a challenger run in it in a thread
+    instead would answer calls no one sees, and could hang or crash the very child that
+    process mode keeps it out of.
+
+    >>> in_shadow_child()
+    False
+    """
+    return multiprocessing.current_process().name == CHILD_NAME

@@ -10,6 +10,14 @@ cannot start in a child (its unpickling fails there: a class defined only in an 
 and not started again before a back-off (doubling, capped) has passed: the calls meanwhile
 are the challenger's error, without a child each.
 
+The child is named :data:`CHILD_NAME`, and multiprocessing hands it that name before it
+imports anything of the app's. Unpickling the challenger imports the app's module there
+(and ``spawn`` runs a script's ``__main__`` again): what that module does as it loads, a
+warm-up call, its own ``shadow()``, was done by the process that serves it already. So in
+a shadow's child the multi-worker directory is ignored (nothing of the child is published
+as a worker's), and a ``mode="process"`` shadow starts no child of its own: its calls end
+as ``shutdown``, unseen, as the child's counts are (see :func:`in_shadow_child`).
+
 >>> runner = ProcessRunner(pickle.dumps(abs))
 >>> runner.call("__call__", (-2,), {}, timeout=60.0)[:2]
 ('ok', 2)
@@ -34,6 +42,8 @@ import threading
 import time
 from multiprocessing.reduction import ForkingPickler as _ForkingPickler
 from typing import Any
+
+from inferwatch.forking import CHILD_NAME, in_shadow_child
 
 log = logging.getLogger("inferwatch")
 
@@ -227,7 +237,9 @@ class ProcessRunner:
         self._gate = gate if gate is not None else StartGate()
         self._process: Any = None
         self._conn: Any = None
-        self._shut = False  # shut down for good: no new child starts
+        # Shut down for good: no new child starts. A runner made in a shadow's child is so
+        # from the start (in_shadow_child()).
+        self._shut = in_shadow_child()
 
     def _start(self) -> tuple[str, Any, float] | None:
         held = self._gate.held()
@@ -240,7 +252,7 @@ class ProcessRunner:
             ends.extend(_CONTEXT.Pipe())
             parent, child = ends
             process = _CONTEXT.Process(target=_child_main, args=(child, self._model_bytes),
-                                       name="inferwatch-shadow", daemon=True)
+                                       name=CHILD_NAME, daemon=True)
             process.start()
         except Exception as exc:
             # Out of file descriptors or processes (EMFILE, EAGAIN): the next sampled call

@@ -6,7 +6,8 @@ background drain thread then writes the worker's complete state there at most on
 second, and once more at exit; any worker's ``/metrics`` (and the exporter's ``multiproc``
 collector) reads every snapshot and serves the merged view. Dead workers are folded into
 one archive, so counters never go backwards and the directory holds one file per live
-worker. See docs/multiprocess.md.
+worker. See docs/multiprocess.md. A shadow's child process (``shadow(mode="process")``) is
+no worker: there the directory is ignored, and nothing is published or cleared.
 
 Calls on the request path are unchanged: an append, as in a single process.
 
@@ -41,6 +42,7 @@ from prometheus_client.core import Metric
 from inferwatch import faults
 from inferwatch.core.render import events_dropped_counts, loaded_ml_packages, process_families
 from inferwatch.core.step_clock import StepSafeClock
+from inferwatch.forking import in_shadow_child
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import (
     LOCK,
@@ -74,7 +76,8 @@ class MultiprocError(RuntimeError):
 
 
 def directory_from_env() -> str | None:
-    """The directory named by ``INFERWATCH_MULTIPROC_DIR``, checked; None when unset.
+    """The directory named by ``INFERWATCH_MULTIPROC_DIR``, checked; None when unset, and
+    in a shadow's child process, which inherits the variable but is no worker.
 
     >>> import os
     >>> os.environ.pop(ENV_VAR, None) and None
@@ -82,7 +85,7 @@ def directory_from_env() -> str | None:
     True
     """
     value = os.environ.get(ENV_VAR)
-    if value is None:
+    if value is None or in_shadow_child():
         return None
     return check_directory(value, source=ENV_VAR)
 
@@ -124,7 +127,14 @@ def attach(registry: Registry, directory: str | None = None) -> Publisher:
     Raises MultiprocError when the directory is missing, not a directory or not writable.
     Attaching a registry again to the same directory returns its publisher; to another
     directory, it raises MultiprocError.
+
+    In a shadow's child process the registry is left as it is, a single process's, and the
+    publisher returned is closed: it writes nothing. The app's module that child imports
+    to rebuild the challenger (a warm-up call as it loads) was counted by the worker that
+    serves it already.
     """
+    if in_shadow_child():
+        return _closed_publisher(registry, directory)
     path = check_directory(directory) if directory is not None else directory_from_env()
     if path is None:
         raise MultiprocError(f"{ENV_VAR} is not set and no directory was given")
@@ -144,6 +154,17 @@ def attach(registry: Registry, directory: str | None = None) -> Publisher:
     # last calls would never be published. multiprocessing runs its own finalizers there,
     # but clears those it inherited, so each child registers one after it forks.
     multiprocessing.util.register_after_fork(publisher, _close_at_child_exit)
+    return publisher
+
+
+def _closed_publisher(registry: Registry, directory: str | None) -> Publisher:
+    """What :func:`attach` returns in a shadow's child: the directory is not checked (the
+    child need not be able to write there), and no exit hook is registered."""
+    path = directory if directory is not None else os.environ.get(ENV_VAR)
+    if path is None:
+        raise MultiprocError(f"{ENV_VAR} is not set and no directory was given")
+    publisher = Publisher(registry, os.path.abspath(path))
+    publisher._closed = True
     return publisher
 
 
@@ -459,9 +480,14 @@ def clear_directory(directory: str | None = None) -> int:
     of other processes that still run are kept: on gunicorn's USR2 upgrade the new
     master starts beside the old one, whose workers keep serving and publishing.
 
+    In a shadow's child process, which starts while the server runs, it deletes nothing
+    and returns 0: the archive there holds the counts of workers that have exited.
+
     >>> clear_directory(tempfile.mkdtemp())
     0
     """
+    if in_shadow_child():
+        return 0
     path = check_directory(directory) if directory is not None else directory_from_env()
     if path is None:
         raise MultiprocError(f"{ENV_VAR} is not set and no directory was given")
