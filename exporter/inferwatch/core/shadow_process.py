@@ -33,6 +33,7 @@ import inspect
 import logging
 import multiprocessing
 import multiprocessing.process
+import multiprocessing.resource_tracker
 import multiprocessing.util
 import os
 import pickle
@@ -48,6 +49,26 @@ from inferwatch.forking import CHILD_NAME, in_shadow_child
 log = logging.getLogger("inferwatch")
 
 _CONTEXT = multiprocessing.get_context("spawn")
+
+
+def _renew_resource_tracker_lock() -> None:
+    """Give a forked child a fresh lock of multiprocessing's resource tracker.
+
+    Starting a spawn child takes that lock (to start the tracker process). A server that
+    forks its workers while a shadow's thread is inside ``Process.start()`` (gunicorn
+    ``--preload`` with a warm-up call at import) hands each worker the lock held by a thread
+    the worker does not have: the worker's first shadow child then waits for it for good,
+    and none of its calls is ever compared. The tracker process itself is shared with the
+    parent, as a forked child always shares it.
+    """
+    tracker = getattr(multiprocessing.resource_tracker, "_resource_tracker", None)
+    lock = getattr(tracker, "_lock", None)
+    if lock is not None:
+        tracker._lock = type(lock)()  # an RLock (3.11+) or a Lock, as the tracker made it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_resource_tracker_lock)
 START_TIMEOUT_SECONDS = 120.0  # a child imports the model's stack (numpy, sklearn, ...)
 # After a child failed to start, the next try waits this long, doubled on each failure up
 # to the cap: a spawn costs seconds, and a challenger that cannot load will not load on
