@@ -198,3 +198,13 @@ def test_rules_read_the_target_the_generated_service_monitor_labels(
     finally:
         stop(process)
         log.close()
+
+
+
+@pytest.mark.parametrize("job", ["0\x850", "a\u2028b", "line\nbreak", "0\x85\n1"])
+def test_a_job_holding_a_line_break_reaches_the_monitor_unchanged(job: str) -> None:
+    # YAML reads a NEL written plain as a line break and folded it into a space: the monitor
+    # labelled its targets with another job than the rules select.
+    files = render(from_dict({"kubernetes": {"model_job": job}}))
+    monitor = yaml.safe_load(files["alerts/kubernetes/servicemonitor.yaml"])
+    assert monitor["spec"]["endpoints"][0]["relabelings"][0]["replacement"] == job

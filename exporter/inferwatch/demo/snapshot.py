@@ -27,17 +27,23 @@ from inferwatch.demo.picture import Series, svg
 HOST = "127.0.0.1"
 RATE_INTERVAL = "30s"  # what Grafana's $__rate_interval is at a 1 s scrape and this range
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
+_EXACT_VARIABLE = re.compile(r'(\w+)="\$(\w+)"')
 _LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
 def grafana_expr(expr: str, range_seconds: int, step: int) -> str:
-    """A panel query with Grafana's variables resolved: every selection at All.
+    """A panel query with Grafana's variables resolved: every selection at All. A
+    single-value variable matched exactly (``output="$output"``) reads every value too, so
+    that a picture shows every output rather than one picked at random.
 
     >>> grafana_expr('rate(x{job=~"$job"}[$__rate_interval])', 60, 2)
     'rate(x{job=~".*"}[30s])'
+    >>> grafana_expr('x{output="$output"}', 60, 2)
+    'x{output=~".*"}'
     """
     builtins = {"__rate_interval": RATE_INTERVAL, "__interval": f"{step}s",
                 "__range": f"{range_seconds}s"}
+    expr = _EXACT_VARIABLE.sub(r'\1=~"$\2"', expr)
     return _VARIABLE.sub(lambda m: builtins.get(m.group(1) or m.group(2), ".*"), expr)
 
 

@@ -63,7 +63,10 @@ def _yaml(data: object) -> str:
     def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
         # Multi-line PromQL stays readable as a literal block; text that Go's reader would
         # take for a bool or a number is quoted (kubectl refused `canary: y` in a label).
-        style = "|" if "\n" in value else ("'" if _go_reads_as_no_string(value) else None)
+        # YAML reads a NEL (U+0085) outside double quotes as a line break and folds it into
+        # a space: written so, a job name or label holding one came back another.
+        style = ('"' if "\x85" in value else "|" if "\n" in value
+                 else "'" if _go_reads_as_no_string(value) else None)
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, text)
