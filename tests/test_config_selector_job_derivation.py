@@ -98,7 +98,7 @@ _JOBS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_siz
     lambda job: check.job_name(job) is None)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(job=_JOBS, side=st.sampled_from(sorted(SIDES)), extra=st.booleans())
 def test_any_job_a_selector_names_is_the_job_its_monitor_gives(job: str, side: str,
                                                                extra: bool) -> None:

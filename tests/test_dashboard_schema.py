@@ -140,7 +140,7 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs())
 def test_any_config_renders_dashboards_that_pass_the_schema(data: dict[str, Any]) -> None:
     for name, dashboard in generated.render(from_dict(data)).items():
