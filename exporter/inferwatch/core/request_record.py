@@ -9,6 +9,7 @@ bookkeeping of blocks entered and left.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import TYPE_CHECKING, NamedTuple
@@ -171,6 +172,28 @@ def from_model_error(error: BaseException, model_errors: list[ModelError]) -> bo
     (True, False)
     """
     known = {error.exception_id: error for error in tuple(model_errors)}
+    for exc in linked_exceptions(error):
+        mark = known.get(id(exc))
+        if mark is not None and exc.__class__ is mark.error_type and (
+                mark.caught_in is None or _passed_through(exc, mark.caught_in)):
+            return True
+    return False
+
+
+def linked_exceptions(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then the exceptions it was raised from or while handling (``__cause__``
+    first, then ``__context__``) and an exception group's members, each once, up to
+    :data:`MAX_CHAINED` in all: a cycle or a huge group cannot hold the caller.
+
+    >>> try:
+    ...     try:
+    ...         raise KeyError("a")
+    ...     except KeyError as first:
+    ...         raise ValueError("b") from first
+    ... except ValueError as second:
+    ...     [type(e).__name__ for e in linked_exceptions(second)]
+    ['ValueError', 'KeyError']
+    """
     waiting = [error]
     seen: set[int] = set()
     while waiting and len(seen) < MAX_CHAINED:
@@ -178,16 +201,12 @@ def from_model_error(error: BaseException, model_errors: list[ModelError]) -> bo
         if id(exc) in seen:
             continue
         seen.add(id(exc))
-        mark = known.get(id(exc))
-        if mark is not None and exc.__class__ is mark.error_type and (
-                mark.caught_in is None or _passed_through(exc, mark.caught_in)):
-            return True
+        yield exc
         if isinstance(exc, _GROUPS):
             waiting.extend(exc.exceptions[:MAX_CHAINED])
         for linked in (exc.__context__, exc.__cause__):  # the cause is looked at first
             if linked is not None:
                 waiting.append(linked)
-    return False
 
 
 def _passed_through(error: BaseException, code: CodeType) -> bool:

@@ -23,7 +23,7 @@ from collections import deque
 from types import CodeType
 
 from inferwatch.core import request as request_module
-from inferwatch.core.request_record import _GROUPS, MAX_CHAINED, MAX_TRACEBACK
+from inferwatch.core.request_record import MAX_TRACEBACK, linked_exceptions
 from inferwatch.forking import renew_at_fork
 
 # How many of the failures `with mon.request()` blocks counted are kept while a job runs:
@@ -67,22 +67,11 @@ def counted_already(exc: BaseException, *, workers_publish: bool = False) -> boo
     """
     kept = request_module.failures_counted
     kept_failures = [] if kept is None else list(kept)
-    waiting = [exc]
-    seen: set[int] = set()
-    while waiting and len(seen) < MAX_CHAINED:
-        current = waiting.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in linked_exceptions(exc):
         if any(failure is current for failure in kept_failures) or _passed_counting(current):
             return True
         if workers_publish and _counted_in_worker(current):
             return True
-        if isinstance(current, _GROUPS):
-            waiting.extend(current.exceptions[:MAX_CHAINED])
-        for linked in (current.__context__, current.__cause__):  # the cause is looked at first
-            if linked is not None:
-                waiting.append(linked)
     return False
 
 
