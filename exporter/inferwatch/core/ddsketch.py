@@ -278,8 +278,9 @@ class DDSketch:
             lower = np.exp((keys.astype(np.float64) - 1.0) * self._log_gamma)
             return np.minimum(lower * (1.0 + self._relative_accuracy), _FLOAT_MAX)
 
-    def add(self, values: Sequence[float] | np.ndarray) -> None:
-        """Add values; nan and ±inf are ignored (callers count them on their own).
+    def add(self, values: Sequence[float] | np.ndarray, total: float | None = None) -> None:
+        """Add values; nan and ±inf are ignored (callers count them on their own). `total`,
+        when the caller has summed them already, is their sum as :func:`quiet_sum` gives it.
 
         >>> s = DDSketch()
         >>> s.add([0.5, -2.0, 0.0, float("nan")])
@@ -294,7 +295,9 @@ class DDSketch:
             values = array.tolist()
             total, smallest = float(sum(values)), min(values)  # sum: as quiet_sum does
         else:
-            total, smallest = quiet_sum(array), array.min()
+            if total is None:
+                total = quiet_sum(array)
+            smallest = array.min()
         # The usual batch: every value finite (a nan or inf makes the sum so) and positive
         # beyond the zero bin. Its keys go in as they are, without sorting by sign.
         if total - total == 0.0 and smallest >= self._min_indexable:

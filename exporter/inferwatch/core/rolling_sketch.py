@@ -159,8 +159,10 @@ class RollingSketch:
         for bucket in [b for b in self._buckets if b <= oldest or b > newest]:
             del self._buckets[bucket]
 
-    def add(self, values: Sequence[float] | np.ndarray, now: float) -> None:
-        """Add values observed at time `now`; non-finite values are ignored.
+    def add(self, values: Sequence[float] | np.ndarray, now: float,
+            total: float | None = None) -> None:
+        """Add values observed at time `now`; non-finite values are ignored. `total`, when
+        the caller has it, is the values' float64 sum (as :func:`quiet_sum` gives it).
 
         A small batch waits (a copy of it) until more come, up to :data:`WAIT_MAX_VALUES`,
         or until anything reads the window: every reader sees the same bins as if each
@@ -176,7 +178,7 @@ class RollingSketch:
             self._settle()
         if array.size >= WAIT_MAX_VALUES:
             self._settle()
-            self._add_now(array, current)
+            self._add_now(array, current, total)
             return
         self._waiting.append(array.copy())  # it waits: the caller may reuse its array
         self._waiting_bucket = current
@@ -192,12 +194,12 @@ class RollingSketch:
         self._add_now(waiting[0] if len(waiting) == 1 else np.concatenate(waiting),
                       self._waiting_bucket)
 
-    def _add_now(self, values: np.ndarray, current: int) -> None:
+    def _add_now(self, values: np.ndarray, current: int, total: float | None = None) -> None:
         self._expire(current)
         sketch = self._buckets.get(current)
         if sketch is None:
             sketch = self._buckets[current] = self._new_sketch()
-        sketch.add(values)
+        sketch.add(values, total)
 
     def window(self, now: float) -> DDSketch:
         """A new sketch merging the buckets in the window ending at `now`; drops expired ones."""

@@ -160,11 +160,8 @@ class HistogramState:
             # value by about 2.5x on large batches; side="right" counts values <= bound (`le`),
             # as the pass per bound does; nan is neither, so it lands in +Inf either way.
             if size >= _COMPARE_PER_BOUND * self.bounds.size:
-                values = np.ascontiguousarray(values)  # a column of a matrix: read it once
-                at_or_below = np.empty(values.shape, dtype=bool)
-                cumulative = np.array(
-                    [np.count_nonzero(np.less_equal(values, bound, out=at_or_below))
-                     for bound in self.bounds.tolist()], dtype=np.int64)
+                cumulative = _at_or_below_each(np.ascontiguousarray(values),
+                                               self.bounds.tolist())
             else:
                 cumulative = np.searchsorted(np.sort(values), self.bounds, side="right")
             per_bucket = cumulative.copy()  # np.diff(prepend=0), without its concatenation
@@ -295,9 +292,17 @@ class SummaryState:
     def observe(self, values: np.ndarray, now: float) -> None:
         if values.size == 0:
             return
-        self.sketch.add(to_sketch(values) if self.probabilities else values, now)
+        total = _finite_sum(values)
+        if self.probabilities:
+            self.sketch.add(to_sketch(values), now)
+        elif values.dtype == np.float64 and values.ndim == 1 and values.flags.c_contiguous:
+            # The very array the sketch sums (no conversion or copy that could reorder the
+            # sum): its sum is the sketch's too, summed once.
+            self.sketch.add(values, now, total=total)
+        else:
+            self.sketch.add(values, now)
         self.count += int(values.size)
-        self.sum += _finite_sum(values)
+        self.sum += total
 
     def quantiles(self, quantiles: Sequence[float], now: float) -> list[float]:
         """The window's quantiles at `now`, in the unit of the observed values."""
@@ -624,6 +629,22 @@ def decode_extras(extras: object) -> dict[str, object]:
         except Exception as exc:
             faults.record("snapshot_extra", exc)
     return decoded
+
+
+def _at_or_below_each(values: np.ndarray, bounds: list[float]) -> np.ndarray:
+    """How many of `values` are at or below each bound, one pass per bound. A bound below
+    the smallest value or at or above the largest needs no pass: a batch of scores in
+    [0, 1] against the default bounds reads its rows five times instead of eleven, for the
+    two passes of min and max. A nan makes both nan, and then every bound is counted."""
+    smallest, largest = float(values.min()), float(values.max())
+    at_or_below = np.empty(values.shape, dtype=bool)
+    if smallest != smallest:  # nan: it is at or below no bound
+        return np.array([np.count_nonzero(np.less_equal(values, bound, out=at_or_below))
+                         for bound in bounds], dtype=np.int64)
+    size = values.size
+    return np.array([0 if bound < smallest else size if bound >= largest else
+                     np.count_nonzero(np.less_equal(values, bound, out=at_or_below))
+                     for bound in bounds], dtype=np.int64)
 
 
 def _finite_sum(values: np.ndarray) -> float:
