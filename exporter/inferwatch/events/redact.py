@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from inferwatch.events.fields import (
     UNSAFE,
+    LabelledValues,
     NotConverted,
     Unstructured,
     is_sparse,
@@ -224,7 +225,11 @@ class _Cleaner:
         if too_large is not None:
             return too_large
         try:
-            return self.clean(named_fields(value, self.max_array_bytes), depth)
+            fields = named_fields(value, self.max_array_bytes)
+            cleaned = self.clean(fields, depth)
+            if isinstance(fields, LabelledValues) and isinstance(cleaned, dict):
+                return self._labelled(cleaned, fields.column)
+            return cleaned
         except NotConverted:
             pass
         except Unstructured as exc:
@@ -244,6 +249,16 @@ class _Cleaner:
             except Exception:
                 return self._unstructured(value, "conversion_error")
         return self._unstructured(value, "unsupported_type")
+
+    @staticmethod
+    def _labelled(cleaned: dict, column: object) -> dict:
+        """The cleaned labels of a Series, with its name as the text a key of it would be
+        stored as (the name of a column redaction reads). A name with no text form no path
+        can name: the plain mapping."""
+        try:
+            return LabelledValues(cleaned, _clean_key(column))
+        except Exception:
+            return cleaned
 
     def _number(self, value: object, depth: int) -> object:
         if isinstance(value, numbers.Real):
@@ -643,6 +658,9 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
         return
     if not isinstance(node, dict):
         return
+    if isinstance(node, LabelledValues) and \
+            _visit_column(node, path, action, on_text, spare, trail):
+        return
     head, rest = path[0], path[1:]
     # Dotted keys first: one acted on whole must not be hashed again through `*` below.
     done = [key for key in _dotted_keys(node)
@@ -662,6 +680,49 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
         else:
             _visit(node[key], rest, action, on_text, head != "*", spare,
                    (*trail, key) if spare is not None else trail)
+
+
+def _visit_column(node: LabelledValues, path: tuple[str, ...],
+                  action: Callable[[dict, str], None],
+                  on_text: Callable[[dict | list, str | int], None],
+                  spare: Callable[[tuple[str, ...]], bool] | None = None,
+                  trail: tuple[str, ...] = ()) -> bool:
+    """Visit the values of a Series stored by its labels as the column its name spells,
+    as if stored as the rows ``{name: value}`` of a one-column DataFrame; True when `path`
+    names the column (`spare` and `trail` as for :func:`_visit`).
+
+    Reached only by ``*``, the column is visited by its labels, as every mapping is,
+    unless a more specific rule names the column (``hash_fields=["inputs.comment"]`` with
+    ``redact=["inputs.*"]``): that rule acts on it instead.
+
+    >>> column = LabelledValues({"jane": "a", "joe": "b"}, "comment")
+    >>> _visit(column, ("comment",), _delete, lambda parent, key: None)
+    >>> column
+    {}
+    """
+    segments = [segment for segment in str(node.column).split(".") if _fold(segment)]
+    if not segments or any(wanted != "*" and not _same_field(segment, wanted)
+                           for segment, wanted in zip(segments, path)):
+        return False
+    column_trail = (*trail, *segments)
+    if spare is not None and spare(column_trail):
+        return True  # a more specific rule names it, as it would the one-column rows
+    named = path[:len(segments)]
+    if all(wanted == "*" for wanted in named):
+        return False
+    # A name longer than the path lies inside the field the path names, as a dotted key.
+    rest = path[len(segments):]
+    literal = named[-1] != "*"
+    for key in list(node):
+        if not rest:
+            action(node, key)
+        elif isinstance(node[key], str):
+            if literal:
+                on_text(node, key)
+        else:
+            _visit(node[key], rest, action, on_text, literal, spare,
+                   column_trail if spare is not None else trail)
+    return True
 
 
 # Characters no reader sees: format characters (zero-width space and joiners, soft hyphen,
