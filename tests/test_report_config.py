@@ -219,7 +219,7 @@ def test_an_unknown_predictions_column_is_named_as_profile_names_it(tmp_path, ca
                  "scroe", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err == ("inferwatch report: error: unknown column 'scroe' in --predictions-column "
-                   "(columns: a, score)\n")
+                   "(columns: 'a', 'score')\n")
     assert not out.exists()
 
 

@@ -19,6 +19,7 @@ import contextlib
 import io
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -310,7 +311,8 @@ def _refuse_nested(path: str, name: str, column: Any) -> None:
     where = "" if row == first_present else f" (data row {row + 1} holds one)"
     raise ProfileError(
         f"{path}: column {name!r} holds {kind}, not one value a row{where}; flatten it into"
-        f" one column a field (a feature each), or leave it out (--ignore {name})")
+        f" one column a field (a feature each), or leave it out"
+        f" (--ignore {_flag_value(name)})")
 
 
 # Distinct values looked at to tell a column of dates: enough to be sure, bounded for ids.
@@ -352,9 +354,19 @@ def _refuse_dates(path: str, name: str, column: Any) -> None:
     if seen:
         raise ProfileError(
             f"{path}: column {name!r} holds dates or times (such as {next(iter(seen))!r});"
-            f" leave it out (--ignore {name}), convert it to the number the model uses"
-            f" (epoch seconds, hour of day, age in days), or profile it as text"
-            f" (--categorical {name})")
+            f" leave it out (--ignore {_flag_value(name)}), convert it to the number the"
+            f" model uses (epoch seconds, hour of day, age in days), or profile it as text"
+            f" (--categorical {_flag_value(name)})")
+
+
+def _flag_value(name: str) -> str:
+    r"""A column name as a flag's value in a hint: quoted as the shell takes it, or as repr
+    when it holds what a terminal would act on (line breaks, escape sequences).
+
+    >>> print(_flag_value("age"), _flag_value("sign-up day"), _flag_value("y\x1b[2J"))
+    age 'sign-up day' 'y\x1b[2J'
+    """
+    return shlex.quote(name) if name.isprintable() else repr(name)
 
 
 def _refuse_unnamed(path: str, names: list[str], *, csv: bool) -> None:
@@ -414,7 +426,8 @@ def _column_list(values: list[str], known: list[str], flag: str) -> list[str]:
     names = _split(values, known, flag)
     unknown = [n for n in names if n not in set(known)]
     if unknown:
-        shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+        # The file's names as repr: a header may hold line breaks or terminal escapes.
+        shown = ", ".join(map(repr, known[:20])) + (", ..." if len(known) > 20 else "")
         raise ProfileError(f"unknown column {unknown[0]!r} in {flag} (columns: {shown})")
     return list(dict.fromkeys(names))
 

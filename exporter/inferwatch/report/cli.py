@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         stray = [n for n in wanted if n not in outputs]
         if stray:
             return _error(f"--predictions-column {stray[0]!r} names no prediction output of "
-                          f"{args.reference}" + (f" (its outputs: {', '.join(outputs)})"
+                          f"{args.reference}" + (f" (its outputs: {_names(outputs, 20)})"
                                                  if outputs else " (it has none)"))
         predictions = {n: columns.pop(n) for n in wanted or
                        [n for n in outputs if n in columns]} or None
@@ -276,12 +276,19 @@ def _config(path: str | None) -> Any:
         return _error(f"invalid config: {one_line(str(exc))}")
 
 
+# What a URL path keeps as it is when encoded: RFC 3986's pchar delimiters and "/", and "%"
+# so that a path given encoded already ("/m%C3%A9triques") is not encoded twice.
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+
+
 def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     import base64
+    import http.client
     import urllib.error
     import urllib.parse
     import urllib.request
 
+    from inferwatch.generate.cli import one_line
     from inferwatch.report.conditions import Peer
     from inferwatch.report.flags import Thresholds
     from inferwatch.report.live import from_state
@@ -297,6 +304,9 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return _error(f"--metrics must be an http(s) URL, got "
                       f"{redact_password(args.metrics)!r}")
+    if any(c.isspace() or not c.isprintable() for c in parts.hostname):
+        return _error(f"--metrics {redact_password(args.metrics)!r}: the host "
+                      f"{parts.hostname!r} holds a space or control character")
     # The URL's own query stays: a model page's address (?model=fraud&version=2) names the
     # model version the user wants, and a proxy in front may need its parameters.
     query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
@@ -305,8 +315,14 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     netloc = parts.hostname + (f":{port}" if port else "")
     if ":" in parts.hostname:
         netloc = f"[{parts.hostname}]" + (f":{port}" if port else "")
-    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/",
-                                   urllib.parse.urlencode(query), ""))
+    # A space or non-ASCII text in the path cannot go into a request line as it is. Bytes
+    # of the command line that are not UTF-8 (read as surrogate escapes) go as those bytes.
+    try:
+        path = urllib.parse.quote(parts.path or "/", safe=_PATH_SAFE, errors="surrogateescape")
+        encoded_query = urllib.parse.urlencode(query, errors="surrogateescape")
+    except UnicodeEncodeError:
+        return _error(f"--metrics {redact_password(args.metrics)!r} is not valid text")
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, path, encoded_query, ""))
     request = urllib.request.Request(url)
     if parts.username is not None:
         user = urllib.parse.unquote(parts.username)
@@ -323,9 +339,13 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
             named = " ".join(f"{key}={asked[key]!r}" for key in ("model", "version")
                              if key in asked)
             return _error(f"{url} holds no model version with {named}")
-        return _error(f"cannot read the status snapshot at {url}: {exc}")
-    except (OSError, ValueError) as exc:
-        return _error(f"cannot read the status snapshot at {url}: {exc}")
+        return _error(f"cannot read the status snapshot at {url}: {one_line(str(exc))}")
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # HTTPException: an answer that is not HTTP (BadStatusLine), a broken chunked body
+        # (IncompleteRead), a URL http.client refuses (InvalidURL). Their text is the
+        # server's, line breaks and terminal escapes included: escaped, it stays one line.
+        return _error(f"cannot read the status snapshot at {url}: "
+                      f"{one_line(str(exc) or type(exc).__name__)}")
     if not states:
         return _error(f"{url} holds no model version" + (
             f" named {args.model!r}" if args.model else ""))

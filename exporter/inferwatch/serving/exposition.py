@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextvars import ContextVar
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs
 
 from prometheus_client import exposition as text_format
@@ -37,6 +37,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from inferwatch.core.render import openmetrics_families
 from inferwatch.forking import renew_at_fork
+
+if TYPE_CHECKING:
+    from inferwatch.core.registry import Registry
 
 log = logging.getLogger("inferwatch.serving.exposition")
 
@@ -90,16 +93,42 @@ def prerender_format() -> Format | None:
     return _prerender.get()
 
 
-def resolve_registry(registry: Collector | None) -> Collector:
-    """`registry`, or what inferwatch serves by default when None (imported only when
-    needed): prometheus_client's default registry with inferwatch's metrics added, or in
-    multi-worker mode the merged view of every worker (:func:`~inferwatch.serving.bridge.
-    served_registry`)."""
-    if registry is not None:
-        return registry
-    from inferwatch.serving.bridge import served_registry
+def resolve_registry(registry: Collector | Registry | None, *,
+                     caller: str = "inferwatch") -> Collector:
+    """What to serve for `registry`: a prometheus_client registry or collector as it is; an
+    inferwatch :class:`~inferwatch.core.registry.Registry` (the one given to
+    ``instrument(registry=...)``) as the metrics of its monitors; and when None, what
+    inferwatch serves by default: prometheus_client's default registry with inferwatch's
+    metrics added, or in multi-worker mode the merged view of every worker
+    (:func:`~inferwatch.serving.bridge.served_registry`).
 
-    return served_registry()
+    Raises ValueError, prefixed with `caller`, for anything else: it failed every scrape.
+
+    >>> try:
+    ...     resolve_registry("REGISTRY", caller="inferwatch.make_wsgi_app")
+    ... except ValueError as exc:
+    ...     print(str(exc).split(" a ")[0])
+    inferwatch.make_wsgi_app: registry must be an inferwatch Registry,
+    """
+    from inferwatch.core.registry import Registry
+
+    if registry is None:
+        from inferwatch.serving.bridge import served_registry
+
+        return served_registry()
+    if isinstance(registry, Registry):
+        from inferwatch.serving.bridge import InferwatchCollector
+
+        # As the default path adds inferwatch's collector to a prometheus_client registry:
+        # `?name[]=` then selects by the names it describes.
+        served = CollectorRegistry()
+        served.register(InferwatchCollector(registry))
+        return served
+    if not callable(getattr(registry, "collect", None)):
+        raise ValueError(f"{caller}: registry must be an inferwatch Registry, a "
+                         "prometheus_client CollectorRegistry or a collector (an object with "
+                         f"collect()), got {type(registry).__name__}")
+    return registry
 
 
 def gzip_accepted(accept_encoding: str | None) -> bool:
@@ -311,8 +340,10 @@ def metrics_response(registry: Collector, accept: str | None, accept_encoding: s
     return 200, body, headers
 
 
-def make_wsgi_app(registry: CollectorRegistry | None = None) -> WsgiApp:
-    """A WSGI app serving the metrics of `registry` (inferwatch's registry when None).
+def make_wsgi_app(registry: Collector | Registry | None = None) -> WsgiApp:
+    """A WSGI app serving the metrics of `registry` (inferwatch's registry when None): a
+    prometheus_client registry or collector, or an inferwatch Registry, whose monitors'
+    metrics it serves. Anything else is a ValueError naming `registry`.
 
     Mount it wherever the metrics should live (Flask: DispatcherMiddleware at /metrics);
     it answers GET and HEAD on any path and 405 otherwise.
@@ -328,7 +359,7 @@ def make_wsgi_app(registry: CollectorRegistry | None = None) -> WsgiApp:
     >>> seen
     ['200 OK']
     """
-    source = resolve_registry(registry)
+    source = resolve_registry(registry, caller="inferwatch.make_wsgi_app")
 
     def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -345,8 +376,9 @@ def make_wsgi_app(registry: CollectorRegistry | None = None) -> WsgiApp:
     return metrics_app
 
 
-def make_asgi_app(registry: CollectorRegistry | None = None) -> AsgiApp:
-    """An ASGI app serving the metrics of `registry` (inferwatch's registry when None).
+def make_asgi_app(registry: Collector | Registry | None = None) -> AsgiApp:
+    """An ASGI app serving the metrics of `registry` (inferwatch's registry when None), as
+    :func:`make_wsgi_app` takes it.
 
     Rendering runs in a worker thread, so a slow collector never blocks the event loop
     that serves the model's own requests.
@@ -363,7 +395,7 @@ def make_asgi_app(registry: CollectorRegistry | None = None) -> AsgiApp:
     >>> sent[0]["status"]
     200
     """
-    source = resolve_registry(registry)
+    source = resolve_registry(registry, caller="inferwatch.make_asgi_app")
 
     async def metrics_app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                           send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from prometheus_client.registry import Collector
@@ -74,6 +74,9 @@ from inferwatch.serving.web_config import (
     load_cert_chain,
     load_web_config,
 )
+
+if TYPE_CHECKING:
+    from inferwatch.core.registry import Registry
 
 log = logging.getLogger("inferwatch.serving.server")
 
@@ -544,7 +547,8 @@ class MetricsServer:
             log.warning(message + " (logged at most once a minute)", *args)
 
 
-def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None = None,
+def serve(port: int = 8000, addr: str = "0.0.0.0", *,
+          registry: Collector | Registry | None = None,
           certfile: str | None = None, keyfile: str | None = None,
           web_config_file: str | None = None, max_concurrency: int = 4,
           max_connections: int = 512, read_timeout: float = 10.0,
@@ -564,12 +568,18 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
     --web.telemetry-path). Raises OSError naming the address when it cannot bind,
     ValueError or WebConfigError for bad settings (TypeError for an `addr` not a string).
 
+    `registry` is what to serve: inferwatch's metrics and prometheus_client's default
+    registry when None, an inferwatch :class:`~inferwatch.core.registry.Registry` (the one
+    given to ``instrument(registry=...)``) for its monitors' metrics alone, or a
+    prometheus_client registry or collector as it is; anything else is a ValueError.
+
     `/` answers the status page (:mod:`inferwatch.report.status`), behind the same TLS,
     basic auth and concurrency cap as the metrics: on by default when the metrics are
-    inferwatch's own (`registry` None), off with `status_page=False`; given a custom
-    `registry`, pass the :class:`~inferwatch.core.registry.Registry` to show as
-    `status_page`. `status_config` is the generator config (a YAML path or Config) whose
-    thresholds the page's alert conditions use; the defaults otherwise.
+    inferwatch's own (`registry` None or an inferwatch Registry, whose models it shows),
+    off with `status_page=False`; given a prometheus_client `registry`, pass the
+    :class:`~inferwatch.core.registry.Registry` to show as `status_page`. `status_config`
+    is the generator config (a YAML path or Config) whose thresholds the page's alert
+    conditions use; the defaults otherwise.
 
     >>> from prometheus_client import CollectorRegistry
     >>> with serve(port=0, addr="127.0.0.1", registry=CollectorRegistry()) as server:
@@ -617,9 +627,10 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *, registry: Collector | None
         ssl_context = _ssl_context(certfile, keyfile)
     else:
         ssl_context = None
+    served = resolve_registry(registry, caller="inferwatch.serve")
     pages = _status_pages(status_page, registry, status_config, telemetry_path)
     server = MetricsServer(
-        resolve_registry(registry), addr, port, ssl_context=ssl_context, web_config=web_config,
+        served, addr, port, ssl_context=ssl_context, web_config=web_config,
         max_concurrency=max_concurrency, max_connections=max_connections,
         read_timeout=read_timeout, idle_timeout=idle_timeout, collect_timeout=collect_timeout,
         telemetry_path=telemetry_path, status_pages=pages)
@@ -655,14 +666,19 @@ def _warn_slow_password_checks(web_config: WebConfig | None, read_timeout: float
                         seconds[user], suggested)
 
 
-def _status_pages(status_page: Any, registry: Collector | None, config: Any,
+def _status_pages(status_page: Any, registry: Collector | Registry | None, config: Any,
                   telemetry_path: str) -> Any:
     """The status pages to serve at "/", or None (see serve)."""
-    if status_page is False or (status_page is None and registry is not None):
+    from inferwatch.core.registry import Registry
+
+    own = isinstance(registry, Registry)
+    if status_page is False or (status_page is None and registry is not None and not own):
         return None
     from inferwatch.report.status import StatusPages
 
-    source = None if status_page in (None, True) else status_page
+    # The page shows the models whose metrics are served: those of an inferwatch Registry
+    # given as `registry`, unless `status_page` names another.
+    source = (registry if own else None) if status_page in (None, True) else status_page
     # One slash only: "//metrics" less all of them linked to "metrics", that is /metrics.
     return StatusPages(source, config=config, metrics_link=telemetry_path[1:])
 
