@@ -62,7 +62,8 @@ ALERT_NAMES: tuple[str, ...] = (
 # Alerts whose series carry a model, so a `models:` entry may change their severity and `for`:
 # every alert of the rules table that is judged per model (its dashboard link names the model).
 MODEL_ALERT_NAMES: frozenset[str] = frozenset({
-    "InferwatchNoTraffic", "InferwatchErrorBudgetBurnFast", "InferwatchErrorBudgetBurnSlow",
+    "InferwatchBatchRunFailed", "InferwatchNoTraffic", "InferwatchErrorBudgetBurnFast",
+    "InferwatchErrorBudgetBurnSlow",
     "InferwatchLatencyHigh", "InferwatchStreamFirstItemSlow", "InferwatchInvalidPredictions",
     "InferwatchModelStale", "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
     "InferwatchOutOfRangeSpike", "InferwatchInputSchemaErrors", "InferwatchFeatureDrift",

@@ -59,14 +59,24 @@ def scope(cfg: Config, override: ModelOverride) -> str:
     >>> scope(cfg, cfg.models["ranker"])
     '{job="inferwatch-model", model="ranker"}'
     """
+    return model_sel(cfg, *scope_matchers(override))
+
+
+def scope_matchers(override: ModelOverride) -> tuple[str, ...]:
+    """The `model` matchers of :func:`scope`, for series of any selector (pushed groups').
+
+    >>> from inferwatch.generate.config import from_dict
+    >>> scope_matchers(from_dict({"models": {"fraud": {}}}).models["fraud"])
+    ('model="fraud"',)
+    """
     if override.is_name:
         # An equality matcher is an index lookup; a plain name never overlaps another.
-        return model_sel(cfg, f"model={q.quoted(override.pattern)}")
+        return (f"model={q.quoted(override.pattern)}",)
     matchers = [f"model=~{q.quoted(override.pattern)}"]
     if override.earlier:
         earlier = "|".join(f"(?:{pattern})" for pattern in override.earlier)
         matchers.append(f"model!~{q.quoted(earlier)}")
-    return model_sel(cfg, *matchers)
+    return tuple(matchers)
 
 
 def models_in(cfg: Config, override: ModelOverride) -> str:

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from inferwatch.generate import baselines
 from inferwatch.generate import promql as q
 from inferwatch.generate.config_checks import duration_seconds
-from inferwatch.generate.config_schema import Config
+from inferwatch.generate.config_schema import Config, ModelOverride
 from inferwatch.generate.objectives import (
     compare,
     is_overridden,
     join_objective,
     objective_of,
+    scope_matchers,
     threshold_text,
 )
 from inferwatch.generate.promql import MODEL_LABELS, exporter_sel, model_sel, number
@@ -189,8 +190,53 @@ def _pushgateway_expr(cfg: Config) -> str:
     return "\nor\n".join(terms)
 
 
+# The objective a failed batch run is judged by: each pushed model's own, where it has one.
+_AVAILABILITY = "slo.availability"
+
+
+def _pushed_series(cfg: Config, metric: str, *matchers: str) -> str:
+    """`metric` of the pushed groups: its series of the jobs that push (push_time_seconds)."""
+    p = cfg.pushgateway
+    return (f"{metric}{q.selector(p.selector, *matchers)}\n"
+            f"and on (job) push_time_seconds{q.selector(p.selector)}")
+
+
+def _availability_entries(cfg: Config) -> list[ModelOverride]:
+    """The models: entries up to the last that sets its own availability: each one claims
+    the models it matches first, with its own value or the default."""
+    entries = list(cfg.models.values())
+    setting_own = [i for i, entry in enumerate(entries) if _AVAILABILITY in entry.values]
+    return entries[:setting_own[-1] + 1] if setting_own else []
+
+
+def _pushed_availability(cfg: Config) -> str:
+    """Each pushed model's availability objective: the first matching models: entry's,
+    else the default.
+
+    Not model:inferwatch_objective:slo_availability: that holds a regex's models and the
+    default's only where inferwatch_model_info under selectors.model names them, the
+    services Prometheus scrapes, and a batch job's model need not be one of those."""
+    def pushed_models(*matchers: str) -> str:
+        series = _pushed_series(cfg, "inferwatch_requests_total", *matchers)
+        return f"group by (model) {block(series)}"
+
+    terms = []
+    for entry in _availability_entries(cfg):
+        if _AVAILABILITY not in entry.values:
+            continue  # its models fall to the default: a later regex leaves them out
+        value = number(entry.values[_AVAILABILITY])
+        if entry.is_name:
+            # A constant series: no index lookup or aggregation, so many names stay cheap.
+            terms.append(f"label_replace(vector({value}), \"model\", "
+                         f"{q.quoted(entry.pattern)}, \"\", \"\")")
+        else:
+            terms.append(f"{pushed_models(*scope_matchers(entry))} * 0 + {value}")
+    terms.append(f"{pushed_models()} * 0 + {number(cfg.slo.availability)}")
+    return "\nor\n".join(terms)
+
+
 def _batch_run_failed_expr(cfg: Config) -> str:
-    """The error ratio of each pushed group's latest run above the SLO's error budget.
+    """The error ratio of each pushed group's latest run above its model's error budget.
 
     A pushed group holds its last run's counts until the next run replaces them: the
     rate-based alerts see a counter move only when two runs differ, and the model
@@ -203,7 +249,32 @@ def _batch_run_failed_expr(cfg: Config) -> str:
               f"{q.selector(p.selector, failed)}\n    {pushed}\n  )")
     calls = (f"sum by (job, model) (\n    inferwatch_requests_total{q.selector(p.selector)}"
              f"\n    {pushed}\n  )")
-    return f"(\n  {errors}\n/\n  {calls}\n) > (1 - {number(cfg.slo.availability)})"
+    ratio = f"(\n  {errors}\n/\n  {calls}\n)"
+    if not _availability_entries(cfg):
+        return f"{ratio} > (1 - {number(cfg.slo.availability)})"
+    budget = block(f"1 - {block(_pushed_availability(cfg))}")
+    return f"{ratio}\n> on (model) group_left ()\n{budget}"
+
+
+def _pushed_availability_text(cfg: Config) -> str:
+    """The availability objective the alert judged `$labels.model` by, as a percentage.
+
+    Chosen in the template as the rule chose it: the first models: entry that matches, its
+    regex anchored as `=~` anchors it."""
+    default = f"{q.percent(cfg.slo.availability)}%"
+    entries = _availability_entries(cfg)
+    if not entries:
+        return default
+    branches = []
+    for entry in entries:
+        # A PromQL string's escapes are a Go string literal's, as the template reads it.
+        if entry.is_name:
+            test = f"eq $labels.model {q.quoted(entry.pattern)}"
+        else:
+            test = f"match {q.quoted(f'^(?:{entry.pattern})$')} $labels.model"
+        value = entry.values.get(_AVAILABILITY, cfg.slo.availability)
+        branches.append(f"if {test} }}}}{q.percent(value)}%")
+    return "{{ " + "{{ else ".join(branches) + f"{{{{ else }}}}{default}{{{{ end }}}}"
 
 
 def _periods(cfg: Config) -> str:
@@ -440,13 +511,13 @@ ALERTS: tuple[AlertDef, ...] = (
     ),
     AlertDef(
         name="InferwatchBatchRunFailed", severity="critical", for_="5m",
-        group="availability", dashboard="overview", per_model=False,
+        group="availability", dashboard="overview", per_model=True,
         expr=_batch_run_failed_expr,
         summary="The last run of {{ $labels.job }} failed for model {{ $labels.model }}",
         description=lambda c: (
             f"The last run of batch job {{{{ $labels.job }}}} pushed {PERCENT} of model "
             f"{{{{ $labels.model }}}}'s calls as errors, more than the whole error budget of "
-            f"the {q.percent(c.slo.availability)}% availability SLO (slo.availability): the "
+            f"the {_pushed_availability_text(c)} availability SLO (slo.availability): the "
             f"job failed, or its model did. It holds until a run pushes fewer errors."),
     ),
     AlertDef(
