@@ -29,7 +29,7 @@ from inferwatch.core.prediction_classes import (
     known_class_set,
     whole_number_classes,
 )
-from inferwatch.core.predictions import Prediction, normalize
+from inferwatch.core.predictions import Prediction, normalize, scalar_output_row
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
     SEQUENCES,
@@ -169,8 +169,8 @@ class PredictionBatch(StackedResults):
         if kinds in SEQUENCES and len(results) > 1 and \
                 self._add_flat_lists(results, probabilities):
             return
-        if kinds == {tuple} and len(results) > 1 and not probabilities and \
-                self._add_array_tuples(results):
+        if kinds == {tuple} and len(results) > 1 and not probabilities and (
+                self._add_array_tuples(results) or self._add_scalar_rows(results)):
             return
         if len(kinds) == 1 and len(results) > 1:
             kind = next(iter(kinds))
@@ -196,6 +196,28 @@ class PredictionBatch(StackedResults):
             return
         for result in results:
             self.add_one(result, probabilities)
+
+    def _add_scalar_rows(self, results: Sequence[tuple]) -> bool:
+        """Many tuples of one row's outputs (``return label, score`` per call), each
+        position of one plain Python type in every call: one dict of columns, read as
+        each call's tuple is (outputs ``0``, ``1``, ...), not one call at a time. False,
+        recording nothing, for any other tuples."""
+        first = results[0]
+        if not scalar_output_row(first) or set(map(len, results)) != {len(first)}:
+            return False
+        columns: dict[str, np.ndarray] = {}
+        for j, column in enumerate(zip(*results)):
+            array = _scalar_column(column) if set(map(type, column)) == {
+                first[j].__class__} else None
+            if array is None:
+                return False
+            columns[str(j)] = array
+        prediction = self._normalized(columns, False)
+        if prediction is None:
+            return True  # as one call at a time: each would have failed the same way
+        self._add(prediction, ())
+        self.repeat_size(1, len(results))
+        return True
 
     def _add_classes(self, labels: np.ndarray) -> None:
         if self._add_text_classes(labels):
@@ -537,6 +559,28 @@ class PredictionBatch(StackedResults):
                 np.concatenate(self.confidence), now)
         for reason, count in self.invalid.items():
             state.inc("inferwatch_invalid_predictions_total", (reason,), count)
+
+
+def _scalar_column(column: tuple) -> np.ndarray | None:
+    """One position of many calls' output tuples, all of one plain Python type, as the
+    array its values are read as one by one: text as Python strings (numpy's fixed-width
+    text would drop trailing NULs), numbers and bools as numpy's; None for any other type,
+    or integers past int64."""
+    kind = column[0].__class__
+    if kind is str:
+        text = np.empty(len(column), dtype=object)
+        text[:] = column
+        return text
+    if kind is float:
+        return np.fromiter(column, dtype=np.float64, count=len(column))
+    if kind is bool:
+        return np.fromiter(column, dtype=bool, count=len(column))
+    if kind is int:
+        try:
+            return np.fromiter(column, dtype=np.int64, count=len(column))
+        except OverflowError:
+            return None
+    return None
 
 
 def _count_classes(chunks: list[np.ndarray]) -> dict[str, int]:

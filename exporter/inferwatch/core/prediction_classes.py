@@ -1,8 +1,9 @@
 """Which predicted values become ``class`` labels, and how they are written.
 
 Class labels are label values, so only plausible classes may become one: bools, small
-integers, strings the model names in ``classes_`` or declares (``classes=``, a categorical
-column's categories), and whole-number floats of a declared classifier. Here they are
+integers, strings and larger integers the model names in ``classes_`` or declares
+(``classes=``, a categorical column's categories), and whole-number floats of a declared
+classifier. Here they are
 admitted or counted as ``unsupported_type``, counted per distinct label, and written as
 text. Both the per-call reading (:func:`~inferwatch.core.predictions.normalize`) and the
 drain's batched counts (``prediction_batch``) judge labels with these functions, which is
@@ -23,7 +24,8 @@ from inferwatch.core.result_arrays import is_missing, to_float
 if TYPE_CHECKING:
     from inferwatch.core.predictions import Prediction
 
-# Integer class ids are plausible below this magnitude; larger ones look like ids or amounts.
+# Integer class ids are plausible below this magnitude; larger ones look like ids or amounts,
+# unless the model names them as its classes.
 SMALL_INTEGER_LIMIT = 65_536
 NO_CLASSES: frozenset[str] = frozenset()
 
@@ -81,8 +83,9 @@ def with_categories(column: object, known_classes: Collection[str]) -> Collectio
 
 def whole_number_classes(class_names: Sequence[object] | None) -> np.ndarray | None:
     """A model's classes, sorted as float64, when each is a whole number (an int, or a float
-    such as scikit-learn's ``classes_`` of a classifier fit on a float target) that is a
-    plausible class; None when any is not, or it names none.
+    such as scikit-learn's ``classes_`` of a classifier fit on a float target) that a float
+    holds exactly (zip codes and ids too: the model names them as its classes); None when
+    any is not, or it names none.
 
     >>> whole_number_classes(np.array([1.0, 0.0])).tolist(), whole_number_classes([0, 1.5])
     ([0.0, 1.0], None)
@@ -96,12 +99,16 @@ def whole_number_classes(class_names: Sequence[object] | None) -> np.ndarray | N
                     name, (int, float, np.integer, np.floating)):
                 return None  # text, bools, a multi-output model's arrays of classes
             number = to_float(name)
-            if not (number.is_integer() and abs(number) < SMALL_INTEGER_LIMIT):
+            if not (number.is_integer() and abs(number) <= _EXACT_FLOAT_INTEGERS):
                 return None
             numbers.append(number)
     except TypeError:  # not a sequence of classes
         return None
     return np.unique(np.array(numbers, dtype=np.float64)) if numbers else None
+
+
+# Integers up to this magnitude are exact as floats (and fit an int64).
+_EXACT_FLOAT_INTEGERS = 2.0 ** 53
 
 
 def class_members(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -144,15 +151,30 @@ def prefixed(labels: np.ndarray, prefix: str) -> np.ndarray:
     return text[inverse.reshape(-1)]
 
 
-def float_classes(prediction: Prediction, flat: np.ndarray) -> np.ndarray:
-    """Float labels of a declared classifier (``predict`` returning 0.0 / 1.0)."""
+def float_classes(prediction: Prediction, flat: np.ndarray,
+                  known_classes: Collection[str] = NO_CLASSES) -> np.ndarray:
+    """Float labels of a declared classifier (``predict`` returning 0.0 / 1.0): whole
+    numbers below :data:`SMALL_INTEGER_LIMIT`, or larger ones the model names as classes
+    (`known_classes`), as integer labels are admitted.
+
+    >>> from inferwatch.core.predictions import Prediction
+    >>> p = Prediction()
+    >>> float_classes(p, np.array([1.0, 75001.0, 99999.0, 0.5]), {"75001"}).tolist(), p.invalid
+    ([1, 75001], {'unsupported_type': 2})
+    """
     values = flat.astype(np.float64, copy=False)
     nan = np.isnan(values)
     prediction.count_invalid("nan", int(nan.sum()))
     with np.errstate(invalid="ignore"):
-        whole = ~nan & (np.abs(values) < SMALL_INTEGER_LIMIT) & (np.floor(values) == values)
-    prediction.count_invalid("unsupported_type", int((~nan & ~whole).sum()))
-    return values[whole].astype(np.int64)
+        whole = ~nan & (np.floor(values) == values)
+        magnitude = np.abs(values)
+        small = whole & (magnitude < SMALL_INTEGER_LIMIT)
+        large = whole & ~small & (magnitude <= _EXACT_FLOAT_INTEGERS)
+    if large.any():
+        numbers = np.where(large, values, 0.0).astype(np.int64)
+        small |= _known_integers(numbers, large, known_classes)
+    prediction.count_invalid("unsupported_type", int((~nan & ~small).sum()))
+    return values[small].astype(np.int64)
 
 
 def admit_classes(prediction: Prediction, labels: np.ndarray,
@@ -176,8 +198,9 @@ def admit_classes(prediction: Prediction, labels: np.ndarray,
         if kind == "i":
             small &= labels > -SMALL_INTEGER_LIMIT
         if not small.all():
-            prediction.count_invalid("unsupported_type", int((~small).sum()))
-            labels = labels[small]
+            admitted = small | _known_integers(labels, ~small, known_classes)
+            prediction.count_invalid("unsupported_type", int((~admitted).sum()))
+            labels = labels[admitted]
         labels = labels.astype(np.int64, copy=False)
         return prefixed(labels, prefix) if prefix else labels
     if kind in "US":
@@ -210,6 +233,30 @@ def admit_classes(prediction: Prediction, labels: np.ndarray,
         return np.asarray(kept, dtype=object)
     prediction.count_invalid("unsupported_type", labels.shape[0])
     return None
+
+
+# The largest integer label kept as a number (an int64): the model's classes are no larger.
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _known_integers(labels: np.ndarray, large: np.ndarray,
+                    known_classes: Collection[str]) -> np.ndarray:
+    """Which of the integer `labels` marked `large` (past :data:`SMALL_INTEGER_LIMIT`) are
+    classes the model names (``classes_`` of zip codes or merchant ids, ``classes=``), as
+    a text label is admitted: ``predict_proba`` names its columns by the same classes, so
+    both methods count the same rows. Each distinct large label is looked up once.
+
+    >>> _known_integers(np.array([3, 75001, 99999]), np.array([False, True, True]),
+    ...                 {"75001"}).tolist()
+    [False, True, False]
+    """
+    if not known_classes:
+        return np.zeros(labels.shape, dtype=bool)
+    distinct = np.unique(labels[large]).tolist()
+    known = [value for value in distinct if value <= _INT64_MAX and str(value) in known_classes]
+    if not known:
+        return np.zeros(labels.shape, dtype=bool)
+    return large & np.isin(labels, np.array(known, dtype=labels.dtype))
 
 
 def _object_text_classes(prediction: Prediction, labels: np.ndarray,
@@ -334,7 +381,12 @@ def _object_class(value: object, known_classes: Collection[str]) -> str | None:
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
-        return str(int(value)) if abs(int(value)) < SMALL_INTEGER_LIMIT else None
+        number = int(value)
+        if abs(number) < SMALL_INTEGER_LIMIT:
+            return str(number)
+        # A large integer the model names as a class (a zip code, a merchant id).
+        label = str(number)
+        return label if abs(number) <= _INT64_MAX and label in known_classes else None
     if isinstance(value, str):
         return value if value in known_classes else None
     return None

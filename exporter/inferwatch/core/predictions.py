@@ -6,13 +6,15 @@ each to a :class:`Prediction`: values per output, predicted classes, top-class c
 and the number of rows. It runs when pending calls are drained, never on the request path.
 
 Which values become ``class`` labels (they are label values, so they must be plausible
-classes, never user data): bools, integers with ``|v| < 65,536``, strings listed in the
+classes, never user data): bools, integers with ``|v| < 65,536`` (larger ones when the
+model's ``classes_`` or the declared ``classes=`` name them), strings listed in the
 model's ``classes_`` or the declared ``classes=``, and integer-valued floats: with
 ``task="classification"``, and with ``task="auto"`` a call's float output whose every value
 is one of the model's whole-number ``classes_`` (a classifier fit on a float target), or NaN
 (a row without a class, counted as ``reason="nan"``). Anything
 else in a class position is counted as ``invalid_predictions_total{reason="unsupported_type"}``
-and never becomes a label.
+and never becomes a label. The labels of several label outputs (a dict's, a DataFrame's, a
+tuple's or a matrix's columns) are written ``<output>:<label>``, each output's apart.
 
 >>> from inferwatch.core.prediction_classes import class_labels
 >>> p = normalize([[0.2, 0.8], [0.9, 0.1]], probabilities=True)
@@ -22,6 +24,8 @@ and never becomes a label.
 
 from __future__ import annotations
 
+import decimal
+import fractions
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,8 +186,13 @@ def normalize(
         columns = list(result.items()) if isinstance(result, Mapping) else \
             frame_columns(result)
         names = distinct_names([name for name, _ in columns])
-        for name, (_, column) in zip(names, columns):
-            _add_named(prediction, name, column, task, known_classes)
+        _add_columns(prediction, [(name, column) for name, (_, column) in zip(names, columns)],
+                     task, known_classes)
+        return prediction
+    if not probabilities and scalar_output_row(result):
+        # ``return label, score``: one row of outputs ``0``, ``1``, ... as a dict of them is.
+        _add_columns(prediction, [(str(j), part) for j, part in enumerate(result)],  # type: ignore[arg-type]
+                     task, known_classes)
         return prediction
     if not probabilities and _add_classifier_outputs(prediction, result, task, class_names,
                                                      known_classes):
@@ -195,8 +204,8 @@ def normalize(
             for j, part in enumerate(result):
                 add_probabilities(prediction, to_array(part), names[j], prefix=f"{j}:")
         else:
-            for j, part in enumerate(result):
-                _add_named(prediction, str(j), part, task, known_classes)
+            _add_columns(prediction, [(str(j), part) for j, part in enumerate(result)],
+                         task, known_classes)
         return prediction
     tensor = is_tensor(result)
     known_classes = with_categories(result, known_classes)
@@ -317,6 +326,58 @@ def _per_output(class_names: Sequence[object] | None, outputs: int) -> list:
     return [None] * outputs
 
 
+def _add_columns(prediction: Prediction, columns: list[tuple[str, object]], task: str,
+                 known_classes: Collection[str]) -> None:
+    """Named outputs (a dict's, a DataFrame's, a tuple's), each by :func:`_add_named`. With
+    more than one output of labels (a multi-output classifier's), each label is written
+    ``<name>:<label>``, as a 2-D label array's are ``<j>:<label>``: under one ``class``
+    series the outputs' labels would mix, and ``0`` of one output count as ``0`` of
+    another. A single label output (``{"label", "score"}``) keeps its labels as they are."""
+    label_outputs = prediction.class_outputs
+    labelled: list[tuple[str, np.ndarray]] = []
+    for name, column in columns:
+        # Each output's labels apart, so that they can still be prefixed once all are seen.
+        held, prediction.classes = prediction.classes, None
+        _add_named(prediction, name, column, task, known_classes)
+        if prediction.classes is not None:
+            labelled.append((name, prediction.classes))
+        prediction.classes = held
+    several = prediction.class_outputs - label_outputs > 1
+    for name, labels in labelled:
+        prediction.add_classes(prefixed(labels, f"{name}:") if several else labels)
+
+
+def scalar_output_row(result: object) -> bool:
+    """Whether `result` is a tuple of scalars of more than one kind (text, integer or bool
+    labels, numbers): ``return label, score`` for one input, a row of outputs. A tuple of
+    one kind (``(0.2, 0.8)``, ``("cat", "dog")``) is read as the list it equals.
+
+    >>> scalar_output_row(("spam", 0.93)), scalar_output_row((1, 0.5))
+    (True, True)
+    >>> scalar_output_row((0.2, 0.8)), scalar_output_row(["spam", 0.93])
+    (False, False)
+    """
+    if result.__class__ is not tuple or len(result) < 2:  # type: ignore[arg-type]
+        return False
+    kinds = set()
+    for part in result:  # type: ignore[union-attr]
+        kind = SCALAR_OUTPUT_KINDS.get(part.__class__)
+        if kind is None:
+            return False
+        kinds.add(kind)
+    return len(kinds) > 1
+
+
+# The scalars a tuple of one row's outputs holds, by the kind of output each makes.
+SCALAR_OUTPUT_KINDS: dict[type, str] = {
+    **dict.fromkeys((str, bytes, np.str_, np.bytes_), "text"),
+    **dict.fromkeys((bool, np.bool_, int, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                     np.uint16, np.uint32, np.uint64), "label"),
+    **dict.fromkeys((float, np.float16, np.float32, np.float64, decimal.Decimal,
+                     fractions.Fraction), "number"),
+}
+
+
 def _add_named(prediction: Prediction, name: str, column: object, task: str,
                known_classes: Collection[str]) -> None:
     """One named output of a dict, DataFrame or tuple: its rows are its first dimension."""
@@ -345,7 +406,7 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         # The declared task wins: a classifier's predict may return 0.0 / 1.0. An output of
         # three or more dimensions (n, seq, k) is values whatever the task (docs/shapes.md):
         # a token classifier's logits are not labels.
-        labels = float_classes(prediction, flat)
+        labels = float_classes(prediction, flat, known_classes)
         if prefix:
             labels = prefixed(labels, prefix)
         prediction.class_like = True
