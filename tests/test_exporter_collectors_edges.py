@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -101,14 +102,18 @@ def test_a_name_cut_mid_letter_is_whole_and_passes_promtool(bin_dir: Path) -> No
 
 def test_the_name_ps_shows_for_a_long_program_finds_it(bin_dir: Path) -> None:
     # `ps -e`, `top` and `pgrep` show the kernel's 15 bytes; that is the name an SRE copies.
-    process = run_as(bin_dir / "my-long-model-server-bin")
+    # Unique in those 15 bytes: any other process on the host cut to the same name (a
+    # server called my-long-model-server, say) would match as well.
+    name = f"iw{uuid.uuid4().hex[:13]}-server-bin"
+    stub = name[:15]
+    process = run_as(bin_dir / name)
     try:
-        assert Path(f"/proc/{process.pid}/comm").read_text() == "my-long-model-s\n"
-        found = labels_by_pid(exposition(ProcessCollector(names=["my-long-model-s"])))
-        assert found == {str(process.pid): "my-long-model-server-bin"}
+        assert Path(f"/proc/{process.pid}/comm").read_text() == f"{stub}\n"
+        found = labels_by_pid(exposition(ProcessCollector(names=[stub])))
+        assert found == {str(process.pid): name}
         # Only the kernel's cut, not any prefix, nor 15 bytes that are not the start.
-        assert labels_by_pid(exposition(ProcessCollector(names=["my-long-model-"]))) == {}
-        assert labels_by_pid(exposition(ProcessCollector(names=["my-long-model-x"]))) == {}
+        assert labels_by_pid(exposition(ProcessCollector(names=[stub[:-1]]))) == {}
+        assert labels_by_pid(exposition(ProcessCollector(names=[stub[:-1] + "x"]))) == {}
     finally:
         stop(process)
 

@@ -114,7 +114,7 @@ def test_an_abbreviated_flag_is_an_unknown_flag(flag: str, run_main) -> None:
      "--no-collector.process"),
     (["--no-collector.process", "--process.pidfile=/run/app.pid"], "--process.pidfile",
      "--no-collector.process"),
-    (["--no-collector.process", "--no-process.children"], "--process.children",
+    (["--no-collector.process", "--no-process.children"], "--no-process.children",
      "--no-collector.process"),
     (["--collector.disable-defaults", "--collector.gpu", "--process.name=python"],
      "--process.name", "--collector.disable-defaults"),
@@ -158,7 +158,7 @@ def test_a_collector_flag_is_either_used_or_refused(toggles: list[str], own: lis
     except ValueError as refused:
         message = str(refused)
         assert message.startswith("argument --") and "collector is off" in message
-        assert any(message.startswith(f"argument {flag.split('=')[0].replace('--no-', '--')}")
+        assert any(message.startswith(f"argument {flag.split('=')[0]}:")
                    for flag in own)
         return
     for flag in own:

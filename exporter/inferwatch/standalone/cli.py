@@ -163,6 +163,36 @@ def _telemetry_path(text: str) -> str:
     return urllib.parse.quote(text, safe=string.printable)
 
 
+# Where a parsed namespace keeps the option strings typed on the command line, by dest (the
+# first one typed for each): a flag's value cannot say whether it was typed (a switch given
+# as its default, `--process.children`), nor in which form (`--no-process.children`).
+TYPED_OPTIONS = "_inferwatch_options_typed"
+
+
+class _RecordsTyped(argparse.Action):
+    """Records the option string it was called with, under :data:`TYPED_OPTIONS`."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        if option_string is not None:
+            typed = getattr(namespace, TYPED_OPTIONS, None)
+            if typed is None:
+                typed = {}
+                setattr(namespace, TYPED_OPTIONS, typed)
+            typed.setdefault(self.dest, option_string)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _recording(action_class: type[argparse.Action]) -> type[argparse.Action]:
+    return type(f"Typed{action_class.__name__}", (_RecordsTyped, action_class), {})
+
+
+# Every action a collector's flag can name; each is recorded when typed.
+_ACTION_NAMES: tuple[object, ...] = (None, "store", "store_const", "store_true", "store_false",
+                                     "append", "append_const", "count", "extend",
+                                     argparse.BooleanOptionalAction)
+
+
 class _SwitchOnce(argparse.BooleanOptionalAction):
     """A ``--x`` / ``--no-x`` switch that refuses to be given twice, as a one-value flag does:
     argparse keeps the last (``--collector.gpu --no-collector.gpu`` ran without the GPU
@@ -199,6 +229,9 @@ def build_parser(collectors: dict[str, type[Collector]] | None = None) -> argpar
     # So is a switch pair: `action=argparse.BooleanOptionalAction`, here and in every
     # collector's own flags (--process.children), makes a _SwitchOnce.
     parser.register("action", argparse.BooleanOptionalAction, _SwitchOnce)
+    for action_name in _ACTION_NAMES:
+        parser.register("action", action_name,
+                        _recording(parser._registry_get("action", action_name, action_name)))
     parser.add_argument("--version", action="version",
                         version=f"inferwatch-exporter {__version__}")
     web = parser.add_argument_group("web")
@@ -287,11 +320,17 @@ class _ActionsOf:
 
 
 def _options_given(cls: type[Collector], args: argparse.Namespace) -> list[str]:
-    """The collector's own flags whose parsed value differs from their default."""
+    """The collector's own flags on the command line, each as it was typed.
+
+    A flag whose typing was not recorded (an action class of the collector's own, a
+    namespace built by hand) counts as given when its value differs from its default.
+    """
     group = _ActionsOf(argparse.ArgumentParser(add_help=False).add_argument_group(cls.name))
     cls.add_arguments(group)  # type: ignore[arg-type]
-    return [action.option_strings[0] for action in group.actions
-            if getattr(args, action.dest, action.default) != action.default]
+    typed: dict[str, str] = getattr(args, TYPED_OPTIONS, None) or {}
+    return [typed.get(action.dest, action.option_strings[0]) for action in group.actions
+            if action.dest in typed
+            or getattr(args, action.dest, action.default) != action.default]
 
 
 # The shell's status for a process stopped by SIGINT, as the `inferwatch` command exits.

@@ -156,13 +156,27 @@ def full_name(name: str, cmdline: Sequence[str]) -> str:
     '模型服务器推理'
     >>> full_name("python3", ["/usr/bin/python3", "serve.py"])
     'python3'
+
+    A script started through its ``#!`` line is named by the kernel after the script, but
+    its command line starts with the interpreter (and the options on that line): the name
+    is the first argument after them that starts with the kernel's 15 bytes.
+
+    >>> full_name("my-long-model-s", ["/venv/bin/python", "-u", "./bin/my-long-model-server"])
+    'my-long-model-server'
     """
     short = _utf8(name)
-    if short is None or len(short) != COMM_BYTES or not cmdline:
+    if short is None or len(short) != COMM_BYTES:
         return name
-    extended = os.path.basename(cmdline[0])
-    whole = _utf8(extended)
-    return extended if whole is not None and whole.startswith(short) else name
+    # The program's own path first: for a binary it is the name, even when a later argument
+    # (a weights file named after the server) starts with the same 15 bytes.
+    for position, argument in enumerate(cmdline):
+        if position and argument.startswith("-"):
+            continue  # an interpreter's option, never the program
+        extended = os.path.basename(argument)
+        whole = _utf8(extended)
+        if whole is not None and whole.startswith(short):
+            return extended
+    return name
 
 
 def _titled(name: str, title: str) -> bool:
