@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core.ddsketch import quiet_sum
 from inferwatch.core.dropped_rows import rows_with_missing_classes, values_with_dropped_rows
 from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.prediction_classes import (
@@ -540,10 +541,11 @@ class PredictionBatch(StackedResults):
         low, high = settings.output_range or (-math.inf, math.inf)
         for output, chunks in merged.items():
             values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            total = quiet_sum(values)  # the summary's sum and the histogram's: summed once
             state.summary("inferwatch_prediction", (output,),
-                          probabilities=output in probabilities).observe(values, now)
+                          probabilities=output in probabilities).observe(values, now, total)
             state.histogram("inferwatch_prediction_value", (output,),
-                            self._value_bounds(output)).observe(values)
+                            self._value_bounds(output)).observe(values, total)
             if settings.output_range is not None:
                 self._invalid("out_of_range", int(((values < low) | (values > high)).sum()))
         if has_classes:

@@ -141,7 +141,9 @@ class HistogramState:
         """Link the bucket holding `value` to a trace (its latest one wins)."""
         self.exemplars[self._bucket_of(float(value))] = (trace_id, float(value), float(at))
 
-    def observe(self, values: np.ndarray) -> None:
+    def observe(self, values: np.ndarray, total: float | None = None) -> None:
+        """Count `values` into their buckets; `total`, when the caller summed them already
+        (as :func:`quiet_sum` does), is added to the sum instead of summing them again."""
         size = values.size
         if size == 0:
             return
@@ -172,7 +174,7 @@ class HistogramState:
             # side="left": a value equal to a bound belongs to that bucket (Prometheus' `le`).
             index = self.bounds.searchsorted(values, "left")  # the method: no dispatch wrapper
             self.counts += np.bincount(index, minlength=self.counts.shape[0])
-        self.sum += _finite_sum(values)
+        self.sum += _finite_sum(values) if total is None else total
 
     def observe_repeated(self, value: float, times: int) -> None:
         """`times` observations of one value (a drain's calls of one row each)."""
@@ -289,10 +291,12 @@ class SummaryState:
         """Whether the sketch holds probabilities (its bin budget says so, in every copy)."""
         return self.sketch.max_bins == PROBABILITY_MAX_BINS
 
-    def observe(self, values: np.ndarray, now: float) -> None:
+    def observe(self, values: np.ndarray, now: float, total: float | None = None) -> None:
+        """Add `values` observed at `now`; `total` as :meth:`HistogramState.observe` takes it."""
         if values.size == 0:
             return
-        total = _finite_sum(values)
+        if total is None:
+            total = _finite_sum(values)
         if self.probabilities:
             self.sketch.add(to_sketch(values), now)
         elif values.dtype == np.float64 and values.ndim == 1 and values.flags.c_contiguous:
