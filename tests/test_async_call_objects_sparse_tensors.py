@@ -225,8 +225,9 @@ def _requests(registry: object, name: str) -> dict:
 
 
 def test_a_sync_call_returning_an_awaitable_stays_sync(registry):
-    """A sync __call__ that hands back a coroutine (a client queuing its request) is
-    called as it was: the caller gets the very object it returned, unawaited."""
+    """A sync __call__ that hands back a coroutine (a client queuing its request) stays
+    sync: the caller gets a coroutine, unstarted, that awaits the model's and records the
+    call when it finishes."""
     class Deferred:
         def __init__(self) -> None:
             self.given: list = []
@@ -239,7 +240,8 @@ def test_a_sync_call_returning_an_awaitable_stays_sync(registry):
     proxy = inferwatch.instrument(model, name="m", version="1", registry=registry)
     assert not inspect.iscoroutinefunction(proxy.__call__)
     result = proxy([[1.0]])
-    assert result is model.given[-1] and inspect.getcoroutinestate(result) == "CORO_CREATED"
+    assert inspect.iscoroutine(result) and inspect.getcoroutinestate(result) == "CORO_CREATED"
+    assert inspect.getcoroutinestate(model.given[-1]) == "CORO_CREATED"
     assert asyncio.run(result) == [0.25]
     function = inferwatch.instrument(functools.partial(Deferred()), name="f", version="1",
                                      registry=registry)

@@ -57,16 +57,74 @@ class ArrayLayout:
 
 
 def snapshot(value: Any) -> Any:
-    """What the drain will read for `value`: a copy of a small numpy array, else itself.
+    """What the drain will read for `value`: a copy of a small numpy array, and of a dict,
+    tuple or list of outputs holding such arrays (:func:`outputs_snapshot`), else itself.
 
     >>> buffer = np.zeros(3); seen = snapshot(buffer); buffer[:] = 1.0
     >>> seen.tolist()
     [0.0, 0.0, 0.0]
     """
     cls = value.__class__
+    if cls in _OUTPUT_CONTAINERS:
+        return outputs_snapshot(value)
     # A subclass too (np.matrix, a masked array, a memmap): its copy keeps its class.
     is_array = cls is _ndarray or (cls not in _NEVER_ARRAYS and isinstance(value, _ndarray))
     return value.copy() if is_array and value.nbytes <= COPY_LIMIT_BYTES else value
+
+
+_OUTPUT_CONTAINERS = frozenset((dict, tuple, list))
+
+
+def outputs_snapshot(value: dict | tuple | list) -> Any:
+    """A dict, tuple or list result as the call returned it: the numpy arrays directly in it
+    copied, up to ``COPY_LIMIT_BYTES`` in all (a larger one, or one past that total, is read
+    at drain time), in a new container of the same class; the value itself when it holds no
+    array. A runtime that refills its output buffers on every call and returns them together
+    (``{"logits": logits, "score": score}``, TensorRT's or ONNX Runtime's IO binding) is then
+    recorded as each call saw them. A list is looked into only when its first item is an
+    array (a runtime's list of outputs): a long list of numbers costs one look.
+
+    >>> logits = np.zeros(2)
+    >>> seen = outputs_snapshot({"logits": logits, "label": "cat"}); logits[:] = 1.0
+    >>> seen["logits"].tolist(), seen["label"]
+    ([0.0, 0.0], 'cat')
+    >>> scores = [0.5, 0.25]; outputs_snapshot(scores) is scores
+    True
+    """
+    cls = value.__class__
+    budget = COPY_LIMIT_BYTES
+    try:
+        if cls is dict:
+            for part in value.values():  # the values alone first: most dicts hold no array
+                if part.__class__ is _ndarray:
+                    break
+            else:
+                return value
+            copy = value.copy()
+            for key, part in value.items():
+                if part.__class__ is _ndarray:
+                    size = part.nbytes
+                    if size <= budget:
+                        budget -= size
+                        copy[key] = part.copy()
+            return copy
+        if cls is list and (not value or value[0].__class__ is not _ndarray):
+            return value
+        copied = None
+        for index, part in enumerate(value):
+            if part.__class__ is _ndarray:
+                size = part.nbytes
+                if size <= budget:
+                    budget -= size
+                    if copied is None:
+                        copied = list(value)
+                    copied[index] = part.copy()
+        if copied is None:
+            return value
+        return copied if cls is list else tuple(copied)
+    except Exception as exc:  # a dict another thread changed meanwhile: read at drain time
+        faults.record("request", exc)
+        return value
 
 
 

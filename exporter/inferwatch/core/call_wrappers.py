@@ -10,13 +10,14 @@ the caller's exception object untouched. They are apart from the proxy of a mode
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
 import itertools
 import time
-from collections.abc import Callable, Iterator
-from types import MethodType
+from collections.abc import Callable, Coroutine, Iterator
+from types import AsyncGeneratorType, CoroutineType, GeneratorType, MethodType
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from inferwatch.core.call_input import (
     call_input,
     input_position,
     is_onnx_run,
+    outputs_snapshot,
     recorded_result,
     snapshot,
     snapshot_input,
@@ -82,6 +84,10 @@ class _CallRecorder:
         except BaseException as exc:
             self.end(record, time.perf_counter() - start, error=exc)
             raise
+        if result.__class__ not in self.follow.plain and is_coroutine_class(result.__class__):
+            return recorded_when_awaited(result, AwaitedCall(
+                start, lambda value: self._returned(record, value, start, args, kwargs),
+                lambda duration, exc: self.end(record, duration, error=exc)))
         return self._returned(record, result, start, args, kwargs)
 
     async def call_async(self, args: tuple, kwargs: dict) -> Any:
@@ -126,6 +132,16 @@ class _CallRecorder:
             except Exception as fault:
                 faults.record("request", fault)
             raise
+        if result.__class__ not in self.follow.plain and is_coroutine_class(result.__class__):
+            return recorded_when_awaited(result, AwaitedCall(
+                start, lambda value: self._joined_result(request, value, start, args),
+                lambda duration, exc: self.join_open_request(duration, failed=exc,
+                                                             request=request)))
+        return self._joined_result(request, result, start, args)
+
+    def _joined_result(self, request: Request, result: Any, start: float, args: tuple) -> Any:
+        """What a call that joined `request` gives back once the model returned: a stream
+        followed to its end, or the result, recorded as the request's inference stage."""
         duration = time.perf_counter() - start
         if result.__class__ not in self.follow.plain:
             followed = self.follow(result, start, args, None, slow=True)
@@ -314,6 +330,99 @@ def _keyword_input(kwargs: dict) -> Any:
     return next((value for key, value in kwargs.items() if key != "request_id"), None)
 
 
+_NEVER_COROUTINES = frozenset((GeneratorType, AsyncGeneratorType, str, bytes, list, tuple,
+                               dict))
+
+
+def is_coroutine_class(cls: type) -> bool:
+    """Whether a sync callable's result of class `cls` is a coroutine: the call's work runs
+    when it is awaited (``lambda x: client.apredict(x)``), so that is when it ends. A
+    native coroutine, or any class with the coroutine protocol (Cython's); a generator
+    (``types.coroutine``'s too) is a stream. Asked only of classes that are not yet known
+    to be plain predictions, which a coroutine class never becomes.
+
+    >>> async def answer(): return 1
+    >>> pending = answer()
+    >>> is_coroutine_class(type(pending)), is_coroutine_class(float)
+    (True, False)
+    >>> pending.close()
+    """
+    if cls is CoroutineType:
+        return True
+    if cls in _NEVER_COROUTINES:  # streams and texts, asked again on every call
+        return False
+    try:
+        return issubclass(cls, Coroutine)
+    except Exception:  # a class whose metaclass refuses the check: no coroutine
+        return False
+
+
+class AwaitedCall:
+    """The end of a call whose sync callable returned a coroutine, recorded when the
+    coroutine the caller got (:func:`recorded_when_awaited`) finishes: `on_result(value)`
+    records the awaited value and gives back what the caller gets (a followed stream, or the
+    value), `on_error(duration, exc)` records a failure. A coroutine the caller drops
+    unawaited, or closes before it finished, ends as cancelled when it goes: the call was
+    counted in flight when it began, and must not stay so.
+    """
+
+    __slots__ = ("ended", "on_error", "on_result", "start")
+
+    def __init__(self, start: float, on_result: Callable[[Any], Any],
+                 on_error: Callable[[float, BaseException], None]) -> None:
+        self.start = start
+        self.on_result = on_result
+        self.on_error = on_error
+        self.ended = False
+
+    def returned(self, value: Any) -> Any:
+        self.ended = True
+        try:
+            return self.on_result(value)
+        except Exception as exc:
+            faults.record("request", exc)
+            return value
+
+    def failed(self, exc: BaseException) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if isinstance(exc, GeneratorExit):
+            exc = asyncio.CancelledError()  # closed unfinished: its caller gave up on it
+        try:
+            self.on_error(time.perf_counter() - self.start, exc)
+        except Exception as fault:
+            faults.record("request", fault)
+
+    def __del__(self) -> None:
+        if not self.ended:
+            try:
+                self.failed(asyncio.CancelledError())
+            except BaseException:  # at interpreter shutdown, with modules half torn down
+                pass
+
+
+async def _awaited_and_recorded(awaitable: Any, call: AwaitedCall) -> Any:
+    try:
+        value = await awaitable
+    except BaseException as exc:
+        call.failed(exc)
+        raise
+    return call.returned(value)
+
+
+def recorded_when_awaited(awaitable: Any, call: AwaitedCall) -> Any:
+    """A coroutine that awaits `awaitable`, the result of a sync callable, and records the
+    call (`call`) when it finishes: the caller awaits it as it would have awaited what the
+    model returned. It bears the name of the model's own coroutine, which a warning of one
+    never awaited shows."""
+    wrapper = _awaited_and_recorded(awaitable, call)
+    if awaitable.__class__ is CoroutineType:
+        wrapper.__name__ = awaitable.__name__
+        wrapper.__qualname__ = awaitable.__qualname__
+    return wrapper
+
+
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
     started, pending, append, errors, append_error, limit, hand_off, *_ = monitor.fast_path(
         probabilities)
@@ -323,9 +432,40 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     slow = _CallRecorder(fn, monitor, probabilities, follow)
     in_request = open_request.get  # a C call: cheap enough for the fast path
     ndarray, copy_limit = np.ndarray, COPY_LIMIT_BYTES
+    # Results whose arrays (outputs a runtime refills on every call) are copied as they return.
+    output_containers = frozenset((dict, tuple, list))
     position, one_feed = slow.position, slow.one_feed
     # (shape, dtype, ArrayLayout or None) of the last small numeric array result.
     known: tuple = (None, None, None)
+
+    def when_awaited(awaitable: Any, start: float, args: tuple, seen_input: Any) -> Any:
+        """The coroutine a fast-path call whose model returned `awaitable` gives back: the
+        call is recorded (`seen_input` with it, when kept) when it finishes, as the async
+        wrapper records a call."""
+        def returned(value: Any) -> Any:
+            if value.__class__ not in plain:
+                followed = follow(value, start, args) if seen_input is None else follow(
+                    value, start, args, slow.record_with(seen_input), slow=True)
+                if followed is not UNFOLLOWED:
+                    return followed
+            duration = clock() - start
+            done = (duration, snapshot(value)) if seen_input is None else (
+                duration, snapshot(value), seen_input)
+            if len(pending) < limit:
+                append(done)
+            else:
+                hand_off(pending, done)
+            return value
+
+        def failed(duration: float, exc: BaseException) -> None:
+            failure = (duration, exc.__class__) if seen_input is None else (
+                duration, exc.__class__, seen_input)
+            if len(errors) < limit:
+                append_error(failure)
+            else:
+                hand_off(errors, failure)
+
+        return recorded_when_awaited(awaitable, AwaitedCall(start, returned, failed))
 
     def with_input(args: tuple) -> Any:
         """A call of a model with a reference profile: its input goes with it, for the
@@ -356,6 +496,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             raise
         if result.__class__ not in plain:
             whole = kept if kept_raw is None else array_from_bytes(kept, kept_raw)
+            if is_coroutine_class(result.__class__):
+                return when_awaited(result, start, args, whole)
             followed = follow(result, start, args) if whole is None else follow(
                 result, start, args, slow.record_with(whole), slow=True)
             if followed is not UNFOLLOWED:
@@ -369,6 +511,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                 recorded = result.copy()
             else:
                 raw = result.tobytes()
+        elif result.__class__ in output_containers:
+            recorded = outputs_snapshot(result)
         # The shapes pending_calls.call_columns reads: (duration, result[, input][, raws]).
         if kept_raw is not None:
             done = (clock() - start, recorded, kept, kept_raw, raw)
@@ -414,6 +558,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
         cls = result.__class__
         recorded = result
         if cls not in plain:
+            if is_coroutine_class(cls):
+                return when_awaited(result, start, args, None)
             followed = follow(result, start, args)
             if followed is not UNFOLLOWED:
                 return followed
@@ -442,6 +588,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                     done = (clock() - start, result.copy())
             else:
                 done = (clock() - start, recorded)
+        elif cls in output_containers:
+            done = (clock() - start, outputs_snapshot(result))
         else:
             done = (clock() - start, recorded)
         if len(pending) < limit:
