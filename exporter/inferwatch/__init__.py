@@ -67,7 +67,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from inferwatch.serving.status_apps import make_status_asgi_app, make_status_wsgi_app
 
 
+# Subpackages the docs call through the package (`inferwatch.multiproc.clear_directory()`,
+# `inferwatch.events.hash_value(...)`): reachable after a plain `import inferwatch`.
+_SUBPACKAGES = frozenset({"events", "multiproc"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"inferwatch.{name}")
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'inferwatch' has no attribute {name!r}")
