@@ -167,14 +167,21 @@ def _top_classes_per_output(result: list | tuple,
     return tuple(columns[0]) if len(columns) == 1 else tuple(zip(*columns))
 
 
+def detect_generation(state: ModelState, streams: list[StreamRecord]) -> None:
+    """A model of ``task="auto"`` whose first results are streams or text of its own is a
+    generation model. Called once the drain's predictions have told their task: a model
+    that predicts is what its predictions show, whichever came first in the drain, and the
+    chunks of a web response's body (a classifier's scores sent as server-sent events)
+    are no model's stream."""
+    if state.info.get("task") == "auto" and any(r.from_model for r in streams):
+        # A class label in a lone str is classified only when the model declares
+        # task="classification" (or its classes=).
+        state.info = {**state.info, "task": "generation"}
+
+
 def fold_streams(state: ModelState, s: Settings, streams: list[StreamRecord]) -> None:
     """Fold stream records into `state`: time to first item, items, the time between items,
     text length and tokens."""
-    if state.info.get("task") == "auto":
-        # Text and streams are what a generative model returns; a class label in a
-        # lone str is classified only when the model declares task="classification" (or
-        # its classes=).
-        state.info = {**state.info, "task": "generation"}
     first = [r.first_item for r in streams if r.first_item is not None]
     if first:
         state.histogram("inferwatch_stream_first_item_seconds", (),

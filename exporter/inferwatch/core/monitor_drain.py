@@ -22,6 +22,7 @@ from inferwatch.core.call_values import cancellations, count_value
 from inferwatch.core.drain_folds import (
     check_predictions,
     count_input_checks,
+    detect_generation,
     fold_requests,
     fold_streams,
 )
@@ -370,6 +371,8 @@ class MonitorDrain:
             for index, rows in whole.items():
                 predictions.batch_sizes[first + index] = rows
         self._guarded(predictions.flush, state, now)
+        if streams:  # after the predictions, which tell a task="auto" model's task first
+            self._guarded(detect_generation, state, streams)
         if self.events is not None and requests:
             self._guarded(self._emit_events, requests)
         return total

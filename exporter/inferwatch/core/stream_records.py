@@ -35,7 +35,10 @@ class StreamRecord:
     `counts_call` is False when a request record already counts the call (a stream
     consumed inside ``mon.request()`` or a web request); `counts_error` is True for such a
     stream that failed once its request had ended, whose failure nothing else counts: the
-    drain counts its class, and no call.
+    drain counts its class, and no call. `from_model` is True for what the model returned
+    itself (a generator, an SDK's stream, text): only that makes a model of
+    ``task="auto"`` a generation model, never the chunks of a web response's body, which
+    may carry a classifier's scores.
     """
 
     duration: float
@@ -52,6 +55,7 @@ class StreamRecord:
     counts_call: bool = True
     counts_error: bool = False
     gap_bounds: tuple[float, ...] | None = None
+    from_model: bool = False
 
     def event_fields(self) -> dict[str, object]:
         """The event-log view: counts, never the items (the joined text only if kept)."""
@@ -135,4 +139,5 @@ def tokens_only(stream: StreamRecord) -> StreamRecord | None:
     if stream.input_tokens is None and stream.output_tokens is None:
         return None
     return StreamRecord(stream.duration, stream.outcome, stream.error_type,
-                        input_tokens=stream.input_tokens, output_tokens=stream.output_tokens)
+                        input_tokens=stream.input_tokens, output_tokens=stream.output_tokens,
+                        from_model=stream.from_model)

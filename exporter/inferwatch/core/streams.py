@@ -239,7 +239,8 @@ class Tracker:
                 duration, outcome, None if error is None else error.__class__,
                 None if first_item is None else first_item - self.start, items, gaps, gap_sum,
                 chars, input_tokens, output_tokens,
-                None if not self.text else "".join(self.text), gap_bounds=self.plan.bounds)
+                None if not self.text else "".join(self.text), gap_bounds=self.plan.bounds,
+                from_model=True)
             if counted:
                 # The call was counted when the stream first raised (fail()): these are the
                 # stream's figures alone, for the same stream's series, never a second call.
@@ -262,7 +263,8 @@ class Tracker:
             self.counted = True
         try:
             self._submit(StreamRecord(perf_counter() - self.start, outcome_of(error),
-                                      error.__class__, gap_bounds=self.plan.bounds), error)
+                                      error.__class__, gap_bounds=self.plan.bounds,
+                                      from_model=True), error)
         except Exception as exc:
             faults.record(_FAULT, exc)
 
@@ -305,7 +307,8 @@ class Tracker:
             if figures is None:
                 if not failed:
                     return
-                figures = StreamRecord(stream.duration, ERROR, stream.error_type)
+                figures = StreamRecord(stream.duration, ERROR, stream.error_type,
+                                       from_model=True)
             stream = figures
         stream.counts_call = False
         stream.counts_error = failed and joined is not ALONGSIDE
@@ -400,6 +403,10 @@ def join_stream(request: Request, stream: StreamRecord, stage: float | None = No
     from inferwatch.core import request as requests
 
     entry = None if stage is None else (requests.INFERENCE_STAGE, stage)
+    if stage is not None:
+        # Figures that join as an inference stage stand for a model's own stream: a web
+        # body's chunks do so only for a model's generator that its request outlived.
+        stream.from_model = True
     fresh: list[ModelError] | None = None if failure is None else []
     with requests._CLOSING:
         record = request.record

@@ -26,7 +26,10 @@ sent in several messages, server-sent events, a WSGI body that is an iterator ra
 list) are also recorded as streams: time to first body byte
 (``inferwatch_stream_first_item_seconds``), body chunks and the time between them. One chunk
 of bytes is no stream, however many empty messages go with it (Starlette's
-``BaseHTTPMiddleware`` adds one to every answer). A client that disconnects before the last
+``BaseHTTPMiddleware`` adds one to every answer), nor are chunks of a gzip-encoded body that
+hold only the member's framing (its header, an empty flush, its end), as Starlette's GZip
+sends around such an answer; a body whose length the response declared (``Content-Length``:
+a ``FileResponse``, in 64 KiB chunks) is no stream either. A client that disconnects before the last
 chunk, or before the server took all of a WSGI body, list or iterator, makes the request
 ``cancelled``, not an error; under ASGI it ends when the middleware saw the client go (its
 ``http.disconnect``, or a send that failed), however long the app takes to return after
@@ -133,6 +136,109 @@ def _raised(exc: BaseException, status: int, ended_at: float | None) -> type | N
     return exc.__class__
 
 
+# A gzip member's framing, which a compressor may send as chunks of their own, with none
+# of the body's bytes in them (RFC 1952, RFC 1951): its header, an empty stored block (a
+# flush with nothing new to flush), and its end: an empty last block (zlib's fixed-code
+# one, or a stored one) and 8 bytes of CRC-32 and length.
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+_GZIP_HEADER = 10
+_EMPTY_STORED_BLOCK = b"\x00\x00\x00\xff\xff"
+_EMPTY_LAST_BLOCKS = (b"\x03\x00", b"\x01\x00\x00\xff\xff")
+_GZIP_TRAILER = 8
+_FEXTRA, _FNAME, _FCOMMENT, _FHCRC, _FRESERVED = 4, 8, 16, 2, 0xE0
+
+
+def _gzip_header_length(chunk: bytes) -> int | None:
+    """How many bytes of `chunk` a gzip member's header takes, or None when `chunk` does not
+    begin with a whole one.
+
+    >>> import gzip
+    >>> _gzip_header_length(gzip.compress(b"x", mtime=0)), _gzip_header_length(b"{}")
+    (10, None)
+    """
+    if not chunk.startswith(_GZIP_MAGIC) or len(chunk) < _GZIP_HEADER:
+        return None
+    flags = chunk[3]
+    if flags & _FRESERVED:
+        return None
+    at = _GZIP_HEADER
+    if flags & _FEXTRA:
+        if len(chunk) < at + 2:
+            return None
+        at += 2 + int.from_bytes(chunk[at:at + 2], "little")
+    for field in (_FNAME, _FCOMMENT):
+        if flags & field:
+            end = chunk.find(b"\x00", at)
+            if end < 0:
+                return None
+            at = end + 1
+    if flags & _FHCRC:
+        at += 2
+    return at if at <= len(chunk) else None
+
+
+class _GzipFraming:
+    """Tells the chunks of a gzip-encoded body that carry some of its bytes from those of
+    its framing alone. Starlette's GZip compresses a plain answer that comes in several
+    messages (as an ``@app.middleware("http")`` re-sends every answer) in streaming mode:
+    the answer and its member's end go out as two chunks, and a compressor that writes its
+    header first sends that alone. Neither is an item of the body."""
+
+    __slots__ = ("begun", "framed")
+
+    def __init__(self) -> None:
+        self.begun = False
+        self.framed = True  # False once the body turned out not to begin as gzip does
+
+    def carries_content(self, chunk: bytes, last: bool) -> bool:
+        """Whether `chunk` (not empty), the last of the body or not, holds more than
+        framing. A body that does not begin as gzip does counts every chunk."""
+        if not self.framed:
+            return True
+        start = 0
+        if not self.begun:
+            self.begun = True
+            header = _gzip_header_length(chunk)
+            if header is None:
+                self.framed = False
+                return True
+            start = header
+        end = len(chunk)
+        if last:
+            end -= _GZIP_TRAILER
+            if end < start:
+                return True
+            for block in _EMPTY_LAST_BLOCKS:
+                if chunk.endswith(block, start, end):
+                    end -= len(block)
+                    break
+            else:
+                if end > start:  # the last block is in this chunk, with bytes in it
+                    return True
+        flushes, rest = divmod(end - start, len(_EMPTY_STORED_BLOCK))
+        return bool(rest) or chunk[start:end] != _EMPTY_STORED_BLOCK * flushes
+
+
+def _declared_body(headers: Any) -> tuple[bool, bool]:
+    """Whether a response's headers declare its length (a body of a size known before it
+    is sent, as a file's, is no stream however many chunks it comes in), and whether they
+    declare it gzip-encoded.
+
+    >>> _declared_body([(b"content-length", b"5")])
+    (True, False)
+    >>> _declared_body([(b"Content-Encoding", b"gzip")])
+    (False, True)
+    """
+    sized = gzipped = False
+    for name, value in headers or ():
+        name = bytes(name).lower()
+        if name == b"content-length":
+            sized = True
+        elif name == b"content-encoding":
+            gzipped = bytes(value).strip().lower() in (b"gzip", b"x-gzip")
+    return sized, gzipped
+
+
 def _streamed(body: ItemClock | None) -> ItemClock | None:
     """The body's clock when the body was a stream: more than one chunk with bytes in it.
     A body sent in several messages may still be one answer: Starlette's
@@ -140,6 +246,20 @@ def _streamed(body: ItemClock | None) -> ItemClock | None:
     bytes and then an empty last message, and a plain JSON answer is no stream (which would
     also make a model of ``task="auto"`` a generation model). As under WSGI."""
     return body if body is not None and body.items > 1 else None
+
+
+def _is_item(chunk: bytes | None, gzip_framing: _GzipFraming | None, last: bool) -> bool:
+    """Whether a body message's `chunk` is an item of the body: it has bytes, and under
+    gzip more than the member's framing."""
+    if not chunk:
+        return False
+    if gzip_framing is None:
+        return True
+    try:
+        return gzip_framing.carries_content(chunk, last)
+    except Exception as exc:  # a body that is no bytes: the server refuses it, not we
+        faults.record(COMPONENT, exc)
+        return True
 
 
 def _end(request: Request, streams: StreamWatch, body: ItemClock | None, cancelled: bool,
@@ -203,6 +323,8 @@ class InstrumentMiddleware:
         left_at: float | None = None
         trailers = False
         body: ItemClock | None = None  # set once the body comes in more than one message
+        sized = False  # the response declared its length: a file, an answer, no stream
+        gzip_framing: _GzipFraming | None = None  # of a gzip-encoded body
 
         async def receive_and_watch() -> dict[str, Any]:
             nonlocal disconnected, left_at
@@ -214,21 +336,29 @@ class InstrumentMiddleware:
             return message
 
         async def send_and_watch(message: dict[str, Any]) -> None:
-            nonlocal status, ended_at, body, disconnected, trailers, left_at
+            nonlocal status, ended_at, body, disconnected, trailers, left_at, sized, \
+                gzip_framing
             kind = message["type"]
             last = kind == _PATHSEND
             if kind in _BODY:
                 more = message.get("more_body", False)
-                if more and body is None:
+                if more and body is None and not sized:
                     body = ItemClock(request._start,
                                      request.monitor.settings.stream_interval_buckets)
                 # As the app hands it over (the first is the first byte), while the client
                 # is there to get it: an item a sync stream's thread made after the client
                 # left is none of the stream it saw.
                 if body is not None and not disconnected and (
-                        message.get("body") or kind != "http.response.body"):
+                        kind != "http.response.body" or _is_item(message.get("body"),
+                                                                 gzip_framing, not more)):
                     body.item()
                 last = not more
+            elif kind == "http.response.start":
+                try:
+                    sized, gzipped = _declared_body(message.get("headers"))
+                    gzip_framing = _GzipFraming() if gzipped else None
+                except Exception as exc:  # odd headers: the server answers them, not we
+                    faults.record(COMPONENT, exc)
             try:
                 await send(message)
             except OSError:

@@ -294,20 +294,12 @@ def _end_response(request: Request, status: int, environ: Mapping[str, Any],
 
 def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> bool:
     """Flask answers an endpoint's exception with a 500 itself; note the exception's class.
-    Whether `wsgi_app` is (or wraps) a Flask app, which werkzeug routes."""
+    Whether `wsgi_app` is (or wraps, or dispatches to) a Flask app, which werkzeug routes."""
     flask = sys.modules.get("flask")
     if flask is None:
         return False
-    owner: Any = wsgi_app
-    # Through a few layers of other WSGI middleware (DispatcherMiddleware keeps `.app`).
-    for _ in range(8):
-        if isinstance(owner, flask.Flask):
-            break
-        bound_to = getattr(owner, "__self__", None)
-        owner = bound_to if isinstance(bound_to, flask.Flask) else getattr(owner, "app", None)
-        if owner is None:
-            return False
-    if not isinstance(owner, flask.Flask):
+    apps = _flask_apps(wsgi_app, flask.Flask)
+    if not apps:
         return False
     from flask import request as flask_request
     from flask.signals import got_request_exception
@@ -323,5 +315,44 @@ def _hook_flask_exceptions(wsgi_app: Callable[..., Any]) -> bool:
         except Exception as exc:
             faults.record(COMPONENT, exc)
 
-    got_request_exception.connect(note_exception, owner, weak=False)
+    for app in apps:
+        got_request_exception.connect(note_exception, app, weak=False)
     return True
+
+
+# How far and how wide the search for Flask apps goes: a few layers of middleware, and the
+# apps a dispatcher mounts (werkzeug's DispatcherMiddleware keeps them in `mounts`), which
+# may be dispatchers in turn; a WSGI graph that loops or sprawls stops it, never the app.
+_WRAPPER_DEPTH = 8
+_MOST_WSGI_APPS = 256
+
+
+def _flask_apps(wsgi_app: object, flask_class: type) -> list[Any]:
+    """The Flask apps `wsgi_app` is, wraps (through `.app` or a bound method's owner, as
+    ``app.wsgi_app`` is) or mounts (``DispatcherMiddleware``'s root `.app` and `mounts`),
+    each once."""
+    found: dict[int, Any] = {}
+    seen: set[int] = set()
+    pending: list[tuple[object, int]] = [(wsgi_app, 0)]
+    while pending and len(seen) < _MOST_WSGI_APPS:
+        owner, depth = pending.pop()
+        if owner is None or id(owner) in seen:
+            continue
+        seen.add(id(owner))
+        try:
+            if isinstance(owner, flask_class):
+                found.setdefault(id(owner), owner)
+                continue
+            if depth >= _WRAPPER_DEPTH:
+                continue
+            bound_to = getattr(owner, "__self__", None)
+            if isinstance(bound_to, flask_class):
+                pending.append((bound_to, depth + 1))
+                continue
+            mounts = getattr(owner, "mounts", None)
+            if isinstance(mounts, Mapping):
+                pending.extend((mounted, depth + 1) for mounted in list(mounts.values()))
+            pending.append((getattr(owner, "app", None), depth + 1))
+        except Exception as exc:  # an odd object's attribute that raises: not a Flask app
+            faults.record(COMPONENT, exc)
+    return list(found.values())
