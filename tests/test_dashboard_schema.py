@@ -286,6 +286,10 @@ def test_every_query_carries_the_selected_variables(rendered: dict[str, dict[str
                                  else metric].per_model:
                         wanted += _PER_MODEL_VARIABLES
                     assert all(w in matchers for w in wanted), f"{name}: {metric}{{{matchers}}}"
+                elif matchers.startswith(DEFAULT.pushgateway.selector):
+                    # A batch job's pushed groups: its job is no scrape job and it runs on
+                    # no instance, so the query follows the Model variable alone.
+                    assert 'model=~"$model"' in expr, f"{name}: {expr}"
                 else:
                     assert DEFAULT.selectors.exporter in matchers, f"{name}: {expr}"
                     assert 'instance=~"$exporter_instance"' in matchers, f"{name}: {expr}"

@@ -44,6 +44,7 @@ from inferwatch.demo.stack import (
 from inferwatch.demo.traffic import DRIFTED_FEATURES, TrafficGenerator
 from inferwatch.generate import write
 from inferwatch.generate.config import from_dict
+from inferwatch.generate.rules_alerts import BATCH_RUNS_PANEL
 from test_stream_dashboards import STREAM_PANELS
 
 pytestmark = pytest.mark.integration
@@ -73,6 +74,9 @@ NEVER_DATA = {
     ("model-quality", "Regression error"): "the demo model is a classifier",
     ("champion-challenger", "Mean absolute error on shared outcomes"):
         "the demo model is a classifier",
+    ("model-overview", BATCH_RUNS_PANEL): "no batch job pushes to a Pushgateway here; "
+                                          "test_dashboards_batch_jobs_and_own_thresholds.py "
+                                          "runs it against pushed groups",
     **{("model-overview", title): "the demo model does not stream; test_stream_dashboards.py "
                                   "runs these against a streaming model"
        # The cancelled ratio reads 0, not "no data": the series starts at zero with the model.

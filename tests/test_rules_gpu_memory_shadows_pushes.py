@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from inferwatch.generate.config import DEFAULT
+from inferwatch.generate.dashboards_overview import model_overview
+from inferwatch.generate.rules_alerts import BATCH_RUNS_PANEL
 from test_rules_semantics_edges import promtool_test, quiet
 
 pytestmark = pytest.mark.integration
@@ -151,9 +154,13 @@ def test_a_slow_shadow_stream_does_not_fire_first_item_slow(tmp_path: Path) -> N
 
 
 def _stale_group(description: str) -> list[dict[str, Any]]:
+    # The link opens the overview's panel of the pushed groups alone.
+    [panel_id] = [p["id"] for p in model_overview(DEFAULT)["panels"]
+                  if p["title"] == BATCH_RUNS_PANEL]
     return firing("InferwatchPushgatewayGroupStale", "10m",
                   {"severity": "warning", "job": "scoring", "model": "fraud"},
-                  annotations("InferwatchPushgatewayGroupStale", "overview",
+                  annotations("InferwatchPushgatewayGroupStale",
+                              f"overview?viewPanel={panel_id}",
                               "Pushed group scoring fraud is stale", description + READS_PUSHED))
 
 

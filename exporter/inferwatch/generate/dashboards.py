@@ -35,6 +35,16 @@ DASHBOARDS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "slo.json": slo,
 }
 
+# The same builders by the key of their uid (rules_links.DASHBOARD_SUFFIXES), for the alert
+# links that open one panel.
+BY_KEY: dict[str, Callable[[Config], dict[str, Any]]] = {
+    "overview": model_overview,
+    "quality": model_quality,
+    "resources": resources,
+    "slo": slo,
+    "shadow": champion_challenger,
+}
+
 
 def render(cfg: Config) -> dict[str, dict[str, Any]]:
     """Every dashboard as JSON data, by file name."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import attr
 
 from inferwatch.generate import baselines
+from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.config_consistency import SIGNAL_QUANTILES
-from inferwatch.generate.config_schema import Config
+from inferwatch.generate.config_schema import Config, Signal
 from inferwatch.generate.dashboards_queries import MODEL
 from inferwatch.generate.objectives import is_overridden
 from inferwatch.generate.panels import BAND_HIGH, BAND_LOW, Cell, band, target, timeseries
@@ -59,6 +60,29 @@ def _k_text(cfg: Config, spec: baselines.SignalSpec) -> str:
     return f"k (each model's own, from its models: entry; by default {k})"
 
 
+def _history_text(spec: baselines.SignalSpec, own: Signal) -> str:
+    """When a band panel starts to draw and its alert to judge: the band's trailing
+    statistics end baseline_offset ago, so they need that much of the value's history; the
+    alert waits for min_history of it.
+
+    >>> print(_history_text(baselines.SIGNALS["traffic"], Signal()))
+     The band is drawn once the value has 3h of history (baselines.traffic.baseline_offset); \
+InferwatchTrafficAnomaly may fire once it has 1d (baselines.traffic.min_history).
+    """
+    offset_key, history_key = (f"baselines.{spec.key}.{name}"
+                               for name in ("baseline_offset", "min_history"))
+    if duration_seconds(own.baseline_offset):
+        drawn = (f"The band is drawn once the value has {own.baseline_offset} of history "
+                 f"({offset_key})")
+    else:
+        drawn = f"The band is drawn from the value's first sample ({offset_key} 0)"
+    if duration_seconds(own.min_history):
+        fires = f"{spec.alert} may fire once it has {own.min_history} ({history_key})"
+    else:
+        fires = f"{spec.alert} may fire from the start ({history_key} 0)"
+    return f" {drawn}; {fires}."
+
+
 def band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
     """One shaded band per enabled signal, repeated per selected model: what its alert saw."""
     cells = []
@@ -83,7 +107,8 @@ def band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
                     target(_baseline(cfg, key, "lower", *matchers), f"low {{{{{label}}}}}"),
                     target(_baseline(cfg, key, "upper", *matchers), f"high {{{{{label}}}}}")],
                 spec.unit, f"{spec.alert} fires when a value leaves its band: expected "
-                f"+- {_k_text(cfg, spec)} sigma of its own {own.baseline_window} history.",
+                f"+- {_k_text(cfg, spec)} sigma of its own {own.baseline_window} history."
+                + _history_text(spec, own),
                 signed=True), repeat_over="model")))
             continue
         cells.append(Cell(band(
@@ -94,6 +119,6 @@ def band_cells(cfg: Config, keys: tuple[str, ...]) -> list[Cell]:
             target(f"max by (model) ({_baseline(cfg, key, 'upper', *matchers)})", BAND_HIGH),
             spec.unit, f"Shaded: the expected band of {spec.alert}, expected +- "
             f"{_k_text(cfg, spec)} sigma of the model's own {own.baseline_window} history"
-            f"{' and the same time a week (or a day) ago' if own.seasonal else ''}. Empty "
-            "until a day of history exists.")))
+            f"{' and the same time a week (or a day) ago' if own.seasonal else ''}."
+            + _history_text(spec, own))))
     return cells

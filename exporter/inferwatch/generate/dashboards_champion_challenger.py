@@ -16,6 +16,7 @@ from inferwatch.generate.dashboards_queries import (
     MV,
     OUTPUT,
     RATE,
+    objective,
     raw_sel,
     recorded,
 )
@@ -45,6 +46,12 @@ def _one_pair(buckets: str) -> str:
     draws one distribution, and two pairs' differences added are neither's."""
     return (f"sum by (le) ({buckets})\nand on ()\n"
             f"(count(count by ({q.SHADOW_PAIR}) ({buckets})) == 1)")
+
+
+# What the drift panels by version draw besides each version's drift: the thresholds of
+# InferwatchFeatureDrift and InferwatchPredictionDrift.
+_DRIFT_LINES = ("Dashed line: the default threshold of the drift alert; objective: each "
+                "selected model's own (its models: entry, or what it declares in code).")
 
 
 def champion_challenger(cfg: Config) -> dict[str, Any]:
@@ -137,14 +144,16 @@ def champion_challenger(cfg: Config) -> dict[str, Any]:
         Cell(timeseries(f"Prediction drift by version ({cfg.drift.method})", [target(
             f"max by ({q.MODEL_LABELS}, output) (inferwatch_prediction_drift"
             f"{drift_every_version})",
-            MV + " {{output}}")], "short", "Both models against the champion's reference.",
+            MV + " {{output}}"), objective(cfg, "drift.prediction_threshold")], "short",
+            f"Both models against the champion's reference. {_DRIFT_LINES}",
             limit=cfg.drift.prediction_threshold)),
         Cell(timeseries(f"Worst feature drift by version ({cfg.drift.method})", [target(
             f"max by ({q.MODEL_LABELS}) (\n  inferwatch_feature_drift{drift_every_version}\n"
-            f"  unless on (job, instance, {q.MODEL_LABELS}, feature)\n  ({sparse})\n)", MV)],
+            f"  unless on (job, instance, {q.MODEL_LABELS}, feature)\n  ({sparse})\n)", MV),
+            objective(cfg, "drift.feature_threshold")],
             "short", "Same inputs, same reference: the two lines differ only by their windows. "
             "Features with fewer values in a replica's drift window than the drift alerts "
-            "need are left out, as InferwatchFeatureDrift leaves them out.",
+            f"need are left out, as InferwatchFeatureDrift leaves them out. {_DRIFT_LINES}",
             limit=cfg.drift.feature_threshold)),
         Cell(timeseries(f"Accuracy by version ({cfg.accuracy.window})", [target(q.share(
             f"sum by ({q.MODEL_LABELS})",

@@ -1,8 +1,12 @@
-"""The model overview dashboard: traffic, errors, latency, streams, versions and deploys."""
+"""The model overview dashboard: traffic, errors, latency, streams, versions, deploys and
+the runs batch jobs push."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from grafanalib import core as g
 
 from inferwatch.generate import promql as q
 from inferwatch.generate.config_checks import duration_seconds
@@ -13,6 +17,7 @@ from inferwatch.generate.dashboards_queries import (
     ERRORS,
     INSTANCE,
     JOB,
+    MODEL,
     MV,
     NOT_SHADOW,
     P99,
@@ -27,13 +32,21 @@ from inferwatch.generate.dashboards_queries import (
 from inferwatch.generate.panels import (
     Cell,
     heatmap,
+    joined_table,
     stat,
     state_timeline,
     table,
     target,
     timeseries,
 )
-from inferwatch.generate.promql import model_sel, number
+from inferwatch.generate.promql import model_sel, number, selector
+from inferwatch.generate.rules_alerts import (
+    BATCH_RUNS_PANEL,
+    block,
+    push_periods,
+    pushed_availability,
+    pushed_series,
+)
 
 # The panels by version draw the versions that serve users; a shadow's lines would read as
 # one more version serving, and add into the stacked ones. Where the Champion vs challenger
@@ -47,8 +60,78 @@ def _shadow_beside(what: str) -> str:
             f"{what} beside its champion's.")
 
 
+def _yes_no(yes: str) -> list[dict[str, Any]]:
+    """A table cell's value mappings: 0 a green "no", 1 a red `yes`."""
+    return [{"type": "value", "options": {
+        "0": {"text": "no", "color": "green", "index": 0},
+        "1": {"text": yes, "color": "red", "index": 1}}}]
+
+
+def _batch_runs(cfg: Config) -> g.Panel:
+    """Each pushed group's last push and last run, judged as the two batch alerts judge them.
+
+    A batch job pushes under its own job name, which no scrape job matches, and its model
+    need not be a served one: the Job, Instance and Version variables, which list the
+    scraped services, do not apply. The Model variable does (All matches every group)."""
+    p = cfg.pushgateway
+    pushed_at = f"max by (job, model) (push_time_seconds{selector(p.selector, MODEL)})"
+
+    def each_period(term: Callable[[str, str], str]) -> str:
+        # Each job's own period, as InferwatchPushgatewayGroupStale chooses it: `term` of a
+        # group's push time and the seconds within which its job pushes.
+        return "\nor\n".join(
+            term(f"max by (job, model) (push_time_seconds{selector(p.selector, MODEL, *jobs)})",
+                 number(seconds))
+            for jobs, seconds in push_periods(cfg))
+
+    def last_run(*matchers: str) -> str:
+        series = pushed_series(cfg, "inferwatch_requests_total", MODEL, *matchers)
+        return f"sum by (job, model) {block(series)}"
+
+    ratio = f"{block(last_run(ERRORS))}\n/\n{block(last_run())}"
+    budget = block(f"1 - {block(pushed_availability(cfg))}")
+    row = {"instant": True, "fmt": "table"}
+    periods = ", ".join([*(f"{job} {period}" for job, period in p.jobs.items()),
+                         f"{'any other job' if p.jobs else 'every job'} {p.max_age}"])
+    own = ("; a models: entry's own for its models"
+           if any("slo.availability" in entry.values for entry in cfg.models.values())
+           else "")
+    seconds = [{"id": "unit", "value": "s"}]
+    ratios = [{"id": "unit", "value": "percentunit"}]
+    flag = {"id": "custom.cellOptions", "value": {"type": "color-text"}}
+    return joined_table(BATCH_RUNS_PANEL, [
+        target(f"time() - {pushed_at}", **row),
+        target(each_period(lambda pushed, seconds: f"{pushed} * 0 + {seconds}"), **row),
+        target(each_period(lambda pushed, seconds: f"time() - {pushed} > bool {seconds}"),
+               **row),
+        target(last_run(), **row),
+        target(last_run(ERRORS), **row),
+        target(last_run('outcome="cancelled"'), **row),
+        target(ratio, **row),
+        target(f"{last_run()} * 0\n+ on (model) group_left ()\n{budget}", **row),
+        target(f"{ratio}\n> bool on (model) group_left ()\n{budget}", **row)],
+        [("last push ago", seconds), ("expected within", seconds),
+         ("overdue", [flag, {"id": "mappings", "value": _yes_no("overdue")}]),
+         ("calls", []), ("errors", []), ("cancelled", []),
+         ("error ratio", ratios), ("error budget", ratios),
+         ("failed", [flag, {"id": "mappings", "value": _yes_no("failed")}])],
+        f"Each group a batch job pushed to the Pushgateway (its job and model; series "
+        f"matching {{{p.selector}}}, pushgateway.selector): how long ago it last pushed, "
+        f"against the period within which its job is expected to push again ({periods}; "
+        f"pushgateway.jobs and pushgateway.max_age); and its last run's calls, errors and "
+        f"cancelled calls, which the group holds until the next push replaces them, with "
+        f"their error ratio against the model's error budget (1 - its availability "
+        f"objective: {1 - cfg.slo.availability:.6g} of calls by default{own}). overdue is "
+        f"InferwatchPushgatewayGroupStale's condition, failed InferwatchBatchRunFailed's; "
+        f"each alert fires once its condition has held for its for: duration. A group "
+        f"never pushed successfully shows the time since 1970. The Model variable narrows "
+        f"the groups; Job, Instance and Version name the scraped services, not batch jobs.",
+        hide=("Time",))
+
+
 def model_overview(cfg: Config) -> dict[str, Any]:
-    """Traffic, errors, latency, in-flight, batch size, versions serving and deploys."""
+    """Traffic, errors, latency, in-flight, batch size, versions serving, deploys and the
+    batch jobs' pushed runs."""
     raw, w = raw_sel(cfg), cfg.windows.rate
     budget = 1 - cfg.slo.availability
 
@@ -209,4 +292,5 @@ def model_overview(cfg: Config) -> dict[str, Any]:
                        ("Expected bands (adaptive baselines)",
                         band_cells(cfg, ("traffic", "errors", "latency", "batch_size"))),
                        ("Latency and load", latency),
-                       ("Streams", streams), ("Versions and deploys", versions)])
+                       ("Streams", streams), ("Versions and deploys", versions),
+                       ("Batch jobs (Pushgateway)", [Cell(_batch_runs(cfg), 24, 8)])])

@@ -79,6 +79,17 @@ def _accuracy_threshold(cfg: Config) -> str:
                                 f"  (\n    {serving} * 0\n    + {floor_on} {floor}\n  )\n")
 
 
+def _outcomes_needed(cfg: Config) -> str:
+    """How many outcomes InferwatchAccuracyDrop needs, as the Accuracy panel says it: the
+    default, and whose own number applies where some model has its own."""
+    key = "accuracy.min_outcomes"
+    needed = f"the alert needs {number(cfg.accuracy.min_outcomes)} outcomes"
+    if not is_overridden(cfg, key):
+        return needed
+    declared = ", or what a version declares in code" if is_per_version(cfg, key) else ""
+    return f"{needed} by default; a models: entry's own minimum for its models{declared}"
+
+
 def _each_versions_minimum(cfg: Config, rows: str) -> str:
     """`rows` (a vector with model and model_version) valued at each version's own
     drift.min_observations, the minimum its drift alerts apply."""
@@ -267,8 +278,8 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     truth = [
         Cell(timeseries(f"Accuracy ({', '.join(windows)})", [
             *accuracy, target(_accuracy_threshold(cfg), "objective " + MV)],
-            "percentunit", f"Correct outcomes / all outcomes; the alert needs "
-            f"{number(cfg.accuracy.min_outcomes)} outcomes. Dashed line: the default "
+            "percentunit", f"Correct outcomes / all outcomes; {_outcomes_needed(cfg)}. "
+            f"Dashed line: the default "
             f"minimum, for a version without a validation accuracy; objective: the line "
             f"InferwatchAccuracyDrop judges each version by, its validation accuracy less "
             f"accuracy.max_drop, else its model's own minimum.",

@@ -49,7 +49,8 @@ def alert_rule(cfg: Config, alert: AlertDef, *, recorded_by: Config | None = Non
         "summary": alert.summary,
         "description": alert.description(cfg) + scrape_note(recorded_by or cfg, expr),
         "runbook_url": runbook_url(cfg, alert.name),
-        "dashboard_url": dashboard_url(cfg, alert),
+        # The dashboards are the whole config's: a model's copy links to the same panels.
+        "dashboard_url": dashboard_url(recorded_by or cfg, alert),
     }
     return rule
 

@@ -50,6 +50,9 @@ QUEUE_DROPS = '{reason!~"error|timeout|crashed"}'
 CHALLENGER = "{{ $labels.model }} {{ $labels.model_version }}"
 CHAMPION = "{{ $labels.model }} {{ $labels.champion_version }}"
 
+# The overview's panel of the pushed groups, which both batch alerts link to.
+BATCH_RUNS_PANEL = "Batch jobs: last push and last run"
+
 
 @dataclass(frozen=True)
 class AlertDef:
@@ -68,6 +71,9 @@ class AlertDef:
     enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
     # How long it keeps firing once its condition stops holding (None: not at all).
     keep_firing_for: Callable[[Config], str | None] = field(default=lambda cfg: None)
+    # The title of the one panel of `dashboard` the link opens, where the dashboard's
+    # variables cannot select the alert's series (a batch job's are no scraped service's).
+    panel: str = ""
 
 
 def shown(text: str) -> str:
@@ -179,22 +185,32 @@ def _fresh_increase(series: str, by: str, window: str, up: str) -> str:
             f"sum by ({by}) (max_over_time(({appeared})[{window}:1m])) > 0")
 
 
-def _pushgateway_expr(cfg: Config) -> str:
+def push_periods(cfg: Config) -> list[tuple[tuple[str, ...], float]]:
+    """The `job` matchers of the pushed groups and the seconds within which each is expected
+    to push again: each job of pushgateway.jobs its own period, every other job max_age.
+
+    >>> from inferwatch.generate.config import from_dict
+    >>> push_periods(from_dict({"pushgateway": {"jobs": {"nightly": "26h"}}}))
+    [(('job="nightly"',), 93600.0), (('job!="nightly"',), 86400.0)]
+    """
     p = cfg.pushgateway
-    age = "time() - push_time_seconds{}"
-    terms = [f"{age.format(q.selector(p.selector, f'job={q.quoted(job)}'))}"
-             f" > {number(duration_seconds(period))}" for job, period in p.jobs.items()]
-    others = [f"job!={q.quoted(job)}" for job in p.jobs]
-    terms.append(f"{age.format(q.selector(p.selector, *others))}"
-                 f" > {number(duration_seconds(p.max_age))}")
-    return "\nor\n".join(terms)
+    periods = [((f"job={q.quoted(job)}",), duration_seconds(period))
+               for job, period in p.jobs.items()]
+    others = tuple(f"job!={q.quoted(job)}" for job in p.jobs)
+    return [*periods, (others, duration_seconds(p.max_age))]
+
+
+def _pushgateway_expr(cfg: Config) -> str:
+    selector = cfg.pushgateway.selector
+    return "\nor\n".join(f"time() - push_time_seconds{q.selector(selector, *jobs)}"
+                          f" > {number(seconds)}" for jobs, seconds in push_periods(cfg))
 
 
 # The objective a failed batch run is judged by: each pushed model's own, where it has one.
 _AVAILABILITY = "slo.availability"
 
 
-def _pushed_series(cfg: Config, metric: str, *matchers: str) -> str:
+def pushed_series(cfg: Config, metric: str, *matchers: str) -> str:
     """`metric` of the pushed groups: its series of the jobs that push (push_time_seconds)."""
     p = cfg.pushgateway
     return (f"{metric}{q.selector(p.selector, *matchers)}\n"
@@ -209,7 +225,7 @@ def _availability_entries(cfg: Config) -> list[ModelOverride]:
     return entries[:setting_own[-1] + 1] if setting_own else []
 
 
-def _pushed_availability(cfg: Config) -> str:
+def pushed_availability(cfg: Config) -> str:
     """Each pushed model's availability objective: the first matching models: entry's,
     else the default.
 
@@ -217,7 +233,7 @@ def _pushed_availability(cfg: Config) -> str:
     default's only where inferwatch_model_info under selectors.model names them, the
     services Prometheus scrapes, and a batch job's model need not be one of those."""
     def pushed_models(*matchers: str) -> str:
-        series = _pushed_series(cfg, "inferwatch_requests_total", *matchers)
+        series = pushed_series(cfg, "inferwatch_requests_total", *matchers)
         return f"group by (model) {block(series)}"
 
     terms = []
@@ -252,7 +268,7 @@ def _batch_run_failed_expr(cfg: Config) -> str:
     ratio = f"(\n  {errors}\n/\n  {calls}\n)"
     if not _availability_entries(cfg):
         return f"{ratio} > (1 - {number(cfg.slo.availability)})"
-    budget = block(f"1 - {block(_pushed_availability(cfg))}")
+    budget = block(f"1 - {block(pushed_availability(cfg))}")
     return f"{ratio}\n> on (model) group_left ()\n{budget}"
 
 
@@ -499,6 +515,7 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchPushgatewayGroupStale", severity="warning", for_="5m",
         group="availability", dashboard="overview", per_model=False,
+        panel=BATCH_RUNS_PANEL,
         expr=_pushgateway_expr,
         summary="Pushed group {{ $labels.job }} {{ $labels.model }} is stale",
         # A group whose every push failed has push_time_seconds 0: its age is time() itself.
@@ -512,6 +529,7 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         name="InferwatchBatchRunFailed", severity="critical", for_="5m",
         group="availability", dashboard="overview", per_model=True,
+        panel=BATCH_RUNS_PANEL,
         expr=_batch_run_failed_expr,
         summary="The last run of {{ $labels.job }} failed for model {{ $labels.model }}",
         description=lambda c: (

@@ -48,11 +48,42 @@ def dashboard_uid(cfg: Config, key: str) -> str:
 
 
 def dashboard_url(cfg: Config, alert: AlertDef) -> str:
-    """The dashboard link of an alert, narrowed to the alert's model when it has one."""
-    url = f"{cfg.links.grafana_url.rstrip('/')}/d/{dashboard_uid(cfg, alert.dashboard)}"
+    """The dashboard link of an alert: its one panel alone where it names one, else the
+    dashboard, narrowed to the alert's model when it has one."""
+    uid = dashboard_uid(cfg, alert.dashboard)
+    url = f"{cfg.links.grafana_url.rstrip('/')}/d/{uid}"
+    if alert.panel:
+        # No var-model: the panel's series need not be of a model the Model variable lists,
+        # and Grafana may replace a value it does not list by another selection.
+        return f"{url}?viewPanel={_panel_ids(cfg, alert.dashboard)[alert.panel]}"
     if alert.per_model:
         url += "?var-model={{ $labels.model | urlquery }}"
     return url
+
+
+def _panel_ids(cfg: Config, key: str) -> dict[str, int]:
+    """Each panel's id on dashboard `key` by its title (the first panel of a title): ids
+    follow the layout, which the config shapes (a switched-off baseline signal drops its
+    panels). Only the dashboards some link opens a panel of are built."""
+    built = _panel_ids_by_dashboard(cfg)
+    if key not in built:
+        # Imported here: the dashboards take their uids from this module.
+        from inferwatch.generate.dashboards import BY_KEY
+
+        ids: dict[str, int] = {}
+        pending = list(BY_KEY[key](cfg)["panels"])
+        while pending:
+            panel = pending.pop(0)
+            pending[:0] = panel.get("panels", [])
+            ids.setdefault(panel["title"], panel["id"])
+        built[key] = ids
+    return built[key]
+
+
+@per_config
+def _panel_ids_by_dashboard(cfg: Config) -> dict[str, dict[str, int]]:
+    # Filled by _panel_ids, a dashboard at a time.
+    return {}
 
 
 def scrape_note(cfg: Config, expr: str) -> str:
