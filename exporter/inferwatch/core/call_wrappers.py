@@ -84,11 +84,16 @@ class _CallRecorder:
         except BaseException as exc:
             self.end(record, time.perf_counter() - start, error=exc)
             raise
-        if result.__class__ not in self.follow.plain and is_coroutine_class(result.__class__):
-            return recorded_when_awaited(result, AwaitedCall(
-                start, lambda value: self._returned(record, value, start, args, kwargs),
-                lambda duration, exc: self.end(record, duration, error=exc)))
-        return self._returned(record, result, start, args, kwargs)
+        try:
+            if result.__class__ not in self.follow.plain and \
+                    is_coroutine_class(result.__class__):
+                return recorded_when_awaited(result, AwaitedCall(
+                    start, lambda value: self._returned(record, value, start, args, kwargs),
+                    lambda duration, exc: self.end(record, duration, error=exc)))
+            return self._returned(record, result, start, args, kwargs)
+        except Exception as fault:  # the model's result comes back, recorded or not
+            self.unrecorded(record, start, fault)
+            return result
 
     async def call_async(self, args: tuple, kwargs: dict) -> Any:
         record = self.guarded_begin(args, kwargs)
@@ -98,7 +103,21 @@ class _CallRecorder:
         except BaseException as exc:
             self.end(record, time.perf_counter() - start, error=exc)
             raise
-        return self._returned(record, result, start, args, kwargs)
+        try:
+            return self._returned(record, result, start, args, kwargs)
+        except Exception as fault:  # the model's result comes back, recorded or not
+            self.unrecorded(record, start, fault)
+            return result
+
+    def unrecorded(self, record: RequestRecord | object | None, start: float,
+                   fault: Exception) -> None:
+        """A call whose recording failed once the model had returned: the fault is
+        counted and the call ends with no prediction. Never raises."""
+        try:
+            self.end(record, time.perf_counter() - start)
+            faults.record("request", fault)
+        except Exception:
+            pass
 
     def _returned(self, record: Any, result: Any, start: float, args: tuple,
                   kwargs: dict) -> Any:
@@ -132,12 +151,21 @@ class _CallRecorder:
             except Exception as fault:
                 faults.record("request", fault)
             raise
-        if result.__class__ not in self.follow.plain and is_coroutine_class(result.__class__):
-            return recorded_when_awaited(result, AwaitedCall(
-                start, lambda value: self._joined_result(request, value, start, args),
-                lambda duration, exc: self.join_open_request(duration, failed=exc,
-                                                             request=request)))
-        return self._joined_result(request, result, start, args)
+        try:
+            if result.__class__ not in self.follow.plain and \
+                    is_coroutine_class(result.__class__):
+                return recorded_when_awaited(result, AwaitedCall(
+                    start, lambda value: self._joined_result(request, value, start, args),
+                    lambda duration, exc: self.join_open_request(duration, failed=exc,
+                                                                 request=request)))
+            return self._joined_result(request, result, start, args)
+        except Exception as fault:  # the model's result comes back, recorded or not
+            try:
+                self.join_open_request(time.perf_counter() - start, request=request)
+                faults.record("request", fault)
+            except Exception:
+                pass
+            return result
 
     def _joined_result(self, request: Request, result: Any, start: float, args: tuple) -> Any:
         """What a call that joined `request` gives back once the model returned: a stream
@@ -494,38 +522,48 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             else:
                 hand_off(errors, failure)
             raise
-        if result.__class__ not in plain:
-            whole = kept if kept_raw is None else array_from_bytes(kept, kept_raw)
-            if is_coroutine_class(result.__class__):
-                return when_awaited(result, start, args, whole)
-            followed = follow(result, start, args) if whole is None else follow(
-                result, start, args, slow.record_with(whole), slow=True)
-            if followed is not UNFOLLOWED:
-                return followed
-            recorded = snapshot(result)  # an ndarray subclass (np.matrix, masked): copied
-        else:
-            recorded = result
-        raw = None  # a small array's bytes, as on the fast path
-        if result.__class__ is ndarray and result.nbytes <= copy_limit:
-            if result.dtype.hasobject:
-                recorded = result.copy()
+        try:
+            if result.__class__ not in plain:
+                whole = kept if kept_raw is None else array_from_bytes(kept, kept_raw)
+                if is_coroutine_class(result.__class__):
+                    return when_awaited(result, start, args, whole)
+                followed = follow(result, start, args) if whole is None else follow(
+                    result, start, args, slow.record_with(whole), slow=True)
+                if followed is not UNFOLLOWED:
+                    return followed
+                recorded = snapshot(result)  # an ndarray subclass (np.matrix, masked): copied
             else:
-                raw = result.tobytes()
-        elif result.__class__ in output_containers:
-            recorded = outputs_snapshot(result)
-        # The shapes pending_calls.call_columns reads: (duration, result[, input][, raws]).
-        if kept_raw is not None:
-            done = (clock() - start, recorded, kept, kept_raw, raw)
-        elif raw is not None:
-            done = (clock() - start, recorded, kept, raw)
-        elif kept is None:
-            done = (clock() - start, recorded)
-        else:
-            done = (clock() - start, recorded, kept)
-        if len(pending) < limit:
-            append(done)
-        else:
-            hand_off(pending, done)
+                recorded = result
+            raw = None  # a small array's bytes, as on the fast path
+            if result.__class__ is ndarray and result.nbytes <= copy_limit:
+                if result.dtype.hasobject:
+                    recorded = result.copy()
+                else:
+                    raw = result.tobytes()
+            elif result.__class__ in output_containers:
+                recorded = outputs_snapshot(result)
+            # The shapes pending_calls.call_columns reads: (duration, result[, input][, raws]).
+            if kept_raw is not None:
+                done = (clock() - start, recorded, kept, kept_raw, raw)
+            elif raw is not None:
+                done = (clock() - start, recorded, kept, raw)
+            elif kept is None:
+                done = (clock() - start, recorded)
+            else:
+                done = (clock() - start, recorded, kept)
+            if len(pending) < limit:
+                append(done)
+            else:
+                hand_off(pending, done)
+        except Exception as fault:  # the model's result comes back, recorded or not
+            # The call ends with no prediction, so that it leaves the in-flight gauge; inline,
+            # and before the fault is logged: near the recursion limit (where the fault may
+            # come from) there may be no room for another frame.
+            try:
+                append((clock() - start, None))  # one past the bound at most: taken whole
+                faults.record("request", fault)
+            except Exception:
+                pass
         return result
 
     @functools.wraps(fn)
@@ -555,47 +593,57 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             else:
                 hand_off(errors, failure)
             raise
-        cls = result.__class__
-        recorded = result
-        if cls not in plain:
-            if is_coroutine_class(cls):
-                return when_awaited(result, start, args, None)
-            followed = follow(result, start, args)
-            if followed is not UNFOLLOWED:
-                return followed
-            recorded = snapshot(result)  # an ndarray subclass (np.matrix, masked): copied
-        if cls is ndarray:
-            # Its bytes as the call returned them, read in the drain with the array's dtype
-            # and shape: about a third of what a copy costs here. A shape and dtype seen on
-            # the wrapper's last array call go with a layout of them in place of the array
-            # (call_input.ArrayLayout): the call keeps no array alive (a model's fresh
-            # output, or a view and its base), and the drain knows all its calls of one
-            # layout by one look. `known` is one tuple, swapped whole: calls in other
-            # threads read a shape, a dtype and a layout that belong together.
-            shape = result.shape
-            known_shape, known_dtype, layout = known
-            if shape == known_shape and result.dtype is known_dtype:
-                if layout is None:  # the shape came again: it is worth a layout
-                    layout = ArrayLayout(known_dtype, shape)
-                    known = (shape, known_dtype, layout)
-                done = (clock() - start, layout, None, result.tobytes())
-            elif result.nbytes <= copy_limit:
-                dtype = result.dtype
-                if not dtype.hasobject:
-                    done = (clock() - start, result, None, result.tobytes())
-                    known = (shape, dtype, None)
+        try:
+            cls = result.__class__
+            recorded = result
+            if cls not in plain:
+                if is_coroutine_class(cls):
+                    return when_awaited(result, start, args, None)
+                followed = follow(result, start, args)
+                if followed is not UNFOLLOWED:
+                    return followed
+                recorded = snapshot(result)  # an ndarray subclass (np.matrix, masked): copied
+            if cls is ndarray:
+                # Its bytes as the call returned them, read in the drain with the array's dtype
+                # and shape: about a third of what a copy costs here. A shape and dtype seen on
+                # the wrapper's last array call go with a layout of them in place of the array
+                # (call_input.ArrayLayout): the call keeps no array alive (a model's fresh
+                # output, or a view and its base), and the drain knows all its calls of one
+                # layout by one look. `known` is one tuple, swapped whole: calls in other
+                # threads read a shape, a dtype and a layout that belong together.
+                shape = result.shape
+                known_shape, known_dtype, layout = known
+                if shape == known_shape and result.dtype is known_dtype:
+                    if layout is None:  # the shape came again: it is worth a layout
+                        layout = ArrayLayout(known_dtype, shape)
+                        known = (shape, known_dtype, layout)
+                    done = (clock() - start, layout, None, result.tobytes())
+                elif result.nbytes <= copy_limit:
+                    dtype = result.dtype
+                    if not dtype.hasobject:
+                        done = (clock() - start, result, None, result.tobytes())
+                        known = (shape, dtype, None)
+                    else:
+                        done = (clock() - start, result.copy())
                 else:
-                    done = (clock() - start, result.copy())
+                    done = (clock() - start, recorded)
+            elif cls in output_containers:
+                done = (clock() - start, outputs_snapshot(result))
             else:
                 done = (clock() - start, recorded)
-        elif cls in output_containers:
-            done = (clock() - start, outputs_snapshot(result))
-        else:
-            done = (clock() - start, recorded)
-        if len(pending) < limit:
-            append(done)
-        else:
-            hand_off(pending, done)
+            if len(pending) < limit:
+                append(done)
+            else:
+                hand_off(pending, done)
+        except Exception as fault:  # the model's result comes back, recorded or not
+            # The call ends with no prediction, so that it leaves the in-flight gauge; inline,
+            # and before the fault is logged: near the recursion limit (where the fault may
+            # come from) there may be no room for another frame.
+            try:
+                append((clock() - start, None))  # one past the bound at most: taken whole
+                faults.record("request", fault)
+            except Exception:
+                pass
         return result
 
     def set_limit(new_limit: int) -> None:
@@ -657,12 +705,19 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
         except BaseException as exc:
             failed(clock() - start, exc.__class__, seen_input)
             raise
-        if result.__class__ not in plain:
-            followed = follow(result, start, args) if seen_input is None else follow(
-                result, start, args, slow.record_with(seen_input), slow=True)
-            if followed is not UNFOLLOWED:
-                return followed
-        finished(clock() - start, snapshot(result), seen_input)
+        try:
+            if result.__class__ not in plain:
+                followed = follow(result, start, args) if seen_input is None else follow(
+                    result, start, args, slow.record_with(seen_input), slow=True)
+                if followed is not UNFOLLOWED:
+                    return followed
+            finished(clock() - start, snapshot(result), seen_input)
+        except Exception as fault:  # the model's result comes back, recorded or not
+            try:
+                finished(clock() - start, None)  # it leaves the in-flight gauge
+                faults.record("request", fault)
+            except Exception:
+                pass
         return result
 
     monitor.follow_pending_chunk(instrumented, fast.set_limit)

@@ -21,6 +21,7 @@ drain whole (:meth:`Monitor.hand_off`), so a fast caller never loses a count.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import os
@@ -76,6 +77,10 @@ class FastPath(NamedTuple):
 
 
 _NOTHING = object()
+# Outcomes that may wait for a drain, recorded where joining them would hang their thread
+# (outcome_joins.would_wait_on_own_thread): a signal handler's, every few milliseconds, for
+# as long as a drain takes.
+MAX_DEFERRED_OUTCOMES = 10_000
 # What a pending call holds besides the arrays kept for it: its tuple, a float, references.
 _CALL_BYTES = 100
 
@@ -220,6 +225,14 @@ class Monitor(MonitorDrain):
         # it (an allocation inside hand_off or the drain's take) records itself through
         # hand_off, which takes it again; a plain lock would hang this thread for good.
         self._take_lock = threading.RLock()
+        # Outcomes recorded while their thread held one of this monitor's locks (a signal
+        # handler's, see outcome_joins.would_wait_on_own_thread): (request id, y_true, time,
+        # forward), joined by the next drain. A deque: appended to without a lock.
+        self._deferred_outcomes: collections.deque[tuple[str, object, float, bool]] = \
+            collections.deque()
+        self._deferred_outcomes_dropped = itertools.count()
+        self._deferred_outcomes_dropped_counted = 0
+        self._joining_deferred = False
         self._handed_off: list[tuple[list, list]] = []
         self._handed_off_calls = 0
         # wrapper -> how to give it a new pending_chunk (weak: a dropped wrapper leaves).
@@ -388,6 +401,54 @@ class Monitor(MonitorDrain):
         """
         outcome_joins.record_outcome(self, request_id, y_true, at, forward=True)
 
+    def defer_outcome(self, request_id: str, y_true: object, at: float, forward: bool) -> None:
+        """Keep an outcome for the next drain to join: its thread holds one of this
+        monitor's locks (:func:`outcome_joins.would_wait_on_own_thread`). Takes no lock;
+        past :data:`MAX_DEFERRED_OUTCOMES` waiting, the outcome is dropped and counted (as
+        an ``outcome`` internal error, by the drain that finds it). Never raises."""
+        try:
+            if len(self._deferred_outcomes) < MAX_DEFERRED_OUTCOMES:
+                self._deferred_outcomes.append((request_id, y_true, at, forward))
+            else:
+                next(self._deferred_outcomes_dropped)
+        except Exception:  # no fault recorded here: its lock may be the one held
+            pass
+
+    def drain(self, now: float | None = None, *, budget: float | None = None,
+              deadline: float | None = None, finished_before: int | None = None) -> None:
+        """:meth:`MonitorDrain.drain`, then the outcomes deferred meanwhile joined."""
+        super().drain(now, budget=budget, deadline=deadline, finished_before=finished_before)
+        if self._deferred_outcomes or count_value(self._deferred_outcomes_dropped) != \
+                self._deferred_outcomes_dropped_counted:
+            self._join_deferred_outcomes()
+
+    def drain_due(self, clock: float) -> bool:
+        """:meth:`MonitorDrain.drain_due`; outcomes deferred make a drain due."""
+        if self._deferred_outcomes:
+            self.drain(budget=None)
+            return True
+        return super().drain_due(clock)
+
+    def _join_deferred_outcomes(self) -> None:
+        """Join the outcomes deferred so far, in the order they came; the ones this thread
+        still cannot join (it holds a lock itself) wait for a later drain. Never raises."""
+        if self._joining_deferred:  # a join drains, and this drain must not join again
+            return
+        self._joining_deferred = True
+        try:
+            dropped = count_value(self._deferred_outcomes_dropped)
+            if dropped != self._deferred_outcomes_dropped_counted:
+                faults.record("outcome", count=dropped - self._deferred_outcomes_dropped_counted)
+                self._deferred_outcomes_dropped_counted = dropped
+            deferred = self._deferred_outcomes
+            for _ in range(len(deferred)):
+                request_id, y_true, at, forward = deferred.popleft()
+                outcome_joins.record_outcome(self, request_id, y_true, at, forward=forward)
+        except Exception as exc:
+            faults.record("outcome", exc)
+        finally:
+            self._joining_deferred = False
+
     def record_call(self, duration: float, result: object, probabilities: bool = False) -> None:
         """Record a finished call; what the instrument() wrappers do inline. Never raises:
         a `duration` that is not a number of seconds >= 0 is counted as a fault and
@@ -530,6 +591,10 @@ class Monitor(MonitorDrain):
             if behind and wake is not None:
                 wake()
         except Exception as exc:
+            # The call is kept all the same (a list one longer than its bound, taken whole
+            # by the next hand-off or drain): dropped, it would stay in flight for good.
+            if item is not _NOTHING and (not pending or pending[-1] is not item):
+                pending.append(item)
             faults.record("backlog", exc)
 
     def _fit_heavier(self, call: tuple) -> None:
@@ -686,6 +751,8 @@ class Monitor(MonitorDrain):
                         self._streams):
             del pending[:]  # the wrappers hold these very lists: empty them in place
         self._handed_off, self._handed_off_calls = [], 0
+        self._deferred_outcomes.clear()  # the master's, joined by the master
+        self._deferred_outcomes_dropped_counted = count_value(self._deferred_outcomes_dropped)
         self._waiting_since = None
         dropped = count_value(self._dropped)
         self._finished = count_value(self._started) - dropped

@@ -43,6 +43,16 @@ DRAIN_CHUNK_CALLS = 1 << 15
 _RECORD_WEIGHT = 8
 _WEIGHTS = (1, 1, 1, _RECORD_WEIGHT, _RECORD_WEIGHT)
 
+# What one chunk may take to fold: calls that fold slowly (rows of an HF pipeline, score
+# arrays of a classifier: tens of microseconds each) make for smaller chunks, sized by what
+# the monitor's last chunk cost a call, so that a reader waits, and a scrape's budget runs
+# over, by about this much at most, not by the seconds a full chunk of them takes. A monitor
+# not drained yet starts with _FIRST_CHUNK_CALLS; no chunk is under _MIN_CHUNK_CALLS, for
+# which the fixed cost of a chunk would be most of it.
+DRAIN_CHUNK_SECONDS = 0.05
+_FIRST_CHUNK_CALLS = 1 << 9
+_MIN_CHUNK_CALLS = 64
+
 # What a drain that is not the background one (a scrape's first of all) spends folding a
 # monitor's backlog, while calls keep coming, before it stops and leaves the rest pending
 # for the next drain: a scrape answers within Prometheus' default 10 s timeout while calls
@@ -51,10 +61,14 @@ _WEIGHTS = (1, 1, 1, _RECORD_WEIGHT, _RECORD_WEIGHT)
 # a notebook, a flush after the load) a drain folds everything, however long it takes.
 DRAIN_BUDGET_SECONDS = 2.0
 _clock = time.monotonic  # what the budget is measured by (a test replaces it)
+_fold_clock = time.perf_counter  # what a chunk's fold time is measured by (likewise)
 
 
 class MonitorDrain:
     """What a monitor's drain does: take the pending calls and fold them into the state."""
+
+    # Seconds the last chunk took per call (weighted as :data:`_WEIGHTS`); None: none yet.
+    _fold_seconds_per_call: float | None = None
 
     def drain_due(self, clock: float) -> bool:
         """The background drain's pass: fold the pending calls if they are due.
@@ -92,7 +106,7 @@ class MonitorDrain:
         return True
 
     def drain(self, now: float | None = None, *, budget: float | None = None,
-              deadline: float | None = None) -> None:
+              deadline: float | None = None, finished_before: int | None = None) -> None:
         """Fold pending calls into the state. Never raises.
 
         Every call finished before this drain began is folded when it returns, unless
@@ -101,9 +115,13 @@ class MonitorDrain:
         outcome's join, a shadow's score, a new reference; a scrape passes one): calls
         outpace the fold, and the ones left stay pending, whole, for the next drain (none
         is lost or counted twice); a `deadline` on :data:`_clock` stands for the budget
-        (one shared by many monitors). They are folded in chunks of about
-        :data:`DRAIN_CHUNK_CALLS`, the monitor's lock let go between two, so that a reader
-        waits for one chunk, not for the backlog.
+        (one shared by many monitors). With `finished_before`, what this monitor's
+        :meth:`calls_finished` was when that deadline was set by a drain of other monitors
+        first, it is checked before the first chunk too, calls having come since then.
+        They are folded in chunks of at most :data:`DRAIN_CHUNK_CALLS` and about
+        :data:`DRAIN_CHUNK_SECONDS`, the monitor's lock let go between two, so that a
+        reader waits for one chunk, not for the backlog, and a budget runs over by one
+        chunk at most.
 
         A monitor with nothing new returns at once, taking no lock (unless another drain is
         folding, which it waits for): a process with many models pays for the ones that were
@@ -132,10 +150,19 @@ class MonitorDrain:
             # this drain has taken as many (each take folds under the same lock hold).
             with self._take_lock:
                 left = self._pending_counts()
-            arrived = self._calls_finished()
+            arrived = self.calls_finished() if finished_before is None else finished_before
+            # A deadline the monitors drained before this one may have spent is checked
+            # before the first chunk too; a fresh one after each chunk.
+            check = deadline is not None and finished_before is not None
             if deadline is None and budget is not None:
                 deadline = _clock() + budget
             while True:
+                if check and _clock() >= deadline and self.calls_finished() > arrived:
+                    faults.record("drain_budget")
+                    return
+                check = deadline is not None
+                started = _fold_clock()
+                weighted = sum(n * weight for n, weight in zip(left, _WEIGHTS))
                 rest: list[LaterSlices] = []
                 with self._lock:
                     taken = self._drain_locked(when, rest, left)
@@ -144,19 +171,38 @@ class MonitorDrain:
                         time.sleep(0)  # a scrape or caller waiting for the lock gets it now
                         with self._lock:
                             self._drain_slice(piece, part.probabilities, when)
+                if taken:
+                    self._measure_chunk(_fold_clock() - started,
+                                        weighted - sum(n * weight for n, weight in zip(
+                                            left, _WEIGHTS)))
                 if not taken or not any(left):
-                    return
-                if deadline is not None and _clock() >= deadline and \
-                        self._calls_finished() > arrived:
-                    faults.record("drain_budget")
                     return
                 time.sleep(0)  # as between slices: a waiting reader takes the lock now
         except Exception as exc:
             faults.record("drain", exc)
 
-    def _calls_finished(self) -> int:
-        """Calls finished so far: folded, waiting, or dropped."""
+    def calls_finished(self) -> int:
+        """Calls finished so far: folded, waiting, or dropped (what a drain's budget looks
+        at to tell whether calls came while it folded)."""
         return self._finished + self.pending() + count_value(self._dropped)
+
+    def _measure_chunk(self, seconds: float, weighted: int) -> None:
+        """Remember what a chunk of `weighted` calls took to fold: the next is sized by it."""
+        if weighted > 0 and seconds >= 0:
+            self._fold_seconds_per_call = seconds / weighted
+
+    def _chunk_calls(self) -> int:
+        """How many (weighted) calls the next chunk takes: about :data:`DRAIN_CHUNK_SECONDS`
+        worth at the last chunk's cost, within :data:`_MIN_CHUNK_CALLS` and
+        :data:`DRAIN_CHUNK_CALLS`."""
+        cost = self._fold_seconds_per_call
+        if cost is None:
+            fitting = _FIRST_CHUNK_CALLS
+        elif cost * DRAIN_CHUNK_CALLS <= DRAIN_CHUNK_SECONDS:
+            fitting = DRAIN_CHUNK_CALLS
+        else:
+            fitting = int(DRAIN_CHUNK_SECONDS / cost)
+        return min(DRAIN_CHUNK_CALLS, max(_MIN_CHUNK_CALLS, fitting))
 
     def _pending_counts(self) -> list[int]:
         """Calls waiting per kind (calls, probability calls, errors, requests, streams), the
@@ -183,22 +229,22 @@ class MonitorDrain:
         self._slices_drained += 1  # the state changed with no call finishing: publish it
 
     def _take_pending(self, left: list[int]) -> tuple[list, list, list, list, list]:
-        """A chunk of about :data:`DRAIN_CHUNK_CALLS` pending calls, of each kind the oldest
-        and at most as many as `left` says are still to take (lowered by what is taken).
+        """A chunk of about :meth:`_chunk_calls` pending calls, of each kind the oldest and
+        at most as many as `left` says are still to take (lowered by what is taken).
 
         Each kind gets a share of the chunk in proportion to what it has left: filled kind
         by kind, a backlog of plain calls kept the errors out of every chunk, so while calls
         outpaced the fold the error counter stood still and error-rate alerts were blind."""
         lists = (self._calls, self._proba_calls, self._errors, self._requests, self._streams)
+        chunk_calls = self._chunk_calls()
         with self._take_lock:
             weighted = sum(n * weight for n, weight in zip(left, _WEIGHTS))
             taken = []
             for kind, pending in enumerate(lists):
-                if weighted <= DRAIN_CHUNK_CALLS:
+                if weighted <= chunk_calls:
                     want = left[kind]
                 else:  # at least one of each kind left: a small share still moves on
-                    want = min(left[kind], max(1, -(-left[kind] * DRAIN_CHUNK_CALLS
-                                                    // weighted)))
+                    want = min(left[kind], max(1, -(-left[kind] * chunk_calls // weighted)))
                 chunk = self._take_handed_off(pending, want) if self._handed_off and want \
                     else []
                 if want > len(chunk):
@@ -263,7 +309,8 @@ class MonitorDrain:
                 array, shape = stacked
                 kept_bytes += array.nbytes
                 if rest is None or shape[0] <= pending_calls.SLICE_ROWS:
-                    predictions.add_stacked(array, shape, len(pending), probabilities)
+                    _add_guarded(predictions.add_stacked, array, shape, len(pending),
+                                 probabilities)
                     continue
                 results = list(array.reshape((len(pending), *shape)))  # to be sliced
             whole: dict[int, int] = {}
@@ -274,9 +321,11 @@ class MonitorDrain:
             if rest is not None:
                 results, whole = first_slices(results, probabilities, rest, kinds)
             first = len(predictions.batch_sizes)
-            predictions.add_results(results, probabilities=probabilities,
-                                    sizes_in_order=bool(whole), kinds=kinds)
-            if whole and len(predictions.batch_sizes) == first + len(results):
+            # An output the fold cannot read (a __hash__ that raises, say) costs its
+            # chunk's prediction metrics, never its request counts and latencies below.
+            added = _add_guarded(predictions.add_results, results, probabilities=probabilities,
+                                 sizes_in_order=bool(whole), kinds=kinds)
+            if added and whole and len(predictions.batch_sizes) == first + len(results):
                 cut.append((first, whole))
         ok = len(calls) + len(proba_calls)
         sized = ok
@@ -411,6 +460,16 @@ class MonitorDrain:
             self.state.inc("inferwatch_calls_dropped_total", (), dropped - self._dropped_reported)
             faults.record("backlog", count=dropped - self._dropped_reported)
             self._dropped_reported = dropped
+
+
+def _add_guarded(add: Callable[..., None], *args: Any, **kwargs: Any) -> bool:
+    """Add results to a prediction batch; False, the fault counted, if that raised."""
+    try:
+        add(*args, **kwargs)
+    except Exception as exc:
+        faults.record("prediction", exc)
+        return False
+    return True
 
 
 def _take_front(pending: list, most: int) -> list:

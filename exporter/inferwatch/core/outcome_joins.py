@@ -7,6 +7,7 @@ when labels arrive, never on the request path.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,9 @@ def record_outcome(monitor: Monitor, request_id: object, y_true: object,
         rid = faults.request_id_text(request_id, "outcome")
         if rid is None:
             return  # its __str__ raised: counted as a fault
+        if would_wait_on_own_thread(monitor):
+            monitor.defer_outcome(rid, y_true, when, forward)
+            return
         outcomes = monitor.outcomes
         if monitor.pending() and outcomes.kept_rows(rid) is None and outcomes.knows(rid):
             # An id whose outcome joined before, used again: its new prediction may still
@@ -71,6 +75,9 @@ def _to_sibling(monitor: Monitor, request_id: str, y_true: object, when: float) 
     for sibling in siblings():
         if sibling is monitor or sibling.drain_listeners:
             continue
+        if would_wait_on_own_thread(sibling):
+            monitor.defer_outcome(request_id, y_true, when, True)
+            return True
         # A repeat of an outcome the sibling joined (an at-least-once label queue) is its
         # duplicate, or expired again: not an unknown id of the version asked.
         if not sibling.outcomes.knows(request_id) and sibling.pending():
@@ -78,6 +85,38 @@ def _to_sibling(monitor: Monitor, request_id: str, y_true: object, when: float) 
         if sibling.outcomes.knows(request_id):
             record_outcome(sibling, request_id, y_true, when, forward=False)
             return True
+    return False
+
+
+def would_wait_on_own_thread(monitor: Monitor) -> bool:
+    """Whether joining an outcome now could wait for a lock of `monitor` that this thread
+    holds itself: a signal handler runs on the main thread, between two bytecodes of code
+    that may be inside the monitor's lock (a drain, a scrape). Such a lock is never let go
+    while the handler runs, and taking it again would hang the process; taking it
+    reentrantly would let the join change what the interrupted code is half-way through.
+
+    Only the main thread runs signal handlers, so any other thread waits as usual. On the
+    main thread a lock that is taken (by whichever thread: a plain lock does not tell) means
+    yes. It does not wait a little first: a handler that fires again meanwhile (a timer's)
+    would run inside that wait, and so on without end. An outcome deferred so is joined by
+    the next drain (a scrape's, or the background drain's, which it makes due).
+
+    >>> from inferwatch.core.registry import Registry
+    >>> mon = Registry().monitor("m", "1")
+    >>> would_wait_on_own_thread(mon)
+    False
+    >>> with mon._lock:
+    ...     would_wait_on_own_thread(mon)
+    True
+    """
+    if threading.get_ident() != threading.main_thread().ident:
+        return False
+    if monitor._take_lock._is_owned():
+        return True
+    for lock in (monitor._lock, monitor.outcomes._lock):
+        if not lock.acquire(blocking=False):
+            return True
+        lock.release()
     return False
 
 

@@ -280,7 +280,7 @@ def _object_text_classes(prediction: Prediction, labels: np.ndarray,
     values = labels.tolist()
     try:
         distinct = set(values)
-    except TypeError:  # unhashable values (a list per row)
+    except Exception:  # unhashable values (a list per row), or a __hash__ that raises
         return None
     admitted: set[str] = set()
     missing = subclassed = False
@@ -300,7 +300,7 @@ def _object_text_classes(prediction: Prediction, labels: np.ndarray,
     else:
         try:
             keep = np.fromiter(map(admitted.__contains__, values), dtype=bool, count=n)
-        except TypeError:  # a missing value whose comparison with a label raised
+        except Exception:  # a missing value whose comparison with a label raised
             return None
     kept = int(np.count_nonzero(keep))
     nan = n - int(np.fromiter(map(isinstance, values, itertools.repeat(str)), dtype=bool,
@@ -355,7 +355,7 @@ def count_text_classes(prediction: Prediction, labels: np.ndarray,
         return None
     try:
         by_value = Counter(labels.reshape(-1).tolist())
-    except TypeError:  # unhashable values (a list per row)
+    except Exception:  # unhashable values (a list per row), or a __hash__ that raises
         return None
     counts = {}
     unsupported = missing = 0
@@ -384,9 +384,12 @@ def _object_class(value: object, known_classes: Collection[str]) -> str | None:
         number = int(value)
         if abs(number) < SMALL_INTEGER_LIMIT:
             return str(number)
-        # A large integer the model names as a class (a zip code, a merchant id).
+        # A large integer the model names as a class (a zip code, a merchant id); one past
+        # int64 is none, and its text is never made (str() of a huge int raises).
+        if abs(number) > _INT64_MAX:
+            return None
         label = str(number)
-        return label if abs(number) <= _INT64_MAX and label in known_classes else None
+        return label if label in known_classes else None
     if isinstance(value, str):
         return value if value in known_classes else None
     return None

@@ -207,10 +207,17 @@ class Registry:
 
         One budget (:data:`~inferwatch.core.monitor_drain.DRAIN_BUDGET_SECONDS`) for all the
         monitors: each stopping at a budget of its own, a scrape of k model versions whose
-        calls outpace the fold took k times as long, past Prometheus' scrape timeout."""
+        calls outpace the fold took k times as long, past Prometheus' scrape timeout. A
+        monitor reached once the budget is spent folds nothing if calls came to it since the
+        scrape began (they outpace the fold), and everything otherwise."""
+        monitors = self.monitors()
+        finished = [monitor.calls_finished() for monitor in monitors]
         deadline = monitor_drain._clock() + monitor_drain.DRAIN_BUDGET_SECONDS
-        for monitor in self.monitors():
-            monitor.drain(deadline=deadline)
+        for index, monitor in enumerate(monitors):
+            # The first starts with the whole budget; each after it checks what is left
+            # before it folds anything.
+            monitor.drain(deadline=deadline,
+                          finished_before=finished[index] if index else None)
 
     def drain_due(self, clock: float | None = None) -> int:
         """The background drain's pass: each monitor folds its pending calls if they are
