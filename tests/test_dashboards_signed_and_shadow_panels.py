@@ -165,6 +165,16 @@ def _traffic(models: dict[str, Any], stop: threading.Event) -> None:
         stop.wait(0.01)
 
 
+# Queries read the data as it stood this long ago: every scrape (each second) and rule
+# evaluation up to then is in, so two queries at the same time see the same samples. At
+# time.time() itself a scrape landing between two queries changed the second's answer.
+SETTLED_SECONDS = 5.0
+
+
+def _settled() -> float:
+    return time.time() - SETTLED_SECONDS
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a Prometheus with the generated rules, scraping the models and an exporter
@@ -199,7 +209,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                               rule_files=[str(ROOT / "alerts" / "*.yml")])), HOST, port)
         url = f"http://{HOST}:{port}"
         deadline = time.monotonic() + 120
-        while not query(url, READY):
+        while not query(url, READY, at=_settled()):
             assert time.monotonic() < deadline, f"no data in Prometheus: {READY}"
             time.sleep(0.5)
         yield url
@@ -240,7 +250,7 @@ def test_model_level_signals_leave_the_shadow_out(live: str) -> None:
     """With Version on All, every model-level query (its result has no model_version) of the
     overview, quality, SLO and resources dashboards gives what it gives for the champion
     alone: the shadow failing every call adds nothing to the model's calls or errors."""
-    at, checked = time.time(), []
+    at, checked = _settled(), []
     for name in ("model-overview", "model-quality", "slo", "resources"):
         for title, expr in _model_queries(_committed()[name]):
             every = _run(live, expr, _values("fraud"), at)
@@ -264,7 +274,7 @@ def _panel_values(url: str, dashboard: str, title: str, at: float) -> list[float
 
 @pytest.mark.integration
 def test_no_user_call_failed_so_the_slo_is_met(live: str) -> None:
-    at = time.time()
+    at = _settled()
     assert _panel_values(live, "slo", "Availability over 30d", at) == [1.0]
     assert _panel_values(live, "slo", "Error budget remaining (30d)", at) == [1.0]
     assert _panel_values(live, "model-overview", "Error ratio", at) == [0.0]
@@ -274,7 +284,7 @@ def test_no_user_call_failed_so_the_slo_is_met(live: str) -> None:
 def test_slo_panels_show_only_the_versions_the_alerts_judge(live: str) -> None:
     """The burn rates and the p99 latency of the SLO dashboard, per version, never draw the
     shadow, as the burn-rate and latency alerts never judge it."""
-    at = time.time()
+    at = _settled()
     for title, expr in _model_queries(_committed()["slo"]):
         versions = {json.loads(labels).get("model_version")
                     for labels in _run(live, expr, _values(), at)}
@@ -285,7 +295,7 @@ def test_slo_panels_show_only_the_versions_the_alerts_judge(live: str) -> None:
 
 @pytest.mark.integration
 def test_versions_serving_says_which_version_is_a_shadow(live: str) -> None:
-    at = time.time()
+    at = _settled()
     panel = next(p for p in panels(_committed()["model-overview"])
                  if p.get("title") == "Versions serving")
     rows = {json.loads(labels)["model_version"]: json.loads(labels).get("role")
@@ -304,7 +314,7 @@ def test_versions_serving_says_which_version_is_a_shadow(live: str) -> None:
 def test_every_panel_with_a_value_below_zero_has_no_floor(live: str) -> None:
     """Negative predictions, differences and an overspent error budget, as Prometheus
     returns them: no time series panel that shows one cuts it off at 0."""
-    at, negative = time.time(), set()
+    at, negative = _settled(), set()
     for name, dashboard in _committed().items():
         for panel in panels(dashboard):
             if panel.get("type") != "timeseries":
@@ -323,7 +333,7 @@ def test_overview_draws_no_shadow_version_as_if_it_served(live: str) -> None:
     """The overview's panels by version leave a shadow version out (the Champion vs
     challenger dashboard draws it beside its champion), except where it is marked as one:
     the Versions serving table's role and the (shadow) line of Replicas per version."""
-    at, drawn = time.time(), set()
+    at, drawn = _settled(), set()
     for panel in panels(_committed()["model-overview"]):
         marked = panel.get("title") == "Versions serving"
         for t in panel.get("targets", []):

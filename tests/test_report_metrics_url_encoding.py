@@ -89,6 +89,10 @@ def test_any_path_text_is_read_or_refused_in_one_line(tmp_path: Path, capsys) ->
             if status == 0:
                 # What arrived is the path asked for, as urlsplit reads it from the URL.
                 wanted = urllib.parse.urlsplit(f"{base}/{segment}").path
+                if wanted.startswith("//"):
+                    # http.server collapses a path's leading slashes (an open redirect's
+                    # guard) before the handler sees it: what was sent is "//...".
+                    wanted = "/" + wanted.lstrip("/")
                 assert len(paths) == 1
                 arrived = paths[0].partition("?")[0]
                 assert (urllib.parse.unquote(arrived, errors="surrogateescape")
