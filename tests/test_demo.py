@@ -341,7 +341,10 @@ def test_the_first_summary_reads_the_rate_the_traffic_sends(tmp_path: Path) -> N
     demo = subprocess.Popen(
         [sys.executable, "-m", "inferwatch.cli", "demo", "--scenario", "short", "--speed", "2",
          "--rate", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        cwd=tmp_path)
+        cwd=tmp_path,
+        # As at a terminal: under a runner started in the background (`cmd &`) SIGINT is
+        # ignored, the demo inherits that and plays its whole scenario after the Ctrl-C below.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue[tuple[float, str]] = queue.Queue()
     threading.Thread(target=_read_timed_lines, args=(demo.stdout, lines), daemon=True).start()
     seen: list[str] = []
