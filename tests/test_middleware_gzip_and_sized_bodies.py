@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
-import socket
 import sys
 import textwrap
 import urllib.request
@@ -22,27 +21,11 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.middleware.gzip import GZipMiddleware
 
+from conftest import free_port
 from inferwatch.serving.middleware import InstrumentMiddleware
 from processes import serving_app
 from stream_totals import STREAM_EXAMPLES
 from waiting import wait_until
-
-PORTS = range(34500, 35000)
-
-
-def port_in_range() -> int:
-    """A free loopback port of this test module's range."""
-    candidates = list(PORTS)
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
-
 
 APP = '''
 import inferwatch
@@ -128,7 +111,7 @@ def test_uvicorn_gzip_plain_answers_and_files_are_no_streams_and_a_gzip_stream_k
     big = tmp_path / "report.bin"
     big.write_bytes(random.Random(7).randbytes(300_000))  # five 64 KiB chunks
     (tmp_path / "gzip_app.py").write_text(f"FILE = {str(big)!r}\n" + textwrap.dedent(APP))
-    port = port_in_range()
+    port = free_port()
     args = [sys.executable, "-m", "uvicorn", "gzip_app:app", "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "warning"]
     with serving_app(args, port, app_dir=tmp_path, log_dir=tmp_path,

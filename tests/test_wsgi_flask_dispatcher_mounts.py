@@ -5,8 +5,6 @@ client."""
 
 from __future__ import annotations
 
-import random
-import socket
 import sys
 import textwrap
 import urllib.error
@@ -19,26 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
+from conftest import free_port
 from inferwatch.serving.middleware import WSGIInstrumentMiddleware
 from processes import serving_app
 from waiting import wait_until
-
-PORTS = range(34500, 35000)
-
-
-def port_in_range() -> int:
-    """A free loopback port of this test module's range."""
-    candidates = list(PORTS)
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
-
 
 APP = '''
 import inferwatch
@@ -92,7 +74,7 @@ def errors_by_type(url: str) -> dict[str, float]:
 @pytest.mark.integration
 def test_gunicorn_a_mounted_flask_apps_exception_keeps_its_class(tmp_path: Path) -> None:
     (tmp_path / "mounted_app.py").write_text(textwrap.dedent(APP))
-    port = port_in_range()
+    port = free_port()
     args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
             "--log-level", "warning", "mounted_app:app"]
     with serving_app(args, port, app_dir=tmp_path, log_dir=tmp_path,
