@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -43,79 +43,6 @@ def clock(monkeypatch) -> Clock:
     monkeypatch.setattr(request_module, "time", clock)
     monkeypatch.setattr(web_requests, "time", clock)
     return clock
-
-
-def spy_submitted(monkeypatch, monitor) -> list:
-    """The records `monitor` hands to its drain, as they are handed."""
-    submitted: list = []
-    submit = monitor.submit
-
-    def spy(record: Any) -> None:
-        submitted.append((record, record.cancelled, record.stream))
-        submit(record)
-
-    monkeypatch.setattr(monitor, "submit", spy)
-    return submitted
-
-
-# --- a response ending after its request was ended elsewhere ---------------------------------
-def test_a_wsgi_stream_ending_after_its_request_was_ended_leaves_the_record_alone(
-        scraper, monkeypatch):
-    """A streamed body whose model calls reach the bound of stages: the next call ends the
-    request (cancelled, handed to the drain); the body's end then rewrote that record."""
-    monkeypatch.setattr(request_module, "MAX_STAGES", 3)
-    model = inferwatch.instrument(lambda x: x, name="llm", version="1",
-                                  registry=scraper.registry)
-    monitor = inferwatch.monitor("llm", "1", registry=scraper.registry)
-    submitted = spy_submitted(monkeypatch, monitor)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        start_response("200 OK", [("Content-Type", "text/event-stream")])
-        for step in range(4):
-            yield str(model(step)).encode()
-
-    wrapped = WSGIInstrumentMiddleware(app, model="llm", registry=scraper.registry)
-    body = wrapped({"REQUEST_METHOD": "GET", "PATH_INFO": "/generate"},
-                   lambda status, headers, exc_info=None: None)
-    assert b"".join(body) == b"0123"
-    body.close()
-    http_record = submitted[0][0]
-    assert submitted[0][1] is True  # ended as cancelled at its bound
-    # ... and left so: the drain's record is not the middleware's to change any more.
-    assert http_record.cancelled is True
-    assert http_record.stream is None
-    assert outcomes(scraper)["cancelled"] == 1
-
-
-def test_an_asgi_stream_ending_after_its_request_was_ended_leaves_the_record_alone(
-        scraper, monkeypatch):
-    monkeypatch.setattr(request_module, "MAX_STAGES", 3)
-    model = inferwatch.instrument(lambda x: x, name="llm", version="1",
-                                  registry=scraper.registry)
-    monitor = inferwatch.monitor("llm", "1", registry=scraper.registry)
-    submitted = spy_submitted(monkeypatch, monitor)
-
-    async def app(scope: dict, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        for step in range(4):
-            await send({"type": "http.response.body", "body": str(model(step)).encode(),
-                        "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: dict) -> None:
-        pass
-
-    wrapped = InstrumentMiddleware(app, model="llm", registry=scraper.registry)
-    anyio.run(wrapped, {"type": "http", "path": "/generate", "method": "GET", "headers": []},
-              receive, send)
-    http_record = submitted[0][0]
-    assert submitted[0][1] is True
-    assert http_record.cancelled is True
-    assert http_record.stream is None
-    assert outcomes(scraper)["cancelled"] == 1
 
 
 # --- a WSGI app call running past the abandoned bound ----------------------------------------

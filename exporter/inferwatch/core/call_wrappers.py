@@ -575,8 +575,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             if request.__class__ is ShadowRoute:  # a shadow watches this function
                 return request[SHADOW_CALL](*args, **kwargs)
             if request is not None and not kwargs:
-                own = current_request_of(monitor) or (
-                    request if request.monitor is monitor else None)
+                own = current_request_of(monitor)
                 if own is not None:
                     return slow.join(own, args)
             if kwargs or path is SLOW or request is not None:

@@ -14,10 +14,13 @@
 from __future__ import annotations
 
 import contextvars
+import math
+import sys
 import threading
 import time
-from types import TracebackType
-from typing import TYPE_CHECKING
+from inspect import CO_ASYNC_GENERATOR, CO_GENERATOR
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER
@@ -52,12 +55,18 @@ INFERENCE_STAGE = "inference"
 
 # A request opened and never closed (``Request.open()`` with no ``close()``) in a thread
 # that lives on (a pool's worker) stays in that thread's context: every later call there
-# would join it, uncounted, and its stages would grow without bound. A request found open
-# past either bound is taken for abandoned and ended as cancelled, so that later calls
-# count as their own. Both are far beyond any real request: a web request open for ten
-# minutes, or ten thousand model calls and stages in one request.
+# would join it, uncounted. One found open for longer than this is taken for abandoned and
+# ended as cancelled, so that later calls count as their own: far beyond any real web
+# request. A ``with`` block has no such bound, since its exit ends it however long it runs
+# (an agent's request, a batch's), nor does a block in a generator, which the generator's
+# end or collection closes.
 ABANDONED_AFTER_SECONDS = 600.0
+# The stages one request keeps: past it a stage is dropped (and counted), so that a request
+# held open for good (a websocket's, a stage per message) does not grow without bound. The
+# request itself goes on: its later calls, action and outcome are still its own.
 MAX_STAGES = 10_000
+
+_GENERATOR_FLAGS = CO_GENERATOR | CO_ASYNC_GENERATOR
 
 # Held only while a close checks and clears a request's open flag: nothing in that section
 # allocates, so a finalizer (Request.__del__ closing another request) never runs inside it.
@@ -91,6 +100,16 @@ def current_request() -> Request | None:
     return request
 
 
+def _innermost_open() -> Request | None:
+    """As :func:`current_request`, but with a generator's request that is paused here: a
+    block opened meanwhile (the generator's consumer's own) is not part of it, yet must give
+    it back to the context when it ends, for the generator's steps to find it again."""
+    request = _current.get()
+    while request is not None and not (request._open and _within_age(request)):
+        request = request._parent
+    return request
+
+
 def current_request_of(monitor: Monitor) -> Request | None:
     """The innermost open ``mon.request()`` block of `monitor` in this thread or task: a
     call of model A made inside a block of model B that is itself inside A's block joins
@@ -104,10 +123,52 @@ def current_request_of(monitor: Monitor) -> Request | None:
 
 
 def _live(request: Request) -> bool:
-    """False for an open request past the bounds of an abandoned one, which this ends
-    (as cancelled): the next call finds it, so that this stays one check per call."""
-    if len(request.record.stages) < MAX_STAGES and (
-            time.perf_counter() < request._deadline or request._ended_by_owner):
+    """False for an open request past the age of an abandoned one, which this ends (as
+    cancelled: the next call finds it, so that this stays one check per call), and for a
+    generator's request while the generator is paused in this thread or task (see
+    :func:`_paused_here`)."""
+    if not _within_age(request):
+        return False
+    frame = request._frame
+    # A running frame has a caller; a paused one none (nor one run from a thread with no
+    # Python frame below it, told apart by _paused_here).
+    return frame is None or frame.f_back is not None or not _paused_here(request, frame)
+
+
+def _paused_here(request: Request, frame: FrameType) -> bool:
+    """Whether the generator whose `frame` opened `request` is paused at this thread's or
+    task's point of view: its consumer runs here, in the context the generator shares with
+    it, and must not take the generator's request for its own. A thread or task the
+    generator started (with its context) while it waits is doing the generator's work."""
+    if request._thread != threading.get_ident():
+        return False
+    if frame.f_code.co_flags & CO_ASYNC_GENERATOR and _running_task() is not request._task:
+        return False
+    caller = sys._getframe(1)
+    while caller is not None:
+        if caller is frame:  # run from a thread with no Python frame below it
+            return False
+        caller = caller.f_back
+    return True
+
+
+def _running_task() -> Any:
+    """The asyncio or trio task running in this thread, if any."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio._get_running_loop() is not None:
+        return asyncio.current_task()
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return trio.lowlevel.current_task()
+        except RuntimeError:  # not in trio's thread
+            pass
+    return None
+
+
+def _within_age(request: Request) -> bool:
+    """False for an open request past the age of an abandoned one, which this ends."""
+    if time.perf_counter() < request._deadline or request._ended_by_owner:
         return True
     try:
         # Marked cancelled by close() only if this ends it: the owner may end it at this very
@@ -231,8 +292,8 @@ class Stage:
 class Request:
     """One prediction request; use as ``with mon.request() as r:`` (or ``async with``)."""
 
-    __slots__ = ("_deadline", "_depth", "_entered", "_open", "_parent", "_start", "monitor",
-                 "record")
+    __slots__ = ("_deadline", "_depth", "_entered", "_frame", "_open", "_parent", "_start",
+                 "_task", "_thread", "monitor", "record")
     _http = False  # opened by the web middleware for one HTTP request (see HTTPRequest)
     # Ended by whatever opened it, however long it stays open: never taken for abandoned
     # by its age (read only past the deadline, so it costs an open request nothing).
@@ -253,6 +314,11 @@ class Request:
         self._parent: Request | None = None
         self._start = 0.0
         self._deadline = 0.0  # perf_counter() past which an open request is abandoned
+        # The generator's frame whose block opened it, while open (see _paused_here), and
+        # the thread and task that generator ran in then.
+        self._frame: FrameType | None = None
+        self._thread = 0
+        self._task: object = None
 
     @property
     def request_id(self) -> str | None:
@@ -300,9 +366,19 @@ class Request:
         >>> mon.drain(); mon.state.counters["inferwatch_requests_total"][("ok",)]
         1.0
         """
-        return cls(monitor, request_id).__enter__()
+        request = cls(monitor, request_id)
+        entered = request._enter(None)
+        if entered is request:
+            # Nothing but its close() ends it, which a pool's worker may never reach.
+            request._deadline = request._start + ABANDONED_AFTER_SECONDS
+        return entered
 
     def __enter__(self) -> Request:
+        return self._enter(sys._getframe(1))
+
+    def _enter(self, caller: FrameType | None) -> Request:
+        """Open the request, or join the open one it belongs to; `caller` is the frame whose
+        ``with`` (or ``async with``) block this is, None for :meth:`open`."""
         monitor = self.monitor
         if self._open:
             # Already open (a handler's `with` around the middleware's request): one request,
@@ -318,7 +394,7 @@ class Request:
                 return self._entered_open()
         # The parent is the block open around this one, not a closed one a task kept, nor
         # an abandoned one that a pool's thread kept.
-        parent = current_request()
+        parent = _innermost_open()
         if parent is not None and not self._http:
             # A block inside an open request of its model (the web middleware's, or a
             # handler's block around a helper that opens its own) is that request, not a
@@ -331,8 +407,14 @@ class Request:
         # for the drain, and must keep what that request saw.
         record = RequestRecord(duration=0.0, request_id=self.record.request_id) \
             if entered else self.record
+        # A block's exit ends it, however long it runs: it is never taken for abandoned.
+        # A generator's block is left open while the generator is paused, in the context
+        # its consumer shares; the consumer's calls must then pass over it.
+        generator = caller if caller is not None and \
+            caller.f_code.co_flags & _GENERATOR_FLAGS else None
+        task = _running_task() if generator is not None and \
+            generator.f_code.co_flags & CO_ASYNC_GENERATOR else None
         start = time.perf_counter()
-        deadline = start + ABANDONED_AFTER_SECONDS
         # Two threads entering one shared object at once (``r = mon.request()``, then
         # ``with r:`` in each) must open one request, counted started once: the first to
         # get here opens it, the other enters it as a block entered again. Everything is
@@ -347,7 +429,10 @@ class Request:
             if not again:
                 self.record = record
                 self._start = start
-                self._deadline = deadline
+                self._deadline = math.inf
+                self._frame = generator
+                self._thread = threading.get_ident()
+                self._task = task
                 if entered:
                     _unlink(self, parent)
                 self._parent = parent
@@ -494,6 +579,10 @@ class Request:
             self._depth = 0
             if cancelled:
                 self.record.cancelled = True
+            # Released after the lock: nothing freed inside it.
+            frame, task = self._frame, self._task
+            self._frame = self._task = None
+        del frame, task
         if error_type is not None and not (error_type.__class__ is type and
                                            issubclass(error_type, BaseException)):
             error_type = error_class(error_type)
@@ -535,7 +624,7 @@ class Request:
             faults.record("request", exc)
 
     async def __aenter__(self) -> Request:
-        return self.__enter__()
+        return self._enter(sys._getframe(1))
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool:
