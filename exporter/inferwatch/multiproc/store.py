@@ -128,6 +128,11 @@ def skipped_counts() -> dict[str, int]:
     return dict(_skipped)
 
 
+class DirectoryUnreadable(OSError):
+    """The directory itself cannot be listed (gone, not a directory, permission denied):
+    a read of it must fail rather than serve a view without every worker's counts."""
+
+
 def _count_skip(reason: str, count: int = 1) -> None:
     with _skipped_lock:
         _skipped[reason] += count
@@ -258,8 +263,13 @@ class SnapshotDirectory:
             return raws
 
     def _names(self) -> set[str]:
-        return {name for name in os.listdir(self.path)
-                if name == ARCHIVE or WORKER.fullmatch(name)}
+        try:
+            entries = os.listdir(self.path)
+        except OSError as exc:
+            # Removed, replaced by a file, or no longer readable: no file of any worker can
+            # be read, and a view of none would serve sums that dropped to nothing.
+            raise DirectoryUnreadable(exc.errno, exc.strerror, self.path) from exc
+        return {name for name in entries if name == ARCHIVE or WORKER.fullmatch(name)}
 
     def _read_consistent(self, names: set[str], own: tuple[str, RawSnapshot] | None = None,
                          dead: set[int] | None = None) -> tuple[list[RawSnapshot], bool]:
@@ -367,6 +377,9 @@ class SnapshotDirectory:
         ended with it, and a reader that never folds (the exporter, or every worker gone)
         would otherwise show them forever. Their counters still add up, and their identity
         (info labels) yields to that of the live workers.
+
+        Raises DirectoryUnreadable when the directory cannot be listed, and OSError for a
+        passing error reading the archive: either view would lack counts it served before.
         """
         dead: set[int] = set()
         raws = self.read_raws(own, dead)

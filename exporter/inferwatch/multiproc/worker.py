@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import math
 import multiprocessing.util
 import os
@@ -45,11 +46,14 @@ from inferwatch.core.step_clock import StepSafeClock
 from inferwatch.forking import in_shadow_child
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import (
+    ARCHIVE,
+    CORRUPT_ARCHIVE,
     LOCK,
+    DirectoryUnreadable,
     SnapshotDirectory,
     skipped_counts,
 )
-from inferwatch.multiproc.worker_id import WorkerId
+from inferwatch.multiproc.worker_id import WORKER, WorkerId, temp_owner
 from inferwatch.multiproc.worker_meta import META, WorkerMeta
 
 if TYPE_CHECKING:
@@ -69,6 +73,8 @@ TICK_SLACK = 0.8
 FOLD_SCAN_SECONDS = 1.0
 # The wall clock the scan throttle compares the lock file's mtime with (tests move it).
 _now = time.time
+
+log = logging.getLogger("inferwatch.multiproc")
 
 
 class MultiprocError(RuntimeError):
@@ -101,6 +107,17 @@ INFERWATCH_MULTIPROC_DIR='/nonexistent/inferwatch': the directory does not exist
 create it before the workers start
     """
     where = f"{source}={path!r}"
+    _check_is_directory(path, where)
+    if writable:
+        failure = _write_failure(path)
+        if failure is not None:
+            raise _unwritable(where, failure) from failure
+    elif not os.access(path, os.R_OK | os.X_OK):
+        raise MultiprocError(f"{where}: cannot read it")
+    return os.path.abspath(path)
+
+
+def _check_is_directory(path: str, where: str) -> None:
     if not path.strip():
         raise MultiprocError(f"{where}: is empty; set it to a directory or unset it")
     if not os.path.exists(path):
@@ -108,23 +125,64 @@ create it before the workers start
                              "workers start")
     if not os.path.isdir(path):
         raise MultiprocError(f"{where}: is not a directory")
-    if writable:
-        # Permission bits do not tell the whole story (root, read-only mounts): try it.
-        try:
-            with tempfile.NamedTemporaryFile(dir=path, prefix=".inferwatch-probe-"):
-                pass
-        except OSError as exc:
-            raise MultiprocError(f"{where}: cannot create files in it ({exc.strerror}); "
-                                 "every worker must be able to write there") from exc
-    elif not os.access(path, os.R_OK | os.X_OK):
-        raise MultiprocError(f"{where}: cannot read it")
+
+
+def _write_failure(path: str) -> OSError | None:
+    """Why a file cannot be created in `path` now, or None when one can."""
+    # Permission bits do not tell the whole story (root, read-only mounts): try it.
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".inferwatch-probe-"):
+            pass
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _unwritable(where: str, failure: OSError) -> MultiprocError:
+    return MultiprocError(f"{where}: cannot create files in it ({failure.strerror}); "
+                          "every worker must be able to write there")
+
+
+def _attachable_directory(path: str, *, source: str = ENV_VAR) -> str:
+    """`path` made absolute, for a worker to publish to; MultiprocError when it cannot be
+    the directory of any server (missing, not a directory), or cannot be written and holds
+    no file of inferwatch's (a server that never ran there: a misconfiguration).
+
+    A directory that holds a running server's files and cannot be written now (remounted
+    read-only, out of space or inodes) is attached all the same, the failure counted as
+    ``multiproc_write``: gunicorn takes a worker that fails to start (one recycled by
+    ``--max-requests``, or after a crash) as a reason to stop the whole server. The worker
+    publishes once the directory can be written again.
+    """
+    where = f"{source}={path!r}"
+    _check_is_directory(path, where)
+    failure = _write_failure(path)
+    if failure is not None:
+        if not _holds_inferwatch_files(path):
+            raise _unwritable(where, failure) from failure
+        faults.record("multiproc_write", failure)
+        log.warning("%s: cannot create files in it (%s); it holds a running server's files, "
+                    "so this worker starts, counts multiproc_write and publishes once the "
+                    "directory can be written again", where, failure.strerror)
     return os.path.abspath(path)
+
+
+def _holds_inferwatch_files(path: str) -> bool:
+    """Whether `path` holds a snapshot, the archive, the fold lock or a write in progress."""
+    try:
+        entries = os.listdir(path)
+    except OSError:
+        return False  # nothing says a server runs there
+    return any(name in (ARCHIVE, CORRUPT_ARCHIVE, LOCK) or WORKER.fullmatch(name)
+               or temp_owner(name) is not None for name in entries)
 
 
 def attach(registry: Registry, directory: str | None = None) -> Publisher:
     """Put `registry` in multi-worker mode, publishing to `directory` (default: the env var).
 
-    Raises MultiprocError when the directory is missing, not a directory or not writable.
+    Raises MultiprocError when the directory is missing, not a directory, or not writable
+    while it holds no file of inferwatch's yet; a running server's directory that cannot be
+    written now is attached, counting ``multiproc_write`` (see _attachable_directory).
     Attaching a registry again to the same directory returns its publisher; to another
     directory, it raises MultiprocError.
 
@@ -135,9 +193,11 @@ def attach(registry: Registry, directory: str | None = None) -> Publisher:
     """
     if in_shadow_child():
         return _closed_publisher(registry, directory)
-    path = check_directory(directory) if directory is not None else directory_from_env()
-    if path is None:
+    if directory is None:
+        directory = os.environ.get(ENV_VAR)
+    if directory is None:
         raise MultiprocError(f"{ENV_VAR} is not set and no directory was given")
+    path = _attachable_directory(directory)
     current = registry.multiproc
     if current is not None and not current.closed:
         # A second publisher would write the same file name as the first, each with its own
@@ -346,6 +406,11 @@ class Publisher:
         try:
             view, now = self._read()
             return view.families(now)
+        except DirectoryUnreadable as exc:
+            # No worker's counts can be read: the scrape fails (Prometheus records `up` 0)
+            # rather than answer 200 with every model series gone.
+            faults.record("multiproc_read", exc)
+            raise
         except Exception as exc:
             faults.record("multiproc_read", exc)
             return list(process_families(faults.internal_error_counts(), {}, {}, {}))
@@ -359,6 +424,9 @@ class Publisher:
         try:
             view, now = self._read()
             view.encode_into(page, now)
+        except DirectoryUnreadable as exc:
+            faults.record("multiproc_read", exc)  # the scrape fails, as in collect()
+            raise
         except Exception as exc:
             faults.record("multiproc_read", exc)
             page.clear()

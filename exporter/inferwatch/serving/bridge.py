@@ -224,12 +224,56 @@ def _add_prometheus_multiproc(merged: CollectorRegistry, directory: str) -> None
     # InferwatchCollector the application added there for its own exposition is no clash.
     theirs = {name for collector, names in list(REGISTRY._collector_to_names.items())
               if not isinstance(collector, InferwatchCollector) for name in names}
-    clashes = sorted(set(merged._names_to_collectors) & theirs)
+    ours = frozenset(merged._names_to_collectors)
+    clashes = sorted(ours & theirs)
     if clashes:
         raise ValueError(
             "inferwatch cannot serve its metrics beside the application's: prometheus_client "
             f"metrics use the same names ({', '.join(clashes)}); rename them")
-    MultiProcessCollector(merged, path=directory)
+    merged.register(_WithoutInferwatchNames(MultiProcessCollector(None, path=directory), ours))
+
+
+# The sample names prometheus_client's registry takes a family of each type to hold, as it
+# checks names for clashes (CollectorRegistry._get_names).
+_TYPE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "info": ("_info",),
+}
+
+
+class _WithoutInferwatchNames(Collector):
+    """`collector`'s families, less those holding a name of `reserved` (counted in
+    ``inferwatch_internal_errors_total{component="collect"}``, and logged once per name).
+
+    The application's metrics are checked against inferwatch's names once, when the merged
+    view is built; a metric the application creates later under an inferwatch name reaches
+    prometheus_client's multiprocess files all the same, and served beside inferwatch's
+    family it made a duplicate that Prometheus and promtool reject with the whole scrape.
+    """
+
+    def __init__(self, collector: Collector, reserved: frozenset[str]) -> None:
+        self._collector = collector
+        self._reserved = reserved
+        self._logged: set[str] = set()
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._collector.collect():
+            names = {family.name, *(family.name + suffix
+                                    for suffix in _TYPE_SUFFIXES.get(family.type, ()))}
+            clashes = sorted(names & self._reserved)
+            if not clashes:
+                yield family
+                continue
+            faults.record("collect")
+            if family.name not in self._logged:
+                self._logged.add(family.name)
+                log.error("inferwatch: the application's prometheus_client metric %r shares "
+                          "names with inferwatch's own metrics (%s), so it is left off /metrics "
+                          "(counted in inferwatch_internal_errors_total{component=\"collect\"}); "
+                          "rename it", family.name, ", ".join(clashes))
 
 
 def _application_collectors() -> list[Collector]:
