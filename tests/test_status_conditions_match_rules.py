@@ -398,3 +398,45 @@ def test_a_model_that_began_streaming_within_the_window_counts_every_first_item(
     _first_item(state).observe_repeated(2.0, 3)
     flag = _report_flag(state, history, now, "InferwatchStreamFirstItemSlow")
     assert flag.state == FIRING, flag.detail
+
+
+# --- InferwatchRegressionErrorRise: a regressor's mean absolute error ------------------------
+
+def test_a_regressors_error_rise_fires_against_its_reference_as_the_rule(
+        tmp_path: Path) -> None:
+    # Validated at a mean absolute error of 0.4 (predicting 0 for truths of +-0.4); live, the
+    # truths are 4.0 away: 10x, over accuracy.max_error_ratio 1.5 (the repro the promtool
+    # case of alerts/tests/quality.yml fires on).
+    reference = inferwatch.Reference.from_data({"a": np.arange(100.0)}, np.zeros(100),
+                                               y_true=np.full(100, 0.4))
+    assert reference.validation.metric == "mean_absolute_error"
+    registry = Registry()
+    try:
+        model = inferwatch.instrument(_score, name="eta", version="2.0", reference=reference,
+                                      task="regression", registry=registry)
+        monitor = registry.monitor("eta", "2.0")
+        for i in range(120):
+            model(np.ones((1, 1)), request_id=f"r{i}")
+        for i in range(120):
+            monitor.record_outcome(f"r{i}", 4.0)
+        classifier = inferwatch.instrument(Classifier(), name="fraud", version="1",
+                                           registry=registry)
+        classifier.predict([[1.0]])
+        with _serve(registry) as server:
+            state, detail = _flags(server, "eta", "2.0")["InferwatchRegressionErrorRise"]
+            assert state == FIRING, detail
+            assert detail.startswith("mean absolute error 4 on 120 outcomes over 1h"), detail
+            assert "bound 0.6 (validation error 0.4 x 1.5)" in detail
+            assert "InferwatchRegressionErrorRise" in _get(server, "")
+            # A classifier joins no absolute error: the rule has no series of it.
+            assert "InferwatchRegressionErrorRise" not in _flags(server, "fraud", "1")
+        with _serve(registry, _config(tmp_path, "accuracy:\n  max_error_ratio: 20\n")
+                    ) as server:
+            state, detail = _flags(server, "eta", "2.0")["InferwatchRegressionErrorRise"]
+            assert state == OK, detail
+        with _serve(registry, _config(tmp_path, "accuracy:\n  min_outcomes: 500\n")
+                    ) as server:
+            state, detail = _flags(server, "eta", "2.0")["InferwatchRegressionErrorRise"]
+            assert state == NO_DATA, detail
+    finally:
+        registry.close()

@@ -65,8 +65,9 @@ class Sample:
 
 def totals_of(state: ModelState) -> dict[str, float]:
     """The scalar totals a sample keeps: calls by outcome, rows predicted, invalid
-    predictions, outcomes, and input errors by reason (``inferwatch_input_errors_total|<reason>``,
-    a handful of reasons: the catalogue fixes them).
+    predictions, outcomes, the absolute errors joined (their sum and count), and input
+    errors by reason (``inferwatch_input_errors_total|<reason>``, a handful of reasons: the
+    catalogue fixes them).
 
     >>> state = ModelState("m", "1")
     >>> state.inc("inferwatch_requests_total", ("error",), 2)
@@ -87,6 +88,9 @@ def totals_of(state: ModelState) -> dict[str, float]:
         "correct": float(outcomes.get(("correct",), 0.0)),
         "outcomes": float(sum(outcomes.values())),
     }
+    errors = state.histograms.get("inferwatch_outcome_error", {}).get(())
+    totals["inferwatch_outcome_error_sum"] = float(errors.sum) if errors is not None else 0.0
+    totals["inferwatch_outcome_error_count"] = float(errors.count) if errors is not None else 0.0
     for labels, count in state.counters.get(INPUT_ERRORS, {}).items():
         if labels:
             totals[f"{INPUT_ERRORS}|{labels[0]}"] = float(count)

@@ -33,6 +33,7 @@ ALERT_NAMES: tuple[str, ...] = (
     "InferwatchFeatureDrift",
     "InferwatchPredictionDrift",
     "InferwatchAccuracyDrop",
+    "InferwatchRegressionErrorRise",
     # shadow models
     "InferwatchShadowFailing",
     "InferwatchShadowAgreementLow",
@@ -67,7 +68,8 @@ MODEL_ALERT_NAMES: frozenset[str] = frozenset({
     "InferwatchLatencyHigh", "InferwatchStreamFirstItemSlow", "InferwatchInvalidPredictions",
     "InferwatchModelStale", "InferwatchTooManyVersionsServing", "InferwatchMissingValuesSpike",
     "InferwatchOutOfRangeSpike", "InferwatchInputSchemaErrors", "InferwatchFeatureDrift",
-    "InferwatchPredictionDrift", "InferwatchAccuracyDrop", "InferwatchShadowFailing",
+    "InferwatchPredictionDrift", "InferwatchAccuracyDrop", "InferwatchRegressionErrorRise",
+    "InferwatchShadowFailing",
     "InferwatchShadowAgreementLow", "InferwatchShadowDropping", "InferwatchShadowBetter",
     "InferwatchTrafficAnomaly", "InferwatchErrorRatioAnomaly", "InferwatchLatencyAnomaly",
     "InferwatchBatchSizeAnomaly", "InferwatchPredictionShift", "InferwatchClassMixShift",

@@ -298,8 +298,13 @@ def _build_model_override(pattern: str, raw: Any, earlier: tuple[str, ...],
     for dotted, value in _flatten(settings, "", key):
         cls, spec, hint = _schema_field(dotted)
         _refuse_bare_duration(spec, value, f"{key}.{dotted}")
-        values[dotted] = _check_leaf(cls, spec, _coerce(value, hint, f"{key}.{dotted}"),
-                                     f"{key}.{dotted}")
+        coerced = _coerce(value, hint, f"{key}.{dotted}")
+        if coerced is None:
+            # An optional bound (accuracy.max_error) is a number where a model sets it: the
+            # rules hold a model without one to the default, so null would change nothing.
+            raise ConfigError(f"{key}.{dotted}", "must be a number here (leave the key out to "
+                              "keep the default)")
+        values[dotted] = _check_leaf(cls, spec, coerced, f"{key}.{dotted}")
     try:
         check_cross_fields(with_values(base, values))
     except ConfigError as exc:

@@ -25,6 +25,19 @@ from inferwatch.number_ranges import open_ratio as open_ratio
 from inferwatch.number_ranges import positive as positive
 from inferwatch.number_ranges import ratio as ratio
 
+
+def above_one(value: Any) -> str | None:
+    """A factor a value may grow by before an alert fires: at 1 or less it fires on the
+    value the model was validated at, or below it.
+
+    >>> above_one(1.5) is None, above_one(1)
+    (True, 'must be more than 1 (a factor of the reference value), got 1')
+    """
+    if value > 1:
+        return None
+    return f"must be more than 1 (a factor of the reference value), got {value!r}"
+
+
 # ASCII digits only: Python's \d also takes fullwidth or Arabic-Indic digits, which int()
 # reads but PromQL refuses, so every rule file holding the window would fail to load.
 _DURATION = re.compile(r"(?:[0-9]+(?:ms|s|m|h|d|w|y))+")

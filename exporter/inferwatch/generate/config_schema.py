@@ -160,6 +160,14 @@ class Accuracy:
     max_drop: float = _setting(0.05, "how far live accuracy may fall below the validation "
                                "accuracy in the model's reference before InferwatchAccuracyDrop "
                                "fires (models without one are held to min_ratio)", check.ratio)
+    max_error_ratio: float = _setting(1.5, "how many times the mean absolute error in a "
+                                      "regression model's reference its live mean absolute "
+                                      "error may reach before InferwatchRegressionErrorRise "
+                                      "fires", check.above_one)
+    max_error: float | None = _setting(None, "mean absolute error (in the model's output "
+                                       "unit) above which InferwatchRegressionErrorRise fires "
+                                       "whatever the reference says, also for a model without "
+                                       "one (empty: none)", check.positive)
 
 
 @dataclass(frozen=True)
@@ -312,8 +320,11 @@ class AlertOverride:
 BASELINE_OBJECTIVE_KEYS = tuple(f"baselines.{spec.name}.k" for spec in dataclasses.fields(Baselines)
                                 if spec.default_factory is not dataclasses.MISSING
                                 and isinstance(spec.default_factory(), Signal))
+# Objectives only the config sets, per model in a models: entry: instrument(objectives=...)
+# takes the catalogue's keys alone.
+CONFIG_OBJECTIVE_KEYS = ("accuracy.max_error_ratio", "accuracy.max_error")
 # Models declare the catalogue's keys in code too (instrument(objectives=...)).
-OBJECTIVE_KEYS = (*CATALOGUE_OBJECTIVE_KEYS, *BASELINE_OBJECTIVE_KEYS)
+OBJECTIVE_KEYS = (*CATALOGUE_OBJECTIVE_KEYS, *CONFIG_OBJECTIVE_KEYS, *BASELINE_OBJECTIVE_KEYS)
 RULE_KEYS = (
     "windows.no_traffic_lookback", "slo.fast_burn.long_window", "slo.fast_burn.short_window",
     "slo.fast_burn.factor", "slo.slow_burn.long_window", "slo.slow_burn.short_window",

@@ -47,6 +47,7 @@ from inferwatch.generate.panels import (
     timeseries,
 )
 from inferwatch.generate.promql import number, selector
+from inferwatch.generate.rules_alerts import MAX_ERROR, MAX_ERROR_RATIO, has_error_ceiling
 
 # What a panel with a threshold and each model's objective says of its lines.
 _OBJECTIVE_LINES = ("Dashed line: the default alert threshold; objective: each selected "
@@ -77,6 +78,44 @@ def _accuracy_threshold(cfg: Config) -> str:
                                 f"    - {drop_on} {drop}\n  )\n"
                                 f"  or on ({q.MODEL_LABELS})\n"
                                 f"  (\n    {serving} * 0\n    + {floor_on} {floor}\n  )\n")
+
+
+def _error_bound(cfg: Config) -> str:
+    """What InferwatchRegressionErrorRise compares each selected version's mean absolute error
+    with: its validation error times accuracy.max_error_ratio, or the ceiling
+    accuracy.max_error where the model has one, whichever is lower. Shadow versions are left
+    out, as the alert leaves them out."""
+    ratio_on, ratio = _version_objective(cfg, MAX_ERROR_RATIO)
+    times = (f"{ratio_on} {ratio}" if is_overridden(cfg, MAX_ERROR_RATIO)
+             else number(cfg.accuracy.max_error_ratio))
+    scaled = f"{recorded(cfg, q.validation_error())} * {times}"
+    if not has_error_ceiling(cfg):
+        return without_shadows(cfg, scaled)
+    serving = f"group by ({q.MODEL_LABELS}) (inferwatch_model_info{raw_sel(cfg)}) * 0"
+    if is_overridden(cfg, MAX_ERROR):
+        ceiling_on, ceiling = _version_objective(cfg, MAX_ERROR)
+        ceiling = f"{serving}\n    + {ceiling_on} {ceiling}"
+    else:
+        ceiling = f"{serving} + {number(cfg.accuracy.max_error)}"
+    # The lower of the two where a version has both, else the one it has.
+    return without_shadows(cfg, f"\n  (\n    {scaled}\n  )\n  <= on ({q.MODEL_LABELS})\n"
+                                f"  (\n    {ceiling}\n  )\n"
+                                f"  or on ({q.MODEL_LABELS})\n  (\n    {ceiling}\n  )\n"
+                                f"  or on ({q.MODEL_LABELS})\n  (\n    {scaled}\n  )\n")
+
+
+def _error_bound_text(cfg: Config) -> str:
+    """The bound line of the Regression error panel in words."""
+    own = " (or its models: entry's)" if is_overridden(cfg, MAX_ERROR_RATIO) else ""
+    text = (f"its validation error times {number(cfg.accuracy.max_error_ratio)}{own}")
+    if is_overridden(cfg, MAX_ERROR):
+        default = ("" if cfg.accuracy.max_error is None
+                   else f" (default {number(cfg.accuracy.max_error)})")
+        return (f"{text}, or its model's ceiling accuracy.max_error{default}, whichever is "
+                f"lower")
+    if cfg.accuracy.max_error is not None:
+        return f"{text}, or the ceiling {number(cfg.accuracy.max_error)}, whichever is lower"
+    return f"{text} (no line for a version without one)"
 
 
 def _outcomes_needed(cfg: Config) -> str:
@@ -275,6 +314,15 @@ def model_quality(cfg: Config) -> dict[str, Any]:
     accuracy = [target(accuracy_of(own),
                        MV if len(windows) == 1 else f"{MV} over {own.accuracy.window}")
                 for own in rules_recording.accuracy_configs(cfg)]
+    def mean_error_of(own: Config) -> str:
+        rule = recorded(cfg, q.outcome_error_mean(own))
+        if not judged:
+            return rule
+        window = own.accuracy.window
+        return f"({rule}){judged_with(cfg, judged, window if window in judged else None)}"
+
+    mean_errors = [target(mean_error_of(own), f"mean {MV} over {own.accuracy.window}")
+                   for own in rules_recording.accuracy_configs(cfg)]
     truth = [
         Cell(timeseries(f"Accuracy ({', '.join(windows)})", [
             *accuracy, target(_accuracy_threshold(cfg), "objective " + MV)],
@@ -293,10 +341,14 @@ def model_quality(cfg: Config) -> dict[str, Any]:
                    f"p{n} {MV}") for n in (50, 90)], "s",
             "Time from prediction to ground truth.")),
         Cell(timeseries("Regression error", [
-            target(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
-                   f"(rate(inferwatch_outcome_error_bucket{raw}[{RATE}])))",
-                   f"p{n} {MV}") for n in (50, 90)], "short",
-            "Absolute error once ground truth arrives.")),
+            *(target(f"histogram_quantile({n / 100}, sum by ({q.MODEL_LABELS}, le) "
+                     f"(rate(inferwatch_outcome_error_bucket{raw}[{RATE}])))",
+                     f"p{n} {MV}") for n in (50, 90)),
+            *mean_errors, target(_error_bound(cfg), "bound " + MV)], "short",
+            f"Absolute error once ground truth arrives: p50 and p90 over the rate interval, "
+            f"and the mean over the accuracy window, which InferwatchRegressionErrorRise "
+            f"compares with the bound line: {_error_bound_text(cfg)}; "
+            f"{_outcomes_needed(cfg)}.")),
         Cell(timeseries("Unmatched outcomes", [target(
             f"sum by ({q.MODEL_LABELS}, reason) (rate(inferwatch_outcomes_unmatched_total{raw}"
             f"[{RATE}]))", MV + " {{reason}}")], "short", "Outcomes with no prediction to join.",

@@ -162,8 +162,11 @@ def objective_rules(cfg: Config) -> list[tuple[str, str]]:
             continue  # the baseline rules then hold the one k as a number
         terms = [_objective_term(cfg, override, number(_value(override.values[key])))
                  for override in cfg.models.values() if key in override.values]
-        terms.append(f"group by (model) (inferwatch_model_info{model_sel(cfg)}) * 0 + "
-                     f"{number(_value(setting(cfg, key)))}")
+        if setting(cfg, key) is not None:
+            terms.append(f"group by (model) (inferwatch_model_info{model_sel(cfg)}) * 0 + "
+                         f"{number(_value(setting(cfg, key)))}")
+        elif not terms:
+            continue  # an optional bound no model sets: no model has one
         configured = "\nor\n".join(terms)
         if is_per_version(cfg, key):
             # `or` keeps the left side's series: what the version declares wins, else the

@@ -203,6 +203,23 @@ def outcomes_increase(cfg: Config) -> str:
     return record_name("model", "inferwatch_outcomes", f"increase{cfg.accuracy.window}")
 
 
+def outcome_error_mean(cfg: Config) -> str:
+    """A regression model's mean absolute error over the outcomes of the accuracy window."""
+    return record_name("model", "inferwatch_outcome_error", f"mean_rate{cfg.accuracy.window}")
+
+
+def outcome_error_count(cfg: Config) -> str:
+    """The regression outcomes joined over the accuracy window."""
+    return record_name("model", "inferwatch_outcome_error_count",
+                       f"increase{cfg.accuracy.window}")
+
+
+def validation_error() -> str:
+    """Each regression model version's mean absolute error on its validation data, from its
+    reference profile."""
+    return record_name("model", "inferwatch_reference_validation", "mean_absolute_error")
+
+
 SHADOW_PAIR = "model, model_version, champion_version"
 
 

@@ -136,6 +136,59 @@ def _accuracy_drop_expr(cfg: Config) -> str:
             f"{_compare(cfg, q.outcomes_increase(cfg), '>=', 'accuracy.min_outcomes')}")
 
 
+# A regression model's bounds on its live mean absolute error: a factor of its reference's,
+# and an optional ceiling in the unit of its output.
+MAX_ERROR_RATIO, MAX_ERROR = "accuracy.max_error_ratio", "accuracy.max_error"
+
+
+def has_error_ceiling(cfg: Config) -> bool:
+    """Whether some model may be held to accuracy.max_error: the default sets one, or a
+    models: entry does."""
+    return cfg.accuracy.max_error is not None or is_overridden(cfg, MAX_ERROR)
+
+
+def error_ratio_of(cfg: Config) -> str:
+    """What a validation error is multiplied by: the number, or each model's own joined."""
+    if not is_overridden(cfg, MAX_ERROR_RATIO):
+        return number(cfg.accuracy.max_error_ratio)
+    return f"{join_objective(cfg, MAX_ERROR_RATIO)} {objective_of(cfg, MAX_ERROR_RATIO)}"
+
+
+def _error_rise_expr(cfg: Config) -> str:
+    """Live mean absolute error above the model's own validation error times
+    `accuracy.max_error_ratio`, or above `accuracy.max_error` where the model has one.
+
+    A classifier joins no absolute error, so it has no mean to compare; a regression model
+    whose reference carries no validation error is judged by the ceiling alone, or not at
+    all."""
+    mean = q.outcome_error_mean(cfg)
+    bound = f"  {mean} > ({q.validation_error()} * {error_ratio_of(cfg)})\n"
+    if has_error_ceiling(cfg):
+        bound += f"  or\n  {_compare(cfg, mean, '>', MAX_ERROR)}\n"
+    return (f"(\n{bound})\n"
+            f"and\n"
+            f"{_compare(cfg, q.outcome_error_count(cfg), '>=', 'accuracy.min_outcomes')}")
+
+
+def _error_rise_text(cfg: Config) -> str:
+    """The bounds InferwatchRegressionErrorRise judged the alert's version by, each where it
+    has it: its validation error times the ratio, and the ceiling."""
+    validation = (f"{{{{ with printf `{q.validation_error()}{{model=%q,model_version=%q}}` "
+                  f"$labels.model $labels.model_version | query }}}}"
+                  f"{threshold_text(cfg, MAX_ERROR_RATIO)}x its validation error of "
+                  f"{{{{ . | first | value | printf \"%.3g\" }}}}; {{{{ end }}}}")
+    if not is_overridden(cfg, MAX_ERROR):
+        ceiling = ("" if cfg.accuracy.max_error is None
+                   else f"ceiling {number(cfg.accuracy.max_error)}; ")
+    else:
+        ceiling = (f"{{{{ with printf `{q.objective(MAX_ERROR)}{{model=%q}}` $labels.model "
+                   f"| query }}}}ceiling {{{{ . | first | value | printf \"%g\" }}}}; "
+                   f"{{{{ end }}}}")
+    return (f"{MODEL} was off by {VALUE} on average (mean absolute error) over the outcomes "
+            f"of the last {cfg.accuracy.window}, above its bound ({validation}{ceiling}"
+            f"windows of at least {_threshold(cfg, 'accuracy.min_outcomes')} outcomes).")
+
+
 def _burn_text(cfg: Config, which: str) -> str:
     burn = getattr(cfg.slo, which)
     slo = _threshold(cfg, "slo.availability", f"{q.percent(cfg.slo.availability)}%",
@@ -702,6 +755,13 @@ ALERTS: tuple[AlertDef, ...] = (
             f"{{{{ . | first | value | humanizePercentage }}}}{{{{ else }}}}below "
             f"{_threshold(c, 'accuracy.min_ratio')}{{{{ end }}}} (windows of "
             f"at least {_threshold(c, 'accuracy.min_outcomes')} outcomes)."),
+    ),
+    AlertDef(
+        name="InferwatchRegressionErrorRise", severity="warning", for_="30m", group="quality",
+        dashboard="quality", per_model=True,
+        expr=lambda c: _primary(c, _error_rise_expr(c), c.accuracy.window),
+        summary=f"Mean absolute error of {MODEL} rose",
+        description=_error_rise_text,
     ),
     # --- shadow models -----------------------------------------------------------------------
     AlertDef(

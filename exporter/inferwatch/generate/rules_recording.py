@@ -1,8 +1,8 @@
 """The recording rules: every expression the alerts and dashboards reuse, by name.
 
 The error ratios are recorded over every window a burn-rate alert reads (a model override's
-own included), and the accuracy over every accuracy window in use. Apart from the alerts,
-which only read what is recorded here by name.
+own included), and the accuracy and the regression error over every accuracy window in use.
+Apart from the alerts, which only read what is recorded here by name.
 
 >>> from inferwatch.generate.config import DEFAULT
 >>> recording_rules(DEFAULT)[0][0]
@@ -82,6 +82,9 @@ def recording_rules(cfg: Config) -> list[tuple[str, str]]:
     scored = model_sel(cfg, 'metric="accuracy"')
     rules.append((q.validation_accuracy(),
                   f"max by ({MODEL_LABELS}) (inferwatch_reference_validation{scored})"))
+    mae = model_sel(cfg, 'metric="mean_absolute_error"')
+    rules.append((q.validation_error(),
+                  f"max by ({MODEL_LABELS}) (inferwatch_reference_validation{mae})"))
     correct = model_sel(cfg, 'result="correct"')
     for own in accuracy_configs(cfg):
         a = own.accuracy.window
@@ -90,6 +93,13 @@ def recording_rules(cfg: Config) -> list[tuple[str, str]]:
                               f"rate(inferwatch_outcomes_total{m}[{a}])")))
         rules.append((q.outcomes_increase(own),
                       f"{by_model} (increase(inferwatch_outcomes_total{m}[{a}]))"))
+        # The mean of every absolute error the window joined: each replica's sum and count
+        # added up first, as an average of replicas' averages would weigh a quiet one alike.
+        rules.append((q.outcome_error_mean(own),
+                      f"{by_model} (rate(inferwatch_outcome_error_sum{m}[{a}]))\n/\n"
+                      f"{by_model} (rate(inferwatch_outcome_error_count{m}[{a}]))"))
+        rules.append((q.outcome_error_count(own),
+                      f"{by_model} (increase(inferwatch_outcome_error_count{m}[{a}]))"))
     rules.extend(_shadow_rules(cfg))
     rules.append((target_models(cfg), target_models_expr(cfg)))
     e = exporter_sel(cfg)

@@ -67,6 +67,8 @@ class Thresholds:
     schema_error_ratio: float = 0.05
     max_versions: int = 1
     versions_serving_seconds: float = 900.0
+    accuracy_max_error_ratio: float = 1.5
+    accuracy_max_error: float | None = None
 
     def declared(self, objectives: dict[str, float]) -> Thresholds:
         """These thresholds with the model's objectives declared in code applied, as the rules
@@ -134,6 +136,8 @@ class Thresholds:
             schema_error_ratio=cfg.data_quality.schema_error_ratio,
             max_versions=cfg.predictions.max_versions,
             versions_serving_seconds=seconds(cfg.windows.versions_serving),
+            accuracy_max_error_ratio=cfg.accuracy.max_error_ratio,
+            accuracy_max_error=cfg.accuracy.max_error,
         )
 
 
@@ -331,26 +335,79 @@ def _quality(state: ModelState, windows: Windows, t: Thresholds, totals: dict[st
     from inferwatch.report import conditions
 
     flags.append(conditions.schema_errors(state, windows, t, totals, rate_known))
+    flags.append(_accuracy(state, windows, t, totals))
+    regression = _regression_error(state, windows, t)
+    if regression is not None:
+        flags.append(regression)
+    return flags
+
+
+def _accuracy(state: ModelState, windows: Windows, t: Thresholds,
+              totals: dict[str, float]) -> Flag:
     accuracy_base, known = windows.base(t.accuracy_window_seconds)
     validated = state.validation.get("accuracy")
     # As the rule: the model's own validation accuracy less max_drop, else the floor.
     floor = t.accuracy_min_ratio if validated is None else validated - t.accuracy_max_drop
     if not known:
-        flags.append(windows.unreached("InferwatchAccuracyDrop", floor,
-                                       t.accuracy_window_seconds))
-        return flags
+        return windows.unreached("InferwatchAccuracyDrop", floor, t.accuracy_window_seconds)
     outcomes = _windowed(state, accuracy_base, "outcomes", totals)
     accuracy = _windowed_ratio(state, accuracy_base, "correct", "outcomes", totals)
     enough = outcomes >= t.accuracy_min_outcomes
     against = "" if validated is None else (
         f" (validation accuracy {_pct(validated)} less {t.accuracy_max_drop:g})")
-    flags.append(_flag("InferwatchAccuracyDrop", accuracy if enough else math.nan,
-                       floor, above=False,
-                       detail=f"accuracy {_pct(accuracy)} on {outcomes:g} outcomes over "
-                              f"{_span(t.accuracy_window_seconds)} (at least "
-                              f"{t.accuracy_min_outcomes} needed), threshold "
-                              f"{_pct(floor)}{against}"))
-    return flags
+    return _flag("InferwatchAccuracyDrop", accuracy if enough else math.nan,
+                 floor, above=False,
+                 detail=f"accuracy {_pct(accuracy)} on {outcomes:g} outcomes over "
+                        f"{_span(t.accuracy_window_seconds)} (at least "
+                        f"{t.accuracy_min_outcomes} needed), threshold "
+                        f"{_pct(floor)}{against}")
+
+
+OUTCOME_ERROR = "inferwatch_outcome_error"
+# The ring's totals of the absolute errors joined, where it keeps them.
+ERROR_SUM, ERROR_COUNT = f"{OUTCOME_ERROR}_sum", f"{OUTCOME_ERROR}_count"
+
+
+def _regression_error(state: ModelState, windows: Windows, t: Thresholds) -> Flag | None:
+    """InferwatchRegressionErrorRise: the mean absolute error over accuracy.window above the
+    version's validation error times accuracy.max_error_ratio, or above accuracy.max_error,
+    whichever is lower. None where the rule has nothing to judge: a model that joined no
+    absolute error and has no validation error (a classifier), or one with neither bound."""
+    from inferwatch.report.model import Flag
+
+    alert = "InferwatchRegressionErrorRise"
+    errors = state.histograms.get(OUTCOME_ERROR, {}).get(())
+    validated = state.validation.get("mean_absolute_error")
+    bounds = [] if validated is None else [validated * t.accuracy_max_error_ratio]
+    if t.accuracy_max_error is not None:
+        bounds.append(t.accuracy_max_error)
+    if (errors is None and validated is None) or not bounds:
+        return None
+    bound = min(bounds)
+    base, known = windows.base(t.accuracy_window_seconds)
+    if not known:
+        return windows.unreached(alert, bound, t.accuracy_window_seconds)
+    total, count = (float(errors.sum), float(errors.count)) if errors is not None else (0.0, 0.0)
+    if base is not None:
+        if ERROR_SUM not in base.totals or ERROR_COUNT not in base.totals:
+            return Flag(alert, NO_DATA, math.nan, bound,
+                        f"needs the errors of the last {_span(t.accuracy_window_seconds)}; "
+                        f"this process's ring keeps no error totals: see Prometheus")
+        total -= base.totals[ERROR_SUM]
+        count -= base.totals[ERROR_COUNT]
+    # As the rule: the errors' sum over their count in the window, judged from
+    # accuracy.min_outcomes of them.
+    mean = total / count if count > 0 else math.nan
+    enough = count >= t.accuracy_min_outcomes
+    against = [] if validated is None else [
+        f"validation error {validated:.3g} x {t.accuracy_max_error_ratio:g}"]
+    if t.accuracy_max_error is not None:
+        against.append(f"ceiling {t.accuracy_max_error:g}")
+    return _flag(alert, mean if enough else math.nan, bound, above=True,
+                 detail=f"mean absolute error {_number(mean)} on {count:g} outcomes over "
+                        f"{_span(t.accuracy_window_seconds)} (at least "
+                        f"{t.accuracy_min_outcomes} needed), bound {bound:.3g} "
+                        f"({', '.join(against)})")
 
 
 def _span(seconds: float) -> str:
