@@ -2,7 +2,8 @@
 drift report of a data file (CSV or Parquet) against a reference profile, without a server.
 `inferwatch report --metrics URL -o report.html` writes the same report of a running process
 from its status page's snapshot (``URL?format=json``; ``http://user:password@host:8000/``
-for basic auth).
+for basic auth; ``--cacert``, ``--cert`` and ``--key`` for a page served with TLS from a
+private CA or requiring client certificates), read whole within ``--timeout`` seconds.
 
 Columns named like the reference's prediction outputs (or given with
 ``--predictions-column``) are compared with the prediction profiles; the others with the
@@ -20,9 +21,17 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import sys
 from typing import Any
+
+# The most seconds `--metrics` takes to read the whole snapshot (--timeout), and the most
+# one socket operation of it may wait.
+METRICS_TIMEOUT_SECONDS = 60.0
+SOCKET_TIMEOUT_SECONDS = 30.0
+# The options that read --metrics URL, and none of a DATA file.
+_METRICS_ONLY = ("timeout", "cacert", "cert", "key")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", metavar="URL",
                         help="instead of DATA: the status page of a running process (its / on "
                              "the metrics port); one section per model version")
+    parser.add_argument("--timeout", metavar="SECONDS", default=None,
+                        help="with --metrics: the most seconds reading the whole snapshot "
+                             f"may take (default {METRICS_TIMEOUT_SECONDS:g})")
+    parser.add_argument("--cacert", metavar="FILE", default=None,
+                        help="with an https:// --metrics URL: the CA certificates (PEM) to "
+                             "trust instead of the system's (a status page whose "
+                             "certificate a private CA signed)")
+    parser.add_argument("--cert", metavar="FILE", default=None,
+                        help="with an https:// --metrics URL: the client certificate (PEM) "
+                             "to present, for a page that requires one; its key may follow "
+                             "it in the same file")
+    parser.add_argument("--key", metavar="FILE", default=None,
+                        help="the private key (PEM, not encrypted) of --cert")
     parser.add_argument("--model", default=None,
                         help="with --metrics: only this model; with --config and DATA: the "
                              "model whose models: overrides the thresholds follow")
@@ -87,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
             if given:
                 return _error(f"{option} reads DATA; with --metrics there is none")
         return _from_metrics(args, config)
+    for name in _METRICS_ONLY:
+        if getattr(args, name, None) is not None:
+            return _error(f"--{name} is for --metrics URL; a DATA file is read from disk")
     if args.model is not None and config is None:
         return _error("--model picks a model of --metrics URL, or the model whose thresholds "
                       "--config gives a DATA file; with DATA alone give --config too, or "
@@ -293,7 +318,7 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     from inferwatch.report.flags import Thresholds
     from inferwatch.report.live import from_state
     from inferwatch.report.page import document, report_body
-    from inferwatch.report.status import read_limited, read_snapshot
+    from inferwatch.report.status import DownloadTooSlow, read_snapshot
     from inferwatch.serving.pushgateway import redact_password
 
     try:
@@ -307,6 +332,20 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     if any(c.isspace() or not c.isprintable() for c in parts.hostname):
         return _error(f"--metrics {redact_password(args.metrics)!r}: the host "
                       f"{parts.hostname!r} holds a space or control character")
+    seconds = _timeout(getattr(args, "timeout", None))
+    if isinstance(seconds, str):
+        return _error(seconds)
+    tls = {flag: getattr(args, flag, None) for flag in ("cacert", "cert", "key")}
+    if parts.scheme != "https":
+        given = [f"--{flag}" for flag, path in tls.items() if path is not None]
+        if given:
+            # Read over plain HTTP, the files would be silently ignored: the URL is wrong.
+            return _error(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for "
+                          f"an https:// --metrics URL; {redact_password(args.metrics)!r} "
+                          "is not one")
+    context = _tls_context(**tls)
+    if isinstance(context, str):
+        return _error(context)
     # The URL's own query stays: a model page's address (?model=fraud&version=2) names the
     # model version the user wants, and a proxy in front may need its parameters.
     query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
@@ -331,8 +370,11 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
         request.add_header("Authorization", f"Basic {token}")
     asked = dict(query)
     try:
-        with _opener().open(request, timeout=30) as response:
-            generated_at, states = read_snapshot(read_limited(response))
+        generated_at, states = read_snapshot(_download(_opener(context), request, seconds))
+    except DownloadTooSlow:
+        return _error(f"no complete status snapshot from {url} within {seconds:g} s: the "
+                      "host answers too slowly, or not at all; a longer --timeout waits "
+                      "longer")
     except urllib.error.HTTPError as exc:
         if exc.code == 404 and ("model" in asked or "version" in asked):
             # The status page answers 404 for a model or version it does not serve.
@@ -345,7 +387,8 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
         # (IncompleteRead), a URL http.client refuses (InvalidURL). Their text is the
         # server's, line breaks and terminal escapes included: escaped, it stays one line.
         return _error(f"cannot read the status snapshot at {url}: "
-                      f"{one_line(str(exc) or type(exc).__name__)}")
+                      f"{one_line(str(exc) or type(exc).__name__)}"
+                      + (_tls_hint(exc, tls) if parts.scheme == "https" else ""))
     if not states:
         return _error(f"{url} holds no model version" + (
             f" named {args.model!r}" if args.model else ""))
@@ -367,8 +410,143 @@ def _from_metrics(args: argparse.Namespace, config: Any = None) -> int:
     return 0
 
 
-def _opener() -> Any:
-    """A urllib opener whose redirects keep the credentials only within the same origin.
+def _timeout(given: str | None) -> float | str:
+    """The seconds of --timeout `given` (the default without one), or why it is none.
+
+    >>> _timeout(None) == METRICS_TIMEOUT_SECONDS, _timeout("2.5")
+    (True, 2.5)
+    >>> print(_timeout("0"))
+    --timeout must be a positive number of seconds, got '0'
+    """
+    if given is None:
+        return METRICS_TIMEOUT_SECONDS
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        return f"--timeout must be a positive number of seconds, got {given!r}"
+    return seconds
+
+
+def _tls_context(cacert: str | None, cert: str | None, key: str | None) -> Any:
+    """The ssl.SSLContext of the https:// --metrics URL (None without any of the files:
+    urllib's default), or why the files given cannot make one: the CAs of `cacert` trusted
+    instead of the system's (as curl's --cacert), `cert` (with `key`) presented to a page
+    that asks for a client certificate."""
+    import ssl
+
+    given = {"--cacert": cacert, "--cert": cert, "--key": key}
+    if all(path is None for path in given.values()):
+        return None
+    for flag, path in given.items():
+        if path is None:
+            continue
+        if not path.strip():
+            # An unset shell variable (`--cacert "$CA"`): read as the current directory.
+            return f"{flag} is empty; give a PEM file, or leave the flag out"
+        if os.path.isdir(path):
+            return f"cannot read {flag} {path}: it is a directory"
+        if not os.path.exists(path):
+            return f"cannot read {flag} {path}: No such file or directory"
+    if key is not None and cert is None:
+        return "--key is the private key of a client certificate: give the certificate with --cert"
+    try:
+        context = ssl.create_default_context(cafile=cacert)
+    except ssl.SSLError as exc:
+        return f"--cacert {cacert} holds no certificate (PEM) to trust: {exc.reason or exc}"
+    except OSError as exc:
+        return f"cannot read --cacert {cacert}: {exc.strerror or exc}"
+    if cert is None:
+        return context
+
+    class Encrypted(Exception):
+        pass
+
+    def no_passphrase() -> bytes:
+        # Without it, OpenSSL asks for the passphrase on the terminal and waits.
+        raise Encrypted
+
+    files = f"--cert {cert}" + (f" and --key {key}" if key is not None else "")
+    try:
+        context.load_cert_chain(cert, key, password=no_passphrase)
+    except Encrypted:
+        return (f"{'--key ' + key if key is not None else '--cert ' + cert}: the private "
+                "key is encrypted; give it unencrypted (openssl pkey -in KEY -out FILE)")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            return f"{files} do not match: the key is not the certificate's"
+        if key is None:
+            return (f"--cert {cert}: no private key found in it (give the key with --key), "
+                    "or it is no PEM certificate")
+        return f"cannot load a certificate and its key from {files}: not PEM files of both"
+    except OSError as exc:
+        return f"cannot read {files}: {exc.strerror or exc}"
+    return context
+
+
+def _tls_hint(exc: BaseException, given: dict[str, str | None]) -> str:
+    """What the failure of an https:// --metrics URL may want of the TLS options not given:
+    the CA of a certificate the system does not trust, or a client certificate (a server
+    requiring one closes the connection once the handshake shows none)."""
+    import http.client
+    import ssl
+
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return "" if given["cacert"] is not None else (
+            " (a certificate signed by a private CA? give the CA with --cacert)")
+    refused = isinstance(reason, http.client.RemoteDisconnected) or (
+        isinstance(reason, ssl.SSLError) and "CERTIFICATE_REQUIRED" in str(reason.reason))
+    if refused and given["cert"] is None:
+        return " (a page that requires a client certificate? give it with --cert and --key)"
+    return ""
+
+
+def _download(opener: Any, request: Any, seconds: float) -> bytes:
+    """The answer to `request`, read whole within `seconds`, else
+    :class:`~inferwatch.report.status.DownloadTooSlow`.
+
+    Each socket operation has its own timeout, but one that a host answers a byte at a time
+    (a stuck proxy, a slowloris), in the body or in its headers, never expires: the download
+    runs in a thread this one stops waiting for at the deadline. That thread stops too: at
+    its next read past the deadline, or when a read waits longer than its timeout.
+    """
+    import threading
+    import time
+
+    from inferwatch.report.status import DownloadTooSlow, read_limited
+
+    deadline = time.monotonic() + seconds
+    outcome: list[Any] = []
+
+    def download() -> None:
+        try:
+            with opener.open(request, timeout=min(SOCKET_TIMEOUT_SECONDS, seconds)) as response:
+                outcome.append(read_limited(response, deadline=deadline))
+        except BaseException as exc:  # handed to the waiting thread, which reports it
+            outcome.append(exc)
+
+    worker = threading.Thread(target=download, name="inferwatch-report-download",
+                              daemon=True)
+    worker.start()
+    worker.join(min(seconds, threading.TIMEOUT_MAX))
+    if not outcome:
+        raise DownloadTooSlow()
+    if isinstance(outcome[0], BaseException):
+        failure = outcome[0]
+        # A socket operation that timed out at the deadline (its timeout is no longer than
+        # the whole download's): the deadline's, which names --timeout.
+        if isinstance(getattr(failure, "reason", failure), TimeoutError) \
+                and time.monotonic() >= deadline:
+            raise DownloadTooSlow() from failure
+        raise failure
+    return outcome[0]
+
+
+def _opener(context: Any = None) -> Any:
+    """A urllib opener whose redirects keep the credentials only within the same origin,
+    and whose https:// connections use `context` (an ssl.SSLContext) when given.
 
     urllib copies every header onto a redirect, so a status page (or whatever answered
     there) redirecting elsewhere received the user's basic-auth password; curl and requests
@@ -394,7 +572,10 @@ def _opener() -> Any:
                 moved.remove_header("Authorization")
             return moved
 
-    return urllib.request.build_opener(CredentialsStayHome)
+    handlers: list[Any] = [CredentialsStayHome]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
 
 
 def _write(output: str, page: str) -> None:

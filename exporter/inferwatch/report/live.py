@@ -126,6 +126,7 @@ def from_state(state: ModelState, history: History | None, now: float, *,
         loaded_at=state.loaded_at,
         trained_at=state.trained_at,
         drift_window_rows=0,
+        window_since_start=base is None,
     )
     features, outputs = [], []
     if drift is None and state.extras.get("drift") is not None:

@@ -97,6 +97,9 @@ class Live:
     loaded_at: float
     trained_at: float
     drift_window_rows: int
+    # Whether `window_seconds` runs from the process's start: the ring of recent totals
+    # held no sample from the start of the rate window.
+    window_since_start: bool = False
 
 
 @dataclass

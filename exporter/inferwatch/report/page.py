@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import unquote, urlencode
 
+from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.report import svg
 from inferwatch.report.flags import FIRING, NO_DATA
 from inferwatch.report.model import Distribution, Flag, Live, ModelReport, edge_labels
@@ -116,19 +117,24 @@ def report_body(report: ModelReport, *, index_link: str | None = None) -> str:
 
 
 def index_page(reports: Sequence[ModelReport], link: Callable[[ModelReport], str], *,
-               metrics_link: str | None = None, rate_window: str = "5m") -> str:
+               metrics_link: str | None = None, rate_window: str = "5m",
+               window_slack_seconds: float = 0.0) -> str:
     """The list of model versions, each linked to its page (``link(report)``); their calls
-    per second are over `rate_window` (the config's ``windows.rate``)."""
+    per second and error ratio are over `rate_window` (the config's ``windows.rate``). A
+    row read over another span (longer than `rate_window` by more than
+    `window_slack_seconds`, or shorter) says which, as its page does."""
+    rate_seconds = duration_seconds(rate_window)
     rows = []
     for report in reports:
         firing = [f.alert for f in report.flags if f.state == FIRING]
         flags = ", ".join(escape(a) for a in firing) or "none"
         live = report.live
+        span = _other_span(live, rate_seconds, window_slack_seconds)
         rows.append(
             f'<tr><td><a href="{escape(link(report))}">{escape(report.model)}</a></td>'
             f"<td>{escape(report.version)}</td>"
-            f'<td class="n">{_num(live.calls_per_second if live else math.nan)}</td>'
-            f'<td class="n">{_pct(live.error_ratio if live else math.nan)}</td>'
+            f'<td class="n">{_num(live.calls_per_second if live else math.nan)}{span}</td>'
+            f'<td class="n">{_pct(live.error_ratio if live else math.nan)}{span}</td>'
             f'<td class="{"firing" if firing else "ok"}">{flags}</td></tr>')
     body = ("<h1>inferwatch</h1><p class=\"muted\">Model versions served by this process "
             "(in multi-worker mode: all workers merged)."
@@ -140,6 +146,30 @@ def index_page(reports: Sequence[ModelReport], link: Callable[[ModelReport], str
             + ("".join(rows) or '<tr><td colspan="5">No model recorded yet.</td></tr>')
             + "</table>")
     return document("inferwatch", body)
+
+
+def _other_span(live: Live | None, rate_seconds: float, slack_seconds: float) -> str:
+    """" (last 40 s)" after an index row's numbers when they were read over a span other
+    than the rate window the column names: since the process started, before the ring of
+    recent totals reached back that far, or across a gap in the ring. A window read from
+    the ring's sample at most `slack_seconds` before the rate window's start is the window
+    as the ring can read it: nothing.
+
+    >>> from inferwatch.report.model import Live
+    >>> ring = Live(40.2, {}, 1.0, 0.0, 0.0, 0.0, {}, {}, {}, {}, {}, {}, {}, 0.0, 0.0, {},
+    ...             0.0, 0.0, 0)
+    >>> _other_span(ring, 30.0, 20.0), _other_span(ring, 300.0, 20.0)
+    ('', ' <span class="muted">(last 40 s)</span>')
+    >>> import dataclasses
+    >>> _other_span(dataclasses.replace(ring, window_since_start=True), 30.0, 20.0)
+    ' <span class="muted">(last 40 s)</span>'
+    """
+    if live is None or not 0 < live.window_seconds < math.inf:
+        return ""
+    if not live.window_since_start \
+            and rate_seconds <= live.window_seconds <= rate_seconds + slack_seconds:
+        return ""
+    return f' <span class="muted">(last {escape(_duration(live.window_seconds))})</span>'
 
 
 def model_link(model: str, version: str) -> str:
@@ -191,32 +221,32 @@ def _calls(live: Live) -> str:
 def _live_details(live: Live) -> str:
     parts = []
     parts.append(_table("Calls by outcome (total)", ["outcome", "calls"],
-                        [(k, v) for k, v in sorted(live.requests.items())], "requests"))
+                        [(k, v) for k, v in sorted(live.requests.items())], "requests", _count))
     if live.prediction_quantiles:
         rows = []
         for output, quantiles in sorted(live.prediction_quantiles.items()):
             rows.extend((f"{output} q{q}", v, f"quantile|{output}|{q}")
                         for q, v in quantiles.items())
         parts.append(_keyed_table("Prediction quantiles (rolling window)",
-                                  ["output and quantile", "value"], rows))
+                                  ["output and quantile", "value"], rows, _num))
     if live.classes:
         labels = sorted(live.classes)
         shown, (counts,) = folded(labels, [live.classes[c] for c in labels])
         parts.append("<h3>Class mix</h3>" + svg.bars(shown, counts, title="predicted classes"))
         parts.append(_table("", ["class", "predictions"],
-                            [(c, live.classes[c]) for c in labels], "class"))
+                            [(c, live.classes[c]) for c in labels], "class", _count))
     if live.confidence:
         parts.append(_table("Confidence (top-class probability, rolling window)",
                             ["quantile", "value"], sorted(live.confidence.items()),
-                            "confidence"))
+                            "confidence", _num))
     parts.append(_table("Invalid predictions (total)", ["reason", "rows"],
-                        sorted(live.invalid.items()), "invalid"))
+                        sorted(live.invalid.items()), "invalid", _count))
     if live.input_errors:
         parts.append(_table("Input errors (total)", ["reason", "count"],
-                            sorted(live.input_errors.items()), "input_errors"))
+                            sorted(live.input_errors.items()), "input_errors", _count))
     outcome_rows = [(k, v) for k, v in sorted(live.outcomes.items())]
     parts.append(_table("Outcomes (ground truth, total)", ["result", "outcomes"], outcome_rows,
-                        "outcomes"))
+                        "outcomes", _count))
     parts.append(f'<p>Accuracy: <b data-key="accuracy" data-value="{_value(live.accuracy)}">'
                  f"{_pct(live.accuracy)}</b>; median label delay: "
                  f"<b>{_seconds(live.label_delay_p50)}</b>.</p>")
@@ -330,14 +360,17 @@ def _distribution(item: Distribution, key: str) -> str:
 
 
 def _table(title: str, header: Sequence[str], rows: Iterable[tuple[str, float]],
-           key: str) -> str:
-    return _keyed_table(title, header, [(name, value, f"{key}|{name}") for name, value in rows])
+           key: str, text: Callable[[float], str]) -> str:
+    return _keyed_table(title, header, [(name, value, f"{key}|{name}") for name, value in rows],
+                        text)
 
 
-def _keyed_table(title: str, header: Sequence[str],
-                 rows: Iterable[tuple[str, float, str]]) -> str:
+def _keyed_table(title: str, header: Sequence[str], rows: Iterable[tuple[str, float, str]],
+                 text: Callable[[float], str]) -> str:
+    """A table of named values, each shown by `text`: :func:`_count` for counts (exact),
+    :func:`_num` for quantiles."""
     body = "".join(f'<tr><td>{escape(name)}</td><td class="n" data-key="{escape(key)}" '
-                   f'data-value="{_value(value)}">{_num(value)}</td></tr>'
+                   f'data-value="{_value(value)}">{text(value)}</td></tr>'
                    for name, value, key in rows)
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     heading = f"<h3>{escape(title)}</h3>" if title else ""

@@ -157,7 +157,11 @@ class StatusPages:
             self._scores.keep({(r.model, r.version) for r in reports})
             body = index_page(reports, lambda r: model_link(r.model, r.version),
                               metrics_link=self.metrics_link,
-                              rate_window=self._window_text())
+                              rate_window=self._window_text(),
+                              # The ring's samples come an interval apart (later when a
+                              # drain round runs late): a window read from them starts up to
+                              # that much before the rate window does.
+                              window_slack_seconds=2 * self.history.interval_seconds)
             return 200, _encode(body), page_headers()
         if version is None:
             # A model's link without a version is its latest: the version instrumented
@@ -280,10 +284,41 @@ def _too_large(how: str = "") -> str:
             + (f" {how}" if how else "") + "; is the URL a status page?")
 
 
-def read_limited(stream: Any) -> bytes:
+class DownloadTooSlow(Exception):
+    """A snapshot not read whole by its deadline."""
+
+
+# The most bytes one read asks for when a deadline is checked between reads.
+_READ_CHUNK = 1 << 20
+
+
+def read_limited(stream: Any, deadline: float | None = None) -> bytes:
     """At most :data:`MAX_SNAPSHOT_BYTES` + 1 bytes of `stream`: enough for
-    :func:`read_snapshot` to refuse a larger answer without holding all of it."""
-    return stream.read(MAX_SNAPSHOT_BYTES + 1)
+    :func:`read_snapshot` to refuse a larger answer without holding all of it.
+
+    With a `deadline` (a :func:`time.monotonic` time), read piece by piece and
+    :class:`DownloadTooSlow` once it passes: a host answering a byte at a time never lets a
+    socket read time out, and one read of the whole would go on for as long as it trickles.
+
+    >>> import io
+    >>> read_limited(io.BytesIO(b"{}"), deadline=time.monotonic() + 60)
+    b'{}'
+    """
+    if deadline is None:
+        return stream.read(MAX_SNAPSHOT_BYTES + 1)
+    # read1: what has arrived, not a wait for the whole piece.
+    read = getattr(stream, "read1", stream.read)
+    chunks = []
+    held = 0
+    while held <= MAX_SNAPSHOT_BYTES:
+        if time.monotonic() >= deadline:
+            raise DownloadTooSlow()
+        chunk = read(min(_READ_CHUNK, MAX_SNAPSHOT_BYTES + 1 - held))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        held += len(chunk)
+    return b"".join(chunks)
 
 
 # The Unix times a page can print (years 1970 to 9999).
