@@ -450,9 +450,18 @@ class MonitorDrain:
         check_predictions(tracker, predictions, now)
 
     def _emit_events(self, requests: list[RequestRecord]) -> None:
+        # Loaded here: only a monitor with an event log gets this far.
+        from inferwatch.events.fields import name_dense_columns
+
         emit = self.events.emit
+        tracker = self.features
+        # A plain array's columns get the reference's names, which redaction paths use.
+        names = None if tracker is None else tracker.checker.feature_names
         for record in requests:
-            emit(record.event(self.name, self.version))
+            event = record.event(self.name, self.version)
+            if names:
+                name_dense_columns(event, names)
+            emit(event)
 
     def _report_dropped(self) -> None:
         dropped = count_value(self._dropped)

@@ -7,16 +7,27 @@ escape every rule. :func:`named_fields` converts the containers model servers us
 - pandas DataFrame: a list of row records
 - pandas Series indexed by row (by position, number or time): a column, as the one-column
   DataFrame of its name (``[{name: value}, ...]``); unnamed, a list of its values
-- other pandas Series (labelled by text: a row read by ``iterrows`` or ``loc``, a Series
-  made from a dict, a column of a frame indexed by name): a mapping of its labels to its
+- other pandas Series labelled by a named index (a column of a frame indexed by e-mail):
+  the rows of ``series.reset_index()``, ``[{index name: label, name: value}, ...]``, an
+  :class:`IndexedRows` that remembers both keys, so a path naming the index reaches the
+  labels, one naming the Series the values, and one naming a label (a row read from a
+  frame whose columns axis is named) that label's value
+- other pandas Series (labelled by text under an unnamed index: a row read by
+  ``iterrows`` or ``loc``, a Series made from a dict): a mapping of its labels to its
   values, a :class:`LabelledValues` that also remembers the Series' name, so a redaction
-  path naming either the labels or the name reaches the values
+  path naming either the labels or the name reaches the values (and one naming neither
+  drops the whole field: its labels may be the field's values)
 - polars DataFrame: a list of row records; Series: rows of its name as a pandas column's
   (a list of its values when it has no name)
 - dataclass, attrs class, namedtuple, pydantic model (v1 or v2): a mapping of its fields
 - numpy structured array or record: row records (a plain array stays a list of numbers)
+- :class:`NamedColumns`, a dense input (a 2-D numpy array or list of rows, one row, a
+  scipy.sparse matrix) with the names of its columns: row records keyed by those names,
+  a :class:`NamedRows` that keeps the names in order, so ``inputs.0`` still names the
+  first column
 - scipy.sparse matrix or array, sparse torch tensor: each row's non-zero entries,
-  ``{column index: value}``
+  ``{column index: value}`` (a :class:`ColumnIndexRows`: a path naming a column by name
+  cannot reach it, and fails closed)
 - bytes in UTF-8, and text holding a JSON object or array: the parsed value
 - numpy datetime64: ISO 8601 text at its own precision; durations (``timedelta``, pandas
   ``Timedelta``, numpy ``timedelta64``): seconds
@@ -47,6 +58,7 @@ import pathlib
 import re
 import sys
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # C0 and C1 controls (CR, LF, ESC, NUL, NEL...), DEL, the Unicode line and paragraph
@@ -86,6 +98,95 @@ class LabelledValues(dict):
     def __init__(self, values: dict, column: object) -> None:
         super().__init__(values)
         self.column = column
+
+
+class IndexedRows(list):
+    """A pandas Series labelled by a named index, as the rows of ``series.reset_index()``:
+    ``[{index_key: label, value_key: value}, ...]``.
+
+    The labels are usually row keys (a column of a frame indexed by e-mail), read by a
+    path naming the index; but a row read by ``df.iterrows()`` from a frame whose columns
+    axis is named (after ``pivot``, ``unstack``) is labelled by field names. Redaction reads
+    a label that names the path's field as that field too (see ``events.redact``).
+    """
+
+    __slots__ = ("index_key", "value_key")
+
+    def __init__(self, rows: list, index_key: object, value_key: object) -> None:
+        super().__init__(rows)
+        self.index_key = index_key
+        self.value_key = value_key
+
+
+class ColumnIndexRows(list):
+    """The rows of a sparse matrix, ``[{column index: value}, ...]``: its columns have no
+    names, so a path naming one by name fails closed (see ``events.redact``)."""
+
+    __slots__ = ()
+
+
+class ColumnIndexRow(dict):
+    """One row of a sparse 1-D array, ``{column index: value}``, as :class:`ColumnIndexRows`."""
+
+    __slots__ = ()
+
+
+def _by_column_index(rows: object) -> object:
+    if type(rows) is list:
+        return ColumnIndexRows(rows)
+    if type(rows) is dict and "truncated" not in rows:
+        return ColumnIndexRow(rows)
+    return rows  # a truncation marker holds no cell
+
+
+class NamedRows(list):
+    """The row records a :class:`NamedColumns` input is logged as, with its column names
+    in order (`names`): a path naming a column by index (``inputs.0``, as it names a
+    sparse matrix's) reaches the column of that name (see ``events.redact``)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, rows: list, names: Sequence[object]) -> None:
+        super().__init__(rows)
+        self.names = tuple(names)
+
+
+class NamedColumns:
+    """A dense model input and the names of its columns, as the model's reference profile
+    knows them, converted on the writer thread: logged as row records keyed by the names
+    (as a DataFrame is), so ``redact=["inputs.ssn"]`` reaches the column named ``ssn`` of a
+    plain array. A value of another shape or width is logged as it would be unwrapped."""
+
+    __slots__ = ("names", "value")
+
+    def __init__(self, value: object, names: Sequence[str]) -> None:
+        self.value = value
+        self.names = tuple(names)
+
+
+# The event fields that may hold the model's input matrix.
+_INPUT_FIELDS = ("inputs", "features")
+
+
+def name_dense_columns(event: dict, names: Sequence[str]) -> dict:
+    """`event` (as emitted, before the log reads it) with its ``inputs`` and ``features``
+    marked to be logged as records keyed by `names`, where they are dense arrays or rows of
+    that width; returns it. Nothing is converted here: the log's writer thread does it.
+
+    >>> import numpy as np
+    >>> event = name_dense_columns({"inputs": np.array([[7, 1.5]])}, ["ssn", "amount"])
+    >>> named_fields(event["inputs"])
+    [{'ssn': 7.0, 'amount': 1.5}]
+    >>> named_fields(name_dense_columns({"inputs": [7, 1.5]}, ["ssn", "amount"])["inputs"])
+    [{'ssn': 7, 'amount': 1.5}]
+    """
+    if not names:
+        return event
+    for field in _INPUT_FIELDS:
+        value = event.get(field)
+        if value is not None and not isinstance(value, (str, Mapping, NamedColumns)):
+            event[field] = NamedColumns(value, names)
+    return event
 
 
 # What pandas infers of an index holding row positions or row keys, never field names.
@@ -204,6 +305,8 @@ def _records_of_repeated_columns(frame: Any) -> list[dict[object, object]]:
 
 def _from_library(value: object, max_bytes: int) -> object:
     # Only libraries already imported can have made `value`: nothing is imported here.
+    if type(value) is NamedColumns:
+        return _named_columns(value, max_bytes)
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
         if value.dtype.names:
@@ -211,11 +314,11 @@ def _from_library(value: object, max_bytes: int) -> object:
         if value.dtype.kind in "mM":
             return _numpy_time(numpy, value)
     if is_sparse(value):
-        return sparse_rows(value, max_bytes)
+        return _by_column_index(sparse_rows(value, max_bytes))
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor) and \
             value.layout is not torch.strided:
-        return _sparse_tensor_rows(value, max_bytes)
+        return _by_column_index(_sparse_tensor_rows(value, max_bytes))
     pandas = sys.modules.get("pandas")
     if pandas is not None:
         if isinstance(value, pandas.DataFrame):
@@ -249,7 +352,9 @@ def _series_fields(series: Any) -> object:
     """A pandas Series as named fields: a column when its index holds rows, as the rows of
     a one-column DataFrame (so a path naming the column reaches every value), a list of
     values when it has no name (text is then dropped whole by any path into the field);
-    labelled otherwise, as :class:`LabelledValues`.
+    labelled by a named index, the rows of ``reset_index()`` (:class:`IndexedRows`), so a
+    path naming the index reaches the labels; labelled otherwise, as
+    :class:`LabelledValues`.
 
     >>> import pandas as pd
     >>> _series_fields(pd.Series(["a", "b"], name="comment"))
@@ -259,14 +364,78 @@ def _series_fields(series: Any) -> object:
     >>> row = pd.Series({"ssn": "1"}, name="jane")
     >>> _series_fields(row), _series_fields(row).column
     ({'ssn': '1'}, 'jane')
+    >>> scores = pd.Series([0.5], index=pd.Index(["a@example.com"], name="email"))
+    >>> _series_fields(scores.rename("score"))
+    [{'email': 'a@example.com', 'score': 0.5}]
     """
     name = series.name
-    if series.index.inferred_type in _ROW_INDEX_TYPES:
+    index = series.index
+    if index.inferred_type in _ROW_INDEX_TYPES:
         values = series.tolist()
         return values if name is None else [{name: item} for item in values]
+    if index.nlevels == 1 and index.name is not None:
+        # An unnamed Series' values are the column 0, as reset_index() names them. A value
+        # named as the index keeps the value, as a later key does: the label is not written.
+        value_key = 0 if name is None else name
+        rows = [{index.name: label, value_key: item}
+                for label, item in zip(index.tolist(), series.tolist())]
+        return IndexedRows(rows, index.name, value_key)
     # As to_dict() pairs them (the last of a repeated label kept), at a fraction of its cost.
-    labelled = dict(zip(series.index.tolist(), series.tolist()))
-    return labelled if name is None else LabelledValues(labelled, name)
+    return LabelledValues(dict(zip(index.tolist(), series.tolist())), name)
+
+
+def _named_columns(wrapped: NamedColumns, max_bytes: int) -> object:
+    """A dense input as row records keyed by its column names (:class:`NamedRows`): a 2-D
+    array or list of rows of their width, one row (1-D, of that length) as a list of one
+    record, and with a single name a 1-D array as that column's rows (as the input checks
+    read them); a sparse matrix's non-zero entries by name. Anything else, or an array too
+    large to write, is returned as it is, to be logged as it would be unwrapped.
+
+    >>> _named_columns(NamedColumns([[1, 2], [3, 4]], ["a", "b"]), 1024)
+    [{'a': 1, 'b': 2}, {'a': 3, 'b': 4}]
+    >>> _named_columns(NamedColumns([1, 2], ["a", "b"]), 1024)
+    [{'a': 1, 'b': 2}]
+    >>> _named_columns(NamedColumns([1, 2, 3], ["a", "b"]), 1024)
+    [1, 2, 3]
+    """
+    value, names = wrapped.value, list(wrapped.names)
+    width = len(names)
+    if is_sparse(value):
+        shape = getattr(value, "shape", ())
+        rows = sparse_rows(value, max_bytes)
+        if len(shape) == 2 and shape[1] == width and isinstance(rows, list):
+            return NamedRows([{names[column]: item for column, item in row.items()}
+                              for row in rows], names)
+        if len(shape) == 1 and shape[0] == width and isinstance(rows, dict):
+            return NamedRows([{names[column]: item for column, item in rows.items()}], names)
+        return _by_column_index(rows)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        if value.dtype.names or value.ndim not in (1, 2) or value.nbytes > max_bytes:
+            return value
+        plain = _numpy_time(numpy, value) if value.dtype.kind in "mM" else value.tolist()
+    elif isinstance(value, (list, tuple)) and not hasattr(type(value), "_fields"):
+        # Each cell takes at least 2 bytes written: a larger list is cut when cleaned.
+        if len(value) * width > max_bytes // 2:
+            return value
+        plain = [row.tolist() if numpy is not None and isinstance(row, numpy.ndarray) and
+                 row.ndim == 1 and not row.dtype.names else row for row in value]
+    else:
+        return value
+    if plain and all(_is_row(row) for row in plain):
+        if all(len(row) == width for row in plain):
+            return NamedRows([dict(zip(names, row)) for row in plain], names)
+        return value
+    if not any(_is_row(item) or isinstance(item, Mapping) for item in plain):
+        if width == 1:
+            return NamedRows([{names[0]: item} for item in plain], names)
+        if len(plain) == width:
+            return NamedRows([dict(zip(names, plain))], names)
+    return value
+
+
+def _is_row(item: object) -> bool:
+    return isinstance(item, (list, tuple)) and not hasattr(type(item), "_fields")
 
 
 def _numpy_time(numpy: object, value: object) -> object:

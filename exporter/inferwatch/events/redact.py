@@ -36,7 +36,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from inferwatch.events.fields import (
     UNSAFE,
+    ColumnIndexRow,
+    ColumnIndexRows,
+    IndexedRows,
     LabelledValues,
+    NamedRows,
     NotConverted,
     Unstructured,
     is_sparse,
@@ -229,6 +233,14 @@ class _Cleaner:
             cleaned = self.clean(fields, depth)
             if isinstance(fields, LabelledValues) and isinstance(cleaned, dict):
                 return self._labelled(cleaned, fields.column)
+            if isinstance(fields, IndexedRows) and isinstance(cleaned, list):
+                return self._indexed(cleaned, fields.index_key, fields.value_key)
+            if isinstance(fields, NamedRows) and isinstance(cleaned, list):
+                return self._named(cleaned, fields.names)
+            if isinstance(fields, ColumnIndexRows) and isinstance(cleaned, list):
+                return ColumnIndexRows(cleaned)
+            if isinstance(fields, ColumnIndexRow) and isinstance(cleaned, dict):
+                return ColumnIndexRow(cleaned)
             return cleaned
         except NotConverted:
             pass
@@ -253,10 +265,33 @@ class _Cleaner:
     @staticmethod
     def _labelled(cleaned: dict, column: object) -> dict:
         """The cleaned labels of a Series, with its name as the text a key of it would be
-        stored as (the name of a column redaction reads). A name with no text form no path
-        can name: the plain mapping."""
+        stored as (the name of a column redaction reads; None for an unnamed Series). A
+        name with no text form no path can name: unnamed."""
         try:
-            return LabelledValues(cleaned, _clean_key(column))
+            return LabelledValues(cleaned, None if column is None else _clean_key(column))
+        except Exception:
+            return LabelledValues(cleaned, None)
+
+    @staticmethod
+    def _named(cleaned: list, names: tuple) -> list:
+        """The cleaned records of a dense input, with its column names as they are stored
+        as keys (a name with no text form is stored as a marker: the position keeps its
+        place, naming nothing)."""
+        stored: list[str | None] = []
+        for name in names:
+            try:
+                stored.append(_clean_key(name))
+            except Exception:
+                stored.append(None)
+        return NamedRows(cleaned, stored)
+
+    @staticmethod
+    def _indexed(cleaned: list, index_key: object, value_key: object) -> list:
+        """The cleaned rows of a Series labelled by a named index, with the keys of the
+        label and the value as they are stored. A key with no text form was stored as a
+        marker no path names: the plain rows."""
+        try:
+            return IndexedRows(cleaned, _clean_key(index_key), _clean_key(value_key))
         except Exception:
             return cleaned
 
@@ -536,12 +571,17 @@ class Redaction:
         """Drop, then hash, the configured fields of a cleaned event, in place; returns it.
 
         Redaction fails closed: where a path names a field but meets text (inputs given as
-        free text, not named fields), the whole text is dropped (a ``redact`` path, counted
-        as ``unstructured`` in `dropped`) or hashed (a ``hash_fields`` path), since the
-        field may be inside it.
+        free text, not named fields), or values with no names (a number, the rows of a
+        plain array: see :func:`_unnamed_inside`), the whole text or value is dropped (a
+        ``redact`` path, counted as ``unstructured`` in `dropped`) or hashed (a
+        ``hash_fields`` path), since the field may be inside it.
 
         >>> Redaction(drop=["inputs.ssn"]).apply({"inputs": "ssn 123-45-6789", "id": 1})
         {'inputs': {'dropped': 'unstructured'}, 'id': 1}
+        >>> Redaction(drop=["inputs.ssn"]).apply({"inputs": [[78051120, 1.5]], "id": 1})
+        {'inputs': {'dropped': 'unstructured'}, 'id': 1}
+        >>> Redaction(drop=["inputs.0"]).apply({"inputs": [[78051120, 1.5]], "id": 1})
+        {'inputs': [{'1': 1.5}], 'id': 1}
         """
         def drop_text(parent: dict | list, key: str | int) -> None:
             parent[key] = {"dropped": "unstructured"}  # type: ignore[index]
@@ -649,12 +689,23 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
     ``inputs.user.ssn`` is then redacted whichever way the caller nested it.
     """
     if isinstance(node, list):
+        if isinstance(node, IndexedRows) and path[0] != "*":
+            _visit_labels(node, path, action, on_text, spare, trail)
+        elif isinstance(node, NamedRows) and _column_index(path[0]):
+            # A column named by its index, as a sparse matrix's are: its records are keyed
+            # by the column's name.
+            column = int(_fold(path[0]))
+            name = node.names[column] if column < len(node.names) else None
+            if name is not None and not _same_field(name, path[0]):
+                _visit(list(node), (name, *path[1:]), action, on_text, named, spare, trail)
         for index, item in enumerate(node):
             if isinstance(item, str):
                 if named:
                     on_text(node, index)
+            elif named and _unnamed_inside(node, index, path):
+                on_text(node, index)
             else:
-                _visit(item, path, action, on_text, named, spare, trail)
+                _visit(node[index], path, action, on_text, named, spare, trail)
         return
     if not isinstance(node, dict):
         return
@@ -677,9 +728,124 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
         elif isinstance(node[key], str):
             if head != "*":
                 on_text(node, key)
+        elif head != "*" and _unnamed_inside(node, key, rest):
+            on_text(node, key)
         else:
             _visit(node[key], rest, action, on_text, head != "*", spare,
                    (*trail, key) if spare is not None else trail)
+
+
+def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) -> bool:
+    """Whether ``parent[key]``, met where a literal segment named it and `path` still
+    names a field inside it, can hold that field only without its name, as text can: a
+    number, a list holding numbers outside any mapping (the rows of a plain array), a
+    sparse matrix's rows (keyed by column index) under a path naming a column by name, or
+    a Series labelled by an unnamed index whose labels and name both miss the field (the
+    labels may be the field's values: a column of a frame indexed by e-mail). Redaction
+    fails closed: the caller drops or hashes it whole.
+
+    Rows of equal length are read by column index first when `path` names one
+    (``inputs.0``), as a sparse matrix's rows are stored: they become ``{"0": ..., ...}``
+    in place, and the path reaches them. One row alone is not: a list of numbers may as
+    well be one column.
+
+    >>> event = {"inputs": [[7, 1.5], [8, 2.5]]}
+    >>> _unnamed_inside(event, "inputs", ("0",)), event["inputs"]
+    (False, [{'0': 7, '1': 1.5}, {'0': 8, '1': 2.5}])
+    >>> _unnamed_inside({"inputs": [7, 1.5]}, "inputs", ("0",))
+    True
+    """
+    value = parent[key]
+    if isinstance(value, (ColumnIndexRows, ColumnIndexRow)):
+        # A sparse matrix's columns are known by index only.
+        return path[0] != "*" and not _column_index(path[0])
+    if isinstance(value, list):
+        if _column_index(path[0]) and _dense_rows(value):
+            parent[key] = [{str(column): item for column, item in enumerate(row)}  # type: ignore[index]
+                           for row in value]
+            return False
+        return _holds_unnamed_numbers(value)
+    if isinstance(value, LabelledValues):
+        head = path[0]
+        if head == "*" or _names_column(value, head):
+            return False
+        return not any(_same_field(label, head) or
+                       ("." in label and _same_field(label.split(".", 1)[0], head))
+                       for label in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _column_index(segment: str) -> bool:
+    folded = _fold(segment)
+    return folded.isascii() and folded.isdigit()
+
+
+def _dense_rows(value: list) -> bool:
+    """Whether `value` is the rows of a 2-D array: lists of one length, of plain values."""
+    if not value or not all(type(row) is list for row in value):
+        return False
+    width = len(value[0])
+    return all(len(row) == width and not any(isinstance(item, (dict, list)) for item in row)
+               for row in value)
+
+
+def _holds_unnamed_numbers(value: list) -> bool:
+    """Whether a number lies in `value` or its nested lists, outside every mapping."""
+    pending = [value]
+    while pending:
+        for item in pending.pop():
+            kind = type(item)
+            if kind is int or kind is float:
+                return True
+            if kind is list:
+                pending.append(item)
+    return False
+
+
+def _names_column(node: LabelledValues, head: str) -> bool:
+    """Whether `head` names the Series stored as `node` (or the first part of a dotted
+    name), as :func:`_visit_column` reads it."""
+    if node.column is None:
+        return False
+    segments = [segment for segment in str(node.column).split(".") if _fold(segment)]
+    return bool(segments) and (head == "*" or _same_field(segments[0], head))
+
+
+def _visit_labels(node: IndexedRows, path: tuple[str, ...],
+                  action: Callable[[dict, str], None],
+                  on_text: Callable[[dict | list, str | int], None],
+                  spare: Callable[[tuple[str, ...]], bool] | None = None,
+                  trail: tuple[str, ...] = ()) -> None:
+    """Visit the value of each row of `node` whose label names the field `path` names,
+    as that field: a row read from a frame whose columns axis is named is labelled by
+    field names (`spare` and `trail` as for :func:`_visit`). A path naming the index or
+    the value key is left to the rows themselves.
+
+    >>> rows = IndexedRows([{"field": "ssn", "0": "1"}, {"field": "age", "0": 41}],
+    ...                    "field", "0")
+    >>> _visit_labels(rows, ("ssn",), _delete, lambda parent, key: None)
+    >>> rows
+    [{'field': 'ssn'}, {'field': 'age', '0': 41}]
+    """
+    head, rest = path[0], path[1:]
+    index_key, value_key = node.index_key, node.value_key
+    if _same_field(index_key, head) or _same_field(value_key, head):
+        return
+    for row in node:
+        if not isinstance(row, dict) or value_key not in row:
+            continue
+        label = row.get(index_key)
+        if not isinstance(label, str) or not _same_field(label, head):
+            continue
+        if spare is not None and spare((*trail, label)):
+            continue
+        if not rest:
+            action(row, value_key)
+        elif isinstance(row[value_key], str) or _unnamed_inside(row, value_key, rest):
+            on_text(row, value_key)
+        else:
+            _visit(row[value_key], rest, action, on_text, True, spare,
+                   (*trail, label) if spare is not None else trail)
 
 
 def _visit_column(node: LabelledValues, path: tuple[str, ...],
@@ -700,6 +866,8 @@ def _visit_column(node: LabelledValues, path: tuple[str, ...],
     >>> column
     {}
     """
+    if node.column is None:
+        return False
     segments = [segment for segment in str(node.column).split(".") if _fold(segment)]
     if not segments or any(wanted != "*" and not _same_field(segment, wanted)
                            for segment, wanted in zip(segments, path)):
@@ -719,6 +887,8 @@ def _visit_column(node: LabelledValues, path: tuple[str, ...],
         elif isinstance(node[key], str):
             if literal:
                 on_text(node, key)
+        elif literal and _unnamed_inside(node, key, rest):
+            on_text(node, key)
         else:
             _visit(node[key], rest, action, on_text, literal, spare,
                    column_trail if spare is not None else trail)
@@ -799,6 +969,8 @@ def _visit_dotted(node: dict, key: str, path: tuple[str, ...],
     if isinstance(node[key], str):
         if named:
             on_text(node, key)
+    elif named and _unnamed_inside(node, key, rest):
+        on_text(node, key)
     else:
         _visit(node[key], rest, action, on_text, named, spare, (*trail, *segments))
     return False
