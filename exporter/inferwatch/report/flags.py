@@ -266,11 +266,13 @@ def _availability(state: ModelState, live: Live, windows: Windows, t: Thresholds
                                   f"{_span(t.fast_burn_short_seconds)}, budget x "
                                   f"{t.fast_burn_factor:g} = {_pct(budget)}; {long_calls:g} "
                                   f"calls (at least {t.fast_burn_min_requests} needed)"))
-    kept = windows.history.span_seconds if windows.history is not None else 0.0
+    # A report drawn from a snapshot has no ring: it says so rather than "keeps 0s".
+    kept = "the snapshot holds no history" if windows.history is None else \
+        f"this process keeps {_span(windows.history.span_seconds)}"
     flags.append(Flag("InferwatchErrorBudgetBurnSlow", NO_DATA, math.nan,
                       t.slow_burn_factor * (1 - t.availability),
-                      f"needs {_span(t.slow_burn_long_seconds)} of history; this "
-                      f"process keeps {_span(kept)}: see Prometheus"))
+                      f"needs {_span(t.slow_burn_long_seconds)} of history; {kept}: "
+                      f"see Prometheus"))
     flags.append(_no_traffic(state, windows.history, windows.now, t, totals))
     flags.append(windows.unreached("InferwatchLatencyHigh", t.latency_p99_seconds,
                                    t.rate_window_seconds) if not rate_known else
