@@ -125,6 +125,13 @@ SPLIT_SINCE = (
     ("quality/drift.py", "quality/bin_layout.py", ("BinLayout",)),
 )
 
+# Names added to a module since those commits that this tree's other modules import from
+# it: (the module, the name, its definition for an original file that lacks it).
+ADDED_SINCE = (
+    ("multiproc/store.py", "DirectoryUnreadable",
+     "class DirectoryUnreadable(OSError):\n    pass\n"),
+)
+
 
 def _dotted(name: str) -> str:
     return "inferwatch." + name.removesuffix(".py").replace("/", ".")
@@ -144,6 +151,11 @@ def original_modules(tmp_path: Path, commit: str, changed: tuple[str, ...]):
         if shown.returncode:
             pytest.skip(f"commit {commit} is not in this checkout")
         (tmp_path / "inferwatch" / name).write_bytes(shown.stdout)
+    for name, added, definition in ADDED_SINCE:
+        module = tmp_path / "inferwatch" / name
+        if name in changed and f"class {added}(" not in module.read_text():
+            with module.open("a") as original_module:
+                original_module.write(f"\n\n{definition}")
     for was_in, now_in, names in SPLIT_SINCE:
         if was_in in changed:
             # The original module holds them: this tree's modules take them from it, or two
