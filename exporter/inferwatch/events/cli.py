@@ -171,6 +171,13 @@ def run(args: argparse.Namespace) -> int:
     """Print the requested events as JSON lines; 2 for a missing log or bad flags."""
     from inferwatch.events.sinks import Query, ReadStats, infer_format
 
+    if args.events_action == "query":
+        for flag, value in (("--request-id", args.request_id), ("--model", args.model)):
+            if value is not None and not value.strip():
+                # An unset shell variable (`--model "$MODEL"`): no event has that value,
+                # so the query printed nothing and exited 0, as if none had happened.
+                what = "a request id" if flag == "--request-id" else "a model name"
+                return _fail(f"{flag} is empty; give {what}, or leave the flag out")
     path = Path(args.path)
     try:
         fmt = infer_format(path, args.format)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -51,6 +52,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"inferwatch generate: invalid config: {one_line(str(exc))}", file=sys.stderr)
         return 2
     out = Path(args.out)
+    if args.check:
+        try:
+            os.stat(out)
+        except OSError as exc:
+            # A mistyped --out: every file would read as stale, and status 1 says "generate
+            # again", which would write them into the mistyped directory.
+            print(f"inferwatch generate: cannot read {one_line(str(out))}: {exc.strerror}",
+                  file=sys.stderr)
+            return 2
     if not args.check and out.is_symlink() and not out.exists():
         # Left to the writer, this reads "cannot write out: Not a directory".
         print(f"inferwatch generate: --out {one_line(str(out))} is a symbolic link to "
@@ -68,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
         # left, which the dispatcher answers with status 0 like every other command.
         raise
     except _ListingError as exc:
+        cause = exc.__cause__
+        why = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
         print(f"inferwatch generate: wrote the files under {one_line(str(out))} but cannot "
-              f"list them on stdout: {exc.__cause__}", file=sys.stderr)
+              f"list them on stdout: {why}", file=sys.stderr)
         return 2
     except OSError as exc:
         where = one_line(str(exc.filename or out))
@@ -119,6 +131,8 @@ def _write(cfg: Config, out: Path, rules_only: bool) -> int:
 
     written = write(out, cfg, rules_only=rules_only)
     try:
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise OSError(errno.EBADF, "stdout is closed")
         for path in written:
             print(path)
         # Now, while a failure can still be told apart from one writing the files.

@@ -213,22 +213,30 @@ _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
 
 
 def _refuse_yaml11_numbers(loader: Any, node: Any) -> None:
-    """Refuse a plain scalar YAML 1.1 reads as a number other than the one written."""
+    """Refuse a scalar YAML 1.1 reads as a number other than the one written: a plain one,
+    or a quoted one tagged ``!!int`` or ``!!float`` (``!!int "010"`` is 8 as well)."""
     _walk_scalars(node, "", set(), functools.partial(_refuse_yaml11_number, loader))
 
 
 def _refuse_yaml11_number(loader: Any, node: Any, where: str) -> None:
-    if node.style is not None:
-        return  # quoted: text as written
+    # A quoted scalar is text as written, unless a tag makes it a number: only an explicit
+    # tag gives a quoted scalar the int or float tag.
+    if node.tag not in (_INT_TAG, _FLOAT_TAG):
+        return
     text = node.value
     line = node.start_mark.line + 1
-    if node.tag in (_INT_TAG, _FLOAT_TAG) and _SEXAGESIMAL.fullmatch(text):
-        raise Refused(where, f"is {text}, which YAML 1.1 reads as the base-60 number "
+    if node.style is None:
+        shown, text_hint = text, "quote it where text is meant"
+    else:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        shown, text_hint = f"{tag} {text!r}", f"drop the {tag} tag where text is meant"
+    if _SEXAGESIMAL.fullmatch(text):
+        raise Refused(where, f"is {shown}, which YAML 1.1 reads as the base-60 number "
                       f"{loader.construct_object(node)!r} (line {line}): write the "
-                      f"number itself, or quote it where text is meant")
+                      f"number itself, or {text_hint}")
     if node.tag == _INT_TAG and _OCTAL.fullmatch(text):
         number = loader.construct_object(node)
         if number != int(text.replace("_", "")):
-            raise Refused(where, f"is {text}, which YAML 1.1 reads as the octal number "
+            raise Refused(where, f"is {shown}, which YAML 1.1 reads as the octal number "
                           f"{number} (line {line}): write it without the leading 0, or "
-                          f"quote it where text is meant")
+                          f"{text_hint}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
 import os
 import re
@@ -75,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              " labels; default auto)")
     parser.add_argument("--ignore", action="append", default=[], metavar="COLS",
                         help="comma-separated columns to leave out (ids, labels)")
-    parser.add_argument("--bins", type=_positive_int, default=10,
+    parser.add_argument("--bins", type=_bin_count, default=10,
                         help="quantile bins per numeric column (default 10)")
     parser.add_argument("--max-categories", type=_positive_int, default=50, metavar="N",
                         help="categories kept per column; the rest fold into __other__"
@@ -116,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     from inferwatch.quality.reference import Reference, ReferenceError
 
     path = args.data
+    _refuse_blank_flags(args)
     refusal = None if args.format else json_refusal(path, "profile")
     if refusal is not None:
         raise ProfileError(refusal)
@@ -130,7 +132,8 @@ def _run(args: argparse.Namespace) -> int:
         # and floats as floats, Parquet an int column with a gap as floats, and the task
         # rule tells a classifier's integer labels from a regressor's values.
         if fmt == "parquet":
-            written_as_integers.update(_split(args.predictions_column))
+            written_as_integers.update(
+                _split(args.predictions_column, flag="--predictions-column"))
             columns = read_parquet(readable, progress, name=path,
                                    integer_columns=written_as_integers)
         else:
@@ -148,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     ignored = _column_list(args.ignore, names, "--ignore")
     outputs = _column_list(args.predictions_column, names, "--predictions-column")
     categorical = _column_list(args.categorical, names, "--categorical")
-    target = _column_list([args.target] if args.target else [], names, "--target")
+    target = _column_list([] if args.target is None else [args.target], names, "--target")
     if target and not outputs:
         raise ProfileError("--target needs --predictions-column: the score compares the "
                            "predictions with the target")
@@ -182,8 +185,15 @@ def _run(args: argparse.Namespace) -> int:
         reference.validation = _validation(predictions, target[0], columns[target[0]], task)
     to_stdout = args.output == "-"
     if to_stdout:
-        sys.stdout.write(reference.to_json())
-        sys.stdout.flush()
+        try:
+            if sys.stdout is None:  # closed while DATA was read: checked before too
+                raise OSError(errno.EBADF, "stdout is closed")
+            sys.stdout.write(reference.to_json())
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise  # `-o - | head`: the reader left; ends quietly, as in every command
+        except OSError as exc:  # `> /dev/full`
+            raise ProfileError(f"cannot write -: {exc.strerror or exc}") from None
     else:
         if os.path.isdir(args.output):  # else the OS's word for it is "Device or resource busy"
             raise ProfileError(f"cannot write {args.output}: it is a directory")
@@ -193,11 +203,25 @@ def _run(args: argparse.Namespace) -> int:
             raise ProfileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     n_categorical = sum(1 for p in reference.features.values() if not p.is_numeric)
     where = "the reference to stdout" if to_stdout else args.output
-    print(f"wrote {where}: {reference.rows} rows, {len(reference.features)} features"
-          f" ({n_categorical} categorical), {len(reference.outputs)} prediction outputs"
-          + ("" if reference.validation is None else
-             f", validation {reference.validation.metric} {reference.validation.value:.4g}"),
-          file=sys.stderr if to_stdout else sys.stdout)
+    summary = (f"wrote {where}: {reference.rows} rows, {len(reference.features)} features"
+               f" ({n_categorical} categorical), {len(reference.outputs)} prediction outputs"
+               + ("" if reference.validation is None else
+                  f", validation {reference.validation.metric}"
+                  f" {reference.validation.value:.4g}"))
+    if to_stdout:
+        print(summary, file=sys.stderr)
+        return 0
+    # With stdout closed (`>&-`) print writes nothing, which is fine: the summary is only
+    # for a reader. A full one (`> /dev/full`) is told, naming stdout, not the reference.
+    try:
+        print(summary)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise ProfileError(f"wrote {args.output} but cannot print its summary on stdout:"
+                           f" {exc.strerror or exc}") from None
     return 0
 
 
@@ -239,6 +263,8 @@ def _check_output(data: str, output: str) -> None:
     folder that does not exist, a directory, or DATA itself, which the reference would
     replace, losing the training data."""
     if output == "-":
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise ProfileError("cannot write -: stdout is closed")
         return
     if os.path.isdir(output):  # else the OS's word for it is "Device or resource busy"
         raise ProfileError(f"cannot write {output}: it is a directory")
@@ -269,6 +295,8 @@ def _seekable_copy(path: str) -> Iterator[str]:
     import shutil
     import tempfile
 
+    if path == "-" and sys.stdin is None:  # started with stdin closed (`<&-`)
+        raise ProfileError("cannot read DATA - from stdin: stdin is closed")
     with tempfile.TemporaryDirectory(prefix="inferwatch-profile-") as folder:
         copy = os.path.join(folder, "data")
         try:
@@ -384,6 +412,18 @@ def _refuse_unnamed(path: str, names: list[str], *, csv: bool) -> None:
     raise ProfileError(f"{path}: column {at} of {len(names)} has no name: {hint}")
 
 
+def _refuse_blank_flags(args: argparse.Namespace) -> None:
+    """Refuse a column flag given a blank value, before the (long) read of DATA: an unset
+    shell variable (``--target "$LABEL"``) read as no flag at all made the label a feature
+    and left the reference without its validation score, with exit status 0."""
+    given = [("--target", [] if args.target is None else [args.target]),
+             ("--predictions-column", args.predictions_column),
+             ("--categorical", args.categorical), ("--ignore", args.ignore)]
+    for flag, values in given:
+        if any(not value.strip() for value in values):
+            raise ProfileError(f"{flag} is empty; give a column name, or leave the flag out")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -391,6 +431,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _bin_count(text: str) -> int:
+    from inferwatch.quality.profiling import MAX_BINS  # numpy: only once profiling
+
+    value = _positive_int(text)
+    if value > MAX_BINS:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_BINS} bins, got {text!r}: each is an edge in the reference and a"
+            " bucket of every drift check")
     return value
 
 
@@ -409,8 +460,8 @@ def _split(values: list[str], known: list[str] | None = None, flag: str = "") ->
     for value in values:
         whole = value.strip()
         parts = [n.strip().replace("\\,", ",") for n in _UNESCAPED_COMMA.split(value)]
-        parts = [n for n in parts if n]
         if known is not None and "," in whole and whole in known:
+            parts = [n for n in parts if n]
             if all(n in known for n in parts):
                 raise ProfileError(
                     f"{flag} {whole!r} names a column, and also the columns {parts}: write"
@@ -418,7 +469,14 @@ def _split(values: list[str], known: list[str] | None = None, flag: str = "") ->
                     f" others as separate {flag} flags")
             names.append(whole)
             continue
-        names.extend(parts)
+        if not whole:
+            raise ProfileError(f"{flag} is empty; give a column name, or leave the flag out")
+        if known is not None and "" in parts:
+            # `--ignore "id,,$EXTRA"`: a name left out, which would silently profile the
+            # column it was meant to name. Only against the file's names: "a," may be one.
+            raise ProfileError(f"{flag} {whole!r} has an empty column name between commas;"
+                               " remove the extra comma, or name the column")
+        names.extend(n for n in parts if n)
     return names
 
 
