@@ -168,14 +168,14 @@ def test_a_missing_target_skips_only_that_target_and_counts_one_missing_label(sc
     assert _unmatched(scraper, "shape_mismatch") == 0
 
 
-def test_a_row_with_every_target_missing_is_joined_with_nothing_to_judge(scraper):
+def test_a_row_with_every_target_missing_leaves_the_prediction_waiting(scraper):
     wrapped = inferwatch.instrument(lambda x: np.array([[1.0, 10.0]]), name="m", version="1",
                                     registry=scraper.registry)
     wrapped(0, request_id="r-1")
     inferwatch.monitor("m", "1", registry=scraper.registry).record_outcome("r-1",
                                                                           [None, np.nan])
     assert _unmatched(scraper, "missing_label") == 2
-    assert scraper.value("inferwatch_outcome_delay_seconds_count") == 1
+    assert not scraper.value("inferwatch_outcome_delay_seconds_count")
     assert _error(scraper) == (None, None)
 
 

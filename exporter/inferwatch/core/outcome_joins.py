@@ -51,10 +51,11 @@ def record_outcome(monitor: Monitor, request_id: object, y_true: object,
         with monitor._lock:
             _record_join(monitor, joined)
         if monitor.events is not None:
+            # An outcome that judged nothing left its prediction waiting: not "joined".
+            match = joined.unmatched or ("missing_label" if joined.waits else "joined")
             monitor.events.emit({"ts": when, "model": monitor.name,
                                  "model_version": monitor.version, "request_id": rid,
-                                 "outcome": y_true,
-                                 "outcome_match": joined.unmatched or "joined"})
+                                 "outcome": y_true, "outcome_match": match})
         for listener in monitor.outcome_listeners:
             listener(rid, y_true, when)
     except Exception as exc:

@@ -8,15 +8,21 @@ kept and joined; only a single batch larger than the whole of `max_bytes` keeps 
 rows, and an outcome for the rows it could not keep counts them as unmatched with the reason
 ``rows_over_bound``. A single-row entry takes about 350 bytes and a 64-row batch entry about
 3 KB (``benchmarks/bench_outcome_cache.py`` measures both), so the default 50,000 entries of
-single rows take about 18 MB and batch entries stop at the 32 MiB default. Ids that were
-already joined are remembered in a second bounded set, inside the same byte budget, so an
-outcome that arrives twice is reported, not counted twice. Two calls made under one id while
-the first waits for its outcome (``predict`` then ``predict_proba``, or an explanation call)
-join the first, as a request's first call is its prediction: a later call takes the id only
-once the first has expired, or once an outcome joined it (an id used again). A row of a
-classifier's batch without a predicted class (None, NaN, pd.NA) is kept as None: its outcome
-counts it once as ``unsupported_prediction``, never incorrect, and the batch's other rows
-are judged.
+single rows take about 18 MB and batch entries stop at the 32 MiB default. The ids of
+predictions that left the cache (joined with their outcome, expired, or evicted by a bound)
+are remembered in a second bounded set, inside the same byte budget, of which they keep up
+to an eighth even when predictions waiting need room: an outcome that arrives twice is
+reported as a ``duplicate``, not counted twice, and one whose prediction a bound evicted
+counts ``evicted`` (the cache is too small), not ``unknown_id`` (a wrong id). An outcome
+that judges nothing (every label not known yet, or a ``shape_mismatch``) leaves its
+prediction waiting for one that does; the first outcome that judges a row is final.
+
+Two calls made under one id while the first waits for its outcome (``predict`` then
+``predict_proba``, or an explanation call) join the first, as a request's first call is its
+prediction: a later call takes the id only once the first has expired, or once an outcome
+joined it (an id used again). A row of a classifier's batch without a predicted class (None,
+NaN, pd.NA) is kept as None: its outcome counts it once as ``unsupported_prediction``, never
+incorrect, and the batch's other rows are judged.
 
 A regressor of several outputs (scikit-learn's ``MultiOutputRegressor``, a model fit on a 2-D
 ``y``, an ``(n, k)`` float array, a dict of named float outputs) keeps each row as a tuple of
@@ -48,6 +54,7 @@ import itertools
 import math
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
@@ -66,8 +73,18 @@ DEFAULT_MAX_BYTES = 32 * 2**20
 # its table keeps after evictions) and link node, and the entry tuple with its timestamp
 # (calibrated with tracemalloc in the benchmark).
 _ENTRY_OVERHEAD_BYTES = 250
-_JOINED_OVERHEAD_BYTES = 100
+# A remembered id's slot in its ordered dict, link node and byte count, at the most slack
+# the table keeps (just past a resize, with every slot churned): these ids may now fill
+# their share of the bytes, so their estimate may not fall short either (tracemalloc).
+_JOINED_OVERHEAD_BYTES = 180
 _EXPIRED_OVERHEAD_BYTES = 60  # an expired id's slot in the set that marks it
+# An evicted id's slot in the dict that keeps when its prediction was made, and that time,
+# at the most slack likewise.
+_EVICTED_OVERHEAD_BYTES = 150
+# The ids of predictions that left the cache keep up to this share of max_bytes when
+# predictions waiting need room: dropped before any of those, a duplicate or the outcome of
+# an evicted prediction, however soon after, would read as an unknown id.
+_GONE_IDS_SHARE = 8
 _TUPLE_SLOT_BYTES = 8  # a tuple's pointer to each row's object
 _EMPTY_TUPLE_BYTES = sys.getsizeof(())
 _EMPTY_STR_BYTES = sys.getsizeof("")
@@ -91,6 +108,10 @@ class Join:
     # Rows of a classifier's batch that had no predicted class (None, NaN, pd.NA), not
     # judged whatever their label: counted as ``unsupported_prediction``, one per row.
     unpredicted_rows: int = 0
+    # Nothing judged (every label that could judge a row not known yet, or a shape
+    # mismatch): the prediction still waits for an outcome that judges it, and no label
+    # delay is observed. Its rows are counted as any outcome's are, each under one reason.
+    waits: bool = False
 
 
 def _check_bounds(max_entries: int, ttl_seconds: float, max_bytes: int) -> None:
@@ -117,11 +138,18 @@ class OutcomeJoiner:
         # values are floats, or for a prediction of several outputs a tuple of floats per row.
         self._pending: OrderedDict[str, tuple[tuple | None, tuple | None, float, int, int]] = \
             OrderedDict()
-        self._joined: OrderedDict[str, int] = OrderedDict()  # request id -> bytes
+        # request id -> bytes, of each prediction that left the cache: joined with its
+        # outcome, expired when it came, or evicted by a bound. An outcome for one is a
+        # duplicate, expired or evicted: not an unknown id.
+        self._joined: OrderedDict[str, int] = OrderedDict()
         # The ids in _joined whose prediction had expired when its outcome came: another
         # outcome for one is expired too, not a duplicate of an outcome that was counted.
         self._expired: set[str] = set()
+        # The ids in _joined whose prediction a bound evicted -> when it was made: an
+        # outcome for one says the cache is too small (or, past the ttl, expired).
+        self._evicted: dict[str, float] = {}
         self._bytes = 0  # the estimate for both, kept under max_bytes
+        self._joined_bytes = 0  # the part of it _joined takes
 
     def renew_lock(self) -> None:
         """A new lock in a forked child (one held at fork time would never be released)."""
@@ -143,7 +171,7 @@ class OutcomeJoiner:
             self.max_entries, self.ttl_seconds, self.max_bytes = (max_entries, ttl_seconds,
                                                                   max_bytes)
             while len(self._pending) > max_entries:
-                self._bytes -= self._pending.popitem(last=False)[1][3]
+                self._evict_oldest_pending()
             while len(self._joined) > max_entries:
                 self._forget_oldest_joined()
             self._make_room()
@@ -186,7 +214,7 @@ class OutcomeJoiner:
             self._pending[request_id] = (classes, values, at, size, rows)
             self._bytes += size
             while len(self._pending) > self.max_entries:
-                self._bytes -= self._pending.popitem(last=False)[1][3]
+                self._evict_oldest_pending()
             self._make_room()
 
     def remember_many(self, entries: Iterable[tuple[str, tuple | None, tuple | None, float]]
@@ -222,7 +250,7 @@ class OutcomeJoiner:
                 # Each in turn: trimming once at the end could evict others (a joined id
                 # that an entry-count eviction would have spared).
                 while len(pending) > max_entries:
-                    self._bytes -= pending.popitem(last=False)[1][3]
+                    self._evict_oldest_pending()
                 # The bound now, not the one the entries were fitted to: a configure() from
                 # another thread may have lowered it since.
                 if self._bytes > self.max_bytes:
@@ -240,14 +268,50 @@ class OutcomeJoiner:
     def _forget_oldest_joined(self) -> None:
         request_id, size = self._joined.popitem(last=False)
         self._bytes -= size
+        self._joined_bytes -= size
         self._expired.discard(request_id)
+        self._evicted.pop(request_id, None)
+
+    def _remember_gone(self, request_id: str, reason: str, predicted_at: float) -> None:
+        """Remember the id of a prediction that left the cache, for what an outcome for it
+        is then: `reason` "joined" (a duplicate), "expired" or "evicted"."""
+        old = self._joined.pop(request_id, None)  # a request id used again
+        if old is not None:
+            self._bytes -= old
+            self._joined_bytes -= old
+        self._expired.discard(request_id)
+        self._evicted.pop(request_id, None)
+        size = sys.getsizeof(request_id) + _JOINED_OVERHEAD_BYTES
+        if reason == "expired":
+            self._expired.add(request_id)
+            size += _EXPIRED_OVERHEAD_BYTES
+        elif reason == "evicted":
+            self._evicted[request_id] = predicted_at
+            size += _EVICTED_OVERHEAD_BYTES
+        self._joined[request_id] = size
+        self._bytes += size
+        self._joined_bytes += size
+        while len(self._joined) > self.max_entries:
+            self._forget_oldest_joined()
+
+    def _evict_oldest_pending(self) -> None:
+        request_id, entry = self._pending.popitem(last=False)
+        self._bytes -= entry[3]
+        # Its id stays: an outcome for it says the cache is too small, not the id wrong.
+        self._remember_gone(request_id, "evicted", entry[2])
 
     def _make_room(self) -> None:
-        # Joined ids only catch duplicates: they go before any prediction still waiting.
-        while self._bytes > self.max_bytes and self._joined:
-            self._forget_oldest_joined()
-        while self._bytes > self.max_bytes and len(self._pending) > 1:
-            self._bytes -= self._pending.popitem(last=False)[1][3]
+        # The ids of predictions gone only tell what a later outcome for one is: they go
+        # before any prediction still waiting, down to their share of the bytes. Each turn
+        # forgets an id or turns an entry into one: it ends.
+        keep_gone = self.max_bytes // _GONE_IDS_SHARE
+        while self._bytes > self.max_bytes:
+            if self._joined and (self._joined_bytes > keep_gone or len(self._pending) <= 1):
+                self._forget_oldest_joined()
+            elif len(self._pending) > 1:
+                self._evict_oldest_pending()
+            else:
+                return  # one entry alone, fitted to the bound when it was remembered
 
     def kept_rows(self, request_id: str) -> tuple[int, int] | None:
         """(rows the call returned, rows kept within the bound) of the prediction waiting
@@ -267,8 +331,9 @@ class OutcomeJoiner:
         return rows, len(classes or values or ())
 
     def knows(self, request_id: str) -> bool:
-        """Whether a prediction for `request_id` waits here, or one was joined here already
-        (and is still remembered): an outcome for it is this version's, even a repeat.
+        """Whether a prediction for `request_id` waits here, or one left here (joined,
+        expired or evicted) and its id is still remembered: an outcome for it is this
+        version's, even a repeat.
 
         >>> joiner = OutcomeJoiner()
         >>> joiner.remember("r-1", ("a",), None, at=0.0)
@@ -284,7 +349,10 @@ class OutcomeJoiner:
 
         A prediction of several outputs takes k targets per row, judged element-wise, in the
         order the outputs were returned; one row of targets judges every row, as one label
-        does for a single output.
+        does for a single output. An outcome that judges nothing (every label not known
+        yet, or a shape mismatch) leaves the prediction waiting for one that does; the
+        first outcome that judges a row is final. An outcome whose time is not known (`at`
+        NaN) expires by the prediction's age now.
 
         >>> joiner = OutcomeJoiner()
         >>> joiner.remember("r-1", None, ((1.0, 10.0),), at=0.0)
@@ -294,96 +362,133 @@ class OutcomeJoiner:
         >>> joiner.remember("r-2", None, ((1.0, 10.0),), at=0.0)
         >>> joiner.join("r-2", 1.0, at=1.0).unmatched  # one target for two outputs
         'shape_mismatch'
+        >>> joiner.join("r-2", [None, None], at=2.0).missing_labels  # not known yet
+        2
+        >>> joiner.join("r-2", [1.0, 12.0], at=3.0).errors
+        (0.0, 2.0)
         """
+        # A label whose time is not known came now, as far as its prediction's ttl goes:
+        # NaN is past no ttl, and a prediction however old would be judged.
+        now = at if at == at else time.time()
         with self._lock:
-            entry = self._pending.pop(request_id, None)
+            entry = self._pending.get(request_id)
             if entry is None:
-                if request_id not in self._joined:
-                    return Join(unmatched="unknown_id")
-                return Join(unmatched="expired" if request_id in self._expired
-                            else "duplicate")
-            self._bytes -= entry[3]
-            expired = at - entry[2] > self.ttl_seconds
-            old = self._joined.pop(request_id, None)  # a request id used again
-            if old is not None:
-                self._bytes -= old
-            size = sys.getsizeof(request_id) + _JOINED_OVERHEAD_BYTES
-            if expired:
-                self._expired.add(request_id)
-                size += _EXPIRED_OVERHEAD_BYTES
+                return Join(unmatched=self._gone_reason(request_id, now))
+            if now - entry[2] > self.ttl_seconds:
+                self._settle(request_id, entry, "expired")
+                return Join(unmatched="expired")
+        # Judged outside the lock, which the drain takes to remember predictions.
+        joined = _judged(entry, y_true, at)
+        if joined.waits:
+            return joined
+        with self._lock:
+            current = self._pending.get(request_id)
+            if current is entry:
+                self._settle(request_id, entry, "joined")
+            elif current is None and self._evicted.get(request_id) == entry[2]:
+                # A drain evicted it meanwhile: it was still here when its outcome came.
+                self._remember_gone(request_id, "joined", entry[2])
+                self._make_room()
+            elif current is None:
+                # Another outcome for it, from another thread, was judged meanwhile.
+                return Join(unmatched=self._gone_reason(request_id, now))
             else:
-                self._expired.discard(request_id)
-            self._joined[request_id] = size
-            self._bytes += size
-            while len(self._joined) > self.max_entries:
-                self._forget_oldest_joined()
-            self._make_room()
-        if expired:
-            return Join(unmatched="expired")
-        classes, values, predicted_at, _, rows = entry
-        outputs = _output_count(classes if classes is not None else values)
-        truth = _as_rows(y_true) if outputs is None else _as_table(y_true, outputs)
-        if truth is None:
-            return Join(unmatched="shape_mismatch")
-        # A clock stepped back reads 0; a time not known (NaN, a missing timestamp column)
-        # is no delay at all, not a label that arrived at once.
-        delay: float | None = max(0.0, at - predicted_at) if at == at else None
-        if len(truth) != rows and len(truth) != 1 and (classes is not None or
-                                                        values is not None):
-            return Join(unmatched="shape_mismatch")
-        # Loaded on the first outcome, not with the hot path: the rule data quality reads
-        # missing values by (None, NaN, pd.NA, NaT).
-        from inferwatch.quality.category_keys import is_missing
+                # A new call under the id took its place meanwhile, as it does only once
+                # the prediction has expired.
+                return Join(unmatched="expired")
+        return joined
 
-        kept = len(classes or values or ())
-        # One label for the whole batch judges every row it could keep: the rows past the
-        # bound are counted as they are for a label per row, never silently lost.
-        over = rows - kept
-        truth = truth[:kept]
-        if classes is not None:
-            pairs = list(zip(classes, _broadcast(truth, len(classes))))
-            if outputs is not None:  # each label against its own output's class
-                pairs = [(p, t) for row, targets in pairs for p, t in zip(row, targets)]
-            # A row with no class is counted as that, once, even when its label is
-            # missing too: the label could never have judged it.
-            predicted = [(p, t) for p, t in pairs if p is not None]
-            known = [(p, t) for p, t in predicted if not is_missing(t)]
-            correct = sum(1 for p, t in known if _same_class(p, _class_text(t)))
-            return Join(correct=correct, incorrect=len(known) - correct, delay=delay,
-                        rows_over_bound=over, missing_labels=len(predicted) - len(known),
-                        unpredicted_rows=len(pairs) - len(predicted))
-        if values is not None:
-            pairs = zip(values, _broadcast(truth, len(values)))
-            if outputs is not None:  # each target against its own output's value
-                pairs = ((p, t) for row, targets in pairs for p, t in zip(row, targets))
-            judged = _absolute_errors(pairs, is_missing)
-            if judged is None:
-                return Join(unmatched="shape_mismatch")
-            errors, missing = judged
-            return Join(errors=tuple(errors), delay=delay, rows_over_bound=over,
-                        missing_labels=missing)
-        # Remembered with nothing to compare: every label was one no class may take (an
-        # undeclared string, a large id) and the prediction no value.
-        return Join(unmatched="unsupported_prediction")
+    def _gone_reason(self, request_id: str, now: float) -> str:
+        """Why an outcome for `request_id`, which no prediction waits for, is unmatched."""
+        if request_id not in self._joined:
+            return "unknown_id"
+        if request_id in self._expired:
+            return "expired"
+        predicted_at = self._evicted.get(request_id)
+        if predicted_at is not None:
+            return "expired" if now - predicted_at > self.ttl_seconds else "evicted"
+        return "duplicate"
+
+    def _settle(self, request_id: str, entry: tuple, reason: str) -> None:
+        """Take the waiting `entry` out of the cache, its id remembered for `reason`."""
+        del self._pending[request_id]
+        self._bytes -= entry[3]
+        self._remember_gone(request_id, reason, entry[2])
+        self._make_room()
+
+
+def _judged(entry: tuple, y_true: Any, at: float) -> Join:
+    """What `y_true` says of the remembered prediction `entry`, received at `at`."""
+    classes, values, predicted_at, _, rows = entry
+    outputs = _output_count(classes if classes is not None else values)
+    truth = _as_rows(y_true) if outputs is None else _as_table(y_true, outputs)
+    if truth is None:
+        return Join(unmatched="shape_mismatch", waits=True)
+    # A clock stepped back reads 0; a time not known (NaN, a missing timestamp column)
+    # is no delay at all, not a label that arrived at once.
+    delay: float | None = max(0.0, at - predicted_at) if at == at else None
+    if len(truth) != rows and len(truth) != 1 and (classes is not None or
+                                                    values is not None):
+        return Join(unmatched="shape_mismatch", waits=True)
+    # Loaded on the first outcome, not with the hot path: the rule data quality reads
+    # missing values by (None, NaN, pd.NA, NaT).
+    from inferwatch.quality.category_keys import is_missing
+
+    kept = len(classes or values or ())
+    # One label for the whole batch judges every row it could keep: the rows past the
+    # bound are counted as they are for a label per row, never silently lost.
+    over = rows - kept
+    truth = truth[:kept]
+    if classes is not None:
+        pairs = list(zip(classes, _broadcast(truth, len(classes))))
+        if outputs is not None:  # each label against its own output's class
+            pairs = [(p, t) for row, targets in pairs for p, t in zip(row, targets)]
+        # A row with no class is counted as that, once, even when its label is
+        # missing too: the label could never have judged it.
+        predicted = [(p, t) for p, t in pairs if p is not None]
+        known = [(p, t) for p, t in predicted if not is_missing(t)]
+        correct = sum(1 for p, t in known if _same_class(p, _class_text(t)))
+        waits = bool(predicted) and not known  # a row a later label could judge, none known
+        return Join(correct=correct, incorrect=len(known) - correct,
+                    delay=None if waits else delay, rows_over_bound=over,
+                    missing_labels=len(predicted) - len(known),
+                    unpredicted_rows=len(pairs) - len(predicted), waits=waits)
+    if values is not None:
+        pairs = zip(values, _broadcast(truth, len(values)))
+        if outputs is not None:  # each target against its own output's value
+            pairs = ((p, t) for row, targets in pairs for p, t in zip(row, targets))
+        judged = _absolute_errors(pairs, is_missing)
+        if judged is None:
+            return Join(unmatched="shape_mismatch", waits=True)
+        errors, missing, not_known = judged
+        # Every target unjudged because it is not known yet (not one that can never be: an
+        # infinite target, a prediction without a finite value).
+        waits = not errors and 0 < missing == not_known
+        return Join(errors=tuple(errors), delay=None if waits else delay,
+                    rows_over_bound=over, missing_labels=missing, waits=waits)
+    # Remembered with nothing to compare: every label was one no class may take (an
+    # undeclared string, a large id) and the prediction no value.
+    return Join(unmatched="unsupported_prediction")
 
 
 def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any], bool]
-                     ) -> tuple[list[float], int] | None:
-    """(finite absolute errors, missing labels) of (prediction, label) pairs; a missing
-    label, or one no finite error can be measured against, is counted and not judged. None
-    when a label is not a number.
+                     ) -> tuple[list[float], int, int] | None:
+    """(finite absolute errors, missing labels, of which not known yet) of (prediction,
+    label) pairs; a missing label, or one no finite error can be measured against, is
+    counted and not judged. None when a label is not a number.
 
     >>> _absolute_errors([(1.0, 3.0), (2.0, None), (1.0, float("inf"))], lambda t: t is None)
-    ([2.0], 2)
+    ([2.0], 2, 1)
     >>> _absolute_errors([(1.0, "high")], lambda t: t is None) is None
     True
     >>> _absolute_errors([(1.0, 10**400)], lambda t: t is None)  # past a float: infinite
-    ([], 1)
+    ([], 1, 0)
     """
-    errors, missing = [], 0
+    errors, missing, not_known = [], 0, 0
     for p, t in pairs:
         if is_missing(t):
             missing += 1
+            not_known += 1
             continue
         try:
             target = _target_float(t)
@@ -392,6 +497,7 @@ def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any
             return None
         if target != target:  # "nan" read from a CSV, Decimal("NaN"): not known yet either
             missing += 1
+            not_known += 1
             continue
         if math.isfinite(error):
             errors.append(error)
@@ -400,7 +506,7 @@ def _absolute_errors(pairs: Iterable[tuple[Any, Any]], is_missing: Callable[[Any
             # overflows: no error to observe (it would make the histogram's sum infinite
             # for good), but the row is counted, not silently lost.
             missing += 1
-    return errors, missing
+    return errors, missing, not_known
 
 
 def _target_float(target: Any) -> float:
