@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,7 @@ from inferwatch.core.outcomes import (
     _as_table,
     _class_text,
     _same_class,
+    _target_float,
 )
 from inferwatch.core.prediction_classes import known_class_set
 from inferwatch.core.predictions import Prediction, normalize
@@ -123,6 +126,8 @@ class Comparison:
         # request id -> (champion rows, shadow rows, time, bytes, rows the calls returned)
         self._cache: OrderedDict[str, tuple[tuple, tuple, float, int, int]] = OrderedDict()
         self._bytes = 0  # the estimate max_bytes bounds
+        # request id -> the entry an outcome is judging now, outside the lock
+        self._judging: dict[str, tuple] = {}
         self.cache_size = cache_size
         self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds
@@ -132,6 +137,7 @@ class Comparison:
         had not folded yet is the parent's to count."""
         self._lock = threading.Lock()
         self._pairs, self._scored, self._drops, self._sampled = [], [], {}, 0
+        self._judging = {}  # a thread of the parent's judging: none in the child
         self._pending_bytes = self._scored_rows = self._scored_over = 0
 
     # --- fed by the shadow's workers (any thread) -------------------------------------------
@@ -193,95 +199,48 @@ class Comparison:
     def score(self, request_id: str, y_true: object, at: float,
               counted: tuple[int, int] | None = None) -> tuple[int, int] | None:
         """Score both predictions made for `request_id`: (rows, rows the champion got right)
-        for classes (labels, for several class outputs), (rows, 0) for values; None when the
-        request was not compared. `counted` is (rows, rows kept) of the challenger's own
-        join of the same request, whose outcome counts its rows past the bound already: only
-        rows that this cache alone lost are counted here."""
+        for classes (labels, for several class outputs), (rows, 0) for values; None when
+        nothing was scored: the request was not compared, its pair expired, or the outcome
+        judged nothing. `counted` is (rows, rows kept) of the challenger's own join of the
+        same request, whose outcome counts its rows past the bound already: only rows that
+        this cache alone lost are counted here.
+
+        As the challenger's own join reads an outcome: one that judges nothing (every label
+        not known yet, or a shape mismatch) leaves the pair waiting for one that does, and
+        the first outcome that judges a row is final. An outcome whose time is not known
+        (`at` NaN) expires by the pair's age now."""
+        # A label whose time is not known came now, as far as the pair's ttl goes: NaN is
+        # past no ttl, and a pair however old would be scored.
+        now = at if at == at else time.time()
         with self._lock:
-            entry = self._cache.pop(request_id, None)
-            if entry is not None:
-                self._bytes -= entry[3]
-        if entry is None:
-            return None
-        champion, shadow, predicted_at, _, rows = entry
-        if at - predicted_at > self.ttl_seconds:
-            return None
-        # A row left out of the comparison (a value one side could not hold) is None.
-        first = next((row for row in champion if row is not None), None)
-        if first.__class__ is tuple:  # several outputs: a row of targets per row
-            return self._score_outputs(champion, shadow, rows, y_true, counted, len(first))
-        truth = _as_rows(y_true)
-        n = len(champion)
-        if len(truth) not in (1, rows):
-            return None
-        over = _uncounted(rows - n, n, counted)  # one label for the batch too, as the join
-        truth = truth * n if len(truth) == 1 else truth[:n]
-        from inferwatch.quality.category_keys import is_missing  # as the champion's join reads
-
-        known = [i for i, t in enumerate(truth)
-                 if champion[i] is not None and not is_missing(t)]
-        if len(known) < n:  # rows whose label is not known yet are not judged
-            if not known:
-                self._note_over(over)
+            entry = self._cache.get(request_id)
+            if entry is None or self._judging.get(request_id) is entry:
+                # Not compared, or another outcome for it is being judged this moment (the
+                # first of the two to judge a row is final).
                 return None
-            champion, shadow = [champion[i] for i in known], [shadow[i] for i in known]
-            truth, n = [truth[i] for i in known], len(known)
-        if isinstance(champion[0], str):
-            truth_text = [_class_text(t) for t in truth]
-            champion_right = [_same_class(p, t) for p, t in zip(champion, truth_text)]
-            shadow_right = [_same_class(p, t) for p, t in zip(shadow, truth_text)]
-            self._scored_add((champion_right, shadow_right, None, None, over), n)
-            return n, sum(champion_right)
+            self._judging[request_id] = entry
         try:
-            champion_error = [abs(float(p) - float(t)) for p, t in zip(champion, truth)]
-            shadow_error = [abs(float(p) - float(t)) for p, t in zip(shadow, truth)]
-        except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
+            verdict = (_EXPIRED if now - entry[2] > self.ttl_seconds
+                       else _verdict(entry, y_true, counted))
+        finally:
+            # Judged outside the lock, which the drain takes to remember pairs.
+            with self._lock:
+                if self._judging.get(request_id) is entry:
+                    del self._judging[request_id]
+        if verdict.waits:
+            self._note_over(verdict.over)  # its rows are counted as any outcome's are
             return None
-        self._scored_add((None, None, champion_error, shadow_error, over), n)
-        return n, 0
-
-    def _score_outputs(self, champion: tuple, shadow: tuple, rows: int, y_true: object,
-                       counted: tuple[int, int] | None,
-                       outputs: int) -> tuple[int, int] | None:
-        """Both sides of a prediction of several outputs against rows of targets, one per
-        output in the champion's order (as the champion's own join reads them): every
-        known target adds one absolute error per side."""
-        from inferwatch.quality.category_keys import is_missing
-
-        truth = _as_table(y_true, outputs)
-        if truth is None or len(truth) not in (1, rows):
-            return None
-        n = len(champion)
-        over = _uncounted(rows - n, n, counted)  # one label for the batch too, as the join
-        truth = truth * n if len(truth) == 1 else truth[:n]
-        first = next(row for row in champion if row is not None)
-        if isinstance(first[0], str):  # a multi-output classifier: each label alone
-            champion_right, shadow_right = [], []
-            for ours, theirs, targets in zip(champion, shadow, truth):
-                if ours is None:
-                    continue
-                for p, q, t in zip(ours, theirs, targets):
-                    if not is_missing(t):
-                        text = _class_text(t)
-                        champion_right.append(_same_class(p, text))
-                        shadow_right.append(_same_class(q, text))
-            self._scored_add((champion_right, shadow_right, None, None, over),
-                             len(champion_right))
-            return len(champion_right), sum(champion_right)
-        champion_error, shadow_error = [], []
-        try:
-            for ours, theirs, targets in zip(champion, shadow, truth):
-                if ours is None:
-                    continue
-                for p, q, t in zip(ours, theirs, targets):
-                    if not is_missing(t):
-                        champion_error.append(abs(float(p) - float(t)))
-                        shadow_error.append(abs(float(q) - float(t)))
-        except (TypeError, ValueError, OverflowError):
-            return None
-        self._scored_add((None, None, champion_error, shadow_error, over),
-                         len(champion_error))
-        return n, 0
+        with self._lock:
+            # Evicted by the bound or replaced by a new call meanwhile: it was still here
+            # when its outcome came, and is scored all the same.
+            if self._cache.get(request_id) is entry:
+                del self._cache[request_id]
+                self._bytes -= entry[3]
+        if verdict.scored is not None:
+            self._scored_add(verdict.scored, verdict.rows)
+        else:
+            self._note_over(verdict.over)
+        return verdict.result
 
     def _note_over(self, over: int) -> None:
         if over:
@@ -628,6 +587,122 @@ class Comparison:
             while len(cache) > self.cache_size or (self._bytes > self.max_bytes and
                                                    len(cache) > 1):
                 self._bytes -= cache.popitem(last=False)[1][3]
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What one outcome says of a remembered pair."""
+
+    # (champion right, shadow right, champion errors, shadow errors, rows over) for the
+    # drain to fold; None when no row was judged.
+    scored: tuple | None = None
+    rows: int = 0  # rows judged
+    over: int = 0  # rows past the cache's bound that this outcome counts
+    result: tuple[int, int] | None = None  # what score() returns
+    # Nothing judged that a later outcome could judge (every label not known yet, a shape
+    # mismatch, a label that is not a number): the pair waits for that one.
+    waits: bool = False
+
+
+_WAITS = _Verdict(waits=True)
+_EXPIRED = _Verdict()
+
+
+def _verdict(entry: tuple, y_true: object, counted: tuple[int, int] | None) -> _Verdict:
+    """What `y_true` says of the remembered pair `entry` (see Comparison.score)."""
+    champion, shadow, _, _, rows = entry
+    # A row left out of the comparison (a value one side could not hold) is None.
+    first = next((row for row in champion if row is not None), None)
+    if first.__class__ is tuple:  # several outputs: a row of targets per row
+        return _outputs_verdict(champion, shadow, rows, y_true, counted, len(first))
+    truth = _as_rows(y_true)
+    n = len(champion)
+    if len(truth) not in (1, rows):
+        return _WAITS
+    over = _uncounted(rows - n, n, counted)  # one label for the batch too, as the join
+    truth = truth * n if len(truth) == 1 else truth[:n]
+    from inferwatch.quality.category_keys import is_missing  # as the champion's join reads
+
+    known = [i for i, t in enumerate(truth)
+             if champion[i] is not None and not is_missing(t)]
+    if len(known) < n:  # rows whose label is not known yet are not judged
+        if not known:
+            # A row a later label could judge, none known: the pair waits for that label.
+            return _Verdict(over=over, waits=first is not None)
+        champion, shadow = [champion[i] for i in known], [shadow[i] for i in known]
+        truth, n = [truth[i] for i in known], len(known)
+    if isinstance(champion[0], str):
+        truth_text = [_class_text(t) for t in truth]
+        champion_right = [_same_class(p, t) for p, t in zip(champion, truth_text)]
+        shadow_right = [_same_class(p, t) for p, t in zip(shadow, truth_text)]
+        return _Verdict((champion_right, shadow_right, None, None, over), n, over,
+                        (n, sum(champion_right)))
+    errors = _both_errors(zip(champion, shadow, truth))
+    if errors is None or not errors[0]:  # a target not a number, or none known yet
+        return _WAITS if errors is None else _Verdict(over=over, waits=True)
+    judged = len(errors[0])
+    return _Verdict((None, None, *errors, over), judged, over, (judged, 0))
+
+
+def _outputs_verdict(champion: tuple, shadow: tuple, rows: int, y_true: object,
+                     counted: tuple[int, int] | None, outputs: int) -> _Verdict:
+    """Both sides of a prediction of several outputs against rows of targets, one per
+    output in the champion's order (as the champion's own join reads them): every known
+    target adds one absolute error per side."""
+    from inferwatch.quality.category_keys import is_missing
+
+    truth = _as_table(y_true, outputs)
+    if truth is None or len(truth) not in (1, rows):
+        return _WAITS
+    n = len(champion)
+    over = _uncounted(rows - n, n, counted)  # one label for the batch too, as the join
+    truth = truth * n if len(truth) == 1 else truth[:n]
+    first = next(row for row in champion if row is not None)
+    if isinstance(first[0], str):  # a multi-output classifier: each label alone
+        champion_right, shadow_right = [], []
+        for ours, theirs, targets in zip(champion, shadow, truth):
+            if ours is None:
+                continue
+            for p, q, t in zip(ours, theirs, targets):
+                if not is_missing(t):
+                    text = _class_text(t)
+                    champion_right.append(_same_class(p, text))
+                    shadow_right.append(_same_class(q, text))
+        if not champion_right:  # every label not known yet
+            return _Verdict(over=over, waits=True)
+        judged = len(champion_right)
+        return _Verdict((champion_right, shadow_right, None, None, over), judged, over,
+                        (judged, sum(champion_right)))
+    errors = _both_errors((p, q, t) for ours, theirs, targets in zip(champion, shadow, truth)
+                          if ours is not None
+                          for p, q, t in zip(ours, theirs, targets) if not is_missing(t))
+    if errors is None or not errors[0]:  # a target not a number, or none known yet
+        return _WAITS if errors is None else _Verdict(over=over, waits=True)
+    return _Verdict((None, None, *errors, over), len(errors[0]), over, (n, 0))
+
+
+def _both_errors(rows: Iterable[tuple[Any, Any, Any]]) -> tuple[list[float], list[float]] | None:
+    """Each side's absolute errors against the targets of (champion, challenger, target)
+    rows, read as the champion's join reads them: a target that reads as NaN (text "nan")
+    is not known yet and left out, and an int past the float range is an infinite error
+    (judged, never observed). None when a target is not a number.
+
+    >>> _both_errors([(1.0, 2.0, 4), (1.0, 2.0, "nan"), (0.0, 0.0, 10 ** 400)])
+    ([3.0, inf], [2.0, inf])
+    >>> _both_errors([(1.0, 2.0, "high")]) is None
+    True
+    """
+    champion_error, shadow_error = [], []
+    for ours, theirs, target in rows:
+        try:
+            value = _target_float(target)
+            errors = abs(float(ours) - value), abs(float(theirs) - value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if value == value:
+            champion_error.append(errors[0])
+            shadow_error.append(errors[1])
+    return champion_error, shadow_error
 
 
 def _uncounted(over: int, kept: int, counted: tuple[int, int] | None) -> int:
