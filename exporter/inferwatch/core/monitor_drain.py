@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 # _RECORD_WEIGHT calls: it costs that many plain calls to fold.
 DRAIN_CHUNK_CALLS = 1 << 15
 _RECORD_WEIGHT = 8
-_WEIGHTS = (1, 1, 1, _RECORD_WEIGHT, _RECORD_WEIGHT)
 
 # What one chunk may take to fold: calls that fold slowly (rows of an HF pipeline, score
 # arrays of a classifier: tens of microseconds each) make for smaller chunks, sized by what
@@ -67,7 +66,7 @@ _fold_clock = time.perf_counter  # what a chunk's fold time is measured by (like
 class MonitorDrain:
     """What a monitor's drain does: take the pending calls and fold them into the state."""
 
-    # Seconds the last chunk took per call (weighted as :data:`_WEIGHTS`); None: none yet.
+    # Seconds the last chunk took per call (weighted as :func:`_weighted` counts); None: none yet.
     _fold_seconds_per_call: float | None = None
 
     def drain_due(self, clock: float) -> bool:
@@ -150,7 +149,10 @@ class MonitorDrain:
             # this drain has taken as many (each take folds under the same lock hold).
             with self._take_lock:
                 left = self._pending_counts()
-            arrived = self.calls_finished() if finished_before is None else finished_before
+            # Read by the budget's check only: a drain with none (the background one, an
+            # outcome's join) skips the count.
+            arrived = finished_before if finished_before is not None else \
+                self.calls_finished() if budget is not None or deadline is not None else 0
             # A deadline the monitors drained before this one may have spent is checked
             # before the first chunk too; a fresh one after each chunk.
             check = deadline is not None and finished_before is not None
@@ -162,7 +164,7 @@ class MonitorDrain:
                     return
                 check = deadline is not None
                 started = _fold_clock()
-                weighted = sum(n * weight for n, weight in zip(left, _WEIGHTS))
+                weighted = _weighted(left)
                 rest: list[LaterSlices] = []
                 with self._lock:
                     taken = self._drain_locked(when, rest, left)
@@ -173,8 +175,7 @@ class MonitorDrain:
                             self._drain_slice(piece, part.probabilities, when)
                 if taken:
                     self._measure_chunk(_fold_clock() - started,
-                                        weighted - sum(n * weight for n, weight in zip(
-                                            left, _WEIGHTS)))
+                                        weighted - _weighted(left))
                 if not taken or not any(left):
                     return
                 time.sleep(0)  # as between slices: a waiting reader takes the lock now
@@ -238,7 +239,7 @@ class MonitorDrain:
         lists = (self._calls, self._proba_calls, self._errors, self._requests, self._streams)
         chunk_calls = self._chunk_calls()
         with self._take_lock:
-            weighted = sum(n * weight for n, weight in zip(left, _WEIGHTS))
+            weighted = _weighted(left)
             taken = []
             for kind, pending in enumerate(lists):
                 if weighted <= chunk_calls:
@@ -335,12 +336,17 @@ class MonitorDrain:
             kept_bytes += record_bytes(requests)
             sized += len(requests)
         if sized:
-            self._kept_per_call = kept_bytes / sized
-            self._sized = True
-            self._fit_pending()
+            kept_per_call = kept_bytes / sized
+            # The bound moves only with what a call keeps (a settings change refits it on
+            # its own): a drain of calls like the last one's leaves it as it is.
+            if kept_per_call != self._kept_per_call or not self._sized:
+                self._kept_per_call = kept_per_call
+                self._sized = True
+                self._fit_pending()
         error_counts: dict[str, float] = {}
         cancelled = 0
-        cancelled_types = cancellations()
+        # Only failures are told apart by it: a drain of calls that all answered skips it.
+        cancelled_types = cancellations() if errors or requests else ()
         for failure in errors:
             duration, error_type = failure[0], failure[1]
             if len(failure) > 2:
@@ -469,6 +475,14 @@ class MonitorDrain:
             self.state.inc("inferwatch_calls_dropped_total", (), dropped - self._dropped_reported)
             faults.record("backlog", count=dropped - self._dropped_reported)
             self._dropped_reported = dropped
+
+
+def _weighted(counts: list[int]) -> int:
+    """Calls waiting per kind (as :meth:`MonitorDrain._pending_counts` gives them), a request
+    or stream record counting as :data:`_RECORD_WEIGHT` calls. Written out: a generator
+    over the five kinds cost a drain of a few calls about a microsecond each time."""
+    calls, proba_calls, errors, requests, streams = counts
+    return calls + proba_calls + errors + _RECORD_WEIGHT * (requests + streams)
 
 
 def _add_guarded(add: Callable[..., None], *args: Any, **kwargs: Any) -> bool:
