@@ -4,7 +4,10 @@ Redaction works on field paths (``inputs.ssn``), so an input must be a mapping (
 of mappings) before it is redacted: written as the ``str()`` of a DataFrame, a field would
 escape every rule. :func:`named_fields` converts the containers model servers use:
 
-- pandas DataFrame: a list of row records
+- pandas DataFrame: a list of row records; by column index (a :class:`ColumnIndexRows`)
+  when its columns are labelled by integers alone (``pd.DataFrame(X)``: they name no
+  field), and an :class:`AxisRecords` when its columns axis is named (``pivot``,
+  ``unstack``, ``crosstab``: the column labels are values of the field the axis names)
 - pandas Series indexed by row (by position, number or time): a column, as the one-column
   DataFrame of its name (``[{name: value}, ...]``); unnamed, a list of its values
 - other pandas Series labelled by a named index (a column of a frame indexed by e-mail):
@@ -17,14 +20,18 @@ escape every rule. :func:`named_fields` converts the containers model servers us
   values, a :class:`LabelledValues` that also remembers the Series' name, so a redaction
   path naming either the labels or the name reaches the values (and one naming neither
   drops the whole field: its labels may be the field's values)
-- polars DataFrame: a list of row records; Series: rows of its name as a pandas column's
-  (a list of its values when it has no name)
+- polars DataFrame: a list of row records (by column index for the ``column_0``,
+  ``column_1``, ... of ``pl.DataFrame(X)``); Series: rows of its name as a pandas
+  column's (a list of its values when it has no name)
 - dataclass, attrs class, namedtuple, pydantic model (v1 or v2): a mapping of its fields
+  (a :class:`PartlyNamed` for a namedtuple whose fields were renamed ``_1``, ``_2``, as
+  ``df.itertuples()`` renames a column that is no identifier)
 - numpy structured array or record: row records (a plain array stays a list of numbers)
 - :class:`NamedColumns`, a dense input (a 2-D numpy array or list of rows, one row, a
-  scipy.sparse matrix) with the names of its columns: row records keyed by those names,
-  a :class:`NamedRows` that keeps the names in order, so ``inputs.0`` still names the
-  first column
+  scipy.sparse matrix, a DataFrame without column names of its own) with the names of
+  its columns: row records keyed by those names, a :class:`NamedRows` that keeps the
+  names in order, so ``inputs.0`` still names the first column (a mapping holding the
+  input under one key, ``{"input": X}``, gets them for that value)
 - scipy.sparse matrix or array, sparse torch tensor: each row's non-zero entries,
   ``{column index: value}`` (a :class:`ColumnIndexRows`: a path naming a column by name
   cannot reach it, and fails closed)
@@ -131,6 +138,27 @@ class ColumnIndexRow(dict):
     __slots__ = ()
 
 
+class AxisRecords(list):
+    """The row records of a pandas DataFrame whose columns axis is named (after ``pivot``,
+    ``unstack``, ``crosstab``), with the names of that axis (`axes`): its column labels are
+    then the values of the field the axis names (an e-mail per column), so a path naming
+    the axis drops or hashes the whole field (see ``events.redact``)."""
+
+    __slots__ = ("axes",)
+
+    def __init__(self, rows: list, axes: Sequence[object]) -> None:
+        super().__init__(rows)
+        self.axes = tuple(axes)
+
+
+class PartlyNamed(dict):
+    """A namedtuple some of whose fields lost their names (``df.itertuples()`` and
+    ``namedtuple(rename=True)`` call a field that is no identifier ``_1``): a path naming a
+    key it lacks may name one of those, and fails closed (see ``events.redact``)."""
+
+    __slots__ = ()
+
+
 def _by_column_index(rows: object) -> object:
     if type(rows) is list:
         return ColumnIndexRows(rows)
@@ -170,8 +198,10 @@ _INPUT_FIELDS = ("inputs", "features")
 
 def name_dense_columns(event: dict, names: Sequence[str]) -> dict:
     """`event` (as emitted, before the log reads it) with its ``inputs`` and ``features``
-    marked to be logged as records keyed by `names`, where they are dense arrays or rows of
-    that width; returns it. Nothing is converted here: the log's writer thread does it.
+    marked to be logged as records keyed by `names`, where they are dense arrays, rows or
+    default-labelled DataFrames of that width, alone or as the one value of a mapping (a
+    feed, ``{"input": X}``: a new mapping, the caller's is not changed); returns it.
+    Nothing is converted here: the log's writer thread does it.
 
     >>> import numpy as np
     >>> event = name_dense_columns({"inputs": np.array([[7, 1.5]])}, ["ssn", "amount"])
@@ -184,9 +214,38 @@ def name_dense_columns(event: dict, names: Sequence[str]) -> dict:
         return event
     for field in _INPUT_FIELDS:
         value = event.get(field)
-        if value is not None and not isinstance(value, (str, Mapping, NamedColumns)):
+        if value is None or isinstance(value, (str, bytes, NamedColumns)):
+            continue
+        if isinstance(value, Mapping):
+            event[field] = _named_feed(value, names)
+        else:
             event[field] = NamedColumns(value, names)
     return event
+
+
+def _named_feed(feed: Mapping, names: Sequence[str]) -> Mapping:
+    """A mapping holding the model's input matrix under one key (``{"input": X}``, as an
+    ONNX session, a Keras model with a named input or a Triton client is fed) as a new
+    mapping whose value is to be logged by `names`; any other mapping as it is. A key
+    among `names` is a column given by name, not a feed.
+
+    >>> _named_feed({"ssn": [7, 8]}, ["ssn", "amount"])
+    {'ssn': [7, 8]}
+    >>> type(_named_feed({"input": [[7, 1.5]]}, ["ssn", "amount"])["input"]).__name__
+    'NamedColumns'
+    """
+    try:
+        if len(feed) != 1:
+            return feed
+        ((key, value),) = feed.items()
+        if isinstance(key, str) and key in names:
+            return feed
+        if value is None or isinstance(value, (str, bytes, bool, int, float, Mapping,
+                                               NamedColumns)):
+            return feed
+        return {key: NamedColumns(value, names)}
+    except Exception:  # the caller's own Mapping raised when read: logged as it is
+        return feed
 
 
 # What pandas infers of an index holding row positions or row keys, never field names.
@@ -255,7 +314,12 @@ def named_fields(value: object, max_bytes: int = 1 << 20) -> object:
         parsed = parse_json_text(text, max_bytes)
         return text if parsed is None else parsed
     if isinstance(value, tuple) and hasattr(type(value), "_fields"):  # namedtuple
-        return dict(zip(type(value)._fields, value))
+        names = type(value)._fields
+        by_name = dict(zip(names, value))
+        # Renamed fields are called `_<position>`: their own names are lost.
+        if any(name == f"_{position}" for position, name in enumerate(names)):
+            return PartlyNamed(by_name)
+        return by_name
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     attributes = getattr(type(value), "__attrs_attrs__", None)
@@ -322,9 +386,7 @@ def _from_library(value: object, max_bytes: int) -> object:
     pandas = sys.modules.get("pandas")
     if pandas is not None:
         if isinstance(value, pandas.DataFrame):
-            if not value.columns.is_unique:
-                return _records_of_repeated_columns(value)
-            return value.to_dict(orient="records")
+            return _frame_records(value)
         if isinstance(value, pandas.Series):
             return _series_fields(value)
         if value is pandas.NA or value is pandas.NaT:
@@ -334,6 +396,9 @@ def _from_library(value: object, max_bytes: int) -> object:
     polars = sys.modules.get("polars")
     if polars is not None:
         if isinstance(value, polars.DataFrame):
+            if _polars_default_labels(value.columns):
+                # pl.DataFrame(X): no names, only positions, as a sparse matrix's columns.
+                return ColumnIndexRows([dict(enumerate(row)) for row in value.iter_rows()])
             return value.to_dicts()
         if isinstance(value, polars.Series):
             values = value.to_list()
@@ -346,6 +411,45 @@ def _from_library(value: object, max_bytes: int) -> object:
             dump = getattr(value, "model_dump", None)
             return dump() if callable(dump) else value.dict()  # type: ignore[attr-defined]
     return NotImplemented
+
+
+def _frame_records(frame: Any) -> object:
+    """A pandas DataFrame as row records: by column index (:class:`ColumnIndexRows`) when
+    its columns are labelled by integers alone (``pd.DataFrame(X)``), which name no field;
+    as :class:`AxisRecords` when its columns axis is named, its labels values of that field.
+
+    >>> import pandas as pd
+    >>> rows = _frame_records(pd.DataFrame([[7, 1.5]]))
+    >>> rows, type(rows).__name__
+    ([{0: 7, 1: 1.5}], 'ColumnIndexRows')
+    >>> wide = _frame_records(pd.DataFrame({"a@x.org": [1.0]}).rename_axis(columns="email"))
+    >>> wide, wide.axes
+    ([{'a@x.org': 1.0}], ('email',))
+    """
+    columns = frame.columns
+    if not columns.is_unique:
+        records = _records_of_repeated_columns(frame)
+    else:
+        records = frame.to_dict(orient="records")
+    axes = [name for name in columns.names if name is not None]
+    if axes:
+        return AxisRecords(records, axes)
+    if len(columns) and columns.nlevels == 1 and columns.inferred_type == "integer":
+        return ColumnIndexRows(records)
+    return records
+
+
+def _pandas_default_labels(columns: Any, width: int) -> bool:
+    """Whether a DataFrame's columns are those of ``pd.DataFrame(X)``: 0 to `width` - 1."""
+    return len(columns) == width and columns.nlevels == 1 and \
+        columns.inferred_type == "integer" and list(columns) == list(range(width))
+
+
+def _polars_default_labels(columns: Sequence[str]) -> bool:
+    """Whether a polars DataFrame's columns are those of ``pl.DataFrame(X)``:
+    ``column_0``, ``column_1``, ..."""
+    return bool(columns) and all(name == f"column_{position}"
+                                 for position, name in enumerate(columns))
 
 
 def _series_fields(series: Any) -> object:
@@ -409,6 +513,9 @@ def _named_columns(wrapped: NamedColumns, max_bytes: int) -> object:
         if len(shape) == 1 and shape[0] == width and isinstance(rows, dict):
             return NamedRows([{names[column]: item for column, item in rows.items()}], names)
         return _by_column_index(rows)
+    frame = _frame_by_names(value, names, max_bytes)
+    if frame is not None:
+        return frame
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
         if value.dtype.names or value.ndim not in (1, 2) or value.nbytes > max_bytes:
@@ -432,6 +539,28 @@ def _named_columns(wrapped: NamedColumns, max_bytes: int) -> object:
         if len(plain) == width:
             return NamedRows([dict(zip(names, plain))], names)
     return value
+
+
+def _frame_by_names(value: object, names: list[str], max_bytes: int) -> object | None:
+    """A DataFrame whose columns have no names of their own (``pd.DataFrame(X)``,
+    ``pl.DataFrame(X)``), of the width of `names`, as row records keyed by them (a
+    :class:`NamedRows`); any other frame as it is (its own labels name its fields, or it is
+    too large to write); None for a value that is no DataFrame."""
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, pandas.DataFrame):
+        if not _pandas_default_labels(value.columns, len(names)) or \
+                int(value.memory_usage(index=False).sum()) > max_bytes:
+            return value
+        rows = value.itertuples(index=False, name=None)
+    else:
+        polars = sys.modules.get("polars")
+        if polars is None or not isinstance(value, polars.DataFrame):
+            return None
+        if len(value.columns) != len(names) or not _polars_default_labels(value.columns) or \
+                value.estimated_size() > max_bytes:
+            return value
+        rows = value.iter_rows()
+    return NamedRows([dict(zip(names, row)) for row in rows], names)
 
 
 def _is_row(item: object) -> bool:

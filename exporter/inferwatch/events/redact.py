@@ -36,12 +36,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from inferwatch.events.fields import (
     UNSAFE,
+    AxisRecords,
     ColumnIndexRow,
     ColumnIndexRows,
     IndexedRows,
     LabelledValues,
     NamedRows,
     NotConverted,
+    PartlyNamed,
     Unstructured,
     is_sparse,
     named_fields,
@@ -241,6 +243,10 @@ class _Cleaner:
                 return ColumnIndexRows(cleaned)
             if isinstance(fields, ColumnIndexRow) and isinstance(cleaned, dict):
                 return ColumnIndexRow(cleaned)
+            if isinstance(fields, AxisRecords) and isinstance(cleaned, list):
+                return self._axis(cleaned, fields.axes)
+            if isinstance(fields, PartlyNamed) and isinstance(cleaned, dict):
+                return PartlyNamed(cleaned)
             return cleaned
         except NotConverted:
             pass
@@ -284,6 +290,20 @@ class _Cleaner:
             except Exception:
                 stored.append(None)
         return NamedRows(cleaned, stored)
+
+    @staticmethod
+    def _axis(cleaned: list, axes: tuple) -> list:
+        """The cleaned records of a frame whose columns axis is named, with the axis names
+        as text. A name with no text form is kept as ``"*"``: no path can name it, yet the
+        labels are values of some field, so any path meeting the records fails closed
+        (see :func:`_unnamed_inside`)."""
+        stored: list[str] = []
+        for name in axes:
+            try:
+                stored.append(_clean_key(name))
+            except Exception:
+                stored.append("*")
+        return AxisRecords(cleaned, stored)
 
     @staticmethod
     def _indexed(cleaned: list, index_key: object, value_key: object) -> list:
@@ -590,11 +610,12 @@ class Redaction:
 
         for path, winners in zip(self.drop, self._spared):
             if winners:
-                _visit(event, path, _delete, drop_text, spare=_reached_by(winners), trail=())
+                _visit(event, path, _delete, drop_text, spare=_reached_by(winners), trail=(),
+                       inside=False)
             else:
-                _visit(event, path, _delete, drop_text)
+                _visit(event, path, _delete, drop_text, inside=False)
         for path in self.hash:
-            _visit(event, path, self._replace_with_hash, self._replace_with_hash)
+            _visit(event, path, self._replace_with_hash, self._replace_with_hash, inside=False)
         return event
 
     def _replace_with_hash(self, parent: dict | list, key: str | int) -> None:
@@ -674,7 +695,7 @@ def _delete(parent: dict, key: str) -> None:
 def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], None],
            on_text: Callable[[dict | list, str | int], None], named: bool = True,
            spare: Callable[[tuple[str, ...]], bool] | None = None,
-           trail: tuple[str, ...] = ()) -> None:
+           trail: tuple[str, ...] = (), inside: bool = True) -> None:
     """Apply `action` to every field `path` reaches under `node`.
 
     With `spare`, `trail` holds the keys from the event down to `node`, and a field whose
@@ -687,6 +708,10 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
     A key holding dots is also read as the path it spells (``"user.ssn"``, as
     ``pandas.json_normalize`` and flattened feature stores name columns): the field
     ``inputs.user.ssn`` is then redacted whichever way the caller nested it.
+
+    A mapping inside a field (`inside`; not the event itself) that has no key the path
+    names may hold the field without its name: see :func:`_visit_unkeyed`. A body in the
+    pandas "split" form is read as its records first (see :func:`_split_unreadable`).
     """
     if isinstance(node, list):
         if isinstance(node, IndexedRows) and path[0] != "*":
@@ -702,7 +727,9 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
             if isinstance(item, str):
                 if named:
                     on_text(node, index)
-            elif named and _unnamed_inside(node, index, path):
+            elif (type(item) is dict and "data" in item and
+                  _split_unreadable(node, index, path)) or \
+                    (named and _unnamed_inside(node, index, path)):
                 on_text(node, index)
             else:
                 _visit(node[index], path, action, on_text, named, spare, trail)
@@ -720,11 +747,17 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
         keys = [key for key in node if key not in done] if done else list(node)
     else:
         keys = [key for key in node if key not in done and _same_field(key, head)]
+        if not keys and not done and inside and \
+                not _SCALAR_TYPES.issuperset(map(type, node.values())):
+            _visit_unkeyed(node, path, action, on_text, named, spare, trail)
+            return
     for key in keys:
         if spare is not None and spare((*trail, key)):
             continue
         if not rest:
             action(node, key)
+        elif _split_unreadable(node, key, rest):
+            on_text(node, key)
         elif isinstance(node[key], str):
             if head != "*":
                 on_text(node, key)
@@ -735,14 +768,130 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
                    (*trail, key) if spare is not None else trail)
 
 
+def _visit_unkeyed(node: dict, path: tuple[str, ...], action: Callable[[dict, str], None],
+                   on_text: Callable[[dict | list, str | int], None], named: bool,
+                   spare: Callable[[tuple[str, ...]], bool] | None,
+                   trail: tuple[str, ...]) -> None:
+    """Visit the values of a mapping inside a field that has no key `path` names: a feed
+    (``{"input": X}``) holds the model's input matrix under a name of its own. Rows named
+    by the reference's columns (:class:`NamedRows`) or read from a "split" body are
+    visited as the field itself; a matrix with no names (rows of plain values, a sparse
+    matrix's or a default-labelled frame's rows by column index) may hold the field
+    without its name, and is dropped or hashed whole where a literal segment led here
+    (`named`). Other values (numbers and text under a key, records, a vector of one
+    column) are named by their keys, and left alone.
+
+    >>> feed = {"input": [[78051120, 1.5]], "mode": "fast"}
+    >>> _visit_unkeyed(feed, ("ssn",), _delete, lambda parent, key: parent.pop(key), True,
+    ...                None, ())
+    >>> feed
+    {'mode': 'fast'}
+    """
+    for key in [key for key, value in node.items() if isinstance(value, (dict, list))]:
+        if _split_unreadable(node, key, path):
+            if named:
+                on_text(node, key)
+            continue
+        value = node[key]
+        if isinstance(value, NamedRows):
+            _visit(value, path, action, on_text, named, spare, trail)
+        elif named and _unnamed_matrix(value):
+            on_text(node, key)
+
+
+# What a cleaned value holds besides containers: a mapping of these alone (a record, most
+# mappings redaction meets) holds no matrix, told in one pass in C.
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _unnamed_matrix(value: object) -> bool:
+    """Whether `value` is a matrix whose columns have no names: rows (lists) holding plain
+    cells outside any mapping, or rows keyed by column index."""
+    if isinstance(value, (ColumnIndexRows, ColumnIndexRow)):
+        return True
+    if type(value) is not list:
+        return False
+    pending = [item for item in value if type(item) is list]
+    while pending:
+        for item in pending.pop():
+            kind = type(item)
+            if kind is int or kind is float or kind is str:
+                return True
+            if kind is list:
+                pending.append(item)
+    return False
+
+
+# The parts of a pandas DataFrame's "split" (and "tight") form: `to_dict("split")`,
+# `to_json(orient="split")`, an MLflow scoring body's "dataframe_split".
+_SPLIT_PARTS = frozenset({"columns", "data", "index", "index_names", "column_names"})
+
+
+def _split_unreadable(parent: dict | list, key: str | int, path: tuple[str, ...]) -> bool:
+    """Read ``parent[key]``, when it is a DataFrame in the "split" form and `path` names
+    no part of that form, as its row records keyed by its columns (a :class:`NamedRows`,
+    in place: the index is left out), so a path naming a column reaches its cells. True
+    when it cannot be read so (ragged rows, repeated or unnamed columns, or a columns axis
+    the path names): the caller drops or hashes it whole.
+
+    >>> body = {"x": {"columns": ["ssn", "age"], "index": [0], "data": [["1", 41]]}}
+    >>> _split_unreadable(body, "x", ("ssn",)), body
+    (False, {'x': [{'ssn': '1', 'age': 41}]})
+    >>> _split_unreadable({"x": {"columns": ["ssn"], "data": [["1", 41]]}}, "x", ("ssn",))
+    True
+    """
+    value = parent[key]  # type: ignore[index]
+    if type(value) is not dict or "columns" not in value or "data" not in value or \
+            not value.keys() <= _SPLIT_PARTS:
+        return False
+    head = path[0]
+    if head == "*" or _fold(head) in _SPLIT_PARTS:
+        return False  # the path names the parts themselves
+    axes = value.get("column_names")
+    if isinstance(axes, list) and any(isinstance(axis, str) and _same_field(axis, head)
+                                      for axis in axes):
+        return True  # the column labels are values of the field the path names
+    records = _split_records(value["columns"], value["data"])
+    if records is None:
+        return True
+    parent[key] = records  # type: ignore[index]
+    return False
+
+
+def _split_records(columns: object, data: object) -> NamedRows | None:
+    """The rows of a "split" body as records keyed by its columns; None when its columns
+    are not distinct names (text, whole numbers, or a MultiIndex's parts, dotted) or a row
+    is not a list of their number."""
+    if type(columns) is not list or type(data) is not list:
+        return None
+    names: list[str] = []
+    for column in columns:
+        if type(column) is str or type(column) is int:
+            names.append(str(column))
+        elif type(column) is list and column and \
+                all(type(part) is str or type(part) is int for part in column):
+            names.append(".".join(str(part) for part in column))
+        else:
+            return None
+    if len(set(names)) != len(names):
+        return None
+    width = len(names)
+    if any(type(row) is not list or len(row) != width for row in data):
+        return None
+    return NamedRows([dict(zip(names, row)) for row in data], names)
+
+
 def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) -> bool:
     """Whether ``parent[key]``, met where a literal segment named it and `path` still
     names a field inside it, can hold that field only without its name, as text can: a
-    number, a list holding numbers outside any mapping (the rows of a plain array), a
-    sparse matrix's rows (keyed by column index) under a path naming a column by name, or
-    a Series labelled by an unnamed index whose labels and name both miss the field (the
-    labels may be the field's values: a column of a frame indexed by e-mail). Redaction
-    fails closed: the caller drops or hashes it whole.
+    number, a list holding numbers outside any mapping (the rows of a plain array), the
+    rows of a sparse matrix or of a DataFrame labelled by integers (keyed by column index)
+    under a path naming a column by name, the records of a DataFrame whose named columns
+    axis the path names (its labels are the field's values: e-mails after a pivot), a
+    namedtuple with renamed fields (``_1``) that lacks the key, or a Series labelled by an
+    unnamed index whose labels and name both miss the field (the labels may be the
+    field's values: a column of a frame indexed by e-mail). Redaction fails closed: the
+    caller drops or hashes it whole.
 
     Rows of equal length are read by column index first when `path` names one
     (``inputs.0``), as a sparse matrix's rows are stored: they become ``{"0": ..., ...}``
@@ -759,6 +908,13 @@ def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) 
     if isinstance(value, (ColumnIndexRows, ColumnIndexRow)):
         # A sparse matrix's columns are known by index only.
         return path[0] != "*" and not _column_index(path[0])
+    if isinstance(value, AxisRecords):
+        # The column labels are values of the field the axis names (e-mails after a pivot).
+        return path[0] != "*" and any(axis == "*" or _same_field(axis, path[0])
+                                      for axis in value.axes)
+    if isinstance(value, PartlyNamed):
+        # A renamed field (`_1`) may be the one the path names.
+        return path[0] != "*" and not _names_key(value, path[0])
     if isinstance(value, list):
         if _column_index(path[0]) and _dense_rows(value):
             parent[key] = [{str(column): item for column, item in enumerate(row)}  # type: ignore[index]
@@ -769,10 +925,15 @@ def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) 
         head = path[0]
         if head == "*" or _names_column(value, head):
             return False
-        return not any(_same_field(label, head) or
-                       ("." in label and _same_field(label.split(".", 1)[0], head))
-                       for label in value)
+        return not _names_key(value, head)
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _names_key(node: dict, head: str) -> bool:
+    """Whether `head` names a key of `node`, or the first part of a dotted one."""
+    return any(_same_field(key, head) or
+               ("." in key and _same_field(key.split(".", 1)[0], head))
+               for key in node if isinstance(key, str))
 
 
 def _column_index(segment: str) -> bool:

@@ -96,12 +96,17 @@ def normalize_error(error: object, keep_message: bool,
                     dropped: dict[str, int] | None = None) -> dict | None:
     """The stored form of an event's error: its type, and its message only when opted in.
 
-    Exception messages often quote user data, hence the opt-in. An error event is always
+    Exception messages often quote user data, hence the opt-in. An error given as text
+    (or as a mapping's ``"type"``, or an enum) names its type only when it reads as one, a
+    dotted identifier (``"TimeoutError"``, ``"db.errors.Deadlock"``); other text (``str(exc)``
+    passed as the error) is the message, of the type ``"Error"``. An error event is always
     kept: a type or message whose ``str()`` raises is replaced (``"Error"``, a marker) and
     counted as ``conversion_error`` in `dropped`.
 
     >>> normalize_error(KeyError("alice@example.com"), keep_message=False)
     {'type': 'KeyError'}
+    >>> normalize_error("no user alice@example.com", keep_message=False)
+    {'type': 'Error'}
     """
     if not is_error(error):
         return None
@@ -185,12 +190,37 @@ def _error_parts(error: object) -> tuple[object, object]:
     if isinstance(error, type) and issubclass(error, BaseException):
         return error.__qualname__, None
     if isinstance(error, dict):
-        return error.get("type", "Error"), error.get("message")
+        return _type_or_message(error.get("type", "Error"), error.get("message"))
     if isinstance(error, (str, enum.Enum)):
-        return error, None  # a bare string or an enum code names the type
+        return _type_or_message(error, None)  # a bare string or an enum code
     # A flag (`1`, `np.True_`) names no type, and the str() of anything else (an array of
     # the batch's rows, an object) would put user data in the indexed error column.
     return "Error", None
+
+
+def _type_or_message(kind: object, message: object) -> tuple[object, object]:
+    """`kind` as the error's type when its text reads as a type name; else the type
+    ``"Error"``, and the text as the message when none is given (kept only when messages
+    are). Raises what `kind`'s ``str()`` raises."""
+    if isinstance(kind, type) and issubclass(kind, BaseException):
+        return kind.__qualname__, message
+    text = str(kind)
+    # As stored: a control character is cleaned out of a type name, not taken for text.
+    if is_type_name(clean_text(text)):
+        return text, message
+    return "Error", text if message is None else message
+
+
+def is_type_name(text: str) -> bool:
+    """Whether `text` reads as the name of an error type: dotted identifiers (a class
+    defined in a function is ``outer.<locals>.Inner``), never free text, which may quote
+    the user data an error message does.
+
+    >>> [is_type_name(t) for t in ("ValueError", "db.Deadlock", "E1234", "bad ssn 078-05")]
+    [True, True, True, False]
+    """
+    return bool(text) and all(part.isidentifier() or part == "<locals>"
+                              for part in text.split("."))
 
 
 def _str_or_none(value: object, dropped: dict[str, int] | None) -> str | None:
