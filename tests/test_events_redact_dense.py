@@ -25,24 +25,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
+from event_lines import SECRET, stored_event, written_line
 from inferwatch.events import fields, hash_value
 from inferwatch.events.dropped import values_dropped_totals
 from inferwatch.events.redact import Redaction
 from inferwatch.events.sinks import Encoder
 
-SECRET = "s" * 32
 SSN = 78051120
 NAMES = ["ssn", "amount"]
-
-
-def _line(event: dict, *, redact: list[str] = (), hash_fields: list[str] = ()) -> str:
-    """The line a log with these options writes for `event`."""
-    policy = Redaction(drop=redact, hash_fields=hash_fields, secret=SECRET)
-    return Encoder(policy).encode(event, now=1.0).line.decode()
-
-
-def _stored(event: dict, **rules: object) -> dict:
-    return json.loads(_line(event, **rules))
 
 
 def _named(value: object, names: list[str] = NAMES) -> dict:
@@ -65,33 +55,33 @@ def _every_byte_written(directory: Path) -> bytes:
     pytest.param(sp.csr_matrix([[SSN, 1.5], [SSN + 1, 2.5]]), id="sparse"),
 ])
 def test_a_dense_input_with_known_names_is_redacted_and_hashed_by_column_name(inputs):
-    assert _stored(_named(inputs), redact=["inputs.ssn"])["inputs"] == [
+    assert stored_event(_named(inputs), redact=["inputs.ssn"])["inputs"] == [
         {"amount": 1.5}, {"amount": 2.5}]
-    hashed = _stored(_named(inputs), hash_fields=["inputs.ssn"])["inputs"]
+    hashed = stored_event(_named(inputs), hash_fields=["inputs.ssn"])["inputs"]
     assert [row["amount"] for row in hashed] == [1.5, 2.5]
     assert [row["ssn"] for row in hashed] == [
-        hash_value(SECRET, row["ssn"]) for row in _stored(_named(inputs))["inputs"]]
+        hash_value(SECRET, row["ssn"]) for row in stored_event(_named(inputs))["inputs"]]
     # A column named by its index still reaches it, as it reaches a sparse matrix's.
-    assert _stored(_named(inputs), redact=["inputs.0"])["inputs"] == [
+    assert stored_event(_named(inputs), redact=["inputs.0"])["inputs"] == [
         {"amount": 1.5}, {"amount": 2.5}]
     # The features' rule reaches the same column in the inputs (and the reverse).
-    assert _stored(_named(inputs), redact=["features.ssn"])["inputs"] == [
+    assert stored_event(_named(inputs), redact=["features.ssn"])["inputs"] == [
         {"amount": 1.5}, {"amount": 2.5}]
 
 
 def test_one_row_and_one_column_are_read_as_the_input_checks_read_them():
-    one_row = _stored(_named(np.array([SSN, 1.5])), redact=["inputs.ssn"])
+    one_row = stored_event(_named(np.array([SSN, 1.5])), redact=["inputs.ssn"])
     assert one_row["inputs"] == [{"amount": 1.5}]
-    one_column = _stored(_named(np.array([SSN, SSN + 1]), ["ssn"]), hash_fields=["inputs.ssn"])
+    one_column = stored_event(_named(np.array([SSN, SSN + 1]), ["ssn"]), hash_fields=["inputs.ssn"])
     assert one_column["inputs"] == [{"ssn": hash_value(SECRET, SSN)},
                                     {"ssn": hash_value(SECRET, SSN + 1)}]
 
 
 def test_an_input_of_another_width_or_kind_is_logged_as_it_would_be_unwrapped():
     for value in (np.array([[1.0, 2.0, 3.0]]), {"ssn": 1}, pd.DataFrame({"a": [1]}), "text"):
-        assert _stored(_named(value)) == _stored({"inputs": value})
+        assert stored_event(_named(value)) == stored_event({"inputs": value})
     # Another width, under a path naming a column, fails closed (see below).
-    assert _stored(_named(np.array([[SSN, 1.0, 2.0]])), redact=["inputs.ssn"])[
+    assert stored_event(_named(np.array([[SSN, 1.0, 2.0]])), redact=["inputs.ssn"])[
         "inputs"] == {"dropped": "unstructured"}
 
 
@@ -138,16 +128,16 @@ def test_an_instrumented_model_with_named_reference_never_writes_the_column(
 @pytest.mark.parametrize("inputs", [np.array([[SSN, 1.5], [SSN + 1, 2.5]]),
                                     [[SSN, 1.5], [SSN + 1, 2.5]]], ids=["numpy", "list"])
 def test_a_column_index_reaches_a_plain_array_as_it_reaches_a_sparse_matrix(inputs):
-    dropped = _stored({"inputs": inputs}, redact=["inputs.0"])["inputs"]
+    dropped = stored_event({"inputs": inputs}, redact=["inputs.0"])["inputs"]
     assert dropped == [{"1": 1.5}, {"1": 2.5}]
-    assert dropped == _stored({"inputs": sp.csr_matrix(inputs)}, redact=["inputs.0"])["inputs"]
-    hashed = _stored({"inputs": inputs}, hash_fields=["inputs.0"])["inputs"]
+    assert dropped == stored_event({"inputs": sp.csr_matrix(inputs)}, redact=["inputs.0"])["inputs"]
+    hashed = stored_event({"inputs": inputs}, hash_fields=["inputs.0"])["inputs"]
     assert hashed[1]["0"] == hash_value(SECRET, float(SSN + 1) if isinstance(
         inputs, np.ndarray) else SSN + 1)
     assert hashed[1]["1"] == 2.5
     # Text cells are columns too.
     text = np.array([["078-05-1120", "x"]])
-    assert _stored({"inputs": text}, redact=["inputs.0"])["inputs"] == [{"1": "x"}]
+    assert stored_event({"inputs": text}, redact=["inputs.0"])["inputs"] == [{"1": "x"}]
 
 
 @pytest.mark.parametrize("inputs", [
@@ -160,18 +150,18 @@ def test_a_column_index_reaches_a_plain_array_as_it_reaches_a_sparse_matrix(inpu
 ])
 def test_a_path_meeting_numbers_with_no_names_drops_or_hashes_the_field_whole(inputs):
     before = values_dropped_totals()["unstructured"]
-    dropped = _stored({"inputs": inputs, "request_id": "r"}, redact=["inputs.ssn"])
+    dropped = stored_event({"inputs": inputs, "request_id": "r"}, redact=["inputs.ssn"])
     assert dropped["inputs"] == {"dropped": "unstructured"}
     assert dropped["request_id"] == "r"
-    hashed = _stored({"inputs": inputs}, hash_fields=["inputs.ssn"])["inputs"]
+    hashed = stored_event({"inputs": inputs}, hash_fields=["inputs.ssn"])["inputs"]
     assert hashed == hash_value(SECRET, inputs)
     # A path naming a key further down, or by a wildcard under the field, fails closed too.
     for rule in ("inputs.*.ssn", "inputs.*", "inputs.user.ssn", "features.ssn"):
-        assert _stored({"inputs": inputs}, redact=[rule])["inputs"] == {
+        assert stored_event({"inputs": inputs}, redact=[rule])["inputs"] == {
             "dropped": "unstructured"}, rule
     # A single row is no column: a number alone may as well be a column of them.
     if isinstance(inputs, (int, np.ndarray)) and np.ndim(inputs) != 2:
-        assert _stored({"inputs": inputs}, redact=["inputs.0"])["inputs"] == {
+        assert stored_event({"inputs": inputs}, redact=["inputs.0"])["inputs"] == {
             "dropped": "unstructured"}
     # Counted in the log's values-dropped totals, as text dropped whole is.
     with_log_counts: dict[str, int] = {}
@@ -191,12 +181,12 @@ def test_the_written_log_counts_a_field_dropped_whole(tmp_path, make_log):
 
 def test_numbers_met_only_through_a_wildcard_or_outside_the_path_are_kept():
     event = {"inputs": {"ssn": "1", "scores": [0.1, 0.2]}, "probabilities": [[0.3, 0.7]]}
-    stored = _stored(event, redact=["*.ssn", "inputs.ssn"])
+    stored = stored_event(event, redact=["*.ssn", "inputs.ssn"])
     assert stored["inputs"] == {"scores": [0.1, 0.2]}
     assert stored["probabilities"] == [[0.3, 0.7]]
     # Records are named: a path missing from them leaves them alone.
     records = [{"amount": 1.0}, {"amount": 2.0}]
-    assert _stored({"inputs": records}, redact=["inputs.ssn"])["inputs"] == records
+    assert stored_event({"inputs": records}, redact=["inputs.ssn"])["inputs"] == records
 
 
 # --- a Series labelled by an identifier ------------------------------------------------------
@@ -207,16 +197,16 @@ FRAME = pd.DataFrame({"ssn": ["078-05-1120", "219-09-9999"],
 
 def test_a_series_labelled_by_a_named_index_is_stored_as_the_rows_of_reset_index():
     column = FRAME.set_index("email")["score"]
-    assert _stored({"inputs": column})["inputs"] == [
+    assert stored_event({"inputs": column})["inputs"] == [
         {"email": "a@example.com", "score": 0.1}, {"email": "b@example.com", "score": 0.9}]
-    hashed = _stored({"inputs": column}, hash_fields=["inputs.email"])["inputs"]
+    hashed = stored_event({"inputs": column}, hash_fields=["inputs.email"])["inputs"]
     assert hashed == [{"email": hash_value(SECRET, "a@example.com"), "score": 0.1},
                       {"email": hash_value(SECRET, "b@example.com"), "score": 0.9}]
-    by_ssn = _stored({"inputs": FRAME.set_index("ssn")["score"]}, redact=["inputs.ssn"])
+    by_ssn = stored_event({"inputs": FRAME.set_index("ssn")["score"]}, redact=["inputs.ssn"])
     assert by_ssn["inputs"] == [{"score": 0.1}, {"score": 0.9}]
     # Unnamed, its values are the column 0, as reset_index() names them.
     unnamed = FRAME.set_index("ssn")["score"].rename(None)
-    assert _stored({"inputs": unnamed}, redact=["inputs.ssn"])["inputs"] == [
+    assert stored_event({"inputs": unnamed}, redact=["inputs.ssn"])["inputs"] == [
         {"0": 0.1}, {"0": 0.9}]
 
 
@@ -227,10 +217,10 @@ def test_a_row_of_a_frame_with_a_named_columns_axis_is_still_redacted_by_its_fie
     frame.columns.name = "field"
     _, row = next(frame.iterrows())
     assert row.index.name == "field"
-    stored = _stored({"inputs": row}, redact=["inputs.ssn"])["inputs"]
+    stored = stored_event({"inputs": row}, redact=["inputs.ssn"])["inputs"]
     assert "078-05-1120" not in json.dumps(stored)
     assert {"field": "score", "a@example.com": 0.1} in stored
-    hashed = _stored({"inputs": row}, hash_fields=["features.ssn"])["inputs"]
+    hashed = stored_event({"inputs": row}, hash_fields=["features.ssn"])["inputs"]
     assert {"field": "ssn", "a@example.com": hash_value(SECRET, "078-05-1120")} in hashed
 
 
@@ -240,14 +230,14 @@ def test_a_series_labelled_by_an_unnamed_index_fails_closed_under_a_path_it_lack
     column = FRAME.set_index("email")["score"]
     column.index.name = None
     for rules in ({"redact": ["inputs.email"]}, {"hash_fields": ["inputs.email"]}):
-        stored = _stored({"inputs": column}, **rules)
+        stored = stored_event({"inputs": column}, **rules)
         assert "@example.com" not in json.dumps(stored)
-    assert _stored({"inputs": column}, redact=["inputs.email"])["inputs"] == {
+    assert stored_event({"inputs": column}, redact=["inputs.email"])["inputs"] == {
         "dropped": "unstructured"}
     # A path naming a label or the Series' name reaches its values, as before.
     row = pd.Series({"ssn": "078-05-1120", "age": 41})
-    assert _stored({"inputs": row}, redact=["inputs.ssn"])["inputs"] == {"age": 41}
-    assert _stored({"inputs": column}, redact=["inputs.score"])["inputs"] == {}
+    assert stored_event({"inputs": row}, redact=["inputs.ssn"])["inputs"] == {"age": 41}
+    assert stored_event({"inputs": column}, redact=["inputs.score"])["inputs"] == {}
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "sqlite"])
@@ -314,7 +304,7 @@ def test_a_redacted_column_of_a_dense_input_never_reaches_the_written_line(data)
     event = {"ts": 1.0, "request_id": "r", "inputs": value}
     if known:
         fields.name_dense_columns(event, names)
-    line = _line(event, **({"hash_fields": [path]} if hashed else {"redact": [path]}))
+    line = written_line(event, **({"hash_fields": [path]} if hashed else {"redact": [path]}))
     for secret in secrets:
         assert secret not in line
     # Only the redacted column is lost where its name or index can be read.
@@ -326,9 +316,9 @@ def test_a_redacted_column_of_a_dense_input_never_reaches_the_written_line(data)
 def test_a_sparse_matrix_fails_closed_under_a_path_naming_a_column_by_name():
     """Its rows are keyed by column index: no name can reach a column of it."""
     matrix = sp.csr_matrix([[SSN, 1.0]])
-    assert _stored({"inputs": matrix}, redact=["inputs.ssn"])["inputs"] == {
+    assert stored_event({"inputs": matrix}, redact=["inputs.ssn"])["inputs"] == {
         "dropped": "unstructured"}
-    assert _stored({"inputs": matrix}, hash_fields=["inputs.ssn"])["inputs"] == hash_value(
+    assert stored_event({"inputs": matrix}, hash_fields=["inputs.ssn"])["inputs"] == hash_value(
         SECRET, matrix)
-    assert _stored({"inputs": matrix}, redact=["inputs.0"])["inputs"] == [{"1": 1.0}]
-    assert _stored({"inputs": matrix}, redact=["inputs.*"])["inputs"] == [{}]
+    assert stored_event({"inputs": matrix}, redact=["inputs.0"])["inputs"] == [{"1": 1.0}]
+    assert stored_event({"inputs": matrix}, redact=["inputs.*"])["inputs"] == [{}]

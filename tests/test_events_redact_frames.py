@@ -24,23 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
+from event_lines import SECRET, stored_event, written_line
 from inferwatch.events import EventLog, fields, hash_value
-from inferwatch.events.redact import Redaction
 from inferwatch.events.sinks import Encoder
 
-SECRET = "s" * 32
 SSN = 78051120
 NAMES = ["ssn", "amount"]
-
-
-def _line(event: dict, *, redact: list[str] = (), hash_fields: list[str] = ()) -> str:
-    """The line a log with these options writes for `event`."""
-    policy = Redaction(drop=redact, hash_fields=hash_fields, secret=SECRET)
-    return Encoder(policy).encode(event, now=1.0).line.decode()
-
-
-def _stored(event: dict, **rules: object) -> dict:
-    return json.loads(_line(event, **rules))
 
 
 def _named(value: object, names: list[str] = NAMES, field: str = "inputs") -> dict:
@@ -71,14 +60,14 @@ DEFAULT_FRAMES = [
 @pytest.mark.parametrize("frame", DEFAULT_FRAMES)
 def test_a_default_labelled_frame_takes_the_reference_names(frame):
     value = frame([[SSN, 0.5], [SSN + 1, 2.5]])
-    assert _stored(_named(value), redact=["inputs.ssn"])["inputs"] == [
+    assert stored_event(_named(value), redact=["inputs.ssn"])["inputs"] == [
         {"amount": 0.5}, {"amount": 2.5}]
-    hashed = _stored(_named(value), hash_fields=["inputs.ssn"])["inputs"]
+    hashed = stored_event(_named(value), hash_fields=["inputs.ssn"])["inputs"]
     assert [row["amount"] for row in hashed] == [0.5, 2.5]
-    clear = _stored(_named(value))["inputs"]
+    clear = stored_event(_named(value))["inputs"]
     assert [row["ssn"] for row in hashed] == [hash_value(SECRET, row["ssn"]) for row in clear]
     # As for a plain array, a column index reaches the column of that name.
-    assert _stored(_named(value), redact=["inputs.0"])["inputs"] == [
+    assert stored_event(_named(value), redact=["inputs.0"])["inputs"] == [
         {"amount": 0.5}, {"amount": 2.5}]
 
 
@@ -86,20 +75,21 @@ def test_a_default_labelled_frame_takes_the_reference_names(frame):
 def test_a_default_labelled_frame_without_names_fails_closed(frame):
     value = frame([[SSN, 0.5]])
     for rule in ("inputs.ssn", "features.ssn", "inputs.user.ssn"):
-        assert _stored({"inputs": value}, redact=[rule])["inputs"] == {
+        assert stored_event({"inputs": value}, redact=[rule])["inputs"] == {
             "dropped": "unstructured"}, rule
-    assert _stored({"inputs": value}, hash_fields=["inputs.ssn"])["inputs"].startswith(
+    assert stored_event({"inputs": value}, hash_fields=["inputs.ssn"])["inputs"].startswith(
         "hmac-sha256:")
     # Its columns are known by index, as a sparse matrix's are.
-    assert _stored({"inputs": value}, redact=["inputs.0"])["inputs"] == [{"1": 0.5}]
+    assert stored_event({"inputs": value}, redact=["inputs.0"])["inputs"] == [{"1": 0.5}]
 
 
 def test_a_frame_of_another_width_or_with_its_own_names_keeps_its_labels():
     wide = pd.DataFrame(np.array([[SSN, 0.5, 1.0]]))
-    assert _stored(_named(wide), redact=["inputs.ssn"])["inputs"] == {"dropped": "unstructured"}
+    assert stored_event(_named(wide), redact=["inputs.ssn"])["inputs"] == \
+        {"dropped": "unstructured"}
     own = pd.DataFrame({"ssn": [SSN], "amount": [0.5]})
-    assert _stored(_named(own), redact=["inputs.ssn"])["inputs"] == [{"amount": 0.5}]
-    assert _stored(_named(own)) == _stored({"inputs": own})
+    assert stored_event(_named(own), redact=["inputs.ssn"])["inputs"] == [{"amount": 0.5}]
+    assert stored_event(_named(own)) == stored_event({"inputs": own})
 
 
 # --- a feed: a mapping holding the matrix --------------------------------------------------
@@ -111,22 +101,22 @@ def test_a_frame_of_another_width_or_with_its_own_names_keeps_its_labels():
     pytest.param(pd.DataFrame(np.array([[SSN, 0.5]])), id="pandas"),
 ])
 def test_a_one_entry_feed_holding_the_matrix_takes_the_reference_names(field, matrix):
-    stored = _stored(_named({"input": matrix}, field=field), redact=["inputs.ssn"])
+    stored = stored_event(_named({"input": matrix}, field=field), redact=["inputs.ssn"])
     assert stored[field] == {"input": [{"amount": 0.5}]}
-    hashed = _stored(_named({"input": matrix}, field=field), hash_fields=["features.ssn"])
+    hashed = stored_event(_named({"input": matrix}, field=field), hash_fields=["features.ssn"])
     assert hashed[field]["input"][0]["ssn"] == hash_value(
-        SECRET, _stored(_named({"input": matrix}, field=field))[field]["input"][0]["ssn"])
+        SECRET, stored_event(_named({"input": matrix}, field=field))[field]["input"][0]["ssn"])
 
 
 def test_a_feed_without_names_fails_closed_where_the_path_names_no_key_of_it():
     for feed in ({"input": np.array([[SSN, 0.5]])}, {"a": [[SSN]], "b": [[0.5]]},
                  {"input": pd.DataFrame(np.array([[SSN, 0.5]]))},
                  {"input": pl.DataFrame(np.array([[SSN, 0.5]]))}):
-        stored = _stored({"inputs": feed}, redact=["inputs.ssn"])["inputs"]
+        stored = stored_event({"inputs": feed}, redact=["inputs.ssn"])["inputs"]
         assert str(SSN) not in json.dumps(stored)
         assert set(stored) == set(feed)
         assert all(value == {"dropped": "unstructured"} for value in stored.values())
-        hashed = _stored({"inputs": feed}, hash_fields=["inputs.ssn"])["inputs"]
+        hashed = stored_event({"inputs": feed}, hash_fields=["inputs.ssn"])["inputs"]
         assert all(value.startswith("hmac-sha256:") for value in hashed.values())
 
 
@@ -134,14 +124,14 @@ def test_named_values_of_a_mapping_are_left_alone():
     """Columns by name, a vector under a name, and a mapping with the named key are fields
     the path either names or does not: nothing is dropped for them."""
     columns = {"age": [30, 40], "income": [1.5, 2.5]}
-    assert _stored({"inputs": columns}, redact=["inputs.ssn"])["inputs"] == columns
-    assert _stored({"inputs": {"ssn": [[SSN]], "x": [[1]]}}, redact=["inputs.ssn"])[
+    assert stored_event({"inputs": columns}, redact=["inputs.ssn"])["inputs"] == columns
+    assert stored_event({"inputs": {"ssn": [[SSN]], "x": [[1]]}}, redact=["inputs.ssn"])[
         "inputs"] == {"x": [[1]]}
     # A one-entry mapping keyed by a reference name is a column, not a feed.
-    assert _stored(_named({"ssn": [SSN, SSN + 1]}), redact=["inputs.ssn"])["inputs"] == {}
+    assert stored_event(_named({"ssn": [SSN, SSN + 1]}), redact=["inputs.ssn"])["inputs"] == {}
     # The event's own fields are not a feed: a path naming a field it lacks drops nothing.
     event = {"prediction": [[0.3, 0.7]], "inputs": {"amount": 1.0}}
-    assert _stored(event, redact=["features.ssn", "ssn"])["prediction"] == [[0.3, 0.7]]
+    assert stored_event(event, redact=["features.ssn", "ssn"])["prediction"] == [[0.3, 0.7]]
 
 
 # --- a frame whose columns axis is named -----------------------------------------------------
@@ -160,20 +150,20 @@ PIVOTS = [
 @pytest.mark.parametrize("make", PIVOTS)
 def test_a_frame_whose_columns_axis_a_path_names_is_dropped_or_hashed_whole(make):
     wide = make()
-    assert _stored({"inputs": wide}, redact=["inputs.email"])["inputs"] == {
+    assert stored_event({"inputs": wide}, redact=["inputs.email"])["inputs"] == {
         "dropped": "unstructured"}
-    hashed = _stored({"inputs": wide}, hash_fields=["features.email"])["inputs"]
+    hashed = stored_event({"inputs": wide}, hash_fields=["features.email"])["inputs"]
     assert hashed == hash_value(SECRET, wide)
-    assert "example.org" in json.dumps(_stored({"inputs": wide}))  # no rule: as before
+    assert "example.org" in json.dumps(stored_event({"inputs": wide}))  # no rule: as before
 
 
 def test_a_named_columns_axis_no_path_names_is_redacted_by_its_labels():
     wide = LONG.pivot(index="day", columns="email", values="spend")
-    assert _stored({"inputs": wide}, redact=["inputs.jane@example.org"])["inputs"] == [
+    assert stored_event({"inputs": wide}, redact=["inputs.jane@example.org"])["inputs"] == [
         {"joe@example.org": 2.0}]
     fields_frame = pd.DataFrame({"ssn": ["078-05-1120"], "age": [41]}).rename_axis(
         columns="field")
-    assert _stored({"inputs": fields_frame}, redact=["inputs.ssn"])["inputs"] == [{"age": 41}]
+    assert stored_event({"inputs": fields_frame}, redact=["inputs.ssn"])["inputs"] == [{"age": 41}]
 
 
 # --- a row renamed by itertuples -------------------------------------------------------------
@@ -183,20 +173,20 @@ def test_a_namedtuple_with_renamed_fields_fails_closed():
     row = next(frame.itertuples())
     assert row._fields == ("Index", "_1", "amount")
     for rules in ({"redact": ["inputs.e-mail"]}, {"hash_fields": ["inputs.e-mail"]}):
-        assert "joe@" not in _line({"inputs": row}, **rules)
-        assert "joe@" not in _line({"inputs": list(frame.itertuples())}, **rules)
-    assert _stored({"inputs": row}, redact=["inputs.e-mail"])["inputs"] == {
+        assert "joe@" not in written_line({"inputs": row}, **rules)
+        assert "joe@" not in written_line({"inputs": list(frame.itertuples())}, **rules)
+    assert stored_event({"inputs": row}, redact=["inputs.e-mail"])["inputs"] == {
         "dropped": "unstructured"}
     # A field it kept by name is reached by name, and the rest stays.
-    assert _stored({"inputs": row}, redact=["inputs.amount"])["inputs"] == {
+    assert stored_event({"inputs": row}, redact=["inputs.amount"])["inputs"] == {
         "Index": 0, "_1": "joe@example.org"}
     # collections.namedtuple(rename=True) renames the same way.
     renamed = namedtuple("Row", ["class", "ssn"], rename=True)("a", "078-05-1120")
-    assert _stored({"inputs": renamed}, redact=["inputs.class"])["inputs"] == {
+    assert stored_event({"inputs": renamed}, redact=["inputs.class"])["inputs"] == {
         "dropped": "unstructured"}
     # A namedtuple with its own names is a mapping of them, as before.
     plain = namedtuple("Row", ["email", "amount"])("joe@example.org", 1.5)
-    assert _stored({"inputs": plain}, redact=["inputs.email"])["inputs"] == {"amount": 1.5}
+    assert stored_event({"inputs": plain}, redact=["inputs.email"])["inputs"] == {"amount": 1.5}
 
 
 # --- the "split" form --------------------------------------------------------------------------
@@ -213,28 +203,28 @@ SPLIT_FRAME = pd.DataFrame({"ssn": ["078-05-1120", "219-09-9999"], "amount": [1.
     pytest.param(lambda: SPLIT_FRAME.to_dict("tight"), id="tight"),
 ])
 def test_a_split_body_is_redacted_by_its_columns(body):
-    stored = _stored({"inputs": body()}, redact=["inputs.ssn"])
+    stored = stored_event({"inputs": body()}, redact=["inputs.ssn"])
     text = json.dumps(stored)
     assert "078-05-1120" not in text and "219-09-9999" not in text
     assert "1.5" in text and "2.5" in text
-    hashed = json.dumps(_stored({"inputs": body()}, hash_fields=["features.ssn"]))
+    hashed = json.dumps(stored_event({"inputs": body()}, hash_fields=["features.ssn"]))
     assert hash_value(SECRET, "078-05-1120") in hashed
     assert "078-05-1120" not in hashed
 
 
 def test_a_split_body_is_stored_as_its_records_and_a_malformed_one_fails_closed():
-    assert _stored({"inputs": SPLIT_FRAME.to_dict("split")}, redact=["inputs.ssn"])[
+    assert stored_event({"inputs": SPLIT_FRAME.to_dict("split")}, redact=["inputs.ssn"])[
         "inputs"] == [{"amount": 1.5}, {"amount": 2.5}]
-    assert _stored({"inputs": SPLIT_FRAME.to_dict("split")}, redact=["inputs.0"])[
+    assert stored_event({"inputs": SPLIT_FRAME.to_dict("split")}, redact=["inputs.0"])[
         "inputs"] == [{"amount": 1.5}, {"amount": 2.5}]
     ragged = {"columns": ["ssn", "amount"], "data": [["078-05-1120"]]}
-    assert _stored({"inputs": ragged}, redact=["inputs.ssn"])["inputs"] == {
+    assert stored_event({"inputs": ragged}, redact=["inputs.ssn"])["inputs"] == {
         "dropped": "unstructured"}
     # A path naming a part of the form acts on that part, as on any mapping.
-    assert _stored({"inputs": SPLIT_FRAME.to_dict("split")}, redact=["inputs.index"])[
+    assert stored_event({"inputs": SPLIT_FRAME.to_dict("split")}, redact=["inputs.index"])[
         "inputs"]["columns"] == ["ssn", "amount"]
     # Without a rule the body is stored as given.
-    assert _stored({"inputs": SPLIT_FRAME.to_dict("split")})["inputs"]["columns"] == [
+    assert stored_event({"inputs": SPLIT_FRAME.to_dict("split")})["inputs"]["columns"] == [
         "ssn", "amount"]
 
 
