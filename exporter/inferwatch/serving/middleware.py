@@ -66,6 +66,8 @@ both middlewares route by :mod:`inferwatch.serving.routes`, read a request's ids
 
 from __future__ import annotations
 
+import copy
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -114,6 +116,33 @@ def _within(path: str, root_path: str | None) -> str:
     if rest and not rest.startswith("/") and not root_path.endswith("/"):
         return path  # a sibling that only shares the prefix's letters
     return rest if rest.startswith("/") else "/" + rest
+
+
+def _built_on_first_call() -> bool:
+    """Whether the middleware is being made by Starlette (FastAPI) building its middleware
+    stack, which it does on its first call, the lifespan startup. An error raised there
+    reaches the server as the app's failure to speak the lifespan protocol, which uvicorn's
+    default ``--lifespan auto`` takes for "lifespan unsupported": it serves anyway, and
+    every request fails with that error. A subclass's ``__init__`` may come in between."""
+    frame = sys._getframe(2)  # above this function and InstrumentMiddleware.__init__
+    while frame is not None and frame.f_code.co_name == "__init__":
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_name == "build_middleware_stack"
+
+
+async def _refuse(refused: Exception, scope: dict[str, Any], receive: Callable[..., Any],
+                  send: Callable[..., Any]) -> None:
+    """Fail the app's start-up with the error of its middleware's options: the server
+    (uvicorn, gunicorn's UvicornWorker, hypercorn) then exits naming it. A server that skips
+    the start-up (``--lifespan off``) gets the error on every request instead."""
+    if scope["type"] == "lifespan":
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed",
+                        "message": f"{type(refused).__name__}: {refused}"})
+        return
+    # A copy: the one error raised again and again would grow its traceback each time.
+    raise copy.copy(refused)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -288,7 +317,9 @@ class InstrumentMiddleware:
     returns one (or None). `model` is the model of every other route. Without a version,
     the version instrumented last under that name. The request id comes from
     `request_id_header`; a W3C ``traceparent`` header gives the trace id when OpenTelemetry
-    does not. Paths under `exclude_paths` are never recorded.
+    does not. Paths under `exclude_paths` are never recorded. Options that could never
+    record a request raise here, or, where Starlette makes the middleware on its first call
+    (``app.add_middleware``), fail the app's lifespan startup with that error.
 
     >>> from fastapi import FastAPI
     >>> app = FastAPI()
@@ -301,12 +332,23 @@ class InstrumentMiddleware:
                  exclude_paths: Sequence[str] = ("/metrics",),
                  registry: Registry | None = None) -> None:
         self.app = app
-        version = check_options(routes, version, request_id_header)
-        self._routes = Routes(routes, model, version, exclude_paths, registry)
-        self._id_header = request_id_header.lower().encode("latin-1")
+        # Options that could never record a request, kept when raising them here would not
+        # stop the app (see _built_on_first_call): the app then refuses to start with them.
+        self._refused: Exception | None = None
+        try:
+            version = check_options(routes, version, request_id_header)
+            self._routes = Routes(routes, model, version, exclude_paths, registry)
+            self._id_header = request_id_header.lower().encode("latin-1")
+        except Exception as exc:
+            if not _built_on_first_call():
+                raise
+            self._refused = exc
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any],
                        send: Callable[..., Any]) -> None:
+        if self._refused is not None:
+            await _refuse(self._refused, scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
