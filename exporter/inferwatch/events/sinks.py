@@ -183,6 +183,50 @@ def has_model_errors(value: object) -> bool:
         return is_error(value)
 
 
+def normalize_model_errors(model_errors: object,
+                           dropped: dict[str, int] | None = None) -> object:
+    """The stored form of an event's ``"model_errors"``: a list of exception types, one per
+    failed call, each read as :func:`normalize_error` reads a type and never with a message
+    (the list has no room for one, and messages often quote user data).
+
+    Text names a type only when it reads as one; other text, ``None``, a number or anything
+    else is the type ``"Error"``, so the failed call is still counted. A single error given
+    alone (text, an exception) is a list of one. Values naming no failure (``None``, an empty
+    collection) are left as given. Entries that cannot be read are one ``"Error"``, counted
+    as ``conversion_error`` in `dropped`.
+
+    >>> normalize_model_errors(["TimeoutError", "no user alice@example.com", KeyError("x")])
+    ['TimeoutError', 'Error', 'KeyError']
+    """
+    if not has_model_errors(model_errors):
+        return model_errors
+    try:
+        entries = _model_error_entries(model_errors)
+    except Exception:  # the caller's own iterator: the failure still counts, unnamed
+        if dropped is not None:
+            dropped["conversion_error"] = dropped.get("conversion_error", 0) + 1
+        return ["Error"]
+    names = []
+    for entry in entries:
+        error = normalize_error(entry, keep_message=False, dropped=dropped)
+        names.append(error["type"] if error is not None else "Error")
+    return names
+
+
+# Values that name one error however they could be iterated (a mapping, by its keys).
+_SINGLE_ERROR_TYPES = (str, bytes, bytearray, dict, BaseException, type, enum.Enum)
+
+
+def _model_error_entries(model_errors: object) -> list[object]:
+    if isinstance(model_errors, _SINGLE_ERROR_TYPES):
+        return [model_errors]
+    try:
+        iterator = iter(model_errors)  # type: ignore[call-overload]
+    except TypeError:  # an object without entries (a 0-d array) names one error
+        return [model_errors]
+    return list(iterator)
+
+
 def _error_parts(error: object) -> tuple[object, object]:
     """The error's type name and message, the message unread: it is read only when kept."""
     if isinstance(error, BaseException):
@@ -257,6 +301,9 @@ class Encoder:
         if "error" in raw:
             raw["error"] = normalize_error(raw["error"], self.error_messages,
                                            self.values_dropped)
+        if "model_errors" in raw:
+            raw["model_errors"] = normalize_model_errors(raw["model_errors"],
+                                                         self.values_dropped)
         identity = _identity_texts(raw)
         obj = clean(raw, max_array_bytes=self.max_event_bytes,
                     keep_unstructured=self.keep_unstructured, dropped=self.values_dropped)
