@@ -92,7 +92,8 @@ def test_the_end_line_names_each_alert_still_firing_and_why(
     line = demo._finished_line(going_on=False)
     assert re.fullmatch(
         r"\[\d\d:\d\d\] scenario finished; still firing: InferwatchErrorBudgetBurnSlow \(its 5m "
-        r"short window still holds errors of error-burst\), InferwatchStreamFirstItemSlow "
+        r"short window holds errors of error-burst for 5m, and it keeps firing for 5m after "
+        r"that \(keep_firing_for\)\), InferwatchStreamFirstItemSlow "
         r"\(toy-llm loops its first-token regression\)\. Exiting \(--once\) with them still "
         r"firing", line), line
     assert demo._finished_line(going_on=True).endswith(

@@ -7,7 +7,8 @@ the training data and the predicted probabilities as the drift reference, and se
 - ``POST /predict`` ``{"request_id": "r-1", "instances": [{"mean radius": 14.2, ...}]}``
 - ``POST /outcome`` ``{"request_id": "r-1", "label": "malignant"}``: delayed ground truth
 - ``POST /faults`` ``{"error_ratio": 0.3, "slow_ratio": 0.1, "slow_seconds": 0.6}``: what the
-  scenario injects (a flaky feature store); demo only, never expose it
+  scenario injects (a flaky feature store), all three at once: a key left out is 0, an
+  unknown one a 400; demo only, never expose it
 - ``GET /healthz``
 
 and ``/metrics`` on its own port through :func:`inferwatch.serve`.
@@ -147,6 +148,10 @@ def build_model(seed: int = 0, shadow: bool = True,
     return instrumented, data
 
 
+# What POST /faults takes.
+FAULT_KEYS = ("error_ratio", "slow_ratio", "slow_seconds")
+
+
 @dataclass
 class Faults:
     """What the scenario asks the service to inject; read on every call."""
@@ -168,10 +173,22 @@ class Faults:
             return fail, slow, self.slow_seconds
 
     def update(self, values: dict[str, Any]) -> None:
+        """Set the faults to `values`, all or none; a key left out is no such fault (0).
+
+        A body states the whole set, as each phase of the scenario posts it."""
+        # A misspelt key ({"error_rate": 0.5}) was ignored, and every fault went to 0 with a
+        # 200: the caller's fault silently vanished.
+        unknown = sorted(str(key) for key in values if key not in FAULT_KEYS)
+        if unknown:
+            # Cut short: the body may hold a megabyte of keys, the message one line.
+            named = ", ".join(repr(key)[:50] for key in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise ValueError(f"unknown fault{'s' if len(unknown) > 1 else ''} {named}{more}; "
+                             f"the faults are {', '.join(FAULT_KEYS)}")
         # Every value is checked before any is set: a rejected request left the faults
         # half applied (error_ratio set, slow_ratio not), though the caller got a 400.
         checked = {}
-        for key in ("error_ratio", "slow_ratio", "slow_seconds"):
+        for key in FAULT_KEYS:
             value = values.get(key, 0.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{key} must be a number, got {type(value).__name__}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import math
 import shutil
 import signal
@@ -43,6 +44,8 @@ from inferwatch.demo.streaming import MODEL_NAME as STREAMING_MODEL
 _T = TypeVar("_T")
 _PORTS = ("api", "metrics", "streaming", "quiet-shift", "exporter", "prometheus",
           "alertmanager", "receiver")
+# The components only a run with the stack starts.
+_STACK_PORTS = ("prometheus", "alertmanager", "receiver")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Tries to start a component when another program keeps taking the ports chosen for it.
 PORT_ATTEMPTS = 3
@@ -319,10 +322,10 @@ class Demo:
         lines.append(f"  scenario       {' -> '.join(p.name for p in self.phases)} "
                      f"({total:.0f}s)")
         # Whoever opens the usual port by habit would meet the other program (often a
-        # first demo still running), so say which ports moved.
+        # first demo still running), so say which ports moved: of the components that run.
         moved = [f"{name} {port} -> {self.ports[name]}" for name, port in self.preferred.items()
                  if name in self.ports and self.ports[name] != port
-                 and (name != "receiver" or self.with_stack)]
+                 and (name not in _STACK_PORTS or self.with_stack)]
         if moved:
             lines.append(f"  ports taken    {', '.join(moved)} (another program listens "
                          f"there; use the addresses above)")
@@ -413,8 +416,12 @@ _OWN_STORIES = {STREAMING_MODEL: "toy-llm loops its first-token regression",
 def still_firing_reason(alert: str, model: str, speed: float) -> str:
     """Why `alert` of `model` may still fire when the scenario ends, in a few words.
 
-    >>> still_firing_reason("InferwatchErrorBudgetBurnSlow", "breast-cancer", 1.0)
-    'its 5m short window still holds errors of error-burst'
+    >>> slow_burn = "InferwatchErrorBudgetBurnSlow"
+    >>> still_firing_reason(slow_burn, "breast-cancer", 1.0)  # doctest: +NORMALIZE_WHITESPACE
+    'its 5m short window holds errors of error-burst for 5m, and it keeps firing for 5m
+     after that (keep_firing_for)'
+    >>> still_firing_reason("InferwatchAccuracyDrop", "breast-cancer", 1.0)
+    'its 5m window still holds outcomes of feature-drift'
     """
     if model in _OWN_STORIES:
         return _OWN_STORIES[model]
@@ -431,10 +438,37 @@ def still_firing_reason(alert: str, model: str, speed: float) -> str:
         "InferwatchShadowBetter": (config["shadow"]["outcome_window"], "window",
                                    "outcomes of feature-drift"),
     }
+    # An alert with keep_firing_for fires on that long after its window has emptied (the
+    # slow burn: a 5m window, then 5m more), so "its window still holds errors" alone
+    # promised a resolution minutes before it came, and could name a window already empty.
+    keep = _keep_firing_for(alert, speed)
+    if keep is None:
+        if alert in windows:
+            window, kind, what = windows[alert]
+            return f"its {window} {kind} still holds {what}"
+        return "its window still holds part of an earlier phase"
+    after = f"it keeps firing for {keep} after that (keep_firing_for)"
     if alert in windows:
         window, kind, what = windows[alert]
-        return f"its {window} {kind} still holds {what}"
-    return "its window still holds part of an earlier phase"
+        return f"its {window} {kind} holds {what} for {window}, and {after}"
+    return f"its window holds part of an earlier phase, and {after}"
+
+
+@functools.lru_cache(maxsize=8)
+def _rendered_config(speed: float) -> Any:
+    from inferwatch.generate.config import from_dict
+
+    return from_dict(rule_config(speed))
+
+
+def _keep_firing_for(alert: str, speed: float) -> str | None:
+    """The keep_firing_for of `alert` in the rules the demo renders at `speed`, if any."""
+    from inferwatch.generate.rules_alerts import ALERTS
+
+    for definition in ALERTS:
+        if definition.name == alert:
+            return definition.keep_firing_for(_rendered_config(speed))
+    return None
 
 
 def summary_queries(window: str) -> dict[str, str]:

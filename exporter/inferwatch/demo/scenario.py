@@ -180,9 +180,12 @@ def max_speed(rate: float = 10.0) -> float:
     >>> max_speed(10.0), max_speed(15.0), max_speed(100.0)
     (2.0, 3.0, 6.0)
     """
-    limits = [seconds / floor for seconds, floor in _WINDOWS.values()]
-    limits.append(DRIFT_WINDOW_SECONDS * rate / (2 * MIN_DRIFT_OBSERVATIONS))
-    return min(limits)
+    return min(_window_floor_speed(), DRIFT_WINDOW_SECONDS * rate / (2 * MIN_DRIFT_OBSERVATIONS))
+
+
+def _window_floor_speed() -> float:
+    """The fastest speed before a rule window or ``for:`` meets its floor, at any rate."""
+    return min(seconds / floor for seconds, floor in _WINDOWS.values())
 
 
 def check_speed(speed: float, rate: float) -> None:
@@ -193,13 +196,40 @@ def check_speed(speed: float, rate: float) -> None:
     ...
     ValueError: at 10 requests/s the story can be told at speed 2 at most (...
     """
-    fastest = max_speed(rate)
-    if speed > fastest + 1e-9:
+    if speed <= max_speed(rate) + 1e-9:
+        return
+    # Shown rounded down: rounded to the nearest, the speed advised (1.0694 for a limit
+    # of 1.069397) was itself refused.
+    fastest = _rounded_down(max_speed(rate))
+    cap = _window_floor_speed()
+    if fastest >= cap - 1e-9:
+        # No --rate helps: the rule windows' floors set the limit, not the drift window.
         raise ValueError(
-            f"at {rate:g} requests/s the story can be told at speed {fastest:g} at most (the "
-            f"drift window needs {2 * MIN_DRIFT_OBSERVATIONS / rate:g} s to hold "
-            f"{2 * MIN_DRIFT_OBSERVATIONS} rows, and other windows have floors); use "
-            f"--speed {fastest:g} or less, or raise --rate")
+            f"the story can be told at speed {cap:g} at most, at any rate (faster, the rule "
+            f"windows would shrink past their floors, the rate window under ten scrapes); "
+            f"use --speed {cap:g} or less")
+    advice = f"use --speed {fastest:g} or less"
+    if speed <= cap + 1e-9:
+        # The drift window holds enough rows at this speed once the rate is high enough.
+        needed = math.ceil(speed * 2 * MIN_DRIFT_OBSERVATIONS / DRIFT_WINDOW_SECONDS - 1e-9)
+        advice += f", or raise --rate to {needed:g}"
+    else:
+        advice += f"; past speed {cap:g} no rate helps (the rule windows have floors)"
+    raise ValueError(
+        f"at {rate:g} requests/s the story can be told at speed {fastest:g} at most (the "
+        f"drift window needs {2 * MIN_DRIFT_OBSERVATIONS / rate:g} s to hold "
+        f"{2 * MIN_DRIFT_OBSERVATIONS} rows); {advice}")
+
+
+def _rounded_down(value: float, digits: int = 4) -> float:
+    """`value` (above 0) cut to `digits` significant digits, never rounded up.
+
+    >>> _rounded_down(1.0693972815), _rounded_down(2.0), _rounded_down(0.0123456)
+    (1.069, 2.0, 0.01234)
+    """
+    scale = 10.0 ** (digits - 1 - math.floor(math.log10(value)))
+    # The nudge keeps a value such as 2.0, stored a hair under, from losing a digit.
+    return math.floor(value * scale * (1 + 1e-12)) / scale
 
 
 def rule_config(speed: float = 1.0, *, grafana_url: str = "http://localhost:3000") -> dict:
