@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -30,13 +29,13 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import inferwatch
+from conftest import free_port
 from inferwatch.core.registry import Registry
 from inferwatch.serving.middleware import InstrumentMiddleware
 
 # The documented FastAPI form with the route's leading '/' left out.
 BAD_ROUTES = {"score/{user_id}": "fraud"}
 NAMED_OPTION = "routes['score/{user_id}']"
-PORTS = range(39400, 39600)
 
 BAD_APP = textwrap.dedent("""
     from fastapi import FastAPI
@@ -54,18 +53,6 @@ BAD_APP = textwrap.dedent("""
     app.add_middleware(inferwatch.InstrumentMiddleware, routes={"score/{user_id}": "fraud"})
     app.mount("/metrics", inferwatch.make_asgi_app())
 """)
-
-
-def loopback_port() -> int:
-    """A port of this test's range that nothing listens on."""
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail(f"no free loopback port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 def answers(url: str) -> int | None:
@@ -107,7 +94,7 @@ def run_until_exit(command: list[str], app_dir: Path, port: int) -> tuple[int, s
 @pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
 def test_a_server_exits_at_start_up_naming_the_option(tmp_path, server):
     (tmp_path / "bad_options_app.py").write_text(BAD_APP)
-    port = loopback_port()
+    port = free_port()
     if server == "uvicorn":  # its default --lifespan auto, as the docs run it
         command = [sys.executable, "-m", "uvicorn", "bad_options_app:app",
                    "--host", "127.0.0.1", "--port", str(port)]

@@ -17,10 +17,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -35,7 +33,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import require_binary
+from conftest import free_port, require_binary
 from inferwatch import faults
 from inferwatch.core.registry import Registry
 from inferwatch.multiproc import MultiprocError, attach, directory_from_env
@@ -49,21 +47,6 @@ from inferwatch.standalone.collectors.multiproc import MultiprocCollector
 from inferwatch.standalone.scrape import CollectorError
 
 APPS = Path(__file__).parent / "apps"
-PORTS = range(36500, 37000)
-
-
-def port_in_range() -> int:
-    """A free loopback port of PORTS."""
-    candidates = list(PORTS)
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail("no free port in 36500-36999")
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> object:
@@ -196,7 +179,7 @@ def test_a_worker_restarted_while_the_directory_is_read_only_keeps_the_server_up
     mark = tmp_path / "read-only"
     config = tmp_path / "gunicorn.conf.py"
     config.write_text(_READ_ONLY_HOOK)
-    port = port_in_range()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "gunicorn.log"
     command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync",
@@ -382,7 +365,7 @@ def test_an_application_metric_taking_an_inferwatch_name_late_is_left_off(
     prometheus_dir, inferwatch_dir = tmp_path / "prometheus", tmp_path / "inferwatch"
     prometheus_dir.mkdir()
     inferwatch_dir.mkdir()
-    script = "import time\n" + textwrap.dedent(_LATE_CLASH).format(port=port_in_range())
+    script = "import time\n" + textwrap.dedent(_LATE_CLASH).format(port=free_port())
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
         env={"PYTHONPATH": os.pathsep.join(sys.path), "PATH": os.environ.get("PATH", ""),
