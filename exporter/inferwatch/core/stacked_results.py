@@ -14,6 +14,7 @@ for a drain's results and records what it reads.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Sequence
 
@@ -85,6 +86,17 @@ def plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     call (their missing values and categories have rules of their own).
 
     The arrays are the Series' own memory: the drain only reads them (joins copy them)."""
+    try:
+        held = list(map(_SERIES_VALUES, results))
+    except AttributeError:  # a pandas that keeps its arrays elsewhere: the public read
+        held = None
+    if held is not None and set(map(type, held)) == _NDARRAY_ONLY:
+        # A Series of a numpy dtype holds an array of that very dtype: the dtypes are read
+        # off the arrays in C, not through each Series' dtype property (about 0.9 us).
+        array_dtypes = set(map(DTYPE_OF, held))
+        if len(array_dtypes) != 1 or next(iter(array_dtypes)).kind not in "fiubO":
+            return None
+        return held
     dtypes = {result.dtype for result in results}  # type: ignore[attr-defined]
     if len(dtypes) != 1:
         return None
@@ -94,14 +106,6 @@ def plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     text = type(dtype).__name__ == "StringDtype"
     if not text and not (isinstance(dtype, np.dtype) and dtype.kind in "fiubO"):
         return None
-    if not text:
-        try:
-            held = list(map(_SERIES_VALUES, results))
-        except AttributeError:  # a pandas that keeps its arrays elsewhere: the public read
-            held = None
-        if held is not None and set(map(type, held)) == {np.ndarray} and \
-                set(map(DTYPE_OF, held)) == dtypes:
-            return held
     return [result.to_numpy() for result in results]  # type: ignore[attr-defined]
 
 
@@ -126,10 +130,11 @@ class StackedResults:
         kinds = set(map(type, results[0]))
         if kinds not in _FLAT_KINDS:
             return False  # (a tuple of arrays, say): no call of these is a flat list
-        for result in results:
-            kinds.update(map(type, result))
-            if len(kinds) > 1:
-                return False
+        # Every call's values' types in one pass in C: a loop over the calls cost about
+        # 0.6 us a call, most of a drain of one-score lists.
+        kinds.update(map(type, itertools.chain.from_iterable(results)))
+        if len(kinds) > 1:
+            return False
         if kinds == _FLOAT_ONLY and not probabilities:
             stacked = np.array(results, dtype=np.float64).reshape(-1)
             self.add_stacked(stacked, (width,), len(results), False)
