@@ -57,3 +57,12 @@ def test_an_argument_is_a_usage_error(tmp_path: Path) -> None:
     result = _check(str(tmp_path), "check")
     assert result.returncode == 2
     assert result.stderr.startswith("usage: python -m inferwatch.multiproc")
+
+
+def test_help_prints_the_usage_and_exits_0(tmp_path: Path) -> None:
+    """`--help` is a question, not a mistake: the usage on stdout, status 0."""
+    for flag in ("-h", "--help"):
+        result = _check(str(tmp_path), flag)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: python -m inferwatch.multiproc")
+        assert result.stderr == ""

@@ -162,10 +162,14 @@ def run(dashboards_dir: Path, out: Path, baseline: float = 90.0, incident: float
     return written
 
 
+# Not read from the module docstring, which `python -OO` strips.
+DESCRIPTION = "Pictures of the committed dashboards, filled from a live demo, for the README."
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``--dashboards DIR --out DIR``."""
     parser = argparse.ArgumentParser(prog="python -m inferwatch.demo.snapshot",
-                                     description=__doc__.splitlines()[0])
+                                     description=DESCRIPTION)
     parser.add_argument("--dashboards", type=Path, default=Path("dashboards"))
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ fails there without end, so the check belongs before it).
 
 Prints the directory and exits 0 when workers can publish there; prints why not, one line
 on stderr, and exits 1 when ``INFERWATCH_MULTIPROC_DIR`` is unset or the directory is
-unusable; exits 2 on any argument.
+unusable; ``-h`` or ``--help`` prints the usage and exits 0; any other argument exits 2.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ USAGE = ("usage: python -m inferwatch.multiproc\n"
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Check ``INFERWATCH_MULTIPROC_DIR``; the exit status (0 usable, 1 not, 2 bad usage).
+    """Check ``INFERWATCH_MULTIPROC_DIR``; the exit status (0 usable or help asked, 1 not
+    usable, 2 bad usage).
 
     >>> import contextlib, io
     >>> with contextlib.redirect_stderr(io.StringIO()) as err:
@@ -30,6 +31,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     environ = os.environ if environ is None else environ
+    if argv in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if argv:
         print(USAGE, file=sys.stderr)
         return 2
