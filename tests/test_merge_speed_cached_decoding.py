@@ -130,6 +130,8 @@ SPLIT_SINCE = (
 ADDED_SINCE = (
     ("multiproc/store.py", "DirectoryUnreadable",
      "class DirectoryUnreadable(OSError):\n    pass\n"),
+    ("multiproc/snapshot_format.py", "OtherFormat",
+     "class OtherFormat(SnapshotError):\n    pass\n"),
 )
 
 

@@ -89,6 +89,16 @@ class SnapshotError(ValueError):
     """A snapshot file that is not a complete, valid snapshot of this format."""
 
 
+class OtherFormat(SnapshotError):
+    """A snapshot frame of another format version: written by another inferwatch release
+    (an upgrade under way), not damaged. Its writer may still run and publish it."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"snapshot format {version} is not {FORMAT_VERSION} (written by"
+                         " another inferwatch release)")
+        self.version = version
+
+
 @dataclass
 class Snapshot:
     """What one process publishes, or what the archive of dead workers holds."""
@@ -238,11 +248,13 @@ def decode(data: bytes) -> RawSnapshot:
     """Check the frame and every number the merge relies on; SnapshotError says what is
     wrong."""
     fixed = len(MAGIC) + _LENGTHS.size
+    # The format byte first: another release's frame may be laid out (and sized) otherwise.
+    if len(data) > len(MAGIC) and data.startswith(MAGIC) \
+            and data[len(MAGIC)] != FORMAT_VERSION:
+        raise OtherFormat(data[len(MAGIC)])
     if len(data) < fixed + _CRC.size or not data.startswith(MAGIC):
         raise SnapshotError("not an inferwatch snapshot (bad magic or too short)")
-    version, *lengths, layout_crc = _LENGTHS.unpack_from(data, len(MAGIC))
-    if version != FORMAT_VERSION:
-        raise SnapshotError(f"snapshot format {version} is not {FORMAT_VERSION}")
+    _, *lengths, layout_crc = _LENGTHS.unpack_from(data, len(MAGIC))
     if max(lengths[:3]) > MAX_HEADER_BYTES or max(lengths[3:]) > MAX_BLOB_BYTES:
         raise SnapshotError("snapshot lengths are out of range")
     end = fixed + sum(lengths)

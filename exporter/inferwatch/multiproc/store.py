@@ -8,7 +8,11 @@ Files in the directory (anything else there is ignored):
   is the kernel's boot id (Linux), so a directory that survives a reboot never has a
   previous boot's worker taken for a live one of this boot with the same pid and start.
   Without a boot id (other systems, or files of releases before it) the name is
-  ``worker-<pid>-<start>.snapshot``, read and judged by pid and start alone.
+  ``worker-<pid>-<start>.snapshot``, read and judged by pid and start alone. Releases of
+  snapshot format 1 gave the wall-clock start there on Linux too: such a start is judged
+  as one (worker_id.EPOCH_START_CENTISECONDS), so a live old worker is never taken for
+  dead. A file of another format is skipped, counted once as a ``multiproc_read`` fault,
+  and deleted by a fold only once its writer has exited.
 - ``archive.snapshot``: the final state of every dead worker folded into one, plus the
   names of the snapshots folded in but possibly not yet deleted.
 - ``<name>.tmp-<pid>-<start>``: a write in progress (renamed over ``<name>`` when done);
@@ -61,6 +65,7 @@ from inferwatch.multiproc.reference_choice import OTHER_REFERENCE, settle_drift
 from inferwatch.multiproc.safe_read import SKIP_REASONS, Skipped, read_entry
 from inferwatch.multiproc.snapshot_format import (
     PROCESS_COUNTERS,
+    OtherFormat,
     RawSnapshot,
     Snapshot,
     SnapshotError,
@@ -144,6 +149,7 @@ def _reset_after_fork() -> None:
     # A scrape in another thread at fork time held its directory's read lock for good.
     for directory in list(_directories):
         directory._read_lock = threading.Lock()
+        directory._other_format_lock = threading.Lock()
 
 
 _directories: weakref.WeakSet[SnapshotDirectory] = weakref.WeakSet()
@@ -173,6 +179,11 @@ class SnapshotDirectory:
         # name -> stat key of a version refused (damaged, of another format): counted once,
         # not read and decoded again on every scrape while it stays as it is.
         self._refused: dict[str, tuple[int, int, int]] = {}
+        # name -> stat key of a version of another format (another release's, during an
+        # upgrade): counted once as a read fault, by whichever of a scrape or a fold meets
+        # it first. Its own lock: folds note them too, and a fold never waits on a scrape.
+        self._other_format: dict[str, tuple[int, int, int]] = {}
+        self._other_format_lock = threading.Lock()
         # Concurrent scrapes of one process (gthread workers, two Prometheus servers) share
         # the caches: one pruning them while another adds an entry failed its scrape.
         self._read_lock = threading.Lock()
@@ -246,6 +257,7 @@ class SnapshotDirectory:
                 if complete:
                     self._cache = {k: v for k, v in self._cache.items() if k in names}
                     self._refused = {k: v for k, v in self._refused.items() if k in names}
+                    self._forget_other_formats(names)
                     self._said_unreadable &= names
                     return raws
             # Folds kept racing this reader (many workers recycled at once): a partial read
@@ -340,6 +352,10 @@ class SnapshotDirectory:
             return self._last_good(name)
         try:
             raw = decode(data)
+        except OtherFormat as exc:
+            self._note_other_format(name, key, exc)
+            self._refused[name] = key
+            return self._last_good(name)
         except SnapshotError as exc:
             faults.record("multiproc_read", exc)
             self._refused[name] = key
@@ -347,6 +363,22 @@ class SnapshotDirectory:
         self._refused.pop(name, None)
         self._cache[name] = (key, raw)
         return raw
+
+    def _note_other_format(self, name: str, key: tuple[int, int, int],
+                           exc: OtherFormat) -> None:
+        """Count a file of another format as a read fault, once per version of it: it is no
+        fault of the fold, which skips it (or, its writer gone, deletes it)."""
+        with self._other_format_lock:
+            if self._other_format.get(name) == key:
+                return
+            self._other_format[name] = key
+        faults.record("multiproc_read", exc)
+
+    def _forget_other_formats(self, names: Iterable[str]) -> None:
+        """Forget the files of another format no longer among `names` (the directory's)."""
+        with self._other_format_lock:
+            kept = set(names)
+            self._other_format = {k: v for k, v in self._other_format.items() if k in kept}
 
     def _skip_unreadable(self, name: str) -> None:
         """Count a file this process may not open, and say once what cures it."""
@@ -403,6 +435,7 @@ class SnapshotDirectory:
             if not locked:
                 return []
             entries = os.listdir(self.path)
+            self._forget_other_formats(entries)
             # Every worker folds about once a second: one /proc lookup per pid per fold
             # (not one per file), and none for this process itself.
             stats: dict[int, tuple[str, int] | None] = {}
@@ -451,8 +484,13 @@ class SnapshotDirectory:
             if name in already:
                 continue  # folded by a fold that died before deleting it
             try:
-                data, _ = read_entry(self._file(name), self.trusted_uids)
+                data, key = read_entry(self._file(name), self.trusted_uids)
                 loaded.append(decode(data))  # type: ignore[arg-type]
+            except OtherFormat as exc:
+                # Another release's worker, exited: this release cannot read its counts,
+                # and no writer will replace the file. Deleted below, and no fold fault.
+                self._note_other_format(name, key, exc)
+                continue
             except Skipped as skipped:
                 _count_skip(skipped.reason)  # not a snapshot: removed below, never read
                 continue
@@ -531,8 +569,8 @@ class SnapshotDirectory:
             try:
                 data, _ = read_entry(self._file(name), self.trusted_uids)
                 raw = decode(data)  # type: ignore[arg-type]
-            except (FileNotFoundError, Skipped):
-                continue  # gone (a clear), or not a snapshot: readers do not count it
+            except (FileNotFoundError, Skipped, OtherFormat):
+                continue  # gone (a clear), or not a snapshot here: readers do not count it
             except (OSError, SnapshotError):
                 return  # a live worker's versions unknown: keep every version this time
             if raw.layout is not None:
@@ -543,8 +581,9 @@ class SnapshotDirectory:
 
     def _read_archive(self) -> tuple[Snapshot, list[ModelState]]:
         """The archive's process counters and folded names, and its model states."""
+        key = (0, 0, 0)
         try:
-            data, _ = read_entry(self._file(ARCHIVE), self.trusted_uids)
+            data, key = read_entry(self._file(ARCHIVE), self.trusted_uids)
             raw = decode(data)  # type: ignore[arg-type]
             archive = Snapshot(folded=raw.folded, written_at=max(0.0, _written_at(raw)))
             states = exact_models(raw)
@@ -556,9 +595,15 @@ class SnapshotDirectory:
         except (SnapshotError, Skipped) as exc:
             if isinstance(exc, Skipped):
                 _count_skip(exc.reason)
-            # Keeping a damaged archive would stop every later fold; its counts restart.
-            # Not so for a passing error (EMFILE, EIO), which raises: the fold waits.
-            faults.record("multiproc_archive", exc)
+            if isinstance(exc, OtherFormat):
+                # Another release's archive (an upgrade): no fault of this one. Set aside
+                # as documented, since this release writes its own under the same name.
+                self._note_other_format(ARCHIVE, key, exc)
+            else:
+                # Keeping a damaged archive would stop every later fold; its counts
+                # restart. Not so for a passing error (EMFILE, EIO), which raises: the
+                # fold waits.
+                faults.record("multiproc_archive", exc)
             with contextlib.suppress(OSError):
                 os.replace(self._file(ARCHIVE), self._file(CORRUPT_ARCHIVE))
             return Snapshot(), []

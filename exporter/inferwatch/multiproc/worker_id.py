@@ -31,7 +31,12 @@ _TEMP = re.compile(
 # can differ by a second or so; a reused pid is never that quick.
 _PROC_STAT = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-START_TOLERANCE_CENTISECONDS = 0 if _PROC_STAT else 200
+WALL_CLOCK_TOLERANCE_CENTISECONDS = 200
+# A start time counted from boot stays below this (it would take 31 years of uptime); one
+# counted from the epoch is past it since 2001. Releases of snapshot format 1 named their
+# workers by wall-clock start on Linux too: read as a time since boot, a live old worker's
+# start never matched, and it was taken for dead while it still wrote its file.
+EPOCH_START_CENTISECONDS = 10**11
 
 
 def _read_boot_id() -> str:
@@ -61,7 +66,9 @@ class WorkerId:
     """
 
     pid: int
-    start: int  # process start time in centiseconds: since boot on Linux, else the epoch
+    # Process start time in centiseconds: since boot on Linux, else (and in the names of
+    # releases before times since boot, see EPOCH_START_CENTISECONDS) since the epoch.
+    start: int
     boot: str = ""  # the boot id the start time counts from ('' where there is none)
 
     @classmethod
@@ -91,7 +98,7 @@ class WorkerId:
         """
         if self.boot and self.boot != BOOT_ID:
             return False  # of another boot: every process of that one has ended
-        if _PROC_STAT:
+        if _PROC_STAT and (self.boot or self.start < EPOCH_START_CENTISECONDS):
             try:
                 if stats is None:
                     found = _proc_stat(self.pid)
@@ -109,7 +116,8 @@ class WorkerId:
             process = psutil.Process(self.pid)
             if process.status() == psutil.STATUS_ZOMBIE:
                 return False
-            return abs(_start_of(process) - self.start) <= START_TOLERANCE_CENTISECONDS
+            # A wall-clock start: as its writer judged it, a second or so either way.
+            return abs(_start_of(process) - self.start) <= WALL_CLOCK_TOLERANCE_CENTISECONDS
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             return False
         except psutil.AccessDenied:
