@@ -24,6 +24,7 @@ _EXPORTS = {
     "Monitor": "inferwatch.core.monitor",
     "Settings": "inferwatch.core.options",
     "Registry": "inferwatch.core.registry",
+    "Request": "inferwatch.core.request",
     "serve": "inferwatch.serving.server",
     "make_asgi_app": "inferwatch.serving.exposition",
     "make_wsgi_app": "inferwatch.serving.exposition",
@@ -40,6 +41,7 @@ __all__ = [
     "Monitor",
     "Reference",
     "Registry",
+    "Request",
     "Settings",
     "WSGIInstrumentMiddleware",
     "__version__",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from inferwatch.core.monitor import Monitor
     from inferwatch.core.options import Settings
     from inferwatch.core.registry import Registry, monitor
+    from inferwatch.core.request import Request
     from inferwatch.core.shadow import shadow
     from inferwatch.quality.reference import Reference
     from inferwatch.serving.exposition import make_asgi_app, make_wsgi_app

@@ -101,7 +101,8 @@ class _CallRecorder:
         try:
             result = await self.fn(*args, **kwargs)
         except BaseException as exc:
-            self.end(record, time.perf_counter() - start, error=exc)
+            self.end(record, time.perf_counter() - start, error=asyncio.CancelledError()
+                     if isinstance(exc, GeneratorExit) else exc)  # see _async_wrapper
             raise
         try:
             return self._returned(record, result, start, args, kwargs)
@@ -702,7 +703,10 @@ def _async_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Calla
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            failed(clock() - start, exc.__class__, seen_input)
+            # A coroutine closed before it finished (its caller gave up on it, or its loop
+            # shut down with it pending) was cancelled, as AwaitedCall.failed counts it.
+            failed(clock() - start, asyncio.CancelledError if isinstance(exc, GeneratorExit)
+                   else exc.__class__, seen_input)
             raise
         try:
             if result.__class__ not in plain:

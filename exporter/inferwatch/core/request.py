@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
 import sys
@@ -67,6 +68,11 @@ ABANDONED_AFTER_SECONDS = 600.0
 MAX_STAGES = 10_000
 
 _GENERATOR_FLAGS = CO_GENERATOR | CO_ASYNC_GENERATOR
+# What contextlib runs a @contextmanager / @asynccontextmanager generator to its yield with.
+_CONTEXT_MANAGER_ENTRIES = frozenset((
+    contextlib._GeneratorContextManager.__enter__.__code__,
+    contextlib._AsyncGeneratorContextManager.__aenter__.__code__,
+))
 
 # Held only while a close checks and clears a request's open flag: nothing in that section
 # allocates, so a finalizer (Request.__del__ closing another request) never runs inside it.
@@ -150,6 +156,25 @@ def _paused_here(request: Request, frame: FrameType) -> bool:
             return False
         caller = caller.f_back
     return True
+
+
+def _block_owner(frame: FrameType) -> FrameType | None:
+    """The generator whose paused steps keep the block that generator `frame` entered to
+    itself, or None when the block belongs to a plain function or coroutine.
+
+    A ``@contextmanager`` or ``@asynccontextmanager`` helper (an async FastAPI ``Depends``
+    generator is made one) pauses at its ``yield`` for its caller's ``with`` body to run:
+    the block it opened belongs to that caller, whose calls in the body must join it. So
+    past a generator run to its ``yield`` by contextlib, the owner is whoever entered the
+    helper: a streaming generator using the helper still keeps its block to itself."""
+    while True:
+        driver = frame.f_back
+        if driver is None or driver.f_code not in _CONTEXT_MANAGER_ENTRIES:
+            return frame
+        owner = driver.f_back
+        if owner is None or not owner.f_code.co_flags & _GENERATOR_FLAGS:
+            return None
+        frame = owner
 
 
 def _running_task() -> Any:
@@ -410,7 +435,7 @@ class Request:
         # A block's exit ends it, however long it runs: it is never taken for abandoned.
         # A generator's block is left open while the generator is paused, in the context
         # its consumer shares; the consumer's calls must then pass over it.
-        generator = caller if caller is not None and \
+        generator = _block_owner(caller) if caller is not None and \
             caller.f_code.co_flags & _GENERATOR_FLAGS else None
         task = _running_task() if generator is not None and \
             generator.f_code.co_flags & CO_ASYNC_GENERATOR else None
@@ -552,12 +577,12 @@ class Request:
             if self._writable() and self.record is record:
                 record.own_error = True
 
-    def close(self, error_type: type | None, ended_at: float | None = None, *,
+    def close(self, error_type: type | None = None, ended_at: float | None = None, *,
               cancelled: bool = False, error_message: object = None) -> None:
-        """End the request with `error_type` as its outcome (None: ok), or as cancelled,
-        as of `ended_at` (a ``time.perf_counter()`` reading; None: now), and hand it to the
-        drain. Closing a request that is not open does nothing: it was counted when it
-        closed, and its record keeps the outcome of the close that ended it."""
+        """End the request with `error_type` as its outcome (None, the default: ok), or as
+        cancelled, as of `ended_at` (a ``time.perf_counter()`` reading; None: now), and hand
+        it to the drain. Closing a request that is not open does nothing: it was counted
+        when it closed, and its record keeps the outcome of the close that ended it."""
         if not self._open:
             # Ended while a block of it ran here (by another thread's close, or taken for
             # abandoned): the block's exit still gives back what this thread had.
