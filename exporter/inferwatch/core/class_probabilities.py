@@ -11,13 +11,14 @@ probability (:func:`add_label_probabilities`).
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inferwatch.core.prediction_classes import SMALL_INTEGER_LIMIT, class_name
-from inferwatch.core.result_arrays import distinct_names, extend, missing_as_nan
+from inferwatch.core.result_arrays import classes_key, distinct_names, extend, missing_as_nan
 
 if TYPE_CHECKING:
     from inferwatch.core.predictions import Prediction
@@ -28,6 +29,33 @@ PROBABILITY_SUM_TOLERANCE = 1e-3
 # -1e-12): that is no fault (probability_out_of_range feeds a critical alert), and is read
 # as the bound it missed. Anything further out is a real out-of-range probability.
 PROBABILITY_RANGE_TOLERANCE = 1e-6
+
+# Where add_probabilities lists the matrices it reads, while a caller records them (see
+# :func:`recording_distributions`): per thread, as drains of different models run at once.
+_RECORDING = threading.local()
+
+
+def recording_distributions(matrices: list[tuple[list[str], np.ndarray]] | None
+                            ) -> list[tuple[list[str], np.ndarray]] | None:
+    """From now on (on this thread) append to `matrices` each class-probability matrix
+    :func:`add_probabilities` records, as (its column names, its rows as recorded); None
+    stops. Returns what was recording before, for the caller to put back.
+
+    A drain sums the columns past the output cap per row (each row's probability of a
+    class that has no series of its own): from the matrix, in one pass, not column by
+    column from the outputs recorded apart.
+
+    >>> from inferwatch.core.predictions import Prediction
+    >>> matrices = []
+    >>> previous = recording_distributions(matrices)
+    >>> add_probabilities(Prediction(), np.array([[0.2, 0.8]]), ["a", "b"])
+    >>> _ = recording_distributions(previous)
+    >>> [(names, matrix.tolist()) for names, matrix in matrices]
+    [(['a', 'b'], [[0.2, 0.8]])]
+    """
+    previous = getattr(_RECORDING, "matrices", None)
+    _RECORDING.matrices = matrices
+    return previous
 
 
 def looks_like_probabilities(array: np.ndarray, task: str,
@@ -140,6 +168,9 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
     for j, name in enumerate(names):
         extend(prediction.values, name, matrix[:, j])
     prediction.probability_outputs.update(names)
+    recording = getattr(_RECORDING, "matrices", None)
+    if recording is not None:
+        recording.append((names, matrix))
 
 
 def label_outputs(class_names: Sequence[object] | None) -> int | None:
@@ -308,7 +339,27 @@ def _integer_labels(names: tuple[str, ...]) -> np.ndarray | None:
     return codes
 
 
+# Column names per (width, classes): a drain reads a matrix of a model's classes each time,
+# and naming 20,000 classes costs about 0.1 s. A few models' worth are kept.
+_NAMED_COLUMNS: dict[tuple, list[str]] = {}
+_NAMED_COLUMNS_MAX = 64
+
+
 def _column_names(width: int, class_names: Sequence[object] | None) -> list[str]:
+    """The names of a matrix's columns. Never to be written to: it is shared."""
+    key = classes_key(class_names)
+    if key is None:
+        return _names_of_columns(width, class_names)
+    found = _NAMED_COLUMNS.get((width, key))
+    if found is None:
+        found = _names_of_columns(width, class_names)
+        if len(_NAMED_COLUMNS) >= _NAMED_COLUMNS_MAX:
+            _NAMED_COLUMNS.clear()
+        _NAMED_COLUMNS[(width, key)] = found
+    return found
+
+
+def _names_of_columns(width: int, class_names: Sequence[object] | None) -> list[str]:
     if class_names is not None and len(class_names) == width and all(
             np.ndim(c) == 0 for c in class_names):
         # Repeated names (classes 1 and "1") would mix two columns in one series.

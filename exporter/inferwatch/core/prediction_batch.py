@@ -10,6 +10,7 @@ frames, dicts, tuples and Series are in :mod:`inferwatch.core.stacked_results`.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.catalogue import OTHER
+from inferwatch.core.class_probabilities import recording_distributions
 from inferwatch.core.ddsketch import quiet_sum
 from inferwatch.core.dropped_rows import rows_with_missing_classes, values_with_dropped_rows
 from inferwatch.core.options import VALUE_BUCKETS
@@ -45,6 +48,8 @@ from inferwatch.core.stacked_results import (
 from inferwatch.core.state import ModelState, float_array
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from inferwatch.core.label_caps import LabelCap
     from inferwatch.core.options import Settings
     from inferwatch.quality.tracker import FeatureTracker
@@ -59,6 +64,15 @@ _UNSET = object()
 # isfinite and all (about 1.7 us) cost more than summing the values a drain of a few
 # dozen calls brings (about 1.5 us at 64).
 _FEW_VALUES = 64
+
+# Per label cap (by id, the cap held so that its id is not reused), in this process: the
+# values it folded and counted already. A cap remembers FOLDED_MEMORY of them, then starts
+# over; a classifier of more classes than that (ImageNet's 1,000 and up) folds the same
+# class columns again every drain, and would count them again. A model's classes are a
+# bounded set: up to this many are remembered per cap, so each counts once.
+_COUNTED_FOLDS: dict[int, tuple[LabelCap, int, int, set[str]]] = {}
+_COUNTED_FOLDS_PER_CAP = 1 << 16
+_COUNTED_FOLDS_CAPS = 1024
 
 
 def _split_rows(prediction: Prediction, sizes: Sequence[int], result: object = None
@@ -141,6 +155,12 @@ class PredictionBatch(StackedResults):
         self.invalid: dict[str, int] = {}
         self.class_like = False  # class-kind outputs seen, labels admitted or not
         self.probability_outputs: set[str] = set()
+        # Class-probability matrices as read (their column names and rows), and how many
+        # chunks of each output came from one: the columns past the output cap are summed
+        # per row from these.
+        self.distributions: list[tuple[list[str], np.ndarray]] = []
+        self.distribution_chunks: Counter[str] = Counter()
+        self._read_matrices: list[tuple[list[str], np.ndarray]] = []
         self._class_names: object = _UNSET
         self._known: frozenset[str] | None = None
         self._whole_classes: object = _UNSET
@@ -396,13 +416,20 @@ class PredictionBatch(StackedResults):
     def _normalized(self, value: object, probabilities: bool | None) -> Prediction | None:
         """`value` normalised with this model's task and classes; None, counted as an
         internal error, when it cannot be."""
+        read: list[tuple[list[str], np.ndarray]] = []
+        previous = recording_distributions(read)
         try:
-            return normalize(value, probabilities=probabilities, task=self.settings.task,
-                             class_names=self._class_names_once(),
-                             known_classes=self._known_classes())
+            prediction = normalize(value, probabilities=probabilities,
+                                   task=self.settings.task,
+                                   class_names=self._class_names_once(),
+                                   known_classes=self._known_classes())
         except Exception as exc:
             faults.record("prediction", exc)
             return None
+        finally:
+            recording_distributions(previous)
+        self._read_matrices = read  # for _add, which records this prediction next
+        return prediction
 
     def add_one(self, result: object, probabilities: bool | None) -> Prediction | None:
         """Record one call's result; returns its normalised form (None if it could not be)."""
@@ -488,6 +515,9 @@ class PredictionBatch(StackedResults):
             self.batch_sizes.append(prediction.rows)
         else:
             self.batch_sizes.extend(sizes)
+        read, self._read_matrices = self._read_matrices, []
+        if read:
+            self._add_distributions(prediction, read)
         for name, values in prediction.values.items():
             self.values.setdefault(name, []).append(values)
         if prediction.classes is not None:
@@ -500,6 +530,20 @@ class PredictionBatch(StackedResults):
             self.confidence.append(prediction.confidence)
         for reason, count in prediction.invalid.items():
             self._invalid(reason, count)
+
+    def _add_distributions(self, prediction: Prediction,
+                           read: list[tuple[list[str], np.ndarray]]) -> None:
+        """Keep the probability matrices `prediction` was read from, when each of its
+        outputs is exactly one matrix's column; otherwise (outputs of other kinds among
+        them, or two columns of one name) its columns are folded one by one."""
+        columns = sum(len(names) for names, _ in read)
+        if len(prediction.values) != columns:
+            return
+        names = [name for matrix_names, _ in read for name in matrix_names]
+        if len(set(names)) != columns:
+            return
+        self.distributions.extend(read)
+        self.distribution_chunks.update(names)
 
     def _value_bounds(self, output: str) -> tuple[float, ...]:
         """The prediction histogram's bounds: those instrument(value_buckets=...) names, else
@@ -532,13 +576,20 @@ class PredictionBatch(StackedResults):
             for rows, calls in self.repeated_sizes.items():
                 sizes.observe_repeated(float(rows), calls)
         output_cap = caps["inferwatch_prediction"]
+        folds = dict(zip(self.values, _fold_each(output_cap, self.values)))
+        summed = self._summed_per_row(folds)
         merged: dict[str, list[np.ndarray]] = {}
         probabilities: set[str] = set()  # outputs of class probabilities, as folded
         for name, chunks in self.values.items():
-            folded = output_cap.fold(name)
+            folded = folds[name]
+            if summed and folded == OTHER and name in self.distribution_chunks:
+                continue  # in its matrix's sum of folded columns, below
             merged.setdefault(folded, []).extend(chunks)
             if name in self.probability_outputs:
                 probabilities.add(folded)
+        if summed:
+            merged.setdefault(OTHER, []).extend(self._folded_mass(folds))
+            probabilities.add(OTHER)
         low, high = settings.output_range or (-math.inf, math.inf)
         for output, chunks in merged.items():
             values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
@@ -554,7 +605,9 @@ class PredictionBatch(StackedResults):
             for label, count in self.counted_classes.items():
                 class_counts[label] = class_counts.get(label, 0) + count
             class_cap = caps["inferwatch_predicted_class_total"]
-            folded = class_cap.fold_counts(class_counts)
+            folded = {}
+            for label, fold in zip(class_counts, _fold_each(class_cap, class_counts)):
+                folded[fold] = folded.get(fold, 0) + class_counts[label]
             state.inc_many("inferwatch_predicted_class_total",
                            {(label,): count for label, count in folded.items()})
         if self.confidence:
@@ -562,6 +615,65 @@ class PredictionBatch(StackedResults):
                 np.concatenate(self.confidence), now)
         for reason, count in self.invalid.items():
             state.inc("inferwatch_invalid_predictions_total", (reason,), count)
+
+    def _summed_per_row(self, folds: dict[str, str]) -> bool:
+        """Whether the folded class-probability columns go to ``__other__`` as each row's
+        sum of them (its probability of a class past the cap): when some were folded and
+        every chunk of each came from a matrix kept whole (else all are kept as values,
+        one per column and row, as for outputs of other kinds)."""
+        if not self.distributions:
+            return False
+        chunks = self.distribution_chunks
+        summed = False
+        for name, folded in folds.items():
+            if folded == OTHER and name in chunks:
+                if chunks[name] != len(self.values[name]):
+                    return False
+                summed = True
+        return summed
+
+    def _folded_mass(self, folds: dict[str, str]) -> list[np.ndarray]:
+        """Each row's sum of its matrix's folded columns (of matrices with some folded:
+        each output of a multi-output classifier is a matrix of its own)."""
+        masses = []
+        for names, matrix in self.distributions:
+            folded = np.fromiter((folds[name] == OTHER for name in names), dtype=bool,
+                                 count=len(names))
+            where = np.flatnonzero(folded)
+            if not where.size:
+                continue
+            start, stop = int(where[0]), int(where[-1]) + 1
+            # Usually the last columns (classes fold in the order they come): a view, no
+            # copy of the matrix. Rows of huge values may overflow to inf, never a warning.
+            part = matrix[:, start:stop] if stop - start == where.size else matrix[:, where]
+            with np.errstate(over="ignore", invalid="ignore"):
+                masses.append(part.sum(axis=1))
+        return masses
+
+
+def _fold_each(cap: LabelCap, values: Iterable[object]) -> list[str]:
+    """Each of `values` as `cap` stores it, a value folded before without asking the cap
+    again: it would count the value again once its memory of folds has started over."""
+    pid = os.getpid()
+    entry = _COUNTED_FOLDS.get(id(cap))
+    if entry is None or entry[0] is not cap or entry[1] != pid or entry[2] != cap.limit:
+        # A forked child counts its own folds; a new limit may admit values folded before.
+        if len(_COUNTED_FOLDS) >= _COUNTED_FOLDS_CAPS:
+            _COUNTED_FOLDS.clear()
+        entry = _COUNTED_FOLDS[id(cap)] = (cap, pid, cap.limit, set())
+    counted = entry[3]
+    folded = []
+    for value in values:
+        if value.__class__ is str and value in counted:
+            folded.append(OTHER)
+            continue
+        label = cap.fold(value)
+        if label == OTHER and value.__class__ is str:
+            if len(counted) >= _COUNTED_FOLDS_PER_CAP:
+                counted.clear()
+            counted.add(value)
+        folded.append(label)
+    return folded
 
 
 def _scalar_column(column: tuple) -> np.ndarray | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inferwatch.core.result_arrays import is_missing, to_float
+from inferwatch.core.result_arrays import classes_key, is_missing, to_float
 
 if TYPE_CHECKING:
     from inferwatch.core.predictions import Prediction
@@ -416,8 +416,35 @@ def class_name(name: object) -> object:
     return name
 
 
+# known_class_set per (classes, declared classes): a drain asks each time, and reading
+# 20,000 classes costs about 0.1 s. A few models' worth are kept.
+_KNOWN_CLASS_SETS: dict[tuple, frozenset[str]] = {}
+_KNOWN_CLASS_SETS_MAX = 64
+
+
 def known_class_set(class_names: Sequence[object] | None,
                     declared: Sequence[object] | None) -> frozenset[str]:
+    """:func:`read_known_classes`, remembered per set of classes.
+
+    >>> sorted(known_class_set(["O", "B-PER"], ("x",)))
+    ['B-PER', 'O', 'PER', 'x']
+    """
+    names_key, declared_key = classes_key(class_names), classes_key(declared)
+    if (names_key is None and class_names is not None) or \
+            (declared_key is None and declared is not None):
+        return read_known_classes(class_names, declared)
+    key = (names_key, declared_key)
+    found = _KNOWN_CLASS_SETS.get(key)
+    if found is None:
+        found = read_known_classes(class_names, declared)
+        if len(_KNOWN_CLASS_SETS) >= _KNOWN_CLASS_SETS_MAX:
+            _KNOWN_CLASS_SETS.clear()
+        _KNOWN_CLASS_SETS[key] = found
+    return found
+
+
+def read_known_classes(class_names: Sequence[object] | None,
+                       declared: Sequence[object] | None) -> frozenset[str]:
     """The strings that may become class labels: ``classes_`` and the declared classes,
     flattened (a multi-output model's ``classes_`` is a list of arrays), and the entity
     groups a token classifier's BIO tags name (``PER`` of ``B-PER`` and ``I-PER``): its

@@ -337,3 +337,24 @@ def extend(values: dict[str, np.ndarray], name: str, array: np.ndarray) -> None:
     has none)."""
     previous = values.get(name)
     values[name] = array if previous is None else np.concatenate([previous, array])
+
+
+def classes_key(classes: Sequence[object] | None) -> tuple | None:
+    """A model's `classes` as a dict key, for what is worked out once per set of classes
+    (a drain is handed a new list of them each time): each class with its type, as True
+    and 1 are equal but name different labels. None for no classes, or an unhashable one
+    (a multi-output model's arrays of classes).
+
+    >>> classes_key(["a", "b"]) == classes_key(np.array(["a", "b"]).tolist())
+    True
+    >>> classes_key([True]) == classes_key([1]), classes_key([np.array([0, 1])])
+    (False, None)
+    """
+    if classes is None:
+        return None
+    try:
+        key = (tuple(classes), tuple(map(type, classes)))
+        hash(key)
+    except TypeError:
+        return None
+    return key
