@@ -511,8 +511,11 @@ class Shadow:
                     self.comparison.dropped("shutdown", new_shut)
                 if new_streamed:
                     self.comparison.dropped("stream", new_streamed)
-            self.monitor.update_state(lambda state: self.comparison.fold_into(state,
-                                                                              time.time()))
+            # At the time the challenger's drain writes and every reader reads its rolling
+            # windows: the raw wall clock, stepped back, would write where no one reads.
+            monitor = self.monitor
+            monitor.update_state(lambda state: self.comparison.fold_into(
+                state, monitor.window_time()))
         except Exception as exc:
             faults.record("shadow", exc)
 

@@ -67,12 +67,7 @@ def seconds_of(at: object) -> float:
     (1767225600.0, 1767225600.0)
     """
     if isinstance(at, np.datetime64):
-        if np.isnat(at):
-            return float("nan")
-        # Whole seconds and the rest apart: nanoseconds past 2**53 (any date after 1970
-        # plus 104 days) are not exact in a float.
-        seconds, nanos = divmod(int(at.astype("datetime64[ns]").astype(np.int64)), 10**9)
-        return seconds + nanos / 1e9
+        return _seconds_of_datetime64(at)
     if isinstance(at, str):
         return _seconds_of_text(at)
     if isinstance(at, datetime.date) and not isinstance(at, datetime.datetime):
@@ -106,6 +101,40 @@ def seconds_of(at: object) -> float:
         faults.record("outcome")
         return float("nan")
     return seconds
+
+
+# Ticks per second of the np.datetime64 units finer than a second.
+_TICKS_PER_SECOND = {"ms": 10**3, "us": 10**6, "ns": 10**9, "ps": 10**12, "fs": 10**15,
+                     "as": 10**18}
+
+
+def _seconds_of_datetime64(at: np.datetime64) -> float:
+    """Unix seconds of `at` in whatever unit it holds; NaN for NaT.
+
+    Not through ``datetime64[ns]``, which holds only 1677-09-21 .. 2262-04-11 and wraps
+    around silently outside it: a label time of 3000-01-01 would read as 1830 and join
+    with no delay instead of expiring. Finer units are counted in Python integers and
+    divided once, so the result is the float nearest the instant, as
+    ``datetime.timestamp()`` gives for the same instant.
+
+    >>> _seconds_of_datetime64(np.datetime64("3000-01-01")), _seconds_of_datetime64(
+    ...     np.datetime64("1970-01-01T00:00:01.5", "ns"))
+    (32503680000.0, 1.5)
+    """
+    if np.isnat(at):
+        return float("nan")
+    unit, multiple = np.datetime_data(at.dtype)
+    ticks_per_second = _TICKS_PER_SECOND.get(unit)
+    if ticks_per_second is not None:
+        return int(at.astype(np.int64)) * multiple / ticks_per_second
+    # A second or coarser (years and months have no fixed length): whole seconds, unless
+    # that many seconds are past int64, where the cast would wrap around as well.
+    whole = at.astype("datetime64[s]")
+    if whole.astype(at.dtype) != at:
+        faults.record("outcome", OverflowError(
+            f"record_outcome(at={at!r}): past any time Unix seconds can count"))
+        return float("nan")
+    return float(int(whole.astype(np.int64)))
 
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
