@@ -121,3 +121,22 @@ def test_dash_output_pipes_the_profile_and_the_report_through_stdout(tmp_path):
     assert abs(float(data_values(done.stdout)["feature_drift|amount|psi"])) < 1e-9
     assert "wrote the report to stdout: 300 rows" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reference.json", "train.csv"]
+
+
+def test_integer_codes_written_by_pandas_read_back_as_their_profiled_categories(tmp_path):
+    # pandas writes an integer column with a gap as 10115.0; the profile keys it 10115,
+    # and the report must read the same file under the same keys: no drift, no unseen.
+    data = tmp_path / "train.csv"
+    write_csv(data, ["amount", "zip"],
+              [[i, f"{(10115, 20095, 80331)[i % 3]}.0" if i % 7 else ""] for i in range(300)])
+    reference = tmp_path / "reference.json"
+    done = subprocess.run([*INFERWATCH, "profile", str(data), "-o", str(reference),
+                           "--categorical", "zip"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "report.html"
+
+    done = report("--reference", str(reference), str(data), "-o", str(out))
+
+    assert done.returncode == 0, done.stderr
+    values = data_values(out.read_text(encoding="utf-8"))
+    assert abs(float(values["feature_drift|zip|psi"])) < 1e-9

@@ -1,9 +1,10 @@
 """`inferwatch profile DATA -o reference.json`: a reference profile from training data.
 
 Reads CSV with the standard library (a column is numeric when every non-empty value
-parses as a number, boolean when every one is true or false in any case; gzip-compressed
-or not; comma-separated only) and Parquet with pyarrow and pandas. Every column except
-those given with ``--predictions-column``, ``--target`` or ``--ignore`` becomes a feature.
+is a number as pandas reads one, boolean when every one is true or false in any case;
+gzip-compressed or not; comma-separated only) and Parquet with pyarrow and pandas. Every
+column except those given with ``--predictions-column``, ``--target`` or ``--ignore``
+becomes a feature.
 
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="inferwatch profile")
@@ -42,7 +43,17 @@ GZIP_MAGIC = b"\x1f\x8b"
 OTHER_MAGIC = {"bzip2": b"BZh?1AY&SY", "xz": b"\xfd7zXZ\x00", "zstd": b"\x28\xb5\x2f\xfd",
                "zip": b"PK\x03\x04"}
 # A number written as an integer: how a CSV tells a model's integer labels from its floats.
-_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*", re.ASCII)
+# A number as pandas.read_csv reads one: ASCII decimal digits, an optional exponent,
+# infinity in any case, and the NaN spellings pandas takes as missing. Python's float()
+# takes more (``1_000``, ``١٢``), which pandas reads as text: a profile typing them as
+# numbers would count every live value of the column as a wrong type.
+_CSV_NUMBER = re.compile(
+    r"\s*(?:[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(?i:inf(?:inity)?))|-?(?:nan|NaN))\s*",
+    re.ASCII)
+# Every character of a block of such numbers when none is infinite, NaN or missing text:
+# float() reads exactly those numbers from them, and a whole block is checked at once.
+_PLAIN_NUMBER_CHARACTERS = "0123456789.eE+- \t"
 
 
 class ProfileError(Exception):
@@ -143,7 +154,8 @@ def _run(args: argparse.Namespace) -> int:
             written_as_integers.update(
                 _split(args.predictions_column, header, "--predictions-column"))
             columns = read_csv(readable, progress, text_columns=set(text), name=path,
-                               integer_columns=written_as_integers)
+                               integer_columns=written_as_integers, refuse_overflow=True,
+                               category_keys=True)
         progress.close()
 
     names = list(columns)
@@ -495,9 +507,20 @@ def _column_list(values: list[str], known: list[str], flag: str) -> list[str]:
 def read_csv(path: str, progress: Progress, *,
              text_columns: set[str] | frozenset[str] = frozenset(),
              name: str | None = None,
-             integer_columns: set[str] | None = None) -> dict[str, Any]:
-    """Columns of a CSV file with a header row: float arrays where every value is a number,
-    object arrays of text (None for missing) otherwise and for `text_columns`.
+             integer_columns: set[str] | None = None,
+             refuse_overflow: bool = False,
+             category_keys: bool = False) -> dict[str, Any]:
+    """Columns of a CSV file with a header row: float arrays where every value is a number
+    (as pandas reads one: ``1_000`` is text), object arrays of text (None for missing)
+    otherwise and for `text_columns`, each cell as written.
+
+    With `category_keys`, a column of `text_columns` whose every cell is a number or an
+    ISO date-time holds them as the keys of the values they stand for
+    (:func:`_category_texts`): categories that match the live values of the column.
+
+    With `refuse_overflow`, a number too large for a float (``1e400``, which reads as
+    infinity) in a numeric column is an error naming the column and its data row; else it
+    is infinity, as pandas reads it.
 
     `integer_columns`, when given, names columns to look at as written; on return it keeps
     those read as numbers whose every number is written as an integer (``1``, not ``1.0``
@@ -539,7 +562,18 @@ def read_csv(path: str, progress: Progress, *,
     if integer_columns is not None:
         integer_columns.intersection_update(
             h for h, column in zip(header, columns) if column.numeric and column.integers)
-    return {h: column.array(np) for h, column in zip(header, columns)}
+    if refuse_overflow:
+        for h, column in zip(header, columns):
+            if column.numeric and column.overflow is not None:
+                row, cell = column.overflow
+                raise ProfileError(
+                    f"{shown}: column {h!r}, data row {row}: {cell.strip()!r} is too large"
+                    " for a 64-bit float (it would read as infinity); write it smaller, leave"
+                    f" the column out (--ignore {_flag_value(h)}), or profile it as"
+                    f" categories (--categorical {_flag_value(h)})")
+    return {h: _category_texts(column.array(np), np)
+            if category_keys and h in text_columns else column.array(np)
+            for h, column in zip(header, columns)}
 
 
 def csv_header(path: str, *, name: str | None = None) -> list[str]:
@@ -571,13 +605,22 @@ class _Column:
         # Whether every number so far is written as an integer; looked at only when asked
         # (a Python pass over each cell).
         self.integers = integers
+        self.rows = 0
+        # The first number too large for a float: its data row and cell. An error only if
+        # the column stays numeric (a later text cell makes it all text, as in pandas).
+        self.overflow: tuple[int, str] | None = None
 
     def add(self, cells: tuple[str, ...], np: Any) -> None:
+        first_row, self.rows = self.rows + 1, self.rows + len(cells)
         if self.read_again:
             return
         if self.numeric:
             numbers = _numbers(cells, np)
             if numbers is not None:
+                if self.overflow is None:
+                    at = _overflow(cells, numbers, np)
+                    if at is not None:
+                        self.overflow = (first_row + at, cells[at])
                 self.parts.append(numbers)
                 if self.integers:
                     self.integers = all(_INTEGER_TEXT.fullmatch(v) or v.strip() in
@@ -595,7 +638,7 @@ class _Column:
                    v if shared is None else shared.setdefault(v, v) for v in cells]
         if shared is not None and len(shared) > SHARED_TEXTS:
             self.shared = None  # an id column: sharing would only add the dictionary
-        # Kept as written: codes such as "01234" stay themselves.
+        # Kept as written here: codes such as "01234" stay themselves (_category_texts).
         self.parts.append(np.fromiter(cleaned, dtype=object, count=len(cleaned)))
 
     def array(self, np: Any) -> Any:
@@ -629,15 +672,114 @@ def _booleans(values: Any, np: Any) -> Any:
 
 
 def _numbers(cells: tuple[str, ...], np: Any) -> Any:
-    """The cells as floats (NaN for a missing token), or None when one is not a number."""
+    """The cells as floats (NaN for a missing token), or None when one is not a number as
+    pandas reads one (:data:`_CSV_NUMBER`).
+
+    >>> import numpy as np
+    >>> _numbers(("1", " 2.5", "", "-inf", "1e3"), np).tolist()
+    [1.0, 2.5, nan, -inf, 1000.0]
+    >>> _numbers(("1_000",), np), _numbers(("\u0661\u0662",), np), _numbers(("NAN",), np)
+    (None, None, None)
+    """
+    plain = not "".join(cells).strip(_PLAIN_NUMBER_CHARACTERS)
+    if plain:
+        try:
+            return np.array(cells, dtype=np.float64)
+        except ValueError:
+            pass  # an empty cell, or no number at all ("1e", "-")
+    number = float if plain else _csv_float
     try:
-        return np.array(cells, dtype=np.float64)
-    except ValueError:
-        pass
-    try:
-        return np.array([np.nan if v.strip() in MISSING_TOKENS else float(v) for v in cells])
+        return np.array([np.nan if v.strip() in MISSING_TOKENS else number(v) for v in cells],
+                        dtype=np.float64)
     except ValueError:
         return None
+
+
+def _csv_float(cell: str) -> float:
+    if _CSV_NUMBER.fullmatch(cell) is None:
+        raise ValueError(cell)
+    return float(cell)
+
+
+def _overflow(cells: tuple[str, ...], numbers: Any, np: Any) -> int | None:
+    """The index of the first cell written as a finite number that reads as infinity."""
+    for at in np.flatnonzero(np.isinf(numbers)).tolist():
+        if "inf" not in cells[at].lower():
+            return at
+    return None
+
+
+def _category_texts(values: Any, np: Any) -> Any:
+    """A text column as the categories of the values it stands for, as
+    :func:`~inferwatch.quality.category_keys.category_key` keys live values: when every
+    cell is a number, a float's text is its key (``10115.0``, as pandas writes an integer
+    column with a gap, is ``10115``); when every cell is an ISO date or date-time, the
+    instant's (``2024-01-01T10:30:00`` is ``2024-01-01 10:30:00``, as a Timestamp is keyed).
+    Integers keep their text (``01234`` is a code written as text, the only way a CSV
+    carries its zero), and so does any column holding other text, as pandas keeps it.
+
+    >>> import numpy as np
+    >>> _category_texts(np.array(["10115.0", None, "01234", "1e16"], dtype=object), np).tolist()
+    ['10115', None, '01234', '1e+16']
+    >>> _category_texts(np.array(["2024-01-01T10:30:00", "2024-01-02"], dtype=object),
+    ...                 np).tolist()
+    ['2024-01-01 10:30:00', '2024-01-02']
+    >>> _category_texts(np.array(["2.0", "beta"], dtype=object), np).tolist()
+    ['2.0', 'beta']
+    """
+    keys: dict[Any, str | None] = {}
+    kind = ""
+    for value in values:  # stops at the first other text: a column of names costs one look
+        if value is None or value in keys:
+            continue
+        if not isinstance(value, str):
+            return values  # booleans (:func:`_booleans`)
+        key = _number_key(value) if kind != "time" else None
+        if key is not None:
+            kind = "number"
+        elif kind != "number" and (key := _time_key(value)) is not None:
+            kind = "time"
+        else:
+            return values
+        keys[value] = key if key else None  # "" for a NaN spelling pandas reads as missing
+    if all(key == value for value, key in keys.items()):
+        return values
+    keys[None] = None
+    return np.fromiter((keys[v] for v in values), dtype=object, count=len(values))
+
+
+def _number_key(cell: str) -> str | None:
+    """The category key of a number cell ("" for NaN), None when the cell is no number."""
+    if _CSV_NUMBER.fullmatch(cell) is None:
+        return None
+    if _INTEGER_TEXT.fullmatch(cell):
+        return cell
+    from inferwatch.quality.category_keys import category_key
+
+    number = float(cell)
+    return "" if number != number else category_key(number)
+
+
+def _time_key(cell: str) -> str | None:
+    """The category key of an ISO date or date-time cell, None when the cell is no such."""
+    import datetime
+
+    import numpy as np
+
+    from inferwatch.quality.category_keys import category_key
+
+    text = cell.strip()
+    try:
+        instant = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if instant.tzinfo is None:
+        try:
+            # numpy keeps what a datetime drops: nanoseconds, which a Timestamp keeps.
+            return category_key(np.datetime64(text))
+        except ValueError:  # a form numpy does not read ("20240101T1030")
+            pass
+    return category_key(instant)
 
 
 def _csv_blocks(path: str, progress: Progress, *, skip_header: bool = False,

@@ -175,8 +175,9 @@ def run(args: argparse.Namespace) -> int:
                     profiles[wanted[0]] = reference.outputs[outputs[0]]
                 categorical = {n for n, p in profiles.items() if not p.is_numeric}
                 try:
+                    # Category cells keyed as the profile keyed them (10115.0 is 10115).
                     columns = read_csv(readable, progress, text_columns=categorical,
-                                       name=shown)
+                                       name=shown, category_keys=True)
                 except ProfileError as exc:
                     return _error(f"cannot read {exc}")
                 except Exception as exc:
