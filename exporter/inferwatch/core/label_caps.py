@@ -27,6 +27,9 @@ __all__ = ["FOLDED_MEMORY", "LabelCap", "clean_label_value"]
 # over: an unbounded label (ids, messages) keeps counting, and a cap stays small however
 # many values it folds.
 FOLDED_MEMORY = 1024
+# Folded outputs and classes of one model remembered by LabelCap.fold_many: a model's own
+# label set, bounded (a classifier of 65,536 classes counts each folded one once).
+REMEMBERED_FOLDS = 1 << 16
 
 
 def _exact_text(value: object) -> str:
@@ -55,7 +58,8 @@ def _exact_text(value: object) -> str:
 class LabelCap:
     """Admits at most `limit` distinct values; the rest fold into ``__other__``."""
 
-    __slots__ = ("_folded", "_lock", "_seen", "limit", "overflowed")
+    __slots__ = ("_folded", "_lock", "_remembered", "_remembered_limit", "_seen", "limit",
+                 "overflowed")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -66,6 +70,9 @@ class LabelCap:
         self.overflowed = 0
         # Hashes of the values folded (not the texts: up to 128 characters each).
         self._folded: set[int] = set()
+        # Texts folded by fold_many, and the limit they were folded under (see there).
+        self._remembered: set[str] = set()
+        self._remembered_limit = limit
 
     def renew_lock(self) -> None:
         """A new lock in a forked child (one held at fork time would never be released)."""
@@ -84,6 +91,7 @@ class LabelCap:
         """
         self.overflowed = 0
         self._folded = set()
+        self._remembered = set()
 
     def fold(self, value: object) -> str:
         if value.__class__ is str and value in self._seen:
@@ -121,6 +129,36 @@ class LabelCap:
             return text
         # Unlocked reads: a set's membership and length are each read whole under the GIL.
         return OTHER if text == OTHER or len(self._seen) >= self.limit else text
+
+    def fold_many(self, values: list[object]) -> list[str]:
+        """Each of `values` folded as :meth:`fold` folds it, for a model's own outputs and
+        classes, which come back at every drain: a text folded here before is not handed to
+        the cap again. The cap remembers FOLDED_MEMORY folded values and then starts over,
+        so a classifier of 20,000 classes would count its folded classes again at every
+        drain; up to REMEMBERED_FOLDS of them are remembered here, each counted once.
+
+        >>> cap = LabelCap(1)
+        >>> labels = [str(n) for n in range(3000)]
+        >>> _ = cap.fold_many(labels); _ = cap.fold_many(labels)
+        >>> cap.overflowed
+        2999
+        """
+        if self._remembered_limit != self.limit:
+            # A new limit (configure()) may admit values folded under the old one.
+            self._remembered, self._remembered_limit = set(), self.limit
+        remembered = self._remembered
+        folded = []
+        for value in values:
+            if value.__class__ is str and value in remembered:
+                folded.append(OTHER)
+                continue
+            label = self.fold(value)
+            if label == OTHER and value.__class__ is str:
+                if len(remembered) >= REMEMBERED_FOLDS:
+                    remembered.clear()
+                remembered.add(value)
+            folded.append(label)
+        return folded
 
     def fold_counts(self, counts: dict[str, float]) -> dict[str, float]:
         """Fold a dict of value -> count, conserving the total."""

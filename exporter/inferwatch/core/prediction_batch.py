@@ -10,7 +10,6 @@ frames, dicts, tuples and Series are in :mod:`inferwatch.core.stacked_results`.
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -48,8 +47,6 @@ from inferwatch.core.stacked_results import (
 from inferwatch.core.state import ModelState, float_array
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from inferwatch.core.label_caps import LabelCap
     from inferwatch.core.options import Settings
     from inferwatch.quality.tracker import FeatureTracker
@@ -64,15 +61,6 @@ _UNSET = object()
 # isfinite and all (about 1.7 us) cost more than summing the values a drain of a few
 # dozen calls brings (about 1.5 us at 64).
 _FEW_VALUES = 64
-
-# Per label cap (by id, the cap held so that its id is not reused), in this process: the
-# values it folded and counted already. A cap remembers FOLDED_MEMORY of them, then starts
-# over; a classifier of more classes than that (ImageNet's 1,000 and up) folds the same
-# class columns again every drain, and would count them again. A model's classes are a
-# bounded set: up to this many are remembered per cap, so each counts once.
-_COUNTED_FOLDS: dict[int, tuple[LabelCap, int, int, set[str]]] = {}
-_COUNTED_FOLDS_PER_CAP = 1 << 16
-_COUNTED_FOLDS_CAPS = 1024
 
 
 def _split_rows(prediction: Prediction, sizes: Sequence[int], result: object = None
@@ -576,7 +564,7 @@ class PredictionBatch(StackedResults):
             for rows, calls in self.repeated_sizes.items():
                 sizes.observe_repeated(float(rows), calls)
         output_cap = caps["inferwatch_prediction"]
-        folds = dict(zip(self.values, _fold_each(output_cap, self.values)))
+        folds = dict(zip(self.values, output_cap.fold_many(list(self.values))))
         summed = self._summed_per_row(folds)
         merged: dict[str, list[np.ndarray]] = {}
         probabilities: set[str] = set()  # outputs of class probabilities, as folded
@@ -606,7 +594,7 @@ class PredictionBatch(StackedResults):
                 class_counts[label] = class_counts.get(label, 0) + count
             class_cap = caps["inferwatch_predicted_class_total"]
             folded = {}
-            for label, fold in zip(class_counts, _fold_each(class_cap, class_counts)):
+            for label, fold in zip(class_counts, class_cap.fold_many(list(class_counts))):
                 folded[fold] = folded.get(fold, 0) + class_counts[label]
             state.inc_many("inferwatch_predicted_class_total",
                            {(label,): count for label, count in folded.items()})
@@ -650,30 +638,6 @@ class PredictionBatch(StackedResults):
                 masses.append(part.sum(axis=1))
         return masses
 
-
-def _fold_each(cap: LabelCap, values: Iterable[object]) -> list[str]:
-    """Each of `values` as `cap` stores it, a value folded before without asking the cap
-    again: it would count the value again once its memory of folds has started over."""
-    pid = os.getpid()
-    entry = _COUNTED_FOLDS.get(id(cap))
-    if entry is None or entry[0] is not cap or entry[1] != pid or entry[2] != cap.limit:
-        # A forked child counts its own folds; a new limit may admit values folded before.
-        if len(_COUNTED_FOLDS) >= _COUNTED_FOLDS_CAPS:
-            _COUNTED_FOLDS.clear()
-        entry = _COUNTED_FOLDS[id(cap)] = (cap, pid, cap.limit, set())
-    counted = entry[3]
-    folded = []
-    for value in values:
-        if value.__class__ is str and value in counted:
-            folded.append(OTHER)
-            continue
-        label = cap.fold(value)
-        if label == OTHER and value.__class__ is str:
-            if len(counted) >= _COUNTED_FOLDS_PER_CAP:
-                counted.clear()
-            counted.add(value)
-        folded.append(label)
-    return folded
 
 
 def _scalar_column(column: tuple) -> np.ndarray | None:
