@@ -42,7 +42,6 @@ from inferwatch.core.monitor_configure import CAP_OPTIONS, tracker_changed, trac
 from inferwatch.core.monitor_drain import MonitorDrain
 from inferwatch.core.options import Settings
 from inferwatch.core.outcomes import OutcomeJoiner
-from inferwatch.core.pending_calls import take
 from inferwatch.core.request_record import RequestRecord
 from inferwatch.core.state import ModelState
 from inferwatch.core.step_clock import StepSafeClock
@@ -151,10 +150,38 @@ class Listeners:
             owner.__dict__[self._slot] = held
 
 
-def _list_length(max_calls: int) -> int:
+def _list_length(max_calls: int, sharers: int = 1) -> int:
     """Calls a request path appends before it hands its list to the drain: an eighth of the
-    bound, so that several lists can wait while a drain is late."""
-    return max(1, max_calls // 8)
+    bound, so that several lists can wait while a drain is late, shared out among the
+    monitors that share the bound (whose lists all fill at once while a drain is late)."""
+    return max(1, max_calls // 8 // max(1, sharers))
+
+
+class PendingBudget:
+    """What waits for the drain across the monitors that share this budget (every monitor of
+    a registry): the lists handed to the drain, and the length each monitor's request path
+    may fill without a check (one list, see :meth:`Monitor.hand_off`), in calls and in bytes.
+
+    ``max_pending`` and ``max_pending_bytes`` bound this total, not each monitor's: a
+    stalled drain would otherwise hold that much per model version, growing with their
+    number. Changed only under `lock`, once per list handed off or taken by a drain.
+
+    >>> from inferwatch.core.registry import Registry
+    >>> registry = Registry(drain_interval=3600)
+    >>> one, two = registry.monitor("a", "1"), registry.monitor("b", "1")
+    >>> one.pending_budget is two.pending_budget
+    True
+    >>> registry.close()
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.bytes = 0
+        self.sharers = 0  # monitors sharing it: each gets an equal share of list lengths
+
+    def renew_lock(self) -> None:
+        self.lock = threading.Lock()
 
 
 # Every monitor alive, for the at-fork hook below: a registry renews its own monitors' locks
@@ -202,6 +229,15 @@ class Monitor(MonitorDrain):
         # max_pending calls of any size wait and max_pending_bytes would bound nothing.
         self._sized = False
         self._max_calls = self._chunk = 0  # set by _fit_pending below
+        # The list length this monitor would have; _chunk is less while the budget shared
+        # with other monitors has no room for it (grown at a later hand-off or fit).
+        self._wanted_chunk = 0
+        # What this monitor holds of its pending budget: a list's length (the calls the
+        # request path appends unchecked), and the calls handed to the drain, in calls and
+        # in bytes (charged at hand-off, released by the drain that takes them).
+        self.pending_budget = PendingBudget()
+        self.pending_budget.sharers = 1
+        self._reserved_calls = self._reserved_bytes = self._handed_off_bytes = 0
         self.state = ModelState(name, version, summary_settings=self.settings.summary)
         self.state.loaded_at = time.time()
         if trained_at is not None:
@@ -559,12 +595,19 @@ class Monitor(MonitorDrain):
     def hand_off(self, pending: list, item: object) -> None:
         """`pending` is full: give its calls to the drain whole, start it anew with `item`.
 
-        Only when the drain has fallen behind by ``max_pending`` calls in all is `item`
-        dropped, and counted. Never raises: this runs on the caller's request path.
+        Only when the drain has fallen behind by ``max_pending`` calls (or
+        ``max_pending_bytes``) in all, across every monitor sharing this one's
+        :class:`PendingBudget`, is `item` dropped, and counted. Never raises: this runs on
+        the caller's request path.
         """
         try:
             behind = False  # a list handed to the drain, or a call dropped: wake it
             with self._take_lock:
+                if self._chunk < self._wanted_chunk and \
+                        self.pending_budget.calls < self.settings.max_pending:
+                    # A drain left room for the full length since (read without the lock:
+                    # only a hint, the fit itself takes it).
+                    self._fit_pending()
                 if len(pending) >= self._chunk:
                     if item.__class__ is tuple:
                         self._fit_heavier(item)  # may make the list long enough for `item`
@@ -578,11 +621,15 @@ class Monitor(MonitorDrain):
                         self._fit_pending()
                 if len(pending) >= self._chunk:
                     behind = True
-                    if self._handed_off_calls + len(pending) + self._chunk > self._max_calls:
+                    full = len(pending)
+                    if not self._charge_hand_off(full):
                         next(self._dropped)
                         item = _NOTHING
                     else:
-                        taken = take(pending)
+                        # Exactly the calls charged: an append racing with this lands after
+                        # them, and stays for the next hand-off or drain.
+                        taken = pending[:full]
+                        del pending[:full]
                         self._handed_off.append((pending, taken))
                         self._handed_off_calls += len(taken)
                 if item is not _NOTHING:
@@ -596,6 +643,83 @@ class Monitor(MonitorDrain):
             if item is not _NOTHING and (not pending or pending[-1] is not item):
                 pending.append(item)
             faults.record("backlog", exc)
+
+    def _charge_hand_off(self, calls: int) -> bool:
+        """Charge `calls` handed to the drain to the pending budget; False (nothing charged)
+        when they would take it past ``max_pending`` or ``max_pending_bytes``. The list
+        keeps its own length charged for the calls appended after it; under the take lock.
+        """
+        settings = self.settings
+        per_call = self._bytes_per_call()
+        added_bytes = calls * per_call
+        # Calls so heavy that fewer than 8 fit in max_pending_bytes: a monitor keeps 8 of
+        # them all the same (its bound in calls is never below 8), or with a drain that keeps
+        # up it would drop every call past the first between two drains.
+        heavy = settings.max_pending_bytes // per_call < 8 and \
+            self._handed_off_calls + calls + self._chunk <= 8
+        budget = self.pending_budget
+        with budget.lock:
+            total_calls = budget.calls + calls
+            total_bytes = budget.bytes + added_bytes
+            if total_calls > settings.max_pending or (
+                    total_bytes > settings.max_pending_bytes and not heavy):
+                return False
+            budget.calls, budget.bytes = total_calls, total_bytes
+        self._handed_off_bytes += added_bytes
+        return True
+
+    def _take_handed_off(self, source: list, most: int) -> list:
+        """The drain's take of handed-off calls (see :class:`MonitorDrain`), giving what it
+        takes back to the pending budget; under the take lock."""
+        before = self._handed_off_calls
+        taken = super()._take_handed_off(source, most)
+        if before != self._handed_off_calls:
+            self._release_handed_off(before - self._handed_off_calls, before)
+        return taken
+
+    def _release_handed_off(self, calls: int, held: int) -> None:
+        """Give back `calls` of the `held` calls handed off: their share of the bytes charged
+        for them (all of it once none is left, so no rounding stays charged)."""
+        released = self._handed_off_bytes if calls >= held else \
+            self._handed_off_bytes * calls // held
+        self._handed_off_bytes -= released
+        budget = self.pending_budget
+        with budget.lock:
+            budget.calls -= calls
+            budget.bytes -= released
+
+    def share_pending_budget(self, budget: PendingBudget) -> None:
+        """Count this monitor's pending calls in `budget` (its registry's) from now on,
+        with every other monitor sharing it."""
+        with self._take_lock:
+            old = self.pending_budget
+            if budget is old:
+                return
+            calls = self._reserved_calls + self._handed_off_calls
+            held = self._reserved_bytes + self._handed_off_bytes
+            with old.lock:
+                old.calls -= calls
+                old.bytes -= held
+                old.sharers -= 1
+            with budget.lock:
+                budget.calls += calls
+                budget.bytes += held
+                budget.sharers += 1
+            self.pending_budget = budget
+            self._fit_pending()
+
+    def refit_pending(self) -> None:
+        """Fit the list length to this monitor's share of its pending budget again (another
+        monitor came to share it). Never raises."""
+        try:
+            self._fit_pending()
+        except Exception as exc:
+            faults.record("backlog", exc)
+
+    def _bytes_per_call(self) -> int:
+        """What a pending call is taken to hold: about 100 bytes, and the arrays the calls
+        of the last drain (or a heavier call handed off since) kept."""
+        return _CALL_BYTES + int(-(-self._kept_per_call // 1))
 
     def _fit_heavier(self, call: tuple) -> None:
         """Shrink the bound when `call` holds more than the calls of the last drain did: one
@@ -616,18 +740,35 @@ class Monitor(MonitorDrain):
     def _fit_pending(self) -> None:
         """The bound on pending calls in force: ``max_pending``, or fewer, so that as many
         calls as the last drain's (about 100 bytes each and the arrays kept for them) fit in
-        ``max_pending_bytes``. Pushed to the wrappers when their list length changes."""
+        ``max_pending_bytes``; and the list length, its share of an eighth of that among the
+        monitors sharing the budget, charged to the budget (grown only into room left
+        there). Pushed to the wrappers when their list length changes."""
         settings = self.settings
-        per_call = _CALL_BYTES + self._kept_per_call
+        per_call = self._bytes_per_call()
         self._max_calls = max(8, min(settings.max_pending,
                                      int(settings.max_pending_bytes // per_call)))
-        chunk = _list_length(self._max_calls)
-        if not self._sized:
-            chunk = min(chunk, _FIRST_LIST_LENGTH)
-        if chunk != self._chunk:
-            self._chunk = chunk
-            for set_limit in list(self._limit_setters.values()):
-                set_limit(chunk)
+        budget = self.pending_budget
+        with budget.lock:
+            wanted = _list_length(self._max_calls, budget.sharers)
+            if not self._sized:
+                wanted = min(wanted, _FIRST_LIST_LENGTH)
+            chunk = wanted
+            if wanted > self._reserved_calls:
+                # The other monitors' lists and handed-off calls first: a list grows only
+                # into the room they leave (never below what it already holds).
+                room = min(settings.max_pending - (budget.calls - self._reserved_calls),
+                           (settings.max_pending_bytes - (budget.bytes - self._reserved_bytes))
+                           // per_call)
+                chunk = max(1, self._reserved_calls, min(wanted, room))
+            held = chunk * per_call
+            budget.calls += chunk - self._reserved_calls
+            budget.bytes += held - self._reserved_bytes
+            self._reserved_calls, self._reserved_bytes = chunk, held
+            self._wanted_chunk = wanted
+            if chunk != self._chunk:
+                self._chunk = chunk
+                for set_limit in list(self._limit_setters.values()):
+                    set_limit(chunk)
 
     def pending(self) -> int:
         """Calls finished and not yet drained."""
@@ -732,6 +873,7 @@ class Monitor(MonitorDrain):
         otherwise stay held forever there."""
         self._lock = threading.Lock()
         self._take_lock = threading.RLock()
+        self.pending_budget.renew_lock()
         self.outcomes.renew_lock()
         for cap in self._caps.values():
             cap.renew_lock()
@@ -750,6 +892,8 @@ class Monitor(MonitorDrain):
         for pending in (self._calls, self._proba_calls, self._errors, self._requests,
                         self._streams):
             del pending[:]  # the wrappers hold these very lists: empty them in place
+        if self._handed_off_calls:
+            self._release_handed_off(self._handed_off_calls, self._handed_off_calls)
         self._handed_off, self._handed_off_calls = [], 0
         self._deferred_outcomes.clear()  # the master's, joined by the master
         self._deferred_outcomes_dropped_counted = count_value(self._deferred_outcomes_dropped)

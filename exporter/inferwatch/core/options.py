@@ -164,15 +164,18 @@ class Settings:
     outcome_cache_size: int = 50_000
     outcome_cache_bytes: int = DEFAULT_OUTCOME_CACHE_BYTES
     outcome_ttl_seconds: float = 7 * 86400.0
-    # Calls waiting to be drained, in all. A request path that fills its current list
-    # (max_pending / 8 calls) hands it to the drain and starts a new one, so a fast caller
-    # never loses a count; only past max_pending in all (a stalled drain) are calls dropped,
-    # counted in inferwatch_calls_dropped_total, so memory stays bounded: about 100 bytes
-    # a call, plus a numpy result or input kept for it (see max_pending_bytes).
+    # Calls waiting to be drained, in all: across every monitor of a registry (every model
+    # and version), not per monitor. A request path that fills its current list
+    # (max_pending / 8 calls, shared out among the registry's monitors) hands it to the
+    # drain and starts a new one, so a fast caller never loses a count; only past
+    # max_pending in all (a stalled drain) are calls dropped, counted per model in
+    # inferwatch_calls_dropped_total, so memory stays bounded: about 100 bytes a call,
+    # plus a numpy result or input kept for it (see max_pending_bytes).
     max_pending: int = 1_000_000
-    # The same bound in bytes. A pending call holds about 100 bytes and any numpy result or
-    # input kept for it (up to COPY_LIMIT_BYTES each), or kept by reference (a larger array,
-    # a DataFrame, a tensor: call_input.held_bytes): after each drain, the bound in calls
+    # The same bound in bytes, for all the registry's monitors together. A pending call
+    # holds about 100 bytes and any numpy result or input kept for it (up to
+    # COPY_LIMIT_BYTES each), or kept by reference (a larger array, a DataFrame, a tensor:
+    # call_input.held_bytes): after each drain, the bound in calls
     # shrinks so that as many calls as the last drain's held fit here.
     max_pending_bytes: int = 256 * 1024 * 1024
     # The background drain folds a monitor's pending calls once this many wait, or once

@@ -26,7 +26,7 @@ from inferwatch import faults
 from inferwatch.core import monitor_drain
 from inferwatch.core.history import History
 from inferwatch.core.label_caps import LabelCap, clean_label_value
-from inferwatch.core.monitor import Monitor
+from inferwatch.core.monitor import Monitor, PendingBudget
 from inferwatch.core.options import Settings
 from inferwatch.core.step_clock import StepSafeClock
 
@@ -64,6 +64,9 @@ class Registry:
                              f"> 0, got {drain_interval!r}")
         self._lock = threading.Lock()
         self._monitors: dict[tuple[str, str], Monitor] = {}
+        # What every monitor's pending calls hold, together: max_pending and
+        # max_pending_bytes bound the process's backlog, not one per model version.
+        self.pending_budget = PendingBudget()
         self._latest: dict[str, Monitor] = {}
         self._model_cap = LabelCap(max_models)
         self._version_caps: dict[str, LabelCap] = {}
@@ -103,6 +106,7 @@ class Registry:
         """
         _check_model(name, version)
         new_reader: Callable[[], Sequence[object] | None] | None = None
+        sharing: list[Monitor] = []
         with self._lock:
             name = self._model_cap.fold(name)
             if version is None:
@@ -125,6 +129,8 @@ class Registry:
                 monitor.wake_drain = self._wake.set
                 monitor.siblings = functools.partial(_versions_of, weakref.ref(self), name)
                 monitor.registry = weakref.ref(self)
+                sharing = list(self._monitors.values())
+                monitor.share_pending_budget(self.pending_budget)
                 self._monitors[key] = monitor
             else:
                 if trained_at is not None:
@@ -143,6 +149,9 @@ class Registry:
             # that is where a later monitor(name) must find its requests and outcomes.
             if latest or name not in self._latest:
                 self._latest[name] = monitor
+        # One more monitor shares the budget: the others' lists shrink to their new share.
+        for other in sharing:
+            other.refit_pending()
         if new_reader is not None:
             _read_classes_with(monitor, new_reader)
         self.ensure_drainer()
@@ -402,6 +411,7 @@ class Registry:
     def _after_fork(self) -> None:
         was_draining = self._drainer is not None and not self._stop.is_set()
         self._lock = threading.Lock()
+        self.pending_budget.renew_lock()
         self._drainer = None
         self._wake = threading.Event()
         # An Event has a lock of its own, held for a moment by set(): one that a parent's
