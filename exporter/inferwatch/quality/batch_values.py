@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch.quality.category_keys import is_missing
-from inferwatch.quality.input_columns import arrow_numpy
+from inferwatch.quality.input_columns import arrow_numpy, polars_numpy
 
 _NUMBER_KINDS = frozenset("iufb")
 # Values that numpy would turn into floats, but that are no numbers: text would be parsed,
@@ -128,6 +128,16 @@ def one_value(value: Any) -> np.ndarray:
     return column
 
 
+def _library_numpy(values: Any, to_numpy: Any, to_list: str) -> np.ndarray:
+    """A polars or Arrow column as numpy; one of a type numpy has no match for (a polars
+    ``Int128``) as its Python values, which the checks read as they read any list."""
+    try:
+        return to_numpy(values)
+    except Exception:
+        python_values = getattr(values, to_list)()
+        return np.fromiter(python_values, dtype=object, count=len(python_values))
+
+
 def as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
     """A 1-D array from a column (list, array, pandas or polars Series, Arrow array); None
     when it is not 1-D.
@@ -138,9 +148,12 @@ def as_column(values: Any, *, numeric: bool = False) -> np.ndarray | None:
     column as categories (``input_columns.is_category_typed``), and those meet live values of
     any type by their text (``category_key``), so either side may change the dtype.
     """
-    if type(values).__module__.startswith("pyarrow") and hasattr(values, "to_numpy"):
+    module = type(values).__module__
+    if module.startswith("pyarrow") and hasattr(values, "to_numpy"):
         # An Arrow array copies only when asked to (any null or text needs a copy).
-        return as_column(arrow_numpy(values))
+        return as_column(_library_numpy(values, arrow_numpy, "to_pylist"))
+    if module.startswith("polars") and hasattr(values, "to_numpy"):
+        return as_column(_library_numpy(values, polars_numpy, "to_list"))
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         # Only a column of a numeric dtype is read as floats at once: converting an object
         # column would parse its text, so "1.5" would pass in one batch and be wrong in the

@@ -303,8 +303,7 @@ class BatchChecker:
 
     def _dispatch(self, batch: Any, result: BatchResult) -> None:
         if is_dataframe(batch):
-            self._sliced(batch, len(batch), lambda i, j: frame_rows(batch, i, j), self._frame,
-                         result)
+            self._frame(batch, result)
         elif is_sparse(batch) or is_dmatrix(batch) or is_catboost_pool(batch):
             self._sparse_rows(batch, result)
         elif isinstance(batch, Mapping):
@@ -397,7 +396,16 @@ class BatchChecker:
         if any(isinstance(row, Mapping) for row in batch):
             rows = [row for row in batch if isinstance(row, Mapping)]
             result.error("wrong_type", len(batch) - len(rows))
-            self._sliced(rows, len(rows), lambda i, j: rows[i:j], self._rows, result)
+            # A feature named twice is the batch's one wrong_shape, however many slices.
+            named_twice = False
+
+            def read(part: list[Mapping[Any, Any]], res: BatchResult) -> None:
+                nonlocal named_twice
+                named_twice = self._rows(part, res, count_shape=False) or named_twice
+
+            self._sliced(rows, len(rows), lambda i, j: rows[i:j], read, result)
+            if named_twice:
+                result.error("wrong_shape")
             return
         try:
             arr = np.asarray(batch)
@@ -475,14 +483,23 @@ class BatchChecker:
         result.flat_bin_counts += counts[:total]
 
     def _frame(self, frame: Any, result: BatchResult) -> None:
+        n = len(frame)
+        if n == 0:
+            result.error("empty_batch")
+            return
         keys = frame_names(frame)
         names = [str(c) for c in keys]
-        n = len(frame)
+        # Decided for the whole frame, before it is sliced: a feature named twice is one
+        # wrong_shape per batch, not one per slice.
         ambiguous = self._ambiguous(names, n, result)
         unique = {name: key for name, key in zip(names, keys) if name not in ambiguous}
-        # The frame's own length: one without columns still has rows, each missing all.
-        self._column_dict({name: frame_column(frame, c) for name, c in unique.items()},
-                          result, rows=n, unreadable=ambiguous)
+
+        def check(part: Any, res: BatchResult) -> None:
+            # The part's own length: a frame without columns still has rows, each missing all.
+            self._column_dict({name: frame_column(part, c) for name, c in unique.items()},
+                              res, rows=len(part), unreadable=ambiguous)
+
+        self._sliced(frame, n, lambda i, j: frame_rows(frame, i, j), check, result)
 
     def _ambiguous(self, names: list[str], n: int, result: BatchResult) -> set[str]:
         """Names given more than once, counted: none of their columns can be read."""
@@ -509,7 +526,13 @@ class BatchChecker:
             if values is _ABSENT:
                 result.error("missing_column", n)
                 continue
-            arr = as_column(values, numeric=column.numeric)
+            try:
+                arr = as_column(values, numeric=column.numeric)
+            except Exception as exc:
+                # A column its own library cannot hand over: that feature goes uncounted,
+                # the others are still checked.
+                faults.record("quality", exc)
+                continue
             if arr is None:
                 arr = _lone_column(values, column.numeric)
             if arr is None:
@@ -517,9 +540,12 @@ class BatchChecker:
                 continue
             self._count_column(j, column, arr, result)
 
-    def _rows(self, rows: list[Mapping[Any, Any]], result: BatchResult) -> None:
+    def _rows(self, rows: list[Mapping[Any, Any]], result: BatchResult, *,
+              count_shape: bool = True) -> bool:
+        """Count `rows`; True when some row names a feature twice, which is counted as the
+        batch's wrong_shape unless `count_shape` is False (a slice of a longer batch)."""
         if self._all_numeric and self._numeric_rows(rows, result):
-            return
+            return False
         result.rows += len(rows)
         given = sum(len(row) for row in rows)
         # Keys are matched as text, as DataFrame columns are. Two keys with one text (0 and
@@ -540,9 +566,10 @@ class BatchChecker:
             if present:
                 arr = np.fromiter(present, dtype=object, count=len(present))
                 self._count_column(j, column, arr, result)
-        if unreadable:
+        if unreadable and count_shape:
             result.error("wrong_shape")
         result.error("extra_column", given - present_total - unreadable)
+        return bool(unreadable)
 
     def _numeric_rows(self, rows: list[Mapping[Any, Any]], result: BatchResult) -> bool:
         """The common case, rows holding exactly the features as numbers, as one matrix."""
@@ -561,7 +588,12 @@ class BatchChecker:
     def _count_column(self, j: int, column: CompiledColumn, values: np.ndarray,
                       result: BatchResult) -> None:
         counts = ColumnCounts()
-        column.count(values, counts)
+        try:
+            column.count(values, counts)
+        except Exception as exc:
+            # A fault of ours in one feature leaves the batch's other features counted.
+            faults.record("quality", exc)
+            return
         result.missing[j] += counts.missing
         result.out_of_range[j] += counts.out_of_range
         result.unseen_category[j] += counts.unseen

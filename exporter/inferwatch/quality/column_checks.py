@@ -136,10 +136,11 @@ def at_precision(bounds: np.ndarray, dtype: np.dtype, *, edges: bool = False) ->
     # Bounds past the narrow type's range would round to an infinity, and let one in.
     clipped = np.where(finite, np.clip(values, -big, big), values)
     rounded = clipped.astype(dtype)
-    if edges and rounded.ndim:
+    if edges and rounded.ndim and rounded.shape[-1] > 1:
         # Edges (one row of them per feature) closer than the narrow type's step would
         # round to one and empty the bin between: a constant's own bin, [v, v + 1 ulp),
-        # must still hold v. Each is kept a step above the one before it.
+        # must still hold v. Each is kept a step above the one before it. With fewer than
+        # two edges a row (a feature with no value in training, one bin) none is between.
         rows = rounded.reshape(-1, rounded.shape[-1])
         for k in range(1, rows.shape[1]):
             step = np.nextafter(rows[:, k - 1], dtype.type(np.inf))

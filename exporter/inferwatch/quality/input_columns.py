@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from inferwatch.quality.category_keys import category_key, is_missing
+from inferwatch.quality.category_keys import category_key, category_keys, is_missing
 from inferwatch.quality.profile import ReferenceError
 from inferwatch.quality.sparse_rows import is_sparse
 
@@ -58,22 +58,55 @@ def arrow_numpy(column: Any) -> np.ndarray:
     kind = getattr(column, "type", None)
     if hasattr(kind, "value_type") and hasattr(kind, "index_type"):
         column = column.cast(kind.value_type)
+        kind = column.type
+    if getattr(kind, "tz", None) is not None:
+        # to_numpy() drops the zone (naive UTC): the values keep it, as pandas' do, so
+        # each instant has the one text ``category_key`` gives it whatever carries it.
+        return _objects(column.to_pylist())
     return column.to_numpy(zero_copy_only=False)
+
+
+def polars_numpy(column: Any) -> np.ndarray:
+    """A polars Series as numpy. An aware Datetime keeps its zone, as :func:`arrow_numpy`
+    keeps an Arrow one's; raises what polars raises for a type numpy has no match for
+    (``Int128``)."""
+    if getattr(column.dtype, "time_zone", None) is not None:
+        return _objects(column.to_list())
+    return column.to_numpy()
 
 
 def is_category_typed(column: Any) -> bool:
     """A column whose type says its values are categories, whatever they hold: a pandas
     ``category`` Series or an Arrow dictionary array (what one reads back as from Parquet).
     Numeric categories (zip codes, store ids) are labels: their order and range mean
-    nothing, and their share of rows is what drifts."""
+    nothing, and their share of rows is what drifts. A text or boolean dtype (pandas
+    ``string``, ``str`` and ``boolean``, Arrow-backed or Arrow ``string`` and ``bool``,
+    polars ``String`` and ``Boolean``) says so too, even with no value to show it: an
+    all-missing one profiled as numbers would count every live value a wrong type."""
     kind = getattr(column, "dtype", None)
-    if type(kind).__name__ == "CategoricalDtype":
+    if type(kind).__name__ == "CategoricalDtype" or _is_text_or_bool_typed(column):
         return True
     if type(kind).__module__.startswith("polars") and type(kind).__name__ in (
             "Categorical", "Enum"):
         return True
     kind = getattr(column, "type", None)
     return hasattr(kind, "value_type") and hasattr(kind, "index_type")
+
+
+def _is_text_or_bool_typed(column: Any) -> bool:
+    kind = getattr(column, "dtype", None)
+    module, name = type(kind).__module__, type(kind).__name__
+    if module.startswith("polars"):
+        return name in ("String", "Utf8", "Boolean")
+    if module.startswith("pandas"):
+        return name in ("StringDtype", "BooleanDtype") or \
+            str(getattr(kind, "pyarrow_dtype", "")) in _ARROW_TEXT_OR_BOOL
+    kind = getattr(column, "type", None)
+    return type(kind).__module__.startswith("pyarrow") and str(kind) in _ARROW_TEXT_OR_BOOL
+
+
+# Arrow's names (``str()`` of the type) of its text and boolean types.
+_ARROW_TEXT_OR_BOOL = frozenset(("string", "large_string", "string_view", "bool"))
 
 
 def _is_category_typed(frame: Any, key: Any) -> bool:
@@ -89,6 +122,8 @@ def category_values(column: Any) -> np.ndarray:
     """A category-typed column (:func:`is_category_typed`) as an object array of its
     categories' text (None where missing), so it is profiled as categories even when they
     are numbers; live values of either type meet the same text (:func:`category_key`).
+    A text or boolean column holds its own values, which the profile keys as it keys a
+    plain column's.
 
     >>> import pandas as pd
     >>> category_values(pd.Series(pd.Categorical([10115, None, 7]))).tolist()
@@ -104,12 +139,20 @@ def category_values(column: Any) -> np.ndarray:
     if type(column).__module__.startswith("pyarrow"):
         values = arrow_numpy(column)
     elif type(column).__module__.startswith("polars"):
-        values = np.array(column.to_list(), dtype=object)
+        values = _objects(column.to_list())
     else:
         values = np.asarray(column.astype(object) if hasattr(column, "astype") else column,
                             dtype=object)
-    return np.array([None if is_missing(v) else category_key(v) for v in values.tolist()],
-                    dtype=object).view(CategoryColumn)
+    if values.dtype == object and _is_text_or_bool_typed(column):
+        # Text and booleans are keyed when profiled, as a plain column's are: only the
+        # type needs to say categories.
+        return values.view(CategoryColumn)
+    # One conversion per distinct value (a text column of a million rows holds a few
+    # hundred), by the same keys the profile of a plain column takes.
+    keys, present = category_keys(values)
+    out = np.array(keys, dtype=object)
+    out[~present] = None
+    return out.view(CategoryColumn)
 
 
 def _pandas_codes(column: Any) -> tuple[np.ndarray, list] | None:
@@ -125,8 +168,25 @@ def _pandas_codes(column: Any) -> tuple[np.ndarray, list] | None:
     return np.asarray(codes, dtype=np.intp), list(categories.astype(object))
 
 
-def _to_numpy(column: Any) -> np.ndarray:
-    return column if isinstance(column, np.ndarray) else column.to_numpy()
+def _to_numpy(column: Any, name: str, what: str) -> np.ndarray:
+    """A frame's or dict's column as numpy; a type numpy has no match for (a polars
+    ``Int128``) is refused naming the column, not with its library's own error."""
+    if isinstance(column, np.ndarray):
+        return column
+    module = type(column).__module__
+    try:
+        if module.startswith("polars"):
+            return polars_numpy(column)
+        if module.startswith("pyarrow"):
+            return arrow_numpy(column)
+        return column.to_numpy() if hasattr(column, "to_numpy") else _as_array(column)
+    except ReferenceError:
+        raise
+    except Exception as exc:
+        kind = getattr(column, "dtype", getattr(column, "type", type(column).__name__))
+        raise ReferenceError(f"{what}: column {name!r} of type {kind} cannot be read as"
+                             f" numbers or text ({type(exc).__name__}: {exc}); cast it to one"
+                             " numpy holds (Int64, Float64, String), or leave it out") from None
 
 
 def frame_rows(frame: Any, start: int, stop: int) -> Any:
@@ -165,7 +225,7 @@ def columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, what
     if is_dataframe(data):
         keys = frame_names(data)
         cols = {name: category_values(data[c]) if _is_category_typed(data, c)
-                else _to_numpy(frame_column(data, c))
+                else _to_numpy(data.column(c) if _is_arrow(data) else data[c], name, what)
                 for name, c in zip(_text_names(keys, what), keys)}
         return _select(cols, names, what)
     if isinstance(data, Mapping):
@@ -173,7 +233,8 @@ def columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, what
             _refuse_non_sequence(v, f"{what}: column {name!r}")
         cols = {name: v if isinstance(v, np.ndarray) else
                 category_values(v) if is_category_typed(v) else
-                arrow_numpy(v) if type(v).__module__.startswith("pyarrow") else _as_array(v)
+                _to_numpy(v, name, what) if type(v).__module__.startswith(("pyarrow", "polars"))
+                else _as_array(v)
                 for name, v in zip(_text_names(list(data), what), data.values())}
         for k, v in cols.items():
             if v.ndim != 1:
@@ -186,6 +247,10 @@ def columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, what
         return _select(cols, names, what)
     if is_category_typed(data):
         data = category_values(data)
+    elif type(data).__module__.startswith(("pyarrow", "polars")):
+        # A polars Series or an Arrow array (frames were read above), as its column is.
+        data = _to_numpy(data, str(names[0]) if names else one_d_name or f"{default_prefix}0",
+                         what)
     _refuse_non_sequence(data, what)
     try:
         # asanyarray: a category column stays one (CategoryColumn), and categorical.
