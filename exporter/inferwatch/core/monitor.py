@@ -833,6 +833,21 @@ class Monitor(MonitorDrain):
         done = self._finished + self.pending() + count_value(self._dropped)
         return max(0, count_value(self._started) - done)
 
+    def clock_ahead(self, wall: float) -> float:
+        """Where this monitor's windows would be read at for the wall clock `wall` (past it
+        after a step back), without moving them there."""
+        return self._clock.ahead(wall)
+
+    def start_at(self, when: float) -> None:
+        """Place a new monitor's load time and rolling windows at `when`: where its
+        registry's other windows are, ahead of a wall clock that stepped back (a version
+        instrumented after the step would otherwise write its windows where no reader
+        looks, and its status page divide its calls by the step)."""
+        with self._lock:
+            if when > self.state.loaded_at:
+                self.state.loaded_at = when
+            self._clock.move_to(when)
+
     def window_time(self, now: float | None = None) -> float:
         """The time the rolling windows (quantiles, drift) are written and read at: the
         wall clock `now` (default: ``time.time()``), unless the clock stepped back (NTP, a

@@ -130,6 +130,7 @@ class Registry:
                 monitor.siblings = functools.partial(_versions_of, weakref.ref(self), name)
                 monitor.registry = weakref.ref(self)
                 sharing = list(self._monitors.values())
+                self._start_past_a_step_back(monitor, sharing)
                 monitor.share_pending_budget(self.pending_budget)
                 self._monitors[key] = monitor
             else:
@@ -339,6 +340,17 @@ class Registry:
         if waiting and otel_configured():
             for monitor in waiting:
                 monitor.configure(traces=True)
+
+    def _start_past_a_step_back(self, monitor: Monitor, others: list[Monitor]) -> None:
+        """A new monitor's windows and load time start where the registry's other windows
+        are, when the wall clock stepped back behind them: written at the wall clock, its
+        windows would lie where no reader looks, and its page divide its calls by the step.
+        Nothing moves otherwise (callers that pass their own times keep them)."""
+        wall = time.time()
+        ahead = max([self._history_clock.ahead(wall),
+                     *(other.clock_ahead(wall) for other in others)])
+        if ahead > wall:
+            monitor.start_at(ahead)
 
     def window_time(self, wall: float | None = None) -> float:
         """The time this registry's history samples (and the windows they are read with)

@@ -42,6 +42,14 @@ class StepSafeClock:
             self._mark = (wall, mono)
         return wall
 
+    def ahead(self, wall: float) -> float:
+        """What :meth:`read` would return for `wall`, without making it the mark."""
+        mark = self._mark
+        if mark is None:
+            return wall
+        went_on = mark[0] + max(0.0, time.monotonic() - mark[1])
+        return went_on if wall < went_on - CLOCK_STEP_SECONDS else wall
+
     def move_to(self, wall: float) -> None:
         """Make `wall` the mark: the windows were read or written there."""
         self._mark = (wall, time.monotonic())
