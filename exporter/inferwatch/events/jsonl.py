@@ -220,7 +220,13 @@ class JsonlSink:
     def _make_room(self, total: int, incoming: int) -> int:
         if total + incoming <= self.max_bytes:
             return total
-        files = sorted(self._files())
+        now = time.time()
+        current = self._file.name if self._file is not None else None
+        # This process's current file goes last: it is the one written now, whatever
+        # its mtime says (one left ahead of the clock by a step back would otherwise go
+        # first, and with it the newest events, on every write).
+        files = sorted(self._files(),
+                       key=lambda f: (f[1] == current, _write_order(f[0], f[1], now)))
         total = sum(size for _, _, size in files)
         for _, name, size in files:
             if total + incoming <= self.max_bytes:
@@ -239,6 +245,29 @@ def _file_pattern(stem: str) -> re.Pattern[str]:
     return re.compile(re.escape(stem) + r"\.\d{20}\.\d+\.jsonl")
 
 
+# The start time (ns) in the name of a log's file: `<stem>.<start-ns>.<pid>.jsonl`.
+_START_NS = re.compile(r"\.(\d{20})\.\d+\.jsonl\Z")
+# How far ahead of this process's clock an mtime may be and still count as written now:
+# the clock of a file server a little ahead of this host's.
+_MTIME_SKEW_S = 2.0
+
+
+def _write_order(mtime: float, name: str, now: float) -> tuple[bool, float, int, str]:
+    """The key that sorts a log's files least recently written first, at time `now`.
+
+    An mtime well ahead of the clock was left by a write before the wall clock stepped
+    back (NTP, a host resumed or migrated): every file with an mtime up to now may have been
+    written since, so such a file sorts before them all (among themselves by mtime, still
+    true between them). Read as written now instead, it would outlast everything written
+    after the step, and retention would delete the newest events first. Equal times go by
+    the start time in the name, then by name.
+    """
+    before_step = mtime > now + _MTIME_SKEW_S
+    started = _START_NS.search(name)
+    return (not before_step, mtime if before_step else min(mtime, now),
+            int(started.group(1)) if started else 0, name)
+
+
 def event_files(path: Path) -> list[Path]:
     """The files holding the log at `path`, least recently written first.
 
@@ -254,13 +283,14 @@ def event_files(path: Path) -> list[Path]:
         candidates = _log_files(path)
         if path.is_file() and not path.is_symlink():
             candidates.append(path)
+    now = time.time()
     stamped = []
     for p in candidates:
         try:
-            stamped.append((p.stat().st_mtime, p.name, p))
+            stamped.append((_write_order(p.stat().st_mtime, p.name, now), p))
         except FileNotFoundError:
             continue
-    return [p for _, _, p in sorted(stamped)]
+    return [p for _, p in sorted(stamped)]
 
 
 def _log_files(path: Path) -> list[Path]:
