@@ -459,7 +459,13 @@ class MonitorDrain:
         # Loaded here: only a monitor with an event log gets this far.
         from inferwatch.events.fields import name_dense_columns
 
-        emit = self.events.emit
+        events = self.events
+        # An EventLog bounds the bytes its queued events hold: each keeps its call's input
+        # and output until the writer encodes it, so the event is sized here, off the
+        # request path. Another object with an emit() of its own takes the event as it is.
+        offer = getattr(events, "_offer", None)
+        emit = events.emit
+        size_of = _HeldBytes()
         tracker = self.features
         # A plain array's columns get the reference's names, which redaction paths use.
         names = None if tracker is None else tracker.checker.feature_names
@@ -467,7 +473,10 @@ class MonitorDrain:
             event = record.event(self.name, self.version)
             if names:
                 name_dense_columns(event, names)
-            emit(event)
+            if offer is None:
+                emit(event)
+            else:
+                offer(event, _event_bytes(record, size_of))
 
     def _report_dropped(self) -> None:
         dropped = count_value(self._dropped)
@@ -475,6 +484,70 @@ class MonitorDrain:
             self.state.inc("inferwatch_calls_dropped_total", (), dropped - self._dropped_reported)
             faults.record("backlog", count=dropped - self._dropped_reported)
             self._dropped_reported = dropped
+
+
+# What an event holds besides its inputs and outputs: the dict, its keys, its numbers and
+# the short strings of its identity.
+EVENT_BYTES = 1024
+
+
+class _HeldBytes:
+    """Sizes the inputs and outputs of one drain's events, cheaply: a numpy array and text
+    exactly; of any other class the first object is sized (:func:`held_bytes`) and stands for the
+    others, scaled by their ``len()`` where the class has one (the rows of a DataFrame,
+    the items of a list), so that a drain of many frames sizes one."""
+
+    __slots__ = ("_learned",)
+
+    def __init__(self) -> None:
+        # Per class: the bytes per item of len() (True) or per object (False).
+        self._learned: dict[type, tuple[float, bool]] = {}
+
+    def __call__(self, value: object) -> int:
+        cls = value.__class__
+        if cls is np.ndarray:
+            return value.nbytes  # type: ignore[attr-defined]
+        if cls is str or cls is bytes:  # exact, and no text stands for another's width
+            return value.__sizeof__()  # as sys.getsizeof: text holds no references
+        try:
+            learned = self._learned.get(cls)
+            if learned is None:
+                if not hasattr(cls, "__len__"):
+                    learned = self._learned[cls] = (held_bytes([value]), False)
+                else:
+                    items = len(value)  # type: ignore[arg-type]
+                    if items <= 0:
+                        return held_bytes([value])  # nothing to scale the others by
+                    learned = self._learned[cls] = (held_bytes([value]) / items, True)
+            per, by_length = learned
+            return int(per * len(value)) if by_length else int(per)  # type: ignore[arg-type]
+        except Exception:  # a len() that raises (a 0-d tensor): sized on its own
+            return held_bytes([value])
+
+
+def _event_bytes(record: RequestRecord, size_of: _HeldBytes) -> int:
+    """About how many bytes the event of `record` holds until the writer encodes it."""
+    size = EVENT_BYTES
+    try:
+        inputs, features = record.inputs, record.features
+        if inputs is not None:
+            size += size_of(inputs)
+        if features is not None and features is not inputs:
+            size += size_of(features)
+        if record.prediction is not None:
+            size += size_of(record.prediction)
+        if record.stage_outputs:
+            for output in record.stage_outputs.values():
+                if output is not None:
+                    size += size_of(output)
+        if record.request_id is not None:
+            size += size_of(record.request_id)
+        stream = record.stream
+        if stream is not None and stream.text is not None:
+            size += size_of(stream.text)
+    except Exception:  # an object that cannot be sized still has its event logged
+        pass
+    return size
 
 
 def _weighted(counts: list[int]) -> int:

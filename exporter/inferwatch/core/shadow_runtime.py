@@ -39,6 +39,7 @@ from inferwatch.core.call_input import held_bytes, input_position
 from inferwatch.core.call_values import count_value
 from inferwatch.core.follower import UNFOLLOWED, Follower
 from inferwatch.core.monitor import Monitor
+from inferwatch.core.monitor_drain import EVENT_BYTES
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.request import current_request_of
 from inferwatch.core.request_record import RequestRecord
@@ -482,7 +483,13 @@ class Shadow:
                  "request_id": request_id, key: result, "champion_" + key: champion_result}
         if not comparable:
             event["incomparable"] = True
-        events.emit(event)
+        # Sized here, off the caller's path, against the log's queue_bytes: the event holds
+        # both models' results (whole batches) until the writer encodes it.
+        offer = getattr(events, "_offer", None)
+        if offer is None:  # a sink of the user's own, with only emit()
+            events.emit(event)
+        else:
+            offer(event, EVENT_BYTES + held_bytes([result, champion_result]))
 
     def finished_one(self) -> None:
         with self._done_lock:

@@ -3,7 +3,11 @@
 ``emit(event)`` samples, then appends the event dict to a bounded queue: it never blocks,
 never raises and never touches the disk. A daemon writer thread wakes every 50 ms, encodes
 what is queued (:class:`~inferwatch.events.sinks.Encoder`: clean, redact, bound the size)
-and hands it to the sink. A full queue, a failing disk or a bad event costs only that
+and hands it to the sink, letting the events go once encoded. The queue is bounded in
+events (`queue_size`) and, for the events of instrumented calls, in the bytes they hold
+(`queue_bytes`): such an event keeps its call's whole input and output until it is
+encoded, so the drain that emits it sizes it first, off the request path (see
+:meth:`EventLog._offer`). A full queue, a failing disk or a bad event costs only that
 event, counted by reason in ``inferwatch_events_dropped_total{reason}``; after a write error
 the sink is reopened and writing resumes, backing off while the failures last.
 
@@ -75,6 +79,7 @@ KiB = 1 << 10
 FORK_WAIT_SECONDS = 15.0
 DEFAULT_ROTATE_BYTES = 10 * MiB
 DEFAULT_MAX_EVENT_BYTES = 64 * KiB
+DEFAULT_QUEUE_BYTES = 64 * MiB
 SECRET_ENV = "INFERWATCH_EVENT_SECRET"
 POLL_SECONDS = 0.05
 MAX_BATCH = 1_000
@@ -109,6 +114,17 @@ class _Flush:
         self.done = threading.Event()
 
 
+class _Sized:
+    """A queued event with the bytes it holds until it is encoded, counted in
+    ``queue_bytes``."""
+
+    __slots__ = ("event", "size")
+
+    def __init__(self, event: dict, size: int) -> None:
+        self.event = event
+        self.size = size
+
+
 class EventLog:
     """A bounded, redacted, off-request-path log of one event per prediction.
 
@@ -119,7 +135,11 @@ class EventLog:
     ``INFERWATCH_EVENT_SECRET`` environment variable. `max_bytes` bounds everything the log
     keeps on disk, `rotate_bytes` one JSONL file or one SQLite transaction (default
     10 MiB, or a tenth of `max_bytes` when that is less), `max_event_bytes` one event
-    (default 64 KiB, at most `rotate_bytes`), `queue_size` the events waiting for the writer.
+    (default 64 KiB, at most `rotate_bytes`), `queue_size` the events waiting for the writer
+    and `queue_bytes` (default 64 MiB) the bytes that the events of instrumented calls hold
+    while they wait, their inputs and outputs included (by estimate); past either bound an
+    event is dropped as ``queue_full``. Events passed to :meth:`emit` directly are bounded
+    by `queue_size` alone.
     Exception messages are stored only with ``error_messages=True``: they often quote
     user data. Inputs and outputs are stored as named fields (DataFrames, dataclasses,
     pydantic models, structured arrays, sparse matrices by column, JSON text: see
@@ -139,12 +159,15 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                  hash_fields: Sequence[str] | None = (), secret: bytes | str | None = None,
                  max_bytes: int = 100 * MiB, rotate_bytes: int | None = None,
                  queue_size: int = 10_000, max_event_bytes: int | None = None,
+                 queue_bytes: int = DEFAULT_QUEUE_BYTES,
                  error_messages: bool | None = False,
                  keep_unstructured: bool | None = False) -> None:
         self.path = Path(sink_path(sink))
         self.format = infer_format(self.path, format)
         rate = checked_sample_rate(sample_rate)
-        max_bytes, queue_size = positive(max_bytes=max_bytes, queue_size=queue_size)
+        max_bytes, queue_size, queue_bytes = positive(max_bytes=max_bytes,
+                                                      queue_size=queue_size,
+                                                      queue_bytes=queue_bytes)
         # Opt-ins to storing what may hold personal data: a string read from an environment
         # variable ("false", "0") is truthy, and would switch them on. None leaves them off.
         for name, flag in (("error_messages", error_messages),
@@ -183,6 +206,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                           keep_unstructured=bool(keep_unstructured))
         self._sampler = Sampler(rate)
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         # Read by the instrumented calls and request blocks: they keep a failure's message
         # only for a log that stores it.
         self.keeps_error_messages = bool(error_messages)
@@ -238,6 +262,41 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                     self._flush_before_exit(ATEXIT_FLUSH_SECONDS)
             else:
                 self._count("closed" if self._closed else "queue_full")
+        except Exception:
+            self._count("serialize_error")
+
+    def _offer(self, event: dict, size: int) -> None:
+        """Queue one event of an instrumented call that holds about `size` bytes (its
+        inputs and outputs), sampled as :meth:`emit` samples; never blocks, never raises.
+
+        Called by the drain, off the request path, which sizes the event. Past
+        `queue_size` events, or past `queue_bytes` held by the events queued and in the
+        writer's hands, the event is dropped as ``queue_full``; one arriving when nothing
+        is held is taken whatever its size (the writer cuts it to max_event_bytes).
+        """
+        try:
+            sampler = self._sampler
+            if sampler.rate < 1.0 and not is_error(event.get("error")) and \
+                    not has_model_errors(event.get("model_errors")) and \
+                    not sampler.keeps(event.get("request_id")):
+                return
+            queue = self._queue
+            # Reserved under the lock, so that drains racing each other cannot all pass
+            # the bound at once.
+            with self._bytes_lock:
+                held = self._held_bytes
+                fits = len(queue) < self.queue_size and not self._closed and \
+                    (held <= 0 or held + size <= self.queue_bytes)
+                if fits:
+                    self._held_bytes = held + size
+            if not fits:
+                self._count("closed" if self._closed else "queue_full")
+                return
+            queue.append(_Sized(event, size))
+            if self._writer_done:
+                self._writer_ended()  # as in emit()
+            elif _exit_flushed:
+                self._flush_before_exit(ATEXIT_FLUSH_SECONDS)
         except Exception:
             self._count("serialize_error")
 
@@ -331,6 +390,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         """Count what is queued as ``closed`` and answer queued flushes: nothing will
         write it (a writer that has ended, or is stuck at exit)."""
         lost = 0
+        freed = 0
         queue = self._queue
         while True:
             try:
@@ -341,6 +401,9 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 item.done.set()
             else:
                 lost += 1
+                if type(item) is _Sized:
+                    freed += item.size  # type: ignore[union-attr]
+        self._release(freed)
         if lost:
             self._count(reason, lost)
 
@@ -386,7 +449,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
     # --- the writer thread -----------------------------------------------------------------
 
     def _start(self) -> None:
-        self._queue: deque[dict | _Flush] = deque()
+        self._queue: deque[dict | _Sized | _Flush] = deque()
+        self._reset_held_bytes()
         self._wake = threading.Event()
         self._counts_lock = threading.Lock()
         self._dropped = dict.fromkeys(REASONS, 0)
@@ -425,6 +489,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             # What a stuck writer of the parent still holds is the parent's to write or
             # count: counted here too at exit, each lost event would show twice.
             self._queue = deque()
+            self._reset_held_bytes()
             self._exit_stalled = False
             self._writer_done = True  # no writer here: a late append counts itself
         else:
@@ -441,6 +506,16 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         _close_quietly(sink)  # the writer reconnects on its next batch
         return True
 
+    def _reset_held_bytes(self) -> None:
+        self._bytes_lock = threading.Lock()
+        # The bytes held by the sized events queued or in the writer's hands until encoded.
+        self._held_bytes = 0
+
+    def _release(self, size: int) -> None:
+        if size:
+            with self._bytes_lock:
+                self._held_bytes -= size
+
     def _count(self, reason: str, n: int = 1) -> None:
         with self._counts_lock:
             self._dropped[reason] += n
@@ -455,28 +530,35 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 process_value_totals[reason] = process_value_totals.get(reason, 0) + n
         dropped.clear()
 
-    def _drain(self) -> tuple[list[dict], list[_Flush]]:
+    def _drain(self) -> tuple[list[dict], list[_Flush], int]:
+        """A batch of events, the flush markers to answer after it, and the bytes the
+        batch holds (see :meth:`_offer`)."""
         events: list[dict] = []
         markers: list[_Flush] = []
+        size = 0
         queue = self._queue
         while queue and len(events) < MAX_BATCH:
             item = queue.popleft()
-            if type(item) is _Flush:
-                markers.append(item)
+            cls = type(item)
+            if cls is _Flush:
+                markers.append(item)  # type: ignore[arg-type]
                 break  # answer the flush as soon as what came before it is written
-            events.append(item)  # type: ignore[arg-type]
-        return events, markers
+            if cls is _Sized:
+                size += item.size  # type: ignore[union-attr]
+                events.append(item.event)  # type: ignore[union-attr]
+            else:
+                events.append(item)  # type: ignore[arg-type]
+        return events, markers, size
 
-    def _write(self, sink_holder: list, events: list[dict]) -> None:
-        records: list[Record] = []
-        now = time.time()
-        for event in events:
-            try:
-                records.append(self._encoder.encode(event, now))
-            except TooLarge:
-                self._count("too_large")
-            except Exception:
-                self._count("serialize_error")
+    def _write(self, sink_holder: list, events: list[dict], size: int = 0) -> None:
+        """Encode `events` and write them. The events are let go once encoded (`events`
+        is emptied, and `size`, the bytes they hold, released): a slow or stalled sink
+        then holds only their encoded lines, each at most max_event_bytes."""
+        try:
+            records = self._encode(events)
+        finally:
+            events.clear()
+            self._release(size)
         self._count_values(self._encoder.values_dropped)
         if not records:
             return
@@ -493,6 +575,18 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             written = exc.written if isinstance(exc, SinkError) else 0
             self._count("write_error", len(records) - written)
             self._after_failure(sink_holder, exc.cause if isinstance(exc, SinkError) else exc)
+
+    def _encode(self, events: list[dict]) -> list[Record]:
+        records: list[Record] = []
+        now = time.time()
+        for event in events:
+            try:
+                records.append(self._encoder.encode(event, now))
+            except TooLarge:
+                self._count("too_large")
+            except Exception:
+                self._count("serialize_error")
+        return records
 
     def _after_failure(self, sink_holder: list, cause: BaseException) -> None:
         _close_quietly(sink_holder[0])
@@ -523,15 +617,16 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
                 return
             if log_._thread is not threading.current_thread():
                 return  # replaced after a fork
-            events, markers = log_._drain()
+            events, markers, size = log_._drain()
+            count = len(events)  # _write empties the list once the events are encoded
             try:
                 if events:
-                    log_._write(sink_holder, events)
+                    log_._write(sink_holder, events, size)
             except BaseException as exc:  # the writer must outlive it
-                _writer_fault(log_, sink_holder, exc, len(events))
+                _writer_fault(log_, sink_holder, exc, count)
             for marker in markers:
                 marker.done.set()
-            if events or markers:
+            if count or markers:
                 continue
             if log_._stopping:
                 with _registry_lock:
