@@ -12,7 +12,14 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from inferwatch.core.request import ABANDONED_AFTER_SECONDS, Request, _current, current_request
+from inferwatch import faults
+from inferwatch.core.request import (
+    ABANDONED_AFTER_SECONDS,
+    Request,
+    _current,
+    _note_opened,
+    current_request,
+)
 from inferwatch.core.tracing import current_trace_id
 
 if TYPE_CHECKING:
@@ -52,6 +59,13 @@ class HTTPRequest(Request):
         request._open = True
         monitor.call_started()
         _current.set(request)
+        # A server that never closes a body leaves each HTTP request of its thread open
+        # inside the last: the chain ends those past their age, as Request.open's does.
+        request._opened = None if parent is None else parent._opened
+        try:
+            _note_opened(request)
+        except Exception as exc:
+            faults.record("request", exc)
         record = request.record
         record.started_at = time.time()
         if monitor.traces:
