@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import inspect
+import math
 import operator
 import sys
 from collections.abc import Callable, Sequence
@@ -53,7 +54,8 @@ class ArrayLayout:
         self.dtype = dtype
         self.shape = shape
         # What a call of this layout holds (monitor sizes pending calls by it).
-        self.nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        # math.prod: exact, and a few hundred times quicker than np.prod on a tuple.
+        self.nbytes = dtype.itemsize * math.prod(shape)
 
 
 def snapshot(value: Any) -> Any:

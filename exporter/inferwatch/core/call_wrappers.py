@@ -501,7 +501,10 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
         drain to check, as the call saw it (a caller may refill one buffer). A small
         numeric array is kept with its bytes (`kept_raw`), which the drain reads as one
         array (pending_calls.call_columns); any other input is kept as ``snapshot`` gives it."""
-        first = args[position] if len(args) > position else None
+        try:
+            first = args[position]  # cheaper than a len() check while the call has one
+        except IndexError:
+            first = None
         if one_feed and first.__class__ is dict and len(first) == 1:
             first = next(iter(first.values()))  # an ONNX session's feed of one input
         if first.__class__ is ndarray and first.nbytes <= copy_limit and \

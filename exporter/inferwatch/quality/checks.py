@@ -466,16 +466,23 @@ class BatchChecker:
         values = np.asarray(block, dtype=np.float64, order="F")
         nan = np.isnan(values)
         result.missing += nan.sum(axis=0)
-        result.error("non_finite", int(np.isinf(values).sum()))
+        result.error("non_finite", np.count_nonzero(np.isinf(values)))
         result.out_of_range += ((values < lo) | (values > hi)).sum(axis=0)
         # bin = number of edges <= value, what searchsorted(side="right") gives; the edge
-        # matrix is padded with NaN, which compares False.
-        index = np.zeros(values.shape, dtype=self._index_dtype, order="F")
+        # matrix is padded with NaN, which compares False. Counted in bytes while a
+        # feature's edges fit one (adding a bool mask to wider integers casts every value).
+        edges = edge_matrix.shape[1]
         at_or_above = np.empty(values.shape, dtype=bool, order="F")
-        for k in range(edge_matrix.shape[1]):
+        if edges < 256:
+            edges_passed = np.zeros(values.shape, dtype=np.uint8, order="F")
+            step = at_or_above.view(np.uint8)
+        else:
+            edges_passed = np.zeros(values.shape, dtype=self._index_dtype, order="F")
+            step = at_or_above
+        for k in range(edges):
             np.greater_equal(values, edge_matrix[:, k], out=at_or_above)
-            index += at_or_above
-        index += self._starts
+            edges_passed += step
+        index = np.add(edges_passed, self._starts, dtype=self._index_dtype)
         total = self.feature_layout.total
         if nan.any():
             index[nan] = total  # one spare slot collects missing values
