@@ -48,12 +48,13 @@ def test_psi_js_and_ks_equal_numpy_and_scipy(data):
 
 def _jensen_shannon(ps: np.ndarray, qs: np.ndarray) -> float:
     """The JS distance (base 2) of two share vectors: each share over the mixture is at most
-    2, so no ratio overflows whatever the magnitudes."""
-    mixture = (ps + qs) / 2
+    2, so no ratio overflows whatever the magnitudes (taken as 2 x share over the sum: half
+    a subnormal share underflows to 0)."""
+    both = ps + qs
 
     def divergence(shares: np.ndarray) -> float:
         held = shares > 0
-        return float(np.sum(shares[held] * np.log2(shares[held] / mixture[held])))
+        return float(np.sum(shares[held] * np.log2(2 * shares[held] / both[held])))
 
     return math.sqrt(max(0.0, (divergence(ps) + divergence(qs)) / 2))
 
@@ -181,3 +182,13 @@ def test_each_empty_or_wrongly_wide_call_counts_once_whatever_its_drain_holds(ca
         assert {k: v for k, v in counted.items() if v} == expected
     finally:
         registry.close()
+
+
+def test_a_subnormal_reference_share_does_not_read_as_the_whole_js_distance():
+    """Half the smallest subnormal share is 0: a mixture computed as (p + q) / 2 left that
+    bin's ratio infinite, and the distance read 1.0 for shares that mostly agree."""
+    shares = np.array([0.0, 675.0, 1e-320, 675.0])
+    counts = np.array([0, 0, 0, 1])
+    expected = _jensen_shannon(shares / shares.sum(), counts / counts.sum())
+    assert 0.5 < expected < 0.6
+    assert js_distance(shares, counts) == pytest.approx(expected, abs=1e-9)

@@ -55,10 +55,14 @@ def _psi(p: np.ndarray, q: np.ndarray, layout: BinLayout, epsilon: float) -> np.
 
 
 def _js(p: np.ndarray, q: np.ndarray, layout: BinLayout) -> np.ndarray:
-    m = 0.5 * (p + q)
+    # p / m as 2p / (p + q): half of the smallest subnormal share is 0, so a mixture
+    # m = (p + q) / 2 can underflow to 0 where p > 0, and one such bin read as the whole
+    # distance (1.0). The sum does not underflow, and each ratio stays within 0..2.
+    both = p + q
     with np.errstate(invalid="ignore", divide="ignore"):
-        # 0 * log(0 / m) is 0; m > 0 wherever p > 0 or q > 0.
-        terms = np.where(p > 0, p * np.log2(p / m), 0.0) + np.where(q > 0, q * np.log2(q / m), 0.0)
+        # 0 * log(0 / m) is 0; p + q > 0 wherever p > 0 or q > 0.
+        terms = np.where(p > 0, p * np.log2(2 * p / both), 0.0) + \
+            np.where(q > 0, q * np.log2(2 * q / both), 0.0)
     divergence = 0.5 * np.add.reduceat(terms, layout.starts)
     return np.sqrt(np.clip(divergence, 0.0, 1.0))
 
