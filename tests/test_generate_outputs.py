@@ -182,7 +182,7 @@ for _i, _signal in enumerate(SIGNALS):
     })
 SENTINELS.update({
     "baselines.evaluation_interval": "270s",
-    "baselines.seasonal_offsets": ["8d", "2d"],
+    "baselines.seasonal_offsets": ["9d", "2d"],
     "baselines.seasonal_window": "71m",
     "baselines.features": ["sentinel_feature_a", "sentinel_feature_b"],
     "baselines.latency_quantiles": ["0.37", "0.993"],

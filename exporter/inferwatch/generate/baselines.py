@@ -7,14 +7,16 @@ confidence quantiles, class shares, per-feature missing and out-of-range ratios,
 size) the rules record, per model (versions are aggregated, so a deploy keeps its history):
 
 - ``value_<window>``: the short-window value the alert looks at;
-- ``seasonal``: its average around the same time one seasonal offset ago (a week ago where a
-  week of history exists, else a day ago), absent without such history;
-- ``residual``: value minus seasonal, the part the season does not explain;
-- ``expected``: once the residual covers half the baseline window, the seasonal value plus
-  the residual's trailing mean over ``baseline_window`` (a day that is busier all along is
-  not an anomaly every hour); before that, the value's trailing mean. Every trailing
-  statistic ends ``baseline_offset`` before now, so a fault building up for hours is not
-  learned as normal while it builds;
+- ``seasonal``: the seasonal profile, its average around the same time one seasonal offset
+  ago (a week ago where a complete week of history exists, else a day ago) less the level
+  it had then (:func:`_seasonal`), absent without such history or where its alert was
+  pending or firing then;
+- ``residual``: value minus seasonal, the value without the shape of its day (or week);
+- ``expected``: once the residual covers half the baseline window, the value's trailing
+  mean over ``baseline_window`` plus the seasonal profile (a day that is busier all along
+  is not an anomaly every hour, and a change is counted once); before that, the trailing
+  mean alone. Every trailing statistic ends ``baseline_offset`` before now, so a fault
+  building up for hours is not learned as normal while it builds;
 - ``sigma``: the trailing standard deviation of the residual once it covers half the window,
   else of the value itself, floored (absolutely and as a share of the expected value) so a
   flat series does not page on a wobble.
@@ -154,8 +156,19 @@ def _summary(metric: str, labels: str, quantiles: tuple[str, ...]) -> Callable[[
 
 def _class_shares(cfg: Config, window: str) -> list[str]:
     counter = "inferwatch_predicted_class_total"
-    return [f"{_rate(cfg, counter, window, 'model, class')}\n/ on (model) group_left\n"
-            f"{_rate(cfg, counter, window)}"]
+    own = settings(cfg, SIGNALS["classes"])
+    # A version that never predicts a class (a deploy or a restart after which the model
+    # stops predicting it) never creates its counter: the share would vanish instead of
+    # falling to 0, and the collapse would go unseen. A class with a share within the
+    # baseline window reads 0 while the model predicts others.
+    seen = f"max_over_time({value_name(cfg, SIGNALS['classes'])}[{own.baseline_window}]) > 0"
+    return [f"(\n  {_indent(_rate(cfg, counter, window, 'model, class'), 2)}\n  or\n"
+            f"  0 * ({seen})\n)\n/ on (model) group_left\n{_rate(cfg, counter, window)}"]
+
+
+# Per-feature gauges every feature of a model's reference has, whether or not it ever
+# counted a missing or out-of-range value.
+CHECKED_FEATURE_GAUGES = ("inferwatch_feature_drift_observations", "inferwatch_feature_drift")
 
 
 def _feature_ratio(counter: str) -> Callable[[Config, str], list[str]]:
@@ -166,7 +179,16 @@ def _feature_ratio(counter: str) -> Callable[[Config, str], list[str]]:
         # would cost every evaluation more, and a shadow scoring a sample of the same inputs
         # moves a missing or out-of-range ratio no more than the sampling does.
         rows = _all_versions_rate(cfg, "inferwatch_batch_size_sum", window, "model")
-        return [f"{_all_versions_rate(cfg, counter, window, 'model, feature', *allowed)}\n"
+        # The exporter creates a feature's counter at its first missing (or out-of-range)
+        # value: a feature never missing had no series, so no history, and the day it
+        # started missing could not page until the fault was its baseline. Every feature of
+        # the model's reference has drift gauges (the observations gauge from the start,
+        # the scores, all an exporter before 0.2 has, once it has rows): its ratio reads 0
+        # until it counts something.
+        checked = model_sel(cfg, f"__name__=~{quoted('|'.join(CHECKED_FEATURE_GAUGES))}",
+                            *allowed)
+        return [f"(\n  {_all_versions_rate(cfg, counter, window, 'model, feature', *allowed)}"
+                f"\n  or\n  0 * group by (model, feature) ({checked})\n)\n"
                 f"/ on (model) group_left\n{rows}"]
 
     return values
@@ -228,13 +250,58 @@ def value_name(cfg: Config, spec: SignalSpec) -> str:
     return record(spec, f"value_{settings(cfg, spec).window}")
 
 
-def _seasonal(cfg: Config, value: str) -> str | None:
+def _seasonal(cfg: Config, spec: SignalSpec) -> str | None:
+    """The seasonal profile: how far the value stood, around the same time one seasonal
+    offset ago, from a level of that time.
+
+    A level carried over from a day ago counted a change twice: a launch that persisted was
+    in yesterday's value and in the residual's trailing mean, and paged again a day later.
+    For an offset within the baseline window (a day ago), the level is the value's mean
+    over a baseline window centred on that time: the profile carries the shape of the day
+    and no level, and a step in the middle of that day is split around it rather than
+    repeated whole. A longer offset (a week ago) is there to carry what differs between
+    whole days (a quiet Saturday after a busy Friday): its level is the trailing mean as
+    it stood then, which a centred day would take out with the weekday. An hour whose alert
+    was pending or firing then is no profile (yesterday's incident is not today's normal):
+    the plain trailing mean stands in for it.
+    """
+    own = settings(cfg, spec)
+    value = value_name(cfg, spec)
     window = cfg.baselines.seasonal_window
-    half = duration_seconds(window) / 2
-    # PromQL comments say which seasonal offset each term is: the window is centred on it.
-    terms = [f"avg_over_time({value}[{window}]{offset(duration_text(duration_seconds(o) - half))})"
-             f"  # {o} ago" for o in cfg.baselines.seasonal_offsets]
-    return "\nor\n".join(terms) if terms else None
+    half, day = duration_seconds(window) / 2, duration_seconds(own.baseline_window)
+    offsets = cfg.baselines.seasonal_offsets
+    alerts = f"ALERTS{{alertname={quoted(spec.alert)}}}"
+    terms: list[str] = []
+    alerting: list[str] = []
+    for position, name in enumerate(offsets):
+        ago = duration_seconds(name)
+        if ago > day:
+            reference_end = ago + duration_seconds(own.baseline_offset)
+        else:
+            # A day centred on the seasonal time, or, for an offset shorter than half of
+            # it, the day up to now.
+            reference_end = max(0.0, ago - day / 2)
+        reference_start = max(reference_end + day, ago + day / 2)
+        reference = (f"avg_over_time({value}[{duration_text(reference_start - reference_end)}]"
+                     f"{offset(duration_text(reference_end))})")
+        term = (f"avg_over_time({value}[{window}]{offset(duration_text(ago - half))})"
+                f"  # {name} ago\n- {reference}")
+        if position < len(offsets) - 1:
+            # A longer offset takes over from a shorter one at once, before its day is
+            # complete: a mean over part of a day is no level. (The shortest one starts
+            # the seasonal model only once the residual covers half the window.)
+            start = duration_text(reference_start - half)
+            term = f"(\n  {_indent(term, 2)}\n)\nand on ({spec.by})\n" \
+                   f"count_over_time({value}[{window}]{offset(start)})"
+        # An alerting hour at this offset, or at a longer one, leaves the term out: the
+        # shorter offset standing in for a longer one would be the model that could not
+        # tell that hour apart before (a first week's quiet Saturday, judged by Friday,
+        # would page every Saturday after).
+        alerting.append(f"count_over_time({alerts}[{window}]"
+                        f"{offset(duration_text(ago - half))})")
+        terms.append(f"(\n  {_indent(term, 2)}\n)" + "".join(
+            f"\nunless on ({spec.by})\n{check}" for check in alerting))
+    return "\nor\n".join(f"(\n  {_indent(term, 2)}\n)" for term in terms) if terms else None
 
 
 def duration_text(seconds: float) -> str:
@@ -282,7 +349,7 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
     rules = [(value, _without_nan(expr)) for expr, _ in values]
     mean = trailing_mean(cfg, spec)
     stddev = f"stddev_over_time({value}[{bw}]{lag})"
-    seasonal_expr = _seasonal(cfg, value) if own.seasonal else None
+    seasonal_expr = _seasonal(cfg, spec) if own.seasonal else None
     if seasonal_expr:
         # The residual was already recorded half a baseline window before the window ends:
         # it covers enough of the window to trust (a look at one short window, not a count
@@ -291,10 +358,12 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
         rules += [
             (seasonal, seasonal_expr),
             (residual, f"{value} - {seasonal}"),
-            # The seasonal value plus the residual's trailing mean: a day busier than the
-            # same day last week all along is not an anomaly at every hour of it.
-            (expected, f"(\n  {seasonal} + avg_over_time({residual}[{bw}]{lag})\n  and\n"
-                       f"  {covered}\n)\nor\n{mean}"),
+            # The trailing mean with the seasonal profile: today's level (a day busier than
+            # the same day last week all along is not an anomaly at every hour of it) with
+            # the shape of the day. Both read the value itself: a profile measured from the
+            # trailing mean as it stood a week ago is exact for a weekly pattern only
+            # against the trailing mean of the value now.
+            (expected, f"(\n  {seasonal} + {mean}\n  and\n  {covered}\n)\nor\n{mean}"),
         ]
         # The residual's deviation only where expected is the seasonal value plus its mean:
         # without a seasonal value (the same hour yesterday was an outage), expected is the
