@@ -244,10 +244,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         or collection are no error (see :func:`~inferwatch.events.sinks.is_error`).
         """
         try:
-            sampler = self._sampler
-            if sampler.rate < 1.0 and not is_error(event.get("error")) and \
-                    not has_model_errors(event.get("model_errors")) and \
-                    not sampler.keeps(event.get("request_id")):
+            if self._sampler.rate < 1.0 and self._sampled_out(event):
                 return
             queue = self._queue
             if len(queue) < self.queue_size and not self._closed:
@@ -265,6 +262,12 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         except Exception:
             self._count("serialize_error")
 
+    def _sampled_out(self, event: dict) -> bool:
+        """Whether sampling leaves `event` out: never an error's, else by its request id."""
+        return not is_error(event.get("error")) and \
+            not has_model_errors(event.get("model_errors")) and \
+            not self._sampler.keeps(event.get("request_id"))
+
     def _offer(self, event: dict, size: int) -> None:
         """Queue one event of an instrumented call that holds about `size` bytes (its
         inputs and outputs), sampled as :meth:`emit` samples; never blocks, never raises.
@@ -275,10 +278,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         is held is taken whatever its size (the writer cuts it to max_event_bytes).
         """
         try:
-            sampler = self._sampler
-            if sampler.rate < 1.0 and not is_error(event.get("error")) and \
-                    not has_model_errors(event.get("model_errors")) and \
-                    not sampler.keeps(event.get("request_id")):
+            if self._sampler.rate < 1.0 and self._sampled_out(event):
                 return
             queue = self._queue
             # Reserved under the lock, so that drains racing each other cannot all pass
