@@ -40,6 +40,16 @@ def is_dmatrix(obj: Any) -> bool:
         hasattr(obj, "num_col")
 
 
+def _readable_dmatrix(matrix: Any) -> None:
+    """Raise :class:`UnreadableRows` for a QuantileDMatrix: its ``get_data()`` gives the
+    bin cut values the rows fell in, not the rows."""
+    if type(matrix).__name__ == "QuantileDMatrix":
+        raise UnreadableRows(
+            "an xgboost QuantileDMatrix keeps only the bins its rows fell in, not the rows, "
+            "so its inputs are not checked against the reference: pass the model a DMatrix "
+            "or the DataFrame the QuantileDMatrix is made of")
+
+
 def is_catboost_pool(obj: Any) -> bool:
     """True for a CatBoost Pool (what a CatBoost model's predict takes besides frames and
     arrays), without importing catboost."""
@@ -49,8 +59,8 @@ def is_catboost_pool(obj: Any) -> bool:
 
 class UnreadableRows(Exception):
     """Rows held where they cannot be read back: a CatBoost Pool of categorical, text or
-    embedding features, or a quantized one. The input is valid (the model reads it), so it
-    is no schema error of the caller's: what cannot be checked is inferwatch's shortfall."""
+    embedding features, or a quantized one; an xgboost QuantileDMatrix. The input is valid
+    (the model reads it), so it is no schema error of the caller's: what cannot be checked is inferwatch's shortfall."""
 
 
 def _readable_pool(pool: Any) -> None:
@@ -77,19 +87,24 @@ def row_shape(obj: Any) -> tuple[int, int]:
 def dense_blocks(obj: Any, order: Sequence[int] | None) -> Iterator[np.ndarray]:
     """The rows of `obj` as dense float blocks of at most ``BLOCK_CELLS`` cells, columns
     taken in `order` (None: as they are). Absent entries are zeros in a scipy.sparse matrix
-    and NaN (missing) in a DMatrix. A Pool that cannot be read back raises
-    :class:`UnreadableRows` before any block."""
+    and NaN (missing) in a DMatrix. A Pool or QuantileDMatrix that cannot be read back
+    raises :class:`UnreadableRows` before any block."""
     if is_catboost_pool(obj):
         yield from _pool_blocks(obj, order)
         return
     absent_missing = is_dmatrix(obj)
+    if absent_missing:
+        _readable_dmatrix(obj)
     csr = obj.get_data() if absent_missing else obj.tocsr()
     rows, width = csr.shape
     step = max(1, BLOCK_CELLS // max(width, 1))
     for start in range(0, rows, step):
         part = csr[start:start + step]
         if absent_missing:
-            block = np.full(part.shape, np.nan)
+            # The DMatrix's own dtype (float32): a float64 block would lose the float32
+            # reading of the reference's bounds, and a training row at a column's minimum
+            # would count as out of range.
+            block = np.full(part.shape, np.nan, dtype=part.dtype)
             counts = np.diff(part.indptr)
             block[np.repeat(np.arange(part.shape[0]), counts), part.indices] = part.data
         else:
