@@ -60,7 +60,8 @@ def is_catboost_pool(obj: Any) -> bool:
 class UnreadableRows(Exception):
     """Rows held where they cannot be read back: a CatBoost Pool of categorical, text or
     embedding features, or a quantized one; an xgboost QuantileDMatrix. The input is valid
-    (the model reads it), so it is no schema error of the caller's: what cannot be checked is inferwatch's shortfall."""
+    (the model reads it), so it is no schema error of the caller's: what cannot be
+    checked is inferwatch's shortfall."""
 
 
 def _readable_pool(pool: Any) -> None:
