@@ -79,9 +79,29 @@ class Prerendered(Metric):
     def __init__(self, text: str) -> None:
         super().__init__("prerendered", "", "unknown")
         self.text = text
+        scrape = _prerender.get()
+        if scrape is not None:
+            scrape.issued += 1
 
 
-_prerender: ContextVar[Format | None] = ContextVar("inferwatch_prerender", default=None)
+class _PrerenderingScrape:
+    """A scrape that takes pre-rendered families, and how many collectors made one.
+
+    A user's collector that wraps a registry (relabels, filters or copies its families)
+    sits between the scrape and inferwatch's collector: it would rebuild or drop the
+    stand-in, and every inferwatch series would vanish. Counting the stand-ins made
+    against the ones that reached the scrape tells that case apart.
+    """
+
+    __slots__ = ("format", "issued")
+
+    def __init__(self, wanted: Format) -> None:
+        self.format = wanted
+        self.issued = 0
+
+
+_prerender: ContextVar[_PrerenderingScrape | None] = ContextVar("inferwatch_prerender",
+                                                                default=None)
 
 
 def prerender_format() -> Format | None:
@@ -90,7 +110,8 @@ def prerender_format() -> Format | None:
     >>> prerender_format() is None
     True
     """
-    return _prerender.get()
+    scrape = _prerender.get()
+    return None if scrape is None else scrape.format
 
 
 def resolve_registry(registry: Collector | Registry | None, *,
@@ -455,16 +476,23 @@ def _render_mixed(registry: Collector, encoder: Callable[[Collector], bytes],
             parts.append(body[:-len(_EOF)] if wanted.openmetrics else body)
             pending.clear()
 
-    token = _prerender.set(wanted)
+    scrape = _PrerenderingScrape(wanted)
+    received = 0
+    token = _prerender.set(scrape)
     try:
         for family in registry.collect():
             if isinstance(family, Prerendered):
+                received += 1
                 flush()
                 parts.append(family.text.encode("utf-8"))
             else:
                 pending.append(family)
     finally:
         _prerender.reset(token)
+    if received != scrape.issued:
+        # A collector between the scrape and inferwatch's consumed a stand-in: render the
+        # whole body again from ordinary families, as prometheus_client would.
+        return encoder(registry)
     flush()
     if wanted.openmetrics:
         parts.append(_EOF)
