@@ -20,17 +20,23 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
+import logging
 import math
 import numbers
 import os
+import threading
+import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from inferwatch import faults
 from inferwatch.core.call_wrappers import method_of, wrap_callable
 from inferwatch.core.model_proxy import WRAPPED_METHODS, InstrumentedModel, unwrapped
+from inferwatch.core.monitor import Monitor
+from inferwatch.core.monitor_configure import _logs_to
 from inferwatch.core.options import FRAMEWORK_LABEL, Settings
 from inferwatch.core.predictions import class_names_of
 from inferwatch.core.registry import Registry, default_registry, is_finite_version, version_text
@@ -39,24 +45,83 @@ from inferwatch.core.timestamps import epoch_seconds
 from inferwatch.core.tracing import otel_configured
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("inferwatch")
 _SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
 class _Spec(NamedTuple):
-    """Everything instrument() was given besides the model: what a pickle stores."""
+    """Everything instrument() was given besides the model: what a pickle stores, as the
+    model's monitor has it when pickled (see ``model_proxy._current_spec``)."""
 
     name: str
     version: str
     settings: Settings
     trained_at: float | None = None
-    reference: Any = None
+    reference: Any = None  # a Reference; the path of one in pickles of earlier releases
     request_id: Callable[..., object] | bool | None = None  # False: none
     # a live event log (a thread and open files) is not picklable: its path is (False: none)
     events: str | os.PathLike | bool | None = None
+    # EventLog.options() of that log, never its secret; None: opened with the defaults
+    event_options: Mapping[str, Any] | None = None
+    # registry_token() of the registry recorded into; None: the default registry
+    registry: str | None = None
+
+
+# Registries by a random token of their own, for as long as they live: a model pickled on
+# one is loaded into it in the same process (or a fork of it), and into the default
+# registry where the token is not known (another process, or the registry is gone).
+_registry_tokens: weakref.WeakKeyDictionary[Registry, str] = weakref.WeakKeyDictionary()
+_registries_by_token: weakref.WeakValueDictionary[str, Registry] = \
+    weakref.WeakValueDictionary()
+_tokens_lock = threading.Lock()
+
+
+def _renew_tokens_lock() -> None:
+    # A fork while another thread pickled a model would otherwise leave the lock held.
+    global _tokens_lock
+    _tokens_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_tokens_lock)
+
+
+def registry_token(registry: Registry) -> str:
+    """The token a pickle names `registry` by (see :func:`_restore`)."""
+    with _tokens_lock:
+        token = _registry_tokens.get(registry)
+        if token is None:
+            token = _registry_tokens[registry] = uuid.uuid4().hex
+            _registries_by_token[token] = registry
+        return token
+
+
+def _registry_of(token: str | None) -> Registry | None:
+    """The registry named by `token` if this process has it; else None: the default."""
+    if token is None:
+        return None
+    with _tokens_lock:
+        return _registries_by_token.get(token)
 
 
 def _restore(model: Any, spec: _Spec) -> Any:
-    return _instrument(model, spec, is_function=False, registry=None)
+    """The instrumented model of a pickle, loaded: never raises for inferwatch's own
+    reasons (a reference file gone, an event log that cannot be opened here), so that a
+    model still loads and serves; what is left out is logged and counted."""
+    try:
+        return _instrument(model, spec, is_function=False,
+                           registry=_registry_of(spec.registry), restoring=True)
+    except Exception as exc:
+        _restored_without(spec, "instrumentation", exc)
+        return model
+
+
+def _restored_without(spec: _Spec, what: str, cause: object) -> None:
+    """One clear line for a loaded model that goes without `what`, and a count in
+    ``inferwatch_internal_errors_total{component="restore"}``."""
+    log.warning("inferwatch: %s version %s was loaded without its %s: %s", spec.name,
+                spec.version, what, cause)
+    faults.record("restore")
 
 
 def _timestamp(value: Any) -> float | None:
@@ -338,8 +403,70 @@ def _serving_as_champion(state: ModelState) -> None:
         state.info["role"] = "primary"
 
 
+def _configure_restored(monitor: Monitor, spec: _Spec) -> None:
+    """Give a loaded model's monitor the reference, request ids and event log of its
+    pickle; each one that cannot be had here is left out (logged and counted), the rest
+    still apply."""
+    for what, options in (("reference", {"reference": spec.reference}),
+                          ("request_id function", {"request_id": spec.request_id})):
+        if next(iter(options.values())) is None:
+            continue
+        try:
+            monitor.configure(**options)
+        except Exception as exc:
+            _restored_without(spec, what, exc)
+    events = spec.events
+    if events is None:
+        return
+    if isinstance(events, (str, os.PathLike)) and spec.event_options is not None and \
+            not _logs_to(monitor, events):
+        _open_restored_events(monitor, spec, events)
+        return
+    # Off (False), the log written to already (loaded in the process that pickled it), or
+    # a pickle of an earlier release, which kept the path alone.
+    try:
+        monitor.configure(events=events)
+    except Exception as exc:
+        _restored_without(spec, f"event log {events}", exc)
+
+
+def _open_restored_events(monitor: Monitor, spec: _Spec, path: str | os.PathLike) -> None:
+    """Open the pickled event log at `path` with its own redaction, hashing and bounds.
+
+    Its secret is never pickled: a log that hashes fields takes it from
+    ``INFERWATCH_EVENT_SECRET`` here. Without it the model goes without its event log
+    rather than write those fields unhashed.
+    """
+    from inferwatch.events import EventLog
+    from inferwatch.events.log import SECRET_ENV
+
+    options = dict(spec.event_options or {})
+    where = f"event log {os.fspath(path)}"
+    if options.get("hash_fields") and not os.environ.get(SECRET_ENV):
+        _restored_without(spec, where, f"it hashes {', '.join(options['hash_fields'])}, and "
+                          f"{SECRET_ENV} is not set in this process (a secret is never "
+                          "pickled); no event is written unhashed")
+        return
+    try:
+        events = EventLog(path, **options)
+    except Exception as exc:
+        _restored_without(spec, where, exc)
+        return
+    try:
+        monitor.configure(events=events)
+    except Exception as exc:
+        _restored_without(spec, where, exc)
+        events.close()
+        return
+    with monitor._lock:
+        if monitor.events is events:
+            # Opened for this monitor: closed when configure() replaces or switches it
+            # off, as a log it opens from a path is.
+            monitor._own_events = events
+
+
 def _instrument(target: Any, spec: _Spec, *, is_function: bool,
-                registry: Registry | None) -> Any:
+                registry: Registry | None, restoring: bool = False) -> Any:
     registry = registry or default_registry()
     if not is_function:
         _take_framework(registry, spec)
@@ -353,7 +480,9 @@ def _instrument(target: Any, spec: _Spec, *, is_function: bool,
     exemplars = spec.settings.exemplars
     if exemplars or (exemplars is None and otel_configured()):
         monitor.configure(traces=True)
-    if spec.reference is not None or spec.request_id is not None or spec.events is not None:
+    if restoring:
+        _configure_restored(monitor, spec)
+    elif spec.reference is not None or spec.request_id is not None or spec.events is not None:
         monitor.configure(reference=spec.reference, request_id=spec.request_id,
                           events=spec.events)
     if is_function:

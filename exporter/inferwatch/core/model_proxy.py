@@ -4,15 +4,18 @@ Its ``predict``, ``predict_proba`` and ``__call__`` are wrapped by
 :mod:`inferwatch.core.call_wrappers`; what is here keeps the proxy standing in for the
 model: ``isinstance`` sees the model's class, attributes read and write through, a method
 that returns the model returns the proxy (chaining), and copies and pickles keep the
-instrument() options. A pickle names ``inferwatch.core.instrument._restore`` and
+instrument() options. A method read through the proxy pickles as the model's bound method
+does, as that method of the proxy. A pickle names ``inferwatch.core.instrument._restore`` and
 ``_Spec``, which stay with instrument(): saved models look them up there.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import os
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +48,7 @@ def unwrapped(target: Any) -> Any:
             # A method read through the wrapper (`instrument(net.generate)` after
             # `net = instrument(net)`): the model's bound method, as without the wrapper.
             target = target.__wrapped__
-        elif (inspect.isfunction(target) or type(target) is StreamFunction) and \
+        elif (inspect.isfunction(target) or type(target) in _OWN_WRAPPER_TYPES) and \
                 "_inferwatch_monitor" in target.__dict__:
             target = target.__wrapped__
         else:
@@ -87,7 +90,8 @@ class InstrumentedModel:
             method = method_of(model, method_name)
             if callable(method):
                 # Stored in the instance dict so the hot path finds them without __getattr__.
-                d[method_name] = wrap_callable(method, monitor, probabilities)
+                d[method_name] = _WrappedMethod(wrap_callable(method, monitor, probabilities),
+                                                self, method_name)
         d["_inferwatch_call"] = _call_wrapper(model, monitor) if callable(model) else None
 
     @property  # type: ignore[misc]
@@ -104,13 +108,13 @@ class InstrumentedModel:
         model = self.__dict__["__wrapped__"]
         value = getattr(model, name)
         if inspect.ismethod(value) and value.__self__ is model:
-            return _Chained(value, model, self)
+            return _Chained(value, model, self, name)
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         if name in _WRAPPED_NAMES and (inspect.isfunction(value) or
-                                       type(value) is StreamFunction) and \
+                                       type(value) in _OWN_WRAPPER_TYPES) and \
                 value.__dict__.get("_inferwatch_monitor") is d["_inferwatch_monitor"]:
             value = value.__wrapped__  # this model's own wrapper, given back: recorded once
         setattr(d["__wrapped__"], name, value)
@@ -129,7 +133,8 @@ class InstrumentedModel:
         d = self.__dict__
         method = method_of(d["__wrapped__"], name)
         if callable(method):
-            d[name] = wrap_callable(method, d["_inferwatch_monitor"], _WRAPPED_NAMES[name])
+            d[name] = _WrappedMethod(wrap_callable(method, d["_inferwatch_monitor"],
+                                                   _WRAPPED_NAMES[name]), self, name)
         else:
             d.pop(name, None)  # reads pass through to the model's own attribute
 
@@ -207,15 +212,17 @@ class InstrumentedModel:
         return await type(model).__aexit__(model, *exc_info)
 
     def __reduce_ex__(self, protocol: int) -> tuple:
-        from inferwatch.core.instrument import _restore  # instrument imports this module
+        # Imported here: instrument imports this module.
+        from inferwatch.core.instrument import _restore, registry_token
 
         d = self.__dict__
-        return (_restore, (d["__wrapped__"], _current_spec(d["_inferwatch_spec"],
-                                                           d["_inferwatch_monitor"])))
+        spec = _current_spec(d["_inferwatch_spec"], d["_inferwatch_monitor"])
+        return (_restore, (d["__wrapped__"], spec._replace(
+            registry=registry_token(d["_inferwatch_registry"]))))
 
     def __copy__(self) -> InstrumentedModel:
-        """A copy of the model, recording into the same monitor (pickling's way would
-        record into the default registry and reopen the event log)."""
+        """A copy of the model, recording into the same monitor, as a pickle loaded in
+        this process does, without writing the model out and reading it back."""
         return self._with_model(copy.copy(self.__dict__["__wrapped__"]))
 
     def __deepcopy__(self, memo: dict) -> InstrumentedModel:
@@ -254,17 +261,65 @@ class AsyncInstrumentedModel(InstrumentedModel):
 _PROXY_TYPES = (InstrumentedModel, AsyncInstrumentedModel)
 
 
+class _WrappedMethod(functools.partial):
+    """A prediction method as the proxy holds it: the wrapper ``wrap_callable`` made of the
+    model's method, pickled and copied as a bound method of the model is, as
+    ``getattr(proxy, name)``. ``Pool.map(model.predict, chunks)``, a ProcessPoolExecutor and
+    ``joblib.Parallel(delayed(model.predict)(...))`` then load the model instrumented in the
+    worker, which records the calls it makes.
+
+    The wrapper alone is a function, which pickle stores by its name, and that name finds
+    the model's method, not the wrapper (a PicklingError that blames the model's library).
+    A partial calls it from C, with no frame of its own; a bound method of the proxy would
+    hand the wrapper the proxy as its first argument.
+
+    The proxy is held weakly: its methods must not keep it (and its model) alive until the
+    garbage collector finds the cycle. A method kept alone (``instrument(model).predict``)
+    pickles a proxy made again of what the proxy was made of.
+    """
+
+    __slots__ = ("_name", "_proxy", "_proxy_parts")
+
+    def __new__(cls, wrapper: Callable, proxy: InstrumentedModel, name: str) -> _WrappedMethod:
+        method = super().__new__(cls, wrapper)
+        functools.update_wrapper(method, wrapper)
+        method.__wrapped__ = wrapper.__wrapped__  # the model's method, as the wrapper's is
+        d = proxy.__dict__
+        method._name = name
+        method._proxy = weakref.ref(proxy)
+        method._proxy_parts = (d["__wrapped__"], d["_inferwatch_monitor"],
+                               d["_inferwatch_spec"], d["_inferwatch_registry"])
+        return method
+
+    def __reduce__(self) -> tuple:
+        proxy = self._proxy()
+        if proxy is None:
+            proxy = InstrumentedModel(*self._proxy_parts)
+        return getattr, (proxy, self._name)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+
+# Inferwatch's own wrappers of a callable that are no function: given back to the proxy or
+# to instrument(), the callable under them is wrapped, so a call is recorded once.
+_OWN_WRAPPER_TYPES = (StreamFunction, _WrappedMethod)
+
+
 class _Chained:
     """A method of the wrapped model whose ``self`` result comes back as the wrapper, so
     ``instrument(net).eval()``, ``.to("cpu")``, ``.fit(...)`` and ``.set_params(...)`` keep
-    recording."""
+    recording. It pickles and copies as a bound method of the model does, by its name: as
+    that method of the proxy (loaded, of the loaded proxy)."""
 
-    __slots__ = ("__wrapped__", "_model", "_proxy")
+    __slots__ = ("__wrapped__", "_model", "_name", "_proxy")
 
-    def __init__(self, method: Callable, model: Any, proxy: InstrumentedModel) -> None:
+    def __init__(self, method: Callable, model: Any, proxy: InstrumentedModel,
+                 name: str) -> None:
         self.__wrapped__ = method
         self._model = model
         self._proxy = proxy
+        self._name = name  # the attribute read, which may not be the method's __name__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -279,7 +334,14 @@ class _Chained:
         return self._proxy if result is self._model else result
 
     def __getattr__(self, name: str) -> Any:  # __name__, __doc__, __func__, ...
+        if name in _Chained.__slots__:
+            # Not set yet (an object made by copy or pickle before it is filled in): reading
+            # the method to ask would come back here, without end.
+            raise AttributeError(name)
         return getattr(self.__wrapped__, name)
+
+    def __reduce__(self) -> tuple:
+        return getattr, (self._proxy, self._name)
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
@@ -315,13 +377,25 @@ def _refresh_methods(proxy: InstrumentedModel) -> None:
 
 
 def _current_spec(spec: _Spec, monitor: Monitor) -> _Spec:
-    """`spec` with the event log and request-id function the monitor has now: what
-    ``configure()`` switched off (or swapped) since instrument() must stay so in a pickle,
-    or loading the model would reopen a log the application had closed."""
+    """`spec` as the monitor has it now: what ``configure()`` changed since instrument()
+    (settings, a reference, an event log switched off or swapped, a request-id function
+    switched off) is what the loaded model gets, or loading it would undo the change, and
+    in the process that pickled it warn that the settings cannot be applied.
+
+    The reference is carried itself, not the path it was read from (the file need not be
+    where the model is loaded); the event log as its path with ``EventLog.options()``, its
+    redaction, hashing and bounds, never its secret. A log that cannot give its options
+    is not carried: opened with the defaults it would write what it was set to redact.
+    """
     log = monitor.events
-    events = None if log is None else getattr(log, "path", None)
+    events = getattr(log, "path", None)
+    options = getattr(log, "options", None)
+    event_options = options() if callable(options) else None
+    if not isinstance(events, (str, os.PathLike)) or event_options is None:
+        events = event_options = None
     request_id = None if monitor.request_id_fn is None or spec.request_id is False \
         else spec.request_id
-    if events is not None and not isinstance(events, (str, os.PathLike)):
-        events = None  # a log object without a path: nothing a pickle could reopen
-    return spec._replace(events=events, request_id=request_id)
+    tracker = monitor.features
+    reference = spec.reference if tracker is None else tracker.reference
+    return spec._replace(settings=monitor.settings, reference=reference, events=events,
+                         event_options=event_options, request_id=request_id)

@@ -127,7 +127,12 @@ def configure(monitor: Monitor, *, reference: Reference | str | os.PathLike | No
 
         if not isinstance(reference, Reference):
             reference = Reference.load(reference)
-        tracker = tracker_of(reference, settings)
+        current = monitor.features
+        if current is None or tracker_changed(monitor.settings, settings) or \
+                current.reference != reference:
+            tracker = tracker_of(reference, settings)
+        # else the same reference again (an instrumented model unpickled or instrumented
+        # anew in the process that serves it): its drift window keeps the rows it holds.
     elif monitor.features is not None and tracker_changed(monitor.settings, settings):
         # The tracker was built with the old window, tolerance and label cap; a new one
         # from the same reference takes the new ones. Its drift window starts empty:

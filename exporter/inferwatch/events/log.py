@@ -39,7 +39,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,6 +105,13 @@ _every: weakref.WeakSet[EventLog] = weakref.WeakSet()
 _abandoned: list[object] = []
 
 
+def _listed(paths: Sequence[str] | None) -> Sequence[str] | None:
+    """Field paths as a list; anything else as given, for Redaction to refuse by name."""
+    if paths is None or isinstance(paths, (str, bytes)) or not isinstance(paths, Iterable):
+        return paths
+    return list(paths)
+
+
 class _Flush:
     """A marker in the queue: set once everything queued before it has been handled."""
 
@@ -165,6 +172,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self.path = Path(sink_path(sink))
         self.format = infer_format(self.path, format)
         rate = checked_sample_rate(sample_rate)
+        # Listed once: paths given as a generator are read again by options().
+        redact, hash_fields = _listed(redact), _listed(hash_fields)
         max_bytes, queue_size, queue_bytes = positive(max_bytes=max_bytes,
                                                       queue_size=queue_size,
                                                       queue_bytes=queue_bytes)
@@ -205,6 +214,13 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                           max_event_bytes=line_bytes, error_messages=bool(error_messages),
                           keep_unstructured=bool(keep_unstructured))
         self._sampler = Sampler(rate)
+        # What opens this log again where a pickled instrumented model is loaded: the
+        # bounds as decided here, the format only if given (a directory's is read there).
+        self._options: dict[str, object] = {
+            "format": format, "redact": redact, "hash_fields": hash_fields,
+            "max_bytes": max_bytes, "rotate_bytes": rotate_bytes, "queue_size": queue_size,
+            "max_event_bytes": max_event_bytes, "queue_bytes": queue_bytes,
+            "error_messages": bool(error_messages), "keep_unstructured": bool(keep_unstructured)}
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
         # Read by the instrumented calls and request blocks: they keep a failure's message
@@ -221,6 +237,25 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         with _registry_lock:
             _live.add(self)
             _every.add(self)
+
+    def options(self) -> dict[str, object]:
+        """The keyword arguments that open this log again as it is now,
+        ``EventLog(log.path, **log.options())``: its redaction, hashing, sampling and
+        bounds. The secret is never among them (a pickled instrumented model carries these):
+        where the log is opened again, hashing takes it from ``INFERWATCH_EVENT_SECRET``.
+
+        >>> import tempfile
+        >>> log = EventLog(Path(tempfile.mkdtemp()) / "events.jsonl", redact=["inputs.ssn"])
+        >>> log.options()["redact"], log.options()["max_bytes"] == 100 * MiB
+        (['inputs.ssn'], True)
+        >>> log.close()
+        """
+        options = dict(self._options, sample_rate=self.sample_rate)
+        for name in ("redact", "hash_fields"):
+            paths = options[name]
+            if isinstance(paths, list):
+                options[name] = list(paths)  # the caller's to change
+        return options
 
     @property
     def sample_rate(self) -> float:
