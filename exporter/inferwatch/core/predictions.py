@@ -44,6 +44,7 @@ from inferwatch.core.prediction_classes import (
     NO_CLASSES,
     admit_classes,
     as_text,
+    bytes_text,
     class_members,
     float_classes,
     prefixed,
@@ -188,6 +189,8 @@ def normalize(
         names = distinct_names([name for name, _ in columns])
         _add_columns(prediction, [(name, column) for name, (_, column) in zip(names, columns)],
                      task, known_classes)
+        return prediction
+    if _outputs_of_no_rows(result):
         return prediction
     if not probabilities and scalar_output_row(result):
         # ``return label, score``: one row of outputs ``0``, ``1``, ... as a dict of them is.
@@ -580,6 +583,8 @@ def _add_classifier_outputs(prediction: Prediction, result: object, task: str,
         known_classes = frozenset(known_classes) | {str(c) for c in classes}
     elif class_names is not None and len(class_names) == matrix.shape[1]:
         classes = list(class_names)
+    else:
+        known_classes = _with_matrix_label_classes(labels, matrix.shape[1], known_classes)
     _add_named(prediction, "label", labels, task, known_classes)
     scored = Prediction()  # the probabilities' classes are the labels': only theirs count
     add_probabilities(scored, matrix, classes)
@@ -591,3 +596,63 @@ def _add_classifier_outputs(prediction: Prediction, result: object, task: str,
     for reason, count in scored.invalid.items():
         prediction.count_invalid(reason, count)
     return True
+
+
+def _with_matrix_label_classes(labels: object, columns: int,
+                               known_classes: Collection[str]) -> Collection[str]:
+    """`known_classes` and the text labels beside a probability matrix of `columns` classes
+    that names none (an ONNX classifier exported without its ZipMap, no ``classes_``): the
+    labels are then the model's classes, as the ZipMap's keys would have named them. Only
+    when they are no more distinct than the matrix has columns: more cannot all be classes
+    of a k-class model, so they are judged as any labels are, and no call adds more than k.
+
+    >>> sorted(_with_matrix_label_classes(np.array(["cat", "dog", "cat"]), 2, NO_CLASSES))
+    ['cat', 'dog']
+    >>> _with_matrix_label_classes(np.array(["a", "b", "c"]), 2, NO_CLASSES)
+    frozenset()
+    """
+    array = to_array(labels)
+    kind = array.dtype.kind
+    try:
+        if kind == "U":
+            distinct = set(np.unique(array).tolist())
+        elif kind == "S":
+            distinct = set(map(bytes_text, np.unique(array).tolist()))
+        elif kind == "O":
+            distinct = {str.__str__(value) for value in array.tolist()
+                        if isinstance(value, str)}
+        else:
+            return known_classes  # integer or bool labels are judged by their value
+    except Exception:  # a str subclass whose hash or comparison raised
+        return known_classes
+    if not distinct or len(distinct) > columns:
+        return known_classes
+    return frozenset(known_classes) | distinct
+
+
+def _outputs_of_no_rows(result: object) -> bool:
+    """Whether `result` is a list of outputs that all hold no row, some of them empty lists:
+    an ONNX classifier asked about 0 rows answers ``[labels (0,), []]`` (its ZipMap an empty
+    list). Read as a matrix, its empty lists would make it a batch of as many rows of
+    nothing. Empty lists alone (``[[], []]``, a pipeline's answer for two texts with no
+    entities) stay a row each.
+
+    >>> _outputs_of_no_rows([np.empty(0, dtype=np.int64), []])
+    True
+    >>> _outputs_of_no_rows([[], []]), _outputs_of_no_rows([np.empty(0), np.empty(0)])
+    (False, False)
+    """
+    if not isinstance(result, (list, tuple)) or len(result) < 2:
+        return False
+    arrays = lists = 0
+    for part in result:
+        if isinstance(part, (list, tuple)):
+            if part:
+                return False
+            lists += 1
+        else:
+            shape = getattr(part, "shape", ()) if getattr(part, "ndim", 0) >= 1 else ()
+            if not shape or shape[0] != 0:
+                return False
+            arrays += 1
+    return bool(arrays and lists)
