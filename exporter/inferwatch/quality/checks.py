@@ -35,12 +35,17 @@ from inferwatch.quality.batch_values import as_column, is_narrow, is_row, length
 from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.column_checks import ColumnCounts, CompiledColumn, at_precision
 from inferwatch.quality.input_columns import (
+    LABEL_OUTPUT,
+    as_live_outputs,
     frame_column,
     frame_names,
     frame_rows,
     is_dataframe,
+    is_matrix_list,
+    probability_list_columns,
 )
 from inferwatch.quality.plain_arrays import is_tensor, plain_array, tensor_array
+from inferwatch.quality.profile import ReferenceError
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.sparse_rows import (
     UnreadableRows,
@@ -208,7 +213,10 @@ class BatchChecker:
 
         An array also works: 1-D (or a pandas, polars or Arrow series) for a reference with
         one output, 2-D with one column per output in reference order (a probability
-        matrix); so does a DataFrame or Arrow table, its columns by output name (by position
+        matrix), a list of one probability matrix per output whose columns are the
+        reference's outputs in order, or a multi-output classifier's 2-D labels for a
+        reference that profiled them (as ``<output>:<label>`` of one ``value`` output);
+        so does a DataFrame or Arrow table, its columns by output name (by position
         when no name is an output's and there are as many). One prediction works as one
         input row does: a dict of scalars, a scalar for a reference with one output, or a
         1-D array with one value per output. Every reference output gets an
@@ -235,6 +243,7 @@ class BatchChecker:
         """
         out = {name: np.zeros(c.n_bins, dtype=np.int64) for name, c in self._outputs.items()}
         result = PredictionResult(out)
+        array_rows = 0
         try:
             if is_dataframe(values_by_output):
                 values_by_output = self._outputs_of_frame(values_by_output)
@@ -242,7 +251,7 @@ class BatchChecker:
                 # One prediction, by the rule that makes a dict of scalars one input row.
                 values_by_output = {name: one_value(v) for name, v in values_by_output.items()}
             elif not isinstance(values_by_output, Mapping):
-                values_by_output = self._outputs_of_array(values_by_output)
+                values_by_output, array_rows = self._outputs_of_array(values_by_output)
             # Names are matched as text, as input columns are: a dict keyed by a model's
             # integer ``classes_`` names the columns "0", "1" the reference profiled. Two
             # keys of one text (0 and "0") give that output twice: neither is read.
@@ -262,6 +271,8 @@ class BatchChecker:
                 result.out_of_range[str(name)] = scratch.out_of_range
                 result.unseen_category[str(name)] = scratch.unseen
                 result.wrong_type[str(name)] = scratch.wrong_type
+            if array_rows and result.rows:
+                result.rows = array_rows
         except Exception as exc:
             faults.record("quality", exc)
         return result
@@ -275,29 +286,45 @@ class BatchChecker:
             names = list(self._outputs)  # the order both were made in
         return {name: frame_column(frame, key) for name, key in zip(names, keys)}
 
-    def _outputs_of_array(self, values: Any) -> dict[str, Any]:
+    def _outputs_of_array(self, values: Any) -> tuple[dict[str, Any], int]:
+        """The outputs of an array, and its rows where they are not the length of every
+        output (a multi-output classifier's labels, all in one ``value`` output); else 0."""
         names = list(self._outputs)
         if length(values) is None:
             # One prediction of a one-output model (a float, a label, a 0-d array).
-            return {names[0]: one_value(values)} if len(names) == 1 else {}
+            return ({names[0]: one_value(values)} if len(names) == 1 else {}), 0
         if not isinstance(values, (np.ndarray, list, tuple)):
             # A pandas, polars or Arrow series keeps its own missing values (pd.NA, null).
             if len(names) == 1 and hasattr(values, "to_numpy"):
                 column = as_column(values)
-                return {} if column is None else {names[0]: column}
-            return {}
+                return ({} if column is None else {names[0]: column}), 0
+            return {}, 0
+        if is_matrix_list(values):
+            # One probability matrix per output, its columns in the order profiled.
+            try:
+                columns = probability_list_columns(values, None)
+            except ReferenceError:
+                return {}, 0
+            return (dict(zip(names, columns.values())) if len(columns) == len(names)
+                    else {}), 0
         try:
             arr = np.asarray(values)
         except (ValueError, TypeError):  # ragged
-            return {}
+            return {}, 0
         if arr.ndim == 1 and len(names) == 1:
-            return {names[0]: arr}
+            return {names[0]: arr}, 0
         if arr.ndim == 1 and len(arr) == len(names):
             # One row of a probability matrix, as a 1-D input array is one row of features.
             arr = arr.reshape(1, -1)
         if arr.ndim == 2 and arr.shape[1] == len(names):
-            return {name: arr[:, i] for i, name in enumerate(names)}
-        return {}
+            return {name: arr[:, i] for i, name in enumerate(names)}, 0
+        if arr.ndim == 2 and arr.shape[1] > 1 and names == [LABEL_OUTPUT] and \
+                not self._outputs[LABEL_OUTPUT].numeric:
+            # A multi-output classifier's labels, profiled as their ``<output>:<label>``.
+            outputs = as_live_outputs({str(j): arr[:, j] for j in range(arr.shape[1])}, "auto")
+            if list(outputs) == [LABEL_OUTPUT]:
+                return outputs, arr.shape[0]
+        return {}, 0
 
     # --- containers ---------------------------------------------------------------------
 

@@ -8,6 +8,9 @@ category-typed columns (pandas ``category``, Arrow dictionaries) are read here f
 
 from __future__ import annotations
 
+import contextlib
+import decimal
+import fractions
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -208,7 +211,8 @@ def columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, what
     """`data` read as named 1-D columns (names as text), each container as
     :meth:`~inferwatch.quality.reference.Reference.from_data` describes it. `names` picks
     and orders the columns, or names those of an array; unnamed, an array's are
-    `default_prefix` and the index, a 1-D one the single column `one_d_name` when given.
+    `default_prefix` and the index, a 1-D one (or, with `one_d_name`, one of a single column,
+    shape (n, 1)) the single column `one_d_name` when given.
     `what` names the argument in the :class:`ReferenceError` a problem raises."""
     if is_sparse(data):
         rows, width = data.shape
@@ -256,12 +260,16 @@ def columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, what
         # asanyarray: a category column stays one (CategoryColumn), and categorical.
         arr = np.asanyarray(data) if isinstance(data, CategoryColumn) else np.asarray(data)
     except ValueError as exc:
-        raise ReferenceError(f"{what}: cannot read as an array ({exc})") from None
+        shapes = "" if one_d_name is None else f" ({PREDICTION_SHAPES})"
+        raise ReferenceError(f"{what}: cannot read as an array ({exc}){shapes}") from None
     if arr.dtype.kind == "U" and isinstance(data, (list, tuple)):
         # numpy makes text of every cell of rows that mix numbers and text ([[1.5, "a"]]):
         # as objects the numbers stay numbers, as they do in columns or beside a None.
         arr = np.array(data, dtype=object)
-    if arr.ndim == 1:
+    if arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1 and one_d_name is not None):
+        # A single column, shape (n, 1) (CatBoost's predict, a Keras Dense(1)), is the one
+        # output the live side reads it as: named "0" it would be compared with the
+        # probability column of class 0.
         arr = arr.reshape(-1, 1)
         if names is None and one_d_name is not None:
             names = [one_d_name]
@@ -276,6 +284,125 @@ def columns(data: Any, names: Sequence[str] | None, *, default_prefix: str, what
         raise ReferenceError(f"{what}: duplicate names in {names}")
     _refuse_unnamed(names, what)
     return {name: arr[:, i] for i, name in enumerate(names)}
+
+
+# The shapes of predictions a reference reads, for the errors about others.
+PREDICTION_SHAPES = ("predictions are read as a 1-D array or one column (one output), a 2-D"
+                     " array (probability columns, or one label column per output), one (n, k)"
+                     " probability matrix per output in a list (a multi-output classifier's"
+                     " predict_proba), or a dict or DataFrame of named outputs")
+
+
+# Integer label columns up to this many a row are a multi-output classifier's, as the live
+# side reads them; a wider integer matrix is token ids there (one sequence a row).
+MAX_LABEL_COLUMNS = 20
+# The output the live side compares predicted labels with.
+LABEL_OUTPUT = "value"
+
+
+def is_matrix_list(predictions: Any) -> bool:
+    """A list of arrays of which one at least is 2-D or more: one probability matrix per
+    output (scikit-learn's ``MultiOutputClassifier.predict_proba``), never rows."""
+    return isinstance(predictions, (list, tuple)) and any(
+        getattr(part, "ndim", 0) >= 2 for part in predictions)
+
+
+def probability_list_columns(matrices: Sequence[Any], names: Any) -> dict[str, np.ndarray]:
+    """The columns of one probability matrix per output, named as the live side names them:
+    ``<output>:<class>`` by each output's classes (`names` as a list of them, a
+    multi-output classifier's ``classes_``), ``<output>:<column>`` without; or `names` in
+    full, one a column."""
+    arrays = [np.asarray(part) for part in matrices]
+    shapes = [part.shape for part in arrays]
+    if any(len(shape) != 2 for shape in shapes) or len({shape[0] for shape in shapes}) > 1:
+        raise ReferenceError(f"predictions: a list of arrays of shapes {shapes}:"
+                             f" {PREDICTION_SHAPES}, all of the same rows")
+    widths = [shape[1] for shape in shapes]
+    if names is None:
+        labels = [f"{j}:{i}" for j, width in enumerate(widths) for i in range(width)]
+    elif len(names) == len(arrays) and all(
+            np.ndim(classes) == 1 and len(classes) == width
+            for classes, width in zip(names, widths)):
+        labels = [f"{j}:{category_key(c)}" for j, classes in enumerate(names)
+                  for c in classes]
+    elif len(names) == sum(widths) and all(np.ndim(name) == 0 for name in names):
+        labels = [str(name) for name in names]
+    else:
+        raise ReferenceError(
+            f"predictions: prediction_names gives {len(names)} names but the probability matrices"
+            f" have {sum(widths)} columns ({' + '.join(map(str, widths))}): pass one name a"
+            " column, or one list of classes per output (prediction_names=model.classes_)")
+    if len(set(labels)) != len(labels):
+        raise ReferenceError(f"predictions: duplicate names in {labels}")
+    columns = (part[:, i] for part, width in zip(arrays, widths) for i in range(width))
+    return dict(zip(labels, columns))
+
+
+def is_plain_matrix(predictions: Any) -> bool:
+    """A 2-D numpy array or a list of rows: its columns are outputs numbered as the live
+    side numbers a model's matrix (a DataFrame's and a dict's keep their names)."""
+    if isinstance(predictions, np.ndarray):
+        return predictions.ndim == 2 and predictions.dtype.names is None
+    return isinstance(predictions, (list, tuple)) and bool(predictions) and all(
+        isinstance(row, (list, tuple)) for row in predictions)
+
+
+def as_live_outputs(columns: dict[str, np.ndarray], task: str) -> dict[str, np.ndarray]:
+    """A matrix's columns as the live side records them: value columns as outputs of
+    their own, label columns as classes ``<column>:<label>`` (each output's labels apart)
+    that it compares with the reference's ``value`` output. Profiled as numeric outputs
+    ``0``, ``1``, the labels would match no live output, and drift never be scored."""
+    if len(columns) < 2:
+        return columns
+    integer_labels = task != "regression" and len(columns) <= MAX_LABEL_COLUMNS
+    labelled = [name for name, column in columns.items()
+                if _holds_labels(column, integer_labels)]
+    if not labelled:
+        return columns
+    outputs = {name: column for name, column in columns.items() if name not in labelled}
+    if LABEL_OUTPUT in outputs:
+        raise ReferenceError(f"predictions: the output named {LABEL_OUTPUT!r} holds values"
+                             f" while {labelled} hold labels, which are profiled as"
+                             f" {LABEL_OUTPUT!r}: rename it")
+    outputs[LABEL_OUTPUT] = np.concatenate(
+        [_prefixed_labels(columns[name], f"{name}:") for name in labelled])
+    return outputs
+
+
+def _holds_labels(column: np.ndarray, integer_labels: bool) -> bool:
+    """Whether the live side reads `column` as class labels: bools and text, integers
+    where `integer_labels`, and Python objects holding no fractional number."""
+    kind = column.dtype.kind
+    if kind in "bUS":
+        return True
+    if kind in "iu":
+        return integer_labels
+    if kind != "O":
+        return False
+    return not any(isinstance(v, (float, np.floating, decimal.Decimal, fractions.Fraction))
+                   and not is_missing(v) for v in column.tolist())
+
+
+def _prefixed_labels(column: np.ndarray, prefix: str) -> np.ndarray:
+    """``<prefix><label>`` for each label, as the live side writes a multi-output
+    classifier's (None where missing); each distinct label's text made once."""
+    if column.dtype.kind != "O":
+        distinct, inverse = np.unique(column, return_inverse=True)
+        text = np.array([prefix + category_key(v) for v in distinct.tolist()], dtype=object)
+        return text[inverse.reshape(-1)]
+    # Keyed by type too: True and 1 are equal keys, and different labels.
+    known: dict[tuple[type, Any], str | None] = {}
+    out = np.empty(len(column), dtype=object)
+    for i, value in enumerate(column.tolist()):
+        key = (type(value), value)
+        try:
+            out[i] = known[key]
+        except (KeyError, TypeError):
+            text = None if is_missing(value) else prefix + category_key(value)
+            with contextlib.suppress(TypeError):  # an unhashable cell (refused before)
+                known[key] = text
+            out[i] = text
+    return out
 
 
 def _refuse_non_sequence(values: Any, what: str) -> None:

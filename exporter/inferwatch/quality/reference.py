@@ -104,8 +104,14 @@ class Reference:
         list of row dicts (columns by key, a key absent from a row a missing value). Column
         names are text (``str()``), as live inputs are matched; names that are one text
         (``0`` and ``"0"``) or empty, and columns of dates or times, are refused.
-        `predictions` is a 1-D array (one output named ``value``), a 2-D probability matrix
-        (outputs named by `prediction_names` or column index) or a dict of named outputs.
+        `predictions` is a 1-D array or a single column, shape (n, 1) (one output named
+        ``value``), a 2-D probability matrix (outputs named by `prediction_names` or column
+        index), a list of one (n, k) probability matrix per output (a multi-output
+        classifier's ``predict_proba``: outputs ``<output>:<column>``, or
+        ``<output>:<class>`` with ``prediction_names=model.classes_``) or a dict of named
+        outputs. A 2-D array of labels (integers, bools or text: a multi-output classifier's
+        ``predict``) is profiled as the live side counts it, as the categories
+        ``<output>:<label>`` of one ``value`` output.
         Columns of text, bool or object dtype, and features or outputs named in
         `categorical`, are profiled as categories; the rest get `bins` quantile bins.
         With `y_true`, the labels of these rows, the predictions are scored too
@@ -137,7 +143,13 @@ class Reference:
             _name_list(v) for v in (feature_names, prediction_names, categorical))
         columns = input_columns.columns(X, feature_names, default_prefix="x", what="X")
         out_cols: dict[str, np.ndarray] = {}
-        if predictions is not None:
+        if input_columns.is_matrix_list(predictions):
+            if y_true is not None:
+                raise ReferenceError("y_true: a multi-output classifier's probabilities are not"
+                                     " scored (its accuracy is kept neither here nor live):"
+                                     " profile them without y_true")
+            out_cols = input_columns.probability_list_columns(predictions, prediction_names)
+        elif predictions is not None:
             out_cols = input_columns.columns(predictions, prediction_names, default_prefix="",
                                 what="predictions", one_d_name="value")
         if not columns and not out_cols:
@@ -158,11 +170,15 @@ class Reference:
         if unknown:
             raise ReferenceError(f"categorical names unknown columns: {sorted(unknown)}"
                                  f" (features: {list(columns)}, outputs: {list(out_cols)})")
-        features, outputs = (
-            {name: profile_column(name, col, bins=bins, max_categories=max_categories,
-                                  categorical=name in forced)
-             for name, col in group.items()}
-            for group in (columns, out_cols))
+        live_outputs = input_columns.as_live_outputs(out_cols, task) \
+            if input_columns.is_plain_matrix(predictions) else out_cols
+        features = {name: profile_column(name, col, bins=bins, max_categories=max_categories,
+                                         categorical=name in forced)
+                    for name, col in columns.items()}
+        # The labels gathered from a matrix's columns are categories whatever their type.
+        outputs = {name: profile_column(name, col, bins=bins, max_categories=max_categories,
+                                        categorical=name in forced or col is not out_cols.get(name))
+                   for name, col in live_outputs.items()}
         # The predictions' rows, when the reference profiles only the outputs.
         rows = lengths.pop() if lengths else 0
         if rows == 0 and (columns or out_cols):
