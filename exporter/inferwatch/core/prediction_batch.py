@@ -9,6 +9,7 @@ frames, dicts, tuples and Series are in :mod:`inferwatch.core.stacked_results`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,11 @@ from inferwatch.core.prediction_classes import (
     whole_number_classes,
 )
 from inferwatch.core.predictions import Prediction, normalize, scalar_output_row
+from inferwatch.core.result_arrays import (
+    MAX_SPARSE_RESULT_CELLS,
+    MAX_SPARSE_RESULT_COLUMNS,
+    SparseResultTooLarge,
+)
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
     SEQUENCES,
@@ -57,6 +63,11 @@ _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64,
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 
 _UNSET = object()
+log = logging.getLogger("inferwatch")
+# The (model, version) keys told of a sparse result too large to read: each is logged once
+# (its rows are counted at every drain). Bounded: past this many, the memory starts over.
+_TOLD_SPARSE_TOO_LARGE: set[tuple[str, str]] = set()
+_TOLD_LIMIT = 1024
 # Up to this many values are checked for nan and inf by their Python sum: numpy's
 # isfinite and all (about 1.7 us) cost more than summing the values a drain of a few
 # dozen calls brings (about 1.5 us at 64).
@@ -152,6 +163,7 @@ class PredictionBatch(StackedResults):
         self._class_names: object = _UNSET
         self._known: frozenset[str] | None = None
         self._whole_classes: object = _UNSET
+        self.refused_sparse_shape: tuple[int, ...] | None = None  # logged by flush
 
     def add_results(self, results: Sequence[object], probabilities: bool,
                     sizes_in_order: bool = False, kinds: set[type] | None = None) -> None:
@@ -411,6 +423,12 @@ class PredictionBatch(StackedResults):
                                    task=self.settings.task,
                                    class_names=self._class_names_once(),
                                    known_classes=self._known_classes())
+        except SparseResultTooLarge as refused:
+            # The model's answer, not a fault of inferwatch's: its rows count as bad_shape.
+            self.refused_sparse_shape = refused.shape
+            prediction = Prediction(rows=refused.rows)
+            prediction.count_invalid("bad_shape", refused.rows)
+            read = []
         except Exception as exc:
             faults.record("prediction", exc)
             return None
@@ -603,6 +621,8 @@ class PredictionBatch(StackedResults):
                 np.concatenate(self.confidence), now)
         for reason, count in self.invalid.items():
             state.inc("inferwatch_invalid_predictions_total", (reason,), count)
+        if self.refused_sparse_shape is not None:
+            _tell_sparse_too_large(state, self.refused_sparse_shape)
 
     def _summed_per_row(self, folds: dict[str, str]) -> bool:
         """Whether the folded class-probability columns go to ``__other__`` as each row's
@@ -638,6 +658,23 @@ class PredictionBatch(StackedResults):
                 masses.append(part.sum(axis=1))
         return masses
 
+
+
+def _tell_sparse_too_large(state: ModelState, shape: tuple[int, ...]) -> None:
+    """Log, once per model version, that its scipy.sparse results are too large to read."""
+    key = (state.model, state.version)
+    if key in _TOLD_SPARSE_TOO_LARGE:
+        return
+    if len(_TOLD_SPARSE_TOO_LARGE) >= _TOLD_LIMIT:
+        _TOLD_SPARSE_TOO_LARGE.clear()
+    _TOLD_SPARSE_TOO_LARGE.add(key)
+    log.warning("inferwatch: model %s %s returned a scipy.sparse result of shape %s, too "
+                "large to read as dense rows (at most %s columns and %s values); its rows "
+                "are not recorded but counted in "
+                "inferwatch_invalid_predictions_total{reason=\"bad_shape\"}. Return (or "
+                "record with r.prediction()) fewer columns, such as each row's top labels",
+                state.model, state.version, shape, f"{MAX_SPARSE_RESULT_COLUMNS:,}",
+                f"{MAX_SPARSE_RESULT_CELLS:,}")
 
 
 def _scalar_column(column: tuple) -> np.ndarray | None:

@@ -30,13 +30,38 @@ def _has(obj: object, name: str) -> bool:
     return hasattr(type(obj), name)
 
 
+# A scipy.sparse result is read as the dense rows it holds; past either bound that dense
+# copy is refused unread (SparseResultTooLarge). A few kilobytes of non-zeros may stand for
+# gigabytes of zeros (an extreme multi-label tagger's million labels), and every column
+# read is an output: a drain of 200,000 such columns took seconds under the monitor's lock,
+# and all but ``max_outputs`` of them fold into ``__other__`` anyway. 4,096 columns (a
+# row read in about 30 ms) and 4,194,304 cells (32 MiB of float64: 131,072 rows, one drain
+# slice of a numpy result, 32 columns wide).
+MAX_SPARSE_RESULT_COLUMNS = 4096
+MAX_SPARSE_RESULT_CELLS = 1 << 22
+
+
+class SparseResultTooLarge(Exception):
+    """A scipy.sparse result whose dense form is past MAX_SPARSE_RESULT_COLUMNS or
+    MAX_SPARSE_RESULT_CELLS: its rows are counted as ``bad_shape``, none of it read."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.rows = shape[0] if shape else 1
+        super().__init__(f"a scipy.sparse result of shape {shape} holds {math.prod(shape):,} "
+                         "values as dense rows")
+
+
 def to_array(obj: object) -> np.ndarray:
-    """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors.
+    """A numpy view of arrays, lists, pandas objects and (CPU or GPU) tensors. Raises
+    SparseResultTooLarge for a scipy.sparse matrix too large to read as dense rows.
 
     >>> to_array(np.ma.masked_array([1.0, 2.0], mask=[False, True])).tolist()
     [1.0, nan]
     """
     if isinstance(obj, np.ndarray):
+        if obj.dtype.kind == "V":
+            obj = _extension_floats_widened(obj)
         if obj.__class__ is np.ndarray:
             return obj
         # Loaded when first needed: instrumenting a model loads the hot path only.
@@ -50,19 +75,23 @@ def to_array(obj: object) -> np.ndarray:
     to_numpy = getattr(obj, "to_numpy", None)
     if to_numpy is not None:  # pandas Series / DataFrame, pyarrow arrays
         try:
-            return np.asarray(to_numpy())
+            return _extension_floats_widened(np.asarray(to_numpy()))
         except ValueError:
             # A pyarrow Array with nulls refuses its default zero-copy conversion.
-            return np.asarray(to_numpy(zero_copy_only=False))
+            return _extension_floats_widened(np.asarray(to_numpy(zero_copy_only=False)))
     numpy_method = getattr(obj, "numpy", None)
     if numpy_method is not None and not isinstance(obj, (list, tuple)):  # tf / jax tensors
-        return np.asarray(numpy_method())
+        return _extension_floats_widened(np.asarray(numpy_method()))
     if _has(obj, "toarray") and _has(obj, "nnz"):
         # A scipy.sparse matrix (a multi-label classifier's predict): np.asarray would make
         # it one object, not its rows.
+        shape = tuple(int(n) for n in obj.shape)  # type: ignore[attr-defined]
+        if math.prod(shape) > MAX_SPARSE_RESULT_CELLS or (
+                len(shape) > 1 and shape[-1] > MAX_SPARSE_RESULT_COLUMNS):
+            raise SparseResultTooLarge(shape)
         return np.asarray(obj.toarray())
     try:
-        array = np.asarray(obj)
+        array = _extension_floats_widened(np.asarray(obj))
     except ValueError:
         if not isinstance(obj, (list, tuple)):
             raise
@@ -75,6 +104,25 @@ def to_array(obj: object) -> np.ndarray:
         # numpy's fixed-width str dtype drops trailing NULs, merging "a\x00" into "a".
         return np.array(obj, dtype=object)
     return array
+
+
+def _extension_floats_widened(array: np.ndarray) -> np.ndarray:
+    """An array of a float dtype numpy lacks (ml_dtypes' bfloat16 and float8 types, what
+    a JAX array or an ONNX helper gives) as float32, which holds each such value exactly;
+    any other array as it is. Their dtype's kind is ``V`` (as a structured array's or raw
+    bytes'), so a reader going by the kind would count every value ``unsupported_type``.
+
+    >>> _extension_floats_widened(np.zeros(2, dtype="V1")).dtype.kind
+    'V'
+    """
+    dtype = array.dtype
+    if dtype.kind != "V" or dtype.names is not None:
+        return array
+    try:
+        np.finfo(dtype)  # a float type: ml_dtypes registers its floats with numpy's finfo
+    except (TypeError, ValueError):
+        return array  # raw bytes, ml_dtypes' int4 and the like
+    return array.astype(np.float32)
 
 
 def is_tensor(obj: object) -> bool:
