@@ -16,7 +16,12 @@ from inferwatch import faults
 
 # A caller that gave up (a client timeout, a disconnect) is not a model failure: these are
 # counted as outcome="cancelled", never as errors that burn the error budget.
-CANCELLATIONS = (asyncio.CancelledError, concurrent.futures.CancelledError)
+# A call that a KeyboardInterrupt or SystemExit ends was stopped by its process stopping
+# (Ctrl-C, gunicorn's quick shutdown on SIGINT or SIGQUIT exits inside the running request),
+# not failed by the model: counted against the model's errors, every quick restart would
+# burn its error budget.
+CANCELLATIONS = (asyncio.CancelledError, concurrent.futures.CancelledError, KeyboardInterrupt,
+                 SystemExit)
 
 
 def cancellations() -> tuple[type[BaseException], ...]:
