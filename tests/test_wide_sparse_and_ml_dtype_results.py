@@ -194,3 +194,36 @@ def test_a_structured_array_is_still_read_by_its_fields():
     assert faulted == 0
     assert sample(samples, "inferwatch_prediction_sum", output="score") == 0.75
     assert predicted_classes(samples) == {"1": 1.0, "0": 1.0}
+
+
+def test_a_shadow_comparing_wide_sparse_results_counts_no_fault():
+    import scipy.sparse as sp
+
+    import inferwatch
+    from inferwatch import faults
+    from inferwatch.core.registry import Registry
+
+    class Tagger:
+        def predict(self, rows):
+            n = len(rows)
+            return sp.csr_matrix((np.ones(n), (np.arange(n), np.arange(n) * 7)),
+                                 shape=(n, 1_000_000))
+
+    registry = Registry(drain_interval=3600)
+    try:
+        champion = inferwatch.instrument(Tagger(), name="tagger", version="1", registry=registry)
+        handle = inferwatch.shadow(champion, Tagger(), version="2", registry=registry,
+                                   timeout=60.0)
+        before = faults.internal_error_counts().get("shadow", 0)
+        for _ in range(3):
+            champion.predict(np.zeros((100, 2)))
+        assert handle.flush(60)
+        registry.drain()
+        counters = handle.monitor.state.counters
+        assert sum(counters["inferwatch_shadow_sampled_total"].values()) == 3
+        # Refused by design on both sides (bad_shape), so incomparable: not a fault.
+        assert sum(counters.get("inferwatch_shadow_compared_total", {}).values()) == 0
+        assert faults.internal_error_counts().get("shadow", 0) == before
+        handle.close()
+    finally:
+        registry.close()

@@ -52,6 +52,7 @@ from inferwatch.core.outcomes import (
 )
 from inferwatch.core.prediction_classes import known_class_set
 from inferwatch.core.predictions import Prediction, normalize
+from inferwatch.core.result_arrays import SparseResultTooLarge
 from inferwatch.core.shadow_rows import (
     Batch,
     aligned,
@@ -425,6 +426,8 @@ class Comparison:
                     and (rows_lost or batch.rows in (None, champion.rows))):
                 return None
             found = self._compare(champion, shadow, ours, pairs, diffs)
+        except SparseResultTooLarge:
+            return None  # refused by design (each side's own counts say bad_shape): no fault
         except Exception as exc:
             faults.record("shadow", exc)
             return None
