@@ -3,10 +3,11 @@
 A :class:`~inferwatch.core.shadow_runtime.Shadow` adds itself to :data:`live_shadows` and
 takes itself out as it closes; :data:`wiring_lock` is held while a shadow is set on a
 champion or taken off it. As the interpreter exits, every live shadow is closed, so that the
-calls still queued are counted as dropped; in a forked child, each starts over with an
-empty queue, and :data:`pid` (read on the request path) is this process's id again. Apart
-from :mod:`inferwatch.core.shadow_runtime` because this is process-wide state, not one
-shadow's.
+calls still queued are counted as dropped, and so are the shadows of the models a
+``push.on_exit`` job pushes as it ends (see :func:`settle_before_push`); in a forked
+child, each live shadow starts over with an empty queue, and :data:`pid` (read on the
+request path) is this process's id again. Apart from :mod:`inferwatch.core.shadow_runtime`
+because this is process-wide state, not one shadow's.
 
 The fork hook rebinds :data:`wiring_lock` (a thread of the parent may have held it at the
 fork) and :data:`pid`: read them as attributes of this module at the time of use
@@ -20,6 +21,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
@@ -52,6 +54,35 @@ def _close_all_at_exit() -> None:
     deadline = time.monotonic() + CLOSE_WAIT_SECONDS
     for live in list(live_shadows):
         live.close_by(deadline)
+
+
+def settle_before_push(monitors: Iterable[object], *, close: bool,
+                       wait: float | None = None) -> None:
+    """Give the live shadows of `monitors` (a champion's or a challenger's) until `wait`
+    seconds from now (``CLOSE_WAIT_SECONDS`` when None; one wait for all of them) to answer
+    the calls queued so far, so that a push holds them compared. With `close` (a job has
+    ended), each is then closed as the interpreter's exit closes it: what is still queued
+    or under way counts as dropped (``shutdown``), never pushed as sampled and neither
+    compared nor dropped. Without it (a push in the middle of a job), they run on, and a
+    call not answered in time counts at a later push. Never raises."""
+    try:
+        watched = {id(monitor) for monitor in monitors}
+        shadows = [shadow for shadow in list(live_shadows)
+                   if id(shadow.champion_monitor) in watched or id(shadow.monitor) in watched]
+        if not shadows:
+            return
+        deadline = time.monotonic() + (CLOSE_WAIT_SECONDS if wait is None else wait)
+        # Waited on one after the other, but they all run meanwhile: the wait is one bound.
+        for shadow in shadows:
+            try:
+                shadow.flush(max(0.0, deadline - time.monotonic()))
+            except Exception as exc:
+                faults.record("shadow", exc)
+        if close:
+            for shadow in shadows:
+                shadow.close_by(deadline)
+    except Exception as exc:
+        faults.record("shadow", exc)
 
 
 def close_at_exit_first() -> None:

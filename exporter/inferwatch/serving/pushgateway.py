@@ -101,6 +101,11 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
     Every model is attempted; then :class:`PushError` is raised if any push failed, with
     the gateway's own explanation of a refusal.
 
+    The shadows of the registry's models get up to 1 s (one wait for all) to answer the
+    calls queued so far, as their ``flush()``, and run on after the push: a call not
+    answered by then is pushed as sampled only, and counts at a later push. (At the end of
+    a ``push.on_exit`` job they are closed instead: see :meth:`JobPush.__exit__`.)
+
     In multi-worker mode (``INFERWATCH_MULTIPROC_DIR``, a registry attached to a directory)
     the groups hold every worker's calls merged, as ``/metrics`` serves them: a job that
     scores in a pool of processes pushes the pool's calls, this process's included.
@@ -119,9 +124,12 @@ def push(gateway: str, job: str, *, registry: Registry | None = None,
                              "or through handler=, not both")
         handler = functools.partial(basic_auth_handler, username=target.username,
                                     password=target.password)
+    from inferwatch.core import shadow_lifetime
     from inferwatch.core.registry import default_registry
 
     registry = registry or default_registry()
+    # A push may come in the middle of a job: the shadows run on after it.
+    shadow_lifetime.settle_before_push(registry.monitors(), close=False)
     registry.drain()
     pushed: list[dict[str, str]] = []
     bodies = {}
@@ -365,13 +373,17 @@ class JobPush:
         with status 143) is pushed once, with a timeout of at most 2 s and no retries: the
         operator asked it to stop, and a gateway that is down must not hold the stop for
         the whole retry budget.
+
+        Before the push, the shadows of the registry's models are closed after up to 1 s
+        (none for a stopped job) for their challengers to answer: every sampled call is
+        pushed compared or dropped (``shutdown``). See :meth:`_push_at_end`.
         """
         try:
             if exc is not None and _job_failed(exc):
                 self._record_failure(exc)
         finally:
             job_ended()
-        self.push_quietly(interrupted=exc is not None and _interrupted(exc))
+        self._push_at_end(interrupted=exc is not None and _interrupted(exc))
         return False
 
     async def __aenter__(self) -> JobPush:
@@ -387,9 +399,29 @@ class JobPush:
         finally:
             job_ended()
         # The push blocks; the loop must not.
-        await asyncio.to_thread(self.push_quietly,
+        await asyncio.to_thread(self._push_at_end,
                                 interrupted=exc is not None and _interrupted(exc))
         return False
+
+    def _push_at_end(self, *, interrupted: bool) -> None:
+        """Close the shadows of the pushed models, then push. Never raises.
+
+        The job is over, so a call its challengers have not answered never will be in this
+        push: each shadow gets the wait the interpreter's exit gives it (one wait for all,
+        none for a job its operator stopped), then is closed, what is left counting as
+        dropped (``shutdown``). Without this, the group would show calls sampled and neither
+        compared nor dropped, and the close at exit would come after the push.
+        """
+        try:
+            from inferwatch.core import shadow_lifetime
+            from inferwatch.core.registry import default_registry
+
+            registry = self._options["registry"] or default_registry()
+            shadow_lifetime.settle_before_push(registry.monitors(), close=True,
+                                               wait=0.0 if interrupted else None)
+        except Exception as exc:
+            faults.record("pushgateway", exc)
+        self.push_quietly(interrupted=interrupted)
 
     def __call__(self, fn: F) -> F:
         """Decorate a job function: push after every call of it.
