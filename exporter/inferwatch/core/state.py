@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.ddsketch import quiet_sum
+from inferwatch.core.ddsketch import DEFAULT_MAX_BINS, DEFAULT_RELATIVE_ACCURACY, quiet_sum
 from inferwatch.core.rolling_sketch import RollingSketch
+from inferwatch.core.sketch_limits import MAX_MAX_BINS
 from inferwatch.core.unit_sketch import (
     PROBABILITY_MAX_BINS,
     PROBABILITY_RELATIVE_ACCURACY,
@@ -255,6 +256,25 @@ class HistogramState:
         return state
 
 
+def value_bins(relative_accuracy: float) -> int:
+    """The bin budget per sign of a value sketch: as many bins as keep the span it covers
+    at about that of the default (2048 bins at 1%: about 17.8 decades), however fine the
+    accuracy. A fixed budget would shrink the span with the accuracy (1.8 decades at 0.1%),
+    and a finer accuracy would read most values of an ordinary spread folded together.
+
+    >>> value_bins(0.01), value_bins(0.001), value_bins(0.05)
+    (2048, 20481, 2048)
+    """
+    def bin_width(accuracy: float) -> float:
+        return math.log((1 + accuracy) / (1 - accuracy))
+
+    wanted = math.ceil(DEFAULT_MAX_BINS * bin_width(DEFAULT_RELATIVE_ACCURACY)
+                       / bin_width(relative_accuracy))
+    bins = min(MAX_MAX_BINS, max(DEFAULT_MAX_BINS, wanted))
+    # The probability sketches are told apart by their budget (SummaryState.probabilities).
+    return bins + 1 if bins == PROBABILITY_MAX_BINS else bins
+
+
 class SummaryState:
     """Cumulative count and sum plus a rolling-window sketch for the quantiles.
 
@@ -281,7 +301,8 @@ class SummaryState:
             age_buckets=settings.age_buckets,
             relative_accuracy=PROBABILITY_RELATIVE_ACCURACY if probabilities
             else settings.relative_accuracy,
-            **({"max_bins": PROBABILITY_MAX_BINS} if probabilities else {}),
+            max_bins=PROBABILITY_MAX_BINS if probabilities
+            else value_bins(settings.relative_accuracy),
         )
         self.count = 0
         self.sum = 0.0
