@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from inferwatch.multiproc.worker import Publisher
 
 DRAIN_INTERVAL_SECONDS = 1.0
+# How long a fork waits for the drain threads to stop. A pass stuck on a lock the forking
+# thread holds, or a long one, must not hold a worker's start up: past this the fork goes
+# ahead with the thread running, as it would without the stop.
+FORK_STOP_SECONDS = 1.0
 log = logging.getLogger("inferwatch")
 
 MAX_VERSIONS_PER_MODEL = 10
@@ -75,6 +79,8 @@ class Registry:
         self._drainer: threading.Thread | None = None
         self._drainer_pid = 0
         self._stop = threading.Event()
+        # Set while the drain thread is stopped for a fork: both sides start it again.
+        self._paused_for_fork = False
         # close() is final: a closed registry still answers but never drains on its own again.
         self._closed = False
         # Set when a monitor hands off a full pending list: the drain runs at once.
@@ -107,6 +113,7 @@ class Registry:
         _check_model(name, version)
         new_reader: Callable[[], Sequence[object] | None] | None = None
         sharing: list[Monitor] = []
+        settings_refused = False
         with self._lock:
             name = self._model_cap.fold(name)
             if version is None:
@@ -141,15 +148,13 @@ class Registry:
                 if settings is not None and not monitor.adopt(settings) and \
                         key not in self._settings_refused:
                     self._settings_refused.add(key)
-                    log.warning(
-                        "inferwatch: %s version %s has recorded calls under other settings "
-                        "already, so these settings are not applied; instrument() a model "
-                        "before anything else records under its name and version", name,
-                        version)
+                    settings_refused = True
             # A version past the cap is served and recorded by the __other__ monitor, so
             # that is where a later monitor(name) must find its requests and outcomes.
             if latest or name not in self._latest:
                 self._latest[name] = monitor
+        if settings_refused:
+            _warn_settings_refused(name, version)
         # One more monitor shares the budget: the others' lists shrink to their new share.
         for other in sharing:
             other.refit_pending()
@@ -395,13 +400,18 @@ class Registry:
     # --- the background drain -----------------------------------------------------------
     def ensure_drainer(self) -> None:
         """Start the drain thread, again in a forked child (threads do not survive fork)."""
+        self._start_drainer()
+
+    def _start_drainer(self, lock_timeout: float = -1) -> None:
+        """:meth:`ensure_drainer`, giving up after `lock_timeout` seconds (-1: never) on a
+        registry lock that another thread holds."""
         pid = os.getpid()
-        if self._closed or (self._drainer is not None and self._drainer_pid == pid
-                            and self._drainer.is_alive()):
+        if self._closed or self._drainer_runs(pid):
             return
-        with self._lock:
-            if self._closed or (self._drainer is not None and self._drainer_pid == pid
-                                and self._drainer.is_alive()):
+        if not self._lock.acquire(timeout=lock_timeout):
+            return  # the next monitor() starts it
+        try:
+            if self._closed or self._drainer_runs(pid):
                 return
             self._stop = threading.Event()
             # The thread holds only a weak reference, so a dropped registry stops its thread.
@@ -411,6 +421,39 @@ class Registry:
                                       name="inferwatch-drain", daemon=True)
             self._drainer, self._drainer_pid = thread, pid
             thread.start()
+        finally:
+            self._lock.release()
+
+    def _drainer_runs(self, pid: int) -> bool:
+        """Whether this process has a drain thread that will go on draining (one told to
+        stop for a fork, still finishing its pass, will not)."""
+        drainer = self._drainer
+        return drainer is not None and self._drainer_pid == pid and drainer.is_alive() \
+            and not self._stop.is_set()
+
+    def _stop_drainer_for_fork(self) -> threading.Thread | None:
+        """Before a fork: tell the drain thread to stop, and return it to be joined; None
+        when there is none running, or when it is the thread that forks.
+
+        A thread running at fork time is what CPython 3.12+ warns about ("This process is
+        multi-threaded, use of fork() may lead to deadlocks in the child"), and its locks
+        are copied into the child as it held them. Takes no lock of the registry's: the
+        forking thread may hold it.
+        """
+        drainer = self._drainer
+        if self._closed or drainer is None or self._drainer_pid != os.getpid() \
+                or drainer is threading.current_thread() or not self._drainer_runs(os.getpid()):
+            return None
+        self._paused_for_fork = True
+        self._stop.set()
+        self._wake.set()
+        return drainer
+
+    def _restart_after_fork_in_parent(self) -> None:
+        if self._paused_for_fork:
+            self._paused_for_fork = False
+            # Bounded: the forking thread itself may hold the registry's lock.
+            self._start_drainer(lock_timeout=FORK_STOP_SECONDS)
 
     def close(self) -> None:
         """Stop the drain thread for good (the monitors and their state stay readable, and
@@ -421,14 +464,16 @@ class Registry:
             self._wake.set()
 
     def _after_fork(self) -> None:
-        was_draining = self._drainer is not None and not self._stop.is_set()
+        paused = self._paused_for_fork
+        self._paused_for_fork = False
+        was_draining = paused or (self._drainer is not None and not self._stop.is_set())
         self._lock = threading.Lock()
         self.pending_budget.renew_lock()
         self._drainer = None
         self._wake = threading.Event()
         # An Event has a lock of its own, held for a moment by set(): one that a parent's
         # thread was closing this registry with at fork time would hang the child's close().
-        stopped = self._stop.is_set()
+        stopped = self._stop.is_set() and not paused
         self._stop = threading.Event()
         if stopped:
             self._stop.set()
@@ -507,6 +552,18 @@ def version_text(version: str | numbers.Real) -> str:
     return (version if isinstance(version, str) else str(version)).strip()
 
 
+def _warn_settings_refused(name: str, version: str) -> None:
+    """Say that instrument()'s settings came too late. Outside the registry's lock, and
+    guarded: the application's logging (a filter or handler that raises, or that reads
+    the registry) must not break the instrument() it is called from."""
+    try:
+        log.warning("inferwatch: %s version %s has recorded calls under other settings "
+                    "already, so these settings are not applied; instrument() a model "
+                    "before anything else records under its name and version", name, version)
+    except Exception:  # the app's logging failed: the warning is lost, never the call
+        pass
+
+
 def _read_classes_with(monitor: Monitor,
                        class_names: Callable[[], Sequence[object] | None]) -> None:
     """Have `class_names` name `monitor`'s classes from here on.
@@ -534,11 +591,11 @@ def _versions_of(ref: weakref.ref[Registry], name: str) -> list[Monitor]:
 
 def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threading.Event,
                 interval: float) -> None:
-    while True:
+    while not stop.is_set():
         wake.wait(interval)
-        wake.clear()
         if stop.is_set():
-            return
+            return  # the wake stays set: a thread started after a fork drains at once
+        wake.clear()
         registry = ref()
         if registry is None:
             return
@@ -596,6 +653,51 @@ def drain_live(which: Callable[[Monitor], bool], timeout: float | None) -> bool:
     return not drainer.is_alive()
 
 
+def _stop_drainers_before_fork() -> None:
+    """Stop every drain thread before a fork, waiting at most FORK_STOP_SECONDS for all.
+
+    A fork from a drain thread leaves that thread running; one that does not stop in time
+    is left running too (the child renews its locks either way, as it always has).
+    """
+    stopping: list[threading.Thread] = []
+    for registry in list(_live_registries):
+        try:
+            drainer = registry._stop_drainer_for_fork()
+        except Exception as exc:
+            faults.record("fork", exc)
+            continue
+        if drainer is not None:
+            stopping.append(drainer)
+    deadline = time.monotonic() + FORK_STOP_SECONDS
+    for drainer in stopping:
+        try:
+            drainer.join(max(0.0, deadline - time.monotonic()))
+            if not drainer.is_alive():
+                _wait_for_thread_exit(drainer, deadline)
+        except Exception as exc:
+            faults.record("fork", exc)
+
+
+def _wait_for_thread_exit(thread: threading.Thread, deadline: float) -> None:
+    """Wait (until `deadline`) for the system thread of a joined `thread` to be gone too.
+
+    ``join()`` returns as the thread lets go of its Python state, a moment before the
+    system thread exits; CPython 3.12's fork warning counts system threads (on Linux).
+    """
+    task = f"/proc/self/task/{thread.native_id}"
+    while thread.native_id is not None and os.path.exists(task) \
+            and time.monotonic() < deadline:
+        time.sleep(0.0002)
+
+
+def _restart_drainers_after_fork_in_parent() -> None:
+    for registry in list(_live_registries):
+        try:
+            registry._restart_after_fork_in_parent()
+        except Exception as exc:
+            faults.record("fork", exc)
+
+
 def _reset_after_fork() -> None:
     global _default_lock
     _default_lock = threading.Lock()
@@ -609,7 +711,9 @@ def _reset_after_fork() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    os.register_at_fork(before=_stop_drainers_before_fork,
+                        after_in_parent=_restart_drainers_after_fork_in_parent,
+                        after_in_child=_reset_after_fork)
 
 
 _default: Registry | None = None
