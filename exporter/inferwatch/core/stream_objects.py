@@ -38,7 +38,7 @@ from typing import Any
 
 from inferwatch import faults
 from inferwatch.core.stream_records import CANCELLED, OK, StreamRecord
-from inferwatch.core.streams import Tracker
+from inferwatch.core.streams import Tracker, watch_open
 
 _FAULT = "stream"
 
@@ -117,6 +117,8 @@ class _Proxy:
         self._inferwatch_chars: int | None = None
         self._inferwatch_last: object = None
         self._inferwatch_on_item = tracker.item_hook()
+        # Its figures are its own: ended at exit from here, as when it is collected.
+        watch_open(self)
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:

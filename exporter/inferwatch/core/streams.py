@@ -11,7 +11,9 @@ text length and tokens, and how it ended:
   untouched;
 - ``cancelled``: the consumer stopped early, by ``close()`` / ``aclose()``, an early
   ``break``, asyncio cancellation, or by dropping it (garbage collection, a client
-  disconnect), started or not.
+  disconnect), started or not; a stream still open when the process ends is ended so at
+  exit (and by ``inferwatch.multiproc.shutdown()``), before the last drain and flush
+  (:func:`end_open_streams`).
 
 A generator's wrapper is a generator: ``send()`` and ``throw()`` pass through, and a
 ``send()`` before the first item fails as on the generator itself. Any other iterator
@@ -49,11 +51,14 @@ follows a stream to its end: the wrappers of generators (:func:`follow_sync`,
 
 from __future__ import annotations
 
+import gc
+import os
 import threading
 import weakref
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from time import perf_counter
+from types import GeneratorType
 from typing import TYPE_CHECKING
 
 from inferwatch import faults
@@ -82,6 +87,27 @@ _FAULT = "stream"
 _ENDING = threading.RLock()
 renew_at_fork(globals(), "_ENDING", threading.RLock)
 
+# The streams still open, by weak reference: a stream the process keeps to its end (a
+# global, a traceback kept after an uncaught exception) would be collected, and recorded,
+# only after the exit's last drain, publish and flush. end_open_streams() ends them first.
+# Each reference leaves the set with its stream, so it holds no more than the streams
+# alive. Three kinds: a Tracker (a followed result's bookkeeping), an SDK stream's proxy,
+# and the generator a fast-path wrapper follows (which has no tracker until it ends).
+_OPEN: set[weakref.ref] = set()
+# Bound once: the fast path adds a stream with two calls of C code, no attribute look-up.
+_watch = _OPEN.add
+_unwatch = _OPEN.discard
+_ref = weakref.ref
+if hasattr(os, "register_at_fork"):
+    # A forked child's copies of its parent's open streams are the parent's to record.
+    os.register_at_fork(after_in_child=_OPEN.clear)
+
+
+def watch_open(stream: object) -> None:
+    """Keep `stream` (a tracker, a proxy, a followed generator) in the open streams until
+    it is collected."""
+    _watch(_ref(stream, _unwatch))
+
 
 class Tracker:
     """One stream's bookkeeping: what it needs beyond counts (the slow path, token counts,
@@ -109,11 +135,13 @@ class Tracker:
     # generator a server left suspended when the client went away): see StreamWatch.
     outlived = False
 
-    def __init__(self, monitor: Monitor, plan: Plan, start: float) -> None:
+    def __init__(self, monitor: Monitor, plan: Plan, start: float, watched: bool = True) -> None:
         self.monitor = monitor
         self.plan = plan
         self.start = start
         self.done = False
+        if watched:  # not one made to end a stream at once
+            _watch(_ref(self, _unwatch))
 
     def on_slow_path(self, record: RequestRecord | None) -> None:
         """The call has its own request record, or (None) joined an open request."""
@@ -458,6 +486,8 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
         except BaseException as exc:
             monitor.record_error(perf_counter() - start, exc.__class__, started=True)
             raise
+        # No tracker stands for this stream while it is open: its generator does.
+        _watch(_ref(stream, _unwatch))
         on_item = None
     else:
         # Not primed: this is the caller's first next(), for the first item. Taken here, not
@@ -493,7 +523,7 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
                 # Ended through a tracker of its own, so that the handler below, which
                 # the close re-raises into, finds it ended and records nothing twice.
                 if tracker is None:
-                    tracker = Tracker(monitor, plan, start)
+                    tracker = Tracker(monitor, plan, start, watched=False)
                 tracker.end(CANCELLED, None, first, items, gaps, gap_sum, chars)
                 stream.close()  # type: ignore[attr-defined]
                 raise
@@ -555,7 +585,8 @@ def _more_chars(chars: int | None, item: str) -> int:
 def _end(tracker: Tracker | None, monitor: Monitor, plan: Plan, start: float,
          *figures: object) -> None:
     """End a sync stream through its tracker, made now if the stream needed none until here."""
-    (tracker if tracker is not None else Tracker(monitor, plan, start)).end(*figures)
+    (tracker if tracker is not None else Tracker(monitor, plan, start, watched=False)).end(
+        *figures)
 
 
 class _Figures:
@@ -644,3 +675,63 @@ def outcome_of(exc: BaseException) -> str:
     from inferwatch.core.call_values import cancellations
 
     return CANCELLED if isinstance(exc, cancellations()) else ERROR
+
+
+def end_open_streams() -> None:
+    """End every stream still open as cancelled, as it would end when collected: what the
+    exit (and ``inferwatch.multiproc.shutdown()``) does before its last drain, publish and
+    flush, which a stream collected later would miss. A stream that has ended already is
+    passed over, so each ends once. Never raises.
+
+    An SDK stream's proxy and an async generator's wrapper record their figures without
+    touching the stream (no event loop may be left to close it). A sync generator's wrapper
+    keeps its figures in its frame: it is closed, as the collector would close it (the
+    generator's own cleanup runs). One that another thread is stepping at this moment is
+    left to end itself.
+    """
+    try:
+        alive = [stream for stream in (ref() for ref in _OPEN.copy()) if stream is not None]
+        # Proxies first: each ends its own tracker, with its figures.
+        for stream in alive:
+            if type(stream) is not Tracker and type(stream) is not GeneratorType:
+                _end_quietly(stream._end, CANCELLED, None)  # type: ignore[attr-defined]
+        framed: list[object] = []  # streams only their wrapper generator can end
+        for stream in alive:
+            if type(stream) is Tracker:
+                if stream.done:
+                    continue
+                if stream.figures is not None:  # an async generator's wrapper
+                    _end_quietly(stream.figures.end, stream, CANCELLED, None)
+                elif not stream.owned:  # never started
+                    _end_quietly(stream.end, CANCELLED, None, None, 0, None, 0.0, None)
+                else:
+                    framed.append(stream)
+            elif type(stream) is GeneratorType and stream.gi_frame is not None:
+                framed.append(stream)
+        if framed:
+            _close_wrappers(framed)
+    except Exception as exc:  # a bug of ours: the exit goes on
+        faults.record(_FAULT, exc)
+
+
+def _end_quietly(end: Callable[..., None], *args: object) -> None:
+    try:
+        end(*args)
+    except Exception as exc:
+        faults.record(_FAULT, exc)
+
+
+def _close_wrappers(framed: list[object]) -> None:
+    """Close the sync wrappers (:func:`follow_sync`'s generators) that hold `framed`, their
+    trackers or the generators they follow. Only the wrapper's frame refers to these, so the
+    collector's one pass over the heap finds it: paid only when such a stream is open."""
+    code = follow_sync.__code__
+    wrappers = {id(referrer): referrer for referrer in gc.get_referrers(*framed)
+                if type(referrer) is GeneratorType and referrer.gi_code is code}
+    for wrapper in wrappers.values():
+        if wrapper.gi_frame is None or wrapper.gi_running:
+            continue
+        try:
+            wrapper.close()
+        except BaseException:  # the stream's own cleanup failed; the stream has ended
+            pass

@@ -15,11 +15,13 @@ The event dict is read later, on the writer thread: emit a fresh dict and do not
 the objects it holds afterwards.
 
 After ``os.fork`` (gunicorn, multiprocessing) the child starts with an empty queue, zeroed
-counts and its own writer thread, file and database connection. At interpreter exit, the
-calls still waiting for the background drain in monitors that write events are folded
-(for up to ``EXIT_DRAIN_SECONDS``), then queued events are flushed (for up to
-``ATEXIT_FLUSH_SECONDS``). :meth:`EventLog.flush` and :meth:`EventLog.close` fold the
-calls of the monitors writing to their log first too.
+counts and its own writer thread, file and database connection. At interpreter exit,
+streams still open are ended as cancelled, the calls still waiting for the background drain
+in monitors that write events are folded (for up to ``EXIT_DRAIN_SECONDS``), then queued
+events are flushed (for up to ``ATEXIT_FLUSH_SECONDS``); ``inferwatch.multiproc.shutdown()``
+does the same for a process that ends without exit handlers (uvicorn on SIGTERM).
+:meth:`EventLog.flush` and :meth:`EventLog.close` fold the calls of the monitors writing to
+their log first too.
 
 >>> import tempfile
 >>> log = EventLog(Path(tempfile.mkdtemp()) / "events.jsonl", redact=["inputs.ssn"])
@@ -737,7 +739,30 @@ def _drain_monitors(which: Callable[[Monitor], bool], timeout: float | None) -> 
     return registry.drain_live(which, timeout)
 
 
+def end_open_streams() -> None:
+    """End the streams still open as cancelled (see ``streams.end_open_streams``), so that
+    the drain that follows folds them. No streams module loaded: no stream. Never raises."""
+    streams = sys.modules.get("inferwatch.core.streams")
+    if streams is not None:
+        try:
+            streams.end_open_streams()
+        except Exception:
+            pass
+
+
+def flush_all_before_shutdown() -> None:
+    """What :func:`_flush_all_at_exit` does, for a process about to end without exit hooks
+    (``inferwatch.multiproc.shutdown()``: uvicorn re-raises SIGTERM after its lifespan).
+    Later events are queued as ever: the process may go on, and a flush at exit (when
+    there is one) writes them. Bounded as the exit flush is; never raises."""
+    _fold_and_flush(at_exit=False)
+
+
 def _flush_all_at_exit() -> None:
+    _fold_and_flush(at_exit=True)
+
+
+def _fold_and_flush(at_exit: bool) -> None:
     global _exit_flushed
     # The calls of the last seconds wait for the background drain, which will not come
     # again: folded first, so that their events are in the queues flushed below. A
@@ -745,11 +770,14 @@ def _flush_all_at_exit() -> None:
     with _registry_lock:
         any_live = bool(_live)
     if any_live:
+        # A stream still open would be recorded when collected, after this: ended first.
+        end_open_streams()
         try:
             _drain_monitors(lambda monitor: monitor.events is not None, EXIT_DRAIN_SECONDS)
         except Exception:
             pass
-    _exit_flushed = True
+    if at_exit:
+        _exit_flushed = True
     with _registry_lock:
         logs = list(_live)
     deadline = time.monotonic() + ATEXIT_FLUSH_SECONDS

@@ -32,6 +32,7 @@ import logging
 import math
 import multiprocessing.util
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -238,7 +239,16 @@ def _same_directory(a: str, b: str) -> bool:
 def _close_at_exit(ref: weakref.ref[Publisher]) -> None:
     publisher = ref()
     if publisher is not None:
+        # A stream still open would be recorded when collected, after the last snapshot.
+        _end_open_streams()
         publisher.close()
+
+
+def _end_open_streams() -> None:
+    """End the streams still open as cancelled; none when no model ever streamed."""
+    streams = sys.modules.get("inferwatch.core.streams")
+    if streams is not None:
+        streams.end_open_streams()  # never raises
 
 
 def _close_at_child_exit(publisher: Publisher) -> None:
@@ -514,30 +524,39 @@ class Publisher:
 
 
 def _event_values_dropped() -> dict[str, int]:
-    import sys
-
     events = sys.modules.get("inferwatch.events.dropped")
     return {} if events is None else events.values_dropped_totals()
 
 
 def shutdown() -> None:
-    """Publish this worker's final snapshot and fold it into the archive, now.
+    """What the exit handlers do, now: end the streams still open (as cancelled), fold the
+    calls not yet drained and flush the event logs (for at most 2 s each), then publish
+    this worker's final snapshot and fold it into the archive.
 
-    Exit handlers do this when the worker exits normally (gunicorn's sync, gthread and
-    gevent workers). uvicorn re-raises SIGTERM once it has shut down, so its workers die
-    without running exit handlers: call this from the app's lifespan shutdown. Does
-    nothing outside multi-worker mode, or when the default registry was never used.
+    Exit handlers do this when the process exits normally (gunicorn's sync, gthread and
+    gevent workers, a script). uvicorn re-raises SIGTERM once it has shut down, so its
+    workers die without running exit handlers: call this from the app's lifespan
+    shutdown, with or without a multi-worker directory. Idempotent; never raises. The
+    snapshot is left alone outside multi-worker mode, or when the default registry was
+    never used. Events emitted after it are written as ever (the process may go on).
 
     >>> shutdown()
     """
-    from inferwatch.core import registry
+    _end_open_streams()
+    events = sys.modules.get("inferwatch.events.log")
+    if events is not None:  # no event log was ever opened otherwise
+        events.flush_all_before_shutdown()  # never raises
+    try:
+        from inferwatch.core import registry
 
-    # Not default_registry(): at shutdown it would create (and attach) a registry that
-    # nothing used, and raise into the app's shutdown when the directory has gone since.
-    default = registry._default
-    publisher = None if default is None else default.multiproc
-    if publisher is not None:
-        publisher.close()
+        # Not default_registry(): at shutdown it would create (and attach) a registry that
+        # nothing used, and raise into the app's shutdown when the directory has gone since.
+        default = registry._default
+        publisher = None if default is None else default.multiproc
+        if publisher is not None:
+            publisher.close()  # never raises
+    except Exception as exc:  # a bug of ours: never into the app's shutdown
+        faults.record("multiproc_write", exc)
 
 
 def clear_directory(directory: str | None = None) -> int:
