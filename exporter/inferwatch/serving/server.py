@@ -168,11 +168,17 @@ class MetricsServer:
         self._ready.wait()
         error = self._startup_error
         if error is not None:
+            address = host_port(self.addr, self.port)
             if isinstance(error, OSError):
-                raise OSError(error.errno, f"inferwatch: cannot listen on "
-                              f"{host_port(self.addr, self.port)}: {error.strerror or error}"
-                              ) from error
-            raise error
+                reason = f"inferwatch: cannot listen on {address}: {error.strerror or error}"
+                if error.errno is None:
+                    raise OSError(reason) from error
+                raise OSError(error.errno, reason) from error
+            if isinstance(error, ValueError):  # an address the name lookup cannot take
+                raise ValueError(f"inferwatch.serve: cannot listen on addr={self.addr!r} "
+                                 f"port={self.port}: {error}") from error
+            raise RuntimeError(f"inferwatch: cannot start the server for {address}: "
+                               f"{error}") from error
 
     def shutdown(self) -> None:
         """Stop accepting, close every connection and stop the thread. Safe to call twice."""
@@ -185,7 +191,7 @@ class MetricsServer:
                 SHUTDOWN_TIMEOUT_SECONDS)
             loop.call_soon_threadsafe(loop.stop)
         except Exception as exc:  # the loop already stopped: nothing left to close
-            log.debug("event=shutdown_incomplete error=%r", exc)
+            _log(logging.DEBUG, "event=shutdown_incomplete error=%r", exc)
         self._thread.join(SHUTDOWN_TIMEOUT_SECONDS)
 
     def __enter__(self) -> MetricsServer:
@@ -201,26 +207,34 @@ class MetricsServer:
     # The loop thread.
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+        loop: asyncio.AbstractEventLoop | None = None
         try:
             try:
+                # Inside the guard: out of file descriptors, the loop's own selector and
+                # self-pipe fail, and start() must hear of it rather than wait forever.
+                loop = asyncio.new_event_loop()
+                loop.set_exception_handler(_report_loop_error)
+                self._loop = loop
                 self._server = loop.run_until_complete(self._listen())
+                self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:
                 self._startup_error = exc
+                if self._server is not None:
+                    self._server.close()
                 return
-            self.port = self._server.sockets[0].getsockname()[1]
-            log.info("event=listening address=%s tls=%s basic_auth=%s max_concurrency=%d "
-                     "max_connections=%d connection_budget=%d",
-                     host_port(self.addr, self.port), self._ssl_context is not None,
-                     bool(self._web_config and self._web_config.auth_required),
-                     self._max_concurrency, self._max_connections, self.connection_budget)
+            # Ready before the first log line: the server is up whatever logging does.
             self._ready.set()
+            _log(logging.INFO, "event=listening address=%s tls=%s basic_auth=%s "
+                 "max_concurrency=%d max_connections=%d connection_budget=%d",
+                 host_port(self.addr, self.port), self._ssl_context is not None,
+                 bool(self._web_config and self._web_config.auth_required),
+                 self._max_concurrency, self._max_connections, self.connection_budget)
             loop.run_forever()
         finally:
             self._ready.set()
-            cancel_remaining_tasks(loop)
-            loop.close()
+            if loop is not None:
+                cancel_remaining_tasks(loop)
+                loop.close()
 
     @property
     def open_connections(self) -> int:
@@ -247,8 +261,15 @@ class MetricsServer:
         sock = dual_stack_socket(self.addr, self.port, backlog)
         if sock is not None:
             return await loop.create_server(protocol, sock=sock, backlog=backlog)
-        return await loop.create_server(protocol, self.addr, self.port, backlog=backlog,
-                                        reuse_address=True)
+        server = await loop.create_server(protocol, self.addr, self.port, backlog=backlog,
+                                          reuse_address=True)
+        if not server.sockets:
+            # asyncio skips an address whose socket cannot be made as if its family were
+            # unsupported, out of file descriptors included, and then serves nothing.
+            server.close()
+            raise OSError("no socket could be made for any of its addresses (out of file "
+                          "descriptors, or an address family this host lacks)")
+        return server
 
     def _make_room(self) -> bool:
         """Evict one connection if the budget is full; False when none can go."""
@@ -303,8 +324,8 @@ class MetricsServer:
                 if self._web_config is not None and \
                         not self._web_config.allows_client_certificate(
                             writer.get_extra_info("peercert")):
-                    log.info("event=connection_refused reason=client_allowed_sans peer=%s",
-                             peer(writer))
+                    self._warn("client_allowed_sans", "event=connection_refused "
+                               "reason=client_allowed_sans peer=%s", peer(writer))
                     return
             await self._serve_requests(reader, writer, connection)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError):
@@ -382,10 +403,10 @@ class MetricsServer:
             connection.last_active = time.monotonic()
             connection.trusted = connection.trusted or status < 400
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("event=request peer=%s method=%s path=%r status=%d bytes=%d "
-                          "duration_ms=%.1f", peer(writer), request.method if request else "-",
-                          request.path if request else "-", status, len(body),
-                          (time.perf_counter() - started) * 1000)
+                _log(logging.DEBUG, "event=request peer=%s method=%s path=%r status=%d "
+                     "bytes=%d duration_ms=%.1f", peer(writer),
+                     request.method if request else "-", request.path if request else "-",
+                     status, len(body), (time.perf_counter() - started) * 1000)
             if not keep_alive:
                 return
             first = False
@@ -544,7 +565,26 @@ class MetricsServer:
         now = time.monotonic()
         if now - self._last_warned.get(key, -WARNING_INTERVAL_SECONDS) >= WARNING_INTERVAL_SECONDS:
             self._last_warned[key] = now
-            log.warning(message + " (logged at most once a minute)", *args)
+            _log(logging.WARNING, message + " (logged at most once a minute)", *args)
+
+
+def _log(level: int, message: str, *args: object) -> None:
+    """Log on the server's logger. logging's handleError covers only a handler's emit(): an
+    application's filter or handler that raises (one expecting attributes its own records
+    carry) would otherwise end the server thread or a connection, or raise into the caller."""
+    try:
+        log.log(level, message, *args, stacklevel=2)
+    except Exception as exc:
+        record("server.logging", exc)
+
+
+def _report_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's own report of a failed callback or transport, through its logger; raised
+    from there, a logging failure would escape run_forever and stop the server."""
+    try:
+        loop.default_exception_handler(context)
+    except Exception as exc:
+        record("server.logging", exc)
 
 
 def serve(port: int = 8000, addr: str = "0.0.0.0", *,
@@ -565,8 +605,10 @@ def serve(port: int = 8000, addr: str = "0.0.0.0", *,
     keep-alive connections; `max_connections` bounds the sockets held (TLS handshakes
     included; at most a quarter of the open-file limit), the oldest idle one making room
     for a newcomer; `telemetry_path` moves the metrics (node_exporter's
-    --web.telemetry-path). Raises OSError naming the address when it cannot bind,
-    ValueError or WebConfigError for bad settings (TypeError for an `addr` not a string).
+    --web.telemetry-path). Raises OSError naming the address when it cannot bind (or the
+    process is out of file descriptors), ValueError or WebConfigError for bad settings
+    (TypeError for an `addr` not a string), RuntimeError naming the address when the server
+    fails to start for another reason; it never returns a server that is not listening.
 
     `registry` is what to serve: inferwatch's metrics and prometheus_client's default
     registry when None, an inferwatch :class:`~inferwatch.core.registry.Registry` (the one
@@ -647,7 +689,7 @@ def _warn_slow_password_checks(web_config: WebConfig | None, read_timeout: float
     try:
         seconds = web_config.check_seconds()
     except Exception as exc:  # a broken bcrypt install: the checks themselves will say so
-        log.debug("event=bcrypt_timing_failed error=%r", exc)
+        _log(logging.DEBUG, "event=bcrypt_timing_failed error=%r", exc)
         return
     for user, hashed in web_config.users.items():
         cost = int(hashed.split("$")[2])
@@ -658,12 +700,11 @@ def _warn_slow_password_checks(web_config: WebConfig | None, read_timeout: float
                                      seconds[user] * 2.0 ** (suggested - cost)
                                      > read_timeout / 2):
                 suggested -= 1
-            log.warning("event=basic_auth_cost_too_high file=%s user=%s cost=%d "
-                        "check_seconds=%.1f read_timeout=%ss note=each password check of "
-                        "this user takes about %.1fs of CPU here, and one not done within "
-                        "read_timeout answers 503; hash the password with a cost of at most "
-                        "%d", web_config.path, user, cost, seconds[user], read_timeout,
-                        seconds[user], suggested)
+            _log(logging.WARNING, "event=basic_auth_cost_too_high file=%s user=%s cost=%d "
+                 "check_seconds=%.1f read_timeout=%ss note=each password check of this user "
+                 "takes about %.1fs of CPU here, and one not done within read_timeout answers "
+                 "503; hash the password with a cost of at most %d", web_config.path, user,
+                 cost, seconds[user], read_timeout, seconds[user], suggested)
 
 
 def _status_pages(status_page: Any, registry: Collector | Registry | None, config: Any,
