@@ -95,3 +95,28 @@ def test_a_wrapping_collector_is_served_as_prometheus_client_serves_it(registry,
     assert {s[:2] for s in _samples(served)} == {s[:2] for s in _samples(expected)}
     assert {s for s in _samples(served) if "requests" in s[0]} == \
         {s for s in _samples(expected) if "requests" in s[0]}
+
+
+def test_a_failing_collector_gets_a_500_even_when_logging_raises(monkeypatch):
+    import logging
+
+    from inferwatch.serving import exposition
+
+    class Broken:
+        def collect(self):
+            raise RuntimeError("broken collector")
+
+    class RaisingFilter(logging.Filter):
+        def filter(self, record):
+            raise AttributeError("'LogRecord' object has no attribute 'request_id'")
+
+    logger = logging.getLogger(exposition.__name__)
+    raising = RaisingFilter()
+    logger.addFilter(raising)
+    monkeypatch.setattr(exposition, "_last_failure_logged",
+                        -exposition.FAILURE_LOG_INTERVAL_SECONDS - 1e9)
+    try:
+        status, body, _ = metrics_response(Broken(), None, None)
+    finally:
+        logger.removeFilter(raising)
+    assert status == 500 and b"RuntimeError" in body

@@ -566,8 +566,11 @@ def _log_render_failure(exc: Exception) -> None:
         if now - _last_failure_logged < FAILURE_LOG_INTERVAL_SECONDS:
             return
         _last_failure_logged = now
-    log.error("event=render_failed error=%s (logged at most once a minute)",
-              type(exc).__name__, exc_info=exc)
+    try:
+        log.error("event=render_failed error=%s (logged at most once a minute)",
+                  type(exc).__name__, exc_info=exc)
+    except Exception:  # the application's log handler failed: the scrape still gets its 500
+        pass
 
 
 def _method_not_allowed(method: str) -> tuple[int, bytes, dict[str, str]]:
