@@ -10,16 +10,12 @@ import subprocess
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import httpx2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
-
-try:
-    import httpx2
-except ImportError:  # Python 3.10: httpx2 needs 3.11, and the test extra installs httpx
-    import httpx as httpx2
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
