@@ -50,6 +50,10 @@ from inferwatch.core.shadow_outcomes import HeldOutcomes
 from inferwatch.core.shadow_wrappers import UNNAMED, unwrap
 
 IDLE_WAKE_SECONDS = 1.0
+# How long a fork waits for the worker threads to stop (all shadows' together). A challenger
+# call takes what it takes: past this the fork goes ahead with its worker running, as it
+# would without the stop, and that worker ends once its call does.
+FORK_STOP_SECONDS = 1.0
 # What the queued calls may hold, their inputs and the champion's results: a slow
 # challenger must not keep every large input of a thousand calls alive (1 MiB batches, 1
 # GiB). The same bound as the pairs waiting for the drain; past it a call is dropped as
@@ -176,6 +180,8 @@ class Shadow:
         self._threads: list[threading.Thread] = []
         self._runners: list[Any] = []
         self._started_pid = 0
+        # Set while the workers are stopped for a fork: the parent starts them again.
+        self._paused_for_fork = False
         self.closed = False
 
     # --- the request path -------------------------------------------------------------------
@@ -320,12 +326,69 @@ class Shadow:
                 if self.mode == "process":
                     runner = ProcessRunner(self._model_bytes, gate)
                     self._runners.append(runner)
-                thread = threading.Thread(target=_work, args=(weakref.ref(self), runner,
-                                                              self._stop),
-                                          name=f"inferwatch-shadow-{index}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
+                self._start_worker(index, runner)
             self._started_pid = os.getpid()
+
+    def _start_worker(self, index: int, runner: Any) -> None:
+        thread = threading.Thread(target=_work, args=(weakref.ref(self), runner, self._stop),
+                                  name=f"inferwatch-shadow-{index}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _stop_workers_for_fork(self) -> list[threading.Thread]:
+        """Before a fork: tell the workers to stop after the call in hand, and return those
+        to be joined; none when this process has none, or when a worker forks (from the
+        challenger's call). Takes no lock: the forking thread may hold any of them.
+        ``mode="process"`` workers are left running: the kernel kills a challenger's child
+        process when the thread that started it ends, and a fork must not cost a reload.
+
+        A thread running at fork time is what CPython 3.12+ warns about ("This process is
+        multi-threaded, use of fork() may lead to deadlocks in the child"). The queue stays
+        as it is, for the workers started again after the fork (a child starts with an
+        empty queue and its own workers).
+        """
+        threads = self._threads
+        if self.closed or self.mode == "process" or self._started_pid != os.getpid() \
+                or self._paused_for_fork or threading.current_thread() in threads:
+            return []
+        self._paused_for_fork = True
+        self._stop.set()
+        self._wake.set()
+        return [thread for thread in threads if thread.is_alive()]
+
+    def _restart_workers_after_fork_in_parent(self) -> None:
+        if not self._paused_for_fork:
+            return
+        self._paused_for_fork = False
+        # Bounded: the forking thread itself may hold it. Past the bound the workers are
+        # started by a thread of their own, once the lock is free.
+        if self._done_lock.acquire(timeout=FORK_STOP_SECONDS):
+            try:
+                self._restart_workers()
+            finally:
+                self._done_lock.release()
+        else:
+            threading.Thread(target=self._restart_workers_when_free,
+                             name="inferwatch-shadow-restart", daemon=True).start()
+
+    def _restart_workers_when_free(self) -> None:
+        try:
+            with self._done_lock:
+                self._restart_workers()
+        except Exception as exc:
+            faults.record("shadow", exc)
+
+    def _restart_workers(self) -> None:
+        """The workers again (under the done lock)."""
+        if self.closed or self._started_pid != os.getpid():
+            return
+        self._stop = threading.Event()
+        # One that did not stop in time ends after its call; kept, so that a close() from
+        # its challenger's call still knows it for a worker.
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        for index in range(self.workers):
+            self._start_worker(index, None)
+        self._wake.set()  # what was queued before or during the fork is taken at once
 
     def run_one(self, item: tuple, runner: Any) -> None:
         """Call the challenger on one queued call, record it, hand the pair on, then score
@@ -680,6 +743,55 @@ class Shadow:
             runner.forget()
         self._reset_runtime()
         self.comparison.renew_lock()
+
+
+def _stop_workers_before_fork() -> None:
+    """Stop every shadow's workers before a fork, waiting at most FORK_STOP_SECONDS for all;
+    one still in a challenger's call then is left running."""
+    stopping: list[threading.Thread] = []
+    for shadow in list(shadow_lifetime.live_shadows):
+        try:
+            stopping += shadow._stop_workers_for_fork()
+        except Exception as exc:
+            faults.record("fork", exc)
+    deadline = time.monotonic() + FORK_STOP_SECONDS
+    for thread in stopping:
+        try:
+            # An idle worker that cleared the wake just before the stop waits out its idle
+            # wait: woken again until it ends.
+            while thread.is_alive() and time.monotonic() < deadline:
+                for shadow in list(shadow_lifetime.live_shadows):
+                    if shadow._paused_for_fork:
+                        shadow._wake.set()
+                thread.join(min(0.01, max(0.0, deadline - time.monotonic())))
+            _wait_for_system_thread_exit(thread, deadline)
+        except Exception as exc:
+            faults.record("fork", exc)
+
+
+def _wait_for_system_thread_exit(thread: threading.Thread, deadline: float) -> None:
+    """Wait (until `deadline`) for the system thread of an ended `thread` to be gone too:
+    ``join()`` returns a moment before it exits, and CPython 3.12's fork warning counts
+    system threads (on Linux)."""
+    if thread.is_alive():
+        return
+    task = f"/proc/self/task/{thread.native_id}"
+    while thread.native_id is not None and os.path.exists(task) \
+            and time.monotonic() < deadline:
+        time.sleep(0.0002)
+
+
+def _restart_workers_after_fork_in_parent() -> None:
+    for shadow in list(shadow_lifetime.live_shadows):
+        try:
+            shadow._restart_workers_after_fork_in_parent()
+        except Exception as exc:
+            faults.record("fork", exc)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_stop_workers_before_fork,
+                        after_in_parent=_restart_workers_after_fork_in_parent)
 
 
 def _work(ref: weakref.ref[Shadow], runner: Any, stop: threading.Event) -> None:

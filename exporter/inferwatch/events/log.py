@@ -79,6 +79,10 @@ if TYPE_CHECKING:
 MiB = 1 << 20
 KiB = 1 << 10
 FORK_WAIT_SECONDS = 15.0
+# How long a fork waits for the writer threads to stop (all of them together). A write stuck
+# on something the forking thread holds, or a long one, must not hold a worker's start up:
+# past this the fork goes ahead with that writer running, as it would without the stop.
+FORK_STOP_SECONDS = 1.0
 DEFAULT_ROTATE_BYTES = 10 * MiB
 DEFAULT_MAX_EVENT_BYTES = 64 * KiB
 DEFAULT_QUEUE_BYTES = 64 * MiB
@@ -356,9 +360,9 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         """Wait until every event queued so far is written or dropped; False on timeout."""
         if self._writer_done and not self._closed:
             self._writer_ended()  # a writer that died: a new one writes what is queued
-        if not self._thread.is_alive():
+        if not self._thread.is_alive() and not self._paused_for_fork:
             return not self._queue
-        marker = _Flush()
+        marker = _Flush()  # a writer stopped for a fork answers it once started again
         self._queue.append(marker)  # past the size bound on purpose: it must get in
         self._wake.set()
         if self._writer_done:
@@ -416,11 +420,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 min(self._restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
             self._restarts += 1
             self._writer_done = False
-            self._sink_holder = [None]
-            self._thread = threading.Thread(target=_writer_main,
-                                            args=(weakref.ref(self), self._sink_holder),
-                                            name="inferwatch-events", daemon=True)
-            self._thread.start()
+            self._start_writer()
         self._wake.set()
 
     def _drop_leftovers(self, reason: str = "closed") -> None:
@@ -507,10 +507,54 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._sink_holder: list = [None]
         # Held while the sink writes, and across a fork (see _before_fork).
         self._sink_lock = threading.Lock()
+        # Set while the writer is told to stop for a fork; whether it did is told under
+        # the lock, so that the parent starts a writer again exactly when it stopped.
+        self._paused_for_fork = False
+        self._stopped_for_fork = False
+        self._pause_lock = threading.Lock()
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        self._sink_holder = [None]
         self._thread = threading.Thread(target=_writer_main,
                                         args=(weakref.ref(self), self._sink_holder),
                                         name="inferwatch-events", daemon=True)
         self._thread.start()
+
+    def _stop_writer_for_fork(self) -> threading.Thread | None:
+        """Before a fork: tell the writer to stop after the batch in hand, and return it to
+        be joined; None when there is none running, or when it is the thread that forks.
+
+        A thread running at fork time is what CPython 3.12+ warns about ("This process is
+        multi-threaded, use of fork() may lead to deadlocks in the child"). Takes no lock:
+        the forking thread may hold any of this log's. What is queued stays queued, for the
+        writer started again after the fork (the child starts with an empty queue).
+        """
+        thread = self._thread
+        if self._closed or self._stopping or self._writer_done or not thread.is_alive() \
+                or thread is threading.current_thread():
+            return None
+        self._paused_for_fork = True
+        self._wake.set()
+        return thread
+
+    def _writer_stops_for_fork(self) -> bool:
+        """Asked by the writer between batches: True when it is to end for a fork (and it
+        is then counted as stopped)."""
+        with self._pause_lock:
+            if self._paused_for_fork:
+                self._stopped_for_fork = True
+                return True
+            return False
+
+    def _restart_after_fork_in_parent(self) -> None:
+        with self._pause_lock:
+            stopped = self._stopped_for_fork
+            self._paused_for_fork = self._stopped_for_fork = False
+        # A writer that did not stop in time goes on writing: it sees the flag down.
+        if stopped and not self._closed:
+            self._start_writer()
+            self._wake.set()  # what was emitted during the fork is written at once
 
     def _restart_in_child(self) -> None:
         # The parent's queue, locks, thread and open files are the parent's: start afresh.
@@ -522,6 +566,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             self._counts_lock = threading.Lock()
             self._sink_lock = threading.Lock()
             self._restart_lock = threading.Lock()
+            self._pause_lock = threading.Lock()
+            self._paused_for_fork = self._stopped_for_fork = False
             self._dropped = dict.fromkeys(REASONS, 0)
             # What a stuck writer of the parent still holds is the parent's to write or
             # count: counted here too at exit, each lost event would show twice.
@@ -654,6 +700,9 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
                 return
             if log_._thread is not threading.current_thread():
                 return  # replaced after a fork
+            if log_._paused_for_fork and log_._writer_stops_for_fork():
+                ended = True  # started again after the fork, with the queue as it is
+                return
             events, markers, size = log_._drain()
             count = len(events)  # _write empties the list once the events are encoded
             try:
@@ -792,10 +841,12 @@ _quiesced: list[EventLog] = []
 
 
 def _before_fork() -> None:
+    _stop_writers_for_fork()
     # SQLite keeps each process's locks on a file in memory that a fork copies: a child whose
     # parent had the database open (or was mid-transaction) finds it "locked" for good. So
     # no SQLite connection is open across a fork; the forking thread waits for a batch in
     # flight (at most FORK_WAIT_SECONDS), which happens when workers start, never per call.
+    # A writer stopped above has closed its sink already.
     for event_log in list(_live):
         try:
             if event_log._quiesce_for_fork():
@@ -804,9 +855,45 @@ def _before_fork() -> None:
             pass
 
 
+def _stop_writers_for_fork() -> None:
+    """Stop every writer thread before a fork, waiting at most FORK_STOP_SECONDS for all;
+    one that does not stop in time is left running (the child renews every lock anyway)."""
+    stopping: list[threading.Thread] = []
+    for event_log in list(_live):
+        try:
+            writer = event_log._stop_writer_for_fork()
+        except Exception:
+            continue
+        if writer is not None:
+            stopping.append(writer)
+    deadline = time.monotonic() + FORK_STOP_SECONDS
+    for writer in stopping:
+        try:
+            writer.join(max(0.0, deadline - time.monotonic()))
+            if not writer.is_alive():
+                _wait_for_system_thread_exit(writer, deadline)
+        except Exception:
+            pass
+
+
+def _wait_for_system_thread_exit(thread: threading.Thread, deadline: float) -> None:
+    """Wait (until `deadline`) for the system thread of a joined `thread` to be gone too:
+    ``join()`` returns a moment before it exits, and CPython 3.12's fork warning counts
+    system threads (on Linux)."""
+    task = f"/proc/self/task/{thread.native_id}"
+    while thread.native_id is not None and os.path.exists(task) \
+            and time.monotonic() < deadline:
+        time.sleep(0.0002)
+
+
 def _after_fork_in_parent() -> None:
     while _quiesced:
         _quiesced.pop()._sink_lock.release()
+    for event_log in list(_live):
+        try:
+            event_log._restart_after_fork_in_parent()
+        except Exception:
+            pass
 
 
 def _after_fork_in_child() -> None:
