@@ -548,9 +548,16 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             return False
 
     def _restart_after_fork_in_parent(self) -> None:
-        with self._pause_lock:
+        # Bounded: the forking thread itself may hold it (no code of ours forks so, but a
+        # fork hook must never hang the parent). Past the bound the writer is left to the
+        # restart the next emit() or flush() makes of a writer that has ended.
+        if not self._pause_lock.acquire(timeout=FORK_STOP_SECONDS):
+            return
+        try:
             stopped = self._stopped_for_fork
             self._paused_for_fork = self._stopped_for_fork = False
+        finally:
+            self._pause_lock.release()
         # A writer that did not stop in time goes on writing: it sees the flag down.
         if stopped and not self._closed:
             self._start_writer()
