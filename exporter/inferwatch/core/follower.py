@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from types import AsyncGeneratorType, GeneratorType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, SupportsIndex
 
 from inferwatch import faults
 from inferwatch.core.records import generated_texts
-from inferwatch.core.stream_records import OK, usage_tokens
+from inferwatch.core.stream_records import CANCELLED, OK, usage_tokens
 from inferwatch.core.streams import Tracker, follow_async, follow_sync
 
 if TYPE_CHECKING:
@@ -284,8 +284,77 @@ def _open_sync(stream: Iterator, tracker: Tracker | None, monitor: Monitor, plan
     """The caller's wrapper for a generator, not started, as the generator is not: a
     ``send(value)`` before the first item raises the generator's own TypeError and leaves
     both usable. A wrapper collected unstarted never runs its frame; its tracker (made now
-    when the stream needs none before it ends) ends the stream then, as cancelled.
+    when the stream needs none before it ends) ends the stream then, as cancelled, and a
+    ``close()`` or ``throw()`` before the first item ends it at once
+    (:class:`FollowedGenerator`).
     """
     if tracker is None:
         tracker = Tracker(monitor, plan, start)
-    return follow_sync(stream, None, tracker, monitor, plan, start)
+    return FollowedGenerator(follow_sync(stream, None, tracker, monitor, plan, start), tracker)
+
+
+class FollowedGenerator:
+    """The generator that follows a stream (:func:`follow_sync`, unstarted), as its caller
+    holds it: a ``close()`` or ``throw()`` before the first item ends the stream then, as
+    cancelled. The generator alone could not from Python 3.12, where closing one that never
+    started runs none of its code and keeps its frame, which holds the tracker, until it is
+    freed: the stream would stay in flight, its duration running on, for as long as the
+    caller kept it (a response object that holds its body).
+
+    It passes for that generator: its ``__class__`` (``isinstance``, ``inspect``), its
+    ``gi_*`` attributes and ``repr()`` are the generator's, and ``next()``, ``send()``,
+    ``throw()`` and ``close()`` step it. ``iter()`` is the generator itself, so that a loop
+    steps it with no call of this object per item; the loop's first step starts it, and a
+    started generator's close() ends its stream on every version.
+    """
+
+    __slots__ = ("__weakref__", "tracker", "wrapper")
+
+    def __init__(self, wrapper: Generator, tracker: Tracker) -> None:
+        self.wrapper = wrapper
+        self.tracker = tracker
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # type: ignore[override]
+        return GeneratorType
+
+    def __iter__(self) -> Generator:
+        return self.wrapper
+
+    def __next__(self) -> object:
+        return next(self.wrapper)
+
+    @property
+    def send(self) -> Callable[[object], object]:
+        # The generator's own: a send(value) before the first item raises from it, with no
+        # frame of this object in the traceback, which would keep the stream open as long as
+        # the caller keeps the error, though it let go of the stream.
+        return self.wrapper.send
+
+    def throw(self, *args: object) -> object:
+        try:
+            return self.wrapper.throw(*args)  # type: ignore[arg-type]
+        finally:
+            self._end_if_never_started()
+
+    def close(self) -> None:
+        self.wrapper.close()
+        self._end_if_never_started()
+
+    def _end_if_never_started(self) -> None:
+        # Started, the wrapper owns its tracker and has ended the stream itself. One that
+        # another thread is starting at this moment still has its frame, and ends itself.
+        tracker = self.tracker
+        if not tracker.owned and self.wrapper.gi_frame is None:
+            tracker.end(CANCELLED, None, None, 0, None, 0.0, None)
+
+    def __getattr__(self, name: str) -> object:
+        if name in FollowedGenerator.__slots__:  # not set: no generator to ask
+            raise AttributeError(name)
+        return getattr(self.wrapper, name)
+
+    def __repr__(self) -> str:
+        return repr(self.wrapper)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple:
+        return self.wrapper.__reduce_ex__(protocol)  # a generator's TypeError: no pickling

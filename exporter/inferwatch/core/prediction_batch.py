@@ -422,7 +422,10 @@ class PredictionBatch(StackedResults):
             prediction = normalize(value, probabilities=probabilities,
                                    task=self.settings.task,
                                    class_names=self._class_names_once(),
-                                   known_classes=self._known_classes())
+                                   known_classes=self._known_classes(),
+                                   # Prediction drift reads every output column by name.
+                                   output_cap=None if self.features is not None else
+                                   self.caps.get("inferwatch_prediction"))
         except SparseResultTooLarge as refused:
             # The model's answer, not a fault of inferwatch's: its rows count as bad_shape.
             self.refused_sparse_shape = refused.shape

@@ -28,7 +28,7 @@ import decimal
 import fractions
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -72,6 +72,9 @@ from inferwatch.core.result_arrays import (
     to_array,
     without_missing,
 )
+
+if TYPE_CHECKING:
+    from inferwatch.core.label_caps import LabelCap
 
 DEFAULT_OUTPUT = "value"
 # An integer matrix wider than this (numpy's) is one sequence per row, token ids as
@@ -126,6 +129,7 @@ def normalize(
     class_names: Sequence[object] | None = None,
     task: str = "auto",
     known_classes: Collection[str] = NO_CLASSES,
+    output_cap: LabelCap | None = None,
 ) -> Prediction:
     """Reduce a model's return value to a :class:`Prediction`.
 
@@ -133,6 +137,9 @@ def normalize(
     probabilities); None means "tell by its shape" (a matrix handed to ``r.prediction()``).
     `class_names` is the model's ``classes_``; `task` is ``auto``, ``classification`` or
     ``regression``; `known_classes` are the strings that may become class labels.
+    `output_cap`, the cap the outputs will be folded by: the value columns of a matrix
+    past it are then read in one pass as the one output FOLDED_COLUMNS (see
+    :func:`_add_folded_columns`).
 
     >>> normalize(0.7).values["value"].tolist()
     [0.7]
@@ -237,10 +244,17 @@ def normalize(
         # Several outputs per row: one output (or class column) per column.
         prediction.rows = array.shape[0]
         per_output = _per_output(class_names, array.shape[1])
-        for j in range(array.shape[1]):
+        columns: Sequence[int] = range(array.shape[1])
+        folding = output_cap is not None and array.shape[1] > output_cap.limit and \
+            per_output[0] is None and _value_kind(array, task)
+        if folding:
+            columns = output_cap.fold_columns(array.shape[1])  # type: ignore[union-attr]
+        for j in columns:
             if not _whole_output_labels(prediction, array[:, j], task, per_output[j], f"{j}:"):
                 _add_output(prediction, str(j), array[:, j], task, known_classes,
                             count_rows=False, prefix=f"{j}:")
+        if folding:
+            _add_folded_columns(prediction, array, columns)
     elif not _whole_class_labels(prediction, array, task, class_names):
         _add_output(prediction, DEFAULT_OUTPUT, array, task, known_classes)
     prediction.rows += missing  # a pd.NA row is a row the model returned
@@ -429,6 +443,52 @@ def _add_output(prediction: Prediction, name: str, array: np.ndarray, task: str,
         prediction.class_outputs += 1
     if labels is not None and labels.size:
         prediction.add_classes(labels)
+
+
+def _value_kind(array: np.ndarray, task: str) -> bool:
+    """Whether every column of `array` is read as values by :func:`_add_output` (a column
+    of another kind may be class labels, or numbers in objects).
+
+    >>> _value_kind(np.zeros((1, 2)), "auto"), _value_kind(np.zeros((1, 2), int), "auto")
+    (True, False)
+    """
+    kind = array.dtype.kind
+    return kind == "f" or (kind in "iu" and task == "regression")
+
+
+def _add_folded_columns(prediction: Prediction, array: np.ndarray,
+                        kept: Sequence[int]) -> None:
+    """The value columns of `array` other than `kept`, which all fold into ``__other__``,
+    as the one output FOLDED_COLUMNS: their values column after column, as the drain
+    would have joined them from an output per column, so that ``__other__`` records the
+    same count, sum, quantiles and buckets. One pass over the matrix, however wide (an
+    LM's logits over its vocabulary), instead of an output, a fold and a chunk per column.
+
+    >>> from inferwatch.core.label_caps import FOLDED_COLUMNS
+    >>> prediction = Prediction()
+    >>> _add_folded_columns(prediction, np.array([[1.0, 2.0, 3.0], [4.0, np.nan, 6.0]]), [0])
+    >>> prediction.values[FOLDED_COLUMNS].tolist(), prediction.invalid
+    ([2.0, 3.0, 6.0], {'nan': 1})
+    """
+    from inferwatch.core.label_caps import FOLDED_COLUMNS
+
+    first = len(kept)
+    while first and kept[first - 1] != first - 1:
+        first -= 1  # the kept columns past the first ones: admitted outputs of their own
+    block = array[:, first:]
+    later = np.asarray(kept[first:], dtype=np.intp) - first
+    if later.size:
+        block = np.delete(block, later, axis=1)
+    if not block.shape[1]:
+        return  # every column kept (a cap lowered below the outputs it admitted)
+    # Column-major, as float64: one copy, in the order the per-column chunks were joined.
+    values = block.astype(np.float64, order="F", copy=False).ravel(order="F")
+    finite = np.isfinite(values)
+    if not finite.all():
+        prediction.count_invalid("nan", int(np.isnan(values).sum()))
+        prediction.count_invalid("inf", int(np.isinf(values).sum()))
+        values = values[finite]
+    extend(prediction.values, FOLDED_COLUMNS, values)
 
 
 def _whole_output_labels(prediction: Prediction, column: np.ndarray, task: str,

@@ -7,6 +7,8 @@ are made plain before anything else reads them.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -52,6 +54,7 @@ def tensor_array(tensor: object) -> np.ndarray:
     # predictions, so they are made dense, dequantized and resolved first.
     if str(getattr(values, "layout", "torch.strided")) != "torch.strided" and \
             hasattr(values, "to_dense"):
+        _refuse_too_large(tuple(int(n) for n in values.shape))
         values = values.to_dense()
     if getattr(values, "is_quantized", False) is True:
         values = values.dequantize()
@@ -63,6 +66,28 @@ def tensor_array(tensor: object) -> np.ndarray:
         return np.asarray(values.numpy())
     except TypeError:
         return np.asarray(values.float().numpy())
+
+
+def _refuse_too_large(shape: tuple[int, ...]) -> None:
+    """Raise SparseResultTooLarge for a sparse tensor that would hold more columns or values
+    dense than a scipy.sparse result may: a few kilobytes of non-zeros over a million labels
+    would be gigabytes of zeros, read (and folded column by column) under the monitor's
+    lock. A result's rows then count as ``bad_shape``; an input's check is given up.
+
+    >>> _refuse_too_large((2, 4096))
+    >>> _refuse_too_large((2, 1_000_000))  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    SparseResultTooLarge: (2, 1000000)
+    """
+    from inferwatch.core.result_arrays import (
+        MAX_SPARSE_RESULT_CELLS,
+        MAX_SPARSE_RESULT_COLUMNS,
+        SparseResultTooLarge,
+    )
+
+    if math.prod(shape) > MAX_SPARSE_RESULT_CELLS or (
+            len(shape) > 1 and shape[-1] > MAX_SPARSE_RESULT_COLUMNS):
+        raise SparseResultTooLarge(shape)
 
 
 def is_tensor(value: object) -> bool:
