@@ -29,6 +29,7 @@ from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor, PendingBudget
 from inferwatch.core.options import Settings
 from inferwatch.core.step_clock import StepSafeClock
+from inferwatch.forking import wait_for_system_thread_exit
 
 if TYPE_CHECKING:
     from inferwatch.core.state import ModelState
@@ -673,21 +674,9 @@ def _stop_drainers_before_fork() -> None:
         try:
             drainer.join(max(0.0, deadline - time.monotonic()))
             if not drainer.is_alive():
-                _wait_for_thread_exit(drainer, deadline)
+                wait_for_system_thread_exit(drainer, deadline)
         except Exception as exc:
             faults.record("fork", exc)
-
-
-def _wait_for_thread_exit(thread: threading.Thread, deadline: float) -> None:
-    """Wait (until `deadline`) for the system thread of a joined `thread` to be gone too.
-
-    ``join()`` returns as the thread lets go of its Python state, a moment before the
-    system thread exits; CPython 3.12's fork warning counts system threads (on Linux).
-    """
-    task = f"/proc/self/task/{thread.native_id}"
-    while thread.native_id is not None and os.path.exists(task) \
-            and time.monotonic() < deadline:
-        time.sleep(0.0002)
 
 
 def _restart_drainers_after_fork_in_parent() -> None:

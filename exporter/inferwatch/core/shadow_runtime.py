@@ -48,6 +48,7 @@ from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.shadow_copies import PLAIN_RESULTS, captured, frozen, is_stream, private
 from inferwatch.core.shadow_outcomes import HeldOutcomes
 from inferwatch.core.shadow_wrappers import UNNAMED, unwrap
+from inferwatch.forking import wait_for_system_thread_exit
 
 IDLE_WAKE_SECONDS = 1.0
 # How long a fork waits for the worker threads to stop (all shadows' together). A challenger
@@ -764,21 +765,9 @@ def _stop_workers_before_fork() -> None:
                     if shadow._paused_for_fork:
                         shadow._wake.set()
                 thread.join(min(0.01, max(0.0, deadline - time.monotonic())))
-            _wait_for_system_thread_exit(thread, deadline)
+            wait_for_system_thread_exit(thread, deadline)
         except Exception as exc:
             faults.record("fork", exc)
-
-
-def _wait_for_system_thread_exit(thread: threading.Thread, deadline: float) -> None:
-    """Wait (until `deadline`) for the system thread of an ended `thread` to be gone too:
-    ``join()`` returns a moment before it exits, and CPython 3.12's fork warning counts
-    system threads (on Linux)."""
-    if thread.is_alive():
-        return
-    task = f"/proc/self/task/{thread.native_id}"
-    while thread.native_id is not None and os.path.exists(task) \
-            and time.monotonic() < deadline:
-        time.sleep(0.0002)
 
 
 def _restart_workers_after_fork_in_parent() -> None:

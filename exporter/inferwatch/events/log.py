@@ -72,6 +72,7 @@ from inferwatch.events.sinks import (
     log_file,
     open_sink,
 )
+from inferwatch.forking import wait_for_system_thread_exit
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -878,19 +879,9 @@ def _stop_writers_for_fork() -> None:
         try:
             writer.join(max(0.0, deadline - time.monotonic()))
             if not writer.is_alive():
-                _wait_for_system_thread_exit(writer, deadline)
+                wait_for_system_thread_exit(writer, deadline)
         except Exception:
             pass
-
-
-def _wait_for_system_thread_exit(thread: threading.Thread, deadline: float) -> None:
-    """Wait (until `deadline`) for the system thread of a joined `thread` to be gone too:
-    ``join()`` returns a moment before it exits, and CPython 3.12's fork warning counts
-    system threads (on Linux)."""
-    task = f"/proc/self/task/{thread.native_id}"
-    while thread.native_id is not None and os.path.exists(task) \
-            and time.monotonic() < deadline:
-        time.sleep(0.0002)
 
 
 def _after_fork_in_parent() -> None:
