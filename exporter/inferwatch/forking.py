@@ -45,6 +45,35 @@ def wait_for_system_thread_exit(thread: threading.Thread, deadline: float) -> No
         time.sleep(0.0002)
 
 
+def join_before_fork(threads: list[threading.Thread], seconds: float,
+                     nudge: Callable[[], None] | None = None,
+                     on_fault: Callable[[Exception], None] | None = None) -> None:
+    """Wait at most `seconds` in all for `threads`, each told to stop, to end before a fork,
+    and for their system threads to be gone (:func:`wait_for_system_thread_exit`). One that
+    does not end in time is left running: the child renews every lock anyway. `nudge` is
+    called between short joins, for threads that may have gone back to sleep past the stop;
+    a fault joining one thread goes to `on_fault` and the others are still waited for.
+
+    >>> worker = threading.Thread(target=lambda: None)
+    >>> worker.start()
+    >>> join_before_fork([worker], 1.0)
+    >>> worker.is_alive()
+    False
+    """
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        try:
+            if nudge is None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            while thread.is_alive() and time.monotonic() < deadline:
+                nudge()  # type: ignore[misc]  # only reached with a nudge
+                thread.join(min(0.01, max(0.0, deadline - time.monotonic())))
+            wait_for_system_thread_exit(thread, deadline)
+        except Exception as exc:
+            if on_fault is not None:
+                on_fault(exc)
+
+
 # The name of a process-mode shadow's child (core/shadow_process.py). Multiprocessing sets
 # a spawned child's name first of all it prepares, before it runs the parent's __main__
 # again or unpickles the challenger: the one mark in place before any of the app's code

@@ -29,7 +29,7 @@ from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor, PendingBudget
 from inferwatch.core.options import Settings
 from inferwatch.core.step_clock import StepSafeClock
-from inferwatch.forking import wait_for_system_thread_exit
+from inferwatch.forking import join_before_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.state import ModelState
@@ -669,14 +669,8 @@ def _stop_drainers_before_fork() -> None:
             continue
         if drainer is not None:
             stopping.append(drainer)
-    deadline = time.monotonic() + FORK_STOP_SECONDS
-    for drainer in stopping:
-        try:
-            drainer.join(max(0.0, deadline - time.monotonic()))
-            if not drainer.is_alive():
-                wait_for_system_thread_exit(drainer, deadline)
-        except Exception as exc:
-            faults.record("fork", exc)
+    join_before_fork(stopping, FORK_STOP_SECONDS,
+                     on_fault=lambda exc: faults.record("fork", exc))
 
 
 def _restart_drainers_after_fork_in_parent() -> None:

@@ -48,7 +48,7 @@ from inferwatch.core.shadow_compare import Comparison
 from inferwatch.core.shadow_copies import PLAIN_RESULTS, captured, frozen, is_stream, private
 from inferwatch.core.shadow_outcomes import HeldOutcomes
 from inferwatch.core.shadow_wrappers import UNNAMED, unwrap
-from inferwatch.forking import wait_for_system_thread_exit
+from inferwatch.forking import join_before_fork
 
 IDLE_WAKE_SECONDS = 1.0
 # How long a fork waits for the worker threads to stop (all shadows' together). A challenger
@@ -755,19 +755,16 @@ def _stop_workers_before_fork() -> None:
             stopping += shadow._stop_workers_for_fork()
         except Exception as exc:
             faults.record("fork", exc)
-    deadline = time.monotonic() + FORK_STOP_SECONDS
-    for thread in stopping:
-        try:
-            # An idle worker that cleared the wake just before the stop waits out its idle
-            # wait: woken again until it ends.
-            while thread.is_alive() and time.monotonic() < deadline:
-                for shadow in list(shadow_lifetime.live_shadows):
-                    if shadow._paused_for_fork:
-                        shadow._wake.set()
-                thread.join(min(0.01, max(0.0, deadline - time.monotonic())))
-            wait_for_system_thread_exit(thread, deadline)
-        except Exception as exc:
-            faults.record("fork", exc)
+    # An idle worker that cleared the wake just before the stop waits out its idle wait:
+    # woken again until it ends.
+    join_before_fork(stopping, FORK_STOP_SECONDS, nudge=_wake_paused_shadows,
+                     on_fault=lambda exc: faults.record("fork", exc))
+
+
+def _wake_paused_shadows() -> None:
+    for shadow in list(shadow_lifetime.live_shadows):
+        if shadow._paused_for_fork:
+            shadow._wake.set()
 
 
 def _restart_workers_after_fork_in_parent() -> None:

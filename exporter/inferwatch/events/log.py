@@ -72,7 +72,7 @@ from inferwatch.events.sinks import (
     log_file,
     open_sink,
 )
-from inferwatch.forking import wait_for_system_thread_exit
+from inferwatch.forking import join_before_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -874,14 +874,7 @@ def _stop_writers_for_fork() -> None:
             continue
         if writer is not None:
             stopping.append(writer)
-    deadline = time.monotonic() + FORK_STOP_SECONDS
-    for writer in stopping:
-        try:
-            writer.join(max(0.0, deadline - time.monotonic()))
-            if not writer.is_alive():
-                wait_for_system_thread_exit(writer, deadline)
-        except Exception:
-            pass
+    join_before_fork(stopping, FORK_STOP_SECONDS)
 
 
 def _after_fork_in_parent() -> None:
