@@ -250,7 +250,8 @@ COMMANDS = {
 }
 # Flags in the docs that belong to other programs (gunicorn, docker, Prometheus, ...).
 FOREIGN = {"--enable-feature", "--workers", "--worker-class", "--build", "--profile",
-           "--web.enable-remote-write-receiver", "--query-gpu", "--init", "--no-sendfile",
+           "--web.enable-remote-write-receiver", "--query-gpu", "--query-compute-apps", "--init",
+           "--no-sendfile",
            "--preload", "--rule-file", "--query.replica-label", "--web.listen",
            # docs/exporter.md's "Adding a collector" example, a collector that does not exist
            "--collector.queue", "--queue.directory"}
