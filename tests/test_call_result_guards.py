@@ -135,7 +135,7 @@ def _deepest_working_depth(fn: Callable, argument: Any) -> int:
 # the stream code (streams.Tracker.end), whose own failures are outside these wrappers.
 @pytest.mark.parametrize("model, options, argument, frames, settles", [
     (lambda x: 0.5, {}, 1, 1, True),
-    (lambda x: "text", {}, 1, 1, False),
+    (lambda x: "text", {}, 1, 1, True),
     (lambda x: [{"label": "POS", "score": 0.9}], {}, 1, 1, True),
     (lambda x: np.array([0.1, 0.9]), {}, 1, 1, True),
     (lambda x: 0.5, {"reference": _reference()}, np.zeros((1, 2)), 2, True),

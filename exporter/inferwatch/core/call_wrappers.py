@@ -663,20 +663,70 @@ def _generator_wrapper(fn: Callable, monitor: Monitor, follow: Follower, started
                        general: Callable) -> Callable:
     """A generator function's wrapper. A fast-path call that needs only counts is made,
     timed and followed by one primed generator (:func:`follow_sync`): the least a Python
-    wrapper can add to the time to first item. Any other call takes the `general` wrapper."""
+    wrapper can add to the time to first item. Any other call takes the `general` wrapper.
+
+    A fault of inferwatch's own before the model's generator is made (the recursion limit
+    reached in the follower's frame, a clock that raises) never reaches the caller: the
+    call returns the model's generator unfollowed, ends with no prediction, and the fault
+    is counted. The model's own exception (its arguments refused), which the primed
+    generator counts and returns, is raised as it was raised.
+    """
+    from inferwatch.core import streams
+
     in_request = open_request.get
+    watch, unwatch, ref = streams._watch, streams._unwatch, streams._ref
+    # Bound methods of the monitor's lists: appending to them takes no Python frame, which
+    # the recursion limit may leave none of.
+    fast = monitor.fast_path(probabilities=False)
+    append_call, append_error = fast.append, fast.append_error
 
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
-        # One identity check stands for three: the monitor is on its fast path, its settings
-        # are the ones the follower planned for, and they need no token counting.
-        if kwargs or monitor.fast_settings is not follow.lean_settings or \
-                in_request() is not None:
+        in_flight = False
+        try:
+            # One identity check stands for three: the monitor is on its fast path, its
+            # settings are the ones the follower planned for, and they need no token counting.
+            if not kwargs and monitor.fast_settings is follow.lean_settings and \
+                    in_request() is None:
+                follower = follow_sync(fn, args, None, monitor, follow.plan, 0.0)
+                next(started)
+                in_flight = True
+                # Kept in the open streams before it starts: closed at exit if still open.
+                watch(ref(follower, unwatch))
+                next(follower)
+                return follower
+        except StopIteration as stop:  # the model's call raised, and was counted
+            error, fault = stop.value, None
+        except Exception as exc:
+            error, fault = None, exc
+        else:
             return general(*args, **kwargs)
-        next(started)
-        follower = follow_sync(fn, args, None, monitor, follow.plan, 0.0)
-        next(follower)
-        return follower
+        if error is not None:  # raised out of the handler: its context stays the model's
+            try:
+                raise error
+            finally:
+                error = None  # its traceback holds this frame
+        # A fault of ours: the model's generator, unfollowed (calling a generator function
+        # runs none of its code). The fault is counted where a frame is left for it.
+        try:
+            stream = fn(*args)
+        except BaseException as refused:  # its arguments refused: the model's error
+            if in_flight:
+                append_error((0.0, refused.__class__))
+            try:
+                faults.record("stream", fault)
+            except Exception:
+                pass
+            fault = None
+            raise
+        if in_flight:
+            append_call((0.0, None))  # it leaves the in-flight gauge, with no prediction
+        try:
+            faults.record("stream", fault)
+        except Exception:
+            pass
+        fault = None
+        return stream
 
     return instrumented
 

@@ -29,6 +29,9 @@ from inferwatch import faults
 from inferwatch.core.records import generated_texts
 from inferwatch.core.stream_records import CANCELLED, OK, usage_tokens
 from inferwatch.core.streams import Tracker, follow_async, follow_sync
+from inferwatch.core.streams import _ref as _weak_ref
+from inferwatch.core.streams import _unwatch as _leave_open_streams
+from inferwatch.core.streams import _watch as _join_open_streams
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -181,7 +184,8 @@ class Follower:
                     return UNFOLLOWED
                 if kind == "text":
                     return UNFOLLOWED
-            tracker = self._tracker(start, args, kwargs, record, slow)
+            # A generator's wrapper stands for it in the open streams, its tracker with it.
+            tracker = self._tracker(start, args, kwargs, record, slow, kind != "generator")
             return _follow(result, kind, tracker, self.proxies)
         except Exception as exc:
             faults.record(_FAULT, exc)
@@ -190,10 +194,11 @@ class Follower:
             return UNFOLLOWED
 
     def _tracker(self, start: float, args: tuple, kwargs: Mapping[str, object] | None,
-                 record: RequestRecord | None, slow: bool) -> Tracker:
-        """A tracker for this call, with its input's tokens counted when the model asks."""
+                 record: RequestRecord | None, slow: bool, watched: bool = True) -> Tracker:
+        """A tracker for this call, with its input's tokens counted when the model asks;
+        kept in the open streams unless `watched` is False."""
         plan = self.plan
-        tracker = Tracker(self.monitor, plan, start)
+        tracker = Tracker(self.monitor, plan, start, watched)
         if slow:
             tracker.on_slow_path(record)
         if plan.count_tokens is not None:
@@ -286,11 +291,15 @@ def _open_sync(stream: Iterator, tracker: Tracker | None, monitor: Monitor, plan
     both usable. A wrapper collected unstarted never runs its frame; its tracker (made now
     when the stream needs none before it ends) ends the stream then, as cancelled, and a
     ``close()`` or ``throw()`` before the first item ends it at once
-    (:class:`FollowedGenerator`).
+    (:class:`FollowedGenerator`). The wrapper, not its tracker, is kept in the open streams:
+    started, it holds the stream's figures, and one still open at exit is closed then, or
+    its tracker ended if it never started (``streams.end_open_streams``).
     """
     if tracker is None:
-        tracker = Tracker(monitor, plan, start)
-    return FollowedGenerator(follow_sync(stream, None, tracker, monitor, plan, start), tracker)
+        tracker = Tracker(monitor, plan, start, False)  # positional: a keyword costs a dict
+    wrapper = follow_sync(stream, None, tracker, monitor, plan, start)
+    _join_open_streams(_weak_ref(wrapper, _leave_open_streams))  # two calls of C code
+    return FollowedGenerator(wrapper, tracker)
 
 
 class FollowedGenerator:

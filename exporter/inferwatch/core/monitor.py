@@ -642,7 +642,10 @@ class Monitor(MonitorDrain):
             # by the next hand-off or drain): dropped, it would stay in flight for good.
             if item is not _NOTHING and (not pending or pending[-1] is not item):
                 pending.append(item)
-            faults.record("backlog", exc)
+            try:
+                faults.record("backlog", exc)
+            except Exception:  # the recursion limit reached again: the call is kept all the same
+                pass
 
     def _charge_hand_off(self, calls: int) -> bool:
         """Charge `calls` handed to the drain to the pending budget; False (nothing charged)

@@ -51,7 +51,6 @@ follows a stream to its end: the wrappers of generators (:func:`follow_sync`,
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 import weakref
@@ -92,7 +91,8 @@ renew_at_fork(globals(), "_ENDING", threading.RLock)
 # only after the exit's last drain, publish and flush. end_open_streams() ends them first.
 # Each reference leaves the set with its stream, so it holds no more than the streams
 # alive. Three kinds: a Tracker (a followed result's bookkeeping), an SDK stream's proxy,
-# and the generator a fast-path wrapper follows (which has no tracker until it ends).
+# and a sync generator's wrapper (a generator of follow_sync's, which holds its figures in
+# its frame), in place of its tracker (a fast-path one has none until it ends).
 _OPEN: set[weakref.ref] = set()
 # Bound once: the fast path adds a stream with two calls of C code, no attribute look-up.
 _watch = _OPEN.add
@@ -235,20 +235,26 @@ class Tracker:
         chars = str.__len__(result) if isinstance(result, str) else None
         if chars is not None:
             self.on_item(result)
-        self.end(OK, None, None, None, None, 0.0, chars, result)
+        if not self.end(OK, None, None, None, None, 0.0, chars, result):
+            # A frame further from the recursion limit than end()'s, the bare call may be
+            # handed; if even that fails, the follower's caller, which takes what this
+            # raises for a fault, ends the call itself.
+            self._hand_bare(StreamRecord(perf_counter() - self.start,
+                                         gap_bounds=self.plan.bounds, from_model=True))
 
     def end(self, outcome: str, error: BaseException | None, first_item: float | None,
             items: int | None, gaps: list[int] | None, gap_sum: float, chars: int | None,
-            last: object = None) -> None:
-        """Hand the finished stream to the drain (once). Never raises."""
+            last: object = None) -> bool:
+        """Hand the finished stream to the drain (once). Never raises. False when its call
+        reached the drain in no form (near the recursion limit): it is still in flight."""
         if self.done:
-            return
+            return True
         # Two threads may end one stream at once (one exhausting a proxy while another
         # closes it, or a finaliser): only the first may hand it to the drain, and it must
         # see whether fail() counted the call, or the call is counted twice.
         with _ENDING:
             if self.done:
-                return
+                return True
             self.done = True
             counted = self.counted
         try:
@@ -274,10 +280,36 @@ class Tracker:
                 # stream's figures alone, for the same stream's series, never a second call.
                 stream.counts_call = False
                 self.monitor.submit_stream(stream)
-                return
+                return True
             self._submit(stream, error)
+            return True
         except Exception as exc:
+            # A call that fail() counted, or that joined an open request, is counted there.
+            handed = counted or (self.slow and self.record is None)
+            if not handed:
+                try:
+                    self._hand_bare(StreamRecord(
+                        perf_counter() - self.start, outcome,
+                        None if error is None else error.__class__,
+                        gap_bounds=self.plan.bounds, from_model=True))
+                    handed = True
+                except Exception:
+                    pass
             faults.record(_FAULT, exc)
+            return handed
+
+    def _hand_bare(self, bare: StreamRecord) -> None:
+        """Hand the drain the call alone (`bare`: its duration and outcome, none of its
+        figures), where its record could not reach it (near the recursion limit, a
+        hand-off that failed), so that it leaves the in-flight gauge."""
+        record = self.record
+        if record is None:
+            self.monitor.submit_stream(bare)
+        else:  # the call's own request record, finished now
+            record.duration = bare.duration
+            record.error_type = bare.error_type
+            record.cancelled = bare.outcome == CANCELLED
+            self.monitor.submit(record)
 
     def fail(self, error: BaseException) -> None:
         """Count the call of a stream that raised but may go on (an iterator object, whose
@@ -294,6 +326,14 @@ class Tracker:
                                       error.__class__, gap_bounds=self.plan.bounds,
                                       from_model=True), error)
         except Exception as exc:
+            if not (self.slow and self.record is None):
+                # Its record never reached the drain: the call still leaves the in-flight
+                # gauge, counted as one that raised (a request it joined counts it itself).
+                try:
+                    self.monitor.record_error(perf_counter() - self.start, error.__class__,
+                                              started=True)
+                except Exception:
+                    pass
             faults.record(_FAULT, exc)
 
     def _submit(self, stream: StreamRecord, error: BaseException | None = None) -> None:
@@ -468,8 +508,11 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
     with keywords takes the general wrapper): a generator function's wrapper makes its call
     here, so that one primed generator does both (``call_wrappers.py``), and its first
     ``yield`` (of None) is the priming one that the opener takes. The call has counted
-    itself as started; its exception is counted and re-raised untouched. `tracker` is None
-    for a stream that needs only counts (always so with `args`); one is made when it ends.
+    itself as started; its exception is counted and returned (the priming step's
+    ``StopIteration.value``), for the opener to raise untouched. Whoever opens this
+    generator keeps it in the open streams (:data:`_OPEN`), so that one still open at exit
+    is closed then (:func:`end_open_streams`). `tracker` is None for a stream that needs
+    only counts (always so with `args`); one is made when it ends.
     Per item this does only what every stream needs (the clock, the counts, text length);
     token counting and kept text are the tracker's, when it has any. Primed, a ``throw()``
     or ``send(value)`` before the first item ends the stream (Python's own exception comes
@@ -484,10 +527,20 @@ def follow_sync(source: object, args: tuple | None, tracker: Tracker | None,
         try:
             stream = source(*args)  # type: ignore[operator]
         except BaseException as exc:
-            monitor.record_error(perf_counter() - start, exc.__class__, started=True)
-            raise
-        # No tracker stands for this stream while it is open: its generator does.
-        _watch(_ref(stream, _unwatch))
+            if exc.__class__ is RecursionError:
+                # A generator function's call runs none of its code: this is the frame of
+                # ours it was made from, too deep. The opener calls it again from its own.
+                raise
+            # Returned, not raised: whatever else leaves the priming step is a fault of
+            # inferwatch's own, which its opener keeps from the caller.
+            try:
+                monitor.record_error(perf_counter() - start, exc.__class__, started=True)
+            except Exception as fault:  # near the recursion limit: the error goes on
+                try:
+                    faults.record(_FAULT, fault)
+                except Exception:
+                    pass
+            return exc
         on_item = None
     else:
         # Not primed: this is the caller's first next(), for the first item. Taken here, not
@@ -687,7 +740,8 @@ def end_open_streams() -> None:
     touching the stream (no event loop may be left to close it). A sync generator's wrapper
     keeps its figures in its frame: it is closed, as the collector would close it (the
     generator's own cleanup runs). One that another thread is stepping at this moment is
-    left to end itself.
+    left to end itself. Each is found in the open streams, where it was put when it was
+    made: nothing searches the heap, however large.
     """
     try:
         alive = [stream for stream in (ref() for ref in _OPEN.copy()) if stream is not None]
@@ -695,21 +749,15 @@ def end_open_streams() -> None:
         for stream in alive:
             if type(stream) is not Tracker and type(stream) is not GeneratorType:
                 _end_quietly(stream._end, CANCELLED, None)  # type: ignore[attr-defined]
-        framed: list[object] = []  # streams only their wrapper generator can end
         for stream in alive:
-            if type(stream) is Tracker:
-                if stream.done:
-                    continue
+            # A started tracker is owned: its proxy ended it above, or its sync generator's
+            # wrapper, closed below, ends it.
+            if type(stream) is Tracker and not stream.done and not stream.owned:
                 if stream.figures is not None:  # an async generator's wrapper
                     _end_quietly(stream.figures.end, stream, CANCELLED, None)
-                elif not stream.owned:  # never started
+                else:  # never started
                     _end_quietly(stream.end, CANCELLED, None, None, 0, None, 0.0, None)
-                else:
-                    framed.append(stream)
-            elif type(stream) is GeneratorType and stream.gi_frame is not None:
-                framed.append(stream)
-        if framed:
-            _close_wrappers(framed)
+        _close_wrappers([stream for stream in alive if type(stream) is GeneratorType])
     except Exception as exc:  # a bug of ours: the exit goes on
         faults.record(_FAULT, exc)
 
@@ -721,15 +769,19 @@ def _end_quietly(end: Callable[..., None], *args: object) -> None:
         faults.record(_FAULT, exc)
 
 
-def _close_wrappers(framed: list[object]) -> None:
-    """Close the sync wrappers (:func:`follow_sync`'s generators) that hold `framed`, their
-    trackers or the generators they follow. Only the wrapper's frame refers to these, so the
-    collector's one pass over the heap finds it: paid only when such a stream is open."""
+def _close_wrappers(wrappers: list[GeneratorType]) -> None:
+    """End the streams of the sync wrappers (:func:`follow_sync`'s generators) among
+    `wrappers` that are open. One suspended at an item (or primed) is closed; one never
+    started holds no figures, and its tracker ends the stream; one ended has recorded
+    itself, and one running is another thread's, which ends it."""
     code = follow_sync.__code__
-    wrappers = {id(referrer): referrer for referrer in gc.get_referrers(*framed)
-                if type(referrer) is GeneratorType and referrer.gi_code is code}
-    for wrapper in wrappers.values():
-        if wrapper.gi_frame is None or wrapper.gi_running:
+    for wrapper in wrappers:
+        if wrapper.gi_code is not code or wrapper.gi_frame is None or wrapper.gi_running:
+            continue
+        if not wrapper.gi_suspended:  # never started: its tracker is an argument
+            tracker = wrapper.gi_frame.f_locals.get("tracker")
+            if type(tracker) is Tracker and not tracker.done and not tracker.owned:
+                _end_quietly(tracker.end, CANCELLED, None, None, 0, None, 0.0, None)
             continue
         try:
             wrapper.close()
