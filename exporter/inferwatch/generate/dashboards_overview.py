@@ -29,6 +29,7 @@ from inferwatch.generate.dashboards_queries import (
     recorded,
     without_shadows,
 )
+from inferwatch.generate.objectives import is_per_version
 from inferwatch.generate.panels import (
     Cell,
     heatmap,
@@ -96,6 +97,8 @@ def _batch_runs(cfg: Config) -> g.Panel:
     own = ("; a models: entry's own for its models"
            if any("slo.availability" in entry.values for entry in cfg.models.values())
            else "")
+    if is_per_version(cfg, "slo.availability"):
+        own += "; with objectives.from_code, what the model declares in code first"
     seconds = [{"id": "unit", "value": "s"}]
     ratios = [{"id": "unit", "value": "percentunit"}]
     flag = {"id": "custom.cellOptions", "value": {"type": "color-text"}}

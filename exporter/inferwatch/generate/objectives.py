@@ -128,6 +128,19 @@ _IN_RANGE = {open_ratio: "> 0 < 1", ratio: ">= 0 <= 1", positive: "> 0 < +Inf",
              latency_threshold: "> 0 < +Inf"}
 
 
+def accepted(series: str, key: str) -> str:
+    """`series`, declared values of objective `key`, kept where instrument() accepts them:
+    a number in the key's range (a whole one where the key counts).
+
+    >>> accepted("declared", "slo.availability")
+    'declared > 0 < 1'
+    """
+    kept = f"{series} {_IN_RANGE[OBJECTIVE_CHECKS[key]]}"
+    if key in WHOLE_NUMBER_OBJECTIVES:
+        kept += f" == floor({series})"
+    return kept
+
+
 def _declared(cfg: Config, key: str, by: str) -> str:
     # A shadow shares its model's name: the challenger's own objective (a laxer latency while
     # it is tried out) must not become the serving version's.
@@ -136,10 +149,7 @@ def _declared(cfg: Config, key: str, by: str) -> str:
     # comparison false, silencing the model's alert, and an availability of 99.95 written by
     # an older client would page a model with no errors.
     series = f"inferwatch_model_objective{model_sel(cfg, f'objective={q.quoted(key)}')}"
-    kept = f"{series} {_IN_RANGE[OBJECTIVE_CHECKS[key]]}"
-    if key in WHOLE_NUMBER_OBJECTIVES:
-        kept += f" == floor({series})"
-    declared = f"{kept} unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}"
+    declared = f"{accepted(series, key)} unless on ({MODEL_LABELS}) {q.shadow_versions(cfg)}"
     # Replicas of one version, or versions of one model, that declare different values: the
     # stricter one, so a canary's laxer objective never loosens what the others are held to.
     return f"{strictest(key)} by ({by}) ({declared})"

@@ -24,11 +24,14 @@ from inferwatch.generate import promql as q
 from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.config_schema import Config, ModelOverride
 from inferwatch.generate.objectives import (
+    accepted,
     compare,
     is_overridden,
+    is_per_version,
     join_objective,
     objective_of,
     scope_matchers,
+    strictest,
     threshold_text,
 )
 from inferwatch.generate.promql import MODEL_LABELS, exporter_sel, model_sel, number
@@ -278,13 +281,9 @@ def _availability_entries(cfg: Config) -> list[ModelOverride]:
     return entries[:setting_own[-1] + 1] if setting_own else []
 
 
-def pushed_availability(cfg: Config) -> str:
-    """Each pushed model's availability objective: the first matching models: entry's,
-    else the default.
-
-    Not model:inferwatch_objective:slo_availability: that holds a regex's models and the
-    default's only where inferwatch_model_info under selectors.model names them, the
-    services Prometheus scrapes, and a batch job's model need not be one of those."""
+def _configured_pushed_availability(cfg: Config) -> str:
+    """Each pushed model's availability objective in the config: the first matching
+    models: entry's, else the default."""
     def pushed_models(*matchers: str) -> str:
         series = pushed_series(cfg, "inferwatch_requests_total", *matchers)
         return f"group by (model) {block(series)}"
@@ -304,6 +303,47 @@ def pushed_availability(cfg: Config) -> str:
     return "\nor\n".join(terms)
 
 
+def _declared_pushed_availability(cfg: Config, configured: str) -> str:
+    """Each pushed model's availability objective under objectives.from_code: every version
+    its groups' last runs served takes part with what it declares in code
+    (`inferwatch_model_objective`, pushed with its calls), else with `configured`, and the
+    strictest wins, as the model-wide objective takes its serving versions' strictest: a
+    version's laxer declaration never loosens what one declaring nothing is held to.
+
+    A shadow's declaration is left out (a challenger's laxer objective is not its
+    model's), and so is a value instrument() would refuse."""
+    p = cfg.pushgateway
+    version = f"job, {MODEL_LABELS}"
+    pushed = f"and on (job) push_time_seconds{q.selector(p.selector)}"
+    shadows = f"inferwatch_model_info{q.selector(p.selector, 'role=' + q.quoted('shadow'))}"
+    served = (f"group by ({version}) (\n"
+              f"  inferwatch_requests_total{q.selector(p.selector)} > 0\n"
+              f"  {pushed}\n"
+              f"  unless on ({version}) {shadows}\n"
+              f")")
+    objective = f"objective={q.quoted(_AVAILABILITY)}"
+    series = f"inferwatch_model_objective{q.selector(p.selector, objective)}"
+    declared = f"{strictest(_AVAILABILITY)} by ({version}) ({accepted(series, _AVAILABILITY)})"
+    by_version = (f"{declared}\nand on ({version})\n{served}\n"
+                  f"or on ({version})\n"
+                  f"{served} * 0\n+ on (model) group_left ()\n{block(configured)}")
+    # A model none of whose versions served in its last runs: the config.
+    return f"{strictest(_AVAILABILITY)} by (model) {block(by_version)}\nor\n{configured}"
+
+
+def pushed_availability(cfg: Config) -> str:
+    """Each pushed model's availability objective: the first matching models: entry's,
+    else the default; with objectives.from_code, what the model declares in code first.
+
+    Not model:inferwatch_objective:slo_availability: that holds a regex's models and the
+    default's only where inferwatch_model_info under selectors.model names them, the
+    services Prometheus scrapes, and a batch job's model need not be one of those."""
+    configured = _configured_pushed_availability(cfg)
+    if is_per_version(cfg, _AVAILABILITY):
+        return _declared_pushed_availability(cfg, configured)
+    return configured
+
+
 def _batch_run_failed_expr(cfg: Config) -> str:
     """The error ratio of each pushed group's latest run above its model's error budget.
 
@@ -319,7 +359,7 @@ def _batch_run_failed_expr(cfg: Config) -> str:
     calls = (f"sum by (job, model) (\n    inferwatch_requests_total{q.selector(p.selector)}"
              f"\n    {pushed}\n  )")
     ratio = f"(\n  {errors}\n/\n  {calls}\n)"
-    if not _availability_entries(cfg):
+    if not is_overridden(cfg, _AVAILABILITY):
         return f"{ratio} > (1 - {number(cfg.slo.availability)})"
     budget = block(f"1 - {block(pushed_availability(cfg))}")
     return f"{ratio}\n> on (model) group_left ()\n{budget}"
@@ -328,8 +368,23 @@ def _batch_run_failed_expr(cfg: Config) -> str:
 def _pushed_availability_text(cfg: Config) -> str:
     """The availability objective the alert judged `$labels.model` by, as a percentage.
 
-    Chosen in the template as the rule chose it: the first models: entry that matches, its
-    regex anchored as `=~` anchors it."""
+    Chosen in the template as the rule chose it: with objectives.from_code, what the model
+    declares in its pushed groups; else the first models: entry that matches, its regex
+    anchored as `=~` anchors it."""
+    configured = _configured_availability_text(cfg)
+    if not is_per_version(cfg, _AVAILABILITY):
+        return configured
+    # The objective as the rule found it. A `%` of the pushgateway selector stands for
+    # itself, not for one of printf's verbs.
+    objective = block(pushed_availability(cfg)).replace("%", "%%")
+    query = f'{objective} and on (model) label_replace(vector(1), "model", %q, "", "")'
+    return (f"{{{{ with printf {q.quoted(query)} $labels.model | query }}}}"
+            f"{{{{ . | first | value | humanizePercentage }}}}"
+            f"{{{{ else }}}}{configured}{{{{ end }}}}")
+
+
+def _configured_availability_text(cfg: Config) -> str:
+    """The availability objective the config gives `$labels.model`, as a percentage."""
     default = f"{q.percent(cfg.slo.availability)}%"
     entries = _availability_entries(cfg)
     if not entries:
