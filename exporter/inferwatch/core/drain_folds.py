@@ -41,10 +41,12 @@ def check_predictions(tracker: FeatureTracker, predictions: PredictionBatch,
     reference's output names; predicted labels where the reference profiled labels."""
     values = {name: np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
               for name, chunks in predictions.values.items()}
-    if predictions.classes and DEFAULT_OUTPUT not in values:
-        labels = _predicted_labels(tracker, predictions.classes)
-        if labels is not None:
-            values[DEFAULT_OUTPUT] = labels
+    if predictions.classes:
+        output = _label_output(tracker, predictions)
+        if output not in values:
+            labels = _predicted_labels(tracker, predictions.classes, output)
+            if labels is not None:
+                values[output] = labels
     tracker.check_predictions(_by_reference_names(tracker, values), predictions.rows(), now)
 
 
@@ -76,11 +78,24 @@ def _by_reference_names(tracker: FeatureTracker, values: dict[str, np.ndarray]
     return dict(zip(names, values.values()))
 
 
-def _predicted_labels(tracker: FeatureTracker, classes: list[np.ndarray]) -> np.ndarray | None:
-    """A classifier's predicted labels as the reference's ``value`` output reads them (a
-    reference profiled from ``predict(X)``): a numeric profile reads labels as numbers, a
-    categorical one as text. None without such an output, or with labels of another kind."""
-    profile = tracker.reference.outputs.get(DEFAULT_OUTPUT)
+def _label_output(tracker: FeatureTracker, predictions: PredictionBatch) -> str:
+    """The reference output a drain's predicted labels are compared with: the one label
+    column of a dict or DataFrame result (``{"label", "score"}``), by its name, where the
+    reference profiled an output of that name (from the same dicts); else ``value`` (a
+    reference profiled from ``predict(X)``)."""
+    if len(predictions.label_outputs) == 1:
+        name = next(iter(predictions.label_outputs))
+        if name in tracker.reference.outputs:
+            return name
+    return DEFAULT_OUTPUT
+
+
+def _predicted_labels(tracker: FeatureTracker, classes: list[np.ndarray],
+                      output: str = DEFAULT_OUTPUT) -> np.ndarray | None:
+    """A classifier's predicted labels as the reference's `output` reads them: a numeric
+    profile reads labels as numbers, a categorical one as text. None without such an
+    output, or with labels of another kind."""
+    profile = tracker.reference.outputs.get(output)
     if profile is None:
         return None
     labels = np.concatenate(classes) if len(classes) > 1 else classes[0]

@@ -149,6 +149,10 @@ class PredictionBatch(StackedResults):
         self.repeated_sizes: dict[int, int] = {}
         self.values: dict[str, list[np.ndarray]] = {}
         self.classes: list[np.ndarray] = []
+        # The names of the one label output of dicts or DataFrames (``{"label", "score"}``)
+        # whose labels `classes` holds: drift compares them with the reference's output of
+        # that name.
+        self.label_outputs: set[str] = set()
         self.counted_classes: dict[str, int] = {}  # text labels, counted as they came
         self.confidence: list[np.ndarray] = []
         self.invalid: dict[str, int] = {}
@@ -531,6 +535,8 @@ class PredictionBatch(StackedResults):
             self.values.setdefault(name, []).append(values)
         if prediction.classes is not None:
             self.classes.append(prediction.classes)
+            if prediction.label_output is not None:
+                self.label_outputs.add(prediction.label_output)
         if prediction.class_like:
             self.class_like = True
         if prediction.probability_outputs:

@@ -108,6 +108,10 @@ class Prediction:
     # How many outputs hold labels (admitted as classes or not): with more than one, which
     # labels in `classes` are whose row cannot be told from `classes` alone.
     class_outputs: int = 0
+    # The name of the one label output of a dict, DataFrame, structured array or list of
+    # records (``{"label": ..., "score": ...}``), whose labels `classes` holds unprefixed:
+    # a reference that profiled the same dict compares its labels with that output.
+    label_output: str | None = None
 
     def count_invalid(self, reason: str, n: int) -> None:
         if n:
@@ -194,8 +198,10 @@ def normalize(
         columns = list(result.items()) if isinstance(result, Mapping) else \
             frame_columns(result)
         names = distinct_names([name for name, _ in columns])
-        _add_columns(prediction, [(name, column) for name, (_, column) in zip(names, columns)],
-                     task, known_classes)
+        labelled = _add_columns(prediction, [(name, column) for name, (_, column)
+                                             in zip(names, columns)], task, known_classes)
+        if len(labelled) == 1:
+            prediction.label_output = labelled[0]
         return prediction
     if _outputs_of_no_rows(result):
         return prediction
@@ -344,24 +350,29 @@ def _per_output(class_names: Sequence[object] | None, outputs: int) -> list:
 
 
 def _add_columns(prediction: Prediction, columns: list[tuple[str, object]], task: str,
-                 known_classes: Collection[str]) -> None:
+                 known_classes: Collection[str]) -> list[str]:
     """Named outputs (a dict's, a DataFrame's, a tuple's), each by :func:`_add_named`. With
     more than one output of labels (a multi-output classifier's), each label is written
     ``<name>:<label>``, as a 2-D label array's are ``<j>:<label>``: under one ``class``
     series the outputs' labels would mix, and ``0`` of one output count as ``0`` of
-    another. A single label output (``{"label", "score"}``) keeps its labels as they are."""
-    label_outputs = prediction.class_outputs
+    another. A single label output (``{"label", "score"}``) keeps its labels as they are.
+    Returns the names of the outputs that held labels (admitted as classes or not)."""
+    label_names: list[str] = []
     labelled: list[tuple[str, np.ndarray]] = []
     for name, column in columns:
         # Each output's labels apart, so that they can still be prefixed once all are seen.
         held, prediction.classes = prediction.classes, None
+        before = prediction.class_outputs
         _add_named(prediction, name, column, task, known_classes)
+        if prediction.class_outputs > before:
+            label_names.append(name)
         if prediction.classes is not None:
             labelled.append((name, prediction.classes))
         prediction.classes = held
-    several = prediction.class_outputs - label_outputs > 1
+    several = len(label_names) > 1
     for name, labels in labelled:
         prediction.add_classes(prefixed(labels, f"{name}:") if several else labels)
+    return label_names
 
 
 def scalar_output_row(result: object) -> bool:
@@ -660,16 +671,19 @@ def _add_classifier_outputs(prediction: Prediction, result: object, task: str,
 
 def _with_matrix_label_classes(labels: object, columns: int,
                                known_classes: Collection[str]) -> Collection[str]:
-    """`known_classes` and the text labels beside a probability matrix of `columns` classes
-    that names none (an ONNX classifier exported without its ZipMap, no ``classes_``): the
-    labels are then the model's classes, as the ZipMap's keys would have named them. Only
-    when they are no more distinct than the matrix has columns: more cannot all be classes
-    of a k-class model, so they are judged as any labels are, and no call adds more than k.
+    """`known_classes` and the text or integer labels beside a probability matrix of
+    `columns` classes that names none (an ONNX classifier exported without its ZipMap, no
+    ``classes_``): the labels are then the model's classes, as the ZipMap's keys would have
+    named them (integer ids past 65,536 too: merchant ids, zip codes). Only when they are
+    no more distinct than the matrix has columns: more cannot all be classes of a k-class
+    model, so they are judged as any labels are, and no call adds more than k.
 
     >>> sorted(_with_matrix_label_classes(np.array(["cat", "dog", "cat"]), 2, NO_CLASSES))
     ['cat', 'dog']
     >>> _with_matrix_label_classes(np.array(["a", "b", "c"]), 2, NO_CLASSES)
     frozenset()
+    >>> sorted(_with_matrix_label_classes(np.array([75001, 99999, 75001]), 2, NO_CLASSES))
+    ['75001', '99999']
     """
     array = to_array(labels)
     kind = array.dtype.kind
@@ -681,8 +695,12 @@ def _with_matrix_label_classes(labels: object, columns: int,
         elif kind == "O":
             distinct = {str.__str__(value) for value in array.tolist()
                         if isinstance(value, str)}
+        elif kind in "iu":
+            # Compared as their text, as a ``classes_`` of large integers is; bools and
+            # small integers are classes by their value already.
+            distinct = set(map(str, np.unique(array).tolist()))
         else:
-            return known_classes  # integer or bool labels are judged by their value
+            return known_classes  # bool labels are classes by their value
     except Exception:  # a str subclass whose hash or comparison raised
         return known_classes
     if not distinct or len(distinct) > columns:

@@ -44,7 +44,14 @@ from inferwatch.quality.input_columns import (
     is_matrix_list,
     probability_list_columns,
 )
-from inferwatch.quality.plain_arrays import is_tensor, plain_array, tensor_array
+from inferwatch.quality.plain_arrays import (
+    UnreadableTensor,
+    is_sparse_tensor,
+    is_tensor,
+    plain_array,
+    sparse_tensor_rows,
+    tensor_array,
+)
 from inferwatch.quality.profile import ReferenceError
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.sparse_rows import (
@@ -337,6 +344,8 @@ class BatchChecker:
             self._mapping(batch, result)
         elif isinstance(batch, (list, tuple)):
             self._sequence(batch, result)
+        elif is_sparse_tensor(batch):
+            self._sparse_tensor(batch, result)
         elif is_tensor(batch):
             # np.asarray refuses a tensor on a GPU and one of bfloat16.
             self._array(tensor_array(batch), result)
@@ -378,6 +387,37 @@ class BatchChecker:
             # Raised before any row is read. The model takes this input: what cannot be
             # checked is inferwatch's shortfall, counted (and logged, with what to do) as
             # its own fault, never as the caller's schema error.
+            faults.record("quality", exc)
+
+    def _sparse_tensor(self, batch: Any, result: BatchResult) -> None:
+        """A torch sparse tensor: judged by its shape before any of it is made dense, as a
+        scipy.sparse matrix is (too wide for the reference is ``wrong_width``, whatever
+        its width), then read as dense rows a bounded block at a time, as many cells as a
+        sparse result may hold dense, however many rows it has."""
+        from inferwatch.core.result_arrays import MAX_SPARSE_RESULT_CELLS
+
+        shape = tuple(int(n) for n in batch.shape)
+        n_features = len(self._columns)
+        # Read as _array reads a dense one: 1-D is one row, or the column of one feature.
+        as_column = len(shape) == 1 and n_features == 1
+        if len(shape) == 1:
+            rows, width = (shape[0], 1) if as_column else (1, shape[0])
+        elif len(shape) == 2:
+            rows, width = shape
+        else:
+            result.error("wrong_shape")
+            return
+        if rows == 0:
+            result.error("empty_batch")
+            return
+        if width != n_features:
+            result.error("wrong_width")
+            return
+        block_rows = max(1, min(self.max_pending_rows, MAX_SPARSE_RESULT_CELLS // max(width, 1)))
+        try:
+            for block in sparse_tensor_rows(batch, rows, width, block_rows, as_column):
+                self._matrix(block, result)
+        except UnreadableTensor as exc:
             faults.record("quality", exc)
 
     def _mapping(self, batch: Mapping[Any, Any], result: BatchResult) -> None:

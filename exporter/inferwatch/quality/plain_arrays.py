@@ -8,6 +8,7 @@ are made plain before anything else reads them.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -93,3 +94,60 @@ def _refuse_too_large(shape: tuple[int, ...]) -> None:
 def is_tensor(value: object) -> bool:
     """A torch tensor (or any array that must be detached and moved to the CPU first)."""
     return hasattr(value, "detach") and hasattr(value, "cpu")
+
+
+def is_sparse_tensor(value: object) -> bool:
+    """A torch tensor of a sparse layout (COO, CSR, CSC, BSR, BSC)."""
+    return is_tensor(value) and hasattr(value, "to_dense") and \
+        str(getattr(value, "layout", "torch.strided")) != "torch.strided"
+
+
+class UnreadableTensor(Exception):
+    """A sparse tensor whose entries are not one number each (a hybrid tensor's dense
+    blocks): the input is the model's to take, so it is no schema error of the caller's."""
+
+
+def sparse_tensor_rows(tensor: object, rows: int, width: int, block_rows: int,
+                       as_column: bool = False) -> Iterator[np.ndarray]:
+    """The `rows` x `width` dense rows of a 1-D or 2-D sparse tensor, `block_rows` at a
+    time: never dense whole, as a one-hot input over a large vocabulary would be gigabytes
+    of zeros. A 1-D tensor is one row, or with `as_column` one column. Repeated entries
+    are summed, as ``to_dense()`` sums them.
+
+    >>> class Tensor:  # what a torch sparse COO tensor offers
+    ...     layout, shape = "torch.sparse_coo", (3, 2)
+    ...     def detach(self): return self
+    ...     def cpu(self): return self
+    ...     def coalesce(self): return self
+    ...     def to_sparse_coo(self): return self
+    ...     def indices(self): return Plain(np.array([[0, 2], [1, 0]]))
+    ...     def values(self): return Plain(np.array([5.0, 7.0]))
+    >>> class Plain(Tensor):
+    ...     def __init__(self, array): self.array = array
+    ...     def numpy(self): return self.array
+    >>> [block.tolist() for block in sparse_tensor_rows(Tensor(), 3, 2, 2)]
+    [[[0.0, 5.0], [0.0, 0.0]], [[7.0, 0.0]]]
+    """
+    coo = tensor.detach()  # type: ignore[attr-defined]
+    if str(getattr(coo, "layout", "")) != "torch.sparse_coo":
+        coo = coo.to_sparse_coo() if hasattr(coo, "to_sparse_coo") else coo.to_sparse()
+    # Coalesced entries are sorted row-major with repeats summed: each block of rows is
+    # then one slice of them.
+    coo = coo.coalesce()
+    index = tensor_array(coo.indices()).astype(np.int64, copy=False)
+    values = tensor_array(coo.values())
+    if values.ndim != 1 or index.ndim != 2 or index.shape[0] not in (1, 2):
+        raise UnreadableTensor(f"a sparse tensor of {index.shape[0]} sparse and"
+                               f" {values.ndim - 1} dense dimensions is not read as rows")
+    if index.shape[0] == 2:
+        row_of, column_of = index
+    elif as_column:
+        row_of, column_of = index[0], np.zeros_like(index[0])
+    else:
+        row_of, column_of = np.zeros_like(index[0]), index[0]
+    for start in range(0, rows, block_rows):
+        stop = min(rows, start + block_rows)
+        first, last = np.searchsorted(row_of, (start, stop)).tolist()
+        block = np.zeros((stop - start, width), dtype=values.dtype)
+        block[row_of[first:last] - start, column_of[first:last]] = values[first:last]
+        yield block
