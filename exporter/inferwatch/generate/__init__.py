@@ -32,15 +32,24 @@ BASELINE_ALERTING = "baseline-alerting-rules.yml"
 
 
 # Plain scalars Go's YAML 1.1 reader (go-yaml v2: kubectl, and the Kubernetes API's own
-# decoding) resolves to something other than a string, where PyYAML's reader does not: the
-# one-letter booleans, and numbers Go's ParseInt (any base prefix, underscores dropped) or its
-# float pattern reads (`1e3`, `0o17`, a short git hash such as `1234e56`).
+# decoding; Prometheus' yaml.v3 resolves numbers alike) resolves to something other than a
+# string, where PyYAML's reader does not: the one-letter booleans, and numbers. Go picks the
+# reading by the first character. After a digit or a sign it drops every `_` and then tries
+# ParseInt (any base prefix) and its float pattern (`1e3`, a short git hash such as
+# `1234e56`, `1_0e3`). After a `.` it calls ParseFloat on the text as written, which takes
+# `_` only between digits (`.5_5`, not `._5`). Anything else is a number to neither.
 _GO_YAML_BOOLS = frozenset([
     "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE",
     "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF"])
-_GO_YAML_INT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
+_GO_YAML_NULLS = frozenset(["", "~", "null", "Null", "NULL"])
+# `0b-1` too: after ParseInt, Go retries a `0b` prefix with the rest read as a signed binary.
+_GO_YAML_INT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)"
+                          r"|0b[-+][01]+")
+# A float too large for float64 (1e400) is text to Go: quoted anyway, which costs nothing.
 _GO_YAML_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
                             r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+_GO_DIGITS = r"[0-9](?:_?[0-9])*"
+_GO_DOT_FLOAT = re.compile(rf"\.{_GO_DIGITS}(?:[eE][-+]?{_GO_DIGITS})?")
 
 
 def _go_reads_as_no_string(value: str) -> bool:
@@ -48,10 +57,18 @@ def _go_reads_as_no_string(value: str) -> bool:
 
     >>> [_go_reads_as_no_string(v) for v in ("y", "1e3", "0o17", "1_000", "5m", "canary")]
     [True, True, True, True, False, False]
+    >>> [_go_reads_as_no_string(v) for v in ("1_0e3", ".5_5", "._5", "_1")]
+    [True, True, False, False]
     """
-    return (value in _GO_YAML_BOOLS or value in ("~", "null", "Null", "NULL")
-            or _GO_YAML_INT.fullmatch(value.replace("_", "")) is not None
-            or _GO_YAML_FLOAT.fullmatch(value) is not None)
+    if value in _GO_YAML_BOOLS or value in _GO_YAML_NULLS or _GO_YAML_FLOAT.fullmatch(value):
+        return True
+    if value.startswith("."):
+        return _GO_DOT_FLOAT.fullmatch(value) is not None
+    if value[0] not in "+-0123456789":
+        return False
+    plain = value.replace("_", "")
+    return (_GO_YAML_INT.fullmatch(plain) is not None
+            or _GO_YAML_FLOAT.fullmatch(plain) is not None)
 
 
 def _yaml(data: object) -> str:

@@ -235,6 +235,9 @@ RATE_SCRAPES = 4
 # Each selector's default is its monitor's default job: (selector key, job key).
 JOB_SELECTORS = (("selectors.model", "kubernetes.model_job"),
                  ("selectors.exporter", "kubernetes.exporter_job"))
+# The manifest that gives the targets of each job key their job label.
+_JOB_MONITORS = {"kubernetes.model_job": "ServiceMonitor",
+                 "kubernetes.exporter_job": "PodMonitor"}
 
 
 def with_job_selectors(cfg: Config, data: Mapping) -> Config:
@@ -277,7 +280,7 @@ def selected_job(selector: str) -> str | None:
     >>> selected_job('cluster="eu", job="ml"'), selected_job('job=~"ml-.*"')
     ('ml', None)
     """
-    jobs = []
+    jobs: set[str] = set()
     position = 0
     while position < len(selector):
         found = check.label_matcher(selector, position)
@@ -285,10 +288,13 @@ def selected_job(selector: str) -> str | None:
             break
         name, op, value, _, position = found
         if name == "job" and op == "=":
-            jobs.append(value)
-    if len(jobs) != 1 or check.job_name(jobs[0]) is not None:
+            jobs.add(value)
+    # The same job="X" twice still names one job; the other job matchers are checked
+    # against it afterwards (check_given_together).
+    if len(jobs) != 1:
         return None
-    return jobs[0]
+    (job,) = jobs
+    return job if check.job_name(job) is None else None
 
 
 def given(data: Mapping, dotted: str) -> bool:
@@ -313,17 +319,49 @@ def check_given_together(cfg: Config, data: Mapping) -> None:
                               f"{RATE_SCRAPES}x kubernetes.scrape_interval "
                               f"({k.scrape_interval}), or every rate rule comes out empty")
         check_scraped_windows(cfg, {key: setting(cfg, key) for key in _scraped_keys(cfg)}, "")
+    # A file with a kubernetes: section deploys the monitors, which label their targets with
+    # the job keys even where the file leaves them at their defaults: a selector whose job
+    # matchers (a regex, a negative or repeated one) that job fails reads no series, and
+    # every alert on it stays silent.
+    monitors = given(data, "kubernetes")
     for selector_key, job_key in JOB_SELECTORS:
         # A job derived from the selector is checked too: the selector's other job matchers
         # may refuse it (job="a", job!="a"), and then the alerts read nothing either.
-        if given(data, selector_key) and (given(data, job_key)
-                                          or selected_job(setting(cfg, selector_key))):
-            selector, job = setting(cfg, selector_key), setting(cfg, job_key)
+        if not given(data, selector_key):
+            continue
+        selector = setting(cfg, selector_key)
+        _check_one_job(selector_key, selector)
+        derived = selected_job(selector) if not given(data, job_key) else None
+        if monitors or derived:
+            job = setting(cfg, job_key)
             matcher = _job_matcher_missing(selector, job)
             if matcher:
+                source = ("" if given(data, job_key)
+                          else f", from the selector's job={quoted(job)}" if derived
+                          else ", its default")
                 raise ConfigError(selector_key, f"has the matcher {matcher}, which the job "
-                                  f"{job!r} the monitor gives its targets ({job_key}) does "
-                                  f"not pass, so the alerts would read nothing")
+                                  f"{job!r} the {_JOB_MONITORS[job_key]} gives its targets "
+                                  f"({job_key}{source}) does not pass, so the alerts would "
+                                  f"read nothing; set {job_key} to the job the targets have, "
+                                  f"or a selector that job passes")
+
+
+def _check_one_job(key: str, selector: str) -> None:
+    """Refuse a selector with two `job="..."` matchers of different jobs: no series has both,
+    so every alert on it would read nothing, with or without the Kubernetes output."""
+    first: tuple[str, str] | None = None  # the first job="..." matcher: (job, as written)
+    position = 0
+    while position < len(selector):
+        found = check.label_matcher(selector, position)
+        if found is None:
+            return
+        name, op, value, text, position = found
+        if name != "job" or op != "=":
+            continue
+        if first is not None and first[0] != value:
+            raise ConfigError(key, f"has the matchers {first[1]} and {text}, which no series "
+                              f"passes both, so the alerts would read nothing")
+        first = first or (value, text)
 
 
 # Every other window the rules read scraped series over (rate, increase, *_over_time): a
@@ -356,7 +394,13 @@ def check_scraped_windows(cfg: Config, windows: Mapping[str, str], prefix: str) 
 
 
 def _job_matcher_missing(selector: str, job: str) -> str | None:
-    """The first job matcher of a checked `selector` that the label value `job` fails."""
+    """The first job matcher of a checked `selector` that the label value `job` fails: every
+    one counts (Prometheus ANDs them), and a regex must match the whole value, as
+    Prometheus anchors it.
+
+    >>> _job_matcher_missing('job=~"ml", job!="ml-a"', "ml-a")
+    'job=~"ml"'
+    """
     position = 0
     while position < len(selector):
         found = check.label_matcher(selector, position)
@@ -371,7 +415,9 @@ def _job_matcher_missing(selector: str, job: str) -> str | None:
             try:
                 passes = matches(value, job) == (op == "=~")
             except (Unsupported, re.error):
-                continue  # a pattern Python cannot judge as RE2 does: leave it to the user
+                # Unreachable for a checked selector, which refuses such a pattern; never
+                # refuse a config on a guess.
+                continue
         if not passes:
             return text
     return None

@@ -402,10 +402,15 @@ def _object_key(*kinds: str) -> Callable[[Any], str | None]:
         if len(name) > 253 or not _K8S_OBJECT_NAME.fullmatch(name):
             return (f"must name a {_REF_KINDS[given[0]]} by its Kubernetes object name (lower-case "
                     f"letters, digits, '-' and '.'), got {name!r}")
-        # Kubernetes refuses `.`, `..` and a leading `..` as data keys.
-        if len(key) > 253 or not _K8S_DATA_KEY.fullmatch(key) or key.startswith(".."):
+        if len(key) > 253 or not _K8S_DATA_KEY.fullmatch(key):
             return (f"must name a key of the {given[0]} (letters, digits, '-', '_' and '.'), "
                     f"got {key!r}")
+        if key in (".", "..") or key.startswith(".."):
+            # Kubernetes refuses them as data keys (a mounted key would be the directory
+            # itself or reach out of it): no object holds one, so the operator drops the
+            # monitor and its targets go unscraped.
+            return (f"must name a key of the {given[0]}, which Kubernetes refuses to be '.' or "
+                    f"'..' or to start with '..', got {key!r}")
         return None
 
     return check_ref
