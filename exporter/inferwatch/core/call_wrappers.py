@@ -139,8 +139,11 @@ class _CallRecorder:
         (seen from a task it started) is not joined: the call is one of its own."""
         if not (request._open or request.is_open):
             return self.call(args, {})
-        if self.monitor.keeps_inputs:
+        monitor = self.monitor
+        if monitor.keeps_inputs:
             self.give_input(request, args)
+        if monitor.traces:
+            request.note_trace()  # the span around the call, if the request had none
         start = time.perf_counter()
         try:
             result = self.fn(*args)
@@ -226,6 +229,8 @@ class _CallRecorder:
             if call_id is not None:
                 _name_request(request, faults.request_id_text(call_id, "request_id"))
             self.give_input(request, args, kwargs)
+            if monitor.traces:
+                request.note_trace()  # the span around the call, if the request had none
             return None
         request_id = None
         named = False

@@ -33,7 +33,7 @@ from inferwatch.core.call_input import snapshot, snapshot_input
 # drain reads the class's name, and anything else there would fail the whole drain.
 from inferwatch.core.call_values import error_class
 from inferwatch.core.request_record import RequestRecord, error_message_for, from_model_error
-from inferwatch.core.tracing import current_trace_id, stage_span
+from inferwatch.core.tracing import read_trace_id, stage_span
 from inferwatch.forking import renew_at_fork
 
 if TYPE_CHECKING:
@@ -393,7 +393,10 @@ class Stage:
         self._span = None
 
     def __enter__(self) -> Stage:
-        monitor = self._request.monitor
+        request = self._request
+        monitor = request.monitor
+        if monitor.traces and request.record.trace_id is None:
+            request.note_trace()  # before the stage's own span becomes the current one
         if monitor.trace_stages:
             try:
                 self._span = stage_span(self._name, {"inferwatch.model": monitor.name,
@@ -433,7 +436,8 @@ class Request:
     """One prediction request; use as ``with mon.request() as r:`` (or ``async with``)."""
 
     __slots__ = ("__weakref__", "_deadline", "_depth", "_entered", "_frame", "_open",
-                 "_opened", "_parent", "_start", "_task", "_thread", "monitor", "record")
+                 "_opened", "_parent", "_start", "_task", "_thread", "_trace_fault", "monitor",
+                 "record")
     _http = False  # opened by the web middleware for one HTTP request (see HTTPRequest)
     # Ended by whatever opened it, however long it stays open: never taken for abandoned
     # by its age (read only past the deadline, so it costs an open request nothing).
@@ -459,6 +463,9 @@ class Request:
         self._frame: FrameType | None = None
         self._thread = 0
         self._task: object = None
+        # A look for its span found one whose context cannot be read: counted once, and
+        # not looked for again while it is open.
+        self._trace_fault = False
         # The chain of requests opened with open() in the thread or task it was opened in,
         # that a request opened with open() inside it joins (see _OpenedChain).
         self._opened: _OpenedChain | None = None
@@ -475,6 +482,40 @@ class Request:
             return True
         joined = self._parent
         return self._depth < 0 and joined is not None and joined._open
+
+    def note_trace(self) -> None:
+        """Give the request the trace id of the span active now, unless it has one: the
+        span current when it opened is not its only chance, since one may start inside it
+        (the application's own, or a framework's server span that starts after the web
+        middleware opened the request). Nothing once it has a trace id, or when its model
+        follows no trace. Never raises."""
+        record = self.record
+        if record.trace_id is not None or self._trace_fault or not self.monitor.traces:
+            return
+        trace_id = read_trace_id()
+        if trace_id is None:
+            return
+        if trace_id.__class__ is not str:
+            self._trace_fault = True
+            trace_id.count()  # type: ignore[union-attr]
+            return
+        # The check and the write are one step under the lock a close takes: never written
+        # into a record handed to the drain, whose reading would then depend on its timing.
+        with _CLOSING:
+            if self._entered and self._writable() and self.record is record and \
+                    record.trace_id is None:
+                record.trace_id = trace_id
+
+    def _take_trace(self, record: RequestRecord) -> None:
+        """Give `record`, which no other thread writes to now, the active span's trace id."""
+        found = read_trace_id()
+        if found is None:
+            return
+        if found.__class__ is str:
+            record.trace_id = found  # type: ignore[assignment]
+        else:
+            self._trace_fault = True
+            found.count()  # type: ignore[union-attr]
 
     def _ended(self) -> bool:
         """Whether this request's record went to the drain already (counting the write
@@ -591,8 +632,9 @@ class Request:
         monitor.call_started()
         _current.set(self)
         record.started_at = time.time()
+        self._trace_fault = False
         if monitor.traces:
-            record.trace_id = current_trace_id()
+            self._take_trace(record)
         return self
 
     def _entered_open(self) -> Request:
@@ -641,6 +683,9 @@ class Request:
         # own block: the request's depth is not touched, so that the block that opened it
         # ends it even where a joined block outlives it (a generator left unfinished).
         _push(outer, _current.get())
+        # The web middleware's request opened before a framework's server span started;
+        # the handler's block runs inside that span.
+        outer.note_trace()
         return True
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -745,6 +790,13 @@ class Request:
         record.duration = end - start
         record.error_type = error_type
         record.error_message = error_message
+        if record.trace_id is None and not cancelled and not self._trace_fault and \
+                self.monitor.traces:
+            # The last chance to see a span started after the request opened: its own
+            # now, the record past any other writer. Not on a cancelling close: the
+            # abandoned-request check and the garbage collector end a request from any
+            # thread, inside a span of some other request.
+            self._take_trace(record)
         if error_type is GeneratorExit:
             # A generator closed inside the block: its consumer stopped, as for a stream.
             record.cancelled = True
@@ -845,6 +897,8 @@ class Request:
             faults.record("request")
         else:
             del replaced
+            if self.monitor.traces:
+                self.note_trace()  # the span the model ran in, as for a model call
 
     def action(self, action: str) -> None:
         """What the system did with the prediction ("shown", "blocked", ...)."""

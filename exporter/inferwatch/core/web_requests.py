@@ -20,7 +20,6 @@ from inferwatch.core.request import (
     _note_opened,
     current_request,
 )
-from inferwatch.core.tracing import current_trace_id
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -69,7 +68,7 @@ class HTTPRequest(Request):
         record = request.record
         record.started_at = time.time()
         if monitor.traces:
-            record.trace_id = current_trace_id()
+            request._take_trace(record)
         return request
 
     def held(self) -> None:

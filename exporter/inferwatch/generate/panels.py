@@ -38,8 +38,14 @@ _PANEL_KEYS = ("collapsed", "datasource", "description", "fieldConfig", "gridPos
                "maxPerRow", "options", "panels", "pluginVersion", "repeat", "repeatDirection",
                "targets", "title", "transformations", "type")
 _ROW_KEYS = ("collapsed", "gridPos", "id", "panels", "title", "type")
-_TARGET_KEYS = ("datasource", "editorMode", "expr", "format", "instant", "legendFormat",
-                "range", "refId")
+_TARGET_KEYS = ("datasource", "editorMode", "exemplar", "expr", "format", "instant",
+                "legendFormat", "range", "refId")
+# The buckets that carry exemplars (trace ids, see inferwatch.core.tracing): the only
+# histogram whose queries ask Grafana for them. Grafana draws exemplars on time series and
+# heatmaps only, and fetches them per query: asked on any other query, or on a second query
+# of the same buckets in one panel, it would fetch nothing new.
+EXEMPLAR_BUCKETS = "inferwatch_request_duration_seconds_bucket"
+_EXEMPLAR_PANELS = ("timeseries", "heatmap")
 
 
 def _plain(value: Any) -> Any:
@@ -116,12 +122,28 @@ def ref_id(index: int) -> str:
     return name
 
 
-def _queries(targets: list[g.Target]) -> list[dict[str, Any]]:
-    # Stored as the current query editor stores a query typed as code.
-    return [{"datasource": t.datasource, "editorMode": "code", "expr": t.expr,
-             "format": t.format, "instant": t.instant, "legendFormat": t.legendFormat,
-             "range": not t.instant, "refId": t.refId or ref_id(i)}
-            for i, t in enumerate(targets)]
+def _queries(targets: list[g.Target], kind: str = "") -> list[dict[str, Any]]:
+    """The panel's queries as the current query editor stores a query typed as code; on a
+    panel of kind `kind` that draws exemplars, the first range query of the latency buckets
+    asks for them.
+
+    >>> q = _queries([target(f"histogram_quantile(0.9, rate({EXEMPLAR_BUCKETS}[5m]))"),
+    ...               target(f"histogram_quantile(0.5, rate({EXEMPLAR_BUCKETS}[5m]))")],
+    ...              "timeseries")
+    >>> [query.get("exemplar") for query in q]
+    [True, None]
+    >>> "exemplar" in _queries([target(f"rate({EXEMPLAR_BUCKETS}[5m])")], "stat")[0]
+    False
+    """
+    queries = [{"datasource": t.datasource, "editorMode": "code", "expr": t.expr,
+                "format": t.format, "instant": t.instant, "legendFormat": t.legendFormat,
+                "range": not t.instant, "refId": t.refId or ref_id(i)}
+               for i, t in enumerate(targets)]
+    if kind in _EXEMPLAR_PANELS:
+        query = next((q for q in queries if q["range"] and EXEMPLAR_BUCKETS in q["expr"]), None)
+        if query is not None:
+            query["exemplar"] = True
+    return queries
 
 
 def thresholds(*limits: tuple[str, float]) -> dict[str, Any]:
@@ -139,7 +161,8 @@ def _panel(kind: str, title: str, description: str, targets: list[g.Target],
            options: dict[str, Any], defaults: dict[str, Any],
            transformations: list[dict[str, Any]] | None = None) -> CurrentPanel:
     return CurrentPanel(type=kind, title=title, description=description or None,
-                        dataSource=DATASOURCE, targets=_queries(targets), options=options,
+                        dataSource=DATASOURCE, targets=_queries(targets, kind),
+                        options=options,
                         defaults=defaults, transformations=transformations or [])
 
 
