@@ -10,9 +10,7 @@ flight for good too."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from types import GeneratorType
 from typing import Any
 
@@ -22,6 +20,11 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core import streams
+from test_call_result_guards import (
+    _at_depth,
+    _deepest_working_depth,
+    _recursion_limit_above_here,
+)
 
 
 def tokens(n: int) -> Iterator[str]:
@@ -146,37 +149,6 @@ def test_with_its_first_step_broken_a_wrapper_answers_as_the_model_does(
 
 
 # --- near the recursion limit ---------------------------------------------------------------
-
-
-@contextmanager
-def _recursion_limit_above_here(headroom: int) -> Iterator[None]:
-    depth = 0
-    frame = sys._getframe()
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(depth + headroom)
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
-
-
-def _at_depth(levels: int, fn: Callable, argument: Any) -> Any:
-    if levels == 0:
-        return fn(argument)
-    return _at_depth(levels - 1, fn, argument)
-
-
-def _deepest_working_depth(fn: Callable, argument: Any) -> int:
-    levels = 0
-    while True:
-        try:
-            _at_depth(levels + 1, fn, argument)
-        except RecursionError:
-            return levels
-        levels += 1
 
 
 # A generator function's wrapper is two frames: StreamFunction.__call__ (what passes for
