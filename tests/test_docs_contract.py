@@ -253,6 +253,9 @@ FOREIGN = {"--enable-feature", "--workers", "--worker-class", "--build", "--prof
            "--web.enable-remote-write-receiver", "--query-gpu", "--query-compute-apps", "--init",
            "--no-sendfile",
            "--preload", "--rule-file", "--query.replica-label", "--web.listen",
+           # uWSGI's, in docs/integrations.md
+           "--master", "--processes", "--lazy-apps", "--http", "--wsgi-file",
+           "--py-call-osafterfork",
            # docs/exporter.md's "Adding a collector" example, a collector that does not exist
            "--collector.queue", "--queue.directory"}
 

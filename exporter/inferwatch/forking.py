@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +24,16 @@ def renew_at_fork(namespace: dict[str, Any], name: str,
     >>> _lock = threading.Lock()
     >>> renew_at_fork(globals(), "_lock")
     """
+    def renew() -> None:
+        namespace[name] = factory()
+
+    _renewals.append(renew)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=lambda: namespace.__setitem__(name, factory()))
+        os.register_at_fork(after_in_child=renew)
+
+
+# What renew_at_fork renews: catch_up_after_fork() renews it too.
+_renewals: list[Callable[[], None]] = []
 
 
 def wait_for_system_thread_exit(thread: threading.Thread, deadline: float) -> None:
@@ -97,3 +106,191 @@ def in_shadow_child() -> bool:
     False
     """
     return multiprocessing.current_process().name == CHILD_NAME
+
+
+# --- forks that skip Python's at-fork hooks ------------------------------------------------
+# uWSGI without --lazy-apps forks its workers from C (and so does any C extension calling
+# fork()): os.register_at_fork hooks never run there, and every worker would go on as the
+# master, writing the master's snapshot file over its siblings'. The pid the hooks last ran
+# for tells such a process from the one its state was made in.
+_pid = os.getpid()
+# The pids caught up (or being caught up) with, and by which call: a hook that starts the
+# drain thread again must not begin the catch-up anew, nor may a second thread.
+_caught_up: dict[int, object] = {}
+# inferwatch's own after-fork-in-child hooks, in the order a full import registers them
+# (faults first: the registry's hook records its faults there, and multi-worker mode's
+# baseline reads them). Those of a module not imported have nothing to renew.
+# tests/test_fork_without_python_hooks.py checks that every hook is named here.
+CHILD_HOOKS: tuple[tuple[str, str], ...] = (
+    ("inferwatch.faults", "_reset_after_fork"),
+    ("inferwatch.multiproc.store", "_reset_after_fork"),
+    ("inferwatch.serving.pushgateway", "_note_forked"),
+    ("inferwatch.events.log", "_after_fork_in_child"),
+    ("inferwatch.core.monitor", "_renew_locks_after_fork"),
+    ("inferwatch.core.registry", "_reset_after_fork"),
+    ("inferwatch.core.streams", "_OPEN.clear"),
+    ("inferwatch.core.shadow_lifetime", "_after_fork"),
+    ("inferwatch.core.shadow_process", "_renew_resource_tracker_lock"),
+    ("inferwatch.core.instrument", "_renew_tokens_lock"),
+    ("inferwatch.demo.console", "_renew_lock_after_fork"),
+)
+# The lists a monitor's calls wait in until the drain folds them.
+_PENDING_LISTS = ("_calls", "_proba_calls", "_errors", "_requests", "_streams")
+
+
+def _note_pid_after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_pid_after_fork)
+
+
+def forked_without_hooks(pid: int | None = None) -> bool:
+    """Whether this process was forked without Python's at-fork hooks (`pid`: its pid, when
+    the caller has it): its state, identity and locks are still its parent's.
+
+    >>> forked_without_hooks()
+    False
+    """
+    return (os.getpid() if pid is None else pid) != _pid
+
+
+def catch_up_after_fork(pid: int | None = None, *, just_forked: bool = False) -> bool:
+    """In a process forked without Python's at-fork hooks, run inferwatch's own hooks now
+    (new locks, a worker identity and snapshot file of its own, none of the parent's
+    counts, drain and writer threads started again); True when this call did. Once per
+    process; anywhere else it returns False at once. Never raises.
+
+    What the drain and publish paths call first. The calls this process recorded before
+    then, still waiting for a drain, are kept as its own: it has folded none of them, and
+    one calls it before it folds any. (Calls its parent had recorded and not folded when
+    it forked are among them and cannot be told apart: they count in both processes.)
+    `just_forked`: called right after the fork (uWSGI's post-fork hook), before this
+    process recorded anything: every call waiting is the parent's, and dropped here, as
+    Python's own at-fork hooks drop it.
+
+    >>> catch_up_after_fork()
+    False
+    """
+    global _pid
+    try:
+        pid = os.getpid() if pid is None else pid
+        if pid == _pid:
+            return False
+        claim = object()
+        if _caught_up.setdefault(pid, claim) is not claim:
+            return False  # another thread (or this catch-up, re-entered) has it in hand
+        kept = [] if just_forked else _pending_calls()
+        for renew in list(_renewals):
+            _run_guarded(renew)
+        for module_name, attribute in CHILD_HOOKS:
+            hook = _hook(module_name, attribute)
+            if hook is not None:
+                _run_guarded(hook)
+        _restore_pending_calls(kept)
+        _pid = pid
+        return True
+    except Exception as exc:  # a bug of ours: never into the caller's drain or request
+        _record_fault(exc)
+        return False
+
+
+def _hook(module_name: str, attribute: str) -> Callable[[], Any] | None:
+    target: Any = sys.modules.get(module_name)
+    for part in attribute.split("."):
+        if target is None:
+            return None
+        target = getattr(target, part, None)
+    return target if callable(target) else None
+
+
+def _run_guarded(hook: Callable[[], Any]) -> None:
+    # One hook's failure must not keep the others from renewing their locks.
+    try:
+        hook()
+    except Exception as exc:
+        _record_fault(exc)
+
+
+def _record_fault(exc: Exception) -> None:
+    faults_module = sys.modules.get("inferwatch.faults")
+    if faults_module is not None:
+        try:
+            faults_module.record("fork", exc)
+        except Exception:  # pragma: no cover - counting itself failed; nothing left to do
+            pass
+
+
+def _pending_calls() -> list[tuple[Any, list, list[tuple[list, list]]]]:
+    """Every live monitor's calls waiting for a drain, by the list they wait in (the calls
+    it handed to the drain first: they are older), before the hooks empty them."""
+    monitors = sys.modules.get("inferwatch.core.monitor")
+    if monitors is None:
+        return []
+    kept = []
+    for monitor in list(monitors._live_monitors):
+        try:
+            lists = [getattr(monitor, name) for name in _PENDING_LISTS]
+            older: dict[int, list] = {id(pending): [] for pending in lists}
+            for source, taken in list(monitor._handed_off):
+                older.setdefault(id(source), []).extend(taken)
+            kept.append((monitor, monitor._handed_off,
+                         [(pending, older[id(pending)] + list(pending)) for pending in lists]))
+        except Exception as exc:
+            _record_fault(exc)
+    return kept
+
+
+def _restore_pending_calls(kept: list[tuple[Any, list, list[tuple[list, list]]]]) -> None:
+    """Put the calls :func:`_pending_calls` saw back, in the very lists the instrumented
+    wrappers append to, and count them as not yet finished (the hooks counted every call
+    started so far as the parent's, finished)."""
+    for monitor, handed_off, lists in kept:
+        try:
+            if monitor._handed_off is handed_off:
+                continue  # of no registry: the hooks did not reset it, its calls are there
+            restored = 0
+            for pending, calls in lists:
+                if calls:
+                    pending[:0] = calls
+                    restored += len(calls)
+            monitor._finished -= restored
+        except Exception as exc:
+            _record_fault(exc)
+
+
+
+def _catch_up_in_uwsgi_worker() -> None:
+    catch_up_after_fork(just_forked=True)
+
+
+def _hook_into_uwsgi() -> None:
+    """Inside uWSGI, catch up in each worker right after uWSGI forks it (its post-fork
+    hook), before it serves a request: the master's calls waiting for a drain then, a
+    warm-up as the app loaded, stay the master's. Without it (the hook replaced since, by
+    ``uwsgidecorators`` imported later) the drain and publish paths still catch up, later.
+    """
+    uwsgi = sys.modules.get("uwsgi")  # there only inside uWSGI's embedded interpreter
+    if uwsgi is None:
+        return
+    try:
+        decorators = sys.modules.get("uwsgidecorators")
+        chain = getattr(decorators, "postfork_chain", None)
+        if isinstance(chain, list):
+            chain.append(_catch_up_in_uwsgi_worker)  # that module's hook runs the chain
+            return
+        previous = getattr(uwsgi, "post_fork_hook", None)
+
+        def post_fork_hook() -> None:
+            _catch_up_in_uwsgi_worker()
+            if callable(previous):
+                previous()
+
+        uwsgi.post_fork_hook = post_fork_hook
+    except Exception as exc:  # an odd uwsgi module: the later catch-up is left
+        _record_fault(exc)
+
+
+_hook_into_uwsgi()

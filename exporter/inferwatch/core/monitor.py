@@ -247,7 +247,10 @@ class Monitor(MonitorDrain):
                            **{k: clean_label_value(v) for k, v in self.settings.metadata.items()}}
         self._class_names = class_names
         _live_monitors.add(self)
-        self._lock = threading.Lock()
+        # Reentrant for its owner test, not for reentry: an outcome recorded on the main
+        # thread must wait for the lock when a worker holds it and be deferred only when
+        # the main thread holds it itself (outcome_joins.would_wait_on_own_thread).
+        self._lock = threading.RLock()
         # Pending work, appended to on the request path.
         self._calls: list[tuple[float, object]] = []
         self._proba_calls: list[tuple[float, object]] = []
@@ -261,6 +264,10 @@ class Monitor(MonitorDrain):
         # it (an allocation inside hand_off or the drain's take) records itself through
         # hand_off, which takes it again; a plain lock would hang this thread for good.
         self._take_lock = threading.RLock()
+        # Held for the whole of a configure(): two at once would each build on the same old
+        # settings, and one's options be lost. Reentrant: a drain it runs may reach a
+        # listener that configures this monitor again.
+        self._configure_lock = threading.RLock()
         # Outcomes recorded while their thread held one of this monitor's locks (a signal
         # handler's, see outcome_joins.would_wait_on_own_thread): (request id, y_true, time,
         # forward), joined by the next drain. A deque: appended to without a lock.
@@ -312,6 +319,9 @@ class Monitor(MonitorDrain):
         # reach a follower again (token counting or usage switched on later).
         self._followers: weakref.WeakSet = weakref.WeakSet()
         self.traces = False
+        # Whether `traces` was set by its owner (configure(traces=...)): then following
+        # OpenTelemetry (Registry.follow_tracing) leaves it as set.
+        self._traces_pinned = False
         # A span per r.stage(): an option like any other, given to instrument() or here.
         self.trace_stages = self.settings.trace_stages
         # Set by the registry: the other versions of this model, which an outcome this
@@ -336,6 +346,7 @@ class Monitor(MonitorDrain):
             self.state.inc("inferwatch_invalid_predictions_total", (reason,), 0)
         self.outcomes = OutcomeJoiner(s.outcome_cache_size, s.outcome_ttl_seconds,
                                       max_bytes=s.outcome_cache_bytes)
+        self._own_outcome_lock()
         self._caps = {metric: LabelCap(getattr(s, option))
                       for metric, option in CAP_OPTIONS.items()}
 
@@ -886,13 +897,20 @@ class Monitor(MonitorDrain):
             wall = time.time()
         return self._clock.read(wall)
 
+    def _own_outcome_lock(self) -> None:
+        """Give the join cache a lock that tells its owner, as this monitor's own: see
+        :func:`outcome_joins.would_wait_on_own_thread`."""
+        self.outcomes._lock = threading.RLock()
+
     def renew_locks(self) -> None:
         """New locks in a forked child: a lock held by another thread at fork time would
         otherwise stay held forever there."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._take_lock = threading.RLock()
+        self._configure_lock = threading.RLock()
         self.pending_budget.renew_lock()
         self.outcomes.renew_lock()
+        self._own_outcome_lock()
         for cap in self._caps.values():
             cap.renew_lock()
         if self.features is not None:

@@ -90,7 +90,29 @@ def configure(monitor: Monitor, *, reference: Reference | str | os.PathLike | No
               events: EventLog | str | os.PathLike | bool | None = None,
               traces: bool | None = None, **options: Any) -> None:
     """Check and apply what :meth:`Monitor.configure` was given (see there); raises
-    before anything changes."""
+    before anything changes. One configure() of a monitor at a time: each applies its
+    options to the settings the one before it left."""
+    with monitor._configure_lock:
+        _configure(monitor, reference=reference, request_id=request_id, events=events,
+                   traces=traces, pin_traces=True, **options)
+
+
+def follow_otel(monitor: Monitor) -> None:
+    """Trace `monitor`'s calls now that OpenTelemetry is set up (see
+    ``Registry.follow_tracing``), unless it traces already, its ``exemplars`` option says
+    whether it does, or its owner set ``traces`` with configure()."""
+    with monitor._configure_lock:
+        if monitor.traces or monitor._traces_pinned or monitor.settings.exemplars is not None:
+            return
+        _configure(monitor, traces=True, pin_traces=False)
+
+
+def _configure(monitor: Monitor, *, reference: Reference | str | os.PathLike | None = None,
+               request_id: Callable[..., object] | bool | None = None,
+               events: EventLog | str | os.PathLike | bool | None = None,
+               traces: bool | None = None, pin_traces: bool, **options: Any) -> None:
+    """:func:`configure` under the monitor's configure lock; `pin_traces`: a `traces`
+    given here is its owner's, which following OpenTelemetry leaves as set."""
     # Everything that can refuse the call is checked before anything changes: a
     # configure() that raised leaves the monitor as it was, not half configured.
     if options:
@@ -138,11 +160,14 @@ def configure(monitor: Monitor, *, reference: Reference | str | os.PathLike | No
         # from the same reference takes the new ones. Its drift window starts empty:
         # buckets of another width cannot be carried over.
         tracker = tracker_of(monitor.features.reference, settings)
-    if tracker is not None:
-        # The calls waiting for the drain were made under the reference (and the settings)
-        # in force: they are checked with those, as a model instrumented again drains its
-        # predecessor's calls with the old classes_ (registry._read_classes_with). A call
-        # that finishes while this runs is checked with the new one.
+    swaps_events = (events is not None and not _logs_to(monitor, events)) or (
+        detach_events and monitor.events is not None)
+    if options or tracker is not None or swaps_events:
+        # The calls waiting for the drain were made under the settings, reference and event
+        # log in force: they are folded, checked and logged with those, as a model
+        # instrumented again drains its predecessor's calls with the old classes_
+        # (registry._read_classes_with). A call that finishes while this runs is folded
+        # with the new ones.
         monitor.drain()
     opened = False
     if events is not None and not _logs_to(monitor, events) and not hasattr(events, "emit"):
@@ -151,29 +176,39 @@ def configure(monitor: Monitor, *, reference: Reference | str | os.PathLike | No
         events = EventLog(events)
         opened = True
     if options:
-        old_settings, monitor.settings = monitor.settings, settings
-        monitor._forget_plain_results()
-        _take_identity_settings(monitor, old_settings, settings)
-        monitor.state.objectives = dict(monitor.settings.objectives)
-        _take_summary_settings(monitor)
-        monitor._fit_pending()
-        for metric, option in CAP_OPTIONS.items():
-            # Values admitted already stay (their series exist); a new limit decides
-            # whether more are.
-            monitor._caps[metric].limit = getattr(monitor.settings, option)
-        # The join cache was sized when the monitor started: new bounds and a new
-        # time-to-live must reach it too, or they would be silently ignored.
-        s = monitor.settings
-        monitor.outcomes.resize(s.outcome_cache_size, s.outcome_ttl_seconds,
-                                s.outcome_cache_bytes)
+        # Under the lock: a scrape or a drain sees the old settings or the new, with the
+        # state, caps and bounds that go with them.
+        with monitor._lock:
+            old_settings, monitor.settings = monitor.settings, settings
+            monitor._forget_plain_results()
+            _take_identity_settings(monitor, old_settings, settings)
+            monitor.state.objectives = dict(monitor.settings.objectives)
+            _take_summary_settings(monitor)
+            monitor._fit_pending()
+            for metric, option in CAP_OPTIONS.items():
+                # Values admitted already stay (their series exist); a new limit decides
+                # whether more are.
+                monitor._caps[metric].limit = getattr(monitor.settings, option)
+            # The join cache was sized when the monitor started: new bounds and a new
+            # time-to-live must reach it too, or they would be silently ignored.
+            s = monitor.settings
+            monitor.outcomes.resize(s.outcome_cache_size, s.outcome_ttl_seconds,
+                                    s.outcome_cache_bytes)
+    pin = pin_traces and traces is not None
     if traces is None and "exemplars" in options:
-        # The option instrument() traces by: given here, it must take effect too.
+        # The option instrument() traces by: given here, it must take effect too. None
+        # follows OpenTelemetry again; True or False is the owner's word.
         from inferwatch.core.tracing import otel_configured
 
         exemplars = options["exemplars"]
         traces = otel_configured() if exemplars is None else exemplars
+        pin = pin_traces and exemplars is not None
+        if exemplars is None:
+            monitor._traces_pinned = False
     if traces is not None:
         monitor.traces = bool(traces)
+        if pin:
+            monitor._traces_pinned = True
     monitor.trace_stages = monitor.settings.trace_stages
     if tracker is not None:
         _install_tracker(monitor, tracker)

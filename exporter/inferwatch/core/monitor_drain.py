@@ -31,6 +31,7 @@ from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.state import float_array
 
 if TYPE_CHECKING:
+    from inferwatch.core.options import Settings
     from inferwatch.core.request_record import RequestRecord
     from inferwatch.quality.tracker import FeatureTracker
 
@@ -132,10 +133,13 @@ class MonitorDrain:
         if not (self._calls or self._proba_calls or self._errors or self._requests
                 or self._streams or self._handed_off):
             try:
-                if self._lock.locked():
-                    # Another drain may have just taken the calls and still be folding them:
-                    # wait for it, so that every call finished before this drain is folded
-                    # when it returns (a lock held by a reader costs the same short wait).
+                # Another drain may have just taken the calls and still be folding them:
+                # wait for it, so that every call finished before this drain is folded when
+                # it returns (a lock held by a reader costs the same short wait). A try
+                # rather than locked(), which the reentrant lock lacks before Python 3.14.
+                if self._lock.acquire(blocking=False):
+                    self._lock.release()
+                else:
                     with self._lock:
                         pass
             except Exception as exc:
@@ -143,6 +147,10 @@ class MonitorDrain:
             return
         self._waiting_since = None
         try:
+            # Read once: a configure() that swaps the settings while this drain folds its
+            # chunks (the lock let go between two) must not fold some of them under the
+            # old buckets and caps and the rest under the new.
+            settings = self.settings
             when = self.window_time(now)
             # What waits now, per kind: taken from the front of each kind's queue (handed-off
             # lists, then the list), by this drain or a concurrent one, it is all folded once
@@ -167,12 +175,12 @@ class MonitorDrain:
                 weighted = _weighted(left)
                 rest: list[LaterSlices] = []
                 with self._lock:
-                    taken = self._drain_locked(when, rest, left)
+                    taken = self._drain_locked(when, rest, left, settings)
                 for part in rest:
                     for piece in part.slices:
                         time.sleep(0)  # a scrape or caller waiting for the lock gets it now
                         with self._lock:
-                            self._drain_slice(piece, part.probabilities, when)
+                            self._drain_slice(piece, part.probabilities, when, settings)
                 if taken:
                     self._measure_chunk(_fold_clock() - started,
                                         weighted - _weighted(left))
@@ -216,10 +224,14 @@ class MonitorDrain:
                     counts[kind] += len(items)
         return counts
 
-    def _drain_slice(self, rows: np.ndarray, probabilities: bool, now: float) -> None:
+    def _drain_slice(self, rows: np.ndarray, probabilities: bool, now: float,
+                     settings: Settings | None = None) -> None:
         """Rows of a huge batch after its first slice: values, classes and drift only (the
-        call, its latency and its batch size were counted with the first slice)."""
-        predictions = PredictionBatch(self.settings, self._caps, self.features, self.class_names)
+        call, its latency and its batch size were counted with the first slice); folded
+        with `settings`, the drain's (default: the monitor's)."""
+        if settings is None:
+            settings = self.settings
+        predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
         predictions.add_results([rows], probabilities=probabilities)
         tracker = self.features
         if tracker is not None:
@@ -280,10 +292,13 @@ class MonitorDrain:
         return taken
 
     def _drain_locked(self, now: float, rest: list[LaterSlices] | None,
-                      left: list[int]) -> int:
+                      left: list[int], settings: Settings | None = None) -> int:
         """Fold a chunk of what is pending (see :meth:`_take_pending`) into the state and
         return how many calls that was; with `rest`, huge numpy results are cut to their
-        first slice here and the other slices appended to `rest` for the caller."""
+        first slice here and the other slices appended to `rest` for the caller. Folded
+        with `settings`, the drain's (default: the monitor's)."""
+        if settings is None:
+            settings = self.settings
         calls, proba_calls, errors, requests, streams = self._take_pending(left)
         total = len(calls) + len(proba_calls) + len(errors) + len(requests) + len(streams)
         self._report_dropped()
@@ -292,7 +307,7 @@ class MonitorDrain:
         self._finished += total
         state = self.state
         durations: list[float] = []
-        predictions = PredictionBatch(self.settings, self._caps, self.features, self.class_names)
+        predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
         cut: list[tuple[int, dict[int, int]]] = []  # (first batch size index, whole rows)
         inputs: list = []  # of fast-path calls with a reference profile: ok, then failed
         failed_inputs: list = []
@@ -397,10 +412,10 @@ class MonitorDrain:
         # records): one that fails on an odd object is counted and skipped, never taking the
         # drain's request counts and latencies down with it.
         if requests:
-            self._guarded(fold_requests, self.state, self.settings, self._caps, self.outcomes,
+            self._guarded(fold_requests, self.state, settings, self._caps, self.outcomes,
                           requests, predictions)
         if streams:
-            self._guarded(fold_streams, self.state, self.settings, streams)
+            self._guarded(fold_streams, self.state, settings, streams)
         n_errors = len(durations) - ok - cancelled
         if ok:
             state.inc("inferwatch_requests_total", ("ok",), ok)
@@ -413,7 +428,7 @@ class MonitorDrain:
             for key, count in cap.fold_counts(error_counts).items():
                 state.inc("inferwatch_errors_total", (key,), count)
         latency = state.histogram("inferwatch_request_duration_seconds", (),
-                                  self.settings.latency_buckets)
+                                  settings.latency_buckets)
         latency.observe(float_array(durations))
         for record in requests:
             if record.trace_id is not None:

@@ -97,10 +97,13 @@ def would_wait_on_own_thread(monitor: Monitor) -> bool:
     reentrantly would let the join change what the interrupted code is half-way through.
 
     Only the main thread runs signal handlers, so any other thread waits as usual. On the
-    main thread a lock that is taken (by whichever thread: a plain lock does not tell) means
-    yes. It does not wait a little first: a handler that fires again meanwhile (a timer's)
-    would run inside that wait, and so on without end. An outcome deferred so is joined by
-    the next drain (a scrape's, or the background drain's, which it makes due).
+    main thread it is yes only when the main thread itself owns one of the locks: one
+    that a worker thread holds (a drain, a scrape, another outcome) is let go as usual,
+    so the join waits for it, as any caller would; deferring those too would send a
+    main-thread label loop's outcomes past the deferred bound while workers serve. It does
+    not wait a little first when it owns one: a handler that fires again meanwhile (a
+    timer's) would run inside that wait, and so on without end. An outcome deferred so is
+    joined by the next drain (a scrape's, or the background drain's, which it makes due).
 
     >>> from inferwatch.core.registry import Registry
     >>> mon = Registry().monitor("m", "1")
@@ -109,15 +112,33 @@ def would_wait_on_own_thread(monitor: Monitor) -> bool:
     >>> with mon._lock:
     ...     would_wait_on_own_thread(mon)
     True
+    >>> import threading
+    >>> held, done = threading.Event(), threading.Event()
+    >>> def hold():
+    ...     with mon._lock:
+    ...         held.set()
+    ...         done.wait()
+    >>> worker = threading.Thread(target=hold); worker.start(); held.wait()
+    True
+    >>> would_wait_on_own_thread(mon)  # a worker's lock: the join will wait for it
+    False
+    >>> done.set(); worker.join()
     """
     if threading.get_ident() != threading.main_thread().ident:
         return False
-    if monitor._take_lock._is_owned():
+    return any(_owned_here(lock) for lock in (
+        monitor._take_lock, monitor._lock, monitor.outcomes._lock))
+
+
+def _owned_here(lock) -> bool:
+    """Whether this thread holds `lock`. A lock that cannot tell its owner (a plain one)
+    counts as owned while it is held by anyone: the safe side for a signal handler."""
+    is_owned = getattr(lock, "_is_owned", None)
+    if is_owned is not None:
+        return is_owned()
+    if not lock.acquire(blocking=False):
         return True
-    for lock in (monitor._lock, monitor.outcomes._lock):
-        if not lock.acquire(blocking=False):
-            return True
-        lock.release()
+    lock.release()
     return False
 
 

@@ -29,7 +29,7 @@ from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor, PendingBudget
 from inferwatch.core.options import Settings
 from inferwatch.core.step_clock import StepSafeClock
-from inferwatch.forking import join_before_fork
+from inferwatch.forking import catch_up_after_fork, forked_without_hooks, join_before_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.state import ModelState
@@ -132,9 +132,9 @@ class Registry:
             if monitor is None:
                 monitor = Monitor(name, version, settings, trained_at=trained_at,
                                   class_names=class_names)
-                # The event's own method, not the registry's: a monitor must not keep its
+                # The event's waker, not the registry's method: a monitor must not keep its
                 # registry (and its drain thread) alive through a reference cycle.
-                monitor.wake_drain = self._wake.set
+                monitor.wake_drain = _drain_waker(self._wake)
                 monitor.siblings = functools.partial(_versions_of, weakref.ref(self), name)
                 monitor.registry = weakref.ref(self)
                 sharing = list(self._monitors.values())
@@ -226,6 +226,9 @@ class Registry:
         calls outpace the fold took k times as long, past Prometheus' scrape timeout. A
         monitor reached once the budget is spent folds nothing if calls came to it since the
         scrape began (they outpace the fold), and everything otherwise."""
+        # A process forked without Python's at-fork hooks (uWSGI's pre-forked workers)
+        # becomes a worker of its own before it folds anything as its parent.
+        catch_up_after_fork()
         monitors = self.monitors()
         finished = [monitor.calls_finished() for monitor in monitors]
         deadline = monitor_drain._clock() + monitor_drain.DRAIN_BUDGET_SECONDS
@@ -340,12 +343,15 @@ class Registry:
         >>> registry.monitor("m", "1").traces
         False
         """
+        from inferwatch.core.monitor_configure import follow_otel
         from inferwatch.core.tracing import otel_configured
 
-        waiting = [m for m in self.monitors() if not m.traces and m.settings.exemplars is None]
+        # A monitor whose traces its owner set (configure(traces=False)) is left as set.
+        waiting = [m for m in self.monitors() if not m.traces and m.settings.exemplars is None
+                   and not getattr(m, "_traces_pinned", False)]
         if waiting and otel_configured():
             for monitor in waiting:
-                monitor.configure(traces=True)
+                follow_otel(monitor)
 
     def _start_past_a_step_back(self, monitor: Monitor, others: list[Monitor]) -> None:
         """A new monitor's windows and load time start where the registry's other windows
@@ -407,6 +413,8 @@ class Registry:
         """:meth:`ensure_drainer`, giving up after `lock_timeout` seconds (-1: never) on a
         registry lock that another thread holds."""
         pid = os.getpid()
+        if forked_without_hooks(pid):
+            catch_up_after_fork(pid)  # its drain thread is among what it starts again
         if self._closed or self._drainer_runs(pid):
             return
         if not self._lock.acquire(timeout=lock_timeout):
@@ -487,7 +495,7 @@ class Registry:
             self.history.renew_lock()
         for monitor in self._monitors.values():
             monitor.renew_locks()
-            monitor.wake_drain = self._wake.set
+            monitor.wake_drain = _drain_waker(self._wake)
         if self.multiproc is not None:
             self.multiproc.after_fork()
         else:
@@ -588,6 +596,22 @@ def _versions_of(ref: weakref.ref[Registry], name: str) -> list[Monitor]:
     if registry is None:
         return []
     return [m for m in reversed(registry.monitors()) if m.name == name]
+
+
+def _drain_waker(wake: threading.Event) -> Callable[[], None]:
+    """What a monitor calls when its pending list is full: wake the drain thread. The
+    event's own, not the registry's: a monitor must not keep its registry (and its drain
+    thread) alive through a reference cycle.
+
+    In a process forked without Python's at-fork hooks no drain thread runs: this, once a
+    list fills there, is what starts one (with the rest of the worker's own state),
+    without a check on every call."""
+    def wake_drain() -> None:
+        if forked_without_hooks():
+            catch_up_after_fork()
+        wake.set()
+
+    return wake_drain
 
 
 def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threading.Event,

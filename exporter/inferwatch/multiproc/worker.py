@@ -44,7 +44,7 @@ from prometheus_client.core import Metric
 from inferwatch import faults
 from inferwatch.core.render import events_dropped_counts, loaded_ml_packages, process_families
 from inferwatch.core.step_clock import StepSafeClock
-from inferwatch.forking import in_shadow_child
+from inferwatch.forking import catch_up_after_fork, in_shadow_child
 from inferwatch.multiproc.snapshot_format import Snapshot, encode, model_dict
 from inferwatch.multiproc.store import (
     ARCHIVE,
@@ -299,6 +299,9 @@ class Publisher:
 
     def publish(self, force: bool = False, min_interval: float | None = None) -> bool:
         """Write this process's snapshot if a second has passed (or `force`). Never raises."""
+        # Forked without Python's at-fork hooks (uWSGI's pre-forked workers), it would
+        # write its parent's file, under its parent's lock: it becomes a worker first.
+        catch_up_after_fork()
         try:
             with self._lock:
                 if self._closed:
@@ -386,6 +389,7 @@ class Publisher:
     def fold_dead(self) -> None:
         """Fold snapshots of dead workers into the archive, unless another process is, or
         one scanned for them within FOLD_SCAN_SECONDS."""
+        catch_up_after_fork()  # folding as its parent would take the parent for itself
         try:
             if self._scanned_lately():
                 return
@@ -502,6 +506,7 @@ class Publisher:
 
         Never raises; nothing is published after it.
         """
+        catch_up_after_fork()  # as in publish(): never the parent's file, nor its lock
         try:
             registry = self._registry()
             if registry is not None:
