@@ -16,30 +16,34 @@ task that fails) is re-raised unchanged but is not the request's error. The resp
 with its last ``http.response.body`` (or ``http.response.zerocopysend``) message, or with
 an ``http.response.pathsend`` (a file the server sends itself, where it offers that
 extension). A WSGI body made by the server's ``wsgi.file_wrapper`` goes back to the
-server as it is, so that it still sends the file itself (gunicorn by ``os.sendfile``); that
-response ends when the server closes the body. Paths that match no model (and
+server as it is, so that it still sends the file itself (gunicorn by ``os.sendfile``, uWSGI
+by the file's descriptor); that response ends when the server closes the body, and is one
+plain response however it is iterated. Paths that match no model (and
 ``exclude_paths``, by default ``/metrics``) pass straight through. A fault of ours never
 reaches the app: it is counted in ``inferwatch_internal_errors_total{component="middleware"}``.
 
 Streaming responses (a body that comes in more than one chunk with bytes in it: an ASGI body
 sent in several messages, server-sent events, a WSGI body that is an iterator rather than a
-list) are also recorded as streams: time to first body byte
+list, of no declared length) are also recorded as streams: time to first body byte
 (``inferwatch_stream_first_item_seconds``), body chunks and the time between them. One chunk
 of bytes is no stream, however many empty messages go with it (Starlette's
 ``BaseHTTPMiddleware`` adds one to every answer), nor are chunks of a gzip-encoded body that
 hold only the member's framing (its header, an empty flush, its end), as Starlette's GZip
 sends around such an answer; a body whose length the response declared (``Content-Length``:
-a ``FileResponse``, in 64 KiB chunks) is no stream either. A client that disconnects before the last
-chunk, or before the server took all of a WSGI body, list or iterator, makes the request
-``cancelled``, not an error; under ASGI it ends when the middleware saw the client go (its
-``http.disconnect``, or a send that failed), however long the app takes to return after
-it. When the body comes from an instrumented model's stream, the request records that
-stream's figures instead. A sync generator that a server steps in a thread (Starlette's
-``StreamingResponse``) is still open when its client goes, making its next item, and is
-closed only when collected: the request ends without it, with the body's figures as that
-stream's (none or one chunk too, as of the client's leaving) and the stream's time until
-then as its ``inference`` stage, as an async stream cancelled with its request would give;
-the model's stream adds only its tokens when it ends: one stream per request.
+a ``FileResponse``, in 64 KiB chunks) is no stream either. A client that disconnects before
+the last chunk was handed to the server (or all the bytes of a declared ``Content-Length``
+were), or before the server took all of a WSGI body, list or iterator, makes the request
+``cancelled``, not an error (one that read the whole answer and closed while the server's
+last ``send`` was under way got it: ok). Under ASGI a cancelled request ends when the
+middleware saw the client go (its ``http.disconnect``, or a send that failed), however long
+the app takes to return after it. When the body comes from an instrumented model's stream,
+the request records that stream's figures instead. A sync generator that a server steps in a
+thread (Starlette's ``StreamingResponse``) is still open when its client goes, making its
+next item, and is closed only when collected: the request ends without it, with the body's
+figures as that stream's (none or one chunk too, as of the client's leaving) and the
+stream's time until then as its ``inference`` stage, as an async stream cancelled with its
+request would give; the model's stream adds only its tokens when it ends: one stream per
+request.
 
 The WSGI middleware and its body wrappers are in :mod:`inferwatch.serving.wsgi_middleware`;
 both middlewares route by :mod:`inferwatch.serving.routes`, read a request's ids with
@@ -248,24 +252,41 @@ class _GzipFraming:
         return bool(rest) or chunk[start:end] != _EMPTY_STORED_BLOCK * flushes
 
 
-def _declared_body(headers: Any) -> tuple[bool, bool]:
+def _declared_body(headers: Any) -> tuple[bool, int | None, bool]:
     """Whether a response's headers declare its length (a body of a size known before it
-    is sent, as a file's, is no stream however many chunks it comes in), and whether they
-    declare it gzip-encoded.
+    is sent, as a file's, is no stream however many chunks it comes in), that length when
+    it is a number of bytes, and whether they declare the body gzip-encoded.
 
     >>> _declared_body([(b"content-length", b"5")])
-    (True, False)
-    >>> _declared_body([(b"Content-Encoding", b"gzip")])
-    (False, True)
+    (True, 5, False)
+    >>> _declared_body([(b"Content-Encoding", b"gzip"), (b"Content-Length", b"n/a")])
+    (True, None, True)
     """
     sized = gzipped = False
+    length: int | None = None
     for name, value in headers or ():
         name = bytes(name).lower()
         if name == b"content-length":
             sized = True
+            text = bytes(value).strip()
+            # Digits only: int() would take "+5", "5_0" or " 5 ", which no server sends as
+            # a length; a length the server refuses is none the body could reach.
+            length = int(text) if text.isdigit() and length is None else length
         elif name == b"content-encoding":
             gzipped = bytes(value).strip().lower() in (b"gzip", b"x-gzip")
-    return sized, gzipped
+    return sized, length, gzipped
+
+
+def _still_owed(owed: int, chunk: Any) -> int:
+    """The bytes of a declared length still owed once `chunk` is sent, never below none.
+
+    >>> _still_owed(5, b"abc"), _still_owed(2, memoryview(b"abc")), _still_owed(4, None)
+    (2, 0, 4)
+    """
+    try:
+        return max(owed - len(chunk or b""), 0)
+    except TypeError:  # a body that is no bytes: the server refuses it, not we
+        return owed
 
 
 def _streamed(body: ItemClock | None) -> ItemClock | None:
@@ -366,6 +387,11 @@ class InstrumentMiddleware:
         trailers = False
         body: ItemClock | None = None  # set once the body comes in more than one message
         sized = False  # the response declared its length: a file, an answer, no stream
+        # The bytes of the body still to come, once the response declared how many: the
+        # client has its whole answer once the app handed them all over, whatever the app
+        # sends after (an empty last message, as Starlette's FileResponse of a size that is a
+        # multiple of its chunk and any ``@app.middleware("http")`` send).
+        owed: int | None = None
         gzip_framing: _GzipFraming | None = None  # of a gzip-encoded body
 
         async def receive_and_watch() -> dict[str, Any]:
@@ -379,7 +405,7 @@ class InstrumentMiddleware:
 
         async def send_and_watch(message: dict[str, Any]) -> None:
             nonlocal status, ended_at, body, disconnected, trailers, left_at, sized, \
-                gzip_framing
+                gzip_framing, owed
             kind = message["type"]
             last = kind == _PATHSEND
             if kind in _BODY:
@@ -395,12 +421,24 @@ class InstrumentMiddleware:
                                                                  gzip_framing, not more)):
                     body.item()
                 last = not more
+                if owed is not None and kind == "http.response.body":
+                    owed = _still_owed(owed, message.get("body"))
+                    last = last or owed == 0  # all it declared: the client has its answer
             elif kind == "http.response.start":
                 try:
-                    sized, gzipped = _declared_body(message.get("headers"))
+                    sized, owed, gzipped = _declared_body(message.get("headers"))
+                    if message.get("trailers", False):
+                        owed = None  # the answer ends with its trailers
                     gzip_framing = _GzipFraming() if gzipped else None
                 except Exception as exc:  # odd headers: the server answers them, not we
                     faults.record(COMPONENT, exc)
+            # Ended as the last of the response is handed over, before the server's send
+            # returns: the client may take it all and close at once, and the server then
+            # tells the app (its http.disconnect, hypercorn's failed or cancelled send)
+            # before that send returns. A response the server was given whole is complete.
+            complete = last and not trailers and ended_at is None
+            if complete:
+                ended_at = time.perf_counter()
             try:
                 await send(message)
             except OSError:
@@ -408,9 +446,8 @@ class InstrumentMiddleware:
                     disconnected = True
                     left_at = time.perf_counter()
                 raise
-            if last:
-                if not trailers:
-                    ended_at = time.perf_counter()
+            if complete:
+                ended_at = time.perf_counter()  # as of when the server took it
             elif kind == "http.response.start":
                 status = message["status"]
                 trailers = bool(message.get("trailers", False))

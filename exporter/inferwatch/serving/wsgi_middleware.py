@@ -69,27 +69,36 @@ class WSGIInstrumentMiddleware:
         request = self._begin(environ)
         if request is None:
             return self.app(environ, start_response)
-        status = [0]
+        started = _Started()
 
         def start_and_watch(status_line: str, headers: list, exc_info: Any = None) -> Any:
             try:
-                status[0] = int(status_line[:3])
+                started.status = int(status_line[:3])
             except (TypeError, ValueError):
                 # Not a status line (an int, None): the server refuses it with its own
                 # error, which must reach the app rather than one raised here.
-                status[0] = 0
+                started.status = 0
+            started.sized = _declares_length(headers)
             return start_response(status_line, headers, exc_info)
 
+        files = _FileWrapping.install(environ)
         try:
             body = self.app(environ, start_and_watch)
         except BaseException as exc:
             finish(request, exc.__class__, None, raised=exc)
             raise
+        finally:
+            if files is not None:
+                files.uninstall(environ)
         request.released()
-        if _is_server_file(body, environ) and _ServerFile.watch(body, request, environ, status):
+        made = None if files is None else files.made
+        server_file = body is made or _is_server_file(body, environ)
+        if server_file and _ServerFile.watch(body, request, environ, started):
             return body  # the server's own object, so that it still sends the file itself
         watched = _WatchedSizedBody if isinstance(body, Sized) else _WatchedBody
-        return watched(body, request, environ, status)
+        # A file the server's wrapper made is one answer, whatever wraps it on its way out
+        # (a framework's response iterating it) and however many blocks it comes in.
+        return watched(body, request, environ, started, plain=made is not None)
 
     def _begin(self, environ: dict[str, Any]) -> HTTPRequest | None:
         try:
@@ -119,22 +128,50 @@ class WSGIInstrumentMiddleware:
             return None
 
 
-class _WatchedBody:
-    """The app's response body; the request ends when the server has taken the last chunk."""
+class _Started:
+    """What the app's ``start_response`` told of its response: its status (0 until then, or
+    when it was no status line), and whether it declared its length (``Content-Length``)."""
 
-    __slots__ = ("_body", "_clock", "_environ", "_exhausted", "_request", "_status")
+    __slots__ = ("sized", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.sized = False
+
+
+def _declares_length(headers: Any) -> bool:
+    """Whether a response's headers declare its length: a body of a size known before it is
+    sent (a file, an answer) is one answer however many chunks it comes in, as under ASGI.
+
+    >>> _declares_length([("Content-Type", "text/plain"), ("content-length", "5")])
+    True
+    >>> _declares_length([("Content-Type", "text/plain")]), _declares_length(None)
+    (False, False)
+    """
+    try:
+        return any(name.lower() == "content-length" for name, _ in headers or ())
+    except Exception as exc:  # odd headers: the server refuses them, not we
+        faults.record(COMPONENT, exc)
+        return False
+
+
+class _WatchedBody:
+    """The app's response body; the request ends when the server has taken the last chunk.
+    A `plain` body (a file's) is one answer however many chunks it comes in."""
+
+    __slots__ = ("_body", "_clock", "_environ", "_exhausted", "_request", "_started")
 
     def __init__(self, body: Iterable[bytes], request: HTTPRequest, environ: dict[str, Any],
-                 status: list[int]) -> None:
+                 started: _Started, plain: bool = False) -> None:
         self._body = body
         self._request: Request | None = request
         self._environ = environ
-        self._status = status
+        self._started = started
         self._exhausted = False
         # An iterator body (a generator, a Flask stream_with_context) may be a stream.
-        self._clock = None if isinstance(body, (list, tuple)) else ItemClock(
+        self._clock = None if plain or isinstance(body, (list, tuple)) else ItemClock(
             request._start, request.monitor.settings.stream_interval_buckets)
-        if self._clock is not None:
+        if plain or self._clock is not None:
             request.responding()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -166,7 +203,7 @@ class _WatchedBody:
              raised: BaseException | None = None) -> None:
         request, self._request = self._request, None
         if request is not None:
-            _end_response(request, self._status[0], self._environ, self._clock, error_type,
+            _end_response(request, self._started, self._environ, self._clock, error_type,
                           cancelled, raised)
 
 
@@ -229,22 +266,22 @@ class _ServerFile:
     the file itself, iterated it, never iterated it, or failed mid-file.
     """
 
-    __slots__ = ("_close", "_environ", "_request", "_status")
+    __slots__ = ("_close", "_environ", "_request", "_started")
 
     def __init__(self, close: Callable[[], Any] | None, request: Request,
-                 environ: dict[str, Any], status: list[int]) -> None:
+                 environ: dict[str, Any], started: _Started) -> None:
         self._close = close
         self._request: Request | None = request
         self._environ = environ
-        self._status = status
+        self._started = started
 
     @classmethod
     def watch(cls, body: Any, request: Request, environ: dict[str, Any],
-              status: list[int]) -> bool:
+              started: _Started) -> bool:
         """Make `body`'s ``close`` end `request`; False when `body` takes no attribute of
         ours (a class with ``__slots__``, a C type): then it is wrapped as any other body."""
         try:
-            watcher = cls(getattr(body, "close", None), request, environ, status)
+            watcher = cls(getattr(body, "close", None), request, environ, started)
             body.close = watcher.close
         except (AttributeError, TypeError):
             return False
@@ -263,7 +300,114 @@ class _ServerFile:
         finally:
             request, self._request = self._request, None
             if request is not None:  # a second close() closes the file only
-                _end_response(request, self._status[0], self._environ, None, None, cancelled)
+                _end_response(request, self._started, self._environ, None, None, cancelled)
+
+
+_FILE_WRAPPER = "wsgi.file_wrapper"
+_BLOCK_SIZE = 8192  # PEP 3333's example wrapper's, and wsgiref's and gunicorn's default
+
+
+class _FileWrapping:
+    """Stands for the server's ``wsgi.file_wrapper`` while the app runs, to know the body
+    that the server's wrapper made (the last, where the app made several). The app's call
+    goes on to the server's wrapper, so the server still knows its object and sends the
+    file itself. A wrapper that is a function (uWSGI's hands the very object it was given
+    back as the body, and sends it by its file descriptor only when the body is that
+    object) gets the file as a :class:`_ServedFile`: one the middleware can watch the
+    closing of, and that the server, when it iterates it, reads in the app's blocks rather
+    than by lines. ``isinstance`` against it is against the server's class, as servers and
+    frameworks check a body."""
+
+    __slots__ = ("made", "server_wrapper")
+
+    def __init__(self, server_wrapper: Callable[..., Any]) -> None:
+        self.server_wrapper = server_wrapper
+        self.made: Any = None
+
+    @classmethod
+    def install(cls, environ: dict[str, Any]) -> _FileWrapping | None:
+        """Put one in `environ` in place of the server's wrapper, if it offers one."""
+        try:
+            server_wrapper = environ.get(_FILE_WRAPPER)
+            if server_wrapper is None or not callable(server_wrapper):
+                return None
+            files = cls(server_wrapper)
+            environ[_FILE_WRAPPER] = files
+            return files
+        except Exception as exc:
+            faults.record(COMPONENT, exc)
+            return None
+
+    def uninstall(self, environ: dict[str, Any]) -> None:
+        """Give `environ` the server's wrapper back (gunicorn reads it again to tell its
+        object), unless the app put another there."""
+        try:
+            if environ.get(_FILE_WRAPPER) is self:
+                environ[_FILE_WRAPPER] = self.server_wrapper
+        except Exception as exc:
+            faults.record(COMPONENT, exc)
+
+    def __call__(self, filelike: Any, *args: Any, **kwargs: Any) -> Any:
+        """The server's wrapper of `filelike`, as the app asked for it."""
+        given = filelike
+        if not isinstance(self.server_wrapper, type):
+            try:
+                given = _ServedFile(filelike, _block_size(args, kwargs))
+            except Exception as exc:
+                faults.record(COMPONENT, exc)
+        body = self.server_wrapper(given, *args, **kwargs)
+        self.made = body
+        return body
+
+    def __instancecheck__(self, instance: Any) -> bool:
+        server_wrapper = self.server_wrapper
+        return isinstance(server_wrapper, type) and isinstance(instance, server_wrapper)
+
+    def __subclasscheck__(self, subclass: type) -> bool:
+        server_wrapper = self.server_wrapper
+        return isinstance(server_wrapper, type) and issubclass(subclass, server_wrapper)
+
+
+def _block_size(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """The block size the app asked the file wrapper for (positional, as PEP 3333 calls it,
+    or by the name servers give it), or the usual default.
+
+    >>> _block_size((65536,), {}), _block_size((), {"blksize": 4096}), _block_size((), {})
+    (65536, 4096, 8192)
+    >>> _block_size((0,), {}), _block_size(("big",), {})
+    (8192, 8192)
+    """
+    size = args[0] if args else kwargs.get("blksize", kwargs.get("block_size", _BLOCK_SIZE))
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size
+    return _BLOCK_SIZE
+
+
+class _ServedFile:
+    """The app's file as a server's wrapper function gets it: the file itself to the server
+    (its ``fileno()`` for sendfile, ``read``, ``seek``, ``close``), and a body of blocks of
+    the app's size when iterated. A file object iterates by lines: a binary file with few
+    newlines would be read whole into memory, and one chunk per line counted."""
+
+    def __init__(self, filelike: Any, block_size: int) -> None:
+        self._file = filelike
+        self._block_size = block_size
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_file", "_block_size"):  # not set yet (a copy being made): no file
+            raise AttributeError(name)
+        return getattr(self._file, name)
+
+    def __iter__(self) -> Iterator[Any]:
+        read = getattr(self._file, "read", None)
+        if read is None:  # not a file: as the server would have iterated it
+            yield from self._file
+            return
+        while True:
+            block = read(self._block_size)
+            if not block:
+                return
+            yield block
 
 
 def _sending_failed() -> bool:
@@ -274,20 +418,21 @@ def _sending_failed() -> bool:
     return error is not None and not isinstance(error, (StopIteration, StopAsyncIteration))
 
 
-def _end_response(request: Request, status: int, environ: Mapping[str, Any],
+def _end_response(request: Request, started: _Started, environ: Mapping[str, Any],
                   clock: ItemClock | None, error_type: type | None, cancelled: bool,
                   raised: BaseException | None = None) -> None:
-    """End a WSGI request once the server is done with its body: its outcome from `status`
-    (or `error_type`, the class of `raised` when the body raised), its stream's figures
-    when the body came in several chunks."""
+    """End a WSGI request once the server is done with its body: its outcome from its
+    status (or `error_type`, the class of `raised` when the body raised), its stream's
+    figures when the body came in several chunks and declared no length."""
     if error_type is None and not cancelled:
-        error_type = outcome(status)
+        error_type = outcome(started.status)
         if error_type is not None:
             error_type = environ.get(ERROR_TYPE_ENVIRON_KEY) or error_type
     # Streamed: several chunks with bytes in them (werkzeug wraps even a one-chunk body in an
-    # iterator); a one-chunk answer cut short is a cancelled answer, not a stream, as under
-    # ASGI.
-    streamed = clock is not None and clock.items > 1
+    # iterator) of a length not known before (a Content-Length says the answer was whole
+    # before its first byte, however the server is handed it); a one-chunk answer cut short
+    # is a cancelled answer, not a stream, as under ASGI.
+    streamed = clock is not None and clock.items > 1 and not started.sized
     stream_end(request, clock if streamed else None, cancelled, error_type)
     finish(request, error_type, None, cancelled, raised)
 
