@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -62,6 +63,10 @@ def serving_app(args: Sequence[str], port: int, *, app_dir: Path, log_dir: Path,
         deadline = time.monotonic() + 120
         while True:
             try:
+                # Another test's server may hold the port (it was free when chosen): only
+                # an answer from a socket this server listens on counts.
+                if not _listens_on(process.pid, port):
+                    raise ConnectionRefusedError(f"server not listening on {port} yet")
                 urllib.request.urlopen(url + ready_path, timeout=30).close()
                 break
             except urllib.error.HTTPError:
@@ -73,6 +78,27 @@ def serving_app(args: Sequence[str], port: int, *, app_dir: Path, log_dir: Path,
         yield url
     finally:
         stop(process)
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` or one of its descendants (a pre-fork server's workers, a
+    master that binds for them) listens on TCP `port`."""
+    try:
+        parent = psutil.Process(pid)
+        family = [parent, *parent.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for member in family:
+        try:
+            # net_connections since psutil 6; connections before
+            read = getattr(member, "net_connections", None) or member.connections
+            connections = read(kind="tcp")
+        except psutil.Error:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+               for c in connections):
+            return True
+    return False
 
 
 class Prometheus:
