@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from inferwatch.generate import config_checks as check
@@ -280,21 +280,29 @@ def selected_job(selector: str) -> str | None:
     >>> selected_job('cluster="eu", job="ml"'), selected_job('job=~"ml-.*"')
     ('ml', None)
     """
-    jobs: set[str] = set()
-    position = 0
-    while position < len(selector):
-        found = check.label_matcher(selector, position)
-        if found is None:
-            break
-        name, op, value, _, position = found
-        if name == "job" and op == "=":
-            jobs.add(value)
+    jobs = {value for op, value, _ in _job_matchers(selector) if op == "="}
     # The same job="X" twice still names one job; the other job matchers are checked
     # against it afterwards (check_given_together).
     if len(jobs) != 1:
         return None
     (job,) = jobs
     return job if check.job_name(job) is None else None
+
+
+def _job_matchers(selector: str) -> Iterator[tuple[str, str, str]]:
+    """The `job` matchers of a checked `selector`: (operator, value, as written).
+
+    >>> list(_job_matchers('cluster="eu", job=~"ml-.*"'))
+    [('=~', 'ml-.*', 'job=~"ml-.*"')]
+    """
+    position = 0
+    while position < len(selector):
+        found = check.label_matcher(selector, position)
+        if found is None:
+            return
+        name, op, value, text, position = found
+        if name == "job":
+            yield op, value, text
 
 
 def given(data: Mapping, dotted: str) -> bool:
@@ -350,13 +358,8 @@ def _check_one_job(key: str, selector: str) -> None:
     """Refuse a selector with two `job="..."` matchers of different jobs: no series has both,
     so every alert on it would read nothing, with or without the Kubernetes output."""
     first: tuple[str, str] | None = None  # the first job="..." matcher: (job, as written)
-    position = 0
-    while position < len(selector):
-        found = check.label_matcher(selector, position)
-        if found is None:
-            return
-        name, op, value, text, position = found
-        if name != "job" or op != "=":
+    for op, value, text in _job_matchers(selector):
+        if op != "=":
             continue
         if first is not None and first[0] != value:
             raise ConfigError(key, f"has the matchers {first[1]} and {text}, which no series "
@@ -401,14 +404,7 @@ def _job_matcher_missing(selector: str, job: str) -> str | None:
     >>> _job_matcher_missing('job=~"ml", job!="ml-a"', "ml-a")
     'job=~"ml"'
     """
-    position = 0
-    while position < len(selector):
-        found = check.label_matcher(selector, position)
-        if found is None:
-            return None
-        name, op, value, text, position = found
-        if name != "job":
-            continue
+    for op, value, text in _job_matchers(selector):
         if op in ("=", "!="):
             passes = (value == job) == (op == "=")
         else:
