@@ -133,20 +133,13 @@ def test_traces_takes_numpy_bools() -> None:
 @pytest.fixture
 def stage_spans():
     """A real OpenTelemetry SDK provider with an in-memory exporter, removed afterwards."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.util._once import Once
+
+    from otel_provider import installed_provider
 
     spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    trace.set_tracer_provider(provider)
-    yield spans
-    provider.shutdown()
-    trace._TRACER_PROVIDER = None
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    with installed_provider(spans):
+        yield spans
 
 
 def test_trace_stages_given_to_instrument_adds_a_span_per_stage(stage_spans) -> None:

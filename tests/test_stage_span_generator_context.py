@@ -18,14 +18,13 @@ from fastapi.responses import StreamingResponse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from starlette.testclient import TestClient
 
 import inferwatch
 from inferwatch.core.registry import Registry
+from otel_provider import installed_provider
 from request_totals import request_totals
 
 SPANS = InMemorySpanExporter()
@@ -34,15 +33,8 @@ DETACH_FAILED = "Failed to detach context"
 
 @pytest.fixture(scope="module", autouse=True)
 def tracer_provider():
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(SPANS))
-    trace.set_tracer_provider(provider)
-    yield provider
-    # As tests/test_tracing.py: other modules expect a process without a provider.
-    from opentelemetry.util._once import Once
-
-    trace._TRACER_PROVIDER = None
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    with installed_provider(SPANS) as provider:
+        yield provider
 
 
 @pytest.fixture(autouse=True)

@@ -6,29 +6,19 @@ import time
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import inferwatch
 from inferwatch.core.tracing import current_trace_id
+from otel_provider import installed_provider
 
 SPANS = InMemorySpanExporter()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tracer_provider():
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(SPANS))
-    trace.set_tracer_provider(provider)
-    yield provider
-    # OpenTelemetry sets its provider once per process; the tests of other modules expect a
-    # process without one (their monitors stay on the fast path). The reset is the one
-    # OpenTelemetry's own test utilities use (opentelemetry.test.globals_test).
-    from opentelemetry.util._once import Once
-
-    trace._TRACER_PROVIDER = None
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    with installed_provider(SPANS) as provider:
+        yield provider
 
 
 def test_trace_id_is_an_exemplar_in_openmetrics_only(scraper):
