@@ -22,10 +22,10 @@ import pytest
 
 import inferwatch
 from inferwatch.core.registry import Registry
-from inferwatch.generate import render
 from inferwatch.generate.config import from_dict
 from processes import Prometheus, prometheus
 from promtool_cases import assert_promtool_passes, write_generated_rules
+from test_batch_run_failed import _gone
 from test_pushgateway import Gateway, gateway  # noqa: F401 (the fixture)
 
 ALERT = "InferwatchBatchRunFailed"
@@ -235,14 +235,9 @@ def _run(address: str, failing: int, declared: float) -> None:
 
 
 def _rule_files(directory: Path, from_code: bool) -> list[str]:
-    files = render(from_dict({"objectives": {"from_code": from_code},
-                              "alerts": {ALERT: {"for": "0s"}}}))
-    paths = []
-    for name in ("alerts/recording-rules.yml", "alerts/alerting-rules.yml"):
-        path = directory / Path(name).name
-        path.write_text(files[name])
-        paths.append(str(path))
-    return paths
+    cfg = from_dict({"objectives": {"from_code": from_code}, "alerts": {ALERT: {"for": "0s"}}})
+    names = write_generated_rules(cfg, directory, ("recording-rules.yml", "alerting-rules.yml"))
+    return [str(directory / name) for name in names]
 
 
 def _evaluated_after(server: Prometheus, since: float, timeout: float = 60.0) -> None:
@@ -262,13 +257,6 @@ def _unix(rfc3339: str) -> float:
     seconds, _, fraction = rfc3339.rstrip("Z").partition(".")
     whole = datetime.datetime.fromisoformat(seconds).replace(tzinfo=datetime.timezone.utc)
     return whole.timestamp() + float(f"0.{fraction or 0}")
-
-
-def _gone(server: Prometheus, expr: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while server.query(expr):
-        assert time.monotonic() < deadline, f"{expr} still holds after {timeout}s"
-        time.sleep(0.2)
 
 
 @pytest.mark.integration
