@@ -165,3 +165,67 @@ def test_every_after_fork_hook_of_inferwatch_is_caught_up_with():
                 registered.add((module, hook[1]))
     assert registered, "no hook found: the pattern above no longer matches the sources"
     assert registered == set(CHILD_HOOKS)
+
+
+HELD_LOCK_SCRIPT = textwrap.dedent('''
+    import ctypes, json, os, signal, sys, threading
+
+    held_lock = sys.argv[1]
+    import inferwatch
+    from inferwatch.core.registry import Registry
+
+    class Model:
+        def predict(self, rows):
+            return [0 for _ in rows]
+
+    registry = Registry(drain_interval=3600)
+    model = inferwatch.instrument(Model(), name="fraud", version="1", registry=registry,
+                                  max_pending=4000)
+    monitor = registry.monitor("fraud", "1")
+    lock = {"take": monitor._take_lock, "monitor": monitor._lock,
+            "registry": registry._lock}[held_lock]
+    held, release = threading.Event(), threading.Event()
+
+    def fold_under_way():  # a parent's thread (its drain) holding the lock at the fork
+        with lock:
+            held.set()
+            release.wait()
+
+    threading.Thread(target=fold_under_way, daemon=True).start()
+    held.wait()
+    pid = ctypes.PyDLL(None).fork()  # past Python's at-fork hooks, as uWSGI forks
+    if pid == 0:
+        signal.alarm(30)  # a worker stuck on its parent's lock ends here, as SIGALRM
+        # First what takes the held lock: the lookup a handler does for an outcome, the
+        # outcome, or enough calls that a list fills and is handed to the drain.
+        if held_lock == "registry":
+            inferwatch.monitor("fraud", registry=registry)
+        if held_lock == "monitor":
+            monitor.record_outcome("r-1", 1)
+        for _ in range(1500):
+            model.predict([[1.0]])
+        registry.drain()
+        state = registry.monitor("fraud", "1").state
+        print(json.dumps({
+            "ok": state.counters["inferwatch_requests_total"].get(("ok",), 0.0),
+            "drainer": registry._drainer_pid == os.getpid()}), flush=True)
+        os._exit(0)
+    release.set()
+    print(json.dumps({"status": os.waitpid(pid, 0)[1]}), flush=True)
+''')
+
+
+@pytest.mark.parametrize("held_lock", ["take", "monitor", "registry"])
+def test_a_worker_never_waits_on_a_lock_its_parents_thread_held_at_the_fork(held_lock):
+    """uWSGI's post-fork hook replaced (``uwsgidecorators`` imported after inferwatch): a
+    worker catches up on its first monitor lookup, outcome or hand-off to the drain, before
+    it takes a lock that a thread of the master held when it forked; else it would wait for
+    good on a request path."""
+    result = subprocess.run([sys.executable, "-c", HELD_LOCK_SCRIPT, held_lock],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines[-1] == {"status": 0}, result.stderr
+    worker = lines[0]
+    assert worker["ok"] == 1500  # every call of the worker's own, none of the master's
+    assert worker["drainer"]

@@ -45,6 +45,7 @@ from inferwatch.core.outcomes import OutcomeJoiner
 from inferwatch.core.request_record import RequestRecord
 from inferwatch.core.state import ModelState
 from inferwatch.core.step_clock import StepSafeClock
+from inferwatch.forking import catch_up_after_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.registry import Registry
@@ -612,6 +613,10 @@ class Monitor(MonitorDrain):
         the caller's request path.
         """
         try:
+            # A worker forked past Python's at-fork hooks (uWSGI pre-forking) whose first
+            # list fills before any drain: its locks are its parent's until it catches up,
+            # and one a parent's thread held at the fork would never be let go.
+            catch_up_after_fork()
             behind = False  # a list handed to the drain, or a call dropped: wake it
             with self._take_lock:
                 if self._chunk < self._wanted_chunk and \

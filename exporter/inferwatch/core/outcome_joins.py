@@ -15,6 +15,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core.timestamps import seconds_of
+from inferwatch.forking import catch_up_after_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -26,6 +27,7 @@ def record_outcome(monitor: Monitor, request_id: object, y_true: object,
     :meth:`Monitor.record_outcome`); `forward`: an outcome it never predicted may go to
     another version of the model. Never raises."""
     try:
+        catch_up_after_fork()  # a worker forked past the at-fork hooks: its own locks first
         when = time.time() if at is None else seconds_of(at)
         # Read and bounded as a prediction's id is (request_id_text): bytes as their text,
         # a str subclass as its characters, 101.0 as 101, a long id as its digest; else

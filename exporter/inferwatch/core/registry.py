@@ -112,6 +112,9 @@ class Registry:
         with the classes of the model that made them.
         """
         _check_model(name, version)
+        # Looked up on request paths (inferwatch.monitor(name).record_outcome(...)): a
+        # worker forked past Python's at-fork hooks takes its own lock, never its parent's.
+        catch_up_after_fork()
         new_reader: Callable[[], Sequence[object] | None] | None = None
         sharing: list[Monitor] = []
         settings_refused = False
@@ -187,6 +190,7 @@ class Registry:
                     isinstance(version, numbers.Real) and not isinstance(version, bool)
                     and is_finite_version(version))):
             return None
+        catch_up_after_fork()  # a route lookup on a request path: as in monitor()
         with self._lock:
             # A value the caps would still admit is stored as itself: nothing is under it
             # yet, so the lookups below find nothing.
@@ -200,6 +204,7 @@ class Registry:
             return self._monitors.get((key, cap.stored_as(text)))
 
     def monitors(self) -> list[Monitor]:
+        catch_up_after_fork()  # as in monitor()
         with self._lock:
             return list(self._monitors.values())
 
