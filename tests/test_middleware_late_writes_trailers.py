@@ -5,6 +5,7 @@ HEAD, 204/304, trailers and exceptions after the response started."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,33 @@ def test_a_wsgi_request_is_abandoned_again_once_its_app_call_returned(scraper, c
     clock.offset += request_module.ABANDONED_AFTER_SECONDS + 1
     model(2.0)  # now it is abandoned: this call counts as its own
     assert outcomes(scraper) == {"ok": 1, "error": 0, "cancelled": 1}
+
+
+def test_a_file_the_server_sends_itself_past_the_abandoned_bound_is_not_abandoned(
+        scraper, clock):
+    """A download the server sends by sendfile for longer than the abandoned bound (a
+    large file to a slow client): its request ends when the server closes the file, not
+    as cancelled when a model call of the same thread looks for its open request."""
+    from wsgiref.util import FileWrapper
+
+    model = inferwatch.instrument(lambda x: x, name="files", version="1",
+                                  registry=scraper.registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"x" * 100))
+
+    wrapped = WSGIInstrumentMiddleware(app, model="files", registry=scraper.registry)
+    body = wrapped({"REQUEST_METHOD": "GET", "PATH_INFO": "/file",
+                    "wsgi.file_wrapper": FileWrapper},
+                   lambda status, headers, exc_info=None: None)
+    assert isinstance(body, FileWrapper)  # the server's own object: it sends the file
+    clock.offset += request_module.ABANDONED_AFTER_SECONDS + 60
+    model(1.0)  # still sending: the call joins the open request
+    assert outcomes(scraper) == {"ok": 0, "error": 0, "cancelled": 0}
+    body.close()  # the server is done with the file
+    assert outcomes(scraper) == {"ok": 1, "error": 0, "cancelled": 0}
+    assert scraper.value("inferwatch_requests_in_flight") == 0
 
 
 # --- trailers ------------------------------------------------------------------------------

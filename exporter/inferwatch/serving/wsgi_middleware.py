@@ -276,7 +276,7 @@ class _ServerFile:
         self._started = started
 
     @classmethod
-    def watch(cls, body: Any, request: Request, environ: dict[str, Any],
+    def watch(cls, body: Any, request: HTTPRequest, environ: dict[str, Any],
               started: _Started) -> bool:
         """Make `body`'s ``close`` end `request`; False when `body` takes no attribute of
         ours (a class with ``__slots__``, a C type): then it is wrapped as any other body."""
@@ -288,6 +288,9 @@ class _ServerFile:
         except Exception as exc:
             faults.record(COMPONENT, exc)
             return False
+        # As a file body the middleware wraps: the server's close() ends it, however long
+        # a large file to a slow client takes to send.
+        request.responding()
         return True
 
     def close(self) -> None:
