@@ -15,8 +15,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inferwatch.events.clean import clean
 from inferwatch.events.jsonl import event_files
-from inferwatch.events.redact import Redaction, _fold, clean
+from inferwatch.events.redact import Redaction, _fold
 from inferwatch.events.sinks import Encoder
 
 SECRET = b"edge-secret-for-tests-0123456789"

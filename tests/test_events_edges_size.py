@@ -13,8 +13,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inferwatch.events.clean import clean
 from inferwatch.events.jsonl import event_files
-from inferwatch.events.redact import clean
 from inferwatch.events.sinks import IDENTITY_FIELDS, Encoder, TooLarge
 
 # Far above what an encoding that is linear in the event takes on a loaded machine, far

@@ -15,8 +15,8 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inferwatch.events.clean import clean
 from inferwatch.events.jsonl import event_files
-from inferwatch.events.redact import clean
 from inferwatch.events.sinks import Encoder, Query, query_events
 
 # Every unit a datetime64 may carry, coarse to fine.

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from inferwatch.cli import main
 from inferwatch.events import EventLog, hash_value
-from inferwatch.events.redact import clean_text
+from inferwatch.events.clean import clean_text
 from inferwatch.events.sinks import Encoder, Query
 
 T0 = 1_700_000_000.0

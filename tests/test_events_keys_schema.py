@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from inferwatch.cli import main
 from inferwatch.events import EventLog
+from inferwatch.events.clean import clean
 from inferwatch.events.dropped import DroppedEventsCollector, values_dropped_totals
-from inferwatch.events.redact import clean
 
 SSN = "123-45-6789"
 OTHER_SSN = "987-65-4321"

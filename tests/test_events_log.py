@@ -38,7 +38,9 @@ from inferwatch.events import (
     sinks,
     sqlite,
 )
+from inferwatch.events import clean as cleaning
 from inferwatch.events import cli as events_cli
+from inferwatch.events.clean import clean_text
 from inferwatch.events.dropped import values_dropped_totals
 from inferwatch.events.jsonl import JsonlSink, event_files
 
@@ -149,9 +151,9 @@ def test_control_characters_in_inputs_never_split_a_record(pairs):
         assert len(lines) == len(pairs) == data.count(b"\n")
         for line, (key, value) in zip(lines, pairs):
             event = json.loads(line)
-            assert event["request_id"] == redact.clean_text(value)
-            assert event["inputs"]["text"] == [redact.clean_text(value)]
-            assert event["action"] == redact.clean_text(key)
+            assert event["request_id"] == clean_text(value)
+            assert event["inputs"]["text"] == [clean_text(value)]
+            assert event["action"] == clean_text(key)
     finally:
         shutil.rmtree(directory)
 
@@ -474,7 +476,8 @@ def test_secret_from_the_environment(tmp_path, make_log, monkeypatch):
     assert event["user"] == hash_value("environment-secret-0123", "bob")
 
 
-@pytest.mark.parametrize("module", [events_pkg, log, redact, sinks, jsonl, sqlite, events_cli])
+@pytest.mark.parametrize("module", [events_pkg, log, cleaning, redact, sinks, jsonl,
+                                    sqlite, events_cli])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inferwatch.events.redact import clean_text
+from inferwatch.events.clean import clean_text
 from inferwatch.events.sinks import Encoder, is_type_name
 
 SSN = "078-05-1120"

@@ -13,12 +13,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from inferwatch.events.clean import clean, clean_text
 from inferwatch.events.redact import (
     HASH_PREFIX,
     Redaction,
     canonical_bytes,
-    clean,
-    clean_text,
     hash_value,
     parse_path,
 )

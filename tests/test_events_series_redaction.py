@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.events import EventLog, hash_value
-from inferwatch.events.redact import Redaction, clean
+from inferwatch.events.clean import clean
+from inferwatch.events.redact import Redaction
 from inferwatch.events.sinks import Encoder
 
 SECRET = b"k" * 32

@@ -24,8 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inferwatch.events.clean import clean
 from inferwatch.events.jsonl import event_files
-from inferwatch.events.redact import Redaction, clean, hash_value
+from inferwatch.events.redact import Redaction, hash_value
 from inferwatch.events.sinks import Encoder
 
 KEY = b"redaction-edges-secret-012345678"
@@ -190,7 +191,8 @@ def test_shared_references_cannot_make_cleaning_exponential():
     # is a timeout here, not a writer thread spinning in the test process.
     script = textwrap.dedent("""
         import json, time
-        from inferwatch.events.redact import Redaction, clean, hash_value
+        from inferwatch.events.clean import clean
+        from inferwatch.events.redact import Redaction, hash_value
         from inferwatch.events.sinks import Encoder
         shared = {"ssn": "078-05-1120"}
         for _ in range(40):

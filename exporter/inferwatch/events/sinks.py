@@ -2,7 +2,7 @@
 
 An event becomes a :class:`Record`: one line of compact JSON (no newline inside, no control
 character anywhere) plus the columns SQLite indexes. :class:`Encoder` does the work on the
-writer thread: error normalisation, :func:`~inferwatch.events.redact.clean`, redaction, and
+writer thread: error normalisation, :func:`~inferwatch.events.clean.clean`, redaction, and
 the size bound (bulky fields are replaced by ``{"truncated_bytes": n}`` and listed under
 ``"truncated"`` until the record fits).
 
@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from inferwatch.events.clean import clean, clean_text
 from inferwatch.events.fields import type_name
-from inferwatch.events.redact import Redaction, clean, clean_text, identity_text
+from inferwatch.events.redact import Redaction, identity_text
 
 # A request id is what events are found and joined by, so it is never cut: a longer one is
 # stored as its digest, which a query by the id computes too; the rule every path bounds
