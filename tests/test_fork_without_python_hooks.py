@@ -4,7 +4,8 @@ uWSGI's default pre-forking loads the app in the master and forks the workers wi
 ``fork()``: no ``os.register_at_fork`` hook runs in them. Here the fork is libc's too
 (``ctypes``), in a fresh interpreter: the master instruments a model in multi-worker mode,
 serves calls, folds and publishes them, then forks workers that each serve calls of their
-own, publish (a scrape of their own) and leave through ``inferwatch.multiproc.shutdown()``.
+own, publish (a scrape of their own) and leave as a worker does: their publisher closed (what
+its exit handler does; ``os._exit`` skips exit handlers).
 Each worker must write a snapshot of its own, and the merged counts must be every
 process's calls once: caught up with on its first scrape, on its first hand-off to the
 drain, or by uWSGI's post-fork hook (its ``uwsgi`` module faked: the only layer that
@@ -46,7 +47,7 @@ SCRIPT = textwrap.dedent('''
 
     import inferwatch
     from inferwatch.core.registry import Registry
-    from inferwatch.multiproc import attach, shutdown
+    from inferwatch.multiproc import attach
 
     class Model:
         def predict(self, rows):
@@ -90,7 +91,9 @@ SCRIPT = textwrap.dedent('''
                 "before_scrape": before_scrape,
             }).encode() + b"\\n")
             os.read(go_r, 1)  # the parent has looked at every worker's file
-            shutdown()
+            # The final snapshot and its fold: a scrape publishes only when a second has
+            # passed since the drain thread last did, so its snapshot may be older.
+            publisher.close()
             os._exit(0)
         os.close(ready_w); os.close(go_r)
         children.append((pid, ready_r, go_w))
@@ -107,7 +110,7 @@ SCRIPT = textwrap.dedent('''
         os.close(go_w)
     statuses = [os.waitpid(pid, 0)[1] for pid, _, _ in children]
     print(json.dumps({"statuses": statuses}), flush=True)
-    shutdown()
+    publisher.close()
 ''').replace("MASTER_CALLS", str(MASTER_CALLS))
 
 
