@@ -137,6 +137,8 @@ class Comparison:
         """A new lock in a forked child, which starts with nothing pending: what the parent
         had not folded yet is the parent's to count."""
         self._lock = threading.Lock()
+        for cap in (self._champion_cap, self._shadow_cap):  # folded under their own locks
+            cap.renew_lock()
         self._pairs, self._scored, self._drops, self._sampled = [], [], {}, 0
         self._judging = {}  # a thread of the parent's judging: none in the child
         self._pending_bytes = self._scored_rows = self._scored_over = 0
