@@ -162,8 +162,10 @@ def test_an_empty_scrape_section_keeps_the_defaults() -> None:
 
 _NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?(\.[a-z0-9]{1,8}){0,2}",
                        fullmatch=True)
+# Kubernetes refuses '.', '..' and keys starting with '..' as data keys (and so does the
+# config): an accepted key is any other.
 _KEYS = st.from_regex(r"[-._a-zA-Z0-9]{1,30}", fullmatch=True).filter(
-    lambda key: not key.startswith(".."))
+    lambda key: key != "." and not key.startswith(".."))
 _REFS = st.builds(lambda kind, name, key: {kind: name, "key": key},
                   st.sampled_from(["secret", "config_map"]), _NAMES, _KEYS)
 _SECRETS = st.builds(lambda name, key: {"secret": name, "key": key}, _NAMES, _KEYS)
