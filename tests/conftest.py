@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import sys
@@ -86,6 +87,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_port_in(ports: range) -> int:
+    """A free loopback port of `ports`, tried in random order: a server that binds its own
+    port needs a number before it starts, and a range of a test's own keeps it clear of the
+    ports the system hands out (and of another test's range)."""
+    for port in random.sample(ports, len(ports)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail(f"no free loopback port in {ports.start}-{ports.stop - 1}")
 
 
 def require_binary(name: str) -> str:

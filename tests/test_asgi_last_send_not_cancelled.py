@@ -35,6 +35,7 @@ from starlette.responses import FileResponse
 from starlette.routing import Route
 
 import inferwatch
+from conftest import free_port_in
 from inferwatch.serving.middleware import InstrumentMiddleware
 from processes import serving_app
 from request_totals import requests_by_outcome
@@ -45,18 +46,6 @@ from waiting import wait_until
 PORTS = range(46850, 46900)
 
 
-def loopback_port() -> int:
-    """A free loopback port of `PORTS`."""
-    for port in random.sample(PORTS, len(PORTS)):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free loopback port in {PORTS}")
-
-
 @contextlib.contextmanager
 def own_server(command: Callable[[int], list[str]], app_dir: Path, token: str
                ) -> Iterator[tuple[str, int]]:
@@ -65,7 +54,7 @@ def own_server(command: Callable[[int], list[str]], app_dir: Path, token: str
     the choice and the bind (a test running at the same time) answers with another token,
     and the next port is tried."""
     for _ in range(5):
-        port = loopback_port()
+        port = free_port_in(PORTS)
         with serving_app(command(port), port, app_dir=app_dir, log_dir=app_dir,
                          ready_path="/health") as url:
             if http_get(url + "/whoami") != token.encode():

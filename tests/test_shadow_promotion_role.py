@@ -8,11 +8,8 @@ the merged view of workers where exited ones had shadowed it) never paged.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -29,6 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch
+from conftest import free_port_in
 from inferwatch.core.registry import Registry
 from inferwatch.core.state import ModelState
 from inferwatch.multiproc.merge import merge_view
@@ -247,19 +245,6 @@ APP = textwrap.dedent("""
 """)
 
 
-def free_port_in_range() -> int:
-    for port in random.sample(PORTS, len(PORTS)):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    continue
-                raise
-            return port
-    pytest.fail(f"no free port in {PORTS}")
-
-
 def get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()
@@ -294,7 +279,7 @@ def test_a_gunicorn_rollout_promoting_the_challenger_ends_with_it_judged(tmp_pat
     directory = tmp_path / "multiproc"
     directory.mkdir()
     log = tmp_path / "gunicorn.log"
-    url = f"http://127.0.0.1:{free_port_in_range()}"
+    url = f"http://127.0.0.1:{free_port_in(PORTS)}"
     environment = {**os.environ, "INFERWATCH_MULTIPROC_DIR": str(directory),
                    "PROMOTION_VERSIONS": str(versions),
                    "PYTHONPATH": os.pathsep.join(sys.path)}

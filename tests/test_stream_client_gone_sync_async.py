@@ -24,8 +24,10 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 import inferwatch
+from conftest import free_port_in
 from inferwatch import faults
 from inferwatch.serving.middleware import InstrumentMiddleware
+from waiting import wait_until
 
 PORTS = range(21500, 22000)
 # How long the model goes on making its next item after the server saw the client leave.
@@ -34,26 +36,6 @@ PORTS = range(21500, 22000)
 MODEL_OUTLIVES_CLIENT = 0.5
 DEADLINE = 60.0
 OUR_COMPONENTS = ("middleware", "stream", "request")
-
-
-def wait_for(check: Any, what: str, seconds: float = DEADLINE) -> None:
-    """Poll `check` until it holds; the deadline only guards against a hang."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port_in_range() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail(f"no free loopback port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 class Model:
@@ -133,13 +115,13 @@ def streaming_app(registry: Any, model: Model, seen: dict[str, float]) -> FastAP
 def uvicorn_serving(app: Any) -> Iterator[int]:
     """`app` served by a real uvicorn on a loopback port, in a thread of this process (so
     that its clock is the test's, and the test can collect its garbage)."""
-    port = free_port_in_range()
+    port = free_port_in(PORTS)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: server.started or not thread.is_alive(), "uvicorn to start")
+        wait_until(lambda: server.started or not thread.is_alive(), what="uvicorn to start")
         assert server.started
         yield port
     finally:
@@ -177,9 +159,9 @@ def test_a_client_gone_mid_stream_ends_the_request_then_with_its_stream(served, 
             chunk = sock.recv(4096)
             assert chunk, "the server closed the stream early"
             received += chunk
-        wait_for(model.waiting.is_set, "the model to hold back its next item")
+        wait_until(model.waiting.is_set, what="the model to hold back its next item")
     # The socket is closed: the client is gone while the model makes its next item.
-    wait_for(lambda: "at" in seen, "the server to see the client leave")
+    wait_until(lambda: "at" in seen, what="the server to see the client leave")
     time.sleep(MODEL_OUTLIVES_CLIENT)
     model.release.set()
 
@@ -187,13 +169,13 @@ def test_a_client_gone_mid_stream_ends_the_request_then_with_its_stream(served, 
         return scraper.value("inferwatch_requests_total", model=name,
                              outcome="cancelled") == 1
 
-    wait_for(cancelled, "the request to end")
+    wait_until(cancelled, what="the request to end")
 
     def generator_closed() -> bool:
         gc.collect()  # a sync generator Starlette left suspended is closed when collected
         return model.closed.is_set()
 
-    wait_for(generator_closed, "the model's generator to be closed")
+    wait_until(generator_closed, what="the model's generator to be closed")
     by_then = seen["at"] - connected_at
 
     def value(metric: str, **labels: str) -> float:
@@ -228,8 +210,8 @@ def test_a_sync_stream_the_client_reads_to_its_end_is_recorded_as_before(served)
             received += chunk
     assert b" 200 " in received.split(b"\r\n", 1)[0]
     assert all(f"tok{i} ".encode() in received for i in range(3))
-    wait_for(lambda: scraper.value("inferwatch_requests_total", model="sync_llm",
-                                   outcome="ok") == 1, "the request to end")
+    wait_until(lambda: scraper.value("inferwatch_requests_total", model="sync_llm",
+                                     outcome="ok") == 1, what="the request to end")
     assert model.closed.is_set()
 
     def value(metric: str, **labels: str) -> float:

@@ -204,7 +204,10 @@ class Registry:
             return self._monitors.get((key, cap.stored_as(text)))
 
     def monitors(self) -> list[Monitor]:
-        catch_up_after_fork()  # as in monitor()
+        # A process forked without Python's at-fork hooks (uWSGI's pre-forked workers)
+        # becomes a worker of its own before it folds, publishes or looks up anything as
+        # its parent, under a lock of its own.
+        catch_up_after_fork()
         with self._lock:
             return list(self._monitors.values())
 
@@ -231,10 +234,7 @@ class Registry:
         calls outpace the fold took k times as long, past Prometheus' scrape timeout. A
         monitor reached once the budget is spent folds nothing if calls came to it since the
         scrape began (they outpace the fold), and everything otherwise."""
-        # A process forked without Python's at-fork hooks (uWSGI's pre-forked workers)
-        # becomes a worker of its own before it folds anything as its parent.
-        catch_up_after_fork()
-        monitors = self.monitors()
+        monitors = self.monitors()  # a worker of its own first (see there)
         finished = [monitor.calls_finished() for monitor in monitors]
         deadline = monitor_drain._clock() + monitor_drain.DRAIN_BUDGET_SECONDS
         for index, monitor in enumerate(monitors):
