@@ -123,7 +123,7 @@ def test_reading_in_blocks_types_every_column_as_reading_it_whole(tmp_path_facto
                                                                   block_cells, text):
     """A column is numbers only if every cell of the whole file is one, whichever block
     shows the first text; text keeps every cell as written."""
-    from inferwatch.quality import profile_cli
+    from inferwatch.quality import data_files
 
     path = tmp_path_factory.mktemp("csv") / "data.csv"
     width = len(columns[0])
@@ -132,13 +132,13 @@ def test_reading_in_blocks_types_every_column_as_reading_it_whole(tmp_path_facto
         csv.writer(f).writerows([header, *columns])
     rows = columns  # the writer quotes a row of one empty cell, so no row is blank
     text_columns = {"c0"} if text else set()
-    progress = profile_cli.Progress("r", enabled=False)
+    progress = data_files.Progress("r", enabled=False)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(profile_cli, "BLOCK_CELLS", block_cells)
-        in_blocks = profile_cli.read_csv(str(path), progress, text_columns=text_columns)
-        patch.setattr(profile_cli, "BLOCK_CELLS", 1 << 30)
-        whole = profile_cli.read_csv(str(path), progress, text_columns=text_columns)
+        patch.setattr(data_files, "BLOCK_CELLS", block_cells)
+        in_blocks = data_files.read_csv(str(path), progress, text_columns=text_columns)
+        patch.setattr(data_files, "BLOCK_CELLS", 1 << 30)
+        whole = data_files.read_csv(str(path), progress, text_columns=text_columns)
 
     assert list(in_blocks) == header
     for name in header:
@@ -148,7 +148,7 @@ def test_reading_in_blocks_types_every_column_as_reading_it_whole(tmp_path_facto
         cells = [row[j] for row in rows]
         if in_blocks[name].dtype == object:
             assert in_blocks[name].tolist() == [
-                None if c.strip() in profile_cli.MISSING_TOKENS else c for c in cells]
+                None if c.strip() in data_files.MISSING_TOKENS else c for c in cells]
         else:
             assert name not in text_columns
 
@@ -157,12 +157,12 @@ def test_a_column_that_turns_to_text_late_keeps_its_early_cells_as_written(tmp_p
                                                                             monkeypatch):
     # Codes that look like numbers for the first blocks ("01.50", "007") must come back as
     # written once a later block shows the column is text: read as numbers they were lost.
-    from inferwatch.quality import profile_cli
+    from inferwatch.quality import data_files
 
     path = tmp_path / "codes.csv"
     path.write_text("code,amount\n01.50,1\n007,2\n,3\nAB-9,4\n", encoding="utf-8")
-    monkeypatch.setattr(profile_cli, "BLOCK_CELLS", 2)  # one row a block
-    columns = profile_cli.read_csv(str(path), profile_cli.Progress("r", enabled=False))
+    monkeypatch.setattr(data_files, "BLOCK_CELLS", 2)  # one row a block
+    columns = data_files.read_csv(str(path), data_files.Progress("r", enabled=False))
     assert columns["code"].tolist() == ["01.50", "007", None, "AB-9"]
     assert columns["amount"].tolist() == [1.0, 2.0, 3.0, 4.0]
 
@@ -172,17 +172,17 @@ def test_a_large_csv_is_never_held_as_text(tmp_path, monkeypatch):
     # each): a 42 MB CSV took 810 MB. Now one block of text at a time, numbers as floats.
     import tracemalloc
 
-    from inferwatch.quality import profile_cli
+    from inferwatch.quality import data_files
 
     rows, width = 100_000, 4
     path = tmp_path / "large.csv"
     rng = np.random.default_rng(3)
     np.savetxt(path, rng.random((rows, width)), delimiter=",", fmt="%.6f",
                header=",".join(f"f{j}" for j in range(width)), comments="")
-    monkeypatch.setattr(profile_cli, "BLOCK_CELLS", 4096)
+    monkeypatch.setattr(data_files, "BLOCK_CELLS", 4096)
     tracemalloc.start()
     try:
-        columns = profile_cli.read_csv(str(path), profile_cli.Progress("r", enabled=False))
+        columns = data_files.read_csv(str(path), data_files.Progress("r", enabled=False))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

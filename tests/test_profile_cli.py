@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inferwatch.quality import profile_cli
+from inferwatch.quality import data_files, profile_cli
 from inferwatch.quality.reference import Reference
 
 
@@ -170,7 +170,7 @@ def test_progress_bar_on_request(training, tmp_path, capsys):
 
 def test_progress_bar_is_silent_when_disabled():
     stream = io.StringIO()
-    bar = profile_cli.Progress("x", enabled=False, stream=stream)
+    bar = data_files.Progress("x", enabled=False, stream=stream)
     bar.update(5, 10)
     bar.close()
     assert stream.getvalue() == ""
@@ -221,7 +221,7 @@ def test_an_unreadable_file_is_a_one_line_error(training, tmp_path, capsys, monk
     def refused(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(profile_cli, "open", refused, raising=False)
+    monkeypatch.setattr(data_files, "open", refused, raising=False)
     assert run_profile([str(path), "-o", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
     assert err == f"inferwatch profile: error: {path}: cannot read: Permission denied\n"

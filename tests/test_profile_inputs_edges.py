@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli_pages import INFERWATCH
-from inferwatch.quality import profile_cli
+from inferwatch.quality import data_files, profile_cli
 from inferwatch.quality.reference import Reference
 
 TEXT = "age,city,score\n31,Berlin,0.25\n45,Paris,0.5\n,Rome,0.75\n52,Berlin,0.125\n"
@@ -263,9 +263,9 @@ def test_every_encoding_line_end_and_compression_reads_the_same_columns(
     reference_path.write_bytes(written("\n").encode())
     data = written(newline).encode(encoding)
     path.write_bytes(compress(data) if compress else data)
-    progress = profile_cli.Progress("r", enabled=False)
-    expected = profile_cli.read_csv(str(reference_path), progress)
-    got = profile_cli.read_csv(str(path), progress)
+    progress = data_files.Progress("r", enabled=False)
+    expected = data_files.read_csv(str(reference_path), progress)
+    got = data_files.read_csv(str(path), progress)
     assert list(got) == header
     for name in header:
         assert got[name].dtype == expected[name].dtype

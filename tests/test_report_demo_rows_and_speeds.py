@@ -95,15 +95,16 @@ def test_a_million_rows_read_as_whole_numbers_on_the_page() -> None:
 def test_the_profile_command_examples_compile_with_warnings_as_errors() -> None:
     # `a\,b` in a plain docstring's example: an invalid escape sequence, a SyntaxWarning
     # (an error under -W error) when doctest or a docs build compiled it.
-    from inferwatch.quality import profile_cli
+    from inferwatch.quality import data_files, profile_cli
 
-    source = Path(profile_cli.__file__).read_text(encoding="utf-8")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        compile(source, profile_cli.__file__, "exec")
-        for test in doctest.DocTestFinder().find(profile_cli):
-            for example in test.examples:
-                compile(example.source, test.name, "single")
+    for module in (profile_cli, data_files):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compile(source, module.__file__, "exec")
+            for test in doctest.DocTestFinder().find(module):
+                for example in test.examples:
+                    compile(example.source, test.name, "single")
 
 
 def test_the_split_example_means_what_the_flag_help_says() -> None:

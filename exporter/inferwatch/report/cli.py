@@ -75,18 +75,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success, 2 on a usage or input error."""
-    from inferwatch.quality.profile_cli import (
+    from inferwatch.quality.data_files import (
         PARQUET_SUFFIXES,
         MissingExtra,
         ProfileError,
         Progress,
-        _column_list,
-        _seekable_copy,
         csv_header,
-        json_refusal,
         read_csv,
         read_parquet,
+        seekable_copy,
     )
+    from inferwatch.quality.profile_cli import _column_list, json_refusal
     from inferwatch.quality.reference import Reference, ReferenceError
     from inferwatch.report.flags import Thresholds
     from inferwatch.report.model import from_data
@@ -149,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = reference.output_names
     shown = "stdin" if args.data == "-" else args.data
     try:
-        with _seekable_copy(args.data) as readable:
+        with seekable_copy(args.data) as readable:
             try:
                 # The header first: whether "a,b" names one column or two depends on it, as
                 # in `inferwatch profile`.
