@@ -199,17 +199,28 @@ if sys.argv[2] == "used":
     predict(1)
 elif sys.argv[2] == "gone":
     shutil.rmtree(sys.argv[1])  # a tmpfs cleaned under the server
+elif sys.argv[2] == "own":
+    # An app's own registry, no background publishing: shutdown() alone writes its counts.
+    from inferwatch.core.registry import Registry
+
+    mine = Registry(drain_interval=3600)
+    inferwatch.multiproc.attach(mine)
+    predict = inferwatch.instrument(lambda x: 0.5, name="fraud", version="1", registry=mine)
+    for _ in range(3):
+        predict(1)
 inferwatch.multiproc.shutdown()  # the lifespan's shutdown
 print("done", flush=True)
+os._exit(0)  # as uvicorn's worker ends: no exit handler runs
 """
 
 
-@pytest.mark.parametrize("case", ["unused", "gone", "used"])
+@pytest.mark.parametrize("case", ["unused", "gone", "used", "own"])
 def test_shutdown_in_a_lifespan_never_raises_nor_publishes_an_unused_registry(
         tmp_path: Path, case: str) -> None:
     """shutdown() created the default registry when nothing had used it: in multi-worker
     mode it attached a publisher at shutdown, wrote an empty snapshot and archive, and
-    raised MultiprocError into the app's shutdown when the directory had gone since."""
+    raised MultiprocError into the app's shutdown when the directory had gone since. An
+    app's own attached registry was not published by it at all ("own")."""
     directory = tmp_path / "snapshots"
     directory.mkdir()
     result = subprocess.run([sys.executable, "-c", _LIFESPAN, str(directory), case],
@@ -221,6 +232,8 @@ def test_shutdown_in_a_lifespan_never_raises_nor_publishes_an_unused_registry(
         assert os.listdir(directory) == []
     elif case == "used":
         assert samples(files_view(str(directory)), "inferwatch_requests_total") == 1
+    elif case == "own":
+        assert samples(files_view(str(directory)), "inferwatch_requests_total") == 3
 
 
 # --- 2. a worker that cannot write -------------------------------------------------------

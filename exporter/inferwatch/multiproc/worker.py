@@ -76,6 +76,9 @@ FOLD_SCAN_SECONDS = 1.0
 _now = time.time
 
 log = logging.getLogger("inferwatch.multiproc")
+# Every publisher attach() made in this process (and inherited through fork), for
+# shutdown(): an app's own registry is published at shutdown as the default one is.
+_attached: weakref.WeakSet[Publisher] = weakref.WeakSet()
 
 
 class MultiprocError(RuntimeError):
@@ -209,6 +212,7 @@ def attach(registry: Registry, directory: str | None = None) -> Publisher:
                              f"it cannot publish to {path!r} as well")
     publisher = Publisher(registry, path)
     registry.multiproc = publisher
+    _attached.add(publisher)
     ref = weakref.ref(publisher)
     atexit.register(_close_at_exit, ref)
     # A multiprocessing child (a Pool worker) leaves through os._exit, past atexit: its
@@ -541,9 +545,11 @@ def shutdown() -> None:
     Exit handlers do this when the process exits normally (gunicorn's sync, gthread and
     gevent workers, a script). uvicorn re-raises SIGTERM once it has shut down, so its
     workers die without running exit handlers: call this from the app's lifespan
-    shutdown, with or without a multi-worker directory. Idempotent; never raises. The
-    snapshot is left alone outside multi-worker mode, or when the default registry was
-    never used. Events emitted after it are written as ever (the process may go on).
+    shutdown, with or without a multi-worker directory. Idempotent; never raises. Every
+    registry attached in multi-worker mode is published: the default one and an app's
+    own (``attach(registry)``). The snapshot is left alone outside multi-worker mode, or
+    when no registry was ever used. Events emitted after it are written as ever (the
+    process may go on).
 
     >>> shutdown()
     """
@@ -557,8 +563,10 @@ def shutdown() -> None:
         # Not default_registry(): at shutdown it would create (and attach) a registry that
         # nothing used, and raise into the app's shutdown when the directory has gone since.
         default = registry._default
-        publisher = None if default is None else default.multiproc
-        if publisher is not None:
+        publishers = [] if default is None or default.multiproc is None else [
+            default.multiproc]
+        publishers += [p for p in list(_attached) if p not in publishers]
+        for publisher in publishers:
             publisher.close()  # never raises
     except Exception as exc:  # a bug of ours: never into the app's shutdown
         faults.record("multiproc_write", exc)
