@@ -272,3 +272,45 @@ def test_options_configured_before_instrument_stay_unless_instrument_names_them(
         assert monitor.settings.output_range == (0.0, 1.0)
     finally:
         registry.close()
+
+
+def test_an_instrument_during_a_configure_in_another_thread_keeps_both_and_never_hangs():
+    """instrument() adopted its settings while a configure() of the same monitor ran in
+    another thread: that configure put back the settings it had read at its start, and the
+    instrument's options were lost. Adopting under the registry's lock instead would hang
+    both threads once the configure's drain looks up the model's versions there."""
+    import inferwatch
+
+    registry = Registry(drain_interval=3600)
+    monitor = inferwatch.monitor("m", "1", registry=registry)
+    in_drain, release = threading.Event(), threading.Event()
+    drain = monitor.drain
+
+    def slow_drain(*args, **kwargs):
+        in_drain.set()
+        release.wait(10)
+        registry.monitors()  # as the join of an outcome with sibling versions does
+        return drain(*args, **kwargs)
+
+    monitor.drain = slow_drain
+    configuring = threading.Thread(
+        target=monitor.configure, kwargs={"output_range": (0.0, 1.0)}, daemon=True)
+    instrumenting = threading.Thread(
+        target=inferwatch.instrument, args=(lambda x: 0.5,),
+        kwargs={"name": "m", "version": "1", "registry": registry,
+                "metadata": {"team": "risk"}}, daemon=True)
+    try:
+        configuring.start()
+        assert in_drain.wait(10)
+        instrumenting.start()
+        instrumenting.join(0.5)  # unfixed, it finished here, under the configure
+        release.set()
+        configuring.join(10)
+        instrumenting.join(10)
+        assert not configuring.is_alive() and not instrumenting.is_alive()
+        assert monitor.settings.output_range == (0.0, 1.0)
+        assert monitor.settings.metadata["team"] == "risk"
+        assert monitor.state.info["team"] == "risk"
+    finally:
+        release.set()
+        registry.close()

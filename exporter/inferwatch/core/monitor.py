@@ -364,6 +364,13 @@ class Monitor(MonitorDrain):
         >>> mon.state.info["task"], mon.settings.output_range
         ('classification', (0.0, 1.0))
         """
+        # Under the configure lock: a configure() running in another thread builds on the
+        # settings it read at its start, and would put them back over these (or these over
+        # its), one side's options lost.
+        with self._configure_lock:
+            return self._adopt(settings)
+
+    def _adopt(self, settings: Settings) -> bool:
         # Only what `settings` sets itself: options given to configure() before, and not
         # named again here, stay.
         defaults = Settings()

@@ -117,7 +117,7 @@ class Registry:
         catch_up_after_fork()
         new_reader: Callable[[], Sequence[object] | None] | None = None
         sharing: list[Monitor] = []
-        settings_refused = False
+        settings_refused = adopting = False
         with self._lock:
             name = self._model_cap.fold(name)
             if version is None:
@@ -149,14 +149,17 @@ class Registry:
                     monitor.state.trained_at = trained_at
                 if class_names is not monitor._class_names:
                     new_reader = class_names
-                if settings is not None and not monitor.adopt(settings) and \
-                        key not in self._settings_refused:
-                    self._settings_refused.add(key)
-                    settings_refused = True
+                adopting = settings is not None
             # A version past the cap is served and recorded by the __other__ monitor, so
             # that is where a later monitor(name) must find its requests and outcomes.
             if latest or name not in self._latest:
                 self._latest[name] = monitor
+        # Outside the registry's lock: adopt() waits for a configure() of the monitor that
+        # another thread runs, and that one's drain may look up sibling versions here.
+        if adopting and not monitor.adopt(settings):
+            with self._lock:
+                settings_refused = key not in self._settings_refused
+                self._settings_refused.add(key)
         if settings_refused:
             _warn_settings_refused(name, version)
         # One more monitor shares the budget: the others' lists shrink to their new share.
