@@ -251,6 +251,53 @@ def test_a_file_sent_by_pathsend_or_zerocopysend_ends_the_response(scraper, frau
     assert scraper.value("inferwatch_stream_items_sum") == 3  # the chunks of the second
 
 
+@pytest.mark.parametrize("how", ["count", "to_end", "file_object", "short"])
+def test_a_zero_copy_file_of_the_declared_length_is_the_whole_answer(scraper, fraud,
+                                                                       tmp_path, how):
+    """Its bytes counted toward Content-Length, as a body's are: the answer is complete once
+    they are handed over, and a client that leaves before the app's empty last message (the
+    app then sends none, as Starlette's responses do) had its answer (ok), not a cut-off
+    one (cancelled)."""
+    path = tmp_path / "report.bin"
+    path.write_bytes(b"x" * 4096)
+
+    async def zero_copy(scope, receive, send):
+        fraud.predict_proba([[1.0]])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"4000")]})
+        with open(path, "rb") as f:
+            message = {"type": "http.response.zerocopysend", "file": f.fileno(),
+                       "offset": 96, "more_body": True}
+            if how in ("count", "short"):
+                message["count"] = 4000 if how == "count" else 3999
+            elif how == "file_object":
+                f.seek(96)
+                message = {**message, "file": f}
+                del message["offset"]
+            await send(message)
+        if (await receive())["type"] == "http.disconnect":
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}  # the client took its 4000 bytes and left
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/file", "root_path": "",
+             "headers": [], "extensions": {"http.response.zerocopysend": {}}}
+    asyncio.run(InstrumentMiddleware(zero_copy, model="fraud",
+                                     registry=scraper.registry)(scope, receive, send))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.zerocopysend"]
+    # A byte short of what it declared: the client left with a cut-off answer.
+    outcome = "cancelled" if how == "short" else "ok"
+    assert scraper.value("inferwatch_requests_total", outcome=outcome) == 1
+    assert scraper.total("inferwatch_requests_total") == 1
+
+
 def test_traceparent_header_gives_the_trace_id(scraper, fraud, tmp_path):
     events = tmp_path / "events.jsonl"
     inferwatch.monitor("fraud", registry=scraper.registry).configure(events=str(events))

@@ -32,18 +32,18 @@ hold only the member's framing (its header, an empty flush, its end), as Starlet
 sends around such an answer; a body whose length the response declared (``Content-Length``:
 a ``FileResponse``, in 64 KiB chunks) is no stream either. A client that disconnects before
 the last chunk was handed to the server (or all the bytes of a declared ``Content-Length``
-were), or before the server took all of a WSGI body, list or iterator, makes the request
-``cancelled``, not an error (one that read the whole answer and closed while the server's
-last ``send`` was under way got it: ok). Under ASGI a cancelled request ends when the
-middleware saw the client go (its ``http.disconnect``, or a send that failed), however long
-the app takes to return after it. When the body comes from an instrumented model's stream,
-the request records that stream's figures instead. A sync generator that a server steps in a
-thread (Starlette's ``StreamingResponse``) is still open when its client goes, making its
-next item, and is closed only when collected: the request ends without it, with the body's
-figures as that stream's (none or one chunk too, as of the client's leaving) and the
-stream's time until then as its ``inference`` stage, as an async stream cancelled with its
-request would give; the model's stream adds only its tokens when it ends: one stream per
-request.
+were, a zero-copy file's counted by its ``count`` or its size), or before the server took
+all of a WSGI body, list or iterator, makes the request ``cancelled``, not an error (one
+that read the whole answer and closed while the server's last ``send`` was under way got it:
+ok). Under ASGI a cancelled request ends when the middleware saw the client go (its
+``http.disconnect``, or a send that failed), however long the app takes to return after it.
+When the body comes from an instrumented model's stream, the request records that stream's
+figures instead. A sync generator that a server steps in a thread (Starlette's
+``StreamingResponse``) is still open when its client goes, making its next item, and is
+closed only when collected: the request ends without it, with the body's figures as that
+stream's (none or one chunk too, as of the client's leaving) and the stream's time until
+then as its ``inference`` stage, as an async stream cancelled with its request would give;
+the model's stream adds only its tokens when it ends: one stream per request.
 
 The WSGI middleware and its body wrappers are in :mod:`inferwatch.serving.wsgi_middleware`;
 both middlewares route by :mod:`inferwatch.serving.routes`, read a request's ids with
@@ -71,6 +71,7 @@ both middlewares route by :mod:`inferwatch.serving.routes`, read a request's ids
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -289,6 +290,29 @@ def _still_owed(owed: int, chunk: Any) -> int:
         return owed
 
 
+def _zero_copy_owed(owed: int, message: dict[str, Any]) -> int:
+    """The bytes of a declared length still owed once an ``http.response.zerocopysend`` is
+    sent: its ``count``, or without one the file from ``offset`` (else the file's position)
+    to its end. A file that cannot be measured leaves `owed` as it was.
+
+    >>> _zero_copy_owed(10, {"file": 0, "count": 4}), _zero_copy_owed(3, {"count": 7})
+    (6, 0)
+    """
+    count = message.get("count")
+    if count is None:
+        try:
+            file = message["file"]
+            fd = file if isinstance(file, int) else file.fileno()
+            offset = message.get("offset")
+            start = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
+            count = os.fstat(fd).st_size - start
+        except Exception:  # no such file, no descriptor: the server refuses it, not we
+            return owed
+    if not isinstance(count, int) or isinstance(count, bool):
+        return owed
+    return max(owed - max(count, 0), 0)
+
+
 def _streamed(body: ItemClock | None) -> ItemClock | None:
     """The body's clock when the body was a stream: more than one chunk with bytes in it.
     A body sent in several messages may still be one answer: Starlette's
@@ -421,8 +445,9 @@ class InstrumentMiddleware:
                                                                  gzip_framing, not more)):
                     body.item()
                 last = not more
-                if owed is not None and kind == "http.response.body":
-                    owed = _still_owed(owed, message.get("body"))
+                if owed is not None:
+                    owed = _still_owed(owed, message.get("body")) if \
+                        kind == "http.response.body" else _zero_copy_owed(owed, message)
                     last = last or owed == 0  # all it declared: the client has its answer
             elif kind == "http.response.start":
                 try:
