@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,22 @@ import textwrap
 import pytest
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="needs fork")
+# CPython 3.13 counts the process's threads after the fork's after-hooks have run, when the
+# parent's threads are running again: it warns whatever ran at the fork (docs/multiprocess.md).
+# The threads are still stopped at the fork itself, which the probes see on every version.
+WARNS_AFTER_THE_HOOKS = sys.version_info >= (3, 13)
+RESTARTED_BEFORE_COUNTED = pytest.mark.xfail(
+    WARNS_AFTER_THE_HOOKS, strict=False,
+    reason="3.13 sees the threads restarted by the parent's after-fork hook")
+MULTI_THREADED = re.compile(r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) "
+                            r"may lead to deadlocks in the child\.")
+
+
+def no_fork_warning(warnings: list[str]) -> bool:
+    """Whether a fork gave no warning, but for 3.13's multi-threaded one after the hooks."""
+    if WARNS_AFTER_THE_HOOKS:
+        return all(MULTI_THREADED.fullmatch(warning) for warning in warnings)
+    return warnings == []
 
 PROBE = textwrap.dedent('''
     import collections, glob, json, os, sys, threading, time, warnings
@@ -154,7 +171,7 @@ def test_no_event_writer_runs_at_fork_and_every_event_is_written_once(tmp_path):
     # the system thread outlives join() by a moment).
     assert probe["os_threads"] == result["imports"]
     assert probe["queued"][0] > 0  # the parent's queue was kept across the fork...
-    assert result["warnings"] == []
+    assert no_fork_warning(result["warnings"])
     assert result["after"] == ["inferwatch-events"]  # ...and written by its writer again
     assert result["child"] == {"threads": ["inferwatch-events"], "flushed": True, "dropped": 0}
     assert result["flushed"] and result["dropped"] == 0
@@ -281,7 +298,7 @@ def test_no_shadow_worker_runs_at_fork_and_both_sides_compare_their_own_calls(tm
     workers = ["inferwatch-shadow-0", "inferwatch-shadow-1"]
     assert result["before"] == ["inferwatch-drain", *workers]
     assert [probe["threads"] for probe in result["at_fork"]] == [[]]
-    assert result["warnings"] == []
+    assert no_fork_warning(result["warnings"])
     assert result["child"] == {"threads": ["inferwatch-drain"], "flushed": True, "answered": 3,
                                "after": ["inferwatch-drain", *workers]}
     assert result["flushed"] and result["after"] == ["inferwatch-drain", *workers]
@@ -320,6 +337,7 @@ def test_a_shadow_worker_in_a_long_call_never_holds_the_fork_for_good(tmp_path):
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="the fork warning is CPython 3.12's")
+@RESTARTED_BEFORE_COUNTED
 def test_forking_workers_with_events_and_a_shadow_gives_no_multi_threaded_warning(tmp_path):
     """What a pre-fork server does: instrument with events= and a shadow at import, warm
     up, then fork workers one by one."""

@@ -25,7 +25,10 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def _signed(directory: Path, name: str, subject: str, extension: str) -> None:
     """A key `name`.key and its certificate `name`.crt signed by the CA in `directory`."""
-    (directory / f"{name}.ext").write_text(extension + "\n")
+    # What Python 3.13's strict verification (VERIFY_X509_STRICT) asks of a signed one.
+    (directory / f"{name}.ext").write_text(
+        f"{extension}\nkeyUsage=critical,digitalSignature\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
     _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
              cwd=directory)
@@ -42,7 +45,9 @@ def certs(tmp_path_factory) -> Path:
     for ca in ("ca", "other-ca"):
         _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                  "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "2",
-                 "-subj", f"/CN=inferwatch test {ca}", cwd=directory)
+                 "-subj", f"/CN=inferwatch test {ca}",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
     _signed(directory, "server", "/CN=127.0.0.1",
             "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth")
     _signed(directory, "client", "/CN=prometheus", "extendedKeyUsage=clientAuth")

@@ -32,6 +32,7 @@ import functools
 import html
 import logging
 import re
+import socket
 import ssl
 import threading
 import time
@@ -261,8 +262,15 @@ class MetricsServer:
         sock = dual_stack_socket(self.addr, self.port, backlog)
         if sock is not None:
             return await loop.create_server(protocol, sock=sock, backlog=backlog)
-        server = await loop.create_server(protocol, self.addr, self.port, backlog=backlog,
-                                          reuse_address=True)
+        try:
+            server = await loop.create_server(protocol, self.addr, self.port,
+                                              backlog=backlog, reuse_address=True)
+        except OSError as exc:
+            if exc.errno is None:
+                # Python 3.13 and later: "could not bind on any address", which hides why
+                # when no socket could be made at all; out of file descriptors, say that.
+                _raise_if_no_socket(self.addr)
+            raise
         if not server.sockets:
             # asyncio skips an address whose socket cannot be made as if its family were
             # unsupported, out of file descriptors included, and then serves nothing.
@@ -751,3 +759,13 @@ def _check_positive(**values: float) -> None:
                              f"got {value!r}")
         if not value > 0:
             raise ValueError(f"inferwatch.serve: {name} must be positive, got {value!r}")
+
+
+def _raise_if_no_socket(addr: str | None) -> None:
+    """Raise the error that making a socket for `addr`'s family gives (``EMFILE``: out of
+    file descriptors); return when one can be made (then the address was the trouble)."""
+    family = socket.AF_INET6 if addr and ":" in addr else socket.AF_INET
+    try:
+        socket.socket(family, socket.SOCK_STREAM).close()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror) from None
