@@ -57,7 +57,7 @@ def seconds_of(at: object) -> float:
     1767225600.0
     >>> seconds_of(datetime.datetime(2026, 1, 1)), seconds_of("2026-01-01T02:00:00+02:00")
     (1767225600.0, 1767225600.0)
-    >>> seconds_of(np.datetime64("2026-01-01T00:00:00")), seconds_of(np.datetime64("NaT"))
+    >>> seconds_of(np.datetime64("2026-01-01T00:00:00")), seconds_of(np.datetime64("NaT", "s"))
     (1767225600.0, nan)
     >>> seconds_of("1767225600"), seconds_of("not a time"), seconds_of(float("inf"))
     (1767225600.0, nan, nan)
