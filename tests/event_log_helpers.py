@@ -98,6 +98,22 @@ def kill_writer(event_log: EventLog, die: threading.Event) -> None:
     assert wait_for(lambda: not event_log._thread.is_alive())
 
 
+# Appended to a script: from its exit on, no thread can be started, as in Python 3.12 once
+# the interpreter shuts down ("can't create new thread at interpreter shutdown"). Registered
+# last, this exit hook runs before inferwatch's own.
+NO_THREADS_AT_EXIT = """
+import atexit as _atexit, threading as _threading
+
+def _refuse_threads():
+    def start(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+    _threading.Thread.start = start
+
+_atexit.register(_refuse_threads)
+"""
+THREADS_AT_EXIT = {"threads": "", "no threads (3.12)": NO_THREADS_AT_EXIT}
+
+
 def run_python(script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`script` run in a fresh interpreter (its own exit flush, its own threads); fails the
     test with its stderr unless it exits 0."""

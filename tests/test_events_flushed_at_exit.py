@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
+from event_log_helpers import THREADS_AT_EXIT, stored_events
 from inferwatch.core.registry import Registry
 from inferwatch.events import EventLog
 
@@ -160,7 +161,8 @@ def test_the_multi_worker_publish_at_exit_counts_the_calls_whose_events_it_wrote
     assert state.counters["inferwatch_requests_total"][("ok",)] == 10.0
 
 
-def test_a_drain_stuck_on_a_lock_neither_hangs_flush_nor_the_exit(tmp_path):
+@pytest.mark.parametrize("at_exit", THREADS_AT_EXIT)
+def test_a_drain_stuck_on_a_lock_neither_hangs_flush_nor_the_exit(tmp_path, at_exit):
     # A thread that holds the monitor's lock for good: the drain cannot fold the calls, so
     # flush() says so (False) within its timeout, and the exit still comes.
     script = textwrap.dedent("""
@@ -189,7 +191,7 @@ def test_a_drain_stuck_on_a_lock_neither_hangs_flush_nor_the_exit(tmp_path):
         flushed = log.flush(0.5)
         print(json.dumps({"flushed": flushed, "took": time.monotonic() - started}),
               flush=True)
-    """)
+    """) + THREADS_AT_EXIT[at_exit]
     done = _run(script, str(tmp_path))  # the run's timeout is the bound on the exit
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -214,3 +216,31 @@ def test_flush_writes_one_event_per_call_whatever_the_inputs(inputs):
     finally:
         registry.close()
         log.close()
+
+
+@pytest.mark.parametrize("at_exit", THREADS_AT_EXIT)
+def test_a_model_first_used_in_an_exit_hook_never_raises_and_its_events_are_written(
+        tmp_path, at_exit):
+    """On Python 3.12 no thread can be started at exit: instrument() and monitor() raised
+    RuntimeError into the application's exit hook, starting the drain thread."""
+    script = textwrap.dedent("""
+        import atexit, sys
+        import inferwatch
+        import inferwatch.events  # its exit flush is registered as it is imported
+
+        def exit_hook():
+            model = inferwatch.instrument(lambda x: x * 2.0, name="late", version="1",
+                                          events=sys.argv[1] + "/events.jsonl")
+            model(1.0, request_id="r-1")
+            inferwatch.monitor("late", "1").record_outcome("r-1", 2.0)
+            print("exit hook done", flush=True)
+
+        atexit.register(exit_hook)
+    """) + THREADS_AT_EXIT[at_exit]
+    done = _run(script, str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "exit hook done\n"
+    assert "Traceback" not in done.stderr, done.stderr
+    events = stored_events(tmp_path / "events.jsonl")
+    assert [(e["request_id"], "prediction" in e, e.get("outcome")) for e in events] == [
+        ("r-1", True, None), ("r-1", False, 2.0)]

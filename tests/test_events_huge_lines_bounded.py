@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from event_log_helpers import (
+    THREADS_AT_EXIT,
     count_jsonl_reads,
     drain_dies_when_set,
     follow_from_end,
@@ -175,7 +176,8 @@ def test_events_queued_while_a_restart_is_not_due_are_written_when_it_is(
     assert event_log.dropped_counts() == dict.fromkeys(event_log.dropped_counts(), 0)
 
 
-def test_the_exit_flush_writes_what_a_dead_writer_left_queued(tmp_path):
+@pytest.mark.parametrize("at_exit", THREADS_AT_EXIT)
+def test_the_exit_flush_writes_what_a_dead_writer_left_queued(tmp_path, at_exit):
     # A process that ends while its writer's restart is held back by the back-off.
     path = tmp_path / "events.jsonl"
     script = textwrap.dedent(f"""
@@ -204,7 +206,7 @@ def test_the_exit_flush_writes_what_a_dead_writer_left_queued(tmp_path):
         for i in range(5):
             event_log.emit({{"request_id": f"r-{{i}}"}})
         assert len(event_log._queue) == 5
-    """)
+    """) + THREADS_AT_EXIT[at_exit]
     run_python(script)
     assert [e["request_id"] for e in stored_events(path)] == [f"r-{i}" for i in range(5)]
 

@@ -437,7 +437,13 @@ class Registry:
                                             self.drain_interval),
                                       name="inferwatch-drain", daemon=True)
             self._drainer, self._drainer_pid = thread, pid
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError:
+                # No thread once the interpreter shuts down (Python 3.12: a model first
+                # used in an exit hook). Its calls wait for a drain that someone asks for:
+                # the exit's own (a multi-worker snapshot, an event log), or a scrape.
+                self._drainer = None
         finally:
             self._lock.release()
 
@@ -679,11 +685,40 @@ def drain_live(which: Callable[[Monitor], bool], timeout: float | None) -> bool:
         drainer = threading.Thread(target=drain_picked, name="inferwatch-flush-drain",
                                    daemon=True)
         drainer.start()
-    except Exception:  # no thread to be had (the interpreter finalising): drain here
-        drain_picked()
-        return True
+    except Exception:  # no thread to be had (Python 3.12 at exit): drain here, bounded
+        return _drain_here(which, timeout)
     drainer.join(timeout)
     return not drainer.is_alive()
+
+
+def _drain_here(which: Callable[[Monitor], bool], timeout: float | None) -> bool:
+    """:func:`drain_live` in the calling thread: each monitor picked is drained once its
+    locks are had within the time left (in the order a drain takes them), else skipped.
+    A lock held for good by a stuck thread costs the timeout, never the exit."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done = True
+    try:
+        for registry in list(_live_registries):
+            for picked in registry.monitors():
+                if not which(picked):
+                    continue
+                locks = []
+                for lock in (picked._take_lock, picked._lock):
+                    left = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+                    if not lock.acquire(timeout=left):
+                        break
+                    locks.append(lock)
+                try:
+                    if len(locks) == 2:
+                        picked.drain()  # the locks are reentrant: it takes them again
+                    else:
+                        done = False
+                finally:
+                    for lock in reversed(locks):
+                        lock.release()
+    except Exception as exc:  # a bug of ours: the flush goes on with what was folded
+        faults.record("drain", exc)
+    return done
 
 
 def _stop_drainers_before_fork() -> None:

@@ -384,12 +384,37 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 # not restarted in a loop at exit).
                 self._exit_restarted = True
                 self._writer_ended(due=True)
+            if self._writer_done and not self._closed:
+                # Still no writer: none could be started (Python 3.12 at exit), or the one
+                # started died again. What is queued is written here, as a writer would.
+                if self._write_here(timeout):
+                    return
             # The queue alone: this runs inside a monitor's drain too (an event emitted
             # after the exit flush), whose lock a drain of that monitor would wait for.
-            if self._flush_queue(timeout):
+            elif self._flush_queue(timeout):
                 return
             self._exit_stalled = True
         self._drop_leftovers()
+
+    def _write_here(self, timeout: float) -> bool:
+        """Write what is queued in this thread, as the writer does, for about `timeout`
+        seconds (checked between batches); True once nothing is left."""
+        deadline = time.monotonic() + timeout
+        holder: list = [None]
+        try:
+            while self._queue and time.monotonic() < deadline:
+                events, markers, size = self._drain()
+                count = len(events)
+                try:
+                    if events:
+                        self._write(holder, events, size)
+                except BaseException as exc:  # counted as the writer counts it
+                    _writer_fault(self, holder, exc, count)
+                for marker in markers:
+                    marker.done.set()
+        finally:
+            _close_quietly(holder[0])
+        return not self._queue
 
     def _writer_ended(self, due: bool = False) -> None:
         """The writer has ended: what is queued is counted as ``closed`` when the log is
@@ -415,7 +440,10 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                     wait = min(self._restart_at - now, max(RESTART_BACKOFF_SECONDS))
                     timer = threading.Timer(wait, _restart_when_due, args=(weakref.ref(self),))
                     timer.daemon = True
-                    timer.start()
+                    try:
+                        timer.start()
+                    except RuntimeError:  # no thread at interpreter shutdown (3.12)
+                        self._restart_timer = False
                 return
             self._restart_at = now + RESTART_BACKOFF_SECONDS[
                 min(self._restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
@@ -515,12 +543,20 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._pause_lock = threading.Lock()
         self._start_writer()
 
-    def _start_writer(self) -> None:
+    def _start_writer(self) -> bool:
+        """Start a writer thread; False, the writer left dead, where none can be started
+        (Python 3.12 starts no thread once the interpreter shuts down: the exit flush then
+        writes what is queued itself)."""
         self._sink_holder = [None]
         self._thread = threading.Thread(target=_writer_main,
                                         args=(weakref.ref(self), self._sink_holder),
                                         name="inferwatch-events", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError:
+            self._writer_done = True
+            return False
+        return True
 
     def _stop_writer_for_fork(self) -> threading.Thread | None:
         """Before a fork: tell the writer to stop after the batch in hand, and return it to
