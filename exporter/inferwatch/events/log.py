@@ -403,15 +403,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         holder: list = [None]
         try:
             while self._queue and time.monotonic() < deadline:
-                events, markers, size = self._drain()
-                count = len(events)
-                try:
-                    if events:
-                        self._write(holder, events, size)
-                except BaseException as exc:  # counted as the writer counts it
-                    _writer_fault(self, holder, exc, count)
-                for marker in markers:
-                    marker.done.set()
+                _write_batch(self, holder)
         finally:
             _close_quietly(holder[0])
         return not self._queue
@@ -543,10 +535,10 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._pause_lock = threading.Lock()
         self._start_writer()
 
-    def _start_writer(self) -> bool:
-        """Start a writer thread; False, the writer left dead, where none can be started
-        (Python 3.12 starts no thread once the interpreter shuts down: the exit flush then
-        writes what is queued itself)."""
+    def _start_writer(self) -> None:
+        """Start a writer thread. Where none can be started (Python 3.12 starts no thread
+        once the interpreter shuts down) the writer stays dead, and the exit flush writes
+        what is queued itself."""
         self._sink_holder = [None]
         self._thread = threading.Thread(target=_writer_main,
                                         args=(weakref.ref(self), self._sink_holder),
@@ -555,8 +547,6 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             self._thread.start()
         except RuntimeError:
             self._writer_done = True
-            return False
-        return True
 
     def _stop_writer_for_fork(self) -> threading.Thread | None:
         """Before a fork: tell the writer to stop after the batch in hand, and return it to
@@ -747,16 +737,7 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
             if log_._paused_for_fork and log_._writer_stops_for_fork():
                 ended = True  # started again after the fork, with the queue as it is
                 return
-            events, markers, size = log_._drain()
-            count = len(events)  # _write empties the list once the events are encoded
-            try:
-                if events:
-                    log_._write(sink_holder, events, size)
-            except BaseException as exc:  # the writer must outlive it
-                _writer_fault(log_, sink_holder, exc, count)
-            for marker in markers:
-                marker.done.set()
-            if count or markers:
+            if _write_batch(log_, sink_holder):
                 continue
             if log_._stopping:
                 with _registry_lock:
@@ -782,6 +763,21 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
         if not ended and log_ is not None and log_._thread is threading.current_thread():
             # Died: the next emit or flush sees this and starts a new writer.
             log_._writer_done = True
+
+
+def _write_batch(log_: EventLog, sink_holder: list) -> bool:
+    """Write one batch of the queue and answer the flushes it reaches; False when the
+    queue held nothing. A fault costs the batch, counted, never the caller."""
+    events, markers, size = log_._drain()
+    count = len(events)  # _write empties the list once the events are encoded
+    try:
+        if events:
+            log_._write(sink_holder, events, size)
+    except BaseException as exc:  # the writer must outlive it
+        _writer_fault(log_, sink_holder, exc, count)
+    for marker in markers:
+        marker.done.set()
+    return bool(count or markers)
 
 
 def _restart_when_due(ref: weakref.ref[EventLog]) -> None:
