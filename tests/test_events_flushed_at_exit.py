@@ -244,3 +244,46 @@ def test_a_model_first_used_in_an_exit_hook_never_raises_and_its_events_are_writ
     events = stored_events(tmp_path / "events.jsonl")
     assert [(e["request_id"], "prediction" in e, e.get("outcome")) for e in events] == [
         ("r-1", True, None), ("r-1", False, 2.0)]
+
+
+# Where the application's exit hook stands against inferwatch's own: atexit runs the hook
+# registered last first, so a hook registered after `import inferwatch` runs before
+# inferwatch's flush, and one registered before it runs after.
+_EXIT_HOOK_ORDERS = {
+    # The hook opens the event log: `inferwatch.events` is first imported during the exit,
+    # too late for the exit to run the flush it registers.
+    "after import inferwatch": "import inferwatch\natexit.register(exit_hook)\n",
+    "before import inferwatch": "atexit.register(exit_hook)\nimport inferwatch\n",
+    "before import inferwatch.events": (
+        "atexit.register(exit_hook)\nimport inferwatch\nimport inferwatch.events\n"),
+}
+
+
+@pytest.mark.parametrize("at_exit", THREADS_AT_EXIT)
+@pytest.mark.parametrize("order", _EXIT_HOOK_ORDERS)
+def test_an_event_log_first_opened_in_an_exit_hook_is_written_wherever_the_hook_stands(
+        tmp_path, order, at_exit):
+    """An event log opened by its path inside an exit hook was never written: its module
+    registered the exit flush as it was imported, during the exit, which no longer runs a
+    hook registered then; and a call made after the exit flush waited for a drain that
+    never came."""
+    script = textwrap.dedent("""
+        import atexit, sys
+
+        def exit_hook():
+            model = inferwatch.instrument(lambda x: x * 2.0, name="late", version="1",
+                                          events=sys.argv[1] + "/events.jsonl")
+            model(1.0, request_id="r-1")
+            with inferwatch.monitor("late", "1").request(request_id="r-2"):
+                model(2.0)
+            inferwatch.monitor("late", "1").record_outcome("r-1", 2.0)
+            print("exit hook done", flush=True)
+
+    """) + _EXIT_HOOK_ORDERS[order] + THREADS_AT_EXIT[at_exit]
+    done = _run(script, str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "exit hook done\n"
+    assert "Traceback" not in done.stderr, done.stderr
+    events = stored_events(tmp_path / "events.jsonl")
+    assert sorted((e["request_id"], "prediction" in e, e.get("outcome")) for e in events) == [
+        ("r-1", False, 2.0), ("r-1", True, None), ("r-2", True, None)]

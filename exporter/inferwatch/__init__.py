@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from inferwatch import exiting  # noqa: F401  (the exit flush's hook stands behind the app's)
 from inferwatch._version import __version__
 
 # public name -> module that defines it

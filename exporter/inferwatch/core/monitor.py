@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from inferwatch import faults
+from inferwatch import exiting, faults
 from inferwatch.core import monitor_configure, outcome_joins
 from inferwatch.core.call_input import held_bytes, record_bytes
 from inferwatch.core.call_paths import FAST
@@ -595,6 +595,8 @@ class Monitor(MonitorDrain):
             requests.append(record)
         else:
             self.hand_off(requests, record)
+        if exiting.exit_flushed and self.events is not None:
+            exiting.fold_after_exit_flush(self)
 
     def submit_stream(self, record: StreamRecord) -> None:
         """Hand a finished stream (or text result) to the drain.
@@ -610,6 +612,8 @@ class Monitor(MonitorDrain):
             streams.append(record)
         else:
             self.hand_off(streams, record)
+        if exiting.exit_flushed and self.events is not None:
+            exiting.fold_after_exit_flush(self)
 
     def hand_off(self, pending: list, item: object) -> None:
         """`pending` is full: give its calls to the drain whole, start it anew with `item`.

@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inferwatch import exiting
 from inferwatch.events.dropped import (
     REASONS,
     VALUE_REASONS,
@@ -291,14 +292,15 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             queue = self._queue
             if len(queue) < self.queue_size and not self._closed:
                 queue.append(event)
-                if self._writer_done:
+                if exiting.exit_flushed:
+                    # An atexit hook registered before inferwatch's ran after its flush:
+                    # the interpreter ends right after it, so the event is written now
+                    # (by this thread when no writer can be started: Python 3.12).
+                    self._flush_before_exit(ATEXIT_FLUSH_SECONDS)
+                elif self._writer_done:
                     # close() ran between the check and the append and its writer has
                     # drained for the last time, or the writer died: see _writer_ended.
                     self._writer_ended()
-                elif _exit_flushed:
-                    # An atexit hook registered before this module ran after its flush:
-                    # the interpreter ends right after it, so the event is written now.
-                    self._flush_before_exit(ATEXIT_FLUSH_SECONDS)
             else:
                 self._count("closed" if self._closed else "queue_full")
         except Exception:
@@ -335,10 +337,10 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 self._count("closed" if self._closed else "queue_full")
                 return
             queue.append(_Sized(event, size))
-            if self._writer_done:
-                self._writer_ended()  # as in emit()
-            elif _exit_flushed:
+            if exiting.exit_flushed:  # as in emit()
                 self._flush_before_exit(ATEXIT_FLUSH_SECONDS)
+            elif self._writer_done:
+                self._writer_ended()
         except Exception:
             self._count("serialize_error")
 
@@ -813,11 +815,6 @@ def _close_quietly(sink: object) -> None:
             pass
 
 
-# Set once the exit flush has run: events emitted later (by an atexit hook registered
-# before inferwatch was imported, so run after its own) are flushed as they come.
-_exit_flushed = False
-
-
 def _drain_monitors(which: Callable[[Monitor], bool], timeout: float | None) -> bool:
     """Fold the pending calls of the monitors `which` picks (their events are emitted as
     they are folded), for at most `timeout` seconds; True when done. No registry module
@@ -840,19 +837,21 @@ def end_open_streams() -> None:
 
 
 def flush_all_before_shutdown() -> None:
-    """What :func:`_flush_all_at_exit` does, for a process about to end without exit hooks
+    """What :func:`flush_all_at_exit` does, for a process about to end without exit hooks
     (``inferwatch.multiproc.shutdown()``: uvicorn re-raises SIGTERM after its lifespan).
     Later events are queued as ever: the process may go on, and a flush at exit (when
     there is one) writes them. Bounded as the exit flush is; never raises."""
     _fold_and_flush(at_exit=False)
 
 
-def _flush_all_at_exit() -> None:
+def flush_all_at_exit() -> None:
+    """Fold the calls of the monitors writing events, then flush every log: the exit's
+    flush, run by the hook this module registers or, when it was imported during the exit
+    (too late for its hook to run), by :mod:`inferwatch.exiting`'s. Never raises."""
     _fold_and_flush(at_exit=True)
 
 
 def _fold_and_flush(at_exit: bool) -> None:
-    global _exit_flushed
     # The calls of the last seconds wait for the background drain, which will not come
     # again: folded first, so that their events are in the queues flushed below. A
     # multi-worker publisher closing after this publishes the same drained state.
@@ -866,7 +865,7 @@ def _fold_and_flush(at_exit: bool) -> None:
         except Exception:
             pass
     if at_exit:
-        _exit_flushed = True
+        exiting.exit_flushed = True
     with _registry_lock:
         logs = list(_live)
     deadline = time.monotonic() + ATEXIT_FLUSH_SECONDS
@@ -931,7 +930,7 @@ def _after_fork_in_child() -> None:
         event_log._restart_in_child()
 
 
-atexit.register(_flush_all_at_exit)
+atexit.register(flush_all_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                         after_in_child=_after_fork_in_child)
