@@ -21,6 +21,7 @@ import pytest
 import scipy.sparse as sp
 
 import inferwatch
+from event_log_helpers import THREADS_AT_EXIT
 from inferwatch.core import shadow_lifetime, shadow_runtime
 
 WAIT = 30.0  # generous: a condition that holds is met at once
@@ -384,3 +385,95 @@ def test_closing_with_large_calls_queued_lets_their_bytes_go(registry):
     handle.close()
     assert handle._bytes_in - handle._bytes_out == 0
     assert handle.queued() == 0
+
+
+_SHADOW_IN_AN_EXIT_HOOK = textwrap.dedent("""
+    import atexit, time
+    import inferwatch
+    from inferwatch.core.registry import Registry
+
+    class Model:
+        def predict(self, rows):
+            return [float(r) * 2 for r in rows]
+
+    def exit_hook():
+        registry = Registry(drain_interval=3600)
+        champion = inferwatch.instrument(Model(), name="m", version="1", registry=registry)
+        handle = inferwatch.shadow(champion, Model(), version="2", registry=registry)
+        for i in range(3):
+            champion.predict([float(i)])
+        deadline = time.monotonic() + 60
+        while True:  # the workers (when there are any) compare the calls in their own time
+            registry.drain()
+            counters = handle.monitor.state.counters
+            sampled = sum(counters["inferwatch_shadow_sampled_total"].values())
+            compared = sum(counters["inferwatch_shadow_compared_total"].values())
+            dropped = {k[1]: int(v) for k, v in
+                       counters["inferwatch_shadow_dropped_total"].items() if v}
+            if compared + sum(dropped.values()) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        print(int(sampled), int(compared), sorted(dropped.items()), flush=True)
+
+    atexit.register(exit_hook)
+""")
+
+
+@pytest.mark.parametrize("at_exit", THREADS_AT_EXIT)
+def test_a_shadow_first_used_in_an_exit_hook_accounts_for_every_call(at_exit):
+    """On Python 3.12+ no worker thread can be started at exit: the calls of a shadow first
+    used in an exit hook were sampled, then neither compared nor dropped, and each logged
+    a fault with its traceback. They are now dropped as "shutdown"; the challenger is not
+    called in the exiting thread, where a hung one would hang the exit."""
+    script = _SHADOW_IN_AN_EXIT_HOOK + THREADS_AT_EXIT[at_exit]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    expected = "3 3 []" if at_exit == "threads" else "3 0 [('shutdown', 3)]"
+    assert done.stdout.strip() == expected
+
+
+_SHADOW_MADE_IN_AN_EXIT_HOOK = textwrap.dedent("""
+    import atexit, time
+    import inferwatch
+    from inferwatch.core.registry import Registry
+
+    class Model:
+        def predict(self, rows):
+            return [float(r) * 2 for r in rows]
+
+    class Hangs:
+        def predict(self, rows):
+            time.sleep(3600)  # never answers: the exit stops this thread
+
+    registry = Registry(drain_interval=3600)
+
+    def final_push():  # registered before the shadow: runs after inferwatch closed it
+        registry.drain()
+        counters = HANDLE[0].monitor.state.counters
+        print(sorted((k[1], int(v)) for k, v in
+                     counters["inferwatch_shadow_dropped_total"].items() if v), flush=True)
+
+    def late_shadow():
+        other = inferwatch.instrument(Model(), name="other", version="1", registry=registry)
+        inferwatch.shadow(other, Model(), version="2", registry=registry)
+
+    atexit.register(final_push)
+    champion = inferwatch.instrument(Model(), name="m", version="1", registry=registry)
+    HANDLE = [inferwatch.shadow(champion, Hangs(), version="2", registry=registry)]
+    for i in range(3):
+        champion.predict([float(i)])
+    atexit.register(late_shadow)
+""")
+
+
+def test_a_shadow_made_in_an_exit_hook_leaves_the_others_closed_at_exit():
+    """Each shadow moves the exit hook that closes them all first in line. One made in an
+    exit hook moved it out of the hooks the exit still runs: no shadow was closed, and a
+    final push saw three calls sampled, neither compared nor dropped."""
+    done = subprocess.run([sys.executable, "-c", _SHADOW_MADE_IN_AN_EXIT_HOOK],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "[('shutdown', 3)]"

@@ -85,14 +85,27 @@ def settle_before_push(monitors: Iterable[object], *, close: bool,
         faults.record("shadow", exc)
 
 
+class _CloseFirst:
+    """The exit hook moved first in line by each new shadow: an object of its own, so that
+    moving it leaves the one registered with this module in place. A shadow made during the
+    exit (in an exit hook) moves it out of the hooks the exit still runs: the fixed one
+    then closes the shadows all the same, later in line."""
+
+    def __call__(self) -> None:
+        _close_all_at_exit()
+
+
+_moving_hook = _CloseFirst()
+
+
 def close_at_exit_first() -> None:
     """Put the exit hook that closes every live shadow first in line again. Never raises."""
     # atexit runs the last registered first: registered again with each shadow, this runs
     # before the exit hooks set up before it (a multi-worker publisher's last publish, a
     # job's final push), which then see the shadows' calls all accounted for.
     try:
-        atexit.unregister(_close_all_at_exit)
-        atexit.register(_close_all_at_exit)
+        atexit.unregister(_moving_hook)
+        atexit.register(_moving_hook)
     except Exception as exc:
         faults.record("shadow", exc)
 

@@ -181,6 +181,9 @@ class Shadow:
         self._threads: list[threading.Thread] = []
         self._runners: list[Any] = []
         self._started_pid = 0
+        # No worker thread could be started: Python 3.12+ refuses new threads during the
+        # interpreter's exit, and a shadow may first be used in an exit hook.
+        self._no_workers = False
         # Set while the workers are stopped for a fork: the parent starts them again.
         self._paused_for_fork = False
         self.closed = False
@@ -228,6 +231,9 @@ class Shadow:
                 return
             if self._started_pid != shadow_lifetime.pid:
                 self._start_workers()
+            if self._no_workers:
+                next(self._shut)  # dropped as "shutdown": the process is ending
+                return
             if seen is None:  # what the call saw: a caller may reuse its buffers
                 args = tuple(map(frozen, args))
                 kwargs = {k: frozen(v) for k, v in kwargs.items()} if kwargs else kwargs
@@ -317,6 +323,7 @@ class Shadow:
             self._stop = threading.Event()
             self._threads = []
             self._runners = []
+            self._no_workers = False
             gate = None
             if self.mode == "process":
                 from inferwatch.core.shadow_process import ProcessRunner, StartGate
@@ -334,7 +341,14 @@ class Shadow:
         thread = threading.Thread(target=_work, args=(weakref.ref(self), runner, self._stop),
                                   name=f"inferwatch-shadow-{index}", daemon=True)
         self._threads.append(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:
+            # "can't create new thread at interpreter shutdown". The challenger is not
+            # called in the caller's thread instead: a hung challenger would then hang
+            # the exit, which a worker thread never does.
+            self._threads.remove(thread)
+            self._no_workers = True
 
     def _stop_workers_for_fork(self) -> list[threading.Thread]:
         """Before a fork: tell the workers to stop after the call in hand, and return those
