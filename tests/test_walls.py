@@ -49,10 +49,14 @@ def test_the_layout_is_the_documented_one():
     assert set(PACKAGES) == RUNTIME | {"generate", "report"}
 
 
-def test_import_inferwatch_loads_only_the_version():
+def test_import_inferwatch_loads_only_the_version_and_its_exit_hook():
     loaded = _loaded_after("import inferwatch")
-    assert {m for m in loaded if m.startswith("inferwatch")} == {"inferwatch",
-                                                                 "inferwatch._version"}
+    assert {m for m in loaded if m.startswith("inferwatch")} == {
+        "inferwatch", "inferwatch._version", "inferwatch.exiting"}
+    # The exit hook's module is a leaf: it imports nothing of inferwatch's, nor anything
+    # beyond the standard library's interpreter services.
+    assert not {"threading", "numpy", "prometheus_client"} & (
+        loaded - _loaded_after(""))
 
 
 def test_instrumenting_a_model_loads_the_hot_path_only():
@@ -84,7 +88,8 @@ def test_data_quality_depends_only_on_the_catalogue_and_fault_counting():
     top_level = {m for m in loaded if m.startswith("inferwatch.") and m.count(".") == 1}
     assert top_level - {f"inferwatch.{p}" for p in PACKAGES} <= {
         "inferwatch.catalogue", "inferwatch.faults", "inferwatch._version",
-        "inferwatch.number_ranges"}  # the catalogue's range checks, a leaf module
+        "inferwatch.number_ranges",  # the catalogue's range checks, a leaf module
+        "inferwatch.exiting"}  # loaded by `import inferwatch` itself: its exit hook
 
 
 def test_the_exporter_never_loads_the_instrumentation_hot_path():
