@@ -108,9 +108,9 @@ def test_the_profile_command_examples_compile_with_warnings_as_errors() -> None:
 
 
 def test_the_split_example_means_what_the_flag_help_says() -> None:
-    from inferwatch.quality.profile_cli import _split
+    from inferwatch.quality.column_flags import split_columns
 
-    assert _split(["x\\,y,z"]) == ["x,y", "z"]
+    assert split_columns(["x\\,y,z"]) == ["x,y", "z"]
 
 
 # --- the console: a terminal that was closed -------------------------------------------------

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import re
 import sys
 from typing import Any
 
 from inferwatch.catalogue import TASKS
+from inferwatch.quality.column_flags import column_list, split_columns
 from inferwatch.quality.data_files import (
     PARQUET_SUFFIXES,
     ProfileError,
@@ -117,15 +117,15 @@ def _run(args: argparse.Namespace) -> int:
         # rule tells a classifier's integer labels from a regressor's values.
         if fmt == "parquet":
             written_as_integers.update(
-                _split(args.predictions_column, flag="--predictions-column"))
+                split_columns(args.predictions_column, flag="--predictions-column"))
             columns = read_parquet(readable, progress, name=path,
                                    integer_columns=written_as_integers)
         else:
             # The header first: whether "a,b" names one column or two depends on it.
             header = csv_header(readable, name=path)
-            text = _column_list(args.categorical, header, "--categorical")
+            text = column_list(args.categorical, header, "--categorical")
             written_as_integers.update(
-                _split(args.predictions_column, header, "--predictions-column"))
+                split_columns(args.predictions_column, header, "--predictions-column"))
             columns = read_csv(readable, progress, text_columns=set(text), name=path,
                                integer_columns=written_as_integers, refuse_overflow=True,
                                category_keys=True)
@@ -133,10 +133,10 @@ def _run(args: argparse.Namespace) -> int:
 
     names = list(columns)
     _refuse_unnamed(path, names, csv=fmt == "csv")
-    ignored = _column_list(args.ignore, names, "--ignore")
-    outputs = _column_list(args.predictions_column, names, "--predictions-column")
-    categorical = _column_list(args.categorical, names, "--categorical")
-    target = _column_list([] if args.target is None else [args.target], names, "--target")
+    ignored = column_list(args.ignore, names, "--ignore")
+    outputs = column_list(args.predictions_column, names, "--predictions-column")
+    categorical = column_list(args.categorical, names, "--categorical")
+    target = column_list([] if args.target is None else [args.target], names, "--target")
     if target and not outputs:
         raise ProfileError("--target needs --predictions-column: the score compares the "
                            "predictions with the target")
@@ -387,48 +387,3 @@ def _bin_count(text: str) -> int:
             f"at most {MAX_BINS} bins, got {text!r}: each is an edge in the reference and a"
             " bucket of every drift check")
     return value
-
-
-_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
-
-
-def _split(values: list[str], known: list[str] | None = None, flag: str = "") -> list[str]:
-    r"""Column names from repeated, comma-separated flag values. A column whose name holds
-    a comma is named by the whole value when that is its name (``--categorical "a,b"``), or
-    with the comma escaped (``a\,b``), which also serves a list naming it beside others.
-
-    >>> _split(["a,b", "c"]), _split(["x\\,y,z"]), _split(["a,b"], known=["a,b", "a"])
-    (['a', 'b', 'c'], ['x,y', 'z'], ['a,b'])
-    """
-    names: list[str] = []
-    for value in values:
-        whole = value.strip()
-        parts = [n.strip().replace("\\,", ",") for n in _UNESCAPED_COMMA.split(value)]
-        if known is not None and "," in whole and whole in known:
-            parts = [n for n in parts if n]
-            if all(n in known for n in parts):
-                raise ProfileError(
-                    f"{flag} {whole!r} names a column, and also the columns {parts}: write"
-                    f" {whole.replace(',', chr(92) + ',')!r} for the one column, or give the"
-                    f" others as separate {flag} flags")
-            names.append(whole)
-            continue
-        if not whole:
-            raise ProfileError(f"{flag} is empty; give a column name, or leave the flag out")
-        if known is not None and "" in parts:
-            # `--ignore "id,,$EXTRA"`: a name left out, which would silently profile the
-            # column it was meant to name. Only against the file's names: "a," may be one.
-            raise ProfileError(f"{flag} {whole!r} has an empty column name between commas;"
-                               " remove the extra comma, or name the column")
-        names.extend(n for n in parts if n)
-    return names
-
-
-def _column_list(values: list[str], known: list[str], flag: str) -> list[str]:
-    names = _split(values, known, flag)
-    unknown = [n for n in names if n not in set(known)]
-    if unknown:
-        # The file's names as repr: a header may hold line breaks or terminal escapes.
-        shown = ", ".join(map(repr, known[:20])) + (", ..." if len(known) > 20 else "")
-        raise ProfileError(f"unknown column {unknown[0]!r} in {flag} (columns: {shown})")
-    return list(dict.fromkeys(names))

@@ -75,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success, 2 on a usage or input error."""
+    from inferwatch.quality.column_flags import column_list
     from inferwatch.quality.data_files import (
         PARQUET_SUFFIXES,
         MissingExtra,
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         read_parquet,
         seekable_copy,
     )
-    from inferwatch.quality.profile_cli import _column_list, json_refusal
+    from inferwatch.quality.profile_cli import json_refusal
     from inferwatch.quality.reference import Reference, ReferenceError
     from inferwatch.report.flags import Thresholds
     from inferwatch.report.model import from_data
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # a malformed file: one line, not a traceback
                 return _error(f"cannot read {shown}: {exc}")
             try:
-                wanted = _column_list(args.predictions_column, names, "--predictions-column")
+                wanted = column_list(args.predictions_column, names, "--predictions-column")
             except ProfileError as exc:  # names the flag and the file's columns
                 return _error(str(exc))
             if fmt == "csv":
