@@ -25,10 +25,10 @@ from inferwatch.events.jsonl import event_files
 # What a child's script runs to get its log's writer stuck in its first write (a hung NFS
 # mount, say) with a short exit flush: `holder` is set up before it, the log made after it.
 _STUCK_WRITE = textwrap.dedent("""
-    from inferwatch.events import EventLog, log
+    from inferwatch.events import EventLog, log, log_lifetime
     from inferwatch.events.jsonl import JsonlSink
 
-    log.ATEXIT_FLUSH_SECONDS = 0.3
+    log_lifetime.ATEXIT_FLUSH_SECONDS = 0.3
     entered, release = threading.Event(), threading.Event()
     real_write = JsonlSink.write
 
@@ -71,7 +71,7 @@ def test_events_queued_behind_a_stuck_writer_at_close_are_counted_at_exit(tmp_pa
 
 def test_a_log_whose_writer_ends_after_close_timed_out_is_flushed_by_its_writer(tmp_path):
     """The writer released after close() gave up still writes what was queued."""
-    from inferwatch.events import log
+    from inferwatch.events import log_lifetime
     from inferwatch.events.jsonl import JsonlSink
 
     entered, release = threading.Event(), threading.Event()
@@ -90,11 +90,11 @@ def test_a_log_whose_writer_ends_after_close_timed_out_is_flushed_by_its_writer(
         assert entered.wait(60)
         event_log.emit({"request_id": "b"})
         event_log.close(timeout=0.01)
-        assert event_log in set(log._live)  # still owed a flush at exit
+        assert event_log in set(log_lifetime.live_logs)  # still owed a flush at exit
         release.set()
         event_log._thread.join(60)
     assert not event_log._thread.is_alive()
-    assert event_log not in set(log._live)
+    assert event_log not in set(log_lifetime.live_logs)
     stored = [json.loads(line)["request_id"] for f in event_files(path)
               for line in f.read_bytes().splitlines()]
     assert stored == ["a", "b"]

@@ -108,9 +108,10 @@ def _after_a_timed_out_exit_flush(path: Path, late: str, flush_seconds: float,
         # Registered before inferwatch is imported: runs after inferwatch's exit flush.
         atexit.register(late)
 
-        from inferwatch.events import EventLog, log
+        from inferwatch.events import EventLog, log, log_lifetime
 
-        log.ATEXIT_FLUSH_SECONDS = {flush_seconds!r}  # the writer below is stuck for 5 s at least
+        # The writer below is stuck for 5 s at least.
+        log_lifetime.ATEXIT_FLUSH_SECONDS = {flush_seconds!r}
         holder.append(EventLog({str(path)!r}))
         holder[0].emit({{"request_id": "first"}})
         assert holder[0].flush(60)

@@ -256,11 +256,11 @@ def test_a_forked_child_starts_with_nothing_held(tmp_path):
         import json, os, sys, threading, warnings
         import numpy as np
         import inferwatch
-        from inferwatch.events import EventLog, log
+        from inferwatch.events import EventLog, log, log_lifetime
         from inferwatch.events.jsonl import JsonlSink
 
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
-        log.ATEXIT_FLUSH_SECONDS = 0.3
+        log_lifetime.ATEXIT_FLUSH_SECONDS = 0.3
         entered, release = threading.Event(), threading.Event()
         real_write = JsonlSink.write
 

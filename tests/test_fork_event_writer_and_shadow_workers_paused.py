@@ -65,7 +65,7 @@ PROBE = textwrap.dedent('''
     import inferwatch
     from inferwatch.core import shadow_lifetime, shadow_runtime
     from inferwatch.core.registry import Registry
-    from inferwatch.events import log as log_module
+    from inferwatch.events import log_lifetime
     from inferwatch.events.log import EventLog
 
     def wait_until(condition, what, limit=20.0):
@@ -214,7 +214,7 @@ def test_a_writer_that_does_not_stop_in_time_never_holds_the_fork_and_loses_noth
         flushed = log.flush(10)
         expected = ["stuck", *(f"p-{i}" for i in range(10)), *(f"q-{i}" for i in range(5)),
                     *(f"c-{i}" for i in range(5))]
-        print(json.dumps({"fork_seconds": fork_seconds, "bound": log_module.FORK_STOP_SECONDS,
+        print(json.dumps({"fork_seconds": fork_seconds, "bound": log_lifetime.FORK_STOP_SECONDS,
                           "child": child_report, "flushed": flushed, "threads": ours(),
                           "once": exactly_once(written_ids(DIR), expected)}))
     ''', tmp_path)

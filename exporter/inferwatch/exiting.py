@@ -1,10 +1,11 @@
 """Whether the interpreter's exit has run inferwatch's event flush, and the hook that runs it.
 
-``inferwatch.events`` registers its exit flush as it is imported. An exit hook that is the
-first to use it (``instrument(model, events="events.jsonl")`` at exit) imports it during
-the exit, and a hook registered then never runs. So ``import inferwatch`` registers
-:func:`_at_exit` too, which runs that flush when its own did not run. It stands behind
-every hook registered after ``import inferwatch`` (atexit runs the last registered first).
+``inferwatch.events`` registers its exit flush as it is imported (in ``log_lifetime``).
+An exit hook that is the first to use it (``instrument(model, events="events.jsonl")`` at
+exit) imports it during the exit, and a hook registered then never runs. So ``import
+inferwatch`` registers :func:`_at_exit` too, which runs that flush when its own did not
+run. It stands behind every hook registered after ``import inferwatch`` (atexit runs the
+last registered first).
 
 Once the flush has run, :data:`exit_flushed` is True, and what comes later is written as
 it comes: an event emitted is written at once (``EventLog.emit``), and a call of a model
@@ -31,7 +32,7 @@ def _at_exit() -> None:
     global exit_flushed
     if exit_flushed:
         return
-    events_log = sys.modules.get("inferwatch.events.log")
+    events_log = sys.modules.get("inferwatch.events.log_lifetime")
     if events_log is None:
         exit_flushed = True  # a log opened later flushes as it goes
         return

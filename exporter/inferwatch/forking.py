@@ -125,7 +125,7 @@ CHILD_HOOKS: tuple[tuple[str, str], ...] = (
     ("inferwatch.faults", "_reset_after_fork"),
     ("inferwatch.multiproc.store", "_reset_after_fork"),
     ("inferwatch.serving.pushgateway", "_note_forked"),
-    ("inferwatch.events.log", "_after_fork_in_child"),
+    ("inferwatch.events.log_lifetime", "_after_fork_in_child"),
     ("inferwatch.core.monitor", "_renew_locks_after_fork"),
     ("inferwatch.core.registry", "_reset_after_fork"),
     ("inferwatch.core.streams", "_OPEN.clear"),

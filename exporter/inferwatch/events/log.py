@@ -15,13 +15,11 @@ The event dict is read later, on the writer thread: emit a fresh dict and do not
 the objects it holds afterwards.
 
 After ``os.fork`` (gunicorn, multiprocessing) the child starts with an empty queue, zeroed
-counts and its own writer thread, file and database connection. At interpreter exit,
-streams still open are ended as cancelled, the calls still waiting for the background drain
-in monitors that write events are folded (for up to ``EXIT_DRAIN_SECONDS``), then queued
-events are flushed (for up to ``ATEXIT_FLUSH_SECONDS``); ``inferwatch.multiproc.shutdown()``
-does the same for a process that ends without exit handlers (uvicorn on SIGTERM).
-:meth:`EventLog.flush` and :meth:`EventLog.close` fold the calls of the monitors writing to
-their log first too.
+counts and its own writer thread, file and database connection. At interpreter exit the
+calls of monitors writing events are folded and every log flushed, within bounds; so do
+:meth:`EventLog.flush` and :meth:`EventLog.close` for the monitors writing to their log.
+What this process does for all its logs at once (the exit, the fork hooks) is
+:mod:`inferwatch.events.log_lifetime`.
 
 >>> import tempfile
 >>> log = EventLog(Path(tempfile.mkdtemp()) / "events.jsonl", redact=["inputs.ssn"])
@@ -33,22 +31,19 @@ their log first too.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import sys
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from inferwatch import exiting
+from inferwatch.events import log_lifetime as lifetime
 from inferwatch.events.dropped import (
     REASONS,
-    VALUE_REASONS,
     process_totals,
     process_value_totals,
 )
@@ -73,18 +68,10 @@ from inferwatch.events.sinks import (
     log_file,
     open_sink,
 )
-from inferwatch.forking import join_before_fork
-
-if TYPE_CHECKING:
-    from inferwatch.core.monitor import Monitor
 
 MiB = 1 << 20
 KiB = 1 << 10
 FORK_WAIT_SECONDS = 15.0
-# How long a fork waits for the writer threads to stop (all of them together). A write stuck
-# on something the forking thread holds, or a long one, must not hold a worker's start up:
-# past this the fork goes ahead with that writer running, as it would without the stop.
-FORK_STOP_SECONDS = 1.0
 DEFAULT_ROTATE_BYTES = 10 * MiB
 DEFAULT_MAX_EVENT_BYTES = 64 * KiB
 DEFAULT_QUEUE_BYTES = 64 * MiB
@@ -95,22 +82,10 @@ BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 # A writer that died of a fault of ours is replaced at once the first time; each later
 # restart waits this long after the one before, longer while it keeps dying.
 RESTART_BACKOFF_SECONDS = (1.0, 5.0, 30.0, 60.0)
-ATEXIT_FLUSH_SECONDS = 2.0
-# How long the exit waits for the pending calls of the monitors writing events to be
-# folded, before the flush: a drain stuck on a lock must not hold the exit up for good.
-EXIT_DRAIN_SECONDS = 2.0
 LOG_INTERVAL_SECONDS = 60.0
 
 log = logging.getLogger("inferwatch")
 
-_registry_lock = threading.Lock()
-_live: weakref.WeakSet[EventLog] = weakref.WeakSet()
-# Closed ones too: a closed log still counts what is emitted to it (as "closed"), so a forked
-# child renews the locks of every log it may still be asked about.
-_every: weakref.WeakSet[EventLog] = weakref.WeakSet()
-# Sinks inherited across a fork: kept referenced so that nothing in the child ever closes
-# (or, for SQLite, finalises) what the parent still uses.
-_abandoned: list[object] = []
 
 
 def _listed(paths: Sequence[str] | None) -> Sequence[str] | None:
@@ -242,9 +217,9 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         self._new_sink().close()  # configuration errors (a too small SQLite bound) show now
         self._closed = False
         self._start()
-        with _registry_lock:
-            _live.add(self)
-            _every.add(self)
+        with lifetime.logs_lock:
+            lifetime.live_logs.add(self)
+            lifetime.every_log.add(self)
 
     def options(self) -> dict[str, object]:
         """The keyword arguments that open this log again as it is now,
@@ -296,7 +271,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                     # An atexit hook registered before inferwatch's ran after its flush:
                     # the interpreter ends right after it, so the event is written now
                     # (by this thread when no writer can be started: Python 3.12).
-                    self._flush_before_exit(ATEXIT_FLUSH_SECONDS)
+                    self._flush_before_exit(lifetime.ATEXIT_FLUSH_SECONDS)
                 elif self._writer_done:
                     # close() ran between the check and the append and its writer has
                     # drained for the last time, or the writer died: see _writer_ended.
@@ -338,7 +313,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
                 return
             queue.append(_Sized(event, size))
             if exiting.exit_flushed:  # as in emit()
-                self._flush_before_exit(ATEXIT_FLUSH_SECONDS)
+                self._flush_before_exit(lifetime.ATEXIT_FLUSH_SECONDS)
             elif self._writer_done:
                 self._writer_ended()
         except Exception:
@@ -354,7 +329,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         background drain, which is made now.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not _drain_monitors(lambda monitor: monitor.events is self, timeout):
+        if not lifetime.drain_monitors(lambda monitor: monitor.events is self, timeout):
             return False
         return self._flush_queue(None if deadline is None else
                                  max(0.0, deadline - time.monotonic()))
@@ -477,7 +452,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         if self._closed:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
-        _drain_monitors(lambda monitor: monitor.events is self, timeout)
+        lifetime.drain_monitors(lambda monitor: monitor.events is self, timeout)
         self._closed = True
         self._stopping = True
         self._wake.set()
@@ -491,8 +466,8 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             return
         # A writer that died before close() left its queue behind: lost, and it must show.
         self._drop_leftovers()
-        with _registry_lock:
-            _live.discard(self)
+        with lifetime.logs_lock:
+            lifetime.live_logs.discard(self)
 
     def dropped_counts(self) -> dict[str, int]:
         """Events this log lost in this process, by reason (every reason present, maybe 0).
@@ -580,7 +555,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         # Bounded: the forking thread itself may hold it (no code of ours forks so, but a
         # fork hook must never hang the parent). Past the bound the writer is left to the
         # restart the next emit() or flush() makes of a writer that has ended.
-        if not self._pause_lock.acquire(timeout=FORK_STOP_SECONDS):
+        if not self._pause_lock.acquire(timeout=lifetime.FORK_STOP_SECONDS):
             return
         try:
             stopped = self._stopped_for_fork
@@ -596,7 +571,7 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
         # The parent's queue, locks, thread and open files are the parent's: start afresh.
         inherited = self._sink_holder[0]
         if inherited is not None:
-            _abandoned.append(inherited)
+            lifetime.abandoned_sinks.append(inherited)
             inherited.forget_after_fork()
         if self._closed:
             self._counts_lock = threading.Lock()
@@ -613,6 +588,10 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
             self._writer_done = True  # no writer here: a late append counts itself
         else:
             self._start()
+
+    def _end_quiesce(self) -> None:
+        """After the fork, in the parent: what :meth:`_quiesce_for_fork` held is let go."""
+        self._sink_lock.release()
 
     def _quiesce_for_fork(self) -> bool:
         """Before a fork: wait for a batch in flight and close a sink that cannot cross a
@@ -638,13 +617,13 @@ among .jsonl, .ndjson, .log, .db, .sqlite, .sqlite3 or pass format='jsonl' or 's
     def _count(self, reason: str, n: int = 1) -> None:
         with self._counts_lock:
             self._dropped[reason] += n
-        with _registry_lock:
+        with lifetime.logs_lock:
             process_totals[reason] += n
 
     def _count_values(self, dropped: dict[str, int]) -> None:
         if not dropped:
             return
-        with _registry_lock:
+        with lifetime.logs_lock:
             for reason, n in dropped.items():
                 process_value_totals[reason] = process_value_totals.get(reason, 0) + n
         dropped.clear()
@@ -742,8 +721,8 @@ def _writer_main(ref: weakref.ref[EventLog], sink_holder: list) -> None:
             if _write_batch(log_, sink_holder):
                 continue
             if log_._stopping:
-                with _registry_lock:
-                    _live.discard(log_)
+                with lifetime.logs_lock:
+                    lifetime.live_logs.discard(log_)
                 # An emit that saw the log open may append after the drain above: flagged
                 # first, so that either this drain or that emit counts it as `closed`.
                 ended = True
@@ -813,124 +792,3 @@ def _close_quietly(sink: object) -> None:
             sink.close()  # type: ignore[attr-defined]
         except Exception:
             pass
-
-
-def _drain_monitors(which: Callable[[Monitor], bool], timeout: float | None) -> bool:
-    """Fold the pending calls of the monitors `which` picks (their events are emitted as
-    they are folded), for at most `timeout` seconds; True when done. No registry module
-    loaded: no monitor, nothing to fold."""
-    registry = sys.modules.get("inferwatch.core.registry")
-    if registry is None:
-        return True
-    return registry.drain_live(which, timeout)
-
-
-def end_open_streams() -> None:
-    """End the streams still open as cancelled (see ``streams.end_open_streams``), so that
-    the drain that follows folds them. No streams module loaded: no stream. Never raises."""
-    streams = sys.modules.get("inferwatch.core.streams")
-    if streams is not None:
-        try:
-            streams.end_open_streams()
-        except Exception:
-            pass
-
-
-def flush_all_before_shutdown() -> None:
-    """What :func:`flush_all_at_exit` does, for a process about to end without exit hooks
-    (``inferwatch.multiproc.shutdown()``: uvicorn re-raises SIGTERM after its lifespan).
-    Later events are queued as ever: the process may go on, and a flush at exit (when
-    there is one) writes them. Bounded as the exit flush is; never raises."""
-    _fold_and_flush(at_exit=False)
-
-
-def flush_all_at_exit() -> None:
-    """Fold the calls of the monitors writing events, then flush every log: the exit's
-    flush, run by the hook this module registers or, when it was imported during the exit
-    (too late for its hook to run), by :mod:`inferwatch.exiting`'s. Never raises."""
-    _fold_and_flush(at_exit=True)
-
-
-def _fold_and_flush(at_exit: bool) -> None:
-    # The calls of the last seconds wait for the background drain, which will not come
-    # again: folded first, so that their events are in the queues flushed below. A
-    # multi-worker publisher closing after this publishes the same drained state.
-    with _registry_lock:
-        any_live = bool(_live)
-    if any_live:
-        # A stream still open would be recorded when collected, after this: ended first.
-        end_open_streams()
-        try:
-            _drain_monitors(lambda monitor: monitor.events is not None, EXIT_DRAIN_SECONDS)
-        except Exception:
-            pass
-    if at_exit:
-        exiting.exit_flushed = True
-    with _registry_lock:
-        logs = list(_live)
-    deadline = time.monotonic() + ATEXIT_FLUSH_SECONDS
-    for event_log in logs:
-        try:
-            event_log._flush_before_exit(max(0.0, deadline - time.monotonic()))
-        except Exception:
-            pass
-
-
-_quiesced: list[EventLog] = []
-
-
-def _before_fork() -> None:
-    _stop_writers_for_fork()
-    # SQLite keeps each process's locks on a file in memory that a fork copies: a child whose
-    # parent had the database open (or was mid-transaction) finds it "locked" for good. So
-    # no SQLite connection is open across a fork; the forking thread waits for a batch in
-    # flight (at most FORK_WAIT_SECONDS), which happens when workers start, never per call.
-    # A writer stopped above has closed its sink already.
-    for event_log in list(_live):
-        try:
-            if event_log._quiesce_for_fork():
-                _quiesced.append(event_log)
-        except Exception:
-            pass
-
-
-def _stop_writers_for_fork() -> None:
-    """Stop every writer thread before a fork, waiting at most FORK_STOP_SECONDS for all;
-    one that does not stop in time is left running (the child renews every lock anyway)."""
-    stopping: list[threading.Thread] = []
-    for event_log in list(_live):
-        try:
-            writer = event_log._stop_writer_for_fork()
-        except Exception:
-            continue
-        if writer is not None:
-            stopping.append(writer)
-    join_before_fork(stopping, FORK_STOP_SECONDS)
-
-
-def _after_fork_in_parent() -> None:
-    while _quiesced:
-        _quiesced.pop()._sink_lock.release()
-    for event_log in list(_live):
-        try:
-            event_log._restart_after_fork_in_parent()
-        except Exception:
-            pass
-
-
-def _after_fork_in_child() -> None:
-    global _registry_lock
-    _quiesced.clear()  # the child renews every log's locks below
-    _registry_lock = threading.Lock()
-    for reason in REASONS:
-        process_totals[reason] = 0
-    for reason in VALUE_REASONS:
-        process_value_totals[reason] = 0
-    for event_log in list(_every):
-        event_log._restart_in_child()
-
-
-atexit.register(flush_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)

@@ -554,7 +554,7 @@ def shutdown() -> None:
     >>> shutdown()
     """
     _end_open_streams()
-    events = sys.modules.get("inferwatch.events.log")
+    events = sys.modules.get("inferwatch.events.log_lifetime")
     if events is not None:  # no event log was ever opened otherwise
         events.flush_all_before_shutdown()  # never raises
     try:
