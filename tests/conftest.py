@@ -83,17 +83,27 @@ def registry():
     registry.close()
 
 
+# Where free_port() looks: below the range the system hands out to outgoing connections
+# (32768 and up here), one of which could take a port between its choice and the server's
+# bind, and clear of the ranges tests keep for themselves (20000 and up).
+FREE_PORTS = range(10000, 20000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port for a server that binds its own (Prometheus, a web app)."""
+    return free_port_in(FREE_PORTS)
+
+
+# Its own generator: hypothesis seeds the module's one for each example, the same in both
+# test processes, which would then try the same ports in the same order.
+_port_order = random.Random()
 
 
 def free_port_in(ports: range) -> int:
     """A free loopback port of `ports`, tried in random order: a server that binds its own
     port needs a number before it starts, and a range of a test's own keeps it clear of the
     ports the system hands out (and of another test's range)."""
-    for port in random.sample(ports, len(ports)):
+    for port in _port_order.sample(ports, len(ports)):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))

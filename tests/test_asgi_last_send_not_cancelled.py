@@ -42,8 +42,9 @@ from request_totals import requests_by_outcome
 from stream_totals import STREAM_EXAMPLES
 from waiting import wait_until
 
-# The loopback ports these tests' servers may take.
-PORTS = range(46850, 46900)
+# The loopback ports these tests' servers may take: below those handed out to outgoing
+# connections (32768 and up).
+PORTS = range(31200, 31250)
 
 
 @contextlib.contextmanager

@@ -11,12 +11,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import free_port_in
 from inferwatch.standalone import cli
 from inferwatch.standalone.scrape import registered_collectors
 
@@ -65,25 +67,32 @@ def _exporter() -> list[str]:
     return [found] if found else [sys.executable, "-m", "inferwatch.standalone.cli"]
 
 
+# The loopback ports the exporter may listen on here: below the range the system hands out
+# to outgoing connections (32768 and up), which may take a port between its choice and the
+# exporter's bind, and clear of the other tests' ranges.
+PORTS = range(30500, 31000)
+
+
 def cases() -> list:
-    """Every typed form with every way to switch its collector off, each on its own port."""
-    return [pytest.param(name, option, words, off_way.format(name=name), 33500 + index,
+    """Every typed form with every way to switch its collector off."""
+    return [pytest.param(name, option, words, off_way.format(name=name),
                          id=f"{' '.join(words)} with {off_way.format(name=name)}")
-            for index, ((name, option, words), off_way)
-            in enumerate(itertools.product(typed_forms(), OFF_WAYS))]
+            for (name, option, words), off_way in itertools.product(typed_forms(), OFF_WAYS)]
 
 
-@pytest.mark.parametrize(("name", "option", "words", "off", "port"), cases())
+@pytest.mark.parametrize(("name", "option", "words", "off"), cases())
 def test_a_flag_of_a_collector_that_is_off_stops_the_exporter_naming_it_as_typed(
-        tmp_path: Path, name: str, option: str, words: list[str], off: str,
-        port: int) -> None:
+        tmp_path: Path, name: str, option: str, words: list[str], off: str) -> None:
     words = [word.replace("{tmp}", str(tmp_path)) for word in words]
-    argv = [*_exporter(), f"--web.listen-address=127.0.0.1:{port}", off, *words]
     if off != "--collector.disable-defaults" and name == "multiproc":
         # The documented exception: --no-collector.multiproc keeps it off despite its
         # directory flag, and the exporter runs.
-        assert_serves(argv)
+        assert_serves(lambda port: [*_exporter(), f"--web.listen-address=127.0.0.1:{port}",
+                                    off, *words])
         return
+    # Refused while the arguments are read, before any port is bound.
+    argv = [*_exporter(), f"--web.listen-address=127.0.0.1:{free_port_in(PORTS)}", off,
+            *words]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
@@ -94,22 +103,30 @@ def test_a_flag_of_a_collector_that_is_off_stops_the_exporter_naming_it_as_typed
         f"add --collector.{name} or drop {option}")
 
 
-def assert_serves(argv: list[str]) -> None:
-    server = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = server.stderr.readline()
-            assert line, f"{argv} exited with {server.wait()}: {lines}"
-            lines.append(line)
-            if "serving http://" in line:
-                return
-        pytest.fail(f"{argv} did not start serving: {lines}")
-    finally:
-        server.terminate()
-        server.wait(30)
-        server.stderr.close()
+def assert_serves(command: Callable[[int], list[str]]) -> None:
+    """The exporter `command(port)` starts serving; a port another test's server took
+    between its choice and the bind is given up for the next one."""
+    for _ in range(5):
+        argv = command(free_port_in(PORTS))
+        server = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            lines = []
+            while time.monotonic() < deadline:
+                line = server.stderr.readline()
+                if not line and "address already in use" in "".join(lines):
+                    break
+                assert line, f"{argv} exited with {server.wait()}: {lines}"
+                lines.append(line)
+                if "serving http://" in line:
+                    return
+            else:
+                pytest.fail(f"{argv} did not start serving: {lines}")
+        finally:
+            server.terminate()
+            server.wait(30)
+            server.stderr.close()
+    pytest.fail(f"no port of {PORTS} could be bound in five tries")
 
 
 # --- every combination, in process ------------------------------------------------------------

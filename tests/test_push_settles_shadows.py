@@ -30,7 +30,8 @@ from shadow_models import Gated, Hanging, Sleeping, Summing
 from test_pushgateway import Gateway
 from waiting import wait_until
 
-PORTS = range(45800, 46000)
+# Below the ports handed out to outgoing connections (32768 and up).
+PORTS = range(31000, 31200)
 JOB = "nightly"
 CALLS = 10
 WAIT = 60.0  # a safety net only: a condition that holds ends the wait at once
