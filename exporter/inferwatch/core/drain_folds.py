@@ -321,17 +321,23 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
     elif not np.isfinite(stacked).all():
         return False
     predictions.add_results(results, probabilities=False)
-    if not any(r.request_id is not None for r in records):
+    named = [(record, result) for record, result in zip(records, results)
+             if record.request_id is not None]
+    if not named:
         return True
-    cells = class_labels(stacked) if labels else \
-        stacked.astype(np.float64, copy=False).tolist()
+    # Only the rows the join can keep become Python objects: a 10-million-row batch under
+    # one request id keeps its first row_cap() rows, and the whole count.
+    cap = outcomes.row_cap()
+    kept = [result[:cap] for _, result in named]
+    joined = np.concatenate(kept) if len(kept) > 1 else kept[0]
+    cells = class_labels(joined) if labels else joined.astype(np.float64, copy=False).tolist()
     joins, offset = [], 0
-    for record, result in zip(records, results):
-        end = offset + result.shape[0]
-        if record.request_id is not None:
-            rows = tuple(cells[offset:end])
-            joins.append((record.request_id, rows, None, record.started_at) if labels else
-                         (record.request_id, None, rows, record.started_at))
+    for (record, result), part in zip(named, kept):
+        end = offset + part.shape[0]
+        rows = tuple(cells[offset:end])
+        joins.append((record.request_id, rows, None, record.started_at, result.shape[0])
+                     if labels else
+                     (record.request_id, None, rows, record.started_at, result.shape[0]))
         offset = end
     outcomes.remember_many(joins)
     return True

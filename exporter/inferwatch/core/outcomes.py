@@ -89,6 +89,9 @@ _TUPLE_SLOT_BYTES = 8  # a tuple's pointer to each row's object
 _EMPTY_TUPLE_BYTES = sys.getsizeof(())
 _EMPTY_STR_BYTES = sys.getsizeof("")
 _FLOAT_BYTES = sys.getsizeof(0.0)
+# The smallest object a row can be (None): no entry within max_bytes keeps more rows than
+# fit at this size, so the rows of a longer batch past that many are never read or sized.
+_SMALLEST_ROW_BYTES = sys.getsizeof(None)
 DEFAULT_TTL_SECONDS = 7 * 86400.0
 
 
@@ -217,21 +220,32 @@ class OutcomeJoiner:
                 self._evict_oldest_pending()
             self._make_room()
 
-    def remember_many(self, entries: Iterable[tuple[str, tuple | None, tuple | None, float]]
-                      ) -> None:
+    def row_cap(self) -> int:
+        """The most rows one remembered prediction can keep within ``max_bytes``: a caller
+        holding a longer batch passes its first this many rows and the whole count
+        (:meth:`remember_many`), and the rest are never converted to Python objects.
+
+        >>> OutcomeJoiner(max_bytes=4096).row_cap()
+        160
+        """
+        return row_cap(self.max_bytes)
+
+    def remember_many(self, entries: Iterable[tuple]) -> None:
         """``remember`` for many predictions at once, under one hold of the lock: the cache
-        ends as it would after remembering each in turn.
+        ends as it would after remembering each in turn. Each entry is (request id,
+        classes, values, time), or with a fifth item, the rows of the whole batch when
+        only its first :meth:`row_cap` rows are given.
 
         >>> cache = OutcomeJoiner(max_entries=2)
         >>> cache.remember_many([("r-1", ("a",), None, 1.0), ("r-2", None, (0.5,), 2.0),
-        ...                      ("r-3", ("b",), None, 3.0)])
-        >>> list(cache._pending)
-        ['r-2', 'r-3']
+        ...                      ("r-3", ("b",), None, 3.0, 10)])
+        >>> list(cache._pending), cache.kept_rows("r-3")
+        (['r-2', 'r-3'], (10, 1))
         """
         max_bytes = self.max_bytes
         fitted = []
-        for request_id, classes, values, at in entries:
-            rows = len(classes or values or ())
+        for request_id, classes, values, at, *whole in entries:
+            rows = whole[0] if whole else len(classes or values or ())
             classes, values, size = _fitted(request_id, classes or None, values or None,
                                             max_bytes)
             fitted.append((request_id, (classes, values, at, size, rows)))
@@ -543,8 +557,49 @@ def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -
     for rows in (classes, values):
         if rows is not None:
             size += _EMPTY_TUPLE_BYTES + _TUPLE_SLOT_BYTES * len(rows) + (
-                _sizeof(rows[0]) if len(rows) == 1 else sum(map(_sizeof, rows)))
+                _sizeof(rows[0]) if len(rows) == 1 else _rows_bytes(rows))
     return size
+
+
+def row_cap(max_bytes: int) -> int:
+    """The most rows an entry within `max_bytes` can keep (each at least the smallest
+    object and its slot).
+
+    >>> row_cap(4096), row_cap(100)
+    (160, 1)
+    """
+    return max(1, (max_bytes - _ENTRY_OVERHEAD_BYTES) // (_TUPLE_SLOT_BYTES + _SMALLEST_ROW_BYTES))
+
+
+def _rows_bytes(rows: tuple) -> int:
+    """``sum(map(_sizeof, rows))``, without a Python call per row where every row is a
+    float, or every row ASCII text (a regressor's or a classifier's rows, millions long
+    for a huge batch).
+
+    >>> rows = ("fraud", "legit", "fraud")
+    >>> _rows_bytes(rows) == sum(map(_sizeof, rows)), _rows_bytes((0.5, 1.5)) == 2 * _FLOAT_BYTES
+    (True, True)
+    """
+    kinds = set(map(type, rows))
+    if kinds == {float}:
+        return _FLOAT_BYTES * len(rows)
+    if kinds == {str} and all(map(str.isascii, rows)):
+        return _EMPTY_STR_BYTES * len(rows) + sum(map(len, rows))
+    return sum(map(_sizeof, rows))
+
+
+def _fitting_rows(rows: tuple, budget: int) -> int:
+    """How many of `rows`, first to last, fit in `budget` bytes, each with its tuple slot
+    (at least one)."""
+    kinds = set(map(type, rows))
+    if kinds == {float}:
+        return max(1, min(len(rows), budget // (_FLOAT_BYTES + _TUPLE_SLOT_BYTES)))
+    if kinds == {str} and all(map(str.isascii, rows)):
+        costs = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        costs += _EMPTY_STR_BYTES + _TUPLE_SLOT_BYTES
+        return max(1, int(np.searchsorted(np.cumsum(costs), budget, side="right")))
+    costs = itertools.accumulate(_sizeof(row) + _TUPLE_SLOT_BYTES for row in rows)
+    return max(1, sum(1 for _ in itertools.takewhile(lambda cost: cost <= budget, costs)))
 
 
 def _sizeof(value: object) -> int:
@@ -578,6 +633,11 @@ def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
     >>> 1 <= len(values) < 100 and size <= 4096
     True
     """
+    cap = row_cap(max_bytes)
+    if classes is not None and len(classes) > cap:
+        classes = classes[:cap]  # the rows past it could not fit: never sized
+    if values is not None and len(values) > cap:
+        values = values[:cap]
     size = _entry_bytes(request_id, classes, values)
     if size <= max_bytes:
         return classes, values, size
@@ -586,9 +646,7 @@ def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
         return classes, values, size
     # The fixed part, then each row's object and its slot in the tuple, until the bound.
     budget = max_bytes - (_ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id) + sys.getsizeof(()))
-    costs = itertools.accumulate(_sizeof(row) + _TUPLE_SLOT_BYTES for row in rows)
-    fit = max(1, sum(1 for _ in itertools.takewhile(lambda cost: cost <= budget, costs)))
-    kept = rows[:fit]
+    kept = rows[:_fitting_rows(rows, budget)]
     if classes is not None:
         return kept, None, _entry_bytes(request_id, kept, None)
     return None, kept, _entry_bytes(request_id, None, kept)

@@ -1,0 +1,101 @@
+"""A huge batch under one request id: only the rows the ground-truth join can keep are read
+and sized, and what it keeps is what sizing every row kept before."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+from inferwatch.core import drain_folds, outcomes
+from inferwatch.core.outcomes import OutcomeJoiner, _fitted, _sizeof
+from inferwatch.core.registry import Registry
+
+
+def _fitted_row_by_row(request_id: str, classes: tuple | None, values: tuple | None,
+                       max_bytes: int) -> tuple:
+    """What the join kept of a batch when every row was sized on its own: the reference."""
+    size = outcomes._entry_bytes(request_id, classes, values)
+    if size <= max_bytes:
+        return classes, values, size
+    rows = classes if classes is not None else values
+    budget = max_bytes - (outcomes._ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id)
+                          + sys.getsizeof(()))
+    costs = itertools.accumulate(_sizeof(row) + outcomes._TUPLE_SLOT_BYTES for row in rows)
+    fit = max(1, sum(1 for _ in itertools.takewhile(lambda cost: cost <= budget, costs)))
+    kept = rows[:fit]
+    if classes is not None:
+        return kept, None, outcomes._entry_bytes(request_id, kept, None)
+    return None, kept, outcomes._entry_bytes(request_id, None, kept)
+
+
+_ROWS = st.one_of(
+    st.lists(st.floats(allow_nan=False), min_size=1, max_size=400),
+    st.lists(st.text(max_size=12), min_size=1, max_size=400),  # ASCII or not
+    st.lists(st.sampled_from(["fraud", "legit", "é"]), min_size=1, max_size=400),
+    st.lists(st.one_of(st.floats(), st.text(max_size=5), st.none(), st.integers()),
+             min_size=1, max_size=400))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=_ROWS, as_classes=st.booleans(), max_bytes=st.integers(1024, 30_000))
+def test_a_batch_is_cut_where_sizing_every_row_cut_it(rows, as_classes, max_bytes):
+    rows = tuple(rows)
+    classes, values = (rows, None) if as_classes else (None, rows)
+    assert _fitted("r-17", classes, values, max_bytes) == \
+        _fitted_row_by_row("r-17", classes, values, max_bytes)
+
+
+def test_a_huge_batch_under_one_request_id_converts_only_the_rows_the_join_keeps(
+        monkeypatch):
+    """A 10-million-row batch of labels called with request_id= made ten million Python
+    strings and sized each of them in the drain, under the monitor's lock (7 s here); the
+    join kept 578,519 of them."""
+    converted: list[int] = []
+    real_class_labels = drain_folds.class_labels
+
+    def counting_class_labels(values):
+        converted.append(len(values))
+        return real_class_labels(values)
+
+    monkeypatch.setattr(drain_folds, "class_labels", counting_class_labels)
+    registry = Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry)
+        labels = np.arange(2_000_000) % 3
+        model(labels, request_id="batch-1")
+        model(labels[10:20], request_id="batch-0")  # one drain, two batches: one concatenation
+        monitor = inferwatch.monitor("m", "1", registry=registry)
+        monitor.drain()
+        cap = monitor.outcomes.row_cap()
+        assert converted == [cap + 10]
+        # The huge one fills the cache's bytes: the next prediction evicted it. Alone:
+        model(labels, request_id="batch-1")
+        monitor.drain()
+        assert converted == [cap + 10, cap]
+        whole, kept = monitor.outcomes.kept_rows("batch-1")
+        assert whole == 2_000_000
+        # What sizing every row kept: the first rows that fit in the bound.
+        expected = _fitted_row_by_row("batch-1", tuple(str(v) for v in labels[:cap]), None,
+                                      monitor.outcomes.max_bytes)[0]
+        assert kept == len(expected) < cap
+        model(labels[:10], request_id="batch-2")
+        monitor.drain()
+        assert monitor.outcomes.kept_rows("batch-2") == (10, 10)
+        assert monitor.state.counters["inferwatch_requests_total"][("ok",)] == 4
+        monitor.record_outcome("batch-2", labels[:10].tolist())
+        assert monitor.state.counters["inferwatch_outcomes_total"][("correct",)] == 10
+    finally:
+        registry.close()
+
+
+def test_row_cap_bounds_every_entry_the_cache_can_keep():
+    joiner = OutcomeJoiner(max_bytes=4096)
+    cap = joiner.row_cap()
+    # Rows of the smallest object there is: one more than the cap would not fit.
+    _, values, size = _fitted("r", None, (None,) * (cap + 50), 4096)
+    assert len(values) <= cap and size <= 4096
