@@ -206,3 +206,17 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
         return int(exit_info.value.code or 0), capsys.readouterr().err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _no_request_left_open_in_the_context():
+    """Each test starts, as a server's request does, with no open request in its context.
+    A test that opens a request and has it closed from another thread (the middleware's
+    close, a response body closed by the server) leaves it current in the context pytest
+    runs every test in: the tests after it would make their calls inside it, on the slow
+    path (a huge batch there drains in one piece, not slice by slice)."""
+    from inferwatch.core.request import _current
+
+    token = _current.set(None)
+    yield
+    _current.reset(token)
