@@ -2,7 +2,8 @@
 
 One row per shape: a float function, a numpy scalar, ``predict`` on 1 and 100 rows,
 ``predict_proba`` on 1 and 100 rows, dict outputs, a 50-feature reference, and 1, 10 and
-100 models, and one 10-million-row batch (how long the monitor lock is held at a time). For
+100 models, and one 10-million-row batch (how long the monitor lock is held at a time),
+also called with ``request_id=``. For
 each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
 as the background drain does at 1,000 calls/s, and a scrape every 15,000 calls) as ratios
 of the naive wrapper's, and the drain's own cost per call, so that a slow shape shows at
@@ -250,9 +251,10 @@ def _many_models(models: int, calls_per_drain: int, rounds: int) -> Row:
                ratio, f"<= {target}x", ratio <= target)
 
 
-def _huge_batch(kind: str, rows: int) -> Row:
+def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
     """One call returning `rows` labels or values: how long a thread taking the monitor's
-    lock (a scrape, a ``record_outcome`` caller) waits at most while the drain folds it."""
+    lock (a scrape, a ``record_outcome`` caller) waits at most while the drain folds it.
+    With `request_id`, the call takes the slow path (its rows kept for the outcome join)."""
     import threading
 
     from inferwatch.core.instrument import instrument
@@ -264,7 +266,10 @@ def _huge_batch(kind: str, rows: int) -> Row:
     monitor = monitors.monitor("huge", "1")
     batch = np.arange(rows) % 7 if kind == "class labels" else \
         np.random.default_rng(0).random(rows)
-    wrapped(batch)
+    if request_id is None:
+        wrapped(batch)
+    else:
+        wrapped(batch, request_id=request_id)
     waits: list[float] = []
     done = threading.Event()
 
@@ -287,7 +292,8 @@ def _huge_batch(kind: str, rows: int) -> Row:
     longest = max(waits, default=0.0)
     # A wait spans at most about one slice; a small batch has few slices to share it.
     target = max(HUGE_WAIT_TARGET, 2 * SLICE_ROWS / rows)
-    return Row(f"{rows:,}-row batch of {kind}: longest lock wait (drain "
+    called = "" if request_id is None else ", request_id="
+    return Row(f"{rows:,}-row batch of {kind}{called}: longest lock wait (drain "
                f"{drained * 1e9 / rows:.0f} ns/row)", fmt_seconds(longest),
                fmt_seconds(drained) + " (whole drain)", longest / drained,
                f"<= {target:.2g}", longest / drained <= target)
@@ -303,4 +309,7 @@ def run(quick: bool = False) -> list[Row]:
         rows.append(_many_models(models, 10, rounds))
     for kind in ("class labels", "float values"):
         rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 1)))
+    # The delayed-ground-truth flow: the request path folds the batch in one lock hold.
+    rows.append(_huge_batch("class labels", HUGE_BATCH_ROWS // (10 if quick else 1),
+                            request_id="batch-1"))
     return rows
