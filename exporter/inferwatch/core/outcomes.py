@@ -580,21 +580,36 @@ def _rows_bytes(rows: tuple) -> int:
     >>> _rows_bytes(rows) == sum(map(_sizeof, rows)), _rows_bytes((0.5, 1.5)) == 2 * _FLOAT_BYTES
     (True, True)
     """
-    kinds = set(map(type, rows))
-    if kinds == {float}:
+    kind = _uniform_kind(rows)
+    if kind is float:
         return _FLOAT_BYTES * len(rows)
-    if kinds == {str} and all(map(str.isascii, rows)):
+    if kind is str:
         return _EMPTY_STR_BYTES * len(rows) + sum(map(len, rows))
     return sum(map(_sizeof, rows))
+
+
+def _uniform_kind(rows: tuple) -> type | None:
+    """float when every row is a float, str when every row is ASCII text (sized by its
+    length alone), else None; at C speed.
+
+    >>> _uniform_kind((0.5, 1.5)), _uniform_kind(("a", "b")), _uniform_kind(("a", "é"))
+    (<class 'float'>, <class 'str'>, None)
+    """
+    kinds = set(map(type, rows))
+    if kinds == {float}:
+        return float
+    if kinds == {str} and all(map(str.isascii, rows)):
+        return str
+    return None
 
 
 def _fitting_rows(rows: tuple, budget: int) -> int:
     """How many of `rows`, first to last, fit in `budget` bytes, each with its tuple slot
     (at least one)."""
-    kinds = set(map(type, rows))
-    if kinds == {float}:
+    kind = _uniform_kind(rows)
+    if kind is float:
         return max(1, min(len(rows), budget // (_FLOAT_BYTES + _TUPLE_SLOT_BYTES)))
-    if kinds == {str} and all(map(str.isascii, rows)):
+    if kind is str:
         costs = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         costs += _EMPTY_STR_BYTES + _TUPLE_SLOT_BYTES
         return max(1, int(np.searchsorted(np.cumsum(costs), budget, side="right")))
