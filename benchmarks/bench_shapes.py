@@ -309,7 +309,8 @@ def run(quick: bool = False) -> list[Row]:
         rows.append(_many_models(models, 10, rounds))
     for kind in ("class labels", "float values"):
         rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 1)))
-    # The delayed-ground-truth flow: the request path folds the batch in one lock hold.
+    # The delayed-ground-truth flow: the request path, which also keeps the rows its
+    # outcome join can hold (made Python objects and sized in the first slice's hold).
     rows.append(_huge_batch("class labels", HUGE_BATCH_ROWS // (10 if quick else 1),
                             request_id="batch-1"))
     return rows

@@ -74,6 +74,38 @@ def test_a_huge_batch_of_class_labels_is_drained_slice_by_slice(scraper, small_s
             int((labels == label).sum())
 
 
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_a_huge_batch_called_with_request_id_is_drained_slice_by_slice(
+        scraper, small_slices, with_reference):
+    """The request path (request_id=, a reference, an event log) folded a huge batch in
+    one hold of the lock: 0.4 s for ten million labels, a scrape waiting all along."""
+    from inferwatch.quality.reference import Reference
+
+    labels = np.arange(1234) % 3
+    reference = Reference.from_data(np.arange(60.0).reshape(-1, 1), np.arange(60) % 3) \
+        if with_reference else None
+    model = inferwatch.instrument(lambda x: x[:, 0].astype(np.int64), name="m", version="1",
+                                  reference=reference, registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    model(labels.reshape(-1, 1).astype(np.float64), request_id="batch-1")
+    mon._lock = lock = CountingLock()
+    mon.drain()
+    assert lock.entered == 13  # the first slice with the call, then 12 more, each on its own
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
+    assert scraper.value("inferwatch_batch_size_count") == 1
+    assert scraper.value("inferwatch_batch_size_sum") == 1234
+    for label in (0, 1, 2):
+        assert scraper.value("inferwatch_predicted_class_total", **{"class": str(label)}) == \
+            int((labels == label).sum())
+    if with_reference:  # every row in the drift windows, each once
+        drift, now = mon.features.drift, mon.window_time(None)
+        assert drift.features.flat_counts(now)[1] == drift.outputs.flat_counts(now)[1] == 1234
+        assert scraper.value("inferwatch_drift_window_observations") == 1234
+    assert mon.outcomes.kept_rows("batch-1") == (1234, 1234)  # the join keeps every row
+    mon.record_outcome("batch-1", labels.tolist())
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 1234
+
+
 def test_a_scrape_between_slices_sees_the_call_counted_once(scraper, small_slices):
     model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=scraper.registry)
     mon = inferwatch.monitor("m", "1", registry=scraper.registry)
@@ -128,19 +160,27 @@ def test_huge_probability_matrices_and_a_reference_are_sliced_exactly(scraper, s
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(0, 350), min_size=1, max_size=6),
-       integers=st.booleans())
-def test_sliced_counts_equal_the_rows_of_every_call(small_slices, sizes, integers):
+       integers=st.booleans(), named=st.booleans())
+def test_sliced_counts_equal_the_rows_of_every_call(small_slices, sizes, integers, named):
     scraper = Scraper(drain_interval=3600)
     try:
         model = inferwatch.instrument(lambda x: x, name="m", version="1",
                                       registry=scraper.registry)
         rows = [np.arange(n) % 5 if integers else np.full(n, 0.5) for n in sizes]
-        for array in rows:
-            model(array)
+        for number, array in enumerate(rows):
+            if named:  # the request path, which keeps each row for its outcome
+                model(array, request_id=f"r-{number}")
+            else:
+                model(array)
         assert scraper.value("inferwatch_requests_total", outcome="ok") == len(sizes)
         assert scraper.value("inferwatch_batch_size_sum") == sum(sizes)
         recorded = scraper.total("inferwatch_predicted_class_total") if integers else \
             (scraper.value("inferwatch_prediction_count", output="value") or 0)
         assert recorded == sum(sizes)
+        if named:
+            outcomes = inferwatch.monitor("m", "1", registry=scraper.registry).outcomes
+            for number, n in enumerate(sizes):
+                if n:
+                    assert outcomes.kept_rows(f"r-{number}") == (n, n)
     finally:
         scraper.registry.close()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from inferwatch.core import drain_folds, outcomes
-from inferwatch.core.outcomes import OutcomeJoiner, _fitted, _sizeof
+from inferwatch.core.outcomes import OutcomeJoiner, _fitted, _sizeof, row_bytes
 from inferwatch.core.registry import Registry
 
 
@@ -71,7 +71,9 @@ def test_a_huge_batch_under_one_request_id_converts_only_the_rows_the_join_keeps
         model(labels[10:20], request_id="batch-0")  # one drain, two batches: one concatenation
         monitor = inferwatch.monitor("m", "1", registry=registry)
         monitor.drain()
-        cap = monitor.outcomes.row_cap()
+        # As many as fit when each is a one-character label (the shortest there is here),
+        # under its id: no row is converted to be cut again.
+        cap = monitor.outcomes.row_cap(row_bytes("0"), "batch-1")
         assert converted == [cap + 10]
         # The huge one fills the cache's bytes: the next prediction evicted it. Alone:
         model(labels, request_id="batch-1")
@@ -80,9 +82,9 @@ def test_a_huge_batch_under_one_request_id_converts_only_the_rows_the_join_keeps
         whole, kept = monitor.outcomes.kept_rows("batch-1")
         assert whole == 2_000_000
         # What sizing every row kept: the first rows that fit in the bound.
-        expected = _fitted_row_by_row("batch-1", tuple(str(v) for v in labels[:cap]), None,
-                                      monitor.outcomes.max_bytes)[0]
-        assert kept == len(expected) < cap
+        expected = _fitted_row_by_row("batch-1", tuple(str(v) for v in labels[:cap + 100]),
+                                      None, monitor.outcomes.max_bytes)[0]
+        assert kept == len(expected) == cap
         model(labels[:10], request_id="batch-2")
         monitor.drain()
         assert monitor.outcomes.kept_rows("batch-2") == (10, 10)
@@ -99,3 +101,33 @@ def test_row_cap_bounds_every_entry_the_cache_can_keep():
     # Rows of the smallest object there is: one more than the cap would not fit.
     _, values, size = _fitted("r", None, (None,) * (cap + 50), 4096)
     assert len(values) <= cap and size <= 4096
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 3000), widest=st.integers(1, 2000), negative=st.booleans(),
+       floats=st.booleans(), id_chars=st.integers(1, 300),
+       cache_bytes=st.integers(2048, 40_000))
+def test_a_batch_with_request_id_keeps_the_rows_sizing_every_row_keeps(
+        rows, widest, negative, floats, id_chars, cache_bytes):
+    """The drain caps a batch before converting it, by its shortest label and its id: the
+    rows it keeps are still exactly those that sizing every row keeps, whatever the mix of
+    label widths, signs and id lengths."""
+    registry = Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry)
+        monitor = inferwatch.monitor("m", "1", registry=registry)
+        monitor.configure(outcome_cache_bytes=cache_bytes)
+        batch = np.arange(rows) % (widest + 1)
+        batch = batch - widest // 2 if negative else batch + 7
+        if floats:
+            batch = batch / 4.0
+        request_id = "r" * id_chars
+        model(batch, request_id=request_id)
+        monitor.drain()
+        cells = tuple(batch.tolist()) if floats else tuple(str(v) for v in batch.tolist())
+        classes, values = (None, cells) if floats else (cells, None)
+        expected = _fitted_row_by_row(request_id, classes, values, cache_bytes)
+        kept = len(expected[0] if expected[0] is not None else expected[1])
+        assert monitor.outcomes.kept_rows(request_id) == (rows, kept)
+    finally:
+        registry.close()

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels
+from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
+from inferwatch.core.pending_calls import LaterSlices, first_slices
 from inferwatch.core.prediction_classes import (
     SMALL_INTEGER_LIMIT,
     class_labels,
@@ -238,11 +239,15 @@ def fold_streams(state: ModelState, s: Settings, streams: list[StreamRecord]) ->
 
 def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCap],
                   outcomes: OutcomeJoiner, requests: list[RequestRecord],
-                  predictions: PredictionBatch) -> None:
+                  predictions: PredictionBatch, rest: list[LaterSlices] | None = None,
+                  cut: list[tuple[int, dict[int, int]]] | None = None) -> None:
     """Fold the stages, actions and predictions of request records, one vectorised pass each
     (their counts and latencies are the drain's own); predictions with a request id are
     remembered in `outcomes` for their ground truth, and so are text answers, with nothing
-    to compare."""
+    to compare. With `rest` and `cut`, a huge 1-D array of labels or values is folded as
+    the fast path folds one: its first slice here, the others appended to `rest` for the
+    drain to fold with the lock let go between them, and (first batch size index, {index:
+    whole rows}) appended to `cut` for the drain to correct the batch sizes with."""
     stage_times: dict[str, list[float]] = {}
     actions: dict[str, float] = {}
     by_kind: dict[bool | None, list[RequestRecord]] = {}
@@ -269,7 +274,8 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
             continue
         results = [r.prediction for r in records]
         if probabilities is False and _fold_plain_arrays(
-                predictions, outcomes, settings.task, read_class_names, records, results):
+                predictions, outcomes, settings.task, read_class_names, records, results,
+                rest, cut):
             continue
         rows = predictions.add_records(results, probabilities)
         outcomes.remember_many(
@@ -286,7 +292,9 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
 
 def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,
                        read_class_names: Callable[[], Sequence[object] | None],
-                       records: list[RequestRecord], results: list) -> bool:
+                       records: list[RequestRecord], results: list,
+                       rest: list[LaterSlices] | None = None,
+                       cut: list[tuple[int, dict[int, int]]] | None = None) -> bool:
     """Records whose ``predict`` returned a 1-D array with rows, of one kind that folds
     whole, folded as the fast path folds such calls (one concatenation), each record's rows
     remembered for its outcome as a slice of one list: floats every one finite, read as
@@ -299,7 +307,8 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
     ``task="classification"`` or, task auto, for a model whose ``classes_`` are whole
     numbers; integers are values only under ``task="regression"``; rows are dropped only
     for NaN or inf, or a label past :data:`SMALL_INTEGER_LIMIT`, whose row then is known
-    only call by call.
+    only call by call. A huge array is sliced as :func:`fold_requests` says, given `rest`
+    and `cut`; its outcome join keeps the whole array's count either way.
     """
     if not all(r.__class__ is _ndarray and r.ndim == 1 and r.shape[0] for r in results):
         return False
@@ -315,20 +324,31 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
         return False
     stacked = np.concatenate(results) if len(results) > 1 else results[0]
     if labels:
-        if stacked.size and not (int(stacked.max()) < SMALL_INTEGER_LIMIT and
-                                 int(stacked.min()) > -SMALL_INTEGER_LIMIT):
+        low, high = int(stacked.min()), int(stacked.max())
+        if not (high < SMALL_INTEGER_LIMIT and low > -SMALL_INTEGER_LIMIT):
             return False
+        # The shortest label's text: of 0, or of the bound nearest it.
+        shortest = "0" if low <= 0 <= high else str(low if low > 0 else high)
     elif not np.isfinite(stacked).all():
         return False
-    predictions.add_results(results, probabilities=False)
+    added, whole = (results, {}) if rest is None or cut is None else \
+        first_slices(results, False, rest, {_ndarray})
+    first = len(predictions.batch_sizes)
+    predictions.add_results(added, probabilities=False, sizes_in_order=bool(whole))
+    if whole and len(predictions.batch_sizes) == first + len(added):
+        cut.append((first, whole))  # type: ignore[union-attr]
     named = [(record, result) for record, result in zip(records, results)
              if record.request_id is not None]
     if not named:
         return True
     # Only the rows the join can keep become Python objects: a 10-million-row batch under
-    # one request id keeps its first row_cap() rows, and the whole count.
-    cap = outcomes.row_cap()
-    kept = [result[:cap] for _, result in named]
+    # one request id keeps its first row_cap() rows, and the whole count. Capped by what
+    # its shortest row and its id hold: converted, a row past that cap would only be sized
+    # and cut (each over again, at 40 ns a row).
+    size = row_bytes(shortest if labels else 0.0)
+    cap = outcomes.row_cap(size)
+    kept = [result[:outcomes.row_cap(size, record.request_id)]
+            if 2 * result.shape[0] > cap else result for record, result in named]
     joined = np.concatenate(kept) if len(kept) > 1 else kept[0]
     cells = class_labels(joined) if labels else joined.astype(np.float64, copy=False).tolist()
     joins, offset = [], 0

@@ -413,7 +413,7 @@ class MonitorDrain:
         # drain's request counts and latencies down with it.
         if requests:
             self._guarded(fold_requests, self.state, settings, self._caps, self.outcomes,
-                          requests, predictions)
+                          requests, predictions, rest, cut)
         if streams:
             self._guarded(fold_streams, self.state, settings, streams)
         n_errors = len(durations) - ok - cancelled

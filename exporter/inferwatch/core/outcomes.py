@@ -220,15 +220,19 @@ class OutcomeJoiner:
                 self._evict_oldest_pending()
             self._make_room()
 
-    def row_cap(self) -> int:
-        """The most rows one remembered prediction can keep within ``max_bytes``: a caller
+    def row_cap(self, row_bytes: int = _SMALLEST_ROW_BYTES, request_id: object = None) -> int:
+        """The most rows one remembered prediction can keep within ``max_bytes``, each row's
+        object at least `row_bytes` (:func:`row_bytes` of the shortest; default: the
+        smallest any object is), under `request_id` (default: the smallest id): a caller
         holding a longer batch passes its first this many rows and the whole count
-        (:meth:`remember_many`), and the rest are never converted to Python objects.
+        (:meth:`remember_many`), and the rest are never converted to Python objects, nor
+        sized once converted.
 
-        >>> OutcomeJoiner(max_bytes=4096).row_cap()
-        160
+        >>> joiner = OutcomeJoiner(max_bytes=4096)
+        >>> joiner.row_cap(), joiner.row_cap(row_bytes(0.5)), joiner.row_cap(row_bytes("7"))
+        (157, 118, 65)
         """
-        return row_cap(self.max_bytes)
+        return row_cap(self.max_bytes, row_bytes, request_id)
 
     def remember_many(self, entries: Iterable[tuple]) -> None:
         """``remember`` for many predictions at once, under one hold of the lock: the cache
@@ -561,14 +565,27 @@ def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -
     return size
 
 
-def row_cap(max_bytes: int) -> int:
-    """The most rows an entry within `max_bytes` can keep (each at least the smallest
-    object and its slot).
+def row_cap(max_bytes: int, row_bytes: int = _SMALLEST_ROW_BYTES,
+            request_id: object = None) -> int:
+    """The most rows an entry within `max_bytes` can keep, each at least `row_bytes` (by
+    default the smallest object) and its slot, besides the entry's overhead, its rows'
+    tuple and `request_id` (None is the smallest there is).
 
-    >>> row_cap(4096), row_cap(100)
-    (160, 1)
+    >>> row_cap(4096), row_cap(4096, request_id="r-" + "7" * 100), row_cap(100)
+    (157, 152, 1)
     """
-    return max(1, (max_bytes - _ENTRY_OVERHEAD_BYTES) // (_TUPLE_SLOT_BYTES + _SMALLEST_ROW_BYTES))
+    fixed = _ENTRY_OVERHEAD_BYTES + _EMPTY_TUPLE_BYTES + _sizeof(request_id)
+    return max(1, (max_bytes - fixed) //
+               (_TUPLE_SLOT_BYTES + max(row_bytes, _SMALLEST_ROW_BYTES)))
+
+
+def row_bytes(row: float | str) -> int:
+    """What one remembered row holds (its slot aside): a float, or ASCII text by its length.
+
+    >>> row_bytes(0.5) == sys.getsizeof(0.5), row_bytes("12") == sys.getsizeof("12")
+    (True, True)
+    """
+    return _sizeof(row)
 
 
 def _rows_bytes(rows: tuple) -> int:
