@@ -573,3 +573,9 @@ class _Library:
 
 
 SYMBOLS = tuple(name[2:] for name in vars(FakeNVML) if name.startswith("c_nvml"))
+# Symbols a driver answers that the bindings from the dependency floor (12.550.52) up may not
+# call: nvmlDeviceGetTemperatureV came with nvidia-ml-py 12.570.
+NEWER_THAN_FLOOR = frozenset({"nvmlDeviceGetTemperatureV"})
+# The temperature call the installed binding makes, the one the collector reads first.
+TEMPERATURE_CALL = "nvmlDeviceGetTemperatureV" if hasattr(pynvml, "nvmlDeviceGetTemperatureV") \
+    else "nvmlDeviceGetTemperature"

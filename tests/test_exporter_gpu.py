@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fake_nvml import NOT_MIG, PROCESS_RECORD, FakeGpu, FakeMigInstance, FakeNVML
+from fake_nvml import (
+    NOT_MIG,
+    PROCESS_RECORD,
+    TEMPERATURE_CALL,
+    FakeGpu,
+    FakeMigInstance,
+    FakeNVML,
+)
 from inferwatch.standalone.collectors import gpu as gpu_module
 from inferwatch.standalone.collectors import nvml_read, nvml_xid
 from inferwatch.standalone.collectors.gpu import GpuCollector
@@ -667,7 +674,7 @@ def test_a_restart_after_a_driver_upgrade_picks_up_the_new_driver_cleanly(
 def test_a_binding_without_either_temperature_call_costs_only_temperature(
         fake: FakeNVML, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(pynvml, "nvmlDeviceGetTemperature")
-    monkeypatch.delattr(pynvml, "nvmlDeviceGetTemperatureV")
+    monkeypatch.delattr(pynvml, "nvmlDeviceGetTemperatureV", raising=False)  # since 12.570
     result = scrape(GpuCollector())
     assert success(result, "gpu") == 1
     assert value(result, "inferwatch_gpu_up", **A) == 1
@@ -675,6 +682,8 @@ def test_a_binding_without_either_temperature_call_costs_only_temperature(
     assert available(result, "0", "temperature") == 0
 
 
+@pytest.mark.skipif(not hasattr(pynvml, "nvmlDeviceGetTemperatureV"),
+                    reason="a binding before nvidia-ml-py 12.570 has only the old call")
 def test_the_replacement_temperature_call_is_used_where_present(
         fake: FakeNVML, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(pynvml, "nvmlDeviceGetTemperature")  # as the binding will drop it
@@ -729,7 +738,7 @@ def test_identity_is_read_once_and_again_only_after_a_loss(fake: FakeNVML) -> No
 # --- whole-exporter properties ----------------------------------------------------------------
 
 def test_hanging_nvml_call_costs_only_the_gpu_collector(fake: FakeNVML) -> None:
-    hang = fake.hang("nvmlDeviceGetTemperatureV")
+    hang = fake.hang(TEMPERATURE_CALL)
     # The deadline leaves the healthy collector ample time even on a loaded machine.
     scraper = Scraper([GpuCollector(), ProcessCollector(pids=[os.getpid()])], timeout=2.0)
     registry = CollectorRegistry()

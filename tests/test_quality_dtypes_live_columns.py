@@ -12,7 +12,7 @@ import zoneinfo
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from inferwatch import faults
@@ -156,6 +156,10 @@ def test_tz_aware_keys_are_one_text_per_instant_whatever_carries_them(zone, naiv
     instants = [None if t is None else t.replace(tzinfo=datetime.timezone.utc)
                 .astimezone(zoneinfo.ZoneInfo(zone)) for t in naive_utc]
     pandas_column = pd.Series(pd.to_datetime(instants, utc=True)).dt.tz_convert(zone)
+    # pandas before 2.1 reads a zone's daylight saving time only through 2037 (2038-04-01
+    # in Paris at 01:00+01:00): the text of each instant is what its container says it is.
+    assume(all(t is None or t.utcoffset() == p.utcoffset()
+               for t, p in zip(instants, pandas_column)))
     frame = pd.DataFrame({"t": pandas_column})
     ref = Reference.from_data(frame, categorical=["t"])
     checker = BatchChecker(ref)
@@ -169,10 +173,14 @@ def test_tz_aware_keys_are_one_text_per_instant_whatever_carries_them(zone, naiv
 
 # --- text and bool columns without a value in training ------------------------------------
 
+# dtype="str" is a text dtype from pandas 3 on; before, it is numpy's object dtype, whose
+# missing values say nothing of what the column holds.
+_PANDAS_STR_IS_TEXT = pd.Series([None], dtype="str").dtype != object
 _ALL_MISSING = {
     "pandas string[pyarrow]": lambda: pd.array([None, None], dtype="string[pyarrow]"),
     "pandas string[python]": lambda: pd.array([None, None], dtype="string[python]"),
-    "pandas str": lambda: pd.Series([None, None], dtype="str"),
+    **({"pandas str": lambda: pd.Series([None, None], dtype="str")}
+       if _PANDAS_STR_IS_TEXT else {}),
     "pandas boolean": lambda: pd.array([None, None], dtype="boolean"),
     "pandas bool[pyarrow]": lambda: pd.Series([None, None], dtype="bool[pyarrow]"),
     "pandas large_string[pyarrow]": lambda: pd.Series([None, None], dtype="large_string[pyarrow]"),
@@ -180,7 +188,8 @@ _ALL_MISSING = {
     "polars Boolean": lambda: pl.Series([None, None], dtype=pl.Boolean),
     "arrow string": lambda: pa.array([None, None], type=pa.string()),
     "arrow large_string": lambda: pa.array([None, None], type=pa.large_string()),
-    "arrow string_view": lambda: pa.array([None, None], type=pa.string_view()),
+    **({"arrow string_view": lambda: pa.array([None, None], type=pa.string_view())}
+       if hasattr(pa, "string_view") else {}),  # pyarrow 16 and later
     "arrow bool": lambda: pa.array([None, None], type=pa.bool_()),
 }
 
@@ -212,9 +221,12 @@ def test_a_text_column_profiles_alike_in_every_text_dtype(values):
     present = [v for v in values if v is not None]
     if present:  # with no value, plain objects are numbers; text dtypes say otherwise
         assert Reference.from_data({"c": np.array(values, dtype=object)}) == plain
-    for column in (pd.Series(values, dtype="string[python]"), pd.Series(values, dtype="str"),
-                   pd.Series(values, dtype="string[pyarrow]"), pl.Series(values, dtype=pl.String),
-                   pa.array(values, type=pa.string())):
+    columns = [pd.Series(values, dtype="string[python]"),
+               pd.Series(values, dtype="string[pyarrow]"), pl.Series(values, dtype=pl.String),
+               pa.array(values, type=pa.string())]
+    if _PANDAS_STR_IS_TEXT or present:
+        columns.append(pd.Series(values, dtype="str"))
+    for column in columns:
         assert Reference.from_data({"c": column}) == plain, column.dtype if hasattr(
             column, "dtype") else column.type
 

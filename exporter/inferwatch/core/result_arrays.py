@@ -13,6 +13,7 @@ from __future__ import annotations
 import decimal
 import fractions
 import math
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -116,13 +117,33 @@ def _extension_floats_widened(array: np.ndarray) -> np.ndarray:
     'V'
     """
     dtype = array.dtype
-    if dtype.kind != "V" or dtype.names is not None:
-        return array
-    try:
-        np.finfo(dtype)  # a float type: ml_dtypes registers its floats with numpy's finfo
-    except (TypeError, ValueError):
+    if dtype.kind != "V" or dtype.names is not None or not _is_extension_float(dtype):
         return array  # raw bytes, ml_dtypes' int4 and the like
     return array.astype(np.float32)
+
+
+def _is_extension_float(dtype: np.dtype) -> bool:
+    """Whether `dtype` is a float type numpy lacks: numpy 2's ``finfo`` knows ml_dtypes'
+    floats, numpy 1's refuses them, and then the ``finfo`` of the module that made the
+    type answers (ml_dtypes has one). Never raises.
+
+    >>> _is_extension_float(np.dtype("V2")), _is_extension_float(np.dtype(np.int16))
+    (False, False)
+    """
+    try:
+        np.finfo(dtype)
+        return True
+    except (TypeError, ValueError):
+        pass
+    module = sys.modules.get(getattr(dtype.type, "__module__", None) or "")
+    own_finfo = getattr(module, "finfo", None)
+    if module is np or not callable(own_finfo):
+        return False
+    try:
+        own_finfo(dtype)
+    except Exception:
+        return False
+    return True
 
 
 def is_tensor(obj: object) -> bool:
