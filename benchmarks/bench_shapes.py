@@ -252,9 +252,10 @@ def _many_models(models: int, calls_per_drain: int, rounds: int) -> Row:
 
 
 def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
-    """One call returning `rows` labels or values: how long a thread taking the monitor's
-    lock (a scrape, a ``record_outcome`` caller) waits at most while the drain folds it.
-    With `request_id`, the call takes the slow path (its rows kept for the outcome join)."""
+    """One call returning `rows` labels, values or class probabilities: how long a thread
+    taking the monitor's lock (a scrape, a ``record_outcome`` caller) waits at most while
+    the drain folds it. With `request_id`, the call takes the slow path (its rows kept for
+    the outcome join)."""
     import threading
 
     from inferwatch.core.instrument import instrument
@@ -262,10 +263,17 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
     from inferwatch.core.registry import Registry
 
     monitors = Registry(drain_interval=3600)
-    wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+    if kind == "class probabilities":  # predict_proba of a binary classifier
+        scores = np.random.default_rng(0).random(rows)
+        model = instrument(_Model(None, np.column_stack([scores, 1 - scores])), name="huge",
+                           version="1", registry=monitors)
+        wrapped = model.predict_proba
+        batch = None
+    else:
+        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        batch = np.arange(rows) % 7 if kind == "class labels" else \
+            np.random.default_rng(0).random(rows)
     monitor = monitors.monitor("huge", "1")
-    batch = np.arange(rows) % 7 if kind == "class labels" else \
-        np.random.default_rng(0).random(rows)
     if request_id is None:
         wrapped(batch)
     else:
@@ -312,5 +320,7 @@ def run(quick: bool = False) -> list[Row]:
     # The delayed-ground-truth flow: the request path, which also keeps the rows its
     # outcome join can hold (made Python objects and sized in the first slice's hold).
     rows.append(_huge_batch("class labels", HUGE_BATCH_ROWS // (10 if quick else 1),
+                            request_id="batch-1"))
+    rows.append(_huge_batch("class probabilities", HUGE_BATCH_ROWS // (10 if quick else 5),
                             request_id="batch-1"))
     return rows

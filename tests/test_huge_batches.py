@@ -184,3 +184,63 @@ def test_sliced_counts_equal_the_rows_of_every_call(small_slices, sizes, integer
                     assert outcomes.kept_rows(f"r-{number}") == (n, n)
     finally:
         scraper.registry.close()
+
+
+_SERIES_OF_A_CALL = ("inferwatch_requests_total", "inferwatch_batch_size",
+                     "inferwatch_predicted_class_total", "inferwatch_prediction_confidence",
+                     "inferwatch_invalid_predictions_total", "inferwatch_class_probability",
+                     "inferwatch_outcomes_total")
+
+
+def _recorded(scraper: Scraper) -> dict:
+    """What a call left in the exposition, of the series a probability matrix feeds."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in scraper.samples()
+            if s.name.startswith(_SERIES_OF_A_CALL)}
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(101, 450), width=st.integers(2, 4), seed=st.integers(0, 2**16),
+       missing=st.sampled_from([0.0, 0.1]), text_classes=st.booleans())
+def test_a_huge_probability_matrix_with_request_id_is_sliced_as_recorded_whole(
+        monkeypatch, rows, width, seed, missing, text_classes):
+    """predict_proba(X, request_id=...) on a huge batch: folded in slices (it took 1.4 s for
+    two million rows in one hold of the lock), with the very counts, confidences and join
+    of the same matrix folded whole."""
+    rng = np.random.default_rng(seed)
+    proba = rng.dirichlet(np.ones(width), size=rows)
+    proba[rng.random(rows) < missing] = np.nan
+    truth = rng.integers(0, width, size=rows)
+    names = np.array([f"c{i}" for i in range(width)]) if text_classes else np.arange(width)
+
+    class Classifier:
+        classes_ = names
+
+        def predict_proba(self, x):
+            return proba
+
+    recorded = []
+    for slice_rows in (100, 10**6):  # sliced, then whole
+        monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)
+        scraper = Scraper(drain_interval=3600)
+        try:
+            model = inferwatch.instrument(Classifier(), name="m", version="1",
+                                          registry=scraper.registry)
+            mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+            model.predict_proba(None, request_id="batch-1")
+            mon._lock = lock = CountingLock()
+            mon.drain()
+            assert lock.entered == (-(-rows // slice_rows) if slice_rows < rows else 1)
+            kept = mon.outcomes.kept_rows("batch-1")
+            mon.record_outcome("batch-1", names[truth].tolist())
+            recorded.append((_recorded(scraper), kept))
+        finally:
+            scraper.registry.close()
+    (samples, kept), (whole_samples, whole_kept) = recorded
+    assert kept == whole_kept
+    # The same samples; a sum of slices' sums may differ from the whole's in its last bit.
+    assert samples == pytest.approx(whole_samples, rel=1e-12)
+    assert kept == (rows, rows)
+    assert sum(v for (name, _), v in samples.items()
+               if name == "inferwatch_predicted_class_total") == \
+        int(np.isfinite(proba).all(axis=1).sum())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.core import pending_calls
 from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
 from inferwatch.core.pending_calls import LaterSlices, first_slices
 from inferwatch.core.prediction_classes import (
@@ -270,6 +271,9 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
     # Read once a drain, and only for a result that needs its classes.
     read_class_names = functools.cache(predictions.read_class_names)
     for probabilities, records in by_kind.items():
+        if probabilities and rest is not None and cut is not None:
+            records = _fold_huge_matrices(predictions, outcomes, settings.task,
+                                          read_class_names, records, rest, cut)
         if not records:
             continue
         results = [r.prediction for r in records]
@@ -361,6 +365,44 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
         offset = end
     outcomes.remember_many(joins)
     return True
+
+
+def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,
+                        read_class_names: Callable[[], Sequence[object] | None],
+                        records: list[RequestRecord], rest: list[LaterSlices],
+                        cut: list[tuple[int, dict[int, int]]]) -> list[RequestRecord]:
+    """Fold the records of `records` whose ``predict_proba`` returned a matrix of more than
+    one slice of rows as the fast path folds one (its first slice here, the others added to
+    `rest`, its batch size to `cut`), and join each by its first rows, as many as the
+    outcome cache can keep: read as the general path reads a record, only never the rows
+    past those. Returns the other records, for the general path."""
+    if all(r.prediction.__class__ is not _ndarray or r.prediction.ndim != 2 or
+           r.prediction.shape[0] <= pending_calls.SLICE_ROWS for r in records):
+        return records  # every drain but one with a huge matrix: one look per record
+    others = []
+    for record in records:
+        result = record.prediction
+        if result.__class__ is not _ndarray or result.ndim != 2 or \
+                result.shape[0] <= pending_calls.SLICE_ROWS:
+            others.append(record)
+            continue
+        first = len(predictions.batch_sizes)
+        added, whole = first_slices([result], True, rest, {_ndarray})
+        predictions.add_results(added, probabilities=True, sizes_in_order=True)
+        if len(predictions.batch_sizes) == first + 1:
+            cut.append((first, whole))
+        if record.request_id is None:
+            continue
+        names = read_class_names()
+        labels = [kept_label(name) for name in names] if names is not None and \
+            np.ndim(names) == 1 and len(names) else ["0"]
+        cap = outcomes.row_cap(row_bytes(min(labels, key=len)), record.request_id)
+        kept = result[:cap]
+        row = predictions.joinable_rows(kept, True)
+        outcomes.remember_many([(record.request_id,
+                                 *_join_row(kept, row, True, task, read_class_names),
+                                 record.started_at, result.shape[0])])
+    return others
 
 
 def _answered_text(record: RequestRecord) -> bool:

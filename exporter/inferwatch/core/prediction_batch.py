@@ -444,6 +444,19 @@ class PredictionBatch(StackedResults):
         self._read_matrices = read  # for _add, which records this prediction next
         return prediction
 
+    def joinable_rows(self, result: object, probabilities: bool | None
+                      ) -> tuple[tuple | None, tuple | None] | None:
+        """The (classes, values) an outcome joins one call's `result` by, as
+        :meth:`add_records` gives them, without recording it (a huge batch recorded slice by
+        slice joins by its first rows)."""
+        read = self._read_matrices
+        try:
+            prediction = self._normalized(result, probabilities)
+        finally:
+            self._read_matrices = read  # what the next _add records is its own call's
+        return None if prediction is None else \
+            _split_rows(prediction, [prediction.rows], result)[0]
+
     def add_one(self, result: object, probabilities: bool | None) -> Prediction | None:
         """Record one call's result; returns its normalised form (None if it could not be)."""
         prediction = self._normalized(result, probabilities)
