@@ -23,7 +23,7 @@ PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 PYTEST_REPORT := -rfE --tb=short --show-capture=all --durations=15 \
 	--junitxml=.ci/logs/junit.xml
 
-.PHONY: test explore test-torch unit lint demo bench generate grafana-schema pictures venv tools \
+.PHONY: test explore test-torch test-lowest unit lint demo bench generate grafana-schema pictures venv tools \
 	browser clean
 
 $(STAMP): pyproject.toml
@@ -78,6 +78,20 @@ test-torch: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m torch tests/test_conformance.py \
 		tests/test_call_shapes.py tests/test_shapes_edges.py tests/test_shadow_lifecycle.py \
 		tests/test_async_call_objects_sparse_tensors.py tests/test_events_sparse.py
+
+# The suite on the lowest versions pyproject.toml allows: its runtime dependencies and the
+# pandas and parquet extras, each pinned at its '>=' floor (tests/lowest_constraints.py), in
+# a virtual environment of its own. Not part of make test (a second whole run): run it
+# when a floor moves, and before a release.
+LOWEST_VENV := .venv-lowest
+test-lowest: tools browser
+	test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/pip install --quiet --upgrade pip
+	$(PYTHON) tests/lowest_constraints.py > $(LOWEST_VENV)/constraints.txt
+	$(LOWEST_VENV)/bin/pip install --quiet -c $(LOWEST_VENV)/constraints.txt -e '.[test]'
+	$(LOWEST_VENV)/bin/python tests/lowest_constraints.py --check
+	INFERWATCH_HYPOTHESIS_PROFILE=inferwatch-fixed \
+	  $(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 unit: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" $(PYTEST_PARALLEL) \

@@ -162,7 +162,9 @@ class DriftWindow:
                 # Cast to int64 it became -2**63: a negative count no scorer accepts.
                 raise ValueError(f"counts must be at most {_INT64_MAX}, got {whole.max()!r}")
             flat = whole
-        elif flat.dtype.kind == "u" and len(flat) and flat.max() > _INT64_MAX:
+        elif flat.dtype.kind == "u" and len(flat) and int(flat.max()) > _INT64_MAX:
+            # Compared as Python ints: numpy 1 compares uint64 with int64 as floats, where
+            # 2**63 equals the int64 maximum, and the count was stored negative.
             raise ValueError(f"counts must be at most {_INT64_MAX}, got {flat.max()!r}")
         if not (isinstance(rows, (int, float, np.integer, np.floating)) and math.isfinite(rows)
                 and rows == math.floor(rows)):
