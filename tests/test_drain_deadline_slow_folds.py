@@ -105,10 +105,11 @@ def test_background_drain_folds_slow_calls_in_short_lock_holds(monkeypatch):
     original = monitor_drain.MonitorDrain._drain_locked
 
     def timed(self, *args):
-        before = clock.now
         n = original(self, *args)
         clock.now += n * _FOLD_SECONDS_PER_CALL
-        holds.append(clock.now - before)
+        # The hold's own length, not the clock's move meanwhile: a drain on another thread
+        # (one a flush or a fork wakes) may fold a chunk of its own at the same time.
+        holds.append(n * _FOLD_SECONDS_PER_CALL)
         return n
 
     monkeypatch.setattr(monitor_drain.MonitorDrain, "_drain_locked", timed)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import inferwatch
 from inferwatch.core import drain_folds, outcomes
 from inferwatch.core.outcomes import OutcomeJoiner, _fitted, _sizeof, row_bytes
+from inferwatch.core.prediction_classes import class_labels, label_lengths
 from inferwatch.core.registry import Registry
 
 
@@ -106,9 +107,9 @@ def test_row_cap_bounds_every_entry_the_cache_can_keep():
 @settings(max_examples=60, deadline=None)
 @given(rows=st.integers(1, 3000), widest=st.integers(1, 2000), negative=st.booleans(),
        floats=st.booleans(), id_chars=st.integers(1, 300),
-       cache_bytes=st.integers(2048, 40_000))
+       cache_bytes=st.integers(2048, 40_000), step=st.sampled_from([1, 7]))
 def test_a_batch_with_request_id_keeps_the_rows_sizing_every_row_keeps(
-        rows, widest, negative, floats, id_chars, cache_bytes):
+        rows, widest, negative, floats, id_chars, cache_bytes, step):
     """The drain caps a batch before converting it, by its shortest label and its id: the
     rows it keeps are still exactly those that sizing every row keeps, whatever the mix of
     label widths, signs and id lengths."""
@@ -118,7 +119,7 @@ def test_a_batch_with_request_id_keeps_the_rows_sizing_every_row_keeps(
         monitor = inferwatch.monitor("m", "1", registry=registry)
         monitor.configure(outcome_cache_bytes=cache_bytes)
         batch = np.arange(rows) % (widest + 1)
-        batch = batch - widest // 2 if negative else batch + 7
+        batch = (batch - widest // 2 if negative else batch + 7) * step  # 7: past a table
         if floats:
             batch = batch / 4.0
         request_id = "r" * id_chars
@@ -129,5 +130,30 @@ def test_a_batch_with_request_id_keeps_the_rows_sizing_every_row_keeps(
         expected = _fitted_row_by_row(request_id, classes, values, cache_bytes)
         kept = len(expected[0] if expected[0] is not None else expected[1])
         assert monitor.outcomes.kept_rows(request_id) == (rows, kept)
+        # Its bytes, read off the array, are what sizing every row finds.
+        assert monitor.outcomes._pending[request_id][3] == expected[2]
     finally:
         registry.close()
+
+
+_INTEGER_DTYPES = st.sampled_from([np.int8, np.int16, np.int32, np.int64,
+                                   np.uint8, np.uint16, np.uint32, np.uint64])
+
+
+@settings(max_examples=200, deadline=None)
+@given(dtype=_INTEGER_DTYPES, data=st.data())
+def test_integer_labels_read_as_text_by_a_table_or_a_sort_alike(dtype, data):
+    """Labels of a small range are written by a table of their values, wider ones by a
+    sort: either way each row's text is str() of its value, and its length likewise."""
+    info = np.iinfo(dtype)
+    low = data.draw(st.integers(int(info.min), int(info.max)))
+    span = data.draw(st.sampled_from([1, 7, 4095, 4096, 5000, 2**40]))
+    high = min(int(info.max), low + span)
+    values = data.draw(st.lists(st.integers(low, high), min_size=65, max_size=300))
+    labels = np.array(values, dtype=dtype)
+    assert class_labels(labels) == [str(v) for v in values]
+    lengths = label_lengths(labels)
+    if lengths is not None:
+        assert lengths.tolist() == [len(str(v)) for v in values]
+    else:  # only a range too wide for a table
+        assert max(values) - min(values) >= 4096 or max(values) > 2**63 - 1

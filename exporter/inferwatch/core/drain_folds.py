@@ -19,6 +19,7 @@ from inferwatch.core.pending_calls import LaterSlices, first_slices
 from inferwatch.core.prediction_classes import (
     SMALL_INTEGER_LIMIT,
     class_labels,
+    label_lengths,
     whole_number_classes,
 )
 from inferwatch.core.predictions import DEFAULT_OUTPUT
@@ -355,13 +356,19 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
             if 2 * result.shape[0] > cap else result for record, result in named]
     joined = np.concatenate(kept) if len(kept) > 1 else kept[0]
     cells = class_labels(joined) if labels else joined.astype(np.float64, copy=False).tolist()
+    # What the rows' objects hold, read off the array: each label's text by its length (all
+    # ASCII), each value a float; None where the labels span too wide a range to table.
+    lengths = label_lengths(joined) if labels else None
+    empty = row_bytes("" if labels else 0.0)
     joins, offset = [], 0
     for (record, result), part in zip(named, kept):
         end = offset + part.shape[0]
         rows = tuple(cells[offset:end])
-        joins.append((record.request_id, rows, None, record.started_at, result.shape[0])
+        held = None if labels and lengths is None else empty * len(rows) + (
+            int(lengths[offset:end].sum()) if labels else 0)
+        joins.append((record.request_id, rows, None, record.started_at, result.shape[0], held)
                      if labels else
-                     (record.request_id, None, rows, record.started_at, result.shape[0]))
+                     (record.request_id, None, rows, record.started_at, result.shape[0], held))
         offset = end
     outcomes.remember_many(joins)
     return True

@@ -238,7 +238,9 @@ class OutcomeJoiner:
         """``remember`` for many predictions at once, under one hold of the lock: the cache
         ends as it would after remembering each in turn. Each entry is (request id,
         classes, values, time), or with a fifth item, the rows of the whole batch when
-        only its first :meth:`row_cap` rows are given.
+        only its first :meth:`row_cap` rows are given, and with a sixth, what its rows'
+        objects hold in bytes, as :func:`row_bytes` sizes each (its caller read that off the
+        array they came from: a million rows are then not sized again one by one).
 
         >>> cache = OutcomeJoiner(max_entries=2)
         >>> cache.remember_many([("r-1", ("a",), None, 1.0), ("r-2", None, (0.5,), 2.0),
@@ -251,7 +253,7 @@ class OutcomeJoiner:
         for request_id, classes, values, at, *whole in entries:
             rows = whole[0] if whole else len(classes or values or ())
             classes, values, size = _fitted(request_id, classes or None, values or None,
-                                            max_bytes)
+                                            max_bytes, whole[1] if len(whole) > 1 else None)
             fitted.append((request_id, (classes, values, at, size, rows)))
         if not fitted:
             return
@@ -548,7 +550,8 @@ def _output_count(values: tuple | None) -> int | None:
     return len(values[0])
 
 
-def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -> int:
+def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None,
+                 rows_bytes: int | None = None) -> int:
     """The memory one cached prediction holds: its id, its classes or values, the overhead.
 
     >>> _entry_bytes("r-1", ("fraud",), None) > _entry_bytes("r-1", None, (0.5,))
@@ -561,6 +564,7 @@ def _entry_bytes(request_id: str, classes: tuple | None, values: tuple | None) -
     for rows in (classes, values):
         if rows is not None:
             size += _EMPTY_TUPLE_BYTES + _TUPLE_SLOT_BYTES * len(rows) + (
+                rows_bytes if rows_bytes is not None else
                 _sizeof(rows[0]) if len(rows) == 1 else _rows_bytes(rows))
     return size
 
@@ -654,9 +658,11 @@ def _sizeof(value: object) -> int:
 
 
 def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
-            max_bytes: int) -> tuple[tuple | None, tuple | None, int]:
+            max_bytes: int, rows_bytes: int | None = None
+            ) -> tuple[tuple | None, tuple | None, int]:
     """(classes, values, bytes) of an entry within `max_bytes`: a batch larger than the whole
-    bound keeps the first rows that fit (at least one).
+    bound keeps the first rows that fit (at least one). `rows_bytes`: what the row objects
+    hold, when the caller knows it (else each row is sized).
 
     >>> classes, _, size = _fitted("r", tuple("ab" * 500), None, max_bytes=4096)
     >>> 1 <= len(classes) < 1000 and size <= 4096
@@ -667,10 +673,10 @@ def _fitted(request_id: str, classes: tuple | None, values: tuple | None,
     """
     cap = row_cap(max_bytes)
     if classes is not None and len(classes) > cap:
-        classes = classes[:cap]  # the rows past it could not fit: never sized
+        classes, rows_bytes = classes[:cap], None  # the rows past it could not fit: never sized
     if values is not None and len(values) > cap:
-        values = values[:cap]
-    size = _entry_bytes(request_id, classes, values)
+        values, rows_bytes = values[:cap], None
+    size = _entry_bytes(request_id, classes, values, rows_bytes)
     if size <= max_bytes:
         return classes, values, size
     rows = classes if classes is not None else values
