@@ -58,20 +58,27 @@ def small_slices(monkeypatch):
     return 100
 
 
-def test_a_huge_batch_of_class_labels_is_drained_slice_by_slice(scraper, small_slices):
-    model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=scraper.registry)
-    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
-    labels = np.arange(1234) % 3
-    model(labels)
+def _drained_in_slices_as_one_call(scraper: Scraper, mon, labels: np.ndarray) -> None:
+    """Drain `mon`, which holds one call of the 1234 `labels` (slices of 100 rows): the
+    first slice with the call, then 12 more, each under the lock on its own; one call
+    counted, its batch size whole, every label once."""
     mon._lock = lock = CountingLock()
     mon.drain()
-    assert lock.entered == 13  # the first slice with the call, then 12 more, each on its own
+    assert lock.entered == 13
     assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
     assert scraper.value("inferwatch_batch_size_count") == 1
     assert scraper.value("inferwatch_batch_size_sum") == 1234
     for label in (0, 1, 2):
         assert scraper.value("inferwatch_predicted_class_total", **{"class": str(label)}) == \
             int((labels == label).sum())
+
+
+def test_a_huge_batch_of_class_labels_is_drained_slice_by_slice(scraper, small_slices):
+    model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    labels = np.arange(1234) % 3
+    model(labels)
+    _drained_in_slices_as_one_call(scraper, mon, labels)
 
 
 @pytest.mark.parametrize("with_reference", [False, True])
@@ -88,15 +95,7 @@ def test_a_huge_batch_called_with_request_id_is_drained_slice_by_slice(
                                   reference=reference, registry=scraper.registry)
     mon = inferwatch.monitor("m", "1", registry=scraper.registry)
     model(labels.reshape(-1, 1).astype(np.float64), request_id="batch-1")
-    mon._lock = lock = CountingLock()
-    mon.drain()
-    assert lock.entered == 13  # the first slice with the call, then 12 more, each on its own
-    assert scraper.value("inferwatch_requests_total", outcome="ok") == 1
-    assert scraper.value("inferwatch_batch_size_count") == 1
-    assert scraper.value("inferwatch_batch_size_sum") == 1234
-    for label in (0, 1, 2):
-        assert scraper.value("inferwatch_predicted_class_total", **{"class": str(label)}) == \
-            int((labels == label).sum())
+    _drained_in_slices_as_one_call(scraper, mon, labels)
     if with_reference:  # every row in the drift windows, each once
         drift, now = mon.features.drift, mon.window_time(None)
         assert drift.features.flat_counts(now)[1] == drift.outputs.flat_counts(now)[1] == 1234
