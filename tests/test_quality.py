@@ -384,7 +384,7 @@ BIG_REF = Reference.from_data({"a": np.arange(100.0), "c": np.array(["x", "y"] *
 
 @pytest.mark.parametrize("batch", [
     [{"a": 10**400, "c": "x"}, {"a": None, "c": "zzz"}],
-    # An object column, as pandas 2.1 and later make of it (2.0 refuses the plain list).
+    # An object column, as later pandas make of it (2.0.3 refuses the plain list).
     pd.DataFrame({"a": pd.Series([10**400, None], dtype=object), "c": ["x", "zzz"]}),
     {"a": [10**400, None], "c": ["x", "zzz"]},
     np.array([[10**400, "x"], [None, "zzz"]], dtype=object),

@@ -156,7 +156,7 @@ def test_tz_aware_keys_are_one_text_per_instant_whatever_carries_them(zone, naiv
     instants = [None if t is None else t.replace(tzinfo=datetime.timezone.utc)
                 .astimezone(zoneinfo.ZoneInfo(zone)) for t in naive_utc]
     pandas_column = pd.Series(pd.to_datetime(instants, utc=True)).dt.tz_convert(zone)
-    # pandas before 2.1 reads a zone's daylight saving time only through 2037 (2038-04-01
+    # pandas 2.0 reads a zone's daylight saving time only through 2037 (2038-04-01
     # in Paris at 01:00+01:00): the text of each instant is what its container says it is.
     assume(all(t is None or t.utcoffset() == p.utcoffset()
                for t, p in zip(instants, pandas_column)))

@@ -264,7 +264,7 @@ def test_an_integer_too_large_for_a_float_is_a_reference_error():
     with pytest.raises(ReferenceError, match="feature 'a': holds an integer too large"):
         Reference.from_data({"a": np.array([10**400, 1], dtype=object)})
     with pytest.raises(ReferenceError, match="feature 'a'"):
-        # An object column, as pandas 2.1 and later make of it (2.0 refuses the plain list).
+        # An object column, as later pandas make of it (2.0.3 refuses the plain list).
         Reference.from_data(pd.DataFrame({"a": pd.Series([10**400, 1], dtype=object)}))
     assert Reference.from_data({"a": np.array([10**400, 1], dtype=object)},
                                categorical=["a"]).features["a"].n_bins == 3
