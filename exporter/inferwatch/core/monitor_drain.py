@@ -26,7 +26,14 @@ from inferwatch.core.drain_folds import (
     fold_requests,
     fold_streams,
 )
-from inferwatch.core.pending_calls import LaterSlices, call_columns, first_slices, take
+from inferwatch.core.pending_calls import (
+    LaterInputs,
+    LaterSlices,
+    call_columns,
+    first_input_slices,
+    first_slices,
+    take,
+)
 from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.state import float_array
 
@@ -173,14 +180,17 @@ class MonitorDrain:
                 check = deadline is not None
                 started = _fold_clock()
                 weighted = _weighted(left)
-                rest: list[LaterSlices] = []
+                rest: list[LaterSlices | LaterInputs] = []
                 with self._lock:
                     taken = self._drain_locked(when, rest, left, settings)
                 for part in rest:
                     for piece in part.slices:
                         time.sleep(0)  # a scrape or caller waiting for the lock gets it now
                         with self._lock:
-                            self._drain_slice(piece, part.probabilities, when, settings)
+                            if part.__class__ is LaterInputs:
+                                self._drain_input_slice(piece, part, when)
+                            else:
+                                self._drain_slice(piece, part.probabilities, when, settings)
                 if taken:
                     self._measure_chunk(_fold_clock() - started,
                                         weighted - _weighted(left))
@@ -241,6 +251,19 @@ class MonitorDrain:
         predictions.flush(self.state, now)
         self._slices_drained += 1  # the state changed with no call finishing: publish it
 
+    def _drain_input_slice(self, rows: np.ndarray, part: LaterInputs, now: float) -> None:
+        """Rows of a huge input after its first slice: checked against the reference (the
+        call, and its first rows, were counted with the first slice)."""
+        tracker = self.features
+        if tracker is None or tracker is not part.checked_by:
+            return  # the reference was switched off or replaced since: none checks it now
+        try:
+            count_input_checks(self.state, tracker.feature_labels,
+                               tracker.check_inputs([rows], now, window=part.window))
+        except Exception as exc:
+            faults.record("drain", exc)
+        self._slices_drained += 1  # the state changed with no call finishing: publish it
+
     def _take_pending(self, left: list[int]) -> tuple[list, list, list, list, list]:
         """A chunk of about :meth:`_chunk_calls` pending calls, of each kind the oldest and
         at most as many as `left` says are still to take (lowered by what is taken).
@@ -291,7 +314,7 @@ class MonitorDrain:
         self._handed_off_calls -= len(taken)
         return taken
 
-    def _drain_locked(self, now: float, rest: list[LaterSlices] | None,
+    def _drain_locked(self, now: float, rest: list[LaterSlices | LaterInputs] | None,
                       left: list[int], settings: Settings | None = None) -> int:
         """Fold a chunk of what is pending (see :meth:`_take_pending`) into the state and
         return how many calls that was; with `rest`, huge numpy results are cut to their
@@ -436,7 +459,7 @@ class MonitorDrain:
         tracker = self.features
         if tracker is not None:
             self._guarded(self._check_features, tracker, requests, predictions, now, inputs,
-                          failed_inputs)
+                          failed_inputs, rest)
         for first, whole in cut:  # a sliced call's batch size is all its rows
             for index, rows in whole.items():
                 predictions.batch_sizes[first + index] = rows
@@ -456,7 +479,8 @@ class MonitorDrain:
 
     def _check_features(self, tracker: FeatureTracker, requests: list[RequestRecord],
                         predictions: PredictionBatch, now: float, inputs: list,
-                        failed_inputs: list) -> None:
+                        failed_inputs: list,
+                        rest: list[LaterSlices | LaterInputs] | None = None) -> None:
         # A call that raised made no prediction: its input is checked (missing values,
         # ranges, schema) but stays out of the drift window.
         ok = [r.features for r in requests if r.features is not None and r.error_type is None]
@@ -464,7 +488,10 @@ class MonitorDrain:
                   if r.features is not None and r.error_type is not None]
         ok += inputs
         failed += failed_inputs
+        width = len(tracker.checker.feature_names)
         for inputs, window in ((ok, True), (failed, False)):
+            if inputs and rest is not None:  # a huge array's later rows: one hold each
+                inputs = first_input_slices(inputs, width, window, rest, tracker)
             if inputs:
                 count_input_checks(self.state, tracker.feature_labels,
                                    tracker.check_inputs(inputs, now, window=window))

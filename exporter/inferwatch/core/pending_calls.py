@@ -67,6 +67,53 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
     return cut, whole
 
 
+class LaterInputs(NamedTuple):
+    """The slices after the first of a huge input, checked against the reference after the
+    lock was let go; `window`: whether they enter the drift window (not for a call that
+    raised); `checked_by`: the monitor's feature tracker when the input was cut (a slice is
+    checked by that reference only, never by one a configure() set since).
+
+    >>> LaterInputs(window=True, slices=[np.zeros((3, 2))], checked_by=None).window
+    True
+    """
+
+    window: bool
+    slices: list
+    checked_by: object
+
+
+def first_input_slices(inputs: list, width: int, window: bool,
+                       rest: list[LaterInputs | LaterSlices], checked_by: object = None
+                       ) -> list:
+    """`inputs` with each huge plain numeric array of `width` columns (the reference's
+    features) cut to its first slice, the others appended to `rest`; any other input as it
+    is. Such an array is checked value by value, so its slices count exactly what it does
+    whole; a frame or dict, whose columns are checked once per batch, is never cut.
+
+    >>> rest = []
+    >>> cut = first_input_slices([np.zeros((SLICE_ROWS + 5, 2)), {"a": 1}], 2, True, rest)
+    >>> [getattr(x, "shape", x) for x in cut], [s.shape for s in rest[0].slices]
+    ([(131072, 2), {'a': 1}], [(5, 2)])
+    """
+    if _ndarray not in set(map(type, inputs)):  # most drains hold no array at all
+        return inputs
+    arrays = [x for x in inputs if x.__class__ is _ndarray]
+    if all(len(shape) != 2 or shape[0] <= SLICE_ROWS for shape in set(map(SHAPE_OF, arrays))):
+        return inputs  # one look per distinct shape, not per array
+    cut = list(inputs)
+    for index, value in enumerate(inputs):
+        if value.__class__ is not _ndarray or value.ndim != 2 or \
+                value.shape[0] <= SLICE_ROWS or value.shape[1] != width or \
+                value.dtype.kind not in "fiub":
+            continue
+        rows = value.shape[0]
+        cut[index] = value[:SLICE_ROWS]
+        rest.append(LaterInputs(window, [value[start:start + SLICE_ROWS]
+                                         for start in range(SLICE_ROWS, rows, SLICE_ROWS)],
+                                checked_by))
+    return cut
+
+
 _COLUMN_GETTERS = tuple(operator.itemgetter(i) for i in range(5))
 
 
