@@ -252,10 +252,10 @@ def _many_models(models: int, calls_per_drain: int, rounds: int) -> Row:
 
 
 def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
-    """One call returning `rows` labels, values or class probabilities: how long a thread
-    taking the monitor's lock (a scrape, a ``record_outcome`` caller) waits at most while
-    the drain folds it. With `request_id`, the call takes the slow path (its rows kept for
-    the outcome join)."""
+    """One call returning `rows` labels, values or class probabilities (or given `rows` of
+    input, which a reference profile checks): how long a thread taking the monitor's lock
+    (a scrape, a ``record_outcome`` caller) waits at most while the drain folds it. With
+    `request_id`, the call takes the slow path (its rows kept for the outcome join)."""
     import threading
 
     from inferwatch.core.instrument import instrument
@@ -263,7 +263,14 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
     from inferwatch.core.registry import Registry
 
     monitors = Registry(drain_interval=3600)
-    if kind == "class probabilities":  # predict_proba of a binary classifier
+    if kind == "10-feature inputs, reference":  # each row checked against the profile
+        from inferwatch.quality.reference import Reference
+
+        rng = np.random.default_rng(0)
+        wrapped = instrument(lambda x: x[:, 0], name="huge", version="1", registry=monitors,
+                             reference=Reference.from_data(rng.normal(size=(5000, 10))))
+        batch = rng.normal(size=(rows, 10))
+    elif kind == "class probabilities":  # predict_proba of a binary classifier
         scores = np.random.default_rng(0).random(rows)
         model = instrument(_Model(None, np.column_stack([scores, 1 - scores])), name="huge",
                            version="1", registry=monitors)
@@ -323,4 +330,6 @@ def run(quick: bool = False) -> list[Row]:
                             request_id="batch-1"))
     rows.append(_huge_batch("class probabilities", HUGE_BATCH_ROWS // (10 if quick else 5),
                             request_id="batch-1"))
+    rows.append(_huge_batch("10-feature inputs, reference",
+                            HUGE_BATCH_ROWS // (10 if quick else 5)))
     return rows
