@@ -488,10 +488,9 @@ class MonitorDrain:
                   if r.features is not None and r.error_type is not None]
         ok += inputs
         failed += failed_inputs
-        width = len(tracker.checker.feature_names)
         for inputs, window in ((ok, True), (failed, False)):
-            if inputs and rest is not None:  # a huge array's later rows: one hold each
-                inputs = first_input_slices(inputs, width, window, rest, tracker)
+            if inputs and rest is not None:  # a huge input's later rows: one hold each
+                inputs = first_input_slices(inputs, window, rest, tracker)
             if inputs:
                 count_input_checks(self.state, tracker.feature_labels,
                                    tracker.check_inputs(inputs, now, window=window))

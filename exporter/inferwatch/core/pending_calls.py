@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -82,36 +82,44 @@ class LaterInputs(NamedTuple):
     checked_by: object
 
 
-def first_input_slices(inputs: list, width: int, window: bool,
-                       rest: list[LaterInputs | LaterSlices], checked_by: object = None
-                       ) -> list:
-    """`inputs` with each huge plain numeric array of `width` columns (the reference's
-    features) cut to its first slice, the others appended to `rest`; any other input as it
-    is. Such an array is checked value by value, so its slices count exactly what it does
-    whole; a frame or dict, whose columns are checked once per batch, is never cut.
+def first_input_slices(inputs: list, window: bool, rest: list[LaterInputs | LaterSlices],
+                       checked_by: Any) -> list:
+    """`inputs` with each huge input that `checked_by` (the monitor's feature tracker) can
+    check in slices (``row_slices``: a numeric array of its width, a frame) cut to its first
+    slice, the others appended to `rest`; any other input as it is.
 
+    >>> class Tracker:
+    ...     def row_slices(self, value, rows):
+    ...         return [value[i:i + rows] for i in range(0, len(value), rows)]
     >>> rest = []
-    >>> cut = first_input_slices([np.zeros((SLICE_ROWS + 5, 2)), {"a": 1}], 2, True, rest)
+    >>> cut = first_input_slices([np.zeros((SLICE_ROWS + 5, 2)), {"a": 1}], True, rest,
+    ...                          Tracker())
     >>> [getattr(x, "shape", x) for x in cut], [s.shape for s in rest[0].slices]
     ([(131072, 2), {'a': 1}], [(5, 2)])
     """
-    if _ndarray not in set(map(type, inputs)):  # most drains hold no array at all
+    kinds = set(map(type, inputs))  # in C: most drains hold dicts, lists or small arrays
+    if kinds <= _NEVER_SLICED:
         return inputs
-    arrays = [x for x in inputs if x.__class__ is _ndarray]
-    if all(len(shape) != 2 or shape[0] <= SLICE_ROWS for shape in set(map(SHAPE_OF, arrays))):
+    if _ndarray in kinds and kinds <= {_ndarray, *_NEVER_SLICED} and all(
+            len(shape) != 2 or shape[0] <= SLICE_ROWS
+            for shape in set(map(SHAPE_OF, [x for x in inputs if x.__class__ is _ndarray]))):
         return inputs  # one look per distinct shape, not per array
-    cut = list(inputs)
+    cut = None
     for index, value in enumerate(inputs):
-        if value.__class__ is not _ndarray or value.ndim != 2 or \
-                value.shape[0] <= SLICE_ROWS or value.shape[1] != width or \
-                value.dtype.kind not in "fiub":
+        if value.__class__ in _NEVER_SLICED:
             continue
-        rows = value.shape[0]
-        cut[index] = value[:SLICE_ROWS]
-        rest.append(LaterInputs(window, [value[start:start + SLICE_ROWS]
-                                         for start in range(SLICE_ROWS, rows, SLICE_ROWS)],
-                                checked_by))
-    return cut
+        slices = checked_by.row_slices(value, SLICE_ROWS)
+        if not slices:
+            continue
+        if cut is None:
+            cut = list(inputs)
+        cut[index] = slices[0]
+        rest.append(LaterInputs(window, slices[1:], checked_by))
+    return inputs if cut is None else cut
+
+
+# Inputs no check reads in slices: one row, or rows of Python objects.
+_NEVER_SLICED = frozenset({dict, list, tuple, str, bytes, float, int, bool, type(None)})
 
 
 _COLUMN_GETTERS = tuple(operator.itemgetter(i) for i in range(5))

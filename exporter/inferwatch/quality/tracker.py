@@ -32,6 +32,7 @@ from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import DriftScorer
 from inferwatch.quality.drift_window import DriftWindow
+from inferwatch.quality.input_columns import frame_names, frame_rows, is_dataframe
 from inferwatch.quality.plain_arrays import plain_array
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.sparse_rows import is_sparse
@@ -414,6 +415,39 @@ class FeatureTracker:
         """New locks for the drift windows in a forked child."""
         self.drift.features.renew_lock()
         self.drift.outputs.renew_lock()
+
+    def row_slices(self, value: Any, rows: int) -> list | None:
+        """`value` as slices of at most `rows` rows, when it has more and each slice counts,
+        checked alone, what its rows count in the whole: a plain numeric array of the
+        reference's width, or a DataFrame or Arrow table whose column names are all
+        distinct (a name given twice counts one ``wrong_shape`` per batch). None for
+        anything else, which is checked whole. Never raises.
+
+        >>> import numpy as np
+        >>> tracker = FeatureTracker(Reference.from_data({"a": np.arange(9.0)}))
+        >>> [len(part) for part in tracker.row_slices(np.zeros((5, 1)), 2)]
+        [2, 2, 1]
+        >>> tracker.row_slices(np.zeros((5, 2)), 2) is None  # another width: one wrong_width
+        True
+        """
+        try:
+            if value.__class__ is np.ndarray:
+                if value.ndim != 2 or value.shape[0] <= rows or \
+                        value.shape[1] != len(self.checker.feature_names) or \
+                        value.dtype.kind not in "fiub":
+                    return None
+                total = value.shape[0]
+                return [value[start:start + rows] for start in range(0, total, rows)]
+            if not is_dataframe(value):
+                return None
+            total = len(value)
+            names = [str(name) for name in frame_names(value)]
+            if total <= rows or len(set(names)) != len(names):
+                return None
+            return [frame_rows(value, start, start + rows) for start in range(0, total, rows)]
+        except Exception as exc:  # an odd frame: checked whole, as before
+            faults.record("quality", exc)
+            return None
 
     def check_inputs(self, inputs: Sequence[Any], now: float, window: bool = True) -> BatchResult:
         """Check the inputs of many calls, batched where their shapes allow; with `window`
