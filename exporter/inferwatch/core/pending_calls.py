@@ -108,6 +108,11 @@ def first_input_slices(inputs: list, window: bool, rest: list[LaterInputs | Late
     for index, value in enumerate(inputs):
         if value.__class__ in _NEVER_SLICED:
             continue
+        try:  # rows, for an array and a frame alike: a frame per call costs one len() here
+            if len(value) <= SLICE_ROWS:
+                continue
+        except Exception:  # no length (a scalar), or one that raises: checked whole
+            continue
         slices = checked_by.row_slices(value, SLICE_ROWS)
         if not slices:
             continue

@@ -441,8 +441,10 @@ class FeatureTracker:
             if not is_dataframe(value):
                 return None
             total = len(value)
+            if total <= rows:  # a frame per call, each a few rows: one len() each
+                return None
             names = [str(name) for name in frame_names(value)]
-            if total <= rows or len(set(names)) != len(names):
+            if len(set(names)) != len(names):
                 return None
             return [frame_rows(value, start, start + rows) for start in range(0, total, rows)]
         except Exception as exc:  # an odd frame: checked whole, as before
