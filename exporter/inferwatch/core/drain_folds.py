@@ -15,7 +15,7 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core import pending_calls
 from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
-from inferwatch.core.pending_calls import LaterSlices, first_slices
+from inferwatch.core.pending_calls import LaterSlices, first_slices, plain_huge_series
 from inferwatch.core.prediction_classes import (
     SMALL_INTEGER_LIMIT,
     class_labels,
@@ -278,6 +278,8 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
         if not records:
             continue
         results = [r.prediction for r in records]
+        if rest is not None and probabilities is False:
+            results = plain_huge_series(results)  # as their arrays: folded in slices
         if probabilities is False and _fold_plain_arrays(
                 predictions, outcomes, settings.task, read_class_names, records, results,
                 rest, cut):

@@ -359,6 +359,8 @@ class MonitorDrain:
             kept_bytes += held_bytes(results, kinds)
             if rest is not None:
                 results, whole = first_slices(results, probabilities, rest, kinds)
+                if whole:  # a huge pandas Series is cut as its array
+                    kinds = set(map(type, results))
             first = len(predictions.batch_sizes)
             # An output the fold cannot read (a __hash__ that raises, say) costs its
             # chunk's prediction metrics, never its request counts and latencies below.

@@ -14,7 +14,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from inferwatch.core.stacked_results import DTYPE_OF, SHAPE_OF
+from inferwatch.core.stacked_results import (
+    DTYPE_OF,
+    SHAPE_OF,
+    is_pandas_series,
+    plain_series_arrays,
+)
 
 # A numpy result with more rows than this is drained in slices of this many rows, each under
 # the monitor lock on its own, so a scrape or a record_outcome caller waits for one slice
@@ -49,7 +54,11 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
     """
     whole: dict[int, int] = {}
     if _ndarray not in kinds:  # most drains hold no array at all
-        return results, whole
+        if not any(map(is_pandas_series, kinds)):
+            return results, whole
+        results = plain_huge_series(results)
+        if _ndarray not in set(map(type, results)):
+            return results, whole
     arrays = results if len(kinds) == 1 else [r for r in results if r.__class__ is _ndarray]
     if all(not shape or shape[0] <= SLICE_ROWS for shape in set(map(SHAPE_OF, arrays))):
         return results, whole  # one look per distinct shape, not per array
@@ -65,6 +74,29 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
         rest.append(LaterSlices(probabilities, [array[start:start + SLICE_ROWS]
                                           for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
     return cut, whole
+
+
+def plain_huge_series(results: Sequence[object]) -> Sequence[object]:
+    """`results` with each pandas Series of more than :data:`SLICE_ROWS` rows of a plain
+    numeric dtype as its numpy array, which is read as the Series is (its name and index
+    name are no output) and can be cut into slices; any other result as it is.
+
+    >>> import pandas as pd
+    >>> [type(r).__name__ for r in plain_huge_series([pd.Series(np.zeros(SLICE_ROWS + 1)),
+    ...                                                pd.Series([1.0])])]
+    ['ndarray', 'Series']
+    """
+    plain = None
+    for index, result in enumerate(results):
+        if not is_pandas_series(result.__class__) or len(result) <= SLICE_ROWS:  # type: ignore[arg-type]
+            continue
+        held = plain_series_arrays([result])
+        if held is None or held[0].dtype.kind not in "fiub":
+            continue
+        if plain is None:
+            plain = list(results)
+        plain[index] = held[0]
+    return results if plain is None else plain
 
 
 class LaterInputs(NamedTuple):
