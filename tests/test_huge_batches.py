@@ -203,14 +203,17 @@ def _recorded(scraper: Scraper) -> dict:
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.integers(101, 450), width=st.integers(2, 4), seed=st.integers(0, 2**16),
-       missing=st.sampled_from([0.0, 0.1]), text_classes=st.booleans())
+       missing=st.sampled_from([0.0, 0.1]), text_classes=st.booleans(),
+       off_scale=st.booleans())
 def test_a_huge_probability_matrix_with_request_id_is_sliced_as_recorded_whole(
-        monkeypatch, rows, width, seed, missing, text_classes):
+        monkeypatch, rows, width, seed, missing, text_classes, off_scale):
     """predict_proba(X, request_id=...) on a huge batch: folded in slices (it took 1.4 s for
     two million rows in one hold of the lock), with the very counts, confidences and join
     of the same matrix folded whole."""
     rng = np.random.default_rng(seed)
     proba = rng.dirichlet(np.ones(width), size=rows)
+    if off_scale:  # some rows that are no probabilities (scores, margins)
+        proba[rng.random(rows) < 0.05] *= -3.0
     proba[rng.random(rows) < missing] = np.nan
     truth = rng.integers(0, width, size=rows)
     names = np.array([f"c{i}" for i in range(width)]) if text_classes else np.arange(width)
