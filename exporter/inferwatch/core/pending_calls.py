@@ -27,6 +27,8 @@ from inferwatch.core.stacked_results import (
 # and its batch size are counted with its first slice.
 SLICE_ROWS = 1 << 17
 _ndarray = np.ndarray
+# A drain of more results than this is not looked into for huge pandas Series.
+SERIES_LOOKED_AT = 16
 
 
 class LaterSlices(NamedTuple):
@@ -79,13 +81,18 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
 def plain_huge_series(results: Sequence[object]) -> Sequence[object]:
     """`results` with each pandas Series of more than :data:`SLICE_ROWS` rows of a plain
     numeric dtype as its numpy array, which is read as the Series is (its name and index
-    name are no output) and can be cut into slices; any other result as it is.
+    name are no output) and can be cut into slices; any other result as it is. Only a drain
+    of at most :data:`SERIES_LOOKED_AT` results is looked into: a Series' length is a Python
+    call (about half a microsecond), which a drain of thousands of one-row Series would pay
+    per call, and a huge batch comes with few calls beside it.
 
     >>> import pandas as pd
     >>> [type(r).__name__ for r in plain_huge_series([pd.Series(np.zeros(SLICE_ROWS + 1)),
     ...                                                pd.Series([1.0])])]
     ['ndarray', 'Series']
     """
+    if len(results) > SERIES_LOOKED_AT:
+        return results
     plain = None
     for index, result in enumerate(results):
         if not is_pandas_series(result.__class__) or len(result) <= SLICE_ROWS:  # type: ignore[arg-type]
