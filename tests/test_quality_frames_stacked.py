@@ -1,0 +1,80 @@
+"""A drain of many small DataFrames (a frame per call, as a scikit-learn pipeline is fed) is
+checked against the reference as one array when each frame is one: exactly the reference's
+columns in order, of one numeric dtype. It counts what checking each frame alone counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inferwatch.quality import tracker as tracker_module
+from inferwatch.quality.reference import Reference
+from inferwatch.quality.tracker import FeatureTracker
+
+NAMES = ["amount", "age", "zone"]
+_RNG = np.random.default_rng(7)
+# "zone" is categorical by declaration, with whole-number codes: read as text either way.
+REFERENCE = Reference.from_data(
+    pd.DataFrame({"amount": _RNG.normal(100, 20, 400), "age": _RNG.integers(18, 80, 400),
+                  "zone": _RNG.integers(1, 5, 400)}), categorical=["zone"])
+
+_DTYPES = st.sampled_from(["float64", "float32", "int64", "int32", "bool"])
+_SHAPES = st.sampled_from(["as the reference", "columns reordered", "an extra column",
+                           "a column missing", "two dtypes", "nullable Int64", "no rows"])
+
+
+def _frame(rng: np.random.Generator, rows: int, dtype: str, shape: str) -> pd.DataFrame:
+    values = np.column_stack([rng.normal(100, 40, rows), rng.integers(10, 90, rows),
+                              rng.integers(0, 7, rows)])
+    if dtype.startswith("float"):
+        values[rng.random(values.shape) < 0.1] = np.nan
+    frame = pd.DataFrame(values.astype(dtype if dtype != "bool" else "float64"),
+                         columns=NAMES)
+    if dtype == "bool":
+        frame = frame > 50
+    if shape == "columns reordered":
+        frame = frame[["zone", "amount", "age"]]
+    elif shape == "an extra column":
+        frame["note"] = frame["amount"]
+    elif shape == "a column missing":
+        frame = frame[["amount", "age"]]
+    elif shape == "two dtypes":
+        frame = frame.astype({"age": "int64" if dtype.startswith("float") else "float64"},
+                             errors="ignore")
+    elif shape == "nullable Int64" and dtype in ("int64", "int32"):
+        frame = frame.astype("Int64")
+    elif shape == "no rows":
+        frame = frame.iloc[:0]
+    return frame
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**16),
+       frames=st.lists(st.tuples(st.integers(1, 4), _DTYPES, _SHAPES), min_size=1, max_size=8))
+def test_frames_checked_together_count_what_each_counts_alone(seed, frames):
+    rng = np.random.default_rng(seed)
+    inputs = [_frame(rng, rows, dtype, shape) for rows, dtype, shape in frames]
+    together = FeatureTracker(REFERENCE).check_inputs(inputs, now=1000.0)
+    alone = FeatureTracker(REFERENCE)
+    expected = alone.checker.empty_result()
+    for frame in inputs:
+        expected.add(alone.checker.check(frame))
+    assert together.rows == expected.rows
+    assert together.missing.tolist() == expected.missing.tolist()
+    assert together.out_of_range.tolist() == expected.out_of_range.tolist()
+    assert together.unseen_category.tolist() == expected.unseen_category.tolist()
+    assert together.flat_bin_counts.tolist() == expected.flat_bin_counts.tolist()
+    assert together.input_errors == expected.input_errors
+
+
+def test_a_frame_per_call_is_read_as_rows_only_as_the_reference_s_columns_of_one_dtype():
+    names = REFERENCE.feature_names
+    plain = pd.DataFrame(np.ones((2, 3)), columns=NAMES)
+    assert tracker_module._frame_as_rows(plain, names, []).tolist() == [[1.0] * 3] * 2
+    mixed = plain.astype({"age": "int64"})
+    reordered = plain[["zone", "amount", "age"]]
+    nullable = plain.astype("Float64")
+    for frame in (mixed, reordered, nullable, plain.iloc[:0]):
+        assert tracker_module._frame_as_rows(frame, names, []) is None
