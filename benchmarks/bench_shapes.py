@@ -45,6 +45,12 @@ def _series(values: list) -> object:
     return pd.Series(values)
 
 
+def _frame(values: np.ndarray) -> object:
+    import pandas as pd
+
+    return pd.DataFrame(values, columns=[f"f{i}" for i in range(values.shape[1])])
+
+
 class _Model:
     """A model whose work is free: what is left is the cost of recording its result."""
 
@@ -72,6 +78,11 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
 
         return Reference.from_data(rng.normal(size=(2000, 50)))
 
+    def frame_reference():
+        from inferwatch.quality.reference import Reference
+
+        return Reference.from_data(_frame(rng.normal(size=(2000, 5))))
+
     def fn_of(value):
         def fn(x):
             return value
@@ -94,6 +105,9 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
         "pandas Series, 1 row": (lambda: (_Model(_series([0.5])).predict, {}), one),
         "float function, 50-feature reference": (
             lambda: (fn_of(0.5), {"reference": reference()}), features),
+        # A scikit-learn pipeline's usual input: a one-row DataFrame per request.
+        "float function, 1-row DataFrame, 5-feature reference": (
+            lambda: (fn_of(0.5), {"reference": frame_reference()}), _frame(features[:, :5])),
     }
 
 
