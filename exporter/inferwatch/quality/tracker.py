@@ -587,6 +587,8 @@ def _batches(inputs: Sequence[Any], width: int | None = None,
             values = _frame_as_rows(item, names, frame_columns)
             if values is not None:
                 item = values
+        elif item.__class__ is list and item and item[0].__class__ is not dict:
+            item = _numeric_rows(item)
         if item.__class__ is np.ndarray and item.ndim == 1 and width and item.shape[0] and \
                 (width == 1 or item.shape[0] == width):
             # One row of features (with one feature, that feature's column), as the checker
@@ -651,6 +653,18 @@ def _frame_as_rows(frame: Any, names: Sequence[str], seen: list) -> np.ndarray |
 
 def _stackable(shape: tuple[int, ...], width: int) -> bool:
     return len(shape) == 2 and shape[1] == width and shape[0] > 0
+
+
+def _numeric_rows(items: list) -> Any:
+    """A list of feature rows (a JSON array of arrays) or one row as the array the checker
+    reads it as (``np.asarray``), when that is numeric: such an array joins the drain's
+    others. The list as it is otherwise (text, objects, ragged rows, row dicts), for the
+    checker to read alone. Never raises."""
+    try:
+        values = np.asarray(items)
+    except Exception:  # ragged rows: one wrong_shape for this batch, read alone
+        return items
+    return values if values.dtype.kind in "fiub" else items
 
 
 def _rows_alone(items: list) -> bool:
