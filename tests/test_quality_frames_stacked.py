@@ -99,7 +99,11 @@ _INPUTS = st.sampled_from(["1-D row", "1-D row of another width", "empty 1-D arr
                            "list naming a feature twice", "list with a non-dict",
                            "2-D array", "frame", "list of float rows", "flat list row",
                            "list rows with text", "ragged list rows", "empty list",
-                           "list of bool and int rows"])
+                           "list of bool and int rows", "dict of columns",
+                           "dict of int columns", "dict of a mixed column",
+                           "dict of columns with None", "dict of columns, one missing",
+                           "dict of columns, one extra", "dict of columns of two dtypes",
+                           "dict of uneven columns"])
 
 
 def _input(rng: np.random.Generator, kind: str) -> object:
@@ -135,6 +139,24 @@ def _input(rng: np.random.Generator, kind: str) -> object:
         return []
     if kind == "list of bool and int rows":
         return [[True, 2, 3], [False, 5, 6]]
+    if kind.startswith("dict of"):
+        rows = int(rng.integers(1, 4))
+        columns = {name: rng.normal(100, 40, rows).tolist() for name in NAMES}
+        if kind == "dict of int columns":
+            columns = {name: rng.integers(0, 7, rows).tolist() for name in NAMES}
+        elif kind == "dict of a mixed column":
+            columns["zone"] = [1, 2.5, 3][:rows]
+        elif kind == "dict of columns with None":
+            columns["age"] = [None] * rows
+        elif kind == "dict of columns, one missing":
+            del columns["zone"]
+        elif kind == "dict of columns, one extra":
+            columns["note"] = [1.0] * rows
+        elif kind == "dict of columns of two dtypes":
+            columns["zone"] = rng.integers(0, 7, rows).tolist()
+        elif kind == "dict of uneven columns":
+            columns["zone"] = columns["zone"] + [1.0]
+        return columns
     return _frame(rng, 2, "float64", "as the reference")
 
 

@@ -594,6 +594,10 @@ def _batches(inputs: Sequence[Any], width: int | None = None,
             # One row of features (with one feature, that feature's column), as the checker
             # reads a 1-D array: stacked with the others, not checked alone (33 us a call).
             item = item.reshape(-1, 1) if width == 1 else item.reshape(1, -1)
+        if item.__class__ is dict and names is not None and len(item) == len(names):
+            columns = _columns_as_rows(item, names)
+            if columns is not None:
+                item = columns
         if isinstance(item, dict) and _is_row(item):
             rows.append(item)
         elif item.__class__ is list and item and _rows_alone(item):
@@ -653,6 +657,27 @@ def _frame_as_rows(frame: Any, names: Sequence[str], seen: list) -> np.ndarray |
 
 def _stackable(shape: tuple[int, ...], width: int) -> bool:
     return len(shape) == 2 and shape[1] == width and shape[0] > 0
+
+
+def _columns_as_rows(columns: dict, names: Sequence[str]) -> np.ndarray | None:
+    """A dict of columns (a JSON object of arrays) holding exactly the reference's features,
+    each a list or 1-D array that numpy reads as numbers of one dtype shared by all, as the
+    2-D array of its rows in the reference's order: the checker reads each column as that
+    array's column, and it joins the drain's other rows (89 us a call, checked alone). None
+    for any other dict (a row dict among them). Never raises."""
+    try:
+        if any(key.__class__ is not str for key in columns):
+            return None
+        read = [np.asarray(columns[name]) if name in columns else None for name in names]
+        if any(column is None or column.ndim != 1 or not column.shape[0] or
+               column.dtype.kind not in "fiub" for column in read):
+            return None
+        if len({column.dtype for column in read}) != 1 or \
+                len({column.shape[0] for column in read}) != 1:
+            return None
+        return np.column_stack(read)
+    except Exception:  # a column numpy cannot read: the dict is checked as it is
+        return None
 
 
 def _numeric_rows(items: list) -> Any:
