@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,10 +53,14 @@ def _frame(rng: np.random.Generator, rows: int, dtype: str, shape: str) -> pd.Da
 
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**16),
-       frames=st.lists(st.tuples(st.integers(1, 4), _DTYPES, _SHAPES), min_size=1, max_size=8))
+       frames=st.lists(st.tuples(st.integers(1, 4), _DTYPES, _SHAPES, st.booleans()),
+                       min_size=1, max_size=8))
 def test_frames_checked_together_count_what_each_counts_alone(seed, frames):
     rng = np.random.default_rng(seed)
-    inputs = [_frame(rng, rows, dtype, shape) for rows, dtype, shape in frames]
+    inputs = [_frame(rng, rows, dtype, shape) for rows, dtype, shape, _ in frames]
+    # polars frames too: a null in an integer column reads as a float there.
+    inputs = [pl.from_pandas(frame) if polars else frame
+              for frame, (*_, polars) in zip(inputs, frames)]
     together = FeatureTracker(REFERENCE).check_inputs(inputs, now=1000.0)
     alone = FeatureTracker(REFERENCE)
     expected = alone.checker.empty_result()
@@ -67,6 +72,18 @@ def test_frames_checked_together_count_what_each_counts_alone(seed, frames):
     assert together.unseen_category.tolist() == expected.unseen_category.tolist()
     assert together.flat_bin_counts.tolist() == expected.flat_bin_counts.tolist()
     assert together.input_errors == expected.input_errors
+
+
+def test_a_polars_frame_is_read_as_rows_only_on_the_same_terms():
+    names = REFERENCE.feature_names
+    plain = pl.DataFrame({name: [1.0, 2.0] for name in NAMES})
+    assert tracker_module._polars_frame_as_rows(plain, names).tolist() == \
+        [[1.0] * 3, [2.0] * 3]
+    with_null = pl.DataFrame({name: [1, None] for name in NAMES}, schema={
+        name: pl.Int64 for name in NAMES})
+    for frame in (plain.select(["zone", "amount", "age"]), with_null, plain.head(0),
+                  plain.with_columns(pl.col("age").cast(pl.Int64))):
+        assert tracker_module._polars_frame_as_rows(frame, names) is None
 
 
 def test_a_frame_per_call_is_read_as_rows_only_as_the_reference_s_columns_of_one_dtype():

@@ -587,6 +587,10 @@ def _batches(inputs: Sequence[Any], width: int | None = None,
             values = _frame_as_rows(item, names, frame_columns)
             if values is not None:
                 item = values
+        elif names is not None and _is_polars_frame(item):
+            values = _polars_frame_as_rows(item, names)
+            if values is not None:
+                item = values
         elif item.__class__ is list and item and item[0].__class__ is not dict:
             item = _numeric_rows(item)
         if item.__class__ is np.ndarray and item.ndim == 1 and width and item.shape[0] and \
@@ -626,6 +630,37 @@ def _batches(inputs: Sequence[Any], width: int | None = None,
 def _is_pandas_frame(item: Any) -> bool:
     cls = item.__class__
     return cls.__name__ == "DataFrame" and cls.__module__.startswith("pandas")
+
+
+def _is_polars_frame(item: Any) -> bool:
+    cls = item.__class__
+    return cls.__name__ == "DataFrame" and cls.__module__.startswith("polars")
+
+
+def _polars_frame_as_rows(frame: Any, names: Sequence[str]) -> np.ndarray | None:
+    """A polars DataFrame's values as a 2-D array, on the terms of :func:`_frame_as_rows`:
+    exactly the reference's columns in its order, all of one numeric dtype, and read by
+    numpy in a dtype of that kind (an integer column with nulls reads as floats, whose text
+    as a category differs: such a frame is checked as a frame). Never raises."""
+    try:
+        if not frame.height or frame.columns != list(names) or len(set(frame.dtypes)) != 1:
+            return None
+        dtype = frame.dtypes[0]
+        if not (dtype.is_numeric() or dtype == _polars_boolean()):
+            return None
+        rows = frame.to_numpy()
+        integer = dtype.is_integer() if hasattr(dtype, "is_integer") else False
+    except Exception:  # a polars without these: the frame is checked as one
+        return None
+    if rows.ndim != 2 or rows.dtype.kind not in "fiub" or (integer and rows.dtype.kind == "f"):
+        return None
+    return rows
+
+
+def _polars_boolean() -> Any:
+    import polars  # loaded by the caller's frame already
+
+    return polars.Boolean
 
 
 def _frame_as_rows(frame: Any, names: Sequence[str], seen: list) -> np.ndarray | None:
