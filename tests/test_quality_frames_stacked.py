@@ -21,6 +21,21 @@ REFERENCE = Reference.from_data(
     pd.DataFrame({"amount": _RNG.normal(100, 20, 400), "age": _RNG.integers(18, 80, 400),
                   "zone": _RNG.integers(1, 5, 400)}), categorical=["zone"])
 
+def _checked_together_as_alone(inputs: list) -> None:
+    """A drain's inputs checked together count what each counts checked alone."""
+    together = FeatureTracker(REFERENCE).check_inputs(inputs, now=1000.0)
+    alone = FeatureTracker(REFERENCE)
+    expected = alone.checker.empty_result()
+    for value in inputs:
+        expected.add(alone.checker.check(value))
+    assert together.rows == expected.rows
+    assert together.missing.tolist() == expected.missing.tolist()
+    assert together.out_of_range.tolist() == expected.out_of_range.tolist()
+    assert together.unseen_category.tolist() == expected.unseen_category.tolist()
+    assert together.flat_bin_counts.tolist() == expected.flat_bin_counts.tolist()
+    assert together.input_errors == expected.input_errors
+
+
 _DTYPES = st.sampled_from(["float64", "float32", "int64", "int32", "bool"])
 _SHAPES = st.sampled_from(["as the reference", "columns reordered", "an extra column",
                            "a column missing", "two dtypes", "nullable Int64", "no rows"])
@@ -61,17 +76,7 @@ def test_frames_checked_together_count_what_each_counts_alone(seed, frames):
     # polars frames too: a null in an integer column reads as a float there.
     inputs = [pl.from_pandas(frame) if polars else frame
               for frame, (*_, polars) in zip(inputs, frames)]
-    together = FeatureTracker(REFERENCE).check_inputs(inputs, now=1000.0)
-    alone = FeatureTracker(REFERENCE)
-    expected = alone.checker.empty_result()
-    for frame in inputs:
-        expected.add(alone.checker.check(frame))
-    assert together.rows == expected.rows
-    assert together.missing.tolist() == expected.missing.tolist()
-    assert together.out_of_range.tolist() == expected.out_of_range.tolist()
-    assert together.unseen_category.tolist() == expected.unseen_category.tolist()
-    assert together.flat_bin_counts.tolist() == expected.flat_bin_counts.tolist()
-    assert together.input_errors == expected.input_errors
+    _checked_together_as_alone(inputs)
 
 
 def test_a_polars_frame_is_read_as_rows_only_on_the_same_terms():
@@ -184,17 +189,7 @@ def test_rows_of_many_shapes_checked_together_count_what_each_counts_alone(seed,
     (each cost 32 to 34 us a call checked alone), and still count what each counts alone."""
     rng = np.random.default_rng(seed)
     inputs = [_input(rng, kind) for kind in kinds]
-    together = FeatureTracker(REFERENCE).check_inputs(inputs, now=1000.0)
-    alone = FeatureTracker(REFERENCE)
-    expected = alone.checker.empty_result()
-    for value in inputs:
-        expected.add(alone.checker.check(value))
-    assert together.rows == expected.rows
-    assert together.missing.tolist() == expected.missing.tolist()
-    assert together.out_of_range.tolist() == expected.out_of_range.tolist()
-    assert together.unseen_category.tolist() == expected.unseen_category.tolist()
-    assert together.flat_bin_counts.tolist() == expected.flat_bin_counts.tolist()
-    assert together.input_errors == expected.input_errors
+    _checked_together_as_alone(inputs)
 
 
 def test_a_one_feature_reference_reads_each_1d_array_as_its_column():
