@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import inferwatch
 from inferwatch.core import drain_folds, outcomes
 from inferwatch.core.outcomes import OutcomeJoiner, _fitted, _sizeof, row_bytes
-from inferwatch.core.prediction_classes import class_labels, label_lengths
+from inferwatch.core.prediction_classes import class_labels, labels_and_lengths
 from inferwatch.core.registry import Registry
 
 
@@ -57,13 +57,13 @@ def test_a_huge_batch_under_one_request_id_converts_only_the_rows_the_join_keeps
     strings and sized each of them in the drain, under the monitor's lock (7 s here); the
     join kept 578,519 of them."""
     converted: list[int] = []
-    real_class_labels = drain_folds.class_labels
+    real_labels = drain_folds.labels_and_lengths
 
-    def counting_class_labels(values):
+    def counting_labels(values):
         converted.append(len(values))
-        return real_class_labels(values)
+        return real_labels(values)
 
-    monkeypatch.setattr(drain_folds, "class_labels", counting_class_labels)
+    monkeypatch.setattr(drain_folds, "labels_and_lengths", counting_labels)
     registry = Registry(drain_interval=3600)
     try:
         model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry)
@@ -152,7 +152,8 @@ def test_integer_labels_read_as_text_by_a_table_or_a_sort_alike(dtype, data):
     values = data.draw(st.lists(st.integers(low, high), min_size=65, max_size=300))
     labels = np.array(values, dtype=dtype)
     assert class_labels(labels) == [str(v) for v in values]
-    lengths = label_lengths(labels)
+    texts, lengths = labels_and_lengths(labels)
+    assert texts == [str(v) for v in values]
     if lengths is not None:
         assert lengths.tolist() == [len(str(v)) for v in values]
     else:  # only a range too wide for a table

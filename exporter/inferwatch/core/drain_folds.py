@@ -18,8 +18,7 @@ from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels,
 from inferwatch.core.pending_calls import LaterSlices, first_slices, plain_huge_series
 from inferwatch.core.prediction_classes import (
     SMALL_INTEGER_LIMIT,
-    class_labels,
-    label_lengths,
+    labels_and_lengths,
     whole_number_classes,
 )
 from inferwatch.core.predictions import DEFAULT_OUTPUT
@@ -357,10 +356,10 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
     kept = [result[:outcomes.row_cap(size, record.request_id)]
             if 2 * result.shape[0] > cap else result for record, result in named]
     joined = np.concatenate(kept) if len(kept) > 1 else kept[0]
-    cells = class_labels(joined) if labels else joined.astype(np.float64, copy=False).tolist()
-    # What the rows' objects hold, read off the array: each label's text by its length (all
-    # ASCII), each value a float; None where the labels span too wide a range to table.
-    lengths = label_lengths(joined) if labels else None
+    # What the rows' objects hold is read off the array as well: each label's text by its
+    # length (all ASCII), each value a float; None where the labels span too wide a range.
+    cells, lengths = labels_and_lengths(joined) if labels else \
+        (joined.astype(np.float64, copy=False).tolist(), None)
     empty = row_bytes("" if labels else 0.0)
     joins, offset = [], 0
     for (record, result), part in zip(named, kept):

@@ -59,21 +59,23 @@ def as_text(classes: np.ndarray) -> np.ndarray:
     return np.array([str(v) for v in classes.tolist()], dtype=object)
 
 
-def label_lengths(classes: np.ndarray) -> np.ndarray | None:
-    """The length of each integer label's text (``len(str(v))``, sign included), as int64,
-    without making the text; None for labels of another kind or too wide a range.
+def labels_and_lengths(classes: np.ndarray) -> tuple[list[str], np.ndarray | None]:
+    """:func:`class_labels` of integer labels, with the length of each label's text as
+    int64, both read off one table of the range's texts (None for the lengths where the
+    range is too wide for one, or the labels are of another kind).
 
-    >>> label_lengths(np.array([7, -3, 12] * 30))[:3].tolist()
-    [1, 2, 2]
+    >>> labels, lengths = labels_and_lengths(np.array([7, -3, 12] * 30))
+    >>> labels[:3], lengths[:3].tolist()
+    (['7', '-3', '12'], [1, 2, 2])
     """
     flat = classes.reshape(-1)
-    if flat.dtype.kind not in "iu" or not flat.size:
-        return None
-    table = _range_table(flat)
+    table = _range_table(flat) if flat.size else None
     if table is None:
-        return None
-    lengths = np.fromiter(map(len, table[0]), dtype=np.int64, count=len(table[0]))
-    return lengths[flat.astype(np.int64, copy=False) - table[1]]
+        return class_labels(classes), None
+    texts, low = table
+    codes = flat.astype(np.int64, copy=False) - low
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    return texts[codes].tolist(), lengths[codes]
 
 
 def _range_table(flat: np.ndarray) -> tuple[np.ndarray, int] | None:
