@@ -4,6 +4,8 @@ was configured (each checked against the reference it was made under)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,13 +87,61 @@ def test_large_frame_without_copy_on_write_keeps_its_columns(scraper, monkeypatc
 
 
 def test_snapshot_of_a_frame_costs_no_deep_copy_with_copy_on_write():
-    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    frame = pd.DataFrame({"a": [1.0, 2.0], "name": ["x", "y"]})  # two blocks: kept a frame
     seen = call_input.snapshot_input(frame)
     if int(pd.__version__.split(".")[0]) >= 3:  # copy-on-write: a shallow copy is enough
         assert np.shares_memory(seen["a"].to_numpy(), frame["a"].to_numpy())
     frame.loc[0, "a"] = 9.0
     frame["b"] = 1.0
-    assert seen["a"].tolist() == [1.0, 2.0] and list(seen.columns) == ["a"]
+    assert seen["a"].tolist() == [1.0, 2.0] and list(seen.columns) == ["a", "name"]
+
+
+@pytest.mark.parametrize("copy_on_write", [True, False])
+def test_frame_of_one_numeric_block_is_captured_as_its_values(copy_on_write):
+    """A frame whose columns share one numeric dtype (pandas' one block) is captured as a
+    copy of that block and its labels, a twentieth of what copying the frame costs; what the
+    caller does to its frame afterwards changes none of it, in place or not."""
+    from inferwatch.frame_values import FrameValues
+
+    before_3 = int(pd.__version__.split(".")[0]) < 3
+    if not copy_on_write and not before_3:
+        pytest.skip("pandas 3 always copies on write")
+    with pd.option_context("mode.copy_on_write", copy_on_write) if before_3 else \
+            contextlib.nullcontext():
+        frame = pd.DataFrame({"a": [1.0, np.nan], "b": [3.0, 4.0]}, index=[7, 8])
+        expected = frame.copy()
+        seen = call_input.snapshot_input(frame)
+        assert seen.__class__ is FrameValues and seen.nbytes == 32 and len(seen) == 2
+        frame.fillna(0.0, inplace=True)
+        frame.iloc[1, 1] = 99.0
+        frame["c"] = 1.0
+        frame.columns = ["x", "y", "z"]
+        frame.index = [0, 1]
+        pd.testing.assert_frame_equal(seen.frame(), expected)
+        np.testing.assert_array_equal(seen.rows(), expected.to_numpy())
+
+
+@pytest.mark.parametrize("frame", [
+    pd.DataFrame({"a": [1.0], "b": [2]}),  # two dtypes: two blocks
+    pd.DataFrame({"a": ["x"], "b": ["y"]}),  # text
+    pd.DataFrame({"a": pd.array([1, None], dtype="Int64")}),  # an extension dtype
+    pd.DataFrame({"at": pd.to_datetime(["2026-01-01"])}),
+    pd.DataFrame(np.zeros((call_input.COPY_LIMIT_BYTES // 8 + 1, 1))),  # past the limit
+], ids=["two dtypes", "text", "nullable", "dates", "large"])
+def test_other_frames_are_captured_as_frames(frame):
+    seen = call_input.snapshot_input(frame)
+    assert seen.__class__ is pd.DataFrame
+    pd.testing.assert_frame_equal(seen, frame)
+
+
+def test_frame_subclass_keeps_its_class():
+    class Tagged(pd.DataFrame):
+        @property
+        def _constructor(self):
+            return Tagged
+
+    seen = call_input.snapshot_input(Tagged({"a": [1.0]}))
+    assert seen.__class__ is Tagged and seen["a"].tolist() == [1.0]
 
 
 def test_series_input_is_captured_as_seen():

@@ -10,6 +10,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inferwatch.core.call_input import snapshot_input
 from inferwatch.quality import tracker as tracker_module
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker
@@ -21,9 +22,11 @@ REFERENCE = Reference.from_data(
     pd.DataFrame({"amount": _RNG.normal(100, 20, 400), "age": _RNG.integers(18, 80, 400),
                   "zone": _RNG.integers(1, 5, 400)}), categorical=["zone"])
 
-def _checked_together_as_alone(inputs: list) -> None:
-    """A drain's inputs checked together count what each counts checked alone."""
-    together = FeatureTracker(REFERENCE).check_inputs(inputs, now=1000.0)
+def _checked_together_as_alone(inputs: list, seen: list | None = None) -> None:
+    """A drain's inputs checked together count what each counts checked alone. `seen`: the
+    inputs as a call captured them (snapshot_input), when the drain reads those instead."""
+    together = FeatureTracker(REFERENCE).check_inputs(inputs if seen is None else seen,
+                                                      now=1000.0)
     alone = FeatureTracker(REFERENCE)
     expected = alone.checker.empty_result()
     for value in inputs:
@@ -68,15 +71,19 @@ def _frame(rng: np.random.Generator, rows: int, dtype: str, shape: str) -> pd.Da
 
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**16),
-       frames=st.lists(st.tuples(st.integers(1, 4), _DTYPES, _SHAPES, st.booleans()),
+       frames=st.lists(st.tuples(st.integers(1, 4), _DTYPES, _SHAPES,
+                                 st.sampled_from(["pandas", "polars", "as a call captured it"])),
                        min_size=1, max_size=8))
 def test_frames_checked_together_count_what_each_counts_alone(seed, frames):
     rng = np.random.default_rng(seed)
     inputs = [_frame(rng, rows, dtype, shape) for rows, dtype, shape, _ in frames]
     # polars frames too: a null in an integer column reads as a float there.
-    inputs = [pl.from_pandas(frame) if polars else frame
-              for frame, (*_, polars) in zip(inputs, frames)]
-    _checked_together_as_alone(inputs)
+    inputs = [pl.from_pandas(frame) if kind == "polars" else frame
+              for frame, (*_, kind) in zip(inputs, frames)]
+    # A call captures a frame of one numeric block as its values (frame_values.FrameValues).
+    seen = [snapshot_input(frame) if kind == "as a call captured it" else frame
+            for frame, (*_, kind) in zip(inputs, frames)]
+    _checked_together_as_alone(inputs, seen)
 
 
 def test_a_polars_frame_is_read_as_rows_only_on_the_same_terms():
@@ -100,6 +107,11 @@ def test_a_frame_per_call_is_read_as_rows_only_as_the_reference_s_columns_of_one
     nullable = plain.astype("Float64")
     for frame in (mixed, reordered, nullable, plain.iloc[:0]):
         assert tracker_module._frame_as_rows(frame, names, []) is None
+    # The same terms for a frame captured as its values.
+    assert tracker_module._frame_as_rows(snapshot_input(plain), names, []).tolist() == \
+        [[1.0] * 3] * 2
+    for frame in (reordered, plain.iloc[:0]):
+        assert tracker_module._frame_as_rows(snapshot_input(frame), names, []) is None
 
 
 class _ReadAsAmount:

@@ -177,6 +177,28 @@ def test_a_dataframe_input_is_redacted_on_disk_through_instrument(scraper, tmp_p
     log.close()
 
 
+def test_a_numeric_frame_captured_as_its_values_is_logged_and_redacted_as_a_frame(
+        scraper, tmp_path):
+    """A frame of one numeric dtype is captured as its values (frame_values.FrameValues),
+    not a frame: the log still gets the frame the call saw, named and redacted by column,
+    whatever the caller writes into its frame afterwards."""
+    log = EventLog(tmp_path / "events.jsonl", redact=["inputs.ssn"], secret=SECRET)
+    model = inferwatch.instrument(lambda frame: 0.5, name="credit", version="1", events=log,
+                                  registry=scraper.registry)
+    frame = pd.DataFrame({"ssn": [123456789, 987654321], "age": [41, 52]})
+    assert model(frame) == 0.5
+    frame.loc[0, "age"] = 99
+    frame["ssn"] = 0
+    scraper.registry.drain()
+    assert log.flush(5)
+    disk = "".join(path.read_text() for path in tmp_path.glob("*.jsonl")
+                   if not path.is_symlink())
+    assert "123456789" not in disk and "987654321" not in disk
+    (event,) = _read(tmp_path)
+    assert event["inputs"] == [{"age": 41}, {"age": 52}]
+    log.close()
+
+
 def test_dropped_values_are_counted_in_the_metrics(tmp_path):
     before = values_dropped_totals()["unsupported_type"]
     log = EventLog(tmp_path / "events.jsonl")

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
+from inferwatch.frame_values import captured_frame
 
 # Arrays up to this size are copied when the call returns (their bytes, or the array when it
 # holds Python objects), so that a runtime refilling one output buffer (or a caller reusing
@@ -209,8 +210,10 @@ def snapshot_input(value: Any) -> Any:
     often refills one staging tensor per batch. A copy costs about 1.5 us, a tenth of the
     smallest module's forward pass; a tensor on a GPU is read at drain time (copying it
     here would wait for the device), and so is a sparse COO tensor (built anew for each
-    call, and without the ``nbytes`` of a dense one). A pandas or polars DataFrame or
-    Series is captured by :func:`frame_snapshot`.
+    call, and without the ``nbytes`` of a dense one). A pandas DataFrame of one numeric
+    block up to ``COPY_LIMIT_BYTES`` is captured as its values
+    (:class:`~inferwatch.frame_values.FrameValues`), any other pandas or polars DataFrame
+    or Series by :func:`frame_snapshot`.
 
     >>> snapshot_input([1.0, 2.0])
     [1.0, 2.0]
@@ -223,7 +226,8 @@ def snapshot_input(value: Any) -> Any:
     if not module.startswith(_COPIED_MODULES):
         return value
     if module.startswith(_FRAME_MODULES):
-        return frame_snapshot(value, module)
+        captured = captured_frame(value)  # one numeric block: its values, a twentieth the cost
+        return frame_snapshot(value, module) if captured is None else captured
     if module.startswith("numpy"):
         # np.matrix, a masked array, a record array: copied like a plain array, keeping
         # their class and mask, as results are.

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import TYPE_CHECKING, NamedTuple
 
+from inferwatch.frame_values import as_logged
+
 if TYPE_CHECKING:
     from inferwatch.core.stream_records import StreamRecord
 
@@ -78,13 +80,13 @@ class RequestRecord:
             "ts": self.started_at, "model": model, "model_version": version,
             "request_id": self.request_id, "trace_id": self.trace_id,
             # Without a separate raw input, the call's argument is the input: logged once.
-            "inputs": self.inputs if self.inputs is not None or self.named_features
-            else self.features,
+            "inputs": as_logged(self.inputs if self.inputs is not None or self.named_features
+                                else self.features),
             "stages": _stage_totals(self.stages),
             "duration_seconds": self.duration, "action": self.action,
         }
         if self.features is not None and (self.inputs is not None or self.named_features):
-            event["features"] = self.features
+            event["features"] = as_logged(self.features)
         if self.stage_outputs:
             event["stage_outputs"] = self.stage_outputs
         if self.stream is not None:

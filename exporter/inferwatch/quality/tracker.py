@@ -27,6 +27,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
+from inferwatch.frame_values import FrameValues
 from inferwatch.quality.batch_values import is_row
 from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.checks import BatchChecker, BatchResult
@@ -438,6 +439,10 @@ class FeatureTracker:
                     return None
                 total = value.shape[0]
                 return [value[start:start + rows] for start in range(0, total, rows)]
+            if value.__class__ is FrameValues:  # at most 64 KiB: past a slice only in tests
+                if len(value) <= rows:
+                    return None
+                value = value.frame()
             if not is_dataframe(value):
                 return None
             total = len(value)
@@ -583,6 +588,9 @@ def _batches(inputs: Sequence[Any], width: int | None = None,
     for item in inputs:
         if isinstance(item, np.ndarray) and item.__class__ is not np.ndarray:
             item = plain_array(item)
+        elif item.__class__ is FrameValues:  # a one-block frame, captured as its values
+            values = None if names is None else _frame_as_rows(item, names, frame_columns)
+            item = item.frame() if values is None else values
         elif names is not None and _is_pandas_frame(item):
             values = _frame_as_rows(item, names, frame_columns)
             if values is not None:
@@ -669,25 +677,38 @@ def _frame_as_rows(frame: Any, names: Sequence[str], seen: list) -> np.ndarray |
     dtype (one block): the checker reads such a frame as it reads that array, and stacked
     with a drain's other such inputs they are checked at once, not at about 190 us a frame
     (a frame per call, its columns read one by one). None for any other frame, checked as
-    a frame. `seen`: column indexes already matched, whose frames skip the name comparison.
-    Never raises."""
+    a frame. A frame captured as :class:`~inferwatch.frame_values.FrameValues` (one
+    numeric block) is read on the same terms, from its values. `seen`: column indexes
+    already matched, whose frames skip the name comparison. Never raises."""
     try:
+        if frame.__class__ is FrameValues:
+            if not len(frame) or not _named_as(frame.columns, names, seen):
+                return None
+            return frame.rows()
         manager = frame._mgr  # the block manager: one dtype for every column when one block
         if manager.nblocks != 1 or not len(frame):
             return None
         dtype = manager.blocks[0].dtype
         if not isinstance(dtype, np.dtype) or dtype.kind not in "fiub":
             return None
-        columns = frame.columns
-        if not any(columns is known for known in seen):
-            if len(columns) != len(names) or list(map(str, columns)) != list(names):
-                return None
-            if len(seen) < 8:
-                seen.append(columns)
+        if not _named_as(frame.columns, names, seen):
+            return None
         rows = frame.to_numpy()
     except Exception:  # a pandas without these internals: the frame is checked as one
         return None
     return rows if rows.ndim == 2 and rows.dtype == dtype else None
+
+
+def _named_as(columns: Any, names: Sequence[str], seen: list) -> bool:
+    """Whether a frame's `columns` are the reference's feature `names`, in order, read as
+    text; an index already in `seen` is known to be (a drain's frames often share one)."""
+    if any(columns is known for known in seen):
+        return True
+    if len(columns) != len(names) or list(map(str, columns)) != list(names):
+        return False
+    if len(seen) < 8:
+        seen.append(columns)
+    return True
 
 
 def _stackable(shape: tuple[int, ...], width: int) -> bool:
