@@ -284,6 +284,11 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
         wrapped = instrument(lambda x: x[:, 0], name="huge", version="1", registry=monitors,
                              reference=Reference.from_data(rng.normal(size=(5000, 10))))
         batch = rng.normal(size=(rows, 10))
+    elif kind == "two float outputs (a dict)":  # {"price": prices, "eta": etas}
+        rng = np.random.default_rng(0)
+        outputs = {"price": rng.random(rows), "eta": rng.random(rows) * 100}
+        wrapped = instrument(lambda x: outputs, name="huge", version="1", registry=monitors)
+        batch = None
     elif kind == "class probabilities":  # predict_proba of a binary classifier
         scores = np.random.default_rng(0).random(rows)
         model = instrument(_Model(None, np.column_stack([scores, 1 - scores])), name="huge",
@@ -390,5 +395,8 @@ def run(quick: bool = False) -> list[Row]:
                             request_id="batch-1"))
     rows.append(_huge_batch("10-feature inputs, reference",
                             HUGE_BATCH_ROWS // (10 if quick else 5)))
+    for request_id in (None, "batch-1"):  # a result of several outputs, on both paths
+        rows.append(_huge_batch("two float outputs (a dict)",
+                                HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))
     rows.extend(_input_shapes(500 if quick else 2000))
     return rows

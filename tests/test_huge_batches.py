@@ -377,3 +377,92 @@ def test_a_huge_pandas_series_is_sliced_as_recorded_whole(monkeypatch, rows, see
     # On the request path a NaN row or a bool takes the general path, whole.
     if not (named and kind in ("floats with NaN", "bools")):
         assert holds == -(-rows // 100)  # the first slice with the call, a hold per slice
+
+
+def _result_samples(scraper: Scraper) -> dict:
+    """What a call's result and its outcome left in the exposition; of how long the outcome
+    took (the clock's, not the fold's), the count."""
+    delay = "inferwatch_outcome_delay_seconds"
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in scraper.samples()
+            if s.name.startswith(("inferwatch_pred", "inferwatch_batch", "inferwatch_requests",
+                                  "inferwatch_invalid", "inferwatch_internal",
+                                  "inferwatch_outcome"))
+            and (not s.name.startswith(delay) or s.name == f"{delay}_count")}
+
+
+def _outputs(rng: np.random.Generator, rows: int, kinds: list[str]) -> list[np.ndarray]:
+    parts = []
+    for kind in kinds:
+        if kind == "floats":
+            parts.append(rng.normal(size=rows))
+        elif kind == "floats with NaN":
+            values = rng.normal(size=rows)
+            values[rng.random(rows) < 0.1] = np.nan
+            parts.append(values)
+        elif kind == "whole floats":
+            parts.append(rng.integers(0, 3, size=rows).astype(np.float64))
+        elif kind == "bools":
+            parts.append(rng.random(rows) < 0.3)
+        elif kind == "int64 past the label limit":  # such a row is dropped, the join changes
+            parts.append(rng.integers(0, 4, size=rows) * (1 << 60))
+        else:  # int64 / int32 labels
+            parts.append(rng.integers(0, 4, size=rows).astype(kind))
+    return parts
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(101, 450), seed=st.integers(0, 2**16),
+       kinds=st.lists(st.sampled_from(["floats", "floats with NaN", "whole floats", "bools",
+                                       "int64", "int32", "int64 past the label limit"]),
+                      min_size=1, max_size=3),
+       container=st.sampled_from(["dict", "tuple", "list", "DataFrame"]),
+       task=st.sampled_from(["auto", "classification", "regression"]),
+       named=st.booleans(), cache_bytes=st.sampled_from([2048, 8192, 1 << 20]),
+       pipeline_names=st.booleans())
+def test_a_huge_result_of_several_outputs_is_sliced_as_recorded_whole(
+        monkeypatch, rows, seed, kinds, container, task, named, cache_bytes, pipeline_names):
+    """A dict, tuple or list of arrays, or a DataFrame (``{"price": prices, "eta": etas}``,
+    a pyfunc's frame) was folded in one hold of the lock whatever its size (250 ms for two
+    million rows of two floats): it is now folded in slices, with the very counts and
+    values of the result whole, on the request path too, where its outcome join keeps the
+    very rows it kept whole."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    parts = _outputs(rng, rows, kinds)
+    # A pipeline's {"label", "score"} joins by its labels alone.
+    names = ["label", "score", "margin"][:len(parts)] if pipeline_names else \
+        [f"out{i}" for i in range(len(parts))]
+    result = dict(zip(names, parts)) if container == "dict" else \
+        tuple(parts) if container == "tuple" else list(parts) if container == "list" else \
+        pd.DataFrame(dict(zip(names, parts)))
+    recorded = []
+    for slice_rows in (100, 10**6):  # sliced, then whole
+        monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)
+        scraper = Scraper(drain_interval=3600)
+        try:
+            # A small outcome cache: the join keeps the first rows that fit, here as whole.
+            model = inferwatch.instrument(lambda x: result, name="m", version="1", task=task,
+                                          outcome_cache_bytes=cache_bytes,
+                                          registry=scraper.registry)
+            mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+            model(None, request_id="batch-1") if named else model(None)
+            mon._lock = lock = CountingLock()
+            mon.drain()
+            holds = lock.entered  # before the scrape below takes it too
+            kept = mon.outcomes.kept_rows("batch-1")
+            entry = mon.outcomes._pending.get("batch-1")
+            if named:
+                mon.record_outcome("batch-1", parts[0].tolist())
+            recorded.append((_result_samples(scraper), holds, kept, entry and entry[:2]))
+        finally:
+            scraper.registry.close()
+    (samples, holds, kept, entry), (whole_samples, whole_holds, whole_kept, whole_entry) = \
+        recorded
+    assert kept == whole_kept and repr(entry) == repr(whole_entry)  # repr: NaN rows equal
+    assert samples == pytest.approx(whole_samples, rel=1e-12, nan_ok=True)
+    assert [value for (name, _), value in whole_samples.items()
+            if name == "inferwatch_batch_size_sum"] == [rows]
+    assert whole_holds == 1
+    assert holds == -(-rows // 100)

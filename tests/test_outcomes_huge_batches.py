@@ -20,18 +20,30 @@ from inferwatch.core.registry import Registry
 def _fitted_row_by_row(request_id: str, classes: tuple | None, values: tuple | None,
                        max_bytes: int) -> tuple:
     """What the join kept of a batch when every row was sized on its own: the reference."""
-    size = outcomes._entry_bytes(request_id, classes, values)
+    rows = classes if classes is not None else values
+    size = _row_by_row_entry_bytes(request_id, rows)
     if size <= max_bytes:
         return classes, values, size
-    rows = classes if classes is not None else values
     budget = max_bytes - (outcomes._ENTRY_OVERHEAD_BYTES + sys.getsizeof(request_id)
                           + sys.getsizeof(()))
     costs = itertools.accumulate(_sizeof(row) + outcomes._TUPLE_SLOT_BYTES for row in rows)
     fit = max(1, sum(1 for _ in itertools.takewhile(lambda cost: cost <= budget, costs)))
     kept = rows[:fit]
     if classes is not None:
-        return kept, None, outcomes._entry_bytes(request_id, kept, None)
-    return None, kept, outcomes._entry_bytes(request_id, None, kept)
+        return kept, None, _row_by_row_entry_bytes(request_id, kept)
+    return None, kept, _row_by_row_entry_bytes(request_id, kept)
+
+
+def _row_by_row_entry_bytes(request_id: str, rows: tuple) -> int:
+    return (outcomes._ENTRY_OVERHEAD_BYTES + _sizeof(request_id) + sys.getsizeof(())
+            + outcomes._TUPLE_SLOT_BYTES * len(rows) + sum(map(_sizeof, rows)))
+
+
+_CELLS = [st.floats(allow_nan=False), st.text(max_size=6), st.none(), st.integers()]
+# Rows of several outputs: a tuple a row, of one width, each column of one kind (or mixed).
+_TUPLE_ROWS = st.integers(1, 4).flatmap(lambda width: st.tuples(
+    *[st.sampled_from([*_CELLS, st.one_of(*_CELLS)]) for _ in range(width)]).flatmap(
+        lambda kinds: st.lists(st.tuples(*kinds), min_size=1, max_size=300)))
 
 
 _ROWS = st.one_of(
@@ -39,7 +51,12 @@ _ROWS = st.one_of(
     st.lists(st.text(max_size=12), min_size=1, max_size=400),  # ASCII or not
     st.lists(st.sampled_from(["fraud", "legit", "é"]), min_size=1, max_size=400),
     st.lists(st.one_of(st.floats(), st.text(max_size=5), st.none(), st.integers()),
-             min_size=1, max_size=400))
+             min_size=1, max_size=400),
+    _TUPLE_ROWS,
+    # Tuples of several widths: sized row by row.
+    st.lists(st.tuples(st.floats(allow_nan=False)) | st.tuples(st.floats(allow_nan=False),
+                                                               st.text(max_size=3)),
+             min_size=1, max_size=100))
 
 
 @settings(max_examples=300, deadline=None)

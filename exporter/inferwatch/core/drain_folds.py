@@ -15,13 +15,20 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core import pending_calls
 from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
-from inferwatch.core.pending_calls import LaterSlices, first_slices, plain_huge_series
+from inferwatch.core.pending_calls import (
+    LaterSlices,
+    first_slices,
+    output_rows,
+    output_slice,
+    plain_huge_series,
+)
 from inferwatch.core.prediction_classes import (
     SMALL_INTEGER_LIMIT,
     labels_and_lengths,
     whole_number_classes,
 )
 from inferwatch.core.predictions import DEFAULT_OUTPUT
+from inferwatch.core.stacked_results import frame_dtypes, is_pandas_frame
 
 _ndarray = np.ndarray
 
@@ -276,6 +283,11 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
                                           read_class_names, records, rest, cut)
         if not records:
             continue
+        if probabilities is False and rest is not None and cut is not None:
+            records = _fold_huge_outputs(predictions, outcomes, settings.task,
+                                         read_class_names, records, rest, cut)
+            if not records:
+                continue
         results = [r.prediction for r in records]
         if rest is not None and probabilities is False:
             results = plain_huge_series(results)  # as their arrays: folded in slices
@@ -411,6 +423,83 @@ def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, t
                                  *_join_row(kept, row, True, task, read_class_names),
                                  record.started_at, result.shape[0])])
     return others
+
+
+def _fold_huge_outputs(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,
+                       read_class_names: Callable[[], Sequence[object] | None],
+                       records: list[RequestRecord], rest: list[LaterSlices],
+                       cut: list[tuple[int, dict[int, int]]]) -> list[RequestRecord]:
+    """Fold the records of `records` whose result holds several outputs of more than one
+    slice of rows (:func:`~inferwatch.core.pending_calls.output_rows`: a dict, tuple or
+    list of 1-D numeric arrays, a plain numeric DataFrame) as the fast path folds one, and
+    join each by its first rows, as many as the outcome cache can keep. Only a drain of at
+    most ``SERIES_LOOKED_AT`` records is looked into, as on the fast path. Returns the other
+    records, for the general path."""
+    if len(records) > pending_calls.SERIES_LOOKED_AT:
+        return records
+    others = []
+    for record in records:
+        result = record.prediction
+        rows = output_rows(result)
+        if rows <= pending_calls.SLICE_ROWS:
+            others.append(record)
+            continue
+        first = len(predictions.batch_sizes)
+        added, whole = first_slices([result], False, rest, {result.__class__})
+        predictions.add_results(added, probabilities=False, sizes_in_order=True)
+        if whole and len(predictions.batch_sizes) == first + 1:
+            cut.append((first, whole))
+        if record.request_id is None:
+            continue
+        # The rows past this cap could not be kept, and are never made Python objects.
+        cap = outcomes.row_cap(_least_row_bytes(result, task, read_class_names),
+                               record.request_id)
+        # A row dropped anywhere (a NaN, an infinity) changes how the whole call joins:
+        # such a result joins as the whole reads it.
+        kept = output_slice(result, 0, cap) if cap < rows and _no_row_dropped(result) \
+            else result
+        classes, values = _join_row(kept, predictions.joinable_rows(kept, False), False,
+                                    task, read_class_names)
+        joined = classes if classes is not None else values
+        if joined is not None and len(joined) == min(cap, rows):  # a row of each row
+            outcomes.remember_many([(record.request_id, classes, values, record.started_at,
+                                     rows)])
+            continue
+        if kept is not result:  # joined by output, or not at all: as the whole reads
+            classes, values = _join_row(result, predictions.joinable_rows(result, False),
+                                        False, task, read_class_names)
+        outcomes.remember_many([(record.request_id, classes, values, record.started_at)])
+    return others
+
+
+def _no_row_dropped(result: object) -> bool:
+    """Whether normalising `result`, a result of several 1-D outputs, keeps every row: a
+    row with a NaN or an infinity in any output is dropped, and the whole call then joins
+    by what is left (``tests/test_huge_batches.py`` tells which rules move a join)."""
+    columns = [result[name].to_numpy() for name in result.columns] if is_pandas_frame(  # type: ignore[attr-defined]
+        result.__class__) else list(result.values() if result.__class__ is dict else result)  # type: ignore[attr-defined]
+    return all(column.dtype.kind != "f" or bool(np.isfinite(column).all())
+               for column in columns)
+
+
+def _least_row_bytes(result: object, task: str,
+                     read_class_names: Callable[[], Sequence[object] | None]) -> int:
+    """What the outcome join holds at least for a row of `result`, a result of several
+    outputs (:func:`~inferwatch.core.pending_calls.output_rows`). Outputs all of floats,
+    read as values (as :func:`_fold_plain_arrays` tells), join as a tuple of floats a row;
+    a result with a label output joins by its labels alone (``{"label", "score"}``), text
+    a row; any other by one float at least."""
+    frame = is_pandas_frame(result.__class__)
+    parts = frame_dtypes(result) if frame else [part.dtype for part in (
+        result.values() if result.__class__ is dict else result)]  # type: ignore[attr-defined]
+    outputs = len(result.columns) if frame else len(result)  # type: ignore[attr-defined,arg-type]
+    kinds = {dtype.kind for dtype in parts}
+    if kinds == {"f"} and (task == "regression" or (
+            task == "auto" and whole_number_classes(read_class_names()) is None)):
+        return row_bytes((0.0,) * outputs) if outputs > 1 else row_bytes(0.0)
+    if task != "regression" and not kinds.isdisjoint("iub"):
+        return row_bytes("0")  # joined by its labels: text of a character at least
+    return row_bytes(0.0)
 
 
 def _answered_text(record: RequestRecord) -> bool:

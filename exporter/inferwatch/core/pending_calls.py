@@ -17,6 +17,8 @@ import numpy as np
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
     SHAPE_OF,
+    frame_dtypes,
+    is_pandas_frame,
     is_pandas_series,
     plain_series_arrays,
 )
@@ -56,6 +58,10 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
     """
     whole: dict[int, int] = {}
     if _ndarray not in kinds:  # most drains hold no array at all
+        if not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds)):
+            if not probabilities and len(results) <= SERIES_LOOKED_AT:
+                return _first_output_slices(results, rest, whole)
+            return results, whole
         if not any(map(is_pandas_series, kinds)):
             return results, whole
         results = plain_huge_series(results)
@@ -76,6 +82,80 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
         rest.append(LaterSlices(probabilities, [array[start:start + SLICE_ROWS]
                                           for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
     return cut, whole
+
+
+_OUTPUT_CONTAINERS = frozenset({dict, tuple, list})
+
+
+def _first_output_slices(results: Sequence[object], rest: list[LaterSlices],
+                         whole: dict[int, int]) -> tuple[Sequence[object], dict[int, int]]:
+    """`results` with each huge result of several outputs (:func:`output_rows`) cut to its
+    first slice, the others appended to `rest`, and `whole` filled as by
+    :func:`first_slices`."""
+    cut = None
+    for index, result in enumerate(results):
+        rows = output_rows(result)
+        if rows <= SLICE_ROWS:
+            continue
+        if cut is None:
+            cut = list(results)
+        whole[index] = rows
+        cut[index] = output_slice(result, 0, SLICE_ROWS)
+        rest.append(LaterSlices(False, [output_slice(result, start, start + SLICE_ROWS)
+                                        for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
+    return (results, whole) if cut is None else (cut, whole)
+
+
+def output_rows(result: object) -> int:
+    """The rows of a result of several outputs that a slice at a time records as the whole
+    does: a dict, tuple or list of 1-D numeric numpy arrays of one length, or a pandas
+    DataFrame of plain numeric numpy columns; 0 for anything else (read whole). Each output
+    is then read row by row, by its dtype (a 2-D part, text or objects may be read by what
+    the whole call holds: an ONNX classifier's labels beside its probabilities).
+
+    >>> output_rows({"price": np.zeros(5), "eta": np.ones(5)}), output_rows((np.zeros(3),))
+    (5, 3)
+    >>> output_rows({"price": np.zeros(5), "eta": np.ones(4)}), output_rows([1.0, 2.0])
+    (0, 0)
+    """
+    cls = result.__class__
+    if cls is dict:
+        parts = list(result.values())  # type: ignore[attr-defined]
+    elif cls is tuple or cls is list:
+        parts = result  # type: ignore[assignment]
+    elif is_pandas_frame(cls):
+        try:
+            rows = len(result)  # type: ignore[arg-type]
+            dtypes = frame_dtypes(result)
+        except Exception:  # an odd frame: read whole
+            return 0
+        plain = all(isinstance(dtype, np.dtype) and dtype.kind in "fiub" for dtype in dtypes)
+        return rows if plain and dtypes else 0
+    else:
+        return 0
+    rows = -1
+    for part in parts:  # type: ignore[union-attr]
+        if part.__class__ is not _ndarray or part.ndim != 1 or part.dtype.kind not in "fiub":
+            return 0
+        if rows == -1:
+            rows = part.shape[0]
+        elif part.shape[0] != rows:
+            return 0
+    return max(rows, 0)
+
+
+def output_slice(result: Any, start: int, stop: int) -> Any:
+    """Rows `start` to `stop` of a result :func:`output_rows` measured, in its own class.
+
+    >>> output_slice({"a": np.arange(5)}, 1, 3)["a"].tolist()
+    [1, 2]
+    """
+    cls = result.__class__
+    if cls is dict:
+        return {name: part[start:stop] for name, part in result.items()}
+    if cls is tuple or cls is list:
+        return cls(part[start:stop] for part in result)
+    return result.iloc[start:stop]
 
 
 def plain_huge_series(results: Sequence[object]) -> Sequence[object]:

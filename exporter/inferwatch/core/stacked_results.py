@@ -70,7 +70,7 @@ def is_pandas_frame(kind: type) -> bool:
     return kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas")
 
 
-def _frame_dtypes(frame: object) -> set:
+def frame_dtypes(frame: object) -> set:
     """The distinct dtypes of a pandas DataFrame's columns. ``DataFrame.dtypes`` builds a
     Series (about 30 us); its block manager lists them in well under a microsecond."""
     try:
@@ -176,7 +176,7 @@ class StackedResults:
             return False
         dtype = None
         for frame in results:
-            kinds = _frame_dtypes(frame)
+            kinds = frame_dtypes(frame)
             if len(kinds) != 1 or not frame.columns.equals(columns):  # type: ignore[attr-defined]
                 return False
             (found,) = kinds
