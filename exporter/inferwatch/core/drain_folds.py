@@ -452,8 +452,8 @@ def _fold_huge_outputs(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
         if record.request_id is None:
             continue
         # The rows past this cap could not be kept, and are never made Python objects.
-        cap = outcomes.row_cap(_least_row_bytes(result, task, read_class_names),
-                               record.request_id)
+        least, exact = _least_row_bytes(result, task, read_class_names)
+        cap = outcomes.row_cap(least, record.request_id)
         # A row dropped anywhere (a NaN, an infinity) changes how the whole call joins:
         # such a result joins as the whole reads it.
         kept = output_slice(result, 0, cap) if cap < rows and _no_row_dropped(result) \
@@ -462,8 +462,11 @@ def _fold_huge_outputs(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
                                     task, read_class_names)
         joined = classes if classes is not None else values
         if joined is not None and len(joined) == min(cap, rows):  # a row of each row
+            # Rows of floats alone hold exactly `least` bytes each: not sized again.
+            held = (least * len(values),) if exact and classes is None and \
+                values is not None else ()
             outcomes.remember_many([(record.request_id, classes, values, record.started_at,
-                                     rows)])
+                                     rows, *held)])
             continue
         if kept is not result:  # joined by output, or not at all: as the whole reads
             classes, values = _join_row(result, predictions.joinable_rows(result, False),
@@ -483,12 +486,14 @@ def _no_row_dropped(result: object) -> bool:
 
 
 def _least_row_bytes(result: object, task: str,
-                     read_class_names: Callable[[], Sequence[object] | None]) -> int:
+                     read_class_names: Callable[[], Sequence[object] | None]
+                     ) -> tuple[int, bool]:
     """What the outcome join holds at least for a row of `result`, a result of several
     outputs (:func:`~inferwatch.core.pending_calls.output_rows`). Outputs all of floats,
     read as values (as :func:`_fold_plain_arrays` tells), join as a tuple of floats a row;
     a result with a label output joins by its labels alone (``{"label", "score"}``), text
-    a row; any other by one float at least."""
+    a row; any other by one float at least. With whether the bytes are exact (a row of
+    floats alone)."""
     frame = is_pandas_frame(result.__class__)
     parts = frame_dtypes(result) if frame else [part.dtype for part in (
         result.values() if result.__class__ is dict else result)]  # type: ignore[attr-defined]
@@ -496,10 +501,10 @@ def _least_row_bytes(result: object, task: str,
     kinds = {dtype.kind for dtype in parts}
     if kinds == {"f"} and (task == "regression" or (
             task == "auto" and whole_number_classes(read_class_names()) is None)):
-        return row_bytes((0.0,) * outputs) if outputs > 1 else row_bytes(0.0)
+        return (row_bytes((0.0,) * outputs) if outputs > 1 else row_bytes(0.0)), True
     if task != "regression" and not kinds.isdisjoint("iub"):
-        return row_bytes("0")  # joined by its labels: text of a character at least
-    return row_bytes(0.0)
+        return row_bytes("0"), False  # joined by its labels: text of a character at least
+    return row_bytes(0.0), False
 
 
 def _answered_text(record: RequestRecord) -> bool:
