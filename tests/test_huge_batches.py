@@ -379,6 +379,14 @@ def test_a_huge_pandas_series_is_sliced_as_recorded_whole(monkeypatch, rows, see
         assert holds == -(-rows // 100)  # the first slice with the call, a hold per slice
 
 
+def _frame_of(names: list[str], parts: list[np.ndarray]) -> object:
+    import pandas as pd
+
+    frame = pd.DataFrame({str(i): part for i, part in enumerate(parts)})
+    frame.columns = names
+    return frame
+
+
 def _result_samples(scraper: Scraper) -> dict:
     """What a call's result and its outcome left in the exposition; of how long the outcome
     took (the clock's, not the fold's), the count."""
@@ -419,24 +427,25 @@ def _outputs(rng: np.random.Generator, rows: int, kinds: list[str]) -> list[np.n
        container=st.sampled_from(["dict", "tuple", "list", "DataFrame"]),
        task=st.sampled_from(["auto", "classification", "regression"]),
        named=st.booleans(), cache_bytes=st.sampled_from([2048, 8192, 1 << 20]),
-       pipeline_names=st.booleans())
+       naming=st.sampled_from(["plain", "a pipeline's", "a name twice"]))
 def test_a_huge_result_of_several_outputs_is_sliced_as_recorded_whole(
-        monkeypatch, rows, seed, kinds, container, task, named, cache_bytes, pipeline_names):
+        monkeypatch, rows, seed, kinds, container, task, named, cache_bytes, naming):
     """A dict, tuple or list of arrays, or a DataFrame (``{"price": prices, "eta": etas}``,
     a pyfunc's frame) was folded in one hold of the lock whatever its size (250 ms for two
     million rows of two floats): it is now folded in slices, with the very counts and
     values of the result whole, on the request path too, where its outcome join keeps the
     very rows it kept whole."""
-    import pandas as pd
 
     rng = np.random.default_rng(seed)
     parts = _outputs(rng, rows, kinds)
-    # A pipeline's {"label", "score"} joins by its labels alone.
-    names = ["label", "score", "margin"][:len(parts)] if pipeline_names else \
+    # A pipeline's {"label", "score"} joins by its labels alone; a frame may name a
+    # column twice (outputs a.1, a.2).
+    names = ["label", "score", "margin"][:len(parts)] if naming == "a pipeline's" else \
+        ["a"] * len(parts) if naming == "a name twice" else \
         [f"out{i}" for i in range(len(parts))]
     result = dict(zip(names, parts)) if container == "dict" else \
         tuple(parts) if container == "tuple" else list(parts) if container == "list" else \
-        pd.DataFrame(dict(zip(names, parts)))
+        _frame_of(names, parts)
     recorded = []
     for slice_rows in (100, 10**6):  # sliced, then whole
         monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)

@@ -18,6 +18,7 @@ from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels,
 from inferwatch.core.pending_calls import (
     LaterSlices,
     first_slices,
+    output_columns,
     output_rows,
     output_slice,
     plain_huge_series,
@@ -28,7 +29,6 @@ from inferwatch.core.prediction_classes import (
     whole_number_classes,
 )
 from inferwatch.core.predictions import DEFAULT_OUTPUT
-from inferwatch.core.stacked_results import frame_dtypes, is_pandas_frame
 
 _ndarray = np.ndarray
 
@@ -479,10 +479,8 @@ def _no_row_dropped(result: object) -> bool:
     """Whether normalising `result`, a result of several 1-D outputs, keeps every row: a
     row with a NaN or an infinity in any output is dropped, and the whole call then joins
     by what is left (``tests/test_huge_batches.py`` tells which rules move a join)."""
-    columns = [result[name].to_numpy() for name in result.columns] if is_pandas_frame(  # type: ignore[attr-defined]
-        result.__class__) else list(result.values() if result.__class__ is dict else result)  # type: ignore[attr-defined]
     return all(column.dtype.kind != "f" or bool(np.isfinite(column).all())
-               for column in columns)
+               for column in output_columns(result))
 
 
 def _least_row_bytes(result: object, task: str,
@@ -494,11 +492,9 @@ def _least_row_bytes(result: object, task: str,
     a result with a label output joins by its labels alone (``{"label", "score"}``), text
     a row; any other by one float at least. With whether the bytes are exact (a row of
     floats alone)."""
-    frame = is_pandas_frame(result.__class__)
-    parts = frame_dtypes(result) if frame else [part.dtype for part in (
-        result.values() if result.__class__ is dict else result)]  # type: ignore[attr-defined]
-    outputs = len(result.columns) if frame else len(result)  # type: ignore[attr-defined,arg-type]
-    kinds = {dtype.kind for dtype in parts}
+    columns = output_columns(result)
+    outputs = len(columns)
+    kinds = {column.dtype.kind for column in columns}
     if kinds == {"f"} and (task == "regression" or (
             task == "auto" and whole_number_classes(read_class_names()) is None)):
         return (row_bytes((0.0,) * outputs) if outputs > 1 else row_bytes(0.0)), True

@@ -144,6 +144,21 @@ def output_rows(result: object) -> int:
     return max(rows, 0)
 
 
+def output_columns(result: Any) -> list:
+    """The outputs of a result :func:`output_rows` measured, each as its 1-D array, in
+    order (a DataFrame's by position: a name may be given twice).
+
+    >>> [part.tolist() for part in output_columns((np.arange(2), np.ones(2)))]
+    [[0, 1], [1.0, 1.0]]
+    """
+    cls = result.__class__
+    if cls is dict:
+        return list(result.values())
+    if cls is tuple or cls is list:
+        return list(result)
+    return [result.iloc[:, column].to_numpy() for column in range(result.shape[1])]
+
+
 def output_slice(result: Any, start: int, stop: int) -> Any:
     """Rows `start` to `stop` of a result :func:`output_rows` measured, in its own class.
 
