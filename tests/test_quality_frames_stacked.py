@@ -210,3 +210,36 @@ def test_a_one_feature_reference_reads_each_1d_array_as_its_column():
     together = FeatureTracker(reference).check_inputs(inputs, now=1000.0)
     assert (together.rows, together.missing.tolist(), together.out_of_range.tolist()) == \
         (4, [1], [1])
+
+
+_SCALARS_AND_COLUMNS = st.one_of(
+    st.floats(), st.integers(), st.booleans(), st.text(max_size=3), st.binary(max_size=3),
+    st.none(), st.lists(st.floats(), max_size=3), st.just(np.float64(1.5)),
+    st.just(np.arange(2)), st.just(range(2)), st.just(np.array(3.0)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(row=st.dictionaries(st.text(max_size=3), _SCALARS_AND_COLUMNS, max_size=5))
+def test_a_row_dict_is_told_by_its_classes_as_by_the_length_of_each_value(row):
+    from inferwatch.quality.batch_values import is_row, length
+
+    assert is_row(row) == (bool(row) and all(length(v) is None for v in row.values()))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), width=st.integers(1, 4), rows=st.integers(1, 6))
+def test_numeric_row_dicts_count_what_the_same_rows_as_an_array_count(data, width, rows):
+    """Row dicts holding exactly the features as numbers are read as one matrix, by an item
+    getter per row, in the reference's order whatever each dict's key order."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    names = [f"f{i}" for i in range(width)]
+    reference = Reference.from_data(pd.DataFrame(rng.normal(size=(300, width)), columns=names))
+    cell = st.one_of(st.floats(-5, 5), st.just(float("nan")), st.integers(-5, 5))
+    table = [[data.draw(cell) for _ in names] for _ in range(rows)]
+    dicts = [dict(data.draw(st.permutations(list(zip(names, values))))) for values in table]
+    checker = FeatureTracker(reference).checker
+    as_rows, as_array = checker.check(dicts), checker.check(np.array(table))
+    assert as_rows.rows == as_array.rows
+    assert as_rows.missing.tolist() == as_array.missing.tolist()
+    assert as_rows.out_of_range.tolist() == as_array.out_of_range.tolist()
+    assert as_rows.flat_bin_counts.tolist() == as_array.flat_bin_counts.tolist()

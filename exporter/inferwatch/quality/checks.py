@@ -23,6 +23,7 @@ problem is counted under one of the bounded :data:`REASONS`.
 from __future__ import annotations
 
 import numbers
+import operator
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -649,7 +650,10 @@ class BatchChecker:
         """The common case, rows holding exactly the features as numbers, as one matrix."""
         width = len(self.feature_names)
         try:
-            matrix = np.array([[row[name] for name in self.feature_names] for row in rows])
+            # An item getter per row, in C: a tuple of the row's features in order.
+            cells = operator.itemgetter(*self.feature_names)
+            matrix = np.array(list(map(cells, rows)) if width > 1 else
+                              [[cells(row)] for row in rows])
         except (KeyError, ValueError, TypeError):
             return False
         # Any None, text or odd object makes another dtype: those take the careful path.

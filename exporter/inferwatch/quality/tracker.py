@@ -28,7 +28,7 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
 from inferwatch.frame_values import FrameValues
-from inferwatch.quality.batch_values import is_row
+from inferwatch.quality.batch_values import PLAIN_SCALARS, is_row
 from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import DriftScorer
@@ -722,8 +722,9 @@ def _columns_as_rows(columns: dict, names: Sequence[str]) -> np.ndarray | None:
     array's column, and it joins the drain's other rows (89 us a call, checked alone). None
     for any other dict (a row dict among them). Never raises."""
     try:
-        if any(key.__class__ is not str for key in columns):
-            return None
+        if not PLAIN_SCALARS.isdisjoint(map(type, columns.values())) or \
+                any(key.__class__ is not str for key in columns):
+            return None  # a row dict: a number is no column (np.asarray: 0.8 us a value)
         read = [np.asarray(columns[name]) if name in columns else None for name in names]
         if any(column is None or column.ndim != 1 or not column.shape[0] or
                column.dtype.kind not in "fiub" for column in read):
