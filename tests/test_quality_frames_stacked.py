@@ -243,3 +243,37 @@ def test_numeric_row_dicts_count_what_the_same_rows_as_an_array_count(data, widt
     assert as_rows.missing.tolist() == as_array.missing.tolist()
     assert as_rows.out_of_range.tolist() == as_array.out_of_range.tolist()
     assert as_rows.flat_bin_counts.tolist() == as_array.flat_bin_counts.tolist()
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**16), one_feature=st.booleans(),
+       calls=st.lists(st.tuples(st.sampled_from(["the width", "the width", "empty", "wider",
+                                                 "twice the width", "2-D row"]),
+                                st.sampled_from(["float64", "float32", "int64", "bool"])),
+                      min_size=1, max_size=8))
+def test_inputs_kept_as_their_bytes_count_what_each_counts_alone(seed, one_feature, calls):
+    """A fast-path call keeps a small numeric input as its bytes; the drain reads 1-D rows
+    of the reference's width (with one feature, any 1-D column) as one array of rows."""
+    from inferwatch.core.pending_calls import call_columns
+
+    rng = np.random.default_rng(seed)
+    width = 1 if one_feature else 3
+    reference = Reference.from_data(rng.normal(size=(300, width)))
+    inputs = []
+    for shape, dtype in calls:
+        length = {"the width": width, "empty": 0, "wider": width + 1,
+                  "twice the width": 2 * width}.get(shape, width)
+        values = rng.normal(scale=2.0, size=(1, width) if shape == "2-D row" else length)
+        inputs.append(values.astype(dtype) if dtype != "bool" else values > 0)
+    pending = [(0.001, 0.5, x, x.tobytes(), None) for x in inputs]
+    _, _, kept, _ = call_columns(pending, width)
+    together = FeatureTracker(reference).check_inputs(kept, now=1000.0)
+    alone = FeatureTracker(reference)
+    expected = alone.checker.empty_result()
+    for value in inputs:
+        expected.add(alone.checker.check(value))
+    assert together.rows == expected.rows
+    assert together.missing.tolist() == expected.missing.tolist()
+    assert together.out_of_range.tolist() == expected.out_of_range.tolist()
+    assert together.flat_bin_counts.tolist() == expected.flat_bin_counts.tolist()
+    assert together.input_errors == expected.input_errors

@@ -348,8 +348,9 @@ def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes],
     """Inputs kept as their bytes: one 2-D array read from the joined bytes when every input
     is a 2-D array with rows, of one dtype and of the reference's `width` (None: of one
     width), which is the usual drain with a reference profile, told by one look per distinct
-    shape and dtype; else each input as it was, so that an empty or wrongly wide call counts
-    as a call of its own (``empty_batch``, ``wrong_width``)."""
+    shape and dtype; so are 1-D numeric rows of that width, one a call. Else each input as
+    it was, so that an empty or wrongly wide call counts as a call of its own
+    (``empty_batch``, ``wrong_width``)."""
     dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
     widths = {shape[1] if len(shape) == 2 and shape[0] else -1 for shape in shapes}
     if len(dtypes) == 1 and len(widths) == 1 and widths != {-1} and (
@@ -359,6 +360,13 @@ def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes],
         if width:
             joined = np.frombuffer(bytearray().join(raws), dtype=dtype)
             return [joined.reshape((-1, width))]
+    if width and len(dtypes) == 1 and next(iter(dtypes)).kind in "fiub" and all(
+            len(shape) == 1 and shape[0] and (width == 1 or shape[0] == width)
+            for shape in shapes):
+        # A 1-D row of features per call (with one feature, its column): the rows the
+        # checker reads them as (quality.tracker._batches), read from the joined bytes.
+        joined = np.frombuffer(bytearray().join(raws), dtype=next(iter(dtypes)))
+        return [joined.reshape((-1, width))]
     return list(map(array_from_bytes, arrays, raws))
 
 
