@@ -22,12 +22,14 @@ REFERENCE = Reference.from_data(
     pd.DataFrame({"amount": _RNG.normal(100, 20, 400), "age": _RNG.integers(18, 80, 400),
                   "zone": _RNG.integers(1, 5, 400)}), categorical=["zone"])
 
-def _checked_together_as_alone(inputs: list, seen: list | None = None) -> None:
+def _checked_together_as_alone(inputs: list, seen: list | None = None,
+                               reference: Reference = REFERENCE) -> None:
     """A drain's inputs checked together count what each counts checked alone. `seen`: the
-    inputs as a call captured them (snapshot_input), when the drain reads those instead."""
-    together = FeatureTracker(REFERENCE).check_inputs(inputs if seen is None else seen,
+    inputs as the drain reads them (as a call captured them, or read back from their bytes),
+    when not `inputs` themselves."""
+    together = FeatureTracker(reference).check_inputs(inputs if seen is None else seen,
                                                       now=1000.0)
-    alone = FeatureTracker(REFERENCE)
+    alone = FeatureTracker(reference)
     expected = alone.checker.empty_result()
     for value in inputs:
         expected.add(alone.checker.check(value))
@@ -267,13 +269,4 @@ def test_inputs_kept_as_their_bytes_count_what_each_counts_alone(seed, one_featu
         inputs.append(values.astype(dtype) if dtype != "bool" else values > 0)
     pending = [(0.001, 0.5, x, x.tobytes(), None) for x in inputs]
     _, _, kept, _ = call_columns(pending, width)
-    together = FeatureTracker(reference).check_inputs(kept, now=1000.0)
-    alone = FeatureTracker(reference)
-    expected = alone.checker.empty_result()
-    for value in inputs:
-        expected.add(alone.checker.check(value))
-    assert together.rows == expected.rows
-    assert together.missing.tolist() == expected.missing.tolist()
-    assert together.out_of_range.tolist() == expected.out_of_range.tolist()
-    assert together.flat_bin_counts.tolist() == expected.flat_bin_counts.tolist()
-    assert together.input_errors == expected.input_errors
+    _checked_together_as_alone(inputs, kept, reference)
