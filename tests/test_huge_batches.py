@@ -477,3 +477,27 @@ def test_a_huge_result_of_several_outputs_is_sliced_as_recorded_whole(
             if name == "inferwatch_batch_size_sum"] == [rows]
     assert whole_holds == 1
     assert holds == -(-rows // 100)
+
+
+def test_a_huge_series_and_a_huge_dict_in_one_drain_are_both_sliced(scraper, small_slices):
+    """A drain holding a result of several outputs and a pandas Series (a model returning
+    one or the other) slices each, counting each call once with all its rows."""
+    import pandas as pd
+
+    labels = np.arange(1234) % 3
+    results = iter([pd.Series(labels), {"price": np.linspace(0.0, 1.0, 250),
+                                        "eta": np.linspace(5.0, 9.0, 250)}])
+    model = inferwatch.instrument(lambda x: next(results), name="m", version="1",
+                                  registry=scraper.registry)
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    model(None)
+    model(None)
+    mon._lock = lock = CountingLock()
+    mon.drain()
+    assert lock.entered == 1 + 12 + 2  # both first slices with the calls, then the rest
+    assert scraper.value("inferwatch_requests_total", outcome="ok") == 2
+    assert scraper.value("inferwatch_batch_size_sum") == 1234 + 250
+    assert scraper.value("inferwatch_prediction_count", output="price") == 250
+    for label in (0, 1, 2):
+        assert scraper.value("inferwatch_predicted_class_total", **{"class": str(label)}) == \
+            int((labels == label).sum())

@@ -58,10 +58,9 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
     """
     whole: dict[int, int] = {}
     if _ndarray not in kinds:  # most drains hold no array at all
-        if not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds)):
-            if not probabilities and len(results) <= SERIES_LOOKED_AT:
-                return _first_output_slices(results, rest, whole)
-            return results, whole
+        if not probabilities and len(results) <= SERIES_LOOKED_AT and (
+                not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds))):
+            results = _first_output_slices(results, rest, whole)
         if not any(map(is_pandas_series, kinds)):
             return results, whole
         results = plain_huge_series(results)
@@ -70,17 +69,17 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
     arrays = results if len(kinds) == 1 else [r for r in results if r.__class__ is _ndarray]
     if all(not shape or shape[0] <= SLICE_ROWS for shape in set(map(SHAPE_OF, arrays))):
         return results, whole  # one look per distinct shape, not per array
-    for index, result in enumerate(results):
-        if result.__class__ is _ndarray and result.ndim and result.shape[0] > SLICE_ROWS:
-            whole[index] = result.shape[0]
-    if not whole:
+    huge = {index: result.shape[0] for index, result in enumerate(results)
+            if result.__class__ is _ndarray and result.ndim and result.shape[0] > SLICE_ROWS}
+    if not huge:
         return results, whole
     cut = list(results)
-    for index, rows in whole.items():
+    for index, rows in huge.items():
         array = cut[index]
         cut[index] = array[:SLICE_ROWS]
         rest.append(LaterSlices(probabilities, [array[start:start + SLICE_ROWS]
                                           for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
+    whole.update(huge)
     return cut, whole
 
 
@@ -88,7 +87,7 @@ _OUTPUT_CONTAINERS = frozenset({dict, tuple, list})
 
 
 def _first_output_slices(results: Sequence[object], rest: list[LaterSlices],
-                         whole: dict[int, int]) -> tuple[Sequence[object], dict[int, int]]:
+                         whole: dict[int, int]) -> Sequence[object]:
     """`results` with each huge result of several outputs (:func:`output_rows`) cut to its
     first slice, the others appended to `rest`, and `whole` filled as by
     :func:`first_slices`."""
@@ -103,7 +102,7 @@ def _first_output_slices(results: Sequence[object], rest: list[LaterSlices],
         cut[index] = output_slice(result, 0, SLICE_ROWS)
         rest.append(LaterSlices(False, [output_slice(result, start, start + SLICE_ROWS)
                                         for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
-    return (results, whole) if cut is None else (cut, whole)
+    return results if cut is None else cut
 
 
 def output_rows(result: object) -> int:
