@@ -14,6 +14,7 @@ from inferwatch.core.call_input import snapshot_input
 from inferwatch.quality import tracker as tracker_module
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker
+from test_quality import assert_same
 
 NAMES = ["amount", "age", "zone"]
 _RNG = np.random.default_rng(7)
@@ -33,12 +34,7 @@ def _checked_together_as_alone(inputs: list, seen: list | None = None,
     expected = alone.checker.empty_result()
     for value in inputs:
         expected.add(alone.checker.check(value))
-    assert together.rows == expected.rows
-    assert together.missing.tolist() == expected.missing.tolist()
-    assert together.out_of_range.tolist() == expected.out_of_range.tolist()
-    assert together.unseen_category.tolist() == expected.unseen_category.tolist()
-    assert together.flat_bin_counts.tolist() == expected.flat_bin_counts.tolist()
-    assert together.input_errors == expected.input_errors
+    assert_same(together, expected)
 
 
 _DTYPES = st.sampled_from(["float64", "float32", "int64", "int32", "bool"])
@@ -241,10 +237,7 @@ def test_numeric_row_dicts_count_what_the_same_rows_as_an_array_count(data, widt
     dicts = [dict(data.draw(st.permutations(list(zip(names, values))))) for values in table]
     checker = FeatureTracker(reference).checker
     as_rows, as_array = checker.check(dicts), checker.check(np.array(table))
-    assert as_rows.rows == as_array.rows
-    assert as_rows.missing.tolist() == as_array.missing.tolist()
-    assert as_rows.out_of_range.tolist() == as_array.out_of_range.tolist()
-    assert as_rows.flat_bin_counts.tolist() == as_array.flat_bin_counts.tolist()
+    assert_same(as_rows, as_array)
 
 
 @settings(max_examples=150, deadline=None)

@@ -452,11 +452,12 @@ def _fold_huge_outputs(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
         if record.request_id is None:
             continue
         # The rows past this cap could not be kept, and are never made Python objects.
-        least, exact = _least_row_bytes(result, task, read_class_names)
+        columns = output_columns(result)
+        least, exact = _least_row_bytes(columns, task, read_class_names)
         cap = outcomes.row_cap(least, record.request_id)
         # A row dropped anywhere (a NaN, an infinity) changes how the whole call joins:
         # such a result joins as the whole reads it.
-        kept = output_slice(result, 0, cap) if cap < rows and _no_row_dropped(result) \
+        kept = output_slice(result, 0, cap) if cap < rows and _no_row_dropped(columns) \
             else result
         classes, values = _join_row(kept, predictions.joinable_rows(kept, False), False,
                                     task, read_class_names)
@@ -475,24 +476,23 @@ def _fold_huge_outputs(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
     return others
 
 
-def _no_row_dropped(result: object) -> bool:
-    """Whether normalising `result`, a result of several 1-D outputs, keeps every row: a
+def _no_row_dropped(columns: list[np.ndarray]) -> bool:
+    """Whether normalising a result of these 1-D output `columns` keeps every row: a
     row with a NaN or an infinity in any output is dropped, and the whole call then joins
     by what is left (``tests/test_huge_batches.py`` tells which rules move a join)."""
     return all(column.dtype.kind != "f" or bool(np.isfinite(column).all())
-               for column in output_columns(result))
+               for column in columns)
 
 
-def _least_row_bytes(result: object, task: str,
+def _least_row_bytes(columns: list[np.ndarray], task: str,
                      read_class_names: Callable[[], Sequence[object] | None]
                      ) -> tuple[int, bool]:
-    """What the outcome join holds at least for a row of `result`, a result of several
-    outputs (:func:`~inferwatch.core.pending_calls.output_rows`). Outputs all of floats,
+    """What the outcome join holds at least for a row of a result of these output
+    `columns` (:func:`~inferwatch.core.pending_calls.output_columns`). Outputs all of floats,
     read as values (as :func:`_fold_plain_arrays` tells), join as a tuple of floats a row;
     a result with a label output joins by its labels alone (``{"label", "score"}``), text
     a row; any other by one float at least. With whether the bytes are exact (a row of
     floats alone)."""
-    columns = output_columns(result)
     outputs = len(columns)
     kinds = {column.dtype.kind for column in columns}
     if kinds == {"f"} and (task == "regression" or (
