@@ -144,6 +144,32 @@ def test_frame_subclass_keeps_its_class():
     assert seen.__class__ is Tagged and seen["a"].tolist() == [1.0]
 
 
+def test_input_classes_are_remembered_within_a_bound_and_each_still_captured(monkeypatch):
+    """How an input is captured is looked up by its class; classes made anew per call fill
+    the table only up to its bound, and a class met after that is captured all the same."""
+    from inferwatch.frame_values import FrameValues
+
+    monkeypatch.setattr(call_input, "_CAPTURE_BY_CLASS", {})
+    for i in range(call_input._CLASSES_REMEMBERED + 40):
+        row = type(f"Row{i}", (dict,), {})(amount=1.0)
+        assert call_input.snapshot_input(row) is row
+    assert len(call_input._CAPTURE_BY_CLASS) == call_input._CLASSES_REMEMBERED
+    frame = pd.DataFrame({"a": [1.0]})
+    masked = np.ma.masked_array([1.0, 2.0], mask=[False, True])
+    for _ in range(2):  # met past the bound: looked at anew on each call
+        seen_frame, seen_masked = (call_input.snapshot_input(frame),
+                                   call_input.snapshot_input(masked))
+        assert seen_frame.__class__ is FrameValues and seen_frame.rows().tolist() == [[1.0]]
+        assert seen_masked.__class__ is np.ma.MaskedArray and seen_masked is not masked
+        assert seen_masked.mask.tolist() == [False, True]
+    assert pd.DataFrame not in call_input._CAPTURE_BY_CLASS
+    # A class whose __module__ is not text is kept as it is, never raised on.
+    odd = type("Odd", (), {"__module__": None})()
+    monkeypatch.setattr(call_input, "_CAPTURE_BY_CLASS", {})
+    assert call_input.snapshot_input(odd) is odd
+    assert {odd.__class__: None} == call_input._CAPTURE_BY_CLASS
+
+
 def test_series_input_is_captured_as_seen():
     series = pd.Series([1.0, np.nan], index=["a", "b"])
     seen = call_input.snapshot_input(series)

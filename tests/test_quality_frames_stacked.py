@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inferwatch.core.call_input import snapshot_input
+from inferwatch.frame_values import FrameValues
 from inferwatch.quality import tracker as tracker_module
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker
@@ -82,6 +83,37 @@ def test_frames_checked_together_count_what_each_counts_alone(seed, frames):
     seen = [snapshot_input(frame) if kind == "as a call captured it" else frame
             for frame, (*_, kind) in zip(inputs, frames)]
     _checked_together_as_alone(inputs, seen)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**16),
+       frames=st.lists(st.tuples(st.integers(1, 4), _DTYPES,
+                                 st.one_of(st.just("as the reference"), _SHAPES),
+                                 st.booleans()), min_size=1, max_size=8))
+def test_a_drain_of_captured_frames_counts_what_each_counts_alone(seed, frames):
+    """Every call's input a frame captured as its values (a scikit-learn pipeline fed a frame
+    per request): read as one array when all are the reference's columns of one dtype, with
+    rows, their column indexes shared or each its own; each frame alone otherwise."""
+    rng = np.random.default_rng(seed)
+    inputs, shared = [], {}
+    for rows, dtype, shape, own_columns in frames:
+        frame = _frame(rng, rows, dtype, shape)
+        if not own_columns:  # one index object for every frame of these columns
+            frame.columns = shared.setdefault(tuple(frame.columns), frame.columns)
+        inputs.append(frame)
+    seen = [snapshot_input(frame) for frame in inputs]
+    _checked_together_as_alone(inputs, seen)
+    names = REFERENCE.feature_names
+    stacked = tracker_module._captured_frames_as_rows(seen, names) if all(
+        value.__class__ is FrameValues for value in seen) else None
+    plain = [value.rows() for value in seen if value.__class__ is FrameValues]
+    as_one = len(plain) == len(seen) and len({rows.dtype for rows in plain}) == 1 and all(
+        list(frame.columns) == NAMES and len(frame) for frame in inputs)
+    assert (stacked is not None) == as_one
+    if as_one:
+        expected = np.concatenate([frame.to_numpy() for frame in inputs])
+        assert stacked.dtype == expected.dtype and stacked.flags.c_contiguous
+        np.testing.assert_array_equal(stacked, expected)
 
 
 def test_a_polars_frame_is_read_as_rows_only_on_the_same_terms():

@@ -27,7 +27,7 @@ import numpy as np
 # before, by a shallow copy of the frame.
 MAX_CAPTURED_BYTES = 64 * 1024
 # Where DataFrame says it is defined: "pandas" from pandas 3, its module before.
-_PANDAS_FRAME_MODULES = frozenset({"pandas", "pandas.core.frame"})
+PANDAS_FRAME_MODULES = frozenset({"pandas", "pandas.core.frame"})
 
 
 class FrameValues:
@@ -78,8 +78,18 @@ def captured_frame(frame: Any) -> FrameValues | None:
     True
     """
     cls = frame.__class__
-    if cls.__module__ not in _PANDAS_FRAME_MODULES or cls.__name__ != "DataFrame":
+    if cls.__module__ not in PANDAS_FRAME_MODULES or cls.__name__ != "DataFrame":
         return None  # a subclass (GeoDataFrame) keeps its class, copied as a frame
+    return captured_block(frame)
+
+
+def captured_block(frame: Any) -> FrameValues | None:
+    """:func:`captured_frame` of an object already known to be pandas' own DataFrame.
+
+    >>> import pandas as pd
+    >>> captured_block(pd.DataFrame({"a": [1.0]})).rows().tolist()
+    [[1.0]]
+    """
     try:
         manager = frame._mgr
         blocks = manager.blocks

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.frame_values import captured_frame
+from inferwatch.frame_values import PANDAS_FRAME_MODULES, captured_block
 
 # Arrays up to this size are copied when the call returns (their bytes, or the array when it
 # holds Python objects), so that a runtime refilling one output buffer (or a caller reusing
@@ -221,17 +221,53 @@ def snapshot_input(value: Any) -> Any:
     cls = value.__class__
     if cls is _ndarray:
         return snapshot(value)
+    # A dict look-up per call in place of the module tests below (about a tenth of their
+    # cost); a class seen for the first time is looked at once.
+    try:
+        capture = _CAPTURE_BY_CLASS[cls]
+    except KeyError:
+        capture = _capture_for(cls)
+    return value if capture is None else capture(value)
+
+
+def _capture_for(cls: type) -> Callable[[Any], Any] | None:
+    """How :func:`snapshot_input` captures an input of class `cls` (None: as it is),
+    remembered for the next call while fewer than ``_CLASSES_REMEMBERED`` are (a class made
+    anew per call must not grow the table without bound)."""
     module = cls.__module__
     # One test for every library: a list or a dict pays no more than it did.
-    if not module.startswith(_COPIED_MODULES):
-        return value
-    if module.startswith(_FRAME_MODULES):
-        captured = captured_frame(value)  # one numeric block: its values, a twentieth the cost
-        return frame_snapshot(value, module) if captured is None else captured
-    if module.startswith("numpy"):
-        # np.matrix, a masked array, a record array: copied like a plain array, keeping
-        # their class and mask, as results are.
-        return snapshot(value) if isinstance(value, _ndarray) else value
+    if module.__class__ is not str or not module.startswith(_COPIED_MODULES):
+        capture = None
+    elif module in PANDAS_FRAME_MODULES and cls.__name__ == "DataFrame":
+        capture = _pandas_frame_capture
+    elif module.startswith(_FRAME_MODULES):
+        def capture(value: Any, module: str = module) -> Any:
+            return frame_snapshot(value, module)
+    elif module.startswith("numpy"):
+        capture = _numpy_capture
+    else:
+        capture = _tensor_capture
+    if len(_CAPTURE_BY_CLASS) < _CLASSES_REMEMBERED:
+        _CAPTURE_BY_CLASS[cls] = capture
+    return capture
+
+
+_CAPTURE_BY_CLASS: dict[type, Callable[[Any], Any] | None] = {}
+_CLASSES_REMEMBERED = 256
+
+
+def _pandas_frame_capture(value: Any) -> Any:
+    captured = captured_block(value)  # one numeric block: its values, a twentieth the cost
+    return frame_snapshot(value, "pandas") if captured is None else captured
+
+
+def _numpy_capture(value: Any) -> Any:
+    # np.matrix, a masked array, a record array: copied like a plain array, keeping their
+    # class and mask, as results are.
+    return snapshot(value) if isinstance(value, _ndarray) else value
+
+
+def _tensor_capture(value: Any) -> Any:
     if hasattr(value, "requires_grad"):
         try:
             if value.is_cpu and not value.is_sparse and value.nbytes <= COPY_LIMIT_BYTES:

@@ -22,6 +22,7 @@ from inferwatch.core.stacked_results import (
     is_pandas_series,
     plain_series_arrays,
 )
+from inferwatch.frame_values import FrameValues
 
 # A numpy result with more rows than this is drained in slices of this many rows, each under
 # the monitor lock on its own, so a scrape or a record_outcome caller waits for one slice
@@ -237,6 +238,9 @@ def first_input_slices(inputs: list, window: bool, rest: list[LaterInputs | Late
             len(shape) != 2 or shape[0] <= SLICE_ROWS
             for shape in set(map(SHAPE_OF, [x for x in inputs if x.__class__ is _ndarray]))):
         return inputs  # one look per distinct shape, not per array
+    if kinds == _CAPTURED_ONLY and all(
+            shape[1] <= SLICE_ROWS for shape in set(map(SHAPE_OF, map(_VALUES_OF, inputs)))):
+        return inputs  # frames captured as their values: rows are the block's second axis
     cut = None
     for index, value in enumerate(inputs):
         if value.__class__ in _NEVER_SLICED:
@@ -258,6 +262,10 @@ def first_input_slices(inputs: list, window: bool, rest: list[LaterInputs | Late
 
 # Inputs no check reads in slices: one row, or rows of Python objects.
 _NEVER_SLICED = frozenset({dict, list, tuple, str, bytes, float, int, bool, type(None)})
+
+
+_CAPTURED_ONLY = {FrameValues}
+_VALUES_OF = operator.attrgetter("values")
 
 
 _COLUMN_GETTERS = tuple(operator.itemgetter(i) for i in range(5))

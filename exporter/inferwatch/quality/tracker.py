@@ -580,6 +580,10 @@ def _batches(inputs: Sequence[Any], width: int | None = None,
                 for shape in shapes):
             # 1-D arrays: each one row of features (with one feature, its column).
             return [np.concatenate(inputs).reshape(-1, width)]
+    if names is not None and inputs and set(map(type, inputs)) == _CAPTURED_ONLY:
+        stacked = _captured_frames_as_rows(inputs, names)
+        if stacked is not None:
+            return [stacked]
     batches: list[Any] = []
     rows: list[dict] = []
     arrays: dict[np.dtype, list[np.ndarray]] = {}  # stacked by dtype, as above
@@ -634,6 +638,31 @@ def _batches(inputs: Sequence[Any], width: int | None = None,
     for same in sparse.values():
         batches.extend(_stacked_sparse(same))
     return batches
+
+
+_CAPTURED_ONLY = {FrameValues}
+_VALUES_OF, _COLUMNS_OF = operator.attrgetter("values"), operator.attrgetter("columns")
+
+
+def _captured_frames_as_rows(frames: Sequence[FrameValues], names: Sequence[str]
+                             ) -> np.ndarray | None:
+    """The rows of a drain's captured frames, stacked in call order, when every frame holds
+    the reference's feature `names` as its columns, in order, has rows, and all share one
+    dtype: what :func:`_frame_as_rows` reads frame by frame, told by a look per distinct
+    shape, dtype and column index (a drain's frames from one caller share one index) rather
+    than per frame. None otherwise: the frames are then read one at a time."""
+    values = list(map(_VALUES_OF, frames))  # each one row per column, as pandas holds it
+    dtypes = set(map(DTYPE_OF, values))
+    if len(dtypes) != 1:  # one dtype only, as for arrays (see _batches)
+        return None
+    width = len(names)
+    if not all(shape[0] == width and shape[1] for shape in set(map(SHAPE_OF, values))):
+        return None
+    seen: list = []
+    distinct = {id(columns): columns for columns in map(_COLUMNS_OF, frames)}
+    if not all(_named_as(columns, names, seen) for columns in distinct.values()):
+        return None
+    return np.ascontiguousarray(np.concatenate(values, axis=1).T)
 
 
 def _is_pandas_frame(item: Any) -> bool:
