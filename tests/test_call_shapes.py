@@ -783,13 +783,13 @@ def test_sparse_inputs_are_checked_as_the_dense_rows_they_stand_for(scraper):
 def test_a_drains_sparse_inputs_of_one_width_are_checked_as_one_matrix():
     import scipy.sparse as sp
 
-    from inferwatch.quality.tracker import _batches
+    from inferwatch.quality.input_batches import batches
 
     one_row = [sp.csr_matrix(np.full((1, 3), float(i))) for i in range(4)]
     other_width = sp.csr_matrix(np.ones((2, 5)))
-    batches = _batches([*one_row, other_width, sp.coo_matrix(np.ones((1, 3)))])
-    assert [b.shape for b in batches] == [(2, 5), (5, 3)]
-    assert batches[1].toarray()[:4, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
+    read = batches([*one_row, other_width, sp.coo_matrix(np.ones((1, 3)))])
+    assert [b.shape for b in read] == [(2, 5), (5, 3)]
+    assert read[1].toarray()[:4, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def _tiny_text_classifier():

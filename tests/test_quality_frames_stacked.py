@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from inferwatch.core.call_input import snapshot_input
 from inferwatch.frame_values import FrameValues
-from inferwatch.quality import tracker as tracker_module
+from inferwatch.quality import input_batches
 from inferwatch.quality.reference import Reference
 from inferwatch.quality.tracker import FeatureTracker
 from test_quality import assert_same
@@ -104,7 +104,7 @@ def test_a_drain_of_captured_frames_counts_what_each_counts_alone(seed, frames):
     seen = [snapshot_input(frame) for frame in inputs]
     _checked_together_as_alone(inputs, seen)
     names = REFERENCE.feature_names
-    stacked = tracker_module._captured_frames_as_rows(seen, names) if all(
+    stacked = input_batches._captured_frames_as_rows(seen, names) if all(
         value.__class__ is FrameValues for value in seen) else None
     plain = [value.rows() for value in seen if value.__class__ is FrameValues]
     as_one = len(plain) == len(seen) and len({rows.dtype for rows in plain}) == 1 and all(
@@ -119,29 +119,29 @@ def test_a_drain_of_captured_frames_counts_what_each_counts_alone(seed, frames):
 def test_a_polars_frame_is_read_as_rows_only_on_the_same_terms():
     names = REFERENCE.feature_names
     plain = pl.DataFrame({name: [1.0, 2.0] for name in NAMES})
-    assert tracker_module._polars_frame_as_rows(plain, names).tolist() == \
+    assert input_batches._polars_frame_as_rows(plain, names).tolist() == \
         [[1.0] * 3, [2.0] * 3]
     with_null = pl.DataFrame({name: [1, None] for name in NAMES}, schema={
         name: pl.Int64 for name in NAMES})
     for frame in (plain.select(["zone", "amount", "age"]), with_null, plain.head(0),
                   plain.with_columns(pl.col("age").cast(pl.Int64))):
-        assert tracker_module._polars_frame_as_rows(frame, names) is None
+        assert input_batches._polars_frame_as_rows(frame, names) is None
 
 
 def test_a_frame_per_call_is_read_as_rows_only_as_the_reference_s_columns_of_one_dtype():
     names = REFERENCE.feature_names
     plain = pd.DataFrame(np.ones((2, 3)), columns=NAMES)
-    assert tracker_module._frame_as_rows(plain, names, []).tolist() == [[1.0] * 3] * 2
+    assert input_batches._frame_as_rows(plain, names, []).tolist() == [[1.0] * 3] * 2
     mixed = plain.astype({"age": "int64"})
     reordered = plain[["zone", "amount", "age"]]
     nullable = plain.astype("Float64")
     for frame in (mixed, reordered, nullable, plain.iloc[:0]):
-        assert tracker_module._frame_as_rows(frame, names, []) is None
+        assert input_batches._frame_as_rows(frame, names, []) is None
     # The same terms for a frame captured as its values.
-    assert tracker_module._frame_as_rows(snapshot_input(plain), names, []).tolist() == \
+    assert input_batches._frame_as_rows(snapshot_input(plain), names, []).tolist() == \
         [[1.0] * 3] * 2
     for frame in (reordered, plain.iloc[:0]):
-        assert tracker_module._frame_as_rows(snapshot_input(frame), names, []) is None
+        assert input_batches._frame_as_rows(snapshot_input(frame), names, []) is None
 
 
 class _ReadAsAmount:
@@ -232,6 +232,99 @@ def test_rows_of_many_shapes_checked_together_count_what_each_counts_alone(seed,
     rng = np.random.default_rng(seed)
     inputs = [_input(rng, kind) for kind in kinds]
     _checked_together_as_alone(inputs)
+
+
+_LISTS = st.sampled_from(["list of float rows", "flat list row", "list rows with text",
+                          "ragged list rows", "empty list", "list of bool and int rows",
+                          "list of int rows", "flat list with an int", "flat list with None",
+                          "flat list of another width", "list of rows with nan",
+                          "list of numpy float rows", "list of an empty row"])
+
+
+def _list_input(rng: np.random.Generator, kind: str) -> list:
+    rows = rng.normal(100, 40, (int(rng.integers(1, 3)), 3)).tolist()
+    if kind == "list of int rows":
+        return rng.integers(0, 7, (2, 3)).tolist()
+    if kind == "flat list with an int":
+        return [rows[0][0], 2, rows[0][2]]
+    if kind == "flat list with None":
+        return [rows[0][0], None, rows[0][2]]
+    if kind == "flat list of another width":
+        return rows[0] + [1.0]
+    if kind == "list of rows with nan":
+        rows[0][1] = float("nan")
+        return rows
+    if kind == "list of numpy float rows":
+        return [list(map(np.float64, row)) for row in rows]
+    if kind == "list of an empty row":
+        return [[]]
+    return _input(rng, kind)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**16),
+       kinds=st.lists(st.one_of(st.sampled_from(["list of float rows", "flat list row"]),
+                                _LISTS), min_size=1, max_size=8))
+def test_a_drain_of_json_lists_counts_what_each_counts_alone(seed, kinds):
+    """Every call's input a JSON array (of rows, or one row): read as one array of rows when
+    each is of Python floats of the reference's width, one shape per drain; each alone
+    otherwise. Either way it counts what each counts alone."""
+    rng = np.random.default_rng(seed)
+    inputs = [_list_input(rng, kind) for kind in kinds]
+    _checked_together_as_alone(inputs)
+    stacked = input_batches._float_lists_as_rows(inputs, len(NAMES))
+    as_rows = set(kinds) in ({"list of float rows"}, {"list of rows with nan"},
+                             {"list of float rows", "list of rows with nan"})
+    as_one_row_each = set(kinds) == {"flat list row"}
+    assert (stacked is not None) == (as_rows or as_one_row_each)
+    if stacked is not None:
+        expected = np.concatenate([np.asarray(value).reshape(-1, len(NAMES))
+                                   for value in inputs])
+        assert stacked.dtype == np.float64
+        np.testing.assert_array_equal(stacked, expected)
+
+
+_DICTS = st.sampled_from(["dict of columns", "dict of int columns", "dict of a mixed column",
+                          "dict of columns with None", "dict of columns, one missing",
+                          "dict of columns, one extra", "dict of columns of two dtypes",
+                          "dict of uneven columns", "row dict", "dict of empty columns",
+                          "dict of columns in another order", "dict of an array column",
+                          "dict of columns with nan"])
+
+
+def _dict_input(rng: np.random.Generator, kind: str) -> dict:
+    columns = _input(rng, "dict of columns")
+    if kind == "dict of empty columns":
+        return {name: [] for name in NAMES}
+    if kind == "dict of columns in another order":
+        return {name: columns[name] for name in reversed(NAMES)}
+    if kind == "dict of an array column":
+        return {**columns, "age": np.asarray(columns["age"])}
+    if kind == "dict of columns with nan":
+        columns["amount"][0] = float("nan")
+        return columns
+    return _input(rng, kind)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**16),
+       kinds=st.lists(st.one_of(st.sampled_from(["dict of columns"]), _DICTS),
+                      min_size=1, max_size=8))
+def test_a_drain_of_json_objects_of_columns_counts_what_each_counts_alone(seed, kinds):
+    """Every call's input a JSON object of columns: read as one array of rows when each holds
+    exactly the reference's features as lists of Python floats, in any key order; each
+    alone otherwise. Either way it counts what each counts alone."""
+    rng = np.random.default_rng(seed)
+    inputs = [_dict_input(rng, kind) for kind in kinds]
+    _checked_together_as_alone(inputs)
+    stacked = input_batches._float_columns_as_rows(inputs, NAMES)
+    plain = {"dict of columns", "dict of columns in another order", "dict of columns with nan"}
+    assert (stacked is not None) == (set(kinds) <= plain)
+    if stacked is not None:
+        expected = np.concatenate([np.column_stack([value[name] for name in NAMES])
+                                   for value in inputs])
+        assert stacked.dtype == np.float64
+        np.testing.assert_array_equal(stacked, expected)
 
 
 def test_a_one_feature_reference_reads_each_1d_array_as_its_column():

@@ -371,7 +371,7 @@ def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes],
             len(shape) == 1 and shape[0] and (width == 1 or shape[0] == width)
             for shape in shapes):
         # A 1-D row of features per call (with one feature, its column): the rows the
-        # checker reads them as (quality.tracker._batches), read from the joined bytes.
+        # checker reads them as (quality.input_batches.batches), read from the joined bytes.
         joined = np.frombuffer(bytearray().join(raws), dtype=next(iter(dtypes)))
         return [joined.reshape((-1, width))]
     return list(map(array_from_bytes, arrays, raws))

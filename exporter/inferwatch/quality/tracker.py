@@ -17,10 +17,7 @@ drained, off the request path.
 
 from __future__ import annotations
 
-import importlib
-import itertools
 import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,15 +26,13 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.catalogue import OTHER, distinct_labels
 from inferwatch.frame_values import FrameValues
-from inferwatch.quality.batch_values import PLAIN_SCALARS, is_row
 from inferwatch.quality.bin_layout import BinLayout
 from inferwatch.quality.checks import BatchChecker, BatchResult
 from inferwatch.quality.drift import DriftScorer
 from inferwatch.quality.drift_window import DriftWindow
+from inferwatch.quality.input_batches import batches
 from inferwatch.quality.input_columns import frame_names, frame_rows, is_dataframe
-from inferwatch.quality.plain_arrays import plain_array
 from inferwatch.quality.reference import Reference
-from inferwatch.quality.sparse_rows import is_sparse
 
 DEFAULT_DRIFT_WINDOW_SECONDS = 3600.0
 DEFAULT_DRIFT_AGE_BUCKETS = 6
@@ -462,7 +457,7 @@ class FeatureTracker:
         False (inputs of calls that raised) they are counted but kept out of the drift
         window."""
         total = self.checker.empty_result()
-        for batch in _batches(inputs, len(self.checker.feature_names),
+        for batch in batches(inputs, len(self.checker.feature_names),
                               self.checker.feature_names):
             try:
                 result = self.checker.check(batch)
@@ -543,293 +538,3 @@ def _count_refused(added: bool) -> None:
     window): they are lost to drift, so the loss is counted rather than silent."""
     if not added:
         faults.record("drift")
-
-
-_ARRAY_ONLY = {np.ndarray}
-# Data quality depends only on the catalogue and fault counting (tests/test_walls.py), so it
-# names its own attrgetters rather than import the drain's.
-SHAPE_OF, DTYPE_OF = operator.attrgetter("shape"), operator.attrgetter("dtype")
-
-
-def _batches(inputs: Sequence[Any], width: int | None = None,
-             names: Sequence[str] | None = None) -> list[Any]:
-    """Group per-call inputs: row dicts into one list, 2-D arrays of the reference's `width`
-    (None: of the first array's) into one array, and pandas DataFrames that are such an
-    array (:func:`_frame_as_rows`, given the reference's feature `names`) with them.
-
-    A dict is a row by the checker's own rule (:func:`~inferwatch.quality.batch_values.is_row`);
-    an empty dict or a dict of columns is a batch of its own. So is an array or sparse
-    matrix without rows or of another width: empty_batch and wrong_width count calls, and
-    stacked they would count once (or, empty beside others, not at all).
-    """
-    if inputs and set(map(type, inputs)) == _ARRAY_ONLY:
-        # The usual drain: every call's input a 2-D array of the reference's width and a
-        # numeric kind, told by a look per distinct shape and dtype rather than per input.
-        shapes = set(map(SHAPE_OF, inputs))
-        first = inputs[0].shape
-        wide = width if width is not None else (first[1] if len(first) == 2 else -1)
-        dtypes = set(map(DTYPE_OF, inputs))
-        # One dtype only: stacking bools with floats makes True the number 1.0 (a seen
-        # category "1" where alone it is "True"), and int64 with floats rounds codes past
-        # 2**53, so a call's values would be read by what else its drain held.
-        if all(_stackable(shape, wide) for shape in shapes) and len(dtypes) == 1 and \
-                next(iter(dtypes)).kind in "fiub":
-            return [inputs[0] if len(inputs) == 1 else np.concatenate(inputs)]
-        if width and len(dtypes) == 1 and next(iter(dtypes)).kind in "fiub" and all(
-                len(shape) == 1 and shape[0] and (width == 1 or shape[0] == width)
-                for shape in shapes):
-            # 1-D arrays: each one row of features (with one feature, its column).
-            return [np.concatenate(inputs).reshape(-1, width)]
-    if names is not None and inputs and set(map(type, inputs)) == _CAPTURED_ONLY:
-        stacked = _captured_frames_as_rows(inputs, names)
-        if stacked is not None:
-            return [stacked]
-    batches: list[Any] = []
-    rows: list[dict] = []
-    arrays: dict[np.dtype, list[np.ndarray]] = {}  # stacked by dtype, as above
-    sparse: dict[Any, list[Any]] = {}
-    array_width = sparse_width = width
-    frame_columns: list = []  # the column indexes of frames already read as rows
-    for item in inputs:
-        if isinstance(item, np.ndarray) and item.__class__ is not np.ndarray:
-            item = plain_array(item)
-        elif item.__class__ is FrameValues:  # a one-block frame, captured as its values
-            values = None if names is None else _frame_as_rows(item, names, frame_columns)
-            item = item.frame() if values is None else values
-        elif names is not None and _is_pandas_frame(item):
-            values = _frame_as_rows(item, names, frame_columns)
-            if values is not None:
-                item = values
-        elif names is not None and _is_polars_frame(item):
-            values = _polars_frame_as_rows(item, names)
-            if values is not None:
-                item = values
-        elif item.__class__ is list and item and item[0].__class__ is not dict:
-            item = _numeric_rows(item)
-        if item.__class__ is np.ndarray and item.ndim == 1 and width and item.shape[0] and \
-                (width == 1 or item.shape[0] == width):
-            # One row of features (with one feature, that feature's column), as the checker
-            # reads a 1-D array: stacked with the others, not checked alone (33 us a call).
-            item = item.reshape(-1, 1) if width == 1 else item.reshape(1, -1)
-        if item.__class__ is dict and names is not None and len(item) == len(names):
-            columns = _columns_as_rows(item, names)
-            if columns is not None:
-                item = columns
-        if isinstance(item, dict) and _is_row(item):
-            rows.append(item)
-        elif item.__class__ is list and item and _rows_alone(item):
-            # A list of row dicts (a JSON array of records): its rows join the other calls'
-            # rows, as a call's one row dict does, not checked alone (34 us a call).
-            rows.extend(item)
-        elif isinstance(item, np.ndarray) and item.ndim == 2 and item.dtype.kind in "fiub" and \
-                _stackable(item.shape, item.shape[1] if array_width is None else array_width):
-            array_width = item.shape[1]
-            arrays.setdefault(item.dtype, []).append(item)
-        elif is_sparse(item) and _stackable(
-                item.shape, item.shape[1] if sparse_width is None else sparse_width):
-            sparse_width = item.shape[1]
-            sparse.setdefault(getattr(item, "dtype", None), []).append(item)
-        else:
-            batches.append(item)
-    if rows:
-        batches.append(rows)
-    for same in arrays.values():
-        batches.append(same[0] if len(same) == 1 else np.concatenate(same))
-    for same in sparse.values():
-        batches.extend(_stacked_sparse(same))
-    return batches
-
-
-_CAPTURED_ONLY = {FrameValues}
-_VALUES_OF, _COLUMNS_OF = operator.attrgetter("values"), operator.attrgetter("columns")
-
-
-def _captured_frames_as_rows(frames: Sequence[FrameValues], names: Sequence[str]
-                             ) -> np.ndarray | None:
-    """The rows of a drain's captured frames, stacked in call order, when every frame holds
-    the reference's feature `names` as its columns, in order, has rows, and all share one
-    dtype: what :func:`_frame_as_rows` reads frame by frame, told by a look per distinct
-    shape, dtype and column index (a drain's frames from one caller share one index) rather
-    than per frame. None otherwise: the frames are then read one at a time."""
-    values = list(map(_VALUES_OF, frames))  # each one row per column, as pandas holds it
-    dtypes = set(map(DTYPE_OF, values))
-    if len(dtypes) != 1:  # one dtype only, as for arrays (see _batches)
-        return None
-    width = len(names)
-    if not all(shape[0] == width and shape[1] for shape in set(map(SHAPE_OF, values))):
-        return None
-    seen: list = []
-    distinct = {id(columns): columns for columns in map(_COLUMNS_OF, frames)}
-    if not all(_named_as(columns, names, seen) for columns in distinct.values()):
-        return None
-    return np.ascontiguousarray(np.concatenate(values, axis=1).T)
-
-
-def _is_pandas_frame(item: Any) -> bool:
-    cls = item.__class__
-    return cls.__name__ == "DataFrame" and cls.__module__.startswith("pandas")
-
-
-def _is_polars_frame(item: Any) -> bool:
-    cls = item.__class__
-    return cls.__name__ == "DataFrame" and cls.__module__.startswith("polars")
-
-
-def _polars_frame_as_rows(frame: Any, names: Sequence[str]) -> np.ndarray | None:
-    """A polars DataFrame's values as a 2-D array, on the terms of :func:`_frame_as_rows`:
-    exactly the reference's columns in its order, all of one numeric dtype, and read by
-    numpy in a dtype of that kind (an integer column with nulls reads as floats, whose text
-    as a category differs: such a frame is checked as a frame). Never raises."""
-    try:
-        if not frame.height or frame.columns != list(names) or len(set(frame.dtypes)) != 1:
-            return None
-        dtype = frame.dtypes[0]
-        if not (dtype.is_numeric() or dtype == _polars_boolean()):
-            return None
-        rows = frame.to_numpy()
-        integer = dtype.is_integer() if hasattr(dtype, "is_integer") else False
-    except Exception:  # a polars without these: the frame is checked as one
-        return None
-    if rows.ndim != 2 or rows.dtype.kind not in "fiub" or (integer and rows.dtype.kind == "f"):
-        return None
-    return rows
-
-
-def _polars_boolean() -> Any:
-    import polars  # loaded by the caller's frame already
-
-    return polars.Boolean
-
-
-def _frame_as_rows(frame: Any, names: Sequence[str], seen: list) -> np.ndarray | None:
-    """A pandas DataFrame's values as a 2-D array, when the frame holds exactly the
-    reference's feature `names` as its columns, in that order, all of one numeric numpy
-    dtype (one block): the checker reads such a frame as it reads that array, and stacked
-    with a drain's other such inputs they are checked at once, not at about 190 us a frame
-    (a frame per call, its columns read one by one). None for any other frame, checked as
-    a frame. A frame captured as :class:`~inferwatch.frame_values.FrameValues` (one
-    numeric block) is read on the same terms, from its values. `seen`: column indexes
-    already matched, whose frames skip the name comparison. Never raises."""
-    try:
-        if frame.__class__ is FrameValues:
-            if not len(frame) or not _named_as(frame.columns, names, seen):
-                return None
-            return frame.rows()
-        manager = frame._mgr  # the block manager: one dtype for every column when one block
-        if manager.nblocks != 1 or not len(frame):
-            return None
-        dtype = manager.blocks[0].dtype
-        if not isinstance(dtype, np.dtype) or dtype.kind not in "fiub":
-            return None
-        if not _named_as(frame.columns, names, seen):
-            return None
-        rows = frame.to_numpy()
-    except Exception:  # a pandas without these internals: the frame is checked as one
-        return None
-    return rows if rows.ndim == 2 and rows.dtype == dtype else None
-
-
-def _named_as(columns: Any, names: Sequence[str], seen: list) -> bool:
-    """Whether a frame's `columns` are the reference's feature `names`, in order, read as
-    text; an index already in `seen` is known to be (a drain's frames often share one)."""
-    if any(columns is known for known in seen):
-        return True
-    if len(columns) != len(names) or list(map(str, columns)) != list(names):
-        return False
-    if len(seen) < 8:
-        seen.append(columns)
-    return True
-
-
-def _stackable(shape: tuple[int, ...], width: int) -> bool:
-    return len(shape) == 2 and shape[1] == width and shape[0] > 0
-
-
-def _columns_as_rows(columns: dict, names: Sequence[str]) -> np.ndarray | None:
-    """A dict of columns (a JSON object of arrays) holding exactly the reference's features,
-    each a list or 1-D array that numpy reads as numbers of one dtype shared by all, as the
-    2-D array of its rows in the reference's order: the checker reads each column as that
-    array's column, and it joins the drain's other rows (89 us a call, checked alone). None
-    for any other dict (a row dict among them). Never raises."""
-    try:
-        if not PLAIN_SCALARS.isdisjoint(map(type, columns.values())) or \
-                any(key.__class__ is not str for key in columns):
-            return None  # a row dict: a number is no column (np.asarray: 0.8 us a value)
-        lists = _json_columns(columns, names)
-        if lists is not None:
-            return lists
-        read = [np.asarray(columns[name]) if name in columns else None for name in names]
-        if any(column is None or column.ndim != 1 or not column.shape[0] or
-               column.dtype.kind not in "fiub" for column in read):
-            return None
-        if len({column.dtype for column in read}) != 1 or \
-                len({column.shape[0] for column in read}) != 1:
-            return None
-        return np.column_stack(read)
-    except Exception:  # a column numpy cannot read: the dict is checked as it is
-        return None
-
-
-def _json_columns(columns: dict, names: Sequence[str]) -> np.ndarray | None:
-    """:func:`_columns_as_rows` for columns that are lists of one length, all of floats,
-    all of ints or all of bools (a JSON object of arrays): read by numpy in one call, the
-    dtype the lists' one class gives each of them alone. None for anything else, which is
-    read column by column."""
-    read = [columns.get(name) for name in names]
-    if len(columns) != len(names) or any(column.__class__ is not list for column in read):
-        return None
-    lengths = set(map(len, read))
-    if len(lengths) != 1 or 0 in lengths or \
-            set(map(type, itertools.chain.from_iterable(read))) not in _ONE_CLASS:
-        return None
-    block = np.array(read)  # (features, rows); an int past int64 reads as objects
-    return block.T.copy() if block.ndim == 2 and block.dtype.kind in "fiub" else None
-
-
-_ONE_CLASS = ({float}, {int}, {bool})
-
-
-def _numeric_rows(items: list) -> Any:
-    """A list of feature rows (a JSON array of arrays) or one row as the array the checker
-    reads it as (``np.asarray``), when that is numeric: such an array joins the drain's
-    others. The list as it is otherwise (text, objects, ragged rows, row dicts), for the
-    checker to read alone. Never raises."""
-    try:
-        values = np.asarray(items)
-    except Exception:  # ragged rows: one wrong_shape for this batch, read alone
-        return items
-    return values if values.dtype.kind in "fiub" else items
-
-
-def _rows_alone(items: list) -> bool:
-    """Whether every item of a list is a row dict (:func:`_is_row`) with no key named twice
-    once read as text (``0`` and ``"0"``: one ``wrong_shape`` for its own batch), so that its
-    rows are checked alike among other calls' rows."""
-    for item in items:
-        if item.__class__ is not dict or not _is_row(item):
-            return False
-        if len(item) > 1 and len(set(map(str, item))) != len(item):
-            return False
-    return True
-
-
-def _is_row(item: dict) -> bool:
-    try:
-        return is_row(item)
-    except Exception:
-        # A value whose len() misbehaves: the dict goes to the checker on its own, which
-        # reads it again and counts the fault, without losing the other calls' inputs.
-        return False
-
-
-def _stacked_sparse(matrices: list[Any]) -> list[Any]:
-    """Sparse inputs of one width as one matrix (one check of their rows, not one a call);
-    as they are if scipy cannot stack them."""
-    if len(matrices) == 1:
-        return matrices
-    try:
-        # Loaded already: these matrices are its objects.
-        return [importlib.import_module("scipy.sparse").vstack(matrices, format="csr")]
-    except Exception as exc:
-        faults.record("quality", exc)
-        return matrices
