@@ -327,6 +327,80 @@ def test_a_drain_of_json_objects_of_columns_counts_what_each_counts_alone(seed, 
         np.testing.assert_array_equal(stacked, expected)
 
 
+_RECORDS = st.sampled_from(["row dict", "row dict with None", "row dict with an int",
+                            "row dict, a feature missing", "row dict, one extra",
+                            "row dict naming a feature twice", "row dict with nan",
+                            "row dict in another order", "row dict of numpy floats",
+                            "row dict with a bool", "list of row dicts",
+                            "list of row dicts with None", "empty list"])
+
+
+def _record_input(rng: np.random.Generator, kind: str) -> object:
+    row = {name: float(rng.normal(100, 40)) for name in NAMES}
+    if kind == "row dict with None":
+        row["age"] = None
+    elif kind == "row dict with an int":
+        row["zone"] = 3
+    elif kind == "row dict, a feature missing":
+        del row["zone"]
+    elif kind == "row dict, one extra":
+        row["note"] = 1.0
+    elif kind == "row dict naming a feature twice":
+        del row["zone"]
+        row[_ReadAsAmount()] = 2.0
+    elif kind == "row dict with nan":
+        row["amount"] = float("nan")
+    elif kind == "row dict in another order":
+        row = dict(reversed(row.items()))
+    elif kind == "row dict of numpy floats":
+        row = {name: np.float64(value) for name, value in row.items()}
+    elif kind == "row dict with a bool":
+        row["zone"] = True
+    elif kind == "list of row dicts":
+        return [row, {name: float(rng.normal(100, 40)) for name in NAMES}]
+    elif kind == "list of row dicts with None":
+        return [row, {**row, "age": None}]
+    elif kind == "empty list":
+        return []
+    return row
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**16), as_lists=st.booleans(),
+       kinds=st.lists(st.one_of(st.sampled_from(["row dict"]), _RECORDS),
+                      min_size=1, max_size=8))
+def test_a_drain_of_json_records_counts_what_each_counts_alone(seed, as_lists, kinds):
+    """Every call's input a JSON object of one row, or a JSON array of such records: read as
+    one array of rows when each holds exactly the reference's features as Python floats, in
+    any key order; as rows otherwise. Either way it counts what each counts alone."""
+    rng = np.random.default_rng(seed)
+    inputs = [_record_input(rng, kind) for kind in kinds]
+    if as_lists:
+        inputs = [value if value.__class__ is list else [value] for value in inputs]
+    _checked_together_as_alone(inputs)
+    plain = {"row dict", "row dict with nan", "row dict in another order", "list of row dicts"}
+    if as_lists:
+        stacked = input_batches._float_lists_as_rows(inputs, len(NAMES), NAMES)
+    else:
+        plain.discard("list of row dicts")  # a list among dicts: no drain of dicts alone
+        stacked = input_batches._float_row_dicts_as_rows(inputs, NAMES) if all(
+            value.__class__ is dict for value in inputs) else None
+    assert (stacked is not None) == (set(kinds) <= plain)
+    if stacked is not None:
+        records = [row for value in inputs for row in (value if as_lists else [value])]
+        expected = np.array([[row[name] for name in NAMES] for row in records])
+        np.testing.assert_array_equal(stacked, expected)
+
+
+def test_row_dicts_naming_a_feature_twice_count_once_each_in_one_drain():
+    """Each call's row dict that names "amount" twice (once by a key that reads as it) is one
+    wrong_shape, as it is alone: it is not read among the drain's other rows."""
+    rows = [{"amount": 1.0, "age": 30.0, _ReadAsAmount(): 2.0} for _ in range(3)]
+    together = FeatureTracker(REFERENCE).check_inputs([*rows, {"amount": 1.0}], now=1000.0)
+    assert together.input_errors["wrong_shape"] == 3  # one when they were read as rows
+    _checked_together_as_alone([*rows, {"amount": 1.0}])
+
+
 def test_a_one_feature_reference_reads_each_1d_array_as_its_column():
     reference = Reference.from_data({"x": np.arange(100.0)})
     inputs = [np.array([1.0, np.nan, 500.0]), np.array([2.0])]

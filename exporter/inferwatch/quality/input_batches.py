@@ -68,11 +68,13 @@ def batches(inputs: Sequence[Any], width: int | None = None,
         if stacked is not None:
             return [stacked]
     if width and kinds == _LIST_ONLY:
-        stacked = _float_lists_as_rows(inputs, width)
+        stacked = _float_lists_as_rows(inputs, width, names)
         if stacked is not None:
             return [stacked]
     if names is not None and kinds == _DICT_ONLY and len(inputs) > 1:
         stacked = _float_columns_as_rows(inputs, names)
+        if stacked is None:
+            stacked = _float_row_dicts_as_rows(inputs, names)
         if stacked is not None:
             return [stacked]
     batches: list[Any] = []
@@ -106,7 +108,7 @@ def batches(inputs: Sequence[Any], width: int | None = None,
             columns = _columns_as_rows(item, names)
             if columns is not None:
                 item = columns
-        if isinstance(item, dict) and _is_row(item):
+        if isinstance(item, dict) and _is_row(item) and _names_once(item):
             rows.append(item)
         elif item.__class__ is list and item and _rows_alone(item):
             # A list of row dicts (a JSON array of records): its rows join the other calls'
@@ -160,16 +162,24 @@ _LIST_ONLY, _FLOAT_ONLY = {list}, {float}
 _chain = itertools.chain.from_iterable
 
 
-def _float_lists_as_rows(inputs: Sequence[list], width: int) -> np.ndarray | None:
+def _float_lists_as_rows(inputs: Sequence[list], width: int,
+                         names: Sequence[str] | None = None) -> np.ndarray | None:
     """A drain's JSON-shaped inputs, every call's a list of rows of Python floats (``[[...]]``,
     a JSON array of arrays) or every call's one row of them (``[...]``), each row of the
     reference's `width`: one float array of their rows in call order, which is what each
     call's ``np.asarray`` gives, stacked (:func:`_numeric_rows`). Read by a pass in C over
-    the rows and one over their values, not an ``np.asarray`` per call. None for any
-    other lists (ints, None, text, ragged or empty rows): each is then read on its own."""
+    the rows and one over their values, not an ``np.asarray`` per call. Every call's a list
+    of row dicts (a JSON array of records): as :func:`_float_row_dicts_as_rows` reads
+    their rows. None for any other lists (ints, None, text, ragged or empty rows): each is
+    then read on its own."""
     if not all(inputs):  # an empty list is a batch of its own
         return None
     firsts = set(map(type, map(_FIRST, inputs)))
+    if firsts == _DICT_ONLY:
+        records = list(_chain(inputs))
+        if names is None or set(map(type, records)) != _DICT_ONLY:
+            return None
+        return _float_row_dicts_as_rows(records, names)
     if firsts == _LIST_ONLY:
         rows = list(_chain(inputs))
         if set(map(type, rows)) != _LIST_ONLY:
@@ -186,6 +196,27 @@ def _float_lists_as_rows(inputs: Sequence[list], width: int) -> np.ndarray | Non
 
 _FIRST = operator.itemgetter(0)
 _DICT_ONLY = {dict}
+
+
+def _float_row_dicts_as_rows(rows: Sequence[dict], names: Sequence[str]
+                             ) -> np.ndarray | None:
+    """Row dicts (JSON objects of one row), each exactly the reference's features (two or
+    more), every value a Python float: one float array of the rows, in their order, which
+    the checker reads as it reads the row dicts (their numbers are the same, and a row dict
+    names no feature twice). Read by a pass in C over the rows and one over their values,
+    where the checker would read each dict's values apart. None for any other dicts (a
+    missing, extra or misnamed feature, ints, None, text, lists): they are read as rows."""
+    width = len(names)
+    if width < 2 or set(map(len, rows)) != {width}:
+        return None
+    try:
+        values = list(map(operator.itemgetter(*names), rows))
+    except KeyError:
+        return None
+    if set(map(type, _chain(values))) != _FLOAT_ONLY:
+        return None
+    count = len(rows) * width
+    return np.fromiter(_chain(values), dtype=np.float64, count=count).reshape(-1, width)
 
 
 def _float_columns_as_rows(inputs: Sequence[dict], names: Sequence[str]
@@ -363,11 +394,23 @@ def _rows_alone(items: list) -> bool:
     once read as text (``0`` and ``"0"``: one ``wrong_shape`` for its own batch), so that its
     rows are checked alike among other calls' rows."""
     for item in items:
-        if item.__class__ is not dict or not _is_row(item):
-            return False
-        if len(item) > 1 and len(set(map(str, item))) != len(item):
+        if item.__class__ is not dict or not _is_row(item) or not _names_once(item):
             return False
     return True
+
+
+def _names_once(row: dict) -> bool:
+    """Whether a row dict names no feature twice once its keys are read as text (``0`` and
+    ``"0"``, or a key whose text is another's): such a row is one ``wrong_shape`` for its
+    own batch, so it is checked alone, not among other calls' rows. Keys that are all
+    ``str`` are told by one look at their classes."""
+    if len(row) < 2:
+        return True
+    classes = set(map(type, row))
+    return classes == _TEXT_ONLY or len(set(map(str, row))) == len(row)
+
+
+_TEXT_ONLY = {str}
 
 
 def _is_row(item: dict) -> bool:
