@@ -1,8 +1,9 @@
 """Many calls read by the drain together must give the figures of the same calls read
 one at a time (a drain after each call takes the one-call path). The drain stacks calls of
 one shape and kind (numpy arrays of numbers, bools or text, Python text objects, lists and
-tuples of plain floats or of text, tuples of float arrays, pandas Series of plain dtypes and
-text): this checks every kind against that oracle on random calls."""
+tuples of plain floats or of text, tuples and lists of float arrays, dicts of floats, of
+float arrays or of a label and a score, pandas Series of plain dtypes and text): this
+checks every kind against that oracle on random calls."""
 
 from __future__ import annotations
 
@@ -53,6 +54,12 @@ def _outputs(kind: str, rows: list) -> object:
         "text frame": lambda r: pd.DataFrame({"label": [str(v) for v in r]}, dtype=object),
         "float dict": lambda r: {"price": np.array([float(v) for v in r]),
                                  "eta": np.array([float(v) / 2 for v in r])},
+        "scalar dict": lambda r: {"price": float(r[0]), "eta": float(r[-1]) / 2},
+        "label dict": lambda r: {"label": str(r[0]), "score": float(len(r))},
+        "int dict": lambda r: {"a": int(r[0])},
+        "array list": lambda r: [np.array([float(v) for v in r]),
+                                 np.array([float(v) / 2 for v in r])],
+        "label score tuple": lambda r: (str(r[0]), float(len(r))),
         "float polars": lambda r: pl.Series([float(v) for v in r]),
         "int polars": lambda r: pl.Series([int(v) for v in r]),
         "str polars": lambda r: pl.Series([str(v) for v in r]),
@@ -99,7 +106,8 @@ _KINDS = ["float array", "int array", "bool array", "str array", "object text", 
           "object Series", "Int64 Series", "float frame", "int frame", "mixed frame",
           "text frame", "float dict", "float polars", "int polars", "str polars",
           "nullable polars",
-          "float tuple", "str tuple", "array tuple", "mixed array tuple"]
+          "float tuple", "str tuple", "array tuple", "mixed array tuple", "scalar dict",
+          "label dict", "int dict", "array list", "label score tuple"]
 
 
 def same_figures(outputs: list, order: list[int], task: str, classes: bool) -> None:
@@ -114,7 +122,7 @@ def same_figures(outputs: list, order: list[int], task: str, classes: bool) -> N
     assert together == alone
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(_KINDS), min_size=1, max_size=2),
        st.integers(1, 3), st.data(), st.sampled_from(["auto", "classification", "regression"]),
        st.booleans())
@@ -125,11 +133,12 @@ def test_many_calls_read_together_give_the_figures_of_each_call_read_alone(
         for _ in range(data.draw(st.integers(1, 3))):
             integers = ("int array", "int Series", "Int64 Series", "int frame", "mixed frame",
                         "int polars", "nullable polars")
-            values = _FLOATS if kind.startswith("float") or kind == "array tuple" else (
+            values = _FLOATS if kind.startswith("float") or kind in (
+                "array tuple", "array list", "scalar dict") else (
                 _NUMBERS if kind in (*integers, "bool array", "object Series",
-                                     "mixed array tuple") else _LABELS)
+                                     "mixed array tuple", "int dict") else _LABELS)
             rows = data.draw(st.lists(values, min_size=width, max_size=width))
-            if kind in integers:
+            if kind in (*integers, "int dict"):
                 rows = [int(v) for v in rows]
             outputs.append(_outputs(kind, rows))
     order = data.draw(st.lists(st.integers(0, len(outputs) - 1), min_size=2, max_size=12))
