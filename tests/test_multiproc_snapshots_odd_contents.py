@@ -94,6 +94,28 @@ def test_histograms_and_summaries_with_int_labels_merge_with_their_text_twins(
     assert median == pytest.approx(50, rel=0.05)
 
 
+def test_a_worker_file_packs_sketch_bins_taken_as_arrays_as_it_packs_them_as_lists() -> None:
+    """model_dict hands the packer each summary's bins as a copy of the int64 array: the
+    file is byte for byte the file of the JSON form (lists), and what the drain adds to the
+    state after model_dict (outside the lock, while encode runs) is not in it."""
+    now = 1_700_000_000.0
+    rng = np.random.default_rng(3)
+    state = ModelState("fraud", "1")
+    for output in ("score", "eta"):
+        summary = state.summary("inferwatch_prediction", (output,))
+        for age in range(5):
+            summary.observe(rng.lognormal(0.0, 2.0, 300), now - 60 * age)
+    state.summary("inferwatch_prediction_confidence").observe(rng.random(200), now)
+    packed = model_dict(state)
+    bins = packed["summaries"]["inferwatch_prediction"][0][1]["sketch"]["buckets"][0][1]
+    assert bins["positive"]["counts"].__class__ is np.ndarray
+    as_lists = json.loads(json.dumps(state.to_dict()))
+    state.summary("inferwatch_prediction", ("score",)).observe(np.full(1000, 1.0), now)
+    state.to_dict()  # folds those values into the bins
+    assert encode(Snapshot(models=[packed], written_at=now)) == \
+        encode(Snapshot(models=[as_lists], written_at=now))
+
+
 # --- drift buckets ahead of the merged view's time ----------------------------------------
 
 NOW = 1_700_000_000.0

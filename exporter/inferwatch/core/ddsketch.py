@@ -485,12 +485,13 @@ class DDSketch:
         other._negative = self._negative.copy()
         return other
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form: plain ints, floats and lists of the non-empty bin range.
+    def to_dict(self, packed: bool = False) -> dict[str, Any]:
+        """A JSON-serialisable form: plain ints, floats and lists of the non-empty bin range;
+        `packed`: the bin counts as int64 arrays, for a worker file's packer.
 
         >>> s = DDSketch(); s.add([1.0, 1.0])
-        >>> DDSketch.from_dict(s.to_dict()).count
-        2
+        >>> DDSketch.from_dict(s.to_dict()).count, DDSketch.from_dict(s.to_dict(True)).count
+        (2, 2)
         """
         return {
             "format": FORMAT_VERSION,
@@ -498,8 +499,8 @@ class DDSketch:
             "max_bins": self._max_bins,
             "zero_count": self._zero_count,
             "sum": self._sum,
-            "positive": store_to_dict(self._positive),
-            "negative": store_to_dict(self._negative),
+            "positive": store_to_dict(self._positive, packed),
+            "negative": store_to_dict(self._negative, packed),
         }
 
     @classmethod

@@ -257,8 +257,9 @@ class RollingSketch:
             else:
                 mine.merge(sketch)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form: the config and each bucket's sketch, by id.
+    def to_dict(self, packed: bool = False) -> dict[str, Any]:
+        """A JSON-serialisable form: the config and each bucket's sketch, by id (`packed`:
+        bin counts as arrays, as :meth:`DDSketch.to_dict` gives them).
 
         >>> r = RollingSketch(); r.add([1.0], now=0.0)
         >>> RollingSketch.from_dict(r.to_dict()).window(now=0.0).count
@@ -271,7 +272,8 @@ class RollingSketch:
             "age_buckets": self._age_buckets,
             "relative_accuracy": self._relative_accuracy,
             "max_bins": self._max_bins,
-            "buckets": [[bucket, self._buckets[bucket].to_dict()] for bucket in self.bucket_ids],
+            "buckets": [[bucket, self._buckets[bucket].to_dict(packed)]
+                        for bucket in self.bucket_ids],
         }
 
     @classmethod

@@ -118,9 +118,18 @@ class Store:
         return other
 
 
-def store_to_dict(store: Store) -> dict[str, Any]:
-    """A store as its non-empty bin range: ``{"offset": first key, "counts": [...]}``."""
-    return {"offset": store.min_key if store.total else 0, "counts": store.used().tolist()}
+def store_to_dict(store: Store, packed: bool = False) -> dict[str, Any]:
+    """A store as its non-empty bin range: ``{"offset": first key, "counts": [...]}``;
+    `packed`: the counts as a copy of the int64 bins, for a worker file's packer (a list
+    would be read back into an array there, at about five times the cost).
+
+    >>> store = Store(64); store.add_dense(3, np.array([2, 0, 1]))
+    >>> store_to_dict(store), store_to_dict(store, packed=True)["counts"].dtype.name
+    ({'offset': 3, 'counts': [2, 0, 1]}, 'int64')
+    """
+    used = store.used()
+    return {"offset": store.min_key if store.total else 0,
+            "counts": used.copy() if packed else used.tolist()}
 
 
 def store_from_dict(store: Store, data: object, name: str, lowest: int, highest: int) -> None:
@@ -129,6 +138,8 @@ def store_from_dict(store: Store, data: object, name: str, lowest: int, highest:
     if not isinstance(data, dict) or set(data) != {"offset", "counts"}:
         raise ValueError(f"sketch field {name!r} must be a dict with 'offset' and 'counts'")
     offset, counts = data["offset"], data["counts"]
+    if counts.__class__ is np.ndarray and counts.ndim == 1 and counts.dtype.kind in "iu":
+        counts = counts.tolist()  # a packed store_to_dict, not read from a file
     if isinstance(offset, bool) or not isinstance(offset, int):
         raise ValueError(f"sketch {name}.offset must be an integer, got {offset!r}")
     if not isinstance(counts, list):

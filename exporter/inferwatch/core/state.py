@@ -341,8 +341,8 @@ class SummaryState:
         self.count += other.count
         self.sum += other.sum
 
-    def to_dict(self) -> dict:
-        return {"sketch": self.sketch.to_dict(), "count": self.count, "sum": self.sum}
+    def to_dict(self, packed: bool = False) -> dict:
+        return {"sketch": self.sketch.to_dict(packed), "count": self.count, "sum": self.sum}
 
     @classmethod
     def from_dict(cls, data: dict, settings: SummarySettings) -> SummaryState:
@@ -529,7 +529,9 @@ class ModelState:
                     mine_g[labels] = max(mine_g[labels], value)
 
     # --- serialisation (worker snapshots) ---------------------------------------------------
-    def to_dict(self) -> dict:
+    def to_dict(self, packed: bool = False) -> dict:
+        """A JSON-serialisable form of every series; `packed`: the summaries' sketch bins
+        as int64 arrays, which only a worker file's packer reads (``model_dict``)."""
         s = self.summary_settings
         return {
             "model": self.model,
@@ -543,7 +545,8 @@ class ModelState:
                                  s.relative_accuracy],
             "counters": _series_out(self.counters, float),
             "histograms": _series_out(self.histograms, HistogramState.to_dict),
-            "summaries": _series_out(self.summaries, SummaryState.to_dict),
+            "summaries": _series_out(self.summaries, _packed_summary if packed
+                                     else SummaryState.to_dict),
             "gauges": _series_out(self.gauges, float),
             "extras": {name: extra.to_dict() for name, extra in self.extras.items()
                        if name in EXTRA_TYPES},
@@ -691,6 +694,10 @@ def _json_float(value: float) -> float | None:
 
 def _from_json_float(value: object) -> float:
     return math.nan if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _packed_summary(summary: SummaryState) -> dict:
+    return summary.to_dict(packed=True)
 
 
 def _series_out(series_by_metric: dict, convert) -> dict:

@@ -196,11 +196,12 @@ def _json(document: Any) -> bytes:
 
 
 def model_dict(state: ModelState) -> dict[str, Any]:
-    """What a snapshot stores of one model version: ``state.to_dict()``, extras included.
+    """What a snapshot stores of one model version: ``state.to_dict()``, extras included,
+    its summaries' sketch bins as arrays (which :func:`encode` packs as they are).
 
     Called with the state's lock held; the rest of :func:`encode` needs no lock.
     """
-    data = state.to_dict()
+    data = state.to_dict(packed=True)
     info = data.get("info")
     if isinstance(info, dict) and not all(type(value) is str for value in info.values()):
         # A number or bool set on a ModelState used directly (state.info["k"] = 3) was
