@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -390,6 +391,31 @@ def test_a_drain_of_json_records_counts_what_each_counts_alone(seed, as_lists, k
         records = [row for value in inputs for row in (value if as_lists else [value])]
         expected = np.array([[row[name] for name in NAMES] for row in records])
         np.testing.assert_array_equal(stacked, expected)
+
+
+@pytest.mark.parametrize("reader", ["_float_lists_as_rows", "_float_columns_as_rows",
+                                    "_captured_frames_as_rows"])
+def test_a_drain_whose_one_array_read_fails_is_read_call_by_call(monkeypatch, reader):
+    """An input another thread changes while the drain reads it (a row's length, say) can
+    make the one-array read raise: the drain's inputs are then read call by call, counting
+    what each counts alone, never lost."""
+    failed = []
+
+    def fail(*args):
+        failed.append(reader)
+        raise ValueError("iterator too short")
+
+    monkeypatch.setattr(input_batches, reader, fail)
+    rng = np.random.default_rng(5)
+    if reader == "_float_lists_as_rows":
+        inputs = [_list_input(rng, "list of float rows") for _ in range(3)]
+    elif reader == "_float_columns_as_rows":
+        inputs = [_dict_input(rng, "dict of columns") for _ in range(3)]
+    else:
+        inputs = [_frame(rng, 2, "float64", "as the reference") for _ in range(3)]
+    seen = [snapshot_input(value) for value in inputs]
+    _checked_together_as_alone(inputs, seen)
+    assert failed == [reader]
 
 
 def test_row_dicts_naming_a_feature_twice_count_once_each_in_one_drain():

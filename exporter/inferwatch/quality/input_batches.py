@@ -62,21 +62,12 @@ def batches(inputs: Sequence[Any], width: int | None = None,
                 for shape in shapes):
             # 1-D arrays: each one row of features (with one feature, its column).
             return [np.concatenate(inputs).reshape(-1, width)]
-    kinds = set(map(type, inputs))
-    if names is not None and kinds == _CAPTURED_ONLY:
-        stacked = _captured_frames_as_rows(inputs, names)
-        if stacked is not None:
-            return [stacked]
-    if width and kinds == _LIST_ONLY:
-        stacked = _float_lists_as_rows(inputs, width, names)
-        if stacked is not None:
-            return [stacked]
-    if names is not None and kinds == _DICT_ONLY and len(inputs) > 1:
-        stacked = _float_columns_as_rows(inputs, names)
-        if stacked is None:
-            stacked = _float_row_dicts_as_rows(inputs, names)
-        if stacked is not None:
-            return [stacked]
+    try:
+        stacked = _stacked_alike(inputs, width, names)
+    except Exception:  # a list another thread changed meanwhile: read call by call below
+        stacked = None
+    if stacked is not None:
+        return [stacked]
     batches: list[Any] = []
     rows: list[dict] = []
     arrays: dict[np.dtype, list[np.ndarray]] = {}  # stacked by dtype, as above
@@ -131,6 +122,22 @@ def batches(inputs: Sequence[Any], width: int | None = None,
     for same in sparse.values():
         batches.extend(_stacked_sparse(same))
     return batches
+
+
+def _stacked_alike(inputs: Sequence[Any], width: int | None,
+                   names: Sequence[str] | None) -> np.ndarray | None:
+    """One array of the rows of a drain whose every call's input is of one of the shapes
+    read in passes over all the calls (frames captured as their values, JSON arrays, JSON
+    objects of columns, JSON records), on the terms of each; None for any other drain."""
+    kinds = set(map(type, inputs))
+    if names is not None and kinds == _CAPTURED_ONLY:
+        return _captured_frames_as_rows(inputs, names)
+    if width and kinds == _LIST_ONLY:
+        return _float_lists_as_rows(inputs, width, names)
+    if names is not None and kinds == _DICT_ONLY and len(inputs) > 1:
+        stacked = _float_columns_as_rows(inputs, names)
+        return _float_row_dicts_as_rows(inputs, names) if stacked is None else stacked
+    return None
 
 
 _CAPTURED_ONLY = {FrameValues}
