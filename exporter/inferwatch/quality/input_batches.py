@@ -153,7 +153,7 @@ def _captured_frames_as_rows(frames: Sequence[FrameValues], names: Sequence[str]
     than per frame. None otherwise: the frames are then read one at a time."""
     values = list(map(_VALUES_OF, frames))  # each one row per column, as pandas holds it
     dtypes = set(map(DTYPE_OF, values))
-    if len(dtypes) != 1:  # one dtype only, as for arrays (see _batches)
+    if len(dtypes) != 1:  # one dtype only, as for arrays (see batches)
         return None
     width = len(names)
     if not all(shape[0] == width and shape[1] for shape in set(map(SHAPE_OF, values))):
