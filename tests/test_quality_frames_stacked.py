@@ -4,6 +4,8 @@ columns in order, of one numeric dtype. It counts what checking each frame alone
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -277,12 +279,18 @@ def test_a_drain_of_json_lists_counts_what_each_counts_alone(seed, kinds):
     as_rows = set(kinds) in ({"list of float rows"}, {"list of rows with nan"},
                              {"list of float rows", "list of rows with nan"})
     as_one_row_each = set(kinds) == {"flat list row"}
-    assert (stacked is not None) == (as_rows or as_one_row_each)
+    _assert_read_as_one_array(stacked, as_rows or as_one_row_each, lambda: [
+        np.asarray(value).reshape(-1, len(NAMES)) for value in inputs])
+
+
+def _assert_read_as_one_array(stacked: np.ndarray | None, taken: bool,
+                              rows: Callable[[], list]) -> None:
+    """The one-array read was taken exactly when `taken`, and then holds `rows()` (each
+    call's rows, in call order) as floats."""
+    assert (stacked is not None) == taken
     if stacked is not None:
-        expected = np.concatenate([np.asarray(value).reshape(-1, len(NAMES))
-                                   for value in inputs])
         assert stacked.dtype == np.float64
-        np.testing.assert_array_equal(stacked, expected)
+        np.testing.assert_array_equal(stacked, np.concatenate(rows()))
 
 
 _DICTS = st.sampled_from(["dict of columns", "dict of int columns", "dict of a mixed column",
@@ -320,12 +328,8 @@ def test_a_drain_of_json_objects_of_columns_counts_what_each_counts_alone(seed, 
     _checked_together_as_alone(inputs)
     stacked = input_batches._float_columns_as_rows(inputs, NAMES)
     plain = {"dict of columns", "dict of columns in another order", "dict of columns with nan"}
-    assert (stacked is not None) == (set(kinds) <= plain)
-    if stacked is not None:
-        expected = np.concatenate([np.column_stack([value[name] for name in NAMES])
-                                   for value in inputs])
-        assert stacked.dtype == np.float64
-        np.testing.assert_array_equal(stacked, expected)
+    _assert_read_as_one_array(stacked, set(kinds) <= plain, lambda: [
+        np.column_stack([value[name] for name in NAMES]) for value in inputs])
 
 
 _RECORDS = st.sampled_from(["row dict", "row dict with None", "row dict with an int",
@@ -386,11 +390,9 @@ def test_a_drain_of_json_records_counts_what_each_counts_alone(seed, as_lists, k
         plain.discard("list of row dicts")  # a list among dicts: no drain of dicts alone
         stacked = input_batches._float_row_dicts_as_rows(inputs, NAMES) if all(
             value.__class__ is dict for value in inputs) else None
-    assert (stacked is not None) == (set(kinds) <= plain)
-    if stacked is not None:
-        records = [row for value in inputs for row in (value if as_lists else [value])]
-        expected = np.array([[row[name] for name in NAMES] for row in records])
-        np.testing.assert_array_equal(stacked, expected)
+    records = [row for value in inputs for row in (value if as_lists else [value])]
+    _assert_read_as_one_array(stacked, set(kinds) <= plain, lambda: [
+        np.array([[row[name] for name in NAMES] for row in records])])
 
 
 @pytest.mark.parametrize("reader", ["_float_lists_as_rows", "_float_columns_as_rows",
