@@ -249,6 +249,41 @@ def _merge_parts(directory: str, now: float, calls: int) -> list[Row]:
     return rows
 
 
+def _publish_row(quick: bool) -> Row:
+    """What a worker's drain thread spends, at most once a second, writing its snapshot
+    (5 models x 50 outputs, the realistic state), beside rendering the same state as one
+    process's /metrics page: both read the whole state once."""
+    from inferwatch.core.registry import Registry
+    from inferwatch.multiproc.worker import attach
+
+    directory = tempfile.mkdtemp(prefix="inferwatch-bench-")
+    registry = Registry(drain_interval=3600)
+    publisher = attach(registry, directory)
+    now = time.time()
+    try:
+        for state in realistic_states(0, now):
+            registry.monitor(state.model, state.version).state.merge(state)
+
+        def render() -> bytes:
+            page = _encoder().page()
+            for state in registry.states():
+                page.add(state, now)
+            return page.text().encode()
+
+        calls = 5 if quick else 10
+        published, rendered = alternate(
+            partial(per_call, lambda: publisher.publish(force=True), calls),
+            partial(per_call, render, calls), rounds=5 if quick else 9)
+    finally:
+        publisher.close()
+        registry.close()
+        shutil.rmtree(directory, ignore_errors=True)
+    return Row(f"a worker's snapshot written ({MODELS} models x {OUTPUTS} outputs; the drain "
+               "thread, at most once a second)", fmt_seconds(published),
+               f"/metrics render of the same state {fmt_seconds(rendered)}",
+               published / rendered, "(decomposition)", True)
+
+
 def _hot_path_row(quick: bool) -> Row:
     from inferwatch.core.instrument import instrument
     from inferwatch.core.registry import Registry
@@ -297,7 +332,7 @@ def _hot_path_row(quick: bool) -> Row:
 
 
 def run(quick: bool = False) -> list[Row]:
-    return [*_merge_rows(quick), _hot_path_row(quick)]
+    return [*_merge_rows(quick), _publish_row(quick), _hot_path_row(quick)]
 
 
 if __name__ == "__main__":
