@@ -1,7 +1,8 @@
 """instrument()'s cost per call shape against the naive prometheus_client wrapper.
 
 One row per shape: a float function, a numpy scalar, ``predict`` on 1 and 100 rows,
-``predict_proba`` on 1 and 100 rows, dict outputs, a 50-feature reference, and 1, 10 and
+``predict_proba`` on 1 and 100 rows, dict outputs, a tuple and a list of output arrays,
+a 50-feature reference, and 1, 10 and
 100 models, and one 10-million-row batch (how long the monitor lock is held at a time),
 also called with ``request_id=``. For
 each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
@@ -102,6 +103,9 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
         "dict outputs": (lambda: (fn_of({"price": 10.0, "eta": 30.0}), {}), 1),
         "list of one score": (lambda: (fn_of([0.5]), {}), 1),
         "tuple of two outputs": (lambda: (fn_of((np.array([10.0]), np.array([30.0]))), {}), 1),
+        # A runtime's list of outputs (ONNX Runtime's session.run), each a 1-row array.
+        "list of two output arrays": (
+            lambda: (fn_of([np.array([10.0]), np.array([30.0])]), {}), 1),
         "pandas Series, 1 row": (lambda: (_Model(_series([0.5])).predict, {}), one),
         "float function, 50-feature reference": (
             lambda: (fn_of(0.5), {"reference": reference()}), features),

@@ -119,6 +119,34 @@ def test_array_tuples_read_together_give_the_figures_of_each_tuple_read_alone(
     same_figures(outputs, _order(data, outputs), task, classes)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 3), st.lists(st.sampled_from(_STACKED), min_size=1, max_size=3),
+       st.data(), st.sampled_from(["auto", "classification", "regression"]), st.booleans())
+def test_array_lists_read_together_give_the_figures_of_each_list_read_alone(
+        width, dtypes, data, task, classes):
+    """A runtime's list of output arrays per call (ONNX Runtime's ``session.run``)."""
+    outputs = data.draw(st.lists(_call_outputs(width, dtypes, _ARRAY_MAKERS), min_size=1,
+                                 max_size=4))
+    same_figures(outputs, _order(data, outputs), task, classes)
+
+
+def test_lists_of_float_arrays_are_read_in_one_pass_per_output(monkeypatch):
+    """Read as the tuples of the same arrays, not call by call (12.6 us a call, 0.8 us
+    read together)."""
+    calls = [[np.array([1.0, 2.0], dtype=np.float32), np.array([10.0, 20.0])],
+             [np.array([3.0], dtype=np.float32), np.array([30.0])]]
+    batch = PredictionBatch(Settings(task="regression"), {}, None, lambda: None)
+
+    def one_by_one(*args):
+        raise AssertionError("read call by call")
+
+    monkeypatch.setattr(batch, "add_one", one_by_one)
+    batch.add_results(calls, probabilities=False)
+    assert batch.batch_sizes == [2, 1]
+    assert {name: np.concatenate(chunks).tolist() for name, chunks in batch.values.items()} \
+        == {"0": [1.0, 2.0, 3.0], "1": [10.0, 20.0, 30.0]}
+
+
 class _Posing:
     """Passes for a numpy array by its ``__class__``, as a proxy does."""
 

@@ -61,6 +61,7 @@ _FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
                           np.uint16, np.uint8})
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
+_LIST_ONLY = {list}
 
 _UNSET = object()
 log = logging.getLogger("inferwatch")
@@ -197,6 +198,11 @@ class PredictionBatch(StackedResults):
             return
         if kinds == {tuple} and len(results) > 1 and not probabilities and (
                 self._add_array_tuples(results) or self._add_scalar_rows(results)):
+            return
+        if kinds == _LIST_ONLY and len(results) > 1 and not probabilities and results[0] and \
+                results[0][0].__class__ is np.ndarray and self._add_array_tuples(results):
+            # A runtime's list of outputs (ONNX Runtime's ``session.run``, TensorRT's
+            # buffers), each a 1-D float array: read as the tuple of the same arrays is.
             return
         if len(kinds) == 1 and len(results) > 1:
             kind = next(iter(kinds))
