@@ -43,6 +43,11 @@ def batches(inputs: Sequence[Any], width: int | None = None,
     an empty dict or a dict of columns is a batch of its own. So is an array or sparse
     matrix without rows or of another width: empty_batch and wrong_width count calls, and
     stacked they would count once (or, empty beside others, not at all).
+
+    >>> [b.shape for b in batches([np.zeros((1, 3)), [[1.0, 2.0, 3.0]]], 3)]
+    [(2, 3)]
+    >>> [getattr(b, "shape", b) for b in batches([{"a": 1.0}, np.zeros(0)], 3)]
+    [(0,), [{'a': 1.0}]]
     """
     if inputs and set(map(type, inputs)) == _ARRAY_ONLY:
         # The usual drain: every call's input a 2-D array of the reference's width and a
