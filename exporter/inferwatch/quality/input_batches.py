@@ -49,7 +49,8 @@ def batches(inputs: Sequence[Any], width: int | None = None,
     >>> [getattr(b, "shape", b) for b in batches([{"a": 1.0}, np.zeros(0)], 3)]
     [(0,), [{'a': 1.0}]]
     """
-    if inputs and set(map(type, inputs)) == _ARRAY_ONLY:
+    kinds = set(map(type, inputs))
+    if kinds == _ARRAY_ONLY:
         # The usual drain: every call's input a 2-D array of the reference's width and a
         # numeric kind, told by a look per distinct shape and dtype rather than per input.
         shapes = set(map(SHAPE_OF, inputs))
@@ -68,7 +69,7 @@ def batches(inputs: Sequence[Any], width: int | None = None,
             # 1-D arrays: each one row of features (with one feature, its column).
             return [np.concatenate(inputs).reshape(-1, width)]
     try:
-        stacked = _stacked_alike(inputs, width, names)
+        stacked = _stacked_alike(inputs, kinds, width, names)
     except Exception:  # a list another thread changed meanwhile: read call by call below
         stacked = None
     if stacked is not None:
@@ -129,12 +130,12 @@ def batches(inputs: Sequence[Any], width: int | None = None,
     return batches
 
 
-def _stacked_alike(inputs: Sequence[Any], width: int | None,
+def _stacked_alike(inputs: Sequence[Any], kinds: set[type], width: int | None,
                    names: Sequence[str] | None) -> np.ndarray | None:
-    """One array of the rows of a drain whose every call's input is of one of the shapes
-    read in passes over all the calls (frames captured as their values, JSON arrays, JSON
-    objects of columns, JSON records), on the terms of each; None for any other drain."""
-    kinds = set(map(type, inputs))
+    """One array of the rows of a drain whose every call's input (of the classes `kinds`)
+    is of one of the shapes read in passes over all the calls (frames captured as their
+    values, JSON arrays, JSON objects of columns, JSON records), on the terms of each; None
+    for any other drain."""
     if names is not None and kinds == _CAPTURED_ONLY:
         return _captured_frames_as_rows(inputs, names)
     if width and kinds == _LIST_ONLY:
