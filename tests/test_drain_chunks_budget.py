@@ -347,7 +347,10 @@ def test_array_records_fold_as_the_record_by_record_path(monkeypatch, batches, t
     assert run(True) == run(False)
 
 
-def test_non_finite_or_class_like_records_take_the_record_path(monkeypatch):
+def test_non_finite_records_fold_as_one_array_with_their_rows_in_place(monkeypatch):
+    """A NaN in a request's array once sent its drain record by record; the one-array fold
+    reads it as the record path does (test_outcomes_array_rows.py proves it for every
+    shape), the NaN's row kept in its place for the join."""
     taken = []
     original = PredictionBatch.add_records
 
@@ -364,8 +367,9 @@ def test_non_finite_or_class_like_records_take_the_record_path(monkeypatch):
     for record in mon._requests:
         record.probabilities = False
     mon.drain()
-    assert taken == [2]  # the NaN: its row's place is known only call by call
+    assert taken == []
     assert mon.state.counters["inferwatch_invalid_predictions_total"][("nan",)] == 1.0
+    assert repr(mon.outcomes._pending["rnan"][1]) == "(nan, 2.0)"
     registry.close()
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import itertools
 import sys
+from unittest import mock
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core import drain_folds, outcomes
+from inferwatch.core import array_rows, drain_folds, outcomes
+from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.outcomes import OutcomeJoiner, _fitted, _sizeof, row_bytes
 from inferwatch.core.prediction_classes import class_labels, labels_and_lengths
 from inferwatch.core.registry import Registry
@@ -72,43 +74,51 @@ def test_a_huge_batch_under_one_request_id_converts_only_the_rows_the_join_keeps
         monkeypatch):
     """A 10-million-row batch of labels called with request_id= made ten million Python
     strings and sized each of them in the drain, under the monitor's lock (7 s here); the
-    join kept 578,519 of them."""
-    converted: list[int] = []
-    real_labels = drain_folds.labels_and_lengths
+    join kept 578,519 of them. Then 578,519 in the drain (11 ms of its lock). Now the drain
+    keeps a copy of those rows' array, and an outcome makes them text."""
+    converted: list[tuple[str, int]] = []
 
-    def counting_labels(values):
-        converted.append(len(values))
-        return real_labels(values)
+    def counting(where, real):
+        def labels(values):
+            converted.append((where, len(values)))
+            return real(values)
+        return labels
 
-    monkeypatch.setattr(drain_folds, "labels_and_lengths", counting_labels)
+    monkeypatch.setattr(drain_folds, "labels_and_lengths",
+                        counting("drain", drain_folds.labels_and_lengths))
+    monkeypatch.setattr(array_rows, "labels_and_lengths",
+                        counting("outcome", array_rows.labels_and_lengths))
     registry = Registry(drain_interval=3600)
     try:
         model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry)
         labels = np.arange(2_000_000) % 3
         model(labels, request_id="batch-1")
-        model(labels[10:20], request_id="batch-0")  # one drain, two batches: one concatenation
+        model(labels[10:20], request_id="batch-0")  # a short batch: its rows made text
         monitor = inferwatch.monitor("m", "1", registry=registry)
         monitor.drain()
         # As many as fit when each is a one-character label (the shortest there is here),
-        # under its id: no row is converted to be cut again.
+        # under its id: none is cut again, none made text.
         cap = monitor.outcomes.row_cap(row_bytes("0"), "batch-1")
-        assert converted == [cap + 10]
+        assert converted == [("drain", 10)]
         # The huge one fills the cache's bytes: the next prediction evicted it. Alone:
         model(labels, request_id="batch-1")
         monitor.drain()
-        assert converted == [cap + 10, cap]
+        assert converted == [("drain", 10)]
         whole, kept = monitor.outcomes.kept_rows("batch-1")
         assert whole == 2_000_000
         # What sizing every row kept: the first rows that fit in the bound.
         expected = _fitted_row_by_row("batch-1", tuple(str(v) for v in labels[:cap + 100]),
                                       None, monitor.outcomes.max_bytes)[0]
         assert kept == len(expected) == cap
+        monitor.record_outcome("batch-1", labels.tolist())
+        assert converted == [("drain", 10), ("outcome", cap)]
+        assert monitor.state.counters["inferwatch_outcomes_total"][("correct",)] == cap
         model(labels[:10], request_id="batch-2")
         monitor.drain()
         assert monitor.outcomes.kept_rows("batch-2") == (10, 10)
         assert monitor.state.counters["inferwatch_requests_total"][("ok",)] == 4
         monitor.record_outcome("batch-2", labels[:10].tolist())
-        assert monitor.state.counters["inferwatch_outcomes_total"][("correct",)] == 10
+        assert monitor.state.counters["inferwatch_outcomes_total"][("correct",)] == cap + 10
     finally:
         registry.close()
 
@@ -124,14 +134,18 @@ def test_row_cap_bounds_every_entry_the_cache_can_keep():
 @settings(max_examples=60, deadline=None)
 @given(rows=st.integers(1, 3000), widest=st.integers(1, 2000), negative=st.booleans(),
        floats=st.booleans(), id_chars=st.integers(1, 300),
-       cache_bytes=st.integers(2048, 40_000), step=st.sampled_from([1, 7]))
+       cache_bytes=st.integers(2048, 40_000), step=st.sampled_from([1, 7]),
+       as_array=st.booleans())
 def test_a_batch_with_request_id_keeps_the_rows_sizing_every_row_keeps(
-        rows, widest, negative, floats, id_chars, cache_bytes, step):
+        rows, widest, negative, floats, id_chars, cache_bytes, step, as_array):
     """The drain caps a batch before converting it, by its shortest label and its id: the
     rows it keeps are still exactly those that sizing every row keeps, whatever the mix of
-    label widths, signs and id lengths."""
+    label widths, signs and id lengths; kept as tuples, or (`as_array`) as the array a
+    batch of more than ``ARRAY_ROWS_FROM`` rows keeps until its outcome."""
     registry = Registry(drain_interval=3600)
+    bound = mock.patch.object(drain_folds, "ARRAY_ROWS_FROM", 0 if as_array else 10**9)
     try:
+        bound.start()
         model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry)
         monitor = inferwatch.monitor("m", "1", registry=registry)
         monitor.configure(outcome_cache_bytes=cache_bytes)
@@ -148,8 +162,14 @@ def test_a_batch_with_request_id_keeps_the_rows_sizing_every_row_keeps(
         kept = len(expected[0] if expected[0] is not None else expected[1])
         assert monitor.outcomes.kept_rows(request_id) == (rows, kept)
         # Its bytes, read off the array, are what sizing every row finds.
-        assert monitor.outcomes._pending[request_id][3] == expected[2]
+        entry = monitor.outcomes._pending[request_id]
+        assert entry[3] == expected[2]
+        assert (entry[0] if entry[0] is not None else entry[1]) == \
+            (expected[0] if expected[0] is not None else expected[1])
+        assert type(entry[0] if entry[0] is not None else entry[1]) is \
+            (ArrayRows if as_array else tuple)
     finally:
+        bound.stop()
         registry.close()
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core import pending_calls
+from inferwatch.core.array_rows import ArrayRows, finite_or_nan
 from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
 from inferwatch.core.pending_calls import (
     LaterSlices,
@@ -24,7 +25,6 @@ from inferwatch.core.pending_calls import (
     plain_huge_series,
 )
 from inferwatch.core.prediction_classes import (
-    SMALL_INTEGER_LIMIT,
     labels_and_lengths,
     whole_number_classes,
 )
@@ -314,19 +314,23 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
                        rest: list[LaterSlices] | None = None,
                        cut: list[tuple[int, dict[int, int]]] | None = None) -> bool:
     """Records whose ``predict`` returned a 1-D array with rows, of one kind that folds
-    whole, folded as the fast path folds such calls (one concatenation), each record's rows
-    remembered for its outcome as a slice of one list: floats every one finite, read as
-    values (a regressor's answer); or integer labels of one kind every one a plausible class
-    (a classifier's). False, folding nothing, for anything else, which the general path
-    normalises record by record (at 30 times the cost per call).
+    whole, folded as the fast path folds such calls (one concatenation): floats read as
+    values (a regressor's answer), or integer labels of one kind (a classifier's). Each
+    record's rows are remembered for its outcome: a short one's as a tuple, made in one
+    conversion of them all; a long one's (past :data:`ARRAY_ROWS_FROM`) as a copy of its
+    first rows' array (:class:`~inferwatch.core.array_rows.ArrayRows`), made objects only
+    when an outcome judges them. False, folding nothing, for anything else, which the
+    general path normalises record by record (at 30 times the cost per call).
 
     What :func:`~inferwatch.core.predictions.normalize` makes of each such array is these
     values or these labels and nothing else: float classes only under
     ``task="classification"`` or, task auto, for a model whose ``classes_`` are whole
-    numbers; integers are values only under ``task="regression"``; rows are dropped only
-    for NaN or inf, or a label past :data:`SMALL_INTEGER_LIMIT`, whose row then is known
-    only call by call. A huge array is sliced as :func:`fold_requests` says, given `rest`
-    and `cut`; its outcome join keeps the whole array's count either way.
+    numbers; integers are values only under ``task="regression"``. A NaN or an infinity,
+    or a label no class may be, is counted as the fast path counts it and joined in its
+    row's place (NaN, or the label's text), as the general path joins it
+    (``tests/test_outcomes_array_rows.py`` compares the two). A huge array is sliced as
+    :func:`fold_requests` says, given `rest` and `cut`; its outcome join keeps the whole
+    array's count either way.
     """
     if not all(r.__class__ is _ndarray and r.ndim == 1 and r.shape[0] for r in results):
         return False
@@ -340,15 +344,6 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
         labels = True  # one kind: numpy joins int64 and uint64 as float64
     else:
         return False
-    stacked = np.concatenate(results) if len(results) > 1 else results[0]
-    if labels:
-        low, high = int(stacked.min()), int(stacked.max())
-        if not (high < SMALL_INTEGER_LIMIT and low > -SMALL_INTEGER_LIMIT):
-            return False
-        # The shortest label's text: of 0, or of the bound nearest it.
-        shortest = "0" if low <= 0 <= high else str(low if low > 0 else high)
-    elif not np.isfinite(stacked).all():
-        return False
     added, whole = (results, {}) if rest is None or cut is None else \
         first_slices(results, False, rest, {_ndarray})
     first = len(predictions.batch_sizes)
@@ -359,32 +354,60 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
              if record.request_id is not None]
     if not named:
         return True
-    # Only the rows the join can keep become Python objects: a 10-million-row batch under
-    # one request id keeps its first row_cap() rows, and the whole count. Capped by what
-    # its shortest row and its id hold: converted, a row past that cap would only be sized
-    # and cut (each over again, at 40 ns a row).
-    size = row_bytes(shortest if labels else 0.0)
-    cap = outcomes.row_cap(size)
-    kept = [result[:outcomes.row_cap(size, record.request_id)]
-            if 2 * result.shape[0] > cap else result for record, result in named]
-    joined = np.concatenate(kept) if len(kept) > 1 else kept[0]
-    # What the rows' objects hold is read off the array as well: each label's text by its
-    # length (all ASCII), each value a float; None where the labels span too wide a range.
-    cells, lengths = labels_and_lengths(joined) if labels else \
-        (joined.astype(np.float64, copy=False).tolist(), None)
-    empty = row_bytes("" if labels else 0.0)
-    joins, offset = [], 0
-    for (record, result), part in zip(named, kept):
-        end = offset + part.shape[0]
-        rows = tuple(cells[offset:end])
-        held = None if labels and lengths is None else empty * len(rows) + (
-            int(lengths[offset:end].sum()) if labels else 0)
-        joins.append((record.request_id, rows, None, record.started_at, result.shape[0], held)
+    # A batch of many rows keeps its first rows as a copy of their array, made text or
+    # floats only when an outcome judges them (array_rows); as many as fit when each is
+    # the shortest row there is, which the cache cuts to what fits exactly. The others'
+    # rows are made objects here, all in one conversion. Remembered in the calls' order.
+    few = [result for _, result in named if result.shape[0] <= ARRAY_ROWS_FROM]
+    few_rows = iter(_rows_as_tuples(few, labels) if few else ())
+    joins = []
+    for record, result in named:
+        if result.shape[0] > ARRAY_ROWS_FROM:
+            joins.append((record.request_id,
+                          *_array_rows(outcomes, record.request_id, result, labels),
+                          record.started_at, result.shape[0]))
+            continue
+        rows, held = next(few_rows)
+        joins.append((record.request_id, rows, None, record.started_at, len(rows), held)
                      if labels else
-                     (record.request_id, None, rows, record.started_at, result.shape[0], held))
-        offset = end
+                     (record.request_id, None, rows, record.started_at, len(rows), held))
     outcomes.remember_many(joins)
     return True
+
+
+# A result of more rows than this waits for its outcome as an array (ArrayRows); a shorter
+# one as a tuple, which costs less to make than the array's copy and object.
+ARRAY_ROWS_FROM = 4096
+
+
+def _rows_as_tuples(results: list[np.ndarray], labels: bool
+                    ) -> list[tuple[tuple, int | None]]:
+    """Each of `results`' rows as a tuple of Python objects, with what they hold in bytes,
+    read off the array in one conversion of them all: each label's text by its length (all
+    ASCII), each value a float (None where the labels span too wide a range for a table).
+    """
+    joined = np.concatenate(results) if len(results) > 1 else results[0]
+    cells, lengths = labels_and_lengths(joined) if labels else \
+        (finite_or_nan(joined.astype(np.float64, copy=False)).tolist(), None)
+    empty = row_bytes("" if labels else 0.0)
+    converted, offset = [], 0
+    for result in results:
+        end = offset + result.shape[0]
+        rows = tuple(cells[offset:end])
+        converted.append((rows, None if labels and lengths is None else empty * len(rows) + (
+            int(lengths[offset:end].sum()) if labels else 0)))
+        offset = end
+    return converted
+
+
+def _array_rows(outcomes: OutcomeJoiner, request_id: str, result: np.ndarray, labels: bool
+                ) -> tuple[ArrayRows | None, ArrayRows | None]:
+    """(classes, values) the join keeps of a 1-D `result`: its first rows, as many as the
+    cache could keep of the shortest row there is, copied."""
+    cap = outcomes.row_cap(row_bytes("0" if labels else 0.0), request_id)
+    if labels:
+        return ArrayRows((result[:cap],), labels=True), None
+    return None, ArrayRows((result[:cap],))
 
 
 def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,

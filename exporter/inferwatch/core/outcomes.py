@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.records import label_column
 from inferwatch.core.result_arrays import is_missing as _is_missing
 
@@ -601,6 +602,8 @@ def _rows_bytes(rows: tuple) -> int:
     >>> _rows_bytes(rows) == sum(map(_sizeof, rows)), _rows_bytes((0.5, 1.5)) == 2 * _FLOAT_BYTES
     (True, True)
     """
+    if rows.__class__ is ArrayRows:
+        return rows.held_bytes()
     kind = _uniform_kind(rows)
     if kind is float:
         return _FLOAT_BYTES * len(rows)
@@ -663,6 +666,9 @@ def _uniform_kind(rows: tuple) -> type | None:
 def _fitting_rows(rows: tuple, budget: int) -> int:
     """How many of `rows`, first to last, fit in `budget` bytes, each with its tuple slot
     (at least one)."""
+    if rows.__class__ is ArrayRows:
+        costs = rows.row_sizes() + _TUPLE_SLOT_BYTES
+        return max(1, int(np.searchsorted(np.cumsum(costs), budget, side="right")))
     kind = _uniform_kind(rows)
     if kind is float:
         return max(1, min(len(rows), budget // (_FLOAT_BYTES + _TUPLE_SLOT_BYTES)))

@@ -1,0 +1,167 @@
+"""The rows of a huge batch that wait for their outcome, kept as arrays until one comes.
+
+A batch of millions of rows called with ``request_id=`` keeps its first rows (as many as
+the outcome cache's bytes allow, about 580,000 one-character labels) for the ground-truth
+join. Made Python strings and floats in the drain, they held the monitor's lock for 11 ms
+of a 10-million-row drain, which a scrape or a ``record_outcome`` caller waited out. Kept as
+a copy of their array slice (8 bytes a row), they become Python objects only when an
+outcome judges them, outside every lock the drain takes.
+
+The cache bounds an entry by what its rows hold once made objects (:func:`row_sizes`, the
+sizes ``sys.getsizeof`` gives), so an entry of :class:`ArrayRows` keeps exactly the rows,
+and counts exactly the bytes, that a tuple of the same rows would.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from inferwatch.core.prediction_classes import labels_and_lengths
+
+_EMPTY_STR_BYTES = sys.getsizeof("")
+_FLOAT_BYTES = sys.getsizeof(0.0)
+_EMPTY_TUPLE_BYTES = sys.getsizeof(())
+_TUPLE_SLOT_BYTES = 8
+# A magnitude's digits are one more than the powers of ten it reaches.
+_POWERS_OF_TEN = [10**k for k in range(1, 20)]
+
+
+class ArrayRows(Sequence):
+    """Rows of one call's result, read as the join reads them: integer labels as their
+    text, float values as floats (an infinity as NaN, a row without a finite value), several
+    float outputs as a tuple of floats a row. Made
+    from copies, so the call's own array (and the millions of rows past these) is not held.
+
+    >>> labels = ArrayRows((np.array([7, -3, 12]),), labels=True)
+    >>> len(labels), labels[1], tuple(labels), labels[1:].row_sizes().tolist()
+    (3, '-3', ('7', '-3', '12'), [51, 51])
+    >>> tuple(ArrayRows((np.array([0.5, 1.5]), np.array([10.0, 20.0]))))
+    ((0.5, 10.0), (1.5, 20.0))
+    """
+
+    __slots__ = ("_columns", "_labels", "_sizes")
+
+    def __init__(self, columns: tuple[np.ndarray, ...], labels: bool = False) -> None:
+        self._columns = tuple(np.array(column, copy=True) for column in columns)
+        self._labels = labels
+        self._sizes: np.ndarray | None = None  # read twice when the cache fits the rows
+
+    def __len__(self) -> int:
+        return self._columns[0].shape[0]
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ArrayRows: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):  # copied: a short slice keeps no more than itself
+            return ArrayRows(tuple(column[index] for column in self._columns), self._labels)
+        cells = [column[index].item() for column in self._columns]
+        if self._labels:
+            return str(cells[0])
+        cells = [cell if math.isfinite(cell) else math.nan for cell in cells]
+        return cells[0] if len(cells) == 1 else tuple(cells)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ArrayRows):
+            other = other.rows()
+        return isinstance(other, (tuple, list)) and tuple(self.rows()) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a tuple, so never a key
+
+    def __repr__(self) -> str:
+        return f"ArrayRows({len(self)} rows)"
+
+    def rows(self) -> list:
+        """Every row as the Python object a tuple of the rows would hold."""
+        if self._labels:
+            return labels_and_lengths(self._columns[0])[0]
+        columns = [finite_or_nan(column).tolist() for column in self._columns]
+        return columns[0] if len(columns) == 1 else list(zip(*columns))
+
+    def held_bytes(self) -> int:
+        """What the rows hold once made objects: ``row_sizes().sum()``."""
+        if self._sizes is None and self._labels:
+            return _EMPTY_STR_BYTES * len(self) + labels_length(self._columns[0])
+        return int(self.row_sizes().sum())
+
+    def row_sizes(self) -> np.ndarray:
+        """Each row's ``sys.getsizeof`` once made an object (a tuple's items included), as
+        int64 (read-only), read off the arrays once."""
+        if self._sizes is None:
+            if self._labels:
+                self._sizes = label_lengths(self._columns[0]) + _EMPTY_STR_BYTES
+            else:
+                width = len(self._columns)
+                each = _FLOAT_BYTES if width == 1 else \
+                    _EMPTY_TUPLE_BYTES + width * (_TUPLE_SLOT_BYTES + _FLOAT_BYTES)
+                self._sizes = np.full(len(self), each, dtype=np.int64)
+            self._sizes.flags.writeable = False
+        return self._sizes
+
+
+def finite_or_nan(values: np.ndarray) -> np.ndarray:
+    """`values` with each infinity read as NaN, as the join reads a row without a finite
+    value (the drain counts it as ``inf``, the joiner as a row it cannot judge).
+
+    >>> finite_or_nan(np.array([1.0, np.inf, -np.inf])).tolist()
+    [1.0, nan, nan]
+    """
+    infinite = np.isinf(values)
+    return np.where(infinite, np.nan, values) if infinite.any() else values
+
+
+def label_lengths(labels: np.ndarray) -> np.ndarray:
+    """The length of each integer label's text (``len(str(v))``), as int64: a pass per
+    power of ten the largest magnitude reaches (none for labels 0 to 9).
+
+    >>> label_lengths(np.array([0, 9, -10, 12345, -(2**63)])).tolist()
+    [1, 1, 3, 5, 20]
+    >>> label_lengths(np.array([2**64 - 1], dtype=np.uint64)).tolist()
+    [20]
+    """
+    lengths = np.ones(labels.shape[0], dtype=np.int64)
+    for longer in _longer_than_one(labels):
+        lengths += longer
+    return lengths
+
+
+def labels_length(labels: np.ndarray) -> int:
+    """``sum(len(str(v)) for v in labels)``, counted without an array of each length.
+
+    >>> labels_length(np.array([0, 9, -10, 12345])), labels_length(np.array([3] * 1000))
+    (10, 1000)
+    """
+    return labels.shape[0] + sum(int(np.count_nonzero(longer))
+                                 for longer in _longer_than_one(labels))
+
+
+def _longer_than_one(labels: np.ndarray) -> Iterator[np.ndarray]:
+    """Masks whose sum over them is each label's length less one: its minus sign, then
+    each power of ten its magnitude reaches."""
+    if not labels.size:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    magnitude = labels
+    if low < 0:
+        signed = labels.astype(np.int64, copy=False)
+        negative = signed < 0
+        yield negative
+        # -(v + 1) fits an int64 for every v, -v does not for the smallest.
+        magnitude = np.where(negative, -(signed + 1), signed).astype(np.uint64)
+        magnitude += negative
+    for power in _POWERS_OF_TEN:
+        if power > max(high, -low):
+            return
+        yield magnitude >= power
+
