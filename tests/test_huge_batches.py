@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import inferwatch
 from conftest import Scraper
 from inferwatch.core import pending_calls
+from inferwatch.core.array_rows import ArrayRows
 
 
 class CountingLock:
@@ -398,14 +399,20 @@ def _result_samples(scraper: Scraper) -> dict:
             and (not s.name.startswith(delay) or s.name == f"{delay}_count")}
 
 
+def _as_tuple(rows):
+    """The rows an outcome cache entry keeps, as a tuple (ArrayRows made objects)."""
+    return tuple(rows) if isinstance(rows, ArrayRows) else rows
+
+
 def _outputs(rng: np.random.Generator, rows: int, kinds: list[str]) -> list[np.ndarray]:
     parts = []
     for kind in kinds:
         if kind == "floats":
             parts.append(rng.normal(size=rows))
-        elif kind == "floats with NaN":
+        elif kind == "floats with NaN":  # and an infinity or two
             values = rng.normal(size=rows)
             values[rng.random(rows) < 0.1] = np.nan
+            values[rng.random(rows) < 0.02] = -np.inf
             parts.append(values)
         elif kind == "whole floats":
             parts.append(rng.integers(0, 3, size=rows).astype(np.float64))
@@ -466,7 +473,7 @@ def test_a_huge_result_of_several_outputs_is_sliced_as_recorded_whole(
                 mon.record_outcome("batch-1", parts[0].tolist())
             # The entry's classes, values, bytes and whole rows (not its time).
             recorded.append((_result_samples(scraper), holds, kept,
-                             entry and (entry[0], entry[1], *entry[3:])))
+                             entry and (*map(_as_tuple, entry[:2]), *entry[3:])))
         finally:
             scraper.registry.close()
     (samples, holds, kept, entry), (whole_samples, whole_holds, whole_kept, whole_entry) = \

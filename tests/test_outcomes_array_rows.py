@@ -167,16 +167,150 @@ def test_label_lengths_of_unsigned_labels(values):
     assert labels_length(array) == sum(len(str(v)) for v in values)
 
 
-@pytest.mark.parametrize("columns, labels", [
-    ((np.array([0.5, -1.0, 3.25]),), False),
-    ((np.array([0.5, 2.0]), np.array([10.0, 20.0]), np.array([1.0, 0.0])), False),
-    ((np.array([3, -12, 70_000]),), True),
+@pytest.mark.parametrize("columns, kind", [
+    ((np.array([0.5, -1.0, 3.25]),), {}),
+    ((np.array([0.5, 2.0]), np.array([10.0, 20.0]), np.array([1.0, 0.0])), {}),
+    ((np.array([3, -12, 70_000]),), {"labels": True}),
+    ((np.array([2, -1, 0, 1, 1], dtype=np.int8),), {"names": ["no", "yes", "é"]}),
+    ((np.arange(-1, 11) % 11 - 1,), {"names": [f"c{i}" for i in range(10)]}),  # bincount
 ])
-def test_array_rows_read_as_the_tuple_of_their_rows(columns, labels):
-    rows = ArrayRows(columns, labels=labels)
+def test_array_rows_read_as_the_tuple_of_their_rows(columns, kind):
+    rows = ArrayRows(columns, **kind)
     as_tuple = tuple(rows)
     assert rows == as_tuple and len(rows) == len(as_tuple)
     assert [rows[i] for i in range(len(rows))] == list(as_tuple)
     assert tuple(rows[1:]) == as_tuple[1:]
     assert rows.row_sizes().tolist() == [_sizeof(row) for row in as_tuple]
     assert rows.held_bytes() == sum(map(_sizeof, as_tuple)) == rows[:].held_bytes()
+
+
+@st.composite
+def _float_outputs(draw):
+    """A result of one to three float outputs, 101 to 450 rows, some cells NaN or
+    infinite, in each container a model returns them in."""
+    import pandas as pd
+
+    rows = draw(st.integers(101, 450))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    columns = []
+    for _ in range(draw(st.integers(1, 3))):
+        column = rng.normal(size=rows).astype(draw(st.sampled_from([np.float64, np.float32])))
+        for special in draw(st.lists(st.sampled_from([np.nan, np.inf, -np.inf]), max_size=2)):
+            column[rng.random(rows) < 0.05] = special
+        columns.append(column)
+    names = [f"out{i}" for i in range(len(columns))]
+    container = draw(st.sampled_from(["dict", "tuple", "list", "DataFrame"]))
+    result = pd.DataFrame(dict(zip(names, columns))) if container == "DataFrame" else \
+        dict(zip(names, columns)) if container == "dict" else \
+        tuple(columns) if container == "tuple" else columns
+    return result, rows, len(columns)
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(drawn=_float_outputs(), task=st.sampled_from(["auto", "regression"]),
+       cache_bytes=st.sampled_from([2048, 8192]))
+def test_a_huge_result_of_float_outputs_joins_as_whole(monkeypatch, drawn, task,
+                                                       cache_bytes):
+    """Several float outputs past a slice, under one request id: their first rows wait as
+    arrays (a tuple of floats a row, an infinity read as NaN), holding what the result read
+    whole holds, and an outcome judges them alike."""
+    result, rows, width = drawn
+    truth = np.random.default_rng(1).normal(size=(rows, width))
+    recorded = []
+    for slice_rows in (100, 10**6):  # sliced (rows kept as arrays), then whole
+        monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)
+        scraper = Scraper(drain_interval=3600)
+        try:
+            model = inferwatch.instrument(lambda x: result, name="m", version="1", task=task,
+                                          outcome_cache_bytes=cache_bytes,
+                                          registry=scraper.registry)
+            monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+            model(None, request_id="batch-1")
+            monitor.drain()
+            entries = _entries(monitor)
+            kept = monitor.outcomes.kept_rows("batch-1")
+            kinds = {type(entry[1]) for entry in monitor.outcomes._pending.values()}
+            monitor.record_outcome("batch-1", truth.tolist() if width > 1 else
+                                   truth[:, 0].tolist())
+            recorded.append((_recorded(scraper), entries, kinds, kept))
+        finally:
+            scraper.registry.close()
+    (sliced, sliced_entries, sliced_kinds, kept), (whole, whole_entries, _, _) = recorded
+    assert sliced_entries == whole_entries
+    assert sliced.keys() == whole.keys()
+    for key, value in sliced.items():
+        assert value == whole[key] or math.isclose(value, whole[key], rel_tol=1e-9), key
+    # Rows past what the cache keeps: the kept ones waited as arrays.
+    assert kept[0] == rows and sliced_kinds == ({ArrayRows} if kept[1] < rows else {tuple})
+
+
+@st.composite
+def _probability_matrices(draw):
+    """A predict_proba matrix past a slice: rows of probabilities, with ties, rows just
+    outside [0, 1] (clipped onto it), scores far outside it, NaN or infinite rows."""
+    rows = draw(st.integers(101, 400))
+    width = draw(st.integers(2, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    proba = rng.dirichlet(np.ones(width), size=rows)
+    for kind in draw(st.lists(st.sampled_from(["tie", "near", "scores", "nan", "inf"]),
+                              max_size=3)):
+        chosen = rng.random(rows) < 0.1
+        if kind == "tie":
+            proba[chosen] = 1.0 / width
+        elif kind == "near":  # 1 + 1e-12 beside 1.0: clipped, the first column wins
+            proba[chosen, 0] = 1.0
+            proba[chosen, 1] = 1.0 + 1e-12
+        elif kind == "scores":
+            proba[chosen] *= -3.0
+        else:
+            proba[chosen, rng.integers(0, width)] = np.nan if kind == "nan" else np.inf
+    if draw(st.booleans()):
+        proba = proba.astype(np.float32)
+    names = draw(st.sampled_from([None, "numbers", "text"]))
+    classes = None if names is None else np.arange(width) if names == "numbers" else \
+        np.array(["no", "maybe-not", "yes", "é"][:width])
+    return proba, classes
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(drawn=_probability_matrices(), cache_bytes=st.sampled_from([2048, 6000, 2**20]))
+def test_a_huge_probability_matrix_joins_its_top_classes_as_whole(monkeypatch, drawn,
+                                                                  cache_bytes):
+    """predict_proba past a slice under one request id: each kept row's top class waits
+    as its column's index and is made text on the outcome, holding what the matrix read
+    whole holds (same rows, same bytes), and judged alike."""
+    proba, classes = drawn
+
+    class Classifier:
+        def predict_proba(self, x):
+            return proba
+
+    if classes is not None:
+        Classifier.classes_ = classes
+    truth = np.asarray(classes if classes is not None else np.arange(proba.shape[1]))[
+        np.arange(proba.shape[0]) % proba.shape[1]].tolist()
+    recorded = []
+    for slice_rows in (100, 10**6):  # sliced (classes kept as indices), then whole
+        monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)
+        scraper = Scraper(drain_interval=3600)
+        try:
+            model = inferwatch.instrument(Classifier(), name="m", version="1",
+                                          outcome_cache_bytes=cache_bytes,
+                                          registry=scraper.registry)
+            monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+            model.predict_proba(None, request_id="batch-1")
+            monitor.drain()
+            entries = _entries(monitor)
+            kinds = {type(entry[0]) for entry in monitor.outcomes._pending.values()}
+            monitor.record_outcome("batch-1", truth)
+            recorded.append((_recorded(scraper), entries, kinds))
+        finally:
+            scraper.registry.close()
+    (sliced, sliced_entries, kinds), (whole, whole_entries, _) = recorded
+    assert sliced_entries == whole_entries
+    assert kinds == {ArrayRows}
+    assert sliced.keys() == whole.keys()
+    for key, value in sliced.items():
+        assert value == whole[key] or math.isclose(value, whole[key], rel_tol=1e-9), key

@@ -191,6 +191,29 @@ def test_a_prediction_with_a_non_finite_output_judges_its_other_outputs(scraper)
     assert _error(scraper) == (0.5, 1)
 
 
+@pytest.mark.parametrize("container", ["tuple", "list", "DataFrame", "dict"])
+def test_outputs_returned_side_by_side_with_a_non_finite_value_join_every_row(scraper,
+                                                                          container):
+    """A tuple or list of output arrays, or a DataFrame, with a NaN or an infinity in one
+    output: the prediction once joined nothing (its rows could not be put back in place,
+    while a dict's were); now each row is joined, the non-finite cell counted unjudged."""
+    price, eta = np.array([1.0, np.nan, 3.0]), np.array([10.0, 20.0, np.inf])
+    result = (price, eta) if container == "tuple" else [price, eta] if container == "list" \
+        else {"price": price, "eta": eta} if container == "dict" else \
+        pd.DataFrame({"price": price, "eta": eta})
+    wrapped = inferwatch.instrument(lambda x: result, name="m", version="1",
+                                    registry=scraper.registry)
+    wrapped(0, request_id="r-1")
+    mon = inferwatch.monitor("m", "1", registry=scraper.registry)
+    mon.drain()
+    assert repr(mon.outcomes._pending["r-1"][1]) == \
+        "((1.0, 10.0), (nan, 20.0), (3.0, nan))"
+    mon.record_outcome("r-1", [[1.5, 10.0], [2.0, 21.0], [3.0, 30.0]])
+    assert _unmatched(scraper, "missing_label") == 2
+    assert _unmatched(scraper, "unsupported_prediction") == 0
+    assert _error(scraper) == (1.5, 4)
+
+
 def test_a_batch_over_the_byte_bound_keeps_its_first_rows_with_every_output():
     outputs = 3
     row = (0.5, 1.5, 2.5)

@@ -27,29 +27,53 @@ _EMPTY_STR_BYTES = sys.getsizeof("")
 _FLOAT_BYTES = sys.getsizeof(0.0)
 _EMPTY_TUPLE_BYTES = sys.getsizeof(())
 _TUPLE_SLOT_BYTES = 8
+# Rows of at most this many names are counted a name at a time (a binary classifier's).
+_FEW_NAMES = 8
 # A magnitude's digits are one more than the powers of ten it reaches.
 _POWERS_OF_TEN = [10**k for k in range(1, 20)]
 
 
 class ArrayRows(Sequence):
     """Rows of one call's result, read as the join reads them: integer labels as their
-    text, float values as floats (an infinity as NaN, a row without a finite value), several
-    float outputs as a tuple of floats a row. Made
-    from copies, so the call's own array (and the millions of rows past these) is not held.
+    text; the index of each row's class among `names` as that name (-1: None, a row
+    without a class); float values as floats (an infinity as NaN, a row without a finite
+    value); several float outputs as a tuple of floats a row. Copies, so that the call's
+    own array (and the millions of rows past these) is not held; or views with
+    ``copy=False``, until :meth:`own` copies them.
 
     >>> labels = ArrayRows((np.array([7, -3, 12]),), labels=True)
     >>> len(labels), labels[1], tuple(labels), labels[1:].row_sizes().tolist()
     (3, '-3', ('7', '-3', '12'), [51, 51])
     >>> tuple(ArrayRows((np.array([0.5, 1.5]), np.array([10.0, 20.0]))))
     ((0.5, 10.0), (1.5, 20.0))
+    >>> tuple(ArrayRows((np.array([1, -1, 0], dtype=np.int8),), names=["no", "yes"]))
+    ('yes', None, 'no')
     """
 
-    __slots__ = ("_columns", "_labels", "_sizes")
+    __slots__ = ("_columns", "_labels", "_names", "_sizes")
 
-    def __init__(self, columns: tuple[np.ndarray, ...], labels: bool = False) -> None:
-        self._columns = tuple(np.array(column, copy=True) for column in columns)
+    def __init__(self, columns: tuple[np.ndarray, ...], labels: bool = False, *,
+                 names: Sequence[str] | None = None, copy: bool = True) -> None:
+        # copy=False: views of the call's arrays, which the drain copies (own()) once it
+        # has let go of the monitor's lock; the call holds them until then anyway.
+        self._columns = tuple(np.array(column, copy=True) for column in columns) if copy \
+            else tuple(columns)
         self._labels = labels
+        # With names: one column of each row's index into them, -1 for a row with none.
+        self._names = None if names is None else tuple(names)
         self._sizes: np.ndarray | None = None  # read twice when the cache fits the rows
+
+    def _name_sizes(self) -> np.ndarray:
+        """The size of None (a row without a name), then of each name, as int64."""
+        return np.array([_object_size(None), *map(_object_size, self._names or ())],
+                        dtype=np.int64)
+
+    def own(self) -> None:
+        """Copy the rows off the call's arrays they still view (made with ``copy=False``),
+        so that the entry holds only its own rows. A join reading them meanwhile reads the
+        same rows either way."""
+        if any(column.base is not None for column in self._columns):
+            self._columns = tuple(np.array(column, copy=True) for column in self._columns)
 
     def __len__(self) -> int:
         return self._columns[0].shape[0]
@@ -62,8 +86,11 @@ class ArrayRows(Sequence):
 
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):  # copied: a short slice keeps no more than itself
-            return ArrayRows(tuple(column[index] for column in self._columns), self._labels)
+            return ArrayRows(tuple(column[index] for column in self._columns), self._labels,
+                             names=self._names)
         cells = [column[index].item() for column in self._columns]
+        if self._names is not None:
+            return None if cells[0] < 0 else self._names[cells[0]]
         if self._labels:
             return str(cells[0])
         cells = [cell if math.isfinite(cell) else math.nan for cell in cells]
@@ -84,6 +111,8 @@ class ArrayRows(Sequence):
 
     def rows(self) -> list:
         """Every row as the Python object a tuple of the rows would hold."""
+        if self._names is not None:  # index -1, past the names, is a row without one
+            return np.array([*self._names, None], dtype=object)[self._columns[0]].tolist()
         if self._labels:
             return labels_and_lengths(self._columns[0])[0]
         columns = [finite_or_nan(column).tolist() for column in self._columns]
@@ -91,6 +120,14 @@ class ArrayRows(Sequence):
 
     def held_bytes(self) -> int:
         """What the rows hold once made objects: ``row_sizes().sum()``."""
+        if self._sizes is None and self._names is not None:
+            indices, sizes = self._columns[0], self._name_sizes()
+            if len(self._names) <= _FEW_NAMES:  # a pass per name beats bincount's copy
+                counts = [np.count_nonzero(indices == index)
+                          for index in range(-1, len(self._names))]
+                return int(np.dot(counts, sizes))
+            counts = np.bincount(indices.astype(np.int64) + 1, minlength=len(sizes))
+            return int(counts @ sizes)
         if self._sizes is None and self._labels:
             return _EMPTY_STR_BYTES * len(self) + labels_length(self._columns[0])
         return int(self.row_sizes().sum())
@@ -99,7 +136,9 @@ class ArrayRows(Sequence):
         """Each row's ``sys.getsizeof`` once made an object (a tuple's items included), as
         int64 (read-only), read off the arrays once."""
         if self._sizes is None:
-            if self._labels:
+            if self._names is not None:
+                self._sizes = self._name_sizes()[self._columns[0].astype(np.int64) + 1]
+            elif self._labels:
                 self._sizes = label_lengths(self._columns[0]) + _EMPTY_STR_BYTES
             else:
                 width = len(self._columns)
@@ -108,6 +147,14 @@ class ArrayRows(Sequence):
                 self._sizes = np.full(len(self), each, dtype=np.int64)
             self._sizes.flags.writeable = False
         return self._sizes
+
+
+def _object_size(value: object) -> int:
+    """``sys.getsizeof`` of ASCII text or None as the cache sizes them (any other text by
+    its own size)."""
+    if value.__class__ is str and value.isascii():
+        return _EMPTY_STR_BYTES + len(value)
+    return sys.getsizeof(value)
 
 
 def finite_or_nan(values: np.ndarray) -> np.ndarray:

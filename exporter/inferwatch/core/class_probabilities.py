@@ -139,10 +139,7 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
         low, high = -PROBABILITY_RANGE_TOLERANCE, 1 + PROBABILITY_RANGE_TOLERANCE
         out_of_unit = ((matrix < low) | (matrix > high)).any(axis=1)
         prediction.count_invalid("probability_out_of_range", int(out_of_unit.sum()))
-        near = ((matrix < 0) & (matrix >= low)) | ((matrix > 1) & (matrix <= high))
-        if near.any():
-            # A new array: `matrix` may be the caller's own.
-            matrix = np.where(near, np.clip(matrix, 0.0, 1.0), matrix)
+        matrix = _near_unit_clipped(matrix)
         # Huge values can overflow a row's sum: counted below, never warned about on the
         # application's stderr (values in [0, 1] cannot, and skip this context's cost).
         with np.errstate(over="ignore", invalid="ignore"):
@@ -151,12 +148,9 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
         sums = _row_sums(matrix)
     bad_sum = np.abs(sums - 1.0) > PROBABILITY_SUM_TOLERANCE
     prediction.count_invalid("probability_sum", int(bad_sum.sum()))
-    if width == 2:  # a binary classifier: the first column wins a tie, as argmax says
-        top = (matrix[:, 1] > matrix[:, 0]).view(np.int8)
-        confidence = np.maximum(matrix[:, 0], matrix[:, 1])
-    else:
-        top = matrix.argmax(axis=1)
-        confidence = matrix[np.arange(matrix.shape[0]), top]
+    top = _top_columns(matrix)
+    confidence = np.maximum(matrix[:, 0], matrix[:, 1]) if width == 2 else \
+        matrix[np.arange(matrix.shape[0]), top]
     codes = _integer_labels(tuple(names))
     prediction.class_outputs += 1
     # Integer class names (sklearn's 0 and 1, or column numbers) stay numbers, which a drain
@@ -244,6 +238,54 @@ def add_label_probabilities(prediction: Prediction, array: np.ndarray, labels: i
         extend(prediction.values, name, column if all_finite else column[finite[:, j]])
     prediction.probability_outputs.update(names)
     return True
+
+
+def _near_unit_clipped(matrix: np.ndarray) -> np.ndarray:
+    """`matrix` with the values just outside [0, 1] (within the tolerance of a float
+    sum) clipped onto it: a new array where any is, since `matrix` may be the caller's own."""
+    low, high = -PROBABILITY_RANGE_TOLERANCE, 1 + PROBABILITY_RANGE_TOLERANCE
+    near = ((matrix < 0) & (matrix >= low)) | ((matrix > 1) & (matrix <= high))
+    return np.where(near, np.clip(matrix, 0.0, 1.0), matrix) if near.any() else matrix
+
+
+def _top_columns(matrix: np.ndarray) -> np.ndarray:
+    """Each row's top column of a matrix of finite numbers, the first one on a tie."""
+    if matrix.shape[1] == 2:  # a binary classifier: one comparison, as argmax reads it
+        return (matrix[:, 1] > matrix[:, 0]).view(np.int8)
+    return matrix.argmax(axis=1)
+
+
+def top_classes(matrix: np.ndarray, class_names: Sequence[object] | None
+                ) -> tuple[list[str], np.ndarray] | None:
+    """(each column's class, each row's top column or -1 for a row without finite
+    numbers) of a numeric `matrix` of two or more columns, as :func:`add_probabilities`
+    reads the class of each row; None for any other array. For the rows an outcome joins,
+    read without making a Python object per row.
+
+    >>> names, top = top_classes(np.array([[0.9, 0.1], [np.nan, 0.5], [0.2, 0.8]]),
+    ...                          ["no", "yes"])
+    >>> names, top.tolist()
+    (['no', 'yes'], [0, -1, 1])
+    """
+    if matrix.__class__ is not np.ndarray or matrix.ndim != 2 or matrix.shape[1] < 2 or \
+            matrix.dtype.kind not in "fiu":
+        return None
+    floats = matrix.astype(np.float64, copy=False)
+    finite = np.isfinite(floats)
+    finite_rows = None if finite.all() else finite.all(axis=1)
+    if finite_rows is not None:
+        floats = floats[finite_rows]
+    # The narrowest integer that holds a column's index: a copy of a million rows' top
+    # columns is then a megabyte at most for a classifier of fewer than 128 classes.
+    top = np.full(matrix.shape[0], -1, dtype=np.min_scalar_type(-matrix.shape[1]))
+    if floats.shape[0]:
+        if floats.min() < 0 or floats.max() > 1:
+            floats = _near_unit_clipped(floats)
+        if finite_rows is None:
+            top[:] = _top_columns(floats)
+        else:
+            top[finite_rows] = _top_columns(floats)
+    return list(_column_names(matrix.shape[1], class_names)), top
 
 
 def _probability_floats(prediction: Prediction, array: np.ndarray,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from inferwatch.core.pending_calls import output_columns, output_rows
 from inferwatch.core.prediction_classes import as_text
 from inferwatch.core.predictions import Prediction, normalize  # noqa: F401  (doctests)
 from inferwatch.core.result_arrays import is_missing, missing_as_nan, to_array
@@ -27,13 +28,23 @@ def values_with_dropped_rows(prediction: Prediction, result: object
     >>> prediction = Prediction(rows=3, values={"value": np.array([1.0, 3.0])})
     >>> values_with_dropped_rows(prediction, [1.0, float("inf"), 3.0])["value"].tolist()
     [1.0, nan, 3.0]
+    >>> two = Prediction(rows=2, values={"0": np.array([1.0]), "1": np.array([5.0, 6.0])})
+    >>> {name: v.tolist() for name, v in values_with_dropped_rows(
+    ...     two, (np.array([np.nan, 1.0]), np.array([5.0, 6.0]))).items()}
+    {'0': [nan, 1.0], '1': [5.0, 6.0]}
     """
     values = prediction.values
     rows = prediction.rows
     if not values or all(len(kept) == rows for kept in values.values()):
         return None
     try:
-        if isinstance(result, Mapping):  # named outputs
+        if result.__class__ is not dict and output_rows(result) == rows and \
+                len(parts := output_columns(result)) == len(values):
+            # A tuple or list of 1-D arrays, a DataFrame: its outputs in order, as the
+            # prediction named them (a frame may give a name twice).
+            columns = {name: np.asarray(part, dtype=np.float64)
+                       for name, part in zip(values, parts)}
+        elif isinstance(result, Mapping):  # named outputs
             columns = {str(name): np.asarray(column, dtype=np.float64)
                        for name, column in result.items()}
         else:

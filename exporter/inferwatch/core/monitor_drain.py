@@ -17,6 +17,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core import pending_calls
+from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.call_input import held_bytes, record_bytes
 from inferwatch.core.call_values import cancellations, count_value
 from inferwatch.core.drain_folds import (
@@ -180,10 +181,16 @@ class MonitorDrain:
                 check = deadline is not None
                 started = _fold_clock()
                 weighted = _weighted(left)
-                rest: list[LaterSlices | LaterInputs] = []
+                # Later slices, and join rows still viewing a call's arrays (ArrayRows).
+                rest: list[LaterSlices | LaterInputs | ArrayRows] = []
                 with self._lock:
                     taken = self._drain_locked(when, rest, left, settings)
+                for part in rest:  # a join's rows, copied off the call's arrays first
+                    if part.__class__ is ArrayRows:
+                        part.own()
                 for part in rest:
+                    if part.__class__ is ArrayRows:
+                        continue
                     for piece in part.slices:
                         time.sleep(0)  # a scrape or caller waiting for the lock gets it now
                         with self._lock:
