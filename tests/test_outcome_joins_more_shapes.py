@@ -310,3 +310,53 @@ def test_a_request_block_and_a_true_id_read_ids_alike(scraper):
     assert _results(scraper, "m") == (1, 0, 1, 0)
     assert scraper.total("inferwatch_outcomes_unmatched_total", model="m",
                          reason="unknown_id") == 1
+
+
+def _class_outputs(container: str, first, second):
+    if container == "dict":
+        return {"colour": first, "size": second}
+    if container == "DataFrame":
+        return pd.DataFrame({"colour": first, "size": second})
+    return (first, second) if container == "tuple" else [first, second]
+
+
+@pytest.mark.parametrize("container", ["dict", "tuple", "list", "DataFrame"])
+@pytest.mark.parametrize("labels", [
+    (np.array([1, 2, 0]), np.array([2, 1, 1])),
+    (np.array(["red", "blue", "red"]), np.array(["s", "m", "l"])),
+])
+def test_class_outputs_side_by_side_join_each_row(scraper, container, labels):
+    """A multi-output classifier's labels returned as a tuple or list of arrays (one per
+    output, as its drain counts them) were joined as rows of a table: two rows of three
+    labels, every outcome a ``shape_mismatch``. They join as a dict's outputs do."""
+    first, second = labels
+    name = next(_names)
+    model = inferwatch.instrument(lambda x: _class_outputs(container, first, second),
+                                  name=name, version="1", registry=scraper.registry)
+    model(None, request_id="r-1")
+    truth = [[first[0], second[0]], [first[1], second[1]], [first[2], first[2]]]
+    inferwatch.monitor(name, "1", registry=scraper.registry).record_outcome("r-1", truth)
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 5
+    assert scraper.value("inferwatch_outcomes_total", result="incorrect") == 1
+    assert scraper.total("inferwatch_outcomes_unmatched_total") == 0
+
+
+@pytest.mark.parametrize("container", ["dict", "tuple", "list", "DataFrame"])
+@pytest.mark.parametrize("missing", [None, float("nan"), pd.NA])
+def test_a_class_output_without_a_label_leaves_the_others_joinable(scraper, container,
+                                                                   missing):
+    """One output of one row without a class (None, NaN, pd.NA) made the whole call
+    unjoinable, in every container: every outcome was lost. That cell is now counted
+    unjudged, and the other cells of its row, and the other rows, are judged."""
+    first = np.array(["red", missing, "red"], dtype=object)
+    second = np.array(["s", "m", missing], dtype=object)
+    name = next(_names)
+    model = inferwatch.instrument(lambda x: _class_outputs(container, first, second),
+                                  name=name, version="1", registry=scraper.registry)
+    model(None, request_id="r-1")
+    truth = [["red", "s"], ["blue", "m"], ["red", "l"]]
+    inferwatch.monitor(name, "1", registry=scraper.registry).record_outcome("r-1", truth)
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 4
+    assert scraper.value("inferwatch_outcomes_total", result="incorrect") is None
+    assert scraper.value("inferwatch_outcomes_unmatched_total",
+                         reason="unsupported_prediction") == 2

@@ -304,11 +304,16 @@ def test_an_outcome_time_given_as_a_date_is_its_unix_time(scraper):
     for rid in ids:
         wrapped(0, request_id=rid)
     mon.drain()
-    predicted_at = mon.outcomes._pending["r-0"][2]
-    later = datetime.datetime.fromtimestamp(predicted_at + 60, tz=datetime.timezone.utc)
-    mon.record_outcome("r-0", 1, at=later)
-    mon.record_outcome("r-1", 1, at=pd.Timestamp(later))
-    mon.record_outcome("r-2", 1, at=np.datetime64(int((predicted_at + 60) * 1e6), "us"))
+    # Each a minute after its own prediction (the calls were made at their own times:
+    # on a busy machine, milliseconds apart).
+    later = {rid: mon.outcomes._pending[rid][2] + 60 for rid in ids[:3]}
+
+    def as_datetime(seconds: float) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+
+    mon.record_outcome("r-0", 1, at=as_datetime(later["r-0"]))
+    mon.record_outcome("r-1", 1, at=pd.Timestamp(as_datetime(later["r-1"])))
+    mon.record_outcome("r-2", 1, at=np.datetime64(int(later["r-2"] * 1e6), "us"))
     mon.record_outcome("r-3", 1, at=pd.NaT)  # not known: judged, with no delay
     mon.record_outcome("r-4", 1, at=np.datetime64("NaT"))
     assert _results(scraper) == (5, 0, 0)

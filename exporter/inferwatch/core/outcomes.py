@@ -879,8 +879,9 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
         return labelled
     rows = [result] if isinstance(result, (str, bytes, int, np.generic)) else result
     try:
-        if isinstance(rows, Mapping):  # named class outputs, joined in the order returned
-            columns = [np.asarray(column) for column in rows.values()]
+        outputs = _side_by_side(rows)
+        if outputs is not None:  # class outputs, joined in the order returned
+            columns = [np.asarray(column) for column in outputs]
             if len(columns) < 2 or any(c.ndim != 1 or len(c) != len(columns[0])
                                        for c in columns):
                 return None
@@ -902,6 +903,23 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
     if all(absent) or not all(gone or _is_label(label) for label, gone in zip(labels, absent)):
         return None
     return tuple(None if gone else kept_label(label) for label, gone in zip(labels, absent))
+
+
+def _side_by_side(result: Any) -> list | None:
+    """The outputs of a result that holds them side by side, each a column of its rows: a
+    dict's values, or a tuple or list of several 1-D numpy arrays (a multi-output model's
+    tuple, ONNX Runtime's ``session.run``), as the drain counts their classes by output.
+    None for anything else (a list of rows is rows).
+
+    >>> len(_side_by_side((np.array([1, 2, 0]), np.array([2, 1, 1])))), _side_by_side([[1, 2]])
+    (2, None)
+    """
+    if isinstance(result, Mapping):
+        return list(result.values())
+    if isinstance(result, (tuple, list)) and len(result) > 1 and all(
+            part.__class__ is np.ndarray and part.ndim == 1 for part in result):
+        return list(result)
+    return None
 
 
 def _is_label(value: Any) -> bool:
@@ -934,18 +952,33 @@ def _label_rows(table: np.ndarray) -> tuple[tuple[str, ...], ...] | None:
     in output order, the way a regressor of several outputs keeps its values; None when a
     cell is not a label.
 
+    A cell without a label (None, NaN, pd.NA) is None, which the joiner counts unjudged while
+    the row's other outputs, and the other rows, are judged; a table without any label, or
+    with a cell that is no label (a score), is None.
+
     >>> _label_rows(np.array([[1, 0], [0, 2]]))
     (('1', '0'), ('0', '2'))
-    >>> _label_rows(np.array([["a", None]], dtype=object)) is None
-    True
+    >>> _label_rows(np.array([["a", None], ["b", "c"]], dtype=object))
+    (('a', None), ('b', 'c'))
+    >>> _label_rows(np.array([[None, None]], dtype=object))
+    >>> _label_rows(np.array([["a", 0.5]], dtype=object))
     """
     rows = table.tolist()
     # Bools are labels here, unlike in one column (whose classes the drain keeps already):
     # a multi-label indicator table is kept nowhere else.
-    if table.dtype.kind == "O" and not all(isinstance(label, (str, bytes, int))
-                                           for row in rows for label in row):
+    if table.dtype.kind != "O":
+        return tuple(tuple(map(kept_label, row)) for row in rows)
+    labelled = False
+    for row in rows:
+        for label in row:
+            if isinstance(label, (str, bytes, int)):
+                labelled = True
+            elif not (label is None or _is_missing(label)):
+                return None
+    if not labelled:
         return None
-    return tuple(tuple(map(kept_label, row)) for row in rows)
+    return tuple(tuple(kept_label(label) if isinstance(label, (str, bytes, int)) else None
+                       for label in row) for row in rows)
 
 
 def kept_label(value: Any) -> str:
