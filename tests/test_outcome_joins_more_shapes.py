@@ -360,3 +360,46 @@ def test_a_class_output_without_a_label_leaves_the_others_joinable(scraper, cont
     assert scraper.value("inferwatch_outcomes_total", result="incorrect") is None
     assert scraper.value("inferwatch_outcomes_unmatched_total",
                          reason="unsupported_prediction") == 2
+
+
+_OUTPUT_KINDS = {
+    "floats": lambda n: np.linspace(0.1, 0.9, n),
+    "floats with NaN": lambda n: np.array(([np.nan] + [0.5] * 4)[:n]),
+    "int labels": lambda n: np.arange(n) % 3,
+    "text labels": lambda n: np.array(["a", "b", "c", "d"][:n]),
+    "labels with None": lambda n: np.array((["x", None] + ["y"] * 3)[:n], dtype=object),
+    "bools": lambda n: np.arange(n) % 2 == 0,
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(2, 4), kinds=st.lists(st.sampled_from(sorted(_OUTPUT_KINDS)),
+                                              min_size=1, max_size=3),
+       container=st.sampled_from(["dict", "tuple", "list", "DataFrame"]))
+def test_outputs_side_by_side_join_a_row_for_each_row_counted(rows, kinds, container):
+    """Whatever a model returns its outputs in (a dict, a tuple or list of arrays, a
+    DataFrame) and whatever they hold (values, labels, labels beside scores, a NaN or a
+    None in one cell), the join keeps a row for each row the drain counted: a tuple of
+    label arrays was joined as a table's rows, and one NaN or None lost the whole call."""
+    from inferwatch.core.registry import Registry
+
+    columns = [_OUTPUT_KINDS[kind](rows) for kind in kinds]
+    names = [f"out{i}" for i in range(len(columns))]
+    result = dict(zip(names, columns)) if container == "dict" else \
+        pd.DataFrame(dict(zip(names, columns))) if container == "DataFrame" else \
+        tuple(columns) if container == "tuple" else list(columns)
+    registry = Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: result, name="m", version="1",
+                                      registry=registry)
+        model(None, request_id="r-1")
+        monitor = inferwatch.monitor("m", "1", registry=registry)
+        monitor.drain()
+        assert sum(h.sum for h in
+                   monitor.state.histograms["inferwatch_batch_size"].values()) == rows
+        classes, values, *_ = monitor.outcomes._pending["r-1"]
+        kept = classes if classes is not None else values
+        assert kept is not None and len(kept) == rows
+        assert monitor.outcomes.kept_rows("r-1") == (rows, rows)
+    finally:
+        registry.close()

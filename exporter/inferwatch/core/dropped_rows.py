@@ -14,6 +14,7 @@ import numpy as np
 
 from inferwatch.core.pending_calls import output_columns, output_rows
 from inferwatch.core.prediction_classes import as_text
+from inferwatch.core.stacked_results import is_pandas_frame
 from inferwatch.core.predictions import Prediction, normalize  # noqa: F401  (doctests)
 from inferwatch.core.result_arrays import is_missing, missing_as_nan, to_array
 
@@ -44,9 +45,11 @@ def values_with_dropped_rows(prediction: Prediction, result: object
             # prediction named them (a frame may give a name twice).
             columns = {name: np.asarray(part, dtype=np.float64)
                        for name, part in zip(values, parts)}
-        elif isinstance(result, Mapping):  # named outputs
+        elif isinstance(result, Mapping):  # named outputs: the value outputs among them
             columns = {str(name): np.asarray(column, dtype=np.float64)
-                       for name, column in result.items()}
+                       for name, column in result.items() if str(name) in values}
+        elif (positional := _value_parts(result, values)) is not None:
+            columns = positional  # value outputs beside label outputs, by position or name
         else:
             array = np.asarray(result, dtype=np.float64)
             if array.ndim == 2 and array.shape[1] == 1 and len(values) == 1:
@@ -71,6 +74,32 @@ def values_with_dropped_rows(prediction: Prediction, result: object
         whole[finite] = kept
         filled[name] = whole
     return filled
+
+
+def _value_parts(result: object, values: Mapping[str, np.ndarray]
+                 ) -> dict[str, np.ndarray] | None:
+    """The value outputs of a tuple or list of 1-D arrays (named by position, ``"0"``,
+    ``"1"``, ...) or of a DataFrame of distinct column names, as float arrays, where other
+    outputs beside them hold labels; None for any other result.
+
+    >>> parts = _value_parts((np.array(["a", "b"]), np.array([0.5, np.nan])),
+    ...                      {"1": np.array([0.5])})
+    >>> parts["1"].tolist()
+    [0.5, nan]
+    """
+    if isinstance(result, (tuple, list)) and all(
+            part.__class__ is np.ndarray and part.ndim == 1 for part in result):
+        positions = {str(index): part for index, part in enumerate(result)}
+        if not set(values) <= set(positions):
+            return None
+        return {name: np.asarray(positions[name], dtype=np.float64) for name in values}
+    if is_pandas_frame(result.__class__):
+        names = [str(name) for name in result.columns]  # type: ignore[attr-defined]
+        if len(set(names)) != len(names) or not set(values) <= set(names):
+            return None
+        return {name: np.asarray(result.iloc[:, names.index(name)],  # type: ignore[attr-defined]
+                                 dtype=np.float64) for name in values}
+    return None
 
 
 def rows_with_missing_classes(prediction: Prediction, result: object

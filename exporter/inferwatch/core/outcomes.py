@@ -66,6 +66,7 @@ import numpy as np
 
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.records import label_column
+from inferwatch.core.stacked_results import is_pandas_frame
 from inferwatch.core.result_arrays import is_missing as _is_missing
 
 DEFAULT_MAX_ENTRIES = 50_000
@@ -882,13 +883,19 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
         outputs = _side_by_side(rows)
         if outputs is not None:  # class outputs, joined in the order returned
             columns = [np.asarray(column) for column in outputs]
-            if len(columns) < 2 or any(c.ndim != 1 or len(c) != len(columns[0])
-                                       for c in columns):
+            if not columns or any(c.ndim != 1 or len(c) != len(columns[0])
+                                  for c in columns):
                 return None
-            rows = np.array([c.tolist() for c in columns], dtype=object).T
+            # Beside labels, float outputs are their scores: joined by the labels alone,
+            # as a pipeline's {"label", "score"} is.
+            columns = [c for c in columns if c.dtype.kind != "f"] or columns
+            rows = columns[0] if len(columns) == 1 else \
+                np.array([c.tolist() for c in columns], dtype=object).T
         array = np.asarray(rows)
     except (ValueError, TypeError):
         return None
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]  # one output's column (a one-column DataFrame): its rows
     if array.ndim == 2 and array.shape[1] > 1 and array.dtype.kind in "USiubO":
         return _label_rows(array)
     # Bytes labels (``np.array([b"spam"])``, a model fit on labels read as bytes) are kept
@@ -907,16 +914,23 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
 
 def _side_by_side(result: Any) -> list | None:
     """The outputs of a result that holds them side by side, each a column of its rows: a
-    dict's values, or a tuple or list of several 1-D numpy arrays (a multi-output model's
+    dict's values, a DataFrame's columns, or a tuple or list of 1-D numpy arrays (a multi-output model's
     tuple, ONNX Runtime's ``session.run``), as the drain counts their classes by output.
     None for anything else (a list of rows is rows).
 
     >>> len(_side_by_side((np.array([1, 2, 0]), np.array([2, 1, 1])))), _side_by_side([[1, 2]])
     (2, None)
+    >>> joinable_labels([np.array(["spam", "ham"])]), joinable_labels({"label": ["spam"]})
+    (('spam', 'ham'), ('spam',))
+    >>> joinable_labels({"a": np.array([1, 0]), "b": np.array(["x", "y"]),
+    ...                  "score": np.array([0.9, 0.6])})
+    (('1', 'x'), ('0', 'y'))
     """
     if isinstance(result, Mapping):
         return list(result.values())
-    if isinstance(result, (tuple, list)) and len(result) > 1 and all(
+    if is_pandas_frame(result.__class__):  # by position: a frame may name a column twice
+        return [result.iloc[:, column].to_numpy() for column in range(result.shape[1])]
+    if isinstance(result, (tuple, list)) and result and all(
             part.__class__ is np.ndarray and part.ndim == 1 for part in result):
         return list(result)
     return None
