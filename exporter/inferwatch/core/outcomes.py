@@ -66,8 +66,8 @@ import numpy as np
 
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.records import label_column
-from inferwatch.core.stacked_results import is_pandas_frame
 from inferwatch.core.result_arrays import is_missing as _is_missing
+from inferwatch.core.stacked_results import is_pandas_frame
 
 DEFAULT_MAX_ENTRIES = 50_000
 DEFAULT_MAX_BYTES = 32 * 2**20
