@@ -914,9 +914,9 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
 
 def _side_by_side(result: Any) -> list | None:
     """The outputs of a result that holds them side by side, each a column of its rows: a
-    dict's values, a DataFrame's columns, or a tuple or list of 1-D numpy arrays (a multi-output model's
-    tuple, ONNX Runtime's ``session.run``), as the drain counts their classes by output.
-    None for anything else (a list of rows is rows).
+    dict's values, a DataFrame's columns, or a tuple or list of 1-D numpy arrays (a
+    multi-output model's tuple, ONNX Runtime's ``session.run``), as the drain counts their
+    classes by output. None for anything else (a list of rows is rows).
 
     >>> len(_side_by_side((np.array([1, 2, 0]), np.array([2, 1, 1])))), _side_by_side([[1, 2]])
     (2, None)
