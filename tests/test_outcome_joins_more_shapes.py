@@ -375,18 +375,20 @@ _OUTPUT_KINDS = {
 @settings(max_examples=200, deadline=None)
 @given(rows=st.integers(2, 4), kinds=st.lists(st.sampled_from(sorted(_OUTPUT_KINDS)),
                                               min_size=1, max_size=3),
-       container=st.sampled_from(["dict", "tuple", "list", "DataFrame"]))
+       container=st.sampled_from(["dict", "tuple", "list", "DataFrame", "records"]))
 def test_outputs_side_by_side_join_a_row_for_each_row_counted(rows, kinds, container):
     """Whatever a model returns its outputs in (a dict, a tuple or list of arrays, a
-    DataFrame) and whatever they hold (values, labels, labels beside scores, a NaN or a
+    DataFrame, rows of dicts) and whatever they hold (values, labels, labels beside scores, a NaN or a
     None in one cell), the join keeps a row for each row the drain counted: a tuple of
     label arrays was joined as a table's rows, and one NaN or None lost the whole call."""
     from inferwatch.core.registry import Registry
 
     columns = [_OUTPUT_KINDS[kind](rows) for kind in kinds]
     names = [f"out{i}" for i in range(len(columns))]
+    frame = pd.DataFrame(dict(zip(names, columns)))
     result = dict(zip(names, columns)) if container == "dict" else \
-        pd.DataFrame(dict(zip(names, columns))) if container == "DataFrame" else \
+        frame if container == "DataFrame" else \
+        frame.astype(object).to_dict("records") if container == "records" else \
         tuple(columns) if container == "tuple" else list(columns)
     registry = Registry(drain_interval=3600)
     try:

@@ -15,6 +15,7 @@ import numpy as np
 from inferwatch.core.pending_calls import output_columns, output_rows
 from inferwatch.core.prediction_classes import as_text
 from inferwatch.core.predictions import Prediction, normalize  # noqa: F401  (doctests)
+from inferwatch.core.records import records_as_columns
 from inferwatch.core.result_arrays import is_missing, missing_as_nan, to_array
 from inferwatch.core.stacked_results import is_pandas_frame
 
@@ -79,8 +80,8 @@ def values_with_dropped_rows(prediction: Prediction, result: object
 def _value_parts(result: object, values: Mapping[str, np.ndarray]
                  ) -> dict[str, np.ndarray] | None:
     """The value outputs of a tuple or list of 1-D arrays (named by position, ``"0"``,
-    ``"1"``, ...) or of a DataFrame of distinct column names, as float arrays, where other
-    outputs beside them hold labels; None for any other result.
+    ``"1"``, ...), of rows of dicts or of a DataFrame of distinct column names, as float
+    arrays, where other outputs beside them hold labels; None for any other result.
 
     >>> parts = _value_parts((np.array(["a", "b"]), np.array([0.5, np.nan])),
     ...                      {"1": np.array([0.5])})
@@ -93,6 +94,12 @@ def _value_parts(result: object, values: Mapping[str, np.ndarray]
         if not set(values) <= set(positions):
             return None
         return {name: np.asarray(positions[name], dtype=np.float64) for name in values}
+    records = records_as_columns(result)  # rows of dicts: named by their keys
+    if records is not None:
+        named = {str(key): column for key, column in records.items()}
+        if len(named) != len(records) or not set(values) <= set(named):
+            return None
+        return {name: np.asarray(named[name], dtype=np.float64) for name in values}
     if is_pandas_frame(result.__class__):
         names = [str(name) for name in result.columns]  # type: ignore[attr-defined]
         if len(set(names)) != len(names) or not set(values) <= set(names):

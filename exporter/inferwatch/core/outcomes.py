@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch.core.array_rows import ArrayRows
-from inferwatch.core.records import label_column
+from inferwatch.core.records import label_column, records_as_columns
 from inferwatch.core.result_arrays import is_missing as _is_missing
 from inferwatch.core.stacked_results import is_pandas_frame
 
@@ -914,9 +914,10 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
 
 def _side_by_side(result: Any) -> list | None:
     """The outputs of a result that holds them side by side, each a column of its rows: a
-    dict's values, a DataFrame's columns, or a tuple or list of 1-D numpy arrays (a
-    multi-output model's tuple, ONNX Runtime's ``session.run``), as the drain counts their
-    classes by output. None for anything else (a list of rows is rows).
+    dict's values, a DataFrame's columns, a tuple or list of 1-D numpy arrays (a
+    multi-output model's tuple, ONNX Runtime's ``session.run``), or the columns rows of
+    dicts make (``to_dict("records")``), as the drain counts their classes by output. None
+    for anything else (a list of rows is rows).
 
     >>> len(_side_by_side((np.array([1, 2, 0]), np.array([2, 1, 1])))), _side_by_side([[1, 2]])
     (2, None)
@@ -933,7 +934,8 @@ def _side_by_side(result: Any) -> list | None:
     if isinstance(result, (tuple, list)) and result and all(
             part.__class__ is np.ndarray and part.ndim == 1 for part in result):
         return list(result)
-    return None
+    records = records_as_columns(result)  # rows of dicts: the columns they make
+    return None if records is None else [np.asarray(column) for column in records.values()]
 
 
 def _is_label(value: Any) -> bool:
