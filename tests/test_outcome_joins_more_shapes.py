@@ -378,9 +378,10 @@ _OUTPUT_KINDS = {
        container=st.sampled_from(["dict", "tuple", "list", "DataFrame", "records"]))
 def test_outputs_side_by_side_join_a_row_for_each_row_counted(rows, kinds, container):
     """Whatever a model returns its outputs in (a dict, a tuple or list of arrays, a
-    DataFrame, rows of dicts) and whatever they hold (values, labels, labels beside scores, a NaN or a
-    None in one cell), the join keeps a row for each row the drain counted: a tuple of
-    label arrays was joined as a table's rows, and one NaN or None lost the whole call."""
+    DataFrame, rows of dicts) and whatever they hold (values, labels, labels beside
+    scores, a NaN or a None in one cell), the join keeps a row for each row the drain
+    counted: a tuple of label arrays was joined as a table's rows, and one NaN or None
+    lost the whole call."""
     from inferwatch.core.registry import Registry
 
     columns = [_OUTPUT_KINDS[kind](rows) for kind in kinds]
