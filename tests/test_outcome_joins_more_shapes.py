@@ -406,3 +406,27 @@ def test_outputs_side_by_side_join_a_row_for_each_row_counted(rows, kinds, conta
         assert monitor.outcomes.kept_rows("r-1") == (rows, rows)
     finally:
         registry.close()
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), pd.NA])
+def test_a_pipeline_row_without_a_label_never_joins_by_its_score(scraper, missing):
+    """One row of a pipeline's ``[{"label", "score"}]`` without a label made the whole call
+    join by its scores, as a regressor's values: an outcome's label was judged as an
+    error against a confidence. The row is now counted unjudged, the others judged by
+    their labels; a lone dict without a label is counted unjudged too."""
+    name = next(_names)
+    answers = iter([[{"label": "spam", "score": 0.9}, {"label": missing, "score": 0.1},
+                     {"label": "ham", "score": 0.8}],
+                    {"label": missing, "score": 0.3}])
+    model = inferwatch.instrument(lambda x: next(answers), name=name, version="1",
+                                  registry=scraper.registry)
+    model(None, request_id="r-1")
+    model(None, request_id="r-2")
+    mon = inferwatch.monitor(name, "1", registry=scraper.registry)
+    mon.record_outcome("r-1", ["spam", "spam", "spam"])
+    mon.record_outcome("r-2", "spam")
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 1
+    assert scraper.value("inferwatch_outcomes_total", result="incorrect") == 1
+    assert scraper.value("inferwatch_outcomes_unmatched_total",
+                         reason="unsupported_prediction") == 2
+    assert scraper.value("inferwatch_outcome_error_count") is None

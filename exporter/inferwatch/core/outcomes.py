@@ -953,13 +953,28 @@ def record_labels(result: Any) -> tuple[str, ...] | None:
     or for a row without a label. The score is the label's confidence, never a value an
     outcome is judged against.
 
+    A row whose label is missing (None, NaN, ``pd.NA``) is None, which the joiner counts
+    unjudged, while the others are judged: its score is never a value, even when no row
+    has a label.
+
     >>> record_labels({"label": "refund", "score": 0.6}), record_labels([{"score": 0.6}])
     (('refund',), None)
+    >>> record_labels([{"label": "spam", "score": 0.9}, {"label": None, "score": 0.1}])
+    ('spam', None)
+    >>> record_labels({"label": float("nan"), "score": 0.1})
+    (None,)
     """
     column = label_column(result)
-    if column is None or not all(isinstance(label, _RECORD_LABELS) for label in column):
+    if column is None:
         return None
-    return tuple(map(kept_label, column))
+    labelled = [isinstance(label, _RECORD_LABELS) for label in column]
+    if all(labelled):
+        return tuple(map(kept_label, column))
+    if not all(known or label is None or _is_missing(label)
+               for known, label in zip(labelled, column)):
+        return None
+    return tuple(kept_label(label) if known else None
+                 for known, label in zip(labelled, column))
 
 
 def _label_rows(table: np.ndarray) -> tuple[tuple[str, ...], ...] | None:
