@@ -874,6 +874,16 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
     True
     >>> joinable_labels([{"label": "POSITIVE", "score": 0.97}])  # a pipeline's answer
     ('POSITIVE',)
+
+    Outputs side by side (a dict, a DataFrame, a tuple or list of arrays, rows of dicts) are
+    joined a row at a time, each row a tuple of its outputs' labels; float outputs beside
+    labels are their scores, and are left out.
+
+    >>> joinable_labels([np.array(["spam", "ham"])]), joinable_labels({"label": ["spam"]})
+    (('spam', 'ham'), ('spam',))
+    >>> joinable_labels({"a": np.array([1, 0]), "b": np.array(["x", "y"]),
+    ...                  "score": np.array([0.9, 0.6])})
+    (('1', 'x'), ('0', 'y'))
     """
     labelled = record_labels(result)
     if labelled is not None:
@@ -921,11 +931,6 @@ def _side_by_side(result: Any) -> list | None:
 
     >>> len(_side_by_side((np.array([1, 2, 0]), np.array([2, 1, 1])))), _side_by_side([[1, 2]])
     (2, None)
-    >>> joinable_labels([np.array(["spam", "ham"])]), joinable_labels({"label": ["spam"]})
-    (('spam', 'ham'), ('spam',))
-    >>> joinable_labels({"a": np.array([1, 0]), "b": np.array(["x", "y"]),
-    ...                  "score": np.array([0.9, 0.6])})
-    (('1', 'x'), ('0', 'y'))
     """
     if isinstance(result, Mapping):
         return list(result.values())
@@ -950,8 +955,8 @@ _RECORD_LABELS = (str, bytes, int, np.integer, np.bool_, np.str_, np.bytes_)
 def record_labels(result: Any) -> tuple[str, ...] | None:
     """The labels of a classifier's rows of dicts (``[{"label": ..., "score": ...}]``, a
     Hugging Face pipeline's answer) or of one such dict, as text; None for anything else,
-    or for a row without a label. The score is the label's confidence, never a value an
-    outcome is judged against.
+    or for a label that is neither text, bytes nor an integer. The score is the label's
+    confidence, never a value an outcome is judged against.
 
     A row whose label is missing (None, NaN, ``pd.NA``) is None, which the joiner counts
     unjudged, while the others are judged: its score is never a value, even when no row
