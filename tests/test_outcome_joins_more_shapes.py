@@ -430,3 +430,26 @@ def test_a_pipeline_row_without_a_label_never_joins_by_its_score(scraper, missin
     assert scraper.value("inferwatch_outcomes_unmatched_total",
                          reason="unsupported_prediction") == 2
     assert scraper.value("inferwatch_outcome_error_count") is None
+
+
+@pytest.mark.parametrize("container", ["dict", "DataFrame"])
+def test_label_and_score_columns_join_by_the_labels(scraper, container):
+    """``{"label": labels, "score": scores}`` as columns (a dict of arrays, a DataFrame),
+    its text labels declared nowhere: the join kept the scores, as a regressor's values,
+    and judged each outcome's label against a confidence. It joins by the labels, as the
+    pipeline's rows of the same dicts do; a row without a label is counted unjudged."""
+    labels = np.array(["spam", "ham", None], dtype=object)
+    scores = np.array([0.9, 0.7, 0.6])
+    result = {"label": labels, "score": scores} if container == "dict" else \
+        pd.DataFrame({"label": labels, "score": scores})
+    name = next(_names)
+    model = inferwatch.instrument(lambda x: result, name=name, version="1",
+                                  registry=scraper.registry)
+    model(None, request_id="r-1")
+    inferwatch.monitor(name, "1", registry=scraper.registry).record_outcome(
+        "r-1", ["spam", "spam", "ham"])
+    assert scraper.value("inferwatch_outcomes_total", result="correct") == 1
+    assert scraper.value("inferwatch_outcomes_total", result="incorrect") == 1
+    assert scraper.value("inferwatch_outcomes_unmatched_total",
+                         reason="unsupported_prediction") == 1
+    assert scraper.value("inferwatch_outcome_error_count") is None

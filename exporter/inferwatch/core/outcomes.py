@@ -971,6 +971,8 @@ def record_labels(result: Any) -> tuple[str, ...] | None:
     """
     column = label_column(result)
     if column is None:
+        column = _label_output(result)
+    if column is None:
         return None
     labelled = [isinstance(label, _RECORD_LABELS) for label in column]
     if all(labelled):
@@ -980,6 +982,30 @@ def record_labels(result: Any) -> tuple[str, ...] | None:
         return None
     return tuple(kept_label(label) if known else None
                  for known, label in zip(labelled, column))
+
+
+def _label_output(result: Any) -> list | None:
+    """The ``"label"`` output of outputs side by side (a dict of columns, a DataFrame:
+    ``{"label": labels, "score": scores}``), one cell a row; None for anything else.
+
+    >>> _label_output({"label": np.array(["spam", "ham"]), "score": np.array([0.9, 0.8])})
+    ['spam', 'ham']
+    >>> _label_output({"label": "spam"}), _label_output({"price": np.zeros(2)})
+    (None, None)
+    """
+    if isinstance(result, Mapping):
+        if "label" not in result:
+            return None
+        column = result["label"]
+    elif is_pandas_frame(result.__class__) and "label" in result.columns:  # type: ignore[attr-defined]
+        column = result["label"]  # type: ignore[index]
+        if is_pandas_frame(column.__class__):
+            return None  # named twice: no one label output
+    else:
+        return None
+    if isinstance(column, (str, bytes)) or np.ndim(column) != 1:
+        return None
+    return np.asarray(column, dtype=object).tolist()
 
 
 def _label_rows(table: np.ndarray) -> tuple[tuple[str, ...], ...] | None:
