@@ -299,6 +299,9 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
                            version="1", registry=monitors)
         wrapped = model.predict_proba
         batch = None
+    elif kind == "text class labels":  # a classifier fit on text labels ("cat", "dog")
+        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        batch = np.array(["cat", "dog", "bird"])[np.arange(rows) % 3]
     else:
         wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
         batch = np.arange(rows) % 7 if kind == "class labels" else \
@@ -394,6 +397,8 @@ def run(quick: bool = False) -> list[Row]:
     # The delayed-ground-truth flow: the request path, which also keeps the rows its
     # outcome join can hold (made Python objects and sized in the first slice's hold).
     rows.append(_huge_batch("class labels", HUGE_BATCH_ROWS // (10 if quick else 1),
+                            request_id="batch-1"))
+    rows.append(_huge_batch("text class labels", HUGE_BATCH_ROWS // (10 if quick else 5),
                             request_id="batch-1"))
     rows.append(_huge_batch("class probabilities", HUGE_BATCH_ROWS // (10 if quick else 5),
                             request_id="batch-1"))

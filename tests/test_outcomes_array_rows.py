@@ -33,6 +33,12 @@ class _Classifier:
         return x
 
 
+class _TextClassifier(_Classifier):
+    """A model fit on text labels (scikit-learn's ``classes_`` of strings)."""
+
+    classes_ = np.array(["cat", "dog", "é"])
+
+
 def _recorded(scraper: Scraper) -> dict:
     return {(s.name, tuple(sorted(s.labels.items()))): "NaN" if s.value != s.value else s.value
             for s in scraper.samples() if s.name.startswith(_SERIES)}
@@ -48,20 +54,22 @@ def _entries(monitor) -> dict:
 
 
 _LABELS = st.integers(-5, 5) | st.sampled_from([70_000, -70_000, 2**40, 12])
+_TEXTS = st.sampled_from(["cat", "dog", "é", "", "bird", "x" * 300]) | st.text(max_size=4)
 _VALUES = st.floats(-1e6, 1e6) | st.sampled_from([float("nan"), float("inf"), -0.0])
 
 
 @st.composite
 def _batches(draw):
-    """Calls of one kind of 1-D array (labels of one integer dtype, or floats), some longer
-    than a slice and than the tuple bound, some under a request id."""
-    integers = draw(st.booleans())
-    dtype = draw(st.sampled_from([np.int64, np.int32, np.uint16] if integers else
-                                 [np.float64, np.float32]))
+    """Calls of one kind of 1-D array (labels of one integer dtype, text labels, or
+    floats), some longer than a slice and than the tuple bound, some under a request id."""
+    kind = draw(st.sampled_from(["integers", "floats", "text"]))
+    dtype = draw(st.sampled_from({"integers": [np.int64, np.int32, np.uint16],
+                                  "floats": [np.float64, np.float32], "text": [str]}[kind]))
+    cells = {"integers": _LABELS, "floats": _VALUES, "text": _TEXTS}[kind]
     calls = []
     for number in range(draw(st.integers(1, 4))):
         # Rows drawn from a few values (so that long arrays are drawn as often as short).
-        pool = draw(st.lists(_LABELS if integers else _VALUES, min_size=1, max_size=6))
+        pool = draw(st.lists(cells, min_size=1, max_size=6))
         if dtype is np.uint16:
             pool = [abs(cell) % 2**16 for cell in pool]
         rows = draw(st.integers(1, 260))
@@ -75,8 +83,10 @@ def _run(calls, task: str, classifier: bool, cache_bytes: int, outcome):
     try:
         kwargs = {} if task == "auto" else {"task": task}
         if classifier:
-            model = inferwatch.instrument(_Classifier(), name="m", version="1",
-                                          registry=scraper.registry, **kwargs).predict
+            text = any(array.dtype.kind == "U" for array, _ in calls)
+            model = inferwatch.instrument(_TextClassifier() if text else _Classifier(),
+                                          name="m", version="1", registry=scraper.registry,
+                                          **kwargs).predict
         else:
             model = inferwatch.instrument(lambda x: x, name="m", version="1",
                                           registry=scraper.registry, **kwargs)

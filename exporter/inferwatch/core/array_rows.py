@@ -27,6 +27,8 @@ _EMPTY_STR_BYTES = sys.getsizeof("")
 _FLOAT_BYTES = sys.getsizeof(0.0)
 _EMPTY_TUPLE_BYTES = sys.getsizeof(())
 _TUPLE_SLOT_BYTES = 8
+# A label is joined as its first this many characters (outcomes.MAX_JOINED_LABEL_CHARS).
+MAX_LABEL_CHARS = 256
 # Rows of at most this many names are counted a name at a time (a binary classifier's).
 _FEW_NAMES = 8
 # A magnitude's digits are one more than the powers of ten it reaches.
@@ -34,12 +36,12 @@ _POWERS_OF_TEN = [10**k for k in range(1, 20)]
 
 
 class ArrayRows(Sequence):
-    """Rows of one call's result, read as the join reads them: integer labels as their
-    text; the index of each row's class among `names` as that name (-1: None, a row
-    without a class); float values as floats (an infinity as NaN, a row without a finite
-    value); several float outputs as a tuple of floats a row. Copies, so that the call's
-    own array (and the millions of rows past these) is not held; or views with
-    ``copy=False``, until :meth:`own` copies them.
+    """Rows of one call's result, read as the join reads them: integer or text labels as
+    their text (cut to 256 characters); the index of each row's class among `names` as
+    that name (-1: None, a row without a class); float values as floats (an infinity as
+    NaN, a row without a finite value); several float outputs as a tuple of floats a row.
+    Copies, so that the call's own array (and the millions of rows past these) is not
+    held; or views with ``copy=False``, until :meth:`own` copies them.
 
     >>> labels = ArrayRows((np.array([7, -3, 12]),), labels=True)
     >>> len(labels), labels[1], tuple(labels), labels[1:].row_sizes().tolist()
@@ -48,6 +50,9 @@ class ArrayRows(Sequence):
     ((0.5, 10.0), (1.5, 20.0))
     >>> tuple(ArrayRows((np.array([1, -1, 0], dtype=np.int8),), names=["no", "yes"]))
     ('yes', None, 'no')
+    >>> texts = ArrayRows((np.array(["cat", "é"]),), labels=True)
+    >>> tuple(texts), texts.row_sizes().tolist() == [sys.getsizeof("cat"), sys.getsizeof("é")]
+    (('cat', 'é'), True)
     """
 
     __slots__ = ("_columns", "_labels", "_names", "_sizes")
@@ -86,13 +91,16 @@ class ArrayRows(Sequence):
 
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):  # copied: a short slice keeps no more than itself
-            return ArrayRows(tuple(column[index] for column in self._columns), self._labels,
+            part = ArrayRows(tuple(column[index] for column in self._columns), self._labels,
                              names=self._names)
+            if self._sizes is not None:  # read once: the cache sizes, then cuts, then sizes
+                part._sizes = self._sizes[index]
+            return part
         cells = [column[index].item() for column in self._columns]
         if self._names is not None:
             return None if cells[0] < 0 else self._names[cells[0]]
         if self._labels:
-            return str(cells[0])
+            return str(cells[0])[:MAX_LABEL_CHARS]
         cells = [cell if math.isfinite(cell) else math.nan for cell in cells]
         return cells[0] if len(cells) == 1 else tuple(cells)
 
@@ -113,6 +121,8 @@ class ArrayRows(Sequence):
         """Every row as the Python object a tuple of the rows would hold."""
         if self._names is not None:  # index -1, past the names, is a row without one
             return np.array([*self._names, None], dtype=object)[self._columns[0]].tolist()
+        if self._labels and self._columns[0].dtype.kind == "U":
+            return _cut_texts(self._columns[0])
         if self._labels:
             return labels_and_lengths(self._columns[0])[0]
         columns = [finite_or_nan(column).tolist() for column in self._columns]
@@ -128,7 +138,7 @@ class ArrayRows(Sequence):
                 return int(np.dot(counts, sizes))
             counts = np.bincount(indices.astype(np.int64) + 1, minlength=len(sizes))
             return int(counts @ sizes)
-        if self._sizes is None and self._labels:
+        if self._sizes is None and self._labels and self._columns[0].dtype.kind != "U":
             return _EMPTY_STR_BYTES * len(self) + labels_length(self._columns[0])
         return int(self.row_sizes().sum())
 
@@ -138,6 +148,8 @@ class ArrayRows(Sequence):
         if self._sizes is None:
             if self._names is not None:
                 self._sizes = self._name_sizes()[self._columns[0].astype(np.int64) + 1]
+            elif self._labels and self._columns[0].dtype.kind == "U":
+                self._sizes = _text_sizes(self._columns[0])
             elif self._labels:
                 self._sizes = label_lengths(self._columns[0]) + _EMPTY_STR_BYTES
             else:
@@ -155,6 +167,25 @@ def _object_size(value: object) -> int:
     if value.__class__ is str and value.isascii():
         return _EMPTY_STR_BYTES + len(value)
     return sys.getsizeof(value)
+
+
+def _cut_texts(texts: np.ndarray) -> list[str]:
+    """A numpy text array's labels as the join keeps them: each cut to
+    :data:`MAX_LABEL_CHARS` characters."""
+    if texts.dtype.itemsize // 4 <= MAX_LABEL_CHARS:
+        return texts.tolist()
+    return [text[:MAX_LABEL_CHARS] for text in texts.tolist()]
+
+
+def _text_sizes(texts: np.ndarray) -> np.ndarray:
+    """Each label's ``sys.getsizeof`` once made a ``str`` (cut as :func:`_cut_texts` cuts
+    it), read off the array where every character is ASCII, else text by text."""
+    if not texts.size or int(texts.view(np.uint32).max()) < 128:
+        lengths = np.char.str_len(texts).astype(np.int64)
+        np.minimum(lengths, MAX_LABEL_CHARS, out=lengths)
+        return lengths + _EMPTY_STR_BYTES
+    return np.fromiter(map(_object_size, _cut_texts(texts)), dtype=np.int64,
+                       count=texts.shape[0])
 
 
 def finite_or_nan(values: np.ndarray) -> np.ndarray:

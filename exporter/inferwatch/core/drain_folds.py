@@ -316,9 +316,9 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
                        cut: list[tuple[int, dict[int, int]]] | None = None) -> bool:
     """Records whose ``predict`` returned a 1-D array with rows, of one kind that folds
     whole, folded as the fast path folds such calls (one concatenation): floats read as
-    values (a regressor's answer), or integer labels of one kind (a classifier's). Each
-    record's rows are remembered for its outcome: a short one's as a tuple, made in one
-    conversion of them all; a long one's (past :data:`ARRAY_ROWS_FROM`) as a copy of its
+    values (a regressor's answer), or integer or text labels of one kind (a classifier's).
+    Each record's rows are remembered for its outcome: a short one's as a tuple, made in
+    one conversion of them all; a long one's (past :data:`ARRAY_ROWS_FROM`) as a copy of its
     first rows' array (:class:`~inferwatch.core.array_rows.ArrayRows`), made objects only
     when an outcome judges them. False, folding nothing, for anything else, which the
     general path normalises record by record (at 30 times the cost per call).
@@ -341,8 +341,8 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
                 task == "auto" and whole_number_classes(read_class_names()) is not None):
             return False
         labels = False
-    elif len(kinds) == 1 and kinds <= {"i", "u"} and task != "regression":
-        labels = True  # one kind: numpy joins int64 and uint64 as float64
+    elif len(kinds) == 1 and kinds <= {"i", "u", "U"} and task != "regression":
+        labels = True  # one kind: numpy joins int64 and uint64 as float64, ints and text
     else:
         return False
     added, whole = (results, {}) if rest is None or cut is None else \
@@ -388,6 +388,15 @@ def _rows_as_tuples(results: list[np.ndarray], labels: bool
     ASCII), each value a float (None where the labels span too wide a range for a table).
     """
     joined = np.concatenate(results) if len(results) > 1 else results[0]
+    if joined.dtype.kind == "U":  # text labels, sized by what they hold: one pass in C
+        texts = ArrayRows((joined,), labels=True, copy=False)
+        cells, sizes = texts.rows(), texts.row_sizes()
+        converted, offset = [], 0
+        for result in results:
+            end = offset + result.shape[0]
+            converted.append((tuple(cells[offset:end]), int(sizes[offset:end].sum())))
+            offset = end
+        return converted
     cells, lengths = labels_and_lengths(joined) if labels else \
         (finite_or_nan(joined.astype(np.float64, copy=False)).tolist(), None)
     empty = row_bytes("" if labels else 0.0)
@@ -405,7 +414,8 @@ def _array_rows(outcomes: OutcomeJoiner, request_id: str, result: np.ndarray, la
                 rest: list | None) -> tuple[ArrayRows | None, ArrayRows | None]:
     """(classes, values) the join keeps of a 1-D `result`: its first rows, as many as the
     cache could keep of the shortest row there is (see :func:`_kept_as_arrays`)."""
-    cap = outcomes.row_cap(row_bytes("0" if labels else 0.0), request_id)
+    shortest = ("" if result.dtype.kind == "U" else "0") if labels else 0.0
+    cap = outcomes.row_cap(row_bytes(shortest), request_id)
     rows = _kept_as_arrays((result[:cap],), labels, rest)
     return (rows, None) if labels else (None, rows)
 

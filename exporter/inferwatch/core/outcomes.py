@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from inferwatch.core.array_rows import ArrayRows
+from inferwatch.core.array_rows import MAX_LABEL_CHARS, ArrayRows
 from inferwatch.core.records import label_column, records_as_columns
 from inferwatch.core.result_arrays import is_missing as _is_missing
 from inferwatch.core.stacked_results import is_pandas_frame
@@ -822,7 +822,7 @@ def _broadcast(rows: list, n: int) -> list:
 _SAME_CLASSES = frozenset({("True", "1"), ("1", "True"), ("False", "0"), ("0", "False")})
 
 
-MAX_JOINED_LABEL_CHARS = 256
+MAX_JOINED_LABEL_CHARS = MAX_LABEL_CHARS
 
 
 def _same_class(predicted: str, label: str) -> bool:
