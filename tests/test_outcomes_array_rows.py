@@ -60,12 +60,16 @@ _VALUES = st.floats(-1e6, 1e6) | st.sampled_from([float("nan"), float("inf"), -0
 
 @st.composite
 def _batches(draw):
-    """Calls of one kind of 1-D array (labels of one integer dtype, text labels, or
-    floats), some longer than a slice and than the tuple bound, some under a request id."""
-    kind = draw(st.sampled_from(["integers", "floats", "text"]))
+    """Calls of one kind of array (labels of one integer dtype, text or bool labels, or
+    floats; rows or (n, 1) columns), some longer than a slice and than the tuple bound,
+    some under a request id."""
+    kind = draw(st.sampled_from(["integers", "floats", "text", "bools"]))
     dtype = draw(st.sampled_from({"integers": [np.int64, np.int32, np.uint16],
-                                  "floats": [np.float64, np.float32], "text": [str]}[kind]))
-    cells = {"integers": _LABELS, "floats": _VALUES, "text": _TEXTS}[kind]
+                                  "floats": [np.float64, np.float32], "text": [str],
+                                  "bools": [bool]}[kind]))
+    cells = {"integers": _LABELS, "floats": _VALUES, "text": _TEXTS,
+             "bools": st.booleans()}[kind]
+    column = draw(st.booleans())  # each call an (n, 1) column (a Keras model's) or rows
     calls = []
     for number in range(draw(st.integers(1, 4))):
         # Rows drawn from a few values (so that long arrays are drawn as often as short).
@@ -74,7 +78,9 @@ def _batches(draw):
             pool = [abs(cell) % 2**16 for cell in pool]
         rows = draw(st.integers(1, 260))
         array = np.random.default_rng(draw(st.integers(0, 2**16))).choice(np.array(pool), rows)
-        calls.append((array.astype(dtype), draw(st.sampled_from([None, f"r-{number}"]))))
+        array = array.astype(dtype)
+        calls.append((array.reshape(-1, 1) if column else array,
+                      draw(st.sampled_from([None, f"r-{number}"]))))
     return calls
 
 

@@ -333,15 +333,18 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
     :func:`fold_requests` says, given `rest` and `cut`; its outcome join keeps the whole
     array's count either way.
     """
-    if not all(r.__class__ is _ndarray and r.ndim == 1 and r.shape[0] for r in results):
+    if not all(r.__class__ is _ndarray and r.shape[0] and (
+            r.ndim == 1 or (r.ndim == 2 and r.shape[1] == 1)) for r in results):
         return False
+    if len({r.ndim for r in results}) != 1:
+        return False  # rows and (n, 1) columns: each call read on its own
     kinds = {r.dtype.kind for r in results}
     if kinds == {"f"}:
         if task == "classification" or (
                 task == "auto" and whole_number_classes(read_class_names()) is not None):
             return False
         labels = False
-    elif len(kinds) == 1 and kinds <= {"i", "u", "U"} and task != "regression":
+    elif len(kinds) == 1 and kinds <= {"i", "u", "U", "b"} and task != "regression":
         labels = True  # one kind: numpy joins int64 and uint64 as float64, ints and text
     else:
         return False
@@ -359,14 +362,14 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
     # floats only when an outcome judges them (array_rows); as many as fit when each is
     # the shortest row there is, which the cache cuts to what fits exactly. The others'
     # rows are made objects here, all in one conversion. Remembered in the calls' order.
-    few = [result for _, result in named if result.shape[0] <= ARRAY_ROWS_FROM]
+    few = [_column(result) for _, result in named if result.shape[0] <= ARRAY_ROWS_FROM]
     few_rows = iter(_rows_as_tuples(few, labels) if few else ())
     joins = []
     for record, result in named:
         if result.shape[0] > ARRAY_ROWS_FROM:
-            joins.append((record.request_id,
-                          *_array_rows(outcomes, record.request_id, result, labels, rest),
-                          record.started_at, result.shape[0]))
+            joins.append((record.request_id, *_array_rows(
+                outcomes, record.request_id, _column(result), labels, rest),
+                record.started_at, result.shape[0]))
             continue
         rows, held = next(few_rows)
         joins.append((record.request_id, rows, None, record.started_at, len(rows), held)
@@ -388,8 +391,8 @@ def _rows_as_tuples(results: list[np.ndarray], labels: bool
     ASCII), each value a float (None where the labels span too wide a range for a table).
     """
     joined = np.concatenate(results) if len(results) > 1 else results[0]
-    if joined.dtype.kind == "U":  # text labels, sized by what they hold: one pass in C
-        texts = ArrayRows((joined,), labels=True, copy=False)
+    if joined.dtype.kind in "Ub":  # text or bool labels, sized by what they hold, in C
+        texts = _label_rows_of(joined, copy=False)
         cells, sizes = texts.rows(), texts.row_sizes()
         converted, offset = [], 0
         for result in results:
@@ -413,11 +416,34 @@ def _rows_as_tuples(results: list[np.ndarray], labels: bool
 def _array_rows(outcomes: OutcomeJoiner, request_id: str, result: np.ndarray, labels: bool,
                 rest: list | None) -> tuple[ArrayRows | None, ArrayRows | None]:
     """(classes, values) the join keeps of a 1-D `result`: its first rows, as many as the
-    cache could keep of the shortest row there is (see :func:`_kept_as_arrays`)."""
-    shortest = ("" if result.dtype.kind == "U" else "0") if labels else 0.0
+    cache could keep of the shortest row there is (see :func:`_kept_as_arrays`). Bools
+    are kept as indices of their text."""
+    shortest = {"U": "", "b": "True"}.get(result.dtype.kind, "0") if labels else 0.0
     cap = outcomes.row_cap(row_bytes(shortest), request_id)
+    if labels and result.dtype.kind == "b":
+        rows = _label_rows_of(result[:cap], copy=rest is None)
+        if rest is not None:
+            rest.append(rows)
+        return rows, None
     rows = _kept_as_arrays((result[:cap],), labels, rest)
     return (rows, None) if labels else (None, rows)
+
+
+def _column(result: np.ndarray) -> np.ndarray:
+    """A 1-D result, or the one column of an ``(n, 1)`` result (a Keras model's, a
+    ``reshape(-1, 1)``): the rows a join keeps."""
+    return result if result.ndim == 1 else result[:, 0]
+
+
+# Bool labels are joined as their classes' text.
+_BOOL_NAMES = ("False", "True")
+
+
+def _label_rows_of(labels: np.ndarray, copy: bool) -> ArrayRows:
+    """Text or bool `labels` as the rows a join keeps (bools as indices of their text)."""
+    if labels.dtype.kind == "b":
+        return ArrayRows((labels.view(np.int8),), names=_BOOL_NAMES, copy=copy)
+    return ArrayRows((labels,), labels=True, copy=copy)
 
 
 def _kept_as_arrays(columns: tuple[np.ndarray, ...], labels: bool, rest: list | None
