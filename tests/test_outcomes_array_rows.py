@@ -134,11 +134,7 @@ def test_batches_join_as_the_general_path_joins_them(monkeypatch, calls, task, c
     with monkeypatch.context() as patched:
         patched.setattr(drain_folds, "_fold_plain_arrays", lambda *args, **kwargs: False)
         general = _run(calls, task, classifier, cache_bytes, outcome)
-    # The same series; a sum to the last few bits (the slices are summed in turn).
-    assert fast[0].keys() == general[0].keys()
-    for key, value in fast[0].items():
-        other = general[0][key]
-        assert value == other or math.isclose(value, other, rel_tol=1e-12), key
+    _assert_same_samples(fast[0], general[0])
     assert fast[1] == general[1]
 
 
@@ -200,6 +196,37 @@ def test_array_rows_read_as_the_tuple_of_their_rows(columns, kind):
     assert rows.held_bytes() == sum(map(_sizeof, as_tuple)) == rows[:].held_bytes()
 
 
+def _sliced_then_whole(monkeypatch, make_model, call, truth, values: bool) -> list:
+    """(samples, cache entries, kinds of the kept rows, kept rows) after `call` on the
+    model `make_model` makes, with results sliced by 100 rows (their first rows kept as
+    arrays), then read whole (the general path), each followed by the outcome `truth`."""
+    recorded = []
+    for slice_rows in (100, 10**6):
+        monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)
+        scraper = Scraper(drain_interval=3600)
+        try:
+            model = make_model(scraper.registry)
+            monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+            call(model)
+            monitor.drain()
+            entries = _entries(monitor)
+            kinds = {type(entry[1 if values else 0])
+                     for entry in monitor.outcomes._pending.values()}
+            kept = monitor.outcomes.kept_rows("batch-1")
+            monitor.record_outcome("batch-1", truth)
+            recorded.append((_recorded(scraper), entries, kinds, kept))
+        finally:
+            scraper.registry.close()
+    return recorded
+
+
+def _assert_same_samples(sliced: dict, whole: dict) -> None:
+    """The same series; a sum to the last few bits (the slices are summed in turn)."""
+    assert sliced.keys() == whole.keys()
+    for key, value in sliced.items():
+        assert value == whole[key] or math.isclose(value, whole[key], rel_tol=1e-9), key
+
+
 @st.composite
 def _float_outputs(draw):
     """A result of one to three float outputs, 101 to 450 rows, some cells NaN or
@@ -233,30 +260,14 @@ def test_a_huge_result_of_float_outputs_joins_as_whole(monkeypatch, drawn, task,
     whole holds, and an outcome judges them alike."""
     result, rows, width = drawn
     truth = np.random.default_rng(1).normal(size=(rows, width))
-    recorded = []
-    for slice_rows in (100, 10**6):  # sliced (rows kept as arrays), then whole
-        monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)
-        scraper = Scraper(drain_interval=3600)
-        try:
-            model = inferwatch.instrument(lambda x: result, name="m", version="1", task=task,
-                                          outcome_cache_bytes=cache_bytes,
-                                          registry=scraper.registry)
-            monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
-            model(None, request_id="batch-1")
-            monitor.drain()
-            entries = _entries(monitor)
-            kept = monitor.outcomes.kept_rows("batch-1")
-            kinds = {type(entry[1]) for entry in monitor.outcomes._pending.values()}
-            monitor.record_outcome("batch-1", truth.tolist() if width > 1 else
-                                   truth[:, 0].tolist())
-            recorded.append((_recorded(scraper), entries, kinds, kept))
-        finally:
-            scraper.registry.close()
-    (sliced, sliced_entries, sliced_kinds, kept), (whole, whole_entries, _, _) = recorded
+    (sliced, sliced_entries, sliced_kinds, kept), (whole, whole_entries, _, _) = \
+        _sliced_then_whole(monkeypatch, lambda registry: inferwatch.instrument(
+            lambda x: result, name="m", version="1", task=task,
+            outcome_cache_bytes=cache_bytes, registry=registry),
+            lambda model: model(None, request_id="batch-1"),
+            truth.tolist() if width > 1 else truth[:, 0].tolist(), values=True)
     assert sliced_entries == whole_entries
-    assert sliced.keys() == whole.keys()
-    for key, value in sliced.items():
-        assert value == whole[key] or math.isclose(value, whole[key], rel_tol=1e-9), key
+    _assert_same_samples(sliced, whole)
     # Rows past what the cache keeps: the kept ones waited as arrays.
     assert kept[0] == rows and sliced_kinds == ({ArrayRows} if kept[1] < rows else {tuple})
 
@@ -307,26 +318,11 @@ def test_a_huge_probability_matrix_joins_its_top_classes_as_whole(monkeypatch, d
         Classifier.classes_ = classes
     truth = np.asarray(classes if classes is not None else np.arange(proba.shape[1]))[
         np.arange(proba.shape[0]) % proba.shape[1]].tolist()
-    recorded = []
-    for slice_rows in (100, 10**6):  # sliced (classes kept as indices), then whole
-        monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)
-        scraper = Scraper(drain_interval=3600)
-        try:
-            model = inferwatch.instrument(Classifier(), name="m", version="1",
-                                          outcome_cache_bytes=cache_bytes,
-                                          registry=scraper.registry)
-            monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
-            model.predict_proba(None, request_id="batch-1")
-            monitor.drain()
-            entries = _entries(monitor)
-            kinds = {type(entry[0]) for entry in monitor.outcomes._pending.values()}
-            monitor.record_outcome("batch-1", truth)
-            recorded.append((_recorded(scraper), entries, kinds))
-        finally:
-            scraper.registry.close()
-    (sliced, sliced_entries, kinds), (whole, whole_entries, _) = recorded
+    (sliced, sliced_entries, kinds, _), (whole, whole_entries, _, _) = _sliced_then_whole(
+        monkeypatch, lambda registry: inferwatch.instrument(
+            Classifier(), name="m", version="1", outcome_cache_bytes=cache_bytes,
+            registry=registry),
+        lambda model: model.predict_proba(None, request_id="batch-1"), truth, values=False)
     assert sliced_entries == whole_entries
     assert kinds == {ArrayRows}
-    assert sliced.keys() == whole.keys()
-    for key, value in sliced.items():
-        assert value == whole[key] or math.isclose(value, whole[key], rel_tol=1e-9), key
+    _assert_same_samples(sliced, whole)
