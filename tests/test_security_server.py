@@ -65,6 +65,65 @@ def test_a_new_client_evicts_the_oldest_idle_connection_instead_of_being_refused
                 sock.close()
 
 
+class _Transport:
+    """A socket's transport as eviction sees it: no socket to ask, an abort to count."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _Reader:
+    def has_request(self) -> bool:
+        return False
+
+
+class _Task:
+    def cancel(self) -> None:
+        pass
+
+
+def _evicted_by_a_newcomer(connections: list, budget: int) -> list[str]:
+    """Which of `connections` ((name, seconds since accepted, fields)) a newcomer evicts at
+    a budget of `budget`, by the server's own _make_room."""
+    from types import SimpleNamespace
+
+    from inferwatch.serving.connections import Connection
+    from inferwatch.serving.server import MetricsServer
+
+    now = time.monotonic()
+    made = {name: Connection(task=_Task(), transport=_Transport(), reader=_Reader(),
+                             last_active=now - age, **fields)
+            for name, age, fields in connections}
+    stub = SimpleNamespace(_connections={c.task: c for c in made.values()},
+                           connection_budget=budget, _evicted=0,
+                           _warn=lambda *args: None)
+    assert MetricsServer._make_room(stub)
+    return [name for name, c in made.items() if c.transport.aborted]
+
+
+def test_a_refused_connection_goes_before_any_other_then_one_waiting_for_a_password():
+    """A connection answered with an error lingers while it reads what is left of its
+    request: with a guesser's pipelined requests unread, it was spared like a newcomer,
+    and a good scraper's connection could go in its place. Refused connections now go
+    first, then those waiting for a password check, whatever they hold unread."""
+    pipelining = {"unhandled": True}  # request bytes read, not yet handled
+    assert _evicted_by_a_newcomer([("old", 5.0, {}), ("refused", 0.5,
+                                                     {"refused": True, **pipelining}),
+                                   ("scrape", 0.01, pipelining)], budget=3) == ["refused"]
+    assert _evicted_by_a_newcomer([("sender", 5.0, pipelining),
+                                   ("guess", 0.2, {"checking_password": True, **pipelining}),
+                                   ("scrape", 0.01, pipelining)], budget=3) == ["guess"]
+    # Otherwise as before: the oldest that is neither a sender nor refused.
+    assert _evicted_by_a_newcomer([("sender", 5.0, pipelining), ("silent", 2.0, {}),
+                                   ("scrape", 0.01, pipelining)], budget=3) == ["silent"]
+
+
 def test_a_connection_that_was_answered_outlives_idle_strangers():
     with serve(port=0, addr="127.0.0.1", registry=registry(), max_connections=3,
                read_timeout=60) as server:

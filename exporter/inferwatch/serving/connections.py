@@ -66,6 +66,9 @@ class Connection:
     # it no more than an idle socket; eviction cancels the wait.
     checking_password: bool = False
     unhandled: bool = False  # read a request (or its first byte) not yet handled
+    # Answered with an error and closing (what is left of its request read, lingering):
+    # the first to go, whatever bytes it still has unread (a guesser's pipelined requests).
+    refused: bool = False
 
     def has_unread_bytes(self) -> bool:
         """Whether the peer sent bytes not handled yet: in the socket (FIONREAD), a whole

@@ -10,10 +10,11 @@ TLS handshakes included (the handshake runs inside the connection's own task): t
 is `max_connections`, lowered at start-up to a quarter of the process's open-file limit
 (``RLIMIT_NOFILE``), so the host application always keeps most of its descriptors; the
 server never holds more sockets. At the budget, a new connection evicts the least recently
-active one that is not rendering: connections that never completed a good request (idle,
-half-open, slow, never-handshaking) go first, oldest first, and one with request bytes
-waiting unread (a newcomer that has just sent its request) is spared while any other can
-go. Clients holding sockets can never lock a newcomer out.
+active one that is not rendering: connections refused with an error (closing) go first,
+then those that never completed a good request (idle, half-open, slow, never-handshaking),
+oldest first, and one with request bytes waiting unread (a newcomer that has just sent its
+request) is spared while any other can go. Clients holding sockets can never lock a
+newcomer out.
 
 >>> import urllib.request
 >>> from prometheus_client import CollectorRegistry, Counter
@@ -283,16 +284,14 @@ class MetricsServer:
         """Evict one connection if the budget is full; False when none can go."""
         if len(self._connections) < self.connection_budget:
             return True
-        # Unproven before proven (a good answer makes a connection proven), then least
-        # recently active first; one whose request is waiting unread is spared while
-        # any other can go: a newcomer has not yet been read, an idle socket never will
-        # (nor do pipelined requests behind a password check spare theirs).
+        # Refused ones first (answered with an error, lingering to close), then unproven
+        # before proven (a good answer makes a connection proven), least recently active
+        # first; a newcomer is spared while any other can go (see _spared).
         candidates = sorted((c for c in self._connections.values() if not c.busy),
-                            key=lambda c: (c.trusted, c.last_active))
+                            key=lambda c: (not c.refused, c.trusted, c.last_active))
         if not candidates:
             return False
-        victim = next((c for c in candidates
-                       if c.checking_password or not c.has_unread_bytes()), candidates[0])
+        victim = next((c for c in candidates if not _spared(c)), candidates[0])
         del self._connections[victim.task]
         self._evicted += 1
         victim.transport.abort()  # its pending read fails; its task ends on its own
@@ -406,7 +405,9 @@ class MetricsServer:
             await self._send(writer, status, headers, body, keep_alive=keep_alive,
                              head_only=head_only)
             if failed and not self._closing:
-                # The rest of a refused request may still be on its way.
+                # The rest of a refused request may still be on its way; meanwhile the
+                # connection is the first a newcomer evicts.
+                connection.refused = True
                 await linger(reader, writer)
             connection.last_active = time.monotonic()
             connection.trusted = connection.trusted or status < 400
@@ -759,6 +760,15 @@ def _check_positive(**values: float) -> None:
                              f"got {value!r}")
         if not value > 0:
             raise ValueError(f"inferwatch.serve: {name} must be positive, got {value!r}")
+
+
+def _spared(connection: Connection) -> bool:
+    """Whether eviction passes `connection` over while any other can go: a newcomer whose
+    request waits unread. One refused (closing) or waiting for a password check never is:
+    the requests pipelined behind a guess spare it no more than an idle socket."""
+    if connection.refused or connection.checking_password:
+        return False
+    return connection.has_unread_bytes()
 
 
 def _raise_if_no_socket(addr: str | None) -> None:
