@@ -76,18 +76,15 @@ def test_a_huge_batch_under_one_request_id_converts_only_the_rows_the_join_keeps
     strings and sized each of them in the drain, under the monitor's lock (7 s here); the
     join kept 578,519 of them. Then 578,519 in the drain (11 ms of its lock). Now the drain
     keeps a copy of those rows' array, and an outcome makes them text."""
-    converted: list[tuple[str, int]] = []
+    converted: list[tuple[str, int]] = []  # (the phase, labels made text)
+    phase = ["drain"]
+    real_labels = array_rows.labels_and_lengths
 
-    def counting(where, real):
-        def labels(values):
-            converted.append((where, len(values)))
-            return real(values)
-        return labels
+    def counting_labels(values):
+        converted.append((phase[0], len(values)))
+        return real_labels(values)
 
-    monkeypatch.setattr(drain_folds, "labels_and_lengths",
-                        counting("drain", drain_folds.labels_and_lengths))
-    monkeypatch.setattr(array_rows, "labels_and_lengths",
-                        counting("outcome", array_rows.labels_and_lengths))
+    monkeypatch.setattr(array_rows, "labels_and_lengths", counting_labels)
     registry = Registry(drain_interval=3600)
     try:
         model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry)
@@ -110,8 +107,10 @@ def test_a_huge_batch_under_one_request_id_converts_only_the_rows_the_join_keeps
         expected = _fitted_row_by_row("batch-1", tuple(str(v) for v in labels[:cap + 100]),
                                       None, monitor.outcomes.max_bytes)[0]
         assert kept == len(expected) == cap
+        phase[0] = "outcome"
         monitor.record_outcome("batch-1", labels.tolist())
         assert converted == [("drain", 10), ("outcome", cap)]
+        phase[0] = "drain"
         assert monitor.state.counters["inferwatch_outcomes_total"][("correct",)] == cap
         model(labels[:10], request_id="batch-2")
         monitor.drain()

@@ -14,7 +14,7 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.core import pending_calls
-from inferwatch.core.array_rows import ArrayRows, finite_or_nan
+from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.class_probabilities import top_classes
 from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
 from inferwatch.core.pending_calls import (
@@ -26,7 +26,6 @@ from inferwatch.core.pending_calls import (
     plain_huge_series,
 )
 from inferwatch.core.prediction_classes import (
-    labels_and_lengths,
     whole_number_classes,
 )
 from inferwatch.core.predictions import DEFAULT_OUTPUT
@@ -385,30 +384,16 @@ ARRAY_ROWS_FROM = 4096
 
 
 def _rows_as_tuples(results: list[np.ndarray], labels: bool
-                    ) -> list[tuple[tuple, int | None]]:
+                    ) -> list[tuple[tuple, int]]:
     """Each of `results`' rows as a tuple of Python objects, with what they hold in bytes,
-    read off the array in one conversion of them all: each label's text by its length (all
-    ASCII), each value a float (None where the labels span too wide a range for a table).
-    """
+    read off the array of them all in one conversion (as ArrayRows reads and sizes it)."""
     joined = np.concatenate(results) if len(results) > 1 else results[0]
-    if joined.dtype.kind in "Ub":  # text or bool labels, sized by what they hold, in C
-        texts = _label_rows_of(joined, copy=False)
-        cells, sizes = texts.rows(), texts.row_sizes()
-        converted, offset = [], 0
-        for result in results:
-            end = offset + result.shape[0]
-            converted.append((tuple(cells[offset:end]), int(sizes[offset:end].sum())))
-            offset = end
-        return converted
-    cells, lengths = labels_and_lengths(joined) if labels else \
-        (finite_or_nan(joined.astype(np.float64, copy=False)).tolist(), None)
-    empty = row_bytes("" if labels else 0.0)
+    rows = _join_rows((joined,), labels, copy=False)
+    cells, sizes = rows.rows(), rows.row_sizes()
     converted, offset = [], 0
     for result in results:
         end = offset + result.shape[0]
-        rows = tuple(cells[offset:end])
-        converted.append((rows, None if labels and lengths is None else empty * len(rows) + (
-            int(lengths[offset:end].sum()) if labels else 0)))
+        converted.append((tuple(cells[offset:end]), int(sizes[offset:end].sum())))
         offset = end
     return converted
 
@@ -416,15 +401,9 @@ def _rows_as_tuples(results: list[np.ndarray], labels: bool
 def _array_rows(outcomes: OutcomeJoiner, request_id: str, result: np.ndarray, labels: bool,
                 rest: list | None) -> tuple[ArrayRows | None, ArrayRows | None]:
     """(classes, values) the join keeps of a 1-D `result`: its first rows, as many as the
-    cache could keep of the shortest row there is (see :func:`_kept_as_arrays`). Bools
-    are kept as indices of their text."""
+    cache could keep of the shortest row there is (see :func:`_kept_as_arrays`)."""
     shortest = {"U": "", "b": "True"}.get(result.dtype.kind, "0") if labels else 0.0
     cap = outcomes.row_cap(row_bytes(shortest), request_id)
-    if labels and result.dtype.kind == "b":
-        rows = _label_rows_of(result[:cap], copy=rest is None)
-        if rest is not None:
-            rest.append(rows)
-        return rows, None
     rows = _kept_as_arrays((result[:cap],), labels, rest)
     return (rows, None) if labels else (None, rows)
 
@@ -439,11 +418,12 @@ def _column(result: np.ndarray) -> np.ndarray:
 _BOOL_NAMES = ("False", "True")
 
 
-def _label_rows_of(labels: np.ndarray, copy: bool) -> ArrayRows:
-    """Text or bool `labels` as the rows a join keeps (bools as indices of their text)."""
-    if labels.dtype.kind == "b":
-        return ArrayRows((labels.view(np.int8),), names=_BOOL_NAMES, copy=copy)
-    return ArrayRows((labels,), labels=True, copy=copy)
+def _join_rows(columns: tuple[np.ndarray, ...], labels: bool, copy: bool) -> ArrayRows:
+    """`columns` as the rows a join keeps (ArrayRows): bool labels as indices of their
+    text, other labels as their text, values as floats."""
+    if labels and columns[0].dtype.kind == "b":
+        return ArrayRows((columns[0].view(np.int8),), names=_BOOL_NAMES, copy=copy)
+    return ArrayRows(columns, labels, copy=copy)
 
 
 def _kept_as_arrays(columns: tuple[np.ndarray, ...], labels: bool, rest: list | None
@@ -452,10 +432,9 @@ def _kept_as_arrays(columns: tuple[np.ndarray, ...], labels: bool, rest: list | 
     slices after this hold of the lock) viewed now and copied by the drain after the hold,
     which spares the hold a copy of megabytes into fresh memory (1.2 ms for 300,000 rows
     of two outputs, most of it page faults)."""
-    if rest is None:
-        return ArrayRows(columns, labels)
-    rows = ArrayRows(columns, labels, copy=False)
-    rest.append(rows)
+    rows = _join_rows(columns, labels, copy=rest is None)
+    if rest is not None:
+        rest.append(rows)
     return rows
 
 

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from inferwatch.core.array_rows import MAX_LABEL_CHARS, ArrayRows
+from inferwatch.core.pending_calls import output_columns
 from inferwatch.core.records import label_column, records_as_columns
 from inferwatch.core.result_arrays import is_missing as _is_missing
 from inferwatch.core.stacked_results import is_pandas_frame
@@ -935,7 +936,7 @@ def _side_by_side(result: Any) -> list | None:
     if isinstance(result, Mapping):
         return list(result.values())
     if is_pandas_frame(result.__class__):  # by position: a frame may name a column twice
-        return [result.iloc[:, column].to_numpy() for column in range(result.shape[1])]
+        return output_columns(result)
     if isinstance(result, (tuple, list)) and result and all(
             part.__class__ is np.ndarray and part.ndim == 1 for part in result):
         return list(result)
