@@ -16,19 +16,22 @@ from inferwatch import faults
 from inferwatch.core import pending_calls
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.class_probabilities import top_classes
+from inferwatch.core.object_labels import text_label_rows
 from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
 from inferwatch.core.pending_calls import (
     LaterSlices,
     first_slices,
+    huge_rows_as_arrays,
     output_columns,
     output_rows,
     output_slice,
-    plain_huge_series,
 )
 from inferwatch.core.prediction_classes import (
     whole_number_classes,
 )
 from inferwatch.core.predictions import DEFAULT_OUTPUT
+from inferwatch.core.result_arrays import categorical_objects
+from inferwatch.core.stacked_results import is_pandas_series
 
 _ndarray = np.ndarray
 
@@ -289,8 +292,14 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
             if not records:
                 continue
         results = [r.prediction for r in records]
-        if rest is not None and probabilities is False:
-            results = plain_huge_series(results)  # as their arrays: folded in slices
+        if rest is not None and cut is not None and probabilities is False:
+            # As their arrays: folded in slices, and joined by their first rows' arrays.
+            results = huge_rows_as_arrays(results, min(ARRAY_ROWS_FROM,
+                                                       pending_calls.SLICE_ROWS))
+            records, results = _fold_huge_text_objects(predictions, outcomes, settings.task,
+                                                       records, results, rest, cut)
+            if not records:
+                continue
         if probabilities is False and _fold_plain_arrays(
                 predictions, outcomes, settings.task, read_class_names, records, results,
                 rest, cut):
@@ -436,6 +445,66 @@ def _kept_as_arrays(columns: tuple[np.ndarray, ...], labels: bool, rest: list | 
     if rest is not None:
         rest.append(rows)
     return rows
+
+
+def _fold_huge_text_objects(predictions: PredictionBatch, outcomes: OutcomeJoiner,
+                            task: str, records: list[RequestRecord], results: list,
+                            rest: list[LaterSlices], cut: list[tuple[int, dict[int, int]]]
+                            ) -> tuple[list[RequestRecord], list]:
+    """Fold the records whose result is a column of more than :data:`ARRAY_ROWS_FROM` text
+    labels (and missing values) that the general path reads a Python call per row: an
+    array of Python objects (scikit-learn's ``predict`` for a model fit on a pandas text
+    column; a Series or list of text, as their arrays), of bytes, or a pandas categorical
+    Series. Each is counted as the fast path counts it (its first slice here, the others
+    added to `rest`, its batch size to `cut`), and joined by its first rows' labels as
+    :func:`~inferwatch.core.object_labels.text_label_rows` reads them: what the general
+    path joins, at C speed per row. Returns the other records and their results."""
+    if task == "regression" or not any(map(_may_hold_text_labels, results)):
+        return records, results  # every drain but one with such a batch: one look each
+    others, other_results = [], []
+    for record, result in zip(records, results):
+        labels = _huge_text_labels(result) if len(results) <= pending_calls.SERIES_LOOKED_AT \
+            or result.__class__ is _ndarray else None
+        request_id = record.request_id
+        # Read for its kind alone (no row kept) when no outcome will join it.
+        rows = None if labels is None else text_label_rows(
+            labels, (lambda least: 0) if request_id is None else
+            functools.partial(outcomes.row_cap, request_id=request_id))
+        if rows is None:  # not text labels: read as the general path reads them
+            others.append(record)
+            other_results.append(result)
+            continue
+        first = len(predictions.batch_sizes)
+        added, whole = first_slices([result], False, rest, {result.__class__})
+        predictions.add_results(added, probabilities=False, sizes_in_order=True)
+        if whole and len(predictions.batch_sizes) == first + 1:
+            cut.append((first, whole))
+        if request_id is not None:
+            outcomes.remember_many([(request_id, rows, None, record.started_at,
+                                     len(labels))])
+    return others, other_results
+
+
+def _may_hold_text_labels(result: object) -> bool:
+    """A first look (in C for an array): a column :func:`_huge_text_labels` may read."""
+    if result.__class__ is _ndarray:
+        return result.ndim == 1 and result.dtype.kind in "OS" and \
+            result.shape[0] > ARRAY_ROWS_FROM
+    return is_pandas_series(result.__class__)
+
+
+def _huge_text_labels(result: object) -> Sequence[object] | None:
+    """The rows of a 1-D result of more than :data:`ARRAY_ROWS_FROM` rows that may be text
+    labels, as Python objects: an array of objects itself, an array of bytes as its items,
+    a pandas categorical Series as its categories taken by its codes (None for a missing
+    row); None for any other."""
+    if result.__class__ is _ndarray:
+        if not _may_hold_text_labels(result):
+            return None
+        return result if result.dtype.kind == "O" else result.tolist()
+    if not is_pandas_series(result.__class__) or len(result) <= ARRAY_ROWS_FROM:  # type: ignore[arg-type]
+        return None
+    return categorical_objects(result)
 
 
 def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,

@@ -62,10 +62,12 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
         if not probabilities and len(results) <= SERIES_LOOKED_AT and (
                 not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds))):
             results = _first_output_slices(results, rest, whole)
-        if not any(map(is_pandas_series, kinds)):
+        if kinds.isdisjoint(_ROW_CONTAINERS) and not any(map(is_pandas_series, kinds)):
             return results, whole
-        results = plain_huge_series(results)
-        if _ndarray not in set(map(type, results)):
+        results = _first_series_slices(huge_rows_as_arrays(results), probabilities, rest,
+                                       whole)
+        kinds = set(map(type, results))
+        if _ndarray not in kinds:
             return results, whole
     arrays = results if len(kinds) == 1 else [r for r in results if r.__class__ is _ndarray]
     if all(not shape or shape[0] <= SLICE_ROWS for shape in set(map(SHAPE_OF, arrays))):
@@ -85,6 +87,7 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
 
 
 _OUTPUT_CONTAINERS = frozenset({dict, tuple, list})
+_ROW_CONTAINERS = frozenset({tuple, list})
 
 
 def _first_output_slices(results: Sequence[object], rest: list[LaterSlices],
@@ -103,6 +106,30 @@ def _first_output_slices(results: Sequence[object], rest: list[LaterSlices],
         cut[index] = output_slice(result, 0, SLICE_ROWS)
         rest.append(LaterSlices(False, [output_slice(result, start, start + SLICE_ROWS)
                                         for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
+    return results if cut is None else cut
+
+
+def _first_series_slices(results: Sequence[object], probabilities: bool,
+                         rest: list[LaterSlices], whole: dict[int, int]) -> Sequence[object]:
+    """`results` with each pandas Series of more than :data:`SLICE_ROWS` rows that no
+    array reads alike (categories, nullable numbers: rules of their own, a row at a time)
+    cut to its first slice, its others appended to `rest`, and `whole` filled as by
+    :func:`first_slices`: each slice is a Series of the same dtype (the same categories),
+    read as the whole reads those rows."""
+    if len(results) > SERIES_LOOKED_AT:
+        return results
+    cut = None
+    for index, result in enumerate(results):
+        if not is_pandas_series(result.__class__) or len(result) <= SLICE_ROWS:  # type: ignore[arg-type]
+            continue
+        if cut is None:
+            cut = list(results)
+        rows = len(result)  # type: ignore[arg-type]
+        rows_of = result.iloc  # type: ignore[attr-defined]
+        whole[index] = rows
+        cut[index] = rows_of[:SLICE_ROWS]
+        rest.append(LaterSlices(probabilities, [rows_of[start:start + SLICE_ROWS]
+                                                for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
     return results if cut is None else cut
 
 
@@ -173,32 +200,68 @@ def output_slice(result: Any, start: int, stop: int) -> Any:
     return result.iloc[start:stop]
 
 
-def plain_huge_series(results: Sequence[object]) -> Sequence[object]:
-    """`results` with each pandas Series of more than :data:`SLICE_ROWS` rows of a plain
-    numeric dtype as its numpy array, which is read as the Series is (its name and index
-    name are no output) and can be cut into slices; any other result as it is. Only a drain
-    of at most :data:`SERIES_LOOKED_AT` results is looked into: a Series' length is a Python
-    call (about half a microsecond), which a drain of thousands of one-row Series would pay
-    per call, and a huge batch comes with few calls beside it.
+def huge_rows_as_arrays(results: Sequence[object], rows: int = SLICE_ROWS
+                        ) -> Sequence[object]:
+    """`results` with each result of more than `rows` rows that an array reads alike as
+    that array, which can be cut into slices (and, under ``request_id=``, joined without a
+    Python call per row); any other result as it is:
+
+    - a pandas Series of a plain numeric dtype, of objects or of pandas' text dtype, as its
+      array (its name and index name are no output; text's missing values are objects the
+      object path counts as missing, as the Series' own read counts them);
+    - a list or tuple of ``str`` (and None), as the array of those objects, which is how
+      ``to_array`` reads it.
+
+    Only a drain of at most :data:`SERIES_LOOKED_AT` results is looked into: a Series'
+    length is a Python call (about half a microsecond), which a drain of thousands of
+    one-row Series would pay per call, and a huge batch comes with few calls beside it.
 
     >>> import pandas as pd
-    >>> [type(r).__name__ for r in plain_huge_series([pd.Series(np.zeros(SLICE_ROWS + 1)),
-    ...                                                pd.Series([1.0])])]
-    ['ndarray', 'Series']
+    >>> huge = SLICE_ROWS + 1
+    >>> [type(r).__name__ for r in huge_rows_as_arrays([pd.Series(np.zeros(huge)),
+    ...                                                 pd.Series([1.0]), ["a"] * huge])]
+    ['ndarray', 'Series', 'ndarray']
     """
     if len(results) > SERIES_LOOKED_AT:
         return results
-    plain = None
+    arrays = None
     for index, result in enumerate(results):
-        if not is_pandas_series(result.__class__) or len(result) <= SLICE_ROWS:  # type: ignore[arg-type]
+        cls = result.__class__
+        if cls is list or cls is tuple:
+            if len(result) <= rows or result[0].__class__ not in _TEXT_ROW_TYPES:  # type: ignore[index]
+                continue
+            held = text_rows_as_array(result)  # type: ignore[arg-type]
+        elif is_pandas_series(cls) and len(result) > rows:  # type: ignore[arg-type]
+            plain = plain_series_arrays([result])
+            held = None if plain is None or plain[0].dtype.kind not in "fiubO" else plain[0]
+        else:
             continue
-        held = plain_series_arrays([result])
-        if held is None or held[0].dtype.kind not in "fiub":
+        if held is None:
             continue
-        if plain is None:
-            plain = list(results)
-        plain[index] = held[0]
-    return results if plain is None else plain
+        if arrays is None:
+            arrays = list(results)
+        arrays[index] = held
+    return results if arrays is None else arrays
+
+
+# The types of a list's items that make it a column of text labels (see text_rows_as_array).
+_TEXT_ROW_TYPES = frozenset((str, type(None)))
+
+
+def text_rows_as_array(result: Sequence[object]) -> np.ndarray | None:
+    """A list or tuple whose every item is a ``str`` or None, one of them text, as the 1-D
+    array of Python objects the fold reads it as; None for any other. One look at each
+    item's type, in C.
+
+    >>> text_rows_as_array(["a", None, "b"]).tolist(), text_rows_as_array(["a", 1])
+    (['a', None, 'b'], None)
+    """
+    if not _TEXT_ROW_TYPES.issuperset(map(type, result)) or \
+            all(item is None for item in result):
+        return None
+    array = np.empty(len(result), dtype=object)
+    array[:] = result
+    return array
 
 
 class LaterInputs(NamedTuple):

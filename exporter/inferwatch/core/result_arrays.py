@@ -213,6 +213,32 @@ def _pandas_categorical(obj: object) -> tuple[np.ndarray, int] | None:
     return values[codes[present] if missing else codes], missing
 
 
+def categorical_objects(obj: object) -> np.ndarray | None:
+    """A pandas ``category`` Series (or ``Categorical``) as an array of Python objects, each
+    row its category, None for a missing row: taken by its codes, a Python object per
+    category, not per row. None for anything else.
+
+    >>> import pandas as pd
+    >>> categorical_objects(pd.Series(["b", None, "a"], dtype="category")).tolist()
+    ['b', None, 'a']
+    """
+    if not type(obj).__module__.startswith("pandas"):
+        return None
+    categories = getattr(getattr(obj, "dtype", None), "categories", None)
+    codes = getattr(obj, "codes", None)
+    if codes is None:
+        codes = getattr(getattr(obj, "cat", None), "codes", None)
+    if categories is None or codes is None:
+        return None
+    codes = np.asarray(codes)
+    values = to_array(categories)
+    if codes.ndim != 1 or codes.dtype.kind not in "iu" or values.ndim != 1:
+        return None
+    objects = np.empty(values.shape[0] + 1, dtype=object)
+    objects[:-1] = values.tolist()
+    return objects[codes]  # code -1, a missing row, takes the None at the end
+
+
 def _arrow_nulls(obj: object) -> int:
     """How many nulls a polars Series or a pyarrow array holds (0 for anything else)."""
     module = type(obj).__module__

@@ -1,0 +1,174 @@
+"""Huge columns of text labels held as Python objects (an object array, as scikit-learn's
+``predict`` returns for a model fit on a pandas text column; a list of str; a pandas Series of
+text, of pandas' string dtype or of categories; an array of bytes): folded in slices and,
+under request_id=, joined by their distinct labels, exactly as the general path folds and
+joins them row by row; and never one long hold of the monitor's lock."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+from conftest import Scraper
+from inferwatch.core import drain_folds, pending_calls
+from inferwatch.core.array_rows import ArrayRows
+from inferwatch.core.object_labels import text_label_rows
+from test_huge_batches import CountingLock
+from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
+
+_TEXTS = ["cat", "dog", "é", "", "bird", "x" * 300, "猫"]
+_MISSING = [None, float("nan"), pd.NA]
+
+
+class _TextClassifier:
+    """A model fit on text labels, some of which it declares (``classes_``)."""
+
+    classes_ = np.array(["cat", "dog", "é"], dtype=object)
+
+    def predict(self, x):
+        return x
+
+
+@st.composite
+def _columns(draw):
+    """A column of text labels in one of the containers models return them in, some rows
+    missing, longer than the fast path's thresholds (50 rows, slices of 100)."""
+    container = draw(st.sampled_from(["objects", "list", "Series", "string Series",
+                                      "categories", "bytes"]))
+    texts = draw(st.lists(st.sampled_from(_TEXTS) | st.text(max_size=3), min_size=1,
+                          max_size=5))
+    missing = [] if container == "bytes" else draw(
+        st.lists(st.sampled_from([0, 1] if container == "list" else [0, 1, 2]), max_size=2))
+    pool = texts + [_MISSING[index] for index in missing]
+    rows = draw(st.integers(51, 260))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    cells = [pool[index] for index in rng.integers(0, len(pool), rows)]
+    if container == "list":
+        return cells
+    if container == "bytes":
+        return np.array([text.encode() for text in cells])
+    if container == "objects":
+        column = np.empty(rows, dtype=object)
+        column[:] = cells
+        return column
+    if container == "string Series":
+        return pd.Series(cells, dtype="string")
+    if container == "categories":
+        return pd.Series(cells, dtype="category")
+    return pd.Series(cells, dtype=object, name="label")
+
+
+def _run(column, classifier: bool, cache_bytes: int, request_id: str | None,
+         truth: list) -> tuple:
+    scraper = Scraper(drain_interval=3600)
+    try:
+        if classifier:
+            model = inferwatch.instrument(_TextClassifier(), name="m", version="1",
+                                          registry=scraper.registry).predict
+        else:
+            model = inferwatch.instrument(lambda x: x, name="m", version="1",
+                                          registry=scraper.registry)
+        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+        monitor.configure(outcome_cache_bytes=cache_bytes)
+        model(column) if request_id is None else model(column, request_id=request_id)
+        monitor.drain()
+        entries = _entries(monitor)
+        kinds = {type(entry[0]) for entry in monitor.outcomes._pending.values()}
+        if request_id is not None:
+            monitor.record_outcome(request_id, truth)
+        return _recorded(scraper), entries, kinds
+    finally:
+        scraper.registry.close()
+
+
+def _truth(column) -> list:
+    """An outcome per row: most rows' own label, some another row's."""
+    cells = list(column.tolist() if hasattr(column, "tolist") else column)
+    cells = [cell.decode() if isinstance(cell, bytes) else cell for cell in cells]
+    labels = [cell if isinstance(cell, str) else "cat" for cell in cells]
+    return [label if index % 4 else labels[-1 - index] for index, label in enumerate(labels)]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(column=_columns(), classifier=st.booleans(),
+       cache_bytes=st.sampled_from([2048, 6000, 2**20]),
+       request_id=st.sampled_from([None, "batch-1"]))
+def test_text_objects_fold_and_join_as_the_general_path(monkeypatch, column, classifier,
+                                                        cache_bytes, request_id):
+    """Sliced by 100 rows with their first rows kept by distinct label, against the same
+    column read whole, row by row: the same series, the same rows kept with the same bytes
+    and whole count, the same outcomes judged."""
+    truth = _truth(column)
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", 50)
+    fast = _run(column, classifier, cache_bytes, request_id, truth)
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 10**6)
+    monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", 10**6)
+    general = _run(column, classifier, cache_bytes, request_id, truth)
+    _assert_same_samples(fast[0], general[0])
+    assert fast[1] == general[1]
+    cells = column.tolist() if hasattr(column, "tolist") else column
+    longest = max((len(cell) for cell in cells if isinstance(cell, (str, bytes))), default=0)
+    # A list holding NaN is no column of text (to_array reads it as it reads any list).
+    text_list = not isinstance(column, list) or all(isinstance(cell, (str, type(None)))
+                                                     for cell in column)
+    if request_id is not None and fast[1][request_id][0] is not None and longest <= 256 \
+            and text_list:
+        assert fast[2] == {ArrayRows}  # waited as label indices, made text on the outcome
+
+
+@pytest.mark.parametrize("labels", [
+    np.array(["cat", 1], dtype=object),  # a number: no text column
+    np.array([None, float("nan")], dtype=object),  # no label at all: nothing to join
+    ["cat", "dog", ["a"]],  # unhashable
+])
+def test_what_is_not_text_labels_is_left_to_the_general_path(labels):
+    assert text_label_rows(labels, lambda least: 10) is None
+
+
+def test_kept_rows_hold_only_the_labels_they_use():
+    """The rows past the cap are never read: their labels are not kept alive by the entry."""
+    labels = np.array(["cat", "dog", None] * 10 + ["wolf"] * 10, dtype=object)
+    rows = text_label_rows(labels, lambda least: 30)
+    assert len(rows) == 30 and set(rows._names) == {"cat", "dog"}
+    assert tuple(rows) == tuple(labels[:30])
+
+
+@pytest.mark.parametrize("make", [
+    lambda labels: labels.astype(object),
+    lambda labels: labels.tolist(),
+    lambda labels: pd.Series(labels.astype(object)),
+    lambda labels: pd.Series(labels, dtype="category"),
+    lambda labels: labels.astype("S"),
+], ids=["objects", "list", "Series", "categories", "bytes"])
+@pytest.mark.parametrize("request_id", [None, "batch-1"])
+def test_a_huge_text_column_is_folded_a_slice_per_hold(make, request_id):
+    """Two million labels: the drain holds the lock once per slice (the first with the
+    call), never once for the whole batch; under request_id, the rows wait by label."""
+    labels = np.array(["cat", "dog", "bird"])[np.arange(2_000_000) % 3]
+    scraper = Scraper(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1",
+                                      registry=scraper.registry)
+        column = make(labels)
+        model(column) if request_id is None else model(column, request_id=request_id)
+        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+        monitor._lock = lock = CountingLock()
+        monitor.drain()
+        assert lock.entered == math.ceil(labels.size / pending_calls.SLICE_ROWS)
+        assert scraper.value("inferwatch_batch_size_sum") == labels.size
+        if request_id is not None:
+            classes = monitor.outcomes._pending[request_id][0]
+            assert classes.__class__ is ArrayRows and classes[:3] == ("cat", "dog", "bird")
+            kept = monitor.outcomes.kept_rows(request_id)[1]
+            monitor.record_outcome(request_id, labels.tolist())
+            assert scraper.value("inferwatch_outcomes_total", result="correct") == kept > 500_000
+    finally:
+        scraper.registry.close()
