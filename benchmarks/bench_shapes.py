@@ -302,6 +302,15 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
     elif kind == "text class labels":  # a classifier fit on text labels ("cat", "dog")
         wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
         batch = np.array(["cat", "dog", "bird"])[np.arange(rows) % 3]
+    elif kind == "text labels as Python objects":  # fit on a pandas text column
+        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        batch = np.array(["cat", "dog", "bird"], dtype=object)[np.arange(rows) % 3]
+    elif kind == "categorical Series":
+        import pandas as pd
+
+        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        batch = pd.Series(pd.Categorical.from_codes(np.arange(rows) % 3,
+                                                    ["cat", "dog", "bird"]))
     else:
         wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
         batch = np.arange(rows) % 7 if kind == "class labels" else \
@@ -400,6 +409,10 @@ def run(quick: bool = False) -> list[Row]:
                             request_id="batch-1"))
     rows.append(_huge_batch("text class labels", HUGE_BATCH_ROWS // (10 if quick else 5),
                             request_id="batch-1"))
+    for kind in ("text labels as Python objects", "categorical Series"):
+        for request_id in (None, "batch-1"):
+            rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 5),
+                                    request_id=request_id))
     rows.append(_huge_batch("class probabilities", HUGE_BATCH_ROWS // (10 if quick else 5),
                             request_id="batch-1"))
     rows.append(_huge_batch("10-feature inputs, reference",

@@ -105,6 +105,25 @@ def test_text_objects_fold_and_join_as_the_general_path(monkeypatch, column, cla
     """Sliced by 100 rows with their first rows kept by distinct label, against the same
     column read whole, row by row: the same series, the same rows kept with the same bytes
     and whole count, the same outcomes judged."""
+    _assert_as_general_path(monkeypatch, column, classifier, cache_bytes, request_id)
+
+
+# Mostly missing rows in a small cache: a missing row (None) holds less than any label, so
+# more rows fit than labels alone would let; the rows kept must still be the general path's.
+_MOSTLY_MISSING = ["cat" if index % 5 == 0 else None for index in range(240)]
+
+
+@pytest.mark.parametrize("column", [
+    pd.Series(_MOSTLY_MISSING, dtype="category"),
+    np.array(_MOSTLY_MISSING, dtype=object),
+    _MOSTLY_MISSING,
+], ids=["categories", "objects", "list"])
+def test_mostly_missing_rows_keep_as_many_rows_as_the_general_path(monkeypatch, column):
+    _assert_as_general_path(monkeypatch, column, False, 2048, "batch-1")
+
+
+def _assert_as_general_path(monkeypatch, column, classifier: bool, cache_bytes: int,
+                            request_id: str | None) -> None:
     truth = _truth(column)
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
     monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", 50)

@@ -16,7 +16,7 @@ from inferwatch import faults
 from inferwatch.core import pending_calls
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.class_probabilities import top_classes
-from inferwatch.core.object_labels import text_label_rows
+from inferwatch.core.object_labels import category_label_rows, text_label_rows
 from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
 from inferwatch.core.pending_calls import (
     LaterSlices,
@@ -30,7 +30,7 @@ from inferwatch.core.prediction_classes import (
     whole_number_classes,
 )
 from inferwatch.core.predictions import DEFAULT_OUTPUT
-from inferwatch.core.result_arrays import categorical_objects
+from inferwatch.core.result_arrays import categorical_codes
 from inferwatch.core.stacked_results import is_pandas_series
 
 _ndarray = np.ndarray
@@ -463,13 +463,13 @@ def _fold_huge_text_objects(predictions: PredictionBatch, outcomes: OutcomeJoine
         return records, results  # every drain but one with such a batch: one look each
     others, other_results = [], []
     for record, result in zip(records, results):
-        labels = _huge_text_labels(result) if len(results) <= pending_calls.SERIES_LOOKED_AT \
-            or result.__class__ is _ndarray else None
         request_id = record.request_id
         # Read for its kind alone (no row kept) when no outcome will join it.
-        rows = None if labels is None else text_label_rows(
-            labels, (lambda least: 0) if request_id is None else
-            functools.partial(outcomes.row_cap, request_id=request_id))
+        row_cap = (lambda least: 0) if request_id is None else \
+            functools.partial(outcomes.row_cap, request_id=request_id)
+        rows = _text_label_rows(result, row_cap) if \
+            len(results) <= pending_calls.SERIES_LOOKED_AT or result.__class__ is _ndarray \
+            else None
         if rows is None:  # not text labels: read as the general path reads them
             others.append(record)
             other_results.append(result)
@@ -481,30 +481,31 @@ def _fold_huge_text_objects(predictions: PredictionBatch, outcomes: OutcomeJoine
             cut.append((first, whole))
         if request_id is not None:
             outcomes.remember_many([(request_id, rows, None, record.started_at,
-                                     len(labels))])
+                                     len(result))])
     return others, other_results
 
 
 def _may_hold_text_labels(result: object) -> bool:
-    """A first look (in C for an array): a column :func:`_huge_text_labels` may read."""
+    """A first look (in C for an array): a column :func:`_text_label_rows` may read."""
     if result.__class__ is _ndarray:
         return result.ndim == 1 and result.dtype.kind in "OS" and \
             result.shape[0] > ARRAY_ROWS_FROM
     return is_pandas_series(result.__class__)
 
 
-def _huge_text_labels(result: object) -> Sequence[object] | None:
-    """The rows of a 1-D result of more than :data:`ARRAY_ROWS_FROM` rows that may be text
-    labels, as Python objects: an array of objects itself, an array of bytes as its items,
-    a pandas categorical Series as its categories taken by its codes (None for a missing
-    row); None for any other."""
+def _text_label_rows(result: object, row_cap: Callable[[int], int]) -> ArrayRows | None:
+    """The join rows of a 1-D result of more than :data:`ARRAY_ROWS_FROM` rows of text
+    labels: an array of Python objects or of bytes (its items), or a pandas categorical
+    Series (its codes and categories); None for any other."""
     if result.__class__ is _ndarray:
         if not _may_hold_text_labels(result):
             return None
-        return result if result.dtype.kind == "O" else result.tolist()
+        return text_label_rows(result if result.dtype.kind == "O" else result.tolist(),
+                               row_cap)
     if not is_pandas_series(result.__class__) or len(result) <= ARRAY_ROWS_FROM:  # type: ignore[arg-type]
         return None
-    return categorical_objects(result)
+    categorical = categorical_codes(result)
+    return None if categorical is None else category_label_rows(*categorical, row_cap)
 
 
 def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,

@@ -213,14 +213,14 @@ def _pandas_categorical(obj: object) -> tuple[np.ndarray, int] | None:
     return values[codes[present] if missing else codes], missing
 
 
-def categorical_objects(obj: object) -> np.ndarray | None:
-    """A pandas ``category`` Series (or ``Categorical``) as an array of Python objects, each
-    row its category, None for a missing row: taken by its codes, a Python object per
-    category, not per row. None for anything else.
+def categorical_codes(obj: object) -> tuple[np.ndarray, list] | None:
+    """A pandas ``category`` Series' (or ``Categorical``'s) codes (-1 for a missing row)
+    and its categories as Python objects; None for anything else.
 
     >>> import pandas as pd
-    >>> categorical_objects(pd.Series(["b", None, "a"], dtype="category")).tolist()
-    ['b', None, 'a']
+    >>> codes, categories = categorical_codes(pd.Series(["b", None, "a"], dtype="category"))
+    >>> codes.tolist(), categories
+    ([1, -1, 0], ['a', 'b'])
     """
     if not type(obj).__module__.startswith("pandas"):
         return None
@@ -232,11 +232,9 @@ def categorical_objects(obj: object) -> np.ndarray | None:
         return None
     codes = np.asarray(codes)
     values = to_array(categories)
-    if codes.ndim != 1 or codes.dtype.kind not in "iu" or values.ndim != 1:
+    if codes.ndim != 1 or codes.dtype.kind != "i" or values.ndim != 1:
         return None
-    objects = np.empty(values.shape[0] + 1, dtype=object)
-    objects[:-1] = values.tolist()
-    return objects[codes]  # code -1, a missing row, takes the None at the end
+    return codes, values.tolist()
 
 
 def _arrow_nulls(obj: object) -> int:
