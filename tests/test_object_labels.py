@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,7 +42,8 @@ def _columns(draw):
     """A column of text labels in one of the containers models return them in, some rows
     missing, longer than the fast path's thresholds (50 rows, slices of 100)."""
     container = draw(st.sampled_from(["objects", "list", "Series", "string Series",
-                                      "categories", "bytes"]))
+                                      "categories", "bytes", "pandas text",
+                                      "string[pyarrow]", "polars", "pyarrow"]))
     texts = draw(st.lists(st.sampled_from(_TEXTS) | st.text(max_size=3), min_size=1,
                           max_size=5))
     missing = [] if container == "bytes" else draw(
@@ -61,6 +64,14 @@ def _columns(draw):
         return pd.Series(cells, dtype="string")
     if container == "categories":
         return pd.Series(cells, dtype="category")
+    if container == "pandas text":  # pandas 3's own dtype for a column of text
+        return pd.Series(cells)
+    if container == "string[pyarrow]":
+        return pd.Series(cells, dtype="string[pyarrow]")
+    if container in ("polars", "pyarrow"):
+        cells = [None if cell is None or cell is pd.NA or cell != cell else cell
+                 for cell in cells]  # a null each: neither holds NaN in a text column
+        return pl.Series(cells, dtype=pl.String) if container == "polars" else pa.array(cells)
     return pd.Series(cells, dtype=object, name="label")
 
 
@@ -87,9 +98,18 @@ def _run(column, classifier: bool, cache_bytes: int, request_id: str | None,
         scraper.registry.close()
 
 
+def _cells(column) -> list:
+    """The column's rows as Python objects."""
+    if isinstance(column, list):
+        return column
+    if isinstance(column, pa.Array):
+        return column.to_pylist()
+    return column.to_list() if isinstance(column, pl.Series) else column.tolist()
+
+
 def _truth(column) -> list:
     """An outcome per row: most rows' own label, some another row's."""
-    cells = list(column.tolist() if hasattr(column, "tolist") else column)
+    cells = _cells(column)
     cells = [cell.decode() if isinstance(cell, bytes) else cell for cell in cells]
     labels = [cell if isinstance(cell, str) else "cat" for cell in cells]
     return [label if index % 4 else labels[-1 - index] for index, label in enumerate(labels)]
@@ -117,7 +137,10 @@ _MOSTLY_MISSING = ["cat" if index % 5 == 0 else None for index in range(240)]
     pd.Series(_MOSTLY_MISSING, dtype="category"),
     np.array(_MOSTLY_MISSING, dtype=object),
     _MOSTLY_MISSING,
-], ids=["categories", "objects", "list"])
+    pd.Series(_MOSTLY_MISSING, dtype="string[pyarrow]"),
+    pl.Series(_MOSTLY_MISSING, dtype=pl.String),
+    pa.array(_MOSTLY_MISSING),
+], ids=["categories", "objects", "list", "string[pyarrow]", "polars", "pyarrow"])
 def test_mostly_missing_rows_keep_as_many_rows_as_the_general_path(monkeypatch, column):
     _assert_as_general_path(monkeypatch, column, False, 2048, "batch-1")
 
@@ -133,7 +156,7 @@ def _assert_as_general_path(monkeypatch, column, classifier: bool, cache_bytes: 
     general = _run(column, classifier, cache_bytes, request_id, truth)
     _assert_same_samples(fast[0], general[0])
     assert fast[1] == general[1]
-    cells = column.tolist() if hasattr(column, "tolist") else column
+    cells = _cells(column)
     longest = max((len(cell) for cell in cells if isinstance(cell, (str, bytes))), default=0)
     # A list holding NaN is no column of text (to_array reads it as it reads any list).
     text_list = not isinstance(column, list) or all(isinstance(cell, (str, type(None)))
@@ -166,7 +189,11 @@ def test_kept_rows_hold_only_the_labels_they_use():
     lambda labels: pd.Series(labels.astype(object)),
     lambda labels: pd.Series(labels, dtype="category"),
     lambda labels: labels.astype("S"),
-], ids=["objects", "list", "Series", "categories", "bytes"])
+    lambda labels: pd.Series(labels.tolist()),
+    lambda labels: pl.Series(labels),
+    lambda labels: pa.chunked_array([labels[:1_000_000], labels[1_000_000:]]),
+], ids=["objects", "list", "Series", "categories", "bytes", "pandas text", "polars",
+        "pyarrow"])
 @pytest.mark.parametrize("request_id", [None, "batch-1"])
 def test_a_huge_text_column_is_folded_a_slice_per_hold(make, request_id):
     """Two million labels: the drain holds the lock once per slice (the first with the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,12 +16,17 @@ from inferwatch import faults
 from inferwatch.core import pending_calls
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.class_probabilities import top_classes
-from inferwatch.core.object_labels import category_label_rows, text_label_rows
+from inferwatch.core.object_labels import (
+    arrow_text_rows,
+    category_label_rows,
+    text_label_rows,
+)
 from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
 from inferwatch.core.pending_calls import (
     LaterSlices,
     first_slices,
     huge_rows_as_arrays,
+    is_column,
     output_columns,
     output_rows,
     output_slice,
@@ -31,7 +36,7 @@ from inferwatch.core.prediction_classes import (
 )
 from inferwatch.core.predictions import DEFAULT_OUTPUT
 from inferwatch.core.result_arrays import categorical_codes
-from inferwatch.core.stacked_results import is_pandas_series
+from inferwatch.core.stacked_results import is_pandas_series, is_polars_series
 
 _ndarray = np.ndarray
 
@@ -490,22 +495,36 @@ def _may_hold_text_labels(result: object) -> bool:
     if result.__class__ is _ndarray:
         return result.ndim == 1 and result.dtype.kind in "OS" and \
             result.shape[0] > ARRAY_ROWS_FROM
-    return is_pandas_series(result.__class__)
+    return is_column(result.__class__)
 
 
-def _text_label_rows(result: object, row_cap: Callable[[int], int]) -> ArrayRows | None:
+def _text_label_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows | None:
     """The join rows of a 1-D result of more than :data:`ARRAY_ROWS_FROM` rows of text
-    labels: an array of Python objects or of bytes (its items), or a pandas categorical
-    Series (its codes and categories); None for any other."""
+    labels: an array of Python objects or of bytes (its items), a pandas categorical Series
+    (its codes and categories), a column of text that Arrow holds (a pandas, polars or
+    pyarrow one); None for any other."""
     if result.__class__ is _ndarray:
         if not _may_hold_text_labels(result):
             return None
         return text_label_rows(result if result.dtype.kind == "O" else result.tolist(),
                                row_cap)
-    if not is_pandas_series(result.__class__) or len(result) <= ARRAY_ROWS_FROM:  # type: ignore[arg-type]
+    if not is_column(result.__class__) or len(result) <= ARRAY_ROWS_FROM:
         return None
+    if is_polars_series(result.__class__):
+        return arrow_text_rows(len(result), result.null_count(),
+                               lambda rows: result.slice(0, rows).to_arrow(), row_cap)
+    if not is_pandas_series(result.__class__):  # a pyarrow Array or ChunkedArray
+        return arrow_text_rows(len(result), result.null_count,
+                               lambda rows: result.slice(0, rows), row_cap)
     categorical = categorical_codes(result)
-    return None if categorical is None else category_label_rows(*categorical, row_cap)
+    if categorical is not None:
+        return category_label_rows(*categorical, row_cap)
+    arrow = getattr(result.array, "__arrow_array__", None)
+    if arrow is None:
+        return None
+    column = arrow()
+    return arrow_text_rows(len(column), column.null_count,
+                           lambda rows: column.slice(0, rows), row_cap)
 
 
 def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,

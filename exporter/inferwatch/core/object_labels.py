@@ -17,6 +17,7 @@ keeps (``tests/test_object_labels.py`` compares the two).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -109,4 +110,45 @@ def _rows_by_name(indices: np.ndarray, texts: list[str | None]) -> ArrayRows:
             renumbered[index] = len(names)
             names.append(text)
     return ArrayRows((renumbered[indices],), names=names, copy=False)
+
+
+def arrow_text_rows(rows: int, nulls: int, head: Callable[[int], Any],
+                    row_cap: Callable[[int], int]) -> ArrayRows | None:
+    """:func:`text_label_rows` of a column of text held by Arrow (pandas 3's text, a
+    ``string[pyarrow]`` Series, a polars ``String`` Series, a pyarrow string array) of `rows`
+    rows, `nulls` of them missing: its first rows, ``head(n)`` as an Arrow array, encoded by
+    pyarrow as each distinct text and the index of each row's (in C++: no Python string a
+    row). None for an array of another type, a text longer than 256 characters, or a column
+    without any text (the general path reads those).
+
+    >>> import pyarrow as pa
+    >>> column = pa.array(["cat", None, "dog", "cat"])
+    >>> tuple(arrow_text_rows(4, 1, lambda n: column.slice(0, n), lambda least: 3))
+    ('cat', None, 'dog')
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if nulls >= rows:
+        return None  # no row has a label: nothing to join
+    # No row holds less than this: the rows past it could never be kept.
+    most = min(rows, row_cap(row_bytes(None) if nulls else row_bytes("")))
+    column = head(most)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    text_types = (pa.types.is_string, pa.types.is_large_string,
+                  getattr(pa.types, "is_string_view", pa.types.is_string))
+    if not any(is_text(column.type) for is_text in text_types):
+        return None
+    encoded = pc.dictionary_encode(column)
+    distinct = encoded.dictionary.to_pylist()
+    if any(len(text) > MAX_LABEL_CHARS for text in distinct):
+        return None  # as in text_label_rows: the general path tells how it is joined
+    texts: list[str | None] = [kept_label(text) for text in distinct]
+    sizes = [row_bytes(text) for text in texts]
+    if encoded.null_count:
+        sizes.append(row_bytes(None))
+    cap = min(most, row_cap(min(sizes)))
+    indices = pc.fill_null(encoded.indices.slice(0, cap), len(texts))
+    return _rows_by_name(np.asarray(indices, dtype=np.int64), [*texts, None])
 

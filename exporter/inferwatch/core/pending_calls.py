@@ -16,6 +16,7 @@ import numpy as np
 
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
+    SERIES_VALUES,
     SHAPE_OF,
     frame_dtypes,
     is_pandas_frame,
@@ -62,9 +63,9 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
         if not probabilities and len(results) <= SERIES_LOOKED_AT and (
                 not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds))):
             results = _first_output_slices(results, rest, whole)
-        if kinds.isdisjoint(_ROW_CONTAINERS) and not any(map(is_pandas_series, kinds)):
+        if kinds.isdisjoint(_ROW_CONTAINERS) and not any(map(is_column, kinds)):
             return results, whole
-        results = _first_series_slices(huge_rows_as_arrays(results), probabilities, rest,
+        results = _first_column_slices(huge_rows_as_arrays(results), probabilities, rest,
                                        whole)
         kinds = set(map(type, results))
         if _ndarray not in kinds:
@@ -109,27 +110,50 @@ def _first_output_slices(results: Sequence[object], rest: list[LaterSlices],
     return results if cut is None else cut
 
 
-def _first_series_slices(results: Sequence[object], probabilities: bool,
+def is_column(kind: type) -> bool:
+    """Whether `kind` is a 1-D column of a dataframe library: a pandas or polars Series, a
+    pyarrow Array or ChunkedArray (told without importing any of them)."""
+    if kind.__name__ == "Series":
+        return kind.__module__.startswith(("pandas", "polars"))
+    return kind.__module__.startswith("pyarrow") and (
+        kind.__name__ == "ChunkedArray" or kind.__name__.endswith("Array"))
+
+
+def column_rows(column: Any, start: int, stop: int) -> Any:
+    """Rows `start` to `stop` of a column :func:`is_column` tells, in its own class (a view
+    in each library: no rows copied).
+
+    >>> import pandas as pd
+    >>> column_rows(pd.Series([1, 2, 3], dtype="Int64"), 1, 3).tolist()
+    [2, 3]
+    """
+    if is_pandas_series(column.__class__):
+        return column.iloc[start:stop]
+    return column.slice(start, stop - start)
+
+
+def _first_column_slices(results: Sequence[object], probabilities: bool,
                          rest: list[LaterSlices], whole: dict[int, int]) -> Sequence[object]:
-    """`results` with each pandas Series of more than :data:`SLICE_ROWS` rows that no
-    array reads alike (categories, nullable numbers: rules of their own, a row at a time)
-    cut to its first slice, its others appended to `rest`, and `whole` filled as by
-    :func:`first_slices`: each slice is a Series of the same dtype (the same categories),
-    read as the whole reads those rows."""
+    """`results` with each column of more than :data:`SLICE_ROWS` rows that no numpy array
+    reads alike for nothing (a pandas Series of categories, nullable numbers or pandas 3's
+    text; a polars Series; a pyarrow array) cut to its first slice, its others appended to
+    `rest`, and `whole` filled as by :func:`first_slices`. Each slice is a column of the same
+    type (the same categories), read as the whole reads those rows, and made Python objects
+    (where it is) in its own hold of the lock."""
     if len(results) > SERIES_LOOKED_AT:
         return results
     cut = None
     for index, result in enumerate(results):
-        if not is_pandas_series(result.__class__) or len(result) <= SLICE_ROWS:  # type: ignore[arg-type]
+        if not is_column(result.__class__) or len(result) <= SLICE_ROWS:  # type: ignore[arg-type]
             continue
         if cut is None:
             cut = list(results)
         rows = len(result)  # type: ignore[arg-type]
-        rows_of = result.iloc  # type: ignore[attr-defined]
         whole[index] = rows
-        cut[index] = rows_of[:SLICE_ROWS]
-        rest.append(LaterSlices(probabilities, [rows_of[start:start + SLICE_ROWS]
-                                                for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
+        cut[index] = column_rows(result, 0, SLICE_ROWS)
+        rest.append(LaterSlices(probabilities, [
+            column_rows(result, start, min(rows, start + SLICE_ROWS))
+            for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
     return results if cut is None else cut
 
 
@@ -232,6 +256,11 @@ def huge_rows_as_arrays(results: Sequence[object], rows: int = SLICE_ROWS
                 continue
             held = text_rows_as_array(result)  # type: ignore[arg-type]
         elif is_pandas_series(cls) and len(result) > rows:  # type: ignore[arg-type]
+            # Only a Series whose array numpy holds already: pandas 3's text, held by
+            # pyarrow, costs a Python string a row to convert (100 ms a million rows), made
+            # a slice per hold instead (_first_column_slices).
+            if SERIES_VALUES(result).__class__ is not _ndarray:
+                continue
             plain = plain_series_arrays([result])
             held = None if plain is None or plain[0].dtype.kind not in "fiubO" else plain[0]
         else:

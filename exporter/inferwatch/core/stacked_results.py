@@ -35,7 +35,7 @@ _NDARRAY_ONLY = {np.ndarray}
 _ONE_DIMENSION = {1}
 # A pandas Series' own array: for a numpy dtype, the numpy array that ``to_numpy()`` only
 # wraps in a read-only view, at about a tenth of its cost.
-_SERIES_VALUES = operator.attrgetter("_values")
+SERIES_VALUES = operator.attrgetter("_values")
 
 
 def is_pandas_series(kind: type) -> bool:
@@ -87,7 +87,7 @@ def plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
 
     The arrays are the Series' own memory: the drain only reads them (joins copy them)."""
     try:
-        held = list(map(_SERIES_VALUES, results))
+        held = list(map(SERIES_VALUES, results))
     except AttributeError:  # a pandas that keeps its arrays elsewhere: the public read
         held = None
     if held is not None and set(map(type, held)) == _NDARRAY_ONLY:
