@@ -37,13 +37,22 @@ class _TextClassifier:
         return x
 
 
+class _IntegerClassifier(_TextClassifier):
+    """A model fit on integer labels, one past the small-integer bound."""
+
+    classes_ = np.array([0, 1, 2, 70_000])
+
+
 @st.composite
 def _columns(draw):
     """A column of text labels in one of the containers models return them in, some rows
     missing, longer than the fast path's thresholds (50 rows, slices of 100)."""
     container = draw(st.sampled_from(["objects", "list", "Series", "string Series",
                                       "categories", "bytes", "pandas text",
-                                      "string[pyarrow]", "polars", "pyarrow"]))
+                                      "string[pyarrow]", "polars", "pyarrow", "Int64",
+                                      "polars integers", "pyarrow integers"]))
+    if container in ("Int64", "polars integers", "pyarrow integers"):
+        return draw(_integer_columns(container))
     texts = draw(st.lists(st.sampled_from(_TEXTS) | st.text(max_size=3), min_size=1,
                           max_size=5))
     missing = [] if container == "bytes" else draw(
@@ -75,12 +84,30 @@ def _columns(draw):
     return pd.Series(cells, dtype=object, name="label")
 
 
+@st.composite
+def _integer_columns(draw, container: str):
+    """A column of integer class labels (some past the small-integer bound, read as ids)
+    with missing rows, as pandas' nullable Int64, polars or pyarrow hold it."""
+    pool = draw(st.lists(st.integers(-3, 5) | st.sampled_from([70_000, 2**40]), min_size=1,
+                         max_size=5))
+    pool += [None] * draw(st.integers(0, 2))
+    rows = draw(st.integers(51, 260))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    cells = [pool[index] for index in rng.integers(0, len(pool), rows)]
+    if container == "Int64":
+        return pd.Series(cells, dtype="Int64")
+    return pl.Series(cells, dtype=pl.Int64) if container == "polars integers" else \
+        pa.array(cells, type=pa.int64())
+
+
 def _run(column, classifier: bool, cache_bytes: int, request_id: str | None,
          truth: list) -> tuple:
     scraper = Scraper(drain_interval=3600)
     try:
         if classifier:
-            model = inferwatch.instrument(_TextClassifier(), name="m", version="1",
+            integers = any(isinstance(cell, int) for cell in _cells(column))
+            model = inferwatch.instrument(_IntegerClassifier() if integers else
+                                          _TextClassifier(), name="m", version="1",
                                           registry=scraper.registry).predict
         else:
             model = inferwatch.instrument(lambda x: x, name="m", version="1",
@@ -111,7 +138,7 @@ def _truth(column) -> list:
     """An outcome per row: most rows' own label, some another row's."""
     cells = _cells(column)
     cells = [cell.decode() if isinstance(cell, bytes) else cell for cell in cells]
-    labels = [cell if isinstance(cell, str) else "cat" for cell in cells]
+    labels = [cell if isinstance(cell, (str, int)) else "cat" for cell in cells]
     return [label if index % 4 else labels[-1 - index] for index, label in enumerate(labels)]
 
 

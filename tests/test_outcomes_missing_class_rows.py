@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -59,6 +61,16 @@ _SHAPES = {
     "pandas string Series with NA": (
         lambda: pd.Series(_one_missing(["spam", "ham"] * (ROWS // 2), None), dtype="string"),
         ["spam", "ham"] * (ROWS // 2), {"classes": ("spam", "ham")}),
+    "Int64 ids past the class bound with pd.NA": (
+        lambda: pd.Series(_one_missing([70_000 + i % 3 for i in range(ROWS)], pd.NA),
+                          dtype="Int64"),
+        [70_000 + i % 3 for i in range(ROWS)], {}),
+    "polars integers with a null": (
+        lambda: pl.Series(_one_missing([i % 3 for i in range(ROWS)], None)),
+        [i % 3 for i in range(ROWS)], {}),
+    "pyarrow integers with a null": (
+        lambda: pa.array(_one_missing([70_000 + i % 3 for i in range(ROWS)], None)),
+        [70_000 + i % 3 for i in range(ROWS)], {}),
     "float classes with NaN, task=classification": (
         lambda: np.array(_one_missing([float(i % 2) for i in range(ROWS)], np.nan)),
         [i % 2 for i in range(ROWS)], {"task": "classification"}),

@@ -17,7 +17,7 @@ from inferwatch.core import pending_calls
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.class_probabilities import top_classes
 from inferwatch.core.object_labels import (
-    arrow_text_rows,
+    arrow_label_rows,
     category_label_rows,
     text_label_rows,
 )
@@ -499,10 +499,11 @@ def _may_hold_text_labels(result: object) -> bool:
 
 
 def _text_label_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows | None:
-    """The join rows of a 1-D result of more than :data:`ARRAY_ROWS_FROM` rows of text
-    labels: an array of Python objects or of bytes (its items), a pandas categorical Series
-    (its codes and categories), a column of text that Arrow holds (a pandas, polars or
-    pyarrow one); None for any other."""
+    """The join rows of a 1-D result of more than :data:`ARRAY_ROWS_FROM` rows of labels
+    that the general path reads a Python call per row: an array of Python objects or of
+    bytes (its items), a pandas categorical Series (its codes and categories), a column of
+    text or integers with missing rows (a pandas, polars or pyarrow one, read by Arrow);
+    None for any other."""
     if result.__class__ is _ndarray:
         if not _may_hold_text_labels(result):
             return None
@@ -511,10 +512,10 @@ def _text_label_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows | 
     if not is_column(result.__class__) or len(result) <= ARRAY_ROWS_FROM:
         return None
     if is_polars_series(result.__class__):
-        return arrow_text_rows(len(result), result.null_count(),
+        return arrow_label_rows(len(result), result.null_count(),
                                lambda rows: result.slice(0, rows).to_arrow(), row_cap)
     if not is_pandas_series(result.__class__):  # a pyarrow Array or ChunkedArray
-        return arrow_text_rows(len(result), result.null_count,
+        return arrow_label_rows(len(result), result.null_count,
                                lambda rows: result.slice(0, rows), row_cap)
     categorical = categorical_codes(result)
     if categorical is not None:
@@ -523,7 +524,7 @@ def _text_label_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows | 
     if arrow is None:
         return None
     column = arrow()
-    return arrow_text_rows(len(column), column.null_count,
+    return arrow_label_rows(len(column), column.null_count,
                            lambda rows: column.slice(0, rows), row_cap)
 
 

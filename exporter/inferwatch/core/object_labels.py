@@ -112,19 +112,22 @@ def _rows_by_name(indices: np.ndarray, texts: list[str | None]) -> ArrayRows:
     return ArrayRows((renumbered[indices],), names=names, copy=False)
 
 
-def arrow_text_rows(rows: int, nulls: int, head: Callable[[int], Any],
-                    row_cap: Callable[[int], int]) -> ArrayRows | None:
-    """:func:`text_label_rows` of a column of text held by Arrow (pandas 3's text, a
-    ``string[pyarrow]`` Series, a polars ``String`` Series, a pyarrow string array) of `rows`
-    rows, `nulls` of them missing: its first rows, ``head(n)`` as an Arrow array, encoded by
-    pyarrow as each distinct text and the index of each row's (in C++: no Python string a
-    row). None for an array of another type, a text longer than 256 characters, or a column
-    without any text (the general path reads those).
+def arrow_label_rows(rows: int, nulls: int, head: Callable[[int], Any],
+                     row_cap: Callable[[int], int]) -> ArrayRows | None:
+    """:func:`text_label_rows` of a column of text or integer labels held by Arrow (pandas
+    3's text, a ``string[pyarrow]`` or nullable ``Int64`` Series, a polars ``String`` or
+    integer Series, a pyarrow array) of `rows` rows, `nulls` of them missing: its first
+    rows, ``head(n)`` as an Arrow array, encoded by pyarrow as each distinct label and the
+    index of each row's (in C++: no Python object a row). None for an array of another type,
+    a text longer than 256 characters, or a column without any label (the general path
+    reads those).
 
     >>> import pyarrow as pa
     >>> column = pa.array(["cat", None, "dog", "cat"])
-    >>> tuple(arrow_text_rows(4, 1, lambda n: column.slice(0, n), lambda least: 3))
+    >>> tuple(arrow_label_rows(4, 1, lambda n: column.slice(0, n), lambda least: 3))
     ('cat', None, 'dog')
+    >>> tuple(arrow_label_rows(3, 1, lambda n: pa.array([7, None, 70001]), lambda least: 3))
+    ('7', None, '70001')
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -136,15 +139,15 @@ def arrow_text_rows(rows: int, nulls: int, head: Callable[[int], Any],
     column = head(most)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    text_types = (pa.types.is_string, pa.types.is_large_string,
-                  getattr(pa.types, "is_string_view", pa.types.is_string))
-    if not any(is_text(column.type) for is_text in text_types):
+    label_types = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer,
+                   getattr(pa.types, "is_string_view", pa.types.is_string))
+    if not any(is_label(column.type) for is_label in label_types):
         return None
     encoded = pc.dictionary_encode(column)
     distinct = encoded.dictionary.to_pylist()
-    if any(len(text) > MAX_LABEL_CHARS for text in distinct):
+    if any(isinstance(label, str) and len(label) > MAX_LABEL_CHARS for label in distinct):
         return None  # as in text_label_rows: the general path tells how it is joined
-    texts: list[str | None] = [kept_label(text) for text in distinct]
+    texts: list[str | None] = [kept_label(label) for label in distinct]
     sizes = [row_bytes(text) for text in texts]
     if encoded.null_count:
         sizes.append(row_bytes(None))

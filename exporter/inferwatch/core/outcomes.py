@@ -65,10 +65,10 @@ from typing import Any
 import numpy as np
 
 from inferwatch.core.array_rows import MAX_LABEL_CHARS, ArrayRows
-from inferwatch.core.pending_calls import output_columns
+from inferwatch.core.pending_calls import is_column, output_columns
 from inferwatch.core.records import label_column, records_as_columns
 from inferwatch.core.result_arrays import is_missing as _is_missing
-from inferwatch.core.stacked_results import is_pandas_frame
+from inferwatch.core.stacked_results import is_pandas_frame, is_pandas_series
 
 DEFAULT_MAX_ENTRIES = 50_000
 DEFAULT_MAX_BYTES = 32 * 2**20
@@ -889,7 +889,8 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
     labelled = record_labels(result)
     if labelled is not None:
         return labelled
-    rows = [result] if isinstance(result, (str, bytes, int, np.generic)) else result
+    rows = [result] if isinstance(result, (str, bytes, int, np.generic)) else \
+        _cells_with_missing(result)
     try:
         outputs = _side_by_side(rows)
         if outputs is not None:  # class outputs, joined in the order returned
@@ -921,6 +922,30 @@ def joinable_labels(result: Any) -> tuple[str | None, ...] | None:
     if all(absent) or not all(gone or _is_label(label) for label, gone in zip(labels, absent)):
         return None
     return tuple(None if gone else kept_label(label) for label, gone in zip(labels, absent))
+
+
+def _cells_with_missing(result: Any) -> Any:
+    """A column with missing rows that numpy would read as floats with NaN (a pandas
+    nullable ``Int64``, a polars or pyarrow column of integers with nulls: a classifier's
+    labels) as its Python objects, None for each missing row; `result` itself otherwise.
+
+    >>> import pandas as pd
+    >>> _cells_with_missing(pd.Series([7, None], dtype="Int64")).tolist()
+    [7, None]
+    """
+    if not is_column(result.__class__):
+        return result
+    if is_pandas_series(result.__class__):
+        if isinstance(result.dtype, np.dtype) or not result.hasnans:
+            return result
+        return result.to_numpy(dtype=object, na_value=None)
+    nulls = result.null_count() if callable(result.null_count) else result.null_count
+    if not nulls:
+        return result
+    cells = result.to_list() if hasattr(result, "to_list") else result.to_pylist()
+    column = np.empty(len(cells), dtype=object)
+    column[:] = cells
+    return column
 
 
 def _side_by_side(result: Any) -> list | None:
