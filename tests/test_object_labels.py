@@ -138,7 +138,9 @@ def _truth(column) -> list:
     """An outcome per row: most rows' own label, some another row's."""
     cells = _cells(column)
     cells = [cell.decode() if isinstance(cell, bytes) else cell for cell in cells]
-    labels = [cell if isinstance(cell, (str, int)) else "cat" for cell in cells]
+    labels = [cell if isinstance(cell, (str, int)) else
+              (cell if cell == cell else 0.0) if isinstance(cell, float) else "cat"
+              for cell in cells]
     return [label if index % 4 else labels[-1 - index] for index, label in enumerate(labels)]
 
 
@@ -170,6 +172,25 @@ _MOSTLY_MISSING = ["cat" if index % 5 == 0 else None for index in range(240)]
 ], ids=["categories", "objects", "list", "string[pyarrow]", "polars", "pyarrow"])
 def test_mostly_missing_rows_keep_as_many_rows_as_the_general_path(monkeypatch, column):
     _assert_as_general_path(monkeypatch, column, False, 2048, "batch-1")
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(cells=st.lists(st.integers(-3, 5) | st.sampled_from([70_000, 2**40]), min_size=1,
+                      max_size=4) |
+       st.lists(st.floats(-1e6, 1e6) | st.sampled_from([float("nan"), float("inf")]),
+                min_size=1, max_size=4),
+       rows=st.integers(51, 260), seed=st.integers(0, 2**16), classifier=st.booleans(),
+       cache_bytes=st.sampled_from([2048, 2**20]),
+       request_id=st.sampled_from([None, "batch-1"]))
+def test_lists_of_numbers_fold_and_join_as_the_general_path(monkeypatch, cells, rows, seed,
+                                                            classifier, cache_bytes,
+                                                            request_id):
+    """A list of ints or of floats past the thresholds is read as its int64 or float64
+    array (sliced, its first rows kept as an array): as the list read whole."""
+    column = [cells[index] for index in np.random.default_rng(seed).integers(0, len(cells),
+                                                                            rows)]
+    _assert_as_general_path(monkeypatch, column, classifier, cache_bytes, request_id)
 
 
 def _assert_as_general_path(monkeypatch, column, classifier: bool, cache_bytes: int,

@@ -21,7 +21,7 @@ from inferwatch.core.outcomes import _sizeof
 _SERIES = ("inferwatch_requests_total", "inferwatch_batch_size",
            "inferwatch_predicted_class_total", "inferwatch_prediction",
            "inferwatch_invalid_predictions_total", "inferwatch_outcomes_total",
-           "inferwatch_outcome_errors", "inferwatch_outcomes_unmatched_total")
+           "inferwatch_outcome_error", "inferwatch_outcomes_unmatched_total")
 
 
 class _Classifier:

@@ -233,8 +233,8 @@ def huge_rows_as_arrays(results: Sequence[object], rows: int = SLICE_ROWS
     - a pandas Series of a plain numeric dtype, of objects or of pandas' text dtype, as its
       array (its name and index name are no output; text's missing values are objects the
       object path counts as missing, as the Series' own read counts them);
-    - a list or tuple of ``str`` (and None), as the array of those objects, which is how
-      ``to_array`` reads it.
+    - a list or tuple of plain ints, floats, or ``str`` (and None), as the array
+      ``to_array`` reads it as (:func:`rows_as_array`).
 
     Only a drain of at most :data:`SERIES_LOOKED_AT` results is looked into: a Series'
     length is a Python call (about half a microsecond), which a drain of thousands of
@@ -252,9 +252,9 @@ def huge_rows_as_arrays(results: Sequence[object], rows: int = SLICE_ROWS
     for index, result in enumerate(results):
         cls = result.__class__
         if cls is list or cls is tuple:
-            if len(result) <= rows or result[0].__class__ not in _TEXT_ROW_TYPES:  # type: ignore[index]
+            if len(result) <= rows:  # type: ignore[arg-type]
                 continue
-            held = text_rows_as_array(result)  # type: ignore[arg-type]
+            held = rows_as_array(result)  # type: ignore[arg-type]
         elif is_pandas_series(cls) and len(result) > rows:  # type: ignore[arg-type]
             # Only a Series whose array numpy holds already: pandas 3's text, held by
             # pyarrow, costs a Python string a row to convert (100 ms a million rows), made
@@ -273,20 +273,38 @@ def huge_rows_as_arrays(results: Sequence[object], rows: int = SLICE_ROWS
     return results if arrays is None else arrays
 
 
-# The types of a list's items that make it a column of text labels (see text_rows_as_array).
+# The types of the items of a list that make it a column an array reads alike (see
+# rows_as_array), by the type of its first item.
 _TEXT_ROW_TYPES = frozenset((str, type(None)))
+_ROW_TYPES = {str: _TEXT_ROW_TYPES, type(None): _TEXT_ROW_TYPES, int: frozenset((int,)),
+              float: frozenset((float,))}
+_ROW_DTYPES = {int: np.int64, float: np.float64}
 
 
-def text_rows_as_array(result: Sequence[object]) -> np.ndarray | None:
-    """A list or tuple whose every item is a ``str`` or None, one of them text, as the 1-D
-    array of Python objects the fold reads it as; None for any other. One look at each
-    item's type, in C.
+def rows_as_array(result: Sequence[object]) -> np.ndarray | None:
+    """A list or tuple of plain ``int`` (each within int64), of plain ``float``, or of
+    ``str`` and None (one of them text) as the 1-D array the fold reads it as: int64,
+    float64, or an array of the Python objects; None for any other. One look at each item's
+    type, in C, and one conversion.
 
-    >>> text_rows_as_array(["a", None, "b"]).tolist(), text_rows_as_array(["a", 1])
+    >>> rows_as_array(["a", None, "b"]).tolist(), rows_as_array(["a", 1])
     (['a', None, 'b'], None)
+    >>> rows_as_array([1, 2]).dtype, rows_as_array([2**70]), rows_as_array([True, 1])
+    (dtype('int64'), None, None)
     """
-    if not _TEXT_ROW_TYPES.issuperset(map(type, result)) or \
-            all(item is None for item in result):
+    if not result:
+        return None
+    first = result[0].__class__
+    types = _ROW_TYPES.get(first)
+    if types is None or not types.issuperset(map(type, result)):
+        return None
+    dtype = _ROW_DTYPES.get(first)
+    if dtype is not None:
+        try:
+            return np.array(result, dtype=dtype)
+        except OverflowError:  # an integer past int64: read as the list is
+            return None
+    if all(item is None for item in result):
         return None
     array = np.empty(len(result), dtype=object)
     array[:] = result
