@@ -49,10 +49,10 @@ def _columns(draw):
     missing, longer than the fast path's thresholds (50 rows, slices of 100)."""
     container = draw(st.sampled_from(["objects", "list", "Series", "string Series",
                                       "categories", "bytes", "pandas text",
-                                      "string[pyarrow]", "polars", "pyarrow", "Int64",
-                                      "polars integers", "pyarrow integers"]))
-    if container in ("Int64", "polars integers", "pyarrow integers"):
-        return draw(_integer_columns(container))
+                                      "string[pyarrow]", "polars", "pyarrow",
+                                      *_NULLABLE]))
+    if container in _NULLABLE:
+        return draw(_nullable_columns(container))
     texts = draw(st.lists(st.sampled_from(_TEXTS) | st.text(max_size=3), min_size=1,
                           max_size=5))
     missing = [] if container == "bytes" else draw(
@@ -84,20 +84,35 @@ def _columns(draw):
     return pd.Series(cells, dtype=object, name="label")
 
 
+# Columns of numbers or bools with missing rows, as pandas' masks, polars and pyarrow hold
+# them: (family, library).
+_NULLABLE = {"Int64": ("integers", "pandas"), "polars integers": ("integers", "polars"),
+             "pyarrow integers": ("integers", "pyarrow"), "Float64": ("floats", "pandas"),
+             "float64[pyarrow]": ("floats", "pandas"), "polars floats": ("floats", "polars"),
+             "pyarrow floats": ("floats", "pyarrow"), "boolean": ("bools", "pandas"),
+             "polars bools": ("bools", "polars"), "pyarrow bools": ("bools", "pyarrow")}
+
+
 @st.composite
-def _integer_columns(draw, container: str):
-    """A column of integer class labels (some past the small-integer bound, read as ids)
-    with missing rows, as pandas' nullable Int64, polars or pyarrow hold it."""
-    pool = draw(st.lists(st.integers(-3, 5) | st.sampled_from([70_000, 2**40]), min_size=1,
-                         max_size=5))
+def _nullable_columns(draw, container: str):
+    """A column of integer class labels (some past the small-integer bound, read as ids),
+    of floats (values) or of bools, with missing rows or none."""
+    family, library = _NULLABLE[container]
+    cells = {"integers": st.integers(-3, 5) | st.sampled_from([70_000, 2**40]),
+             "floats": st.floats(-1e6, 1e6), "bools": st.booleans()}[family]
+    pool = draw(st.lists(cells, min_size=1, max_size=5))
     pool += [None] * draw(st.integers(0, 2))
     rows = draw(st.integers(51, 260))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     cells = [pool[index] for index in rng.integers(0, len(pool), rows)]
-    if container == "Int64":
-        return pd.Series(cells, dtype="Int64")
-    return pl.Series(cells, dtype=pl.Int64) if container == "polars integers" else \
-        pa.array(cells, type=pa.int64())
+    if library == "pandas":
+        dtype = container if container != "Int64" or family != "integers" else "Int64"
+        return pd.Series(cells, dtype=dtype)
+    if library == "polars":
+        return pl.Series(cells, dtype={"integers": pl.Int64, "floats": pl.Float64,
+                                       "bools": pl.Boolean}[family])
+    return pa.array(cells, type={"integers": pa.int64(), "floats": pa.float64(),
+                                 "bools": pa.bool_()}[family])
 
 
 def _run(column, classifier: bool, cache_bytes: int, request_id: str | None,

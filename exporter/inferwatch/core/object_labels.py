@@ -114,13 +114,13 @@ def _rows_by_name(indices: np.ndarray, texts: list[str | None]) -> ArrayRows:
 
 def arrow_label_rows(rows: int, nulls: int, head: Callable[[int], Any],
                      row_cap: Callable[[int], int]) -> ArrayRows | None:
-    """:func:`text_label_rows` of a column of text or integer labels held by Arrow (pandas
-    3's text, a ``string[pyarrow]`` or nullable ``Int64`` Series, a polars ``String`` or
-    integer Series, a pyarrow array) of `rows` rows, `nulls` of them missing: its first
-    rows, ``head(n)`` as an Arrow array, encoded by pyarrow as each distinct label and the
-    index of each row's (in C++: no Python object a row). None for an array of another type,
-    a text longer than 256 characters, or a column without any label (the general path
-    reads those).
+    """:func:`text_label_rows` of a column of text, integer or bool labels held by Arrow
+    (pandas 3's text, a ``string[pyarrow]``, nullable ``Int64`` or ``boolean`` Series, a
+    polars ``String``, integer or bool Series, a pyarrow array) of `rows` rows, `nulls` of
+    them missing: its first rows, ``head(n)`` as an Arrow array, encoded by pyarrow as each
+    distinct label and the index of each row's (in C++: no Python object a row). None for
+    an array of another type, a text longer than 256 characters, or a column without any
+    label (the general path reads those).
 
     >>> import pyarrow as pa
     >>> column = pa.array(["cat", None, "dog", "cat"])
@@ -140,6 +140,7 @@ def arrow_label_rows(rows: int, nulls: int, head: Callable[[int], Any],
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     label_types = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer,
+                   pa.types.is_boolean,
                    getattr(pa.types, "is_string_view", pa.types.is_string))
     if not any(is_label(column.type) for is_label in label_types):
         return None

@@ -260,9 +260,13 @@ def huge_rows_as_arrays(results: Sequence[object], rows: int = SLICE_ROWS
             # pyarrow, costs a Python string a row to convert (100 ms a million rows), made
             # a slice per hold instead (_first_column_slices).
             if SERIES_VALUES(result).__class__ is not _ndarray:
-                continue
-            plain = plain_series_arrays([result])
-            held = None if plain is None or plain[0].dtype.kind not in "fiubO" else plain[0]
+                held = numeric_column_array(result)
+            else:
+                plain = plain_series_arrays([result])
+                held = None if plain is None or plain[0].dtype.kind not in "fiubO" else \
+                    plain[0]
+        elif is_column(cls) and len(result) > rows:  # type: ignore[arg-type]
+            held = numeric_column_array(result)
         else:
             continue
         if held is None:
@@ -271,6 +275,49 @@ def huge_rows_as_arrays(results: Sequence[object], rows: int = SLICE_ROWS
             arrays = list(results)
         arrays[index] = held
     return results if arrays is None else arrays
+
+
+def numeric_column_array(column: Any) -> np.ndarray | None:
+    """A numeric column that Arrow or pandas' masks hold (a pandas ``Float64``, ``Int64``,
+    ``boolean`` or ``float64[pyarrow]`` Series, a polars Series, a pyarrow array) as the
+    numpy array it reads as, converted in C: floats as float64 with NaN for each missing
+    row (as a float column's missing values are read), integers and bools as their numpy
+    type when no row is missing. None for any other (text, integers with missing rows:
+    their labels are read by :mod:`~inferwatch.core.object_labels`).
+
+    >>> import pandas as pd
+    >>> numeric_column_array(pd.Series([0.5, None], dtype="Float64")).tolist()
+    [0.5, nan]
+    >>> numeric_column_array(pd.Series([1, None], dtype="Int64")) is None
+    True
+    """
+    try:
+        if is_pandas_series(column.__class__):
+            kind = getattr(column.dtype, "kind", "")
+            if kind == "f":
+                return column.to_numpy(dtype=np.float64, na_value=np.nan)
+            numpy_dtype = getattr(column.dtype, "numpy_dtype", None)
+            if kind in "iub" and kind and numpy_dtype is not None and not column.hasnans:
+                return column.to_numpy(dtype=numpy_dtype)
+            return None
+        if column.__class__.__name__ == "Series":  # a polars one: polars is loaded
+            import polars as pl
+
+            dtype = column.dtype
+            if dtype.is_float() or ((dtype.is_integer() or dtype == pl.Boolean) and
+                                    not column.null_count()):
+                return column.to_numpy()
+            return None
+        import pyarrow as pa
+
+        kind = column.type
+        if pa.types.is_floating(kind) or ((pa.types.is_integer(kind) or pa.types.is_boolean(
+                kind)) and not column.null_count):
+            array = np.asarray(column)  # a missing float as NaN
+            return array if array.ndim == 1 else None
+    except Exception:  # an odd column: read as it is
+        return None
+    return None
 
 
 # The types of the items of a list that make it a column an array reads alike (see
