@@ -305,6 +305,12 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
     elif kind == "text labels as Python objects":  # fit on a pandas text column
         wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
         batch = np.array(["cat", "dog", "bird"], dtype=object)[np.arange(rows) % 3]
+    elif kind == "pandas text Series":  # pandas 3's own dtype for text: held by pyarrow
+        import pandas as pd
+
+        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        batch = pd.Series(np.array(["cat", "dog", "bird"])[np.arange(rows) % 3],
+                          dtype="string[pyarrow]")
     elif kind == "categorical Series":
         import pandas as pd
 
@@ -409,7 +415,7 @@ def run(quick: bool = False) -> list[Row]:
                             request_id="batch-1"))
     rows.append(_huge_batch("text class labels", HUGE_BATCH_ROWS // (10 if quick else 5),
                             request_id="batch-1"))
-    for kind in ("text labels as Python objects", "categorical Series"):
+    for kind in ("text labels as Python objects", "pandas text Series", "categorical Series"):
         for request_id in (None, "batch-1"):
             rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 5),
                                     request_id=request_id))
