@@ -128,9 +128,15 @@ def test_batches_of_one_drain_are_each_joined(scraper):
     assert _unmatched(scraper) == {"unsupported_prediction": 2}
 
 
-def test_a_regressor_row_without_a_value_still_counts_missing_label(scraper):
+@pytest.mark.parametrize("make", [
+    lambda: np.array([1.0, np.nan, 3.0]),
+    lambda: pd.Series([1.0, None, 3.0], dtype="Float64"),  # pandas 2 joined none of it
+    lambda: pl.Series([1.0, None, 3.0]),
+    lambda: pa.array([1.0, None, 3.0]),
+], ids=["numpy", "Float64", "polars", "pyarrow"])
+def test_a_regressor_row_without_a_value_still_counts_missing_label(scraper, make):
     """The regressor's rule, unchanged: its row without a finite value is missing_label."""
-    mon = _predict(scraper, np.array([1.0, np.nan, 3.0]), task="regression")
+    mon = _predict(scraper, make(), task="regression")
     mon.record_outcome("batch-1", [1.0, 2.0, 4.0])
     assert scraper.total("inferwatch_outcome_error_count") == 2
     assert _unmatched(scraper) == {"missing_label": 1}

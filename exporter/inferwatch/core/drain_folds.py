@@ -520,6 +520,10 @@ def _text_label_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows | 
     categorical = categorical_codes(result)
     if categorical is not None:
         return category_label_rows(*categorical, row_cap)
+    if getattr(result.dtype, "storage", None) == "python":
+        # pandas' text held as Python strings: read as they are. Made Arrow's, each would
+        # be converted (and would keep its UTF-8 form, which its size then counts).
+        return text_label_rows(result.to_numpy(dtype=object), row_cap)
     arrow = getattr(result.array, "__arrow_array__", None)
     if arrow is None:
         return None

@@ -12,7 +12,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from inferwatch.core.pending_calls import output_columns, output_rows
+from inferwatch.core.pending_calls import (
+    is_column,
+    numeric_column_array,
+    output_columns,
+    output_rows,
+)
 from inferwatch.core.prediction_classes import as_text
 from inferwatch.core.predictions import Prediction, normalize  # noqa: F401  (doctests)
 from inferwatch.core.records import records_as_columns
@@ -52,7 +57,10 @@ def values_with_dropped_rows(prediction: Prediction, result: object
         elif (positional := _value_parts(result, values)) is not None:
             columns = positional  # value outputs beside label outputs, by position or name
         else:
-            array = np.asarray(result, dtype=np.float64)
+            # A pandas Float64 column reads its missing rows as NaN here on every pandas
+            # version (pandas 2 refused to make floats of pd.NA: the batch joined nothing).
+            held = numeric_column_array(result) if is_column(result.__class__) else None
+            array = np.asarray(result if held is None else held, dtype=np.float64)
             if array.ndim == 2 and array.shape[1] == 1 and len(values) == 1:
                 array = array[:, 0]
             if array.ndim == 1 and len(values) == 1:

@@ -283,7 +283,8 @@ def numeric_column_array(column: Any) -> np.ndarray | None:
     numpy array it reads as, converted in C: floats as float64 with NaN for each missing
     row (as a float column's missing values are read), integers and bools as their numpy
     type when no row is missing. None for any other (text, integers with missing rows:
-    their labels are read by :mod:`~inferwatch.core.object_labels`).
+    their labels are read by :mod:`~inferwatch.core.object_labels`; a column with no value
+    at all, which each library reads its own way).
 
     >>> import pandas as pd
     >>> numeric_column_array(pd.Series([0.5, None], dtype="Float64")).tolist()
@@ -295,6 +296,8 @@ def numeric_column_array(column: Any) -> np.ndarray | None:
         if is_pandas_series(column.__class__):
             kind = getattr(column.dtype, "kind", "")
             if kind == "f":
+                if column.isna().all():
+                    return None  # no value at all: read as pandas reads it, whole
                 return column.to_numpy(dtype=np.float64, na_value=np.nan)
             numpy_dtype = getattr(column.dtype, "numpy_dtype", None)
             if kind in "iub" and kind and numpy_dtype is not None and not column.hasnans:
@@ -303,16 +306,16 @@ def numeric_column_array(column: Any) -> np.ndarray | None:
         if column.__class__.__name__ == "Series":  # a polars one: polars is loaded
             import polars as pl
 
-            dtype = column.dtype
-            if dtype.is_float() or ((dtype.is_integer() or dtype == pl.Boolean) and
-                                    not column.null_count()):
+            dtype, nulls = column.dtype, column.null_count()
+            if (dtype.is_float() and nulls < len(column)) or (
+                    (dtype.is_integer() or dtype == pl.Boolean) and not nulls):
                 return column.to_numpy()
             return None
         import pyarrow as pa
 
-        kind = column.type
-        if pa.types.is_floating(kind) or ((pa.types.is_integer(kind) or pa.types.is_boolean(
-                kind)) and not column.null_count):
+        kind, nulls = column.type, column.null_count
+        if (pa.types.is_floating(kind) and nulls < len(column)) or (
+                (pa.types.is_integer(kind) or pa.types.is_boolean(kind)) and not nulls):
             array = np.asarray(column)  # a missing float as NaN
             return array if array.ndim == 1 else None
     except Exception:  # an odd column: read as it is
