@@ -141,7 +141,9 @@ def _run(column, classifier: bool, cache_bytes: int, request_id: str | None,
 
 
 def _cells(column) -> list:
-    """The column's rows as Python objects."""
+    """The column's rows as Python objects (a result's label output's)."""
+    if isinstance(column, (dict, pd.DataFrame)):
+        column = column["label"]
     if isinstance(column, list):
         return column
     if isinstance(column, pa.Array):
@@ -206,6 +208,46 @@ def test_lists_of_numbers_fold_and_join_as_the_general_path(monkeypatch, cells, 
     column = [cells[index] for index in np.random.default_rng(seed).integers(0, len(cells),
                                                                             rows)]
     _assert_as_general_path(monkeypatch, column, classifier, cache_bytes, request_id)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(column=_columns() | st.sampled_from(["U", "int", "bool"]).flatmap(
+           lambda kind: st.integers(51, 260).map(lambda rows: _numpy_labels(kind, rows))),
+       container=st.sampled_from(["dict", "DataFrame"]), classifier=st.booleans(),
+       cache_bytes=st.sampled_from([2048, 6000, 2**20]))
+def test_a_label_output_beside_scores_joins_as_the_general_path(monkeypatch, column,
+                                                                container, classifier,
+                                                                cache_bytes):
+    """``{"label": labels, "score": scores}`` (or such a DataFrame) past the thresholds
+    under a request id: joined by its first rows' labels, read at C speed, as the general
+    path reads the label output row by row."""
+    def result_of(labels):
+        cells = _cells(labels)
+        scores = np.linspace(0.0, 1.0, len(cells))
+        if container == "dict":
+            return {"label": labels, "score": scores}
+        if isinstance(labels, (pl.Series, pa.Array)):
+            labels = cells  # a pandas frame of the same labels
+        return pd.DataFrame({"label": labels, "score": scores})
+
+    truth = _truth(column)
+    runs = []
+    for slice_rows, array_rows in ((100, 50), (10**6, 10**6)):
+        monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)
+        monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", array_rows)
+        runs.append(_run(result_of(_rebuilt(column)), classifier, cache_bytes, "batch-1",
+                         truth))
+    (fast, fast_entries, _), (general, general_entries, _) = runs
+    _assert_same_samples(fast, general)
+    assert fast_entries == general_entries
+
+
+def _numpy_labels(kind: str, rows: int) -> np.ndarray:
+    """A numpy column of text, integer or bool labels."""
+    index = np.arange(rows)
+    return {"U": np.array(["cat", "dog", "é"])[index % 3], "int": index % 4 - 1,
+            "bool": index % 3 == 0}[kind]
 
 
 def _rebuilt(column):

@@ -71,6 +71,10 @@ _SHAPES = {
     "pyarrow integers with a null": (
         lambda: pa.array(_one_missing([70_000 + i % 3 for i in range(ROWS)], None)),
         [70_000 + i % 3 for i in range(ROWS)], {}),
+    "a label output of pyarrow integers with a null, beside scores": (
+        lambda: {"label": pa.array(_one_missing([i % 3 for i in range(ROWS)], None)),
+                 "score": np.linspace(0.0, 1.0, ROWS)},
+        [i % 3 for i in range(ROWS)], {}),
     "float classes with NaN, task=classification": (
         lambda: np.array(_one_missing([float(i % 2) for i in range(ROWS)], np.nan)),
         [i % 2 for i in range(ROWS)], {"task": "classification"}),

@@ -7,7 +7,7 @@ model with a reference profile. Each is a function of the state it writes, calle
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,8 +35,14 @@ from inferwatch.core.prediction_classes import (
     whole_number_classes,
 )
 from inferwatch.core.predictions import DEFAULT_OUTPUT
+from inferwatch.core.records import label_column
 from inferwatch.core.result_arrays import categorical_codes
-from inferwatch.core.stacked_results import is_pandas_series, is_polars_series
+from inferwatch.core.stacked_results import (
+    SERIES_VALUES,
+    is_pandas_frame,
+    is_pandas_series,
+    is_polars_series,
+)
 
 _ndarray = np.ndarray
 
@@ -310,16 +316,66 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
                 rest, cut):
             continue
         rows = predictions.add_records(results, probabilities)
-        outcomes.remember_many(
-            (record.request_id, *_join_row(record.prediction, row, probabilities,
-                                           settings.task, read_class_names),
-             record.started_at)
-            for record, row in zip(records, rows) if record.request_id is not None)
+        outcomes.remember_many(_general_joins(outcomes, records, rows, probabilities,
+                                              settings.task, read_class_names))
     if texts:
         # Known, with no class or value to compare: its outcome is unsupported_prediction,
         # not an unknown id, and a repeat of it a duplicate.
         outcomes.remember_many((record.request_id, None, None, record.started_at)
                                for record in texts)
+
+
+def _general_joins(outcomes: OutcomeJoiner, records: list[RequestRecord], rows: list,
+                   probabilities: bool | None, task: str,
+                   read_class_names: Callable[[], Sequence[object] | None]) -> Iterator[tuple]:
+    """The entries the outcome cache keeps for `records` read by the general path, each
+    joined by `rows`, its drain's own row of it (:func:`_join_row`); a huge label output
+    beside scores (``{"label": labels, "score": scores}``, a DataFrame with a ``label``
+    column) by its first rows' labels read at C speed, where the general path reads them
+    one Python call per row (:func:`_label_output_rows`)."""
+    for record, row in zip(records, rows):
+        request_id = record.request_id
+        if request_id is None:
+            continue
+        kept = None
+        # Where _join_row reads a result's label output (record_labels).
+        if probabilities is False and (row is None or (row[0] is None and task != "regression")):
+            kept = _label_output_rows(record.prediction, functools.partial(
+                outcomes.row_cap, request_id=request_id))
+        if kept is not None:
+            yield (request_id, kept[0], None, record.started_at, kept[1])
+        else:
+            yield (request_id, *_join_row(record.prediction, row, probabilities, task,
+                                          read_class_names), record.started_at)
+
+
+def _label_output_rows(result: object, row_cap: Callable[[int], int]
+                       ) -> tuple[ArrayRows, int] | None:
+    """(The first rows of its labels, the whole count) of a result whose ``"label"`` output
+    of more than :data:`ARRAY_ROWS_FROM` rows sits beside others (a dict of columns, a
+    DataFrame): integer, text or bool labels of a numpy array as their array, a column of
+    text or missing values as :func:`_text_label_rows` reads it; what
+    :func:`~inferwatch.core.outcomes.record_labels` makes of them. None for anything else
+    (read by the general path)."""
+    if not (isinstance(result, Mapping) or is_pandas_frame(result.__class__)):
+        return None
+    try:
+        if "label" not in result or label_column(result) is not None:  # type: ignore[operator]
+            return None
+        column = result["label"]  # type: ignore[index]
+    except Exception:  # an odd container: the general path reads it
+        return None
+    if is_pandas_series(column.__class__) and SERIES_VALUES(column).__class__ is _ndarray \
+            and getattr(column.dtype, "kind", "") in "iuUbO":
+        column = column.to_numpy()
+    rows = len(column) if column.__class__ is _ndarray or is_column(column.__class__) else 0
+    if (column.__class__ is _ndarray and column.ndim != 1) or rows <= ARRAY_ROWS_FROM:
+        return None
+    if column.__class__ is _ndarray and column.dtype.kind in "iuUb":
+        least = row_bytes({"U": "", "b": "True"}.get(column.dtype.kind, "0"))
+        return _join_rows((column[:row_cap(least)],), True, copy=True), rows
+    kept = _text_label_rows(column, row_cap)
+    return None if kept is None else (kept, rows)
 
 
 def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,

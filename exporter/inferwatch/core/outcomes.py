@@ -1031,7 +1031,7 @@ def _label_output(result: Any) -> list | None:
         return None
     if isinstance(column, (str, bytes)) or np.ndim(column) != 1:
         return None
-    return np.asarray(column, dtype=object).tolist()
+    return np.asarray(_cells_with_missing(column), dtype=object).tolist()
 
 
 def _label_rows(table: np.ndarray) -> tuple[tuple[str, ...], ...] | None:
