@@ -307,7 +307,7 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
             # As their arrays: folded in slices, and joined by their first rows' arrays.
             results = huge_rows_as_arrays(results, min(ARRAY_ROWS_FROM,
                                                        pending_calls.SLICE_ROWS))
-            records, results = _fold_huge_text_objects(predictions, outcomes, settings.task,
+            records, results = _fold_huge_label_columns(predictions, outcomes, settings.task,
                                                        records, results, rest, cut)
             if not records:
                 continue
@@ -354,7 +354,7 @@ def _label_output_rows(result: object, row_cap: Callable[[int], int]
     """(The first rows of its labels, the whole count) of a result whose ``"label"`` output
     of more than :data:`ARRAY_ROWS_FROM` rows sits beside others (a dict of columns, a
     DataFrame): integer, text or bool labels of a numpy array as their array, a column of
-    text or missing values as :func:`_text_label_rows` reads it; what
+    text or missing values as :func:`_label_column_rows` reads it; what
     :func:`~inferwatch.core.outcomes.record_labels` makes of them. None for anything else
     (read by the general path)."""
     if not (isinstance(result, Mapping) or is_pandas_frame(result.__class__)):
@@ -374,7 +374,7 @@ def _label_output_rows(result: object, row_cap: Callable[[int], int]
     if column.__class__ is _ndarray and column.dtype.kind in "iuUb":
         least = row_bytes({"U": "", "b": "True"}.get(column.dtype.kind, "0"))
         return _join_rows((column[:row_cap(least)],), True, copy=True), rows
-    kept = _text_label_rows(column, row_cap)
+    kept = _label_column_rows(column, row_cap)
     return None if kept is None else (kept, rows)
 
 
@@ -508,19 +508,22 @@ def _kept_as_arrays(columns: tuple[np.ndarray, ...], labels: bool, rest: list | 
     return rows
 
 
-def _fold_huge_text_objects(predictions: PredictionBatch, outcomes: OutcomeJoiner,
+def _fold_huge_label_columns(predictions: PredictionBatch, outcomes: OutcomeJoiner,
                             task: str, records: list[RequestRecord], results: list,
                             rest: list[LaterSlices], cut: list[tuple[int, dict[int, int]]]
                             ) -> tuple[list[RequestRecord], list]:
-    """Fold the records whose result is a column of more than :data:`ARRAY_ROWS_FROM` text
+    """Fold the records whose result is a column of more than :data:`ARRAY_ROWS_FROM`
     labels (and missing values) that the general path reads a Python call per row: an
     array of Python objects (scikit-learn's ``predict`` for a model fit on a pandas text
-    column; a Series or list of text, as their arrays), of bytes, or a pandas categorical
-    Series. Each is counted as the fast path counts it (its first slice here, the others
-    added to `rest`, its batch size to `cut`), and joined by its first rows' labels as
-    :func:`~inferwatch.core.object_labels.text_label_rows` reads them: what the general
-    path joins, at C speed per row. Returns the other records and their results."""
-    if task == "regression" or not any(map(_may_hold_text_labels, results)):
+    column; a Series or list of text, as their arrays) or of bytes, a pandas categorical
+    Series, a column of text, integer or bool labels that Arrow holds. Each is counted as
+    the fast path counts it (its first slice here, the others added to `rest`, its batch
+    size to `cut`), and joined by its first rows' labels as :func:`_label_column_rows`
+    reads them: what the general path joins, at C speed per row. Returns the other records
+    and their results. Only a drain of at most ``SERIES_LOOKED_AT`` records is looked into
+    for columns other than numpy's (a column's length is a Python call)."""
+    columns = len(results) <= pending_calls.SERIES_LOOKED_AT
+    if task == "regression" or not any(_may_hold_labels(result, columns) for result in results):
         return records, results  # every drain but one with such a batch: one look each
     others, other_results = [], []
     for record, result in zip(records, results):
@@ -528,8 +531,7 @@ def _fold_huge_text_objects(predictions: PredictionBatch, outcomes: OutcomeJoine
         # Read for its kind alone (no row kept) when no outcome will join it.
         row_cap = (lambda least: 0) if request_id is None else \
             functools.partial(outcomes.row_cap, request_id=request_id)
-        rows = _text_label_rows(result, row_cap) if \
-            len(results) <= pending_calls.SERIES_LOOKED_AT or result.__class__ is _ndarray \
+        rows = _label_column_rows(result, row_cap) if _may_hold_labels(result, columns) \
             else None
         if rows is None:  # not text labels: read as the general path reads them
             others.append(record)
@@ -546,22 +548,23 @@ def _fold_huge_text_objects(predictions: PredictionBatch, outcomes: OutcomeJoine
     return others, other_results
 
 
-def _may_hold_text_labels(result: object) -> bool:
-    """A first look (in C for an array): a column :func:`_text_label_rows` may read."""
+def _may_hold_labels(result: object, columns: bool = True) -> bool:
+    """A first look (in C for an array): a column :func:`_label_column_rows` may read
+    (with `columns` False, a numpy array only)."""
     if result.__class__ is _ndarray:
         return result.ndim == 1 and result.dtype.kind in "OS" and \
             result.shape[0] > ARRAY_ROWS_FROM
-    return is_column(result.__class__)
+    return columns and is_column(result.__class__)
 
 
-def _text_label_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows | None:
+def _label_column_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows | None:
     """The join rows of a 1-D result of more than :data:`ARRAY_ROWS_FROM` rows of labels
     that the general path reads a Python call per row: an array of Python objects or of
     bytes (its items), a pandas categorical Series (its codes and categories), a column of
     text or integers with missing rows (a pandas, polars or pyarrow one, read by Arrow);
     None for any other."""
     if result.__class__ is _ndarray:
-        if not _may_hold_text_labels(result):
+        if not _may_hold_labels(result):
             return None
         return text_label_rows(result if result.dtype.kind == "O" else result.tolist(),
                                row_cap)

@@ -8,10 +8,12 @@ read such a batch's labels one Python call per row (each checked, made text, cut
 ``record_outcome`` caller waited out.
 
 Labels repeat: a classifier has a few classes. So the join's rows are read here once per
-distinct value (a set of them, built in C), and each kept row becomes the index of its
-label's text (an :class:`~inferwatch.core.array_rows.ArrayRows` with names), made text only
-when an outcome comes. The rows kept, their text and their bytes are those the general path
-keeps (``tests/test_object_labels.py`` compares the two).
+distinct value (a set of them, built in C; a categorical column's codes; pyarrow's
+dictionary encoding of a column Arrow holds: pandas 3's text, nullable integers, polars and
+pyarrow columns), and each kept row becomes the index of its label's text (an
+:class:`~inferwatch.core.array_rows.ArrayRows` with names), made text only when an outcome
+comes. The rows kept, their text and their bytes are those the general path keeps
+(``tests/test_object_labels.py`` compares the two).
 """
 
 from __future__ import annotations
