@@ -63,7 +63,10 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
         if not probabilities and len(results) <= SERIES_LOOKED_AT and (
                 not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds))):
             results = _first_output_slices(results, rest, whole)
-        if kinds.isdisjoint(_ROW_CONTAINERS) and not any(map(is_column, kinds)):
+        # A drain of many calls holds no huge batch worth a look at each (see
+        # SERIES_LOOKED_AT): a thousand one-row lists pay no pass over them here.
+        if len(results) > SERIES_LOOKED_AT or (
+                kinds.isdisjoint(_ROW_CONTAINERS) and not any(map(is_column, kinds))):
             return results, whole
         results = _first_column_slices(huge_rows_as_arrays(results), probabilities, rest,
                                        whole)
