@@ -537,11 +537,7 @@ def _fold_huge_label_columns(predictions: PredictionBatch, outcomes: OutcomeJoin
             others.append(record)
             other_results.append(result)
             continue
-        first = len(predictions.batch_sizes)
-        added, whole = first_slices([result], False, rest, {result.__class__})
-        predictions.add_results(added, probabilities=False, sizes_in_order=True)
-        if whole and len(predictions.batch_sizes) == first + 1:
-            cut.append((first, whole))
+        _add_first_slice(predictions, result, False, rest, cut)
         if request_id is not None:
             outcomes.remember_many([(request_id, rows, None, record.started_at,
                                      len(result))])
@@ -591,6 +587,17 @@ def _label_column_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows 
                            lambda rows: column.slice(0, rows), row_cap)
 
 
+def _add_first_slice(predictions: PredictionBatch, result: object, probabilities: bool,
+                     rest: list[LaterSlices], cut: list[tuple[int, dict[int, int]]]) -> None:
+    """Count a huge `result` as the fast path counts one: its first slice here, the others
+    added to `rest` (folded after the lock is let go), its whole batch size to `cut`."""
+    first = len(predictions.batch_sizes)
+    added, whole = first_slices([result], probabilities, rest, {result.__class__})
+    predictions.add_results(added, probabilities=probabilities, sizes_in_order=True)
+    if whole and len(predictions.batch_sizes) == first + 1:
+        cut.append((first, whole))
+
+
 def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,
                         read_class_names: Callable[[], Sequence[object] | None],
                         records: list[RequestRecord], rest: list[LaterSlices],
@@ -610,11 +617,7 @@ def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, t
                 result.shape[0] <= pending_calls.SLICE_ROWS:
             others.append(record)
             continue
-        first = len(predictions.batch_sizes)
-        added, whole = first_slices([result], True, rest, {_ndarray})
-        predictions.add_results(added, probabilities=True, sizes_in_order=True)
-        if len(predictions.batch_sizes) == first + 1:
-            cut.append((first, whole))
+        _add_first_slice(predictions, result, True, rest, cut)
         if record.request_id is None:
             continue
         names = read_class_names()
@@ -659,11 +662,7 @@ def _fold_huge_outputs(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
         if rows <= pending_calls.SLICE_ROWS:
             others.append(record)
             continue
-        first = len(predictions.batch_sizes)
-        added, whole = first_slices([result], False, rest, {result.__class__})
-        predictions.add_results(added, probabilities=False, sizes_in_order=True)
-        if whole and len(predictions.batch_sizes) == first + 1:
-            cut.append((first, whole))
+        _add_first_slice(predictions, result, False, rest, cut)
         if record.request_id is None:
             continue
         # The rows past this cap could not be kept, and are never made Python objects.
