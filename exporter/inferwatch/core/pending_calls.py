@@ -137,9 +137,9 @@ def column_rows(column: Any, start: int, stop: int) -> Any:
 
 def _first_column_slices(results: Sequence[object], probabilities: bool,
                          rest: list[LaterSlices], whole: dict[int, int]) -> Sequence[object]:
-    """`results` with each column of more than :data:`SLICE_ROWS` rows that no numpy array
-    reads alike for nothing (a pandas Series of categories, nullable numbers or pandas 3's
-    text; a polars Series; a pyarrow array) cut to its first slice, its others appended to
+    """`results` with each column of more than :data:`SLICE_ROWS` rows that is no numpy
+    array yet (a pandas Series of categories, of nullable integers or of pandas 3's text; a
+    polars Series or pyarrow array of text) cut to its first slice, its others appended to
     `rest`, and `whole` filled as by :func:`first_slices`. Each slice is a column of the same
     type (the same categories), read as the whole reads those rows, and made Python objects
     (where it is) in its own hold of the lock."""
@@ -227,15 +227,17 @@ def output_slice(result: Any, start: int, stop: int) -> Any:
     return result.iloc[start:stop]
 
 
-def huge_rows_as_arrays(results: Sequence[object], rows: int = SLICE_ROWS
+def huge_rows_as_arrays(results: Sequence[object], rows: int | None = None
                         ) -> Sequence[object]:
-    """`results` with each result of more than `rows` rows that an array reads alike as
-    that array, which can be cut into slices (and, under ``request_id=``, joined without a
-    Python call per row); any other result as it is:
+    """`results` with each result of more than `rows` rows (by default
+    :data:`SLICE_ROWS`) that an array reads alike as that array, which can be cut into
+    slices (and, under ``request_id=``, joined without a Python call per row); any other
+    result as it is:
 
-    - a pandas Series of a plain numeric dtype, of objects or of pandas' text dtype, as its
-      array (its name and index name are no output; text's missing values are objects the
-      object path counts as missing, as the Series' own read counts them);
+    - a pandas Series that numpy holds (numbers, objects), as its array (its name and index
+      name are no output);
+    - a numeric column that pandas' masks, polars or pyarrow hold, as the numpy array it
+      reads as (:func:`numeric_column_array`);
     - a list or tuple of plain ints, floats, or ``str`` (and None), as the array
       ``to_array`` reads it as (:func:`rows_as_array`).
 
@@ -251,6 +253,7 @@ def huge_rows_as_arrays(results: Sequence[object], rows: int = SLICE_ROWS
     """
     if len(results) > SERIES_LOOKED_AT:
         return results
+    rows = SLICE_ROWS if rows is None else rows  # read now: a test sets smaller slices
     arrays = None
     for index, result in enumerate(results):
         cls = result.__class__
