@@ -16,6 +16,7 @@ from inferwatch import faults
 from inferwatch.core import pending_calls
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.class_probabilities import top_classes
+from inferwatch.core.column_arrays import is_column
 from inferwatch.core.object_labels import (
     arrow_label_rows,
     category_label_rows,
@@ -26,7 +27,6 @@ from inferwatch.core.pending_calls import (
     LaterSlices,
     first_slices,
     huge_rows_as_arrays,
-    is_column,
     output_columns,
     output_rows,
     output_slice,

@@ -12,12 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from inferwatch.core.pending_calls import (
-    is_column,
-    numeric_column_array,
-    output_columns,
-    output_rows,
-)
+from inferwatch.core.column_arrays import is_column, numeric_column_array
+from inferwatch.core.pending_calls import output_columns, output_rows
 from inferwatch.core.prediction_classes import as_text
 from inferwatch.core.predictions import Prediction, normalize  # noqa: F401  (doctests)
 from inferwatch.core.records import records_as_columns

@@ -65,7 +65,8 @@ from typing import Any
 import numpy as np
 
 from inferwatch.core.array_rows import MAX_LABEL_CHARS, ArrayRows
-from inferwatch.core.pending_calls import is_column, output_columns
+from inferwatch.core.column_arrays import is_column
+from inferwatch.core.pending_calls import output_columns
 from inferwatch.core.records import label_column, records_as_columns
 from inferwatch.core.result_arrays import is_missing as _is_missing
 from inferwatch.core.stacked_results import is_pandas_frame, is_pandas_series
