@@ -360,17 +360,21 @@ def _label_output_rows(result: object, row_cap: Callable[[int], int]
     if not (isinstance(result, Mapping) or is_pandas_frame(result.__class__)):
         return None
     try:
-        if "label" not in result or label_column(result) is not None:  # type: ignore[operator]
+        if "label" not in result:  # type: ignore[operator]
             return None
         column = result["label"]  # type: ignore[index]
+        # A look at the column first: a service's one-row {"label": ..., "score": ...} per
+        # call ends here, before the records reader the general path runs anyway.
+        rows = len(column) if column.__class__ is _ndarray or is_column(column.__class__) \
+            else 0
+        if (column.__class__ is _ndarray and column.ndim != 1) or rows <= ARRAY_ROWS_FROM \
+                or label_column(result) is not None:
+            return None
     except Exception:  # an odd container: the general path reads it
         return None
     if is_pandas_series(column.__class__) and SERIES_VALUES(column).__class__ is _ndarray \
             and getattr(column.dtype, "kind", "") in "iuUbO":
         column = column.to_numpy()
-    rows = len(column) if column.__class__ is _ndarray or is_column(column.__class__) else 0
-    if (column.__class__ is _ndarray and column.ndim != 1) or rows <= ARRAY_ROWS_FROM:
-        return None
     if column.__class__ is _ndarray and column.dtype.kind in "iuUb":
         least = row_bytes({"U": "", "b": "True"}.get(column.dtype.kind, "0"))
         return _join_rows((column[:row_cap(least)],), True, copy=True), rows
@@ -574,7 +578,8 @@ def _label_column_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows 
                                lambda rows: result.slice(0, rows), row_cap)
     categorical = categorical_codes(result)
     if categorical is not None:
-        return category_label_rows(*categorical, row_cap)
+        codes, categories = categorical
+        return category_label_rows(codes, categories.tolist(), row_cap)
     if getattr(result.dtype, "storage", None) == "python":
         # pandas' text held as Python strings: read as they are. Made Arrow's, each would
         # be converted (and would keep its UTF-8 form, which its size then counts).

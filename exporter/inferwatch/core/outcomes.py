@@ -68,6 +68,7 @@ from inferwatch.core.array_rows import MAX_LABEL_CHARS, ArrayRows
 from inferwatch.core.column_arrays import is_column
 from inferwatch.core.pending_calls import output_columns
 from inferwatch.core.records import label_column, records_as_columns
+from inferwatch.core.result_arrays import arrow_nulls
 from inferwatch.core.result_arrays import is_missing as _is_missing
 from inferwatch.core.stacked_results import is_pandas_frame, is_pandas_series
 
@@ -940,8 +941,7 @@ def _cells_with_missing(result: Any) -> Any:
         if isinstance(result.dtype, np.dtype) or not result.hasnans:
             return result
         return result.to_numpy(dtype=object, na_value=None)
-    nulls = result.null_count() if callable(result.null_count) else result.null_count
-    if not nulls:
+    if not arrow_nulls(result):
         return result
     cells = result.to_list() if hasattr(result, "to_list") else result.to_pylist()
     column = np.empty(len(cells), dtype=object)

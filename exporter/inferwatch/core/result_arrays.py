@@ -156,7 +156,7 @@ def without_missing(obj: object) -> tuple[object, int]:
     """A pandas nullable column (``Int64``, ``boolean``, ...) without its ``pd.NA`` rows,
     in its numpy type, and how many were missing; a polars Series or pyarrow array without
     its nulls likewise; anything else as it is."""
-    nulls = _arrow_nulls(obj)
+    nulls = arrow_nulls(obj)
     if nulls:
         # Converted with its nulls, an integer column would come out as floats with NaN and
         # a classifier's labels would be recorded as regression values.
@@ -192,6 +192,24 @@ def _pandas_categorical(obj: object) -> tuple[np.ndarray, int] | None:
     >>> labels.tolist(), missing
     (['b', 'a', 'b'], 1)
     """
+    found = categorical_codes(obj)
+    if found is None:
+        return None
+    codes, values = found
+    present = codes >= 0  # -1 marks a missing value
+    missing = int(codes.size - np.count_nonzero(present))
+    return values[codes[present] if missing else codes], missing
+
+
+def categorical_codes(obj: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """A pandas ``category`` Series' (or ``Categorical``'s) codes (-1 for a missing row)
+    and its categories, as arrays; None for anything else.
+
+    >>> import pandas as pd
+    >>> codes, categories = categorical_codes(pd.Series(["b", None, "a"], dtype="category"))
+    >>> codes.tolist(), categories.tolist()
+    ([1, -1, 0], ['a', 'b'])
+    """
     if not type(obj).__module__.startswith("pandas"):
         return None
     categories = getattr(getattr(obj, "dtype", None), "categories", None)
@@ -206,38 +224,10 @@ def _pandas_categorical(obj: object) -> tuple[np.ndarray, int] | None:
     if codes.ndim != 1 or codes.dtype.kind not in "iu":
         return None
     values = to_array(categories)
-    if values.ndim != 1:
-        return None
-    present = codes >= 0  # -1 marks a missing value
-    missing = int(codes.size - np.count_nonzero(present))
-    return values[codes[present] if missing else codes], missing
+    return None if values.ndim != 1 else (codes, values)
 
 
-def categorical_codes(obj: object) -> tuple[np.ndarray, list] | None:
-    """A pandas ``category`` Series' (or ``Categorical``'s) codes (-1 for a missing row)
-    and its categories as Python objects; None for anything else.
-
-    >>> import pandas as pd
-    >>> codes, categories = categorical_codes(pd.Series(["b", None, "a"], dtype="category"))
-    >>> codes.tolist(), categories
-    ([1, -1, 0], ['a', 'b'])
-    """
-    if not type(obj).__module__.startswith("pandas"):
-        return None
-    categories = getattr(getattr(obj, "dtype", None), "categories", None)
-    codes = getattr(obj, "codes", None)
-    if codes is None:
-        codes = getattr(getattr(obj, "cat", None), "codes", None)
-    if categories is None or codes is None:
-        return None
-    codes = np.asarray(codes)
-    values = to_array(categories)
-    if codes.ndim != 1 or codes.dtype.kind != "i" or values.ndim != 1:
-        return None
-    return codes, values.tolist()
-
-
-def _arrow_nulls(obj: object) -> int:
+def arrow_nulls(obj: object) -> int:
     """How many nulls a polars Series or a pyarrow array holds (0 for anything else)."""
     module = type(obj).__module__
     if not module.startswith(("polars", "pyarrow")) or not (
