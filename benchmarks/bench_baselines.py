@@ -2,10 +2,11 @@
 
 Cost. One synthetic target exposes live series of 100 models x 50 features (calls by
 outcome, latency histograms, batch sizes, prediction and confidence quantiles, class
-counters, missing and out-of-range counters). Prometheus scrapes it and evaluates the two
-baseline groups, and the table reports ``prometheus_rule_group_last_duration_seconds`` of
-those groups together once the trailing windows are full, measured at a production-like
-pace (below); the slowest rules and the time at the warm-up's cadence go to stderr.
+counters, missing and out-of-range counters, each feature's drift scores and observations).
+Prometheus scrapes it and evaluates the two baseline groups, and the table reports
+``prometheus_rule_group_last_duration_seconds`` of those groups together once the trailing
+windows are full, measured at a production-like pace (below); the slowest rules and the
+time at the warm-up's cadence go to stderr.
 
 A day of history cannot be waited for, so time is scaled: what a trailing statistic costs
 is the number of samples it reads, so the run evaluates every second with windows holding
@@ -15,6 +16,11 @@ the week-ago term finds no history in the run (as in a deployment's first week),
 day-ago term does. The 1s cadence also writes every baseline series every second, 300 times
 the production write rate, so the measured evaluations come after a config reload to a 15s
 interval: the same windows, read between quiet gaps.
+
+An instant selector reads the samples of its lookback window (Prometheus' default: 5m), which
+holds one sample of a series recorded at the default 5m interval; the run's lookback is
+scaled with the rest (LOOKBACK: one measured interval), or every instant selector of a
+recorded series would decode 300 of the warm-up's 1s samples, which no deployment does.
 
 Detection. The simulated two days of tests/test_baselines.py, run through promtool: how
 long after each fault its alert fired, against the time stated for it.
@@ -111,6 +117,13 @@ class Target:
                              f"{n + (n + f) // 3}")
                 lines.append(f'inferwatch_feature_out_of_range_total{{{m},feature="{feature}"}} '
                              f"{(n + f) // 2}")
+                # Every feature of a reference has its drift gauges, which the per-feature
+                # rules read to give a feature never missing a ratio of 0.
+                lines.append(f'inferwatch_feature_drift_observations{{{m},feature="{feature}"}} '
+                             "5000")
+                for method in ("psi", "js", "ks"):
+                    lines.append(f'inferwatch_feature_drift{{{m},feature="{feature}",'
+                                 f'method="{method}"}} {0.01 * wobble:.4f}')
         self.body = ("\n".join(lines) + "\n").encode()
 
     def serve(self, port: int) -> object:
@@ -176,6 +189,10 @@ def _count(url: str, selector: str) -> float:
 # to settle, short enough that the windows (ending OFFSET_SAMPLES seconds ago) still hold the
 # warm-up's 1s samples when each measured evaluation reads them.
 MEASURED_INTERVAL = 15
+# Prometheus' lookback at the scaled pace: as the default 5m lookback holds one sample of a
+# baseline series recorded every 5m, this holds the last sample of the measured 15s interval
+# (and a second of the warm-up's, the first measured evaluation).
+LOOKBACK = f"{MEASURED_INTERVAL + 1}s"
 
 
 def _at_production_pace(url: str, directory: Path, files: dict[str, str]) -> list[float]:
@@ -244,7 +261,8 @@ def measure_cost(quick: bool, features: int | None = None,
     warm_cadence: list[float] = []
     try:
         with tempfile.TemporaryDirectory() as directory, \
-                _prometheus(Path(directory), f"127.0.0.1:{port}", files) as url:
+                _prometheus(Path(directory), f"127.0.0.1:{port}", files,
+                            (f"--query.lookback-delta={LOOKBACK}",)) as url:
             # Full windows: a day of samples, the offset and the short window before it.
             warm = day + OFFSET_SAMPLES + SHORT_SAMPLES + 5
             deadline = time.monotonic() + warm

@@ -106,7 +106,8 @@ def _registry(models: int) -> tuple[CollectorRegistry, Any]:
 
 
 @contextmanager
-def _prometheus(directory: Path, target: str, files: dict[str, str]) -> Iterator[str]:
+def _prometheus(directory: Path, target: str, files: dict[str, str],
+                flags: tuple[str, ...] = ()) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
         raise SystemExit("bench_rules needs the prometheus binary")
@@ -122,7 +123,8 @@ def _prometheus(directory: Path, target: str, files: dict[str, str]) -> Iterator
     log = (directory / "prometheus.log").open("w")
     process = subprocess.Popen(
         [binary, f"--config.file={directory / 'prometheus.yml'}",
-         f"--storage.tsdb.path={directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+         f"--storage.tsdb.path={directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+         *flags],
         stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

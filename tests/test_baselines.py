@@ -131,6 +131,32 @@ def test_a_signal_without_its_seasonal_model_records_three_series() -> None:
     assert len(recording_rules(cfg)) == len(recording_rules(DEFAULT)) - 2
 
 
+@pytest.mark.parametrize("seasonal", [True, False])
+def test_each_rule_reads_each_day_long_statistic_once(seasonal: bool) -> None:
+    # PromQL computes an operand as often as it is written, and a statistic over a day reads
+    # a day of samples of every series (in persisted blocks about half a second per 5,000
+    # series, docs/baselines.md#cost): `mean + seasonal or mean` read the mean twice.
+    cfg = from_dict({"baselines": {name: {"seasonal": seasonal} for name in SIGNALS}})
+    day_long = re.compile(r"\w+_over_time\([^()\[\]]+\[1d\](?: offset \w+)?\)")
+    for name, expr in recording_rules(cfg):
+        reads = day_long.findall(expr)
+        assert len(reads) == len(set(reads)), (name, reads)
+        if name.endswith(":sigma"):
+            spec = next(s for s in SIGNALS.values() if f"inferwatch_baseline_{s.key}:" in name)
+            # The floor's share reads the expected value once, and twice (a join on the
+            # largest) where it scales by the output.
+            assert expr.count(":expected") == (2 if spec.scale_by else 1), name
+    seasonal_expected = [expr for name, expr in recording_rules(cfg) if name.endswith(
+        ":expected")]
+    assert all(len(day_long.findall(expr)) == 1 for expr in seasonal_expected)
+    # Per feature, one drift score of three beside the observations gauge: each series a
+    # value rule selects is read at every evaluation.
+    feature_values = [expr for name, expr in recording_rules(cfg)
+                      if name.startswith("model_feature:") and ":value_" in name]
+    assert len(feature_values) == 2
+    assert all('method=~"psi|"' in expr for expr in feature_values)
+
+
 @pytest.mark.integration
 def test_the_hand_written_cases_hold_without_any_seasonal_model(tmp_path: Path) -> None:
     """Every firing and quiet case of alerts/tests/baselines.yml holds with the trailing

@@ -169,6 +169,8 @@ def _class_shares(cfg: Config, window: str) -> list[str]:
 # Per-feature gauges every feature of a model's reference has, whether or not it ever
 # counted a missing or out-of-range value.
 CHECKED_FEATURE_GAUGES = ("inferwatch_feature_drift_observations", "inferwatch_feature_drift")
+# The drift score read of those (the observations gauge has no method: the empty match).
+CHECKED_METHOD = "psi"
 
 
 def _feature_ratio(counter: str) -> Callable[[Config, str], list[str]]:
@@ -185,8 +187,10 @@ def _feature_ratio(counter: str) -> Callable[[Config, str], list[str]]:
         # the model's reference has drift gauges (the observations gauge from the start,
         # the scores, all an exporter before 0.2 has, once it has rows): its ratio reads 0
         # until it counts something.
+        # One score per feature: the three methods' scores come and go together, and each
+        # series selected is read at every evaluation (20,000 more for 5,000 features).
         checked = model_sel(cfg, f"__name__=~{quoted('|'.join(CHECKED_FEATURE_GAUGES))}",
-                            *allowed)
+                            f"method=~{quoted(CHECKED_METHOD + '|')}", *allowed)
         return [f"(\n  {_all_versions_rate(cfg, counter, window, 'model, feature', *allowed)}"
                 f"\n  or\n  0 * group by (model, feature) ({checked})\n)\n"
                 f"/ on (model) group_left\n{rows}"]
@@ -354,7 +358,8 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
         # The residual was already recorded half a baseline window before the window ends:
         # it covers enough of the window to trust (a look at one short window, not a count
         # over a day).
-        covered = f"count_over_time({residual}[{own.window}]{offset(residual_lag(own))}) > 0"
+        covered = f"count_over_time({residual}[{_covered_window(own)}]" \
+                  f"{offset(residual_lag(own))}) > 0"
         rules += [
             (seasonal, seasonal_expr),
             (residual, f"{value} - {seasonal}"),
@@ -363,7 +368,7 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
             # the shape of the day. Both read the value itself: a profile measured from the
             # trailing mean as it stood a week ago is exact for a weekly pattern only
             # against the trailing mean of the value now.
-            (expected, f"(\n  {seasonal} + {mean}\n  and\n  {covered}\n)\nor\n{mean}"),
+            (expected, _plus_where_present(mean, f"{seasonal}\nand\n{covered}")),
         ]
         # The residual's deviation only where expected is the seasonal value plus its mean:
         # without a seasonal value (the same hour yesterday was an outage), expected is the
@@ -373,12 +378,42 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
                   f"  and\n  {seasonal}\n)\nor\n{stddev}")
     else:
         rules.append((expected, mean))
-    floor_share = _indent(_floor_share(spec, number(own.sigma_floor_ratio), expected), 2)
+    floor_share = _floor_share(spec, number(own.sigma_floor_ratio), expected)
+    # The larger of the deviation and the floor's share, the share alone where there is no
+    # deviation yet: `deviation >= share or share` read the expected value twice.
+    larger = (f"max without (part) (\n  {_indent(_tagged(stddev, 'deviation'), 2)}\n  or\n"
+              f"  {_indent(floor_share, 2)}\n)")
     rules.append((record(spec, "sigma"),
-                  f"clamp_min(\n  (\n    {_indent(stddev, 4)}\n  ) >= {floor_share}\n  or\n"
-                  f"  {floor_share},\n  {number(own.sigma_floor)}\n)"))
+                  f"clamp_min(\n  {_indent(larger, 2)},\n  {number(own.sigma_floor)}\n)"))
     labels = [extra for _, extra in values] + [{}] * (len(rules) - len(values))
     return [(name, expr, extra) for (name, expr), extra in zip(rules, labels)]
+
+
+def _tagged(expr: str, part: str) -> str:
+    """`expr` with a label ``part`` that tells its series apart from the same series of
+    another expression in an ``or`` (aggregated away after it)."""
+    return f'label_replace(\n  {_indent(expr, 2)},\n  "part", "{part}", "", ""\n)'
+
+
+def _plus_where_present(base: str, addend: str) -> str:
+    """`base`, plus `addend` on the series that have it: each read once.
+
+    `base + addend or base` evaluates `base`, a trailing statistic over a day of samples,
+    twice (PromQL computes each operand, however often it is repeated); the sum of the two,
+    told apart by a label, reads it once. An `addend` series without a `base` one would be
+    summed alone: each caller's `addend` implies its `base` (:func:`_covered_window`).
+    """
+    return (f"sum without (part) (\n  {_indent(base, 2)}\n  or\n"
+            f"  {_indent(_tagged(addend, 'seasonal'), 2)}\n)")
+
+
+def _covered_window(own: Signal) -> str:
+    """The window of the look at the residual, ``residual_lag`` ago, that tells whether the
+    seasonal model covers enough history: the short window, or half the baseline window if
+    shorter, so that a residual seen in it (and the value it was computed from) lies inside
+    the trailing window, and the trailing mean exists wherever the look finds one."""
+    return duration_text(min(duration_seconds(own.window),
+                             duration_seconds(own.baseline_window) * RESIDUAL_COVERAGE))
 
 
 def _floor_share(spec: SignalSpec, ratio: str, expected: str) -> str:
