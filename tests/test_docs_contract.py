@@ -253,6 +253,8 @@ FOREIGN = {"--enable-feature", "--workers", "--worker-class", "--build", "--prof
            "--web.enable-remote-write-receiver", "--query-gpu", "--query-compute-apps", "--init",
            "--no-sendfile",
            "--preload", "--rule-file", "--query.replica-label", "--web.listen",
+           # Prometheus' own, in docs/baselines.md's benchmark
+           "--query.lookback-delta",
            # uWSGI's, in docs/integrations.md
            "--master", "--processes", "--lazy-apps", "--http", "--wsgi-file",
            "--py-call-osafterfork",
