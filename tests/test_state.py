@@ -140,24 +140,22 @@ def test_observe_repeated_is_that_many_observations():
     assert once.counts.tolist() == repeated.counts.tolist() and once.sum == repeated.sum
 
 
-@pytest.mark.parametrize("path", ["in Python", "per value", "sorted", "per bound"])
+@pytest.mark.parametrize("path", ["in Python", "per value", "per bound"])
 @settings(max_examples=60, deadline=None)
 @given(values=hnp.arrays(np.float64, st.integers(0, 400), elements=finite | st.sampled_from(
     [*BOUNDS, float("nan"), float("inf"), float("-inf"), -0.0])))
 def test_every_way_of_bucketing_a_batch_counts_the_same(path, values):
-    """A batch is bucketed one value at a time in Python, per value by numpy, by sorting,
-    or by one pass per bound, by its size; each counts every value (nan and +inf in +Inf,
+    """A batch is bucketed one value at a time in Python, per value by numpy, or by one
+    pass per bound, by its size; each counts every value (nan and +inf in +Inf,
     -inf in the first bucket) and sums them alike, and so do the single-value methods."""
     from inferwatch.core import state as state_module
     from inferwatch.core.ddsketch import quiet_sum
 
-    thresholds = {"in Python": (10**9, 10**9, 10**9), "per value": (0, 10**9, 10**9),
-                  "sorted": (0, 0, 10**9), "per bound": (0, 0, 0)}
+    thresholds = {"in Python": (10**9, 10**9), "per value": (0, 10**9), "per bound": (0, 0)}
     hist = HistogramState(BOUNDS)
     with pytest.MonkeyPatch.context() as patch:
-        few, sort, per_bound = thresholds[path]
+        few, per_bound = thresholds[path]
         patch.setattr(state_module, "_FEW_VALUES", few)
-        patch.setattr(state_module, "_SORT_THRESHOLD", sort)
         patch.setattr(state_module, "_COMPARE_PER_BOUND", per_bound)
         hist.observe(values)
     index = [int(np.searchsorted(np.asarray(BOUNDS), v, side="left")) if v == v else
