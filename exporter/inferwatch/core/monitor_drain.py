@@ -10,7 +10,7 @@ so they read and write the very attributes the monitor sets up in its ``__init__
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,16 +61,6 @@ DRAIN_CHUNK_SECONDS = 0.05
 _FIRST_CHUNK_CALLS = 1 << 9
 _MIN_CHUNK_CALLS = 64
 
-# About how many result rows the fold reads at once: a chunk of calls of many rows is folded
-# a block of calls at a time, within its one hold of the lock. Each column of the rows read
-# at once is a numpy array, and the fold makes several temporary ones of its length: past a
-# few hundred kilobytes, glibc's malloc hands such arrays back to the system when they are
-# freed, and each new one faults its pages in again, which costs more than the arithmetic
-# on them (1,000 calls of a binary classifier's probabilities for 100 rows: 6.6 us a call
-# folded whole, 3.5 us with the pages kept). A block is sized by the rows per call of the
-# monitor's last chunk.
-DRAIN_BLOCK_ROWS = 1 << 14
-
 # What a drain that is not the background one (a scrape's first of all) spends folding a
 # monitor's backlog, while calls keep coming, before it stops and leaves the rest pending
 # for the next drain: a scrape answers within Prometheus' default 10 s timeout while calls
@@ -87,9 +77,6 @@ class MonitorDrain:
 
     # Seconds the last chunk took per call (weighted as :func:`_weighted` counts); None: none yet.
     _fold_seconds_per_call: float | None = None
-    # Result rows of the last chunk per (weighted) call, and of the chunk being folded.
-    _fold_rows_per_call = 1.0
-    _chunk_rows = 0
 
     def drain_due(self, clock: float) -> bool:
         """The background drain's pass: fold the pending calls if they are due.
@@ -213,7 +200,7 @@ class MonitorDrain:
                                 self._drain_slice(piece, part.probabilities, when, settings)
                 if taken:
                     self._measure_chunk(_fold_clock() - started,
-                                        weighted - _weighted(left), self._chunk_rows)
+                                        weighted - _weighted(left))
                 if not taken or not any(left):
                     return
                 time.sleep(0)  # as between slices: a waiting reader takes the lock now
@@ -225,12 +212,10 @@ class MonitorDrain:
         at to tell whether calls came while it folded)."""
         return self._finished + self.pending() + count_value(self._dropped)
 
-    def _measure_chunk(self, seconds: float, weighted: int, rows: int = 0) -> None:
-        """Remember what a chunk of `weighted` calls took to fold, and how many result rows
-        it held: the next is sized by both."""
+    def _measure_chunk(self, seconds: float, weighted: int) -> None:
+        """Remember what a chunk of `weighted` calls took to fold: the next is sized by it."""
         if weighted > 0 and seconds >= 0:
             self._fold_seconds_per_call = seconds / weighted
-            self._fold_rows_per_call = max(1.0, rows / weighted)
 
     def _chunk_calls(self) -> int:
         """How many (weighted) calls the next chunk takes: about :data:`DRAIN_CHUNK_SECONDS`
@@ -341,35 +326,15 @@ class MonitorDrain:
         """Fold a chunk of what is pending (see :meth:`_take_pending`) into the state and
         return how many calls that was; with `rest`, huge numpy results are cut to their
         first slice here and the other slices appended to `rest` for the caller. Folded
-        with `settings`, the drain's (default: the monitor's), in blocks of about
-        :data:`DRAIN_BLOCK_ROWS` rows."""
+        with `settings`, the drain's (default: the monitor's)."""
         if settings is None:
             settings = self.settings
         calls, proba_calls, errors, requests, streams = self._take_pending(left)
         total = len(calls) + len(proba_calls) + len(errors) + len(requests) + len(streams)
         self._report_dropped()
-        self._chunk_rows = 0
         if not total:
             return 0
         self._finished += total
-        per_block = max(1, int(DRAIN_BLOCK_ROWS / self._fold_rows_per_call))
-        if len(calls) + len(proba_calls) <= per_block:
-            self._fold(now, rest, settings, calls, proba_calls, errors, requests, streams)
-            return total
-        blocks = [(calls[start:start + per_block], ())
-                  for start in range(0, len(calls), per_block)]
-        blocks += [((), proba_calls[start:start + per_block])
-                   for start in range(0, len(proba_calls), per_block)]
-        # Failures, requests and streams go with the first block: they hold no stacked rows.
-        self._fold(now, rest, settings, *blocks[0], errors, requests, streams)
-        for some_calls, some_proba_calls in blocks[1:]:
-            self._fold(now, rest, settings, some_calls, some_proba_calls, (), (), ())
-        return total
-
-    def _fold(self, now: float, rest: list[LaterSlices | LaterInputs] | None,
-              settings: Settings, calls: Sequence, proba_calls: Sequence, errors: Sequence,
-              requests: Sequence, streams: Sequence) -> None:
-        """Fold calls taken from the pending lists into the state (see :meth:`_drain_locked`)."""
         state = self.state
         durations: list[float] = []
         predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
@@ -504,9 +469,6 @@ class MonitorDrain:
         if tracker is not None:
             self._guarded(self._check_features, tracker, requests, predictions, now, inputs,
                           failed_inputs, rest)
-        # The rows read here, a huge call's first slice among them (its other slices are
-        # folded apart): what sizes the next chunk's blocks.
-        self._chunk_rows += predictions.rows()
         for first, whole in cut:  # a sliced call's batch size is all its rows
             for index, rows in whole.items():
                 predictions.batch_sizes[first + index] = rows
@@ -515,6 +477,7 @@ class MonitorDrain:
             self._guarded(detect_generation, state, streams)
         if self.events is not None and requests:
             self._guarded(self._emit_events, requests)
+        return total
 
     @staticmethod
     def _guarded(step: Callable[..., None], *args: Any) -> None:
