@@ -27,7 +27,7 @@ _EMPTY_STR_BYTES = sys.getsizeof("")
 _FLOAT_BYTES = sys.getsizeof(0.0)
 _EMPTY_TUPLE_BYTES = sys.getsizeof(())
 _TUPLE_SLOT_BYTES = 8
-# A label is joined as its first this many characters (outcomes.MAX_JOINED_LABEL_CHARS).
+# A label is joined as its first this many characters (outcome_labels.MAX_JOINED_LABEL_CHARS).
 MAX_LABEL_CHARS = 256
 # Rows of at most this many names are counted a name at a time (a binary classifier's).
 _FEW_NAMES = 8

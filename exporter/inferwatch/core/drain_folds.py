@@ -22,7 +22,8 @@ from inferwatch.core.object_labels import (
     category_label_rows,
     text_label_rows,
 )
-from inferwatch.core.outcomes import joinable_labels, kept_label, record_labels, row_bytes
+from inferwatch.core.outcome_labels import joinable_labels, kept_label, record_labels
+from inferwatch.core.outcomes import row_bytes
 from inferwatch.core.pending_calls import (
     LaterSlices,
     first_slices,
@@ -355,7 +356,7 @@ def _label_output_rows(result: object, row_cap: Callable[[int], int]
     of more than :data:`ARRAY_ROWS_FROM` rows sits beside others (a dict of columns, a
     DataFrame): integer, text or bool labels of a numpy array as their array, a column of
     text or missing values as :func:`_label_column_rows` reads it; what
-    :func:`~inferwatch.core.outcomes.record_labels` makes of them. None for anything else
+    :func:`~inferwatch.core.outcome_labels.record_labels` makes of them. None for anything else
     (read by the general path)."""
     if not (isinstance(result, Mapping) or is_pandas_frame(result.__class__)):
         return None

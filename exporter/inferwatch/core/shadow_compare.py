@@ -42,14 +42,8 @@ from inferwatch.core import shadow_rows
 from inferwatch.core.call_input import held_bytes
 from inferwatch.core.class_probabilities import two_classes
 from inferwatch.core.label_caps import LabelCap
-from inferwatch.core.outcomes import (
-    DEFAULT_MAX_BYTES,
-    _as_rows,
-    _as_table,
-    _class_text,
-    _same_class,
-    _target_float,
-)
+from inferwatch.core.outcome_labels import class_text, same_class
+from inferwatch.core.outcomes import DEFAULT_MAX_BYTES, _as_rows, _as_table, _target_float
 from inferwatch.core.prediction_classes import known_class_set
 from inferwatch.core.predictions import Prediction, normalize
 from inferwatch.core.result_arrays import SparseResultTooLarge
@@ -637,9 +631,9 @@ def _verdict(entry: tuple, y_true: object, counted: tuple[int, int] | None) -> _
         champion, shadow = [champion[i] for i in known], [shadow[i] for i in known]
         truth, n = [truth[i] for i in known], len(known)
     if isinstance(champion[0], str):
-        truth_text = [_class_text(t) for t in truth]
-        champion_right = [_same_class(p, t) for p, t in zip(champion, truth_text)]
-        shadow_right = [_same_class(p, t) for p, t in zip(shadow, truth_text)]
+        truth_text = [class_text(t) for t in truth]
+        champion_right = [same_class(p, t) for p, t in zip(champion, truth_text)]
+        shadow_right = [same_class(p, t) for p, t in zip(shadow, truth_text)]
         return _Verdict((champion_right, shadow_right, None, None, over), n, over,
                         (n, sum(champion_right)))
     errors = _both_errors(zip(champion, shadow, truth))
@@ -670,9 +664,9 @@ def _outputs_verdict(champion: tuple, shadow: tuple, rows: int, y_true: object,
                 continue
             for p, q, t in zip(ours, theirs, targets):
                 if not is_missing(t):
-                    text = _class_text(t)
-                    champion_right.append(_same_class(p, text))
-                    shadow_right.append(_same_class(q, text))
+                    text = class_text(t)
+                    champion_right.append(same_class(p, text))
+                    shadow_right.append(same_class(q, text))
         if not champion_right:  # every label not known yet
             return _Verdict(over=over, waits=True)
         judged = len(champion_right)

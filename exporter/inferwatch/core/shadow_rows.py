@@ -102,7 +102,7 @@ _INT_AS_BOOL = {"1": "True", "0": "False"}
 
 def in_terms_of(theirs: np.ndarray, ours: np.ndarray) -> np.ndarray:
     """The challenger's labels in the champion's words where one answers bools and the
-    other 0/1: the same classes, as outcome scoring counts them (outcomes._same_class)."""
+    other 0/1: the same classes, as outcome scoring counts them (outcome_labels.same_class)."""
     ours_bool = bool(np.isin(ours, ("True", "False")).any())
     theirs_bool = bool(np.isin(theirs, ("True", "False")).any())
     if ours_bool == theirs_bool:
