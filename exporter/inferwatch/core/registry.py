@@ -26,8 +26,9 @@ from inferwatch import faults
 from inferwatch.core import monitor_drain
 from inferwatch.core.history import History
 from inferwatch.core.label_caps import LabelCap, clean_label_value
-from inferwatch.core.monitor import Monitor, PendingBudget
+from inferwatch.core.monitor import Monitor
 from inferwatch.core.options import Settings
+from inferwatch.core.pending_bound import PendingBudget
 from inferwatch.core.step_clock import StepSafeClock
 from inferwatch.forking import catch_up_after_fork, forked_without_hooks, join_before_fork
 
