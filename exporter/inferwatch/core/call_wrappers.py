@@ -16,14 +16,15 @@ import functools
 import inspect
 import itertools
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from types import AsyncGeneratorType, CoroutineType, GeneratorType, MethodType
+from collections.abc import Callable, Iterator
+from types import MethodType
 from typing import Any
 
 import numpy as np
 
 from inferwatch import faults
 from inferwatch.core import request as request_module  # its lock: renewed at fork
+from inferwatch.core.awaited_calls import AwaitedCall, recorded_when_awaited
 from inferwatch.core.call_input import (
     COPY_LIMIT_BYTES,
     ArrayLayout,
@@ -37,6 +38,12 @@ from inferwatch.core.call_input import (
 )
 from inferwatch.core.call_paths import FAST, SLOW, WITH_INPUTS
 from inferwatch.core.call_values import cancellations
+from inferwatch.core.callable_kinds import (
+    accepts_keyword,
+    is_coroutine_callable,
+    is_coroutine_class,
+    is_stream_function,
+)
 from inferwatch.core.follower import UNFOLLOWED, Follower
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.pending_calls import array_from_bytes
@@ -362,99 +369,6 @@ def _keyword_input(kwargs: dict) -> Any:
     """The input of a call made with keywords only (``predict(X=rows, request_id=...)``):
     its first keyword argument other than the request id, which is no feature."""
     return next((value for key, value in kwargs.items() if key != "request_id"), None)
-
-
-_NEVER_COROUTINES = frozenset((GeneratorType, AsyncGeneratorType, str, bytes, list, tuple,
-                               dict))
-
-
-def is_coroutine_class(cls: type) -> bool:
-    """Whether a sync callable's result of class `cls` is a coroutine: the call's work runs
-    when it is awaited (``lambda x: client.apredict(x)``), so that is when it ends. A
-    native coroutine, or any class with the coroutine protocol (Cython's); a generator
-    (``types.coroutine``'s too) is a stream. Asked only of classes that are not yet known
-    to be plain predictions, which a coroutine class never becomes.
-
-    >>> async def answer(): return 1
-    >>> pending = answer()
-    >>> is_coroutine_class(type(pending)), is_coroutine_class(float)
-    (True, False)
-    >>> pending.close()
-    """
-    if cls is CoroutineType:
-        return True
-    if cls in _NEVER_COROUTINES:  # streams and texts, asked again on every call
-        return False
-    try:
-        return issubclass(cls, Coroutine)
-    except Exception:  # a class whose metaclass refuses the check: no coroutine
-        return False
-
-
-class AwaitedCall:
-    """The end of a call whose sync callable returned a coroutine, recorded when the
-    coroutine the caller got (:func:`recorded_when_awaited`) finishes: `on_result(value)`
-    records the awaited value and gives back what the caller gets (a followed stream, or the
-    value), `on_error(duration, exc)` records a failure. A coroutine the caller drops
-    unawaited, or closes before it finished, ends as cancelled when it goes: the call was
-    counted in flight when it began, and must not stay so.
-    """
-
-    __slots__ = ("ended", "on_error", "on_result", "start")
-
-    def __init__(self, start: float, on_result: Callable[[Any], Any],
-                 on_error: Callable[[float, BaseException], None]) -> None:
-        self.start = start
-        self.on_result = on_result
-        self.on_error = on_error
-        self.ended = False
-
-    def returned(self, value: Any) -> Any:
-        self.ended = True
-        try:
-            return self.on_result(value)
-        except Exception as exc:
-            faults.record("request", exc)
-            return value
-
-    def failed(self, exc: BaseException) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        if isinstance(exc, GeneratorExit):
-            exc = asyncio.CancelledError()  # closed unfinished: its caller gave up on it
-        try:
-            self.on_error(time.perf_counter() - self.start, exc)
-        except Exception as fault:
-            faults.record("request", fault)
-
-    def __del__(self) -> None:
-        if not self.ended:
-            try:
-                self.failed(asyncio.CancelledError())
-            except BaseException:  # at interpreter shutdown, with modules half torn down
-                pass
-
-
-async def _awaited_and_recorded(awaitable: Any, call: AwaitedCall) -> Any:
-    try:
-        value = await awaitable
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    return call.returned(value)
-
-
-def recorded_when_awaited(awaitable: Any, call: AwaitedCall) -> Any:
-    """A coroutine that awaits `awaitable`, the result of a sync callable, and records the
-    call (`call`) when it finishes: the caller awaits it as it would have awaited what the
-    model returned. It bears the name of the model's own coroutine, which a warning of one
-    never awaited shows."""
-    wrapper = _awaited_and_recorded(awaitable, call)
-    if awaitable.__class__ is CoroutineType:
-        wrapper.__name__ = awaitable.__name__
-        wrapper.__qualname__ = awaitable.__qualname__
-    return wrapper
 
 
 def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callable:
@@ -813,36 +727,6 @@ class ShadowRoute(dict):
             itertools.repeat(self).__next__
 
 
-_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-
-
-def accepts_keyword(fn: Callable, name: str) -> bool:
-    """Whether `fn` names the keyword `name` in its own signature.
-
-    A catch-all ``**kwargs`` does not count: scikit-learn's Pipeline hands ``**params`` to
-    its last step, statsmodels and ``nn.Module.__call__`` to methods that reject unknown
-    keywords, so only a parameter spelled out by name receives it.
-
-    >>> accepts_keyword(lambda x, request_id=None: x, "request_id")
-    True
-    >>> accepts_keyword(lambda x, **params: x, "request_id")
-    False
-    """
-    targets = [fn]
-    if not inspect.isroutine(fn):
-        forward = method_of(fn, "forward")
-        if callable(forward):
-            targets.append(forward)  # a torch module's __call__ runs forward(*args, **kwargs)
-    for target in targets:
-        try:
-            parameter = inspect.signature(target).parameters.get(name)
-        except Exception:  # no signature, or a __signature__ that raises: not named
-            continue
-        if parameter is not None and parameter.kind in _NAMED:
-            return True
-    return False
-
-
 def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -> Callable:
     """The instrumented version of one callable, sync or async."""
     # The first raises for a model whose __getattr__ raises KeyError for __name__:
@@ -851,43 +735,10 @@ def wrap_callable(fn: Callable, monitor: Monitor, probabilities: bool = False) -
         wrapper = _async_wrapper(fn, monitor, probabilities)
     else:
         wrapper = _sync_wrapper(fn, monitor, probabilities)
-        if _is_stream_function(fn):
+        if is_stream_function(fn):
             wrapper = StreamFunction(fn, wrapper)
     wrapper._inferwatch_monitor = monitor  # type: ignore[attr-defined]  # see model_proxy.unwrapped
     return wrapper
-
-
-def is_coroutine_callable(fn: Callable) -> bool:
-    """Whether calling `fn` gives a coroutine to await: an ``async def`` function or method,
-    a ``functools.partial`` of one, or an object whose class's ``__call__`` is ``async def``
-    (an async model class), which ``inspect.iscoroutinefunction`` does not tell. A sync
-    ``__call__`` that returns an awaitable is none: its wrapper hands back what it returns.
-
-    >>> class AsyncModel:
-    ...     async def __call__(self, x): return x
-    >>> class SyncModel:
-    ...     def __call__(self, x): return AsyncModel()(x)
-    >>> is_coroutine_callable(AsyncModel()), is_coroutine_callable(SyncModel())
-    (True, False)
-    >>> is_coroutine_callable(functools.partial(AsyncModel(), 1))
-    True
-    """
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    try:
-        # Read on the class, as a call looks it up: never the object's own __getattr__.
-        if inspect.iscoroutinefunction(type(fn).__call__):
-            return True
-        return inspect.iscoroutinefunction(fn)
-    except Exception:  # an attribute that raises when read (__name__ of a proxy): sync
-        return False
-
-
-def _is_stream_function(fn: Callable) -> bool:
-    try:
-        return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
-    except Exception:  # a __getattr__ that raises for __func__ or __code__: no function
-        return False
 
 
 class StreamFunction:
@@ -919,20 +770,3 @@ class StreamFunction:
         # Pickled by name, as a function is: a module-level or class-body decorated one
         # is found again where it was defined.
         return self.__qualname__
-
-
-def method_of(model: Any, name: str) -> Any:
-    """The model's `name` method, or None. A model whose ``__getattr__`` raises something
-    other than AttributeError for a name it lacks (a KeyError from a dict-backed proxy)
-    serves its ``predict`` unwrapped, so it must be instrumentable too.
-
-    >>> class Proxy:
-    ...     def __getattr__(self, name):
-    ...         return {"predict": len}[name]
-    >>> method_of(Proxy(), "predict_proba") is None
-    True
-    """
-    try:
-        return getattr(model, name, None)
-    except Exception:
-        return None

@@ -33,7 +33,8 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.core.call_wrappers import method_of, wrap_callable
+from inferwatch.core.call_wrappers import wrap_callable
+from inferwatch.core.callable_kinds import method_of
 from inferwatch.core.model_proxy import WRAPPED_METHODS, InstrumentedModel, unwrapped
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.monitor_configure import _logs_to

@@ -19,12 +19,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from inferwatch.core.call_wrappers import (
-    StreamFunction,
-    is_coroutine_callable,
-    method_of,
-    wrap_callable,
-)
+from inferwatch.core.call_wrappers import StreamFunction, wrap_callable
+from inferwatch.core.callable_kinds import is_coroutine_callable, method_of
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.registry import Registry
 
