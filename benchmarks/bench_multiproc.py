@@ -97,6 +97,10 @@ def _worker_snapshots(distinct: int, now: float) -> list[bytes]:
     return blobs
 
 
+# directory -> its worker files, which each merged scrape finds freshly written.
+_WORKER_FILES: dict[str, list[str]] = {}
+
+
 def _write_workers(directory: str, blobs: list[bytes], workers: int) -> None:
     from inferwatch.multiproc.store import SnapshotDirectory
     from inferwatch.multiproc.worker_id import WorkerId
@@ -105,6 +109,17 @@ def _write_workers(directory: str, blobs: list[bytes], workers: int) -> None:
     for worker in range(workers):
         owner = WorkerId(10_000 + worker, 1)
         store.write(owner.name, blobs[worker % len(blobs)], owner)
+    _WORKER_FILES[directory] = [os.path.join(directory, WorkerId(10_000 + worker, 1).name)
+                                for worker in range(workers)]
+
+
+def _as_just_written(directory: str) -> None:
+    """Give every worker file the time of now, as live workers' files have: each rewrites
+    its own at least every REFRESH_SECONDS, so a reader takes its writer for running
+    without asking /proc. Left as written at setup, the files looked like those of exited
+    workers (the pids are made up), which a scrape looks up and serves no gauges of."""
+    for path in _WORKER_FILES.get(directory, ()):
+        os.utime(path)
 
 
 def _prometheus_workers(directory: str, families: list, workers: int) -> None:
@@ -141,6 +156,7 @@ def _encoder():
 def _merged_scrape(directory: str, now: float) -> bytes:
     from inferwatch.multiproc.store import SnapshotDirectory
 
+    _as_just_written(directory)  # a few microseconds, timed with the scrape
     view = SnapshotDirectory(directory).read_view(now)  # a new reader: every file is read
     page = _encoder().page()
     view.encode_into(page, now)
@@ -226,8 +242,12 @@ def _merge_parts(directory: str, now: float, calls: int) -> list[Row]:
     from inferwatch.multiproc.store import SnapshotDirectory
 
     whole = per_call(partial(_merged_scrape, directory, now), calls)
-    read = per_call(lambda: SnapshotDirectory(directory).read_raws(), calls)
-    raws = SnapshotDirectory(directory).read_raws()
+    def read() -> list:
+        _as_just_written(directory)
+        return SnapshotDirectory(directory).read_raws(dead=set())  # liveness too, as a scrape
+
+    read_spent = per_call(read, calls)
+    raws = read()
     merge = per_call(lambda: merge_view(raws, now), calls)
     views = [merge_view(raws, now) for _ in range(calls)]
 
@@ -240,9 +260,9 @@ def _merge_parts(directory: str, now: float, calls: int) -> list[Row]:
 
     drift = per_call(score, calls)
     rows = []
-    for label, spent in (("read + decode files", read), ("merge (decoded)", merge),
+    for label, spent in (("read + decode files", read_spent), ("merge (decoded)", merge),
                          ("drift scoring", drift),
-                         ("encode", max(0.0, whole - read - merge - drift))):
+                         ("encode", max(0.0, whole - read_spent - merge - drift))):
         rows.append(Row(f"  of which {label}", fmt_seconds(spent),
                         f"whole merged scrape {fmt_seconds(whole)}", spent / whole,
                         "(decomposition)", True))
