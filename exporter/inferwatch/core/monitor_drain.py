@@ -27,6 +27,7 @@ from inferwatch.core.drain_folds import (
     fold_requests,
     fold_streams,
 )
+from inferwatch.core.float_fold import fold_plain_floats
 from inferwatch.core.pending_calls import (
     LaterInputs,
     LaterSlices,
@@ -335,6 +336,9 @@ class MonitorDrain:
         if not total:
             return 0
         self._finished += total
+        if calls and total == len(calls) and self.features is None and \
+                fold_plain_floats(self, calls, now, settings):  # type: ignore[arg-type]
+            return total
         state = self.state
         durations: list[float] = []
         predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)

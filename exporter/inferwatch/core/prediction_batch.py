@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from inferwatch.core.options import Settings
     from inferwatch.quality.tracker import FeatureTracker
 
-_FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
+FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
                           np.uint16, np.uint8})
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
@@ -187,7 +187,7 @@ class PredictionBatch(StackedResults):
             else:
                 self._add_arrays(results, task)
             return
-        if not probabilities and kinds <= _FLOAT_SCALARS and task != "classification":
+        if not probabilities and kinds <= FLOAT_SCALARS and task != "classification":
             self._add_float_scalars(results)
             return
         if kinds == {dict} and len(results) > 1 and (
@@ -530,17 +530,7 @@ class PredictionBatch(StackedResults):
 
     def _add_values(self, values: np.ndarray) -> None:
         """Values of the default output; nan and inf are counted, never recorded."""
-        if values.size <= _FEW_VALUES:
-            total = sum(values.tolist())
-            if total - total == 0.0:  # every value finite (nan or inf would make it nan)
-                self.values.setdefault("value", []).append(values)
-                return
-        finite = np.isfinite(values)
-        if not finite.all():
-            self._invalid("nan", int(np.isnan(values).sum()))
-            self._invalid("inf", int(np.isinf(values).sum()))
-            values = values[finite]
-        self.values.setdefault("value", []).append(values)
+        self.values.setdefault("value", []).append(finite_values(values, self.invalid))
 
     def _add(self, prediction: Prediction, sizes: Sequence[int] | None = None) -> None:
         if sizes is None:
@@ -624,16 +614,10 @@ class PredictionBatch(StackedResults):
         if summed:
             merged.setdefault(OTHER, []).extend(self._folded_mass(folds))
             probabilities.add(OTHER)
-        low, high = settings.output_range or (-math.inf, math.inf)
         for output, chunks in merged.items():
             values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-            total = quiet_sum(values)  # the summary's sum and the histogram's: summed once
-            state.summary("inferwatch_prediction", (output,),
-                          probabilities=output in probabilities).observe(values, now, total)
-            state.histogram("inferwatch_prediction_value", (output,),
-                            self._value_bounds(output)).observe(values, total)
-            if settings.output_range is not None:
-                self._invalid("out_of_range", int(((values < low) | (values > high)).sum()))
+            record_output(state, settings, output, values, output in probabilities,
+                          self._value_bounds(output), now, self.invalid)
         if has_classes:
             class_counts = _count_classes(self.classes)
             for label, count in self.counted_classes.items():
@@ -686,6 +670,43 @@ class PredictionBatch(StackedResults):
                 masses.append(part.sum(axis=1))
         return masses
 
+
+
+def finite_values(values: np.ndarray, invalid: dict[str, int]) -> np.ndarray:
+    """`values` without NaN and infinities, each counted by kind into `invalid`.
+
+    >>> invalid = {}
+    >>> finite_values(np.array([0.5, np.nan, np.inf, np.nan]), invalid).tolist(), invalid
+    ([0.5], {'nan': 2, 'inf': 1})
+    """
+    if values.size <= _FEW_VALUES:
+        total = sum(values.tolist())
+        if total - total == 0.0:  # every value finite (nan or inf would make it nan)
+            return values
+    finite = np.isfinite(values)
+    if not finite.all():
+        for reason, count in (("nan", int(np.isnan(values).sum())),
+                              ("inf", int(np.isinf(values).sum()))):
+            if count:
+                invalid[reason] = invalid.get(reason, 0) + count
+        values = values[finite]
+    return values
+
+
+def record_output(state: ModelState, settings: Settings, output: str, values: np.ndarray,
+                  probabilities: bool, bounds: Sequence[float], now: float,
+                  invalid: dict[str, int]) -> None:
+    """One output's values (finite, folded under its cap) into its rolling quantiles and
+    its histogram, those outside ``output_range`` counted into `invalid`."""
+    total = quiet_sum(values)  # the summary's sum and the histogram's: summed once
+    state.summary("inferwatch_prediction", (output,),
+                  probabilities=probabilities).observe(values, now, total)
+    state.histogram("inferwatch_prediction_value", (output,), bounds).observe(values, total)
+    if settings.output_range is not None:
+        low, high = settings.output_range or (-math.inf, math.inf)
+        outside = int(((values < low) | (values > high)).sum())
+        if outside:
+            invalid["out_of_range"] = invalid.get("out_of_range", 0) + outside
 
 
 def _tell_sparse_too_large(state: ModelState, shape: tuple[int, ...]) -> None:
