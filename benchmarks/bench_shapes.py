@@ -195,14 +195,20 @@ def _one_shape(name: str, make: Callable, x: object, calls: int, rounds: int) ->
     ]
 
 
-def _many_models(models: int, calls_per_drain: int, rounds: int) -> Row:
-    """`models` float models, each called `calls_per_drain` times between two drains."""
+def _many_models(models: int, calls_per_drain: int, rounds: int,
+                 probabilities: bool = False) -> Row:
+    """`models` float models (or binary classifiers' ``predict_proba`` on one row), each
+    called `calls_per_drain` times between two drains."""
     from inferwatch.core.instrument import instrument
     from inferwatch.core.registry import Registry
     from inferwatch.serving.bridge import InferwatchCollector
 
-    def fn(x):
-        return 0.5
+    if probabilities:
+        model = _Model(None, np.array([[0.3, 0.7]]))
+        fn = model.predict_proba
+    else:
+        def fn(x):
+            return 0.5
 
     monitors = Registry(drain_interval=3600)
     prom = CollectorRegistry()
@@ -224,7 +230,11 @@ def _many_models(models: int, calls_per_drain: int, rounds: int) -> Row:
             return result
 
         naive.append(one)
-        wrapped.append(instrument(fn, name=f"m{m}", version="1", registry=monitors))
+        if probabilities:  # the model instrumented, as users do: its rows are probabilities
+            wrapped.append(instrument(model, name=f"m{m}", version="1",
+                                      registry=monitors).predict_proba)
+        else:
+            wrapped.append(instrument(fn, name=f"m{m}", version="1", registry=monitors))
     drains = max(1, SCRAPE_EVERY_CALLS // (models * calls_per_drain))
     calls = drains * models * calls_per_drain
 
@@ -263,7 +273,9 @@ def _many_models(models: int, calls_per_drain: int, rounds: int) -> Row:
     naive_overhead = medians["naive"] - medians["bare"]
     ratio = _paired_overhead_ratio(results, "iw", "naive")
     target = MANY_MODELS_TARGET if models >= 100 else TOTAL_TARGET
-    return Row(f"{models} model(s), {calls_per_drain} calls each per drain: total (background "
+    shape = "predict_proba on 1 row" if probabilities else "float"
+    return Row(f"{models} {shape} model(s), {calls_per_drain} calls each per drain: total "
+               "(background "
                f"pass {fmt_seconds(per_monitor)}/monitor, mean)",
                fmt_seconds(medians["iw"] - medians["bare"]), fmt_seconds(naive_overhead),
                ratio, f"<= {target}x", ratio <= target)
@@ -405,8 +417,9 @@ def run(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     for name, (make, x) in _shapes().items():
         rows.extend(_one_shape(name, make, x, calls, rounds))
-    for models in (1, 10, 100):
-        rows.append(_many_models(models, 10, rounds))
+    for probabilities in (False, True):
+        for models in (1, 10, 100):
+            rows.append(_many_models(models, 10, rounds, probabilities))
     for kind in ("class labels", "float values"):
         rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 1)))
     # The delayed-ground-truth flow: the request path, which also keeps the rows its

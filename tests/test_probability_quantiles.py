@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import inferwatch
+from inferwatch.core import unit_sketch
 from inferwatch.core.state import ModelState, SummarySettings, SummaryState
 from inferwatch.core.unit_sketch import (
     ABSOLUTE_ERROR,
     PROBABILITY_RELATIVE_ACCURACY,
     from_sketch,
+    from_sketch_values,
     to_sketch,
 )
 from inferwatch.multiproc.merge import merge_view
@@ -49,6 +51,30 @@ def test_every_quantile_is_within_the_absolute_error(values):
         assert abs(value - exact(values, q)) <= ABSOLUTE_ERROR + 1e-12, q
     assert summary.count == values.size
     assert summary.sum == pytest.approx(float(values.sum()))
+
+
+def _bitwise(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same floats, NaN and the sign of zero included."""
+    return a.shape == b.shape and a.dtype == b.dtype and \
+        np.array_equal(a, b, equal_nan=True) and np.array_equal(np.signbit(a), np.signbit(b))
+
+
+# Anything a result may hold: in and outside [0, 1], NaN, infinities and -0.0.
+_any_float = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                       st.floats(0.0, 1.0), st.floats(0.49, 0.51), st.floats(1 - 1e-8, 1.0),
+                       st.sampled_from([-0.0, 0.0, 0.5, 1.0, 1 - 1e-9, 1 - 2e-9]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=hnp.arrays(np.float64, st.integers(0, 70), elements=_any_float))
+def test_the_transform_of_a_few_values_is_numpys_to_the_bit(values):
+    few = to_sketch(values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(unit_sketch, "_FEW_VALUES", -1)  # numpy's path for every size
+        vectorised = to_sketch(values)
+        back = from_sketch(np.asarray(values))
+    assert _bitwise(few, vectorised)
+    assert _bitwise(np.array(from_sketch_values(values.tolist()), dtype=np.float64), back)
 
 
 @given(values=hnp.arrays(np.float64, st.integers(1, 50), elements=st.floats(0.0, 1.0)))

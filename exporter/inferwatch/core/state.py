@@ -34,7 +34,7 @@ from inferwatch.core.sketch_limits import MAX_MAX_BINS
 from inferwatch.core.unit_sketch import (
     PROBABILITY_MAX_BINS,
     PROBABILITY_RELATIVE_ACCURACY,
-    from_sketch,
+    from_sketch_values,
     to_sketch,
 )
 
@@ -330,7 +330,7 @@ class SummaryState:
         """The window's quantiles at `now`, in the unit of the observed values."""
         values = self.sketch.quantiles(quantiles, now)
         if self.probabilities:
-            return from_sketch(np.asarray(values)).tolist()
+            return from_sketch_values(values)
         return values
 
     def merge(self, other: SummaryState) -> None:

@@ -29,9 +29,16 @@ ABSOLUTE_ERROR = PROBABILITY_RELATIVE_ACCURACY / 2
 _SMALLEST_COMPLEMENT = 1e-9  # 1 - p is kept from here up: p = 1 reads 0.999999999
 
 
+# Up to this many values, plain Python beats numpy's fixed cost per call (a drain of a few
+# one-row predict_proba calls, the quantiles of a scrape).
+_FEW_VALUES = 48
+
+
 def to_sketch(probabilities: np.ndarray) -> np.ndarray:
     """What the sketch holds for `probabilities` (clipped to [0, 1])."""
     p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim == 1 and p.size <= _FEW_VALUES:
+        return np.array(_to_sketch_few(p.tolist()), dtype=np.float64)
     if p.size and not (p.min() >= 0.0 and p.max() <= 1.0):  # nan fails this, stays nan
         # maximum and minimum rather than np.clip, whose checks cost more than the clipping:
         # the same values (-0.0 becomes 0.0, which the sketch's zero bin holds alike).
@@ -42,6 +49,33 @@ def to_sketch(probabilities: np.ndarray) -> np.ndarray:
     # Computed for every value and picked by the mask: contiguous passes cost less than
     # gathering and scattering the high half, and give the same floats.
     return np.where(high, 1.0 / np.maximum(1.0 - p, _SMALLEST_COMPLEMENT), p)
+
+
+def _to_sketch_few(values: list[float]) -> list[float]:
+    """:func:`to_sketch` of a few values, the same floats: numpy's ``maximum`` and
+    ``minimum`` keep NaN and return the second argument on a tie (-0.0 clipped is 0.0), and
+    values are clipped only when some value lies outside [0, 1] or is NaN."""
+    if not all(0.0 <= v <= 1.0 for v in values):  # nan fails this, as numpy's check
+        values = [v if v > 0.0 or v != v else 0.0 for v in values]
+        values = [v if v < 1.0 or v != v else 1.0 for v in values]
+    return [1.0 / (c if (c := 1.0 - v) > _SMALLEST_COMPLEMENT or c != c
+                   else _SMALLEST_COMPLEMENT) if v > 0.5 else v for v in values]
+
+
+def from_sketch_values(values: list[float]) -> list[float]:
+    """:func:`from_sketch` of a list (a scrape's few quantiles), as a list: the same floats.
+
+    >>> from_sketch_values([0.25, 2.0, float("inf")])
+    [0.25, 0.5, 1.0]
+    """
+    if len(values) > _FEW_VALUES:
+        return from_sketch(np.asarray(values, dtype=np.float64)).tolist()
+    result = []
+    for t in values:
+        p = 1.0 - 1.0 / t if t > 1.0 else t
+        # np.clip's bounds: NaN and -0.0 pass as they are.
+        result.append(1.0 if p > 1.0 else 0.0 if p < 0.0 else p)
+    return result
 
 
 def from_sketch(values: np.ndarray) -> np.ndarray:
