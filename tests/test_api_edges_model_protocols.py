@@ -326,8 +326,8 @@ def test_a_registry_with_good_arguments_drains_on_its_own(scraper):
     registry = Registry(max_models=3, max_versions_per_model=np.int64(2), drain_interval=0.01)
     try:
         model = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+        mon = registry.monitor("m", "1").configure(drain_max_wait_seconds=0.05)
         model(1.0)
-        mon = registry.monitor("m", "1")
         import time
 
         deadline = time.monotonic() + 10

@@ -173,14 +173,16 @@ def test_a_drain_that_finds_nothing_waits_for_a_drain_still_folding(registry, mo
         predict(1)
     monitor = inferwatch.monitor("m", "1", registry=registry)
     taken, release = threading.Event(), threading.Event()
-    columns = monitor_drain.call_columns
+    take = monitor_drain.MonitorDrain._take_pending
 
-    def held_call_columns(pending, *args):
-        taken.set()
-        release.wait(10)
-        return columns(pending, *args)
+    def held_take(self, left):  # the calls taken, the lock held, nothing folded yet
+        chunk = take(self, left)
+        if any(chunk):
+            taken.set()
+            release.wait(10)
+        return chunk
 
-    monkeypatch.setattr(monitor_drain, "call_columns", held_call_columns)
+    monkeypatch.setattr(monitor_drain.MonitorDrain, "_take_pending", held_take)
     folding = threading.Thread(target=monitor.drain)
     folding.start()
     assert taken.wait(10)
