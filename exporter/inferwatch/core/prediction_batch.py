@@ -578,8 +578,7 @@ class PredictionBatch(StackedResults):
         return fitted or VALUE_BUCKETS
 
     def _invalid(self, reason: str, count: int) -> None:
-        if count:
-            self.invalid[reason] = self.invalid.get(reason, 0) + count
+        _invalid(reason, count, self.invalid)
 
     def flush(self, state: ModelState, now: float) -> None:
         settings = self.settings
@@ -685,12 +684,16 @@ def finite_values(values: np.ndarray, invalid: dict[str, int]) -> np.ndarray:
             return values
     finite = np.isfinite(values)
     if not finite.all():
-        for reason, count in (("nan", int(np.isnan(values).sum())),
-                              ("inf", int(np.isinf(values).sum()))):
-            if count:
-                invalid[reason] = invalid.get(reason, 0) + count
+        _invalid("nan", int(np.isnan(values).sum()), invalid)
+        _invalid("inf", int(np.isinf(values).sum()), invalid)
         values = values[finite]
     return values
+
+
+def _invalid(reason: str, count: int, invalid: dict[str, int]) -> None:
+    """Add `count` invalid predictions of `reason` (if any) into `invalid`."""
+    if count:
+        invalid[reason] = invalid.get(reason, 0) + count
 
 
 def record_output(state: ModelState, settings: Settings, output: str, values: np.ndarray,
@@ -704,9 +707,7 @@ def record_output(state: ModelState, settings: Settings, output: str, values: np
     state.histogram("inferwatch_prediction_value", (output,), bounds).observe(values, total)
     if settings.output_range is not None:
         low, high = settings.output_range or (-math.inf, math.inf)
-        outside = int(((values < low) | (values > high)).sum())
-        if outside:
-            invalid["out_of_range"] = invalid.get("out_of_range", 0) + outside
+        _invalid("out_of_range", int(((values < low) | (values > high)).sum()), invalid)
 
 
 def _tell_sparse_too_large(state: ModelState, shape: tuple[int, ...]) -> None:
