@@ -202,7 +202,7 @@ def _assert_alerts(directory: Path, series: list[dict[str, str]], rules: list[st
 
 def _dashboard_url() -> str:
     from inferwatch.generate.dashboards_overview import model_overview
-    from inferwatch.generate.rules_alerts import BATCH_RUNS_PANEL
+    from inferwatch.generate.rules_pushed import BATCH_RUNS_PANEL
 
     cfg = from_dict({})
     [panel_id] = [p["id"] for p in model_overview(cfg)["panels"]
@@ -293,7 +293,7 @@ def test_the_overviews_batch_panel_shows_the_declared_budget(tmp_path: Path) -> 
     """The overview's panel of the pushed groups judges each run as the alert does: its
     error budget is the one the model declares in code, and its verdict the alert's."""
     from inferwatch.generate.dashboards_overview import model_overview
-    from inferwatch.generate.rules_alerts import BATCH_RUNS_PANEL
+    from inferwatch.generate.rules_pushed import BATCH_RUNS_PANEL
     from test_generated_rules_and_panels import _selected
 
     cfg = from_dict({"objectives": {"from_code": True}})

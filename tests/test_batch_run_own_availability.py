@@ -23,7 +23,8 @@ from inferwatch.generate.config import DEFAULT, from_dict
 from inferwatch.generate.config_schema import ConfigError
 from inferwatch.generate.dashboards_overview import model_overview
 from inferwatch.generate.promql import percent
-from inferwatch.generate.rules_alerts import ALERTS, BATCH_RUNS_PANEL
+from inferwatch.generate.rules_alerts import ALERTS
+from inferwatch.generate.rules_pushed import BATCH_RUNS_PANEL
 from promtool_cases import assert_promtool_passes, write_generated_rules
 
 ALERT = "InferwatchBatchRunFailed"

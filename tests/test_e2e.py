@@ -44,7 +44,7 @@ from inferwatch.demo.stack import (
 from inferwatch.demo.traffic import DRIFTED_FEATURES, TrafficGenerator
 from inferwatch.generate import write
 from inferwatch.generate.config import from_dict
-from inferwatch.generate.rules_alerts import BATCH_RUNS_PANEL
+from inferwatch.generate.rules_pushed import BATCH_RUNS_PANEL
 from test_stream_dashboards import STREAM_PANELS
 
 pytestmark = pytest.mark.integration

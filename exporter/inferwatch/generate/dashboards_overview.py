@@ -40,10 +40,9 @@ from inferwatch.generate.panels import (
     target,
     timeseries,
 )
-from inferwatch.generate.promql import model_sel, number, selector
-from inferwatch.generate.rules_alerts import (
+from inferwatch.generate.promql import block, model_sel, number, selector
+from inferwatch.generate.rules_pushed import (
     BATCH_RUNS_PANEL,
-    block,
     push_periods,
     pushed_availability,
     pushed_series,

@@ -36,6 +36,23 @@ def quoted(text: str) -> str:
                          for c in text) + '"'
 
 
+def shown(text: str) -> str:
+    """`text` standing for itself in an alert's labels or annotations.
+
+    Prometheus expands both as Go templates, so a ``{{`` written in a selector, a job name or
+    a model pattern would open an action and make Prometheus refuse the whole rule file.
+
+    >>> shown('job="a{{b"')
+    'job="a{{ "{{" }}b"'
+    """
+    return text.replace("{{", '{{ "{{" }}')
+
+
+def block(expr: str) -> str:
+    """`expr` in parentheses, indented, to combine with a set operator."""
+    return "(\n" + "\n".join(f"  {line}" for line in expr.splitlines()) + "\n)"
+
+
 def _is_control(c: str) -> bool:
     return ord(c) < 0x20 or c == "\x7f"
 

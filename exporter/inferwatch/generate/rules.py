@@ -22,7 +22,8 @@ from inferwatch.generate import baselines
 from inferwatch.generate import promql as q
 from inferwatch.generate.config_schema import Config, ModelOverride, alert_setting
 from inferwatch.generate.objectives import objective_rules
-from inferwatch.generate.rules_alerts import ALERTS, AlertDef, block, shown
+from inferwatch.generate.promql import block, shown
+from inferwatch.generate.rules_alerts import ALERTS, AlertDef
 from inferwatch.generate.rules_links import dashboard_url, runbook_url, scrape_note
 from inferwatch.generate.rules_overrides import shaped_configs
 from inferwatch.generate.rules_recording import recording_rules

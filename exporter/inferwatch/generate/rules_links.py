@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from inferwatch.generate import baselines
 from inferwatch.generate.config_schema import Config
-from inferwatch.generate.rules_alerts import AlertDef, shown
+from inferwatch.generate.promql import shown
+from inferwatch.generate.rules_alerts import AlertDef
 from inferwatch.generate.rules_overrides import per_config
 from inferwatch.generate.rules_recording import recording_rules
 
