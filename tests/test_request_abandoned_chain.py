@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import inferwatch
 from inferwatch.core import request as request_module
+from inferwatch.core import request_chain
 from inferwatch.core.registry import Registry
 from inferwatch.core.request import Request
 from request_totals import request_totals
@@ -130,7 +131,7 @@ def test_after_an_idle_pause_one_call_ends_at_most_those_open_within_the_age(
 
 
 def test_a_chain_longer_than_its_bound_ends_its_oldest_requests(registry, monkeypatch):
-    monkeypatch.setattr(request_module, "MAX_OPENED_UNCLOSED", 50)
+    monkeypatch.setattr(request_chain, "MAX_OPENED_UNCLOSED", 50)
     monitor = registry.monitor("fraud", "1")
 
     def leak(count: int) -> list[Request]:
@@ -146,7 +147,7 @@ def test_a_chain_longer_than_its_bound_ends_its_oldest_requests(registry, monkey
 
 
 def test_requests_closed_in_order_inside_a_forgotten_one_are_not_ended(registry, monkeypatch):
-    monkeypatch.setattr(request_module, "MAX_OPENED_UNCLOSED", 8)
+    monkeypatch.setattr(request_chain, "MAX_OPENED_UNCLOSED", 8)
     monitor = registry.monitor("fraud", "1")
 
     def handle() -> bool:
@@ -168,7 +169,7 @@ def test_tasks_opening_inside_one_open_request_are_bounded_each_on_its_own(
         registry, monkeypatch):
     """Many tasks started inside one request, each with a request of its own open at once:
     the bound is on one task's chain, and none of them is ended for the others."""
-    monkeypatch.setattr(request_module, "MAX_OPENED_UNCLOSED", 4)
+    monkeypatch.setattr(request_chain, "MAX_OPENED_UNCLOSED", 4)
     monitor = registry.monitor("fraud", "1")
 
     async def main() -> None:

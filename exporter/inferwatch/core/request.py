@@ -19,11 +19,10 @@ import math
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from inspect import CO_ASYNC_GENERATOR, CO_GENERATOR
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER
@@ -32,6 +31,12 @@ from inferwatch.core.call_input import snapshot, snapshot_input
 # The class an outcome given to close() stands for, as record_error reads it: the
 # drain reads the class's name, and anything else there would fail the whole drain.
 from inferwatch.core.call_values import error_class
+from inferwatch.core.request_chain import (
+    OpenedChain,
+    drop_ended_newest,
+    note_opened,
+    running_task,
+)
 from inferwatch.core.request_record import RequestRecord, error_message_for, from_model_error
 from inferwatch.core.tracing import read_trace_id, stage_span
 from inferwatch.forking import renew_at_fork
@@ -62,16 +67,6 @@ INFERENCE_STAGE = "inference"
 # (an agent's request, a batch's), nor does a block in a generator, which the generator's
 # end or collection closes.
 ABANDONED_AFTER_SECONDS = 600.0
-# A handler that forgets close() opens each new request inside the last one, which is then
-# never the innermost a call finds: those older ones are ended by the opens that follow
-# (see _OpenedChain). Past this many opened and not closed in one thread's or task's chain,
-# the oldest is ended as cancelled however young: no code nests that many open requests,
-# and the chain must not hold requests (and their records) by the ten thousand.
-MAX_OPENED_UNCLOSED = 10_000
-# What one open (or close) does for its chain at most: each open adds one request, so
-# ending up to this many keeps the chain to those within their age, and no open ever
-# sweeps a pile.
-_CHAIN_STEPS_PER_OPEN = 4
 # The stages one request keeps: past it a stage is dropped (and counted), so that a request
 # held open for good (a websocket's, a stage per message) does not grow without bound. The
 # request itself goes on: its later calls, action and outcome are still its own.
@@ -158,7 +153,7 @@ def _paused_here(request: Request, frame: FrameType) -> bool:
     generator started (with its context) while it waits is doing the generator's work."""
     if request._thread != threading.get_ident():
         return False
-    if frame.f_code.co_flags & CO_ASYNC_GENERATOR and _running_task() is not request._task:
+    if frame.f_code.co_flags & CO_ASYNC_GENERATOR and running_task() is not request._task:
         return False
     caller = sys._getframe(1)
     while caller is not None:
@@ -187,20 +182,6 @@ def _block_owner(frame: FrameType) -> FrameType | None:
         frame = owner
 
 
-def _running_task() -> Any:
-    """The asyncio or trio task running in this thread, if any."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None and asyncio._get_running_loop() is not None:
-        return asyncio.current_task()
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            return trio.lowlevel.current_task()
-        except RuntimeError:  # not in trio's thread
-            pass
-    return None
-
-
 def _within_age(request: Request) -> bool:
     """False for an open request past the age of an abandoned one, which this ends."""
     if time.perf_counter() < request._deadline or request._ended_by_owner:
@@ -223,111 +204,6 @@ def _unlink(request: Request, parent: Request | None) -> None:
             node._parent = request._parent
             return
         node = node._parent
-
-
-class _OpenedChain:
-    """The requests opened with :meth:`Request.open` in one thread or task while a chain of
-    nested requests lasts there, oldest first. A request opens inside the innermost one
-    still open, so a handler that forgets close() leaves each new request inside the last:
-    the calls that end abandoned requests stop at the innermost, which is young, and never
-    reach the older ones. Each open ends instead those at the old end past their age (a few
-    per open, as many as it adds), so the chain keeps about the requests opened within
-    their age, and no open sweeps a pile. One thread's or task's own: tasks started inside
-    one request each nest their own requests, and are bounded each on its own. Held weakly:
-    a request dropped (its task's context freed) is still ended by its finaliser."""
-
-    __slots__ = ("entries", "task", "thread")
-
-    def __init__(self, thread: int, task: int) -> None:
-        self.entries: deque[weakref.ref[Request]] = deque()
-        self.thread = thread
-        self.task = task
-
-
-def _note_opened(request: Request) -> None:
-    """`request` was just opened by :meth:`Request.open`, with its deadline: end the
-    requests at the old end of its thread's or task's chain that are past their age (or
-    past the chain's bound), then add it at the new end. A request opened inside none is
-    the innermost, which the calls check: its chain begins with the first opened in it."""
-    parent = request._parent
-    if parent is None:
-        return
-    chain = request._opened
-    thread = threading.get_ident()
-    task = id(_running_task())
-    if chain is None or chain.thread != thread or chain.task != task:
-        chain = request._opened = _OpenedChain(thread, task)
-        # The request it opens in, itself opened by open() in no chain yet: the first of
-        # the chain, or a handler's first forgotten request would stay open for good.
-        if parent._opened is None and parent._deadline < math.inf and parent._open:
-            parent._opened = chain
-            chain.entries.append(weakref.ref(parent))
-    else:
-        _end_oldest_abandoned(chain.entries)
-    chain.entries.append(weakref.ref(request))
-
-
-def _end_oldest_abandoned(entries: deque[weakref.ref[Request]]) -> None:
-    """End as cancelled the oldest requests of a chain (see :class:`_OpenedChain`) that are
-    past their age, or beyond the chain's bound, and drop those ended already: at most a
-    few, stopping at the first one within its age, as every request opened after it is."""
-    now = time.perf_counter()
-    for _ in range(_CHAIN_STEPS_PER_OPEN):
-        try:
-            oldest_entry = entries[0]
-        except IndexError:
-            return
-        oldest = oldest_entry()
-        full = len(entries) >= MAX_OPENED_UNCLOSED
-        if oldest is not None and oldest._open and not full and \
-                (now < oldest._deadline or oldest._ended_by_owner):
-            return
-        try:
-            taken = entries.popleft()
-        except IndexError:  # a close in another thread took it meanwhile
-            return
-        if taken is not oldest_entry:
-            entries.appendleft(taken)
-            return
-        if oldest is None:
-            continue
-        # A block entered again (its deadline none) or a request its owner ends is only
-        # dropped from the chain: nothing but its own exit ends it.
-        if oldest._open and oldest._deadline < math.inf and not oldest._ended_by_owner:
-            try:
-                oldest.close(None, cancelled=True)
-            except Exception as exc:
-                faults.record("request", exc)
-        if not oldest._open:
-            _splice_out(oldest, entries)
-
-
-def _splice_out(ended: Request, entries: deque[weakref.ref[Request]]) -> None:
-    """Take the ended request `ended` out of the parent links of the next one of its chain,
-    opened inside it: the walks pass over an ended request anyway, and the link would keep
-    every ended request of the chain, and its record, for as long as the chain lives."""
-    try:
-        following = entries[0]()
-    except IndexError:
-        return
-    # Not a block that joined `ended` (depth below zero): its link is what it joined.
-    if following is not None and following._parent is ended and following._depth >= 0:
-        following._parent = ended._parent
-
-
-def _drop_ended_newest(entries: deque[weakref.ref[Request]]) -> None:
-    """A request of the chain ended: drop the ended ones at the chain's new end (a request
-    closed as it should be is the newest), so that a chain inside a request left open for
-    long does not keep one entry per request closed meanwhile."""
-    for _ in range(_CHAIN_STEPS_PER_OPEN):
-        try:
-            newest_entry = entries.pop()
-        except IndexError:
-            return
-        newest = newest_entry()
-        if newest is not None and newest._open:
-            entries.append(newest_entry)
-            return
 
 
 def _ended_at(ended_at: object, start: float) -> float:
@@ -467,8 +343,8 @@ class Request:
         # not looked for again while it is open.
         self._trace_fault = False
         # The chain of requests opened with open() in the thread or task it was opened in,
-        # that a request opened with open() inside it joins (see _OpenedChain).
-        self._opened: _OpenedChain | None = None
+        # that a request opened with open() inside it joins (see request_chain.OpenedChain).
+        self._opened: OpenedChain | None = None
 
     @property
     def request_id(self) -> str | None:
@@ -556,7 +432,7 @@ class Request:
             # Nothing but its close() ends it, which a pool's worker may never reach.
             request._deadline = request._start + ABANDONED_AFTER_SECONDS
             try:
-                _note_opened(request)
+                note_opened(request, time.perf_counter())
             except Exception as exc:
                 faults.record("request", exc)
         return entered
@@ -600,7 +476,7 @@ class Request:
         # its consumer shares; the consumer's calls must then pass over it.
         generator = _block_owner(caller) if caller is not None and \
             caller.f_code.co_flags & _GENERATOR_FLAGS else None
-        task = _running_task() if generator is not None and \
+        task = running_task() if generator is not None and \
             generator.f_code.co_flags & CO_ASYNC_GENERATOR else None
         start = time.perf_counter()
         # Two threads entering one shared object at once (``r = mon.request()``, then
@@ -810,7 +686,7 @@ class Request:
                 _current.set(parent)
             chain = self._opened
             if chain is not None and chain.entries:
-                _drop_ended_newest(chain.entries)
+                drop_ended_newest(chain.entries)
         except Exception as exc:
             faults.record("request", exc)
         self.monitor.submit(record)

@@ -17,9 +17,9 @@ from inferwatch.core.request import (
     ABANDONED_AFTER_SECONDS,
     Request,
     _current,
-    _note_opened,
     current_request,
 )
+from inferwatch.core.request_chain import note_opened
 
 if TYPE_CHECKING:
     from inferwatch.core.monitor import Monitor
@@ -62,7 +62,7 @@ class HTTPRequest(Request):
         # inside the last: the chain ends those past their age, as Request.open's does.
         request._opened = None if parent is None else parent._opened
         try:
-            _note_opened(request)
+            note_opened(request, time.perf_counter())
         except Exception as exc:
             faults.record("request", exc)
         record = request.record
