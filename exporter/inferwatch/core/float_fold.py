@@ -64,11 +64,7 @@ def fold_plain_floats(monitor: Monitor, calls: list[tuple], now: float,
         return False
     state = monitor.state
     calls_folded = len(calls)
-    kept_per_call = held_bytes(results, kinds) / calls_folded
-    if kept_per_call != monitor._kept_per_call or not monitor._sized:
-        monitor._kept_per_call = kept_per_call
-        monitor._sized = True
-        monitor._fit_pending()
+    monitor.fit_drained(held_bytes(results, kinds) / calls_folded)
     state.inc("inferwatch_requests_total", ("ok",), calls_folded)
     state.histogram("inferwatch_request_duration_seconds", (), settings.latency_buckets
                     ).observe(float_array(list(map(_DURATION, calls))))

@@ -387,13 +387,7 @@ class MonitorDrain:
             kept_bytes += record_bytes(requests)
             sized += len(requests)
         if sized:
-            kept_per_call = kept_bytes / sized
-            # The bound moves only with what a call keeps (a settings change refits it on
-            # its own): a drain of calls like the last one's leaves it as it is.
-            if kept_per_call != self._kept_per_call or not self._sized:
-                self._kept_per_call = kept_per_call
-                self._sized = True
-                self._fit_pending()
+            self.fit_drained(kept_bytes / sized)
         error_counts: dict[str, float] = {}
         cancelled = 0
         # Only failures are told apart by it: a drain of calls that all answered skips it.

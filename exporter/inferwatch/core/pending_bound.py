@@ -222,6 +222,15 @@ class PendingBound:
         self._fit_held(held_bytes([part for part in call[1:]
                                    if part is not None and part.__class__ is not bytes]))
 
+    def fit_drained(self, kept_per_call: float) -> None:
+        """Fit the bound to what each call of a drain kept (array bytes, by estimate). It
+        moves only with that (a settings change refits it on its own): a drain of calls
+        like the last one's leaves it as it is."""
+        if kept_per_call != self._kept_per_call or not self._sized:
+            self._kept_per_call = kept_per_call
+            self._sized = True
+            self._fit_pending()
+
     def _fit_held(self, held: int) -> None:
         """Shrink the bound when one pending call or record holds `held` bytes, more than
         the average of the last drain's."""
