@@ -305,6 +305,9 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
         outputs = {"price": rng.random(rows), "eta": rng.random(rows) * 100}
         wrapped = instrument(lambda x: outputs, name="huge", version="1", registry=monitors)
         batch = None
+    elif kind == "two label outputs (a table)":  # a MultiOutputClassifier's predict
+        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        batch = np.column_stack([np.arange(rows) % 3, np.arange(rows) % 2])
     elif kind == "class probabilities":  # predict_proba of a binary classifier
         scores = np.random.default_rng(0).random(rows)
         model = instrument(_Model(None, np.column_stack([scores, 1 - scores])), name="huge",
@@ -438,6 +441,9 @@ def run(quick: bool = False) -> list[Row]:
                             HUGE_BATCH_ROWS // (10 if quick else 5)))
     for request_id in (None, "batch-1"):  # a result of several outputs, on both paths
         rows.append(_huge_batch("two float outputs (a dict)",
+                                HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))
+    for request_id in (None, "batch-1"):  # a multi-output classifier's labels
+        rows.append(_huge_batch("two label outputs (a table)",
                                 HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))
     rows.extend(_input_shapes(500 if quick else 2000))
     return rows

@@ -37,7 +37,8 @@ _POWERS_OF_TEN = [10**k for k in range(1, 20)]
 
 class ArrayRows(Sequence):
     """Rows of one call's result, read as the join reads them: integer or text labels as
-    their text (cut to 256 characters); the index of each row's class among `names` as
+    their text (cut to 256 characters), several label columns (a multi-output classifier's
+    table) as a tuple of their texts a row; the index of each row's class among `names` as
     that name (-1: None, a row without a class); float values as floats (an infinity as
     NaN, a row without a finite value); several float outputs as a tuple of floats a row.
     Copies, so that the call's own array (and the millions of rows past these) is not
@@ -50,6 +51,11 @@ class ArrayRows(Sequence):
     ((0.5, 10.0), (1.5, 20.0))
     >>> tuple(ArrayRows((np.array([1, -1, 0], dtype=np.int8),), names=["no", "yes"]))
     ('yes', None, 'no')
+    >>> table = ArrayRows((np.array([1, 0]), np.array([True, False]), np.array(["a", "b"])),
+    ...                   labels=True)
+    >>> table[1], table.row_sizes()[0] == sys.getsizeof(("1", "True", "a")) + sum(
+    ...     map(sys.getsizeof, ("1", "True", "a")))
+    (('0', 'False', 'b'), True)
     >>> texts = ArrayRows((np.array(["cat", "é"]),), labels=True)
     >>> tuple(texts), texts.row_sizes().tolist() == [sys.getsizeof("cat"), sys.getsizeof("é")]
     (('cat', 'é'), True)
@@ -100,8 +106,11 @@ class ArrayRows(Sequence):
         if self._names is not None:
             return None if cells[0] < 0 else self._names[cells[0]]
         if self._labels:
+            if len(cells) > 1:
+                return tuple(str(cell)[:MAX_LABEL_CHARS] for cell in cells)
             return str(cells[0])[:MAX_LABEL_CHARS]
-        cells = [cell if math.isfinite(cell) else math.nan for cell in cells]
+        # Integer values (a regressor's whole numbers) are joined as the floats they read as.
+        cells = [float(cell) if math.isfinite(cell) else math.nan for cell in cells]
         return cells[0] if len(cells) == 1 else tuple(cells)
 
     def __iter__(self) -> Iterator[Any]:
@@ -121,11 +130,14 @@ class ArrayRows(Sequence):
         """Every row as the Python object a tuple of the rows would hold."""
         if self._names is not None:  # index -1, past the names, is a row without one
             return np.array([*self._names, None], dtype=object)[self._columns[0]].tolist()
+        if self._labels and len(self._columns) > 1:
+            return list(zip(*map(_label_texts, self._columns)))
         if self._labels and self._columns[0].dtype.kind == "U":
             return _cut_texts(self._columns[0])
         if self._labels:
             return labels_and_lengths(self._columns[0])[0]
-        columns = [finite_or_nan(column).tolist() for column in self._columns]
+        columns = [finite_or_nan(column.astype(np.float64, copy=False)).tolist()
+                   for column in self._columns]
         return columns[0] if len(columns) == 1 else list(zip(*columns))
 
     def held_bytes(self) -> int:
@@ -138,7 +150,8 @@ class ArrayRows(Sequence):
                 return int(np.dot(counts, sizes))
             counts = np.bincount(indices.astype(np.int64) + 1, minlength=len(sizes))
             return int(counts @ sizes)
-        if self._sizes is None and self._labels and self._columns[0].dtype.kind != "U":
+        if self._sizes is None and self._labels and len(self._columns) == 1 and \
+                self._columns[0].dtype.kind != "U":
             return _EMPTY_STR_BYTES * len(self) + labels_length(self._columns[0])
         return int(self.row_sizes().sum())
 
@@ -148,6 +161,11 @@ class ArrayRows(Sequence):
         if self._sizes is None:
             if self._names is not None:
                 self._sizes = self._name_sizes()[self._columns[0].astype(np.int64) + 1]
+            elif self._labels and len(self._columns) > 1:  # a tuple of texts a row
+                self._sizes = np.full(len(self), _EMPTY_TUPLE_BYTES + len(self._columns)
+                                      * _TUPLE_SLOT_BYTES, dtype=np.int64)
+                for column in self._columns:
+                    self._sizes += _label_sizes(column)
             elif self._labels and self._columns[0].dtype.kind == "U":
                 self._sizes = _text_sizes(self._columns[0])
             elif self._labels:
@@ -169,6 +187,32 @@ def _object_size(value: object) -> int:
     return sys.getsizeof(value)
 
 
+_BOOL_TEXTS = np.array(["False", "True"], dtype=object)
+_BOOL_SIZES = np.array([sys.getsizeof("False"), sys.getsizeof("True")], dtype=np.int64)
+
+
+def _label_texts(column: np.ndarray) -> list[str]:
+    """One column of a label table as the join keeps its cells: text cut to
+    :data:`MAX_LABEL_CHARS` characters, a bool as "True" or "False", an integer as its
+    text."""
+    kind = column.dtype.kind
+    if kind == "U":
+        return _cut_texts(column)
+    if kind == "b":
+        return _BOOL_TEXTS[column.astype(np.int8)].tolist()
+    return labels_and_lengths(column)[0]
+
+
+def _label_sizes(column: np.ndarray) -> np.ndarray:
+    """Each cell's ``sys.getsizeof`` once :func:`_label_texts` made it text, as int64."""
+    kind = column.dtype.kind
+    if kind == "U":
+        return _text_sizes(column)
+    if kind == "b":
+        return _BOOL_SIZES[column.astype(np.int8)]
+    return label_lengths(column) + _EMPTY_STR_BYTES
+
+
 def _cut_texts(texts: np.ndarray) -> list[str]:
     """A numpy text array's labels as the join keeps them: each cut to
     :data:`MAX_LABEL_CHARS` characters."""
@@ -180,6 +224,7 @@ def _cut_texts(texts: np.ndarray) -> list[str]:
 def _text_sizes(texts: np.ndarray) -> np.ndarray:
     """Each label's ``sys.getsizeof`` once made a ``str`` (cut as :func:`_cut_texts` cuts
     it), read off the array where every character is ASCII, else text by text."""
+    texts = np.ascontiguousarray(texts)  # a table's column is a strided view
     if not texts.size or int(texts.view(np.uint32).max()) < 128:
         lengths = np.char.str_len(texts).astype(np.int64)
         np.minimum(lengths, MAX_LABEL_CHARS, out=lengths)

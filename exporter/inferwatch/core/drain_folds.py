@@ -7,7 +7,7 @@ model with a reference profile. Each is a function of the state it writes, calle
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -293,32 +293,10 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
     # Read once a drain, and only for a result that needs its classes.
     read_class_names = functools.cache(predictions.read_class_names)
     for probabilities, records in by_kind.items():
-        if probabilities and rest is not None and cut is not None:
-            records = _fold_huge_matrices(predictions, outcomes, settings.task,
-                                          read_class_names, records, rest, cut)
-        if not records:
-            continue
-        if probabilities is False and rest is not None and cut is not None:
-            records = _fold_huge_outputs(predictions, outcomes, settings.task,
-                                         read_class_names, records, rest, cut)
-            if not records:
-                continue
-        results = [r.prediction for r in records]
-        if rest is not None and cut is not None and probabilities is False:
-            # As their arrays: folded in slices, and joined by their first rows' arrays.
-            results = huge_rows_as_arrays(results, min(ARRAY_ROWS_FROM,
-                                                       pending_calls.SLICE_ROWS))
-            records, results = _fold_huge_label_columns(predictions, outcomes, settings.task,
-                                                       records, results, rest, cut)
-            if not records:
-                continue
-        if probabilities is False and _fold_plain_arrays(
-                predictions, outcomes, settings.task, read_class_names, records, results,
-                rest, cut):
-            continue
-        rows = predictions.add_records(results, probabilities)
-        outcomes.remember_many(_general_joins(outcomes, records, rows, probabilities,
-                                              settings.task, read_class_names))
+        joins = JoinsInOrder(outcomes, records)
+        _fold_records(predictions, joins, settings.task, read_class_names, probabilities,
+                      records, rest, cut)
+        joins.remember()
     if texts:
         # Known, with no class or value to compare: its outcome is unsupported_prediction,
         # not an unknown id, and a repeat of it a duplicate.
@@ -326,10 +304,97 @@ def fold_requests(state: ModelState, settings: Settings, caps: dict[str, LabelCa
                                for record in texts)
 
 
-def _general_joins(outcomes: OutcomeJoiner, records: list[RequestRecord], rows: list,
+def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
+                  read_class_names: Callable[[], Sequence[object] | None],
+                  probabilities: bool | None, records: list[RequestRecord],
+                  rest: list[LaterSlices] | None, cut: list[tuple[int, dict[int, int]]] | None
+                  ) -> None:
+    """Fold the predictions of `records`, of one kind (`probabilities`), and add their
+    outcome entries to `joins`: huge batches first, each by the fold for its shape, then
+    the others by the one-array fold or the general path."""
+    if probabilities and rest is not None and cut is not None:
+        records = _fold_huge_matrices(predictions, joins, task, read_class_names, records,
+                                      rest, cut)
+    if not records:
+        return
+    if probabilities is False and rest is not None and cut is not None:
+        records = _fold_huge_tables(predictions, joins, task, read_class_names, records,
+                                    rest, cut)
+        if records:
+            records = _fold_huge_outputs(predictions, joins, task, read_class_names,
+                                         records, rest, cut)
+        if not records:
+            return
+    results = [r.prediction for r in records]
+    if rest is not None and cut is not None and probabilities is False:
+        # As their arrays: folded in slices, and joined by their first rows' arrays.
+        results = huge_rows_as_arrays(results, min(ARRAY_ROWS_FROM, pending_calls.SLICE_ROWS))
+        records, results = _fold_huge_label_columns(predictions, joins, task, records,
+                                                   results, rest, cut)
+        if not records:
+            return
+    if probabilities is False and _fold_plain_arrays(
+            predictions, joins, task, read_class_names, records, results, rest, cut):
+        return
+    rows = predictions.add_records(results, probabilities)
+    joins.extend(_general_joins(joins, records, rows, probabilities, task, read_class_names))
+
+
+class JoinsInOrder:
+    """The outcome cache's entries for one drain's records of one kind, remembered in the
+    order of their calls (the cache evicts the oldest first), though the folds that read
+    them go by shape: a huge batch's runs before the general path's.
+
+    >>> from inferwatch.core.outcomes import OutcomeJoiner
+    >>> first, second = object(), object()
+    >>> joins = JoinsInOrder(OutcomeJoiner(), [first, second])
+    >>> joins.add(second, ("r-2", ("b",), None, 2.0))
+    >>> joins.extend([(first, ("r-1", ("a",), None, 1.0))])
+    >>> joins.remember(); list(joins.outcomes._pending)
+    ['r-1', 'r-2']
+    """
+
+    __slots__ = ("_entries", "_out_of_order", "_records", "outcomes")
+
+    def __init__(self, outcomes: OutcomeJoiner, records: Sequence[object]) -> None:
+        self.outcomes = outcomes
+        self._records = records
+        self._entries: list[tuple[object, tuple]] = []
+        self._out_of_order = False
+
+    def row_cap(self, row_bytes: int | None = None, request_id: object = None) -> int:
+        """:meth:`~inferwatch.core.outcomes.OutcomeJoiner.row_cap` (`row_bytes` None: the
+        smallest object's)."""
+        if row_bytes is None:
+            return self.outcomes.row_cap(request_id=request_id)
+        return self.outcomes.row_cap(row_bytes, request_id)
+
+    def add(self, record: object, entry: tuple) -> None:
+        """The entry of a record folded apart from the others (a huge batch)."""
+        self._entries.append((record, entry))
+        self._out_of_order = True
+
+    def extend(self, pairs: Iterable[tuple[object, tuple]]) -> None:
+        """(record, entry) pairs, in the records' order."""
+        self._entries.extend(pairs)
+
+    def remember(self) -> None:
+        """Remember every entry added, in the records' order, in one hold of the cache."""
+        entries = self._entries
+        if self._out_of_order and len(entries) > 1:
+            position = {id(record): index for index, record in enumerate(self._records)}
+            entries.sort(key=lambda pair: position[id(pair[0])])
+        if entries:
+            self.outcomes.remember_many([entry for _, entry in entries])
+        entries.clear()
+
+
+def _general_joins(joins: JoinsInOrder, records: list[RequestRecord], rows: list,
                    probabilities: bool | None, task: str,
-                   read_class_names: Callable[[], Sequence[object] | None]) -> Iterator[tuple]:
-    """The entries the outcome cache keeps for `records` read by the general path, each
+                   read_class_names: Callable[[], Sequence[object] | None]
+                   ) -> Iterator[tuple[RequestRecord, tuple]]:
+    """(record, entry) for each of `records` read by the general path that the outcome
+    cache keeps, each
     joined by `rows`, its drain's own row of it (:func:`_join_row`); a huge label output
     beside scores (``{"label": labels, "score": scores}``, a DataFrame with a ``label``
     column) by its first rows' labels read at C speed, where the general path reads them
@@ -342,12 +407,12 @@ def _general_joins(outcomes: OutcomeJoiner, records: list[RequestRecord], rows: 
         # Where _join_row reads a result's label output (record_labels).
         if probabilities is False and (row is None or (row[0] is None and task != "regression")):
             kept = _label_output_rows(record.prediction, functools.partial(
-                outcomes.row_cap, request_id=request_id))
+                joins.row_cap, request_id=request_id))
         if kept is not None:
-            yield (request_id, kept[0], None, record.started_at, kept[1])
+            yield record, (request_id, kept[0], None, record.started_at, kept[1])
         else:
-            yield (request_id, *_join_row(record.prediction, row, probabilities, task,
-                                          read_class_names), record.started_at)
+            yield record, (request_id, *_join_row(record.prediction, row, probabilities,
+                                                  task, read_class_names), record.started_at)
 
 
 def _label_output_rows(result: object, row_cap: Callable[[int], int]
@@ -383,7 +448,7 @@ def _label_output_rows(result: object, row_cap: Callable[[int], int]
     return None if kept is None else (kept, rows)
 
 
-def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,
+def _fold_plain_arrays(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
                        read_class_names: Callable[[], Sequence[object] | None],
                        records: list[RequestRecord], results: list,
                        rest: list[LaterSlices] | None = None,
@@ -438,18 +503,18 @@ def _fold_plain_arrays(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
     # rows are made objects here, all in one conversion. Remembered in the calls' order.
     few = [_column(result) for _, result in named if result.shape[0] <= ARRAY_ROWS_FROM]
     few_rows = iter(_rows_as_tuples(few, labels) if few else ())
-    joins = []
+    entries = []
     for record, result in named:
         if result.shape[0] > ARRAY_ROWS_FROM:
-            joins.append((record.request_id, *_array_rows(
-                outcomes, record.request_id, _column(result), labels, rest),
-                record.started_at, result.shape[0]))
+            entries.append((record, (record.request_id, *_array_rows(
+                joins, record.request_id, _column(result), labels, rest),
+                record.started_at, result.shape[0])))
             continue
         rows, held = next(few_rows)
-        joins.append((record.request_id, rows, None, record.started_at, len(rows), held)
-                     if labels else
-                     (record.request_id, None, rows, record.started_at, len(rows), held))
-    outcomes.remember_many(joins)
+        entries.append((record, (record.request_id, rows, None, record.started_at, len(rows),
+                                 held) if labels else
+                        (record.request_id, None, rows, record.started_at, len(rows), held)))
+    joins.extend(entries)
     return True
 
 
@@ -473,12 +538,12 @@ def _rows_as_tuples(results: list[np.ndarray], labels: bool
     return converted
 
 
-def _array_rows(outcomes: OutcomeJoiner, request_id: str, result: np.ndarray, labels: bool,
+def _array_rows(joins: JoinsInOrder, request_id: str, result: np.ndarray, labels: bool,
                 rest: list | None) -> tuple[ArrayRows | None, ArrayRows | None]:
     """(classes, values) the join keeps of a 1-D `result`: its first rows, as many as the
     cache could keep of the shortest row there is (see :func:`_kept_as_arrays`)."""
     shortest = {"U": "", "b": "True"}.get(result.dtype.kind, "0") if labels else 0.0
-    cap = outcomes.row_cap(row_bytes(shortest), request_id)
+    cap = joins.row_cap(row_bytes(shortest), request_id)
     rows = _kept_as_arrays((result[:cap],), labels, rest)
     return (rows, None) if labels else (None, rows)
 
@@ -496,7 +561,7 @@ _BOOL_NAMES = ("False", "True")
 def _join_rows(columns: tuple[np.ndarray, ...], labels: bool, copy: bool) -> ArrayRows:
     """`columns` as the rows a join keeps (ArrayRows): bool labels as indices of their
     text, other labels as their text, values as floats."""
-    if labels and columns[0].dtype.kind == "b":
+    if labels and len(columns) == 1 and columns[0].dtype.kind == "b":
         return ArrayRows((columns[0].view(np.int8),), names=_BOOL_NAMES, copy=copy)
     return ArrayRows(columns, labels, copy=copy)
 
@@ -513,7 +578,7 @@ def _kept_as_arrays(columns: tuple[np.ndarray, ...], labels: bool, rest: list | 
     return rows
 
 
-def _fold_huge_label_columns(predictions: PredictionBatch, outcomes: OutcomeJoiner,
+def _fold_huge_label_columns(predictions: PredictionBatch, joins: JoinsInOrder,
                             task: str, records: list[RequestRecord], results: list,
                             rest: list[LaterSlices], cut: list[tuple[int, dict[int, int]]]
                             ) -> tuple[list[RequestRecord], list]:
@@ -535,7 +600,7 @@ def _fold_huge_label_columns(predictions: PredictionBatch, outcomes: OutcomeJoin
         request_id = record.request_id
         # Read for its kind alone (no row kept) when no outcome will join it.
         row_cap = (lambda least: 0) if request_id is None else \
-            functools.partial(outcomes.row_cap, request_id=request_id)
+            functools.partial(joins.row_cap, request_id=request_id)
         rows = _label_column_rows(result, row_cap) if _may_hold_labels(result, columns) \
             else None
         if rows is None:  # not text labels: read as the general path reads them
@@ -544,8 +609,7 @@ def _fold_huge_label_columns(predictions: PredictionBatch, outcomes: OutcomeJoin
             continue
         _add_first_slice(predictions, result, False, rest, cut)
         if request_id is not None:
-            outcomes.remember_many([(request_id, rows, None, record.started_at,
-                                     len(result))])
+            joins.add(record, (request_id, rows, None, record.started_at, len(result)))
     return others, other_results
 
 
@@ -604,7 +668,7 @@ def _add_first_slice(predictions: PredictionBatch, result: object, probabilities
         cut.append((first, whole))
 
 
-def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,
+def _fold_huge_matrices(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
                         read_class_names: Callable[[], Sequence[object] | None],
                         records: list[RequestRecord], rest: list[LaterSlices],
                         cut: list[tuple[int, dict[int, int]]]) -> list[RequestRecord]:
@@ -629,27 +693,89 @@ def _fold_huge_matrices(predictions: PredictionBatch, outcomes: OutcomeJoiner, t
         names = read_class_names()
         labels = [kept_label(name) for name in names] if names is not None and \
             np.ndim(names) == 1 and len(names) else ["0"]
-        cap = outcomes.row_cap(min(map(row_bytes, labels)), record.request_id)
+        cap = joins.row_cap(min(map(row_bytes, labels)), record.request_id)
         kept = result[:cap]
         top = top_classes(kept, names) if task != "regression" else None
         if top is not None and cap < result.shape[0] and bool((top[1] < 0).any()):
             # A row without a class holds None, smaller than any label: more may fit.
-            kept = result[:outcomes.row_cap(request_id=record.request_id)]
+            kept = result[:joins.row_cap(request_id=record.request_id)]
             top = top_classes(kept, names)
         if top is not None:
             # Each kept row's class by its column: made text when an outcome comes.
             classes = ArrayRows((top[1],), names=top[0], copy=False)
-            outcomes.remember_many([(record.request_id, classes, None, record.started_at,
-                                     result.shape[0])])
+            joins.add(record, (record.request_id, classes, None, record.started_at,
+                               result.shape[0]))
             continue
         row = predictions.joinable_rows(kept, True)
-        outcomes.remember_many([(record.request_id,
-                                 *_join_row(kept, row, True, task, read_class_names),
-                                 record.started_at, result.shape[0])])
+        joins.add(record, (record.request_id, *_join_row(kept, row, True, task,
+                                                         read_class_names),
+                           record.started_at, result.shape[0]))
     return others
 
 
-def _fold_huge_outputs(predictions: PredictionBatch, outcomes: OutcomeJoiner, task: str,
+def _fold_huge_tables(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
+                      read_class_names: Callable[[], Sequence[object] | None],
+                      records: list[RequestRecord], rest: list[LaterSlices],
+                      cut: list[tuple[int, dict[int, int]]]) -> list[RequestRecord]:
+    """Fold the records whose ``predict`` returned a table of more than
+    :data:`ARRAY_ROWS_FROM` rows and several columns (scikit-learn's
+    ``MultiOutputClassifier``'s labels, a multi-output regressor's values) as the fast path
+    folds one (in slices past ``SLICE_ROWS``), and join each by its first rows, as many as
+    the outcome cache can keep, as a copy of their columns (a tuple of labels or of floats
+    a row once an outcome comes). The general path made every row of the table a tuple of
+    Python objects under the monitor's lock: 2.7 s for a million rows of two text labels.
+    Returns the other records, for the general path."""
+    if all(r.prediction.__class__ is not _ndarray or r.prediction.ndim != 2
+           or r.prediction.shape[0] <= ARRAY_ROWS_FROM for r in records):
+        return records  # every drain but one with a huge table: one look per record
+    others = []
+    for record in records:
+        result = record.prediction
+        labels = _table_joined_as_labels(result, task, read_class_names)
+        if labels is None:
+            others.append(record)
+            continue
+        _add_first_slice(predictions, result, False, rest, cut)
+        if record.request_id is None:
+            continue
+        columns = tuple(result[:, column] for column in range(result.shape[1]))
+        shortest = {"U": "", "b": "True"}.get(result.dtype.kind, "0") if labels else 0.0
+        cap = joins.row_cap(row_bytes((shortest,) * len(columns)), record.request_id)
+        rows = _kept_as_arrays(tuple(column[:cap] for column in columns), labels, rest)
+        joins.add(record, (record.request_id, rows if labels else None,
+                           None if labels else rows, record.started_at, result.shape[0]))
+    return others
+
+
+def _table_joined_as_labels(result: object, task: str,
+                            read_class_names: Callable[[], Sequence[object] | None]
+                            ) -> bool | None:
+    """Whether the general path joins `result`, a table of more than
+    :data:`ARRAY_ROWS_FROM` rows and several columns, by a tuple of labels a row (integer,
+    text or bool labels; integers are values under ``task="regression"``) or by a tuple of
+    floats (True, False); None for a table it reads otherwise (objects, bytes; floats a
+    classifier's task reads as probabilities), or for no such table.
+
+    >>> table = np.zeros((ARRAY_ROWS_FROM + 1, 2), dtype=np.int64)
+    >>> _table_joined_as_labels(table, "auto", lambda: None)
+    True
+    >>> _table_joined_as_labels(table, "regression", lambda: None)
+    False
+    >>> _table_joined_as_labels(table.astype(float), "classification", lambda: None)
+    """
+    if result.__class__ is not _ndarray or result.ndim != 2 or result.shape[1] < 2 or \
+            result.shape[0] <= ARRAY_ROWS_FROM:
+        return None
+    kind = result.dtype.kind
+    if kind in "Ub" or (kind in "iu" and task != "regression"):
+        return True
+    if kind in "iu" or (kind == "f" and (task == "regression" or (
+            task == "auto" and read_class_names() is None))):
+        return False
+    return None
+
+
+def _fold_huge_outputs(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
                        read_class_names: Callable[[], Sequence[object] | None],
                        records: list[RequestRecord], rest: list[LaterSlices],
                        cut: list[tuple[int, dict[int, int]]]) -> list[RequestRecord]:
@@ -674,13 +800,13 @@ def _fold_huge_outputs(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
         # The rows past this cap could not be kept, and are never made Python objects.
         columns = output_columns(result)
         least, exact = _least_row_bytes(columns, task, read_class_names)
-        cap = outcomes.row_cap(least, record.request_id)
+        cap = joins.row_cap(least, record.request_id)
         if exact and cap < rows:
             # Outputs all floats, read as values: its first rows wait as a copy of their
             # arrays (a tuple of floats a row once an outcome comes), as many as fit.
             values = _kept_as_arrays(tuple(column[:cap] for column in columns), False, rest)
-            outcomes.remember_many([(record.request_id, None, values, record.started_at,
-                                     rows, least * cap)])
+            joins.add(record, (record.request_id, None, values, record.started_at, rows,
+                               least * cap))
             continue
         # A row dropped anywhere (a NaN, an infinity) changes how the whole call joins:
         # such a result joins as the whole reads it.
@@ -693,13 +819,13 @@ def _fold_huge_outputs(predictions: PredictionBatch, outcomes: OutcomeJoiner, ta
             # Rows of floats alone hold exactly `least` bytes each: not sized again.
             held = (least * len(values),) if exact and classes is None and \
                 values is not None else ()
-            outcomes.remember_many([(record.request_id, classes, values, record.started_at,
-                                     rows, *held)])
+            joins.add(record, (record.request_id, classes, values, record.started_at, rows,
+                               *held))
             continue
         if kept is not result:  # joined by output, or not at all: as the whole reads
             classes, values = _join_row(result, predictions.joinable_rows(result, False),
                                         False, task, read_class_names)
-        outcomes.remember_many([(record.request_id, classes, values, record.started_at)])
+        joins.add(record, (record.request_id, classes, values, record.started_at))
     return others
 
 
