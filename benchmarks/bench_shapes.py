@@ -308,6 +308,16 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
     elif kind == "two label outputs (a table)":  # a MultiOutputClassifier's predict
         wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
         batch = np.column_stack([np.arange(rows) % 3, np.arange(rows) % 2])
+    elif kind == "rows of label dicts (a pipeline's)":  # [{"label": ..., "score": ...}]
+        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors,
+                             classes=["cat", "dog", "bird"])
+        names = ["cat", "dog", "bird"]
+        batch = [{"label": names[i % 3], "score": 0.5} for i in range(rows)]
+    elif kind == "text labels beside scores (a dict)":  # {"label": labels, "score": scores}
+        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors,
+                             classes=["cat", "dog", "bird"])
+        batch = {"label": np.array(["cat", "dog", "bird"])[np.arange(rows) % 3],
+                 "score": np.random.default_rng(0).random(rows)}
     elif kind == "class probabilities":  # predict_proba of a binary classifier
         scores = np.random.default_rng(0).random(rows)
         model = instrument(_Model(None, np.column_stack([scores, 1 - scores])), name="huge",
@@ -442,6 +452,11 @@ def run(quick: bool = False) -> list[Row]:
     for request_id in (None, "batch-1"):  # a result of several outputs, on both paths
         rows.append(_huge_batch("two float outputs (a dict)",
                                 HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))
+    # Read whole with the lock let go: no slice reads them as the whole is read.
+    for kind in ("rows of label dicts (a pipeline's)", "text labels beside scores (a dict)"):
+        for request_id in (None, "batch-1"):
+            rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 5),
+                                    request_id=request_id))
     for request_id in (None, "batch-1"):  # a multi-output classifier's labels
         rows.append(_huge_batch("two label outputs (a table)",
                                 HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))

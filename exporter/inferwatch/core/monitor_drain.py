@@ -31,6 +31,7 @@ from inferwatch.core.float_fold import fold_plain_floats
 from inferwatch.core.pending_calls import (
     LaterInputs,
     LaterSlices,
+    LaterWhole,
     call_columns,
     first_input_slices,
     first_slices,
@@ -192,6 +193,10 @@ class MonitorDrain:
                 for part in rest:
                     if part.__class__ is ArrayRows:
                         continue
+                    if part.__class__ is LaterWhole:
+                        time.sleep(0)
+                        self._drain_whole(part, when, settings)
+                        continue
                     for piece in part.slices:
                         time.sleep(0)  # a scrape or caller waiting for the lock gets it now
                         with self._lock:
@@ -258,6 +263,22 @@ class MonitorDrain:
         predictions.repeated_sizes.clear()
         predictions.flush(self.state, now)
         self._slices_drained += 1  # the state changed with no call finishing: publish it
+
+    def _drain_whole(self, part: LaterWhole, now: float, settings: Settings) -> None:
+        """A huge result left whole by the drain's first hold (its call counted there):
+        read with the lock let go (the part that costs a Python call per row, or a sort of
+        its labels), then its batch size, values, classes and drift folded under the lock.
+        Reading touches nothing the lock guards."""
+        predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
+        prediction = predictions.read_one(part.result, part.probabilities)
+        with self._lock:
+            if prediction is not None:
+                predictions.add_read(prediction)
+            tracker = self.features
+            if tracker is not None:
+                check_predictions(tracker, predictions, now)
+            predictions.flush(self.state, now)
+            self._slices_drained += 1  # the state changed with no call finishing: publish it
 
     def _drain_input_slice(self, rows: np.ndarray, part: LaterInputs, now: float) -> None:
         """Rows of a huge input after its first slice: checked against the reference (the
@@ -369,7 +390,8 @@ class MonitorDrain:
             # tensors (a drain of one kind sizes one of them).
             kept_bytes += held_bytes(results, kinds)
             if rest is not None:
-                results, whole = first_slices(results, probabilities, rest, kinds)
+                results, whole = first_slices(results, probabilities, rest, kinds,
+                                              defer=True)
                 if whole:  # a huge pandas Series is cut as its array
                     kinds = set(map(type, results))
             first = len(predictions.batch_sizes)

@@ -52,10 +52,26 @@ class LaterSlices(NamedTuple):
     slices: list
 
 
+class LaterWhole(NamedTuple):
+    """A huge result that no slice reads as the whole reads it (rows of dicts, text labels
+    beside scores, a DataFrame of text): taken out of the drain's first hold of the lock,
+    read with the lock let go, and folded in a hold of its own.
+
+    >>> LaterWhole(probabilities=False, result=[{"label": "cat"}]).probabilities
+    False
+    """
+
+    probabilities: bool
+    result: object
+
+
 def first_slices(results: Sequence[object], probabilities: bool, rest: list[LaterSlices],
-                  kinds: set[type]) -> tuple[Sequence[object], dict[int, int]]:
+                  kinds: set[type], defer: bool = False
+                  ) -> tuple[Sequence[object], dict[int, int]]:
     """`results` (of the classes `kinds`) with each huge numpy array cut to its first slice
-    (the others go to `rest`), and {index: rows of the whole array} for the ones cut.
+    (the others go to `rest`), and {index: rows of the whole array} for the ones cut. With
+    `defer`, a huge result of several outputs or rows that cannot be cut alike
+    (:func:`unsliced_rows`) is left out and appended to `rest` whole (:class:`LaterWhole`).
 
     >>> rest, results = [], [np.zeros(SLICE_ROWS * 2 + 1), 1.0]
     >>> cut, rows = first_slices(results, False, rest, set(map(type, results)))
@@ -67,8 +83,9 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
     whole: dict[int, int] = {}
     if _ndarray not in kinds:  # most drains hold no array at all
         if not probabilities and len(results) <= SERIES_LOOKED_AT and (
-                not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds))):
-            results = _first_output_slices(results, rest, whole)
+                not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds))
+                or (defer and any(map(_is_polars_frame, kinds)))):
+            results = _first_output_slices(results, probabilities, rest, whole, defer)
         # A drain of many calls holds no huge batch worth a look at each (see
         # SERIES_LOOKED_AT): a thousand one-row lists pay no pass over them here.
         if len(results) > SERIES_LOOKED_AT or (
@@ -100,23 +117,90 @@ _OUTPUT_CONTAINERS = frozenset({dict, tuple, list})
 _ROW_CONTAINERS = frozenset({tuple, list})
 
 
-def _first_output_slices(results: Sequence[object], rest: list[LaterSlices],
-                         whole: dict[int, int]) -> Sequence[object]:
+def _first_output_slices(results: Sequence[object], probabilities: bool,
+                         rest: list[LaterSlices | LaterWhole], whole: dict[int, int],
+                         defer: bool) -> Sequence[object]:
     """`results` with each huge result of several outputs (:func:`output_rows`) cut to its
     first slice, the others appended to `rest`, and `whole` filled as by
-    :func:`first_slices`."""
+    :func:`first_slices`; with `defer`, each huge result :func:`unsliced_rows` tells left
+    out, appended to `rest` whole."""
     cut = None
     for index, result in enumerate(results):
         rows = output_rows(result)
         if rows <= SLICE_ROWS:
+            if rows or not defer or unsliced_rows(result) <= SLICE_ROWS:
+                if cut is not None:
+                    cut.append(result)
+                continue
+            if cut is None:
+                cut = list(results[:index])
+            rest.append(LaterWhole(probabilities, result))
             continue
         if cut is None:
-            cut = list(results)
-        whole[index] = rows
-        cut[index] = output_slice(result, 0, SLICE_ROWS)
+            cut = list(results[:index])
+        whole[len(cut)] = rows
+        cut.append(output_slice(result, 0, SLICE_ROWS))
         rest.append(LaterSlices(False, [output_slice(result, start, start + SLICE_ROWS)
                                         for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
     return results if cut is None else cut
+
+
+def unsliced_rows(result: object) -> int:
+    """The rows of a result that :func:`first_slices` cannot cut into slices read as the
+    whole is read: a list or tuple of dicts, lists, tuples or arrays, one a row (a
+    pipeline's ``[{"label", "score"}]``, ``to_dict("records")``); a dict, tuple or list of
+    1-D outputs of one length that are not all numeric numpy arrays (text labels beside
+    their scores); a pandas or polars DataFrame. 0 for any other result (a numpy array, a
+    column, numeric outputs, a list of scalars: each sliced or read as an array), told at
+    a look.
+
+    >>> unsliced_rows([{"label": "cat", "score": 0.9}] * 3)
+    3
+    >>> unsliced_rows({"label": np.array(["cat", "dog"]), "score": np.zeros(2)})
+    2
+    >>> unsliced_rows([0.5, 0.7]), unsliced_rows({"label": "cat", "score": 0.9})
+    (0, 0)
+    """
+    cls = result.__class__
+    if cls is list or cls is tuple:
+        if not result:  # type: ignore[truthy-bool]
+            return 0
+        first = result[0].__class__  # type: ignore[index]
+        if first in _ROWS_OF_ONE or (first is _ndarray and len(result) > SLICE_ROWS):  # type: ignore[arg-type]
+            return len(result)  # type: ignore[arg-type]
+        parts: Any = result
+    elif cls is dict:
+        parts = list(result.values())  # type: ignore[attr-defined]
+    elif is_pandas_frame(cls) or _is_polars_frame(cls):
+        try:
+            return len(result)  # type: ignore[arg-type]
+        except Exception:  # an odd frame: read whole, in the first hold
+            return 0
+    else:
+        return 0
+    if not parts:
+        return 0
+    if parts[0].__class__ is _ndarray:
+        rows = parts[0].shape[0] if parts[0].ndim == 1 else 0
+    elif is_column(parts[0].__class__):
+        rows = len(parts[0])
+    else:
+        return 0
+    for part in parts:
+        if part.__class__ is _ndarray:
+            if part.ndim != 1 or part.shape[0] != rows:
+                return 0
+        elif not is_column(part.__class__) or len(part) != rows:
+            return 0
+    return rows
+
+
+# One row each: a list of these is a list of rows (of arrays: a list longer than a slice).
+_ROWS_OF_ONE = frozenset({dict, list, tuple})
+
+
+def _is_polars_frame(kind: type) -> bool:
+    return kind.__name__ == "DataFrame" and kind.__module__.startswith("polars")
 
 
 def _first_column_slices(results: Sequence[object], probabilities: bool,

@@ -1,0 +1,159 @@
+"""Huge results that no slice reads as the whole is read (rows of dicts, text labels beside
+scores, DataFrames of text): taken out of the drain's first hold of the monitor's lock,
+read with the lock let go, and folded in a hold of their own, to the same series."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+from conftest import Scraper
+from inferwatch.core import pending_calls
+
+_LABELS = ["cat", "dog", "bird", "é"]
+
+
+def _series(scraper: Scraper) -> dict:
+    """Every sample but the latencies (the calls' own durations) and the drain's faults."""
+    return {(s.name, tuple(sorted(s.labels.items()))): "NaN" if s.value != s.value else s.value
+            for s in scraper.samples()
+            if not s.name.startswith(("inferwatch_request_duration", "inferwatch_internal",
+                                      "inferwatch_drain"))}
+
+
+def _result(kind: str, rows: int, rng: np.random.Generator) -> object:
+    import pandas as pd
+
+    labels = np.array(_LABELS)[rng.integers(0, len(_LABELS), rows)]
+    scores = rng.random(rows)
+    if kind == "rows of label dicts":  # a Hugging Face pipeline's answer
+        return [{"label": label, "score": score}
+                for label, score in zip(labels.tolist(), scores.tolist())]
+    if kind == "rows of number dicts":  # to_dict("records") of a regressor's outputs
+        return [{"price": price, "units": int(units)}
+                for price, units in zip(scores.tolist(), rng.integers(0, 9, rows).tolist())]
+    if kind == "probability maps":  # ONNX's ZipMap
+        return [{0: p, 1: 1.0 - p} for p in scores.tolist()]
+    if kind == "rows of lists":
+        return [[p, 1.0 - p] for p in scores.tolist()]
+    if kind == "text labels beside scores (a dict)":
+        return {"label": labels, "score": scores}
+    if kind == "text labels beside scores (a tuple)":
+        return (labels, scores)
+    if kind == "a DataFrame of text and scores":
+        return pd.DataFrame({"label": labels, "score": scores})
+    if kind == "a polars DataFrame":
+        import polars as pl
+
+        return pl.DataFrame({"label": labels, "score": scores})
+    raise AssertionError(kind)
+
+
+_KINDS = ["rows of label dicts", "rows of number dicts", "probability maps", "rows of lists",
+          "text labels beside scores (a dict)", "text labels beside scores (a tuple)",
+          "a DataFrame of text and scores", "a polars DataFrame"]
+
+
+def _drained(calls: list, task: str, defer: bool, monkeypatch) -> dict:
+    with monkeypatch.context() as patched:
+        if not defer:
+            patched.setattr(pending_calls, "unsliced_rows", lambda result: 0)
+        scraper = Scraper(drain_interval=3600)
+        try:
+            kwargs = {} if task == "auto" else {"task": task}
+            model = inferwatch.instrument(lambda x: x, name="m", version="1",
+                                          registry=scraper.registry,
+                                          classes=_LABELS if task == "classification" else None,
+                                          **kwargs)
+            for result in calls:
+                model(result)
+            inferwatch.monitor("m", "1", registry=scraper.registry).drain()
+            return _series(scraper)
+        finally:
+            scraper.registry.close()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(_KINDS), min_size=1, max_size=3),
+       rows=st.lists(st.integers(1, 260), min_size=3, max_size=3),
+       seed=st.integers(0, 2**16), task=st.sampled_from(["auto", "classification"]))
+def test_a_result_read_apart_makes_the_series_a_read_in_the_first_hold_makes(
+        monkeypatch, kinds, rows, seed, task):
+    """Calls of each kind, some past a slice (100 rows here), drained with the huge ones
+    read apart and with every one read in the first hold: the same series."""
+    pytest.importorskip("polars")
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    rng = np.random.default_rng(seed)
+    calls = [_result(kind, count, rng) for kind, count in zip(kinds, rows)]
+    apart = _drained(calls, task, True, monkeypatch)
+    whole = _drained(calls, task, False, monkeypatch)
+    assert apart.keys() == whole.keys()
+    for key, value in apart.items():
+        assert value == whole[key] or math.isclose(value, whole[key], rel_tol=1e-9), key
+
+
+@pytest.mark.parametrize("kind", _KINDS)
+def test_each_kind_past_a_slice_is_read_apart(monkeypatch, kind):
+    """Which results the first hold leaves out: every kind above once it is longer than a
+    slice, none shorter."""
+    pytest.importorskip("polars")
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    rng = np.random.default_rng(0)
+    assert pending_calls.unsliced_rows(_result(kind, 101, rng)) == 101
+    rest: list = []
+    short = _result(kind, 100, rng)
+    kept, _ = pending_calls.first_slices([short], False, rest, {type(short)}, defer=True)
+    assert len(kept) == 1 and not rest
+    long = _result(kind, 101, rng)
+    kept, _ = pending_calls.first_slices([short, long], False, rest, {type(long)}, defer=True)
+    assert kept == [short] or (len(kept) == 1 and kept[0] is short)
+    assert [part.result is long for part in rest] == [True]
+
+
+def test_a_million_rows_of_dicts_wait_for_no_reader(monkeypatch):
+    """A pipeline's answer for a million texts: read with the lock let go (about half a
+    second of Python calls), so a scrape or a record_outcome caller waits for the fold of
+    its columns, not for the read. The call counts once, its rows once."""
+    from inferwatch.core.prediction_batch import PredictionBatch
+
+    registry = inferwatch.Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
+                                      classes=_LABELS)
+        rows = 1_000_000
+        model([{"label": _LABELS[i % 3], "score": 0.5} for i in range(rows)])
+        monitor = inferwatch.monitor("m", "1", registry=registry)
+        reading, took_lock = threading.Event(), threading.Event()
+
+        def reader() -> None:
+            reading.wait(30)
+            with monitor._lock:  # blocks until the drain lets go, were it holding it
+                took_lock.set()
+
+        original = PredictionBatch.read_one
+
+        def watched(self, result, probabilities):
+            reading.set()
+            took_lock.wait(30)  # the read goes on once a reader took the lock
+            return original(self, result, probabilities)
+
+        monkeypatch.setattr(PredictionBatch, "read_one", watched)
+        thread = threading.Thread(target=reader)
+        thread.start()
+        monitor.drain()
+        thread.join()
+        assert took_lock.is_set(), "the lock was held while the rows were read"
+        state = monitor.state
+        assert state.counters["inferwatch_requests_total"][("ok",)] == 1
+        sizes = state.histograms["inferwatch_batch_size"][()]
+        assert sizes.count == 1 and sizes.sum == rows
+        assert sum(state.counters["inferwatch_predicted_class_total"].values()) == rows
+    finally:
+        registry.close()
