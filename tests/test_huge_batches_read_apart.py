@@ -15,16 +15,18 @@ from hypothesis import strategies as st
 import inferwatch
 from conftest import Scraper
 from inferwatch.core import pending_calls
+from test_outcomes_array_rows import _entries
 
 _LABELS = ["cat", "dog", "bird", "é"]
 
 
 def _series(scraper: Scraper) -> dict:
-    """Every sample but the latencies (the calls' own durations) and the drain's faults."""
+    """Every sample but the latencies (the calls' own durations, an outcome's delay) and
+    the drain's faults."""
     return {(s.name, tuple(sorted(s.labels.items()))): "NaN" if s.value != s.value else s.value
             for s in scraper.samples()
             if not s.name.startswith(("inferwatch_request_duration", "inferwatch_internal",
-                                      "inferwatch_drain"))}
+                                      "inferwatch_drain", "inferwatch_outcome_delay"))}
 
 
 def _result(kind: str, rows: int, rng: np.random.Generator) -> object:
@@ -83,11 +85,13 @@ def _drained(calls: list, task: str, defer: bool, monkeypatch) -> dict:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from(_KINDS), min_size=1, max_size=3),
        rows=st.lists(st.integers(1, 260), min_size=3, max_size=3),
-       seed=st.integers(0, 2**16), task=st.sampled_from(["auto", "classification"]))
+       seed=st.integers(0, 2**16), task=st.sampled_from(["classification", "regression"]))
 def test_a_result_read_apart_makes_the_series_a_read_in_the_first_hold_makes(
         monkeypatch, kinds, rows, seed, task):
     """Calls of each kind, some past a slice (100 rows here), drained with the huge ones
-    read apart and with every one read in the first hold: the same series."""
+    read apart and with every one read in the first hold: the same series. (A declared
+    task: one read apart is folded as if its call came last in its drain, which may tell
+    a task="auto" model's task, or a label cap's order, as a later drain would.)"""
     pytest.importorskip("polars")
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
     rng = np.random.default_rng(seed)
@@ -155,5 +159,155 @@ def test_a_million_rows_of_dicts_wait_for_no_reader(monkeypatch):
         sizes = state.histograms["inferwatch_batch_size"][()]
         assert sizes.count == 1 and sizes.sum == rows
         assert sum(state.counters["inferwatch_predicted_class_total"].values()) == rows
+    finally:
+        registry.close()
+
+
+def _joined(calls: list, task: str, defer: bool, cache_bytes: int, monkeypatch) -> tuple:
+    """The series and the outcome cache's entries after `calls` under request ids, then
+    each judged by an outcome of its rows' labels (or of one label)."""
+    from inferwatch.core import drain_folds
+
+    with monkeypatch.context() as patched:
+        if not defer:
+            patched.setattr(drain_folds, "unsliced_rows", lambda result: 0)
+        scraper = Scraper(drain_interval=3600)
+        try:
+            kwargs = {} if task == "auto" else {"task": task}
+            model = inferwatch.instrument(lambda x: x, name="m", version="1",
+                                          registry=scraper.registry,
+                                          classes=_LABELS if task == "classification" else None,
+                                          **kwargs)
+            monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+            monitor.configure(outcome_cache_bytes=cache_bytes)
+            for number, result in enumerate(calls):
+                model(result, request_id=f"r-{number}")
+            monitor.drain()
+            entries = _entries(monitor)
+            for number, _ in enumerate(calls):
+                monitor.record_outcome(f"r-{number}", _LABELS[number % 3])
+            return _series(scraper), entries
+        finally:
+            scraper.registry.close()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(_KINDS), min_size=1, max_size=3),
+       rows=st.lists(st.integers(1, 260), min_size=3, max_size=3),
+       seed=st.integers(0, 2**16), task=st.sampled_from(["classification", "regression"]))
+def test_a_request_read_apart_is_counted_and_joined_as_in_the_first_hold(
+        monkeypatch, kinds, rows, seed, task):
+    """The same calls under request ids: the same series, the same rows kept for each id,
+    the same outcomes judged (a declared task, and a cache large enough that no entry is
+    evicted: one read apart is folded and remembered after its drain's other calls)."""
+    pytest.importorskip("polars")
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    rng = np.random.default_rng(seed)
+    calls = [_result(kind, count, rng) for kind, count in zip(kinds, rows)]
+    apart = _joined(calls, task, True, 2**22, monkeypatch)
+    whole = _joined(calls, task, False, 2**22, monkeypatch)
+    assert apart[1] == whole[1]
+    assert apart[0].keys() == whole[0].keys()
+    for key, value in apart[0].items():
+        assert value == whole[0][key] or math.isclose(value, whole[0][key], rel_tol=1e-9), key
+
+
+def test_an_outcome_waits_for_its_prediction_read_apart(monkeypatch):
+    """An outcome recorded while another thread's drain reads its huge prediction apart
+    (its call taken, its join not yet made) waits for that read, and is judged: never an
+    unknown id."""
+    from inferwatch.core.monitor_drain import MonitorDrain
+    from inferwatch.core.prediction_batch import PredictionBatch
+
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    registry = inferwatch.Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
+                                      classes=_LABELS)
+        monitor = inferwatch.monitor("m", "1", registry=registry)
+        model([{"label": "cat", "score": 0.9}] * 500, request_id="batch-1")
+        reading, release, waiting = threading.Event(), threading.Event(), threading.Event()
+        read_one = PredictionBatch.read_one
+
+        def held_read(self, result, probabilities):
+            reading.set()
+            release.wait(30)
+            return read_one(self, result, probabilities)
+
+        wait_for = MonitorDrain._wait_for_apart_folds
+
+        def watched_wait(self):
+            waiting.set()
+            return wait_for(self)
+
+        monkeypatch.setattr(PredictionBatch, "read_one", held_read)
+        monkeypatch.setattr(MonitorDrain, "_wait_for_apart_folds", watched_wait)
+        drain = threading.Thread(target=monitor.drain)
+        drain.start()
+        assert reading.wait(30)
+        outcome = threading.Thread(target=monitor.record_outcome, args=("batch-1", "cat"))
+        outcome.start()
+        assert waiting.wait(30), "the outcome's drain did not wait for the read apart"
+        release.set()
+        drain.join(30)
+        outcome.join(30)
+        counters = monitor.state.counters
+        assert counters["inferwatch_outcomes_total"][("correct",)] == 500
+        assert ("unknown_id",) not in counters.get("inferwatch_outcomes_unmatched_total", {})
+    finally:
+        release.set()
+        registry.close()
+
+
+def test_a_scrape_does_not_wait_for_a_read_apart(monkeypatch):
+    """A drain with a budget (a scrape's) returns while another drain reads a huge result
+    apart: it shows the call counted, and its rows at the next scrape."""
+    from inferwatch.core.prediction_batch import PredictionBatch
+
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    registry = inferwatch.Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
+                                      classes=_LABELS)
+        monitor = inferwatch.monitor("m", "1", registry=registry)
+        model([{"label": "cat", "score": 0.9}] * 500)
+        reading, release = threading.Event(), threading.Event()
+        read_one = PredictionBatch.read_one
+
+        def held_read(self, result, probabilities):
+            reading.set()
+            release.wait(30)
+            return read_one(self, result, probabilities)
+
+        monkeypatch.setattr(PredictionBatch, "read_one", held_read)
+        drain = threading.Thread(target=monitor.drain)
+        drain.start()
+        assert reading.wait(30)
+        monitor.drain(budget=0.05)  # returns with the read still held
+        counters = monitor.state.counters
+        assert counters["inferwatch_requests_total"][("ok",)] == 1
+        assert "inferwatch_predicted_class_total" not in counters
+        release.set()
+        drain.join(30)
+        assert monitor.state.counters["inferwatch_predicted_class_total"][("cat",)] == 500
+    finally:
+        release.set()
+        registry.close()
+
+
+def test_a_first_drain_of_one_huge_result_read_apart_tells_the_task(monkeypatch):
+    """A task="auto" model whose first call is a huge result read apart: its task is told
+    by that result's fold, as by any first predictions."""
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    registry = inferwatch.Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
+                                      classes=_LABELS)
+        model([{"label": "dog", "score": 0.7}] * 300)
+        monitor = inferwatch.monitor("m", "1", registry=registry)
+        monitor.drain()
+        assert monitor.state.info["task"] == "classification"
+        assert monitor.state.counters["inferwatch_predicted_class_total"][("dog",)] == 300
     finally:
         registry.close()

@@ -25,12 +25,14 @@ from inferwatch.core.object_labels import (
 from inferwatch.core.outcome_labels import joinable_labels, kept_label, record_labels
 from inferwatch.core.outcomes import row_bytes
 from inferwatch.core.pending_calls import (
+    LaterRecord,
     LaterSlices,
     first_slices,
     huge_rows_as_arrays,
     output_columns,
     output_rows,
     output_slice,
+    unsliced_rows,
 )
 from inferwatch.core.prediction_classes import (
     whole_number_classes,
@@ -336,8 +338,39 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
     if probabilities is False and _fold_plain_arrays(
             predictions, joins, task, read_class_names, records, results, rest, cut):
         return
+    if rest is not None and len(records) <= pending_calls.SERIES_LOOKED_AT and any(
+            unsliced_rows(result) > pending_calls.SLICE_ROWS for result in results):
+        records, results = _apart(records, results, probabilities, rest)
+        if not records:
+            return
     rows = predictions.add_records(results, probabilities)
     joins.extend(_general_joins(joins, records, rows, probabilities, task, read_class_names))
+
+
+def _apart(records: list[RequestRecord], results: list, probabilities: bool | None,
+           rest: list) -> tuple[list[RequestRecord], list]:
+    """The records and results left for this hold: each huge result that no slice reads as
+    the whole reads it (:func:`~inferwatch.core.pending_calls.unsliced_rows`) goes to
+    `rest`, read and joined with the lock let go."""
+    kept, kept_results = [], []
+    for record, result in zip(records, results):
+        if unsliced_rows(result) > pending_calls.SLICE_ROWS:
+            rest.append(LaterRecord(probabilities, record))
+        else:
+            kept.append(record)
+            kept_results.append(result)
+    return kept, kept_results
+
+
+def remember_apart(outcomes: OutcomeJoiner, predictions: PredictionBatch, task: str,
+                   probabilities: bool | None, record: RequestRecord,
+                   row: tuple[tuple | None, tuple | None] | None) -> None:
+    """Remember the outcome entry of a record read apart (:class:`LaterRecord`), joined by
+    `row`, its read's own row of it, as the general path joins it."""
+    joins = JoinsInOrder(outcomes, [record])
+    joins.extend(_general_joins(joins, [record], [row], probabilities, task,
+                                functools.cache(predictions.read_class_names)))
+    joins.remember()
 
 
 class JoinsInOrder:

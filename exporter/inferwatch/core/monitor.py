@@ -245,6 +245,10 @@ class Monitor(PendingBound, MonitorDrain):
         self._dropped = itertools.count()
         self._finished = 0
         self._slices_drained = 0  # slices of huge batches drained (see SLICE_ROWS)
+        # Drains folding what their first hold left for later (huge results read whole,
+        # later slices), and their end told to a drain that must wait for them.
+        self._apart_folds = 0
+        self._apart = threading.Condition(threading.Lock())
         # Bumped under the lock by every change to the state that no finished call marks
         # (an outcome joined, a shadow's comparisons, a new reference): the publisher's
         # fingerprint reads it, or an idle worker would publish them only at its refresh.
@@ -697,6 +701,8 @@ class Monitor(PendingBound, MonitorDrain):
         self._lock = threading.RLock()
         self._take_lock = threading.RLock()
         self._configure_lock = threading.RLock()
+        self._apart = threading.Condition(threading.Lock())
+        self._apart_folds = 0  # the parent's threads that were folding are not here
         self.pending_budget.renew_lock()
         self.outcomes.renew_lock()
         self._own_outcome_lock()

@@ -26,10 +26,12 @@ from inferwatch.core.drain_folds import (
     detect_generation,
     fold_requests,
     fold_streams,
+    remember_apart,
 )
 from inferwatch.core.float_fold import fold_plain_floats
 from inferwatch.core.pending_calls import (
     LaterInputs,
+    LaterRecord,
     LaterSlices,
     LaterWhole,
     call_columns,
@@ -71,6 +73,9 @@ _MIN_CHUNK_CALLS = 64
 # a notebook, a flush after the load) a drain folds everything, however long it takes.
 DRAIN_BUDGET_SECONDS = 2.0
 _clock = time.monotonic  # what the budget is measured by (a test replaces it)
+# The longest a drain that must see every call folded waits for another drain's folds after
+# its first hold (huge results read whole, later slices): minutes of rows at most.
+APART_WAIT_SECONDS = 120.0
 _fold_clock = time.perf_counter  # what a chunk's fold time is measured by (likewise)
 
 
@@ -152,6 +157,8 @@ class MonitorDrain:
                 else:
                     with self._lock:
                         pass
+                if self._apart_folds and budget is None and deadline is None:
+                    self._wait_for_apart_folds()
             except Exception as exc:
                 faults.record("drain", exc)
             return
@@ -187,23 +194,13 @@ class MonitorDrain:
                 rest: list[LaterSlices | LaterInputs | ArrayRows] = []
                 with self._lock:
                     taken = self._drain_locked(when, rest, left, settings)
-                for part in rest:  # a join's rows, copied off the call's arrays first
-                    if part.__class__ is ArrayRows:
-                        part.own()
-                for part in rest:
-                    if part.__class__ is ArrayRows:
-                        continue
-                    if part.__class__ is LaterWhole:
-                        time.sleep(0)
-                        self._drain_whole(part, when, settings)
-                        continue
-                    for piece in part.slices:
-                        time.sleep(0)  # a scrape or caller waiting for the lock gets it now
-                        with self._lock:
-                            if part.__class__ is LaterInputs:
-                                self._drain_input_slice(piece, part, when)
-                            else:
-                                self._drain_slice(piece, part.probabilities, when, settings)
+                    if rest:  # counted before the lock is let go: see _wait_for_apart_folds
+                        self._begin_apart_folds()
+                if rest:
+                    try:
+                        self._fold_apart(rest, when, settings)
+                    finally:
+                        self._end_apart_folds()
                 if taken:
                     self._measure_chunk(_fold_clock() - started,
                                         weighted - _weighted(left))
@@ -212,6 +209,56 @@ class MonitorDrain:
                 time.sleep(0)  # as between slices: a waiting reader takes the lock now
         except Exception as exc:
             faults.record("drain", exc)
+
+    def _fold_apart(self, rest: list, when: float, settings: Settings) -> None:
+        """What the drain's first hold left for later: join rows copied off the calls'
+        arrays, then huge results read whole and the later slices of huge batches, each
+        folded in a hold of the lock of its own."""
+        for part in rest:  # a join's rows, copied off the call's arrays first
+            if part.__class__ is ArrayRows:
+                part.own()
+        for part in rest:
+            if part.__class__ is ArrayRows:
+                continue
+            time.sleep(0)  # a scrape or caller waiting for the lock gets it now
+            if part.__class__ is LaterWhole:
+                self._drain_whole(part, when, settings)
+                continue
+            if part.__class__ is LaterRecord:
+                self._drain_record(part, when, settings)
+                continue
+            for piece in part.slices:
+                time.sleep(0)
+                with self._lock:
+                    if part.__class__ is LaterInputs:
+                        self._drain_input_slice(piece, part, when)
+                    else:
+                        self._drain_slice(piece, part.probabilities, when, settings)
+
+    def _begin_apart_folds(self) -> None:
+        with self._apart:
+            self._apart_folds += 1
+
+    def _end_apart_folds(self) -> None:
+        with self._apart:
+            self._apart_folds -= 1
+            if not self._apart_folds:
+                self._apart.notify_all()
+
+    def _wait_for_apart_folds(self) -> None:
+        """Wait for the folds another drain does after its first hold (a huge result read
+        whole, later slices): a drain that must see every call folded (an outcome's join,
+        a shadow's score) returns after them. A scrape's drain (with a budget) does not
+        wait: it shows those rows at its next scrape. At most :data:`APART_WAIT_SECONDS`,
+        should that drain's thread never come back (stopped at the interpreter's exit)."""
+        give_up = time.monotonic() + APART_WAIT_SECONDS
+        with self._apart:
+            while self._apart_folds:
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    faults.record("drain_wait")
+                    return
+                self._apart.wait(min(left, 1.0))
 
     def calls_finished(self) -> int:
         """Calls finished so far: folded, waiting, or dropped (what a drain's budget looks
@@ -271,9 +318,33 @@ class MonitorDrain:
         Reading touches nothing the lock guards."""
         predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
         prediction = predictions.read_one(part.result, part.probabilities)
+        if prediction is not None:
+            predictions.count_classes_apart(prediction)
         with self._lock:
             if prediction is not None:
                 predictions.add_read(prediction)
+            tracker = self.features
+            if tracker is not None:
+                check_predictions(tracker, predictions, now)
+            predictions.flush(self.state, now)
+            self._slices_drained += 1  # the state changed with no call finishing: publish it
+
+    def _drain_record(self, part: LaterRecord, now: float, settings: Settings) -> None:
+        """A request-path call whose huge result the first hold left whole (its call
+        counted there): read, and its outcome join made, with the monitor's lock let go (a
+        Python call per row of dicts), then folded under the lock. Its join entry is
+        remembered after the other calls of its drain, as if it had finished last."""
+        record = part.record
+        predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
+        prediction = predictions.read_one(record.prediction, part.probabilities)
+        if prediction is None:
+            return
+        if record.request_id is not None:
+            remember_apart(self.outcomes, predictions, settings.task, part.probabilities,
+                           record, predictions.joinable_row(prediction, record.prediction))
+        predictions.count_classes_apart(prediction)
+        with self._lock:
+            predictions.add_read(prediction)
             tracker = self.features
             if tracker is not None:
                 check_predictions(tracker, predictions, now)

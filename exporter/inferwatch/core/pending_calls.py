@@ -65,6 +65,20 @@ class LaterWhole(NamedTuple):
     result: object
 
 
+class LaterRecord(NamedTuple):
+    """A request-path call (``request_id=``, an event log, ``mon.request()``) whose huge
+    result no slice reads as the whole reads it: counted in the drain's first hold, its
+    result read and its outcome join made with the monitor's lock let go, then folded in a
+    hold of its own.
+
+    >>> LaterRecord(probabilities=False, record=None).probabilities
+    False
+    """
+
+    probabilities: bool | None
+    record: Any
+
+
 def first_slices(results: Sequence[object], probabilities: bool, rest: list[LaterSlices],
                   kinds: set[type], defer: bool = False
                   ) -> tuple[Sequence[object], dict[int, int]]:

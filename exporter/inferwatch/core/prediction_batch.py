@@ -465,17 +465,25 @@ class PredictionBatch(StackedResults):
 
     def read_one(self, result: object, probabilities: bool | None) -> Prediction | None:
         """One call's `result` normalised, not yet recorded (:meth:`add_read` records it
-        next): a huge result is read with the monitor's lock let go. Its class labels are
-        counted here too where no reference compares them (a count of two million text
-        labels is 140 ms, which the lock would otherwise be held for)."""
-        prediction = self._normalized(result, probabilities)
-        if prediction is not None and prediction.classes is not None and \
-                self.features is None:
-            counted = self.counted_classes
-            for label, count in _count_classes([prediction.classes]).items():
-                counted[label] = counted.get(label, 0) + count
-            prediction.classes = None
-        return prediction
+        next): a huge result is read with the monitor's lock let go."""
+        return self._normalized(result, probabilities)
+
+    def count_classes_apart(self, prediction: Prediction) -> None:
+        """Count the class labels of `prediction` (read by :meth:`read_one`) now, where no
+        reference compares them: a count of two million text labels is 140 ms, which the
+        monitor's lock would otherwise be held for when :meth:`flush` counts them."""
+        if prediction.classes is None or self.features is not None:
+            return
+        counted = self.counted_classes
+        for label, count in _count_classes([prediction.classes]).items():
+            counted[label] = counted.get(label, 0) + count
+        prediction.classes = None
+
+    def joinable_row(self, prediction: Prediction, result: object
+                     ) -> tuple[tuple | None, tuple | None] | None:
+        """The (classes, values) an outcome joins `result` by, read from `prediction`
+        (:meth:`read_one`'s), as :meth:`add_records` gives them."""
+        return _split_rows(prediction, [prediction.rows], result)[0]
 
     def add_read(self, prediction: Prediction) -> None:
         """Record what :meth:`read_one` read last."""
