@@ -311,3 +311,47 @@ def test_a_first_drain_of_one_huge_result_read_apart_tells_the_task(monkeypatch)
         assert monitor.state.counters["inferwatch_predicted_class_total"][("dog",)] == 300
     finally:
         registry.close()
+
+
+def test_a_drain_inside_the_monitor_lock_does_not_wait_for_reads_apart(monkeypatch):
+    """A drain reached by a thread that holds the monitor's lock itself returns at once
+    while another drain reads apart (that read's fold needs the lock: waiting would hang
+    both)."""
+    from inferwatch.core.prediction_batch import PredictionBatch
+
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    registry = inferwatch.Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
+                                      classes=_LABELS)
+        monitor = inferwatch.monitor("m", "1", registry=registry)
+        model([{"label": "cat", "score": 0.9}] * 500)
+        reading, release = threading.Event(), threading.Event()
+        read_one = PredictionBatch.read_one
+
+        def held_read(self, result, probabilities):
+            reading.set()
+            release.wait(30)
+            return read_one(self, result, probabilities)
+
+        monkeypatch.setattr(PredictionBatch, "read_one", held_read)
+        drain = threading.Thread(target=monitor.drain)
+        drain.start()
+        assert reading.wait(30)
+        from inferwatch.core.monitor_drain import MonitorDrain
+
+        waited = []
+        monkeypatch.setattr(MonitorDrain, "_wait_for_apart_folds",
+                            lambda self: waited.append(self))
+        with monitor._lock:
+            monitor.drain()
+            assert monitor._apart_folds == 1 and not waited
+        monitor.drain()  # the same drain outside the lock waits (here: is told to)
+        assert waited == [monitor]
+        release.set()
+        drain.join(30)
+        assert monitor._apart_folds == 0
+        assert monitor.state.counters["inferwatch_predicted_class_total"][("cat",)] == 500
+    finally:
+        release.set()
+        registry.close()

@@ -157,7 +157,10 @@ class MonitorDrain:
                 else:
                     with self._lock:
                         pass
-                if self._apart_folds and budget is None and deadline is None:
+                # Not while this thread holds the lock itself (a drain reached from inside
+                # one): the folds waited for need it.
+                if self._apart_folds and budget is None and deadline is None and \
+                        not self._lock._is_owned():  # type: ignore[attr-defined]
                     self._wait_for_apart_folds()
             except Exception as exc:
                 faults.record("drain", exc)
