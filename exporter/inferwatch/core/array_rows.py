@@ -53,7 +53,7 @@ class ArrayRows(Sequence):
     ('yes', None, 'no')
     >>> table = ArrayRows((np.array([1, 0]), np.array([True, False]), np.array(["a", "b"])),
     ...                   labels=True)
-    >>> table[1], table.row_sizes()[0] == sys.getsizeof(("1", "True", "a")) + sum(
+    >>> table[1], int(table.row_sizes()[0]) == sys.getsizeof(("1", "True", "a")) + sum(
     ...     map(sys.getsizeof, ("1", "True", "a")))
     (('0', 'False', 'b'), True)
     >>> texts = ArrayRows((np.array(["cat", "é"]),), labels=True)

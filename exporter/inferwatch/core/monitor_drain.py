@@ -224,11 +224,9 @@ class MonitorDrain:
             if part.__class__ is ArrayRows:
                 continue
             time.sleep(0)  # a scrape or caller waiting for the lock gets it now
-            if part.__class__ is LaterWhole:
-                self._drain_whole(part, when, settings)
-                continue
-            if part.__class__ is LaterRecord:
-                self._drain_record(part, when, settings)
+            if part.__class__ is LaterWhole or part.__class__ is LaterRecord:
+                # One that fails (an odd object read) is counted, and the others still fold.
+                self._guarded(self._drain_read_apart, part, when, settings)
                 continue
             for piece in part.slices:
                 time.sleep(0)
@@ -314,37 +312,23 @@ class MonitorDrain:
         predictions.flush(self.state, now)
         self._slices_drained += 1  # the state changed with no call finishing: publish it
 
-    def _drain_whole(self, part: LaterWhole, now: float, settings: Settings) -> None:
-        """A huge result left whole by the drain's first hold (its call counted there):
-        read with the lock let go (the part that costs a Python call per row, or a sort of
-        its labels), then its batch size, values, classes and drift folded under the lock.
-        Reading touches nothing the lock guards."""
-        predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
-        prediction = predictions.read_one(part.result, part.probabilities)
-        if prediction is not None:
-            predictions.count_classes_apart(prediction)
-        with self._lock:
-            if prediction is not None:
-                predictions.add_read(prediction)
-            tracker = self.features
-            if tracker is not None:
-                check_predictions(tracker, predictions, now)
-            predictions.flush(self.state, now)
-            self._slices_drained += 1  # the state changed with no call finishing: publish it
-
-    def _drain_record(self, part: LaterRecord, now: float, settings: Settings) -> None:
-        """A request-path call whose huge result the first hold left whole (its call
-        counted there): read, and its outcome join made, with the monitor's lock let go (a
-        Python call per row of dicts), then folded under the lock. Its join entry is
+    def _drain_read_apart(self, part: LaterWhole | LaterRecord, now: float,
+                          settings: Settings) -> None:
+        """A huge result the drain's first hold left whole (its call counted there): read
+        with the lock let go (the part that costs a Python call per row, or a sort of its
+        labels), its classes counted and, for a request-path call under a request id, its
+        outcome join made likewise; then its batch size, values, classes and drift folded
+        under the lock. Reading touches nothing the lock guards. A joined call's entry is
         remembered after the other calls of its drain, as if it had finished last."""
-        record = part.record
+        record = part.record if part.__class__ is LaterRecord else None
+        result = part.result if record is None else record.prediction  # type: ignore[union-attr]
         predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
-        prediction = predictions.read_one(record.prediction, part.probabilities)
+        prediction = predictions.read_one(result, part.probabilities)
         if prediction is None:
-            return
-        if record.request_id is not None:
+            return  # counted as a fault by the read
+        if record is not None and record.request_id is not None:
             remember_apart(self.outcomes, predictions, settings.task, part.probabilities,
-                           record, predictions.joinable_row(prediction, record.prediction))
+                           record, predictions.joinable_row(prediction, result))
         predictions.count_classes_apart(prediction)
         with self._lock:
             predictions.add_read(prediction)
