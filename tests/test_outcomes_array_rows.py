@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from conftest import Scraper
-from inferwatch.core import drain_folds, pending_calls
+from inferwatch.core import drain_folds, pending_calls, record_joins
 from inferwatch.core.array_rows import ArrayRows, label_lengths, labels_length
 from inferwatch.core.outcomes import _sizeof
 
@@ -124,7 +124,7 @@ def test_batches_join_as_the_general_path_joins_them(monkeypatch, calls, task, c
     path, which normalises record by record: the same series, the same rows kept for each
     id with the same bytes and whole count, the same outcomes judged."""
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
-    monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", 50)
+    monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", 50)
 
     def outcome(array):  # a label per row, or one for the whole batch
         truth = np.where(np.arange(array.shape[0]) % 3 == 0, array, array[::-1])

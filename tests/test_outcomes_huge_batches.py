@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from inferwatch.core import array_rows, drain_folds, outcomes
+from inferwatch.core import array_rows, outcomes, record_joins
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.outcomes import OutcomeJoiner, _fitted, _sizeof, row_bytes
 from inferwatch.core.prediction_classes import class_labels, labels_and_lengths
@@ -142,7 +142,7 @@ def test_a_batch_with_request_id_keeps_the_rows_sizing_every_row_keeps(
     label widths, signs and id lengths; kept as tuples, or (`as_array`) as the array a
     batch of more than ``ARRAY_ROWS_FROM`` rows keeps until its outcome."""
     registry = Registry(drain_interval=3600)
-    bound = mock.patch.object(drain_folds, "ARRAY_ROWS_FROM", 0 if as_array else 10**9)
+    bound = mock.patch.object(record_joins, "ARRAY_ROWS_FROM", 0 if as_array else 10**9)
     try:
         bound.start()
         model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from conftest import Scraper
-from inferwatch.core import drain_folds, pending_calls
+from inferwatch.core import drain_folds, pending_calls, record_joins
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.outcomes import _sizeof
 from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
@@ -97,19 +97,19 @@ def test_tables_fold_and_join_as_the_general_path_does(monkeypatch, calls, task,
     path, which makes every row a tuple of Python objects: the same series, the same rows
     kept for each id with the same bytes and whole count, the same outcomes judged."""
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
-    monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", 50)
+    monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", 50)
     taken = []
-    real = drain_folds._fold_huge_tables
+    real = drain_folds.fold_huge_tables
 
     def counting(predictions, outcomes, task, names, records, rest, cut):
         others = real(predictions, outcomes, task, names, records, rest, cut)
         taken.append(len(records) - len(others))
         return others
 
-    monkeypatch.setattr(drain_folds, "_fold_huge_tables", counting)
+    monkeypatch.setattr(drain_folds, "fold_huge_tables", counting)
     fast = _run(calls, task, classifier, cache_bytes, one_row)
     with monkeypatch.context() as patched:
-        patched.setattr(drain_folds, "_fold_huge_tables",
+        patched.setattr(drain_folds, "fold_huge_tables",
                         lambda predictions, outcomes, task, names, records, rest, cut: records)
         general = _run(calls, task, classifier, cache_bytes, one_row)
     _assert_same_samples(fast[0], general[0])
@@ -134,10 +134,10 @@ def test_a_table_of_the_shortest_cells_keeps_as_many_rows_as_the_general_path(
     """Every cell the shortest a row can hold: the rows kept are exactly the rows the
     cache's bytes hold, none fewer (the fold's first cut assumes that row)."""
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
-    monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", 50)
+    monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", 50)
     calls = [(table, "r-0")]
     fast = _run(calls, task, False, 2**16, False)  # a bound of a few hundred such rows
-    monkeypatch.setattr(drain_folds, "_fold_huge_tables",
+    monkeypatch.setattr(drain_folds, "fold_huge_tables",
                         lambda predictions, outcomes, task, names, records, rest, cut: records)
     general = _run(calls, task, False, 2**16, False)
     _, _, size, whole = general[1]["r-0"]

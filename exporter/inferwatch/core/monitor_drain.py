@@ -26,7 +26,6 @@ from inferwatch.core.drain_folds import (
     detect_generation,
     fold_requests,
     fold_streams,
-    remember_apart,
 )
 from inferwatch.core.float_fold import fold_plain_floats
 from inferwatch.core.pending_calls import (
@@ -40,6 +39,7 @@ from inferwatch.core.pending_calls import (
     take,
 )
 from inferwatch.core.prediction_batch import PredictionBatch
+from inferwatch.core.record_joins import remember_apart
 from inferwatch.core.state import float_array
 
 if TYPE_CHECKING:
