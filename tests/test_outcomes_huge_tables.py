@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from conftest import Scraper
-from inferwatch.core import drain_folds, pending_calls, record_joins
+from inferwatch.core import huge_records, pending_calls, record_joins
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.outcomes import _sizeof
 from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
@@ -99,18 +99,17 @@ def test_tables_fold_and_join_as_the_general_path_does(monkeypatch, calls, task,
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
     monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", 50)
     taken = []
-    real = drain_folds.fold_huge_tables
+    real = huge_records.fold_huge_table
 
-    def counting(predictions, outcomes, task, names, records, rest, cut):
-        others = real(predictions, outcomes, task, names, records, rest, cut)
-        taken.append(len(records) - len(others))
-        return others
+    def counting(*args):
+        folded = real(*args)
+        taken.append(folded)
+        return folded
 
-    monkeypatch.setattr(drain_folds, "fold_huge_tables", counting)
+    monkeypatch.setattr(huge_records, "fold_huge_table", counting)
     fast = _run(calls, task, classifier, cache_bytes, one_row)
     with monkeypatch.context() as patched:
-        patched.setattr(drain_folds, "fold_huge_tables",
-                        lambda predictions, outcomes, task, names, records, rest, cut: records)
+        patched.setattr(huge_records, "fold_huge_table", lambda *args: False)
         general = _run(calls, task, classifier, cache_bytes, one_row)
     _assert_same_samples(fast[0], general[0])
     assert fast[1] == general[1]
@@ -137,8 +136,7 @@ def test_a_table_of_the_shortest_cells_keeps_as_many_rows_as_the_general_path(
     monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", 50)
     calls = [(table, "r-0")]
     fast = _run(calls, task, False, 2**16, False)  # a bound of a few hundred such rows
-    monkeypatch.setattr(drain_folds, "fold_huge_tables",
-                        lambda predictions, outcomes, task, names, records, rest, cut: records)
+    monkeypatch.setattr(huge_records, "fold_huge_table", lambda *args: False)
     general = _run(calls, task, False, 2**16, False)
     _, _, size, whole = general[1]["r-0"]
     assert whole == 900 and 0.95 * 2**16 < size <= 2**16  # the bound, not the table, cut it

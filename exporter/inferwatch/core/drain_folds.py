@@ -17,7 +17,6 @@ from inferwatch.core.huge_records import (
     fold_huge_label_columns,
     fold_huge_matrices,
     fold_huge_outputs,
-    fold_huge_tables,
     records_apart,
 )
 from inferwatch.core.pending_calls import (
@@ -234,11 +233,8 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
     if not records:
         return
     if probabilities is False and rest is not None and cut is not None:
-        records = fold_huge_tables(predictions, joins, task, read_class_names, records,
-                                   rest, cut)
-        if records:
-            records = fold_huge_outputs(predictions, joins, task, read_class_names,
-                                        records, rest, cut)
+        records = fold_huge_outputs(predictions, joins, task, read_class_names, records,
+                                    rest, cut)
         if not records:
             return
     results = [r.prediction for r in records]

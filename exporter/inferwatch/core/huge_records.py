@@ -149,38 +149,32 @@ def fold_huge_matrices(predictions: PredictionBatch, joins: JoinsInOrder, task: 
     return others
 
 
-def fold_huge_tables(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
-                     read_class_names: Callable[[], Sequence[object] | None],
-                     records: list[RequestRecord], rest: list[LaterSlices],
-                     cut: list[tuple[int, dict[int, int]]]) -> list[RequestRecord]:
-    """Fold the records whose ``predict`` returned a table of more than
+def fold_huge_table(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
+                    read_class_names: Callable[[], Sequence[object] | None],
+                    record: RequestRecord, rest: list[LaterSlices],
+                    cut: list[tuple[int, dict[int, int]]]) -> bool:
+    """Fold `record` if its ``predict`` returned a table of more than
     :data:`ARRAY_ROWS_FROM` rows and several columns (scikit-learn's
     ``MultiOutputClassifier``'s labels, a multi-output regressor's values) as the fast path
-    folds one (in slices past ``SLICE_ROWS``), and join each by its first rows, as many as
+    folds one (in slices past ``SLICE_ROWS``), and join it by its first rows, as many as
     the outcome cache can keep, as a copy of their columns (a tuple of labels or of floats
-    a row once an outcome comes). The general path made every row of the table a tuple of
-    Python objects under the monitor's lock: 2.7 s for a million rows of two text labels.
-    Returns the other records, for the general path."""
-    if all(r.prediction.__class__ is not _ndarray or r.prediction.ndim != 2
-           or r.prediction.shape[0] <= record_joins.ARRAY_ROWS_FROM for r in records):
-        return records  # every drain but one with a huge table: one look per record
-    others = []
-    for record in records:
-        result = record.prediction
-        labels = _table_joined_as_labels(result, task, read_class_names)
-        if labels is None:
-            others.append(record)
-            continue
-        add_first_slice(predictions, result, False, rest, cut)
-        if record.request_id is None:
-            continue
-        columns = tuple(result[:, column] for column in range(result.shape[1]))
-        shortest = {"U": "", "b": "True"}.get(result.dtype.kind, "0") if labels else 0.0
-        cap = joins.row_cap(row_bytes((shortest,) * len(columns)), record.request_id)
-        rows = kept_as_arrays(tuple(column[:cap] for column in columns), labels, rest)
-        joins.add(record, (record.request_id, rows if labels else None,
-                           None if labels else rows, record.started_at, result.shape[0]))
-    return others
+    a row once an outcome comes); whether it did. The general path made every row of the
+    table a tuple of Python objects under the monitor's lock: 2.7 s for a million rows of
+    two text labels."""
+    result = record.prediction
+    labels = _table_joined_as_labels(result, task, read_class_names)
+    if labels is None:
+        return False
+    add_first_slice(predictions, result, False, rest, cut)
+    if record.request_id is None:
+        return True
+    columns = tuple(result[:, column] for column in range(result.shape[1]))
+    shortest = {"U": "", "b": "True"}.get(result.dtype.kind, "0") if labels else 0.0
+    cap = joins.row_cap(row_bytes((shortest,) * len(columns)), record.request_id)
+    rows = kept_as_arrays(tuple(column[:cap] for column in columns), labels, rest)
+    joins.add(record, (record.request_id, rows if labels else None,
+                       None if labels else rows, record.started_at, result.shape[0]))
+    return True
 
 
 def _table_joined_as_labels(result: object, task: str,
@@ -218,14 +212,19 @@ def fold_huge_outputs(predictions: PredictionBatch, joins: JoinsInOrder, task: s
     """Fold the records of `records` whose result holds several outputs of more than one
     slice of rows (:func:`~inferwatch.core.pending_calls.output_rows`: a dict, tuple or
     list of 1-D numeric arrays, a plain numeric DataFrame) as the fast path folds one, and
-    join each by its first rows, as many as the outcome cache can keep. Only a drain of at
-    most ``SERIES_LOOKED_AT`` records is looked into, as on the fast path. Returns the other
-    records, for the general path."""
+    join each by its first rows, as many as the outcome cache can keep; and each huge table
+    (:func:`fold_huge_table`). Only a drain of at most ``SERIES_LOOKED_AT`` records is
+    looked into, as on the fast path. Returns the other records, for the general path."""
     if len(records) > pending_calls.SERIES_LOOKED_AT:
         return records
     others = []
     for record in records:
         result = record.prediction
+        if result.__class__ is _ndarray:
+            if result.ndim != 2 or not fold_huge_table(predictions, joins, task,
+                                                       read_class_names, record, rest, cut):
+                others.append(record)
+            continue
         rows = output_rows(result)
         if rows <= pending_calls.SLICE_ROWS:
             others.append(record)
