@@ -355,3 +355,50 @@ def test_a_drain_inside_the_monitor_lock_does_not_wait_for_reads_apart(monkeypat
     finally:
         release.set()
         registry.close()
+
+
+def test_a_child_forked_during_a_read_apart_does_not_wait_for_it(monkeypatch):
+    """A process forked while a thread of its parent reads a huge result apart: that thread
+    is not in the child, and a drain there that must see every call folded returns at once
+    instead of waiting for it."""
+    import os
+    import sys
+
+    from inferwatch.core.monitor_drain import MonitorDrain
+    from inferwatch.core.prediction_batch import PredictionBatch
+
+    if sys.platform == "win32":
+        pytest.skip("fork")
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    registry = inferwatch.Registry(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
+                                      classes=_LABELS)
+        monitor = inferwatch.monitor("m", "1", registry=registry)
+        model([{"label": "cat", "score": 0.9}] * 500)
+        reading, release = threading.Event(), threading.Event()
+        read_one = PredictionBatch.read_one
+
+        def held_read(self, result, probabilities):
+            reading.set()
+            release.wait(30)
+            return read_one(self, result, probabilities)
+
+        monkeypatch.setattr(PredictionBatch, "read_one", held_read)
+        drain = threading.Thread(target=monitor.drain)
+        drain.start()
+        assert reading.wait(30)
+        assert monitor._apart_folds == 1
+        child = os.fork()
+        if child == 0:  # the child: no thread reads there
+            waited = []
+            MonitorDrain._wait_for_apart_folds = lambda self: waited.append(self)
+            monitor.drain()
+            os._exit(0 if monitor._apart_folds == 0 and not waited else 1)
+        _, status = os.waitpid(child, 0)
+        release.set()
+        drain.join(30)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        registry.close()
