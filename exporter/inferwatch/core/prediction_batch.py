@@ -775,6 +775,9 @@ def _scalar_column(column: tuple) -> np.ndarray | None:
     return None
 
 
+_ONLY_TEXT = {str}
+
+
 def _count_classes(chunks: list[np.ndarray]) -> dict[str, int]:
     """Counts by label text. Integer and bool labels are counted as numbers and only the
     distinct values become text, so they cost about what floats cost per row."""
@@ -798,5 +801,7 @@ def _count_classes(chunks: list[np.ndarray]) -> dict[str, int]:
     for chunk in chunks:
         if chunk.dtype.kind not in "ib":
             # Python strings: numpy's fixed-width str dtype would drop trailing NULs.
-            counts.update(map(str, chunk.tolist()))
+            labels = chunk.tolist()
+            counts.update(labels if set(map(type, labels)) == _ONLY_TEXT else
+                          map(str, labels))
     return dict(counts)

@@ -184,7 +184,20 @@ def prefixed(labels: np.ndarray, prefix: str) -> np.ndarray:
     if labels.dtype == object:
         # Text already (one str per row): sorting Python objects costs more than this.
         return np.array([prefix + label for label in labels.tolist()], dtype=object)
-    distinct, inverse = np.unique(labels.reshape(-1), return_inverse=True)
+    flat = labels.reshape(-1)
+    if flat.dtype.kind in "iu" and flat.size:
+        low, high = int(flat.min()), int(flat.max())
+        if high - low < SMALL_INTEGER_LIMIT and high <= _INT64_MAX:
+            # A multi-output classifier's labels span a few classes: each label's index
+            # among the distinct ones by a table lookup, without np.unique's sort. As
+            # int64 first: int8 labels -128 and 127 are 255 apart.
+            offsets = flat.astype(np.int64, copy=False) - low
+            present = np.bincount(offsets) > 0
+            index = np.cumsum(present) - 1
+            distinct = np.flatnonzero(present) + low
+            text = np.array([prefix + label for label in class_labels(distinct)], dtype=object)
+            return text[index[offsets]]
+    distinct, inverse = np.unique(flat, return_inverse=True)
     text = np.array([prefix + label for label in class_labels(distinct)], dtype=object)
     return text[inverse.reshape(-1)]
 
