@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from conftest import Scraper
-from inferwatch.core import drain_folds, pending_calls
+from inferwatch.core import pending_calls, record_joins
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.object_labels import text_label_rows
 from test_huge_batches import CountingLock
@@ -235,7 +235,7 @@ def test_a_label_output_beside_scores_joins_as_the_general_path(monkeypatch, col
     runs = []
     for slice_rows, array_rows in ((100, 50), (10**6, 10**6)):
         monkeypatch.setattr(pending_calls, "SLICE_ROWS", slice_rows)
-        monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", array_rows)
+        monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", array_rows)
         runs.append(_run(result_of(_rebuilt(column)), classifier, cache_bytes, "batch-1",
                          truth))
     (fast, fast_entries, _), (general, general_entries, _) = runs
@@ -274,10 +274,10 @@ def _assert_as_general_path(monkeypatch, column, classifier: bool, cache_bytes: 
                             request_id: str | None) -> None:
     truth = _truth(column)
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
-    monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", 50)
+    monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", 50)
     fast = _run(_rebuilt(column), classifier, cache_bytes, request_id, truth)
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 10**6)
-    monkeypatch.setattr(drain_folds, "ARRAY_ROWS_FROM", 10**6)
+    monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", 10**6)
     general = _run(_rebuilt(column), classifier, cache_bytes, request_id, truth)
     _assert_same_samples(fast[0], general[0])
     assert fast[1] == general[1]
