@@ -448,9 +448,15 @@ class MonitorDrain:
             # tensors (a drain of one kind sizes one of them).
             kept_bytes += held_bytes(results, kinds)
             if rest is not None:
+                calls_here = len(results)
                 results, whole = first_slices(results, probabilities, rest, kinds,
                                               defer=True)
-                if whole:  # a huge pandas Series is cut as its array
+                # A huge pandas Series is cut as its array; a result read apart is gone
+                # (all of them, and nothing is left to add here: an empty drain of floats
+                # would still name a value output).
+                if whole or len(results) != calls_here:
+                    if not results:
+                        continue
                     kinds = set(map(type, results))
             first = len(predictions.batch_sizes)
             # An output the fold cannot read (a __hash__ that raises, say) costs its
