@@ -4,7 +4,9 @@ read with the lock let go, and folded in a hold of their own, to the same series
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
 
 import numpy as np
@@ -213,21 +215,25 @@ def test_a_request_read_apart_is_counted_and_joined_as_in_the_first_hold(
         assert value == whole[0][key] or math.isclose(value, whole[0][key], rel_tol=1e-9), key
 
 
-def test_an_outcome_waits_for_its_prediction_read_apart(monkeypatch):
-    """An outcome recorded while another thread's drain reads its huge prediction apart
-    (its call taken, its join not yet made) waits for that read, and is judged: never an
-    unknown id."""
-    from inferwatch.core.monitor_drain import MonitorDrain
+@contextlib.contextmanager
+def _read_held_apart(monkeypatch, request_id: str | None = None):
+    """A monitor whose drain, on a thread of its own, reads a call of 500 label dicts apart
+    (past a slice of 100 rows) and holds there until `release` is set: yields (monitor,
+    release, that drain's thread)."""
     from inferwatch.core.prediction_batch import PredictionBatch
 
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
     registry = inferwatch.Registry(drain_interval=3600)
+    reading, release = threading.Event(), threading.Event()
     try:
         model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
                                       classes=_LABELS)
         monitor = inferwatch.monitor("m", "1", registry=registry)
-        model([{"label": "cat", "score": 0.9}] * 500, request_id="batch-1")
-        reading, release, waiting = threading.Event(), threading.Event(), threading.Event()
+        rows = [{"label": "cat", "score": 0.9}] * 500
+        if request_id is None:
+            model(rows)
+        else:
+            model(rows, request_id=request_id)
         read_one = PredictionBatch.read_one
 
         def held_read(self, result, probabilities):
@@ -235,17 +241,31 @@ def test_an_outcome_waits_for_its_prediction_read_apart(monkeypatch):
             release.wait(30)
             return read_one(self, result, probabilities)
 
-        wait_for = MonitorDrain._wait_for_apart_folds
-
-        def watched_wait(self):
-            waiting.set()
-            return wait_for(self)
-
         monkeypatch.setattr(PredictionBatch, "read_one", held_read)
-        monkeypatch.setattr(MonitorDrain, "_wait_for_apart_folds", watched_wait)
         drain = threading.Thread(target=monitor.drain)
         drain.start()
         assert reading.wait(30)
+        yield monitor, release, drain
+    finally:
+        release.set()
+        registry.close()
+
+
+def test_an_outcome_waits_for_its_prediction_read_apart(monkeypatch):
+    """An outcome recorded while another thread's drain reads its huge prediction apart
+    (its call taken, its join not yet made) waits for that read, and is judged: never an
+    unknown id."""
+    from inferwatch.core.monitor_drain import MonitorDrain
+
+    waiting = threading.Event()
+    wait_for = MonitorDrain._wait_for_apart_folds
+
+    def watched_wait(self):
+        waiting.set()
+        return wait_for(self)
+
+    monkeypatch.setattr(MonitorDrain, "_wait_for_apart_folds", watched_wait)
+    with _read_held_apart(monkeypatch, request_id="batch-1") as (monitor, release, drain):
         outcome = threading.Thread(target=monitor.record_outcome, args=("batch-1", "cat"))
         outcome.start()
         assert waiting.wait(30), "the outcome's drain did not wait for the read apart"
@@ -255,35 +275,12 @@ def test_an_outcome_waits_for_its_prediction_read_apart(monkeypatch):
         counters = monitor.state.counters
         assert counters["inferwatch_outcomes_total"][("correct",)] == 500
         assert ("unknown_id",) not in counters.get("inferwatch_outcomes_unmatched_total", {})
-    finally:
-        release.set()
-        registry.close()
 
 
 def test_a_scrape_does_not_wait_for_a_read_apart(monkeypatch):
     """A drain with a budget (a scrape's) returns while another drain reads a huge result
     apart: it shows the call counted, and its rows at the next scrape."""
-    from inferwatch.core.prediction_batch import PredictionBatch
-
-    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
-    registry = inferwatch.Registry(drain_interval=3600)
-    try:
-        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
-                                      classes=_LABELS)
-        monitor = inferwatch.monitor("m", "1", registry=registry)
-        model([{"label": "cat", "score": 0.9}] * 500)
-        reading, release = threading.Event(), threading.Event()
-        read_one = PredictionBatch.read_one
-
-        def held_read(self, result, probabilities):
-            reading.set()
-            release.wait(30)
-            return read_one(self, result, probabilities)
-
-        monkeypatch.setattr(PredictionBatch, "read_one", held_read)
-        drain = threading.Thread(target=monitor.drain)
-        drain.start()
-        assert reading.wait(30)
+    with _read_held_apart(monkeypatch) as (monitor, release, drain):
         monitor.drain(budget=0.05)  # returns with the read still held
         counters = monitor.state.counters
         assert counters["inferwatch_requests_total"][("ok",)] == 1
@@ -291,9 +288,6 @@ def test_a_scrape_does_not_wait_for_a_read_apart(monkeypatch):
         release.set()
         drain.join(30)
         assert monitor.state.counters["inferwatch_predicted_class_total"][("cat",)] == 500
-    finally:
-        release.set()
-        registry.close()
 
 
 def test_a_first_drain_of_one_huge_result_read_apart_tells_the_task(monkeypatch):
@@ -317,32 +311,12 @@ def test_a_drain_inside_the_monitor_lock_does_not_wait_for_reads_apart(monkeypat
     """A drain reached by a thread that holds the monitor's lock itself returns at once
     while another drain reads apart (that read's fold needs the lock: waiting would hang
     both)."""
-    from inferwatch.core.prediction_batch import PredictionBatch
+    from inferwatch.core.monitor_drain import MonitorDrain
 
-    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
-    registry = inferwatch.Registry(drain_interval=3600)
-    try:
-        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
-                                      classes=_LABELS)
-        monitor = inferwatch.monitor("m", "1", registry=registry)
-        model([{"label": "cat", "score": 0.9}] * 500)
-        reading, release = threading.Event(), threading.Event()
-        read_one = PredictionBatch.read_one
-
-        def held_read(self, result, probabilities):
-            reading.set()
-            release.wait(30)
-            return read_one(self, result, probabilities)
-
-        monkeypatch.setattr(PredictionBatch, "read_one", held_read)
-        drain = threading.Thread(target=monitor.drain)
-        drain.start()
-        assert reading.wait(30)
-        from inferwatch.core.monitor_drain import MonitorDrain
-
-        waited = []
-        monkeypatch.setattr(MonitorDrain, "_wait_for_apart_folds",
-                            lambda self: waited.append(self))
+    waited: list = []
+    monkeypatch.setattr(MonitorDrain, "_wait_for_apart_folds",
+                        lambda self: waited.append(self))
+    with _read_held_apart(monkeypatch) as (monitor, release, drain):
         with monitor._lock:
             monitor.drain()
             assert monitor._apart_folds == 1 and not waited
@@ -352,42 +326,17 @@ def test_a_drain_inside_the_monitor_lock_does_not_wait_for_reads_apart(monkeypat
         drain.join(30)
         assert monitor._apart_folds == 0
         assert monitor.state.counters["inferwatch_predicted_class_total"][("cat",)] == 500
-    finally:
-        release.set()
-        registry.close()
 
 
 def test_a_child_forked_during_a_read_apart_does_not_wait_for_it(monkeypatch):
     """A process forked while a thread of its parent reads a huge result apart: that thread
     is not in the child, and a drain there that must see every call folded returns at once
     instead of waiting for it."""
-    import os
-    import sys
-
     from inferwatch.core.monitor_drain import MonitorDrain
-    from inferwatch.core.prediction_batch import PredictionBatch
 
-    if sys.platform == "win32":
+    if not hasattr(os, "fork"):
         pytest.skip("fork")
-    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
-    registry = inferwatch.Registry(drain_interval=3600)
-    try:
-        model = inferwatch.instrument(lambda x: x, name="m", version="1", registry=registry,
-                                      classes=_LABELS)
-        monitor = inferwatch.monitor("m", "1", registry=registry)
-        model([{"label": "cat", "score": 0.9}] * 500)
-        reading, release = threading.Event(), threading.Event()
-        read_one = PredictionBatch.read_one
-
-        def held_read(self, result, probabilities):
-            reading.set()
-            release.wait(30)
-            return read_one(self, result, probabilities)
-
-        monkeypatch.setattr(PredictionBatch, "read_one", held_read)
-        drain = threading.Thread(target=monitor.drain)
-        drain.start()
-        assert reading.wait(30)
+    with _read_held_apart(monkeypatch) as (monitor, release, drain):
         assert monitor._apart_folds == 1
         child = os.fork()
         if child == 0:  # the child: no thread reads there
@@ -399,6 +348,3 @@ def test_a_child_forked_during_a_read_apart_does_not_wait_for_it(monkeypatch):
         release.set()
         drain.join(30)
         assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        release.set()
-        registry.close()
