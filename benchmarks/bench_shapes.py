@@ -318,6 +318,14 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
                              classes=["cat", "dog", "bird"])
         batch = {"label": np.array(["cat", "dog", "bird"])[np.arange(rows) % 3],
                  "score": np.random.default_rng(0).random(rows)}
+    elif kind == "class probabilities per output":  # a MultiOutputClassifier's predict_proba
+        rng = np.random.default_rng(0)
+        first, second = rng.random(rows), rng.random(rows)
+        model = instrument(_Model(None, [np.column_stack([first, 1 - first]),
+                                         np.column_stack([second, 1 - second])]),
+                           name="huge", version="1", registry=monitors)
+        wrapped = model.predict_proba
+        batch = None
     elif kind == "class probabilities":  # predict_proba of a binary classifier
         scores = np.random.default_rng(0).random(rows)
         model = instrument(_Model(None, np.column_stack([scores, 1 - scores])), name="huge",
@@ -457,6 +465,9 @@ def run(quick: bool = False) -> list[Row]:
         for request_id in (None, "batch-1"):
             rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 5),
                                     request_id=request_id))
+    for request_id in (None, "batch-1"):  # sliced on the fast path, read apart with an id
+        rows.append(_huge_batch("class probabilities per output",
+                                HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))
     for request_id in (None, "batch-1"):  # a multi-output classifier's labels
         rows.append(_huge_batch("two label outputs (a table)",
                                 HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))

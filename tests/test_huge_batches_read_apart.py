@@ -348,3 +348,79 @@ def test_a_child_forked_during_a_read_apart_does_not_wait_for_it(monkeypatch):
         release.set()
         drain.join(30)
         assert os.waitstatus_to_exitcode(status) == 0
+
+
+class _MultiOutputClassifier:
+    """scikit-learn's MultiOutputClassifier: one probability matrix per output."""
+
+    classes_ = [np.array([0, 1]), np.array(["a", "b", "c"])]
+
+    def __init__(self, result: list) -> None:
+        self.result = result
+
+    def predict_proba(self, x):
+        return self.result
+
+
+def _per_output(matrices: list, request_id: str | None, slice_rows: int, task: str,
+                monkeypatch) -> tuple:
+    """The series and outcome entries after one predict_proba call of `matrices`, drained
+    with slices of `slice_rows` rows, then an outcome per row."""
+    with monkeypatch.context() as patched:
+        patched.setattr(pending_calls, "SLICE_ROWS", slice_rows)
+        scraper = Scraper(drain_interval=3600)
+        try:
+            kwargs = {} if task == "auto" else {"task": task}
+            model = inferwatch.instrument(_MultiOutputClassifier(matrices), name="m",
+                                          version="1", registry=scraper.registry, **kwargs)
+            monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+            if request_id is None:
+                model.predict_proba(None)
+            else:
+                model.predict_proba(None, request_id=request_id)
+            monitor.drain()
+            entries = _entries(monitor)
+            if request_id is not None:
+                truth = [[int(row % 2), "abc"[row % 3]] for row in range(len(matrices[0]))]
+                monitor.record_outcome(request_id, truth)
+            return _series(scraper), entries
+        finally:
+            scraper.registry.close()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=st.integers(1, 350), seed=st.integers(0, 2**16),
+       request_id=st.sampled_from([None, "batch-1"]), missing=st.booleans(),
+       task=st.sampled_from(["auto", "classification"]))
+def test_per_output_probability_matrices_fold_as_when_read_in_one_hold(
+        monkeypatch, rows, seed, request_id, missing, task):
+    """A MultiOutputClassifier's predict_proba: sliced past 100 rows on the fast path, read
+    apart under a request id, against the same call read whole in the first hold: the
+    same series, the same rows kept, the same outcomes judged."""
+    rng = np.random.default_rng(seed)
+    matrices = [rng.dirichlet(np.ones(2), rows), rng.dirichlet(np.ones(3), rows)]
+    if missing:
+        matrices[1][rng.integers(0, rows)] = np.nan  # a row without probabilities
+    parts = _per_output(matrices, request_id, 100, task, monkeypatch)
+    whole = _per_output(matrices, request_id, 10**9, task, monkeypatch)
+    assert parts[1] == whole[1]
+    assert parts[0].keys() == whole[0].keys()
+    for key, value in parts[0].items():
+        assert value == whole[0][key] or math.isclose(value, whole[0][key], rel_tol=1e-9), key
+
+
+def test_per_output_probability_matrices_past_a_slice_are_cut_or_read_apart(monkeypatch):
+    """Which way each goes: a matrix per output is cut into slices on the fast path; rows of
+    probability dicts (ONNX's ZipMap) are read apart."""
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    matrices = [np.full((250, 2), 0.5), np.full((250, 3), 1 / 3)]
+    rest: list = []
+    kept, whole = pending_calls.first_slices([matrices], True, rest, {list}, defer=True)
+    assert [m.shape for m in kept[0]] == [(100, 2), (100, 3)] and whole == {0: 250}
+    assert [[m.shape[0] for m in piece] for piece in rest[0].slices] == [[100, 100], [50, 50]]
+    assert rest[0].probabilities is True
+    zipmap = [{0: 0.5, 1: 0.5}] * 250
+    rest = []
+    kept, whole = pending_calls.first_slices([zipmap], True, rest, {list}, defer=True)
+    assert kept == [] and whole == {} and rest[0].result is zipmap

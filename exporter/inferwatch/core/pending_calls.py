@@ -96,7 +96,9 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
     """
     whole: dict[int, int] = {}
     if _ndarray not in kinds:  # most drains hold no array at all
-        if not probabilities and len(results) <= SERIES_LOOKED_AT and (
+        # predict_proba's results of several outputs: a matrix per output is sliced, any
+        # other is read apart.
+        if (not probabilities or defer) and len(results) <= SERIES_LOOKED_AT and (
                 not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds))
                 or (defer and any(map(_is_polars_frame, kinds)))):
             results = _first_output_slices(results, probabilities, rest, whole, defer)
@@ -140,7 +142,7 @@ def _first_output_slices(results: Sequence[object], probabilities: bool,
     out, appended to `rest` whole."""
     cut = None
     for index, result in enumerate(results):
-        rows = output_rows(result)
+        rows = matrix_rows(result) if probabilities else output_rows(result)
         if rows <= SLICE_ROWS:
             if rows or not defer or unsliced_rows(result) <= SLICE_ROWS:
                 if cut is not None:
@@ -154,9 +156,34 @@ def _first_output_slices(results: Sequence[object], probabilities: bool,
             cut = list(results[:index])
         whole[len(cut)] = rows
         cut.append(output_slice(result, 0, SLICE_ROWS))
-        rest.append(LaterSlices(False, [output_slice(result, start, start + SLICE_ROWS)
-                                        for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
+        rest.append(LaterSlices(probabilities, [
+            output_slice(result, start, start + SLICE_ROWS)
+            for start in range(SLICE_ROWS, rows, SLICE_ROWS)]))
     return results if cut is None else cut
+
+
+def matrix_rows(result: object) -> int:
+    """The rows of a ``predict_proba`` result of one float matrix per output (scikit-learn's
+    ``MultiOutputClassifier``), a list or tuple of 2-D float numpy arrays of one row count,
+    which each row's probabilities are read by alone; 0 for anything else.
+
+    >>> matrix_rows([np.zeros((3, 2)), np.ones((3, 4))]), matrix_rows([np.zeros((3, 2))] * 0)
+    (3, 0)
+    >>> matrix_rows([np.zeros((3, 2)), np.zeros(3)]), matrix_rows(np.zeros((3, 2)))
+    (0, 0)
+    """
+    cls = result.__class__
+    if (cls is not list and cls is not tuple) or not result:  # type: ignore[truthy-bool]
+        return 0
+    rows = -1
+    for part in result:  # type: ignore[attr-defined]
+        if part.__class__ is not _ndarray or part.ndim != 2 or part.dtype.kind != "f":
+            return 0
+        if rows == -1:
+            rows = part.shape[0]
+        elif part.shape[0] != rows:
+            return 0
+    return rows
 
 
 def unsliced_rows(result: object) -> int:
@@ -164,7 +191,8 @@ def unsliced_rows(result: object) -> int:
     whole is read: a list or tuple of dicts, lists, tuples or arrays, one a row (a
     pipeline's ``[{"label", "score"}]``, ``to_dict("records")``); a dict, tuple or list of
     1-D outputs of one length that are not all numeric numpy arrays (text labels beside
-    their scores); a pandas or polars DataFrame. 0 for any other result (a numpy array, a
+    their scores), or of 2-D ones (a probability matrix per output); a pandas or polars
+    DataFrame. 0 for any other result (a numpy array, a
     column, numeric outputs, a list of scalars: each sliced or read as an array), told at
     a look.
 
@@ -173,6 +201,8 @@ def unsliced_rows(result: object) -> int:
     >>> unsliced_rows({"label": np.array(["cat", "dog"]), "score": np.zeros(2)})
     2
     >>> unsliced_rows([0.5, 0.7]), unsliced_rows({"label": "cat", "score": 0.9})
+    (0, 0)
+    >>> unsliced_rows([np.array(0.5)]), unsliced_rows([np.zeros(2), np.array(1.0)])
     (0, 0)
     """
     cls = result.__class__
@@ -195,14 +225,19 @@ def unsliced_rows(result: object) -> int:
     if not parts:
         return 0
     if parts[0].__class__ is _ndarray:
-        rows = parts[0].shape[0] if parts[0].ndim == 1 else 0
+        # 1-D outputs, or one (n, k) matrix per output (a MultiOutputClassifier's
+        # predict_proba); not a mix, which no reader takes as rows of one length.
+        width = parts[0].ndim
+        if width not in (1, 2):  # a 0-d array (one scalar output) has no rows
+            return 0
+        rows = parts[0].shape[0]
     elif is_column(parts[0].__class__):
-        rows = len(parts[0])
+        width, rows = 1, len(parts[0])
     else:
         return 0
     for part in parts:
         if part.__class__ is _ndarray:
-            if part.ndim != 1 or part.shape[0] != rows:
+            if part.ndim != width or part.shape[0] != rows:
                 return 0
         elif not is_column(part.__class__) or len(part) != rows:
             return 0
