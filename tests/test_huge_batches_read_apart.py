@@ -52,6 +52,11 @@ def _result(kind: str, rows: int, rng: np.random.Generator) -> object:
         return (labels, scores)
     if kind == "a DataFrame of text and scores":
         return pd.DataFrame({"label": labels, "score": scores})
+    if kind == "a table of object labels":  # a MultiOutputClassifier fit on text columns
+        table = np.empty((rows, 2), dtype=object)
+        table[:, 0] = labels.astype(object)
+        table[:, 1] = np.array(["x", None, "y"], dtype=object)[rng.integers(0, 3, rows)]
+        return table
     if kind == "a polars DataFrame":
         import polars as pl
 
@@ -195,7 +200,8 @@ def _joined(calls: list, task: str, defer: bool, cache_bytes: int, monkeypatch) 
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(kinds=st.lists(st.sampled_from(_KINDS), min_size=1, max_size=3),
+@given(kinds=st.lists(st.sampled_from([*_KINDS, "a table of object labels"]), min_size=1,
+                     max_size=3),
        rows=st.lists(st.integers(1, 260), min_size=3, max_size=3),
        seed=st.integers(0, 2**16), task=st.sampled_from(["classification", "regression"]))
 def test_a_request_read_apart_is_counted_and_joined_as_in_the_first_hold(

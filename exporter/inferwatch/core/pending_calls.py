@@ -192,9 +192,10 @@ def unsliced_rows(result: object) -> int:
     pipeline's ``[{"label", "score"}]``, ``to_dict("records")``); a dict, tuple or list of
     1-D outputs of one length that are not all numeric numpy arrays (text labels beside
     their scores), or of 2-D ones (a probability matrix per output); a pandas or polars
-    DataFrame. 0 for any other result (a numpy array, a
-    column, numeric outputs, a list of scalars: each sliced or read as an array), told at
-    a look.
+    DataFrame; a table of Python objects or bytes (labels a whole-column rule reads; the
+    fast path cuts any numpy array into slices before it looks here). 0 for any other
+    result (another numpy array, a column, numeric outputs, a list of scalars: each sliced
+    or read as an array), told at a look.
 
     >>> unsliced_rows([{"label": "cat", "score": 0.9}] * 3)
     3
@@ -206,6 +207,9 @@ def unsliced_rows(result: object) -> int:
     (0, 0)
     """
     cls = result.__class__
+    if cls is _ndarray:
+        return result.shape[0] if result.ndim == 2 and result.shape[1] > 1 and \
+            result.dtype.kind in "OS" else 0  # type: ignore[attr-defined]
     if cls is list or cls is tuple:
         if not result:  # type: ignore[truthy-bool]
             return 0
