@@ -69,10 +69,17 @@ _KINDS = ["rows of label dicts", "rows of number dicts", "probability maps", "ro
           "a DataFrame of text and scores", "a polars DataFrame"]
 
 
-def _drained(calls: list, task: str, defer: bool, monkeypatch) -> dict:
+def _drained(calls: list, task: str, defer: bool, monkeypatch,
+             cache_bytes: int | None = None) -> tuple:
+    """(The series, the outcome cache's entries) after `calls` drained, the huge ones read
+    apart or (`defer` False) in the first hold. With `cache_bytes`, each call is made under
+    a request id, with a cache of that bound, and judged by an outcome once drained."""
+    from inferwatch.core import drain_folds
+
     with monkeypatch.context() as patched:
         if not defer:
             patched.setattr(pending_calls, "unsliced_rows", lambda result: 0)
+            patched.setattr(drain_folds, "unsliced_rows", lambda result: 0)
         scraper = Scraper(drain_interval=3600)
         try:
             kwargs = {} if task == "auto" else {"task": task}
@@ -80,10 +87,20 @@ def _drained(calls: list, task: str, defer: bool, monkeypatch) -> dict:
                                           registry=scraper.registry,
                                           classes=_LABELS if task == "classification" else None,
                                           **kwargs)
-            for result in calls:
-                model(result)
-            inferwatch.monitor("m", "1", registry=scraper.registry).drain()
-            return _series(scraper)
+            monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+            if cache_bytes is not None:
+                monitor.configure(outcome_cache_bytes=cache_bytes)
+            for number, result in enumerate(calls):
+                if cache_bytes is None:
+                    model(result)
+                else:
+                    model(result, request_id=f"r-{number}")
+            monitor.drain()
+            entries = _entries(monitor)
+            if cache_bytes is not None:
+                for number, _ in enumerate(calls):
+                    monitor.record_outcome(f"r-{number}", _LABELS[number % 3])
+            return _series(scraper), entries
         finally:
             scraper.registry.close()
 
@@ -103,8 +120,8 @@ def test_a_result_read_apart_makes_the_series_a_read_in_the_first_hold_makes(
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
     rng = np.random.default_rng(seed)
     calls = [_result(kind, count, rng) for kind, count in zip(kinds, rows)]
-    apart = _drained(calls, task, True, monkeypatch)
-    whole = _drained(calls, task, False, monkeypatch)
+    apart, _ = _drained(calls, task, True, monkeypatch)
+    whole, _ = _drained(calls, task, False, monkeypatch)
     assert apart.keys() == whole.keys()
     for key, value in apart.items():
         assert value == whole[key] or math.isclose(value, whole[key], rel_tol=1e-9), key
@@ -170,34 +187,6 @@ def test_a_million_rows_of_dicts_wait_for_no_reader(monkeypatch):
         registry.close()
 
 
-def _joined(calls: list, task: str, defer: bool, cache_bytes: int, monkeypatch) -> tuple:
-    """The series and the outcome cache's entries after `calls` under request ids, then
-    each judged by an outcome of its rows' labels (or of one label)."""
-    from inferwatch.core import drain_folds
-
-    with monkeypatch.context() as patched:
-        if not defer:
-            patched.setattr(drain_folds, "unsliced_rows", lambda result: 0)
-        scraper = Scraper(drain_interval=3600)
-        try:
-            kwargs = {} if task == "auto" else {"task": task}
-            model = inferwatch.instrument(lambda x: x, name="m", version="1",
-                                          registry=scraper.registry,
-                                          classes=_LABELS if task == "classification" else None,
-                                          **kwargs)
-            monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
-            monitor.configure(outcome_cache_bytes=cache_bytes)
-            for number, result in enumerate(calls):
-                model(result, request_id=f"r-{number}")
-            monitor.drain()
-            entries = _entries(monitor)
-            for number, _ in enumerate(calls):
-                monitor.record_outcome(f"r-{number}", _LABELS[number % 3])
-            return _series(scraper), entries
-        finally:
-            scraper.registry.close()
-
-
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from([*_KINDS, "a table of object labels"]), min_size=1,
@@ -213,8 +202,8 @@ def test_a_request_read_apart_is_counted_and_joined_as_in_the_first_hold(
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
     rng = np.random.default_rng(seed)
     calls = [_result(kind, count, rng) for kind, count in zip(kinds, rows)]
-    apart = _joined(calls, task, True, 2**22, monkeypatch)
-    whole = _joined(calls, task, False, 2**22, monkeypatch)
+    apart = _drained(calls, task, True, monkeypatch, cache_bytes=2**22)
+    whole = _drained(calls, task, False, monkeypatch, cache_bytes=2**22)
     assert apart[1] == whole[1]
     assert apart[0].keys() == whole[0].keys()
     for key, value in apart[0].items():

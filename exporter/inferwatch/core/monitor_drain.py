@@ -304,11 +304,20 @@ class MonitorDrain:
             settings = self.settings
         predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
         predictions.add_results([rows], probabilities=probabilities)
+        self._flush_apart(predictions, now, batch_size=False)
+
+    def _flush_apart(self, predictions: PredictionBatch, now: float,
+                     batch_size: bool = True) -> None:
+        """Fold what a slice, or a result read apart, added to `predictions` (under the
+        lock): its drift checks (which read its rows per call), then its values, classes
+        and, unless `batch_size` is False (a later slice: the call's size was counted with
+        its first), its batch size."""
         tracker = self.features
         if tracker is not None:
             check_predictions(tracker, predictions, now)
-        predictions.batch_sizes.clear()
-        predictions.repeated_sizes.clear()
+        if not batch_size:
+            predictions.batch_sizes.clear()
+            predictions.repeated_sizes.clear()
         predictions.flush(self.state, now)
         self._slices_drained += 1  # the state changed with no call finishing: publish it
 
@@ -332,11 +341,7 @@ class MonitorDrain:
         predictions.count_classes_apart(prediction)
         with self._lock:
             predictions.add_read(prediction)
-            tracker = self.features
-            if tracker is not None:
-                check_predictions(tracker, predictions, now)
-            predictions.flush(self.state, now)
-            self._slices_drained += 1  # the state changed with no call finishing: publish it
+            self._flush_apart(predictions, now)
 
     def _drain_input_slice(self, rows: np.ndarray, part: LaterInputs, now: float) -> None:
         """Rows of a huge input after its first slice: checked against the reference (the
