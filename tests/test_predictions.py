@@ -257,7 +257,7 @@ def test_predicted_classes_of_probabilities_are_the_top_columns_names(names, row
     # Either way the counts are those of each row's top column, by the column's name.
     from collections import Counter
 
-    from inferwatch.core.class_probabilities import _column_names
+    from inferwatch.core.class_probabilities import column_names
     from inferwatch.core.prediction_batch import _count_classes
     from inferwatch.core.prediction_classes import class_labels
 
@@ -267,7 +267,7 @@ def test_predicted_classes_of_probabilities_are_the_top_columns_names(names, row
         names[0], str) else None)
     prediction = normalize(matrix, probabilities=True, class_names=class_names)
 
-    labels = _column_names(width, class_names)
+    labels = column_names(width, class_names)
     expected = Counter(labels[i] for i in matrix.argmax(axis=1))
     assert _count_classes([prediction.classes]) == dict(expected)
     assert class_labels(prediction.classes) == [labels[i] for i in matrix.argmax(axis=1)]

@@ -128,7 +128,7 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
         prediction.count_invalid("nan", int(nan_rows.sum()))
         prediction.count_invalid("inf", int((~finite_rows & ~nan_rows).sum()))
         matrix = matrix[finite_rows]
-    names = [prefix + name for name in _column_names(width, class_names)]
+    names = [prefix + name for name in column_names(width, class_names)]
     if matrix.shape[0] == 0:
         # No row holds probabilities: still a classifier's output, of which every row
         # lacks its class (an outcome counts each row unjudged, as for labels).
@@ -143,15 +143,15 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
         # Huge values can overflow a row's sum: counted below, never warned about on the
         # application's stderr (values in [0, 1] cannot, and skip this context's cost).
         with np.errstate(over="ignore", invalid="ignore"):
-            sums = _row_sums(matrix)
+            sums = row_sums(matrix)
     else:
-        sums = _row_sums(matrix)
+        sums = row_sums(matrix)
     bad_sum = np.abs(sums - 1.0) > PROBABILITY_SUM_TOLERANCE
     prediction.count_invalid("probability_sum", int(bad_sum.sum()))
-    top = _top_columns(matrix)
+    top = top_columns(matrix)
     confidence = np.maximum(matrix[:, 0], matrix[:, 1]) if width == 2 else \
         matrix[np.arange(matrix.shape[0]), top]
-    codes = _integer_labels(tuple(names))
+    codes = integer_labels(tuple(names))
     prediction.class_outputs += 1
     # Integer class names (sklearn's 0 and 1, or column numbers) stay numbers, which a drain
     # counts in one pass; any other name is text.
@@ -248,7 +248,7 @@ def _near_unit_clipped(matrix: np.ndarray) -> np.ndarray:
     return np.where(near, np.clip(matrix, 0.0, 1.0), matrix) if near.any() else matrix
 
 
-def _top_columns(matrix: np.ndarray) -> np.ndarray:
+def top_columns(matrix: np.ndarray) -> np.ndarray:
     """Each row's top column of a matrix of finite numbers, the first one on a tie."""
     if matrix.shape[1] == 2:  # a binary classifier: one comparison, as argmax reads it
         return (matrix[:, 1] > matrix[:, 0]).view(np.int8)
@@ -282,10 +282,10 @@ def top_classes(matrix: np.ndarray, class_names: Sequence[object] | None
         if floats.min() < 0 or floats.max() > 1:
             floats = _near_unit_clipped(floats)
         if finite_rows is None:
-            top[:] = _top_columns(floats)
+            top[:] = top_columns(floats)
         else:
-            top[finite_rows] = _top_columns(floats)
-    return list(_column_names(matrix.shape[1], class_names)), top
+            top[finite_rows] = top_columns(floats)
+    return list(column_names(matrix.shape[1], class_names)), top
 
 
 def _probability_floats(prediction: Prediction, array: np.ndarray,
@@ -349,7 +349,7 @@ def _object_rows(array: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _row_sums(matrix: np.ndarray) -> np.ndarray:
+def row_sums(matrix: np.ndarray) -> np.ndarray:
     """Each row's sum, added column by column as numpy adds a row of fewer than 8 values
     (the same floats), without its loop per row; wider rows take numpy's own sum."""
     width = matrix.shape[1]
@@ -362,11 +362,11 @@ def _row_sums(matrix: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _integer_labels(names: tuple[str, ...]) -> np.ndarray | None:
+def integer_labels(names: tuple[str, ...]) -> np.ndarray | None:
     """`names` as an int64 array when each is exactly how Python writes an integer (so the
     label text comes back unchanged), else None. Never to be written to: it is shared.
 
-    >>> _integer_labels(("0", "1", "-3")).tolist(), _integer_labels(("1", "01"))
+    >>> integer_labels(("0", "1", "-3")).tolist(), integer_labels(("1", "01"))
     ([0, 1, -3], None)
     """
     try:
@@ -387,7 +387,7 @@ _NAMED_COLUMNS: dict[tuple, list[str]] = {}
 _NAMED_COLUMNS_MAX = 64
 
 
-def _column_names(width: int, class_names: Sequence[object] | None) -> list[str]:
+def column_names(width: int, class_names: Sequence[object] | None) -> list[str]:
     """The names of a matrix's columns. Never to be written to: it is shared."""
     key = classes_key(class_names)
     if key is None:

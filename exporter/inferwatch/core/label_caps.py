@@ -146,6 +146,17 @@ class LabelCap:
         # Unlocked reads: a set's membership and length are each read whole under the GIL.
         return OTHER if text == OTHER or len(self._seen) >= self.limit else text
 
+    def admitted(self, values: list[str]) -> bool:
+        """Whether every one of `values` is admitted already, so that :meth:`fold_many`
+        would give each back unchanged (and change nothing).
+
+        >>> cap = LabelCap(1)
+        >>> cap.admitted(["a"]), cap.fold("a"), cap.admitted(["a"]), cap.admitted(["a", "b"])
+        (False, 'a', True, False)
+        """
+        seen = self._seen
+        return all(value in seen for value in values)
+
     def fold_many(self, values: list[object]) -> list[str]:
         """Each of `values` folded as :meth:`fold` folds it, for a model's own outputs and
         classes, which come back at every drain: a text folded here before is not handed to

@@ -39,6 +39,7 @@ from inferwatch.core.pending_calls import (
     take,
 )
 from inferwatch.core.prediction_batch import PredictionBatch
+from inferwatch.core.probability_fold import fold_probability_rows
 from inferwatch.core.record_joins import remember_apart
 from inferwatch.core.state import float_array
 
@@ -420,9 +421,14 @@ class MonitorDrain:
         if not total:
             return 0
         self._finished += total
-        if calls and total == len(calls) and self.features is None and \
-                fold_plain_floats(self, calls, now, settings):  # type: ignore[arg-type]
-            return total
+        if self.features is None:
+            if calls and total == len(calls) and \
+                    fold_plain_floats(self, calls, now, settings):  # type: ignore[arg-type]
+                return total
+            if proba_calls and total == len(proba_calls) and \
+                    fold_probability_rows(self, proba_calls, now,  # type: ignore[arg-type]
+                                           settings):
+                return total
         state = self.state
         durations: list[float] = []
         predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)

@@ -647,12 +647,8 @@ class PredictionBatch(StackedResults):
             class_counts = _count_classes(self.classes)
             for label, count in self.counted_classes.items():
                 class_counts[label] = class_counts.get(label, 0) + count
-            class_cap = caps["inferwatch_predicted_class_total"]
-            folded = {}
-            for label, fold in zip(class_counts, class_cap.fold_many(list(class_counts))):
-                folded[fold] = folded.get(fold, 0) + class_counts[label]
-            state.inc_many("inferwatch_predicted_class_total",
-                           {(label,): count for label, count in folded.items()})
+            count_folded_classes(state, caps["inferwatch_predicted_class_total"],
+                                 class_counts)
         if self.confidence:
             state.summary("inferwatch_prediction_confidence", (), probabilities=True).observe(
                 np.concatenate(self.confidence), now)
@@ -695,6 +691,17 @@ class PredictionBatch(StackedResults):
                 masses.append(part.sum(axis=1))
         return masses
 
+
+
+def count_folded_classes(state: ModelState, cap: LabelCap, class_counts: dict[str, int]
+                         ) -> None:
+    """Count predicted classes (label text: rows) under the class cap, those it folds
+    together into ``__other__``; labels are admitted in the order of `class_counts`."""
+    folded: dict[str, int] = {}
+    for label, fold in zip(class_counts, cap.fold_many(list(class_counts))):
+        folded[fold] = folded.get(fold, 0) + class_counts[label]
+    state.inc_many("inferwatch_predicted_class_total",
+                   {(label,): count for label, count in folded.items()})
 
 
 def finite_values(values: np.ndarray, invalid: dict[str, int]) -> np.ndarray:
