@@ -236,3 +236,22 @@ def test_a_row_of_eight_classes_sums_as_numpy_sums_it(calls):
                    in fast[0]["counters"]["inferwatch_invalid_predictions_total"])
     assert invalid.get(("probability_sum",), 0) == 0
 
+
+
+def test_a_fault_while_reading_leaves_the_calls_to_the_general_fold(monkeypatch):
+    # Whatever this fold fails on (here its naming of the class columns), the calls are
+    # still counted: the general fold takes them, and counts its own faults as ever.
+    from inferwatch.core import probability_fold
+
+    def broken(*args: object) -> list[str]:
+        raise RuntimeError("a column name that cannot be read")
+
+    drains = [[np.array([[0.4, 0.6]])] * 3] * 2
+    general = _both_ways(drains, {}, None)[1]
+    monkeypatch.setattr(probability_fold, "column_names", broken)
+    fast, _, used = _both_ways(drains, {}, None)
+    assert used == [False, False]
+    assert _same(fast, general)
+    requests = dict((tuple(labels), count) for labels, count
+                    in fast[0]["counters"]["inferwatch_requests_total"])
+    assert requests[("ok",)] == 6

@@ -78,29 +78,14 @@ def fold_probability_rows(monitor: Monitor, calls: list[tuple], now: float,
     if len(first) != 4 or len(first[1].shape) != 2 or \
             first[1].shape[0] * len(calls) > MOST_ROWS:
         return False
-    durations, _, kept, stacked = call_columns(calls)
-    if stacked is None or kept:
+    try:
+        found = _readable(monitor, calls)
+    except Exception:  # the general fold reads them, and counts what fails as it does
         return False
-    matrix, shape = stacked
-    rows_per_call, width = shape
-    if matrix.dtype.kind != "f" or width < 2:
+    if found is None:
         return False
-    class_names = monitor.class_names()
-    if label_outputs(class_names) is not None:
-        return False  # a multi-label classifier's columns: one probability per label
-    names = column_names(width, class_names)
-    caps = monitor._caps
-    # Outputs admitted by an earlier drain, which told the task from them too.
-    if not caps["inferwatch_prediction"].admitted(names) or \
-            monitor.state.info.get("task") == "auto":
-        return False
-    held = held_bytes(kept) + matrix.nbytes  # as the calls held it, before any widening
-    matrix = matrix.astype(np.float64, copy=False)
-    read = _read_few(matrix.tolist(), width) if matrix.shape[0] <= FEW_ROWS else \
-        _read_many(matrix)
-    if read is None:
-        return False
-    top, bad_sums, counts = read
+    durations, held, matrix, names, read = found
+    rows_per_call = first[1].shape[0]
     state = monitor.state
     calls_folded = len(calls)
     monitor.fit_drained(held / calls_folded)
@@ -108,11 +93,36 @@ def fold_probability_rows(monitor: Monitor, calls: list[tuple], now: float,
     state.histogram("inferwatch_request_duration_seconds", (), settings.latency_buckets
                     ).observe(float_array(durations))
     try:
-        _record(state, settings, caps, matrix, names, (top, bad_sums, counts),
+        _record(state, settings, monitor._caps, matrix, names, read,
                 (rows_per_call, calls_folded), now)
     except Exception as exc:  # as the general fold's guard over its flush
         faults.record("drain", exc)
     return True
+
+
+def _readable(monitor: Monitor, calls: list[tuple]) -> tuple | None:
+    """(durations, bytes the calls held, their stacked float64 matrix, its class columns'
+    names, :func:`_read_few`'s reading of its rows) when this fold takes `calls`; None when
+    the general fold must."""
+    durations, _, kept, stacked = call_columns(calls)
+    if stacked is None or kept:
+        return None
+    matrix, (_, width) = stacked
+    if matrix.dtype.kind != "f" or width < 2:
+        return None
+    class_names = monitor.class_names()
+    if label_outputs(class_names) is not None:
+        return None  # a multi-label classifier's columns: one probability per label
+    names = column_names(width, class_names)
+    # Outputs admitted by an earlier drain, which told the task from them too.
+    if not monitor._caps["inferwatch_prediction"].admitted(names) or \
+            monitor.state.info.get("task") == "auto":
+        return None
+    held = held_bytes(kept) + matrix.nbytes  # as the calls held it, before any widening
+    matrix = matrix.astype(np.float64, copy=False)
+    read = _read_few(matrix.tolist(), width) if matrix.shape[0] <= FEW_ROWS else \
+        _read_many(matrix)
+    return None if read is None else (durations, held, matrix, names, read)
 
 
 def _record(state: ModelState, settings: Settings, caps: dict[str, LabelCap],
