@@ -8,6 +8,7 @@ What a call's tuple holds is written by the wrappers in :mod:`inferwatch.core.ca
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -539,7 +540,9 @@ def _arrays_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes], kept
                        ) -> tuple[Sequence[object], list, tuple[np.ndarray, tuple] | None]:
     """Results, kept inputs and (stacked, shape) for arrays kept as their bytes: one array
     read from the joined bytes when they share a shape and dtype."""
-    if len(set(map(id, arrays))) == 1:  # one wrapper's layout (call_input.ArrayLayout)
+    # One wrapper's layout (call_input.ArrayLayout) in every call: told by identity in C,
+    # without a set of a thousand ids.
+    if all(map(operator.is_, arrays, itertools.repeat(arrays[0]))):
         dtypes, shapes = {arrays[0].dtype}, {arrays[0].shape}
     else:
         dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
