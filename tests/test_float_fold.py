@@ -6,6 +6,7 @@ and infinities, under every task and option that changes how floats are read."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -61,23 +62,32 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-@settings(max_examples=120, deadline=None)
-@given(chunks=st.lists(_chunk, min_size=1, max_size=3), options=_options, classes=_classes)
-def test_plain_float_calls_fold_as_the_general_fold_folds_them(chunks, options, classes):
-    used = []
-    fold = monitor_drain.fold_plain_floats
+def both_folds(fold_name: str, run: Callable[[], object]) -> tuple[object, object, list[bool]]:
+    """`run()` with monitor_drain's fold `fold_name` watched, then with that fold refusing
+    every chunk (the general fold takes them): both results, and whether the fold took each
+    chunk it was offered in the first run."""
+    used: list[bool] = []
+    fold = getattr(monitor_drain, fold_name)
 
-    def watched(*args):
+    def watched(*args: object) -> bool:
         folded = fold(*args)
         used.append(folded)
         return folded
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(monitor_drain, "fold_plain_floats", watched)
-        fast = _state_of(chunks, options, classes)
+        patch.setattr(monitor_drain, fold_name, watched)
+        fast = run()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(monitor_drain, "fold_plain_floats", lambda *args: False)
-        general = _state_of(chunks, options, classes)
+        patch.setattr(monitor_drain, fold_name, lambda *args: False)
+        general = run()
+    return fast, general, used
+
+
+@settings(max_examples=120, deadline=None)
+@given(chunks=st.lists(_chunk, min_size=1, max_size=3), options=_options, classes=_classes)
+def test_plain_float_calls_fold_as_the_general_fold_folds_them(chunks, options, classes):
+    fast, general, used = both_folds("fold_plain_floats",
+                                     lambda: _state_of(chunks, options, classes))
     assert _same(fast, general), (fast, general)
     # The fold took every chunk it may take, and no other.
     whole_classes = classes is not None and all(not isinstance(c, str) for c in classes)

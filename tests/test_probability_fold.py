@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inferwatch.core import monitor_drain
 from inferwatch.core.instrument import instrument
 from inferwatch.core.probability_fold import FEW_ROWS, MOST_ROWS
 from inferwatch.core.registry import Registry
+from test_float_fold import _same, both_folds
 
 NOW = 1_700_000_000.0
 
@@ -114,33 +114,8 @@ def _state_of(drains: list[list[np.ndarray]], options: dict, classes: list | Non
         registry.close()
 
 
-def _same(a: object, b: object) -> bool:
-    """Equal, NaN equal to NaN (an empty window's sums)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
-        return math.isnan(b)
-    return a == b
-
-
-def _both_ways(drains: list, options: dict, classes: list | None) -> tuple[tuple, tuple, list]:
-    used: list[bool] = []
-    fold = monitor_drain.fold_probability_rows
-
-    def watched(*args: object) -> bool:
-        folded = fold(*args)
-        used.append(folded)
-        return folded
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(monitor_drain, "fold_probability_rows", watched)
-        fast = _state_of(drains, options, classes)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(monitor_drain, "fold_probability_rows", lambda *args: False)
-        general = _state_of(drains, options, classes)
-    return fast, general, used
+def _both_ways(drains: list, options: dict, classes: list | None) -> tuple:
+    return both_folds("fold_probability_rows", lambda: _state_of(drains, options, classes))
 
 
 @settings(max_examples=150, deadline=None)
