@@ -24,7 +24,19 @@ _value = st.one_of(
     _number.map(np.float64),
     st.floats(allow_nan=True, allow_infinity=True, width=32).map(np.float32),
 )
-_chunk = st.lists(st.tuples(st.floats(0.0, 5.0), _value), min_size=1, max_size=90)
+_calls = st.lists(st.tuples(st.floats(0.0, 5.0), _value), min_size=1, max_size=90)
+
+
+@st.composite
+def _chunk(draw: st.DrawFn) -> list[tuple[float, object]]:
+    """Calls returning floats; in some chunks each a list of one float (``return
+    [score]``), in some a mix of both (which the general fold reads)."""
+    calls = draw(_calls)
+    wrapped = draw(st.sampled_from(["none", "all", "some"]))
+    if wrapped == "none":
+        return calls
+    return [(duration, [value] if wrapped == "all" or draw(st.booleans()) else value)
+            for duration, value in calls]
 _options = st.fixed_dictionaries({
     "task": st.sampled_from(["auto", "regression", "classification"]),
     "output_range": st.one_of(st.none(), st.tuples(st.floats(-10, 0), st.floats(0, 10))),
@@ -84,7 +96,7 @@ def both_folds(fold_name: str, run: Callable[[], object]) -> tuple[object, objec
 
 
 @settings(max_examples=120, deadline=None)
-@given(chunks=st.lists(_chunk, min_size=1, max_size=3), options=_options, classes=_classes)
+@given(chunks=st.lists(_chunk(), min_size=1, max_size=3), options=_options, classes=_classes)
 def test_plain_float_calls_fold_as_the_general_fold_folds_them(chunks, options, classes):
     fast, general, used = both_folds("fold_plain_floats",
                                      lambda: _state_of(chunks, options, classes))
@@ -92,7 +104,8 @@ def test_plain_float_calls_fold_as_the_general_fold_folds_them(chunks, options, 
     # The fold took every chunk it may take, and no other.
     whole_classes = classes is not None and all(not isinstance(c, str) for c in classes)
     takes = options["task"] == "regression" or (options["task"] == "auto" and not whole_classes)
-    assert used == [takes] * len(chunks)
+    assert used == [takes and len({type(value) is list for _, value in chunk}) == 1
+                    for chunk in chunks]
 
 
 def test_a_chunk_with_anything_but_plain_floats_takes_the_general_fold():
@@ -106,15 +119,18 @@ def test_a_chunk_with_anything_but_plain_floats_takes_the_general_fold():
                           lambda *args: used.append(fold(*args)) or used[-1])
             for chunk in ([(0.1, 0.5), (0.1, None)],  # a call recorded with no prediction
                           [(0.1, 0.5), (0.1, 3)],  # an int: maybe a class label
-                          [(0.1, np.array([0.5]))]):
+                          [(0.1, np.array([0.5]))],
+                          [(0.1, [0.5]), (0.1, [0.5, 0.7])],  # a list of two values: 2 rows
+                          [(0.1, [0.5]), (0.1, [])],  # no rows at all
+                          [(0.1, [0.5]), (0.1, ["cat"])]):
                 for duration, value in chunk:
                     monitor.record_call(duration, value)
                 monitor.drain(now=NOW)
             monitor.record_call(0.1, 0.5)
             monitor.record_error(0.1, ValueError)  # errors too: the general fold
             monitor.drain(now=NOW)
-        assert used == [False, False, False]
+        assert used == [False] * 6
         requests = monitor.state.counters["inferwatch_requests_total"]
-        assert requests[("ok",)] == 6 and requests[("error",)] == 1
+        assert requests[("ok",)] == 12 and requests[("error",)] == 1
     finally:
         registry.close()

@@ -1,6 +1,6 @@
 """A drain's fold of plain float calls: a function or regressor that returns one float a
-call, with nothing else waiting (no errors, requests, streams or probabilities, and no
-reference profile).
+call (or a list of one float, ``return [score]``), with nothing else waiting (no errors,
+requests, streams or probabilities, and no reference profile).
 
 This is the model that most deployments of many small models run, each called a few times
 between two drains, and there the general fold's fixed cost is most of what a drain
@@ -44,16 +44,27 @@ if TYPE_CHECKING:
 
 _DURATION = operator.itemgetter(0)
 _RESULT = operator.itemgetter(1)
+_FIRST = operator.itemgetter(0)
 _TWO = {2}  # (duration, result): a call that kept no input and no array bytes
+_ONE = {1}
+_LISTS = {list}
 
 
 def fold_plain_floats(monitor: Monitor, calls: list[tuple], now: float,
                       settings: Settings) -> bool:
     """Fold `calls` into `monitor`'s state as the general fold would and return True when
-    each is a plain float call and the model's floats are values; else False, having
+    each is a plain float call (every one a float, or every one a list of one float) and
+    the model's floats are values; else False, having
     changed nothing. The caller holds the monitor's lock and has taken only `calls`."""
     results = list(map(_RESULT, calls))
     kinds = set(map(type, results))
+    held = results  # what the calls kept while they waited, sized for the pending bound
+    if kinds == _LISTS and set(map(len, results)) == _ONE:
+        # ``return [score]``: a list of one float is one row of one value, as the float is.
+        held, results = results, list(map(_FIRST, results))
+        held_kinds, kinds = kinds, set(map(type, results))
+    else:
+        held_kinds = kinds
     if not kinds <= FLOAT_SCALARS or set(map(len, calls)) != _TWO:
         return False
     task = settings.task
@@ -64,7 +75,7 @@ def fold_plain_floats(monitor: Monitor, calls: list[tuple], now: float,
         return False
     state = monitor.state
     calls_folded = len(calls)
-    monitor.fit_drained(held_bytes(results, kinds) / calls_folded)
+    monitor.fit_drained(held_bytes(held, held_kinds) / calls_folded)
     state.inc("inferwatch_requests_total", ("ok",), calls_folded)
     state.histogram("inferwatch_request_duration_seconds", (), settings.latency_buckets
                     ).observe(float_array(list(map(_DURATION, calls))))
