@@ -1,18 +1,20 @@
-"""A drain's fold of a few class-probability rows: a classifier's ``predict_proba`` called
-a few times between two drains, each call returning a small float matrix of one shape,
-with nothing else waiting (no errors, requests, streams or other calls, and no reference
-profile).
+"""A drain's fold of class-probability rows: a classifier's ``predict_proba`` called a few
+(to a few thousand) times between two drains, each call returning a small float matrix of
+one shape, with nothing else waiting (no errors, requests, streams or other calls, and no
+reference profile).
 
 This is the classifier that most deployments of many models run, called a few times a
 second, and there the general fold's fixed cost is nearly all of what a drain costs: the
 matrix goes through :func:`~inferwatch.core.predictions.normalize`'s look for every
 container a model may return, :func:`~inferwatch.core.class_probabilities.add_probabilities`'
 checks and a count of its classes, each a dozen numpy calls on a few values (about 100 us
-for ten one-row calls). Here the few rows are read in Python, and the fold makes the same
-changes to the state, in the same order (``tests/test_probability_fold.py`` drains random
-chunks both ways and compares the states). Rows the general fold would count as invalid
-(NaN, out of [0, 1]), outputs or classes a label cap would fold, and every rarer case
-(one column, a multi-label classifier, more than :data:`FEW_ROWS` rows) are left to it.
+for ten one-row calls). Here up to :data:`FEW_ROWS` rows are read in Python, more with the
+general fold's own numpy functions, and the fold makes the same changes to the state, in
+the same order (``tests/test_probability_fold.py`` drains random chunks both ways and
+compares the states). The first drain, which admits the class columns to their cap and
+tells the task, is the general fold's; so are rows it would count as invalid (NaN, out of
+[0, 1]), outputs a label cap would fold, and every rarer case (one column, a multi-label
+classifier, more than :data:`MOST_ROWS` rows).
 
 >>> import numpy as np
 >>> from inferwatch.core.registry import Registry
