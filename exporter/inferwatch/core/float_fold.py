@@ -54,8 +54,8 @@ def fold_plain_floats(monitor: Monitor, calls: list[tuple], now: float,
                       settings: Settings) -> bool:
     """Fold `calls` into `monitor`'s state as the general fold would and return True when
     each is a plain float call (every one a float, or every one a list of one float) and
-    the model's floats are values; else False, having
-    changed nothing. The caller holds the monitor's lock and has taken only `calls`."""
+    the model's floats are values; else False, having changed nothing. The caller holds
+    the monitor's lock and has taken only `calls`."""
     results = list(map(_RESULT, calls))
     kinds = set(map(type, results))
     held = results  # what the calls kept while they waited, sized for the pending bound

@@ -692,7 +692,6 @@ class PredictionBatch(StackedResults):
         return masses
 
 
-
 def count_folded_classes(state: ModelState, cap: LabelCap, class_counts: dict[str, int]
                          ) -> None:
     """Count predicted classes (label text: rows) under the class cap, those it folds
