@@ -1,7 +1,8 @@
 """The fold of plain float calls (core/float_fold.py) leaves the state the general fold
 leaves: the same series in the same order, the same counts, sums, sketches and invalid
 counts, and the same pending bound, on random chunks of floats, numpy float scalars, NaN
-and infinities, under every task and option that changes how floats are read."""
+and infinities (each alone, or in a list of one), under every task and option that changes
+how floats are read."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def _chunk(draw: st.DrawFn) -> list[tuple[float, object]]:
         return calls
     return [(duration, [value] if wrapped == "all" or draw(st.booleans()) else value)
             for duration, value in calls]
+
+
 _options = st.fixed_dictionaries({
     "task": st.sampled_from(["auto", "regression", "classification"]),
     "output_range": st.one_of(st.none(), st.tuples(st.floats(-10, 0), st.floats(0, 10))),
