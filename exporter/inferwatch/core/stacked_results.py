@@ -223,13 +223,13 @@ class StackedResults:
         ``(prices, etas)`` per call): outputs ``0``, ``1``, ... read as the dicts of the
         same arrays under those names are, which is how a call's tuple is read. False,
         recording nothing, for any other tuples."""
-        if not results[0]:
+        width = len(results[0])
+        if not width or set(map(len, results)) != {width}:  # one count in every tuple
             return False
-        try:
-            outputs = list(zip(*results, strict=True))  # strict: one count in every tuple
-        except ValueError:
-            return False
-        return self._add_array_outputs(tuple(map(str, range(len(outputs)))), outputs)
+        # A pass in C per output: zip(*results) makes an iterator per call, and those
+        # thousand tracked objects set off a garbage collection in the drain.
+        outputs = [list(map(operator.itemgetter(j), results)) for j in range(width)]
+        return self._add_array_outputs(tuple(map(str, range(width))), outputs)
 
     def _add_array_dicts(self, results: Sequence[dict]) -> bool:
         """Many dicts of the same named outputs, each a 1-D float numpy array (a model
