@@ -85,29 +85,38 @@ def _batches(draw):
 
 
 def _run(calls, task: str, classifier: bool, cache_bytes: int, outcome):
+    text = any(array.dtype.kind == "U" for array, _ in calls)
+    model = (_TextClassifier() if text else _Classifier()) if classifier else None
+    return judged_after_drain(calls, model, task, cache_bytes, outcome)
+
+
+def judged_after_drain(calls, model: object | None, task: str, cache_bytes: int,
+                       outcome) -> tuple[dict, list]:
+    """(The series, the outcome cache's entries) after `calls` ((result, request id or
+    None) each) went through `model`'s instrumented ``predict`` (None: a function giving
+    its input back) under a cache of `cache_bytes`, were drained, and each call made under
+    an id was judged by ``outcome(result)``."""
     scraper = Scraper(drain_interval=3600)
     try:
         kwargs = {} if task == "auto" else {"task": task}
-        if classifier:
-            text = any(array.dtype.kind == "U" for array, _ in calls)
-            model = inferwatch.instrument(_TextClassifier() if text else _Classifier(),
-                                          name="m", version="1", registry=scraper.registry,
-                                          **kwargs).predict
+        if model is not None:
+            call = inferwatch.instrument(model, name="m", version="1",
+                                         registry=scraper.registry, **kwargs).predict
         else:
-            model = inferwatch.instrument(lambda x: x, name="m", version="1",
-                                          registry=scraper.registry, **kwargs)
+            call = inferwatch.instrument(lambda x: x, name="m", version="1",
+                                         registry=scraper.registry, **kwargs)
         monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
         monitor.configure(outcome_cache_bytes=cache_bytes)
-        for array, request_id in calls:
+        for result, request_id in calls:
             if request_id is None:
-                model(array)
+                call(result)
             else:
-                model(array, request_id=request_id)
+                call(result, request_id=request_id)
         monitor.drain()
         entries = _entries(monitor)
-        for array, request_id in calls:
+        for result, request_id in calls:
             if request_id is not None:
-                monitor.record_outcome(request_id, outcome(array))
+                monitor.record_outcome(request_id, outcome(result))
         return _recorded(scraper), entries
     finally:
         scraper.registry.close()

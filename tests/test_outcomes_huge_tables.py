@@ -13,11 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inferwatch
-from conftest import Scraper
 from inferwatch.core import huge_records, pending_calls, record_joins
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.outcomes import _sizeof
-from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
+from test_outcomes_array_rows import (
+    _assert_same_samples,
+    judged_after_drain,
+)
 
 _CELLS = {
     "integers": st.integers(-5, 5) | st.sampled_from([70_000, -70_000, 2**40, 12]),
@@ -58,32 +60,13 @@ def _tables(draw):
 
 
 def _run(calls, task: str, classifier: bool, cache_bytes: int, one_row: bool):
-    scraper = Scraper(drain_interval=3600)
-    try:
-        kwargs = {} if task == "auto" else {"task": task}
-        model = inferwatch.instrument(_Classifier() if classifier else (lambda x: x),
-                                      name="m", version="1", registry=scraper.registry,
-                                      **kwargs)
-        call = model.predict if classifier else model
-        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
-        monitor.configure(outcome_cache_bytes=cache_bytes)
-        for table, request_id in calls:
-            if request_id is None:
-                call(table)
-            else:
-                call(table, request_id=request_id)
-        monitor.drain()
-        entries = _entries(monitor)
-        for table, request_id in calls:
-            if request_id is not None:
-                # A row's truth per row (some rows told wrong), or one row for the batch.
-                truth = np.where((np.arange(table.shape[0]) % 3 == 0)[:, None], table,
-                                 table[::-1])
-                monitor.record_outcome(request_id, truth[:1].tolist() if one_row
-                                       else truth.tolist())
-        return _recorded(scraper), entries
-    finally:
-        scraper.registry.close()
+    def outcome(table):
+        # A row's truth per row (some rows told wrong), or one row for the batch.
+        truth = np.where((np.arange(table.shape[0]) % 3 == 0)[:, None], table, table[::-1])
+        return truth[:1].tolist() if one_row else truth.tolist()
+
+    return judged_after_drain(calls, _Classifier() if classifier else None, task,
+                              cache_bytes, outcome)
 
 
 @settings(max_examples=150, deadline=None,
