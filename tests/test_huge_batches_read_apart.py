@@ -166,10 +166,13 @@ def test_a_million_rows_of_dicts_wait_for_no_reader(monkeypatch):
                 took_lock.set()
 
         original = PredictionBatch.read_one
+        lock_taken_while_read: list[bool] = []
 
         def watched(self, result, probabilities):
             reading.set()
-            took_lock.wait(30)  # the read goes on once a reader took the lock
+            # The read goes on once a reader took the lock, which it cannot while the drain
+            # holds it (then this wait times out, and the reader takes it after the drain).
+            lock_taken_while_read.append(took_lock.wait(10))
             return original(self, result, probabilities)
 
         monkeypatch.setattr(PredictionBatch, "read_one", watched)
@@ -177,7 +180,7 @@ def test_a_million_rows_of_dicts_wait_for_no_reader(monkeypatch):
         thread.start()
         monitor.drain()
         thread.join()
-        assert took_lock.is_set(), "the lock was held while the rows were read"
+        assert lock_taken_while_read == [True], "the lock was held while the rows were read"
         state = monitor.state
         assert state.counters["inferwatch_requests_total"][("ok",)] == 1
         sizes = state.histograms["inferwatch_batch_size"][()]

@@ -461,7 +461,7 @@ class MonitorDrain:
             if rest is not None:
                 calls_here = len(results)
                 results, whole = first_slices(results, probabilities, rest, kinds,
-                                              defer=True)
+                                              defer=True, durations=call_durations)
                 # A huge pandas Series is cut as its array; a result read apart is gone
                 # (all of them, and nothing is left to add here: an empty drain of floats
                 # would still name a value output).

@@ -38,8 +38,13 @@ from inferwatch.frame_values import FrameValues
 # and its batch size are counted with its first slice.
 SLICE_ROWS = 1 << 17
 _ndarray = np.ndarray
-# A drain of more results than this is not looked into for huge pandas Series.
+# A drain of more results than this looks for huge results other than numpy arrays (pandas
+# Series, lists, dicts of outputs, frames) only among the calls that took at least
+# LOOKED_AT_SECONDS: a look costs a Python call or more (a Series' length, about 0.2 us),
+# which a drain of thousands of one-row results of a fast function would pay per call,
+# while a call that makes more than SLICE_ROWS rows of them takes far longer than that.
 SERIES_LOOKED_AT = 16
+LOOKED_AT_SECONDS = 2e-6
 
 
 class LaterSlices(NamedTuple):
@@ -81,7 +86,8 @@ class LaterRecord(NamedTuple):
 
 
 def first_slices(results: Sequence[object], probabilities: bool, rest: list[LaterSlices],
-                  kinds: set[type], defer: bool = False
+                  kinds: set[type], defer: bool = False,
+                  durations: Sequence[float] | None = None
                   ) -> tuple[Sequence[object], dict[int, int]]:
     """`results` (of the classes `kinds`) with each huge numpy array cut to its first slice
     (the others go to `rest`), and {index: rows of the whole array} for the ones cut. With
@@ -94,7 +100,17 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
     ([131072, 1.0], True)
     >>> [len(s) for s in rest[0].slices] == [SLICE_ROWS, 1]
     True
+
+    A drain of more than :data:`SERIES_LOOKED_AT` results looks into the others than
+    numpy arrays only where `durations` (each call's, in the order of `results`) says the
+    call took :data:`LOOKED_AT_SECONDS` or more (:func:`_slow_results_looked_into`).
     """
+    if durations is not None and len(results) > SERIES_LOOKED_AT and \
+            not kinds <= _CUT_IN_ANY_DRAIN and max(durations) >= LOOKED_AT_SECONDS:
+        slow = [index for index, (duration, result) in enumerate(zip(durations, results))
+                if duration >= LOOKED_AT_SECONDS and result.__class__ not in _CUT_IN_ANY_DRAIN]
+        if slow:
+            return _slow_results_looked_into(results, probabilities, rest, defer, slow)
     whole: dict[int, int] = {}
     if _ndarray not in kinds:  # most drains hold no array at all
         # predict_proba's results of several outputs: a matrix per output is sliced, any
@@ -103,8 +119,8 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
                 not kinds.isdisjoint(_OUTPUT_CONTAINERS) or any(map(is_pandas_frame, kinds))
                 or (defer and any(map(_is_polars_frame, kinds)))):
             results = _first_output_slices(results, probabilities, rest, whole, defer)
-        # A drain of many calls holds no huge batch worth a look at each (see
-        # SERIES_LOOKED_AT): a thousand one-row lists pay no pass over them here.
+        # A drain of many calls was looked into at its slow calls alone (above): a
+        # thousand one-row lists of a fast function pay no pass over them here.
         if len(results) > SERIES_LOOKED_AT or (
                 kinds.isdisjoint(_ROW_CONTAINERS) and not any(map(is_column, kinds))):
             return results, whole
@@ -132,6 +148,33 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
 
 _OUTPUT_CONTAINERS = frozenset({dict, tuple, list})
 _ROW_CONTAINERS = frozenset({tuple, list})
+# Results with no rows to cut.
+ROWLESS = frozenset({float, int, str, bool, type(None), bytes, np.float64, np.float32,
+                     np.int64, np.int32, np.bool_})
+# ... and numpy arrays, which the fast path cuts however many results its drain holds.
+_CUT_IN_ANY_DRAIN = ROWLESS | {_ndarray}
+
+
+def _slow_results_looked_into(results: Sequence[object], probabilities: bool,
+                              rest: list[LaterSlices | LaterWhole], defer: bool,
+                              slow: list[int]) -> tuple[Sequence[object], dict[int, int]]:
+    """:func:`first_slices` of a drain of many results, the ones at `slow` (results of
+    slow calls that may hold rows) looked into :data:`SERIES_LOOKED_AT` at a time as a
+    drain of few results is. The results come back as they were when none was cut or left
+    out; else those not at `slow` first, in their order, then the others', in theirs (a
+    drain folds its calls' results as one batch: their order tells nothing)."""
+    picked = set(slow)
+    others = [result for index, result in enumerate(results) if index not in picked]
+    kept, whole = first_slices(others, probabilities, rest, set(map(type, others)), defer)
+    kept = list(kept)
+    changed = bool(whole) or len(kept) != len(others)
+    for start in range(0, len(slow), SERIES_LOOKED_AT):
+        part = [results[index] for index in slow[start:start + SERIES_LOOKED_AT]]
+        cut, part_whole = first_slices(part, probabilities, rest, set(map(type, part)), defer)
+        whole.update((len(kept) + index, rows) for index, rows in part_whole.items())
+        changed = changed or bool(part_whole) or len(cut) != len(part)
+        kept.extend(cut)
+    return (kept, whole) if changed else (results, {})
 
 
 def _first_output_slices(results: Sequence[object], probabilities: bool,

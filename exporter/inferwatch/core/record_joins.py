@@ -153,6 +153,11 @@ class JoinsInOrder:
         """(record, entry) pairs, in the records' order."""
         self._entries.extend(pairs)
 
+    def fold_out_of_order(self) -> None:
+        """The records are folded in parts, each extending the entries in its own order:
+        :meth:`remember` puts them back in the records' order."""
+        self._out_of_order = True
+
     def remember(self) -> None:
         """Remember every entry added, in the records' order, in one hold of the cache."""
         entries = self._entries
