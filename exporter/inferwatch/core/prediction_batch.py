@@ -191,7 +191,7 @@ class PredictionBatch(StackedResults):
             self._add_float_scalars(results)
             return
         if kinds == {dict} and len(results) > 1 and (
-                self._add_float_dicts(results) or self._add_array_dicts(results)):
+                self._add_scalar_dicts(results) or self._add_array_dicts(results)):
             return
         if kinds in SEQUENCES and len(results) > 1 and \
                 self._add_flat_lists(results, probabilities):

@@ -194,23 +194,34 @@ class StackedResults:
         self._add(prediction, [len(frame) for frame in results])  # type: ignore[arg-type]
         return True
 
-    def _add_float_dicts(self, results: Sequence[dict]) -> bool:
-        """Many dicts of the same named float outputs (one row each): normalised as one dict
-        of columns. False, recording nothing, when they are not all of that shape."""
+    def _add_scalar_dicts(self, results: Sequence[dict]) -> bool:
+        """Many dicts of the same named outputs, one row each, every output all floats
+        but at most one all text (``{"label": "fraud", "score": 0.93}`` per call):
+        normalised as one dict of columns, the text output as an array of Python strings.
+        False, recording nothing, when they are not all of that shape. (Two text outputs
+        would admit their classes to a capped class label output by output, where the calls
+        read one at a time admit them call by call.)"""
         # One pass in C per output name (an item getter over the dicts), in any key order:
         # the same length everywhere and every name found means the same names everywhere.
         names = results[0]
         if len(set(map(len, results))) != 1:
             return False
         columns = {}
+        text_output = False
         for name in names:
             try:
                 column = list(map(operator.itemgetter(name), results))
             except KeyError:
                 return False
-            if not set(map(type, column)) <= _FLOAT_ONLY:
+            kinds = set(map(type, column))
+            if kinds <= _FLOAT_ONLY:
+                columns[name] = float_array(column)
+            elif kinds == _TEXT_ONLY and not text_output:
+                text_output = True
+                columns[name] = np.empty(len(column), dtype=object)
+                columns[name][:] = column
+            else:
                 return False
-            columns[name] = float_array(column)
         prediction = self._normalized(columns, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
