@@ -1,10 +1,10 @@
 """instrument()'s cost per call shape against the naive prometheus_client wrapper.
 
 One row per shape: a float function, a numpy scalar, ``predict`` on 1 and 100 rows,
-``predict_proba`` on 1 and 100 rows, dict outputs, a dict of a label and a score, a tuple
-and a list of output arrays, a 50-feature reference, and 1, 10 and 100 models, and one
-10-million-row batch (how long the monitor lock is held at a time), also called with
-``request_id=``. For
+``predict_proba`` on 1 and 100 rows, dict outputs, a dict of a label and a score (alone,
+and in a list, as a pipeline answers), a tuple and a list of output arrays, a 50-feature
+reference, and 1, 10 and 100 models, and one 10-million-row batch (how long the monitor
+lock is held at a time), also called with ``request_id=``. For
 each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
 as the background drain does at 1,000 calls/s, and a scrape every 15,000 calls) as ratios
 of the naive wrapper's, and the drain's own cost per call, so that a slow shape shows at
@@ -105,6 +105,10 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
         "dict of a label and a score": (
             lambda: (fn_of({"label": "fraud", "score": 0.93}),
                      {"classes": ["legit", "fraud"]}), 1),
+        # A Hugging Face pipeline's answer to one text.
+        "list of one label dict (a pipeline's)": (
+            lambda: (fn_of([{"label": "POSITIVE", "score": 0.998}]),
+                     {"classes": ["NEGATIVE", "POSITIVE"]}), 1),
         "list of one score": (lambda: (fn_of([0.5]), {}), 1),
         "tuple of two outputs": (lambda: (fn_of((np.array([10.0]), np.array([30.0]))), {}), 1),
         # A runtime's list of outputs (ONNX Runtime's session.run), each a 1-row array.

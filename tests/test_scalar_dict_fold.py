@@ -19,38 +19,64 @@ NOW = 1_700_000_000.0
 _LABELS = ["cat", "dog", "bird", "", "é", "__other__", "0", "1", "x" * 300, "a\nb\x00", " cat"]
 
 _text = st.sampled_from(_LABELS)
-_score = st.floats(allow_nan=True, allow_infinity=True, width=64)
+_number = st.floats(allow_nan=True, allow_infinity=True, width=64)
+_scores = st.sampled_from(["float", "np.float64", "np.float32", "mixed"])
+_labels = st.sampled_from(["text", "int", "np.int64"])
+_whole = st.sampled_from([0, 1, 2, 7, 65_535, 65_536, 2**40, -3])
+
+
+def _score(kind: str, draw: st.DrawFn) -> object:
+    value = draw(_number)
+    if kind == "mixed":
+        kind = draw(st.sampled_from(["float", "np.float64", "np.float32"]))
+    with np.errstate(over="ignore"):  # a float64 past float32's range: an infinity
+        return {"float": float, "np.float64": np.float64, "np.float32": np.float32}[kind](value)
+
+
+def _label(kind: str, draw: st.DrawFn) -> object:
+    if kind == "text":
+        return draw(_text)
+    return {"int": int, "np.int64": np.int64}[kind](draw(_whole))
 
 
 @st.composite
 def _chunk(draw: st.DrawFn) -> list[tuple[float, object]]:
     """Calls of one drain, each a dict of the same outputs; in some chunks one call is
-    another shape (a key missing, an int label, a None score), which no call of its
+    another shape (a key missing, a label of another kind, a None score), which no call of its
     chunk folds as columns."""
     names = draw(st.sampled_from([("label", "score"), ("score", "label"), ("label",),
-                                  ("label", "reason", "score")]))
+                                  ("label", "reason", "score"), ("score", "margin")]))
+    scores, labels = draw(_scores), draw(_labels)
     calls = []
     for _ in range(draw(st.integers(2, 40))):
-        row = {name: draw(_score) if name == "score" else draw(_text) for name in names}
+        row = {name: _score(scores, draw) if name in ("score", "margin") else
+               _label(labels, draw) for name in names}
         calls.append((draw(st.floats(0.0, 5.0)), row))
-    odd = draw(st.sampled_from(["none", "missing key", "int label", "None score"]))
+    odd = draw(st.sampled_from(["none", "missing key", "another label", "None score"]))
     if odd != "none":
         row = dict(calls[0][1])
         if odd == "missing key":
             row.pop(names[0])
-        elif odd == "int label":
-            row["label"] = 1
+        elif odd == "another label":
+            row["label"] = 1 if labels == "text" else "cat"
         else:
             row["score"] = None
         calls[draw(st.integers(0, len(calls) - 1))] = (0.1, row)
-    return calls
+    # A Hugging Face pipeline answers one text with a list of one row dict; in some chunks
+    # only some calls are so wrapped, which the drain reads call by call.
+    wrapped = draw(st.sampled_from(["none", "all", "some"]))
+    if wrapped == "none":
+        return calls
+    return [(duration, [row] if wrapped == "all" or draw(st.booleans()) else row)
+            for duration, row in calls]
 
 
 _options = st.fixed_dictionaries({
     "task": st.sampled_from(["auto", "regression", "classification"]),
     "max_classes": st.sampled_from([2, 50]),
 })
-_classes = st.sampled_from([None, ["cat", "dog"], ["cat", "dog", "bird", "é", "0", "1"]])
+_classes = st.sampled_from([None, ["cat", "dog"], ["cat", "dog", "bird", "é", "0", "1"],
+                           [0, 1, 2], [2**40, 7]])
 
 
 def _reference() -> Reference:
@@ -90,6 +116,12 @@ def _each_call_alone(self: StackedResults, results: list) -> bool:
     return False
 
 
+def _alone(patched: pytest.MonkeyPatch) -> None:
+    """Dicts, and lists of one dict, read call by call."""
+    patched.setattr(StackedResults, "_add_scalar_dicts", _each_call_alone)
+    patched.setattr(StackedResults, "_add_lists_of_one_dict", _each_call_alone)
+
+
 @settings(max_examples=150, deadline=None)
 @given(chunks=st.lists(_chunk(), min_size=1, max_size=3), options=_options, classes=_classes,
        declared=st.booleans(), reference=st.booleans())
@@ -97,14 +129,20 @@ def test_dicts_of_text_and_floats_fold_as_each_call_alone(chunks, options, class
                                                           declared, reference):
     columns = _state_of(chunks, options, classes, declared, reference)
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(StackedResults, "_add_scalar_dicts", _each_call_alone)
+        _alone(patched)
         alone = _state_of(chunks, options, classes, declared, reference)
     assert _same(columns, alone), (columns, alone)
 
 
-def test_a_drain_of_label_and_score_dicts_reads_them_as_columns(monkeypatch):
-    """The fold above is the one a drain of such dicts takes (a test of the fold that
-    never ran it would prove nothing)."""
+@pytest.mark.parametrize(("cat", "dog", "score"), [
+    ("cat", "dog", 0.9), ("cat", "dog", np.float64(0.9)), ("cat", "dog", np.float32(0.9)),
+    (3, 5, 0.9), (np.int64(3), np.int64(5), np.float64(0.9))])
+@pytest.mark.parametrize("in_a_list", [False, True])
+def test_a_drain_of_label_and_score_dicts_reads_them_as_columns(monkeypatch, cat, dog,
+                                                                score, in_a_list):
+    """The fold above is the one a drain of such dicts (or of lists of one such dict)
+    takes, for each kind of label and score (a test of the fold that never ran it would
+    prove nothing)."""
     taken: list[bool] = []
     fold = StackedResults._add_scalar_dicts
 
@@ -113,13 +151,13 @@ def test_a_drain_of_label_and_score_dicts_reads_them_as_columns(monkeypatch):
         return taken[-1]
 
     monkeypatch.setattr(StackedResults, "_add_scalar_dicts", watched)
-    state = _state_of([[(0.1, {"label": "cat", "score": 0.9}),
-                        (0.1, {"label": "dog", "score": 0.2})]],
-                      {"task": "classification"}, ["cat", "dog"], True)
+    rows = [{"label": cat, "score": score}, {"label": dog, "score": score}]
+    state = _state_of([[(0.1, [row] if in_a_list else row) for row in rows]],
+                      {"task": "classification"}, [str(cat), str(dog)], True)
     assert taken == [True]
     classes = dict((tuple(labels), count) for labels, count in
                    state["counters"]["inferwatch_predicted_class_total"])
-    assert classes == {("cat",): 1.0, ("dog",): 1.0}
+    assert classes == {(str(cat),): 1.0, (str(dog),): 1.0}
 
 
 def test_two_text_outputs_admit_their_classes_call_by_call(monkeypatch):
@@ -130,7 +168,7 @@ def test_two_text_outputs_admit_their_classes_call_by_call(monkeypatch):
                (0.0, {"label": "dog", "reason": "cat", "score": 0.0})]]
     options = {"task": "auto", "max_classes": 2}
     with monkeypatch.context() as patched:
-        patched.setattr(StackedResults, "_add_scalar_dicts", _each_call_alone)
+        _alone(patched)
         alone = _state_of(chunks, options, ["cat", "dog"], False)
     assert _same(_state_of(chunks, options, ["cat", "dog"], False), alone)
     classes = dict((tuple(labels), count) for labels, count in

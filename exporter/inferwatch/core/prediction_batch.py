@@ -193,8 +193,10 @@ class PredictionBatch(StackedResults):
         if kinds == {dict} and len(results) > 1 and (
                 self._add_scalar_dicts(results) or self._add_array_dicts(results)):
             return
-        if kinds in SEQUENCES and len(results) > 1 and \
-                self._add_flat_lists(results, probabilities):
+        if kinds in SEQUENCES and len(results) > 1 and (
+                self._add_flat_lists(results, probabilities) or (
+                    kinds == _LIST_ONLY and not probabilities
+                    and self._add_lists_of_one_dict(results))):
             return
         if kinds == {tuple} and len(results) > 1 and not probabilities and (
                 self._add_array_tuples(results) or self._add_scalar_rows(results)):

@@ -24,6 +24,11 @@ from inferwatch.core.state import float_array
 
 _FLOAT_ONLY = {float}
 _TEXT_ONLY = {str}
+# A dict output's one-row values read as a float column: numpy's float scalars too (a
+# score taken off a probability array, ``proba.max()``), each a float64 in the column.
+_FLOAT_SCALARS = frozenset({float, np.float64, np.float32})
+# ... and as a label column (at most one a dict): text, or whole numbers of one kind.
+_LABEL_KINDS = ({str}, {int}, {np.int64})
 SEQUENCES = ({list}, {tuple})  # a result's kinds read as flat lists: lists, or tuples
 _FLAT_KINDS = (_FLOAT_ONLY, _TEXT_ONLY, *SEQUENCES)  # a flat list's first call's kinds
 # An array's shape and dtype, read in C over many arrays (``set(map(SHAPE_OF, arrays))``).
@@ -32,6 +37,9 @@ DTYPE_OF = operator.attrgetter("dtype")
 _CLASS_OF = operator.attrgetter("__class__")
 _NDIM_OF = operator.attrgetter("ndim")
 _NDARRAY_ONLY = {np.ndarray}
+_DICT_ONLY = {dict}
+_ONE_ITEM = {1}
+_FIRST = operator.itemgetter(0)
 _ONE_DIMENSION = {1}
 # A pandas Series' own array: for a numpy dtype, the numpy array that ``to_numpy()`` only
 # wraps in a read-only view, at about a tenth of its cost.
@@ -196,9 +204,10 @@ class StackedResults:
 
     def _add_scalar_dicts(self, results: Sequence[dict]) -> bool:
         """Many dicts of the same named outputs, one row each, every output all floats
-        but at most one all text (``{"label": "fraud", "score": 0.93}`` per call):
-        normalised as one dict of columns, the text output as an array of Python strings.
-        False, recording nothing, when they are not all of that shape. (Two text outputs
+        (numpy's float scalars too) but at most one all labels, text or whole numbers of
+        one kind (``{"label": "fraud", "score": 0.93}`` per call): normalised as one dict
+        of columns, text labels as an array of Python strings, whole numbers as int64.
+        False, recording nothing, when they are not all of that shape. (Two label outputs
         would admit their classes to a capped class label output by output, where the calls
         read one at a time admit them call by call.)"""
         # One pass in C per output name (an item getter over the dicts), in any key order:
@@ -207,19 +216,25 @@ class StackedResults:
         if len(set(map(len, results))) != 1:
             return False
         columns = {}
-        text_output = False
+        label_output = False
         for name in names:
             try:
                 column = list(map(operator.itemgetter(name), results))
             except KeyError:
                 return False
             kinds = set(map(type, column))
-            if kinds <= _FLOAT_ONLY:
+            if kinds <= _FLOAT_SCALARS:
                 columns[name] = float_array(column)
-            elif kinds == _TEXT_ONLY and not text_output:
-                text_output = True
-                columns[name] = np.empty(len(column), dtype=object)
-                columns[name][:] = column
+            elif kinds in _LABEL_KINDS and not label_output:
+                label_output = True
+                if kinds == _TEXT_ONLY:
+                    columns[name] = np.empty(len(column), dtype=object)
+                    columns[name][:] = column
+                else:
+                    try:
+                        columns[name] = np.array(column, dtype=np.int64)
+                    except OverflowError:  # past int64: each call's int read alone
+                        return False
             else:
                 return False
         prediction = self._normalized(columns, False)
@@ -228,6 +243,16 @@ class StackedResults:
         self._add(prediction, ())
         self.repeat_size(1, len(results))
         return True
+
+    def _add_lists_of_one_dict(self, results: Sequence[list]) -> bool:
+        """Many lists of one row dict each (a Hugging Face pipeline's answer to one text,
+        ``[{"label": "POSITIVE", "score": 0.99}]``): read as those dicts are
+        (:meth:`_add_scalar_dicts`), which is how a list of row dicts is read, by its
+        columns. False, recording nothing, for any other lists."""
+        if set(map(len, results)) != _ONE_ITEM:
+            return False
+        rows = list(map(_FIRST, results))
+        return set(map(type, rows)) == _DICT_ONLY and self._add_scalar_dicts(rows)
 
     def _add_array_tuples(self, results: Sequence[tuple]) -> bool:
         """Many tuples of 1-D float numpy arrays, one count of them (a model returning
