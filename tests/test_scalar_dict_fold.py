@@ -1,7 +1,9 @@
-"""Calls returning a dict of one row of named outputs, text or float
-(``{"label": "fraud", "score": 0.93}``), drained as one dict of columns
-(``StackedResults._add_scalar_dicts``): the state the drain leaves when it reads each call
-alone, under every task and class declaration that changes how text is read."""
+"""Calls returning a dict of one row of named outputs, labels or floats
+(``{"label": "fraud", "score": 0.93}``, alone or in a list of one, each value alone or in
+a list of one) or a tuple of them (``return label, score``), drained as one dict of
+columns (``StackedResults._add_scalar_dicts``, ``PredictionBatch._add_scalar_rows``): the
+state the drain leaves when it reads each call alone, under every task and class
+declaration that changes how labels are read."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.registry import Registry
 from inferwatch.core.stacked_results import StackedResults
 from inferwatch.quality.reference import Reference
@@ -21,7 +24,7 @@ _LABELS = ["cat", "dog", "bird", "", "é", "__other__", "0", "1", "x" * 300, "a\
 _text = st.sampled_from(_LABELS)
 _number = st.floats(allow_nan=True, allow_infinity=True, width=64)
 _scores = st.sampled_from(["float", "np.float64", "np.float32", "mixed"])
-_labels = st.sampled_from(["text", "int", "np.int64"])
+_labels = st.sampled_from(["text", "int", "np.int64", "bool"])
 _whole = st.sampled_from([0, 1, 2, 7, 65_535, 65_536, 2**40, -3])
 
 
@@ -36,6 +39,8 @@ def _score(kind: str, draw: st.DrawFn) -> object:
 def _label(kind: str, draw: st.DrawFn) -> object:
     if kind == "text":
         return draw(_text)
+    if kind == "bool":
+        return draw(st.booleans())
     return {"int": int, "np.int64": np.int64}[kind](draw(_whole))
 
 
@@ -52,6 +57,15 @@ def _chunk(draw: st.DrawFn) -> list[tuple[float, object]]:
         row = {name: _score(scores, draw) if name in ("score", "margin") else
                _label(labels, draw) for name in names}
         calls.append((draw(st.floats(0.0, 5.0)), row))
+    if draw(st.booleans()):  # ``return label, score``: a tuple of the same values
+        return [(duration, tuple(row.values())) for duration, row in calls]
+    # A serving API's answer holds each output as a list of one value; in some chunks
+    # only some calls' outputs are.
+    listed = draw(st.sampled_from(["none", "all", "some"]))
+    if listed != "none":
+        calls = [(duration, {name: [value] if listed == "all" or draw(st.booleans()) else
+                             value for name, value in row.items()})
+                 for duration, row in calls]
     odd = draw(st.sampled_from(["none", "missing key", "another label", "None score"]))
     if odd != "none":
         row = dict(calls[0][1])
@@ -112,14 +126,15 @@ def _state_of(chunks: list, options: dict, classes: list | None, declared: bool,
         registry.close()
 
 
-def _each_call_alone(self: StackedResults, results: list) -> bool:
+def _each_call_alone(self: StackedResults, results: list, *listed: bool) -> bool:
     return False
 
 
 def _alone(patched: pytest.MonkeyPatch) -> None:
-    """Dicts, and lists of one dict, read call by call."""
+    """Dicts, lists of one dict and tuples of one row read call by call."""
     patched.setattr(StackedResults, "_add_scalar_dicts", _each_call_alone)
     patched.setattr(StackedResults, "_add_lists_of_one_dict", _each_call_alone)
+    patched.setattr(PredictionBatch, "_add_scalar_rows", _each_call_alone)
 
 
 @settings(max_examples=150, deadline=None)
@@ -146,8 +161,8 @@ def test_a_drain_of_label_and_score_dicts_reads_them_as_columns(monkeypatch, cat
     taken: list[bool] = []
     fold = StackedResults._add_scalar_dicts
 
-    def watched(self: StackedResults, results: list) -> bool:
-        taken.append(fold(self, results))
+    def watched(self: StackedResults, results: list, *listed: bool) -> bool:
+        taken.append(fold(self, results, *listed))
         return taken[-1]
 
     monkeypatch.setattr(StackedResults, "_add_scalar_dicts", watched)
@@ -174,3 +189,40 @@ def test_two_text_outputs_admit_their_classes_call_by_call(monkeypatch):
     classes = dict((tuple(labels), count) for labels, count in
                    alone["counters"]["inferwatch_predicted_class_total"])
     assert classes == {("label:cat",): 1.0, ("reason:cat",): 2.0, ("__other__",): 1.0}
+
+
+def test_outputs_held_as_lists_of_one_value_are_read_as_columns(monkeypatch):
+    """A serving API's answer, each output a list of one value (``{"labels": ["cat"],
+    "scores": [0.9]}``): read as columns, a bool label among them too."""
+    taken: list[bool] = []
+    fold = StackedResults._add_scalar_dicts
+
+    def watched(self: StackedResults, results: list, *listed: bool) -> bool:
+        taken.append(fold(self, results, *listed))
+        return taken[-1]
+
+    monkeypatch.setattr(StackedResults, "_add_scalar_dicts", watched)
+    state = _state_of([[(0.1, {"labels": ["cat"], "scores": [0.9]}),
+                        (0.1, {"labels": ["dog"], "scores": [0.2]})],
+                       [(0.1, {"fraud": True, "score": [0.9]}),
+                        (0.1, {"fraud": False, "score": [0.1]})]],
+                      {"task": "classification"}, ["cat", "dog"], True)
+    assert taken == [True, True]
+    classes = dict((tuple(labels), count) for labels, count in
+                   state["counters"]["inferwatch_predicted_class_total"])
+    assert classes["cat",] == 1.0 and classes["dog",] == 1.0
+    assert sum(classes.values()) == 4.0
+
+
+def test_a_tuple_of_two_labels_admits_its_classes_call_by_call(monkeypatch):
+    """``return label, reason, score`` with a class cap of 2: read call by call, as the
+    dicts above (columns admitted `0:dog` before `1:cat`)."""
+    chunks = [[(0.0, ("cat", "cat", 0.0)), (0.0, ("dog", "cat", 0.0))]]
+    options = {"task": "auto", "max_classes": 2}
+    with monkeypatch.context() as patched:
+        _alone(patched)
+        alone = _state_of(chunks, options, ["cat", "dog"], False)
+    assert _same(_state_of(chunks, options, ["cat", "dog"], False), alone)
+    classes = dict((tuple(labels), count) for labels, count in
+                   alone["counters"]["inferwatch_predicted_class_total"])
+    assert classes == {("0:cat",): 1.0, ("1:cat",): 2.0, ("__other__",): 1.0}

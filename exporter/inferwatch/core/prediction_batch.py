@@ -233,17 +233,24 @@ class PredictionBatch(StackedResults):
 
     def _add_scalar_rows(self, results: Sequence[tuple]) -> bool:
         """Many tuples of one row's outputs (``return label, score`` per call), each
-        position of one plain Python type in every call: one dict of columns, read as
-        each call's tuple is (outputs ``0``, ``1``, ...), not one call at a time. False,
-        recording nothing, for any other tuples."""
+        position of one plain Python type in every call, at most one of them labels (text,
+        whole numbers or bools): one dict of columns, read as each call's tuple is
+        (outputs ``0``, ``1``, ...), not one call at a time. False, recording nothing, for
+        any other tuples. (Two label outputs would admit their classes to a capped class
+        label output by output, where the calls read one at a time admit them call by
+        call.)"""
         first = results[0]
         if not scalar_output_row(first) or set(map(len, results)) != {len(first)}:
             return False
         columns: dict[str, np.ndarray] = {}
+        labels = 0
         for j, column in enumerate(zip(*results)):
             array = _scalar_column(column) if set(map(type, column)) == {
                 first[j].__class__} else None
             if array is None:
+                return False
+            labels += array.dtype.kind != "f"
+            if labels > 1:
                 return False
             columns[str(j)] = array
         prediction = self._normalized(columns, False)

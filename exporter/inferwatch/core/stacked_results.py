@@ -28,7 +28,9 @@ _TEXT_ONLY = {str}
 # score taken off a probability array, ``proba.max()``), each a float64 in the column.
 _FLOAT_SCALARS = frozenset({float, np.float64, np.float32})
 # ... and as a label column (at most one a dict): text, or whole numbers of one kind.
-_LABEL_KINDS = ({str}, {int}, {np.int64})
+_BOOL_ONLY = {bool}
+_LABEL_KINDS = ({str}, {int}, {np.int64}, _BOOL_ONLY)
+_LIST_ONLY = {list}
 SEQUENCES = ({list}, {tuple})  # a result's kinds read as flat lists: lists, or tuples
 _FLAT_KINDS = (_FLOAT_ONLY, _TEXT_ONLY, *SEQUENCES)  # a flat list's first call's kinds
 # An array's shape and dtype, read in C over many arrays (``set(map(SHAPE_OF, arrays))``).
@@ -202,14 +204,15 @@ class StackedResults:
         self._add(prediction, [len(frame) for frame in results])  # type: ignore[arg-type]
         return True
 
-    def _add_scalar_dicts(self, results: Sequence[dict]) -> bool:
-        """Many dicts of the same named outputs, one row each, every output all floats
-        (numpy's float scalars too) but at most one all labels, text or whole numbers of
-        one kind (``{"label": "fraud", "score": 0.93}`` per call): normalised as one dict
-        of columns, text labels as an array of Python strings, whole numbers as int64.
-        False, recording nothing, when they are not all of that shape. (Two label outputs
-        would admit their classes to a capped class label output by output, where the calls
-        read one at a time admit them call by call.)"""
+    def _add_scalar_dicts(self, results: Sequence[dict], listed: bool = True) -> bool:
+        """Many dicts of the same named outputs, one row each (a value, or a list of one
+        value), every output all floats (numpy's float scalars too) but at most one all
+        labels, text, bools or whole numbers of one kind (``{"label": "fraud", "score":
+        0.93}`` per call): normalised as one dict of columns, text labels as an array of
+        Python strings, bools as bools, whole numbers as int64. False, recording nothing,
+        when they are not all of that shape, or, unless `listed`, with a list among their
+        values. (Two label outputs would admit their classes to a capped class label output
+        by output, where the calls read one at a time admit them call by call.)"""
         # One pass in C per output name (an item getter over the dicts), in any key order:
         # the same length everywhere and every name found means the same names everywhere.
         names = results[0]
@@ -223,6 +226,11 @@ class StackedResults:
             except KeyError:
                 return False
             kinds = set(map(type, column))
+            if listed and kinds == _LIST_ONLY and set(map(len, column)) == _ONE_ITEM:
+                # An output of one row as a list of one value (``{"predictions": [0.93]}``,
+                # a serving API's answer), which a call's dict reads as that value's row.
+                column = list(map(_FIRST, column))
+                kinds = set(map(type, column))
             if kinds <= _FLOAT_SCALARS:
                 columns[name] = float_array(column)
             elif kinds in _LABEL_KINDS and not label_output:
@@ -230,6 +238,8 @@ class StackedResults:
                 if kinds == _TEXT_ONLY:
                     columns[name] = np.empty(len(column), dtype=object)
                     columns[name][:] = column
+                elif kinds == _BOOL_ONLY:
+                    columns[name] = np.array(column, dtype=bool)
                 else:
                     try:
                         columns[name] = np.array(column, dtype=np.int64)
@@ -252,7 +262,8 @@ class StackedResults:
         if set(map(len, results)) != _ONE_ITEM:
             return False
         rows = list(map(_FIRST, results))
-        return set(map(type, rows)) == _DICT_ONLY and self._add_scalar_dicts(rows)
+        # A row dict's list values are read as rows of a nested table, not as one value.
+        return set(map(type, rows)) == _DICT_ONLY and self._add_scalar_dicts(rows, False)
 
     def _add_array_tuples(self, results: Sequence[tuple]) -> bool:
         """Many tuples of 1-D float numpy arrays, one count of them (a model returning
