@@ -27,7 +27,7 @@ _TEXT_ONLY = {str}
 # A dict output's one-row values read as a float column: numpy's float scalars too (a
 # score taken off a probability array, ``proba.max()``), each a float64 in the column.
 _FLOAT_SCALARS = frozenset({float, np.float64, np.float32})
-# ... and as a label column (at most one a dict): text, or whole numbers of one kind.
+# ... and as a label column (at most one a dict): text, bools, or whole numbers of one kind.
 _BOOL_ONLY = {bool}
 _LABEL_KINDS = ({str}, {int}, {np.int64}, _BOOL_ONLY)
 _LIST_ONLY = {list}
