@@ -289,16 +289,24 @@ def _many_models(models: int, calls_per_drain: int, rounds: int,
                ratio, f"<= {target}x", ratio <= target)
 
 
-def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
+def _huge_batch(kind: str, rows: int, request_id: str | None = None, amid: int = 0) -> Row:
     """One call returning `rows` labels, values or class probabilities (or given `rows` of
     input, which a reference profile checks): how long a thread taking the monitor's lock
     (a scrape, a ``record_outcome`` caller) waits at most while the drain folds it. With
-    `request_id`, the call takes the slow path (its rows kept for the outcome join)."""
+    `request_id`, the call takes the slow path (its rows kept for the outcome join). With
+    `amid`, that many one-row calls come first, in the same drain (a service's traffic
+    around a batch job's call), and the huge call takes a millisecond, as making that many
+    rows takes any model (the function returning the batch as it is takes none)."""
     import threading
 
     from inferwatch.core.instrument import instrument
     from inferwatch.core.pending_calls import SLICE_ROWS
     from inferwatch.core.registry import Registry
+
+    def identity(x):
+        if amid and len(x) > 1:
+            time.sleep(1e-3)
+        return x
 
     monitors = Registry(drain_interval=3600)
     if kind == "10-feature inputs, reference":  # each row checked against the profile
@@ -314,15 +322,15 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
         wrapped = instrument(lambda x: outputs, name="huge", version="1", registry=monitors)
         batch = None
     elif kind == "two label outputs (a table)":  # a MultiOutputClassifier's predict
-        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        wrapped = instrument(identity, name="huge", version="1", registry=monitors)
         batch = np.column_stack([np.arange(rows) % 3, np.arange(rows) % 2])
     elif kind == "rows of label dicts (a pipeline's)":  # [{"label": ..., "score": ...}]
-        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors,
+        wrapped = instrument(identity, name="huge", version="1", registry=monitors,
                              classes=["cat", "dog", "bird"])
         names = ["cat", "dog", "bird"]
         batch = [{"label": names[i % 3], "score": 0.5} for i in range(rows)]
     elif kind == "text labels beside scores (a dict)":  # {"label": labels, "score": scores}
-        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors,
+        wrapped = instrument(identity, name="huge", version="1", registry=monitors,
                              classes=["cat", "dog", "bird"])
         batch = {"label": np.array(["cat", "dog", "bird"])[np.arange(rows) % 3],
                  "score": np.random.default_rng(0).random(rows)}
@@ -341,28 +349,33 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
         wrapped = model.predict_proba
         batch = None
     elif kind == "text class labels":  # a classifier fit on text labels ("cat", "dog")
-        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        wrapped = instrument(identity, name="huge", version="1", registry=monitors)
         batch = np.array(["cat", "dog", "bird"])[np.arange(rows) % 3]
     elif kind == "text labels as Python objects":  # fit on a pandas text column
-        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        wrapped = instrument(identity, name="huge", version="1", registry=monitors)
         batch = np.array(["cat", "dog", "bird"], dtype=object)[np.arange(rows) % 3]
     elif kind == "pandas text Series":  # pandas 3's own dtype for text: held by pyarrow
         import pandas as pd
 
-        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        wrapped = instrument(identity, name="huge", version="1", registry=monitors)
         batch = pd.Series(np.array(["cat", "dog", "bird"])[np.arange(rows) % 3],
                           dtype="string[pyarrow]")
     elif kind == "categorical Series":
         import pandas as pd
 
-        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        wrapped = instrument(identity, name="huge", version="1", registry=monitors)
         batch = pd.Series(pd.Categorical.from_codes(np.arange(rows) % 3,
                                                     ["cat", "dog", "bird"]))
     else:
-        wrapped = instrument(lambda x: x, name="huge", version="1", registry=monitors)
+        wrapped = instrument(identity, name="huge", version="1", registry=monitors)
         batch = np.arange(rows) % 7 if kind == "class labels" else \
             np.random.default_rng(0).random(rows)
     monitor = monitors.monitor("huge", "1")
+    for number in range(amid):
+        if request_id is None:
+            wrapped(batch[:1])
+        else:
+            wrapped(batch[:1], request_id=f"{request_id}-{number}")
     if request_id is None:
         wrapped(batch)
     else:
@@ -389,7 +402,8 @@ def _huge_batch(kind: str, rows: int, request_id: str | None = None) -> Row:
     longest = max(waits, default=0.0)
     # A wait spans at most about one slice; a small batch has few slices to share it.
     target = max(HUGE_WAIT_TARGET, 2 * SLICE_ROWS / rows)
-    called = "" if request_id is None else ", request_id="
+    called = ("" if request_id is None else ", request_id=") + (
+        f", amid {amid} one-row calls" if amid else "")
     return Row(f"{rows:,}-row batch of {kind}{called}: longest lock wait (drain "
                f"{drained * 1e9 / rows:.0f} ns/row)", fmt_seconds(longest),
                fmt_seconds(drained) + " (whole drain)", longest / drained,
@@ -473,6 +487,11 @@ def run(quick: bool = False) -> list[Row]:
         for request_id in (None, "batch-1"):
             rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 5),
                                     request_id=request_id))
+    # A batch job's call amid a service's one-row calls, in one drain of more than 16 calls.
+    for kind in ("rows of label dicts (a pipeline's)", "pandas text Series"):
+        for request_id in (None, "batch-1"):
+            rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 5),
+                                    request_id=request_id, amid=20))
     for request_id in (None, "batch-1"):  # sliced on the fast path, read apart with an id
         rows.append(_huge_batch("class probabilities per output",
                                 HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))
