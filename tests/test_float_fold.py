@@ -28,16 +28,22 @@ _value = st.one_of(
 _calls = st.lists(st.tuples(st.floats(0.0, 5.0), _value), min_size=1, max_size=90)
 
 
-@st.composite
-def _chunk(draw: st.DrawFn) -> list[tuple[float, object]]:
-    """Calls returning floats; in some chunks each a list of one float (``return
-    [score]``), in some a mix of both (which the general fold reads)."""
-    calls = draw(_calls)
+def some_in_lists_of_one(draw: st.DrawFn, calls: list[tuple[float, object]]
+                         ) -> list[tuple[float, object]]:
+    """`calls` (duration, result) with none, all or some of the results each in a list
+    of one."""
     wrapped = draw(st.sampled_from(["none", "all", "some"]))
     if wrapped == "none":
         return calls
     return [(duration, [value] if wrapped == "all" or draw(st.booleans()) else value)
             for duration, value in calls]
+
+
+@st.composite
+def _chunk(draw: st.DrawFn) -> list[tuple[float, object]]:
+    """Calls returning floats; in some chunks each a list of one float (``return
+    [score]``), in some a mix of both (which the general fold reads)."""
+    return some_in_lists_of_one(draw, draw(_calls))
 
 
 _options = st.fixed_dictionaries({

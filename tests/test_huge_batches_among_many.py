@@ -5,7 +5,6 @@ few calls beside it, and the same series as when everything is read in one hold.
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 import numpy as np
@@ -17,7 +16,13 @@ import inferwatch
 from conftest import Scraper
 from inferwatch.core import pending_calls
 from test_huge_batches import CountingLock
-from test_huge_batches_read_apart import _KINDS, _LABELS, _result, _series
+from test_huge_batches_read_apart import (
+    _KINDS,
+    _LABELS,
+    _result,
+    _series,
+    drained_with_reads_watched,
+)
 from test_outcomes_array_rows import _entries
 
 SLICE = 100
@@ -111,7 +116,6 @@ def test_a_huge_result_among_many_calls_waits_for_no_reader(monkeypatch, request
     """A pipeline's answer for 500 texts (slices of 100 rows) among 30 one-row answers,
     each call under a request id or none: read with the lock let go, so a reader takes
     the lock while it is read. Every call counts once, every row once."""
-    from inferwatch.core.prediction_batch import PredictionBatch
 
     monkeypatch.setattr(pending_calls, "SLICE_ROWS", SLICE)
     registry = inferwatch.Registry(drain_interval=3600)
@@ -132,31 +136,8 @@ def test_a_huge_result_among_many_calls_waits_for_no_reader(monkeypatch, request
                 model(["one text"], request_id=f"r-{number}")
         model(["a text"] * 500, **({} if request_id is None else {"request_id": request_id}))
         monitor = inferwatch.monitor("m", "1", registry=registry)
-        reading, took_lock = threading.Event(), threading.Event()
-
-        def reader() -> None:
-            reading.wait(30)
-            with monitor._lock:  # blocks until the drain lets go, were it holding it
-                took_lock.set()
-
-        original = PredictionBatch.read_one
-        lock_taken_while_read: list[bool] = []
-
-        def watched(self, result, probabilities):
-            if result is huge:
-                reading.set()
-                # The read goes on once a reader took the lock, which it cannot while the
-                # drain holds it (then this wait times out).
-                lock_taken_while_read.append(took_lock.wait(10))
-            return original(self, result, probabilities)
-
-        monkeypatch.setattr(PredictionBatch, "read_one", watched)
-        thread = threading.Thread(target=reader)
-        thread.start()
-        monitor.drain()
-        reading.set()
-        thread.join()
-        assert lock_taken_while_read == [True], "the lock was held while the answer was read"
+        assert drained_with_reads_watched(monkeypatch, monitor, lambda result: result is huge) \
+            == [True], "the lock was held while the answer was read"
         state = monitor.state
         assert state.counters["inferwatch_requests_total"][("ok",)] == 31
         sizes = state.histograms["inferwatch_batch_size"][()]

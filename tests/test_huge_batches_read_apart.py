@@ -145,11 +145,44 @@ def test_each_kind_past_a_slice_is_read_apart(monkeypatch, kind):
     assert [part.result is long for part in rest] == [True]
 
 
+def drained_with_reads_watched(monkeypatch, monitor, watched_result) -> list[bool]:
+    """Drain `monitor` while, at each read apart of a result `watched_result` picks, a
+    reader thread takes the monitor's lock: for each such read, whether the reader took
+    the lock during it (it cannot while the drain holds it: the read then waits 10 s for
+    it in vain, and the reader takes it once the drain let go)."""
+    from inferwatch.core.prediction_batch import PredictionBatch
+
+    reading, took_lock = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        reading.wait(30)
+        with monitor._lock:  # blocks until the drain lets go, were it holding it
+            took_lock.set()
+
+    original = PredictionBatch.read_one
+    taken_while_read: list[bool] = []
+
+    def watched(self, result, probabilities):
+        if watched_result(result):
+            reading.set()
+            taken_while_read.append(took_lock.wait(10))
+        return original(self, result, probabilities)
+
+    monkeypatch.setattr(PredictionBatch, "read_one", watched)
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        monitor.drain()
+    finally:
+        reading.set()
+        thread.join()
+    return taken_while_read
+
+
 def test_a_million_rows_of_dicts_wait_for_no_reader(monkeypatch):
     """A pipeline's answer for a million texts: read with the lock let go (about half a
     second of Python calls), so a scrape or a record_outcome caller waits for the fold of
     its columns, not for the read. The call counts once, its rows once."""
-    from inferwatch.core.prediction_batch import PredictionBatch
 
     registry = inferwatch.Registry(drain_interval=3600)
     try:
@@ -158,29 +191,8 @@ def test_a_million_rows_of_dicts_wait_for_no_reader(monkeypatch):
         rows = 1_000_000
         model([{"label": _LABELS[i % 3], "score": 0.5} for i in range(rows)])
         monitor = inferwatch.monitor("m", "1", registry=registry)
-        reading, took_lock = threading.Event(), threading.Event()
-
-        def reader() -> None:
-            reading.wait(30)
-            with monitor._lock:  # blocks until the drain lets go, were it holding it
-                took_lock.set()
-
-        original = PredictionBatch.read_one
-        lock_taken_while_read: list[bool] = []
-
-        def watched(self, result, probabilities):
-            reading.set()
-            # The read goes on once a reader took the lock, which it cannot while the drain
-            # holds it (then this wait times out, and the reader takes it after the drain).
-            lock_taken_while_read.append(took_lock.wait(10))
-            return original(self, result, probabilities)
-
-        monkeypatch.setattr(PredictionBatch, "read_one", watched)
-        thread = threading.Thread(target=reader)
-        thread.start()
-        monitor.drain()
-        thread.join()
-        assert lock_taken_while_read == [True], "the lock was held while the rows were read"
+        assert drained_with_reads_watched(monkeypatch, monitor, lambda result: True) == \
+            [True], "the lock was held while the rows were read"
         state = monitor.state
         assert state.counters["inferwatch_requests_total"][("ok",)] == 1
         sizes = state.histograms["inferwatch_batch_size"][()]

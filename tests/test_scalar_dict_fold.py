@@ -16,7 +16,7 @@ from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.registry import Registry
 from inferwatch.core.stacked_results import StackedResults
 from inferwatch.quality.reference import Reference
-from test_float_fold import _same
+from test_float_fold import _same, some_in_lists_of_one
 
 NOW = 1_700_000_000.0
 _LABELS = ["cat", "dog", "bird", "", "é", "__other__", "0", "1", "x" * 300, "a\nb\x00", " cat"]
@@ -78,11 +78,7 @@ def _chunk(draw: st.DrawFn) -> list[tuple[float, object]]:
         calls[draw(st.integers(0, len(calls) - 1))] = (0.1, row)
     # A Hugging Face pipeline answers one text with a list of one row dict; in some chunks
     # only some calls are so wrapped, which the drain reads call by call.
-    wrapped = draw(st.sampled_from(["none", "all", "some"]))
-    if wrapped == "none":
-        return calls
-    return [(duration, [row] if wrapped == "all" or draw(st.booleans()) else row)
-            for duration, row in calls]
+    return some_in_lists_of_one(draw, calls)
 
 
 _options = st.fixed_dictionaries({
@@ -130,6 +126,19 @@ def _each_call_alone(self: StackedResults, results: list, *listed: bool) -> bool
     return False
 
 
+def _watched_fold(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the dicts' column fold took each drain's dicts, as the drains go."""
+    taken: list[bool] = []
+    fold = StackedResults._add_scalar_dicts
+
+    def watched(self: StackedResults, results: list, *listed: bool) -> bool:
+        taken.append(fold(self, results, *listed))
+        return taken[-1]
+
+    monkeypatch.setattr(StackedResults, "_add_scalar_dicts", watched)
+    return taken
+
+
 def _alone(patched: pytest.MonkeyPatch) -> None:
     """Dicts, lists of one dict and tuples of one row read call by call."""
     patched.setattr(StackedResults, "_add_scalar_dicts", _each_call_alone)
@@ -158,14 +167,7 @@ def test_a_drain_of_label_and_score_dicts_reads_them_as_columns(monkeypatch, cat
     """The fold above is the one a drain of such dicts (or of lists of one such dict)
     takes, for each kind of label and score (a test of the fold that never ran it would
     prove nothing)."""
-    taken: list[bool] = []
-    fold = StackedResults._add_scalar_dicts
-
-    def watched(self: StackedResults, results: list, *listed: bool) -> bool:
-        taken.append(fold(self, results, *listed))
-        return taken[-1]
-
-    monkeypatch.setattr(StackedResults, "_add_scalar_dicts", watched)
+    taken = _watched_fold(monkeypatch)
     rows = [{"label": cat, "score": score}, {"label": dog, "score": score}]
     state = _state_of([[(0.1, [row] if in_a_list else row) for row in rows]],
                       {"task": "classification"}, [str(cat), str(dog)], True)
@@ -194,14 +196,7 @@ def test_two_text_outputs_admit_their_classes_call_by_call(monkeypatch):
 def test_outputs_held_as_lists_of_one_value_are_read_as_columns(monkeypatch):
     """A serving API's answer, each output a list of one value (``{"labels": ["cat"],
     "scores": [0.9]}``): read as columns, a bool label among them too."""
-    taken: list[bool] = []
-    fold = StackedResults._add_scalar_dicts
-
-    def watched(self: StackedResults, results: list, *listed: bool) -> bool:
-        taken.append(fold(self, results, *listed))
-        return taken[-1]
-
-    monkeypatch.setattr(StackedResults, "_add_scalar_dicts", watched)
+    taken = _watched_fold(monkeypatch)
     state = _state_of([[(0.1, {"labels": ["cat"], "scores": [0.9]}),
                         (0.1, {"labels": ["dog"], "scores": [0.2]})],
                        [(0.1, {"fraud": True, "score": [0.9]}),
