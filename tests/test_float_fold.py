@@ -54,19 +54,25 @@ _options = st.fixed_dictionaries({
 _classes = st.sampled_from([None, ["cat", "dog"], [0, 1], [0.0, 1.0, 2.0]])
 
 
+def drained_state(monitor: object, chunks: list) -> dict:
+    """`monitor`'s state (its loading time left out) after draining `chunks` of
+    (duration, result) calls, one drain each, through whichever fold monitor_drain uses."""
+    for step, chunk in enumerate(chunks):
+        for duration, value in chunk:
+            monitor.record_call(duration, value)
+        monitor.drain(now=NOW + step)
+    data = monitor.state.to_dict()
+    data.pop("loaded_at")
+    return data
+
+
 def _state_of(chunks: list, options: dict, classes: list | None) -> tuple[dict, tuple]:
-    """The state (its loading time left out) and pending bound after draining `chunks`, one
-    drain each, through whichever fold monitor_drain uses."""
+    """The state and pending bound after draining `chunks` (:func:`drained_state`)."""
     registry = Registry(drain_interval=3600)
     try:
         monitor = registry.monitor("m", "1").configure(**options)
         monitor._class_names = None if classes is None else (lambda: classes)
-        for step, chunk in enumerate(chunks):
-            for duration, value in chunk:
-                monitor.record_call(duration, value)
-            monitor.drain(now=NOW + step)
-        data = monitor.state.to_dict()
-        data.pop("loaded_at")
+        data = drained_state(monitor, chunks)
         return data, (monitor._kept_per_call, monitor._sized, monitor._chunk)
     finally:
         registry.close()

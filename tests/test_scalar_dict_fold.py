@@ -16,9 +16,8 @@ from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.registry import Registry
 from inferwatch.core.stacked_results import StackedResults
 from inferwatch.quality.reference import Reference
-from test_float_fold import _same, some_in_lists_of_one
+from test_float_fold import _same, drained_state, some_in_lists_of_one
 
-NOW = 1_700_000_000.0
 _LABELS = ["cat", "dog", "bird", "", "é", "__other__", "0", "1", "x" * 300, "a\nb\x00", " cat"]
 
 _text = st.sampled_from(_LABELS)
@@ -111,13 +110,7 @@ def _state_of(chunks: list, options: dict, classes: list | None, declared: bool,
         monitor = registry.monitor("m", "1").configure(**options)
         if not declared:
             monitor._class_names = None if classes is None else (lambda: classes)
-        for step, chunk in enumerate(chunks):
-            for duration, value in chunk:
-                monitor.record_call(duration, value)
-            monitor.drain(now=NOW + step)
-        data = monitor.state.to_dict()
-        data.pop("loaded_at")
-        return data
+        return drained_state(monitor, chunks)
     finally:
         registry.close()
 
@@ -177,22 +170,6 @@ def test_a_drain_of_label_and_score_dicts_reads_them_as_columns(monkeypatch, cat
     assert classes == {(str(cat),): 1.0, (str(dog),): 1.0}
 
 
-def test_two_text_outputs_admit_their_classes_call_by_call(monkeypatch):
-    """Two text outputs and a class cap of 2: the calls read one at a time admit
-    `label:cat` and `reason:cat` (the first call's), and fold `label:dog` into
-    ``__other__``; columns would admit `label:dog` first. Such dicts are read call by call."""
-    chunks = [[(0.0, {"label": "cat", "reason": "cat", "score": 0.0}),
-               (0.0, {"label": "dog", "reason": "cat", "score": 0.0})]]
-    options = {"task": "auto", "max_classes": 2}
-    with monkeypatch.context() as patched:
-        _alone(patched)
-        alone = _state_of(chunks, options, ["cat", "dog"], False)
-    assert _same(_state_of(chunks, options, ["cat", "dog"], False), alone)
-    classes = dict((tuple(labels), count) for labels, count in
-                   alone["counters"]["inferwatch_predicted_class_total"])
-    assert classes == {("label:cat",): 1.0, ("reason:cat",): 2.0, ("__other__",): 1.0}
-
-
 def test_outputs_held_as_lists_of_one_value_are_read_as_columns(monkeypatch):
     """A serving API's answer, each output a list of one value (``{"labels": ["cat"],
     "scores": [0.9]}``): read as columns, a bool label among them too."""
@@ -209,10 +186,16 @@ def test_outputs_held_as_lists_of_one_value_are_read_as_columns(monkeypatch):
     assert sum(classes.values()) == 4.0
 
 
-def test_a_tuple_of_two_labels_admits_its_classes_call_by_call(monkeypatch):
-    """``return label, reason, score`` with a class cap of 2: read call by call, as the
-    dicts above (columns admitted `0:dog` before `1:cat`)."""
-    chunks = [[(0.0, ("cat", "cat", 0.0)), (0.0, ("dog", "cat", 0.0))]]
+@pytest.mark.parametrize(("rows", "first"), [
+    ([{"label": "cat", "reason": "cat", "score": 0.0},
+      {"label": "dog", "reason": "cat", "score": 0.0}], ("label:cat", "reason:cat")),
+    ([("cat", "cat", 0.0), ("dog", "cat", 0.0)], ("0:cat", "1:cat"))])
+def test_two_label_outputs_admit_their_classes_call_by_call(monkeypatch, rows, first):
+    """Two label outputs (in a dict, or ``return label, reason, score``) and a class cap of
+    2: the calls read one at a time admit the first call's two labels and fold the second
+    call's new one into ``__other__``; columns would admit that one first. Such results are
+    read call by call."""
+    chunks = [[(0.0, row) for row in rows]]
     options = {"task": "auto", "max_classes": 2}
     with monkeypatch.context() as patched:
         _alone(patched)
@@ -220,4 +203,4 @@ def test_a_tuple_of_two_labels_admits_its_classes_call_by_call(monkeypatch):
     assert _same(_state_of(chunks, options, ["cat", "dog"], False), alone)
     classes = dict((tuple(labels), count) for labels, count in
                    alone["counters"]["inferwatch_predicted_class_total"])
-    assert classes == {("0:cat",): 1.0, ("1:cat",): 2.0, ("__other__",): 1.0}
+    assert classes == {(first[0],): 1.0, (first[1],): 2.0, ("__other__",): 1.0}
