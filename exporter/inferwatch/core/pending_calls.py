@@ -103,12 +103,14 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
 
     A drain of more than :data:`SERIES_LOOKED_AT` results looks into the others than
     numpy arrays only where `durations` (each call's, in the order of `results`) says the
-    call took :data:`LOOKED_AT_SECONDS` or more (:func:`_slow_results_looked_into`).
+    call took :data:`LOOKED_AT_SECONDS` or more and :func:`may_be_huge` does not rule the
+    result out (:func:`_slow_results_looked_into`).
     """
     if durations is not None and len(results) > SERIES_LOOKED_AT and \
             not kinds <= _CUT_IN_ANY_DRAIN and max(durations) >= LOOKED_AT_SECONDS:
         slow = [index for index, (duration, result) in enumerate(zip(durations, results))
-                if duration >= LOOKED_AT_SECONDS and result.__class__ not in _CUT_IN_ANY_DRAIN]
+                if duration >= LOOKED_AT_SECONDS and result.__class__ not in _CUT_IN_ANY_DRAIN
+                and may_be_huge(result)]
         if slow:
             return _slow_results_looked_into(results, probabilities, rest, defer, slow)
     whole: dict[int, int] = {}
@@ -153,6 +155,38 @@ ROWLESS = frozenset({float, int, str, bool, type(None), bytes, np.float64, np.fl
                      np.int64, np.int32, np.bool_})
 # ... and numpy arrays, which the fast path cuts however many results its drain holds.
 _CUT_IN_ANY_DRAIN = ROWLESS | {_ndarray}
+
+
+def may_be_huge(result: object) -> bool:
+    """Whether `result` may hold more than :data:`SLICE_ROWS` rows, told at a look: an
+    array, list or tuple by its length, a dict, list or tuple of outputs by its outputs'
+    lengths, a dataframe library's column or frame (whose length is a Python call) always.
+
+    >>> may_be_huge([{"label": "cat", "score": 0.9}]), may_be_huge(np.zeros(SLICE_ROWS + 1))
+    (False, True)
+    >>> may_be_huge({"label": ["cat"] * (SLICE_ROWS + 1)}), may_be_huge(0.5)
+    (True, False)
+    """
+    cls = result.__class__
+    if cls in ROWLESS:
+        return False
+    if cls is dict:
+        return any(map(_many_rows, result.values()))  # type: ignore[attr-defined]
+    if cls is list or cls is tuple:
+        return len(result) > SLICE_ROWS or (  # type: ignore[arg-type]
+            len(result) <= SERIES_LOOKED_AT and any(map(_many_rows, result)))  # type: ignore[arg-type]
+    return _many_rows(result) if cls is _ndarray else True
+
+
+def _many_rows(part: object) -> bool:
+    """Whether one output holds more than :data:`SLICE_ROWS` rows (an array, a list or a
+    tuple by its length, a dataframe library's column always); a scalar holds one."""
+    cls = part.__class__
+    if cls is _ndarray:
+        return bool(part.ndim) and part.shape[0] > SLICE_ROWS  # type: ignore[attr-defined]
+    if cls is list or cls is tuple:
+        return len(part) > SLICE_ROWS  # type: ignore[arg-type]
+    return cls not in ROWLESS and (is_column(cls) or is_pandas_frame(cls))
 
 
 def _slow_results_looked_into(results: Sequence[object], probabilities: bool,
