@@ -151,10 +151,10 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
 _OUTPUT_CONTAINERS = frozenset({dict, tuple, list})
 _ROW_CONTAINERS = frozenset({tuple, list})
 # Results with no rows to cut.
-ROWLESS = frozenset({float, int, str, bool, type(None), bytes, np.float64, np.float32,
+_ROWLESS = frozenset({float, int, str, bool, type(None), bytes, np.float64, np.float32,
                      np.int64, np.int32, np.bool_})
 # ... and numpy arrays, which the fast path cuts however many results its drain holds.
-_CUT_IN_ANY_DRAIN = ROWLESS | {_ndarray}
+_CUT_IN_ANY_DRAIN = _ROWLESS | {_ndarray}
 
 
 def may_be_huge(result: object) -> bool:
@@ -168,7 +168,7 @@ def may_be_huge(result: object) -> bool:
     (True, False)
     """
     cls = result.__class__
-    if cls in ROWLESS:
+    if cls in _ROWLESS:
         return False
     if cls is dict:
         return any(map(_many_rows, result.values()))  # type: ignore[attr-defined]
@@ -186,7 +186,7 @@ def _many_rows(part: object) -> bool:
         return bool(part.ndim) and part.shape[0] > SLICE_ROWS  # type: ignore[attr-defined]
     if cls is list or cls is tuple:
         return len(part) > SLICE_ROWS  # type: ignore[arg-type]
-    return cls not in ROWLESS and (is_column(cls) or is_pandas_frame(cls))
+    return cls not in _ROWLESS and (is_column(cls) or is_pandas_frame(cls))
 
 
 def _slow_results_looked_into(results: Sequence[object], probabilities: bool,
