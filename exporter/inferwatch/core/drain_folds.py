@@ -266,7 +266,8 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
         if not records:
             return
     if probabilities is False and _fold_plain_arrays(
-            predictions, joins, task, read_class_names, records, results, rest, cut):
+            predictions, joins, task, read_class_names, records, _finite_floats_as_rows(results),
+            rest, cut):
         return
     if rest is not None and len(records) <= pending_calls.SERIES_LOOKED_AT and any(
             unsliced_rows(result) > pending_calls.SLICE_ROWS for result in results):
@@ -275,6 +276,28 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
             return
     rows = predictions.add_records(results, probabilities)
     joins.extend(general_joins(joins, records, rows, probabilities, task, read_class_names))
+
+
+def _finite_floats_as_rows(results: list) -> list:
+    """`results` that are all Python floats, none NaN or infinite (a regressor served as
+    a function, called with ``request_id=``), as one-row arrays, views of one array, which
+    the one-array fold reads as the general path reads each float; any other `results` as
+    they are. (A NaN or an infinity among them sends them all to the general path, which
+    joins such a float as no row, its outcome counted as ``unsupported_prediction``, where
+    an array's row of it is joined as NaN.)
+
+    >>> [row.tolist() for row in _finite_floats_as_rows([0.5, 2.0])]
+    [[0.5], [2.0]]
+    >>> _finite_floats_as_rows([0.5, float("nan")])
+    [0.5, nan]
+    """
+    if not results or set(map(type, results)) != _FLOAT_ONLY:
+        return results
+    column = np.array(results, dtype=np.float64).reshape(-1, 1)
+    return list(column) if np.isfinite(column).all() else results
+
+
+_FLOAT_ONLY = {float}
 
 
 def _fold_plain_arrays(predictions: PredictionBatch, joins: JoinsInOrder, task: str,

@@ -1,0 +1,76 @@
+"""A function returning a float, called with ``request_id=`` (a regressor served as a
+function, in the delayed-ground-truth flow): its drain's finite floats are read as one-row
+arrays by the one-array fold (``drain_folds._finite_floats_as_rows``), with the series,
+the rows kept for each id and the outcomes judged that the general path, reading each
+float alone, makes."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inferwatch.core import drain_folds
+from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
+
+
+class _WholeClassifier:
+    """A classifier whose classes are whole numbers: its float answers are classes."""
+
+    classes_ = np.array([0, 1, 2])
+
+    def predict(self, x):
+        return x
+
+
+_value = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                   st.sampled_from([0.0, 1.0, 2.0, -0.0, 1e300]))
+
+
+@st.composite
+def _calls(draw) -> list[tuple[float, str | None]]:
+    """Calls of a drain, most under a request id; in some drains every value finite."""
+    finite = draw(st.booleans())
+    values = draw(st.lists(_value.filter(lambda v: not finite or np.isfinite(v)),
+                           min_size=1, max_size=30))
+    return [(value, f"r-{number}" if draw(st.integers(0, 4)) else None)
+            for number, value in enumerate(values)]
+
+
+def _judged(calls, task: str, classifier: bool, cache_bytes: int) -> tuple[dict, dict]:
+    return judged_after_drain(calls, _WholeClassifier() if classifier else None, task,
+                              cache_bytes, lambda value: value + 0.25)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=_calls(), task=st.sampled_from(["auto", "classification", "regression"]),
+       classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
+def test_float_records_join_as_each_float_read_alone(monkeypatch, calls, task, classifier,
+                                                      cache_bytes):
+    rows = _judged(calls, task, classifier, cache_bytes)
+    with monkeypatch.context() as patched:
+        patched.setattr(drain_folds, "_finite_floats_as_rows", lambda results: results)
+        alone = _judged(calls, task, classifier, cache_bytes)
+    _assert_same_samples(rows[0], alone[0])
+    assert rows[1] == alone[1]
+
+
+def test_finite_float_records_take_the_one_array_fold(monkeypatch):
+    """The fold above is the one such a drain takes (a test of a fold that never ran would
+    prove nothing); a NaN among the floats sends the drain to the general path."""
+    taken: list[bool] = []
+    fold = drain_folds._fold_plain_arrays
+
+    def watched(*args, **kwargs) -> bool:
+        taken.append(fold(*args, **kwargs))
+        return taken[-1]
+
+    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    series, entries = _judged([(0.5, "r-0"), (1.5, "r-1"), (2.5, None)], "auto", False,
+                              2**20)
+    assert sum(value for key, value in series.items()
+               if key[0] == "inferwatch_batch_size_count") == 3
+    _judged([(0.5, "r-0"), (float("nan"), "r-1")], "auto", False, 2**20)
+    assert taken == [True, False]
+    assert sorted(entries) == ["r-0", "r-1"]
