@@ -228,14 +228,17 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
     outcome entries to `joins`: huge batches first, each by the fold for its shape, then
     the others by the one-array fold or the general path. Of more than
     ``SERIES_LOOKED_AT`` records, those whose call took ``LOOKED_AT_SECONDS`` or more and
-    whose result may hold more than a slice of rows (``may_be_huge``) are folded apart,
-    that many at a time, each part looked into for huge batches as a drain of few records
-    is (as :func:`~inferwatch.core.pending_calls.first_slices` looks at the fast path's
-    calls)."""
+    whose result may hold more rows than a slice or the join's tuples (``may_be_huge``)
+    are folded apart, that many at a time, each part looked into for huge batches as a
+    drain of few records is (as :func:`~inferwatch.core.pending_calls.first_slices` looks
+    at the fast path's calls)."""
     if rest is not None and cut is not None and len(records) > pending_calls.SERIES_LOOKED_AT:
+        # The request path folds apart what holds more rows than a slice, or than the
+        # outcome join keeps as tuples (a table of labels past ARRAY_ROWS_FROM rows).
+        rows = min(record_joins.ARRAY_ROWS_FROM, pending_calls.SLICE_ROWS)
         slow = [record for record in records
                 if record.duration >= pending_calls.LOOKED_AT_SECONDS
-                and pending_calls.may_be_huge(record.prediction)]
+                and pending_calls.may_be_huge(record.prediction, rows)]
         if slow:
             picked = set(map(id, slow))
             joins.fold_out_of_order()

@@ -104,7 +104,7 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
     A drain of more than :data:`SERIES_LOOKED_AT` results looks into the others than
     numpy arrays only where `durations` (each call's, in the order of `results`) says the
     call took :data:`LOOKED_AT_SECONDS` or more and :func:`may_be_huge` does not rule the
-    result out (:func:`_slow_results_looked_into`).
+    result out (:func:`_picked_looked_into`).
     """
     if durations is not None and len(results) > SERIES_LOOKED_AT and \
             not kinds <= _CUT_IN_ANY_DRAIN and max(durations) >= LOOKED_AT_SECONDS:
@@ -112,7 +112,14 @@ def first_slices(results: Sequence[object], probabilities: bool, rest: list[Late
                 if duration >= LOOKED_AT_SECONDS and result.__class__ not in _CUT_IN_ANY_DRAIN
                 and may_be_huge(result)]
         if slow:
-            return _slow_results_looked_into(results, probabilities, rest, defer, slow)
+            return _picked_looked_into(results, probabilities, rest, defer, slow)
+    if _ndarray in kinds and len(kinds) > 1 and len(results) <= SERIES_LOOKED_AT:
+        # Arrays beside other results (a batch job's rows of dicts amid array answers):
+        # the others are looked into as a drain of them alone is, not passed over with
+        # the arrays.
+        others = [index for index, result in enumerate(results)
+                  if result.__class__ is not _ndarray]
+        return _picked_looked_into(results, probabilities, rest, defer, others)
     whole: dict[int, int] = {}
     if _ndarray not in kinds:  # most drains hold no array at all
         # predict_proba's results of several outputs: a matrix per output is sliced, any
@@ -157,53 +164,57 @@ _ROWLESS = frozenset({float, int, str, bool, type(None), bytes, np.float64, np.f
 _CUT_IN_ANY_DRAIN = _ROWLESS | {_ndarray}
 
 
-def may_be_huge(result: object) -> bool:
-    """Whether `result` may hold more than :data:`SLICE_ROWS` rows, told at a look: an
-    array, list or tuple by its length, a dict, list or tuple of outputs by its outputs'
-    lengths, a dataframe library's column or frame (whose length is a Python call) always.
+def may_be_huge(result: object, rows: int | None = None) -> bool:
+    """Whether `result` may hold more than `rows` rows (:data:`SLICE_ROWS` by default),
+    told at a look: an array, list or tuple by its length, a dict, list or tuple of outputs
+    by its outputs' lengths, a dataframe library's column or frame (whose length is a
+    Python call) always.
 
     >>> may_be_huge([{"label": "cat", "score": 0.9}]), may_be_huge(np.zeros(SLICE_ROWS + 1))
     (False, True)
-    >>> may_be_huge({"label": ["cat"] * (SLICE_ROWS + 1)}), may_be_huge(0.5)
+    >>> may_be_huge({"label": ["cat"] * 5}, rows=4), may_be_huge(0.5)
     (True, False)
     """
     cls = result.__class__
     if cls in _ROWLESS:
         return False
+    rows = SLICE_ROWS if rows is None else rows  # read now: a test sets smaller slices
     if cls is dict:
-        return any(map(_many_rows, result.values()))  # type: ignore[attr-defined]
+        return any(_many_rows(part, rows) for part in result.values())  # type: ignore[attr-defined]
     if cls is list or cls is tuple:
-        return len(result) > SLICE_ROWS or (  # type: ignore[arg-type]
-            len(result) <= SERIES_LOOKED_AT and any(map(_many_rows, result)))  # type: ignore[arg-type]
-    return _many_rows(result) if cls is _ndarray else True
+        return len(result) > rows or (  # type: ignore[arg-type]
+            len(result) <= SERIES_LOOKED_AT  # type: ignore[arg-type]
+            and any(_many_rows(part, rows) for part in result))  # type: ignore[attr-defined]
+    return _many_rows(result, rows) if cls is _ndarray else True
 
 
-def _many_rows(part: object) -> bool:
-    """Whether one output holds more than :data:`SLICE_ROWS` rows (an array, a list or a
-    tuple by its length, a dataframe library's column always); a scalar holds one."""
+def _many_rows(part: object, rows: int) -> bool:
+    """Whether one output holds more than `rows` rows (an array, a list or a tuple by its
+    length, a dataframe library's column always); a scalar holds one."""
     cls = part.__class__
     if cls is _ndarray:
-        return bool(part.ndim) and part.shape[0] > SLICE_ROWS  # type: ignore[attr-defined]
+        return bool(part.ndim) and part.shape[0] > rows  # type: ignore[attr-defined]
     if cls is list or cls is tuple:
-        return len(part) > SLICE_ROWS  # type: ignore[arg-type]
+        return len(part) > rows  # type: ignore[arg-type]
     return cls not in _ROWLESS and (is_column(cls) or is_pandas_frame(cls))
 
 
-def _slow_results_looked_into(results: Sequence[object], probabilities: bool,
-                              rest: list[LaterSlices | LaterWhole], defer: bool,
-                              slow: list[int]) -> tuple[Sequence[object], dict[int, int]]:
-    """:func:`first_slices` of a drain of many results, the ones at `slow` (results of
-    slow calls that may hold rows) looked into :data:`SERIES_LOOKED_AT` at a time as a
-    drain of few results is. The results come back as they were when none was cut or left
-    out; else those not at `slow` first, in their order, then the others', in theirs (a
-    drain folds its calls' results as one batch: their order tells nothing)."""
-    picked = set(slow)
-    others = [result for index, result in enumerate(results) if index not in picked]
+def _picked_looked_into(results: Sequence[object], probabilities: bool,
+                        rest: list[LaterSlices | LaterWhole], defer: bool,
+                        picked: list[int]) -> tuple[Sequence[object], dict[int, int]]:
+    """:func:`first_slices` of `results` with the ones at `picked` (a large drain's slow
+    calls that may hold many rows, or the results beside a drain's arrays) looked into
+    :data:`SERIES_LOOKED_AT` at a time as a drain of few results of their own is, and the
+    others as a drain of them alone is. The results come back as they were when none was
+    cut or left out; else those not at `picked` first, in their order, then the others', in
+    theirs (a drain folds its calls' results as one batch: their order tells nothing)."""
+    chosen = set(picked)
+    others = [result for index, result in enumerate(results) if index not in chosen]
     kept, whole = first_slices(others, probabilities, rest, set(map(type, others)), defer)
     kept = list(kept)
     changed = bool(whole) or len(kept) != len(others)
-    for start in range(0, len(slow), SERIES_LOOKED_AT):
-        part = [results[index] for index in slow[start:start + SERIES_LOOKED_AT]]
+    for start in range(0, len(picked), SERIES_LOOKED_AT):
+        part = [results[index] for index in picked[start:start + SERIES_LOOKED_AT]]
         cut, part_whole = first_slices(part, probabilities, rest, set(map(type, part)), defer)
         whole.update((len(kept) + index, rows) for index, rows in part_whole.items())
         changed = changed or bool(part_whole) or len(cut) != len(part)
