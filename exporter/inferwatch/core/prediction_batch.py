@@ -49,6 +49,7 @@ from inferwatch.core.stacked_results import (
     is_polars_series,
     plain_polars_arrays,
     plain_series_arrays,
+    scalar_column,
 )
 from inferwatch.core.state import ModelState, float_array
 
@@ -233,8 +234,8 @@ class PredictionBatch(StackedResults):
 
     def _add_scalar_rows(self, results: Sequence[tuple]) -> bool:
         """Many tuples of one row's outputs (``return label, score`` per call), each
-        position of one plain Python type in every call, at most one of them labels (text,
-        whole numbers or bools): one dict of columns, read as each call's tuple is
+        position of one kind in every call (:func:`scalar_column`), at most one of them
+        labels (text, whole numbers or bools): one dict of columns, read as each call's tuple is
         (outputs ``0``, ``1``, ...), not one call at a time. False, recording nothing, for
         any other tuples. (Two label outputs would admit their classes to a capped class
         label output by output, where the calls read one at a time admit them call by
@@ -245,8 +246,7 @@ class PredictionBatch(StackedResults):
         columns: dict[str, np.ndarray] = {}
         labels = 0
         for j, column in enumerate(zip(*results)):
-            array = _scalar_column(column) if set(map(type, column)) == {
-                first[j].__class__} else None
+            array = scalar_column(column)
             if array is None:
                 return False
             labels += array.dtype.kind != "f"
@@ -766,28 +766,6 @@ def _tell_sparse_too_large(state: ModelState, shape: tuple[int, ...]) -> None:
                 "record with r.prediction()) fewer columns, such as each row's top labels",
                 state.model, state.version, shape, f"{MAX_SPARSE_RESULT_COLUMNS:,}",
                 f"{MAX_SPARSE_RESULT_CELLS:,}")
-
-
-def _scalar_column(column: tuple) -> np.ndarray | None:
-    """One position of many calls' output tuples, all of one plain Python type, as the
-    array its values are read as one by one: text as Python strings (numpy's fixed-width
-    text would drop trailing NULs), numbers and bools as numpy's; None for any other type,
-    or integers past int64."""
-    kind = column[0].__class__
-    if kind is str:
-        text = np.empty(len(column), dtype=object)
-        text[:] = column
-        return text
-    if kind is float:
-        return np.fromiter(column, dtype=np.float64, count=len(column))
-    if kind is bool:
-        return np.fromiter(column, dtype=bool, count=len(column))
-    if kind is int:
-        try:
-            return np.fromiter(column, dtype=np.int64, count=len(column))
-        except OverflowError:
-            return None
-    return None
 
 
 _ONLY_TEXT = {str}

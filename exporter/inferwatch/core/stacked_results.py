@@ -27,9 +27,8 @@ _TEXT_ONLY = {str}
 # A dict output's one-row values read as a float column: numpy's float scalars too (a
 # score taken off a probability array, ``proba.max()``), each a float64 in the column.
 _FLOAT_SCALARS = frozenset({float, np.float64, np.float32})
-# ... and as a label column (at most one a dict): text, bools, or whole numbers of one kind.
 _BOOL_ONLY = {bool}
-_LABEL_KINDS = ({str}, {int}, {np.int64}, _BOOL_ONLY)
+_WHOLE_KINDS = ({int}, {np.int64})
 _LIST_ONLY = {list}
 SEQUENCES = ({list}, {tuple})  # a result's kinds read as flat lists: lists, or tuples
 _FLAT_KINDS = (_FLOAT_ONLY, _TEXT_ONLY, *SEQUENCES)  # a flat list's first call's kinds
@@ -117,6 +116,33 @@ def plain_series_arrays(results: Sequence[object]) -> list[np.ndarray] | None:
     if not text and not (isinstance(dtype, np.dtype) and dtype.kind in "fiubO"):
         return None
     return [result.to_numpy() for result in results]  # type: ignore[attr-defined]
+
+
+def scalar_column(column: Sequence[object]) -> np.ndarray | None:
+    """One output of many calls' one-row results, as the array its values are read as
+    one by one: floats (numpy's float scalars too) as float64, text as Python strings
+    (numpy's fixed-width text would drop trailing NULs), bools as bools, whole numbers of
+    one kind (``int`` or ``np.int64``) as int64; None for anything else, or integers past
+    int64.
+
+    >>> scalar_column([0.5, np.float32(0.25)]).tolist(), scalar_column(["a", 1]) is None
+    ([0.5, 0.25], True)
+    """
+    kinds = set(map(type, column))
+    if kinds <= _FLOAT_SCALARS:
+        return float_array(column)
+    if kinds == _TEXT_ONLY:
+        text = np.empty(len(column), dtype=object)
+        text[:] = column
+        return text
+    if kinds == _BOOL_ONLY:
+        return np.array(column, dtype=bool)
+    if kinds in _WHOLE_KINDS:
+        try:
+            return np.array(column, dtype=np.int64)
+        except OverflowError:
+            return None
+    return None
 
 
 class StackedResults:
@@ -225,28 +251,16 @@ class StackedResults:
                 column = list(map(operator.itemgetter(name), results))
             except KeyError:
                 return False
-            kinds = set(map(type, column))
-            if listed and kinds == _LIST_ONLY and set(map(len, column)) == _ONE_ITEM:
+            if listed and set(map(type, column)) == _LIST_ONLY and \
+                    set(map(len, column)) == _ONE_ITEM:
                 # An output of one row as a list of one value (``{"predictions": [0.93]}``,
                 # a serving API's answer), which a call's dict reads as that value's row.
                 column = list(map(_FIRST, column))
-                kinds = set(map(type, column))
-            if kinds <= _FLOAT_SCALARS:
-                columns[name] = float_array(column)
-            elif kinds in _LABEL_KINDS and not label_output:
-                label_output = True
-                if kinds == _TEXT_ONLY:
-                    columns[name] = np.empty(len(column), dtype=object)
-                    columns[name][:] = column
-                elif kinds == _BOOL_ONLY:
-                    columns[name] = np.array(column, dtype=bool)
-                else:
-                    try:
-                        columns[name] = np.array(column, dtype=np.int64)
-                    except OverflowError:  # past int64: each call's int read alone
-                        return False
-            else:
+            array = scalar_column(column)
+            if array is None or (array.dtype.kind != "f" and label_output):
                 return False
+            label_output = label_output or array.dtype.kind != "f"
+            columns[name] = array
         prediction = self._normalized(columns, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
