@@ -26,7 +26,7 @@ SHAPES = {
 
 
 def entry(kind: str, rows: int, rng: np.random.Generator) -> tuple[tuple | None, tuple | None]:
-    """(classes, values) of one call, as :func:`~inferwatch.core.prediction_batch._split_rows`
+    """(classes, values) of one call, as :func:`~inferwatch.core.call_rows.split_rows`
     builds them."""
     if kind == "class":
         labels = np.array(["benign", "malignant"])[rng.integers(0, 2, rows)]

@@ -225,7 +225,7 @@ def test_remembering_many_at_once_ends_as_remembering_each_in_turn(steps, max_en
 def test_a_drains_rows_split_back_into_each_calls_rows(sizes, kind):
     """What each request remembers for its outcome: its own rows, whether every call had
     one row (the one-pass split) or some had none or several."""
-    from inferwatch.core.prediction_batch import _split_rows
+    from inferwatch.core.call_rows import split_rows
     from inferwatch.core.predictions import Prediction
 
     total = sum(sizes)
@@ -242,7 +242,7 @@ def test_a_drains_rows_split_back_into_each_calls_rows(sizes, kind):
         part = tuple(cells[offset:offset + size])
         expected.append((None, part) if kind == "float" else (part, None))
         offset += size
-    assert _split_rows(prediction, sizes) == expected
+    assert split_rows(prediction, sizes) == expected
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

@@ -277,7 +277,13 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
         records, results = records_apart(records, results, probabilities, rest)
         if not records:
             return
-    rows = predictions.add_records(results, probabilities)
+    # One-row dicts of a label and scores (a classifier served as a function), or a
+    # pipeline's list of one: read as one dict of columns, as the fast path reads them,
+    # and joined by the rows the general path would make of each.
+    rows = predictions.add_dict_records(results) if probabilities is False and \
+        len(results) > 1 else None
+    if rows is None:
+        rows = predictions.add_records(results, probabilities)
     joins.extend(general_joins(joins, records, rows, probabilities, task, read_class_names))
 
 

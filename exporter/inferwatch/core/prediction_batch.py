@@ -19,9 +19,9 @@ import numpy as np
 
 from inferwatch import faults
 from inferwatch.catalogue import OTHER
+from inferwatch.core.call_rows import split_rows
 from inferwatch.core.class_probabilities import recording_distributions
 from inferwatch.core.ddsketch import quiet_sum
-from inferwatch.core.dropped_rows import rows_with_missing_classes, values_with_dropped_rows
 from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.prediction_classes import (
     NO_CLASSES,
@@ -47,9 +47,11 @@ from inferwatch.core.stacked_results import (
     is_pandas_frame,
     is_pandas_series,
     is_polars_series,
+    one_dict_rows,
     plain_polars_arrays,
     plain_series_arrays,
     scalar_column,
+    scalar_dict_columns,
 )
 from inferwatch.core.state import ModelState, float_array
 
@@ -63,6 +65,7 @@ _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64,
                           np.uint16, np.uint8})
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 _LIST_ONLY = {list}
+_DICT_ONLY = {dict}
 
 _UNSET = object()
 log = logging.getLogger("inferwatch")
@@ -74,65 +77,6 @@ _TOLD_LIMIT = 1024
 # isfinite and all (about 1.7 us) cost more than summing the values a drain of a few
 # dozen calls brings (about 1.5 us at 64).
 _FEW_VALUES = 64
-
-
-def _split_rows(prediction: Prediction, sizes: Sequence[int], result: object = None
-                ) -> list[tuple[tuple | None, tuple | None] | None]:
-    """Per-call (classes, values) of a prediction made of several calls' rows. Values of
-    several outputs (a multi-output regressor) are a tuple per row, of every output's value
-    in the order the outputs were returned. `result`: the one call's own result, which
-    tells the rows whose non-finite values were dropped (each then NaN in its place).
-
-    >>> prediction = Prediction(rows=3, values={"a": np.array([1.0, 2.0, 3.0]),
-    ...                                         "b": np.array([10.0, 20.0, 30.0])})
-    >>> _split_rows(prediction, [1, 2])
-    [(None, ((1.0, 10.0),)), (None, ((2.0, 20.0), (3.0, 30.0)))]
-    """
-    if result is not None and len(sizes) == 1:
-        labels = rows_with_missing_classes(prediction, result)
-        if labels is not None:
-            return [(labels, None)]
-        filled = None if prediction.classes is not None else \
-            values_with_dropped_rows(prediction, result)
-        if filled is not None:
-            prediction = Prediction(rows=prediction.rows, values=filled)
-    classes = prediction.classes
-    if classes is None and len(prediction.values) > 1:
-        return _split_output_rows(list(prediction.values.values()), sizes)
-    values = None if classes is not None else next(iter(prediction.values.values()), None)
-    column = classes if classes is not None else values
-    if column is None or len(column) != sum(sizes) or prediction.class_outputs > 1:
-        # Rows were dropped as invalid, or several outputs' labels share the column (so
-        # many dropped that as many as the rows are left, by chance): no safe per-call
-        # split. The record's own result is joined instead.
-        return [None] * len(sizes)
-    # One conversion of the whole column, then slices of a list: a record's rows cost a
-    # tuple each, not a numpy slice and a conversion each.
-    cells = class_labels(column) if classes is not None else column.tolist()
-    if len(cells) == len(sizes) and 0 not in sizes:  # one row per call, the usual request
-        if classes is not None:
-            return [((cell,), None) for cell in cells]
-        return [(None, (cell,)) for cell in cells]
-    rows, offset = [], 0
-    for size in sizes:
-        part = tuple(cells[offset:offset + size])
-        rows.append((part, None) if classes is not None else (None, part))
-        offset += size
-    return rows
-
-
-def _split_output_rows(outputs: list[np.ndarray], sizes: Sequence[int]) -> list[
-        tuple[None, tuple] | None]:
-    """Per-call values of several outputs, each row a tuple of its outputs' values."""
-    if any(len(output) != sum(sizes) for output in outputs):
-        # A non-finite value was dropped from one output: which row lost it is not known.
-        return [None] * len(sizes)
-    cells = list(zip(*(output.tolist() for output in outputs)))
-    rows, offset = [], 0
-    for size in sizes:
-        rows.append((None, tuple(cells[offset:offset + size])))
-        offset += size
-    return rows
 
 
 class PredictionBatch(StackedResults):
@@ -406,14 +350,46 @@ class PredictionBatch(StackedResults):
             if prediction is None:
                 return [None] * len(results)
             self._add(prediction, sizes)
-            return _split_rows(prediction, sizes) if split else []
+            return split_rows(prediction, sizes) if split else []
         return [self._add_call(result, probabilities) for result in results]
+
+    def add_dict_records(self, results: Sequence[object]) -> list | None:
+        """Record many one-row dicts of named outputs (or a pipeline's lists of one such
+        dict), all of the shape :func:`scalar_dict_columns` reads, their float outputs
+        finite, as one dict of columns; returns each one's classes or values, as
+        :meth:`add_records` returns them reading each alone. None, recording nothing, for
+        any other results (a NaN drops its row, and a split of the column then could not
+        tell whose it was: those are read one by one).
+
+        >>> from inferwatch.core.options import Settings
+        >>> batch = PredictionBatch(Settings(), {}, None, lambda: None)
+        >>> batch.add_dict_records([{"price": 10.0, "eta": 3.0}, {"price": 12.0, "eta": 4.0}])
+        [(None, ((10.0, 3.0),)), (None, ((12.0, 4.0),))]
+        >>> batch.add_dict_records([{"score": 0.9}, {"score": float("nan")}]) is None
+        True
+        """
+        kinds = set(map(type, results))
+        columns = None
+        if kinds == _DICT_ONLY:
+            columns = scalar_dict_columns(results, True)  # type: ignore[arg-type]
+        elif kinds == _LIST_ONLY:
+            rows = one_dict_rows(results)  # type: ignore[arg-type]
+            columns = None if rows is None else scalar_dict_columns(rows, False)
+        if columns is None or not all(np.isfinite(column).all() for column in columns.values()
+                                      if column.dtype.kind == "f"):
+            return None
+        sizes = [1] * len(results)
+        prediction = self._normalized(columns, False)
+        if prediction is None:
+            return [None] * len(results)
+        self._add(prediction, sizes)
+        return split_rows(prediction, sizes)
 
     def _add_call(self, result: object, probabilities: bool | None
                   ) -> tuple[tuple | None, tuple | None] | None:
         prediction = self.add_one(result, probabilities)
         return None if prediction is None else \
-            _split_rows(prediction, [prediction.rows], result)[0]
+            split_rows(prediction, [prediction.rows], result)[0]
 
     def _add_apart(self, results: Sequence[np.ndarray], probabilities: bool | None,
                    split: bool) -> list[tuple[tuple | None, tuple | None] | None]:
@@ -470,7 +446,7 @@ class PredictionBatch(StackedResults):
         finally:
             self._read_matrices = read  # what the next _add records is its own call's
         return None if prediction is None else \
-            _split_rows(prediction, [prediction.rows], result)[0]
+            split_rows(prediction, [prediction.rows], result)[0]
 
     def read_one(self, result: object, probabilities: bool | None) -> Prediction | None:
         """One call's `result` normalised, not yet recorded (:meth:`add_read` records it
@@ -492,7 +468,7 @@ class PredictionBatch(StackedResults):
                      ) -> tuple[tuple | None, tuple | None] | None:
         """The (classes, values) an outcome joins `result` by, read from `prediction`
         (:meth:`read_one`'s), as :meth:`add_records` gives them."""
-        return _split_rows(prediction, [prediction.rows], result)[0]
+        return split_rows(prediction, [prediction.rows], result)[0]
 
     def add_read(self, prediction: Prediction) -> None:
         """Record what :meth:`read_one` read last."""

@@ -145,6 +145,61 @@ def scalar_column(column: Sequence[object]) -> np.ndarray | None:
     return None
 
 
+def scalar_dict_columns(results: Sequence[dict], listed: bool = True
+                        ) -> dict[str, np.ndarray] | None:
+    """Many dicts of the same named outputs, one row each, as one dict of columns (each
+    :func:`scalar_column`): every output all floats but at most one all labels (text,
+    bools or whole numbers of one kind); with `listed`, an output may be a list of one
+    value in every dict (``{"predictions": [0.93]}``, a serving API's answer), read as
+    that value. None for dicts of any other shape. (Two label outputs would admit their
+    classes to a capped class label output by output, where the calls read one at a time
+    admit them call by call.)
+
+    >>> columns = scalar_dict_columns([{"label": "a", "score": 0.5}, {"score": 1.0,
+    ...                                "label": "b"}])
+    >>> {name: column.tolist() for name, column in columns.items()}
+    {'label': ['a', 'b'], 'score': [0.5, 1.0]}
+    >>> scalar_dict_columns([{"label": "a"}, {"label": "b", "score": 1.0}]) is None
+    True
+    """
+    # One pass in C per output name (an item getter over the dicts), in any key order:
+    # the same length everywhere and every name found means the same names everywhere.
+    names = results[0]
+    if len(set(map(len, results))) != 1:
+        return None
+    columns = {}
+    label_output = False
+    for name in names:
+        try:
+            column = list(map(operator.itemgetter(name), results))
+        except KeyError:
+            return None
+        if listed and set(map(type, column)) == _LIST_ONLY and \
+                set(map(len, column)) == _ONE_ITEM:
+            column = list(map(_FIRST, column))
+        array = scalar_column(column)
+        if array is None or (array.dtype.kind != "f" and label_output):
+            return None
+        label_output = label_output or array.dtype.kind != "f"
+        columns[name] = array
+    return columns
+
+
+def one_dict_rows(results: Sequence[list]) -> list[dict] | None:
+    """The row dicts of many lists of one row dict each (a Hugging Face pipeline's answer
+    to one text, ``[{"label": "POSITIVE", "score": 0.99}]``); None for any other lists.
+
+    >>> one_dict_rows([[{"label": "a"}], [{"label": "b"}]])
+    [{'label': 'a'}, {'label': 'b'}]
+    >>> one_dict_rows([[{"label": "a"}, {"label": "b"}]]) is None
+    True
+    """
+    if set(map(len, results)) != _ONE_ITEM:
+        return None
+    rows = list(map(_FIRST, results))
+    return rows if set(map(type, rows)) == _DICT_ONLY else None
+
+
 class StackedResults:
     """The readers of :class:`~inferwatch.core.prediction_batch.PredictionBatch` that
     take many calls' results of one kind at once: each returns False, recording
@@ -234,33 +289,11 @@ class StackedResults:
         """Many dicts of the same named outputs, one row each (a value, or a list of one
         value), every output all floats (numpy's float scalars too) but at most one all
         labels, text, bools or whole numbers of one kind (``{"label": "fraud", "score":
-        0.93}`` per call): normalised as one dict of columns, text labels as an array of
-        Python strings, bools as bools, whole numbers as int64. False, recording nothing,
-        when they are not all of that shape, or, unless `listed`, with a list among their
-        values. (Two label outputs would admit their classes to a capped class label output
-        by output, where the calls read one at a time admit them call by call.)"""
-        # One pass in C per output name (an item getter over the dicts), in any key order:
-        # the same length everywhere and every name found means the same names everywhere.
-        names = results[0]
-        if len(set(map(len, results))) != 1:
+        0.93}`` per call): normalised as one dict of columns (:func:`scalar_dict_columns`).
+        False, recording nothing, when they are not all of that shape."""
+        columns = scalar_dict_columns(results, listed)
+        if columns is None:
             return False
-        columns = {}
-        label_output = False
-        for name in names:
-            try:
-                column = list(map(operator.itemgetter(name), results))
-            except KeyError:
-                return False
-            if listed and set(map(type, column)) == _LIST_ONLY and \
-                    set(map(len, column)) == _ONE_ITEM:
-                # An output of one row as a list of one value (``{"predictions": [0.93]}``,
-                # a serving API's answer), which a call's dict reads as that value's row.
-                column = list(map(_FIRST, column))
-            array = scalar_column(column)
-            if array is None or (array.dtype.kind != "f" and label_output):
-                return False
-            label_output = label_output or array.dtype.kind != "f"
-            columns[name] = array
         prediction = self._normalized(columns, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
@@ -269,15 +302,12 @@ class StackedResults:
         return True
 
     def _add_lists_of_one_dict(self, results: Sequence[list]) -> bool:
-        """Many lists of one row dict each (a Hugging Face pipeline's answer to one text,
-        ``[{"label": "POSITIVE", "score": 0.99}]``): read as those dicts are
+        """Many lists of one row dict each (:func:`one_dict_rows`): read as those dicts are
         (:meth:`_add_scalar_dicts`), which is how a list of row dicts is read, by its
         columns. False, recording nothing, for any other lists."""
-        if set(map(len, results)) != _ONE_ITEM:
-            return False
-        rows = list(map(_FIRST, results))
+        rows = one_dict_rows(results)
         # A row dict's list values are read as rows of a nested table, not as one value.
-        return set(map(type, rows)) == _DICT_ONLY and self._add_scalar_dicts(rows, False)
+        return rows is not None and self._add_scalar_dicts(rows, False)
 
     def _add_array_tuples(self, results: Sequence[tuple]) -> bool:
         """Many tuples of 1-D float numpy arrays, one count of them (a model returning
