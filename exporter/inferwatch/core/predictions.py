@@ -40,6 +40,7 @@ from inferwatch.core.class_probabilities import (
     looks_like_probabilities,
     two_classes,
 )
+from inferwatch.core.nested_outputs import NestedOutputs, has_nested, split_nested
 from inferwatch.core.prediction_classes import (
     NO_CLASSES,
     admit_classes,
@@ -197,11 +198,19 @@ def normalize(
     if isinstance(result, Mapping) or is_dataframe(result):
         columns = list(result.items()) if isinstance(result, Mapping) else \
             frame_columns(result)
+        nested = split_nested(columns, task) if isinstance(result, Mapping) and \
+            has_nested(columns) else None
+        if nested is not None:
+            columns = nested.columns
+            for _, classes in nested.maps:  # the maps name the model's classes
+                known_classes = frozenset(known_classes) | {str(c) for c in classes}
         names = distinct_names([name for name, _ in columns])
         labelled = _add_columns(prediction, [(name, column) for name, (_, column)
                                              in zip(names, columns)], task, known_classes)
         if len(labelled) == 1:
             prediction.label_output = labelled[0]
+        if nested is not None:
+            _add_nested(prediction, nested, bool(labelled))
         return prediction
     if _outputs_of_no_rows(result):
         return prediction
@@ -667,6 +676,32 @@ def _add_classifier_outputs(prediction: Prediction, result: object, task: str,
     for reason, count in scored.invalid.items():
         prediction.count_invalid(reason, count)
     return True
+
+
+def _add_nested(prediction: Prediction, nested: NestedOutputs, labelled: bool) -> None:
+    """A dict's maps of class probabilities (:func:`split_nested`), each as ``predict_proba``
+    rows named by its classes: the confidence and one output per class; the predicted
+    classes are the dict's label output's where it has one (as an ONNX classifier's labels
+    beside its ``ZipMap``), else each row's most probable. Each nested dict of neither
+    kind counts ``unsupported_type``."""
+    if nested.unreadable:
+        prediction.rows = max(prediction.rows, 1)
+        prediction.count_invalid("unsupported_type", nested.unreadable)
+    for matrix, classes in nested.maps:
+        if not labelled:
+            add_probabilities(prediction, matrix, classes)
+            continue
+        scored = Prediction()
+        add_probabilities(scored, matrix, classes)
+        prediction.rows = max(prediction.rows, scored.rows)
+        for name, values in scored.values.items():
+            extend(prediction.values, name, values)
+        prediction.probability_outputs |= scored.probability_outputs
+        if scored.confidence is not None:
+            prediction.confidence = scored.confidence if prediction.confidence is None else \
+                np.concatenate([prediction.confidence, scored.confidence])
+        for reason, count in scored.invalid.items():
+            prediction.count_invalid(reason, count)
 
 
 def _with_matrix_label_classes(labels: object, columns: int,

@@ -1,0 +1,82 @@
+"""Dict outputs whose values are dicts: a classifier's map of class probabilities beside
+its label (``{"label": "fraud", "probability": {"legit": 0.07, "fraud": 0.93}}``, or a
+batch's list of such maps), and other dicts of floats (feature attributions, per-class
+logits), which are flattened as ``pandas.json_normalize`` names them.
+
+Apart from :mod:`inferwatch.core.predictions` because which nested dict is what is a rule
+of its own: read as a column of objects, a nested dict was one more label output, which
+wrote the dict's real label ``label:fraud`` and counted every call
+``unsupported_type``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from inferwatch.core.class_probabilities import looks_like_probabilities
+from inferwatch.core.records import probability_map_rows
+
+# The scalars a dict of floats holds: flattened, each is one value of its output. Whole
+# numbers are not among them: in a dict they are ids and counts more often than values.
+_FLOATS = frozenset({float, np.float64, np.float32, np.float16})
+
+
+class NestedOutputs:
+    """What :func:`split_nested` made of a dict's outputs."""
+
+    __slots__ = ("columns", "maps", "unreadable")
+
+    def __init__(self) -> None:
+        self.columns: list[tuple[str, object]] = []  # the dict's outputs, dicts flattened
+        self.maps: list[tuple[np.ndarray, list]] = []  # class probabilities, with classes
+        self.unreadable = 0  # nested dicts of neither kind (each of a list counts)
+
+
+def has_nested(columns: list[tuple[object, object]]) -> bool:
+    """Whether any of a dict's outputs is a dict, or a list that starts with one.
+
+    >>> has_nested([("label", "a"), ("p", {"a": 1.0})]), has_nested([("label", ["a"])])
+    (True, False)
+    """
+    for _, column in columns:
+        if isinstance(column, Mapping) or (
+                column.__class__ is list and column and isinstance(column[0], Mapping)):
+            return True
+    return False
+
+
+def split_nested(columns: list[tuple[object, object]], task: str) -> NestedOutputs:
+    """A dict's outputs with each value that is a dict (or a list of dicts, a batch's)
+    read by what it holds:
+
+    - a map of two or more classes to their probabilities (every value a number, the rows
+      in [0, 1] and summing to 1, or any numbers under ``task="classification"``; never
+      under ``task="regression"``): class probabilities, named by its keys, as ONNX's
+      ``ZipMap`` is read;
+    - a dict of floats: one output of values per key, named ``<output>.<key>``;
+    - anything else: each dict counted, and no output (a label output would otherwise be one more
+      among the dict's, and its labels written ``<name>:<label>``).
+
+    >>> nested = split_nested([("label", "fraud"), ("p", {"legit": 0.1, "fraud": 0.9}),
+    ...                        ("why", {"age": -0.2}), ("meta", {"v": "2"})], "auto")
+    >>> nested.columns, [(m.tolist(), c) for m, c in nested.maps], nested.unreadable
+    ([('label', 'fraud'), ('why.age', -0.2)], [([[0.1, 0.9]], ['legit', 'fraud'])], 1)
+    """
+    nested = NestedOutputs()
+    for name, column in columns:
+        rows = [column] if isinstance(column, Mapping) else column
+        if not (rows.__class__ is list and rows and isinstance(rows[0], Mapping)):
+            nested.columns.append((name, column))
+            continue
+        mapped = probability_map_rows(rows) if task != "regression" else None
+        if mapped is not None and looks_like_probabilities(mapped[0], task, None,
+                                                           by_shape=True):
+            nested.maps.append(mapped)
+        elif isinstance(column, Mapping) and column and \
+                set(map(type, column.values())) <= _FLOATS:
+            nested.columns.extend((f"{name}.{key}", value) for key, value in column.items())
+        else:
+            nested.unreadable += len(rows)
+    return nested
