@@ -2,10 +2,10 @@
 
 One row per shape: a float function, a numpy scalar, ``predict`` on 1 and 100 rows,
 ``predict_proba`` on 1 and 100 rows, dict outputs, a dict of a label and a score (alone,
-and in a list, as a pipeline answers), a tuple and a list of output arrays, a 50-feature
-reference, and 1, 10 and 100 models, and one 10-million-row batch (how long the monitor
-lock is held at a time), also called with ``request_id=``. For
-each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
+and in a list, as a pipeline answers), a label beside its map of class probabilities, a
+tuple and a list of output arrays, a 50-feature reference, and 1, 10 and 100 models, and
+one 10-million-row batch (how long the monitor lock is held at a time), also called with
+``request_id=``. For each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
 as the background drain does at 1,000 calls/s, and a scrape every 15,000 calls) as ratios
 of the naive wrapper's, and the drain's own cost per call, so that a slow shape shows at
 once. Everything is measured alternately in one process (``_rounds``); a ratio is the
@@ -105,6 +105,10 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
         "dict of a label and a score": (
             lambda: (fn_of({"label": "fraud", "score": 0.93}),
                      {"classes": ["legit", "fraud"]}), 1),
+        # A classifier served as a function: its label and its class probabilities.
+        "dict of a label and a probability map": (
+            lambda: (fn_of({"label": "fraud", "probability": {"legit": 0.07, "fraud": 0.93}}),
+                     {}), 1),
         # A Hugging Face pipeline's answer to one text.
         "list of one label dict (a pipeline's)": (
             lambda: (fn_of([{"label": "POSITIVE", "score": 0.998}]),

@@ -15,7 +15,7 @@ import inferwatch
 from conftest import Scraper
 from inferwatch.core.prediction_batch import PredictionBatch
 from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
-from test_scalar_dict_fold import _LABELS, _whole
+from test_scalar_dict_fold import _LABELS, _whole, map_chunk
 
 _finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 # A NaN or an infinity in about one value of four.
@@ -68,6 +68,8 @@ def _drain(draw: st.DrawFn) -> list[tuple[object, str | None]]:
     if wrapped != "none":  # a Hugging Face pipeline's answer to one text
         results = [[result] if wrapped == "all" or draw(st.booleans()) else result
                    for result in results]
+    if draw(st.integers(0, 3)) == 0:  # a label beside its map of class probabilities
+        results = [result for _, result in draw(map_chunk())]
     ids = [f"r-{draw(st.integers(0, 40))}" if draw(st.booleans()) else
            f"u-{number}" for number in range(len(results))]
     return [(result, None if draw(st.integers(0, 5)) == 0 else request_id)

@@ -151,6 +151,78 @@ def test_dicts_of_text_and_floats_fold_as_each_call_alone(chunks, options, class
     assert _same(columns, alone), (columns, alone)
 
 
+def probability_map(draw: st.DrawFn, classes: list, mode: str) -> dict:
+    """A map of `classes` to probabilities; by `mode`, summing to 1 (``sums``), not
+    (``raw``), with a NaN (``nan``), or in another key order (``reordered``)."""
+    weights = [draw(st.floats(0.01, 1.0)) for _ in classes]
+    total = sum(weights)
+    row = {name: weight if mode == "raw" else weight / total
+           for name, weight in zip(classes, weights)}
+    if mode == "nan":
+        row[classes[0]] = float("nan")
+    if mode == "reordered":
+        row = dict(reversed(list(row.items())))
+    return row
+
+
+@st.composite
+def map_chunk(draw: st.DrawFn) -> list[tuple[float, object]]:
+    """Calls returning a label beside its map of class probabilities (or the map alone);
+    in some chunks one map differs from the others (not summing to 1, a NaN, another key
+    order), which no call of its chunk folds as columns."""
+    classes = draw(st.sampled_from([["cat", "dog"], ["cat", "dog", "bird"], [0, 1, 2]]))
+    alone = draw(st.booleans())
+    calls = []
+    for _ in range(draw(st.integers(2, 30))):
+        label = classes[draw(st.integers(0, len(classes) - 1))]
+        row = probability_map(draw, classes, "sums")
+        calls.append((0.1, {"probability": row} if alone else
+                      {"label": label, "probability": row}))
+    odd = draw(st.sampled_from(["sums", "sums", "raw", "nan", "reordered"]))
+    if odd != "sums":
+        at = draw(st.integers(0, len(calls) - 1))
+        calls[at] = (0.1, {**calls[at][1], "probability": probability_map(draw, classes, odd)})
+    return some_in_lists_of_one(draw, calls)
+
+
+@settings(max_examples=100, deadline=None)
+@given(chunks=st.lists(map_chunk(), min_size=1, max_size=3), options=_options,
+       classes=_classes, declared=st.booleans())
+def test_labels_beside_probability_maps_fold_as_each_call_alone(chunks, options, classes,
+                                                                declared):
+    columns = _state_of(chunks, options, classes, declared)
+    with pytest.MonkeyPatch.context() as patched:
+        _alone(patched)
+        alone = _state_of(chunks, options, classes, declared)
+    assert _same(columns, alone), (columns, alone)
+
+
+def test_maps_in_another_key_order_are_read_call_by_call():
+    """A tie goes to the first class of each map's own order, as ``argmax`` reads a row:
+    read as one matrix in the first map's order, the second call would predict ``cat``."""
+    chunks = [[(0.1, {"probability": {"cat": 0.5, "dog": 0.5}}),
+               (0.1, {"probability": {"dog": 0.5, "cat": 0.5}})]]
+    state = _state_of(chunks, {"task": "auto"}, None, False)
+    with pytest.MonkeyPatch.context() as patched:
+        _alone(patched)
+        alone = _state_of(chunks, {"task": "auto"}, None, False)
+    assert _same(state, alone)
+    classes = dict((tuple(labels), count) for labels, count in
+                   state["counters"]["inferwatch_predicted_class_total"])
+    assert classes == {("cat",): 1.0, ("dog",): 1.0}
+
+
+def test_a_drain_of_labels_beside_probability_maps_reads_them_as_columns(monkeypatch):
+    taken = _watched_fold(monkeypatch)
+    rows = [{"label": "fraud", "probability": {"legit": 0.2, "fraud": 0.8}},
+            {"label": "legit", "probability": {"legit": 0.7, "fraud": 0.3}}]
+    state = _state_of([[(0.1, row) for row in rows]], {"task": "auto"}, None, False)
+    assert taken == [True]
+    classes = dict((tuple(labels), count) for labels, count in
+                   state["counters"]["inferwatch_predicted_class_total"])
+    assert classes == {("fraud",): 1.0, ("legit",): 1.0}
+
+
 @pytest.mark.parametrize(("cat", "dog", "score"), [
     ("cat", "dog", 0.9), ("cat", "dog", np.float64(0.9)), ("cat", "dog", np.float32(0.9)),
     (3, 5, 0.9), (np.int64(3), np.int64(5), np.float64(0.9))])

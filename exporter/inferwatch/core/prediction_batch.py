@@ -370,13 +370,17 @@ class PredictionBatch(StackedResults):
         """
         kinds = set(map(type, results))
         columns = None
+        task = self.settings.task
         if kinds == _DICT_ONLY:
-            columns = scalar_dict_columns(results, True)  # type: ignore[arg-type]
+            columns = scalar_dict_columns(results, True, task)  # type: ignore[arg-type]
         elif kinds == _LIST_ONLY:
             rows = one_dict_rows(results)  # type: ignore[arg-type]
+            # (A row dict holding a dict is no table of scalars: read call by call.)
             columns = None if rows is None else scalar_dict_columns(rows, False)
+        # (A column of probability maps is finite: stackable_maps found every row sums to 1.)
         if columns is None or not all(np.isfinite(column).all() for column in columns.values()
-                                      if column.dtype.kind == "f"):
+                                      if column.__class__ is np.ndarray
+                                      and column.dtype.kind == "f"):
             return None
         sizes = [1] * len(results)
         prediction = self._normalized(columns, False)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from inferwatch.core.nested_outputs import stackable_maps
 from inferwatch.core.state import float_array
 
 _FLOAT_ONLY = {float}
@@ -145,15 +146,18 @@ def scalar_column(column: Sequence[object]) -> np.ndarray | None:
     return None
 
 
-def scalar_dict_columns(results: Sequence[dict], listed: bool = True
-                        ) -> dict[str, np.ndarray] | None:
+def scalar_dict_columns(results: Sequence[dict], listed: bool = True,
+                        task: str | None = None) -> dict[str, np.ndarray | list] | None:
     """Many dicts of the same named outputs, one row each, as one dict of columns (each
     :func:`scalar_column`): every output all floats but at most one all labels (text,
     bools or whole numbers of one kind); with `listed`, an output may be a list of one
     value in every dict (``{"predictions": [0.93]}``, a serving API's answer), read as
-    that value. None for dicts of any other shape. (Two label outputs would admit their
-    classes to a capped class label output by output, where the calls read one at a time
-    admit them call by call.)
+    that value; given the model's `task`, an output may be a map of classes to their
+    probabilities in every dict (``{"label": ..., "probability": {"legit": 0.07, "fraud":
+    0.93}}``), kept as the list of those maps when each is one by the same rule
+    (:func:`~inferwatch.core.nested_outputs.stackable_maps`). None for dicts of any other
+    shape. (Two label outputs would admit their classes to a capped class label output by
+    output, where the calls read one at a time admit them call by call.)
 
     >>> columns = scalar_dict_columns([{"label": "a", "score": 0.5}, {"score": 1.0,
     ...                                "label": "b"}])
@@ -178,6 +182,9 @@ def scalar_dict_columns(results: Sequence[dict], listed: bool = True
                 set(map(len, column)) == _ONE_ITEM:
             column = list(map(_FIRST, column))
         array = scalar_column(column)
+        if array is None and task is not None and stackable_maps(column, task):
+            columns[name] = column
+            continue
         if array is None or (array.dtype.kind != "f" and label_output):
             return None
         label_output = label_output or array.dtype.kind != "f"
@@ -285,13 +292,15 @@ class StackedResults:
         self._add(prediction, [len(frame) for frame in results])  # type: ignore[arg-type]
         return True
 
-    def _add_scalar_dicts(self, results: Sequence[dict], listed: bool = True) -> bool:
+    def _add_scalar_dicts(self, results: Sequence[dict], listed: bool = True,
+                          maps: bool = True) -> bool:
         """Many dicts of the same named outputs, one row each (a value, or a list of one
         value), every output all floats (numpy's float scalars too) but at most one all
         labels, text, bools or whole numbers of one kind (``{"label": "fraud", "score":
-        0.93}`` per call): normalised as one dict of columns (:func:`scalar_dict_columns`).
-        False, recording nothing, when they are not all of that shape."""
-        columns = scalar_dict_columns(results, listed)
+        0.93}`` per call), and with `maps` maps of class probabilities among them:
+        normalised as one dict of columns (:func:`scalar_dict_columns`). False, recording
+        nothing, when they are not all of that shape."""
+        columns = scalar_dict_columns(results, listed, self.settings.task if maps else None)
         if columns is None:
             return False
         prediction = self._normalized(columns, False)
@@ -306,8 +315,9 @@ class StackedResults:
         (:meth:`_add_scalar_dicts`), which is how a list of row dicts is read, by its
         columns. False, recording nothing, for any other lists."""
         rows = one_dict_rows(results)
-        # A row dict's list values are read as rows of a nested table, not as one value.
-        return rows is not None and self._add_scalar_dicts(rows, False)
+        # A row dict's list values are read as rows of a nested table, not as one value,
+        # and one holding a dict is no table of scalars (read call by call).
+        return rows is not None and self._add_scalar_dicts(rows, False, False)
 
     def _add_array_tuples(self, results: Sequence[tuple]) -> bool:
         """Many tuples of 1-D float numpy arrays, one count of them (a model returning
