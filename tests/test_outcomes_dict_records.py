@@ -85,8 +85,8 @@ def _truth(result: object) -> object:
     return value + 0.25 if isinstance(value, (float, np.floating)) else str(value)
 
 
-def _judged(drains: list, options: dict, max_classes: int, cache_bytes: int
-            ) -> tuple[dict, list]:
+def _judged(drains: list, options: dict, max_classes: int, cache_bytes: int,
+            truth=_truth) -> tuple[dict, list]:
     """(The series after every call under an id was judged, the outcome cache's entries
     after each drain.)"""
     scraper = Scraper(drain_interval=3600)
@@ -107,7 +107,7 @@ def _judged(drains: list, options: dict, max_classes: int, cache_bytes: int
         for calls in drains:
             for result, request_id in calls:
                 if request_id is not None:
-                    monitor.record_outcome(request_id, _truth(result))
+                    monitor.record_outcome(request_id, truth(result))
         return _recorded(scraper), entries
     finally:
         scraper.registry.close()

@@ -66,6 +66,7 @@ _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64,
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 _LIST_ONLY = {list}
 _DICT_ONLY = {dict}
+_NONE_ONLY = {type(None)}
 
 _UNSET = object()
 log = logging.getLogger("inferwatch")
@@ -134,6 +135,9 @@ class PredictionBatch(StackedResults):
             return
         if not probabilities and kinds <= FLOAT_SCALARS and task != "classification":
             self._add_float_scalars(results)
+            return
+        if kinds == _NONE_ONLY and len(results) > 1 and not sizes_in_order and \
+                self._add_nones(len(results), probabilities):
             return
         if kinds == {dict} and len(results) > 1 and (
                 self._add_scalar_dicts(results) or self._add_array_dicts(results)):
@@ -339,6 +343,10 @@ class PredictionBatch(StackedResults):
         Many small 2-D float arrays of one width (one probability matrix per call) are
         normalised as one stacked matrix and split again by rows.
         """
+        if len(results) > 1 and set(map(type, results)) == _NONE_ONLY and \
+                self._add_nones(len(results), probabilities):
+            # No row: each joins as its result, as when read alone.
+            return [None] * len(results) if split else []
         if len(results) > 1 and all(r.__class__ is np.ndarray and r.ndim == 2 and
                                     r.dtype.kind == "f" for r in results) and \
                 len({r.shape[1] for r in results}) == 1:
@@ -352,6 +360,24 @@ class PredictionBatch(StackedResults):
             self._add(prediction, sizes)
             return split_rows(prediction, sizes) if split else []
         return [self._add_call(result, probabilities) for result in results]
+
+    def _add_nones(self, calls: int, probabilities: bool | None) -> bool:
+        """`calls` calls that returned None (a handler with nothing to give back): each is
+        read as the first is, a call of no values and no classes whose one row counts as
+        a missing prediction, recorded once for all of them. False, recording nothing,
+        should None ever read as more than counts."""
+        prediction = self._normalized(None, probabilities)
+        if prediction is None:
+            return True  # as one call at a time: each would have failed the same way
+        if prediction.values or prediction.classes is not None or \
+                prediction.confidence is not None or prediction.probability_outputs:
+            return False
+        self.repeat_size(prediction.rows, calls)
+        if prediction.class_like:
+            self.class_like = True
+        for reason, count in prediction.invalid.items():
+            self._invalid(reason, count * calls)
+        return True
 
     def add_dict_records(self, results: Sequence[object]) -> list | None:
         """Record many one-row dicts of named outputs (or a pipeline's lists of one such
