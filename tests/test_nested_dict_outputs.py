@@ -13,6 +13,10 @@ from hypothesis import strategies as st
 
 import inferwatch
 from conftest import Scraper
+from inferwatch.core.class_probabilities import (
+    PROBABILITY_RANGE_TOLERANCE,
+    PROBABILITY_SUM_TOLERANCE,
+)
 from inferwatch.core.predictions import normalize
 
 PROBABILITY_MAP = {"label": "fraud", "probability": {"legit": 0.07, "fraud": 0.93}}
@@ -155,7 +159,9 @@ def test_a_dict_of_floats_reads_as_its_outputs_written_flat(inner, score, task):
     map of class probabilities (values in [0, 1] summing to 1), tested above."""
     nested = {"score": score, "why": inner}
     flat = {"score": score, **{f"why.{key}": value for key, value in inner.items()}}
-    if len(inner) > 1 and task == "auto" and all(0 <= v <= 1 for v in inner.values()) and \
-            abs(sum(inner.values()) - 1) <= 1e-3:
+    tolerance = PROBABILITY_RANGE_TOLERANCE  # a probability a float's rounding past 0 or 1
+    if len(inner) > 1 and task == "auto" and \
+            all(-tolerance <= v <= 1 + tolerance for v in inner.values()) and \
+            abs(sum(inner.values()) - 1) <= PROBABILITY_SUM_TOLERANCE:
         return  # a probability map
     _same(normalize(nested, task=task), normalize(flat, task=task))

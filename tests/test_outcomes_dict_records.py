@@ -8,6 +8,7 @@ each dict alone, makes."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ import inferwatch
 from conftest import Scraper
 from inferwatch.core.prediction_batch import PredictionBatch
 from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
-from test_scalar_dict_fold import _LABELS, _whole, map_chunk
+from test_scalar_dict_fold import _LABELS, _whole, map_chunk, rows_chunk
 
 _finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 # A NaN or an infinity in about one value of four.
@@ -68,8 +69,11 @@ def _drain(draw: st.DrawFn) -> list[tuple[object, str | None]]:
     if wrapped != "none":  # a Hugging Face pipeline's answer to one text
         results = [[result] if wrapped == "all" or draw(st.booleans()) else result
                    for result in results]
-    if draw(st.integers(0, 3)) == 0:  # a label beside its map of class probabilities
+    kind = draw(st.integers(0, 7))
+    if kind == 0:  # a label beside its map of class probabilities
         results = [result for _, result in draw(map_chunk())]
+    elif kind == 1:  # a serving API's answer to one instance: {"predictions": [[...]]}
+        results = [result for _, result in draw(rows_chunk())]
     ids = [f"r-{draw(st.integers(0, 40))}" if draw(st.booleans()) else
            f"u-{number}" for number in range(len(results))]
     return [(result, None if draw(st.integers(0, 5)) == 0 else request_id)
@@ -158,3 +162,26 @@ def test_dict_records_take_the_dict_fold(monkeypatch):
     correct = sum(value for key, value in series.items()
                   if key[0] == "inferwatch_outcomes_total" and ("result", "correct") in key[1])
     assert correct == 8
+
+
+@pytest.mark.parametrize(("drain", "options"), [
+    # A map with a NaN, which task="classification" reads as a row and drops: whose row
+    # it was is known only call by call.
+    ([({"probability": {"cat": float("nan"), "dog": 0.5}}, "u-0"),
+      ({"probability": {"cat": 0.5, "dog": 0.5}}, "u-1")], {"task": "classification"}),
+    # Labels no class was declared for, beside a row of scores: refused, so the column of
+    # labels is shorter than the calls.
+    ([({"label": "cat", "predictions": [[0.1, 0.2]]}, "u-0"),
+      ({"label": "owl", "predictions": [[0.3, 0.4]]}, "u-1"),
+      ({"label": "dog", "predictions": [[0.5, 0.6]]}, "u-2")],
+     {"task": "regression", "classes": ["cat", "dog"]}),
+])
+def test_drains_whose_rows_the_column_loses_join_as_read_alone(monkeypatch, drain, options):
+    rows = _judged([drain], options, 50, 2**20, truth=lambda result: "cat")
+    with monkeypatch.context() as patched:
+        patched.setattr(PredictionBatch, "add_dict_records", lambda self, results: None)
+        alone = _judged([drain], options, 50, 2**20, truth=lambda result: "cat")
+    _assert_same_samples(rows[0], alone[0])
+    assert rows[1] == alone[1]
+    assert sum(value for (name, labels), value in rows[0].items()
+               if name == "inferwatch_outcomes_total") >= 1  # some call's row was joined

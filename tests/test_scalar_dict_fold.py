@@ -151,6 +151,54 @@ def test_dicts_of_text_and_floats_fold_as_each_call_alone(chunks, options, class
     assert _same(columns, alone), (columns, alone)
 
 
+@st.composite
+def rows_chunk(draw: st.DrawFn) -> list[tuple[float, object]]:
+    """Calls returning a serving API's answer to one instance, each output a list of one
+    row of floats (``{"predictions": [[0.07, 0.93]]}``), beside a label in some chunks; in
+    some chunks one row of another width, or of another kind of number, or a NaN."""
+    width = draw(st.integers(1, 4))
+    labelled = draw(st.booleans())
+    calls = []
+    for _ in range(draw(st.integers(2, 25))):
+        row = [draw(st.floats(-1e6, 1e6)) for _ in range(width)]
+        calls.append((0.1, {"label": draw(_text), "predictions": [row]} if labelled else
+                      {"predictions": [row]}))
+    odd = draw(st.sampled_from(["none", "none", "width", "int", "nan", "np.float64"]))
+    if odd != "none":
+        at = draw(st.integers(0, len(calls) - 1))
+        row = list(calls[at][1]["predictions"][0])
+        if odd == "width":
+            row.append(0.5)
+        else:
+            row[0] = {"int": 1, "nan": float("nan"), "np.float64": np.float64(0.5)}[odd]
+        calls[at] = (0.1, {**calls[at][1], "predictions": [row]})
+    return calls
+
+
+@settings(max_examples=100, deadline=None)
+@given(chunks=st.lists(rows_chunk(), min_size=1, max_size=3), options=_options,
+       classes=_classes, declared=st.booleans())
+def test_rows_of_one_instance_fold_as_each_call_alone(chunks, options, classes, declared):
+    columns = _state_of(chunks, options, classes, declared)
+    with pytest.MonkeyPatch.context() as patched:
+        _alone(patched)
+        alone = _state_of(chunks, options, classes, declared)
+    assert _same(columns, alone), (columns, alone)
+
+
+def test_rows_of_one_instance_are_read_as_one_matrix(monkeypatch):
+    """The fold above is the one such a drain takes; a row of another width sends the
+    drain call by call."""
+    taken = _watched_fold(monkeypatch)
+    state = _state_of([[(0.1, {"predictions": [[0.1, 0.9]]}),
+                        (0.1, {"predictions": [[0.4, 0.6]]})],
+                       [(0.1, {"predictions": [[0.1, 0.9]]}),
+                        (0.1, {"predictions": [[0.4, 0.6, 0.0]]})]], {"task": "auto"}, None,
+                      False)
+    assert taken == [True, False]
+    assert state["summaries"]["inferwatch_prediction"][0][1]["count"] == 2 + 2 + 2 + 3
+
+
 def probability_map(draw: st.DrawFn, classes: list, mode: str) -> dict:
     """A map of `classes` to probabilities; by `mode`, summing to 1 (``sums``), not
     (``raw``), with a NaN (``nan``), or in another key order (``reordered``)."""

@@ -84,8 +84,8 @@ def split_nested(columns: list[tuple[object, object]], task: str) -> NestedOutpu
 
 def stackable_maps(column: list, task: str) -> bool:
     """Whether many calls' values of one output (`column`, one per call) are each a map of
-    the same classes, in one key order, to probabilities by :func:`split_nested`'s rule:
-    the list of them then reads as one matrix of those rows, as each reads alone.
+    the same classes, in one key order, to finite probabilities by :func:`split_nested`'s
+    rule: the list of them then reads as one matrix of those rows, as each reads alone.
 
     >>> stackable_maps([{"a": 0.2, "b": 0.8}, {"a": 0.5, "b": 0.5}], "auto")
     True
@@ -95,9 +95,11 @@ def stackable_maps(column: list, task: str) -> bool:
     if set(map(type, column)) != _DICT_ONLY or len(set(map(tuple, column))) != 1:
         return False  # (a tie goes to the first key of each map's own order)
     mapped = probability_map_rows(column)
-    # Every row is a probability row exactly when all of them are.
-    return mapped is not None and looks_like_probabilities(mapped[0], task, None,
-                                                           by_shape=True)
+    # Every row is a probability row exactly when all of them are. A NaN or an infinity
+    # (a row that task="classification" reads, and drops) is read call by call: which
+    # call's row was dropped is then known.
+    return mapped is not None and bool(np.isfinite(mapped[0]).all()) and \
+        looks_like_probabilities(mapped[0], task, None, by_shape=True)
 
 
 _DICT_ONLY = {dict}

@@ -384,8 +384,9 @@ class PredictionBatch(StackedResults):
         dict), all of the shape :func:`scalar_dict_columns` reads, their float outputs
         finite, as one dict of columns; returns each one's classes or values, as
         :meth:`add_records` returns them reading each alone. None, recording nothing, for
-        any other results (a NaN drops its row, and a split of the column then could not
-        tell whose it was: those are read one by one).
+        any other results, and for any whose rows the column loses (a NaN, a label no class
+        was declared for: a split of the column could not tell whose row it was), which are
+        read one by one.
 
         >>> from inferwatch.core.options import Settings
         >>> batch = PredictionBatch(Settings(), {}, None, lambda: None)
@@ -403,7 +404,7 @@ class PredictionBatch(StackedResults):
             rows = one_dict_rows(results)  # type: ignore[arg-type]
             # (A row dict holding a dict is no table of scalars: read call by call.)
             columns = None if rows is None else scalar_dict_columns(rows, False)
-        # (A column of probability maps is finite: stackable_maps found every row sums to 1.)
+        # (A column of probability maps is finite: stackable_maps takes no other.)
         if columns is None or not all(np.isfinite(column).all() for column in columns.values()
                                       if column.__class__ is np.ndarray
                                       and column.dtype.kind == "f"):
@@ -412,6 +413,10 @@ class PredictionBatch(StackedResults):
         prediction = self._normalized(columns, False)
         if prediction is None:
             return [None] * len(results)
+        if prediction.classes is not None and len(prediction.classes) != len(results):
+            # Some labels were refused (no class declared for them): whose they were is
+            # known only call by call, where each call keeps its own row.
+            return None
         self._add(prediction, sizes)
         return split_rows(prediction, sizes)
 

@@ -146,18 +146,32 @@ def scalar_column(column: Sequence[object]) -> np.ndarray | None:
     return None
 
 
+def float_rows(rows: list[list]) -> np.ndarray | None:
+    """Lists of one length, each of Python floats only, as the (n, k) float64 matrix of
+    them; None for any others.
+
+    >>> float_rows([[0.1, 0.9], [0.4, 0.6]]).shape, float_rows([[0.1], [1]]) is None
+    ((2, 2), True)
+    """
+    if len(set(map(len, rows))) != 1 or \
+            set(map(type, itertools.chain.from_iterable(rows))) != _FLOAT_ONLY:
+        return None
+    return np.array(rows, dtype=np.float64)
+
+
 def scalar_dict_columns(results: Sequence[dict], listed: bool = True,
                         task: str | None = None) -> dict[str, np.ndarray | list] | None:
     """Many dicts of the same named outputs, one row each, as one dict of columns (each
     :func:`scalar_column`): every output all floats but at most one all labels (text,
     bools or whole numbers of one kind); with `listed`, an output may be a list of one
     value in every dict (``{"predictions": [0.93]}``, a serving API's answer), read as
-    that value; given the model's `task`, an output may be a map of classes to their
-    probabilities in every dict (``{"label": ..., "probability": {"legit": 0.07, "fraud":
-    0.93}}``), kept as the list of those maps when each is one by the same rule
-    (:func:`~inferwatch.core.nested_outputs.stackable_maps`). None for dicts of any other
-    shape. (Two label outputs would admit their classes to a capped class label output by
-    output, where the calls read one at a time admit them call by call.)
+    that value, or a list of one row of floats of one length (``{"predictions": [[0.07,
+    0.93]]}``), the rows read as one matrix; given the model's `task`, an output may be a
+    map of classes to their probabilities in every dict (``{"label": ..., "probability":
+    {"legit": 0.07, "fraud": 0.93}}``), kept as the list of those maps when each is one by
+    the same rule (:func:`~inferwatch.core.nested_outputs.stackable_maps`). None for dicts
+    of any other shape. (Two label outputs would admit their classes to a capped class
+    label output by output, where the calls read one at a time admit them call by call.)
 
     >>> columns = scalar_dict_columns([{"label": "a", "score": 0.5}, {"score": 1.0,
     ...                                "label": "b"}])
@@ -181,6 +195,14 @@ def scalar_dict_columns(results: Sequence[dict], listed: bool = True,
         if listed and set(map(type, column)) == _LIST_ONLY and \
                 set(map(len, column)) == _ONE_ITEM:
             column = list(map(_FIRST, column))
+            if set(map(type, column)) == _LIST_ONLY:
+                # A list of one row of floats (``{"predictions": [[0.07, 0.93]]}``, a
+                # serving API's answer to one instance): the calls' rows as one matrix.
+                matrix = float_rows(column)
+                if matrix is None:
+                    return None
+                columns[name] = matrix
+                continue
         array = scalar_column(column)
         if array is None and task is not None and stackable_maps(column, task):
             columns[name] = column
