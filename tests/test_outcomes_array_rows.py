@@ -147,6 +147,22 @@ def test_batches_join_as_the_general_path_joins_them(monkeypatch, calls, task, c
     assert fast[1] == general[1]
 
 
+def test_a_call_of_nan_beside_a_sliced_batch_keeps_its_batch_size(monkeypatch):
+    """A one-row call of NaN is normalised apart from the stacked calls; its batch size
+    must stay in call order, which the drain corrects the sliced call's size by (it once
+    took the NaN call's 1 for the slice's whole 101, and the slice kept its 100)."""
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    calls = [(np.array([[np.nan]]), "r-0"), (np.zeros((101, 1)), "r-1")]
+    fast = _run(calls, "auto", False, 2048, lambda array: array.tolist())
+    with monkeypatch.context() as patched:
+        patched.setattr(drain_folds, "_fold_plain_arrays", lambda *args, **kwargs: False)
+        general = _run(calls, "auto", False, 2048, lambda array: array.tolist())
+    _assert_same_samples(fast[0], general[0])
+    sizes = {dict(labels)["le"]: value for (name, labels), value in fast[0].items()
+             if name == "inferwatch_batch_size_bucket"}
+    assert sizes["1.0"] == 1 and sizes["64.0"] == 1 and sizes["128.0"] == 2
+
+
 def test_a_huge_batch_keeps_its_rows_as_an_array_until_an_outcome_comes():
     """A 2-million-row batch of labels under one id: the drain keeps a copy of its first
     rows (never the call's own array), which an outcome reads as text."""

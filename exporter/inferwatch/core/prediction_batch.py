@@ -430,12 +430,19 @@ class PredictionBatch(StackedResults):
                    split: bool) -> list[tuple[tuple | None, tuple | None] | None]:
         """Stacked calls of which some hold NaN or inf: those are added one by one, the rest
         stacked. A non-finite row is dropped when normalised, and which call it belonged to
-        is then lost: the rest of the drain's calls must stay joinable."""
+        is then lost: the rest of the drain's calls must stay joinable. Their batch sizes
+        are left in call order, which a drain that cut a huge call into slices corrects
+        them by."""
         finite = [bool(np.isfinite(r).all()) for r in results]
+        first = len(self.batch_sizes)
         clean = iter(self.add_records([r for r, ok in zip(results, finite) if ok],
                                       probabilities))
         found = [next(clean) if ok else self._add_call(result, probabilities)
                  for result, ok in zip(results, finite)]
+        added = self.batch_sizes[first:]
+        if len(added) == len(results):  # the stacked ones first, then the others in turn
+            stacked, apart = iter(added[:sum(finite)]), iter(added[sum(finite):])
+            self.batch_sizes[first:] = [next(stacked) if ok else next(apart) for ok in finite]
         return found if split else []
 
     def _class_names_once(self) -> Sequence[object] | None:
