@@ -107,19 +107,29 @@ def judged_after_drain(calls, model: object | None, task: str, cache_bytes: int,
                                          registry=scraper.registry, **kwargs)
         monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
         monitor.configure(outcome_cache_bytes=cache_bytes)
-        for result, request_id in calls:
-            if request_id is None:
-                call(result)
-            else:
-                call(result, request_id=request_id)
+        make_calls(call, calls)
         monitor.drain()
         entries = _entries(monitor)
-        for result, request_id in calls:
-            if request_id is not None:
-                monitor.record_outcome(request_id, outcome(result))
+        judge_calls(monitor, calls, outcome)
         return _recorded(scraper), entries
     finally:
         scraper.registry.close()
+
+
+def make_calls(call, calls) -> None:
+    """`call` each of `calls`' results, with its request id where it has one."""
+    for result, request_id in calls:
+        if request_id is None:
+            call(result)
+        else:
+            call(result, request_id=request_id)
+
+
+def judge_calls(monitor, calls, outcome) -> None:
+    """Report ``outcome(result)`` for each of `calls` made under a request id."""
+    for result, request_id in calls:
+        if request_id is not None:
+            monitor.record_outcome(request_id, outcome(result))
 
 
 @settings(max_examples=150, deadline=None,

@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 import inferwatch
 from conftest import Scraper
 from inferwatch.core.prediction_batch import PredictionBatch
-from test_outcomes_array_rows import _assert_same_samples, _entries, _recorded
+from test_outcomes_array_rows import (
+    _assert_same_samples,
+    _entries,
+    _recorded,
+    judge_calls,
+    make_calls,
+)
 from test_scalar_dict_fold import _LABELS, _whole, map_chunk, rows_chunk
 
 _finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -101,17 +107,11 @@ def _judged(drains: list, options: dict, max_classes: int, cache_bytes: int,
         monitor.configure(outcome_cache_bytes=cache_bytes, max_classes=max_classes)
         entries = []
         for calls in drains:
-            for result, request_id in calls:
-                if request_id is None:
-                    call(result)
-                else:
-                    call(result, request_id=request_id)
+            make_calls(call, calls)
             monitor.drain()
             entries.append(_entries(monitor))
         for calls in drains:
-            for result, request_id in calls:
-                if request_id is not None:
-                    monitor.record_outcome(request_id, truth(result))
+            judge_calls(monitor, calls, truth)
         return _recorded(scraper), entries
     finally:
         scraper.registry.close()
