@@ -6,6 +6,7 @@ outcomes judged that reading each None alone makes, on the fast path and under
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,7 +72,6 @@ def test_a_drain_of_nones_is_counted_at_once(monkeypatch):
 def test_none_results_leave_the_state_of_each_read_alone(chunks, task):
     """The whole state, the task it shows among it (a model whose every call returned
     None shows ``classification``, as docs/shapes.md says of a missing value's model)."""
-    import pytest
 
     def state() -> dict:
         registry = Registry(drain_interval=3600)

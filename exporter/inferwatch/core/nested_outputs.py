@@ -21,6 +21,7 @@ from inferwatch.core.records import probability_map_rows
 # The scalars a dict of floats holds: flattened, each is one value of its output. Whole
 # numbers are not among them: in a dict they are ids and counts more often than values.
 _FLOATS = frozenset({float, np.float64, np.float32, np.float16})
+_DICT_ONLY = {dict}
 
 
 class NestedOutputs:
@@ -101,5 +102,3 @@ def stackable_maps(column: list, task: str) -> bool:
     return mapped is not None and bool(np.isfinite(mapped[0]).all()) and \
         looks_like_probabilities(mapped[0], task, None, by_shape=True)
 
-
-_DICT_ONLY = {dict}
