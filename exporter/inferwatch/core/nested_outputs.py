@@ -101,4 +101,3 @@ def stackable_maps(column: list, task: str) -> bool:
     # call's row was dropped is then known.
     return mapped is not None and bool(np.isfinite(mapped[0]).all()) and \
         looks_like_probabilities(mapped[0], task, None, by_shape=True)
-
