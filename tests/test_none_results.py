@@ -6,6 +6,7 @@ outcomes judged that reading each None alone makes, on the fast path and under
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -71,7 +72,7 @@ def test_a_drain_of_nones_is_counted_at_once(monkeypatch):
 @settings(max_examples=40, deadline=None)
 def test_none_results_leave_the_state_of_each_read_alone(chunks, task):
     """The whole state, the task it shows among it (a model whose every call returned
-    None shows ``classification``, as docs/shapes.md says of a missing value's model)."""
+    None shows no task yet: ``auto``)."""
 
     def state() -> dict:
         registry = Registry(drain_interval=3600)
@@ -85,3 +86,37 @@ def test_none_results_leave_the_state_of_each_read_alone(chunks, task):
         patched.setattr(PredictionBatch, "_add_nones", lambda self, calls, probabilities: False)
         alone = state()
     assert _same(counted, alone), (counted, alone)
+
+
+@pytest.mark.parametrize("later, shown", [(None, "auto"), (3.5, "regression"),
+                                          ("cat", "classification"),
+                                          (np.array([1, 0]), "classification")])
+@pytest.mark.parametrize("calls_first", [1, 3])
+def test_none_first_leaves_the_task_to_what_the_model_returns(later, shown, calls_first):
+    """A model whose first drained calls returned None (a warm-up, a handler that answered
+    elsewhere) shows the task its later results show: a None read as a label made a
+    regressor ``task="classification"`` for good."""
+    registry = Registry(drain_interval=3600)
+    try:
+        monitor = registry.monitor("m", "1")
+        for _ in range(calls_first):
+            monitor.record_call(0.01, None)
+        monitor.drain(now=1.0)
+        assert monitor.state.info["task"] == "auto"
+        monitor.record_call(0.01, later)
+        monitor.drain(now=2.0)
+        assert monitor.state.info["task"] == shown
+    finally:
+        registry.close()
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_declared_task_is_kept_through_none_results(task):
+    registry = Registry(drain_interval=3600)
+    try:
+        monitor = registry.monitor("m", "1").configure(task=task)
+        monitor.record_call(0.01, None)
+        monitor.drain(now=1.0)
+        assert monitor.state.info["task"] == task
+    finally:
+        registry.close()

@@ -157,6 +157,13 @@ def normalize(
     {'unsupported_type': 1}
     """
     prediction = Prediction()
+    if result is None:
+        # A handler with nothing to give back: a missing prediction of no kind. Read as a
+        # label, it made model_info's task "classification" for good, whatever the model
+        # returned after it.
+        prediction.rows = 1
+        prediction.count_invalid("nan", 1)
+        return prediction
     fields = model_output_fields(result)
     if fields is not None:
         result = fields["sequences"] if list(fields) == ["sequences"] else fields
