@@ -63,7 +63,7 @@ PROBE = textwrap.dedent('''
     os.register_at_fork(before=look_just_before_fork)
 
     import inferwatch
-    from inferwatch.core import shadow_lifetime, shadow_runtime
+    from inferwatch.core import shadow_lifetime, shadow_runtime, shadow_workers
     from inferwatch.core.registry import Registry
     from inferwatch.events import log_lifetime
     from inferwatch.events.log import EventLog
@@ -325,7 +325,7 @@ def test_a_shadow_worker_in_a_long_call_never_holds_the_fork_for_good(tmp_path):
         for _ in range(4):
             model([1.0])
         flushed = shadow.flush(10)
-        print(json.dumps({"fork_seconds": fork_seconds, "bound": shadow_runtime.FORK_STOP_SECONDS,
+        print(json.dumps({"fork_seconds": fork_seconds, "bound": shadow_workers.FORK_STOP_SECONDS,
                           "child": child_report, "flushed": flushed,
                           "answered": answered[os.getpid()]}))
         wait_until(lambda: len([n for n in ours() if n.startswith("inferwatch-shadow")]) == 2,
