@@ -18,8 +18,9 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import inferwatch
 from inferwatch.core.options import Settings
-from inferwatch.core.prediction_batch import PredictionBatch, _count_classes
+from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.prediction_classes import class_labels
+from inferwatch.core.prediction_state import count_classes
 from inferwatch.core.predictions import normalize
 
 _RNG = np.random.default_rng(13)
@@ -173,7 +174,7 @@ _CLASS_NAMES = st.sampled_from([
 
 def _drain_of(batch: PredictionBatch) -> tuple:
     values = {name: np.concatenate(chunks).tolist() for name, chunks in batch.values.items()}
-    return (_count_classes(batch.classes) if batch.classes else {}, values,
+    return (count_classes(batch.classes) if batch.classes else {}, values,
             batch.invalid, batch.class_like, batch.rows())
 
 

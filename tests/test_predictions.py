@@ -258,8 +258,8 @@ def test_predicted_classes_of_probabilities_are_the_top_columns_names(names, row
     from collections import Counter
 
     from inferwatch.core.class_probabilities import column_names
-    from inferwatch.core.prediction_batch import _count_classes
     from inferwatch.core.prediction_classes import class_labels
+    from inferwatch.core.prediction_state import count_classes
 
     width = 3 if names is None else len(names)
     matrix = np.random.default_rng(seed).dirichlet(np.ones(width), size=rows)
@@ -269,7 +269,7 @@ def test_predicted_classes_of_probabilities_are_the_top_columns_names(names, row
 
     labels = column_names(width, class_names)
     expected = Counter(labels[i] for i in matrix.argmax(axis=1))
-    assert _count_classes([prediction.classes]) == dict(expected)
+    assert count_classes([prediction.classes]) == dict(expected)
     assert class_labels(prediction.classes) == [labels[i] for i in matrix.argmax(axis=1)]
 
 

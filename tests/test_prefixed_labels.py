@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from inferwatch.core.prediction_batch import _count_classes
 from inferwatch.core.prediction_classes import prefixed
+from inferwatch.core.prediction_state import count_classes
 
 _INTEGER_ARRAYS = st.sampled_from([np.int8, np.int16, np.int32, np.int64, np.uint8,
                                    np.uint16, np.uint64]).flatmap(
@@ -32,4 +32,4 @@ def test_class_counts_of_text_and_other_objects(labels):
     expected: dict[str, int] = {}
     for label in labels:
         expected[str(label)] = expected.get(str(label), 0) + 1
-    assert _count_classes([chunk]) == expected
+    assert count_classes([chunk]) == expected

@@ -33,8 +33,9 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core.call_input import held_bytes
 from inferwatch.core.options import VALUE_BUCKETS
-from inferwatch.core.prediction_batch import FLOAT_SCALARS, finite_values, record_output
+from inferwatch.core.prediction_batch import FLOAT_SCALARS
 from inferwatch.core.prediction_classes import whole_number_classes
+from inferwatch.core.prediction_state import finite_values, record_output
 from inferwatch.core.state import float_array
 
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ frames, dicts, tuples and Series are in :mod:`inferwatch.core.stacked_results`.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -18,25 +17,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferwatch import faults
-from inferwatch.catalogue import OTHER
 from inferwatch.core.call_rows import split_rows
 from inferwatch.core.class_probabilities import recording_distributions
-from inferwatch.core.ddsketch import quiet_sum
 from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.prediction_classes import (
     NO_CLASSES,
-    SMALL_INTEGER_LIMIT,
     admit_classes,
-    class_labels,
     class_members,
     count_text_classes,
     known_class_set,
     whole_number_classes,
 )
+from inferwatch.core.prediction_state import add_invalid, count_classes, finite_values, write_batch
 from inferwatch.core.predictions import Prediction, normalize, scalar_output_row
 from inferwatch.core.result_arrays import (
-    MAX_SPARSE_RESULT_CELLS,
-    MAX_SPARSE_RESULT_COLUMNS,
     SparseResultTooLarge,
 )
 from inferwatch.core.stacked_results import (
@@ -70,14 +64,6 @@ _NONE_ONLY = {type(None)}
 
 _UNSET = object()
 log = logging.getLogger("inferwatch")
-# The (model, version) keys told of a sparse result too large to read: each is logged once
-# (its rows are counted at every drain). Bounded: past this many, the memory starts over.
-_TOLD_SPARSE_TOO_LARGE: set[tuple[str, str]] = set()
-_TOLD_LIMIT = 1024
-# Up to this many values are checked for nan and inf by their Python sum: numpy's
-# isfinite and all (about 1.7 us) cost more than summing the values a drain of a few
-# dozen calls brings (about 1.5 us at 64).
-_FEW_VALUES = 64
 
 
 class PredictionBatch(StackedResults):
@@ -502,7 +488,7 @@ class PredictionBatch(StackedResults):
         if prediction.classes is None or self.features is not None:
             return
         counted = self.counted_classes
-        for label, count in _count_classes([prediction.classes]).items():
+        for label, count in count_classes([prediction.classes]).items():
             counted[label] = counted.get(label, 0) + count
         prediction.classes = None
 
@@ -622,7 +608,7 @@ class PredictionBatch(StackedResults):
         self.distributions.extend(read)
         self.distribution_chunks.update(names)
 
-    def _value_bounds(self, output: str) -> tuple[float, ...]:
+    def value_bounds(self, output: str) -> tuple[float, ...]:
         """The prediction histogram's bounds: those instrument(value_buckets=...) names, else
         ones fitted to the scale the reference profiles the output on, else the defaults."""
         if self.settings.value_buckets is not None:
@@ -631,188 +617,9 @@ class PredictionBatch(StackedResults):
         return fitted or VALUE_BUCKETS
 
     def _invalid(self, reason: str, count: int) -> None:
-        _invalid(reason, count, self.invalid)
+        add_invalid(reason, count, self.invalid)
 
     def flush(self, state: ModelState, now: float) -> None:
-        settings = self.settings
-        caps = self.caps
-        has_classes = bool(self.classes or self.counted_classes)
-        if state.info.get("task") == "auto" and (has_classes or self.values or
-                                                 self.class_like):
-            # inferwatch_model_info shows what the first predictions turned out to be: a
-            # model whose labels were all withheld (not plausible classes) still classifies,
-            # as does a multi-label one whose per-label probabilities name no one class.
-            detected = "classification" if has_classes or self.probability_outputs or (
-                self.class_like and not self.values) else "regression"
-            state.info = {**state.info, "task": detected}
-        if self.batch_sizes or self.repeated_sizes:
-            sizes = state.histogram("inferwatch_batch_size", (), settings.batch_buckets)
-            if self.batch_sizes:
-                sizes.observe(np.asarray(self.batch_sizes, dtype=np.float64))
-            for rows, calls in self.repeated_sizes.items():
-                sizes.observe_repeated(float(rows), calls)
-        output_cap = caps["inferwatch_prediction"]
-        folds = dict(zip(self.values, output_cap.fold_many(list(self.values))))
-        summed = self._summed_per_row(folds)
-        merged: dict[str, list[np.ndarray]] = {}
-        probabilities: set[str] = set()  # outputs of class probabilities, as folded
-        for name, chunks in self.values.items():
-            folded = folds[name]
-            if summed and folded == OTHER and name in self.distribution_chunks:
-                continue  # in its matrix's sum of folded columns, below
-            merged.setdefault(folded, []).extend(chunks)
-            if name in self.probability_outputs:
-                probabilities.add(folded)
-        if summed:
-            merged.setdefault(OTHER, []).extend(self._folded_mass(folds))
-            probabilities.add(OTHER)
-        for output, chunks in merged.items():
-            values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-            record_output(state, settings, output, values, output in probabilities,
-                          self._value_bounds(output), now, self.invalid)
-        if has_classes:
-            class_counts = _count_classes(self.classes)
-            for label, count in self.counted_classes.items():
-                class_counts[label] = class_counts.get(label, 0) + count
-            count_folded_classes(state, caps["inferwatch_predicted_class_total"],
-                                 class_counts)
-        if self.confidence:
-            state.summary("inferwatch_prediction_confidence", (), probabilities=True).observe(
-                np.concatenate(self.confidence), now)
-        for reason, count in self.invalid.items():
-            state.inc("inferwatch_invalid_predictions_total", (reason,), count)
-        if self.refused_sparse_shape is not None:
-            _tell_sparse_too_large(state, self.refused_sparse_shape)
-
-    def _summed_per_row(self, folds: dict[str, str]) -> bool:
-        """Whether the folded class-probability columns go to ``__other__`` as each row's
-        sum of them (its probability of a class past the cap): when some were folded and
-        every chunk of each came from a matrix kept whole (else all are kept as values,
-        one per column and row, as for outputs of other kinds)."""
-        if not self.distributions:
-            return False
-        chunks = self.distribution_chunks
-        summed = False
-        for name, folded in folds.items():
-            if folded == OTHER and name in chunks:
-                if chunks[name] != len(self.values[name]):
-                    return False
-                summed = True
-        return summed
-
-    def _folded_mass(self, folds: dict[str, str]) -> list[np.ndarray]:
-        """Each row's sum of its matrix's folded columns (of matrices with some folded:
-        each output of a multi-output classifier is a matrix of its own)."""
-        masses = []
-        for names, matrix in self.distributions:
-            folded = np.fromiter((folds[name] == OTHER for name in names), dtype=bool,
-                                 count=len(names))
-            where = np.flatnonzero(folded)
-            if not where.size:
-                continue
-            start, stop = int(where[0]), int(where[-1]) + 1
-            # Usually the last columns (classes fold in the order they come): a view, no
-            # copy of the matrix. Rows of huge values may overflow to inf, never a warning.
-            part = matrix[:, start:stop] if stop - start == where.size else matrix[:, where]
-            with np.errstate(over="ignore", invalid="ignore"):
-                masses.append(part.sum(axis=1))
-        return masses
-
-
-def count_folded_classes(state: ModelState, cap: LabelCap, class_counts: dict[str, int]
-                         ) -> None:
-    """Count predicted classes (label text: rows) under the class cap, those it folds
-    together into ``__other__``; labels are admitted in the order of `class_counts`."""
-    folded: dict[str, int] = {}
-    for label, fold in zip(class_counts, cap.fold_many(list(class_counts))):
-        folded[fold] = folded.get(fold, 0) + class_counts[label]
-    state.inc_many("inferwatch_predicted_class_total",
-                   {(label,): count for label, count in folded.items()})
-
-
-def finite_values(values: np.ndarray, invalid: dict[str, int]) -> np.ndarray:
-    """`values` without NaN and infinities, each counted by kind into `invalid`.
-
-    >>> invalid = {}
-    >>> finite_values(np.array([0.5, np.nan, np.inf, np.nan]), invalid).tolist(), invalid
-    ([0.5], {'nan': 2, 'inf': 1})
-    """
-    if values.size <= _FEW_VALUES:
-        total = sum(values.tolist())
-        if total - total == 0.0:  # every value finite (nan or inf would make it nan)
-            return values
-    finite = np.isfinite(values)
-    if not finite.all():
-        _invalid("nan", int(np.isnan(values).sum()), invalid)
-        _invalid("inf", int(np.isinf(values).sum()), invalid)
-        values = values[finite]
-    return values
-
-
-def _invalid(reason: str, count: int, invalid: dict[str, int]) -> None:
-    """Add `count` invalid predictions of `reason` (if any) into `invalid`."""
-    if count:
-        invalid[reason] = invalid.get(reason, 0) + count
-
-
-def record_output(state: ModelState, settings: Settings, output: str, values: np.ndarray,
-                  probabilities: bool, bounds: Sequence[float], now: float,
-                  invalid: dict[str, int]) -> None:
-    """One output's values (finite, folded under its cap) into its rolling quantiles and
-    its histogram, those outside ``output_range`` counted into `invalid`."""
-    total = quiet_sum(values)  # the summary's sum and the histogram's: summed once
-    state.summary("inferwatch_prediction", (output,),
-                  probabilities=probabilities).observe(values, now, total)
-    state.histogram("inferwatch_prediction_value", (output,), bounds).observe(values, total)
-    if settings.output_range is not None:
-        low, high = settings.output_range or (-math.inf, math.inf)
-        _invalid("out_of_range", int(((values < low) | (values > high)).sum()), invalid)
-
-
-def _tell_sparse_too_large(state: ModelState, shape: tuple[int, ...]) -> None:
-    """Log, once per model version, that its scipy.sparse results are too large to read."""
-    key = (state.model, state.version)
-    if key in _TOLD_SPARSE_TOO_LARGE:
-        return
-    if len(_TOLD_SPARSE_TOO_LARGE) >= _TOLD_LIMIT:
-        _TOLD_SPARSE_TOO_LARGE.clear()
-    _TOLD_SPARSE_TOO_LARGE.add(key)
-    log.warning("inferwatch: model %s %s returned a scipy.sparse result of shape %s, too "
-                "large to read as dense rows (at most %s columns and %s values); its rows "
-                "are not recorded but counted in "
-                "inferwatch_invalid_predictions_total{reason=\"bad_shape\"}. Return (or "
-                "record with r.prediction()) fewer columns, such as each row's top labels",
-                state.model, state.version, shape, f"{MAX_SPARSE_RESULT_COLUMNS:,}",
-                f"{MAX_SPARSE_RESULT_CELLS:,}")
-
-
-_ONLY_TEXT = {str}
-
-
-def _count_classes(chunks: list[np.ndarray]) -> dict[str, int]:
-    """Counts by label text. Integer and bool labels are counted as numbers and only the
-    distinct values become text, so they cost about what floats cost per row."""
-    counts: Counter[str] = Counter()
-    for kind in ("i", "b"):
-        numeric = [c for c in chunks if c.dtype.kind == kind]
-        if numeric:
-            merged = np.concatenate(numeric) if len(numeric) > 1 else numeric[0]
-            if kind == "i" and merged.size:
-                low = int(merged.min())
-                if int(merged.max()) - low < SMALL_INTEGER_LIMIT:
-                    # Labels in a small range (all that admit_classes lets in): counted in
-                    # one pass, without np.unique's sort.
-                    per_label = np.bincount(merged - low)
-                    present = np.flatnonzero(per_label)
-                    counts.update(dict(zip(class_labels(present + low),
-                                           per_label[present].tolist())))
-                    continue
-            unique, n = np.unique(merged, return_counts=True)
-            counts.update(dict(zip(class_labels(unique), n.tolist())))
-    for chunk in chunks:
-        if chunk.dtype.kind not in "ib":
-            # Python strings: numpy's fixed-width str dtype would drop trailing NULs.
-            labels = chunk.tolist()
-            counts.update(labels if set(map(type, labels)) == _ONLY_TEXT else
-                          map(str, labels))
-    return dict(counts)
+        """Write what this drain gathered into `state`
+        (:func:`~inferwatch.core.prediction_state.write_batch`)."""
+        write_batch(self, state, now)

@@ -52,7 +52,7 @@ from inferwatch.core.class_probabilities import (
 )
 from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.pending_calls import call_columns
-from inferwatch.core.prediction_batch import count_folded_classes, record_output
+from inferwatch.core.prediction_state import count_folded_classes, record_output
 from inferwatch.core.state import float_array
 
 if TYPE_CHECKING:
