@@ -49,7 +49,7 @@ PROBE = textwrap.dedent('''
     os.register_at_fork(before=look_just_before_fork)
 
     import inferwatch
-    from inferwatch.core import registry as registry_module
+    from inferwatch.core import drain_thread
     from inferwatch.core.registry import Registry
 
     threads_of_the_imports = os_threads()
@@ -231,7 +231,7 @@ def test_a_drain_thread_that_does_not_stop_in_time_never_holds_the_fork_for_good
         monitor.record_call(0.01, 0.5)
         wait_until(lambda: monitor.pending() == 0, "a drain by the new thread")
         print(json.dumps({"fork_seconds": fork_seconds, "child": child_report,
-                          "bound": registry_module.FORK_STOP_SECONDS,
+                          "bound": drain_thread.FORK_STOP_SECONDS,
                           "drainers": len(drainers())}))
     ''')
     assert result["fork_seconds"] < result["bound"] + 5.0

@@ -53,7 +53,7 @@ def fold_after_exit_flush(monitor: object) -> None:
     try:
         if sys.is_finalizing():  # a record collected while modules are torn down
             return
-        from inferwatch.core.registry import drain_live
+        from inferwatch.core.drain_thread import drain_live
 
         if not drain_live(lambda picked: picked is monitor, _fold_seconds):
             _fold_seconds = 0.0

@@ -1,4 +1,5 @@
-"""Where monitors live: one per (model, model_version), plus the background drain.
+"""Where monitors live: one per (model, model_version), drained in the background by the
+thread of :mod:`inferwatch.core.drain_thread`.
 
 A process normally uses the default registry; tests and embedders inject their own.
 
@@ -24,33 +25,35 @@ from typing import TYPE_CHECKING
 
 from inferwatch import faults
 from inferwatch.core import monitor_drain
+from inferwatch.core.drain_thread import (
+    DrainThread,
+    drain_waker,
+    live_registries,
+    restart_drainers_after_fork_in_parent,
+    stop_drainers_before_fork,
+)
 from inferwatch.core.history import History
 from inferwatch.core.label_caps import LabelCap, clean_label_value
 from inferwatch.core.monitor import Monitor
 from inferwatch.core.options import Settings
 from inferwatch.core.pending_bound import PendingBudget
 from inferwatch.core.step_clock import StepSafeClock
-from inferwatch.forking import catch_up_after_fork, forked_without_hooks, join_before_fork
+from inferwatch.forking import catch_up_after_fork
 
 if TYPE_CHECKING:
     from inferwatch.core.state import ModelState
     from inferwatch.multiproc.worker import Publisher
 
 DRAIN_INTERVAL_SECONDS = 1.0
-# How long a fork waits for the drain threads to stop. A pass stuck on a lock the forking
-# thread holds, or a long one, must not hold a worker's start up: past this the fork goes
-# ahead with the thread running, as it would without the stop.
-FORK_STOP_SECONDS = 1.0
 log = logging.getLogger("inferwatch")
 
 MAX_VERSIONS_PER_MODEL = 10
 MAX_MODELS = 100
 UNVERSIONED = "unversioned"
 
-_live_registries: weakref.WeakSet[Registry] = weakref.WeakSet()
 
 
-class Registry:
+class Registry(DrainThread):
     """Monitors by (model, model_version), with caps on both labels."""
 
     def __init__(self, *, max_models: int = MAX_MODELS,
@@ -95,7 +98,7 @@ class Registry:
         self._history_clock = StepSafeClock()
         # Monitors whose settings an instrument() gave too late, said once each.
         self._settings_refused: set[tuple[str, str]] = set()
-        _live_registries.add(self)
+        live_registries.add(self)
 
     def monitor(self, name: str, version: str | None = None, settings: Settings | None = None,
                 *, trained_at: float | None = None,
@@ -138,7 +141,7 @@ class Registry:
                                   class_names=class_names)
                 # The event's waker, not the registry's method: a monitor must not keep its
                 # registry (and its drain thread) alive through a reference cycle.
-                monitor.wake_drain = _drain_waker(self._wake)
+                monitor.wake_drain = drain_waker(self._wake)
                 monitor.siblings = functools.partial(_versions_of, weakref.ref(self), name)
                 monitor.registry = weakref.ref(self)
                 sharing = list(self._monitors.values())
@@ -413,72 +416,6 @@ class Registry:
             monitor.drain()  # a sample counts every call, deferred ones included
             monitor.read_state(lambda state: history.record_one(state, now))
 
-    # --- the background drain -----------------------------------------------------------
-    def ensure_drainer(self) -> None:
-        """Start the drain thread, again in a forked child (threads do not survive fork)."""
-        self._start_drainer()
-
-    def _start_drainer(self, lock_timeout: float = -1) -> None:
-        """:meth:`ensure_drainer`, giving up after `lock_timeout` seconds (-1: never) on a
-        registry lock that another thread holds."""
-        pid = os.getpid()
-        if forked_without_hooks(pid):
-            catch_up_after_fork(pid)  # its drain thread is among what it starts again
-        if self._closed or self._drainer_runs(pid):
-            return
-        if not self._lock.acquire(timeout=lock_timeout):
-            return  # the next monitor() starts it
-        try:
-            if self._closed or self._drainer_runs(pid):
-                return
-            self._stop = threading.Event()
-            # The thread holds only a weak reference, so a dropped registry stops its thread.
-            thread = threading.Thread(target=_drain_loop,
-                                      args=(weakref.ref(self), self._stop, self._wake,
-                                            self.drain_interval),
-                                      name="inferwatch-drain", daemon=True)
-            self._drainer, self._drainer_pid = thread, pid
-            try:
-                thread.start()
-            except RuntimeError:
-                # No thread once the interpreter shuts down (Python 3.12: a model first
-                # used in an exit hook). Its calls wait for a drain that someone asks for:
-                # the exit's own (a multi-worker snapshot, an event log), or a scrape.
-                self._drainer = None
-        finally:
-            self._lock.release()
-
-    def _drainer_runs(self, pid: int) -> bool:
-        """Whether this process has a drain thread that will go on draining (one told to
-        stop for a fork, still finishing its pass, will not)."""
-        drainer = self._drainer
-        return drainer is not None and self._drainer_pid == pid and drainer.is_alive() \
-            and not self._stop.is_set()
-
-    def _stop_drainer_for_fork(self) -> threading.Thread | None:
-        """Before a fork: tell the drain thread to stop, and return it to be joined; None
-        when there is none running, or when it is the thread that forks.
-
-        A thread running at fork time is what CPython 3.12+ warns about ("This process is
-        multi-threaded, use of fork() may lead to deadlocks in the child"), and its locks
-        are copied into the child as it held them. Takes no lock of the registry's: the
-        forking thread may hold it.
-        """
-        drainer = self._drainer
-        if self._closed or drainer is None or self._drainer_pid != os.getpid() \
-                or drainer is threading.current_thread() or not self._drainer_runs(os.getpid()):
-            return None
-        self._paused_for_fork = True
-        self._stop.set()
-        self._wake.set()
-        return drainer
-
-    def _restart_after_fork_in_parent(self) -> None:
-        if self._paused_for_fork:
-            self._paused_for_fork = False
-            # Bounded: the forking thread itself may hold the registry's lock.
-            self._start_drainer(lock_timeout=FORK_STOP_SECONDS)
-
     def close(self) -> None:
         """Stop the drain thread for good (the monitors and their state stay readable, and
         a scrape still drains them); later calls never start it again."""
@@ -510,7 +447,7 @@ class Registry:
             self.history.renew_lock()
         for monitor in self._monitors.values():
             monitor.renew_locks()
-            monitor.wake_drain = _drain_waker(self._wake)
+            monitor.wake_drain = drain_waker(self._wake)
         if self.multiproc is not None:
             self.multiproc.after_fork()
         else:
@@ -613,146 +550,10 @@ def _versions_of(ref: weakref.ref[Registry], name: str) -> list[Monitor]:
     return [m for m in reversed(registry.monitors()) if m.name == name]
 
 
-def _drain_waker(wake: threading.Event) -> Callable[[], None]:
-    """What a monitor calls when its pending list is full: wake the drain thread. The
-    event's own, not the registry's: a monitor must not keep its registry (and its drain
-    thread) alive through a reference cycle.
-
-    In a process forked without Python's at-fork hooks no drain thread runs: this, once a
-    list fills there, is what starts one (with the rest of the worker's own state),
-    without a check on every call."""
-    def wake_drain() -> None:
-        if forked_without_hooks():
-            catch_up_after_fork()
-        wake.set()
-
-    return wake_drain
-
-
-def _drain_loop(ref: weakref.ref[Registry], stop: threading.Event, wake: threading.Event,
-                interval: float) -> None:
-    while not stop.is_set():
-        wake.wait(interval)
-        if stop.is_set():
-            return  # the wake stays set: a thread started after a fork drains at once
-        wake.clear()
-        registry = ref()
-        if registry is None:
-            return
-        try:
-            if registry.multiproc is None:
-                registry.drain_due()
-            else:
-                # A worker's snapshot is what other workers' scrapes read: it folds
-                # everything before it publishes, as a scrape of its own would.
-                registry.drain()
-            if registry.multiproc is not None:
-                registry.multiproc.tick()
-            registry.sample_history(time.time())
-            registry.follow_tracing()
-        except Exception as exc:  # drain() and tick() already guard; this is the last line
-            faults.record("drain", exc)
-        del registry
-
-
-def drain_live(which: Callable[[Monitor], bool], timeout: float | None) -> bool:
-    """Fold the pending calls of every monitor of every live registry that `which` picks,
-    waiting at most `timeout` seconds (None: as long as it takes); True when all are folded.
-    Never raises.
-
-    What an event log's flush and exit use, so that the events of calls already made are
-    emitted without waiting for the background drain. The drain runs on a thread of its
-    own: a monitor lock held by a stuck thread (or by the caller itself) costs the
-    timeout, never a hung flush or exit.
-
-    >>> registry = Registry(drain_interval=3600)
-    >>> registry.monitor("m", "1").record_call(0.01, 0.5)
-    >>> drain_live(lambda monitor: monitor.name == "m", timeout=5.0)
-    True
-    >>> registry.monitor("m", "1").pending()
-    0
-    >>> registry.close()
-    """
-    def drain_picked() -> None:
-        try:
-            for registry in list(_live_registries):
-                for picked in registry.monitors():
-                    if which(picked):
-                        picked.drain()
-        except Exception as exc:  # a bug of ours: the flush goes on with what was folded
-            faults.record("drain", exc)
-
-    try:
-        drainer = threading.Thread(target=drain_picked, name="inferwatch-flush-drain",
-                                   daemon=True)
-        drainer.start()
-    except Exception:  # no thread to be had (Python 3.12 at exit): drain here, bounded
-        return _drain_here(which, timeout)
-    drainer.join(timeout)
-    return not drainer.is_alive()
-
-
-def _drain_here(which: Callable[[Monitor], bool], timeout: float | None) -> bool:
-    """:func:`drain_live` in the calling thread: each monitor picked is drained once its
-    locks are had within the time left (in the order a drain takes them), else skipped.
-    A lock held for good by a stuck thread costs the timeout, never the exit."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    done = True
-    try:
-        for registry in list(_live_registries):
-            for picked in registry.monitors():
-                if not which(picked):
-                    continue
-                locks = []
-                for lock in (picked._take_lock, picked._lock):
-                    left = -1 if deadline is None else max(0.0, deadline - time.monotonic())
-                    if not lock.acquire(timeout=left):
-                        break
-                    locks.append(lock)
-                try:
-                    if len(locks) == 2:
-                        picked.drain()  # the locks are reentrant: it takes them again
-                    else:
-                        done = False
-                finally:
-                    for lock in reversed(locks):
-                        lock.release()
-    except Exception as exc:  # a bug of ours: the flush goes on with what was folded
-        faults.record("drain", exc)
-    return done
-
-
-def _stop_drainers_before_fork() -> None:
-    """Stop every drain thread before a fork, waiting at most FORK_STOP_SECONDS for all.
-
-    A fork from a drain thread leaves that thread running; one that does not stop in time
-    is left running too (the child renews its locks either way, as it always has).
-    """
-    stopping: list[threading.Thread] = []
-    for registry in list(_live_registries):
-        try:
-            drainer = registry._stop_drainer_for_fork()
-        except Exception as exc:
-            faults.record("fork", exc)
-            continue
-        if drainer is not None:
-            stopping.append(drainer)
-    join_before_fork(stopping, FORK_STOP_SECONDS,
-                     on_fault=lambda exc: faults.record("fork", exc))
-
-
-def _restart_drainers_after_fork_in_parent() -> None:
-    for registry in list(_live_registries):
-        try:
-            registry._restart_after_fork_in_parent()
-        except Exception as exc:
-            faults.record("fork", exc)
-
-
 def _reset_after_fork() -> None:
     global _default_lock
     _default_lock = threading.Lock()
-    for registry in list(_live_registries):
+    for registry in list(live_registries):
         # Every registry gets its new locks and zeroed counts even if one fails: an
         # exception out of an at-fork hook would skip the rest and reach nobody.
         try:
@@ -762,8 +563,8 @@ def _reset_after_fork() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_stop_drainers_before_fork,
-                        after_in_parent=_restart_drainers_after_fork_in_parent,
+    os.register_at_fork(before=stop_drainers_before_fork,
+                        after_in_parent=restart_drainers_after_fork_in_parent,
                         after_in_child=_reset_after_fork)
 
 

@@ -63,10 +63,10 @@ def drain_monitors(which: Callable[[Monitor], bool], timeout: float | None) -> b
     """Fold the pending calls of the monitors `which` picks (their events are emitted as
     they are folded), for at most `timeout` seconds; True when done. No registry module
     loaded: no monitor, nothing to fold."""
-    registry = sys.modules.get("inferwatch.core.registry")
-    if registry is None:
+    drain_thread = sys.modules.get("inferwatch.core.drain_thread")
+    if drain_thread is None:
         return True
-    return registry.drain_live(which, timeout)
+    return drain_thread.drain_live(which, timeout)
 
 
 def end_open_streams() -> None:
