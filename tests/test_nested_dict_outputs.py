@@ -8,6 +8,7 @@ prediction for a map or for attributions."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -165,3 +166,89 @@ def test_a_dict_of_floats_reads_as_its_outputs_written_flat(inner, score, task):
             abs(sum(inner.values()) - 1) <= PROBABILITY_SUM_TOLERANCE:
         return  # a probability map
     _same(normalize(nested, task=task), normalize(flat, task=task))
+
+
+def test_rows_of_labels_beside_their_maps():
+    """A batch answered as rows (``[{"label", "probability": {...}}, ...]``, a JSON API's
+    answer): each row's map is its class probabilities, as in the dict of columns."""
+    rows = [{"label": "fraud", "probability": {"legit": 0.2, "fraud": 0.8}},
+            {"label": "legit", "probability": {"legit": 0.6, "fraud": 0.4}}]
+    scraper = _served(rows, calls=1)
+    try:
+        assert scraper.value("inferwatch_predicted_class_total", **{"class": "legit"}) == 1
+        assert scraper.value("inferwatch_predicted_class_total", **{"class": "fraud"}) == 1
+        assert scraper.value("inferwatch_prediction_confidence_sum") == 0.8 + 0.6
+        assert scraper.value("inferwatch_prediction_sum", output="fraud") == 0.8 + 0.4
+        assert scraper.value("inferwatch_batch_size_sum") == 2
+        assert scraper.total("inferwatch_invalid_predictions_total") == 0
+    finally:
+        scraper.registry.close()
+
+
+@pytest.mark.parametrize("request_ids", [True, False])
+def test_a_list_of_one_labelled_map_per_call(request_ids):
+    """A pipeline-like answer to one input, ``[{"label", "probability": {...}}]``, on the
+    fast path (the drain stacks the calls' maps) and under request ids: every call counted
+    unsupported before, and no outcome joined its label."""
+    scraper = Scraper(drain_interval=3600)
+    try:
+        fn = inferwatch.instrument(lambda x: [PROBABILITY_MAP], name="m", version="1",
+                                   registry=scraper.registry)
+        for i in range(5):
+            fn(i, **({"request_id": f"r-{i}"} if request_ids else {}))
+        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+        if request_ids:
+            for i in range(5):
+                monitor.record_outcome(f"r-{i}", "fraud" if i else "legit")
+            assert scraper.value("inferwatch_outcomes_total", result="correct") == 4
+            assert scraper.value("inferwatch_outcomes_total", result="incorrect") == 1
+        assert scraper.value("inferwatch_predicted_class_total", **{"class": "fraud"}) == 5
+        assert scraper.value("inferwatch_prediction_confidence_count") == 5
+        assert scraper.value("inferwatch_prediction_sum", output="legit") == \
+            sum([0.07] * 5)
+        assert scraper.total("inferwatch_invalid_predictions_total") == 0
+    finally:
+        scraper.registry.close()
+
+
+def test_rows_of_attributions_are_values_named_after_their_output():
+    rows = [{"score": 0.5, "why": {"age": -0.2, "income": 0.1}},
+            {"score": 0.7, "why": {"age": 0.3, "income": 0.0}}]
+    prediction = normalize(rows)
+    assert {name: v.tolist() for name, v in prediction.values.items()} == {
+        "score": [0.5, 0.7], "why.age": [-0.2, 0.3], "why.income": [0.1, 0.0]}
+    assert prediction.invalid == {}
+
+
+def _row(kind: str, draw: st.DrawFn, classes: list[str]) -> dict:
+    """One row dict: a label beside a map of its classes, attributions, or a dict of
+    anything else (each kind the same in every row of a batch)."""
+    weights = [draw(st.floats(0.01, 1.0)) for _ in classes]
+    if kind == "map":
+        total = sum(weights)
+        return {"label": draw(st.sampled_from(classes)),
+                "probability": {c: w / total for c, w in zip(classes, weights)}}
+    if kind == "attributions":
+        return {"score": draw(st.floats(-10, 10)),
+                "why": {c: w * draw(st.sampled_from([-1.0, 1.0, 7.0]))
+                        for c, w in zip(classes, weights)}}
+    return {"label": draw(st.sampled_from(classes)), "meta": {"id": draw(st.integers())}}
+
+
+@st.composite
+def _rows(draw: st.DrawFn) -> list[dict]:
+    classes = draw(_classes)
+    kind = draw(st.sampled_from(["map", "attributions", "other"]))
+    return [_row(kind, draw, classes) for _ in range(draw(st.integers(1, 5)))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=_rows(), task=st.sampled_from(["auto", "classification", "regression"]))
+def test_rows_of_dicts_read_as_their_columns(rows, task):
+    """A list of row dicts is read as the dict of its columns (``records_as_columns``),
+    nested dicts included: a column of maps as class probabilities, a column of dicts of
+    floats as one output per key, anything else counted once a dict."""
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    known = {"cat", "dog", "bird", "0", "é"}
+    _same(normalize(rows, task=task, known_classes=known),
+          normalize(columns, task=task, known_classes=known))

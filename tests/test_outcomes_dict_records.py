@@ -164,6 +164,29 @@ def test_dict_records_take_the_dict_fold(monkeypatch):
     assert correct == 8
 
 
+def test_lists_of_one_labelled_map_take_the_dict_fold(monkeypatch):
+    """A pipeline-like answer, ``[{"label", "probability": {...}}]``, under request ids:
+    read as columns, each call's label joined."""
+    taken: list[bool] = []
+    fold = PredictionBatch.add_dict_records
+
+    def watched(self, results):
+        rows = fold(self, results)
+        taken.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(PredictionBatch, "add_dict_records", watched)
+    fraud = {"label": "fraud", "probability": {"legit": 0.1, "fraud": 0.9}}
+    legit = {"label": "legit", "probability": {"legit": 0.8, "fraud": 0.2}}
+    series, entries = _judged([[([fraud], "r-0"), ([legit], "r-1"), ([fraud], "r-2")]],
+                              {}, 50, 2**20)
+    assert taken == [True]
+    assert entries[0]["r-1"][:2] == ("('legit',)", None)
+    correct = sum(value for key, value in series.items()
+                  if key[0] == "inferwatch_outcomes_total" and ("result", "correct") in key[1])
+    assert correct == 3
+
+
 @pytest.mark.parametrize(("drain", "options"), [
     # A map with a NaN, which task="classification" reads as a row and drops: whose row
     # it was is known only call by call.

@@ -260,11 +260,14 @@ def test_maps_in_another_key_order_are_read_call_by_call():
     assert classes == {("cat",): 1.0, ("dog",): 1.0}
 
 
-def test_a_drain_of_labels_beside_probability_maps_reads_them_as_columns(monkeypatch):
+@pytest.mark.parametrize("in_a_list", [False, True])
+def test_a_drain_of_labels_beside_probability_maps_reads_them_as_columns(monkeypatch,
+                                                                          in_a_list):
     taken = _watched_fold(monkeypatch)
     rows = [{"label": "fraud", "probability": {"legit": 0.2, "fraud": 0.8}},
             {"label": "legit", "probability": {"legit": 0.7, "fraud": 0.3}}]
-    state = _state_of([[(0.1, row) for row in rows]], {"task": "auto"}, None, False)
+    state = _state_of([[(0.1, [row] if in_a_list else row) for row in rows]],
+                      {"task": "auto"}, None, False)
     assert taken == [True]
     classes = dict((tuple(labels), count) for labels, count in
                    state["counters"]["inferwatch_predicted_class_total"])

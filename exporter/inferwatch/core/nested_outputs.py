@@ -78,9 +78,25 @@ def split_nested(columns: list[tuple[object, object]], task: str) -> NestedOutpu
         elif isinstance(column, Mapping) and column and \
                 set(map(type, column.values())) <= _FLOATS:
             nested.columns.extend((f"{name}.{key}", value) for key, value in column.items())
+        elif _float_rows(rows):
+            # Rows of dicts each holding one (a batch's attributions): a column per key.
+            nested.columns.extend((f"{name}.{key}", [row[key] for row in rows])
+                                  for key in rows[0])
         else:
             nested.unreadable += len(rows)
     return nested
+
+
+def _float_rows(rows: list) -> bool:
+    """Whether `rows` are dicts of the same keys (in one order), each value a float.
+
+    >>> _float_rows([{"a": 0.1, "b": 0.2}, {"a": 0.3, "b": 0.4}]), _float_rows([{"a": 1}])
+    (True, False)
+    """
+    keys = tuple(rows[0]) if isinstance(rows[0], Mapping) else ()
+    return bool(keys) and all(
+        isinstance(row, Mapping) and tuple(row) == keys
+        and set(map(type, row.values())) <= _FLOATS for row in rows)
 
 
 def stackable_maps(column: list, task: str) -> bool:

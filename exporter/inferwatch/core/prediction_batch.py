@@ -388,8 +388,7 @@ class PredictionBatch(StackedResults):
             columns = scalar_dict_columns(results, True, task)  # type: ignore[arg-type]
         elif kinds == _LIST_ONLY:
             rows = one_dict_rows(results)  # type: ignore[arg-type]
-            # (A row dict holding a dict is no table of scalars: read call by call.)
-            columns = None if rows is None else scalar_dict_columns(rows, False)
+            columns = None if rows is None else scalar_dict_columns(rows, False, task)
         # (A column of probability maps is finite: stackable_maps takes no other.)
         if columns is None or not all(np.isfinite(column).all() for column in columns.values()
                                       if column.__class__ is np.ndarray

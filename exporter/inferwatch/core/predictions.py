@@ -190,7 +190,7 @@ def normalize(
         # tokens (core/follower.py), as it does a str; handed over here, it is its rows.
         prediction.rows = len(result)  # type: ignore[arg-type]
         return prediction
-    records = records_as_columns(result)
+    records = records_as_columns(result, nested=True)
     if records is not None:
         result = records
     fields = structured_fields(result)

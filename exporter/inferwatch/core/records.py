@@ -101,14 +101,19 @@ def _one_row_of_every_label(result: object, class_names: Sequence[object] | None
             float(entry["score"]) != 1.0 / len(result) for entry in result)
 
 
-def records_as_columns(result: object) -> dict[object, list] | None:
+def records_as_columns(result: object, nested: bool = False) -> dict[object, list] | None:
     """A list of dicts with the same keys and scalar values, one per row (a Hugging Face
     pipeline's ``[{"label": ..., "score": ...}]``, pandas' ``to_dict("records")``), as its
-    columns; None for anything else.
+    columns; None for anything else. With `nested`, a column may hold a dict in every row
+    (a map of class probabilities beside each row's label), as the reader of predictions
+    takes it (``nested_outputs``); the other readers want scalars only.
 
     >>> records_as_columns([{"label": "POSITIVE", "score": 0.9},
     ...                     {"label": "NEGATIVE", "score": 0.6}])
     {'label': ['POSITIVE', 'NEGATIVE'], 'score': [0.9, 0.6]}
+    >>> rows = [{"label": "a", "p": {"a": 0.9, "b": 0.1}}]
+    >>> records_as_columns(rows), records_as_columns(rows, nested=True)
+    (None, {'label': ['a'], 'p': [{'a': 0.9, 'b': 0.1}]})
     """
     if not isinstance(result, (list, tuple)) or not result or \
             not isinstance(result[0], Mapping):
@@ -117,9 +122,12 @@ def records_as_columns(result: object) -> dict[object, list] | None:
     if not keys or not all(isinstance(row, Mapping) and row.keys() == keys for row in result):
         return None
     columns = {key: [row[key] for row in result] for key in keys}
-    if not all(isinstance(value, _SCALARS) or _is_scalar(value)
-               for column in columns.values() for value in column):
-        return None  # arrays per row (a detector's boxes per image): no table of scalars
+    for column in columns.values():
+        if nested and isinstance(column[0], Mapping):
+            if not all(isinstance(value, Mapping) for value in column):
+                return None
+        elif not all(isinstance(value, _SCALARS) or _is_scalar(value) for value in column):
+            return None  # arrays per row (a detector's boxes per image): no table of scalars
     return columns
 
 

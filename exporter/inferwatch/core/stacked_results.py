@@ -337,9 +337,9 @@ class StackedResults:
         (:meth:`_add_scalar_dicts`), which is how a list of row dicts is read, by its
         columns. False, recording nothing, for any other lists."""
         rows = one_dict_rows(results)
-        # A row dict's list values are read as rows of a nested table, not as one value,
-        # and one holding a dict is no table of scalars (read call by call).
-        return rows is not None and self._add_scalar_dicts(rows, False, False)
+        # A row dict's list values are read as rows of a nested table, not as one value;
+        # its maps of class probabilities as a dict's are.
+        return rows is not None and self._add_scalar_dicts(rows, False)
 
     def _add_array_tuples(self, results: Sequence[tuple]) -> bool:
         """Many tuples of 1-D float numpy arrays, one count of them (a model returning
