@@ -1,8 +1,8 @@
-"""A function returning a float, called with ``request_id=`` (a regressor served as a
-function, in the delayed-ground-truth flow): its drain's finite floats are read as one-row
-arrays by the one-array fold (``drain_folds._finite_floats_as_rows``), with the series,
-the rows kept for each id and the outcomes judged that the general path, reading each
-float alone, makes."""
+"""A function returning a float, or a list or tuple of floats, called with
+``request_id=`` (a regressor served as a function, in the delayed-ground-truth flow): its
+drain's finite floats are read as arrays by the one-array fold
+(``drain_folds._finite_floats_as_rows``), with the series, the rows kept for each id and
+the outcomes judged that the general path, reading each result alone, makes."""
 
 from __future__ import annotations
 
@@ -74,3 +74,60 @@ def test_finite_float_records_take_the_one_array_fold(monkeypatch):
     _judged([(0.5, "r-0"), (float("nan"), "r-1")], "auto", False, 2**20)
     assert taken == [True, False]
     assert sorted(entries) == ["r-0", "r-1"]
+
+
+@st.composite
+def _sequence_calls(draw) -> list[tuple[object, str | None]]:
+    """Calls returning lists (or tuples) of floats, of one length or of several (an empty
+    one in some drains), most under a request id; in some drains every value finite."""
+    finite = draw(st.booleans())
+    kind = draw(st.sampled_from([list, tuple]))
+    widths = st.just(draw(st.integers(1, 3))) if draw(st.booleans()) else st.integers(0, 4)
+    value = _value.filter(lambda v: not finite or np.isfinite(v))
+    results = [kind(draw(st.lists(value, min_size=width, max_size=width)))
+               for width in draw(st.lists(widths, min_size=1, max_size=20))]
+    return [(result, f"r-{number}" if draw(st.integers(0, 4)) else None)
+            for number, result in enumerate(results)]
+
+
+def _first_plus(result) -> object:
+    return result[0] + 0.25 if len(result) else 0.25
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=_sequence_calls(), task=st.sampled_from(["auto", "classification", "regression"]),
+       classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
+def test_float_list_records_join_as_each_list_read_alone(monkeypatch, calls, task, classifier,
+                                                          cache_bytes):
+    def judged():
+        return judged_after_drain(calls, _WholeClassifier() if classifier else None, task,
+                                  cache_bytes, _first_plus)
+
+    rows = judged()
+    with monkeypatch.context() as patched:
+        patched.setattr(drain_folds, "_finite_floats_as_rows", lambda results: results)
+        alone = judged()
+    _assert_same_samples(rows[0], alone[0])
+    assert rows[1] == alone[1]
+
+
+def test_finite_float_lists_take_the_one_array_fold(monkeypatch):
+    """Lists and tuples of floats take the same fold; an empty one, or a NaN, among them
+    sends the drain to the general path."""
+    taken: list[bool] = []
+    fold = drain_folds._fold_plain_arrays
+
+    def watched(*args, **kwargs) -> bool:
+        taken.append(fold(*args, **kwargs))
+        return taken[-1]
+
+    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    for calls in ([([0.5], "r-0"), ([1.5], "r-1"), ([2.5], None)],
+                  [((0.5, 0.7), "r-0"), ((1.0, 2.0, 3.0), "r-1")],
+                  [([0.5], "r-0"), ([], "r-1")],
+                  [([0.5], "r-0"), ([float("nan")], "r-1")]):
+        _, entries = judged_after_drain(calls, None, "auto", 2**20, _first_plus)
+        assert sorted(entries) == ["r-0", "r-1"]
+    assert taken == [True, True, False, False]
+    assert entries["r-0"][:2] == (None, "(0.5,)")

@@ -7,6 +7,7 @@ model with a reference profile. Each is a function of the state it writes, calle
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -290,23 +291,45 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
 def _finite_floats_as_rows(results: list) -> list:
     """`results` that are all Python floats, none NaN or infinite (a regressor served as
     a function, called with ``request_id=``), as one-row arrays, views of one array, which
-    the one-array fold reads as the general path reads each float; any other `results` as
-    they are. (A NaN or an infinity among them sends them all to the general path, which
-    joins such a float as no row, its outcome counted as ``unsupported_prediction``, where
-    an array's row of it is joined as NaN.)
+    the one-array fold reads as the general path reads each float; `results` that are all
+    lists (or all tuples) of Python floats with at least one each, none NaN or infinite
+    (``[score]``, ``(low, high)``), as the 1-D arrays the general path reads them as; any
+    other `results` as they are. (A NaN or an infinity among them sends them all to the
+    general path, which joins such a float as no row, its outcome counted as
+    ``unsupported_prediction``, where an array's row of it is joined as NaN.)
 
     >>> [row.tolist() for row in _finite_floats_as_rows([0.5, 2.0])]
     [[0.5], [2.0]]
     >>> _finite_floats_as_rows([0.5, float("nan")])
     [0.5, nan]
+    >>> [row.tolist() for row in _finite_floats_as_rows([[0.5], [1.0, 2.0]])]
+    [[0.5], [1.0, 2.0]]
     """
-    if not results or set(map(type, results)) != _FLOAT_ONLY:
+    if not results:
         return results
-    column = np.array(results, dtype=np.float64).reshape(-1, 1)
-    return list(column) if np.isfinite(column).all() else results
+    kinds = set(map(type, results))
+    if kinds == _FLOAT_ONLY:
+        column = np.array(results, dtype=np.float64).reshape(-1, 1)
+        return list(column) if np.isfinite(column).all() else results
+    if kinds not in (_LIST_ONLY, _TUPLE_ONLY) or not all(results):
+        return results
+    # Every value's type in one pass in C.
+    if set(map(type, itertools.chain.from_iterable(results))) != _FLOAT_ONLY:
+        return results
+    lengths = list(map(len, results))
+    if len(set(lengths)) == 1:
+        block = np.array(results, dtype=np.float64)
+        rows = list(block)
+    else:
+        block = np.fromiter(itertools.chain.from_iterable(results), dtype=np.float64,
+                            count=sum(lengths))
+        rows = np.split(block, np.cumsum(lengths[:-1]))
+    return rows if np.isfinite(block).all() else results
 
 
 _FLOAT_ONLY = {float}
+_LIST_ONLY = {list}
+_TUPLE_ONLY = {tuple}
 
 
 def _fold_plain_arrays(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
