@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inferwatch.core import prediction_batch, result_arrays
+from inferwatch.core import prediction_state, result_arrays
 from recorded_samples import Samples, predicted_classes, recorded, sample
 
 sp = pytest.importorskip("scipy.sparse")
@@ -70,7 +70,7 @@ def test_a_wide_sparse_result_is_refused_unread_as_bad_shape(caplog, monkeypatch
     """100 rows of a million columns, 500 non-zeros: 6 KB that read densely would be 800 MB
     of float64 and a million outputs folded into ``__other__``."""
     # Told once per model version and process: earlier tests' model of this name was told.
-    monkeypatch.setattr(prediction_batch, "_TOLD_SPARSE_TOO_LARGE", set())
+    monkeypatch.setattr(prediction_state, "_TOLD_SPARSE_TOO_LARGE", set())
     scores = wide_sparse(100, 1_000_000)
     with caplog.at_level(logging.WARNING, logger="inferwatch"):
         samples, faulted = recorded_prediction(scores, calls=3)
