@@ -127,8 +127,19 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
     }
 
 
-def _one_shape(name: str, make: Callable, x: object, calls: int, rounds: int) -> list[Row]:
+def _instrumented(fn: Callable, options: dict, monitors: object) -> Callable:
+    """`fn` instrumented as users do: a model's method is called on the instrumented model
+    (a bound method instrumented on its own would be a plain function to it, and
+    predict_proba's rows would not be read as probabilities)."""
     from inferwatch.core.instrument import instrument
+
+    if inspect.ismethod(fn):
+        model = instrument(fn.__self__, name="bench", version="1", registry=monitors, **options)
+        return getattr(model, fn.__name__)
+    return instrument(fn, name="bench", version="1", registry=monitors, **options)
+
+
+def _one_shape(name: str, make: Callable, x: object, calls: int, rounds: int) -> list[Row]:
     from inferwatch.core.registry import Registry
     from inferwatch.serving.bridge import InferwatchCollector
 
@@ -138,14 +149,7 @@ def _one_shape(name: str, make: Callable, x: object, calls: int, rounds: int) ->
     prom.register(InferwatchCollector(monitors))
     naive_registry = CollectorRegistry()
     naive = _naive(fn, naive_registry)
-    if inspect.ismethod(fn):
-        # A model's method: the model is instrumented and the method called on it, as users
-        # do (a bound method instrumented on its own would be a plain function to it, and
-        # predict_proba's rows would not be read as probabilities).
-        model = instrument(fn.__self__, name="bench", version="1", registry=monitors, **options)
-        wrapped = getattr(model, fn.__name__)
-    else:
-        wrapped = instrument(fn, name="bench", version="1", registry=monitors, **options)
+    wrapped = _instrumented(fn, options, monitors)
     drain_seconds: list[float] = []
 
     def loop(target: Callable, n: int) -> float:
@@ -458,6 +462,58 @@ def _input_shapes(calls: int) -> list[Row]:
             for label, cost in costs.items()]
 
 
+def _request_path_shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
+    """The shapes of the table above, and a few more that only the request path reads
+    apart."""
+    def fn_of(value):
+        def fn(x):
+            return value
+        return fn
+
+    return {
+        **_shapes(),
+        "list of one text label": (lambda: (fn_of(["fraud"]), {"classes": ["legit", "fraud"]}),
+                                   1),
+        "tuple of two scores": (lambda: (fn_of((0.25, 0.75)), {}), 1),
+        "list of one labelled probability map": (
+            lambda: (fn_of([{"label": "fraud", "probability": {"legit": 0.07, "fraud": 0.93}}]),
+                     {}), 1),
+        "None": (lambda: (fn_of(None), {}), 1),
+    }
+
+
+def _request_path_drains(calls: int, rounds: int) -> list[Row]:
+    """The drain's cost per call of each shape called with ``request_id=`` (the
+    delayed-ground-truth flow, whose drain also keeps each call's rows for its outcome),
+    beside the same shape's without: a shape read call by call on that path shows at once.
+    """
+    from inferwatch.core.registry import Registry
+
+    rows = []
+    for name, (make, x) in _request_path_shapes().items():
+        costs = {}
+        for request_ids in (False, True):
+            fn, options = make()
+            monitors = Registry(drain_interval=3600)
+            wrapped = _instrumented(fn, options, monitors)
+            spent = []
+            for round_ in range(rounds):
+                for i in range(calls):
+                    if request_ids:
+                        wrapped(x, request_id=f"r-{round_}-{i}")
+                    else:
+                        wrapped(x)
+                start = time.perf_counter()
+                monitors.drain()
+                spent.append((time.perf_counter() - start) / calls)
+            monitors.close()
+            costs[request_ids] = statistics.median(spent)
+        rows.append(Row(f"  drain per call with request_id=: {name}", fmt_seconds(costs[True]),
+                        f"{fmt_seconds(costs[False])} without", costs[True] / costs[False],
+                        "(decomposition)", True))
+    return rows
+
+
 def run(quick: bool = False) -> list[Row]:
     calls = 15_000 if quick else 45_000
     rounds = 3 if quick else 7
@@ -503,4 +559,5 @@ def run(quick: bool = False) -> list[Row]:
         rows.append(_huge_batch("two label outputs (a table)",
                                 HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))
     rows.extend(_input_shapes(500 if quick else 2000))
+    rows.extend(_request_path_drains(DRAIN_EVERY_CALLS, 3 if quick else 5))
     return rows

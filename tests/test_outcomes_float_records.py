@@ -27,12 +27,25 @@ _value = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
                    st.sampled_from([0.0, 1.0, 2.0, -0.0, 1e300]))
 
 
+def _of_kind(kind: type, value: float) -> object:
+    """`value` as a float of `kind` (Python's, or a numpy scalar: float32 rounds it, past
+    its range to an infinity)."""
+    with np.errstate(over="ignore"):
+        return kind(value)
+
+
+_KINDS = st.sampled_from([float, float, np.float64, np.float32])
+
+
 @st.composite
 def _calls(draw) -> list[tuple[float, str | None]]:
-    """Calls of a drain, most under a request id; in some drains every value finite."""
+    """Calls of a drain, most under a request id; in some drains every value finite; in
+    some numpy's float scalars (of one kind, or mixed with Python's)."""
     finite = draw(st.booleans())
-    values = draw(st.lists(_value.filter(lambda v: not finite or np.isfinite(v)),
-                           min_size=1, max_size=30))
+    kind = draw(_KINDS)
+    mixed = draw(st.integers(0, 3)) == 0
+    values = [_of_kind(draw(_KINDS) if mixed else kind, value) for value in draw(st.lists(
+        _value.filter(lambda v: not finite or np.isfinite(v)), min_size=1, max_size=30))]
     return [(value, f"r-{number}" if draw(st.integers(0, 4)) else None)
             for number, value in enumerate(values)]
 
@@ -67,8 +80,8 @@ def test_finite_float_records_take_the_one_array_fold(monkeypatch):
         return taken[-1]
 
     monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
-    series, entries = _judged([(0.5, "r-0"), (1.5, "r-1"), (2.5, None)], "auto", False,
-                              2**20)
+    series, entries = _judged([(0.5, "r-0"), (np.float64(1.5), "r-1"), (2.5, None)], "auto",
+                              False, 2**20)
     assert sum(value for key, value in series.items()
                if key[0] == "inferwatch_batch_size_count") == 3
     _judged([(0.5, "r-0"), (float("nan"), "r-1")], "auto", False, 2**20)
@@ -82,9 +95,11 @@ def _sequence_calls(draw) -> list[tuple[object, str | None]]:
     one in some drains), most under a request id; in some drains every value finite."""
     finite = draw(st.booleans())
     kind = draw(st.sampled_from([list, tuple]))
+    scalar = draw(_KINDS)
     widths = st.just(draw(st.integers(1, 3))) if draw(st.booleans()) else st.integers(0, 4)
     value = _value.filter(lambda v: not finite or np.isfinite(v))
-    results = [kind(draw(st.lists(value, min_size=width, max_size=width)))
+    results = [kind(_of_kind(scalar, v) for v in draw(st.lists(value, min_size=width,
+                                                                max_size=width)))
                for width in draw(st.lists(widths, min_size=1, max_size=20))]
     return [(result, f"r-{number}" if draw(st.integers(0, 4)) else None)
             for number, result in enumerate(results)]
@@ -123,7 +138,7 @@ def test_finite_float_lists_take_the_one_array_fold(monkeypatch):
         return taken[-1]
 
     monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
-    for calls in ([([0.5], "r-0"), ([1.5], "r-1"), ([2.5], None)],
+    for calls in ([([0.5], "r-0"), ([np.float32(1.5)], "r-1"), ([2.5], None)],
                   [((0.5, 0.7), "r-0"), ((1.0, 2.0, 3.0), "r-1")],
                   [([0.5], "r-0"), ([], "r-1")],
                   [([0.5], "r-0"), ([float("nan")], "r-1")]):

@@ -26,6 +26,7 @@ from inferwatch.core.pending_calls import (
     huge_rows_as_arrays,
     unsliced_rows,
 )
+from inferwatch.core.prediction_batch import FLOAT_SCALARS
 from inferwatch.core.prediction_classes import whole_number_classes
 from inferwatch.core.predictions import DEFAULT_OUTPUT
 from inferwatch.core.record_joins import (
@@ -289,14 +290,15 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
 
 
 def _finite_floats_as_rows(results: list) -> list:
-    """`results` that are all Python floats, none NaN or infinite (a regressor served as
-    a function, called with ``request_id=``), as one-row arrays, views of one array, which
-    the one-array fold reads as the general path reads each float; `results` that are all
-    lists (or all tuples) of Python floats with at least one each, none NaN or infinite
-    (``[score]``, ``(low, high)``), as the 1-D arrays the general path reads them as; any
-    other `results` as they are. (A NaN or an infinity among them sends them all to the
-    general path, which joins such a float as no row, its outcome counted as
-    ``unsupported_prediction``, where an array's row of it is joined as NaN.)
+    """`results` that are all floats (Python's or numpy's float scalars), none NaN or
+    infinite (a regressor served as a function, called with ``request_id=``), as one-row
+    arrays, views of one array, which the one-array fold reads as the general path reads
+    each float; `results` that are all lists (or all tuples) of such floats with at least
+    one each, none NaN or infinite (``[score]``, ``(low, high)``), as the 1-D arrays the
+    general path reads them as; any other `results` as they are. (A NaN or an infinity
+    among them sends them all to the general path, which joins such a float as no row,
+    its outcome counted as ``unsupported_prediction``, where an array's row of it is
+    joined as NaN.)
 
     >>> [row.tolist() for row in _finite_floats_as_rows([0.5, 2.0])]
     [[0.5], [2.0]]
@@ -308,13 +310,13 @@ def _finite_floats_as_rows(results: list) -> list:
     if not results:
         return results
     kinds = set(map(type, results))
-    if kinds == _FLOAT_ONLY:
+    if kinds <= FLOAT_SCALARS:
         column = np.array(results, dtype=np.float64).reshape(-1, 1)
         return list(column) if np.isfinite(column).all() else results
     if kinds not in (_LIST_ONLY, _TUPLE_ONLY) or not all(results):
         return results
     # Every value's type in one pass in C.
-    if set(map(type, itertools.chain.from_iterable(results))) != _FLOAT_ONLY:
+    if not set(map(type, itertools.chain.from_iterable(results))) <= FLOAT_SCALARS:
         return results
     lengths = list(map(len, results))
     if len(set(lengths)) == 1:
@@ -327,7 +329,6 @@ def _finite_floats_as_rows(results: list) -> list:
     return rows if np.isfinite(block).all() else results
 
 
-_FLOAT_ONLY = {float}
 _LIST_ONLY = {list}
 _TUPLE_ONLY = {tuple}
 
