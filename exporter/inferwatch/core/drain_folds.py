@@ -271,8 +271,8 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
         if not records:
             return
     if probabilities is False and _fold_plain_arrays(
-            predictions, joins, task, read_class_names, records, _finite_floats_as_rows(results),
-            rest, cut):
+            predictions, joins, task, read_class_names, records,
+            _scalar_labels_as_rows(_finite_floats_as_rows(results)), rest, cut):
         return
     if rest is not None and len(records) <= pending_calls.SERIES_LOOKED_AT and any(
             unsliced_rows(result) > pending_calls.SLICE_ROWS for result in results):
@@ -331,6 +331,39 @@ def _finite_floats_as_rows(results: list) -> list:
 
 _LIST_ONLY = {list}
 _TUPLE_ONLY = {tuple}
+
+
+def _scalar_labels_as_rows(results: list) -> list:
+    """`results` that are all integer scalars, Python's or numpy's (a classifier served as
+    a function returning ``clf.predict(x)[0]``), or all bools, as one-row arrays of those
+    labels, views of one array, which the one-array fold reads as the general path reads
+    each label; any other `results` as they are (integers that no one integer dtype holds
+    too: numpy would make them floats or objects).
+
+    >>> [row.tolist() for row in _scalar_labels_as_rows([1, np.int64(0)])]
+    [[1], [0]]
+    >>> _scalar_labels_as_rows([1, True]), _scalar_labels_as_rows([2**64, -1])
+    ([1, True], [18446744073709551616, -1])
+    """
+    if not results:
+        return results
+    kinds = set(map(type, results))
+    if kinds <= _INT_SCALARS:
+        expected = "iu"
+    elif kinds <= _BOOL_SCALARS:
+        expected = "b"
+    else:
+        return results
+    try:
+        column = np.array(results).reshape(-1, 1)
+    except (OverflowError, ValueError):
+        return results
+    return list(column) if column.dtype.kind in expected else results
+
+
+_INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
+                          np.uint16, np.uint8})
+_BOOL_SCALARS = frozenset({bool, np.bool_})
 
 
 def _fold_plain_arrays(predictions: PredictionBatch, joins: JoinsInOrder, task: str,

@@ -1,0 +1,95 @@
+"""A function returning one integer or bool label, Python's or numpy's (a classifier served
+as a function: ``clf.predict(x)[0]``), called with ``request_id=``: its drain's labels are
+read as one-row arrays by the one-array fold (``drain_folds._scalar_labels_as_rows``), with
+the series, the rows kept for each id and the outcomes judged that the general path,
+reading each label alone, makes."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inferwatch.core import drain_folds
+from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
+
+
+class _IntClassifier:
+    """A classifier of three whole-number classes whose predict gives its input back."""
+
+    classes_ = np.array([0, 1, 2])
+
+    def predict(self, x):
+        return x
+
+
+_INTS = [int, np.int64, np.int32, np.int8, np.uint8, np.uint64]
+_BOOLS = [bool, np.bool_]
+
+
+@st.composite
+def _calls(draw) -> list[tuple[object, str | None]]:
+    """Calls of a drain, most under a request id: integer labels of one kind or several,
+    or bools; in some drains one of the other kind, or an integer past int64."""
+    family = draw(st.sampled_from(["ints", "ints", "bools"]))
+    if family == "ints":
+        kinds = draw(st.lists(st.sampled_from(_INTS), min_size=1, max_size=3))
+        values = [draw(st.sampled_from(kinds))(draw(st.integers(0, 3)))
+                  for _ in range(draw(st.integers(1, 25)))]
+    else:
+        values = [draw(st.sampled_from(_BOOLS))(draw(st.booleans()))
+                  for _ in range(draw(st.integers(1, 25)))]
+    odd = draw(st.sampled_from(["none", "none", "none", "bool", "int", "huge", "negative"]))
+    position = draw(st.integers(0, len(values) - 1))
+    if odd == "bool":
+        values[position] = True
+    elif odd == "int":
+        values[position] = 1
+    elif odd == "huge":
+        values[position] = 2**64 + 5
+    elif odd == "negative":
+        values[position] = -1
+    return [(value, f"r-{number}" if draw(st.integers(0, 4)) else None)
+            for number, value in enumerate(values)]
+
+
+def _judged(calls, task: str, classifier: bool, cache_bytes: int) -> tuple[dict, dict]:
+    return judged_after_drain(calls, _IntClassifier() if classifier else None, task,
+                              cache_bytes, lambda value: str(value))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=_calls(), task=st.sampled_from(["auto", "classification", "regression"]),
+       classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
+def test_label_records_join_as_each_label_read_alone(monkeypatch, calls, task, classifier,
+                                                      cache_bytes):
+    rows = _judged(calls, task, classifier, cache_bytes)
+    with monkeypatch.context() as patched:
+        patched.setattr(drain_folds, "_scalar_labels_as_rows", lambda results: results)
+        alone = _judged(calls, task, classifier, cache_bytes)
+    _assert_same_samples(rows[0], alone[0])
+    assert rows[1] == alone[1]
+
+
+def test_label_scalars_take_the_one_array_fold(monkeypatch):
+    """The fold above is the one such a drain takes (a test of a fold that never ran would
+    prove nothing); bools beside integers, or an integer past every integer dtype, send
+    the drain to the general path."""
+    taken: list[bool] = []
+    fold = drain_folds._fold_plain_arrays
+
+    def watched(*args, **kwargs) -> bool:
+        taken.append(fold(*args, **kwargs))
+        return taken[-1]
+
+    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    for calls in ([(1, "r-0"), (np.int64(2), "r-1"), (0, None)],
+                  [(True, "r-0"), (np.bool_(False), "r-1")],
+                  [(1, "r-0"), (True, "r-1")],
+                  [(1, "r-0"), (2**64, "r-1")]):
+        series, entries = _judged(calls, "auto", True, 2**20)
+        assert sorted(entries) == ["r-0", "r-1"]
+    assert taken == [True, True, False, False]
+    assert sum(value for key, value in series.items()
+               if key[0] == "inferwatch_outcomes_total" and ("result", "correct") in key[1]) == 2
