@@ -36,6 +36,7 @@ from inferwatch.core.record_joins import (
     kept_array_rows,
     rows_as_tuples,
 )
+from inferwatch.core.stacked_results import is_pandas_series, plain_series_arrays
 
 _ndarray = np.ndarray
 
@@ -272,7 +273,8 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
             return
     if probabilities is False and _fold_plain_arrays(
             predictions, joins, task, read_class_names, records,
-            _scalar_labels_as_rows(_finite_floats_as_rows(results)), rest, cut):
+            _series_as_arrays(_scalar_labels_as_rows(_finite_floats_as_rows(results))), rest,
+            cut):
         return
     if rest is not None and len(records) <= pending_calls.SERIES_LOOKED_AT and any(
             unsliced_rows(result) > pending_calls.SLICE_ROWS for result in results):
@@ -359,6 +361,18 @@ def _scalar_labels_as_rows(results: list) -> list:
     except (OverflowError, ValueError):
         return results
     return list(column) if column.dtype.kind in expected else results
+
+
+def _series_as_arrays(results: list) -> list:
+    """`results` that are all pandas Series of one plain numpy dtype (a function returning
+    ``pd.Series(model.predict(x))``) as their arrays, which is how the general path reads
+    each (:func:`~inferwatch.core.stacked_results.plain_series_arrays`: a Series' name and
+    index name no output); any other `results` as they are."""
+    if not results or len(kinds := set(map(type, results))) != 1 or \
+            not is_pandas_series(next(iter(kinds))):
+        return results
+    arrays = plain_series_arrays(results)
+    return results if arrays is None else arrays
 
 
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,

@@ -1,0 +1,95 @@
+"""A function returning a pandas Series per call (``pd.Series(model.predict(x))``), called
+with ``request_id=``: a drain of Series of one plain numpy dtype is read as their arrays
+by the one-array fold (``drain_folds._series_as_arrays``), with the series, the rows kept
+for each id and the outcomes judged that the general path, reading each Series alone,
+makes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inferwatch.core import drain_folds
+from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
+
+
+class _IntClassifier:
+    """A classifier of three whole-number classes whose predict gives its input back."""
+
+    classes_ = np.array([0, 1, 2])
+
+    def predict(self, x):
+        return x
+
+
+_VALUES = {
+    "float64": st.one_of(st.floats(-1e6, 1e6), st.sampled_from([0.0, 1.0, 2.0, np.nan])),
+    "float32": st.floats(-1e3, 1e3, width=32),
+    "int64": st.integers(0, 3),
+    "bool": st.booleans(),
+    "object": st.sampled_from(["cat", "dog", None]),
+    # pandas' own dtypes, read call by call: their missing values and categories have
+    # rules of their own.
+    "Int64": st.sampled_from([0, 1, 2, None]),
+    "boolean": st.sampled_from([True, False, None]),
+    "category": st.sampled_from(["0", "1"]),
+}
+
+
+@st.composite
+def _calls(draw) -> list[tuple[object, str | None]]:
+    """Calls of a drain, most under a request id, each a Series of one to three rows of one
+    dtype (in some drains another dtype among them), named or not."""
+    dtype = draw(st.sampled_from(sorted(_VALUES)))
+    calls = []
+    for number in range(draw(st.integers(1, 15))):
+        kind = dtype if draw(st.integers(0, 9)) else draw(st.sampled_from(sorted(_VALUES)))
+        values = draw(st.lists(_VALUES[kind], min_size=1, max_size=3))
+        series = pd.Series(values, dtype=kind, name=draw(st.sampled_from([None, "price"])))
+        calls.append((series, f"r-{number}" if draw(st.integers(0, 4)) else None))
+    return calls
+
+
+def _first(result) -> object:
+    value = result.iloc[0]
+    return value + 0.25 if isinstance(value, (float, np.floating)) else str(value)
+
+
+def _judged(calls, task: str, classifier: bool, cache_bytes: int) -> tuple[dict, dict]:
+    return judged_after_drain(calls, _IntClassifier() if classifier else None, task,
+                              cache_bytes, _first)
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=_calls(), task=st.sampled_from(["auto", "classification", "regression"]),
+       classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
+def test_series_records_join_as_each_series_read_alone(monkeypatch, calls, task, classifier,
+                                                        cache_bytes):
+    rows = _judged(calls, task, classifier, cache_bytes)
+    with monkeypatch.context() as patched:
+        patched.setattr(drain_folds, "_series_as_arrays", lambda results: results)
+        alone = _judged(calls, task, classifier, cache_bytes)
+    _assert_same_samples(rows[0], alone[0])
+    assert rows[1] == alone[1]
+
+
+def test_series_take_the_one_array_fold(monkeypatch):
+    """The fold above is the one a drain of Series of one plain dtype takes (a test of a
+    fold that never ran would prove nothing); Series of two dtypes do not."""
+    taken: list[bool] = []
+    fold = drain_folds._fold_plain_arrays
+
+    def watched(*args, **kwargs) -> bool:
+        taken.append(fold(*args, **kwargs))
+        return taken[-1]
+
+    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    for calls in ([(pd.Series([0.5]), "r-0"), (pd.Series([1.5, 2.5], name="p"), "r-1")],
+                  [(pd.Series([1]), "r-0"), (pd.Series([0.5]), "r-1")]):
+        _, entries = _judged(calls, "auto", False, 2**20)
+        assert sorted(entries) == ["r-0", "r-1"]
+    assert taken == [True, False]
+    assert entries["r-1"][:2] == (None, "(0.5,)")
