@@ -38,6 +38,8 @@ from inferwatch.core.stacked_results import (
     SEQUENCES,
     SHAPE_OF,
     StackedResults,
+    array_dict_columns,
+    array_tuple_columns,
     is_pandas_frame,
     is_pandas_series,
     is_polars_series,
@@ -60,6 +62,7 @@ _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64,
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 _LIST_ONLY = {list}
 _DICT_ONLY = {dict}
+_LIST_OR_TUPLE = ({list}, {tuple})
 _NONE_ONLY = {type(None)}
 
 _UNSET = object()
@@ -367,9 +370,10 @@ class PredictionBatch(StackedResults):
 
     def add_dict_records(self, results: Sequence[object]) -> list | None:
         """Record many one-row dicts of named outputs (or a pipeline's lists of one such
-        dict), all of the shape :func:`scalar_dict_columns` reads, their float outputs
-        finite, as one dict of columns; returns each one's classes or values, as
-        :meth:`add_records` returns them reading each alone. None, recording nothing, for
+        dict), all of the shape :func:`scalar_dict_columns` reads, or many dicts, tuples or
+        lists of 1-D float arrays (:func:`array_dict_columns`, :func:`array_tuple_columns`),
+        their float outputs finite, as one dict of columns; returns each one's classes or
+        values, as :meth:`add_records` returns them reading each alone. None, recording nothing, for
         any other results, and for any whose rows the column loses (a NaN, a label no class
         was declared for: a split of the column could not tell whose row it was), which are
         read one by one.
@@ -383,9 +387,17 @@ class PredictionBatch(StackedResults):
         """
         kinds = set(map(type, results))
         columns = None
+        sizes = [1] * len(results)
         task = self.settings.task
         if kinds == _DICT_ONLY:
             columns = scalar_dict_columns(results, True, task)  # type: ignore[arg-type]
+            if columns is None:  # dicts of 1-D float arrays (``{"price": prices}``)
+                columns, sizes = array_dict_columns(results) or (None, sizes)  # type: ignore[arg-type]
+        elif kinds in _LIST_OR_TUPLE and results[0] and \
+                results[0][0].__class__ is np.ndarray:  # type: ignore[index]
+            # Tuples of 1-D float arrays, or a runtime's list of them (ONNX Runtime's
+            # ``session.run``): outputs 0, 1, ... as a call's tuple is read.
+            columns, sizes = array_tuple_columns(results) or (None, sizes)  # type: ignore[arg-type]
         elif kinds == _LIST_ONLY:
             rows = one_dict_rows(results)  # type: ignore[arg-type]
             columns = None if rows is None else scalar_dict_columns(rows, False, task)
@@ -394,11 +406,10 @@ class PredictionBatch(StackedResults):
                                       if column.__class__ is np.ndarray
                                       and column.dtype.kind == "f"):
             return None
-        sizes = [1] * len(results)
         prediction = self._normalized(columns, False)
         if prediction is None:
             return [None] * len(results)
-        if prediction.classes is not None and len(prediction.classes) != len(results):
+        if prediction.classes is not None and len(prediction.classes) != sum(sizes):
             # Some labels were refused (no class declared for them): whose they were is
             # known only call by call, where each call keeps its own row.
             return None

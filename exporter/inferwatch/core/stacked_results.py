@@ -229,6 +229,66 @@ def one_dict_rows(results: Sequence[list]) -> list[dict] | None:
     return rows if set(map(type, rows)) == _DICT_ONLY else None
 
 
+def array_tuple_columns(results: Sequence[Sequence]) -> tuple[dict[str, np.ndarray],
+                                                               list[int]] | None:
+    """Many tuples (or lists) of 1-D float numpy arrays, one count of them, as the dict of
+    columns ``0``, ``1``, ... they make and each call's rows (:func:`array_output_columns`);
+    None for any others.
+
+    >>> columns, rows = array_tuple_columns([(np.array([1.0]), np.array([2.0]))] * 2)
+    >>> {name: column.tolist() for name, column in columns.items()}, rows
+    ({'0': [1.0, 1.0], '1': [2.0, 2.0]}, [1, 1])
+    """
+    width = len(results[0])
+    if not width or set(map(len, results)) != {width}:  # one count in every tuple
+        return None
+    # A pass in C per output: zip(*results) makes an iterator per call, and those
+    # thousand tracked objects set off a garbage collection in the drain.
+    outputs = [list(map(operator.itemgetter(j), results)) for j in range(width)]
+    return array_output_columns(tuple(map(str, range(width))), outputs)
+
+
+def array_dict_columns(results: Sequence[dict]) -> tuple[dict[str, np.ndarray],
+                                                         list[int]] | None:
+    """Many dicts of the same named outputs (in one key order), each a 1-D float numpy
+    array, as one dict of columns and each call's rows (:func:`array_output_columns`);
+    None for any others."""
+    names = tuple(results[0])
+    if not names or set(map(tuple, results)) != {names}:  # the same keys, in one order
+        return None
+    arrays = list(map(operator.itemgetter(*names), results))
+    return array_output_columns(names, [arrays] if len(names) == 1 else list(zip(*arrays)))
+
+
+def array_output_columns(names: tuple, outputs: list[Sequence[object]]
+                         ) -> tuple[dict[str, np.ndarray], list[int]] | None:
+    """Every call's array of each named output (`outputs`, in the order of `names`, each in
+    call order) as one dict of columns, and each call's rows, when each output's arrays
+    are all exactly numpy arrays, 1-D, of one float dtype, and a call's arrays are all of
+    one length; None otherwise. Each test is a pass in C over an output's arrays, not a
+    Python step per call."""
+    rows: list[int] | None = None
+    for output in outputs:
+        # Exactly ndarray, as ``__class__`` tells (a proxy may pass for one); ``type``
+        # is the cheaper read and says the same for every plain array.
+        if set(map(type, output)) != _NDARRAY_ONLY and \
+                set(map(_CLASS_OF, output)) != _NDARRAY_ONLY:
+            return None
+        if set(map(_NDIM_OF, output)) != _ONE_DIMENSION:
+            return None
+        dtypes = set(map(DTYPE_OF, output))
+        if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+            return None
+        lengths = list(map(len, output))
+        if rows is None:
+            rows = lengths
+        elif lengths != rows:
+            return None
+    if rows is None:
+        return None
+    return {name: np.concatenate(output) for name, output in zip(names, outputs)}, rows
+
+
 class StackedResults:
     """The readers of :class:`~inferwatch.core.prediction_batch.PredictionBatch` that
     take many calls' results of one kind at once: each returns False, recording
@@ -346,50 +406,18 @@ class StackedResults:
         ``(prices, etas)`` per call): outputs ``0``, ``1``, ... read as the dicts of the
         same arrays under those names are, which is how a call's tuple is read. False,
         recording nothing, for any other tuples."""
-        width = len(results[0])
-        if not width or set(map(len, results)) != {width}:  # one count in every tuple
-            return False
-        # A pass in C per output: zip(*results) makes an iterator per call, and those
-        # thousand tracked objects set off a garbage collection in the drain.
-        outputs = [list(map(operator.itemgetter(j), results)) for j in range(width)]
-        return self._add_array_outputs(tuple(map(str, range(width))), outputs)
+        found = array_tuple_columns(results)
+        return found is not None and self._add_array_columns(*found)
 
     def _add_array_dicts(self, results: Sequence[dict]) -> bool:
         """Many dicts of the same named outputs, each a 1-D float numpy array (a model
         returning ``{"price": prices, "eta": etas}`` per call), one length within a call:
         one dict of columns, read as a call's dict is. False, recording nothing, for any
         other dicts."""
-        names = tuple(results[0])
-        if not names or set(map(tuple, results)) != {names}:  # the same keys, in one order
-            return False
-        arrays = list(map(operator.itemgetter(*names), results))
-        return self._add_array_outputs(names, [arrays] if len(names) == 1 else
-                                       list(zip(*arrays)))
+        found = array_dict_columns(results)
+        return found is not None and self._add_array_columns(*found)
 
-    def _add_array_outputs(self, names: tuple, outputs: list[Sequence[object]]) -> bool:
-        """Every call's array of each named output (`outputs`, in the order of `names`, each
-        in call order): recorded as one dict of columns when each output's arrays are all
-        exactly numpy arrays, 1-D, of one float dtype, and a call's arrays are all of one
-        length. False, recording nothing, otherwise. Each test is a pass in C over an
-        output's arrays, not a Python step per call."""
-        rows: list[int] | None = None
-        for output in outputs:
-            # Exactly ndarray, as ``__class__`` tells (a proxy may pass for one); ``type``
-            # is the cheaper read and says the same for every plain array.
-            if set(map(type, output)) != _NDARRAY_ONLY and \
-                    set(map(_CLASS_OF, output)) != _NDARRAY_ONLY:
-                return False
-            if set(map(_NDIM_OF, output)) != _ONE_DIMENSION:
-                return False
-            dtypes = set(map(DTYPE_OF, output))
-            if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
-                return False
-            lengths = list(map(len, output))
-            if rows is None:
-                rows = lengths
-            elif lengths != rows:
-                return False
-        columns = {name: np.concatenate(output) for name, output in zip(names, outputs)}
+    def _add_array_columns(self, columns: dict[str, np.ndarray], rows: list[int]) -> bool:
         prediction = self._normalized(columns, False)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
