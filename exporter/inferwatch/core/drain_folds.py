@@ -273,8 +273,8 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
             return
     if probabilities is False and _fold_plain_arrays(
             predictions, joins, task, read_class_names, records,
-            _series_as_arrays(_scalar_labels_as_rows(_finite_floats_as_rows(results))), rest,
-            cut):
+            _series_as_arrays(_text_labels_as_rows(_scalar_labels_as_rows(
+                _finite_floats_as_rows(results)))), rest, cut):
         return
     if rest is not None and len(records) <= pending_calls.SERIES_LOOKED_AT and any(
             unsliced_rows(result) > pending_calls.SLICE_ROWS for result in results):
@@ -361,6 +361,43 @@ def _scalar_labels_as_rows(results: list) -> list:
     except (OverflowError, ValueError):
         return results
     return list(column) if column.dtype.kind in expected else results
+
+
+def _text_labels_as_rows(results: list) -> list:
+    """`results` that are all text labels (``str`` or numpy's), or all lists of them with
+    at least one each (a classifier served as a function returning ``"fraud"`` or
+    ``["fraud"]``), as the arrays of that text, which the one-array fold reads as the
+    general path reads each label; any other `results` as they are, text ending in a NUL
+    too (numpy's fixed-width text would drop it).
+
+    >>> [row.tolist() for row in _text_labels_as_rows(["cat", "dog"])]
+    [['cat'], ['dog']]
+    >>> [row.tolist() for row in _text_labels_as_rows([["cat"], ["dog", "owl"]])]
+    [['cat'], ['dog', 'owl']]
+    >>> _text_labels_as_rows(["cat", "a\\x00"])
+    ['cat', 'a\\x00']
+    """
+    if not results:
+        return results
+    kinds = set(map(type, results))
+    if kinds <= _TEXT_SCALARS:
+        labels = results
+    elif kinds == _LIST_ONLY and all(results):
+        labels = list(itertools.chain.from_iterable(results))
+        if not set(map(type, labels)) <= _TEXT_SCALARS:
+            return results
+    else:
+        return results
+    if any(label.endswith("\x00") for label in labels):
+        return results
+    block = np.array(labels, dtype=str)
+    if kinds != _LIST_ONLY:
+        return list(block.reshape(-1, 1))
+    lengths = list(map(len, results))
+    return np.split(block, np.cumsum(lengths[:-1]))
+
+
+_TEXT_SCALARS = frozenset({str, np.str_})
 
 
 def _series_as_arrays(results: list) -> list:

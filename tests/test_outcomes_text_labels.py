@@ -1,0 +1,115 @@
+"""A function returning one text label (``"fraud"``, numpy's ``clf.predict(x)[0]``) or a
+list of them, called with ``request_id=``: its drain's labels are read as arrays of text
+by the one-array fold (``drain_folds._text_labels_as_rows``), with the series, the rows
+kept for each id and the outcomes judged that the general path, reading each label
+alone, makes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import inferwatch
+from conftest import Scraper
+from inferwatch.core import drain_folds
+from test_outcomes_array_rows import (
+    _assert_same_samples,
+    _entries,
+    _recorded,
+    judge_calls,
+    make_calls,
+)
+
+_LABELS = st.sampled_from(["cat", "dog", "owl", "", "é", "a\x00", "nan", "0"])
+
+
+@st.composite
+def _calls(draw) -> list[tuple[object, str | None]]:
+    """Calls of a drain, most under a request id: labels as ``str`` or ``np.str_``, or
+    lists of them (in some drains an empty list, or a number, among them)."""
+    listed = draw(st.booleans())
+    results = []
+    for _ in range(draw(st.integers(1, 20))):
+        kind = draw(st.sampled_from([str, str, np.str_]))
+        if listed:
+            results.append([kind(label) for label in
+                            draw(st.lists(_LABELS, min_size=1, max_size=3))])
+        else:
+            results.append(kind(draw(_LABELS)))
+    odd = draw(st.sampled_from(["none", "none", "none", "empty", "number"]))
+    at = draw(st.integers(0, len(results) - 1))
+    if odd == "empty" and listed:
+        results[at] = []
+    elif odd == "number":
+        results[at] = [1.5] if listed else 1.5
+    return [(result, f"r-{number}" if draw(st.integers(0, 4)) else None)
+            for number, result in enumerate(results)]
+
+
+def _judged(calls, options: dict, cache_bytes: int) -> tuple[dict, dict]:
+    """(The series, the outcome cache's entries) after `calls` through a function giving
+    its input back, instrumented with `options` (text is a label only where ``classes=``
+    declares the model a classifier), drained, then judged by each one's first label."""
+    scraper = Scraper(drain_interval=3600)
+    try:
+        call = inferwatch.instrument(lambda x: x, name="m", version="1",
+                                     registry=scraper.registry, **options)
+        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+        monitor.configure(outcome_cache_bytes=cache_bytes)
+        make_calls(call, calls)
+        monitor.drain()
+        entries = _entries(monitor)
+        judge_calls(monitor, calls, _first)
+        return _recorded(scraper), entries
+    finally:
+        scraper.registry.close()
+
+
+def _first(result) -> object:
+    first = result[0] if isinstance(result, list) and result else result
+    return str(first) if not isinstance(first, list) else "cat"
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=_calls(), options=st.fixed_dictionaries(
+    {}, optional={"task": st.sampled_from(["classification", "regression"]),
+                  "classes": st.sampled_from([["cat", "dog"],
+                                              ["cat", "dog", "owl", "", "é", "a\x00"]])}),
+       cache_bytes=st.sampled_from([2048, 2**20]))
+def test_text_label_records_join_as_each_label_read_alone(monkeypatch, calls, options,
+                                                           cache_bytes):
+    rows = _judged(calls, options, cache_bytes)
+    with monkeypatch.context() as patched:
+        patched.setattr(drain_folds, "_text_labels_as_rows", lambda results: results)
+        alone = _judged(calls, options, cache_bytes)
+    _assert_same_samples(rows[0], alone[0])
+    assert rows[1] == alone[1]
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_text_labels_take_the_one_array_fold(monkeypatch, listed):
+    """The fold above is the one such a drain takes (a test of a fold that never ran would
+    prove nothing); a label ending in NUL sends the drain to the general path."""
+    taken: list[bool] = []
+    fold = drain_folds._fold_plain_arrays
+
+    def watched(*args, **kwargs) -> bool:
+        taken.append(fold(*args, **kwargs))
+        return taken[-1]
+
+    def result(label: str) -> object:
+        return [label] if listed else label
+
+    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    # "dog\x00" is no class of the model's: its outcome is not judged correct.
+    for calls, correct in (([(result("cat"), "r-0"), (result(np.str_("dog")), "r-1")], 2),
+                           ([(result("cat"), "r-0"), (result("dog\x00"), "r-1")], 1)):
+        series, entries = _judged(calls, {"classes": ["cat", "dog"]}, 2**20)
+        assert sorted(entries) == ["r-0", "r-1"]
+        assert sum(value for key, value in series.items()
+                   if key[0] == "inferwatch_outcomes_total" and
+                   ("result", "correct") in key[1]) == correct
+    assert taken == [True, False]
