@@ -1,7 +1,7 @@
 """A function returning a float, or a list or tuple of floats, called with
 ``request_id=`` (a regressor served as a function, in the delayed-ground-truth flow): its
 drain's finite floats are read as arrays by the one-array fold
-(``drain_folds._finite_floats_as_rows``), with the series, the rows kept for each id and
+(``record_arrays._finite_floats_as_rows``), with the series, the rows kept for each id and
 the outcomes judged that the general path, reading each result alone, makes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inferwatch.core import drain_folds
+from inferwatch.core import drain_folds, record_arrays
 from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
 
 
@@ -63,7 +63,7 @@ def test_float_records_join_as_each_float_read_alone(monkeypatch, calls, task, c
                                                       cache_bytes):
     rows = _judged(calls, task, classifier, cache_bytes)
     with monkeypatch.context() as patched:
-        patched.setattr(drain_folds, "_finite_floats_as_rows", lambda results: results)
+        patched.setattr(record_arrays, "_finite_floats_as_rows", lambda results: results)
         alone = _judged(calls, task, classifier, cache_bytes)
     _assert_same_samples(rows[0], alone[0])
     assert rows[1] == alone[1]
@@ -121,7 +121,7 @@ def test_float_list_records_join_as_each_list_read_alone(monkeypatch, calls, tas
 
     rows = judged()
     with monkeypatch.context() as patched:
-        patched.setattr(drain_folds, "_finite_floats_as_rows", lambda results: results)
+        patched.setattr(record_arrays, "_finite_floats_as_rows", lambda results: results)
         alone = judged()
     _assert_same_samples(rows[0], alone[0])
     assert rows[1] == alone[1]

@@ -1,6 +1,6 @@
 """A function returning one integer or bool label, Python's or numpy's (a classifier served
 as a function: ``clf.predict(x)[0]``), called with ``request_id=``: its drain's labels are
-read as one-row arrays by the one-array fold (``drain_folds._scalar_labels_as_rows``), with
+read as one-row arrays by the one-array fold (``record_arrays._scalar_labels_as_rows``), with
 the series, the rows kept for each id and the outcomes judged that the general path,
 reading each label alone, makes."""
 
@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inferwatch.core import drain_folds
+from inferwatch.core import drain_folds, record_arrays
 from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
 
 
@@ -66,7 +66,7 @@ def test_label_records_join_as_each_label_read_alone(monkeypatch, calls, task, c
                                                       cache_bytes):
     rows = _judged(calls, task, classifier, cache_bytes)
     with monkeypatch.context() as patched:
-        patched.setattr(drain_folds, "_scalar_labels_as_rows", lambda results: results)
+        patched.setattr(record_arrays, "_scalar_labels_as_rows", lambda results: results)
         alone = _judged(calls, task, classifier, cache_bytes)
     _assert_same_samples(rows[0], alone[0])
     assert rows[1] == alone[1]

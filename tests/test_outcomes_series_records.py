@@ -1,6 +1,6 @@
 """A function returning a pandas Series per call (``pd.Series(model.predict(x))``), called
 with ``request_id=``: a drain of Series of one plain numpy dtype is read as their arrays
-by the one-array fold (``drain_folds._series_as_arrays``), with the series, the rows kept
+by the one-array fold (``record_arrays._series_as_arrays``), with the series, the rows kept
 for each id and the outcomes judged that the general path, reading each Series alone,
 makes."""
 
@@ -11,7 +11,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inferwatch.core import drain_folds
+from inferwatch.core import drain_folds, record_arrays
 from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
 
 
@@ -70,7 +70,7 @@ def test_series_records_join_as_each_series_read_alone(monkeypatch, calls, task,
                                                         cache_bytes):
     rows = _judged(calls, task, classifier, cache_bytes)
     with monkeypatch.context() as patched:
-        patched.setattr(drain_folds, "_series_as_arrays", lambda results: results)
+        patched.setattr(record_arrays, "_series_as_arrays", lambda results: results)
         alone = _judged(calls, task, classifier, cache_bytes)
     _assert_same_samples(rows[0], alone[0])
     assert rows[1] == alone[1]

@@ -1,6 +1,6 @@
 """A function returning one text label (``"fraud"``, numpy's ``clf.predict(x)[0]``) or a
 list of them, called with ``request_id=``: its drain's labels are read as arrays of text
-by the one-array fold (``drain_folds._text_labels_as_rows``), with the series, the rows
+by the one-array fold (``record_arrays._text_labels_as_rows``), with the series, the rows
 kept for each id and the outcomes judged that the general path, reading each label
 alone, makes."""
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from conftest import Scraper
-from inferwatch.core import drain_folds
+from inferwatch.core import drain_folds, record_arrays
 from test_outcomes_array_rows import (
     _assert_same_samples,
     _entries,
@@ -83,7 +83,7 @@ def test_text_label_records_join_as_each_label_read_alone(monkeypatch, calls, op
                                                            cache_bytes):
     rows = _judged(calls, options, cache_bytes)
     with monkeypatch.context() as patched:
-        patched.setattr(drain_folds, "_text_labels_as_rows", lambda results: results)
+        patched.setattr(record_arrays, "_text_labels_as_rows", lambda results: results)
         alone = _judged(calls, options, cache_bytes)
     _assert_same_samples(rows[0], alone[0])
     assert rows[1] == alone[1]

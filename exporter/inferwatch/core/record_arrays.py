@@ -1,0 +1,158 @@
+"""Request-path results read as the numpy arrays they equal, for the one-array fold
+(``drain_folds._fold_plain_arrays``), which reads a drain's 1-D arrays in one pass and
+remembers each call's rows for its outcome.
+
+Each reader here takes a drain's results only when every one is of its kind, and makes of
+each exactly the array the general path reads it as (a float as a one-row float array, a
+list of floats as its 1-D array, a Series as its values); otherwise it hands them on as
+they are, and the general path normalises them one by one. Each has a property test that
+compares the series, the rows kept and the outcomes judged with the general path's
+(``tests/test_outcomes_*_records.py``, ``test_outcomes_label_scalars.py``,
+``test_outcomes_text_labels.py``).
+
+>>> [row.tolist() for row in as_plain_arrays([0.5, 2.0])]
+[[0.5], [2.0]]
+>>> as_plain_arrays([{"label": "cat"}])
+[{'label': 'cat'}]
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from inferwatch.core.prediction_batch import FLOAT_SCALARS
+from inferwatch.core.stacked_results import is_pandas_series, plain_series_arrays
+
+
+def as_plain_arrays(results: list) -> list:
+    """`results` as the arrays one of the readers below makes of them, or as they are."""
+    return _series_as_arrays(_text_labels_as_rows(_scalar_labels_as_rows(
+        _finite_floats_as_rows(results))))
+
+
+def _finite_floats_as_rows(results: list) -> list:
+    """`results` that are all floats (Python's or numpy's float scalars), none NaN or
+    infinite (a regressor served as a function, called with ``request_id=``), as one-row
+    arrays, views of one array, which the one-array fold reads as the general path reads
+    each float; `results` that are all lists (or all tuples) of such floats with at least
+    one each, none NaN or infinite (``[score]``, ``(low, high)``), as the 1-D arrays the
+    general path reads them as; any other `results` as they are. (A NaN or an infinity
+    among them sends them all to the general path, which joins such a float as no row,
+    its outcome counted as ``unsupported_prediction``, where an array's row of it is
+    joined as NaN.)
+
+    >>> [row.tolist() for row in _finite_floats_as_rows([0.5, 2.0])]
+    [[0.5], [2.0]]
+    >>> _finite_floats_as_rows([0.5, float("nan")])
+    [0.5, nan]
+    >>> [row.tolist() for row in _finite_floats_as_rows([[0.5], [1.0, 2.0]])]
+    [[0.5], [1.0, 2.0]]
+    """
+    if not results:
+        return results
+    kinds = set(map(type, results))
+    if kinds <= FLOAT_SCALARS:
+        column = np.array(results, dtype=np.float64).reshape(-1, 1)
+        return list(column) if np.isfinite(column).all() else results
+    if kinds not in (_LIST_ONLY, _TUPLE_ONLY) or not all(results):
+        return results
+    # Every value's type in one pass in C.
+    if not set(map(type, itertools.chain.from_iterable(results))) <= FLOAT_SCALARS:
+        return results
+    lengths = list(map(len, results))
+    if len(set(lengths)) == 1:
+        block = np.array(results, dtype=np.float64)
+        rows = list(block)
+    else:
+        block = np.fromiter(itertools.chain.from_iterable(results), dtype=np.float64,
+                            count=sum(lengths))
+        rows = np.split(block, np.cumsum(lengths[:-1]))
+    return rows if np.isfinite(block).all() else results
+
+
+_LIST_ONLY = {list}
+_TUPLE_ONLY = {tuple}
+
+
+def _scalar_labels_as_rows(results: list) -> list:
+    """`results` that are all integer scalars, Python's or numpy's (a classifier served as
+    a function returning ``clf.predict(x)[0]``), or all bools, as one-row arrays of those
+    labels, views of one array, which the one-array fold reads as the general path reads
+    each label; any other `results` as they are (integers that no one integer dtype holds
+    too: numpy would make them floats or objects).
+
+    >>> [row.tolist() for row in _scalar_labels_as_rows([1, np.int64(0)])]
+    [[1], [0]]
+    >>> _scalar_labels_as_rows([1, True]), _scalar_labels_as_rows([2**64, -1])
+    ([1, True], [18446744073709551616, -1])
+    """
+    if not results:
+        return results
+    kinds = set(map(type, results))
+    if kinds <= _INT_SCALARS:
+        expected = "iu"
+    elif kinds <= _BOOL_SCALARS:
+        expected = "b"
+    else:
+        return results
+    try:
+        column = np.array(results).reshape(-1, 1)
+    except (OverflowError, ValueError):
+        return results
+    return list(column) if column.dtype.kind in expected else results
+
+
+def _text_labels_as_rows(results: list) -> list:
+    """`results` that are all text labels (``str`` or numpy's), or all lists of them with
+    at least one each (a classifier served as a function returning ``"fraud"`` or
+    ``["fraud"]``), as the arrays of that text, which the one-array fold reads as the
+    general path reads each label; any other `results` as they are, text ending in a NUL
+    too (numpy's fixed-width text would drop it).
+
+    >>> [row.tolist() for row in _text_labels_as_rows(["cat", "dog"])]
+    [['cat'], ['dog']]
+    >>> [row.tolist() for row in _text_labels_as_rows([["cat"], ["dog", "owl"]])]
+    [['cat'], ['dog', 'owl']]
+    >>> _text_labels_as_rows(["cat", "a\\x00"])
+    ['cat', 'a\\x00']
+    """
+    if not results:
+        return results
+    kinds = set(map(type, results))
+    if kinds <= _TEXT_SCALARS:
+        labels = results
+    elif kinds == _LIST_ONLY and all(results):
+        labels = list(itertools.chain.from_iterable(results))
+        if not set(map(type, labels)) <= _TEXT_SCALARS:
+            return results
+    else:
+        return results
+    if any(label.endswith("\x00") for label in labels):
+        return results
+    block = np.array(labels, dtype=str)
+    if kinds != _LIST_ONLY:
+        return list(block.reshape(-1, 1))
+    lengths = list(map(len, results))
+    return np.split(block, np.cumsum(lengths[:-1]))
+
+
+_TEXT_SCALARS = frozenset({str, np.str_})
+
+
+def _series_as_arrays(results: list) -> list:
+    """`results` that are all pandas Series of one plain numpy dtype (a function returning
+    ``pd.Series(model.predict(x))``) as their arrays, which is how the general path reads
+    each (:func:`~inferwatch.core.stacked_results.plain_series_arrays`: a Series' name and
+    index name no output); any other `results` as they are."""
+    if not results or len(kinds := set(map(type, results))) != 1 or \
+            not is_pandas_series(next(iter(kinds))):
+        return results
+    arrays = plain_series_arrays(results)
+    return results if arrays is None else arrays
+
+
+_INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
+                          np.uint16, np.uint8})
+_BOOL_SCALARS = frozenset({bool, np.bool_})
