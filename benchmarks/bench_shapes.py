@@ -8,7 +8,9 @@ one 10-million-row batch (how long the monitor lock is held at a time), also cal
 ``request_id=``. For each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
 as the background drain does at 1,000 calls/s, and a scrape every 15,000 calls) as ratios
 of the naive wrapper's, and the drain's own cost per call, so that a slow shape shows at
-once. Everything is measured alternately in one process (``_rounds``); a ratio is the
+once; and each shape's drain cost per call with ``request_id=`` (the delayed-ground-truth
+flow) beside its cost without, so that a shape the request path reads call by call shows
+too. Everything is measured alternately in one process (``_rounds``); a ratio is the
 median of its rounds' own ratios (a slow spell of the machine slows a round alike), the
 times beside it are the medians of the rounds.
 """
@@ -472,6 +474,9 @@ def _request_path_shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]
 
     return {
         **_shapes(),
+        # A classifier served as a function returning ``clf.predict(x)[0]``.
+        "numpy integer label": (lambda: (fn_of(np.int64(1)), {"classes": [0, 1]}), 1),
+        "text label": (lambda: (fn_of("fraud"), {"classes": ["legit", "fraud"]}), 1),
         "list of one text label": (lambda: (fn_of(["fraud"]), {"classes": ["legit", "fraud"]}),
                                    1),
         "tuple of two scores": (lambda: (fn_of((0.25, 0.75)), {}), 1),
