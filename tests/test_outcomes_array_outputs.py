@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fold_checks import as_the_general_path, watched
 from inferwatch.core.prediction_batch import PredictionBatch
-from test_outcomes_array_rows import _assert_same_samples
 from test_outcomes_dict_records import _judged
 
 _VALUE = st.one_of(st.floats(-1e6, 1e6), st.sampled_from([0.0, 1.0, 0.5]))
@@ -68,32 +68,22 @@ _options = st.fixed_dictionaries(
        cache_bytes=st.sampled_from([2048, 2**20]))
 def test_array_outputs_join_as_each_call_read_alone(monkeypatch, drains, options,
                                                     cache_bytes):
-    rows = _judged(drains, options, 50, cache_bytes, truth=_truth)
-    with monkeypatch.context() as patched:
-        patched.setattr(PredictionBatch, "add_dict_records", lambda self, results: None)
-        alone = _judged(drains, options, 50, cache_bytes, truth=_truth)
-    _assert_same_samples(rows[0], alone[0])
-    assert rows[1] == alone[1]
+    as_the_general_path(monkeypatch, PredictionBatch, "add_dict_records",
+                        lambda: _judged(drains, options, 50, cache_bytes, truth=_truth),
+                        lambda self, results: None)
 
 
 @pytest.mark.parametrize("container", [tuple, list, "dict"])
 def test_array_outputs_take_the_dict_fold(monkeypatch, container):
     """The fold above is the one such a drain takes (a test of a fold that never ran would
     prove nothing); a NaN among them sends the drain to the general path."""
-    taken: list[bool] = []
-    fold = PredictionBatch.add_dict_records
-
-    def watched(self, results):
-        rows = fold(self, results)
-        taken.append(rows is not None)
-        return rows
-
     def result(price: float, eta: float) -> object:
         arrays = [np.array([price]), np.array([eta])]
         return dict(zip(["price", "eta"], arrays)) if container == "dict" else \
             container(arrays)
 
-    monkeypatch.setattr(PredictionBatch, "add_dict_records", watched)
+    taken = watched(monkeypatch, PredictionBatch, "add_dict_records",
+                    lambda rows: rows is not None)
     series, entries = _judged([[(result(10.0, 3.0), "r-0"), (result(12.0, 4.0), "r-1")],
                                [(result(10.0, 3.0), "r-2"), (result(np.nan, 4.0), "r-3")]],
                               {}, 50, 2**20, truth=_truth)

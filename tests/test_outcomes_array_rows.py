@@ -91,14 +91,15 @@ def _run(calls, task: str, classifier: bool, cache_bytes: int, outcome):
 
 
 def judged_after_drain(calls, model: object | None, task: str, cache_bytes: int,
-                       outcome) -> tuple[dict, list]:
+                       outcome, options: dict | None = None) -> tuple[dict, list]:
     """(The series, the outcome cache's entries) after `calls` ((result, request id or
     None) each) went through `model`'s instrumented ``predict`` (None: a function giving
-    its input back) under a cache of `cache_bytes`, were drained, and each call made under
-    an id was judged by ``outcome(result)``."""
+    its input back; `options` for instrument() besides `task`) under a cache of
+    `cache_bytes`, were drained, and each call made under an id was judged by
+    ``outcome(result)``."""
     scraper = Scraper(drain_interval=3600)
     try:
-        kwargs = {} if task == "auto" else {"task": task}
+        kwargs = {**(options or {}), **({} if task == "auto" else {"task": task})}
         if model is not None:
             call = inferwatch.instrument(model, name="m", version="1",
                                          registry=scraper.registry, **kwargs).predict

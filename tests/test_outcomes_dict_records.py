@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from conftest import Scraper
+from fold_checks import watched
 from inferwatch.core.prediction_batch import PredictionBatch
 from test_outcomes_array_rows import (
     _assert_same_samples,
@@ -167,15 +168,8 @@ def test_dict_records_take_the_dict_fold(monkeypatch):
 def test_lists_of_one_labelled_map_take_the_dict_fold(monkeypatch):
     """A pipeline-like answer, ``[{"label", "probability": {...}}]``, under request ids:
     read as columns, each call's label joined."""
-    taken: list[bool] = []
-    fold = PredictionBatch.add_dict_records
-
-    def watched(self, results):
-        rows = fold(self, results)
-        taken.append(rows is not None)
-        return rows
-
-    monkeypatch.setattr(PredictionBatch, "add_dict_records", watched)
+    taken = watched(monkeypatch, PredictionBatch, "add_dict_records",
+                    lambda rows: rows is not None)
     fraud = {"label": "fraud", "probability": {"legit": 0.1, "fraud": 0.9}}
     legit = {"label": "legit", "probability": {"legit": 0.8, "fraud": 0.2}}
     series, entries = _judged([[([fraud], "r-0"), ([legit], "r-1"), ([fraud], "r-2")]],

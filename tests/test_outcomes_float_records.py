@@ -10,8 +10,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fold_checks import as_the_general_path, watched
 from inferwatch.core import drain_folds, record_arrays
-from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
+from test_outcomes_array_rows import judged_after_drain
 
 
 class _WholeClassifier:
@@ -61,25 +62,14 @@ def _judged(calls, task: str, classifier: bool, cache_bytes: int) -> tuple[dict,
        classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
 def test_float_records_join_as_each_float_read_alone(monkeypatch, calls, task, classifier,
                                                       cache_bytes):
-    rows = _judged(calls, task, classifier, cache_bytes)
-    with monkeypatch.context() as patched:
-        patched.setattr(record_arrays, "_finite_floats_as_rows", lambda results: results)
-        alone = _judged(calls, task, classifier, cache_bytes)
-    _assert_same_samples(rows[0], alone[0])
-    assert rows[1] == alone[1]
+    as_the_general_path(monkeypatch, record_arrays, "_finite_floats_as_rows",
+                        lambda: _judged(calls, task, classifier, cache_bytes))
 
 
 def test_finite_float_records_take_the_one_array_fold(monkeypatch):
     """The fold above is the one such a drain takes (a test of a fold that never ran would
     prove nothing); a NaN among the floats sends the drain to the general path."""
-    taken: list[bool] = []
-    fold = drain_folds._fold_plain_arrays
-
-    def watched(*args, **kwargs) -> bool:
-        taken.append(fold(*args, **kwargs))
-        return taken[-1]
-
-    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    taken = watched(monkeypatch, drain_folds, "_fold_plain_arrays")
     series, entries = _judged([(0.5, "r-0"), (np.float64(1.5), "r-1"), (2.5, None)], "auto",
                               False, 2**20)
     assert sum(value for key, value in series.items()
@@ -115,29 +105,15 @@ def _first_plus(result) -> object:
        classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
 def test_float_list_records_join_as_each_list_read_alone(monkeypatch, calls, task, classifier,
                                                           cache_bytes):
-    def judged():
-        return judged_after_drain(calls, _WholeClassifier() if classifier else None, task,
-                                  cache_bytes, _first_plus)
-
-    rows = judged()
-    with monkeypatch.context() as patched:
-        patched.setattr(record_arrays, "_finite_floats_as_rows", lambda results: results)
-        alone = judged()
-    _assert_same_samples(rows[0], alone[0])
-    assert rows[1] == alone[1]
+    as_the_general_path(monkeypatch, record_arrays, "_finite_floats_as_rows", lambda:
+                        judged_after_drain(calls, _WholeClassifier() if classifier else None,
+                                           task, cache_bytes, _first_plus))
 
 
 def test_finite_float_lists_take_the_one_array_fold(monkeypatch):
     """Lists and tuples of floats take the same fold; an empty one, or a NaN, among them
     sends the drain to the general path."""
-    taken: list[bool] = []
-    fold = drain_folds._fold_plain_arrays
-
-    def watched(*args, **kwargs) -> bool:
-        taken.append(fold(*args, **kwargs))
-        return taken[-1]
-
-    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    taken = watched(monkeypatch, drain_folds, "_fold_plain_arrays")
     for calls in ([([0.5], "r-0"), ([np.float32(1.5)], "r-1"), ([2.5], None)],
                   [((0.5, 0.7), "r-0"), ((1.0, 2.0, 3.0), "r-1")],
                   [([0.5], "r-0"), ([], "r-1")],

@@ -10,8 +10,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fold_checks import as_the_general_path, watched
 from inferwatch.core import drain_folds, record_arrays
-from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
+from test_outcomes_array_rows import judged_after_drain
 
 
 class _IntClassifier:
@@ -64,26 +65,15 @@ def _judged(calls, task: str, classifier: bool, cache_bytes: int) -> tuple[dict,
        classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
 def test_label_records_join_as_each_label_read_alone(monkeypatch, calls, task, classifier,
                                                       cache_bytes):
-    rows = _judged(calls, task, classifier, cache_bytes)
-    with monkeypatch.context() as patched:
-        patched.setattr(record_arrays, "_scalar_labels_as_rows", lambda results: results)
-        alone = _judged(calls, task, classifier, cache_bytes)
-    _assert_same_samples(rows[0], alone[0])
-    assert rows[1] == alone[1]
+    as_the_general_path(monkeypatch, record_arrays, "_scalar_labels_as_rows",
+                        lambda: _judged(calls, task, classifier, cache_bytes))
 
 
 def test_label_scalars_take_the_one_array_fold(monkeypatch):
     """The fold above is the one such a drain takes (a test of a fold that never ran would
     prove nothing); bools beside integers, or an integer past every integer dtype, send
     the drain to the general path."""
-    taken: list[bool] = []
-    fold = drain_folds._fold_plain_arrays
-
-    def watched(*args, **kwargs) -> bool:
-        taken.append(fold(*args, **kwargs))
-        return taken[-1]
-
-    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    taken = watched(monkeypatch, drain_folds, "_fold_plain_arrays")
     for calls in ([(1, "r-0"), (np.int64(2), "r-1"), (0, None)],
                   [(True, "r-0"), (np.bool_(False), "r-1")],
                   [(1, "r-0"), (True, "r-1")],

@@ -11,8 +11,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fold_checks import as_the_general_path, watched
 from inferwatch.core import drain_folds, record_arrays
-from test_outcomes_array_rows import _assert_same_samples, judged_after_drain
+from test_outcomes_array_rows import judged_after_drain
 
 
 class _IntClassifier:
@@ -68,25 +69,14 @@ def _judged(calls, task: str, classifier: bool, cache_bytes: int) -> tuple[dict,
        classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
 def test_series_records_join_as_each_series_read_alone(monkeypatch, calls, task, classifier,
                                                         cache_bytes):
-    rows = _judged(calls, task, classifier, cache_bytes)
-    with monkeypatch.context() as patched:
-        patched.setattr(record_arrays, "_series_as_arrays", lambda results: results)
-        alone = _judged(calls, task, classifier, cache_bytes)
-    _assert_same_samples(rows[0], alone[0])
-    assert rows[1] == alone[1]
+    as_the_general_path(monkeypatch, record_arrays, "_series_as_arrays",
+                        lambda: _judged(calls, task, classifier, cache_bytes))
 
 
 def test_series_take_the_one_array_fold(monkeypatch):
     """The fold above is the one a drain of Series of one plain dtype takes (a test of a
     fold that never ran would prove nothing); Series of two dtypes do not."""
-    taken: list[bool] = []
-    fold = drain_folds._fold_plain_arrays
-
-    def watched(*args, **kwargs) -> bool:
-        taken.append(fold(*args, **kwargs))
-        return taken[-1]
-
-    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    taken = watched(monkeypatch, drain_folds, "_fold_plain_arrays")
     for calls in ([(pd.Series([0.5]), "r-0"), (pd.Series([1.5, 2.5], name="p"), "r-1")],
                   [(pd.Series([1]), "r-0"), (pd.Series([0.5]), "r-1")]):
         _, entries = _judged(calls, "auto", False, 2**20)

@@ -11,16 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import inferwatch
-from conftest import Scraper
+from fold_checks import as_the_general_path, watched
 from inferwatch.core import drain_folds, record_arrays
-from test_outcomes_array_rows import (
-    _assert_same_samples,
-    _entries,
-    _recorded,
-    judge_calls,
-    make_calls,
-)
+from test_outcomes_array_rows import judged_after_drain
 
 _LABELS = st.sampled_from(["cat", "dog", "owl", "", "é", "a\x00", "nan", "0"])
 
@@ -48,23 +41,12 @@ def _calls(draw) -> list[tuple[object, str | None]]:
             for number, result in enumerate(results)]
 
 
-def _judged(calls, options: dict, cache_bytes: int) -> tuple[dict, dict]:
-    """(The series, the outcome cache's entries) after `calls` through a function giving
-    its input back, instrumented with `options` (text is a label only where ``classes=``
-    declares the model a classifier), drained, then judged by each one's first label."""
-    scraper = Scraper(drain_interval=3600)
-    try:
-        call = inferwatch.instrument(lambda x: x, name="m", version="1",
-                                     registry=scraper.registry, **options)
-        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
-        monitor.configure(outcome_cache_bytes=cache_bytes)
-        make_calls(call, calls)
-        monitor.drain()
-        entries = _entries(monitor)
-        judge_calls(monitor, calls, _first)
-        return _recorded(scraper), entries
-    finally:
-        scraper.registry.close()
+def _judged(calls, options: dict, cache_bytes: int) -> tuple[dict, list]:
+    """The series and entries after `calls` through a function giving its input back,
+    instrumented with `options` (text is a label only where ``classes=`` declares the
+    model a classifier), each judged by its first label."""
+    return judged_after_drain(calls, None, options.get("task", "auto"), cache_bytes, _first,
+                              {"classes": options["classes"]} if "classes" in options else {})
 
 
 def _first(result) -> object:
@@ -81,29 +63,18 @@ def _first(result) -> object:
        cache_bytes=st.sampled_from([2048, 2**20]))
 def test_text_label_records_join_as_each_label_read_alone(monkeypatch, calls, options,
                                                            cache_bytes):
-    rows = _judged(calls, options, cache_bytes)
-    with monkeypatch.context() as patched:
-        patched.setattr(record_arrays, "_text_labels_as_rows", lambda results: results)
-        alone = _judged(calls, options, cache_bytes)
-    _assert_same_samples(rows[0], alone[0])
-    assert rows[1] == alone[1]
+    as_the_general_path(monkeypatch, record_arrays, "_text_labels_as_rows",
+                        lambda: _judged(calls, options, cache_bytes))
 
 
 @pytest.mark.parametrize("listed", [False, True])
 def test_text_labels_take_the_one_array_fold(monkeypatch, listed):
     """The fold above is the one such a drain takes (a test of a fold that never ran would
     prove nothing); a label ending in NUL sends the drain to the general path."""
-    taken: list[bool] = []
-    fold = drain_folds._fold_plain_arrays
-
-    def watched(*args, **kwargs) -> bool:
-        taken.append(fold(*args, **kwargs))
-        return taken[-1]
-
     def result(label: str) -> object:
         return [label] if listed else label
 
-    monkeypatch.setattr(drain_folds, "_fold_plain_arrays", watched)
+    taken = watched(monkeypatch, drain_folds, "_fold_plain_arrays")
     # "dog\x00" is no class of the model's: its outcome is not judged correct.
     for calls, correct in (([(result("cat"), "r-0"), (result(np.str_("dog")), "r-1")], 2),
                            ([(result("cat"), "r-0"), (result("dog\x00"), "r-1")], 1)):
