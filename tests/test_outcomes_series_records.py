@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,9 @@ _VALUES = {
     "int64": st.integers(0, 3),
     "bool": st.booleans(),
     "object": st.sampled_from(["cat", "dog", None]),
+    "object text": st.sampled_from(["cat", "dog", "é"]),
+    # pandas' text (Arrow-backed in pandas 3); a label ending in NUL is read call by call.
+    "str": st.sampled_from(["cat", "dog", "é", "a\x00"]),
     # pandas' own dtypes, read call by call: their missing values and categories have
     # rules of their own.
     "Int64": st.sampled_from([0, 1, 2, None]),
@@ -48,7 +52,8 @@ def _calls(draw) -> list[tuple[object, str | None]]:
     for number in range(draw(st.integers(1, 15))):
         kind = dtype if draw(st.integers(0, 9)) else draw(st.sampled_from(sorted(_VALUES)))
         values = draw(st.lists(_VALUES[kind], min_size=1, max_size=3))
-        series = pd.Series(values, dtype=kind, name=draw(st.sampled_from([None, "price"])))
+        series = pd.Series(values, dtype="object" if kind == "object text" else kind,
+                           name=draw(st.sampled_from([None, "price"])))
         calls.append((series, f"r-{number}" if draw(st.integers(0, 4)) else None))
     return calls
 
@@ -58,15 +63,19 @@ def _first(result) -> object:
     return value + 0.25 if isinstance(value, (float, np.floating)) else str(value)
 
 
-def _judged(calls, task: str, classifier: bool, cache_bytes: int) -> tuple[dict, dict]:
-    return judged_after_drain(calls, _IntClassifier() if classifier else None, task,
-                              cache_bytes, _first)
+def _judged(calls, task: str, classifier: str | None, cache_bytes: int) -> tuple[dict, dict]:
+    """`classifier`: "integers" (a model whose ``classes_`` are 0, 1, 2), "text" (declared
+    ``classes=["cat", "dog"]``) or None."""
+    return judged_after_drain(calls, _IntClassifier() if classifier == "integers" else None,
+                              task, cache_bytes, _first,
+                              {"classes": ["cat", "dog"]} if classifier == "text" else {})
 
 
 @settings(max_examples=120, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(calls=_calls(), task=st.sampled_from(["auto", "classification", "regression"]),
-       classifier=st.booleans(), cache_bytes=st.sampled_from([2048, 2**20]))
+       classifier=st.sampled_from([None, "integers", "text"]),
+       cache_bytes=st.sampled_from([2048, 2**20]))
 def test_series_records_join_as_each_series_read_alone(monkeypatch, calls, task, classifier,
                                                         cache_bytes):
     as_the_general_path(monkeypatch, record_arrays, "_series_as_arrays",
@@ -79,7 +88,22 @@ def test_series_take_the_one_array_fold(monkeypatch):
     taken = watched(monkeypatch, drain_folds, "_fold_plain_arrays")
     for calls in ([(pd.Series([0.5]), "r-0"), (pd.Series([1.5, 2.5], name="p"), "r-1")],
                   [(pd.Series([1]), "r-0"), (pd.Series([0.5]), "r-1")]):
-        _, entries = _judged(calls, "auto", False, 2**20)
+        _, entries = _judged(calls, "auto", None, 2**20)
         assert sorted(entries) == ["r-0", "r-1"]
     assert taken == [True, False]
     assert entries["r-1"][:2] == (None, "(0.5,)")
+
+
+@pytest.mark.parametrize("dtype", ["str", "object"])
+def test_text_series_take_the_one_array_fold(monkeypatch, dtype):
+    """Series of text (pandas' own, or objects) without a missing row take it too; one
+    with a missing row does not."""
+    taken = watched(monkeypatch, drain_folds, "_fold_plain_arrays")
+    for labels in (["dog"], [None]):
+        calls = [(pd.Series(["cat"], dtype=dtype), "r-0"), (pd.Series(labels, dtype=dtype),
+                                                             "r-1")]
+        series, entries = _judged(calls, "auto", "text", 2**20)
+        assert entries["r-0"][:2] == ("('cat',)", None)
+    assert taken == [True, False]
+    assert sum(value for key, value in series.items()
+               if key[0] == "inferwatch_predicted_class_total") == 1

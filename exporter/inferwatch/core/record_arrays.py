@@ -145,12 +145,25 @@ def _series_as_arrays(results: list) -> list:
     """`results` that are all pandas Series of one plain numpy dtype (a function returning
     ``pd.Series(model.predict(x))``) as their arrays, which is how the general path reads
     each (:func:`~inferwatch.core.stacked_results.plain_series_arrays`: a Series' name and
-    index name no output); any other `results` as they are."""
+    index name no output); Series of text (objects or pandas' own text dtypes) as arrays
+    of that text when every row is text, none ending in NUL (:func:`_text_labels_as_rows`'
+    rule); any other `results` as they are."""
     if not results or len(kinds := set(map(type, results))) != 1 or \
             not is_pandas_series(next(iter(kinds))):
         return results
     arrays = plain_series_arrays(results)
-    return results if arrays is None else arrays
+    if arrays is None:
+        return results
+    if arrays[0].dtype.kind != "O":
+        return arrays
+    labels = np.concatenate(arrays).tolist()
+    if set(map(type, labels)) != _STR_ONLY or any(label.endswith("\x00") for label in labels):
+        return results  # missing rows, numbers among the text: read call by call
+    lengths = list(map(len, arrays))
+    return np.split(np.array(labels, dtype=str), np.cumsum(lengths[:-1]))
+
+
+_STR_ONLY = {str}
 
 
 _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
