@@ -358,12 +358,10 @@ class PredictionBatch(StackedResults):
         prediction = self._normalized(None, probabilities)
         if prediction is None:
             return True  # as one call at a time: each would have failed the same way
-        if prediction.values or prediction.classes is not None or \
+        if prediction.values or prediction.classes is not None or prediction.class_like or \
                 prediction.confidence is not None or prediction.probability_outputs:
             return False
         self.repeat_size(prediction.rows, calls)
-        if prediction.class_like:
-            self.class_like = True
         for reason, count in prediction.invalid.items():
             self._invalid(reason, count * calls)
         return True

@@ -129,12 +129,19 @@ def _text_labels_as_rows(results: list) -> list:
             return results
     else:
         return results
+    rows = _text_rows(labels, list(map(len, results)) if kinds == _LIST_ONLY else None)
+    return results if rows is None else rows
+
+
+def _text_rows(labels: list, lengths: list[int] | None) -> list | None:
+    """`labels` (all text) as arrays of numpy's text: one row each (`lengths` None), or
+    cut into calls of `lengths` rows; None when one ends in NUL, which numpy's fixed-width
+    text would drop."""
     if any(label.endswith("\x00") for label in labels):
-        return results
+        return None
     block = np.array(labels, dtype=str)
-    if kinds != _LIST_ONLY:
+    if lengths is None:
         return list(block.reshape(-1, 1))
-    lengths = list(map(len, results))
     return np.split(block, np.cumsum(lengths[:-1]))
 
 
@@ -157,10 +164,10 @@ def _series_as_arrays(results: list) -> list:
     if arrays[0].dtype.kind != "O":
         return arrays
     labels = np.concatenate(arrays).tolist()
-    if set(map(type, labels)) != _STR_ONLY or any(label.endswith("\x00") for label in labels):
+    if set(map(type, labels)) != _STR_ONLY:
         return results  # missing rows, numbers among the text: read call by call
-    lengths = list(map(len, arrays))
-    return np.split(np.array(labels, dtype=str), np.cumsum(lengths[:-1]))
+    rows = _text_rows(labels, list(map(len, arrays)))
+    return results if rows is None else rows
 
 
 _STR_ONLY = {str}
