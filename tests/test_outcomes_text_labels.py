@@ -6,6 +6,8 @@ alone, makes."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -84,3 +86,14 @@ def test_text_labels_take_the_one_array_fold(monkeypatch, listed):
                    if key[0] == "inferwatch_outcomes_total" and
                    ("result", "correct") in key[1]) == correct
     assert taken == [True, False]
+
+
+def test_a_label_whose_utf8_form_was_kept_is_sized_as_a_fresh_one(monkeypatch):
+    """``sys.getsizeof`` of a non-ASCII str grows once something kept its UTF-8 form (here
+    pickle; "é" is a singleton the whole process shares): the folded rows, made fresh, and
+    the general path's, the label as called, must still hold the same bytes in the cache."""
+    pickle.dumps(chr(0xE9))
+    calls = [("cat", None)] * 3 + [(np.str_("é"), "r-3"), ("é", "r-4")]
+    options = {"classes": ["cat", "é"]}
+    as_the_general_path(monkeypatch, record_arrays, "_text_labels_as_rows",
+                        lambda: _judged(calls, options, 2048))

@@ -24,6 +24,12 @@ import numpy as np
 from inferwatch.core.prediction_classes import labels_and_lengths
 
 _EMPTY_STR_BYTES = sys.getsizeof("")
+# A non-ASCII str's header by its characters' width (1, 2 or 4 bytes), measured on fresh
+# strings of two characters (one character's are shared singletons): ``sys.getsizeof`` of
+# text adds its UTF-8 form once anything has asked for it (pickle, sqlite), so the same
+# label sized twice could differ.
+_TEXT_HEADERS = {width: sys.getsizeof(chr(code) * 2) - 3 * width
+                 for width, code in ((1, 0xE9), (2, 0x100), (4, 0x10000))}
 _FLOAT_BYTES = sys.getsizeof(0.0)
 _EMPTY_TUPLE_BYTES = sys.getsizeof(())
 _TUPLE_SLOT_BYTES = 8
@@ -56,9 +62,9 @@ class ArrayRows(Sequence):
     >>> table[1], int(table.row_sizes()[0]) == sys.getsizeof(("1", "True", "a")) + sum(
     ...     map(sys.getsizeof, ("1", "True", "a")))
     (('0', 'False', 'b'), True)
-    >>> texts = ArrayRows((np.array(["cat", "é"]),), labels=True)
-    >>> tuple(texts), texts.row_sizes().tolist() == [sys.getsizeof("cat"), sys.getsizeof("é")]
-    (('cat', 'é'), True)
+    >>> texts = ArrayRows((np.array(["cat", "éa"]),), labels=True)
+    >>> tuple(texts), texts.row_sizes().tolist() == [sys.getsizeof("cat"), text_bytes("éa")]
+    (('cat', 'éa'), True)
     """
 
     __slots__ = ("_columns", "_labels", "_names", "_sizes")
@@ -180,11 +186,29 @@ class ArrayRows(Sequence):
 
 
 def _object_size(value: object) -> int:
-    """``sys.getsizeof`` of ASCII text or None as the cache sizes them (any other text by
-    its own size)."""
-    if value.__class__ is str and value.isascii():
-        return _EMPTY_STR_BYTES + len(value)
+    """``sys.getsizeof`` of text or None as the cache sizes them (:func:`text_bytes`)."""
+    if value.__class__ is str:
+        return text_bytes(value)
     return sys.getsizeof(value)
+
+
+def text_bytes(text: str) -> int:
+    """``sys.getsizeof(text)`` of a fresh copy of `text`: without the UTF-8 form that a
+    non-ASCII str keeps once asked for it, so a label is sized alike however it was made.
+
+    >>> all(text_bytes(t) == sys.getsizeof(t) for t in ("", "cat", chr(233) * 3, chr(0x3b1),
+    ...                                                 chr(0x1F600) * 2))
+    True
+    >>> import pickle
+    >>> cached = chr(233) + "t"; _ = pickle.dumps(cached)  # keeps its UTF-8 form
+    >>> sys.getsizeof(cached) > text_bytes(cached) == sys.getsizeof(chr(233) + "t")
+    True
+    """
+    if text.isascii():
+        return _EMPTY_STR_BYTES + len(text)
+    widest = max(map(ord, text))
+    width = 1 if widest < 0x100 else 2 if widest < 0x10000 else 4
+    return _TEXT_HEADERS[width] + (len(text) + 1) * width
 
 
 _BOOL_TEXTS = np.array(["False", "True"], dtype=object)

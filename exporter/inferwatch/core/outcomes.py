@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from inferwatch.core.array_rows import ArrayRows
+from inferwatch.core.array_rows import ArrayRows, text_bytes
 from inferwatch.core.outcome_labels import class_text, same_class, scalar_value
 
 DEFAULT_MAX_ENTRIES = 50_000
@@ -684,16 +684,17 @@ def _fitting_rows(rows: tuple, budget: int) -> int:
 
 def _sizeof(value: object) -> int:
     """``sys.getsizeof(value)``, computed for the ASCII text and floats a cache mostly holds
-    (a quarter of what the call costs); a row of several outputs (a tuple) counts each
-    value it holds as well.
+    (a quarter of what the call costs), and for other text as a fresh copy's
+    (:func:`~inferwatch.core.array_rows.text_bytes`); a row of several outputs (a tuple)
+    counts each value it holds as well.
 
-    >>> all(_sizeof(v) == sys.getsizeof(v) for v in ("", "r-17", "é", 0.5, 3, None))
+    >>> all(_sizeof(v) == sys.getsizeof(v) for v in ("", "r-17", chr(233) * 2, 0.5, 3, None))
     True
     >>> _sizeof((0.5, 1.5)) == sys.getsizeof((0.5, 1.5)) + 2 * sys.getsizeof(0.5)
     True
     """
-    if value.__class__ is str and value.isascii():
-        return _EMPTY_STR_BYTES + len(value)
+    if value.__class__ is str:
+        return text_bytes(value) if not value.isascii() else _EMPTY_STR_BYTES + len(value)
     if value.__class__ is float:
         return _FLOAT_BYTES
     if value.__class__ is tuple:  # checked after text and floats: they cost nothing more
