@@ -321,8 +321,10 @@ def test_kept_rows_hold_only_the_labels_they_use():
         "pyarrow"])
 @pytest.mark.parametrize("request_id", [None, "batch-1"])
 def test_a_huge_text_column_is_folded_a_slice_per_hold(make, request_id):
-    """Two million labels: the drain holds the lock once per slice (the first with the
-    call), never once for the whole batch; under request_id, the rows wait by label."""
+    """Two million labels: the drain holds the lock once per slice, never once for the
+    whole batch: on the fast path the first slice comes with the call; under request_id the
+    call is counted in a hold of its own, and the rows are read (are they text labels?) and
+    joined with the lock let go, then wait by label."""
     labels = np.array(["cat", "dog", "bird"])[np.arange(2_000_000) % 3]
     scraper = Scraper(drain_interval=3600)
     try:
@@ -333,8 +335,10 @@ def test_a_huge_text_column_is_folded_a_slice_per_hold(make, request_id):
         monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
         monitor._lock = lock = CountingLock()
         monitor.drain()
-        assert lock.entered == math.ceil(labels.size / pending_calls.SLICE_ROWS)
+        slices = math.ceil(labels.size / pending_calls.SLICE_ROWS)
+        assert lock.entered == (slices if request_id is None else 1 + slices)
         assert scraper.value("inferwatch_batch_size_sum") == labels.size
+        assert scraper.value("inferwatch_batch_size_count") == 1
         if request_id is not None:
             classes = monitor.outcomes._pending[request_id][0]
             assert classes.__class__ is ArrayRows and classes[:3] == ("cat", "dog", "bird")
@@ -343,3 +347,65 @@ def test_a_huge_text_column_is_folded_a_slice_per_hold(make, request_id):
             assert scraper.value("inferwatch_outcomes_total", result="correct") == kept > 500_000
     finally:
         scraper.registry.close()
+
+
+@pytest.mark.parametrize("make, reader", [
+    (lambda labels: labels.astype(object), "text_label_rows"),
+    (lambda labels: pd.Series(labels.tolist()), "arrow_label_rows"),
+    (lambda labels: pd.Series(labels, dtype="category"), "category_label_rows"),
+    (lambda labels: pl.Series(labels), "arrow_label_rows"),
+    (lambda labels: pa.array(labels), "arrow_label_rows"),
+], ids=["objects", "pandas text", "categories", "polars", "pyarrow"])
+def test_a_huge_column_is_read_for_its_join_with_the_lock_let_go(monkeypatch, make, reader):
+    """Telling whether a column holds labels alone reads every row (20 ms for two million
+    objects): under request_id that read, and the join made of it, run with no hold of the
+    monitor's lock, in which a scrape or a record_outcome caller would wait."""
+    labels = np.array(["cat", "dog", "bird"])[np.arange(3 * pending_calls.SLICE_ROWS) % 3]
+    held: list[bool] = []
+    scraper = Scraper(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(lambda x: x, name="m", version="1",
+                                      registry=scraper.registry)
+        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+        read = getattr(record_joins, reader)
+
+        def watched(*args):
+            held.append(monitor._lock._is_owned())
+            return read(*args)
+
+        monkeypatch.setattr(record_joins, reader, watched)
+        model(make(labels), request_id="batch-1")
+        monitor.drain()
+        assert held == [False]
+        assert monitor.outcomes._pending["batch-1"][0][:3] == ("cat", "dog", "bird")
+        kept = monitor.outcomes.kept_rows("batch-1")[1]
+        monitor.record_outcome("batch-1", labels.tolist())
+        assert scraper.value("inferwatch_outcomes_total", result="correct") == kept > 0
+        assert scraper.value("inferwatch_batch_size_sum") == labels.size
+    finally:
+        scraper.registry.close()
+
+
+@pytest.mark.parametrize("odd", [7, ["a"], "x" * 300], ids=["number", "unhashable",
+                                                              "long text"])
+@pytest.mark.parametrize("request_id", [None, "batch-1"])
+def test_objects_that_are_not_text_labels_alone_fold_as_the_general_path(monkeypatch, odd,
+                                                                          request_id):
+    """A column read with the lock let go that turns out to hold something besides text
+    labels (a number, a list, a label longer than 256 characters) is read whole there, as
+    the general path reads it."""
+    column = np.empty(240, dtype=object)
+    column[:] = [odd if index == 130 else ("cat", "dog", None)[index % 3]
+                 for index in range(240)]
+    truth = _truth(column)
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 100)
+    monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", 50)
+    fast = _run(column.copy(), False, 2**20, request_id, truth)
+    monkeypatch.setattr(pending_calls, "SLICE_ROWS", 10**6)
+    monkeypatch.setattr(record_joins, "ARRAY_ROWS_FROM", 10**6)
+    general = _run(column.copy(), False, 2**20, request_id, truth)
+    _assert_same_samples(fast[0], general[0])
+    assert fast[1] == general[1]
+    if request_id is not None and not isinstance(odd, list):
+        # Joined by its labels, as the general path joins it (a list among them: no join).
+        assert fast[1][request_id][0] is not None

@@ -265,8 +265,7 @@ def _fold_records(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
         # As their arrays: folded in slices, and joined by their first rows' arrays.
         results = huge_rows_as_arrays(results, min(record_joins.ARRAY_ROWS_FROM,
                                                    pending_calls.SLICE_ROWS))
-        records, results = fold_huge_label_columns(predictions, joins, task, records,
-                                                   results, rest, cut)
+        records, results = fold_huge_label_columns(records, results, task, rest)
         if not records:
             return
     if probabilities is False and _fold_plain_arrays(

@@ -19,6 +19,7 @@ from inferwatch.core.class_probabilities import top_classes
 from inferwatch.core.outcome_labels import kept_label
 from inferwatch.core.outcomes import row_bytes
 from inferwatch.core.pending_calls import (
+    LaterLabelColumn,
     LaterRecord,
     LaterSlices,
     first_slices,
@@ -32,11 +33,12 @@ from inferwatch.core.record_joins import (
     JoinsInOrder,
     join_row,
     kept_as_arrays,
-    label_column_rows,
+    label_column_reader,
     may_hold_labels,
 )
 
 if TYPE_CHECKING:
+    from inferwatch.core.outcomes import OutcomeJoiner
     from inferwatch.core.prediction_batch import PredictionBatch
     from inferwatch.core.request_record import RequestRecord
 
@@ -58,39 +60,61 @@ def records_apart(records: list[RequestRecord], results: list, probabilities: bo
     return kept, kept_results
 
 
-def fold_huge_label_columns(predictions: PredictionBatch, joins: JoinsInOrder,
-                            task: str, records: list[RequestRecord], results: list,
-                            rest: list[LaterSlices], cut: list[tuple[int, dict[int, int]]]
-                            ) -> tuple[list[RequestRecord], list]:
-    """Fold the records whose result is a column of more than :data:`ARRAY_ROWS_FROM`
-    labels (and missing values) that the general path reads a Python call per row: an
-    array of Python objects (scikit-learn's ``predict`` for a model fit on a pandas text
-    column; a Series or list of text, as their arrays) or of bytes, a pandas categorical
-    Series, a column of text, integer or bool labels that Arrow holds. Each is counted as
-    the fast path counts it (its first slice here, the others added to `rest`, its batch
-    size to `cut`), and joined by its first rows' labels as :func:`label_column_rows`
-    reads them: what the general path joins, at C speed per row. Returns the other records
-    and their results. Only a drain of at most ``SERIES_LOOKED_AT`` records is looked into
-    for columns other than numpy's (a column's length is a Python call)."""
+def fold_huge_label_columns(records: list[RequestRecord], results: list,
+                            task: str, rest: list) -> tuple[list[RequestRecord], list]:
+    """Leave for the drain to fold with the lock let go (:class:`LaterLabelColumn`, appended
+    to `rest`) the records whose result is a column of more than :data:`ARRAY_ROWS_FROM`
+    rows that may hold labels (and missing values) that the general path reads a Python
+    call per row: an array of Python objects (scikit-learn's ``predict`` for a model fit on
+    a pandas text column) or of bytes, a pandas categorical Series, a column of text,
+    integer or bool labels that Arrow holds (:func:`join_label_column` reads it). Returns
+    the other records and their results. Only a drain of at most ``SERIES_LOOKED_AT``
+    records is looked into for columns other than numpy's (a column's length is a Python
+    call)."""
     columns = len(results) <= pending_calls.SERIES_LOOKED_AT
     if task == "regression" or not any(may_hold_labels(result, columns) for result in results):
         return records, results  # every drain but one with such a batch: one look each
     others, other_results = [], []
     for record, result in zip(records, results):
-        request_id = record.request_id
-        # Read for its kind alone (no row kept) when no outcome will join it.
-        row_cap = (lambda least: 0) if request_id is None else \
-            functools.partial(joins.row_cap, request_id=request_id)
-        rows = label_column_rows(result, row_cap) if may_hold_labels(result, columns) \
-            else None
-        if rows is None:  # not text labels: read as the general path reads them
+        read = label_column_reader(result) if may_hold_labels(result, columns) else None
+        if read is not None:
+            rest.append(LaterLabelColumn(record, result, read))
+        else:
             others.append(record)
             other_results.append(result)
-            continue
-        add_first_slice(predictions, result, False, rest, cut)
-        if request_id is not None:
-            joins.add(record, (request_id, rows, None, record.started_at, len(result)))
     return others, other_results
+
+
+def join_label_column(part: LaterLabelColumn, outcomes: OutcomeJoiner) -> bool:
+    """Read `part`'s column as the general path joins it, at C speed per row, with the
+    monitor's lock let go (the read touches nothing it guards): its first rows' labels
+    (:func:`label_column_rows`) remembered for its request id's outcome, as if the call had
+    finished last in its drain. Whether it is a column of text, integer or bool labels and
+    missing values; the general path reads any other."""
+    record = part.record
+    request_id = record.request_id
+    # Read for its kind alone (no row kept) when no outcome will join it.
+    row_cap = (lambda least: 0) if request_id is None else \
+        functools.partial(outcomes.row_cap, request_id=request_id)
+    rows = part.read(row_cap)
+    if rows is None:
+        return False
+    if request_id is not None:
+        joins = JoinsInOrder(outcomes, [record])
+        joins.add(record, (request_id, rows, None, record.started_at, len(part.result)))
+        joins.remember()
+    return True
+
+
+def add_whole_first_slice(predictions: PredictionBatch, result: object,
+                          later: list[LaterSlices]) -> None:
+    """Count a huge column of labels as the fast path counts one: its first slice added to
+    `predictions` with the whole batch size, the others appended to `later`."""
+    cut: list[tuple[int, dict[int, int]]] = []
+    add_first_slice(predictions, result, False, later, cut)
+    for first, whole in cut:
+        for index, whole_rows in whole.items():
+            predictions.batch_sizes[first + index] = whole_rows
 
 
 def add_first_slice(predictions: PredictionBatch, result: object, probabilities: bool,

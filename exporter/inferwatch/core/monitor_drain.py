@@ -28,8 +28,10 @@ from inferwatch.core.drain_folds import (
     fold_streams,
 )
 from inferwatch.core.float_fold import fold_plain_floats
+from inferwatch.core.huge_records import add_whole_first_slice, join_label_column
 from inferwatch.core.pending_calls import (
     LaterInputs,
+    LaterLabelColumn,
     LaterRecord,
     LaterSlices,
     LaterWhole,
@@ -229,6 +231,9 @@ class MonitorDrain:
                 # One that fails (an odd object read) is counted, and the others still fold.
                 self._guarded(self._drain_read_apart, part, when, settings)
                 continue
+            if part.__class__ is LaterLabelColumn:
+                self._guarded(self._drain_label_column_apart, part, when, settings)
+                continue
             for piece in part.slices:
                 time.sleep(0)
                 with self._lock:
@@ -343,6 +348,26 @@ class MonitorDrain:
         with self._lock:
             predictions.add_read(prediction)
             self._flush_apart(predictions, now)
+
+    def _drain_label_column_apart(self, part: LaterLabelColumn, now: float,
+                                  settings: Settings) -> None:
+        """A request-path call's huge column of labels, which the drain's first hold left
+        (its call counted there): read and joined with the lock let go, then folded a slice
+        per hold, its first with the call's batch size; read whole, as a
+        :class:`LaterRecord`, when it holds anything but labels."""
+        if not join_label_column(part, self.outcomes):
+            self._drain_read_apart(LaterRecord(False, part.record), now, settings)
+            return
+        later: list[LaterSlices] = []
+        predictions = PredictionBatch(settings, self._caps, self.features, self.class_names)
+        with self._lock:
+            add_whole_first_slice(predictions, part.result, later)
+            self._flush_apart(predictions, now)
+        for slices in later:
+            for piece in slices.slices:
+                time.sleep(0)  # a scrape or caller waiting for the lock gets it now
+                with self._lock:
+                    self._drain_slice(piece, False, now, settings)
 
     def _drain_input_slice(self, rows: np.ndarray, part: LaterInputs, now: float) -> None:
         """Rows of a huge input after its first slice: checked against the reference (the

@@ -115,6 +115,21 @@ def _rows_by_name(indices: np.ndarray, texts: list[str | None]) -> ArrayRows:
     return ArrayRows((renumbered[indices],), names=names, copy=False)
 
 
+def arrow_holds_labels(arrow_type: Any) -> bool:
+    """Whether a column of this Arrow type holds labels :func:`arrow_label_rows` reads:
+    text, integers or bools.
+
+    >>> import pyarrow as pa
+    >>> arrow_holds_labels(pa.string()), arrow_holds_labels(pa.float64())
+    (True, False)
+    """
+    import pyarrow as pa
+
+    return any(is_label(arrow_type) for is_label in (
+        pa.types.is_string, pa.types.is_large_string, pa.types.is_integer,
+        pa.types.is_boolean, getattr(pa.types, "is_string_view", pa.types.is_string)))
+
+
 def arrow_label_rows(rows: int, nulls: int, head: Callable[[int], Any],
                      row_cap: Callable[[int], int]) -> ArrayRows | None:
     """:func:`text_label_rows` of a column of text, integer or bool labels held by Arrow
@@ -142,10 +157,7 @@ def arrow_label_rows(rows: int, nulls: int, head: Callable[[int], Any],
     column = head(most)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    label_types = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer,
-                   pa.types.is_boolean,
-                   getattr(pa.types, "is_string_view", pa.types.is_string))
-    if not any(is_label(column.type) for is_label in label_types):
+    if not arrow_holds_labels(column.type):
         return None
     encoded = pc.dictionary_encode(column)
     distinct = encoded.dictionary.to_pylist()

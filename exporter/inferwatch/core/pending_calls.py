@@ -85,6 +85,24 @@ class LaterRecord(NamedTuple):
     record: Any
 
 
+class LaterLabelColumn(NamedTuple):
+    """A request-path call whose result is a huge column that may hold class labels (an
+    array of Python objects or bytes, a pandas, polars or pyarrow column: as
+    ``record_joins.may_hold_labels`` looks at it first): counted in the drain's first hold,
+    its rows read with the lock let go (whether they are text labels takes a pass over every
+    row, 20 ms for two million objects), then folded a slice per hold of the lock as the
+    fast path folds such a column, or read whole as a :class:`LaterRecord` is when its
+    rows are anything but text labels.
+
+    >>> LaterLabelColumn(None, np.array(["cat"], dtype=object), read=None).result.size
+    1
+    """
+
+    record: Any
+    result: object
+    read: Any  # record_joins.label_column_reader's reader of its join rows
+
+
 def first_slices(results: Sequence[object], probabilities: bool, rest: list[LaterSlices],
                   kinds: set[type], defer: bool = False,
                   durations: Sequence[float] | None = None

@@ -17,6 +17,7 @@ from inferwatch import faults
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.column_arrays import is_column
 from inferwatch.core.object_labels import (
+    arrow_holds_labels,
     arrow_label_rows,
     category_label_rows,
     text_label_rows,
@@ -314,30 +315,56 @@ def label_column_rows(result: Any, row_cap: Callable[[int], int]) -> ArrayRows |
     bytes (its items), a pandas categorical Series (its codes and categories), a column of
     text or integers with missing rows (a pandas, polars or pyarrow one, read by Arrow);
     None for any other."""
+    read = label_column_reader(result)
+    return None if read is None else read(row_cap)
+
+
+def label_column_reader(result: Any
+                        ) -> Callable[[Callable[[int], int]], ArrayRows | None] | None:
+    """What reads `result`'s join rows as :func:`label_column_rows` does, given the
+    ``row_cap``; None for a result that it tells by its class and type alone is no such
+    column (no pass over its rows). The reader may still find the rows are no labels (an
+    array of objects that holds a number): it returns None then. A drain calls it with
+    the monitor's lock let go, since telling text apart reads every row."""
     if result.__class__ is _ndarray:
         if not may_hold_labels(result):
             return None
-        return text_label_rows(result if result.dtype.kind == "O" else result.tolist(),
-                               row_cap)
+        return functools.partial(_text_array_rows, result)
     if not is_column(result.__class__) or len(result) <= ARRAY_ROWS_FROM:
         return None
     if is_polars_series(result.__class__):
-        return arrow_label_rows(len(result), result.null_count(),
-                               lambda rows: result.slice(0, rows).to_arrow(), row_cap)
+        if not arrow_holds_labels(result.slice(0, 0).to_arrow().type):
+            return None
+        return functools.partial(arrow_label_rows, len(result), result.null_count(),
+                                 lambda rows: result.slice(0, rows).to_arrow())
     if not is_pandas_series(result.__class__):  # a pyarrow Array or ChunkedArray
-        return arrow_label_rows(len(result), result.null_count,
-                               lambda rows: result.slice(0, rows), row_cap)
+        if not arrow_holds_labels(result.type):
+            return None
+        return functools.partial(arrow_label_rows, len(result), result.null_count,
+                                 lambda rows: result.slice(0, rows))
     categorical = categorical_codes(result)
     if categorical is not None:
         codes, categories = categorical
-        return category_label_rows(codes, categories.tolist(), row_cap)
+        return functools.partial(category_label_rows, codes, categories.tolist())
     if getattr(result.dtype, "storage", None) == "python":
         # pandas' text held as Python strings: read as they are. Made Arrow's, each would
         # be converted (and would keep its UTF-8 form, which its size then counts).
-        return text_label_rows(result.to_numpy(dtype=object), row_cap)
+        return lambda row_cap: text_label_rows(result.to_numpy(dtype=object), row_cap)
     arrow = getattr(result.array, "__arrow_array__", None)
-    if arrow is None:
+    # Text, integers and bools (pandas' nullable dtypes, ArrowDtype): the kinds whose
+    # Arrow type arrow_label_rows reads.
+    if arrow is None or getattr(result.dtype, "kind", "") not in "iubOSU":
         return None
-    column = arrow()
-    return arrow_label_rows(len(column), column.null_count,
-                           lambda rows: column.slice(0, rows), row_cap)
+
+    def read(row_cap: Callable[[int], int]) -> ArrayRows | None:
+        column = arrow()
+        return arrow_label_rows(len(column), column.null_count,
+                                lambda rows: column.slice(0, rows), row_cap)
+
+    return read
+
+
+def _text_array_rows(result: np.ndarray, row_cap: Callable[[int], int]) -> ArrayRows | None:
+    """:func:`~inferwatch.core.object_labels.text_label_rows` of an array of Python
+    objects or of bytes."""
+    return text_label_rows(result if result.dtype.kind == "O" else result.tolist(), row_cap)
