@@ -99,6 +99,9 @@ def _shapes() -> dict[str, tuple[Callable[[], tuple[Callable, dict]], object]]:
         # A classifier fit on string labels: predict returns a numpy str array.
         "predict, 1 row, text class": (lambda: (_Model(np.array(["fraud"])).predict,
                                                 {"classes": ["legit", "fraud"]}), one),
+        "predict, 100 rows, text class": (
+            lambda: (_Model(np.array(["legit", "fraud"])[(hundred[:, 0] > 0.8).astype(int)]
+                            ).predict, {"classes": ["legit", "fraud"]}), hundred),
         "predict_proba, 1 row": (lambda: (_Model(None, proba_one).predict_proba, {}), one),
         "predict_proba, 100 rows": (
             lambda: (_Model(None, proba_hundred).predict_proba, {}), hundred),

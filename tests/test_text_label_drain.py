@@ -206,3 +206,30 @@ def test_lists_of_floats_or_text_of_many_calls_are_read_as_each_call_alone(outpu
         assert sizes.count == len(order) and sizes.sum == len(rows)
     finally:
         registry.close()
+
+
+@st.composite
+def _text_arrays(draw):
+    """numpy text of a few common labels (a classifier's) beside rarer ones (ids), in any
+    order: past 16 labels, or past a label too rare to compare row by row, the rest are
+    sorted."""
+    pool = draw(st.lists(st.text(max_size=3), min_size=1, max_size=40, unique=True))
+    weights = draw(st.lists(st.integers(1, 200), min_size=len(pool), max_size=len(pool)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    rows = draw(st.integers(0, 600))
+    picked = rng.choice(len(pool), size=rows, p=np.array(weights) / sum(weights))
+    labels = np.array([pool[index] for index in picked] or [""], dtype=str)[:rows]
+    if draw(st.booleans()):
+        labels = np.char.encode(labels, "utf-8")
+    return labels
+
+
+@settings(max_examples=200, deadline=None)
+@given(_text_arrays())
+def test_text_counts_are_each_labels_rows_in_the_order_first_named(labels):
+    """Counted a comparison per label, then a sort of the rest: what counting the rows'
+    own text one by one gives, in the order a row-by-row count meets them."""
+    from inferwatch.core.prediction_classes import text_counts_in_order
+
+    by_label = Counter(labels.tolist())
+    assert text_counts_in_order(labels) == (list(by_label), list(by_label.values()))

@@ -367,6 +367,50 @@ def _object_text_classes(prediction: Prediction, labels: np.ndarray,
     return chosen
 
 
+# A batch of numpy text is counted by comparing its rows with one label at a time, in the
+# order they first appear, up to this many labels: a classifier's few classes cost a pass
+# each (5 times less than np.unique's sort of the rows for two classes). A label that
+# names fewer than one row in _RARE_LABEL_SHARE says the rows hold many distinct labels
+# (ids, not classes): the rows left are sorted then.
+_COMPARED_LABELS = 16
+_RARE_LABEL_SHARE = 64
+
+
+def text_counts_in_order(labels: np.ndarray) -> tuple[list, list[int]]:
+    """Each distinct label of a 1-D numpy str or bytes array, as ``tolist`` makes it, in
+    the order its rows first name them, and how many rows name it.
+
+    >>> text_counts_in_order(np.array(["b", "a", "b", "c", "a"]))
+    (['b', 'a', 'c'], [2, 2, 1])
+    """
+    rows = labels.shape[0]
+    texts: list = []
+    counts: list[int] = []
+    start = 0
+    left = None  # the rows no label compared so far names
+    while rows and len(texts) < _COMPARED_LABELS:
+        same = labels == labels[start]
+        named = int(np.count_nonzero(same))
+        texts.append(labels[start:start + 1].tolist()[0])
+        counts.append(named)
+        if left is None:
+            left = ~same
+        else:
+            left &= ~same
+        step = int(left[start:].argmax())
+        if not left[start + step]:
+            return texts, counts
+        start += step
+        if named * _RARE_LABEL_SHARE < rows:
+            break
+    rest = labels if left is None else labels[left]
+    distinct, first, inverse = np.unique(rest, return_index=True, return_inverse=True)
+    per_label = np.bincount(inverse.reshape(-1), minlength=distinct.size)
+    # The labels left first appear after every label compared: appended in their order.
+    order = np.argsort(first, kind="stable")
+    return texts + distinct[order].tolist(), counts + per_label[order].tolist()
+
+
 def count_text_classes(prediction: Prediction, labels: np.ndarray,
                        known_classes: Collection[str]) -> dict[str, int] | None:
     """Counts by class of a batch of text labels (a numpy str or bytes array, or Python
@@ -384,18 +428,14 @@ def count_text_classes(prediction: Prediction, labels: np.ndarray,
     """
     kind = labels.dtype.kind
     if kind in "US":
-        distinct, first, inverse = np.unique(labels.reshape(-1), return_index=True,
-                                             return_inverse=True)
-        per_label = np.bincount(inverse.reshape(-1), minlength=distinct.size)
         # In the order the rows first name them, as a count row by row meets them: past
         # max_classes, the classes seen first keep series of their own.
-        order = np.argsort(first, kind="stable")
-        text = distinct[order].tolist()
+        text, per_label = text_counts_in_order(labels.reshape(-1))
         if kind == "S":
             text = list(map(bytes_text, text))
         counts: dict[str, int] = {}
         unsupported = 0
-        for label, count in zip(text, per_label[order].tolist()):
+        for label, count in zip(text, per_label):
             if label in known_classes:
                 counts[label] = counts.get(label, 0) + count
             else:
