@@ -61,6 +61,7 @@ _INT_SCALARS = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64,
                           np.uint16, np.uint8})
 _CLASS_SCALARS = _INT_SCALARS | {bool, str, np.bool_, np.str_}
 _LIST_ONLY = {list}
+_ARRAY_ONLY = {np.ndarray}
 _DICT_ONLY = {dict}
 _LIST_OR_TUPLE = ({list}, {tuple})
 _NONE_ONLY = {type(None)}
@@ -166,6 +167,18 @@ class PredictionBatch(StackedResults):
                 labels = np.asarray(results, dtype=object)
             self._add_classes(labels)
             return
+        if len(results) == 1 and not probabilities and task != "regression" and \
+                kinds == _ARRAY_ONLY:
+            labels = results[0]
+            if labels.ndim == 1 and labels.shape[0] and labels.dtype.kind in "US":
+                # One batch of numpy text labels (a huge batch's first slice, or another):
+                # counted per distinct label, as the same rows of several calls are.
+                self._add_classes(labels)
+                if sizes_in_order:
+                    self.batch_sizes.append(labels.shape[0])
+                else:
+                    self.repeat_size(labels.shape[0], 1)
+                return
         for result in results:
             self.add_one(result, probabilities)
 
