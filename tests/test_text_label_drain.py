@@ -228,8 +228,12 @@ def _text_arrays(draw):
 @given(_text_arrays())
 def test_text_counts_are_each_labels_rows_in_the_order_first_named(labels):
     """Counted a comparison per label, then a sort of the rest: what counting the rows'
-    own text one by one gives, in the order a row-by-row count meets them."""
-    from inferwatch.core.prediction_classes import text_counts_in_order
+    own text one by one gives, in the order a row-by-row count meets them; and each row's
+    code names its own label."""
+    from inferwatch.core.prediction_classes import text_codes_in_order, text_counts_in_order
 
     by_label = Counter(labels.tolist())
     assert text_counts_in_order(labels) == (list(by_label), list(by_label.values()))
+    texts, codes = text_codes_in_order(labels)
+    assert texts == list(by_label)
+    assert [texts[code] for code in codes.tolist()] == labels.tolist()

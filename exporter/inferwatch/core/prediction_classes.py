@@ -257,12 +257,10 @@ def admit_classes(prediction: Prediction, labels: np.ndarray,
     if kind in "US":
         # Judged once per distinct label, not per row: a batch of a million rows holds a
         # handful of classes (or, if not classes, ids the sort handles in C).
-        distinct, inverse = np.unique(labels.reshape(-1), return_inverse=True)
-        text = distinct.tolist()
+        text, inverse = text_codes_in_order(labels.reshape(-1))
         if kind == "S":
             text = list(map(bytes_text, text))
         admitted = np.array([label in known_classes for label in text], dtype=bool)
-        inverse = inverse.reshape(-1)
         keep = admitted[inverse]
         prediction.count_invalid("unsupported_type", int(keep.size - keep.sum()))
         return np.array([prefix + label for label in text], dtype=object)[inverse[keep]]
@@ -383,14 +381,34 @@ def text_counts_in_order(labels: np.ndarray) -> tuple[list, list[int]]:
     >>> text_counts_in_order(np.array(["b", "a", "b", "c", "a"]))
     (['b', 'a', 'c'], [2, 2, 1])
     """
+    texts, counts, _ = _distinct_in_order(labels, False)
+    return texts, counts
+
+
+def text_codes_in_order(labels: np.ndarray) -> tuple[list, np.ndarray]:
+    """:func:`text_counts_in_order`'s labels, and each row's index into them.
+
+    >>> texts, codes = text_codes_in_order(np.array(["b", "a", "b", "c", "a"]))
+    >>> texts, codes.tolist()
+    (['b', 'a', 'c'], [0, 1, 0, 2, 1])
+    """
+    texts, _, codes = _distinct_in_order(labels, True)
+    return texts, codes
+
+
+def _distinct_in_order(labels: np.ndarray, with_codes: bool
+                       ) -> tuple[list, list[int], np.ndarray]:
     rows = labels.shape[0]
     texts: list = []
     counts: list[int] = []
+    codes = np.empty(rows if with_codes else 0, dtype=np.intp)
     start = 0
     left = None  # the rows no label compared so far names
     while rows and len(texts) < _COMPARED_LABELS:
         same = labels == labels[start]
         named = int(np.count_nonzero(same))
+        if with_codes:
+            codes[same] = len(texts)
         texts.append(labels[start:start + 1].tolist()[0])
         counts.append(named)
         if left is None:
@@ -399,7 +417,7 @@ def text_counts_in_order(labels: np.ndarray) -> tuple[list, list[int]]:
             left &= ~same
         step = int(left[start:].argmax())
         if not left[start + step]:
-            return texts, counts
+            return texts, counts, codes
         start += step
         if named * _RARE_LABEL_SHARE < rows:
             break
@@ -408,7 +426,14 @@ def text_counts_in_order(labels: np.ndarray) -> tuple[list, list[int]]:
     per_label = np.bincount(inverse.reshape(-1), minlength=distinct.size)
     # The labels left first appear after every label compared: appended in their order.
     order = np.argsort(first, kind="stable")
-    return texts + distinct[order].tolist(), counts + per_label[order].tolist()
+    if with_codes:
+        rank = np.empty(order.size, dtype=np.intp)
+        rank[order] = np.arange(len(texts), len(texts) + order.size)
+        if left is None:
+            codes[:] = rank[inverse.reshape(-1)]
+        else:
+            codes[left] = rank[inverse.reshape(-1)]
+    return texts + distinct[order].tolist(), counts + per_label[order].tolist(), codes
 
 
 def count_text_classes(prediction: Prediction, labels: np.ndarray,
