@@ -115,6 +115,65 @@ def _rows_by_name(indices: np.ndarray, texts: list[str | None]) -> ArrayRows:
     return ArrayRows((renumbered[indices],), names=names, copy=False)
 
 
+def arrow_text_counts(columns: Sequence[Any]) -> dict[str | None, int] | None:
+    """{label: rows} of `columns` (one call's each), columns of text that Arrow holds
+    (pandas' ``string[pyarrow]`` and pandas 3's text, an ArrowDtype string, a polars
+    ``String`` Series, a pyarrow text array), in the order their rows first name them, a
+    missing row counted under None: pyarrow's count in C++, where each row made a Python
+    string costs 80 ns. None when any column is of another kind.
+
+    >>> import pandas as pd
+    >>> arrow_text_counts([pd.Series(["b", "a", None], dtype="string[pyarrow]"),
+    ...                    pd.Series(["b"], dtype="string[pyarrow]")])
+    {'b': 2, 'a': 1, None: 1}
+    >>> arrow_text_counts([pd.Series(["b"], dtype=object)]) is None
+    True
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = []
+    for column in columns:
+        arrow = _arrow_text(column)
+        if arrow is None:
+            return None
+        chunks.extend(arrow.chunks if isinstance(arrow, pa.ChunkedArray) else (arrow,))
+    if len({chunk.type for chunk in chunks}) != 1:
+        return None  # text and large text: counted as the rows' Python strings
+    counted = pc.value_counts(pa.chunked_array(chunks))
+    return dict(zip(counted.field(0).to_pylist(), counted.field(1).to_pylist()))
+
+
+def _arrow_text(column: Any) -> Any:
+    """The Arrow array of text that `column` holds, or None."""
+    import pyarrow as pa
+
+    cls = column.__class__
+    module = cls.__module__
+    if module.startswith("pyarrow"):
+        arrow = column
+    elif module.startswith("polars"):
+        if str(column.dtype) not in ("String", "Utf8"):
+            return None
+        arrow = column.to_arrow()
+    else:
+        dtype = column.dtype
+        if getattr(dtype, "storage", None) != "pyarrow" and \
+                type(dtype).__name__ != "ArrowDtype":
+            return None
+        arrow = getattr(column.array, "__arrow_array__", None)
+        if arrow is None:
+            return None
+        arrow = arrow()
+    arrow_type = getattr(arrow, "type", None)
+    if arrow_type is None or not (pa.types.is_string(arrow_type) or
+                                  pa.types.is_large_string(arrow_type) or
+                                  getattr(pa.types, "is_string_view", pa.types.is_string)(
+                                      arrow_type)):
+        return None
+    return arrow
+
+
 def arrow_holds_labels(arrow_type: Any) -> bool:
     """Whether a column of this Arrow type holds labels :func:`arrow_label_rows` reads:
     text, integers or bools.

@@ -19,12 +19,15 @@ import numpy as np
 from inferwatch import faults
 from inferwatch.core.call_rows import split_rows
 from inferwatch.core.class_probabilities import recording_distributions
+from inferwatch.core.column_arrays import is_column
+from inferwatch.core.object_labels import arrow_text_counts
 from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.prediction_classes import (
     NO_CLASSES,
     admit_classes,
     class_members,
     count_text_classes,
+    count_text_values,
     known_class_set,
     whole_number_classes,
 )
@@ -145,6 +148,11 @@ class PredictionBatch(StackedResults):
             # A runtime's list of outputs (ONNX Runtime's ``session.run``, TensorRT's
             # buffers), each a 1-D float array: read as the tuple of the same arrays is.
             return
+        if len(kinds) == 1 and not probabilities and task != "regression" and \
+                self.features is None and is_column(next(iter(kinds))) and \
+                self._add_arrow_text(results):
+            # Text that Arrow holds: counted by pyarrow, never made a Python string a row.
+            return
         if len(kinds) == 1 and len(results) > 1:
             kind = next(iter(kinds))
             arrays = plain_series_arrays(results) if is_pandas_series(kind) else \
@@ -236,6 +244,27 @@ class PredictionBatch(StackedResults):
             self.counted_classes[label] = self.counted_classes.get(label, 0) + count
         for reason, count in holder.invalid.items():
             self._invalid(reason, count)
+        return True
+
+    def _add_arrow_text(self, columns: Sequence[object]) -> bool:
+        """Columns of text that Arrow holds (pandas 3's text Series, a huge one's slice),
+        one per call, counted per distinct label by pyarrow, as :meth:`_add_text_classes`
+        counts the same rows made Python strings; False, recording nothing, for any other
+        columns."""
+        sizes = list(map(len, columns))  # type: ignore[arg-type]
+        by_value = arrow_text_counts(columns) if all(sizes) else None
+        if by_value is None:
+            return False
+        holder = Prediction()
+        counted = count_text_values(holder, by_value, self._known_classes())
+        if counted is None:
+            return False
+        self.class_like = True
+        for label, count in counted.items():
+            self.counted_classes[label] = self.counted_classes.get(label, 0) + count
+        for reason, count in holder.invalid.items():
+            self._invalid(reason, count)
+        self.batch_sizes.extend(sizes)
         return True
 
     def _known_classes(self) -> frozenset[str]:

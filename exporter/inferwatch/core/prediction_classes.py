@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -473,7 +473,21 @@ def count_text_classes(prediction: Prediction, labels: np.ndarray,
         by_value = Counter(labels.reshape(-1).tolist())
     except Exception:  # unhashable values (a list per row), or a __hash__ that raises
         return None
-    counts = {}
+    return count_text_values(prediction, by_value, known_classes)
+
+
+def count_text_values(prediction: Prediction, by_value: Mapping[object, int],
+                      known_classes: Collection[str]) -> dict[str, int] | None:
+    """:func:`count_text_classes` of labels already counted by value (`by_value`: rows per
+    distinct value, in the order the rows first name them; None, NaN or ``pd.NA`` for a
+    missing row): None, counting nothing, when a value is neither text nor missing.
+
+    >>> from inferwatch.core.predictions import Prediction
+    >>> p = Prediction()
+    >>> count_text_values(p, {"a": 2, None: 1, "x": 1}, {"a"}), p.invalid
+    ({'a': 2}, {'nan': 1, 'unsupported_type': 1})
+    """
+    counts: dict[str, int] = {}
     unsupported = missing = 0
     for value, count in by_value.items():
         if isinstance(value, str):
