@@ -1,8 +1,10 @@
 """Request-path calls (``request_id=``, an event log, ``mon.request()``) of huge batches,
 folded as the fast path folds them (their first slice in the drain's first hold of the lock,
-the others each in a hold of its own), or read whole with the lock let go, and joined by
-their first rows. Called by :func:`inferwatch.core.drain_folds.fold_requests` before the
-general path, which would read every row in one hold.
+the others each in a hold of its own; a column of labels, which takes a pass over every row
+to tell, read and joined with the lock let go, then sliced alike), or read whole with the
+lock let go, and joined by their first rows. Called by
+:func:`inferwatch.core.drain_folds.fold_requests` before the general path, which would read
+every row in one hold.
 """
 
 from __future__ import annotations
