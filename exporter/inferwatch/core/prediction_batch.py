@@ -239,12 +239,16 @@ class PredictionBatch(StackedResults):
         counted = count_text_classes(holder, labels, self._known_classes())
         if counted is None:
             return False
+        self._add_counted(holder, counted)
+        return True
+
+    def _add_counted(self, holder: Prediction, counted: dict[str, int]) -> None:
+        """Labels counted per class (`counted`) and the rows `holder` counted invalid."""
         self.class_like = True
         for label, count in counted.items():
             self.counted_classes[label] = self.counted_classes.get(label, 0) + count
         for reason, count in holder.invalid.items():
             self._invalid(reason, count)
-        return True
 
     def _add_arrow_text(self, columns: Sequence[object]) -> bool:
         """Columns of text that Arrow holds (pandas 3's text Series, a huge one's slice),
@@ -259,11 +263,7 @@ class PredictionBatch(StackedResults):
         counted = count_text_values(holder, by_value, self._known_classes())
         if counted is None:
             return False
-        self.class_like = True
-        for label, count in counted.items():
-            self.counted_classes[label] = self.counted_classes.get(label, 0) + count
-        for reason, count in holder.invalid.items():
-            self._invalid(reason, count)
+        self._add_counted(holder, counted)
         self.batch_sizes.extend(sizes)
         return True
 
