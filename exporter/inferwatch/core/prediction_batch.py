@@ -255,10 +255,13 @@ class PredictionBatch(StackedResults):
         one per call, counted per distinct label by pyarrow, as :meth:`_add_text_classes`
         counts the same rows made Python strings; False, recording nothing, for any other
         columns."""
-        sizes = list(map(len, columns))  # type: ignore[arg-type]
-        by_value = arrow_text_counts(columns) if all(sizes) else None
+        # The kind first: a drain of other columns (float Series) pays no length of each.
+        by_value = arrow_text_counts(columns)
         if by_value is None:
             return False
+        sizes = list(map(len, columns))  # type: ignore[arg-type]
+        if not all(sizes):
+            return False  # an empty answer: read as the general path reads it
         holder = Prediction()
         counted = count_text_values(holder, by_value, self._known_classes())
         if counted is None:
