@@ -69,22 +69,44 @@ def fold_huge_label_columns(records: list[RequestRecord], results: list,
     rows that may hold labels (and missing values) that the general path reads a Python
     call per row: an array of Python objects (scikit-learn's ``predict`` for a model fit on
     a pandas text column) or of bytes, a pandas categorical Series, a column of text,
-    integer or bool labels that Arrow holds (:func:`join_label_column` reads it). Returns
+    integer or bool labels that Arrow holds (:func:`join_label_column` reads it); and a
+    numpy text array of more than one slice under a request id, whose join rows take a
+    pass over each to size (:func:`_huge_text_array`). Returns
     the other records and their results. Only a drain of at most ``SERIES_LOOKED_AT``
     records is looked into for columns other than numpy's (a column's length is a Python
     call)."""
     columns = len(results) <= pending_calls.SERIES_LOOKED_AT
-    if task == "regression" or not any(may_hold_labels(result, columns) for result in results):
+    if task == "regression" or not any(
+            may_hold_labels(result, columns) or _huge_text_array(record, result)
+            for record, result in zip(records, results)):
         return records, results  # every drain but one with such a batch: one look each
     others, other_results = [], []
     for record, result in zip(records, results):
-        read = label_column_reader(result) if may_hold_labels(result, columns) else None
+        read = label_column_reader(result) if may_hold_labels(result, columns) else \
+            functools.partial(text_array_rows, result) if _huge_text_array(record, result) \
+            else None
         if read is not None:
             rest.append(LaterLabelColumn(record, result, read))
         else:
             others.append(record)
             other_results.append(result)
     return others, other_results
+
+
+def _huge_text_array(record: RequestRecord, result: object) -> bool:
+    """A numpy text array of more than one slice of labels under a request id: folded as
+    the fast path folds it either way, but the rows its outcome keeps (up to 580,000 of
+    them) are sized a row at a time, 20 ms for the most, which waits for the lock let go."""
+    return result.__class__ is _ndarray and result.ndim == 1 and \
+        result.dtype.kind == "U" and result.shape[0] > pending_calls.SLICE_ROWS and \
+        record.request_id is not None
+
+
+def text_array_rows(result: np.ndarray, row_cap: Callable[[int], int]) -> ArrayRows:
+    """The join rows of a 1-D numpy text array, as the request path's one-array fold keeps
+    them (``record_joins.kept_array_rows``): a copy of as many of its first rows as the
+    cache could keep of the shortest text there is."""
+    return ArrayRows((result[:row_cap(row_bytes(""))],), labels=True)
 
 
 def join_label_column(part: LaterLabelColumn, outcomes: OutcomeJoiner) -> bool:
