@@ -342,6 +342,13 @@ def _fold_plain_arrays(predictions: PredictionBatch, joins: JoinsInOrder, task: 
     # rows are made objects here, all in one conversion. Remembered in the calls' order.
     longest_tuple = record_joins.ARRAY_ROWS_FROM  # read now: a test sets another
     few = [joined_column(result) for _, result in named if result.shape[0] <= longest_tuple]
+    if len(few) == len(named):  # no long batch among them (a service's calls): at once
+        joins.extend(
+            (record, (record.request_id, rows, None, record.started_at, len(rows), held)
+             if labels else
+             (record.request_id, None, rows, record.started_at, len(rows), held))
+            for (record, _), (rows, held) in zip(named, rows_as_tuples(few, labels)))
+        return True
     few_rows = iter(rows_as_tuples(few, labels) if few else ())
     entries = []
     for record, result in named:

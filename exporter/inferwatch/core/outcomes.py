@@ -248,9 +248,20 @@ class OutcomeJoiner:
         (['r-2', 'r-3'], (10, 1))
         """
         max_bytes = self.max_bytes
+        cap = row_cap(max_bytes)
         fitted = []
         for request_id, classes, values, at, *whole in entries:
-            rows = whole[0] if whole else len(classes or values or ())
+            kept = classes or values
+            if len(whole) > 1 and kept.__class__ is tuple and len(kept) <= cap and \
+                    (classes is None or values is None):
+                # Rows sized by the caller, as a tuple (a service's calls, a row or a few
+                # each): _entry_bytes's sum, without its calls.
+                size = _ENTRY_OVERHEAD_BYTES + _sizeof(request_id) + _EMPTY_TUPLE_BYTES + \
+                    _TUPLE_SLOT_BYTES * len(kept) + whole[1]
+                if size <= max_bytes:
+                    fitted.append((request_id, (classes, values, at, size, whole[0])))
+                    continue
+            rows = whole[0] if whole else len(kept or ())
             classes, values, size = _fitted(request_id, classes or None, values or None,
                                             max_bytes, whole[1] if len(whole) > 1 else None)
             fitted.append((request_id, (classes, values, at, size, rows)))
