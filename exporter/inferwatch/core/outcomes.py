@@ -252,14 +252,17 @@ class OutcomeJoiner:
         fitted = []
         for request_id, classes, values, at, *whole in entries:
             kept = classes or values
-            if len(whole) > 1 and kept.__class__ is tuple and len(kept) <= cap and \
+            if kept and kept.__class__ is tuple and len(kept) <= cap and \
                     (classes is None or values is None):
-                # Rows sized by the caller, as a tuple (a service's calls, a row or a few
-                # each): _entry_bytes's sum, without its calls.
+                # A tuple of rows (a service's calls, a row or a few each): _entry_bytes's
+                # sum, without its calls; the rows as the caller sized them, if it did.
                 size = _ENTRY_OVERHEAD_BYTES + _sizeof(request_id) + _EMPTY_TUPLE_BYTES + \
-                    _TUPLE_SLOT_BYTES * len(kept) + whole[1]
+                    _TUPLE_SLOT_BYTES * len(kept) + (
+                        whole[1] if len(whole) > 1 else
+                        _sizeof(kept[0]) if len(kept) == 1 else _rows_bytes(kept))
                 if size <= max_bytes:
-                    fitted.append((request_id, (classes, values, at, size, whole[0])))
+                    fitted.append((request_id, (classes, values, at, size,
+                                                whole[0] if whole else len(kept))))
                     continue
             rows = whole[0] if whole else len(kept or ())
             classes, values, size = _fitted(request_id, classes or None, values or None,
