@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import inferwatch
 from conftest import Scraper
-from inferwatch.core import drain_folds, pending_calls, record_joins
+from inferwatch.core import drain_folds, huge_records, pending_calls, record_joins
 from inferwatch.core.array_rows import ArrayRows, label_lengths, labels_length
 from inferwatch.core.outcomes import _sizeof
 
@@ -364,3 +364,41 @@ def test_a_huge_probability_matrix_joins_its_top_classes_as_whole(monkeypatch, d
     assert sliced_entries == whole_entries
     assert kinds == {ArrayRows}
     _assert_same_samples(sliced, whole)
+
+
+def test_a_huge_probability_matrix_is_joined_with_the_lock_let_go(monkeypatch):
+    """The top column of each row a cache keeps of a huge predict_proba matrix (580,000
+    rows: 10 ms) is read in no hold of the monitor's lock, where a scrape or a
+    record_outcome caller would wait for it; the entry and its judgement are the same."""
+    proba = np.random.default_rng(7).dirichlet([1.0, 1.0, 1.0], 3 * pending_calls.SLICE_ROWS)
+
+    class Classifier:
+        classes_ = np.array(["no", "maybe", "yes"])
+
+        def predict_proba(self, x):
+            return proba
+
+    held: list[bool] = []
+    read = huge_records.top_classes
+
+    def watched(*args):
+        held.append(monitor._lock._is_owned())
+        return read(*args)
+
+    monkeypatch.setattr(huge_records, "top_classes", watched)
+    scraper = Scraper(drain_interval=3600)
+    try:
+        model = inferwatch.instrument(Classifier(), name="m", version="1",
+                                      registry=scraper.registry)
+        monitor = inferwatch.monitor("m", "1", registry=scraper.registry)
+        model.predict_proba(None, request_id="batch-1")
+        monitor.drain()
+        assert held == [False]
+        kept = monitor.outcomes.kept_rows("batch-1")
+        assert kept[0] == proba.shape[0] and kept[1] > pending_calls.SLICE_ROWS
+        truth = Classifier.classes_[proba.argmax(axis=1)].tolist()
+        monitor.record_outcome("batch-1", truth)
+        assert scraper.value("inferwatch_outcomes_total", result="correct") == kept[1]
+        assert scraper.value("inferwatch_batch_size_sum") == proba.shape[0]
+    finally:
+        scraper.registry.close()

@@ -31,6 +31,7 @@ from inferwatch.core.float_fold import fold_plain_floats
 from inferwatch.core.huge_records import add_whole_first_slice, join_label_column
 from inferwatch.core.pending_calls import (
     LaterInputs,
+    LaterJoin,
     LaterLabelColumn,
     LaterRecord,
     LaterSlices,
@@ -223,8 +224,10 @@ class MonitorDrain:
         for part in rest:  # a join's rows, copied off the call's arrays first
             if part.__class__ is ArrayRows:
                 part.own()
+            elif part.__class__ is LaterJoin:  # an entry left to make: before the slices
+                self._guarded(self._join_apart, part)
         for part in rest:
-            if part.__class__ is ArrayRows:
+            if part.__class__ is ArrayRows or part.__class__ is LaterJoin:
                 continue
             time.sleep(0)  # a scrape or caller waiting for the lock gets it now
             if part.__class__ is LaterWhole or part.__class__ is LaterRecord:
@@ -348,6 +351,11 @@ class MonitorDrain:
         with self._lock:
             predictions.add_read(prediction)
             self._flush_apart(predictions, now)
+
+    def _join_apart(self, part: LaterJoin) -> None:
+        """Remember the outcome entry the drain's first hold left to make, with no lock of
+        the monitor held (as if its call had finished last in its drain)."""
+        self.outcomes.remember_many([part.entry(self.outcomes)])
 
     def _drain_label_column_apart(self, part: LaterLabelColumn, now: float,
                                   settings: Settings) -> None:

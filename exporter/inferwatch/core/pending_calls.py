@@ -103,6 +103,20 @@ class LaterLabelColumn(NamedTuple):
     read: Any  # record_joins.label_column_reader's reader of its join rows
 
 
+class LaterJoin(NamedTuple):
+    """A request-path call's outcome entry that the drain's first hold left to make with the
+    lock let go (the top column of each of a huge ``predict_proba`` matrix's first rows:
+    580,000 of them take 10 ms), before the later slices are folded: `entry`, given the
+    outcome cache, makes it.
+
+    >>> LaterJoin(record=None, entry=lambda outcomes: ("r-1", None, None, 0.0)).entry(None)
+    ('r-1', None, None, 0.0)
+    """
+
+    record: Any
+    entry: Any
+
+
 def first_slices(results: Sequence[object], probabilities: bool, rest: list[LaterSlices],
                   kinds: set[type], defer: bool = False,
                   durations: Sequence[float] | None = None
