@@ -7,6 +7,7 @@ import random
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +112,25 @@ def free_port_in(ports: range) -> int:
                 continue
             return port
     pytest.fail(f"no free loopback port in {ports.start}-{ports.stop - 1}")
+
+
+def sleeps_of(monkeypatch: pytest.MonkeyPatch, module) -> list[float]:
+    """The seconds each ``time.sleep`` that `module`'s own code calls asks for, recorded
+    instead of slept; any other code sleeps as ever. Patching a module's ``time.sleep``
+    patches the time module for the whole process: a list's ``append`` in its place also
+    recorded (and skipped) a background drain thread's ``time.sleep(0)`` between its
+    chunks, one more wait than the code under test made, whenever that thread ran."""
+    real = time.sleep
+    recorded: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if sys._getframe(1).f_globals.get("__name__") == module.__name__:
+            recorded.append(seconds)
+        else:
+            real(seconds)
+
+    monkeypatch.setattr(module.time, "sleep", sleep)
+    return recorded
 
 
 def require_binary(name: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require_binary
+from conftest import require_binary, sleeps_of
 from inferwatch.demo.stack import (
     Stack,
     StackError,
@@ -174,8 +174,7 @@ def test_a_request_never_sees_faults_half_applied(monkeypatch: pytest.MonkeyPatc
 
     service = Service()
     outcomes: list[tuple[bool, list[float]]] = []
-    sleeps: list[float] = []
-    monkeypatch.setattr(demo_model.time, "sleep", sleeps.append)
+    sleeps = sleeps_of(monkeypatch, demo_model)
 
     def one_request() -> None:
         try:

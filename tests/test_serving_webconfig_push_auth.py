@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch
-from conftest import free_port, require_binary
+from conftest import free_port, require_binary, sleeps_of
 from inferwatch.serving.pushgateway import PushError
 from inferwatch.serving.server import serve
 from inferwatch.serving.status_apps import make_status_asgi_app, make_status_wsgi_app
@@ -270,8 +270,7 @@ def test_many_retries_wait_at_most_thirty_seconds_each(monkeypatch):
     from inferwatch.core.registry import Registry
     from inferwatch.serving import pushgateway
 
-    waits: list[float] = []
-    monkeypatch.setattr(pushgateway.time, "sleep", waits.append)
+    waits = sleeps_of(monkeypatch, pushgateway)
     registry = Registry()
     try:
         model = inferwatch.instrument(lambda x: 1.0, name="eta", version="7", registry=registry)
