@@ -10,7 +10,8 @@ as the background drain does at 1,000 calls/s, and a scrape every 15,000 calls) 
 of the naive wrapper's, and the drain's own cost per call, so that a slow shape shows at
 once; and each shape's drain cost per call with ``request_id=`` (the delayed-ground-truth
 flow) beside its cost without, so that a shape the request path reads call by call shows
-too. Everything is measured alternately in one process (``_rounds``); a ratio is the
+too, and for three one-row shapes the whole cost of that flow (hot path and drain) against
+the naive wrapper. Everything is measured alternately in one process (``_rounds``); a ratio is the
 median of its rounds' own ratios (a slow spell of the machine slows a round alike), the
 times beside it are the medians of the rounds.
 """
@@ -522,6 +523,59 @@ def _request_path_drains(calls: int, rounds: int) -> list[Row]:
     return rows
 
 
+def _request_path_costs(calls: int, rounds: int) -> list[Row]:
+    """The delayed-ground-truth flow's whole cost per call (``request_id=`` on every call:
+    the request path's hot path, then its drain, which keeps each call's rows for its
+    outcome) for the shapes a service serves one row at a time, against the naive
+    wrapper's overhead: what the flow the README shows costs beside the fast path."""
+    shapes = _shapes()
+    return [_request_path_cost(name, *shapes[name], calls, rounds)
+            for name in ("float function", "predict, 1 row", "predict_proba, 1 row")]
+
+
+def _request_path_cost(name: str, make: Callable, x: object, calls: int, rounds: int) -> Row:
+    from inferwatch.core.registry import Registry
+
+    fn, options = make()
+    monitors = Registry(drain_interval=3600)
+    wrapped = _instrumented(fn, options, monitors)
+    naive = _naive(fn, CollectorRegistry())
+    drained: list[float] = []
+    taken = [0]
+
+    def loop(target: Callable) -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            target(x)
+        return (time.perf_counter() - start) / calls
+
+    def with_ids() -> float:
+        taken[0] += 1
+        ids = [f"r-{taken[0]}-{i}" for i in range(calls)]  # fresh ids: no duplicates
+        start = time.perf_counter()
+        for request_id in ids:
+            wrapped(x, request_id=request_id)
+        elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        monitors.drain()
+        drained.append((time.perf_counter() - start) / calls)
+        return elapsed / calls
+
+    results = _rounds({"bare": lambda: loop(fn), "naive": lambda: loop(naive),
+                       "iw": with_ids}, rounds)
+    monitors.close()
+    hot = _paired_overhead_ratio(results, "iw", "naive")
+    medians = {key: statistics.median(values) for key, values in results.items()}
+    drain = statistics.median(drained)
+    overhead = medians["iw"] - medians["bare"]
+    naive_overhead = medians["naive"] - medians["bare"]
+    return Row(f"  request_id= on every call, hot path / drain per call: {name}",
+               f"{fmt_seconds(overhead)} / {fmt_seconds(drain)}",
+               fmt_seconds(naive_overhead) + " (naive wrapper)", hot,
+               f"(decomposition; {(overhead + drain) / naive_overhead:.2f}x with the drain)",
+               True)
+
+
 def run(quick: bool = False) -> list[Row]:
     calls = 15_000 if quick else 45_000
     rounds = 3 if quick else 7
@@ -568,4 +622,5 @@ def run(quick: bool = False) -> list[Row]:
                                 HUGE_BATCH_ROWS // (10 if quick else 5), request_id=request_id))
     rows.extend(_input_shapes(500 if quick else 2000))
     rows.extend(_request_path_drains(DRAIN_EVERY_CALLS, 3 if quick else 5))
+    rows.extend(_request_path_costs(DRAIN_EVERY_CALLS, 5 if quick else 11))
     return rows
