@@ -341,7 +341,9 @@ def _fold_plain_arrays(predictions: PredictionBatch, joins: JoinsInOrder, task: 
     # the shortest row there is, which the cache cuts to what fits exactly. The others'
     # rows are made objects here, all in one conversion. Remembered in the calls' order.
     longest_tuple = record_joins.ARRAY_ROWS_FROM  # read now: a test sets another
-    few = [joined_column(result) for _, result in named if result.shape[0] <= longest_tuple]
+    few = [result for _, result in named if result.shape[0] <= longest_tuple]
+    if results[0].ndim == 2:  # every one an (n, 1) column (checked above): its one column
+        few = [joined_column(result) for result in few]
     if len(few) == len(named):  # no long batch among them (a service's calls): at once
         joins.extend(
             (record, (record.request_id, rows, None, record.started_at, len(rows), held)

@@ -18,6 +18,7 @@ import numpy as np
 from inferwatch.core import pending_calls, record_joins
 from inferwatch.core.array_rows import ArrayRows
 from inferwatch.core.class_probabilities import top_classes
+from inferwatch.core.column_arrays import is_column
 from inferwatch.core.outcome_labels import kept_label
 from inferwatch.core.outcomes import row_bytes
 from inferwatch.core.pending_calls import (
@@ -77,10 +78,20 @@ def fold_huge_label_columns(records: list[RequestRecord], results: list,
     records is looked into for columns other than numpy's (a column's length is a Python
     call)."""
     columns = len(results) <= pending_calls.SERIES_LOOKED_AT
-    if task == "regression" or not any(
-            may_hold_labels(result, columns) or _huge_text_array(record, result)
-            for record, result in zip(records, results)):
-        return records, results  # every drain but one with such a batch: one look each
+    if task == "regression":
+        return records, results
+    # Every drain but one with such a batch ends here: a look at the results' classes (in
+    # C), then at each array's length, never a Python call per result.
+    kinds = set(map(type, results))
+    longer = min(record_joins.ARRAY_ROWS_FROM, pending_calls.SLICE_ROWS)
+    if not (columns and any(map(is_column, kinds))) and not (
+            _ndarray in kinds and any(
+                result.__class__ is _ndarray and result.ndim == 1 and
+                result.shape[0] > longer for result in results)):
+        return records, results
+    if not any(may_hold_labels(result, columns) or _huge_text_array(record, result)
+               for record, result in zip(records, results)):
+        return records, results
     others, other_results = [], []
     for record, result in zip(records, results):
         read = label_column_reader(result) if may_hold_labels(result, columns) else \
