@@ -271,12 +271,13 @@ class OutcomeJoiner:
         if not fitted:
             return
         with self._lock:
-            pending, max_entries = self._pending, self.max_entries
+            pending, max_entries, ttl = self._pending, self.max_entries, self.ttl_seconds
             for request_id, entry in fitted:
-                if self._waits(request_id, entry[2]):
-                    continue
-                old = pending.pop(request_id, None)
+                old = pending.get(request_id)
                 if old is not None:
+                    if not entry[2] - old[2] > ttl:
+                        continue  # one more call of a request that waits: see _waits
+                    del pending[request_id]
                     self._bytes -= old[3]
                 pending[request_id] = entry
                 self._bytes += entry[3]
