@@ -345,11 +345,8 @@ def _fold_plain_arrays(predictions: PredictionBatch, joins: JoinsInOrder, task: 
     if results[0].ndim == 2:  # every one an (n, 1) column (checked above): its one column
         few = [joined_column(result) for result in few]
     if len(few) == len(named):  # no long batch among them (a service's calls): at once
-        joins.extend(
-            (record, (record.request_id, rows, None, record.started_at, len(rows), held)
-             if labels else
-             (record.request_id, None, rows, record.started_at, len(rows), held))
-            for (record, _), (rows, held) in zip(named, rows_as_tuples(few, labels)))
+        joins.extend((record, _tuple_entry(record, rows, held, labels))
+                     for (record, _), (rows, held) in zip(named, rows_as_tuples(few, labels)))
         return True
     few_rows = iter(rows_as_tuples(few, labels) if few else ())
     entries = []
@@ -359,12 +356,17 @@ def _fold_plain_arrays(predictions: PredictionBatch, joins: JoinsInOrder, task: 
                 joins, record.request_id, joined_column(result), labels, rest),
                 record.started_at, result.shape[0])))
             continue
-        rows, held = next(few_rows)
-        entries.append((record, (record.request_id, rows, None, record.started_at, len(rows),
-                                 held) if labels else
-                        (record.request_id, None, rows, record.started_at, len(rows), held)))
+        entries.append((record, _tuple_entry(record, *next(few_rows), labels)))
     joins.extend(entries)
     return True
+
+
+def _tuple_entry(record: RequestRecord, rows: tuple, held: int, labels: bool) -> tuple:
+    """The outcome entry of a short result's rows, made a tuple and sized in one pass with
+    the drain's others (:func:`~inferwatch.core.record_joins.rows_as_tuples`)."""
+    if labels:
+        return (record.request_id, rows, None, record.started_at, len(rows), held)
+    return (record.request_id, None, rows, record.started_at, len(rows), held)
 
 
 def _answered_text(record: RequestRecord) -> bool:

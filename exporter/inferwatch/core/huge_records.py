@@ -89,9 +89,6 @@ def fold_huge_label_columns(records: list[RequestRecord], results: list,
                 result.__class__ is _ndarray and result.ndim == 1 and
                 result.shape[0] > longer for result in results)):
         return records, results
-    if not any(may_hold_labels(result, columns) or _huge_text_array(record, result)
-               for record, result in zip(records, results)):
-        return records, results
     others, other_results = [], []
     for record, result in zip(records, results):
         read = label_column_reader(result) if may_hold_labels(result, columns) else \
@@ -194,9 +191,7 @@ def fold_huge_matrices(predictions: PredictionBatch, joins: JoinsInOrder, task: 
             # with the lock let go; the class names are read here, as the fold reads them.
             rest.append(LaterJoin(record, functools.partial(matrix_top_entry, record, names)))
             continue
-        labels = [kept_label(name) for name in names] if names is not None and \
-            np.ndim(names) == 1 and len(names) else ["0"]
-        cap = joins.row_cap(min(map(row_bytes, labels)), record.request_id)
+        cap = joins.row_cap(_shortest_label_bytes(names), record.request_id)
         kept = result[:cap]  # a regressor's rows, or a matrix of objects: read as a call's
         row = predictions.joinable_rows(kept, True)
         joins.add(record, (record.request_id, *join_row(kept, row, True, task,
@@ -212,15 +207,21 @@ def matrix_top_entry(record: RequestRecord, names: Sequence[object] | None,
     past a row without a class), with the class names; made text when an outcome comes."""
     result = record.prediction
     request_id = record.request_id
-    labels = [kept_label(name) for name in names] if names is not None and \
-        np.ndim(names) == 1 and len(names) else ["0"]
-    cap = outcomes.row_cap(min(map(row_bytes, labels)), request_id)
+    cap = outcomes.row_cap(_shortest_label_bytes(names), request_id)
     top = top_classes(result[:cap], names)
     if cap < result.shape[0] and bool((top[1] < 0).any()):
         # A row without a class holds None, smaller than any label: more may fit.
         top = top_classes(result[:outcomes.row_cap(request_id=request_id)], names)
     return (request_id, ArrayRows((top[1],), names=top[0], copy=False), None,
             record.started_at, result.shape[0])
+
+
+def _shortest_label_bytes(names: Sequence[object] | None) -> int:
+    """What the shortest label a matrix's row can be joined as holds (a column's index as
+    its text, "0", when the model names no classes)."""
+    labels = [kept_label(name) for name in names] if names is not None and \
+        np.ndim(names) == 1 and len(names) else ["0"]
+    return min(map(row_bytes, labels))
 
 
 def fold_huge_table(predictions: PredictionBatch, joins: JoinsInOrder, task: str,
