@@ -19,6 +19,7 @@ import numpy as np
 
 from inferwatch.core.prediction_classes import SMALL_INTEGER_LIMIT, class_name
 from inferwatch.core.result_arrays import classes_key, distinct_names, extend, missing_as_nan
+from inferwatch.core.unit_sketch import sketched_columns
 
 if TYPE_CHECKING:
     from inferwatch.core.predictions import Prediction
@@ -143,24 +144,35 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
         # Huge values can overflow a row's sum: counted below, never warned about on the
         # application's stderr (values in [0, 1] cannot, and skip this context's cost).
         with np.errstate(over="ignore", invalid="ignore"):
-            sums = row_sums(matrix)
+            bad_sums = count_bad_sums(row_sums(matrix))
+        in_unit = False
     else:
-        sums = row_sums(matrix)
-    bad_sum = np.abs(sums - 1.0) > PROBABILITY_SUM_TOLERANCE
-    prediction.count_invalid("probability_sum", int(bad_sum.sum()))
+        bad_sums = count_bad_sums(row_sums(matrix))
+        in_unit = True
+    prediction.count_invalid("probability_sum", bad_sums)
     top = top_columns(matrix)
     confidence = np.maximum(matrix[:, 0], matrix[:, 1]) if width == 2 else \
         matrix[np.arange(matrix.shape[0]), top]
-    codes = integer_labels(tuple(names))
     prediction.class_outputs += 1
     # Integer class names (sklearn's 0 and 1, or column numbers) stay numbers, which a drain
     # counts in one pass; any other name is text.
-    prediction.add_classes(codes[top] if codes is not None else
-                           np.asarray(names, dtype=object)[top])
-    prediction.confidence = confidence if prediction.confidence is None else np.concatenate(
-        [prediction.confidence, confidence])
+    prediction.add_classes(class_codes(tuple(names), top))
+    # Every column's sketch values and the confidence's in one pass, for a matrix whose
+    # values need no clipping (clipped, a -0.0 would turn 0.0 where its column alone keeps it).
+    shared = sketched_columns(matrix, None if width == 2 else top) if in_unit else None
+    if prediction.confidence is None:
+        prediction.confidence = confidence
+        if shared is not None:
+            prediction.sketched = {id(confidence): (confidence, shared[1])}
+    else:
+        prediction.confidence = np.concatenate([prediction.confidence, confidence])
     for j, name in enumerate(names):
-        extend(prediction.values, name, matrix[:, j])
+        column = matrix[:, j]
+        extend(prediction.values, name, column)
+        if shared is not None and prediction.values[name] is column:
+            if prediction.sketched is None:
+                prediction.sketched = {}
+            prediction.sketched[id(column)] = (column, shared[0][:, j])
     prediction.probability_outputs.update(names)
     recording = getattr(_RECORDING, "matrices", None)
     if recording is not None:
@@ -351,14 +363,63 @@ def _object_rows(array: np.ndarray) -> np.ndarray:
 
 def row_sums(matrix: np.ndarray) -> np.ndarray:
     """Each row's sum, added column by column as numpy adds a row of fewer than 8 values
-    (the same floats), without its loop per row; wider rows take numpy's own sum."""
+    (the same floats), without its loop per row; wider rows take numpy's own sum. A new
+    array, the caller's to change."""
     width = matrix.shape[1]
     if width >= 8:
         return matrix.sum(axis=1)
-    total = matrix[:, 0].copy()
-    for j in range(1, width):
+    if width == 1:
+        return matrix[:, 0].copy()
+    total = matrix[:, 0] + matrix[:, 1]
+    for j in range(2, width):
         total += matrix[:, j]
     return total
+
+
+def count_bad_sums(sums: np.ndarray) -> int:
+    """How many of the row sums `sums` (a new array, changed in place) lie further than
+    the tolerance from 1: the rows counted as ``probability_sum``.
+
+    >>> count_bad_sums(np.array([1.0, 0.9995, 1.2, np.nan, 0.5]))
+    2
+    """
+    # In place: a drain's sums of a hundred thousand rows would otherwise cost two new
+    # arrays, each a fresh mapping of memory the first write faults in page by page.
+    np.subtract(sums, 1.0, out=sums)
+    np.abs(sums, out=sums)
+    return int(np.count_nonzero(sums > PROBABILITY_SUM_TOLERANCE))
+
+
+def class_codes(names: tuple[str, ...], top: np.ndarray) -> np.ndarray:
+    """Each row's class, from its top column `top`: the class's integer (the column's name
+    is one, as scikit-learn's 0 and 1 are), else its name as a Python string.
+
+    >>> class_codes(("0", "1"), np.array([1, 0], dtype=np.int8)).tolist()
+    [1, 0]
+    >>> class_codes(("no", "yes"), np.array([1, 0])).tolist()
+    ['yes', 'no']
+    """
+    start = _consecutive_from(names)
+    if start is not None:
+        # Names 0, 1, ... (or any run of consecutive integers) in column order: the column
+        # plus the first name, where gathering from the names costs four times as much.
+        codes = top.astype(np.int64)
+        if start:
+            codes += start
+        return codes
+    codes = integer_labels(names)
+    return codes[top] if codes is not None else np.asarray(names, dtype=object)[top]
+
+
+@functools.lru_cache(maxsize=256)
+def _consecutive_from(names: tuple[str, ...]) -> int | None:
+    """The first of `names` when they are consecutive integers in ascending order (as
+    :func:`integer_labels` reads them), else None."""
+    codes = integer_labels(names)
+    if codes is None or not codes.size or \
+            not np.array_equal(codes, np.arange(codes[0], codes[0] + codes.size)):
+        return None
+    return int(codes[0])
 
 
 @functools.lru_cache(maxsize=256)

@@ -95,6 +95,8 @@ class PredictionBatch(StackedResults):
         self.label_outputs: set[str] = set()
         self.counted_classes: dict[str, int] = {}  # text labels, counted as they came
         self.confidence: list[np.ndarray] = []
+        # Prediction.sketched of every prediction gathered: see prediction_state._sketched.
+        self.sketched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.invalid: dict[str, int] = {}
         self.class_like = False  # class-kind outputs seen, labels admitted or not
         self.probability_outputs: set[str] = set()
@@ -644,6 +646,8 @@ class PredictionBatch(StackedResults):
             self.probability_outputs.update(prediction.probability_outputs)
         if prediction.confidence is not None:
             self.confidence.append(prediction.confidence)
+        if prediction.sketched:
+            self.sketched.update(prediction.sketched)
         for reason, count in prediction.invalid.items():
             self._invalid(reason, count)
 

@@ -81,7 +81,8 @@ def write_batch(batch: PredictionBatch, state: ModelState, now: float) -> None:
     for output, chunks in merged.items():
         values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
         record_output(state, settings, output, values, output in probabilities,
-                      batch.value_bounds(output), now, batch.invalid)
+                      batch.value_bounds(output), now, batch.invalid,
+                      _sketched(batch, chunks))
     if has_classes:
         class_counts = count_classes(batch.classes)
         for label, count in batch.counted_classes.items():
@@ -89,12 +90,24 @@ def write_batch(batch: PredictionBatch, state: ModelState, now: float) -> None:
         count_folded_classes(state, caps["inferwatch_predicted_class_total"],
                              class_counts)
     if batch.confidence:
+        confidence = batch.confidence
         state.summary("inferwatch_prediction_confidence", (), probabilities=True).observe(
-            np.concatenate(batch.confidence), now)
+            confidence[0] if len(confidence) == 1 else np.concatenate(confidence), now,
+            sketched=_sketched(batch, confidence))
     for reason, count in batch.invalid.items():
         state.inc("inferwatch_invalid_predictions_total", (reason,), count)
     if batch.refused_sparse_shape is not None:
         _tell_sparse_too_large(state, batch.refused_sparse_shape)
+
+def _sketched(batch: PredictionBatch, chunks: list[np.ndarray]) -> np.ndarray | None:
+    """The sketch's values of an output gathered as one chunk of a probability matrix,
+    where reading the matrix made them (``Prediction.sketched``); None otherwise."""
+    if not batch.sketched or len(chunks) != 1:
+        return None
+    twin = batch.sketched.get(id(chunks[0]))
+    # By identity, and checked: an id is only unique while its array lives.
+    return twin[1] if twin is not None and twin[0] is chunks[0] else None
+
 
 def _summed_per_row(batch: PredictionBatch, folds: dict[str, str]) -> bool:
     """Whether the folded class-probability columns go to ``__other__`` as each row's
@@ -170,12 +183,13 @@ def add_invalid(reason: str, count: int, invalid: dict[str, int]) -> None:
 
 def record_output(state: ModelState, settings: Settings, output: str, values: np.ndarray,
                   probabilities: bool, bounds: Sequence[float], now: float,
-                  invalid: dict[str, int]) -> None:
+                  invalid: dict[str, int], sketched: np.ndarray | None = None) -> None:
     """One output's values (finite, folded under its cap) into its rolling quantiles and
-    its histogram, those outside ``output_range`` counted into `invalid`."""
+    its histogram, those outside ``output_range`` counted into `invalid`; `sketched` as
+    :meth:`~inferwatch.core.state.SummaryState.observe` takes it."""
     total = quiet_sum(values)  # the summary's sum and the histogram's: summed once
     state.summary("inferwatch_prediction", (output,),
-                  probabilities=probabilities).observe(values, now, total)
+                  probabilities=probabilities).observe(values, now, total, sketched)
     state.histogram("inferwatch_prediction_value", (output,), bounds).observe(values, total)
     if settings.output_range is not None:
         low, high = settings.output_range or (-math.inf, math.inf)

@@ -113,6 +113,10 @@ class Prediction:
     # records (``{"label": ..., "score": ...}``), whose labels `classes` holds unprefixed:
     # a reference that profiled the same dict compares its labels with that output.
     label_output: str | None = None
+    # id of an array of `values` or of `confidence` -> (that array, its sketch's values), made
+    # while reading a probability matrix in one pass (unit_sketch.sketched_columns): the
+    # drain's sketch of an output gathered as that one array need not transform it again.
+    sketched: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
 
     def count_invalid(self, reason: str, n: int) -> None:
         if n:

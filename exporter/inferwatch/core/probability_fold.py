@@ -45,6 +45,7 @@ from inferwatch.core.call_input import held_bytes
 from inferwatch.core.class_probabilities import (
     PROBABILITY_SUM_TOLERANCE,
     column_names,
+    count_bad_sums,
     integer_labels,
     label_outputs,
     row_sums,
@@ -54,6 +55,7 @@ from inferwatch.core.options import VALUE_BUCKETS
 from inferwatch.core.pending_calls import call_columns
 from inferwatch.core.prediction_state import count_folded_classes, record_output
 from inferwatch.core.state import float_array
+from inferwatch.core.unit_sketch import sketched_columns
 
 if TYPE_CHECKING:
     from inferwatch.core.label_caps import LabelCap
@@ -140,22 +142,25 @@ def _record(state: ModelState, settings: Settings, caps: dict[str, LabelCap],
         float(rows_per_call), calls)
     invalid: dict[str, int] = {}
     if bad_sums < 0:  # rows of 8 or more columns: numpy sums them pairwise
-        bad_sums = int((np.abs(row_sums(matrix) - 1.0) > PROBABILITY_SUM_TOLERANCE).sum())
+        bad_sums = count_bad_sums(row_sums(matrix))
     if bad_sums:
         invalid["probability_sum"] = bad_sums
     bounds = settings.value_buckets if settings.value_buckets is not None else VALUE_BUCKETS
+    width = matrix.shape[1]
+    shared = sketched_columns(matrix, None if width == 2 else top)  # its values lie in [0, 1]
     for j, name in enumerate(names):
-        record_output(state, settings, name, matrix[:, j], True, bounds, now, invalid)
+        record_output(state, settings, name, matrix[:, j], True, bounds, now, invalid,
+                      None if shared is None else shared[0][:, j])
     # Classes named by integers are counted by their value (in one pass over their range),
     # others as they first come: labels are admitted to the cap in that order.
     codes = integer_labels(tuple(names))
     order = sorted(counts, key=codes.__getitem__) if codes is not None else counts
     count_folded_classes(state, caps["inferwatch_predicted_class_total"],
                          {names[column]: counts[column] for column in order})
-    confidence = np.maximum(matrix[:, 0], matrix[:, 1]) if matrix.shape[1] == 2 else \
+    confidence = np.maximum(matrix[:, 0], matrix[:, 1]) if width == 2 else \
         matrix[np.arange(matrix.shape[0]), top]
     state.summary("inferwatch_prediction_confidence", (), probabilities=True).observe(
-        confidence, now)
+        confidence, now, sketched=None if shared is None else shared[1])
     for reason, count in invalid.items():
         state.inc("inferwatch_invalid_predictions_total", (reason,), count)
 
@@ -193,7 +198,7 @@ def _read_many(matrix: np.ndarray) -> tuple[np.ndarray, int, dict[int, int]] | N
     """:func:`_read_few` of many rows, with the general fold's numpy functions."""
     if not (matrix.min() >= 0.0 and matrix.max() <= 1.0):  # NaN fails this too
         return None
-    bad_sums = int((np.abs(row_sums(matrix) - 1.0) > PROBABILITY_SUM_TOLERANCE).sum())
+    bad_sums = count_bad_sums(row_sums(matrix))
     top = top_columns(matrix)
     per_column = np.bincount(top, minlength=matrix.shape[1]).tolist()
     present = [column for column, rows in enumerate(per_column) if rows]

@@ -309,14 +309,17 @@ class SummaryState:
         """Whether the sketch holds probabilities (its bin budget says so, in every copy)."""
         return self.sketch.max_bins == PROBABILITY_MAX_BINS
 
-    def observe(self, values: np.ndarray, now: float, total: float | None = None) -> None:
-        """Add `values` observed at `now`; `total` as :meth:`HistogramState.observe` takes it."""
+    def observe(self, values: np.ndarray, now: float, total: float | None = None,
+                sketched: np.ndarray | None = None) -> None:
+        """Add `values` observed at `now`; `total` as :meth:`HistogramState.observe` takes it.
+        `sketched`, for probabilities, is ``to_sketch(values)`` where the caller made it
+        already (:func:`~inferwatch.core.unit_sketch.sketched_columns`)."""
         if values.size == 0:
             return
         if total is None:
             total = _finite_sum(values)
         if self.probabilities:
-            self.sketch.add(to_sketch(values), now)
+            self.sketch.add(to_sketch(values) if sketched is None else sketched, now)
         elif values.dtype == np.float64 and values.ndim == 1 and values.flags.c_contiguous:
             # The very array the sketch sums (no conversion or copy that could reorder the
             # sum): its sum is the sketch's too, summed once.
