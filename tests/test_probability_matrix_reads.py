@@ -21,6 +21,7 @@ from inferwatch.core.class_probabilities import (
     row_sums,
     top_columns,
 )
+from inferwatch.core.probability_fold import MOST_ROWS
 from inferwatch.core.unit_sketch import sketched_columns, to_sketch
 from test_float_fold import _same
 from test_probability_fold import _chunks, _classes, _options, _state_of
@@ -46,12 +47,47 @@ def test_one_transform_of_the_matrix_is_each_columns_and_the_confidences(matrix)
     if matrix.size <= 48:
         assert shared is None  # a few values: each column goes Python's way
         return
-    columns, confidence = shared
+    _same_as_apart(matrix, top, shared)
+
+
+def _same_as_apart(matrix: np.ndarray, top: np.ndarray,
+                   shared: tuple[np.ndarray, np.ndarray]) -> None:
+    """Each column's and the confidence's sketch values are what each would get alone."""
+    columns, top_sketched = shared
+    width = matrix.shape[1]
     for j in range(width):
         assert _bitwise(np.ascontiguousarray(columns[:, j]), to_sketch(matrix[:, j].copy()))
     top_values = np.maximum(matrix[:, 0], matrix[:, 1]) if width == 2 else \
         matrix[np.arange(matrix.shape[0]), top]
-    assert _bitwise(np.ascontiguousarray(confidence), to_sketch(top_values))
+    assert _bitwise(np.ascontiguousarray(top_sketched), to_sketch(top_values))
+
+
+def _big_matrix(kind: str, rows: int, seed: int) -> np.ndarray:
+    """`rows` rows of a classifier's probabilities: a binary one's, a five-class softmax's,
+    a tree's (exact 0s and 1s), or rows with -0.0, halves and the tiniest values."""
+    rng = np.random.default_rng(seed)
+    if kind == "binary":
+        p = rng.random(rows) ** rng.uniform(0.1, 10)
+        return np.column_stack([1 - p, p])
+    if kind == "softmax":
+        logits = rng.normal(scale=rng.uniform(0.1, 8), size=(rows, 5))
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    if kind == "tree":
+        p = rng.integers(0, 11, rows) / 10
+        return np.column_stack([1 - p, p])
+    p = rng.choice([0.5, 0.25, 1e-300, 0.999999], rows)
+    matrix = np.column_stack([1 - p, p])
+    matrix[rng.integers(0, rows, 5), 0] = -0.0
+    return matrix
+
+
+@pytest.mark.parametrize("kind", ["binary", "softmax", "tree", "edges"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_large_matrix_is_sketched_as_its_columns_are(kind, seed):
+    matrix = _big_matrix(kind, 5_000 + 37 * seed, seed)
+    top = top_columns(matrix)
+    _same_as_apart(matrix, top, sketched_columns(matrix, None if matrix.shape[1] == 2 else top))
 
 
 _names = st.one_of(
@@ -116,3 +152,20 @@ def test_a_drain_leaves_the_same_state_with_the_matrix_sketched_in_one_pass(data
         patch.setattr(probability_fold, "sketched_columns", lambda *args: None)
         apart = _state_of(drains, options, classes)
     assert _same(shared, apart), (shared, apart)
+
+
+@pytest.mark.parametrize("kind", ["binary", "softmax", "tree", "edges"])
+def test_a_drain_of_many_rows_leaves_the_same_state_with_the_matrix_sketched_at_once(kind):
+    """A drain of one call of a large matrix (the general fold), then of a few calls of it
+    (the few-rows fold takes up to MOST_ROWS rows), then of more (the general fold's stacked
+    calls) leaves the state it leaves read column by column."""
+    matrix = _big_matrix(kind, MOST_ROWS // 3, 7)
+    drains = [[matrix], [matrix] * 3, [matrix] * 4]
+    options = {"task": "auto", "output_range": None, "value_buckets": None,
+               "max_outputs": 20, "max_classes": 50}
+    shared = _state_of(drains, options, None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(class_probabilities, "sketched_columns", lambda *args: None)
+        patch.setattr(probability_fold, "sketched_columns", lambda *args: None)
+        apart = _state_of(drains, options, None)
+    assert _same(shared, apart)
