@@ -46,6 +46,7 @@ from inferwatch.core.callable_kinds import (
 )
 from inferwatch.core.follower import UNFOLLOWED, Follower
 from inferwatch.core.monitor import Monitor
+from inferwatch.core.output_bytes import freeze_outputs
 from inferwatch.core.pending_calls import array_from_bytes
 from inferwatch.core.request import INFERENCE_STAGE, Request, current_request_of
 from inferwatch.core.request import _current as open_request
@@ -407,6 +408,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
     position, one_feed = slow.position, slow.one_feed
     # (shape, dtype, ArrayLayout or None) of the last small numeric array result.
     known: tuple = (None, None, None)
+    # The OutputsLayout of the last list or tuple of small arrays (one object, swapped whole).
+    known_outputs = None
 
     def when_awaited(awaitable: Any, start: float, args: tuple, seen_input: Any) -> Any:
         """The coroutine a fast-path call whose model returned `awaitable` gives back: the
@@ -513,7 +516,7 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
 
     @functools.wraps(fn)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
-        nonlocal known
+        nonlocal known, known_outputs
         path = monitor.path
         request = in_request()
         if path is not FAST or kwargs or request is not None:
@@ -574,7 +577,17 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                         done = (clock() - start, result.copy())
                 else:
                     done = (clock() - start, recorded)
-            elif cls in output_containers:
+            elif cls is tuple or cls is list:
+                # A runtime's outputs (ONNX Runtime's list of arrays): each small array's
+                # bytes with their layout (output_bytes), a third of what copies cost;
+                # anything else in the container is copied as before.
+                frozen = freeze_outputs(result, known_outputs)
+                if frozen is None:
+                    done = (clock() - start, outputs_snapshot(result))
+                else:
+                    known_outputs = frozen[0]
+                    done = (clock() - start, known_outputs, None, frozen[1])
+            elif cls is dict:
                 done = (clock() - start, outputs_snapshot(result))
             else:
                 done = (clock() - start, recorded)

@@ -481,6 +481,9 @@ class MonitorDrain:
             if stacked is not None:  # arrays of one shape and dtype: already one array
                 array, shape = stacked
                 kept_bytes += array.nbytes
+                if shape is None:  # lists or tuples of small arrays of one layout
+                    _add_guarded(predictions.add_stacked_outputs, array, probabilities)
+                    continue
                 if rest is None or shape[0] <= pending_calls.SLICE_ROWS:
                     _add_guarded(predictions.add_stacked, array, shape, len(pending),
                                  probabilities)

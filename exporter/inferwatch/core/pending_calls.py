@@ -21,6 +21,7 @@ from inferwatch.core.column_arrays import (
     numeric_column_array,
     rows_as_array,
 )
+from inferwatch.core.output_bytes import OutputsLayout, StackedOutputs
 from inferwatch.core.stacked_results import (
     DTYPE_OF,
     SERIES_VALUES,
@@ -597,14 +598,17 @@ _COLUMN_GETTERS = tuple(operator.itemgetter(i) for i in range(5))
 
 def call_columns(pending: list[tuple], feature_count: int | None = None
                   ) -> tuple[Sequence[float], Sequence[object], Sequence,
-                             tuple[np.ndarray, tuple] | None]:
+                             tuple[np.ndarray | StackedOutputs, tuple | None] | None]:
     """Durations, results and kept inputs of fast-path calls, and (stacked, one call's
-    shape) when every call returned an array of one shape and dtype. `feature_count`: the
-    reference's, the width of inputs that may be joined.
+    shape) when every call returned an array of one shape and dtype, or (StackedOutputs,
+    None) when every call returned a list or tuple of arrays of one layout.
+    `feature_count`: the reference's, the width of inputs that may be joined.
 
     A call is (duration, result), (duration, result, input), or, for a small array,
     (duration, the array, input or None, its bytes when the call returned): the result is
     read from those bytes, as the call saw it (a runtime may have refilled the array since).
+    A list or tuple of small arrays is kept the same way, as its
+    :class:`~inferwatch.core.output_bytes.OutputsLayout` and a list of its arrays' bytes.
     A call whose input was a small numeric array keeps that array and its bytes:
     (duration, result, input array, its bytes, the result's bytes or None).
 
@@ -657,12 +661,19 @@ def call_columns(pending: list[tuple], feature_count: int | None = None
 
 
 def _arrays_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes], kept: list
-                       ) -> tuple[Sequence[object], list, tuple[np.ndarray, tuple] | None]:
+                       ) -> tuple[Sequence[object], list,
+                                  tuple[np.ndarray | StackedOutputs, tuple | None] | None]:
     """Results, kept inputs and (stacked, shape) for arrays kept as their bytes: one array
     read from the joined bytes when they share a shape and dtype."""
     # One wrapper's layout (call_input.ArrayLayout) in every call: told by identity in C,
     # without a set of a thousand ids.
-    if all(map(operator.is_, arrays, itertools.repeat(arrays[0]))):
+    first = arrays[0]
+    if first.__class__ is OutputsLayout:
+        if first.stackable and all(map(operator.is_, arrays, itertools.repeat(first))):
+            # Containers of outputs of one layout: each output's bytes joined at once.
+            return (), kept, (StackedOutputs(first, raws), None)
+        return list(map(array_from_bytes, arrays, raws)), kept, None
+    if all(map(operator.is_, arrays, itertools.repeat(first))):
         dtypes, shapes = {arrays[0].dtype}, {arrays[0].shape}
     else:
         dtypes, shapes = set(map(DTYPE_OF, arrays)), set(map(SHAPE_OF, arrays))
@@ -704,7 +715,11 @@ def _inputs_from_bytes(arrays: Sequence[np.ndarray], raws: Sequence[bytes],
 
 
 def array_from_bytes(template: np.ndarray, raw: bytes) -> np.ndarray:
-    """The array `template` was when its bytes `raw` were taken."""
+    """The array `template` was when its bytes `raw` were taken (or, for an
+    :class:`~inferwatch.core.output_bytes.OutputsLayout` and its arrays' bytes, the
+    container of arrays)."""
+    if template.__class__ is OutputsLayout:
+        return template.thaw(raw)  # type: ignore[attr-defined]
     return np.frombuffer(bytearray(raw), dtype=template.dtype).reshape(template.shape)
 
 

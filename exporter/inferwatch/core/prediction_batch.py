@@ -57,6 +57,7 @@ from inferwatch.core.state import ModelState, float_array
 if TYPE_CHECKING:
     from inferwatch.core.label_caps import LabelCap
     from inferwatch.core.options import Settings
+    from inferwatch.core.output_bytes import StackedOutputs
     from inferwatch.quality.tracker import FeatureTracker
 
 FLOAT_SCALARS = frozenset({float, np.float64, np.float32, np.float16})
@@ -340,6 +341,17 @@ class PredictionBatch(StackedResults):
                 return  # as the general path: each call would have failed the same way
             self._add(prediction, ())
         self.repeat_size(shape[0], calls)
+
+    def add_stacked_outputs(self, outputs: StackedOutputs, probabilities: bool) -> None:
+        """Record many calls that each returned a list or tuple of small arrays of one
+        layout (ONNX Runtime's ``session.run``), their outputs joined per output: as
+        :meth:`add_results` reads those calls' containers, by columns where it reads them
+        so (1-D float arrays of one length a call), else from each call's container."""
+        columns = None if probabilities or outputs.calls < 2 else outputs.float_columns()
+        if columns is not None:
+            self._add_array_columns(*columns)
+            return
+        self.add_results(outputs.thawed(), probabilities)
 
     def _add_arrays(self, results: Sequence[np.ndarray], task: str) -> None:
         """Many calls that each returned a 1-D array: one concatenation, not one pass each."""
