@@ -478,12 +478,17 @@ class MonitorDrain:
             inputs.extend(kept)
             durations.extend(call_durations)
             kept_bytes += held_bytes(kept)  # DataFrames and tensors too, by estimate
-            if stacked is not None:  # arrays of one shape and dtype: already one array
+            if stacked is not None and stacked[1] is None:
+                # Lists or tuples of small arrays of one layout, each output one array.
+                outputs = stacked[0]
+                if rest is None or outputs.rows_per_call <= pending_calls.SLICE_ROWS:
+                    kept_bytes += outputs.nbytes
+                    _add_guarded(predictions.add_stacked_outputs, outputs, probabilities)
+                    continue
+                results = outputs.thawed()  # to be sliced, as each call's copies were
+            elif stacked is not None:  # arrays of one shape and dtype: already one array
                 array, shape = stacked
                 kept_bytes += array.nbytes
-                if shape is None:  # lists or tuples of small arrays of one layout
-                    _add_guarded(predictions.add_stacked_outputs, array, probabilities)
-                    continue
                 if rest is None or shape[0] <= pending_calls.SLICE_ROWS:
                     _add_guarded(predictions.add_stacked, array, shape, len(pending),
                                  probabilities)

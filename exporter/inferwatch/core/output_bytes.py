@@ -130,6 +130,12 @@ class StackedOutputs:
         """What the calls held while they waited."""
         return self.layout.nbytes * self.calls
 
+    @property
+    def rows_per_call(self) -> int:
+        """The most rows of one call's output (a drain cuts a call of more than its slice
+        into slices)."""
+        return max(shape[0] if shape else 1 for shape in self.layout.shapes)
+
     def float_columns(self) -> tuple[dict[str, np.ndarray], list[int]] | None:
         """Outputs ``0``, ``1``, ... as columns, and each call's rows, as the drain reads
         many calls' tuples of 1-D float arrays of one length a call
