@@ -579,8 +579,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                     done = (clock() - start, recorded)
             elif cls is tuple or cls is list:
                 # A runtime's outputs (ONNX Runtime's list of arrays): each small array's
-                # bytes with their layout (output_bytes), a third of what copies cost;
-                # anything else in the container is copied as before.
+                # bytes with their layout (output_bytes), which the drain reads as one array
+                # per output; a container of anything else is copied as before.
                 frozen = freeze_outputs(result, known_outputs)
                 if frozen is None:
                     done = (clock() - start, outputs_snapshot(result))

@@ -160,19 +160,20 @@ def add_probabilities(prediction: Prediction, array: np.ndarray,
     # Every column's sketch values and the confidence's in one pass, for a matrix whose
     # values need no clipping (clipped, a -0.0 would turn 0.0 where its column alone keeps it).
     shared = sketched_columns(matrix, None if width == 2 else top) if in_unit else None
+    sketched = prediction.sketched if prediction.sketched is not None else {}
     if prediction.confidence is None:
         prediction.confidence = confidence
         if shared is not None:
-            prediction.sketched = {id(confidence): (confidence, shared[1])}
+            sketched[id(confidence)] = (confidence, shared[1])
     else:
         prediction.confidence = np.concatenate([prediction.confidence, confidence])
     for j, name in enumerate(names):
         column = matrix[:, j]
         extend(prediction.values, name, column)
         if shared is not None and prediction.values[name] is column:
-            if prediction.sketched is None:
-                prediction.sketched = {}
-            prediction.sketched[id(column)] = (column, shared[0][:, j])
+            sketched[id(column)] = (column, shared[0][:, j])
+    if sketched:
+        prediction.sketched = sketched
     prediction.probability_outputs.update(names)
     recording = getattr(_RECORDING, "matrices", None)
     if recording is not None:

@@ -99,6 +99,7 @@ def write_batch(batch: PredictionBatch, state: ModelState, now: float) -> None:
     if batch.refused_sparse_shape is not None:
         _tell_sparse_too_large(state, batch.refused_sparse_shape)
 
+
 def _sketched(batch: PredictionBatch, chunks: list[np.ndarray]) -> np.ndarray | None:
     """The sketch's values of an output gathered as one chunk of a probability matrix,
     where reading the matrix made them (``Prediction.sketched``); None otherwise."""

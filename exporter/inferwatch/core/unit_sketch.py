@@ -47,8 +47,9 @@ def to_sketch(probabilities: np.ndarray) -> np.ndarray:
     if not high.any():
         return p
     # Computed for every value and picked without a branch per value: np.where over a mask
-    # of mixed rows mispredicts half its branches (5 times the cost of these passes on a
-    # classifier's confidences), and gathering the high half costs more still. For p > 0.5,
+    # of mixed rows mispredicts half its branches (timed alone on 100,000 random
+    # probabilities, the transform took four times these passes), and gathering the high
+    # half costs more still. For p > 0.5,
     # 1 / (1 - p) is at least 2, so the maximum picks it; below, it is zeroed and p is kept
     # (NaN stays NaN, and -0.0 too: numpy's maximum gives its second argument on a tie):
     # the floats np.where gives.
