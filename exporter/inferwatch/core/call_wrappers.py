@@ -580,8 +580,10 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
             elif cls is tuple or cls is list:
                 # A runtime's outputs (ONNX Runtime's list of arrays): each small array's
                 # bytes with their layout (output_bytes), which the drain reads as one array
-                # per output; a container of anything else is copied as before.
-                frozen = freeze_outputs(result, known_outputs)
+                # per output; a container of anything else is copied as before (told by its
+                # first item first: a list of one score pays no call for the look).
+                frozen = freeze_outputs(result, known_outputs) \
+                    if result and result[0].__class__ is ndarray else None
                 if frozen is None:
                     done = (clock() - start, outputs_snapshot(result))
                 else:
