@@ -5,7 +5,6 @@ parts that are no arrays, ``predict`` and ``predict_proba``."""
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import numpy as np
@@ -18,6 +17,7 @@ from inferwatch.core.instrument import instrument
 from inferwatch.core.output_bytes import OutputsLayout, StackedOutputs, freeze_outputs
 from inferwatch.core.registry import Registry
 from test_float_fold import _same
+from tick_clock import thread_ticks
 
 NOW = 1_700_000_000.0
 
@@ -99,11 +99,10 @@ class _Runtime:
 
 def _state(drains: list[list], method: str, frozen: bool) -> tuple:
     registry = Registry(drain_interval=3600)
-    ticks = itertools.count()
     try:
         runtime = _Runtime()
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(time, "perf_counter", lambda: next(ticks) * 0.001)
+            patch.setattr(time, "perf_counter", thread_ticks())
             if not frozen:
                 patch.setattr(call_wrappers, "freeze_outputs", lambda *args: None)
             model = instrument(runtime, name="m", version="1", registry=registry)

@@ -7,7 +7,6 @@ two to nine columns, several class namings, tasks, caps and options)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 
@@ -20,6 +19,7 @@ from inferwatch.core.instrument import instrument
 from inferwatch.core.probability_fold import FEW_ROWS, MOST_ROWS
 from inferwatch.core.registry import Registry
 from test_float_fold import _same, both_folds
+from tick_clock import thread_ticks
 
 NOW = 1_700_000_000.0
 
@@ -91,12 +91,11 @@ def _state_of(drains: list[list[np.ndarray]], options: dict, classes: list | Non
     """The state (its loading time left out), pending bound and label caps after draining
     each of `drains` in turn, through whichever fold monitor_drain uses."""
     registry = Registry(drain_interval=3600)
-    ticks = itertools.count()
     try:
         model = _Classifier(classes)
         with pytest.MonkeyPatch.context() as patch:
             # The wrapper's clock, read as it is made: latencies the same in both runs.
-            patch.setattr(time, "perf_counter", lambda: next(ticks) * 0.001)
+            patch.setattr(time, "perf_counter", thread_ticks())
             wrapped = instrument(model, name="m", version="1", registry=registry)
         monitor = registry.monitors()[0].configure(**options)
         for step, calls in enumerate(drains):
