@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import shutil
@@ -30,6 +31,17 @@ pytest_plugins = ["report_text"]
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # so tests can import the benchmarks package
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything collection loaded (every test module and the libraries they import:
+    numpy, pandas, scikit-learn, ...) lives until the run ends, so the garbage collector's
+    full passes need not walk it again: frozen, a test's ``gc.collect()`` and the
+    interpreter's own full passes walk only what the tests made since. Some 480,000
+    objects in each worker: 0.3 to 0.5 s a pass on this machine, a few hundred passes per
+    worker in a run."""
+    gc.collect()
+    gc.freeze()
 
 
 class Scraper:

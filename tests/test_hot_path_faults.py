@@ -137,13 +137,20 @@ def _owned_locks() -> list[tuple[object, str]]:
     """Every lock held in an attribute of an inferwatch object or module, found by walking
     the live objects: a lock added tomorrow is found without editing this test."""
     # Garbage of earlier tests (a merged view in a reference cycle) still in the heap is no
-    # one's: nothing will take its locks again, in the parent or in a child.
+    # one's: nothing will take its locks again, in the parent or in a child. What the suite
+    # froze after collection (conftest.py) is out of gc.get_objects()' sight: thawed for the
+    # walk, then frozen again.
+    gc.unfreeze()
     gc.collect()
+    try:
+        live = gc.get_objects()
+    finally:
+        gc.freeze()
     found: list[tuple[object, str]] = []
     for name, module in list(sys.modules.items()):
         if _in_a_model_server(name) and isinstance(module, types.ModuleType):
             found += _locks_in(vars(module), module)
-    for obj in gc.get_objects():
+    for obj in live:
         module = type(obj).__dict__.get("__module__") if not isinstance(obj, type) else None
         if not isinstance(module, str) or not _in_a_model_server(module):
             continue
