@@ -198,10 +198,13 @@ class Model:
     def predict_proba(self, x):
         return np.array([[0.5 + 1j, 0.5]])
 
-plain = inferwatch.instrument(Model(), name="plain", version="1", registry=registry)
+# Folded by the drain thread's next pass, not after its usual wait for more calls.
+soon = {"drain_max_wait_seconds": 0.0}
+plain = inferwatch.instrument(Model(), name="plain", version="1", registry=registry, **soon)
 checked = inferwatch.instrument(Model(), name="checked", version="1", registry=registry,
-                                reference=ref)
-scalar = inferwatch.instrument(lambda x: 1 + 2j, name="scalar", version="1", registry=registry)
+                                reference=ref, **soon)
+scalar = inferwatch.instrument(lambda x: 1 + 2j, name="scalar", version="1", registry=registry,
+                               **soon)
 for _ in range(3):
     plain.predict(1); plain.predict_proba(1); scalar(1)
     checked.predict({"a": 1 + 1j, "b": np.complex64(2)})
