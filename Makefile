@@ -13,9 +13,10 @@ PYTEST_ARGS ?=
 # (Prometheus scraping, rules evaluating, demos playing), so three run side by side even on
 # two cores: on two cores the suite took 899 s with two workers and 627 s with three. A
 # file's tests stay in one process (its servers, started once per file, are not started
-# twice). PYTEST_WORKERS=0 runs in one process.
+# twice), in the order tests/conftest.py gives the files. PYTEST_WORKERS=0 runs in one
+# process.
 PYTEST_WORKERS ?= 3
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # A failure must be readable from CI's output alone: every failing test's name and reason
 # (-rfE), short tracebacks with the captured output and logs of the test (--show-capture;
 # tests/conftest.py adds the tail of every log file the test's processes wrote), the
