@@ -94,7 +94,7 @@ def test_flush_after_close_returns_true_at_once_and_counts_the_queue_as_dropped(
     start = time.monotonic()
     assert handle.flush(3) is True
     assert handle.flush(None) is True
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 3.0  # did not wait out flush(3)
     challenger.gate.set()
     dropped = _counter(handle, "inferwatch_shadow_dropped_total")[("1", "shutdown")]
     assert 4 <= dropped <= 5  # one call may already be in its worker's hands
