@@ -23,6 +23,12 @@ PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # slowest tests, and a JUnit XML report kept beside the log that .ci/run writes.
 PYTEST_REPORT := -rfE --tb=short --show-capture=all --durations=15 \
 	--junitxml=.ci/logs/junit.xml
+# The test processes, and the hundreds of Python processes the tests start, import the
+# package from its source tree. Where bytecode caching is off (PYTHONDONTWRITEBYTECODE, as
+# some CI images set it), each of them compiles every module it imports again, and each
+# worker rewrites every test module's asserts: a third of the CPU of a test file that starts
+# processes. The suite's runs write the caches (in __pycache__, which git ignores).
+test explore unit test-lowest test-torch: export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: test explore test-torch test-lowest unit lint demo bench generate grafana-schema pictures venv tools \
 	browser clean
