@@ -118,7 +118,7 @@ def test_ctrl_c_still_pushes_the_run_once_to_a_gateway_that_is_up(gateway):  # n
                          error_type="KeyboardInterrupt") is None
 
 
-def test_a_cancelled_async_job_pushes_once():
+def test_a_cancelled_async_job_pushes_once(caplog):
     # Ctrl-C under asyncio.run cancels the main task: the job sees CancelledError.
     registry = Registry()
     score = inferwatch.instrument(lambda rows: 0.5, name="churn", version="3",
@@ -126,7 +126,7 @@ def test_a_cancelled_async_job_pushes_once():
     started = asyncio.Event()
 
     @inferwatch.push.on_exit(f"127.0.0.1:{free_port()}", "nightly", registry=registry,
-                             timeout=30, retries=3, retry_delay=4)  # 4+8+16 s of retries
+                             timeout=30, retries=3, retry_delay=10)  # 10+20+30 s of retries
     async def job() -> None:
         score([1.0])
         started.set()
@@ -142,6 +142,8 @@ def test_a_cancelled_async_job_pushes_once():
         return time.monotonic() - start
 
     assert asyncio.run(main()) < PROMPT_S
+    assert "tried once, as the job was stopped" in caplog.text
+    assert "attempts)" not in caplog.text
 
 
 # --- nested cells anywhere in a column ------------------------------------------------------
