@@ -9,6 +9,7 @@ import shutil
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,12 +56,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     demo, the end-to-end stack), so the run ended on one or two of them while the other
     workers had nothing left. First, they overlap with the rest: their time is mostly
     waiting on their servers, which the files that keep a core busy fill."""
-    per_file: dict[object, int] = {}
-    integration: set[object] = set()
-    for item in items:
-        per_file[item.path] = per_file.get(item.path, 0) + 1
-        if item.get_closest_marker("integration") is not None:
-            integration.add(item.path)
+    per_file = Counter(item.path for item in items)
+    integration = {item.path for item in items
+                   if item.get_closest_marker("integration") is not None}
     # Among the integration files, those of few tests first: they are the ones whose every
     # test plays a scenario on its servers; a long file with one such test is mostly quick
     # unit tests.
