@@ -123,12 +123,35 @@ def test_a_signal_without_its_seasonal_model_records_three_series() -> None:
     missing = {name.rsplit(":", 1)[1]: expr for name, expr in records.items()
                if ":inferwatch_baseline_missing:" in name}
     assert set(missing) == {"value_10m", "expected", "sigma"}
-    assert missing["expected"] == ("avg_over_time(model_feature:inferwatch_baseline_missing:"
-                                   "value_10m[1d] offset 3h)")
+    # The trailing mean, where the window holds min_coverage of its values (36 of 288).
+    assert missing["expected"] == (
+        "avg_over_time(model_feature:inferwatch_baseline_missing:value_10m[1d] offset 3h)\n"
+        "and\ncount_over_time(model_feature:inferwatch_baseline_missing:value_10m[1d] offset 3h)"
+        " >= 36  # min_coverage 0.125 of 1d")
     assert "residual" not in missing["sigma"] and "stddev_over_time(" in missing["sigma"]
     # The other signals keep theirs.
     assert "model_feature:inferwatch_baseline_out_of_range:seasonal" in records
     assert len(recording_rules(cfg)) == len(recording_rules(DEFAULT)) - 2
+
+
+@pytest.mark.parametrize(("coverage", "needed"), [(0.3, 6), (0.15, 3), (0.01, 1), (1.0, 20)])
+def test_the_band_needs_min_coverage_of_its_windows_values(coverage: float, needed: int) -> None:
+    # 20 values in a 20m window at 1m; 0.15 x 20 is 3.0000000000000004 in floats, and asks
+    # for 3 values, not 4.
+    cfg = from_dict({"baselines": {"evaluation_interval": "1m", "missing": {
+        "baseline_window": "20m", "min_coverage": coverage}}})
+    expected = dict(recording_rules(cfg))["model_feature:inferwatch_baseline_missing:expected"]
+    assert expected.endswith(
+        "count_over_time(model_feature:inferwatch_baseline_missing:value_10m[20m] offset 3h)"
+        f" >= {needed}  # min_coverage {coverage:g} of 20m")
+
+
+def test_a_coverage_of_zero_leaves_the_count_out() -> None:
+    cfg = from_dict({"baselines": {name: {"min_coverage": 0} for name in SIGNALS}})
+    assert not any("count_over_time" in expr and "[1d]" in expr.split("count_over_time")[1]
+                   .split(")")[0] for name, expr in recording_rules(cfg)
+                   if name.endswith(":expected"))
+    assert all("min_coverage" not in expr for _, expr in recording_rules(cfg))
 
 
 @pytest.mark.parametrize("seasonal", [True, False])
@@ -148,7 +171,10 @@ def test_each_rule_reads_each_day_long_statistic_once(seasonal: bool) -> None:
             assert expr.count(":expected") == (2 if spec.scale_by else 1), name
     seasonal_expected = [expr for name, expr in recording_rules(cfg) if name.endswith(
         ":expected")]
-    assert all(len(day_long.findall(expr)) == 1 for expr in seasonal_expected)
+    # The trailing mean and the count of the values it averages (min_coverage): two
+    # statistics, each read once.
+    assert all(sorted(read.split("(")[0] for read in day_long.findall(expr))
+               == ["avg_over_time", "count_over_time"] for expr in seasonal_expected)
     # Per feature, one drift score of three beside the observations gauge: each series a
     # value rule selects is read at every evaluation.
     feature_values = [expr for name, expr in recording_rules(cfg)

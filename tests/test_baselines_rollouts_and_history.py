@@ -164,10 +164,6 @@ def test_a_rollout_with_other_latency_buckets_keeps_the_latency_value_and_stays_
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="known gap: the history guard asks for one value "
-                   "min_history ago, not a day of values; a count over the whole window "
-                   "would cost about one more trailing statistic per series, against a rule "
-                   "evaluation budget already missed (docs/baselines.md)")
 def test_an_hour_long_canary_yesterday_is_not_a_day_of_history(tmp_path: Path) -> None:
     """A model that ran as a one-hour canary yesterday at ten, and returns today at ten with
     other predictions. Its value was recorded a day ago, so the old guard let the alert

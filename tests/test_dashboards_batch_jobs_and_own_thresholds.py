@@ -221,35 +221,47 @@ def test_each_band_panel_says_when_its_band_and_its_alert_start() -> None:
     assert len(default) == 9
     for description in default:
         assert "a day of history" not in description
-        assert re.search(r"The band is drawn once the value has 3h of history "
-                         r"\(baselines\.\w+\.baseline_offset\); Inferwatch\w+ may fire once it "
-                         r"has 1d \(baselines\.\w+\.min_history\)\.", description), description
-    changed = from_dict({"baselines": {"traffic": {"baseline_offset": "40m",
-                                                   "min_history": "2d"},
-                                       "errors": {"baseline_offset": "0s", "min_history": "0s"}}})
-    traffic, errors = (_panel(changed, OVERVIEW, f"{title} and expected band: $model")
-                       for title in ("Calls per second", "Error ratio"))
-    assert ("The band is drawn once the value has 40m of history "
-            "(baselines.traffic.baseline_offset); InferwatchTrafficAnomaly may fire once it "
-            "has 2d (baselines.traffic.min_history).") in traffic["description"]
+        assert re.search(r"The band is drawn once the value has 6h of history "
+                         r"\(baselines\.\w+\.baseline_offset 3h, then min_coverage 0\.125 of "
+                         r"its 1d baseline_window\); Inferwatch\w+ may fire once it has 1d "
+                         r"\(baselines\.\w+\.min_history\)\.", description), description
+    changed = from_dict({"baselines": {
+        "traffic": {"baseline_offset": "40m", "min_history": "2d"},
+        "errors": {"baseline_offset": "0s", "min_history": "0s", "min_coverage": 0},
+        "latency": {"baseline_offset": "0s", "min_coverage": 0.5, "baseline_window": "2h"},
+        "batch_size": {"min_coverage": 0}}})
+    traffic, errors, latency, batch = (
+        _panel(changed, OVERVIEW, f"{title} and expected band: $model")
+        for title in ("Calls per second", "Error ratio", "Latency p99", "Mean batch size"))
+    assert ("The band is drawn once the value has 3h40m of history "
+            "(baselines.traffic.baseline_offset 40m, then min_coverage 0.125 of its 1d "
+            "baseline_window); InferwatchTrafficAnomaly may fire once it has 2d "
+            "(baselines.traffic.min_history).") in traffic["description"]
     assert ("The band is drawn from the value's first sample (baselines.errors.baseline_offset "
-            "0); InferwatchErrorRatioAnomaly may fire from the start "
+            "0, min_coverage 0); InferwatchErrorRatioAnomaly may fire from the start "
             "(baselines.errors.min_history 0).") in errors["description"]
+    assert ("The band is drawn once the value has 1h of history (min_coverage 0.5 of its 2h "
+            "baseline_window)") in latency["description"]
+    assert ("The band is drawn once the value has 3h of history "
+            "(baselines.batch_size.baseline_offset 3h);") in batch["description"]
 
 
-def test_the_band_is_drawn_after_baseline_offset_not_a_day(tmp_path: Path) -> None:
-    """What the sentence says, as Prometheus evaluates the panel: with baseline_offset 40m,
-    the band is there 45m after the model started, and not at 35m."""
-    cfg = from_dict({"baselines": {"evaluation_interval": "1m",
-                                   "traffic": {"baseline_offset": "40m"}}})
+def test_the_band_is_drawn_after_baseline_offset_and_min_coverage_not_a_day(
+        tmp_path: Path) -> None:
+    """What the sentence says, as Prometheus evaluates the panel: with baseline_offset 40m
+    and min_coverage 0.25 of a 2h baseline window (30 values at 1m), the band is there
+    1h10m after the model started, and not at 65m."""
+    cfg = from_dict({"baselines": {"evaluation_interval": "1m", "traffic": {
+        "baseline_offset": "40m", "baseline_window": "2h", "min_coverage": 0.25}}})
     band = _panel(cfg, OVERVIEW, "Calls per second and expected band: $model")
+    assert "drawn once the value has 1h10m of history" in band["description"]
     lower = next(t["expr"] for t in band["targets"] if t["legendFormat"] == "expected low")
     calls = {"series": f'inferwatch_requests_total{{{MODEL_JOB}, instance="a:9", '
                        f'model="fraud", model_version="1", outcome="ok"}}',
-             "values": "0+600x60"}
+             "values": "0+600x80"}
     check = {"expr": f"count({_selected(lower)})"}
     assert_promtool_passes(
-        tmp_path, [calls, _series("inferwatch_model_info", "fraud") | {"values": "1x60"}],
+        tmp_path, [calls, _series("inferwatch_model_info", "fraud") | {"values": "1x80"}],
         rule_files=write_generated_rules(cfg, tmp_path),
-        exprs=[check | {"eval_time": "35m", "exp_samples": []},
-               check | {"eval_time": "45m", "exp_samples": [{"labels": "{}", "value": 1}]}])
+        exprs=[check | {"eval_time": "65m", "exp_samples": []},
+               check | {"eval_time": "75m", "exp_samples": [{"labels": "{}", "value": 1}]}])

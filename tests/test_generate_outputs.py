@@ -175,6 +175,7 @@ for _i, _signal in enumerate(SIGNALS):
         f"baselines.{_signal}.baseline_window": f"{1501 + _i}m",
         f"baselines.{_signal}.baseline_offset": f"{181 + _i}m",
         f"baselines.{_signal}.min_history": f"{1601 + _i}m",
+        f"baselines.{_signal}.min_coverage": round(0.2113 + 0.0001 * _i, 4),
         f"baselines.{_signal}.min_traffic": round(0.1113 + 0.0001 * _i, 4),
         f"baselines.{_signal}.sigma_floor": round(0.00311 + 0.00001 * _i, 5),
         f"baselines.{_signal}.sigma_floor_ratio": round(0.0611 + 0.0001 * _i, 4),

@@ -16,7 +16,8 @@ size) the rules record, per model (versions are aggregated, so a deploy keeps it
   mean over ``baseline_window`` plus the seasonal profile (a day that is busier all along
   is not an anomaly every hour, and a change is counted once); before that, the trailing
   mean alone. Every trailing statistic ends ``baseline_offset`` before now, so a fault
-  building up for hours is not learned as normal while it builds;
+  building up for hours is not learned as normal while it builds; absent where the
+  baseline window holds less than ``min_coverage`` of its values (:func:`_covering`);
 - ``sigma``: the trailing standard deviation of the residual once it covers half the window,
   else of the value itself, floored (absolutely and as a share of the expected value) so a
   flat series does not page on a wobble.
@@ -40,6 +41,7 @@ An alert fires when the value leaves the band on its side, the value was already
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -368,7 +370,8 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
             # the shape of the day. Both read the value itself: a profile measured from the
             # trailing mean as it stood a week ago is exact for a weekly pattern only
             # against the trailing mean of the value now.
-            (expected, _plus_where_present(mean, f"{seasonal}\nand\n{covered}")),
+            (expected, _covering(cfg, spec,
+                                 _plus_where_present(mean, f"{seasonal}\nand\n{covered}"))),
         ]
         # The residual's deviation only where expected is the seasonal value plus its mean:
         # without a seasonal value (the same hour yesterday was an outage), expected is the
@@ -377,7 +380,7 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
         stddev = (f"(\n  stddev_over_time({residual}[{bw}]{lag})\n  and\n  {covered}\n"
                   f"  and\n  {seasonal}\n)\nor\n{stddev}")
     else:
-        rules.append((expected, mean))
+        rules.append((expected, _covering(cfg, spec, mean)))
     floor_share = _floor_share(spec, number(own.sigma_floor_ratio), expected)
     # The larger of the deviation and the floor's share, the share alone where there is no
     # deviation yet: `deviation >= share or share` read the expected value twice.
@@ -387,6 +390,27 @@ def _signal_rules(cfg: Config, spec: SignalSpec) -> list[tuple[str, str, dict[st
                   f"clamp_min(\n  {_indent(larger, 2)},\n  {number(own.sigma_floor)}\n)"))
     labels = [extra for _, extra in values] + [{}] * (len(rules) - len(values))
     return [(name, expr, extra) for (name, expr), extra in zip(rules, labels)]
+
+
+def _covering(cfg: Config, spec: SignalSpec, expected: str) -> str:
+    """`expected` where the baseline window holds at least ``min_coverage`` of the values it
+    can hold (one per evaluation interval), so that there is no band, and no alert, where
+    a short canary at this hour yesterday left a few samples: their deviation is no band.
+
+    The count reads the window once more per series (what the guard costs); a coverage of
+    0 leaves it out.
+    """
+    own = settings(cfg, spec)
+    if not own.min_coverage:
+        return expected
+    slots = duration_seconds(own.baseline_window) / duration_seconds(
+        cfg.baselines.evaluation_interval)
+    # At least one value; a float product just above a whole number (0.3 * 10) must not ask
+    # for one value more than the share says.
+    needed = max(1, math.ceil(round(own.min_coverage * slots, 9)))
+    return (f"{expected}\nand\ncount_over_time({value_name(cfg, spec)}"
+            f"[{own.baseline_window}]{offset(own.baseline_offset)}) >= {needed}"
+            f"  # min_coverage {number(own.min_coverage)} of {own.baseline_window}")
 
 
 def _tagged(expr: str, part: str) -> str:

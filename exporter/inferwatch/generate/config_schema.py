@@ -247,6 +247,11 @@ class Signal:
                                     "normal", check.duration_or_zero)
     min_history: str = _setting("1d", "how long ago the short value must already have been "
                                 "recorded before the alert may fire", check.duration_or_zero)
+    min_coverage: float = _setting(0.125, "share of the baseline window that must hold "
+                                   "values before the band is drawn and the alert may fire "
+                                   "(0.125: 3h of a 1d window), so that a short canary "
+                                   "yesterday is no band; 0 leaves the count out",
+                                   check.ratio)
     min_traffic: float = _setting(0.1, "calls per second of the model (over the short window) "
                                   "below which the signal means nothing and the alert stays "
                                   "quiet", check.non_negative)
@@ -262,8 +267,8 @@ class Signal:
 
 
 _SIGNAL_HELP = _meta("one signal's baseline: enabled, k, window, baseline_window, "
-                     "baseline_offset, min_history, min_traffic, sigma_floor, sigma_floor_ratio, "
-                     "seasonal")
+                     "baseline_offset, min_history, min_coverage, min_traffic, sigma_floor, "
+                     "sigma_floor_ratio, seasonal")
 
 
 def _floors(floor: float, ratio: float) -> Callable[[], Signal]:

@@ -62,24 +62,32 @@ def _k_text(cfg: Config, spec: baselines.SignalSpec) -> str:
 
 def _history_text(spec: baselines.SignalSpec, own: Signal) -> str:
     """When a band panel starts to draw and its alert to judge: the band's trailing
-    statistics end baseline_offset ago, so they need that much of the value's history; the
-    alert waits for min_history of it.
+    statistics end baseline_offset ago, and the window they read must hold min_coverage
+    of its values, so the band needs both of the value's history; the alert waits for
+    min_history of it.
 
     >>> print(_history_text(baselines.SIGNALS["traffic"], Signal()))
-     The band is drawn once the value has 3h of history (baselines.traffic.baseline_offset); \
-InferwatchTrafficAnomaly may fire once it has 1d (baselines.traffic.min_history).
+     The band is drawn once the value has 6h of history (baselines.traffic.baseline_offset \
+3h, then min_coverage 0.125 of its 1d baseline_window); InferwatchTrafficAnomaly may fire \
+once it has 1d (baselines.traffic.min_history).
     """
-    offset_key, history_key = (f"baselines.{spec.key}.{name}"
-                               for name in ("baseline_offset", "min_history"))
-    if duration_seconds(own.baseline_offset):
-        drawn = (f"The band is drawn once the value has {own.baseline_offset} of history "
-                 f"({offset_key})")
+    key = f"baselines.{spec.key}"
+    lag = duration_seconds(own.baseline_offset)
+    covered = own.min_coverage * duration_seconds(own.baseline_window)
+    parts = [f"{key}.baseline_offset {own.baseline_offset}" if lag else "",
+             f"min_coverage {number(own.min_coverage)} of its {own.baseline_window} "
+             "baseline_window" if covered else ""]
+    if lag or covered:
+        drawn = (f"The band is drawn once the value has "
+                 f"{baselines.duration_text(lag + covered)} of history "
+                 f"({', then '.join(part for part in parts if part)})")
     else:
-        drawn = f"The band is drawn from the value's first sample ({offset_key} 0)"
+        drawn = (f"The band is drawn from the value's first sample ({key}.baseline_offset 0, "
+                 "min_coverage 0)")
     if duration_seconds(own.min_history):
-        fires = f"{spec.alert} may fire once it has {own.min_history} ({history_key})"
+        fires = f"{spec.alert} may fire once it has {own.min_history} ({key}.min_history)"
     else:
-        fires = f"{spec.alert} may fire from the start ({history_key} 0)"
+        fires = f"{spec.alert} may fire from the start ({key}.min_history 0)"
     return f" {drawn}; {fires}."
 
 
