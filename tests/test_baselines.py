@@ -123,11 +123,12 @@ def test_a_signal_without_its_seasonal_model_records_three_series() -> None:
     missing = {name.rsplit(":", 1)[1]: expr for name, expr in records.items()
                if ":inferwatch_baseline_missing:" in name}
     assert set(missing) == {"value_10m", "expected", "sigma"}
-    # The trailing mean, where the window holds min_coverage of its values (36 of 288).
+    # The trailing mean, where the window holds min_coverage of the model's calls per
+    # second (36 of 288 values).
     assert missing["expected"] == (
         "avg_over_time(model_feature:inferwatch_baseline_missing:value_10m[1d] offset 3h)\n"
-        "and\ncount_over_time(model_feature:inferwatch_baseline_missing:value_10m[1d] offset 3h)"
-        " >= 36  # min_coverage 0.125 of 1d")
+        "and on (model)\ncount_over_time(model:inferwatch_baseline_traffic:value_10m[1d] "
+        "offset 3h) >= 36  # min_coverage 0.125 of 1d")
     assert "residual" not in missing["sigma"] and "stddev_over_time(" in missing["sigma"]
     # The other signals keep theirs.
     assert "model_feature:inferwatch_baseline_out_of_range:seasonal" in records
@@ -135,15 +136,26 @@ def test_a_signal_without_its_seasonal_model_records_three_series() -> None:
 
 
 @pytest.mark.parametrize(("coverage", "needed"), [(0.3, 6), (0.15, 3), (0.01, 1), (1.0, 20)])
-def test_the_band_needs_min_coverage_of_its_windows_values(coverage: float, needed: int) -> None:
+@pytest.mark.parametrize("traffic", [True, False])
+def test_the_band_needs_min_coverage_of_its_windows_values(coverage: float, needed: int,
+                                                           traffic: bool) -> None:
     # 20 values in a 20m window at 1m; 0.15 x 20 is 3.0000000000000004 in floats, and asks
     # for 3 values, not 4.
-    cfg = from_dict({"baselines": {"evaluation_interval": "1m", "missing": {
-        "baseline_window": "20m", "min_coverage": coverage}}})
-    expected = dict(recording_rules(cfg))["model_feature:inferwatch_baseline_missing:expected"]
-    assert expected.endswith(
-        "count_over_time(model_feature:inferwatch_baseline_missing:value_10m[20m] offset 3h)"
-        f" >= {needed}  # min_coverage {coverage:g} of 20m")
+    cfg = from_dict({"baselines": {"evaluation_interval": "1m", "traffic": {"enabled": traffic},
+                                   **{key: {"baseline_window": "20m", "min_coverage": coverage}
+                                      for key in ("missing", "classes")}}})
+    rules = dict(recording_rules(cfg))
+    tail = f"[20m] offset 3h) >= {needed}  # min_coverage {coverage:g} of 20m"
+    # A model-level signal counts its own values.
+    assert rules["model_class:inferwatch_baseline_classes:expected"].endswith(
+        "\nand\ncount_over_time(model_class:inferwatch_baseline_classes:value_10m" + tail)
+    # Per feature, the model's calls per second where they are recorded: one series per
+    # model, not one per feature; its own values where they are not.
+    counted = ("on (model)\ncount_over_time(model:inferwatch_baseline_traffic:value_10m"
+               if traffic else "\ncount_over_time(model_feature:inferwatch_baseline_missing:"
+               "value_10m")
+    assert rules["model_feature:inferwatch_baseline_missing:expected"].endswith(
+        f"\nand{' ' if traffic else ''}{counted}{tail}")
 
 
 def test_a_coverage_of_zero_leaves_the_count_out() -> None:
@@ -200,11 +212,19 @@ def test_baselines_aggregate_versions_away() -> None:
     # their versions, in `unless on (model, model_version)`), and never kept as a label.
     windows = {getattr(DEFAULT.baselines, name).window for name in SIGNALS}
     shadows = [" ".join(recent_shadow_versions(DEFAULT, w).split()) for w in windows]
-    for _, expr in recording_rules(DEFAULT):
+    for name, expr in recording_rules(DEFAULT):
         flat = " ".join(expr.split())
         for text in shadows:
             flat = flat.replace(f"unless on (model, model_version) {text}", "")
         assert "inferwatch_model_info" not in flat, expr
+        if name.startswith("model:inferwatch_baseline_latency:value_"):
+            # Each version's quantile of its own buckets, weighted by its calls, summed by
+            # model on both sides of the division: the versions go no further.
+            assert re.fullmatch(r"\( sum by \(model\) \( histogram_quantile\(.*\)\) \* on "
+                                r"\(model, model_version\) .* \) / sum by \(model\) \( .* \) "
+                                r"\) > -Inf < \+Inf", flat), expr
+            assert flat.count("by (model, model_version") == 3, expr
+            continue
         kept = re.findall(r"\b(?:by|on) \(([^)]*)\)", flat)
         assert all("model_version" not in labels for labels in kept), expr
 

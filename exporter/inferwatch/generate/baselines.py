@@ -50,6 +50,7 @@ from inferwatch.generate.config_checks import duration_seconds
 from inferwatch.generate.config_schema import Config, Signal
 from inferwatch.generate.objectives import is_overridden, threshold_text
 from inferwatch.generate.promql import (
+    MODEL_LABELS,
     model_sel,
     number,
     objective,
@@ -133,9 +134,19 @@ def _errors(cfg: Config, window: str) -> list[str]:
 
 
 def _latency(cfg: Config, window: str) -> list[Any]:
-    buckets = _rate(cfg, "inferwatch_request_duration_seconds_bucket", window, "model, le")
+    # Each version's quantile from its own buckets, then their mean weighted by its calls.
+    # Buckets summed across versions are cumulative only where every version has the same
+    # bounds: a rollout with other latency buckets put version 1's le="0.05" beside version
+    # 2's le="0.04", and the model's p99 jumped for as long as both served. One version
+    # gives its own quantile; versions without calls in the window weigh nothing.
+    bucket = "inferwatch_request_duration_seconds_bucket"
+    buckets = _rate(cfg, bucket, window, "model, model_version, le")
+    version_calls = _rate(cfg, bucket, window, MODEL_LABELS, 'le="+Inf"')
+    calls = f"(\n  {_indent(version_calls, 2)}\n) > 0"
     # One rule per quantile, told apart by a rule label (promtool's lint sees those).
-    return [(f"histogram_quantile({q}, {buckets})", {"quantile": q})
+    return [(f"sum by (model) (\n  histogram_quantile({q}, {_indent(buckets, 2)})\n"
+             f"  * on ({MODEL_LABELS})\n  (\n    {_indent(calls, 4)}\n  )\n)\n/\n"
+             f"sum by (model) (\n  {_indent(calls, 2)}\n)", {"quantile": q})
             for q in cfg.baselines.latency_quantiles]
 
 
@@ -397,8 +408,11 @@ def _covering(cfg: Config, spec: SignalSpec, expected: str) -> str:
     can hold (one per evaluation interval), so that there is no band, and no alert, where
     a short canary at this hour yesterday left a few samples: their deviation is no band.
 
-    The count reads the window once more per series (what the guard costs); a coverage of
-    0 leaves it out.
+    A model-level signal counts its own values (100 to 400 series for 100 models). A
+    per-feature one counts the model's calls per second (the traffic value) where that
+    signal is on: counting each of 50 features' series read a day of 5,000 series once
+    more, and cost about as much as the per-feature statistics themselves. A coverage of 0
+    leaves the count out.
     """
     own = settings(cfg, spec)
     if not own.min_coverage:
@@ -408,7 +422,11 @@ def _covering(cfg: Config, spec: SignalSpec, expected: str) -> str:
     # At least one value; a float product just above a whole number (0.3 * 10) must not ask
     # for one value more than the share says.
     needed = max(1, math.ceil(round(own.min_coverage * slots, 9)))
-    return (f"{expected}\nand\ncount_over_time({value_name(cfg, spec)}"
+    counted, join = value_name(cfg, spec), ""
+    traffic = SIGNALS["traffic"]
+    if spec.labels and spec.level == "model_feature" and settings(cfg, traffic).enabled:
+        counted, join = value_name(cfg, traffic), " on (model)"
+    return (f"{expected}\nand{join}\ncount_over_time({counted}"
             f"[{own.baseline_window}]{offset(own.baseline_offset)}) >= {needed}"
             f"  # min_coverage {number(own.min_coverage)} of {own.baseline_window}")
 
