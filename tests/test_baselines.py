@@ -135,17 +135,17 @@ def test_a_signal_without_its_seasonal_model_records_three_series() -> None:
     assert len(recording_rules(cfg)) == len(recording_rules(DEFAULT)) - 2
 
 
-@pytest.mark.parametrize(("coverage", "needed"), [(0.3, 6), (0.15, 3), (0.01, 1), (1.0, 20)])
+@pytest.mark.parametrize(("coverage", "needed"), [(0.3, 30), (0.07, 7), (0.001, 1), (1.0, 100)])
 @pytest.mark.parametrize("traffic", [True, False])
 def test_the_band_needs_min_coverage_of_its_windows_values(coverage: float, needed: int,
                                                            traffic: bool) -> None:
-    # 20 values in a 20m window at 1m; 0.15 x 20 is 3.0000000000000004 in floats, and asks
-    # for 3 values, not 4.
+    # 100 values in a 100m window at 1m; 0.07 x 100 is 7.000000000000001 in floats, and
+    # asks for 7 values, not 8.
     cfg = from_dict({"baselines": {"evaluation_interval": "1m", "traffic": {"enabled": traffic},
-                                   **{key: {"baseline_window": "20m", "min_coverage": coverage}
+                                   **{key: {"baseline_window": "100m", "min_coverage": coverage}
                                       for key in ("missing", "classes")}}})
     rules = dict(recording_rules(cfg))
-    tail = f"[20m] offset 3h) >= {needed}  # min_coverage {coverage:g} of 20m"
+    tail = f"[100m] offset 3h) >= {needed}  # min_coverage {coverage:g} of 100m"
     # A model-level signal counts its own values.
     assert rules["model_class:inferwatch_baseline_classes:expected"].endswith(
         "\nand\ncount_over_time(model_class:inferwatch_baseline_classes:value_10m" + tail)

@@ -419,12 +419,12 @@ def _covering(cfg: Config, spec: SignalSpec, expected: str) -> str:
         return expected
     slots = duration_seconds(own.baseline_window) / duration_seconds(
         cfg.baselines.evaluation_interval)
-    # At least one value; a float product just above a whole number (0.3 * 10) must not ask
-    # for one value more than the share says.
+    # At least one value; a float product just above a whole number (0.07 x 100 is
+    # 7.000000000000001) must not ask for one value more than the share says.
     needed = max(1, math.ceil(round(own.min_coverage * slots, 9)))
     counted, join = value_name(cfg, spec), ""
     traffic = SIGNALS["traffic"]
-    if spec.labels and spec.level == "model_feature" and settings(cfg, traffic).enabled:
+    if spec.level == "model_feature" and settings(cfg, traffic).enabled:
         counted, join = value_name(cfg, traffic), " on (model)"
     return (f"{expected}\nand{join}\ncount_over_time({counted}"
             f"[{own.baseline_window}]{offset(own.baseline_offset)}) >= {needed}"
