@@ -179,6 +179,20 @@ def _wait_or_kill(pid: int, limit: float = 120.0) -> int:
         time.sleep(0.05)
 
 
+def _hold(locks: list[tuple[object, str]]) -> list:
+    """Every lock of `locks` that is free, acquired, as if other threads held them at fork
+    time. A function of its own: a loop's variables outlive the loop in its frame, and in
+    the child the last owner they kept alive was one the fork hooks replace whole (a
+    shadow's held outcomes), whose lock the parent holds: the child's walk found it, and
+    the test failed or passed by the order of the heap."""
+    held = []
+    for owner, name in locks:
+        lock = getattr(owner, name)
+        if lock.acquire(blocking=False):
+            held.append(lock)
+    return held
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_every_lock_inferwatch_owns_is_renewed_in_a_forked_child(tmp_path):
     import inferwatch.multiproc
@@ -210,11 +224,7 @@ def test_every_lock_inferwatch_owns_is_renewed_in_a_forked_child(tmp_path):
     kinds = {type(owner).__name__ for owner, _ in locks}
     assert {"Monitor", "Registry", "LabelCap", "OutcomeJoiner", "DriftWindow", "EventLog",
             "Publisher", "Shadow", "Comparison", "module"} <= kinds, kinds
-    held = []
-    for owner, name in locks:  # as if other threads held every one of them at fork time
-        lock = getattr(owner, name)
-        if lock.acquire(blocking=False):
-            held.append(lock)
+    held = _hold(locks)
     try:
         pid = os.fork()
         if pid == 0:
