@@ -95,6 +95,31 @@ def clean(value: object, *, max_array_bytes: int = 1 << 20, keep_unstructured: b
     return _Cleaner(max_array_bytes, keep_unstructured, dropped).clean(value, 0)
 
 
+def _plain_floats(value: dict) -> bool:
+    """Whether `value` is clean as it is: text keys that print and finite floats only (a
+    model's features, an event's stage timings), told in C, where the item loop of
+    ``_Cleaner._mapping`` was most of an event's cleaning.
+
+    >>> _plain_floats({"f0": 0.5, "f1": 2.0}), _plain_floats({"f0": float("nan")})
+    (True, False)
+    >>> _plain_floats({"f0": 1}), _plain_floats({"a\\n": 0.5}), _plain_floats({1.0: 0.5})
+    (False, False, False)
+    """
+    if not _FLOATS_ONLY.issuperset(map(type, value.values())):
+        return False
+    try:
+        if not "".join(value).isprintable():
+            return False
+    except TypeError:  # a key that is not text
+        return False
+    # The sum is finite only when every value is (nan and inf carry through); one that
+    # overflows takes the item loop, which keeps each finite value.
+    return math.isfinite(sum(value.values()))
+
+
+_FLOATS_ONLY = frozenset({float})
+
+
 class _Cleaner:
     __slots__ = ("budget", "dropped", "keep_unstructured", "max_array_bytes")
 
@@ -153,10 +178,13 @@ class _Cleaner:
         if len(value) > self.budget:
             return {"truncated": "items", "length": len(value)}
         self.budget -= len(value)
+        if type(value) is dict and _plain_floats(value):
+            return dict(value)
         out = {}
         # Distinct keys of a plain-text dict stay distinct; only a key turned into text (1
         # and "1", b"ssn" and "ssn", "a\n" and "a") can land on one already stored.
         converted = False
+        isfinite = math.isfinite
         for key, item in value.items():
             # Plain scalars inline: this loop is most of the writer's time.
             if type(key) is not str or not key.isprintable():
@@ -168,10 +196,12 @@ class _Cleaner:
                 self._count("key_collision")
                 continue
             kind = type(item)
-            if kind is str and item[:1] not in _JSON_FIRST:
+            if kind is float:  # first: most of an event's values are (features, timings)
+                out[key] = item if isfinite(item) else self.clean(item, depth)
+            elif kind is str and item[:1] not in _JSON_FIRST:
                 out[key] = item if item.isprintable() else _UNSAFE.sub("", item)
             elif (kind is int and _INT_LOW < item < _INT_BOUND) or kind is bool or \
-                    item is None or (kind is float and math.isfinite(item)):
+                    item is None:
                 out[key] = item
             else:
                 out[key] = self.clean(item, depth)

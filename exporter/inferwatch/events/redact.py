@@ -319,7 +319,8 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
     names may hold the field without its name: see :func:`_visit_unkeyed`. A body in the
     pandas "split" form is read as its records first (see :func:`_split_unreadable`).
     """
-    if isinstance(node, list):
+    kind = type(node)
+    if kind is not dict and isinstance(node, list):
         if isinstance(node, IndexedRows) and path[0] != "*":
             _visit_labels(node, path, action, on_text, spare, trail)
         elif isinstance(node, NamedRows) and _column_index(path[0]):
@@ -340,19 +341,23 @@ def _visit(node: object, path: tuple[str, ...], action: Callable[[dict, str], No
             else:
                 _visit(node[index], path, action, on_text, named, spare, trail)
         return
-    if not isinstance(node, dict):
-        return
-    if isinstance(node, LabelledValues) and \
-            _visit_column(node, path, action, on_text, spare, trail):
-        return
+    if kind is not dict:  # a plain dict, most of what is visited, is none of these
+        if not isinstance(node, dict):
+            return
+        if isinstance(node, LabelledValues) and \
+                _visit_column(node, path, action, on_text, spare, trail):
+            return
     head, rest = path[0], path[1:]
+    dotted, named_keys = _key_plan(node, head)
     # Dotted keys first: one acted on whole must not be hashed again through `*` below.
-    done = [key for key in _dotted_keys(node)
-            if _visit_dotted(node, key, path, action, on_text, spare, trail)]
+    done = [key for key in dotted
+            if _visit_dotted(node, key, path, action, on_text, spare, trail)] if dotted else []
     if head == "*":
         keys = [key for key in node if key not in done] if done else list(node)
     else:
-        keys = [key for key in node if key not in done and _same_field(key, head)]
+        keys = named_keys
+        if done:
+            keys = [key for key in keys if key not in done]
         if not keys and not done and inside and \
                 not _SCALAR_TYPES.issuperset(map(type, node.values())):
             _visit_unkeyed(node, path, action, on_text, named, spare, trail)
@@ -699,6 +704,46 @@ def _same_field(key: str, wanted: str) -> bool:
     """Whether the stored `key` names the field `wanted`; redaction fails closed, so a key
     spelled apart from the configured path only by what a reader cannot tell apart is it."""
     return key == wanted or _fold(key) == _fold(wanted)
+
+
+# A service's events repeat the same few mappings (its inputs, its features): what a
+# mapping's keys mean to a path is remembered by those keys, for mappings of a few keys.
+_PLANS: dict[tuple, tuple[list[str], list[str]]] = {}
+_PLANS_MAX = 4096
+_PLAN_KEYS_MAX = 64
+
+
+def _key_plan(node: dict, head: str) -> tuple[list[str], list[str]]:
+    """The dotted keys of `node` and its keys naming the field `head` (none for ``*``).
+
+    >>> _key_plan({"User.ssn": 1, "SSN": 2, "age": 3}, "ssn")
+    (['User.ssn'], ['SSN'])
+    """
+    if len(node) > _PLAN_KEYS_MAX:
+        return _dotted_keys(node), [] if head == "*" else _keys_naming(node, head)
+    memo_key = (head, *node)
+    plan = _PLANS.get(memo_key)
+    if plan is None:
+        plan = (_dotted_keys(node), [] if head == "*" else _keys_naming(node, head))
+        if len(_PLANS) >= _PLANS_MAX:  # keys are the user's data: the memo stays bounded
+            _PLANS.clear()
+        _PLANS[memo_key] = plan
+    return plan
+
+
+def _keys_naming(node: dict, wanted: str) -> list[str]:
+    """The keys of `node` that name the field `wanted`, as :func:`_same_field` tells: the
+    same keys, with `wanted` folded once and each key's folded form read from the memo
+    inline (a mapping's every key is looked at for every path, which made this most of an
+    event's redaction).
+
+    >>> _keys_naming({"SSN": 1, "age": 2, "s\u200bsn": 3}, "ssn")
+    ['SSN', 's\u200bsn']
+    """
+    folded_wanted = _fold(wanted)
+    memo = _FOLDED.get
+    return [key for key in node
+            if key == wanted or (memo(key) or _fold(key)) == folded_wanted]
 
 
 def _dotted_keys(node: dict) -> list[str]:
