@@ -152,11 +152,13 @@ class _Cleaner:
             return {"truncated": "depth"}
         depth += 1
         try:
-            # A scipy.sparse DOK matrix is a dict keyed by (row, column): read by rows, as
-            # the other sparse formats are, not as a mapping.
-            if isinstance(value, Mapping) and (kind is dict or not is_sparse(value)):
+            # A plain dict first: the Mapping check of an abstract class costs more than
+            # cleaning a small mapping's items.
+            if kind is dict or (isinstance(value, Mapping) and not is_sparse(value)):
+                # A scipy.sparse DOK matrix is a dict keyed by (row, column): read by rows,
+                # as the other sparse formats are, not as a mapping.
                 return self._mapping(value, depth)
-            if isinstance(value, (list, tuple, set, frozenset)) and \
+            if (kind is list or isinstance(value, (list, tuple, set, frozenset))) and \
                     not hasattr(kind, "_fields"):  # a namedtuple keeps its field names
                 if len(value) > MAX_ITEMS:
                     return {"truncated": "list", "length": len(value)}

@@ -516,6 +516,8 @@ def _unnamed_inside(parent: dict | list, key: str | int, path: tuple[str, ...]) 
     True
     """
     value = parent[key]
+    if type(value) is dict:  # a plain mapping names its fields (none of the kinds below)
+        return False
     if isinstance(value, (ColumnIndexRows, ColumnIndexRow)):
         # A sparse matrix's columns are known by index only.
         return path[0] != "*" and not _column_index(path[0])
