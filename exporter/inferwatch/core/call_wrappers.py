@@ -520,6 +520,8 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
         path = monitor.path
         request = in_request()
         if path is not FAST or kwargs or request is not None:
+            if path is WITH_INPUTS and request is None and not kwargs:
+                return with_input(args)  # a reference's calls: what the last line takes
             if request.__class__ is ShadowRoute:  # a shadow watches this function
                 return request[SHADOW_CALL](*args, **kwargs)
             if request is not None and not kwargs:
