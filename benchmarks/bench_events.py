@@ -5,7 +5,9 @@
 - writer: events per second through encoding (cleaning, redaction, size bound) and the
   JSONL and SQLite sinks, against the plain synchronous way of logging the same event
   (``json.dumps`` to a ``logging`` file handler; ``json.dumps`` and an SQLite insert into a
-  table with the same indexes).
+  table with the same indexes);
+- where the writer's time goes: encoding against ``json.dumps``, and the SQLite sink's
+  bounded write against a plain insert of the same lines.
 """
 
 from __future__ import annotations
@@ -115,6 +117,66 @@ def _writer_rows(directory: Path, count: int, rounds: int) -> list[Row]:
     return rows
 
 
+def _writer_parts(directory: Path, count: int, rounds: int) -> list[Row]:
+    """Where the writer's time goes: encoding an event (cleaning, redaction, the size bound
+    and its JSON line) against the baseline's ``json.dumps``, and the SQLite sink's write
+    of encoded records (its bounded transactions and checkpoints) against the baseline's
+    insert of lines already made, each timed alone, alternately."""
+    events = [_event(i) for i in range(count)]
+    log = EventLog(directory / "parts.db", queue_size=count + 10, redact=["inputs.email"])
+    try:
+        def encode() -> float:
+            start = time.perf_counter()
+            log._encode(list(events))
+            return (time.perf_counter() - start) / count
+
+        def dumps() -> float:
+            start = time.perf_counter()
+            for event in events:
+                json.dumps(event, default=str)
+            return (time.perf_counter() - start) / count
+
+        encoding, dumping = alternate(encode, dumps, rounds)
+        records = log._encode(list(events))
+        sink = log._new_sink()
+        lines = [(e["ts"], e["model"], e["request_id"], json.dumps(e, default=str))
+                 for e in events]
+
+        def write() -> float:
+            start = time.perf_counter()
+            sink.write(records)
+            return (time.perf_counter() - start) / count
+
+        def insert(path: Path = directory / "parts-plain.db") -> float:
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS events "
+                             "(ts REAL, model TEXT, request_id TEXT, body TEXT)")
+                for name, columns in (("ts", "ts"), ("model_ts", "model, ts"),
+                                      ("request_id", "request_id")):
+                    conn.execute(f"CREATE INDEX IF NOT EXISTS events_{name} ON events "
+                                 f"({columns})")
+                start = time.perf_counter()
+                for i in range(0, len(lines), 1000):
+                    with conn:
+                        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?)",
+                                         lines[i:i + 1000])
+                return (time.perf_counter() - start) / count
+
+        writing, inserting = alternate(write, insert, rounds)
+        sink.close()
+    finally:
+        log.close()
+    return [
+        Row("  writer, of which encoding an event (clean, redact, bound, JSON)",
+            fmt_seconds(encoding), f"json.dumps {fmt_seconds(dumping)}", encoding / dumping,
+            "(decomposition)", True),
+        Row("  writer, SQLite, of which the sink's write (bounded transactions)",
+            fmt_seconds(writing), f"INSERT of made lines {fmt_seconds(inserting)}",
+            writing / inserting, "(decomposition)", True),
+    ]
+
+
 def _plain_logging(path: Path, events: list[dict], suffix: str) -> float:
     start = time.perf_counter()
     if suffix == "jsonl":
@@ -152,6 +214,7 @@ def run(quick: bool = False) -> list[Row]:
         rounds = 3 if quick else 7
         rows = [_emit_cost(directory, 5_000 if quick else 50_000, rounds)]
         rows += _writer_rows(directory, 2_000 if quick else 20_000, rounds)
+        rows += _writer_parts(directory, 2_000 if quick else 5_000, rounds)
         return rows
     finally:
         shutil.rmtree(directory, ignore_errors=True)
