@@ -1,7 +1,7 @@
 """The event writer's shortcuts give the events they gave without them: the redaction's
 plan of a mapping's keys, remembered by those keys (``redact._key_plan``), a mapping of
-finite floats kept as it is by cleaning (``clean._plain_floats``), and the one JSON
-encoder every line is written with (``sinks._dumps``)."""
+finite floats kept as it is by cleaning (``clean._plain_floats``), a list's finite floats
+read inline, and the one JSON encoder every line is written with (``sinks._dumps``)."""
 
 from __future__ import annotations
 
@@ -125,3 +125,11 @@ def test_a_mapping_of_floats_cleans_as_the_item_loop_cleans_it(mapping):
         loop = clean({"v": mapping}, dropped=dropped_loop)
     assert json.dumps(fast) == json.dumps(loop)
     assert dropped_fast == dropped_loop
+
+
+@example([float("nan"), 1.0, float("-inf")])
+@given(st.lists(st.floats() | st.integers(-3, 3) | st.none() | st.text(max_size=3),
+                max_size=8))
+def test_a_list_cleans_item_by_item(values):
+    """A list's finite floats are read inline; each item still cleans as it does alone."""
+    assert json.dumps(clean(values)) == json.dumps([clean(value) for value in values])

@@ -165,7 +165,11 @@ class _Cleaner:
                 if len(value) > self.budget:
                     return {"truncated": "items", "length": len(value)}
                 self.budget -= len(value)
-                return [self.clean(v, depth) for v in value]
+                # A finite float inline, as the mapping's loop reads one: scores and an
+                # embedding's values are most of what lists hold.
+                clean_item, isfinite = self.clean, math.isfinite
+                return [v if type(v) is float and isfinite(v) else clean_item(v, depth)
+                        for v in value]
             return self._other(value, depth)
         except Exception:
             # The caller's own object raised when looked at: a Mapping whose len(), items()
