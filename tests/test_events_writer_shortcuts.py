@@ -6,6 +6,7 @@ read inline, and the one JSON encoder every line is written with (``sinks._dumps
 from __future__ import annotations
 
 import copy
+import enum
 import json
 
 import pytest
@@ -19,6 +20,10 @@ from inferwatch.events.redact import Redaction
 from inferwatch.events.sinks import Encoder, _dumps
 
 SECRET = b"k" * 32
+
+
+class Color(str, enum.Enum):
+    RED = "red"
 # Names a reader cannot tell apart (case, width, white space, invisible characters), dotted
 # names, and the event's own fields: the keys whose plans must not be mixed up.
 NAMES = ["ssn", "SSN", " ssn", "s\u200bsn", "\uff53\uff53\uff4e", "user.ssn", "user",
@@ -115,6 +120,7 @@ float_values = st.floats() | st.sampled_from([1e308, -1e308, 0.0, -0.0]) | st.in
 @example({"a": 1e308, "b": 1e308})  # finite values whose sum is not
 @example({"a\n": 0.5})
 @example({1: 0.5})
+@example({Color.RED: 0.5, "b": 1.0})  # a str Enum key is stored as plain text
 @given(st.dictionaries(floats_keys, float_values, max_size=6))
 def test_a_mapping_of_floats_cleans_as_the_item_loop_cleans_it(mapping):
     dropped_fast: dict[str, int] = {}
@@ -124,6 +130,7 @@ def test_a_mapping_of_floats_cleans_as_the_item_loop_cleans_it(mapping):
         dropped_loop: dict[str, int] = {}
         loop = clean({"v": mapping}, dropped=dropped_loop)
     assert json.dumps(fast) == json.dumps(loop)
+    assert [type(key) for key in fast["v"]] == [type(key) for key in loop["v"]]
     assert dropped_fast == dropped_loop
 
 

@@ -104,13 +104,13 @@ def _plain_floats(value: dict) -> bool:
     (True, False)
     >>> _plain_floats({"f0": 1}), _plain_floats({"a\\n": 0.5}), _plain_floats({1.0: 0.5})
     (False, False, False)
+    >>> class Text(str): ...
+    >>> _plain_floats({Text("f0"): 0.5})
+    False
     """
-    if not _FLOATS_ONLY.issuperset(map(type, value.values())):
-        return False
-    try:
-        if not "".join(value).isprintable():
-            return False
-    except TypeError:  # a key that is not text
+    # Keys of exactly str: the item loop makes a subclass's (a str Enum's) plain text.
+    if not _FLOATS_ONLY.issuperset(map(type, value.values())) or \
+            not _TEXT_ONLY.issuperset(map(type, value)) or not "".join(value).isprintable():
         return False
     # The sum is finite only when every value is (nan and inf carry through); one that
     # overflows takes the item loop, which keeps each finite value.
@@ -118,6 +118,7 @@ def _plain_floats(value: dict) -> bool:
 
 
 _FLOATS_ONLY = frozenset({float})
+_TEXT_ONLY = frozenset({str})
 
 
 class _Cleaner:
