@@ -94,6 +94,8 @@ def identity_text(value: object) -> str | None:
     >>> identity_text('["x"]\\n'), identity_text(b"r-17"), identity_text(17)
     ('["x"]', 'r-17', None)
     """
+    if type(value) is str:  # what an id or a name usually is: no conversion to guard
+        return value if value.isprintable() else UNSAFE.sub("", value)
     try:
         if isinstance(value, str):
             text = str.__str__(value)  # a str Enum's characters, as cleaning reads them
