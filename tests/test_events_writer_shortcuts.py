@@ -43,13 +43,14 @@ events = st.recursive(
 
 def _without_memo(policy: Redaction, event: dict) -> dict:
     """What `policy` makes of `event` with no plan remembered at any mapping."""
-    kept = redact._PLAN_KEYS_MAX
+    kept = redact._WIDE_KEYS_MAX
     redact._PLANS.clear()
-    redact._PLAN_KEYS_MAX = -1  # every mapping is planned afresh
+    redact._WIDE_PLANS.clear()
+    redact._WIDE_KEYS_MAX = -1  # every mapping is planned afresh
     try:
         return policy.apply(event)
     finally:
-        redact._PLAN_KEYS_MAX = kept
+        redact._WIDE_KEYS_MAX = kept
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -77,17 +78,48 @@ def test_one_mapping_layout_redacted_event_after_event():
         assert policy.apply(event)["inputs"] == {"age": i}
 
 
-def test_the_plans_stay_bounded_and_a_wide_mapping_is_not_remembered():
+def test_the_plans_stay_bounded_and_the_widest_mappings_are_not_remembered():
     policy = Redaction(drop=["inputs.ssn"])
     redact._PLANS.clear()
+    redact._WIDE_PLANS.clear()
     for i in range(redact._PLANS_MAX + 10):
         policy.apply(clean({"ts": 1.0, "inputs": {f"k{i}": 1, "ssn": 2}}))
     assert 0 < len(redact._PLANS) <= redact._PLANS_MAX
+    wide = redact._PLAN_KEYS_MAX + 1
+    for i in range(redact._WIDE_PLANS_MAX + 3):  # a model's many features, renamed
+        event = policy.apply(clean({"ts": 1.0, "inputs": {
+            **{f"v{i}-{k}": k for k in range(wide)}, "SSN": 1}}))
+        assert "SSN" not in event["inputs"] and len(event["inputs"]) == wide
+    assert 0 < len(redact._WIDE_PLANS) <= redact._WIDE_PLANS_MAX
+    assert all(len(key) > wide for key in redact._WIDE_PLANS)
     redact._PLANS.clear()
-    wide = {f"k{i}": i for i in range(redact._PLAN_KEYS_MAX + 1)}
-    event = policy.apply(clean({"ts": 1.0, "inputs": {**wide, "SSN": 1}}))
-    assert event["inputs"] == wide
-    assert not any(len(key) > redact._PLAN_KEYS_MAX for key in redact._PLANS)
+    redact._WIDE_PLANS.clear()
+    widest = {f"k{i}": i for i in range(redact._WIDE_KEYS_MAX + 1)}
+    event = policy.apply(clean({"ts": 1.0, "inputs": {**widest, "S\u200bSN ": 1}}))
+    assert event["inputs"] == widest
+    assert not any(len(key) > redact._WIDE_KEYS_MAX for key in
+                   [*redact._PLANS, *redact._WIDE_PLANS])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(names=st.lists(st.sampled_from(NAMES), min_size=1, max_size=6),
+       others=st.lists(st.sampled_from(NAMES), min_size=1, max_size=6),
+       width=st.integers(redact._PLAN_KEYS_MAX + 1, 3 * redact._PLAN_KEYS_MAX),
+       drop=st.sampled_from(["inputs.ssn", "features.email", "inputs.user.ssn", "inputs.*"]))
+def test_wide_mappings_redact_what_fresh_plans_do(names, others, width, drop):
+    """A model's hundreds of features: its plan is remembered apart, and gives what a fresh
+    one gives, event after event, after events of other keys of the same width."""
+    def event_of(named: list[str]) -> dict:
+        features = {f"f{k}": float(k) for k in range(width)}
+        features.update({name: 1.0 for name in named})
+        return clean({"ts": 1.0, "inputs": dict(features), "features": dict(features)})
+
+    policy = Redaction(drop=[drop])
+    event = event_of(names)
+    expected = _without_memo(policy, copy.deepcopy(event))
+    policy.apply(event_of(others))
+    for _ in range(3):
+        assert policy.apply(copy.deepcopy(event)) == expected
 
 
 json_values = st.recursive(

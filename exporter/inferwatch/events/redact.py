@@ -711,10 +711,15 @@ def _same_field(key: str, wanted: str) -> bool:
 
 
 # A service's events repeat the same few mappings (its inputs, its features): what a
-# mapping's keys mean to a path is remembered by those keys, for mappings of a few keys.
+# mapping's keys mean to a path is remembered by those keys. Keys are the user's data, so
+# both memos stay bounded: many plans of mappings of a few keys, and a few plans of wide
+# ones (a model's hundreds of features), each at most _WIDE_KEYS_MAX keys.
 _PLANS: dict[tuple, tuple[list[str], list[str]]] = {}
 _PLANS_MAX = 4096
 _PLAN_KEYS_MAX = 64
+_WIDE_PLANS: dict[tuple, tuple[list[str], list[str]]] = {}
+_WIDE_PLANS_MAX = 16
+_WIDE_KEYS_MAX = 4096
 
 
 def _key_plan(node: dict, head: str) -> tuple[list[str], list[str]]:
@@ -723,15 +728,18 @@ def _key_plan(node: dict, head: str) -> tuple[list[str], list[str]]:
     >>> _key_plan({"User.ssn": 1, "SSN": 2, "age": 3}, "ssn")
     (['User.ssn'], ['SSN'])
     """
-    if len(node) > _PLAN_KEYS_MAX:
+    width = len(node)
+    if width > _WIDE_KEYS_MAX:
         return _dotted_keys(node), [] if head == "*" else _keys_naming(node, head)
+    plans, most = (_PLANS, _PLANS_MAX) if width <= _PLAN_KEYS_MAX else \
+        (_WIDE_PLANS, _WIDE_PLANS_MAX)
     memo_key = (head, *node)
-    plan = _PLANS.get(memo_key)
+    plan = plans.get(memo_key)
     if plan is None:
         plan = (_dotted_keys(node), [] if head == "*" else _keys_naming(node, head))
-        if len(_PLANS) >= _PLANS_MAX:  # keys are the user's data: the memo stays bounded
-            _PLANS.clear()
-        _PLANS[memo_key] = plan
+        if len(plans) >= most:
+            plans.clear()
+        plans[memo_key] = plan
     return plan
 
 
