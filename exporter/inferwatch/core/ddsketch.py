@@ -21,7 +21,9 @@ not on the request path).
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,12 @@ _KEY_VALUES: dict[float, dict[int, float]] = {}
 _KEY_VALUES_MAX = 1 << 14
 # Accuracies with a memo: every snapshot file names its own, so their number is bounded too.
 _KEY_ACCURACIES_MAX = 64
+
+# A tuple of quantiles -> them as checked floats (callers never change the list they get).
+_WANTED: dict[tuple, list[float]] = {}
+_WANTED_MAX = 256
+# Runs of up to this many bins are searched in Python (see DDSketch._value_at).
+_PYTHON_RUN_MAX = 32
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 _FLOAT_TINY = float(np.finfo(np.float64).tiny)
@@ -429,9 +437,7 @@ class DDSketch:
                    zero_count: int, positive: tuple[int, np.ndarray, int]) -> list[float]:
         # Plain Python for the handful of quantiles a scrape asks for: numpy's fixed cost per
         # call was most of a summary's scrape. The values still come from numpy's exp.
-        wanted = [float(q) for q in (qs.ravel().tolist() if isinstance(qs, np.ndarray) else qs)]
-        if not all(0.0 <= q <= 1.0 for q in wanted):  # nan fails too
-            raise ValueError(f"quantiles must be in [0, 1], got {list(qs)!r}")
+        wanted = _wanted(qs)
         negatives = negative[2]
         below_positive = negatives + zero_count
         count = below_positive + positive[2]
@@ -441,6 +447,8 @@ class DDSketch:
         # past the last value that would read the empty bin above the largest one.
         last = count - 1
         ranks = [min(math.floor(q * last), last) for q in wanted]
+        if not below_positive:  # the usual window: every value positive
+            return self._value_at(positive, ranks)
         result = [0.0] * len(ranks)
         in_negative = [i for i, rank in enumerate(ranks) if rank < negatives]
         if in_negative:
@@ -457,8 +465,15 @@ class DDSketch:
 
     def _value_at(self, run: tuple[int, np.ndarray, int], ranks: list[int]) -> list[float]:
         """The values at `ranks` (0 the smallest) of a run (first key, counts, total)."""
-        cumulative = run[1].cumsum()
-        keys = (cumulative.searchsorted(ranks, side="right") + run[0]).tolist()
+        counts = run[1]
+        if counts.size <= _PYTHON_RUN_MAX:
+            # A window of few bins (a model of few distinct outputs): its running counts in
+            # Python cost less than numpy's cumsum and searchsorted, which find the same keys.
+            cumulative = list(accumulate(counts.tolist()))
+            first = run[0]
+            keys = [bisect_right(cumulative, rank) + first for rank in ranks]
+        else:
+            keys = (counts.cumsum().searchsorted(ranks, side="right") + run[0]).tolist()
         # A scrape asks for the same few bins again and again: their values are remembered
         # per accuracy, as numpy computed them, so every path gives the same floats.
         memo = _KEY_VALUES.get(self._relative_accuracy)
@@ -539,6 +554,27 @@ class DDSketch:
 
 
 _EMPTY_RUN: tuple[int, np.ndarray, int] = (0, np.zeros(0, dtype=np.int64), 0)
+
+
+def _wanted(qs: Sequence[float]) -> list[float]:
+    """`qs` as floats, each checked to lie in [0, 1]; a scrape's tuple of quantiles is
+    checked once and remembered."""
+    remembered = qs.__class__ is tuple
+    if remembered:
+        try:
+            found = _WANTED.get(qs)
+        except TypeError:  # an item that is no number (the check below names it)
+            found, remembered = None, False
+        if found is not None:
+            return found
+    wanted = [float(q) for q in (qs.ravel().tolist() if isinstance(qs, np.ndarray) else qs)]
+    if not all(0.0 <= q <= 1.0 for q in wanted):  # nan fails too
+        raise ValueError(f"quantiles must be in [0, 1], got {list(qs)!r}")
+    if remembered:
+        if len(_WANTED) >= _WANTED_MAX:
+            _WANTED.clear()
+        _WANTED[qs] = wanted
+    return wanted
 
 
 def _run(store: Store) -> tuple[int, np.ndarray, int]:
