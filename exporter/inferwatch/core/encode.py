@@ -25,6 +25,7 @@ inferwatch_requests_total{model="fraud",model_version="1.4.2",outcome="ok"} 3.0
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Mapping
 from itertools import accumulate
 
@@ -100,8 +101,48 @@ class Page:
         self._used = 0
 
     # --- filling ---------------------------------------------------------------------------
-    def add(self, state: ModelState, now: float) -> None:
-        """Every series of `state`, in the order ``model_families`` gives them."""
+    def add(self, state: ModelState, now: float, changes: tuple | None = None) -> None:
+        """Every series of `state`, in the order ``model_families`` gives them.
+
+        `changes`, from the state's monitor (``Monitor.encode_into``): (counts that move
+        with every change to the state, the objects it is read through). When they and
+        the buckets of its rolling windows at `now` are those of the last page that wrote
+        this state in this format, its lines are that page's: an idle model's scrape reads
+        no sketch and formats no value.
+        """
+        if changes is None:
+            self._add_lines(self._state_lines(state, now))
+            return
+        key = (self._format, "state", state.model, state.version)
+        try:
+            moments = _window_buckets(state, now)
+        except (ValueError, OverflowError):  # no clock's time: written afresh, not kept
+            self._add_lines(self._state_lines(state, now))
+            return
+        found = self._cache.get(key)
+        counts, readers = changes
+        unchanged = found is not None and found[0] == counts and found[1] == moments and \
+            all(map(operator.is_, found[2], readers))
+        if unchanged and found[3] is not None:
+            self._used += found[4]  # what it holds stays in use: see Encoder._finished
+            self._add_lines(found[3])
+            return
+        used = self._used
+        lines = self._state_lines(state, now)
+        # Lines are kept once a scrape finds the state as the last one left it: a model
+        # called between every two scrapes keeps none (holding a page's worth of lines
+        # across scrapes made each later scrape slower than the lines it saved).
+        entry = (counts, moments, readers, lines if unchanged else None,
+                 self._used - used + 1)
+        if found is None:
+            self._store(key, entry)
+        else:  # the same key again: no new entry for the cache's bound to count
+            self._cache[key] = entry
+            self._used += 1
+        self._add_lines(lines)
+
+    def _state_lines(self, state: ModelState, now: float) -> list[tuple[str, list[str]]]:
+        """(family, lines) of every series of `state`, in the order of the families."""
         lines: dict[str, list[str]] = {}
         base = {"model": state.model, "model_version": state.version}
         key = (state.model, state.version)
@@ -125,11 +166,13 @@ class Page:
                     count_lines = sum_lines = quantile_lines
                 self._summaries((quantile_lines, count_lines, sum_lines), metric, series,
                                 base, key, state.summary_settings.quantiles, now)
+        return [(name, lines[name]) for name in sorted(lines, key=_FAMILY_ORDER.__getitem__)
+                if lines[name]]
+
+    def _add_lines(self, ordered: list[tuple[str, list[str]]]) -> None:
         families = self._families
-        for name in sorted(lines, key=_FAMILY_ORDER.__getitem__):
-            found = lines[name]
-            if found:
-                families.setdefault(name, []).extend(found)
+        for name, found in ordered:
+            families.setdefault(name, []).extend(found)
 
     def add_process(self, internal_errors: Mapping[str, float], overflow: Mapping[str, float],
                     events_dropped: Mapping[str, float],
@@ -319,25 +362,36 @@ class Page:
         # OpenMetrics has no negative (nor NaN) summary _sum; a signed summary's _sum is a
         # gauge there, which may be anything.
         check_sum = self._openmetrics and metric not in SIGNED_SUMMARIES
+        fmt = self._format
+        cache = self._cache
         for labels, summary in series.items():
-            cache_key = (self._format, metric, *key, labels, quantiles)
-            prefixes = self._cache.get(cache_key)
+            cache_key = (fmt, metric, *key, labels, quantiles)
+            prefixes = cache.get(cache_key)
             if prefixes is None:
                 series_labels = {**base, **dict(zip(names, labels))}
                 samples = [(metric, {**series_labels, "quantile": floatToGoString(q)})
                            for q in quantiles]
                 samples += [(metric + "_count", series_labels), (metric + "_sum", series_labels)]
-                prefixes = _render_prefixes(samples, self._openmetrics, self._escaping)
+                rendered = _render_prefixes(samples, self._openmetrics, self._escaping)
+                # The quantile lines as one %-format, written at once when every value
+                # prints as repr() does (Go's format below 1e6).
+                prefixes = (rendered, "".join(
+                    prefix.replace("%", "%%") + "%r\n" for prefix in rendered[:-2]))
                 self._store(cache_key, prefixes)
             else:
                 self._used += 1
+            rendered, quantile_lines = prefixes
             values = summary.quantiles(quantiles, now)
-            values = values.tolist() if isinstance(values, np.ndarray) else list(values)
-            quantile_out.extend([prefix + go_float(value) + "\n"
-                                 for prefix, value in zip(prefixes, values)])
-            count_out.append(prefixes[-2] + go_float(float(summary.count)) + "\n")
+            if values.__class__ is not list:
+                values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+            if all(-_INF < value < 1e6 for value in values):
+                quantile_out.append(quantile_lines % tuple(map(float, values)))
+            else:
+                quantile_out.extend([prefix + go_float(value) + "\n"
+                                     for prefix, value in zip(rendered, values)])
+            count_out.append(rendered[-2] + go_float(float(summary.count)) + "\n")
             if not check_sum or openmetrics_sum_allowed(summary.sum):
-                sum_out.append(prefixes[-1] + go_float(summary.sum) + "\n")
+                sum_out.append(rendered[-1] + go_float(summary.sum) + "\n")
 
     # --- rendering what is cached ------------------------------------------------------------
     def _prefixes(self, key: tuple, samples: list[tuple[str, dict[str, str]]]) -> list[str]:
@@ -365,6 +419,18 @@ class Page:
             found = _encode([family], self._openmetrics, self._escaping)
             self._store(cache_key, found)
         return found
+
+
+def _window_buckets(state: ModelState, now: float) -> tuple:
+    """The buckets its rolling windows are at, at `now`: what a state's lines depend on
+    besides the state (its quantiles' window, as ``RollingSketch.bucket_id`` finds it, and
+    its drift windows')."""
+    settings = state.summary_settings
+    width = float(settings.max_age_seconds) / int(settings.age_buckets)
+    drift = state.extras.get("drift")
+    return (math.floor(now / width),
+            None if drift is None else (drift.features.bucket_id(now),
+                                        drift.outputs.bucket_id(now)))
 
 
 PER_MODEL_NAMES = frozenset(spec.name for spec in PER_MODEL)

@@ -47,6 +47,7 @@ from inferwatch.core.state import ModelState
 from inferwatch.core.step_clock import StepSafeClock
 
 if TYPE_CHECKING:
+    from inferwatch.core.encode import Page
     from inferwatch.core.registry import Registry
     from inferwatch.core.request import Request
     from inferwatch.core.stream_records import StreamRecord
@@ -602,6 +603,21 @@ class Monitor(PendingBound, MonitorDrain):
             return encode(self.state), (self.name, self.version, self._finished, in_flight,
                                         self._slices_drained, self._revision)
 
+    def encode_into(self, page: Page, wall: float) -> None:
+        """Write this monitor's series into a scrape's `page` at its window time for the
+        wall clock `wall`, under its lock with its in-flight gauge set, as :meth:`families`
+        reads them. What can change the series goes with them (:meth:`Page.add`'s
+        `changes`): a monitor with nothing new since the last scrape is written from
+        the lines that scrape made."""
+        with self._lock:
+            in_flight = self.in_flight_locked()
+            state = self.state
+            state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
+            page.add(state, now=self.window_time(wall), changes=(
+                (self._finished, in_flight, self._slices_drained, self._revision,
+                 self._dropped_reported),
+                (state, self.settings, state.summary_settings, state.extras.get("drift"))))
+
     def update_state(self, change: Callable[[ModelState], None]) -> None:
         """Run `change` on this monitor's state under its lock (what a shadow's comparisons
         use to write their series). Never raises.
@@ -653,6 +669,7 @@ class Monitor(PendingBound, MonitorDrain):
         with self._lock:
             if when > self.state.loaded_at:
                 self.state.loaded_at = when
+                self._revision += 1
             self._clock.move_to(when)
 
     def window_time(self, now: float | None = None) -> float:

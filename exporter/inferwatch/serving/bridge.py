@@ -14,14 +14,12 @@ True
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
@@ -40,10 +38,6 @@ from inferwatch.core.render import (
 )
 from inferwatch.forking import renew_at_fork
 from inferwatch.serving.exposition import Prerendered, prerender_format
-
-if TYPE_CHECKING:
-    from inferwatch.core.monitor import Monitor
-    from inferwatch.core.state import ModelState
 
 log = logging.getLogger("inferwatch.serving.bridge")
 
@@ -113,7 +107,7 @@ class InferwatchCollector(Collector):
                 # Under the monitor's lock, with its in-flight gauge set, as families() is,
                 # and at the time the drain wrote its rolling windows: read at a wall clock
                 # stepped back behind them, they would read empty and expire every bucket.
-                monitor.publishable(functools.partial(_add_at_window_time, page, monitor, now))
+                monitor.encode_into(page, now)
         except Exception as exc:
             faults.record("collect", exc)
             page.clear()
@@ -123,12 +117,6 @@ class InferwatchCollector(Collector):
         if events is not None:  # as collect(): only a process with an event log reports these
             page.add_families([events.values_dropped_family(
                 _guarded(events.values_dropped_totals))])
-
-
-def _add_at_window_time(page: Page, monitor: Monitor, wall: float, state: ModelState) -> None:
-    """`state` written into `page` at `monitor`'s window time for the wall clock `wall`;
-    called under the monitor's lock (see Monitor.publishable), as Monitor.families reads it."""
-    page.add(state, now=monitor.window_time(wall))
 
 
 def _guarded(fn: Callable[[], dict]) -> dict:
