@@ -218,9 +218,11 @@ def _one_shape(name: str, make: Callable, x: object, calls: int, rounds: int) ->
 
 
 def _many_models(models: int, calls_per_drain: int, rounds: int,
-                 probabilities: bool = False) -> Row:
+                 probabilities: bool = False, called: int | None = None) -> Row:
     """`models` float models (or binary classifiers' ``predict_proba`` on one row), each
-    called `calls_per_drain` times between two drains."""
+    called `calls_per_drain` times between two drains; with `called`, only that many of
+    them (skewed traffic: the rest were called once, before the timed rounds, and every
+    scrape still serves their series)."""
     from inferwatch.core.instrument import instrument
     from inferwatch.core.registry import Registry
     from inferwatch.serving.bridge import InferwatchCollector
@@ -257,8 +259,12 @@ def _many_models(models: int, calls_per_drain: int, rounds: int,
                                       registry=monitors).predict_proba)
         else:
             wrapped.append(instrument(fn, name=f"m{m}", version="1", registry=monitors))
-    drains = max(1, SCRAPE_EVERY_CALLS // (models * calls_per_drain))
-    calls = drains * models * calls_per_drain
+    busy = models if called is None else called
+    for one_naive, one_wrapped in zip(naive, wrapped):  # every series exists from the start
+        one_naive(0)
+        one_wrapped(0)
+    drains = max(1, SCRAPE_EVERY_CALLS // (busy * calls_per_drain))
+    calls = drains * busy * calls_per_drain
 
     def run(targets: list, drain: Callable[[], None], scrape: Callable[[], object]) -> float:
         start = time.perf_counter()
@@ -270,7 +276,8 @@ def _many_models(models: int, calls_per_drain: int, rounds: int,
         scrape()
         return (time.perf_counter() - start) / calls
 
-    bare_targets = [fn] * models
+    bare_targets = [fn] * busy
+    naive, wrapped = naive[:busy], wrapped[:busy]
     drains_seconds: list[float] = []
 
     clock = [0.0]
@@ -296,7 +303,8 @@ def _many_models(models: int, calls_per_drain: int, rounds: int,
     ratio = _paired_overhead_ratio(results, "iw", "naive")
     target = MANY_MODELS_TARGET if models >= 100 else TOTAL_TARGET
     shape = "predict_proba on 1 row" if probabilities else "float"
-    return Row(f"{models} {shape} model(s), {calls_per_drain} calls each per drain: total "
+    which = "each" if called is None else f"each for {called} of them"
+    return Row(f"{models} {shape} model(s), {calls_per_drain} calls {which} per drain: total "
                "(background "
                f"pass {fmt_seconds(per_monitor)}/monitor, mean)",
                fmt_seconds(medians["iw"] - medians["bare"]), fmt_seconds(naive_overhead),
@@ -585,6 +593,8 @@ def run(quick: bool = False) -> list[Row]:
     for probabilities in (False, True):
         for models in (1, 10, 100):
             rows.append(_many_models(models, 10, rounds, probabilities))
+        # Traffic as many deployments see it: a few models busy, the rest idle and scraped.
+        rows.append(_many_models(100, 10, rounds, probabilities, called=10))
     for kind in ("class labels", "float values"):
         rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 1)))
     # The delayed-ground-truth flow: the request path, which also keeps the rows its
