@@ -33,7 +33,7 @@ def _round_robin(measures: list, rounds: int) -> list[float]:
 
 
 def _scrape_rows(quick: bool) -> list[Row]:
-    from benchmarks.bench_encoding import realistic_deployment
+    from benchmarks.bench_encoding import _changed_scrape, realistic_deployment
     from inferwatch.serving.exposition import render
 
     cases = [(m, 10) for m in (1, 10, 100)] + [(1, f) for f in (100, 500)]
@@ -46,8 +46,9 @@ def _scrape_rows(quick: bool) -> list[Row]:
             body, _ = render(registry, None, None)  # fill the label cache
             samples.append(sum(1 for line in body.split(b"\n")
                                if line and not line.startswith(b"#")))
-        spent = _round_robin([partial(per_call, partial(render, registry, None, None), 2)
-                              for registry, _ in deployments], 3 if quick else 7)
+        spent = _round_robin([partial(per_call, partial(_changed_scrape, registry, monitors,
+                                                        None, None), 2)
+                              for registry, monitors in deployments], 3 if quick else 7)
     finally:
         for _, monitors in deployments:
             monitors.close()
