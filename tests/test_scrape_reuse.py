@@ -187,3 +187,23 @@ def test_rows_leaving_the_drift_window_are_written_within_a_quantile_bucket(monk
         assert after != before
     finally:
         world.registry.close()
+
+
+def test_a_worker_forked_after_scrapes_serves_its_own_zeroed_counts(monkeypatch) -> None:
+    """A forked worker zeroes what its master counted (``reset_after_fork``) and carries
+    a copy of the master's collector: the lines that collector kept are the master's."""
+    world = World(monkeypatch)
+    try:
+        for _ in range(3):
+            world.score(1.0)
+        world.scrape()
+        master = world.scrape()  # kept: nothing new since the last scrape
+        for monitor in world.registry.monitors():
+            monitor.reset_after_fork()
+        worker = world.scrape()
+        assert worker == world.fresh_scrape()
+        assert worker != master
+        assert b'inferwatch_requests_total{model="score",model_version="1",outcome="ok"} 0.0' \
+            in worker
+    finally:
+        world.registry.close()

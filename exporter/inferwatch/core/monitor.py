@@ -749,6 +749,9 @@ class Monitor(PendingBound, MonitorDrain):
         dropped = count_value(self._dropped)
         self._finished = count_value(self._started) - dropped
         self._dropped_reported = dropped
+        # The counts below change with no call finishing: a scrape (and a worker's snapshot)
+        # must not take the master's lines or file for this worker's.
+        self._revision += 1
         state = self.state
         for series in state.counters.values():
             for labels in series:
