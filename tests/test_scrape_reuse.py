@@ -207,3 +207,29 @@ def test_a_worker_forked_after_scrapes_serves_its_own_zeroed_counts(monkeypatch)
             in worker
     finally:
         world.registry.close()
+
+
+def test_a_shadow_comparison_is_written_at_the_scrape_after_it_lands(monkeypatch) -> None:
+    """A shadow writes its comparisons into the challenger's state from the drain
+    (``Monitor.update_state``): the challenger's kept lines must give way to them."""
+    from inferwatch.core.shadow import shadow
+
+    world = World(monkeypatch)
+    handle = shadow(world.score, lambda x: x * 2.5, version="1-shadow",
+                    registry=world.registry)
+    try:
+        world.score(1.0)
+        handle.flush()
+        world.scrape()
+        idle = world.scrape()  # nothing new: the lines are kept
+        assert idle == world.scrape()
+        world.score(2.0)
+        handle.flush()
+        after = world.scrape()
+        assert after == world.fresh_scrape()
+        compared = [line for line in after.decode().splitlines()
+                    if line.startswith("inferwatch_shadow_compared_total{")]
+        assert compared and compared[0].endswith(" 2.0")
+    finally:
+        handle.close()
+        world.registry.close()
