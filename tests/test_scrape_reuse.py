@@ -165,9 +165,8 @@ def test_lines_are_kept_only_of_models_idle_between_two_scrapes(monkeypatch) -> 
         for _ in range(3):
             world.score(1.0)
             world.scrape()
-        kept = {key[2]: value[3] is not None
-                for key, value in world.collector._encoder._cache.items()
-                if len(key) == 4 and key[1] == "state"}
+        kept = {key[1]: value[3] is not None
+                for key, value in world.collector._encoder._states.items()}
         assert kept == {"score": False, "classify": True}
     finally:
         world.registry.close()
@@ -233,3 +232,31 @@ def test_a_shadow_comparison_is_written_at_the_scrape_after_it_lands(monkeypatch
     finally:
         handle.close()
         world.registry.close()
+
+
+def test_a_model_no_longer_written_keeps_no_lines_nor_its_state() -> None:
+    """What a page keeps of a state goes once a page of that format no longer writes it (a
+    version retired, a registry closed): the lines, and the state and settings they hold."""
+    import gc
+    import weakref
+
+    from inferwatch.core.state import ModelState
+
+    encoder = encode.Encoder()
+    state = ModelState("retired", "1")
+    state.inc("inferwatch_requests_total", ("ok",), 1)
+    for openmetrics in (False, True, False):
+        page = encoder.page(openmetrics=openmetrics)
+        page.add(state, START, changes=((1, 0, 0, 0, 0), (state,)))
+        page.text()
+    assert len(encoder._states) == 2  # one per format
+    page = encoder.page()  # a text page without it
+    page.text()
+    assert [key[0][0] for key in encoder._states] == [True]  # OpenMetrics' stays for now
+    page = encoder.page(openmetrics=True)
+    page.text()
+    assert not encoder._states
+    held = weakref.ref(state)
+    del state
+    gc.collect()
+    assert held() is None

@@ -74,6 +74,9 @@ class Encoder:
     def __init__(self) -> None:
         self._cache: dict[tuple, object] = {}
         self._entries = 0  # series rendered into the cache since it was last emptied
+        # (format, model, version) -> what the last page of that format wrote of the state
+        # (Page.add's `changes`); only states the last page wrote stay (Page.text).
+        self._states: dict[tuple, tuple] = {}
 
     def page(self, *, openmetrics: bool = False,
              escaping: str = openmetrics.UNDERSCORES) -> Page:
@@ -99,6 +102,8 @@ class Page:
         self._families: dict[str, list[str]] = {}
         self._process: list[str] = []
         self._used = 0
+        self._states = encoder._states
+        self._written: set[tuple] = set()  # the keys of the states this page wrote
 
     # --- filling ---------------------------------------------------------------------------
     def add(self, state: ModelState, now: float, changes: tuple | None = None) -> None:
@@ -113,13 +118,14 @@ class Page:
         if changes is None:
             self._add_lines(self._state_lines(state, now))
             return
-        key = (self._format, "state", state.model, state.version)
+        key = (self._format, state.model, state.version)
         try:
             moments = _window_buckets(state, now)
         except (ValueError, OverflowError):  # no clock's time: written afresh, not kept
             self._add_lines(self._state_lines(state, now))
             return
-        found = self._cache.get(key)
+        self._written.add(key)
+        found = self._states.get(key)
         counts, readers = changes
         unchanged = found is not None and found[0] == counts and found[1] == moments and \
             all(map(operator.is_, found[2], readers))
@@ -132,13 +138,8 @@ class Page:
         # Lines are kept once a scrape finds the state as the last one left it: a model
         # called between every two scrapes keeps none (holding a page's worth of lines
         # across scrapes made each later scrape slower than the lines it saved).
-        entry = (counts, moments, readers, lines if unchanged else None,
-                 self._used - used + 1)
-        if found is None:
-            self._store(key, entry)
-        else:  # the same key again: no new entry for the cache's bound to count
-            self._cache[key] = entry
-            self._used += 1
+        self._states[key] = (counts, moments, readers, lines if unchanged else None,
+                             self._used - used)
         self._add_lines(lines)
 
     def _state_lines(self, state: ModelState, now: float) -> list[tuple[str, list[str]]]:
@@ -218,6 +219,11 @@ class Page:
             out.extend(lines)
         out.extend(self._process)
         self._encoder._finished(self._used)
+        # A model this page did not write (its version retired, its registry closed) keeps
+        # no lines, nor the state and settings they were read through.
+        states, fmt, written = self._states, self._format, self._written
+        for key in [key for key in states if key[0] == fmt and key not in written]:
+            states.pop(key, None)
         return "".join(out)
 
     # --- the parts of a state --------------------------------------------------------------
