@@ -43,6 +43,7 @@ from inferwatch.core.render import (
     openmetrics_family,
     openmetrics_sum_allowed,
 )
+from inferwatch.core.rolling_sketch import bucket_of, bucket_width
 from inferwatch.core.state import ModelState
 
 _INF = math.inf
@@ -432,9 +433,8 @@ def _window_buckets(state: ModelState, now: float) -> tuple:
     besides the state (its quantiles' window, as ``RollingSketch.bucket_id`` finds it, and
     its drift windows')."""
     settings = state.summary_settings
-    width = float(settings.max_age_seconds) / int(settings.age_buckets)
     drift = state.extras.get("drift")
-    return (math.floor(now / width),
+    return (bucket_of(now, bucket_width(settings.max_age_seconds, settings.age_buckets)),
             None if drift is None else (drift.features.bucket_id(now),
                                         drift.outputs.bucket_id(now)))
 

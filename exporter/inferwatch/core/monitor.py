@@ -600,8 +600,16 @@ class Monitor(PendingBound, MonitorDrain):
         with self._lock:
             in_flight = self.in_flight_locked()
             self.state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
-            return encode(self.state), (self.name, self.version, self._finished, in_flight,
-                                        self._slices_drained, self._revision)
+            return encode(self.state), (self.name, self.version,
+                                        *self._series_marks_locked(in_flight))
+
+    def _series_marks_locked(self, in_flight: int) -> tuple[int, ...]:
+        """Counts that move whenever this monitor's series change: calls folded and in
+        flight, slices of huge batches folded, the revision (outcomes, shadows,
+        configure(), a fork's reset) and the dropped calls reported. What a worker's
+        snapshot and a scrape's kept lines go by."""
+        return (self._finished, in_flight, self._slices_drained, self._revision,
+                self._dropped_reported)
 
     def encode_into(self, page: Page, wall: float) -> None:
         """Write this monitor's series into a scrape's `page` at its window time for the
@@ -614,8 +622,7 @@ class Monitor(PendingBound, MonitorDrain):
             state = self.state
             state.set_gauge("inferwatch_requests_in_flight", (), in_flight)
             page.add(state, now=self.window_time(wall), changes=(
-                (self._finished, in_flight, self._slices_drained, self._revision,
-                 self._dropped_reported),
+                self._series_marks_locked(in_flight),
                 (state, self.settings, state.summary_settings, state.extras.get("drift"))))
 
     def update_state(self, change: Callable[[ModelState], None]) -> None:

@@ -41,6 +41,26 @@ WAIT_MAX_VALUES = 2048
 WAIT_MAX_BATCHES = 64
 
 
+def bucket_width(max_age_seconds: float, age_buckets: int) -> float:
+    """Seconds a bucket of a window of `max_age_seconds` in `age_buckets` buckets spans."""
+    return float(max_age_seconds) / int(age_buckets)
+
+
+def bucket_of(now: float, width: float) -> int:
+    """The id of the bucket of `width` seconds that holds time `now` (epoch-aligned).
+
+    >>> bucket_of(1_000.0, bucket_width(600, 5))
+    8
+    """
+    try:
+        position = now / width
+    except OverflowError:  # an integer past the float range
+        position = math.inf
+    if not math.isfinite(position):
+        raise ValueError(f"now must be a finite time in seconds, got {now!r}")
+    return math.floor(position)
+
+
 # (type, relative_accuracy, type, max_bins) that a DDSketch has accepted.
 _VALID_SKETCH_SETTINGS: set[tuple] = set()
 
@@ -83,7 +103,7 @@ class RollingSketch:
                 _VALID_SKETCH_SETTINGS.add(settings)
         self._max_age = float(max_age_seconds)
         self._age_buckets = int(age_buckets)
-        self._width = self._max_age / self._age_buckets
+        self._width = bucket_width(self._max_age, self._age_buckets)
         if self._width < MIN_BUCKET_SECONDS:
             # A bucket of 0 seconds (a subnormal max_age) divided by zero on the first add,
             # and one of 1e-300 s made every timestamp's bucket id overflow.
@@ -129,13 +149,7 @@ class RollingSketch:
         >>> RollingSketch(max_age_seconds=600, age_buckets=5).bucket_id(1_000.0)
         8
         """
-        try:
-            position = now / self._width
-        except OverflowError:  # an integer past the float range
-            position = math.inf
-        if not math.isfinite(position):
-            raise ValueError(f"now must be a finite time in seconds, got {now!r}")
-        return math.floor(position)
+        return bucket_of(now, self._width)
 
     def put(self, bucket_id: int, sketch: DDSketch) -> None:
         """Hold `sketch` as the bucket `bucket_id` (a merged view builds windows this way).
