@@ -216,6 +216,10 @@ def test_remembering_many_at_once_ends_as_remembering_each_in_turn(steps, max_en
         at_once.remember_many(iter(entries))
         assert list(at_once._pending.items()) == list(one_by_one._pending.items())
         assert list(at_once._joined.items()) == list(one_by_one._joined.items())
+        # What a later outcome for a gone id is told: evicted (and when it was predicted)
+        # or expired.
+        assert list(at_once._evicted.items()) == list(one_by_one._evicted.items())
+        assert at_once._expired == one_by_one._expired
         assert at_once.estimated_bytes == one_by_one.estimated_bytes
 
 
