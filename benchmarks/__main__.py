@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from .common import print_table
+from .common import print_table, print_unmet
 
 # module -> table title; each module exposes run(quick) -> list[Row]
 MODULES = {
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="modules to run (default: all present)")
     args = parser.parse_args(argv)
     names = args.names or list(MODULES)
+    tables = []
     for name in names:
         try:
             module = importlib.import_module(f"benchmarks.{name}")
@@ -46,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.names:  # asked for by name: a typo must not pass for an empty run
                 parser.error(f"no benchmark module {name!r}; known: {', '.join(MODULES)}")
             continue
-        print_table(MODULES.get(name, name), module.run(quick=args.quick))
+        title = MODULES.get(name, name)
+        rows = module.run(quick=args.quick)
+        print_table(title, rows)
+        tables.append((title, rows))
+    print_unmet(tables)
     return 0
 
 

@@ -91,6 +91,27 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
+def print_unmet(tables: list[tuple[str, list[Row]]]) -> None:
+    """One closing list of every row whose target was not met, by table: a slip in a long
+    run shows at its end, not only in the row among hundreds that says NO.
+
+    >>> print_unmet([("Hot path", [Row("per call", "1 us", "2 us", 0.5, "<= 0.3x", False),
+    ...                            Row("batch", "1 ns", "2 ns", 0.5, "<= 1x", True)])])
+    <BLANKLINE>
+    ## Targets not met: 1 of 2 rows
+    <BLANKLINE>
+    - Hot path: per call (0.5; target <= 0.3x)
+    """
+    rows = sum(len(found) for _, found in tables)
+    unmet = [(title, row) for title, found in tables for row in found if not row.met]
+    if not unmet:
+        print(f"\n## Every target met ({rows} rows)")
+        return
+    print(f"\n## Targets not met: {len(unmet)} of {rows} rows\n")
+    for title, row in unmet:
+        print(f"- {title}: {row.case.strip()} ({row.ratio:.3g}; target {row.target})")
+
+
 def print_table(title: str, rows: list[Row]) -> None:
     headers = ("case", "inferwatch", "baseline", "ratio", "target", "met")
     cells = [(r.case, r.inferwatch, r.baseline, f"{r.ratio:.3g}", r.target,
