@@ -47,6 +47,15 @@ from inferwatch.core.rolling_sketch import bucket_of, bucket_width
 from inferwatch.core.state import ModelState
 
 _INF = math.inf
+# What can change a state's series, from its monitor (Page.add's `changes`): counts that
+# move with every change to the state, and the objects its series are read through (the
+# state, its settings, summary settings and drift state), compared by identity.
+StateChanges = tuple[tuple[int, ...], tuple[object, ...]]
+# What a page kept of a state it wrote: its changes' counts, its windows' buckets, the
+# objects read, its lines (once a scrape found it unchanged, else None) and how many of
+# the encoder's cached label strings they use.
+_KeptState = tuple[tuple[int, ...], tuple, tuple[object, ...],
+                   list[tuple[str, list[str]]] | None, int]
 # The cache holds the series of recent scrapes, in each format asked for. Past four times
 # what one page used (two formats, with room), plus this slack, most of what it holds is
 # gone (old model versions, folded labels) and it starts again.
@@ -77,7 +86,7 @@ class Encoder:
         self._entries = 0  # series rendered into the cache since it was last emptied
         # (format, model, version) -> what the last page of that format wrote of the state
         # (Page.add's `changes`); only states the last page wrote stay (Page.text).
-        self._states: dict[tuple, tuple] = {}
+        self._states: dict[tuple, _KeptState] = {}
 
     def page(self, *, openmetrics: bool = False,
              escaping: str = openmetrics.UNDERSCORES) -> Page:
@@ -107,7 +116,7 @@ class Page:
         self._written: set[tuple] = set()  # the keys of the states this page wrote
 
     # --- filling ---------------------------------------------------------------------------
-    def add(self, state: ModelState, now: float, changes: tuple | None = None) -> None:
+    def add(self, state: ModelState, now: float, changes: StateChanges | None = None) -> None:
         """Every series of `state`, in the order ``model_families`` gives them.
 
         `changes`, from the state's monitor (``Monitor.encode_into``): (counts that move
