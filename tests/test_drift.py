@@ -317,3 +317,41 @@ def test_drift_is_scored_once_per_window_content():
     merged = DriftState.from_dict(state.to_dict())
     merged.merge(DriftState.from_dict(state.to_dict()))
     assert merged.scores(now + 1)[2] == 2000
+
+
+LABELLED_REF = Reference.from_data(
+    {"amount": np.arange(200.0), "age": np.arange(200.0) % 90,
+     "country": np.array(["de", "fr", "it", "es"] * 50), "tenure": np.arange(200.0) % 7},
+    predictions=np.linspace(0.0, 1.0, 200))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.fixed_dictionaries({
+           "amount": st.one_of(st.none(), st.floats(-50, 300)),
+           "age": st.one_of(st.none(), st.floats(0, 120)),
+           "country": st.one_of(st.none(), st.sampled_from(["de", "fr", "xx"])),
+           "tenure": st.one_of(st.none(), st.integers(0, 9).map(float))}), max_size=30),
+       predictions=st.lists(st.floats(-0.5, 1.5), max_size=30),
+       max_labels=st.integers(0, 5))
+def test_scrape_scores_are_the_scorers_by_label_with_nan_and_folded_names_left_out(
+        rows, predictions, max_labels):
+    """What a scrape writes (DriftState.scores) is each profile's score from DriftScorer
+    under its label, in the scorer's order: features past max_labels (label None) and
+    features or outputs without rows in the window (NaN) have none."""
+    from inferwatch.quality.tracker import FeatureTracker
+
+    tracker = FeatureTracker(LABELLED_REF, max_labels=max_labels)
+    if rows:
+        tracker.check_inputs(rows, now=100.0)
+    if predictions:
+        tracker.check_predictions({"value": np.array(predictions)}, rows=len(predictions),
+                                  now=100.0)
+    features, outputs, _ = tracker.drift.scores(100.0)
+    feature_labels, output_labels = tracker.drift.labels()
+    for found, profiles, labels, window in (
+            (features, LABELLED_REF.features, feature_labels, tracker.drift.features),
+            (outputs, LABELLED_REF.outputs, output_labels, tracker.drift.outputs)):
+        expected = {(labels[name], method): value for (name, method), value
+                    in DriftScorer(profiles).scores(window.flat_counts(100.0)[0]).items()
+                    if labels[name] is not None and not math.isnan(value)}
+        assert list(found.items()) == list(expected.items())

@@ -140,8 +140,8 @@ class DriftState:
         observations = {label: count for name, count
                         in zip(self.reference.feature_names, present)
                         if (label := feature_labels.get(name)) is not None}
-        return ((_labelled(feature_scorer.scores(feature_counts), feature_labels),
-                 _labelled(output_scorer.scores(output_counts), output_labels), rows),
+        return ((_labelled_scores(feature_scorer, feature_counts, feature_labels),
+                 _labelled_scores(output_scorer, output_counts, output_labels), rows),
                 observations)
 
     def reset(self) -> None:
@@ -382,13 +382,24 @@ def _empty_like(window: DriftWindow) -> DriftWindow:
                        age_buckets=window.age_buckets)
 
 
-def _labelled(scores: dict, labels: dict[str, str | None]) -> dict:
-    """Scores keyed by (label, method): NaN scores and folded names left out."""
+def _labelled_scores(scorer: DriftScorer, counts: np.ndarray,
+                     labels: dict[str, str | None]) -> dict[tuple[str, str], float]:
+    """``scorer.scores(counts)`` keyed by (label, method), in its order: NaN scores and
+    folded names (label None) left out. Every scrape of a model with traffic and a
+    reference scores it: each name's label is looked up once, not once per method, and
+    no dict keyed by name is made on the way.
+
+    >>> ref = Reference.from_data({"a": np.arange(100.0), "b": np.arange(100.0)}, bins=4)
+    >>> _labelled_scores(DriftScorer(ref, methods="ks"),
+    ...                  np.array([0, 0, 0, 10, 0, 0, 0, 0]), {"a": "a", "b": "b"})
+    {('a', 'ks'): 0.75}
+    """
+    in_order = [labels.get(name) for name in scorer.names]
     out = {}
-    for (name, method), value in scores.items():
-        label = labels.get(name)
-        if label is not None and not math.isnan(value):
-            out[(label, method)] = value
+    for method, values in scorer.arrays(counts).items():
+        for label, value in zip(in_order, values.tolist()):
+            if label is not None and value == value:  # NaN is not equal to itself
+                out[(label, method)] = value
     return out
 
 
