@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 import inferwatch
@@ -113,6 +114,77 @@ def test_drain_min_calls_of_one_folds_at_every_pass(registry):
 def test_a_monitor_with_nothing_pending_is_not_drained(registry):
     inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
     assert [registry.drain_due(clock=t) for t in (0.0, 10.0, 20.0)] == [0, 0, 0]
+
+
+class _Classifier:
+    def predict_proba(self, x):
+        return np.array([[0.25, 0.75]])
+
+
+def _one_plain_call(registry, monitor):
+    inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)(1.0)
+
+
+def _one_probability_call(registry, monitor):
+    inferwatch.instrument(_Classifier(), name="m", version="1",
+                          registry=registry).predict_proba([[1.0]])
+
+
+def _one_error(registry, monitor):
+    def fails(x):
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        inferwatch.instrument(fails, name="m", version="1", registry=registry)(1.0)
+
+
+def _one_request(registry, monitor):
+    with monitor.request(request_id="r-1") as request:
+        request.prediction(0.5)
+
+
+def _one_stream(registry, monitor):
+    model = inferwatch.instrument(lambda x: (t for t in ("a", "b")), name="m", version="1",
+                                  registry=registry)
+    assert list(model(1.0)) == ["a", "b"]
+
+
+def _one_deferred_outcome(registry, monitor):
+    monitor.defer_outcome("r-1", 1, time.time(), True)
+
+
+@pytest.mark.parametrize("leave", [_one_plain_call, _one_probability_call, _one_error,
+                                   _one_request, _one_stream, _one_deferred_outcome])
+def test_a_pass_finds_every_kind_of_waiting_work(registry, leave):
+    # A pass tells an idle monitor by looking at each list it keeps: work of any kind
+    # left in one is seen, waits, and is folded once it has waited long enough.
+    monitor = inferwatch.monitor("m", "1", registry=registry).configure(
+        drain_max_wait_seconds=5.0)
+    assert registry.drain_due(clock=0.0) == 0
+    leave(registry, monitor)
+    deferred = leave is _one_deferred_outcome
+    assert monitor.pending() == (0 if deferred else 1)
+    if not deferred:  # outcomes deferred are joined at the next pass, without waiting
+        assert registry.drain_due(clock=100.0) == 0
+    assert registry.drain_due(clock=105.0) == 1
+    assert monitor.pending() == 0 and not monitor._deferred_outcomes
+    assert registry.drain_due(clock=200.0) == 0
+
+
+def test_a_drain_between_passes_starts_the_next_wait_afresh(registry):
+    # Calls a scrape took leave nothing waiting: the next call's wait starts at the pass
+    # that first finds it, not at the pass that found the calls before.
+    predict = inferwatch.instrument(lambda x: 0.5, name="m", version="1", registry=registry)
+    monitor = inferwatch.monitor("m", "1", registry=registry).configure(
+        drain_max_wait_seconds=5.0)
+    predict(1.0)
+    assert registry.drain_due(clock=100.0) == 0
+    registry.drain()
+    assert registry.drain_due(clock=101.0) == 0  # nothing waits: the wait is forgotten
+    predict(1.0)
+    assert registry.drain_due(clock=106.0) == 0
+    assert registry.drain_due(clock=110.9) == 0 and requests_ok(monitor) == 1
+    assert registry.drain_due(clock=111.0) == 1 and requests_ok(monitor) == 2
 
 
 def test_a_history_sample_counts_the_calls_still_waiting(registry):

@@ -440,13 +440,6 @@ class Monitor(PendingBound, MonitorDrain):
                 self._deferred_outcomes_dropped_counted:
             self._join_deferred_outcomes()
 
-    def drain_due(self, clock: float) -> bool:
-        """:meth:`MonitorDrain.drain_due`; outcomes deferred make a drain due."""
-        if self._deferred_outcomes:
-            self.drain(budget=None)
-            return True
-        return super().drain_due(clock)
-
     def _join_deferred_outcomes(self) -> None:
         """Join the outcomes deferred so far, in the order they came; the ones this thread
         still cannot join (it holds a lock itself) wait for a later drain. Never raises."""

@@ -93,10 +93,12 @@ class MonitorDrain:
         """The background drain's pass: fold the pending calls if they are due.
 
         They are due once ``drain_min_calls`` wait (or a full list was handed off), or once
-        some have waited ``drain_max_wait_seconds`` since a pass first found them; `clock` is
-        monotonic seconds. A monitor with nothing new costs a few list lengths. Readers
-        (a scrape, ``record_outcome``, a worker's snapshot) call :meth:`drain`, which takes
-        everything. Returns whether it drained. Never raises.
+        some have waited ``drain_max_wait_seconds`` since a pass first found them, and at
+        once when outcomes were deferred; `clock` is monotonic seconds. A monitor with
+        nothing new costs a few truth tests, in this one frame: a pass visits every model
+        version, most of them idle in a deployment of many. Readers (a scrape,
+        ``record_outcome``, a worker's snapshot) call :meth:`drain`, which takes everything.
+        Returns whether it drained. Never raises.
 
         >>> from inferwatch.core.registry import Registry
         >>> registry = Registry(drain_interval=3600)  # no background pass meanwhile
@@ -106,12 +108,13 @@ class MonitorDrain:
         (False, False, True)
         """
         try:
-            waiting = self.pending()
-            if not waiting:
+            if not (self._calls or self._proba_calls or self._errors or self._requests
+                    or self._streams or self._handed_off_calls or self._deferred_outcomes):
                 self._waiting_since = None
                 return False
             settings = self.settings
-            if waiting < settings.drain_min_calls and not self._handed_off:
+            if not self._deferred_outcomes and not self._handed_off and \
+                    self.pending() < settings.drain_min_calls:
                 since = self._waiting_since
                 if since is None:
                     self._waiting_since = since = clock
