@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import inferwatch
+from inferwatch import faults
 from inferwatch.core import drain_folds, monitor_drain
 from inferwatch.core.prediction_batch import PredictionBatch
 from inferwatch.core.registry import Registry
@@ -110,6 +111,50 @@ def test_one_budget_for_every_model_version_of_a_scrape(monkeypatch):
     assert sum(mon.pending() for mon in monitors) == 0
     assert sum(mon.state.counters["inferwatch_requests_total"][("ok",)]
                for mon in monitors) == folded + waiting
+    registry.close()
+
+
+def _requests_ok(mon) -> float:
+    return mon.state.counters.get("inferwatch_requests_total", {}).get(("ok",), 0.0)
+
+
+def test_a_version_idle_when_the_scrape_began_folds_only_while_budget_is_left(monkeypatch):
+    # A scrape remembers little of a version with nothing waiting as it begins (most of a
+    # deployment of many): whatever that version holds by its turn came since. Past the
+    # budget it folds none of it, as a version whose calls came since does; a version
+    # that waited and got nothing new folds everything; with budget left, all fold.
+    chunk = 64
+    registry = Registry(drain_interval=3600)
+    busy, idle, waited = (registry.monitor("m", str(v)) for v in range(3))
+    for _ in range(10 * chunk):
+        busy.record_call(0.01, 0.5)
+    for _ in range(5):
+        waited.record_call(0.01, 0.5)
+
+    def more() -> None:
+        for _ in range(3 * chunk):
+            busy.record_call(0.01, 0.5)
+        if not idle.pending():  # one call: the least that came since
+            idle.record_call(0.01, 0.5)
+
+    monkeypatch.setattr(monitor_drain, "DRAIN_CHUNK_CALLS", chunk)
+    monkeypatch.setattr(monitor_drain, "_clock", _StepClock(1.0, more))
+    budget_faults = faults.internal_error_counts().get("drain_budget", 0)
+    registry.drain()
+    assert _requests_ok(busy) == int(monitor_drain.DRAIN_BUDGET_SECONDS) * chunk
+    assert _requests_ok(idle) == 0 and idle.pending() == 1
+    assert _requests_ok(waited) == 5 and waited.pending() == 0
+    assert faults.internal_error_counts().get("drain_budget", 0) > budget_faults
+    # With the budget never spent, what comes to a version idle when the scrape began, before
+    # its turn (at the scrape's first look at the clock), is folded.
+    monkeypatch.setattr(monitor_drain, "_clock", _StepClock(0.0))
+    registry.drain()
+    assert idle.pending() == 0 and waited.pending() == 0
+    came = []
+    monkeypatch.setattr(monitor_drain, "_clock", _StepClock(0.0, lambda: None if came else (
+        came.append(1), waited.record_call(0.01, 0.5))))
+    registry.drain()
+    assert came and waited.pending() == 0 and _requests_ok(waited) == 6
     registry.close()
 
 

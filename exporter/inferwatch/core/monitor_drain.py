@@ -81,6 +81,8 @@ _clock = time.monotonic  # what the budget is measured by (a test replaces it)
 # its first hold (huge results read whole, later slices): minutes of rows at most.
 APART_WAIT_SECONDS = 120.0
 _fold_clock = time.perf_counter  # what a chunk's fold time is measured by (likewise)
+# budget_mark() of a monitor with nothing waiting: every call finished is more than it.
+NOTHING_WAITED = -1
 
 
 class MonitorDrain:
@@ -272,6 +274,27 @@ class MonitorDrain:
                     faults.record("drain_wait")
                     return
                 self._apart.wait(min(left, 1.0))
+
+    def budget_mark(self) -> int:
+        """What a drain of many monitors keeps of this one as it sets their shared deadline
+        (the `finished_before` of :meth:`drain`): :meth:`calls_finished`, or
+        :data:`NOTHING_WAITED` when nothing waits, for which every call found later came
+        since. A few truth tests for an idle monitor, which a scrape of many finds most of.
+
+        >>> from inferwatch.core.registry import Registry
+        >>> registry = Registry(drain_interval=3600)
+        >>> mon = registry.monitor("m", "1")
+        >>> mon.budget_mark() == NOTHING_WAITED
+        True
+        >>> mon.record_call(0.01, 0.5)
+        >>> mon.budget_mark() == mon.calls_finished() == 1
+        True
+        >>> registry.close()
+        """
+        if not (self._calls or self._proba_calls or self._errors or self._requests
+                or self._streams or self._handed_off_calls):
+            return NOTHING_WAITED
+        return self.calls_finished()
 
     def calls_finished(self) -> int:
         """Calls finished so far: folded, waiting, or dropped (what a drain's budget looks

@@ -242,7 +242,7 @@ class Registry(DrainThread):
         monitor reached once the budget is spent folds nothing if calls came to it since the
         scrape began (they outpace the fold), and everything otherwise."""
         monitors = self.monitors()  # a worker of its own first (see there)
-        finished = [monitor.calls_finished() for monitor in monitors]
+        finished = [monitor.budget_mark() for monitor in monitors]
         deadline = monitor_drain._clock() + monitor_drain.DRAIN_BUDGET_SECONDS
         for index, monitor in enumerate(monitors):
             # The first starts with the whole budget; each after it checks what is left
