@@ -124,3 +124,31 @@ def test_deferred_outcomes_are_bounded_and_the_dropped_counted(monkeypatch) -> N
     assert _correct(mon) == 3.0
     assert faults.internal_error_counts().get("outcome", 0) == before + 2
     assert not mon._deferred_outcomes
+
+
+def test_an_outcome_dropped_while_a_join_empties_the_deque_is_counted(monkeypatch) -> None:
+    # A drain joins deferred outcomes only when some wait, so a drop must never be left for
+    # it to find alone: here one is dropped just after the join counted the drops, while the
+    # deque is still full, and the join then empties the deque.
+    model, mon = _classifier()
+    monkeypatch.setattr(monitor_module, "MAX_DEFERRED_OUTCOMES", 3)
+    for i in range(3):
+        model(1, request_id=f"r-{i}")
+    with mon._lock:
+        for i in range(3):
+            mon.record_outcome(f"r-{i}", "yes")
+    count_drops, looked = mon._count_dropped_outcomes, []
+
+    def count_then_drop() -> None:
+        count_drops()
+        if not looked:
+            looked.append(True)
+            mon.defer_outcome("late", "yes", 0.0, True)  # the deque is full: dropped
+
+    monkeypatch.setattr(mon, "_count_dropped_outcomes", count_then_drop)
+    before = faults.internal_error_counts().get("outcome", 0)
+    mon.drain()
+    assert looked and not mon._deferred_outcomes and _correct(mon) == 3.0
+    assert faults.internal_error_counts().get("outcome", 0) == before + 1
+    mon.drain()  # nothing more to count
+    assert faults.internal_error_counts().get("outcome", 0) == before + 1

@@ -436,21 +436,24 @@ class Monitor(PendingBound, MonitorDrain):
               deadline: float | None = None, finished_before: int | None = None) -> None:
         """:meth:`MonitorDrain.drain`, then the outcomes deferred meanwhile joined."""
         super().drain(now, budget=budget, deadline=deadline, finished_before=finished_before)
-        if self._deferred_outcomes or count_value(self._deferred_outcomes_dropped) != \
-                self._deferred_outcomes_dropped_counted:
+        # Outcomes waiting alone tell a join is due: one is dropped only while the deque is
+        # full, and a join counts the drops as it begins and as it ends (see there).
+        if self._deferred_outcomes:
             self._join_deferred_outcomes()
 
     def _join_deferred_outcomes(self) -> None:
         """Join the outcomes deferred so far, in the order they came; the ones this thread
-        still cannot join (it holds a lock itself) wait for a later drain. Never raises."""
+        still cannot join (it holds a lock itself) wait for a later drain. Never raises.
+
+        The outcomes dropped are counted as the join begins, and again as it ends: an
+        outcome is dropped only while the deque is full, so one dropped after the join
+        looked (and before it emptied the deque) is counted by its end, and one dropped
+        after that leaves the deque full, which the next drain joins."""
         if self._joining_deferred:  # a join drains, and this drain must not join again
             return
         self._joining_deferred = True
         try:
-            dropped = count_value(self._deferred_outcomes_dropped)
-            if dropped != self._deferred_outcomes_dropped_counted:
-                faults.record("outcome", count=dropped - self._deferred_outcomes_dropped_counted)
-                self._deferred_outcomes_dropped_counted = dropped
+            self._count_dropped_outcomes()
             deferred = self._deferred_outcomes
             for _ in range(len(deferred)):
                 request_id, y_true, at, forward = deferred.popleft()
@@ -458,7 +461,16 @@ class Monitor(PendingBound, MonitorDrain):
         except Exception as exc:
             faults.record("outcome", exc)
         finally:
-            self._joining_deferred = False
+            try:
+                self._count_dropped_outcomes()
+            finally:
+                self._joining_deferred = False
+
+    def _count_dropped_outcomes(self) -> None:
+        dropped = count_value(self._deferred_outcomes_dropped)
+        if dropped != self._deferred_outcomes_dropped_counted:
+            faults.record("outcome", count=dropped - self._deferred_outcomes_dropped_counted)
+            self._deferred_outcomes_dropped_counted = dropped
 
     def record_call(self, duration: float, result: object, probabilities: bool = False) -> None:
         """Record a finished call; what the instrument() wrappers do inline. Never raises:
