@@ -3,7 +3,8 @@
 One row per shape: a float function, a numpy scalar, ``predict`` on 1 and 100 rows,
 ``predict_proba`` on 1 and 100 rows, dict outputs, a dict of a label and a score (alone,
 and in a list, as a pipeline answers), a label beside its map of class probabilities, a
-tuple and a list of output arrays, a 50-feature reference, and 1, 10 and 100 models, and
+tuple and a list of output arrays, a 50-feature reference, and 1, 10 and 100 models, what
+an idle model costs the background pass and a scrape's drain, and
 one 10-million-row batch (how long the monitor lock is held at a time), also called with
 ``request_id=``. For each: the hot-path overhead, the total (hot path, a drain every 1,000 calls
 as the background drain does at 1,000 calls/s, and a scrape every 15,000 calls) as ratios
@@ -244,16 +245,7 @@ def _many_models(models: int, calls_per_drain: int, rounds: int,
     count = Counter("naive_requests", "requests", ["model"], registry=naive_registry)
     naive, wrapped = [], []
     for m in range(models):
-        observe, inc = hist.labels(str(m)).observe, count.labels(str(m)).inc
-
-        def one(x, observe=observe, inc=inc):
-            start = time.perf_counter()
-            result = fn(x)
-            observe(time.perf_counter() - start)
-            inc()
-            return result
-
-        naive.append(one)
+        naive.append(_naive_labelled(fn, hist.labels(str(m)).observe, count.labels(str(m)).inc))
         if probabilities:  # the model instrumented, as users do: its rows are probabilities
             wrapped.append(instrument(model, name=f"m{m}", version="1",
                                       registry=monitors).predict_proba)
@@ -309,6 +301,70 @@ def _many_models(models: int, calls_per_drain: int, rounds: int,
                f"pass {fmt_seconds(per_monitor)}/monitor, mean)",
                fmt_seconds(medians["iw"] - medians["bare"]), fmt_seconds(naive_overhead),
                ratio, f"<= {target}x", ratio <= target)
+
+
+def _idle_versions(versions: int, rounds: int) -> list[Row]:
+    """What a model version with nothing waiting costs the background pass (a look a second)
+    and a scrape's drain, each per version over `versions` idle ones, beside one call of
+    the naive wrapper: most versions of a deployment of many are idle at any moment."""
+    from prometheus_client import Counter, Histogram
+
+    from inferwatch.core.instrument import instrument
+    from inferwatch.core.registry import Registry
+
+    def fn(x):
+        return 0.5
+
+    monitors = Registry(drain_interval=3600)
+    for m in range(versions):  # models of one version each: a model's versions are capped
+        instrument(fn, name=f"m{m}", version="1", registry=monitors)(0)
+    monitors.drain()
+    assert len(monitors.monitors()) == versions
+    registry = CollectorRegistry()
+    naive = _naive_labelled(fn, Histogram("naive_latency_seconds", "latency", ["model"],
+                                          registry=registry).labels("m").observe,
+                            Counter("naive_requests", "requests", ["model"],
+                                    registry=registry).labels("m").inc)
+    clock = [0.0]
+
+    def passes() -> float:
+        start = time.perf_counter()
+        for _ in range(100):
+            clock[0] += 1.0
+            monitors.drain_due(clock[0])
+        return (time.perf_counter() - start) / (100 * versions)
+
+    def drains() -> float:
+        start = time.perf_counter()
+        for _ in range(20):
+            monitors.drain()
+        return (time.perf_counter() - start) / (20 * versions)
+
+    def naive_calls() -> float:
+        start = time.perf_counter()
+        for i in range(2000):
+            naive(i)
+        return (time.perf_counter() - start) / 2000
+
+    results = _rounds({"pass": passes, "drain": drains, "naive": naive_calls}, rounds)
+    monitors.close()
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    return [Row(f"{versions} idle model versions: {what}, per version", fmt_seconds(medians[key]),
+                f"{fmt_seconds(medians['naive'])} (one call of the naive wrapper)",
+                medians[key] / medians["naive"], "(decomposition)", True)
+            for key, what in (("pass", "the background pass's look"),
+                              ("drain", "a scrape's drain"))]
+
+
+def _naive_labelled(fn: Callable, observe: Callable, inc: Callable) -> Callable:
+    """The naive wrapper of one model's series of labelled metrics."""
+    def one(x):
+        start = time.perf_counter()
+        result = fn(x)
+        observe(time.perf_counter() - start)
+        inc()
+        return result
+    return one
 
 
 def _huge_batch(kind: str, rows: int, request_id: str | None = None, amid: int = 0) -> Row:
@@ -595,6 +651,7 @@ def run(quick: bool = False) -> list[Row]:
             rows.append(_many_models(models, 10, rounds, probabilities))
         # Traffic as many deployments see it: a few models busy, the rest idle and scraped.
         rows.append(_many_models(100, 10, rounds, probabilities, called=10))
+    rows.extend(_idle_versions(100, rounds))
     for kind in ("class labels", "float values"):
         rows.append(_huge_batch(kind, HUGE_BATCH_ROWS // (10 if quick else 1)))
     # The delayed-ground-truth flow: the request path, which also keeps the rows its
