@@ -149,8 +149,16 @@ def test_a_connection_that_was_answered_outlives_idle_strangers():
 def test_tls_clients_that_never_send_a_client_hello_count_against_the_budget(certs):  # noqa: F811
     with serve(port=0, addr="127.0.0.1", registry=registry(), certfile=str(certs["cert"]),
                keyfile=str(certs["key"]), max_connections=5, read_timeout=60) as server:
-        silent = [socket.create_connection(("127.0.0.1", server.port), timeout=HANG_GUARD)
-                  for _ in range(20)]
+        silent = []
+        for _ in range(20):
+            silent.append(socket.create_connection(("127.0.0.1", server.port),
+                                                   timeout=HANG_GUARD))
+            # Each accepted before the next connects: with the accept queue full (a busy
+            # machine), a socket's last ACK is dropped and it is accepted after later ones,
+            # and the server would rightly keep that older socket as its newest.
+            count = len(silent)
+            _wait_for(lambda: count == server.open_connections  # noqa: B023 - called at once
+                      + server.evicted_connections)
         try:
             # The first 15 are evicted by the 5 that came after them.
             assert all(closed_by_server(sock) for sock in silent[:15])
