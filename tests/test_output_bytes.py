@@ -157,3 +157,53 @@ def test_a_layout_reads_as_no_one_array():
     assert isinstance(layout, OutputsLayout)
     assert layout.shape == () and layout.dtype is None and layout.stackable
     assert not freeze_outputs((np.zeros((2, 0)),), None)[0].stackable
+
+
+def _reference_raws(layout: OutputsLayout, value: object) -> list[bytes] | None:
+    """What a layout's reader must give: every part's bytes when `value` has its container,
+    length, and plain arrays of its dtypes and shapes, else None."""
+    if value.__class__ is not layout.container or len(value) != len(layout.shapes):
+        return None
+    for part, dtype, shape in zip(value, layout.dtypes, layout.shapes):
+        if type(part) is not np.ndarray or part.dtype != dtype or part.shape != shape:
+            return None
+    return [part.tobytes() for part in value]
+
+
+def _changed(part: np.ndarray, how: str) -> object:
+    if how == "dtype":
+        return part.astype(np.float32 if part.dtype != np.float32 else np.float64)
+    if how == "shape":
+        return part.reshape(1, *part.shape) if part.size else np.zeros((*part.shape, 1))
+    if how == "subclass":  # a masked array's bytes are not all it holds
+        return np.ma.masked_array(part)
+    return part.tolist()  # no array at all
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.lists(st.tuples(_shapes, _dtypes), min_size=1, max_size=5),
+       container=st.sampled_from([tuple, list]))
+def test_a_layouts_reader_takes_exactly_the_containers_of_its_layout(parts, container):
+    # One, two and three parts are read by code of their own, more by a loop: each gives
+    # the bytes of a call of its layout, refilled with other values, and None for a call
+    # that differs in any one part, in its container or in its length.
+    first = container(np.zeros(shape, dtype=dtype) for shape, dtype in parts)
+    layout, raws = freeze_outputs(first, None)
+    assert layout.raws_of(first) == raws
+    refilled = [np.full(shape, 3, dtype=dtype) for shape, dtype in parts]
+    calls = [container(refilled), (list if container is tuple else tuple)(refilled),
+             container(refilled[:-1]), container([*refilled, np.zeros(1)])]
+    for j in range(len(refilled)):
+        for change in ("dtype", "shape", "subclass", "no array"):
+            changed = list(refilled)
+            changed[j] = _changed(changed[j], change)
+            calls.append(container(changed))
+    for index, value in enumerate(calls):
+        expected = _reference_raws(layout, value)
+        assert (expected is not None) == (index == 0)
+        assert layout.raws_of(value) == expected
+        frozen = freeze_outputs(value, layout)
+        if expected is not None:
+            assert frozen == (layout, expected)  # the same layout object: a run stays one
+        else:
+            assert frozen is None or frozen[0] is not layout

@@ -583,14 +583,20 @@ def _sync_wrapper(fn: Callable, monitor: Monitor, probabilities: bool) -> Callab
                 # A runtime's outputs (ONNX Runtime's list of arrays): each small array's
                 # bytes with their layout (output_bytes), which the drain reads as one array
                 # per output; a container of anything else is copied as before (told by its
-                # first item first: a list of one score pays no call for the look).
-                frozen = freeze_outputs(result, known_outputs) \
-                    if result and result[0].__class__ is ndarray else None
-                if frozen is None:
-                    done = (clock() - start, outputs_snapshot(result))
+                # first item first: a list of one score pays no call for the look). The
+                # layout of the last such call reads a call of the same one at once.
+                layout = known_outputs
+                raws = None if layout is None else layout.raws_of(result)
+                if raws is not None:
+                    done = (clock() - start, layout, None, raws)
                 else:
-                    known_outputs = frozen[0]
-                    done = (clock() - start, known_outputs, None, frozen[1])
+                    frozen = freeze_outputs(result, None) \
+                        if result and result[0].__class__ is ndarray else None
+                    if frozen is None:
+                        done = (clock() - start, outputs_snapshot(result))
+                    else:
+                        known_outputs = frozen[0]
+                        done = (clock() - start, known_outputs, None, frozen[1])
             elif cls is dict:
                 done = (clock() - start, outputs_snapshot(result))
             else:

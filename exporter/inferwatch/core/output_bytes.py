@@ -5,9 +5,10 @@ its probabilities, or several heads), as do TensorRT and other runtimes that may
 the same buffers on every call; a model may return a tuple of arrays too. The call must
 be recorded as it saw them, so the fast path keeps each array's bytes with an
 :class:`OutputsLayout` of their container, dtypes and shapes, shared by every call of that
-layout (the bytes cost a third of a copy, and looking at each array's dtype and shape about
-the rest: the call costs what copies did). The gain is the drain's: a drain of calls of one
-layout joins each output's bytes into one array (:class:`StackedOutputs`) instead of
+layout. The bytes cost a third of a copy; the look at each array's dtype and shape is made
+by the layout's own reader (:attr:`OutputsLayout.raws_of`), without a loop for up to three
+arrays, where a loop over the parts cost as much as copies did. In the drain, calls of one
+layout join each output's bytes into one array (:class:`StackedOutputs`) instead of
 checking and concatenating an array per call and output; any other drain reads each call's
 container back as it was.
 
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +46,7 @@ class OutputsLayout:
     32
     """
 
-    __slots__ = ("container", "dtypes", "nbytes", "shapes", "stackable")
+    __slots__ = ("container", "dtypes", "nbytes", "raws_of", "shapes", "stackable")
     dtype = None
     shape = ()
 
@@ -53,6 +55,9 @@ class OutputsLayout:
         self.container = container
         self.dtypes = dtypes
         self.shapes = shapes
+        # value -> each part's bytes when `value` has this layout, else None (a function of
+        # its own: the fast path calls it for each call's outputs).
+        self.raws_of = _raws_reader(container, dtypes, shapes)
         self.nbytes = sum(dtype.itemsize * math.prod(shape)
                           for dtype, shape in zip(dtypes, shapes))
         # No axis of size 0, which a reshape to -1 rows cannot place (a 0-d array is one).
@@ -73,17 +78,9 @@ def freeze_outputs(value: tuple | list, last: OutputsLayout | None
     holds objects, or too many bytes), which the caller copies as before. `last`, the
     layout of the caller's last such call, is returned again for a call of the same one:
     the drain tells a run of calls of one layout by identity."""
-    if last is not None and last.container is value.__class__ and \
-            len(value) == len(last.shapes):
-        raws = []
-        for part, dtype, shape in zip(value, last.dtypes, last.shapes):
-            # The dtype by identity (numpy's own dtypes are shared), the shape by value: a
-            # layout was made only of parts that passed the checks below, which these match.
-            if part.__class__ is not _ndarray or part.dtype is not dtype or \
-                    part.shape != shape:
-                break
-            raws.append(part.tobytes())
-        else:
+    if last is not None:
+        raws = last.raws_of(value)
+        if raws is not None:
             return last, raws
     dtypes, shapes, raws = [], [], []
     total = 0
@@ -100,6 +97,67 @@ def freeze_outputs(value: tuple | list, last: OutputsLayout | None
     if not raws or total > COPY_LIMIT_BYTES:
         return None
     return OutputsLayout(value.__class__, dtypes, shapes), raws
+
+
+def _raws_reader(container: type, dtypes: list[np.dtype], shapes: list[tuple[int, ...]]
+                 ) -> Callable[[Any], list[bytes] | None]:
+    """:attr:`OutputsLayout.raws_of` of a layout: the bytes of each part of a `container`
+    whose parts are plain numpy arrays of these dtypes and shapes, else None. Each dtype by
+    identity (numpy's own dtypes are shared), each shape by value: a layout is made only of
+    parts that passed :func:`freeze_outputs`' checks, which these match.
+
+    One, two and three parts (a runtime's usual outputs: a label, its probabilities, a
+    score) are read without a loop, whose machinery cost as much as the bytes themselves.
+
+    >>> reader = _raws_reader(list, [np.dtype(np.float64)], [(1,)])
+    >>> reader([np.array([0.5])]) == [np.array([0.5]).tobytes()], reader((np.array([0.5]),))
+    (True, None)
+    """
+    ndarray = _ndarray
+    if len(dtypes) == 1:
+        (d0,), (s0,) = dtypes, shapes
+
+        def raws_of(value: Any) -> list[bytes] | None:
+            if value.__class__ is container and len(value) == 1:
+                (a,) = value
+                if a.__class__ is ndarray and a.dtype is d0 and a.shape == s0:
+                    return [a.tobytes()]
+            return None
+    elif len(dtypes) == 2:
+        (d0, d1), (s0, s1) = dtypes, shapes
+
+        def raws_of(value: Any) -> list[bytes] | None:
+            if value.__class__ is container and len(value) == 2:
+                a, b = value
+                if a.__class__ is ndarray and b.__class__ is ndarray and a.dtype is d0 and \
+                        b.dtype is d1 and a.shape == s0 and b.shape == s1:
+                    return [a.tobytes(), b.tobytes()]
+            return None
+    elif len(dtypes) == 3:
+        (d0, d1, d2), (s0, s1, s2) = dtypes, shapes
+
+        def raws_of(value: Any) -> list[bytes] | None:
+            if value.__class__ is container and len(value) == 3:
+                a, b, c = value
+                if a.__class__ is ndarray and b.__class__ is ndarray and \
+                        c.__class__ is ndarray and a.dtype is d0 and b.dtype is d1 and \
+                        c.dtype is d2 and a.shape == s0 and b.shape == s1 and c.shape == s2:
+                    return [a.tobytes(), b.tobytes(), c.tobytes()]
+            return None
+    else:
+        parts = len(dtypes)
+
+        def raws_of(value: Any) -> list[bytes] | None:
+            if value.__class__ is not container or len(value) != parts:
+                return None
+            raws = []
+            for part, dtype, shape in zip(value, dtypes, shapes):
+                if part.__class__ is not ndarray or part.dtype is not dtype or \
+                        part.shape != shape:
+                    return None
+                raws.append(part.tobytes())
+            return raws
+    return raws_of
 
 
 class StackedOutputs:
