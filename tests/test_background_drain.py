@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import inferwatch
+from inferwatch.core.monitor_drain import NOTHING_WAITED
 from inferwatch.core.options import Settings
 from inferwatch.core.registry import Registry
 from inferwatch.serving.bridge import InferwatchCollector
@@ -164,6 +165,9 @@ def test_a_pass_finds_every_kind_of_waiting_work(registry, leave):
     leave(registry, monitor)
     deferred = leave is _one_deferred_outcome
     assert monitor.pending() == (0 if deferred else 1)
+    # A scrape's budget tells the same kinds apart by its own truth tests: a call waiting
+    # is counted, and only a monitor with none is marked as having had none.
+    assert monitor.budget_mark() == (NOTHING_WAITED if deferred else monitor.calls_finished())
     if not deferred:  # outcomes deferred are joined at the next pass, without waiting
         assert registry.drain_due(clock=100.0) == 0
     assert registry.drain_due(clock=105.0) == 1
