@@ -12,6 +12,7 @@ from .common import print_table, print_unmet
 MODULES = {
     "bench_hot_path": "Hot path: instrument() vs a naive prometheus_client wrapper",
     "bench_shapes": "Per call shape: instrument() vs a naive prometheus_client wrapper",
+    "bench_drain_memory": "Drains of many-row calls: glibc's heap and page faults",
     "bench_quantiles": "Rolling quantiles: accuracy and memory",
     "bench_drift": "Drift: PSI + JS + KS",
     "bench_encoding": "Encoding: inferwatch's encoder vs prometheus_client's generate_latest",
