@@ -345,8 +345,8 @@ def test_a_huge_text_column_is_folded_a_slice_per_hold(make, request_id):
             assert classes.__class__ is ArrayRows and classes[:3] == ("cat", "dog", "bird")
             kept = monitor.outcomes.kept_rows(request_id)[1]
             monitor.record_outcome(request_id, labels.tolist())
-            # Four slices' labels fit the outcome's byte bound (which tables past it are cut
-            # by is tested in test_outcomes_huge_tables): every row is kept and judged.
+            # Four slices of labels fit under the outcome's byte bound, so every row is kept
+            # and judged (a table past the bound is cut: test_outcomes_huge_tables).
             assert kept == labels.size
             assert scraper.value("inferwatch_outcomes_total", result="correct") == kept
     finally:
